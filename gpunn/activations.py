@@ -175,7 +175,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("sigmoid", 2, _sigmoid, _sigmoid_grad, _sigmoid_grad_from_output, "glorot"),
         Activation("tanh", 3, _tanh, _tanh_grad, _tanh_grad_from_output, "glorot"),
         Activation("leaky_relu", 4, _leaky_forward, _leaky_relu_grad, _leaky_relu_grad_from_output, "he"),
-        Activation("softplus", 5, _softplus, _sigmoid_grad, None, "glorot"),
+        Activation("softplus", 5, _softplus, _sigmoid, None, "glorot"),  # softplus' = sigmoid
         Activation("gelu", 6, _gelu, _gelu_grad, None, "he"),
         Activation("silu", 7, _silu, _silu_grad, None, "he"),
         Activation("elu", 8, _elu, _elu_grad, _elu_grad_from_output, "he"),
