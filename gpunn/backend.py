@@ -1,0 +1,143 @@
+"""Device resolution: which array module (NumPy or CuPy) and which device a model runs on.
+
+CuPy is probed once per process (``cupy.is_available()`` can take seconds); the
+answer, and the reason when there is no usable GPU, is cached.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy
+
+ENV_DEVICE = "GPUNN_DEVICE"
+
+
+class DeviceError(RuntimeError):
+    """A GPU was asked for explicitly and cannot be used."""
+
+
+class CPUFallbackWarning(RuntimeWarning):
+    """device="auto" found no usable GPU and runs on NumPy."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "cpu" or "cuda"
+    xp: object  # the array module: numpy or cupy
+    device_id: int | None = None
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.name == "cpu" else f"cuda:{self.device_id}"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "cuda"
+
+    def use(self):
+        """Context manager that makes this backend's device current (a no-op on CPU)."""
+        if self.is_gpu:
+            return self.xp.cuda.Device(self.device_id)
+        return _NullContext()
+
+    def to_host(self, array):
+        return array.get() if self.is_gpu else array
+
+    def describe(self) -> str:
+        if not self.is_gpu:
+            return "cpu (NumPy)"
+        props = self.xp.cuda.runtime.getDeviceProperties(self.device_id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        return f"cuda:{self.device_id} ({name}, CuPy {self.xp.__version__})"
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+CPU = Backend("cpu", numpy)
+
+
+@functools.lru_cache(maxsize=1)
+def probe_cuda() -> tuple[object | None, int, str]:
+    """Return (cupy module or None, device count, reason when unusable). Runs once."""
+    try:
+        import cupy
+    except ImportError:
+        return None, 0, "CuPy is not installed (pip install 'gpunn[cuda12]' or 'gpunn[cuda13]')"
+    except Exception as exc:  # a broken CuPy install must not break the CPU path
+        return None, 0, f"CuPy failed to import: {exc}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        text = str(exc)
+        if "insufficient" in text.lower() or "driver" in text.lower():
+            return None, 0, f"the NVIDIA driver is missing or too old for this CuPy build ({text})"
+        return None, 0, f"no CUDA device is usable ({text})"
+    if count == 0:
+        return None, 0, "no CUDA device was found"
+    return cupy, count, ""
+
+
+_fallback_announced = False
+
+
+def _announce_fallback(reason: str) -> None:
+    global _fallback_announced
+    if not _fallback_announced:
+        _fallback_announced = True
+        warnings.warn(f"gpunn: running on CPU (NumPy): {reason}", CPUFallbackWarning, stacklevel=3)
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")
+
+
+def resolve(device: str | Backend | None = "auto") -> Backend:
+    """Resolve "auto" | "cpu" | "cuda" | "cuda:N" (or the GPUNN_DEVICE override) to a Backend.
+
+    The environment variable wins over "auto" only, so code that names a device keeps it.
+    """
+    if isinstance(device, Backend):
+        return device
+    if device is None or device == "auto":
+        device = os.environ.get(ENV_DEVICE, "auto") or "auto"
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not {device!r}")
+    match = _DEVICE_RE.match(device.strip().lower())
+    if not match:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cpu":
+        if index not in (None, "0"):
+            raise ValueError(f"unknown device {device!r}; the CPU backend has one device, 'cpu'")
+        return CPU
+    cupy, count, reason = probe_cuda()
+    wanted = int(index) if index is not None else None
+    if kind == "auto":
+        if cupy is None:
+            _announce_fallback(reason)
+            return CPU
+        return Backend("cuda", cupy, 0 if wanted is None else wanted)
+    if cupy is None:
+        raise DeviceError(f"device {device!r} was requested but {reason}. Use device='cpu' or 'auto'.")
+    wanted = 0 if wanted is None else wanted
+    if wanted >= count:
+        raise DeviceError(f"device {device!r} was requested but only {count} CUDA device(s) exist (cuda:0..cuda:{count - 1})")
+    return Backend("cuda", cupy, wanted)
+
+
+def backend_of(array) -> Backend:
+    """The backend an array lives on (for inputs already on a device)."""
+    module = type(array).__module__
+    if module.startswith("cupy"):
+        return Backend("cuda", sys.modules["cupy"], array.device.id)
+    return CPU

@@ -1,0 +1,205 @@
+"""Synthetic regression tasks, generated on the target device from a seed.
+
+Rows are made in fixed chunks of CHUNK_ROWS, chunk k drawn from the stream
+(seed, task, k). So ``make(...)`` and ``stream(...)`` give the same rows for the
+same seed, and a stream can run far past device memory, one chunk at a time.
+Values are identical for a seed on one backend; CuPy's generator differs from
+NumPy's, so CPU and GPU draw different (equally distributed) data.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from . import backend as _backend
+from .rng import DeviceRNG, host_rng
+from .validation import positive_int
+
+CHUNK_ROWS = 65536
+
+
+class Task:
+    """A regression task: n_features inputs -> n_outputs targets, plus Gaussian noise."""
+
+    name = "task"
+
+    def __init__(self, n_features, n_outputs=1, noise=0.1, seed=0):
+        self.n_features = positive_int(n_features, "n_features")
+        self.n_outputs = positive_int(n_outputs, "n_outputs")
+        if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+        self.noise = float(noise)
+        self.seed = int(seed)
+
+    def inputs(self, rng, rows, dtype):
+        return rng.normal((rows, self.n_features), dtype)
+
+    def targets(self, xp, X):  # noiseless f(X), float64 or the input dtype
+        raise NotImplementedError
+
+    def chunk(self, backend, index, rows, dtype):
+        rng = DeviceRNG(backend, self.seed, self.name, index)
+        X = self.inputs(rng, rows, dtype)
+        Y = self.targets(backend.xp, X).astype(dtype, copy=False)
+        if self.noise:
+            Y += self.noise * rng.normal(Y.shape, dtype)
+        return X, Y
+
+
+class Teacher(Task):
+    """A random MLP (tanh hidden layers) scaled so each output has unit variance."""
+
+    name = "teacher"
+
+    def __init__(self, n_features, n_outputs=1, noise=0.1, seed=0, hidden=(32, 32)):
+        super().__init__(n_features, n_outputs, noise, seed)
+        rng = host_rng(seed, "teacher-weights")
+        sizes = [self.n_features, *hidden, self.n_outputs]
+        self._layers = [(rng.standard_normal((a, b)) / math.sqrt(a), 0.5 * rng.standard_normal(b))
+                        for a, b in zip(sizes[:-1], sizes[1:])]
+        calib = host_rng(seed, "teacher-calibration").standard_normal((4096, self.n_features))
+        out = self._apply(numpy, calib, self._layers)
+        self._mean, self._std = out.mean(axis=0), out.std(axis=0) + 1e-12
+
+    @staticmethod
+    def _apply(xp, X, layers):
+        A = X
+        for i, (W, b) in enumerate(layers):
+            A = A @ W + b
+            if i < len(layers) - 1:
+                A = xp.tanh(A)
+        return A
+
+    def targets(self, xp, X):
+        layers = [(xp.asarray(W, X.dtype), xp.asarray(b, X.dtype)) for W, b in self._layers]
+        return (self._apply(xp, X, layers) - xp.asarray(self._mean, X.dtype)) / xp.asarray(self._std, X.dtype)
+
+
+class Linear(Task):
+    """Y = X @ B with B ~ N(0, 1/n): unit-variance outputs."""
+
+    name = "linear"
+
+    def __init__(self, n_features, n_outputs=1, noise=0.1, seed=0):
+        super().__init__(n_features, n_outputs, noise, seed)
+        self._B = host_rng(seed, "linear-coefficients").standard_normal((self.n_features, self.n_outputs))
+        self._B /= math.sqrt(self.n_features)
+
+    def targets(self, xp, X):
+        return X @ xp.asarray(self._B, X.dtype)
+
+
+class Friedman1(Task):
+    """Friedman #1: y = 10 sin(pi x0 x1) + 20 (x2 - 1/2)^2 + 10 x3 + 5 x4, x ~ U(0, 1); extra features are noise."""
+
+    name = "friedman1"
+
+    def __init__(self, n_features=10, n_outputs=1, noise=1.0, seed=0):
+        super().__init__(n_features, n_outputs, noise, seed)
+        if self.n_features < 5:
+            raise ValueError(f"friedman1 needs at least 5 features, got {self.n_features}")
+        if self.n_outputs != 1:
+            raise ValueError(f"friedman1 has one output, got n_outputs={self.n_outputs}")
+
+    def inputs(self, rng, rows, dtype):
+        return rng.uniform((rows, self.n_features), 0.0, 1.0, dtype)
+
+    def targets(self, xp, X):
+        x = [X[:, i] for i in range(5)]
+        y = 10 * xp.sin(math.pi * x[0] * x[1]) + 20 * (x[2] - 0.5) ** 2 + 10 * x[3] + 5 * x[4]
+        return y.reshape(-1, 1)
+
+
+class Sinusoid(Task):
+    """y_k = sin(freq * x . d_k + phase_k) with random unit directions d_k, x ~ U(-pi, pi)."""
+
+    name = "sinusoid"
+
+    def __init__(self, n_features=1, n_outputs=1, noise=0.05, seed=0, frequency=1.0):
+        super().__init__(n_features, n_outputs, noise, seed)
+        rng = host_rng(seed, "sinusoid")
+        d = rng.standard_normal((self.n_features, self.n_outputs))
+        self._D = frequency * d / numpy.linalg.norm(d, axis=0, keepdims=True)
+        self._phase = rng.uniform(0, 2 * math.pi, self.n_outputs)
+
+    def inputs(self, rng, rows, dtype):
+        return rng.uniform((rows, self.n_features), -math.pi, math.pi, dtype)
+
+    def targets(self, xp, X):
+        return xp.sin(X @ xp.asarray(self._D, X.dtype) + xp.asarray(self._phase, X.dtype))
+
+
+TASKS = {cls.name: cls for cls in (Teacher, Linear, Friedman1, Sinusoid)}
+
+
+def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, **kwargs) -> Task:
+    if isinstance(task, Task):
+        return task
+    try:
+        cls = TASKS[task]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}") from None
+    args = dict(n_outputs=n_outputs, seed=seed, **kwargs)
+    if n_features is not None:
+        args["n_features"] = n_features
+    if noise is not None:
+        args["noise"] = noise
+    return cls(**args)
+
+
+def _chunks(task, backend, n_samples, dtype, first_chunk=0):
+    for index in range(first_chunk, math.ceil(n_samples / CHUNK_ROWS)):
+        rows = min(CHUNK_ROWS, n_samples - index * CHUNK_ROWS)
+        yield task.chunk(backend, index, rows, dtype)
+
+
+def make(task="teacher", n_samples=10000, n_features=None, n_outputs=1, noise=None, seed=0,
+         device="auto", dtype="float32", **kwargs):
+    """(X, Y) for a task, generated on ``device``. Y is always 2-D (rows x outputs)."""
+    backend = _backend.resolve(device)
+    n_samples = positive_int(n_samples, "n_samples")
+    task = get_task(task, n_features, n_outputs, noise, seed, **kwargs)
+    xp = backend.xp
+    with backend.use():
+        X = xp.empty((n_samples, task.n_features), dtype)
+        Y = xp.empty((n_samples, task.n_outputs), dtype)
+        for i, (Xc, Yc) in enumerate(_chunks(task, backend, n_samples, dtype)):
+            X[i * CHUNK_ROWS:i * CHUNK_ROWS + len(Xc)] = Xc
+            Y[i * CHUNK_ROWS:i * CHUNK_ROWS + len(Yc)] = Yc
+    return X, Y
+
+
+def stream(task="teacher", n_samples=10**9, batch_size=1024, n_features=None, n_outputs=1, noise=None,
+           seed=0, device="auto", dtype="float32", **kwargs):
+    """Yield (X, Y) batches of a dataset of n_samples rows, holding one chunk in memory at a time.
+
+    The rows are exactly those ``make`` would return for the same arguments.
+    """
+    backend = _backend.resolve(device)
+    batch_size = positive_int(batch_size, "batch_size")
+    n_samples = positive_int(n_samples, "n_samples")
+    task = get_task(task, n_features, n_outputs, noise, seed, **kwargs)
+    xp = backend.xp
+    pending_X, pending_Y = [], []
+    pending = 0
+    with backend.use():
+        for Xc, Yc in _chunks(task, backend, n_samples, dtype):
+            start = 0
+            if pending:  # complete the batch that straddles the chunk boundary
+                take = min(batch_size - pending, len(Xc))
+                pending_X.append(Xc[:take])
+                pending_Y.append(Yc[:take])
+                pending += take
+                start = take
+                if pending < batch_size:
+                    continue
+                yield xp.concatenate(pending_X), xp.concatenate(pending_Y)
+                pending_X, pending_Y, pending = [], [], 0
+            while start + batch_size <= len(Xc):
+                yield Xc[start:start + batch_size], Yc[start:start + batch_size]
+                start += batch_size
+            if start < len(Xc):
+                pending_X, pending_Y, pending = [Xc[start:]], [Yc[start:]], len(Xc) - start
+        if pending:
+            yield xp.concatenate(pending_X), xp.concatenate(pending_Y)

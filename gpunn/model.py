@@ -1,0 +1,220 @@
+"""The MLP: layer sizes, initialisation, flat parameters, forward and backward.
+
+Rows are examples. For layers l = 1..L (A[0] = X):
+    Z[l] = A[l-1] @ W[l] (+ b[l]),    A[l] = g[l](Z[l])
+    f    = (1/m) * ||A[L] - Y||_F^2
+    dA[L] = (2/m)(A[L] - Y);  dZ[l] = dA[l] * g'(Z[l]);  dW[l] = A[l-1]^T @ dZ[l]
+    db[l] = column sums of dZ[l];  dA[l-1] = dZ[l] @ W[l]^T
+W[l] and b[l] are views into one flat parameter buffer, their gradients views
+into one flat gradient buffer, so an optimizer step is one pass over each.
+"""
+from __future__ import annotations
+
+import numpy
+
+from . import backend as _backend
+from .activations import ACTIVATIONS, Activation, get_activation
+from .ops import ops_for
+from .validation import as_matrix, check_rows_match, positive_int
+
+DTYPES = ("float32", "float64")
+PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
+
+
+class ParamList(list):
+    """A list of views into a flat buffer; assigning an item copies into the buffer."""
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            raise TypeError("assign parameters one at a time, e.g. model.weights[0][...] = W")
+        target = list.__getitem__(self, index)
+        value = target.__class__(value) if not hasattr(value, "shape") else value
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"shape {tuple(value.shape)} does not match the parameter's {tuple(target.shape)}")
+        target[...] = value
+
+
+class _Workspace:
+    """Preallocated per-layer buffers for one batch size."""
+
+    def __init__(self, xp, rows, sizes, acts, dtype):
+        self.Z, self.A, self.dA = [], [], []
+        for n, act in zip(sizes[1:], acts):
+            Z = xp.empty((rows, n), dtype)
+            self.Z.append(Z)
+            # Z is kept beside A only for activations whose g' needs it; identity shares the buffer.
+            self.A.append(xp.empty((rows, n), dtype) if act.needs_input_for_grad else Z)
+            self.dA.append(xp.empty((rows, n), dtype))
+
+
+class MLP:
+    """A fully connected regression network trained on the mean squared error.
+
+    ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
+    ``activation`` applies to hidden layers (one name, or a list with one per hidden
+    layer); ``output_activation`` to the last. With ``bias=False`` and
+    ``optimizer="sgd"`` training is exactly the seed's W <- W - lr * dW.
+    """
+
+    def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
+                 dtype="float32", device="auto", seed=None):
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
+            raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}")
+        self.layer_sizes = [positive_int(n, f"layer_sizes[{i}]") for i, n in enumerate(layer_sizes)]
+        n_hidden = len(self.layer_sizes) - 2
+        if isinstance(activation, (list, tuple)):
+            if len(activation) != n_hidden:
+                raise ValueError(f"activation lists {len(activation)} names but the net has {n_hidden} hidden layers")
+            hidden = [get_activation(a) for a in activation]
+        else:
+            hidden = [get_activation(activation)] * n_hidden
+        self.activations: list[Activation] = hidden + [get_activation(output_activation)]
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.dtype = numpy.dtype(dtype)
+        self.bias = bool(bias)
+        self.backend = _backend.resolve(device)
+        self.xp = self.backend.xp
+        self.ops = ops_for(self.backend)
+        self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self._build_buffers()
+        self.init_parameters()
+        self._workspaces = {}
+
+    # ---- structure -------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    @property
+    def n_parameters(self) -> int:
+        return int(self.params.size)
+
+    @property
+    def n_weights(self) -> int:
+        return sum(a * b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+
+    def _views(self, flat):
+        weights, biases, offset = ParamList(), ParamList(), 0
+        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            weights.append(flat[offset:offset + n_in * n_out].reshape(n_in, n_out))
+            offset += n_in * n_out
+            if self.bias:
+                biases.append(flat[offset:offset + n_out])
+                offset += n_out
+        return weights, (biases if self.bias else None)
+
+    def _build_buffers(self):
+        total = sum(a * b + (b if self.bias else 0) for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        with self.backend.use():
+            self.params = self.xp.zeros(total, self.dtype)
+            self.grads = self.xp.zeros(total, self.dtype)
+        self.weights, self.biases = self._views(self.params)
+        self._dW, self._db = self._views(self.grads)
+
+    def init_parameters(self, seed=None):
+        """He-normal weights for the ReLU family, Glorot-normal otherwise; zero biases.
+
+        Drawn on the host from the seed, so the same seed gives the same start on every device.
+        """
+        rng = numpy.random.default_rng(self.seed if seed is None else seed)
+        for W, act, n_next in zip(self.weights, self.activations, self.layer_sizes[2:] + [None]):
+            n_in, n_out = W.shape
+            std = numpy.sqrt(2.0 / n_in) if act.init == "he" else numpy.sqrt(2.0 / (n_in + n_out))
+            W[...] = self.xp.asarray(rng.standard_normal((n_in, n_out)) * std, dtype=self.dtype)
+        if self.bias:
+            for b in self.biases:
+                b.fill(0)
+
+    def _workspace(self, rows):
+        ws = self._workspaces.get(rows)
+        if ws is None:
+            if len(self._workspaces) >= 4:  # batch size, last partial batch, a validation size...
+                self._workspaces.pop(next(iter(self._workspaces)))
+            ws = self._workspaces[rows] = _Workspace(self.xp, rows, self.layer_sizes, self.activations, self.dtype)
+        return ws
+
+    # ---- the math --------------------------------------------------------------------
+    def _forward(self, X, ws):
+        A_prev, ops = X, self.ops
+        for l, act in enumerate(self.activations):
+            Z, A = ws.Z[l], ws.A[l]
+            ops.matmul(A_prev, self.weights[l], out=Z)
+            b = self.biases[l] if self.bias else None
+            if b is not None or A is not Z or act.name != "identity":
+                ops.bias_activation(Z, b, act, A, keep_z=A is not Z)
+            A_prev = A
+        return A_prev
+
+    def _backward(self, X, Y, ws):
+        """Fill the flat gradient buffer; return sum((A[L] - Y)^2) as a device scalar."""
+        ops, L = self.ops, self.n_layers
+        sum_sq = ops.loss_gradient(ws.A[-1], Y, ws.dA[-1])
+        for l in range(L - 1, -1, -1):
+            act, dZ = self.activations[l], ws.dA[l]
+            if act.name != "identity":
+                from_output = not act.needs_input_for_grad
+                ops.activation_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ)
+            A_prev = ws.A[l - 1] if l else X
+            ops.matmul(A_prev.T, dZ, out=self._dW[l])
+            if self.bias:
+                ops.bias_gradient(dZ, self._db[l])
+            if l:
+                ops.matmul(dZ, self.weights[l].T, out=ws.dA[l - 1])
+        return sum_sq
+
+    def _train_step_gradients(self, X, Y):
+        """Forward and backward on a device batch; gradients land in ``self.grads``."""
+        ws = self._workspace(X.shape[0])
+        self._forward(X, ws)
+        return self._backward(X, Y, ws)
+
+    # ---- public API ------------------------------------------------------------------
+    def _as_input(self, X, name="X"):
+        return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
+
+    def _as_target(self, Y, name="Y"):
+        return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
+
+    def predict(self, X):
+        """A[L] for the rows of X, on the model's device (a NumPy array on CPU)."""
+        with self.backend.use():
+            X = self._as_input(X)
+            out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self.dtype)
+            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+                chunk = X[start:start + PREDICT_CHUNK_ROWS]
+                out[start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
+            return out
+
+    def loss(self, X, Y) -> float:
+        """f = (1/m) ||A[L] - Y||_F^2 as a Python float."""
+        with self.backend.use():
+            Y = self._as_target(Y)
+            A = self.predict(X)
+            check_rows_match(A, Y)
+            return float(self.ops.squared_error(A, Y)) / A.shape[0]
+
+    def loss_and_gradients(self, X, Y):
+        """(loss, dW, db) by the seed's backward equations over all rows of X; db is None without bias."""
+        with self.backend.use():
+            X, Y = self._as_input(X), self._as_target(Y)
+            check_rows_match(X, Y)
+            sum_sq = self._train_step_gradients(X, Y)
+            dW = [g.copy() for g in self._dW]
+            db = [g.copy() for g in self._db] if self.bias else None
+            return float(sum_sq) / X.shape[0], dW, db
+
+    def fit(self, X, Y, **kwargs):
+        """Train on (X, Y); see :func:`gpunn.train.fit` for the options. Returns the history."""
+        from .train import fit
+
+        return fit(self, X, Y, **kwargs)
+
+    def __repr__(self):
+        acts = [a.name for a in self.activations]
+        return (f"MLP(layer_sizes={self.layer_sizes}, activations={acts}, bias={self.bias}, "
+                f"dtype={self.dtype.name}, device={self.device!r})")

@@ -1,0 +1,185 @@
+"""Optimizers and learning-rate schedules, working on the model's flat buffers.
+
+An optimizer holds one flat state array per moment (same length as the
+parameters), so each step is one ``ops`` call over the whole model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def _check_lr(lr):
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
+    return float(lr)
+
+
+def _check_nonneg(name, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    name = "optimizer"
+    default_lr = 1e-3
+
+    def __init__(self, lr=None, weight_decay=0.0):
+        self.lr = _check_lr(self.default_lr if lr is None else lr)
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.steps = 0
+        self.state = {}  # name -> flat device array, shaped like the parameters
+
+    def bind(self, params, ops):
+        """Allocate state for the flat parameter buffer ``params`` (on its device)."""
+        self.ops = ops
+        for key in self.state_names():
+            if key not in self.state or self.state[key].shape != params.shape:
+                self.state[key] = ops.xp.zeros_like(params)
+        return self
+
+    def state_names(self):
+        return ()
+
+    def step(self, params, grads, lr):
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
+
+
+class SGD(Optimizer):
+    """W <- W - lr * dW (the seed's update), with optional (Nesterov) momentum and L2 decay."""
+
+    name = "sgd"
+    default_lr = 1e-2
+
+    def __init__(self, lr=None, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        self.momentum = _check_nonneg("momentum", momentum)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and not self.momentum:
+            raise ValueError("nesterov=True needs a momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def state_names(self):
+        return ("velocity",) if self.momentum else ()
+
+    def step(self, params, grads, lr):
+        self.steps += 1
+        self.ops.sgd_step(params, grads, self.state.get("velocity"), lr, self.momentum, self.nesterov, self.weight_decay)
+
+    def config(self):
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Momentum(SGD):
+    name = "momentum"
+
+    def __init__(self, lr=None, momentum=0.9, nesterov=False, weight_decay=0.0):
+        super().__init__(lr, momentum, nesterov, weight_decay)
+
+
+class Nesterov(SGD):
+    name = "nesterov"
+
+    def __init__(self, lr=None, momentum=0.9, weight_decay=0.0):
+        super().__init__(lr, momentum, True, weight_decay)
+
+
+class Adam(Optimizer):
+    """Adam with L2 weight decay added to the gradient (torch.optim.Adam)."""
+
+    name = "adam"
+    decoupled = False
+
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        for label, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= beta < 1:
+                raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def state_names(self):
+        return ("m", "v")
+
+    def step(self, params, grads, lr):
+        self.steps += 1
+        s = self.state
+        self.ops.adam_step(params, grads, s["m"], s["v"], lr, self.beta1, self.beta2, self.eps,
+                           self.steps, self.weight_decay, self.decoupled)
+
+    def config(self):
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (torch.optim.AdamW; default decay 0.01 as there)."""
+
+    name = "adamw"
+    decoupled = True
+
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
+
+
+def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
+    if isinstance(optimizer, Optimizer):
+        if kwargs.get("lr") is not None:
+            optimizer.lr = _check_lr(kwargs["lr"])
+        return optimizer
+    try:
+        cls = OPTIMIZERS[optimizer]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
+    accepted = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
+    if unknown:
+        raise ValueError(f"optimizer {optimizer!r} does not take {', '.join(unknown)}; it takes {', '.join(accepted)}")
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+
+
+# ---- learning-rate schedules: epoch index -> multiplier of the base rate -----------------
+@dataclass(frozen=True)
+class Schedule:
+    name: str = "constant"
+    step_size: int = 10  # step: epochs between decays
+    gamma: float = 0.1  # step: factor per decay; exponential: factor per epoch
+    total_epochs: int = 0  # cosine: period (0 means the run's epoch count)
+    min_factor: float = 0.0  # cosine: floor as a fraction of the base rate
+
+    def factor(self, epoch: int, epochs: int) -> float:
+        if self.name == "constant":
+            return 1.0
+        if self.name == "step":
+            return self.gamma ** (epoch // self.step_size)
+        if self.name == "exponential":
+            return self.gamma**epoch
+        period = self.total_epochs or epochs
+        cos = 0.5 * (1 + math.cos(math.pi * min(epoch, period) / period))
+        return self.min_factor + (1 - self.min_factor) * cos
+
+
+SCHEDULES = ("constant", "step", "exponential", "cosine")
+
+
+def make_schedule(schedule="constant", **kwargs) -> Schedule:
+    if isinstance(schedule, Schedule):
+        return schedule
+    if schedule is None:
+        schedule = "constant"
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    sched = Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})
+    if sched.step_size < 1:
+        raise ValueError(f"step_size must be a positive number of epochs, got {sched.step_size}")
+    if not 0 < sched.gamma <= 1:
+        raise ValueError(f"gamma must be in (0, 1], got {sched.gamma}")
+    return sched

@@ -1,0 +1,43 @@
+"""Seeded random streams on the target device.
+
+A stream is keyed by words (seed, purpose, index...), so any piece of work (an
+epoch's shuffle, a chunk of a dataset) can be regenerated on its own: resuming
+or streaming needs no saved generator state.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy
+
+
+def _words(words):
+    return [w if isinstance(w, int) else zlib.crc32(str(w).encode()) for w in words]
+
+
+class DeviceRNG:
+    """Normal, uniform and permutation draws made directly in the backend's memory."""
+
+    def __init__(self, backend, *words):
+        self.backend = backend
+        seq = numpy.random.SeedSequence(_words(words))
+        if backend.is_gpu:
+            with backend.use():
+                self._gen = backend.xp.random.RandomState(int(seq.generate_state(1, numpy.uint64)[0] >> 1))
+        else:
+            self._gen = numpy.random.default_rng(seq)
+
+    def normal(self, shape, dtype):
+        return self._gen.standard_normal(shape, dtype=dtype)
+
+    def uniform(self, shape, low, high, dtype):
+        if self.backend.is_gpu:
+            return self._gen.uniform(low, high, shape, dtype=dtype)
+        return self._gen.uniform(low, high, shape).astype(dtype, copy=False)
+
+    def permutation(self, n):
+        return self._gen.permutation(n)
+
+
+def host_rng(*words) -> numpy.random.Generator:
+    return numpy.random.default_rng(numpy.random.SeedSequence(_words(words)))

@@ -1,0 +1,55 @@
+"""Input checks: bad data gets a clear error naming what was wrong, never a silent result."""
+from __future__ import annotations
+
+import numpy
+
+
+def _kind_of(array) -> str:
+    return numpy.dtype(array.dtype).kind
+
+
+def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_columns: int | None = None):
+    """``data`` as a C-contiguous 2-D array of ``dtype`` on ``backend``'s device, checked.
+
+    A 1-D array is taken as one column when ``allow_1d`` (targets), never broadcast.
+    """
+    if data is None:
+        raise TypeError(f"{name} is None; pass a 2-D numeric array")
+    xp = backend.xp
+    if not hasattr(data, "dtype"):
+        try:
+            data = numpy.asarray(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name} could not be read as a numeric array: {exc}") from None
+    if _kind_of(data) not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}")
+    if data.ndim == 1 and allow_1d:
+        data = data.reshape(-1, 1)
+    if data.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if data.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (rows x columns); got shape {tuple(data.shape)}{hint}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(data.shape)}")
+    if n_columns is not None and data.shape[1] != n_columns:
+        raise ValueError(f"{name} has {data.shape[1]} columns but the model expects {n_columns}")
+    data = xp.ascontiguousarray(xp.asarray(data, dtype=dtype))
+    finite = xp.isfinite(data)
+    if not bool(finite.all()):
+        bad = int(finite.size - int(finite.sum()))
+        row, col = (int(i) for i in xp.argwhere(~finite)[0])
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s) (first at row {row}, column {col}) "
+            f"after conversion to {numpy.dtype(dtype).name}; clean or impute them before training"
+        )
+    return data
+
+
+def check_rows_match(X, Y, x_name="X", y_name="Y"):
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"{x_name} has {X.shape[0]} rows but {y_name} has {Y.shape[0]}; they must match")
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

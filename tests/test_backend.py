@@ -1,0 +1,115 @@
+"""Device resolution: auto fallback (said once, with the reason), explicit requests, the env override."""
+import sys
+import types
+import warnings
+
+import numpy
+import pytest
+
+from gpunn import MLP, backend
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Forget the cached CuPy probe and the fallback announcement around a test."""
+    backend.probe_cuda.cache_clear()
+    monkeypatch.setattr(backend, "_fallback_announced", False)
+    monkeypatch.delenv(backend.ENV_DEVICE, raising=False)
+    yield monkeypatch
+    backend.probe_cuda.cache_clear()
+
+
+def _without_cupy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+
+
+def _cupy_without_device(monkeypatch, error=None):
+    fake = types.ModuleType("cupy")
+
+    def count():
+        if error:
+            raise error
+        return 0
+
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=count))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+
+def test_auto_without_cupy_runs_on_numpy_and_says_why_once(fresh_probe):
+    _without_cupy(fresh_probe)
+    with pytest.warns(backend.CPUFallbackWarning, match="CuPy is not installed"):
+        model = MLP([2, 3, 1], device="auto")
+    assert model.device == "cpu" and model.xp is numpy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MLP([2, 3, 1], device="auto")  # said once only
+
+
+@pytest.mark.parametrize("error, reason", [(None, "no CUDA device was found"),
+                                           (RuntimeError("cudaErrorInsufficientDriver"), "driver")])
+def test_auto_with_cupy_but_no_usable_device(fresh_probe, error, reason):
+    _cupy_without_device(fresh_probe, error)
+    with pytest.warns(backend.CPUFallbackWarning, match=reason):
+        assert backend.resolve("auto").name == "cpu"
+
+
+@pytest.mark.parametrize("request_", ["cuda", "cuda:0", "gpu"])
+def test_explicit_cuda_without_gpu_raises(fresh_probe, request_):
+    _without_cupy(fresh_probe)
+    with pytest.raises(backend.DeviceError, match="CuPy is not installed"):
+        MLP([2, 1], device=request_)
+
+
+def test_cuda_index_beyond_device_count(fresh_probe):
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    fresh_probe.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(backend.DeviceError, match="only 1 CUDA device"):
+        backend.resolve("cuda:3")
+
+
+def test_env_override_applies_to_auto_only(fresh_probe):
+    fresh_probe.setenv(backend.ENV_DEVICE, "cpu")
+    assert backend.resolve("auto").name == "cpu"
+    fresh_probe.setenv(backend.ENV_DEVICE, "cuda")
+    _without_cupy(fresh_probe)
+    assert backend.resolve("cpu").name == "cpu"
+    with pytest.raises(backend.DeviceError):
+        backend.resolve("auto")
+
+
+@pytest.mark.parametrize("bad", ["tpu", "cuda:x", "cpu:1", ""])
+def test_unknown_device_strings(fresh_probe, bad):
+    with pytest.raises(ValueError, match="device"):
+        backend.resolve(bad)
+
+
+def test_probe_runs_once(fresh_probe):
+    calls = []
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: calls.append(1) or 0))
+    fresh_probe.setitem(sys.modules, "cupy", fake)
+    for _ in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            backend.resolve("auto")
+    assert calls == [1]
+
+
+def test_model_exposes_its_device():
+    model = MLP([2, 1], device="cpu")
+    assert model.device == "cpu" and isinstance(model.predict(numpy.ones((3, 2))), numpy.ndarray)
+
+
+@pytest.mark.gpu
+def test_everything_stays_on_the_gpu(gpu):
+    import cupy
+
+    from gpunn import datasets
+
+    X, Y = datasets.make("linear", 512, 4, device="cuda")
+    assert isinstance(X, cupy.ndarray)
+    model = MLP([4, 8, 1], device="cuda", seed=0)
+    assert model.device == "cuda:0" and isinstance(model.params, cupy.ndarray)
+    model.fit(X, Y, epochs=2, verbose=False)
+    assert isinstance(model.predict(X), cupy.ndarray)

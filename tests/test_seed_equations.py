@@ -1,0 +1,60 @@
+"""The seed's equations, computed independently here, against the library on a bias-free net."""
+import numpy
+import pytest
+
+from gpunn import MLP
+
+G = {  # g and g' written out again, independently of gpunn.activations
+    "sigmoid": (lambda z: 1 / (1 + numpy.exp(-z)), lambda z: numpy.exp(-z) / (1 + numpy.exp(-z)) ** 2),
+    "tanh": (numpy.tanh, lambda z: 1 / numpy.cosh(z) ** 2),
+    "relu": (lambda z: numpy.maximum(z, 0), lambda z: (z > 0).astype(float)),
+    "identity": (lambda z: z, lambda z: numpy.ones_like(z)),
+}
+
+
+def seed_forward_backward(X, Y, Ws, acts):
+    """Forward, loss and backward exactly as the derivation writes them."""
+    m = X.shape[0]
+    A, Zs, As = X, [], [X]
+    for W, act in zip(Ws, acts):
+        Z = A @ W
+        A = G[act][0](Z)
+        Zs.append(Z)
+        As.append(A)
+    f = numpy.linalg.norm(A - Y, "fro") ** 2 / m
+    dA = 2 / m * (A - Y)
+    dWs = [None] * len(Ws)
+    for l in reversed(range(len(Ws))):
+        dZ = dA * G[acts[l]][1](Zs[l])
+        dWs[l] = As[l].T @ dZ
+        dA = dZ @ Ws[l].T
+    return f, dWs
+
+
+@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu"])
+def test_loss_and_gradients_are_the_seed_equations(hidden):
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((9, 4)), rng.standard_normal((9, 2))
+    model = MLP([4, 6, 5, 2], activation=hidden, bias=False, dtype="float64", device="cpu", seed=1)
+    Ws = [W.copy() for W in model.weights]
+    f, dWs = seed_forward_backward(X, Y, Ws, [hidden, hidden, "identity"])
+    loss, dW, db = model.loss_and_gradients(X, Y)
+    assert db is None and model.biases is None
+    assert loss == pytest.approx(f, rel=1e-13)
+    for got, want in zip(dW, dWs):
+        numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_sgd_is_the_seed_update_rule():
+    """Full-batch "sgd" for three epochs is W <- W - alpha dW three times, to the last few ulps."""
+    rng = numpy.random.default_rng(2)
+    X, Y = rng.standard_normal((16, 3)), rng.standard_normal((16, 1))
+    model = MLP([3, 8, 1], activation="sigmoid", bias=False, dtype="float64", device="cpu", seed=3)
+    Ws = [W.copy() for W in model.weights]
+    alpha = 0.05
+    for _ in range(3):
+        _, dWs = seed_forward_backward(X, Y, Ws, ["sigmoid", "identity"])
+        Ws = [W - alpha * dW for W, dW in zip(Ws, dWs)]
+    model.fit(X, Y, epochs=3, batch_size=None, optimizer="sgd", lr=alpha, shuffle=False, verbose=False)
+    for got, want in zip(model.weights, Ws):
+        numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)

@@ -1,0 +1,101 @@
+"""Training behaviour: accuracy on a teacher task, determinism, every optimizer and schedule."""
+import numpy
+import pytest
+
+from gpunn import MLP, TrainingDiverged, datasets, metrics
+from gpunn.optim import OPTIMIZERS, SCHEDULES
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    X, Y = datasets.make("teacher", 6000, 8, noise=0.05, seed=11, device="cpu")
+    return X[:5000], Y[:5000], X[5000:], Y[5000:]
+
+
+def test_reaches_r2_095_on_held_out_teacher_data(teacher, device, to_host):
+    X, Y, Xt, Yt = teacher
+    model = MLP([8, 64, 64, 1], device=device, seed=0)
+    model.fit(X, Y, epochs=30, batch_size=64, lr=3e-3, schedule="cosine", verbose=False)
+    P = to_host(model.predict(Xt))
+    assert metrics.r2(numpy, P, Yt) >= 0.95
+
+
+def test_same_seed_gives_identical_weights(teacher):
+    X, Y = teacher[0][:1000], teacher[1][:1000]
+    runs = []
+    for _ in range(2):
+        model = MLP([8, 16, 1], activation="tanh", device="cpu", seed=5)
+        model.fit(X, Y, epochs=3, batch_size=50, verbose=False)
+        runs.append(model.params.copy())
+    numpy.testing.assert_array_equal(runs[0], runs[1])
+    other = MLP([8, 16, 1], activation="tanh", device="cpu", seed=6)
+    assert not numpy.array_equal(other.params, runs[0])
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_every_optimizer_and_schedule_decreases_the_loss(teacher, optimizer, schedule):
+    X, Y = teacher[0][:2000], teacher[1][:2000]
+    model = MLP([8, 32, 1], device="cpu", seed=1)
+    before = model.loss(X, Y)
+    history = model.fit(X, Y, epochs=4, batch_size=100, optimizer=optimizer, schedule=schedule,
+                        step_size=2, gamma=0.5, lr=0.01 if "adam" in optimizer else 0.05, verbose=False)
+    assert history["loss"][-1] < history["loss"][0]
+    assert model.loss(X, Y) < 0.8 * before
+
+
+def test_schedules_shape_the_learning_rate(teacher):
+    X, Y = teacher[0][:500], teacher[1][:500]
+    lrs = {}
+    for schedule in SCHEDULES:
+        h = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=4, lr=0.1, optimizer="sgd", schedule=schedule,
+                                                      step_size=2, gamma=0.5, verbose=False)
+        lrs[schedule] = h["lr"]
+    assert lrs["constant"] == [0.1] * 4
+    assert lrs["step"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
+    assert lrs["exponential"] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert lrs["cosine"][0] == pytest.approx(0.1) and lrs["cosine"] == sorted(lrs["cosine"], reverse=True)
+
+
+def test_weight_decay_shrinks_weights(teacher):
+    X, Y = teacher[0][:500], teacher[1][:500]
+    norms = []
+    for decay in (0.0, 0.5):
+        model = MLP([8, 16, 1], device="cpu", seed=0)
+        model.fit(X, Y, epochs=5, batch_size=32, optimizer="adamw", weight_decay=decay, lr=0.01, verbose=False)
+        norms.append(float(numpy.linalg.norm(model.params)))
+    assert norms[1] < 0.9 * norms[0]
+
+
+def test_divergence_stops_with_an_actionable_error(teacher):
+    X, Y = teacher[0][:500], teacher[1][:500] * 1e30
+    model = MLP([8, 16, 1], device="cpu", seed=0)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1 .*lower the learning rate.*scale the targets"):
+        model.fit(X, Y, epochs=3, optimizer="sgd", lr=10.0, verbose=False)
+
+
+def test_history_records_loss_and_throughput(teacher):
+    X, Y = teacher[0][:500], teacher[1][:500]
+    h = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=64, verbose=False)
+    assert h["epoch"] == [1, 2, 3]
+    assert all(s > 0 for s in h["samples_per_s"]) and len(h["loss"]) == 3
+
+
+def test_verbose_false_prints_nothing_and_verbose_shows_progress(teacher, capsys):
+    X, Y = teacher[0][:300], teacher[1][:300]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=True)
+    err = capsys.readouterr().err
+    assert "loss=" in err and "samples/s=" in err
+
+
+def test_partial_last_batch_uses_every_row():
+    """Loss weights every row once per epoch: 10 rows in batches of 4 = 4 + 4 + 2."""
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((10, 2)), rng.standard_normal((10, 1))
+    model = MLP([2, 1], bias=False, device="cpu", dtype="float64", seed=0)
+    start = model.loss(X, Y)
+    h = model.fit(X, Y, epochs=1, batch_size=4, optimizer="sgd", lr=1e-12, shuffle=False, verbose=False)
+    assert h["loss"][0] == pytest.approx(start, rel=1e-9)
