@@ -100,10 +100,11 @@ def _softplus(xp, z, out):
 
 
 def _gelu(xp, z, out):
-    inner = GELU_C * (z + GELU_K * z * z * z)
     with _quiet(xp):  # z**3 overflows to inf for |z| > ~1e102 (f64); tanh(inf) = 1 is right
-        t = xp.tanh(inner)
-    return _assign(out, 0.5 * z * (1 + t))
+        t = xp.tanh(GELU_C * (z + GELU_K * z * z * z))
+        g = 0.5 * z * (1 + t)
+    # Past GELU_SATURATION t is exactly +-1 and g = max(z, 0) already; saying so settles z = -inf (-inf * 0).
+    return _assign(out, xp.where(xp.abs(z) > GELU_SATURATION, xp.maximum(z, 0), g))
 
 
 def _gelu_grad(xp, z, out):
@@ -117,13 +118,19 @@ def _gelu_grad(xp, z, out):
 
 def _silu(xp, z, out):
     s = _sigmoid(xp, z, xp.empty_like(z))
-    return xp.multiply(z, s, out=out)
+    with _quiet(xp):
+        g = z * s
+    # s == 0 only where z * s is -0 anyway, or NaN at z = -inf (-inf * 0): the limit there is 0.
+    return _assign(out, xp.where(s == 0, 0, g))
 
 
 def _silu_grad(xp, z, out):
-    # d/dz z*s(z) = s * (1 + z * (1 - s))
+    # d/dz z*s(z) = s * (1 + z * (1 - s)); where s has saturated to 0 or 1 that is s itself
+    # (and the formula would give inf * 0 = NaN at z = +-inf).
     s = _sigmoid(xp, z, xp.empty_like(z))
-    return _assign(out, s * (1 + z * (1 - s)))
+    with _quiet(xp):
+        d = s * (1 + z * (1 - s))
+    return _assign(out, xp.where((s == 0) | (s == 1), s, d))
 
 
 def _elu(xp, z, out):

@@ -1,0 +1,150 @@
+// activations.cuh -- per-element activation math g(z), g'(z) and g'(a) for float and double.
+//
+// The device twin of gpunn/activations.py (the reference it is tested against, element for
+// element, by tests/test_kernel_math_host.py). Compiles as CUDA (nvcc, NVRTC) and as plain
+// C++ (g++), so the same code is checked on a machine without a GPU.
+//
+// Edge cases (the same in the reference): g(NaN) = NaN; g'(NaN) = NaN except for the
+// piecewise-linear ones (identity 1, relu 0, leaky_relu 0.01: comparisons with NaN are false);
+// large |z| and +-inf saturate to the limits, never to NaN.
+#pragma once
+
+#ifndef __CUDACC_RTC__
+#include <math.h>  // expf, tanhf, log1pf, expm1f, fabsf and their double versions
+#endif
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define GPUNN_HD __host__ __device__ __forceinline__
+#else
+#define GPUNN_HD inline
+#endif
+
+namespace gpunn {
+
+// The kernel_id of each entry of gpunn.activations.ACTIVATIONS.
+enum ActivationId : int {
+    kIdentity = 0,
+    kRelu = 1,
+    kSigmoid = 2,
+    kTanh = 3,
+    kLeakyRelu = 4,
+    kSoftplus = 5,
+    kGelu = 6,
+    kSilu = 7,
+    kElu = 8,
+};
+
+// g' can be written in terms of the output a = g(z) for these (the forward pass then need not keep Z).
+GPUNN_HD constexpr bool has_grad_from_output(int act) {
+    return act == kIdentity || act == kRelu || act == kSigmoid || act == kTanh || act == kLeakyRelu ||
+           act == kElu;
+}
+
+// Single- and double-precision math under one name, so the rules below are written once.
+GPUNN_HD float m_exp(float x) { return expf(x); }
+GPUNN_HD double m_exp(double x) { return exp(x); }
+GPUNN_HD float m_expm1(float x) { return expm1f(x); }
+GPUNN_HD double m_expm1(double x) { return expm1(x); }
+GPUNN_HD float m_log1p(float x) { return log1pf(x); }
+GPUNN_HD double m_log1p(double x) { return log1p(x); }
+GPUNN_HD float m_tanh(float x) { return tanhf(x); }
+GPUNN_HD double m_tanh(double x) { return tanh(x); }
+GPUNN_HD float m_abs(float x) { return fabsf(x); }
+GPUNN_HD double m_abs(double x) { return fabs(x); }
+GPUNN_HD float m_sqrt(float x) { return sqrtf(x); }
+GPUNN_HD double m_sqrt(double x) { return sqrt(x); }
+
+constexpr double kLeakySlope = 0.01;
+constexpr double kGeluC = 0.7978845608028654;  // sqrt(2/pi)
+constexpr double kGeluK = 0.044715;
+// Beyond |z| = 20 the GELU tanh is exactly +-1 in float and double: g = max(z, 0), g' = [z > 0].
+// Branching there also keeps z^3 from overflowing (inf * 0 = NaN at z = -inf).
+constexpr double kGeluSaturation = 20.0;
+
+// 0.5 * (1 + tanh(z/2)): never overflows, unlike 1 / (1 + exp(-z)).
+template <typename T>
+GPUNN_HD T sigmoid(T z) {
+    return T(0.5) * (T(1) + m_tanh(T(0.5) * z));
+}
+
+template <typename T, int ACT>
+GPUNN_HD T act_forward(T z) {
+    static_assert(ACT >= kIdentity && ACT <= kElu, "unknown activation id");
+    if constexpr (ACT == kIdentity) {
+        return z;
+    } else if constexpr (ACT == kRelu) {
+        return z < T(0) ? T(0) : z;  // keeps NaN
+    } else if constexpr (ACT == kSigmoid) {
+        return sigmoid(z);
+    } else if constexpr (ACT == kTanh) {
+        return m_tanh(z);
+    } else if constexpr (ACT == kLeakyRelu) {
+        return z > T(0) ? z : z * T(kLeakySlope);
+    } else if constexpr (ACT == kSoftplus) {
+        // log(1 + e^z) = max(z, 0) + log1p(e^-|z|): exact for large |z|, no overflow.
+        return (z > T(0) ? z : T(0)) + m_log1p(m_exp(-m_abs(z)));
+    } else if constexpr (ACT == kGelu) {
+        if (m_abs(z) > T(kGeluSaturation)) return z > T(0) ? z : T(0);
+        T t = m_tanh(T(kGeluC) * (z + T(kGeluK) * z * z * z));
+        return T(0.5) * z * (T(1) + t);
+    } else if constexpr (ACT == kSilu) {
+        T s = sigmoid(z);
+        return s == T(0) ? T(0) : z * s;  // s == 0 only where z * s would be -0 (or NaN at -inf)
+    } else {  // kElu, alpha = 1
+        return z > T(0) ? z : m_expm1(z);
+    }
+}
+
+template <typename T, int ACT>
+GPUNN_HD T act_grad_from_input(T z) {
+    static_assert(ACT >= kIdentity && ACT <= kElu, "unknown activation id");
+    if constexpr (ACT == kIdentity) {
+        return T(1);
+    } else if constexpr (ACT == kRelu) {
+        return z > T(0) ? T(1) : T(0);  // g'(0) = 0, as PyTorch
+    } else if constexpr (ACT == kSigmoid) {
+        T s = sigmoid(z);
+        return s * (T(1) - s);
+    } else if constexpr (ACT == kTanh) {
+        T t = m_tanh(z);
+        return T(1) - t * t;
+    } else if constexpr (ACT == kLeakyRelu) {
+        return z > T(0) ? T(1) : T(kLeakySlope);
+    } else if constexpr (ACT == kSoftplus) {
+        return sigmoid(z);
+    } else if constexpr (ACT == kGelu) {
+        if (m_abs(z) > T(kGeluSaturation)) return z > T(0) ? T(1) : T(0);
+        T t = m_tanh(T(kGeluC) * (z + T(kGeluK) * z * z * z));
+        return T(0.5) * (T(1) + t) +
+               T(0.5) * z * (T(1) - t * t) * T(kGeluC) * (T(1) + T(3) * T(kGeluK) * z * z);
+    } else if constexpr (ACT == kSilu) {
+        // d/dz z*s(z) = s * (1 + z * (1 - s)); where s saturates to 0 or 1 that is s itself
+        // (the formula would give inf * 0 = NaN at z = +-inf).
+        T s = sigmoid(z);
+        if (s == T(0) || s == T(1)) return s;
+        return s * (T(1) + z * (T(1) - s));
+    } else {  // kElu
+        return z > T(0) ? T(1) : m_exp(z);
+    }
+}
+
+// g'(z) from a = g(z). Instantiate only where has_grad_from_output(ACT).
+template <typename T, int ACT>
+GPUNN_HD T act_grad_from_output(T a) {
+    static_assert(has_grad_from_output(ACT), "this activation has no derivative in terms of its output");
+    if constexpr (ACT == kIdentity) {
+        return T(1);
+    } else if constexpr (ACT == kRelu) {
+        return a > T(0) ? T(1) : T(0);
+    } else if constexpr (ACT == kSigmoid) {
+        return a * (T(1) - a);
+    } else if constexpr (ACT == kTanh) {
+        return T(1) - a * a;
+    } else if constexpr (ACT == kLeakyRelu) {
+        return a > T(0) ? T(1) : T(kLeakySlope);  // a > 0 exactly when z > 0
+    } else {  // kElu: for z <= 0, a = e^z - 1, so g'(z) = e^z = a + 1
+        return a > T(0) ? T(1) : a + T(1);
+    }
+}
+
+}  // namespace gpunn

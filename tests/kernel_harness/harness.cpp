@@ -1,0 +1,79 @@
+// harness.cpp -- the device math of kernels/*.cuh compiled as plain C++, for the host tests.
+//
+// Built by tests/test_kernel_math_host.py with g++ -O2 (no -ffast-math) into a shared library
+// and called through ctypes: each function applies one per-element rule over an array.
+#include "activations.cuh"
+#include "optimizers.cuh"
+
+using namespace gpunn;
+
+namespace {
+
+template <typename T, int ACT>
+int apply(int fn, const T* in, T* out, long long n) {
+    if (fn == 0) {
+        for (long long i = 0; i < n; ++i) out[i] = act_forward<T, ACT>(in[i]);
+    } else if (fn == 1) {
+        for (long long i = 0; i < n; ++i) out[i] = act_grad_from_input<T, ACT>(in[i]);
+    } else if constexpr (has_grad_from_output(ACT)) {
+        for (long long i = 0; i < n; ++i) out[i] = act_grad_from_output<T, ACT>(in[i]);
+    } else {
+        return -1;  // no g' from the output for this activation
+    }
+    return 0;
+}
+
+template <typename T>
+int dispatch(int act, int fn, const T* in, T* out, long long n) {
+    switch (act) {
+        case kIdentity: return apply<T, kIdentity>(fn, in, out, n);
+        case kRelu: return apply<T, kRelu>(fn, in, out, n);
+        case kSigmoid: return apply<T, kSigmoid>(fn, in, out, n);
+        case kTanh: return apply<T, kTanh>(fn, in, out, n);
+        case kLeakyRelu: return apply<T, kLeakyRelu>(fn, in, out, n);
+        case kSoftplus: return apply<T, kSoftplus>(fn, in, out, n);
+        case kGelu: return apply<T, kGelu>(fn, in, out, n);
+        case kSilu: return apply<T, kSilu>(fn, in, out, n);
+        case kElu: return apply<T, kElu>(fn, in, out, n);
+        default: return -2;
+    }
+}
+
+template <typename T>
+void sgd(T* w, const T* g, T* vel, T lr, T momentum, T weight_decay, int nesterov, long long n) {
+    for (long long i = 0; i < n; ++i) {
+        T v = vel ? vel[i] : T(0);
+        w[i] = sgd_update(w[i], g[i], v, lr, momentum, weight_decay, nesterov);
+        if (vel) vel[i] = v;
+    }
+}
+
+template <typename T>
+void adam(T* w, const T* g, T* m, T* v, T lr, T c1m, T c2m, T eps, T bias_c1, T bias_c2, T weight_decay,
+          int decoupled, long long n) {
+    for (long long i = 0; i < n; ++i)
+        w[i] = adam_update(w[i], g[i], m[i], v[i], lr, c1m, c2m, eps, bias_c1, bias_c2, weight_decay, decoupled);
+}
+
+}  // namespace
+
+extern "C" {
+// fn: 0 = g(z), 1 = g'(z), 2 = g'(a). Returns 0, or -1 when fn 2 does not exist for act.
+int act_f32(int act, int fn, const float* in, float* out, long long n) { return dispatch(act, fn, in, out, n); }
+int act_f64(int act, int fn, const double* in, double* out, long long n) { return dispatch(act, fn, in, out, n); }
+
+void sgd_f32(float* w, const float* g, float* vel, float lr, float mu, float wd, int nesterov, long long n) {
+    sgd(w, g, vel, lr, mu, wd, nesterov, n);
+}
+void sgd_f64(double* w, const double* g, double* vel, double lr, double mu, double wd, int nesterov, long long n) {
+    sgd(w, g, vel, lr, mu, wd, nesterov, n);
+}
+void adam_f32(float* w, const float* g, float* m, float* v, float lr, float omb1, float omb2, float eps, float c1,
+              float c2, float wd, int decoupled, long long n) {
+    adam(w, g, m, v, lr, omb1, omb2, eps, c1, c2, wd, decoupled, n);
+}
+void adam_f64(double* w, const double* g, double* m, double* v, double lr, double omb1, double omb2, double eps,
+              double c1, double c2, double wd, int decoupled, long long n) {
+    adam(w, g, m, v, lr, omb1, omb2, eps, c1, c2, wd, decoupled, n);
+}
+}

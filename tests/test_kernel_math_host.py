@@ -1,0 +1,273 @@
+"""The per-element math of kernels/activations.cuh and kernels/optimizers.cuh, checked on the CPU.
+
+The headers are compiled as plain C++ (g++ -O2, no -ffast-math) into a shared library
+(tests/kernel_harness/harness.cpp) and compared, element for element, with the NumPy
+reference: gpunn/activations.py for the activations (evaluated in float64 on the same inputs)
+and a NumPy transcription of torch.optim.SGD / Adam / AdamW for the optimizers. The grid
+covers zeros, denormals, saturation (+-20 .. +-1e30, where exp overflows), +-inf and NaN.
+
+What this cannot see: the device's own libm and -ftz=true (CuPy's default) flushing float
+denormals; tests/test_cupy_ops_gpu.py covers the kernels on a GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpunn.activations import ACTIVATIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+HARNESS = Path(__file__).resolve().parent / "kernel_harness" / "harness.cpp"
+
+EPS = {np.float32: float(np.finfo(np.float32).eps), np.float64: float(np.finfo(np.float64).eps)}
+FN_FORWARD, FN_GRAD_INPUT, FN_GRAD_OUTPUT = 0, 1, 2
+# Piecewise-linear activations: g'(NaN) is the value of the z <= 0 branch (comparisons with NaN are false).
+GRAD_OF_NAN = {"identity": 1.0, "relu": 0.0, "leaky_relu": 0.01}
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory):
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found: the host math harness needs a C++17 compiler")
+    lib = tmp_path_factory.mktemp("kernel_harness") / "libharness.so"
+    cmd = [gxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+           f"-I{KERNELS}", str(HARNESS), "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    h = ctypes.CDLL(str(lib))
+    for suffix, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        ptr = ctypes.POINTER(ct)
+        getattr(h, f"act_{suffix}").argtypes = [ctypes.c_int, ctypes.c_int, ptr, ptr, ctypes.c_longlong]
+        getattr(h, f"act_{suffix}").restype = ctypes.c_int
+        getattr(h, f"sgd_{suffix}").argtypes = [ptr, ptr, ptr, ct, ct, ct, ctypes.c_int, ctypes.c_longlong]
+        getattr(h, f"adam_{suffix}").argtypes = [ptr] * 4 + [ct] * 7 + [ctypes.c_int, ctypes.c_longlong]
+    return h
+
+
+def _ptr(a, dtype):
+    if a is None:
+        return None
+    assert a.dtype == dtype and a.flags.c_contiguous
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double))
+
+
+def _suffix(dtype):
+    return "f32" if dtype == np.float32 else "f64"
+
+
+def header_act(h, dtype, act, fn, x):
+    x = np.ascontiguousarray(x, dtype=dtype)
+    out = np.full_like(x, np.nan)
+    rc = getattr(h, f"act_{_suffix(dtype)}")(act.kernel_id, fn, _ptr(x, dtype), _ptr(out, dtype), x.size)
+    assert rc == 0, f"harness returned {rc} for {act.name} fn {fn}"
+    return out
+
+
+def reference_act(act, fn, x):
+    """The NumPy reference in float64 on the (already rounded) inputs."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    f = (act.forward, act.grad_from_input, act.grad_from_output)[fn]
+    with np.errstate(all="ignore"):
+        f(np, x, out)
+    return out
+
+
+def grid(dtype):
+    """Edge cases and a few hundred random values across scales, rounded to dtype."""
+    tiny = [1e-30, 1e-40, 1e-45] if dtype == np.float32 else [1e-30, 1e-310, 5e-324]
+    huge = [3e38] if dtype == np.float32 else [1e300, 1.7e308]
+    mags = [0.0, *tiny, 1e-8, 0.5, 1, 3, 8, 17, 19.9, 20, 20.1, 37, 50, 88, 89, 100, 709, 710, 711, 1e4, 1e15, 1e30,
+            *huge, np.inf]
+    rng = np.random.default_rng(20240611)
+    random = np.concatenate([
+        rng.uniform(-30, 30, 200),
+        rng.choice([-1, 1], 300) * 10.0 ** rng.uniform(-8, 3, 300),
+    ])
+    with np.errstate(over="ignore"):
+        values = np.concatenate([mags, np.negative(mags), [np.nan], random]).astype(dtype)
+    return values
+
+
+def assert_close(got, want, x, dtype, what, k_rel=8, k_abs=4):
+    """|got - want| <= k_rel eps |want| + k_abs eps max(1, |x|); NaN exactly where NaN, infs equal.
+
+    The absolute term is the rounding of a cancelling sum such as 1 + tanh(z) near z = -3
+    (gelu), whose size grows with |z|.
+    """
+    eps = EPS[dtype]
+    got = got.astype(np.float64)
+    nan_got, nan_want = np.isnan(got), np.isnan(want)
+    bad = nan_got != nan_want
+    inf = np.isinf(want) | np.isinf(got)
+    bad |= inf & (got != want)
+    fin = ~(nan_got | nan_want | inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        tol = k_rel * eps * np.abs(want) + k_abs * eps * np.fmax(1.0, np.abs(x.astype(np.float64)))
+        bad |= fin & ~(np.abs(got - want) <= tol)
+    if bad.any():
+        idx = np.flatnonzero(bad)[:8]
+        rows = "\n".join(f"  x={x[i]!r}: got {got[i]!r}, want {want[i]!r}" for i in idx)
+        pytest.fail(f"{what}: {bad.sum()} of {bad.size} differ\n{rows}")
+
+
+DTYPES = [np.float32, np.float64]
+ACTS = list(ACTIVATIONS.values())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("act", ACTS, ids=[a.name for a in ACTS])
+def test_forward_and_grad_from_input(harness, act, dtype):
+    z = grid(dtype)
+    for fn, label in ((FN_FORWARD, "g(z)"), (FN_GRAD_INPUT, "g'(z)")):
+        assert_close(header_act(harness, dtype, act, fn, z), reference_act(act, fn, z), z, dtype,
+                     f"{act.name} {label} {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("act", [a for a in ACTS if a.grad_from_output], ids=lambda a: a.name)
+def test_grad_from_output(harness, act, dtype):
+    z = grid(dtype)
+    a = reference_act(act, FN_FORWARD, z).astype(dtype)  # the outputs the forward pass would keep
+    got = header_act(harness, dtype, act, FN_GRAD_OUTPUT, a)
+    assert_close(got, reference_act(act, FN_GRAD_OUTPUT, a), a, dtype, f"{act.name} g'(a) {np.dtype(dtype)}")
+    # and it is g'(z): the same derivative as from the input (up to the rounding of a)
+    want = reference_act(act, FN_GRAD_INPUT, z)
+    assert_close(got, want, z, dtype, f"{act.name} g'(a) vs g'(z) {np.dtype(dtype)}", k_rel=16, k_abs=16)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("act", ACTS, ids=[a.name for a in ACTS])
+def test_edge_semantics(harness, act, dtype):
+    """g(NaN) = NaN; g'(NaN) = NaN but for the piecewise-linear ones; nothing else is NaN."""
+    nan = np.array([np.nan], dtype)
+    fns = [FN_GRAD_INPUT] + ([FN_GRAD_OUTPUT] if act.grad_from_output else [])
+    for impl in ("header", "reference"):
+        run = (lambda fn, x: header_act(harness, dtype, act, fn, x)) if impl == "header" else \
+              (lambda fn, x: reference_act(act, fn, x))
+        assert np.isnan(run(FN_FORWARD, nan)[0]), f"{impl} {act.name}(NaN)"
+        for fn in fns:
+            got = run(fn, nan)[0]
+            want = GRAD_OF_NAN.get(act.name, np.nan)
+            assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want), f"{impl} {act.name}' (NaN) = {got}"
+        z = grid(dtype)
+        z = z[~np.isnan(z)]
+        for fn in [FN_FORWARD] + fns:
+            x = z if fn != FN_GRAD_OUTPUT else reference_act(act, FN_FORWARD, z).astype(dtype)
+            out = run(fn, x)
+            assert not np.isnan(out).any(), f"{impl} {act.name} fn {fn} gives NaN at {x[np.isnan(out)]}"
+
+
+@pytest.mark.parametrize("act", ACTS, ids=[a.name for a in ACTS])
+def test_reference_in_float32_is_nan_free(act):
+    """The NumPy reference is also the CPU implementation: in float32 too, no NaN from overflow."""
+    z = grid(np.float32)
+    z = z[~np.isnan(z)]
+    fns = [act.forward, act.grad_from_input] + ([act.grad_from_output] if act.grad_from_output else [])
+    for f in fns:
+        out = np.empty_like(z)
+        with np.errstate(all="ignore"):
+            f(np, z, out)
+        assert out.dtype == np.float32 and not np.isnan(out).any(), f"{act.name} {f.__name__}"
+
+
+# ---- optimizers --------------------------------------------------------------------------------
+
+def torch_sgd(w, g, buf, lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD's update (dampening 0), in float64. Returns new (w, buf)."""
+    d = g + weight_decay * w if weight_decay != 0 else g
+    if momentum != 0:
+        buf = momentum * buf + d
+        d = d + momentum * buf if nesterov else buf
+    return w - lr * d, buf
+
+
+def torch_adam(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """torch.optim.Adam (coupled L2) / AdamW (decoupled) at step t, in float64."""
+    if decoupled:
+        w = w * (1 - lr * weight_decay)
+    elif weight_decay != 0:
+        g = g + weight_decay * w
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    bc1, bc2 = 1 - beta1**t, 1 - beta2**t
+    denom = np.sqrt(v) / math.sqrt(bc2) + eps
+    return w - lr / bc1 * m / denom, m, v
+
+
+def _random_params(rng, dtype, n=4000):
+    scale = 10.0 ** rng.uniform(-4, 1, n)
+    w = (rng.standard_normal(n) * scale).astype(dtype)
+    grads = [(rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 1, n)).astype(dtype) for _ in range(4)]
+    grads[0][:5] = 0  # zero gradients too
+    return w, grads
+
+
+def _check_state(got, want, scale, dtype, what, k=32):
+    err = np.abs(got.astype(np.float64) - want)
+    tol = k * EPS[dtype] * scale + np.finfo(dtype).tiny
+    bad = ~(err <= tol)
+    assert not bad.any(), f"{what}: {bad.sum()} differ, worst rel {np.max(err / np.maximum(scale, 1e-300)):.3g}"
+
+
+SGD_CASES = [(0.0, False, 0.0), (0.0, False, 1e-2), (0.9, False, 0.0), (0.9, True, 0.0), (0.9, True, 1e-3),
+             (0.5, False, 5e-4)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", SGD_CASES)
+def test_sgd_update(harness, dtype, momentum, nesterov, weight_decay):
+    rng = np.random.default_rng(7)
+    w, grads = _random_params(rng, dtype)
+    vel = np.zeros_like(w) if momentum else None
+    rw, rbuf = w.astype(np.float64), np.zeros(w.size)
+    scale_w, scale_v = np.abs(rw), np.zeros(w.size)
+    lr = 0.05
+    f = getattr(harness, f"sgd_{_suffix(dtype)}")
+    for g in grads:
+        f(_ptr(w, dtype), _ptr(g, dtype), _ptr(vel, dtype), dtype(lr), dtype(momentum), dtype(weight_decay),
+          int(nesterov), w.size)
+        new_w, rbuf = torch_sgd(rw, g.astype(np.float64), rbuf, lr, momentum, weight_decay, nesterov)
+        scale_w += np.abs(new_w - rw)  # the rounding error grows with the updates' sizes
+        scale_v = momentum * scale_v + np.abs(g) + weight_decay * np.abs(rw)
+        rw = new_w
+        _check_state(w, rw, scale_w, dtype, "w")
+        if vel is not None:
+            _check_state(vel, rbuf, scale_v, dtype, "velocity")
+
+
+ADAM_CASES = [(0.0, False), (1e-2, False), (1e-2, True), (0.0, True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("weight_decay,decoupled", ADAM_CASES)
+def test_adam_update(harness, dtype, weight_decay, decoupled):
+    rng = np.random.default_rng(11)
+    w, grads = _random_params(rng, dtype)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    rw, rm, rv = w.astype(np.float64), np.zeros(w.size), np.zeros(w.size)
+    scale_w, scale_m, scale_v = np.abs(rw), np.zeros(w.size), np.zeros(w.size)
+    lr, beta1, beta2, eps = 1e-3, 0.9, 0.999, 1e-8
+    f = getattr(harness, f"adam_{_suffix(dtype)}")
+    for t, g in enumerate(grads, start=1):
+        bc1, bc2 = 1 - beta1**t, 1 - beta2**t
+        f(_ptr(w, dtype), _ptr(g, dtype), _ptr(m, dtype), _ptr(v, dtype), *map(dtype, (
+            lr, 1 - beta1, 1 - beta2, eps, bc1, bc2, weight_decay)), int(decoupled), w.size)
+        g64 = g.astype(np.float64)
+        geff = np.abs(g64) + (0 if decoupled else weight_decay * np.abs(rw))
+        new_w, rm, rv = torch_adam(rw, g64, rm, rv, t, lr, beta1, beta2, eps, weight_decay, decoupled)
+        scale_w += np.abs(new_w - rw) + lr * weight_decay * np.abs(rw)
+        scale_m = beta1 * scale_m + (1 - beta1) * geff
+        scale_v = beta2 * scale_v + (1 - beta2) * geff**2
+        rw = new_w
+        _check_state(w, rw, scale_w, dtype, f"w at step {t}")
+        _check_state(m, rm, scale_m, dtype, f"m at step {t}")
+        _check_state(v, rv, scale_v, dtype, f"v at step {t}")
