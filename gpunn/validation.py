@@ -32,7 +32,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
         raise ValueError(f"{name} is empty: shape {tuple(data.shape)}")
     if n_columns is not None and data.shape[1] != n_columns:
         raise ValueError(f"{name} has {data.shape[1]} columns but the model expects {n_columns}")
-    data = xp.ascontiguousarray(xp.asarray(data, dtype=dtype))
+    with numpy.errstate(over="ignore"):  # an overflow to inf is reported just below, with its place
+        data = xp.ascontiguousarray(xp.asarray(data, dtype=dtype))
     finite = xp.isfinite(data)
     if not bool(finite.all()):
         bad = int(finite.size - int(finite.sum()))

@@ -1,0 +1,75 @@
+"""The gpunn command end to end, at small sizes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpunn import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--rows", "3000", "--features", "6", "--hidden", "16,16", "--epochs", "3", "--batch-size", "64",
+         "--device", "cpu"]
+
+
+def test_train_prints_device_first_and_metrics_and_throughput_last(capsys, tmp_path):
+    out_json = tmp_path / "run.json"
+    assert cli.main(["train", *SMALL, "--quiet", "--json", str(out_json)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "device: cpu (NumPy)"
+    assert lines[-2].startswith("held-out: mse") and " r2 " in lines[-2]
+    assert lines[-1].startswith("throughput:") and "samples/s" in lines[-1]
+    saved = json.loads(out_json.read_text())
+    assert saved["history"]["epoch"] == [1, 2, 3]
+    assert saved["result"]["val_r2"] > 0.5
+
+
+@pytest.mark.parametrize("args", [
+    ["--activation", "gelu", "--optimizer", "nesterov", "--lr", "0.01", "--schedule", "cosine"],
+    ["--task", "friedman1", "--features", "8", "--dtype", "float64", "--optimizer", "adamw"],
+    ["--no-bias", "--optimizer", "sgd", "--outputs", "2"],
+])
+def test_train_options(capsys, args):
+    assert cli.main(["train", *SMALL, "--quiet", *args]) == 0
+    assert "throughput:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hidden", "16,-1"], "--hidden sizes must be positive"),
+    (["--lr", "0"], "must be positive"),
+    (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+])
+def test_bad_options_fail_with_a_message(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", *SMALL, "--quiet", *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_device_fails_with_a_message_and_status_2(capsys):
+    assert cli.main(["train", *SMALL, "--quiet", "--device", "tpu"]) == 2
+    assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_info_names_backend_and_blas(capsys):
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for key in ("gpunn", "numpy", "blas", "cupy", "device"):
+        assert key in out
+
+
+def test_console_entry_point_as_a_process(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    proc = subprocess.run([sys.executable, "-m", "gpunn", "train", *SMALL[:-2], "--epochs", "2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("device: cpu")
+    assert "epoch" in proc.stderr  # the progress bar goes to stderr
+
+
+def test_help_lists_every_option():
+    text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for flag in ("--rows", "--hidden", "--activation", "--epochs", "--batch-size", "--optimizer", "--lr",
+                 "--device", "--dtype", "--seed"):
+        assert flag in text

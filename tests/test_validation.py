@@ -1,0 +1,137 @@
+"""Bad input gets a clear error naming what was wrong and where, never a silent result."""
+import numpy
+import pytest
+
+from gpunn import MLP, datasets
+
+
+@pytest.fixture
+def model():
+    return MLP([3, 4, 2], device="cpu", seed=0)
+
+
+@pytest.fixture
+def data():
+    rng = numpy.random.default_rng(0)
+    return rng.standard_normal((10, 3)), rng.standard_normal((10, 2))
+
+
+@pytest.mark.parametrize("where, value, match", [
+    ("X", numpy.nan, r"X contains 1 NaN or infinite value\(s\) \(first at row 2, column 1\)"),
+    ("X", numpy.inf, r"X contains 1 NaN or infinite"),
+    ("Y", -numpy.inf, r"Y contains 1 NaN or infinite value\(s\) \(first at row 2, column 1\)"),
+    ("X", 1e300, r"after conversion to float32"),  # finite in float64, overflows the model dtype
+])
+def test_non_finite_values(model, data, where, value, match):
+    X, Y = (a.copy() for a in data)
+    (X if where == "X" else Y)[2, 1] = value
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, Y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=match):
+        model.loss_and_gradients(X, Y)
+
+
+def test_row_counts_differ(model, data):
+    X, Y = data
+    with pytest.raises(ValueError, match="X has 10 rows but Y has 9"):
+        model.fit(X, Y[:9], epochs=1, verbose=False)
+
+
+def test_wrong_feature_count_at_predict(model, data):
+    with pytest.raises(ValueError, match="X has 4 columns but the model expects 3"):
+        model.predict(numpy.ones((5, 4)))
+
+
+def test_wrong_output_count(model, data):
+    with pytest.raises(ValueError, match="Y has 3 columns but the model expects 2"):
+        model.fit(data[0], numpy.ones((10, 3)), epochs=1, verbose=False)
+
+
+def test_one_dimensional_y_is_never_broadcast(data):
+    X, _ = data
+    model = MLP([3, 2], device="cpu")
+    with pytest.raises(ValueError, match="Y has 1 columns but the model expects 2"):
+        model.fit(X, numpy.ones(10), epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (numpy.array([["a", "b", "c"]]), TypeError, "X must hold real numbers; got dtype <U1"),
+    (numpy.ones((2, 3), dtype=complex), TypeError, "real numbers"),
+    (numpy.empty((0, 3)), ValueError, r"X is empty: shape \(0, 3\)"),
+    (numpy.ones(3), ValueError, r"X must be 2-D .*X\.reshape\(-1, 1\)"),
+    (numpy.ones((2, 3, 1)), ValueError, "X must be 2-D"),
+    ([[1, 2, None]], TypeError, "real numbers"),
+    (None, TypeError, "X is None"),
+])
+def test_non_numeric_empty_or_misshapen_inputs(model, bad, error, match):
+    with pytest.raises(error, match=match):
+        model.predict(bad)
+
+
+def test_python_lists_are_accepted(model):
+    assert model.predict([[1.0, 2.0, 3.0]]).shape == (1, 2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(activation="swish"), "unknown activation 'swish'; choose one of: identity, relu"),
+    (dict(output_activation="softmax"), "unknown activation 'softmax'"),
+    (dict(activation=["relu"]), "activation lists 1 names but the net has 2 hidden layers"),
+    (dict(dtype="float16"), "dtype must be one of"),
+])
+def test_bad_model_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MLP([3, 4, 4, 1], device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("sizes, match", [
+    ([3], "at least an input and an output"),
+    ([3, 0, 1], r"layer_sizes\[1\] must be a positive integer, got 0"),
+    ([3, -2, 1], r"layer_sizes\[1\] must be a positive integer"),
+    ([3, 2.5, 1], r"layer_sizes\[1\] must be a positive integer"),
+    ("31", "at least an input"),
+])
+def test_non_positive_sizes(sizes, match):
+    with pytest.raises(ValueError, match=match):
+        MLP(sizes, device="cpu")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'; choose one of: sgd, momentum"),
+    (dict(lr=0), "learning rate must be a positive finite number, got 0"),
+    (dict(lr=-0.1), "learning rate must be a positive"),
+    (dict(lr=float("nan")), "learning rate must be a positive"),
+    (dict(epochs=0), "epochs must be a positive integer, got 0"),
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(schedule="linear"), "unknown schedule 'linear'"),
+    (dict(optimizer="adam", momentum=0.9), "optimizer 'adam' does not take momentum"),
+    (dict(optimizer="sgd", momentum=1.5), r"momentum must be in \[0, 1\)"),
+    (dict(weight_decay=-1), "weight_decay must be a non-negative number"),
+])
+def test_bad_training_options(model, data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        model.fit(*data, verbose=False, **{"epochs": 1, **kwargs})
+
+
+def test_assigning_a_parameter_checks_its_shape(model):
+    with pytest.raises(ValueError, match=r"shape \(2, 2\) does not match the parameter's \(3, 4\)"):
+        model.weights[0] = numpy.ones((2, 2))
+
+
+def test_in_place_assignment_changes_the_model(model):
+    X = numpy.ones((1, 3))
+    before = model.predict(X).copy()
+    model.weights[1][...] = 0
+    assert numpy.all(model.predict(X) == 0) and not numpy.all(before == 0)
+    model.weights[0] = numpy.full((3, 4), 0.5)  # item assignment copies into the flat buffer too
+    assert numpy.all(model.params[:12] == 0.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(task="mnist"), "unknown task 'mnist'"),
+    (dict(n_samples=0), "n_samples must be a positive integer"),
+    (dict(task="friedman1", n_features=3), "friedman1 needs at least 5 features"),
+    (dict(noise=-1), "noise must be a non-negative number"),
+])
+def test_bad_dataset_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        datasets.make(**{"n_samples": 10, "n_features": 4, "device": "cpu", **kwargs})
