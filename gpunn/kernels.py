@@ -1,0 +1,141 @@
+"""The CUDA kernel sources: where they are, every name to instantiate, and compiled modules.
+
+The sources live in the checkout's top-level ``kernels/`` (an installed wheel carries them
+as ``gpunn/kernels/``). Each ``.cu`` file becomes one ``cupy.RawModule``, built on first use
+and cached for the process; its kernels are templates picked by name expression, e.g.
+``gpunn::bias_act_forward<float, 6>`` (activation ids are ``Activation.kernel_id``).
+
+CuPy is imported only when a module is built, so importing this file needs only NumPy.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import numpy
+
+from .activations import ACTIVATIONS
+
+# NVRTC options; CuPy adds -arch for the current device. No fast math: the kernels must agree
+# with the NumPy reference (tests/test_kernel_math_host.py, tests/test_cupy_ops_gpu.py).
+COMPILE_OPTIONS = ("-std=c++17",)
+
+# numpy dtype -> C++ type of the kernels' T
+CXX_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+
+# source file -> kernels it defines, and what each is templated on besides T
+SOURCES = {
+    "elementwise.cu": {
+        "bias_act_forward": "act",
+        "act_backward_from_input": "act",
+        "act_backward_from_output": "act_from_output",
+    },
+    "reductions.cu": {"mse_grad": None, "bias_grad": None},
+    "optimizers.cu": {"sgd_step": None, "adam_step": None},
+}
+KERNEL_SOURCE = {kernel: source for source, kernels in SOURCES.items() for kernel in kernels}
+
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)
+
+
+class KernelError(RuntimeError):
+    """The kernel sources are missing, or did not compile (the message carries the log)."""
+
+
+def kernel_dir() -> Path:
+    """The folder holding the kernel sources: an installed wheel's, else the checkout's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "kernels", here.parent / "kernels"):
+        if (candidate / "activations.cuh").is_file():
+            return candidate
+    raise KernelError(
+        f"gpunn's CUDA kernel sources were not found (looked in {here / 'kernels'} and "
+        f"{here.parent / 'kernels'}); reinstall gpunn"
+    )
+
+
+def load_source(filename: str) -> str:
+    """The text of a kernel source with its local ``#include "..."`` files inlined.
+
+    Inlining (rather than ``-I``) makes the code CuPy hashes for its on-disk kernel cache
+    cover the headers too, so an edited header is never served from a stale cache.
+    """
+    folder = kernel_dir()
+    seen: set[str] = set()
+
+    def expand(name: str) -> str:
+        if name in seen:
+            return ""
+        seen.add(name)
+        path = folder / name
+        if not path.is_file():
+            raise KernelError(f"kernel source {path} not found")
+        text = path.read_text()
+        text = _INCLUDE.sub(lambda m: expand(m.group(1)) + f'\n#line {_line_after(text, m)} "{name}"', text)
+        return f'#line 1 "{name}"\n{text}'
+
+    return expand(filename)
+
+
+def _line_after(text: str, match) -> int:
+    return text.count("\n", 0, match.end()) + 2  # the include sits on line count+1
+
+
+def name_expression(kernel: str, dtype, act=None) -> str:
+    """The template instance of ``kernel`` for ``dtype`` (and activation, for the activation kernels)."""
+    try:
+        cxx = CXX_TYPES[numpy.dtype(dtype)]
+    except KeyError:
+        raise KernelError(f"no {kernel} kernel for dtype {numpy.dtype(dtype)}") from None
+    if SOURCES[KERNEL_SOURCE[kernel]][kernel] is None:
+        return f"gpunn::{kernel}<{cxx}>"
+    kernel_id = act if isinstance(act, int) else act.kernel_id
+    return f"gpunn::{kernel}<{cxx}, {kernel_id}>"
+
+
+def name_expressions(source: str) -> list[str]:
+    """Every template instance in ``source``: each kernel x dtype (x activation)."""
+    names = []
+    for kernel, over in SOURCES[source].items():
+        for dtype in CXX_TYPES:
+            if over is None:
+                names.append(name_expression(kernel, dtype))
+                continue
+            for act in ACTIVATIONS.values():
+                if over == "act_from_output" and act.grad_from_output is None:
+                    continue
+                names.append(name_expression(kernel, dtype, act))
+    return names
+
+
+def all_name_expressions() -> dict[str, list[str]]:
+    return {source: name_expressions(source) for source in SOURCES}
+
+
+@functools.lru_cache(maxsize=None)
+def module(source: str):
+    """The compiled ``cupy.RawModule`` for a source file (built once per process)."""
+    import cupy
+
+    mod = cupy.RawModule(
+        code=load_source(source), options=COMPILE_OPTIONS, name_expressions=name_expressions(source)
+    )
+    try:
+        mod.compile()  # compile now, so a failure surfaces here with its log
+    except cupy.cuda.compiler.CompileException as exc:
+        log = exc.get_message() if hasattr(exc, "get_message") else str(exc)
+        raise KernelError(f"compiling gpunn kernels/{source} failed:\n{log}") from exc
+    return mod
+
+
+def get_kernel(kernel: str, dtype, act=None):
+    """The ``cupy.RawKernel`` for one template instance (``act``: Activation or kernel id)."""
+    key_act = act if act is None or isinstance(act, int) else act.kernel_id
+    return _get(kernel, numpy.dtype(dtype).str, key_act)
+
+
+@functools.lru_cache(maxsize=None)
+def _get(kernel: str, dtype_str: str, act):
+    mod = module(KERNEL_SOURCE[kernel])
+    return mod.get_function(name_expression(kernel, numpy.dtype(dtype_str), act))

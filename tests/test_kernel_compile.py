@@ -1,0 +1,185 @@
+"""Every CUDA kernel instance compiles, for sm_80 and sm_90, without a GPU.
+
+- nvcc: one translation unit per source takes the address of every name expression that
+  gpunn.kernels lists (each kernel x dtype x activation), which instantiates it, and is
+  compiled to SASS for both architectures; ptxas's report must show each instance per
+  architecture, without spills. A missing nvcc FAILS, unless GPUNN_NO_CUDA_COMPILER=1.
+- NVRTC (what cupy.RawModule uses at run time): the exact code and options of
+  gpunn.kernels.module(), compiled to a cubin per architecture, every name expression
+  resolved. Needs ``cuda-bindings`` and ``nvidia-cuda-nvrtc`` (pip; no GPU needed); skipped
+  without them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import gpunn.kernels as gk
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHS = ("sm_80", "sm_90")
+NO_COMPILER_ENV = "GPUNN_NO_CUDA_COMPILER"
+
+
+def _find_nvcc():
+    for candidate in (shutil.which("nvcc"), os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if not candidate:
+            continue
+        path = Path(candidate)
+        if path.is_dir():
+            path = path / "bin" / "nvcc"
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+@pytest.fixture(scope="module")
+def nvcc():
+    path = _find_nvcc()
+    if path is None:
+        if os.environ.get(NO_COMPILER_ENV) == "1":
+            pytest.skip(f"no CUDA compiler: {NO_COMPILER_ENV}=1 is set")
+        pytest.fail(f"nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda): the CUDA kernels cannot be "
+                    f"compile-checked. Install the CUDA toolkit, or set {NO_COMPILER_ENV}=1 to skip.")
+    return path
+
+
+@pytest.mark.parametrize("source", list(gk.SOURCES))
+def test_nvcc_compiles_every_instance(nvcc, source, tmp_path):
+    names = gk.name_expressions(source)
+    unit = tmp_path / f"{Path(source).stem}_instances.cu"
+    body = "\n".join(f"    (const void*)&{name}," for name in names)
+    unit.write_text(f'#include "{source}"\nconst void* gpunn_instances[] = {{\n{body}\n}};\n')
+    gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in ARCHS]
+    cmd = [nvcc, "-std=c++17", f"-I{gk.kernel_dir()}", *gencode, "--Werror", "all-warnings",
+           "--resource-usage", "-c", str(unit), "-o", str(tmp_path / "out.o")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{log}"
+    for arch in ARCHS:
+        entries = set(re.findall(rf"Compiling entry function '(\w+)' for '{arch}'", log))
+        assert len(entries) == len(names), f"{arch}: {len(entries)} kernels compiled, {len(names)} expected\n{log}"
+    spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    assert spills and all(s == ("0", "0") for s in spills), f"register spills:\n{log}"
+
+
+def _nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError:
+        try:
+            from cuda import nvrtc  # cuda-python < 12.6
+        except ImportError:
+            return None
+    try:
+        nvrtc.nvrtcVersion()
+    except Exception:  # the bindings without the libnvrtc they load
+        return None
+    return nvrtc
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source", list(gk.SOURCES))
+def test_nvrtc_compiles_every_instance(source, arch):
+    nvrtc = _nvrtc()
+    if nvrtc is None:
+        pytest.skip("NVRTC not installed (pip install cuda-bindings nvidia-cuda-nvrtc)")
+    names = gk.name_expressions(source)
+    err, prog = nvrtc.nvrtcCreateProgram(gk.load_source(source).encode(), source.encode(), 0, [], [])
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS
+    try:
+        for name in names:
+            (err,) = nvrtc.nvrtcAddNameExpression(prog, name.encode())
+            assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, name
+        opts = [o.encode() for o in gk.COMPILE_OPTIONS] + [f"-arch={arch}".encode()]
+        (result,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
+        _, cubin_size = nvrtc.nvrtcGetCUBINSize(prog)
+        assert cubin_size > 0
+        for name in names:
+            err, lowered = nvrtc.nvrtcGetLoweredName(prog, name.encode())
+            assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS and lowered.startswith(b"_Z"), name
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+# ---- gpunn.kernels itself (no compiler needed) -------------------------------------------------
+
+def test_name_expressions_cover_every_kernel_dtype_and_activation():
+    from gpunn.activations import ACTIVATIONS
+
+    names = gk.all_name_expressions()
+    n_acts = len(ACTIVATIONS)
+    n_from_output = sum(a.grad_from_output is not None for a in ACTIVATIONS.values())
+    assert len(names["elementwise.cu"]) == 2 * (2 * n_acts + n_from_output)
+    assert len(names["reductions.cu"]) == 4 and len(names["optimizers.cu"]) == 4
+    assert "gpunn::act_backward_from_output<double, 8>" in names["elementwise.cu"]
+    assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
+    assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"
+
+
+def test_sources_are_nvrtc_safe():
+    """NVRTC has no standard headers: every <...> include must sit under #ifndef __CUDACC_RTC__."""
+    for path in sorted(gk.kernel_dir().glob("*.cu*")):
+        depth_rtc = []
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            s = line.strip()
+            if s.startswith("#if"):
+                depth_rtc.append(s.replace(" ", "") == "#ifndef__CUDACC_RTC__")
+            elif s.startswith("#endif"):
+                depth_rtc.pop()
+            elif re.match(r"#\s*include\s*<", s):
+                assert any(depth_rtc), f"{path.name}:{lineno}: {s} outside #ifndef __CUDACC_RTC__"
+
+
+def test_load_source_inlines_headers_once_with_line_markers():
+    code = gk.load_source("optimizers.cu")
+    assert '#include "' not in code
+    assert code.count("namespace gpunn {") == 3  # optimizers.cu, optimizers.cuh, activations.cuh once
+    lines = code.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r'#line (\d+) "(.+)"', line)
+        if m:  # the next line of the inlined text is line N of that file
+            original = (gk.kernel_dir() / m.group(2)).read_text().splitlines()
+            if i + 1 < len(lines) and not lines[i + 1].startswith("#line"):
+                assert lines[i + 1] == original[int(m.group(1)) - 1]
+
+
+def test_import_does_not_import_cupy():
+    code = "import sys, gpunn.kernels; gpunn.kernels.all_name_expressions(); print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_compile_error_is_raised_as_kernel_error_with_the_log(monkeypatch):
+    class CompileException(Exception):
+        def get_message(self):
+            return "elementwise.cu(12): error: identifier \"oops\" is undefined"
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            assert "-std=c++17" in options and name_expressions
+
+        def compile(self):
+            raise CompileException("nvrtc failed")
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cuda = types.SimpleNamespace(compiler=types.SimpleNamespace(CompileException=CompileException))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    gk.module.cache_clear()
+    try:
+        with pytest.raises(gk.KernelError, match=r"(?s)elementwise\.cu.*identifier \"oops\""):
+            gk.module("elementwise.cu")
+    finally:
+        gk.module.cache_clear()
