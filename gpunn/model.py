@@ -24,11 +24,15 @@ PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
 class ParamList(list):
     """A list of views into a flat buffer; assigning an item copies into the buffer."""
 
+    def __init__(self, xp):
+        super().__init__()
+        self.xp = xp
+
     def __setitem__(self, index, value):
         if isinstance(index, slice):
             raise TypeError("assign parameters one at a time, e.g. model.weights[0][...] = W")
         target = list.__getitem__(self, index)
-        value = target.__class__(value) if not hasattr(value, "shape") else value
+        value = self.xp.asarray(value, dtype=target.dtype)  # host data is copied to the device here
         if tuple(value.shape) != tuple(target.shape):
             raise ValueError(f"shape {tuple(value.shape)} does not match the parameter's {tuple(target.shape)}")
         target[...] = value
@@ -99,7 +103,7 @@ class MLP:
         return sum(a * b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
 
     def _views(self, flat):
-        weights, biases, offset = ParamList(), ParamList(), 0
+        weights, biases, offset = ParamList(self.xp), ParamList(self.xp), 0
         for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
             weights.append(flat[offset:offset + n_in * n_out].reshape(n_in, n_out))
             offset += n_in * n_out
