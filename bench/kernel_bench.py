@@ -1,0 +1,130 @@
+"""Elementwise-op bandwidth: each op's achieved GB/s against a device-to-device copy, fused vs unfused.
+
+Bytes are the fewest an op must move (every input read once, every output written once), so
+GB/s / copy GB/s is the fraction of the memory roofline reached. On the GPU, "fused" is CupyOps'
+kernels and "unfused" the plain CuPy expressions of the reference Ops; on the CPU only the
+reference runs. Usage: python bench/kernel_bench.py [--device cuda] [--sizes 24] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gpunn import backend as _backend  # noqa: E402
+from gpunn.activations import ACTIVATIONS  # noqa: E402
+from gpunn.ops import Ops  # noqa: E402
+from gpunn.rng import DeviceRNG  # noqa: E402
+
+
+def timer(backend, fn, repeat):
+    """Median seconds of fn() over ``repeat`` runs after warm-up (device events on the GPU)."""
+    if backend.is_gpu:
+        from cupyx.profiler import benchmark
+
+        return float(statistics.median(benchmark(fn, n_repeat=repeat, n_warmup=3).gpu_times[0]))
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cases(backend, ops, n, dtype, cols=1024):
+    """(name, callable, bytes moved) for each op at n elements laid out as (n/cols) x cols."""
+    rows = n // cols
+    rng = DeviceRNG(backend, 0, "kernel-bench")
+
+    def new():  # random data: zeros would hide unwritten outputs and can time faster than real data
+        return rng.normal((rows, cols), dtype)
+
+    Z, Zr, dA, Y, out = new(), new(), new(), new(), new()
+    b = 0.1 * rng.normal((cols,), dtype)
+    flat = [new().reshape(-1) for _ in range(4)]
+    w, g, m, v = flat
+    v *= v  # a second moment is non-negative
+    size = Z.itemsize * rows * cols
+    relu, gelu, tanh = ACTIVATIONS["relu"], ACTIVATIONS["gelu"], ACTIVATIONS["tanh"]
+    return [
+        ("forward relu (A=g(Z+b), in place)", lambda: ops.bias_activation(Zr, b, relu, Zr, keep_z=False), 2 * size),
+        ("forward gelu (keep Z, write A)", lambda: ops.bias_activation(Z, b, gelu, out, keep_z=True), 3 * size),
+        ("backward relu from A", lambda: ops.activation_backward(dA, relu, Z, True, out), 3 * size),
+        ("backward tanh from A", lambda: ops.activation_backward(dA, tanh, Z, True, out), 3 * size),
+        ("backward gelu from Z", lambda: ops.activation_backward(dA, gelu, Z, False, out), 3 * size),
+        ("loss + dA[L]", lambda: ops.loss_gradient(Z, Y, out), 3 * size),
+        ("bias gradient (column sums)", lambda: ops.bias_gradient(dA, b), size),
+        ("sgd momentum step", lambda: ops.sgd_step(w, g, m, 1e-3, 0.9, False, 0.0), 5 * size),
+        ("adam step", lambda: ops.adam_step(w, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 10, 0.0, False), 7 * size),
+    ]
+
+
+def copy_seconds(backend, xp, n, dtype, repeat):
+    src, dst = xp.ones(n, dtype), xp.empty(n, dtype)
+    return timer(backend, lambda: xp.copyto(dst, src), repeat), 2 * src.nbytes
+
+
+def run(device="auto", log2_sizes=(24,), dtype="float32", repeat=20):
+    backend = _backend.resolve(device)
+    xp = backend.xp
+    variants = {"reference": Ops(xp)}
+    if backend.is_gpu:
+        from gpunn.cupy_ops import CupyOps
+
+        variants = {"fused": CupyOps(fused=True), "unfused": CupyOps(fused=False)}
+    rows = []
+    with backend.use():
+        for log2 in log2_sizes:
+            n = 2**log2
+            copy_s, copy_bytes = copy_seconds(backend, xp, n, dtype, repeat)
+            copy_gbs = copy_bytes / copy_s / 1e9
+            results = {}
+            for label, ops in variants.items():
+                for name, fn, nbytes in cases(backend, ops, n, dtype):
+                    results.setdefault(name, {"bytes": nbytes})[label] = timer(backend, fn, repeat)
+            for name, r in results.items():
+                best = r.get("fused", r.get("reference"))
+                row = {"op": name, "elements": n, "dtype": dtype, "seconds": best, "gb_per_s": r["bytes"] / best / 1e9,
+                       "copy_gb_per_s": copy_gbs}
+                row["fraction_of_copy"] = row["gb_per_s"] / copy_gbs
+                if "unfused" in r:
+                    row["unfused_seconds"] = r["unfused"]
+                    row["fused_speedup"] = r["unfused"] / best
+                rows.append(row)
+    return {"device": backend.describe(), "dtype": dtype, "rows": rows}
+
+
+def table(result) -> str:
+    lines = [f"elementwise ops on {result['device']}, {result['dtype']} (bytes = each input read once, each output "
+             "written once)", f"{'op':<36}{'2^k':>5}{'GB/s':>9}{'of copy':>9}{'fused vs unfused':>18}"]
+    for r in result["rows"]:
+        speedup = f"{r['fused_speedup']:.2f}x" if "fused_speedup" in r else "-"
+        lines.append(f"{r['op']:<36}{r['elements'].bit_length() - 1:>5}{r['gb_per_s']:>9.1f}"
+                     f"{r['fraction_of_copy']:>8.0%}{speedup:>18}")
+    if result["rows"]:
+        lines.append(f"device-to-device copy: {result['rows'][0]['copy_gb_per_s']:.1f} GB/s (read + write)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default="24", help="comma-separated log2 element counts (default: 24)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args(argv)
+    result = run(args.device, [int(s) for s in args.sizes.split(",")], args.dtype, args.repeat)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
