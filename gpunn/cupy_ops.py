@@ -35,6 +35,7 @@ class CupyOps(Ops):
         super().__init__(cupy)
         self.fused = bool(fused)
         self.max_blocks = None  # grid cap of the grid-stride kernels; None: 16 per multiprocessor
+        self.bias_grad_chunks = None  # bias_gradient's row chunks; None: enough blocks to fill the GPU
 
     # ---- launch helpers --------------------------------------------------------------
     def _kernel_dtype(self, *arrays):
@@ -103,13 +104,24 @@ class CupyOps(Ops):
         return sum_sq
 
     def bias_gradient(self, dZ, db):
+        """db <- column sums of dZ, in double: one block per 32 columns and per chunk of rows."""
         dtype = self._kernel_dtype(dZ, db)
         if dtype is None or dZ.ndim != 2 or db.size != dZ.shape[1]:
             return super().bias_gradient(dZ, db)
         rows, cols = dZ.shape
-        if cols:
-            grid = (-(-cols // BIAS_GRAD_BLOCK[0]),)
-            kernels.get_kernel("bias_grad", dtype)(grid, BIAS_GRAD_BLOCK, (dZ, db, numpy.int64(rows), numpy.int64(cols)))
+        if not cols:
+            return db
+        col_blocks = -(-cols // BIAS_GRAD_BLOCK[0])
+        # enough blocks to fill the GPU (4 per multiprocessor), but chunks of at least 64 rows
+        wanted = self.bias_grad_chunks or -(-4 * _multiprocessors() // col_blocks)
+        chunks = max(1, min(wanted, -(-rows // 64)))
+        rows_per_chunk = -(-rows // chunks)
+        chunks = -(-rows // rows_per_chunk)
+        partial = self.scratch((chunks, cols), numpy.float64, slot="bias") if chunks > 1 else _NULL
+        kernels.get_kernel("bias_grad", dtype)((col_blocks, chunks), BIAS_GRAD_BLOCK, (
+            dZ, db, partial, numpy.int64(rows), numpy.int64(cols), numpy.int64(rows_per_chunk)))
+        if chunks > 1:
+            self._launch("bias_grad_finish", dtype, None, cols, (partial, db, numpy.int64(chunks), numpy.int64(cols)))
         return db
 
     # ---- optimizer updates -----------------------------------------------------------

@@ -31,7 +31,7 @@ SOURCES = {
         "act_backward_from_input": "act",
         "act_backward_from_output": "act_from_output",
     },
-    "reductions.cu": {"mse_grad": None, "bias_grad": None},
+    "reductions.cu": {"mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
     "optimizers.cu": {"sgd_step": None, "adam_step": None},
 }
 KERNEL_SOURCE = {kernel: source for source, kernels in SOURCES.items() for kernel in kernels}

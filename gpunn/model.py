@@ -58,10 +58,12 @@ class MLP:
     ``activation`` applies to hidden layers (one name, or a list with one per hidden
     layer); ``output_activation`` to the last. With ``bias=False`` and
     ``optimizer="sgd"`` training is exactly the seed's W <- W - lr * dW.
+    ``fused=False`` runs the GPU's elementwise stages as plain CuPy expressions instead of
+    the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable).
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None):
+                 dtype="float32", device="auto", seed=None, fused=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
             raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}")
         self.layer_sizes = [positive_int(n, f"layer_sizes[{i}]") for i, n in enumerate(layer_sizes)]
@@ -79,7 +81,7 @@ class MLP:
         self.bias = bool(bias)
         self.backend = _backend.resolve(device)
         self.xp = self.backend.xp
-        self.ops = ops_for(self.backend)
+        self.ops = ops_for(self.backend, fused)
         self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._build_buffers()
         self.init_parameters()

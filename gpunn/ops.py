@@ -9,6 +9,7 @@ Every method writes into caller-owned buffers; none synchronises with the host.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy
 
@@ -124,12 +125,18 @@ class Ops:
 NumpyOps = Ops
 
 
-def ops_for(backend, fused: bool = True) -> Ops:
-    """The Ops for a backend: NumPy's reference, or CuPy's with fused kernels when available."""
+ENV_FUSED = "GPUNN_FUSED_KERNELS"
+
+
+def ops_for(backend, fused: bool | None = None) -> Ops:
+    """The Ops for a backend: NumPy's reference on the CPU, CuPy's fused kernels on the GPU.
+
+    ``fused=False`` (or GPUNN_FUSED_KERNELS=0) runs the plain CuPy expressions instead, to compare.
+    """
     if not backend.is_gpu:
         return Ops(numpy)
-    try:
-        from .cupy_ops import CupyOps
-    except ImportError:  # kernels not built into this install: plain CuPy expressions
-        return Ops(backend.xp)
+    from .cupy_ops import CupyOps
+
+    if fused is None:
+        fused = os.environ.get(ENV_FUSED, "1").strip().lower() not in ("0", "false", "no", "off")
     return CupyOps(fused=fused)

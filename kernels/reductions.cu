@@ -41,27 +41,51 @@ __global__ void mse_grad(const T* A, const T* Y, T* dA, T scale, long long n, do
     if (threadIdx.x == 0) atomicAdd(sum_sq, acc);
 }
 
-// db[c] = sum over r of dZ[r, c] (column sums, accumulated in double).
-// Launch with blockDim = (32, Y) for Y a power of two <= 32 and gridDim.x = ceil(cols / 32):
-// thread (x, y) sums rows y, y + Y, ... of column blockIdx.x * 32 + x, then the Y partial sums
-// of each column are added in shared memory.
-//   dZ [rows x cols] gradient w.r.t. the pre-activation (read)
-//   db [cols]        receives the column sums
+// db[c] = sum over r of dZ[r, c] (column sums, accumulated in double), in one or two stages.
+// Launch with blockDim = (32, Y), Y a power of two <= 32, and gridDim = (ceil(cols / 32), chunks):
+// block (bx, by) sums rows [by * rows_per_chunk, (by + 1) * rows_per_chunk) of columns
+// bx * 32 .. bx * 32 + 31; thread (x, y) takes every Y-th row of its column, then the Y partial
+// sums are added in shared memory. With one chunk the block writes db itself; with several,
+// each writes its chunk's sums to `partial` and bias_grad_finish adds them in a fixed order,
+// so the result is the same from run to run. Chunks over rows keep a tall, narrow dZ (many rows,
+// few columns) from running on a handful of blocks.
+//   dZ      [rows x cols]   gradient w.r.t. the pre-activation (read)
+//   db      [cols]          receives the column sums when gridDim.y == 1
+//   partial [chunks x cols] receives each chunk's column sums when gridDim.y > 1 (else unused)
 template <typename T>
-__global__ void bias_grad(const T* dZ, T* db, long long rows, long long cols) {
-    __shared__ double partial[32][33];  // [y][x], padded against bank conflicts
+__global__ void bias_grad(const T* dZ, T* db, double* partial, long long rows, long long cols,
+                          long long rows_per_chunk) {
+    __shared__ double sums[32][33];  // [y][x], padded against bank conflicts
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
+    const long long first = (long long)blockIdx.y * rows_per_chunk;
+    const long long last = first + rows_per_chunk < rows ? first + rows_per_chunk : rows;
     double acc = 0.0;
     if (col < cols) {
-        for (long long r = threadIdx.y; r < rows; r += blockDim.y) acc += (double)dZ[r * cols + col];
+        for (long long r = first + threadIdx.y; r < last; r += blockDim.y) acc += (double)dZ[r * cols + col];
     }
-    partial[threadIdx.y][threadIdx.x] = acc;
+    sums[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     for (unsigned half = blockDim.y >> 1; half > 0; half >>= 1) {
-        if (threadIdx.y < half) partial[threadIdx.y][threadIdx.x] += partial[threadIdx.y + half][threadIdx.x];
+        if (threadIdx.y < half) sums[threadIdx.y][threadIdx.x] += sums[threadIdx.y + half][threadIdx.x];
         __syncthreads();
     }
-    if (threadIdx.y == 0 && col < cols) db[col] = (T)partial[0][threadIdx.x];
+    if (threadIdx.y == 0 && col < cols) {
+        if (gridDim.y == 1) db[col] = (T)sums[0][threadIdx.x];
+        else partial[blockIdx.y * cols + col] = sums[0][threadIdx.x];
+    }
+}
+
+// db[c] = sum over k of partial[k, c], k in order: the second stage of bias_grad.
+//   partial [chunks x cols] column sums of each row chunk (read)
+//   db      [cols]          receives the totals
+template <typename T>
+__global__ void bias_grad_finish(const double* partial, T* db, long long chunks, long long cols) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += stride) {
+        double acc = 0.0;
+        for (long long k = 0; k < chunks; ++k) acc += partial[k * cols + c];
+        db[c] = (T)acc;
+    }
 }
 
 }  // namespace gpunn

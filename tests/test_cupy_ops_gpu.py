@@ -33,10 +33,12 @@ DT_IDS = ["float32", "float64"]
 
 @pytest.fixture(params=[None, 3], ids=["grid", "3blocks"])
 def ops(request):
+    """Fused ops: as shipped ("grid"), and with 3 blocks (and bias_grad in 3 row chunks) to loop more."""
     from gpunn.cupy_ops import CupyOps
 
     o = CupyOps(fused=True)
     o.max_blocks = request.param
+    o.bias_grad_chunks = request.param
     return o
 
 

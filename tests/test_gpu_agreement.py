@@ -38,3 +38,22 @@ def test_training_follows_the_cpu_loss_curve(gpu, optimizer):
         curves.append(numpy.array(h["loss"]))
     numpy.testing.assert_allclose(curves[1], curves[0], rtol=2e-3)
     assert curves[1][-1] < 0.5 * curves[1][0]
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
+@pytest.mark.parametrize("optimizer", ["nesterov", "adamw"])
+def test_a_whole_training_step_fused_unfused_and_numpy(gpu, activation, optimizer):
+    """One fit step from one start: fused kernels, plain CuPy expressions and NumPy land on the same weights."""
+    rng = numpy.random.default_rng(2)
+    X, Y = rng.standard_normal((300, 12)), rng.standard_normal((300, 2))
+    results = []
+    for device, fused in (("cpu", None), ("cuda", False), ("cuda", True)):
+        model = MLP([12, 40, 40, 2], activation=activation, dtype="float64", device=device, seed=4, fused=fused)
+        model.fit(X, Y, epochs=1, batch_size=None, optimizer=optimizer, lr=1e-2, verbose=False)
+        results.append(model.params.get() if device == "cuda" else model.params)
+    from gpunn.cupy_ops import CupyOps
+
+    assert MLP([2, 1], device="cuda", fused=True).ops.fused and not MLP([2, 1], device="cuda", fused=False).ops.fused
+    assert isinstance(MLP([2, 1], device="cuda").ops, CupyOps)
+    numpy.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(results[2], results[0], rtol=1e-10, atol=1e-12)

@@ -122,7 +122,7 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     n_acts = len(ACTIVATIONS)
     n_from_output = sum(a.grad_from_output is not None for a in ACTIVATIONS.values())
     assert len(names["elementwise.cu"]) == 2 * (2 * n_acts + n_from_output)
-    assert len(names["reductions.cu"]) == 4 and len(names["optimizers.cu"]) == 4
+    assert len(names["reductions.cu"]) == 6 and len(names["optimizers.cu"]) == 4
     assert "gpunn::act_backward_from_output<double, 8>" in names["elementwise.cu"]
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
     assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"
