@@ -47,6 +47,7 @@ class History(dict):
 
     interrupted = False
     stopped_early = False
+    best_epoch = None  # set by EarlyStopping: the epoch whose weights the model ends with
 
     def append(self, logs: dict):
         for key, value in logs.items():

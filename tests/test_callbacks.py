@@ -68,13 +68,15 @@ def test_validation_metrics_match_the_host_definitions(data):
     assert model.score(Xv, Yv) == pytest.approx(h["val_r2"][-1], rel=1e-6)
 
 
-def test_validation_reads_back_once_per_epoch(data, monkeypatch):
+def test_validation_reads_back_once_per_epoch(data, monkeypatch, device):
     X, Y, Xv, Yv = data
     calls = []
     original = Backend.to_host
     monkeypatch.setattr(Backend, "to_host", lambda self, a: calls.append(1) or original(self, a))
-    MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=4, batch_size=50, validation_data=(Xv, Yv), verbose=False)
+    model = MLP([5, 8, 1], device=device, seed=0)
+    h = model.fit(X, Y, epochs=4, batch_size=50, validation_data=(Xv, Yv), early_stopping=True, verbose=False)
     assert len(calls) == 4
+    assert all(isinstance(v, float) for v in h["val_r2"]) and h["val_r2"][-1] > h["val_r2"][0]
 
 
 def test_validation_fraction_is_a_seeded_split(data):

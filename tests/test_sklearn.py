@@ -114,3 +114,16 @@ def test_works_without_scikit_learn():
     assert out.returncode == 0, out.stderr
     score, shape = out.stdout.split(" ", 1)
     assert float(score) > 0.9 and shape.strip() == "(200,)"
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_predictions_come_back_as_host_arrays(gpu, data):
+    X, y = data
+    est = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64,), epochs=30, batch_size=32, lr=3e-3,
+                                                       random_state=0, device="cuda"))
+    est.fit(X, y)
+    P = est.predict(X[:5])
+    assert type(P) is numpy.ndarray and P.shape == (5,) and P.dtype == numpy.float64
+    assert est.score(X, y) > 0.8
+    back = pickle.loads(pickle.dumps(est))
+    numpy.testing.assert_array_equal(back.predict(X[:5]), P)
