@@ -1,8 +1,9 @@
-"""The ``gpunn`` command: ``gpunn train`` and ``gpunn info``."""
+"""The ``gpunn`` command: ``gpunn train``, ``gpunn predict`` and ``gpunn info``."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -67,7 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = t.add_argument_group("runs you can trust")
+    r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
+                   "names); flags on the command line override it")
+    r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
+                   "and on Ctrl-C, and the resolved config beside it as PATH.toml")
+    r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH (its PATH.toml supplies the "
+                   "defaults; --epochs can extend it); keeps saving to PATH unless --save says otherwise")
+    r.add_argument("--checkpoint-every", type=_positive(int), default=1, help="epochs between checkpoints (default: %(default)s)")
+    r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
+    r.add_argument("--patience", type=_positive(int), default=5, help="epochs without improvement before stopping (default: %(default)s)")
+    r.add_argument("--min-delta", type=float, default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
+    r.add_argument("--reduce-lr-patience", type=_positive(int), default=None, help="halve the learning rate after this many epochs without improvement")
+    r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves (needs matplotlib: gpunn[plot])")
     t.set_defaults(func=cmd_train)
+    parser.train_parser = t
+
+    p = sub.add_parser("predict", help="predict with a saved model: gpunn predict MODEL IN.npy OUT.npy",
+                       description="Load a checkpoint (from --save or gpunn.save), predict the rows of IN.npy "
+                                   "(rows x features) and write OUT.npy (rows x outputs).")
+    p.add_argument("model", help="checkpoint .npz")
+    p.add_argument("input", help=".npy file of inputs (read without pickle)")
+    p.add_argument("output", help=".npy file to write")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use")
     i.add_argument("--device", default="auto", help="device to resolve (default: %(default)s)")
@@ -75,10 +99,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_plot_available(path):
+    if path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib, which is not installed: pip install 'gpunn[plot]'") from None
+
+
+def plot_history(history, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(history["epoch"], history["loss"], marker=".", label="training loss (MSE)")
+    if "val_loss" in history:
+        ax.plot(history["epoch"], history["val_loss"], marker=".", label="validation loss (MSE)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean squared error")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def cmd_train(args) -> int:
+    from . import callbacks as cbmod, config as cfgmod, io
     from .model import MLP
 
-    backend = _backend.resolve(args.device)
+    _check_plot_available(args.plot)
+    ckpt = None
+    if args.resume:
+        ckpt = io.load_checkpoint(args.resume, device=args.device)
+        print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
+              "from the checkpoint", flush=True)
+    backend = ckpt.model.backend if ckpt else _backend.resolve(args.device)
     print(f"device: {backend.describe()}", flush=True)
     t0 = time.perf_counter()
     X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
@@ -86,27 +145,72 @@ def cmd_train(args) -> int:
     n_val = max(1, args.rows // 10) if args.rows > 1 else 0
     X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
     sizes = [args.features, *args.hidden, args.outputs]
-    model = MLP(sizes, activation=args.activation, output_activation=args.output_activation, bias=not args.no_bias,
-                dtype=args.dtype, device=backend, seed=args.seed)
-    print(f"model: {sizes} {args.activation}, {model.n_parameters:,} parameters; task {args.task}: "
-          f"{len(X_train):,} training rows, {n_val:,} held out; data made in {time.perf_counter() - t0:.2f}s",
+    model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
+                                        bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed)
+    print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; task {args.task}: "
+          f"{len(X_train):,} training rows, {n_val:,} validation; data made in {time.perf_counter() - t0:.2f}s",
           flush=True)
-    history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                        lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay, momentum=args.momentum,
-                        verbose=not args.quiet)
+    save_path = args.save or args.resume
+    if save_path:
+        resolved = {k: v for k, v in cfgmod.resolved(args, build_parser().train_parser).items() if k != "resume"}
+        resolved["save"] = save_path
+        cfgmod.save(save_path + ".toml", resolved)
+    extra = []
+    if args.reduce_lr_patience:
+        extra.append(cbmod.ReduceLROnPlateau(factor=0.5, patience=args.reduce_lr_patience))
+    validation = (X_val, Y_val) if n_val else None
+    if ckpt:
+        history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
+                              checkpoint=args.save or True, callbacks=extra)
+    else:
+        history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                            lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay, momentum=args.momentum,
+                            verbose=not args.quiet, validation_data=validation,
+                            early_stopping=args.early_stopping and validation is not None, patience=args.patience,
+                            min_delta=args.min_delta, checkpoint=args.save, checkpoint_every=args.checkpoint_every,
+                            callbacks=extra)
+    if history.interrupted:
+        print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
+              + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
+    if not history.get("epoch"):
+        return 130 if history.interrupted else 0
     xp = backend.xp
     P = model.predict(X_val)
     result = {"train_loss": history["loss"][-1], "val_mse": metrics.mse(xp, P, Y_val),
               "val_mae": metrics.mae(xp, P, Y_val), "val_r2": metrics.r2(xp, P, Y_val),
               "samples_per_s": float(numpy.median(history["samples_per_s"])),
-              "train_seconds": float(sum(history["time_s"])), "device": backend.device}
+              "train_seconds": float(sum(history["time_s"])), "device": backend.device,
+              "epochs": len(history["epoch"]), "interrupted": history.interrupted,
+              "best_epoch": getattr(history, "best_epoch", None)}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"config": {k: v for k, v in vars(args).items() if k != "func"}, "history": history,
                        "result": result}, fh, indent=2)
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"loss curves: {args.plot}")
+    if history.stopped_early:
+        print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
     print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}")
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
           f"training on {backend.device}, {args.dtype}, batch {args.batch_size}")
+    if save_path:
+        print(f"checkpoint: {save_path} (config: {save_path}.toml)")
+    return 130 if history.interrupted else 0
+
+
+def cmd_predict(args) -> int:
+    from . import io
+
+    model = io.load(args.model, device=args.device)
+    try:
+        X = numpy.load(args.input, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{args.input} could not be read as a .npy array without pickle: {exc}") from None
+    P = model.backend.to_host(model.predict(X))
+    io.atomic_write(args.output, lambda fh: numpy.save(fh, numpy.asarray(P), allow_pickle=False))
+    print(f"{args.output}: {P.shape[0]} x {P.shape[1]} predictions ({model.dtype.name}) from {args.model} "
+          f"on {model.device}")
     return 0
 
 
@@ -158,12 +262,33 @@ def _show_note(message, category, filename, lineno, file=None, line=None):
 _default_showwarning = warnings.showwarning
 
 
+def parse_args(argv=None):
+    """Parse the command line; for ``train``, defaults come from --resume's saved config, then
+    --config, and flags on the command line override both."""
+    from . import config as cfgmod
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "train" or not (args.config or args.resume):
+        return args
+    train = parser.train_parser
+    layered = {}
+    if args.resume and os.path.exists(args.resume + ".toml"):
+        layered.update(cfgmod.convert(train, cfgmod.read_toml(args.resume + ".toml"), args.resume + ".toml"))
+        layered.pop("save", None)
+        layered.pop("resume", None)
+    if args.config:
+        layered.update(cfgmod.convert(train, cfgmod.read_toml(args.config), args.config))
+    train.set_defaults(**layered)
+    return parser.parse_args(argv)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     warnings.showwarning = _show_note
     try:
+        args = parse_args(argv)
         return args.func(args)
-    except (ValueError, TypeError, _backend.DeviceError, FloatingPointError) as exc:
+    except (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError) as exc:
         print(f"gpunn: error: {exc}", file=sys.stderr)
         return 2
 

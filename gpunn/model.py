@@ -214,6 +214,15 @@ class MLP:
             db = [g.copy() for g in self._db] if self.bias else None
             return float(sum_sq) / X.shape[0], dW, db
 
+    def score(self, X, Y) -> float:
+        """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition)."""
+        from .metrics import RegressionEvaluator
+
+        with self.backend.use():
+            X, Y = self._as_input(X), self._as_target(Y)
+            check_rows_match(X, Y)
+            return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
+
     def fit(self, X, Y, **kwargs):
         """Train on (X, Y); see :func:`gpunn.train.fit` for the options. Returns the history."""
         from .train import fit

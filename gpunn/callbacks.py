@@ -1,0 +1,233 @@
+"""Callbacks built on the protocol in :mod:`gpunn.train`: early stopping, learning-rate
+reduction on plateau, and checkpointing. All act once per epoch (no per-batch work).
+
+A callback that must survive a checkpoint implements ``get_config()`` (its constructor
+arguments, JSON), ``state_dict()`` -> ``(json_dict, {name: host array})`` and
+``load_state_dict(json_dict, arrays)``; :mod:`gpunn.io` stores and restores them, so a
+resumed run continues with the same patience counters, best value and best weights.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy
+
+from .train import Callback, ProgressBar
+
+__all__ = ["Callback", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "CALLBACKS"]
+
+
+def _mode_for(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if monitor.endswith("r2") else "min"
+    return mode
+
+
+def default_monitor(trainer) -> str:
+    """val_loss (the validation MSE) when the run has validation data, else the training loss."""
+    return "val_loss" if trainer.validation is not None else "loss"
+
+
+class _Monitoring(Callback):
+    """Tracks the best value of a monitored log entry, with a minimum improvement."""
+
+    def __init__(self, monitor=None, min_delta=0.0, mode="auto"):
+        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
+            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        self.monitor, self.min_delta, self.mode = monitor, float(min_delta), mode
+        self.best, self.best_epoch, self.wait = None, None, 0
+
+    def on_train_begin(self, trainer):
+        self._monitor = self.monitor or default_monitor(trainer)
+        self._mode = _mode_for(self._monitor, self.mode)
+
+    def _value(self, logs):
+        if self._monitor not in logs:
+            hint = " (pass validation_data or validation_fraction to fit)" if self._monitor.startswith("val_") else ""
+            raise ValueError(f"{type(self).__name__} monitors {self._monitor!r}, which the logs lack{hint}; "
+                             f"available: {', '.join(sorted(logs))}")
+        return float(logs[self._monitor])
+
+    def _improved(self, value) -> bool:
+        if self.best is None:
+            return math.isfinite(value)
+        if self._mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def _base_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def _load_base(self, state):
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+
+
+class EarlyStopping(_Monitoring):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    monitor defaults to "val_loss" when fit has validation data, else "loss"; mode "auto"
+    maximises names ending in r2 and minimises the rest. With ``restore_best_weights`` the
+    model ends with the parameters of its best epoch (a device-side copy is kept; no host
+    transfer) when training ends normally or stops early; after an interruption the model
+    keeps its latest weights so that a checkpoint of it resumes exactly.
+    """
+
+    def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
+        super().__init__(monitor, min_delta, mode)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        self.patience, self.restore_best_weights = patience, bool(restore_best_weights)
+        self.best_params, self.stopped_epoch = None, None
+
+    def get_config(self):
+        return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
+                "mode": self.mode, "restore_best_weights": self.restore_best_weights}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        value = self._value(logs)
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            if self.restore_best_weights:
+                params = trainer.model.params
+                if self.best_params is None or self.best_params.shape != params.shape:
+                    self.best_params = params.copy()
+                else:
+                    self.best_params[...] = params
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch + 1
+            trainer.stop = True
+            trainer.history.stopped_early = True
+
+    def on_train_end(self, trainer):
+        if trainer.interrupted or trainer.failed:
+            return
+        trainer.history.best_epoch = self.best_epoch
+        last = trainer.history["epoch"][-1] if trainer.history.get("epoch") else None
+        if self.restore_best_weights and self.best_params is not None and self.best_epoch != last:
+            trainer.model.params[...] = self.best_params
+
+    def state_dict(self):
+        arrays = {}
+        if self.best_params is not None:
+            arrays["best_params"] = numpy.asarray(
+                self.best_params.get() if hasattr(self.best_params, "get") else self.best_params)
+        return {**self._base_state(), "stopped_epoch": self.stopped_epoch}, arrays
+
+    def load_state_dict(self, state, arrays, model=None):
+        self._load_base(state)
+        self.stopped_epoch = state.get("stopped_epoch")
+        if "best_params" in arrays:
+            best = arrays["best_params"]
+            self.best_params = model.xp.asarray(best) if model is not None else best
+
+
+class ReduceLROnPlateau(_Monitoring):
+    """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement.
+
+    It scales the schedule rather than replacing it: the rate used in an epoch is
+    ``lr x schedule(epoch) x plateau_scale``, so a cosine or step schedule keeps its shape
+    and is lowered as a whole. ``min_lr`` bounds what the reductions can bring the rate
+    to (the schedule itself may still go lower). ``cooldown`` epochs follow each reduction
+    before the patience count restarts.
+    """
+
+    def __init__(self, monitor=None, factor=0.1, patience=10, min_delta=1e-4, mode="auto", cooldown=0, min_lr=0.0):
+        super().__init__(monitor, min_delta, mode)
+        if not (isinstance(factor, (int, float)) and 0 < factor < 1):
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not (isinstance(min_lr, (int, float)) and min_lr >= 0):
+            raise ValueError(f"min_lr must be a non-negative number, got {min_lr!r}")
+        self.factor, self.patience, self.cooldown, self.min_lr = float(factor), patience, cooldown, float(min_lr)
+        self.cooldown_left, self.reductions = 0, 0
+
+    def get_config(self):
+        return {"monitor": self.monitor, "factor": self.factor, "patience": self.patience,
+                "min_delta": self.min_delta, "mode": self.mode, "cooldown": self.cooldown, "min_lr": self.min_lr}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        value = self._value(logs)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            next_lr = trainer.optimizer.lr * trainer.schedule.factor(epoch + 1, trainer.epochs)
+            scale = trainer.lr_scale * self.factor
+            if next_lr > 0 and next_lr * scale < self.min_lr:
+                scale = max(min(trainer.lr_scale, self.min_lr / next_lr), 0.0)
+            if scale < trainer.lr_scale:
+                trainer.lr_scale = scale
+                self.reductions += 1
+            self.cooldown_left, self.wait = self.cooldown, 0
+
+    def state_dict(self):
+        return {**self._base_state(), "cooldown_left": self.cooldown_left, "reductions": self.reductions}, {}
+
+    def load_state_dict(self, state, arrays, model=None):
+        self._load_base(state)
+        self.cooldown_left, self.reductions = int(state["cooldown_left"]), int(state["reductions"])
+
+
+class ModelCheckpoint(Callback):
+    """Write a resumable checkpoint (gpunn.io format) every ``every`` epochs, when training
+    ends, and when it is interrupted (Ctrl-C). Each write is atomic: a crash mid-write
+    leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes
+    happen only when ``monitor`` improves (the final/interrupt writes still happen so the
+    run can be resumed; point ``path`` elsewhere to keep a best-only file).
+    """
+
+    def __init__(self, path, every=1, save_best_only=False, monitor=None, mode="auto"):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.path, self.every, self.save_best_only = os.fspath(path), every, bool(save_best_only)
+        self._tracker = _Monitoring(monitor, 0.0, mode)
+        self.saves = 0
+
+    def get_config(self):
+        return {"every": self.every, "save_best_only": self.save_best_only,
+                "monitor": self._tracker.monitor, "mode": self._tracker.mode}
+
+    def on_train_begin(self, trainer):
+        self._tracker.on_train_begin(trainer)
+
+    def save(self, trainer, logs=None):
+        from . import io
+
+        io.save_checkpoint(self.path, trainer, pending_logs=logs)
+        self.saves += 1
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.save_best_only:
+            value = self._tracker._value(logs)
+            if not self._tracker._improved(value):
+                return
+            self._tracker.best = value
+        elif (epoch + 1) % self.every:
+            return
+        self.save(trainer, logs)
+
+    def on_train_end(self, trainer):
+        if not trainer.failed:  # never overwrite a good checkpoint with a diverged or half-stepped model
+            self.save(trainer)
+
+    def state_dict(self):
+        return {"best": self._tracker.best}, {}
+
+    def load_state_dict(self, state, arrays, model=None):
+        self._tracker.best = state.get("best")
+
+
+CALLBACKS = {cls.__name__: cls for cls in (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint)}

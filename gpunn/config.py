@@ -1,0 +1,99 @@
+"""Run configuration files for ``gpunn train --config run.toml``.
+
+A config file sets any ``gpunn train`` option by its long name (``batch-size`` or
+``batch_size``); values are checked exactly as the command line checks them, and flags given
+on the command line override the file. The resolved configuration of a run is written beside
+its checkpoint (``run.npz`` -> ``run.npz.toml``) in the same format, so it can be fed back in.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tomllib
+
+from .io import atomic_write
+
+NOT_IN_FILES = {"help", "config", "func", "command", "version"}
+
+
+class ConfigError(ValueError):
+    """A config file is unreadable, names an unknown option, or gives an invalid value."""
+
+
+def read_toml(path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if "train" in data and isinstance(data["train"], dict):  # a [train] table is accepted too
+        data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
+    return data
+
+
+def _options(parser: argparse.ArgumentParser) -> dict:
+    return {a.dest: a for a in parser._actions if a.dest not in NOT_IN_FILES and a.option_strings}
+
+
+def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
+    """Config values -> {dest: value}, each checked with the option's own type and choices."""
+    options = _options(parser)
+    out = {}
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        action = options.get(dest)
+        if action is None:
+            valid = ", ".join(sorted(d.replace("_", "-") for d in options))
+            raise ConfigError(f"{source}: unknown option {key!r}; valid options: {valid}")
+        flag = action.option_strings[-1]
+        if action.nargs == 0:  # store_true flags
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+            out[dest] = value
+            continue
+        if isinstance(value, bool) or isinstance(value, (dict, list)) and dest != "hidden":
+            raise ConfigError(f"{source}: {key} cannot be {value!r}")
+        if isinstance(value, list):  # hidden = [256, 256]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ConfigError(f"{source}: {key} must list integers, got {value!r}")
+            value = ",".join(map(str, value))
+        text = str(value)
+        try:
+            converted = action.type(text) if action.type else text
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{source}: invalid {key} = {value!r} ({flag}: {exc})") from None
+        if action.choices is not None and converted not in action.choices:
+            raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(map(str, action.choices))}")
+        out[dest] = converted
+    return out
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf" if value < 0 else "nan")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string
+
+
+def dumps(config: dict) -> str:
+    lines = ["# gpunn train: the resolved configuration of this run (usable with --config)"]
+    lines += [f"{key.replace('_', '-')} = {_toml_value(value)}" for key, value in config.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def save(path, config: dict) -> None:
+    text = dumps(config).encode()
+    atomic_write(path, lambda fh: fh.write(text))
+
+
+def resolved(args, parser) -> dict:
+    """The options of a parsed ``train`` command that a config file can hold."""
+    return {dest: getattr(args, dest) for dest in _options(parser) if hasattr(args, dest)}

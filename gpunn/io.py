@@ -1,0 +1,382 @@
+"""Checkpoints: a model, or a whole training run, in one ``.npz`` file without pickle.
+
+Format (version 1): a zip of ``.npy`` members as ``numpy.savez`` writes them.
+
+* ``gpunn_meta``: uint8 bytes of UTF-8 JSON: format name and version, the model's
+  architecture (layer sizes, activations, bias, dtype, seed), a manifest of every other
+  member (shape, dtype), and for a training checkpoint the optimizer (name,
+  hyperparameters, step count), the run's position (epoch, batches done in it and their
+  summed squared error), the fit settings, the schedule and the plateau scale of the
+  learning rate, the history so far and the state of stateful callbacks.
+* ``params``: the flat parameter buffer; ``optimizer.<moment>``: the flat optimizer
+  moments; ``callback.<i>.<name>``: callback arrays (early stopping's best weights).
+
+Random state: shuffles are drawn from streams keyed by (seed, epoch) and the validation
+split from (seed, "validation"), so the seed and the position are the whole RNG state;
+no generator state is stored. Model initialisation is drawn from ``model.seed``.
+
+Writing is atomic (temp file in the same directory, flush, fsync, ``os.replace``, fsync of
+the directory): a process killed mid-write leaves the previous checkpoint intact. Loading
+reads with ``allow_pickle=False``, checks the zip's CRCs, the format and version, that the
+members are exactly the manifest's, and every shape and dtype against the architecture;
+anything else raises :class:`CheckpointError` before any array is used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io as _io
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy
+
+from . import __version__
+from . import backend as _backend
+from .activations import ACTIVATIONS
+
+FORMAT = "gpunn-checkpoint"
+FORMAT_VERSION = 1
+META = "gpunn_meta"
+MAX_META_BYTES = 64 << 20
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+class CheckpointError(ValueError):
+    """A file is not a valid gpunn checkpoint (foreign, truncated, corrupt or from a newer gpunn)."""
+
+
+# ---- writing -----------------------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, make it durable, then rename over ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _host(array) -> numpy.ndarray:
+    return numpy.ascontiguousarray(array.get() if hasattr(array, "get") else array)
+
+
+def model_config(model) -> dict:
+    return {"layer_sizes": list(model.layer_sizes),
+            "activations": [a.name for a in model.activations[:-1]],
+            "output_activation": model.activations[-1].name,
+            "bias": model.bias, "dtype": model.dtype.name, "seed": int(model.seed)}
+
+
+def _write(path, meta: dict, arrays: dict) -> None:
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "gpunn_version": __version__, **meta,
+            "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}}
+    blob = numpy.frombuffer(json.dumps(meta).encode(), dtype=numpy.uint8)
+    atomic_write(path, lambda fh: numpy.savez(fh, **{META: blob}, **arrays))
+
+
+def save(path, model) -> None:
+    """Save a model (architecture, dtype, seed, parameters) for :func:`load` / ``gpunn predict``."""
+    _write(path, {"kind": "model", "device": model.device, "model": model_config(model)},
+           {"params": _host(model.params)})
+
+
+def save_checkpoint(path, trainer, pending_logs=None) -> None:
+    """Save everything needed to resume ``trainer``'s run (see the module docstring).
+
+    ``pending_logs`` is an epoch's logs not yet appended to the history (callbacks run first).
+    """
+    model, opt = trainer.model, trainer.optimizer
+    arrays = {"params": _host(model.params)}
+    for name in opt.state_names():
+        arrays[f"optimizer.{name}"] = _host(opt.state[name])
+    history = {k: list(v) for k, v in trainer.history.items()}
+    if pending_logs is not None:
+        for k, v in pending_logs.items():
+            history.setdefault(k, []).append(v)
+    callbacks = []
+    for i, cb in enumerate(trainer.callbacks):
+        if not hasattr(cb, "state_dict"):
+            continue
+        state, cb_arrays = cb.state_dict()
+        for name, array in cb_arrays.items():
+            arrays[f"callback.{i}.{name}"] = _host(array)
+        callbacks.append({"class": type(cb).__name__, "index": i, "state": state,
+                          "config": cb.get_config() if hasattr(cb, "get_config") else None,
+                          "arrays": sorted(cb_arrays)})
+    epoch, batch = trainer.position
+    training = {
+        "position": {"epoch": epoch, "batch": batch, "partial_sum_sq": trainer.partial_total},
+        "settings": trainer.settings,
+        "schedule": dataclasses.asdict(trainer.schedule),
+        "lr_scale": trainer.lr_scale,
+        "rng": {"kind": "keyed-streams", "seed": trainer.seed,
+                "note": "shuffles are keyed by (seed, epoch); the seed and position are the whole RNG state"},
+        "interrupted": trainer.interrupted,
+        "history": history,
+        "callbacks": callbacks,
+    }
+    optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
+    _write(path, {"kind": "training", "device": model.device, "model": model_config(model),
+                  "optimizer": optimizer, "training": training}, arrays)
+
+
+# ---- reading -----------------------------------------------------------------------------
+def _fail(path, why):
+    raise CheckpointError(f"{os.fspath(path)}: {why}")
+
+
+def _require(cond, path, why):
+    if not cond:
+        _fail(path, why)
+
+
+def _check_model_config(cfg, path):
+    from .model import DTYPES
+
+    _require(isinstance(cfg, dict), path, "model section is missing")
+    sizes = cfg.get("layer_sizes")
+    _require(isinstance(sizes, list) and len(sizes) >= 2
+             and all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 2**31 for n in sizes),
+             path, f"invalid layer_sizes {sizes!r}")
+    acts = cfg.get("activations")
+    _require(isinstance(acts, list) and len(acts) == len(sizes) - 2 and all(a in ACTIVATIONS for a in acts),
+             path, f"invalid hidden activations {acts!r}")
+    _require(cfg.get("output_activation") in ACTIVATIONS, path, "invalid output activation")
+    _require(isinstance(cfg.get("bias"), bool), path, "invalid bias flag")
+    _require(cfg.get("dtype") in DTYPES, path, f"invalid dtype {cfg.get('dtype')!r}")
+    _require(isinstance(cfg.get("seed"), int), path, "invalid seed")
+    n = sum(a * b + (b if cfg["bias"] else 0) for a, b in zip(sizes[:-1], sizes[1:]))
+    _require(n < 2**40, path, "implausible parameter count")
+    return n
+
+
+def _is_int(v, low=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _check_training(training, path):
+    from .optim import SCHEDULES, Schedule
+
+    _require(isinstance(training, dict), path, "missing training section")
+    pos = training.get("position")
+    _require(isinstance(pos, dict) and _is_int(pos.get("epoch")) and _is_int(pos.get("batch"))
+             and isinstance(pos.get("partial_sum_sq"), (int, float)), path, "invalid training position")
+    st = training.get("settings")
+    _require(isinstance(st, dict) and _is_int(st.get("epochs"), 1) and _is_int(st.get("batch_size"), 1)
+             and _is_int(st.get("train_rows"), 1) and isinstance(st.get("shuffle"), bool) and _is_int(st.get("seed"), -2**63)
+             and st.get("validation") in (None, "data", "fraction"), path, "invalid fit settings")
+    sched = training.get("schedule")
+    fields = {f.name for f in dataclasses.fields(Schedule)}
+    _require(isinstance(sched, dict) and set(sched) == fields and sched.get("name") in SCHEDULES, path,
+             "invalid schedule")
+    _require(isinstance(training.get("lr_scale"), (int, float)) and training["lr_scale"] > 0, path, "invalid lr scale")
+    history = training.get("history")
+    _require(isinstance(history, dict) and all(isinstance(v, list) for v in history.values()), path, "invalid history")
+    cbs = training.get("callbacks")
+    _require(isinstance(cbs, list) and all(
+        isinstance(c, dict) and isinstance(c.get("class"), str) and _is_int(c.get("index"))
+        and isinstance(c.get("state"), dict) and isinstance(c.get("arrays"), list)
+        and all(isinstance(a, str) and a.isidentifier() for a in c["arrays"]) for c in cbs), path,
+        "invalid callback states")
+
+
+def optimizer_from_config(config):
+    """An Optimizer (unbound) from ``Optimizer.config()``."""
+    from .optim import OPTIMIZERS
+
+    cls = OPTIMIZERS[config["name"]]
+    accepted = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    return cls(**{k: v for k, v in config.items() if k in accepted})
+
+
+def _parse(path, data: bytes):
+    """(meta, host arrays) from the file's bytes, fully validated; raises CheckpointError."""
+    if data[:1] == b"\x80" or data[:2] in (b"(d", b"(l", b"}q"):
+        _fail(path, "looks like a Python pickle; gpunn checkpoints never contain pickles and are not unpickled")
+    _require(data[:4] == _ZIP_MAGIC, path, "not a gpunn checkpoint (not an .npz/zip file)")
+    zf = zipfile.ZipFile(_io.BytesIO(data))
+    bad = zf.testzip()  # reads every member and checks its CRC-32
+    _require(bad is None, path, f"corrupt checkpoint: member {bad!r} fails its CRC check")
+    members = {info.filename: info for info in zf.infolist()}
+    _require(f"{META}.npy" in members, path, "not a gpunn checkpoint (no gpunn_meta member)")
+    _require(members[f"{META}.npy"].file_size < MAX_META_BYTES, path, "metadata too large")
+    npz = numpy.load(_io.BytesIO(data), allow_pickle=False)
+    blob = npz[META]
+    _require(blob.dtype == numpy.uint8 and blob.ndim == 1, path, "metadata member has the wrong type")
+    meta = json.loads(blob.tobytes().decode("utf-8"))
+    _require(isinstance(meta, dict) and meta.get("format") == FORMAT, path, "not a gpunn checkpoint (format tag)")
+    version = meta.get("format_version")
+    _require(isinstance(version, int), path, "missing format version")
+    _require(version <= FORMAT_VERSION, path,
+             f"format version {version} was written by a newer gpunn (this one reads up to {FORMAT_VERSION})")
+    _require(version == FORMAT_VERSION, path, f"unsupported format version {version}")
+    n_params = _check_model_config(meta.get("model"), path)
+    dtype = numpy.dtype(meta["model"]["dtype"])
+    manifest = meta.get("arrays")
+    _require(isinstance(manifest, dict), path, "missing array manifest")
+    expected = {"params": (n_params,)}
+    opt = meta.get("optimizer")
+    if meta.get("kind") == "training":
+        _require(isinstance(opt, dict) and isinstance(opt.get("config"), dict), path, "missing optimizer section")
+        try:
+            optimizer = optimizer_from_config(opt["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            _fail(path, f"invalid optimizer settings ({exc})")
+        _require(list(opt.get("state", [])) == list(optimizer.state_names()), path, "optimizer state does not match its kind")
+        _require(isinstance(opt.get("steps"), int) and opt["steps"] >= 0, path, "invalid optimizer step count")
+        for name in optimizer.state_names():
+            expected[f"optimizer.{name}"] = (n_params,)
+        training = meta.get("training")
+        _check_training(training, path)
+        for cb in training.get("callbacks", []):
+            for name in cb.get("arrays", []):
+                expected[f"callback.{cb['index']}.{name}"] = (n_params,)
+    else:
+        _require(meta.get("kind") == "model", path, f"unknown checkpoint kind {meta.get('kind')!r}")
+    _require(set(manifest) == set(expected), path,
+             f"members {sorted(manifest)} do not match what the metadata describes ({sorted(expected)})")
+    _require(set(members) == {f"{k}.npy" for k in [META, *expected]}, path,
+             f"unexpected members in the file: {sorted(set(members) - {f'{k}.npy' for k in [META, *expected]})}")
+    arrays = {}
+    for name, shape in expected.items():
+        entry = manifest[name]
+        _require(isinstance(entry, dict) and list(entry.get("shape", ())) == list(shape)
+                 and numpy.dtype(entry.get("dtype")) == dtype, path,
+                 f"array {name!r} should be {dtype.name} of shape {shape}, manifest says {entry!r}")
+        # refuse to allocate more than the architecture implies (a forged header cannot blow up memory)
+        _require(members[f"{name}.npy"].file_size <= dtype.itemsize * math.prod(shape) + 4096, path,
+                 f"array {name!r} is larger than its shape allows")
+        array = npz[name]
+        _require(array.shape == shape and array.dtype == dtype, path,
+                 f"array {name!r} is {array.dtype} {array.shape}, expected {dtype.name} {shape}")
+        arrays[name] = array
+    return meta, arrays
+
+
+def read(path):
+    """(metadata, host arrays) of a checkpoint, validated, without building anything."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        return _parse(path, data)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # zipfile, numpy's reader, json: all mean the bytes are not a valid checkpoint
+        raise CheckpointError(f"{os.fspath(path)}: corrupt, truncated or foreign file "
+                              f"({type(exc).__name__}: {exc})") from None
+
+
+def _build_model(meta, arrays, device):
+    from .model import MLP
+
+    cfg = meta["model"]
+    backend = _backend.resolve(device)
+    model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
+                bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
+    with backend.use():
+        model.params[...] = backend.xp.asarray(arrays["params"])
+    return model
+
+
+def load(path, device="auto"):
+    """The model in a checkpoint (model-only or training), on ``device`` ("cpu", "cuda", ...).
+
+    A checkpoint written on the GPU loads on the CPU and back: arrays are stored on the host.
+    """
+    meta, arrays = read(path)
+    return _build_model(meta, arrays, device)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded training checkpoint: ``model``, ``optimizer`` (with its state on the model's
+    device), and ``training`` (position, settings, history, callback states). ``resume`` continues it."""
+
+    path: str
+    model: object
+    optimizer: object
+    meta: dict
+    arrays: dict
+
+    @property
+    def training(self) -> dict:
+        return self.meta.get("training") or {}
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (the next epoch to run, counting from 0)."""
+        return self.training.get("position", {}).get("epoch", 0)
+
+    @property
+    def history(self):
+        from .train import History
+
+        history = History()
+        for k, v in self.training.get("history", {}).items():
+            history[k] = list(v)
+        return history
+
+    def resume(self, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
+               handle_interrupt=True):
+        """Continue training on the same (X, Y) from where the checkpoint was written.
+
+        The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
+        from the checkpoint; ``epochs`` may raise the total. ``checkpoint``: True keeps writing
+        to this file, a path writes elsewhere, False stops checkpointing. On the CPU the result
+        is bit-identical to a run that was never interrupted.
+        """
+        from .fitting import resume_run
+
+        if self.optimizer is None:
+            raise CheckpointError(f"{self.path} holds a model only (gpunn.io.save); it cannot resume training")
+        return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
+                          verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt)
+
+
+def load_checkpoint(path, device="auto") -> Checkpoint:
+    """Load a checkpoint with its training state onto ``device``; see :class:`Checkpoint`."""
+    meta, arrays = read(path)
+    model = _build_model(meta, arrays, device)
+    optimizer = None
+    if meta.get("kind") == "training":
+        opt_meta = meta["optimizer"]
+        optimizer = optimizer_from_config(opt_meta["config"])
+        optimizer.steps = opt_meta["steps"]
+        with model.backend.use():
+            for name in optimizer.state_names():
+                optimizer.state[name] = model.xp.asarray(arrays[f"optimizer.{name}"])
+            optimizer.bind(model.params, model.ops)
+        model.optimizer = optimizer
+    return Checkpoint(os.fspath(path), model, optimizer, meta, arrays)

@@ -1,0 +1,225 @@
+"""Validation metrics, the callback protocol, early stopping, plateau reduction and Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn import MLP, Callback, EarlyStopping, ReduceLROnPlateau, TrainingDiverged, datasets, metrics
+from gpunn.backend import Backend
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = datasets.make("teacher", 1500, 5, noise=0.2, seed=4, device="cpu")
+    return X[:1000], Y[:1000], X[1000:], Y[1000:]
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events, self.snapshots = [], {}
+
+    def on_train_begin(self, trainer):
+        self.events.append("train_begin")
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.events.append(f"epoch_begin {epoch}")
+
+    def on_batch_end(self, trainer, batch):
+        self.events.append(f"batch {batch}")
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.events.append(f"epoch_end {epoch}")
+        self.snapshots[epoch + 1] = trainer.model.params.copy()
+
+    def on_train_end(self, trainer):
+        self.events.append("train_end")
+
+
+def test_callbacks_fire_in_order(data):
+    X, Y = data[0][:250], data[1][:250]
+    rec = Recorder()
+    MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, callbacks=[rec], verbose=False)
+    epoch = lambda e: [f"epoch_begin {e}", "batch 0", "batch 1", "batch 2", f"epoch_end {e}"]
+    assert rec.events == ["train_begin", *epoch(0), *epoch(1), "train_end"]
+
+
+def test_validation_metrics_match_the_host_definitions(data):
+    X, Y, Xv, Yv = data
+    model = MLP([5, 16, 1], device="cpu", seed=0)
+    rec = Recorder()
+    h = model.fit(X, Y, epochs=3, batch_size=50, validation_data=(Xv, Yv), callbacks=[rec], verbose=False)
+    for epoch in (1, 3):
+        probe = MLP([5, 16, 1], device="cpu", seed=0)
+        probe.params[...] = rec.snapshots[epoch]
+        P = probe.predict(Xv).astype(numpy.float64)
+        assert h["val_mse"][epoch - 1] == pytest.approx(metrics.mse(numpy, P, Yv), rel=1e-5)
+        assert h["val_mae"][epoch - 1] == pytest.approx(metrics.mae(numpy, P, Yv), rel=1e-5)
+        assert h["val_r2"][epoch - 1] == pytest.approx(metrics.r2(numpy, P, Yv), rel=1e-5, abs=1e-6)
+    assert h["val_loss"] == h["val_mse"]
+    assert model.score(Xv, Yv) == pytest.approx(h["val_r2"][-1], rel=1e-6)
+
+
+def test_validation_reads_back_once_per_epoch(data, monkeypatch, device):
+    X, Y, Xv, Yv = data
+    calls = []
+    original = Backend.to_host
+    monkeypatch.setattr(Backend, "to_host", lambda self, a: calls.append(1) or original(self, a))
+    model = MLP([5, 8, 1], device=device, seed=0)
+    h = model.fit(X, Y, epochs=4, batch_size=50, validation_data=(Xv, Yv), early_stopping=True, verbose=False)
+    assert len(calls) == 4
+    assert all(isinstance(v, float) for v in h["val_r2"]) and h["val_r2"][-1] > h["val_r2"][0]
+
+
+def test_validation_fraction_is_a_seeded_split(data):
+    X, Y = data[0], data[1]
+    h1 = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=2, validation_fraction=0.25, verbose=False)
+    h2 = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=2, validation_fraction=0.25, verbose=False)
+    assert h1["val_mse"] == h2["val_mse"] and len(h1["val_r2"]) == 2
+    with pytest.raises(ValueError, match="not both"):
+        MLP([5, 1], device="cpu").fit(X, Y, validation_fraction=0.2, validation_data=(X, Y), verbose=False)
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 1\)"):
+        MLP([5, 1], device="cpu").fit(X, Y, validation_fraction=1.5, verbose=False)
+
+
+def test_early_stopping_restores_the_best_epochs_weights(data):
+    X, Y, Xv, Yv = data
+    rec = Recorder()
+    model = MLP([5, 32, 1], device="cpu", seed=0)
+    # min_delta so large that no epoch after the first counts as an improvement
+    h = model.fit(X, Y, epochs=20, batch_size=50, lr=1e-2, validation_data=(Xv, Yv), early_stopping=True,
+                  patience=3, min_delta=1e6, callbacks=[rec], verbose=False)
+    assert h["epoch"] == [1, 2, 3, 4] and h.stopped_early and h.best_epoch == 1
+    numpy.testing.assert_array_equal(model.params, rec.snapshots[1])
+
+
+def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
+    X, Y, Xv, Yv = data
+    rec = Recorder()
+    model = MLP([5, 64, 64, 1], device="cpu", seed=0)
+    # tiny, noisy training set and a big net: validation loss turns up while training loss falls
+    h = model.fit(X[:40], Y[:40] + numpy.random.default_rng(0).normal(0, 1, (40, 1)), epochs=300, batch_size=40,
+                  lr=1e-2, validation_data=(Xv, Yv), early_stopping=True, patience=5, callbacks=[rec], verbose=False)
+    best = int(numpy.argmin(h["val_loss"])) + 1
+    assert h.stopped_early and h.best_epoch == best and len(h["epoch"]) == best + 5
+    numpy.testing.assert_array_equal(model.params, rec.snapshots[best])
+    assert model.loss(Xv, Yv) == pytest.approx(min(h["val_loss"]), rel=1e-5)
+
+
+def test_monitoring_a_missing_metric_says_what_is_there(data):
+    X, Y = data[0][:100], data[1][:100]
+    with pytest.raises(ValueError, match=r"'val_loss', which the logs lack \(pass validation_data"):
+        MLP([5, 1], device="cpu").fit(X, Y, epochs=2, callbacks=[EarlyStopping(monitor="val_loss")], verbose=False)
+    h = MLP([5, 1], device="cpu").fit(X, Y, epochs=3, early_stopping=True, verbose=False)  # monitors loss
+    assert h["epoch"] == [1, 2, 3]
+
+
+def test_reduce_lr_on_plateau_scales_the_schedule(data):
+    X, Y = data[0][:200], data[1][:200]
+    plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e6, min_lr=0.004)
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=6, lr=0.1, optimizer="sgd", schedule="step",
+                                                 step_size=2, gamma=0.5, callbacks=[plateau], verbose=False)
+    schedule = [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    # every epoch after the first is a non-improvement, patience 1: halve after epochs 2, 3, 4...
+    # until the plateau would take the rate under min_lr
+    scale = [1, 1, 0.5, 0.25, 0.16, 0.16]
+    assert h["lr"] == pytest.approx([s * f for s, f in zip(schedule, scale)])
+    assert plateau.reductions == 3
+
+
+def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
+    X, Y = data[0][:200], data[1][:200]
+    path = tmp_path / "c.npz"
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    model.fit(X, Y, epochs=1, checkpoint=path, verbose=False)
+    good = path.read_bytes()
+    with pytest.raises(TrainingDiverged):
+        model.fit(X, Y * 1e30, epochs=3, optimizer="sgd", lr=10.0, checkpoint=path, verbose=False)
+    assert path.read_bytes() == good
+
+
+# ---- Ctrl-C --------------------------------------------------------------------------------------
+SIGINT_RUNNER = textwrap.dedent("""
+    import json, sys
+    import numpy
+    from gpunn import MLP, Callback, datasets
+
+    class Announce(Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 1 and batch == 10:
+                print("epoch-1-done", flush=True)
+
+    X, Y = datasets.make("teacher", 20000, 16, seed=0, device="cpu")
+    model = MLP([16, 256, 256, 1], device="cpu", seed=0)
+    history = model.fit(X, Y, epochs=10000, batch_size=32, checkpoint=sys.argv[1], callbacks=[Announce()],
+                        verbose=False)
+    print(json.dumps({"interrupted": history.interrupted, "epochs": history["epoch"],
+                      "finite": bool(numpy.isfinite(model.params).all()),
+                      "params_sum": float(model.params.astype("float64").sum())}), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_the_history(tmp_path):
+    script = tmp_path / "runner.py"
+    script.write_text(SIGINT_RUNNER)
+    path = tmp_path / "run.npz"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), GPUNN_DEVICE="cpu")
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "epoch-1-done"
+    proc.send_signal(signal.SIGINT)  # lands mid-epoch 2 (an epoch is 625 batches)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["interrupted"] and result["finite"] and result["epochs"][0] == 1
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert ckpt.training["interrupted"]
+    assert ckpt.training["history"]["epoch"] == result["epochs"]
+    assert ckpt.epoch == len(result["epochs"]) and ckpt.training["position"]["batch"] > 0  # stopped mid-epoch
+    assert float(ckpt.model.params.astype("float64").sum()) == result["params_sum"]  # the model as returned
+
+
+def test_the_sigint_handler_is_installed_only_during_fit(data):
+    X, Y = data[0][:100], data[1][:100]
+    seen = []
+
+    class Peek(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    before = signal.getsignal(signal.SIGINT)
+    MLP([5, 1], device="cpu").fit(X, Y, epochs=1, callbacks=[Peek()], verbose=False)
+    assert seen[0] is not before and signal.getsignal(signal.SIGINT) is before
+    MLP([5, 1], device="cpu").fit(X, Y, epochs=1, callbacks=[Peek()], verbose=False, handle_interrupt=False)
+    assert seen[1] is before
+
+    def in_thread():  # signal.signal would raise outside the main thread: fit must not try
+        MLP([5, 1], device="cpu").fit(X, Y, epochs=1, callbacks=[Peek()], verbose=False)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert seen[2] is before
+
+
+def test_a_sigint_during_fit_in_process_returns_the_history(data):
+    X, Y = data[0], data[1]
+
+    class PressCtrlC(Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 1 and batch == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    h = model.fit(X, Y, epochs=5, batch_size=100, callbacks=[PressCtrlC()], verbose=False)
+    assert h.interrupted and h["epoch"] == [1]
+    assert numpy.isfinite(model.params).all()

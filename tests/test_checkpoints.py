@@ -1,0 +1,308 @@
+"""Checkpoints: exact resumption, atomic writes, and refusal of anything that is not a valid checkpoint."""
+import io
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import gpunn
+from gpunn import MLP, CheckpointError, Callback, ReduceLROnPlateau, datasets
+from gpunn import io as gio
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = datasets.make("teacher", 1200, 6, n_outputs=2, noise=0.1, seed=3, device="cpu")
+    return X, Y
+
+
+class InterruptAt(Callback):
+    """Calls trainer.interrupt() after a given global batch, as Ctrl-C would."""
+
+    def __init__(self, epoch, batch):
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, trainer, batch):
+        if (self.epoch, batch) == self.at:
+            trainer.interrupt()
+
+
+FIT = dict(epochs=7, batch_size=100, optimizer="adam", lr=5e-3, schedule="cosine", validation_fraction=0.2,
+           early_stopping=True, patience=50, verbose=False)
+
+
+def _no_timing(history):
+    return {k: v for k, v in history.items() if k not in ("time_s", "samples_per_s")}
+
+
+@pytest.mark.parametrize("stop_at", [(2, 4), (3, 9)], ids=["mid-epoch", "last-batch-of-epoch"])
+def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at):
+    X, Y = data
+    plateau = dict(factor=0.5, patience=0, min_delta=10.0)  # reduces every epoch: exercises lr_scale
+    reference = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
+    ref_hist = reference.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau)], **FIT)
+
+    path = tmp_path / "run.npz"
+    model = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
+    hist = model.fit(X, Y, checkpoint=path, callbacks=[ReduceLROnPlateau(**plateau), InterruptAt(*stop_at)], **FIT)
+    assert hist.interrupted and len(hist["epoch"]) == stop_at[0] + (stop_at[1] == 9)
+
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    numpy.testing.assert_array_equal(ckpt.model.params, model.params)  # the checkpoint is the interrupted state
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert not resumed.interrupted
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    for name in ("m", "v"):
+        numpy.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
+    assert ckpt.optimizer.steps == reference.optimizer.steps
+    assert _no_timing(resumed) == _no_timing(ref_hist)
+    assert resumed["lr"][-1] < resumed["lr"][0] * 0.5 ** 5  # the plateau scale survived the checkpoint
+
+
+def test_resume_can_extend_the_run(data, tmp_path):
+    X, Y = data
+    model = MLP([6, 8, 2], device="cpu", seed=0)
+    model.fit(X, Y, epochs=2, batch_size=200, checkpoint=tmp_path / "c.npz", verbose=False)
+    ckpt = gpunn.load_checkpoint(tmp_path / "c.npz")
+    assert ckpt.epoch == 2
+    history = ckpt.resume(X, Y, epochs=4, verbose=False)
+    assert history["epoch"] == [1, 2, 3, 4]
+    assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 4
+
+
+def test_resume_refuses_other_data(data, tmp_path):
+    X, Y = data
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, checkpoint=tmp_path / "c.npz", verbose=False)
+    with pytest.raises(ValueError, match="same X and Y"):
+        gpunn.load_checkpoint(tmp_path / "c.npz").resume(X[:500], Y[:500], verbose=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_model_round_trip(tmp_path, dtype):
+    model = MLP([3, 5, 4, 2], activation=["gelu", "tanh"], output_activation="sigmoid", bias=False, dtype=dtype,
+                device="cpu", seed=7)
+    gio.save(tmp_path / "m.npz", model)
+    back = gpunn.load(tmp_path / "m.npz", device="cpu")
+    assert repr(back) == repr(model) and back.seed == 7 and back.params.dtype == model.params.dtype
+    X = numpy.random.default_rng(0).standard_normal((10, 3))
+    numpy.testing.assert_array_equal(back.predict(X), model.predict(X))
+    with pytest.raises(CheckpointError, match="model only"):
+        gpunn.load_checkpoint(tmp_path / "m.npz").resume(X, X[:, :2])
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = MLP([2, 3, 1], device="cpu", seed=0)
+    path = tmp_path / "m.npz"
+    gio.save(path, model)
+    before = path.read_bytes()
+
+    def broken_savez(fh, **arrays):
+        fh.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gio.numpy, "savez", broken_savez)
+    model.params[...] = 1.0
+    with pytest.raises(OSError, match="disk full"):
+        gio.save(path, model)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]  # the temp file was removed
+
+
+# ---- refusing what is not a checkpoint ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def good_bytes(tmp_path_factory, data):
+    X, Y = data
+    path = tmp_path_factory.mktemp("good") / "c.npz"
+    model = MLP([6, 4, 2], device="cpu", seed=0)
+    model.fit(X[:200], Y[:200], epochs=1, batch_size=50, early_stopping=True, checkpoint=path, verbose=False)
+    return path.read_bytes(), model.params.copy()
+
+
+def _load_bytes(tmp_path, blob, name="x.npz"):
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return gpunn.load_checkpoint(path, device="cpu")
+
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FAST
+@given(blob=st.binary(max_size=2000))
+def test_random_bytes_are_rejected(tmp_path, blob):
+    with pytest.raises(CheckpointError):
+        _load_bytes(tmp_path, blob)
+
+
+@FAST
+@given(blob=st.binary(max_size=300))
+def test_random_bytes_behind_a_zip_magic_are_rejected(tmp_path, blob):
+    with pytest.raises(CheckpointError):
+        _load_bytes(tmp_path, b"PK\x03\x04" + blob)
+
+
+@FAST
+@given(fraction=st.floats(0, 1, exclude_max=True))
+def test_truncated_checkpoints_are_rejected(tmp_path, good_bytes, fraction):
+    blob, _ = good_bytes
+    with pytest.raises(CheckpointError):
+        _load_bytes(tmp_path, blob[:int(len(blob) * fraction)])
+
+
+@FAST
+@given(flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(1, 255)), min_size=1, max_size=4))
+def test_corrupted_bytes_are_rejected_or_harmless(tmp_path, good_bytes, flips):
+    """Flipped bits either make loading fail with CheckpointError, or hit bytes that carry no data
+    (zip timestamps, ...) and the parameters load unchanged: never a silently different model."""
+    blob, params = good_bytes
+    corrupt = bytearray(blob)
+    for pos, xor in flips:
+        corrupt[pos % len(corrupt)] ^= xor
+    try:
+        ckpt = _load_bytes(tmp_path, bytes(corrupt))
+    except CheckpointError:
+        return
+    numpy.testing.assert_array_equal(ckpt.model.params, params)
+
+
+class SideEffect:
+    """Unpickling this creates a marker file: if the marker exists, something unpickled it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_pickle_bearing_npz_is_refused_without_unpickling(tmp_path, good_bytes):
+    marker = str(tmp_path / "unpickled")
+    blob, _ = good_bytes
+    # A genuine checkpoint whose params member is swapped for a pickled object array.
+    src = zipfile.ZipFile(io.BytesIO(blob))
+    evil = io.BytesIO()
+    numpy.save(evil, numpy.array([SideEffect(marker)], dtype=object), allow_pickle=True)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, evil.getvalue() if info.filename == "params.npy" else src.read(info))
+    for name, payload in {"swapped.npz": out.getvalue(),
+                          "raw.pkl": pickle.dumps(SideEffect(marker)),
+                          "npy.npz": evil.getvalue()}.items():
+        with pytest.raises(CheckpointError, match="pickle|not a gpunn checkpoint|params"):
+            _load_bytes(tmp_path, payload, name)
+    # and an .npz holding only a pickled array, as numpy.savez writes it
+    extra = io.BytesIO()
+    numpy.savez(extra, gpunn_meta=numpy.array([SideEffect(marker)], dtype=object))
+    with pytest.raises(CheckpointError):
+        _load_bytes(tmp_path, extra.getvalue(), "meta.npz")
+    assert not os.path.exists(marker), "a pickle was executed"
+
+
+def _rewrite_meta(blob, change):
+    npz = numpy.load(io.BytesIO(blob), allow_pickle=False)
+    arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["gpunn_meta"].tobytes())
+    change(meta, arrays)
+    arrays["gpunn_meta"] = numpy.frombuffer(json.dumps(meta).encode(), numpy.uint8)
+    out = io.BytesIO()
+    numpy.savez(out, **arrays)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m, a: m.update(format="something-else"), "format tag"),
+    (lambda m, a: m.update(format_version=99), "newer gpunn"),
+    (lambda m, a: m["model"].update(layer_sizes=[6, 5, 2]), "params"),
+    (lambda m, a: m["model"].update(dtype="float64"), "params"),
+    (lambda m, a: m["model"].update(activations=["nope"]), "activations"),
+    (lambda m, a: a.update(params=a["params"][:-1]), "params"),
+    (lambda m, a: a.update(extra=numpy.zeros(3)), "members"),
+    (lambda m, a: m["optimizer"]["config"].update(name="rmsprop"), "optimizer"),
+    (lambda m, a: m["training"]["position"].update(epoch=-1), "position"),
+])
+def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):
+    with pytest.raises(CheckpointError, match=message):
+        _load_bytes(tmp_path, _rewrite_meta(good_bytes[0], change))
+
+
+def test_a_foreign_npz_is_rejected(tmp_path):
+    out = io.BytesIO()
+    numpy.savez(out, weights=numpy.zeros(3))
+    with pytest.raises(CheckpointError, match="not a gpunn checkpoint"):
+        _load_bytes(tmp_path, out.getvalue())
+
+
+# ---- a process killed while checkpointing -------------------------------------------------------
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy
+    from gpunn import MLP
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((64, 32)), rng.standard_normal((64, 1))
+    model = MLP([32, 512, 512, 1], device="cpu", seed=0)   # ~1 MB per parameter-sized array
+    print("ready", flush=True)
+    model.fit(X, Y, epochs=10**6, batch_size=64, checkpoint=sys.argv[1], verbose=False, handle_interrupt=False)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    path = tmp_path / "run.npz"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), GPUNN_DEVICE="cpu")
+    rnd = random.Random(1234)
+    for attempt in range(8):
+        before = path.stat().st_mtime_ns if path.exists() else None
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until this process has written at least once
+            if path.exists() and path.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.002)
+        time.sleep(rnd.uniform(0.0, 0.3))  # then kill it somewhere in its write-train-write loop
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ckpt = gpunn.load_checkpoint(path, device="cpu")  # never raises: the last complete write is there
+        assert ckpt.epoch >= 1 and ckpt.model.params.shape == (32 * 512 + 512 + 512 * 512 + 512 + 512 + 1,)
+    leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    # Writing dominates this loop, so some kills landed mid-write (each leaves its temp file behind).
+    assert leftovers and all(n.startswith(".run.npz.") for n in leftovers)
+
+
+# ---- GPU -> CPU -> GPU ------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_gpu_checkpoint_loads_on_cpu_and_back(gpu, tmp_path, data):
+    import cupy
+
+    X, Y = data
+    model = MLP([6, 16, 2], device="cuda", seed=2)
+    model.fit(X, Y, epochs=2, batch_size=128, validation_fraction=0.1, checkpoint=tmp_path / "g.npz", verbose=False)
+    on_cpu = gpunn.load_checkpoint(tmp_path / "g.npz", device="cpu")
+    assert on_cpu.model.device == "cpu" and isinstance(on_cpu.model.params, numpy.ndarray)
+    numpy.testing.assert_array_equal(on_cpu.model.params, cupy.asnumpy(model.params))
+    numpy.testing.assert_array_equal(on_cpu.optimizer.state["m"], cupy.asnumpy(model.optimizer.state["m"]))
+    numpy.testing.assert_allclose(on_cpu.model.predict(X), cupy.asnumpy(model.predict(X)), rtol=1e-4, atol=1e-5)
+    on_cpu.resume(X, Y, epochs=3, checkpoint=tmp_path / "c.npz", verbose=False)  # continue on the CPU
+    back = gpunn.load_checkpoint(tmp_path / "c.npz", device="cuda")
+    assert back.model.device.startswith("cuda") and isinstance(back.model.params, cupy.ndarray)
+    numpy.testing.assert_array_equal(cupy.asnumpy(back.model.params), on_cpu.model.params)
+    history = back.resume(X, Y, epochs=4, verbose=False)
+    assert history["epoch"] == [1, 2, 3, 4]

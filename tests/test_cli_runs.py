@@ -1,0 +1,92 @@
+"""gpunn train --config/--save/--resume/--plot and gpunn predict."""
+import json
+import sys
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn.cli import main
+
+SMALL = ["--rows", "3000", "--features", "6", "--hidden", "16", "--batch-size", "100", "--device", "cpu", "--quiet"]
+
+
+def test_config_file_flags_override_and_the_resolved_config_is_saved(tmp_path, capsys):
+    (tmp_path / "run.toml").write_text('rows = 3000\nfeatures = 6\nhidden = [16, 8]\nepochs = 3\nbatch-size = 100\n'
+                                       'lr = 0.01\ndevice = "cpu"\nquiet = true\nseed = 4\n')
+    save = str(tmp_path / "run.npz")
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--epochs", "2", "--save", save,
+                 "--json", str(tmp_path / "out.json")]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["config"]["epochs"] == 2 and out["config"]["lr"] == 0.01 and out["config"]["hidden"] == [16, 8]
+    assert len(out["history"]["val_r2"]) == 2  # validation curves in the history
+    saved = (tmp_path / "run.npz.toml").read_text()
+    assert "epochs = 2" in saved and "hidden = [16, 8]" in saved and "seed = 4" in saved
+    # the saved config reproduces the run
+    assert main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz"),
+                 "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["history"]["loss"] == out["history"]["loss"]
+
+
+def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
+    straight, first = str(tmp_path / "straight.npz"), str(tmp_path / "first.npz")
+    assert main(["train", *SMALL, "--epochs", "4", "--save", straight]) == 0
+    assert main(["train", *SMALL, "--epochs", "2", "--save", first]) == 0
+    assert main(["train", "--resume", first, "--epochs", "4", "--quiet"]) == 0  # settings from first.npz.toml
+    a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
+    assert b.epoch == 4
+    numpy.testing.assert_array_equal(a.model.params, b.model.params)
+    assert a.training["history"]["loss"] == b.training["history"]["loss"]
+
+
+def test_predict_writes_npy(tmp_path, capsys):
+    save = str(tmp_path / "m.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--save", save]) == 0
+    X = numpy.random.default_rng(0).standard_normal((9, 6)).astype(numpy.float32)
+    numpy.save(tmp_path / "in.npy", X)
+    assert main(["predict", save, str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--device", "cpu"]) == 0
+    P = numpy.load(tmp_path / "out.npy")
+    numpy.testing.assert_array_equal(P, gpunn.load(save, device="cpu").predict(X))
+    numpy.save(tmp_path / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
+    capsys.readouterr()
+    assert main(["predict", save, str(tmp_path / "obj.npy"), str(tmp_path / "o.npy"), "--device", "cpu"]) == 2
+    assert "without pickle" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "in.npy"), str(tmp_path / "in.npy"), str(tmp_path / "o.npy")]) == 2
+    assert "not a gpunn checkpoint" in capsys.readouterr().err
+
+
+def test_plot_draws_training_and_validation_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    assert main(["train", *SMALL, "--epochs", "2", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["train", *SMALL, "--epochs", "1", "--plot", str(tmp_path / "x.png")]) == 2
+    captured = capsys.readouterr()
+    assert "needs matplotlib" in captured.err and "gpunn[plot]" in captured.err and "held-out" not in captured.out
+
+
+@pytest.mark.parametrize("text, message", [
+    ("batchsize = 3", "unknown option 'batchsize'"),
+    ('optimizer = "rmsprop"', "not one of"),
+    ("epochs = -2", "invalid epochs"),
+    ("hidden = [16, 'a']", "must list integers"),
+    ("quiet = 1", "true or false"),
+    ("rows = ", "not valid TOML"),
+])
+def test_bad_config_files_get_a_clear_error(tmp_path, capsys, text, message):
+    (tmp_path / "bad.toml").write_text(text + "\n")
+    assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_early_stopping_from_the_command_line(tmp_path, capsys):
+    assert main(["train", *SMALL, "--epochs", "50", "--early-stopping", "--patience", "2", "--min-delta", "1e6",
+                 "--json", str(tmp_path / "o.json")]) == 0
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert out["result"]["epochs"] == 3 and out["result"]["best_epoch"] == 1
+    assert "early stopping: best epoch 1" in capsys.readouterr().out

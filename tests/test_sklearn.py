@@ -1,0 +1,129 @@
+"""gpunn.MLPRegressor against scikit-learn's own estimator checks, and in Pipeline / GridSearchCV."""
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from gpunn import MLPRegressor, datasets  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(hidden_layer_sizes=(32,), lr=1e-2, epochs=100, random_state=0, device="cpu")
+
+
+def expected_failures(estimator):
+    if estimator.dtype == "float32":
+        return {
+            # float32 BLAS sums a row's products in an order that depends on how many rows are in the
+            # matrix (kernel blocking), so predict(X[:k]) and predict(X)[:k] differ in the last ulp
+            # (~2e-7), above this check's atol of 1e-7. In float64 (the next entry) it passes.
+            "check_methods_subset_invariance": "float32 BLAS rounding depends on the batch's row count",
+        }
+    return {}
+
+
+@parametrize_with_checks([MLPRegressor(**SMALL), MLPRegressor(**SMALL, dtype="float64")],
+                         expected_failed_checks=expected_failures)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = datasets.make("friedman1", 600, 6, noise=0.5, seed=2, device="cpu")
+    return X * 10 + 3, Y[:, 0]  # badly scaled inputs, 1-D target
+
+
+def test_pipeline_cross_val_and_1d_predictions(data):
+    X, y = data
+    pipe = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64, 64), lr=3e-3, epochs=60,
+                                                        batch_size=32, random_state=0, device="cpu"))
+    scores = cross_val_score(pipe, X, y, cv=3)
+    assert scores.min() > 0.8
+    pipe.fit(X, y)
+    P = pipe.predict(X[:7])
+    assert isinstance(P, numpy.ndarray) and P.shape == (7,) and P.dtype == numpy.float64
+    est = pipe[-1]
+    assert est.n_features_in_ == 6 and est.n_iter_ == 60 and len(est.loss_curve_) == 60
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+
+
+def test_grid_search(data):
+    X, y = data
+    grid = GridSearchCV(make_pipeline(StandardScaler(), MLPRegressor(epochs=40, batch_size=32, random_state=0, device="cpu")),
+                        {"mlpregressor__hidden_layer_sizes": [(8,), (64,)], "mlpregressor__lr": [1e-3, 1e-2]}, cv=2)
+    grid.fit(X, y)
+    assert set(grid.best_params_) == {"mlpregressor__hidden_layer_sizes", "mlpregressor__lr"}
+    assert grid.best_score_ > 0.5 and grid.predict(X[:3]).shape == (3,)
+
+
+def test_multi_output_early_stopping_and_partial_fit(data):
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    Y = numpy.column_stack([y, -y])
+    est = MLPRegressor(hidden_layer_sizes=(32,), epochs=500, early_stopping=True, patience=3, lr=1e-2,
+                       random_state=1, device="cpu").fit(X, Y)
+    assert est.predict(X[:4]).shape == (4, 2)
+    assert est.n_iter_ < 500 and len(est.validation_scores_) == est.n_iter_
+    inc = MLPRegressor(hidden_layer_sizes=(16,), random_state=0, device="cpu")
+    for _ in range(5):
+        inc.partial_fit(X, y)
+    assert inc.n_iter_ == 5 and inc.model_.optimizer.steps == 5 * 3  # 600 rows / batch 200
+    assert inc.loss_curve_[-1] < inc.loss_curve_[0]
+    with pytest.raises(ValueError, match="features"):
+        inc.partial_fit(X[:, :3], y)
+
+
+def test_pickle_round_trip_carries_arrays_not_device_objects(data):
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), epochs=3, random_state=0, device="cpu").fit(X, y)
+    back = pickle.loads(pickle.dumps(est))
+    numpy.testing.assert_array_equal(back.predict(X), est.predict(X))
+    back.partial_fit(X, y)  # the optimizer state came along
+    assert back.model_.optimizer.steps == est.model_.optimizer.steps + 3
+
+
+def test_works_without_scikit_learn():
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["sklearn"] = None  # import sklearn -> ImportError
+        import numpy
+        from gpunn import MLPRegressor
+        from gpunn import sklearn as gs
+        assert not gs.HAVE_SKLEARN
+        X = numpy.random.default_rng(0).standard_normal((200, 3)); y = X @ [1.0, -2.0, 0.5]
+        est = MLPRegressor(hidden_layer_sizes=(16,), epochs=50, lr=1e-2, random_state=0, device="cpu")
+        assert est.get_params()["epochs"] == 50 and est.set_params(epochs=60) is est
+        try:
+            est.predict(X)
+        except ValueError as exc:
+            assert "not fitted" in str(exc)
+        print(round(est.fit(X, y).score(X, y), 3), est.predict(X).shape)
+    """)
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    score, shape = out.stdout.split(" ", 1)
+    assert float(score) > 0.9 and shape.strip() == "(200,)"
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_predictions_come_back_as_host_arrays(gpu, data):
+    X, y = data
+    est = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64,), epochs=30, batch_size=32, lr=3e-3,
+                                                       random_state=0, device="cuda"))
+    est.fit(X, y)
+    P = est.predict(X[:5])
+    assert type(P) is numpy.ndarray and P.shape == (5,) and P.dtype == numpy.float64
+    assert est.score(X, y) > 0.8
+    back = pickle.loads(pickle.dumps(est))
+    numpy.testing.assert_array_equal(back.predict(X[:5]), P)
