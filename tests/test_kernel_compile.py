@@ -101,9 +101,11 @@ def test_nvrtc_compiles_every_instance(source, arch):
         opts = [o.encode() for o in gk.COMPILE_OPTIONS] + [f"-arch={arch}".encode()]
         (result,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * size
+        # A fresh mutable buffer: NVRTC writes into it, and b" " * 1 would be CPython's shared
+        # one-byte bytes object, whose corruption turned every unpickled 32 (0x20) into 0 later on.
+        log = bytearray(size)
         nvrtc.nvrtcGetProgramLog(prog, log)
-        assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
+        assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, bytes(log).decode(errors="replace")
         _, cubin_size = nvrtc.nvrtcGetCUBINSize(prog)
         assert cubin_size > 0
         for name in names:
