@@ -56,6 +56,16 @@ class Ops:
         (act.grad_from_output if from_output else act.grad_from_input)(xp, source, grad)
         return xp.multiply(dA, grad, out=dZ)
 
+    def activation_bias_backward(self, dA, act: Activation, source, from_output: bool, dZ, db):
+        """activation_backward, then db <- column sums of dZ (when db is not None).
+
+        One hook so that a backend can do both in one pass over dZ; this is the reference.
+        """
+        self.activation_backward(dA, act, source, from_output, dZ)
+        if db is not None:
+            self.bias_gradient(dZ, db)
+        return dZ
+
     def loss_gradient(self, A, Y, dA):
         """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d device array."""
         self.xp.subtract(A, Y, out=dA)
@@ -125,9 +135,12 @@ NumpyOps = Ops
 
 
 def ops_for(backend, fused: bool = True) -> Ops:
-    """The Ops for a backend: NumPy's reference, or CuPy's with fused kernels when available."""
+    """The Ops for a backend: on CPU ``CpuOps`` (the NumPy reference plus fused Numba kernels where
+    Numba is installed), on GPU CuPy's with fused kernels when available. fused=False: no fused kernels."""
     if not backend.is_gpu:
-        return Ops(numpy)
+        from .cpu_ops import CpuOps
+
+        return CpuOps(fused=fused)
     try:
         from .cupy_ops import CupyOps
     except ImportError:  # kernels not built into this install: plain CuPy expressions
