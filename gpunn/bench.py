@@ -5,8 +5,9 @@ every implementation alike:
 - gpunn's steady-state training samples/s (``MLP.fit`` on shuffled mini-batches, Adam, float32),
   the median over repeats after a warm-up, with the spread;
 - achieved FLOP/s = 6 * weights * samples/s, and that as a fraction of the rate of one GEMM of
-  the configuration's own hidden-layer shape (batch x widest x widest), measured right there on
-  the same device and dtype; a large square GEMM (the device's practical peak) is shown beside it;
+  the configuration's own hidden-layer shape (batch x widest x widest), measured on the same
+  device and dtype in the same interleaved rounds (so background load hits it alike); a large
+  square GEMM (the device's practical peak) is shown beside it;
 - the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
   instrumented run that times each ``ops`` method, synchronising the GPU around each);
 - the peers on the same data: the plain-NumPy loop of the seed's equations (bench/naive_numpy.py),
@@ -165,6 +166,27 @@ class Runner:
 
     def epochs(self, n: int) -> None:
         raise NotImplementedError
+
+
+class GemmRunner(Runner):
+    """The roofline: out = a @ b of a representative shape; one "epoch" is one product."""
+
+    key = "gemm"
+
+    def __init__(self, backend, dtype, m, k, n):
+        xp, self.backend = backend.xp, backend
+        rng = numpy.random.default_rng(0)
+        self.a = xp.asarray(rng.standard_normal((m, k)), dtype=dtype)
+        self.b = xp.asarray(rng.standard_normal((k, n)), dtype=dtype)
+        self.out = xp.empty((m, n), dtype)
+        self.flops = 2.0 * m * k * n
+        self.label = f"GEMM {m}x{k}x{n} {dtype}"
+
+    def epochs(self, n):
+        matmul = self.backend.xp.matmul
+        for _ in range(n):
+            matmul(self.a, self.b, out=self.out)
+        synchronize(self.backend)
 
 
 class GpunnRunner(Runner):
@@ -398,8 +420,8 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     rows = _dataset_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
                          dtype="float32")
-    gemm = measure_gemm(backend, "float32", *cfg.gemm_shape, seconds=min(0.5, 2 * seconds))
-    runners, results = [], []
+    gemm = GemmRunner(backend, "float32", *cfg.gemm_shape)  # timed in the same rounds as the rest
+    runners, results = [gemm], []
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
     for key in peers:
@@ -425,13 +447,15 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         if deadline is not None and time.perf_counter() > deadline and i >= 1:
             log(f"  {cfg.name} [{backend.device}]: time budget reached after {i + 1} repeats")
             break
+    gemm_rate = _median_rate(times.pop(gemm), gemm.flops)[0]
+    runners.remove(gemm)
     for r in runners:
         med, spread, rates = _median_rate(times[r], rows)
         res = Result(cfg.name, cfg.spec(), backend.device, r.key, r.label, getattr(r, "dtype", "float32"),
                      cfg.batch, med, spread, rates)
         res.gflops = cfg.flops_per_sample * med / 1e9
-        res.gemm_gflops = gemm / 1e9
-        res.fraction_of_gemm = cfg.flops_per_sample * med / gemm
+        res.gemm_gflops = gemm_rate / 1e9
+        res.fraction_of_gemm = cfg.flops_per_sample * med / gemm_rate
         if isinstance(r, SklearnRunner):
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
@@ -542,7 +566,7 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
             results.extend(bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log))
     setup = setup_info(backends, threads)
     setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    setup["peak_gemm_gflops"] = {b.device: round(measure_gemm(b, "float32", 2048, 2048, 2048) / 1e9, 1)
+    setup["peak_gemm_gflops"] = {b.device: round(measure_gemm(b, "float32", *(3 * [4096 if b.is_gpu else 2048])) / 1e9, 1)
                                  for b in backends}
     return {"setup": setup, "results": [asdict(r) for r in results]}
 
@@ -567,7 +591,7 @@ def format_setup(setup: dict) -> str:
     if setup.get("env"):
         lines.append("env: " + ", ".join(f"{k}={v}" for k, v in setup["env"].items()))
     if setup.get("peak_gemm_gflops"):
-        lines.append("peak GEMM (2048^3, float32): " +
+        lines.append("peak GEMM (2048^3 on CPU, 4096^3 on GPU; float32): " +
                      ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in setup["peak_gemm_gflops"].items()))
     return "\n".join(lines)
 
