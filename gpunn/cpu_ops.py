@@ -187,6 +187,10 @@ class CpuOps(Ops):
             if k == 1:
                 return numpy.multiply(a, b, out=out)  # an outer product (broadcast)
             if self.fused and out.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype in _FLOATS:
+                if not b.flags.c_contiguous:  # W^T: a k x n copy is tiny, and strided reads are 8x slower
+                    contiguous = self.scratch(b.shape, b.dtype, slot=4)
+                    numpy.copyto(contiguous, b)
+                    b = contiguous
                 self._split(_small_k_matmul, a.shape[0], out.size * k, a, b, out)
                 return out
         return numpy.matmul(a, b, out=out)
