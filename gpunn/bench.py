@@ -404,7 +404,8 @@ class Result:
     gflops: float = float("nan")
     gemm_gflops: float = float("nan")
     fraction_of_gemm: float = float("nan")
-    gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's (1.0 for gpunn itself)
+    gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's, median of per-round ratios
+    noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
     profile: dict | None = None
     note: str = ""
 
@@ -447,23 +448,27 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         if deadline is not None and time.perf_counter() > deadline and i >= 1:
             log(f"  {cfg.name} [{backend.device}]: time budget reached after {i + 1} repeats")
             break
-    gemm_rate = _median_rate(times.pop(gemm), gemm.flops)[0]
+    # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
+    # background load hits both sides of a ratio), then the median over rounds is taken.
+    gemm_times = times.pop(gemm)
     runners.remove(gemm)
+    gemm_rate = _median_rate(gemm_times, gemm.flops)[0]
+    base_times = times[gpunn]
     for r in runners:
         med, spread, rates = _median_rate(times[r], rows)
         res = Result(cfg.name, cfg.spec(), backend.device, r.key, r.label, getattr(r, "dtype", "float32"),
                      cfg.batch, med, spread, rates)
         res.gflops = cfg.flops_per_sample * med / 1e9
         res.gemm_gflops = gemm_rate / 1e9
-        res.fraction_of_gemm = cfg.flops_per_sample * med / gemm_rate
+        res.fraction_of_gemm = statistics.median(
+            cfg.flops_per_sample * rows / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
+        res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], base_times))
+        res.noisy = spread[1] > 1.3 * spread[0]
         if isinstance(r, SklearnRunner):
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
             res.note = f"{r.threads} threads"
         results.append(res)
-    base = results[0].samples_per_s
-    for res in results:
-        res.gpunn_speedup = base / res.samples_per_s
     if profile:
         results[0].profile = profile_step(gpunn, max(1, counts[gpunn]))
     return results
@@ -608,7 +613,7 @@ def format_table(results, markdown=False) -> str:
         speed = "—" if r["impl"] == "gpunn" else f"{r['gpunn_speedup']:.2f}x"
         label = r["label"] + (f", {r['note']}" if r.get("note") else "")
         rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
-                     f"{_si(lo)}-{_si(hi)}", f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
+                     f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
                      speed, prof_text])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -634,8 +639,12 @@ def gemm_note(results) -> str:
         if key not in seen and r["impl"] == "gpunn":
             seen.add(key)
             parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}")
-    return ("% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest), "
-            "measured in this run, GFLOP/s: " + ", ".join(parts))
+    text = ("% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest), "
+            "timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
+            ".\nRatios and % of GEMM are medians of per-round pairs; samples/s the median over rounds.")
+    if any(r.get("noisy") for r in results):
+        text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
+    return text
 
 
 def plot(data, path) -> None:
