@@ -493,7 +493,7 @@ def setup_info(backends, threads=None) -> dict:
     from .cpu_ops import CpuOps, numba
 
     ops = CpuOps()
-    info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} threads" if ops.fused
+    info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
                               else "NumPy reference (Numba not installed)")
     for mod in ("torch", "sklearn"):
         try:
@@ -522,29 +522,29 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _blas() -> str:
+def numpy_blas_pool() -> dict | None:
+    """threadpoolctl's record of the BLAS NumPy itself calls (not SciPy's or torch's own copy)."""
     try:
         from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            p = pools[0]
-            return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {p.get('num_threads')} threads"
     except ImportError:
-        pass
+        return None
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    mine = [p for p in pools if "numpy" in str(p.get("filepath", "")).lower()]
+    return (mine or pools or [None])[0]
+
+
+def _blas() -> str:
+    p = numpy_blas_pool()
+    if p:
+        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {p.get('num_threads')} threads"
     from .cli import blas_info
 
     return blas_info()
 
 
 def blas_threads() -> int | None:
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        return pools[0]["num_threads"] if pools else None
-    except ImportError:
-        return None
+    p = numpy_blas_pool()
+    return p.get("num_threads") if p else None
 
 
 def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print):
