@@ -155,7 +155,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 class CpuOps(Ops):
-    """``Ops`` for NumPy with fused Numba kernels (when Numba is installed), split across threads."""
+    """``Ops`` for NumPy with fused Numba kernels (when Numba is installed); GPUNN_CPU_THREADS > 1 splits them."""
 
     def __init__(self, fused: bool = True, threads: int | None = None):
         super().__init__(numpy)
