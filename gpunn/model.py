@@ -162,13 +162,14 @@ class MLP:
         sum_sq = ops.loss_gradient(ws.A[-1], Y, ws.dA[-1])
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l]
-            if act.name != "identity":
+            db = self._db[l] if self.bias else None
+            if act.name != "identity":  # dZ = dA * g'(.) and db = colsum(dZ), in one pass where fused
                 from_output = not act.needs_input_for_grad
-                ops.activation_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ)
+                ops.activation_bias_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ, db)
+            elif db is not None:
+                ops.bias_gradient(dZ, db)
             A_prev = ws.A[l - 1] if l else X
             ops.matmul(A_prev.T, dZ, out=self._dW[l])
-            if self.bias:
-                ops.bias_gradient(dZ, self._db[l])
             if l:
                 ops.matmul(dZ, self.weights[l].T, out=ws.dA[l - 1])
         return sum_sq

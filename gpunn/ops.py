@@ -57,6 +57,16 @@ class Ops:
         (act.grad_from_output if from_output else act.grad_from_input)(xp, source, grad)
         return xp.multiply(dA, grad, out=dZ)
 
+    def activation_bias_backward(self, dA, act: Activation, source, from_output: bool, dZ, db):
+        """activation_backward, then db <- column sums of dZ (when db is not None).
+
+        One hook so that a backend can do both in one pass over dZ; this is the reference.
+        """
+        self.activation_backward(dA, act, source, from_output, dZ)
+        if db is not None:
+            self.bias_gradient(dZ, db)
+        return dZ
+
     def loss_gradient(self, A, Y, dA):
         """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d device array."""
         self.xp.subtract(A, Y, out=dA)
@@ -129,14 +139,17 @@ ENV_FUSED = "GPUNN_FUSED_KERNELS"
 
 
 def ops_for(backend, fused: bool | None = None) -> Ops:
-    """The Ops for a backend: NumPy's reference on the CPU, CuPy's fused kernels on the GPU.
+    """The Ops for a backend: ``CpuOps`` on the CPU (the NumPy reference plus fused Numba kernels
+    where Numba is installed), ``CupyOps``' fused CUDA kernels on the GPU.
 
-    ``fused=False`` (or GPUNN_FUSED_KERNELS=0) runs the plain CuPy expressions instead, to compare.
+    ``fused=False`` (or GPUNN_FUSED_KERNELS=0) runs the unfused reference expressions instead, to compare.
     """
-    if not backend.is_gpu:
-        return Ops(numpy)
-    from .cupy_ops import CupyOps
-
     if fused is None:
         fused = os.environ.get(ENV_FUSED, "1").strip().lower() not in ("0", "false", "no", "off")
+    if not backend.is_gpu:
+        from .cpu_ops import CpuOps
+
+        return CpuOps(fused=fused)
+    from .cupy_ops import CupyOps
+
     return CupyOps(fused=fused)

@@ -1,0 +1,696 @@
+"""``gpunn bench``: training throughput against the GEMM roofline and against peers, in one run.
+
+For each configuration and backend it measures, interleaved so that background load hits
+every implementation alike:
+- gpunn's steady-state training samples/s (``MLP.fit`` on shuffled mini-batches, Adam, float32),
+  the median over repeats after a warm-up, with the spread;
+- achieved FLOP/s = 6 * weights * samples/s, and that as a fraction of the rate of one GEMM of
+  the configuration's own hidden-layer shape (batch x widest x widest), measured on the same
+  device and dtype in the same interleaved rounds (so background load hits it alike); a large
+  square GEMM (the device's practical peak) is shown beside it;
+- the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
+  instrumented run that times each ``ops`` method, synchronising the GPU around each);
+- the peers on the same data: the plain-NumPy loop of the seed's equations (bench/naive_numpy.py),
+  PyTorch eager (same device) and scikit-learn's MLPRegressor (CPU, float64 input), each as a
+  ratio to gpunn.
+
+The module ships in the wheel; the naive baseline lives in the repository's bench/ (shipped in
+the wheel as gpunn/_naive_numpy.py) and is loaded from whichever exists.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy
+
+from . import __version__, backend as _backend, datasets
+
+# ---- configurations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    inputs: int
+    hidden: tuple
+    outputs: int
+    batch: int
+    gpu_only: bool = False
+
+    @property
+    def sizes(self) -> list:
+        return [self.inputs, *self.hidden, self.outputs]
+
+    @property
+    def n_weights(self) -> int:
+        s = self.sizes
+        return sum(a * b for a, b in zip(s[:-1], s[1:]))
+
+    @property
+    def flops_per_sample(self) -> int:
+        """Forward (2W) + backward (dW and dA_prev: 4W) multiply-adds, as 2 FLOPs each."""
+        return 6 * self.n_weights
+
+    @property
+    def gemm_shape(self) -> tuple:
+        """The representative GEMM: one hidden layer's forward product, batch x widest x widest."""
+        width = max(self.hidden) if self.hidden else max(self.inputs, self.outputs)
+        return (self.batch, width, width)
+
+    def spec(self) -> str:
+        return f"{self.name}:{self.inputs}:{'x'.join(map(str, self.hidden))}:{self.outputs}:{self.batch}"
+
+
+CONFIGS = {c.name: c for c in (
+    Config("small", 16, (64, 64), 1, 128),
+    Config("medium", 64, (256, 256), 1, 256),
+    Config("wide", 256, (1024, 1024, 1024), 1, 1024),
+    Config("deep", 128, (512,) * 6, 4, 512),
+    Config("large", 1024, (4096,) * 4, 1, 8192, gpu_only=True),
+)}
+QUICK_CONFIG = Config("tiny", 8, (32, 32), 1, 64)
+
+
+def parse_config(text: str) -> Config:
+    """A named configuration, or ``name:inputs:h1xh2x...:outputs:batch`` (hidden may be empty)."""
+    if text in CONFIGS:
+        return CONFIGS[text]
+    parts = text.split(":")
+    if len(parts) != 5:
+        known = ", ".join(CONFIGS)
+        raise ValueError(f"unknown configuration {text!r}: use one of {known}, or name:inputs:h1xh2:outputs:batch "
+                         "(e.g. mine:32:128x128:1:256)")
+    name, inputs, hidden, outputs, batch = parts
+    try:
+        hidden_sizes = tuple(int(h) for h in hidden.replace(",", "x").split("x") if h.strip())
+        numbers = [int(inputs), int(outputs), int(batch), *hidden_sizes]
+    except ValueError:
+        raise ValueError(f"configuration {text!r}: sizes must be integers, e.g. mine:32:128x128:1:256") from None
+    if not name or any(n < 1 for n in numbers):
+        raise ValueError(f"configuration {text!r}: needs a name and positive sizes")
+    return Config(name, int(inputs), hidden_sizes, int(outputs), int(batch))
+
+
+# ---- devices and clocks ------------------------------------------------------------------
+
+def synchronize(backend) -> None:
+    if backend.is_gpu:
+        backend.xp.cuda.get_current_stream().synchronize()
+
+
+def available_backends() -> list:
+    """cpu always; cuda:0 when CuPy sees a device."""
+    out = [_backend.CPU]
+    cupy, count, _ = _backend.probe_cuda()
+    if cupy is not None and count:
+        out.append(_backend.resolve("cuda"))
+    return out
+
+
+def measure_gemm(backend, dtype, m, k, n, seconds=0.3, repeats=5) -> float:
+    """FLOP/s of out = a @ b for (m x k) @ (k x n) on the backend: median over repeats, warm-up excluded."""
+    xp = backend.xp
+    with backend.use():
+        rng = numpy.random.default_rng(0)
+        a = xp.asarray(rng.standard_normal((m, k)), dtype=dtype)
+        b = xp.asarray(rng.standard_normal((k, n)), dtype=dtype)
+        out = xp.empty((m, n), dtype)
+        xp.matmul(a, b, out=out)
+        synchronize(backend)
+        t0 = time.perf_counter()
+        xp.matmul(a, b, out=out)
+        synchronize(backend)
+        once = max(time.perf_counter() - t0, 1e-7)
+        inner = max(1, min(1000, int(seconds / repeats / once)))
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                xp.matmul(a, b, out=out)
+            synchronize(backend)
+            rates.append(2.0 * m * k * n * inner / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+# ---- the implementations under test --------------------------------------------------------
+
+def _dataset_rows(cfg: Config, backend) -> int:
+    """Rows per epoch: about 1.2e11 FLOPs of work on CPU (0.3 s at 400 GFLOP/s), capped at 65,536
+    rows, at least 8 batches; on GPU at least 16 batches. Always whole batches."""
+    budget = 2.0e12 if backend.is_gpu else 1.2e11
+    rows = min(65536, budget / cfg.flops_per_sample)
+    batches = max(16 if backend.is_gpu else 8, math.ceil(rows / cfg.batch))
+    batches = min(batches, 512)
+    return batches * cfg.batch
+
+
+class Runner:
+    """Runs whole epochs of one implementation; ``epochs(n)`` returns after the device is idle."""
+
+    key = "runner"
+    label = "runner"
+    dtype = "float32"
+    available = True
+
+    def epochs(self, n: int) -> None:
+        raise NotImplementedError
+
+
+class GemmRunner(Runner):
+    """The roofline: out = a @ b of a representative shape; one "epoch" is one product."""
+
+    key = "gemm"
+
+    def __init__(self, backend, dtype, m, k, n):
+        xp, self.backend = backend.xp, backend
+        rng = numpy.random.default_rng(0)
+        self.a = xp.asarray(rng.standard_normal((m, k)), dtype=dtype)
+        self.b = xp.asarray(rng.standard_normal((k, n)), dtype=dtype)
+        self.out = xp.empty((m, n), dtype)
+        self.flops = 2.0 * m * k * n
+        self.label = f"GEMM {m}x{k}x{n} {dtype}"
+
+    def epochs(self, n):
+        matmul = self.backend.xp.matmul
+        for _ in range(n):
+            matmul(self.a, self.b, out=self.out)
+        synchronize(self.backend)
+
+
+class GpunnRunner(Runner):
+    key = "gpunn"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+        from .model import MLP
+        from .optim import Adam
+
+        self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
+        self.model = MLP(cfg.sizes, activation="relu", output_activation="identity", dtype="float32",
+                         device=backend, seed=0)
+        self.optimizer = Adam(lr=lr)
+        self.label = f"gpunn ({backend.device})"
+        self._seed = 0
+
+    def epochs(self, n):
+        self._seed += 1
+        self.model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer=self.optimizer,
+                       verbose=False, seed=self._seed)
+        synchronize(self.backend)
+
+
+def load_naive():
+    """The naive baseline module: shipped as gpunn._naive_numpy, or bench/naive_numpy.py of a checkout."""
+    try:
+        from . import _naive_numpy
+        return _naive_numpy
+    except ImportError:
+        pass
+    path = Path(__file__).resolve().parent.parent / "bench" / "naive_numpy.py"
+    if not path.exists():
+        raise ImportError("the naive baseline (bench/naive_numpy.py) is not in this install; run from a checkout")
+    spec = importlib.util.spec_from_file_location("gpunn_bench_naive_numpy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class NaiveRunner(Runner):
+    key = "naive"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+        naive = load_naive()
+        self.backend = backend
+        self.net = naive.NaiveMLP(cfg.sizes, dtype="float32", seed=0, lr=lr, xp=backend.xp)
+        self.X, self.Y, self.batch = X, Y, cfg.batch
+        self.rng = numpy.random.default_rng(0)
+        self.label = "naive numpy loop" if not backend.is_gpu else "naive loop (CuPy)"
+
+    def epochs(self, n):
+        with self.backend.use():
+            for _ in range(n):
+                self.net.train_epoch(self.X, self.Y, self.batch, self.rng)
+        synchronize(self.backend)
+
+
+class TorchRunner(Runner):
+    key = "torch"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, threads=None):
+        import torch
+
+        self.torch = torch
+        if backend.is_gpu:
+            if not torch.cuda.is_available():
+                raise ImportError("torch has no CUDA device")
+            self.device = torch.device(f"cuda:{backend.device_id}")
+        else:
+            self.device = torch.device("cpu")
+            if threads:
+                torch.set_num_threads(int(threads))
+        torch.manual_seed(0)
+        layers = []
+        sizes = cfg.sizes
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        self.net = torch.nn.Sequential(*layers).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        host = backend.to_host
+        self.X = torch.as_tensor(numpy.ascontiguousarray(host(X)), device=self.device)
+        self.Y = torch.as_tensor(numpy.ascontiguousarray(host(Y)), device=self.device)
+        self.batch = cfg.batch
+        self.threads = torch.get_num_threads()
+        self.label = f"torch {torch.__version__} eager ({self.device})"
+
+    def epochs(self, n):
+        torch, F = self.torch, self.torch.nn.functional
+        m, b = self.X.shape[0], self.batch
+        for _ in range(n):
+            perm = torch.randperm(m, device=self.device)
+            for start in range(0, m, b):
+                idx = perm[start:start + b]
+                xb, yb = self.X[idx], self.Y[idx]
+                self.opt.zero_grad(set_to_none=True)
+                loss = F.mse_loss(self.net(xb), yb, reduction="sum") / xb.shape[0]  # (1/m)||A - Y||_F^2
+                loss.backward()
+                self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+class SklearnRunner(Runner):
+    key = "sklearn"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, dtype="float64"):
+        import sklearn
+        from sklearn.neural_network import MLPRegressor
+
+        if backend.is_gpu:
+            raise ImportError("scikit-learn runs on the CPU only")
+        self.X = numpy.asarray(X, dtype=dtype)
+        Yh = numpy.asarray(Y, dtype=dtype)
+        self.Y = Yh.ravel() if Yh.shape[1] == 1 else Yh
+        self.reg = MLPRegressor(hidden_layer_sizes=cfg.hidden, activation="relu", solver="adam", alpha=0.0,
+                                batch_size=cfg.batch, learning_rate_init=lr, shuffle=True, random_state=0)
+        self.dtype = dtype
+        self.label = f"sklearn {sklearn.__version__} MLPRegressor ({dtype} input)"
+
+    def epochs(self, n):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(n):
+                self.reg.partial_fit(self.X, self.Y)  # one epoch of mini-batches
+
+    def ran_in(self) -> str:
+        coefs = getattr(self.reg, "coefs_", None)
+        return str(coefs[0].dtype) if coefs else self.dtype
+
+
+PEERS = ("naive", "torch", "sklearn")
+_PEER_CLASSES = {"naive": NaiveRunner, "torch": TorchRunner, "sklearn": SklearnRunner}
+
+
+# ---- the profile: share of a step per kind of op -------------------------------------------
+
+CATEGORIES = {
+    "matmul": "matmul",
+    "bias_activation": "elementwise",
+    "activation_backward": "elementwise",
+    "activation_bias_backward": "elementwise",
+    "bias_gradient": "elementwise",
+    "loss_gradient": "elementwise",
+    "squared_error": "elementwise",
+    "adam_step": "optimizer",
+    "sgd_step": "optimizer",
+}
+
+
+@contextlib.contextmanager
+def timed_ops(ops, backend, totals):
+    """Time every ops method in CATEGORIES on this ops instance (outermost call only; GPU synchronised)."""
+    depth = [0]
+    originals = {}
+
+    def wrap(name, fn):
+        kind = CATEGORIES[name]
+
+        def timed(*args, **kwargs):
+            if depth[0]:
+                return fn(*args, **kwargs)
+            depth[0] += 1
+            try:
+                synchronize(backend)
+                t0 = time.perf_counter()
+                result = fn(*args, **kwargs)
+                synchronize(backend)
+                totals[kind] = totals.get(kind, 0.0) + time.perf_counter() - t0
+                return result
+            finally:
+                depth[0] -= 1
+        return timed
+
+    for name in CATEGORIES:
+        fn = getattr(ops, name, None)
+        if fn is not None:
+            originals[name] = fn
+            setattr(ops, name, wrap(name, fn))
+    try:
+        yield totals
+    finally:
+        for name in originals:
+            delattr(ops, name)  # the instance attribute goes; the class method shows through again
+
+
+def profile_step(runner: GpunnRunner, epochs: int) -> dict:
+    """Shares of the step time (matmul, elementwise, optimizer, other) from an instrumented run."""
+    totals = {}
+    with timed_ops(runner.model.ops, runner.backend, totals):
+        synchronize(runner.backend)
+        t0 = time.perf_counter()
+        runner.epochs(epochs)
+        wall = time.perf_counter() - t0
+    shares = {k: totals.get(k, 0.0) / wall for k in ("matmul", "elementwise", "optimizer")}
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    config: str
+    spec: str
+    backend: str
+    impl: str
+    label: str
+    dtype: str
+    batch: int
+    samples_per_s: float = float("nan")
+    spread: tuple = (float("nan"), float("nan"))
+    repeats: list = field(default_factory=list)
+    gflops: float = float("nan")
+    gemm_gflops: float = float("nan")
+    fraction_of_gemm: float = float("nan")
+    gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's, median of per-round ratios
+    noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
+    profile: dict | None = None
+    note: str = ""
+
+
+def _median_rate(times, samples):
+    rates = sorted(samples / t for t in times)
+    return statistics.median(rates), (rates[0], rates[-1]), rates
+
+
+def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, deadline=None, profile=True,
+                 threads=None, log=print) -> list:
+    """All implementations on one configuration and backend, interleaved; returns Results (gpunn first)."""
+    rows = _dataset_rows(cfg, backend)
+    X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
+                         dtype="float32")
+    gemm = GemmRunner(backend, "float32", *cfg.gemm_shape)  # timed in the same rounds as the rest
+    runners, results = [gemm], []
+    gpunn = GpunnRunner(cfg, backend, X, Y)
+    runners.append(gpunn)
+    for key in peers:
+        try:
+            kwargs = {"threads": threads} if key == "torch" else {}
+            runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
+        except ImportError as exc:
+            log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
+    # Warm-up (compiles, allocations, first-touch) and calibration: whole epochs, about `seconds` each.
+    counts = {}
+    for r in runners:
+        r.epochs(1)
+        t0 = time.perf_counter()
+        r.epochs(1)
+        once = max(time.perf_counter() - t0, 1e-6)
+        counts[r] = max(1, round(seconds / once))
+    times = {r: [] for r in runners}
+    for i in range(repeats):
+        for r in runners:
+            t0 = time.perf_counter()
+            r.epochs(counts[r])
+            times[r].append((time.perf_counter() - t0) / counts[r])
+        if deadline is not None and time.perf_counter() > deadline and i >= 1:
+            log(f"  {cfg.name} [{backend.device}]: time budget reached after {i + 1} repeats")
+            break
+    # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
+    # background load hits both sides of a ratio), then the median over rounds is taken.
+    gemm_times = times.pop(gemm)
+    runners.remove(gemm)
+    gemm_rate = _median_rate(gemm_times, gemm.flops)[0]
+    base_times = times[gpunn]
+    for r in runners:
+        med, spread, rates = _median_rate(times[r], rows)
+        res = Result(cfg.name, cfg.spec(), backend.device, r.key, r.label, getattr(r, "dtype", "float32"),
+                     cfg.batch, med, spread, rates)
+        res.gflops = cfg.flops_per_sample * med / 1e9
+        res.gemm_gflops = gemm_rate / 1e9
+        res.fraction_of_gemm = statistics.median(
+            cfg.flops_per_sample * rows / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
+        res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], base_times))
+        res.noisy = spread[1] > 1.3 * spread[0]
+        if isinstance(r, SklearnRunner):
+            res.dtype = r.ran_in()
+        if isinstance(r, TorchRunner) and not backend.is_gpu:
+            res.note = f"{r.threads} threads"
+        results.append(res)
+    if profile:
+        results[0].profile = profile_step(gpunn, max(1, counts[gpunn]))
+    return results
+
+
+def setup_info(backends, threads=None) -> dict:
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "gpunn": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "machine": _cpu_name(),
+        "cores": _cores(),
+        "devices": [b.describe() for b in backends],
+        "dtype": "float32",
+        "blas": _blas(),
+    }
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "GPUNN_CPU_THREADS"):
+        if os.environ.get(var):
+            info.setdefault("env", {})[var] = os.environ[var]
+    from .cpu_ops import CpuOps, numba
+
+    ops = CpuOps()
+    info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
+                              else "NumPy reference (Numba not installed)")
+    for mod in ("torch", "sklearn"):
+        try:
+            m = __import__(mod)
+            info[mod] = m.__version__ + (f" ({m.get_num_threads()} threads)" if mod == "torch" else "")
+        except ImportError:
+            info[mod] = "not installed"
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def numpy_blas_pool() -> dict | None:
+    """threadpoolctl's record of the BLAS NumPy itself calls (not SciPy's or torch's own copy)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    mine = [p for p in pools if "numpy" in str(p.get("filepath", "")).lower()]
+    return (mine or pools or [None])[0]
+
+
+def _blas() -> str:
+    p = numpy_blas_pool()
+    if p:
+        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {p.get('num_threads')} threads"
+    from .cli import blas_info
+
+    return blas_info()
+
+
+def blas_threads() -> int | None:
+    p = numpy_blas_pool()
+    return p.get("num_threads") if p else None
+
+
+def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print):
+    """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}."""
+    threads = blas_threads() or _cores()
+    t_start = time.perf_counter()
+    deadline = None if max_seconds is None else t_start + max_seconds
+    jobs = [(c, b) for b in backends for c in configs if b.is_gpu or not c.gpu_only]
+    skipped = [(c, b) for b in backends for c in configs if c.gpu_only and not b.is_gpu]
+    for c, b in skipped:
+        log(f"  {c.name} [{b.device}]: skipped (GPU-only configuration)")
+    results = []
+    for i, (cfg, backend) in enumerate(jobs):
+        if deadline is not None:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                log(f"  {cfg.name} [{backend.device}]: skipped, --max-seconds budget spent")
+                continue
+            job_deadline = time.perf_counter() + left / (len(jobs) - i)
+        else:
+            job_deadline = None
+        log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
+        with backend.use():
+            results.extend(bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log))
+    setup = setup_info(backends, threads)
+    setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    setup["peak_gemm_gflops"] = {b.device: round(measure_gemm(b, "float32", *(3 * [4096 if b.is_gpu else 2048])) / 1e9, 1)
+                                 for b in backends}
+    return {"setup": setup, "results": [asdict(r) for r in results]}
+
+
+# ---- output ----------------------------------------------------------------------------------
+
+def _si(x: float) -> str:
+    if not math.isfinite(x):
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def format_setup(setup: dict) -> str:
+    lines = [f"gpunn {setup['gpunn']} bench, {setup['date']}",
+             f"machine: {setup['machine']}, {setup['cores']} cores; devices: {'; '.join(setup['devices'])}",
+             f"BLAS: {setup['blas']}; gpunn CPU path: {setup['gpunn_cpu_path']}",
+             f"python {setup['python']}, numpy {setup['numpy']}, torch {setup['torch']}, sklearn {setup['sklearn']}; "
+             f"dtype {setup['dtype']} (sklearn: as labelled)"]
+    if setup.get("env"):
+        lines.append("env: " + ", ".join(f"{k}={v}" for k, v in setup["env"].items()))
+    if setup.get("peak_gemm_gflops"):
+        lines.append("peak GEMM (2048^3 on CPU, 4096^3 on GPU; float32): " +
+                     ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in setup["peak_gemm_gflops"].items()))
+    return "\n".join(lines)
+
+
+def format_table(results, markdown=False) -> str:
+    head = ["config", "device", "implementation", "dtype", "samples/s", "spread (min-max)", "GFLOP/s",
+            "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
+    rows = []
+    for r in results:
+        prof = r.get("profile")
+        prof_text = (" / ".join(f"{100 * prof[k]:.0f}%" for k in ("matmul", "elementwise", "optimizer", "other"))
+                     if prof else "")
+        lo, hi = r["spread"]
+        speed = "—" if r["impl"] == "gpunn" else f"{r['gpunn_speedup']:.2f}x"
+        label = r["label"] + (f", {r['note']}" if r.get("note") else "")
+        rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
+                     f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
+                     speed, prof_text])
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    right = {4, 5, 6, 7, 8}
+    fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    out, last = [fmt(head), fmt(["-" * w for w in widths])], None
+    for row, r in zip(rows, results):
+        key = (r["config"], r["backend"])
+        if last is not None and key != last:
+            out.append("")
+        last = key
+        out.append(fmt(row).rstrip())
+    return "\n".join(out)
+
+
+def gemm_note(results) -> str:
+    seen, parts = set(), []
+    for r in results:
+        key = (r["config"], r["backend"])
+        if key not in seen and r["impl"] == "gpunn":
+            seen.add(key)
+            parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}")
+    text = ("% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest), "
+            "timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
+            ".\nRatios and % of GEMM are medians of per-round pairs; samples/s the median over rounds.")
+    if any(r.get("noisy") for r in results):
+        text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
+    return text
+
+
+def plot(data, path) -> None:
+    """Throughput and fraction of the GEMM rate per configuration and implementation (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = data["results"]
+    groups = []
+    for r in results:
+        g = (r["config"], r["backend"])
+        if g not in groups:
+            groups.append(g)
+    impls = []
+    for r in results:
+        if (r["impl"], r["label"]) not in impls:
+            impls.append((r["impl"], r["label"]))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(1, len(impls))
+    for j, (impl, label) in enumerate(impls):
+        xs, rate, frac = [], [], []
+        for i, g in enumerate(groups):
+            for r in results:
+                if (r["config"], r["backend"]) == g and r["impl"] == impl and r["label"] == label:
+                    xs.append(i + (j - (len(impls) - 1) / 2) * width)
+                    rate.append(r["samples_per_s"])
+                    frac.append(100 * r["fraction_of_gemm"])
+        axes[0].bar(xs, rate, width, label=label)
+        axes[1].bar(xs, frac, width, label=label)
+    names = [f"{c}\n[{b}]" for c, b in groups]
+    for ax, title in ((axes[0], "training samples/s (log)"), (axes[1], "% of the measured GEMM rate")):
+        ax.set_xticks(range(len(groups)), names)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].axhline(100, color="k", lw=0.8, ls="--")
+    axes[1].legend(fontsize=7, loc="upper left")
+    s = data["setup"]
+    fig.suptitle(f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_json(data, path) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2, default=float)

@@ -1,0 +1,133 @@
+"""`gpunn bench`: configurations, the peers' equations, and the command end to end (tiny sizes).
+
+Speed is never asserted here; only that the numbers exist, are consistent and are written out.
+"""
+import json
+import sys
+
+import numpy
+import pytest
+
+from gpunn import bench, cli
+
+
+def test_named_configurations_are_the_issue_table():
+    c = bench.CONFIGS
+    assert c["small"].sizes == [16, 64, 64, 1] and c["small"].batch == 128
+    assert c["medium"].sizes == [64, 256, 256, 1] and c["medium"].batch == 256
+    assert c["wide"].sizes == [256, 1024, 1024, 1024, 1] and c["wide"].batch == 1024
+    assert c["deep"].sizes == [128, *[512] * 6, 4] and c["deep"].batch == 512
+    assert c["large"].sizes == [1024, *[4096] * 4, 1] and c["large"].batch == 8192 and c["large"].gpu_only
+    assert c["small"].n_weights == 16 * 64 + 64 * 64 + 64
+    assert c["wide"].gemm_shape == (1024, 1024, 1024)
+
+
+@pytest.mark.parametrize("text, sizes, batch", [("mine:32:128x64:2:100", [32, 128, 64, 2], 100),
+                                                ("lin:5::1:10", [5, 1], 10),
+                                                ("c:8:16,16:1:4", [8, 16, 16, 1], 4)])
+def test_parse_config(text, sizes, batch):
+    cfg = bench.parse_config(text)
+    assert cfg.sizes == sizes and cfg.batch == batch and not cfg.gpu_only
+
+
+@pytest.mark.parametrize("bad", ["nope", "a:1:2:3", "a:x:4:1:8", "a:1:0:1:8", ":1:2:1:8"])
+def test_parse_config_rejects(bad):
+    with pytest.raises(ValueError, match="configuration"):
+        bench.parse_config(bad)
+
+
+def test_naive_baseline_gradients_are_the_seed_equations():
+    """The naive peer computes the same gradients as gpunn (same weights, float64)."""
+    from gpunn import MLP
+
+    naive = bench.load_naive()
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((20, 5)), rng.standard_normal((20, 2))
+    net = naive.NaiveMLP([5, 7, 6, 2], dtype="float64", seed=3)
+    model = MLP([5, 7, 6, 2], dtype="float64", device="cpu", seed=0)
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
+        b[...] = rng.standard_normal(b.shape)
+        model.weights[l][...] = W
+        model.biases[l][...] = b
+    loss, dW, db = net.gradients(X, Y)
+    ref_loss, ref_dW, ref_db = model.loss_and_gradients(X, Y)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for a, b in zip(dW + db, ref_dW + ref_db):
+        numpy.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_naive_baseline_adam_matches_gpunn_adam():
+    from gpunn.ops import Ops
+
+    naive = bench.load_naive()
+    rng = numpy.random.default_rng(1)
+    net = naive.NaiveMLP([3, 4, 1], dtype="float64", lr=1e-2)
+    w, g = rng.standard_normal(12), rng.standard_normal(12)
+    m, v = numpy.zeros(12), numpy.zeros(12)
+    W, G = w.reshape(3, 4).copy(), g.reshape(3, 4)
+    mW, vW = numpy.zeros((3, 4)), numpy.zeros((3, 4))
+    for step in (1, 2, 3):
+        net.t = step
+        net._adam(W, G, mW, vW)
+        Ops().adam_step(w, g, m, v, 1e-2, 0.9, 0.999, 1e-8, step, 0.0, False)
+    numpy.testing.assert_allclose(W.reshape(-1), w, rtol=1e-12)
+
+
+def run_cli(args, capsys):
+    code = cli.main(args)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def test_bench_quick_end_to_end(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
+    data = json.loads(path.read_text())
+    setup, results = data["setup"], data["results"]
+    for key in ("date", "machine", "cores", "blas", "numpy", "dtype", "devices", "gpunn_cpu_path", "peak_gemm_gflops"):
+        assert key in setup
+    assert [r["impl"] for r in results] == ["gpunn", "naive"]
+    gp, nv = results
+    for r in results:
+        assert r["config"] == "tiny" and r["backend"] == "cpu" and r["dtype"] == "float32"
+        assert r["samples_per_s"] > 0 and r["gflops"] > 0 and r["gemm_gflops"] > 0
+        assert r["spread"][0] <= r["samples_per_s"] <= r["spread"][1]
+        assert r["fraction_of_gemm"] > 0 and len(r["repeats"]) == 2
+    assert gp["gpunn_speedup"] == 1.0 and nv["gpunn_speedup"] > 0  # per-round pairs, so not exactly a ratio of medians
+    shares = gp["profile"]
+    assert set(shares) == {"matmul", "elementwise", "optimizer", "other"}
+    assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["matmul"] > 0
+    assert "gpunn (cpu)" in out and "naive numpy loop" in out and "BLAS" in out
+
+
+def test_bench_custom_config_markdown_and_missing_peer(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError: skipped, not failed
+    path = tmp_path / "b.json"
+    out = run_cli(["bench", "--quick", "--device", "cpu", "--config", "lin:4:8:2:16", "--peers", "torch",
+                   "--no-profile", "--markdown", "--json", str(path)], capsys)
+    assert "torch skipped" in out and "| lin | cpu |" in out
+    results = json.loads(path.read_text())["results"]
+    assert [r["impl"] for r in results] == ["gpunn"] and results[0]["profile"] is None
+
+
+def test_bench_rejects_unknown_peer(capsys):
+    assert cli.main(["bench", "--quick", "--peers", "keras"]) == 2
+    assert "unknown peer" in capsys.readouterr().err
+
+
+def test_bench_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    data = bench.run([bench.QUICK_CONFIG], [bench.available_backends()[0]], peers=["naive"], repeats=1,
+                     seconds=0.01, profile=False, log=lambda msg: None)
+    path = tmp_path / "bench.png"
+    bench.plot(data, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sklearn_peer_runs_in_float64(tmp_path):
+    pytest.importorskip("sklearn")
+    data = bench.run([bench.QUICK_CONFIG], [bench.available_backends()[0]], peers=["sklearn"], repeats=1,
+                     seconds=0.01, profile=False, log=lambda msg: None)
+    sk = [r for r in data["results"] if r["impl"] == "sklearn"][0]
+    assert sk["dtype"] == "float64" and sk["samples_per_s"] > 0

@@ -1,0 +1,181 @@
+"""CpuOps (the fused CPU path) against Ops (the NumPy reference), method by method.
+
+Every public method of Ops exists on CpuOps with the same signature, and gives the same numbers:
+bit for bit where the kernel does the reference's arithmetic in its order (elementwise, Adam),
+to float rounding where a sum is split differently (bias gradient, small-k products).
+"""
+import inspect
+
+import numpy
+import pytest
+
+from gpunn import ACTIVATIONS, MLP
+from gpunn.cpu_ops import PARALLEL_MIN_ELEMENTS, CpuOps, numba
+from gpunn.ops import Ops
+
+DTYPES = ["float32", "float64"]
+TOL = {"float32": dict(rtol=2e-6, atol=1e-6), "float64": dict(rtol=1e-13, atol=1e-14)}
+# Shapes below and above the size where CpuOps splits work across threads.
+SHAPES = [(7, 5), (300, 256)]
+assert 300 * 256 >= PARALLEL_MIN_ELEMENTS > 7 * 5
+
+
+def public_methods(cls):
+    return {n: m for n, m in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_")}
+
+
+def test_cpu_ops_exposes_every_ops_method_with_the_same_signature():
+    ref, fast = public_methods(Ops), public_methods(CpuOps)
+    assert set(ref) <= set(fast)
+    for name in ref:
+        assert list(inspect.signature(fast[name]).parameters) == list(inspect.signature(ref[name]).parameters), name
+
+
+def test_cpu_backend_uses_cpu_ops():
+    model = MLP([3, 4, 1], device="cpu")
+    assert isinstance(model.ops, CpuOps)
+    assert model.ops.fused == (numba is not None)
+
+
+@pytest.fixture(params=[(True, 1), (True, 2), (False, 1)], ids=["fused", "fused-2-threads", "unfused"])
+def cpu_ops(request):
+    fused, threads = request.param
+    return CpuOps(fused=fused, threads=threads)
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("act", ["relu", "identity", "tanh"])
+@pytest.mark.parametrize("separate_a", [False, True])
+def test_bias_activation(cpu_ops, dtype, shape, act, separate_a):
+    rng = numpy.random.default_rng(0)
+    Z0, b = rand(rng, shape, dtype), rand(rng, shape[1], dtype)
+    outs = []
+    for ops in (Ops(), cpu_ops):
+        Z = Z0.copy()
+        A = numpy.empty_like(Z) if separate_a else Z
+        ops.bias_activation(Z, b, ACTIVATIONS[act], A, keep_z=separate_a)
+        outs.append((Z, A))
+    numpy.testing.assert_array_equal(outs[1][0], outs[0][0])
+    numpy.testing.assert_array_equal(outs[1][1], outs[0][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_activation_backward_and_bias_gradient(cpu_ops, dtype, shape, act, with_bias):
+    rng = numpy.random.default_rng(1)
+    dA0, source = rand(rng, shape, dtype), rand(rng, shape, dtype)
+    source[0, 0] = 0  # g'(0) = 0 for ReLU, on both paths
+    results = []
+    for ops in (Ops(), cpu_ops):
+        dA = dA0.copy()
+        db = numpy.full(shape[1], numpy.nan, dtype) if with_bias else None
+        ops.activation_bias_backward(dA, ACTIVATIONS[act], source, act == "sigmoid", dA, db)
+        dZ2 = numpy.empty_like(dA0)
+        ops.activation_backward(dA0, ACTIVATIONS[act], source, act == "sigmoid", dZ2)
+        results.append((dA, db, dZ2))
+    (ref_dz, ref_db, ref_dz2), (dz, db, dz2) = results
+    numpy.testing.assert_array_equal(dz, ref_dz)
+    numpy.testing.assert_array_equal(dz2, ref_dz2)
+    if with_bias:  # a sum split into per-thread pieces: rounding error up to ~eps * rows * |terms|
+        numpy.testing.assert_allclose(db, ref_db, rtol=0, atol=4 * numpy.finfo(dtype).eps * shape[0] * numpy.abs(dz).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, n, transpose_b", [(300, 1, 256, True), (300, 4, 256, True), (300, 4, 256, False),
+                                                   (5, 3, 4, False), (64, 32, 48, True), (64, 32, 48, False)])
+def test_matmul(cpu_ops, dtype, m, k, n, transpose_b):
+    rng = numpy.random.default_rng(2)
+    a = rand(rng, (m, k), dtype)
+    b = rand(rng, (n, k), dtype).T if transpose_b else rand(rng, (k, n), dtype)
+    want = Ops().matmul(a, b, out=numpy.empty((m, n), dtype))
+    got = cpu_ops.matmul(a, b, out=numpy.empty((m, n), dtype))
+    numpy.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_with_transposed_left_operand(cpu_ops, dtype):
+    rng = numpy.random.default_rng(3)
+    A, dZ = rand(rng, (300, 4), dtype), rand(rng, (300, 256), dtype)
+    want = Ops().matmul(A.T, dZ, out=numpy.empty((4, 256), dtype))
+    got = cpu_ops.matmul(A.T, dZ, out=numpy.empty((4, 256), dtype))
+    numpy.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_loss_gradient_and_squared_error(cpu_ops, dtype, shape):
+    rng = numpy.random.default_rng(4)
+    A, Y = rand(rng, shape, dtype), rand(rng, shape, dtype)
+    d_ref, d = numpy.empty_like(A), numpy.empty_like(A)
+    s_ref, s = Ops().loss_gradient(A, Y, d_ref), cpu_ops.loss_gradient(A, Y, d)
+    numpy.testing.assert_array_equal(d, d_ref)
+    assert float(s) == pytest.approx(float(s_ref), rel=1e-6)
+    assert float(cpu_ops.squared_error(A, Y)) == pytest.approx(float(Ops().squared_error(A, Y)), rel=1e-6)
+    db_ref, db = numpy.empty(shape[1], dtype), numpy.empty(shape[1], dtype)
+    numpy.testing.assert_allclose(cpu_ops.bias_gradient(A, db), Ops().bias_gradient(A, db_ref), **TOL[dtype])
+
+
+def _state(rng, n, dtype):
+    w, g = rand(rng, n, dtype), rand(rng, n, dtype)
+    m = (0.1 * rand(rng, n, dtype)).astype(dtype)
+    v = numpy.abs(0.01 * rand(rng, n, dtype)).astype(dtype)
+    return w, g, m, v
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [37, PARALLEL_MIN_ELEMENTS + 101])
+@pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.01, False), (0.01, True)])
+def test_adam_step(cpu_ops, dtype, n, weight_decay, decoupled):
+    rng = numpy.random.default_rng(5)
+    ref = _state(rng, n, dtype)
+    got = tuple(a.copy() for a in ref)
+    g_before = ref[1].copy()
+    for step in (1, 2, 50):
+        Ops().adam_step(*ref, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
+        cpu_ops.adam_step(*got, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
+    for r, g in zip(ref, got):  # w, g (untouched), m, v
+        numpy.testing.assert_allclose(g, r, **TOL[dtype])
+    numpy.testing.assert_array_equal(got[1], g_before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.0, False, 0.0), (0.9, False, 0.01), (0.9, True, 0.0)])
+def test_sgd_step(cpu_ops, dtype, momentum, nesterov, weight_decay):
+    rng = numpy.random.default_rng(6)
+    w, g, vel, _ = _state(rng, 1000, dtype)
+    ref, got = (w.copy(), g.copy(), vel.copy()), (w.copy(), g.copy(), vel.copy())
+    Ops().sgd_step(*ref, 0.01, momentum, nesterov, weight_decay)
+    cpu_ops.sgd_step(*got, 0.01, momentum, nesterov, weight_decay)
+    for r, g_ in zip(ref, got):
+        numpy.testing.assert_allclose(g_, r, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_training_matches_the_reference_ops(dtype):
+    """A few epochs with CpuOps and with Ops land on the same weights (to float rounding)."""
+    rng = numpy.random.default_rng(7)
+    X, Y = rng.standard_normal((600, 12)), rng.standard_normal((600, 3))
+    models = []
+    for ops in (Ops(), CpuOps()):
+        model = MLP([12, 300, 260, 3], dtype=dtype, device="cpu", seed=0)
+        model.ops = ops
+        model.fit(X, Y, epochs=2, batch_size=300, lr=1e-3, verbose=False)
+        models.append(model)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(models[1].params, models[0].params, **tol)
+
+
+def test_nan_propagates_like_the_reference():
+    Z = numpy.array([[numpy.nan, -1.0, 2.0]] * 4, numpy.float32)
+    b = numpy.zeros(3, numpy.float32)
+    ref, got = Z.copy(), Z.copy()
+    Ops().bias_activation(ref, b, ACTIVATIONS["relu"], ref, False)
+    CpuOps().bias_activation(got, b, ACTIVATIONS["relu"], got, False)
+    numpy.testing.assert_array_equal(got, ref)
