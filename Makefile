@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make train   - create .venv on first use, install gpunn (+ CuPy where an NVIDIA driver is found), train
 #   make test    - the same install, then the test suite (what .ci/run calls)
+#   make bench   - the training-throughput benchmark (gpunn bench; peers when installed)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,6 +22,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/gpunn bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
