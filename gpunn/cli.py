@@ -15,7 +15,7 @@ from . import __version__, backend as _backend, datasets, metrics
 from .activations import ACTIVATIONS
 from .optim import OPTIMIZERS, SCHEDULES
 
-DEFAULTS = dict(task="teacher", rows=1_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
+DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
                 activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=1e-3)
 
 

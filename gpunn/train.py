@@ -69,7 +69,8 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         shown = {"loss": f"{logs['loss']:.4g}", "samples/s": f"{logs['samples_per_s']:,.0f}"}
-        shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_")})
+        # val_mse is val_loss under another name: shown once
+        shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(1)
 
