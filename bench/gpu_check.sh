@@ -3,7 +3,8 @@
 # device copy, fused against unfused), then the training-throughput benchmark against PyTorch.
 # It runs this checkout through PYTHONPATH, with no install step (the machine needs python3 with
 # cupy, numpy, pytest, tqdm; torch for the peer). Full results go to the folder named by the first
-# argument (default bench/out/); a short table is printed last. Budget: under 6 minutes.
+# argument (default bench/out/); a short table is printed last. Budget: under 6 minutes (each stage
+# has a timeout: 150 + 60 + 130 s at most, about 4 minutes when nothing hangs).
 #   usage: bash bench/gpu_check.sh [OUT_DIR]
 #   GPUNN_CHECK_DEVICE=cpu bash bench/gpu_check.sh /tmp/out   # a dry run of the plumbing, no GPU
 set -uo pipefail
@@ -23,7 +24,7 @@ cat "$OUT/device.txt"
 
 stage "GPU tests"
 xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
-timeout 170 "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
+timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
 tests_rc=$?
 tail -n 15 "$OUT/gpu_tests.log"
 
@@ -33,7 +34,7 @@ timeout 60 "$PY" bench/kernel_bench.py --device "$DEVICE" --sizes 20,24 --repeat
 kernels_rc=$?
 
 stage "training benchmark"
-timeout 150 "$PY" -m gpunn bench --device "$DEVICE" --peers naive,torch --max-seconds 110 \
+timeout 130 "$PY" -m gpunn bench --device "$DEVICE" --peers naive,torch --max-seconds 100 \
   --json "$OUT/train_bench.json" --plot "$OUT/train_bench.png" > "$OUT/train_bench.txt" 2>&1
 bench_rc=$?
 
