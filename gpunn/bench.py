@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field

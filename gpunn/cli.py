@@ -199,10 +199,9 @@ def cmd_train(args) -> int:
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
     if not history.get("epoch"):
         return 130 if history.interrupted else 0
-    xp = backend.xp
-    P = model.predict(X_val)
-    result = {"train_loss": history["loss"][-1], "val_mse": metrics.mse(xp, P, Y_val),
-              "val_mae": metrics.mae(xp, P, Y_val), "val_r2": metrics.r2(xp, P, Y_val),
+    held_out = metrics.RegressionEvaluator(model, X_val, Y_val).evaluate(model)  # one pass, one read-back
+    result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
+              "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
               "samples_per_s": float(numpy.median(history["samples_per_s"])),
               "train_seconds": float(sum(history["time_s"])), "device": backend.device,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,

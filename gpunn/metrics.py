@@ -29,7 +29,6 @@ class RegressionEvaluator:
     """
 
     def __init__(self, model, X, Y, chunk_rows=65536):
-        xp = model.xp
         self.X, self.Y, self.chunk_rows = X, Y, int(chunk_rows)
         centred = Y - Y.mean(axis=0, dtype="float64")
         self.ss_tot = (centred * centred).sum(axis=0)  # float64, per output, stays on the device

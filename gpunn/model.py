@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy
 
 from . import backend as _backend
-from .activations import ACTIVATIONS, Activation, get_activation
+from .activations import Activation, get_activation
 from .ops import ops_for
 from .validation import as_matrix, check_rows_match, positive_int
 
@@ -128,7 +128,7 @@ class MLP:
         Drawn on the host from the seed, so the same seed gives the same start on every device.
         """
         rng = numpy.random.default_rng(self.seed if seed is None else seed)
-        for W, act, n_next in zip(self.weights, self.activations, self.layer_sizes[2:] + [None]):
+        for W, act in zip(self.weights, self.activations):
             n_in, n_out = W.shape
             std = numpy.sqrt(2.0 / n_in) if act.init == "he" else numpy.sqrt(2.0 / (n_in + n_out))
             W[...] = self.xp.asarray(rng.standard_normal((n_in, n_out)) * std, dtype=self.dtype)
