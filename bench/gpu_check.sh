@@ -29,7 +29,7 @@ tests_rc=$?
 tail -n 15 "$OUT/gpu_tests.log"
 
 stage "kernel benchmarks"
-timeout 60 "$PY" bench/kernel_bench.py --device "$DEVICE" --sizes 20,24 --repeat 30 --json "$OUT/kernels.json" \
+timeout 60 "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes 20,24 --repeat 30 --json "$OUT/kernels.json" \
   > "$OUT/kernels.txt" 2>&1
 kernels_rc=$?
 

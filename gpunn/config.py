@@ -12,7 +12,7 @@ import json
 import math
 import tomllib
 
-from .io import atomic_write
+from .checkpoint import atomic_write
 
 NOT_IN_FILES = {"help", "config", "func", "command", "version"}
 

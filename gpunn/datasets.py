@@ -14,7 +14,7 @@ import numpy
 
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng
-from .validation import positive_int
+from .checks import positive_int
 
 CHUNK_ROWS = 65536
 

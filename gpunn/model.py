@@ -14,8 +14,8 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
+from .checks import as_matrix, check_rows_match, positive_int
 from .ops import ops_for
-from .validation import as_matrix, check_rows_match, positive_int
 
 DTYPES = ("float32", "float64")
 PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
@@ -225,8 +225,8 @@ class MLP:
             return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
 
     def fit(self, X, Y, **kwargs):
-        """Train on (X, Y); see :func:`gpunn.train.fit` for the options. Returns the history."""
-        from .train import fit
+        """Train on (X, Y); see :func:`gpunn.training.fit.fit` for the options. Returns the history."""
+        from .training.fit import fit
 
         return fit(self, X, Y, **kwargs)
 

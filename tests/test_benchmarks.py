@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 from gpunn import ACTIVATIONS, MLP
-from gpunn.cpu_ops import CpuOps
+from gpunn.ops.cpu import CpuOps
 from gpunn.ops import Ops
 from gpunn.optim import Adam
 

@@ -139,10 +139,10 @@ def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
     X, Y = data[0][:200], data[1][:200]
     path = tmp_path / "c.npz"
     model = MLP([5, 8, 1], device="cpu", seed=0)
-    model.fit(X, Y, epochs=1, checkpoint=path, verbose=False)
+    model.fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     good = path.read_bytes()
     with pytest.raises(TrainingDiverged):
-        model.fit(X, Y * 1e30, epochs=3, optimizer="sgd", lr=10.0, checkpoint=path, verbose=False)
+        model.fit(X, Y * 1e30, epochs=3, optimizer="sgd", lr=10.0, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     assert path.read_bytes() == good
 
 
@@ -150,7 +150,7 @@ def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
 SIGINT_RUNNER = textwrap.dedent("""
     import json, sys
     import numpy
-    from gpunn import MLP, Callback, datasets
+    from gpunn import MLP, Callback, ModelCheckpoint, datasets
 
     class Announce(Callback):
         def on_batch_end(self, trainer, batch):
@@ -159,7 +159,7 @@ SIGINT_RUNNER = textwrap.dedent("""
 
     X, Y = datasets.make("teacher", 20000, 16, seed=0, device="cpu")
     model = MLP([16, 256, 256, 1], device="cpu", seed=0)
-    history = model.fit(X, Y, epochs=10000, batch_size=32, checkpoint=sys.argv[1], callbacks=[Announce()],
+    history = model.fit(X, Y, epochs=10000, batch_size=32, callbacks=[Announce(), ModelCheckpoint(sys.argv[1])],
                         verbose=False)
     print(json.dumps({"interrupted": history.interrupted, "epochs": history["epoch"],
                       "finite": bool(numpy.isfinite(model.params).all()),

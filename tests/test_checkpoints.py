@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import gpunn
 from gpunn import MLP, CheckpointError, Callback, ReduceLROnPlateau, datasets
-from gpunn import io as gio
+from gpunn import checkpoint as gio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,8 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at):
 
     path = tmp_path / "run.npz"
     model = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
-    hist = model.fit(X, Y, checkpoint=path, callbacks=[ReduceLROnPlateau(**plateau), InterruptAt(*stop_at)], **FIT)
+    hist = model.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), InterruptAt(*stop_at), gpunn.ModelCheckpoint(path)],
+                     **FIT)
     assert hist.interrupted and len(hist["epoch"]) == stop_at[0] + (stop_at[1] == 9)
 
     ckpt = gpunn.load_checkpoint(path, device="cpu")
@@ -77,7 +78,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at):
 def test_resume_can_extend_the_run(data, tmp_path):
     X, Y = data
     model = MLP([6, 8, 2], device="cpu", seed=0)
-    model.fit(X, Y, epochs=2, batch_size=200, checkpoint=tmp_path / "c.npz", verbose=False)
+    model.fit(X, Y, epochs=2, batch_size=200, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")], verbose=False)
     ckpt = gpunn.load_checkpoint(tmp_path / "c.npz")
     assert ckpt.epoch == 2
     history = ckpt.resume(X, Y, epochs=4, verbose=False)
@@ -87,7 +88,8 @@ def test_resume_can_extend_the_run(data, tmp_path):
 
 def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
-    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, checkpoint=tmp_path / "c.npz", verbose=False)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],
+                                             verbose=False)
     with pytest.raises(ValueError, match="same X and Y"):
         gpunn.load_checkpoint(tmp_path / "c.npz").resume(X[:500], Y[:500], verbose=False)
 
@@ -129,7 +131,8 @@ def good_bytes(tmp_path_factory, data):
     X, Y = data
     path = tmp_path_factory.mktemp("good") / "c.npz"
     model = MLP([6, 4, 2], device="cpu", seed=0)
-    model.fit(X[:200], Y[:200], epochs=1, batch_size=50, early_stopping=True, checkpoint=path, verbose=False)
+    model.fit(X[:200], Y[:200], epochs=1, batch_size=50, early_stopping=True,
+              callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     return path.read_bytes(), model.params.copy()
 
 
@@ -252,12 +255,13 @@ def test_a_foreign_npz_is_rejected(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     import numpy
-    from gpunn import MLP
+    from gpunn import MLP, ModelCheckpoint
     rng = numpy.random.default_rng(0)
     X, Y = rng.standard_normal((64, 32)), rng.standard_normal((64, 1))
     model = MLP([32, 512, 512, 1], device="cpu", seed=0)   # ~1 MB per parameter-sized array
     print("ready", flush=True)
-    model.fit(X, Y, epochs=10**6, batch_size=64, checkpoint=sys.argv[1], verbose=False, handle_interrupt=False)
+    model.fit(X, Y, epochs=10**6, batch_size=64, callbacks=[ModelCheckpoint(sys.argv[1])], verbose=False,
+              handle_interrupt=False)
 """)
 
 
@@ -294,7 +298,8 @@ def test_gpu_checkpoint_loads_on_cpu_and_back(gpu, tmp_path, data):
 
     X, Y = data
     model = MLP([6, 16, 2], device="cuda", seed=2)
-    model.fit(X, Y, epochs=2, batch_size=128, validation_fraction=0.1, checkpoint=tmp_path / "g.npz", verbose=False)
+    model.fit(X, Y, epochs=2, batch_size=128, validation_fraction=0.1,
+              callbacks=[gpunn.ModelCheckpoint(tmp_path / "g.npz")], verbose=False)
     on_cpu = gpunn.load_checkpoint(tmp_path / "g.npz", device="cpu")
     assert on_cpu.model.device == "cpu" and isinstance(on_cpu.model.params, numpy.ndarray)
     numpy.testing.assert_array_equal(on_cpu.model.params, cupy.asnumpy(model.params))

@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 from gpunn import ACTIVATIONS, MLP
-from gpunn.cpu_ops import PARALLEL_MIN_ELEMENTS, CpuOps, numba
+from gpunn.ops.cpu import PARALLEL_MIN_ELEMENTS, CpuOps, numba
 from gpunn.ops import Ops
 
 DTYPES = ["float32", "float64"]

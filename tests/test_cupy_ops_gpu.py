@@ -34,7 +34,7 @@ DT_IDS = ["float32", "float64"]
 @pytest.fixture(params=[None, 3], ids=["grid", "3blocks"])
 def ops(request):
     """Fused ops: as shipped ("grid"), and with 3 blocks (and bias_grad in 3 row chunks) to loop more."""
-    from gpunn.cupy_ops import CupyOps
+    from gpunn.ops.cuda import CupyOps
 
     o = CupyOps(fused=True)
     o.max_blocks = request.param
@@ -253,7 +253,7 @@ def test_adam_step(ops, dtype, wd, decoupled, n):
 def test_optimizers_match_torch(name):
     """Where PyTorch is installed: the kernels' steps equal torch.optim's, float32, to rounding."""
     torch = pytest.importorskip("torch")
-    from gpunn.cupy_ops import CupyOps
+    from gpunn.ops.cuda import CupyOps
 
     ops = CupyOps()
     rng = np.random.default_rng(5)
@@ -279,7 +279,7 @@ def test_optimizers_match_torch(name):
 # ---- dispatch --------------------------------------------------------------------------
 
 def test_unfused_and_other_dtypes_use_the_generic_code():
-    from gpunn.cupy_ops import CupyOps
+    from gpunn.ops.cuda import CupyOps
 
     dZ = cupy.asarray(np.arange(12, dtype=np.float16).reshape(4, 3))
     db = cupy.empty(3, np.float16)

@@ -51,7 +51,7 @@ def test_a_whole_training_step_fused_unfused_and_numpy(gpu, activation, optimize
         model = MLP([12, 40, 40, 2], activation=activation, dtype="float64", device=device, seed=4, fused=fused)
         model.fit(X, Y, epochs=1, batch_size=None, optimizer=optimizer, lr=1e-2, verbose=False)
         results.append(model.params.get() if device == "cuda" else model.params)
-    from gpunn.cupy_ops import CupyOps
+    from gpunn.ops.cuda import CupyOps
 
     assert MLP([2, 1], device="cuda", fused=True).ops.fused and not MLP([2, 1], device="cuda", fused=False).ops.fused
     assert isinstance(MLP([2, 1], device="cuda").ops, CupyOps)

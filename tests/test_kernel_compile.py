@@ -1,11 +1,11 @@
 """Every CUDA kernel instance compiles, for sm_80 and sm_90, without a GPU.
 
 - nvcc: one translation unit per source takes the address of every name expression that
-  gpunn.kernels lists (each kernel x dtype x activation), which instantiates it, and is
+  gpunn.ops.kernels lists (each kernel x dtype x activation), which instantiates it, and is
   compiled to SASS for both architectures; ptxas's report must show each instance per
   architecture, without spills. A missing nvcc FAILS, unless GPUNN_NO_CUDA_COMPILER=1.
 - NVRTC (what cupy.RawModule uses at run time): the exact code and options of
-  gpunn.kernels.module(), compiled to a cubin per architecture, every name expression
+  gpunn.ops.kernels.module(), compiled to a cubin per architecture, every name expression
   resolved. Needs ``cuda-bindings`` and ``nvidia-cuda-nvrtc`` (pip; no GPU needed); skipped
   without them.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-import gpunn.kernels as gk
+import gpunn.ops.kernels as gk
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = ("sm_80", "sm_90")
@@ -115,7 +115,7 @@ def test_nvrtc_compiles_every_instance(source, arch):
         nvrtc.nvrtcDestroyProgram(prog)
 
 
-# ---- gpunn.kernels itself (no compiler needed) -------------------------------------------------
+# ---- gpunn.ops.kernels itself (no compiler needed) -------------------------------------------------
 
 def test_name_expressions_cover_every_kernel_dtype_and_activation():
     from gpunn.activations import ACTIVATIONS
@@ -158,7 +158,7 @@ def test_load_source_inlines_headers_once_with_line_markers():
 
 
 def test_import_does_not_import_cupy():
-    code = "import sys, gpunn.kernels; gpunn.kernels.all_name_expressions(); print('cupy' in sys.modules)"
+    code = "import sys, gpunn.ops.kernels; gpunn.ops.kernels.all_name_expressions(); print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 

@@ -29,8 +29,8 @@ def test_wheel_ships_the_kernels_and_loads_them_from_the_package(wheel, tmp_path
         zf.extractall(tmp_path)
     for source in ("activations.cuh", "optimizers.cuh", "elementwise.cu", "reductions.cu", "optimizers.cu"):
         assert f"gpunn/kernels/{source}" in names
-    assert "gpunn/_naive_numpy.py" in names
-    code = "import gpunn.kernels as k; print(k.kernel_dir()); print(len(k.load_source('elementwise.cu')))"
+    assert "gpunn/bench/naive.py" in names
+    code = "import gpunn.ops.kernels as k; print(k.kernel_dir()); print(len(k.load_source('elementwise.cu')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60)
     assert proc.returncode == 0, proc.stderr

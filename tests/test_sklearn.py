@@ -98,7 +98,7 @@ def test_works_without_scikit_learn():
         sys.modules["sklearn"] = None  # import sklearn -> ImportError
         import numpy
         from gpunn import MLPRegressor
-        from gpunn import sklearn as gs
+        from gpunn import estimator as gs
         assert not gs.HAVE_SKLEARN
         X = numpy.random.default_rng(0).standard_normal((200, 3)); y = X @ [1.0, -2.0, 0.5]
         est = MLPRegressor(hidden_layer_sizes=(16,), epochs=50, lr=1e-2, random_state=0, device="cpu")

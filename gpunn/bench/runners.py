@@ -1,4 +1,4 @@
-"""``gpunn bench``: training throughput against the GEMM roofline and against peers, in one run.
+"""The runs of ``gpunn bench``: training throughput against the GEMM roofline and against peers.
 
 For each configuration and backend it measures, interleaved so that background load hits
 every implementation alike:
@@ -10,97 +10,24 @@ every implementation alike:
   square GEMM (the device's practical peak) is shown beside it;
 - the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
   instrumented run that times each ``ops`` method, synchronising the GPU around each);
-- the peers on the same data: the plain-NumPy loop of the seed's equations (bench/naive_numpy.py),
+- the peers on the same data: the plain-NumPy loop of the seed's equations (gpunn/bench/naive.py),
   PyTorch eager (same device) and scikit-learn's MLPRegressor (CPU, float64 input), each as a
   ratio to gpunn.
-
-The module ships in the wheel; the naive baseline lives in the repository's bench/ (shipped in
-the wheel as gpunn/_naive_numpy.py) and is loaded from whichever exists.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime
-import importlib.util
-import json
 import math
-import os
-import platform
 import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy
 
-from . import __version__, backend as _backend, datasets
-
-# ---- configurations ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    name: str
-    inputs: int
-    hidden: tuple
-    outputs: int
-    batch: int
-    gpu_only: bool = False
-
-    @property
-    def sizes(self) -> list:
-        return [self.inputs, *self.hidden, self.outputs]
-
-    @property
-    def n_weights(self) -> int:
-        s = self.sizes
-        return sum(a * b for a, b in zip(s[:-1], s[1:]))
-
-    @property
-    def flops_per_sample(self) -> int:
-        """Forward (2W) + backward (dW and dA_prev: 4W) multiply-adds, as 2 FLOPs each."""
-        return 6 * self.n_weights
-
-    @property
-    def gemm_shape(self) -> tuple:
-        """The representative GEMM: one hidden layer's forward product, batch x widest x widest."""
-        width = max(self.hidden) if self.hidden else max(self.inputs, self.outputs)
-        return (self.batch, width, width)
-
-    def spec(self) -> str:
-        return f"{self.name}:{self.inputs}:{'x'.join(map(str, self.hidden))}:{self.outputs}:{self.batch}"
-
-
-CONFIGS = {c.name: c for c in (
-    Config("small", 16, (64, 64), 1, 128),
-    Config("medium", 64, (256, 256), 1, 256),
-    Config("wide", 256, (1024, 1024, 1024), 1, 1024),
-    Config("deep", 128, (512,) * 6, 4, 512),
-    Config("large", 1024, (4096,) * 4, 1, 8192, gpu_only=True),
-)}
-QUICK_CONFIG = Config("tiny", 8, (32, 32), 1, 64)
-
-
-def parse_config(text: str) -> Config:
-    """A named configuration, or ``name:inputs:h1xh2x...:outputs:batch`` (hidden may be empty)."""
-    if text in CONFIGS:
-        return CONFIGS[text]
-    parts = text.split(":")
-    if len(parts) != 5:
-        known = ", ".join(CONFIGS)
-        raise ValueError(f"unknown configuration {text!r}: use one of {known}, or name:inputs:h1xh2:outputs:batch "
-                         "(e.g. mine:32:128x128:1:256)")
-    name, inputs, hidden, outputs, batch = parts
-    try:
-        hidden_sizes = tuple(int(h) for h in hidden.replace(",", "x").split("x") if h.strip())
-        numbers = [int(inputs), int(outputs), int(batch), *hidden_sizes]
-    except ValueError:
-        raise ValueError(f"configuration {text!r}: sizes must be integers, e.g. mine:32:128x128:1:256") from None
-    if not name or any(n < 1 for n in numbers):
-        raise ValueError(f"configuration {text!r}: needs a name and positive sizes")
-    return Config(name, int(inputs), hidden_sizes, int(outputs), int(batch))
-
+from .. import backend as _backend, datasets
+from .configs import Config
+from .system import _cores, blas_threads, setup_info
 
 # ---- devices and clocks ------------------------------------------------------------------
 
@@ -192,8 +119,8 @@ class GpunnRunner(Runner):
     key = "gpunn"
 
     def __init__(self, cfg, backend, X, Y, lr=1e-3):
-        from .model import MLP
-        from .optim import Adam
+        from ..model import MLP
+        from ..optim import Adam
 
         self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
         self.model = MLP(cfg.sizes, activation="relu", output_activation="identity", dtype="float32",
@@ -210,19 +137,10 @@ class GpunnRunner(Runner):
 
 
 def load_naive():
-    """The naive baseline module: shipped as gpunn._naive_numpy, or bench/naive_numpy.py of a checkout."""
-    try:
-        from . import _naive_numpy
-        return _naive_numpy
-    except ImportError:
-        pass
-    path = Path(__file__).resolve().parent.parent / "bench" / "naive_numpy.py"
-    if not path.exists():
-        raise ImportError("the naive baseline (bench/naive_numpy.py) is not in this install; run from a checkout")
-    spec = importlib.util.spec_from_file_location("gpunn_bench_naive_numpy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The naive baseline module, :mod:`gpunn.bench.naive` (an ordinary module of the package)."""
+    from . import naive
+
+    return naive
 
 
 class NaiveRunner(Runner):
@@ -473,79 +391,6 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     return results
 
 
-def setup_info(backends, threads=None) -> dict:
-    info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "gpunn": __version__,
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "machine": _cpu_name(),
-        "cores": _cores(),
-        "devices": [b.describe() for b in backends],
-        "dtype": "float32",
-        "blas": _blas(),
-    }
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "GPUNN_CPU_THREADS"):
-        if os.environ.get(var):
-            info.setdefault("env", {})[var] = os.environ[var]
-    from .cpu_ops import CpuOps, numba
-
-    ops = CpuOps()
-    info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
-                              else "NumPy reference (Numba not installed)")
-    for mod in ("torch", "sklearn"):
-        try:
-            m = __import__(mod)
-            info[mod] = m.__version__ + (f" ({m.get_num_threads()} threads)" if mod == "torch" else "")
-        except ImportError:
-            info[mod] = "not installed"
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def numpy_blas_pool() -> dict | None:
-    """threadpoolctl's record of the BLAS NumPy itself calls (not SciPy's or torch's own copy)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    mine = [p for p in pools if "numpy" in str(p.get("filepath", "")).lower()]
-    return (mine or pools or [None])[0]
-
-
-def _blas() -> str:
-    p = numpy_blas_pool()
-    if p:
-        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {p.get('num_threads')} threads"
-    from .cli import blas_info
-
-    return blas_info()
-
-
-def blas_threads() -> int | None:
-    p = numpy_blas_pool()
-    return p.get("num_threads") if p else None
-
-
 def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print):
     """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}."""
     threads = blas_threads() or _cores()
@@ -573,123 +418,3 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
     setup["peak_gemm_gflops"] = {b.device: round(measure_gemm(b, "float32", *(3 * [4096 if b.is_gpu else 2048])) / 1e9, 1)
                                  for b in backends}
     return {"setup": setup, "results": [asdict(r) for r in results]}
-
-
-# ---- output ----------------------------------------------------------------------------------
-
-def _si(x: float) -> str:
-    if not math.isfinite(x):
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
-
-
-def format_setup(setup: dict) -> str:
-    lines = [f"gpunn {setup['gpunn']} bench, {setup['date']}",
-             f"machine: {setup['machine']}, {setup['cores']} cores; devices: {'; '.join(setup['devices'])}",
-             f"BLAS: {setup['blas']}; gpunn CPU path: {setup['gpunn_cpu_path']}",
-             f"python {setup['python']}, numpy {setup['numpy']}, torch {setup['torch']}, sklearn {setup['sklearn']}; "
-             f"dtype {setup['dtype']} (sklearn: as labelled)"]
-    if setup.get("env"):
-        lines.append("env: " + ", ".join(f"{k}={v}" for k, v in setup["env"].items()))
-    if setup.get("peak_gemm_gflops"):
-        lines.append("peak GEMM (2048^3 on CPU, 4096^3 on GPU; float32): " +
-                     ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in setup["peak_gemm_gflops"].items()))
-    return "\n".join(lines)
-
-
-def format_table(results, markdown=False) -> str:
-    head = ["config", "device", "implementation", "dtype", "samples/s", "spread (min-max)", "GFLOP/s",
-            "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
-    rows = []
-    for r in results:
-        prof = r.get("profile")
-        prof_text = (" / ".join(f"{100 * prof[k]:.0f}%" for k in ("matmul", "elementwise", "optimizer", "other"))
-                     if prof else "")
-        lo, hi = r["spread"]
-        speed = "—" if r["impl"] == "gpunn" else f"{r['gpunn_speedup']:.2f}x"
-        label = r["label"] + (f", {r['note']}" if r.get("note") else "")
-        rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
-                     f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
-                     speed, prof_text])
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    right = {4, 5, 6, 7, 8}
-    fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    out, last = [fmt(head), fmt(["-" * w for w in widths])], None
-    for row, r in zip(rows, results):
-        key = (r["config"], r["backend"])
-        if last is not None and key != last:
-            out.append("")
-        last = key
-        out.append(fmt(row).rstrip())
-    return "\n".join(out)
-
-
-def gemm_note(results) -> str:
-    seen, parts = set(), []
-    for r in results:
-        key = (r["config"], r["backend"])
-        if key not in seen and r["impl"] == "gpunn":
-            seen.add(key)
-            parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}")
-    text = ("% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest), "
-            "timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
-            ".\nRatios and % of GEMM are medians of per-round pairs; samples/s the median over rounds.")
-    if any(r.get("noisy") for r in results):
-        text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
-    return text
-
-
-def plot(data, path) -> None:
-    """Throughput and fraction of the GEMM rate per configuration and implementation (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    results = data["results"]
-    groups = []
-    for r in results:
-        g = (r["config"], r["backend"])
-        if g not in groups:
-            groups.append(g)
-    impls = []
-    for r in results:
-        if (r["impl"], r["label"]) not in impls:
-            impls.append((r["impl"], r["label"]))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    width = 0.8 / max(1, len(impls))
-    for j, (impl, label) in enumerate(impls):
-        xs, rate, frac = [], [], []
-        for i, g in enumerate(groups):
-            for r in results:
-                if (r["config"], r["backend"]) == g and r["impl"] == impl and r["label"] == label:
-                    xs.append(i + (j - (len(impls) - 1) / 2) * width)
-                    rate.append(r["samples_per_s"])
-                    frac.append(100 * r["fraction_of_gemm"])
-        axes[0].bar(xs, rate, width, label=label)
-        axes[1].bar(xs, frac, width, label=label)
-    names = [f"{c}\n[{b}]" for c, b in groups]
-    for ax, title in ((axes[0], "training samples/s (log)"), (axes[1], "% of the measured GEMM rate")):
-        ax.set_xticks(range(len(groups)), names)
-        ax.set_title(title)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[1].axhline(100, color="k", lw=0.8, ls="--")
-    axes[1].legend(fontsize=7, loc="upper left")
-    s = data["setup"]
-    fig.suptitle(f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_json(data, path) -> None:
-    with open(path, "w") as fh:
-        json.dump(data, fh, indent=2, default=float)

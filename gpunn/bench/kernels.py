@@ -3,23 +3,20 @@
 Bytes are the fewest an op must move (every input read once, every output written once), so
 GB/s / copy GB/s is the fraction of the memory roofline reached. On the GPU, "fused" is CupyOps'
 kernels and "unfused" the plain CuPy expressions of the reference Ops; on the CPU only the
-reference runs. Usage: python bench/kernel_bench.py [--device cuda] [--sizes 24] [--json out.json]
+reference runs. Usage: python -m gpunn.bench.kernels [--device cuda] [--sizes 24] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gpunn import backend as _backend  # noqa: E402
-from gpunn.activations import ACTIVATIONS  # noqa: E402
-from gpunn.ops import Ops  # noqa: E402
-from gpunn.rng import DeviceRNG  # noqa: E402
+from .. import backend as _backend
+from ..activations import ACTIVATIONS
+from ..ops.base import Ops
+from ..rng import DeviceRNG
 
 
 def timer(backend, fn, repeat):
@@ -75,7 +72,7 @@ def run(device="auto", log2_sizes=(24,), dtype="float32", repeat=20):
     xp = backend.xp
     variants = {"reference": Ops(xp)}
     if backend.is_gpu:
-        from gpunn.cupy_ops import CupyOps
+        from ..ops.cuda import CupyOps
 
         variants = {"fused": CupyOps(fused=True), "unfused": CupyOps(fused=False)}
     rows = []

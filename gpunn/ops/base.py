@@ -2,18 +2,17 @@
 
 ``Ops`` is the generic implementation, written once against an array module
 ``xp`` (NumPy or CuPy); it is the reference the CUDA kernels are tested against.
-``gpunn.cupy_ops.CupyOps`` subclasses it and overrides what it fuses. The model
+``gpunn.ops.cuda.CupyOps`` subclasses it and overrides what it fuses. The model
 and optimizers call only these methods, so no ``if gpu:`` appears elsewhere.
 Every method writes into caller-owned buffers; none synchronises with the host.
 """
 from __future__ import annotations
 
 import math
-import os
 
 import numpy
 
-from .activations import Activation
+from ..activations import Activation
 
 
 class Ops:
@@ -133,23 +132,3 @@ class Ops:
 
 
 NumpyOps = Ops
-
-
-ENV_FUSED = "GPUNN_FUSED_KERNELS"
-
-
-def ops_for(backend, fused: bool | None = None) -> Ops:
-    """The Ops for a backend: ``CpuOps`` on the CPU (the NumPy reference plus fused Numba kernels
-    where Numba is installed), ``CupyOps``' fused CUDA kernels on the GPU.
-
-    ``fused=False`` (or GPUNN_FUSED_KERNELS=0) runs the unfused reference expressions instead, to compare.
-    """
-    if fused is None:
-        fused = os.environ.get(ENV_FUSED, "1").strip().lower() not in ("0", "false", "no", "off")
-    if not backend.is_gpu:
-        from .cpu_ops import CpuOps
-
-        return CpuOps(fused=fused)
-    from .cupy_ops import CupyOps
-
-    return CupyOps(fused=fused)

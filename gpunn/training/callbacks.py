@@ -1,21 +1,91 @@
-"""Callbacks built on the protocol in :mod:`gpunn.train`: early stopping, learning-rate
-reduction on plateau, and checkpointing. All act once per epoch (no per-batch work).
+"""The callback protocol, the history and the built-in training callbacks: a progress bar, early
+stopping and learning-rate reduction on plateau. All act once per epoch (no per-batch work).
+Checkpointing (``ModelCheckpoint``) lives in :mod:`gpunn.checkpoint`, which imports this module.
 
 A callback that must survive a checkpoint implements ``get_config()`` (its constructor
 arguments, JSON), ``state_dict()`` -> ``(json_dict, {name: host array})`` and
-``load_state_dict(json_dict, arrays)``; :mod:`gpunn.io` stores and restores them, so a
+``load_state_dict(json_dict, arrays)``; :mod:`gpunn.checkpoint` stores and restores them, so a
 resumed run continues with the same patience counters, best value and best weights.
 """
 from __future__ import annotations
 
 import math
-import os
 
 import numpy
 
-from .train import Callback, ProgressBar
+__all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
-__all__ = ["Callback", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "CALLBACKS"]
+
+class Callback:
+    """Hooks called by :func:`fit`; set ``trainer.stop = True`` to end training after this epoch.
+
+    Order: on_train_begin; per epoch on_epoch_begin, on_batch_end for each batch, on_epoch_end
+    (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
+    on_train_end (also after an interruption or an error). ``trainer.interrupt()`` stops after
+    the current batch, as Ctrl-C does. on_batch_end is called only for callbacks that override
+    it, so epoch-level callbacks add no per-batch work. A callback whose progress must survive
+    a checkpoint implements ``state_dict() -> (json_dict, {name: host array})``,
+    ``load_state_dict(json_dict, arrays)`` and ``get_config() -> dict`` (see gpunn.training.callbacks).
+    """
+
+    def on_train_begin(self, trainer): ...
+    def on_epoch_begin(self, trainer, epoch): ...
+    def on_batch_end(self, trainer, batch): ...
+    def on_epoch_end(self, trainer, epoch, logs): ...
+    def on_train_end(self, trainer): ...
+
+
+class History(dict):
+    """Per-epoch lists: epoch, loss, lr, time_s, samples_per_s (and whatever callbacks add).
+
+    ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
+    completed epochs are listed); ``stopped_early`` when early stopping ended it.
+    """
+
+    interrupted = False
+    stopped_early = False
+    best_epoch = None  # set by EarlyStopping: the epoch whose weights the model ends with
+
+    def append(self, logs: dict):
+        for key, value in logs.items():
+            self.setdefault(key, []).append(value)
+
+    @property
+    def last(self) -> dict:
+        return {k: v[-1] for k, v in self.items() if v}
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over epochs, with loss and samples/s from the last epoch."""
+
+    def on_train_begin(self, trainer):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=trainer.epochs, initial=trainer.start_epoch, unit="epoch",
+                        desc=f"train [{trainer.model.device}]", dynamic_ncols=True)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        shown = {"loss": f"{logs['loss']:.4g}", "samples/s": f"{logs['samples_per_s']:,.0f}"}
+        # val_mse is val_loss under another name: shown once
+        shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, trainer):
+        self.bar.close()
+
+
+def order_callbacks(callbacks, verbose):
+    """User callbacks first, then checkpoint writers (``writes_checkpoint = True``, so they save
+    the others' updated state), then the progress bar."""
+    callbacks = list(callbacks)
+    writers = [cb for cb in callbacks if getattr(cb, "writes_checkpoint", False)]
+    others = [cb for cb in callbacks if not getattr(cb, "writes_checkpoint", False)]
+    if verbose and not any(isinstance(cb, ProgressBar) for cb in others):
+        others.append(ProgressBar())
+    bars = [cb for cb in others if isinstance(cb, ProgressBar)]
+    return [cb for cb in others if not isinstance(cb, ProgressBar)] + writers + bars
+
 
 
 def _mode_for(monitor, mode):
@@ -181,53 +251,4 @@ class ReduceLROnPlateau(_Monitoring):
         self.cooldown_left, self.reductions = int(state["cooldown_left"]), int(state["reductions"])
 
 
-class ModelCheckpoint(Callback):
-    """Write a resumable checkpoint (gpunn.io format) every ``every`` epochs, when training
-    ends, and when it is interrupted (Ctrl-C). Each write is atomic: a crash mid-write
-    leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes
-    happen only when ``monitor`` improves (the final/interrupt writes still happen so the
-    run can be resumed; point ``path`` elsewhere to keep a best-only file).
-    """
-
-    def __init__(self, path, every=1, save_best_only=False, monitor=None, mode="auto"):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.path, self.every, self.save_best_only = os.fspath(path), every, bool(save_best_only)
-        self._tracker = _Monitoring(monitor, 0.0, mode)
-        self.saves = 0
-
-    def get_config(self):
-        return {"every": self.every, "save_best_only": self.save_best_only,
-                "monitor": self._tracker.monitor, "mode": self._tracker.mode}
-
-    def on_train_begin(self, trainer):
-        self._tracker.on_train_begin(trainer)
-
-    def save(self, trainer, logs=None):
-        from . import io
-
-        io.save_checkpoint(self.path, trainer, pending_logs=logs)
-        self.saves += 1
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        if self.save_best_only:
-            value = self._tracker._value(logs)
-            if not self._tracker._improved(value):
-                return
-            self._tracker.best = value
-        elif (epoch + 1) % self.every:
-            return
-        self.save(trainer, logs)
-
-    def on_train_end(self, trainer):
-        if not trainer.failed:  # never overwrite a good checkpoint with a diverged or half-stepped model
-            self.save(trainer)
-
-    def state_dict(self):
-        return {"best": self._tracker.best}, {}
-
-    def load_state_dict(self, state, arrays, model=None):
-        self._tracker.best = state.get("best")
-
-
-CALLBACKS = {cls.__name__: cls for cls in (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint)}
+CALLBACKS = {cls.__name__: cls for cls in (EarlyStopping, ReduceLROnPlateau)}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy
 
-from .activations import ACTIVATIONS
+from ..activations import ACTIVATIONS
 
 # NVRTC options; CuPy adds -arch for the current device. No fast math: the kernels must agree
 # with the NumPy reference (tests/test_kernel_math_host.py, tests/test_cupy_ops_gpu.py).
@@ -45,13 +45,13 @@ class KernelError(RuntimeError):
 
 def kernel_dir() -> Path:
     """The folder holding the kernel sources: an installed wheel's, else the checkout's."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "kernels", here.parent / "kernels"):
+    package = Path(__file__).resolve().parent.parent  # gpunn/
+    for candidate in (package / "kernels", package.parent / "kernels"):
         if (candidate / "activations.cuh").is_file():
             return candidate
     raise KernelError(
-        f"gpunn's CUDA kernel sources were not found (looked in {here / 'kernels'} and "
-        f"{here.parent / 'kernels'}); reinstall gpunn"
+        f"gpunn's CUDA kernel sources were not found (looked in {package / 'kernels'} and "
+        f"{package.parent / 'kernels'}); reinstall gpunn"
     )
 
 

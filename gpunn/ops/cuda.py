@@ -1,6 +1,6 @@
 """CupyOps: the Ops of a training step as fused CUDA kernels (kernels/*.cu) on CuPy arrays.
 
-Each method is one kernel launch where the generic ``Ops`` (gpunn/ops.py) runs several CuPy
+Each method is one kernel launch where the generic ``Ops`` (gpunn/ops/base.py) runs several CuPy
 expressions. Kernels exist for float32 and float64 over C-contiguous arrays; anything else
 (another dtype, a strided view, mixed dtypes) falls back to the generic code, as does every
 method when ``fused=False`` -- which is how the two are compared. Nothing here synchronises
@@ -12,8 +12,8 @@ import cupy
 import numpy
 
 from . import kernels
-from .activations import Activation
-from .ops import Ops
+from ..activations import Activation
+from .base import Ops
 
 BLOCK = 256  # threads per block of the one-dimensional kernels (a multiple of 32, as mse_grad needs)
 BIAS_GRAD_BLOCK = (32, 16)  # bias_grad: 32 columns x 16 row lanes

@@ -1,7 +1,7 @@
 """A faster CPU path: ``CpuOps`` overrides the elementwise and optimizer methods of ``Ops`` with
 single-pass Numba kernels where that was measured to pay.
 
-``gpunn.ops.Ops`` stays the reference: every override computes the same thing (the
+``gpunn.ops.base.Ops`` stays the reference: every override computes the same thing (the
 reference's operations in its order, no fast-math: float32 results agree bit for bit, or to a
 few ulps where a column sum is split; tests/test_cpu_ops.py) and falls back to the reference
 for the cases it does not fuse (other activations, out-of-place calls, strided buffers).
@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from .activations import Activation
-from .ops import Ops
+from ..activations import Activation
+from .base import Ops
 
 try:  # optional: the fused kernels
     import numba

@@ -182,7 +182,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     def partial_fit(self, X, y):
         """One more epoch over (X, y), continuing the optimizer (a fresh network on first call)."""
         from .optim import make_optimizer, make_schedule
-        from .train import History, Trainer
+        from .training.callbacks import History
+        from .training.loop import Trainer
 
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
@@ -232,7 +233,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         state = self.__dict__.copy()
         model = state.pop("model_", None)
         if model is not None:
-            from .io import model_config
+            from .checkpoint import model_config
 
             host = model.backend.to_host
             opt = getattr(model, "optimizer", None)
@@ -248,7 +249,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         saved = state.pop("_model_state", None)
         self.__dict__.update(state)
         if saved is not None:
-            from .io import optimizer_from_config
+            from .checkpoint import optimizer_from_config
             from .model import MLP
 
             cfg = saved["config"]

@@ -33,9 +33,15 @@ import zipfile
 
 import numpy
 
-from . import __version__
 from . import backend as _backend
+from ._version import __version__
 from .activations import ACTIVATIONS
+from .checks import check_rows_match, positive_int
+from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_schedule
+from .training import callbacks as cbmod
+from .training.callbacks import Callback, History, _Monitoring, order_callbacks
+from .training.fit import split_validation
+from .training.loop import Trainer, run
 
 FORMAT = "gpunn-checkpoint"
 FORMAT_VERSION = 1
@@ -187,8 +193,6 @@ def _is_int(v, low=0):
 
 
 def _check_training(training, path):
-    from .optim import SCHEDULES, Schedule
-
     _require(isinstance(training, dict), path, "missing training section")
     pos = training.get("position")
     _require(isinstance(pos, dict) and _is_int(pos.get("epoch")) and _is_int(pos.get("batch"))
@@ -214,8 +218,6 @@ def _check_training(training, path):
 
 def optimizer_from_config(config):
     """An Optimizer (unbound) from ``Optimizer.config()``."""
-    from .optim import OPTIMIZERS
-
     cls = OPTIMIZERS[config["name"]]
     accepted = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
     return cls(**{k: v for k, v in config.items() if k in accepted})
@@ -341,8 +343,6 @@ class Checkpoint:
 
     @property
     def history(self):
-        from .train import History
-
         history = History()
         for k, v in self.training.get("history", {}).items():
             history[k] = list(v)
@@ -357,10 +357,8 @@ class Checkpoint:
         to this file, a path writes elsewhere, False stops checkpointing. On the CPU the result
         is bit-identical to a run that was never interrupted.
         """
-        from .fitting import resume_run
-
         if self.optimizer is None:
-            raise CheckpointError(f"{self.path} holds a model only (gpunn.io.save); it cannot resume training")
+            raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
         return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
                           verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt)
 
@@ -380,3 +378,120 @@ def load_checkpoint(path, device="auto") -> Checkpoint:
             optimizer.bind(model.params, model.ops)
         model.optimizer = optimizer
     return Checkpoint(os.fspath(path), model, optimizer, meta, arrays)
+
+
+# ---- checkpointing during training, and resumption -------------------------------------
+class ModelCheckpoint(Callback):
+    """Write a resumable checkpoint (this module's format) every ``every`` epochs, when training
+    ends, and when it is interrupted (Ctrl-C). Each write is atomic: a crash mid-write
+    leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes
+    happen only when ``monitor`` improves (the final/interrupt writes still happen so the
+    run can be resumed; point ``path`` elsewhere to keep a best-only file).
+    """
+
+    def __init__(self, path, every=1, save_best_only=False, monitor=None, mode="auto"):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.path, self.every, self.save_best_only = os.fspath(path), every, bool(save_best_only)
+        self._tracker = _Monitoring(monitor, 0.0, mode)
+        self.saves = 0
+
+    writes_checkpoint = True  # order_callbacks runs it after the callbacks whose state it saves
+
+    def get_config(self):
+        return {"every": self.every, "save_best_only": self.save_best_only,
+                "monitor": self._tracker.monitor, "mode": self._tracker.mode}
+
+    def on_train_begin(self, trainer):
+        self._tracker.on_train_begin(trainer)
+
+    def save(self, trainer, logs=None):
+        save_checkpoint(self.path, trainer, pending_logs=logs)
+        self.saves += 1
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.save_best_only:
+            value = self._tracker._value(logs)
+            if not self._tracker._improved(value):
+                return
+            self._tracker.best = value
+        elif (epoch + 1) % self.every:
+            return
+        self.save(trainer, logs)
+
+    def on_train_end(self, trainer):
+        if not trainer.failed:  # never overwrite a good checkpoint with a diverged or half-stepped model
+            self.save(trainer)
+
+    def state_dict(self):
+        return {"best": self._tracker.best}, {}
+
+    def load_state_dict(self, state, arrays, model=None):
+        self._tracker.best = state.get("best")
+
+
+CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint}
+
+
+def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
+               handle_interrupt=True):
+    model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
+    settings = training["settings"]
+    total_epochs = settings["epochs"] if epochs is None else positive_int(epochs, "epochs")
+    with model.backend.use():
+        X, Y = model._as_input(X), model._as_target(Y)
+        check_rows_match(X, Y)
+        if settings.get("validation") == "data" and validation_data is None:
+            raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
+        X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.get("validation") == "data" else None,
+                                           settings.get("validation_fraction"), settings["seed"])
+        if X.shape[0] != settings["train_rows"]:
+            raise ValueError(f"the checkpoint trained on {settings['train_rows']} rows; these data give {X.shape[0]}. "
+                             "Resume with the same X and Y.")
+        opt.bind(model.params, model.ops)
+        schedule = make_schedule(Schedule(**training["schedule"]))
+        restored = []
+        saved = {cb["index"]: cb for cb in training.get("callbacks", [])}
+        user = list(callbacks)
+        user_classes = {type(cb).__name__ for cb in user}
+        for index, entry in sorted(saved.items()):
+            cls = CALLBACKS.get(entry["class"])
+            if cls is None or entry["class"] in user_classes:
+                continue
+            if cls is ModelCheckpoint and checkpoint is False:
+                continue
+            try:
+                if cls is ModelCheckpoint:
+                    cb = cls(ckpt.path if checkpoint is True else checkpoint, **entry["config"])
+                else:
+                    cb = cls(**entry["config"])
+                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, index, entry), model)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
+            restored.append(cb)
+        by_class = {}
+        for index, entry in sorted(saved.items()):
+            by_class.setdefault(entry["class"], entry | {"index": index})
+        for cb in user:  # a user's own stateful callback picks up the state saved for its class
+            entry = by_class.get(type(cb).__name__)
+            if entry is not None and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry), model)
+        if checkpoint not in (True, False) and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
+            restored.append(ModelCheckpoint(checkpoint))
+        history = History()
+        for k, v in training.get("history", {}).items():
+            history[k] = list(v)
+        position = training["position"]
+        trainer = Trainer(model, X, Y, epochs=total_epochs, batch_size=settings["batch_size"], optimizer=opt,
+                          schedule=schedule, shuffle=settings["shuffle"], seed=settings["seed"],
+                          callbacks=order_callbacks(restored + user, verbose), start_epoch=position["epoch"],
+                          validation=evaluator, start_batch=position["batch"],
+                          start_total=position["partial_sum_sq"], history=history, lr_scale=training["lr_scale"])
+        trainer.settings = dict(settings, epochs=total_epochs)
+        model.optimizer = opt
+        return run(trainer, handle_interrupt)
+
+
+def _callback_arrays(ckpt, index, entry):
+    return {name: ckpt.arrays[f"callback.{index}.{name}"] for name in entry.get("arrays", [])}
+

@@ -5,77 +5,20 @@ summed on the device and read back once per epoch (the logging interval).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 
 import numpy
 
-from .optim import make_optimizer, make_schedule
-from .rng import DeviceRNG
-from .validation import check_rows_match, positive_int
+from ..rng import DeviceRNG
+from .callbacks import Callback, History
 
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class Callback:
-    """Hooks called by :func:`fit`; set ``trainer.stop = True`` to end training after this epoch.
-
-    Order: on_train_begin; per epoch on_epoch_begin, on_batch_end for each batch, on_epoch_end
-    (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
-    on_train_end (also after an interruption or an error). ``trainer.interrupt()`` stops after
-    the current batch, as Ctrl-C does. on_batch_end is called only for callbacks that override
-    it, so epoch-level callbacks add no per-batch work. A callback whose progress must survive
-    a checkpoint implements ``state_dict() -> (json_dict, {name: host array})``,
-    ``load_state_dict(json_dict, arrays)`` and ``get_config() -> dict`` (see gpunn.callbacks).
-    """
-
-    def on_train_begin(self, trainer): ...
-    def on_epoch_begin(self, trainer, epoch): ...
-    def on_batch_end(self, trainer, batch): ...
-    def on_epoch_end(self, trainer, epoch, logs): ...
-    def on_train_end(self, trainer): ...
-
-
-class History(dict):
-    """Per-epoch lists: epoch, loss, lr, time_s, samples_per_s (and whatever callbacks add).
-
-    ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
-    completed epochs are listed); ``stopped_early`` when early stopping ended it.
-    """
-
-    interrupted = False
-    stopped_early = False
-    best_epoch = None  # set by EarlyStopping: the epoch whose weights the model ends with
-
-    def append(self, logs: dict):
-        for key, value in logs.items():
-            self.setdefault(key, []).append(value)
-
-    @property
-    def last(self) -> dict:
-        return {k: v[-1] for k, v in self.items() if v}
-
-
-class ProgressBar(Callback):
-    """A tqdm bar over epochs, with loss and samples/s from the last epoch."""
-
-    def on_train_begin(self, trainer):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=trainer.epochs, initial=trainer.start_epoch, unit="epoch",
-                        desc=f"train [{trainer.model.device}]", dynamic_ncols=True)
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        shown = {"loss": f"{logs['loss']:.4g}", "samples/s": f"{logs['samples_per_s']:,.0f}"}
-        # val_mse is val_loss under another name: shown once
-        shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
-
-    def on_train_end(self, trainer):
-        self.bar.close()
 
 
 class Trainer:
@@ -224,55 +167,34 @@ class Trainer:
         return self.history
 
 
-def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant",
-        momentum=None, nesterov=None, weight_decay=None, beta1=None, beta2=None, eps=None,
-        step_size=None, gamma=None, shuffle=True, seed=None, verbose=True, callbacks=(),
-        validation_data=None, validation_fraction=None, early_stopping=False, patience=10, min_delta=0.0,
-        monitor=None, restore_best_weights=True, checkpoint=None, checkpoint_every=1, handle_interrupt=True):
-    """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
+@contextlib.contextmanager
+def sigint_stops(trainer, enabled=True):
+    """While active, the first Ctrl-C asks ``trainer`` to stop after its current batch; a second
+    one raises KeyboardInterrupt at once. Installed only in the main thread; the previous
+    handler is restored on exit."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except (ValueError, OSError):
+        yield
+        return
 
-    optimizer: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw",
-    or an Optimizer. schedule: "constant", "step" (x gamma every step_size epochs),
-    "exponential" (x gamma per epoch) or "cosine" (to zero over the run).
-    batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
+    def handler(signum, frame):
+        if trainer._halt:  # second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        trainer.interrupt()
 
-    Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (rows held out
-    by the seed) adds val_loss (= val_mse), val_mse, val_mae and val_r2 to each epoch's logs,
-    at one extra host synchronisation per epoch.
-    Early stopping: ``early_stopping=True`` stops when ``monitor`` (default val_loss with
-    validation, else loss) has not improved by more than ``min_delta`` for ``patience``
-    epochs and, with ``restore_best_weights``, ends with the best epoch's weights (see
-    gpunn.callbacks.EarlyStopping; ReduceLROnPlateau goes in ``callbacks``).
-    Checkpoints: ``checkpoint="run.npz"`` writes a resumable checkpoint atomically every
-    ``checkpoint_every`` epochs, at the end, and on Ctrl-C (``gpunn.load_checkpoint(path).resume``).
-    Ctrl-C (with ``handle_interrupt``, main thread only) stops after the current batch and
-    returns the history so far with ``history.interrupted = True``.
-    """
-    from . import callbacks as cbmod
-    from .fitting import order_callbacks, run, split_validation
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
-    epochs = positive_int(epochs, "epochs")
-    with model.backend.use():
-        X, Y = model._as_input(X), model._as_target(Y)
-        check_rows_match(X, Y)
-        seed = model.seed if seed is None else int(seed)
-        X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
-        batch_size = X.shape[0] if batch_size is None else min(positive_int(batch_size, "batch_size"), X.shape[0])
-        opt = make_optimizer(optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                             beta1=beta1, beta2=beta2, eps=eps)
-        opt.bind(model.params, model.ops)
-        sched = make_schedule(schedule, step_size=step_size, gamma=gamma)
-        cbs = list(callbacks)
-        if early_stopping:
-            cbs.append(cbmod.EarlyStopping(monitor, patience, min_delta, restore_best_weights=restore_best_weights))
-        if checkpoint is not None:
-            cbs.append(cbmod.ModelCheckpoint(checkpoint, every=checkpoint_every))
-        trainer = Trainer(model, X, Y, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=sched,
-                          shuffle=shuffle, seed=seed, callbacks=order_callbacks(cbs, verbose), validation=validation)
-        trainer.settings = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": seed,
-                            "train_rows": int(X.shape[0]),
-                            "validation": "data" if validation_data is not None else
-                                          ("fraction" if validation_fraction else None),
-                            "validation_fraction": validation_fraction or None}
-        model.optimizer = opt
-        return run(trainer, handle_interrupt)
+
+def run(trainer, handle_interrupt=True):
+    with sigint_stops(trainer, handle_interrupt):
+        history = trainer.run()
+    history.interrupted = trainer.interrupted
+    return history

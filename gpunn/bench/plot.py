@@ -1,0 +1,46 @@
+"""The benchmark's chart (PNG; needs matplotlib)."""
+from __future__ import annotations
+
+
+def plot(data, path) -> None:
+    """Throughput and fraction of the GEMM rate per configuration and implementation (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = data["results"]
+    groups = []
+    for r in results:
+        g = (r["config"], r["backend"])
+        if g not in groups:
+            groups.append(g)
+    impls = []
+    for r in results:
+        if (r["impl"], r["label"]) not in impls:
+            impls.append((r["impl"], r["label"]))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(1, len(impls))
+    for j, (impl, label) in enumerate(impls):
+        xs, rate, frac = [], [], []
+        for i, g in enumerate(groups):
+            for r in results:
+                if (r["config"], r["backend"]) == g and r["impl"] == impl and r["label"] == label:
+                    xs.append(i + (j - (len(impls) - 1) / 2) * width)
+                    rate.append(r["samples_per_s"])
+                    frac.append(100 * r["fraction_of_gemm"])
+        axes[0].bar(xs, rate, width, label=label)
+        axes[1].bar(xs, frac, width, label=label)
+    names = [f"{c}\n[{b}]" for c, b in groups]
+    for ax, title in ((axes[0], "training samples/s (log)"), (axes[1], "% of the measured GEMM rate")):
+        ax.set_xticks(range(len(groups)), names)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].axhline(100, color="k", lw=0.8, ls="--")
+    axes[1].legend(fontsize=7, loc="upper left")
+    s = data["setup"]
+    fig.suptitle(f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

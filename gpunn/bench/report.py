@@ -1,0 +1,78 @@
+"""The benchmark's output: the setup block, the results table (plain or Markdown), the GEMM note, JSON."""
+from __future__ import annotations
+
+import json
+import math
+
+def _si(x: float) -> str:
+    if not math.isfinite(x):
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def format_setup(setup: dict) -> str:
+    lines = [f"gpunn {setup['gpunn']} bench, {setup['date']}",
+             f"machine: {setup['machine']}, {setup['cores']} cores; devices: {'; '.join(setup['devices'])}",
+             f"BLAS: {setup['blas']}; gpunn CPU path: {setup['gpunn_cpu_path']}",
+             f"python {setup['python']}, numpy {setup['numpy']}, torch {setup['torch']}, sklearn {setup['sklearn']}; "
+             f"dtype {setup['dtype']} (sklearn: as labelled)"]
+    if setup.get("env"):
+        lines.append("env: " + ", ".join(f"{k}={v}" for k, v in setup["env"].items()))
+    if setup.get("peak_gemm_gflops"):
+        lines.append("peak GEMM (2048^3 on CPU, 4096^3 on GPU; float32): " +
+                     ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in setup["peak_gemm_gflops"].items()))
+    return "\n".join(lines)
+
+
+def format_table(results, markdown=False) -> str:
+    head = ["config", "device", "implementation", "dtype", "samples/s", "spread (min-max)", "GFLOP/s",
+            "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
+    rows = []
+    for r in results:
+        prof = r.get("profile")
+        prof_text = (" / ".join(f"{100 * prof[k]:.0f}%" for k in ("matmul", "elementwise", "optimizer", "other"))
+                     if prof else "")
+        lo, hi = r["spread"]
+        speed = "—" if r["impl"] == "gpunn" else f"{r['gpunn_speedup']:.2f}x"
+        label = r["label"] + (f", {r['note']}" if r.get("note") else "")
+        rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
+                     f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
+                     speed, prof_text])
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    right = {4, 5, 6, 7, 8}
+    fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    out, last = [fmt(head), fmt(["-" * w for w in widths])], None
+    for row, r in zip(rows, results):
+        key = (r["config"], r["backend"])
+        if last is not None and key != last:
+            out.append("")
+        last = key
+        out.append(fmt(row).rstrip())
+    return "\n".join(out)
+
+
+def gemm_note(results) -> str:
+    seen, parts = set(), []
+    for r in results:
+        key = (r["config"], r["backend"])
+        if key not in seen and r["impl"] == "gpunn":
+            seen.add(key)
+            parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}")
+    text = ("% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest), "
+            "timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
+            ".\nRatios and % of GEMM are medians of per-round pairs; samples/s the median over rounds.")
+    if any(r.get("noisy") for r in results):
+        text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
+    return text
+
+
+def write_json(data, path) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2, default=float)

@@ -1,0 +1,102 @@
+"""What machine a benchmark ran on: CPU, cores, BLAS and its threads, library versions.
+
+``blas_info`` is also what ``gpunn info`` prints; it lives here, once.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+import numpy
+
+from .._version import __version__
+
+
+def setup_info(backends, threads=None) -> dict:
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "gpunn": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "machine": _cpu_name(),
+        "cores": _cores(),
+        "devices": [b.describe() for b in backends],
+        "dtype": "float32",
+        "blas": _blas(),
+    }
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "GPUNN_CPU_THREADS"):
+        if os.environ.get(var):
+            info.setdefault("env", {})[var] = os.environ[var]
+    from ..ops.cpu import CpuOps, numba
+
+    ops = CpuOps()
+    info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
+                              else "NumPy reference (Numba not installed)")
+    for mod in ("torch", "sklearn"):
+        try:
+            m = __import__(mod)
+            info[mod] = m.__version__ + (f" ({m.get_num_threads()} threads)" if mod == "torch" else "")
+        except ImportError:
+            info[mod] = "not installed"
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def numpy_blas_pool() -> dict | None:
+    """threadpoolctl's record of the BLAS NumPy itself calls (not SciPy's or torch's own copy)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    mine = [p for p in pools if "numpy" in str(p.get("filepath", "")).lower()]
+    return (mine or pools or [None])[0]
+
+
+def _blas() -> str:
+    p = numpy_blas_pool()
+    if p:
+        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {p.get('num_threads')} threads"
+    return blas_info()
+
+
+def blas_threads() -> int | None:
+    p = numpy_blas_pool()
+    return p.get("num_threads") if p else None
+
+
+def blas_info() -> str:
+    """The BLAS NumPy uses, as one line (threadpoolctl's view when installed, else NumPy's build config)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            p = pools[0]
+            return f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('architecture')})"
+    except ImportError:
+        pass
+    try:
+        cfg = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{cfg.get('name')} {cfg.get('version')}"
+    except Exception:  # older NumPy without mode="dicts"
+        return "unknown"

@@ -1,0 +1,77 @@
+"""``gpunn bench``: training throughput vs the GEMM roofline and vs NumPy, PyTorch, scikit-learn."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import backend as _backend
+from .common import positive
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    b = sub.add_parser("bench", help="training throughput vs the GEMM roofline and vs NumPy, PyTorch, scikit-learn",
+                       description="Training throughput (float32, ReLU, Adam) per configuration and backend: "
+                                   "samples/s, FLOP/s as a fraction of a GEMM measured in the same run, the share "
+                                   "of a step in matmul/elementwise/optimizer, and the peers (a plain NumPy loop, "
+                                   "PyTorch eager, scikit-learn's MLPRegressor) on the same data, as ratios. "
+                                   "Peers that are not installed are skipped (pip install 'gpunn[bench]').")
+    b.add_argument("--config", action="append", metavar="NAME|SPEC",
+                   help="a named configuration (small, medium, wide, deep, large) or name:inputs:h1xh2:outputs:batch; "
+                        "repeatable (default: all named ones; large runs on GPU only)")
+    b.add_argument("--device", default="all", help="all (cpu, plus cuda when CuPy sees a device), cpu, cuda or cuda:N "
+                                                   "(default: %(default)s)")
+    b.add_argument("--peers", default="naive,torch,sklearn",
+                   help="comma-separated peers to run: naive, torch, sklearn, or none (default: %(default)s)")
+    b.add_argument("--repeats", type=positive(int), default=5, help="timed repeats per implementation (default: %(default)s)")
+    b.add_argument("--seconds", type=positive(float), default=0.3,
+                   help="target duration of one repeat, in whole epochs (default: %(default)s)")
+    b.add_argument("--max-seconds", type=positive(float), default=None,
+                   help="overall time budget: repeats are cut (at least 2 kept) and configurations skipped to fit it")
+    b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration, 2 short repeats")
+    b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
+    b.add_argument("--json", metavar="PATH", help="write setup and results as JSON")
+    b.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
+    b.set_defaults(func=run)
+    return b
+
+
+def run(args) -> int:
+    from .. import bench
+
+    if args.device == "all":
+        backends = bench.available_backends()
+    else:
+        backends = [_backend.resolve(args.device)]
+    peers = [] if args.peers.strip() in ("", "none") else [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in bench.PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(bench.PEERS)} or none")
+    if args.quick:
+        configs = [bench.parse_config(c) for c in args.config] if args.config else [bench.QUICK_CONFIG]
+        repeats, seconds = min(args.repeats, 2), min(args.seconds, 0.02)
+    else:
+        configs = [bench.parse_config(c) for c in (args.config or [c for c in bench.CONFIGS])]
+        repeats, seconds = args.repeats, args.seconds
+    print(f"gpunn bench: {len(configs)} configuration(s) on {', '.join(b.device for b in backends)}; "
+          f"peers: {', '.join(peers) or 'none'}", flush=True)
+    data = bench.run(configs, backends, peers=peers, repeats=repeats, seconds=seconds, max_seconds=args.max_seconds,
+                     profile=not args.no_profile, log=lambda msg: print(msg, flush=True))
+    data["setup"]["command"] = "gpunn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "gpunn bench"
+    print()
+    print(bench.format_setup(data["setup"]))
+    print()
+    print(bench.format_table(data["results"], markdown=args.markdown))
+    print()
+    print(bench.gemm_note(data["results"]))
+    print("gpunn is: gpunn's samples/s over the peer's. GFLOP/s = 6 x weights x samples/s.")
+    if args.json:
+        bench.write_json(data, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            bench.plot(data, args.plot)
+            print(f"wrote {args.plot}")
+        except ImportError:
+            print("note: --plot needs matplotlib (pip install 'gpunn[bench]'); no chart written", file=sys.stderr)
+    return 0

@@ -1,0 +1,175 @@
+"""``gpunn train``: train an MLP on a built-in synthetic regression, report held-out metrics and throughput."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy
+
+from .. import backend as _backend, datasets, metrics
+from ..activations import ACTIVATIONS
+from ..optim import OPTIMIZERS, SCHEDULES
+from .common import positive
+
+DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
+                activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=1e-3)
+
+
+def _hidden_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.replace("x", ",").split(",") if s.strip()] if text.strip() else []
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated positive integers, got {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"--hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``train`` to the subparsers ``sub``; returns its parser."""
+    t = sub.add_parser("train", help="train an MLP on a built-in synthetic regression",
+                       description="Train an MLP on a synthetic regression task, then report held-out metrics "
+                                   "and throughput. The defaults are a ~1 minute job on a 2-core CPU.")
+    d = DEFAULTS
+    t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
+    t.add_argument("--rows", type=positive(int), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
+    t.add_argument("--features", type=positive(int), default=d["features"], help="input features (default: %(default)s)")
+    t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
+    t.add_argument("--noise", type=float, default=d["noise"], help="target noise std (default: %(default)s)")
+    t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], help="hidden layer sizes, e.g. 256,256 (default: %(default)s)")
+    t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="hidden activation (default: %(default)s)")
+    t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
+    t.add_argument("--no-bias", action="store_true", help="bias-free layers, as in the seed derivation")
+    t.add_argument("--epochs", type=positive(int), default=d["epochs"], help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=positive(int), default=d["batch_size"], help="(default: %(default)s)")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="(default: %(default)s)")
+    t.add_argument("--lr", type=positive(float), default=d["lr"], help="learning rate (default: %(default)s)")
+    t.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
+    t.add_argument("--weight-decay", type=float, default=None, help="L2 (adam, sgd) or decoupled (adamw) decay")
+    t.add_argument("--momentum", type=float, default=None, help="momentum for momentum/nesterov (default 0.9)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s; env GPUNN_DEVICE)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
+    t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = t.add_argument_group("runs you can trust")
+    r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
+                   "names); flags on the command line override it")
+    r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
+                   "and on Ctrl-C, and the resolved config beside it as PATH.toml")
+    r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH (its PATH.toml supplies the "
+                   "defaults; --epochs can extend it); keeps saving to PATH unless --save says otherwise")
+    r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between checkpoints (default: %(default)s)")
+    r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
+    r.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before stopping (default: %(default)s)")
+    r.add_argument("--min-delta", type=float, default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
+    r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement")
+    r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves (needs matplotlib: gpunn[plot])")
+    t.set_defaults(func=run)
+    return t
+
+
+def standalone_parser() -> argparse.ArgumentParser:
+    """The ``train`` parser on its own (what a saved config is resolved against)."""
+    return add_parser(argparse.ArgumentParser(prog="gpunn").add_subparsers())
+
+
+def _check_plot_available(path):
+    if path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib, which is not installed: pip install 'gpunn[plot]'") from None
+
+
+def plot_history(history, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(history["epoch"], history["loss"], marker=".", label="training loss (MSE)")
+    if "val_loss" in history:
+        ax.plot(history["epoch"], history["val_loss"], marker=".", label="validation loss (MSE)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean squared error")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from .. import checkpoint as io, config as cfgmod
+    from ..model import MLP
+    from ..training import callbacks as cbmod
+
+    _check_plot_available(args.plot)
+    ckpt = None
+    if args.resume:
+        ckpt = io.load_checkpoint(args.resume, device=args.device)
+        print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
+              "from the checkpoint", flush=True)
+    backend = ckpt.model.backend if ckpt else _backend.resolve(args.device)
+    print(f"device: {backend.describe()}", flush=True)
+    t0 = time.perf_counter()
+    X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
+                         device=backend, dtype=args.dtype)
+    n_val = max(1, args.rows // 10) if args.rows > 1 else 0
+    X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
+    sizes = [args.features, *args.hidden, args.outputs]
+    model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
+                                        bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed)
+    print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; task {args.task}: "
+          f"{len(X_train):,} training rows, {n_val:,} validation; data made in {time.perf_counter() - t0:.2f}s",
+          flush=True)
+    save_path = args.save or args.resume
+    if save_path:
+        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
+        resolved["save"] = save_path
+        cfgmod.save(save_path + ".toml", resolved)
+    extra = []
+    if args.reduce_lr_patience:
+        extra.append(cbmod.ReduceLROnPlateau(factor=0.5, patience=args.reduce_lr_patience))
+    validation = (X_val, Y_val) if n_val else None
+    if ckpt:
+        history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
+                              checkpoint=args.save or True, callbacks=extra)
+    else:
+        history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                            lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay, momentum=args.momentum,
+                            verbose=not args.quiet, validation_data=validation,
+                            early_stopping=args.early_stopping and validation is not None, patience=args.patience,
+                            min_delta=args.min_delta, callbacks=extra + ([io.ModelCheckpoint(args.save, every=args.checkpoint_every)]
+                                                                         if args.save else []))
+    if history.interrupted:
+        print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
+              + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
+    if not history.get("epoch"):
+        return 130 if history.interrupted else 0
+    held_out = metrics.RegressionEvaluator(model, X_val, Y_val).evaluate(model)  # one pass, one read-back
+    result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
+              "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
+              "samples_per_s": float(numpy.median(history["samples_per_s"])),
+              "train_seconds": float(sum(history["time_s"])), "device": backend.device,
+              "epochs": len(history["epoch"]), "interrupted": history.interrupted,
+              "best_epoch": getattr(history, "best_epoch", None)}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"config": {k: v for k, v in vars(args).items() if k != "func"}, "history": history,
+                       "result": result}, fh, indent=2)
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"loss curves: {args.plot}")
+    if history.stopped_early:
+        print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
+    print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}")
+    print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
+          f"training on {backend.device}, {args.dtype}, batch {args.batch_size}")
+    if save_path:
+        print(f"checkpoint: {save_path} (config: {save_path}.toml)")
+    return 130 if history.interrupted else 0

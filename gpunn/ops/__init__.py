@@ -1,0 +1,37 @@
+"""The operations of a training step, one class per backend, and the factory that picks one.
+
+- :mod:`gpunn.ops.base`: ``Ops``, the generic implementation written once against an array
+  module (NumPy or CuPy); the reference every fused kernel is tested against.
+- :mod:`gpunn.ops.cpu`: ``CpuOps``, fused Numba kernels on the CPU (the reference without Numba).
+- :mod:`gpunn.ops.cuda`: ``CupyOps``, fused CUDA kernels through CuPy.
+- :mod:`gpunn.ops.kernels`: where the CUDA sources are, their template instances, compiled modules.
+
+The backends import ``base`` (never this package's factory), so the factory can import them
+without an import cycle.
+"""
+from __future__ import annotations
+
+import os
+
+from .base import NumpyOps, Ops
+
+__all__ = ["Ops", "NumpyOps", "ops_for", "ENV_FUSED"]
+
+ENV_FUSED = "GPUNN_FUSED_KERNELS"
+
+
+def ops_for(backend, fused: bool | None = None) -> Ops:
+    """The Ops for a backend: ``CpuOps`` on the CPU (the NumPy reference plus fused Numba kernels
+    where Numba is installed), ``CupyOps``' fused CUDA kernels on the GPU.
+
+    ``fused=False`` (or GPUNN_FUSED_KERNELS=0) runs the unfused reference expressions instead, to compare.
+    """
+    if fused is None:
+        fused = os.environ.get(ENV_FUSED, "1").strip().lower() not in ("0", "false", "no", "off")
+    if not backend.is_gpu:
+        from .cpu import CpuOps
+
+        return CpuOps(fused=fused)
+    from .cuda import CupyOps
+
+    return CupyOps(fused=fused)

@@ -1,0 +1,84 @@
+"""The three seams of the training loop, each a small protocol documented here and only here.
+
+The loop (:mod:`gpunn.training.loop`) iterates a :class:`DataSource`, asks a :class:`Trainable` for
+the gradients of each batch, hands them to an optional :class:`GradientHook`, then steps the optimizer.
+New data (streams, files, per-process shards), new models (an ensemble of K networks) and distributed
+training (an all-reduce of the gradients) are each a new class behind one of these, not an ``if`` in
+the loop. ``typing.Protocol``: implementations need not inherit from these classes.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """What the loop iterates: the rows of one process, in mini-batches, epoch after epoch.
+
+    It owns batching, shuffling and the position a resume restarts from.
+
+    - ``rows``: training rows per epoch seen by this process (the loss is the epoch's summed
+      squared error over ``rows``).
+    - ``n_features``, ``n_outputs``: the width of X and of Y.
+    - ``resumable``: True when batch ``i`` of epoch ``e`` is a pure function of (seed, e, i), so a run
+      stopped after batch ``i`` and resumed with ``first_batch=i + 1`` sees exactly the batches it would
+      have seen (a stream that cannot replay sets it False, and checkpoints then resume at epoch starts).
+    - ``batches(epoch, batch_size, first_batch=0)``: yields ``(X_b, Y_b)`` device arrays on the
+      trainable's backend and dtype, starting at batch ``first_batch`` of ``epoch``. The arrays may be
+      views of a buffer the source reuses: valid until the next batch is drawn.
+    - ``config()``: a JSON-able dict describing the source, stored in checkpoints (and compared on resume).
+
+    ``ArraySource`` (in-memory arrays with the per-epoch device-side shuffle) is the one built in.
+    """
+
+    rows: int
+    n_features: int
+    n_outputs: int
+    resumable: bool
+
+    def batches(self, epoch: int, batch_size: int, first_batch: int = 0) -> Iterator[tuple[Any, Any]]: ...
+
+    def config(self) -> dict: ...
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """What the loop needs of a model.
+
+    - ``backend``: the :class:`gpunn.backend.Backend` it lives on; ``xp`` its array module (NumPy or CuPy);
+      ``ops``: its :class:`gpunn.ops.Ops`; ``dtype``: its floating dtype.
+    - ``params``, ``grads``: flat device buffers of the same shape (every parameter, every gradient);
+      the optimizer steps ``params`` in place from ``grads``.
+    - ``train_step(X, Y)``: forward and backward over one batch; fills ``grads`` with the gradient of the
+      batch's mean squared error and returns the batch's device sum of squared errors (a 0-d array for
+      :class:`gpunn.MLP`, shape ``(K,)`` for an ensemble of K models). It must not read anything back
+      to the host.
+
+    :class:`gpunn.MLP` is one.
+    """
+
+    backend: Any
+    xp: Any
+    ops: Any
+    dtype: Any
+    params: Any
+    grads: Any
+
+    def train_step(self, X, Y): ...
+
+
+@runtime_checkable
+class GradientHook(Protocol):
+    """Called between the backward pass and the optimizer step; with no hook the step is exactly today's.
+
+    - ``on_gradients(trainable, rows)``: after ``train_step`` filled ``trainable.grads`` from a batch of
+      ``rows`` rows and before the optimizer reads them; may change ``grads`` in place (an all-reduce
+      across processes goes here).
+    - ``reduce_epoch(sum_sq, rows)``: the epoch's device sum of squared errors and this process's row
+      count; returns ``(sum_sq, rows)`` over everything the loss should average (e.g. summed across
+      processes), from which the loop computes the epoch's loss.
+    """
+
+    def on_gradients(self, trainable: Trainable, rows: int) -> None: ...
+
+    def reduce_epoch(self, sum_sq, rows: int) -> tuple[Any, int]: ...
