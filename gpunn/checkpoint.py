@@ -1,13 +1,16 @@
 """Checkpoints: a model, or a whole training run, in one ``.npz`` file without pickle.
 
-Format (version 1): a zip of ``.npy`` members as ``numpy.savez`` writes them.
+Format (version 2; version 1 files still load): a zip of ``.npy`` members as ``numpy.savez``
+writes them.
 
 * ``gpunn_meta``: uint8 bytes of UTF-8 JSON: format name and version, the model's
   architecture (layer sizes, activations, bias, dtype, seed), a manifest of every other
-  member (shape, dtype), and for a training checkpoint the optimizer (name,
-  hyperparameters, step count), the run's position (epoch, batches done in it and their
-  summed squared error), the fit settings, the schedule and the plateau scale of the
-  learning rate, the history so far and the state of stateful callbacks.
+  member (shape, dtype), and for a training checkpoint the optimizer (its ``config()`` and step
+  count) and ``training``: ``settings`` (:class:`~gpunn.training.state.FitSettings`, the schedule
+  included), the :class:`~gpunn.training.state.TrainState` (``position``: epoch, batches done in it
+  and their summed squared error; ``lr_scale``; ``history``; ``interrupted``), the data source's
+  ``config()``, and each stateful callback's class, ``get_config()`` and ``state_dict()``.
+  (Version 1 kept the schedule beside the settings rather than in them.)
 * ``params``: the flat parameter buffer; ``optimizer.<moment>``: the flat optimizer
   moments; ``callback.<i>.<name>``: callback arrays (early stopping's best weights).
 
@@ -37,14 +40,17 @@ from . import backend as _backend
 from ._version import __version__
 from .activations import ACTIVATIONS
 from .checks import check_rows_match, positive_int
-from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_schedule
+from .optim import OPTIMIZERS, SCHEDULES, Schedule
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training.fit import split_validation
-from .training.loop import Trainer, run
+from .training.loop import train
+from .training.sources import ArraySource
+from .training.state import FitSettings, TrainState
 
 FORMAT = "gpunn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 META = "gpunn_meta"
 MAX_META_BYTES = 64 << 20
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -118,40 +124,31 @@ def save(path, model) -> None:
            {"params": _host(model.params)})
 
 
-def save_checkpoint(path, trainer, pending_logs=None) -> None:
-    """Save everything needed to resume ``trainer``'s run (see the module docstring).
-
-    ``pending_logs`` is an epoch's logs not yet appended to the history (callbacks run first).
-    """
-    model, opt = trainer.model, trainer.optimizer
+def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
+                    source=None) -> None:
+    """Save everything needed to resume a run (see the module docstring): the model, the optimizer's
+    config and state, the run's settings and state, the source's config and each callback's state."""
+    opt = optimizer
     arrays = {"params": _host(model.params)}
     for name in opt.state_names():
         arrays[f"optimizer.{name}"] = _host(opt.state[name])
-    history = {k: list(v) for k, v in trainer.history.items()}
-    if pending_logs is not None:
-        for k, v in pending_logs.items():
-            history.setdefault(k, []).append(v)
-    callbacks = []
-    for i, cb in enumerate(trainer.callbacks):
+    saved_callbacks = []
+    for i, cb in enumerate(callbacks):
         if not hasattr(cb, "state_dict"):
             continue
-        state, cb_arrays = cb.state_dict()
+        cb_state, cb_arrays = cb.state_dict()
         for name, array in cb_arrays.items():
             arrays[f"callback.{i}.{name}"] = _host(array)
-        callbacks.append({"class": type(cb).__name__, "index": i, "state": state,
-                          "config": cb.get_config() if hasattr(cb, "get_config") else None,
-                          "arrays": sorted(cb_arrays)})
-    epoch, batch = trainer.position
+        saved_callbacks.append({"class": type(cb).__name__, "index": i, "state": cb_state,
+                                "config": cb.get_config() if hasattr(cb, "get_config") else None,
+                                "arrays": sorted(cb_arrays)})
     training = {
-        "position": {"epoch": epoch, "batch": batch, "partial_sum_sq": trainer.partial_total},
-        "settings": trainer.settings,
-        "schedule": dataclasses.asdict(trainer.schedule),
-        "lr_scale": trainer.lr_scale,
-        "rng": {"kind": "keyed-streams", "seed": trainer.seed,
+        "settings": settings.to_dict(),
+        **state.to_dict(),
+        "source": None if source is None else source.config(),
+        "rng": {"kind": "keyed-streams", "seed": settings.seed,
                 "note": "shuffles are keyed by (seed, epoch); the seed and position are the whole RNG state"},
-        "interrupted": trainer.interrupted,
-        "history": history,
-        "callbacks": callbacks,
+        "callbacks": saved_callbacks,
     }
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
     _write(path, {"kind": "training", "device": model.device, "model": model_config(model),
@@ -201,10 +198,14 @@ def _check_training(training, path):
     _require(isinstance(st, dict) and _is_int(st.get("epochs"), 1) and _is_int(st.get("batch_size"), 1)
              and _is_int(st.get("train_rows"), 1) and isinstance(st.get("shuffle"), bool) and _is_int(st.get("seed"), -2**63)
              and st.get("validation") in (None, "data", "fraction"), path, "invalid fit settings")
-    sched = training.get("schedule")
+    sched = st.get("schedule")
     fields = {f.name for f in dataclasses.fields(Schedule)}
     _require(isinstance(sched, dict) and set(sched) == fields and sched.get("name") in SCHEDULES, path,
              "invalid schedule")
+    try:
+        FitSettings.from_dict(st)
+    except (TypeError, ValueError) as exc:
+        _fail(path, f"invalid fit settings ({exc})")
     _require(isinstance(training.get("lr_scale"), (int, float)) and training["lr_scale"] > 0, path, "invalid lr scale")
     history = training.get("history")
     _require(isinstance(history, dict) and all(isinstance(v, list) for v in history.values()), path, "invalid history")
@@ -243,7 +244,7 @@ def _parse(path, data: bytes):
     _require(isinstance(version, int), path, "missing format version")
     _require(version <= FORMAT_VERSION, path,
              f"format version {version} was written by a newer gpunn (this one reads up to {FORMAT_VERSION})")
-    _require(version == FORMAT_VERSION, path, f"unsupported format version {version}")
+    _require(version in READABLE_VERSIONS, path, f"unsupported format version {version}")
     n_params = _check_model_config(meta.get("model"), path)
     dtype = numpy.dtype(meta["model"]["dtype"])
     manifest = meta.get("arrays")
@@ -261,6 +262,9 @@ def _parse(path, data: bytes):
         for name in optimizer.state_names():
             expected[f"optimizer.{name}"] = (n_params,)
         training = meta.get("training")
+        if version == 1 and isinstance(training, dict) and isinstance(training.get("settings"), dict):
+            # version 1 kept the schedule beside the settings; version 2 keeps it in them
+            training["settings"] = {**training["settings"], "schedule": training.pop("schedule", None)}
         _check_training(training, path)
         for cb in training.get("callbacks", []):
             for name in cb.get("arrays", []):
@@ -342,11 +346,18 @@ class Checkpoint:
         return self.training.get("position", {}).get("epoch", 0)
 
     @property
+    def settings(self) -> FitSettings | None:
+        """The run's FitSettings (None for a model-only checkpoint)."""
+        return FitSettings.from_dict(self.training["settings"]) if self.training else None
+
+    @property
+    def state(self) -> TrainState | None:
+        """The run's TrainState when it was saved (None for a model-only checkpoint)."""
+        return TrainState.from_dict(self.training) if self.training else None
+
+    @property
     def history(self):
-        history = History()
-        for k, v in self.training.get("history", {}).items():
-            history[k] = list(v)
-        return history
+        return self.state.history if self.training else History()
 
     def resume(self, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True):
@@ -406,7 +417,9 @@ class ModelCheckpoint(Callback):
         self._tracker.on_train_begin(trainer)
 
     def save(self, trainer, logs=None):
-        save_checkpoint(self.path, trainer, pending_logs=logs)
+        """Write the run's checkpoint; ``logs``: an epoch's logs not yet in the history."""
+        save_checkpoint(self.path, model=trainer.model, optimizer=trainer.optimizer, settings=trainer.settings,
+                        state=trainer.snapshot(logs), callbacks=trainer.callbacks, source=trainer.source)
         self.saves += 1
 
     def on_epoch_end(self, trainer, epoch, logs):
@@ -426,7 +439,7 @@ class ModelCheckpoint(Callback):
     def state_dict(self):
         return {"best": self._tracker.best}, {}
 
-    def load_state_dict(self, state, arrays, model=None):
+    def load_state_dict(self, state, arrays):
         self._tracker.best = state.get("best")
 
 
@@ -435,21 +448,21 @@ CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint}
 
 def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True):
+    """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
-    settings = training["settings"]
-    total_epochs = settings["epochs"] if epochs is None else positive_int(epochs, "epochs")
+    settings, state = ckpt.settings, ckpt.state
+    if epochs is not None:
+        settings = dataclasses.replace(settings, epochs=positive_int(epochs, "epochs"))
     with model.backend.use():
         X, Y = model._as_input(X), model._as_target(Y)
         check_rows_match(X, Y)
-        if settings.get("validation") == "data" and validation_data is None:
+        if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
-        X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.get("validation") == "data" else None,
-                                           settings.get("validation_fraction"), settings["seed"])
-        if X.shape[0] != settings["train_rows"]:
-            raise ValueError(f"the checkpoint trained on {settings['train_rows']} rows; these data give {X.shape[0]}. "
+        X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
+                                           settings.validation_fraction, settings.seed)
+        if X.shape[0] != settings.train_rows:
+            raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give {X.shape[0]}. "
                              "Resume with the same X and Y.")
-        opt.bind(model.params, model.ops)
-        schedule = make_schedule(Schedule(**training["schedule"]))
         restored = []
         saved = {cb["index"]: cb for cb in training.get("callbacks", [])}
         user = list(callbacks)
@@ -465,7 +478,7 @@ def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), v
                     cb = cls(ckpt.path if checkpoint is True else checkpoint, **entry["config"])
                 else:
                     cb = cls(**entry["config"])
-                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, index, entry), model)
+                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, index, entry))
             except (TypeError, ValueError, KeyError) as exc:
                 raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
             restored.append(cb)
@@ -475,23 +488,13 @@ def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), v
         for cb in user:  # a user's own stateful callback picks up the state saved for its class
             entry = by_class.get(type(cb).__name__)
             if entry is not None and hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry), model)
+                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
         if checkpoint not in (True, False) and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
             restored.append(ModelCheckpoint(checkpoint))
-        history = History()
-        for k, v in training.get("history", {}).items():
-            history[k] = list(v)
-        position = training["position"]
-        trainer = Trainer(model, X, Y, epochs=total_epochs, batch_size=settings["batch_size"], optimizer=opt,
-                          schedule=schedule, shuffle=settings["shuffle"], seed=settings["seed"],
-                          callbacks=order_callbacks(restored + user, verbose), start_epoch=position["epoch"],
-                          validation=evaluator, start_batch=position["batch"],
-                          start_total=position["partial_sum_sq"], history=history, lr_scale=training["lr_scale"])
-        trainer.settings = dict(settings, epochs=total_epochs)
-        model.optimizer = opt
-        return run(trainer, handle_interrupt)
+        source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
+        return train(model, source, opt, settings, state, callbacks=order_callbacks(restored + user, verbose),
+                     validation=evaluator, handle_interrupt=handle_interrupt)
 
 
 def _callback_arrays(ckpt, index, entry):
     return {name: ckpt.arrays[f"callback.{index}.{name}"] for name in entry.get("arrays", [])}
-

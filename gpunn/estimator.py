@@ -14,6 +14,12 @@ import numbers
 
 import numpy
 
+from .optim import make_optimizer, make_schedule
+from .training.callbacks import EarlyStopping, History
+from .training.loop import train
+from .training.sources import ArraySource
+from .training.state import FitSettings, TrainState
+
 try:  # optional dependency
     from sklearn.base import BaseEstimator, RegressorMixin
     from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
@@ -171,20 +177,17 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         model = self._new_model(X.shape[1], Y.shape[1], self._seed_)
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
-        history = model.fit(X, Y, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                            weight_decay=self.weight_decay, schedule=self.schedule, seed=self._seed_,
-                            verbose=self.verbose, validation_fraction=self.validation_fraction if self.early_stopping
-                            else None, early_stopping=bool(self.early_stopping), patience=self.patience,
-                            min_delta=self.min_delta, handle_interrupt=False)
+        callbacks = [EarlyStopping(patience=self.patience, min_delta=self.min_delta)] if self.early_stopping else []
+        optimizer = make_optimizer(self.optimizer, lr=self.lr, weight_decay=self.weight_decay)
+        history = model.fit(X, Y, epochs=self.epochs, batch_size=self.batch_size, optimizer=optimizer,
+                            schedule=self.schedule, seed=self._seed_, verbose=self.verbose,
+                            validation_fraction=self.validation_fraction if self.early_stopping else None,
+                            callbacks=callbacks, handle_interrupt=False)
         self._set_fitted(model, history, Y.shape[1])
         return self
 
     def partial_fit(self, X, y):
         """One more epoch over (X, y), continuing the optimizer (a fresh network on first call)."""
-        from .optim import make_optimizer, make_schedule
-        from .training.callbacks import History
-        from .training.loop import Trainer
-
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
         y_1d = y.ndim == 1
@@ -203,12 +206,12 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             schedule = dataclasses.replace(schedule, total_epochs=self.epochs)
         with model.backend.use():
             Xd, Yd = model._as_input(X), model._as_target(Y)
-            model.optimizer.bind(model.params, model.ops)
             batch = Xd.shape[0] if self.batch_size is None else min(int(self.batch_size), Xd.shape[0])
-            trainer = Trainer(model, Xd, Yd, epochs=n_iter + 1, batch_size=batch, optimizer=model.optimizer,
-                              schedule=schedule, shuffle=True, seed=self._seed_, callbacks=[], start_epoch=n_iter,
-                              history=history)
-            trainer.run()
+            settings = FitSettings(epochs=n_iter + 1, batch_size=batch, train_rows=int(Xd.shape[0]), seed=self._seed_,
+                                   shuffle=True, schedule=schedule)
+            source = ArraySource(Xd, Yd, model.backend, seed=self._seed_, shuffle=True)
+            train(model, source, model.optimizer, settings, TrainState(epoch=n_iter, history=history),
+                  handle_interrupt=False)
         self._set_fitted(model, history, Y.shape[1])
         return self
 

@@ -174,11 +174,14 @@ class MLP:
                 ops.matmul(dZ, self.weights[l].T, out=ws.dA[l - 1])
         return sum_sq
 
-    def _train_step_gradients(self, X, Y):
-        """Forward and backward on a device batch; gradients land in ``self.grads``."""
+    def train_step(self, X, Y):
+        """Forward and backward on a device batch (the Trainable protocol, gpunn.training.protocols):
+        gradients land in ``self.grads``; returns sum((A[L] - Y)^2) as a 0-d device array."""
         ws = self._workspace(X.shape[0])
         self._forward(X, ws)
         return self._backward(X, Y, ws)
+
+    _train_step_gradients = train_step  # the name before the Trainable protocol
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):
@@ -210,7 +213,7 @@ class MLP:
         with self.backend.use():
             X, Y = self._as_input(X), self._as_target(Y)
             check_rows_match(X, Y)
-            sum_sq = self._train_step_gradients(X, Y)
+            sum_sq = self.train_step(X, Y)
             dW = [g.copy() for g in self._dW]
             db = [g.copy() for g in self._db] if self.bias else None
             return float(sum_sq) / X.shape[0], dW, db
@@ -225,7 +228,7 @@ class MLP:
             return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
 
     def fit(self, X, Y, **kwargs):
-        """Train on (X, Y); see :func:`gpunn.training.fit.fit` for the options. Returns the history."""
+        """Train on (X, Y); see :func:`gpunn.fit` for the options. Returns the history."""
         from .training.fit import fit
 
         return fit(self, X, Y, **kwargs)

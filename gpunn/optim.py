@@ -131,6 +131,7 @@ OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
 
 
 def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
+    """An Optimizer from an Optimizer (``lr``, when given, replaces its rate) or a name and its keywords."""
     if isinstance(optimizer, Optimizer):
         if kwargs.get("lr") is not None:
             optimizer.lr = _check_lr(kwargs["lr"])
@@ -147,13 +148,32 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
 
 
 # ---- learning-rate schedules: epoch index -> multiplier of the base rate -----------------
+SCHEDULES = ("constant", "step", "exponential", "cosine")
+
+
 @dataclass(frozen=True)
 class Schedule:
+    """The learning rate of epoch e is ``lr x factor(e)``: "constant"; "step" (x gamma every step_size
+    epochs); "exponential" (x gamma per epoch); "cosine" (to min_factor over total_epochs, default the
+    run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name."""
+
     name: str = "constant"
     step_size: int = 10  # step: epochs between decays
     gamma: float = 0.1  # step: factor per decay; exponential: factor per epoch
     total_epochs: int = 0  # cosine: period (0 means the run's epoch count)
     min_factor: float = 0.0  # cosine: floor as a fraction of the base rate
+
+    def __post_init__(self):
+        if self.name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.name!r}; choose one of: {', '.join(SCHEDULES)}")
+        if isinstance(self.step_size, bool) or not isinstance(self.step_size, int) or self.step_size < 1:
+            raise ValueError(f"step_size must be a positive number of epochs, got {self.step_size}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if isinstance(self.total_epochs, bool) or not isinstance(self.total_epochs, int) or self.total_epochs < 0:
+            raise ValueError(f"total_epochs must be a non-negative integer, got {self.total_epochs}")
+        if not 0 <= self.min_factor <= 1:
+            raise ValueError(f"min_factor must be in [0, 1], got {self.min_factor}")
 
     def factor(self, epoch: int, epochs: int) -> float:
         if self.name == "constant":
@@ -167,19 +187,12 @@ class Schedule:
         return self.min_factor + (1 - self.min_factor) * cos
 
 
-SCHEDULES = ("constant", "step", "exponential", "cosine")
-
-
 def make_schedule(schedule="constant", **kwargs) -> Schedule:
+    """A Schedule from a Schedule (returned as is), a name (with its fields as keywords) or None (constant)."""
     if isinstance(schedule, Schedule):
         return schedule
     if schedule is None:
         schedule = "constant"
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-    sched = Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})
-    if sched.step_size < 1:
-        raise ValueError(f"step_size must be a positive number of epochs, got {sched.step_size}")
-    if not 0 < sched.gamma <= 1:
-        raise ValueError(f"gamma must be in (0, 1], got {sched.gamma}")
-    return sched
+    if not isinstance(schedule, str):
+        raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got {schedule!r}")
+    return Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})

@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 import gpunn
-from gpunn import MLP, Callback, EarlyStopping, ReduceLROnPlateau, TrainingDiverged, datasets, metrics
+from gpunn import MLP, Callback, EarlyStopping, ReduceLROnPlateau, Schedule, TrainingDiverged, datasets, metrics
 from gpunn.backend import Backend
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +74,8 @@ def test_validation_reads_back_once_per_epoch(data, monkeypatch, device):
     original = Backend.to_host
     monkeypatch.setattr(Backend, "to_host", lambda self, a: calls.append(1) or original(self, a))
     model = MLP([5, 8, 1], device=device, seed=0)
-    h = model.fit(X, Y, epochs=4, batch_size=50, validation_data=(Xv, Yv), early_stopping=True, verbose=False)
+    h = model.fit(X, Y, epochs=4, batch_size=50, validation_data=(Xv, Yv), callbacks=[EarlyStopping()],
+                  verbose=False)
     assert len(calls) == 4
     assert all(isinstance(v, float) for v in h["val_r2"]) and h["val_r2"][-1] > h["val_r2"][0]
 
@@ -95,8 +96,8 @@ def test_early_stopping_restores_the_best_epochs_weights(data):
     rec = Recorder()
     model = MLP([5, 32, 1], device="cpu", seed=0)
     # min_delta so large that no epoch after the first counts as an improvement
-    h = model.fit(X, Y, epochs=20, batch_size=50, lr=1e-2, validation_data=(Xv, Yv), early_stopping=True,
-                  patience=3, min_delta=1e6, callbacks=[rec], verbose=False)
+    h = model.fit(X, Y, epochs=20, batch_size=50, lr=1e-2, validation_data=(Xv, Yv),
+                  callbacks=[EarlyStopping(patience=3, min_delta=1e6), rec], verbose=False)
     assert h["epoch"] == [1, 2, 3, 4] and h.stopped_early and h.best_epoch == 1
     numpy.testing.assert_array_equal(model.params, rec.snapshots[1])
 
@@ -107,7 +108,7 @@ def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
     model = MLP([5, 64, 64, 1], device="cpu", seed=0)
     # tiny, noisy training set and a big net: validation loss turns up while training loss falls
     h = model.fit(X[:40], Y[:40] + numpy.random.default_rng(0).normal(0, 1, (40, 1)), epochs=300, batch_size=40,
-                  lr=1e-2, validation_data=(Xv, Yv), early_stopping=True, patience=5, callbacks=[rec], verbose=False)
+                  lr=1e-2, validation_data=(Xv, Yv), callbacks=[EarlyStopping(patience=5), rec], verbose=False)
     best = int(numpy.argmin(h["val_loss"])) + 1
     assert h.stopped_early and h.best_epoch == best and len(h["epoch"]) == best + 5
     numpy.testing.assert_array_equal(model.params, rec.snapshots[best])
@@ -118,15 +119,16 @@ def test_monitoring_a_missing_metric_says_what_is_there(data):
     X, Y = data[0][:100], data[1][:100]
     with pytest.raises(ValueError, match=r"'val_loss', which the logs lack \(pass validation_data"):
         MLP([5, 1], device="cpu").fit(X, Y, epochs=2, callbacks=[EarlyStopping(monitor="val_loss")], verbose=False)
-    h = MLP([5, 1], device="cpu").fit(X, Y, epochs=3, early_stopping=True, verbose=False)  # monitors loss
+    h = MLP([5, 1], device="cpu").fit(X, Y, epochs=3, callbacks=[EarlyStopping()], verbose=False)  # monitors loss
     assert h["epoch"] == [1, 2, 3]
 
 
 def test_reduce_lr_on_plateau_scales_the_schedule(data):
     X, Y = data[0][:200], data[1][:200]
     plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e6, min_lr=0.004)
-    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=6, lr=0.1, optimizer="sgd", schedule="step",
-                                                 step_size=2, gamma=0.5, callbacks=[plateau], verbose=False)
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=6, lr=0.1, optimizer="sgd",
+                                                 schedule=Schedule("step", step_size=2, gamma=0.5), callbacks=[plateau],
+                                                 verbose=False)
     schedule = [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
     # every epoch after the first is a non-improvement, patience 1: halve after epochs 2, 3, 4...
     # until the plateau would take the rate under min_lr

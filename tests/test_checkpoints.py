@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import gpunn
-from gpunn import MLP, CheckpointError, Callback, ReduceLROnPlateau, datasets
+from gpunn import MLP, CheckpointError, Callback, EarlyStopping, ReduceLROnPlateau, datasets
 from gpunn import checkpoint as gio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,7 @@ class InterruptAt(Callback):
 
 
 FIT = dict(epochs=7, batch_size=100, optimizer="adam", lr=5e-3, schedule="cosine", validation_fraction=0.2,
-           early_stopping=True, patience=50, verbose=False)
+           verbose=False)
 
 
 def _no_timing(history):
@@ -55,12 +55,12 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at):
     X, Y = data
     plateau = dict(factor=0.5, patience=0, min_delta=10.0)  # reduces every epoch: exercises lr_scale
     reference = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
-    ref_hist = reference.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau)], **FIT)
+    ref_hist = reference.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), EarlyStopping(patience=50)], **FIT)
 
     path = tmp_path / "run.npz"
     model = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
-    hist = model.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), InterruptAt(*stop_at), gpunn.ModelCheckpoint(path)],
-                     **FIT)
+    hist = model.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), InterruptAt(*stop_at), EarlyStopping(patience=50),
+                                      gpunn.ModelCheckpoint(path)], **FIT)
     assert hist.interrupted and len(hist["epoch"]) == stop_at[0] + (stop_at[1] == 9)
 
     ckpt = gpunn.load_checkpoint(path, device="cpu")
@@ -131,8 +131,8 @@ def good_bytes(tmp_path_factory, data):
     X, Y = data
     path = tmp_path_factory.mktemp("good") / "c.npz"
     model = MLP([6, 4, 2], device="cpu", seed=0)
-    model.fit(X[:200], Y[:200], epochs=1, batch_size=50, early_stopping=True,
-              callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    model.fit(X[:200], Y[:200], epochs=1, batch_size=50, callbacks=[gpunn.EarlyStopping(), gpunn.ModelCheckpoint(path)],
+              verbose=False)
     return path.read_bytes(), model.params.copy()
 
 

@@ -3,6 +3,7 @@ import numpy
 import pytest
 
 from gpunn import MLP, TrainingDiverged, datasets, metrics
+from gpunn import AdamW, Schedule
 from gpunn.optim import OPTIMIZERS, SCHEDULES
 
 
@@ -38,8 +39,8 @@ def test_every_optimizer_and_schedule_decreases_the_loss(teacher, optimizer, sch
     X, Y = teacher[0][:2000], teacher[1][:2000]
     model = MLP([8, 32, 1], device="cpu", seed=1)
     before = model.loss(X, Y)
-    history = model.fit(X, Y, epochs=4, batch_size=100, optimizer=optimizer, schedule=schedule,
-                        step_size=2, gamma=0.5, lr=0.01 if "adam" in optimizer else 0.05, verbose=False)
+    history = model.fit(X, Y, epochs=4, batch_size=100, optimizer=optimizer,
+                        schedule=Schedule(schedule, step_size=2, gamma=0.5), lr=0.01 if "adam" in optimizer else 0.05, verbose=False)
     assert history["loss"][-1] < history["loss"][0]
     assert model.loss(X, Y) < 0.8 * before
 
@@ -48,8 +49,8 @@ def test_schedules_shape_the_learning_rate(teacher):
     X, Y = teacher[0][:500], teacher[1][:500]
     lrs = {}
     for schedule in SCHEDULES:
-        h = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=4, lr=0.1, optimizer="sgd", schedule=schedule,
-                                                      step_size=2, gamma=0.5, verbose=False)
+        h = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=4, lr=0.1, optimizer="sgd",
+                                                      schedule=Schedule(schedule, step_size=2, gamma=0.5), verbose=False)
         lrs[schedule] = h["lr"]
     assert lrs["constant"] == [0.1] * 4
     assert lrs["step"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
@@ -62,7 +63,7 @@ def test_weight_decay_shrinks_weights(teacher):
     norms = []
     for decay in (0.0, 0.5):
         model = MLP([8, 16, 1], device="cpu", seed=0)
-        model.fit(X, Y, epochs=5, batch_size=32, optimizer="adamw", weight_decay=decay, lr=0.01, verbose=False)
+        model.fit(X, Y, epochs=5, batch_size=32, optimizer=AdamW(lr=0.01, weight_decay=decay), verbose=False)
         norms.append(float(numpy.linalg.norm(model.params)))
     assert norms[1] < 0.9 * norms[0]
 

@@ -9,7 +9,7 @@ import numpy
 
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
-from ..optim import OPTIMIZERS, SCHEDULES
+from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from .common import positive
 
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -140,12 +140,15 @@ def run(args) -> int:
         history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
                               checkpoint=args.save or True, callbacks=extra)
     else:
-        history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                            lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay, momentum=args.momentum,
-                            verbose=not args.quiet, validation_data=validation,
-                            early_stopping=args.early_stopping and validation is not None, patience=args.patience,
-                            min_delta=args.min_delta, callbacks=extra + ([io.ModelCheckpoint(args.save, every=args.checkpoint_every)]
-                                                                         if args.save else []))
+        callbacks = list(extra)
+        if args.early_stopping and validation is not None:
+            callbacks.append(cbmod.EarlyStopping(patience=args.patience, min_delta=args.min_delta))
+        if args.save:
+            callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
+        optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
+        history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                            schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
+                            callbacks=callbacks)
     if history.interrupted:
         print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)

@@ -2,10 +2,9 @@
 stopping and learning-rate reduction on plateau. All act once per epoch (no per-batch work).
 Checkpointing (``ModelCheckpoint``) lives in :mod:`gpunn.checkpoint`, which imports this module.
 
-A callback that must survive a checkpoint implements ``get_config()`` (its constructor
-arguments, JSON), ``state_dict()`` -> ``(json_dict, {name: host array})`` and
-``load_state_dict(json_dict, arrays)``; :mod:`gpunn.checkpoint` stores and restores them, so a
-resumed run continues with the same patience counters, best value and best weights.
+Every built-in callback with progress to keep follows the callback-state protocol documented on
+:class:`Callback`; :mod:`gpunn.checkpoint` stores and restores it, so a resumed run continues with the
+same patience counters, best value and best weights.
 """
 from __future__ import annotations
 
@@ -23,9 +22,21 @@ class Callback:
     (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
     on_train_end (also after an interruption or an error). ``trainer.interrupt()`` stops after
     the current batch, as Ctrl-C does. on_batch_end is called only for callbacks that override
-    it, so epoch-level callbacks add no per-batch work. A callback whose progress must survive
-    a checkpoint implements ``state_dict() -> (json_dict, {name: host array})``,
-    ``load_state_dict(json_dict, arrays)`` and ``get_config() -> dict`` (see gpunn.training.callbacks).
+    it, so epoch-level callbacks add no per-batch work.
+
+    Callback state (what a checkpoint keeps). A callback whose progress must survive a checkpoint
+    defines three methods:
+
+    - ``state_dict(self)`` returns ``(json_dict, arrays)``: a JSON-able dict of its progress and a dict
+      ``{name: array}`` (names are identifiers; arrays as long as the model's parameters, e.g. best
+      weights; host or device arrays);
+    - ``load_state_dict(self, json_dict, arrays)`` restores that progress; ``arrays`` are host (NumPy)
+      arrays: move them to the device in ``on_train_begin`` (``trainer.model.xp.asarray``) if needed;
+    - ``get_config(self)`` returns the JSON-able keyword arguments of its constructor.
+
+    A checkpoint stores all three per callback. On resume a built-in callback is rebuilt as
+    ``cls(**config)`` and given its state; a callback you pass to ``resume(callbacks=[...])`` receives,
+    through ``load_state_dict``, the state saved for its class name.
     """
 
     def on_train_begin(self, trainer): ...
@@ -156,6 +167,11 @@ class EarlyStopping(_Monitoring):
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
                 "mode": self.mode, "restore_best_weights": self.restore_best_weights}
 
+    def on_train_begin(self, trainer):
+        super().on_train_begin(trainer)
+        if self.best_params is not None:  # restored from a checkpoint as a host array
+            self.best_params = trainer.model.xp.asarray(self.best_params)
+
     def on_epoch_end(self, trainer, epoch, logs):
         value = self._value(logs)
         if self._improved(value):
@@ -188,12 +204,11 @@ class EarlyStopping(_Monitoring):
                 self.best_params.get() if hasattr(self.best_params, "get") else self.best_params)
         return {**self._base_state(), "stopped_epoch": self.stopped_epoch}, arrays
 
-    def load_state_dict(self, state, arrays, model=None):
+    def load_state_dict(self, state, arrays):
         self._load_base(state)
         self.stopped_epoch = state.get("stopped_epoch")
         if "best_params" in arrays:
-            best = arrays["best_params"]
-            self.best_params = model.xp.asarray(best) if model is not None else best
+            self.best_params = arrays["best_params"]  # host; moved to the device in on_train_begin
 
 
 class ReduceLROnPlateau(_Monitoring):
@@ -246,7 +261,7 @@ class ReduceLROnPlateau(_Monitoring):
     def state_dict(self):
         return {**self._base_state(), "cooldown_left": self.cooldown_left, "reductions": self.reductions}, {}
 
-    def load_state_dict(self, state, arrays, model=None):
+    def load_state_dict(self, state, arrays):
         self._load_base(state)
         self.cooldown_left, self.reductions = int(state["cooldown_left"]), int(state["reductions"])
 

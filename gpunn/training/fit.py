@@ -7,9 +7,10 @@ from ..checks import check_rows_match, positive_int
 from ..metrics import RegressionEvaluator
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
-from . import callbacks as cbmod
 from .callbacks import order_callbacks
-from .loop import Trainer, run
+from .loop import train
+from .sources import ArraySource
+from .state import FitSettings
 
 
 def split_validation(model, X, Y, validation_data=None, validation_fraction=None, seed=0):
@@ -43,27 +44,23 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     return xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0), RegressionEvaluator(model, Xv, Yv)
 
 
-def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant",
-        momentum=None, nesterov=None, weight_decay=None, beta1=None, beta2=None, eps=None,
-        step_size=None, gamma=None, shuffle=True, seed=None, verbose=True, callbacks=(),
-        validation_data=None, validation_fraction=None, early_stopping=False, patience=10, min_delta=0.0,
-        monitor=None, restore_best_weights=True, handle_interrupt=True):
+def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
+        seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
 
-    optimizer: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw",
-    or an Optimizer. schedule: "constant", "step" (x gamma every step_size epochs),
-    "exponential" (x gamma per epoch) or "cosine" (to zero over the run).
-    batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
+    optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
+    or a name: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw"; ``lr``, when
+    given, sets the rate of either. schedule: a ``gpunn.Schedule`` (``Schedule("step", step_size=5,
+    gamma=0.5)``) or a name: "constant", "step", "exponential" (x gamma per epoch), "cosine" (to zero over
+    the run). batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
 
     Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (rows held out
     by the seed) adds val_loss (= val_mse), val_mse, val_mae and val_r2 to each epoch's logs,
     at one extra host synchronisation per epoch.
-    Early stopping: ``early_stopping=True`` stops when ``monitor`` (default val_loss with
-    validation, else loss) has not improved by more than ``min_delta`` for ``patience``
-    epochs and, with ``restore_best_weights``, ends with the best epoch's weights (see
-    gpunn.EarlyStopping; ReduceLROnPlateau goes in ``callbacks``).
-    Checkpoints: ``callbacks=[gpunn.ModelCheckpoint("run.npz")]`` writes a resumable checkpoint
-    atomically every epoch, at the end, and on Ctrl-C (``gpunn.load_checkpoint(path).resume``).
+    Callbacks: ``gpunn.EarlyStopping(patience=8)`` (monitors val_loss with validation, else loss, and
+    restores the best weights), ``gpunn.ReduceLROnPlateau(...)``, ``gpunn.ModelCheckpoint("run.npz")``
+    (a resumable checkpoint written atomically every epoch, at the end and on Ctrl-C; continue with
+    ``gpunn.load_checkpoint(path).resume``), or your own :class:`Callback`.
     Ctrl-C (with ``handle_interrupt``, main thread only) stops after the current batch and
     returns the history so far with ``history.interrupted = True``.
     """
@@ -74,19 +71,12 @@ def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, sc
         seed = model.seed if seed is None else int(seed)
         X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         batch_size = X.shape[0] if batch_size is None else min(positive_int(batch_size, "batch_size"), X.shape[0])
-        opt = make_optimizer(optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                             beta1=beta1, beta2=beta2, eps=eps)
-        opt.bind(model.params, model.ops)
-        sched = make_schedule(schedule, step_size=step_size, gamma=gamma)
-        cbs = list(callbacks)
-        if early_stopping:
-            cbs.append(cbmod.EarlyStopping(monitor, patience, min_delta, restore_best_weights=restore_best_weights))
-        trainer = Trainer(model, X, Y, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=sched,
-                          shuffle=shuffle, seed=seed, callbacks=order_callbacks(cbs, verbose), validation=validation)
-        trainer.settings = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": seed,
-                            "train_rows": int(X.shape[0]),
-                            "validation": "data" if validation_data is not None else
+        opt = make_optimizer(optimizer, lr=lr)
+        settings = FitSettings(epochs=epochs, batch_size=batch_size, train_rows=int(X.shape[0]), seed=seed,
+                               shuffle=bool(shuffle), schedule=make_schedule(schedule),
+                               validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
-                            "validation_fraction": validation_fraction or None}
-        model.optimizer = opt
-        return run(trainer, handle_interrupt)
+                               validation_fraction=validation_fraction or None)
+        source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+        return train(model, source, opt, settings, callbacks=order_callbacks(callbacks, verbose),
+                     validation=validation, handle_interrupt=handle_interrupt)

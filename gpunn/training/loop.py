@@ -1,11 +1,16 @@
-"""The fit loop: epochs of shuffled mini-batches, history, progress, callbacks.
+"""The training loop: epochs of mini-batches from a data source, callbacks, Ctrl-C as a clean stop.
 
-Nothing crosses to the host inside an epoch: the per-batch squared errors are
-summed on the device and read back once per epoch (the logging interval).
+A :class:`Trainer` is built in one place, :func:`train`, from a trainable, a data source, an optimizer,
+:class:`~gpunn.training.state.FitSettings` and an optional :class:`~gpunn.training.state.TrainState`
+(``fit``, checkpoint resumption and ``MLPRegressor.partial_fit`` all call it). Each step is
+``trainable.train_step(X_b, Y_b)``, then the optional gradient hook, then the optimizer (the seams are
+in :mod:`gpunn.training.protocols`). Nothing crosses to the host inside an epoch: the per-batch
+squared errors are summed on the device and read back once per epoch (the logging interval).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import threading
@@ -13,8 +18,8 @@ import time
 
 import numpy
 
-from ..rng import DeviceRNG
 from .callbacks import Callback, History
+from .state import FitSettings, TrainState
 
 
 class TrainingDiverged(FloatingPointError):
@@ -22,29 +27,55 @@ class TrainingDiverged(FloatingPointError):
 
 
 class Trainer:
-    """State of one fit call, visible to callbacks."""
+    """One run of the loop, visible to callbacks.
 
-    def __init__(self, model, X, Y, *, epochs, batch_size, optimizer, schedule, shuffle, seed, callbacks,
-                 start_epoch=0, validation=None, start_batch=0, start_total=0.0, history=None, lr_scale=1.0):
-        self.model, self.X, self.Y = model, X, Y
-        self.epochs, self.batch_size, self.shuffle, self.seed = epochs, batch_size, shuffle, seed
-        self.optimizer, self.schedule = optimizer, schedule
+    Callbacks read ``model`` (the trainable), ``optimizer``, ``settings`` (FitSettings), ``state``
+    (TrainState), ``history``, ``epoch``, ``epochs``, ``validation``; they may set ``stop = True`` (end
+    after this epoch), ``lr_scale`` (ReduceLROnPlateau) or call ``interrupt()``. Build it with
+    :func:`train`, not directly.
+    """
+
+    def __init__(self, trainable, source, optimizer, settings: FitSettings, state: TrainState | None = None, *,
+                 callbacks=(), validation=None, hook=None):
+        self.model, self.source, self.optimizer, self.settings = trainable, source, optimizer, settings
+        state = TrainState() if state is None else state
+        self.state = dataclasses.replace(state, interrupted=False)
         self.callbacks = list(callbacks)
-        self.start_epoch = start_epoch
-        self.history = History() if history is None else history
-        self.stop = False
-        self.epoch = start_epoch
         self.validation = validation  # a metrics.RegressionEvaluator, or None
-        self.lr_scale = float(lr_scale)  # ReduceLROnPlateau's factor, on top of the schedule
-        self.interrupted = False  # stopped mid-run by interrupt() (Ctrl-C)
+        self.hook = hook  # a protocols.GradientHook, or None
+        self.start_epoch = self.epoch = self.state.epoch
+        self.stop = False
         self.failed = False  # an exception is ending the run
-        self.settings = {}  # the fit options a checkpoint needs to resume (set by fit)
         self._halt = False
-        # Where the next step starts: (epoch, batches already done in it) and the device sum of
-        # squared errors of those batches, so a mid-epoch checkpoint resumes bit for bit.
-        self.position = (start_epoch, start_batch)
-        self._start_batch, self._start_total = start_batch, float(start_total)
-        self.partial_total = 0.0
+
+    # the run's settings and state under the names callbacks use
+    @property
+    def epochs(self) -> int:
+        return self.settings.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def schedule(self):
+        return self.settings.schedule
+
+    @property
+    def history(self) -> History:
+        return self.state.history
+
+    @property
+    def lr_scale(self) -> float:
+        return self.state.lr_scale
+
+    @lr_scale.setter
+    def lr_scale(self, value):
+        self.state.lr_scale = float(value)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state.interrupted
 
     def interrupt(self):
         """Stop after the current batch (what Ctrl-C does during fit). Safe from a signal handler."""
@@ -53,80 +84,57 @@ class Trainer:
     def lr_at(self, epoch):
         return self.optimizer.lr * self.schedule.factor(epoch, self.epochs) * self.lr_scale
 
-    def _batches(self, epoch, first_batch=0):
-        """Device batches (X_b, Y_b) for one epoch, in a fresh device-side permutation.
+    def snapshot(self, pending_logs=None) -> TrainState:
+        """A copy of the state for a checkpoint; ``pending_logs``: an epoch's logs not yet in the history
+        (callbacks run before the history is appended)."""
+        history = History()
+        for key, values in self.history.items():
+            history[key] = list(values)
+        if pending_logs is not None:
+            history.append(pending_logs)
+        return dataclasses.replace(self.state, history=history)
 
-        The whole epoch is gathered once into a reused shuffled copy of the data, so each batch is a
-        contiguous slice: one gather per epoch instead of two per batch (the same bytes, far fewer
-        launches). Where that copy does not fit in memory, each batch is gathered on its own.
-        """
-        model, X, Y, b = self.model, self.X, self.Y, self.batch_size
-        m, xp = X.shape[0], model.xp
-        if not self.shuffle:
-            for start in range(first_batch * b, m, b):
-                yield X[start:start + b], Y[start:start + b]
-            return
-        order = DeviceRNG(model.backend, self.seed, "shuffle", epoch).permutation(m)
-        shuffled = self._shuffled_copy()
-        if shuffled is not None:
-            Xs, Ys = shuffled
-            xp.take(X, order, axis=0, out=Xs)
-            xp.take(Y, order, axis=0, out=Ys)
-            for start in range(first_batch * b, m, b):
-                yield Xs[start:start + b], Ys[start:start + b]
-            return
-        full = (xp.empty((b, X.shape[1]), X.dtype), xp.empty((b, Y.shape[1]), Y.dtype))
-        for start in range(first_batch * b, m, b):
-            idx = order[start:start + b]
-            if len(idx) == b:
-                Xb, Yb = full
-            else:
-                Xb, Yb = xp.empty((len(idx), X.shape[1]), X.dtype), xp.empty((len(idx), Y.shape[1]), Y.dtype)
-            xp.take(X, idx, axis=0, out=Xb)
-            xp.take(Y, idx, axis=0, out=Yb)
-            yield Xb, Yb
-
-    def _shuffled_copy(self):
-        """Buffers shaped like (X, Y) for the shuffled epoch, made once; None if they do not fit."""
-        if not hasattr(self, "_shuffle_buffers"):
-            xp = self.model.xp
-            try:
-                self._shuffle_buffers = (xp.empty_like(self.X), xp.empty_like(self.Y))
-            except MemoryError:  # cupy's OutOfMemoryError is a MemoryError too
-                self._shuffle_buffers = None
-        return self._shuffle_buffers
-
-    def run_epoch(self, epoch, first_batch=0):
-        """One epoch's logs; None when interrupt() stopped it part-way (see ``position``)."""
-        model, xp = self.model, self.model.xp
+    def run_epoch(self, epoch, first_batch=0, start_sum_sq=0.0):
+        """One epoch's logs; None when interrupt() stopped it part-way (``state`` says where)."""
+        trainable, optimizer, hook = self.model, self.optimizer, self.hook
+        xp, source, batch_size = trainable.xp, self.source, self.settings.batch_size
         lr = self.lr_at(epoch)
-        total = xp.zeros((), "float64")
-        if first_batch:
-            total += self._start_total
+        total = None
         batch_callbacks = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
         t0 = time.perf_counter()
         batch = first_batch - 1
-        for batch, (Xb, Yb) in enumerate(self._batches(epoch, first_batch), first_batch):
-            total += model._train_step_gradients(Xb, Yb)
-            self.optimizer.step(model.params, model.grads, lr)
+        for batch, (Xb, Yb) in enumerate(source.batches(epoch, batch_size, first_batch), first_batch):
+            sum_sq = trainable.train_step(Xb, Yb)
+            if total is None:  # shaped like the trainable's sums: 0-d for one model, (K,) for K
+                total = xp.zeros(getattr(sum_sq, "shape", ()), "float64")
+                if first_batch:
+                    total += start_sum_sq
+            total += sum_sq
+            if hook is not None:
+                hook.on_gradients(trainable, Xb.shape[0])
+            optimizer.step(trainable.params, trainable.grads, lr)
             for cb in batch_callbacks:
                 cb.on_batch_end(self, batch)
             if self._halt:
                 break
         done = batch + 1
-        if done * self.batch_size < self.X.shape[0]:  # interrupted before the epoch's last batch
-            self.position, self.partial_total = (epoch, done), float(total)
+        if done * batch_size < source.rows:  # interrupted before the epoch's last batch
+            partial = start_sum_sq if total is None else (float(total) if total.ndim == 0 else total.tolist())
+            self.state.epoch, self.state.batch, self.state.partial_sum_sq = epoch, done, partial
             return None
-        loss = float(total) / self.X.shape[0]  # the one host synchronisation of the epoch
+        rows = source.rows
+        if hook is not None:
+            total, rows = hook.reduce_epoch(total, rows)
+        loss = float(total) / rows  # the one host synchronisation of the epoch
         seconds = time.perf_counter() - t0
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training loss became {loss} in epoch {epoch + 1} (learning rate {lr:.3g}); "
                 "lower the learning rate, or scale the targets (standardise Y) and inputs"
             )
-        rows = self.X.shape[0] - first_batch * self.batch_size  # fewer when resumed mid-epoch
+        seen = source.rows - first_batch * batch_size  # fewer when resumed mid-epoch
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
-                "samples_per_s": rows / seconds if seconds > 0 else float("inf")}
+                "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
 
     def run(self):
         # Divergence is detected and reported once per epoch (TrainingDiverged); NumPy's
@@ -135,26 +143,28 @@ class Trainer:
             return self._run()
 
     def _run(self):
+        state = self.state
+        start_batch, start_sum_sq = state.batch, state.partial_sum_sq
         for cb in self.callbacks:
             cb.on_train_begin(self)
         try:
             for epoch in range(self.start_epoch, self.epochs):
                 self.epoch = epoch
-                first_batch = self._start_batch if epoch == self.start_epoch else 0
+                first_batch = start_batch if epoch == self.start_epoch else 0
                 for cb in self.callbacks:
                     cb.on_epoch_begin(self, epoch)
-                logs = self.run_epoch(epoch, first_batch)
+                logs = self.run_epoch(epoch, first_batch, start_sum_sq)
                 if logs is None:  # interrupted mid-epoch: the model holds the last full step
-                    self.interrupted = self.history.interrupted = True
+                    state.interrupted = self.history.interrupted = True
                     break
                 if self.validation is not None:
                     logs.update(self.validation.evaluate(self.model))  # one more host sync per epoch
-                self.position, self.partial_total = (epoch + 1, 0), 0.0
+                state.epoch, state.batch, state.partial_sum_sq = epoch + 1, 0, 0.0
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, logs)
                 self.history.append(logs)
                 if self._halt:
-                    self.interrupted = self.history.interrupted = True
+                    state.interrupted = self.history.interrupted = True
                     break
                 if self.stop:
                     break
@@ -165,6 +175,24 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         return self.history
+
+
+def train(trainable, source, optimizer, settings: FitSettings, state: TrainState | None = None, *, callbacks=(),
+          validation=None, hook=None, handle_interrupt=True) -> History:
+    """Run the loop: the one place a :class:`Trainer` is built. Returns the history.
+
+    ``state`` (default: a fresh run) says where to start; ``callbacks`` run in the order given;
+    ``validation`` (a RegressionEvaluator) adds val_* logs; ``hook`` is a GradientHook or None. With
+    ``handle_interrupt`` (main thread only) the first Ctrl-C stops after the current batch.
+    """
+    optimizer.bind(trainable.params, trainable.ops)
+    trainable.optimizer = optimizer
+    trainer = Trainer(trainable, source, optimizer, settings, state, callbacks=callbacks, validation=validation,
+                      hook=hook)
+    with sigint_stops(trainer, handle_interrupt):
+        history = trainer.run()
+    history.interrupted = trainer.interrupted
+    return history
 
 
 @contextlib.contextmanager
@@ -191,10 +219,3 @@ def sigint_stops(trainer, enabled=True):
         yield
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-
-
-def run(trainer, handle_interrupt=True):
-    with sigint_stops(trainer, handle_interrupt):
-        history = trainer.run()
-    history.interrupted = trainer.interrupted
-    return history

@@ -2,6 +2,7 @@
 import numpy
 import pytest
 
+import gpunn
 from gpunn import MLP, datasets
 
 
@@ -103,13 +104,22 @@ def test_non_positive_sizes(sizes, match):
     (dict(epochs=0), "epochs must be a positive integer, got 0"),
     (dict(batch_size=0), "batch_size must be a positive integer"),
     (dict(schedule="linear"), "unknown schedule 'linear'"),
-    (dict(optimizer="adam", momentum=0.9), "optimizer 'adam' does not take momentum"),
-    (dict(optimizer="sgd", momentum=1.5), r"momentum must be in \[0, 1\)"),
-    (dict(weight_decay=-1), "weight_decay must be a non-negative number"),
+    (dict(optimizer=lambda: gpunn.SGD(momentum=1.5)), r"momentum must be in \[0, 1\)"),
+    (dict(optimizer=lambda: gpunn.Adam(weight_decay=-1)), "weight_decay must be a non-negative number"),
+    (dict(schedule=lambda: gpunn.Schedule("step", gamma=2)), r"gamma must be in \(0, 1\]"),
+    (dict(schedule=3), "schedule must be a name"),
 ])
 def test_bad_training_options(model, data, kwargs, match):
     with pytest.raises(ValueError, match=match):
+        kwargs = {k: v() if callable(v) else v for k, v in kwargs.items()}  # objects raise when built
         model.fit(*data, verbose=False, **{"epochs": 1, **kwargs})
+
+
+def test_optimizer_options_belong_to_the_optimizer(model, data):
+    with pytest.raises(TypeError, match="momentum"):
+        model.fit(*data, epochs=1, optimizer="sgd", momentum=0.9, verbose=False)
+    with pytest.raises(ValueError, match="optimizer 'adam' does not take momentum"):
+        gpunn.optim.make_optimizer("adam", momentum=0.9)
 
 
 def test_assigning_a_parameter_checks_its_shape(model):

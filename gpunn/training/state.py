@@ -1,0 +1,90 @@
+"""What a training run is, as values: the settings it was started with and the state it has reached.
+
+``FitSettings`` (frozen) and ``TrainState`` are all the loop needs besides the model, the data, the
+optimizer and the callbacks: a :class:`~gpunn.training.loop.Trainer` is built from settings and an
+optional state, and a checkpoint stores exactly ``to_dict()`` of each, so the Trainer's attribute names
+are not the file format.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..optim import Schedule, make_schedule
+from .callbacks import History
+
+VALIDATION_KINDS = (None, "data", "fraction")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The options a run was started with, fixed for its life (a resume may raise ``epochs``).
+
+    ``train_rows``: rows per epoch after the validation split; ``validation``: None, "data" (the caller
+    passed validation_data) or "fraction" (``validation_fraction`` of the rows held out by the seed).
+    """
+
+    epochs: int
+    batch_size: int
+    train_rows: int
+    seed: int = 0
+    shuffle: bool = True
+    schedule: Schedule = field(default_factory=Schedule)
+    validation: str | None = None
+    validation_fraction: float | None = None
+
+    def __post_init__(self):
+        if self.validation not in VALIDATION_KINDS:
+            raise ValueError(f"validation must be one of {VALIDATION_KINDS}, got {self.validation!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-able: the schedule as its fields."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "train_rows": self.train_rows,
+                "seed": self.seed, "shuffle": self.shuffle, "schedule": dataclasses.asdict(self.schedule),
+                "validation": self.validation, "validation_fraction": self.validation_fraction}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitSettings:
+        return cls(epochs=int(d["epochs"]), batch_size=int(d["batch_size"]), train_rows=int(d["train_rows"]),
+                   seed=int(d["seed"]), shuffle=bool(d["shuffle"]), schedule=make_schedule(Schedule(**d["schedule"])),
+                   validation=d.get("validation"), validation_fraction=d.get("validation_fraction"))
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-self.train_rows // self.batch_size)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the next step is batch ``batch`` of epoch ``epoch`` (both from 0).
+
+    ``partial_sum_sq``: the summed squared error of the batches already done in that epoch (so a
+    mid-epoch resume reports the same epoch loss); ``lr_scale``: ReduceLROnPlateau's factor on top of the
+    schedule; ``history``: the completed epochs' logs; ``interrupted``: the run stopped on Ctrl-C /
+    ``trainer.interrupt()``. The random state needs nothing more: shuffles are keyed by (seed, epoch).
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    partial_sum_sq: float = 0.0
+    lr_scale: float = 1.0
+    history: History = field(default_factory=History)
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-able: ``position`` (epoch, batch, partial_sum_sq), ``lr_scale``, ``history`` (plain lists),
+        ``interrupted``."""
+        return {"position": {"epoch": self.epoch, "batch": self.batch, "partial_sum_sq": self.partial_sum_sq},
+                "lr_scale": self.lr_scale, "history": {k: list(v) for k, v in self.history.items()},
+                "interrupted": self.interrupted}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainState:
+        history = History()
+        for key, values in d.get("history", {}).items():
+            history[key] = list(values)
+        pos = d["position"]
+        partial = pos["partial_sum_sq"]
+        return cls(epoch=int(pos["epoch"]), batch=int(pos["batch"]),
+                   partial_sum_sq=float(partial) if isinstance(partial, (int, float)) else list(partial),
+                   lr_scale=float(d.get("lr_scale", 1.0)), history=history, interrupted=bool(d.get("interrupted")))

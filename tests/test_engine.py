@@ -1,0 +1,220 @@
+"""The training engine: state as values, the one Trainer builder, the three seams, the callback-state protocol."""
+import dataclasses
+import inspect
+import io
+import json
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn import MLP, Callback, datasets
+from gpunn.optim import Adam, Schedule
+from gpunn.training.loop import train
+from gpunn.training.protocols import DataSource, GradientHook, Trainable
+from gpunn.training.sources import ArraySource
+from gpunn.training.state import FitSettings, TrainState
+
+
+@pytest.fixture(scope="module")
+def data():
+    return datasets.make("teacher", 600, 5, n_outputs=2, noise=0.1, seed=4, device="cpu")
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch, batch):
+        self.at = (epoch, batch)
+
+    def on_batch_end(self, trainer, batch):
+        if (trainer.epoch, batch) == self.at:
+            trainer.interrupt()
+
+
+# ---- the callback-state protocol, exactly as gpunn.Callback's docstring states it ----------------
+class EpochCounter(Callback):
+    """Counts epochs and keeps a running sum of the parameters, written only from the docstring."""
+
+    def __init__(self, label="counter"):
+        self.label = label
+        self.epochs_seen = 0
+        self.param_sum = None
+
+    def on_train_begin(self, trainer):
+        if self.param_sum is not None:  # restored from a checkpoint as a host array
+            self.param_sum = trainer.model.xp.asarray(self.param_sum)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.epochs_seen += 1
+        params = trainer.model.params
+        self.param_sum = params.copy() if self.param_sum is None else self.param_sum + params
+
+    def state_dict(self):
+        arrays = {} if self.param_sum is None else {"param_sum": self.param_sum}
+        return {"epochs_seen": self.epochs_seen}, arrays
+
+    def load_state_dict(self, json_dict, arrays):
+        self.epochs_seen = json_dict["epochs_seen"]
+        self.param_sum = arrays.get("param_sum")
+
+    def get_config(self):
+        return {"label": self.label}
+
+
+def test_a_callback_written_from_the_docstring_survives_save_and_resume(data, tmp_path):
+    X, Y = data
+    straight = EpochCounter()
+    MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=4, batch_size=64, callbacks=[straight], verbose=False)
+
+    path = tmp_path / "run.npz"
+    first = EpochCounter()
+    history = MLP([5, 8, 2], device="cpu", seed=0).fit(
+        X, Y, epochs=4, batch_size=64, callbacks=[first, InterruptAt(2, 3), gpunn.ModelCheckpoint(path)], verbose=False)
+    assert history.interrupted and first.epochs_seen == 2
+    resumed = EpochCounter()
+    gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=[resumed], verbose=False)
+    assert resumed.epochs_seen == 4 == straight.epochs_seen
+    numpy.testing.assert_array_equal(resumed.param_sum, straight.param_sum)
+
+
+def test_every_built_in_callback_follows_the_state_protocol():
+    for cls in (gpunn.EarlyStopping, gpunn.ReduceLROnPlateau, gpunn.ModelCheckpoint):
+        args = ("x.npz",) if cls is gpunn.ModelCheckpoint else ()
+        cb = cls(*args)
+        state, arrays = cb.state_dict()
+        json.dumps(state), json.dumps(cb.get_config())
+        rebuilt = cls(*args, **cb.get_config())
+        rebuilt.load_state_dict(state, arrays)  # two arguments, as documented
+        assert rebuilt.state_dict()[0] == state
+
+
+# ---- state as values ------------------------------------------------------------------------
+def test_settings_and_state_round_trip_through_json():
+    settings = FitSettings(epochs=5, batch_size=32, train_rows=100, seed=7, shuffle=False,
+                           schedule=Schedule("step", step_size=2, gamma=0.5), validation="fraction",
+                           validation_fraction=0.2)
+    assert FitSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    state = TrainState(epoch=3, batch=2, partial_sum_sq=1.5, lr_scale=0.25, interrupted=True)
+    state.history.append({"epoch": 1, "loss": 0.5})
+    back = TrainState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert back == state and back.history == {"epoch": [1], "loss": [0.5]}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 6
+
+
+def test_a_checkpoint_holds_the_settings_and_the_state(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "run.npz"
+    MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, schedule="cosine", validation_fraction=0.1,
+                                            callbacks=[InterruptAt(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert ckpt.settings == FitSettings(epochs=3, batch_size=50, train_rows=540, seed=0, shuffle=True,
+                                        schedule=Schedule("cosine"), validation="fraction", validation_fraction=0.1)
+    assert (ckpt.state.epoch, ckpt.state.batch, ckpt.state.interrupted) == (1, 5, True)
+    assert ckpt.state.partial_sum_sq > 0 and ckpt.state.history["epoch"] == [1]
+    assert ckpt.training["source"] == {"kind": "arrays", "rows": 540, "n_features": 5, "n_outputs": 2,
+                                       "shuffle": True, "seed": 0}
+
+
+def test_a_version_1_checkpoint_still_loads_and_resumes(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "run.npz"
+    reference = MLP([5, 8, 2], device="cpu", seed=0)
+    reference.fit(X, Y, epochs=3, batch_size=50, schedule="exponential", verbose=False)
+    MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, schedule="exponential",
+                                            callbacks=[InterruptAt(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
+    # rewrite it as version 1 wrote it: the schedule beside the settings, no source
+    npz = numpy.load(path, allow_pickle=False)
+    arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["gpunn_meta"].tobytes())
+    meta["format_version"] = 1
+    training = meta["training"]
+    training["schedule"] = training["settings"].pop("schedule")
+    del training["source"]
+    arrays["gpunn_meta"] = numpy.frombuffer(json.dumps(meta).encode(), numpy.uint8)
+    buffer = io.BytesIO()
+    numpy.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert ckpt.settings.schedule == Schedule("exponential")
+    ckpt.resume(X, Y, verbose=False, checkpoint=False)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
+# ---- the seams ------------------------------------------------------------------------------
+def test_the_built_ins_implement_the_protocols(data):
+    X, Y = data
+    model = MLP([5, 8, 2], device="cpu", seed=0)
+    assert isinstance(model, Trainable)
+    assert isinstance(ArraySource(X, Y, model.backend), DataSource)
+    assert isinstance(CountingHook(), GradientHook)
+
+
+def test_array_source_batch_i_of_epoch_e_depends_only_on_seed_epoch_and_i(data):
+    X, Y = data
+    model = MLP([5, 2], device="cpu", seed=0)
+    source = ArraySource(X, Y, model.backend, seed=3)
+    whole = [(xb.copy(), yb.copy()) for xb, yb in source.batches(2, 64)]
+    assert len(whole) == 10 and whole[-1][0].shape == (600 - 9 * 64, 5)
+    for skipped, (xb, yb) in zip(whole[4:], ArraySource(X, Y, model.backend, seed=3).batches(2, 64, first_batch=4)):
+        numpy.testing.assert_array_equal(skipped[0], xb)
+        numpy.testing.assert_array_equal(skipped[1], yb)
+    assert sorted(numpy.concatenate([b[0] for b in whole])[:, 0]) == sorted(numpy.asarray(X)[:, 0])
+    other_epoch = next(source.batches(3, 64))[0]
+    assert not numpy.array_equal(other_epoch, whole[0][0])
+
+
+class CountingHook:
+    """Sees every step; optionally scales the gradients; reports the epoch over ``world`` copies."""
+
+    def __init__(self, scale=None, world=1):
+        self.calls, self.rows, self.scale, self.world = 0, 0, scale, world
+
+    def on_gradients(self, trainable, rows):
+        self.calls += 1
+        self.rows += rows
+        if self.scale is not None:
+            trainable.grads *= self.scale
+
+    def reduce_epoch(self, sum_sq, rows):
+        return sum_sq * self.world, rows * self.world
+
+
+def _run(X, Y, hook=None, epochs=2, optimizer=None):
+    model = MLP([5, 8, 2], device="cpu", seed=0)
+    settings = FitSettings(epochs=epochs, batch_size=64, train_rows=X.shape[0], seed=1)
+    history = train(model, ArraySource(X, Y, model.backend, seed=1), optimizer or Adam(lr=1e-2), settings,
+                    hook=hook, handle_interrupt=False)
+    return model, history
+
+
+def test_a_gradient_hook_runs_between_backward_and_the_optimizer(data):
+    X, Y = data
+    plain, plain_history = _run(X, Y)
+    hook = CountingHook()
+    hooked, hooked_history = _run(X, Y, hook)
+    numpy.testing.assert_array_equal(hooked.params, plain.params)  # a hook that changes nothing changes nothing
+    assert hook.calls == 20 and hook.rows == 2 * 600
+    assert hooked_history["loss"] == plain_history["loss"]
+    frozen, _ = _run(X, Y, CountingHook(scale=0.0), optimizer=gpunn.SGD(lr=0.1))
+    numpy.testing.assert_array_equal(frozen.params, MLP([5, 8, 2], device="cpu", seed=0).params)  # zeroed grads
+    _, doubled = _run(X, Y, CountingHook(world=2))  # the same sum over twice the rows, as two equal processes
+    assert doubled["loss"] == pytest.approx(plain_history["loss"])
+
+
+def test_fit_takes_at_most_15_keyword_arguments():
+    params = inspect.signature(gpunn.fit).parameters.values()
+    assert len([p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]) <= 15
+
+
+def test_optimizers_and_schedules_as_objects_or_names(data):
+    X, Y = data
+    by_object = MLP([5, 8, 2], device="cpu", seed=0)
+    by_object.fit(X, Y, epochs=2, optimizer=gpunn.Adam(lr=3e-3, weight_decay=1e-4),
+                  schedule=Schedule("step", step_size=1, gamma=0.5), verbose=False)
+    by_name = MLP([5, 8, 2], device="cpu", seed=0)
+    history = by_name.fit(X, Y, epochs=2, optimizer="adam", lr=3e-3, schedule=Schedule("step", step_size=1, gamma=0.5),
+                          verbose=False)
+    assert history["lr"] == pytest.approx([3e-3, 1.5e-3])
+    assert not numpy.array_equal(by_object.params, by_name.params)  # the weight decay is the one difference
+    assert isinstance(by_object.optimizer, gpunn.Adam) and by_object.optimizer.weight_decay == 1e-4
