@@ -360,18 +360,21 @@ class Checkpoint:
         return self.state.history if self.training else History()
 
     def resume(self, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
-               handle_interrupt=True):
+               handle_interrupt=True, distributed=False):
         """Continue training on the same (X, Y) from where the checkpoint was written.
 
         The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
         from the checkpoint; ``epochs`` may raise the total. ``checkpoint``: True keeps writing
         to this file, a path writes elsewhere, False stops checkpointing. On the CPU the result
-        is bit-identical to a run that was never interrupted.
+        is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
+        parallel (every rank loads this file) on any number of ranks that divides the run's global
+        batch; without it a data-parallel run continues in one process at its global batch.
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
         return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
-                          verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt)
+                          verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt,
+                          distributed=distributed)
 
 
 def load_checkpoint(path, device="auto") -> Checkpoint:
@@ -447,7 +450,7 @@ CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint}
 
 
 def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
-               handle_interrupt=True):
+               handle_interrupt=True, distributed=False):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
     settings, state = ckpt.settings, ckpt.state
@@ -491,9 +494,26 @@ def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), v
                 cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
         if checkpoint not in (True, False) and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
             restored.append(ModelCheckpoint(checkpoint))
+        callbacks = order_callbacks(restored + user, verbose)
+        if distributed:
+            from .distributed import world
+            from .distributed.training import DataParallel, per_rank_batch_on_resume
+
+            batch = per_rank_batch_on_resume(ckpt.path, settings, world(model.backend).size)
+            dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch, seed=settings.seed,
+                              shuffle=settings.shuffle, verbose=verbose)
+            settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
+            if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
+                state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)
+                                            else [0.0] * len(state.partial_sum_sq))
+            return dp.run(lambda: train(model, dp.source, opt, settings, state, callbacks=dp.callbacks(callbacks),
+                                        validation=dp.validation(evaluator), hook=dp.hook,
+                                        handle_interrupt=handle_interrupt))
+        if settings.ranks != 1:  # a data-parallel run continued in one process, at its global batch
+            settings = dataclasses.replace(settings, batch_size=settings.batch_size * settings.ranks, ranks=1)
         source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
-        return train(model, source, opt, settings, state, callbacks=order_callbacks(restored + user, verbose),
-                     validation=evaluator, handle_interrupt=handle_interrupt)
+        return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
+                     handle_interrupt=handle_interrupt)
 
 
 def _callback_arrays(ckpt, index, entry):

@@ -103,18 +103,45 @@ def plot_history(history, path) -> None:
     plt.close(fig)
 
 
+def _ranks():
+    from ..distributed import launched_size
+
+    return launched_size()
+
+
+def _launch(device):
+    """(distributed, is rank 0, device) for this process. Under ``mpiexec -n P`` with P > 1 the run is
+    data parallel (said at start by rank 0); the other ranks print nothing (errors still reach stderr),
+    and with GPUs each rank takes the one its local rank picks."""
+    if _ranks() == 1:
+        return False, True, device
+    import os
+    import sys
+    import warnings
+
+    from ..distributed import launched_rank, local_device
+
+    root = launched_rank() == 0
+    if not root:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        warnings.simplefilter("ignore")
+    print(f"launched by MPI with {_ranks()} processes: training data parallel, --batch-size per rank", flush=True)
+    return True, root, local_device(device) if device in ("auto", "cuda") else device
+
+
 def run(args) -> int:
     from .. import checkpoint as io, config as cfgmod
     from ..model import MLP
     from ..training import callbacks as cbmod
 
     _check_plot_available(args.plot)
+    distributed, root, device = _launch(args.device)
     ckpt = None
     if args.resume:
-        ckpt = io.load_checkpoint(args.resume, device=args.device)
+        ckpt = io.load_checkpoint(args.resume, device=device)
         print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
               "from the checkpoint", flush=True)
-    backend = ckpt.model.backend if ckpt else _backend.resolve(args.device)
+    backend = ckpt.model.backend if ckpt else _backend.resolve(device)
     print(f"device: {backend.describe()}", flush=True)
     t0 = time.perf_counter()
     X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
@@ -128,7 +155,7 @@ def run(args) -> int:
           f"{len(X_train):,} training rows, {n_val:,} validation; data made in {time.perf_counter() - t0:.2f}s",
           flush=True)
     save_path = args.save or args.resume
-    if save_path:
+    if save_path and root:
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
         resolved["save"] = save_path
         cfgmod.save(save_path + ".toml", resolved)
@@ -138,7 +165,7 @@ def run(args) -> int:
     validation = (X_val, Y_val) if n_val else None
     if ckpt:
         history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
-                              checkpoint=args.save or True, callbacks=extra)
+                              checkpoint=args.save or True, callbacks=extra, distributed=distributed)
     else:
         callbacks = list(extra)
         if args.early_stopping and validation is not None:
@@ -148,7 +175,7 @@ def run(args) -> int:
         optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
         history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                             schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
-                            callbacks=callbacks)
+                            callbacks=callbacks, distributed=distributed)
     if history.interrupted:
         print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
@@ -161,18 +188,19 @@ def run(args) -> int:
               "train_seconds": float(sum(history["time_s"])), "device": backend.device,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
               "best_epoch": getattr(history, "best_epoch", None)}
-    if args.json:
+    if args.json and root:
         with open(args.json, "w") as fh:
             json.dump({"config": {k: v for k, v in vars(args).items() if k != "func"}, "history": history,
                        "result": result}, fh, indent=2)
-    if args.plot:
+    if args.plot and root:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")
     if history.stopped_early:
         print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
     print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}")
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
-          f"training on {backend.device}, {args.dtype}, batch {args.batch_size}")
+          f"training on {backend.device}, {args.dtype}, batch {args.batch_size}"
+          + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {save_path} (config: {save_path}.toml)")
     return 130 if history.interrupted else 0

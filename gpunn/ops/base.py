@@ -71,7 +71,7 @@ class Ops:
         self.xp.subtract(A, Y, out=dA)
         flat = dA.reshape(-1)
         sum_sq = self.xp.dot(flat, flat)
-        dA *= 2.0 / A.shape[0]
+        dA *= 2.0 / max(A.shape[0], 1)  # a data-parallel rank may get an empty last batch
         return sum_sq
 
     def squared_error(self, A, Y):

@@ -90,7 +90,7 @@ class CupyOps(Ops):
         if dtype is None or not (A.shape == Y.shape == dA.shape):
             return super().loss_gradient(A, Y, dA)
         sum_sq = cupy.zeros((), numpy.float64)
-        scale = dtype.type(2.0 / A.shape[0]) if A.ndim else dtype.type(2.0)
+        scale = dtype.type(2.0 / max(A.shape[0], 1)) if A.ndim else dtype.type(2.0)
         self._launch("mse_grad", dtype, None, A.size, (A, Y, dA, scale, numpy.int64(A.size), sum_sq))
         return sum_sq
 

@@ -69,6 +69,8 @@ class History(dict):
 class ProgressBar(Callback):
     """A tqdm bar over epochs, with loss and samples/s from the last epoch."""
 
+    rank_zero_only = True  # data parallel: only rank 0 draws it
+
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
 

@@ -1,6 +1,8 @@
 """``fit``: train a model on in-memory arrays, and the validation split it (and resumption) use."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy
 
 from ..checks import check_rows_match, positive_int
@@ -45,7 +47,8 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 
 
 def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
-        seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True):
+        seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True,
+        distributed=False):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
@@ -63,6 +66,10 @@ def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, sc
     ``gpunn.load_checkpoint(path).resume``), or your own :class:`Callback`.
     Ctrl-C (with ``handle_interrupt``, main thread only) stops after the current batch and
     returns the history so far with ``history.interrupted = True``.
+    Data parallel: ``distributed=True`` (every rank of ``mpiexec -n P`` calls fit with the same
+    arguments and data) trains over MPI on the CPU or NCCL on GPUs; ``batch_size`` is then the
+    per-rank batch, the global batch is P times it, and the result is the single-process run at
+    that global batch (see gpunn.distributed). Rank 0 prints and writes checkpoints.
     """
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
@@ -70,13 +77,25 @@ def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, sc
         check_rows_match(X, Y)
         seed = model.seed if seed is None else int(seed)
         X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
-        batch_size = X.shape[0] if batch_size is None else min(positive_int(batch_size, "batch_size"), X.shape[0])
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "batch_size")
         opt = make_optimizer(optimizer, lr=lr)
-        settings = FitSettings(epochs=epochs, batch_size=batch_size, train_rows=int(X.shape[0]), seed=seed,
+        settings = FitSettings(epochs=epochs, batch_size=X.shape[0] if batch_size is None else min(batch_size, X.shape[0]),
+                               train_rows=int(X.shape[0]), seed=seed,
                                shuffle=bool(shuffle), schedule=make_schedule(schedule),
                                validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
                                validation_fraction=validation_fraction or None)
+        callbacks = order_callbacks(callbacks, verbose)
+        if distributed:
+            from ..distributed.training import DataParallel
+
+            dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
+                              verbose=verbose)
+            settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
+            return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
+                                        validation=dp.validation(validation), hook=dp.hook,
+                                        handle_interrupt=handle_interrupt))
         source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
-        return train(model, source, opt, settings, callbacks=order_callbacks(callbacks, verbose),
-                     validation=validation, handle_interrupt=handle_interrupt)
+        return train(model, source, opt, settings, callbacks=callbacks, validation=validation,
+                     handle_interrupt=handle_interrupt)

@@ -118,7 +118,9 @@ class Trainer:
             if self._halt:
                 break
         done = batch + 1
-        if done * batch_size < source.rows:  # interrupted before the epoch's last batch
+        if done < self.settings.batches_per_epoch:  # interrupted before the epoch's last batch
+            if hook is not None and total is not None:  # the checkpoint holds every process's part
+                total, _ = hook.reduce_epoch(total, source.rows)
             partial = start_sum_sq if total is None else (float(total) if total.ndim == 0 else total.tolist())
             self.state.epoch, self.state.batch, self.state.partial_sum_sq = epoch, done, partial
             return None
@@ -132,7 +134,7 @@ class Trainer:
                 f"training loss became {loss} in epoch {epoch + 1} (learning rate {lr:.3g}); "
                 "lower the learning rate, or scale the targets (standardise Y) and inputs"
             )
-        seen = source.rows - first_batch * batch_size  # fewer when resumed mid-epoch
+        seen = rows - first_batch * batch_size * self.settings.ranks  # fewer when resumed mid-epoch
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
 

@@ -32,6 +32,7 @@ class FitSettings:
     schedule: Schedule = field(default_factory=Schedule)
     validation: str | None = None
     validation_fraction: float | None = None
+    ranks: int = 1  # data parallel: processes, each training batch_size rows of a global batch of ranks x that
 
     def __post_init__(self):
         if self.validation not in VALIDATION_KINDS:
@@ -41,17 +42,18 @@ class FitSettings:
         """JSON-able: the schedule as its fields."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "train_rows": self.train_rows,
                 "seed": self.seed, "shuffle": self.shuffle, "schedule": dataclasses.asdict(self.schedule),
-                "validation": self.validation, "validation_fraction": self.validation_fraction}
+                "validation": self.validation, "validation_fraction": self.validation_fraction, "ranks": self.ranks}
 
     @classmethod
     def from_dict(cls, d: dict) -> FitSettings:
         return cls(epochs=int(d["epochs"]), batch_size=int(d["batch_size"]), train_rows=int(d["train_rows"]),
                    seed=int(d["seed"]), shuffle=bool(d["shuffle"]), schedule=make_schedule(Schedule(**d["schedule"])),
-                   validation=d.get("validation"), validation_fraction=d.get("validation_fraction"))
+                   validation=d.get("validation"), validation_fraction=d.get("validation_fraction"),
+                   ranks=int(d.get("ranks", 1)))
 
     @property
     def batches_per_epoch(self) -> int:
-        return -(-self.train_rows // self.batch_size)
+        return -(-self.train_rows // (self.batch_size * self.ranks))
 
 
 @dataclass

@@ -1,0 +1,16 @@
+"""Data-parallel training: ``mpiexec -n P python script.py`` with ``model.fit(..., distributed=True)``.
+
+Every rank runs the same script on the same data; each trains its piece of every global batch
+(P x the per-rank ``batch_size`` rows), the gradients are summed over ranks in one all-reduce
+of the flat gradient buffer per step, and every rank takes the same optimizer step: the result
+is the single-process run at the global batch size, up to the order of summation.
+Engines: MPI through mpi4py for CPU models (``pip install "gpunn[mpi]"``), NCCL through CuPy
+for GPU models (one GPU per rank: ``MLP(..., device=gpunn.distributed.local_device())``).
+"""
+from .comm import DistributedError, MpiComm, NcclComm, launched_rank, launched_size, local_device, world
+from .digest import ConfigMismatch
+from .hook import GradientAllReduce
+from .shard import ShardedArraySource
+
+__all__ = ["ConfigMismatch", "DistributedError", "GradientAllReduce", "MpiComm", "NcclComm", "ShardedArraySource",
+           "launched_rank", "launched_size", "local_device", "world"]

@@ -1,0 +1,343 @@
+"""Communicators: the few collectives data-parallel training needs, over MPI or NCCL.
+
+``MpiComm`` runs every collective on host (NumPy) arrays through mpi4py. ``NcclComm`` sends
+the gradient buffer and the parameter broadcast through NCCL (``cupy.cuda.nccl``) on the
+model's device, so gradients never leave the GPU; the small control messages (config
+digests, the stop flag, epoch sums) still go over MPI, which also carries NCCL's unique id
+from rank 0 to the others.
+
+Faults. MPI cannot recover a job from the middle of a collective, so gpunn makes sure none
+waits forever: every blocking collective is timed by a watchdog thread, and a rank that has
+waited longer than ``timeout`` seconds (``GPUNN_DIST_TIMEOUT``, default 300) prints which
+collective it was in and aborts the whole job (``MPI_Abort``). A rank that raises inside a
+distributed fit prints its error and aborts the job at once (see :func:`abort_on_error`); a
+rank that is killed is noticed by the launcher (mpiexec ends the others).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+import traceback
+
+import numpy
+
+ENV_TIMEOUT = "GPUNN_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
+# Environment variables by which MPI launchers tell a process how many ranks were started
+# (MPICH/Intel MPI/Slurm PMI, Open MPI, MVAPICH), read without initialising MPI.
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+class DistributedError(RuntimeError):
+    """Data-parallel training cannot start or continue (no MPI, no NCCL, a mismatch...)."""
+
+
+def _from_launcher(names, default: int) -> int:
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return default
+
+
+def launched_size() -> int:
+    """How many processes an MPI launcher started (1 when not launched by one). Does not import MPI."""
+    return _from_launcher(_SIZE_VARIABLES, 1)
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher says (0 when not launched by one). Does not import MPI."""
+    return _from_launcher(_RANK_VARIABLES, 0)
+
+
+def _timeout_from_env(timeout):
+    if timeout is not None:
+        return float(timeout)
+    text = os.environ.get(ENV_TIMEOUT)
+    try:
+        return float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise DistributedError(f"{ENV_TIMEOUT}={text!r} is not a number of seconds") from None
+
+
+class _Watchdog:
+    """Aborts the job when one blocking collective has lasted more than ``timeout`` seconds.
+
+    The main thread marks the start and end of each collective (two attribute writes); a
+    daemon thread looks every fraction of the timeout. mpi4py releases the GIL while it
+    waits inside MPI, so the watchdog runs while a collective hangs.
+    """
+
+    def __init__(self, timeout, on_timeout):
+        self.timeout, self.on_timeout = timeout, on_timeout
+        self.since, self.label = 0.0, None
+        self._thread = None
+
+    def begin(self, label):
+        self.since = time.monotonic()
+        self.label = label
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="gpunn-dist-watchdog", daemon=True)
+            self._thread.start()
+
+    def end(self):
+        self.label = None
+
+    def _watch(self):
+        period = min(1.0, max(self.timeout / 4, 0.05))
+        while True:
+            time.sleep(period)
+            label, since = self.label, self.since
+            if label is not None and time.monotonic() - since > self.timeout:
+                self.on_timeout(label, time.monotonic() - since)
+                return
+
+
+class MpiComm:
+    """Collectives over MPI on host arrays (the CPU engine), and the control channel of NcclComm.
+
+    ``comm`` is an mpi4py communicator (default: a duplicate of COMM_WORLD, so gpunn's
+    messages never mix with the caller's).
+    """
+
+    engine = "mpi"
+
+    def __init__(self, comm=None, timeout=None):
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise DistributedError('distributed training needs mpi4py and an MPI runtime: pip install "gpunn[mpi]" '
+                                   "(mpi4py and the mpich wheel), or mpi4py built against your system MPI") from None
+        self.MPI = MPI
+        self.comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+        node.Free()
+        self.timeout = _timeout_from_env(timeout)
+        self._watchdog = _Watchdog(self.timeout, self._timed_out)
+        self._flag = numpy.zeros(1, numpy.int32)
+
+    def describe(self) -> str:
+        return f"{self.size} rank(s) over MPI ({self.MPI.Get_library_version().splitlines()[0].strip()})"
+
+    @contextlib.contextmanager
+    def _guard(self, label):
+        self._watchdog.begin(label)
+        try:
+            yield
+        finally:
+            self._watchdog.end()
+
+    def _timed_out(self, label, seconds):
+        sys.stderr.write(f"gpunn [rank {self.rank}/{self.size}]: waited {seconds:.0f} s in {label}; another rank has "
+                         f"stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
+        sys.stderr.flush()
+        self.abort(3)
+
+    def abort(self, code=1):
+        """End every rank of the job now (MPI_Abort)."""
+        self.comm.Abort(code)
+
+    # ---- gradients and parameters (device arrays; host arrays here) ----------------------
+    def allreduce_sum_(self, array):
+        """array <- the sum of ``array`` over ranks, in place."""
+        with self._guard("the gradient all-reduce"):
+            self.comm.Allreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
+
+    def broadcast_(self, array, root=0):
+        """array <- rank ``root``'s ``array``, in place."""
+        with self._guard("the parameter broadcast"):
+            self.comm.Bcast(array, root=root)
+
+    # ---- control: small host values ------------------------------------------------------
+    def any(self, flag: bool, label="the stop-flag exchange") -> bool:
+        """True on every rank when ``flag`` is true on any rank."""
+        self._flag[0] = 1 if flag else 0
+        with self._guard(label):
+            self.comm.Allreduce(self.MPI.IN_PLACE, self._flag, op=self.MPI.MAX)
+        return bool(self._flag[0])
+
+    def sum_host(self, values, label="the epoch-sum reduction") -> numpy.ndarray:
+        """The float64 host vector ``values`` summed over ranks (a new array)."""
+        out = numpy.array(values, dtype=numpy.float64).reshape(-1)
+        with self._guard(label):
+            self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+        return out
+
+    def allgather(self, obj, label="the configuration check") -> list:
+        with self._guard(label):
+            return self.comm.allgather(obj)
+
+    def bcast_object(self, obj, root=0, label="a broadcast from rank 0"):
+        with self._guard(label):
+            return self.comm.bcast(obj, root=root)
+
+    def barrier(self, label="a barrier"):
+        with self._guard(label):
+            self.comm.Barrier()
+
+
+class LocalComm:
+    """One process and no MPI (``distributed=True`` run without a launcher and without mpi4py):
+    every collective is the identity."""
+
+    engine = "local"
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+
+    def describe(self) -> str:
+        return "1 process (no MPI)"
+
+    def abort(self, code=1):
+        os._exit(code)
+
+    def allreduce_sum_(self, array):
+        pass
+
+    def broadcast_(self, array, root=0):
+        pass
+
+    def any(self, flag, label=None) -> bool:
+        return bool(flag)
+
+    def sum_host(self, values, label=None):
+        return numpy.array(values, dtype=numpy.float64).reshape(-1)
+
+    def allgather(self, obj, label=None):
+        return [obj]
+
+    def bcast_object(self, obj, root=0, label=None):
+        return obj
+
+    def barrier(self, label=None):
+        pass
+
+
+def _load_nccl():
+    """cupy.cuda.nccl, after making a pip-installed NCCL (nvidia-nccl-cu12/13) loadable; None if absent."""
+    import ctypes
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia.nccl")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for lib in sorted(glob.glob(os.path.join(root, "lib", "libnccl.so*"))):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)  # the soname CuPy's module links against
+                break
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return None
+    return nccl if getattr(nccl, "available", True) else None
+
+
+class NcclComm:
+    """Gradients and parameters over NCCL on the model's GPU; control (the NCCL id, flags, epoch
+    sums) over ``control``: an MpiComm, or a LocalComm for one process without MPI.
+
+    One GPU per rank: rank r must run on the device its local rank picks
+    (:func:`gpunn.distributed.local_device`). The collectives are enqueued on CuPy's current
+    stream, after the backward pass that wrote the gradients and before the optimizer step
+    that reads them, so no host synchronisation is added.
+    """
+
+    engine = "nccl"
+
+    def __init__(self, backend, control):
+        self.control, self.backend = control, backend
+        self.rank, self.size = control.rank, control.size
+        self.local_rank, self.local_size = control.local_rank, control.local_size
+        nccl = _load_nccl()
+        if nccl is None:
+            raise DistributedError("CuPy cannot load NCCL: pip install nvidia-nccl-cu12 (or -cu13, matching your "
+                                   "CuPy), or python -m cupyx.tools.install_library --library nccl --cuda 12.x; "
+                                   "or train on the CPU over MPI")
+        self.nccl = nccl
+        self._types = {numpy.dtype("float32"): nccl.NCCL_FLOAT32, numpy.dtype("float64"): nccl.NCCL_FLOAT64}
+        uid = nccl.get_unique_id() if self.rank == 0 else None
+        uid = control.bcast_object(uid, label="the NCCL id broadcast")
+        with backend.use():
+            self.gpu_comm = nccl.NcclCommunicator(self.size, uid, self.rank)
+
+    def __getattr__(self, name):  # the control collectives: any, sum_host, allgather, bcast_object, barrier
+        return getattr(self.control, name)
+
+    def describe(self) -> str:
+        version = self.nccl.get_version()
+        return (f"{self.size} rank(s) over NCCL {version // 10000}.{version // 100 % 100}.{version % 100} "
+                f"(control: {self.control.engine})")
+
+    def abort(self, code=1):
+        with contextlib.suppress(Exception):
+            self.gpu_comm.abort()
+        self.control.abort(code)
+
+    def _stream(self):
+        return self.backend.xp.cuda.get_current_stream().ptr
+
+    def allreduce_sum_(self, array):
+        ptr = array.data.ptr
+        self.gpu_comm.allReduce(ptr, ptr, array.size, self._types[array.dtype], self.nccl.NCCL_SUM, self._stream())
+
+    def broadcast_(self, array, root=0):
+        self.gpu_comm.bcast(array.data.ptr, array.size, self._types[array.dtype], root, self._stream())
+
+
+def abort_on_error(comm, exc: BaseException) -> None:
+    """Print ``exc`` as this rank's failure and abort the whole MPI job.
+
+    Once one rank has left the training loop, the others would wait in their next collective
+    forever: MPI offers no way to tell them, so the job ends here.
+    """
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(f"gpunn [rank {comm.rank}/{comm.size}]: this rank failed; aborting all ranks.\n{text}")
+    sys.stderr.flush()
+    comm.abort(2 if isinstance(exc, KeyboardInterrupt) else 1)
+
+
+_WORLD = {}
+
+
+def _control(timeout):
+    """MPI when mpi4py is there or a launcher started several processes; else the one-process LocalComm."""
+    comm = _WORLD.get("control")
+    if comm is None:
+        try:
+            import mpi4py  # noqa: F401
+            have_mpi = True
+        except ImportError:
+            have_mpi = False
+        comm = _WORLD["control"] = MpiComm(timeout=timeout) if have_mpi or launched_size() > 1 else LocalComm()
+    elif timeout is not None and isinstance(comm, MpiComm):
+        comm.timeout = comm._watchdog.timeout = float(timeout)
+    return comm
+
+
+def world(backend=None, timeout=None):
+    """The communicator for this process's job (made once): NCCL for a GPU backend, with control
+    over MPI; MPI for the CPU. Without mpi4py and without a launcher, one process on its own."""
+    control = _control(timeout)
+    if backend is None or not backend.is_gpu:
+        return control
+    key = ("nccl", backend.device)
+    if key not in _WORLD:
+        _WORLD[key] = NcclComm(backend, control)
+    return _WORLD[key]
+
+
+def local_device(default="auto") -> str:
+    """The device this rank should train on: ``cuda:<local rank mod GPUs>`` where GPUs are usable,
+    else ``default`` resolved as usual. Reads the launcher's environment; does not start MPI."""
+    from .. import backend as _backend
+
+    cupy, count, _ = _backend.probe_cuda()
+    if cupy is None or count == 0 or default == "cpu":
+        return "cpu" if default in ("auto", "cpu") else default
+    local = _from_launcher(("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK",
+                            "SLURM_LOCALID"), launched_rank())
+    return f"cuda:{local % count}"

@@ -1,0 +1,61 @@
+"""The configuration check before the first step: every rank must be training the same thing.
+
+Each rank describes its run as a flat dict of settings (model shape, activations, dtype,
+optimizer, schedule, batch size, epochs, seed, data source, a fingerprint of the data) and
+the ranks exchange a SHA-256 of it. Only when the digests differ are the dicts themselves
+gathered, to name each differing setting and the ranks that hold each value.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+class ConfigMismatch(ValueError):
+    """Ranks disagree on a setting; raised on every rank, before any training step."""
+
+
+def flatten(settings: dict, prefix="") -> dict:
+    out = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(flatten(settings), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def describe_differences(per_rank: list[dict]) -> str:
+    """One line per differing setting: its value on each group of ranks."""
+    flat = [flatten(s) for s in per_rank]
+    keys = sorted(set().union(*flat))
+    lines = []
+    for key in keys:
+        groups = {}
+        for rank, settings in enumerate(flat):
+            value = json.dumps(settings.get(key, "<missing>"), default=str)
+            groups.setdefault(value, []).append(rank)
+        if len(groups) > 1:
+            # the value held by rank 0 first, then the others, each with its ranks
+            parts = [f"{value} on rank{'s' if len(ranks) > 1 else ''} {_ranks(ranks)}" for value, ranks in groups.items()]
+            lines.append(f"  {key}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def _ranks(ranks):
+    return ", ".join(str(r) for r in ranks) if len(ranks) <= 8 else f"{ranks[0]}..{ranks[-1]} ({len(ranks)})"
+
+
+def check_same_config(comm, settings: dict) -> None:
+    """Raise :class:`ConfigMismatch` on every rank when any rank's ``settings`` differ from another's."""
+    digests = comm.allgather(digest(settings))
+    if len(set(digests)) == 1:
+        return
+    per_rank = comm.allgather(settings)
+    raise ConfigMismatch("the ranks are not training the same run; these settings differ (before the first step):\n"
+                         + describe_differences(per_rank))

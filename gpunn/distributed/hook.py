@@ -1,0 +1,54 @@
+"""The gradient hook of data-parallel training: one all-reduce of the flat gradient buffer.
+
+Each rank's backward pass runs the single-process equations on its m_r rows, so its buffer
+holds the gradient of its own mean, g_r = (1/m_r) sum over its rows of the per-row gradient
+(that is where dA = (2/m_r)(A - Y) puts the 1/m_r). The gradient of the global batch's mean
+over M = sum of m_r rows is
+
+    g = (1/M) sum over all rows = sum_r (m_r / M) g_r,
+
+so each rank scales its buffer by m_r / M and the all-reduce sums: one pass over the buffer
+and one collective, with no division by a host-synchronised count. With equal pieces the
+factor is 1/P. M comes from the data source (``global_batch_rows``); a source that does not
+know it costs one more small all-reduce of the row count.
+"""
+from __future__ import annotations
+
+import numpy
+
+
+class GradientAllReduce:
+    """GradientHook: ``on_gradients`` makes every rank's ``grads`` the global batch's gradient;
+    ``reduce_epoch`` sums an epoch's squared errors and rows over ranks."""
+
+    def __init__(self, comm, source=None):
+        self.comm, self.source = comm, source
+        self.steps = 0
+
+    def on_gradients(self, trainable, rows):
+        total = getattr(self.source, "global_batch_rows", 0)
+        if not total:
+            total = int(self.comm.sum_host([rows], label="the batch-size reduction")[0])
+        grads = trainable.grads
+        if rows != total:
+            grads *= rows / total  # rows == 0 leaves zeros: a rank may have no rows in a tiny last batch
+        self.comm.allreduce_sum_(grads)
+        self.steps += 1
+
+    def reduce_epoch(self, sum_sq, rows):
+        """(sum of squared errors, rows) over all ranks: a float64 host array shaped like ``sum_sq``
+        (0-d for one model, (K,) for an ensemble) and an int."""
+        local = self.trainable_host(sum_sq)  # the one host synchronisation of the epoch, as without the hook
+        summed = self.comm.sum_host(numpy.append(local.reshape(-1), float(rows)))
+        return summed[:-1].reshape(local.shape), int(round(summed[-1]))
+
+    @staticmethod
+    def trainable_host(array):
+        return numpy.asarray(array.get() if hasattr(array, "get") else array, dtype=numpy.float64)
+
+    def broadcast_parameters(self, trainable, optimizer=None):
+        """Make every rank start from rank 0's parameters (and optimizer moments, when resuming)."""
+        self.comm.broadcast_(trainable.params)
+        if optimizer is not None:
+            for name in optimizer.state_names():
+                self.comm.broadcast_(optimizer.state[name])

@@ -1,0 +1,155 @@
+"""How a fit runs data parallel: what each rank sets up, checks and does differently.
+
+* The per-rank batch is ``batch_size``; the global batch is ``size x batch_size`` and each rank
+  trains its piece of it (:mod:`gpunn.distributed.shard`), so training is the single-process
+  run at the global batch size, summed in another order.
+* Before the first step (``on_train_begin``): rank 0's parameters (and optimizer moments, when
+  resuming) are broadcast, and the ranks compare a digest of their settings (:mod:`.digest`).
+* Rank 0 does all output: callbacks marked ``rank_zero_only`` (the progress bar, checkpoint
+  writers; set it on your own) run on rank 0 alone, and only rank 0 evaluates validation data;
+  its epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
+  every rank.
+* Ctrl-C (mpiexec forwards it to every rank) is agreed on after each batch, so all ranks stop
+  after the same step and rank 0's checkpoint is a valid resume point.
+* A rank that raises prints its error and aborts the job; consistent errors that every rank
+  raises at the same point (a configuration mismatch, a diverged loss) are raised normally.
+"""
+from __future__ import annotations
+
+from ..training.callbacks import Callback
+from ..training.loop import TrainingDiverged
+from .comm import abort_on_error, world
+from .digest import ConfigMismatch, check_same_config
+from .hook import GradientAllReduce
+from .shard import ShardedArraySource
+
+
+class _Start(Callback):
+    """First of all: before the first step, rank 0's state everywhere and the settings compared;
+    at each epoch end, every rank takes rank 0's logs (loss, timing, validation)."""
+
+    def __init__(self, dp):
+        self.dp = dp
+
+    def on_train_begin(self, trainer):
+        self.dp.hook.broadcast_parameters(trainer.model, trainer.optimizer if trainer.optimizer.steps else None)
+        check_same_config(self.dp.comm, self.dp.settings(trainer))
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        comm = self.dp.comm
+        shared = comm.bcast_object(dict(logs) if comm.rank == 0 else None, label="the epoch-log broadcast")
+        logs.clear()
+        logs.update(shared)
+
+
+class _AgreedStop(Callback):
+    """Last after each batch and epoch: the ranks agree on whether to stop (Ctrl-C, early stop).
+
+    ``trainer.interrupt()`` (what Ctrl-C calls) only records the request here; the agreed
+    answer sets the flag the loop reads, so no rank leaves the loop alone.
+    """
+
+    def __init__(self, comm):
+        self.comm, self.requested = comm, False
+
+    def _request(self):
+        self.requested = True
+
+    def on_train_begin(self, trainer):
+        trainer.interrupt = self._request
+
+    def on_batch_end(self, trainer, batch):
+        trainer._halt = self.comm.any(self.requested)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        trainer._halt = self.comm.any(self.requested)
+        trainer.stop = self.comm.any(trainer.stop, label="the early-stopping agreement")
+
+
+class DataParallel:
+    """One rank's share of a data-parallel fit (made by ``fit(..., distributed=True)``).
+
+    ``batch_size``: the per-rank batch (None: one global batch of every row); ``source`` and
+    ``hook`` go to the training loop, ``callbacks()`` and ``validation()`` filter what rank 0
+    alone does, ``run()`` starts the loop with the error handling of a distributed job.
+    """
+
+    def __init__(self, model, X, Y, *, distributed=True, batch_size, seed, shuffle, verbose, timeout=None):
+        if distributed not in (True, "mpi", "nccl"):
+            raise ValueError(f"distributed must be True, 'mpi' or 'nccl', got {distributed!r}")
+        backend = model.backend
+        if distributed == "mpi" and backend.is_gpu:
+            raise ValueError("distributed='mpi' needs a CPU model; a GPU model's gradients go over NCCL")
+        if distributed == "nccl" and not backend.is_gpu:
+            raise ValueError("distributed='nccl' needs a model on a GPU (device=gpunn.distributed.local_device())")
+        self.comm = world(backend, timeout)
+        self.rank, self.size = self.comm.rank, self.comm.size
+        if backend.is_gpu and self.comm.local_size > 1:
+            _check_one_gpu_per_rank(self.comm, backend)
+        cap = -(-X.shape[0] // self.size)  # one global batch holds every row
+        self.batch_size = cap if batch_size is None else min(batch_size, cap)
+        self.source = ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed, shuffle=shuffle,
+                                         batch_size=self.batch_size)
+        self.hook = GradientAllReduce(self.comm, self.source)
+        if verbose and self.is_root:
+            print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
+                  f"{self.batch_size * self.size} global", flush=True)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def callbacks(self, callbacks):
+        """Rank 0 keeps every callback; the others drop the ones that write or print."""
+        kept = [cb for cb in callbacks if self.is_root or not getattr(cb, "rank_zero_only", False)]
+        return [_Start(self), *kept, _AgreedStop(self.comm)]
+
+    def validation(self, evaluator):
+        return evaluator if self.is_root else None
+
+    def settings(self, trainer) -> dict:
+        """What every rank must agree on before the first step (see :mod:`.digest`)."""
+        model, xp = trainer.model, trainer.model.xp
+        X, Y = self.source.X, self.source.Y
+        fingerprint = [float(xp.sum(X, dtype="float64")), float(xp.sum(Y, dtype="float64"))]
+        return {"model": {"layer_sizes": list(model.layer_sizes), "activations": [a.name for a in model.activations],
+                          "bias": model.bias, "dtype": model.dtype.name, "seed": model.seed},
+                "backend": model.backend.name, "optimizer": trainer.optimizer.config(),
+                "fit": trainer.settings.to_dict(),
+                "start": {"epoch": trainer.state.epoch, "batch": trainer.state.batch,
+                          "steps": trainer.optimizer.steps},
+                "data": dict(self.source.config(), fingerprint=fingerprint)}
+
+    def run(self, train):
+        """``train()`` (the loop), turning a one-rank failure into the end of the whole job."""
+        try:
+            return train()
+        except (ConfigMismatch, TrainingDiverged):
+            raise  # every rank raises the same error at the same point
+        except BaseException as exc:
+            abort_on_error(self.comm, exc)
+            raise
+
+
+def per_rank_batch_on_resume(path, settings, size):
+    """The per-rank batch that continues a checkpointed run on ``size`` ranks: the global batch
+    (ranks x per-rank batch when it was written) must split evenly, so that batch i of every
+    epoch holds the same rows in the same order."""
+    global_batch = settings.batch_size * settings.ranks
+    if global_batch % size:
+        raise ValueError(f"{path} was written by {settings.ranks} rank(s) at a global batch of {global_batch} rows; "
+                         f"{size} ranks cannot split it evenly, so the run would change. Resume with a number of "
+                         f"ranks that divides {global_batch} (e.g. {settings.ranks}).")
+    return global_batch // size
+
+
+def _check_one_gpu_per_rank(comm, backend):
+    """NCCL needs a distinct GPU per rank of a node; say which device to use when two share one."""
+    import socket
+
+    here = (socket.gethostname(), backend.device_id)
+    devices = comm.allgather(here, label="the device check")
+    mine = [rank for rank, where in enumerate(devices) if where == here]
+    if len(mine) > 1:
+        raise ConfigMismatch(f"ranks {mine} all train on cuda:{backend.device_id}; give each rank its own GPU with "
+                             "MLP(..., device=gpunn.distributed.local_device())")

@@ -1,0 +1,106 @@
+"""Run under ``mpiexec -n 2`` by tests/test_distributed.py: data-parallel training checked against
+one process. Rank 0 writes what it measured to the JSON file named by the last argument."""
+import json
+import sys
+
+import numpy
+
+import gpunn
+from gpunn import MLP, datasets
+from gpunn.distributed import ConfigMismatch, world
+
+ARCH = dict(layer_sizes=[5, 16, 16, 2], activation="tanh", dtype="float64", device="cpu", seed=3)
+FIT = dict(optimizer="adam", lr=1e-2, verbose=False)
+
+
+def rel(a, b):
+    return float(numpy.max(numpy.abs(a - b)) / numpy.max(numpy.abs(b)))
+
+
+def exactness(out, tmp):
+    comm = world()
+    # 203 rows, 8 per rank: 12 global batches of 16 and a last one of 11 (5 + 6 rows);
+    # 17 rows: a last global batch of 1 row, so rank 0 has an empty piece.
+    for rows in (203, 17):
+        X, Y = datasets.make("teacher", rows, 5, 2, device="cpu", dtype="float64", seed=1)
+        model = MLP(**ARCH)
+        history = model.fit(X, Y, epochs=3, batch_size=8, distributed=True, **FIT)
+        if comm.rank == 0:
+            ref = MLP(**ARCH)
+            ref_history = ref.fit(X, Y, epochs=3, batch_size=16, **FIT)
+            out[f"params_rel_{rows}"] = rel(model.params, ref.params)
+            out[f"loss_rel_{rows}"] = rel(numpy.array(history["loss"]), numpy.array(ref_history["loss"]))
+        out[f"params_same_on_ranks_{rows}"] = len({model.params.tobytes() for _ in [0]} | set(
+            comm.allgather(model.params.tobytes()))) == 1
+    # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
+    X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
+    path = f"{tmp}/run.npz"
+    opts = dict(FIT, validation_fraction=0.1)
+    MLP(**ARCH).fit(X, Y, epochs=2, batch_size=8, distributed=True,
+                    callbacks=[gpunn.EarlyStopping(patience=50), gpunn.ModelCheckpoint(path)], **opts)
+    resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, epochs=4, distributed=True, verbose=True)
+    if comm.rank == 0:
+        ref = MLP(**ARCH)
+        ref_history = ref.fit(X, Y, epochs=4, batch_size=16, callbacks=[gpunn.EarlyStopping(patience=50)], **opts)
+        single = gpunn.load_checkpoint(path, device="cpu")
+        out["resumed_params_rel"] = rel(single.model.params, ref.params)
+        out["resumed_val_loss_rel"] = rel(numpy.array(resumed["val_loss"]), numpy.array(ref_history["val_loss"]))
+        out["epochs"] = resumed["epoch"]
+
+
+def mismatch(out, tmp):
+    comm = world()
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    try:
+        MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, **dict(FIT, lr=1e-2 * (1 + comm.rank)))
+    except ConfigMismatch as exc:
+        out["error"] = str(exc)
+
+
+def fail(out, tmp):
+    comm = world(timeout=20)
+
+    class Boom(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if comm.rank == 1 and epoch == 1:
+                raise RuntimeError("rank 1 fails on purpose")
+
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Boom()], **FIT)
+
+
+def hang(out, tmp):
+    comm = world(timeout=2)
+
+    class Stall(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if comm.rank == 1 and epoch == 1:
+                import time
+                time.sleep(600)  # a rank stuck outside any collective
+
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Stall()], **FIT)
+
+
+def interrupt(out, tmp):
+    """Trains until Ctrl-C, checkpointing to tmp/run.npz; says when the first epoch is done."""
+    import pathlib
+
+    class Started(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0 and world().rank == 0:
+                pathlib.Path(f"{tmp}/started").touch()
+
+    X, Y = datasets.make("teacher", 2000, 5, 2, device="cpu", dtype="float64", seed=1)
+    history = MLP(**ARCH).fit(X, Y, epochs=100000, batch_size=8, distributed=True,
+                              callbacks=[Started(), gpunn.ModelCheckpoint(f"{tmp}/run.npz")], **FIT)
+    out["interrupted"] = history.interrupted
+    out["epochs"] = len(history["epoch"])
+
+
+if __name__ == "__main__":
+    out = {}
+    globals()[sys.argv[1]](out, sys.argv[2])
+    if world().rank == 0:
+        with open(f"{sys.argv[2]}/out.json", "w") as fh:
+            json.dump(out, fh)

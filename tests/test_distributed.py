@@ -1,0 +1,159 @@
+"""Data-parallel training (gpunn.distributed): the sharding and the configuration check in process,
+and the whole contract under ``mpiexec -n 2`` (tests/mpi_script.py) where mpi4py and mpiexec exist."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy
+import pytest
+
+from gpunn.backend import CPU
+from gpunn.distributed.digest import describe_differences, digest
+from gpunn.distributed.shard import ShardedArraySource
+from gpunn.distributed.training import per_rank_batch_on_resume
+from gpunn.rng import DeviceRNG
+
+SCRIPT = pathlib.Path(__file__).with_name("mpi_script.py")
+
+
+@pytest.mark.parametrize("rows,ranks,batch", [(203, 2, 8), (17, 2, 8), (50, 3, 4), (7, 3, 1), (40, 1, 8)])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_the_ranks_pieces_make_up_the_single_process_batches_in_order(rows, ranks, batch, shuffle):
+    X = numpy.arange(rows, dtype="float64")[:, None]
+    sources = [ShardedArraySource(CPU, X, X, rank=r, size=ranks, seed=5, shuffle=shuffle) for r in range(ranks)]
+    order = DeviceRNG(CPU, 5, "shuffle", 2).permutation(rows) if shuffle else numpy.arange(rows)
+    per_rank = [list(s.batches(2, batch)) for s in sources]
+    B = ranks * batch
+    assert {len(b) for b in per_rank} == {-(-rows // B)}  # every rank takes the same number of steps
+    for i in range(len(per_rank[0])):
+        joined = numpy.concatenate([per_rank[r][i][0][:, 0] for r in range(ranks)])
+        assert joined.tolist() == order[i * B:(i + 1) * B].tolist()
+    assert sum(s.rows_for(batch) for s in sources) == rows
+    # resuming at batch 3 gives the same later batches
+    later = list(sources[-1].batches(2, batch, first_batch=3))
+    assert [b[0].tolist() for b in later] == [b[0].tolist() for b in per_rank[-1][3:]]
+
+
+def test_a_configuration_difference_names_the_setting_and_the_ranks():
+    same = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.01}}
+    other = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.02}}
+    assert digest(same) == digest(dict(same)) != digest(other)
+    text = describe_differences([same, same, other])
+    assert text.strip() == "optimizer.lr: 0.01 on ranks 0, 1; 0.02 on rank 2"
+
+
+def test_resuming_on_another_number_of_ranks_needs_an_even_split_of_the_global_batch():
+    from gpunn.training.state import FitSettings
+
+    settings = FitSettings(epochs=1, batch_size=6, train_rows=100, ranks=2)  # global batch 12
+    assert per_rank_batch_on_resume("run.npz", settings, 1) == 12
+    assert per_rank_batch_on_resume("run.npz", settings, 4) == 3
+    with pytest.raises(ValueError, match="5 ranks cannot split it evenly"):
+        per_rank_batch_on_resume("run.npz", settings, 5)
+
+
+def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(monkeypatch):
+    import gpunn
+    from gpunn.distributed import comm
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # no MPI installed, no launcher
+    monkeypatch.setattr(comm, "_WORLD", {})
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
+    models = [gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0) for _ in range(2)]
+    runs = [m.fit(X, Y, epochs=2, batch_size=32, verbose=False, distributed=d) for m, d in zip(models, (True, False))]
+    assert comm.world().describe() == "1 process (no MPI)"
+    assert numpy.array_equal(models[0].params, models[1].params)
+    assert runs[0]["loss"] == runs[1]["loss"]
+
+
+# ---- under mpiexec ------------------------------------------------------------------------------
+def _mpiexec():
+    here = pathlib.Path(sys.executable).parent / "mpiexec"
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+def _needs_mpi():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return 'mpi4py is not installed (pip install "gpunn[mpi]")'
+    if _mpiexec() is None:
+        return "no mpiexec on PATH or beside the Python executable"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_needs_mpi() is not None, reason=str(_needs_mpi()))
+
+
+def _launch(mode, tmp_path, timeout=120, **popen):
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(SCRIPT), mode, str(tmp_path)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _run(mode, tmp_path, timeout=120):
+    proc = _launch(mode, tmp_path)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+@needs_mpi
+def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
+    code, out, err = _run("exactness", tmp_path)
+    assert code == 0, err
+    result = json.loads((tmp_path / "out.json").read_text())
+    for rows in (203, 17):  # 17 rows: the last global batch has one row, rank 0 none
+        assert result[f"params_rel_{rows}"] < 1e-10
+        assert result[f"loss_rel_{rows}"] < 1e-10
+        assert result[f"params_same_on_ranks_{rows}"]
+    # written by rank 0 after 2 epochs, resumed on 2 ranks to 4: the uninterrupted single-process run
+    assert result["epochs"] == [1, 2, 3, 4]
+    assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_loss_rel"] < 1e-10
+    assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
+    assert err.count("train [cpu]") >= 1 and "rank 1" not in err
+
+
+@needs_mpi
+def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_path):
+    code, _, err = _run("mismatch", tmp_path)
+    assert code == 0, err
+    error = json.loads((tmp_path / "out.json").read_text())["error"]
+    assert "optimizer.lr: 0.01 on rank 0; 0.02 on rank 1" in error
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode,says", [("fail", "rank 1/2]: this rank failed"),
+                                       ("hang", "rank 0/2]: waited 2 s in the stop-flag exchange")])
+def test_a_rank_that_raises_or_hangs_ends_the_job_within_bounded_time(tmp_path, mode, says):
+    t0 = time.monotonic()
+    code, _, err = _run(mode, tmp_path, timeout=60)
+    assert code != 0 and says in err
+    assert time.monotonic() - t0 < 30
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_ctrl_c_on_mpiexec_stops_every_rank_and_leaves_a_valid_checkpoint(tmp_path):
+    import gpunn
+
+    proc = _launch("interrupt", tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["interrupted"] and result["epochs"] >= 1
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    assert ckpt.training["settings"]["ranks"] == 2
+    assert ckpt.epoch >= result["epochs"]
