@@ -2,10 +2,11 @@
 //
 // Templates (no extern "C") instantiated by name, e.g. "gpunn::bias_act_forward<float, 6>",
 // through cupy.RawModule(name_expressions=...) -- see gpunn/kernels.py for the full list.
-// T is float or double; ACT is an ActivationId from activations.cuh, where all per-element
-// math lives. Every kernel is a grid-stride loop over row-major, C-contiguous arrays and
-// works for any launch shape.
+// T is float, double or bf16 (bfloat16 storage, math in float: bfloat16.cuh); ACT is an
+// ActivationId from activations.cuh, where all per-element math lives. Every kernel is a
+// grid-stride loop over row-major, C-contiguous arrays and works for any launch shape.
 #include "activations.cuh"
+#include "bfloat16.cuh"
 
 namespace gpunn {
 
@@ -23,11 +24,12 @@ __global__ void bias_act_forward(const T* Z_in, const T* b, T* Z_keep, T* A, lon
     // Follow the column incrementally: two divisions per thread, none per element.
     long long col = i % cols;
     const long long col_step = stride % cols;
+    using C = compute_t<T>;
     for (; i < n; i += stride) {
-        T z = Z_in[i];
-        if (b != nullptr) z += b[col];
-        if (Z_keep != nullptr) Z_keep[i] = z;
-        A[i] = act_forward<T, ACT>(z);
+        C z = load(Z_in[i]);
+        if (b != nullptr) z += load(b[col]);
+        if (Z_keep != nullptr) store(Z_keep[i], z);
+        store(A[i], act_forward<C, ACT>(z));
         col += col_step;
         if (col >= cols) col -= cols;
     }
@@ -41,7 +43,7 @@ template <typename T, int ACT>
 __global__ void act_backward_from_input(const T* dA, const T* Z, T* dZ, long long n) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        dZ[i] = dA[i] * act_grad_from_input<T, ACT>(Z[i]);
+        store(dZ[i], load(dA[i]) * act_grad_from_input<compute_t<T>, ACT>(load(Z[i])));
     }
 }
 
@@ -53,7 +55,19 @@ template <typename T, int ACT>
 __global__ void act_backward_from_output(const T* dA, const T* A, T* dZ, long long n) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        dZ[i] = dA[i] * act_grad_from_output<T, ACT>(A[i]);
+        store(dZ[i], load(dA[i]) * act_grad_from_output<compute_t<T>, ACT>(load(A[i])));
+    }
+}
+
+// dst = src rounded to T: the bfloat16 copies of the float32 master parameters and inputs
+// (instantiated for bf16 only).
+//   src [n] float values (read)
+//   dst [n] receives them rounded to nearest even
+template <typename T>
+__global__ void to_storage(const master_t<T>* src, T* dst, long long n) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        store(dst[i], src[i]);
     }
 }
 

@@ -1,8 +1,10 @@
 // reductions.cu -- kernels that sum: the MSE gradient with its loss, and the bias gradient.
 //
 // Templates instantiated by name ("gpunn::mse_grad<float>", ...) through cupy.RawModule;
-// see gpunn/kernels.py. T is float or double.
+// see gpunn/kernels.py. T is float or double (mse_grad), or also bf16 (bias_grad, whose db is then
+// float: master_t<T>, bfloat16.cuh).
 #include "activations.cuh"
+#include "bfloat16.cuh"
 
 namespace gpunn {
 
@@ -50,10 +52,10 @@ __global__ void mse_grad(const T* A, const T* Y, T* dA, T scale, long long n, do
 // so the result is the same from run to run. Chunks over rows keep a tall, narrow dZ (many rows,
 // few columns) from running on a handful of blocks.
 //   dZ      [rows x cols]   gradient w.r.t. the pre-activation (read)
-//   db      [cols]          receives the column sums when gridDim.y == 1
+//   db      [cols]          receives the column sums when gridDim.y == 1 (float for bf16 dZ)
 //   partial [chunks x cols] receives each chunk's column sums when gridDim.y > 1 (else unused)
 template <typename T>
-__global__ void bias_grad(const T* dZ, T* db, double* partial, long long rows, long long cols,
+__global__ void bias_grad(const T* dZ, master_t<T>* db, double* partial, long long rows, long long cols,
                           long long rows_per_chunk) {
     __shared__ double sums[32][33];  // [y][x], padded against bank conflicts
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
@@ -61,7 +63,7 @@ __global__ void bias_grad(const T* dZ, T* db, double* partial, long long rows, l
     const long long last = first + rows_per_chunk < rows ? first + rows_per_chunk : rows;
     double acc = 0.0;
     if (col < cols) {
-        for (long long r = first + threadIdx.y; r < last; r += blockDim.y) acc += (double)dZ[r * cols + col];
+        for (long long r = first + threadIdx.y; r < last; r += blockDim.y) acc += (double)load(dZ[r * cols + col]);
     }
     sums[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
@@ -70,7 +72,7 @@ __global__ void bias_grad(const T* dZ, T* db, double* partial, long long rows, l
         __syncthreads();
     }
     if (threadIdx.y == 0 && col < cols) {
-        if (gridDim.y == 1) db[col] = (T)sums[0][threadIdx.x];
+        if (gridDim.y == 1) db[col] = (master_t<T>)sums[0][threadIdx.x];
         else partial[blockIdx.y * cols + col] = sums[0][threadIdx.x];
     }
 }
@@ -79,12 +81,12 @@ __global__ void bias_grad(const T* dZ, T* db, double* partial, long long rows, l
 //   partial [chunks x cols] column sums of each row chunk (read)
 //   db      [cols]          receives the totals
 template <typename T>
-__global__ void bias_grad_finish(const double* partial, T* db, long long chunks, long long cols) {
+__global__ void bias_grad_finish(const double* partial, master_t<T>* db, long long chunks, long long cols) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += stride) {
         double acc = 0.0;
         for (long long k = 0; k < chunks; ++k) acc += partial[k * cols + c];
-        db[c] = (T)acc;
+        db[c] = (master_t<T>)acc;
     }
 }
 

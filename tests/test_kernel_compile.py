@@ -123,11 +123,21 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     names = gk.all_name_expressions()
     n_acts = len(ACTIVATIONS)
     n_from_output = sum(a.grad_from_output is not None for a in ACTIVATIONS.values())
-    assert len(names["elementwise.cu"]) == 2 * (2 * n_acts + n_from_output)
-    assert len(names["reductions.cu"]) == 6 and len(names["optimizers.cu"]) == 4
+    # float, double and bf16 activation kernels, and to_storage for bf16 only
+    assert len(names["elementwise.cu"]) == 3 * (2 * n_acts + n_from_output) + 1
+    # mse_grad for float and double; bias_grad and bias_grad_finish for bf16 too
+    assert len(names["reductions.cu"]) == 8 and len(names["optimizers.cu"]) == 4
+    assert "gpunn::to_storage<gpunn::bf16>" in names["elementwise.cu"]
+    assert "gpunn::bias_grad<gpunn::bf16>" in names["reductions.cu"]
+    assert not any("bf16" in n for n in names["optimizers.cu"])  # float32 master weights and state
     assert "gpunn::act_backward_from_output<double, 8>" in names["elementwise.cu"]
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
     assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"
+    assert gk.name_expression("bias_act_forward", "bfloat16", 1) == "gpunn::bias_act_forward<gpunn::bf16, 1>"
+    with pytest.raises(gk.KernelError, match="no mse_grad kernel for dtype bfloat16"):
+        gk.name_expression("mse_grad", "bfloat16")
+    with pytest.raises(gk.KernelError, match="no to_storage kernel for dtype float32"):
+        gk.name_expression("to_storage", "float32")
 
 
 def test_sources_are_nvrtc_safe():
@@ -148,6 +158,7 @@ def test_load_source_inlines_headers_once_with_line_markers():
     code = gk.load_source("optimizers.cu")
     assert '#include "' not in code
     assert code.count("namespace gpunn {") == 3  # optimizers.cu, optimizers.cuh, activations.cuh once
+    assert gk.load_source("elementwise.cu").count("namespace gpunn {") == 3  # + bfloat16.cuh
     lines = code.splitlines()
     for i, line in enumerate(lines):
         m = re.match(r'#line (\d+) "(.+)"', line)

@@ -49,6 +49,11 @@ def harness(tmp_path_factory):
         getattr(h, f"act_{suffix}").restype = ctypes.c_int
         getattr(h, f"sgd_{suffix}").argtypes = [ptr, ptr, ptr, ct, ct, ct, ctypes.c_int, ctypes.c_longlong]
         getattr(h, f"adam_{suffix}").argtypes = [ptr] * 4 + [ct] * 7 + [ctypes.c_int, ctypes.c_longlong]
+    u16 = ctypes.POINTER(ctypes.c_uint16)
+    h.act_bf16.argtypes = [ctypes.c_int, ctypes.c_int, u16, u16, ctypes.c_longlong]
+    h.act_bf16.restype = ctypes.c_int
+    h.bf16_from_float.argtypes = [ctypes.POINTER(ctypes.c_float), u16, ctypes.c_longlong]
+    h.bf16_to_float_array.argtypes = [u16, ctypes.POINTER(ctypes.c_float), ctypes.c_longlong]
     return h
 
 
@@ -279,3 +284,83 @@ def test_adam_update(harness, dtype, weight_decay, decoupled):
         _check_state(w, rw, scale_w, dtype, f"w at step {t}")
         _check_state(m, rm, scale_m, dtype, f"m at step {t}")
         _check_state(v, rv, scale_v, dtype, f"v at step {t}")
+
+
+# ---- bfloat16 (kernels/bfloat16.cuh) against ml_dtypes ---------------------------------------------
+
+def _u16(a):
+    assert a.dtype == np.uint16 and a.flags.c_contiguous
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16))
+
+
+def _f32(a):
+    assert a.dtype == np.float32 and a.flags.c_contiguous
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+@pytest.fixture(scope="module")
+def bfloat16():
+    return pytest.importorskip("ml_dtypes").bfloat16
+
+
+def test_bf16_widening_is_exact_for_every_bit_pattern(harness, bfloat16):
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    got = np.empty(bits.size, np.float32)
+    harness.bf16_to_float_array(_u16(bits), _f32(got), bits.size)
+    want = bits.view(bfloat16).astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))  # -0 and denormals too
+
+
+def test_bf16_rounding_matches_ml_dtypes(harness, bfloat16):
+    """float -> bf16 rounds to nearest, ties to even, exactly as ml_dtypes (so as cuBLAS and torch)."""
+    rng = np.random.default_rng(3)
+    random_bits = rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)
+    # every tie and its neighbours (low 16 bits 0x7fff, 0x8000, 0x8001) around odd and even mantissas
+    base = rng.integers(0, 1 << 16, 4096, dtype=np.uint64).astype(np.uint32) << 16
+    ties = (base[:, None] | np.array([0x7FFF, 0x8000, 0x8001], np.uint32)).ravel()
+    edges = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-40, 1.17549435e-38,
+                      3.4028235e38, -3.4028235e38, 3.3961776e38, 3.3961775e38, 1.0, 1.00390625, 1.01171875],
+                     np.float32)
+    x = np.concatenate([random_bits.view(np.float32), ties.view(np.float32), edges])
+    got = np.empty(x.size, np.uint16)
+    harness.bf16_from_float(_f32(x), _u16(got), x.size)
+    with np.errstate(invalid="ignore"):  # NaN inputs
+        want = x.astype(bfloat16).view(np.uint16)
+    nan = np.isnan(x)
+    assert np.isnan(got[nan].view(bfloat16).astype(np.float32)).all()
+    bad = np.flatnonzero(got[~nan] != want[~nan])
+    assert bad.size == 0, [(float(x[~nan][i]), hex(got[~nan][i]), hex(want[~nan][i])) for i in bad[:5]]
+
+
+def header_act_bf16(h, act, fn, x_bits):
+    out = np.zeros_like(x_bits)
+    rc = h.act_bf16(act.kernel_id, fn, _u16(x_bits), _u16(out), x_bits.size)
+    assert rc == 0, f"harness returned {rc} for {act.name} fn {fn}"
+    return out
+
+
+@pytest.mark.parametrize("act", ACTS, ids=[a.name for a in ACTS])
+def test_bf16_activation_math(harness, bfloat16, act):
+    """The bf16 kernels' per-element path (widen, float math, round) against the float64 reference on
+    the same bf16 inputs, rounded to bf16 by ml_dtypes: within one bf16 ulp (plus the float math's own
+    error where a sum cancels); NaN exactly where NaN, infinities equal."""
+    x = grid(np.float32).astype(bfloat16)
+    fns = [FN_FORWARD, FN_GRAD_INPUT] + ([FN_GRAD_OUTPUT] if act.grad_from_output else [])
+    for fn in fns:
+        inputs = x if fn != FN_GRAD_OUTPUT else reference_act(act, FN_FORWARD, x.astype(np.float64)).astype(bfloat16)
+        got = header_act_bf16(harness, act, fn, inputs.view(np.uint16)).view(bfloat16).astype(np.float64)
+        with np.errstate(all="ignore"):
+            want = reference_act(act, fn, inputs.astype(np.float64)).astype(bfloat16).astype(np.float64)
+        xf = inputs.astype(np.float64)
+        nan_got, nan_want = np.isnan(got), np.isnan(want)
+        bad = nan_got != nan_want
+        inf = np.isinf(got) | np.isinf(want)
+        bad |= inf & (got != want)
+        fin = ~(nan_got | nan_want | inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            tol = 2.0**-7 * np.abs(want) + 8 * EPS[np.float32] * np.fmax(1.0, np.abs(xf))
+            bad |= fin & ~(np.abs(got - want) <= tol)
+        assert not bad.any(), (f"{act.name} fn {fn}: " + "; ".join(
+            f"x={xf[i]!r} got {got[i]!r} want {want[i]!r}" for i in np.flatnonzero(bad)[:6]))

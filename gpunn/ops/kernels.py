@@ -23,6 +23,14 @@ COMPILE_OPTIONS = ("-std=c++17",)
 
 # numpy dtype -> C++ type of the kernels' T
 CXX_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+# bfloat16 storage (kernels/bfloat16.cuh): math in float, float32 master gradients. Its numpy dtype
+# is ml_dtypes.bfloat16, needed only to run the kernels, not to list or compile them.
+BF16 = "bfloat16"
+BF16_CXX = "gpunn::bf16"
+# the kernels with a bf16 instance; to_storage exists for bf16 only
+BF16_KERNELS = ("bias_act_forward", "act_backward_from_input", "act_backward_from_output", "bias_grad",
+                "bias_grad_finish", "to_storage")
+BF16_ONLY = ("to_storage",)
 
 # source file -> kernels it defines, and what each is templated on besides T
 SOURCES = {
@@ -30,6 +38,7 @@ SOURCES = {
         "bias_act_forward": "act",
         "act_backward_from_input": "act",
         "act_backward_from_output": "act_from_output",
+        "to_storage": None,
     },
     "reductions.cu": {"mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
     "optimizers.cu": {"sgd_step": None, "adam_step": None},
@@ -82,12 +91,31 @@ def _line_after(text: str, match) -> int:
     return text.count("\n", 0, match.end()) + 2  # the include sits on line count+1
 
 
+def is_bf16(dtype) -> bool:
+    """Whether ``dtype`` is bfloat16 (the name, or ml_dtypes.bfloat16's numpy dtype)."""
+    return dtype == BF16 or getattr(dtype, "name", None) == BF16 or getattr(dtype, "__name__", None) == BF16
+
+
+def _cxx_type(kernel: str, dtype) -> str:
+    if is_bf16(dtype):
+        if kernel in BF16_KERNELS:
+            return BF16_CXX
+    elif kernel not in BF16_ONLY:
+        cxx = CXX_TYPES.get(numpy.dtype(dtype))
+        if cxx is not None:
+            return cxx
+    raise KernelError(f"no {kernel} kernel for dtype {dtype}")
+
+
+def kernel_dtypes(kernel: str) -> list:
+    """The dtypes ``kernel`` is instantiated for (bfloat16 as the name ``BF16``)."""
+    plain = [] if kernel in BF16_ONLY else list(CXX_TYPES)
+    return plain + ([BF16] if kernel in BF16_KERNELS else [])
+
+
 def name_expression(kernel: str, dtype, act=None) -> str:
     """The template instance of ``kernel`` for ``dtype`` (and activation, for the activation kernels)."""
-    try:
-        cxx = CXX_TYPES[numpy.dtype(dtype)]
-    except KeyError:
-        raise KernelError(f"no {kernel} kernel for dtype {numpy.dtype(dtype)}") from None
+    cxx = _cxx_type(kernel, dtype)
     if SOURCES[KERNEL_SOURCE[kernel]][kernel] is None:
         return f"gpunn::{kernel}<{cxx}>"
     kernel_id = act if isinstance(act, int) else act.kernel_id
@@ -98,7 +126,7 @@ def name_expressions(source: str) -> list[str]:
     """Every template instance in ``source``: each kernel x dtype (x activation)."""
     names = []
     for kernel, over in SOURCES[source].items():
-        for dtype in CXX_TYPES:
+        for dtype in kernel_dtypes(kernel):
             if over is None:
                 names.append(name_expression(kernel, dtype))
                 continue
@@ -132,10 +160,10 @@ def module(source: str):
 def get_kernel(kernel: str, dtype, act=None):
     """The ``cupy.RawKernel`` for one template instance (``act``: Activation or kernel id)."""
     key_act = act if act is None or isinstance(act, int) else act.kernel_id
-    return _get(kernel, numpy.dtype(dtype).str, key_act)
+    return _get(kernel, BF16 if is_bf16(dtype) else numpy.dtype(dtype).str, key_act)
 
 
 @functools.lru_cache(maxsize=None)
 def _get(kernel: str, dtype_str: str, act):
     mod = module(KERNEL_SOURCE[kernel])
-    return mod.get_function(name_expression(kernel, numpy.dtype(dtype_str), act))
+    return mod.get_function(name_expression(kernel, dtype_str if dtype_str == BF16 else numpy.dtype(dtype_str), act))

@@ -3,6 +3,7 @@
 // Built by tests/test_kernel_math_host.py with g++ -O2 (no -ffast-math) into a shared library
 // and called through ctypes: each function applies one per-element rule over an array.
 #include "activations.cuh"
+#include "bfloat16.cuh"
 #include "optimizers.cuh"
 
 using namespace gpunn;
@@ -21,6 +22,39 @@ int apply(int fn, const T* in, T* out, long long n) {
         return -1;  // no g' from the output for this activation
     }
     return 0;
+}
+
+// The bf16 kernels' per-element path: widen, compute in float, round (as kernels/elementwise.cu).
+template <int ACT>
+int apply_bf16(int fn, const bf16* in, bf16* out, long long n) {
+    for (long long i = 0; i < n; ++i) {
+        const float z = load(in[i]);
+        if (fn == 0) {
+            store(out[i], act_forward<float, ACT>(z));
+        } else if (fn == 1) {
+            store(out[i], act_grad_from_input<float, ACT>(z));
+        } else if constexpr (has_grad_from_output(ACT)) {
+            store(out[i], act_grad_from_output<float, ACT>(z));
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int apply(int act, int fn, const bf16* in, bf16* out, long long n) {
+    switch (act) {
+        case kIdentity: return apply_bf16<kIdentity>(fn, in, out, n);
+        case kRelu: return apply_bf16<kRelu>(fn, in, out, n);
+        case kSigmoid: return apply_bf16<kSigmoid>(fn, in, out, n);
+        case kTanh: return apply_bf16<kTanh>(fn, in, out, n);
+        case kLeakyRelu: return apply_bf16<kLeakyRelu>(fn, in, out, n);
+        case kSoftplus: return apply_bf16<kSoftplus>(fn, in, out, n);
+        case kGelu: return apply_bf16<kGelu>(fn, in, out, n);
+        case kSilu: return apply_bf16<kSilu>(fn, in, out, n);
+        case kElu: return apply_bf16<kElu>(fn, in, out, n);
+        default: return -2;
+    }
 }
 
 template <typename T>
@@ -58,6 +92,18 @@ void adam(T* w, const T* g, T* m, T* v, T lr, T c1m, T c2m, T eps, T bias_c1, T 
 }  // namespace
 
 extern "C" {
+// bf16 arrays travel as their 16-bit patterns.
+int act_bf16(int act, int fn, const unsigned short* in, unsigned short* out, long long n) {
+    static_assert(sizeof(bf16) == 2, "bf16 must be 16 bits");
+    return apply(act, fn, reinterpret_cast<const bf16*>(in), reinterpret_cast<bf16*>(out), n);
+}
+void bf16_from_float(const float* in, unsigned short* out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = float_to_bf16(in[i]).bits;
+}
+void bf16_to_float_array(const unsigned short* in, float* out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = bf16_to_float(bf16{in[i]});
+}
+
 // fn: 0 = g(z), 1 = g'(z), 2 = g'(a). Returns 0, or -1 when fn 2 does not exist for act.
 int act_f32(int act, int fn, const float* in, float* out, long long n) { return dispatch(act, fn, in, out, n); }
 int act_f64(int act, int fn, const double* in, double* out, long long n) { return dispatch(act, fn, in, out, n); }
