@@ -7,6 +7,14 @@ Rows are examples. For layers l = 1..L (A[0] = X):
     db[l] = column sums of dZ[l];  dA[l-1] = dZ[l] @ W[l]^T
 W[l] and b[l] are views into one flat parameter buffer, their gradients views
 into one flat gradient buffer, so an optimizer step is one pass over each.
+
+Precision (GPU only): "float32"; "tf32" (the same, with the matrix products on TF32 tensor
+cores); "bf16", in which these tensors are bfloat16 -- the hidden layers' Z[l], A[l], dA[l] and
+dZ[l] (l < L), a bf16 copy of X and of the parameters (made from the float32 ones at each
+forward pass) and a bf16 copy of dZ[L] -- and everything else is float32: the parameters,
+gradients and optimizer state (master copies), the output layer's Z[L], A[L], dA[L], dZ[L], the
+targets, the loss, and the predictions. Products take bf16 operands and accumulate in float32;
+dW[l] is written in float32, db[l] summed in double.
 """
 from __future__ import annotations
 
@@ -18,7 +26,38 @@ from .checks import as_matrix, check_rows_match, positive_int
 from .ops import ops_for
 
 DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "tf32", "bf16")
 PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
+# Tests only: run tf32/bf16 on the CPU through the NumPy emulation in gpunn.ops.Ops (the reference
+# the GPU path is compared with). The public API refuses them on the CPU.
+_EMULATE_PRECISION_ON_CPU = False
+
+
+def bfloat16_dtype():
+    """numpy.dtype(ml_dtypes.bfloat16), or a ValueError saying what to install."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ValueError('precision="bf16" needs the ml_dtypes package (CuPy 14 stores bfloat16 arrays with '
+                         'it): pip install ml_dtypes, or the gpunn[cuda12]/[cuda13] extra') from None
+    return numpy.dtype(ml_dtypes.bfloat16)
+
+
+def check_precision(precision, dtype, backend, fused=None) -> str:
+    """The precision, or a ValueError saying why it cannot run here."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return precision
+    if numpy.dtype(dtype) != numpy.float32:
+        raise ValueError(f"precision={precision!r} needs dtype='float32' (its master weights are float32), "
+                         f"got dtype={numpy.dtype(dtype).name!r}")
+    if not backend.is_gpu and not _EMULATE_PRECISION_ON_CPU:
+        raise ValueError(f"precision={precision!r} runs the matrix products on NVIDIA tensor cores and needs a "
+                         f"CUDA GPU; this model is on {backend.device!r}. Use precision='float32' on the CPU.")
+    if precision == "bf16":
+        bfloat16_dtype()
+    return precision
 
 
 class ParamList(list):
@@ -39,16 +78,24 @@ class ParamList(list):
 
 
 class _Workspace:
-    """Preallocated per-layer buffers for one batch size."""
+    """Preallocated per-layer buffers for one batch size.
 
-    def __init__(self, xp, rows, sizes, acts, dtype):
+    ``storage`` (bf16) is the dtype of the hidden layers' buffers, of ``X16`` (the input) and of
+    ``dZ16`` (the output layer's dZ for the products); the output layer's are ``dtype``."""
+
+    def __init__(self, xp, rows, sizes, acts, dtype, storage=None):
         self.Z, self.A, self.dA = [], [], []
-        for n, act in zip(sizes[1:], acts):
-            Z = xp.empty((rows, n), dtype)
+        storage = dtype if storage is None else storage
+        for l, (n, act) in enumerate(zip(sizes[1:], acts)):
+            dt = storage if l < len(acts) - 1 else dtype
+            Z = xp.empty((rows, n), dt)
             self.Z.append(Z)
             # Z is kept beside A only for activations whose g' needs it; identity shares the buffer.
-            self.A.append(xp.empty((rows, n), dtype) if act.needs_input_for_grad else Z)
-            self.dA.append(xp.empty((rows, n), dtype))
+            self.A.append(xp.empty((rows, n), dt) if act.needs_input_for_grad else Z)
+            self.dA.append(xp.empty((rows, n), dt))
+        if storage != dtype:
+            self.X16 = xp.empty((rows, sizes[0]), storage)
+            self.dZ16 = xp.empty((rows, sizes[-1]), storage)
 
 
 class MLP:
@@ -60,10 +107,13 @@ class MLP:
     ``optimizer="sgd"`` training is exactly the seed's W <- W - lr * dW.
     ``fused=False`` runs the GPU's elementwise stages as plain CuPy expressions instead of
     the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable).
+    ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
+    TF32 tensor cores) or "bf16" (bfloat16 activations and products, float32 master weights,
+    optimizer state, output layer and loss; see the module docstring for every tensor).
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None, fused=None):
+                 dtype="float32", device="auto", seed=None, fused=None, precision="float32"):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
             raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}")
         self.layer_sizes = [positive_int(n, f"layer_sizes[{i}]") for i, n in enumerate(layer_sizes)]
@@ -81,7 +131,9 @@ class MLP:
         self.bias = bool(bias)
         self.backend = _backend.resolve(device)
         self.xp = self.backend.xp
-        self.ops = ops_for(self.backend, fused)
+        self.precision = check_precision(precision, self.dtype, self.backend, fused)
+        self.storage_dtype = bfloat16_dtype() if self.precision == "bf16" else self.dtype
+        self.ops = ops_for(self.backend, fused, self.precision)
         self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._build_buffers()
         self.init_parameters()
@@ -119,8 +171,15 @@ class MLP:
         with self.backend.use():
             self.params = self.xp.zeros(total, self.dtype)
             self.grads = self.xp.zeros(total, self.dtype)
+            # bf16: the parameters rounded for the products, refreshed at each forward pass
+            self.params16 = self.xp.empty(total, self.storage_dtype) if self._bf16 else None
         self.weights, self.biases = self._views(self.params)
         self._dW, self._db = self._views(self.grads)
+        self._W16, self._b16 = self._views(self.params16) if self._bf16 else (None, None)
+
+    @property
+    def _bf16(self) -> bool:
+        return self.storage_dtype != self.dtype
 
     def init_parameters(self, seed=None):
         """He-normal weights for the ReLU family, Glorot-normal otherwise; zero biases.
@@ -141,16 +200,20 @@ class MLP:
         if ws is None:
             if len(self._workspaces) >= 4:  # batch size, last partial batch, a validation size...
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[rows] = _Workspace(self.xp, rows, self.layer_sizes, self.activations, self.dtype)
+            ws = self._workspaces[rows] = _Workspace(self.xp, rows, self.layer_sizes, self.activations, self.dtype,
+                                                     self.storage_dtype)
         return ws
 
     # ---- the math --------------------------------------------------------------------
     def _forward(self, X, ws):
-        A_prev, ops = X, self.ops
+        A_prev, ops, bf16, last = X, self.ops, self._bf16, self.n_layers - 1
+        if bf16:
+            ops.to_storage(self.params, self.params16)
+            A_prev = ops.to_storage(X, ws.X16)
         for l, act in enumerate(self.activations):
             Z, A = ws.Z[l], ws.A[l]
-            ops.matmul(A_prev, self.weights[l], out=Z)
-            b = self.biases[l] if self.bias else None
+            ops.matmul(A_prev, self._W16[l] if bf16 else self.weights[l], out=Z)
+            b = (self._b16[l] if bf16 and l < last else self.biases[l]) if self.bias else None
             if b is not None or A is not Z or act.name != "identity":
                 ops.bias_activation(Z, b, act, A, keep_z=A is not Z)
             A_prev = A
@@ -158,7 +221,7 @@ class MLP:
 
     def _backward(self, X, Y, ws):
         """Fill the flat gradient buffer; return sum((A[L] - Y)^2) as a device scalar."""
-        ops, L = self.ops, self.n_layers
+        ops, L, bf16 = self.ops, self.n_layers, self._bf16
         sum_sq = ops.loss_gradient(ws.A[-1], Y, ws.dA[-1])
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l]
@@ -168,10 +231,12 @@ class MLP:
                 ops.activation_bias_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ, db)
             elif db is not None:
                 ops.bias_gradient(dZ, db)
-            A_prev = ws.A[l - 1] if l else X
+            if bf16 and l == L - 1:  # the output layer's dZ is float32: a bf16 copy for the products
+                dZ = ops.to_storage(dZ, ws.dZ16)
+            A_prev = ws.A[l - 1] if l else (ws.X16 if bf16 else X)
             ops.matmul(A_prev.T, dZ, out=self._dW[l])
             if l:
-                ops.matmul(dZ, self.weights[l].T, out=ws.dA[l - 1])
+                ops.matmul(dZ, (self._W16 if bf16 else self.weights)[l].T, out=ws.dA[l - 1])
         return sum_sq
 
     def train_step(self, X, Y):
@@ -235,5 +300,6 @@ class MLP:
 
     def __repr__(self):
         acts = [a.name for a in self.activations]
+        precision = "" if self.precision == "float32" else f", precision={self.precision!r}"
         return (f"MLP(layer_sizes={self.layer_sizes}, activations={acts}, bias={self.bias}, "
-                f"dtype={self.dtype.name}, device={self.device!r})")
+                f"dtype={self.dtype.name}, device={self.device!r}{precision})")

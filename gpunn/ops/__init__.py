@@ -5,6 +5,7 @@
 - :mod:`gpunn.ops.cpu`: ``CpuOps``, fused Numba kernels on the CPU (the reference without Numba).
 - :mod:`gpunn.ops.cuda`: ``CupyOps``, fused CUDA kernels through CuPy.
 - :mod:`gpunn.ops.kernels`: where the CUDA sources are, their template instances, compiled modules.
+- :mod:`gpunn.ops.cublas`: cuBLAS GemmEx with a per-call compute type (tf32, bf16, CUDA graphs).
 
 The backends import ``base`` (never this package's factory), so the factory can import them
 without an import cycle.
@@ -20,7 +21,7 @@ __all__ = ["Ops", "NumpyOps", "ops_for", "ENV_FUSED"]
 ENV_FUSED = "GPUNN_FUSED_KERNELS"
 
 
-def ops_for(backend, fused: bool | None = None) -> Ops:
+def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> Ops:
     """The Ops for a backend: ``CpuOps`` on the CPU (the NumPy reference plus fused Numba kernels
     where Numba is installed), ``CupyOps``' fused CUDA kernels on the GPU.
 
@@ -29,9 +30,11 @@ def ops_for(backend, fused: bool | None = None) -> Ops:
     if fused is None:
         fused = os.environ.get(ENV_FUSED, "1").strip().lower() not in ("0", "false", "no", "off")
     if not backend.is_gpu:
+        if precision != "float32":  # only the tests' emulation of tf32/bf16 gets here (see gpunn.model)
+            return Ops(precision=precision)
         from .cpu import CpuOps
 
         return CpuOps(fused=fused)
     from .cuda import CupyOps
 
-    return CupyOps(fused=fused)
+    return CupyOps(fused=fused, precision=precision)

@@ -15,9 +15,31 @@ import numpy
 from ..activations import Activation
 
 
+def is_bf16(dtype) -> bool:
+    return getattr(dtype, "name", None) == "bfloat16"
+
+
+def round_to_tf32(x):
+    """x (float32) rounded to TF32's 10-bit mantissa, nearest even: what a TF32 tensor core reads."""
+    xp = _array_module(x)
+    bits = x.view(xp.uint32)
+    rounded = (bits + xp.uint32(0xFFF) + ((bits >> xp.uint32(13)) & xp.uint32(1))) & xp.uint32(0xFFFFE000)
+    finite = xp.isfinite(x)
+    return xp.where(finite, rounded.view(xp.float32), x)
+
+
+def _array_module(x):
+    return numpy if isinstance(x, numpy.ndarray) else __import__("cupy")
+
+
 class Ops:
-    def __init__(self, xp=numpy):
+    """The reference. ``precision`` ("float32", "tf32", "bf16") is how the matrix products and the
+    bf16 stages compute; here it is emulated in NumPy (tf32: inputs rounded to TF32; bf16: widened
+    to float32, computed, rounded on store), which the tests use as the reference of the GPU path."""
+
+    def __init__(self, xp=numpy, precision="float32"):
         self.xp = xp
+        self.precision = precision
         self._scratch = {}
 
     def scratch(self, shape, dtype, slot=0):
@@ -30,12 +52,37 @@ class Ops:
 
     # ---- matrix products -------------------------------------------------------------
     def matmul(self, a, b, out):
-        """out = a @ b (BLAS / cuBLAS; transposed views are passed without a copy)."""
-        return self.xp.matmul(a, b, out=out)
+        """out = a @ b (BLAS / cuBLAS; transposed views are passed without a copy).
+
+        bf16 operands are multiplied exactly and accumulated in float32 (rounded once into ``out``,
+        bf16 or float32); with precision "tf32", float32 operands are first rounded to TF32."""
+        xp = self.xp
+        if is_bf16(a.dtype) or is_bf16(out.dtype):
+            out[...] = xp.matmul(a.astype(numpy.float32), b.astype(numpy.float32)).astype(out.dtype)
+            return out
+        if self.precision == "tf32" and a.dtype == numpy.float32 and b.dtype == numpy.float32:
+            return xp.matmul(round_to_tf32(a), round_to_tf32(b), out=out)
+        return xp.matmul(a, b, out=out)
+
+    def to_storage(self, src, dst):
+        """dst <- src rounded to dst's dtype (the bf16 copies of parameters and inputs)."""
+        dst[...] = src.astype(dst.dtype)
+        return dst
 
     # ---- forward ---------------------------------------------------------------------
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
         """Z <- Z + b (when keep_z or A is Z) and A <- g(Z + b); b broadcasts over rows."""
+        if is_bf16(Z.dtype):  # as the bf16 kernel: widen, compute in float32, round each store
+            z = Z.astype(numpy.float32)
+            if b is not None:
+                z += b.astype(numpy.float32)
+            if keep_z or A is Z:
+                Z[...] = z.astype(Z.dtype)
+            if A is not Z or act.name != "identity":
+                a = self.xp.empty_like(z)
+                act.forward(self.xp, z, a)
+                A[...] = a.astype(A.dtype)
+            return A
         if b is not None:
             self.xp.add(Z, b, out=Z)
         if act.name != "identity" or A is not Z:
@@ -46,6 +93,12 @@ class Ops:
     def activation_backward(self, dA, act: Activation, source, from_output: bool, dZ):
         """dZ <- dA * g'(source), where source is A = g(Z) if from_output else Z."""
         xp = self.xp
+        if is_bf16(dA.dtype):  # as the bf16 kernel: widen, compute in float32, round the store
+            src = source.astype(numpy.float32)
+            grad = xp.empty_like(src)
+            (act.grad_from_output if from_output else act.grad_from_input)(xp, src, grad)
+            dZ[...] = (dA.astype(numpy.float32) * grad).astype(dZ.dtype)
+            return dZ
         if act.name == "identity":
             if dZ is not dA:
                 dZ[...] = dA
@@ -82,7 +135,10 @@ class Ops:
         return self.xp.dot(flat, flat)
 
     def bias_gradient(self, dZ, db):
-        """db <- column sums of dZ."""
+        """db <- column sums of dZ (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
+        if is_bf16(dZ.dtype):
+            db[...] = dZ.astype(numpy.float64).sum(axis=0)
+            return db
         return self.xp.sum(dZ, axis=0, out=db)
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------

@@ -5,6 +5,11 @@ expressions. Kernels exist for float32 and float64 over C-contiguous arrays; any
 (another dtype, a strided view, mixed dtypes) falls back to the generic code, as does every
 method when ``fused=False`` -- which is how the two are compared. Nothing here synchronises
 with the host.
+
+Precision (``MLP(precision=...)``): "float32" multiplies with CuPy's ``matmul``; "tf32" and
+"bf16" call cuBLAS's GemmEx with the compute type of each product (gpunn/ops/cublas.py). bf16
+arrays (ml_dtypes.bfloat16) go to the kernels' bf16 instances, which compute in float; their
+bias gradients land in the float32 gradient buffer.
 """
 from __future__ import annotations
 
@@ -13,10 +18,15 @@ import numpy
 
 from . import kernels
 from ..activations import Activation
-from .base import Ops
+from .base import Ops, is_bf16
+from .cublas import CupyBlas, GemmError
 
 BLOCK = 256  # threads per block of the one-dimensional kernels (a multiple of 32, as mse_grad needs)
 BIAS_GRAD_BLOCK = (32, 16)  # bias_grad: 32 columns x 16 row lanes
+# Up to this many rows the bias gradient is one launch of (32, 32)-thread blocks, one per 32
+# columns, each thread summing at most 64 rows; above it, row chunks and a second launch.
+BIAS_GRAD_ONE_LAUNCH_ROWS = 2048
+BIAS_GRAD_ONE_LAUNCH_BLOCK = (32, 32)
 _NULL = numpy.uintp(0)  # a null pointer argument
 _SM_COUNT: dict[int, int] = {}
 
@@ -31,19 +41,20 @@ def _multiprocessors() -> int:
 
 
 class CupyOps(Ops):
-    def __init__(self, fused: bool = True):
-        super().__init__(cupy)
+    def __init__(self, fused: bool = True, precision: str = "float32"):
+        super().__init__(cupy, precision)
         self.fused = bool(fused)
+        self.blas = None  # the GemmEx caller: CupyBlas, or the graph path's CapturableBlas
         self.max_blocks = None  # grid cap of the grid-stride kernels; None: 16 per multiprocessor
         self.bias_grad_chunks = None  # bias_gradient's row chunks; None: enough blocks to fill the GPU
 
     # ---- launch helpers --------------------------------------------------------------
     def _kernel_dtype(self, *arrays):
-        """The dtype if every array may go to a kernel (same float32/float64 dtype, C-contiguous)."""
-        if not self.fused:
-            return None
+        """The dtype if every array may go to a kernel (same float32/float64/bf16 dtype, C-contiguous).
+
+        bf16 arrays always go to the kernels (fused or not): there is no other bf16 path."""
         dtype = arrays[0].dtype
-        if dtype not in kernels.CXX_TYPES:
+        if not (is_bf16(dtype) or (self.fused and dtype in kernels.CXX_TYPES)):
             return None
         for a in arrays:
             if a is not None and (a.dtype != dtype or not a.flags.c_contiguous):
@@ -59,6 +70,27 @@ class CupyOps(Ops):
     def _launch(self, name, dtype, act, n, args):
         if n > 0:
             kernels.get_kernel(name, dtype, act)(self._grid(n), (BLOCK,), args)
+
+    # ---- matrix products and bf16 copies --------------------------------------------
+    def matmul(self, a, b, out):
+        if self.blas is None and self.precision == "float32" and not (is_bf16(a.dtype) or is_bf16(out.dtype)):
+            return cupy.matmul(a, b, out=out)
+        blas = self.blas
+        if blas is None:
+            blas = self.blas = CupyBlas()
+        try:
+            return blas.gemm(a, b, out, self.precision)
+        except GemmError:
+            if not isinstance(blas, CupyBlas) or not out.flags.c_contiguous:
+                raise
+            return blas.gemm(cupy.ascontiguousarray(a), cupy.ascontiguousarray(b), out, self.precision)
+
+    def to_storage(self, src, dst):
+        if not (is_bf16(dst.dtype) and src.dtype == numpy.float32 and src.size == dst.size
+                and src.flags.c_contiguous and dst.flags.c_contiguous):
+            return super().to_storage(src, dst)
+        self._launch("to_storage", dst.dtype, None, dst.size, (src, dst, numpy.int64(dst.size)))
+        return dst
 
     # ---- forward ---------------------------------------------------------------------
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
@@ -104,14 +136,24 @@ class CupyOps(Ops):
         return sum_sq
 
     def bias_gradient(self, dZ, db):
-        """db <- column sums of dZ, in double: one block per 32 columns and per chunk of rows."""
-        dtype = self._kernel_dtype(dZ, db)
-        if dtype is None or dZ.ndim != 2 or db.size != dZ.shape[1]:
+        """db <- column sums of dZ, in double: one block per 32 columns and per chunk of rows.
+
+        One launch up to BIAS_GRAD_ONE_LAUNCH_ROWS rows (and for any number of rows when the
+        columns alone fill the GPU); above, row chunks summed by a second launch. A bf16 dZ
+        sums into a float32 db."""
+        dtype = self._kernel_dtype(dZ)
+        master = numpy.dtype(numpy.float32) if dtype is not None and is_bf16(dtype) else dtype
+        if (dtype is None or dZ.ndim != 2 or db.size != dZ.shape[1] or db.dtype != master
+                or not db.flags.c_contiguous):
             return super().bias_gradient(dZ, db)
         rows, cols = dZ.shape
         if not cols:
             return db
         col_blocks = -(-cols // BIAS_GRAD_BLOCK[0])
+        if rows <= BIAS_GRAD_ONE_LAUNCH_ROWS and not self.bias_grad_chunks:
+            kernels.get_kernel("bias_grad", dtype)((col_blocks, 1), BIAS_GRAD_ONE_LAUNCH_BLOCK, (
+                dZ, db, _NULL, numpy.int64(rows), numpy.int64(cols), numpy.int64(max(rows, 1))))
+            return db
         # enough blocks to fill the GPU (4 per multiprocessor), but chunks of at least 64 rows
         wanted = self.bias_grad_chunks or -(-4 * _multiprocessors() // col_blocks)
         chunks = max(1, min(wanted, -(-rows // 64)))

@@ -1,0 +1,248 @@
+"""Matrix products through cuBLAS's GemmEx with an explicit compute type.
+
+CuPy's ``matmul`` picks the cuBLAS compute type from a process-wide setting (``CUPY_TF32``,
+``cupy._core._routines_linalg.set_compute_type``), promotes mixed operands to one dtype
+(a bfloat16 x bfloat16 product with a float32 result would be computed in bfloat16 and
+copied), and refuses to run while a stream is being captured into a CUDA graph. gpunn's
+precisions need each product's own types, so it calls ``cublasGemmEx`` itself:
+
+- ``tf32``: float32 in and out, ``CUBLAS_COMPUTE_32F_FAST_TF32`` (TF32 tensor cores). Set per
+  call, so nothing leaks to other CuPy code in the process.
+- ``bf16``: bfloat16 operands, float32 accumulation (``CUBLAS_COMPUTE_32F``), a bfloat16 or
+  float32 result (the weight gradients land in the float32 gradient buffer directly).
+- ``float32`` / ``float64``: the plain compute type (used by the CUDA-graph path only; the default
+  path keeps CuPy's ``matmul``).
+
+``gemm_plan`` turns a row-major product ``C = A @ B`` (C C-contiguous; A and B C- or
+F-contiguous 2-D views, e.g. ``W.T``) into cuBLAS's column-major arguments; ``emulate_gemm``
+is a NumPy transcription of what cuBLAS does with those arguments, so the plan is tested on the
+CPU. Two callers: CuPy's own cuBLAS handle through ``cupy_backends`` (``CupyBlas``; it sets the
+handle's stream on every call, which CuPy forbids during capture), and the cuBLAS library
+through ctypes on a handle of gpunn's own, bound to one stream with a preallocated workspace
+(``CapturableBlas``, for CUDA-graph capture).
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy
+
+# cuBLAS / CUDA enum values (stable ABI: cublas_api.h, library_types.h)
+OP_N, OP_T = 0, 1
+CUDA_R_32F, CUDA_R_64F, CUDA_R_16BF = 0, 1, 14
+COMPUTE_32F, COMPUTE_32F_FAST_TF32, COMPUTE_64F = 68, 77, 70
+GEMM_DEFAULT = -1
+WORKSPACE_BYTES = 32 << 20  # cuBLAS recommends 32 MiB on Hopper for graph capture
+
+PRECISIONS = ("float32", "tf32", "bf16")
+
+
+class GemmError(ValueError):
+    """The operands cannot go to cuBLAS as they are (layout or types)."""
+
+
+def cuda_type(dtype) -> int:
+    dtype = numpy.dtype(dtype)
+    if dtype == numpy.float32:
+        return CUDA_R_32F
+    if dtype == numpy.float64:
+        return CUDA_R_64F
+    if dtype.name == "bfloat16":
+        return CUDA_R_16BF
+    raise GemmError(f"no cuBLAS type for {dtype}")
+
+
+def compute_type(a_dtype, c_dtype, precision: str) -> int:
+    """The cuBLAS compute type of a product of ``a_dtype`` operands into ``c_dtype``."""
+    a_dtype, c_dtype = numpy.dtype(a_dtype), numpy.dtype(c_dtype)
+    if a_dtype == numpy.float64 and c_dtype == numpy.float64:
+        return COMPUTE_64F
+    if a_dtype.name == "bfloat16" and c_dtype.name in ("bfloat16", "float32"):
+        return COMPUTE_32F  # bf16 inputs, float32 accumulation
+    if a_dtype == numpy.float32 and c_dtype == numpy.float32:
+        return COMPUTE_32F_FAST_TF32 if precision == "tf32" else COMPUTE_32F
+    raise GemmError(f"no cuBLAS product of {a_dtype} operands into {c_dtype}")
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """cublasGemmEx(transa, transb, m, n, k, alpha, A=first, lda, B=second, ldb, beta, C, ldc).
+
+    ``first``/``second`` are 0 for the caller's A and 1 for its B: the row-major C = A @ B is the
+    column-major C^T = B^T A^T, so cuBLAS's first operand is the caller's B.
+    """
+    transa: int
+    transb: int
+    m: int
+    n: int
+    k: int
+    lda: int
+    ldb: int
+    ldc: int
+
+
+def _operand(shape, strides, itemsize, name):
+    """(op, ld) that make cuBLAS read this row-major (p x q) view as its transpose (q x p)."""
+    p, q = shape
+    s0, s1 = strides[0] // itemsize, strides[1] // itemsize
+    if strides[0] % itemsize or strides[1] % itemsize:
+        raise GemmError(f"{name}: strides {strides} are not whole elements")
+    # row-major (unit column stride; any row stride >= q): column-major q x p with ld = s0, op N
+    if (s1 == 1 or q == 1) and (s0 >= max(1, q) or p == 1):
+        return OP_N, max(1, q, s0 if p > 1 else q)
+    # column-major (unit row stride): column-major p x q with ld = s1, op T
+    if (s0 == 1 or p == 1) and (s1 >= max(1, p) or q == 1):
+        return OP_T, max(1, p, s1 if q > 1 else p)
+    raise GemmError(f"{name}: a {shape} view with strides {strides} is neither C- nor F-ordered")
+
+
+def gemm_plan(a_shape, a_strides, b_shape, b_strides, c_shape, c_strides, itemsize_ab, itemsize_c) -> GemmPlan:
+    """The cuBLAS arguments of C = A @ B for 2-D views given by shape and byte strides."""
+    (n, k), (k2, m) = a_shape, b_shape
+    if k != k2 or tuple(c_shape) != (n, m):
+        raise GemmError(f"shapes {tuple(a_shape)} @ {tuple(b_shape)} -> {tuple(c_shape)} do not match")
+    if (n > 1 and c_strides[0] != m * itemsize_c) or (m > 1 and c_strides[1] != itemsize_c):
+        raise GemmError(f"the result must be C-contiguous, strides {c_strides}")
+    op_b, ldb = _operand(b_shape, b_strides, itemsize_ab, "B")
+    op_a, lda = _operand(a_shape, a_strides, itemsize_ab, "A")
+    return GemmPlan(transa=op_b, transb=op_a, m=m, n=n, k=k, lda=ldb, ldb=lda, ldc=max(1, m))
+
+
+def plan_for(a, b, out) -> GemmPlan:
+    return gemm_plan(a.shape, a.strides, b.shape, b.strides, out.shape, out.strides, a.itemsize, out.itemsize)
+
+
+def emulate_gemm(plan: GemmPlan, first, second, out, offset_first=0, offset_second=0):
+    """What cublasGemmEx does with ``plan`` (alpha 1, beta 0), in NumPy on flat buffers.
+
+    ``first``/``second``/``out`` are the flat memory cuBLAS reads (the caller's B, its A) and writes
+    (C); each matrix X (rows x cols, column-major, leading dimension ld) is X[i, j] = buf[i + j*ld].
+    """
+    def matrix(buf, rows, cols, ld, offset=0):
+        idx = offset + numpy.arange(rows)[:, None] + numpy.arange(cols)[None, :] * ld
+        return buf[idx].astype(numpy.float64)
+
+    m, n, k = plan.m, plan.n, plan.k
+    a = matrix(first, *((m, k) if plan.transa == OP_N else (k, m)), plan.lda, offset_first)
+    b = matrix(second, *((k, n) if plan.transb == OP_N else (n, k)), plan.ldb, offset_second)
+    c = (a if plan.transa == OP_N else a.T) @ (b if plan.transb == OP_N else b.T)
+    idx = numpy.arange(m)[:, None] + numpy.arange(n)[None, :] * plan.ldc
+    out[idx] = c.astype(out.dtype)
+    return out
+
+
+class CupyBlas:
+    """GemmEx on CuPy's cuBLAS handle for the current device (not during stream capture)."""
+
+    def __init__(self):
+        from cupy_backends.cuda.libs import cublas
+
+        self._cublas = cublas
+        self._one = numpy.array(1.0, numpy.float32)
+        self._zero = numpy.array(0.0, numpy.float32)
+        self._one64 = numpy.array(1.0, numpy.float64)
+        self._zero64 = numpy.array(0.0, numpy.float64)
+
+    def gemm(self, a, b, out, precision="float32"):
+        import cupy
+
+        plan = plan_for(a, b, out)
+        ctype = compute_type(a.dtype, out.dtype, precision)
+        if b.dtype != a.dtype:
+            raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        if plan.m == 0 or plan.n == 0:
+            return out
+        if plan.k == 0:
+            out.fill(0)
+            return out
+        self._cublas.gemmEx(
+            cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
+            one.ctypes.data, b.data.ptr, cuda_type(b.dtype), plan.lda, a.data.ptr, cuda_type(a.dtype), plan.ldb,
+            zero.ctypes.data, out.data.ptr, cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
+        return out
+
+
+def _loaded_library(fragment: str) -> str | None:
+    """The path of a shared library this process has loaded whose file name holds ``fragment``."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rsplit(None, 1)[-1] if "/" in line else ""
+                name = path.rsplit("/", 1)[-1]
+                if name.startswith(fragment):
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+class CapturableBlas:
+    """GemmEx on a cuBLAS handle of gpunn's own, bound to one stream, with a fixed workspace.
+
+    The library is the one CuPy loaded (found in /proc/self/maps), called through ctypes, so no
+    CuPy code runs between capture begin and end. Raises ``GemmError`` where that cannot be set
+    up (no loaded libcublas, not Linux): the graph path then does not capture.
+    """
+
+    def __init__(self, stream_ptr: int):
+        import cupy
+        from cupy_backends.cuda.libs import cublas  # noqa: F401  (loads libcublas)
+
+        cupy.cuda.device.get_cublas_handle()  # make sure the library is loaded and initialised
+        path = _loaded_library("libcublas.so")
+        if path is None:
+            raise GemmError("libcublas is not loaded in this process (looked in /proc/self/maps)")
+        lib = ctypes.CDLL(path)
+        self._lib = lib
+        vp, i32 = ctypes.c_void_p, ctypes.c_int
+        lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
+        lib.cublasSetStream_v2.argtypes = [vp, vp]
+        lib.cublasSetWorkspace_v2.argtypes = [vp, vp, ctypes.c_size_t]
+        lib.cublasDestroy_v2.argtypes = [vp]
+        lib.cublasGemmEx.argtypes = [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32, i32, vp, vp, i32, i32,
+                                     i32, i32]
+        for fn in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasGemmEx,
+                   lib.cublasDestroy_v2):
+            fn.restype = i32
+        handle = vp()
+        self._check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+        self.handle = handle
+        self.workspace = cupy.empty(WORKSPACE_BYTES, numpy.uint8)
+        self._check(lib.cublasSetStream_v2(handle, vp(stream_ptr)), "cublasSetStream")
+        self._check(lib.cublasSetWorkspace_v2(handle, vp(self.workspace.data.ptr), WORKSPACE_BYTES),
+                    "cublasSetWorkspace")
+        self._one, self._zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+        self._one64, self._zero64 = ctypes.c_double(1.0), ctypes.c_double(0.0)
+
+    @staticmethod
+    def _check(status, what):
+        if status != 0:
+            raise GemmError(f"{what} failed with cuBLAS status {status}")
+
+    def gemm(self, a, b, out, precision="float32"):
+        plan = plan_for(a, b, out)
+        ctype = compute_type(a.dtype, out.dtype, precision)
+        if b.dtype != a.dtype:
+            raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+        if plan.m == 0 or plan.n == 0 or plan.k == 0:
+            raise GemmError("empty products are not captured")
+        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        vp = ctypes.c_void_p
+        self._check(self._lib.cublasGemmEx(
+            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, ctypes.byref(one),
+            vp(b.data.ptr), cuda_type(b.dtype), plan.lda, vp(a.data.ptr), cuda_type(a.dtype), plan.ldb,
+            ctypes.byref(zero), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT), "cublasGemmEx")
+        return out
+
+    def close(self):
+        if self.handle is not None:
+            self._lib.cublasDestroy_v2(self.handle)
+            self.handle = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
