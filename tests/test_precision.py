@@ -1,0 +1,157 @@
+"""precision="tf32" | "bf16" without a GPU: the cuBLAS argument plan, the refusals on the CPU, and the
+NumPy emulation (gpunn.ops.Ops) that is the reference of the GPU path.
+
+What this cannot show: that cuBLAS and the bf16 kernels do on a GPU what the plan and the
+emulation say; tests/test_precision_gpu.py (marked gpu) compares them there.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import gpunn
+import gpunn.model as gm
+from gpunn import cublas
+from gpunn.ops import Ops, round_to_tf32
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+# ---- the cuBLAS plan ----------------------------------------------------------------------------
+
+def _offset(view, base):
+    return (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // view.itemsize
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemm_plan_computes_a_times_b(ta, tb):
+    """cuBLAS (emulated on flat column-major buffers) with the plan's arguments gives A @ B for every
+    layout the model passes: C-ordered, transposed views (X.T, W.T), single rows and columns."""
+    rng = np.random.default_rng(1)
+    for n, k, m in itertools.product([1, 2, 5], [1, 3, 4], [1, 2, 7]):
+        A0 = rng.standard_normal((k, n) if ta else (n, k)).astype(np.float32)
+        B0 = rng.standard_normal((m, k) if tb else (k, m)).astype(np.float32)
+        A, B = (A0.T if ta else A0), (B0.T if tb else B0)
+        C = np.full((n, m), np.nan, np.float32)
+        plan = cublas.plan_for(A, B, C)
+        assert (plan.transa, plan.transb) == (int(tb), int(ta)) or 1 in (n, k, m)
+        cublas.emulate_gemm(plan, B0.reshape(-1), A0.reshape(-1), C.reshape(-1))
+        np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-5, atol=1e-6, err_msg=f"{n}x{k}x{m}")
+
+
+def test_gemm_plan_handles_row_slices_of_a_bigger_matrix():
+    """A view of rows 3..9 of a wider C-ordered buffer (leading dimension > columns)."""
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((12, 10)).astype(np.float32)
+    A = base[3:9, 2:6]  # 6 x 4, row stride 10
+    B = rng.standard_normal((4, 5)).astype(np.float32)
+    C = np.zeros((6, 5), np.float32)
+    plan = cublas.plan_for(A, B, C)
+    assert plan.ldb == 10
+    cublas.emulate_gemm(plan, B.reshape(-1), base.reshape(-1), C.reshape(-1), offset_second=_offset(A, base))
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+
+
+def test_gemm_plan_refuses_what_cublas_cannot_read():
+    a = np.zeros((4, 6), np.float32)
+    with pytest.raises(cublas.GemmError, match="neither C- nor F-ordered"):
+        cublas.plan_for(a[:, ::2], np.zeros((3, 2), np.float32), np.zeros((4, 2), np.float32))
+    with pytest.raises(cublas.GemmError, match="C-contiguous"):
+        cublas.plan_for(a, np.zeros((6, 3), np.float32), np.zeros((3, 4), np.float32).T)
+    with pytest.raises(cublas.GemmError, match="do not match"):
+        cublas.plan_for(a, np.zeros((5, 3), np.float32), np.zeros((4, 3), np.float32))
+
+
+def test_compute_types_per_precision():
+    f32, f64 = np.float32, np.float64
+    assert cublas.compute_type(f32, f32, "float32") == cublas.COMPUTE_32F
+    assert cublas.compute_type(f32, f32, "tf32") == cublas.COMPUTE_32F_FAST_TF32
+    assert cublas.compute_type(BF16, BF16, "bf16") == cublas.COMPUTE_32F  # float32 accumulation
+    assert cublas.compute_type(BF16, f32, "bf16") == cublas.COMPUTE_32F
+    assert cublas.compute_type(f64, f64, "tf32") == cublas.COMPUTE_64F
+    assert cublas.cuda_type(BF16) == cublas.CUDA_R_16BF == 14
+    with pytest.raises(cublas.GemmError):
+        cublas.compute_type(f32, BF16, "bf16")
+
+
+def test_round_to_tf32():
+    one_ulp = np.float32(2.0**-10)
+    x = np.array([1.0, 1 + one_ulp, 1 + one_ulp / 2, 1 + 3 * one_ulp / 2, 1 + one_ulp / 4, -2.5, 0.0, np.inf,
+                  -np.inf, np.nan, 3.4028235e38], np.float32)
+    r = round_to_tf32(x)
+    # ties to even: 1 + ulp/2 -> 1, 1 + 3ulp/2 -> 1 + 2ulp; 1 + ulp/4 -> 1
+    np.testing.assert_array_equal(r[:7], np.array([1, 1 + one_ulp, 1, 1 + 2 * one_ulp, 1, -2.5, 0], np.float32))
+    assert np.isposinf(r[7]) and np.isneginf(r[8]) and np.isnan(r[9])
+    assert (r[np.isfinite(r)].view(np.uint32) & 0x1FFF == 0).all()  # 13 low mantissa bits cleared
+
+
+# ---- the public API refuses what cannot run ------------------------------------------------------
+
+def test_cpu_refuses_tensor_core_precisions():
+    for precision in ("tf32", "bf16"):
+        with pytest.raises(ValueError, match=rf"precision='{precision}' .*needs a CUDA GPU.*'cpu'"):
+            gpunn.MLP([4, 8, 1], device="cpu", precision=precision)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        gpunn.MLP([4, 8, 1], device="cpu", precision="fp8")
+    assert gpunn.MLP([4, 8, 1], device="cpu", precision="float32").precision == "float32"
+
+
+def test_tensor_core_precisions_need_float32(monkeypatch):
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)
+    with pytest.raises(ValueError, match="needs dtype='float32'"):
+        gpunn.MLP([4, 8, 1], device="cpu", precision="tf32", dtype="float64")
+
+
+# ---- the emulation: which tensors are bf16, and training quality ---------------------------------
+
+@pytest.fixture
+def emulate(monkeypatch):
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)
+
+
+def test_bf16_tensors_are_the_documented_ones(emulate):
+    m = gpunn.MLP([5, 7, 6, 2], activation=["gelu", "relu"], device="cpu", seed=0, precision="bf16")
+    X = np.random.default_rng(0).standard_normal((9, 5)).astype(np.float32)
+    Y = np.zeros((9, 2), np.float32)
+    m.loss_and_gradients(X, Y)
+    ws = m._workspace(9)
+    for l in (0, 1):  # hidden layers
+        assert ws.Z[l].dtype == ws.A[l].dtype == ws.dA[l].dtype == BF16
+    assert ws.Z[2].dtype == ws.A[2].dtype == ws.dA[2].dtype == np.float32  # the output layer
+    assert ws.X16.dtype == ws.dZ16.dtype == m.params16.dtype == BF16
+    assert m.params.dtype == m.grads.dtype == np.float32
+    assert m.predict(X).dtype == np.float32
+    # the bf16 parameters are the float32 ones rounded (refreshed at each forward pass)
+    np.testing.assert_array_equal(m.params16, m.params.astype(BF16))
+
+
+def test_bf16_and_tf32_gradients_are_close_to_float32(emulate):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 6)).astype(np.float32)
+    Y = rng.standard_normal((64, 1)).astype(np.float32)
+    ref = gpunn.MLP([6, 16, 16, 1], activation="tanh", device="cpu", seed=3)
+    loss32, dW32, db32 = ref.loss_and_gradients(X, Y)
+    for precision, rel in (("tf32", 5e-3), ("bf16", 4e-2)):
+        m = gpunn.MLP([6, 16, 16, 1], activation="tanh", device="cpu", seed=3, precision=precision)
+        loss, dW, db = m.loss_and_gradients(X, Y)
+        assert loss == pytest.approx(loss32, rel=rel)
+        for g, g32 in zip(dW + db, dW32 + db32):
+            assert g.dtype == np.float32
+            err = np.linalg.norm(g - g32) / np.linalg.norm(g32)
+            assert 0 < err < rel, f"{precision}: relative gradient error {err}"  # close, and not float32 itself
+
+
+def test_emulated_tf32_and_bf16_train_to_the_float32_r2(emulate):
+    X, Y = gpunn.datasets.make("teacher", n_samples=6000, n_features=8, seed=1, device="cpu")
+    Xt, Yt, X, Y = X[:1000], Y[:1000], X[1000:], Y[1000:]
+    scores = {}
+    for precision in ("float32", "tf32", "bf16"):
+        m = gpunn.MLP([8, 32, 32, 1], device="cpu", seed=0, precision=precision)
+        m.fit(X, Y, epochs=4, batch_size=64, lr=3e-3, verbose=False)
+        scores[precision] = m.score(Xt, Yt)
+    assert scores["float32"] > 0.6, scores
+    assert abs(scores["tf32"] - scores["float32"]) < 0.005, scores
+    assert abs(scores["bf16"] - scores["float32"]) < 0.005, scores
