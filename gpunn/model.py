@@ -110,10 +110,14 @@ class MLP:
     ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
     TF32 tensor cores) or "bf16" (bfloat16 activations and products, float32 master weights,
     optimizer state, output layer and loss; see the module docstring for every tensor).
+    ``graph=True`` (opt-in) makes ``fit`` capture each training step -- forward, backward and
+    optimizer -- as a CUDA graph and replay it per batch (gpunn.training.graph): for small nets, whose
+    steps are launch-bound. Where it cannot capture (the CPU, ``fused=False``) the same step runs
+    without a graph.
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None, fused=None, precision="float32"):
+                 dtype="float32", device="auto", seed=None, fused=None, precision="float32", graph=False):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
             raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}")
         self.layer_sizes = [positive_int(n, f"layer_sizes[{i}]") for i, n in enumerate(layer_sizes)]
@@ -134,6 +138,8 @@ class MLP:
         self.precision = check_precision(precision, self.dtype, self.backend, fused)
         self.storage_dtype = bfloat16_dtype() if self.precision == "bf16" else self.dtype
         self.ops = ops_for(self.backend, fused, self.precision)
+        self.graph = bool(graph)
+        self.graph_trainer = None  # the last graph=True fit's GraphTrainer (.captured, .reason)
         self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._build_buffers()
         self.init_parameters()
@@ -219,10 +225,11 @@ class MLP:
             A_prev = A
         return A_prev
 
-    def _backward(self, X, Y, ws):
-        """Fill the flat gradient buffer; return sum((A[L] - Y)^2) as a device scalar."""
+    def _backward(self, X, Y, ws, sum_sq=None):
+        """Fill the flat gradient buffer; return sum((A[L] - Y)^2) as a device scalar (``sum_sq``,
+        a preallocated 0-d float64 array, when given)."""
         ops, L, bf16 = self.ops, self.n_layers, self._bf16
-        sum_sq = ops.loss_gradient(ws.A[-1], Y, ws.dA[-1])
+        sum_sq = ops.loss_gradient(ws.A[-1], Y, ws.dA[-1], sum_sq)
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l]
             db = self._db[l] if self.bias else None

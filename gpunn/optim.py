@@ -45,6 +45,10 @@ class Optimizer:
     def step(self, params, grads, lr):
         raise NotImplementedError
 
+    # Optimizers that define graph_update(params, grads, state) can run inside a captured CUDA
+    # graph: their per-step scalars live in ``state`` (gpunn.training.graph), advanced on the device.
+    graph_update = None
+
     def config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
 
@@ -70,6 +74,12 @@ class SGD(Optimizer):
     def step(self, params, grads, lr):
         self.steps += 1
         self.ops.sgd_step(params, grads, self.state.get("velocity"), lr, self.momentum, self.nesterov, self.weight_decay)
+
+    def graph_update(self, params, grads, state):
+        """step() with lr = state[1], for CUDA-graph replay (the caller counts ``steps``)."""
+        self.ops.optimizer_tick(state, 0.0, 0.0)
+        self.ops.sgd_step_dev(params, grads, self.state.get("velocity"), state, self.momentum, self.nesterov,
+                              self.weight_decay)
 
     def config(self):
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -112,6 +122,13 @@ class Adam(Optimizer):
         s = self.state
         self.ops.adam_step(params, grads, s["m"], s["v"], lr, self.beta1, self.beta2, self.eps,
                            self.steps, self.weight_decay, self.decoupled)
+
+    def graph_update(self, params, grads, state):
+        """step() with lr = state[1] and the step count in state[0], for CUDA-graph replay."""
+        s = self.state
+        self.ops.optimizer_tick(state, self.beta1, self.beta2)
+        self.ops.adam_step_dev(params, grads, s["m"], s["v"], state, self.beta1, self.beta2, self.eps,
+                               self.weight_decay, self.decoupled)
 
     def config(self):
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -11,13 +11,19 @@ namespace gpunn {
 //   g   [n] gradient (read)
 //   vel [n] momentum buffer, updated in place; may be nullptr when momentum == 0
 template <typename T>
-__global__ void sgd_step(T* w, const T* g, T* vel, T lr, T momentum, T weight_decay, int nesterov, long long n) {
+__device__ __forceinline__ void sgd_loop(T* w, const T* g, T* vel, T lr, T momentum, T weight_decay, int nesterov,
+                                         long long n) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         T v = vel != nullptr ? vel[i] : T(0);
         w[i] = sgd_update(w[i], g[i], v, lr, momentum, weight_decay, nesterov);
         if (vel != nullptr) vel[i] = v;
     }
+}
+
+template <typename T>
+__global__ void sgd_step(T* w, const T* g, T* vel, T lr, T momentum, T weight_decay, int nesterov, long long n) {
+    sgd_loop(w, g, vel, lr, momentum, weight_decay, nesterov, n);
 }
 
 // One Adam (decoupled == 0) or AdamW (decoupled != 0) step (see adam_update).
@@ -28,8 +34,8 @@ __global__ void sgd_step(T* w, const T* g, T* vel, T lr, T momentum, T weight_de
 //   one_minus_beta1/2 = 1 - beta1/2, computed in double by the caller
 //   bias_c1 = 1 - beta1^t, bias_c2 = 1 - beta2^t for step t (counted from 1)
 template <typename T>
-__global__ void adam_step(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1, T one_minus_beta2, T eps,
-                          T bias_c1, T bias_c2, T weight_decay, int decoupled, long long n) {
+__device__ __forceinline__ void adam_loop(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1, T one_minus_beta2,
+                                          T eps, T bias_c1, T bias_c2, T weight_decay, int decoupled, long long n) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         T mi = m[i], vi = v[i];
@@ -38,6 +44,46 @@ __global__ void adam_step(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1,
         m[i] = mi;
         v[i] = vi;
     }
+}
+
+template <typename T>
+__global__ void adam_step(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1, T one_minus_beta2, T eps,
+                          T bias_c1, T bias_c2, T weight_decay, int decoupled, long long n) {
+    adam_loop(w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled, n);
+}
+
+// ---- the same updates with their per-step scalars in device memory (CUDA-graph replay) --------
+//
+// A captured graph replays its kernels with the arguments they were captured with, so the
+// scalars that change from step to step are read from a small device array instead:
+//   state[0] the step t (advanced by optimizer_tick; the first update has t = 1)
+//   state[1] the learning rate (written by the host when it changes)
+//   state[2] 1 - beta1^t and state[3] 1 - beta2^t (Adam's bias corrections, in double)
+// Each is rounded to T exactly as the host-side launch rounds its double scalars.
+
+// state[0] += 1, then the bias corrections of that step. One thread (launch with any shape).
+template <typename T>
+__global__ void optimizer_tick(double* state, double beta1, double beta2) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const double t = state[0] + 1.0;
+    state[0] = t;
+    state[2] = 1.0 - pow(beta1, t);
+    state[3] = 1.0 - pow(beta2, t);
+}
+
+// sgd_step with lr = state[1].
+template <typename T>
+__global__ void sgd_step_dev(T* w, const T* g, T* vel, const double* state, T momentum, T weight_decay, int nesterov,
+                             long long n) {
+    sgd_loop(w, g, vel, (T)state[1], momentum, weight_decay, nesterov, n);
+}
+
+// adam_step with lr = state[1], bias_c1 = state[2], bias_c2 = state[3].
+template <typename T>
+__global__ void adam_step_dev(T* w, const T* g, T* m, T* v, const double* state, T one_minus_beta1,
+                              T one_minus_beta2, T eps, T weight_decay, int decoupled, long long n) {
+    adam_loop(w, g, m, v, (T)state[1], one_minus_beta1, one_minus_beta2, eps, (T)state[2], (T)state[3], weight_decay,
+              decoupled, n);
 }
 
 }  // namespace gpunn

@@ -126,7 +126,7 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     # float, double and bf16 activation kernels, and to_storage for bf16 only
     assert len(names["elementwise.cu"]) == 3 * (2 * n_acts + n_from_output) + 1
     # mse_grad for float and double; bias_grad and bias_grad_finish for bf16 too
-    assert len(names["reductions.cu"]) == 8 and len(names["optimizers.cu"]) == 4
+    assert len(names["reductions.cu"]) == 8 and len(names["optimizers.cu"]) == 10
     assert "gpunn::to_storage<gpunn::bf16>" in names["elementwise.cu"]
     assert "gpunn::bias_grad<gpunn::bf16>" in names["reductions.cu"]
     assert not any("bf16" in n for n in names["optimizers.cu"])  # float32 master weights and state

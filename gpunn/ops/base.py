@@ -119,12 +119,16 @@ class Ops:
             self.bias_gradient(dZ, db)
         return dZ
 
-    def loss_gradient(self, A, Y, dA):
-        """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d device array."""
+    def loss_gradient(self, A, Y, dA, sum_sq=None):
+        """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d device array (written into ``sum_sq``,
+        a 0-d float64 array, when given)."""
         self.xp.subtract(A, Y, out=dA)
         flat = dA.reshape(-1)
-        sum_sq = self.xp.dot(flat, flat)
+        total = self.xp.dot(flat, flat)
         dA *= 2.0 / max(A.shape[0], 1)  # a data-parallel rank may get an empty last batch
+        if sum_sq is None:
+            return total
+        sum_sq[...] = total
         return sum_sq
 
     def squared_error(self, A, Y):
@@ -185,6 +189,23 @@ class Ops:
         tmp *= lr / bias_c1
         w -= tmp
         return w
+
+    # ---- the same updates with per-step scalars in a device array (CUDA-graph replay) --
+    # state = [step t, lr, 1 - beta1^t, 1 - beta2^t] (float64); see kernels/optimizers.cu.
+    def optimizer_tick(self, state, beta1, beta2):
+        """state[0] += 1 and the bias corrections of that step (no host read)."""
+        xp = self.xp
+        state[0] += 1.0
+        state[2] = 1.0 - xp.power(beta1, state[0])
+        state[3] = 1.0 - xp.power(beta2, state[0])
+        return state
+
+    def sgd_step_dev(self, w, g, velocity, state, momentum, nesterov, weight_decay):
+        return self.sgd_step(w, g, velocity, float(state[1]), momentum, nesterov, weight_decay)
+
+    def adam_step_dev(self, w, g, m, v, state, beta1, beta2, eps, weight_decay, decoupled):
+        return self.adam_step(w, g, m, v, float(state[1]), beta1, beta2, eps, int(state[0]), weight_decay,
+                              decoupled)
 
 
 NumpyOps = Ops

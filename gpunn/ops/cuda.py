@@ -116,12 +116,16 @@ class CupyOps(Ops):
         self._launch(name, dtype, act, dA.size, (dA, source, dZ, numpy.int64(dA.size)))
         return dZ
 
-    def loss_gradient(self, A, Y, dA):
-        """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array."""
+    def loss_gradient(self, A, Y, dA, sum_sq=None):
+        """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array (``sum_sq``
+        when given: zeroed with a memset, then accumulated into)."""
         dtype = self._kernel_dtype(A, Y, dA)
         if dtype is None or not (A.shape == Y.shape == dA.shape):
-            return super().loss_gradient(A, Y, dA)
-        sum_sq = cupy.zeros((), numpy.float64)
+            return super().loss_gradient(A, Y, dA, sum_sq)
+        if sum_sq is None:
+            sum_sq = cupy.zeros((), numpy.float64)
+        else:
+            sum_sq.data.memset_async(0, sum_sq.nbytes)
         scale = dtype.type(2.0 / max(A.shape[0], 1)) if A.ndim else dtype.type(2.0)
         self._launch("mse_grad", dtype, None, A.size, (A, Y, dA, scale, numpy.int64(A.size), sum_sq))
         return sum_sq
@@ -168,13 +172,20 @@ class CupyOps(Ops):
 
     # ---- optimizer updates -----------------------------------------------------------
     def sgd_step(self, w, g, velocity, lr, momentum, nesterov, weight_decay):
+        return self._sgd(w, g, velocity, lr, None, momentum, nesterov, weight_decay)
+
+    def _sgd(self, w, g, velocity, lr, state, momentum, nesterov, weight_decay):
+        """sgd_step (lr a number) or sgd_step_dev (lr = state[1], a device array)."""
         dtype = self._kernel_dtype(w, g, velocity)
         if dtype is None or w.shape != g.shape or (momentum and velocity is None):
-            return super().sgd_step(w, g, velocity, lr, momentum, nesterov, weight_decay)
+            if state is None:
+                return super().sgd_step(w, g, velocity, lr, momentum, nesterov, weight_decay)
+            return super().sgd_step_dev(w, g, velocity, state, momentum, nesterov, weight_decay)
         t = dtype.type
         vel = velocity if momentum else _NULL
-        self._launch("sgd_step", dtype, None, w.size,
-                     (w, g, vel, t(lr), t(momentum), t(weight_decay), numpy.int32(bool(nesterov)), numpy.int64(w.size)))
+        name, rate = ("sgd_step", t(lr)) if state is None else ("sgd_step_dev", state)
+        self._launch(name, dtype, None, w.size,
+                     (w, g, vel, rate, t(momentum), t(weight_decay), numpy.int32(bool(nesterov)), numpy.int64(w.size)))
         return w
 
     def adam_step(self, w, g, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled):
@@ -187,4 +198,24 @@ class CupyOps(Ops):
                 t(1.0 - beta1**step), t(1.0 - beta2**step), t(weight_decay), numpy.int32(bool(decoupled)),
                 numpy.int64(w.size))
         self._launch("adam_step", dtype, None, w.size, args)
+        return w
+
+    # ---- the same with per-step scalars on the device (CUDA-graph replay) -------------
+    def optimizer_tick(self, state, beta1, beta2):
+        if not self.fused:
+            return super().optimizer_tick(state, beta1, beta2)
+        kernels.get_kernel("optimizer_tick", numpy.float64)((1,), (32,), (state, float(beta1), float(beta2)))
+        return state
+
+    def sgd_step_dev(self, w, g, velocity, state, momentum, nesterov, weight_decay):
+        return self._sgd(w, g, velocity, None, state, momentum, nesterov, weight_decay)
+
+    def adam_step_dev(self, w, g, m, v, state, beta1, beta2, eps, weight_decay, decoupled):
+        dtype = self._kernel_dtype(w, g, m, v)
+        if dtype is None or not (w.shape == g.shape == m.shape == v.shape):
+            return super().adam_step_dev(w, g, m, v, state, beta1, beta2, eps, weight_decay, decoupled)
+        t = dtype.type
+        args = (w, g, m, v, state, t(1.0 - beta1), t(1.0 - beta2), t(eps), t(weight_decay),
+                numpy.int32(bool(decoupled)), numpy.int64(w.size))
+        self._launch("adam_step_dev", dtype, None, w.size, args)
         return w

@@ -41,7 +41,8 @@ SOURCES = {
         "to_storage": None,
     },
     "reductions.cu": {"mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
-    "optimizers.cu": {"sgd_step": None, "adam_step": None},
+    "optimizers.cu": {"sgd_step": None, "adam_step": None, "optimizer_tick": None, "sgd_step_dev": None,
+                      "adam_step_dev": None},
 }
 KERNEL_SOURCE = {kernel: source for source, kernels in SOURCES.items() for kernel in kernels}
 

@@ -94,6 +94,18 @@ class Trainer:
             history.append(pending_logs)
         return dataclasses.replace(self.state, history=history)
 
+    def _graph_trainer(self):
+        """A GraphTrainer when the trainable asks for graphs (``graph=True``) and no gradient hook runs
+        between backward and the optimizer; made once per run. Else None."""
+        if not getattr(self.model, "graph", False) or self.hook is not None:
+            return None
+        if getattr(self, "_graph", None) is None:
+            from .graph import GraphTrainer
+
+            # kept on the model too: graph_trainer.captured / .reason say what happened
+            self._graph = self.model.graph_trainer = GraphTrainer(self.model, self.optimizer)
+        return self._graph
+
     def run_epoch(self, epoch, first_batch=0, start_sum_sq=0.0):
         """One epoch's logs; None when interrupt() stopped it part-way (``state`` says where)."""
         trainable, optimizer, hook = self.model, self.optimizer, self.hook
@@ -101,18 +113,23 @@ class Trainer:
         lr = self.lr_at(epoch)
         total = None
         batch_callbacks = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+        graph = self._graph_trainer()
         t0 = time.perf_counter()
         batch = first_batch - 1
         for batch, (Xb, Yb) in enumerate(source.batches(epoch, batch_size, first_batch), first_batch):
-            sum_sq = trainable.train_step(Xb, Yb)
+            if graph is not None:  # forward, backward and optimizer: one replayed CUDA graph
+                sum_sq = graph.step(Xb, Yb, lr)
+            else:
+                sum_sq = trainable.train_step(Xb, Yb)
             if total is None:  # shaped like the trainable's sums: 0-d for one model, (K,) for K
                 total = xp.zeros(getattr(sum_sq, "shape", ()), "float64")
                 if first_batch:
                     total += start_sum_sq
             total += sum_sq
-            if hook is not None:
-                hook.on_gradients(trainable, Xb.shape[0])
-            optimizer.step(trainable.params, trainable.grads, lr)
+            if graph is None:
+                if hook is not None:
+                    hook.on_gradients(trainable, Xb.shape[0])
+                optimizer.step(trainable.params, trainable.grads, lr)
             for cb in batch_callbacks:
                 cb.on_batch_end(self, batch)
             if self._halt:

@@ -1,0 +1,186 @@
+"""A whole training step -- forward, backward, optimizer -- captured once as a CUDA graph and
+replayed for every batch of the same shape (``MLP(graph=True)`` or ``fit(..., graph=True)``).
+
+A small net's step is about two dozen kernel launches of a few microseconds each, so the GPU
+waits on the launches, not the math. Replaying a graph makes it one launch (plus two copies of
+the batch into the graph's fixed input buffers).
+
+What makes the step capturable:
+- every buffer is allocated before capture (the workspace, the kernels' scratch, the batch
+  buffers, the 0-d loss, the optimizer state) by one eager warm-up step on the same stream;
+- the matrix products go to cuBLAS through ``gpunn.ops.cublas.CapturableBlas`` (CuPy refuses its own
+  cuBLAS calls during capture), on a handle bound to the capture stream, with a fixed workspace;
+- the optimizer's per-step scalars (learning rate, Adam's bias corrections) are read from a
+  device array that the graph itself advances (``optimizer_tick``), so the same graph serves
+  every step; the host writes the learning rate when it changes.
+
+Where a step cannot be captured -- the CPU, ``fused=False`` (CuPy's generic expressions allocate
+temporaries), an optimizer without ``graph_update``, a batch of another shape (the last partial
+batch), or a capture that fails -- the same launches run eagerly: the same kernels with the
+same device-side state, so the math is the same either way (tests/test_graph.py compares the
+eager form with ordinary training on the CPU; tests/test_graph_gpu.py the captured one on a GPU).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy
+
+
+class GraphWarning(RuntimeWarning):
+    """The training step could not be captured; it runs without a graph."""
+
+
+class GraphTrainer:
+    """Runs training steps for one (model, optimizer): captured per batch shape where possible."""
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        xp = model.xp
+        # [step t, lr, 1 - beta1^t, 1 - beta2^t]: see kernels/optimizers.cu
+        self.state = xp.zeros(4, numpy.float64)
+        self.state[0] = optimizer.steps
+        self._lr = None
+        self._steps = {}  # rows -> _Step
+        self.reason = self._why_not_capture()
+        self.stream = None
+        self.blas = None
+        if self.reason is None:
+            self._set_up_stream()
+
+    # ---- set-up --------------------------------------------------------------------------
+    def _why_not_capture(self):
+        model, opt = self.model, self.optimizer
+        if not model.backend.is_gpu:
+            return "no GPU: the step runs eagerly"
+        if not getattr(model.ops, "fused", False):
+            return "fused=False: CuPy's generic expressions allocate temporaries"
+        if getattr(opt, "graph_update", None) is None:
+            return f"the optimizer {type(opt).__name__} has no graph_update"
+        return None
+
+    def _set_up_stream(self):
+        import cupy
+
+        from ..ops.cublas import CapturableBlas, GemmError
+
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        try:
+            self.blas = CapturableBlas(self.stream.ptr)
+        except (GemmError, OSError, AttributeError) as exc:
+            self._give_up(f"cuBLAS could not be set up for capture: {exc}")
+
+    def _give_up(self, reason):
+        self.reason = reason
+        self.blas = None
+        for step in self._steps.values():
+            step.graph = None
+        warnings.warn(f"graph=True: not capturing the training step ({reason}); it runs without a graph",
+                      GraphWarning, stacklevel=3)
+
+    @property
+    def captured(self) -> bool:
+        """Whether some batch shape runs as a replayed graph."""
+        return any(step.graph is not None for step in self._steps.values())
+
+    # ---- one step ------------------------------------------------------------------------
+    def step(self, X, Y, lr):
+        """Forward, backward and optimizer on the batch (X, Y); returns the batch's 0-d sum of
+        squared errors (a device array, overwritten by the next step of the same shape)."""
+        model, opt, rows = self.model, self.optimizer, X.shape[0]
+        if opt.graph_update is None:  # nothing to replay with: the ordinary step
+            sum_sq = model._train_step_gradients(X, Y)
+            opt.step(model.params, model.grads, lr)
+            return sum_sq
+        step = self._steps.get(rows)
+        if step is None:
+            if len(self._steps) >= 3:  # batch size, last partial batch, ...
+                self._steps.pop(next(iter(self._steps)))
+            step = self._steps[rows] = _Step(self, rows)
+        if lr != self._lr:
+            self.state[1] = lr
+            self._lr = lr
+        if self.stream is None:  # the eager form (CPU, or nothing to capture with)
+            step.load(X, Y)
+            step.record()
+        else:
+            self._on_stream(step, X, Y)
+        self.optimizer.steps += 1
+        return step.sum_sq
+
+    def _on_stream(self, step, X, Y):
+        import cupy
+
+        null = cupy.cuda.Stream.null
+        self.stream.wait_event(null.record())  # after the batch was made and the last step read
+        ops = self.model.ops
+        saved, ops.blas = ops.blas, self.blas
+        try:
+            with self.stream:
+                step.load(X, Y)
+                if self.reason is None and step.warm and (step.graph is None or step.pointers() != step.captured_at):
+                    self._capture(step)
+                if step.graph is not None:
+                    step.graph.launch(self.stream)
+                else:
+                    step.record()
+                    step.warm = True
+        finally:
+            ops.blas = saved
+        null.wait_event(self.stream.record())
+
+    def _capture(self, step):
+        stream = self.stream
+        step.graph = None
+        stream.begin_capture()
+        graph = None
+        try:
+            step.record()
+        except Exception as exc:  # noqa: BLE001 - any failure means: run without a graph
+            try:
+                stream.end_capture()
+            except Exception:  # noqa: BLE001
+                pass
+            self._give_up(f"capture failed: {type(exc).__name__}: {exc}")
+            return
+        try:
+            graph = stream.end_capture()
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(f"capture failed: {type(exc).__name__}: {exc}")
+            return
+        step.graph, step.captured_at = graph, step.pointers()
+
+
+class _Step:
+    """The fixed buffers of one batch shape, and the step's launches on them."""
+
+    def __init__(self, trainer, rows):
+        model = trainer.model
+        xp = model.xp
+        self.trainer, self.rows = trainer, rows
+        self.X = xp.empty((rows, model.layer_sizes[0]), model.dtype)
+        self.Y = xp.empty((rows, model.layer_sizes[-1]), model.dtype)
+        self.sum_sq = xp.zeros((), numpy.float64)
+        self.graph = None
+        self.warm = False  # one eager step done: kernels compiled, every buffer allocated
+        self.captured_at = None
+        # held here: a captured graph's workspace must stay alive even if the model drops it
+        self.ws = model._workspace(rows)
+
+    def pointers(self):
+        """The device buffers a captured graph has baked in; if any moved, capture again."""
+        model, opt = self.trainer.model, self.trainer.optimizer
+        arrays = [model.params, model.grads, *opt.state.values()]
+        return tuple(id(a) for a in arrays)
+
+    def load(self, X, Y):
+        self.X[...] = X
+        self.Y[...] = Y
+
+    def record(self):
+        """The step's launches, on the current stream: nothing allocates, nothing reads back."""
+        t = self.trainer
+        model = t.model
+        model._forward(self.X, self.ws)
+        model._backward(self.X, self.Y, self.ws, sum_sq=self.sum_sq)
+        t.optimizer.graph_update(model.params, model.grads, t.state)

@@ -1,0 +1,109 @@
+"""graph=True without a GPU: the eager form of the captured step (gpunn.training.graph) is ordinary training.
+
+On the CPU nothing is captured; GraphTrainer runs the very launches it would capture -- the
+fixed batch buffers, the preallocated loss, the optimizers' device-side step state
+(optimizer_tick, sgd_step_dev, adam_step_dev) -- so comparing it with ordinary training proves
+the captured step computes the same math. tests/test_graph_gpu.py (marked gpu) compares the
+captured graph itself on a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpunn
+import gpunn.model as gm
+from gpunn.training.graph import GraphTrainer
+from gpunn.ops.base import Ops
+from gpunn.optim import OPTIMIZERS
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = gpunn.datasets.make("teacher", n_samples=1100, n_features=6, n_outputs=2, seed=0, device="cpu")
+    return X, Y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_graph_step_is_ordinary_training_bit_for_bit(data, optimizer):
+    """Two epochs at batch 128 (8 full batches and a partial one of 76 rows), weight decay on."""
+    X, Y = data
+    runs = {}
+    for graph in (False, True):
+        m = gpunn.MLP([6, 16, 12, 2], activation=["tanh", "relu"], device="cpu", seed=0, graph=graph)
+        opt = OPTIMIZERS[optimizer](weight_decay=1e-3)
+        h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=opt, verbose=False)
+        runs[graph] = (m.params.copy(), h["loss"], m.optimizer.steps, {k: v.copy() for k, v in m.optimizer.state.items()})
+    (p0, l0, s0, st0), (p1, l1, s1, st1) = runs[False], runs[True]
+    assert s0 == s1 == 18
+    np.testing.assert_array_equal(p0, p1)
+    assert l0 == l1
+    for k in st0:
+        np.testing.assert_array_equal(st0[k], st1[k])
+
+
+def test_fit_graph_argument_sets_the_model_flag(data):
+    X, Y = data
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=0)
+    assert m.graph is False
+    m.fit(X[:200], Y[:200], epochs=1, verbose=False, graph=True)
+    assert m.graph is True
+
+
+def test_cpu_runs_the_eager_form_and_says_why(data):
+    X, Y = data
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=0, graph=True)
+    m.fit(X[:256], Y[:256], epochs=1, batch_size=64, verbose=False)
+    from gpunn.optim import Adam
+
+    g = GraphTrainer(m, Adam().bind(m.params, m.ops))
+    assert g.stream is None and not g.captured and "no GPU" in g.reason
+
+
+def test_device_side_step_state_matches_the_host_scalars():
+    """optimizer_tick's bias corrections are the host's 1 - beta**t up to pow's own rounding of
+    beta**t (a few 1e-16 absolute), far below float32's, in which the update uses them."""
+    ops = Ops(np)
+    state = np.zeros(4)
+    for t in range(1, 2001):
+        ops.optimizer_tick(state, 0.9, 0.999)
+        assert state[0] == t
+        assert abs(state[2] - (1.0 - 0.9**t)) <= 4e-16 and abs(state[3] - (1.0 - 0.999**t)) <= 4e-16
+
+
+def test_an_optimizer_without_graph_update_trains_normally(data):
+    from gpunn.optim import Adam
+
+    class Plain(Adam):
+        graph_update = None
+
+    X, Y = data
+    ref = gpunn.MLP([6, 8, 2], device="cpu", seed=1)
+    ref.fit(X[:300], Y[:300], epochs=1, batch_size=64, optimizer=Adam(lr=1e-3), verbose=False)
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=1, graph=True)
+    m.fit(X[:300], Y[:300], epochs=1, batch_size=64, optimizer=Plain(lr=1e-3), verbose=False)
+    np.testing.assert_array_equal(ref.params, m.params)
+
+
+def test_graph_with_emulated_bf16_matches_bf16_training(data, monkeypatch):
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)
+    X, Y = data
+    out = []
+    for graph in (False, True):
+        m = gpunn.MLP([6, 16, 2], device="cpu", seed=2, precision="bf16", graph=graph)
+        m.fit(X[:400], Y[:400], epochs=1, batch_size=100, verbose=False)
+        out.append(m.params.copy())
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_resumed_run_with_graph_continues_the_step_count(data, tmp_path):
+    """A checkpointed run resumed with graph=True ends with the weights of an uninterrupted run."""
+    X, Y = data
+    full = gpunn.MLP([6, 8, 2], device="cpu", seed=3, graph=True)
+    full.fit(X, Y, epochs=3, batch_size=128, verbose=False)
+    part = gpunn.MLP([6, 8, 2], device="cpu", seed=3, graph=True)
+    part.fit(X, Y, epochs=2, batch_size=128, verbose=False, callbacks=[gpunn.ModelCheckpoint(str(tmp_path / "run.npz"))])
+    ckpt = gpunn.load_checkpoint(str(tmp_path / "run.npz"))
+    ckpt.model.graph = True
+    ckpt.resume(X, Y, epochs=3, verbose=False)
+    np.testing.assert_array_equal(full.params, ckpt.model.params)
