@@ -35,10 +35,8 @@ HALF_ULP = 2.0**-8  # bf16 round to nearest: relative error at most 2^-8
 
 
 def _cupy_ops(precision="bf16"):
-    try:
-        from gpunn.ops.cuda import CupyOps
-    except ImportError:
-        from gpunn.cupy_ops import CupyOps
+    from gpunn.ops.cuda import CupyOps
+
     return CupyOps(fused=True, precision=precision)
 
 
@@ -118,7 +116,7 @@ def test_bf16_to_storage_rounds_exactly_as_ml_dtypes():
 @pytest.mark.parametrize("precision,out_dtype,rel", [("tf32", np.float32, 3e-3), ("bf16", BF16, 1.5e-2),
                                                       ("bf16", np.float32, 1.2e-2), ("float32", np.float32, 1e-5)])
 def test_gemm_ex_for_every_layout_the_model_uses(precision, out_dtype, rel):
-    from gpunn.cublas import CupyBlas
+    from gpunn.ops.cublas import CupyBlas
 
     rng = np.random.default_rng(4)
     n, k, m = 257, 129, 65
@@ -140,7 +138,7 @@ def test_gemm_ex_for_every_layout_the_model_uses(precision, out_dtype, rel):
 def test_tf32_is_used_and_does_not_leak():
     """A 1024^3 product in tf32 has TF32's error (about 1e-4 relative, float32's is about 1e-7), and
     CuPy's own matmul afterwards still computes in float32."""
-    from gpunn.cublas import CupyBlas
+    from gpunn.ops.cublas import CupyBlas
 
     if int(os.environ.get("CUPY_TF32", "0")) > 0:
         pytest.skip("CUPY_TF32 is set: CuPy's own products run in TF32 by request")
