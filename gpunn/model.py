@@ -135,15 +135,13 @@ class MLP:
         self.bias = bool(bias)
         self.backend = _backend.resolve(device)
         self.xp = self.backend.xp
-        self.precision = check_precision(precision, self.dtype, self.backend, fused)
-        self.storage_dtype = bfloat16_dtype() if self.precision == "bf16" else self.dtype
-        self.ops = ops_for(self.backend, fused, self.precision)
+        self._fused = fused
         self.graph = bool(graph)
         self.graph_trainer = None  # the last graph=True fit's GraphTrainer (.captured, .reason)
         self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._build_buffers()
+        self.set_precision(precision)
         self.init_parameters()
-        self._workspaces = {}
 
     # ---- structure -------------------------------------------------------------------
     @property
@@ -177,11 +175,21 @@ class MLP:
         with self.backend.use():
             self.params = self.xp.zeros(total, self.dtype)
             self.grads = self.xp.zeros(total, self.dtype)
-            # bf16: the parameters rounded for the products, refreshed at each forward pass
-            self.params16 = self.xp.empty(total, self.storage_dtype) if self._bf16 else None
         self.weights, self.biases = self._views(self.params)
         self._dW, self._db = self._views(self.grads)
+
+    def set_precision(self, precision):
+        """Switch how the products and activations compute ("float32", "tf32", "bf16"; see the
+        class docstring). The float32 parameters are kept; an optimizer bound earlier must be bound
+        again (``fit`` does that)."""
+        self.precision = check_precision(precision, self.dtype, self.backend, self._fused)
+        self.storage_dtype = bfloat16_dtype() if self.precision == "bf16" else self.dtype
+        self.ops = ops_for(self.backend, self._fused, self.precision)
+        with self.backend.use():
+            # bf16: the parameters rounded for the products, refreshed at each forward pass
+            self.params16 = self.xp.empty(self.params.size, self.storage_dtype) if self._bf16 else None
         self._W16, self._b16 = self._views(self.params16) if self._bf16 else (None, None)
+        self._workspaces = {}
 
     @property
     def _bf16(self) -> bool:

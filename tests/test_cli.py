@@ -73,3 +73,25 @@ def test_help_lists_every_option():
     for flag in ("--rows", "--hidden", "--activation", "--epochs", "--batch-size", "--optimizer", "--lr",
                  "--device", "--dtype", "--seed"):
         assert flag in text
+
+
+def test_tensor_core_precision_on_the_cpu_fails_with_a_message_and_status_2(capsys):
+    assert cli.main(["train", *SMALL, "--quiet", "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "gpunn: error: precision='bf16'" in err and "needs a CUDA GPU" in err
+
+
+def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):
+    assert cli.main(["train", *SMALL, "--quiet", "--graph"]) == 0
+    assert "graph, batch 64" in capsys.readouterr().out
+
+
+def test_bench_precision_variants():
+    from gpunn.cli.bench import variants
+
+    assert variants("float32", False) == []
+    assert variants("float32,tf32,bf16", False) == [("tf32", False), ("bf16", False)]
+    assert variants("bf16", True) == [("bf16", False), ("bf16", True)]
+    assert variants("float32", True) == [("float32", True)]
+    with pytest.raises(ValueError, match="unknown precision"):
+        variants("fp8", False)

@@ -14,7 +14,7 @@ import pytest
 import gpunn
 import gpunn.model as gm
 from gpunn.ops import cublas
-from gpunn.ops.base import Ops, round_to_tf32
+from gpunn.ops.base import round_to_tf32
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)

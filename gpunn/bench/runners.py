@@ -118,15 +118,17 @@ class GemmRunner(Runner):
 class GpunnRunner(Runner):
     key = "gpunn"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, precision="float32", graph=False):
         from ..model import MLP
         from ..optim import Adam
 
         self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
         self.model = MLP(cfg.sizes, activation="relu", output_activation="identity", dtype="float32",
-                         device=backend, seed=0)
+                         device=backend, seed=0, precision=precision, graph=graph)
         self.optimizer = Adam(lr=lr)
-        self.label = f"gpunn ({backend.device})"
+        self.dtype = precision
+        extra = " ".join(x for x in ((precision if precision != "float32" else ""), "graph" if graph else "") if x)
+        self.label = f"gpunn ({backend.device})" + (f" {extra}" if extra else "")
         self._seed = 0
 
     def epochs(self, n):
@@ -333,8 +335,10 @@ def _median_rate(times, samples):
 
 
 def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, deadline=None, profile=True,
-                 threads=None, log=print) -> list:
-    """All implementations on one configuration and backend, interleaved; returns Results (gpunn first)."""
+                 threads=None, log=print, variants=()) -> list:
+    """All implementations on one configuration and backend, interleaved; returns Results (gpunn first).
+
+    ``variants``: more gpunn runs, as (precision, graph) pairs (GPU only), e.g. ("bf16", True)."""
     rows = _dataset_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
                          dtype="float32")
@@ -342,6 +346,11 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     runners, results = [gemm], []
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
+    for precision, graph in variants:
+        if not backend.is_gpu:
+            log(f"  {cfg.name} [{backend.device}]: gpunn {precision}{' graph' if graph else ''} skipped (GPU only)")
+            continue
+        runners.append(GpunnRunner(cfg, backend, X, Y, precision=precision, graph=graph))
     for key in peers:
         try:
             kwargs = {"threads": threads} if key == "torch" else {}
@@ -391,8 +400,11 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     return results
 
 
-def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print):
-    """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}."""
+def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print,
+        variants=()):
+    """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}.
+
+    ``variants``: extra gpunn runs on the GPU, as (precision, graph) pairs (see bench_config)."""
     threads = blas_threads() or _cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
@@ -412,7 +424,8 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
             job_deadline = None
         log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
-            results.extend(bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log))
+            results.extend(bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log,
+                                        variants))
     setup = setup_info(backends, threads)
     setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     setup["peak_gemm_gflops"] = {b.device: round(measure_gemm(b, "float32", *(3 * [4096 if b.is_gpu else 2048])) / 1e9, 1)

@@ -27,6 +27,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="target duration of one repeat, in whole epochs (default: %(default)s)")
     b.add_argument("--max-seconds", type=positive(float), default=None,
                    help="overall time budget: repeats are cut (at least 2 kept) and configurations skipped to fit it")
+    b.add_argument("--precision", default="float32", metavar="LIST",
+                   help="comma-separated gpunn precisions to time on the GPU: float32, tf32, bf16 (default: "
+                        "%(default)s; the first row is always float32, the others are added beside it)")
+    b.add_argument("--graph", action="store_true",
+                   help="also time gpunn with each training step captured as a CUDA graph (GPU only)")
     b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration, 2 short repeats")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
     b.add_argument("--json", metavar="PATH", help="write setup and results as JSON")
@@ -34,6 +39,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
     b.set_defaults(func=run)
     return b
+
+
+def variants(precision_list: str, graph: bool) -> list:
+    """The extra gpunn runs, (precision, graph) pairs, beside the float32 one without a graph."""
+    from ..model import PRECISIONS
+
+    precisions = [p.strip() for p in precision_list.split(",") if p.strip()] or ["float32"]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise ValueError(f"unknown precision(s) {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}")
+    pairs = [(p, g) for p in dict.fromkeys(precisions) for g in ((False, True) if graph else (False,))]
+    return [pair for pair in pairs if pair != ("float32", False)]
 
 
 def run(args) -> int:
@@ -56,7 +73,8 @@ def run(args) -> int:
     print(f"gpunn bench: {len(configs)} configuration(s) on {', '.join(b.device for b in backends)}; "
           f"peers: {', '.join(peers) or 'none'}", flush=True)
     data = bench.run(configs, backends, peers=peers, repeats=repeats, seconds=seconds, max_seconds=args.max_seconds,
-                     profile=not args.no_profile, log=lambda msg: print(msg, flush=True))
+                     profile=not args.no_profile, log=lambda msg: print(msg, flush=True),
+                     variants=variants(args.precision, args.graph))
     data["setup"]["command"] = "gpunn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "gpunn bench"
     print()
     print(bench.format_setup(data["setup"]))

@@ -50,6 +50,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--momentum", type=float, default=None, help="momentum for momentum/nesterov (default 0.9)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s; env GPUNN_DEVICE)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
+    t.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
+                   help="GPU only: tf32 runs the matrix products on TF32 tensor cores; bf16 keeps activations in "
+                        "bfloat16 with float32 master weights, optimizer state and loss (default: %(default)s)")
+    t.add_argument("--graph", action="store_true",
+                   help="capture each training step as a CUDA graph and replay it per batch (GPU; small nets)")
     t.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -150,7 +155,11 @@ def run(args) -> int:
     X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
     sizes = [args.features, *args.hidden, args.outputs]
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
-                                        bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed)
+                                        bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
+                                        precision=args.precision, graph=args.graph)
+    if ckpt:  # a compute setting, not part of the checkpoint: this run's flags apply
+        model.set_precision(args.precision)
+        model.graph = args.graph
     print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; task {args.task}: "
           f"{len(X_train):,} training rows, {n_val:,} validation; data made in {time.perf_counter() - t0:.2f}s",
           flush=True)
@@ -199,8 +208,9 @@ def run(args) -> int:
         print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
     print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}")
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
-          f"training on {backend.device}, {args.dtype}, batch {args.batch_size}"
-          + (f" per rank x {_ranks()} ranks" if distributed else ""))
+          f"training on {backend.device}, {args.dtype}"
+          + (f" ({args.precision})" if args.precision != "float32" else "") + (", graph" if args.graph else "")
+          + f", batch {args.batch_size}" + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {save_path} (config: {save_path}.toml)")
     return 130 if history.interrupted else 0
