@@ -107,3 +107,21 @@ def test_resumed_run_with_graph_continues_the_step_count(data, tmp_path):
     ckpt.model.graph = True
     ckpt.resume(X, Y, epochs=3, verbose=False)
     np.testing.assert_array_equal(full.params, ckpt.model.params)
+
+
+def test_a_second_fit_reuses_the_graph_trainer_and_its_step_count(data):
+    """Two fits with one optimizer (as gpunn bench does) equal one fit of both epochs, and the second
+    fit replays the first one's GraphTrainer; a fit in between without graph is taken up."""
+    from gpunn.optim import Adam
+
+    X, Y = data
+    ref = gpunn.MLP([6, 8, 2], device="cpu", seed=4)
+    ref.fit(X, Y, epochs=3, batch_size=128, optimizer=Adam(), verbose=False, shuffle=False)
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=4, graph=True)
+    opt = Adam()
+    m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False, shuffle=False)
+    first = m.graph_trainer
+    m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False, shuffle=False, graph=False)
+    m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False, shuffle=False, graph=True)
+    assert m.graph_trainer is first and opt.steps == 27
+    np.testing.assert_array_equal(ref.params, m.params)

@@ -130,6 +130,11 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     assert "gpunn::to_storage<gpunn::bf16>" in names["elementwise.cu"]
     assert "gpunn::bias_grad<gpunn::bf16>" in names["reductions.cu"]
     assert not any("bf16" in n for n in names["optimizers.cu"])  # float32 master weights and state
+    # built at run time as two modules: bf16 instances apart, so float32 never compiles them
+    for source in gk.SOURCES:
+        bf16, plain = gk.name_expressions(source, True), gk.name_expressions(source, False)
+        assert sorted(bf16 + plain) == sorted(names[source]) and all("gpunn::bf16" in n for n in bf16)
+        assert not any("gpunn::bf16" in n for n in plain)
     assert "gpunn::act_backward_from_output<double, 8>" in names["elementwise.cu"]
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
     assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"

@@ -231,9 +231,10 @@ class CapturableBlas:
         one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
         vp = ctypes.c_void_p
         self._check(self._lib.cublasGemmEx(
-            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, ctypes.byref(one),
+            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(ctypes.addressof(one)),
             vp(b.data.ptr), cuda_type(b.dtype), plan.lda, vp(a.data.ptr), cuda_type(a.dtype), plan.ldb,
-            ctypes.byref(zero), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT), "cublasGemmEx")
+            vp(ctypes.addressof(zero)), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT),
+            "cublasGemmEx")
         return out
 
     def close(self):

@@ -204,7 +204,8 @@ class CupyOps(Ops):
     def optimizer_tick(self, state, beta1, beta2):
         if not self.fused:
             return super().optimizer_tick(state, beta1, beta2)
-        kernels.get_kernel("optimizer_tick", numpy.float64)((1,), (32,), (state, float(beta1), float(beta2)))
+        kernels.get_kernel("optimizer_tick", numpy.float64)((1,), (32,), (state, numpy.float64(beta1),
+                                                                          numpy.float64(beta2)))
         return state
 
     def sgd_step_dev(self, w, g, velocity, state, momentum, nesterov, weight_decay):

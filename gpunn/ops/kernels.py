@@ -123,11 +123,14 @@ def name_expression(kernel: str, dtype, act=None) -> str:
     return f"gpunn::{kernel}<{cxx}, {kernel_id}>"
 
 
-def name_expressions(source: str) -> list[str]:
-    """Every template instance in ``source``: each kernel x dtype (x activation)."""
+def name_expressions(source: str, bf16: bool | None = None) -> list[str]:
+    """Every template instance in ``source``: each kernel x dtype (x activation); ``bf16`` True or
+    False: only the bfloat16 instances, or only the others (the two modules built at run time)."""
     names = []
     for kernel, over in SOURCES[source].items():
         for dtype in kernel_dtypes(kernel):
+            if bf16 is not None and (dtype == BF16) != bf16:
+                continue
             if over is None:
                 names.append(name_expression(kernel, dtype))
                 continue
@@ -143,12 +146,14 @@ def all_name_expressions() -> dict[str, list[str]]:
 
 
 @functools.lru_cache(maxsize=None)
-def module(source: str):
-    """The compiled ``cupy.RawModule`` for a source file (built once per process)."""
+def module(source: str, bf16: bool | None = None):
+    """The compiled ``cupy.RawModule`` for a source file (built once per process). The run time
+    builds the bfloat16 instances as a module of their own (``bf16=True``), so float32 training
+    never waits for their compilation; ``bf16=None`` compiles all."""
     import cupy
 
     mod = cupy.RawModule(
-        code=load_source(source), options=COMPILE_OPTIONS, name_expressions=name_expressions(source)
+        code=load_source(source), options=COMPILE_OPTIONS, name_expressions=name_expressions(source, bf16)
     )
     try:
         mod.compile()  # compile now, so a failure surfaces here with its log
@@ -166,5 +171,5 @@ def get_kernel(kernel: str, dtype, act=None):
 
 @functools.lru_cache(maxsize=None)
 def _get(kernel: str, dtype_str: str, act):
-    mod = module(KERNEL_SOURCE[kernel])
+    mod = module(KERNEL_SOURCE[kernel], dtype_str == BF16)
     return mod.get_function(name_expression(kernel, dtype_str if dtype_str == BF16 else numpy.dtype(dtype_str), act))

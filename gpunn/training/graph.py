@@ -39,7 +39,7 @@ class GraphTrainer:
         xp = model.xp
         # [step t, lr, 1 - beta1^t, 1 - beta2^t]: see kernels/optimizers.cu
         self.state = xp.zeros(4, numpy.float64)
-        self.state[0] = optimizer.steps
+        self.state[0] = self._host_steps = optimizer.steps
         self._lr = None
         self._steps = {}  # rows -> _Step
         self.reason = self._why_not_capture()
@@ -78,6 +78,11 @@ class GraphTrainer:
         warnings.warn(f"graph=True: not capturing the training step ({reason}); it runs without a graph",
                       GraphWarning, stacklevel=3)
 
+    def resync(self):
+        """Before reuse by another fit: take up the optimizer's step count if it moved meanwhile."""
+        if self.optimizer.steps != self._host_steps:
+            self.state[0] = self._host_steps = self.optimizer.steps
+
     @property
     def captured(self) -> bool:
         """Whether some batch shape runs as a replayed graph."""
@@ -106,6 +111,7 @@ class GraphTrainer:
         else:
             self._on_stream(step, X, Y)
         self.optimizer.steps += 1
+        self._host_steps = self.optimizer.steps
         return step.sum_sq
 
     def _on_stream(self, step, X, Y):

@@ -102,8 +102,14 @@ class Trainer:
         if getattr(self, "_graph", None) is None:
             from .graph import GraphTrainer
 
-            # kept on the model too: graph_trainer.captured / .reason say what happened
-            self._graph = self.model.graph_trainer = GraphTrainer(self.model, self.optimizer)
+            # Kept on the model: graph_trainer.captured / .reason say what happened, and the next fit
+            # with the same optimizer replays the graphs already captured.
+            previous = getattr(self.model, "graph_trainer", None)
+            if previous is not None and previous.optimizer is self.optimizer:
+                previous.resync()
+                self._graph = previous
+            else:
+                self._graph = self.model.graph_trainer = GraphTrainer(self.model, self.optimizer)
         return self._graph
 
     def run_epoch(self, epoch, first_batch=0, start_sum_sq=0.0):
