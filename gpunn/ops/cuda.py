@@ -45,6 +45,7 @@ class CupyOps(Ops):
         super().__init__(cupy, precision)
         self.fused = bool(fused)
         self.blas = None  # the GemmEx caller: CupyBlas, or the graph path's CapturableBlas
+        self._sm_count = None  # the device's multiprocessors, read at the first launch (one device per model)
         self.max_blocks = None  # grid cap of the grid-stride kernels; None: 16 per multiprocessor
         self.bias_grad_chunks = None  # bias_gradient's row chunks; None: enough blocks to fill the GPU
 
@@ -61,10 +62,16 @@ class CupyOps(Ops):
                 return None
         return dtype
 
+    def _sms(self) -> int:
+        """Multiprocessors of the device this Ops launches on: asked once, not at every launch."""
+        if self._sm_count is None:
+            self._sm_count = _multiprocessors()
+        return self._sm_count
+
     def _grid(self, n):
         cap = self.max_blocks
         if cap is None:
-            cap = 16 * _multiprocessors()
+            cap = 16 * self._sms()
         return (max(1, min(-(-n // BLOCK), cap)),)
 
     def _launch(self, name, dtype, act, n, args):
@@ -159,7 +166,7 @@ class CupyOps(Ops):
                 dZ, db, _NULL, numpy.int64(rows), numpy.int64(cols), numpy.int64(max(rows, 1))))
             return db
         # enough blocks to fill the GPU (4 per multiprocessor), but chunks of at least 64 rows
-        wanted = self.bias_grad_chunks or -(-4 * _multiprocessors() // col_blocks)
+        wanted = self.bias_grad_chunks or -(-4 * self._sms() // col_blocks)
         chunks = max(1, min(wanted, -(-rows // 64)))
         rows_per_chunk = -(-rows // chunks)
         chunks = -(-rows // rows_per_chunk)
