@@ -48,11 +48,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 
 def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True,
-<<<<<<< HEAD
-        distributed=False):
-=======
-        graph=None):
->>>>>>> 0b20501 (graph=True: the whole training step (forward, backward, optimizer) captured as a CUDA graph and replayed per batch; device-side optimizer step state; cuBLAS through ctypes on an own handle during capture; eager form elsewhere, tested equal on the CPU)
+        distributed=False, graph=None):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
@@ -70,14 +66,11 @@ def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, sc
     ``gpunn.load_checkpoint(path).resume``), or your own :class:`Callback`.
     Ctrl-C (with ``handle_interrupt``, main thread only) stops after the current batch and
     returns the history so far with ``history.interrupted = True``.
-<<<<<<< HEAD
     Data parallel: ``distributed=True`` (every rank of ``mpiexec -n P`` calls fit with the same
     arguments and data) trains over MPI on the CPU or NCCL on GPUs; ``batch_size`` is then the
     per-rank batch, the global batch is P times it, and the result is the single-process run at
     that global batch (see gpunn.distributed). Rank 0 prints and writes checkpoints.
-=======
     graph: True/False sets ``model.graph`` (capture each step as a CUDA graph; gpunn.training.graph).
->>>>>>> 0b20501 (graph=True: the whole training step (forward, backward, optimizer) captured as a CUDA graph and replayed per batch; device-side optimizer step state; cuBLAS through ctypes on an own handle during capture; eager form elsewhere, tested equal on the CPU)
     """
     if graph is not None:
         model.graph = bool(graph)
