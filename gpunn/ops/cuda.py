@@ -24,8 +24,9 @@ from .cublas import CupyBlas, GemmError
 BLOCK = 256  # threads per block of the one-dimensional kernels (a multiple of 32, as mse_grad needs)
 BIAS_GRAD_BLOCK = (32, 16)  # bias_grad: 32 columns x 16 row lanes
 # Up to this many rows the bias gradient is one launch of (32, 32)-thread blocks, one per 32
-# columns, each thread summing at most 64 rows; above it, row chunks and a second launch.
-BIAS_GRAD_ONE_LAUNCH_ROWS = 2048
+# columns, each thread summing at most 32 rows; above it, row chunks and a second launch. (Chosen
+# from latency arithmetic; not yet measured on a GPU.)
+BIAS_GRAD_ONE_LAUNCH_ROWS = 1024
 BIAS_GRAD_ONE_LAUNCH_BLOCK = (32, 32)
 _NULL = numpy.uintp(0)  # a null pointer argument
 _SM_COUNT: dict[int, int] = {}
