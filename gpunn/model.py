@@ -14,7 +14,8 @@ dZ[l] (l < L), a bf16 copy of X and of the parameters (made from the float32 one
 forward pass) and a bf16 copy of dZ[L] -- and everything else is float32: the parameters,
 gradients and optimizer state (master copies), the output layer's Z[L], A[L], dA[L], dZ[L], the
 targets, the loss, and the predictions. Products take bf16 operands and accumulate in float32;
-dW[l] is written in float32, db[l] summed in double.
+dW[l] is written in float32, db[l] summed in double. bf16 arrays are ml_dtypes.bfloat16 where
+ml_dtypes is installed, else uint16 holding the same 16 bits.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import as_matrix, check_rows_match, positive_int
 from .ops import ops_for
+from .ops.base import bf16_dtype
 
 DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -31,16 +33,6 @@ PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
 # Tests only: run tf32/bf16 on the CPU through the NumPy emulation in gpunn.ops.Ops (the reference
 # the GPU path is compared with). The public API refuses them on the CPU.
 _EMULATE_PRECISION_ON_CPU = False
-
-
-def bfloat16_dtype():
-    """numpy.dtype(ml_dtypes.bfloat16), or a ValueError saying what to install."""
-    try:
-        import ml_dtypes
-    except ImportError:
-        raise ValueError('precision="bf16" needs the ml_dtypes package (CuPy 14 stores bfloat16 arrays with '
-                         'it): pip install ml_dtypes, or the gpunn[cuda12]/[cuda13] extra') from None
-    return numpy.dtype(ml_dtypes.bfloat16)
 
 
 def check_precision(precision, dtype, backend, fused=None) -> str:
@@ -55,8 +47,6 @@ def check_precision(precision, dtype, backend, fused=None) -> str:
     if not backend.is_gpu and not _EMULATE_PRECISION_ON_CPU:
         raise ValueError(f"precision={precision!r} runs the matrix products on NVIDIA tensor cores and needs a "
                          f"CUDA GPU; this model is on {backend.device!r}. Use precision='float32' on the CPU.")
-    if precision == "bf16":
-        bfloat16_dtype()
     return precision
 
 
@@ -183,7 +173,7 @@ class MLP:
         class docstring). The float32 parameters are kept; an optimizer bound earlier must be bound
         again (``fit`` does that)."""
         self.precision = check_precision(precision, self.dtype, self.backend, self._fused)
-        self.storage_dtype = bfloat16_dtype() if self.precision == "bf16" else self.dtype
+        self.storage_dtype = bf16_dtype() if self.precision == "bf16" else self.dtype
         self.ops = ops_for(self.backend, self._fused, self.precision)
         with self.backend.use():
             # bf16: the parameters rounded for the products, refreshed at each forward pass

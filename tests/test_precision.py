@@ -155,3 +155,38 @@ def test_emulated_tf32_and_bf16_train_to_the_float32_r2(emulate):
     assert scores["float32"] > 0.6, scores
     assert abs(scores["tf32"] - scores["float32"]) < 0.005, scores
     assert abs(scores["bf16"] - scores["float32"]) < 0.005, scores
+
+
+# ---- bf16 without ml_dtypes: uint16 storage of the same bits -------------------------------------
+
+def test_narrow_and_widen_are_ml_dtypes_rounding():
+    from gpunn.ops.base import RAW_BF16, narrow, widen
+
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 1 << 32, 1 << 18, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate([x, np.array([0.0, -0.0, np.inf, -np.inf, 3.4028235e38, 1.00390625], np.float32)])
+    with np.errstate(invalid="ignore"):
+        want = x.astype(BF16)
+    for storage in (BF16, RAW_BF16):
+        got = narrow(x, storage)
+        assert got.dtype == storage
+        finite = ~np.isnan(x)
+        np.testing.assert_array_equal(got.view(np.uint16)[finite], want.view(np.uint16)[finite])
+        assert np.isnan(widen(got)[~finite]).all()
+        np.testing.assert_array_equal(widen(got)[finite], want.astype(np.float32)[finite])
+
+
+def test_bf16_training_is_the_same_with_raw_uint16_storage(emulate, monkeypatch):
+    """Where ml_dtypes is missing, bf16 is stored as uint16 bits: the same training, bit for bit."""
+    from gpunn.ops.base import RAW_BF16
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=800, n_features=5, seed=2, device="cpu")
+    params = []
+    for storage in (BF16, RAW_BF16):
+        monkeypatch.setattr(gm, "bf16_dtype", lambda storage=storage: storage)
+        m = gpunn.MLP([5, 16, 12, 1], activation=["gelu", "relu"], device="cpu", seed=0, precision="bf16")
+        assert m.params16.dtype == storage and m._workspace(4).Z[0].dtype == storage
+        m.fit(X, Y, epochs=2, batch_size=100, verbose=False)
+        params.append(m.params.copy())
+    np.testing.assert_array_equal(params[0], params[1])
+    assert gpunn.ops.cublas.cuda_type(RAW_BF16) == gpunn.ops.cublas.CUDA_R_16BF

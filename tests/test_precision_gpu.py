@@ -1,7 +1,7 @@
 """precision="tf32" | "bf16" on a GPU (marked gpu; skipped without CuPy and a CUDA device).
 
 - tf32 and bf16 train the teacher task to a held-out R² within 0.005 of float32;
-- the bf16 kernels agree with the float32 ones to bf16 rounding (and to_storage with ml_dtypes, bit
+- the bf16 kernels agree with the float32 ones to bf16 rounding (and to_storage with the host rule, bit
   for bit); the bias gradient of bf16 dZ sums in double into float32;
 - GemmEx products for every layout the model uses, against float64; TF32 is really used (its error
   is TF32's) and does not leak to CuPy's own matmul;
@@ -19,6 +19,7 @@ import pytest
 import gpunn
 import gpunn.model as gm
 from gpunn.activations import ACTIVATIONS
+from gpunn.ops.base import bf16_dtype, is_bf16, narrow, widen
 
 try:
     import cupy
@@ -28,8 +29,9 @@ except Exception:  # not installed, or no driver / device
     cupy, _GPU = None, False
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _GPU, reason="needs CuPy and a CUDA device")]
-ml_dtypes = pytest.importorskip("ml_dtypes")
-BF16 = np.dtype(ml_dtypes.bfloat16)
+# ml_dtypes.bfloat16 where installed, else uint16 bits: everything here runs either way (host rounding
+# by gpunn.ops.base.narrow/widen, themselves checked against ml_dtypes in tests/test_precision.py)
+BF16 = bf16_dtype()
 ACTS = list(ACTIVATIONS.values())
 HALF_ULP = 2.0**-8  # bf16 round to nearest: relative error at most 2^-8
 
@@ -40,12 +42,23 @@ def _cupy_ops(precision="bf16"):
     return CupyOps(fused=True, precision=precision)
 
 
+def _bf16(host_f32):
+    """Host float32 values rounded to bf16 (in BF16 storage)."""
+    return narrow(np.asarray(host_f32, np.float32), BF16)
+
+
+def _exact(host_f32):
+    """float32 values that are exactly representable in bf16."""
+    return widen(_bf16(host_f32))
+
+
 def _to_device_bf16(host_f32):
-    return cupy.asarray(np.ascontiguousarray(host_f32).astype(BF16))
+    return cupy.asarray(_bf16(host_f32))
 
 
 def _host(a):
-    return cupy.asnumpy(a).astype(np.float64)
+    h = cupy.asnumpy(a)
+    return (widen(h) if is_bf16(h.dtype) else h).astype(np.float64)
 
 
 def test_tf32_and_bf16_train_to_the_float32_r2():
@@ -65,8 +78,8 @@ def test_tf32_and_bf16_train_to_the_float32_r2():
 def test_bf16_activation_kernels_agree_with_float32(act):
     rng = np.random.default_rng(act.kernel_id)
     rows, cols = 1000, 37
-    z = (rng.standard_normal((rows, cols)) * 3).astype(BF16).astype(np.float32)  # bf16-exact inputs
-    b = rng.standard_normal(cols).astype(BF16).astype(np.float32)
+    z = _exact(rng.standard_normal((rows, cols)) * 3)  # bf16-exact inputs
+    b = _exact(rng.standard_normal(cols))
     ops16, ops32 = _cupy_ops("bf16"), _cupy_ops("float32")
     keep = act.needs_input_for_grad
     # forward: bf16 in and out vs the float32 kernel on the same (widened) values
@@ -79,12 +92,12 @@ def test_bf16_activation_kernels_agree_with_float32(act):
     if keep:
         assert np.all(np.abs(_host(Z16) - _host(Z32)) <= HALF_ULP * np.abs(_host(Z32))), act.name
     # backward, from the kept Z or from A
-    da = rng.standard_normal((rows, cols)).astype(BF16).astype(np.float32)
+    da = _exact(rng.standard_normal((rows, cols)))
     from_output = not act.needs_input_for_grad
-    src = cupy.asnumpy(A32 if from_output else Z32).astype(BF16)  # rounded on the host (ml_dtypes)
+    src = cupy.asnumpy(A32 if from_output else Z32)  # rounded to bf16 on the host
     dZ16, dZ32 = cupy.empty((rows, cols), BF16), cupy.empty((rows, cols), np.float32)
-    ops16.activation_backward(_to_device_bf16(da), act, cupy.asarray(src), from_output, dZ16)
-    ops32.activation_backward(cupy.asarray(da), act, cupy.asarray(src.astype(np.float32)), from_output, dZ32)
+    ops16.activation_backward(_to_device_bf16(da), act, _to_device_bf16(src), from_output, dZ16)
+    ops32.activation_backward(cupy.asarray(da), act, cupy.asarray(_exact(src)), from_output, dZ32)
     want = _host(dZ32)
     assert np.all(np.abs(_host(dZ16) - want) <= HALF_ULP * np.abs(want) + 1e-30), act.name
 
@@ -93,14 +106,14 @@ def test_bf16_activation_kernels_agree_with_float32(act):
 def test_bf16_bias_gradient_sums_in_double_into_float32(rows):
     """One launch up to 1024 rows, two above; dZ bf16, db float32."""
     rng = np.random.default_rng(rows)
-    dz = rng.standard_normal((rows, 45)).astype(BF16)
+    dz = _bf16(rng.standard_normal((rows, 45)))
     db = cupy.full(45, np.nan, np.float32)
     _cupy_ops("bf16").bias_gradient(cupy.asarray(dz), db)
-    want = dz.astype(np.float64).sum(axis=0)
+    want = widen(dz).astype(np.float64).sum(axis=0)
     np.testing.assert_allclose(cupy.asnumpy(db), want, rtol=1e-6, atol=1e-6)
 
 
-def test_bf16_to_storage_rounds_exactly_as_ml_dtypes():
+def test_bf16_to_storage_rounds_exactly_as_the_host_rule():
     rng = np.random.default_rng(9)
     bits = rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)
     x = bits.view(np.float32)
@@ -110,7 +123,7 @@ def test_bf16_to_storage_rounds_exactly_as_ml_dtypes():
     got = cupy.asnumpy(dst).view(np.uint16)
     # the device flushes float denormals to zero (-ftz=true); compare the normal range bit for bit
     normal = np.abs(x) >= np.finfo(np.float32).tiny
-    np.testing.assert_array_equal(got[normal], x[normal].astype(BF16).view(np.uint16)[normal])
+    np.testing.assert_array_equal(got[normal], _bf16(x[normal]).view(np.uint16))
 
 
 @pytest.mark.parametrize("precision,out_dtype,rel", [("tf32", np.float32, 3e-3), ("bf16", BF16, 1.5e-2),
@@ -121,8 +134,8 @@ def test_gemm_ex_for_every_layout_the_model_uses(precision, out_dtype, rel):
     rng = np.random.default_rng(4)
     n, k, m = 257, 129, 65
     in_dtype = BF16 if precision == "bf16" else np.float32
-    a = rng.standard_normal((n, k)).astype(in_dtype)
-    b = rng.standard_normal((k, m)).astype(in_dtype)
+    a, b = rng.standard_normal((n, k)), rng.standard_normal((k, m))
+    a, b = (_bf16(a), _bf16(b)) if in_dtype == BF16 else (a.astype(in_dtype), b.astype(in_dtype))
     blas = CupyBlas()
     for A, B in ((a, b), (np.ascontiguousarray(a.T).T, b), (a, np.ascontiguousarray(b.T).T)):
         # the device arrays keep the host layout: a C-ordered one, or the .T of a C-ordered one
@@ -130,7 +143,8 @@ def test_gemm_ex_for_every_layout_the_model_uses(precision, out_dtype, rel):
         dB = cupy.asarray(np.ascontiguousarray(B)) if B.flags.c_contiguous else cupy.asarray(np.ascontiguousarray(B.T)).T
         out = cupy.empty((n, m), out_dtype)
         blas.gemm(dA, dB, out, precision)
-        want = A.astype(np.float64) @ B.astype(np.float64)
+        host = (lambda x: widen(x).astype(np.float64)) if in_dtype == BF16 else (lambda x: x.astype(np.float64))
+        want = host(A) @ host(B)
         err = np.linalg.norm(_host(out) - want) / np.linalg.norm(want)
         assert err < rel, (precision, out_dtype, A.flags.c_contiguous, B.flags.c_contiguous, err)
 

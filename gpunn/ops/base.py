@@ -15,8 +15,39 @@ import numpy
 from ..activations import Activation
 
 
+RAW_BF16 = numpy.dtype(numpy.uint16)  # bfloat16 as its raw 16 bits, where ml_dtypes is not installed
+
+
+def bf16_dtype():
+    """The dtype gpunn stores bfloat16 in: ml_dtypes.bfloat16 where installed (as CuPy 14 does), else
+    uint16 holding the same 16 bits (the kernels and cuBLAS see the bits either way)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return RAW_BF16
+    return numpy.dtype(ml_dtypes.bfloat16)
+
+
 def is_bf16(dtype) -> bool:
-    return getattr(dtype, "name", None) == "bfloat16"
+    """bfloat16 storage: ml_dtypes.bfloat16, or uint16 (which gpunn uses for nothing else)."""
+    return getattr(dtype, "name", None) in ("bfloat16", "uint16")
+
+
+def widen(x):
+    """float32 values of a bf16 array (either storage), exactly; by bits, for NumPy and CuPy alike."""
+    xp = _array_module(x)
+    return (x.view(xp.uint16).astype(xp.uint32) << xp.uint32(16)).view(xp.float32)
+
+
+def narrow(x, dtype):
+    """float32 ``x`` rounded to bfloat16 (nearest even, NaN kept, overflow to inf), in ``dtype`` storage:
+    the rule of kernels/bfloat16.cuh."""
+    xp = _array_module(x)
+    u = xp.ascontiguousarray(x, dtype=xp.float32).view(xp.uint32)
+    rounded = ((u + xp.uint32(0x7FFF) + ((u >> xp.uint32(16)) & xp.uint32(1))) >> xp.uint32(16)).astype(xp.uint16)
+    nan = (u & xp.uint32(0x7FFFFFFF)) > xp.uint32(0x7F800000)
+    quiet = ((u >> xp.uint32(16)) | xp.uint32(0x40)).astype(xp.uint16)
+    return xp.where(nan, quiet, rounded).view(dtype)
 
 
 def round_to_tf32(x):
@@ -57,8 +88,9 @@ class Ops:
         bf16 operands are multiplied exactly and accumulated in float32 (rounded once into ``out``,
         bf16 or float32); with precision "tf32", float32 operands are first rounded to TF32."""
         xp = self.xp
-        if is_bf16(a.dtype) or is_bf16(out.dtype):
-            out[...] = xp.matmul(a.astype(numpy.float32), b.astype(numpy.float32)).astype(out.dtype)
+        if is_bf16(a.dtype):
+            product = xp.matmul(widen(a), widen(b))
+            out[...] = narrow(product, out.dtype) if is_bf16(out.dtype) else product
             return out
         if self.precision == "tf32" and a.dtype == numpy.float32 and b.dtype == numpy.float32:
             return xp.matmul(round_to_tf32(a), round_to_tf32(b), out=out)
@@ -66,22 +98,22 @@ class Ops:
 
     def to_storage(self, src, dst):
         """dst <- src rounded to dst's dtype (the bf16 copies of parameters and inputs)."""
-        dst[...] = src.astype(dst.dtype)
+        dst[...] = narrow(src, dst.dtype) if is_bf16(dst.dtype) else src.astype(dst.dtype)
         return dst
 
     # ---- forward ---------------------------------------------------------------------
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
         """Z <- Z + b (when keep_z or A is Z) and A <- g(Z + b); b broadcasts over rows."""
         if is_bf16(Z.dtype):  # as the bf16 kernel: widen, compute in float32, round each store
-            z = Z.astype(numpy.float32)
+            z = widen(Z)
             if b is not None:
-                z += b.astype(numpy.float32)
+                z += widen(b)
             if keep_z or A is Z:
-                Z[...] = z.astype(Z.dtype)
+                Z[...] = narrow(z, Z.dtype)
             if A is not Z or act.name != "identity":
                 a = self.xp.empty_like(z)
                 act.forward(self.xp, z, a)
-                A[...] = a.astype(A.dtype)
+                A[...] = narrow(a, A.dtype)
             return A
         if b is not None:
             self.xp.add(Z, b, out=Z)
@@ -94,10 +126,10 @@ class Ops:
         """dZ <- dA * g'(source), where source is A = g(Z) if from_output else Z."""
         xp = self.xp
         if is_bf16(dA.dtype):  # as the bf16 kernel: widen, compute in float32, round the store
-            src = source.astype(numpy.float32)
+            src = widen(source)
             grad = xp.empty_like(src)
             (act.grad_from_output if from_output else act.grad_from_input)(xp, src, grad)
-            dZ[...] = (dA.astype(numpy.float32) * grad).astype(dZ.dtype)
+            dZ[...] = narrow(widen(dA) * grad, dZ.dtype)
             return dZ
         if act.name == "identity":
             if dZ is not dA:
@@ -141,7 +173,7 @@ class Ops:
     def bias_gradient(self, dZ, db):
         """db <- column sums of dZ (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
         if is_bf16(dZ.dtype):
-            db[...] = dZ.astype(numpy.float64).sum(axis=0)
+            db[...] = widen(dZ).astype(numpy.float64).sum(axis=0)
             return db
         return self.xp.sum(dZ, axis=0, out=db)
 

@@ -48,7 +48,7 @@ def cuda_type(dtype) -> int:
         return CUDA_R_32F
     if dtype == numpy.float64:
         return CUDA_R_64F
-    if dtype.name == "bfloat16":
+    if dtype.name in ("bfloat16", "uint16"):  # uint16: bf16 bits where ml_dtypes is not installed
         return CUDA_R_16BF
     raise GemmError(f"no cuBLAS type for {dtype}")
 
@@ -58,7 +58,7 @@ def compute_type(a_dtype, c_dtype, precision: str) -> int:
     a_dtype, c_dtype = numpy.dtype(a_dtype), numpy.dtype(c_dtype)
     if a_dtype == numpy.float64 and c_dtype == numpy.float64:
         return COMPUTE_64F
-    if a_dtype.name == "bfloat16" and c_dtype.name in ("bfloat16", "float32"):
+    if a_dtype.name in ("bfloat16", "uint16") and c_dtype.name in ("bfloat16", "uint16", "float32"):
         return COMPUTE_32F  # bf16 inputs, float32 accumulation
     if a_dtype == numpy.float32 and c_dtype == numpy.float32:
         return COMPUTE_32F_FAST_TF32 if precision == "tf32" else COMPUTE_32F

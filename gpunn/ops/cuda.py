@@ -8,7 +8,7 @@ with the host.
 
 Precision (``MLP(precision=...)``): "float32" multiplies with CuPy's ``matmul``; "tf32" and
 "bf16" call cuBLAS's GemmEx with the compute type of each product (gpunn/ops/cublas.py). bf16
-arrays (ml_dtypes.bfloat16) go to the kernels' bf16 instances, which compute in float; their
+arrays (ml_dtypes.bfloat16, or uint16 bits without ml_dtypes) go to the kernels' bf16 instances, which compute in float; their
 bias gradients land in the float32 gradient buffer.
 """
 from __future__ import annotations

@@ -94,7 +94,9 @@ def _line_after(text: str, match) -> int:
 
 def is_bf16(dtype) -> bool:
     """Whether ``dtype`` is bfloat16 (the name, or ml_dtypes.bfloat16's numpy dtype)."""
-    return dtype == BF16 or getattr(dtype, "name", None) == BF16 or getattr(dtype, "__name__", None) == BF16
+    if dtype == BF16 or getattr(dtype, "__name__", None) == BF16:
+        return True
+    return getattr(dtype, "name", None) in (BF16, "uint16")  # uint16: bf16 bits without ml_dtypes
 
 
 def _cxx_type(kernel: str, dtype) -> str:
