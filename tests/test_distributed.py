@@ -39,6 +39,21 @@ def test_the_ranks_pieces_make_up_the_single_process_batches_in_order(rows, rank
     assert [b[0].tolist() for b in later] == [b[0].tolist() for b in per_rank[-1][3:]]
 
 
+@pytest.mark.parametrize("rows,ranks,batch", [(203, 2, 8), (17, 2, 8), (50, 3, 4)])
+def test_any_source_split_by_pieces_gives_the_single_process_batches(rows, ranks, batch):
+    from gpunn.distributed.shard import PieceOfEachBatch
+    from gpunn.training.sources import ArraySource
+
+    X = numpy.arange(rows, dtype="float64")[:, None]
+    single = [b[0][:, 0].tolist() for b in ArraySource(X, X, CPU, seed=5).batches(1, ranks * batch)]
+    pieces = [PieceOfEachBatch(ArraySource(X, X, CPU, seed=5), rank=r, size=ranks, batch_size=batch)
+              for r in range(ranks)]
+    per_rank = [[b[0][:, 0].tolist() for b in p.batches(1, batch)] for p in pieces]
+    assert [sum((per_rank[r][i] for r in range(ranks)), []) for i in range(len(single))] == single
+    assert sum(p.rows for p in pieces) == rows
+    assert {p.n_batches(batch) for p in pieces} == {len(single)}
+
+
 def test_a_configuration_difference_names_the_setting_and_the_ranks():
     same = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.01}}
     other = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.02}}
@@ -157,3 +172,22 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_and_leaves_a_valid_checkpoint(tmp_pa
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
     assert ckpt.training["settings"]["ranks"] == 2
     assert ckpt.epoch >= result["epochs"]
+
+
+@needs_mpi
+def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_path):
+    gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
+    env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = [_mpiexec(), "-n", "2", str(gpunn_cli), "train", "--rows", "3000", "--features", "4", "--hidden", "8",
+           "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet",
+           "--save", str(tmp_path / "run.npz"), "--json", str(tmp_path / "run.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("launched by MPI with 2 processes") == 1
+    assert proc.stdout.count("held-out:") == 1  # rank 1 prints nothing
+    assert "batch 64 per rank x 2 ranks" in proc.stdout
+    import gpunn
+
+    settings = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").settings
+    assert (settings.ranks, settings.batch_size) == (2, 64)
+    assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2

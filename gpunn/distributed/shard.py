@@ -104,3 +104,38 @@ class ShardedArraySource:
                 self.global_batch_rows = min(self.size * batch_size, self.total_rows - start)
                 yield Xs[offset:offset + hi - lo], Ys[offset:offset + hi - lo]
             offset += hi - lo
+
+
+class PieceOfEachBatch:
+    """Any DataSource made data parallel: every rank draws the whole source's batches at the global
+    batch size (``size x batch_size``) and keeps piece ``rank`` of each.
+
+    Exact for any source whose batches are a pure function of (seed, epoch, batch): the ranks'
+    pieces of batch i are the single process's batch i. Each rank reads (or generates) every row
+    and trains on 1/size of them; for in-memory arrays :class:`ShardedArraySource` gathers only
+    its own rows.
+    """
+
+    def __init__(self, source, *, rank, size, batch_size):
+        self.source, self.rank, self.size = source, int(rank), int(size)
+        self.n_features, self.n_outputs = source.n_features, source.n_outputs
+        self.resumable = getattr(source, "resumable", False)
+        self.total_rows = int(source.rows)
+        B = self.size * batch_size
+        full, tail = divmod(self.total_rows, B)
+        lo, hi = piece(tail, self.rank, self.size)
+        self.rows = full * batch_size + (hi - lo)
+        self.global_batch_rows = 0
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-self.total_rows // (self.size * batch_size))
+
+    def config(self) -> dict:
+        return dict(self.source.config(), ranks=self.size)
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        for Xb, Yb in self.source.batches(epoch, self.size * batch_size, first_batch):
+            M = int(Xb.shape[0])
+            lo, hi = piece(M, self.rank, self.size)
+            self.global_batch_rows = M
+            yield Xb[lo:hi], Yb[lo:hi]

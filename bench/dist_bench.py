@@ -1,0 +1,76 @@
+"""Data-parallel throughput on the CPU: ``mpiexec -n P python bench/dist_bench.py CONFIG BATCH [STEPS]``.
+
+CONFIG is a ``gpunn bench`` configuration (medium, wide, ...); BATCH the per-rank batch; an epoch has
+STEPS steps (default 60) of P x BATCH rows. Run without mpiexec (P = 1) it trains the plain loop (no
+hook): the baseline. Each step is timed on its own (the CPU path is synchronous), and so is each
+gradient all-reduce (including any wait for the slower rank); rank 0 prints one JSON line with the
+minimum and the median of both over 3 epochs after a warm-up epoch. On a shared machine the minimum
+is the number to read: it is the step when neither rank was descheduled. Threads come from the
+environment (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS); bench/RESULTS.md has the commands.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy
+
+
+def main():
+    import gpunn
+    from gpunn.bench.configs import CONFIGS
+    from gpunn.distributed import launched_rank, launched_size
+
+    name, batch = sys.argv[1], int(sys.argv[2])
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 60
+    config = CONFIGS[name]
+    ranks = launched_size()
+    rows = steps * batch * ranks
+    X, Y = gpunn.datasets.make("teacher", rows, config.inputs, config.outputs, device="cpu", seed=0)
+
+    class StepTimes(gpunn.Callback):
+        def __init__(self):
+            self.steps, self.allreduce = [], []
+
+        def on_train_begin(self, trainer):
+            self.steps.clear()
+            self.allreduce.clear()
+            hook = trainer.hook
+            if hook is not None:  # time each all-reduce call
+                comm, inner = hook.comm, hook.comm.allreduce_sum_
+
+                def timed(array):
+                    t = time.perf_counter()
+                    inner(array)
+                    self.allreduce.append(time.perf_counter() - t)
+                comm.allreduce_sum_ = timed
+            self.t = time.perf_counter()
+
+        def on_batch_end(self, trainer, batch):
+            now = time.perf_counter()
+            self.steps.append(now - self.t)
+            self.t = now
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.t = time.perf_counter()  # leave the epoch-end work out of the next step
+
+    probe = StepTimes()
+    model = gpunn.MLP(config.sizes, device="cpu", seed=0)
+    kw = dict(batch_size=batch, verbose=False, callbacks=[probe], distributed=ranks > 1)
+    model.fit(X[:batch * ranks * 5], Y[:batch * ranks * 5], epochs=1, **kw)  # warm-up: JIT, workspaces
+    history = model.fit(X, Y, epochs=3, **kw)
+    step = numpy.array(probe.steps)
+    ar = numpy.array(probe.allreduce) if probe.allreduce else numpy.zeros(1)
+    result = {"config": name, "ranks": ranks, "batch_per_rank": batch, "global_batch": batch * ranks,
+              "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "GPUNN_CPU_THREADS")},
+              "step_ms_min": step.min() * 1e3, "step_ms_median": float(numpy.median(step)) * 1e3,
+              "samples_per_s_at_min": batch * ranks / step.min(),
+              "samples_per_s_epoch_median": float(numpy.median(history["samples_per_s"])),
+              "allreduce_ms_min": ar.min() * 1e3, "allreduce_ms_median": float(numpy.median(ar)) * 1e3,
+              "params": model.n_parameters, "load": round(os.getloadavg()[0], 1)}
+    if launched_rank() == 0:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
