@@ -1,4 +1,5 @@
-"""Data-parallel throughput on the CPU: ``mpiexec -n P python bench/dist_bench.py CONFIG BATCH [STEPS]``.
+"""Data-parallel throughput on the CPU: ``mpiexec -n P python bench/dist_bench.py CONFIG BATCH [STEPS]``;
+``mpiexec -n P python bench/dist_bench.py allreduce`` times the MPI all-reduce alone.
 
 CONFIG is a ``gpunn bench`` configuration (medium, wide, ...); BATCH the per-rank batch; an epoch has
 STEPS steps (default 60) of P x BATCH rows. Run without mpiexec (P = 1) it trains the plain loop (no
@@ -72,5 +73,27 @@ def main():
         print(json.dumps(result), flush=True)
 
 
+def allreduce():
+    """MPI_Allreduce of the medium and wide gradient buffers and of the 4-byte stop flag, alone."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    out = {}
+    for name, n, dtype, op in (("medium", 82_689, numpy.float32, MPI.SUM), ("wide", 2_363_393, numpy.float32, MPI.SUM),
+                               ("flag", 1, numpy.int32, MPI.MAX)):
+        a = numpy.ones(n, dtype)
+        times = []
+        for _ in range(200 if n < 1_000_000 else 40):
+            comm.Barrier()
+            t = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, a, op=op)
+            times.append(time.perf_counter() - t)
+        us = numpy.array(times) * 1e6
+        out[name] = {"bytes": a.nbytes, "min_us": round(float(us.min()), 1),
+                     "median_us": round(float(numpy.median(us)), 1), "GB_per_s_at_min": round(a.nbytes / us.min() / 1e3, 2)}
+    if comm.rank == 0:
+        print(json.dumps(dict(out, ranks=comm.size, load=round(os.getloadavg()[0], 1))), flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    allreduce() if sys.argv[1] == "allreduce" else main()

@@ -265,6 +265,8 @@ class NcclComm:
             self.gpu_comm = nccl.NcclCommunicator(self.size, uid, self.rank)
 
     def __getattr__(self, name):  # the control collectives: any, sum_host, allgather, bcast_object, barrier
+        if name == "control":  # not set yet (or being copied): no recursion
+            raise AttributeError(name)
         return getattr(self.control, name)
 
     def describe(self) -> str:
