@@ -403,6 +403,8 @@ class ModelCheckpoint(Callback):
     run can be resumed; point ``path`` elsewhere to keep a best-only file).
     """
 
+    rank_zero_only = True  # data parallel: rank 0 writes; the other ranks hold the same state
+
     def __init__(self, path, every=1, save_best_only=False, monitor=None, mode="auto"):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")

@@ -17,6 +17,19 @@ def rel(a, b):
     return float(numpy.max(numpy.abs(a - b)) / numpy.max(numpy.abs(b)))
 
 
+class Marker(gpunn.Callback):
+    """Output-like callback: must run on rank 0 only."""
+
+    rank_zero_only = True
+
+    def __init__(self, tmp):
+        self.path = f"{tmp}/marker"
+
+    def on_train_begin(self, trainer):
+        with open(self.path, "a") as fh:
+            fh.write(f"{world().rank}\n")
+
+
 def exactness(out, tmp):
     comm = world()
     # 203 rows, 8 per rank: 12 global batches of 16 and a last one of 11 (5 + 6 rows);
@@ -38,7 +51,10 @@ def exactness(out, tmp):
     opts = dict(FIT, validation_fraction=0.1)
     MLP(**ARCH).fit(X, Y, epochs=2, batch_size=8, distributed=True,
                     callbacks=[gpunn.EarlyStopping(patience=50), gpunn.ModelCheckpoint(path)], **opts)
-    resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, epochs=4, distributed=True, verbose=True)
+    resumed_model = gpunn.load_checkpoint(path, device="cpu")
+    resumed = resumed_model.resume(X, Y, epochs=4, distributed=True, verbose=True, callbacks=[Marker(tmp)])
+    out["resumed_same_on_ranks"] = len(set(comm.allgather(resumed_model.model.params.tobytes()))) == 1
+    out["rank_zero_only_ran_on"] = sorted(int(r) for r in open(f"{tmp}/marker").read().split())
     if comm.rank == 0:
         ref = MLP(**ARCH)
         ref_history = ref.fit(X, Y, epochs=4, batch_size=16, callbacks=[gpunn.EarlyStopping(patience=50)], **opts)

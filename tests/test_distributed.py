@@ -62,6 +62,15 @@ def test_a_configuration_difference_names_the_setting_and_the_ranks():
     assert text.strip() == "optimizer.lr: 0.01 on ranks 0, 1; 0.02 on rank 2"
 
 
+def test_callbacks_that_write_or_print_are_marked_for_rank_0():
+    import gpunn
+
+    from gpunn.training.callbacks import ProgressBar
+
+    assert gpunn.ModelCheckpoint.rank_zero_only and ProgressBar.rank_zero_only
+    assert not getattr(gpunn.EarlyStopping, "rank_zero_only", False)
+
+
 def test_resuming_on_another_number_of_ranks_needs_an_even_split_of_the_global_batch():
     from gpunn.training.state import FitSettings
 
@@ -132,6 +141,8 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     # written by rank 0 after 2 epochs, resumed on 2 ranks to 4: the uninterrupted single-process run
     assert result["epochs"] == [1, 2, 3, 4]
     assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_loss_rel"] < 1e-10
+    assert result["resumed_same_on_ranks"]  # early stopping restored the same weights on both ranks
+    assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
     assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
     assert err.count("train [cpu]") >= 1 and "rank 1" not in err
 

@@ -66,6 +66,16 @@ class _AgreedStop(Callback):
         trainer.stop = self.comm.any(trainer.stop, label="the early-stopping agreement")
 
 
+class _ValidatedOnRankZero:
+    """A validation evaluator for ranks > 0: no work; rank 0's val_* logs arrive in the epoch-log broadcast."""
+
+    def __init__(self, n_rows):
+        self.n_rows = n_rows
+
+    def evaluate(self, model) -> dict:
+        return {}
+
+
 class DataParallel:
     """One rank's share of a data-parallel fit (made by ``fit(..., distributed=True)``).
 
@@ -105,7 +115,9 @@ class DataParallel:
         return [_Start(self), *kept, _AgreedStop(self.comm)]
 
     def validation(self, evaluator):
-        return evaluator if self.is_root else None
+        """Rank 0 evaluates; the others get a stand-in, so that every rank's callbacks see a run with
+        validation (EarlyStopping monitors val_loss everywhere) and take rank 0's values."""
+        return evaluator if self.is_root or evaluator is None else _ValidatedOnRankZero(evaluator.n_rows)
 
     def settings(self, trainer) -> dict:
         """What every rank must agree on before the first step (see :mod:`.digest`)."""
