@@ -70,18 +70,65 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+def _remove_stale_temps(directory, base) -> None:
+    """Delete temp files an earlier, killed writer of ``base`` left behind (named ``.BASE.PID.*.tmp``,
+    PID no longer running)."""
+    prefix = f".{base}."
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that writer is still running
+        except ProcessLookupError:
+            pass
+        except OSError:  # exists but is not ours (EPERM): leave it
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _naming(exc: OSError, path) -> OSError:
+    """The same error, saying which file could not be written (not the temp file's name)."""
+    message = f"cannot write {path}: {exc.strerror or exc}"
+    try:
+        return type(exc)(exc.errno, message) if exc.errno else type(exc)(message)
+    except TypeError:  # an OSError subclass with another constructor
+        return OSError(exc.errno, message) if exc.errno else OSError(message)
+
+
 def atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, make it durable, then rename over ``path``."""
+    """Call ``write(fileobj)`` on a temp file beside ``path``, make it durable, then rename over ``path``.
+
+    The temp file (``.NAME.PID.random.tmp``) is removed on any failure, Ctrl-C included, and one left
+    by a killed process is removed by the next write to the same path. Errors name ``path``, not the
+    temp file.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    base = os.path.basename(path)
+    _remove_stale_temps(directory, base)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _naming(exc, path) from None
     except BaseException:
         try:
             os.unlink(tmp)

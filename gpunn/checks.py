@@ -40,7 +40,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
         row, col = (int(i) for i in xp.argwhere(~finite)[0])
         raise ValueError(
             f"{name} contains {bad} NaN or infinite value(s) (first at row {row}, column {col}) "
-            f"after conversion to {numpy.dtype(dtype).name}; clean or impute them before training"
+            f"after conversion to {numpy.dtype(dtype).name}; clean or impute them first"
         )
     return data
 

@@ -14,7 +14,7 @@ import tomllib
 
 from .checkpoint import atomic_write
 
-NOT_IN_FILES = {"help", "config", "func", "command", "version"}
+NOT_IN_FILES = {"help", "config", "func", "command", "version", "debug"}
 
 
 class ConfigError(ValueError):

@@ -8,14 +8,13 @@ works as a plain estimator (get_params/set_params/fit/predict/score are provided
 """
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import numbers
 
 import numpy
 
 from .optim import make_optimizer, make_schedule
-from .training.callbacks import EarlyStopping, History
+from .training.callbacks import EarlyStopping, History, ReduceLROnPlateau
 from .training.loop import train
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
@@ -94,44 +93,77 @@ except ImportError:  # a minimal stand-in with the same conventions
         return X, y
 
 
+SOLVERS = ("adam", "sgd", "adamw")  # scikit-learn's mini-batch solvers, and AdamW
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> gpunn's
+
+
 class MLPRegressor(RegressorMixin, BaseEstimator):
     """A multilayer-perceptron regressor trained with gpunn on the GPU (CuPy) or the CPU.
 
-    Parameters mirror :func:`gpunn.fit`: ``hidden_layer_sizes`` (as scikit-learn's
-    MLPRegressor), ``activation`` (hidden) and ``output_activation``, ``optimizer`` ("adam",
-    "adamw", "sgd", "momentum", "nesterov"), ``lr``, ``weight_decay``, ``batch_size`` (capped
-    at the number of rows; None for full batch), ``epochs`` (scikit-learn's max_iter),
-    ``schedule``; ``early_stopping`` holds out ``validation_fraction`` of the rows and stops
-    after ``patience`` epochs without an improvement of ``min_delta`` in validation loss,
-    keeping the best weights; ``dtype``, ``device`` ("auto", "cpu", "cuda", "cuda:N");
-    ``random_state`` (int, RandomState or None) seeds initialisation, shuffles and the split.
+    A drop-in for ``sklearn.neural_network.MLPRegressor``: the same parameter names and defaults,
+    mapped onto gpunn where they have a meaning, refused by name where they do not.
 
-    Fitted attributes: ``model_`` (the gpunn.MLP), ``history_``, ``loss_curve_``,
-    ``validation_scores_`` (validation R² per epoch, with early stopping), ``n_iter_``,
-    ``n_features_in_``, ``n_outputs_``.
+    - ``hidden_layer_sizes``, ``activation`` ("identity", "logistic" (= sigmoid), "tanh", "relu",
+      and gpunn's others: gelu, silu, elu, softplus, leaky_relu), ``max_iter`` (epochs),
+      ``batch_size`` ("auto" = min(200, rows)), ``shuffle``, ``random_state``, ``verbose``,
+      ``validation_fraction``: as in scikit-learn.
+    - ``solver``: "adam" (``beta_1``, ``beta_2``, ``epsilon``) or "sgd" (``momentum``,
+      ``nesterovs_momentum``); gpunn adds "adamw". "lbfgs" is refused.
+    - ``learning_rate_init``: the step size on scikit-learn's loss, half the mean squared error
+      (so gpunn's sgd gets half of it: its loss is the full MSE; Adam does not depend on the scale).
+    - ``alpha``: the L2 penalty, as scikit-learn adds it to the gradient (alpha·W / batch rows):
+      gpunn's coupled weight decay of 2·alpha / batch_size. Unlike scikit-learn it also decays biases.
+    - ``tol``, ``n_iter_no_change``, ``early_stopping``: training stops once the training loss
+      (or, with early_stopping, the validation R² on ``validation_fraction`` of the rows) has not
+      improved by ``tol`` for more than ``n_iter_no_change`` epochs; with early_stopping the best
+      epoch's weights are kept. ``learning_rate="adaptive"`` (sgd) divides the rate by 5 on that
+      plateau instead of stopping; "invscaling" is refused (gpunn's schedules are per epoch);
+      for adam, learning_rate and power_t are ignored, as in scikit-learn.
+    - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn).
+    - ``loss``: "squared_error" only; ``max_fun``: only used by lbfgs (ignored).
+    - gpunn's own: ``output_activation``, ``dtype`` (any spelling of float32/float64), ``device``
+      ("auto", "cpu", "cuda", "cuda:N").
+
+    Fitted attributes: ``model_`` (the gpunn.MLP), ``history_``, ``loss_curve_`` (the training MSE
+    per epoch), ``best_loss_``, ``validation_scores_`` and ``best_validation_score_`` (validation
+    R², with early stopping), ``n_iter_``, ``t_``, ``coefs_``, ``intercepts_``, ``n_layers_``,
+    ``n_outputs_``, ``out_activation_``, ``n_features_in_``.
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", output_activation="identity", optimizer="adam",
-                 lr=1e-3, weight_decay=0.0, batch_size=200, epochs=200, schedule="constant", early_stopping=False,
-                 validation_fraction=0.1, patience=10, min_delta=1e-4, dtype="float32", device="auto",
-                 random_state=None, verbose=False):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, output_activation="identity",
+                 dtype="float32", device="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
-        self.output_activation = output_activation
-        self.optimizer = optimizer
-        self.lr = lr
-        self.weight_decay = weight_decay
+        self.loss = loss
+        self.solver = solver
+        self.alpha = alpha
         self.batch_size = batch_size
-        self.epochs = epochs
-        self.schedule = schedule
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.min_delta = min_delta
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.output_activation = output_activation
         self.dtype = dtype
         self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
 
     # ---- scikit-learn plumbing -------------------------------------------------------
     def __sklearn_tags__(self):
@@ -161,68 +193,138 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
-    def _new_model(self, n_features, n_outputs, seed):
+    def _check_params(self):
+        """Refuse, by name, what gpunn cannot do; return the gpunn activation name."""
+        if self.loss != "squared_error":
+            raise ValueError(f"loss={self.loss!r} is not available in gpunn: it trains on the squared error only "
+                             "(loss='squared_error')")
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not available in gpunn (a full-batch quasi-Newton method); "
+                             f"use one of {SOLVERS}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.learning_rate not in LEARNING_RATES:
+            raise ValueError(f"learning_rate must be one of {LEARNING_RATES}, got {self.learning_rate!r}")
+        if self.learning_rate == "invscaling" and self.solver == "sgd":
+            raise ValueError("learning_rate='invscaling' is not available in gpunn (its schedules change the rate per "
+                             "epoch, not per step); use 'constant' or 'adaptive'")
+        for name in ("alpha", "tol", "learning_rate_init", "epsilon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or \
+                    (name in ("learning_rate_init", "epsilon") and value == 0):
+                raise ValueError(f"{name} must be a {'positive' if name in ('learning_rate_init', 'epsilon') else 'non-negative'}"
+                                 f" number, got {value!r}")
+        for name in ("max_iter", "n_iter_no_change"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return SKLEARN_ACTIVATIONS.get(self.activation, self.activation)
+
+    def _batch_size(self, rows):
+        if isinstance(self.batch_size, str) and self.batch_size == "auto":
+            return min(200, rows)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+        return min(int(self.batch_size), rows)
+
+    def _optimizer(self, batch_size):
+        """(gpunn optimizer name, make_optimizer keyword arguments) for the scikit-learn settings."""
+        decay = 2.0 * self.alpha / batch_size or None  # scikit-learn's alpha·W/n on the half-MSE gradient
+        if self.solver == "sgd":
+            name = ("nesterov" if self.nesterovs_momentum else "momentum") if self.momentum else "sgd"
+            return name, dict(lr=self.learning_rate_init / 2, momentum=self.momentum or None, weight_decay=decay)
+        return self.solver, dict(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
+                                 weight_decay=decay)
+
+    def _new_model(self, n_features, n_outputs, seed, activation):
         from .model import MLP
 
-        return MLP([n_features, *self._hidden(), n_outputs], activation=self.activation,
+        return MLP([n_features, *self._hidden(), n_outputs], activation=activation,
                    output_activation=self.output_activation, dtype=self.dtype, device=self.device, seed=seed)
 
     # ---- estimator API ----------------------------------------------------------------
     def fit(self, X, y):
-        """Train a fresh network on (X, y); returns self."""
+        """Train on (X, y) (a fresh network, or the fitted one with warm_start); returns self."""
+        activation = self._check_params()
         X, y = self._validate(X, y)
-        self._y_1d = y.ndim == 1
-        Y = y.reshape(-1, 1) if self._y_1d else y
-        self._seed_ = self._seed()
-        model = self._new_model(X.shape[1], Y.shape[1], self._seed_)
+        y_1d = y.ndim == 1
+        Y = y.reshape(-1, 1) if y_1d else y
+        warm = self.warm_start and hasattr(self, "model_") and self.n_outputs_ == Y.shape[1] \
+            and self.model_.layer_sizes[0] == X.shape[1]
+        if warm:
+            model, previous = self.model_, self.history_
+        else:
+            self._seed_ = self._seed()
+            model, previous = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation), None
+        self._y_1d = y_1d
+        rows = X.shape[0] - (max(1, int(round(self.validation_fraction * X.shape[0]))) if self.early_stopping else 0)
+        batch = self._batch_size(rows)
+        name, opt = self._optimizer(batch)
+        monitor = "val_r2" if self.early_stopping else "loss"
+        patience = self.n_iter_no_change + 1  # scikit-learn stops when the count exceeds n_iter_no_change
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        callbacks = [ReduceLROnPlateau(monitor, factor=0.2, patience=patience, min_delta=self.tol)] if adaptive else []
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
-        callbacks = [EarlyStopping(patience=self.patience, min_delta=self.min_delta)] if self.early_stopping else []
-        optimizer = make_optimizer(self.optimizer, lr=self.lr, weight_decay=self.weight_decay)
-        history = model.fit(X, Y, epochs=self.epochs, batch_size=self.batch_size, optimizer=optimizer,
-                            schedule=self.schedule, seed=self._seed_, verbose=self.verbose,
+        if not adaptive:
+            callbacks.append(EarlyStopping(monitor, patience=patience, min_delta=self.tol,
+                                           restore_best_weights=bool(self.early_stopping)))
+        history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
+                            shuffle=bool(self.shuffle), seed=self._seed_, verbose=self.verbose, callbacks=callbacks,
                             validation_fraction=self.validation_fraction if self.early_stopping else None,
-                            callbacks=callbacks, handle_interrupt=False)
-        self._set_fitted(model, history, Y.shape[1])
+                            handle_interrupt=False)
+        if previous is not None:  # warm start: the curves go on
+            for key, values in history.items():
+                previous.setdefault(key, []).extend(values)
+            previous.stopped_early, previous.best_epoch = history.stopped_early, history.best_epoch
+            history = previous
+        self._set_fitted(model, history, Y.shape[1], X.shape[0], warm)
         return self
 
     def partial_fit(self, X, y):
         """One more epoch over (X, y), continuing the optimizer (a fresh network on first call)."""
+        activation = self._check_params()
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
         y_1d = y.ndim == 1
         Y = y.reshape(-1, 1) if y_1d else y
+        batch = self._batch_size(X.shape[0])
         if first:
             self._y_1d, self._seed_ = y_1d, self._seed()
-            model = self._new_model(X.shape[1], Y.shape[1], self._seed_)
-            model.optimizer = make_optimizer(self.optimizer, lr=self.lr, weight_decay=self.weight_decay or None)
+            model = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation)
+            name, opt = self._optimizer(batch)
+            model.optimizer = make_optimizer(name, **opt)
             history, n_iter = History(), 0
         else:
             if Y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {Y.shape[1]} outputs but the model was fitted with {self.n_outputs_}")
             model, history, n_iter = self.model_, self.history_, self.n_iter_
-        schedule = make_schedule(self.schedule)
-        if schedule.name == "cosine" and not schedule.total_epochs:
-            schedule = dataclasses.replace(schedule, total_epochs=self.epochs)
         with model.backend.use():
             Xd, Yd = model._as_input(X), model._as_target(Y)
-            batch = Xd.shape[0] if self.batch_size is None else min(int(self.batch_size), Xd.shape[0])
             settings = FitSettings(epochs=n_iter + 1, batch_size=batch, train_rows=int(Xd.shape[0]), seed=self._seed_,
-                                   shuffle=True, schedule=schedule)
-            source = ArraySource(Xd, Yd, model.backend, seed=self._seed_, shuffle=True)
+                                   shuffle=bool(self.shuffle), schedule=make_schedule("constant"))
+            source = ArraySource(Xd, Yd, model.backend, seed=self._seed_, shuffle=bool(self.shuffle))
             train(model, source, model.optimizer, settings, TrainState(epoch=n_iter, history=history),
                   handle_interrupt=False)
-        self._set_fitted(model, history, Y.shape[1])
+        self._set_fitted(model, history, Y.shape[1], X.shape[0], not first)
         return self
 
-    def _set_fitted(self, model, history, n_outputs):
+    def _set_fitted(self, model, history, n_outputs, rows, continued):
         self.model_, self.history_ = model, history
         self.n_outputs_ = n_outputs
         self.loss_curve_ = list(history.get("loss", []))
+        before = getattr(self, "n_iter_", 0) if continued else 0
+        self.t_ = (getattr(self, "t_", 0) if continued else 0) + rows * (len(self.loss_curve_) - before)
         self.n_iter_ = len(self.loss_curve_)
+        self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ and not self.early_stopping else None
         if "val_r2" in history:
             self.validation_scores_ = list(history["val_r2"])
             self.best_validation_score_ = max(self.validation_scores_)
+        host = model.backend.to_host
+        self.coefs_ = [numpy.array(host(W)) for W in model.weights]
+        self.intercepts_ = [numpy.array(host(b)) for b in model.biases] if model.bias else None
+        self.n_layers_ = len(model.layer_sizes)
+        self.out_activation_ = model.activations[-1].name
 
     def predict(self, X):
         """Predictions as a host float64 array: (n,) when fitted on 1-D y, else (n, outputs)."""

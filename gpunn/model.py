@@ -50,6 +50,19 @@ def check_precision(precision, dtype, backend, fused=None) -> str:
     return precision
 
 
+def canonical_dtype(dtype) -> str:
+    """"float32" or "float64" for any NumPy spelling of them: numpy.float32, "f4", "<f8", "single",
+    "double", numpy.dtype("float64"), float... Anything else raises ValueError."""
+    try:
+        name = numpy.dtype(dtype).name if dtype is not None and not isinstance(dtype, bool) else None
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES} (or a NumPy spelling of one: f4, single, numpy.float64...), "
+                         f"got {dtype!r}")
+    return name
+
+
 class ParamList(list):
     """A list of views into a flat buffer; assigning an item copies into the buffer."""
 
@@ -119,9 +132,7 @@ class MLP:
         else:
             hidden = [get_activation(activation)] * n_hidden
         self.activations: list[Activation] = hidden + [get_activation(output_activation)]
-        if str(dtype) not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        self.dtype = numpy.dtype(dtype)
+        self.dtype = numpy.dtype(canonical_dtype(dtype))
         self.bias = bool(bias)
         self.backend = _backend.resolve(device)
         self.xp = self.backend.xp

@@ -51,7 +51,7 @@ def test_predict_writes_npy(tmp_path, capsys):
     numpy.save(tmp_path / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
     capsys.readouterr()
     assert main(["predict", save, str(tmp_path / "obj.npy"), str(tmp_path / "o.npy"), "--device", "cpu"]) == 2
-    assert "without pickle" in capsys.readouterr().err
+    assert "holds Python objects (dtype object), which need pickle" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "in.npy"), str(tmp_path / "in.npy"), str(tmp_path / "o.npy")]) == 2
     assert "not a gpunn checkpoint" in capsys.readouterr().err
 

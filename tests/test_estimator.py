@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from gpunn import MLPRegressor, datasets  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = dict(hidden_layer_sizes=(32,), lr=1e-2, epochs=100, random_state=0, device="cpu")
+SMALL = dict(hidden_layer_sizes=(32,), learning_rate_init=1e-2, max_iter=100, random_state=0, device="cpu")
 
 
 def expected_failures(estimator):
@@ -45,24 +45,25 @@ def data():
 
 def test_pipeline_cross_val_and_1d_predictions(data):
     X, y = data
-    pipe = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64, 64), lr=3e-3, epochs=60,
-                                                        batch_size=32, random_state=0, device="cpu"))
+    pipe = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64, 64), learning_rate_init=3e-3,
+                                                        max_iter=60, batch_size=32, random_state=0, device="cpu"))
     scores = cross_val_score(pipe, X, y, cv=3)
     assert scores.min() > 0.8
     pipe.fit(X, y)
     P = pipe.predict(X[:7])
     assert isinstance(P, numpy.ndarray) and P.shape == (7,) and P.dtype == numpy.float64
     est = pipe[-1]
-    assert est.n_features_in_ == 6 and est.n_iter_ == 60 and len(est.loss_curve_) == 60
+    assert est.n_features_in_ == 6 and 10 < est.n_iter_ <= 60 and len(est.loss_curve_) == est.n_iter_
     assert est.loss_curve_[-1] < est.loss_curve_[0]
 
 
 def test_grid_search(data):
     X, y = data
-    grid = GridSearchCV(make_pipeline(StandardScaler(), MLPRegressor(epochs=40, batch_size=32, random_state=0, device="cpu")),
-                        {"mlpregressor__hidden_layer_sizes": [(8,), (64,)], "mlpregressor__lr": [1e-3, 1e-2]}, cv=2)
+    grid = GridSearchCV(make_pipeline(StandardScaler(), MLPRegressor(max_iter=40, batch_size=32, random_state=0, device="cpu")),
+                        {"mlpregressor__hidden_layer_sizes": [(8,), (64,)],
+                         "mlpregressor__learning_rate_init": [1e-3, 1e-2]}, cv=2)
     grid.fit(X, y)
-    assert set(grid.best_params_) == {"mlpregressor__hidden_layer_sizes", "mlpregressor__lr"}
+    assert set(grid.best_params_) == {"mlpregressor__hidden_layer_sizes", "mlpregressor__learning_rate_init"}
     assert grid.best_score_ > 0.5 and grid.predict(X[:3]).shape == (3,)
 
 
@@ -70,8 +71,8 @@ def test_multi_output_early_stopping_and_partial_fit(data):
     X, y = data
     X = StandardScaler().fit_transform(X)
     Y = numpy.column_stack([y, -y])
-    est = MLPRegressor(hidden_layer_sizes=(32,), epochs=500, early_stopping=True, patience=3, lr=1e-2,
-                       random_state=1, device="cpu").fit(X, Y)
+    est = MLPRegressor(hidden_layer_sizes=(32,), max_iter=500, early_stopping=True, n_iter_no_change=3,
+                       learning_rate_init=1e-2, random_state=1, device="cpu").fit(X, Y)
     assert est.predict(X[:4]).shape == (4, 2)
     assert est.n_iter_ < 500 and len(est.validation_scores_) == est.n_iter_
     inc = MLPRegressor(hidden_layer_sizes=(16,), random_state=0, device="cpu")
@@ -85,7 +86,7 @@ def test_multi_output_early_stopping_and_partial_fit(data):
 
 def test_pickle_round_trip_carries_arrays_not_device_objects(data):
     X, y = data
-    est = MLPRegressor(hidden_layer_sizes=(8,), epochs=3, random_state=0, device="cpu").fit(X, y)
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, y)
     back = pickle.loads(pickle.dumps(est))
     numpy.testing.assert_array_equal(back.predict(X), est.predict(X))
     back.partial_fit(X, y)  # the optimizer state came along
@@ -101,8 +102,8 @@ def test_works_without_scikit_learn():
         from gpunn import estimator as gs
         assert not gs.HAVE_SKLEARN
         X = numpy.random.default_rng(0).standard_normal((200, 3)); y = X @ [1.0, -2.0, 0.5]
-        est = MLPRegressor(hidden_layer_sizes=(16,), epochs=50, lr=1e-2, random_state=0, device="cpu")
-        assert est.get_params()["epochs"] == 50 and est.set_params(epochs=60) is est
+        est = MLPRegressor(hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=1e-2, random_state=0, device="cpu")
+        assert est.get_params()["max_iter"] == 50 and est.set_params(max_iter=60) is est
         try:
             est.predict(X)
         except ValueError as exc:
@@ -119,11 +120,83 @@ def test_works_without_scikit_learn():
 @pytest.mark.gpu
 def test_on_the_gpu_predictions_come_back_as_host_arrays(gpu, data):
     X, y = data
-    est = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64,), epochs=30, batch_size=32, lr=3e-3,
-                                                       random_state=0, device="cuda"))
+    est = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64,), max_iter=30, batch_size=32,
+                                                       learning_rate_init=3e-3, random_state=0, device="cuda"))
     est.fit(X, y)
     P = est.predict(X[:5])
     assert type(P) is numpy.ndarray and P.shape == (5,) and P.dtype == numpy.float64
     assert est.score(X, y) > 0.8
     back = pickle.loads(pickle.dumps(est))
     numpy.testing.assert_array_equal(back.predict(X[:5]), P)
+
+
+def test_scikit_learns_parameter_names_are_all_accepted():
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    import inspect
+
+    ours = set(inspect.signature(MLPRegressor).parameters)
+    theirs = set(inspect.signature(SkMLPRegressor).parameters)
+    assert theirs <= ours, theirs - ours
+    defaults = SkMLPRegressor().get_params()
+    mine = MLPRegressor().get_params()
+    assert {k: mine[k] for k in theirs} == {k: defaults[k] for k in theirs}  # the same defaults too
+
+
+def test_changing_the_import_line_is_enough(data):
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    scores = {}
+    for cls in (SkMLPRegressor, MLPRegressor):
+        est = cls(hidden_layer_sizes=(32,), activation="logistic", solver="adam", alpha=1e-4, batch_size=64,
+                  learning_rate_init=1e-2, max_iter=80, beta_1=0.9, beta_2=0.999, epsilon=1e-8, tol=1e-4,
+                  early_stopping=True, validation_fraction=0.2, n_iter_no_change=5, random_state=0)
+        if cls is MLPRegressor:
+            est.set_params(device="cpu")
+        est.fit(X[:500], y[:500])
+        scores[cls] = est.score(X[500:], y[500:])
+        assert len(est.validation_scores_) == est.n_iter_ <= 80
+    assert scores[MLPRegressor] > 0.7 and scores[SkMLPRegressor] > 0.7
+
+
+def test_tol_stops_training_after_the_same_number_of_epochs_as_scikit_learn(data):
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    X, y = data
+    settings = dict(hidden_layer_sizes=(8,), tol=1e9, n_iter_no_change=3, max_iter=50, random_state=0)
+    ours = MLPRegressor(**settings, device="cpu").fit(X, y)
+    theirs = SkMLPRegressor(**settings).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 5
+
+
+def test_sgd_maps_momentum_and_halves_the_rate_for_the_full_mse(data):
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    est = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.01, max_iter=3, device="cpu",
+                       random_state=0).fit(X, y)
+    assert type(est.model_.optimizer).__name__ == "Nesterov" and est.model_.optimizer.lr == 0.005
+    est.set_params(nesterovs_momentum=False, learning_rate="adaptive").fit(X, y)
+    assert type(est.model_.optimizer).__name__ == "Momentum"
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(solver="lbfgs"), "solver='lbfgs' is not available"),
+    (dict(loss="poisson"), "loss='poisson' is not available"),
+    (dict(solver="sgd", learning_rate="invscaling"), "learning_rate='invscaling' is not available"),
+    (dict(max_iter=0), "max_iter must be a positive integer"),
+])
+def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
+    X, y = data
+    with pytest.raises(ValueError, match=message):
+        MLPRegressor(**params, device="cpu").fit(X[:50], y[:50])
+
+
+def test_warm_start_continues_from_the_fitted_weights(data):
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=4, tol=0, warm_start=True, random_state=0, device="cpu")
+    first = est.fit(X, y).loss_curve_[-1]
+    est.fit(X, y)
+    assert est.n_iter_ == 8 and est.loss_curve_[4] < first * 1.5 and est.t_ == 8 * len(X)

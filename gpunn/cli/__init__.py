@@ -6,17 +6,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 import warnings
 
 from .. import backend as _backend
 from .._version import __version__
 from . import bench, info, predict, train
+from .common import Parser
 
 COMMANDS = (train, predict, bench, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpunn", description="Train regression MLPs on a CUDA GPU or the CPU.")
+    parser = Parser(prog="gpunn", description="Train regression MLPs on a CUDA GPU or the CPU.")
     parser.add_argument("--version", action="version", version=f"gpunn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     parser.commands = {command.__name__.rsplit(".", 1)[1]: command.add_parser(sub) for command in COMMANDS}
@@ -55,14 +57,50 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+DEBUG_ENV = "GPUNN_DEBUG"
+EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError)
+
+
+def debug_requested(argv) -> bool:
+    """--debug anywhere on the command line, or GPUNN_DEBUG set to something other than 0/false/no/off."""
+    env = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return "--debug" in argv or env not in ("", "0", "false", "no", "off")
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
+    """Run a command. Every failure is one line on stderr and a non-zero status (2: the command was
+    refused or failed; 1: an internal error; 130: Ctrl-C); --debug or GPUNN_DEBUG=1 adds the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
     warnings.showwarning = _show_note
     try:
         args = parse_args(argv)
         return args.func(args)
-    except (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError) as exc:
-        print(f"gpunn: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written", file=sys.stderr)
+        return 130
+    except MemoryError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"gpunn: error: out of memory: {one_line(exc)}", file=sys.stderr)
         return 2
+    except EXPECTED_ERRORS as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"gpunn: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug in gpunn: still one line, with the way to see more
+        if debug:
+            traceback.print_exc()
+        print(f"gpunn: internal error: {type(exc).__name__}: {one_line(exc)}"
+              + ("" if debug else " (rerun with --debug for the traceback)"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import backend as _backend
-from .common import positive
+from .common import add_debug, positive
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="PATH", help="write setup and results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
+    add_debug(b)
     b.set_defaults(func=run)
     return b
 

@@ -1,14 +1,69 @@
-"""Argument types the subcommands share."""
+"""What the subcommands share: argument types, one-line argparse errors, and --debug."""
 from __future__ import annotations
 
 import argparse
+import math
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to look, never the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_debug(parser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback (also: environment variable GPUNN_DEBUG=1)")
+
+
+def number(text, kind):
+    """int or float from the command line; whole numbers may be written 2_000_000 or 1e6."""
+    text = text.strip()
+    try:
+        return kind(text.replace("_", ""))
+    except ValueError:
+        pass
+    if kind is int:
+        try:
+            value = float(text.replace("_", ""))
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value == int(value):
+            return int(value)
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+
+
+def bounded(kind, low, *, inclusive=False, what=None):
+    """An argparse type: a finite number of ``kind`` above ``low`` (at least ``low`` when inclusive).
+    ``what``: the complaint, with ``{text}`` for what was given."""
+    def parse(text):
+        value = number(text, kind)
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < low if inclusive else value <= low:
+            what_ = what or f"must be {'at least' if inclusive else 'greater than'} {low}, got {{text}}"
+            raise argparse.ArgumentTypeError(what_.format(text=text))
+        return value
+    return parse
 
 
 def positive(kind):
     """An argparse type: ``kind(text)``, refused unless > 0."""
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
+    return bounded(kind, 0, what="must be positive, got {text}")
+
+
+def non_negative(kind):
+    """An argparse type: ``kind(text)``, refused when < 0."""
+    return bounded(kind, 0, inclusive=True, what="must be zero or more, got {text}")
+
+
+def dtype(text):
+    """float32 or float64 from any NumPy spelling of them (f4, single, double, <f8...)."""
+    from ..model import canonical_dtype
+
+    try:
+        return canonical_dtype(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -9,13 +9,29 @@ import numpy
 from .. import backend as _backend
 from .._version import __version__
 from ..bench.system import blas_info
+from .common import add_debug
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use")
     i.add_argument("--device", default="auto", help="device to resolve (default: %(default)s)")
+    add_debug(i)
     i.set_defaults(func=run)
     return i
+
+
+def cpu_kernels() -> str:
+    """Which fused CPU kernels a CPU run uses (gpunn.ops.cpu), or why none."""
+    from .. import backend as _b
+    from ..ops import ENV_FUSED, ops_for
+    from ..ops import cpu
+
+    if cpu.numba is None:
+        return "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
+    if not ops_for(_b.resolve("cpu")).fused:
+        return f"off: {ENV_FUSED}=0; the NumPy reference runs"
+    names = sorted(name.strip("_") for name, f in vars(cpu).items() if hasattr(f, "py_func"))
+    return f"fused (Numba {cpu.numba.__version__}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 
 
 def run(args) -> int:
@@ -27,6 +43,7 @@ def run(args) -> int:
         "blas": blas_info(),
         "cupy": getattr(cupy, "__version__", None) or f"unavailable: {reason}",
         "cuda devices": count,
+        "cpu kernels": cpu_kernels(),
     }
     try:
         resolved = _backend.resolve(args.device)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy
@@ -10,8 +11,9 @@ import numpy
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
-from .common import positive
+from .common import add_debug, bounded, dtype, non_negative, positive
 
+MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
                 activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=1e-3)
 
@@ -33,10 +35,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "and throughput. The defaults are a ~1 minute job on a 2-core CPU.")
     d = DEFAULTS
     t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
-    t.add_argument("--rows", type=positive(int), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
+    t.add_argument("--rows", type=bounded(int, MIN_ROWS, inclusive=True, what=f"must be at least {MIN_ROWS}, got {{text}} (a tenth is held out, and R² needs 2 held-out rows)"), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
     t.add_argument("--features", type=positive(int), default=d["features"], help="input features (default: %(default)s)")
     t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
-    t.add_argument("--noise", type=float, default=d["noise"], help="target noise std (default: %(default)s)")
+    t.add_argument("--noise", type=non_negative(float), default=d["noise"], help="target noise std (default: %(default)s)")
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], help="hidden layer sizes, e.g. 256,256 (default: %(default)s)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="hidden activation (default: %(default)s)")
     t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
@@ -46,16 +48,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="(default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help="learning rate (default: %(default)s)")
     t.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
-    t.add_argument("--weight-decay", type=float, default=None, help="L2 (adam, sgd) or decoupled (adamw) decay")
-    t.add_argument("--momentum", type=float, default=None, help="momentum for momentum/nesterov (default 0.9)")
+    t.add_argument("--weight-decay", type=non_negative(float), default=None, help="L2 (adam, sgd) or decoupled (adamw) decay")
+    t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum for momentum/nesterov (default 0.9)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s; env GPUNN_DEVICE)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
+    t.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them "
+                   "(f4, single, double...) (default: %(default)s)")
     t.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
                    help="GPU only: tf32 runs the matrix products on TF32 tensor cores; bf16 keeps activations in "
                         "bfloat16 with float32 master weights, optimizer state and loss (default: %(default)s)")
     t.add_argument("--graph", action="store_true",
                    help="capture each training step as a CUDA graph and replay it per batch (GPU; small nets)")
-    t.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
+    t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     r = t.add_argument_group("runs you can trust")
@@ -68,9 +71,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between checkpoints (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
     r.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before stopping (default: %(default)s)")
-    r.add_argument("--min-delta", type=float, default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
+    r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
     r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement")
     r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves (needs matplotlib: gpunn[plot])")
+    add_debug(t)
     t.set_defaults(func=run)
     return t
 
@@ -120,7 +124,6 @@ def _launch(device):
     and with GPUs each rank takes the one its local rank picks."""
     if _ranks() == 1:
         return False, True, device
-    import os
     import sys
     import warnings
 
@@ -134,11 +137,42 @@ def _launch(device):
     return True, root, local_device(device) if device in ("auto", "cuda") else device
 
 
+def _check_outputs(args):
+    """Every output path of a train run, checked before anything is generated or trained."""
+    from .. import preflight
+
+    reads = [(args.resume, "checkpoint being resumed")] if args.resume else []
+    save = args.save or args.resume
+    if args.save:
+        preflight.check_output(args.save, "--save")
+        if os.path.isfile(args.save) and preflight.file_kind(args.save) != "zip":
+            raise preflight.PreflightError(f"--save {args.save} exists and is not a gpunn checkpoint; refusing to "
+                                           "overwrite it")
+    if save:
+        preflight.check_output(save + ".toml", "--save (its config)")
+    if args.json:
+        preflight.check_output(args.json, "--json", reads=reads)
+    if args.plot:
+        preflight.check_output(args.plot, "--plot", reads=reads, suffixes=(".png", ".pdf", ".svg"))
+    preflight.check_distinct([("--save", save), ("--json", args.json), ("--plot", args.plot),
+                              ("--config", args.config)])
+
+
+def _check_memory(args, backend, hidden):
+    from .. import preflight
+
+    sizes = [args.features, *hidden, args.outputs]
+    need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
+                                  args.batch_size)
+    preflight.check_train_memory(need, args.rows, backend)
+
+
 def run(args) -> int:
     from .. import checkpoint as io, config as cfgmod
     from ..model import MLP
     from ..training import callbacks as cbmod
 
+    _check_outputs(args)
     _check_plot_available(args.plot)
     distributed, root, device = _launch(args.device)
     ckpt = None
@@ -147,6 +181,7 @@ def run(args) -> int:
         print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
               "from the checkpoint", flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
+    _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
     print(f"device: {backend.describe()}", flush=True)
     t0 = time.perf_counter()
     X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
@@ -164,10 +199,6 @@ def run(args) -> int:
           f"{len(X_train):,} training rows, {n_val:,} validation; data made in {time.perf_counter() - t0:.2f}s",
           flush=True)
     save_path = args.save or args.resume
-    if save_path and root:
-        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
-        resolved["save"] = save_path
-        cfgmod.save(save_path + ".toml", resolved)
     extra = []
     if args.reduce_lr_patience:
         extra.append(cbmod.ReduceLROnPlateau(factor=0.5, patience=args.reduce_lr_patience))
@@ -185,6 +216,11 @@ def run(args) -> int:
         history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                             schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
                             callbacks=callbacks, distributed=distributed)
+    if save_path and root and os.path.exists(save_path):
+        # written once the run has a checkpoint: a run that fails validation rewrites nothing
+        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
+        resolved["save"] = save_path
+        cfgmod.save(save_path + ".toml", resolved)
     if history.interrupted:
         print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
@@ -198,9 +234,9 @@ def run(args) -> int:
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
               "best_epoch": getattr(history, "best_epoch", None)}
     if args.json and root:
-        with open(args.json, "w") as fh:
-            json.dump({"config": {k: v for k, v in vars(args).items() if k != "func"}, "history": history,
-                       "result": result}, fh, indent=2)
+        text = json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
+                           "history": history, "result": result}, indent=2).encode()
+        io.atomic_write(args.json, lambda fh: fh.write(text))
     if args.plot and root:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")

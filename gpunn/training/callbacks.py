@@ -92,6 +92,10 @@ def order_callbacks(callbacks, verbose):
     """User callbacks first, then checkpoint writers (``writes_checkpoint = True``, so they save
     the others' updated state), then the progress bar."""
     callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
+                            "and override the hooks it needs")
     writers = [cb for cb in callbacks if getattr(cb, "writes_checkpoint", False)]
     others = [cb for cb in callbacks if not getattr(cb, "writes_checkpoint", False)]
     if verbose and not any(isinstance(cb, ProgressBar) for cb in others):

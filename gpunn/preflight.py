@@ -1,0 +1,199 @@
+"""Checks a command makes before its first expensive step, so a run is never lost to a late one.
+
+* Output paths (``--save``, ``--json``, ``--plot``, predict's OUT): the directory exists and is
+  writable, the path is not a directory, not a file the command reads (the model being
+  predicted with), not another output of the same command, and not a foreign file that
+  ``--save`` would clobber.
+* Input files by content, not by name: ``.npy``, ``.npz``/zip, pickle, text (CSV), empty.
+* Memory: what the data, its shuffled copy and the model need, against what is free on the
+  host (``MemAvailable``) and on the GPU, with what would fit instead.
+
+Every failure is a :class:`PreflightError` (a ``ValueError``) whose message is one line.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class PreflightError(ValueError):
+    """A command would fail, or lose work, if it started: said before anything is done."""
+
+
+# ---- paths -------------------------------------------------------------------------------
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(path, option, *, reads=(), suffixes=None) -> str:
+    """Refuse an output path the command could not write, or must not overwrite.
+
+    ``reads``: (path, what) pairs the command reads; writing over one of them is refused.
+    ``suffixes``: the accepted file name endings (lower case), or None for any.
+    """
+    path = os.fspath(path)
+    if not path:
+        raise PreflightError(f"{option} needs a file name")
+    if os.path.isdir(path):
+        raise PreflightError(f"{option} {path} is a directory; give a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise PreflightError(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PreflightError(f"{option} {path}: directory {directory} is not writable")
+    for other, what in reads:
+        if other and os.path.exists(path) and _same_file(path, other):
+            raise PreflightError(f"{option} {path} is the {what} this command reads; choose another output file")
+    if suffixes and not path.lower().endswith(tuple(suffixes)):
+        raise PreflightError(f"{option} {path}: the name must end in {' or '.join(suffixes)}")
+    return path
+
+
+def check_distinct(outputs) -> None:
+    """Refuse two outputs of one command naming the same file. ``outputs``: (option, path) pairs."""
+    seen = {}
+    for option, path in outputs:
+        if not path:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise PreflightError(f"{seen[key]} and {option} both name {path}; give each its own file")
+        seen[key] = option
+
+
+# ---- input files by content ----------------------------------------------------------------
+def file_kind(path) -> str:
+    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'text', 'empty' or 'binary', from the bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        return "empty"
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q"):
+        return "pickle"
+    if b"\0" not in head:
+        try:
+            head.decode("utf-8")
+            return "text"
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 3:  # a multi-byte character cut by the 4096-byte window
+                return "text"
+    return "binary"
+
+
+def _read_csv(path, option):
+    def load(skip):
+        return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip)
+
+    try:
+        try:
+            return load(0)
+        except ValueError:
+            return load(1)  # a header line
+    except ValueError as exc:
+        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})") from None
+
+
+def read_matrix(path, option="input"):
+    """The array in a ``.npy`` file (read without pickle) or a CSV file of numbers, by content."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise PreflightError(f"{option} {path} does not exist")
+    if os.path.isdir(path):
+        raise PreflightError(f"{option} {path} is a directory, not a file")
+    kind = file_kind(path)
+    if kind == "empty":
+        raise PreflightError(f"{option} {path} is empty (0 bytes); expected a .npy array (rows x features) or a CSV file")
+    if kind == "zip":
+        raise PreflightError(f"{option} {path} is an .npz/zip archive (a checkpoint?), not one array; "
+                             "save the inputs with numpy.save(path, X)")
+    if kind == "pickle":
+        raise PreflightError(f"{option} {path} is a Python pickle; gpunn never unpickles: save the inputs with numpy.save")
+    if kind == "text":
+        return _read_csv(path, option)
+    if kind != "npy":
+        raise PreflightError(f"{option} {path} is neither a .npy array nor a CSV file")
+    try:
+        return numpy.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise PreflightError(f"{option} {path} holds Python objects (dtype object), which need pickle to read; "
+                                 "save a numeric array") from None
+        raise PreflightError(f"{option} {path} is a damaged .npy file ({exc})") from None
+    except (EOFError, OSError) as exc:
+        raise PreflightError(f"{option} {path} is a truncated .npy file ({exc or type(exc).__name__})") from None
+
+
+# ---- memory --------------------------------------------------------------------------------
+def host_available_bytes() -> int | None:
+    """Memory the host can give without swapping (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def device_available_bytes(backend) -> int | None:
+    """Free memory on ``backend``'s GPU (driver-free plus CuPy's pooled free blocks); None on the CPU."""
+    if not backend.is_gpu:
+        return None
+    try:
+        with backend.use():
+            free, _total = backend.xp.cuda.runtime.memGetInfo()
+            return int(free) + int(backend.xp.get_default_memory_pool().free_bytes())
+    except Exception:  # an odd driver: no estimate rather than a failure
+        return None
+
+
+def _gb(n) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size) -> dict:
+    """Bytes a ``gpunn train`` run on in-memory data needs: 'data' (X and Y, plus the finiteness
+    check's boolean mask), 'shuffle' (the per-epoch shuffled copy of the training rows) and
+    'model' (parameters, gradients, two optimizer moments, per-layer workspaces of a batch)."""
+    data = rows * (features + outputs) * itemsize + rows * max(features, outputs)
+    shuffle = (rows - max(1, rows // 10)) * (features + outputs) * itemsize
+    n_params = sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    model = 4 * n_params * itemsize + 3 * min(batch_size, rows) * sum(layer_sizes[1:]) * itemsize
+    return {"data": data, "shuffle": shuffle, "model": model}
+
+
+def check_train_memory(need, rows, backend, hint="") -> None:
+    """Refuse a run whose data, shuffled copy and model cannot all fit in the memory available.
+
+    On the GPU the data are generated and kept on the device, so the device's free memory
+    counts; on the CPU the host's. (Linux overcommits: an allocation that does not fit
+    succeeds and the process is killed later, with no message, so this is checked first.)
+    """
+    available = device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
+    if available is None:
+        return
+    total = need["data"] + need["shuffle"] + need["model"]
+    if total <= available:
+        return
+    place = f"GPU {backend.device}" if backend.is_gpu else "host"
+    per_row = (need["data"] + need["shuffle"]) / rows
+    fit = max(0, int((available * 0.9 - need["model"]) / per_row))
+    raise PreflightError(
+        f"--rows {rows:,} needs about {_gb(total)} of {place} memory (data {_gb(need['data'])}, its shuffled copy "
+        f"{_gb(need['shuffle'])}, model {_gb(need['model'])}) but {_gb(available)} is available; about {fit:,} rows "
+        f"would fit{hint}")
