@@ -87,9 +87,34 @@ def test_verbose_false_prints_nothing_and_verbose_shows_progress(teacher, capsys
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
-    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=True)
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=True)
     err = capsys.readouterr().err
-    assert "loss=" in err and "samples/s=" in err
+    assert "loss=" in err and "rows/s" in err and "epoch 2/2" in err
+    assert "600/600" in err  # counted per batch: 3 batches x 2 epochs of 100 rows
+
+
+def test_progress_moves_every_batch_not_only_every_epoch(teacher):
+    from gpunn.training.callbacks import ProgressBar
+
+    X, Y = teacher[0][:1000], teacher[1][:1000]
+    seen = []
+
+    class Watch(ProgressBar):
+        def on_batch_end(self, trainer, batch):
+            super().on_batch_end(trainer, batch)
+            seen.append(self.bar.n)
+
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=300, verbose=False, callbacks=[Watch()])
+    assert seen == [300, 600, 900, 1000, 1300, 1600, 1900, 2000]
+
+
+def test_a_loss_that_grows_past_its_first_value_by_1e4_is_divergence(teacher):
+    import gpunn
+
+    X, Y = teacher[0][:2000], teacher[1][:2000]
+    model = MLP([8, 32, 1], device="cpu", seed=0)
+    with pytest.raises(gpunn.TrainingDiverged, match="times its first value"):
+        model.fit(X, Y, epochs=5, lr=10.0, verbose=False)
 
 
 def test_partial_last_batch_uses_every_row():

@@ -1,5 +1,6 @@
 """The callback protocol, the history and the built-in training callbacks: a progress bar, early
-stopping and learning-rate reduction on plateau. All act once per epoch (no per-batch work).
+stopping and learning-rate reduction on plateau. All but the progress bar (a counter per batch)
+act once per epoch.
 Checkpointing (``ModelCheckpoint``) lives in :mod:`gpunn.checkpoint`, which imports this module.
 
 Every built-in callback with progress to keep follows the callback-state protocol documented on
@@ -67,22 +68,37 @@ class History(dict):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over epochs, with loss and samples/s from the last epoch."""
+    """A tqdm bar over the rows of the whole run, moved every batch: rows/s and the time left
+    from the first seconds on, the epoch in its title, and the last epoch's loss (and validation
+    metrics) beside it. Per batch it only adds to a counter; tqdm redraws a few times a second."""
 
     rank_zero_only = True  # data parallel: only rank 0 draws it
 
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.epochs, initial=trainer.start_epoch, unit="epoch",
-                        desc=f"train [{trainer.model.device}]", dynamic_ncols=True)
+        self.rows = int(trainer.source.rows)
+        self.batch_size = int(trainer.batch_size)
+        epochs_left = trainer.epochs - trainer.start_epoch
+        done = min(trainer.state.batch * self.batch_size, self.rows) if epochs_left > 0 else 0
+        self.epochs = trainer.epochs
+        self.bar = tqdm(total=max(epochs_left, 0) * self.rows, initial=done, unit="rows", unit_scale=True,
+                        desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
+
+    def _title(self, epoch):
+        return f"epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.bar.set_description(self._title(epoch), refresh=False)
+
+    def on_batch_end(self, trainer, batch):
+        self.bar.update(min(self.batch_size, self.rows - batch * self.batch_size))
 
     def on_epoch_end(self, trainer, epoch, logs):
-        shown = {"loss": f"{logs['loss']:.4g}", "samples/s": f"{logs['samples_per_s']:,.0f}"}
+        shown = {"loss": f"{logs['loss']:.4g}"}
         # val_mse is val_loss under another name: shown once
         shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
+        self.bar.set_postfix(shown, refresh=True)
 
     def on_train_end(self, trainer):
         self.bar.close()

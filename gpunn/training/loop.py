@@ -22,8 +22,11 @@ from .callbacks import Callback, History
 from .state import FitSettings, TrainState
 
 
+DIVERGENCE_FACTOR = 1e4  # an epoch's loss this many times the run's first batch loss means divergence
+
+
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or grew past DIVERGENCE_FACTOR times its first value."""
 
 
 class Trainer:
@@ -132,6 +135,8 @@ class Trainer:
                 if first_batch:
                     total += start_sum_sq
             total += sum_sq
+            if self.state.reference_loss is None:  # the run's first batch, before any step (one host read)
+                self.state.reference_loss = float(xp.max(sum_sq)) / Xb.shape[0]
             if graph is None:
                 if hook is not None:
                     hook.on_gradients(trainable, Xb.shape[0])
@@ -152,9 +157,12 @@ class Trainer:
             total, rows = hook.reduce_epoch(total, rows)
         loss = float(total) / rows  # the one host synchronisation of the epoch
         seconds = time.perf_counter() - t0
-        if not math.isfinite(loss):
+        ref = self.state.reference_loss
+        grew = ref is not None and ref > 0 and loss > DIVERGENCE_FACTOR * ref
+        if not math.isfinite(loss) or grew:
+            how = f"{loss:.4g}, {loss / ref:.3g} times its first value {ref:.4g}," if grew else f"{loss}"
             raise TrainingDiverged(
-                f"training loss became {loss} in epoch {epoch + 1} (learning rate {lr:.3g}); "
+                f"training loss became {how} in epoch {epoch + 1} (learning rate {lr:.3g}); "
                 "lower the learning rate, or scale the targets (standardise Y) and inputs"
             )
         seen = rows - first_batch * batch_size * self.settings.ranks  # fewer when resumed mid-epoch

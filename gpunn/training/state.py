@@ -63,7 +63,9 @@ class TrainState:
     ``partial_sum_sq``: the summed squared error of the batches already done in that epoch (so a
     mid-epoch resume reports the same epoch loss); ``lr_scale``: ReduceLROnPlateau's factor on top of the
     schedule; ``history``: the completed epochs' logs; ``interrupted``: the run stopped on Ctrl-C /
-    ``trainer.interrupt()``. The random state needs nothing more: shuffles are keyed by (seed, epoch).
+    ``trainer.interrupt()``; ``reference_loss``: the loss of the run's first batch, before any step,
+    which divergence is measured against (an epoch loss past 1e4 times it). The random state needs
+    nothing more: shuffles are keyed by (seed, epoch).
     """
 
     epoch: int = 0
@@ -72,13 +74,14 @@ class TrainState:
     lr_scale: float = 1.0
     history: History = field(default_factory=History)
     interrupted: bool = False
+    reference_loss: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-able: ``position`` (epoch, batch, partial_sum_sq), ``lr_scale``, ``history`` (plain lists),
-        ``interrupted``."""
+        ``interrupted``, ``reference_loss``."""
         return {"position": {"epoch": self.epoch, "batch": self.batch, "partial_sum_sq": self.partial_sum_sq},
                 "lr_scale": self.lr_scale, "history": {k: list(v) for k, v in self.history.items()},
-                "interrupted": self.interrupted}
+                "interrupted": self.interrupted, "reference_loss": self.reference_loss}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainState:
@@ -89,4 +92,9 @@ class TrainState:
         partial = pos["partial_sum_sq"]
         return cls(epoch=int(pos["epoch"]), batch=int(pos["batch"]),
                    partial_sum_sq=float(partial) if isinstance(partial, (int, float)) else list(partial),
-                   lr_scale=float(d.get("lr_scale", 1.0)), history=history, interrupted=bool(d.get("interrupted")))
+                   lr_scale=float(d.get("lr_scale", 1.0)), history=history, interrupted=bool(d.get("interrupted")),
+                   reference_loss=_float_or_none(d.get("reference_loss")))
+
+
+def _float_or_none(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
