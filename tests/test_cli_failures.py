@@ -1,0 +1,173 @@
+"""Every way a gpunn command can fail, run as a user runs it (a subprocess): one line on stderr, a
+non-zero status, and no file created, changed or left behind."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--batch-size", "50", "--device", "cpu",
+        "--quiet"]
+
+
+def gpunn_process(*args, cwd, env=None, timeout=60):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu", **(env or {})}
+    env.pop("GPUNN_DEBUG", None) if "GPUNN_DEBUG" not in (env or {}) else None
+    return subprocess.run([sys.executable, "-m", "gpunn", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def snapshot(directory):
+    """name -> sha256 of every file in ``directory``, hidden ones included."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(directory).iterdir() if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A trained model (3 features), good inputs, and the awkward files the cases below use."""
+    d = tmp_path_factory.mktemp("cli_failures")
+    assert main(["train", *TINY, "--save", str(d / "m.npz")]) == 0
+    X = numpy.random.default_rng(0).standard_normal((5, 3)).astype(numpy.float32)
+    numpy.save(d / "in.npy", X)
+    (d / "empty.npy").write_bytes(b"")
+    (d / "words.csv").write_text("a,b,c\nx,y,z\n")
+    Xnan = X.copy()
+    Xnan[2, 1] = numpy.nan
+    numpy.save(d / "nan.npy", Xnan)
+    numpy.save(d / "wide.npy", numpy.ones((4, 7)))
+    numpy.save(d / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (d / "notes.txt").write_text("my notes, not a checkpoint\n")
+    return d
+
+
+CASES = [
+    # (name, command line, what the one line must say)
+    ("empty input", ["predict", "m.npz", "empty.npy", "o.npy"], "IN empty.npy is empty (0 bytes)"),
+    ("csv of words", ["predict", "m.npz", "words.csv", "o.npy"], "is text but not comma-separated numbers"),
+    ("npz as input", ["predict", "m.npz", "m.npz", "o.npy"], "is an .npz/zip archive"),
+    ("pickled input", ["predict", "m.npz", "obj.npy", "o.npy"], "holds Python objects (dtype object)"),
+    ("NaN input", ["predict", "m.npz", "nan.npy", "o.npy"], "NaN or infinite value(s) (first at row 2, column 1)"),
+    ("wrong width", ["predict", "m.npz", "wide.npy", "o.npy"], "has 7 columns but the model expects 3"),
+    ("output over the model", ["predict", "m.npz", "in.npy", "m.npz"], "OUT m.npz is the MODEL this command reads"),
+    ("output over the input", ["predict", "m.npz", "in.npy", "in.npy"], "OUT in.npy is the input this command reads"),
+    ("output of unknown kind", ["predict", "m.npz", "in.npy", "out.txt"], "the name must end in .npy or .csv"),
+    ("output in a missing directory", ["predict", "m.npz", "in.npy", "nodir/o.npy"], "nodir does not exist"),
+    ("missing model", ["predict", "nope.npz", "in.npy", "o.npy"], "MODEL nope.npz does not exist"),
+    ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
+    ("too little memory", ["train", "--rows", "2000000000", "--features", "64", "--device", "cpu"],
+     "--rows 2,000,000,000 needs about"),
+    ("one row", ["train", *TINY, "--rows", "1"], "argument --rows: must be at least 20"),
+    ("negative seed", ["train", *TINY, "--seed", "-1"], "argument --seed: must be zero or more, got -1"),
+    ("NaN learning rate", ["train", *TINY, "--lr", "nan"], "argument --lr: must be a finite number"),
+    ("json in a missing directory", ["train", *TINY, "--json", "nodir/run.json"], "--json nodir/run.json: directory"),
+    ("plot of unknown kind", ["train", *TINY, "--plot", "loss.txt"], "--plot loss.txt: the name must end in .png"),
+    ("save over a foreign file", ["train", *TINY, "--save", "notes.txt"], "--save notes.txt exists and is not a gpunn"),
+    ("two outputs on one file", ["train", *TINY, "--save", "r.npz", "--json", "r.npz"], "--save and --json both name"),
+    ("unknown device", ["train", *TINY, "--device", "tpu"], "unknown device 'tpu'"),
+    ("unknown dtype", ["train", *TINY, "--dtype", "float16"], "argument --dtype: dtype must be one of"),
+    ("diverging run", ["train", "--rows", "4000", "--features", "8", "--hidden", "32,32", "--epochs", "3", "--lr", "10",
+                       "--device", "cpu", "--quiet"], "times its first value"),
+]
+
+
+@pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
+def test_a_failure_is_one_line_and_changes_no_file(workdir, name, args, message):
+    before = snapshot(workdir)
+    proc = gpunn_process(*args, cwd=workdir)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpunn") and "error:" in lines[0], proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr and "before training" not in lines[0]
+    assert snapshot(workdir) == before
+
+
+def test_predict_reads_csv_and_writes_csv_by_name(workdir, tmp_path):
+    X = numpy.load(workdir / "in.npy")
+    numpy.savetxt(tmp_path / "in.csv", X, delimiter=",", header="a,b,c", comments="")
+    proc = gpunn_process("predict", str(workdir / "m.npz"), "in.csv", "out.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    P = numpy.loadtxt(tmp_path / "out.csv", delimiter=",", ndmin=2)
+    expected = gpunn.load(workdir / "m.npz", device="cpu").predict(X.astype(numpy.float64))
+    numpy.testing.assert_allclose(P, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["--debug", "GPUNN_DEBUG=1"])
+def test_debug_shows_the_traceback_then_the_same_line(workdir, how):
+    args = ["predict", "m.npz", "empty.npy", "o.npy"]
+    proc = gpunn_process(*args, "--debug", cwd=workdir) if how == "--debug" else \
+        gpunn_process(*args, cwd=workdir, env={"GPUNN_DEBUG": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Traceback") and "PreflightError" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("gpunn: error: IN empty.npy is empty")
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(workdir, tmp_path):
+    out = tmp_path / "o.npy"
+    # what a writer killed mid-write leaves behind: a hidden temp file named after the target and its pid
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".o.npy.{dead.stdout.strip()}.x1y2z3.tmp"
+    stale.write_bytes(b"\0" * 4096)
+    proc = gpunn_process("predict", str(workdir / "m.npz"), str(workdir / "in.npy"), "o.npy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["o.npy"]
+    assert out.read_bytes()[:6] == b"\x93NUMPY"
+
+
+def _wait_for(proc, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if text in line:
+            return line
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"never saw {text!r}")
+
+
+def test_ctrl_c_during_data_generation_is_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "4000000", "--features", "16",
+                             "--hidden", "4", "--epochs", "1", "--quiet", "--save", "run.npz"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, "device:")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written"]
+    assert os.listdir(tmp_path) == []  # no checkpoint, no config, no temp file
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    # ~1M parameters: each checkpoint write (weights and two Adam moments, fsync'd) takes a while, so the
+    # second Ctrl-C usually lands in the write the first one started
+    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--features", "32",
+                             "--hidden", "1024,1024", "--epochs", "1000", "--quiet", "--save", "run.npz"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, "model:")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # two signals closer than the handler runs would count as one
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    # one line when the second Ctrl-C cut the run short (none when it came after the run had stopped)
+    assert err.strip().splitlines() in ([], ["gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely "
+                                             "written"]), err
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")  # complete and consistent
+    assert ckpt.epoch >= 1
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
