@@ -273,7 +273,9 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), GPUNN_DEVICE="cpu")
     rnd = random.Random(1234)
     killed_mid_write = 0
-    for attempt in range(8):
+    for attempt in range(30):  # at least 8 kills, and on until one has landed mid-write
+        if attempt >= 8 and killed_mid_write:
+            break
         before = path.stat().st_mtime_ns if path.exists() else None
         proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
