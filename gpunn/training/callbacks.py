@@ -81,12 +81,12 @@ class ProgressBar(Callback):
         self.batch_size = int(trainer.batch_size)
         epochs_left = trainer.epochs - trainer.start_epoch
         done = min(trainer.state.batch * self.batch_size, self.rows) if epochs_left > 0 else 0
-        self.epochs = trainer.epochs
+        self.epochs, self.device = trainer.epochs, trainer.model.device
         self.bar = tqdm(total=max(epochs_left, 0) * self.rows, initial=done, unit="rows", unit_scale=True,
                         desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
 
     def _title(self, epoch):
-        return f"epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
+        return f"train [{self.device}] epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
 
     def on_epoch_begin(self, trainer, epoch):
         self.bar.set_description(self._title(epoch), refresh=False)
