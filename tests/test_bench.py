@@ -131,3 +131,14 @@ def test_sklearn_peer_runs_in_float64(tmp_path):
                      seconds=0.01, profile=False, log=lambda msg: None)
     sk = [r for r in data["results"] if r["impl"] == "sklearn"][0]
     assert sk["dtype"] == "float64" and sk["samples_per_s"] > 0
+
+
+def test_gpu_only_precision_variants_are_skipped_on_the_cpu_with_a_line():
+    from gpunn import backend as _backend
+
+    lines = []
+    data = bench.run([bench.QUICK_CONFIG], [_backend.resolve("cpu")], peers=[], repeats=1, seconds=0.01,
+                     profile=False, log=lines.append, variants=[("bf16", False), ("float32", True)])
+    assert [r["impl"] for r in data["results"]] == ["gpunn"]
+    assert any("gpunn bf16 skipped (GPU only)" in line for line in lines)
+    assert any("gpunn float32 graph skipped (GPU only)" in line for line in lines)
