@@ -231,9 +231,15 @@ def _load_nccl():
                 break
     try:
         from cupy.cuda import nccl
+        if getattr(nccl, "available", False) and hasattr(nccl, "NcclCommunicator"):
+            return nccl
+    except ImportError:
+        pass
+    try:  # the extension itself: cupy.cuda.nccl may have been imported (unavailable) before the preload
+        from cupy_backends.cuda.libs import nccl
+        return nccl
     except ImportError:
         return None
-    return nccl if getattr(nccl, "available", True) else None
 
 
 class NcclComm:

@@ -1,0 +1,108 @@
+"""gpu_check hook for issue 13: the data-parallel GPU path (NCCL through CuPy) end to end, on one GPU.
+
+    python bench/gpu_checks/nccl.py --device cuda --out DIR --max-seconds 35     # what gpu_check.sh runs
+    mpiexec -n P python bench/gpu_checks/nccl.py --device cuda --out DIR          # P GPUs, one per rank (mpi4py)
+    python bench/gpu_checks/nccl.py --device cpu --out DIR                        # the plumbing, no GPU
+
+Checks (exit 0 when all pass; DIR/nccl.json holds the details):
+1. a NCCL communicator is made (CuPy's NCCL, or a pip nvidia-nccl-cu12/13 wheel such as torch's), its id
+   shared over MPI when mpi4py is there, else within the one process;
+2. the in-place all-reduce (sum over ranks) and broadcast of a 1M-float device buffer;
+3. fit(distributed=True) on the GPU, float64, 128 rows per rank, equals the plain fit at the global batch
+   (128 x ranks) to 1e-10 relative (with one rank: the all-reduce must change nothing);
+4. on the GPU, if time is left: the float32 medium step with and without the hook (what one rank pays
+   for the NCCL call and the per-step stop-flag exchange).
+With --device cpu the same fit goes over MPI or the one-process communicator (checks 1, 2 and 4 skipped).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", default=".")
+    parser.add_argument("--max-seconds", type=float, default=35.0)
+    args = parser.parse_args(argv)
+    t_start = time.monotonic()
+
+    import gpunn
+    from gpunn.distributed import local_device, world
+    from gpunn.distributed.comm import NcclComm
+
+    gpu = args.device != "cpu"
+    device = local_device(args.device) if gpu else "cpu"
+    model = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+    xp = model.xp
+    comm = world(model.backend)
+    result = {"device": device, "communicator": comm.describe(), "ranks": comm.size}
+    checks = {}
+
+    def sync():
+        if gpu:
+            xp.cuda.get_current_stream().synchronize()
+
+    with model.backend.use():
+        if gpu:
+            checks["NCCL communicator"] = isinstance(comm, NcclComm)
+            a = xp.arange(1 << 20, dtype=xp.float32)
+            want = a * comm.size
+            comm.allreduce_sum_(a)
+            comm.broadcast_(a)
+            sync()
+            checks["in-place all-reduce and broadcast"] = bool((a == want).all())
+
+        X, Y = gpunn.datasets.make("teacher", 4096, 16, 2, device=device, dtype="float64", seed=1)
+        opts = dict(epochs=3, optimizer="adam", lr=1e-2, verbose=False)
+        history = model.fit(X, Y, distributed=True, batch_size=128, **opts)
+        if comm.rank == 0:
+            ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+            ref_history = ref.fit(X, Y, batch_size=128 * comm.size, **opts)
+            rel = float(abs(model.params - ref.params).max() / abs(ref.params).max())
+            result["params_rel_diff"] = rel
+            result["losses"] = {"distributed": history["loss"], "plain": ref_history["loss"]}
+            checks["distributed fit == plain fit at the global batch (rel < 1e-10)"] = rel < 1e-10
+
+        left = args.max_seconds - (time.monotonic() - t_start)
+        go_on = comm.bcast_object(gpu and left > 12 if comm.rank == 0 else None)
+        if go_on:
+            Xm, Ym = gpunn.datasets.make("teacher", 256 * 200, 64, 1, device=device, dtype="float32", seed=2)
+            step_us = {}
+            for label, dist in (("plain", False), ("distributed", True)):
+                net = gpunn.MLP([64, 256, 256, 1], device=device, seed=0)
+                kw = dict(batch_size=256, verbose=False, distributed=dist)
+                net.fit(Xm[:256 * 10 * comm.size], Ym[:256 * 10 * comm.size], epochs=1, **kw)  # warm-up
+                sync()
+                t0 = time.perf_counter()
+                net.fit(Xm, Ym, epochs=2, **kw)
+                sync()
+                steps = -(-Xm.shape[0] // (256 * (comm.size if dist else 1)))
+                step_us[label] = round((time.perf_counter() - t0) / (2 * steps) * 1e6, 1)
+            result["medium_float32_step_us"] = step_us
+            result["hook_cost_us_per_step"] = round(step_us["distributed"] - step_us["plain"], 1)
+        else:
+            result["medium_float32_step_us"] = "skipped: " + ("under 12 s left" if gpu else "a GPU measurement")
+
+    ok = all(checks.values())
+    if comm.rank != 0:
+        return 0 if ok else 1
+    result["checks"] = checks
+    result["seconds"] = round(time.monotonic() - t_start, 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "nccl.json"), "w") as fh:
+        fh.write(text)
+    print("nccl check:", "PASS" if ok else "FAIL: " + ", ".join(k for k, v in checks.items() if not v))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
