@@ -45,6 +45,7 @@ class GraphTrainer:
         self.reason = self._why_not_capture()
         self.stream = None
         self.blas = None
+        self._events = None
         if self.reason is None:
             self._set_up_stream()
 
@@ -120,7 +121,11 @@ class GraphTrainer:
         import cupy
 
         null = cupy.cuda.Stream.null
-        self.stream.wait_event(null.record())  # after the batch was made and the last step read
+        if self._events is None:  # made once: an event per step would be two more driver calls
+            self._events = (cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True))
+        before, after = self._events
+        before.record(null)
+        self.stream.wait_event(before)  # after the batch was made and the last step read
         ops = self.model.ops
         saved, ops.blas = ops.blas, self.blas
         try:
@@ -135,7 +140,8 @@ class GraphTrainer:
                     step.warm = True
         finally:
             ops.blas = saved
-        null.wait_event(self.stream.record())
+        after.record(self.stream)
+        null.wait_event(after)
 
     def _capture(self, step):
         stream = self.stream
