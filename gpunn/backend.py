@@ -1,7 +1,9 @@
 """Device resolution: which array module (NumPy or CuPy) and which device a model runs on.
 
-CuPy is probed once per process (``cupy.is_available()`` can take seconds); the
-answer, and the reason when there is no usable GPU, is cached.
+CuPy is probed once per process: it must import, see a device, and then compile and run a
+trivial kernel, run one of CuPy's own elementwise kernels and draw from cuRAND on it (a CuPy
+wheel without a CUDA toolkit imports and counts devices fine, then fails at the first compile).
+The answer, and the reason when there is no usable GPU, is cached.
 """
 from __future__ import annotations
 
@@ -85,7 +87,48 @@ def probe_cuda() -> tuple[object | None, int, str]:
         return None, 0, f"no CUDA device is usable ({text})"
     if count == 0:
         return None, 0, "no CUDA device was found"
+    problem = _smoke_test(cupy)
+    if problem:
+        return None, 0, problem
     return cupy, count, ""
+
+
+PROBE_KERNEL = r"""
+extern "C" __global__ void gpunn_probe(float* x, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = 2.0f * x[i] + 1.0f;
+}
+"""
+
+_TOOLKIT_HINT = ("CuPy needs the CUDA toolkit libraries (NVRTC, cuRAND, ...) of its CUDA major: "
+                 "pip install 'gpunn[cuda12]' or 'gpunn[cuda13]' (they bring cupy-cuda1Xx[ctk]), or a system CUDA toolkit")
+
+
+def _smoke_test(cupy) -> str:
+    """Compile and run a trivial kernel, a CuPy elementwise op and a cuRAND draw on device 0; '' if all work."""
+    stage = "creating a CUDA context"
+    try:
+        with cupy.cuda.Device(0):
+            stage = "allocating device memory"
+            x = cupy.asarray(numpy.arange(8, dtype=numpy.float32))
+            stage = "compiling a kernel with NVRTC"
+            kernel = cupy.RawKernel(PROBE_KERNEL, "gpunn_probe")
+            kernel.attributes  # noqa: B018 -- RawKernel compiles lazily; this forces it
+            stage = "running a kernel"
+            kernel((1,), (32,), (x, numpy.int32(8)))
+            stage = "running CuPy's own elementwise kernels"
+            y = x * 2
+            stage = "drawing random numbers with cuRAND"
+            r = cupy.random.RandomState(0).standard_normal(4, dtype=numpy.float32)
+            stage = "copying results back"
+            got, drawn = y.get(), r.get()
+    except Exception as exc:  # anything: the CPU path must stay usable
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        hint = f"; {_TOOLKIT_HINT}" if "compil" in stage or "cuRAND" in stage or "elementwise" in stage else ""
+        return f"CuPy sees a CUDA device but {stage} failed ({type(exc).__name__}: {text}){hint}"
+    if not numpy.array_equal(got, 2 * (2 * numpy.arange(8, dtype=numpy.float32) + 1)) or not numpy.isfinite(drawn).all():
+        return "CuPy sees a CUDA device but a test kernel computed wrong results"
+    return ""
 
 
 _fallback_announced = False

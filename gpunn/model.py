@@ -66,18 +66,20 @@ def canonical_dtype(dtype) -> str:
 class ParamList(list):
     """A list of views into a flat buffer; assigning an item copies into the buffer."""
 
-    def __init__(self, xp):
+    def __init__(self, backend):
         super().__init__()
-        self.xp = xp
+        self.backend = backend
+        self.xp = backend.xp
 
     def __setitem__(self, index, value):
         if isinstance(index, slice):
             raise TypeError("assign parameters one at a time, e.g. model.weights[0][...] = W")
         target = list.__getitem__(self, index)
-        value = self.xp.asarray(value, dtype=target.dtype)  # host data is copied to the device here
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(f"shape {tuple(value.shape)} does not match the parameter's {tuple(target.shape)}")
-        target[...] = value
+        with self.backend.use():  # on cuda:N the copy happens on device N
+            value = self.xp.asarray(value, dtype=target.dtype)  # host data is copied to the device here
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(f"shape {tuple(value.shape)} does not match the parameter's {tuple(target.shape)}")
+            target[...] = value
 
 
 class _Workspace:
@@ -162,7 +164,7 @@ class MLP:
         return sum(a * b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
 
     def _views(self, flat):
-        weights, biases, offset = ParamList(self.xp), ParamList(self.xp), 0
+        weights, biases, offset = ParamList(self.backend), ParamList(self.backend), 0
         for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
             weights.append(flat[offset:offset + n_in * n_out].reshape(n_in, n_out))
             offset += n_in * n_out
@@ -202,13 +204,14 @@ class MLP:
         Drawn on the host from the seed, so the same seed gives the same start on every device.
         """
         rng = numpy.random.default_rng(self.seed if seed is None else seed)
-        for W, act in zip(self.weights, self.activations):
-            n_in, n_out = W.shape
-            std = numpy.sqrt(2.0 / n_in) if act.init == "he" else numpy.sqrt(2.0 / (n_in + n_out))
-            W[...] = self.xp.asarray(rng.standard_normal((n_in, n_out)) * std, dtype=self.dtype)
-        if self.bias:
-            for b in self.biases:
-                b.fill(0)
+        with self.backend.use():  # on cuda:N the weights are drawn into device N's buffer
+            for W, act in zip(self.weights, self.activations):
+                n_in, n_out = W.shape
+                std = numpy.sqrt(2.0 / n_in) if act.init == "he" else numpy.sqrt(2.0 / (n_in + n_out))
+                W[...] = self.xp.asarray(rng.standard_normal((n_in, n_out)) * std, dtype=self.dtype)
+            if self.bias:
+                for b in self.biases:
+                    b.fill(0)
 
     def _workspace(self, rows):
         ws = self._workspaces.get(rows)

@@ -6,6 +6,7 @@ or streaming needs no saved generator state.
 """
 from __future__ import annotations
 
+import threading
 import zlib
 
 import numpy
@@ -23,7 +24,7 @@ class DeviceRNG:
         seq = numpy.random.SeedSequence(_words(words))
         if backend.is_gpu:
             with backend.use():
-                self._gen = backend.xp.random.RandomState(int(seq.generate_state(1, numpy.uint64)[0] >> 1))
+                self._gen = _gpu_generator(backend, int(seq.generate_state(1, numpy.uint64)[0] >> 1))
         else:
             self._gen = numpy.random.default_rng(seq)
 
@@ -37,6 +38,24 @@ class DeviceRNG:
 
     def permutation(self, n):
         return self._gen.permutation(n)
+
+
+# One cupy.random.RandomState (one cuRAND generator) per device, re-seeded for each stream: building a
+# generator per epoch or per dataset chunk costs a cuRAND set-up each time. Re-seeding gives exactly the
+# state of a fresh RandomState(seed) (CuPy's __init__ calls the same seed()), so streams stay keyed by
+# their words. One generator per thread, too; within a thread a stream's draws must be taken before
+# the next DeviceRNG on that device is made (true everywhere in gpunn: each stream is used at once).
+_GPU_GENERATORS: dict = {}
+
+
+def _gpu_generator(backend, seed: int):
+    key = (backend.xp, backend.device_id, threading.get_ident())
+    gen = _GPU_GENERATORS.get(key)
+    if gen is None:
+        gen = _GPU_GENERATORS[key] = backend.xp.random.RandomState(seed)
+    else:
+        gen.seed(seed)
+    return gen
 
 
 def host_rng(*words) -> numpy.random.Generator:

@@ -1,8 +1,25 @@
-"""Shared fixtures: backends under test, and GPU skipping."""
+"""Shared fixtures: backends under test, and GPU skipping.
+
+GPUNN_FAKE_CUPY=1 runs the GPU-marked tests against tests/fakecupy (a NumPy-backed CuPy stand-in
+that checks every kernel launch): the CuPy code path on a machine without a GPU. No substitute for
+a GPU run; see tests/test_fakecupy.py.
+"""
+import os
+import sys
+
 import numpy
 import pytest
 
 from gpunn import backend as _backend
+
+
+def pytest_configure(config):
+    if os.environ.get("GPUNN_FAKE_CUPY") == "1":
+        import fakecupy
+
+        fakecupy.reset()
+        sys.modules["cupy"] = fakecupy
+        fakecupy.forget_gpunn_state()
 
 
 def _gpu_reason():

@@ -61,11 +61,13 @@ def test_explicit_cuda_without_gpu_raises(fresh_probe, request_):
 
 
 def test_cuda_index_beyond_device_count(fresh_probe):
-    fake = types.ModuleType("cupy")
-    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
-    fresh_probe.setitem(sys.modules, "cupy", fake)
+    import fakecupy  # tests/fakecupy: a CuPy stand-in that passes the probe's smoke test
+
+    fakecupy.install(fresh_probe)
+    fakecupy.state.device_count = 1
     with pytest.raises(backend.DeviceError, match="only 1 CUDA device"):
         backend.resolve("cuda:3")
+    assert backend.resolve("cuda:0").device == "cuda:0"
 
 
 def test_env_override_applies_to_auto_only(fresh_probe):

@@ -120,12 +120,21 @@ def test_works_without_scikit_learn():
 @pytest.mark.gpu
 def test_on_the_gpu_predictions_come_back_as_host_arrays(gpu, data):
     X, y = data
-    est = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64,), max_iter=30, batch_size=32,
-                                                       learning_rate_init=3e-3, random_state=0, device="cuda"))
-    est.fit(X, y)
+
+    def pipeline(device):
+        return make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64,), max_iter=30, batch_size=32,
+                                                            learning_rate_init=3e-3, random_state=0,
+                                                            device=device)).fit(X, y)
+
+    est = pipeline("cuda")
     P = est.predict(X[:5])
     assert type(P) is numpy.ndarray and P.shape == (5,) and P.dtype == numpy.float64
-    assert est.score(X, y) > 0.8
+    # The GPU trains as well as the CPU. Not a fixed R² bar: this short run reaches 0.742 on both (the
+    # old bar of 0.8 failed on the CPU too, it had only ever run on a GPU); the shuffles differ (cuRAND
+    # vs NumPy) but the same start and the same schedule land within 0.002 of each other (0.7414-0.7433
+    # over five shuffle streams on the CPU), so 0.02 is loose for noise and tight for a wrong gradient.
+    gpu_score, cpu_score = est.score(X, y), pipeline("cpu").score(X, y)
+    assert gpu_score > 0.6 and abs(gpu_score - cpu_score) < 0.02, (gpu_score, cpu_score)
     back = pickle.loads(pickle.dumps(est))
     numpy.testing.assert_array_equal(back.predict(X[:5]), P)
 

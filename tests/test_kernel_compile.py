@@ -98,7 +98,7 @@ def test_nvrtc_compiles_every_instance(source, arch):
         for name in names:
             (err,) = nvrtc.nvrtcAddNameExpression(prog, name.encode())
             assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, name
-        opts = [o.encode() for o in gk.COMPILE_OPTIONS] + [f"-arch={arch}".encode()]
+        opts = [o.encode() for o in gk.COMPILE_OPTIONS + gk.CUPY_ADDED_OPTIONS] + [f"-arch={arch}".encode()]
         (result,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
         # A fresh mutable buffer: NVRTC writes into it, and b" " * 1 would be CPython's shared

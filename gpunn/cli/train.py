@@ -226,7 +226,8 @@ def run(args) -> int:
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
     if not history.get("epoch"):
         return 130 if history.interrupted else 0
-    held_out = metrics.RegressionEvaluator(model, X_val, Y_val).evaluate(model)  # one pass, one read-back
+    with backend.use():  # on cuda:N the evaluation's arrays and kernels belong to device N
+        held_out = metrics.RegressionEvaluator(model, X_val, Y_val).evaluate(model)  # one pass, one read-back
     result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
               "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
               "samples_per_s": float(numpy.median(history["samples_per_s"])),

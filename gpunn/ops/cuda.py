@@ -29,16 +29,13 @@ BIAS_GRAD_BLOCK = (32, 16)  # bias_grad: 32 columns x 16 row lanes
 BIAS_GRAD_ONE_LAUNCH_ROWS = 1024
 BIAS_GRAD_ONE_LAUNCH_BLOCK = (32, 32)
 _NULL = numpy.uintp(0)  # a null pointer argument
-_SM_COUNT: dict[int, int] = {}
 
 
 def _multiprocessors() -> int:
+    """The current device's multiprocessor count (a runtime query: CupyOps._sms caches it)."""
     device = cupy.cuda.runtime.getDevice()
-    count = _SM_COUNT.get(device)
-    if count is None:
-        attr = getattr(cupy.cuda.runtime, "cudaDevAttrMultiProcessorCount", 16)  # 16 in the CUDA API
-        count = _SM_COUNT[device] = cupy.cuda.runtime.deviceGetAttribute(attr, device)
-    return count
+    attr = getattr(cupy.cuda.runtime, "cudaDevAttrMultiProcessorCount", 16)  # 16 in the CUDA API
+    return cupy.cuda.runtime.deviceGetAttribute(attr, device)
 
 
 class CupyOps(Ops):
@@ -160,6 +157,9 @@ class CupyOps(Ops):
             return super().bias_gradient(dZ, db)
         rows, cols = dZ.shape
         if not cols:
+            return db
+        if not rows:  # an empty batch: the sums are zero (and there are no row chunks to size)
+            db.fill(0)
             return db
         col_blocks = -(-cols // BIAS_GRAD_BLOCK[0])
         if rows <= BIAS_GRAD_ONE_LAUNCH_ROWS and not self.bias_grad_chunks:

@@ -17,9 +17,14 @@ import numpy
 
 from ..activations import ACTIVATIONS
 
-# NVRTC options; CuPy adds -arch for the current device. No fast math: the kernels must agree
-# with the NumPy reference (tests/test_kernel_math_host.py, tests/test_cupy_ops_gpu.py).
+# NVRTC options; CuPy adds -arch for the current device. No fast math (--use_fast_math) of our own:
+# the kernels must agree with the NumPy reference (tests/test_kernel_math_host.py,
+# tests/test_cupy_ops_gpu.py). But CuPy always appends -ftz=true to every NVRTC compile
+# (cupy/cuda/compiler.py, _compile_with_cache_cuda), so float32 denormals (|x| < 1.2e-38) are
+# flushed to zero on the GPU: a float32 kernel never produces or keeps a subnormal, where NumPy
+# would. float64 is not affected. tests/test_kernel_compile.py compiles with CUPY_ADDED_OPTIONS too.
 COMPILE_OPTIONS = ("-std=c++17",)
+CUPY_ADDED_OPTIONS = ("-ftz=true",)
 
 # numpy dtype -> C++ type of the kernels' T
 CXX_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}

@@ -1,0 +1,422 @@
+"""A NumPy-backed stand-in for the part of CuPy that gpunn uses: tests only, no GPU.
+
+``fakecupy.install(monkeypatch)`` (or the ``fake_cupy`` fixture of tests/test_fakecupy.py) puts it in
+``sys.modules["cupy"]``, so ``device="cuda"`` resolves to it and the whole CuPy code path of gpunn runs
+on the CPU: ``CupyOps``, the kernel loader, training, datasets, checkpoints and predict. It is strict
+where CuPy is strict, so a bug that would fail on a GPU fails here:
+
+- device arrays are ``fakecupy.ndarray`` (a NumPy subclass that knows its device); mixing a host
+  ``numpy.ndarray`` into a CuPy function or ufunc raises ``TypeError``, as CuPy does;
+- every array an operation touches must live on the current device (``cupy.cuda.Device(i)``), else
+  ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable;
+- every ``RawModule``/``RawKernel`` launch is checked against the kernel's signature parsed from the
+  CUDA source it was built from (pointer vs scalar, the exact NumPy scalar type of each scalar, array
+  dtype, contiguity and size, null pointers, grid and block shape) and then computed by a registered
+  NumPy reference (see ``fakecupy.kernels``, which also says how to add a kernel).
+
+It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
+compiles it, tests/test_kernel_math_host.py runs its per-element math on the host, and
+``bench/gpu_check.sh`` runs everything on a real device). What it proves is that the Python side
+drives the kernels and CuPy correctly.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy
+
+from . import kernels as _kernels
+
+__version__ = "14.0.0-fake"
+
+# ---- devices -------------------------------------------------------------------------------
+
+
+class _State:
+    device_count = 2  # two devices, so that cuda:1 paths are exercised
+    current = 0
+    sm_count = 4
+    fail = None  # a stage name ("compile", "launch", "curand", "count") that raises, for the probe's tests
+    launches: list = []  # (kernel name, grid, block) of every RawKernel launch, for tests to inspect
+    generators = 0  # cuRAND generators created (RandomState objects)
+    attribute_queries = 0  # runtime.getDevice / deviceGetAttribute calls
+
+
+state = _State()
+
+
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+class Device:
+    def __init__(self, device=None):
+        self.id = state.current if device is None else int(device)
+        if not 0 <= self.id < state.device_count:
+            raise CUDARuntimeError(f"cudaErrorInvalidDevice: invalid device ordinal {self.id}")
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(state.current)
+        state.current = self.id
+        return self
+
+    def __exit__(self, *exc):
+        state.current = self._previous.pop()
+        return False
+
+    def use(self):
+        state.current = self.id
+
+    def synchronize(self):
+        pass
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id}>"
+
+
+class _Runtime:
+    cudaDevAttrMultiProcessorCount = 16
+    CUDARuntimeError = CUDARuntimeError
+
+    @staticmethod
+    def getDeviceCount():
+        if state.fail == "count":
+            raise CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+        return state.device_count
+
+    @staticmethod
+    def getDevice():
+        state.attribute_queries += 1
+        return state.current
+
+    @staticmethod
+    def deviceGetAttribute(attr, device):
+        state.attribute_queries += 1
+        if attr != _Runtime.cudaDevAttrMultiProcessorCount:
+            raise CUDARuntimeError(f"fakecupy knows only the multiprocessor count, not attribute {attr}")
+        return state.sm_count
+
+    @staticmethod
+    def getDeviceProperties(device):
+        return {"name": f"Fake GPU {device}".encode(), "multiProcessorCount": state.sm_count,
+                "totalGlobalMem": 1 << 34, "major": 9, "minor": 0}
+
+    @staticmethod
+    def runtimeGetVersion():
+        return 13000
+
+
+class _Stream:
+    def synchronize(self):
+        pass
+
+
+class CompileException(Exception):
+    def get_message(self):
+        return str(self)
+
+
+cuda = types.SimpleNamespace(
+    Device=Device, runtime=_Runtime, get_current_stream=lambda: _Stream(), Stream=_Stream,
+    compiler=types.SimpleNamespace(CompileException=CompileException),
+    is_available=lambda: state.device_count > 0,
+)
+
+
+def is_available():
+    return state.device_count > 0
+
+
+# ---- arrays --------------------------------------------------------------------------------
+
+
+class ndarray(numpy.ndarray):
+    """A device array: NumPy memory tagged with the device it was allocated on."""
+
+    def __array_finalize__(self, obj):
+        device = getattr(obj, "_device_id", None)
+        self._device_id = state.current if device is None else device
+
+    @property
+    def device(self):
+        return Device(self._device_id)
+
+    def get(self, stream=None, order="C", out=None):
+        host = numpy.array(self.view(numpy.ndarray), order=order)
+        if out is not None:
+            out[...] = host
+            return out
+        return host
+
+    def set(self, arr):
+        _refuse_device(arr, "set")
+        self.view(numpy.ndarray)[...] = arr
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        _check_operands(f"ufunc {ufunc.__name__}", inputs + (out or ()))
+        args = [_host_view(x) for x in inputs]
+        if out is not None:
+            kwargs["out"] = tuple(_host_view(o) for o in out)
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
+
+    def __array_function__(self, func, types_, args, kwargs):
+        _check_operands(func.__name__, _flatten(args) + _flatten(list(kwargs.values())))
+        result = func(*_unwrap(args), **_unwrap(kwargs))
+        out = kwargs.get("out")
+        if out is not None:
+            return out
+        return _wrap(result)
+
+    def __setitem__(self, key, value):  # a copy kernel on the current device
+        _check_operands("__setitem__", [self, value])
+        numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
+
+    def __iter__(self):  # CuPy iterates over the first axis, yielding device arrays
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self):
+        return f"fakecupy.{numpy.ndarray.__repr__(self.view(numpy.ndarray))}"
+
+
+ndarray.__module__ = "cupy"  # gpunn.backend.backend_of tells device arrays by their type's module
+
+
+def _flatten(items):
+    out = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _check_operands(what, operands):
+    for x in operands:
+        if isinstance(x, ndarray):
+            if x._device_id != state.current:
+                raise ValueError(f"{what}: array is on device {x._device_id} but the current device is "
+                                 f"{state.current} (CuPy: 'Array device must be same as the current device')")
+        elif isinstance(x, numpy.ndarray):
+            raise TypeError(f"{what}: unsupported type {type(x)}: a host NumPy array mixed with device arrays "
+                            "(CuPy does not convert implicitly; use cupy.asarray)")
+
+
+def _refuse_device(x, what):
+    if isinstance(x, ndarray):
+        raise TypeError(f"{what}: expected host data, got a device array")
+
+
+def _host_view(x):
+    return x.view(numpy.ndarray) if isinstance(x, ndarray) else x
+
+
+def _unwrap(obj):
+    if isinstance(obj, ndarray):
+        return obj.view(numpy.ndarray)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unwrap(x) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _unwrap(v) for k, v in obj.items()}
+    return obj
+
+
+def _wrap(result):
+    """Device arrays for NumPy results; scalars become 0-d arrays, as CuPy returns them."""
+    if isinstance(result, ndarray):
+        return result
+    if isinstance(result, numpy.ndarray):
+        return result.view(ndarray)
+    if isinstance(result, numpy.generic):
+        return numpy.asarray(result).view(ndarray)
+    if isinstance(result, tuple):
+        return tuple(_wrap(r) for r in result)
+    if isinstance(result, list):
+        return [_wrap(r) for r in result]
+    return result
+
+
+def _to_device(a, dtype=None, copy=True):
+    if isinstance(a, ndarray):
+        _check_operands("asarray", [a])
+        if dtype is None or numpy.dtype(dtype) == a.dtype:
+            return a.copy() if copy else a
+        return a.astype(dtype)
+    host = numpy.array(a, dtype=dtype, copy=True)
+    if host.dtype == object:
+        raise ValueError("Unsupported dtype object")
+    return host.view(ndarray)
+
+
+def asarray(a, dtype=None, order=None):
+    return _to_device(a, dtype, copy=False)
+
+
+def array(a, dtype=None, copy=True, order="K", ndmin=0):
+    out = _to_device(a, dtype, copy=copy)
+    while out.ndim < ndmin:
+        out = out[None]
+    return out
+
+
+def ascontiguousarray(a, dtype=None):
+    _check_operands("ascontiguousarray", [a])
+    return _wrap(numpy.ascontiguousarray(_host_view(a), dtype=dtype))
+
+
+def asnumpy(a, stream=None, order="C", out=None):
+    return a.get(order=order, out=out) if isinstance(a, ndarray) else numpy.asarray(a, order=order)
+
+
+def _creator(name):
+    fn = getattr(numpy, name)
+
+    def create(*args, **kwargs):
+        _check_operands(name, _flatten(args) + _flatten(list(kwargs.values())))
+        return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
+
+    create.__name__ = name
+    return create
+
+
+_MODULE_NAME = __name__
+
+
+def __getattr__(name):
+    """Every other NumPy function, on device arrays only (host arrays raise, as in CuPy)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    value = getattr(numpy, name, None)
+    if value is None:
+        raise AttributeError(f"fakecupy has no attribute {name!r}")
+    if isinstance(value, (type, numpy.dtype)) or not callable(value):
+        return value  # dtypes (cupy.float32), constants (cupy.inf), ...
+    wrapped = _creator(name)
+    setattr(sys.modules[_MODULE_NAME], name, wrapped)
+    return wrapped
+
+
+# ---- cuRAND --------------------------------------------------------------------------------
+
+
+class _Random(types.SimpleNamespace):
+    pass
+
+
+class RandomState:
+    """cupy.random.RandomState: one "cuRAND generator" per object; ``seed`` re-seeds it in place."""
+
+    def __init__(self, seed=None):
+        if state.fail == "curand":
+            raise CUDARuntimeError("CURAND_STATUS_INITIALIZATION_FAILED (libcurand not found)")
+        state.generators += 1
+        self._device_id = state.current
+        self.seed(seed)
+
+    def seed(self, seed=None):
+        self._gen = numpy.random.Generator(numpy.random.PCG64(seed))
+
+    def _here(self):
+        if state.current != self._device_id:
+            raise ValueError(f"RandomState of device {self._device_id} used on device {state.current}")
+
+    def standard_normal(self, size=None, dtype=float):
+        self._here()
+        return _wrap(self._gen.standard_normal(size, dtype=numpy.float64).astype(dtype))
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        self._here()
+        return _wrap(self._gen.uniform(low, high, size).astype(dtype))
+
+    def permutation(self, num):
+        self._here()
+        return _wrap(self._gen.permutation(num))
+
+
+random = _Random(RandomState=RandomState)
+
+# ---- kernels -------------------------------------------------------------------------------
+
+
+class RawModule:
+    def __init__(self, code=None, *, options=(), name_expressions=None, backend="nvrtc", **kwargs):
+        self.code, self.options = code, tuple(options)
+        self.name_expressions = list(name_expressions or [])
+        self.signatures = _kernels.parse_signatures(code)
+        self._compiled = False
+
+    def compile(self, log_stream=None):
+        if state.fail == "compile":
+            raise CompileException("nvrtc: error: failed to open libnvrtc-builtins.so (fakecupy)")
+        for expr in self.name_expressions:
+            _kernels.resolve(expr, self.signatures)  # raises for an unknown kernel or wrong template arity
+        self._compiled = True
+
+    def get_function(self, name):
+        if not self._compiled:
+            self.compile()
+        if self.name_expressions and name not in self.name_expressions:
+            raise CompileException(f"{name} is not one of the module's name_expressions")
+        return RawKernel(None, name, _module=self)
+
+
+class RawKernel:
+    def __init__(self, code, name, options=(), backend="nvrtc", *, _module=None, **kwargs):
+        module = _module or RawModule(code=code, options=options)
+        if _module is None:
+            module.compile()
+        self.name = name
+        self.kernel, self.template = _kernels.resolve(name, module.signatures)
+        self.attributes = {"max_threads_per_block": 1024}
+
+    def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
+        if state.fail == "launch":
+            raise CUDARuntimeError("cudaErrorNoKernelImageForDevice: no kernel image is available (fakecupy)")
+        state.launches.append((self.name, tuple(grid), tuple(block)))
+        _kernels.launch(self, grid, block, args, ndarray, state)
+
+
+def reset():
+    """Back to two devices, device 0 current, no recorded launches."""
+    state.current, state.device_count, state.fail = 0, 2, None
+    state.launches, state.generators, state.attribute_queries = [], 0, 0
+
+
+def install(monkeypatch):
+    """Make ``import cupy`` give this module for the rest of a test (with pytest's monkeypatch)."""
+    reset()
+    module = sys.modules[__name__]
+    monkeypatch.setitem(sys.modules, "cupy", module)
+    monkeypatch.setitem(sys.modules, "cupyx", types.ModuleType("cupyx"))
+    return module
+
+
+_GPUNN_CUPY_MODULES = ("gpunn.ops.cuda", "gpunn.cupy_ops")  # modules that import cupy at the top
+
+
+def forget_gpunn_state(monkeypatch=None):
+    """Drop what gpunn cached about CuPy (the probe, compiled kernels, the cuRAND generators, the
+    modules that imported it), so the next use sees the ``cupy`` in sys.modules now."""
+    import importlib
+
+    from gpunn import backend, rng
+
+    backend.probe_cuda.cache_clear()
+    backend._fallback_announced = False
+    for name in ("gpunn.ops.kernels", "gpunn.kernels"):
+        try:
+            kernels = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(kernels, "module"):
+            kernels.module.cache_clear()
+            kernels._get.cache_clear()
+    getattr(rng, "_GPU_GENERATORS", {}).clear()
+    for name in _GPUNN_CUPY_MODULES:
+        sys.modules.pop(name, None)

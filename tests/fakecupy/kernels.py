@@ -1,0 +1,330 @@
+"""Kernel signatures parsed from CUDA source, launch checks, and the NumPy reference of each kernel.
+
+How a launch is checked (``launch``): the ``RawKernel``'s name expression, e.g.
+``gpunn::bias_act_forward<float, 6>``, is matched to the ``__global__`` function of that name in the
+source the module was built from; its template parameters are bound (``typename T`` -> a NumPy dtype,
+``int ACT`` -> an int) and each parameter of the signature is checked against the argument passed:
+
+- a pointer parameter (``const T* x``) takes a device array (``fakecupy.ndarray``) on the current
+  device, C-contiguous, of exactly the pointee's dtype, or the null pointer ``numpy.uintp(0)``;
+  anything else (a host array, a Python int, a 0-d array standing in for a scalar) is refused;
+- a scalar parameter takes exactly the NumPy scalar type of its C++ type (``long long`` ->
+  ``numpy.int64``, ``int`` -> ``numpy.int32``, ``T`` -> ``numpy.float32`` when T is float): a Python
+  float or int would be passed to CUDA with another width, which CuPy does not catch;
+- grid and block are tuples of 1 to 3 positive ints within CUDA's limits (block <= 1024 threads).
+
+The kernel then runs as its registered reference: a Python function computing what the kernel must
+compute, with the NumPy math of ``gpunn.ops.Ops`` / ``gpunn.activations``. It receives a ``Launch``
+(grid, block, and ``read``/``write`` to take a flat view of a pointer argument after checking that the
+array holds the elements the kernel touches), the bound template arguments, then the kernel's
+arguments (None for a null pointer). A reference also asserts the launch-shape rules its kernel
+documents (e.g. bias_grad's block of 32 columns, and that its chunks cover every row).
+
+Adding a kernel (a bf16 instantiation, an ensemble kernel with a member axis in kernels/ensemble.cu):
+1. nothing to do for the signature: it is parsed from the ``.cu`` source the module compiles, and a
+   new C++ type only needs an entry in ``CXX_DTYPES`` (``__nv_bfloat16`` maps to ``ml_dtypes.bfloat16``
+   where ml_dtypes is installed);
+2. register its reference here (or from your test module) with ``@reference("kernel_name")``, taking
+   ``(launch, *template_args, *kernel_args)``; compute in float64 or the kernel's T, and write the
+   result through ``launch.write(ptr, n)``;
+3. an unregistered kernel fails its first launch with a message naming this file.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy
+
+from gpunn.activations import ACTIVATIONS
+
+CXX_DTYPES = {
+    "float": numpy.dtype(numpy.float32),
+    "double": numpy.dtype(numpy.float64),
+    "int": numpy.dtype(numpy.int32),
+    "unsigned": numpy.dtype(numpy.uint32),
+    "unsigned int": numpy.dtype(numpy.uint32),
+    "long long": numpy.dtype(numpy.int64),
+    "unsigned long long": numpy.dtype(numpy.uint64),
+    "size_t": numpy.dtype(numpy.uint64),
+}
+try:  # bfloat16 kernels (tf32/bf16 precision) take ml_dtypes.bfloat16 arrays
+    import ml_dtypes
+
+    CXX_DTYPES["__nv_bfloat16"] = numpy.dtype(ml_dtypes.bfloat16)
+except ImportError:
+    pass
+
+NULL_TYPES = (numpy.uintp, numpy.uint64, numpy.intp)
+MAX_GRID = (2**31 - 1, 65535, 65535)
+
+REFERENCES: dict = {}
+
+
+def reference(name):
+    """Register ``fn(launch, *template_args, *kernel_args)`` as what kernel ``name`` computes."""
+    def register(fn):
+        REFERENCES[name] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Param:
+    name: str
+    ctype: str  # the C++ type without const / *
+    pointer: bool
+
+
+@dataclass
+class Signature:
+    name: str
+    template: list  # [(kind, name)] kind is "typename" or an integral C++ type
+    params: list
+
+
+_KERNEL = re.compile(r"(?:template\s*<(?P<tpl>[^>]*)>\s*)?(?:extern\s+\"C\"\s+)?__global__\s+void\s+"
+                     r"(?P<name>\w+)\s*\((?P<params>[^)]*)\)", re.S)
+
+
+def _strip_comments(code: str) -> str:
+    code = re.sub(r"/\*.*?\*/", " ", code, flags=re.S)
+    return re.sub(r"//[^\n]*", " ", code)
+
+
+def parse_signatures(code: str) -> dict:
+    """{kernel name: Signature} for every __global__ function in ``code``."""
+    out = {}
+    for m in _KERNEL.finditer(_strip_comments(code or "")):
+        template = []
+        if m.group("tpl"):
+            for part in m.group("tpl").split(","):
+                words = part.split()
+                template.append(("typename" if words[0] in ("typename", "class") else " ".join(words[:-1]), words[-1]))
+        params = []
+        for part in m.group("params").split(","):
+            part = " ".join(part.replace("*", " * ").split())
+            if not part:
+                continue
+            pointer = "*" in part
+            words = [w for w in part.replace("*", " ").split() if w not in ("const", "__restrict__", "volatile")]
+            params.append(Param(words[-1], " ".join(words[:-1]), pointer))
+        out[m.group("name")] = Signature(m.group("name"), template, params)
+    return out
+
+
+def resolve(expression: str, signatures: dict):
+    """(Signature, bound template {name: dtype or int}) for a name expression like ns::k<float, 3>."""
+    m = re.fullmatch(r"\s*(?:[\w:]*::)?(\w+)\s*(?:<(.*)>)?\s*", expression)
+    if not m or m.group(1) not in signatures:
+        raise KeyError(f"kernel {expression!r} is not defined in the module's source "
+                       f"(defined: {', '.join(sorted(signatures))})")
+    sig = signatures[m.group(1)]
+    args = [a.strip() for a in m.group(2).split(",")] if m.group(2) else []
+    if len(args) != len(sig.template):
+        raise KeyError(f"{expression}: {len(args)} template arguments for {len(sig.template)} parameters")
+    bound = {}
+    for (kind, name), arg in zip(sig.template, args):
+        if kind == "typename":
+            if arg not in CXX_DTYPES:
+                raise KeyError(f"{expression}: no NumPy dtype for C++ type {arg!r} (add it to CXX_DTYPES)")
+            bound[name] = CXX_DTYPES[arg]
+        else:
+            bound[name] = int(arg)
+    return sig, bound
+
+
+class LaunchError(AssertionError):
+    """A kernel launch that would be wrong on a GPU."""
+
+
+class Launch:
+    def __init__(self, name, grid, block, arrays):
+        self.name, self.grid, self.block, self._arrays = name, grid, block, arrays
+
+    @property
+    def threads(self) -> int:
+        return int(numpy.prod(self.grid)) * int(numpy.prod(self.block))
+
+    def check(self, ok, message):
+        if not ok:
+            raise LaunchError(f"{self.name} grid={self.grid} block={self.block}: {message}")
+
+    def read(self, name, n):
+        """A flat float view of the first ``n`` elements of pointer argument ``name`` (checked to hold them)."""
+        arr = self._arrays[name]
+        self.check(arr is not None, f"dereferences the null pointer argument {name!r}")
+        n = int(n)
+        self.check(arr.size >= n, f"argument {name!r} holds {arr.size} elements but the kernel touches {n}")
+        return arr.reshape(-1)[:n]
+
+    write = read  # a view: assigning into it writes the device array
+
+    def is_null(self, name) -> bool:
+        return self._arrays[name] is None
+
+
+def _dims(value, what, launch_name):
+    dims = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not 1 <= len(dims) <= 3 or not all(isinstance(d, (int, numpy.integer)) and not isinstance(d, bool) for d in dims):
+        raise LaunchError(f"{launch_name}: {what} must be a tuple of 1-3 ints, got {value!r}")
+    if any(d < 1 for d in dims):
+        raise LaunchError(f"{launch_name}: {what} {dims} has an empty dimension (CUDA: invalid configuration)")
+    return dims + (1,) * (3 - len(dims))
+
+
+def launch(kernel, grid, block, args, device_array, state):
+    sig, bound = kernel.kernel, kernel.template
+    where = f"{kernel.name}"
+    grid, block = _dims(grid, "grid", where), _dims(block, "block", where)
+    if int(numpy.prod(block)) > 1024 or block[2] > 64:
+        raise LaunchError(f"{where}: block {block} exceeds 1024 threads (or 64 in z)")
+    if any(g > lim for g, lim in zip(grid, MAX_GRID)):
+        raise LaunchError(f"{where}: grid {grid} exceeds CUDA's limits {MAX_GRID}")
+    if not isinstance(args, tuple):
+        raise LaunchError(f"{where}: args must be a tuple, got {type(args).__name__}")
+    if len(args) != len(sig.params):
+        raise LaunchError(f"{where}: {len(args)} arguments for {len(sig.params)} parameters "
+                          f"({', '.join(p.name for p in sig.params)})")
+    values, arrays = [], {}
+    for p, a in zip(sig.params, args):
+        want = bound.get(p.ctype, CXX_DTYPES.get(p.ctype))
+        if want is None:
+            raise LaunchError(f"{where}: parameter {p.name} has C++ type {p.ctype!r}, unknown to fakecupy")
+        if p.pointer:
+            if isinstance(a, device_array):
+                if a._device_id != state.current:
+                    raise LaunchError(f"{where}: {p.name} is on device {a._device_id}, the launch on {state.current}")
+                if a.dtype != want:
+                    raise LaunchError(f"{where}: {p.name} is {p.ctype}* ({want}) but the array is {a.dtype}")
+                if not a.flags.c_contiguous:
+                    raise LaunchError(f"{where}: {p.name} is not C-contiguous (the kernel indexes it flat)")
+                arrays[p.name] = a.view(numpy.ndarray)
+            elif isinstance(a, NULL_TYPES) and int(a) == 0:
+                arrays[p.name] = None
+            else:
+                raise LaunchError(f"{where}: {p.name} is a pointer ({p.ctype}*); got {type(a).__name__} {a!r:.60} "
+                                  "(pass a device array or numpy.uintp(0) for null)")
+            values.append(arrays[p.name])
+        else:
+            if isinstance(a, numpy.ndarray) or type(a) is not want.type:
+                raise LaunchError(f"{where}: {p.name} is a {p.ctype} scalar and needs exactly numpy.{want.type.__name__}; "
+                                  f"got {type(a).__name__} (another width would be passed to CUDA)")
+            values.append(a)
+    ref = REFERENCES.get(sig.name)
+    if ref is None:
+        raise LaunchError(f"{where}: no NumPy reference registered for kernel {sig.name!r}; "
+                          "add one with @reference in tests/fakecupy/kernels.py")
+    run = Launch(where, grid, block, arrays)
+    names = [p.name for p in sig.params]
+    with numpy.errstate(all="ignore"):
+        ref(run, *bound.values(), **dict(zip(names, values)))
+
+
+# ---- the references ------------------------------------------------------------------------
+
+_BY_ID = {a.kernel_id: a for a in ACTIVATIONS.values()}
+
+
+def _act(launch, act_id):
+    launch.check(act_id in _BY_ID, f"unknown activation id {act_id}")
+    return _BY_ID[act_id]
+
+
+@reference("gpunn_probe")
+def _probe(launch, x, n):
+    v = launch.write("x", n)
+    v[...] = 2 * v + 1
+
+
+@reference("bias_act_forward")
+def _bias_act_forward(launch, T, ACT, Z_in, b, Z_keep, A, rows, cols):
+    n = int(rows) * int(cols)
+    z = launch.read("Z_in", n).astype(T).reshape(int(rows), int(cols))
+    if b is not None:
+        z = (z + launch.read("b", cols)).astype(T)
+    if Z_keep is not None:
+        launch.write("Z_keep", n)[...] = z.reshape(-1)
+    out = numpy.empty_like(z)
+    _act(launch, ACT).forward(numpy, z, out)
+    launch.write("A", n)[...] = out.reshape(-1)
+
+
+def _act_backward(launch, T, ACT, n, source_name, from_output):
+    act = _act(launch, ACT)
+    fn = act.grad_from_output if from_output else act.grad_from_input
+    launch.check(fn is not None, f"{act.name} has no g' from the output")
+    dA, src = launch.read("dA", n).copy(), launch.read(source_name, n).copy()
+    grad = numpy.empty_like(src)
+    fn(numpy, src, grad)
+    launch.write("dZ", n)[...] = dA * grad
+
+
+@reference("act_backward_from_input")
+def _act_backward_from_input(launch, T, ACT, dA, Z, dZ, n):
+    _act_backward(launch, T, ACT, n, "Z", False)
+
+
+@reference("act_backward_from_output")
+def _act_backward_from_output(launch, T, ACT, dA, A, dZ, n):
+    _act_backward(launch, T, ACT, n, "A", True)
+
+
+@reference("mse_grad")
+def _mse_grad(launch, T, A, Y, dA, scale, n, sum_sq):
+    launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
+                 "mse_grad's block_sum needs a one-dimensional block, a multiple of 32 threads")
+    d = launch.read("A", n).astype(T) - launch.read("Y", n)
+    if dA is not None:
+        launch.write("dA", n)[...] = scale * d
+    total = launch.write("sum_sq", 1)
+    total += numpy.dot(d.astype(numpy.float64), d.astype(numpy.float64))
+
+
+@reference("bias_grad")
+def _bias_grad(launch, T, dZ, db, partial, rows, cols, rows_per_chunk):
+    rows, cols, per = int(rows), int(cols), int(rows_per_chunk)
+    bx, by, bz = launch.block
+    launch.check(bx == 32 and bz == 1 and by & (by - 1) == 0 and by <= 32, "block must be (32, Y), Y a power of two <= 32")
+    gx, chunks, gz = launch.grid
+    launch.check(gz == 1 and gx * 32 >= cols, f"grid.x = {gx} blocks of 32 columns do not cover {cols} columns")
+    launch.check(per >= 1 and chunks * per >= rows, f"{chunks} chunks of {per} rows do not cover {rows} rows")
+    launch.check((chunks - 1) * per < rows or rows == 0, "a chunk starts past the last row")
+    Z = launch.read("dZ", rows * cols).reshape(rows, cols).astype(numpy.float64)
+    if chunks == 1:
+        launch.write("db", cols)[...] = Z.sum(axis=0)
+        return
+    part = launch.write("partial", chunks * cols).reshape(chunks, cols)
+    for k in range(chunks):
+        part[k] = Z[k * per:(k + 1) * per].sum(axis=0)
+
+
+@reference("bias_grad_finish")
+def _bias_grad_finish(launch, T, partial, db, chunks, cols):
+    part = launch.read("partial", int(chunks) * int(cols)).reshape(int(chunks), int(cols))
+    launch.write("db", cols)[...] = part.sum(axis=0)
+
+
+@reference("sgd_step")
+def _sgd_step(launch, T, w, g, vel, lr, momentum, weight_decay, nesterov, n):
+    from gpunn.ops import Ops
+
+    launch.check(vel is not None or momentum == 0, "a null velocity with momentum != 0")
+    velocity = launch.write("vel", n) if vel is not None else None
+    Ops(numpy).sgd_step(launch.write("w", n), launch.read("g", n).copy(), velocity, lr, momentum, bool(nesterov),
+                        weight_decay)
+
+
+@reference("adam_step")
+def _adam_step(launch, T, w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay,
+               decoupled, n):
+    W, G, M, V = (launch.write(k, n) for k in ("w", "g", "m", "v"))
+    G = G.copy()
+    if weight_decay and decoupled:
+        W *= T.type(1) - lr * weight_decay
+    elif weight_decay:
+        G = G + weight_decay * W
+    M += one_minus_beta1 * (G - M)
+    V += one_minus_beta2 * (G * G - V)
+    denom = numpy.sqrt(V) / numpy.sqrt(bias_c2) + eps
+    W -= (lr / bias_c1) * M / denom

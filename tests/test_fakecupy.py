@@ -1,0 +1,250 @@
+"""The CuPy code path end to end on CPU-only CI, through tests/fakecupy (a NumPy-backed CuPy stand-in).
+
+Every ``RawKernel`` launch gpunn makes here is checked against the kernel's signature parsed from
+kernels/*.cu (pointer vs scalar, exact NumPy scalar type, dtype, null pointers, launch shape, rows
+covered) and computed by the NumPy reference registered in tests/fakecupy/kernels.py; every CuPy call
+must use device arrays on the current device. So these tests prove that gpunn drives CuPy and its
+kernels correctly: the training loop, datasets, checkpoints and predict on ``device="cuda"`` and
+``"cuda:1"``. They do not prove the CUDA code right (nothing here compiles or runs it): that is
+tests/test_kernel_compile.py, tests/test_kernel_math_host.py and, on a GPU, bench/gpu_check.sh.
+
+Adding a kernel (a bf16 instantiation, an ensemble kernel): register its NumPy reference with
+``@fakecupy.kernels.reference("name")`` (see that module's docstring); the signature comes from the
+source. Running every GPU-marked test against the stand-in: ``GPUNN_FAKE_CUPY=1 pytest -m gpu``.
+"""
+from __future__ import annotations
+
+import numpy
+import pytest
+
+import fakecupy
+from fakecupy import kernels as fk
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    cp = fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+    yield cp
+    fakecupy.forget_gpunn_state(None)
+
+
+def _data(rows=240, features=6, outputs=2, seed=0):
+    rng = numpy.random.default_rng(seed)
+    X = rng.standard_normal((rows, features))
+    Y = numpy.column_stack([numpy.sin(X[:, :2].sum(axis=1)), X[:, 2] * X[:, 3]])[:, :outputs]
+    return X, Y
+
+
+# ---- the stand-in itself -----------------------------------------------------------------------
+
+def test_signatures_are_parsed_from_the_kernel_sources():
+    from gpunn.ops import kernels as gk
+
+    sigs = fk.parse_signatures(gk.load_source("optimizers.cu"))
+    adam = sigs["adam_step"]
+    assert [t for t in adam.template] == [("typename", "T")]
+    assert [(p.name, p.ctype, p.pointer) for p in adam.params[:5]] == [
+        ("w", "T", True), ("g", "T", True), ("m", "T", True), ("v", "T", True), ("lr", "T", False)]
+    assert (adam.params[-2].ctype, adam.params[-1].ctype) == ("int", "long long")
+    for source in gk.SOURCES:  # every kernel gpunn instantiates has a signature and a reference
+        sigs = fk.parse_signatures(gk.load_source(source))
+        for name in gk.name_expressions(source):
+            sig, bound = fk.resolve(name, sigs)
+            assert sig.name in fk.REFERENCES, f"no reference for {sig.name}"
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda cp, a: (a, a, a, numpy.float32(1e-3), 0.9, numpy.float32(0), numpy.int32(0), numpy.int64(4)),
+     "needs exactly numpy.float32"),  # a Python float for a float scalar
+    (lambda cp, a: (a, a, a, numpy.float32(1e-3), numpy.float32(0.9), numpy.float32(0), numpy.int32(0), 4),
+     "needs exactly numpy.int64"),
+    (lambda cp, a: (a, a, a, numpy.float64(1e-3), numpy.float32(0.9), numpy.float32(0), numpy.int32(0), numpy.int64(4)),
+     "needs exactly numpy.float32"),
+    (lambda cp, a: (a, a.astype("float64"), a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0),
+                    numpy.int64(4)), r"is T\* \(float32\) but the array is float64"),
+    (lambda cp, a: (a, a.get(), a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0),
+                    numpy.int64(4)), "is a pointer"),
+    (lambda cp, a: (a, 0, a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(4)),
+     "is a pointer"),
+    (lambda cp, a: (a, a, a, numpy.float32(1)), "4 arguments for 8 parameters"),
+    (lambda cp, a: (a, a, numpy.uintp(0), numpy.float32(1), numpy.float32(0.9), numpy.float32(0), numpy.int32(0),
+                    numpy.int64(4)), "null velocity"),
+    (lambda cp, a: (a, a, a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(5)),
+     "holds 4 elements but the kernel touches 5"),
+    (lambda cp, a: (cp.ones(8, "float32")[::2], a, a, numpy.float32(1),
+                    numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(4)), "not C-contiguous"),
+])
+def test_wrong_launches_are_refused(fake_cupy, bad, message):
+    from gpunn.ops import kernels as gk
+
+    a = fake_cupy.ones(4, "float32")
+    kernel = gk.get_kernel("sgd_step", "float32")
+    with pytest.raises(fk.LaunchError, match=message):
+        kernel((1,), (32,), bad(fake_cupy, a))
+
+
+def test_wrong_launch_shapes_and_devices_are_refused(fake_cupy):
+    from gpunn.ops import kernels as gk
+
+    a = fake_cupy.ones(4, "float32")
+    args = (a, a, a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(4))
+    kernel = gk.get_kernel("sgd_step", "float32")
+    for grid, block, message in [((0,), (32,), "empty dimension"), ((1,), (2048,), "exceeds 1024"),
+                                 ((1.0,), (32,), "tuple of 1-3 ints")]:
+        with pytest.raises(fk.LaunchError, match=message):
+            kernel(grid, block, args)
+    with fake_cupy.cuda.Device(1), pytest.raises(fk.LaunchError, match="on device 0, the launch on 1"):
+        kernel((1,), (32,), args)
+    with pytest.raises(TypeError, match="host NumPy array"):
+        fake_cupy.add(a, numpy.ones(4, "float32"))
+    with fake_cupy.cuda.Device(1), pytest.raises(ValueError, match="current device"):
+        a + 1
+
+
+def test_an_unregistered_kernel_says_how_to_add_it(fake_cupy):
+    mod = fake_cupy.RawModule(code="template <typename T> __global__ void k(T* x, long long n) {}",
+                              name_expressions=["k<float>"])
+    with pytest.raises(fk.LaunchError, match="no NumPy reference registered for kernel 'k'.*@reference"):
+        mod.get_function("k<float>")((1,), (32,), (fake_cupy.ones(2, "float32"), numpy.int64(2)))
+
+
+# ---- gpunn on the stand-in -------------------------------------------------------------------
+
+def test_probe_runs_a_kernel_and_falls_back_with_the_reason(fake_cupy):
+    from gpunn import backend
+
+    cp, count, reason = backend.probe_cuda()
+    assert cp is fake_cupy and count == 2 and reason == ""
+    assert any(name == "gpunn_probe" for name, _, _ in fakecupy.state.launches)
+    for stage, words in [("compile", "compiling a kernel"), ("launch", "running a kernel"),
+                         ("curand", "cuRAND"), ("count", "driver")]:
+        fakecupy.state.fail = stage
+        backend.probe_cuda.cache_clear()
+        cp, count, reason = backend.probe_cuda()
+        assert cp is None and words in reason, reason
+        with pytest.warns(backend.CPUFallbackWarning, match="running on CPU"):
+            backend._fallback_announced = False
+            assert backend.resolve("auto") is backend.CPU
+        with pytest.raises(backend.DeviceError, match=words):
+            backend.resolve("cuda")
+    fakecupy.state.fail = None
+    backend.probe_cuda.cache_clear()
+    assert backend.resolve("auto").device == "cuda:0"
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "identity"])
+@pytest.mark.parametrize("optimizer", ["adam", "nesterov", "sgd"])
+def test_training_on_the_cupy_path_is_the_numpy_training(fake_cupy, activation, optimizer):
+    """Same start, same batches (no shuffle): the fused CuPy path lands on the NumPy reference's weights."""
+    from gpunn import MLP
+
+    X, Y = _data()
+    kwargs = dict(activation=activation, dtype="float64", seed=5)
+    cpu = MLP([6, 40, 3 * 7, 2], device="cpu", fused=False, **kwargs)
+    gpu = MLP([6, 40, 3 * 7, 2], device="cuda", **kwargs)
+    assert type(gpu.ops).__name__ == "CupyOps" and gpu.ops.fused
+    fit = dict(epochs=3, batch_size=64, optimizer=optimizer, lr=1e-2, shuffle=False, verbose=False)
+    h_cpu, h_gpu = cpu.fit(X, Y, **fit), gpu.fit(X, Y, **fit)
+    numpy.testing.assert_allclose(gpu.params.get(), cpu.params, rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(h_gpu["loss"], h_cpu["loss"], rtol=1e-10)
+    names = {name.split("<")[0].split("::")[-1] for name, _, _ in fakecupy.state.launches}
+    assert {"mse_grad", "bias_grad", "bias_act_forward"} <= names  # the fused kernels ran
+    assert (optimizer == "adam") == ("adam_step" in names) and (optimizer != "adam") == ("sgd_step" in names)
+
+
+def test_two_stage_bias_gradient_and_empty_batches(fake_cupy):
+    from gpunn.activations import ACTIVATIONS
+    from gpunn.ops import Ops, ops_for
+    from gpunn import backend
+
+    ops = ops_for(backend.resolve("cuda"))
+    rng = numpy.random.default_rng(1)
+    for rows, cols, chunks in [(1000, 70, 7), (65, 3, None), (1, 1, None), (0, 5, None), (3, 0, None)]:
+        ops.bias_grad_chunks = chunks
+        dZ = rng.standard_normal((rows, cols))
+        db = fake_cupy.full(cols, numpy.nan)
+        ops.bias_gradient(fake_cupy.asarray(dZ), db)
+        numpy.testing.assert_allclose(db.get(), dZ.sum(axis=0), rtol=1e-12, atol=1e-12)
+    Z = fake_cupy.zeros((0, 4))
+    ops.bias_activation(Z, fake_cupy.ones(4), ACTIVATIONS["relu"], Z, keep_z=False)
+    Ops(numpy).bias_gradient(numpy.zeros((0, 2)), numpy.ones(2))
+
+
+def test_device_attributes_are_queried_once(fake_cupy):
+    from gpunn import MLP
+
+    X, Y = _data()
+    model = MLP([6, 16, 2], device="cuda", seed=0)
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=False)
+    before = fakecupy.state.attribute_queries
+    launches = len(fakecupy.state.launches)
+    model.fit(X, Y, epochs=2, batch_size=16, verbose=False)
+    assert len(fakecupy.state.launches) - launches > 50
+    assert fakecupy.state.attribute_queries == before  # none per launch
+
+
+def test_one_curand_generator_per_device_reseeded_per_epoch(fake_cupy):
+    from gpunn import MLP
+
+    X, Y = _data()
+    model = MLP([6, 8, 2], device="cuda", seed=0)
+    model.fit(X, Y, epochs=2, batch_size=32, verbose=False)
+    made = fakecupy.state.generators
+    first = model.params.get()
+    model2 = MLP([6, 8, 2], device="cuda", seed=0)
+    model2.fit(X, Y, epochs=2, batch_size=32, verbose=False)
+    model2.fit(X, Y, epochs=6, batch_size=32, verbose=False)
+    assert fakecupy.state.generators == made  # reused: no generator per epoch (or per fit)
+    model3 = MLP([6, 8, 2], device="cuda", seed=0)
+    model3.fit(X, Y, epochs=2, batch_size=32, verbose=False)
+    numpy.testing.assert_array_equal(model3.params.get(), first)  # reseeding keeps (seed, epoch) -> shuffle
+
+
+def test_everything_stays_on_cuda_1(fake_cupy, tmp_path):
+    """On cuda:1 every allocation, kernel and CuPy call happens with device 1 current (else ValueError)."""
+    import gpunn
+    from gpunn import MLP, datasets
+
+    X, Y = datasets.make("teacher", 600, 5, 2, seed=0, device="cuda:1", dtype="float64")
+    assert X.device.id == 1
+    model = MLP([5, 16, 16, 2], device="cuda:1", seed=0, dtype="float64")
+    assert model.params.device.id == 1 and model.device == "cuda:1"
+    model.weights[0] = numpy.ones((5, 16)) * 0.1  # ParamList copies on the model's device
+    history = model.fit(X, Y, epochs=3, batch_size=64, validation_fraction=0.2, early_stopping=True, patience=2,
+                        callbacks=[gpunn.ModelCheckpoint(str(tmp_path / "run.npz"))], verbose=False)
+    assert len(history["loss"]) >= 1 and numpy.isfinite(history["val_r2"][-1])
+    assert model.predict(X[:7]).device.id == 1 and numpy.isfinite(model.score(X, Y))
+    model.loss_and_gradients(X[:10], Y[:10])
+    gpunn.save(str(tmp_path / "m.npz"), model)
+    back = gpunn.load(str(tmp_path / "m.npz"), device="cuda:1")
+    numpy.testing.assert_array_equal(back.predict(X[:9]).get(), model.predict(X[:9]).get())
+    on_cpu = gpunn.load(str(tmp_path / "m.npz"), device="cpu")
+    numpy.testing.assert_allclose(on_cpu.predict(X[:9].get()), model.predict(X[:9]).get(), rtol=1e-12)
+    resumed = gpunn.load_checkpoint(str(tmp_path / "run.npz"), device="cuda:1")
+    resumed.resume(X, Y, epochs=5, verbose=False)
+    assert fakecupy.state.current == 0  # every use() was left
+
+
+def test_cli_train_and_predict_on_cuda_1(fake_cupy, tmp_path, capsys):
+    from gpunn import cli
+
+    save = str(tmp_path / "run.npz")
+    code = cli.main(["train", "--device", "cuda:1", "--rows", "800", "--features", "4", "--hidden", "8",
+                     "--epochs", "2", "--quiet", "--save", save])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "cuda:1 (Fake GPU 1" in out.out and "held-out: mse" in out.out
+    numpy.save(tmp_path / "in.npy", numpy.ones((3, 4), "float32"))
+    assert cli.main(["predict", save, str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--device", "cuda:1"]) == 0
+    assert numpy.load(tmp_path / "out.npy").shape == (3, 1)
+
+
+def test_shuffled_training_gathers_on_the_device(fake_cupy):
+    from gpunn import MLP, datasets
+
+    X, Y = datasets.make("linear", 500, 4, 1, seed=1, device="cuda", dtype="float32")
+    model = MLP([4, 32, 1], device="cuda", seed=0)
+    history = model.fit(X, Y, epochs=15, batch_size=50, lr=1e-2, verbose=False)
+    assert history["loss"][-1] < 0.2 * history["loss"][0]
+    assert model.score(X, Y) > 0.9
