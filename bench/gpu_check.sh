@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# The one script to run on a GPU machine: the GPU tests, the kernel benchmarks (GB/s against a
-# device copy, fused against unfused), then the training-throughput benchmark against PyTorch.
-# It runs this checkout through PYTHONPATH, with no install step (the machine needs python3 with
-# cupy, numpy, pytest, tqdm; torch for the peer). Full results go to the folder named by the first
-# argument (default bench/out/); a short table is printed last. Budget: under 6 minutes (each stage
-# has a timeout: 150 + 60 + 130 s at most, about 4 minutes when nothing hangs).
-#   usage: bash bench/gpu_check.sh [OUT_DIR]
-#   GPUNN_CHECK_DEVICE=cpu bash bench/gpu_check.sh /tmp/out   # a dry run of the plumbing, no GPU
+# The one script to run on a GPU machine. From this checkout through PYTHONPATH: no install step, no
+# network (the machine needs python3 with cupy, numpy, pytest, tqdm; torch for the PyTorch peers).
+#   usage: bash bench/gpu_check.sh [OUT_DIR]             (default bench/out/)
+#   GPUNN_CHECK_DEVICE=cpu bash bench/gpu_check.sh /tmp/out   # a dry run of the plumbing, no GPU (CI runs it)
+#
+# Stages, each writing its files into OUT_DIR and its line into OUT_DIR/summary.txt as soon as it ends
+# (a kill keeps what finished):
+#   device     nvidia-smi, gpunn info, and CuPy must be usable (gpunn's probe compiles and runs a kernel):
+#              otherwise the script stops at once, failing, with the reason
+#   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable)
+#   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24)
+#   train-*    gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
+#              bf16 autocast; once `gpunn bench --help` offers --precision (issue 10, tf32/bf16), also
+#              in tf32 and bf16 (gpunn only)
+#   hooks      optional checks that run only where their feature has landed: bench/gpu_checks/NAME.py
+#              for NAME in ensemble (issue 11), streams (issue 12), nccl (issue 13, one rank). Contract:
+#              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
+#              no file = "not landed", not a failure.
+# Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
+# each stage gets at most its cap and never more than what is left; a stage with under 10 s left is
+# skipped and says so.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/bench/out}" && cd "${1:-$ROOT/bench/out}" && pwd)
@@ -14,38 +27,101 @@ cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 PY=${PYTHON:-python3}
 DEVICE=${GPUNN_CHECK_DEVICE:-cuda}
+BUDGET=${GPUNN_CHECK_BUDGET:-330}
+DRY=0; [ "$DEVICE" = cpu ] && DRY=1
 t0=$SECONDS
+failed=0
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+
 stage() { echo "== $1 ($((SECONDS - t0))s)"; }
+record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, written at once
+# seconds a stage may take: min(cap, what is left of the budget); 0 when under 10 s are left
+allow() { local left=$((BUDGET - (SECONDS - t0))); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
+          [ "$cap" -lt 10 ] && cap=0; echo "$cap"; }
 
 stage "device"
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"
-  date -u +%F; "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  date -u "+%F %H:%M UTC"; timeout 60 "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
+if [ "$DRY" = 0 ]; then
+  reason=$(timeout 60 "$PY" -c "from gpunn import backend; c, n, r = backend.probe_cuda(); print(r or 'ok')" 2>&1 | tail -n 1)
+  if [ "$reason" != ok ]; then
+    record "FAIL device: CuPy is not usable, nothing else was run: $reason"
+    exit 3
+  fi
+fi
+record "ok   device: $(head -n 1 "$OUT/device.txt") ($((SECONDS - t0))s)"
 
 stage "GPU tests"
-xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
-timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
-tests_rc=$?
-tail -n 15 "$OUT/gpu_tests.log"
+cap=$(allow 130)
+if [ "$cap" -eq 0 ]; then record "SKIP tests: no budget left"; else
+  if [ "$DRY" = 1 ]; then  # the plumbing only: the GPU tests of one module against tests/fakecupy
+    GPUNN_FAKE_CUPY=1 timeout "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
+      > "$OUT/gpu_tests.log" 2>&1
+  else
+    xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
+    timeout "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
+  fi
+  rc=$?
+  tail -n 15 "$OUT/gpu_tests.log"
+  counts=$(grep -E "[0-9]+ (passed|failed|error)" "$OUT/gpu_tests.log" | tail -n 1)
+  passed=$(echo "$counts" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
+  if [ "$rc" -eq 124 ]; then record "FAIL tests: timed out after ${cap}s: $counts"; failed=1
+  elif [ "${passed:-0}" -eq 0 ]; then record "FAIL tests: no GPU test passed (all skipped: CuPy unusable?) (exit $rc): $counts"; failed=1
+  elif [ "$rc" -ne 0 ]; then record "FAIL tests (exit $rc): $counts"; failed=1
+  else record "ok   tests: $counts ($((SECONDS - t0))s)"; fi
+fi
 
 stage "kernel benchmarks"
-timeout 60 "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes 20,24 --repeat 30 --json "$OUT/kernels.json" \
-  > "$OUT/kernels.txt" 2>&1
-kernels_rc=$?
+cap=$(allow 45)
+sizes=20,24; repeat=30; [ "$DRY" = 1 ] && sizes=10,12 && repeat=3
+if [ "$cap" -eq 0 ]; then record "SKIP kernels: no budget left"; else
+  timeout "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
+    --json "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
+  rc=$?
+  cat "$OUT/kernels.txt"
+  if [ "$rc" -eq 0 ]; then record "ok   kernels: $(grep -c 'copy at' "$OUT/kernels.txt") sizes, $OUT/kernels.txt ($((SECONDS - t0))s)"
+  else record "FAIL kernels (exit $rc; partial results in $OUT/kernels.json)"; failed=1; fi
+fi
 
-stage "training benchmark"
-timeout 130 "$PY" -m gpunn bench --device "$DEVICE" --peers naive,torch --max-seconds 100 \
-  --json "$OUT/train_bench.json" --plot "$OUT/train_bench.png" > "$OUT/train_bench.txt" 2>&1
-bench_rc=$?
+stage "training benchmarks"
+# float32 with the PyTorch peers; tf32 and bf16 (gpunn only) once gpunn bench has --precision
+precisions="float32"
+"$PY" -m gpunn bench --help 2>/dev/null | grep -q -- "--precision" && precisions="float32 tf32 bf16"
+for precision in $precisions; do
+  if [ "$precision" = float32 ]; then want=110; peers=torch,torch-bf16; else want=45; peers=none; fi
+  args=(--device "$DEVICE" --config small --config medium --config deep --config large --peers "$peers")
+  [ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
+  [ "$precisions" != float32 ] && args+=(--precision "$precision")
+  cap=$(allow "$want")
+  if [ "$cap" -eq 0 ]; then record "SKIP train-$precision: no budget left"; continue; fi
+  # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
+  budget=$((cap - (cap * 15 / 100 > 5 ? cap * 15 / 100 : 5)))
+  timeout "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train_$precision.json" \
+    > "$OUT/train_$precision.txt" 2>&1
+  rc=$?
+  tail -n 30 "$OUT/train_$precision.txt"
+  if [ "$rc" -eq 0 ]; then record "ok   train-$precision: $OUT/train_$precision.txt ($((SECONDS - t0))s)"
+  else record "FAIL train-$precision (exit $rc; rows finished so far in $OUT/train_$precision.json)"; failed=1; fi
+done
+
+stage "hooks (issues 11, 12, 13)"
+for hook in ensemble streams nccl; do
+  script="bench/gpu_checks/$hook.py"
+  if [ ! -f "$script" ]; then record "--   $hook: not landed ($script absent)"; continue; fi
+  cap=$(allow 40)
+  if [ "$cap" -eq 0 ]; then record "SKIP $hook: no budget left"; continue; fi
+  mkdir -p "$OUT/$hook"
+  timeout "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
+    > "$OUT/$hook.txt" 2>&1
+  rc=$?
+  tail -n 10 "$OUT/$hook.txt"
+  if [ "$rc" -eq 0 ]; then record "ok   $hook: $OUT/$hook.txt ($((SECONDS - t0))s)"
+  else record "FAIL $hook (exit $rc): $OUT/$hook.txt"; failed=1; fi
+done
 
 stage "summary"
-{
-  echo "gpu_check on $(head -n 1 "$OUT/device.txt"), $(date -u +%F), $((SECONDS - t0))s"
-  echo "GPU tests (exit $tests_rc): $(grep -E '(passed|failed|error)' "$OUT/gpu_tests.log" | tail -n 1)"
-  echo
-  cat "$OUT/kernels.txt"; echo "(exit $kernels_rc)"
-  echo
-  cat "$OUT/train_bench.txt"; echo "(exit $bench_rc)"
-} > "$OUT/summary.txt"
-cat "$OUT/summary.txt"
-[ "$tests_rc" -eq 0 ] && [ "$kernels_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+echo "gpu_check on $(head -n 1 "$OUT/device.txt"), $(date -u +%F), $((SECONDS - t0))s of a ${BUDGET}s budget: $([ "$failed" = 0 ] && echo PASSED || echo FAILED)" >> "$SUMMARY"
+cat "$SUMMARY"
+[ "$failed" -eq 0 ]

@@ -1,6 +1,7 @@
-"""Print the pip extra that matches this machine's NVIDIA driver (",cuda12" / ",cuda13"), or nothing.
+"""Print the pip extras that match this machine's NVIDIA driver: ",cuda13,nvrtc" (CUDA 13 driver),
+",cuda12" (CUDA 12 driver), else ",nvrtc" (no driver: NVRTC alone, for the kernel compile tests).
 
-Used by the Makefile so that `make train` on a GPU machine installs the matching CuPy.
+Used by the Makefile so that `make train` on a GPU machine installs the matching CuPy and toolkit.
 """
 import re
 import shutil
@@ -13,7 +14,12 @@ if smi:
     except (OSError, subprocess.SubprocessError):
         text = ""
     match = re.search(r"CUDA Version:\s*(\d+)", text)
-    if match and int(match.group(1)) >= 13:
-        print(",cuda13", end="")
-    elif match and int(match.group(1)) == 12:
-        print(",cuda12", end="")
+    major = int(match.group(1)) if match else 0
+else:
+    major = 0
+if major >= 13:
+    print(",cuda13,nvrtc", end="")  # the CUDA 13 NVRTC the compile tests use is the one CuPy uses
+elif major == 12:
+    print(",cuda12", end="")  # no CUDA 13 NVRTC beside CuPy's CUDA 12 toolkit
+else:
+    print(",nvrtc", end="")  # no GPU (CI): the compile tests still compile every kernel with NVRTC

@@ -3,11 +3,12 @@
 - nvcc: one translation unit per source takes the address of every name expression that
   gpunn.ops.kernels lists (each kernel x dtype x activation), which instantiates it, and is
   compiled to SASS for both architectures; ptxas's report must show each instance per
-  architecture, without spills. A missing nvcc FAILS, unless GPUNN_NO_CUDA_COMPILER=1.
+  architecture, without spills. A missing nvcc FAILS, unless GPUNN_NO_CUDA_COMPILER=1 or the
+  machine has a usable GPU (then CuPy's NVRTC compiles every instance in the GPU tests: skipped, saying so).
 - NVRTC (what cupy.RawModule uses at run time): the exact code and options of
-  gpunn.ops.kernels.module(), compiled to a cubin per architecture, every name expression
-  resolved. Needs ``cuda-bindings`` and ``nvidia-cuda-nvrtc`` (pip; no GPU needed); skipped
-  without them.
+  gpunn.ops.kernels.module() (plus the -ftz=true CuPy adds), compiled to a cubin per architecture,
+  every name expression resolved. Needs ``cuda-bindings`` and ``nvidia-cuda-nvrtc`` (the ``nvrtc``
+  extra: ``make`` installs it without a GPU and with cuda13; no GPU needed); skipped without them.
 """
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def nvcc():
     if path is None:
         if os.environ.get(NO_COMPILER_ENV) == "1":
             pytest.skip(f"no CUDA compiler: {NO_COMPILER_ENV}=1 is set")
+        from gpunn import backend
+
+        if backend.probe_cuda()[0] is not None:  # a usable GPU: CuPy's NVRTC compiles every kernel here
+            pytest.skip("no nvcc on this GPU machine (a driver and pip's CUDA libraries need none): NVRTC "
+                        "compiles every kernel instance in this run's GPU tests, and test_nvrtc_* where installed")
         pytest.fail(f"nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda): the CUDA kernels cannot be "
                     f"compile-checked. Install the CUDA toolkit, or set {NO_COMPILER_ENV}=1 to skip.")
     return path
@@ -90,7 +96,8 @@ def _nvrtc():
 def test_nvrtc_compiles_every_instance(source, arch):
     nvrtc = _nvrtc()
     if nvrtc is None:
-        pytest.skip("NVRTC not installed (pip install cuda-bindings nvidia-cuda-nvrtc)")
+        pytest.skip("NVRTC bindings not installed (pip install -e '.[nvrtc]'; not with cuda12, whose CuPy "
+                    "compiles every kernel in the GPU tests)")
     names = gk.name_expressions(source)
     err, prog = nvrtc.nvrtcCreateProgram(gk.load_source(source).encode(), source.encode(), 0, [], [])
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS

@@ -39,10 +39,10 @@ def test_wheel_ships_the_kernels_and_loads_them_from_the_package(wheel, tmp_path
 
 
 @pytest.mark.parametrize("smi_output, extra", [
-    ("| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |", ",cuda13"),
-    ("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4 |", ",cuda12"),
-    ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", ""),
-    (None, ""),  # no nvidia-smi at all
+    ("| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |", ",cuda13,nvrtc"),
+    ("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4 |", ",cuda12"),  # no CUDA 13 NVRTC
+    ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", ",nvrtc"),
+    (None, ",nvrtc"),  # no nvidia-smi at all: NVRTC alone, for the compile tests
 ])
 def test_make_installs_the_cupy_matching_the_driver(tmp_path, smi_output, extra):
     if smi_output is not None:
@@ -53,3 +53,13 @@ def test_make_installs_the_cupy_matching_the_driver(tmp_path, smi_output, extra)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "cuda_extra.py")], capture_output=True, text=True,
                           env=env, timeout=60)
     assert proc.returncode == 0 and proc.stdout == extra
+
+
+def test_extras_bring_a_toolkit_and_keep_cuda_13_nvrtc_out_of_cuda12():
+    """CuPy 14 wheels need [ctk] (NVRTC, cuRAND...) to compile anything; the test extra pins no CUDA major."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["cuda12"] == ["cupy-cuda12x[ctk]>=14"] and extras["cuda13"] == ["cupy-cuda13x[ctk]>=14"]
+    assert not [d for d in extras["test"] if "nvrtc" in d or "cuda-bindings" in d]
+    assert any(d.startswith("nvidia-cuda-nvrtc>=13") for d in extras["nvrtc"])

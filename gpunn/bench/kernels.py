@@ -63,11 +63,18 @@ def cases(backend, ops, n, dtype, cols=1024):
 
 
 def copy_seconds(backend, xp, n, dtype, repeat):
+    """(seconds, bytes moved, how) of the fastest device-to-device copy of n elements, measured at this size:
+    a copy kernel (xp.copyto) and, on the GPU, cudaMemcpyAsync; read + write count as bytes."""
     src, dst = xp.ones(n, dtype), xp.empty(n, dtype)
-    return timer(backend, lambda: xp.copyto(dst, src), repeat), 2 * src.nbytes
+    best = (timer(backend, lambda: xp.copyto(dst, src), repeat), "copy kernel")
+    if backend.is_gpu:
+        memcpy = timer(backend, lambda: dst.data.copy_from_device_async(src.data, src.nbytes), repeat)
+        best = min(best, (memcpy, "cudaMemcpy"))
+    return best[0], 2 * src.nbytes, best[1]
 
 
-def run(device="auto", log2_sizes=(24,), dtype="float32", repeat=20):
+def run(device="auto", log2_sizes=(24,), dtype="float32", repeat=20, on_size=None):
+    """The rows for each size; ``on_size(result so far)`` after each size (so a killed run keeps them)."""
     backend = _backend.resolve(device)
     xp = backend.xp
     variants = {"reference": Ops(xp)}
@@ -79,8 +86,8 @@ def run(device="auto", log2_sizes=(24,), dtype="float32", repeat=20):
     with backend.use():
         for log2 in log2_sizes:
             n = 2**log2
-            copy_s, copy_bytes = copy_seconds(backend, xp, n, dtype, repeat)
-            copy_gbs = copy_bytes / copy_s / 1e9
+            copy_s, copy_bytes, copy_how = copy_seconds(backend, xp, n, dtype, repeat)  # at every size: small
+            copy_gbs = copy_bytes / copy_s / 1e9  # copies are launch-bound, large ones bandwidth-bound
             results = {}
             for label, ops in variants.items():
                 for name, fn, nbytes in cases(backend, ops, n, dtype):
@@ -88,24 +95,31 @@ def run(device="auto", log2_sizes=(24,), dtype="float32", repeat=20):
             for name, r in results.items():
                 best = r.get("fused", r.get("reference"))
                 row = {"op": name, "elements": n, "dtype": dtype, "seconds": best, "gb_per_s": r["bytes"] / best / 1e9,
-                       "copy_gb_per_s": copy_gbs}
+                       "copy_gb_per_s": copy_gbs, "copy_by": copy_how}
                 row["fraction_of_copy"] = row["gb_per_s"] / copy_gbs
                 if "unfused" in r:
                     row["unfused_seconds"] = r["unfused"]
                     row["fused_speedup"] = r["unfused"] / best
                 rows.append(row)
+            if on_size is not None:
+                on_size({"device": backend.describe(), "dtype": dtype, "rows": list(rows)})
     return {"device": backend.describe(), "dtype": dtype, "rows": rows}
 
 
 def table(result) -> str:
     lines = [f"elementwise ops on {result['device']}, {result['dtype']} (bytes = each input read once, each output "
-             "written once)", f"{'op':<36}{'2^k':>5}{'GB/s':>9}{'of copy':>9}{'fused vs unfused':>18}"]
+             "written once; \"of copy\": against a device-to-device copy of the same size, measured at that size)",
+             f"{'op':<36}{'2^k':>5}{'GB/s':>9}{'copy GB/s':>11}{'of copy':>9}{'fused vs unfused':>18}"]
     for r in result["rows"]:
         speedup = f"{r['fused_speedup']:.2f}x" if "fused_speedup" in r else "-"
-        lines.append(f"{r['op']:<36}{r['elements'].bit_length() - 1:>5}{r['gb_per_s']:>9.1f}"
+        lines.append(f"{r['op']:<36}{r['elements'].bit_length() - 1:>5}{r['gb_per_s']:>9.1f}{r['copy_gb_per_s']:>11.1f}"
                      f"{r['fraction_of_copy']:>8.0%}{speedup:>18}")
-    if result["rows"]:
-        lines.append(f"device-to-device copy: {result['rows'][0]['copy_gb_per_s']:.1f} GB/s (read + write)")
+    seen = {}
+    for r in result["rows"]:
+        seen.setdefault(r["elements"], r)
+    for n, r in seen.items():
+        lines.append(f"device-to-device copy at 2^{n.bit_length() - 1}: {r['copy_gb_per_s']:.1f} GB/s (read + write, "
+                     f"{r.get('copy_by', 'copy kernel')})")
     return "\n".join(lines)
 
 
@@ -117,9 +131,14 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
-    result = run(args.device, [int(s) for s in args.sizes.split(",")], args.dtype, args.repeat)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    def save(result):  # after each size, atomically: a killed run keeps the sizes that finished
+        if args.json:
+            tmp = Path(args.json + ".tmp")
+            tmp.write_text(json.dumps(result, indent=2))
+            tmp.replace(args.json)
+
+    result = run(args.device, [int(s) for s in args.sizes.split(",")], args.dtype, args.repeat, on_size=save)
+    save(result)
     print(table(result))
 
 

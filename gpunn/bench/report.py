@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 def _si(x: float) -> str:
     if not math.isfinite(x):
@@ -74,5 +75,8 @@ def gemm_note(results) -> str:
 
 
 def write_json(data, path) -> None:
-    with open(path, "w") as fh:
+    """Write atomically (a temporary file, then a rename): a run killed mid-write keeps the last whole file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
         json.dump(data, fh, indent=2, default=float)
+    os.replace(tmp, path)

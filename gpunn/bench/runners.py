@@ -11,14 +11,20 @@ every implementation alike:
 - the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
   instrumented run that times each ``ops`` method, synchronising the GPU around each);
 - the peers on the same data: the plain-NumPy loop of the seed's equations (gpunn/bench/naive.py),
-  PyTorch eager (same device) and scikit-learn's MLPRegressor (CPU, float64 input), each as a
-  ratio to gpunn.
+  PyTorch eager (same device), PyTorch eager under bfloat16 autocast (GPU) and scikit-learn's
+  MLPRegressor (CPU, float64 input), each as a ratio to gpunn.
+
+``max_seconds`` bounds the whole run: configurations share the budget, and within one the warm-ups,
+the peers' set-up (the torch import included), the repeats, the profile run and the final peak GEMM
+are each skipped or cut when the budget is spent. ``on_result`` receives the data so far after each
+configuration, so a run killed part-way keeps what it finished.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -165,8 +171,11 @@ class NaiveRunner(Runner):
 
 class TorchRunner(Runner):
     key = "torch"
+    autocast = False  # bfloat16 autocast of the forward pass (TorchBf16Runner)
 
     def __init__(self, cfg, backend, X, Y, lr=1e-3, threads=None):
+        if self.autocast and not backend.is_gpu:
+            raise ImportError("the bfloat16 autocast peer runs on the GPU only")
         import torch
 
         self.torch = torch
@@ -192,7 +201,9 @@ class TorchRunner(Runner):
         self.Y = torch.as_tensor(numpy.ascontiguousarray(host(Y)), device=self.device)
         self.batch = cfg.batch
         self.threads = torch.get_num_threads()
-        self.label = f"torch {torch.__version__} eager ({self.device})"
+        self.label = f"torch {torch.__version__} eager ({self.device})" + (", bf16 autocast" if self.autocast else "")
+        if self.autocast:
+            self.dtype = "bf16 autocast"
 
     def epochs(self, n):
         torch, F = self.torch, self.torch.nn.functional
@@ -203,7 +214,9 @@ class TorchRunner(Runner):
                 idx = perm[start:start + b]
                 xb, yb = self.X[idx], self.Y[idx]
                 self.opt.zero_grad(set_to_none=True)
-                loss = F.mse_loss(self.net(xb), yb, reduction="sum") / xb.shape[0]  # (1/m)||A - Y||_F^2
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    out = self.net(xb)
+                loss = F.mse_loss(out.float(), yb, reduction="sum") / xb.shape[0]  # (1/m)||A - Y||_F^2
                 loss.backward()
                 self.opt.step()
         if self.device.type == "cuda":
@@ -238,8 +251,20 @@ class SklearnRunner(Runner):
         return str(coefs[0].dtype) if coefs else self.dtype
 
 
-PEERS = ("naive", "torch", "sklearn")
-_PEER_CLASSES = {"naive": NaiveRunner, "torch": TorchRunner, "sklearn": SklearnRunner}
+class TorchBf16Runner(TorchRunner):
+    """PyTorch's mixed precision: float32 weights and Adam, the forward (and its backward) in bfloat16."""
+
+    key = "torch-bf16"
+    autocast = True
+
+
+PEERS = ("naive", "torch", "torch-bf16", "sklearn")
+_PEER_CLASSES = {"naive": NaiveRunner, "torch": TorchRunner, "torch-bf16": TorchBf16Runner, "sklearn": SklearnRunner}
+TORCH_IMPORT_SECONDS = 20.0  # what a cold `import torch` (CUDA) may take: not started with less budget left
+
+
+def _left(deadline) -> float:
+    return math.inf if deadline is None else deadline - time.perf_counter()
 
 
 # ---- the profile: share of a step per kind of op -------------------------------------------
@@ -346,25 +371,41 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     runners, results = [gemm], []
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
+    where = f"{cfg.name} [{backend.device}]"
     for precision, graph in variants:
         if not backend.is_gpu:
-            log(f"  {cfg.name} [{backend.device}]: gpunn {precision}{' graph' if graph else ''} skipped (GPU only)")
+            log(f"  {where}: gpunn {precision}{' graph' if graph else ''} skipped (GPU only)")
             continue
         runners.append(GpunnRunner(cfg, backend, X, Y, precision=precision, graph=graph))
     for key in peers:
+        if _left(deadline) <= 0:
+            log(f"  {where}: {key} skipped (--max-seconds budget spent)")
+            continue
+        if key.startswith("torch") and "torch" not in sys.modules and _left(deadline) < TORCH_IMPORT_SECONDS:
+            log(f"  {where}: {key} skipped (under {TORCH_IMPORT_SECONDS:.0f} s of budget left to import torch)")
+            continue
         try:
-            kwargs = {"threads": threads} if key == "torch" else {}
+            kwargs = {"threads": threads} if key.startswith("torch") else {}
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
-            log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
-    # Warm-up (compiles, allocations, first-touch) and calibration: whole epochs, about `seconds` each.
+            log(f"  {where}: {key} skipped ({exc})")
+    # Warm-up (compiles, allocations, first-touch) and calibration: whole epochs, about `seconds` each,
+    # less when the budget is short. gpunn (every variant) and its GEMM always run; a peer is dropped once it is spent.
     counts = {}
-    for r in runners:
+    for r in list(runners):
+        if not isinstance(r, (GemmRunner, GpunnRunner)) and _left(deadline) <= 0:
+            log(f"  {where}: {r.key} skipped (--max-seconds budget spent during the warm-ups)")
+            runners.remove(r)
+            continue
         r.epochs(1)
         t0 = time.perf_counter()
         r.epochs(1)
         once = max(time.perf_counter() - t0, 1e-6)
-        counts[r] = max(1, round(seconds / once))
+        counts[r] = once
+    per_repeat = seconds
+    if deadline is not None:  # every runner's repeats, at least two rounds, within what is left
+        per_repeat = min(seconds, max(0.0, _left(deadline)) / (max(2, repeats) * len(runners)))
+    counts = {r: max(1, round(per_repeat / once)) for r, once in counts.items()}
     times = {r: [] for r in runners}
     for i in range(repeats):
         for r in runners:
@@ -372,7 +413,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             r.epochs(counts[r])
             times[r].append((time.perf_counter() - t0) / counts[r])
         if deadline is not None and time.perf_counter() > deadline and i >= 1:
-            log(f"  {cfg.name} [{backend.device}]: time budget reached after {i + 1} repeats")
+            log(f"  {where}: time budget reached after {i + 1} repeats")
             break
     # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
     # background load hits both sides of a ratio), then the median over rounds is taken.
@@ -396,18 +437,26 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             res.note = f"{r.threads} threads"
         results.append(res)
     if profile:
-        results[0].profile = profile_step(gpunn, max(1, counts[gpunn]))
+        epochs = max(1, counts[gpunn])
+        if _left(deadline) > 2 * epochs * statistics.median(times[gpunn]):
+            results[0].profile = profile_step(gpunn, epochs)
+        else:
+            log(f"  {where}: profile run skipped (--max-seconds budget spent)")
     return results
 
 
 def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print,
-        variants=()):
+        variants=(), on_result=None):
     """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}.
 
-    ``variants``: extra gpunn runs on the GPU, as (precision, graph) pairs (see bench_config)."""
+    ``variants``: extra gpunn runs on the GPU, as (precision, graph) pairs (see bench_config).
+    ``on_result(data, new)`` is called after each configuration with the data so far (``complete``
+    False) and that configuration's new results.
+    """
     threads = blas_threads() or _cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
+    setup = setup_info(backends, threads)
     jobs = [(c, b) for b in backends for c in configs if b.is_gpu or not c.gpu_only]
     skipped = [(c, b) for b in backends for c in configs if c.gpu_only and not b.is_gpu]
     for c, b in skipped:
@@ -424,10 +473,20 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
             job_deadline = None
         log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
-            results.extend(bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log,
-                                        variants))
-    setup = setup_info(backends, threads)
+            new = bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log,
+                               variants)
+        results.extend(new)
+        if on_result is not None:
+            setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+            on_result({"setup": setup, "results": [asdict(r) for r in results], "complete": False},
+                      [asdict(r) for r in new])
+    setup = setup_info(backends, threads)  # again: torch's threads are known once it is loaded
+    setup["peak_gemm_gflops"] = {}
+    for b in backends:  # the device's practical peak, in what budget is left (skipped when none is)
+        if _left(deadline) <= 0.5:
+            log(f"  peak GEMM [{b.device}]: skipped (--max-seconds budget spent)")
+            continue
+        setup["peak_gemm_gflops"][b.device] = round(measure_gemm(
+            b, "float32", *(3 * [4096 if b.is_gpu else 2048]), seconds=min(0.3, _left(deadline) / 2)) / 1e9, 1)
     setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    setup["peak_gemm_gflops"] = {b.device: round(measure_gemm(b, "float32", *(3 * [4096 if b.is_gpu else 2048])) / 1e9, 1)
-                                 for b in backends}
-    return {"setup": setup, "results": [asdict(r) for r in results]}
+    return {"setup": setup, "results": [asdict(r) for r in results], "complete": True}

@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
+import sys
 
 import numpy
 
@@ -34,12 +36,16 @@ def setup_info(backends, threads=None) -> dict:
     ops = CpuOps()
     info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
                               else "NumPy reference (Numba not installed)")
-    for mod in ("torch", "sklearn"):
+    for mod, dist in (("torch", "torch"), ("sklearn", "scikit-learn")):
+        # Versions from the package metadata: importing torch only to print its version can take
+        # longer than a whole --max-seconds budget on a cold machine. Its threads once it is loaded.
+        m = sys.modules.get(mod)
         try:
-            m = __import__(mod)
-            info[mod] = m.__version__ + (f" ({m.get_num_threads()} threads)" if mod == "torch" else "")
-        except ImportError:
+            version = m.__version__ if m is not None else importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             info[mod] = "not installed"
+            continue
+        info[mod] = version + (f" ({m.get_num_threads()} threads)" if mod == "torch" and m is not None else "")
     return info
 
 

@@ -21,12 +21,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--device", default="all", help="all (cpu, plus cuda when CuPy sees a device), cpu, cuda or cuda:N "
                                                    "(default: %(default)s)")
     b.add_argument("--peers", default="naive,torch,sklearn",
-                   help="comma-separated peers to run: naive, torch, sklearn, or none (default: %(default)s)")
+                   help="comma-separated peers to run: naive, torch, torch-bf16 (PyTorch with bfloat16 autocast; "
+                        "GPU only), sklearn, or none (default: %(default)s)")
     b.add_argument("--repeats", type=positive(int), default=5, help="timed repeats per implementation (default: %(default)s)")
     b.add_argument("--seconds", type=positive(float), default=0.3,
                    help="target duration of one repeat, in whole epochs (default: %(default)s)")
     b.add_argument("--max-seconds", type=positive(float), default=None,
-                   help="overall time budget: repeats are cut (at least 2 kept) and configurations skipped to fit it")
+                   help="overall time budget: configurations share it; warm-ups, peers (the torch import too), repeats "
+                        "(at least 2 kept), the profile run and the peak GEMM are cut or skipped to fit it")
     b.add_argument("--precision", default="float32", metavar="LIST",
                    help="comma-separated gpunn precisions to time on the GPU: float32, tf32, bf16 (default: "
                         "%(default)s; the first row is always float32, the others are added beside it)")
@@ -34,7 +36,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also time gpunn with each training step captured as a CUDA graph (GPU only)")
     b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration, 2 short repeats")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
-    b.add_argument("--json", metavar="PATH", help="write setup and results as JSON")
+    b.add_argument("--json", metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
+                                                  "so a killed run keeps what finished; \"complete\" says which)")
     b.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
     add_debug(b)
@@ -73,10 +76,18 @@ def run(args) -> int:
         repeats, seconds = args.repeats, args.seconds
     print(f"gpunn bench: {len(configs)} configuration(s) on {', '.join(b.device for b in backends)}; "
           f"peers: {', '.join(peers) or 'none'}", flush=True)
+    command = "gpunn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "gpunn bench"
+
+    def on_result(data, new):  # each configuration's rows as soon as they exist: a kill keeps them
+        print(bench.format_table(new, markdown=args.markdown), flush=True)
+        if args.json:
+            data["setup"]["command"] = command
+            bench.write_json(data, args.json)
+
     data = bench.run(configs, backends, peers=peers, repeats=repeats, seconds=seconds, max_seconds=args.max_seconds,
                      profile=not args.no_profile, log=lambda msg: print(msg, flush=True),
-                     variants=variants(args.precision, args.graph))
-    data["setup"]["command"] = "gpunn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "gpunn bench"
+                     variants=variants(args.precision, args.graph), on_result=on_result)
+    data["setup"]["command"] = command
     print()
     print(bench.format_setup(data["setup"]))
     print()
