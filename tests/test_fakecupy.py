@@ -211,8 +211,8 @@ def test_everything_stays_on_cuda_1(fake_cupy, tmp_path):
     model = MLP([5, 16, 16, 2], device="cuda:1", seed=0, dtype="float64")
     assert model.params.device.id == 1 and model.device == "cuda:1"
     model.weights[0] = numpy.ones((5, 16)) * 0.1  # ParamList copies on the model's device
-    history = model.fit(X, Y, epochs=3, batch_size=64, validation_fraction=0.2, early_stopping=True, patience=2,
-                        callbacks=[gpunn.ModelCheckpoint(str(tmp_path / "run.npz"))], verbose=False)
+    history = model.fit(X, Y, epochs=3, batch_size=64, validation_fraction=0.2, verbose=False,
+                        callbacks=[gpunn.EarlyStopping(patience=2), gpunn.ModelCheckpoint(str(tmp_path / "run.npz"))])
     assert len(history["loss"]) >= 1 and numpy.isfinite(history["val_r2"][-1])
     assert model.predict(X[:7]).device.id == 1 and numpy.isfinite(model.score(X, Y))
     model.loss_and_gradients(X[:10], Y[:10])
