@@ -36,6 +36,10 @@ SUMMARY="$OUT/summary.txt"
 
 stage() { echo "== $1 ($((SECONDS - t0))s)"; }
 record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, written at once
+# a stage's line from its exit code (124: killed by its timeout; what it wrote so far stays in OUT)
+outcome() { if [ "$2" -eq 0 ]; then record "ok   $1: $3 ($((SECONDS - t0))s)"
+            elif [ "$2" -eq 124 ]; then record "FAIL $1: timed out, partial: $3"; failed=1
+            else record "FAIL $1 (exit $2): $3"; failed=1; fi; }
 # seconds a stage may take: min(cap, what is left of the budget); 0 when under 10 s are left
 allow() { local left=$((BUDGET - (SECONDS - t0))); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
           [ "$cap" -lt 10 ] && cap=0; echo "$cap"; }
@@ -81,8 +85,7 @@ if [ "$cap" -eq 0 ]; then record "SKIP kernels: no budget left"; else
     --json "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
   rc=$?
   cat "$OUT/kernels.txt"
-  if [ "$rc" -eq 0 ]; then record "ok   kernels: $(grep -c 'copy at' "$OUT/kernels.txt") sizes, $OUT/kernels.txt ($((SECONDS - t0))s)"
-  else record "FAIL kernels (exit $rc; partial results in $OUT/kernels.json)"; failed=1; fi
+  outcome kernels "$rc" "$(grep -c 'copy at' "$OUT/kernels.txt") sizes in $OUT/kernels.txt, $OUT/kernels.json"
 fi
 
 stage "training benchmarks"
@@ -102,8 +105,7 @@ for precision in $precisions; do
     > "$OUT/train_$precision.txt" 2>&1
   rc=$?
   tail -n 30 "$OUT/train_$precision.txt"
-  if [ "$rc" -eq 0 ]; then record "ok   train-$precision: $OUT/train_$precision.txt ($((SECONDS - t0))s)"
-  else record "FAIL train-$precision (exit $rc; rows finished so far in $OUT/train_$precision.json)"; failed=1; fi
+  outcome "train-$precision" "$rc" "$OUT/train_$precision.txt, $OUT/train_$precision.json"
 done
 
 stage "hooks (issues 11, 12, 13)"
@@ -117,8 +119,7 @@ for hook in ensemble streams nccl; do
     > "$OUT/$hook.txt" 2>&1
   rc=$?
   tail -n 10 "$OUT/$hook.txt"
-  if [ "$rc" -eq 0 ]; then record "ok   $hook: $OUT/$hook.txt ($((SECONDS - t0))s)"
-  else record "FAIL $hook (exit $rc): $OUT/$hook.txt"; failed=1; fi
+  outcome "$hook" "$rc" "$OUT/$hook.txt"
 done
 
 stage "summary"

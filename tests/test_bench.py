@@ -142,3 +142,35 @@ def test_gpu_only_precision_variants_are_skipped_on_the_cpu_with_a_line():
     assert [r["impl"] for r in data["results"]] == ["gpunn"]
     assert any("gpunn bf16 skipped (GPU only)" in line for line in lines)
     assert any("gpunn float32 graph skipped (GPU only)" in line for line in lines)
+
+
+def test_results_arrive_per_configuration_and_max_seconds_bounds_everything(tmp_path, capsys, monkeypatch):
+    """on_result sees each configuration as it finishes (the CLI rewrites --json then), and a spent
+    --max-seconds budget skips the peers, the profile run and the peak GEMM instead of running them."""
+    import time
+
+    from gpunn.bench import runners
+
+    monkeypatch.setattr(runners, "measure_gemm", lambda *a, **k: 1e9)  # the 2048^3 peak is slow on CI
+    seen = []
+    configs = [bench.QUICK_CONFIG, bench.parse_config("second:4:8:1:16")]
+    data = bench.run(configs, [bench.available_backends()[0]], peers=["naive"], repeats=2, seconds=0.01,
+                     on_result=lambda so_far, new: seen.append((so_far["complete"], [r["config"] for r in so_far["results"]],
+                                                                [r["config"] for r in new])),
+                     log=lambda msg: None)
+    assert seen == [(False, ["tiny", "tiny"], ["tiny", "tiny"]),
+                    (False, ["tiny", "tiny", "second", "second"], ["second", "second"])]
+    assert data["complete"] and data["setup"]["peak_gemm_gflops"]
+    logs = []  # a configuration started with its budget already spent: gpunn alone, two rounds, no profile
+    results = runners.bench_config(bench.QUICK_CONFIG, bench.available_backends()[0], peers=["naive"], repeats=5,
+                                   seconds=0.01, deadline=time.perf_counter(), log=logs.append)
+    assert "naive skipped (--max-seconds budget spent)" in " ".join(logs) and "profile run skipped" in " ".join(logs)
+    assert [r.impl for r in results] == ["gpunn"] and results[0].profile is None and len(results[0].repeats) == 2
+    spent = bench.run([bench.QUICK_CONFIG], [bench.available_backends()[0]], peers=["naive"], max_seconds=1e-9,
+                      log=logs.append)
+    assert spent["results"] == [] and spent["setup"]["peak_gemm_gflops"] == {} and spent["complete"]
+    path = tmp_path / "b.json"
+    out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none", "--config", "tiny:8:32x32:1:64",
+                   "--config", "b:4:8:1:16", "--no-profile", "--json", str(path)], capsys)
+    assert out.index("tiny    cpu") < out.index("  b [cpu]")  # tiny's rows printed before b started
+    assert json.loads(path.read_text())["complete"] is True
