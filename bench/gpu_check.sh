@@ -10,16 +10,16 @@
 #              otherwise the script stops at once, failing, with the reason
 #   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable)
 #   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24)
-#   train-*    gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
-#              bf16 autocast; once `gpunn bench --help` offers --precision (issue 10, tf32/bf16), also
-#              in tf32 and bf16 (gpunn only)
+#   train      gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
+#              bf16 autocast, with gpunn's tf32/bf16 and CUDA-graph rows where `gpunn bench --help`
+#              offers --precision / --graph
 #   hooks      optional checks that run only where their feature has landed: bench/gpu_checks/NAME.py
 #              for NAME in ensemble (issue 11), streams (issue 12), nccl (issue 13, one rank). Contract:
 #              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
 #              no file = "not landed", not a failure.
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
-# each stage gets at most its cap and never more than what is left; a stage with under 10 s left is
-# skipped and says so.
+# each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
+# never more than what is left; a stage with under 10 s left is skipped and says so.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/bench/out}" && cd "${1:-$ROOT/bench/out}" && pwd)
@@ -72,8 +72,8 @@ if [ "$cap" -eq 0 ]; then record "SKIP tests: no budget left"; else
   counts=$(grep -E "[0-9]+ (passed|failed|error)" "$OUT/gpu_tests.log" | tail -n 1)
   passed=$(echo "$counts" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
   if [ "$rc" -eq 124 ]; then record "FAIL tests: timed out after ${cap}s: $counts"; failed=1
-  elif [ "${passed:-0}" -eq 0 ]; then record "FAIL tests: no GPU test passed (all skipped: CuPy unusable?) (exit $rc): $counts"; failed=1
   elif [ "$rc" -ne 0 ]; then record "FAIL tests (exit $rc): $counts"; failed=1
+  elif [ "${passed:-0}" -eq 0 ]; then record "FAIL tests: no GPU test passed (all skipped: CuPy unusable?): $counts"; failed=1
   else record "ok   tests: $counts ($((SECONDS - t0))s)"; fi
 fi
 
@@ -88,25 +88,27 @@ if [ "$cap" -eq 0 ]; then record "SKIP kernels: no budget left"; else
   outcome kernels "$rc" "$(grep -c 'copy at' "$OUT/kernels.txt") sizes in $OUT/kernels.txt, $OUT/kernels.json"
 fi
 
-stage "training benchmarks"
-# float32 with the PyTorch peers; tf32 and bf16 (gpunn only) once gpunn bench has --precision
-precisions="float32"
-"$PY" -m gpunn bench --help 2>/dev/null | grep -q -- "--precision" && precisions="float32 tf32 bf16"
-for precision in $precisions; do
-  if [ "$precision" = float32 ]; then want=110; peers=torch,torch-bf16; else want=45; peers=none; fi
-  args=(--device "$DEVICE" --config small --config medium --config deep --config large --peers "$peers")
-  [ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
-  [ "$precisions" != float32 ] && args+=(--precision "$precision")
-  cap=$(allow "$want")
-  if [ "$cap" -eq 0 ]; then record "SKIP train-$precision: no budget left"; continue; fi
+stage "training benchmark"
+# One interleaved run: gpunn float32 against PyTorch eager float32 and PyTorch bf16 autocast, plus the
+# gpunn rows that `gpunn bench` offers (--precision float32,tf32,bf16 and --graph, issue 10's items 3-4),
+# each option passed only when --help lists it, so this script works before and after they land.
+help=$("$PY" -m gpunn bench --help 2>/dev/null)
+args=(--device "$DEVICE" --config small --config medium --config deep --config large --peers torch,torch-bf16)
+want=190
+[ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
+echo "$help" | grep -q -- "--precision" && args+=(--precision float32,tf32,bf16)
+echo "$help" | grep -q -- "--graph" && args+=(--graph)
+cap=$(allow "$want")
+if [ "$cap" -eq 0 ]; then record "SKIP train: no budget left"; else
   # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
   budget=$((cap - (cap * 15 / 100 > 5 ? cap * 15 / 100 : 5)))
-  timeout "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train_$precision.json" \
-    > "$OUT/train_$precision.txt" 2>&1
+  echo "gpunn bench ${args[*]} --max-seconds $budget" > "$OUT/train.txt"
+  timeout "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train.json" \
+    --plot "$OUT/train.png" >> "$OUT/train.txt" 2>&1
   rc=$?
-  tail -n 30 "$OUT/train_$precision.txt"
-  outcome "train-$precision" "$rc" "$OUT/train_$precision.txt, $OUT/train_$precision.json"
-done
+  tail -n 40 "$OUT/train.txt"
+  outcome train "$rc" "$OUT/train.txt, $OUT/train.json"
+fi
 
 stage "hooks (issues 11, 12, 13)"
 for hook in ensemble streams nccl; do

@@ -12,7 +12,12 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
 - every ``RawModule``/``RawKernel`` launch is checked against the kernel's signature parsed from the
   CUDA source it was built from (pointer vs scalar, the exact NumPy scalar type of each scalar, array
   dtype, contiguity and size, null pointers, grid and block shape) and then computed by a registered
-  NumPy reference (see ``fakecupy.kernels``, which also says how to add a kernel).
+  NumPy reference (see ``fakecupy.kernels``, which also says how to add a kernel);
+- ``cupy_backends.cuda.libs.cublas.gemmEx`` (gpunn's tf32/bf16 products) resolves its raw device
+  addresses to live allocations, checks the operand/compute types and computes the column-major
+  product (TF32 rounds the float32 operands to 10 mantissa bits).
+
+Not emulated: CUDA graph capture (tests/test_graph_gpu.py is skipped under GPUNN_FAKE_CUPY=1, saying so).
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host, and
@@ -21,8 +26,10 @@ drives the kernels and CuPy correctly.
 """
 from __future__ import annotations
 
+import ctypes
 import sys
 import types
+import weakref
 
 import numpy
 
@@ -39,6 +46,7 @@ class _State:
     sm_count = 4
     fail = None  # a stage name ("compile", "launch", "curand", "count") that raises, for the probe's tests
     launches: list = []  # (kernel name, grid, block) of every RawKernel launch, for tests to inspect
+    gemms: list = []  # the compute type of every cuBLAS gemmEx call
     generators = 0  # cuRAND generators created (RandomState objects)
     attribute_queries = 0  # runtime.getDevice / deviceGetAttribute calls
 
@@ -138,10 +146,18 @@ class ndarray(numpy.ndarray):
     def __array_finalize__(self, obj):
         device = getattr(obj, "_device_id", None)
         self._device_id = state.current if device is None else device
+        root = self
+        while isinstance(root.base, numpy.ndarray):
+            root = root.base
+        _ALLOCATIONS[root.__array_interface__["data"][0]] = root  # so raw pointers (cuBLAS) resolve
 
     @property
     def device(self):
         return Device(self._device_id)
+
+    @property
+    def data(self):
+        return MemoryPointer(self.__array_interface__["data"][0], self._device_id)
 
     def get(self, stream=None, order="C", out=None):
         host = numpy.array(self.view(numpy.ndarray), order=order)
@@ -185,6 +201,34 @@ class ndarray(numpy.ndarray):
 
 
 ndarray.__module__ = "cupy"  # gpunn.backend.backend_of tells device arrays by their type's module
+
+
+_ALLOCATIONS = weakref.WeakValueDictionary()  # start address -> the NumPy buffer holding device memory
+
+
+class MemoryPointer:
+    """cupy.cuda.MemoryPointer: an address on a device."""
+
+    def __init__(self, ptr, device_id):
+        self.ptr, self.device_id = int(ptr), device_id
+
+    def copy_from_device_async(self, src, size, stream=None):
+        _flat_memory(self.ptr, numpy.uint8, size)[...] = _flat_memory(src.ptr, numpy.uint8, size)
+
+
+def _flat_memory(ptr, dtype, count):
+    """``count`` elements of ``dtype`` at device address ``ptr`` (a view into the allocation holding it)."""
+    dtype = numpy.dtype(dtype)
+    for start, root in list(_ALLOCATIONS.items()):
+        if start <= ptr < start + root.nbytes:
+            raw = root.reshape(-1).view(numpy.uint8) if root.flags.c_contiguous else None
+            if raw is None:
+                break
+            offset = ptr - start
+            if offset + count * dtype.itemsize > raw.size:
+                raise ValueError(f"device address {ptr:#x}: {count} x {dtype} runs past its allocation")
+            return raw[offset:offset + count * dtype.itemsize].view(dtype)
+    raise ValueError(f"device address {ptr:#x} is not in any live allocation (a stale or host pointer)")
 
 
 def _flatten(items):
@@ -341,6 +385,66 @@ class RandomState:
 
 random = _Random(RandomState=RandomState)
 
+# ---- cuBLAS (what gpunn.ops.cublas.CupyBlas calls) --------------------------------------------
+
+_CUDA_DTYPES = {0: numpy.dtype(numpy.float32), 1: numpy.dtype(numpy.float64)}
+_COMPUTE = {68: "32F", 77: "32F_FAST_TF32", 70: "64F"}
+
+
+def _bf16():
+    import ml_dtypes
+
+    return numpy.dtype(ml_dtypes.bfloat16)
+
+
+def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
+            computeType, algo):
+    """cublasGemmEx, column-major, on raw device addresses; checks the types against the compute type."""
+    from gpunn.ops import cublas as gc
+
+    types_ = [_CUDA_DTYPES.get(t) or (_bf16() if t == 14 else None) for t in (Atype, Btype, Ctype)]
+    if None in types_ or Atype != Btype:
+        raise CUDARuntimeError(f"CUBLAS_STATUS_NOT_SUPPORTED: types {Atype}, {Btype}, {Ctype}")
+    want = gc.compute_type(types_[0], types_[2], "tf32" if computeType == 77 else "float32")
+    if computeType not in _COMPUTE or (want != computeType and not (want == 77 and computeType == 68)):
+        raise CUDARuntimeError(f"CUBLAS_STATUS_NOT_SUPPORTED: compute type {computeType} for {types_}")
+    scalar = ctypes.c_double if computeType == 70 else ctypes.c_float
+    if scalar.from_address(alpha).value != 1 or scalar.from_address(beta).value != 0:
+        raise CUDARuntimeError("fakecupy's gemmEx does alpha = 1, beta = 0 only")
+    for name, val, rows in (("transa", transa, m if transa == gc.OP_N else k), ("transb", transb, k if transb == gc.OP_N else n)):
+        if val not in (gc.OP_N, gc.OP_T):
+            raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: {name} {val}")
+    cols_a = k if transa == gc.OP_N else m
+    cols_b = n if transb == gc.OP_N else k
+    first = _flat_memory(A, types_[0], lda * (cols_a - 1) + (m if transa == gc.OP_N else k))
+    second = _flat_memory(B, types_[1], ldb * (cols_b - 1) + (k if transb == gc.OP_N else n))
+    out = _flat_memory(C, types_[2], ldc * (n - 1) + m)
+    state.gemms.append(_COMPUTE[computeType])
+    if computeType == 77:  # TF32 tensor cores: the float32 operands keep 10 mantissa bits (round to nearest)
+        first, second = _tf32(first), _tf32(second)
+    # column-major X[i, j] = buf[i + j*ld], as strided views (written independently of gpunn's emulate_gemm)
+    a = _column_major(first, *((m, k) if transa == gc.OP_N else (k, m)), lda).astype(numpy.float64)
+    b = _column_major(second, *((k, n) if transb == gc.OP_N else (n, k)), ldb).astype(numpy.float64)
+    c = (a if transa == gc.OP_N else a.T) @ (b if transb == gc.OP_N else b.T)
+    _column_major(out, m, n, ldc)[...] = c.astype(out.dtype)
+
+
+def _column_major(buf, rows, cols, ld):
+    if ld < rows:
+        raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: leading dimension {ld} < rows {rows}")
+    return numpy.lib.stride_tricks.as_strided(buf, (rows, cols), (buf.itemsize, ld * buf.itemsize))
+
+
+def _tf32(x):
+    bits = x.view(numpy.uint32).astype(numpy.uint64)
+    bits = ((bits + 0x1000) & 0xFFFFE000).astype(numpy.uint32)
+    return numpy.where(numpy.isfinite(x), bits.view(numpy.float32), x)
+
+
+_cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
+_cublas_module.gemmEx = gemm_ex
+cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
+
 # ---- kernels -------------------------------------------------------------------------------
 
 
@@ -385,7 +489,7 @@ class RawKernel:
 def reset():
     """Back to two devices, device 0 current, no recorded launches."""
     state.current, state.device_count, state.fail = 0, 2, None
-    state.launches, state.generators, state.attribute_queries = [], 0, 0
+    state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
 
 
 def install(monkeypatch):
@@ -394,7 +498,22 @@ def install(monkeypatch):
     module = sys.modules[__name__]
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setitem(sys.modules, "cupyx", types.ModuleType("cupyx"))
+    for name, mod in _backends_modules().items():
+        monkeypatch.setitem(sys.modules, name, mod)
     return module
+
+
+def _backends_modules():
+    """cupy_backends.cuda.libs.cublas (gemmEx), as package modules for ``from ... import cublas``."""
+    names = ["cupy_backends", "cupy_backends.cuda", "cupy_backends.cuda.libs"]
+    mods = {name: types.ModuleType(name) for name in names}
+    for name in names:
+        mods[name].__path__ = []
+    mods["cupy_backends"].cuda = mods["cupy_backends.cuda"]
+    mods["cupy_backends.cuda"].libs = mods["cupy_backends.cuda.libs"]
+    mods["cupy_backends.cuda.libs"].cublas = _cublas_module
+    mods["cupy_backends.cuda.libs.cublas"] = _cublas_module
+    return mods
 
 
 _GPUNN_CUPY_MODULES = ("gpunn.ops.cuda", "gpunn.cupy_ops")  # modules that import cupy at the top

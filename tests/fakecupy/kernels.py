@@ -48,12 +48,23 @@ CXX_DTYPES = {
     "unsigned long long": numpy.dtype(numpy.uint64),
     "size_t": numpy.dtype(numpy.uint64),
 }
-try:  # bfloat16 kernels (tf32/bf16 precision) take ml_dtypes.bfloat16 arrays
+try:  # the bfloat16 kernels (precision="bf16", kernels/bfloat16.cuh) take ml_dtypes.bfloat16 arrays
     import ml_dtypes
 
-    CXX_DTYPES["__nv_bfloat16"] = numpy.dtype(ml_dtypes.bfloat16)
+    BF16 = numpy.dtype(ml_dtypes.bfloat16)
+    for _name in ("gpunn::bf16", "bf16", "__nv_bfloat16"):
+        CXX_DTYPES[_name] = BF16
 except ImportError:
-    pass
+    BF16 = None
+
+
+def compute_dtype(T):
+    """compute_t<T> and master_t<T> of kernels/bfloat16.cuh: float for bf16, T otherwise."""
+    return numpy.dtype(numpy.float32) if BF16 is not None and T == BF16 else T
+
+
+# C++ type templates used in kernel signatures: name -> dtype of the argument's dtype
+TYPE_TEMPLATES = {"master_t": compute_dtype, "compute_t": compute_dtype}
 
 NULL_TYPES = (numpy.uintp, numpy.uint64, numpy.intp)
 MAX_GRID = (2**31 - 1, 65535, 65535)
@@ -173,6 +184,15 @@ def _dims(value, what, launch_name):
     return dims + (1,) * (3 - len(dims))
 
 
+def ctype_dtype(ctype: str, bound: dict):
+    """The NumPy dtype of a C++ parameter type: T, float, master_t<T>, ..."""
+    m = re.fullmatch(r"(\w+)\s*<\s*(.+?)\s*>", ctype)
+    if m and m.group(1) in TYPE_TEMPLATES:
+        inner = ctype_dtype(m.group(2), bound)
+        return None if inner is None else TYPE_TEMPLATES[m.group(1)](inner)
+    return bound.get(ctype, CXX_DTYPES.get(ctype))
+
+
 def launch(kernel, grid, block, args, device_array, state):
     sig, bound = kernel.kernel, kernel.template
     where = f"{kernel.name}"
@@ -188,7 +208,7 @@ def launch(kernel, grid, block, args, device_array, state):
                           f"({', '.join(p.name for p in sig.params)})")
     values, arrays = [], {}
     for p, a in zip(sig.params, args):
-        want = bound.get(p.ctype, CXX_DTYPES.get(p.ctype))
+        want = ctype_dtype(p.ctype, bound)
         if want is None:
             raise LaunchError(f"{where}: parameter {p.name} has C++ type {p.ctype!r}, unknown to fakecupy")
         if p.pointer:
@@ -239,10 +259,10 @@ def _probe(launch, x, n):
 
 @reference("bias_act_forward")
 def _bias_act_forward(launch, T, ACT, Z_in, b, Z_keep, A, rows, cols):
-    n = int(rows) * int(cols)
-    z = launch.read("Z_in", n).astype(T).reshape(int(rows), int(cols))
+    n, C = int(rows) * int(cols), compute_dtype(T)  # read T, compute in compute_t<T>, write T
+    z = launch.read("Z_in", n).astype(C).reshape(int(rows), int(cols))
     if b is not None:
-        z = (z + launch.read("b", cols)).astype(T)
+        z = (z + launch.read("b", cols).astype(C)).astype(C)
     if Z_keep is not None:
         launch.write("Z_keep", n)[...] = z.reshape(-1)
     out = numpy.empty_like(z)
@@ -254,7 +274,8 @@ def _act_backward(launch, T, ACT, n, source_name, from_output):
     act = _act(launch, ACT)
     fn = act.grad_from_output if from_output else act.grad_from_input
     launch.check(fn is not None, f"{act.name} has no g' from the output")
-    dA, src = launch.read("dA", n).copy(), launch.read(source_name, n).copy()
+    C = compute_dtype(T)
+    dA, src = launch.read("dA", n).astype(C), launch.read(source_name, n).astype(C)
     grad = numpy.empty_like(src)
     fn(numpy, src, grad)
     launch.write("dZ", n)[...] = dA * grad
@@ -303,6 +324,30 @@ def _bias_grad(launch, T, dZ, db, partial, rows, cols, rows_per_chunk):
 def _bias_grad_finish(launch, T, partial, db, chunks, cols):
     part = launch.read("partial", int(chunks) * int(cols)).reshape(int(chunks), int(cols))
     launch.write("db", cols)[...] = part.sum(axis=0)
+
+
+@reference("to_storage")
+def _to_storage(launch, T, src, dst, n):
+    launch.write("dst", n)[...] = launch.read("src", n)  # numpy's cast to bfloat16 rounds to nearest even
+
+
+@reference("optimizer_tick")
+def _optimizer_tick(launch, T, state, beta1, beta2):
+    s = launch.write("state", 4)
+    s[0] += 1.0
+    s[2], s[3] = 1.0 - beta1 ** s[0], 1.0 - beta2 ** s[0]
+
+
+@reference("sgd_step_dev")
+def _sgd_step_dev(launch, T, w, g, vel, state, momentum, weight_decay, nesterov, n):
+    _sgd_step(launch, T, w, g, vel, T.type(launch.read("state", 2)[1]), momentum, weight_decay, nesterov, n)
+
+
+@reference("adam_step_dev")
+def _adam_step_dev(launch, T, w, g, m, v, state, one_minus_beta1, one_minus_beta2, eps, weight_decay, decoupled, n):
+    s = launch.read("state", 4)
+    _adam_step(launch, T, w, g, m, v, T.type(s[1]), one_minus_beta1, one_minus_beta2, eps, T.type(s[2]), T.type(s[3]),
+               weight_decay, decoupled, n)
 
 
 @reference("sgd_step")
