@@ -215,11 +215,12 @@ def launch(kernel, grid, block, args, device_array, state):
             if isinstance(a, device_array):
                 if a._device_id != state.current:
                     raise LaunchError(f"{where}: {p.name} is on device {a._device_id}, the launch on {state.current}")
-                if a.dtype != want:
+                bf16_bits = BF16 is not None and want == BF16 and a.dtype == numpy.uint16  # bf16 kept as uint16
+                if a.dtype != want and not bf16_bits:
                     raise LaunchError(f"{where}: {p.name} is {p.ctype}* ({want}) but the array is {a.dtype}")
                 if not a.flags.c_contiguous:
                     raise LaunchError(f"{where}: {p.name} is not C-contiguous (the kernel indexes it flat)")
-                arrays[p.name] = a.view(numpy.ndarray)
+                arrays[p.name] = a.view(numpy.ndarray).view(want) if bf16_bits else a.view(numpy.ndarray)
             elif isinstance(a, NULL_TYPES) and int(a) == 0:
                 arrays[p.name] = None
             else:
