@@ -435,6 +435,10 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
             res.note = f"{r.threads} threads"
+        if isinstance(r, GpunnRunner) and r.model.graph:
+            trainer = r.model.graph_trainer
+            if trainer is None or not trainer.captured:  # a "graph" row that ran without one says so
+                res.note = f"graph not captured: {getattr(trainer, 'reason', None)}"
         results.append(res)
     if profile:
         epochs = max(1, counts[gpunn])
