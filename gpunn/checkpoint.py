@@ -45,6 +45,7 @@ from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training.fit import split_validation
 from .training.loop import train
+from .training.protocols import DataSource
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
 
@@ -152,10 +153,24 @@ def _host(array) -> numpy.ndarray:
 
 
 def model_config(model) -> dict:
-    return {"layer_sizes": list(model.layer_sizes),
-            "activations": [a.name for a in model.activations[:-1]],
-            "output_activation": model.activations[-1].name,
-            "bias": model.bias, "dtype": model.dtype.name, "seed": int(model.seed)}
+    config = {"layer_sizes": list(model.layer_sizes),
+              "activations": [a.name for a in model.activations[:-1]],
+              "output_activation": model.activations[-1].name,
+              "bias": model.bias, "dtype": model.dtype.name, "seed": int(model.seed)}
+    if getattr(model, "standardizer", None) is not None:
+        config["standardizer"] = model.standardizer.state()[0]
+    if getattr(model, "data_columns", None):
+        config["columns"] = model.data_columns
+    return config
+
+
+def _model_arrays(model) -> dict:
+    """The parameters, and the standardization statistics (float64) when the model has them."""
+    arrays = {"params": _host(model.params)}
+    if getattr(model, "standardizer", None) is not None:
+        arrays.update({f"standardizer.{k}": numpy.asarray(v, "float64")
+                       for k, v in model.standardizer.state()[1].items()})
+    return arrays
 
 
 def _write(path, meta: dict, arrays: dict) -> None:
@@ -167,8 +182,7 @@ def _write(path, meta: dict, arrays: dict) -> None:
 
 def save(path, model) -> None:
     """Save a model (architecture, dtype, seed, parameters) for :func:`load` / ``gpunn predict``."""
-    _write(path, {"kind": "model", "device": model.device, "model": model_config(model)},
-           {"params": _host(model.params)})
+    _write(path, {"kind": "model", "device": model.device, "model": model_config(model)}, _model_arrays(model))
 
 
 def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
@@ -176,7 +190,7 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
     """Save everything needed to resume a run (see the module docstring): the model, the optimizer's
     config and state, the run's settings and state, the source's config and each callback's state."""
     opt = optimizer
-    arrays = {"params": _host(model.params)}
+    arrays = _model_arrays(model)
     for name in opt.state_names():
         arrays[f"optimizer.{name}"] = _host(opt.state[name])
     saved_callbacks = []
@@ -297,6 +311,7 @@ def _parse(path, data: bytes):
     manifest = meta.get("arrays")
     _require(isinstance(manifest, dict), path, "missing array manifest")
     expected = {"params": (n_params,)}
+    expected.update(_standardizer_members(meta["model"], path))
     opt = meta.get("optimizer")
     if meta.get("kind") == "training":
         _require(isinstance(opt, dict) and isinstance(opt.get("config"), dict), path, "missing optimizer section")
@@ -324,6 +339,7 @@ def _parse(path, data: bytes):
              f"unexpected members in the file: {sorted(set(members) - {f'{k}.npy' for k in [META, *expected]})}")
     arrays = {}
     for name, shape in expected.items():
+        dtype = numpy.dtype("float64") if name.startswith("standardizer.") else numpy.dtype(meta["model"]["dtype"])
         entry = manifest[name]
         _require(isinstance(entry, dict) and list(entry.get("shape", ())) == list(shape)
                  and numpy.dtype(entry.get("dtype")) == dtype, path,
@@ -335,7 +351,28 @@ def _parse(path, data: bytes):
         _require(array.shape == shape and array.dtype == dtype, path,
                  f"array {name!r} is {array.dtype} {array.shape}, expected {dtype.name} {shape}")
         arrays[name] = array
+        if name.startswith("standardizer."):
+            _require(numpy.isfinite(array).all() and (not name.endswith("_scale") or (array > 0).all()), path,
+                     f"invalid standardization statistics in {name!r}")
     return meta, arrays
+
+
+def _standardizer_members(cfg, path) -> dict:
+    """The members a model's standardizer and column names need, checked: {name: shape}."""
+    sizes = cfg["layer_sizes"]
+    columns = cfg.get("columns")
+    if columns is not None:
+        _require(isinstance(columns, dict) and all(
+            isinstance(columns.get(k), list) and len(columns[k]) == n and all(isinstance(c, str) for c in columns[k])
+            for k, n in (("features", sizes[0]), ("targets", sizes[-1]))), path, "invalid column names")
+    std = cfg.get("standardizer")
+    if std is None:
+        return {}
+    _require(isinstance(std, dict) and isinstance(std.get("targets"), bool), path, "invalid standardizer section")
+    members = {"standardizer.x_mean": (sizes[0],), "standardizer.x_scale": (sizes[0],)}
+    if std["targets"]:
+        members.update({"standardizer.y_mean": (sizes[-1],), "standardizer.y_scale": (sizes[-1],)})
+    return members
 
 
 def read(path):
@@ -360,6 +397,12 @@ def _build_model(meta, arrays, device):
                 bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
     with backend.use():
         model.params[...] = backend.xp.asarray(arrays["params"])
+    if "standardizer" in cfg:
+        from .data.stats import Standardizer
+
+        stats = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("standardizer.")}
+        model.standardizer = Standardizer.from_state(cfg["standardizer"], stats)
+    model.data_columns = cfg.get("columns")
     return model
 
 
@@ -406,9 +449,10 @@ class Checkpoint:
     def history(self):
         return self.state.history if self.training else History()
 
-    def resume(self, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
+    def resume(self, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True, distributed=False):
-        """Continue training on the same (X, Y) from where the checkpoint was written.
+        """Continue training on the same (X, Y), or the same data source passed alone as X, from
+        where the checkpoint was written.
 
         The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
         from the checkpoint; ``epochs`` may raise the total. ``checkpoint``: True keeps writing
@@ -498,7 +542,7 @@ class ModelCheckpoint(Callback):
 CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint}
 
 
-def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
+def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True, distributed=False):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
@@ -506,15 +550,19 @@ def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), v
     if epochs is not None:
         settings = dataclasses.replace(settings, epochs=positive_int(epochs, "epochs"))
     with model.backend.use():
-        X, Y = model._as_input(X), model._as_target(Y)
-        check_rows_match(X, Y)
         if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
-        X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
-                                           settings.validation_fraction, settings.seed)
-        if X.shape[0] != settings.train_rows:
-            raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give {X.shape[0]}. "
-                             "Resume with the same X and Y.")
+        if Y is None and isinstance(X, DataSource):
+            source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
+        else:
+            X, Y = model._as_input(X), model._as_target(Y)
+            check_rows_match(X, Y)
+            X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
+                                               settings.validation_fraction, settings.seed)
+            if X.shape[0] != settings.train_rows:
+                raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give "
+                                 f"{X.shape[0]}. Resume with the same X and Y.")
+            source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
         restored = []
         saved = {cb["index"]: cb for cb in training.get("callbacks", [])}
         user = list(callbacks)
@@ -545,6 +593,8 @@ def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), v
             restored.append(ModelCheckpoint(checkpoint))
         callbacks = order_callbacks(restored + user, verbose)
         if distributed:
+            if not isinstance(source, ArraySource):
+                raise ValueError("a data-parallel resume takes in-memory arrays; data sources are not sharded yet")
             from .distributed import world
             from .distributed.training import DataParallel, per_rank_batch_on_resume
 
@@ -560,9 +610,24 @@ def resume_run(ckpt, X, Y, *, epochs=None, validation_data=None, callbacks=(), v
                                         handle_interrupt=handle_interrupt))
         if settings.ranks != 1:  # a data-parallel run continued in one process, at its global batch
             settings = dataclasses.replace(settings, batch_size=settings.batch_size * settings.ranks, ranks=1)
-        source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
         return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
                      handle_interrupt=handle_interrupt)
+
+
+def _resume_source(ckpt, source, validation_data):
+    """(source, evaluator) for resuming on a gpunn.data source: it must describe the data the run was
+    saved with (its config, paths aside), and it takes the checkpoint's standardization statistics."""
+    from .data.binding import prepare_source
+
+    saved, now = ckpt.training.get("source") or {}, source.config()
+    moved = ("path", "x_path", "y_path")  # the same files may be read from another place
+    differ = sorted(k for k in set(saved) | set(now) if k not in moved and saved.get(k) != now.get(k))
+    if differ:
+        raise ValueError(f"{ckpt.path} was trained on another source: " + "; ".join(
+            f"{k} was {saved.get(k)!r}, now {now.get(k)!r}" for k in differ) + ". Resume with the same data.")
+    if hasattr(source, "standardizer"):
+        source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
+    return source, prepare_source(ckpt.model, source, validation_data)
 
 
 def _callback_arrays(ckpt, index, entry):

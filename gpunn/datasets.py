@@ -180,26 +180,31 @@ def stream(task="teacher", n_samples=10**9, batch_size=1024, n_features=None, n_
     batch_size = positive_int(batch_size, "batch_size")
     n_samples = positive_int(n_samples, "n_samples")
     task = get_task(task, n_features, n_outputs, noise, seed, **kwargs)
-    xp = backend.xp
-    pending_X, pending_Y = [], []
-    pending = 0
     with backend.use():
-        for Xc, Yc in _chunks(task, backend, n_samples, dtype):
-            start = 0
-            if pending:  # complete the batch that straddles the chunk boundary
-                take = min(batch_size - pending, len(Xc))
-                pending_X.append(Xc[:take])
-                pending_Y.append(Yc[:take])
-                pending += take
-                start = take
-                if pending < batch_size:
-                    continue
-                yield xp.concatenate(pending_X), xp.concatenate(pending_Y)
-                pending_X, pending_Y, pending = [], [], 0
-            while start + batch_size <= len(Xc):
-                yield Xc[start:start + batch_size], Yc[start:start + batch_size]
-                start += batch_size
-            if start < len(Xc):
-                pending_X, pending_Y, pending = [Xc[start:]], [Yc[start:]], len(Xc) - start
-        if pending:
+        yield from rebatch(_chunks(task, backend, n_samples, dtype), batch_size, backend.xp)
+
+
+def rebatch(pieces, batch_size, xp, skip=0):
+    """Batches of exactly ``batch_size`` rows (the last may be shorter) from (X, Y) pieces of any
+    sizes, in order; a batch that straddles pieces is concatenated. The first ``skip`` rows of the
+    first piece are dropped (a resume part-way through it)."""
+    pending_X, pending_Y, pending = [], [], 0
+    for X, Y in pieces:
+        start, skip = skip, 0
+        if pending:  # complete the batch that straddles the boundary
+            take = min(batch_size - pending, len(X) - start)
+            pending_X.append(X[start:start + take])
+            pending_Y.append(Y[start:start + take])
+            pending += take
+            start += take
+            if pending < batch_size:
+                continue
             yield xp.concatenate(pending_X), xp.concatenate(pending_Y)
+            pending_X, pending_Y, pending = [], [], 0
+        while start + batch_size <= len(X):
+            yield X[start:start + batch_size], Y[start:start + batch_size]
+            start += batch_size
+        if start < len(X):
+            pending_X, pending_Y, pending = [X[start:]], [Y[start:]], len(X) - start
+    if pending:
+        yield xp.concatenate(pending_X), xp.concatenate(pending_Y)

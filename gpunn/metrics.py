@@ -37,20 +37,63 @@ class RegressionEvaluator:
     def n_rows(self) -> int:
         return int(self.X.shape[0])
 
+    def _pieces(self):
+        for start in range(0, self.X.shape[0], self.chunk_rows):
+            yield self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows]
+
     def evaluate(self, model) -> dict:
-        xp, X, Y = model.xp, self.X, self.Y
-        ss_res = xp.zeros(Y.shape[1], "float64")
-        abs_sum = xp.zeros((), "float64")
-        for start in range(0, X.shape[0], self.chunk_rows):
-            Xc, Yc = X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
-            P = model._forward(Xc, model._workspace(Xc.shape[0]))
-            D = P - Yc
-            ss_res += (D * D).sum(axis=0, dtype="float64")
-            abs_sum += xp.abs(D).sum(dtype="float64")
-        ok = self.ss_tot > 0
-        # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0
-        r2 = xp.where(ok, 1 - ss_res / xp.where(ok, self.ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-        count = Y.shape[0] * Y.shape[1]
-        packed = xp.stack([ss_res.sum() / count, abs_sum / count, r2.mean()])
-        mse_, mae_, r2_ = (float(v) for v in model.backend.to_host(packed))  # the one host sync
-        return {"val_loss": mse_, "val_mse": mse_, "val_mae": mae_, "val_r2": r2_}
+        return _evaluate(model, self._pieces(), self.ss_tot)
+
+
+class SourceEvaluator:
+    """The same metrics over a data source's held-out chunks (``source.validation_windows()``, or
+    ``windows()`` when given), streamed: one pass per evaluation, nothing held but a window. R²'s
+    denominator comes from the targets' moments, computed in the first evaluation's pass
+    (gpunn.data.stats.Moments)."""
+
+    def __init__(self, source, chunk_rows=65536, windows=None):
+        self.source, self.chunk_rows, self.ss_tot = source, int(chunk_rows), None
+        self.windows = windows or source.validation_windows
+        self.n_rows = int(source.rows + source.validation_rows if windows else source.validation_rows)
+
+    def evaluate(self, model) -> dict:
+        from .data.stats import Moments
+
+        moments = Moments(self.source.n_outputs) if self.ss_tot is None else None
+
+        def pieces():
+            for X, Y in self.windows():
+                if moments is not None:
+                    moments.update(Y)
+                for start in range(0, X.shape[0], self.chunk_rows):
+                    yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
+
+        return _evaluate(model, pieces(), lambda: self._ss_tot(model, moments))
+
+    def _ss_tot(self, model, moments):
+        if self.ss_tot is None:
+            self.ss_tot = model.xp.asarray(moments.m2)
+        return self.ss_tot
+
+
+def _evaluate(model, pieces, ss_tot) -> dict:
+    """MSE, MAE and R² of ``model`` over (X, Y) device pieces; ``ss_tot`` per output (or a callable
+    giving it once the pieces are consumed)."""
+    xp = model.xp
+    ss_res = abs_sum = None
+    count = 0
+    for Xc, Yc in pieces:
+        if ss_res is None:
+            ss_res, abs_sum = xp.zeros(Yc.shape[1], "float64"), xp.zeros((), "float64")
+        P = model._forward(Xc, model._workspace(Xc.shape[0]))
+        D = P - Yc
+        ss_res += (D * D).sum(axis=0, dtype="float64")
+        abs_sum += xp.abs(D).sum(dtype="float64")
+        count += Yc.shape[0] * Yc.shape[1]
+    ss_tot = ss_tot() if callable(ss_tot) else ss_tot
+    ok = ss_tot > 0
+    # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0
+    r2 = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
+    packed = xp.stack([ss_res.sum() / count, abs_sum / count, r2.mean()])
+    mse_, mae_, r2_ = (float(v) for v in model.backend.to_host(packed))  # the one host sync
+    return {"val_loss": mse_, "val_mse": mse_, "val_mae": mae_, "val_r2": r2_}

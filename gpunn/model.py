@@ -145,6 +145,10 @@ class MLP:
         self._build_buffers()
         self.set_precision(precision)
         self.init_parameters()
+        # Set by training with standardize=True (a gpunn.data.Standardizer): predict() and score()
+        # then take raw inputs and predict() returns targets in their original units.
+        self.standardizer = None
+        self.data_columns = None  # {"features": [...], "targets": [...]} when trained on a named table
 
     # ---- structure -------------------------------------------------------------------
     @property
@@ -275,13 +279,21 @@ class MLP:
         return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
     def predict(self, X):
-        """A[L] for the rows of X, on the model's device (a NumPy array on CPU)."""
+        """A[L] for the rows of X, on the model's device (a NumPy array on CPU).
+
+        With a ``standardizer`` (training with standardize=True), X is taken in raw units and the
+        predictions are returned in the targets' units."""
         with self.backend.use():
             X = self._as_input(X)
             out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self.dtype)
+            scaler = self.standardizer
             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
                 chunk = X[start:start + PREDICT_CHUNK_ROWS]
+                if scaler is not None:
+                    chunk = scaler.transform_x(self.xp, chunk)
                 out[start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
+            if scaler is not None:
+                scaler.inverse_y_(self.xp, out)
             return out
 
     def loss(self, X, Y) -> float:
@@ -309,10 +321,13 @@ class MLP:
         with self.backend.use():
             X, Y = self._as_input(X), self._as_target(Y)
             check_rows_match(X, Y)
+            if self.standardizer is not None:  # R² is the same in standardized units
+                X, Y = self.standardizer.transform_(self.xp, X.copy(), Y.copy())
             return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
 
-    def fit(self, X, Y, **kwargs):
-        """Train on (X, Y); see :func:`gpunn.fit` for the options. Returns the history."""
+    def fit(self, X, Y=None, **kwargs):
+        """Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X; see :func:`gpunn.fit`
+        for the options. Returns the history."""
         from .training.fit import fit
 
         return fit(self, X, Y, **kwargs)

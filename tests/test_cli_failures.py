@@ -63,7 +63,7 @@ CASES = [
     ("output in a missing directory", ["predict", "m.npz", "in.npy", "nodir/o.npy"], "nodir does not exist"),
     ("missing model", ["predict", "nope.npz", "in.npy", "o.npy"], "MODEL nope.npz does not exist"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
-    ("too little memory", ["train", "--rows", "2000000000", "--features", "64", "--device", "cpu"],
+    ("too little memory", ["train", "--rows", "2000000000", "--features", "64", "--device", "cpu", "--stream", "off"],
      "--rows 2,000,000,000 needs about"),
     ("one row", ["train", *TINY, "--rows", "1"], "argument --rows: must be at least 20"),
     ("negative seed", ["train", *TINY, "--seed", "-1"], "argument --seed: must be zero or more, got -1"),

@@ -1,4 +1,4 @@
-"""``gpunn predict MODEL IN.npy OUT.npy``: predictions of a saved model."""
+"""``gpunn predict MODEL IN OUT``: predictions of a saved model (.npy, CSV, Parquet; large files streamed)."""
 from __future__ import annotations
 
 import argparse
@@ -10,14 +10,21 @@ from .common import add_debug
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("predict", help="predict with a saved model: gpunn predict MODEL IN.npy OUT.npy",
+    p = sub.add_parser("predict", help="predict with a saved model: gpunn predict MODEL IN OUT (.npy, .csv, .parquet)",
                        description="Load a checkpoint (from --save or gpunn.save), predict the rows of IN "
-                                   "(rows x features: a .npy array, or a CSV file of numbers) and write OUT "
-                                   "(rows x outputs: .npy, or CSV when OUT ends in .csv). The input's kind is "
-                                   "read from its bytes, not its name; OUT may not be MODEL or IN.")
+                                   "(rows x features: a .npy array, a CSV file of numbers, or a Parquet file or "
+                                   "directory) and write OUT (rows x outputs: .npy, .csv or .parquet, by name). "
+                                   "OUT may not be MODEL or IN. Parquet files, .npy inputs over 256 MiB and "
+                                   "tables for a model trained on named columns are streamed a chunk of rows at "
+                                   "a time (Parquet needs pyarrow: gpunn[data]); the columns are then picked by "
+                                   "the model's feature names (or --features) and the outputs named after its "
+                                   "targets. A model trained with --standardize takes raw inputs and predicts "
+                                   "in the targets' units.")
     p.add_argument("model", help="checkpoint .npz")
-    p.add_argument("input", help=".npy array (read without pickle) or CSV file of inputs")
-    p.add_argument("output", help="file to write: .npy, or .csv for comma-separated text")
+    p.add_argument("input", help=".npy array (read without pickle), CSV file of inputs, or Parquet file/directory")
+    p.add_argument("output", help="file to write: .npy, .csv or .parquet")
+    p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
+                   "(default: the model's training columns, else every column); streams the input")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add_debug(p)
     p.set_defaults(func=run)
@@ -31,7 +38,16 @@ def run(args) -> int:
         raise preflight.PreflightError(f"MODEL {args.model} does not exist" if not os.path.exists(args.model)
                                        else f"MODEL {args.model} is not a file")
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
-                           suffixes=(".npy", ".csv"))
+                           suffixes=(".npy", ".csv", ".parquet", ".parq", ".pq"))
+    if _streams(args):
+        from ..data.files import predict_file
+
+        model = io.load(args.model, device=args.device)
+        features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
+        rows = predict_file(model, args.input, args.output, features=features)
+        print(f"{args.output}: {rows} x {model.layer_sizes[-1]} predictions ({model.dtype.name}) from "
+              f"{args.model} on {model.device}, streamed")
+        return 0
     X = preflight.read_matrix(args.input, "IN")
     model = io.load(args.model, device=args.device)
     try:
@@ -46,3 +62,16 @@ def run(args) -> int:
     print(f"{args.output}: {P.shape[0]} x {P.shape[1]} predictions ({model.dtype.name}) from {args.model} "
           f"on {model.device}")
     return 0
+
+
+STREAM_BYTES = 256 << 20
+
+
+def _streams(args) -> bool:
+    """Whether to predict chunk by chunk (gpunn.data.files) rather than read IN whole: Parquet in or
+    out, named feature columns, or a .npy input over STREAM_BYTES."""
+    tables = (".parquet", ".parq", ".pq")
+    if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):
+        return True
+    return bool(args.features) or (args.input.lower().endswith(".npy") and os.path.isfile(args.input)
+                                   and os.path.getsize(args.input) > STREAM_BYTES)

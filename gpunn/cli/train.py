@@ -11,6 +11,7 @@ import numpy
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
+from . import data as data_cli
 from .common import add_debug, bounded, dtype, non_negative, positive
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
@@ -36,7 +37,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     d = DEFAULTS
     t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
     t.add_argument("--rows", type=bounded(int, MIN_ROWS, inclusive=True, what=f"must be at least {MIN_ROWS}, got {{text}} (a tenth is held out, and R² needs 2 held-out rows)"), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
-    t.add_argument("--features", type=positive(int), default=d["features"], help="input features (default: %(default)s)")
+    t.add_argument("--features", type=data_cli.feature_count_or_names, default=d["features"],
+                   help="input features of a synthetic task (default: %(default)s), or the feature columns of a "
+                        "--data table, comma-separated (default: all but --target)")
     t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
     t.add_argument("--noise", type=non_negative(float), default=d["noise"], help="target noise std (default: %(default)s)")
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], help="hidden layer sizes, e.g. 256,256 (default: %(default)s)")
@@ -74,6 +77,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
     r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement")
     r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves (needs matplotlib: gpunn[plot])")
+    data_cli.add_arguments(t)
     add_debug(t)
     t.set_defaults(func=run)
     return t
@@ -169,6 +173,8 @@ def _check_memory(args, backend, hidden):
 
 def run(args) -> int:
     from .. import checkpoint as io, config as cfgmod
+    from ..data.binding import standardize_arrays
+    from ..data.progress import RowProgress
     from ..model import MLP
     from ..training import callbacks as cbmod
 
@@ -181,41 +187,70 @@ def run(args) -> int:
         print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
               "from the checkpoint", flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
-    _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
+    source, chosen = data_cli.make_source(args, backend, ckpt)
+    if source is None:
+        _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
+    if source is not None and distributed:
+        raise ValueError("data-parallel runs (mpiexec) take a synthetic task in memory; --data and streams "
+                         "are not sharded across processes yet")
     print(f"device: {backend.describe()}", flush=True)
+    print(chosen, flush=True)
     t0 = time.perf_counter()
-    X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
-                         device=backend, dtype=args.dtype)
-    n_val = max(1, args.rows // 10) if args.rows > 1 else 0
-    X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
-    sizes = [args.features, *args.hidden, args.outputs]
+    if source is None:
+        X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
+                             device=backend, dtype=args.dtype)
+        n_val = max(1, args.rows // 10) if args.rows > 1 else 0
+        X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
+        n_in, n_out, n_train = args.features, args.outputs, len(X_train)
+    else:
+        n_in, n_out, n_train, n_val = source.n_features, source.n_outputs, source.rows, source.validation_rows
+    sizes = [n_in, *args.hidden, n_out]
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
                                         bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
                                         precision=args.precision, graph=args.graph)
     if ckpt:  # a compute setting, not part of the checkpoint: this run's flags apply
         model.set_precision(args.precision)
         model.graph = args.graph
-    print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; task {args.task}: "
-          f"{len(X_train):,} training rows, {n_val:,} validation; data made in {time.perf_counter() - t0:.2f}s",
-          flush=True)
+    print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; "
+          f"{args.data or 'task ' + args.task}: {n_train:,} training rows, {n_val:,} validation; "
+          f"set up in {time.perf_counter() - t0:.2f}s", flush=True)
     save_path = args.save or args.resume
     extra = []
     if args.reduce_lr_patience:
         extra.append(cbmod.ReduceLROnPlateau(factor=0.5, patience=args.reduce_lr_patience))
-    validation = (X_val, Y_val) if n_val else None
-    if ckpt:
-        history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
-                              checkpoint=args.save or True, callbacks=extra, distributed=distributed)
+    callbacks = list(extra)
+    if args.early_stopping and n_val:
+        callbacks.append(cbmod.EarlyStopping(patience=args.patience, min_delta=args.min_delta))
+    if args.save:
+        callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
+    if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
+        rows_bar = [] if args.quiet else [RowProgress()]
+        if ckpt:
+            history = ckpt.resume(source, epochs=args.epochs, verbose=not args.quiet, checkpoint=args.save or True,
+                                  callbacks=extra + rows_bar)
+        else:
+            optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                                       momentum=args.momentum)
+            history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                                schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks + rows_bar)
+        evaluator = metrics.SourceEvaluator(source) if n_val else None
     else:
-        callbacks = list(extra)
-        if args.early_stopping and validation is not None:
-            callbacks.append(cbmod.EarlyStopping(patience=args.patience, min_delta=args.min_delta))
-        if args.save:
-            callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
-        optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
-        history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                            schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
-                            callbacks=callbacks, distributed=distributed)
+        validation = (X_val, Y_val) if n_val else None
+        if args.standardize and n_val:
+            X_train, Y_train, (X_val, Y_val) = standardize_arrays(model, X_train, Y_train, validation)
+        elif args.standardize:
+            X_train, Y_train, _ = standardize_arrays(model, X_train, Y_train)
+        evaluator = metrics.RegressionEvaluator(model, X_val, Y_val)
+        if ckpt:
+            history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation,
+                                  verbose=not args.quiet, checkpoint=args.save or True, callbacks=extra,
+                                  distributed=distributed)
+        else:
+            optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                                       momentum=args.momentum)
+            history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                                schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
+                                callbacks=callbacks, distributed=distributed)
     if save_path and root and os.path.exists(save_path):
         # written once the run has a checkpoint: a run that fails validation rewrites nothing
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
@@ -227,7 +262,8 @@ def run(args) -> int:
     if not history.get("epoch"):
         return 130 if history.interrupted else 0
     with backend.use():  # on cuda:N the evaluation's arrays and kernels belong to device N
-        held_out = metrics.RegressionEvaluator(model, X_val, Y_val).evaluate(model)  # one pass, one read-back
+        held_out = (evaluator.evaluate(model) if evaluator  # one pass, one read-back
+                    else dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan")))
     result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
               "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
               "samples_per_s": float(numpy.median(history["samples_per_s"])),

@@ -11,6 +11,7 @@ from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
 from .callbacks import order_callbacks
 from .loop import train
+from .protocols import DataSource
 from .sources import ArraySource
 from .state import FitSettings
 
@@ -46,10 +47,16 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     return xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0), RegressionEvaluator(model, Xv, Yv)
 
 
-def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
+def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True,
         distributed=False, graph=None):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
+
+    X may instead be a data source (``gpunn.data.synthetic/npy/parquet/csv/iterable``) with Y
+    omitted: the source then owns batching, shuffling (its own seed and shuffle) and the
+    validation split (``validation_fraction`` holds out whole chunks; ``validation_data`` may be
+    another source), and a source made with ``standardize=True`` leaves its statistics in
+    ``model.standardizer``.
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
     or a name: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw"; ``lr``, when
@@ -76,15 +83,26 @@ def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, sc
         model.graph = bool(graph)
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
-        X, Y = model._as_input(X), model._as_target(Y)
-        check_rows_match(X, Y)
-        seed = model.seed if seed is None else int(seed)
-        X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
+        source = None
+        if Y is None and isinstance(X, DataSource):
+            if distributed:
+                raise ValueError("distributed training takes in-memory arrays; a data source is not sharded yet")
+            from ..data.binding import prepare_source
+
+            source = X
+            validation = prepare_source(model, source, validation_data, validation_fraction)
+            seed, shuffle = getattr(source, "seed", model.seed), getattr(source, "shuffle", False)
+        else:
+            X, Y = model._as_input(X), model._as_target(Y)
+            check_rows_match(X, Y)
+            seed = model.seed if seed is None else int(seed)
+            X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
+        rows = source.rows if source is not None else X.shape[0]
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
         opt = make_optimizer(optimizer, lr=lr)
-        settings = FitSettings(epochs=epochs, batch_size=X.shape[0] if batch_size is None else min(batch_size, X.shape[0]),
-                               train_rows=int(X.shape[0]), seed=seed,
+        settings = FitSettings(epochs=epochs, batch_size=rows if batch_size is None else min(batch_size, rows),
+                               train_rows=int(rows), seed=seed,
                                shuffle=bool(shuffle), schedule=make_schedule(schedule),
                                validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
@@ -99,6 +117,7 @@ def fit(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, sc
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,
                                         handle_interrupt=handle_interrupt))
-        source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+        if source is None:
+            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
         return train(model, source, opt, settings, callbacks=callbacks, validation=validation,
                      handle_interrupt=handle_interrupt)

@@ -1,0 +1,203 @@
+"""Training from data beyond memory: throughput and peak memory of a source against in-memory arrays.
+
+    python -m gpunn.bench.stream make-npy DIR --rows 40000000          # a .npy pair, written chunk by chunk
+    python -m gpunn.bench.stream npy DIR --rows 2000000 --epochs 1      # train from it (pread, reader thread)
+    python -m gpunn.bench.stream memory DIR --rows 2000000 --epochs 1   # the same rows loaded in memory
+    python -m gpunn.bench.stream synthetic --rows 100000000 --epochs 1  # a task generated chunk by chunk
+    python -m gpunn.bench.stream synthetic-memory --rows 2000000        # the same task made in memory
+    python -m gpunn.bench.stream suite DIR --device cuda                # all of it, one process per run
+
+Each run is one process (so its peak resident memory, ru_maxrss, is its own) and prints one JSON
+line: rows trained, seconds, samples/s (after a warm-up fit of two batches that compiles the CPU
+kernels), peak RSS; on a GPU also the peak of CuPy's memory pool and
+the host-to-device bandwidth of a pinned copy of one window, timed in the same run. ``--rows`` on
+npy/memory takes the first rows of the pair (a source over a prefix of the files). The step is
+fit's (gpunn.training): ``model.fit(source)`` for sources, ``model.fit(X, Y)`` for arrays.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+
+import numpy
+
+CONFIG = {"features": 32, "outputs": 1, "hidden": "256,256", "batch_size": 1024}
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def make_npy(directory, rows, features, outputs, seed=0):
+    """X.npy and Y.npy of the teacher task (datasets.stream's rows), written one chunk at a time."""
+    from .. import datasets
+    from ..data.files import NpyWriter
+
+    os.makedirs(directory, exist_ok=True)
+    wx = NpyWriter(os.path.join(directory, "X.npy"), features, "float32")
+    wy = NpyWriter(os.path.join(directory, "Y.npy"), outputs, "float32")
+    for X, Y in datasets.stream("teacher", rows, 65536, features, outputs, seed=seed, device="cpu"):
+        wx.write(X)
+        wy.write(Y)
+    for w in (wx, wy):
+        w.close()
+        w.commit()
+
+
+def _prefix(path, rows):
+    """(array of the first ``rows`` rows, loaded into memory)."""
+    mm = numpy.load(path, mmap_mode="r", allow_pickle=False)
+    return numpy.array(mm[:rows])
+
+
+def copy_bandwidth(backend, rows, columns, dtype="float32", repeats=5):
+    """GB/s of a pinned host-to-device copy of a (rows x columns) window, timed with CUDA events."""
+    import cupyx
+
+    cp = backend.xp
+    host = cupyx.empty_pinned((rows, columns), dtype)
+    host[...] = 1
+    dev = cp.empty((rows, columns), dtype)
+    stream = cp.cuda.Stream(non_blocking=True)
+    dev.set(host, stream=stream)
+    stream.synchronize()
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start.record(stream)
+    for _ in range(repeats):
+        dev.set(host, stream=stream)
+    end.record(stream)
+    end.synchronize()
+    seconds = cp.cuda.get_elapsed_time(start, end) / 1e3
+    return host.nbytes * repeats / seconds / 1e9
+
+
+def run(args) -> dict:
+    from .. import data
+    from ..backend import resolve
+    from ..model import MLP
+
+    backend = resolve(args.device)
+    hidden = [int(h) for h in args.hidden.split(",")]
+    result = {"mode": args.mode, "device": backend.device, "epochs": args.epochs, "batch_size": args.batch_size,
+              "hidden": hidden}
+    t0 = time.perf_counter()
+    if args.mode == "synthetic":
+        source = data.synthetic("teacher", args.rows, args.features, args.outputs, seed=0, window=args.window)
+        n_in, n_out, rows = source.n_features, source.n_outputs, source.rows
+        train = (source, None)
+    elif args.mode == "synthetic-memory":
+        from .. import datasets
+
+        train = datasets.make("teacher", args.rows, args.features, args.outputs, seed=0, device=backend)
+        n_in, n_out, rows = args.features, args.outputs, args.rows
+    elif args.mode == "npy":
+        x, y = os.path.join(args.dir, "X.npy"), os.path.join(args.dir, "Y.npy")
+        source = data.npy(x, y, window=args.window)
+        if args.rows and args.rows < source.rows:  # train on a prefix: keep the first chunks
+            keep = -(-args.rows // source.chunk_rows)
+            source.chunk_sizes = source.chunk_sizes[:keep]
+            source.chunk_sizes[-1] = args.rows - (keep - 1) * source.chunk_rows
+            source.hold_out(None)
+        n_in, n_out, rows = source.n_features, source.n_outputs, source.rows
+        train = (source, None)
+    else:
+        x, y = os.path.join(args.dir, "X.npy"), os.path.join(args.dir, "Y.npy")
+        rows = args.rows or numpy.load(x, mmap_mode="r").shape[0]
+        X, Y = _prefix(x, rows), _prefix(y, rows)
+        n_in, n_out = X.shape[1], Y.shape[1]
+        if backend.is_gpu:
+            with backend.use():
+                X, Y = backend.xp.asarray(X), backend.xp.asarray(Y)
+        train = (X, Y)
+    result["setup_s"] = time.perf_counter() - t0
+    model = MLP([n_in, *hidden, n_out], device=backend, seed=0)
+    warm = numpy.random.default_rng(0).standard_normal((2 * args.batch_size, n_in + n_out)).astype("float32")
+    model.fit(warm[:, :n_in], warm[:, n_in:], epochs=1, batch_size=args.batch_size, verbose=False)  # JIT, workspaces
+    model.init_parameters()
+    history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size, verbose=False, lr=1e-3)
+    seconds = sum(history["time_s"])
+    result.update(rows=rows, seconds=seconds, samples_per_s=rows * len(history["time_s"]) / seconds,
+                  epoch_samples_per_s=history["samples_per_s"], loss=history["loss"][-1],
+                  peak_rss_gib=peak_rss_bytes() / 2**30)
+    if backend.is_gpu:
+        with backend.use():
+            result["pool_peak_gib"] = backend.xp.get_default_memory_pool().total_bytes() / 2**30
+            result["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536, n_in + n_out)
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gpunn.bench.stream", description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=("make-npy", "npy", "memory", "synthetic", "synthetic-memory", "suite"))
+    p.add_argument("dir", nargs="?", default="bench/out/stream", help="folder of X.npy and Y.npy (default: %(default)s)")
+    p.add_argument("--rows", type=int, default=None, help="rows (make-npy, synthetic: all; npy, memory: a prefix)")
+    p.add_argument("--features", type=int, default=CONFIG["features"])
+    p.add_argument("--outputs", type=int, default=CONFIG["outputs"])
+    p.add_argument("--hidden", default=CONFIG["hidden"])
+    p.add_argument("--batch-size", type=int, default=CONFIG["batch_size"])
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--window", type=int, default=16, help="chunks shuffled together (default: %(default)s)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="PATH", help="append the result line to PATH")
+    p.add_argument("--stream-rows", type=int, default=100_000_000, help="suite: rows of the synthetic stream")
+    p.add_argument("--memory-rows", type=int, default=2_000_000, help="suite: rows of the in-memory baselines")
+    p.add_argument("--npy-rows", type=int, default=2_000_000, help="suite: rows of the .npy pair (made if absent)")
+    args = p.parse_args(argv)
+    if args.mode == "suite":
+        return suite(args)
+    if args.mode == "make-npy":
+        t0 = time.perf_counter()
+        make_npy(args.dir, args.rows or 2_000_000, args.features, args.outputs)
+        print(json.dumps({"mode": "make-npy", "rows": args.rows, "seconds": time.perf_counter() - t0,
+                          "bytes": sum(os.path.getsize(os.path.join(args.dir, f)) for f in ("X.npy", "Y.npy"))}))
+        return 0
+    if args.mode == "synthetic" and not args.rows:
+        args.rows = 10_000_000
+    result = run(args)
+    line = json.dumps(result)
+    print(line)
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.write(line + "\n")
+    return 0
+
+
+def suite(args) -> int:
+    """Each comparison in its own process: a synthetic stream against the task in memory, then the
+    .npy pair (made first when missing) against its rows in memory; prints ratios of samples/s."""
+    import subprocess
+    import sys
+
+    common = ["--features", str(args.features), "--outputs", str(args.outputs), "--hidden", args.hidden,
+              "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--window", str(args.window),
+              "--device", args.device] + (["--json", args.json] if args.json else [])
+
+    def one(mode, *extra):
+        out = subprocess.run([sys.executable, "-m", "gpunn.bench.stream", mode, *extra, *common],
+                             capture_output=True, text=True)
+        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+        print(line or out.stderr[-2000:], flush=True)
+        return json.loads(line) if line.startswith("{") else None
+
+    results = {"memory": one("synthetic-memory", "--rows", str(args.memory_rows)),
+               "stream": one("synthetic", "--rows", str(args.stream_rows))}
+    x_path = os.path.join(args.dir, "X.npy")
+    if not os.path.exists(x_path) or numpy.load(x_path, mmap_mode="r").shape[0] < args.npy_rows:
+        one("make-npy", args.dir, "--rows", str(args.npy_rows))
+    results["npy"] = one("npy", args.dir, "--rows", str(args.npy_rows))
+    results["npy_memory"] = one("memory", args.dir, "--rows", str(args.npy_rows))
+    for name, base in (("stream", "memory"), ("npy", "npy_memory")):
+        a, b = results[name], results[base]
+        if a and b:
+            print(f"{name}: {a['samples_per_s']:,.0f} samples/s = {a['samples_per_s'] / b['samples_per_s']:.2f}x "
+                  f"in memory ({b['samples_per_s']:,.0f}); peak RSS {a['peak_rss_gib']:.2f} GiB "
+                  f"(in memory {b['peak_rss_gib']:.2f} GiB)" +
+                  (f"; H2D {a['h2d_gbps_pinned']:.1f} GB/s pinned" if "h2d_gbps_pinned" in a else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""``gpunn train``'s data options: your own files (``--data``), and streaming a synthetic task that
+would not fit in memory (``--stream``). Builds a gpunn.data source, or None for the in-memory path."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .common import positive
+
+VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
+COMFORT = 0.5  # materialize only when data, its shuffled copy and the model take at most this share of free memory
+
+
+def feature_count_or_names(text):
+    """``--features``: a count (synthetic tasks) or comma-separated column names (a --data table)."""
+    text = text.strip()
+    if text.isdigit():
+        return positive(int)(text)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"--features takes a count or column names, got {text!r}")
+    return names
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("data beyond memory (gpunn.data)")
+    g.add_argument("--data", metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
+                   "Y.npy), a .parquet file or a directory of them, or a .csv with a header (with --target); read "
+                   "chunk by chunk, 10%% of the chunks held out for validation")
+    g.add_argument("--targets", metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
+    g.add_argument("--target", metavar="COLUMNS", help="target column(s) of a Parquet or CSV --data, comma-separated; "
+                   "--features names the feature columns (default: all the others)")
+    g.add_argument("--standardize", action="store_true", help="train on inputs and targets scaled to mean 0, "
+                   "std 1 (statistics from one pass over the training rows, kept in the model: predict takes raw "
+                   "inputs and returns targets in their units)")
+    g.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
+                   help="synthetic task: generate it chunk by chunk on the device while training instead of "
+                        "materializing every row (auto: stream when the rows would not fit comfortably; "
+                        "default: %(default)s)")
+    g.add_argument("--window", type=positive(int), default=16,
+                   help="chunks whose rows are shuffled together, for --data and streams (default: %(default)s)")
+
+
+def available_bytes(backend) -> int | None:
+    """Memory free for data on the backend's device (the GPU's, or the host's MemAvailable)."""
+    from .. import preflight
+
+    return preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
+
+
+def make_source(args, backend, ckpt=None):
+    """(source, a line saying what was chosen) or (None, line) for the in-memory synthetic path.
+
+    A resumed run (``ckpt``) keeps the choice it was saved with, whatever memory is free now."""
+    from .. import data
+
+    saved = ((ckpt.training.get("source") or {}).get("kind") if ckpt else None)
+    if saved in ("synthetic", "arrays") and args.stream == "auto":
+        args.stream = "on" if saved == "synthetic" else "off"
+
+    common = dict(seed=args.seed, window=args.window, standardize=args.standardize)
+    if args.data:
+        kind = os.path.splitext(args.data)[1].lower()
+        if kind == ".npy":
+            if not args.targets:
+                raise ValueError("--data X.npy needs --targets Y.npy")
+            source = data.npy(args.data, args.targets, **common)
+        elif kind in (".parquet", ".parq", ".pq") or os.path.isdir(args.data):
+            source = data.parquet(args.data, _target(args), _feature_names(args), **common)
+        elif kind == ".csv":
+            source = data.csv(args.data, _target(args), _feature_names(args), **common)
+        else:
+            raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
+        _hold_out(source)
+        return source, f"data: {args.data}, {source.rows:,} training rows in {len(source.train_chunks)} chunks, " \
+                       f"{source.validation_rows:,} validation rows (whole chunks), read chunk by chunk"
+    if isinstance(args.features, list):
+        raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
+    from .. import preflight
+
+    itemsize = 8 if args.dtype == "float64" else 4
+    sizes = [args.features, *args.hidden, args.outputs]
+    need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes,
+                                      args.batch_size).values())  # the rows, their shuffled copy, the model
+    free = available_bytes(backend)
+    fits = free is None or need <= COMFORT * free
+    if args.stream == "off" or (args.stream == "auto" and fits):
+        room = "" if free is None else f", {free / 2**30:.1f} GiB free"
+        return None, f"data: {args.rows:,} rows materialized on {backend.device} ({need / 2**30:.2f} GiB{room})"
+    source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, **common)
+    _hold_out(source)
+    why = "--stream on" if args.stream == "on" else (f"{need / 2**30:.1f} GiB would not fit comfortably in "
+                                                      f"{free / 2**30:.1f} GiB free")
+    return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
+                    f"{source.validation_rows:,} validation rows (whole chunks) ({why})")
+
+
+def _hold_out(source):
+    if len(source.chunk_sizes) >= 2:
+        source.hold_out(VALIDATION_FRACTION)
+
+
+def _target(args):
+    if not args.target:
+        raise ValueError(f"--data {args.data}: name the target column(s) with --target")
+    return args.target
+
+
+def _feature_names(args):
+    return args.features if isinstance(args.features, list) else None

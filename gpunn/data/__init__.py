@@ -1,0 +1,56 @@
+"""Data sources for :func:`gpunn.fit`: data far larger than memory, on the device batch by batch.
+
+Each source is a DataSource (``rows``, ``n_features``, ``n_outputs``, ``batches(epoch, batch_size,
+first_batch=0)``, ``config()``, ``resumable``), usable as ``model.fit(source, epochs=..., batch_size=...)``:
+
+* :func:`synthetic` - a built-in task generated on the device chunk by chunk (``datasets.make``'s rows);
+* :func:`npy` - a pair of ``.npy`` files, read by row ranges, any size;
+* :func:`parquet` and :func:`csv` - tables streamed through pyarrow (``pip install "gpunn[data]"``);
+* :func:`iterable` - any iterable of (X, Y) batches, with no shuffle and no exact resume.
+
+Shuffling is by windows of chunks, keyed by (seed, epoch), so a resumed run is exact (see
+gpunn.data.base); reading overlaps training (gpunn.data.pipeline); ``standardize=True`` computes
+column statistics in one streaming pass (gpunn.data.stats) that the model keeps and applies.
+"""
+from __future__ import annotations
+
+from .base import ChunkedSource, DataError
+from .sources import IterableSource, NpySource, SyntheticSource
+from .stats import Moments, Standardizer
+
+__all__ = ["synthetic", "npy", "parquet", "csv", "iterable", "is_source", "ChunkedSource", "SyntheticSource",
+           "NpySource", "IterableSource", "DataError", "Moments", "Standardizer"]
+
+
+def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, **options):
+    """A built-in task streamed from the device; see :class:`SyntheticSource`."""
+    return SyntheticSource(task, rows, n_features, n_outputs, noise, seed, **options)
+
+
+def npy(x_path, y_path, **options):
+    """Features and targets from two ``.npy`` files; see :class:`NpySource`."""
+    return NpySource(x_path, y_path, **options)
+
+
+def parquet(path, target, features=None, **options):
+    """A Parquet file or a directory of them, ``target`` columns as Y; see :class:`gpunn.data.tables.ParquetSource`."""
+    from .tables import ParquetSource
+
+    return ParquetSource(path, target, features, **options)
+
+
+def csv(path, target, features=None, **options):
+    """A CSV file with a header row, ``target`` columns as Y; see :class:`gpunn.data.tables.CsvSource`."""
+    from .tables import CsvSource
+
+    return CsvSource(path, target, features, **options)
+
+
+def iterable(batches, rows=None, n_features=None, n_outputs=None):
+    """Any iterable of (X, Y) batches; see :class:`IterableSource`."""
+    return IterableSource(batches, rows, n_features, n_outputs)
+
+
+def is_source(obj) -> bool:
+    """True for anything that speaks the DataSource protocol (rather than an array)."""
+    return all(hasattr(obj, name) for name in ("batches", "rows", "n_features", "n_outputs", "config"))

@@ -1,0 +1,249 @@
+"""Chunked data sources: an epoch is a sequence of chunks, shuffled by windows, batched on the device.
+
+A source is cut into chunks of known row counts (a file's row range, a Parquet row group, a
+synthetic chunk). Per epoch:
+
+1. the training chunks are put in an order drawn from the stream (seed, "chunk-order", epoch)
+   (file order for sources that can only be read front to back, such as CSV);
+2. consecutive chunks of that order form windows of ``window`` chunks; each window's rows are
+   permuted on the device by the stream (seed, "window", epoch, w);
+3. the permuted windows, end to end, are cut into batches of ``batch_size`` rows (a batch may
+   straddle two windows).
+
+So batch i of epoch e is a pure function of (seed, e, i), and a run resumed at batch i reads
+from the window that holds row i * batch_size on. How far this is from a full shuffle: two rows
+can share a batch only if their chunks fall in the same window (or in neighbouring windows, at a
+boundary), so each batch mixes rows from about ``window`` chunks rather than from the whole data.
+That matters when the file is sorted (by time, by target, by group) on a scale larger than a
+window: batches then see a biased slice of the data, and the last windows of each epoch pull the
+weights toward whatever they hold. Raise ``window`` (memory grows with it) or shuffle the file
+once offline; for data in random order (every synthetic task) it makes no measurable difference.
+
+``validation_fraction`` holds out whole chunks, drawn by the stream (seed, "validation-chunks"),
+so the split never depends on the batch size and costs no extra pass.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy
+
+from .. import backend as _backend
+from ..datasets import rebatch
+from ..rng import DeviceRNG, host_rng
+from ..checks import positive_int
+from .stats import Moments, Standardizer
+
+
+class DataError(ValueError):
+    """Bad data in a file or a stream; the message names the file (and the rows, when it can)."""
+
+
+class ChunkedSource:
+    """Base of the chunked sources (see the module docstring).
+
+    Options every source takes: ``seed`` (chunk order, window permutations, validation chunks),
+    ``shuffle`` (False: file order, no permutation), ``window`` (chunks permuted together),
+    ``validation_fraction`` (share of chunks held out), ``standardize`` (True: X and Y,
+    "inputs": X only), ``prefetch`` (windows the reader may run ahead), and ``device``/``dtype``
+    to bind at once (fit binds to the model's otherwise).
+
+    Subclasses set ``n_features``, ``n_outputs`` and the chunk sizes (``_set_chunks``), and
+    implement ``_fill``, ``_where`` and ``_describe``; ``random_access = False`` for files that can
+    only be read front to back."""
+
+    random_access = True
+    resumable = True
+    kind = "chunks"
+
+    def __init__(self, *, seed=0, shuffle=True, window=16, validation_fraction=None, standardize=False,
+                 prefetch=1):
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.window = positive_int(window, "window")
+        self.prefetch = positive_int(prefetch, "prefetch")
+        if validation_fraction is not None and not (isinstance(validation_fraction, (int, float))
+                                                    and 0 <= validation_fraction < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+        self.validation_fraction = validation_fraction or None
+        if standardize not in (False, True, "x", "inputs"):
+            raise ValueError(f"standardize must be True, False or 'inputs', got {standardize!r}")
+        self.standardize = standardize
+        self.standardizer: Standardizer | None = None
+        self.backend = None  # set by bind(), which fit() calls with the model's device and dtype
+        self.dtype = None
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _set_chunks(self, sizes):
+        self.chunk_sizes = [int(n) for n in sizes]
+        if not self.chunk_sizes or sum(self.chunk_sizes) == 0:
+            raise DataError(f"{self._name()}: no rows")
+        n = len(self.chunk_sizes)
+        everything = list(range(n))
+        if self.validation_fraction:
+            if n < 2:
+                raise ValueError(f"{self._name()}: validation_fraction holds out whole chunks and there is only "
+                                 f"one chunk ({self.chunk_sizes[0]} rows); use smaller chunks or validation data")
+            n_val = min(n - 1, max(1, round(self.validation_fraction * n)))
+            held = sorted(int(k) for k in host_rng(self.seed, "validation-chunks").permutation(n)[:n_val])
+            self.validation_chunks = held
+            self.train_chunks = sorted(set(everything) - set(held))
+        else:
+            self.validation_chunks, self.train_chunks = [], everything
+
+    def hold_out(self, fraction) -> "ChunkedSource":
+        """Hold out ``fraction`` of the chunks for validation (as ``validation_fraction`` does)."""
+        if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {fraction!r}")
+        self.validation_fraction = fraction or None
+        self._set_chunks(self.chunk_sizes)
+        if self.standardize and self.standardizer is not None:  # statistics come from the training chunks
+            self.standardizer = None if self.backend is None else self.compute_standardizer()
+        return self
+
+    def bind(self, backend, dtype) -> "ChunkedSource":
+        """Deliver batches on ``backend`` (a Backend or device string) in ``dtype``; computes the
+        standardization statistics (one pass over the training chunks) when asked for."""
+        self.backend = _backend.resolve(backend)
+        self.dtype = numpy.dtype(dtype)
+        if self.standardize and self.standardizer is None:
+            self.standardizer = self.compute_standardizer()
+        return self
+
+    def _need_bound(self):
+        if self.backend is None:
+            self.bind("auto", "float32")
+
+    @property
+    def rows(self) -> int:
+        """Training rows per epoch."""
+        return sum(self.chunk_sizes[k] for k in self.train_chunks)
+
+    @property
+    def validation_rows(self) -> int:
+        return sum(self.chunk_sizes[k] for k in self.validation_chunks)
+
+    # ---- the epoch plan ----------------------------------------------------------------
+    def plan(self, epoch, chunks=None):
+        """The epoch's windows: lists of chunk indices, in training order."""
+        order = list(self.train_chunks if chunks is None else chunks)
+        if self.shuffle and self.random_access and chunks is None:
+            perm = host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(order))
+            order = [order[i] for i in perm]
+        return [order[i:i + self.window] for i in range(0, len(order), self.window)]
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        """Device (X_b, Y_b) pairs of one epoch; batch i is a pure function of (seed, epoch, i)."""
+        self._need_bound()
+        batch_size = positive_int(batch_size, "batch_size")
+        windows = self.plan(epoch)
+        ends = list(_cumsum(sum(self.chunk_sizes[k] for k in w) for w in windows))
+        start_row = int(first_batch) * batch_size
+        if start_row >= ends[-1]:
+            return
+        w0 = bisect.bisect_right(ends, start_row)
+        skip = start_row - (ends[w0 - 1] if w0 else 0)
+        with self.backend.use():
+            pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle)
+            yield from rebatch(pieces, batch_size, self.backend.xp, skip=skip)
+
+    def _windows(self, windows, epoch, first_index, shuffle):
+        """Device (X, Y) per window, permuted (when ``shuffle``) and standardized."""
+        xp = self.backend.xp
+        for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
+            if shuffle and X.shape[0] > 1:
+                order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
+                X, Y = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
+            elif release is not None:
+                X, Y = X.copy(), Y.copy()  # the pipeline's buffer is about to be reused
+            if release is not None:
+                release()
+            if self.standardizer is not None:
+                self.standardizer.transform_(xp, X, Y)
+            yield X, Y
+
+    def _device_windows(self, windows):
+        """(X, Y, release) per window on the device (see gpunn.data.pipeline): read by a thread,
+        staged through pinned memory on a GPU. Sources generated on the device override this."""
+        from .pipeline import host_windows
+
+        capacity = max((sum(self.chunk_sizes[k] for k in w) for w in windows), default=0)
+
+        def fill(window, X, Y):
+            n = 0
+            for k in window:
+                rows = self.chunk_sizes[k]
+                Xc, Yc = X[n:n + rows], Y[n:n + rows]
+                self._fill(k, Xc, Yc)
+                self._check_finite(k, Xc, Yc)
+                n += rows
+            return n
+
+        return host_windows(self.backend, windows, fill, capacity, self.n_features, self.n_outputs,
+                            self.dtype, depth=self.prefetch)
+
+    def _check_finite(self, k, X, Y):
+        for name, A in (("features", X), ("targets", Y)):
+            finite = numpy.isfinite(A)
+            if not finite.all():
+                row, col = (int(i) for i in numpy.argwhere(~finite)[0])
+                first = self._row_offset(k) + row
+                raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} NaN or infinite "
+                                f"{name} value(s), the first at row {first} ({name} column {col}); "
+                                "clean or impute them before training")
+
+    def _row_offset(self, k):
+        return sum(self.chunk_sizes[:k])
+
+    # ---- validation and statistics -------------------------------------------------------
+    def validation_windows(self):
+        """Device (X, Y) per held-out chunk, in file order, standardized like training data."""
+        return self.ordered_windows(self.validation_chunks)
+
+    def ordered_windows(self, chunks=None):
+        """Device (X, Y) per chunk (default: every chunk), in file order, standardized."""
+        self._need_bound()
+        chunks = range(len(self.chunk_sizes)) if chunks is None else chunks
+        return self._windows([[k] for k in chunks], 0, 0, shuffle=False)
+
+    def compute_standardizer(self) -> Standardizer:
+        """Mean and spread per column of the training chunks, in one streaming pass."""
+        mx, my = Moments(self.n_features), Moments(self.n_outputs)
+        saved, self.standardizer = self.standardizer, None
+        try:
+            for X, Y in self._windows([[k] for k in self.train_chunks], 0, 0, shuffle=False):
+                mx.update(X)
+                my.update(Y)
+        finally:
+            self.standardizer = saved
+        return Standardizer.from_moments(mx, my if self.standardize is True else None)
+
+    # ---- description ---------------------------------------------------------------------
+    def _name(self) -> str:
+        return self.kind
+
+    def config(self) -> dict:
+        """JSON-able description saved in checkpoints: what to read and how it is cut and shuffled."""
+        return {"kind": self.kind, **self._describe(), "seed": self.seed, "shuffle": self.shuffle,
+                "window": self.window, "validation_fraction": self.validation_fraction,
+                "standardize": self.standardize, "rows": self.rows, "chunks": len(self.chunk_sizes)}
+
+    def _describe(self) -> dict:
+        return {}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.chunk_sizes)})"
+
+
+def _cumsum(values):
+    total = 0
+    for v in values:
+        total += v
+        yield total
+
+
+def chunk_sizes(rows, chunk_rows):
+    """Row counts of ``rows`` rows cut into chunks of ``chunk_rows`` (the last may be shorter)."""
+    rows, chunk_rows = int(rows), int(chunk_rows)
+    return [min(chunk_rows, rows - i * chunk_rows) for i in range(math.ceil(rows / chunk_rows))]

@@ -1,0 +1,65 @@
+"""Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
+from __future__ import annotations
+
+from ..metrics import RegressionEvaluator, SourceEvaluator
+
+
+def prepare_source(model, source, validation_data=None, validation_fraction=None):
+    """Bind ``source`` to the model's device and dtype and return the validation evaluator (or None).
+
+    Checks the widths against the model; ``validation_fraction`` holds out whole chunks of a
+    chunked source; ``validation_data`` is a second source (all of its rows) or arrays (X_val,
+    Y_val). With ``standardize``, the statistics (from the training chunks) move into the model,
+    so ``predict`` takes raw inputs; named table columns move into ``model.data_columns``.
+    """
+    name = type(source).__name__
+    if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
+        raise ValueError(f"{name} gives {source.n_features} features and {source.n_outputs} output(s); the model "
+                         f"takes {model.layer_sizes[0]} and gives {model.layer_sizes[-1]}")
+    if validation_data is not None and validation_fraction:
+        raise ValueError("pass validation_data or validation_fraction, not both")
+    if validation_fraction:
+        if not hasattr(source, "hold_out"):
+            raise ValueError(f"{name} cannot hold out chunks; pass validation_data")
+        source.hold_out(validation_fraction)
+    source.bind(model.backend, model.dtype)
+    scaler = getattr(source, "standardizer", None)
+    model.standardizer = scaler
+    names = getattr(source, "feature_names", None), getattr(source, "target_names", None)
+    model.data_columns = {"features": list(names[0]), "targets": list(names[1])} if all(names) else None
+    if validation_data is None:
+        return SourceEvaluator(source) if getattr(source, "validation_rows", 0) else None
+    if hasattr(validation_data, "batches"):
+        if hasattr(validation_data, "standardizer"):
+            validation_data.standardizer = scaler  # the training statistics, never its own
+        validation_data.bind(model.backend, model.dtype)
+        if not hasattr(validation_data, "ordered_windows"):
+            raise ValueError(f"{type(validation_data).__name__} cannot serve as validation data; pass a chunked "
+                             "source or arrays")
+        return SourceEvaluator(validation_data, windows=validation_data.ordered_windows)
+    try:
+        Xv, Yv = validation_data
+    except (TypeError, ValueError):
+        raise ValueError("validation_data must be a pair (X_val, Y_val) or a data source") from None
+    with model.backend.use():
+        Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
+        if Xv.shape[0] != Yv.shape[0]:
+            raise ValueError(f"X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}; they must match")
+        if scaler is not None:
+            Xv, Yv = scaler.transform_(model.xp, Xv.copy(), Yv.copy())
+        return RegressionEvaluator(model, Xv, Yv)
+
+
+def standardize_arrays(model, X, Y, validation=None):
+    """In-memory (X, Y) and validation pair standardized in place, as a source with standardize=True
+    would be: the statistics of (X, Y) (or the model's own, when it has them, e.g. on a resume) go
+    into ``model.standardizer``. Returns (X, Y, validation)."""
+    from .stats import Moments, Standardizer
+
+    if model.standardizer is None:
+        model.standardizer = Standardizer.from_moments(Moments(X.shape[1]).update(X), Moments(Y.shape[1]).update(Y))
+    xp = model.xp
+    model.standardizer.transform_(xp, X, Y)
+    if validation is not None:
+        model.standardizer.transform_(xp, *validation)
+    return X, Y, validation

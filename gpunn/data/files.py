@@ -1,0 +1,216 @@
+"""Streaming prediction files: read inputs and write outputs as ``.npy``, ``.parquet`` or ``.csv``,
+a chunk of rows at a time (what ``gpunn predict`` runs), so files of any size pass through.
+
+The output is written to a temporary file beside the target and renamed over it only when every
+row is done: a failure part-way leaves no half-written file and an earlier output intact.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy
+
+from .base import DataError
+
+FORMATS = {".npy": "npy", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def file_format(path) -> str:
+    """npy, parquet or csv, from the extension (a directory is read as Parquet)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "parquet"
+    kind = FORMATS.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise DataError(f"{path}: unknown file type; use .npy, .parquet or .csv")
+    return kind
+
+
+def read_rows(path, n_features, features=None, chunk_rows=65536):
+    """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features)).
+
+    For a table, ``features`` names the columns (default: all of them, which must then be
+    ``n_features`` numeric columns)."""
+    from .sources import _NpyFile
+
+    path = os.fspath(path)
+    kind = file_format(path)
+    if kind == "npy":
+        f = _NpyFile(path, "inputs")
+        if f.columns != n_features:
+            raise DataError(f"{path}: {f.columns} columns, the model takes {n_features} features")
+
+        def chunks():
+            for start in range(0, f.rows, chunk_rows):
+                out = numpy.empty((min(chunk_rows, f.rows - start), f.columns), f.dtype if f.dtype.kind == "f" else "float64")
+                f.read(start, out)
+                yield out
+        return f.rows, chunks()
+    from .tables import copy_columns, pick_columns, pyarrow_module
+
+    if kind == "parquet":
+        from .tables import ParquetSource
+
+        pq = pyarrow_module("parquet")
+        files = ParquetSource.list_files(path)
+        opened = []
+        for name in files:
+            try:
+                opened.append(pq.ParquetFile(name))
+            except Exception as exc:
+                raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
+        names, _ = pick_columns(files[0], opened[0].schema_arrow, None, features)
+        rows = sum(p.metadata.num_rows for p in opened)
+
+        def batches():
+            for name, pf in zip(files, opened):
+                try:
+                    yield from pf.iter_batches(batch_size=chunk_rows, columns=names)
+                except Exception as exc:
+                    raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
+    else:
+        import pyarrow
+
+        csv = pyarrow_module("csv")
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: no such file")
+        try:
+            names, _ = pick_columns(path, csv.open_csv(path).schema, None, features)
+            reader = csv.open_csv(path, convert_options=csv.ConvertOptions(
+                include_columns=names, column_types={c: pyarrow.float64() for c in names}))
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable CSV file with a header row ({exc})") from None
+        rows = None
+
+        def batches():
+            done = 0
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    raise DataError(f"{path}: bad data after row {done} ({exc})") from None
+                done += batch.num_rows
+                yield batch
+    if len(names) != n_features:
+        raise DataError(f"{path}: {len(names)} feature columns ({', '.join(names)}), the model takes {n_features}; "
+                        "name them with --features")
+
+    def chunks():
+        for batch in batches():
+            out = numpy.empty((batch.num_rows, len(names)))
+            copy_columns(batch, names, out)
+            yield out
+    return rows, chunks()
+
+
+class _Output:
+    """A file being written under a temporary name; ``commit()`` renames it into place."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory)
+        os.close(fd)
+
+    def commit(self):
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp made it private; the output gets the usual permissions
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+class NpyWriter(_Output):
+    """Rows appended to a ``.npy`` file whose header is fixed up with the row count at the end."""
+
+    def __init__(self, path, n_columns, dtype, names=None):
+        super().__init__(path)
+        self.columns, self.dtype, self.rows = n_columns, numpy.dtype(dtype), 0
+        self.fh = open(self.tmp, "wb")
+        self.header_bytes = len(self._header(10**18))
+        self.fh.write(b"\0" * self.header_bytes)
+
+    def _header(self, rows, length=None):
+        fields = {"descr": numpy.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (rows, self.columns)}
+        text = repr(fields).encode("latin1")
+        length = length or (-(-(10 + len(text) + 1) // 64) * 64)  # magic + length field + text + "\n", 64-aligned
+        pad = length - 10 - len(text) - 1
+        return b"\x93NUMPY\x01\x00" + (len(text) + pad + 1).to_bytes(2, "little") + text + b" " * pad + b"\n"
+
+    def write(self, P):
+        self.fh.write(numpy.ascontiguousarray(P, self.dtype).tobytes())
+        self.rows += P.shape[0]
+
+    def close(self):
+        self.fh.seek(0)
+        self.fh.write(self._header(self.rows, self.header_bytes))
+        self.fh.close()
+
+
+class TableWriter(_Output):
+    """Parquet or CSV output, one record batch per chunk, with the target names as columns."""
+
+    def __init__(self, path, n_columns, dtype, names=None, kind="parquet"):
+        super().__init__(path)
+        import pyarrow
+
+        from .tables import pyarrow_module
+
+        self.names = list(names) if names else [f"y{i}" for i in range(n_columns)]
+        self.pa = pyarrow
+        schema = pyarrow.schema([(n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names])
+        if kind == "parquet":
+            self.writer = pyarrow_module("parquet").ParquetWriter(self.tmp, schema)
+        else:
+            self.writer = pyarrow_module("csv").CSVWriter(self.tmp, schema)
+        self.schema = schema
+
+    def write(self, P):
+        self.writer.write_batch(self.pa.record_batch([P[:, j] for j in range(P.shape[1])], schema=self.schema))
+
+    def close(self):
+        self.writer.close()
+
+
+def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> int:
+    """Predictions of ``model`` for every row of ``in_path`` written to ``out_path``; returns the rows.
+
+    Inputs and outputs are .npy, .parquet (or a directory of them, as input) or .csv; tables take
+    the model's saved feature names (or ``features``) as columns and get its target names (or
+    y0, y1, ...) as output columns."""
+    columns = getattr(model, "data_columns", None) or {}
+    features = features or columns.get("features")
+    _, chunks = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
+    kind = file_format(out_path)
+    n_out = model.layer_sizes[-1]
+    writer = (NpyWriter(out_path, n_out, model.dtype) if kind == "npy"
+              else TableWriter(out_path, n_out, model.dtype, columns.get("targets"), kind))
+    rows = 0
+    try:
+        for X in chunks:
+            try:
+                P = model.backend.to_host(model.predict(X))
+            except ValueError as exc:  # NaN or inf in the inputs: say where in the file
+                raise DataError(f"{in_path} (rows {rows}-{rows + X.shape[0] - 1}): {exc}") from None
+            writer.write(P)
+            rows += P.shape[0]
+        writer.close()
+    except BaseException:
+        try:
+            writer.close()
+        finally:
+            writer.abort()
+        raise
+    writer.commit()
+    return rows

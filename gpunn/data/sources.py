@@ -1,0 +1,286 @@
+"""Sources that need nothing beyond NumPy: a synthetic task, a pair of ``.npy`` files, any iterable."""
+from __future__ import annotations
+
+import os
+
+import numpy
+
+from ..datasets import CHUNK_ROWS, get_task, rebatch
+from ..checks import as_matrix, positive_int
+from .base import ChunkedSource, DataError, chunk_sizes
+
+
+class SyntheticSource(ChunkedSource):
+    """A built-in task (``gpunn.datasets``) generated on the device chunk by chunk, never held whole.
+
+    Chunk k holds exactly the rows ``datasets.make`` puts at rows [k * 65536, (k + 1) * 65536), so
+    the data are ``make``'s for the same arguments (in a shuffled order), for any number of rows.
+    """
+
+    kind = "synthetic"
+
+    def __init__(self, task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, *,
+                 shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1,
+                 device=None, dtype=None, **task_options):
+        self.task = get_task(task, n_features, n_outputs, noise, seed, **task_options)
+        self.task_options = dict(task_options)
+        self.n_features, self.n_outputs = self.task.n_features, self.task.n_outputs
+        super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
+                         standardize=standardize, prefetch=prefetch)
+        self._set_chunks(chunk_sizes(positive_int(rows, "rows"), CHUNK_ROWS))
+        if device is not None or dtype is not None:
+            self.bind(device or "auto", dtype or "float32")
+
+    def _device_windows(self, windows):
+        from .pipeline import generated_windows
+
+        backend, dtype, xp = self.backend, self.dtype, self.backend.xp
+
+        def generate(window):
+            parts = [self.task.chunk(backend, k, self.chunk_sizes[k], dtype) for k in window]
+            if len(parts) == 1:
+                return parts[0]
+            return xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
+
+        return generated_windows(backend, windows, generate)
+
+    def _where(self, k):
+        return f"synthetic {self.task.name} chunk {k}"
+
+    def _name(self):
+        return f"synthetic {self.task.name}"
+
+    def _describe(self):
+        return {"task": self.task.name, "n_features": self.n_features, "n_outputs": self.n_outputs,
+                "noise": self.task.noise, **self.task_options}
+
+
+class _NpyFile:
+    """A 2-D ``.npy`` file read by row ranges with ``pread``: no pickle, no memory map.
+
+    Reading into the caller's buffer keeps the process's memory at the window size (pages of a
+    memory map that stay mapped would count as resident), and a file truncated while training
+    turns into a DataError naming it instead of a SIGBUS.
+    """
+
+    def __init__(self, path, role, allow_1d=False):
+        self.path = os.fspath(path)
+        self._fd = None
+        try:
+            with open(self.path, "rb") as fh:
+                version = numpy.lib.format.read_magic(fh)
+                read_header = (numpy.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else numpy.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(fh)
+                self.offset = fh.tell()
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: no such file ({role})") from None
+        except IsADirectoryError:
+            raise DataError(f"{self.path}: is a directory, not a .npy file ({role})") from None
+        except (ValueError, OSError, SyntaxError) as exc:
+            raise DataError(f"{self.path}: not a readable .npy file ({exc})") from None
+        if dtype.hasobject:
+            raise DataError(f"{self.path}: holds Python objects (dtype {dtype}), which only pickle can read; "
+                            f"gpunn reads .npy files without pickle, and {role} must be numbers")
+        if dtype.kind not in "biuf":
+            raise DataError(f"{self.path}: {role} must be numbers; the file holds dtype {dtype}")
+        if len(shape) == 1 and allow_1d:
+            shape = (shape[0], 1)
+        if len(shape) != 2:
+            raise DataError(f"{self.path}: {role} must be a 2-D array (rows x columns); it has shape {shape}")
+        if fortran and shape[1] > 1:
+            raise DataError(f"{self.path}: stored in Fortran (column-major) order, which cannot be read by rows; "
+                            "save it with numpy.save(path, numpy.ascontiguousarray(array))")
+        if shape[0] == 0 or shape[1] == 0:
+            raise DataError(f"{self.path}: {role} array is empty (shape {shape})")
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self.rows, self.columns = int(shape[0]), int(shape[1])
+        self.dtype = dtype
+        self.row_bytes = self.columns * dtype.itemsize
+        self.check_size()
+
+    def check_size(self):
+        expected = self.offset + self.rows * self.row_bytes
+        actual = os.fstat(self._fd).st_size
+        if actual < expected:
+            raise DataError(f"{self.path}: truncated: its header describes {self.rows} rows ({expected} bytes) "
+                            f"but the file has {actual} bytes")
+
+    def read(self, start, out):
+        """Rows [start, start + len(out)) into ``out`` (C-contiguous, any float dtype)."""
+        n = out.shape[0]
+        direct = out.dtype == self.dtype and self.dtype.isnative and out.flags.c_contiguous
+        buffer = out if direct else numpy.empty((n, self.columns), self.dtype)
+        view = memoryview(buffer.reshape(-1).view(numpy.uint8))
+        offset, want, got = self.offset + start * self.row_bytes, n * self.row_bytes, 0
+        while got < want:
+            count = os.preadv(self._fd, [view[got:]], offset + got)
+            if count == 0:
+                raise DataError(f"{self.path}: truncated or shrunk while reading rows {start}-{start + n - 1}: "
+                                f"got {got} of {want} bytes")
+            got += count
+        if not direct:
+            with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
+                out[...] = buffer
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except (OSError, AttributeError):
+            pass
+
+
+class NpySource(ChunkedSource):
+    """Features and targets from two ``.npy`` files of any size, read chunk by chunk.
+
+    ``x_path`` holds a (rows x features) array, ``y_path`` (rows x outputs) or (rows,); any real
+    dtype (converted to the model's). Files are read with ``pread`` into the reader's buffers,
+    never whole: memory stays at a few windows of ``chunk_rows`` rows (default 65536, fewer for
+    files under two million rows, so that there are at least 32 chunks to shuffle and hold out).
+    """
+
+    kind = "npy"
+
+    def __init__(self, x_path, y_path, *, chunk_rows=None, seed=0, shuffle=True, window=16,
+                 validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
+        self.x = _NpyFile(x_path, "features")
+        self.y = _NpyFile(y_path, "targets", allow_1d=True)
+        if self.x.rows != self.y.rows:
+            raise DataError(f"{self.x.path} has {self.x.rows} rows but {self.y.path} has {self.y.rows}; they must match")
+        self.n_features, self.n_outputs = self.x.columns, self.y.columns
+        if chunk_rows is None:  # 65536 rows, or fewer so that a small file still has 32 chunks to shuffle and split
+            chunk_rows = min(65536, max(1024, -(-self.x.rows // 32)))
+        self.chunk_rows = positive_int(chunk_rows, "chunk_rows")
+        super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
+                         standardize=standardize, prefetch=prefetch)
+        self._set_chunks(chunk_sizes(self.x.rows, self.chunk_rows))
+        if device is not None or dtype is not None:
+            self.bind(device or "auto", dtype or "float32")
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        self.x.check_size()  # a file cut short since the last epoch fails here, before any step
+        self.y.check_size()
+        yield from super().batches(epoch, batch_size, first_batch)
+
+    def _fill(self, k, X, Y):
+        start = k * self.chunk_rows
+        self.x.read(start, X)
+        self.y.read(start, Y)
+
+    def _where(self, k):
+        start = k * self.chunk_rows
+        return f"{self.x.path} / {self.y.path} (rows {start}-{start + self.chunk_sizes[k] - 1})"
+
+    def _name(self):
+        return self.x.path
+
+    def _describe(self):
+        return {"x_path": os.path.abspath(self.x.path), "y_path": os.path.abspath(self.y.path),
+                "chunk_rows": self.chunk_rows, "n_features": self.n_features, "n_outputs": self.n_outputs}
+
+
+class IterableSource:
+    """Any iterable of (X, Y) pieces, as a last resort, cut into batches of ``batch_size`` rows in order.
+
+    No shuffle (the iterable decides the order) and no resume part-way through an epoch
+    (``resumable`` is False): a checkpoint of such a run restarts its epoch. ``batches`` may also
+    be a callable ``epoch -> iterable``. A one-shot iterator serves one epoch; pass ``rows`` with it.
+    """
+
+    resumable = False
+    kind = "iterable"
+
+    def __init__(self, batches, rows=None, n_features=None, n_outputs=None):
+        self._make = batches if callable(batches) else (lambda epoch: batches)
+        self._one_shot = not callable(batches) and iter(batches) is batches
+        self._used = False
+        self._first = None
+        self.backend = None
+        self.dtype = None
+        self.standardizer = None
+        if rows is None or n_features is None or n_outputs is None:
+            if self._one_shot and rows is None:
+                raise ValueError("an iterator can be read only once: pass rows= (rows per epoch) with it, "
+                                 "or pass a list or a callable epoch -> iterable")
+            first, count = None, 0
+            items = self._make(0) if not self._one_shot else [self._peek(batches)]
+            for X, Y in items:
+                first = first or (numpy.shape(X), numpy.shape(Y))
+                count += numpy.shape(X)[0]
+            if first is None:
+                raise DataError("the iterable of batches is empty")
+            rows = rows if rows is not None else count
+            n_features = n_features or first[0][1]
+            n_outputs = n_outputs or (first[1][1] if len(first[1]) == 2 else 1)
+        self._rows = positive_int(rows, "rows")
+        self.n_features, self.n_outputs = int(n_features), int(n_outputs)
+
+    def _peek(self, iterator):
+        try:
+            self._first = next(iterator)
+        except StopIteration:
+            raise DataError("the iterator of batches is empty") from None
+        return self._first
+
+    @property
+    def rows(self):
+        return self._rows
+
+    def bind(self, backend, dtype):
+        from .. import backend as _backend
+
+        self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(dtype)
+        return self
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        if first_batch:
+            raise ValueError("an iterable of batches cannot resume part-way through an epoch; "
+                             "use an array, synthetic, npy, parquet or csv source for exact resumes")
+        if self.backend is None:
+            self.bind("auto", "float32")
+        if self._one_shot:
+            if self._used:
+                raise DataError("the iterator of batches is exhausted (it served one epoch); pass a list or "
+                                "a callable epoch -> iterable to train for more")
+            self._used = True
+            items = self._make(epoch)
+            if self._first is not None:
+                first, self._first = self._first, None
+                items = _chain_first(first, items)
+        else:
+            items = self._make(epoch)
+        with self.backend.use():
+            yield from rebatch(self._checked(items), batch_size, self.backend.xp)
+
+    def _checked(self, items):
+        count = 0
+        for i, (X, Y) in enumerate(items):
+            X = as_matrix(X, f"X of batch {i}", self.backend, self.dtype, n_columns=self.n_features)
+            Y = as_matrix(Y, f"Y of batch {i}", self.backend, self.dtype, allow_1d=True, n_columns=self.n_outputs)
+            if X.shape[0] != Y.shape[0]:
+                raise DataError(f"batch {i}: X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+            count += X.shape[0]
+            yield X, Y
+        if count != self.rows:
+            raise DataError(f"the iterable gave {count} rows this epoch; rows={self.rows} was expected")
+
+    def validation_windows(self):
+        return iter(())
+
+    @property
+    def validation_rows(self):
+        return 0
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
+                "resumable": False}
+
+
+def _chain_first(first, rest):
+    yield first
+    yield from rest

@@ -1,0 +1,146 @@
+"""Per-column statistics in one streaming pass, and the standardization they define.
+
+Chunk moments are merged with Chan, Golub and LeVeque's pairwise formula: for two parts with
+counts n_a, n_b, means m_a, m_b and sums of squared deviations M2_a, M2_b,
+
+    n = n_a + n_b,   d = m_b - m_a,   m = m_a + d n_b / n,   M2 = M2_a + M2_b + d^2 n_a n_b / n
+
+Each chunk's own (mean, M2) is computed in float64 around its own mean, so no sum of squares
+of raw values is ever formed: the result does not lose digits when the mean is large
+compared with the spread (the failure of sum(x^2) - n mean^2). All of it runs on the data
+minus a shift (the first row seen), so that the chunk means merged above are small numbers
+whose rounding does not swamp the deviations between them.
+"""
+from __future__ import annotations
+
+import numpy
+
+from ..backend import backend_of
+
+
+class Moments:
+    """Count, mean and M2 (sum of squared deviations) per column, merged chunk by chunk."""
+
+    def __init__(self, n_columns: int):
+        self.count = 0
+        self.shift = None  # the first row seen: statistics are kept for (data - shift)
+        self._mean = numpy.zeros(n_columns)
+        self.m2 = numpy.zeros(n_columns)
+
+    def update(self, chunk) -> "Moments":
+        """Merge a (rows x columns) chunk, on any device; reads back two small vectors."""
+        n = int(chunk.shape[0])
+        if n == 0:
+            return self
+        backend = backend_of(chunk)
+        xp, to_host = backend.xp, backend.to_host
+        if self.shift is None:
+            self.shift = to_host(chunk[0]).astype("float64")
+        shifted = chunk - xp.asarray(self.shift)  # float64
+        mean = shifted.mean(axis=0)
+        centred = shifted - mean
+        m2 = (centred * centred).sum(axis=0)
+        return self._merge(n, to_host(mean), to_host(m2))
+
+    def _merge(self, n, mean, m2) -> "Moments":
+        """Merge a part with count n, mean and M2 of (its data - self.shift)."""
+        total = self.count + n
+        delta = mean - self._mean
+        self._mean = self._mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.count * n / total)
+        self.count = total
+        return self
+
+    def merge(self, other: "Moments") -> "Moments":
+        if other.count == 0:
+            return self
+        if self.shift is None:
+            self.shift = other.shift
+        return self._merge(other.count, other._mean + (other.shift - self.shift), other.m2)
+
+    @property
+    def mean(self):
+        return self._mean if self.shift is None else self.shift + self._mean
+
+    @property
+    def variance(self):
+        """Population variance (divide by n), as numpy.var."""
+        return self.m2 / max(self.count, 1)
+
+    @property
+    def std(self):
+        return numpy.sqrt(self.variance)
+
+
+class Standardizer:
+    """x' = (x - x_mean) / x_scale for inputs, y' = (y - y_mean) / y_scale for targets.
+
+    A column with zero spread gets scale 1 (it is only centred). The statistics are float64 on
+    the host; ``to_device`` casts them for the model's dtype and device once.
+    """
+
+    def __init__(self, x_mean, x_scale, y_mean=None, y_scale=None):
+        self.x_mean, self.x_scale = numpy.asarray(x_mean, "float64"), numpy.asarray(x_scale, "float64")
+        self.y_mean = None if y_mean is None else numpy.asarray(y_mean, "float64")
+        self.y_scale = None if y_scale is None else numpy.asarray(y_scale, "float64")
+        self._device = {}
+
+    @classmethod
+    def from_moments(cls, x: Moments, y: Moments | None = None) -> "Standardizer":
+        def scale(m):
+            s = m.std
+            return numpy.where(s > 0, s, 1.0)
+
+        return cls(x.mean, scale(x), None if y is None else y.mean, None if y is None else scale(y))
+
+    @property
+    def scales_targets(self) -> bool:
+        return self.y_mean is not None
+
+    def _on(self, xp, dtype):
+        key = (xp.__name__, numpy.dtype(dtype).str)
+        cached = self._device.get(key)
+        if cached is None:
+            def cast(a):
+                return None if a is None else xp.asarray(a, dtype)
+
+            inv_x = cast(1.0 / self.x_scale)
+            inv_y = None if self.y_scale is None else cast(1.0 / self.y_scale)
+            cached = self._device[key] = (cast(self.x_mean), inv_x, cast(self.y_mean), inv_y, cast(self.y_scale))
+        return cached
+
+    def transform_(self, xp, X, Y=None):
+        """Standardize X (and Y, when targets are scaled) in place; returns them."""
+        x_mean, inv_x, y_mean, inv_y, _ = self._on(xp, X.dtype)
+        X -= x_mean
+        X *= inv_x
+        if Y is not None and y_mean is not None:
+            Y -= y_mean
+            Y *= inv_y
+        return X, Y
+
+    def transform_x(self, xp, X):
+        """A standardized copy of X."""
+        x_mean, inv_x, *_ = self._on(xp, X.dtype)
+        return (X - x_mean) * inv_x
+
+    def inverse_y_(self, xp, P):
+        """Predictions back in the targets' units, in place."""
+        _, _, y_mean, _, y_scale = self._on(xp, P.dtype)
+        if y_mean is not None:
+            P *= y_scale
+            P += y_mean
+        return P
+
+    # ---- checkpoints: a JSON-able dict and host arrays -----------------------------------
+    def state(self) -> tuple[dict, dict]:
+        arrays = {"x_mean": self.x_mean, "x_scale": self.x_scale}
+        if self.y_mean is not None:
+            arrays.update(y_mean=self.y_mean, y_scale=self.y_scale)
+        return {"targets": self.y_mean is not None}, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict) -> "Standardizer":
+        if meta.get("targets"):
+            return cls(arrays["x_mean"], arrays["x_scale"], arrays["y_mean"], arrays["y_scale"])
+        return cls(arrays["x_mean"], arrays["x_scale"])

@@ -1,0 +1,97 @@
+"""gpunn train --data/--target/--stream/--standardize and gpunn predict on .npy, .parquet and .csv files."""
+import re
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn import datasets
+from gpunn.cli import main
+
+SMALL = ["--hidden", "16", "--batch-size", "200", "--epochs", "2", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture
+def pair(tmp_path):
+    X, Y = datasets.make("linear", 12_000, 5, seed=0, device="cpu")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y[:, 0])
+    return tmp_path, X, Y
+
+
+def test_train_on_an_npy_pair_then_predict_a_csv_and_an_npy(pair, capsys):
+    pytest.importorskip("pyarrow")
+    tmp_path, X, Y = pair
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize",
+                 "--save", model_path, *SMALL]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"X\.npy, ([\d,]+) training rows in 11 chunks, ([\d,]+) validation rows \(whole chunks\)", out)
+    assert found and sum(int(n.replace(",", "")) for n in found.groups()) == 12_000  # 1,024-row chunks, one held out
+    model = gpunn.load(model_path, device="cpu")
+    assert model.standardizer is not None
+    assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.csv")]) == 0
+    assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.npy")]) == 0
+    P = numpy.load(tmp_path / "P.npy")
+    numpy.testing.assert_array_equal(P, model.predict(X))
+    lines = (tmp_path / "P.csv").read_text().splitlines()
+    assert lines[0] == '"y0"' and len(lines) == 12_001
+    numpy.testing.assert_allclose(numpy.array(lines[1:], float), P[:, 0], rtol=1e-6)
+
+
+def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = datasets.make("linear", 8000, 3, seed=1, device="cpu")
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "id": numpy.arange(8000), "price": Y[:, 0]}),
+                   tmp_path / "t.parquet", row_group_size=500)
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.parquet"), "--target", "price", "--features", "a,b,c",
+                 "--save", model_path, *SMALL]) == 0
+    model = gpunn.load(model_path, device="cpu")
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["price"]}
+    assert main(["predict", model_path, str(tmp_path / "t.parquet"), str(tmp_path / "p.parquet")]) == 0
+    out = pq.read_table(tmp_path / "p.parquet")  # the saved feature columns are picked, the id column ignored
+    assert out.column_names == ["price"]
+    numpy.testing.assert_array_equal(out.column("price").to_numpy(), model.predict(X)[:, 0])
+
+
+def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", *SMALL]) == 2
+    assert "t.csv: no column 'price'; the columns are: a, b, y" in capsys.readouterr().err
+
+
+def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
+    tmp_path, _, _ = pair
+    assert main(["train", "--data", str(tmp_path / "X.npy"), *SMALL]) == 2
+    assert "--data X.npy needs --targets Y.npy" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "X.txt"), *SMALL]) == 2
+    assert "unknown file type" in capsys.readouterr().err
+
+
+def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
+    from gpunn.cli import data as data_cli
+
+    assert main(["train", "--rows", "3000", "--features", "4", *SMALL]) == 0
+    assert "3,000 rows materialized on cpu" in capsys.readouterr().out
+    monkeypatch.setattr(data_cli, "available_bytes", lambda backend: 10_000)  # pretend memory is nearly full
+    assert main(["train", "--rows", "140000", "--features", "4", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "data: streaming teacher from cpu, 74,464 training rows, 65,536 validation rows" in out
+    assert "would not fit comfortably" in out
+
+
+def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
+    tmp_path, _, _ = pair
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize"]
+    run = ["--hidden", "8", "--batch-size", "500", "--device", "cpu", "--quiet", "--seed", "3"]
+    straight, first = str(tmp_path / "straight.npz"), str(tmp_path / "first.npz")
+    assert main(["train", *files, *run, "--epochs", "3", "--save", straight]) == 0
+    assert main(["train", *files, *run, "--epochs", "1", "--save", first]) == 0
+    assert main(["train", "--resume", first, "--epochs", "3", "--quiet"]) == 0  # --data etc. from first.npz.toml
+    a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
+    assert b.epoch == 3
+    numpy.testing.assert_array_equal(a.model.params, b.model.params)

@@ -1,0 +1,195 @@
+"""Training on gpunn.data sources: fit(source), validation by chunks, standardization, predict files, the CLI."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn import data, datasets
+from gpunn.data import DataError
+
+
+def host(a):
+    return a.get() if hasattr(a, "get") else numpy.asarray(a)
+
+
+@pytest.fixture
+def linear_pair(tmp_path):
+    """A linear task far from standard units: inputs around 100 with spread 10, targets around -500."""
+    rng = numpy.random.default_rng(0)
+    X = 100 + 10 * rng.standard_normal((20_000, 4))
+    B = rng.standard_normal((4, 2))
+    Y = (X - 100) @ B * 30 - 500
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+    return tmp_path / "x.npy", tmp_path / "y.npy", X, Y
+
+
+def test_fit_on_a_synthetic_stream_learns_and_validates_on_held_out_chunks(device):
+    source = data.synthetic("linear", rows=4 * 65536, n_features=8, seed=1, validation_fraction=0.25, window=2)
+    model = gpunn.MLP([8, 32, 1], device=device, seed=0)
+    history = model.fit(source, epochs=2, batch_size=1024, lr=3e-3, verbose=False)
+    assert source.rows == 3 * 65536 and source.validation_rows == 65536
+    assert history["loss"][1] < history["loss"][0]
+    assert history["val_r2"][-1] > 0.9
+    X, Y = datasets.make("linear", 4 * 65536, 8, seed=1, device=device)
+    k = source.validation_chunks[0]  # the held-out chunk scores as validation said
+    rows = slice(k * 65536, (k + 1) * 65536)
+    assert model.score(X[rows], Y[rows]) == pytest.approx(history["val_r2"][-1], abs=1e-6)
+
+
+def test_standardized_training_predicts_in_the_targets_units(linear_pair, tmp_path):
+    x, y, X, Y = linear_pair
+    source = data.npy(x, y, chunk_rows=2000, standardize=True, validation_fraction=0.1)
+    model = gpunn.MLP([4, 2], device="cpu", seed=0)  # linear: exact in standardized units
+    model.fit(source, epochs=15, batch_size=128, lr=1e-2, verbose=False)
+    numpy.testing.assert_allclose(model.standardizer.x_mean, X[source_rows(source)].mean(axis=0), rtol=1e-6)
+    P = host(model.predict(X[:500]))
+    assert numpy.abs(P - Y[:500]).max() < 0.01 * numpy.abs(Y).mean()  # raw units in, raw units out
+    gpunn.save(tmp_path / "m.npz", model)
+    again = gpunn.load(tmp_path / "m.npz", device="cpu")
+    numpy.testing.assert_array_equal(host(again.predict(X[:500])), P)
+    assert model.score(X, Y) > 0.999
+
+
+def source_rows(source):
+    return numpy.concatenate([numpy.arange(sum(source.chunk_sizes[:k]), sum(source.chunk_sizes[:k + 1]))
+                              for k in source.train_chunks])
+
+
+def test_a_separate_validation_source_is_scored_with_the_training_statistics(linear_pair, tmp_path):
+    x, y, X, Y = linear_pair
+    numpy.save(tmp_path / "xv.npy", X[:3000])
+    numpy.save(tmp_path / "yv.npy", Y[:3000])
+    source = data.npy(x, y, chunk_rows=4000, standardize=True)
+    held = data.npy(tmp_path / "xv.npy", tmp_path / "yv.npy", chunk_rows=1000)
+    model = gpunn.MLP([4, 2], device="cpu", seed=0)
+    history = model.fit(source, epochs=3, batch_size=256, lr=1e-2, validation_data=held, verbose=False)
+    assert held.standardizer is source.standardizer
+    assert history["val_r2"][-1] == pytest.approx(model.score(X[:3000], Y[:3000]), abs=1e-6)
+
+
+def test_a_source_whose_width_does_not_match_the_model_is_refused(linear_pair):
+    x, y, _, _ = linear_pair
+    with pytest.raises(ValueError, match="gives 4 features and 2 output"):
+        gpunn.MLP([5, 2], device="cpu").fit(data.npy(x, y), epochs=1, verbose=False)
+
+
+def test_a_bad_chunk_stops_training_naming_the_file_and_the_last_checkpoint_survives(tmp_path):
+    X = numpy.ones((6000, 2))
+    X[5500, 0] = numpy.inf
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones(6000))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000, shuffle=False, window=1)
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(DataError, match=r"x\.npy .*rows 5000-5999.*first at row 5500"):
+        model.fit(source, epochs=1, batch_size=100, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    assert not ckpt.exists()  # the failed epoch was not saved as a good state
+
+
+def test_an_iterable_of_batches_trains(device):
+    X, Y = datasets.make("linear", 4000, 3, seed=0, device="cpu")
+    batches = [(X[i:i + 500], Y[i:i + 500]) for i in range(0, 4000, 500)]
+    model = gpunn.MLP([3, 1], device=device, seed=0)
+    history = model.fit(data.iterable(batches), epochs=20, lr=3e-2, verbose=False)
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+
+
+def test_predict_files_round_trip_npy_parquet_and_csv(tmp_path, linear_pair):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from gpunn.data.files import predict_file
+
+    _, _, X, _ = linear_pair
+    model = gpunn.MLP([4, 8, 2], device="cpu", seed=0)
+    expected = host(model.predict(X))
+    table = pa.table({name: X[:, j] for j, name in enumerate("abcd")})
+    numpy.save(tmp_path / "in.npy", X)
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=3000)
+    pcsv.write_csv(table, tmp_path / "in.csv")
+    for src in ("npy", "parquet", "csv"):
+        for dst in ("npy", "parquet", "csv"):
+            out = tmp_path / f"out-{src}.{dst}"
+            assert predict_file(model, tmp_path / f"in.{src}", out, chunk_rows=7000) == 20_000
+            if dst == "npy":
+                P = numpy.load(out, allow_pickle=False)
+            else:
+                t = pq.read_table(out) if dst == "parquet" else pcsv.read_csv(out)
+                assert t.column_names == ["y0", "y1"]
+                P = numpy.column_stack([c.to_numpy() for c in t.columns])
+            numpy.testing.assert_allclose(P, expected, rtol=1e-6 if dst == "csv" else 0)
+
+
+def test_a_failed_prediction_leaves_no_output_file(tmp_path):
+    X = numpy.ones((100, 2))
+    X[70, 1] = numpy.nan
+    numpy.save(tmp_path / "in.npy", X)
+    from gpunn.data.files import predict_file
+
+    with pytest.raises(DataError, match=r"in\.npy \(rows 50-99\).*NaN"):
+        predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "in.npy", tmp_path / "out.npy", chunk_rows=50)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+class InterruptAt(gpunn.Callback):
+    """Calls trainer.interrupt() after a given batch of a given epoch, as Ctrl-C would."""
+
+    def __init__(self, epoch, batch):
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, trainer, batch):
+        if (self.epoch, batch) == self.at:
+            trainer.interrupt()
+
+
+@pytest.mark.parametrize("kind", ["npy", "synthetic"])
+def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path, linear_pair, kind):
+    x, y, _, _ = linear_pair
+
+    def source():
+        if kind == "npy":
+            return data.npy(x, y, chunk_rows=1500, window=3, seed=4, standardize=True, validation_fraction=0.2)
+        return data.synthetic("teacher", 3 * 65536, 4, 2, seed=4, window=2, validation_fraction=0.3)
+
+    fit = dict(epochs=3, batch_size=512, lr=3e-3, schedule="cosine", verbose=False)
+    straight = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
+    expected = straight.fit(source(), **fit)
+    model = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
+    ckpt = tmp_path / "run.npz"
+    stopped = model.fit(source(), **fit, callbacks=[gpunn.ModelCheckpoint(ckpt), InterruptAt(1, 9)])
+    assert stopped.interrupted
+    resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(source(), verbose=False)
+    numpy.testing.assert_array_equal(gpunn.load(ckpt, device="cpu").params, straight.params)
+    assert resumed["loss"] == expected["loss"] and resumed["val_loss"] == expected["val_loss"]
+
+
+def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_pair):
+    x, y, _, _ = linear_pair
+    ckpt = tmp_path / "run.npz"
+    model = gpunn.MLP([4, 2], device="cpu", seed=1)
+    model.fit(data.npy(x, y, chunk_rows=1500, seed=4), epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    with pytest.raises(ValueError, match=r"another source: seed was 4, now 5"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=5), epochs=2)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu, linear_pair, monkeypatch):
+    import cupyx
+
+    x, y, X, Y = linear_pair
+    made = []
+    real = cupyx.empty_pinned
+    monkeypatch.setattr(cupyx, "empty_pinned", lambda *a, **k: made.append(a) or real(*a, **k))
+    source = data.npy(x, y, chunk_rows=3000, window=2, seed=3, device="cuda", dtype="float64")
+    batches = [(b[0].get(), b[1].get()) for b in source.batches(0, 1000)]
+    assert len(made) == 4  # two pinned slots, each an X and a Y buffer
+    Xs = numpy.concatenate([b[0] for b in batches])
+    order = numpy.argsort(Xs[:, 0])
+    numpy.testing.assert_array_equal(Xs[order], X[numpy.argsort(X[:, 0])])
+    for (a, _), (b, _) in zip(batches[7:], [(b[0].get(), b[1].get()) for b in source.batches(0, 1000, 7)]):
+        numpy.testing.assert_array_equal(a, b)  # a resume part-way reads the same batches through the pipeline

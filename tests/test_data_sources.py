@@ -1,0 +1,362 @@
+"""gpunn.data: the sources' rows, shuffles, resumes, validation chunks, statistics and errors.
+
+Small data throughout (tens of thousands of rows at most). Tests taking the ``device`` fixture also
+run on the GPU where there is one: that exercises the pinned-buffer side-stream copy and the
+side-stream generation of gpunn.data.pipeline.
+"""
+import os
+import threading
+
+import numpy
+import pytest
+
+from gpunn import data, datasets
+from gpunn.data import DataError, Moments, Standardizer
+from gpunn.data.pipeline import Reader
+
+
+def host(a):
+    return a.get() if hasattr(a, "get") else numpy.asarray(a)
+
+
+def epoch(source, epoch_index=0, batch_size=1000, first_batch=0):
+    batches = [(host(X), host(Y)) for X, Y in source.batches(epoch_index, batch_size, first_batch)]
+    return batches
+
+
+def stacked(batches):
+    return numpy.concatenate([b[0] for b in batches]), numpy.concatenate([b[1] for b in batches])
+
+
+def sorted_rows(X, Y):
+    """Rows (X | Y) in a canonical order, to compare datasets as multisets of rows."""
+    XY = numpy.hstack([X, Y])
+    return XY[numpy.lexsort(XY.T[::-1])]
+
+
+@pytest.fixture
+def npy_pair(tmp_path):
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((23_456, 5))
+    X[:, 0] = numpy.arange(len(X))  # a row id, exact in float32: tells where each row came from
+    Y = X[:, 1:] @ rng.standard_normal((4, 2)) + 3.0
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y.astype(numpy.float32))
+    return tmp_path / "x.npy", tmp_path / "y.npy", X, Y
+
+
+# ---- synthetic ---------------------------------------------------------------------------------
+def test_a_synthetic_source_holds_exactly_the_rows_make_returns(device):
+    source = data.synthetic("teacher", rows=150_000, n_features=6, seed=4, window=2, device=device)
+    X, Y = datasets.make("teacher", 150_000, 6, seed=4, device=device)
+    Xs, Ys = stacked(epoch(source, 0, 4096))
+    assert Xs.shape == (150_000, 6)
+    numpy.testing.assert_array_equal(sorted_rows(Xs, Ys), sorted_rows(host(X), host(Y)))
+
+
+def test_each_epoch_has_its_own_order_and_an_epoch_replays_exactly(device):
+    source = data.synthetic("linear", rows=140_000, n_features=3, seed=1, window=1, device=device)
+    first, again, second = (stacked(epoch(source, e, 5000)) for e in (0, 0, 1))
+    numpy.testing.assert_array_equal(first[0], again[0])
+    assert not numpy.array_equal(first[0], second[0])
+    numpy.testing.assert_array_equal(sorted_rows(*first), sorted_rows(*second))
+
+
+def test_a_resume_from_any_batch_sees_exactly_the_remaining_batches(device, npy_pair):
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=3000, window=3, seed=9, device=device)
+    full = epoch(source, 2, 700)
+    for first in (1, 9, 12, len(full) - 1):  # 9 and 12 straddle window boundaries (9000 rows a window)
+        tail = epoch(source, 2, 700, first)
+        assert len(tail) == len(full) - first
+        for (a, b), (c, d) in zip(full[first:], tail):
+            numpy.testing.assert_array_equal(a, c)
+            numpy.testing.assert_array_equal(b, d)
+
+
+def test_batches_mix_rows_only_within_a_window_of_chunks(npy_pair):
+    x, y, X, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=1000, window=4, seed=2, device="cpu")
+    windows = source.plan(0)
+    ends = numpy.cumsum([sum(source.chunk_sizes[k] for k in w) for w in windows])
+    position = 0
+    for Xb, _ in epoch(source, 0, 4000):
+        first, last = numpy.searchsorted(ends, [position, position + len(Xb) - 1], side="right")
+        allowed = set().union(*(windows[w] for w in range(first, last + 1)))
+        assert set((Xb[:, 0] // 1000).astype(int)) <= allowed  # row id // chunk_rows = chunk
+        position += len(Xb)
+    assert len(windows) == 6 and sorted(sum(windows, [])) == list(range(24))
+
+
+# ---- npy ---------------------------------------------------------------------------------------
+def test_an_npy_pair_gives_the_arrays_rows_converted_to_the_model_dtype(device, npy_pair):
+    x, y, X, Y = npy_pair
+    source = data.npy(x, y, chunk_rows=4096, seed=0, device=device, dtype="float32")
+    assert (source.rows, source.n_features, source.n_outputs) == (23_456, 5, 2)
+    Xs, Ys = stacked(epoch(source, 0, 1000))
+    assert Xs.dtype == numpy.float32
+    numpy.testing.assert_array_equal(sorted_rows(Xs, Ys), sorted_rows(X.astype(numpy.float32), Y.astype(numpy.float32)))
+
+
+def test_a_one_dimensional_target_file_is_one_column(tmp_path):
+    numpy.save(tmp_path / "x.npy", numpy.arange(20.0).reshape(10, 2))
+    numpy.save(tmp_path / "y.npy", numpy.arange(10.0))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", shuffle=False, device="cpu")
+    (Xb, Yb), = epoch(source, 0, 10)
+    numpy.testing.assert_array_equal(Yb[:, 0], numpy.arange(10.0))
+    numpy.testing.assert_array_equal(Xb[:, 1], numpy.arange(1.0, 20.0, 2))
+
+
+def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
+    x, y, X, Y = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, validation_fraction=0.25, seed=5, device="cpu")
+    assert len(source.validation_chunks) == 3 and source.rows + source.validation_rows == 23_456
+    train = stacked(epoch(source, 0, 1000))
+    val = [(host(a), host(b)) for a, b in source.validation_windows()]
+    Xv = numpy.concatenate([v[0] for v in val])
+    expected = numpy.concatenate([X[k * 2000:(k + 1) * 2000] for k in source.validation_chunks]).astype(numpy.float32)
+    numpy.testing.assert_array_equal(Xv, expected)  # whole chunks, in file order
+    assert not set(map(float, train[0][:, 0])) & set(map(float, Xv[:, 0]))
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda p: None, "no such file"),
+    (lambda p: numpy.save(p, numpy.zeros((3, 2, 2))), "must be a 2-D array"),
+    (lambda p: numpy.save(p, numpy.array([{"a": 1}] * 4, dtype=object), allow_pickle=True), "must be numbers"),
+    (lambda p: numpy.save(p, numpy.array(["a", "b"])), "must be numbers"),
+    (lambda p: numpy.save(p, numpy.asfortranarray(numpy.ones((4, 3)))), "Fortran"),
+    (lambda p: p.write_bytes(b"not an npy file at all"), "not a readable .npy"),
+    (lambda p: numpy.save(p, numpy.zeros((0, 3))), "empty"),
+])
+def test_a_bad_features_file_is_refused_naming_it(tmp_path, make_bad, message):
+    bad = tmp_path / "bad.npy"
+    make_bad(bad)
+    numpy.save(tmp_path / "y.npy", numpy.zeros(4))
+    with pytest.raises(DataError, match=message) as info:
+        data.npy(bad, tmp_path / "y.npy")
+    assert str(bad) in str(info.value)
+
+
+def test_files_whose_row_counts_differ_are_refused_naming_both(tmp_path):
+    numpy.save(tmp_path / "x.npy", numpy.zeros((10, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.zeros(9))
+    with pytest.raises(DataError, match=r"x\.npy has 10 rows but .*y\.npy has 9"):
+        data.npy(tmp_path / "x.npy", tmp_path / "y.npy")
+
+
+def test_a_truncated_file_is_refused_before_training_and_when_cut_during_a_run(tmp_path, npy_pair):
+    x, y, _, _ = npy_pair
+    size = os.path.getsize(x)
+    with open(x, "r+b") as fh:
+        fh.truncate(size - 100)
+    with pytest.raises(DataError, match="truncated") as info:
+        data.npy(x, y)
+    assert str(x) in str(info.value)
+    numpy.save(x, numpy.zeros((23_456, 5)))
+    source = data.npy(x, y, chunk_rows=2000, window=1, device="cpu")
+    batches = source.batches(0, 1000)
+    next(batches)
+    with open(x, "r+b") as fh:  # cut short while the epoch runs: the next read fails, naming the file
+        fh.truncate(size // 2)
+    with pytest.raises(DataError, match="truncated") as info:
+        list(batches)
+    assert str(x) in str(info.value)
+    with pytest.raises(DataError, match="truncated"):  # and the next epoch fails before its first step
+        next(source.batches(1, 1000))
+
+
+def test_a_nan_in_a_chunk_names_the_file_and_the_row(tmp_path):
+    X = numpy.ones((5000, 3))
+    X[3210, 1] = numpy.nan
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones(5000))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000, device="cpu")
+    with pytest.raises(DataError, match=r"x\.npy .*rows 3000-3999.*first at row 3210 \(features column 1\)"):
+        list(source.batches(0, 100))
+
+
+# ---- Parquet and CSV ------------------------------------------------------------------------------
+@pytest.fixture
+def table(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    rng = numpy.random.default_rng(1)
+    X = rng.standard_normal((9000, 3))
+    y = X @ numpy.array([1.0, -2.0, 0.5])
+    return pa.table({"a": X[:, 0], "b": X[:, 1].astype(numpy.float32), "n": numpy.arange(9000),
+                     "y": y, "label": ["r"] * 9000}), X, y
+
+
+def test_a_parquet_file_streams_its_row_groups_and_resumes_exactly(tmp_path, table, device):
+    import pyarrow.parquet as pq
+
+    t, X, y = table
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=1000)
+    source = data.parquet(tmp_path / "t.parquet", target="y", features=["a", "b", "n"], window=3, device=device)
+    assert source.chunk_sizes == [1000] * 9 and (source.n_features, source.n_outputs) == (3, 1)
+    full = epoch(source, 1, 512)
+    Xs, Ys = stacked(full)
+    expected = numpy.column_stack([X[:, 0], X[:, 1], numpy.arange(9000)]).astype(numpy.float32)
+    numpy.testing.assert_array_equal(sorted_rows(Xs, Ys), sorted_rows(expected, y.astype(numpy.float32)[:, None]))
+    for (a, _), (b, _) in zip(full[5:], epoch(source, 1, 512, 5)):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_a_directory_of_parquet_files_is_one_dataset(tmp_path, table):
+    import pyarrow.parquet as pq
+
+    t, _, _ = table
+    (tmp_path / "parts").mkdir()
+    pq.write_table(t.slice(0, 4000), tmp_path / "parts" / "a.parquet", row_group_size=2000)
+    pq.write_table(t.slice(4000), tmp_path / "parts" / "b.parquet", row_group_size=2000)
+    source = data.parquet(tmp_path / "parts", target=["y"], features="a,b", device="cpu")
+    assert source.rows == 9000 and len(source.files) == 2 and source.chunk_sizes == [2000, 2000, 2000, 2000, 1000]
+
+
+def test_a_csv_file_streams_in_file_order_with_rows_shuffled_within_windows(tmp_path, table, device):
+    import pyarrow.csv as pcsv
+
+    t, X, y = table
+    pcsv.write_csv(t, tmp_path / "t.csv")
+    source = data.csv(tmp_path / "t.csv", target="y", features=["a", "b"], block_size=1 << 15, window=2,
+                      validation_fraction=0.2, device=device)
+    assert len(source.chunk_sizes) > 4 and source.rows + source.validation_rows == 9000
+    full = epoch(source, 0, 300)
+    Xs, Ys = stacked(full)
+    numpy.testing.assert_allclose(Xs @ numpy.array([1.0, -2.0]), Ys[:, 0] - 0.5 * _lookup(X, Xs), rtol=0, atol=1e-4)
+    for (a, _), (b, _) in zip(full[7:], epoch(source, 0, 300, 7)):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def _lookup(X, Xs):
+    """Column 2 of the rows of X whose first column is Xs[:, 0] (float32-rounded)."""
+    index = {float(numpy.float32(v)): i for i, v in enumerate(X[:, 0])}
+    return numpy.array([X[index[float(v)], 2] for v in Xs[:, 0]])
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_missing_or_non_numeric_column_is_refused_listing_the_columns(tmp_path, table, kind):
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    t, _, _ = table
+    path = tmp_path / f"t.{kind}"
+    (pq.write_table if kind == "parquet" else pcsv.write_csv)(t, path)
+    read = getattr(data, kind)
+    with pytest.raises(DataError, match=r"no column 'price'; the columns are: a, b, n, y, label") as info:
+        read(path, target="price")
+    assert str(path) in str(info.value)
+    with pytest.raises(DataError, match="column 'label' is .*not numeric"):
+        read(path, target="y")  # features default to every other column, label included
+
+
+def test_a_null_in_a_parquet_file_names_the_file_and_rows(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    values = [float(i) for i in range(3000)]
+    values[2500] = None
+    pq.write_table(pa.table({"x": values, "y": list(range(3000))}), tmp_path / "n.parquet", row_group_size=1000)
+    source = data.parquet(tmp_path / "n.parquet", target="y", device="cpu")
+    with pytest.raises(DataError, match=r"n\.parquet \(row group 2, rows 2000-2999\).*first at row 2500"):
+        list(source.batches(0, 100))
+
+
+def test_a_corrupt_parquet_file_is_refused_naming_it(tmp_path):
+    (tmp_path / "c.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    pytest.importorskip("pyarrow")
+    with pytest.raises(DataError, match=r"c\.parquet: not a readable Parquet file"):
+        data.parquet(tmp_path / "c.parquet", target="y")
+
+
+def test_a_csv_value_that_is_not_a_number_is_refused_naming_the_file(tmp_path):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "b.csv").write_text("x,y\n" + "1,2\n" * 5000 + "3,oops\n")
+    with pytest.raises(DataError, match=r"b\.csv: bad data after row"):
+        data.csv(tmp_path / "b.csv", target="y", block_size=1 << 12)
+    with pytest.raises(DataError, match=r"b\.csv: column 'y' is string"):  # seen in the first block
+        data.csv(tmp_path / "b.csv", target="y", block_size=1 << 20)
+
+
+# ---- iterables ----------------------------------------------------------------------------------
+def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
+    batches = [(numpy.full((4, 2), 1.0), numpy.zeros(4)), (numpy.full((3, 2), 2.0), numpy.zeros(3))]
+    source = data.iterable(batches)
+    assert (source.rows, source.n_features, source.n_outputs, source.resumable) == (7, 2, 1, False)
+    cut = epoch(source, 0, 3)
+    assert [b[0][:, 0].tolist() for b in cut] == [[1, 1, 1], [1, 2, 2], [2]]
+    assert len(epoch(source, 1, 1000)) == 1  # a list serves every epoch
+    with pytest.raises(ValueError, match="cannot resume"):
+        epoch(source, 0, 1000, 1)
+
+
+def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
+    def gen():
+        for _ in range(3):
+            yield numpy.ones((5, 2)), numpy.ones((5, 1))
+
+    with pytest.raises(ValueError, match="pass rows="):
+        data.iterable(gen())
+    source = data.iterable(gen(), rows=15)
+    assert len(epoch(source, 0, 5)) == 3
+    with pytest.raises(DataError, match="exhausted"):
+        epoch(source, 1)
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+def test_merged_chunk_moments_match_the_two_pass_formula_even_far_from_zero():
+    rng = numpy.random.default_rng(3)
+    A = 1e8 + rng.standard_normal((10_007, 3)) * [1.0, 1e-3, 10.0]
+    m = Moments(3)
+    for start in range(0, len(A), 997):
+        m.update(A[start:start + 997])
+    assert m.count == len(A)
+    numpy.testing.assert_allclose(m.mean, A.mean(axis=0), rtol=1e-13)
+    numpy.testing.assert_allclose(m.variance, (A - 1e8).var(axis=0), rtol=1e-9)  # the shift is exact here
+    naive = (A * A).mean(axis=0) - A.mean(axis=0) ** 2  # what the merge avoids
+    assert abs(naive[1] - A.var(axis=0)[1]) > 1e-3
+
+
+def test_standardize_computes_training_statistics_and_scales_batches(npy_pair):
+    x, y, X, Y = npy_pair
+    source = data.npy(x, y, chunk_rows=5000, standardize=True, seed=1, device="cpu")
+    s = source.standardizer
+    numpy.testing.assert_allclose(s.x_mean, X.mean(axis=0), rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(s.y_scale, Y.astype(numpy.float32).std(axis=0), rtol=1e-5)
+    Xs, Ys = stacked(epoch(source, 0, 4096))
+    numpy.testing.assert_allclose(Xs.mean(axis=0), 0, atol=1e-5)
+    numpy.testing.assert_allclose(Ys.std(axis=0), 1, atol=1e-5)
+    inputs_only = data.npy(x, y, chunk_rows=5000, standardize="inputs", device="cpu")
+    assert not inputs_only.standardizer.scales_targets
+
+
+def test_a_standardizer_round_trips_through_its_state_and_inverts_predictions():
+    s = Standardizer([1.0, 2.0], [2.0, 4.0], [10.0], [5.0])
+    meta, arrays = s.state()
+    t = Standardizer.from_state(meta, arrays)
+    X = numpy.array([[3.0, 6.0]], numpy.float32)
+    numpy.testing.assert_array_equal(t.transform_x(numpy, X), [[1.0, 1.0]])
+    numpy.testing.assert_array_equal(t.inverse_y_(numpy, numpy.array([[1.0]], numpy.float32)), [[15.0]])
+    zero = Standardizer.from_moments(Moments(1).update(numpy.full((5, 1), 7.0)))
+    assert zero.x_scale[0] == 1.0  # a constant column is only centred
+
+
+# ---- the reader thread ------------------------------------------------------------------------
+def test_an_error_in_the_reader_thread_is_raised_in_the_consumer():
+    def produce(index, item):
+        if item == 3:
+            raise DataError("chunk 3 is bad")
+        return item
+
+    with pytest.raises(DataError, match="chunk 3 is bad"):
+        list(Reader(produce, range(10)).start())
+
+
+def test_closing_the_reader_stops_its_thread_part_way():
+    produced = []
+    reader = Reader(lambda i, item: produced.append(item) or item, range(1000), depth=2).start()
+    it = iter(reader)
+    assert next(it) == 0
+    reader.close()
+    assert not any(t.name == "gpunn-data-reader" and t.is_alive() for t in threading.enumerate()
+                   if t is reader._thread)
+    assert len(produced) < 10
