@@ -159,7 +159,8 @@ class NpyWriter(_Output):
 
 
 class TableWriter(_Output):
-    """Parquet or CSV output, one record batch per chunk, with the target names as columns."""
+    """Parquet or CSV output, one record batch per chunk; columns named after the targets (y0, y1, ...
+    when the model does not know them, and then no header in a CSV)."""
 
     def __init__(self, path, n_columns, dtype, names=None, kind="parquet"):
         super().__init__(path)
@@ -172,8 +173,9 @@ class TableWriter(_Output):
         schema = pyarrow.schema([(n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names])
         if kind == "parquet":
             self.writer = pyarrow_module("parquet").ParquetWriter(self.tmp, schema)
-        else:
-            self.writer = pyarrow_module("csv").CSVWriter(self.tmp, schema)
+        else:  # a header only when the model knows its targets' names, as gpunn predict's plain CSV has none
+            csv = pyarrow_module("csv")
+            self.writer = csv.CSVWriter(self.tmp, schema, write_options=csv.WriteOptions(include_header=bool(names)))
         self.schema = schema
 
     def write(self, P):
