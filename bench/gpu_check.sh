@@ -19,7 +19,9 @@
 #              no file = "not landed", not a failure.
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
-# never more than what is left; a stage with under 10 s left is skipped and says so.
+# never more than what is left after the later stages' reserves (kernels 30, train 100, 40 per hook
+# present), so a slow early stage cannot starve the rest; a stage with under 10 s is skipped, saying so,
+# and the run then fails as incomplete.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/bench/out}" && cd "${1:-$ROOT/bench/out}" && pwd)
@@ -40,9 +42,15 @@ record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, wri
 outcome() { if [ "$2" -eq 0 ]; then record "ok   $1: $3 ($((SECONDS - t0))s)"
             elif [ "$2" -eq 124 ]; then record "FAIL $1: timed out, partial: $3"; failed=1
             else record "FAIL $1 (exit $2): $3"; failed=1; fi; }
-# seconds a stage may take: min(cap, what is left of the budget); 0 when under 10 s are left
-allow() { local left=$((BUDGET - (SECONDS - t0))); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
+# seconds a stage may take: min(cap, what is left of the budget less what later stages reserve);
+# 0 when under 10 s would be left
+allow() { local left=$((BUDGET - (SECONDS - t0) - ${2:-0})); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
           [ "$cap" -lt 10 ] && cap=0; echo "$cap"; }
+skip() { record "SKIP $1: no budget left (the run is incomplete: it fails)"; failed=1; }
+HOOKS="ensemble streams nccl"
+present=0; for hook in $HOOKS; do [ -f "bench/gpu_checks/$hook.py" ] && present=$((present + 1)); done
+HOOK_SECONDS=40; RESERVE_HOOKS=$((present * HOOK_SECONDS))   # later stages keep their share
+RESERVE_TRAIN=100; RESERVE_KERNELS=30
 
 stage "device"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -58,8 +66,8 @@ fi
 record "ok   device: $(head -n 1 "$OUT/device.txt") ($((SECONDS - t0))s)"
 
 stage "GPU tests"
-cap=$(allow 130)
-if [ "$cap" -eq 0 ]; then record "SKIP tests: no budget left"; else
+cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))
+if [ "$cap" -eq 0 ]; then skip "tests"; else
   if [ "$DRY" = 1 ]; then  # the plumbing only: the GPU tests of one module against tests/fakecupy
     GPUNN_FAKE_CUPY=1 timeout "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
       > "$OUT/gpu_tests.log" 2>&1
@@ -78,9 +86,9 @@ if [ "$cap" -eq 0 ]; then record "SKIP tests: no budget left"; else
 fi
 
 stage "kernel benchmarks"
-cap=$(allow 45)
+cap=$(allow 45 $((RESERVE_TRAIN + RESERVE_HOOKS)))
 sizes=20,24; repeat=30; [ "$DRY" = 1 ] && sizes=10,12 && repeat=3
-if [ "$cap" -eq 0 ]; then record "SKIP kernels: no budget left"; else
+if [ "$cap" -eq 0 ]; then skip "kernels"; else
   timeout "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
     --json "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
   rc=$?
@@ -98,8 +106,8 @@ want=190
 [ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
 echo "$help" | grep -q -- "--precision" && args+=(--precision float32,tf32,bf16)
 echo "$help" | grep -q -- "--graph" && args+=(--graph)
-cap=$(allow "$want")
-if [ "$cap" -eq 0 ]; then record "SKIP train: no budget left"; else
+cap=$(allow "$want" "$RESERVE_HOOKS")
+if [ "$cap" -eq 0 ]; then skip "train"; else
   # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
   budget=$((cap - (cap * 15 / 100 > 5 ? cap * 15 / 100 : 5)))
   echo "gpunn bench ${args[*]} --max-seconds $budget" > "$OUT/train.txt"
@@ -111,11 +119,11 @@ if [ "$cap" -eq 0 ]; then record "SKIP train: no budget left"; else
 fi
 
 stage "hooks (issues 11, 12, 13)"
-for hook in ensemble streams nccl; do
+for hook in $HOOKS; do
   script="bench/gpu_checks/$hook.py"
   if [ ! -f "$script" ]; then record "--   $hook: not landed ($script absent)"; continue; fi
-  cap=$(allow 40)
-  if [ "$cap" -eq 0 ]; then record "SKIP $hook: no budget left"; continue; fi
+  cap=$(allow "$HOOK_SECONDS")
+  if [ "$cap" -eq 0 ]; then skip "$hook"; continue; fi
   mkdir -p "$OUT/$hook"
   timeout "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
     > "$OUT/$hook.txt" 2>&1
