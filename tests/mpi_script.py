@@ -45,6 +45,23 @@ def exactness(out, tmp):
             out[f"loss_rel_{rows}"] = rel(numpy.array(history["loss"]), numpy.array(ref_history["loss"]))
         out[f"params_same_on_ranks_{rows}"] = len({model.params.tobytes() for _ in [0]} | set(
             comm.allgather(model.params.tobytes()))) == 1
+    # any resumable DataSource (here an ArraySource): each rank draws the global batches, keeps its piece
+    from gpunn.distributed.training import DataParallel
+    from gpunn.optim import make_optimizer
+    from gpunn.training.loop import train
+    from gpunn.training.sources import ArraySource
+    from gpunn.training.state import FitSettings
+
+    X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
+    model = MLP(**ARCH)
+    dp = DataParallel(model, source=ArraySource(X, Y, model.backend, seed=7), batch_size=8, verbose=False)
+    settings = FitSettings(epochs=3, batch_size=dp.batch_size, train_rows=203, seed=7, ranks=dp.size)
+    dp.run(lambda: train(model, dp.source, make_optimizer("adam", lr=1e-2), settings, callbacks=dp.callbacks([]),
+                         validation=None, hook=dp.hook, handle_interrupt=False))
+    if comm.rank == 0:
+        ref = MLP(**ARCH)
+        ref.fit(X, Y, epochs=3, batch_size=16, seed=7, **FIT)
+        out["source_params_rel"] = rel(model.params, ref.params)
     # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
     X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
     path = f"{tmp}/run.npz"
@@ -83,6 +100,20 @@ def fail(out, tmp):
 
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
     MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Boom()], **FIT)
+
+
+def die(out, tmp):
+    comm = world(timeout=20)
+
+    class Killed(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if comm.rank == 1 and epoch == 1:
+                import os
+                import signal
+                os.kill(os.getpid(), signal.SIGKILL)  # no Python cleanup, no MPI_Abort: the launcher must notice
+
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Killed()], **FIT)
 
 
 def hang(out, tmp):

@@ -138,6 +138,7 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
         assert result[f"params_rel_{rows}"] < 1e-10
         assert result[f"loss_rel_{rows}"] < 1e-10
         assert result[f"params_same_on_ranks_{rows}"]
+    assert result["source_params_rel"] < 1e-10  # a DataSource split by PieceOfEachBatch
     # written by rank 0 after 2 epochs, resumed on 2 ranks to 4: the uninterrupted single-process run
     assert result["epochs"] == [1, 2, 3, 4]
     assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_loss_rel"] < 1e-10
@@ -157,8 +158,9 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
 
 @needs_mpi
 @pytest.mark.parametrize("mode,says", [("fail", "rank 1/2]: this rank failed"),
-                                       ("hang", "rank 0/2]: waited 2 s in the stop-flag exchange")])
-def test_a_rank_that_raises_or_hangs_ends_the_job_within_bounded_time(tmp_path, mode, says):
+                                       ("hang", "rank 0/2]: waited 2 s in the stop-flag exchange"),
+                                       ("die", "")])  # mpiexec's own report of the killed rank
+def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_path, mode, says):
     t0 = time.monotonic()
     code, _, err = _run(mode, tmp_path, timeout=60)
     assert code != 0 and says in err

@@ -21,7 +21,7 @@ from ..training.loop import TrainingDiverged
 from .comm import abort_on_error, world
 from .digest import ConfigMismatch, check_same_config
 from .hook import GradientAllReduce
-from .shard import ShardedArraySource
+from .shard import PieceOfEachBatch, ShardedArraySource
 
 
 class _Start(Callback):
@@ -81,10 +81,13 @@ class DataParallel:
 
     ``batch_size``: the per-rank batch (None: one global batch of every row); ``source`` and
     ``hook`` go to the training loop, ``callbacks()`` and ``validation()`` filter what rank 0
-    alone does, ``run()`` starts the loop with the error handling of a distributed job.
+    alone does, ``run()`` starts the loop with the error handling of a distributed job. The data:
+    in-memory (X, Y) (each rank gathers only its rows), or ``source=`` any bound, resumable
+    DataSource (each rank draws every global batch and keeps its piece).
     """
 
-    def __init__(self, model, X, Y, *, distributed=True, batch_size, seed, shuffle, verbose, timeout=None):
+    def __init__(self, model, X=None, Y=None, *, distributed=True, batch_size, seed=0, shuffle=True, verbose,
+                 timeout=None, source=None):
         if distributed not in (True, "mpi", "nccl"):
             raise ValueError(f"distributed must be True, 'mpi' or 'nccl', got {distributed!r}")
         backend = model.backend
@@ -96,10 +99,19 @@ class DataParallel:
         self.rank, self.size = self.comm.rank, self.comm.size
         if backend.is_gpu and self.comm.local_size > 1:
             _check_one_gpu_per_rank(self.comm, backend)
-        cap = -(-X.shape[0] // self.size)  # one global batch holds every row
+        rows = int(source.rows if source is not None else X.shape[0])
+        cap = -(-rows // self.size)  # one global batch holds every row
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
-        self.source = ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed, shuffle=shuffle,
-                                         batch_size=self.batch_size)
+        if source is not None:
+            if not getattr(source, "resumable", False):
+                raise ValueError("data-parallel training needs a source whose batches are a pure function of "
+                                 "(seed, epoch, batch) (resumable), so that every rank draws the same ones")
+            self.source = PieceOfEachBatch(source, rank=self.rank, size=self.size, batch_size=self.batch_size)
+            self._arrays = None
+        else:
+            self.source = ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed,
+                                             shuffle=shuffle, batch_size=self.batch_size)
+            self._arrays = (X, Y)
         self.hook = GradientAllReduce(self.comm, self.source)
         if verbose and self.is_root:
             print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
@@ -122,15 +134,16 @@ class DataParallel:
     def settings(self, trainer) -> dict:
         """What every rank must agree on before the first step (see :mod:`.digest`)."""
         model, xp = trainer.model, trainer.model.xp
-        X, Y = self.source.X, self.source.Y
-        fingerprint = [float(xp.sum(X, dtype="float64")), float(xp.sum(Y, dtype="float64"))]
+        data = dict(self.source.config())
+        if self._arrays is not None:  # a checksum of the data itself (a source is described by its config)
+            data["fingerprint"] = [float(xp.sum(a, dtype="float64")) for a in self._arrays]
         return {"model": {"layer_sizes": list(model.layer_sizes), "activations": [a.name for a in model.activations],
                           "bias": model.bias, "dtype": model.dtype.name, "seed": model.seed},
                 "backend": model.backend.name, "optimizer": trainer.optimizer.config(),
                 "fit": trainer.settings.to_dict(),
                 "start": {"epoch": trainer.state.epoch, "batch": trainer.state.batch,
                           "steps": trainer.optimizer.steps},
-                "data": dict(self.source.config(), fingerprint=fingerprint)}
+                "data": data}
 
     def run(self, train):
         """``train()`` (the loop), turning a one-rank failure into the end of the whole job."""
