@@ -18,7 +18,7 @@ def pytest_configure(config):
         import fakecupy
 
         fakecupy.reset()
-        sys.modules["cupy"] = fakecupy
+        sys.modules["cupy"], sys.modules["cupyx"] = fakecupy, fakecupy.cupyx
         sys.modules.update(fakecupy._backends_modules())
         fakecupy.forget_gpunn_state()
 

@@ -238,6 +238,11 @@ def test_cli_train_and_predict_on_cuda_1(fake_cupy, tmp_path, capsys):
     numpy.save(tmp_path / "in.npy", numpy.ones((3, 4), "float32"))
     assert cli.main(["predict", save, str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--device", "cuda:1"]) == 0
     assert numpy.load(tmp_path / "out.npy").shape == (3, 1)
+    for extra in (["--standardize"], ["--stream", "on", "--window", "256"]):  # in memory, and gpunn.data's stream
+        code = cli.main(["train", "--device", "cuda:1", "--rows", "800", "--features", "4", "--hidden", "8",
+                         "--epochs", "2", "--quiet", *extra])
+        out = capsys.readouterr()
+        assert code == 0 and "held-out: mse" in out.out, (extra, out.err)
 
 
 def test_shuffled_training_gathers_on_the_device(fake_cupy):

@@ -236,11 +236,12 @@ def run(args) -> int:
         evaluator = metrics.SourceEvaluator(source) if n_val else None
     else:
         validation = (X_val, Y_val) if n_val else None
-        if args.standardize and n_val:
-            X_train, Y_train, (X_val, Y_val) = standardize_arrays(model, X_train, Y_train, validation)
-        elif args.standardize:
-            X_train, Y_train, _ = standardize_arrays(model, X_train, Y_train)
-        evaluator = metrics.RegressionEvaluator(model, X_val, Y_val)
+        with backend.use():  # on cuda:N, standardising and the evaluator's sums run on device N
+            if args.standardize and n_val:
+                X_train, Y_train, (X_val, Y_val) = standardize_arrays(model, X_train, Y_train, validation)
+            elif args.standardize:
+                X_train, Y_train, _ = standardize_arrays(model, X_train, Y_train)
+            evaluator = metrics.RegressionEvaluator(model, X_val, Y_val)
         if ckpt:
             history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation,
                                   verbose=not args.quiet, checkpoint=args.save or True, callbacks=extra,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 import types
 import weakref
 
@@ -41,14 +42,32 @@ __version__ = "14.0.0-fake"
 
 
 class _State:
+    """Shared counters and switches; the current device and stream are per thread, as in CUDA."""
+
     device_count = 2  # two devices, so that cuda:1 paths are exercised
-    current = 0
     sm_count = 4
     fail = None  # a stage name ("compile", "launch", "curand", "count") that raises, for the probe's tests
     launches: list = []  # (kernel name, grid, block) of every RawKernel launch, for tests to inspect
     gemms: list = []  # the compute type of every cuBLAS gemmEx call
     generators = 0  # cuRAND generators created (RandomState objects)
     attribute_queries = 0  # runtime.getDevice / deviceGetAttribute calls
+    _tls = threading.local()
+
+    @property
+    def current(self):
+        return getattr(self._tls, "current", 0)  # each thread starts on device 0
+
+    @current.setter
+    def current(self, value):
+        self._tls.current = value
+
+    @property
+    def stream(self):
+        return getattr(self._tls, "stream", None)  # None: the null stream
+
+    @stream.setter
+    def stream(self, value):
+        self._tls.stream = value
 
 
 state = _State()
@@ -116,9 +135,64 @@ class _Runtime:
         return 13000
 
 
+class Event:
+    """cupy.cuda.Event: everything here runs synchronously, so an event is done once recorded."""
+
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self.done = False
+
+    def record(self, stream=None):
+        self.done = True
+
+    def synchronize(self):
+        if not self.done:
+            raise CUDARuntimeError("synchronize on an event that was never recorded")
+
+    def query(self):
+        return self.done
+
+
 class _Stream:
+    """cupy.cuda.Stream (work runs at once, so ordering is trivially kept): context, record, wait_event."""
+
+    _count = 0
+
+    def __init__(self, null=False, non_blocking=False, ptr=None):
+        _Stream._count += 1
+        self.ptr = 0 if null else 0x5000 + _Stream._count
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(state.stream)
+        state.stream = self
+        return self
+
+    def __exit__(self, *exc):
+        state.stream = self._previous.pop()
+        return False
+
+    def use(self):
+        state.stream = self
+        return self
+
     def synchronize(self):
         pass
+
+    def record(self, event=None):
+        event = event or Event()
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        if not isinstance(event, Event):
+            raise TypeError(f"wait_event needs an Event, got {type(event).__name__}")
+
+
+_Stream.null = _Stream(null=True)
+
+
+def _current_stream():
+    return state.stream or _Stream.null
 
 
 class CompileException(Exception):
@@ -127,7 +201,7 @@ class CompileException(Exception):
 
 
 cuda = types.SimpleNamespace(
-    Device=Device, runtime=_Runtime, get_current_stream=lambda: _Stream(), Stream=_Stream,
+    Device=Device, runtime=_Runtime, get_current_stream=_current_stream, Stream=_Stream, Event=Event,
     compiler=types.SimpleNamespace(CompileException=CompileException),
     is_available=lambda: state.device_count > 0,
 )
@@ -166,7 +240,7 @@ class ndarray(numpy.ndarray):
             return out
         return host
 
-    def set(self, arr):
+    def set(self, arr, stream=None):
         _refuse_device(arr, "set")
         self.view(numpy.ndarray)[...] = arr
 
@@ -488,7 +562,7 @@ class RawKernel:
 
 def reset():
     """Back to two devices, device 0 current, no recorded launches."""
-    state.current, state.device_count, state.fail = 0, 2, None
+    state.current, state.stream, state.fail, state.device_count = 0, None, None, 2
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
 
 
@@ -497,10 +571,15 @@ def install(monkeypatch):
     reset()
     module = sys.modules[__name__]
     monkeypatch.setitem(sys.modules, "cupy", module)
-    monkeypatch.setitem(sys.modules, "cupyx", types.ModuleType("cupyx"))
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
     for name, mod in _backends_modules().items():
         monkeypatch.setitem(sys.modules, name, mod)
     return module
+
+
+cupyx = types.ModuleType("cupyx")  # host (pinned) buffers: plain NumPy arrays here
+cupyx.empty_pinned = lambda shape, dtype=float, order="C": numpy.empty(shape, dtype, order)
+cupyx.zeros_pinned = lambda shape, dtype=float, order="C": numpy.zeros(shape, dtype, order)
 
 
 def _backends_modules():
