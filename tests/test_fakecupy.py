@@ -253,3 +253,27 @@ def test_shuffled_training_gathers_on_the_device(fake_cupy):
     history = model.fit(X, Y, epochs=15, batch_size=50, lr=1e-2, verbose=False)
     assert history["loss"][-1] < 0.2 * history["loss"][0]
     assert model.score(X, Y) > 0.9
+
+
+def test_the_gpu_benchmarks_run_on_the_cupy_path(fake_cupy, tmp_path, capsys, monkeypatch):
+    """What gpu_check.sh runs on the GPU, through the stand-in: the kernel benchmark (fused vs unfused,
+    the copy per size) and gpunn bench's GPU rows (tf32, bf16, graph), timed on nothing real."""
+    import json
+
+    from gpunn import backend, bench
+    from gpunn.bench import kernels as kb
+
+    kb.main(["--device", "cuda", "--sizes", "10,11", "--repeat", "2", "--json", str(tmp_path / "k.json")])
+    rows = json.loads((tmp_path / "k.json").read_text())["rows"]
+    assert {r["elements"] for r in rows} == {1024, 2048} and all("fused_speedup" in r for r in rows)
+    assert "device-to-device copy at 2^11" in capsys.readouterr().out
+    from gpunn.bench import runners
+
+    monkeypatch.setattr(runners, "_dataset_rows", lambda cfg, backend: 4 * cfg.batch)  # small for NumPy
+    monkeypatch.setattr(runners, "measure_gemm", lambda *a, **k: 1e9)  # a 4096^3 product takes seconds here
+    variants = [("tf32", False), ("bf16", False), ("float32", True)]
+    data = bench.run([bench.QUICK_CONFIG], [backend.resolve("cuda")], peers=["naive"], repeats=1, seconds=0.001,
+                     variants=variants, log=lambda msg: None)
+    labels = [r["label"] for r in data["results"]]
+    assert len(labels) == 5 and data["complete"] and data["setup"]["peak_gemm_gflops"]["cuda:0"] > 0, labels
+    assert {"32F_FAST_TF32", "32F"} <= set(fakecupy.state.gemms)  # tf32 and bf16 went through gemmEx

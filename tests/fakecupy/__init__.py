@@ -286,6 +286,9 @@ class MemoryPointer:
     def __init__(self, ptr, device_id):
         self.ptr, self.device_id = int(ptr), device_id
 
+    def memset_async(self, value, size, stream=None):
+        _flat_memory(self.ptr, numpy.uint8, size)[...] = value
+
     def copy_from_device_async(self, src, size, stream=None):
         _flat_memory(self.ptr, numpy.uint8, size)[...] = _flat_memory(src.ptr, numpy.uint8, size)
 
@@ -572,7 +575,7 @@ def install(monkeypatch):
     module = sys.modules[__name__]
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
-    for name, mod in _backends_modules().items():
+    for name, mod in {**_backends_modules(), "cupyx.profiler": cupyx.profiler}.items():
         monkeypatch.setitem(sys.modules, name, mod)
     return module
 
@@ -580,6 +583,23 @@ def install(monkeypatch):
 cupyx = types.ModuleType("cupyx")  # host (pinned) buffers: plain NumPy arrays here
 cupyx.empty_pinned = lambda shape, dtype=float, order="C": numpy.empty(shape, dtype, order)
 cupyx.zeros_pinned = lambda shape, dtype=float, order="C": numpy.zeros(shape, dtype, order)
+
+
+def _benchmark(func, args=(), kwargs=None, n_repeat=10000, n_warmup=10, **ignored):
+    """cupyx.profiler.benchmark: wall times stand in for the device times."""
+    import time
+
+    for _ in range(n_warmup):
+        func(*args, **(kwargs or {}))
+    times = []
+    for _ in range(n_repeat):
+        t0 = time.perf_counter()
+        func(*args, **(kwargs or {}))
+        times.append(time.perf_counter() - t0)
+    return types.SimpleNamespace(gpu_times=numpy.array([times]), cpu_times=numpy.array(times))
+
+
+cupyx.profiler = types.SimpleNamespace(benchmark=_benchmark)
 
 
 def _backends_modules():
