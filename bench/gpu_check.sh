@@ -19,7 +19,7 @@
 #              no file = "not landed", not a failure.
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
-# never more than what is left after the later stages' reserves (kernels 30, train 100, 40 per hook
+# never more than what is left after the later stages' reserves (kernels 30, train 90, 30 per hook
 # present), so a slow early stage cannot starve the rest; a stage with under 10 s is skipped, saying so,
 # and the run then fails as incomplete.
 set -uo pipefail
@@ -49,8 +49,8 @@ allow() { local left=$((BUDGET - (SECONDS - t0) - ${2:-0})); local cap=$1; [ "$l
 skip() { record "SKIP $1: no budget left (the run is incomplete: it fails)"; failed=1; }
 HOOKS="ensemble streams nccl"
 present=0; for hook in $HOOKS; do [ -f "bench/gpu_checks/$hook.py" ] && present=$((present + 1)); done
-HOOK_SECONDS=40; RESERVE_HOOKS=$((present * HOOK_SECONDS))   # later stages keep their share
-RESERVE_TRAIN=100; RESERVE_KERNELS=30
+HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their share
+RESERVE_TRAIN=90; RESERVE_KERNELS=30
 
 stage "device"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
