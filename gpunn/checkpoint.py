@@ -593,14 +593,13 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             restored.append(ModelCheckpoint(checkpoint))
         callbacks = order_callbacks(restored + user, verbose)
         if distributed:
-            if not isinstance(source, ArraySource):
-                raise ValueError("a data-parallel resume takes in-memory arrays; data sources are not sharded yet")
             from .distributed import world
             from .distributed.training import DataParallel, per_rank_batch_on_resume
 
             batch = per_rank_batch_on_resume(ckpt.path, settings, world(model.backend).size)
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch, seed=settings.seed,
-                              shuffle=settings.shuffle, verbose=verbose)
+                              shuffle=settings.shuffle, verbose=verbose,
+                              source=None if isinstance(source, ArraySource) else source)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)

@@ -6,6 +6,7 @@ import sys
 import numpy
 
 import gpunn
+import gpunn.data
 from gpunn import MLP, datasets
 from gpunn.distributed import ConfigMismatch, world
 
@@ -62,6 +63,14 @@ def exactness(out, tmp):
         ref = MLP(**ARCH)
         ref.fit(X, Y, epochs=3, batch_size=16, seed=7, **FIT)
         out["source_params_rel"] = rel(model.params, ref.params)
+    # fit on a gpunn.data stream (two chunks' worth of rows, so the windowed shuffle and a short last batch)
+    stream = dict(rows=70_000, n_features=5, n_outputs=2, seed=1)
+    model = MLP(**ARCH)
+    model.fit(gpunn.data.synthetic("teacher", **stream), epochs=1, batch_size=512, distributed=True, **FIT)
+    if comm.rank == 0:
+        ref = MLP(**ARCH)
+        ref.fit(gpunn.data.synthetic("teacher", **stream), epochs=1, batch_size=1024, **FIT)
+        out["stream_params_rel"] = rel(model.params, ref.params)
     # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
     X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
     path = f"{tmp}/run.npz"

@@ -190,9 +190,6 @@ def run(args) -> int:
     source, chosen = data_cli.make_source(args, backend, ckpt)
     if source is None:
         _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
-    if source is not None and distributed:
-        raise ValueError("data-parallel runs (mpiexec) take a synthetic task in memory; --data and streams "
-                         "are not sharded across processes yet")
     print(f"device: {backend.describe()}", flush=True)
     print(chosen, flush=True)
     t0 = time.perf_counter()

@@ -131,7 +131,7 @@ class PieceOfEachBatch:
         return -(-self.total_rows // (self.size * batch_size))
 
     def config(self) -> dict:
-        return dict(self.source.config(), ranks=self.size)
+        return self.source.config()  # the data, as one process sees it (the ranks are in FitSettings)
 
     def batches(self, epoch, batch_size, first_batch=0):
         for Xb, Yb in self.source.batches(epoch, self.size * batch_size, first_batch):

@@ -129,7 +129,9 @@ class DataParallel:
     def validation(self, evaluator):
         """Rank 0 evaluates; the others get a stand-in, so that every rank's callbacks see a run with
         validation (EarlyStopping monitors val_loss everywhere) and take rank 0's values."""
-        return evaluator if self.is_root or evaluator is None else _ValidatedOnRankZero(evaluator.n_rows)
+        if self.is_root or evaluator is None:
+            return evaluator
+        return _ValidatedOnRankZero(getattr(evaluator, "n_rows", None))
 
     def settings(self, trainer) -> dict:
         """What every rank must agree on before the first step (see :mod:`.digest`)."""

@@ -85,8 +85,6 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     with model.backend.use():
         source = None
         if Y is None and isinstance(X, DataSource):
-            if distributed:
-                raise ValueError("distributed training takes in-memory arrays; a data source is not sharded yet")
             from ..data.binding import prepare_source
 
             source = X
@@ -112,7 +110,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             from ..distributed.training import DataParallel
 
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
-                              verbose=verbose)
+                              verbose=verbose, source=source)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,
