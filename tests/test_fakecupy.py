@@ -72,8 +72,10 @@ def test_signatures_are_parsed_from_the_kernel_sources():
                     numpy.int64(4)), "null velocity"),
     (lambda cp, a: (a, a, a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(5)),
      "holds 4 elements but the kernel touches 5"),
-    (lambda cp, a: (cp.ones(8, "float32")[::2], a, a, numpy.float32(1),
-                    numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(4)), "not C-contiguous"),
+    (lambda cp, a: (cp.ones(8, "float32")[::-2], a, a, numpy.float32(1),
+                    numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(4)), "cannot index that flat"),
+    (lambda cp, a: (lambda s: (s, s, s, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0),
+                               numpy.int64(8)))(cp.ones(8, "float32")[::2]), "holds 7 elements"),  # a view spans 7
 ])
 def test_wrong_launches_are_refused(fake_cupy, bad, message):
     from gpunn.ops import kernels as gk

@@ -6,7 +6,9 @@ source the module was built from; its template parameters are bound (``typename 
 ``int ACT`` -> an int) and each parameter of the signature is checked against the argument passed:
 
 - a pointer parameter (``const T* x``) takes a device array (``fakecupy.ndarray``) on the current
-  device, C-contiguous, of exactly the pointee's dtype, or the null pointer ``numpy.uintp(0)``;
+  device, of exactly the pointee's dtype, or the null pointer ``numpy.uintp(0)``; a C-contiguous array
+  is what the kernel may touch, a strided view (positive strides) the memory from its first to its last
+  element, since such a kernel takes strides of its own;
   anything else (a host array, a Python int, a 0-d array standing in for a scalar) is refused;
 - a scalar parameter takes exactly the NumPy scalar type of its C++ type (``long long`` ->
   ``numpy.int64``, ``int`` -> ``numpy.int32``, ``T`` -> ``numpy.float32`` when T is float): a Python
@@ -193,6 +195,16 @@ def ctype_dtype(ctype: str, bound: dict):
     return bound.get(ctype, CXX_DTYPES.get(ctype))
 
 
+def _span(a, where, name):
+    """A strided view as the kernel sees it: the flat memory from its first to its last element (a
+    kernel given such a view indexes it with strides of its own, e.g. member k's bias at b + k * stride)."""
+    steps = [st // a.itemsize for st in a.strides]
+    if any(st < 0 or st % a.itemsize for st in a.strides) or 0 in a.shape:
+        raise LaunchError(f"{where}: {name} has strides {a.strides}: a kernel cannot index that flat")
+    span = 1 + sum((n - 1) * st for n, st in zip(a.shape, steps))
+    return numpy.lib.stride_tricks.as_strided(a, (span,), (a.itemsize,))
+
+
 def launch(kernel, grid, block, args, device_array, state):
     sig, bound = kernel.kernel, kernel.template
     where = f"{kernel.name}"
@@ -218,9 +230,8 @@ def launch(kernel, grid, block, args, device_array, state):
                 bf16_bits = BF16 is not None and want == BF16 and a.dtype == numpy.uint16  # bf16 kept as uint16
                 if a.dtype != want and not bf16_bits:
                     raise LaunchError(f"{where}: {p.name} is {p.ctype}* ({want}) but the array is {a.dtype}")
-                if not a.flags.c_contiguous:
-                    raise LaunchError(f"{where}: {p.name} is not C-contiguous (the kernel indexes it flat)")
-                arrays[p.name] = a.view(numpy.ndarray).view(want) if bf16_bits else a.view(numpy.ndarray)
+                host = a.view(numpy.ndarray).view(want) if bf16_bits else a.view(numpy.ndarray)
+                arrays[p.name] = host if a.flags.c_contiguous else _span(host, where, p.name)
             elif isinstance(a, NULL_TYPES) and int(a) == 0:
                 arrays[p.name] = None
             else:
@@ -365,6 +376,11 @@ def _sgd_step(launch, T, w, g, vel, lr, momentum, weight_decay, nesterov, n):
 def _adam_step(launch, T, w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay,
                decoupled, n):
     W, G, M, V = (launch.write(k, n) for k in ("w", "g", "m", "v"))
+    _adam_math(T, W, G, M, V, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled)
+
+
+def _adam_math(T, W, G, M, V, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled):
+    """optimizers.cuh's adam_update over arrays (W, M, V updated in place; G read)."""
     G = G.copy()
     if weight_decay and decoupled:
         W *= T.type(1) - lr * weight_decay
@@ -374,3 +390,90 @@ def _adam_step(launch, T, w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps,
     V += one_minus_beta2 * (G * G - V)
     denom = numpy.sqrt(V) / numpy.sqrt(bias_c2) + eps
     W -= (lr / bias_c1) * M / denom
+
+
+# ---- gpunn.Ensemble's kernels (kernels/ensemble.cu): a member axis k = 0..members-1 ------------------
+# Member k's activations are the k-th [rows x cols] block; its parameters the k-th run of per_member
+# values; its bias/targets at k * stride; its optimizer settings row k of `hyper` (ensemble.cuh).
+HYPER_FIELDS = 6  # lr, weight decay, momentum, beta1, beta2, active
+
+
+def _members(launch, members):
+    launch.check(int(members) >= 0, f"negative member count {members}")
+    return range(int(members))
+
+
+@reference("member_bias_act_forward")
+def _member_bias_act_forward(launch, T, ACT, Z_in, b, b_stride, Z_keep, A, members, rows, cols):
+    n, C, K = int(rows) * int(cols), compute_dtype(T), int(members)
+    z_all, a_all = launch.read("Z_in", K * n), launch.write("A", K * n)
+    keep = launch.write("Z_keep", K * n) if Z_keep is not None else None
+    bias = launch.read("b", (K - 1) * int(b_stride) + int(cols)) if b is not None and K else None
+    for k in _members(launch, members):
+        z = z_all[k * n:(k + 1) * n].astype(C).reshape(int(rows), int(cols))
+        if bias is not None:
+            z = (z + bias[k * int(b_stride):k * int(b_stride) + int(cols)].astype(C)).astype(C)
+        if keep is not None:
+            keep[k * n:(k + 1) * n] = z.reshape(-1)
+        out = numpy.empty_like(z)
+        _act(launch, ACT).forward(numpy, z, out)
+        a_all[k * n:(k + 1) * n] = out.reshape(-1)
+
+
+@reference("member_bias_grad")
+def _member_bias_grad(launch, T, dZ, db, db_stride, members, rows, cols):
+    rows, cols, K = int(rows), int(cols), int(members)
+    bx, by, bz = launch.block
+    launch.check(bx == 32 and bz == 1 and by & (by - 1) == 0 and by <= 32, "block must be (32, Y), Y a power of two <= 32")
+    launch.check(launch.grid[0] * 32 >= cols and launch.grid[2] == 1, f"grid {launch.grid} does not cover {cols} columns")
+    Z = launch.read("dZ", K * rows * cols).reshape(K, rows, cols).astype(numpy.float64)
+    out = launch.write("db", (K - 1) * int(db_stride) + cols) if K else None
+    for k in _members(launch, members):
+        out[k * int(db_stride):k * int(db_stride) + cols] = Z[k].sum(axis=0)
+
+
+@reference("member_mse_grad")
+def _member_mse_grad(launch, T, A, Y, y_stride, dA, scale, members, n, sum_sq):
+    launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
+                 "block_sum needs a one-dimensional block, a multiple of 32 threads")
+    n, K = int(n), int(members)
+    a_all, y_all = launch.read("A", K * n), launch.read("Y", (K - 1) * int(y_stride) + n if K else 0)
+    grad = launch.write("dA", K * n) if dA is not None else None
+    sums = launch.write("sum_sq", K)
+    for k in _members(launch, members):
+        d = a_all[k * n:(k + 1) * n].astype(T) - y_all[k * int(y_stride):k * int(y_stride) + n]
+        if grad is not None:
+            grad[k * n:(k + 1) * n] = scale * d
+        sums[k] += numpy.dot(d.astype(numpy.float64), d.astype(numpy.float64))
+
+
+@reference("member_sgd_step")
+def _member_sgd_step(launch, T, w, g, vel, hyper, nesterov, members, per_member):
+    from gpunn.ops import Ops
+
+    p, K = int(per_member), int(members)
+    W, G = launch.write("w", K * p), launch.read("g", K * p)
+    V = launch.write("vel", K * p) if vel is not None else None
+    H = launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
+    for k in _members(launch, members):
+        lr, wd, mu, _, _, active = H[k]
+        if not active:
+            continue
+        launch.check(V is not None or mu == 0, f"member {k} has momentum {mu} but the velocity is null")
+        Ops(numpy).sgd_step(W[k * p:(k + 1) * p], G[k * p:(k + 1) * p].copy(),
+                            V[k * p:(k + 1) * p] if V is not None else None, T.type(lr), T.type(mu), bool(nesterov),
+                            T.type(wd))
+
+
+@reference("member_adam_step")
+def _member_adam_step(launch, T, w, g, m, v, hyper, eps, step, decoupled, members, per_member):
+    p, K = int(per_member), int(members)
+    W, G, M, V = (launch.write(name, K * p) for name in ("w", "g", "m", "v"))
+    H = launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
+    for k in _members(launch, members):
+        lr, wd, _, beta1, beta2, active = H[k]
+        if not active:
+            continue
+        part = slice(k * p, (k + 1) * p)
+        _adam_math(T, W[part], G[part], M[part], V[part], T.type(lr), T.type(1.0 - beta1), T.type(1.0 - beta2), eps,
+                   T.type(1.0 - beta1 ** step), T.type(1.0 - beta2 ** step), T.type(wd), decoupled)
