@@ -1,0 +1,46 @@
+"""graph=True on the CuPy path where it cannot capture (marked gpu; also runs on tests/fakecupy).
+
+With the capture set-up made to fail, GraphTrainer says so (GraphWarning, ``reason``) and runs the
+step eagerly with the graph's own launches -- the fixed batch buffers, the preallocated loss, and
+the device-side optimizer state (optimizer_tick, sgd_step_dev, adam_step_dev) -- which must train
+like the ordinary step. Adam's bias corrections come from the device's pow (host: Python's), so the
+weights agree to float32 rounding rather than bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpunn
+import gpunn.ops.cublas as cublas_mod
+from gpunn.optim import OPTIMIZERS
+from gpunn.training.graph import GraphWarning
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
+def test_eager_graph_step_on_the_gpu_path_is_ordinary_training(monkeypatch, optimizer):
+    import cupy
+
+    def no_capture(stream_ptr):
+        raise cublas_mod.GemmError("made to fail by the test")
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=700, n_features=8, n_outputs=2, seed=0, device="cuda")
+    runs = []
+    for graph in (False, True):
+        m = gpunn.MLP([8, 24, 16, 2], activation=["gelu", "relu"], device="cuda", seed=0, graph=graph)
+        if graph:
+            monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
+            with pytest.warns(GraphWarning, match="not capturing"):  # the stand-in has no streams either
+                h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-3),
+                          verbose=False)
+            assert not m.graph_trainer.captured and m.graph_trainer.reason
+        else:
+            h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-3),
+                      verbose=False)
+        runs.append((cupy.asnumpy(m.params), h["loss"], m.optimizer.steps))
+    (p0, l0, s0), (p1, l1, s1) = runs
+    assert s0 == s1 == 12  # 5 full batches and a partial one per epoch
+    np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
