@@ -46,6 +46,9 @@ def workdir(tmp_path_factory):
     numpy.save(d / "wide.npy", numpy.ones((4, 7)))
     numpy.save(d / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
     (d / "notes.txt").write_text("my notes, not a checkpoint\n")
+    model = gpunn.load(d / "m.npz", device="cpu")
+    gpunn.save(d / "model_only.npz", model)
+    model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(d / "from_python.npz")])
     return d
 
 
@@ -74,6 +77,13 @@ CASES = [
     ("two outputs on one file", ["train", *TINY, "--save", "r.npz", "--json", "r.npz"], "--save and --json both name"),
     ("unknown device", ["train", *TINY, "--device", "tpu"], "unknown device 'tpu'"),
     ("unknown dtype", ["train", *TINY, "--dtype", "float16"], "argument --dtype: dtype must be one of"),
+    ("resume with other options", ["train", "--resume", "m.npz", "--lr", "0.5", "--seed", "3", "--epochs", "2"],
+     "--lr 0.5, --seed 3 would change the run, which has --lr 0.001, --seed 0"),
+    ("resume to no more epochs", ["train", "--resume", "m.npz", "--epochs", "1"], "--epochs 1 are already done"),
+    ("resume a finished run", ["train", "--resume", "m.npz"], "its 1 epochs are already done"),
+    ("resume a model-only file", ["train", "--resume", "model_only.npz"], "holds a model only"),
+    ("resume without recorded options", ["train", "--resume", "from_python.npz"], "does not record its gpunn train"),
+    ("resume a missing file", ["train", "--resume", "nope.npz"], "--resume nope.npz does not exist"),
     ("diverging run", ["train", "--rows", "4000", "--features", "8", "--hidden", "32,32", "--epochs", "3", "--lr", "10",
                        "--device", "cpu", "--quiet"], "times its first value"),
 ]

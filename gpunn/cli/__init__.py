@@ -37,22 +37,23 @@ _default_showwarning = warnings.showwarning
 
 
 def parse_args(argv=None):
-    """Parse the command line; for ``train``, defaults come from --resume's saved config, then
-    --config, and flags on the command line override both."""
+    """Parse the command line; for ``train``, defaults come from --resume's checkpoint (its recorded
+    options, every option given checked against them: see gpunn.cli.resume), then --config, and
+    flags on the command line override both."""
     from .. import config as cfgmod
+    from . import resume
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "train" or not (args.config or args.resume):
         return args
     train = parser.train_parser
-    layered = {}
-    if args.resume and os.path.exists(args.resume + ".toml"):
-        layered.update(cfgmod.convert(train, cfgmod.read_toml(args.resume + ".toml"), args.resume + ".toml"))
-        layered.pop("save", None)
-        layered.pop("resume", None)
-    if args.config:
-        layered.update(cfgmod.convert(train, cfgmod.read_toml(args.config), args.config))
+    from_config = cfgmod.convert(train, cfgmod.read_toml(args.config), args.config) if args.config else {}
+    if args.resume:
+        layered = resume.defaults_for(args.resume, argv, train, from_config)
+    else:
+        layered = from_config
     train.set_defaults(**layered)
     return parser.parse_args(argv)
 

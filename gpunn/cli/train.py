@@ -177,6 +177,7 @@ def run(args) -> int:
     from ..data.progress import RowProgress
     from ..model import MLP
     from ..training import callbacks as cbmod
+    from . import resume
 
     _check_outputs(args)
     _check_plot_available(args.plot)
@@ -212,7 +213,7 @@ def run(args) -> int:
           f"{args.data or 'task ' + args.task}: {n_train:,} training rows, {n_val:,} validation; "
           f"set up in {time.perf_counter() - t0:.2f}s", flush=True)
     save_path = args.save or args.resume
-    extra = []
+    extra = [resume.record(args, standalone_parser(), backend)]  # the options, in every checkpoint
     if args.reduce_lr_patience:
         extra.append(cbmod.ReduceLROnPlateau(factor=0.5, patience=args.reduce_lr_patience))
     callbacks = list(extra)

@@ -1,0 +1,161 @@
+"""``gpunn train --resume CK.npz``: exact or refused.
+
+A run's checkpoint records every ``gpunn train`` option the run was started with (the data's task,
+rows, features, noise and seed, the network, optimizer, schedule, batch size, epochs, callbacks,
+dtype, and which backend generated the data), through :class:`RunOptions`, a stateful callback. So
+``--resume CK.npz`` needs nothing else: the recorded options become the defaults.
+
+An option given with ``--resume`` (on the command line or in ``--config``) either legitimately
+changes the continuation, or is refused, by name, before anything is generated, trained or written:
+
+- ``--epochs`` raises the total (it must exceed the epochs already done);
+- ``--save`` writes the continuation elsewhere; ``--json``, ``--plot``, ``--quiet``, ``--debug``
+  concern this process's output only; ``--device`` may name another device of the same kind
+  (CuPy's generator is not NumPy's, so the synthetic data depend on the kind);
+- anything else must equal what the run recorded: a different ``--lr``, ``--batch-size``,
+  ``--seed``, ``--task``, ``--hidden`` ... would silently train something else, so it is refused.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..training.callbacks import Callback
+
+# options that only say where this process writes and what it shows: free with --resume, never recorded
+RUN_LOCAL = frozenset({"resume", "save", "json", "plot", "quiet", "config", "debug"})
+BACKEND_KEY = "data_backend"  # recorded beside the options: "cpu" or "cuda", the generator of the data
+
+
+class RunOptions(Callback):
+    """Records a ``gpunn train`` run's options in each of its checkpoints (``state_dict``); restoring
+    keeps this run's own options, which were checked against the recorded ones before it started."""
+
+    def __init__(self, options: dict):
+        self.options = dict(options)
+
+    def get_config(self):
+        return {}
+
+    def state_dict(self):
+        return {"options": self.options}, {}
+
+    def load_state_dict(self, state, arrays, model=None):
+        pass
+
+
+def record(args, parser, backend) -> RunOptions:
+    from .. import config as cfgmod
+
+    options = {k: v for k, v in cfgmod.resolved(args, parser).items() if k not in RUN_LOCAL}
+    options[BACKEND_KEY] = "cuda" if backend.is_gpu else "cpu"
+    return RunOptions(options)
+
+
+def _flag(dest) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "unset" if value is None else str(value)
+
+
+def recorded(path, parser):
+    """(options as parser defaults, epochs done, backend kind or None) of the checkpoint ``path``.
+
+    Checkpoints of runs from before RunOptions fall back to the ``PATH.toml`` written beside them.
+    """
+    from .. import checkpoint, config as cfgmod
+
+    if not os.path.exists(path):
+        raise ValueError(f"--resume {path} does not exist")
+    meta, _ = checkpoint.read(path)
+    if meta.get("kind") != "training":
+        raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")
+    training = meta["training"]
+    done = int(training["position"]["epoch"])
+    saved = next((cb["state"].get("options") for cb in training.get("callbacks", [])
+                  if cb.get("class") == RunOptions.__name__ and isinstance(cb.get("state"), dict)), None)
+    if saved is None:
+        toml = path + ".toml"
+        if not os.path.exists(toml):
+            raise ValueError(f"--resume {path} does not record its gpunn train options (written by gpunn.fit or an "
+                             f"older gpunn) and there is no {toml}; resume it from Python: "
+                             "gpunn.load_checkpoint(path).resume(X, Y)")
+        options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
+        return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None
+    kind = saved.get(BACKEND_KEY)
+    known = {k: v for k, v in saved.items() if k != BACKEND_KEY}
+    try:
+        options = cfgmod.convert(parser, {k.replace("_", "-"): v for k, v in known.items() if v is not None},
+                                 f"{path} (its recorded options)")
+    except ValueError as exc:
+        raise ValueError(f"--resume {path}: {exc}") from None
+    options.update({k: None for k, v in known.items() if v is None})
+    return options, done, kind
+
+
+def explicit(argv, parser) -> dict:
+    """The train options written on the command line (not their defaults), parsed."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    parser.set_defaults(func=argparse.SUPPRESS)
+    parser._defaults.clear()
+    args, _ = parser.parse_known_args(argv)
+    return vars(args)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+def check(path, given: dict, options: dict, done: int, kind) -> None:
+    """Refuse, in one line naming them, the options that would not continue the recorded run exactly."""
+    from .. import backend as _backend
+
+    differing = []
+    for dest, value in sorted(given.items()):
+        if dest in RUN_LOCAL or dest == "epochs":
+            continue
+        if dest == "device":
+            if kind is not None and value not in ("auto",):
+                resolved = _backend.resolve(value)
+                if ("cuda" if resolved.is_gpu else "cpu") != kind:
+                    raise ValueError(f"--device {value}: the run being resumed generated its data on {kind}, and "
+                                     f"another kind of device draws other random data; resume on {kind}")
+            continue
+        if dest not in options:  # an option this run did not record (a newer gpunn's): only its default passes
+            continue
+        if not _same(value, options[dest]):
+            differing.append((dest, value, options[dest]))
+    if differing:
+        names = ", ".join(f"{_flag(d)} {_shown(v)}" for d, v, _ in differing)
+        had = ", ".join(f"{_flag(d)} {_shown(s)}" for d, _, s in differing)
+        raise ValueError(f"--resume {path}: {names} would change the run, which has {had}; a resumed run continues "
+                         "exactly as it started (start a new run, without --resume, to change it)")
+    total = given.get("epochs", options.get("epochs"))
+    if total is not None and total <= done:
+        said = f"--epochs {total}" if "epochs" in given else f"its {total} epochs"
+        raise ValueError(f"--resume {path}: {said} are already done ({done} epoch(s) trained); give --epochs above "
+                         f"{done} to train further")
+
+
+def defaults_for(path, argv, parser, config_values: dict) -> dict:
+    """The train parser's defaults for ``--resume path``: the recorded options, then --config's
+    values; every option given (command line or --config) checked first."""
+    options, done, kind = recorded(path, parser)
+    given = {**config_values, **explicit(argv, _fresh_train_parser())}
+    check(path, given, options, done, kind)
+    if kind is not None and "device" not in given:
+        options["device"] = kind  # the recorded kind, even where "auto" would now find another
+    return {**options, **config_values}
+
+
+def _fresh_train_parser():
+    from . import build_parser
+
+    return build_parser().train_parser

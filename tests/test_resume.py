@@ -1,0 +1,108 @@
+"""gpunn train --resume is exact or refused: the checkpoint alone continues its run bit for bit, and an
+option that would change the run is refused by name before any file is touched."""
+import contextlib
+import hashlib
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, example, given, settings, strategies as st
+
+import gpunn
+from gpunn.cli import main
+
+BASE = ["--rows", "200", "--features", "3", "--hidden", "4", "--batch-size", "50", "--lr", "0.01", "--seed", "1",
+        "--device", "cpu", "--quiet"]
+DONE = 2  # epochs in the checkpoint the runs below resume
+
+# option -> (the value the run was started with, spelled as a user might; a value that changes the run)
+OPTIONS = {
+    "--lr": ("1e-2", "0.02"),
+    "--batch-size": ("50", "40"),
+    "--seed": ("1", "2"),
+    "--task": ("teacher", "linear"),
+    "--hidden": ("4", "5"),
+    "--optimizer": ("adam", "sgd"),
+    "--noise": ("0.1", "0.2"),
+    "--rows": ("2e2", "220"),
+    "--dtype": ("f4", "float64"),
+    "--schedule": ("constant", "cosine"),
+    "--features": ("3", "4"),
+}
+
+
+def run(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(args))
+    return status, out.getvalue(), err.getvalue()
+
+
+def files(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(directory).iterdir()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The checkpoint after DONE epochs (its .toml removed: the .npz alone must do), and the parameters
+    of uninterrupted runs of 3 and 4 epochs."""
+    d = tmp_path_factory.mktemp("resume")
+    assert run("train", *BASE, "--epochs", str(DONE), "--save", str(d / "base.npz"))[0] == 0
+    (d / "base.npz.toml").unlink()
+    straight = {}
+    for epochs in (3, 4):
+        assert run("train", *BASE, "--epochs", str(epochs), "--save", str(d / f"straight{epochs}.npz"))[0] == 0
+        straight[epochs] = gpunn.load_checkpoint(d / f"straight{epochs}.npz", device="cpu")
+    return d, straight
+
+
+def test_the_checkpoint_alone_resumes_bit_for_bit(runs, tmp_path):
+    d, straight = runs
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "4", "--quiet")
+    assert status == 0, err
+    assert "batch 50" in out  # the summary tells what ran
+    resumed = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    numpy.testing.assert_array_equal(resumed.model.params, straight[4].model.params)
+    assert resumed.training["history"]["loss"] == straight[4].training["history"]["loss"]
+    assert (tmp_path / "run.npz.toml").exists()  # written again once the resumed run has its checkpoint
+
+
+@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(options=st.dictionaries(st.sampled_from(sorted(OPTIONS)), st.booleans(), max_size=4),
+       epochs=st.sampled_from([None, 1, 2, 3, 4]), save_elsewhere=st.booleans())
+@example(options={"--lr": True, "--dtype": True, "--rows": True}, epochs=3, save_elsewhere=True)  # same, spelled apart
+@example(options={"--batch-size": False, "--seed": True}, epochs=4, save_elsewhere=False)
+def test_resume_with_random_options_is_exact_or_refused(runs, options, epochs, save_elsewhere):
+    d, straight = runs
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shutil.copy(d / "base.npz", tmp / "run.npz")
+        argv = ["train", "--resume", str(tmp / "run.npz"), "--quiet"]
+        for name, same in options.items():
+            argv += [name, OPTIONS[name][0 if same else 1]]
+        if epochs is not None:
+            argv += ["--epochs", str(epochs)]
+        if save_elsewhere:
+            argv += ["--save", str(tmp / "next.npz")]
+        before = files(tmp)
+        status, out, err = run(*argv)
+        changed = sorted(name for name, same in options.items() if not same)
+        total = DONE if epochs is None else epochs
+        if changed or total <= DONE:  # refused: one line naming every reason checked first, no file touched
+            assert status == 2
+            assert len(err.strip().splitlines()) == 1 and out == ""
+            if changed:
+                assert all(f"{name} {OPTIONS[name][1]}" in err for name in changed), err
+            else:
+                assert "already done" in err
+            assert files(tmp) == before
+        else:  # exact: the uninterrupted run's weights, bit for bit
+            assert status == 0, err
+            written = gpunn.load_checkpoint(tmp / ("next.npz" if save_elsewhere else "run.npz"), device="cpu")
+            numpy.testing.assert_array_equal(written.model.params, straight[total].model.params)
+            if save_elsewhere:
+                assert files(tmp)["run.npz"] == before["run.npz"]
