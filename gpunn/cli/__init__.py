@@ -51,7 +51,7 @@ def parse_args(argv=None):
     train = parser.train_parser
     from_config = cfgmod.convert(train, cfgmod.read_toml(args.config), args.config) if args.config else {}
     if args.resume:
-        layered = resume.defaults_for(args.resume, argv, train, from_config)
+        layered = resume.defaults_for(args.resume, argv, train, from_config, build_parser().train_parser)
     else:
         layered = from_config
     train.set_defaults(**layered)

@@ -144,18 +144,14 @@ def check(path, given: dict, options: dict, done: int, kind) -> None:
                          f"{done} to train further")
 
 
-def defaults_for(path, argv, parser, config_values: dict) -> dict:
+def defaults_for(path, argv, parser, config_values: dict, scratch_parser) -> dict:
     """The train parser's defaults for ``--resume path``: the recorded options, then --config's
-    values; every option given (command line or --config) checked first."""
+    values; every option given (command line or --config) checked first. ``scratch_parser``: a
+    train parser of its own, which this spoils (to tell what was given from the defaults)."""
     options, done, kind = recorded(path, parser)
-    given = {**config_values, **explicit(argv, _fresh_train_parser())}
+    given = {**config_values, **explicit(argv, scratch_parser)}
     check(path, given, options, done, kind)
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}
 
-
-def _fresh_train_parser():
-    from . import build_parser
-
-    return build_parser().train_parser
