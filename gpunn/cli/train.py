@@ -69,8 +69,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "names); flags on the command line override it")
     r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the resolved config beside it as PATH.toml")
-    r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH (its PATH.toml supplies the "
-                   "defaults; --epochs can extend it); keeps saving to PATH unless --save says otherwise")
+    r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
+                   "every option; --epochs can extend it, --save/--json/--plot/--quiet/--device (same kind) apply, "
+                   "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
+                   "--save says otherwise")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between checkpoints (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
     r.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before stopping (default: %(default)s)")
