@@ -264,9 +264,18 @@ def _check_training(training, path):
     _require(isinstance(sched, dict) and set(sched) == fields and sched.get("name") in SCHEDULES, path,
              "invalid schedule")
     try:
-        FitSettings.from_dict(st)
+        settings = FitSettings.from_dict(st)
     except (TypeError, ValueError) as exc:
         _fail(path, f"invalid fit settings ({exc})")
+    # a position the run can be at: within its epochs, a batch inside the epoch, a real partial sum
+    epoch, batch, partial = pos["epoch"], pos["batch"], pos["partial_sum_sq"]
+    _require(batch < settings.batches_per_epoch, path,
+             f"impossible position: batch {batch} of an epoch of {settings.batches_per_epoch} batches")
+    _require(epoch < settings.epochs or (epoch == settings.epochs and batch == 0), path,
+             f"impossible position: epoch {epoch} (from 0) of a {settings.epochs}-epoch run")
+    partials = partial if isinstance(partial, list) else [partial]
+    _require(all(isinstance(p, (int, float)) and math.isfinite(p) and p >= 0 for p in partials)
+             and (batch > 0 or not any(partials)), path, "impossible position: invalid partial squared error")
     _require(isinstance(training.get("lr_scale"), (int, float)) and training["lr_scale"] > 0, path, "invalid lr scale")
     history = training.get("history")
     _require(isinstance(history, dict) and all(isinstance(v, list) for v in history.values()), path, "invalid history")
@@ -350,6 +359,7 @@ def _parse(path, data: bytes):
         array = npz[name]
         _require(array.shape == shape and array.dtype == dtype, path,
                  f"array {name!r} is {array.dtype} {array.shape}, expected {dtype.name} {shape}")
+        _require(bool(numpy.isfinite(array).all()), path, f"array {name!r} holds NaN or infinite values")
         arrays[name] = array
         if name.startswith("standardizer."):
             _require(numpy.isfinite(array).all() and (not name.endswith("_scale") or (array > 0).all()), path,

@@ -238,6 +238,12 @@ def _rewrite_meta(blob, change):
     (lambda m, a: a.update(extra=numpy.zeros(3)), "members"),
     (lambda m, a: m["optimizer"]["config"].update(name="rmsprop"), "optimizer"),
     (lambda m, a: m["training"]["position"].update(epoch=-1), "position"),
+    # hand edits that used to load without complaint
+    (lambda m, a: a["params"].__setitem__(3, numpy.nan), "'params' holds NaN or infinite values"),
+    (lambda m, a: a["optimizer.m"].__setitem__(0, numpy.inf), "'optimizer.m' holds NaN or infinite"),
+    (lambda m, a: m["training"]["position"].update(epoch=99), "impossible position: epoch 99"),
+    (lambda m, a: m["training"]["position"].update(batch=10**6), "impossible position: batch 1000000"),
+    (lambda m, a: m["training"]["position"].update(partial_sum_sq=-1.0), "invalid partial squared error"),
 ])
 def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):
     with pytest.raises(CheckpointError, match=message):
