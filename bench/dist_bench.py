@@ -5,8 +5,10 @@ CONFIG is a ``gpunn bench`` configuration (medium, wide, ...); BATCH the per-ran
 STEPS steps (default 60) of P x BATCH rows. Run without mpiexec (P = 1) it trains the plain loop (no
 hook): the baseline. Each step is timed on its own (the CPU path is synchronous), and so is each
 gradient all-reduce (including any wait for the slower rank); rank 0 prints one JSON line with the
-minimum and the median of both over 3 epochs after a warm-up epoch. On a shared machine the minimum
-is the number to read: it is the step when neither rank was descheduled. Threads come from the
+minimum and the median of both over 3 epochs after a warm-up epoch, and the CPU seconds all ranks
+spent (samples per CPU-second). On a shared machine the minimum step and the samples per CPU-second
+are the numbers to read: the first is the step when neither rank was descheduled, the second does not
+count the time the scheduler gave to others (but counts MPI's and BLAS's busy-waiting). Threads come from the
 environment (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS); bench/RESULTS.md has the commands.
 """
 import json
@@ -59,7 +61,13 @@ def main():
     model = gpunn.MLP(config.sizes, device="cpu", seed=0)
     kw = dict(batch_size=batch, verbose=False, callbacks=[probe], distributed=ranks > 1)
     model.fit(X[:batch * ranks * 5], Y[:batch * ranks * 5], epochs=1, **kw)  # warm-up: JIT, workspaces
+    cpu0 = time.process_time()
     history = model.fit(X, Y, epochs=3, **kw)
+    cpu = time.process_time() - cpu0  # this process's CPU seconds, every thread (BLAS's spinning ones too)
+    if ranks > 1:
+        from gpunn.distributed import world
+
+        cpu = float(sum(world().allgather(cpu)))
     step = numpy.array(probe.steps)
     ar = numpy.array(probe.allreduce) if probe.allreduce else numpy.zeros(1)
     result = {"config": name, "ranks": ranks, "batch_per_rank": batch, "global_batch": batch * ranks,
@@ -68,6 +76,7 @@ def main():
               "samples_per_s_at_min": batch * ranks / step.min(),
               "samples_per_s_epoch_median": float(numpy.median(history["samples_per_s"])),
               "allreduce_ms_min": ar.min() * 1e3, "allreduce_ms_median": float(numpy.median(ar)) * 1e3,
+              "cpu_s": round(cpu, 3), "samples_per_cpu_s": 3 * rows / cpu if cpu else None,
               "params": model.n_parameters, "load": round(os.getloadavg()[0], 1)}
     if launched_rank() == 0:
         print(json.dumps(result), flush=True)
