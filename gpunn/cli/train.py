@@ -170,13 +170,12 @@ def _check_memory(args, backend, hidden):
     sizes = [args.features, *hidden, args.outputs]
     need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
                                   args.batch_size)
-    preflight.check_train_memory(need, args.rows, backend)
+    preflight.check_train_memory(need, args.rows, backend, hint=", or stream the rows instead (--stream auto or on)")
 
 
 def run(args) -> int:
     from .. import checkpoint as io, config as cfgmod
     from ..data.binding import standardize_arrays
-    from ..data.progress import RowProgress
     from ..model import MLP
     from ..training import callbacks as cbmod
     from . import resume
@@ -224,15 +223,15 @@ def run(args) -> int:
     if args.save:
         callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
-        rows_bar = [] if args.quiet else [RowProgress()]
+        # (the progress bar of verbose runs counts rows per batch: no second, per-epoch bar)
         if ckpt:
             history = ckpt.resume(source, epochs=args.epochs, verbose=not args.quiet, checkpoint=args.save or True,
-                                  callbacks=extra + rows_bar)
+                                  callbacks=extra)
         else:
             optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                                        momentum=args.momentum)
             history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                                schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks + rows_bar)
+                                schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks)
         evaluator = metrics.SourceEvaluator(source) if n_val else None
     else:
         validation = (X_val, Y_val) if n_val else None
