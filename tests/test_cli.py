@@ -95,3 +95,14 @@ def test_bench_precision_variants():
     assert variants("float32", True) == [("float32", True)]
     with pytest.raises(ValueError, match="unknown precision"):
         variants("fp8", False)
+
+
+def test_info_says_which_cpu_kernels_are_active(capsys, monkeypatch):
+    pytest.importorskip("numba")
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("cpu kernels"))
+    assert "fused (Numba" in line and "adam" in line and "bias_relu" in line
+    monkeypatch.setenv("GPUNN_FUSED_KERNELS", "0")
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("cpu kernels"))
+    assert line.split(None, 2)[2].startswith("off: GPUNN_FUSED_KERNELS=0")
