@@ -33,7 +33,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the subparsers ``sub``; returns its parser."""
     t = sub.add_parser("train", help="train an MLP on a built-in synthetic regression",
                        description="Train an MLP on a synthetic regression task, then report held-out metrics "
-                                   "and throughput. The defaults are a ~1 minute job on a 2-core CPU.")
+                                   "and throughput. README says how long the defaults took, and on which CPU.")
     d = DEFAULTS
     t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
     t.add_argument("--rows", type=bounded(int, MIN_ROWS, inclusive=True, what=f"must be at least {MIN_ROWS}, got {{text}} (a tenth is held out, and R² needs 2 held-out rows)"), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
