@@ -195,3 +195,17 @@ def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu
     numpy.testing.assert_array_equal(Xs[order], X[numpy.argsort(X[:, 0])])
     for (a, _), (b, _) in zip(batches[7:], [(b[0].get(), b[1].get()) for b in source.batches(0, 1000, 7)]):
         numpy.testing.assert_array_equal(a, b)  # a resume part-way reads the same batches through the pipeline
+
+
+def test_the_streams_gpu_check_hook_runs_its_checks_on_the_cpu(tmp_path, capsys):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "gpu_checks" / "streams.py"
+    spec = importlib.util.spec_from_file_location("streams_hook", path)
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    assert hook.main(["--device", "cpu", "--out", str(tmp_path), "--max-seconds", "1"]) == 0  # no time to time
+    out = capsys.readouterr().out
+    assert out.count("ok  ") == 4 and "streams: pass" in out
+    assert (tmp_path / "streams.json").exists()
