@@ -120,3 +120,21 @@ def test_function_level_and_relative_imports_count(tmp_path):
     assert imports_of("gpunn.sub.leaf", pkg / "sub" / "leaf.py", known) == {"gpunn.top"}
     assert imports_of("gpunn.sub", pkg / "sub" / "__init__.py", known) == {"gpunn.sub.leaf"}
     assert imports_of("gpunn.top", pkg / "top.py", known) == {"gpunn.sub.leaf", "gpunn.sub"}
+
+
+def reachable(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for child in graph[todo.pop()]:
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def test_the_training_engine_does_not_depend_on_checkpoints_or_the_cli():
+    graph = import_graph()
+    for name in graph:
+        if name.startswith("gpunn.training"):
+            below = reachable(graph, name)
+            assert not below & {"gpunn.checkpoint", "gpunn.cli", "gpunn.bench", "gpunn.estimator"}, name

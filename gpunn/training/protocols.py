@@ -4,7 +4,8 @@ The loop (:mod:`gpunn.training.loop`) iterates a :class:`DataSource`, asks a :cl
 the gradients of each batch, hands them to an optional :class:`GradientHook`, then steps the optimizer.
 New data (streams, files, per-process shards), new models (an ensemble of K networks) and distributed
 training (an all-reduce of the gradients) are each a new class behind one of these, not an ``if`` in
-the loop. ``typing.Protocol``: implementations need not inherit from these classes.
+the loop. ``typing.Protocol``: implementations need not inherit from these classes. The loop is
+:func:`gpunn.training.loop.train`; its ``hook`` argument takes a GradientHook (``fit`` passes none).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ class DataSource(Protocol):
       views of a buffer the source reuses: valid until the next batch is drawn.
     - ``config()``: a JSON-able dict describing the source, stored in checkpoints (and compared on resume).
 
-    ``ArraySource`` (in-memory arrays with the per-epoch device-side shuffle) is the one built in.
+    :class:`gpunn.training.sources.ArraySource` (in-memory arrays with the per-epoch device-side shuffle)
+    is the one built in; ``fit`` builds one from (X, Y).
     """
 
     rows: int
