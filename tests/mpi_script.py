@@ -77,6 +77,10 @@ def exactness(out, tmp):
     opts = dict(FIT, validation_fraction=0.1)
     MLP(**ARCH).fit(X, Y, epochs=2, batch_size=8, distributed=True,
                     callbacks=[gpunn.EarlyStopping(patience=50), gpunn.ModelCheckpoint(path)], **opts)
+    if comm.rank == 0:
+        import shutil
+        shutil.copy(path, f"{tmp}/after2.npz")
+    comm.barrier()
     resumed_model = gpunn.load_checkpoint(path, device="cpu")
     resumed = resumed_model.resume(X, Y, epochs=4, distributed=True, verbose=True, callbacks=[Marker(tmp)])
     out["resumed_same_on_ranks"] = len(set(comm.allgather(resumed_model.model.params.tobytes()))) == 1
@@ -88,6 +92,10 @@ def exactness(out, tmp):
         out["resumed_params_rel"] = rel(single.model.params, ref.params)
         out["resumed_val_loss_rel"] = rel(numpy.array(resumed["val_loss"]), numpy.array(ref_history["val_loss"]))
         out["epochs"] = resumed["epoch"]
+        # the 2-rank checkpoint continued in one process (no distributed): at the global batch, the same run
+        alone = gpunn.load_checkpoint(f"{tmp}/after2.npz", device="cpu")
+        alone.resume(X, Y, epochs=4, verbose=False, checkpoint=False)
+        out["one_process_resume_params_rel"] = rel(alone.model.params, ref.params)
 
 
 def mismatch(out, tmp):

@@ -143,6 +143,7 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     # written by rank 0 after 2 epochs, resumed on 2 ranks to 4: the uninterrupted single-process run
     assert result["epochs"] == [1, 2, 3, 4]
     assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_loss_rel"] < 1e-10
+    assert result["one_process_resume_params_rel"] < 1e-10  # a 2-rank checkpoint resumed without MPI
     assert result["resumed_same_on_ranks"]  # early stopping restored the same weights on both ranks
     assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
     assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
