@@ -23,4 +23,8 @@ def __getattr__(name):
         from .estimator import MLPRegressor
 
         return MLPRegressor
+    if name == "distributed":  # data parallel (MPI, NCCL): loaded on first use, mpi4py only when a run starts
+        import importlib
+
+        return importlib.import_module(".distributed", __name__)
     raise AttributeError(f"module 'gpunn' has no attribute {name!r}")

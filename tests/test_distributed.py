@@ -62,6 +62,12 @@ def test_a_configuration_difference_names_the_setting_and_the_ranks():
     assert text.strip() == "optimizer.lr: 0.01 on ranks 0, 1; 0.02 on rank 2"
 
 
+def test_gpunn_distributed_is_reachable_from_import_gpunn_and_picks_the_cpu_here():
+    import gpunn
+
+    assert gpunn.distributed.local_device() == "cpu"  # no CuPy in CI: the CPU, as device="auto" would
+
+
 def test_callbacks_that_write_or_print_are_marked_for_rank_0():
     import gpunn
 
