@@ -33,7 +33,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the subparsers ``sub``; returns its parser."""
     t = sub.add_parser("train", help="train an MLP on a built-in synthetic regression",
                        description="Train an MLP on a synthetic regression task, then report held-out metrics "
-                                   "and throughput. README says how long the defaults took, and on which CPU.")
+                                   "and throughput. README says how long the defaults took, and on which CPU. "
+                                   "Launched by mpiexec with P > 1 processes it trains data parallel (MPI on the "
+                                   "CPU, NCCL on GPUs, one per rank): --batch-size is then per rank, rank 0 "
+                                   "alone prints and writes.")
     d = DEFAULTS
     t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
     t.add_argument("--rows", type=bounded(int, MIN_ROWS, inclusive=True, what=f"must be at least {MIN_ROWS}, got {{text}} (a tenth is held out, and R² needs 2 held-out rows)"), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
@@ -47,7 +50,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
     t.add_argument("--no-bias", action="store_true", help="bias-free layers, as in the seed derivation")
     t.add_argument("--epochs", type=positive(int), default=d["epochs"], help="(default: %(default)s)")
-    t.add_argument("--batch-size", type=positive(int), default=d["batch_size"], help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=positive(int), default=d["batch_size"],
+                   help="rows per step; per rank under mpiexec (default: %(default)s)")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="(default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help="learning rate (default: %(default)s)")
     t.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
