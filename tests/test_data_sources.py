@@ -360,3 +360,16 @@ def test_closing_the_reader_stops_its_thread_part_way():
     assert not any(t.name == "gpunn-data-reader" and t.is_alive() for t in threading.enumerate()
                    if t is reader._thread)
     assert len(produced) < 10
+
+
+def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data.tables import rows_window
+
+    values = numpy.arange(280_000, dtype=numpy.float32)
+    pq.write_table(pa.table({"x": values, "y": values}), tmp_path / "big.parquet", row_group_size=140_000)
+    source = data.parquet(tmp_path / "big.parquet", target="y")
+    assert source.chunk_sizes == [140_000, 140_000] and source.window == 7  # 7 x 140,000 ~ 16 x 65,536 rows
+    assert rows_window(16, [1_048_576] * 5) == 1 and rows_window(16, [65_536, 1000]) == 16

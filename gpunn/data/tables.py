@@ -74,11 +74,19 @@ def copy_columns(table, names, out):
             out[:, j] = column.to_numpy(zero_copy_only=False)
 
 
+def rows_window(window, sizes, rows=65536):
+    """Chunks per window so that a window holds about ``window`` x 65,536 rows however large the
+    file's own chunks are (at least one chunk): memory follows rows, not the writer's chunking."""
+    return max(1, min(window, window * rows // max(sizes)))
+
+
 class ParquetSource(ChunkedSource):
     """A Parquet file, or a directory of them read as one dataset; one chunk per row group.
 
-    Memory stays at a few windows of row groups: write files with row groups of about 10^5 to 10^6
-    rows (pyarrow's ``row_group_size``) for a good shuffle at bounded memory.
+    A window holds about ``window`` x 65,536 rows: fewer row groups than ``window`` when they are
+    larger than 65,536 rows (pyarrow writes up to 1,048,576 by default). A single row group is read
+    whole, so memory is at least a few row groups: write files with row groups of 10^5 to 10^6 rows
+    (pyarrow's ``row_group_size``).
     """
 
     kind = "parquet"
@@ -112,6 +120,7 @@ class ParquetSource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._set_chunks(sizes)
+        self.window = rows_window(self.window, sizes)
         if device is not None or dtype is not None:
             self.bind(device or "auto", dtype or "float32")
 
@@ -193,6 +202,7 @@ class CsvSource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._set_chunks(sizes)
+        self.window = rows_window(self.window, sizes)
         if device is not None or dtype is not None:
             self.bind(device or "auto", dtype or "float32")
 
