@@ -209,3 +209,21 @@ def test_the_streams_gpu_check_hook_runs_its_checks_on_the_cpu(tmp_path, capsys)
     out = capsys.readouterr().out
     assert out.count("ok  ") == 4 and "streams: pass" in out
     assert (tmp_path / "streams.json").exists()
+
+
+def test_a_file_cut_short_between_epochs_stops_the_run_naming_it_and_the_checkpoint_stays(tmp_path):
+    numpy.save(tmp_path / "x.npy", numpy.ones((6000, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.ones(6000))
+
+    class CutTheFile(gpunn.Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 1:
+                with open(tmp_path / "x.npy", "r+b") as fh:
+                    fh.truncate(20_000)
+
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000)
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(DataError, match=r"x\.npy: truncated"):
+        gpunn.MLP([2, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=100, verbose=False,
+                                                    callbacks=[gpunn.ModelCheckpoint(ckpt), CutTheFile()])
+    assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1  # the last good state, still loadable
