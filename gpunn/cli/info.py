@@ -1,4 +1,4 @@
-"""``gpunn info``: the backend, device, versions and BLAS in use."""
+"""``gpunn info``: the backend, device, versions, BLAS and CPU GEMM choice in use."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import numpy
 from .. import backend as _backend
 from .._version import __version__
 from ..bench.system import blas_info
+from ..ops import denormals, gemm
 from .common import add_debug
 
 
@@ -34,6 +35,22 @@ def cpu_kernels() -> str:
     return f"fused (Numba {cpu.numba.__version__}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 
 
+def _gemm_info() -> str:
+    """The GEMM libraries and, measured now, where the products of `gpunn train`'s default net go."""
+    from ..ops.cpu import CpuOps
+
+    text = gemm.describe()
+    try:
+        ops, rng = CpuOps(), numpy.random.default_rng(0)
+        for m, k, n, ta in ((256, 32, 256, False), (256, 256, 256, False), (256, 256, 256, True)):
+            a = rng.standard_normal((k, m) if ta else (m, k), dtype=numpy.float32)
+            ops.gemm.matmul(a.T if ta else a, rng.standard_normal((k, n), dtype=numpy.float32),
+                            numpy.empty((m, n), numpy.float32))
+        return f"{text}\n{'':16}default net's step: {ops.gemm.summary()}"
+    except ValueError as exc:  # a bad GPUNN_GEMM
+        return f"error: {exc}"
+
+
 def run(args) -> int:
     cupy, count, reason = _backend.probe_cuda()
     lines = {
@@ -41,6 +58,8 @@ def run(args) -> int:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "blas": blas_info(),
+        "cpu gemm": _gemm_info(),
+        "cpu subnormals": denormals.describe(),
         "cupy": getattr(cupy, "__version__", None) or f"unavailable: {reason}",
         "cuda devices": count,
         "cpu kernels": cpu_kernels(),

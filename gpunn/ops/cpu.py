@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+from . import denormals, gemm
 from ..activations import Activation
 from .base import Ops
 
@@ -150,8 +151,30 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     """One process-wide pool per size (threads - 1 workers; the calling thread does a share too)."""
     pool = _POOLS.get(threads)
     if pool is None:
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="gpunn-cpu")
+        # gpunn's workers run only gpunn's kernels: they flush subnormals for good (gpunn.ops.denormals)
+        init = (lambda: denormals.set_flush(True)) if denormals.enabled() else None
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="gpunn-cpu", initializer=init)
     return pool
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _split_rows(fn, n, threads=None):
+    """fn(lo, hi) over [0, n) in contiguous pieces, one per core, on gpunn's pool (for BLIS's GEMM)."""
+    parts = min(threads or _cores(), n)
+    if parts <= 1:
+        fn(0, n)
+        return
+    bounds = [n * t // parts for t in range(parts + 1)]
+    futures = [_pool(parts).submit(fn, bounds[t], bounds[t + 1]) for t in range(1, parts)]
+    fn(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
 
 
 class CpuOps(Ops):
@@ -161,6 +184,7 @@ class CpuOps(Ops):
         super().__init__(numpy)
         self.fused = bool(fused) and numba is not None
         self.threads = default_threads() if threads is None else max(1, int(threads))
+        self.gemm = gemm.shared_chooser(_split_rows)  # the fastest installed GEMM per shape (gpunn.ops.gemm)
 
     def _split(self, kernel, n, work, *args):
         """kernel(*args, lo, hi) over [0, n), in `threads` contiguous pieces when the work is large.
@@ -193,6 +217,8 @@ class CpuOps(Ops):
                     b = contiguous
                 self._split(_small_k_matmul, a.shape[0], out.size * k, a, b, out)
                 return out
+        if a.ndim == 2 and b.ndim == 2 and out is not None:
+            return self.gemm.matmul(a, b, out)
         return numpy.matmul(a, b, out=out)
 
     # ---- forward ---------------------------------------------------------------------

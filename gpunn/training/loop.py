@@ -18,6 +18,7 @@ import time
 
 import numpy
 
+from ..ops.denormals import flush_denormals
 from .callbacks import Callback, History
 from .state import FitSettings, TrainState
 
@@ -172,7 +173,9 @@ class Trainer:
     def run(self):
         # Divergence is detected and reported once per epoch (TrainingDiverged); NumPy's
         # per-operation overflow warnings on the way there would only be noise.
-        with numpy.errstate(over="ignore", invalid="ignore"):
+        # On the CPU, subnormals flush to zero while training, as the GPU kernels do (gpunn.ops.denormals).
+        on_cpu = not self.model.backend.is_gpu
+        with numpy.errstate(over="ignore", invalid="ignore"), flush_denormals(None if on_cpu else False):
             return self._run()
 
     def _run(self):

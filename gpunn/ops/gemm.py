@@ -1,0 +1,316 @@
+"""The CPU's matrix products through the fastest library the machine has, chosen by measurement.
+
+Candidates, each used only where it is installed:
+- ``numpy``: ``numpy.matmul`` (the BLAS NumPy was built with: OpenBLAS in the PyPI wheels). Always
+  there, and the fallback for everything the others do not take.
+- ``blis``: the ``blis`` package (Thinc's CPU GEMM; BLIS with kernels for each x86 generation,
+  picked at run time), float32 only (its float64 entry point mishandles transposes), run on the
+  calling thread and split across gpunn's CPU threads by rows of the output (the package's BLIS is
+  single-threaded).
+- ``mkl``: Intel's MKL from the ``mkl`` package, called through its CBLAS ``cblas_sgemm`` /
+  ``cblas_dgemm`` with ctypes (no Python binding is needed), with the threads it picks itself.
+
+``GemmChooser.matmul(a, b, out)`` keys a product by (dtype, m, k, n, a transposed, b transposed),
+times every candidate on the real operands the first time it sees the key (a few calls each,
+interleaved, the median kept), and from then on calls the winner. A candidate must beat NumPy by
+``MARGIN`` to be chosen, so measurement noise does not move a shape off NumPy for nothing. Every
+candidate computes the same product in float32 / float64 (sums in a different order: results
+agree with NumPy to rounding, tests/test_gemm.py).
+
+``GPUNN_GEMM`` = ``auto`` (default) | ``numpy`` | ``blis`` | ``mkl`` (force one; shapes it cannot
+take fall back to NumPy) | a comma list (the candidates to choose among).
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import statistics
+import sys
+import threading
+import time
+
+import numpy
+
+ENV = "GPUNN_GEMM"
+LIBRARIES = ("numpy", "blis", "mkl")
+MARGIN = 1.05  # a candidate must be this much faster than NumPy to be chosen
+_FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
+
+
+# ---- the candidates ----------------------------------------------------------------------------
+
+def _operand(x):
+    """(C-contiguous base, transposed?) for a 2-D operand, or None when it is neither x nor x.T of one."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.flags.f_contiguous and x.ndim == 2:
+        return x.T, True
+    return None
+
+
+class _Blis:
+    name = "blis"
+
+    def __init__(self):
+        from blis import about, py
+
+        self._gemm = py.gemm
+        self.version = about.__version__
+
+    def takes(self, a, b, out) -> bool:
+        return (a.dtype == b.dtype == out.dtype == numpy.float32 and out.flags.c_contiguous
+                and _operand(a) is not None and _operand(b) is not None)
+
+    def __call__(self, a, b, out, split=None):
+        (A, ta), (B, tb) = _operand(a), _operand(b)
+        m = out.shape[0]
+        if split is None or m < 256:
+            self._gemm(A, B, out=out, trans1=ta, trans2=tb, beta=0.0)
+            return out
+
+        def rows(lo, hi):
+            # out[lo:hi] = a[lo:hi] @ b: rows of a are columns of A when a is transposed
+            if ta:
+                part = A[:, lo:hi]
+                if not part.flags.c_contiguous:
+                    part = numpy.ascontiguousarray(part)  # a (k x rows) copy: small next to the product
+                self._gemm(part, B, out=out[lo:hi], trans1=True, trans2=tb, beta=0.0)
+            else:
+                self._gemm(A[lo:hi], B, out=out[lo:hi], trans1=False, trans2=tb, beta=0.0)
+
+        split(rows, m)
+        return out
+
+
+class _Mkl:
+    name = "mkl"
+    _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+    def __init__(self):
+        lib = None
+        names = ["libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so"]
+        for name in names:  # a system install, or the one on the loader's path
+            try:
+                lib = ctypes.CDLL(name)
+                break
+            except OSError:
+                pass
+        if lib is None:  # the `mkl` wheel puts it in <prefix>/lib, which the loader does not search
+            for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+                for path in sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*"))):
+                    try:
+                        lib = ctypes.CDLL(path)
+                        break
+                    except OSError:
+                        pass
+                if lib is not None:
+                    break
+        if lib is None:
+            raise ImportError("MKL (libmkl_rt) not found; pip install mkl")
+        self._lib = lib
+        c_int, ptr = ctypes.c_int, ctypes.c_void_p
+        for fn, real in ((lib.cblas_sgemm, ctypes.c_float), (lib.cblas_dgemm, ctypes.c_double)):
+            fn.restype = None
+            fn.argtypes = [c_int, c_int, c_int, c_int, c_int, c_int, real, ptr, c_int, ptr, c_int, real, ptr, c_int]
+        self.version = self._version()
+
+    def _version(self) -> str:
+        try:
+            buf = ctypes.create_string_buffer(256)
+            self._lib.mkl_get_version_string(buf, 256)
+            text = buf.value.decode(errors="replace")  # "Intel(R) oneAPI Math Kernel Library Version 2026.2-Product Build ..."
+            return text.split("Version", 1)[-1].split("-Product")[0].strip()
+        except (AttributeError, OSError):
+            return ""
+
+    def threads(self) -> int | None:
+        try:
+            return int(self._lib.MKL_Get_Max_Threads())
+        except (AttributeError, OSError):
+            return None
+
+    def takes(self, a, b, out) -> bool:
+        return (a.dtype == b.dtype == out.dtype and a.dtype in _FLOATS and out.flags.c_contiguous
+                and _operand(a) is not None and _operand(b) is not None)
+
+    def __call__(self, a, b, out, split=None):
+        (A, ta), (B, tb) = _operand(a), _operand(b)
+        m, n = out.shape
+        k = a.shape[1]
+        fn = self._lib.cblas_sgemm if out.dtype == numpy.float32 else self._lib.cblas_dgemm
+        fn(self._ROW_MAJOR, self._TRANS if ta else self._NO_TRANS, self._TRANS if tb else self._NO_TRANS,
+           m, n, k, 1.0, A.ctypes.data, max(1, A.shape[1]), B.ctypes.data, max(1, B.shape[1]), 0.0,
+           out.ctypes.data, max(1, n))
+        return out
+
+
+class _Numpy:
+    name = "numpy"
+    version = numpy.__version__
+
+    def takes(self, a, b, out) -> bool:
+        return True
+
+    def __call__(self, a, b, out, split=None):
+        return numpy.matmul(a, b, out=out)
+
+
+_LOADED: dict = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def library(name: str):
+    """The candidate ``name`` (loaded once), or None where it is not installed."""
+    with _LOAD_LOCK:
+        if name not in _LOADED:
+            try:
+                _LOADED[name] = {"numpy": _Numpy, "blis": _Blis, "mkl": _Mkl}[name]()
+            except (ImportError, OSError, AttributeError):
+                _LOADED[name] = None
+        return _LOADED[name]
+
+
+def available() -> list:
+    """Names of the candidates installed here (numpy first)."""
+    return [n for n in LIBRARIES if library(n) is not None]
+
+
+def requested() -> tuple:
+    """(the candidates GPUNN_GEMM allows, in LIBRARIES order with numpy always in as the fallback,
+    whether it forces one library)."""
+    text = os.environ.get(ENV, "auto").strip().lower()
+    if text in ("", "auto"):
+        names = list(LIBRARIES)
+    else:
+        names = [t.strip() for t in text.split(",") if t.strip()]
+        unknown = [t for t in names if t not in LIBRARIES]
+        if unknown:
+            raise ValueError(f"{ENV}={text!r}: unknown {unknown}; use auto or any of {', '.join(LIBRARIES)}")
+    return [n for n in LIBRARIES if n in names or n == "numpy"], (text not in ("", "auto") and len(names) == 1)
+
+
+# ---- the choice ---------------------------------------------------------------------------------
+
+def _key(a, b) -> tuple:
+    return (a.dtype.name, a.shape[0], a.shape[1], b.shape[1], not a.flags.c_contiguous, not b.flags.c_contiguous)
+
+
+def describe_key(key) -> str:
+    dtype, m, k, n, ta, tb = key
+    return f"{m}x{k}{'ᵀ' if ta else ''}·{k}x{n}{'ᵀ' if tb else ''} {dtype}"
+
+
+class GemmChooser:
+    """out = a @ b by the fastest installed library for the shape, measured on first use and cached.
+
+    ``split(fn, n)`` (optional) runs fn(lo, hi) over [0, n) on gpunn's CPU threads (for BLIS).
+    """
+
+    def __init__(self, split=None, candidates=None, calls: int = 3):
+        names, forced = requested() if candidates is None else (list(candidates), len(candidates) == 1)
+        self.libraries = [lib for lib in (library(n) for n in names) if lib is not None]
+        if not any(lib.name == "numpy" for lib in self.libraries):
+            self.libraries.insert(0, library("numpy"))
+        self.forced = forced
+        self.split = split
+        self.calls = calls
+        self.choices: dict = {}  # key -> library name
+        self.rates: dict = {}  # key -> {library name: GFLOP/s measured at the choice}
+        self._impl = {lib.name: lib for lib in self.libraries}
+
+    def matmul(self, a, b, out):
+        key = _key(a, b)
+        name = self.choices.get(key)
+        if name is None:
+            name = self._choose(key, a, b, out)
+        lib = self._impl[name]
+        if name != "numpy" and not lib.takes(a, b, out):
+            return numpy.matmul(a, b, out=out)
+        return lib(a, b, out, self.split)
+
+    def _choose(self, key, a, b, out) -> str:
+        takers = [lib for lib in self.libraries if lib.takes(a, b, out)]
+        if self.forced:
+            forced = [lib for lib in takers if lib.name != "numpy"]
+            name = forced[0].name if forced else "numpy"
+            self.choices[key] = name
+            return name
+        if len(takers) == 1:
+            self.choices[key] = takers[0].name
+            return takers[0].name
+        flops = 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
+        times = {lib.name: [] for lib in takers}
+        for lib in takers:  # warm-up: first calls load code, start thread pools, touch memory
+            lib(a, b, out, self.split)
+        # Interleaved rounds of `calls` products each, so a burst of background load hits all alike.
+        once = max(1e-6, self._time(takers[0], a, b, out, 1))
+        calls = max(1, min(self.calls * 20, int(2e-3 / once)))  # ~2 ms per round, up to 60 products
+        for _ in range(5 if once < 5e-3 else 3):  # 3 rounds for large products: the choice costs < 1 s
+            for lib in takers:
+                times[lib.name].append(self._time(lib, a, b, out, calls) / calls)
+        med = {n: statistics.median(t) for n, t in times.items()}
+        best = min(med, key=med.get)
+        if best != "numpy" and med[best] * MARGIN > med["numpy"]:
+            best = "numpy"
+        self.choices[key] = best
+        self.rates[key] = {n: flops / t / 1e9 for n, t in med.items()}
+        return best
+
+    def _time(self, lib, a, b, out, calls) -> float:
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            lib(a, b, out, self.split)
+        return time.perf_counter() - t0
+
+    def summary(self) -> str:
+        """Which library each measured shape went to, e.g. 'numpy 3 shapes, blis 2 (1024x1024·1024x1024 ...)'."""
+        if not self.choices:
+            return "no products yet"
+        by = {}
+        for key, name in self.choices.items():
+            by.setdefault(name, []).append(key)
+        parts = []
+        for name, keys in sorted(by.items(), key=lambda kv: -len(kv[1])):
+            parts.append(f"{name}: " + ", ".join(describe_key(k) for k in keys))
+        return "; ".join(parts)
+
+
+_SHARED: dict = {}
+
+
+def shared_chooser(split=None) -> GemmChooser:
+    """The process-wide chooser for the current GPUNN_GEMM: a shape is measured once per process."""
+    env = os.environ.get(ENV, "auto").strip().lower()
+    with _LOAD_LOCK:
+        chooser = _SHARED.get(env)
+    if chooser is None:
+        chooser = GemmChooser(split)
+        with _LOAD_LOCK:
+            chooser = _SHARED.setdefault(env, chooser)
+    return chooser
+
+
+def choices_summary() -> str:
+    """The shapes measured so far in this process and where they went (for the bench's setup line)."""
+    parts = [c.summary() for c in _SHARED.values() if c.choices]
+    return "; ".join(parts) if parts else "no products yet"
+
+
+def describe() -> str:
+    """The candidates installed here, with versions, for ``gpunn info`` and the bench's setup line."""
+    names, forced = requested()
+    out = []
+    for n in LIBRARIES:
+        lib = library(n)
+        if lib is None:
+            out.append(f"{n} not installed")
+            continue
+        text = f"{n} {lib.version}".strip()
+        if n == "mkl" and lib.threads():
+            text += f" ({lib.threads()} threads)"
+        if n not in names:
+            text += " (off: " + ENV + ")"
+        out.append(text)
+    mode = f"forced by {ENV}" if forced else "fastest per shape, measured at first use"
+    return f"{mode}; " + ", ".join(out)

@@ -1,0 +1,60 @@
+"""Flush-to-zero while training on the CPU (gpunn.ops.denormals).
+
+A small ReLU net trained with a large Adam step kills units; the first moment m of their weights
+then decays by beta1 each step through the subnormal range. Without the flush that run leaves
+thousands of subnormals in m (shown here with GPUNN_FLUSH_DENORMALS=0, so the test can fail);
+with it (the default) none, on the fused path and on the NumPy reference alike.
+"""
+import numpy
+import pytest
+
+from gpunn import MLP, datasets
+from gpunn.ops import denormals
+from gpunn.ops.cpu import _pool
+from gpunn.optim import Adam
+
+pytestmark = pytest.mark.skipif(not denormals.supported(), reason="FTZ/DAZ are set through glibc on x86-64 Linux")
+
+TINY = numpy.finfo(numpy.float32).tiny
+
+
+def subnormals(a):
+    return int(((a != 0) & (numpy.abs(a) < TINY)).sum())
+
+
+def adam_after_dead_units(fused=True):
+    X, Y = datasets.make("teacher", 2048, 8, seed=0, device="cpu")
+    model = MLP([8, 64, 64, 1], seed=0, device="cpu", fused=fused)
+    opt = Adam(lr=3e-2)
+    model.fit(X, Y, epochs=30, batch_size=64, optimizer=opt, verbose=False)  # 960 steps
+    return opt.state["m"], opt.state["v"], model.params
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
+def test_training_leaves_no_subnormals_in_adam_state(monkeypatch, fused):
+    monkeypatch.setenv(denormals.ENV, "0")
+    m, _, _ = adam_after_dead_units(fused)
+    assert subnormals(m) > 100  # what the run does without the flush
+    monkeypatch.setenv(denormals.ENV, "1")
+    m, v, params = adam_after_dead_units(fused)
+    assert subnormals(m) == subnormals(v) == subnormals(params) == 0
+    assert (m == 0).sum() > 100  # the dead units' moments went to zero instead
+
+
+def test_flush_is_scoped_to_the_block_and_restored():
+    before = denormals.mxcsr()
+    x = numpy.full(4, 1e-39, numpy.float32)  # subnormal
+    with denormals.flush_denormals(True) as on:
+        assert on
+        assert denormals.mxcsr() & (denormals.FTZ | denormals.DAZ) == denormals.FTZ | denormals.DAZ
+        assert (x * numpy.float32(1)).tolist() == [0.0] * 4  # DAZ: read as zero
+    assert denormals.mxcsr() & (denormals.FTZ | denormals.DAZ) == before & (denormals.FTZ | denormals.DAZ)
+    assert (x * numpy.float32(1)).tolist() == x.tolist()
+    with pytest.raises(RuntimeError), denormals.flush_denormals(True):
+        raise RuntimeError
+    assert denormals.mxcsr() & (denormals.FTZ | denormals.DAZ) == before & (denormals.FTZ | denormals.DAZ)
+
+
+def test_gpunn_worker_threads_flush():
+    mode = _pool(2).submit(denormals.mxcsr).result()
+    assert mode & denormals.FTZ and mode & denormals.DAZ

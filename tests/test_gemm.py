@@ -1,0 +1,117 @@
+"""gpunn.ops.gemm: every GEMM library gives NumPy's products (to float rounding), and the choice is cached.
+
+The libraries are optional: blis and mkl come with the test extra (x86-64), and each test that
+needs one is skipped where it is not installed, saying so.
+"""
+import numpy
+import pytest
+
+from gpunn import MLP, datasets
+from gpunn.ops import gemm
+from gpunn.ops.cpu import CpuOps, _split_rows
+
+TOL = {"float32": dict(rtol=1e-4, atol=1e-4), "float64": dict(rtol=1e-10, atol=1e-10)}
+# (m, k, n, a transposed, b transposed): the products of a training step (forward, dW = A^T dZ,
+# dA = dZ W^T), with thin first and last layers, odd sizes and sizes past BLIS's row split (256).
+SHAPES = [(64, 16, 32, False, False), (300, 33, 17, True, False), (300, 17, 33, False, True),
+          (257, 129, 1, False, False), (129, 257, 1, True, False), (512, 1, 96, False, True),
+          (384, 96, 80, True, True), (1, 40, 7, False, False)]
+
+
+def operands(m, k, n, ta, tb, dtype, seed=0):
+    rng = numpy.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    return (a.T if ta else a), (b.T if tb else b)
+
+
+def need(name):
+    if gemm.library(name) is None:
+        pytest.skip(f"{name} is not installed here")
+    return gemm.library(name)
+
+
+@pytest.mark.parametrize("name", gemm.LIBRARIES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "{}x{}x{}{}{}".format(*s[:3], "-aT" * s[3], "-bT" * s[4]))
+def test_each_library_matches_numpy(name, dtype, shape):
+    lib = need(name)
+    a, b = operands(*shape, dtype)
+    expect = a.astype("float64") @ b.astype("float64")
+    chooser = gemm.GemmChooser(_split_rows, candidates=[name])
+    out = numpy.full((a.shape[0], b.shape[1]), numpy.nan, dtype)
+    chooser.matmul(a, b, out)
+    numpy.testing.assert_allclose(out, expect, **TOL[dtype])
+    # the product really went through the library (not the NumPy fallback) wherever it takes the operands
+    assert chooser.choices[gemm._key(a, b)] == (name if lib.takes(a, b, out) else "numpy")
+    if name == "mkl" or (name == "blis" and dtype == "float32"):
+        assert lib.takes(a, b, out)
+
+
+def test_blis_row_split_matches_one_call():
+    need("blis")
+    a, b = operands(1000, 70, 50, True, False, "float32")
+    out1, out2 = numpy.empty((1000, 50), "float32"), numpy.empty((1000, 50), "float32")
+    gemm.library("blis")(a, b, out1, None)
+    gemm.library("blis")(a, b, out2, lambda fn, n: _split_rows(fn, n, threads=3))
+    numpy.testing.assert_array_equal(out1, out2)  # the same sums per row: bit for bit
+
+
+def test_chooser_measures_once_per_shape_and_picks_an_installed_library(monkeypatch):
+    chooser = gemm.GemmChooser(candidates=list(gemm.LIBRARIES))
+    calls = []
+    original = chooser._choose
+    monkeypatch.setattr(chooser, "_choose", lambda *args: calls.append(args[0]) or original(*args))
+    a, b = operands(256, 128, 64, False, False, "float32")
+    out = numpy.empty((256, 64), "float32")
+    for _ in range(3):
+        chooser.matmul(a, b, out)
+    numpy.testing.assert_allclose(out, a @ b, **TOL["float32"])
+    assert len(calls) == 1
+    key = gemm._key(a, b)
+    assert chooser.choices[key] in gemm.available()
+    assert set(chooser.rates[key]) == {n for n in gemm.available()}  # every installed one was timed
+    assert all(r > 0 for r in chooser.rates[key].values())
+    assert chooser.choices[key] in chooser.summary()
+
+
+def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
+    """Noise must not move a shape off NumPy: a tie stays with NumPy."""
+    need("blis")
+    chooser = gemm.GemmChooser(candidates=["numpy", "blis"])
+    monkeypatch.setattr(chooser, "_time", lambda lib, a, b, out, calls: 1.0 if lib.name == "numpy" else 0.99)
+    a, b = operands(64, 32, 16, False, False, "float32")
+    chooser.matmul(a, b, numpy.empty((64, 16), "float32"))
+    assert chooser.choices[gemm._key(a, b)] == "numpy"
+    monkeypatch.setattr(chooser, "_time", lambda lib, a, b, out, calls: 1.0 if lib.name == "numpy" else 0.5)
+    a, b = operands(64, 32, 17, False, False, "float32")
+    chooser.matmul(a, b, numpy.empty((64, 17), "float32"))
+    assert chooser.choices[gemm._key(a, b)] == "blis"
+
+
+def test_gpunn_gemm_env(monkeypatch):
+    monkeypatch.setenv(gemm.ENV, "numpy")
+    assert gemm.requested() == (["numpy"], True)
+    monkeypatch.setenv(gemm.ENV, "mkl,blis")
+    assert gemm.requested() == (["numpy", "blis", "mkl"], False)
+    monkeypatch.setenv(gemm.ENV, "openblas")
+    with pytest.raises(ValueError, match="GPUNN_GEMM"):
+        gemm.requested()
+    monkeypatch.setenv(gemm.ENV, "auto")
+    assert "measured at first use" in gemm.describe()
+
+
+@pytest.mark.parametrize("name", ["blis", "mkl"])
+def test_training_through_a_library_matches_numpy(monkeypatch, name):
+    """A short run with every product through the library ends where the NumPy run ends (float32 rounding)."""
+    need(name)
+    X, Y = datasets.make("teacher", 2048, 12, 2, seed=0, device="cpu")
+    final = {}
+    for lib in ("numpy", name):
+        monkeypatch.setenv(gemm.ENV, lib)
+        model = MLP([12, 300, 64, 2], seed=0, device="cpu")
+        assert isinstance(model.ops, CpuOps)
+        model.fit(X, Y, epochs=2, batch_size=256, lr=1e-3, verbose=False)
+        final[lib] = (model.params.copy(), model.ops.gemm)
+    numpy.testing.assert_allclose(final[name][0], final["numpy"][0], rtol=1e-3, atol=1e-5)
+    assert name in final[name][1].choices.values()  # the forward 256x300x64 product at least went through it
