@@ -85,7 +85,8 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
     data = json.loads(path.read_text())
     setup, results = data["setup"], data["results"]
-    for key in ("date", "machine", "cores", "blas", "numpy", "dtype", "devices", "gpunn_cpu_path", "peak_gemm_gflops"):
+    for key in ("date", "machine", "cores", "blas", "numpy", "dtype", "devices", "gpunn_cpu_path", "peak_gemm_gflops",
+                "gemm", "gemm_choices", "subnormals"):
         assert key in setup
     assert [r["impl"] for r in results] == ["gpunn", "naive"]
     gp, nv = results
@@ -94,11 +95,15 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
         assert r["samples_per_s"] > 0 and r["gflops"] > 0 and r["gemm_gflops"] > 0
         assert r["spread"][0] <= r["samples_per_s"] <= r["spread"][1]
         assert r["fraction_of_gemm"] > 0 and len(r["repeats"]) == 2
+        # the peak of a round is the fastest GEMM of the round, the same-shape one included
+        assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and r["peak_gflops"] >= r["gemm_gflops"] * 0.999
+        assert r["gemm_library"] in ("numpy", "blis", "mkl") and r["peak_gemm"]
     assert gp["gpunn_speedup"] == 1.0 and nv["gpunn_speedup"] > 0  # per-round pairs, so not exactly a ratio of medians
     shares = gp["profile"]
     assert set(shares) == {"matmul", "elementwise", "optimizer", "other"}
     assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["matmul"] > 0
     assert "gpunn (cpu)" in out and "naive numpy loop" in out and "BLAS" in out
+    assert "% of peak" in out and "CPU GEMM chosen per shape: " in out and "64x32·32x32 float32" in setup["gemm_choices"]
 
 
 def test_bench_custom_config_markdown_and_missing_peer(tmp_path, capsys, monkeypatch):

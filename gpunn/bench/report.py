@@ -20,17 +20,21 @@ def format_setup(setup: dict) -> str:
              f"BLAS: {setup['blas']}; gpunn CPU path: {setup['gpunn_cpu_path']}",
              f"python {setup['python']}, numpy {setup['numpy']}, torch {setup['torch']}, sklearn {setup['sklearn']}; "
              f"dtype {setup['dtype']} (sklearn: as labelled)"]
+    if setup.get("gemm"):
+        lines.append(f"CPU GEMM: {setup['gemm']}; subnormals: {setup.get('subnormals', '?')}")
+    if setup.get("gemm_choices"):
+        lines.append(f"CPU GEMM chosen per shape: {setup['gemm_choices']}")
     if setup.get("env"):
         lines.append("env: " + ", ".join(f"{k}={v}" for k, v in setup["env"].items()))
     if setup.get("peak_gemm_gflops"):
-        lines.append("peak GEMM (2048^3 on CPU, 4096^3 on GPU; float32): " +
+        lines.append("best float32 GEMM rate measured in the run (the '% of peak' base): " +
                      ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in setup["peak_gemm_gflops"].items()))
     return "\n".join(lines)
 
 
 def format_table(results, markdown=False) -> str:
     head = ["config", "device", "implementation", "dtype", "samples/s", "spread (min-max)", "GFLOP/s",
-            "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
+            "% of peak", "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
     rows = []
     for r in results:
         prof = r.get("profile")
@@ -40,14 +44,15 @@ def format_table(results, markdown=False) -> str:
         speed = "—" if r["impl"] == "gpunn" else f"{r['gpunn_speedup']:.2f}x"
         label = r["label"] + (f", {r['note']}" if r.get("note") else "")
         rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
-                     f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
+                     f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}",
+                     f"{100 * r.get('fraction_of_peak', float('nan')):.0f}%", f"{100 * r['fraction_of_gemm']:.0f}%",
                      speed, prof_text])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         out += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(out)
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    right = {4, 5, 6, 7, 8}
+    right = {4, 5, 6, 7, 8, 9}
     fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     out, last = [fmt(head), fmt(["-" * w for w in widths])], None
     for row, r in zip(rows, results):
@@ -60,15 +65,20 @@ def format_table(results, markdown=False) -> str:
 
 
 def gemm_note(results) -> str:
-    seen, parts = set(), []
+    seen, parts, peaks = set(), [], []
     for r in results:
         key = (r["config"], r["backend"])
         if key not in seen and r["impl"] == "gpunn":
             seen.add(key)
-            parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}")
-    text = ("% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest), "
-            "timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
-            ".\nRatios and % of GEMM are medians of per-round pairs; samples/s the median over rounds.")
+            parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}"
+                         + (f" ({r['gemm_library']})" if r.get("gemm_library") else ""))
+            peaks.append(f"{r['config']} [{r['backend']}] {r.get('peak_gflops', float('nan')):.0f}"
+                         + (f" ({r['peak_gemm']})" if r.get("peak_gemm") else ""))
+    text = ("% of peak: of the best float32 GEMM rate in the same rounds (square products through every GEMM "
+            "library installed, and the same-shape one; the fastest per round), GFLOP/s: " + ", ".join(peaks) +
+            ".\n% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest) "
+            "through the library gpunn chose for it, timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
+            ".\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds.")
     if any(r.get("noisy") for r in results):
         text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
     return text

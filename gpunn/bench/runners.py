@@ -4,10 +4,11 @@ For each configuration and backend it measures, interleaved so that background l
 every implementation alike:
 - gpunn's steady-state training samples/s (``MLP.fit`` on shuffled mini-batches, Adam, float32),
   the median over repeats after a warm-up, with the spread;
-- achieved FLOP/s = 6 * weights * samples/s, and that as a fraction of the rate of one GEMM of
-  the configuration's own hidden-layer shape (batch x widest x widest), measured on the same
-  device and dtype in the same interleaved rounds (so background load hits it alike); a large
-  square GEMM (the device's practical peak) is shown beside it;
+- achieved FLOP/s = 6 * weights * samples/s, as a fraction of the best float32 GEMM rate measured
+  in the same interleaved rounds ("% of peak": a large square product through every GEMM library
+  installed, and the same-shape product below; the fastest in each round), and as a fraction of
+  one GEMM of the configuration's own hidden-layer shape (batch x widest x widest) through the
+  library gpunn chose for that shape ("% of GEMM");
 - the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
   instrumented run that times each ``ops`` method, synchronising the GPU around each);
 - the peers on the same data: the plain-NumPy loop of the seed's equations (gpunn/bench/naive.py),
@@ -101,24 +102,54 @@ class Runner:
 
 
 class GemmRunner(Runner):
-    """The roofline: out = a @ b of a representative shape; one "epoch" is one product."""
+    """The roofline: out = a @ b of a representative shape; one "epoch" is one product.
+
+    On the CPU the product goes through ``library`` (a name in gpunn.ops.gemm.LIBRARIES), or by
+    default through the library gpunn's own training step chose for the shape; on the GPU, cuBLAS.
+    """
 
     key = "gemm"
 
-    def __init__(self, backend, dtype, m, k, n):
+    def __init__(self, backend, dtype, m, k, n, library=None):
         xp, self.backend = backend.xp, backend
         rng = numpy.random.default_rng(0)
         self.a = xp.asarray(rng.standard_normal((m, k)), dtype=dtype)
         self.b = xp.asarray(rng.standard_normal((k, n)), dtype=dtype)
         self.out = xp.empty((m, n), dtype)
         self.flops = 2.0 * m * k * n
-        self.label = f"GEMM {m}x{k}x{n} {dtype}"
+        self.shape = f"{m}x{k}x{n}"
+        self._matmul = lambda a, b, out: xp.matmul(a, b, out=out)
+        self._chooser = None
+        if not backend.is_gpu:
+            from ..ops import gemm
+            from ..ops.cpu import _split_rows
+
+            self._chooser = (gemm.shared_chooser(_split_rows) if library is None
+                             else gemm.GemmChooser(_split_rows, candidates=[library]))
+            self._matmul = self._chooser.matmul
+        self.library = library or ("cuBLAS" if backend.is_gpu else None)
+        self.label = f"GEMM {self.shape} {dtype}"
+
+    def chosen(self) -> str:
+        """The library that ran the product (after the first epoch)."""
+        if self._chooser is not None and self._chooser.choices:
+            return next(iter(self._chooser.choices.values())) if self.library is None else self.library
+        return self.library or "numpy"
 
     def epochs(self, n):
-        matmul = self.backend.xp.matmul
+        matmul = self._matmul
         for _ in range(n):
-            matmul(self.a, self.b, out=self.out)
+            matmul(self.a, self.b, self.out)
         synchronize(self.backend)
+
+
+def peak_runners(backend, dtype="float32", size=None) -> list:
+    """Square GEMMs (2048^3 on CPU, 4096^3 on GPU), one per GEMM library installed: the practical peak."""
+    if backend.is_gpu:
+        return [GemmRunner(backend, dtype, *3 * [size or 4096])]
+    from ..ops import gemm
+
+    return [GemmRunner(backend, dtype, *3 * [size or 2048], library=name) for name in gemm.available()]
 
 
 class GpunnRunner(Runner):
@@ -348,6 +379,10 @@ class Result:
     gflops: float = float("nan")
     gemm_gflops: float = float("nan")
     fraction_of_gemm: float = float("nan")
+    gemm_library: str = ""  # the library that ran the same-shape product
+    peak_gflops: float = float("nan")  # median over rounds of the fastest GEMM of the round
+    peak_gemm: str = ""  # which GEMM that was, most often
+    fraction_of_peak: float = float("nan")
     gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's, median of per-round ratios
     noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
     profile: dict | None = None
@@ -360,15 +395,17 @@ def _median_rate(times, samples):
 
 
 def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, deadline=None, profile=True,
-                 threads=None, log=print, variants=()) -> list:
+                 threads=None, log=print, variants=(), peak_size=None) -> list:
     """All implementations on one configuration and backend, interleaved; returns Results (gpunn first).
 
-    ``variants``: more gpunn runs, as (precision, graph) pairs (GPU only), e.g. ("bf16", True)."""
+    ``variants``: more gpunn runs, as (precision, graph) pairs (GPU only), e.g. ("bf16", True).
+    ``peak_size``: the square GEMM timed as the practical peak (see run)."""
     rows = _dataset_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
                          dtype="float32")
     gemm = GemmRunner(backend, "float32", *cfg.gemm_shape)  # timed in the same rounds as the rest
-    runners, results = [gemm], []
+    peaks = peak_runners(backend, "float32", peak_size)
+    runners, results = [gemm, *peaks], []
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
     where = f"{cfg.name} [{backend.device}]"
@@ -420,6 +457,17 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
     gemm_rate = _median_rate(gemm_times, gemm.flops)[0]
+    # The best GEMM rate of each round: the fastest of the square products and the same-shape one.
+    gemms = [gemm, *peaks]
+    round_rates = [[g.flops / t for t in (gemm_times if g is gemm else times[g])] for g in gemms]
+    for g in peaks:
+        times.pop(g)
+        runners.remove(g)
+    rounds = len(gemm_times)
+    peak_rates = [max(rates[i] for rates in round_rates) for i in range(rounds)]
+    winners = [max(range(len(gemms)), key=lambda j: round_rates[j][i]) for i in range(rounds)]
+    top = gemms[max(set(winners), key=winners.count)]
+    peak_label = f"{top.shape} {top.chosen()}"
     base_times = times[gpunn]
     for r in runners:
         med, spread, rates = _median_rate(times[r], rows)
@@ -429,6 +477,11 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         res.gemm_gflops = gemm_rate / 1e9
         res.fraction_of_gemm = statistics.median(
             cfg.flops_per_sample * rows / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
+        res.gemm_library = gemm.chosen()
+        res.peak_gflops = statistics.median(peak_rates) / 1e9
+        res.peak_gemm = peak_label
+        res.fraction_of_peak = statistics.median(cfg.flops_per_sample * rows / t / p
+                                                 for t, p in zip(times[r], peak_rates))
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], base_times))
         res.noisy = spread[1] > 1.3 * spread[0]
         if isinstance(r, SklearnRunner):
@@ -450,13 +503,17 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
 
 
 def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print,
-        variants=(), on_result=None):
+        variants=(), on_result=None, peak_size=None):
     """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}.
 
     ``variants``: extra gpunn runs on the GPU, as (precision, graph) pairs (see bench_config).
     ``on_result(data, new)`` is called after each configuration with the data so far (``complete``
     False) and that configuration's new results.
+    ``peak_size``: the square GEMM timed as the practical peak (default 2048 on CPU, 4096 on GPU; 256
+    for CI-sized runs, ``seconds`` under 0.05, where the peak is not the point).
     """
+    if peak_size is None and seconds < 0.05:
+        peak_size = 256
     threads = blas_threads() or _cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
@@ -478,19 +535,22 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
         log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             new = bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log,
-                               variants)
+                               variants, peak_size)
         results.extend(new)
         if on_result is not None:
             setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
             on_result({"setup": setup, "results": [asdict(r) for r in results], "complete": False},
                       [asdict(r) for r in new])
     setup = setup_info(backends, threads)  # again: torch's threads are known once it is loaded
+    # The device's practical peak: the best float32 GEMM rate measured in any configuration's rounds
+    # (square products through every GEMM library installed; no extra time).
     setup["peak_gemm_gflops"] = {}
-    for b in backends:  # the device's practical peak, in what budget is left (skipped when none is)
-        if _left(deadline) <= 0.5:
-            log(f"  peak GEMM [{b.device}]: skipped (--max-seconds budget spent)")
-            continue
-        setup["peak_gemm_gflops"][b.device] = round(measure_gemm(
-            b, "float32", *(3 * [4096 if b.is_gpu else 2048]), seconds=min(0.3, _left(deadline) / 2)) / 1e9, 1)
+    for r in results:
+        if r.impl == "gpunn" and math.isfinite(r.peak_gflops):
+            best = setup["peak_gemm_gflops"].get(r.backend, 0.0)
+            setup["peak_gemm_gflops"][r.backend] = max(best, round(r.peak_gflops, 1))
+    from ..ops import gemm
+
+    setup["gemm_choices"] = gemm.choices_summary()
     setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     return {"setup": setup, "results": [asdict(r) for r in results], "complete": True}

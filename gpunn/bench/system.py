@@ -36,6 +36,10 @@ def setup_info(backends, threads=None) -> dict:
     ops = CpuOps()
     info["gpunn_cpu_path"] = (f"fused Numba {numba.__version__} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
                               else "NumPy reference (Numba not installed)")
+    from ..ops import denormals, gemm
+
+    info["gemm"] = gemm.describe()
+    info["subnormals"] = denormals.describe()
     for mod, dist in (("torch", "torch"), ("sklearn", "scikit-learn")):
         # Versions from the package metadata: importing torch only to print its version can take
         # longer than a whole --max-seconds budget on a cold machine. Its threads once it is loaded.
