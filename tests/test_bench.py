@@ -106,6 +106,23 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     assert "% of peak" in out and "CPU GEMM chosen per shape: " in out and "64x32·32x32 float32" in setup["gemm_choices"]
 
 
+def test_bench_sustain_trains_before_timing(capsys, monkeypatch):
+    """--sustain N: gpunn trains N more steps (whole epochs) after the warm-up, before the timed rounds."""
+    from gpunn.bench import runners
+
+    calls = []
+    original = runners.GpunnRunner.epochs
+    monkeypatch.setattr(runners.GpunnRunner, "epochs", lambda self, n: calls.append(n) or original(self, n))
+    data = bench.run([bench.QUICK_CONFIG], [bench.available_backends()[0]], peers=[], repeats=1,
+                     seconds=0.01, profile=False, log=print, sustain_steps=600)
+    batches = runners._dataset_rows(bench.QUICK_CONFIG, bench.available_backends()[0]) // bench.QUICK_CONFIG.batch
+    ageing = -(-600 // batches)
+    assert len(calls) == 4 and calls[:3] == [1, 1, ageing]  # warm-up, calibration, ageing, the timed round
+    assert data["setup"]["sustain_steps"] == 600
+    assert f"{ageing} more epochs (600+ steps) of each before timing" in capsys.readouterr().out
+    assert "after 600+ more training steps" in bench.format_setup(data["setup"])
+
+
 def test_bench_custom_config_markdown_and_missing_peer(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError: skipped, not failed
     path = tmp_path / "b.json"

@@ -24,6 +24,8 @@ def format_setup(setup: dict) -> str:
         lines.append(f"CPU GEMM: {setup['gemm']}; subnormals: {setup.get('subnormals', '?')}")
     if setup.get("gemm_choices"):
         lines.append(f"CPU GEMM chosen per shape: {setup['gemm_choices']}")
+    if setup.get("sustain_steps"):
+        lines.append(f"timed after {setup['sustain_steps']}+ more training steps of each implementation (--sustain)")
     if setup.get("env"):
         lines.append("env: " + ", ".join(f"{k}={v}" for k, v in setup["env"].items()))
     if setup.get("peak_gemm_gflops"):

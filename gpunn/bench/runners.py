@@ -395,11 +395,12 @@ def _median_rate(times, samples):
 
 
 def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, deadline=None, profile=True,
-                 threads=None, log=print, variants=(), peak_size=None) -> list:
+                 threads=None, log=print, variants=(), peak_size=None, sustain_steps=0) -> list:
     """All implementations on one configuration and backend, interleaved; returns Results (gpunn first).
 
     ``variants``: more gpunn runs, as (precision, graph) pairs (GPU only), e.g. ("bf16", True).
-    ``peak_size``: the square GEMM timed as the practical peak (see run)."""
+    ``peak_size``: the square GEMM timed as the practical peak (see run).
+    ``sustain_steps``: train every implementation this many more steps before timing (see run)."""
     rows = _dataset_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
                          dtype="float32")
@@ -439,6 +440,12 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         r.epochs(1)
         once = max(time.perf_counter() - t0, 1e-6)
         counts[r] = once
+    if sustain_steps:  # the state a long run reaches (e.g. subnormals built up in Adam's moments)
+        ageing = math.ceil(sustain_steps / math.ceil(rows / cfg.batch))
+        log(f"  {where}: {ageing} more epochs ({sustain_steps}+ steps) of each before timing")
+        for r in runners:
+            if not isinstance(r, GemmRunner):
+                r.epochs(ageing)
     per_repeat = seconds
     if deadline is not None:  # every runner's repeats, at least two rounds, within what is left
         per_repeat = min(seconds, max(0.0, _left(deadline)) / (max(2, repeats) * len(runners)))
@@ -503,7 +510,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
 
 
 def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None, profile=True, log=print,
-        variants=(), on_result=None, peak_size=None):
+        variants=(), on_result=None, peak_size=None, sustain_steps=0):
     """Benchmark every configuration on every backend; returns {"setup": ..., "results": [...]}.
 
     ``variants``: extra gpunn runs on the GPU, as (precision, graph) pairs (see bench_config).
@@ -511,6 +518,9 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
     False) and that configuration's new results.
     ``peak_size``: the square GEMM timed as the practical peak (default 2048 on CPU, 4096 on GPU; 256
     for CI-sized runs, ``seconds`` under 0.05, where the peak is not the point).
+    ``sustain_steps``: before timing, train each implementation that many more steps, so that the
+    timing is of the steady state of a long run (about 1,000 steps lets Adam's moments of dead units
+    decay into the subnormal range, which slows a CPU that computes subnormals; 0: time from a fresh start).
     """
     if peak_size is None and seconds < 0.05:
         peak_size = 256
@@ -535,13 +545,14 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
         log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             new = bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log,
-                               variants, peak_size)
+                               variants, peak_size, sustain_steps)
         results.extend(new)
         if on_result is not None:
             setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
             on_result({"setup": setup, "results": [asdict(r) for r in results], "complete": False},
                       [asdict(r) for r in new])
     setup = setup_info(backends, threads)  # again: torch's threads are known once it is loaded
+    setup["sustain_steps"] = sustain_steps
     # The device's practical peak: the best float32 GEMM rate measured in any configuration's rounds
     # (square products through every GEMM library installed; no extra time).
     setup["peak_gemm_gflops"] = {}

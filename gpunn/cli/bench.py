@@ -34,6 +34,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "%(default)s; the first row is always float32, the others are added beside it)")
     b.add_argument("--graph", action="store_true",
                    help="also time gpunn with each training step captured as a CUDA graph (GPU only)")
+    b.add_argument("--sustain", type=int, default=0, metavar="STEPS",
+                   help="train each implementation STEPS more mini-batch steps before timing: the steady state of a "
+                        "long run, where slowdowns that build up (subnormals in optimizer state) show; 1000 is "
+                        "enough for those (default: %(default)s, time from a fresh start)")
     b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration, 2 short repeats")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
     b.add_argument("--json", metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
@@ -86,7 +90,8 @@ def run(args) -> int:
 
     data = bench.run(configs, backends, peers=peers, repeats=repeats, seconds=seconds, max_seconds=args.max_seconds,
                      profile=not args.no_profile, log=lambda msg: print(msg, flush=True),
-                     variants=variants(args.precision, args.graph), on_result=on_result)
+                     variants=variants(args.precision, args.graph), on_result=on_result,
+                     sustain_steps=max(0, args.sustain))
     data["setup"]["command"] = command
     print()
     print(bench.format_setup(data["setup"]))
