@@ -104,6 +104,10 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["matmul"] > 0
     assert "gpunn (cpu)" in out and "naive numpy loop" in out and "BLAS" in out
     assert "% of peak" in out and "CPU GEMM chosen per shape: " in out and "64x32·32x32 float32" in setup["gemm_choices"]
+    from gpunn.ops import gemm
+
+    # the same-shape GEMM (64x32x32 for tiny) names the library the chooser picked for exactly that shape
+    assert gp["gemm_library"] == gemm.shared_chooser().choices[("float32", 64, 32, 32, False, False)]
 
 
 def test_bench_sustain_trains_before_timing(capsys, monkeypatch):

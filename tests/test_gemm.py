@@ -43,7 +43,7 @@ def test_each_library_matches_numpy(name, dtype, shape):
     chooser.matmul(a, b, out)
     numpy.testing.assert_allclose(out, expect, **TOL[dtype])
     # the product really went through the library (not the NumPy fallback) wherever it takes the operands
-    assert chooser.choices[gemm._key(a, b)] == (name if lib.takes(a, b, out) else "numpy")
+    assert chooser.choices[gemm.shape_key(a, b)] == (name if lib.takes(a, b, out) else "numpy")
     if name == "mkl" or (name == "blis" and dtype == "float32"):
         assert lib.takes(a, b, out)
 
@@ -68,7 +68,7 @@ def test_chooser_measures_once_per_shape_and_picks_an_installed_library(monkeypa
         chooser.matmul(a, b, out)
     numpy.testing.assert_allclose(out, a @ b, **TOL["float32"])
     assert len(calls) == 1
-    key = gemm._key(a, b)
+    key = gemm.shape_key(a, b)
     assert chooser.choices[key] in gemm.available()
     assert set(chooser.rates[key]) == {n for n in gemm.available()}  # every installed one was timed
     assert all(r > 0 for r in chooser.rates[key].values())
@@ -82,11 +82,11 @@ def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
     monkeypatch.setattr(chooser, "_time", lambda lib, a, b, out, calls: 1.0 if lib.name == "numpy" else 0.99)
     a, b = operands(64, 32, 16, False, False, "float32")
     chooser.matmul(a, b, numpy.empty((64, 16), "float32"))
-    assert chooser.choices[gemm._key(a, b)] == "numpy"
+    assert chooser.choices[gemm.shape_key(a, b)] == "numpy"
     monkeypatch.setattr(chooser, "_time", lambda lib, a, b, out, calls: 1.0 if lib.name == "numpy" else 0.5)
     a, b = operands(64, 32, 17, False, False, "float32")
     chooser.matmul(a, b, numpy.empty((64, 17), "float32"))
-    assert chooser.choices[gemm._key(a, b)] == "blis"
+    assert chooser.choices[gemm.shape_key(a, b)] == "blis"
 
 
 def test_gpunn_gemm_env(monkeypatch):

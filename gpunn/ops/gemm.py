@@ -192,7 +192,8 @@ def requested() -> tuple:
 
 # ---- the choice ---------------------------------------------------------------------------------
 
-def _key(a, b) -> tuple:
+def shape_key(a, b) -> tuple:
+    """What a choice is cached by: (dtype, m, k, n, a transposed, b transposed)."""
     return (a.dtype.name, a.shape[0], a.shape[1], b.shape[1], not a.flags.c_contiguous, not b.flags.c_contiguous)
 
 
@@ -220,7 +221,7 @@ class GemmChooser:
         self._impl = {lib.name: lib for lib in self.libraries}
 
     def matmul(self, a, b, out):
-        key = _key(a, b)
+        key = shape_key(a, b)
         name = self.choices.get(key)
         if name is None:
             name = self._choose(key, a, b, out)
