@@ -11,9 +11,9 @@ Candidates, each used only where it is installed:
   ``cblas_dgemm`` with ctypes (no Python binding is needed), with the threads it picks itself.
 
 ``GemmChooser.matmul(a, b, out)`` keys a product by (dtype, m, k, n, a transposed, b transposed),
-times every candidate on the real operands the first time it sees the key (a few calls each,
-interleaved, the median kept), and from then on calls the winner. A candidate must beat NumPy by
-``MARGIN`` to be chosen, so measurement noise does not move a shape off NumPy for nothing. Every
+times every candidate on the real operands the first time it sees the key (single calls, the
+libraries alternating, 3-15 rounds, the median kept), and from then on calls the winner. A
+candidate must beat NumPy by ``MARGIN`` to be chosen, so measurement noise does not move a shape off NumPy for nothing. Every
 candidate computes the same product in float32 / float64 (sums in a different order: results
 agree with NumPy to rounding, tests/test_gemm.py).
 
@@ -208,14 +208,13 @@ class GemmChooser:
     ``split(fn, n)`` (optional) runs fn(lo, hi) over [0, n) on gpunn's CPU threads (for BLIS).
     """
 
-    def __init__(self, split=None, candidates=None, calls: int = 3):
+    def __init__(self, split=None, candidates=None):
         names, forced = requested() if candidates is None else (list(candidates), len(candidates) == 1)
         self.libraries = [lib for lib in (library(n) for n in names) if lib is not None]
         if not any(lib.name == "numpy" for lib in self.libraries):
             self.libraries.insert(0, library("numpy"))
         self.forced = forced
         self.split = split
-        self.calls = calls
         self.choices: dict = {}  # key -> library name
         self.rates: dict = {}  # key -> {library name: GFLOP/s measured at the choice}
         self._impl = {lib.name: lib for lib in self.libraries}
@@ -244,12 +243,15 @@ class GemmChooser:
         times = {lib.name: [] for lib in takers}
         for lib in takers:  # warm-up: first calls load code, start thread pools, touch memory
             lib(a, b, out, self.split)
-        # Interleaved rounds of `calls` products each, so a burst of background load hits all alike.
+        # One product per library per round, the libraries alternating (in a rotating order): in a
+        # training step each product comes after other work, so a library's worker threads are not
+        # still spinning from its previous call. Timing back-to-back calls of one library hides the
+        # cost of waking them, which favoured multi-threaded BLAS on a busy machine.
         once = max(1e-6, self._time(takers[0], a, b, out, 1))
-        calls = max(1, min(self.calls * 20, int(2e-3 / once)))  # ~2 ms per round, up to 60 products
-        for _ in range(5 if once < 5e-3 else 3):  # 3 rounds for large products: the choice costs < 1 s
-            for lib in takers:
-                times[lib.name].append(self._time(lib, a, b, out, calls) / calls)
+        rounds = 15 if once < 1e-3 else 7 if once < 5e-3 else 3  # the choice costs well under a second
+        for r in range(rounds):
+            for lib in takers[r % len(takers):] + takers[:r % len(takers)]:
+                times[lib.name].append(self._time(lib, a, b, out, 1))
         med = {n: statistics.median(t) for n, t in times.items()}
         best = min(med, key=med.get)
         if best != "numpy" and med[best] * MARGIN > med["numpy"]:
