@@ -139,8 +139,9 @@ class DataParallel:
         data = dict(self.source.config())
         if self._arrays is not None:  # a checksum of the data itself (a source is described by its config)
             data["fingerprint"] = [float(xp.sum(a, dtype="float64")) for a in self._arrays]
-        return {"model": {"layer_sizes": list(model.layer_sizes), "activations": [a.name for a in model.activations],
-                          "bias": model.bias, "dtype": model.dtype.name, "seed": model.seed},
+        described = {k: getattr(model, k) for k in ("bias", "seed", "seeds", "n_models") if hasattr(model, k)}
+        return {"model": dict(described, layer_sizes=list(model.layer_sizes), dtype=model.dtype.name,
+                              activations=[a.name for a in model.activations]),
                 "backend": model.backend.name, "optimizer": trainer.optimizer.config(),
                 "fit": trainer.settings.to_dict(),
                 "start": {"epoch": trainer.state.epoch, "batch": trainer.state.batch,
