@@ -366,10 +366,23 @@ def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    from gpunn.data.tables import rows_window
-
     values = numpy.arange(280_000, dtype=numpy.float32)
     pq.write_table(pa.table({"x": values, "y": values}), tmp_path / "big.parquet", row_group_size=140_000)
     source = data.parquet(tmp_path / "big.parquet", target="y")
     assert source.chunk_sizes == [140_000, 140_000] and source.window == 7  # 7 x 140,000 ~ 16 x 65,536 rows
-    assert rows_window(16, [1_048_576] * 5) == 1 and rows_window(16, [65_536, 1000]) == 16
+
+
+def test_a_parquet_file_corrupted_after_opening_stops_naming_the_file_and_row_group(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    values = numpy.arange(9000, dtype=numpy.float64)
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"x": values, "y": values}), path, row_group_size=3000)
+    source = data.parquet(path, target="y", shuffle=False, window=1, device="cpu")
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # zero the middle of the file, keeping the footer read at opening
+        fh.seek(size // 3)
+        fh.write(b"\0" * (size // 3))
+    with pytest.raises(DataError, match=r"c\.parquet \(row group \d, rows \d+-\d+\): could not be read"):
+        list(source.batches(0, 500))

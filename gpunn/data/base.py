@@ -92,6 +92,15 @@ class ChunkedSource:
         else:
             self.validation_chunks, self.train_chunks = [], everything
 
+    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False) -> None:
+        """The subclass's last step of construction: its chunk sizes (and, for files whose chunks the
+        writer chose, a window of about ``window`` x 65,536 rows), then binding when asked for."""
+        self._set_chunks(sizes)
+        if window_by_rows:
+            self.window = max(1, min(self.window, self.window * 65536 // max(self.chunk_sizes)))
+        if device is not None or dtype is not None:
+            self.bind(device or "auto", dtype or "float32")
+
     def hold_out(self, fraction) -> "ChunkedSource":
         """Hold out ``fraction`` of the chunks for validation (as ``validation_fraction`` does)."""
         if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):

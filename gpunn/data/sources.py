@@ -27,9 +27,7 @@ class SyntheticSource(ChunkedSource):
         self.n_features, self.n_outputs = self.task.n_features, self.task.n_outputs
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._set_chunks(chunk_sizes(positive_int(rows, "rows"), CHUNK_ROWS))
-        if device is not None or dtype is not None:
-            self.bind(device or "auto", dtype or "float32")
+        self._ready(chunk_sizes(positive_int(rows, "rows"), CHUNK_ROWS), device, dtype)
 
     def _device_windows(self, windows):
         from .pipeline import generated_windows
@@ -158,9 +156,7 @@ class NpySource(ChunkedSource):
         self.chunk_rows = positive_int(chunk_rows, "chunk_rows")
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._set_chunks(chunk_sizes(self.x.rows, self.chunk_rows))
-        if device is not None or dtype is not None:
-            self.bind(device or "auto", dtype or "float32")
+        self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype)
 
     def batches(self, epoch, batch_size, first_batch=0):
         self.x.check_size()  # a file cut short since the last epoch fails here, before any step

@@ -74,12 +74,6 @@ def copy_columns(table, names, out):
             out[:, j] = column.to_numpy(zero_copy_only=False)
 
 
-def rows_window(window, sizes, rows=65536):
-    """Chunks per window so that a window holds about ``window`` x 65,536 rows however large the
-    file's own chunks are (at least one chunk): memory follows rows, not the writer's chunking."""
-    return max(1, min(window, window * rows // max(sizes)))
-
-
 class ParquetSource(ChunkedSource):
     """A Parquet file, or a directory of them read as one dataset; one chunk per row group.
 
@@ -119,10 +113,7 @@ class ParquetSource(ChunkedSource):
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._set_chunks(sizes)
-        self.window = rows_window(self.window, sizes)
-        if device is not None or dtype is not None:
-            self.bind(device or "auto", dtype or "float32")
+        self._ready(sizes, device, dtype, window_by_rows=True)
 
     @staticmethod
     def list_files(path):
@@ -201,10 +192,7 @@ class CsvSource(ChunkedSource):
         self._stream, self._next_chunk = None, 0
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._set_chunks(sizes)
-        self.window = rows_window(self.window, sizes)
-        if device is not None or dtype is not None:
-            self.bind(device or "auto", dtype or "float32")
+        self._ready(sizes, device, dtype, window_by_rows=True)
 
     def _reader(self, columns):
         import pyarrow
