@@ -264,9 +264,13 @@ WRITER = textwrap.dedent("""
     import numpy
     from gpunn import MLP, ModelCheckpoint
     _savez = numpy.savez
-    def savez_then_pause(fh, **arrays):  # the bytes are in the temp file, not yet renamed: kills land here often
+    writes = 0
+    def savez_then_pause(fh, **arrays):  # the bytes are in the temp file, not yet renamed: say so, and pause
+        global writes
         _savez(fh, **arrays)
-        time.sleep(0.03)
+        writes += 1
+        print(f"mid-write {writes}", flush=True)
+        time.sleep(0.2)
     numpy.savez = savez_then_pause
     rng = numpy.random.default_rng(0)
     X, Y = rng.standard_normal((64, 32)), rng.standard_normal((64, 1))
@@ -285,18 +289,20 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), GPUNN_DEVICE="cpu")
     rnd = random.Random(1234)
     killed_mid_write = 0
-    for attempt in range(30):  # at least 8 kills, and on until one has landed mid-write
-        if attempt >= 8 and killed_mid_write:
-            break
+    for attempt in range(8):
         before = path.stat().st_mtime_ns if path.exists() else None
         proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until this process has written at least once
-            if path.exists() and path.stat().st_mtime_ns != before:
-                break
-            time.sleep(0.002)
-        time.sleep(rnd.uniform(0.0, 0.3))  # then kill it somewhere in its write-train-write loop
+        if attempt % 2:  # kill as the writer reports its second write is in the temp file, not yet renamed
+            while proc.stdout.readline().strip() != b"mid-write 2":
+                pass
+        else:  # kill at a random moment after its first complete write
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if path.exists() and path.stat().st_mtime_ns != before:
+                    break
+                time.sleep(0.002)
+            time.sleep(rnd.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         ckpt = gpunn.load_checkpoint(path, device="cpu")  # never raises: the last complete write is there
@@ -305,8 +311,9 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
         # the next writer removed what an earlier killed one left: at most this kill's temp file is there
         assert len(leftovers) <= 1 and all(n.startswith(".run.npz.") for n in leftovers)
         killed_mid_write += len(leftovers)
-    # Writing dominates this loop, so some kills landed mid-write (each leaves its temp file behind) ...
-    assert killed_mid_write, attempt
+    # kills landed mid-write (each leaves its temp file behind; the writer's 0.2 s pause makes it certain
+    # for the reported ones unless this process was descheduled that long) ...
+    assert killed_mid_write
     gpunn.save(path, ckpt.model)  # ... and the next write to the same path removes it
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
