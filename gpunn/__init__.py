@@ -4,13 +4,14 @@ from ._version import __version__
 from .activations import ACTIVATIONS
 from .backend import CPUFallbackWarning, DeviceError
 from .checkpoint import CheckpointError, ModelCheckpoint, load, load_checkpoint, save
+from .ensemble import Ensemble
 from .model import MLP
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer, Schedule
 from .training.callbacks import Callback, EarlyStopping, History, ReduceLROnPlateau
 from .training.fit import fit
 from .training.loop import TrainingDiverged
 
-__all__ = ["MLP", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", "Callback", "History", "TrainingDiverged",
+__all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", "Callback", "History", "TrainingDiverged",
            "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "save", "load", "load_checkpoint",
            "CheckpointError", "DeviceError", "CPUFallbackWarning", "__version__",
            "Optimizer", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Schedule"]

@@ -54,3 +54,14 @@ def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def per_member(value, n_models: int, name: str) -> list:
+    """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        return [value] * n_models
+    values = [v.item() if isinstance(v, numpy.generic) else v for v in value]
+    if len(values) != n_models:
+        raise ValueError(f"{name} lists {len(values)} values but the ensemble has {n_models} members; "
+                         f"pass one value for all, or exactly {n_models}")
+    return values

@@ -4,24 +4,13 @@
 // see gpunn/kernels.py. T is float or double (mse_grad), or also bf16 (bias_grad, whose db is then
 // float: master_t<T>, bfloat16.cuh).
 #include "activations.cuh"
+<<<<<<< HEAD
 #include "bfloat16.cuh"
+=======
+#include "block_sum.cuh"
+>>>>>>> 14de06b (gpunn.Ensemble: K MLPs of one architecture trained as one step (member-major flat buffer, batched products, per-member optimizer settings, per-member early stopping); kernels/ensemble.cu with a member axis; block_sum moved to a header shared with reductions.cu)
 
 namespace gpunn {
-
-// The sum of v over the block, valid in thread 0. blockDim.x must be a multiple of 32 (<= 1024)
-// and every thread of the block must call it.
-__device__ __forceinline__ double block_sum(double v) {
-    __shared__ double warp_sums[32];
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (int)(blockDim.x >> 5) ? warp_sums[lane] : 0.0;
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
 
 // dA = scale * (A - Y) and *sum_sq += sum((A - Y)^2), the sum accumulated in double
 // (one atomicAdd per block). Launch with blockDim.x a multiple of 32.

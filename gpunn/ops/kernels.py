@@ -48,6 +48,9 @@ SOURCES = {
     "reductions.cu": {"mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
     "optimizers.cu": {"sgd_step": None, "adam_step": None, "optimizer_tick": None, "sgd_step_dev": None,
                       "adam_step_dev": None},
+    # the member-axis kernels of gpunn.Ensemble
+    "ensemble.cu": {"member_bias_act_forward": "act", "member_bias_grad": None, "member_mse_grad": None,
+                    "member_sgd_step": None, "member_adam_step": None},
 }
 KERNEL_SOURCE = {kernel: source for source, kernels in SOURCES.items() for kernel in kernels}
 

@@ -1,0 +1,278 @@
+"""Ensembles: K MLPs of one architecture trained as one model, with a member axis.
+
+Member k is the network of ``MLP(layer_sizes, ..., seed=seed + k)``; all K train in one step:
+for layers l = 1..L, with A[0] = X shared by every member (or member k's own resample of the
+rows with ``bootstrap=True``),
+    Z[l][k] = A[l-1][k] @ W[l][k] (+ b[l][k]),   A[l][k] = g[l](Z[l][k])
+and the backward pass of :mod:`gpunn.model` per member, as batched (K, rows, n) matrix products.
+The parameters of all members live in one flat buffer, member-major: member k's P parameters
+are the k-th run of P values, laid out as one MLP's flat buffer, so ``W[l]`` is a
+(K, n[l-1], n[l]) view (member stride P) and an optimizer step is one pass over the buffer with
+each member's settings read from a small table (:class:`gpunn.ops.ensemble.MemberRates`).
+
+With the same options, member k after ``Ensemble.fit(X, Y, lr=lrs, seed=s)`` holds the weights
+of ``MLP(seed=seed + k).fit(X, Y, lr=lrs[k], seed=s)``: the same batches in the same order and
+the same arithmetic per member (tests/test_ensemble.py proves it to 1e-10 in float64).
+"""
+from __future__ import annotations
+
+import numpy
+
+from .checks import as_matrix, check_rows_match, per_member, positive_int
+from .model import MLP, PREDICT_CHUNK_ROWS, ParamList
+from .ops.ensemble import ensemble_ops_for
+
+
+
+class _Workspace:
+    """Per-layer (K, rows, n) buffers for one batch size."""
+
+    def __init__(self, xp, members, rows, sizes, acts, dtype):
+        self.Z, self.A, self.dA = [], [], []
+        for n, act in zip(sizes[1:], acts):
+            Z = xp.empty((members, rows, n), dtype)
+            self.Z.append(Z)
+            self.A.append(xp.empty((members, rows, n), dtype) if act.needs_input_for_grad else Z)
+            self.dA.append(xp.empty((members, rows, n), dtype))
+
+
+class Ensemble:
+    """K regression MLPs of one architecture, trained together as batched products.
+
+    ``seed`` is an int (member k starts as ``MLP(layer_sizes, ..., seed=seed + k)``) or a list of
+    K ints. ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the
+    members' mean and population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of
+    member k; ``ens.best()`` the member with the best validation loss of the last fit.
+    """
+
+    def __init__(self, layer_sizes, n_models, activation="relu", output_activation="identity", bias=True,
+                 dtype="float32", device="auto", seed=None, fused=None):
+        self.n_models = positive_int(n_models, "n_models")
+        if seed is None:
+            seed = int(numpy.random.SeedSequence().entropy % 2**62)
+        seeds = per_member(seed, self.n_models, "seed") if not isinstance(seed, (int, numpy.integer)) else \
+            [int(seed) + k for k in range(self.n_models)]
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, (int, numpy.integer)):
+                raise ValueError(f"seed must be an int or a list of {self.n_models} ints, got {seed!r}")
+        self.seeds = [int(s) for s in seeds]
+        # One member's model: checks the options, and is the template each member is drawn from.
+        self._template = MLP(layer_sizes, activation, output_activation, bias, dtype, device, self.seeds[0], fused)
+        t = self._template
+        self.layer_sizes, self.activations, self.bias = t.layer_sizes, t.activations, t.bias
+        self.dtype, self.backend, self.xp, self.ops = t.dtype, t.backend, t.xp, t.ops
+        self.member_ops = ensemble_ops_for(self.ops)
+        self._activation_arg, self._output_activation_arg, self._fused = activation, output_activation, fused
+        self.params_per_member = t.n_parameters
+        self._check_fits_in_memory()
+        self._build_buffers()
+        self.init_parameters()
+        self._workspaces = {}
+        self.history = None
+
+    # ---- structure -------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    @property
+    def n_parameters(self) -> int:
+        return int(self.params.size)
+
+    def __len__(self):
+        return self.n_models
+
+    def _check_fits_in_memory(self, batch_rows=1024):
+        """Raise MemoryError before allocating when parameters, gradients, optimizer state (Adam's two
+        moments) and a batch's workspaces would not fit in the device's free memory."""
+        itemsize = self.dtype.itemsize
+        params = self.n_models * self.params_per_member
+        activations = self.n_models * batch_rows * sum(self.layer_sizes[1:]) * 3
+        need = (4 * params + activations) * itemsize
+        free = self.backend.free_memory() if hasattr(self.backend, "free_memory") else _free_memory(self.backend)
+        if free is not None and need > free:
+            raise MemoryError(
+                f"an ensemble of {self.n_models} x {self.layer_sizes} ({self.dtype.name}) needs about "
+                f"{need / 2**30:.2f} GiB (parameters, gradients, Adam state, workspaces for {batch_rows} rows) "
+                f"but the device has {free / 2**30:.2f} GiB free; use fewer members (gpunn sweep splits a grid "
+                f"into ensembles that fit) or a smaller network")
+
+    def _member_views(self, flat):
+        """(K, n_in, n_out) weight and (K, n_out) bias views into a (K * P) flat buffer."""
+        rows = flat.reshape(self.n_models, self.params_per_member)
+        weights, biases, offset = ParamList(self.xp), ParamList(self.xp), 0
+        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            weights.append(rows[:, offset:offset + n_in * n_out].reshape(self.n_models, n_in, n_out))
+            offset += n_in * n_out
+            if self.bias:
+                biases.append(rows[:, offset:offset + n_out])
+                offset += n_out
+        return weights, (biases if self.bias else None)
+
+    def _build_buffers(self):
+        total = self.n_models * self.params_per_member
+        with self.backend.use():
+            self.params = self.xp.zeros(total, self.dtype)
+            self.grads = self.xp.zeros(total, self.dtype)
+        self.member_params = self.params.reshape(self.n_models, self.params_per_member)
+        self.member_grads = self.grads.reshape(self.n_models, self.params_per_member)
+        self.weights, self.biases = self._member_views(self.params)
+        self._dW, self._db = self._member_views(self.grads)
+
+    def init_parameters(self):
+        """Member k's parameters exactly as ``MLP(..., seed=seeds[k])`` draws them."""
+        with self.backend.use():
+            for k, seed in enumerate(self.seeds):
+                self._template.init_parameters(seed)
+                self.member_params[k] = self._template.params
+
+    def _workspace(self, rows):
+        ws = self._workspaces.get(rows)
+        if ws is None:
+            if len(self._workspaces) >= 4:
+                self._workspaces.pop(next(iter(self._workspaces)))
+            ws = self._workspaces[rows] = _Workspace(self.xp, self.n_models, rows, self.layer_sizes,
+                                                     self.activations, self.dtype)
+        return ws
+
+    # ---- the math --------------------------------------------------------------------
+    def _forward(self, X, ws):
+        """A[L] (K, rows, outputs) for X (rows, inputs) shared by all members, or (K, rows, inputs)."""
+        A_prev, mops = X, self.member_ops
+        for l, act in enumerate(self.activations):
+            Z, A = ws.Z[l], ws.A[l]
+            mops.matmul(A_prev, self.weights[l], out=Z)
+            b = self.biases[l] if self.bias else None
+            if b is not None or A is not Z or act.name != "identity":
+                mops.bias_activation(Z, b, act, A, keep_z=A is not Z)
+            A_prev = A
+        return A_prev
+
+    def _backward(self, X, Y, ws):
+        """Fill the flat gradient buffer; return each member's sum((A[L] - Y)^2), a (K,) device array."""
+        mops, L = self.member_ops, self.n_layers
+        sum_sq = mops.loss_gradient(ws.A[-1], Y, ws.dA[-1])
+        for l in range(L - 1, -1, -1):
+            act, dZ = self.activations[l], ws.dA[l]
+            db = self._db[l] if self.bias else None
+            if act.name != "identity":
+                from_output = not act.needs_input_for_grad
+                mops.activation_bias_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ, db)
+            elif db is not None:
+                mops.bias_gradient(dZ, db)
+            A_prev = ws.A[l - 1] if l else X
+            mops.matmul(A_prev.swapaxes(-1, -2), dZ, out=self._dW[l])
+            if l:
+                mops.matmul(dZ, self.weights[l].swapaxes(-1, -2), out=ws.dA[l - 1])
+        return sum_sq
+
+    def train_step(self, X, Y):
+        """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
+        returns the (K,) device sums of squared errors of the batch."""
+        ws = self._workspace(X.shape[-2])
+        self._forward(X, ws)
+        return self._backward(X, Y, ws)
+
+    # ---- public API ------------------------------------------------------------------
+    def _as_input(self, X, name="X"):
+        return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
+
+    def _as_target(self, Y, name="Y"):
+        return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
+
+    def predict(self, X, return_std=False):
+        """Every member's A[L] for the rows of X: (K, rows, outputs) on the model's device.
+
+        ``return_std=True`` returns (mean, std) over the members instead, each (rows, outputs):
+        the population standard deviation (numpy.std's ddof=0), as scikit-learn's Gaussian
+        processes return it.
+        """
+        with self.backend.use():
+            X = self._as_input(X)
+            out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self.dtype)
+            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+                chunk = X[start:start + PREDICT_CHUNK_ROWS]
+                out[:, start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
+            if return_std:
+                return out.mean(axis=0), out.std(axis=0)
+            return out
+
+    def loss(self, X, Y):
+        """Each member's mean squared error on (X, Y): a (K,) NumPy array."""
+        with self.backend.use():
+            Y = self._as_target(Y)
+            P = self.predict(X)
+            check_rows_match(P[0], Y)
+            return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
+
+    def loss_and_gradients(self, X, Y):
+        """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]) (None without bias)."""
+        with self.backend.use():
+            X, Y = self._as_input(X), self._as_target(Y)
+            check_rows_match(X, Y)
+            sum_sq = self.train_step(X, Y)
+            dW = [g.copy() for g in self._dW]
+            db = [g.copy() for g in self._db] if self.bias else None
+            return self.backend.to_host(sum_sq) / X.shape[0], dW, db
+
+    def member(self, k) -> MLP:
+        """Member k as a :class:`gpunn.MLP` holding a copy of its weights."""
+        if isinstance(k, bool) or not isinstance(k, (int, numpy.integer)):
+            raise TypeError(f"members are indexed by an int, got {k!r}")
+        if not -self.n_models <= k < self.n_models:
+            raise IndexError(f"member {k} is out of range: the ensemble has {self.n_models} members "
+                             f"(0..{self.n_models - 1})")
+        k = int(k) % self.n_models
+        model = MLP(self.layer_sizes, self._activation_arg, self._output_activation_arg, self.bias, self.dtype.name,
+                    self.device, self.seeds[k], self._fused)
+        with self.backend.use():
+            model.params[...] = self.member_params[k]
+        return model
+
+    __getitem__ = member
+
+    def best(self, monitor="val_loss") -> MLP:
+        """The member whose best ``monitor`` value in the last fit was the best (lowest; highest for
+        names ending in r2), as an MLP."""
+        return self.member(self.best_index(monitor))
+
+    def best_index(self, monitor="val_loss") -> int:
+        if self.history is None:
+            raise RuntimeError("best() needs a fitted ensemble: call fit first")
+        if monitor not in self.history:
+            hint = " (fit with validation_data or validation_fraction)" if monitor.startswith("val_") else ""
+            raise ValueError(f"the history has no {monitor!r}{hint}; it has {', '.join(sorted(self.history))}")
+        values = numpy.asarray(self.history[monitor], dtype=numpy.float64)  # epochs x K
+        maximise = monitor.endswith("r2")
+        values = numpy.where(numpy.isfinite(values), values, -numpy.inf if maximise else numpy.inf)
+        per_member = values.max(axis=0) if maximise else values.min(axis=0)
+        return int(numpy.argmax(per_member) if maximise else numpy.argmin(per_member))
+
+    def fit(self, X, Y, **kwargs):
+        """Train all members; see :func:`gpunn.training.ensemble.fit_ensemble`. Returns the history."""
+        from .training.ensemble import fit_ensemble
+
+        return fit_ensemble(self, X, Y, **kwargs)
+
+    def __repr__(self):
+        acts = [a.name for a in self.activations]
+        return (f"Ensemble(n_models={self.n_models}, layer_sizes={self.layer_sizes}, activations={acts}, "
+                f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r})")
+
+
+def _free_memory(backend):
+    """Free bytes on a GPU backend (None on the CPU, where the OS decides)."""
+    if not backend.is_gpu:
+        return None
+    try:
+        with backend.use():
+            free, _total = backend.xp.cuda.runtime.memGetInfo()
+        pool = backend.xp.get_default_memory_pool()
+        return int(free) + int(pool.free_bytes())
+    except Exception:  # pragma: no cover - a driver without the query
+        return None
+

@@ -1,0 +1,287 @@
+"""The operations of an ensemble's training step, with a member axis.
+
+An :class:`gpunn.Ensemble` of K members stacks each layer's activations as (K, rows, n) arrays
+and keeps member k's parameters as the k-th row of a (K, P) view of one flat buffer, laid out
+as one MLP's flat buffer (so a bias is a (K, n) view whose rows lie P values apart). These
+methods do for all K members what ``gpunn.ops.base.Ops`` does for one model, with the same
+arithmetic per member, so that member k trains exactly as ``MLP(seed=seed + k)`` would.
+
+``EnsembleOps`` is the generic reference, written against ``xp`` through the single-model
+``Ops`` it wraps; ``gpunn.ops.ensemble_cuda.CupyEnsembleOps`` overrides it with the kernels of
+``kernels/ensemble.cu``; this module's ``CpuEnsembleOps`` with Numba loops over members that
+call the single-model kernels of ``gpunn.ops.cpu``. As with ``Ops``, every method writes into
+caller-owned buffers and none synchronises with the host.
+
+The optimizer's per-member settings are :class:`MemberRates`: a (K, HYPER_FIELDS) float64 table
+(learning rate for the epoch, weight decay, momentum, beta1, beta2, active), kept on the host
+for the CPU and copied once per epoch to the device for the kernels (kernels/ensemble.cuh).
+"""
+from __future__ import annotations
+
+import numpy
+
+from ..activations import Activation
+
+# Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
+LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
+HYPER_FIELDS = 6
+
+
+class MemberRates:
+    """Per-member optimizer settings: ``host`` (K, HYPER_FIELDS) float64, and its device copy."""
+
+    def __init__(self, xp, table):
+        self.xp = xp
+        self.host = numpy.array(table, dtype=numpy.float64)
+        self._device = None
+
+    @property
+    def members(self) -> int:
+        return self.host.shape[0]
+
+    def column(self, field):
+        return self.host[:, field]
+
+    @property
+    def active(self):
+        return self.host[:, ACTIVE] != 0
+
+    def update(self, field, values):
+        """Change one column (e.g. the epoch's learning rates); the device copy follows on next use."""
+        self.host[:, field] = values
+        self._device = None
+
+    @property
+    def device(self):
+        """The table on the device (one small copy after each change: at most once per epoch)."""
+        if self._device is None:
+            self._device = self.xp.asarray(self.host) if self.xp is not numpy else self.host
+        return self._device
+
+
+def _column(xp, values, dtype):
+    """A (K, 1) device column of ``values`` rounded once to ``dtype``: how one model rounds a Python float."""
+    return xp.asarray(numpy.asarray(values, dtype=numpy.float64).astype(dtype)[:, None])
+
+
+class EnsembleOps:
+    """Member-axis ops over the single-model ``ops`` (its ``xp``, scratch buffers and kernels)."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.xp = ops.xp
+
+    # ---- matrix products -------------------------------------------------------------
+    def matmul(self, a, b, out):
+        """out = a @ b over the member axis (a or b may be one matrix shared by all members).
+
+        An inner dimension of 1 (the output layer's dA = dZ @ W^T for one output) is an outer
+        product: a broadcast multiply, as the single-model CPU path does it.
+        """
+        if a.shape[-1] == 1 and b.shape[-2] == 1:
+            return self.xp.multiply(a, b, out=out)
+        return self.xp.matmul(a, b, out=out)
+
+    # ---- forward ---------------------------------------------------------------------
+    def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
+        """Z <- Z + b[k] (when keep_z or A is Z) and A <- g(Z + b[k]) for each member k; b is (K, n) or None."""
+        return self.ops.bias_activation(Z, None if b is None else b[:, None, :], act, A, keep_z)
+
+    # ---- backward --------------------------------------------------------------------
+    def activation_bias_backward(self, dA, act: Activation, source, from_output: bool, dZ, db):
+        """dZ <- dA * g'(source); db[k] <- column sums of dZ[k] (when db is not None)."""
+        cols = dA.shape[-1]
+        # the single-model op on the (K * rows, n) matrix: the same per-element math
+        self.ops.activation_backward(dA.reshape(-1, cols), act, source.reshape(-1, cols), from_output,
+                                     dZ.reshape(-1, cols))
+        if db is not None:
+            self.bias_gradient(dZ, db)
+        return dZ
+
+    def bias_gradient(self, dZ, db):
+        """db[k] <- column sums of dZ[k]."""
+        return self.xp.sum(dZ, axis=1, out=db)
+
+    def loss_gradient(self, A, Y, dA):
+        """dA <- (2/m)(A - Y); returns each member's sum((A - Y)^2) as a (K,) float64 device array.
+
+        A is (K, m, n); Y is (m, n) (shared by the members) or (K, m, n).
+        """
+        self.xp.subtract(A, Y, out=dA)
+        sums = self._member_sums_of_squares(dA)
+        dA *= 2.0 / A.shape[1]
+        return sums
+
+    def squared_error(self, A, Y):
+        """Each member's sum((A - Y)^2) as a (K,) float64 device array."""
+        diff = self.ops.scratch(A.shape, A.dtype)
+        self.xp.subtract(A, Y, out=diff)
+        return self._member_sums_of_squares(diff)
+
+    def _member_sums_of_squares(self, D):
+        flat = D.reshape(D.shape[0], -1)
+        return self.xp.einsum("ki,ki->k", flat, flat).astype(numpy.float64)
+
+    # ---- optimizer updates over the (K, P) parameter rows ------------------------------
+    def sgd_step(self, w, g, velocity, rates: MemberRates, nesterov: bool):
+        """Each active member's PyTorch SGD step (``Ops.sgd_step`` with its own lr, momentum, decay)."""
+        rows = self._active_rows(rates)
+        if rows is None:
+            return w
+        xp, dt = self.xp, w.dtype
+        table = rates.host if rows is Ellipsis else rates.host[rows]
+        W, G = w[rows], g[rows]
+        V = None if velocity is None else velocity[rows]
+        if table[:, WEIGHT_DECAY].any():
+            G = xp.add(G, _column(xp, table[:, WEIGHT_DECAY], dt) * W)
+        lr = _column(xp, table[:, LR], dt)
+        if V is None:
+            W -= lr * G
+        else:
+            V *= _column(xp, table[:, MOMENTUM], dt)
+            V += G
+            if nesterov:
+                step = V * _column(xp, table[:, MOMENTUM], dt)
+                step += G
+            else:
+                step = V
+            W -= lr * step
+        if rows is not Ellipsis:  # fancy indexing copied the active rows: write them back
+            w[rows] = W
+            if V is not None:
+                velocity[rows] = V
+        return w
+
+    def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+        """Each active member's Adam/AdamW step at ``step`` (``Ops.adam_step`` with its own settings)."""
+        rows = self._active_rows(rates)
+        if rows is None:
+            return w
+        xp, dt = self.xp, w.dtype
+        table = rates.host if rows is Ellipsis else rates.host[rows]
+        W, G, M, V = w[rows], g[rows], m[rows], v[rows]
+        lr, wd = table[:, LR], table[:, WEIGHT_DECAY]
+        beta1, beta2 = table[:, BETA1], table[:, BETA2]
+        if wd.any() and decoupled:
+            W *= _column(xp, 1.0 - lr * wd, dt)
+        elif wd.any():
+            G = xp.add(G, _column(xp, wd, dt) * W)
+        M *= _column(xp, beta1, dt)
+        tmp = G * _column(xp, 1.0 - beta1, dt)
+        M += tmp
+        V *= _column(xp, beta2, dt)
+        xp.multiply(G, G, out=tmp)
+        tmp *= _column(xp, 1.0 - beta2, dt)
+        V += tmp
+        bias_c1, bias_c2 = 1.0 - beta1**step, 1.0 - beta2**step
+        xp.sqrt(V, out=tmp)
+        tmp *= _column(xp, 1.0 / numpy.sqrt(bias_c2), dt)
+        tmp += eps
+        xp.divide(M, tmp, out=tmp)
+        tmp *= _column(xp, lr / bias_c1, dt)
+        W -= tmp
+        if rows is not Ellipsis:
+            w[rows], m[rows], v[rows] = W, M, V
+        return w
+
+    def _active_rows(self, rates):
+        """Ellipsis when every member trains, None when none does, else the active rows' indices."""
+        active = rates.active
+        if active.all():
+            return Ellipsis
+        if not active.any():
+            return None
+        return self.xp.asarray(numpy.flatnonzero(active))
+
+
+# ---- the CPU: Numba loops over members around the single-model kernels ----------------------
+try:
+    from .cpu import _FLOATS, numba
+
+    if numba is not None:
+        from numba import njit
+
+        from .cpu import _adam, _adam_l2, _bias_relu_inplace, _jit, _relu_backward_bias_inplace
+except ImportError:  # pragma: no cover
+    numba = None
+
+if numba is not None:
+
+    @njit(**_jit)
+    def _member_bias_relu(Z, b):
+        """Z[k] <- max(Z[k] + b[k], 0) for every member k (in place)."""
+        for k in range(Z.shape[0]):
+            _bias_relu_inplace(Z[k], b[k], 0, Z.shape[1])
+
+    @njit(**_jit)
+    def _member_relu_backward_bias(dZ, source, db):
+        """dZ[k] <- dZ[k] * [source[k] > 0] and db[k] <- its column sums, for every member k."""
+        for k in range(dZ.shape[0]):
+            _relu_backward_bias_inplace(dZ[k], source[k], db[k], 0, dZ.shape[1])
+
+    @njit(**_jit)
+    def _member_adam(w, g, m, v, beta1, omb1, beta2, omb2, inv_sqrt_bc2, eps, lr_bc1, decay, l2, active):
+        """The single-model Adam kernel on each active member's row, with its own scalars."""
+        n = w.shape[1]
+        for k in range(w.shape[0]):
+            if not active[k]:
+                continue
+            if l2:
+                _adam_l2(w[k], g[k], m[k], v[k], beta1[k], omb1[k], beta2[k], omb2[k], inv_sqrt_bc2[k], eps,
+                         lr_bc1[k], decay[k], 0, n)
+            else:
+                _adam(w[k], g[k], m[k], v[k], beta1[k], omb1[k], beta2[k], omb2[k], inv_sqrt_bc2[k], eps,
+                      lr_bc1[k], 0, n)
+
+
+def _contiguous_floats(*arrays) -> bool:
+    dtype = arrays[0].dtype
+    return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+
+
+class CpuEnsembleOps(EnsembleOps):
+    """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed)."""
+
+    def __init__(self, ops):
+        super().__init__(ops)
+        self.fused = bool(getattr(ops, "fused", False)) and numba is not None
+
+    def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
+        if (self.fused and act.name == "relu" and b is not None and A is Z and Z.ndim == 3
+                and _contiguous_floats(Z) and b.dtype == Z.dtype and b.strides[-1] == b.itemsize):
+            _member_bias_relu(Z, b)
+            return A
+        return super().bias_activation(Z, b, act, A, keep_z)
+
+    def activation_bias_backward(self, dA, act: Activation, source, from_output: bool, dZ, db):
+        if (self.fused and db is not None and act.name == "relu" and dZ is dA and dA.ndim == 3
+                and _contiguous_floats(dA, source) and db.dtype == dA.dtype and db.strides[-1] == db.itemsize):
+            _member_relu_backward_bias(dA, source, db)
+            return dZ
+        return super().activation_bias_backward(dA, act, source, from_output, dZ, db)
+
+    def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+        if not (self.fused and _contiguous_floats(w, g, m, v)):
+            return super().adam_step(w, g, m, v, rates, eps, step, decoupled)
+        dt = w.dtype
+        h, active = rates.host, rates.active
+        lr, wd, beta1, beta2 = h[:, LR], h[:, WEIGHT_DECAY], h[:, BETA1], h[:, BETA2]
+        if wd.any() and decoupled:  # AdamW: w *= 1 - lr * wd first, as the single-model path does
+            w *= numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None]
+
+        def vec(x):
+            return numpy.ascontiguousarray(numpy.asarray(x, numpy.float64).astype(dt))
+
+        _member_adam(w, g, m, v, vec(beta1), vec(1.0 - beta1), vec(beta2), vec(1.0 - beta2),
+                     vec(1.0 / numpy.sqrt(1.0 - beta2**step)), dt.type(eps), vec(lr / (1.0 - beta1**step)),
+                     vec(wd), bool(wd.any() and not decoupled), active)
+        return w
+
+
+def ensemble_ops_for(ops) -> EnsembleOps:
+    """The member-axis ops that go with a model's single-model ``ops``."""
+    if ops.xp is numpy:
+        return CpuEnsembleOps(ops)
+    from .ensemble_cuda import CupyEnsembleOps
+
+    return CupyEnsembleOps(ops)

@@ -1,0 +1,128 @@
+"""CupyEnsembleOps: an ensemble's member-axis ops as the fused CUDA kernels of kernels/ensemble.cu.
+
+One launch per op for all K members: the grid's y index walks the members, and the optimizer
+reads each member's settings from the (K, 6) float64 table ``MemberRates.device`` (copied when
+it changes, once per epoch), so a step never waits on the host. Anything the kernels do not
+cover (another dtype, a strided stack, ``fused=False``) falls back to the generic
+``EnsembleOps``, which is how the two are compared (tests/test_ensemble_gpu.py).
+"""
+from __future__ import annotations
+
+import numpy
+
+from ..activations import Activation
+from . import kernels
+from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
+from .ensemble import EnsembleOps, MemberRates
+
+_NULL = numpy.uintp(0)
+MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y; the kernels step through more members themselves
+
+
+class CupyEnsembleOps(EnsembleOps):
+    def __init__(self, ops):
+        super().__init__(ops)
+        self.fused = bool(getattr(ops, "fused", True))
+
+    def _dtype(self, *arrays):
+        if not self.fused:
+            return None
+        dtype = arrays[0].dtype
+        if dtype not in kernels.CXX_TYPES:
+            return None
+        return dtype if all(a is None or a.dtype == dtype for a in arrays) else None
+
+    def _grid(self, per_member, members):
+        """(x, y): enough x blocks per member to fill the GPU about 16 blocks per multiprocessor deep."""
+        y = min(members, MAX_GRID_Y)
+        budget = max(1, 16 * _multiprocessors() // y)
+        return (max(1, min(-(-per_member // BLOCK), budget)), y)
+
+    @staticmethod
+    def _rows_stride(view):
+        """The element stride between members of a (K, n) parameter view whose rows are contiguous."""
+        if view.ndim != 2 or view.strides[1] != view.itemsize or view.strides[0] % view.itemsize:
+            return None
+        return view.strides[0] // view.itemsize
+
+    # ---- forward ---------------------------------------------------------------------
+    def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
+        dtype = self._dtype(Z, b, A)
+        b_stride = 0 if b is None else self._rows_stride(b)
+        if (dtype is None or Z.ndim != 3 or Z.shape != A.shape or b_stride is None
+                or not (Z.flags.c_contiguous and A.flags.c_contiguous)):
+            return super().bias_activation(Z, b, act, A, keep_z)
+        members, rows, cols = Z.shape
+        if Z.size:
+            z_keep = Z if keep_z and A is not Z else _NULL
+            kernels.get_kernel("member_bias_act_forward", dtype, act)(
+                self._grid(rows * cols, members), (BLOCK,),
+                (Z, _NULL if b is None else b, numpy.int64(b_stride), z_keep, A, numpy.int64(members),
+                 numpy.int64(rows), numpy.int64(cols)))
+        return A
+
+    # ---- backward --------------------------------------------------------------------
+    def bias_gradient(self, dZ, db):
+        dtype = self._dtype(dZ, db)
+        db_stride = self._rows_stride(db)
+        if dtype is None or dZ.ndim != 3 or db_stride is None or not dZ.flags.c_contiguous:
+            return super().bias_gradient(dZ, db)
+        members, rows, cols = dZ.shape
+        if dZ.size:
+            grid = (-(-cols // BIAS_GRAD_BLOCK[0]), min(members, MAX_GRID_Y))
+            kernels.get_kernel("member_bias_grad", dtype)(grid, BIAS_GRAD_BLOCK, (
+                dZ, db, numpy.int64(db_stride), numpy.int64(members), numpy.int64(rows), numpy.int64(cols)))
+        return db
+
+    def _mse(self, A, Y, dA, scale):
+        import cupy
+
+        members = A.shape[0]
+        per_member = A.size // members if members else 0
+        sums = cupy.zeros(members, numpy.float64)
+        y_stride = per_member if Y.ndim == A.ndim else 0
+        if per_member:
+            kernels.get_kernel("member_mse_grad", A.dtype)(self._grid(per_member, members), (BLOCK,), (
+                A, Y, numpy.int64(y_stride), _NULL if dA is None else dA, A.dtype.type(scale),
+                numpy.int64(members), numpy.int64(per_member), sums))
+        return sums
+
+    def _mse_ok(self, A, Y, dA=None):
+        if self._dtype(A, Y, dA) is None or A.ndim != 3 or not A.flags.c_contiguous or not Y.flags.c_contiguous:
+            return False
+        if dA is not None and (dA.shape != A.shape or not dA.flags.c_contiguous):
+            return False
+        return Y.shape == A.shape or Y.shape == A.shape[1:]
+
+    def loss_gradient(self, A, Y, dA):
+        if not self._mse_ok(A, Y, dA):
+            return super().loss_gradient(A, Y, dA)
+        return self._mse(A, Y, dA, 2.0 / A.shape[1])
+
+    def squared_error(self, A, Y):
+        if not self._mse_ok(A, Y):
+            return super().squared_error(A, Y)
+        return self._mse(A, Y, None, 0.0)
+
+    # ---- optimizer updates -----------------------------------------------------------
+    def _step_ok(self, *arrays):
+        return self._dtype(*arrays) is not None and all(
+            a is None or (a.ndim == 2 and a.flags.c_contiguous) for a in arrays)
+
+    def sgd_step(self, w, g, velocity, rates: MemberRates, nesterov: bool):
+        if not self._step_ok(w, g, velocity):
+            return super().sgd_step(w, g, velocity, rates, nesterov)
+        members, per_member = w.shape
+        kernels.get_kernel("member_sgd_step", w.dtype)(self._grid(per_member, members), (BLOCK,), (
+            w, g, _NULL if velocity is None else velocity, rates.device, numpy.int32(bool(nesterov)),
+            numpy.int64(members), numpy.int64(per_member)))
+        return w
+
+    def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+        if not self._step_ok(w, g, m, v):
+            return super().adam_step(w, g, m, v, rates, eps, step, decoupled)
+        members, per_member = w.shape
+        kernels.get_kernel("member_adam_step", w.dtype)(self._grid(per_member, members), (BLOCK,), (
+            w, g, m, v, rates.device, w.dtype.type(eps), numpy.float64(step), numpy.int32(bool(decoupled)),
+            numpy.int64(members), numpy.int64(per_member)))
+        return w

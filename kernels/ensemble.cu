@@ -1,0 +1,141 @@
+// ensemble.cu -- the fused kernels of a training step with a member axis (gpunn.Ensemble).
+//
+// K models of one architecture train as one step: activations are [K x rows x cols] stacks, the
+// parameters of member k are the k-th contiguous run of `per_member` values of one flat buffer
+// (so a bias row lies `b_stride` values after the previous member's), and the optimizer reads
+// each member's settings from a K x kHyperFields double vector (ensemble.cuh). Every kernel runs
+// on a grid whose y index walks the members (blockIdx.y, stepping by gridDim.y) and whose x index
+// is a grid-stride loop inside one member, so no element index is ever divided by a member size.
+// Templates instantiated by name ("gpunn::member_adam_step<float>", ...); see gpunn/kernels.py.
+// The per-element math is the single-model one: activations.cuh and optimizers.cuh.
+#include "activations.cuh"
+#include "block_sum.cuh"
+#include "ensemble.cuh"
+
+namespace gpunn {
+
+// A = g(Z_in + b[k]) for each member k, b[k] broadcast over the member's rows.
+//   Z_in   [K x rows x cols]  pre-activation (read)
+//   b      bias of member k at b + k * b_stride, cols values; nullptr for none
+//   Z_keep [K x rows x cols]  receives Z_in + b, or nullptr; may be Z_in (in place)
+//   A      [K x rows x cols]  receives the activation; may be Z_in (in place)
+template <typename T, int ACT>
+__global__ void member_bias_act_forward(const T* Z_in, const T* b, long long b_stride, T* Z_keep, T* A,
+                                        long long members, long long rows, long long cols) {
+    const long long n = rows * cols;
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (first >= n) return;
+    const long long col_step = stride % cols;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const T* bk = b != nullptr ? b + k * b_stride : nullptr;
+        const long long base = k * n;
+        long long col = first % cols;
+        for (long long i = first; i < n; i += stride) {
+            T z = Z_in[base + i];
+            if (bk != nullptr) z += bk[col];
+            if (Z_keep != nullptr) Z_keep[base + i] = z;
+            A[base + i] = act_forward<T, ACT>(z);
+            col += col_step;
+            if (col >= cols) col -= cols;
+        }
+    }
+}
+
+// db[k][c] = sum over r of dZ[k, r, c], accumulated in double, rows in a fixed order per lane.
+// Launch with blockDim = (32, Y), Y a power of two <= 32, gridDim = (ceil(cols / 32), <= K).
+//   dZ [K x rows x cols]  gradient w.r.t. the pre-activation (read)
+//   db bias gradient of member k at db + k * db_stride, cols values (written)
+template <typename T>
+__global__ void member_bias_grad(const T* dZ, T* db, long long db_stride, long long members, long long rows,
+                                 long long cols) {
+    __shared__ double sums[32][33];  // [y][x], padded against bank conflicts
+    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const T* dZk = dZ + k * rows * cols;
+        double acc = 0.0;
+        if (col < cols) {
+            for (long long r = threadIdx.y; r < rows; r += blockDim.y) acc += (double)dZk[r * cols + col];
+        }
+        sums[threadIdx.y][threadIdx.x] = acc;
+        __syncthreads();
+        for (unsigned half = blockDim.y >> 1; half > 0; half >>= 1) {
+            if (threadIdx.y < half) sums[threadIdx.y][threadIdx.x] += sums[threadIdx.y + half][threadIdx.x];
+            __syncthreads();
+        }
+        if (threadIdx.y == 0 && col < cols) db[k * db_stride + col] = (T)sums[0][threadIdx.x];
+        __syncthreads();  // sums is reused by the next member
+    }
+}
+
+// dA = scale * (A - Y) and sum_sq[k] += sum over member k of (A - Y)^2, in double (one atomicAdd
+// per block and member). Launch with blockDim.x a multiple of 32.
+//   A      [K x n]   predictions (read)
+//   Y      targets of member k at Y + k * y_stride, n values (y_stride 0: one Y for all members)
+//   dA     [K x n]   receives scale * (A - Y), or nullptr for the sums alone; may be A
+//   sum_sq [K]       accumulators, zeroed by the caller
+template <typename T>
+__global__ void member_mse_grad(const T* A, const T* Y, long long y_stride, T* dA, T scale, long long members,
+                                long long n, double* sum_sq) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const T* Ak = A + k * n;
+        const T* Yk = Y + k * y_stride;
+        double acc = 0.0;
+        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            const T d = Ak[i] - Yk[i];
+            if (dA != nullptr) dA[k * n + i] = scale * d;
+            acc += (double)d * (double)d;
+        }
+        acc = block_sum(acc);
+        if (threadIdx.x == 0) atomicAdd(sum_sq + k, acc);
+        __syncthreads();  // block_sum's shared memory is reused by the next member
+    }
+}
+
+// One SGD step of every active member (sgd_update with member k's lr, momentum, weight decay).
+//   w     [K x per_member] parameters, updated in place
+//   g     [K x per_member] gradients (read)
+//   vel   [K x per_member] momentum buffers, updated in place; nullptr when no member has momentum
+//   hyper [K x kHyperFields] member settings (read)
+template <typename T>
+__global__ void member_sgd_step(T* w, const T* g, T* vel, const double* hyper, int nesterov, long long members,
+                                long long per_member) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const double* h = hyper + k * kHyperFields;
+        if (!member_active(h)) continue;
+        const MemberSgd<T> s = member_sgd<T>(h);
+        const long long base = k * per_member;
+        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < per_member; i += stride) {
+            T v = vel != nullptr ? vel[base + i] : T(0);
+            w[base + i] = sgd_update(w[base + i], g[base + i], v, s.lr, s.momentum, s.weight_decay, nesterov);
+            if (vel != nullptr) vel[base + i] = v;
+        }
+    }
+}
+
+// One Adam (decoupled == 0) or AdamW step of every active member at step t (adam_update).
+//   w, m, v [K x per_member] parameters and moments, updated in place
+//   g       [K x per_member] gradients (read)
+//   hyper   [K x kHyperFields] member settings (read)
+template <typename T>
+__global__ void member_adam_step(T* w, const T* g, T* m, T* v, const double* hyper, T eps, double step,
+                                 int decoupled, long long members, long long per_member) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const double* h = hyper + k * kHyperFields;
+        if (!member_active(h)) continue;
+        const MemberAdam<T> a = member_adam<T>(h, step);
+        const long long base = k * per_member;
+        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < per_member; i += stride) {
+            T mi = m[base + i], vi = v[base + i];
+            w[base + i] = adam_update(w[base + i], g[base + i], mi, vi, a.lr, a.one_minus_beta1, a.one_minus_beta2,
+                                      eps, a.bias_c1, a.bias_c2, a.weight_decay, decoupled);
+            m[base + i] = mi;
+            v[base + i] = vi;
+        }
+    }
+}
+
+}  // namespace gpunn

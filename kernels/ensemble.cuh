@@ -1,0 +1,44 @@
+// ensemble.cuh -- per-member optimizer hyperparameters of an ensemble, read from one small vector.
+//
+// An ensemble of K members keeps its optimizer settings in a device vector of K rows of
+// kHyperFields doubles (gpunn/ensemble_ops.py writes it, once per epoch): row k holds member k's
+// learning rate for the epoch, weight decay, momentum, Adam's beta1 and beta2, and whether it is
+// still training. The rules below turn a row into the arguments of sgd_update / adam_update
+// (optimizers.cuh) exactly as one model's host code does: each value rounded once to T, and
+// 1 - beta and the bias corrections 1 - beta^t computed in double first.
+// Compiles as CUDA and as plain C++ (tests/test_kernel_math_host.py checks it against NumPy).
+#pragma once
+
+#include "optimizers.cuh"  // sgd_update, adam_update, GPUNN_HD (and <math.h>'s pow)
+
+namespace gpunn {
+
+enum HyperField : int { kLr = 0, kWeightDecay = 1, kMomentum = 2, kBeta1 = 3, kBeta2 = 4, kActive = 5,
+                        kHyperFields = 6 };
+
+template <typename T>
+struct MemberSgd {
+    T lr, momentum, weight_decay;
+};
+
+template <typename T>
+struct MemberAdam {
+    T lr, one_minus_beta1, one_minus_beta2, bias_c1, bias_c2, weight_decay;
+};
+
+// Whether member row h still trains (a frozen member's parameters and state stay as they are).
+GPUNN_HD bool member_active(const double* h) { return h[kActive] != 0.0; }
+
+template <typename T>
+GPUNN_HD MemberSgd<T> member_sgd(const double* h) {
+    return {T(h[kLr]), T(h[kMomentum]), T(h[kWeightDecay])};
+}
+
+// step: the optimizer step t, counted from 1.
+template <typename T>
+GPUNN_HD MemberAdam<T> member_adam(const double* h, double step) {
+    return {T(h[kLr]), T(1.0 - h[kBeta1]), T(1.0 - h[kBeta2]), T(1.0 - pow(h[kBeta1], step)),
+            T(1.0 - pow(h[kBeta2], step)), T(h[kWeightDecay])};
+}
+
+}  // namespace gpunn
