@@ -20,7 +20,7 @@ import numpy
 
 from .checks import as_matrix, check_rows_match, per_member, positive_int
 from .model import MLP, PREDICT_CHUNK_ROWS, ParamList
-from .ops.ensemble import ensemble_ops_for
+from .ops import ensemble_ops_for
 
 
 

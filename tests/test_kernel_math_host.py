@@ -49,6 +49,9 @@ def harness(tmp_path_factory):
         getattr(h, f"act_{suffix}").restype = ctypes.c_int
         getattr(h, f"sgd_{suffix}").argtypes = [ptr, ptr, ptr, ct, ct, ct, ctypes.c_int, ctypes.c_longlong]
         getattr(h, f"adam_{suffix}").argtypes = [ptr] * 4 + [ct] * 7 + [ctypes.c_int, ctypes.c_longlong]
+        dptr, ll = ctypes.POINTER(ctypes.c_double), ctypes.c_longlong
+        getattr(h, f"member_sgd_{suffix}").argtypes = [ptr, ptr, ptr, dptr, ctypes.c_int, ll, ll]
+        getattr(h, f"member_adam_{suffix}").argtypes = [ptr] * 4 + [dptr, ct, ctypes.c_double, ctypes.c_int, ll, ll]
     u16 = ctypes.POINTER(ctypes.c_uint16)
     h.act_bf16.argtypes = [ctypes.c_int, ctypes.c_int, u16, u16, ctypes.c_longlong]
     h.act_bf16.restype = ctypes.c_int
@@ -364,3 +367,71 @@ def test_bf16_activation_math(harness, bfloat16, act):
             bad |= fin & ~(np.abs(got - want) <= tol)
         assert not bad.any(), (f"{act.name} fn {fn}: " + "; ".join(
             f"x={xf[i]!r} got {got[i]!r} want {want[i]!r}" for i in np.flatnonzero(bad)[:6]))
+# ---- the ensemble's per-member settings (kernels/ensemble.cuh) --------------------------------
+
+MEMBER_TABLE = np.array([  # lr, weight decay, momentum, beta1, beta2, active
+    [1e-3, 0.0, 0.9, 0.9, 0.999, 1],
+    [3e-2, 1e-2, 0.0, 0.8, 0.99, 1],
+    [0.1, 1e-3, 0.5, 0.5, 0.9, 0],  # frozen
+    [7e-3, 5e-4, 0.99, 0.95, 0.9999, 1],
+])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_member_adam_decodes_each_row_as_one_model_passes_its_settings(harness, dtype, decoupled):
+    """Member k's step equals adam_update with the arguments gpunn.ops.cuda passes one model: each
+    value rounded once to T, 1 - beta and 1 - beta^t in double (bit for bit); frozen rows untouched."""
+    rng = np.random.default_rng(5)
+    K, P = MEMBER_TABLE.shape[0], 1001
+    w = rng.standard_normal(K * P).astype(dtype)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    ref = [w.copy(), m.copy(), v.copy()]
+    table = np.ascontiguousarray(MEMBER_TABLE)
+    member = getattr(harness, f"member_adam_{_suffix(dtype)}")
+    single = getattr(harness, f"adam_{_suffix(dtype)}")
+    for step in (1, 2, 3):
+        g = rng.standard_normal(K * P).astype(dtype)
+        member(_ptr(w, dtype), _ptr(g, dtype), _ptr(m, dtype), _ptr(v, dtype),
+               table.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), dtype(1e-8), float(step), int(decoupled), K, P)
+        for k, (lr, wd, _mom, b1, b2, active) in enumerate(MEMBER_TABLE):
+            if not active:
+                continue
+            rows = slice(k * P, (k + 1) * P)
+            rw, rm, rv = (np.ascontiguousarray(a[rows]) for a in ref)
+            single(_ptr(rw, dtype), _ptr(np.ascontiguousarray(g[rows]), dtype), _ptr(rm, dtype), _ptr(rv, dtype),
+                   *map(dtype, (lr, 1 - b1, 1 - b2, 1e-8, 1 - b1**step, 1 - b2**step, wd)), int(decoupled), P)
+            for a, r in zip(ref, (rw, rm, rv)):
+                a[rows] = r
+        np.testing.assert_array_equal(w, ref[0])
+        np.testing.assert_array_equal(m, ref[1])
+    frozen = slice(2 * P, 3 * P)
+    assert not m[frozen].any() and np.array_equal(w[frozen], ref[0][frozen])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_member_sgd_decodes_each_row_as_one_model_passes_its_settings(harness, dtype, nesterov):
+    rng = np.random.default_rng(6)
+    table = MEMBER_TABLE.copy()
+    if nesterov:
+        table[:, 2] = np.maximum(table[:, 2], 0.5)  # Nesterov needs momentum
+    K, P = table.shape[0], 777
+    w, vel = rng.standard_normal(K * P).astype(dtype), np.zeros(K * P, dtype)
+    rw, rvel = w.copy(), vel.copy()
+    member = getattr(harness, f"member_sgd_{_suffix(dtype)}")
+    single = getattr(harness, f"sgd_{_suffix(dtype)}")
+    for _ in range(3):
+        g = rng.standard_normal(K * P).astype(dtype)
+        member(_ptr(w, dtype), _ptr(g, dtype), _ptr(vel, dtype), table.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+               int(nesterov), K, P)
+        for k, (lr, wd, mom, _b1, _b2, active) in enumerate(table):
+            if not active:
+                continue
+            rows = slice(k * P, (k + 1) * P)
+            a, b = np.ascontiguousarray(rw[rows]), np.ascontiguousarray(rvel[rows])
+            single(_ptr(a, dtype), _ptr(np.ascontiguousarray(g[rows]), dtype), _ptr(b, dtype), dtype(lr), dtype(mom),
+                   dtype(wd), int(nesterov), P)
+            rw[rows], rvel[rows] = a, b
+        np.testing.assert_array_equal(w, rw)
+        np.testing.assert_array_equal(vel, rvel)

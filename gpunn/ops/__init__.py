@@ -4,6 +4,8 @@
   module (NumPy or CuPy); the reference every fused kernel is tested against.
 - :mod:`gpunn.ops.cpu`: ``CpuOps``, fused Numba kernels on the CPU (the reference without Numba).
 - :mod:`gpunn.ops.cuda`: ``CupyOps``, fused CUDA kernels through CuPy.
+- :mod:`gpunn.ops.ensemble`, :mod:`gpunn.ops.ensemble_cuda`: the same with a member axis, for
+  :class:`gpunn.Ensemble` (generic and Numba; CUDA).
 - :mod:`gpunn.ops.kernels`: where the CUDA sources are, their template instances, compiled modules.
 - :mod:`gpunn.ops.cublas`: cuBLAS GemmEx with a per-call compute type (tf32, bf16, CUDA graphs).
 
@@ -16,7 +18,7 @@ import os
 
 from .base import NumpyOps, Ops
 
-__all__ = ["Ops", "NumpyOps", "ops_for", "ENV_FUSED"]
+__all__ = ["Ops", "NumpyOps", "ops_for", "ensemble_ops_for", "ENV_FUSED"]
 
 ENV_FUSED = "GPUNN_FUSED_KERNELS"
 
@@ -38,3 +40,14 @@ def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> O
     from .cuda import CupyOps
 
     return CupyOps(fused=fused, precision=precision)
+
+
+def ensemble_ops_for(ops):
+    """The member-axis ops (gpunn.ops.ensemble) that go with a model's single-model ``ops``."""
+    if ops.xp.__name__ == "numpy":
+        from .ensemble import CpuEnsembleOps
+
+        return CpuEnsembleOps(ops)
+    from .ensemble_cuda import CupyEnsembleOps
+
+    return CupyEnsembleOps(ops)

@@ -277,11 +277,3 @@ class CpuEnsembleOps(EnsembleOps):
                      vec(wd), bool(wd.any() and not decoupled), active)
         return w
 
-
-def ensemble_ops_for(ops) -> EnsembleOps:
-    """The member-axis ops that go with a model's single-model ``ops``."""
-    if ops.xp is numpy:
-        return CpuEnsembleOps(ops)
-    from .ensemble_cuda import CupyEnsembleOps
-
-    return CupyEnsembleOps(ops)

@@ -39,10 +39,12 @@ class EnsembleHistory(History):
 
     best = None
     diverged = ()
+    stopped_epoch = None
 
     def member(self, k) -> dict:
-        """Member k's history as one model's: {name: per-epoch list}."""
-        return {name: [v[k] if isinstance(v, list) else v for v in values] for name, values in self.items()}
+        """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
+        last = self.stopped_epoch[k] if self.stopped_epoch and self.stopped_epoch[k] else None
+        return {name: [v[k] if isinstance(v, list) else v for v in values][:last] for name, values in self.items()}
 
 
 class EnsembleOptimizer:
@@ -199,6 +201,7 @@ class MemberEarlyStopping(Callback):
         history = trainer.history
         history.best_epoch, history.best = list(self.best_epoch), list(self.best)
         history.stopped_early = [e is not None for e in self.stopped_epoch]
+        history.stopped_epoch = list(self.stopped_epoch)
         if trainer.interrupted or trainer.failed or not self.restore_best_weights or self.best_params is None:
             return
         last_epoch = history["epoch"][-1] if history.get("epoch") else None
@@ -265,7 +268,7 @@ class EnsembleTrainer(Trainer):
             return None
         losses = model.backend.to_host(total) / self.X.shape[0]  # the one host synchronisation of the epoch
         seconds = time.perf_counter() - t0
-        bad = [k for k in numpy.flatnonzero(~numpy.isfinite(losses)) if opt.active[k]]
+        bad = [int(k) for k in numpy.flatnonzero(~numpy.isfinite(losses)) if opt.active[k]]
         if bad:
             self.history.diverged = sorted(set(self.history.diverged) | {int(k) for k in bad})
             opt.freeze(bad)
@@ -280,6 +283,13 @@ class EnsembleTrainer(Trainer):
         rows = self.X.shape[0] - first_batch * self.batch_size
         return {"epoch": epoch + 1, "loss": losses.tolist(), "lr": [float(x) for x in lrs], "time_s": seconds,
                 "samples_per_s": model.n_models * rows / seconds if seconds > 0 else float("inf")}
+
+
+def bootstrap_rows(backend, seed, member, rows):
+    """Member ``member``'s resample of ``rows`` training rows (with replacement), drawn on the device
+    from the stream (seed, "bootstrap", member)."""
+    u = DeviceRNG(backend, seed, "bootstrap", member).uniform((rows,), 0.0, 1.0, "float64")
+    return backend.xp.minimum((u * rows).astype("int64"), rows - 1)
 
 
 def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant",
@@ -320,10 +330,8 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
                                   shuffle=shuffle, seed=seed, callbacks=order_callbacks(cbs, False),
                                   validation=validation, history=EnsembleHistory())
         if bootstrap:
-            m = X.shape[0]
-            trainer.bootstrap_rows = model.xp.stack([
-                model.xp.minimum((DeviceRNG(model.backend, seed, "bootstrap", k).uniform((m,), 0.0, 1.0, "float64")
-                                  * m).astype("int64"), m - 1) for k in range(model.n_models)])
+            trainer.bootstrap_rows = model.xp.stack([bootstrap_rows(model.backend, seed, k, X.shape[0])
+                                                     for k in range(model.n_models)])
         trainer.settings = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": seed,
                             "train_rows": int(X.shape[0]), "bootstrap": bool(bootstrap)}
         model.optimizer = opt

@@ -4,6 +4,7 @@
 // and called through ctypes: each function applies one per-element rule over an array.
 #include "activations.cuh"
 #include "bfloat16.cuh"
+#include "ensemble.cuh"
 #include "optimizers.cuh"
 
 using namespace gpunn;
@@ -89,6 +90,32 @@ void adam(T* w, const T* g, T* m, T* v, T lr, T c1m, T c2m, T eps, T bias_c1, T 
         w[i] = adam_update(w[i], g[i], m[i], v[i], lr, c1m, c2m, eps, bias_c1, bias_c2, weight_decay, decoupled);
 }
 
+// Every active member's step, with its settings decoded from its row of `hyper` (ensemble.cuh),
+// as kernels/ensemble.cu does it: members of `per_member` values each.
+template <typename T>
+void members_sgd(T* w, const T* g, T* vel, const double* hyper, int nesterov, long long members, long long per_member) {
+    for (long long k = 0; k < members; ++k) {
+        const double* h = hyper + k * kHyperFields;
+        if (!member_active(h)) continue;
+        const MemberSgd<T> s = member_sgd<T>(h);
+        sgd(w + k * per_member, g + k * per_member, vel ? vel + k * per_member : nullptr, s.lr, s.momentum,
+            s.weight_decay, nesterov, per_member);
+    }
+}
+
+template <typename T>
+void members_adam(T* w, const T* g, T* m, T* v, const double* hyper, T eps, double step, int decoupled,
+                 long long members, long long per_member) {
+    for (long long k = 0; k < members; ++k) {
+        const double* h = hyper + k * kHyperFields;
+        if (!member_active(h)) continue;
+        const MemberAdam<T> a = member_adam<T>(h, step);
+        const long long o = k * per_member;
+        adam(w + o, g + o, m + o, v + o, a.lr, a.one_minus_beta1, a.one_minus_beta2, eps, a.bias_c1, a.bias_c2,
+             a.weight_decay, decoupled, per_member);
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -121,5 +148,21 @@ void adam_f32(float* w, const float* g, float* m, float* v, float lr, float omb1
 void adam_f64(double* w, const double* g, double* m, double* v, double lr, double omb1, double omb2, double eps,
               double c1, double c2, double wd, int decoupled, long long n) {
     adam(w, g, m, v, lr, omb1, omb2, eps, c1, c2, wd, decoupled, n);
+}
+void member_sgd_f32(float* w, const float* g, float* vel, const double* hyper, int nesterov, long long members,
+                    long long per_member) {
+    members_sgd(w, g, vel, hyper, nesterov, members, per_member);
+}
+void member_sgd_f64(double* w, const double* g, double* vel, const double* hyper, int nesterov, long long members,
+                    long long per_member) {
+    members_sgd(w, g, vel, hyper, nesterov, members, per_member);
+}
+void member_adam_f32(float* w, const float* g, float* m, float* v, const double* hyper, float eps, double step,
+                     int decoupled, long long members, long long per_member) {
+    members_adam(w, g, m, v, hyper, eps, step, decoupled, members, per_member);
+}
+void member_adam_f64(double* w, const double* g, double* m, double* v, const double* hyper, double eps, double step,
+                     int decoupled, long long members, long long per_member) {
+    members_adam(w, g, m, v, hyper, eps, step, decoupled, members, per_member);
 }
 }

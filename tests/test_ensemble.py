@@ -1,0 +1,264 @@
+"""gpunn.Ensemble: member k trains exactly as MLP(seed=seed + k) would, and the API around it.
+
+The exactness contract: after ``Ensemble(sizes, K, seed=s0).fit(X, Y, lr=lrs, seed=s, ...)``
+member k holds the weights of ``MLP(sizes, seed=s0 + k).fit(X, Y, lr=lrs[k], seed=s, ...)`` to
+1e-10 relative in float64 and 1e-5 in float32. Nets are tiny and runs short, to keep CI fast.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpunn
+from gpunn.ops import ensemble_ops_for
+from gpunn.ops.ensemble import MemberRates
+from gpunn.training.ensemble import bootstrap_rows
+
+TOL = {"float64": 1e-10, "float32": 1e-5}
+SIZES = [5, 8, 7, 2]
+LRS = [1e-3, 3e-3, 1e-2]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 5))
+    Y = np.stack([np.sin(X[:, 0]) + 0.1 * X[:, 1], X[:, 2] * X[:, 3]], axis=1)
+    return X, Y
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def check_members(ens, X, Y, per_member_kwargs, model_kwargs, fit_kwargs, dtype):
+    """Fit each member's MLP twin and compare weights and histories with the ensemble's."""
+    history = ens.history
+    for k in range(ens.n_models):
+        twin = gpunn.MLP(SIZES, dtype=dtype, seed=ens.seeds[k], **model_kwargs)
+        h = twin.fit(X, Y, verbose=False, **fit_kwargs, **{name: v[k] for name, v in per_member_kwargs.items()})
+        assert rel_err(ens.member_params[k], twin.params) <= TOL[dtype], f"member {k}"
+        mine = history.member(k)
+        assert len(mine["loss"]) == len(h["loss"])
+        np.testing.assert_allclose(mine["loss"], h["loss"], rtol=1e-5 if dtype == "float32" else 1e-10)
+        if "val_loss" in h:
+            np.testing.assert_allclose(mine["val_loss"], h["val_loss"], rtol=1e-5 if dtype == "float32" else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_each_member_trains_exactly_as_its_own_mlp(data, dtype, optimizer):
+    X, Y = data
+    lrs = [x * (10 if optimizer in ("sgd", "momentum", "nesterov") else 1) for x in LRS]
+    wds = [0.0, 1e-3, 1e-2]
+    ens = gpunn.Ensemble(SIZES, 3, activation="tanh", dtype=dtype, seed=10)
+    fit_kwargs = dict(epochs=3, batch_size=32, optimizer=optimizer, seed=5, validation_fraction=0.1)
+    ens.fit(X, Y, lr=lrs, weight_decay=wds, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y, {"lr": lrs, "weight_decay": wds}, {"activation": "tanh"}, fit_kwargs, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation,bias,schedule,fused", [
+    ("relu", True, "step", True),
+    ("relu", False, "cosine", True),
+    ("relu", True, "exponential", False),  # the generic (unfused) member ops
+    ("gelu", True, "constant", True),  # g' from Z: Z kept beside A
+    ("sigmoid", False, "constant", True),
+    ("elu", True, "cosine", False),
+])
+def test_exact_across_activations_bias_and_schedules(data, dtype, activation, bias, schedule, fused):
+    X, Y = data
+    model_kwargs = dict(activation=activation, bias=bias, fused=fused)
+    ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=3, **model_kwargs)
+    fit_kwargs = dict(epochs=4, batch_size=40, optimizer="adam", schedule=schedule, step_size=2, gamma=0.5, seed=1)
+    ens.fit(X, Y, lr=LRS, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y, {"lr": LRS}, model_kwargs, fit_kwargs, dtype)
+
+
+def test_per_member_betas_and_momentum(data):
+    X, Y = data
+    betas = {"beta1": [0.9, 0.8, 0.5], "beta2": [0.999, 0.99, 0.9]}
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    ens.fit(X, Y, optimizer="adam", lr=1e-2, epochs=2, batch_size=50, seed=2, verbose=False, **betas)
+    check_members(ens, X, Y, betas, {}, dict(optimizer="adam", lr=1e-2, epochs=2, batch_size=50, seed=2), "float64")
+    momenta = {"momentum": [0.0, 0.5, 0.9]}
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    ens.fit(X, Y, optimizer="sgd", lr=0.05, epochs=2, batch_size=50, seed=2, verbose=False, **momenta)
+    check_members(ens, X, Y, momenta, {}, dict(optimizer="sgd", lr=0.05, epochs=2, batch_size=50, seed=2), "float64")
+
+
+def test_early_stopping_freezes_each_member_as_its_twin_stops(data):
+    X, Y = data
+    lrs = [0.3, 3e-3, 0.05]  # a fast member that overfits or oscillates, a slow one, one between
+    fit_kwargs = dict(epochs=12, batch_size=30, optimizer="sgd", seed=4, validation_fraction=0.2,
+                      early_stopping=True, patience=1, min_delta=0.02)
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=7)
+    history = ens.fit(X, Y, lr=lrs, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y, {"lr": lrs}, {}, {k: v for k, v in fit_kwargs.items()}, "float64")
+    assert any(history.stopped_early) and not all(history.stopped_early), history.stopped_early
+    assert len(history.best_epoch) == 3 and all(e is not None for e in history.best_epoch)
+
+
+def test_a_diverging_member_is_frozen_and_the_others_train_on(data):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
+        history = ens.fit(X, Y * 1e3, optimizer="sgd", lr=[1e-4, 50.0], epochs=3, batch_size=50, verbose=False)
+    assert history.diverged == [1]
+    assert np.isfinite(history.member(0)["loss"]).all()
+    with pytest.raises(gpunn.TrainingDiverged, match="every member"):
+        gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1).fit(X, Y * 1e3, optimizer="sgd", lr=50.0, epochs=3,
+                                                             batch_size=50, verbose=False)
+
+
+def test_bootstrap_member_trains_as_an_mlp_on_its_resample(data):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
+    ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, seed=9, lr=1e-2, verbose=False)
+    assert rel_err(ens.member_params[0], ens.member_params[1]) > 1e-3
+    for k in range(2):
+        rows = bootstrap_rows(ens.backend, 9, k, X.shape[0])
+        assert len(np.unique(rows)) < X.shape[0]  # a resample, with repeats
+        twin = gpunn.MLP(SIZES, dtype="float64", seed=k)
+        twin.fit(X[rows], Y[rows], epochs=2, batch_size=32, seed=9, lr=1e-2, verbose=False)
+        assert rel_err(ens.member_params[k], twin.params) <= 1e-10
+
+
+def test_members_start_as_mlps_with_their_seeds():
+    ens = gpunn.Ensemble([3, 4, 1], 3, seed=[5, 17, 2], dtype="float64")
+    for k, seed in enumerate([5, 17, 2]):
+        np.testing.assert_array_equal(ens.member_params[k], gpunn.MLP([3, 4, 1], seed=seed, dtype="float64").params)
+    assert [w.shape for w in ens.weights] == [(3, 3, 4), (3, 4, 1)]
+    assert [b.shape for b in ens.biases] == [(3, 4), (3, 1)]
+
+
+def test_loss_and_gradients_match_each_member(data):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 3, activation="silu", dtype="float64", seed=4)
+    loss, dW, db = ens.loss_and_gradients(X, Y)
+    assert loss.shape == (3,) and [g.shape for g in dW] == [(3, 5, 8), (3, 8, 7), (3, 7, 2)]
+    for k in range(3):
+        l_k, dW_k, db_k = ens[k].loss_and_gradients(X, Y)
+        assert loss[k] == pytest.approx(l_k, rel=1e-12)
+        for a, b in zip(dW, dW_k):
+            np.testing.assert_allclose(a[k], b, rtol=1e-12, atol=1e-15)
+        for a, b in zip(db, db_k):
+            np.testing.assert_allclose(a[k], b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ens.loss(X, Y), loss, rtol=1e-12)
+
+
+def test_predict_stacks_members_and_return_std_is_the_population_std(data):
+    X, _ = data
+    ens = gpunn.Ensemble(SIZES, 4, dtype="float64", seed=0)
+    P = ens.predict(X)
+    assert P.shape == (4, X.shape[0], 2)
+    np.testing.assert_allclose(P[2], ens[2].predict(X), rtol=1e-12)
+    mean, std = ens.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, P.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, np.std(P, axis=0), rtol=1e-12)
+    assert std.min() > 0
+
+
+def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(data):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    with pytest.raises(RuntimeError, match="call fit first"):
+        ens.best()
+    history = ens.fit(X, Y, lr=[1e-4, 1e-2, 3e-3], epochs=3, batch_size=30, validation_fraction=0.2, verbose=False)
+    val = np.asarray(history["val_loss"])
+    assert val.shape == (3, 3)  # epochs x members
+    k = int(np.argmin(val.min(axis=0)))
+    np.testing.assert_array_equal(ens.best().params, ens.member_params[k])
+    assert history.best_epoch == (val.argmin(axis=0) + 1).tolist()
+    m = ens[k]
+    m.params[...] = 0
+    assert np.abs(ens.member_params[k]).max() > 0  # the ensemble is untouched
+    np.testing.assert_array_equal(ens[-1].params, ens.member_params[2])
+    with pytest.raises(ValueError, match="has no 'val_r3'"):
+        ens.best("val_r3")
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: gpunn.Ensemble([2, 3, 1], 0), "n_models must be a positive integer"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[1, 2, 3]), "seed lists 3 values but the ensemble has 2"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed="a"), "seed must be an int"),
+])
+def test_bad_construction_is_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": [1e-3, 1e-3]}, "lr lists 2 values but the ensemble has 3 members"),
+    ({"lr": [1e-3, float("nan"), 1e-3]}, "member 1: learning rate must be a positive finite number, got nan"),
+    ({"lr": [1e-3, 1e-3, -1.0]}, "member 2: learning rate must be a positive finite number"),
+    ({"lr": 0.0}, "member 0: learning rate"),
+    ({"weight_decay": [0, 0, -1]}, "member 2: weight_decay must be a non-negative number"),
+    ({"optimizer": "sgd", "momentum": [0.9, 1.5, 0.0]}, "member 1: momentum must be in"),
+    ({"beta1": [0.9, 0.9]}, "beta1 lists 2 values"),
+])
+def test_bad_per_member_settings_are_clear_errors(data, kwargs, match):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 3, seed=0)
+    with pytest.raises(ValueError, match=match):
+        ens.fit(X, Y, epochs=1, verbose=False, **kwargs)
+
+
+def test_member_index_out_of_range():
+    ens = gpunn.Ensemble([2, 3, 1], 2, seed=0)
+    with pytest.raises(IndexError, match=r"member 2 is out of range: the ensemble has 2 members \(0..1\)"):
+        ens[2]
+    with pytest.raises(IndexError, match="member -3"):
+        ens[-3]
+    with pytest.raises(TypeError, match="indexed by an int"):
+        ens["a"]
+
+
+def test_an_ensemble_too_big_for_the_device_says_how_much_it_needs(monkeypatch):
+    import gpunn.ensemble as ensmod
+
+    monkeypatch.setattr(ensmod, "_free_memory", lambda backend: 10 * 2**20)
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .* but the device has 0\.01 GiB free"):
+        gpunn.Ensemble([64, 1024, 1024, 1], 64, seed=0)
+
+
+def test_member_kernels_match_the_generic_member_ops():
+    """CpuEnsembleOps' Numba loops (bias+ReLU, ReLU backward + bias sums, Adam) against EnsembleOps."""
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.cpu import CpuOps
+
+    fast = ensemble_ops_for(CpuOps(fused=True))
+    if not fast.fused:
+        pytest.skip("Numba is not installed")
+    ref = EnsembleOps(CpuOps(fused=False))
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        K, rows, cols, P = 3, 37, 11, 20
+        flat = rng.standard_normal(K * P).astype(dtype)
+        b = flat.reshape(K, P)[:, 4:4 + cols]
+        Z = rng.standard_normal((K, rows, cols)).astype(dtype)
+        Z1, Z2 = Z.copy(), Z.copy()
+        fast.bias_activation(Z1, b, gpunn.ACTIVATIONS["relu"], Z1, False)
+        ref.bias_activation(Z2, b, gpunn.ACTIVATIONS["relu"], Z2, False)
+        np.testing.assert_array_equal(Z1, Z2)
+        dA = rng.standard_normal((K, rows, cols)).astype(dtype)
+        d1, d2 = dA.copy(), dA.copy()
+        g1, g2 = np.zeros((K, P), dtype), np.zeros((K, P), dtype)
+        fast.activation_bias_backward(d1, gpunn.ACTIVATIONS["relu"], Z1, True, d1, g1[:, 2:2 + cols])
+        ref.activation_bias_backward(d2, gpunn.ACTIVATIONS["relu"], Z1, True, d2, g2[:, 2:2 + cols])
+        np.testing.assert_array_equal(d1, d2)
+        np.testing.assert_allclose(g1, g2, rtol=1e-6 if dtype == np.float32 else 1e-14)
+        table = np.zeros((K, 6))
+        table[:, 0], table[:, 1], table[:, 3], table[:, 4], table[:, 5] = [1e-2, 1e-3, 3e-2], [0, 1e-2, 0.1], \
+            [0.9, 0.8, 0.7], [0.999, 0.99, 0.9], [1, 0, 1]
+        for decoupled in (False, True):
+            w = rng.standard_normal((K, P)).astype(dtype)
+            g = rng.standard_normal((K, P)).astype(dtype)
+            states = [[w.copy(), np.zeros_like(w), np.zeros_like(w)] for _ in range(2)]
+            for step in (1, 2, 3):
+                for ops, (ws, m, v) in zip((fast, ref), states):
+                    ops.adam_step(ws, g, m, v, MemberRates(np, table), 1e-8, step, decoupled)
+            np.testing.assert_array_equal(states[0][0], states[1][0])
+            np.testing.assert_array_equal(states[0][0][1], w[1])  # the frozen member did not move
+            np.testing.assert_array_equal(states[0][1][1], 0)
