@@ -200,3 +200,39 @@ def test_results_arrive_per_configuration_and_max_seconds_bounds_everything(tmp_
                    "--config", "b:4:8:1:16", "--no-profile", "--json", str(path)], capsys)
     assert out.index("tiny    cpu") < out.index("  b [cpu]")  # tiny's rows printed before b started
     assert json.loads(path.read_text())["complete"] is True
+
+
+def test_ensemble_configurations_and_the_xK_suffix():
+    e = bench.ENSEMBLE_CONFIGS
+    assert e["small-x64"].sizes == [16, 64, 64, 1] and e["small-x64"].members == 64
+    assert e["medium-x16"].members == 16 and e["small-x256"].gpu_only
+    assert bench.parse_config("small-x64") == e["small-x64"]
+    cfg = bench.parse_config("lin:4:8:2:16-x3")
+    assert cfg.name == "lin-x3" and cfg.sizes == [4, 8, 2] and cfg.members == 3
+    assert bench.CONFIGS["medium"].ensemble(16) == e["medium-x16"]
+    assert all(c.members == 1 for c in bench.CONFIGS.values())  # ensembles stay out of the default run
+
+
+def test_bench_ensemble_against_sequential_fits(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # the torch peers are skipped, not failed
+    path = tmp_path / "e.json"
+    out = run_cli(["bench", "--device", "cpu", "--config", "lin:4:8:1:16", "--ensemble", "3", "--repeats", "1",
+                   "--seconds", "0.01", "--json", str(path)], capsys)
+    assert "torch-vmap skipped" in out and "torch-loop skipped" in out
+    results = json.loads(path.read_text())["results"]
+    assert [r["impl"] for r in results] == ["gpunn", "sequential"]
+    for r in results:
+        assert r["config"] == "lin-x3" and r["samples_per_s"] > 0 and r["fraction_of_gemm"] > 0
+        assert "member-samples/s" in r["note"]
+    assert "gpunn Ensemble K=3" in out and "3 sequential gpunn fits" in out
+
+
+def test_bench_ensemble_torch_peers_run():
+    pytest.importorskip("torch")
+    from gpunn.bench.ensemble import run_ensembles
+
+    results = run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [bench.available_backends()[0]],
+                            peers=["torch-vmap", "torch-loop"], repeats=1, seconds=0.01, threads=1,
+                            log=lambda msg: None)
+    assert [r["impl"] for r in results] == ["gpunn", "torch-vmap", "torch-loop"]
+    assert all(r["samples_per_s"] > 0 for r in results)

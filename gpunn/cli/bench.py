@@ -18,6 +18,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--config", action="append", metavar="NAME|SPEC",
                    help="a named configuration (small, medium, wide, deep, large) or name:inputs:h1xh2:outputs:batch; "
                         "repeatable (default: all named ones; large runs on GPU only)")
+    b.add_argument("--ensemble", type=positive(int), metavar="K",
+                   help="train each configuration as an ensemble of K networks (gpunn.Ensemble) against K sequential "
+                        "gpunn fits, a torch vmap ensemble and K torch models in a loop; throughput in member-samples/s. "
+                        "Named ensembles: small-x64, medium-x16, small-x256 (GPU only), or append -xK to any config")
     b.add_argument("--device", default="all", help="all (cpu, plus cuda when CuPy sees a device), cpu, cuda or cuda:N "
                                                    "(default: %(default)s)")
     b.add_argument("--peers", default="naive,torch,sklearn",
@@ -69,16 +73,23 @@ def run(args) -> int:
     else:
         backends = [_backend.resolve(args.device)]
     peers = [] if args.peers.strip() in ("", "none") else [p.strip() for p in args.peers.split(",") if p.strip()]
-    unknown = [p for p in peers if p not in bench.PEERS]
-    if unknown:
-        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(bench.PEERS)} or none")
     if args.quick:
         configs = [bench.parse_config(c) for c in args.config] if args.config else [bench.QUICK_CONFIG]
         repeats, seconds = min(args.repeats, 2), min(args.seconds, 0.02)
     else:
         configs = [bench.parse_config(c) for c in (args.config or [c for c in bench.CONFIGS])]
         repeats, seconds = args.repeats, args.seconds
-    print(f"gpunn bench: {len(configs)} configuration(s) on {', '.join(b.device for b in backends)}; "
+    if args.ensemble:
+        configs = [c.ensemble(args.ensemble) for c in configs]
+    ensembles = [c for c in configs if c.members > 1]
+    configs = [c for c in configs if c.members == 1]
+    if peers == ["naive", "torch", "sklearn"] and ensembles and not configs:  # the default list: the ensemble peers
+        peers = list(bench.ENSEMBLE_PEERS)
+    known = (bench.PEERS if configs else ()) + (bench.ENSEMBLE_PEERS if ensembles else ())
+    unknown = [p for p in peers if p not in bench.PEERS + bench.ENSEMBLE_PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(known)} or none")
+    print(f"gpunn bench: {len(configs) + len(ensembles)} configuration(s) on {', '.join(b.device for b in backends)}; "
           f"peers: {', '.join(peers) or 'none'}", flush=True)
     command = "gpunn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "gpunn bench"
 
@@ -88,10 +99,20 @@ def run(args) -> int:
             data["setup"]["command"] = command
             bench.write_json(data, args.json)
 
-    data = bench.run(configs, backends, peers=peers, repeats=repeats, seconds=seconds, max_seconds=args.max_seconds,
-                     profile=not args.no_profile, log=lambda msg: print(msg, flush=True),
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    budget = args.max_seconds
+    if configs and ensembles and budget is not None:  # share the budget by the number of configurations
+        budget = budget * len(configs) / (len(configs) + len(ensembles))
+    data = bench.run(configs, backends, peers=[p for p in peers if p in bench.PEERS], repeats=repeats,
+                     seconds=seconds, max_seconds=budget, profile=not args.no_profile, log=log,
                      variants=variants(args.precision, args.graph), on_result=on_result,
                      sustain_steps=max(0, args.sustain))
+    if ensembles:
+        left = None if args.max_seconds is None else max(1.0, args.max_seconds - data["setup"]["wall_seconds"])
+        new = bench.run_ensembles(ensembles, backends, peers=[p for p in peers if p in bench.ENSEMBLE_PEERS],
+                                  repeats=repeats, seconds=seconds, max_seconds=left, log=log)
+        data["results"] += new
+        on_result(data, new)
     data["setup"]["command"] = command
     print()
     print(bench.format_setup(data["setup"]))

@@ -1,0 +1,273 @@
+"""Ensemble benchmarks: K networks of one shape trained as one :class:`gpunn.Ensemble`, against the peers.
+
+For a configuration with ``members`` = K > 1 (``small-x64``, or ``gpunn bench --ensemble K``), on the
+same data and batches of ``batch`` rows, Adam, float32, interleaved rounds as in gpunn.bench.runners:
+- gpunn: ``Ensemble(sizes, K).fit`` (one step for all members);
+- ``sequential``: K ``gpunn.MLP`` fits one after another (what a user does without an ensemble);
+- ``torch-vmap``: PyTorch's recipe, the K models stacked by ``torch.func.stack_module_state`` and
+  stepped through ``vmap(functional_call)`` with one ``torch.optim.Adam`` over the stacked parameters;
+- ``torch-loop``: K PyTorch models and K Adam optimizers stepped in a Python loop.
+Throughput is member-samples/s (K x rows per epoch / epoch time), and as a fraction of the rate of
+the same-shape batched GEMM (K products of batch x widest x widest) measured in the same rounds.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import numpy
+
+from .. import datasets
+from .configs import Config
+from .runners import Result, Runner, _median_rate, synchronize
+
+ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
+
+
+def ensemble_rows(cfg: Config, backend) -> int:
+    """Rows per epoch: the single-model budget (FLOPs, and 65,536 rows) shared by the K members, at
+    least 8 whole batches."""
+    budget = (2.0e12 if backend.is_gpu else 1.2e11) / cfg.members
+    rows = min(65536 / cfg.members, budget / cfg.flops_per_sample)
+    return max(8, min(512, math.ceil(rows / cfg.batch))) * cfg.batch
+
+
+class BatchedGemmRunner(Runner):
+    """The roofline: K products (batch x widest) @ (widest x widest) as one batched matmul."""
+
+    key = "gemm"
+
+    def __init__(self, backend, dtype, members, m, k, n):
+        xp, self.backend = backend.xp, backend
+        rng = numpy.random.default_rng(0)
+        self.a = xp.asarray(rng.standard_normal((members, m, k)), dtype=dtype)
+        self.b = xp.asarray(rng.standard_normal((members, k, n)), dtype=dtype)
+        self.out = xp.empty((members, m, n), dtype)
+        self.flops = 2.0 * members * m * k * n
+        self.label = f"batched GEMM {members}x({m}x{k}x{n}) {dtype}"
+
+    def epochs(self, n):
+        for _ in range(n):
+            self.backend.xp.matmul(self.a, self.b, out=self.out)
+        synchronize(self.backend)
+
+
+class EnsembleRunner(Runner):
+    key = "gpunn"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+        from ..ensemble import Ensemble
+
+        self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
+        self.model = Ensemble(cfg.sizes, cfg.members, activation="relu", dtype="float32", device=backend, seed=0)
+        self.lr, self._seed = lr, 0
+        self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})"
+
+    def epochs(self, n):
+        self._seed += 1
+        self.model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr, verbose=False,
+                       seed=self._seed)
+        synchronize(self.backend)
+
+
+class SequentialRunner(Runner):
+    key = "sequential"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+        from ..model import MLP
+
+        self.backend, self.X, self.Y, self.batch, self.lr = backend, X, Y, cfg.batch, lr
+        self.models = [MLP(cfg.sizes, activation="relu", dtype="float32", device=backend, seed=k)
+                       for k in range(cfg.members)]
+        self.label = f"{cfg.members} sequential gpunn fits ({backend.device})"
+        self._seed = 0
+
+    def epochs(self, n):
+        self._seed += 1
+        for model in self.models:
+            model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr, verbose=False,
+                      seed=self._seed)
+        synchronize(self.backend)
+
+
+class _TorchBase(Runner):
+    def __init__(self, cfg, backend, X, Y, threads=None):
+        import torch
+
+        self.torch = torch
+        if backend.is_gpu:
+            if not torch.cuda.is_available():
+                raise ImportError("torch has no CUDA device")
+            self.device = torch.device(f"cuda:{backend.device_id}")
+        else:
+            self.device = torch.device("cpu")
+            if threads:
+                torch.set_num_threads(int(threads))
+        torch.manual_seed(0)
+        host = backend.to_host
+        self.X = torch.as_tensor(numpy.ascontiguousarray(host(X)), device=self.device)
+        self.Y = torch.as_tensor(numpy.ascontiguousarray(host(Y)), device=self.device)
+        self.batch, self.members, self.sizes = cfg.batch, cfg.members, cfg.sizes
+        self.threads = torch.get_num_threads()
+
+    def make_net(self):
+        torch, layers = self.torch, []
+        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(self.sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        return torch.nn.Sequential(*layers).to(self.device)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+
+class TorchVmapRunner(_TorchBase):
+    """torch.func.stack_module_state + vmap(functional_call), one Adam over the stacked parameters."""
+
+    key = "torch-vmap"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, threads=None):
+        super().__init__(cfg, backend, X, Y, threads)
+        import copy
+
+        from torch.func import functional_call, stack_module_state, vmap
+
+        torch = self.torch
+        nets = [self.make_net() for _ in range(cfg.members)]
+        self.params, self.buffers = stack_module_state(nets)
+        base = copy.deepcopy(nets[0]).to("meta")
+
+        def one(params, buffers, x):
+            return functional_call(base, (params, buffers), (x,))
+
+        self.forward = vmap(one, in_dims=(0, 0, None))  # every member reads the same batch
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=lr)
+        self.label = f"torch {torch.__version__} vmap ensemble K={cfg.members} ({self.device})"
+
+    def epochs(self, n):
+        torch = self.torch
+        m, b = self.X.shape[0], self.batch
+        for _ in range(n):
+            perm = torch.randperm(m, device=self.device)
+            for start in range(0, m, b):
+                idx = perm[start:start + b]
+                xb, yb = self.X[idx], self.Y[idx]
+                self.opt.zero_grad(set_to_none=True)
+                out = self.forward(self.params, self.buffers, xb)  # (K, b, outputs)
+                # the sum over members of each member's (1/b)||A - Y||^2: member k's gradient is its own
+                loss = ((out - yb) ** 2).sum() / xb.shape[0]
+                loss.backward()
+                self.opt.step()
+        self._sync()
+
+
+class TorchLoopRunner(_TorchBase):
+    """K PyTorch models with K Adam optimizers, stepped one after another on each batch."""
+
+    key = "torch-loop"
+
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, threads=None):
+        super().__init__(cfg, backend, X, Y, threads)
+        torch = self.torch
+        self.nets = [self.make_net() for _ in range(cfg.members)]
+        self.opts = [torch.optim.Adam(net.parameters(), lr=lr) for net in self.nets]
+        self.label = f"torch {torch.__version__} loop of K={cfg.members} models ({self.device})"
+
+    def epochs(self, n):
+        torch, F = self.torch, self.torch.nn.functional
+        m, b = self.X.shape[0], self.batch
+        for _ in range(n):
+            perm = torch.randperm(m, device=self.device)
+            for start in range(0, m, b):
+                idx = perm[start:start + b]
+                xb, yb = self.X[idx], self.Y[idx]
+                for net, opt in zip(self.nets, self.opts):
+                    opt.zero_grad(set_to_none=True)
+                    loss = F.mse_loss(net(xb), yb, reduction="sum") / xb.shape[0]
+                    loss.backward()
+                    opt.step()
+        self._sync()
+
+
+_PEER_CLASSES = {"sequential": SequentialRunner, "torch-vmap": TorchVmapRunner, "torch-loop": TorchLoopRunner}
+
+
+def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, deadline=None,
+                          threads=None, log=print) -> list:
+    """The ensemble and its peers on one configuration and backend, interleaved; Results (gpunn first)."""
+    rows = ensemble_rows(cfg, backend)
+    X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
+    gemm = BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape)
+    gpunn = EnsembleRunner(cfg, backend, X, Y)
+    runners = [gemm, gpunn]
+    for key in peers:
+        try:
+            kwargs = {"threads": threads} if key.startswith("torch") else {}
+            runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
+        except ImportError as exc:
+            log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
+    counts = {}
+    for r in runners:  # warm-up and calibration: whole epochs, about `seconds` per repeat
+        r.epochs(1)
+        t0 = time.perf_counter()
+        r.epochs(1)
+        counts[r] = max(1, round(seconds / max(time.perf_counter() - t0, 1e-6)))
+    times = {r: [] for r in runners}
+    for i in range(repeats):
+        for r in runners:
+            t0 = time.perf_counter()
+            r.epochs(counts[r])
+            times[r].append((time.perf_counter() - t0) / counts[r])
+        if deadline is not None and time.perf_counter() > deadline and i >= 1:
+            log(f"  {cfg.name} [{backend.device}]: time budget reached after {i + 1} repeats")
+            break
+    gemm_times = times.pop(gemm)
+    runners.remove(gemm)
+    member_samples = cfg.members * rows
+    flops_per_member_sample = cfg.flops_per_sample
+    results = []
+    for r in runners:
+        med, spread, rates = _median_rate(times[r], member_samples)
+        res = Result(cfg.name, cfg.spec() + f" x{cfg.members}", backend.device, r.key, r.label, "float32", cfg.batch,
+                     med, spread, rates)
+        res.gflops = flops_per_member_sample * med / 1e9
+        res.gemm_gflops = _median_rate(gemm_times, gemm.flops)[0] / 1e9
+        res.fraction_of_gemm = statistics.median(
+            flops_per_member_sample * member_samples / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
+        res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
+        res.noisy = spread[1] > 1.3 * spread[0]
+        res.note = "member-samples/s" + (f", {r.threads} threads" if hasattr(r, "threads") else "")
+        results.append(res)
+    return results
+
+
+def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, max_seconds=None, threads=None,
+                  log=print) -> list:
+    """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts."""
+    from dataclasses import asdict
+
+    from .system import _cores, blas_threads
+
+    threads = threads or blas_threads() or _cores()
+    t_start = time.perf_counter()
+    deadline = None if max_seconds is None else t_start + max_seconds
+    jobs = [(c, b) for b in backends for c in configs if b.is_gpu or not c.gpu_only]
+    for c, b in ((c, b) for b in backends for c in configs if c.gpu_only and not b.is_gpu):
+        log(f"  {c.name} [{b.device}]: skipped (GPU-only configuration)")
+    results = []
+    for i, (cfg, backend) in enumerate(jobs):
+        job_deadline = None
+        if deadline is not None:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                log(f"  {cfg.name} [{backend.device}]: skipped, --max-seconds budget spent")
+                continue
+            job_deadline = time.perf_counter() + left / (len(jobs) - i)
+        log(f"  {cfg.name} [{backend.device}] {cfg.members} x {cfg.sizes} batch {cfg.batch} ...")
+        with backend.use():
+            results.extend(asdict(r) for r in bench_ensemble_config(cfg, backend, peers, repeats, seconds,
+                                                                    job_deadline, threads, log))
+    return results

@@ -1,0 +1,106 @@
+"""gpunn.Ensemble on a GPU: the exactness contract with CUDA kernels, fused against generic, CPU against GPU.
+
+Member k of an Ensemble on cuda trains as MLP(seed=seed + k) on cuda does (1e-10 relative in
+float64, 1e-5 in float32: batched cuBLAS products and the one-stage member bias sums may round
+differently from one model's); the kernels of kernels/ensemble.cu agree with the generic
+EnsembleOps (fused=False). Skipped without a GPU (pytest -m gpu runs only these and their kin).
+"""
+import numpy
+import pytest
+
+import gpunn
+
+pytestmark = pytest.mark.gpu
+
+SIZES = [6, 16, 12, 2]
+TOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def _data(rows=300):
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((rows, SIZES[0]))
+    Y = numpy.stack([numpy.sin(X[:, 0]), X[:, 1] * X[:, 2]], axis=1)
+    return X, Y
+
+
+def _rel(a, b):
+    a = a.get() if hasattr(a, "get") else numpy.asarray(a)
+    b = b.get() if hasattr(b, "get") else numpy.asarray(b)
+    return float(numpy.abs(a - b).max() / numpy.abs(b).max())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer,activation,bias", [("adam", "relu", True), ("adamw", "tanh", False),
+                                                       ("momentum", "gelu", True), ("sgd", "elu", True)])
+def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, dtype, optimizer, activation, bias):
+    X, Y = _data()
+    lrs = [1e-3, 3e-3, 1e-2] if "adam" in optimizer else [1e-2, 3e-2, 5e-2]
+    wds = [0.0, 1e-3, 1e-2]
+    kwargs = dict(epochs=3, batch_size=64, optimizer=optimizer, seed=4, validation_fraction=0.1, verbose=False,
+                  schedule="cosine")
+    ens = gpunn.Ensemble(SIZES, 3, activation=activation, bias=bias, dtype=dtype, device="cuda", seed=10)
+    history = ens.fit(X, Y, lr=lrs, weight_decay=wds, **kwargs)
+    for k in range(3):
+        twin = gpunn.MLP(SIZES, activation=activation, bias=bias, dtype=dtype, device="cuda", seed=10 + k)
+        h = twin.fit(X, Y, lr=lrs[k], weight_decay=wds[k], **kwargs)
+        assert _rel(ens.member_params[k], twin.params) <= TOL[dtype], f"member {k}"
+        numpy.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"], rtol=1e-4)
+
+
+def test_early_stopping_and_frozen_members_on_cuda(gpu):
+    X, Y = _data()
+    kwargs = dict(epochs=10, batch_size=30, optimizer="sgd", seed=4, validation_fraction=0.2, early_stopping=True,
+                  patience=1, min_delta=0.02, verbose=False)
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cuda", seed=7)
+    ens.fit(X, Y, lr=[0.3, 3e-3, 0.05], **kwargs)
+    for k, lr in enumerate([0.3, 3e-3, 0.05]):
+        twin = gpunn.MLP(SIZES, dtype="float64", device="cuda", seed=7 + k)
+        twin.fit(X, Y, lr=lr, **kwargs)
+        assert _rel(ens.member_params[k], twin.params) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_member_kernels_agree_with_the_generic_member_ops(gpu, dtype, rtol):
+    X, Y = _data()
+    runs = []
+    for fused in (True, False):
+        ens = gpunn.Ensemble(SIZES, 4, activation="silu", dtype=dtype, device="cuda", seed=1, fused=fused)
+        loss, dW, db = ens.loss_and_gradients(X, Y)
+        h = ens.fit(X, Y, lr=[1e-3, 2e-3, 5e-3, 1e-2], beta1=[0.9, 0.8, 0.9, 0.7], epochs=2, batch_size=50,
+                    verbose=False)
+        runs.append((loss, dW, db, ens.params.get(), h["loss"]))
+    (l1, dW1, db1, p1, h1), (l2, dW2, db2, p2, h2) = runs
+    numpy.testing.assert_allclose(l1, l2, rtol=rtol)
+    for a, b in zip(dW1 + db1, dW2 + db2):
+        numpy.testing.assert_allclose(a.get(), b.get(), rtol=rtol, atol=rtol * float(abs(b).max().get()))
+    assert _rel(p1, p2) <= 10 * rtol
+    numpy.testing.assert_allclose(h1, h2, rtol=1e-4)
+
+
+def test_cpu_and_gpu_ensembles_agree(gpu):
+    X, Y = _data()
+    cpu = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cpu", seed=2)
+    cuda = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cuda", seed=2)
+    numpy.testing.assert_array_equal(cpu.params, cuda.params.get())
+    lc, dWc, _ = cpu.loss_and_gradients(X, Y)
+    lg, dWg, _ = cuda.loss_and_gradients(X, Y)
+    numpy.testing.assert_allclose(lg, lc, rtol=1e-10)
+    for a, b in zip(dWc, dWg):
+        numpy.testing.assert_allclose(b.get(), a, rtol=1e-10, atol=1e-14)
+    mean, std = cuda.predict(X, return_std=True)
+    numpy.testing.assert_allclose(std.get(), cpu.predict(X).std(axis=0), rtol=1e-10, atol=1e-14)
+    member = cuda[1]
+    assert isinstance(member, gpunn.MLP) and member.device.startswith("cuda")
+
+
+def test_bootstrap_and_bench_runner_on_cuda(gpu):
+    from gpunn import bench
+    from gpunn.bench.ensemble import run_ensembles
+
+    X, Y = _data()
+    ens = gpunn.Ensemble(SIZES, 2, device="cuda", seed=0)
+    ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, verbose=False)
+    assert _rel(ens.member_params[0], ens.member_params[1]) > 1e-3
+    results = run_ensembles([bench.parse_config("lin:4:8:1:16-x3")], [gpu], peers=["sequential"], repeats=1,
+                            seconds=0.01, log=lambda msg: None)
+    assert [r["impl"] for r in results] == ["gpunn", "sequential"] and all(r["samples_per_s"] > 0 for r in results)
