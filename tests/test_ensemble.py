@@ -11,6 +11,7 @@ import pytest
 
 import gpunn
 from gpunn.ops import ensemble_ops_for
+from gpunn.optim import make_optimizer
 from gpunn.ops.ensemble import MemberRates
 from gpunn.training.ensemble import bootstrap_rows
 
@@ -32,12 +33,18 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
-def check_members(ens, X, Y, per_member_kwargs, model_kwargs, fit_kwargs, dtype):
-    """Fit each member's MLP twin and compare weights and histories with the ensemble's."""
+def check_members(ens, X, Y, optimizer, per_member, model_kwargs, fit_kwargs, dtype, callbacks=None):
+    """Fit each member's MLP twin and compare weights and histories with the ensemble's.
+
+    ``per_member``: {"lr": K values, and optimizer settings such as "weight_decay": K values};
+    ``callbacks``: a function returning fresh callbacks for one twin.
+    """
     history = ens.history
     for k in range(ens.n_models):
         twin = gpunn.MLP(SIZES, dtype=dtype, seed=ens.seeds[k], **model_kwargs)
-        h = twin.fit(X, Y, verbose=False, **fit_kwargs, **{name: v[k] for name, v in per_member_kwargs.items()})
+        settings = {name: v[k] for name, v in per_member.items() if name != "lr"}
+        h = twin.fit(X, Y, optimizer=make_optimizer(optimizer, **settings), lr=per_member["lr"][k], verbose=False,
+                     callbacks=callbacks() if callbacks else (), **fit_kwargs)
         assert rel_err(ens.member_params[k], twin.params) <= TOL[dtype], f"member {k}"
         mine = history.member(k)
         assert len(mine["loss"]) == len(h["loss"])
@@ -53,9 +60,9 @@ def test_each_member_trains_exactly_as_its_own_mlp(data, dtype, optimizer):
     lrs = [x * (10 if optimizer in ("sgd", "momentum", "nesterov") else 1) for x in LRS]
     wds = [0.0, 1e-3, 1e-2]
     ens = gpunn.Ensemble(SIZES, 3, activation="tanh", dtype=dtype, seed=10)
-    fit_kwargs = dict(epochs=3, batch_size=32, optimizer=optimizer, seed=5, validation_fraction=0.1)
-    ens.fit(X, Y, lr=lrs, weight_decay=wds, verbose=False, **fit_kwargs)
-    check_members(ens, X, Y, {"lr": lrs, "weight_decay": wds}, {"activation": "tanh"}, fit_kwargs, dtype)
+    fit_kwargs = dict(epochs=3, batch_size=32, seed=5, validation_fraction=0.1)
+    ens.fit(X, Y, optimizer=optimizer, lr=lrs, weight_decay=wds, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y, optimizer, {"lr": lrs, "weight_decay": wds}, {"activation": "tanh"}, fit_kwargs, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -71,9 +78,10 @@ def test_exact_across_activations_bias_and_schedules(data, dtype, activation, bi
     X, Y = data
     model_kwargs = dict(activation=activation, bias=bias, fused=fused)
     ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=3, **model_kwargs)
-    fit_kwargs = dict(epochs=4, batch_size=40, optimizer="adam", schedule=schedule, step_size=2, gamma=0.5, seed=1)
-    ens.fit(X, Y, lr=LRS, verbose=False, **fit_kwargs)
-    check_members(ens, X, Y, {"lr": LRS}, model_kwargs, fit_kwargs, dtype)
+    sched = gpunn.Schedule(schedule, step_size=2, gamma=0.5)
+    fit_kwargs = dict(epochs=4, batch_size=40, schedule=sched, seed=1)
+    ens.fit(X, Y, optimizer="adam", lr=LRS, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y, "adam", {"lr": LRS}, model_kwargs, fit_kwargs, dtype)
 
 
 def test_per_member_betas_and_momentum(data):
@@ -81,21 +89,27 @@ def test_per_member_betas_and_momentum(data):
     betas = {"beta1": [0.9, 0.8, 0.5], "beta2": [0.999, 0.99, 0.9]}
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
     ens.fit(X, Y, optimizer="adam", lr=1e-2, epochs=2, batch_size=50, seed=2, verbose=False, **betas)
-    check_members(ens, X, Y, betas, {}, dict(optimizer="adam", lr=1e-2, epochs=2, batch_size=50, seed=2), "float64")
+    check_members(ens, X, Y, "adam", {"lr": [1e-2] * 3, **betas}, {}, dict(epochs=2, batch_size=50, seed=2), "float64")
     momenta = {"momentum": [0.0, 0.5, 0.9]}
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
-    ens.fit(X, Y, optimizer="sgd", lr=0.05, epochs=2, batch_size=50, seed=2, verbose=False, **momenta)
-    check_members(ens, X, Y, momenta, {}, dict(optimizer="sgd", lr=0.05, epochs=2, batch_size=50, seed=2), "float64")
+    # an Optimizer object gives every member's defaults; the per-member momentum replaces its own
+    ens.fit(X, Y, optimizer=gpunn.SGD(weight_decay=1e-3), lr=0.05, epochs=2, batch_size=50, seed=2, verbose=False,
+            **momenta)
+    check_members(ens, X, Y, "sgd", {"lr": [0.05] * 3, "weight_decay": [1e-3] * 3, **momenta}, {},
+                  dict(epochs=2, batch_size=50, seed=2), "float64")
 
 
 def test_early_stopping_freezes_each_member_as_its_twin_stops(data):
     X, Y = data
     lrs = [0.3, 3e-3, 0.05]  # a fast member that overfits or oscillates, a slow one, one between
-    fit_kwargs = dict(epochs=12, batch_size=30, optimizer="sgd", seed=4, validation_fraction=0.2,
-                      early_stopping=True, patience=1, min_delta=0.02)
+    fit_kwargs = dict(epochs=12, batch_size=30, seed=4, validation_fraction=0.2)
+
+    def stopper():
+        return [gpunn.EarlyStopping(patience=1, min_delta=0.02)]
+
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=7)
-    history = ens.fit(X, Y, lr=lrs, verbose=False, **fit_kwargs)
-    check_members(ens, X, Y, {"lr": lrs}, {}, {k: v for k, v in fit_kwargs.items()}, "float64")
+    history = ens.fit(X, Y, optimizer="sgd", lr=lrs, verbose=False, callbacks=stopper(), **fit_kwargs)
+    check_members(ens, X, Y, "sgd", {"lr": lrs}, {}, fit_kwargs, "float64", callbacks=stopper)
     assert any(history.stopped_early) and not all(history.stopped_early), history.stopped_early
     assert len(history.best_epoch) == 3 and all(e is not None for e in history.best_epoch)
 
@@ -196,6 +210,7 @@ def test_bad_construction_is_a_clear_error(call, match):
     ({"lr": 0.0}, "member 0: learning rate"),
     ({"weight_decay": [0, 0, -1]}, "member 2: weight_decay must be a non-negative number"),
     ({"optimizer": "sgd", "momentum": [0.9, 1.5, 0.0]}, "member 1: momentum must be in"),
+    ({"optimizer": "adam", "momentum": 0.9}, "member 0: optimizer 'adam' does not take momentum"),
     ({"beta1": [0.9, 0.9]}, "beta1 lists 2 values"),
 ])
 def test_bad_per_member_settings_are_clear_errors(data, kwargs, match):

@@ -9,6 +9,7 @@ import numpy
 import pytest
 
 import gpunn
+from gpunn.optim import make_optimizer
 
 pytestmark = pytest.mark.gpu
 
@@ -36,26 +37,24 @@ def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, dtype, optimizer, activa
     X, Y = _data()
     lrs = [1e-3, 3e-3, 1e-2] if "adam" in optimizer else [1e-2, 3e-2, 5e-2]
     wds = [0.0, 1e-3, 1e-2]
-    kwargs = dict(epochs=3, batch_size=64, optimizer=optimizer, seed=4, validation_fraction=0.1, verbose=False,
-                  schedule="cosine")
+    kwargs = dict(epochs=3, batch_size=64, seed=4, validation_fraction=0.1, verbose=False, schedule="cosine")
     ens = gpunn.Ensemble(SIZES, 3, activation=activation, bias=bias, dtype=dtype, device="cuda", seed=10)
-    history = ens.fit(X, Y, lr=lrs, weight_decay=wds, **kwargs)
+    history = ens.fit(X, Y, optimizer=optimizer, lr=lrs, weight_decay=wds, **kwargs)
     for k in range(3):
         twin = gpunn.MLP(SIZES, activation=activation, bias=bias, dtype=dtype, device="cuda", seed=10 + k)
-        h = twin.fit(X, Y, lr=lrs[k], weight_decay=wds[k], **kwargs)
+        h = twin.fit(X, Y, optimizer=make_optimizer(optimizer, weight_decay=wds[k]), lr=lrs[k], **kwargs)
         assert _rel(ens.member_params[k], twin.params) <= TOL[dtype], f"member {k}"
         numpy.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"], rtol=1e-4)
 
 
 def test_early_stopping_and_frozen_members_on_cuda(gpu):
     X, Y = _data()
-    kwargs = dict(epochs=10, batch_size=30, optimizer="sgd", seed=4, validation_fraction=0.2, early_stopping=True,
-                  patience=1, min_delta=0.02, verbose=False)
+    kwargs = dict(epochs=10, batch_size=30, optimizer="sgd", seed=4, validation_fraction=0.2, verbose=False)
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cuda", seed=7)
-    ens.fit(X, Y, lr=[0.3, 3e-3, 0.05], **kwargs)
+    ens.fit(X, Y, lr=[0.3, 3e-3, 0.05], callbacks=[gpunn.EarlyStopping(patience=1, min_delta=0.02)], **kwargs)
     for k, lr in enumerate([0.3, 3e-3, 0.05]):
         twin = gpunn.MLP(SIZES, dtype="float64", device="cuda", seed=7 + k)
-        twin.fit(X, Y, lr=lr, **kwargs)
+        twin.fit(X, Y, lr=lr, callbacks=[gpunn.EarlyStopping(patience=1, min_delta=0.02)], **kwargs)
         assert _rel(ens.member_params[k], twin.params) <= 1e-10
 
 

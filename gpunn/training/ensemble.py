@@ -1,8 +1,9 @@
 """Training an Ensemble: per-member optimizer settings, validation, early stopping, the loop.
 
-The loop is :class:`gpunn.training.loop.Trainer`'s (the same device shuffle, so every member sees the
-batches one MLP would see with the same ``seed``), with an epoch that steps all members at
-once and reads their K losses back in one transfer. What differs per member lives here:
+The loop is :func:`gpunn.training.loop.train` with the Ensemble as its Trainable (``train_step`` returns
+the K members' sums of squared errors) and the same :class:`ArraySource` (so every member sees the
+batches one MLP would see with the same ``seed``); the K losses are read back in one transfer per
+epoch. What differs per member lives here:
 - :class:`EnsembleOptimizer`: SGD/momentum/Nesterov/Adam/AdamW whose lr, weight decay, momentum
   and betas may differ per member (each member's settings are checked as one model's would be);
 - :class:`EnsembleEvaluator`: validation MSE, MAE and R² of every member, one host read;
@@ -21,12 +22,15 @@ import numpy
 
 from ..checks import check_rows_match, per_member, positive_int
 from ..metrics import RegressionEvaluator
+from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
-from ..optim import Adam, SGD, make_optimizer, make_schedule
+from ..optim import Adam, Optimizer, make_optimizer, make_schedule
 from ..rng import DeviceRNG
-from .callbacks import Callback, History, ProgressBar, order_callbacks
+from .callbacks import Callback, EarlyStopping, History, ProgressBar, order_callbacks
 from .fit import split_validation
-from .loop import Trainer, TrainingDiverged, run
+from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
+from .sources import ArraySource
+from .state import FitSettings, TrainState
 
 
 class EnsembleHistory(History):
@@ -48,18 +52,27 @@ class EnsembleHistory(History):
 
 
 class EnsembleOptimizer:
-    """One optimizer of the gpunn.optim family for K members, with per-member settings."""
+    """One optimizer of the gpunn.optim family for K members, with per-member settings.
 
-    def __init__(self, name, n_models, xp, *, lr=None, momentum=None, nesterov=None, weight_decay=None,
-                 beta1=None, beta2=None, eps=None):
-        lists = {key: per_member(value, n_models, key) for key, value in
-                 (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("beta1", beta1),
-                  ("beta2", beta2))}
+    ``optimizer`` is a name or an Optimizer whose settings are the default for every member; ``lr``,
+    ``momentum``, ``weight_decay``, ``beta1``, ``beta2`` (a value, or K values) replace them. Each
+    member's settings are checked as one model's are (the error names the member).
+    """
+
+    def __init__(self, optimizer, n_models, xp, *, lr=None, momentum=None, weight_decay=None, beta1=None,
+                 beta2=None):
+        if isinstance(optimizer, Optimizer):
+            template, name = optimizer.config(), optimizer.name
+        else:
+            template, name = {}, optimizer
+        given = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "beta1": beta1, "beta2": beta2}
+        lists = {key: per_member(value if value is not None else template.get(key), n_models, key)
+                 for key, value in given.items()}
+        shared = {key: template[key] for key in ("nesterov", "eps") if key in template}
         self.members = []
         for k in range(n_models):
             try:
-                self.members.append(make_optimizer(name, nesterov=nesterov, eps=eps,
-                                                   **{key: values[k] for key, values in lists.items()}))
+                self.members.append(make_optimizer(name, **shared, **{key: values[k] for key, values in lists.items()}))
             except ValueError as exc:
                 raise ValueError(f"member {k}: {exc}" if n_models > 1 else str(exc)) from None
         first = self.members[0]
@@ -75,21 +88,19 @@ class EnsembleOptimizer:
             table[k, ACTIVE] = 1.0
         self.rates = MemberRates(xp, table)
         self.lr = numpy.array([opt.lr for opt in self.members])  # the base rates, before any schedule
+        self.n_models = n_models
         self.steps = 0
         self.state = {}
 
-    def bind(self, model):
-        xp, shape = model.xp, model.member_params.shape
+    def bind(self, params, ops):
+        """State for the flat buffer of K members (gpunn.training.loop.train calls this)."""
+        self.member_ops = ensemble_ops_for(ops)
+        shape = (self.n_models, params.size // self.n_models)
         names = ("m", "v") if self.is_adam else (("velocity",) if self.rates.column(MOMENTUM).any() else ())
         for key in names:
             if key not in self.state or self.state[key].shape != shape:
-                self.state[key] = xp.zeros(shape, model.dtype)
-        self.model = model
+                self.state[key] = ops.xp.zeros(shape, params.dtype)
         return self
-
-    def set_lr(self, lrs):
-        if not numpy.array_equal(self.rates.column(LR), lrs):
-            self.rates.update(LR, lrs)
 
     def freeze(self, members):
         active = self.rates.column(ACTIVE).copy()
@@ -100,15 +111,17 @@ class EnsembleOptimizer:
     def active(self):
         return self.rates.active
 
-    def step(self):
+    def step(self, params, grads, lr):
+        """One step of every active member; ``lr`` holds the K members' rates for this epoch."""
+        if not numpy.array_equal(self.rates.column(LR), lr):  # changes once per epoch at most
+            self.rates.update(LR, lr)
         self.steps += 1
-        model, s = self.model, self.state
+        w, g = params.reshape(self.n_models, -1), grads.reshape(self.n_models, -1)
+        s = self.state
         if self.is_adam:
-            model.member_ops.adam_step(model.member_params, model.member_grads, s["m"], s["v"], self.rates,
-                                       self.eps, self.steps, self.decoupled)
+            self.member_ops.adam_step(w, g, s["m"], s["v"], self.rates, self.eps, self.steps, self.decoupled)
         else:
-            model.member_ops.sgd_step(model.member_params, model.member_grads, s.get("velocity"), self.rates,
-                                      self.nesterov)
+            self.member_ops.sgd_step(w, g, s.get("velocity"), self.rates, self.nesterov)
 
     def config(self) -> dict:
         return {"name": self.name, "members": [opt.config() for opt in self.members]}
@@ -144,7 +157,10 @@ class MemberEarlyStopping(Callback):
     of the flat buffer). Training ends when every member has stopped.
     """
 
-    def __init__(self, monitor=None, patience=10, min_delta=0.0, restore_best_weights=True):
+    def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.mode = mode
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
         if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
@@ -155,7 +171,7 @@ class MemberEarlyStopping(Callback):
     def on_train_begin(self, trainer):
         K = trainer.model.n_models
         self._monitor = self.monitor or ("val_loss" if trainer.validation is not None else "loss")
-        self._maximise = self._monitor.endswith("r2")
+        self._maximise = self.mode == "max" or (self.mode == "auto" and self._monitor.endswith("r2"))
         self.best = [None] * K
         self.best_epoch = [None] * K
         self.wait = [0] * K
@@ -220,69 +236,61 @@ class EnsembleProgressBar(ProgressBar):
         if "val_loss" in logs:
             shown["best val_loss"] = f"{numpy.nanmin(logs['val_loss']):.4g}"
         shown["training"] = f"{int(trainer.optimizer.active.sum())}/{trainer.model.n_models}"
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
+        self.bar.set_postfix(shown, refresh=True)
+
+
+class BootstrapSource(ArraySource):
+    """ArraySource whose member k trains on its own resample of the rows: batches are (K, b, n) stacks.
+
+    Member k's rows are drawn with replacement from the stream (seed, "bootstrap", k); each epoch all
+    members take the same shuffled positions (the single-model permutation of (seed, "shuffle", e)), so
+    member k sees exactly the batches one model trained on X[rows_k] would see.
+    """
+
+    def __init__(self, X, Y, backend, members, *, seed=0, shuffle=True):
+        super().__init__(X, Y, backend, seed=seed, shuffle=shuffle)
+        self.members = int(members)
+        self.rows_of = backend.xp.stack([bootstrap_rows(backend, seed, k, self.rows) for k in range(members)])
+
+    def config(self) -> dict:
+        return {**super().config(), "kind": "bootstrap", "members": self.members}
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        xp, rows = self.backend.xp, self.rows_of
+        if self.shuffle:
+            rows = rows[:, DeviceRNG(self.backend, self.seed, "shuffle", epoch).permutation(self.rows)]
+        for start in range(first_batch * batch_size, self.rows, batch_size):
+            idx = rows[:, start:start + batch_size]
+            yield xp.take(self.X, idx, axis=0), xp.take(self.Y, idx, axis=0)
 
 
 class EnsembleTrainer(Trainer):
-    """Trainer whose epoch steps all members, with per-member rates and one host read of K losses."""
+    """The loop's Trainer with K losses per epoch: a member whose loss is NaN, infinite or past
+    DIVERGENCE_FACTOR times the run's first batch loss is frozen; TrainingDiverged only when all are."""
 
-    bootstrap_rows = None  # (K, m) device row indices: member k's resample of the training rows
-
-    def lr_at(self, epoch):
-        return self.optimizer.lr * self.schedule.factor(epoch, self.epochs) * self.lr_scale
-
-    def _batches(self, epoch, first_batch=0):
-        if self.bootstrap_rows is None:
-            yield from super()._batches(epoch, first_batch)
-            return
-        xp, X, Y, b = self.model.xp, self.X, self.Y, self.batch_size
-        m = X.shape[0]
-        rows = self.bootstrap_rows
-        if self.shuffle:  # one shuffle for all members: the same positions, each member's own rows
-            rows = rows[:, DeviceRNG(self.model.backend, self.seed, "shuffle", epoch).permutation(m)]
-        for start in range(first_batch * b, m, b):
-            idx = rows[:, start:start + b]
-            yield xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-
-    def run_epoch(self, epoch, first_batch=0):
-        model, xp, opt = self.model, self.model.xp, self.optimizer
-        lrs = self.lr_at(epoch)
-        opt.set_lr(lrs)
-        total = xp.zeros(model.n_models, "float64")
-        if first_batch:
-            total += xp.asarray(self._start_total)
-        batch_callbacks = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
-        t0 = time.perf_counter()
-        batch = first_batch - 1
-        for batch, (Xb, Yb) in enumerate(self._batches(epoch, first_batch), first_batch):
-            total += model.train_step(Xb, Yb)
-            opt.step()
-            for cb in batch_callbacks:
-                cb.on_batch_end(self, batch)
-            if self._halt:
-                break
-        done = batch + 1
-        if done * self.batch_size < self.X.shape[0]:
-            self.position, self.partial_total = (epoch, done), model.backend.to_host(total)
-            return None
-        losses = model.backend.to_host(total) / self.X.shape[0]  # the one host synchronisation of the epoch
+    def epoch_logs(self, epoch, total, rows, seen, lr, t0) -> dict:
+        model, opt = self.model, self.optimizer
+        losses = model.backend.to_host(total) / rows  # the one host synchronisation of the epoch
         seconds = time.perf_counter() - t0
-        bad = [int(k) for k in numpy.flatnonzero(~numpy.isfinite(losses)) if opt.active[k]]
+        ref = self.state.reference_loss
+        with numpy.errstate(invalid="ignore"):
+            grew = losses > DIVERGENCE_FACTOR * ref if ref is not None and ref > 0 else numpy.zeros(losses.shape, bool)
+        bad = [int(k) for k in numpy.flatnonzero(~numpy.isfinite(losses) | grew) if opt.active[k]]
         if bad:
-            self.history.diverged = sorted(set(self.history.diverged) | {int(k) for k in bad})
+            history = self.history
+            history.diverged = sorted(set(history.diverged) | set(bad))
             opt.freeze(bad)
-            if not opt.active.any() and len(self.history.diverged) == model.n_models:
+            if len(history.diverged) == model.n_models:
                 raise TrainingDiverged(
-                    f"the training loss of every member became NaN or infinite (by epoch {epoch + 1}); "
-                    "lower the learning rates, or scale the targets (standardise Y) and inputs")
-            warnings.warn(f"members {bad} diverged in epoch {epoch + 1} (loss NaN or infinite) and are frozen; "
-                          "the others go on", RuntimeWarning, stacklevel=2)
+                    f"the training loss of every member became NaN, infinite or {DIVERGENCE_FACTOR:g} times its "
+                    f"first value (by epoch {epoch + 1}); lower the learning rates, or scale the targets "
+                    "(standardise Y) and inputs")
+            warnings.warn(f"members {bad} diverged in epoch {epoch + 1} (loss NaN, infinite or exploding) and are "
+                          "frozen; the others go on", RuntimeWarning, stacklevel=2)
             if not opt.active.any():
                 self.stop = True
-        rows = self.X.shape[0] - first_batch * self.batch_size
-        return {"epoch": epoch + 1, "loss": losses.tolist(), "lr": [float(x) for x in lrs], "time_s": seconds,
-                "samples_per_s": model.n_models * rows / seconds if seconds > 0 else float("inf")}
+        return {"epoch": epoch + 1, "loss": losses.tolist(), "lr": [float(x) for x in lr], "time_s": seconds,
+                "samples_per_s": model.n_models * seen / seconds if seconds > 0 else float("inf")}
 
 
 def bootstrap_rows(backend, seed, member, rows):
@@ -292,19 +300,27 @@ def bootstrap_rows(backend, seed, member, rows):
     return backend.xp.minimum((u * rows).astype("int64"), rows - 1)
 
 
-def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant",
-                 momentum=None, nesterov=None, weight_decay=None, beta1=None, beta2=None, eps=None, step_size=None,
-                 gamma=None, shuffle=True, seed=None, verbose=True, callbacks=(), validation_data=None,
-                 validation_fraction=None, early_stopping=False, patience=10, min_delta=0.0, monitor=None,
-                 restore_best_weights=True, bootstrap=False, handle_interrupt=True):
+def _member_callbacks(callbacks):
+    """The callbacks, with each gpunn.EarlyStopping replaced by its per-member form."""
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping):
+            cb = MemberEarlyStopping(**cb.get_config())
+        out.append(cb)
+    return out
+
+
+def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
+                 momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
+                 callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True):
     """Train every member of ``model`` (an Ensemble) on (X, Y); returns an :class:`EnsembleHistory`.
 
     The options are :func:`gpunn.fit`'s; ``lr``, ``weight_decay``, ``momentum``, ``beta1`` and
-    ``beta2`` also take a length-K sequence (one value per member). All members see the same
-    batches in the same order, shuffled by ``seed`` (default: member 0's seed), unless
-    ``bootstrap=True``: then member k trains on its own resample of the training rows (drawn with
-    replacement from the stream (seed, "bootstrap", k)), shuffled alike each epoch. Early stopping
-    is per member (see MemberEarlyStopping). Per-member values in the history are lists of K.
+    ``beta2`` take one value or K values (one per member), over the settings of ``optimizer`` (a name
+    or an Optimizer). All members see the same batches in the same order, shuffled by ``seed``
+    (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
+    the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
+    member on its own (MemberEarlyStopping). Per-member values in the history are lists of K.
     """
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
@@ -314,28 +330,26 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
         X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         if validation is not None:
             validation = EnsembleEvaluator(model, validation.X, validation.Y)
-        batch_size = X.shape[0] if batch_size is None else min(positive_int(batch_size, "batch_size"), X.shape[0])
-        if isinstance(optimizer, (SGD, Adam)):
-            raise TypeError("an Ensemble takes the optimizer by name (with per-member lr, weight_decay, ...), "
-                            f"not an Optimizer object; got {optimizer!r}")
-        opt = EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum, nesterov=nesterov,
-                                weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps).bind(model)
-        sched = make_schedule(schedule, step_size=step_size, gamma=gamma)
-        cbs = list(callbacks)
-        if early_stopping:
-            cbs.append(MemberEarlyStopping(monitor, patience, min_delta, restore_best_weights))
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "batch_size")
+        opt = EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
+                                weight_decay=weight_decay, beta1=beta1, beta2=beta2)
+        settings = FitSettings(epochs=epochs, batch_size=X.shape[0] if batch_size is None else min(batch_size, X.shape[0]),
+                               train_rows=int(X.shape[0]), seed=seed, shuffle=bool(shuffle),
+                               schedule=make_schedule(schedule),
+                               validation="data" if validation_data is not None else
+                                          ("fraction" if validation_fraction else None),
+                               validation_fraction=validation_fraction or None)
+        cbs = _member_callbacks(callbacks)
         if verbose:
             cbs.append(EnsembleProgressBar())
-        trainer = EnsembleTrainer(model, X, Y, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=sched,
-                                  shuffle=shuffle, seed=seed, callbacks=order_callbacks(cbs, False),
-                                  validation=validation, history=EnsembleHistory())
         if bootstrap:
-            trainer.bootstrap_rows = model.xp.stack([bootstrap_rows(model.backend, seed, k, X.shape[0])
-                                                     for k in range(model.n_models)])
-        trainer.settings = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": seed,
-                            "train_rows": int(X.shape[0]), "bootstrap": bool(bootstrap)}
-        model.optimizer = opt
-        history = run(trainer, handle_interrupt)
+            source = BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle)
+        else:
+            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+        history = train(model, source, opt, settings, TrainState(history=EnsembleHistory()),
+                        callbacks=order_callbacks(cbs, False), validation=validation,
+                        handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
         if history.best is None and validation is not None:  # best per member without early stopping
             values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
             if values.size:

@@ -156,6 +156,13 @@ class Trainer:
         rows = source.rows
         if hook is not None:
             total, rows = hook.reduce_epoch(total, rows)
+        seen = rows - first_batch * batch_size * self.settings.ranks  # fewer when resumed mid-epoch
+        return self.epoch_logs(epoch, total, rows, seen, lr, t0)
+
+    def epoch_logs(self, epoch, total, rows, seen, lr, t0) -> dict:
+        """The logs of a finished epoch from its device sum of squared errors ``total`` over ``rows``
+        (``seen`` of them trained in this call, which started at ``t0``); raises TrainingDiverged.
+        An ensemble's trainer (gpunn.training.ensemble) overrides it for K sums."""
         loss = float(total) / rows  # the one host synchronisation of the epoch
         seconds = time.perf_counter() - t0
         ref = self.state.reference_loss
@@ -166,7 +173,6 @@ class Trainer:
                 f"training loss became {how} in epoch {epoch + 1} (learning rate {lr:.3g}); "
                 "lower the learning rate, or scale the targets (standardise Y) and inputs"
             )
-        seen = rows - first_batch * batch_size * self.settings.ranks  # fewer when resumed mid-epoch
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
 
@@ -214,17 +220,18 @@ class Trainer:
 
 
 def train(trainable, source, optimizer, settings: FitSettings, state: TrainState | None = None, *, callbacks=(),
-          validation=None, hook=None, handle_interrupt=True) -> History:
+          validation=None, hook=None, handle_interrupt=True, trainer_class=None) -> History:
     """Run the loop: the one place a :class:`Trainer` is built. Returns the history.
 
     ``state`` (default: a fresh run) says where to start; ``callbacks`` run in the order given;
     ``validation`` (a RegressionEvaluator) adds val_* logs; ``hook`` is a GradientHook or None. With
     ``handle_interrupt`` (main thread only) the first Ctrl-C stops after the current batch.
+    ``trainer_class``: a Trainer subclass (an ensemble's, for K losses per epoch); default Trainer.
     """
     optimizer.bind(trainable.params, trainable.ops)
     trainable.optimizer = optimizer
-    trainer = Trainer(trainable, source, optimizer, settings, state, callbacks=callbacks, validation=validation,
-                      hook=hook)
+    trainer = (trainer_class or Trainer)(trainable, source, optimizer, settings, state, callbacks=callbacks,
+                                         validation=validation, hook=hook)
     with sigint_stops(trainer, handle_interrupt):
         history = trainer.run()
     history.interrupted = trainer.interrupted
