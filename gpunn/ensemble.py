@@ -79,10 +79,6 @@ class Ensemble:
     def n_layers(self) -> int:
         return len(self.layer_sizes) - 1
 
-    @property
-    def n_parameters(self) -> int:
-        return int(self.params.size)
-
     def __len__(self):
         return self.n_models
 

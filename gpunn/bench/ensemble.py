@@ -20,7 +20,7 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .runners import Result, Runner, _median_rate, synchronize
+from .runners import Result, Runner, _median_rate, synchronize, timed_rounds, torch_device
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -93,18 +93,8 @@ class SequentialRunner(Runner):
 
 class _TorchBase(Runner):
     def __init__(self, cfg, backend, X, Y, threads=None):
-        import torch
-
-        self.torch = torch
-        if backend.is_gpu:
-            if not torch.cuda.is_available():
-                raise ImportError("torch has no CUDA device")
-            self.device = torch.device(f"cuda:{backend.device_id}")
-        else:
-            self.device = torch.device("cpu")
-            if threads:
-                torch.set_num_threads(int(threads))
-        torch.manual_seed(0)
+        self.torch, self.device = torch_device(backend, threads)
+        torch = self.torch
         host = backend.to_host
         self.X = torch.as_tensor(numpy.ascontiguousarray(host(X)), device=self.device)
         self.Y = torch.as_tensor(numpy.ascontiguousarray(host(Y)), device=self.device)
@@ -122,6 +112,16 @@ class _TorchBase(Runner):
     def _sync(self):
         if self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
+
+    def batches(self, n):
+        """n epochs of shuffled (xb, yb) batches, then a device synchronisation."""
+        m, b = self.X.shape[0], self.batch
+        for _ in range(n):
+            perm = self.torch.randperm(m, device=self.device)
+            for start in range(0, m, b):
+                idx = perm[start:start + b]
+                yield self.X[idx], self.Y[idx]
+        self._sync()
 
 
 class TorchVmapRunner(_TorchBase):
@@ -148,20 +148,13 @@ class TorchVmapRunner(_TorchBase):
         self.label = f"torch {torch.__version__} vmap ensemble K={cfg.members} ({self.device})"
 
     def epochs(self, n):
-        torch = self.torch
-        m, b = self.X.shape[0], self.batch
-        for _ in range(n):
-            perm = torch.randperm(m, device=self.device)
-            for start in range(0, m, b):
-                idx = perm[start:start + b]
-                xb, yb = self.X[idx], self.Y[idx]
-                self.opt.zero_grad(set_to_none=True)
-                out = self.forward(self.params, self.buffers, xb)  # (K, b, outputs)
-                # the sum over members of each member's (1/b)||A - Y||^2: member k's gradient is its own
-                loss = ((out - yb) ** 2).sum() / xb.shape[0]
-                loss.backward()
-                self.opt.step()
-        self._sync()
+        for xb, yb in self.batches(n):
+            self.opt.zero_grad(set_to_none=True)
+            out = self.forward(self.params, self.buffers, xb)  # (K, b, outputs)
+            # the sum over members of each member's (1/b)||A - Y||^2: member k's gradient is its own
+            loss = ((out - yb) ** 2).sum() / xb.shape[0]
+            loss.backward()
+            self.opt.step()
 
 
 class TorchLoopRunner(_TorchBase):
@@ -177,19 +170,13 @@ class TorchLoopRunner(_TorchBase):
         self.label = f"torch {torch.__version__} loop of K={cfg.members} models ({self.device})"
 
     def epochs(self, n):
-        torch, F = self.torch, self.torch.nn.functional
-        m, b = self.X.shape[0], self.batch
-        for _ in range(n):
-            perm = torch.randperm(m, device=self.device)
-            for start in range(0, m, b):
-                idx = perm[start:start + b]
-                xb, yb = self.X[idx], self.Y[idx]
-                for net, opt in zip(self.nets, self.opts):
-                    opt.zero_grad(set_to_none=True)
-                    loss = F.mse_loss(net(xb), yb, reduction="sum") / xb.shape[0]
-                    loss.backward()
-                    opt.step()
-        self._sync()
+        F = self.torch.nn.functional
+        for xb, yb in self.batches(n):
+            for net, opt in zip(self.nets, self.opts):
+                opt.zero_grad(set_to_none=True)
+                loss = F.mse_loss(net(xb), yb, reduction="sum") / xb.shape[0]
+                loss.backward()
+                opt.step()
 
 
 _PEER_CLASSES = {"sequential": SequentialRunner, "torch-vmap": TorchVmapRunner, "torch-loop": TorchLoopRunner}
@@ -209,21 +196,8 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
             log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
-    counts = {}
-    for r in runners:  # warm-up and calibration: whole epochs, about `seconds` per repeat
-        r.epochs(1)
-        t0 = time.perf_counter()
-        r.epochs(1)
-        counts[r] = max(1, round(seconds / max(time.perf_counter() - t0, 1e-6)))
-    times = {r: [] for r in runners}
-    for i in range(repeats):
-        for r in runners:
-            t0 = time.perf_counter()
-            r.epochs(counts[r])
-            times[r].append((time.perf_counter() - t0) / counts[r])
-        if deadline is not None and time.perf_counter() > deadline and i >= 1:
-            log(f"  {cfg.name} [{backend.device}]: time budget reached after {i + 1} repeats")
-            break
+    _, times = timed_rounds(runners, repeats, seconds, deadline,
+                            lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} repeats"))
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
     member_samples = cfg.members * rows

@@ -202,6 +202,23 @@ class NaiveRunner(Runner):
         synchronize(self.backend)
 
 
+def torch_device(backend, threads=None):
+    """(torch, device) for a backend: its CUDA device, or the CPU with ``threads`` threads; seeded.
+    ImportError when torch (or its CUDA build) is missing, so the peer is skipped."""
+    import torch
+
+    if backend.is_gpu:
+        if not torch.cuda.is_available():
+            raise ImportError("torch has no CUDA device")
+        device = torch.device(f"cuda:{backend.device_id}")
+    else:
+        device = torch.device("cpu")
+        if threads:
+            torch.set_num_threads(int(threads))
+    torch.manual_seed(0)
+    return torch, device
+
+
 class TorchRunner(Runner):
     key = "torch"
     autocast = False  # bfloat16 autocast of the forward pass (TorchBf16Runner)
@@ -209,18 +226,8 @@ class TorchRunner(Runner):
     def __init__(self, cfg, backend, X, Y, lr=1e-3, threads=None):
         if self.autocast and not backend.is_gpu:
             raise ImportError("the bfloat16 autocast peer runs on the GPU only")
-        import torch
-
-        self.torch = torch
-        if backend.is_gpu:
-            if not torch.cuda.is_available():
-                raise ImportError("torch has no CUDA device")
-            self.device = torch.device(f"cuda:{backend.device_id}")
-        else:
-            self.device = torch.device("cpu")
-            if threads:
-                torch.set_num_threads(int(threads))
-        torch.manual_seed(0)
+        self.torch, self.device = torch_device(backend, threads)
+        torch = self.torch
         layers = []
         sizes = cfg.sizes
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -394,6 +401,33 @@ class Result:
 def _median_rate(times, samples):
     rates = sorted(samples / t for t in times)
     return statistics.median(rates), (rates[0], rates[-1]), rates
+
+
+def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None):
+    """(epochs per repeat, seconds per epoch of each repeat) for each runner, in interleaved rounds.
+
+    Warm-up (compiles, allocations, first-touch) and calibration first: each repeat is whole epochs,
+    about ``seconds`` long. Past ``deadline`` (after at least 2 rounds) the rounds stop and
+    ``on_budget(rounds done)`` is called.
+    """
+    counts = {}
+    for r in runners:
+        r.epochs(1)
+        t0 = time.perf_counter()
+        r.epochs(1)
+        once = max(time.perf_counter() - t0, 1e-6)
+        counts[r] = max(1, round(seconds / once))
+    times = {r: [] for r in runners}
+    for i in range(repeats):
+        for r in runners:
+            t0 = time.perf_counter()
+            r.epochs(counts[r])
+            times[r].append((time.perf_counter() - t0) / counts[r])
+        if deadline is not None and time.perf_counter() > deadline and i >= 1:
+            if on_budget is not None:
+                on_budget(i + 1)
+            break
+    return counts, times
 
 
 def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, deadline=None, profile=True,

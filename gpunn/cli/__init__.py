@@ -11,10 +11,10 @@ import warnings
 
 from .. import backend as _backend
 from .._version import __version__
-from . import bench, info, predict, train
+from . import bench, info, predict, sweep, train
 from .common import Parser
 
-COMMANDS = (train, predict, bench, info)
+COMMANDS = (train, predict, sweep, bench, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

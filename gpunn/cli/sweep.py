@@ -1,0 +1,240 @@
+"""``gpunn sweep``: train a grid of learning rates, weight decays and seeds as one gpunn.Ensemble, ranked."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import json
+
+import numpy
+
+from .. import backend as _backend, datasets
+from ..activations import ACTIVATIONS
+from ..optim import OPTIMIZERS, SCHEDULES
+from .common import add_debug, dtype, non_negative, positive
+from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
+
+ENSEMBLE_WORKSPACE_ROWS = 1024  # rows of validation/prediction workspace counted per member
+
+
+def _number_list(kind, check):
+    def parse(text):
+        try:
+            values = [kind(v) for v in text.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes comma-separated numbers, got {text!r}") from None
+        if not values or not all(check(v) for v in values):
+            raise argparse.ArgumentTypeError(f"every value must be {check.__doc__}, got {text!r}")
+        return values
+    return parse
+
+
+def _positive(v):
+    """positive and finite"""
+    return numpy.isfinite(v) and v > 0
+
+
+def _non_negative(v):
+    """zero or more, and finite"""
+    return numpy.isfinite(v) and v >= 0
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    s = sub.add_parser("sweep", help="train a grid of learning rates, weight decays and seeds as one ensemble",
+                       description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
+                                   "gpunn.Ensemble (one step trains them all; member k is exactly the run gpunn train "
+                                   "would make with its settings), then rank them by validation MSE. A grid larger "
+                                   "than the device's memory (or --max-members) is split into ensembles that fit.")
+    s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
+                   help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
+    s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=[0.0],
+                   help="weight decays, comma-separated (default: 0)")
+    s.add_argument("--seeds", type=positive(int), default=1, help="seeds per setting: members start as MLP(seed=s), "
+                   "s = --seed, --seed + 1, ... (default: %(default)s)")
+    s.add_argument("--task", choices=sorted(datasets.TASKS), default="teacher", help="synthetic task (default: %(default)s)")
+    s.add_argument("--rows", type=positive(int), default=20_000, help="rows generated, 10%% held out (default: %(default)s)")
+    s.add_argument("--features", type=positive(int), default=16, help="(default: %(default)s)")
+    s.add_argument("--outputs", type=positive(int), default=1, help="(default: %(default)s)")
+    s.add_argument("--noise", type=non_negative(float), default=0.1, help="target noise std (default: %(default)s)")
+    s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes (default: %(default)s)")
+    s.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="(default: %(default)s)")
+    s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
+    s.add_argument("--no-bias", action="store_true", help="bias-free layers")
+    s.add_argument("--epochs", type=positive(int), default=10, help="(default: %(default)s)")
+    s.add_argument("--batch-size", type=positive(int), default=128, help="(default: %(default)s)")
+    s.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="(default: %(default)s)")
+    s.add_argument("--schedule", choices=SCHEDULES, default="constant", help="(default: %(default)s)")
+    s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
+                   "improving (it is then frozen and keeps its best weights)")
+    s.add_argument("--patience", type=positive(int), default=5, help="(default: %(default)s)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    s.add_argument("--dtype", type=dtype, default="float32", help="(default: %(default)s)")
+    s.add_argument("--seed", type=non_negative(int), default=0, help="data, first member seed, shuffles (default: %(default)s)")
+    s.add_argument("--max-members", type=positive(int), default=None,
+                   help="at most this many members per ensemble (default: as many as the device memory holds)")
+    s.add_argument("--json", metavar="PATH", help="write every member's settings, result and history as JSON")
+    s.add_argument("--csv", metavar="PATH", help="write the ranked table as CSV")
+    s.add_argument("--plot", metavar="PNG", help="draw every member's validation curve, the best highlighted")
+    s.add_argument("--save-best", metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug(s)
+    s.set_defaults(func=run)
+    return s
+
+
+def grid(args) -> list[dict]:
+    """Every member's settings: lr x weight decay x seed, in that order."""
+    return [{"lr": lr, "weight_decay": wd, "seed": args.seed + s}
+            for lr, wd, s in itertools.product(args.lr, args.weight_decay, range(args.seeds))]
+
+
+def bytes_per_member(sizes, batch_size, val_rows, itemsize) -> int:
+    """Parameters, gradients, two optimizer moments, and the (batch and validation) workspaces of one member."""
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    width = sum(sizes[1:])
+    return itemsize * (4 * params + 3 * width * (batch_size + min(val_rows, ENSEMBLE_WORKSPACE_ROWS)))
+
+
+def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, str]:
+    """How many members one ensemble may hold, and why (for the message when the grid is split)."""
+    from .. import preflight
+
+    per = bytes_per_member(sizes, args.batch_size, val_rows, numpy.dtype(args.dtype).itemsize)
+    limit, why = total, ""
+    free = preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
+    if free:
+        fit = max(1, int(0.8 * free) // per)
+        if fit < limit:
+            limit, why = fit, f"{per / 2**20:.1f} MiB per member, {free / 2**30:.2f} GiB free on {backend.device}"
+    if args.max_members is not None and args.max_members < limit:
+        limit, why = args.max_members, f"--max-members {args.max_members}"
+    return limit, why
+
+
+def rank(settings, history_of, offset=0):
+    """One row per member: settings, best validation MSE, R² at that epoch, best epoch, stopped early."""
+    rows = []
+    for k, s in enumerate(settings):
+        history, j = history_of(k)
+        val = numpy.asarray([v[j] for v in history["val_loss"]], dtype=numpy.float64)
+        r2 = [v[j] for v in history["val_r2"]]
+        finite = numpy.where(numpy.isfinite(val), val, numpy.inf)
+        best = int(numpy.argmin(finite))
+        stopped = bool(history.stopped_early[j]) if isinstance(history.stopped_early, list) else False
+        rows.append({"member": offset + k, **s, "val_mse": float(val[best]), "val_r2": float(r2[best]),
+                     "best_epoch": best + 1, "stopped_early": stopped, "diverged": j in history.diverged,
+                     "val_curve": val.tolist()})
+    return rows
+
+
+def format_table(rows) -> str:
+    head = f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {'seed':>4}  {'val MSE':>10}  {'val R2':>7}  " \
+           f"{'best epoch':>10}  stopped early"
+    lines = [head, "-" * len(head)]
+    for i, r in enumerate(rows, 1):
+        flag = "diverged" if r["diverged"] else ("yes" if r["stopped_early"] else "no")
+        lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  {r['val_mse']:>10.5g}  "
+                     f"{r['val_r2']:>7.4f}  {r['best_epoch']:>10}  {flag}")
+    return "\n".join(lines)
+
+
+def plot_curves(rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for r in rows[1:]:
+        ax.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], color="0.7", lw=0.8)
+    best = rows[0]
+    ax.plot(range(1, len(best["val_curve"]) + 1), best["val_curve"], color="C3", lw=2,
+            label=f"best: lr {best['lr']:.3g}, wd {best['weight_decay']:.3g}, seed {best['seed']}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{len(rows)} members")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _check_outputs(args):
+    from .. import preflight
+
+    for option, suffixes in (("json", None), ("csv", None), ("plot", (".png", ".pdf", ".svg")), ("save_best", None)):
+        path = getattr(args, option)
+        if path:
+            preflight.check_output(path, "--" + option.replace("_", "-"), suffixes=suffixes)
+    preflight.check_distinct([("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
+                              ("--save-best", args.save_best)])
+
+
+def run(args) -> int:
+    from .. import checkpoint
+    from ..ensemble import Ensemble
+    from ..training.callbacks import EarlyStopping
+
+    if args.rows < MIN_ROWS:
+        raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
+    _check_outputs(args)
+    _check_plot_available(args.plot)
+    backend = _backend.resolve(args.device)
+    X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
+                         device=backend, dtype=args.dtype)
+    n_val = max(2, args.rows // 10)
+    X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
+    sizes = [args.features, *args.hidden, args.outputs]
+    settings = grid(args)
+    per, why = members_per_ensemble(args, backend, sizes, n_val, len(settings))
+    groups = [settings[i:i + per] for i in range(0, len(settings), per)]
+    print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
+          f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
+    if len(groups) > 1:
+        print(f"the grid is split into {len(groups)} ensembles of up to {per} members ({why})", flush=True)
+    rows, models = [], []
+    for g, group in enumerate(groups):
+        ens = Ensemble(sizes, len(group), activation=args.activation, output_activation=args.output_activation,
+                       bias=not args.no_bias, dtype=args.dtype, device=backend, seed=[s["seed"] for s in group])
+        callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
+        history = ens.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                          lr=[s["lr"] for s in group], weight_decay=[s["weight_decay"] for s in group],
+                          schedule=args.schedule, seed=args.seed, validation_data=(X_val, Y_val),
+                          callbacks=callbacks, verbose=not args.quiet)
+        offset = g * per
+        rows += rank(group, lambda k, h=history: (h, k), offset)
+        models.append(ens)
+        if history.interrupted:
+            print("interrupted: the table ranks what was trained so far", flush=True)
+            break
+    rows.sort(key=lambda r: (r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
+    print()
+    print(format_table(rows))
+    best = rows[0]
+    ens = models[best["member"] // per]
+    member = ens[best["member"] % per]
+    print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
+          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}")
+    table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
+    if args.json:
+        text = json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
+                           "members": rows}, indent=2).encode()
+        checkpoint.atomic_write(args.json, lambda fh: fh.write(text))
+        print(f"wrote {args.json}")
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+        checkpoint.atomic_write(args.csv, lambda fh: fh.write(buf.getvalue().encode()))
+        print(f"wrote {args.csv}")
+    if args.plot:
+        plot_curves(rows, args.plot)
+        print(f"validation curves: {args.plot}")
+    if args.save_best:
+        checkpoint.save(args.save_best, member)
+        print(f"best member saved: {args.save_best} (gpunn predict {args.save_best} INPUT OUTPUT)")
+    return 0
