@@ -4,11 +4,8 @@
 // see gpunn/kernels.py. T is float or double (mse_grad), or also bf16 (bias_grad, whose db is then
 // float: master_t<T>, bfloat16.cuh).
 #include "activations.cuh"
-<<<<<<< HEAD
 #include "bfloat16.cuh"
-=======
 #include "block_sum.cuh"
->>>>>>> 14de06b (gpunn.Ensemble: K MLPs of one architecture trained as one step (member-major flat buffer, batched products, per-member optimizer settings, per-member early stopping); kernels/ensemble.cu with a member axis; block_sum moved to a header shared with reductions.cu)
 
 namespace gpunn {
 

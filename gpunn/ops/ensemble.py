@@ -18,6 +18,9 @@ for the CPU and copied once per epoch to the device for the kernels (kernels/ens
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy
 
 from ..activations import Activation
@@ -27,6 +30,29 @@ LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
 HYPER_FIELDS = 6
 
 
+ENV_BLAS_THREADS = "GPUNN_ENSEMBLE_BLAS_THREADS"
+
+
+def member_blas_threads(xp):
+    """A context in which NumPy's BLAS runs on GPUNN_ENSEMBLE_BLAS_THREADS threads (default 1; 0 leaves it
+    alone) while an ensemble trains on the CPU, through threadpoolctl (a no-op without it).
+
+    One thread, because the batched products of an ensemble are many small GEMMs (K of batch x n x n):
+    OpenBLAS's threads cost more per product than they give. Measured on the project's 2-core machine
+    under load 15-19 (bench/RESULTS.md): a K=64 small-net step 20x faster with one BLAS thread than
+    with two. To use both cores, split the members instead (GPUNN_CPU_THREADS=2, CpuEnsembleOps).
+    """
+    env = os.environ.get(ENV_BLAS_THREADS, "1").strip()
+    threads = int(env) if env else 1
+    if xp is not numpy or threads <= 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
 class MemberRates:
     """Per-member optimizer settings: ``host`` (K, HYPER_FIELDS) float64, and its device copy."""
 
@@ -34,6 +60,7 @@ class MemberRates:
         self.xp = xp
         self.host = numpy.array(table, dtype=numpy.float64)
         self._device = None
+        self.version = 0  # counts changes, for caches of values derived from the table
 
     @property
     def members(self) -> int:
@@ -44,12 +71,15 @@ class MemberRates:
 
     @property
     def active(self):
-        return self.host[:, ACTIVE] != 0
+        if getattr(self, "_active_version", None) != self.version:
+            self._active, self._active_version = self.host[:, ACTIVE] != 0, self.version
+        return self._active
 
     def update(self, field, values):
         """Change one column (e.g. the epoch's learning rates); the device copy follows on next use."""
         self.host[:, field] = values
         self._device = None
+        self.version += 1
 
     @property
     def device(self):
@@ -240,16 +270,40 @@ def _contiguous_floats(*arrays) -> bool:
 
 
 class CpuEnsembleOps(EnsembleOps):
-    """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed)."""
+    """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed).
+
+    With ``threads`` > 1 (GPUNN_CPU_THREADS, as for CpuOps) the batched products are split into that
+    many groups of members, each one NumPy stacked product on a thread of gpunn's pool.
+    """
 
     def __init__(self, ops):
         super().__init__(ops)
         self.fused = bool(getattr(ops, "fused", False)) and numba is not None
+        self.threads = int(getattr(ops, "threads", 1))
+
+    def matmul(self, a, b, out):
+        members = out.shape[0] if out.ndim == 3 else 1
+        parts = min(self.threads, members)
+        if parts <= 1 or (a.shape[-1] == 1 and b.shape[-2] == 1):
+            return super().matmul(a, b, out)
+        from .cpu import _pool
+
+        bounds = [members * t // parts for t in range(parts + 1)]
+
+        def group(t):
+            sl = slice(bounds[t], bounds[t + 1])
+            numpy.matmul(a[sl] if a.ndim == 3 else a, b[sl] if b.ndim == 3 else b, out=out[sl])
+
+        futures = [_pool(parts).submit(group, t) for t in range(1, parts)]
+        group(0)
+        for f in futures:
+            f.result()
+        return out
 
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
         if (self.fused and act.name == "relu" and b is not None and A is Z and Z.ndim == 3
                 and _contiguous_floats(Z) and b.dtype == Z.dtype and b.strides[-1] == b.itemsize):
-            _member_bias_relu(Z, b)
+            _member_bias_relu(Z, numpy.ascontiguousarray(b))  # contiguous rows: the kernel's loop vectorises
             return A
         return super().bias_activation(Z, b, act, A, keep_z)
 
@@ -268,12 +322,18 @@ class CpuEnsembleOps(EnsembleOps):
         lr, wd, beta1, beta2 = h[:, LR], h[:, WEIGHT_DECAY], h[:, BETA1], h[:, BETA2]
         if wd.any() and decoupled:  # AdamW: w *= 1 - lr * wd first, as the single-model path does
             w *= numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None]
-
-        def vec(x):
-            return numpy.ascontiguousarray(numpy.asarray(x, numpy.float64).astype(dt))
-
-        _member_adam(w, g, m, v, vec(beta1), vec(1.0 - beta1), vec(beta2), vec(1.0 - beta2),
-                     vec(1.0 / numpy.sqrt(1.0 - beta2**step)), dt.type(eps), vec(lr / (1.0 - beta1**step)),
-                     vec(wd), bool(wd.any() and not decoupled), active)
+        fixed = self._adam_constants(rates, dt)  # the same until the table changes (once per epoch at most)
+        _member_adam(w, g, m, v, *fixed[:4], (1.0 / numpy.sqrt(1.0 - beta2**step)).astype(dt), dt.type(eps),
+                     (lr / (1.0 - beta1**step)).astype(dt), fixed[4], bool(wd.any() and not decoupled), active)
         return w
 
+    def _adam_constants(self, rates, dt):
+        """beta1, 1 - beta1, beta2, 1 - beta2 and the weight decay per member, rounded to ``dt``; cached
+        while the table and dtype are the same."""
+        key = (id(rates), rates.version, dt)
+        if getattr(self, "_adam_key", None) != key:
+            h = rates.host
+            self._adam_fixed = tuple(numpy.ascontiguousarray(x.astype(dt)) for x in (
+                h[:, BETA1], 1.0 - h[:, BETA1], h[:, BETA2], 1.0 - h[:, BETA2], h[:, WEIGHT_DECAY]))
+            self._adam_key = key
+        return self._adam_fixed

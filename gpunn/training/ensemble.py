@@ -23,7 +23,8 @@ import numpy
 from ..checks import check_rows_match, per_member, positive_int
 from ..metrics import RegressionEvaluator
 from ..ops import ensemble_ops_for
-from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
+from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
+    member_blas_threads
 from ..optim import Adam, Optimizer, make_optimizer, make_schedule
 from ..rng import DeviceRNG
 from .callbacks import Callback, EarlyStopping, History, ProgressBar, order_callbacks
@@ -347,9 +348,10 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
             source = BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle)
         else:
             source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
-        history = train(model, source, opt, settings, TrainState(history=EnsembleHistory()),
-                        callbacks=order_callbacks(cbs, False), validation=validation,
-                        handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
+        with member_blas_threads(model.xp):
+            history = train(model, source, opt, settings, TrainState(history=EnsembleHistory()),
+                            callbacks=order_callbacks(cbs, False), validation=validation,
+                            handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
         if history.best is None and validation is not None:  # best per member without early stopping
             values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
             if values.size:

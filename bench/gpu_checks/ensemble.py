@@ -1,0 +1,87 @@
+"""gpu_check hook for issue 11: gpunn.Ensemble on one GPU, exact and fast.
+
+    python bench/gpu_checks/ensemble.py --device cuda --out DIR --max-seconds 90    # what gpu_check.sh runs
+    python bench/gpu_checks/ensemble.py --device cpu --out DIR --max-seconds 60     # the plumbing, no GPU
+
+1. exactness: a 3-member float64 ensemble (Adam, per-member learning rates and weight decays) against
+   three MLP fits on the same device, to 1e-10 relative (tests/test_ensemble_gpu.py has the full set);
+2. the benchmark: ``gpunn bench --config small-x256`` (K=256 small nets; a tiny-x4 with --device cpu)
+   against K sequential gpunn fits, the torch vmap ensemble and K torch models in a loop, in
+   member-samples/s. The issue's GPU targets (>= 50x sequential, >= 3x torch vmap) are reported in
+   DIR/ensemble.json as met or not; they do not change the exit status.
+Exit 0 when the exactness check passes and the benchmark ran.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy
+
+TARGETS = {"cuda": {"sequential": 50.0, "torch-vmap": 3.0}, "cpu": {"sequential": 3.0, "torch-vmap": 2.5}}
+
+
+def exactness(device) -> float:
+    import gpunn
+
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((400, 8)), rng.standard_normal((400, 2))
+    lrs, wds = [1e-3, 3e-3, 1e-2], [0.0, 1e-3, 1e-2]
+    kw = dict(epochs=3, batch_size=64, seed=1, verbose=False)
+    ens = gpunn.Ensemble([8, 32, 32, 2], 3, dtype="float64", device=device, seed=5)
+    ens.fit(X, Y, optimizer="adam", lr=lrs, weight_decay=wds, **kw)
+    worst = 0.0
+    for k in range(3):
+        twin = gpunn.MLP([8, 32, 32, 2], dtype="float64", device=device, seed=5 + k)
+        twin.fit(X, Y, optimizer=gpunn.Adam(weight_decay=wds[k]), lr=lrs[k], **kw)
+        a, b = ens.backend.to_host(ens.member_params[k]), twin.backend.to_host(twin.params)
+        worst = max(worst, float(numpy.abs(a - b).max() / numpy.abs(b).max()))
+    return worst
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", default=".")
+    parser.add_argument("--max-seconds", type=float, default=90.0)
+    args = parser.parse_args(argv)
+    t0 = time.monotonic()
+    os.makedirs(args.out, exist_ok=True)
+    from gpunn import backend as _backend, bench
+
+    kind = "cpu" if args.device == "cpu" else "cuda"
+    report = {"device": args.device}
+    err = exactness(args.device)
+    report["exactness_max_rel_err"] = err
+    report["exact"] = err <= 1e-10
+    print(f"ensemble exactness ({args.device}, float64, 3 members vs 3 MLP fits): max relative error {err:.3g} "
+          f"({'ok' if report['exact'] else 'FAILED'})", flush=True)
+    cfg = bench.parse_config("small-x256" if kind == "cuda" else "tiny:8:32x32:1:64-x4")
+    budget = max(10.0, args.max_seconds - (time.monotonic() - t0) - 5)
+    # on the CPU (plumbing only): no torch loop, torch on one thread (two fight OpenBLAS for 2 cores)
+    results = bench.run_ensembles([cfg], [_backend.resolve(args.device)],
+                                  peers=bench.ENSEMBLE_PEERS if kind == "cuda" else ("sequential", "torch-vmap"),
+                                  repeats=3 if kind == "cuda" else 2, seconds=0.3 if kind == "cuda" else 0.05,
+                                  max_seconds=budget, threads=None if kind == "cuda" else 1,
+                                  log=lambda msg: print(msg, flush=True))
+    print(bench.format_table(results), flush=True)
+    ours = {r["impl"]: r for r in results}
+    report["results"] = results
+    report["targets"] = {}
+    for peer, target in TARGETS[kind].items():
+        if peer in ours:
+            speedup = ours[peer]["gpunn_speedup"]
+            report["targets"][peer] = {"speedup": speedup, "target": target, "met": speedup >= target}
+            print(f"gpunn Ensemble vs {peer}: {speedup:.2f}x (target >= {target}x: "
+                  f"{'met' if speedup >= target else 'not met'})", flush=True)
+    with open(os.path.join(args.out, "ensemble.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    ran = "gpunn" in ours and ours["gpunn"]["samples_per_s"] > 0
+    return 0 if report["exact"] and ran else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
