@@ -181,8 +181,23 @@ def _write(path, meta: dict, arrays: dict) -> None:
 
 
 def save(path, model) -> None:
-    """Save a model (architecture, dtype, seed, parameters) for :func:`load` / ``gpunn predict``."""
+    """Save a model (architecture, dtype, seed, parameters) for :func:`load` / ``gpunn predict``.
+
+    An :class:`gpunn.Ensemble` is saved whole (kind "ensemble": its members' seeds beside the model
+    section, the flat buffer of all members as ``params``); :func:`load` gives the Ensemble back."""
+    if getattr(model, "n_models", None) is not None:
+        config = {**model_config(_FirstMember(model)), "members": model.n_models, "seeds": list(model.seeds)}
+        _write(path, {"kind": "ensemble", "device": model.device, "model": config}, {"params": _host(model.params)})
+        return
     _write(path, {"kind": "model", "device": model.device, "model": model_config(model)}, _model_arrays(model))
+
+
+class _FirstMember:
+    """An ensemble seen as one model for model_config (its architecture, and member 0's seed)."""
+
+    def __init__(self, ensemble):
+        self.layer_sizes, self.activations, self.bias = ensemble.layer_sizes, ensemble.activations, ensemble.bias
+        self.dtype, self.seed = ensemble.dtype, ensemble.seeds[0]
 
 
 def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
@@ -340,6 +355,15 @@ def _parse(path, data: bytes):
         for cb in training.get("callbacks", []):
             for name in cb.get("arrays", []):
                 expected[f"callback.{cb['index']}.{name}"] = (n_params,)
+    elif meta.get("kind") == "ensemble":
+        cfg = meta["model"]
+        k = cfg.get("members")
+        _require(_is_int(k, 1) and k < 2**20, path, f"invalid member count {k!r}")
+        seeds = cfg.get("seeds")
+        _require(isinstance(seeds, list) and len(seeds) == k and all(_is_int(x) for x in seeds), path,
+                 "invalid member seeds")
+        _require(n_params * k < 2**40, path, "implausible parameter count")
+        expected["params"] = (n_params * k,)
     else:
         _require(meta.get("kind") == "model", path, f"unknown checkpoint kind {meta.get('kind')!r}")
     _require(set(manifest) == set(expected), path,
@@ -403,6 +427,15 @@ def _build_model(meta, arrays, device):
 
     cfg = meta["model"]
     backend = _backend.resolve(device)
+    if meta.get("kind") == "ensemble":
+        from .ensemble import Ensemble
+
+        ens = Ensemble(cfg["layer_sizes"], cfg["members"], activation=list(cfg["activations"]),
+                       output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
+                       device=backend, seed=list(cfg["seeds"]))
+        with backend.use():
+            ens.params[...] = backend.xp.asarray(arrays["params"])
+        return ens
     model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
                 bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
     with backend.use():
@@ -417,7 +450,7 @@ def _build_model(meta, arrays, device):
 
 
 def load(path, device="auto"):
-    """The model in a checkpoint (model-only or training), on ``device`` ("cpu", "cuda", ...).
+    """The model in a checkpoint (model-only, training, or a saved Ensemble), on ``device`` ("cpu", "cuda", ...).
 
     A checkpoint written on the GPU loads on the CPU and back: arrays are stored on the host.
     """

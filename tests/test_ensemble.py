@@ -277,3 +277,43 @@ def test_member_kernels_match_the_generic_member_ops():
             np.testing.assert_array_equal(states[0][0], states[1][0])
             np.testing.assert_array_equal(states[0][0][1], w[1])  # the frozen member did not move
             np.testing.assert_array_equal(states[0][1][1], 0)
+
+
+def test_save_and_load_an_ensemble(tmp_path, data):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 3, activation="tanh", dtype="float64", seed=[4, 9, 1])
+    ens.fit(X, Y, epochs=1, batch_size=50, verbose=False)
+    path = tmp_path / "ens.npz"
+    gpunn.save(path, ens)
+    back = gpunn.load(path, device="cpu")
+    assert isinstance(back, gpunn.Ensemble) and back.seeds == [4, 9, 1] and back.n_models == 3
+    np.testing.assert_array_equal(back.params, ens.params)
+    np.testing.assert_array_equal(back.predict(X), ens.predict(X))
+    gpunn.save(tmp_path / "one.npz", ens[1])  # one member: an ordinary model file
+    np.testing.assert_array_equal(gpunn.load(tmp_path / "one.npz", device="cpu").params, ens.member_params[1])
+
+
+def test_a_saved_ensemble_with_a_forged_member_count_is_refused(tmp_path):
+    import json
+
+    path = tmp_path / "ens.npz"
+    gpunn.save(path, gpunn.Ensemble([2, 3, 1], 2, seed=0))
+    meta = np.load(path)["gpunn_meta"].tobytes().decode()
+    forged = json.loads(meta)
+    forged["model"]["members"] = 5
+    forged["model"]["seeds"] = [0] * 5
+    blob = np.frombuffer(json.dumps(forged).encode(), dtype=np.uint8)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, gpunn_meta=blob, params=np.load(path)["params"])
+    with pytest.raises(gpunn.CheckpointError, match="should be float32 of shape"):
+        gpunn.load(bad, device="cpu")
+
+
+def test_gpunn_predict_refuses_a_saved_ensemble_clearly(tmp_path, capsys):
+    from gpunn import cli
+
+    path, inp = tmp_path / "ens.npz", tmp_path / "x.npy"
+    gpunn.save(path, gpunn.Ensemble([2, 3, 1], 2, seed=0))
+    np.save(inp, np.zeros((4, 2)))
+    assert cli.main(["predict", str(path), str(inp), str(tmp_path / "p.npy")]) == 2
+    assert "is an ensemble of 2 members; gpunn predict takes one model" in capsys.readouterr().err

@@ -42,14 +42,14 @@ def run(args) -> int:
     if _streams(args):
         from ..data.files import predict_file
 
-        model = io.load(args.model, device=args.device)
+        model = _one_model(io.load(args.model, device=args.device), args.model)
         features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
         rows = predict_file(model, args.input, args.output, features=features)
         print(f"{args.output}: {rows} x {model.layer_sizes[-1]} predictions ({model.dtype.name}) from "
               f"{args.model} on {model.device}, streamed")
         return 0
     X = preflight.read_matrix(args.input, "IN")
-    model = io.load(args.model, device=args.device)
+    model = _one_model(io.load(args.model, device=args.device), args.model)
     try:
         P = numpy.asarray(model.backend.to_host(model.predict(X)))
     except (ValueError, TypeError) as exc:
@@ -75,3 +75,11 @@ def _streams(args) -> bool:
         return True
     return bool(args.features) or (args.input.lower().endswith(".npy") and os.path.isfile(args.input)
                                    and os.path.getsize(args.input) > STREAM_BYTES)
+
+
+def _one_model(model, path):
+    """The loaded model, or a clear refusal for a saved gpunn.Ensemble (K predictions per row)."""
+    if getattr(model, "n_models", None) is not None:
+        raise ValueError(f"MODEL {path} is an ensemble of {model.n_models} members; gpunn predict takes one model: "
+                         "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")
+    return model
