@@ -20,7 +20,7 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .runners import Result, Runner, _median_rate, synchronize, timed_rounds, torch_device
+from .runners import Result, Runner, _median_rate, profile_step, synchronize, timed_rounds, torch_device
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -183,7 +183,7 @@ _PEER_CLASSES = {"sequential": SequentialRunner, "torch-vmap": TorchVmapRunner, 
 
 
 def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, deadline=None,
-                          threads=None, log=print) -> list:
+                          threads=None, log=print, profile=True) -> list:
     """The ensemble and its peers on one configuration and backend, interleaved; Results (gpunn first)."""
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
@@ -215,11 +215,13 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.noisy = spread[1] > 1.3 * spread[0]
         res.note = "member-samples/s" + (f", {r.threads} threads" if hasattr(r, "threads") else "")
         results.append(res)
+    if profile and (deadline is None or time.perf_counter() < deadline):
+        results[0].profile = profile_step(gpunn, 1, ops=gpunn.model.member_ops)
     return results
 
 
 def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, max_seconds=None, threads=None,
-                  log=print) -> list:
+                  log=print, profile=True) -> list:
     """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts."""
     from dataclasses import asdict
 
@@ -243,5 +245,5 @@ def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.
         log(f"  {cfg.name} [{backend.device}] {cfg.members} x {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             results.extend(asdict(r) for r in bench_ensemble_config(cfg, backend, peers, repeats, seconds,
-                                                                    job_deadline, threads, log))
+                                                                    job_deadline, threads, log, profile))
     return results

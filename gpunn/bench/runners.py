@@ -358,10 +358,11 @@ def timed_ops(ops, backend, totals):
             delattr(ops, name)  # the instance attribute goes; the class method shows through again
 
 
-def profile_step(runner: GpunnRunner, epochs: int) -> dict:
-    """Shares of the step time (matmul, elementwise, optimizer, other) from an instrumented run."""
+def profile_step(runner: GpunnRunner, epochs: int, ops=None) -> dict:
+    """Shares of the step time (matmul, elementwise, optimizer, other) from an instrumented run
+    (of ``ops``, default the runner's model's ops: an ensemble's are its member_ops)."""
     totals = {}
-    with timed_ops(runner.model.ops, runner.backend, totals):
+    with timed_ops(runner.model.ops if ops is None else ops, runner.backend, totals):
         synchronize(runner.backend)
         t0 = time.perf_counter()
         runner.epochs(epochs)

@@ -43,11 +43,13 @@ def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> O
 
 
 def ensemble_ops_for(ops):
-    """The member-axis ops (gpunn.ops.ensemble) that go with a model's single-model ``ops``."""
-    if ops.xp.__name__ == "numpy":
-        from .ensemble import CpuEnsembleOps
-
-        return CpuEnsembleOps(ops)
-    from .ensemble_cuda import CupyEnsembleOps
-
-    return CupyEnsembleOps(ops)
+    """The member-axis ops (gpunn.ops.ensemble) that go with a model's single-model ``ops``: one per
+    ``ops``, so an ensemble and its optimizer share it (and its caches)."""
+    member_ops = getattr(ops, "_member_ops", None)
+    if member_ops is None:
+        if ops.xp.__name__ == "numpy":
+            from .ensemble import CpuEnsembleOps as cls
+        else:
+            from .ensemble_cuda import CupyEnsembleOps as cls
+        member_ops = ops._member_ops = cls(ops)
+    return member_ops
