@@ -23,7 +23,6 @@ from .model import MLP, PREDICT_CHUNK_ROWS, ParamList
 from .ops import ensemble_ops_for
 
 
-
 class _Workspace:
     """Per-layer (K, rows, n) buffers for one batch size."""
 
