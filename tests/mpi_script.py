@@ -71,6 +71,17 @@ def exactness(out, tmp):
         ref = MLP(**ARCH)
         ref.fit(gpunn.data.synthetic("teacher", **stream), epochs=1, batch_size=1024, **FIT)
         out["stream_params_rel"] = rel(model.params, ref.params)
+    # an ensemble of 3 members (issue 11): the same contract, K sums reduced per epoch
+    if hasattr(gpunn, "Ensemble"):
+        X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
+        ens_arch = dict(layer_sizes=[5, 16, 2], n_models=3, activation="tanh", dtype="float64", device="cpu", seed=3)
+        ens = gpunn.Ensemble(**ens_arch)
+        h = ens.fit(X, Y, epochs=3, batch_size=8, lr=[1e-2, 3e-3, 1e-3], verbose=False, distributed=True)
+        if comm.rank == 0:
+            ref = gpunn.Ensemble(**ens_arch)
+            h_ref = ref.fit(X, Y, epochs=3, batch_size=16, lr=[1e-2, 3e-3, 1e-3], verbose=False)
+            out["ensemble_params_rel"] = rel(ens.params, ref.params)
+            out["ensemble_loss_rel"] = rel(numpy.array(h["loss"]), numpy.array(h_ref["loss"]))
     # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
     X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
     path = f"{tmp}/run.npz"

@@ -163,10 +163,13 @@ class MpiComm:
         return bool(self._flag[0])
 
     def sum_host(self, values, label="the epoch-sum reduction") -> numpy.ndarray:
-        """The float64 host vector ``values`` summed over ranks (a new array)."""
-        out = numpy.array(values, dtype=numpy.float64).reshape(-1)
+        """The float64 host vector ``values`` summed over ranks (a new array), bit for bit the same on
+        every rank (summed on rank 0, then broadcast), so decisions taken from it agree."""
+        mine = numpy.array(values, dtype=numpy.float64).reshape(-1)
+        out = numpy.empty_like(mine)
         with self._guard(label):
-            self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+            self.comm.Reduce(mine, out, op=self.MPI.SUM, root=0)
+            self.comm.Bcast(out, root=0)
         return out
 
     def allgather(self, obj, label="the configuration check") -> list:

@@ -38,17 +38,19 @@ class GradientAllReduce:
     def reduce_epoch(self, sum_sq, rows):
         """(sum of squared errors, rows) over all ranks: a float64 host array shaped like ``sum_sq``
         (0-d for one model, (K,) for an ensemble) and an int."""
-        local = self.trainable_host(sum_sq)  # the one host synchronisation of the epoch, as without the hook
+        on_gpu = hasattr(sum_sq, "get")
+        local = numpy.asarray(sum_sq.get() if on_gpu else sum_sq, dtype=numpy.float64)  # the epoch's one sync
         summed = self.comm.sum_host(numpy.append(local.reshape(-1), float(rows)))
-        return summed[:-1].reshape(local.shape), int(round(summed[-1]))
+        total = summed[:-1].reshape(local.shape)
+        if on_gpu:  # back where the loop (and an ensemble's epoch_logs) expects it
+            import cupy
 
-    @staticmethod
-    def trainable_host(array):
-        return numpy.asarray(array.get() if hasattr(array, "get") else array, dtype=numpy.float64)
+            total = cupy.asarray(total)
+        return total, int(round(summed[-1]))
 
     def broadcast_parameters(self, trainable, optimizer=None):
         """Make every rank start from rank 0's parameters (and optimizer moments, when resuming)."""
         self.comm.broadcast_(trainable.params)
         if optimizer is not None:
-            for name in optimizer.state_names():
+            for name in sorted(optimizer.state):
                 self.comm.broadcast_(optimizer.state[name])
