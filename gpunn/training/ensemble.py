@@ -14,6 +14,7 @@ fit raises TrainingDiverged only when every member has diverged.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -313,7 +314,8 @@ def _member_callbacks(callbacks):
 
 def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
                  momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
-                 callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True):
+                 callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True,
+                 distributed=False):
     """Train every member of ``model`` (an Ensemble) on (X, Y); returns an :class:`EnsembleHistory`.
 
     The options are :func:`gpunn.fit`'s; ``lr``, ``weight_decay``, ``momentum``, ``beta1`` and
@@ -322,6 +324,8 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K.
+    ``distributed=True`` trains data parallel under ``mpiexec`` as :func:`gpunn.fit` does (batch_size per
+    rank; the same K members on every rank, each rank computing its piece of every batch).
     """
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
@@ -344,14 +348,28 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
         cbs = _member_callbacks(callbacks)
         if verbose:
             cbs.append(EnsembleProgressBar())
-        if bootstrap:
+        callbacks, hook, dp = order_callbacks(cbs, False), None, None
+        if distributed:
+            if bootstrap:
+                raise ValueError("bootstrap=True gives each member its own rows; it is not data parallel yet")
+            from ..distributed.training import DataParallel
+
+            dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
+                              verbose=verbose)
+            settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
+            source, hook, callbacks, validation = dp.source, dp.hook, dp.callbacks(callbacks), dp.validation(validation)
+        elif bootstrap:
             source = BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle)
         else:
             source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+
+        def loop():
+            return train(model, source, opt, settings, TrainState(history=EnsembleHistory()), callbacks=callbacks,
+                         validation=validation, hook=hook, handle_interrupt=handle_interrupt,
+                         trainer_class=EnsembleTrainer)
+
         with member_blas_threads(model.xp):
-            history = train(model, source, opt, settings, TrainState(history=EnsembleHistory()),
-                            callbacks=order_callbacks(cbs, False), validation=validation,
-                            handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
+            history = dp.run(loop) if dp is not None else loop()
         if history.best is None and validation is not None:  # best per member without early stopping
             values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
             if values.size:
