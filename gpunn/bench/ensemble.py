@@ -20,7 +20,8 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .runners import Result, Runner, _median_rate, profile_step, synchronize, timed_rounds, torch_device
+from .runners import (Result, Runner, _median_rate, peak_runners, profile_step, synchronize, timed_rounds,
+                      torch_device)
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -188,8 +189,9 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
     gemm = BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape)
+    peaks = peak_runners(backend, "float32")  # the practical peak: square GEMMs, as the single-model rows use
     gpunn = EnsembleRunner(cfg, backend, X, Y)
-    runners = [gemm, gpunn]
+    runners = [gemm, *peaks, gpunn]
     for key in peers:
         try:
             kwargs = {"threads": threads} if key.startswith("torch") else {}
@@ -200,6 +202,10 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
                             lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} repeats"))
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
+    peak_rates = [max(g.flops / times[g][i] for g in peaks) for i in range(len(gemm_times))]
+    for g in peaks:
+        times.pop(g)
+        runners.remove(g)
     member_samples = cfg.members * rows
     flops_per_member_sample = cfg.flops_per_sample
     results = []
@@ -211,6 +217,10 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.gemm_gflops = _median_rate(gemm_times, gemm.flops)[0] / 1e9
         res.fraction_of_gemm = statistics.median(
             flops_per_member_sample * member_samples / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
+        res.peak_gflops = statistics.median(peak_rates) / 1e9
+        res.peak_gemm = f"{peaks[0].shape}" if len(peaks) == 1 else "square GEMMs"
+        res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / p
+                                                 for t, p in zip(times[r], peak_rates))
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
         res.noisy = spread[1] > 1.3 * spread[0]
         res.note = "member-samples/s" + (f", {r.threads} threads" if hasattr(r, "threads") else "")
