@@ -1,0 +1,39 @@
+"""gpunn.preflight: the memory estimate against what the host or the GPU has free."""
+import types
+
+import pytest
+
+from gpunn import preflight
+
+
+def fake_gpu(free_bytes, pooled=0):
+    runtime = types.SimpleNamespace(memGetInfo=lambda: (free_bytes, 80 << 30))
+    pool = types.SimpleNamespace(free_bytes=lambda: pooled)
+    xp = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime), get_default_memory_pool=lambda: pool)
+
+    class Null:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    return types.SimpleNamespace(is_gpu=True, device="cuda:0", xp=xp, use=Null)
+
+
+def test_the_gpu_estimate_counts_driver_free_and_pooled_memory_and_says_what_fits():
+    need = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256)
+    assert need["data"] == 10_000_000 * 65 * 4 + 10_000_000 * 64
+    preflight.check_train_memory(need, 10_000_000, fake_gpu(8 << 30))  # 2.6 + 2.3 GB fit in 8 GiB
+    with pytest.raises(preflight.PreflightError, match=r"of GPU cuda:0 memory .* but 1.1 GB is available; about "):
+        preflight.check_train_memory(need, 10_000_000, fake_gpu(1 << 30, pooled=64 << 20))
+
+
+def test_the_host_estimate_uses_memavailable(monkeypatch):
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: 1 << 30)
+    host = types.SimpleNamespace(is_gpu=False, device="cpu")
+    need = preflight.train_memory(1_000_000, 8, 1, 4, [8, 16, 1], 256)
+    preflight.check_train_memory(need, 1_000_000, host)
+    need = preflight.train_memory(100_000_000, 8, 1, 4, [8, 16, 1], 256)
+    with pytest.raises(preflight.PreflightError, match="of host memory"):
+        preflight.check_train_memory(need, 100_000_000, host)
