@@ -106,3 +106,17 @@ def test_resume_with_random_options_is_exact_or_refused(runs, options, epochs, s
             numpy.testing.assert_array_equal(written.model.params, straight[total].model.params)
             if save_elsewhere:
                 assert files(tmp)["run.npz"] == before["run.npz"]
+
+
+def test_options_from_a_config_file_are_checked_like_flags(runs, tmp_path):
+    d, straight = runs
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    (tmp_path / "more.toml").write_text("epochs = 3\nlr = 0.5\n")
+    before = files(tmp_path)
+    status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--config", str(tmp_path / "more.toml"))
+    assert status == 2 and "--lr 0.5 would change the run, which has --lr 0.01" in err and files(tmp_path) == before
+    (tmp_path / "more.toml").write_text("epochs = 3\nlr = 0.01\nquiet = true\n")
+    status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--config", str(tmp_path / "more.toml"))
+    assert status == 0, err
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params,
+                                     straight[3].model.params)
