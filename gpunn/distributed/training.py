@@ -6,8 +6,8 @@
 * Before the first step (``on_train_begin``): rank 0's parameters (and optimizer moments, when
   resuming) are broadcast, and the ranks compare a digest of their settings (:mod:`.digest`).
 * Rank 0 does all output: callbacks marked ``rank_zero_only`` (the progress bar, checkpoint
-  writers; set it on your own) run on rank 0 alone, and only rank 0 evaluates validation data;
-  its epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
+  writers; set it on your own) run on rank 0 alone. In-memory validation data is split over the
+  ranks and its sums reduced (other evaluators run on rank 0); rank 0's epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
   every rank.
 * Ctrl-C (mpiexec forwards it to every rank) is agreed on after each batch, so all ranks stop
   after the same step and rank 0's checkpoint is a valid resume point.
@@ -16,12 +16,15 @@
 """
 from __future__ import annotations
 
+import numpy
+
+from ..metrics import RegressionEvaluator
 from ..training.callbacks import Callback
 from ..training.loop import TrainingDiverged
 from .comm import abort_on_error, world
 from .digest import ConfigMismatch, check_same_config
 from .hook import GradientAllReduce
-from .shard import PieceOfEachBatch, ShardedArraySource
+from .shard import PieceOfEachBatch, ShardedArraySource, piece
 
 
 class _Start(Callback):
@@ -64,6 +67,33 @@ class _AgreedStop(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         trainer._halt = self.comm.any(self.requested)
         trainer.stop = self.comm.any(trainer.stop, label="the early-stopping agreement")
+
+
+class _ShardedValidation:
+    """Validation on in-memory (X_val, Y_val), split by rows: each rank evaluates its piece, the partial
+    sums (squared and absolute errors) are added on rank 0 and broadcast, and MSE, MAE and R² follow as
+    in gpunn.metrics (R²'s denominator from all rows): the single-process values up to summation order."""
+
+    def __init__(self, evaluator, comm):
+        self.comm, self.n_rows, self.chunk_rows = comm, evaluator.n_rows, evaluator.chunk_rows
+        lo, hi = piece(evaluator.n_rows, comm.rank, comm.size)
+        self.X, self.Y, self.ss_tot = evaluator.X[lo:hi], evaluator.Y[lo:hi], evaluator.ss_tot
+
+    def evaluate(self, model) -> dict:
+        xp, host, outputs = model.xp, model.backend.to_host, self.Y.shape[1]
+        ss_res, abs_sum = xp.zeros(outputs, "float64"), xp.zeros(1, "float64")
+        for start in range(0, self.X.shape[0], self.chunk_rows):
+            Xc, Yc = self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows]
+            D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc
+            ss_res += (D * D).sum(axis=0, dtype="float64")
+            abs_sum += xp.abs(D).sum(dtype="float64")
+        total = self.comm.sum_host(numpy.concatenate([host(ss_res), host(abs_sum)]), label="the validation sums")
+        ss_res, abs_sum, ss_tot = total[:-1], total[-1], numpy.asarray(host(self.ss_tot))
+        count = self.n_rows * outputs
+        ok = ss_tot > 0
+        r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0))
+        mse = float(ss_res.sum() / count)
+        return {"val_loss": mse, "val_mse": mse, "val_mae": float(abs_sum / count), "val_r2": float(r2.mean())}
 
 
 class _ValidatedOnRankZero:
@@ -127,8 +157,12 @@ class DataParallel:
         return [_Start(self), *kept, _AgreedStop(self.comm)]
 
     def validation(self, evaluator):
-        """Rank 0 evaluates; the others get a stand-in, so that every rank's callbacks see a run with
-        validation (EarlyStopping monitors val_loss everywhere) and take rank 0's values."""
+        """In-memory validation data (a plain RegressionEvaluator) is split over the ranks. Other
+        evaluators (an ensemble's, a source's held-out chunks) run on rank 0, and the others get a
+        stand-in, so that every rank's callbacks see a run with validation (EarlyStopping monitors
+        val_loss everywhere); every rank then takes rank 0's logs."""
+        if evaluator is not None and type(evaluator) is RegressionEvaluator:
+            return _ShardedValidation(evaluator, self.comm)
         if self.is_root or evaluator is None:
             return evaluator
         return _ValidatedOnRankZero(getattr(evaluator, "n_rows", None))
