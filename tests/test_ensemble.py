@@ -317,3 +317,17 @@ def test_gpunn_predict_refuses_a_saved_ensemble_clearly(tmp_path, capsys):
     np.save(inp, np.zeros((4, 2)))
     assert cli.main(["predict", str(path), str(inp), str(tmp_path / "p.npy")]) == 2
     assert "is an ensemble of 2 members; gpunn predict takes one model" in capsys.readouterr().err
+
+
+def test_member_groups_on_threads_give_the_same_products():
+    from gpunn.ops.cpu import CpuOps
+
+    mops = ensemble_ops_for(CpuOps(fused=True))
+    rng = np.random.default_rng(2)
+    X, W = rng.standard_normal((9, 4)), rng.standard_normal((5, 4, 3))
+    A = rng.standard_normal((5, 9, 4))
+    for threads in (1, 2, 3, 8):
+        mops.threads = threads
+        out = np.empty((5, 9, 3))
+        np.testing.assert_array_equal(mops.matmul(X, W, out=out), np.matmul(X, W))  # X shared by the members
+        np.testing.assert_array_equal(mops.matmul(A, W, out=np.empty((5, 9, 3))), np.matmul(A, W))

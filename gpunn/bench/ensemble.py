@@ -35,12 +35,16 @@ def ensemble_rows(cfg: Config, backend) -> int:
 
 
 class BatchedGemmRunner(Runner):
-    """The roofline: K products (batch x widest) @ (widest x widest) as one batched matmul."""
+    """The roofline: K products (batch x widest) @ (widest x widest) as one batched matmul, run the way
+    an Ensemble runs its products (member groups over the cores, BLAS on one thread, on the CPU)."""
 
     key = "gemm"
 
     def __init__(self, backend, dtype, members, m, k, n):
+        from ..ops import ensemble_ops_for, ops_for
+
         xp, self.backend = backend.xp, backend
+        self.member_ops = ensemble_ops_for(ops_for(backend))
         rng = numpy.random.default_rng(0)
         self.a = xp.asarray(rng.standard_normal((members, m, k)), dtype=dtype)
         self.b = xp.asarray(rng.standard_normal((members, k, n)), dtype=dtype)
@@ -49,8 +53,11 @@ class BatchedGemmRunner(Runner):
         self.label = f"batched GEMM {members}x({m}x{k}x{n}) {dtype}"
 
     def epochs(self, n):
-        for _ in range(n):
-            self.backend.xp.matmul(self.a, self.b, out=self.out)
+        from ..ops.ensemble import member_blas_threads
+
+        with member_blas_threads(self.backend.xp):
+            for _ in range(n):
+                self.member_ops.matmul(self.a, self.b, out=self.out)
         synchronize(self.backend)
 
 

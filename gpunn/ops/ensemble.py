@@ -264,6 +264,13 @@ if numba is not None:
                       lr_bc1[k], 0, n)
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _contiguous_floats(*arrays) -> bool:
     dtype = arrays[0].dtype
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
@@ -272,14 +279,17 @@ def _contiguous_floats(*arrays) -> bool:
 class CpuEnsembleOps(EnsembleOps):
     """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed).
 
-    With ``threads`` > 1 (GPUNN_CPU_THREADS, as for CpuOps) the batched products are split into that
-    many groups of members, each one NumPy stacked product on a thread of gpunn's pool.
+    The batched products are split into ``threads`` groups of members, each one NumPy stacked product on
+    a thread of gpunn's pool (BLAS itself on one thread: member_blas_threads): GPUNN_CPU_THREADS when set,
+    else every core this process may use. Measured on the 2-core machine at load 4-6 (bench/RESULTS.md):
+    two groups took K=64 small nets from 1.46M to 2.81M member-samples/s and K=16 medium to 224k.
     """
 
     def __init__(self, ops):
         super().__init__(ops)
         self.fused = bool(getattr(ops, "fused", False)) and numba is not None
-        self.threads = int(getattr(ops, "threads", 1))
+        env = os.environ.get("GPUNN_CPU_THREADS", "").strip()
+        self.threads = max(1, int(env)) if env else _usable_cores()
 
     def matmul(self, a, b, out):
         members = out.shape[0] if out.ndim == 3 else 1
