@@ -90,6 +90,8 @@ def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
 
 
 def test_gpunn_gemm_env(monkeypatch):
+    monkeypatch.delenv(gemm.ENV, raising=False)  # the default: NumPy alone (the per-shape choice is opt-in)
+    assert gemm.requested() == (["numpy"], True) and "NumPy alone" in gemm.describe()
     monkeypatch.setenv(gemm.ENV, "numpy")
     assert gemm.requested() == (["numpy"], True)
     monkeypatch.setenv(gemm.ENV, "mkl,blis")

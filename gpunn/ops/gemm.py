@@ -17,8 +17,15 @@ candidate must beat NumPy by ``MARGIN`` to be chosen, so measurement noise does 
 candidate computes the same product in float32 / float64 (sums in a different order: results
 agree with NumPy to rounding, tests/test_gemm.py).
 
-``GPUNN_GEMM`` = ``auto`` (default) | ``numpy`` | ``blis`` | ``mkl`` (force one; shapes it cannot
-take fall back to NumPy) | a comma list (the candidates to choose among).
+``GPUNN_GEMM`` = ``numpy`` (default: NumPy alone) | ``auto`` (choose per shape among everything
+installed) | ``blis`` | ``mkl`` (force one; shapes it cannot take fall back to NumPy) | a comma list
+(the candidates to choose among).
+
+Why NumPy is the default: on the project's 2-core AMD EPYC at load 3.4, medium's training step
+ran at 256k samples/s on NumPy alone and 95k with the per-shape choice, which mixed OpenBLAS, BLIS
+and MKL in one step (their thread pools take the cores from each other between products, a cost
+that timing one product at a time cannot see). Under heavy load the choice won instead (wide 1.4x,
+deep 5x; bench/RESULTS.md). Until a whole-step measurement decides, the choice is opt-in.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ import time
 import numpy
 
 ENV = "GPUNN_GEMM"
+DEFAULT = "numpy"  # the per-shape choice is opt-in (GPUNN_GEMM=auto): see the module docstring
 LIBRARIES = ("numpy", "blis", "mkl")
 MARGIN = 1.05  # a candidate must be this much faster than NumPy to be chosen
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
@@ -179,15 +187,15 @@ def available() -> list:
 def requested() -> tuple:
     """(the candidates GPUNN_GEMM allows, in LIBRARIES order with numpy always in as the fallback,
     whether it forces one library)."""
-    text = os.environ.get(ENV, "auto").strip().lower()
-    if text in ("", "auto"):
+    text = os.environ.get(ENV, DEFAULT).strip().lower() or DEFAULT
+    if text == "auto":
         names = list(LIBRARIES)
     else:
         names = [t.strip() for t in text.split(",") if t.strip()]
         unknown = [t for t in names if t not in LIBRARIES]
         if unknown:
             raise ValueError(f"{ENV}={text!r}: unknown {unknown}; use auto or any of {', '.join(LIBRARIES)}")
-    return [n for n in LIBRARIES if n in names or n == "numpy"], (text not in ("", "auto") and len(names) == 1)
+    return [n for n in LIBRARIES if n in names or n == "numpy"], (text != "auto" and len(names) == 1)
 
 
 # ---- the choice ---------------------------------------------------------------------------------
@@ -284,7 +292,7 @@ _SHARED: dict = {}
 
 def shared_chooser(split=None) -> GemmChooser:
     """The process-wide chooser for the current GPUNN_GEMM: a shape is measured once per process."""
-    env = os.environ.get(ENV, "auto").strip().lower()
+    env = os.environ.get(ENV, DEFAULT).strip().lower() or DEFAULT
     with _LOAD_LOCK:
         chooser = _SHARED.get(env)
     if chooser is None:
@@ -315,5 +323,8 @@ def describe() -> str:
         if n not in names:
             text += " (off: " + ENV + ")"
         out.append(text)
-    mode = f"forced by {ENV}" if forced else "fastest per shape, measured at first use"
+    if forced and names == ["numpy"]:
+        mode = f"NumPy alone ({ENV}=auto chooses per shape among the installed libraries)"
+    else:
+        mode = f"forced by {ENV}" if forced else "fastest per shape, measured at first use"
     return f"{mode}; " + ", ".join(out)
