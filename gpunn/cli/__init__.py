@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
@@ -75,7 +77,19 @@ def one_line(exc: BaseException) -> str:
 def main(argv=None) -> int:
     """Run a command. Every failure is one line on stderr and a non-zero status (2: the command was
     refused or failed; 1: an internal error; 130: Ctrl-C); --debug or GPUNN_DEBUG=1 adds the traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is not None:
+        return _main(list(argv))
+    try:
+        return _main(sys.argv[1:])
+    finally:
+        # The process is about to exit with its status decided. A Ctrl-C now (say the second of two, when
+        # the first already stopped the run) would land in interpreter teardown (thread-pool joins), where
+        # an uncaught KeyboardInterrupt makes Python kill itself with SIGINT: status -2 instead of ours.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _main(argv) -> int:
     debug = debug_requested(argv)
     warnings.showwarning = _show_note
     try:
