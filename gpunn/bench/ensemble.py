@@ -20,8 +20,8 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .runners import (Result, Runner, _median_rate, peak_runners, profile_step, synchronize, timed_rounds,
-                      torch_device)
+from .runners import (Result, Runner, _median_rate, peak_runners, profile_step, scheduled_jobs, synchronize,
+                      timed_rounds, torch_device)
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -247,18 +247,8 @@ def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.
     threads = threads or blas_threads() or _cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
-    jobs = [(c, b) for b in backends for c in configs if b.is_gpu or not c.gpu_only]
-    for c, b in ((c, b) for b in backends for c in configs if c.gpu_only and not b.is_gpu):
-        log(f"  {c.name} [{b.device}]: skipped (GPU-only configuration)")
     results = []
-    for i, (cfg, backend) in enumerate(jobs):
-        job_deadline = None
-        if deadline is not None:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                log(f"  {cfg.name} [{backend.device}]: skipped, --max-seconds budget spent")
-                continue
-            job_deadline = time.perf_counter() + left / (len(jobs) - i)
+    for cfg, backend, job_deadline in scheduled_jobs(configs, backends, deadline, log):
         log(f"  {cfg.name} [{backend.device}] {cfg.members} x {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             results.extend(asdict(r) for r in bench_ensemble_config(cfg, backend, peers, repeats, seconds,

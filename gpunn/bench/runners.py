@@ -418,6 +418,13 @@ def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None):
         r.epochs(1)
         once = max(time.perf_counter() - t0, 1e-6)
         counts[r] = max(1, round(seconds / once))
+    return counts, interleaved_rounds(runners, counts, repeats, deadline, on_budget)
+
+
+def interleaved_rounds(runners, counts, repeats, deadline=None, on_budget=None):
+    """Seconds per epoch of each repeat, for each runner: ``repeats`` rounds, each running every runner
+    ``counts[runner]`` epochs in turn. Past ``deadline`` (after at least 2 rounds) the rounds stop and
+    ``on_budget(rounds done)`` is called."""
     times = {r: [] for r in runners}
     for i in range(repeats):
         for r in runners:
@@ -428,7 +435,25 @@ def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None):
             if on_budget is not None:
                 on_budget(i + 1)
             break
-    return counts, times
+    return times
+
+
+def scheduled_jobs(configs, backends, deadline=None, log=print):
+    """(configuration, backend, its deadline) for every pair that can run (GPU-only configurations are
+    skipped on the CPU, saying so); each job gets an equal share of what is left of ``deadline``, and
+    jobs are skipped, saying so, once it has passed."""
+    jobs = [(c, b) for b in backends for c in configs if b.is_gpu or not c.gpu_only]
+    for c, b in ((c, b) for b in backends for c in configs if c.gpu_only and not b.is_gpu):
+        log(f"  {c.name} [{b.device}]: skipped (GPU-only configuration)")
+    for i, (cfg, backend) in enumerate(jobs):
+        job_deadline = None
+        if deadline is not None:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                log(f"  {cfg.name} [{backend.device}]: skipped, --max-seconds budget spent")
+                continue
+            job_deadline = time.perf_counter() + left / (len(jobs) - i)
+        yield cfg, backend, job_deadline
 
 
 def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, deadline=None, profile=True,
@@ -487,15 +512,8 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     if deadline is not None:  # every runner's repeats, at least two rounds, within what is left
         per_repeat = min(seconds, max(0.0, _left(deadline)) / (max(2, repeats) * len(runners)))
     counts = {r: max(1, round(per_repeat / once)) for r, once in counts.items()}
-    times = {r: [] for r in runners}
-    for i in range(repeats):
-        for r in runners:
-            t0 = time.perf_counter()
-            r.epochs(counts[r])
-            times[r].append((time.perf_counter() - t0) / counts[r])
-        if deadline is not None and time.perf_counter() > deadline and i >= 1:
-            log(f"  {where}: time budget reached after {i + 1} repeats")
-            break
+    times = interleaved_rounds(runners, counts, repeats, deadline,
+                               lambda done: log(f"  {where}: time budget reached after {done} repeats"))
     # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
     # background load hits both sides of a ratio), then the median over rounds is taken.
     gemm_times = times.pop(gemm)
@@ -565,20 +583,8 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
     setup = setup_info(backends, threads)
-    jobs = [(c, b) for b in backends for c in configs if b.is_gpu or not c.gpu_only]
-    skipped = [(c, b) for b in backends for c in configs if c.gpu_only and not b.is_gpu]
-    for c, b in skipped:
-        log(f"  {c.name} [{b.device}]: skipped (GPU-only configuration)")
     results = []
-    for i, (cfg, backend) in enumerate(jobs):
-        if deadline is not None:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                log(f"  {cfg.name} [{backend.device}]: skipped, --max-seconds budget spent")
-                continue
-            job_deadline = time.perf_counter() + left / (len(jobs) - i)
-        else:
-            job_deadline = None
+    for cfg, backend, job_deadline in scheduled_jobs(configs, backends, deadline, log):
         log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             new = bench_config(cfg, backend, peers, repeats, seconds, job_deadline, profile, threads, log,
