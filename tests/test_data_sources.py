@@ -368,8 +368,63 @@ def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
 
     values = numpy.arange(280_000, dtype=numpy.float32)
     pq.write_table(pa.table({"x": values, "y": values}), tmp_path / "big.parquet", row_group_size=140_000)
-    source = data.parquet(tmp_path / "big.parquet", target="y")
+    source = data.parquet(tmp_path / "big.parquet", target="y", chunk_rows=200_000)
     assert source.chunk_sizes == [140_000, 140_000] and source.window == 7  # 7 x 140,000 ~ 16 x 65,536 rows
+
+
+def test_a_huge_row_group_is_read_in_pieces_in_order_and_resumes_exactly(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    ids = numpy.arange(50_000, dtype=numpy.float64)
+    pq.write_table(pa.table({"id": ids, "y": 2 * ids}), tmp_path / "one.parquet", row_group_size=40_000)
+    source = data.parquet(tmp_path / "one.parquet", target="y", chunk_rows=4096, window=3, validation_fraction=0.2,
+                          seed=5, device="cpu")
+    assert source.chunk_sizes == [4096] * 9 + [40_000 - 9 * 4096] + [4096, 4096, 10_000 - 2 * 4096]
+    assert source.runs == [list(range(10)), [10, 11, 12]]
+    for e in (0, 1):
+        order = [k for w in source.plan(e) for k in w]  # a run's pieces keep their order, runs move whole
+        assert sorted(order) == source.train_chunks
+        assert [k for k in order if k < 10] == [k for k in source.train_chunks if k < 10]
+        full = epoch(source, e, 1000)
+        Xs, Ys = stacked(full)
+        numpy.testing.assert_array_equal(Ys[:, 0], 2 * Xs[:, 0])  # rows arrive whole
+        held = numpy.concatenate([host(X)[:, 0] for X, _ in source.validation_windows()])
+        numpy.testing.assert_array_equal(numpy.sort(numpy.concatenate([Xs[:, 0], held])), ids)
+        for (a, _), (b, _) in zip(full[13:], epoch(source, e, 1000, 13)):  # resumes in the middle of the run
+            numpy.testing.assert_array_equal(a, b)
+
+
+_PEAK_SCRIPT = """
+import sys
+import pyarrow
+from gpunn import data
+peaks = []
+for path in sys.argv[1:]:
+    source = data.parquet(path, target="y", chunk_rows=8192, window=2, device="cpu", dtype="float64")
+    rows = sum(X.shape[0] for X, _ in source.batches(0, 4096))
+    assert rows == source.rows, (rows, source.rows)
+    peaks.append(pyarrow.default_memory_pool().max_memory())
+print(*peaks)
+"""
+
+
+def test_the_memory_pyarrow_takes_for_a_huge_row_group_follows_the_chunk_size_not_the_rows(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    import subprocess
+    import sys
+
+    paths = []
+    for rows in (250_000, 2_000_000):  # each one row group; the larger is 64 MB of columns
+        columns = {f"x{j}": numpy.random.default_rng(j).standard_normal(rows) for j in range(3)}
+        paths.append(str(tmp_path / f"r{rows}.parquet"))
+        pq.write_table(pa.table({**columns, "y": columns["x0"]}), paths[-1], row_group_size=rows)
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, *paths], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    small, large = (int(v) for v in done.stdout.split())  # pyarrow's peak after each file, in bytes
+    assert large < 2_000_000 * 4 * 8 / 3  # reading the row group whole would take all 64 MB at once
+    assert large < 1.5 * small + (1 << 20)  # 8x the rows, about the same peak
 
 
 def test_a_parquet_file_corrupted_after_opening_stops_naming_the_file_and_row_group(tmp_path):

@@ -3,8 +3,9 @@
 A source is cut into chunks of known row counts (a file's row range, a Parquet row group, a
 synthetic chunk). Per epoch:
 
-1. the training chunks are put in an order drawn from the stream (seed, "chunk-order", epoch)
-   (file order for sources that can only be read front to back, such as CSV);
+1. the training chunks are put in an order drawn from the stream (seed, "chunk-order", epoch).
+   A source may group chunks into *runs* that can only be read front to back (the pieces of one
+   large Parquet row group): the runs are put in that order, each run's chunks keep theirs;
 2. consecutive chunks of that order form windows of ``window`` chunks; each window's rows are
    permuted on the device by the stream (seed, "window", epoch, w);
 3. the permuted windows, end to end, are cut into batches of ``batch_size`` rows (a batch may
@@ -49,11 +50,9 @@ class ChunkedSource:
     "inputs": X only), ``prefetch`` (windows the reader may run ahead), and ``device``/``dtype``
     to bind at once (fit binds to the model's otherwise).
 
-    Subclasses set ``n_features``, ``n_outputs`` and the chunk sizes (``_set_chunks``), and
-    implement ``_fill``, ``_where`` and ``_describe``; ``random_access = False`` for files that can
-    only be read front to back."""
+    Subclasses set ``n_features``, ``n_outputs`` and the chunk sizes (``_ready``, with the runs of
+    chunks that must be read in order, if any), and implement ``_fill``, ``_where`` and ``_describe``."""
 
-    random_access = True
     resumable = True
     kind = "chunks"
 
@@ -75,11 +74,12 @@ class ChunkedSource:
         self.dtype = None
 
     # ---- set-up ------------------------------------------------------------------------
-    def _set_chunks(self, sizes):
+    def _set_chunks(self, sizes, runs=None):
         self.chunk_sizes = [int(n) for n in sizes]
         if not self.chunk_sizes or sum(self.chunk_sizes) == 0:
             raise DataError(f"{self._name()}: no rows")
         n = len(self.chunk_sizes)
+        self.runs = [list(run) for run in runs] if runs is not None else [[k] for k in range(n)]
         everything = list(range(n))
         if self.validation_fraction:
             if n < 2:
@@ -91,11 +91,14 @@ class ChunkedSource:
             self.train_chunks = sorted(set(everything) - set(held))
         else:
             self.validation_chunks, self.train_chunks = [], everything
+        training = set(self.train_chunks)
+        self.train_runs = [r for r in ([k for k in run if k in training] for run in self.runs) if r]
 
-    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False) -> None:
-        """The subclass's last step of construction: its chunk sizes (and, for files whose chunks the
-        writer chose, a window of about ``window`` x 65,536 rows), then binding when asked for."""
-        self._set_chunks(sizes)
+    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, runs=None) -> None:
+        """The subclass's last step of construction: its chunk sizes and runs (lists of chunks read
+        front to back; default: every chunk on its own), for files whose chunks the writer chose a
+        window of about ``window`` x 65,536 rows, then binding when asked for."""
+        self._set_chunks(sizes, runs)
         if window_by_rows:
             self.window = max(1, min(self.window, self.window * 65536 // max(self.chunk_sizes)))
         if device is not None or dtype is not None:
@@ -106,7 +109,7 @@ class ChunkedSource:
         if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
             raise ValueError(f"validation_fraction must be in [0, 1), got {fraction!r}")
         self.validation_fraction = fraction or None
-        self._set_chunks(self.chunk_sizes)
+        self._set_chunks(self.chunk_sizes, self.runs)
         if self.standardize and self.standardizer is not None:  # statistics come from the training chunks
             self.standardizer = None if self.backend is None else self.compute_standardizer()
         return self
@@ -136,10 +139,13 @@ class ChunkedSource:
     # ---- the epoch plan ----------------------------------------------------------------
     def plan(self, epoch, chunks=None):
         """The epoch's windows: lists of chunk indices, in training order."""
-        order = list(self.train_chunks if chunks is None else chunks)
-        if self.shuffle and self.random_access and chunks is None:
-            perm = host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(order))
-            order = [order[i] for i in perm]
+        if chunks is not None:
+            order = list(chunks)
+        else:
+            runs = self.train_runs
+            if self.shuffle:
+                runs = [runs[i] for i in host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(runs))]
+            order = [k for run in runs for k in run]
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
     def batches(self, epoch, batch_size, first_batch=0):

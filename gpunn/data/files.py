@@ -50,16 +50,10 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     from .tables import copy_columns, pick_columns, pyarrow_module
 
     if kind == "parquet":
-        from .tables import ParquetSource
+        from .tables import ParquetSource, open_parquet
 
-        pq = pyarrow_module("parquet")
         files = ParquetSource.list_files(path)
-        opened = []
-        for name in files:
-            try:
-                opened.append(pq.ParquetFile(name))
-            except Exception as exc:
-                raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
+        opened = [open_parquet(name) for name in files]
         names, _ = pick_columns(files[0], opened[0].schema_arrow, None, features)
         rows = sum(p.metadata.num_rows for p in opened)
 

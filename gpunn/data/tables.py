@@ -11,6 +11,7 @@ import threading
 
 import numpy
 
+from ..checks import positive_int
 from .base import ChunkedSource, DataError
 
 
@@ -74,28 +75,38 @@ def copy_columns(table, names, out):
             out[:, j] = column.to_numpy(zero_copy_only=False)
 
 
-class ParquetSource(ChunkedSource):
-    """A Parquet file, or a directory of them read as one dataset; one chunk per row group.
+def open_parquet(name):
+    """A pyarrow ParquetFile that reads row groups page by page (no pre-buffering of whole column
+    chunks, a 1 MiB read buffer), so iterating a row group takes memory by batch, not by row group."""
+    pq = pyarrow_module("parquet")
+    try:
+        return pq.ParquetFile(name, pre_buffer=False, buffer_size=1 << 20)
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, or cut short
+        raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
 
-    A window holds about ``window`` x 65,536 rows: fewer row groups than ``window`` when they are
-    larger than 65,536 rows (pyarrow writes up to 1,048,576 by default). A single row group is read
-    whole, so memory is at least a few row groups: write files with row groups of 10^5 to 10^6 rows
-    (pyarrow's ``row_group_size``).
+
+class ParquetSource(ChunkedSource):
+    """A Parquet file, or a directory of them read as one dataset, in chunks of at most ``chunk_rows`` rows.
+
+    A row group of up to ``chunk_rows`` rows is one chunk; a larger one is cut into pieces of
+    ``chunk_rows`` rows, read front to back through pages (never the whole row group at once), so
+    memory follows ``chunk_rows``, ``window`` and ``prefetch``, not the row group's size. The
+    pieces of a row group form a run (see gpunn.data.base): they keep their order, and only rows
+    within a window are shuffled across them, so a file that is one huge sorted row group is
+    shuffled no better than a CSV read in file order. A resume part-way through a large row group
+    reads (decodes) it from its start up to its position.
     """
 
     kind = "parquet"
 
-    def __init__(self, path, target, features=None, *, seed=0, shuffle=True, window=16, validation_fraction=None,
-                 standardize=False, prefetch=1, device=None, dtype=None):
-        pq = pyarrow_module("parquet")
+    def __init__(self, path, target, features=None, *, chunk_rows=65536, seed=0, shuffle=True, window=16,
+                 validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.path = os.fspath(path)
+        self.chunk_rows = positive_int(chunk_rows, "chunk_rows")
         files = self.list_files(self.path)
-        self.files, self._open, sizes, self._chunks = files, [], [], []
+        self.files, self._open, sizes, runs, self._chunks = files, [], [], [], []
         for i, name in enumerate(files):
-            try:
-                pf = pq.ParquetFile(name)
-            except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, or cut short
-                raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
+            pf = open_parquet(name)
             schema = pf.schema_arrow
             if i == 0:
                 self.feature_names, self.target_names = pick_columns(name, schema, target, features)
@@ -107,13 +118,16 @@ class ParquetSource(ChunkedSource):
             for g in range(pf.metadata.num_row_groups):
                 rows = pf.metadata.row_group(g).num_rows
                 if rows:
-                    self._chunks.append((i, g))
-                    sizes.append(rows)
+                    runs.append(list(range(len(sizes), len(sizes) + -(-rows // self.chunk_rows))))
+                    for start in range(0, rows, self.chunk_rows):
+                        self._chunks.append((i, g, start))
+                        sizes.append(min(self.chunk_rows, rows - start))
         self._lock = threading.Lock()
+        self._cursor = None  # the row group being read front to back
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(sizes, device, dtype, window_by_rows=True)
+        self._ready(sizes, device, dtype, window_by_rows=True, runs=runs)
 
     @staticmethod
     def list_files(path):
@@ -130,23 +144,29 @@ class ParquetSource(ChunkedSource):
         return [path]
 
     def _fill(self, k, X, Y):
-        i, g = self._chunks[k]
-        try:
-            with self._lock:
-                table = self._open[i].read_row_group(g, columns=self.feature_names + self.target_names)
-        except Exception as exc:
-            raise DataError(f"{self._where(k)}: could not be read ({type(exc).__name__}: {exc})") from None
-        if table.num_rows != X.shape[0]:
-            raise DataError(f"{self._where(k)}: holds {table.num_rows} rows, the metadata said {X.shape[0]}")
-        copy_columns(table, self.feature_names, X)
-        copy_columns(table, self.target_names, Y)
+        i, g, start = self._chunks[k]
+        with self._lock:
+            try:
+                cursor = self._cursor
+                if cursor is None or cursor.group != (i, g) or cursor.position > start:
+                    cursor = self._cursor = _RowGroupCursor(self._open[i], (i, g), self.feature_names
+                                                            + self.target_names, self.chunk_rows)
+                parts = cursor.take(start, X.shape[0])
+            except Exception as exc:
+                self._cursor = None
+                raise DataError(f"{self._where(k)}: could not be read ({type(exc).__name__}: {exc})") from None
+        n = 0
+        for part in parts:
+            copy_columns(part, self.feature_names, X[n:n + part.num_rows])
+            copy_columns(part, self.target_names, Y[n:n + part.num_rows])
+            n += part.num_rows
 
     def _row_offset(self, k):  # rows are counted within the file, in the messages
-        i, _ = self._chunks[k]
-        return sum(n for (f, _), n in zip(self._chunks[:k], self.chunk_sizes[:k]) if f == i)
+        i = self._chunks[k][0]
+        return sum(n for (f, _, _), n in zip(self._chunks[:k], self.chunk_sizes[:k]) if f == i)
 
     def _where(self, k):
-        i, g = self._chunks[k]
+        i, g, _ = self._chunks[k]
         start = self._row_offset(k)
         return f"{self.files[i]} (row group {g}, rows {start}-{start + self.chunk_sizes[k] - 1})"
 
@@ -155,7 +175,36 @@ class ParquetSource(ChunkedSource):
 
     def _describe(self):
         return {"path": os.path.abspath(self.path), "files": len(self.files), "target": self.target_names,
-                "features": self.feature_names}
+                "features": self.feature_names, "chunk_rows": self.chunk_rows}
+
+
+class _RowGroupCursor:
+    """Rows of one Parquet row group, read forward in record batches of about ``batch_rows`` rows."""
+
+    def __init__(self, parquet_file, group, columns, batch_rows):
+        self.group = group
+        self._batches = parquet_file.iter_batches(batch_size=batch_rows, row_groups=[group[1]], columns=columns)
+        self._batch, self._batch_start = None, 0
+        self.position = 0  # the first row a take() may still ask for
+
+    def take(self, start, n):
+        """Record batches (slices) holding rows [start, start + n) of the row group; ``start`` must
+        not be before the end of the previous take."""
+        parts, end = [], start + n
+        while start < end:
+            if self._batch is None or start >= self._batch_start + self._batch.num_rows:
+                if self._batch is not None:
+                    self._batch_start += self._batch.num_rows
+                self._batch = next(self._batches, None)
+                if self._batch is None:
+                    raise EOFError(f"the row group ended at row {self._batch_start}")
+                continue
+            offset = start - self._batch_start
+            part = self._batch.slice(offset, min(end - start, self._batch.num_rows - offset))
+            parts.append(part)
+            start += part.num_rows
+        self.position = end
+        return parts
 
 
 class CsvSource(ChunkedSource):
@@ -167,7 +216,6 @@ class CsvSource(ChunkedSource):
     """
 
     kind = "csv"
-    random_access = False
 
     def __init__(self, path, target, features=None, *, block_size=1 << 22, delimiter=",", seed=0, shuffle=True,
                  window=16, validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
@@ -192,7 +240,7 @@ class CsvSource(ChunkedSource):
         self._stream, self._next_chunk = None, 0
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(sizes, device, dtype, window_by_rows=True)
+        self._ready(sizes, device, dtype, window_by_rows=True, runs=[range(len(sizes))])  # one run: file order
 
     def _reader(self, columns):
         import pyarrow
