@@ -6,6 +6,7 @@ a GPU run; see tests/test_fakecupy.py.
 """
 import os
 import sys
+import tempfile
 
 import numpy
 import pytest
@@ -14,6 +15,8 @@ from gpunn import backend as _backend
 
 
 def pytest_configure(config):
+    # indexes of CSV files (gpunn.data.tables) go to a directory of this session, not the user's cache
+    os.environ.setdefault("GPUNN_CACHE_DIR", tempfile.mkdtemp(prefix="gpunn-test-cache-"))
     if os.environ.get("GPUNN_FAKE_CUPY") == "1":
         import fakecupy
 

@@ -212,7 +212,7 @@ def test_a_directory_of_parquet_files_is_one_dataset(tmp_path, table):
     assert source.rows == 9000 and len(source.files) == 2 and source.chunk_sizes == [2000, 2000, 2000, 2000, 1000]
 
 
-def test_a_csv_file_streams_in_file_order_with_rows_shuffled_within_windows(tmp_path, table, device):
+def test_a_csv_file_streams_its_blocks_shuffled_and_resumes_exactly(tmp_path, table, device):
     import pyarrow.csv as pcsv
 
     t, X, y = table
@@ -220,11 +220,65 @@ def test_a_csv_file_streams_in_file_order_with_rows_shuffled_within_windows(tmp_
     source = data.csv(tmp_path / "t.csv", target="y", features=["a", "b"], block_size=1 << 15, window=2,
                       validation_fraction=0.2, device=device)
     assert len(source.chunk_sizes) > 4 and source.rows + source.validation_rows == 9000
+    assert [k for w in source.plan(0) for k in w] != source.train_chunks  # chunks are read out of file order
     full = epoch(source, 0, 300)
     Xs, Ys = stacked(full)
     numpy.testing.assert_allclose(Xs @ numpy.array([1.0, -2.0]), Ys[:, 0] - 0.5 * _lookup(X, Xs), rtol=0, atol=1e-4)
     for (a, _), (b, _) in zip(full[7:], epoch(source, 0, 300, 7)):
         numpy.testing.assert_array_equal(a, b)
+
+
+def test_a_csv_resume_parses_only_the_windows_it_reads_and_the_index_is_kept_for_the_next_source(
+        tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    from gpunn.data.tables import CsvSource
+
+    monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "r.csv"
+    path.write_text("id,y\r\n" + "".join(f"{i},{2 * i}\r\n" for i in range(6000)))  # CRLF line ends
+    parsed = []
+    parse = CsvSource._parse
+
+    def counting(self, start, end, first_row):
+        parsed.append(start)
+        return parse(self, start, end, first_row)
+
+    monkeypatch.setattr(CsvSource, "_parse", counting)
+    options = dict(target="y", block_size=1 << 12, window=3, validation_fraction=0.1, device="cpu")
+    first = data.csv(path, **options)
+    assert len(parsed) == len(first.chunk_sizes) > 10  # the first pass parses every chunk, once
+    parsed.clear()
+    source = data.csv(path, **options)  # the saved index: nothing parsed to construct it
+    assert parsed == [] and source.chunk_sizes == first.chunk_sizes and sum(source.chunk_sizes) == 6000
+    full = epoch(source, 2, 500)
+    Xs, Ys = stacked(full)
+    numpy.testing.assert_array_equal(Ys[:, 0], 2 * Xs[:, 0])
+    assert len(parsed) == len(source.train_chunks)
+    parsed.clear()
+    late = len(full) - 3
+    windows = source.plan(2)
+    resumed = epoch(source, 2, 500, late)
+    for (a, _), (b, _) in zip(full[late:], resumed):
+        numpy.testing.assert_array_equal(a, b)
+    reads = [source._starts[k] for w in windows for k in w]
+    assert parsed == reads[len(reads) - len(parsed):] and len(parsed) <= 2 * 3  # the last window or two only
+    os.utime(path, ns=(0, 0))  # the file changed (its time): the index is not trusted any more
+    with pytest.raises(DataError, match=r"r\.csv: the file changed since it was indexed"):
+        epoch(source, 0, 500)
+    parsed.clear()
+    assert data.csv(path, **options).chunk_sizes == first.chunk_sizes and len(parsed) == len(first.chunk_sizes)
+
+
+def test_a_csv_row_longer_than_a_block_stays_whole(tmp_path):
+    pytest.importorskip("pyarrow")
+    wide = ",".join(f"c{j}" for j in range(300))
+    rows = [",".join(str(i * 1000 + j) for j in range(300)) for i in range(20)]
+    (tmp_path / "w.csv").write_text(wide + "\n" + "\n".join(rows))  # no line end after the last row
+    source = data.csv(tmp_path / "w.csv", target="c0", block_size=1000, shuffle=False, window=1, device="cpu")
+    X, Y = stacked(epoch(source, 0, 7))
+    assert len(source.chunk_sizes) == 20 and X.shape == (20, 299)
+    numpy.testing.assert_array_equal(Y[:, 0], numpy.arange(20) * 1000)
+    numpy.testing.assert_array_equal(X[:, -1], numpy.arange(20) * 1000 + 299)
 
 
 def _lookup(X, Xs):

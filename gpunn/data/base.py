@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 
 import numpy
 
@@ -256,6 +257,18 @@ def _cumsum(values):
     for v in values:
         total += v
         yield total
+
+
+def pread_full(fd, view, offset) -> int:
+    """Reads the file ``fd`` from ``offset`` into the writable memoryview ``view`` until it is full
+    or the file ends; returns the bytes read (fewer than ``len(view)`` only at the end of the file)."""
+    got = 0
+    while got < len(view):
+        count = os.preadv(fd, [view[got:]], offset + got)
+        if count == 0:
+            break
+        got += count
+    return got
 
 
 def chunk_sizes(rows, chunk_rows):

@@ -7,7 +7,7 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_matrix, positive_int
-from .base import ChunkedSource, DataError, chunk_sizes
+from .base import ChunkedSource, DataError, chunk_sizes, pread_full
 
 
 class SyntheticSource(ChunkedSource):
@@ -110,13 +110,10 @@ class _NpyFile:
         direct = out.dtype == self.dtype and self.dtype.isnative and out.flags.c_contiguous
         buffer = out if direct else numpy.empty((n, self.columns), self.dtype)
         view = memoryview(buffer.reshape(-1).view(numpy.uint8))
-        offset, want, got = self.offset + start * self.row_bytes, n * self.row_bytes, 0
-        while got < want:
-            count = os.preadv(self._fd, [view[got:]], offset + got)
-            if count == 0:
-                raise DataError(f"{self.path}: truncated or shrunk while reading rows {start}-{start + n - 1}: "
-                                f"got {got} of {want} bytes")
-            got += count
+        got = pread_full(self._fd, view, self.offset + start * self.row_bytes)
+        if got < len(view):
+            raise DataError(f"{self.path}: truncated or shrunk while reading rows {start}-{start + n - 1}: "
+                            f"got {got} of {len(view)} bytes")
         if not direct:
             with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
                 out[...] = buffer

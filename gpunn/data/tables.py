@@ -12,7 +12,7 @@ import threading
 import numpy
 
 from ..checks import positive_int
-from .base import ChunkedSource, DataError
+from .base import ChunkedSource, DataError, pread_full
 
 
 def pyarrow_module(name):
@@ -93,7 +93,7 @@ class ParquetSource(ChunkedSource):
     memory follows ``chunk_rows``, ``window`` and ``prefetch``, not the row group's size. The
     pieces of a row group form a run (see gpunn.data.base): they keep their order, and only rows
     within a window are shuffled across them, so a file that is one huge sorted row group is
-    shuffled no better than a CSV read in file order. A resume part-way through a large row group
+    shuffled only within windows of pieces. A resume part-way through a large row group
     reads (decodes) it from its start up to its position.
     """
 
@@ -208,14 +208,20 @@ class _RowGroupCursor:
 
 
 class CsvSource(ChunkedSource):
-    """A CSV file with a header row, read front to back in blocks of ``block_size`` bytes.
+    """A CSV file with a header row, in chunks of about ``block_size`` bytes read at their byte offsets.
 
-    A CSV file cannot be read from the middle, so chunks (the blocks' rows) keep their file order
-    and only rows within a window of chunks are shuffled; construction reads the file once to
-    count rows and check every value; a resume reads up to its position again.
+    The first pass cuts the file at the last line end before every ``block_size`` bytes, parses
+    each piece (counting rows, checking every value) and keeps the byte offsets: after it, any
+    chunk is read directly with ``pread``, so chunks are shuffled like a Parquet file's, and a
+    resume reads only the windows it still needs. The offsets are kept in an index file in the
+    cache directory (``$GPUNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpunn`` or ``~/.cache/gpunn``),
+    used again only while the file's size and modification time are unchanged: a second run or a
+    resume on the same file parses nothing at construction. Like pyarrow's own CSV reader (with
+    its default ``newlines_in_values=False``), a line end inside a quoted value is not supported.
     """
 
     kind = "csv"
+    INDEX_FORMAT = 1
 
     def __init__(self, path, target, features=None, *, block_size=1 << 22, delimiter=",", seed=0, shuffle=True,
                  window=16, validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
@@ -223,63 +229,144 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        self.block_size, self.delimiter = int(block_size), delimiter
-        schema = self._reader(None).schema
+        self.block_size, self.delimiter = positive_int(block_size, "block_size"), delimiter
+        self._fd = os.open(self.path, os.O_RDONLY)
+        stat = os.fstat(self._fd)
+        self._stamp = (stat.st_size, stat.st_mtime_ns)
+        index = self._load_index()
+        schema = index["schema"] if index else self._infer_schema()
         self.feature_names, self.target_names = pick_columns(self.path, schema, target, features)
         if self.target_names is None:
             raise ValueError("target: name the target column(s)")
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
-        sizes, reader = [], self._reader(self.feature_names + self.target_names)
-        while True:
-            batch = self._next(reader, sum(sizes))
-            if batch is None:
-                break
-            if batch.num_rows:
-                sizes.append(batch.num_rows)
-        self._lock = threading.Lock()
-        self._stream, self._next_chunk = None, 0
+        self._column_names = list(schema.names)
+        if index is None:
+            index = self._build_index(schema)
+        self._starts, sizes = index["starts"], index["rows"]
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(sizes, device, dtype, window_by_rows=True, runs=[range(len(sizes))])  # one run: file order
+        self._ready(sizes, device, dtype, window_by_rows=True)
 
-    def _reader(self, columns):
-        import pyarrow
-
-        read = self._csv.ReadOptions(block_size=self.block_size)
-        parse = self._csv.ParseOptions(delimiter=self.delimiter)
-        convert = (self._csv.ConvertOptions() if columns is None else
-                   self._csv.ConvertOptions(include_columns=columns, column_types={c: pyarrow.float64() for c in columns}))
+    # ---- the first pass and its index ---------------------------------------------------------
+    def _infer_schema(self):
+        """Column names and types, as pyarrow infers them from the first block (which must hold the
+        header row and a row after it)."""
+        with open(self.path, "rb") as fh:
+            block_size = max(self.block_size, 2 * _line_end(fh, 0, self._stamp[0]))
         try:
-            return self._csv.open_csv(self.path, read_options=read, parse_options=parse, convert_options=convert)
+            return self._csv.open_csv(self.path, read_options=self._csv.ReadOptions(block_size=block_size),
+                                      parse_options=self._csv.ParseOptions(delimiter=self.delimiter)).schema
         except Exception as exc:
             raise DataError(f"{self.path}: not a readable CSV file with a header row ({exc})") from None
 
-    def _next(self, reader, row):
+    def _build_index(self, schema):
+        """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows."""
+        size = self._stamp[0]
+        starts, rows = [], []
+        with open(self.path, "rb") as fh:
+            position = _line_end(fh, 0, size)  # past the header row
+            while position < size:
+                fh.seek(position)
+                block = fh.read(self.block_size)
+                end = position + len(block)
+                if end < size:  # cut after the block's last line end (read on while a row is longer)
+                    cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
+                    end = position + cut + 1 if cut >= 0 else _line_end(fh, end, size)
+                n = self._parse(position, end, sum(rows)).num_rows
+                if n:
+                    starts.append(position)
+                    rows.append(n)
+                position = end
+        starts.append(size)  # the end of the last chunk
+        if not rows:
+            raise DataError(f"{self.path}: no rows")
+        index = {"starts": starts, "rows": rows, "schema": schema}
+        self._save_index(index)
+        return index
+
+    def _index_path(self):
+        import hashlib
+
+        root = os.environ.get("GPUNN_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "gpunn")
+        key = hashlib.sha256(repr((os.path.abspath(self.path), self.block_size, self.delimiter)).encode()).hexdigest()
+        return os.path.join(root, "csv-index", key[:32] + ".json")
+
+    def _index_key(self):
+        return {"format": self.INDEX_FORMAT, "path": os.path.abspath(self.path), "size": self._stamp[0],
+                "mtime_ns": self._stamp[1], "block_size": self.block_size, "delimiter": self.delimiter}
+
+    def _load_index(self):
+        """The saved index of this file, or None when there is none or the file has changed since."""
+        import base64
+        import json
+
+        import pyarrow
+
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
+            with open(self._index_path()) as fh:
+                saved = json.load(fh)
+            if saved.get("key") != self._index_key():
+                return None
+            schema = pyarrow.ipc.read_schema(pyarrow.py_buffer(base64.b64decode(saved["schema"])))
+            starts, rows = [int(v) for v in saved["starts"]], [int(v) for v in saved["rows"]]
+        except (OSError, ValueError, KeyError, TypeError, pyarrow.ArrowException):
             return None
+        if len(starts) != len(rows) + 1 or not rows or starts[-1] != self._stamp[0]:
+            return None
+        return {"starts": starts, "rows": rows, "schema": schema}
+
+    def _save_index(self, index):
+        """Writes the index for the next run (a cache: where it cannot be written, nothing is kept)."""
+        import base64
+        import json
+        import tempfile
+
+        path = self._index_path()
+        record = {"key": self._index_key(), "starts": index["starts"], "rows": index["rows"],
+                  "schema": base64.b64encode(index["schema"].serialize().to_pybytes()).decode()}
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(record, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+    # ---- reading ----------------------------------------------------------------------------
+    def _parse(self, start, end, first_row):
+        """The bytes [start, end) of the file (whole rows) as a table of the picked columns."""
+        import pyarrow
+
+        buffer = bytearray(end - start)
+        if pread_full(self._fd, memoryview(buffer), start) < len(buffer):
+            raise DataError(f"{self.path}: truncated or shrunk while reading data rows from {first_row} "
+                            f"(bytes {start}-{end - 1})")
+        columns = self.feature_names + self.target_names
+        try:
+            return self._csv.read_csv(
+                pyarrow.py_buffer(buffer), read_options=self._csv.ReadOptions(
+                    column_names=self._column_names, block_size=max(len(buffer), 1)),
+                parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
+                convert_options=self._csv.ConvertOptions(include_columns=columns,
+                                                         column_types={c: pyarrow.float64() for c in columns}))
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
-            raise DataError(f"{self.path}: bad data after row {row} ({exc})") from None
-        return batch
+            raise DataError(f"{self.path}: bad data after row {first_row} ({exc})") from None
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        if (os.fstat(self._fd).st_size, os.stat(self.path).st_mtime_ns) != self._stamp:
+            raise DataError(f"{self.path}: the file changed since it was indexed (size or modification time); "
+                            "construct the source again")
+        yield from super().batches(epoch, batch_size, first_batch)
 
     def _fill(self, k, X, Y):
-        with self._lock:
-            if self._stream is None or self._next_chunk > k:  # start again from the top
-                self._stream, self._next_chunk = self._reader(self.feature_names + self.target_names), 0
-            batch = None
-            while self._next_chunk <= k:
-                batch = self._next(self._stream, self._row_offset(self._next_chunk))
-                while batch is not None and batch.num_rows == 0:
-                    batch = self._next(self._stream, self._row_offset(self._next_chunk))
-                if batch is None:
-                    raise DataError(f"{self._where(k)}: the file ended early (was it changed since it was opened?)")
-                self._next_chunk += 1
-        if batch.num_rows != X.shape[0]:
-            raise DataError(f"{self._where(k)}: holds {batch.num_rows} rows, the first pass read {X.shape[0]} "
+        table = self._parse(self._starts[k], self._starts[k + 1], self._row_offset(k))
+        if table.num_rows != X.shape[0]:
+            raise DataError(f"{self._where(k)}: holds {table.num_rows} rows, the first pass read {X.shape[0]} "
                             "(was the file changed?)")
-        copy_columns(batch, self.feature_names, X)
-        copy_columns(batch, self.target_names, Y)
+        copy_columns(table, self.feature_names, X)
+        copy_columns(table, self.target_names, Y)
 
     def _where(self, k):
         start = self._row_offset(k)
@@ -290,4 +377,26 @@ class CsvSource(ChunkedSource):
 
     def _describe(self):
         return {"path": os.path.abspath(self.path), "target": self.target_names, "features": self.feature_names,
-                "block_size": self.block_size}
+                "block_size": self.block_size, "chunks_at": "byte offsets"}
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _line_end(fh, position, size):
+    """The offset just past the first line end at or after ``position`` (``size`` when there is none)."""
+    fh.seek(position)
+    while position < size:
+        block = fh.read(1 << 16)
+        if not block:
+            break
+        cut = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
+        if cut:
+            end = position + min(cut) + 1
+            if block[min(cut):min(cut) + 2] == b"\r\n":
+                end += 1
+            return end
+        position += len(block)
+    return size
