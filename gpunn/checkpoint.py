@@ -14,6 +14,12 @@ writes them.
 * ``params``: the flat parameter buffer; ``optimizer.<moment>``: the flat optimizer
   moments; ``callback.<i>.<name>``: callback arrays (early stopping's best weights).
 
+A :class:`gpunn.Ensemble` of K members (kind "ensemble" from :func:`save`, or a training checkpoint
+whose model section has ``members`` and ``seeds``): every array is the flat buffer of all K members
+(K x P values, member-major); the optimizer's config lists each member's settings and ``frozen`` the
+members that no longer train; the position's partial sum is K floats; ``training["ensemble"]`` lists
+the diverged members, whose rows alone may hold NaN or infinities.
+
 Random state: shuffles are drawn from streams keyed by (seed, epoch) and the validation
 split from (seed, "validation"), so the seed and the position are the whole RNG state;
 no generator state is stored. Model initialisation is drawn from ``model.seed``.
@@ -43,6 +49,8 @@ from .checks import check_rows_match, positive_int
 from .optim import OPTIMIZERS, SCHEDULES, Schedule
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
+from .training import ensemble as ens_training
+from .training.ensemble import MemberEarlyStopping
 from .training.fit import split_validation
 from .training.loop import train
 from .training.protocols import DataSource
@@ -152,11 +160,21 @@ def _host(array) -> numpy.ndarray:
     return numpy.ascontiguousarray(array.get() if hasattr(array, "get") else array)
 
 
+def _members(model):
+    """K for a gpunn.Ensemble, None for one model."""
+    return getattr(model, "n_models", None)
+
+
 def model_config(model) -> dict:
+    """The architecture section; an Ensemble's adds ``members`` and ``seeds`` (``seed`` is member 0's)."""
+    members = _members(model)
     config = {"layer_sizes": list(model.layer_sizes),
               "activations": [a.name for a in model.activations[:-1]],
               "output_activation": model.activations[-1].name,
-              "bias": model.bias, "dtype": model.dtype.name, "seed": int(model.seed)}
+              "bias": model.bias, "dtype": model.dtype.name,
+              "seed": int(model.seed if members is None else model.seeds[0])}
+    if members is not None:
+        config.update(members=int(members), seeds=[int(x) for x in model.seeds])
     if getattr(model, "standardizer", None) is not None:
         config["standardizer"] = model.standardizer.state()[0]
     if getattr(model, "data_columns", None):
@@ -185,29 +203,23 @@ def save(path, model) -> None:
 
     An :class:`gpunn.Ensemble` is saved whole (kind "ensemble": its members' seeds beside the model
     section, the flat buffer of all members as ``params``); :func:`load` gives the Ensemble back."""
-    if getattr(model, "n_models", None) is not None:
-        config = {**model_config(_FirstMember(model)), "members": model.n_models, "seeds": list(model.seeds)}
-        _write(path, {"kind": "ensemble", "device": model.device, "model": config}, {"params": _host(model.params)})
-        return
-    _write(path, {"kind": "model", "device": model.device, "model": model_config(model)}, _model_arrays(model))
-
-
-class _FirstMember:
-    """An ensemble seen as one model for model_config (its architecture, and member 0's seed)."""
-
-    def __init__(self, ensemble):
-        self.layer_sizes, self.activations, self.bias = ensemble.layer_sizes, ensemble.activations, ensemble.bias
-        self.dtype, self.seed = ensemble.dtype, ensemble.seeds[0]
+    kind = "model" if _members(model) is None else "ensemble"
+    _write(path, {"kind": kind, "device": model.device, "model": model_config(model)}, _model_arrays(model))
 
 
 def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
                     source=None) -> None:
     """Save everything needed to resume a run (see the module docstring): the model, the optimizer's
-    config and state, the run's settings and state, the source's config and each callback's state."""
+    config and state, the run's settings and state, the source's config and each callback's state.
+
+    For a gpunn.Ensemble the same, per member: the optimizer's config lists every member's, its state
+    arrays are the flat (K * P) buffers, ``frozen`` lists the members that no longer train (stopped
+    early or diverged), the position's partial sum is K floats and ``training["ensemble"]`` lists the
+    diverged members."""
     opt = optimizer
     arrays = _model_arrays(model)
     for name in opt.state_names():
-        arrays[f"optimizer.{name}"] = _host(opt.state[name])
+        arrays[f"optimizer.{name}"] = _host(opt.state[name]).reshape(-1)
     saved_callbacks = []
     for i, cb in enumerate(callbacks):
         if not hasattr(cb, "state_dict"):
@@ -227,6 +239,9 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         "callbacks": saved_callbacks,
     }
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
+    if _members(model) is not None:
+        optimizer["frozen"] = opt.frozen
+        training["ensemble"] = {"diverged": [int(k) for k in getattr(state.history, "diverged", ())]}
     _write(path, {"kind": "training", "device": model.device, "model": model_config(model),
                   "optimizer": optimizer, "training": training}, arrays)
 
@@ -265,11 +280,17 @@ def _is_int(v, low=0):
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
-def _check_training(training, path):
+def _check_training(training, path, members=None, diverged=()):
+    """``members``: K for an ensemble's run (its partial sum is K floats; a ``diverged`` member's may be
+    NaN or infinite), None for one model's."""
     _require(isinstance(training, dict), path, "missing training section")
     pos = training.get("position")
-    _require(isinstance(pos, dict) and _is_int(pos.get("epoch")) and _is_int(pos.get("batch"))
-             and isinstance(pos.get("partial_sum_sq"), (int, float)), path, "invalid training position")
+    _require(isinstance(pos, dict) and _is_int(pos.get("epoch")) and _is_int(pos.get("batch")), path,
+             "invalid training position")
+    partial = pos.get("partial_sum_sq")  # a float; K floats for an ensemble part-way through an epoch
+    partials = partial if members is not None and isinstance(partial, list) and len(partial) == members else [partial]
+    _require(all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in partials), path,
+             "invalid training position")
     st = training.get("settings")
     _require(isinstance(st, dict) and _is_int(st.get("epochs"), 1) and _is_int(st.get("batch_size"), 1)
              and _is_int(st.get("train_rows"), 1) and isinstance(st.get("shuffle"), bool) and _is_int(st.get("seed"), -2**63)
@@ -283,14 +304,14 @@ def _check_training(training, path):
     except (TypeError, ValueError) as exc:
         _fail(path, f"invalid fit settings ({exc})")
     # a position the run can be at: within its epochs, a batch inside the epoch, a real partial sum
-    epoch, batch, partial = pos["epoch"], pos["batch"], pos["partial_sum_sq"]
+    epoch, batch = pos["epoch"], pos["batch"]
     _require(batch < settings.batches_per_epoch, path,
              f"impossible position: batch {batch} of an epoch of {settings.batches_per_epoch} batches")
     _require(epoch < settings.epochs or (epoch == settings.epochs and batch == 0), path,
              f"impossible position: epoch {epoch} (from 0) of a {settings.epochs}-epoch run")
-    partials = partial if isinstance(partial, list) else [partial]
-    _require(all(isinstance(p, (int, float)) and math.isfinite(p) and p >= 0 for p in partials)
-             and (batch > 0 or not any(partials)), path, "impossible position: invalid partial squared error")
+    sane = [p for k, p in enumerate(partials) if len(partials) == 1 or k not in diverged]
+    _require(all(math.isfinite(p) and p >= 0 for p in sane) and (batch > 0 or not any(p != 0 for p in partials)),
+             path, "impossible position: invalid partial squared error")
     _require(isinstance(training.get("lr_scale"), (int, float)) and training["lr_scale"] > 0, path, "invalid lr scale")
     history = training.get("history")
     _require(isinstance(history, dict) and all(isinstance(v, list) for v in history.values()), path, "invalid history")
@@ -307,6 +328,19 @@ def optimizer_from_config(config):
     cls = OPTIMIZERS[config["name"]]
     accepted = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
     return cls(**{k: v for k, v in config.items() if k in accepted})
+
+
+def _optimizer_from_meta(opt, members, xp):
+    """The run's optimizer (unbound) from a checkpoint's optimizer section: one model's, or for an
+    ensemble of ``members`` the EnsembleOptimizer of its members' configs with its frozen members."""
+    if members is None:
+        return optimizer_from_config(opt["config"])
+    configs, frozen = opt["config"].get("members"), opt.get("frozen")
+    if not (isinstance(configs, list) and len(configs) == members and all(isinstance(c, dict) for c in configs)):
+        raise ValueError(f"the ensemble's optimizer should list {members} member settings")
+    if not (isinstance(frozen, list) and len(set(frozen)) == len(frozen)):
+        raise ValueError("the ensemble's frozen members should be a list of distinct indices")
+    return ens_training.EnsembleOptimizer.from_members([optimizer_from_config(c) for c in configs], xp, frozen=frozen)
 
 
 def _parse(path, data: bytes):
@@ -334,13 +368,18 @@ def _parse(path, data: bytes):
     dtype = numpy.dtype(meta["model"]["dtype"])
     manifest = meta.get("arrays")
     _require(isinstance(manifest, dict), path, "missing array manifest")
+    n_members = _check_members(meta, path)
+    if n_members is not None:  # an Ensemble: K members' parameters in one flat buffer, and so each state array
+        _require(n_params * n_members < 2**40, path, "implausible parameter count")
+        n_params *= n_members
     expected = {"params": (n_params,)}
+    diverged = ()  # members whose arrays may hold NaN or infinities (an ensemble's diverged members)
     expected.update(_standardizer_members(meta["model"], path))
     opt = meta.get("optimizer")
     if meta.get("kind") == "training":
         _require(isinstance(opt, dict) and isinstance(opt.get("config"), dict), path, "missing optimizer section")
         try:
-            optimizer = optimizer_from_config(opt["config"])
+            optimizer = _optimizer_from_meta(opt, n_members, numpy)
         except (KeyError, TypeError, ValueError) as exc:
             _fail(path, f"invalid optimizer settings ({exc})")
         _require(list(opt.get("state", [])) == list(optimizer.state_names()), path, "optimizer state does not match its kind")
@@ -351,21 +390,18 @@ def _parse(path, data: bytes):
         if version == 1 and isinstance(training, dict) and isinstance(training.get("settings"), dict):
             # version 1 kept the schedule beside the settings; version 2 keeps it in them
             training["settings"] = {**training["settings"], "schedule": training.pop("schedule", None)}
-        _check_training(training, path)
+        if n_members is not None:
+            section = training.get("ensemble") if isinstance(training, dict) else None
+            diverged = section.get("diverged") if isinstance(section, dict) else None
+            _require(isinstance(diverged, list) and all(_is_int(k) for k in diverged)
+                     and set(diverged) <= set(optimizer.frozen), path,
+                     "invalid ensemble section: diverged members must be a list of frozen members")
+        _check_training(training, path, n_members, set(diverged))
         for cb in training.get("callbacks", []):
             for name in cb.get("arrays", []):
                 expected[f"callback.{cb['index']}.{name}"] = (n_params,)
-    elif meta.get("kind") == "ensemble":
-        cfg = meta["model"]
-        k = cfg.get("members")
-        _require(_is_int(k, 1) and k < 2**20, path, f"invalid member count {k!r}")
-        seeds = cfg.get("seeds")
-        _require(isinstance(seeds, list) and len(seeds) == k and all(_is_int(x) for x in seeds), path,
-                 "invalid member seeds")
-        _require(n_params * k < 2**40, path, "implausible parameter count")
-        expected["params"] = (n_params * k,)
     else:
-        _require(meta.get("kind") == "model", path, f"unknown checkpoint kind {meta.get('kind')!r}")
+        _require(meta.get("kind") in ("model", "ensemble"), path, f"unknown checkpoint kind {meta.get('kind')!r}")
     _require(set(manifest) == set(expected), path,
              f"members {sorted(manifest)} do not match what the metadata describes ({sorted(expected)})")
     _require(set(members) == {f"{k}.npy" for k in [META, *expected]}, path,
@@ -383,12 +419,29 @@ def _parse(path, data: bytes):
         array = npz[name]
         _require(array.shape == shape and array.dtype == dtype, path,
                  f"array {name!r} is {array.dtype} {array.shape}, expected {dtype.name} {shape}")
-        _require(bool(numpy.isfinite(array).all()), path, f"array {name!r} holds NaN or infinite values")
+        finite = array if not diverged else numpy.delete(array.reshape(n_members, -1), list(diverged), axis=0)
+        _require(bool(numpy.isfinite(finite).all()), path, f"array {name!r} holds NaN or infinite values")
         arrays[name] = array
         if name.startswith("standardizer."):
             _require(numpy.isfinite(array).all() and (not name.endswith("_scale") or (array > 0).all()), path,
                      f"invalid standardization statistics in {name!r}")
     return meta, arrays
+
+
+def _check_members(meta, path):
+    """K of an ensemble's file (kind "ensemble", or a training checkpoint of an ensemble run), checked with its
+    seeds; None for one model's."""
+    cfg, kind = meta["model"], meta.get("kind")
+    if kind == "ensemble" or (kind == "training" and "members" in cfg):
+        k = cfg.get("members")
+        _require(_is_int(k, 1) and k < 2**20, path, f"invalid member count {k!r}")
+        seeds = cfg.get("seeds")
+        _require(isinstance(seeds, list) and len(seeds) == k and all(_is_int(x) for x in seeds), path,
+                 "invalid member seeds")
+        _require(cfg.get("standardizer") is None, path, "an ensemble has no standardization statistics")
+        return k
+    _require("members" not in cfg and "seeds" not in cfg, path, f"a {kind!r} file describes one model, not members")
+    return None
 
 
 def _standardizer_members(cfg, path) -> dict:
@@ -427,7 +480,7 @@ def _build_model(meta, arrays, device):
 
     cfg = meta["model"]
     backend = _backend.resolve(device)
-    if meta.get("kind") == "ensemble":
+    if "members" in cfg:  # a saved Ensemble, or a training checkpoint of one
         from .ensemble import Ensemble
 
         ens = Ensemble(cfg["layer_sizes"], cfg["members"], activation=list(cfg["activations"]),
@@ -485,8 +538,14 @@ class Checkpoint:
 
     @property
     def state(self) -> TrainState | None:
-        """The run's TrainState when it was saved (None for a model-only checkpoint)."""
-        return TrainState.from_dict(self.training) if self.training else None
+        """The run's TrainState when it was saved (None for a model-only checkpoint); an ensemble's
+        history is an EnsembleHistory (its diverged members included)."""
+        if not self.training:
+            return None
+        state = TrainState.from_dict(self.training)
+        if _members(self.model) is not None:
+            state.history = ens_training.ensemble_history(state.history, self.training["ensemble"]["diverged"])
+        return state
 
     @property
     def history(self):
@@ -503,6 +562,11 @@ class Checkpoint:
         is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
         parallel (every rank loads this file) on any number of ranks that divides the run's global
         batch; without it a data-parallel run continues in one process at its global batch.
+
+        An Ensemble's run resumes the same way on the same (X, Y) (a bootstrapped run redraws its
+        members' resamples from the seed): frozen and diverged members stay frozen, each member's early
+        stopping continues, and the result is bit-identical on the CPU. It is refused with
+        ``distributed=True`` and with a data source.
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
@@ -518,11 +582,13 @@ def load_checkpoint(path, device="auto") -> Checkpoint:
     optimizer = None
     if meta.get("kind") == "training":
         opt_meta = meta["optimizer"]
-        optimizer = optimizer_from_config(opt_meta["config"])
+        members = _members(model)
+        optimizer = _optimizer_from_meta(opt_meta, members, model.xp)
         optimizer.steps = opt_meta["steps"]
         with model.backend.use():
             for name in optimizer.state_names():
-                optimizer.state[name] = model.xp.asarray(arrays[f"optimizer.{name}"])
+                state = model.xp.asarray(arrays[f"optimizer.{name}"])
+                optimizer.state[name] = state if members is None else state.reshape(members, -1)
             optimizer.bind(model.params, model.ops)
         model.optimizer = optimizer
     return Checkpoint(os.fspath(path), model, optimizer, meta, arrays)
@@ -582,7 +648,8 @@ class ModelCheckpoint(Callback):
         self._tracker.best = state.get("best")
 
 
-CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint}
+CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint,
+             MemberEarlyStopping.__name__: MemberEarlyStopping}
 
 
 def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
@@ -590,22 +657,24 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
     settings, state = ckpt.settings, ckpt.state
+    ensemble = _members(model) is not None
     if epochs is not None:
         settings = dataclasses.replace(settings, epochs=positive_int(epochs, "epochs"))
+    if ensemble:  # what an ensemble's run cannot do, refused before anything runs
+        if distributed:
+            raise ValueError(f"{ckpt.path} holds an ensemble's run; resuming it data parallel is not supported "
+                             "(resume it in one process: distributed=False)")
+        if Y is None and isinstance(X, DataSource):
+            raise ValueError(f"{ckpt.path} holds an ensemble's run, which trains on in-memory arrays: resume it with "
+                             "the same X and Y")
+        callbacks = ens_training.member_callbacks(callbacks, verbose)
     with model.backend.use():
         if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
         if Y is None and isinstance(X, DataSource):
             source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
         else:
-            X, Y = model._as_input(X), model._as_target(Y)
-            check_rows_match(X, Y)
-            X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
-                                               settings.validation_fraction, settings.seed)
-            if X.shape[0] != settings.train_rows:
-                raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give "
-                                 f"{X.shape[0]}. Resume with the same X and Y.")
-            source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
+            X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         restored = []
         saved = {cb["index"]: cb for cb in training.get("callbacks", [])}
         user = list(callbacks)
@@ -652,8 +721,33 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                                         handle_interrupt=handle_interrupt))
         if settings.ranks != 1:  # a data-parallel run continued in one process, at its global batch
             settings = dataclasses.replace(settings, batch_size=settings.batch_size * settings.ranks, ranks=1)
+        if ensemble:
+            return ens_training.run_ensemble(model, source, opt, settings, state, callbacks=callbacks,
+                                             validation=evaluator, handle_interrupt=handle_interrupt)
         return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
                      handle_interrupt=handle_interrupt)
+
+
+def _resume_arrays(ckpt, settings, X, Y, validation_data):
+    """(X, Y, source, evaluator) for resuming on in-memory (X, Y): the training rows of the same validation
+    split as the run had, their source and the evaluator; an ensemble's evaluator, and its members'
+    resamples drawn again from the seed when the run was bootstrapped."""
+    model = ckpt.model
+    X, Y = model._as_input(X), model._as_target(Y)
+    check_rows_match(X, Y)
+    X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
+                                       settings.validation_fraction, settings.seed)
+    if X.shape[0] != settings.train_rows:
+        raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give "
+                         f"{X.shape[0]}. Resume with the same X and Y.")
+    if _members(model) is None:
+        return X, Y, ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle), evaluator
+    saved = ckpt.training.get("source") or {}
+    source = ens_training.ensemble_source(model, X, Y, seed=settings.seed, shuffle=settings.shuffle,
+                                          bootstrap=saved.get("kind") == "bootstrap")
+    if evaluator is not None:
+        evaluator = ens_training.EnsembleEvaluator(model, evaluator.X, evaluator.Y)
+    return X, Y, source, evaluator
 
 
 def _resume_source(ckpt, source, validation_data):

@@ -69,3 +69,23 @@ def to_host():
     def convert(a):
         return a.get() if hasattr(a, "get") else numpy.asarray(a)
     return convert
+
+
+@pytest.fixture
+def interrupt_at():
+    """A Callback class: ``interrupt_at(epoch, batch)`` calls trainer.interrupt() after batch ``batch`` of
+    epoch ``epoch`` (both from 0), as Ctrl-C would."""
+    from gpunn import Callback
+
+    class InterruptAt(Callback):
+        def __init__(self, epoch, batch):
+            self.at = (epoch, batch)
+
+        def on_epoch_begin(self, trainer, epoch):
+            self.epoch = epoch
+
+        def on_batch_end(self, trainer, batch):
+            if (self.epoch, batch) == self.at:
+                trainer.interrupt()
+
+    return InterruptAt

@@ -103,3 +103,31 @@ def test_bootstrap_and_bench_runner_on_cuda(gpu):
     results = run_ensembles([bench.parse_config("lin:4:8:1:16-x3")], [gpu], peers=["sequential"], repeats=1,
                             seconds=0.01, log=lambda msg: None)
     assert [r["impl"] for r in results] == ["gpunn", "sequential"] and all(r["samples_per_s"] > 0 for r in results)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_ensemble_run_interrupted_mid_epoch_resumes_on_cuda(gpu, tmp_path, interrupt_at, dtype):
+    """The checkpoint and resume of tests/test_ensemble_checkpoints.py on the GPU: device state (Adam's
+    moments, the members' best weights, the K partial sums) goes to the host and back; the resumed run is
+    the uninterrupted one (the same kernels on the same device, so bit for bit is expected; asserted to
+    1e-12 in float64 and 1e-6 in float32)."""
+    X, Y = _data()
+    kwargs = dict(epochs=5, batch_size=48, optimizer="adam", lr=[2e-3, 0.1, 1e-2], seed=4, validation_fraction=0.2,
+                  bootstrap=True, verbose=False)
+
+    def stopper():
+        return gpunn.EarlyStopping(patience=1, min_delta=0.01)
+
+    reference = gpunn.Ensemble(SIZES, 3, dtype=dtype, device="cuda", seed=7)
+    ref_hist = reference.fit(X, Y, callbacks=[stopper()], **kwargs)
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 3, dtype=dtype, device="cuda", seed=7).fit(
+        X, Y, callbacks=[stopper(), interrupt_at(2, 1), gpunn.ModelCheckpoint(path)], **kwargs)
+    ckpt = gpunn.load_checkpoint(path, device="cuda")
+    assert ckpt.state.batch == 2 and len(ckpt.state.partial_sum_sq) == 3
+    resumed = ckpt.resume(X, Y, verbose=False)
+    tol = 1e-12 if dtype == "float64" else 1e-6
+    assert _rel(ckpt.model.params, reference.params) <= tol
+    assert _rel(ckpt.optimizer.state["m"], reference.optimizer.state["m"]) <= tol
+    numpy.testing.assert_allclose(numpy.array(resumed["val_loss"]), numpy.array(ref_hist["val_loss"]), rtol=tol)
+    assert resumed.stopped_epoch == ref_hist.stopped_epoch

@@ -11,6 +11,11 @@ epoch. What differs per member lives here:
   parameters and optimizer state no longer change) and, if asked, restored to its best epoch.
 A member whose loss becomes NaN or infinite is frozen and reported (``history.diverged``); the
 fit raises TrainingDiverged only when every member has diverged.
+
+Checkpoints: ``gpunn.ModelCheckpoint`` in ``callbacks`` writes the whole run (gpunn.checkpoint: the
+members' parameters and optimizer state, the frozen members, MemberEarlyStopping's state, the K
+partial losses, the history); ``gpunn.load_checkpoint(path).resume(X, Y)`` continues it through
+:func:`run_ensemble`, bit for bit on the CPU.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
     member_blas_threads
 from ..optim import Adam, Optimizer, make_optimizer, make_schedule
 from ..rng import DeviceRNG
-from .callbacks import Callback, EarlyStopping, History, ProgressBar, order_callbacks
+from .callbacks import Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, order_callbacks
 from .fit import split_validation
 from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
 from .sources import ArraySource
@@ -71,12 +76,36 @@ class EnsembleOptimizer:
         lists = {key: per_member(value if value is not None else template.get(key), n_models, key)
                  for key, value in given.items()}
         shared = {key: template[key] for key in ("nesterov", "eps") if key in template}
-        self.members = []
+        members = []
         for k in range(n_models):
             try:
-                self.members.append(make_optimizer(name, **shared, **{key: values[k] for key, values in lists.items()}))
+                members.append(make_optimizer(name, **shared, **{key: values[k] for key, values in lists.items()}))
             except ValueError as exc:
                 raise ValueError(f"member {k}: {exc}" if n_models > 1 else str(exc)) from None
+        self._set_members(members, xp)
+
+    @classmethod
+    def from_members(cls, members, xp, frozen=()):
+        """The ensemble optimizer of these K member Optimizers (one kind, one ``nesterov`` and ``eps``), with
+        the members in ``frozen`` frozen: how a checkpoint's ``config()`` is rebuilt."""
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble optimizer needs at least one member")
+        kinds = {(type(opt), bool(getattr(opt, "nesterov", False)), float(getattr(opt, "eps", 0.0))) for opt in members}
+        if len(kinds) != 1:
+            raise ValueError("every member must use one optimizer kind with one nesterov flag and eps")
+        self = cls.__new__(cls)
+        self._set_members(members, xp)
+        frozen = list(frozen)
+        if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(members) for k in frozen):
+            raise ValueError(f"frozen members {frozen!r} are not indices of {len(members)} members")
+        if frozen:
+            self.freeze(frozen)
+        return self
+
+    def _set_members(self, members, xp):
+        n_models = len(members)
+        self.members = members
         first = self.members[0]
         self.name, self.is_adam = first.name, isinstance(first, Adam)
         self.decoupled = bool(getattr(first, "decoupled", False))
@@ -98,11 +127,19 @@ class EnsembleOptimizer:
         """State for the flat buffer of K members (gpunn.training.loop.train calls this)."""
         self.member_ops = ensemble_ops_for(ops)
         shape = (self.n_models, params.size // self.n_models)
-        names = ("m", "v") if self.is_adam else (("velocity",) if self.rates.column(MOMENTUM).any() else ())
-        for key in names:
+        for key in self.state_names():
             if key not in self.state or self.state[key].shape != shape:
                 self.state[key] = ops.xp.zeros(shape, params.dtype)
         return self
+
+    def state_names(self):
+        """The (K, P) state arrays this optimizer keeps: Adam's moments, the velocity of momentum."""
+        return ("m", "v") if self.is_adam else (("velocity",) if self.rates.column(MOMENTUM).any() else ())
+
+    @property
+    def frozen(self) -> list:
+        """Indices of the members that no longer train (stopped early or diverged)."""
+        return [int(k) for k in numpy.flatnonzero(~self.active)]
 
     def freeze(self, members):
         active = self.rates.column(ACTIVE).copy()
@@ -169,9 +206,15 @@ class MemberEarlyStopping(Callback):
             raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
         self.restore_best_weights = bool(restore_best_weights)
+        self._restored = None  # (state, host best_params) from a checkpoint, taken up by on_train_begin
+
+    def get_config(self):
+        return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
+                "mode": self.mode, "restore_best_weights": self.restore_best_weights}
 
     def on_train_begin(self, trainer):
-        K = trainer.model.n_models
+        model = trainer.model
+        K = model.n_models
         self._monitor = self.monitor or ("val_loss" if trainer.validation is not None else "loss")
         self._maximise = self.mode == "max" or (self.mode == "auto" and self._monitor.endswith("r2"))
         self.best = [None] * K
@@ -179,6 +222,32 @@ class MemberEarlyStopping(Callback):
         self.wait = [0] * K
         self.stopped_epoch = [None] * K
         self.best_params = None
+        if self._restored is not None:  # a resumed run: each member's progress as the checkpoint left it
+            state, best_params = self._restored
+            self._restored = None
+            for key in ("best", "best_epoch", "wait", "stopped_epoch"):
+                values = state[key]
+                if not isinstance(values, list) or len(values) != K:
+                    raise ValueError(f"MemberEarlyStopping state {key!r} should list {K} members, got {values!r}")
+                setattr(self, key, list(values))
+            if best_params is not None:
+                self.best_params = model.xp.asarray(best_params).reshape(model.member_params.shape)
+
+    def state_dict(self):
+        """Each member's best value and epoch, patience count and stopping epoch; ``best_params``: the
+        flat (K * P) buffer of the members' best weights."""
+        arrays = {}
+        if self.best_params is not None:
+            host = self.best_params.get() if hasattr(self.best_params, "get") else self.best_params
+            arrays["best_params"] = numpy.ascontiguousarray(host).reshape(-1)
+        return {"best": list(self.best), "best_epoch": list(self.best_epoch), "wait": list(self.wait),
+                "stopped_epoch": list(self.stopped_epoch)}, arrays
+
+    def load_state_dict(self, state, arrays):
+        missing = [key for key in ("best", "best_epoch", "wait", "stopped_epoch") if key not in state]
+        if missing:
+            raise KeyError(f"state lacks {missing}")
+        self._restored = (state, arrays.get("best_params"))
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self._monitor not in logs:
@@ -302,13 +371,60 @@ def bootstrap_rows(backend, seed, member, rows):
     return backend.xp.minimum((u * rows).astype("int64"), rows - 1)
 
 
-def _member_callbacks(callbacks):
-    """The callbacks, with each gpunn.EarlyStopping replaced by its per-member form."""
+def member_callbacks(callbacks, verbose=False):
+    """The callbacks of an ensemble run: each gpunn.EarlyStopping replaced by its per-member form, the
+    ensemble's progress bar when ``verbose``; those that need one value per epoch refused by name."""
     out = []
     for cb in callbacks:
         if isinstance(cb, EarlyStopping):
             cb = MemberEarlyStopping(**cb.get_config())
+        elif isinstance(cb, ReduceLROnPlateau):
+            raise ValueError("ReduceLROnPlateau lowers one learning rate on one monitored value; an ensemble logs a "
+                             "value per member and has no per-member plateau rule yet: use a schedule "
+                             "(schedule='cosine', 'step', ...) or per-member lr")
+        elif getattr(cb, "writes_checkpoint", False) and getattr(cb, "save_best_only", False):
+            raise ValueError("ModelCheckpoint(save_best_only=True) keeps the epoch with the best monitored value; an "
+                             "ensemble logs one per member: checkpoint every epoch (the default) and pick members "
+                             "afterwards with ens.best()")
         out.append(cb)
+    if verbose and not any(isinstance(cb, ProgressBar) for cb in out):
+        out.append(EnsembleProgressBar())
+    return out
+
+
+def ensemble_source(model, X, Y, *, seed, shuffle, bootstrap):
+    """The training rows as the loop's data source: shared by all members, or a resample per member."""
+    if bootstrap:
+        return BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle)
+    return ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+
+
+def run_ensemble(model, source, optimizer, settings, state, *, callbacks, validation, hook=None,
+                 handle_interrupt=True, dp=None) -> EnsembleHistory:
+    """The loop for an Ensemble (:func:`gpunn.training.loop.train` with :class:`EnsembleTrainer`), from
+    ``state`` (a fresh run or a checkpoint's): fit and a checkpoint's resume both end here."""
+
+    def loop():
+        return train(model, source, optimizer, settings, state, callbacks=callbacks, validation=validation, hook=hook,
+                     handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
+
+    with member_blas_threads(model.xp):
+        history = dp.run(loop) if dp is not None else loop()
+    if history.best is None and validation is not None:  # best per member without early stopping
+        values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
+        if values.size:
+            filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
+            history.best_epoch = (filled.argmin(axis=0) + 1).tolist()
+            history.best = filled.min(axis=0).tolist()
+    model.history = history
+    return history
+
+
+def ensemble_history(history, diverged=()) -> EnsembleHistory:
+    """``history`` (a checkpoint's History of an ensemble run) as an EnsembleHistory, ``diverged`` restored."""
+    out = EnsembleHistory(history)
+    if diverged:  # else the class's empty default, as in a run that never diverged
+        out.diverged = sorted(int(k) for k in diverged)
     return out
 
 
@@ -323,7 +439,9 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
     or an Optimizer). All members see the same batches in the same order, shuffled by ``seed``
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
-    member on its own (MemberEarlyStopping). Per-member values in the history are lists of K.
+    member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
+    ``gpunn.ModelCheckpoint`` writes a resumable checkpoint (``gpunn.load_checkpoint(path).resume(X, Y)``);
+    ReduceLROnPlateau and ModelCheckpoint(save_best_only=True) are refused (one value per epoch).
     ``distributed=True`` trains data parallel under ``mpiexec`` as :func:`gpunn.fit` does (batch_size per
     rank; the same K members on every rank, each rank computing its piece of every batch).
     """
@@ -345,10 +463,7 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
                                validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
                                validation_fraction=validation_fraction or None)
-        cbs = _member_callbacks(callbacks)
-        if verbose:
-            cbs.append(EnsembleProgressBar())
-        callbacks, hook, dp = order_callbacks(cbs, False), None, None
+        callbacks, hook, dp = order_callbacks(member_callbacks(callbacks, verbose), False), None, None
         if distributed:
             if bootstrap:
                 raise ValueError("bootstrap=True gives each member its own rows; it is not data parallel yet")
@@ -358,23 +473,8 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
                               verbose=verbose)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             source, hook, callbacks, validation = dp.source, dp.hook, dp.callbacks(callbacks), dp.validation(validation)
-        elif bootstrap:
-            source = BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle)
         else:
-            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+            source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
 
-        def loop():
-            return train(model, source, opt, settings, TrainState(history=EnsembleHistory()), callbacks=callbacks,
-                         validation=validation, hook=hook, handle_interrupt=handle_interrupt,
-                         trainer_class=EnsembleTrainer)
-
-        with member_blas_threads(model.xp):
-            history = dp.run(loop) if dp is not None else loop()
-        if history.best is None and validation is not None:  # best per member without early stopping
-            values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
-            if values.size:
-                filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
-                history.best_epoch = (filled.argmin(axis=0) + 1).tolist()
-                history.best = filled.min(axis=0).tolist()
-        model.history = history
-        return history
+        return run_ensemble(model, source, opt, settings, TrainState(history=EnsembleHistory()), callbacks=callbacks,
+                            validation=validation, hook=hook, handle_interrupt=handle_interrupt, dp=dp)

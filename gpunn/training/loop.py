@@ -91,7 +91,8 @@ class Trainer:
     def snapshot(self, pending_logs=None) -> TrainState:
         """A copy of the state for a checkpoint; ``pending_logs``: an epoch's logs not yet in the history
         (callbacks run before the history is appended)."""
-        history = History()
+        history = type(self.history)()  # an ensemble's EnsembleHistory stays one (its diverged members)
+        history.__dict__.update(self.history.__dict__)
         for key, values in self.history.items():
             history[key] = list(values)
         if pending_logs is not None:
@@ -133,8 +134,8 @@ class Trainer:
                 sum_sq = trainable.train_step(Xb, Yb)
             if total is None:  # shaped like the trainable's sums: 0-d for one model, (K,) for K
                 total = xp.zeros(getattr(sum_sq, "shape", ()), "float64")
-                if first_batch:
-                    total += start_sum_sq
+                if first_batch:  # a float for one model, K floats for an ensemble
+                    total += xp.asarray(start_sum_sq, "float64")
             total += sum_sq
             if self.state.reference_loss is None:  # the run's first batch, before any step (one host read)
                 self.state.reference_loss = float(xp.max(sum_sq)) / Xb.shape[0]

@@ -1,0 +1,166 @@
+"""Checkpoints of an Ensemble's training run: interrupted anywhere and resumed, the run is bit for bit the
+one that was never interrupted (CPU, float32 and float64), or the resume is refused by name."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import gpunn
+from gpunn import data as gdata
+
+SIZES = [5, 8, 7, 2]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 5))
+    Y = np.stack([np.sin(X[:, 0]) + 0.1 * X[:, 1], X[:, 2] * X[:, 3]], axis=1)
+    return X, Y
+
+
+def _no_timing(history):
+    return {k: v for k, v in history.items() if k not in ("time_s", "samples_per_s")}
+
+
+# 120 training rows in 5 batches of 25; member 1 (the fast rate) stops early at epoch 3, the others run to 7.
+FIT = dict(epochs=7, batch_size=25, optimizer="adam", lr=[2e-3, 0.1, 1e-2], schedule="cosine",
+           validation_fraction=0.2, bootstrap=True, seed=4, verbose=False)
+
+
+def _stopper():
+    return gpunn.EarlyStopping(patience=1, min_delta=0.01)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("stop_at", [(3, 2), (2, 4)], ids=["mid-epoch", "epoch-end"])
+def test_an_interrupted_ensemble_run_resumes_bit_for_bit(data, tmp_path, interrupt_at, dtype, stop_at):
+    X, Y = data
+    reference = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=7)
+    ref_hist = reference.fit(X, Y, callbacks=[_stopper()], **FIT)
+    assert ref_hist.stopped_epoch == [7, 3, 7]  # the scenario this test is about: member 1 frozen part-way
+
+    path = tmp_path / "run.npz"
+    ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=7)
+    hist = ens.fit(X, Y, callbacks=[_stopper(), interrupt_at(*stop_at), gpunn.ModelCheckpoint(path)], **FIT)
+    assert hist.interrupted and len(hist["epoch"]) == stop_at[0] + (stop_at[1] == 4)
+
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert isinstance(ckpt.model, gpunn.Ensemble) and ckpt.model.seeds == [7, 8, 9]
+    np.testing.assert_array_equal(ckpt.model.params, ens.params)  # the checkpoint is the interrupted state
+    assert ckpt.optimizer.frozen == [1]  # member 1 had stopped: it stays frozen
+    assert (ckpt.state.epoch, ckpt.state.batch) == ((3, 3) if stop_at == (3, 2) else (3, 0))
+    resumed = ckpt.resume(X, Y, verbose=False)
+
+    assert isinstance(resumed, gpunn.training.ensemble.EnsembleHistory) and not resumed.interrupted
+    np.testing.assert_array_equal(ckpt.model.params, reference.params)
+    for name in ("m", "v"):
+        np.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
+    assert ckpt.optimizer.steps == reference.optimizer.steps
+    assert _no_timing(resumed) == _no_timing(ref_hist)
+    for attribute in ("best", "best_epoch", "stopped_early", "stopped_epoch", "diverged"):
+        assert getattr(resumed, attribute) == getattr(ref_hist, attribute), attribute
+    assert ckpt.model.history is resumed and ckpt.model.best_index() == reference.best_index()
+
+
+def test_a_resumed_run_without_early_stopping_or_bootstrap_is_exact_and_can_be_extended(data, tmp_path, interrupt_at):
+    X, Y = data
+    fit = dict(epochs=4, batch_size=40, optimizer="momentum", lr=[0.01, 0.03], momentum=[0.5, 0.9],
+               weight_decay=[0.0, 1e-3], validation_data=(X[:30], Y[:30]), seed=2, verbose=False)
+    reference = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
+    ref_hist = reference.fit(X[30:], Y[30:], **{**fit, "epochs": 6})
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0).fit(
+        X[30:], Y[30:], callbacks=[gpunn.ModelCheckpoint(path, every=2), interrupt_at(2, 1)], **fit)
+    ckpt = gpunn.load_checkpoint(path)
+    with pytest.raises(ValueError, match="validation_data"):
+        ckpt.resume(X[30:], Y[30:], verbose=False)
+    resumed = ckpt.resume(X[30:], Y[30:], validation_data=(X[:30], Y[:30]), epochs=6, verbose=False)
+    np.testing.assert_array_equal(ckpt.model.params, reference.params)
+    np.testing.assert_array_equal(ckpt.optimizer.state["velocity"], reference.optimizer.state["velocity"])
+    assert _no_timing(resumed) == _no_timing(ref_hist)
+    assert resumed.best_epoch == ref_hist.best_epoch and resumed.best == ref_hist.best
+
+
+def test_a_diverged_member_stays_frozen_through_a_checkpoint(data, tmp_path, interrupt_at):
+    X, Y = data
+    fit = dict(optimizer="sgd", lr=[1e-4, 50.0], epochs=3, batch_size=50, verbose=False)
+    reference = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
+        ref_hist = reference.fit(X, Y * 1e3, **fit)
+    path = tmp_path / "run.npz"
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1).fit(
+            X, Y * 1e3, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 1)], **fit)
+    ckpt = gpunn.load_checkpoint(path)  # member 1's rows may hold NaN or inf: allowed for a diverged member only
+    assert ckpt.optimizer.frozen == [1] and ckpt.history.diverged == [1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the member is not reported (or frozen) again
+        resumed = ckpt.resume(X, Y * 1e3, verbose=False)
+    assert resumed.diverged == [1]
+    np.testing.assert_array_equal(ckpt.model.params, reference.params)  # NaN where the reference has NaN
+    np.testing.assert_array_equal(np.array(resumed["loss"]), np.array(ref_hist["loss"]))
+
+
+def test_what_an_ensemble_run_cannot_do_is_refused_by_name(data, tmp_path):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        ens.fit(X, Y, epochs=1, callbacks=[gpunn.ReduceLROnPlateau()], verbose=False)
+    with pytest.raises(ValueError, match="save_best_only"):
+        ens.fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "b.npz", save_best_only=True)],
+                verbose=False)
+    path = tmp_path / "run.npz"
+    ens.fit(X, Y, epochs=1, batch_size=50, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    ckpt = gpunn.load_checkpoint(path)
+    with pytest.raises(ValueError, match="data parallel is not supported"):
+        ckpt.resume(X, Y, distributed=True, verbose=False)
+    with pytest.raises(ValueError, match="in-memory arrays"):
+        ckpt.resume(gdata.iterable([(X, Y)]), verbose=False)
+    with pytest.raises(ValueError, match="same X and Y"):
+        ckpt.resume(X[:100], Y[:100], verbose=False)
+    assert isinstance(gpunn.load(path, device="cpu"), gpunn.Ensemble)  # the model alone, as from gpunn.save
+
+
+def _forge(path, out, edit):
+    npz = np.load(path)
+    meta = json.loads(npz["gpunn_meta"].tobytes().decode())
+    arrays = {k: npz[k] for k in npz.files if k != "gpunn_meta"}
+    edit(meta, arrays)
+    np.savez(out, gpunn_meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return out
+
+
+def _position(meta, arrays):
+    meta["training"]["position"]["partial_sum_sq"] = [1.0, 2.0, 3.0]  # 3 sums for 2 members
+
+
+def _not_frozen(meta, arrays):
+    meta["training"]["ensemble"]["diverged"] = [1]  # diverged, yet still training
+
+
+def _nan_row(meta, arrays):
+    arrays["params"][0] = np.nan  # member 0 is not a diverged member
+
+
+def _member_settings(meta, arrays):
+    meta["optimizer"]["config"]["members"].pop()
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_position, "invalid training position"),
+    (_not_frozen, "diverged members must be a list of frozen members"),
+    (_nan_row, "NaN or infinite"),
+    (_member_settings, "should list 2 member settings"),
+])
+def test_a_forged_ensemble_checkpoint_is_refused(data, tmp_path, interrupt_at, edit, match):
+    X, Y = data
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, seed=0, device="cpu").fit(
+        X, Y, epochs=2, batch_size=50, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 0)], verbose=False)
+    assert gpunn.load_checkpoint(path).state.batch == 1  # the untouched file loads
+    with pytest.raises(gpunn.CheckpointError, match=match):
+        gpunn.load_checkpoint(_forge(path, tmp_path / "bad.npz", edit))
