@@ -92,6 +92,12 @@ def test_an_iterable_of_batches_trains(device):
     model = gpunn.MLP([3, 1], device=device, seed=0)
     history = model.fit(data.iterable(batches), epochs=20, lr=3e-2, verbose=False)
     assert history["loss"][-1] < 0.1 * history["loss"][0]
+    shifted = [(100 + 10 * Xb, 5 - 3 * Yb) for Xb, Yb in batches]  # far from standard: scaling is needed
+    model = gpunn.MLP([3, 1], device=device, seed=0)
+    model.fit(data.iterable(shifted, standardize=True), epochs=20, lr=3e-2, verbose=False)
+    assert model.standardizer is not None  # predict takes raw inputs and answers in the targets' units
+    predicted = numpy.asarray(model.predict(shifted[0][0]))
+    assert numpy.abs(predicted - shifted[0][1]).max() < 0.1 * numpy.abs(shifted[0][1]).max()
 
 
 def test_predict_files_round_trip_npy_parquet_and_csv(tmp_path, linear_pair):

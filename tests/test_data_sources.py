@@ -357,6 +357,24 @@ def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
 
 
 # ---- statistics ---------------------------------------------------------------------------------
+def test_an_iterable_standardizes_from_one_more_pass_and_a_one_shot_iterator_is_refused():
+    rng = numpy.random.default_rng(3)
+    X, Y = 50 + 4 * rng.standard_normal((900, 3)), -7 + 0.5 * rng.standard_normal((900, 2))
+    pieces = [(X[i:i + 250], Y[i:i + 250]) for i in range(0, 900, 250)]
+    kept = X.copy()
+    for source in (data.iterable(pieces, standardize=True), data.iterable(lambda e: pieces, standardize="inputs")):
+        source.bind("cpu", "float64")
+        Xs, Ys = stacked(epoch(source, 1, 100))
+        numpy.testing.assert_allclose(Xs, (X - X.mean(0)) / X.std(0), atol=1e-12)
+        expected_Y = (Y - Y.mean(0)) / Y.std(0) if source.standardize is True else Y
+        numpy.testing.assert_allclose(Ys, expected_Y, atol=1e-12)
+        numpy.testing.assert_array_equal(X, kept)  # the caller's arrays are not scaled in place
+        assert source.config()["standardize"] == source.standardize
+
+    with pytest.raises(ValueError, match="two passes .* an iterator can be read only once"):
+        data.iterable(iter(pieces), rows=900, standardize=True)
+
+
 def test_merged_chunk_moments_match_the_two_pass_formula_even_far_from_zero():
     rng = numpy.random.default_rng(3)
     A = 1e8 + rng.standard_normal((10_007, 3)) * [1.0, 1e-3, 10.0]

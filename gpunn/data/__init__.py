@@ -46,9 +46,9 @@ def csv(path, target, features=None, **options):
     return CsvSource(path, target, features, **options)
 
 
-def iterable(batches, rows=None, n_features=None, n_outputs=None):
+def iterable(batches, rows=None, n_features=None, n_outputs=None, standardize=False):
     """Any iterable of (X, Y) batches; see :class:`IterableSource`."""
-    return IterableSource(batches, rows, n_features, n_outputs)
+    return IterableSource(batches, rows, n_features, n_outputs, standardize)
 
 
 def is_source(obj) -> bool:

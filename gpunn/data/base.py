@@ -35,7 +35,7 @@ from .. import backend as _backend
 from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
 from ..checks import positive_int
-from .stats import Moments, Standardizer
+from .stats import Standardizer
 
 
 class DataError(ValueError):
@@ -67,9 +67,7 @@ class ChunkedSource:
                                                     and 0 <= validation_fraction < 1):
             raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
         self.validation_fraction = validation_fraction or None
-        if standardize not in (False, True, "x", "inputs"):
-            raise ValueError(f"standardize must be True, False or 'inputs', got {standardize!r}")
-        self.standardize = standardize
+        self.standardize = standardize_option(standardize)
         self.standardizer: Standardizer | None = None
         self.backend = None  # set by bind(), which fit() calls with the model's device and dtype
         self.dtype = None
@@ -225,15 +223,12 @@ class ChunkedSource:
 
     def compute_standardizer(self) -> Standardizer:
         """Mean and spread per column of the training chunks, in one streaming pass."""
-        mx, my = Moments(self.n_features), Moments(self.n_outputs)
         saved, self.standardizer = self.standardizer, None
         try:
-            for X, Y in self._windows([[k] for k in self.train_chunks], 0, 0, shuffle=False):
-                mx.update(X)
-                my.update(Y)
+            return Standardizer.from_pieces(self._windows([[k] for k in self.train_chunks], 0, 0, shuffle=False),
+                                            self.n_features, self.n_outputs, targets=self.standardize is True)
         finally:
             self.standardizer = saved
-        return Standardizer.from_moments(mx, my if self.standardize is True else None)
 
     # ---- description ---------------------------------------------------------------------
     def _name(self) -> str:
@@ -250,6 +245,13 @@ class ChunkedSource:
 
     def __repr__(self):
         return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.chunk_sizes)})"
+
+
+def standardize_option(value):
+    """``standardize`` checked: True (X and Y), False, or "inputs"/"x" (X only)."""
+    if value not in (False, True, "x", "inputs"):
+        raise ValueError(f"standardize must be True, False or 'inputs', got {value!r}")
+    return value
 
 
 def _cumsum(values):

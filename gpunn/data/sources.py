@@ -7,7 +7,8 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_matrix, positive_int
-from .base import ChunkedSource, DataError, chunk_sizes, pread_full
+from .base import ChunkedSource, DataError, chunk_sizes, pread_full, standardize_option
+from .stats import Standardizer
 
 
 class SyntheticSource(ChunkedSource):
@@ -183,14 +184,21 @@ class IterableSource:
     No shuffle (the iterable decides the order) and no resume part-way through an epoch
     (``resumable`` is False): a checkpoint of such a run restarts its epoch. ``batches`` may also
     be a callable ``epoch -> iterable``. A one-shot iterator serves one epoch; pass ``rows`` with it.
+    ``standardize`` (as for the chunked sources) takes one more pass, over epoch 0's pieces, for
+    the statistics, so it needs a list or a callable: a one-shot iterator is refused.
     """
 
     resumable = False
     kind = "iterable"
 
-    def __init__(self, batches, rows=None, n_features=None, n_outputs=None):
+    def __init__(self, batches, rows=None, n_features=None, n_outputs=None, standardize=False):
         self._make = batches if callable(batches) else (lambda epoch: batches)
         self._one_shot = not callable(batches) and iter(batches) is batches
+        self.standardize = standardize_option(standardize)
+        if self.standardize and self._one_shot:
+            raise ValueError("standardize needs two passes over the data (one for the column statistics, one to "
+                             "train) and an iterator can be read only once: pass a list or a callable "
+                             "epoch -> iterable, or standardize the batches yourself")
         self._used = False
         self._first = None
         self.backend = None
@@ -228,6 +236,10 @@ class IterableSource:
         from .. import backend as _backend
 
         self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(dtype)
+        if self.standardize and self.standardizer is None:
+            with self.backend.use():
+                self.standardizer = Standardizer.from_pieces(self._checked(self._make(0)), self.n_features,
+                                                             self.n_outputs, targets=self.standardize is True)
         return self
 
     def batches(self, epoch, batch_size, first_batch=0):
@@ -248,7 +260,13 @@ class IterableSource:
         else:
             items = self._make(epoch)
         with self.backend.use():
-            yield from rebatch(self._checked(items), batch_size, self.backend.xp)
+            yield from rebatch(self._scaled(self._checked(items)), batch_size, self.backend.xp)
+
+    def _scaled(self, pieces):
+        """Pieces standardized (copies: the caller's arrays stay as they are), or as they are."""
+        for X, Y in pieces:
+            yield (X, Y) if self.standardizer is None else self.standardizer.transform_(self.backend.xp, X.copy(),
+                                                                                         Y.copy())
 
     def _checked(self, items):
         count = 0
@@ -271,7 +289,7 @@ class IterableSource:
 
     def config(self) -> dict:
         return {"kind": self.kind, "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
-                "resumable": False}
+                "standardize": self.standardize, "resumable": False}
 
 
 def _chain_first(first, rest):

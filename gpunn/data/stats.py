@@ -93,6 +93,15 @@ class Standardizer:
 
         return cls(x.mean, scale(x), None if y is None else y.mean, None if y is None else scale(y))
 
+    @classmethod
+    def from_pieces(cls, pieces, n_features, n_outputs, targets=True) -> "Standardizer":
+        """The statistics of (X, Y) pieces (any device) in one pass; ``targets=False``: of X only."""
+        mx, my = Moments(n_features), Moments(n_outputs)
+        for X, Y in pieces:
+            mx.update(X)
+            my.update(Y)
+        return cls.from_moments(mx, my if targets else None)
+
     @property
     def scales_targets(self) -> bool:
         return self.y_mean is not None
