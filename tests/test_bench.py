@@ -224,6 +224,9 @@ def test_bench_ensemble_against_sequential_fits(tmp_path, capsys, monkeypatch):
     for r in results:
         assert r["config"] == "lin-x3" and r["samples_per_s"] > 0 and r["fraction_of_gemm"] > 0
         assert "member-samples/s" in r["note"]
+        # "% of peak" as for one model: the fastest GEMM of each round, the same-shape (batched) one included
+        assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and r["peak_gflops"] >= r["gemm_gflops"] * 0.999
+        assert r["peak_gemm"]
     assert "gpunn Ensemble K=3" in out and "3 sequential gpunn fits" in out
 
 

@@ -68,7 +68,11 @@ def main(argv=None) -> int:
                                   max_seconds=budget, threads=None if kind == "cuda" else 1,
                                   log=lambda msg: print(msg, flush=True))
     print(bench.format_table(results), flush=True)
+    print(bench.gemm_note(results), flush=True)  # the GFLOP/s behind "% of peak" and "% of GEMM"
     ours = {r["impl"]: r for r in results}
+    report["peak_column_ok"] = all(0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] for r in results)
+    if not report["peak_column_ok"]:
+        print("'% of peak' is missing or above '% of GEMM' in a row: a bug in gpunn.bench.ensemble", flush=True)
     report["results"] = results
     report["targets"] = {}
     for peer, target in TARGETS[kind].items():

@@ -20,8 +20,8 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .runners import (Result, Runner, _median_rate, peak_runners, profile_step, scheduled_jobs, synchronize,
-                      timed_rounds, torch_device)
+from .runners import (Result, Runner, _median_rate, peak_runners, peak_size_for, profile_step, round_peaks,
+                      scheduled_jobs, synchronize, timed_rounds, torch_device)
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -50,7 +50,12 @@ class BatchedGemmRunner(Runner):
         self.b = xp.asarray(rng.standard_normal((members, k, n)), dtype=dtype)
         self.out = xp.empty((members, m, n), dtype)
         self.flops = 2.0 * members * m * k * n
-        self.label = f"batched GEMM {members}x({m}x{k}x{n}) {dtype}"
+        self.shape = f"{members}x({m}x{k}x{n})"
+        self.label = f"batched GEMM {self.shape} {dtype}"
+
+    def chosen(self) -> str:
+        """What ran the products (for the "% of peak" note)."""
+        return "cuBLAS batched" if self.backend.is_gpu else "numpy stacked"
 
     def epochs(self, n):
         from ..ops.ensemble import member_blas_threads
@@ -196,7 +201,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
     gemm = BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape)
-    peaks = peak_runners(backend, "float32")  # the practical peak: square GEMMs, as the single-model rows use
+    peaks = peak_runners(backend, "float32", peak_size_for(seconds))  # square GEMMs, as the single-model rows use
     gpunn = EnsembleRunner(cfg, backend, X, Y)
     runners = [gemm, *peaks, gpunn]
     for key in peers:
@@ -209,10 +214,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
                             lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} repeats"))
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
-    peak_rates = [max(g.flops / times[g][i] for g in peaks) for i in range(len(gemm_times))]
-    for g in peaks:
-        times.pop(g)
-        runners.remove(g)
+    peak_rates, peak_label = round_peaks(gemm, gemm_times, peaks, times, runners)
     member_samples = cfg.members * rows
     flops_per_member_sample = cfg.flops_per_sample
     results = []
@@ -225,7 +227,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.fraction_of_gemm = statistics.median(
             flops_per_member_sample * member_samples / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
         res.peak_gflops = statistics.median(peak_rates) / 1e9
-        res.peak_gemm = f"{peaks[0].shape}" if len(peaks) == 1 else "square GEMMs"
+        res.peak_gemm = peak_label
         res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / p
                                                  for t, p in zip(times[r], peak_rates))
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))

@@ -79,7 +79,8 @@ def gemm_note(results) -> str:
     text = ("% of peak: of the best float32 GEMM rate in the same rounds (square products through every GEMM "
             "library installed, and the same-shape one; the fastest per round), GFLOP/s: " + ", ".join(peaks) +
             ".\n% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest) "
-            "through the library gpunn chose for it, timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
+            "through the library gpunn chose for it (for an ensemble NAME-xK: K such products as one batched "
+            "product), timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
             ".\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds.")
     if any(r.get("noisy") for r in results):
         text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."

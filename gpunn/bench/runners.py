@@ -145,6 +145,30 @@ class GemmRunner(Runner):
         synchronize(self.backend)
 
 
+def round_peaks(gemm, gemm_times, peaks, times, runners) -> tuple[list, str]:
+    """(the best GEMM rate of each round, which GEMM that was most often): the fastest of the square
+    products ``peaks`` and the same-shape product ``gemm`` (already taken out of ``times``) in each round,
+    the base of "% of peak". Takes the square products out of ``times`` and ``runners``. Single-model and
+    ensemble rows both use it, so the column means the same in both."""
+    gemms = [gemm, *peaks]
+    round_rates = [[g.flops / t for t in (gemm_times if g is gemm else times.pop(g))] for g in gemms]
+    for g in peaks:
+        runners.remove(g)
+    rounds = len(gemm_times)
+    peak_rates = [max(rates[i] for rates in round_rates) for i in range(rounds)]
+    winners = [max(range(len(gemms)), key=lambda j: round_rates[j][i]) for i in range(rounds)]
+    top = gemms[max(set(winners), key=winners.count)]
+    return peak_rates, f"{top.shape} {top.chosen()}"
+
+
+def peak_size_for(seconds, peak_size=None):
+    """The square GEMM's size: ``peak_size``, or 256 for CI-sized runs (``seconds`` under 0.05, where the
+    peak is not the point), else None (the device's default: 2048 on CPU, 4096 on GPU)."""
+    if peak_size is None and seconds < 0.05:
+        return 256
+    return peak_size
+
+
 def peak_runners(backend, dtype="float32", size=None) -> list:
     """Square GEMMs (2048^3 on CPU, 4096^3 on GPU), one per GEMM library installed: the practical peak."""
     if backend.is_gpu:
@@ -519,17 +543,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
     gemm_rate = _median_rate(gemm_times, gemm.flops)[0]
-    # The best GEMM rate of each round: the fastest of the square products and the same-shape one.
-    gemms = [gemm, *peaks]
-    round_rates = [[g.flops / t for t in (gemm_times if g is gemm else times[g])] for g in gemms]
-    for g in peaks:
-        times.pop(g)
-        runners.remove(g)
-    rounds = len(gemm_times)
-    peak_rates = [max(rates[i] for rates in round_rates) for i in range(rounds)]
-    winners = [max(range(len(gemms)), key=lambda j: round_rates[j][i]) for i in range(rounds)]
-    top = gemms[max(set(winners), key=winners.count)]
-    peak_label = f"{top.shape} {top.chosen()}"
+    peak_rates, peak_label = round_peaks(gemm, gemm_times, peaks, times, runners)
     base_times = times[gpunn]
     for r in runners:
         med, spread, rates = _median_rate(times[r], rows)
@@ -577,8 +591,7 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
     timing is of the steady state of a long run (about 1,000 steps lets Adam's moments of dead units
     decay into the subnormal range, which slows a CPU that computes subnormals; 0: time from a fresh start).
     """
-    if peak_size is None and seconds < 0.05:
-        peak_size = 256
+    peak_size = peak_size_for(seconds, peak_size)
     threads = blas_threads() or _cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
