@@ -671,8 +671,11 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
     with model.backend.use():
         if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
+        shards = None
         if Y is None and isinstance(X, DataSource):
             source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
+            # a data-parallel run on a chunked source read it as rank shards; 0: it read the source whole
+            shards = (ckpt.training.get("source") or {}).get("shards", 0)
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         restored = []
@@ -711,7 +714,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             batch = per_rank_batch_on_resume(ckpt.path, settings, world(model.backend).size)
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch, seed=settings.seed,
                               shuffle=settings.shuffle, verbose=verbose,
-                              source=None if isinstance(source, ArraySource) else source)
+                              source=None if isinstance(source, ArraySource) else source, shards=shards)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)
@@ -721,6 +724,10 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                                         handle_interrupt=handle_interrupt))
         if settings.ranks != 1:  # a data-parallel run continued in one process, at its global batch
             settings = dataclasses.replace(settings, batch_size=settings.batch_size * settings.ranks, ranks=1)
+        if shards:  # ... reading every rank's shard, interleaved as the ranks were
+            from .distributed.shard import ShardedSource
+
+            source = ShardedSource(source, shards)
         if ensemble:
             return ens_training.run_ensemble(model, source, opt, settings, state, callbacks=callbacks,
                                              validation=evaluator, handle_interrupt=handle_interrupt)
@@ -757,7 +764,8 @@ def _resume_source(ckpt, source, validation_data):
 
     saved, now = ckpt.training.get("source") or {}, source.config()
     moved = ("path", "x_path", "y_path")  # the same files may be read from another place
-    differ = sorted(k for k in set(saved) | set(now) if k not in moved and saved.get(k) != now.get(k))
+    layout = ("shards",)  # how data-parallel ranks split it: the resume follows the checkpoint
+    differ = sorted(k for k in set(saved) | set(now) if k not in moved + layout and saved.get(k) != now.get(k))
     if differ:
         raise ValueError(f"{ckpt.path} was trained on another source: " + "; ".join(
             f"{k} was {saved.get(k)!r}, now {now.get(k)!r}" for k in differ) + ". Resume with the same data.")

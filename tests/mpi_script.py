@@ -63,13 +63,16 @@ def exactness(out, tmp):
         ref = MLP(**ARCH)
         ref.fit(X, Y, epochs=3, batch_size=16, seed=7, **FIT)
         out["source_params_rel"] = rel(model.params, ref.params)
-    # fit on a gpunn.data stream (two chunks' worth of rows, so the windowed shuffle and a short last batch)
+    # fit on a gpunn.data stream (two chunks' worth of rows, so the windowed shuffle and a short last batch):
+    # each rank generates its shard; one process reading the two shards interleaved is the same run
+    from gpunn.distributed.shard import ShardedSource
+
     stream = dict(rows=70_000, n_features=5, n_outputs=2, seed=1)
     model = MLP(**ARCH)
     model.fit(gpunn.data.synthetic("teacher", **stream), epochs=1, batch_size=512, distributed=True, **FIT)
     if comm.rank == 0:
         ref = MLP(**ARCH)
-        ref.fit(gpunn.data.synthetic("teacher", **stream), epochs=1, batch_size=1024, **FIT)
+        ref.fit(ShardedSource(gpunn.data.synthetic("teacher", **stream), 2), epochs=1, batch_size=1024, **FIT)
         out["stream_params_rel"] = rel(model.params, ref.params)
     # an ensemble of 3 members (issue 11): the same contract, K sums reduced per epoch
     if hasattr(gpunn, "Ensemble"):
@@ -106,6 +109,66 @@ def exactness(out, tmp):
         # the 2-rank checkpoint continued in one process (no distributed): at the global batch, the same run
         alone = gpunn.load_checkpoint(f"{tmp}/after2.npz", device="cpu")
         alone.resume(X, Y, epochs=4, verbose=False, checkpoint=False)
+        out["one_process_resume_params_rel"] = rel(alone.model.params, ref.params)
+
+
+def shards(out, tmp):
+    """A .npy file trained by 2 ranks, each reading only its shard (rows counted where the file is
+    read), against one process reading both shards; a mid-epoch stop resumed on 2 ranks and in one process."""
+    import shutil
+
+    from gpunn.data.sources import _NpyFile
+    from gpunn.distributed.shard import ShardedSource
+
+    comm = world()
+    read = {"rows": 0, "bytes": 0}
+    plain_read = _NpyFile.read
+
+    def counted(self, start, buffer):
+        read["rows"] += buffer.shape[0] if self.columns == 5 else 0  # the features file
+        read["bytes"] += buffer.shape[0] * self.row_bytes
+        return plain_read(self, start, buffer)
+
+    _NpyFile.read = counted
+    if comm.rank == 0:  # 1000 rows in chunks of 64: the shards' boundary (row 500) cuts chunk 7
+        X, Y = datasets.make("teacher", 1000, 5, 2, device="cpu", dtype="float64", seed=2)
+        numpy.save(f"{tmp}/x.npy", X)
+        numpy.save(f"{tmp}/y.npy", Y)
+    comm.barrier()
+
+    def source():
+        return gpunn.data.npy(f"{tmp}/x.npy", f"{tmp}/y.npy", chunk_rows=64, window=3, seed=4, standardize=True)
+
+    model = MLP(**ARCH)
+    history = model.fit(source(), epochs=3, batch_size=8, distributed=True, **FIT)
+    out["rows_read"] = comm.allgather(read["rows"])
+    out["bytes_read"] = comm.allgather(read["bytes"])
+
+    class StopAt(gpunn.Callback):  # Ctrl-C on rank 0 alone, part-way through epoch 2
+        def on_batch_end(self, trainer, batch):
+            if comm.rank == 0 and trainer.epoch == 1 and batch == 20:
+                trainer.interrupt()
+
+    path = f"{tmp}/shards.npz"
+    stopped = MLP(**ARCH).fit(source(), epochs=3, batch_size=8, distributed=True,
+                              callbacks=[StopAt(), gpunn.ModelCheckpoint(path)], **FIT)
+    out["stopped"] = stopped.interrupted
+    if comm.rank == 0:
+        shutil.copy(path, f"{tmp}/stopped.npz")
+    comm.barrier()
+    resumed = gpunn.load_checkpoint(path, device="cpu")
+    resumed.resume(source(), distributed=True, verbose=False)
+    if comm.rank == 0:
+        _NpyFile.read = plain_read
+        ref = MLP(**ARCH)
+        ref_history = ref.fit(ShardedSource(source(), 2), epochs=3, batch_size=16, **FIT)
+        out["standardizer_rel"] = rel(model.standardizer.x_mean, ref.standardizer.x_mean)
+        out["params_rel"] = rel(model.params, ref.params)
+        out["loss_rel"] = rel(numpy.array(history["loss"]), numpy.array(ref_history["loss"]))
+        out["resumed_params_rel"] = rel(resumed.model.params, ref.params)
+        alone = gpunn.load_checkpoint(f"{tmp}/stopped.npz", device="cpu")
+        out["stopped_at"] = [alone.state.epoch, alone.state.batch]
+        alone.resume(source(), verbose=False, checkpoint=False)
         out["one_process_resume_params_rel"] = rel(alone.model.params, ref.params)
 
 

@@ -54,6 +54,46 @@ def test_any_source_split_by_pieces_gives_the_single_process_batches(rows, ranks
     assert {p.n_batches(batch) for p in pieces} == {len(single)}
 
 
+@pytest.mark.parametrize("shards,batch", [(2, 8), (3, 5)])
+@pytest.mark.parametrize("kind", ["npy", "synthetic"])
+def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_path, kind, shards, batch, device,
+                                                                         to_host):
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    rows = 1000  # chunks of 64 rows (npy): the shards' boundaries cut chunks
+    if kind == "npy":
+        X = numpy.arange(rows, dtype="float64")[:, None] * [1.0, -1.0]
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", X[:, :1])
+
+        def source():
+            return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=64, window=3, seed=4,
+                                  device=device, dtype="float64")
+    else:
+        rows = 65536 + 999  # two chunks of the generated task: the boundaries cut the first
+
+        def source():
+            return gpunn.data.synthetic("teacher", rows=rows, n_features=2, n_outputs=1, seed=4, window=1,
+                                        device=device, dtype="float64")
+        batch *= 100
+    one = [to_host(b[0][:, 0]) for b in ShardedSource(source(), shards).batches(2, shards * batch)]
+    ranks = [ShardedSource(source(), shards, [r]) for r in range(shards)]
+    per_rank = [[to_host(b[0][:, 0]) for b in r.batches(2, batch)] for r in ranks]
+    B = shards * batch
+    assert [len(b) for b in one] == [B] * (rows // B) + ([rows % B] if rows % B else [])  # as at batch B
+    for i, joined in enumerate(one):  # global batch i = the ranks' batches i, in rank order
+        assert numpy.array_equal(joined, numpy.concatenate([per_rank[r][i] for r in range(shards)]))
+    everything = numpy.sort(numpy.concatenate(one))
+    plain = numpy.sort(numpy.concatenate([to_host(b[0][:, 0]) for b in source().batches(2, B)]))
+    assert numpy.array_equal(everything, plain)  # every row once an epoch
+    assert [r.rows for r in ranks] == [(s + 1) * rows // shards - s * rows // shards for s in range(shards)]
+    later = [to_host(b[0][:, 0]) for b in ShardedSource(source(), shards).batches(2, B, first_batch=3)]
+    assert all(numpy.array_equal(a, b) for a, b in zip(later, one[3:], strict=True))  # a resume at batch 3
+    single = [to_host(b[0][:, 0]) for b in ShardedSource(source(), 1).batches(2, B)]  # one shard: the source's order
+    assert all(numpy.array_equal(a, to_host(b[0][:, 0])) for a, b in zip(single, source().batches(2, B), strict=True))
+
+
 def test_a_configuration_difference_names_the_setting_and_the_ranks():
     same = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.01}}
     other = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.02}}
@@ -156,6 +196,22 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
     assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
     assert err.count("train [cpu]") >= 1 and "rank 1" not in err
+
+
+@needs_mpi
+def test_each_rank_reads_only_its_shard_of_a_file_and_trains_the_one_process_run(tmp_path):
+    code, out, err = _run("shards", tmp_path)
+    assert code == 0, err
+    result = json.loads((tmp_path / "out.json").read_text())
+    # 1000 rows, standardized, 3 epochs: each rank read its 500 rows (the parts of the chunk its boundary
+    # cuts included) for the statistics and once per epoch, never the other rank's: 2000 rows
+    assert result["rows_read"] == [2000, 2000]
+    assert result["bytes_read"] == [2000 * (40 + 16)] * 2  # features (5 x 8 bytes) and targets (2 x 8)
+    assert result["standardizer_rel"] < 1e-12  # the shards' moments merged == one pass over the file
+    assert result["params_rel"] < 1e-10 and result["loss_rel"] < 1e-10  # == one process reading both shards
+    assert result["stopped"] and result["stopped_at"] == [1, 21]
+    assert result["resumed_params_rel"] < 1e-10  # the mid-epoch checkpoint resumed on 2 ranks
+    assert result["one_process_resume_params_rel"] < 1e-10  # ... and in one process
 
 
 @needs_mpi

@@ -9,7 +9,10 @@ Checks (exit 0 when all pass; DIR/nccl.json holds the details):
    shared over MPI when mpi4py is there, else within the one process;
 2. the in-place all-reduce (sum over ranks) and broadcast of a 1M-float device buffer;
 3. fit(distributed=True) on the GPU, float64, 128 rows per rank, equals the plain fit at the global batch
-   (128 x ranks) to 1e-10 relative (with one rank: the all-reduce must change nothing);
+   (128 x ranks) to 1e-10 relative (with one rank: the all-reduce must change nothing); the same on a
+   standardized gpunn.data stream, each rank generating its shard, against one process reading every
+   shard (ShardedSource); and, on rank 0, shard reads on the device (a generated chunk cut by a shard
+   boundary, .npy row ranges through the pinned pipeline) interleaving exactly as on the CPU;
 4. on the GPU, if time is left: the float32 medium step with and without the hook (what one rank pays
    for the NCCL call and the per-step stop-flag exchange).
 With --device cpu the same fit goes over MPI or the one-process communicator (checks 1, 2 and 4 skipped).
@@ -34,6 +37,7 @@ def main(argv=None) -> int:
     t_start = time.monotonic()
 
     import gpunn
+    import gpunn.data
     from gpunn.distributed import local_device, world
     from gpunn.distributed.comm import NcclComm
 
@@ -69,6 +73,50 @@ def main(argv=None) -> int:
             result["params_rel_diff"] = rel
             result["losses"] = {"distributed": history["loss"], "plain": ref_history["loss"]}
             checks["distributed fit == plain fit at the global batch (rel < 1e-10)"] = rel < 1e-10
+
+        # a gpunn.data source: each rank reads (or generates) only its shard of the rows; one process reading
+        # every shard interleaved (ShardedSource) is the same run. Standardized: the shards' moments merged.
+        from gpunn.distributed.shard import ShardedSource
+
+        def stream():
+            return gpunn.data.synthetic("teacher", rows=4096 + 77, n_features=16, n_outputs=2, seed=1,
+                                        standardize=True)
+
+        net = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+        net.fit(stream(), distributed=True, batch_size=128, **opts)
+        if comm.rank == 0:
+            ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+            ref.fit(ShardedSource(stream(), comm.size), batch_size=128 * comm.size, **opts)
+            rel = float(abs(net.params - ref.params).max() / abs(ref.params).max())
+            result["source_params_rel_diff"] = rel
+            checks["distributed fit on a source, each rank its shard == one process reading the shards"] = rel < 1e-10
+            # the shard reads on this device: a generated chunk cut by a shard boundary, a .npy file read by
+            # row ranges through the host pipeline; 3 shards' batches interleave into one process's
+            same = True
+            Xn = numpy.arange(3000 * 4, dtype="float64").reshape(3000, 4)
+            os.makedirs(args.out, exist_ok=True)
+            numpy.save(os.path.join(args.out, "shard_x.npy"), Xn)
+            numpy.save(os.path.join(args.out, "shard_y.npy"), Xn[:, :1])
+            host = None
+            for kind in ("synthetic", "npy", "npy-cpu"):
+                def make(kind=kind):
+                    if kind == "synthetic":
+                        return gpunn.data.synthetic("teacher", rows=70_001, n_features=4, n_outputs=1, seed=2,
+                                                    device=device, dtype="float64")
+                    return gpunn.data.npy(os.path.join(args.out, "shard_x.npy"), os.path.join(args.out, "shard_y.npy"),
+                                          chunk_rows=256, window=2, device="cpu" if kind == "npy-cpu" else device,
+                                          dtype="float64")
+                whole = [xp.asnumpy(b[0]) if gpu and kind != "npy-cpu" else numpy.array(b[0])
+                         for b in ShardedSource(make(), 3).batches(1, 3 * 100)]
+                parts = [[xp.asnumpy(b[0]) if gpu and kind != "npy-cpu" else numpy.array(b[0])
+                          for b in ShardedSource(make(), 3, [r]).batches(1, 100)] for r in range(3)]
+                same &= all(numpy.array_equal(w, numpy.concatenate([p[i] for p in parts])) for i, w in enumerate(whole))
+                if kind != "synthetic":
+                    flat = numpy.concatenate(whole)
+                    same &= bool(numpy.array_equal(numpy.sort(flat[:, 0]), Xn[:, 0]))  # every row once
+                    host = flat if host is None else host
+                    same &= bool(numpy.array_equal(host, flat))  # the GPU read the rows the CPU read
+            checks["shard reads on the device (generated, .npy row ranges) interleave exactly"] = bool(same)
 
         left = args.max_seconds - (time.monotonic() - t_start)
         go_on = comm.bcast_object(gpu and left > 12 if comm.rank == 0 else None)

@@ -4,13 +4,15 @@ from __future__ import annotations
 from ..metrics import RegressionEvaluator, SourceEvaluator
 
 
-def prepare_source(model, source, validation_data=None, validation_fraction=None):
+def prepare_source(model, source, validation_data=None, validation_fraction=None, statistics=None):
     """Bind ``source`` to the model's device and dtype and return the validation evaluator (or None).
 
     Checks the widths against the model; ``validation_fraction`` holds out whole chunks of a
     chunked source; ``validation_data`` is a second source (all of its rows) or arrays (X_val,
     Y_val). With ``standardize``, the statistics (from the training chunks) move into the model,
     so ``predict`` takes raw inputs; named table columns move into ``model.data_columns``.
+    ``statistics(source)``, when given, computes those statistics instead of the source's own pass
+    (a data-parallel fit: each rank reads only its shard).
     """
     name = type(source).__name__
     if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
@@ -22,7 +24,15 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if not hasattr(source, "hold_out"):
             raise ValueError(f"{name} cannot hold out chunks; pass validation_data")
         source.hold_out(validation_fraction)
-    source.bind(model.backend, model.dtype)
+    if statistics is not None and getattr(source, "standardize", False) and source.standardizer is None:
+        wanted, source.standardize = source.standardize, False  # bind without the source's own pass
+        try:
+            source.bind(model.backend, model.dtype)
+        finally:
+            source.standardize = wanted
+        source.standardizer = statistics(source)
+    else:
+        source.bind(model.backend, model.dtype)
     scaler = getattr(source, "standardizer", None)
     model.standardizer = scaler
     names = getattr(source, "feature_names", None), getattr(source, "target_names", None)

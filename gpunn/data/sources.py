@@ -162,7 +162,11 @@ class NpySource(ChunkedSource):
         yield from super().batches(epoch, batch_size, first_batch)
 
     def _fill(self, k, X, Y):
-        start = k * self.chunk_rows
+        self._fill_rows(k, 0, self.chunk_sizes[k], X, Y)
+
+    def _fill_rows(self, k, lo, hi, X, Y):
+        """Rows [lo, hi) of chunk k (a data-parallel rank's shard may start or end inside a chunk)."""
+        start = k * self.chunk_rows + lo
         self.x.read(start, X)
         self.y.read(start, Y)
 

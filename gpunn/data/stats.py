@@ -72,6 +72,16 @@ class Moments:
         return numpy.sqrt(self.variance)
 
 
+def moments_of(pieces, n_features, n_outputs) -> tuple[Moments, Moments]:
+    """(Moments of X, Moments of Y) of (X, Y) pieces, merged in order (gpunn.distributed merges the
+    ranks' moments of their shards)."""
+    mx, my = Moments(n_features), Moments(n_outputs)
+    for X, Y in pieces:
+        mx.update(X)
+        my.update(Y)
+    return mx, my
+
+
 class Standardizer:
     """x' = (x - x_mean) / x_scale for inputs, y' = (y - y_mean) / y_scale for targets.
 
@@ -96,10 +106,7 @@ class Standardizer:
     @classmethod
     def from_pieces(cls, pieces, n_features, n_outputs, targets=True) -> "Standardizer":
         """The statistics of (X, Y) pieces (any device) in one pass; ``targets=False``: of X only."""
-        mx, my = Moments(n_features), Moments(n_outputs)
-        for X, Y in pieces:
-            mx.update(X)
-            my.update(Y)
+        mx, my = moments_of(pieces, n_features, n_outputs)
         return cls.from_moments(mx, my if targets else None)
 
     @property

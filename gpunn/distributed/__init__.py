@@ -1,7 +1,8 @@
 """Data-parallel training: ``mpiexec -n P python script.py`` with ``model.fit(..., distributed=True)``.
 
 Every rank runs the same script on the same data; each trains its piece of every global batch
-(P x the per-rank ``batch_size`` rows), the gradients are summed over ranks in one all-reduce
+(P x the per-rank ``batch_size`` rows; of a gpunn.data source, each rank reads only its shard:
+:class:`ShardedSource`), the gradients are summed over ranks in one all-reduce
 of the flat gradient buffer per step, and every rank takes the same optimizer step: the result
 is the single-process run at the global batch size, up to the order of summation.
 Engines: MPI through mpi4py for CPU models (``pip install "gpunn[mpi]"``), NCCL through CuPy
@@ -10,7 +11,8 @@ for GPU models (one GPU per rank: ``MLP(..., device=gpunn.distributed.local_devi
 from .comm import DistributedError, MpiComm, NcclComm, launched_rank, launched_size, local_device, world
 from .digest import ConfigMismatch
 from .hook import GradientAllReduce
-from .shard import ShardedArraySource
+from .shard import ShardedArraySource, ShardedSource
 
 __all__ = ["ConfigMismatch", "DistributedError", "GradientAllReduce", "MpiComm", "NcclComm", "ShardedArraySource",
+           "ShardedSource",
            "launched_rank", "launched_size", "local_device", "world"]

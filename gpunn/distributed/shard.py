@@ -9,12 +9,25 @@ every rank runs the same number of steps.
 
 Every rank holds the whole (X, Y) (as when each rank loads or generates the same data
 set); each gathers only its own share of an epoch into a reused buffer (N / P rows), so the
-per-epoch shuffle costs 1/P of the single-process one. Data larger than one rank's memory
-needs a source that reads only its rows (the streams issue).
+per-epoch shuffle costs 1/P of the single-process one.
+
+A chunked source (gpunn.data: synthetic, npy, parquet, csv) is split otherwise, so that each
+rank reads only its own rows (:class:`ShardedSource`): its N training rows, in file order, are cut
+into P shards of rows ``[floor(s N / P), floor((s + 1) N / P))``; rank s reads shard s alone
+(whole chunks, and the parts of the at most two chunks its boundaries cut), shuffles it as the
+source shuffles (chunk order and windows, from its own seed) and trains on b rows of it per
+step. Global batch i is the ranks' batches i in rank order: the P shards' streams interleaved,
+b rows of each. That is another order of the rows than the source's own at batch P x b, so the
+single process that trains the same weights reads the source as ``ShardedSource(source, P)``
+(what a P-rank checkpoint resumed in one process does); every global batch but the last still
+holds exactly P x b rows, as at batch P x b.
 """
 from __future__ import annotations
 
-from ..rng import DeviceRNG
+import numpy
+
+from ..data.base import ChunkedSource
+from ..rng import DeviceRNG, host_rng
 
 
 def piece(M: int, rank: int, size: int) -> tuple[int, int]:
@@ -139,3 +152,214 @@ class PieceOfEachBatch:
             lo, hi = piece(M, self.rank, self.size)
             self.global_batch_rows = M
             yield Xb[lo:hi], Yb[lo:hi]
+
+
+def shard_parts(chunk_sizes, chunks, shard, shards):
+    """(chunk, lo, hi) row ranges of ``shard``'s rows: rows [floor(s N / S), floor((s + 1) N / S))
+    of the chunks ``chunks`` (sorted, N rows in all) laid end to end."""
+    total = sum(chunk_sizes[k] for k in chunks)
+    lo, hi = shard * total // shards, (shard + 1) * total // shards
+    parts, start = [], 0
+    for k in chunks:
+        end = start + chunk_sizes[k]
+        a, b = max(lo, start), min(hi, end)
+        if a < b:
+            parts.append((k, a - start, b - start))
+        start = end
+    return parts
+
+
+class _ShardView(ChunkedSource):
+    """One shard of a chunked source as a chunked source of its own: its chunk j is the row range
+    ``parts[j] = (k, lo, hi)`` of the parent's chunk k; chunk order and windows are shuffled as the
+    parent's are, from the shard's own seed. Reads go to the parent: whole chunks through its
+    ``_fill``, a part of one through ``_fill_rows`` (files that read row ranges) or a whole read
+    and a slice; a source generated on the device generates whole chunks and slices."""
+
+    kind = "shard"
+
+    def __init__(self, parent, parts, seed):
+        self.parent, self.parts = parent, parts
+        self.n_features, self.n_outputs = parent.n_features, parent.n_outputs
+        super().__init__(seed=seed, shuffle=parent.shuffle, window=parent.window, prefetch=parent.prefetch)
+        self.random_access = getattr(parent, "random_access", True)
+        self._set_chunks([hi - lo for _, lo, hi in parts])
+
+    def sync(self):
+        """Take the parent's binding and statistics (set after the view was made)."""
+        self.backend, self.dtype, self.standardizer = self.parent.backend, self.parent.dtype, self.parent.standardizer
+        return self
+
+    def _whole(self, j):
+        k, lo, hi = self.parts[j]
+        return lo == 0 and hi == self.parent.chunk_sizes[k]
+
+    def _fill(self, j, X, Y):
+        k, lo, hi = self.parts[j]
+        parent = self.parent
+        if self._whole(j):
+            parent._fill(k, X, Y)
+        elif hasattr(parent, "_fill_rows"):
+            parent._fill_rows(k, lo, hi, X, Y)
+        else:
+            n = parent.chunk_sizes[k]
+            Xk, Yk = numpy.empty((n, X.shape[1]), X.dtype), numpy.empty((n, Y.shape[1]), Y.dtype)
+            parent._fill(k, Xk, Yk)
+            X[...], Y[...] = Xk[lo:hi], Yk[lo:hi]
+
+    def _device_windows(self, windows):
+        if type(self.parent)._device_windows is ChunkedSource._device_windows:
+            return super()._device_windows(windows)  # read on the host through _fill
+        return self._sliced_windows(windows)
+
+    def _sliced_windows(self, windows):
+        """A source generated on the device: its windows of whole chunks, cut to the parts."""
+        xp, parent = self.backend.xp, self.parent
+        whole = [[self.parts[j][0] for j in w] for w in windows]
+        for w, (X, Y, release) in zip(windows, parent._device_windows(whole)):
+            if all(self._whole(j) for j in w):
+                yield X, Y, release
+                continue
+            cuts, start = [], 0
+            for j in w:
+                k, lo, hi = self.parts[j]
+                cuts.append((start + lo, start + hi))
+                start += parent.chunk_sizes[k]
+            Xs, Ys = (xp.concatenate([A[a:b] for a, b in cuts]) for A in (X, Y))
+            if release is not None:
+                release()
+            yield Xs, Ys, None
+
+    def training_moments(self):
+        """(Moments of X, Moments of Y) of the shard's rows, raw, chunk by chunk in file order."""
+        from ..data.stats import moments_of
+
+        saved, self.standardizer = self.standardizer, None
+        try:
+            return moments_of(self._windows([[j] for j in self.train_chunks], 0, 0, shuffle=False),
+                              self.n_features, self.n_outputs)
+        finally:
+            self.standardizer = saved
+
+    def _row_offset(self, j):
+        k, lo, _ = self.parts[j]
+        return self.parent._row_offset(k) + lo
+
+    def _where(self, j):
+        return self.parent._where(self.parts[j][0])
+
+    def _name(self):
+        return self.parent._name()
+
+
+class ShardedSource:
+    """A chunked source (gpunn.data) read as ``shards`` shards of its training rows, of which this
+    process reads and trains the ones in ``owned`` (default: all); see the module docstring.
+
+    On rank r of P ranks: ``ShardedSource(source, P, [r])`` at the per-rank batch b (what
+    ``fit(source, distributed=True)`` builds). In one process: ``ShardedSource(source, P)`` at batch
+    P x b trains the same weights (each of its P shards gives b rows of every batch). ``rows`` are
+    the owned shards' rows; ``global_batch_rows`` the row count of the global batch being trained.
+    Everything else (bind, hold_out, validation, standardizer, seed) is the wrapped source's.
+    """
+
+    resumable = True
+
+    def __init__(self, source, shards, owned=None):
+        if isinstance(source, ShardedSource):
+            source = source.source
+        if not isinstance(source, ChunkedSource):
+            raise TypeError(f"ShardedSource needs a chunked gpunn.data source, got {type(source).__name__}")
+        shards = int(shards)
+        owned = list(range(shards)) if owned is None else [int(s) for s in owned]
+        if shards < 1 or not owned or any(not 0 <= s < shards for s in owned):
+            raise ValueError(f"owned shards {owned} must be some of 0..{shards - 1}")
+        self.__dict__.update(source=source, shards=shards, owned=owned, global_batch_rows=0, _views=(None, None))
+
+    def __getattr__(self, name):
+        if name.startswith("__") or "source" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["source"], name)
+
+    @property
+    def standardizer(self):
+        return self.source.standardizer
+
+    @standardizer.setter
+    def standardizer(self, value):
+        self.source.standardizer = value
+
+    @property
+    def total_rows(self) -> int:
+        return int(self.source.rows)
+
+    @property
+    def rows(self) -> int:
+        """Training rows per epoch of the owned shards."""
+        N, S = self.total_rows, self.shards
+        return sum((s + 1) * N // S - s * N // S for s in self.owned)
+
+    def config(self) -> dict:
+        return {**self.source.config(), "shards": self.shards}
+
+    def views(self):
+        """The owned shards' sources (None for an empty shard), made again when the held-out chunks change."""
+        source = self.source
+        key, views = self._views
+        if key != tuple(source.train_chunks):
+            views = []
+            for s in self.owned:
+                parts = shard_parts(source.chunk_sizes, source.train_chunks, s, self.shards)
+                seed = source.seed if s == 0 else int(host_rng(source.seed, "shard", s).integers(2 ** 62))
+                views.append(_ShardView(source, parts, seed) if parts else None)
+            self.__dict__["_views"] = (tuple(source.train_chunks), views)
+        return [v.sync() if v is not None else None for v in views]
+
+    def standardizer_over_shards(self, comm):
+        """The source's standardization statistics with each rank reading only its shards: the
+        owned shards' moments, gathered from every rank over ``comm`` and merged in shard order
+        (so every rank gets the same bits). Equal to the one-pass statistics up to rounding."""
+        from ..data.stats import Moments, Standardizer
+
+        source = self.source
+        mine = [v.training_moments() if v is not None else None for v in self.views()]
+        mx, my = Moments(source.n_features), Moments(source.n_outputs)
+        for part in (p for gathered in comm.allgather(mine, label="the standardization statistics")
+                     for p in gathered if p is not None):
+            mx.merge(part[0])
+            my.merge(part[1])
+        return Standardizer.from_moments(mx, my if source.standardize is True else None)
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        """Global batches ``first_batch``, ... of ``epoch``: this process's share of each, b =
+        ``batch_size`` / (owned shards) rows from each owned shard, in shard order."""
+        source = self.source
+        source._need_bound()
+        n = len(self.owned)
+        if batch_size % n:
+            raise ValueError(f"batch_size {batch_size} does not split into {n} shards of equal batches; "
+                             f"use a multiple of {n}")
+        b, N = batch_size // n, self.total_rows
+        B = self.shards * b
+        streams = [iter(()) if v is None else v.batches(epoch, b, first_batch) for v in self.views()]
+        xp = source.backend.xp
+        with source.backend.use():
+            empty = (xp.empty((0, source.n_features), source.dtype), xp.empty((0, source.n_outputs), source.dtype))
+            for i in range(first_batch, -(-N // B)):
+                pieces = [next(stream, empty) for stream in streams]
+                self.global_batch_rows = min(B, N - i * B)
+                if n == 1:
+                    yield pieces[0]
+                else:
+                    yield xp.concatenate([p[0] for p in pieces]), xp.concatenate([p[1] for p in pieces])
+
+
+def statistics_over_ranks(source):
+    """For ``prepare_source`` in a data-parallel fit: a chunked source's standardization statistics
+    computed from every rank's own shard (one shard per rank, as the fit will read them)."""
+    from .comm import world
+
+    if not isinstance(source, ChunkedSource):
+        return source.compute_standardizer()
+    comm = world()
+    return ShardedSource(source, comm.size, [comm.rank]).standardizer_over_shards(comm)

@@ -24,7 +24,7 @@ from ..training.loop import TrainingDiverged
 from .comm import abort_on_error, world
 from .digest import ConfigMismatch, check_same_config
 from .hook import GradientAllReduce
-from .shard import PieceOfEachBatch, ShardedArraySource, piece
+from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
 
 
 class _Start(Callback):
@@ -112,12 +112,15 @@ class DataParallel:
     ``batch_size``: the per-rank batch (None: one global batch of every row); ``source`` and
     ``hook`` go to the training loop, ``callbacks()`` and ``validation()`` filter what rank 0
     alone does, ``run()`` starts the loop with the error handling of a distributed job. The data:
-    in-memory (X, Y) (each rank gathers only its rows), or ``source=`` any bound, resumable
-    DataSource (each rank draws every global batch and keeps its piece).
+    in-memory (X, Y) (each rank gathers only its rows), or ``source=`` a bound gpunn.data chunked
+    source (each rank reads only its shard of the rows: :class:`~.shard.ShardedSource`, ``shards``
+    of them, default one per rank; a resumed run's as its checkpoint says) or any other resumable
+    DataSource (each rank draws every global batch and keeps its piece; also ``shards=0``: a resumed
+    run that read a chunked source whole).
     """
 
     def __init__(self, model, X=None, Y=None, *, distributed=True, batch_size, seed=0, shuffle=True, verbose,
-                 timeout=None, source=None):
+                 timeout=None, source=None, shards=None):
         if distributed not in (True, "mpi", "nccl"):
             raise ValueError(f"distributed must be True, 'mpi' or 'nccl', got {distributed!r}")
         backend = model.backend
@@ -136,7 +139,7 @@ class DataParallel:
             if not getattr(source, "resumable", False):
                 raise ValueError("data-parallel training needs a source whose batches are a pure function of "
                                  "(seed, epoch, batch) (resumable), so that every rank draws the same ones")
-            self.source = PieceOfEachBatch(source, rank=self.rank, size=self.size, batch_size=self.batch_size)
+            self.source = self._split(source, shards)
             self._arrays = None
         else:
             self.source = ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed,
@@ -146,6 +149,20 @@ class DataParallel:
         if verbose and self.is_root:
             print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
                   f"{self.batch_size * self.size} global", flush=True)
+
+    def _split(self, source, shards):
+        """This rank's share of a source: its shards of a chunked one, its piece of each batch otherwise."""
+        from ..data.base import ChunkedSource
+
+        if not isinstance(source, ChunkedSource) or shards == 0:  # 0: a resumed run that read the source whole
+            return PieceOfEachBatch(source, rank=self.rank, size=self.size, batch_size=self.batch_size)
+        shards = self.size if shards is None else int(shards)
+        if shards % self.size:
+            raise ValueError(f"this run's data were read as {shards} shard(s), one per rank of the run that "
+                             f"started it; {self.size} ranks cannot share them out evenly, so the batches would "
+                             f"change. Resume on a number of ranks that divides {shards} (or in one process).")
+        own = shards // self.size
+        return ShardedSource(source, shards, range(self.rank * own, (self.rank + 1) * own))
 
     @property
     def is_root(self) -> bool:

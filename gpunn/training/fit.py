@@ -76,7 +76,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     Data parallel: ``distributed=True`` (every rank of ``mpiexec -n P`` calls fit with the same
     arguments and data) trains over MPI on the CPU or NCCL on GPUs; ``batch_size`` is then the
     per-rank batch, the global batch is P times it, and the result is the single-process run at
-    that global batch (see gpunn.distributed). Rank 0 prints and writes checkpoints.
+    that global batch (see gpunn.distributed; on a gpunn.data source each rank reads only its shard,
+    and the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s). Rank 0 prints
+    and writes checkpoints.
     graph: True/False sets ``model.graph`` (capture each step as a CUDA graph; gpunn.training.graph).
     """
     if graph is not None:
@@ -88,7 +90,10 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             from ..data.binding import prepare_source
 
             source = X
-            validation = prepare_source(model, source, validation_data, validation_fraction)
+            statistics = None
+            if distributed:  # standardization statistics from each rank's own shard
+                from ..distributed.shard import statistics_over_ranks as statistics
+            validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
             seed, shuffle = getattr(source, "seed", model.seed), getattr(source, "shuffle", False)
         else:
             X, Y = model._as_input(X), model._as_target(Y)
