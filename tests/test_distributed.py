@@ -55,21 +55,40 @@ def test_any_source_split_by_pieces_gives_the_single_process_batches(rows, ranks
 
 
 @pytest.mark.parametrize("shards,batch", [(2, 8), (3, 5)])
-@pytest.mark.parametrize("kind", ["npy", "synthetic"])
+@pytest.mark.parametrize("kind", ["npy", "synthetic", "parquet", "csv"])
 def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_path, kind, shards, batch, device,
                                                                          to_host):
     import gpunn.data
     from gpunn.distributed.shard import ShardedSource
 
-    rows = 1000  # chunks of 64 rows (npy): the shards' boundaries cut chunks
+    rows = 1000  # chunks of 64 rows (npy, parquet), of about 1 KB (csv): the shards' boundaries cut chunks
+    X = numpy.arange(rows, dtype="float64")[:, None] * [1.0, -1.0]
     if kind == "npy":
-        X = numpy.arange(rows, dtype="float64")[:, None] * [1.0, -1.0]
         numpy.save(tmp_path / "x.npy", X)
         numpy.save(tmp_path / "y.npy", X[:, :1])
 
         def source():
             return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=64, window=3, seed=4,
                                   device=device, dtype="float64")
+    elif kind in ("parquet", "csv"):  # parquet: one row group of 1000 rows, read as a run of 16 pieces
+        pa = pytest.importorskip("pyarrow")
+        table = pa.table({"a": X[:, 0], "b": X[:, 1], "y": X[:, 0]})
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp_path / "t.parquet", row_group_size=rows)
+
+            def source():
+                return gpunn.data.parquet(tmp_path / "t.parquet", "y", chunk_rows=64, window=3, seed=4,
+                                          device=device, dtype="float64")
+        else:
+            import pyarrow.csv as pc
+
+            pc.write_csv(table, tmp_path / "t.csv")
+
+            def source():
+                return gpunn.data.csv(tmp_path / "t.csv", "y", block_size=1024, window=3, seed=4, device=device,
+                                      dtype="float64")
     else:
         rows = 65536 + 999  # two chunks of the generated task: the boundaries cut the first
 

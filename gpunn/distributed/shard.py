@@ -171,8 +171,8 @@ def shard_parts(chunk_sizes, chunks, shard, shards):
 
 class _ShardView(ChunkedSource):
     """One shard of a chunked source as a chunked source of its own: its chunk j is the row range
-    ``parts[j] = (k, lo, hi)`` of the parent's chunk k; chunk order and windows are shuffled as the
-    parent's are, from the shard's own seed. Reads go to the parent: whole chunks through its
+    ``parts[j] = (k, lo, hi)`` of the parent's chunk k; chunk order (by the parent's runs) and windows
+    are shuffled as the parent's are, from the shard's own seed. Reads go to the parent: whole chunks through its
     ``_fill``, a part of one through ``_fill_rows`` (files that read row ranges) or a whole read
     and a slice; a source generated on the device generates whole chunks and slices."""
 
@@ -182,8 +182,14 @@ class _ShardView(ChunkedSource):
         self.parent, self.parts = parent, parts
         self.n_features, self.n_outputs = parent.n_features, parent.n_outputs
         super().__init__(seed=seed, shuffle=parent.shuffle, window=parent.window, prefetch=parent.prefetch)
-        self.random_access = getattr(parent, "random_access", True)
-        self._set_chunks([hi - lo for _, lo, hi in parts])
+        run_of = {k: r for r, run in enumerate(parent.runs) for k in run}
+        runs = []  # the parent's runs (chunks read front to back, e.g. a large row group's pieces) stay runs
+        for j, (k, _, _) in enumerate(parts):
+            if runs and run_of[parts[j - 1][0]] == run_of[k]:
+                runs[-1].append(j)
+            else:
+                runs.append([j])
+        self._set_chunks([hi - lo for _, lo, hi in parts], runs)
 
     def sync(self):
         """Take the parent's binding and statistics (set after the view was made)."""
