@@ -117,3 +117,27 @@ def test_training_through_a_library_matches_numpy(monkeypatch, name):
         final[lib] = (model.params.copy(), model.ops.gemm)
     numpy.testing.assert_allclose(final[name][0], final["numpy"][0], rtol=1e-3, atol=1e-5)
     assert name in final[name][1].choices.values()  # the forward 256x300x64 product at least went through it
+
+
+def test_numpy_alone_skips_the_chooser(monkeypatch):
+    """GPUNN_GEMM=numpy (the default): CpuOps calls numpy.matmul directly; the per-call shape key and
+    dispatch of the chooser cost ~10% of a small net's step, with nothing to choose."""
+    monkeypatch.setenv(gemm.ENV, "numpy")
+    monkeypatch.setattr(gemm.GemmChooser, "matmul", lambda *a: pytest.fail("went through the chooser"))
+    X, Y = datasets.make("teacher", 256, 8, 1, seed=0, device="cpu")
+    model = MLP([8, 32, 1], seed=0, device="cpu")
+    model.fit(X, Y, epochs=1, batch_size=64, verbose=False)
+    assert model.ops._numpy_only and numpy.isfinite(model.params).all()
+
+
+def test_a_choice_to_make_goes_through_the_chooser(monkeypatch):
+    monkeypatch.setenv(gemm.ENV, "auto")
+    calls = []
+    original = gemm.GemmChooser.matmul
+    monkeypatch.setattr(gemm.GemmChooser, "matmul", lambda self, a, b, out: calls.append(1) or original(self, a, b, out))
+    model = MLP([8, 32, 1], seed=0, device="cpu")
+    if model.ops._numpy_only:
+        pytest.skip("no GEMM library besides NumPy is installed here")
+    X, Y = datasets.make("teacher", 256, 8, 1, seed=0, device="cpu")
+    model.fit(X, Y, epochs=1, batch_size=64, verbose=False)
+    assert calls

@@ -29,8 +29,11 @@ def bf16_dtype():
 
 
 def is_bf16(dtype) -> bool:
-    """bfloat16 storage: ml_dtypes.bfloat16, or uint16 (which gpunn uses for nothing else)."""
-    return getattr(dtype, "name", None) in ("bfloat16", "uint16")
+    """bfloat16 storage: ml_dtypes.bfloat16 (kind "V"), or uint16 (which gpunn uses for nothing else).
+
+    By kind and size, not ``dtype.name``: the name is computed on each access (microseconds), and this
+    runs several times in every training step."""
+    return getattr(dtype, "itemsize", 0) == 2 and getattr(dtype, "kind", None) in ("u", "V")
 
 
 def widen(x):

@@ -185,6 +185,9 @@ class CpuOps(Ops):
         self.fused = bool(fused) and numba is not None
         self.threads = default_threads() if threads is None else max(1, int(threads))
         self.gemm = gemm.shared_chooser(_split_rows)  # the fastest installed GEMM per shape (gpunn.ops.gemm)
+        # NumPy alone (GPUNN_GEMM's default): call numpy.matmul directly. The chooser's per-call key and
+        # dispatch cost about 10% of a small net's step (16-64-64-1 at batch 128), for no choice to make.
+        self._numpy_only = [lib.name for lib in self.gemm.libraries] == ["numpy"]
 
     def _split(self, kernel, n, work, *args):
         """kernel(*args, lo, hi) over [0, n), in `threads` contiguous pieces when the work is large.
@@ -217,7 +220,7 @@ class CpuOps(Ops):
                     b = contiguous
                 self._split(_small_k_matmul, a.shape[0], out.size * k, a, b, out)
                 return out
-        if a.ndim == 2 and b.ndim == 2 and out is not None:
+        if a.ndim == 2 and b.ndim == 2 and out is not None and not self._numpy_only:
             return self.gemm.matmul(a, b, out)
         return numpy.matmul(a, b, out=out)
 
