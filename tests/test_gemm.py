@@ -141,3 +141,19 @@ def test_a_choice_to_make_goes_through_the_chooser(monkeypatch):
     X, Y = datasets.make("teacher", 256, 8, 1, seed=0, device="cpu")
     model.fit(X, Y, epochs=1, batch_size=64, verbose=False)
     assert calls
+
+
+def test_mkl_workers_do_not_spin_after_a_call():
+    """MKL's OpenMP workers sleep at once after a product (KMP_BLOCKTIME=0, set before MKL loads), so
+    they do not hold the cores OpenBLAS and gpunn's threads need next (bench/RESULTS.md, issue 9)."""
+    import os
+    import subprocess
+    import sys
+
+    need("mkl")
+    code = ("import ctypes, numpy; from gpunn.ops import gemm; lib = gemm.library('mkl'); "
+            "a = numpy.ones((256, 256), 'float32'); lib(a, a, numpy.empty_like(a)); "
+            "print(ctypes.CDLL('libiomp5.so').kmp_get_blocktime())")
+    env = {k: v for k, v in os.environ.items() if k != "KMP_BLOCKTIME"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"  # the OpenMP runtime's own setting, read in the child

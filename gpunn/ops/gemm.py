@@ -21,11 +21,18 @@ agree with NumPy to rounding, tests/test_gemm.py).
 installed) | ``blis`` | ``mkl`` (force one; shapes it cannot take fall back to NumPy) | a comma list
 (the candidates to choose among).
 
-Why NumPy is the default: on the project's 2-core AMD EPYC at load 3.4, medium's training step
-ran at 256k samples/s on NumPy alone and 95k with the per-shape choice, which mixed OpenBLAS, BLIS
-and MKL in one step (their thread pools take the cores from each other between products, a cost
-that timing one product at a time cannot see). Under heavy load the choice won instead (wide 1.4x,
-deep 5x; bench/RESULTS.md). Until a whole-step measurement decides, the choice is opt-in.
+Why NumPy is the default:
+- On the project's machine (2-core AMD EPYC, Zen 5, OpenBLAS with its Haswell kernels) NumPy is the
+  fastest library on every shape of a training step (quiet machine, float32: 1024³ OpenBLAS 255, MKL
+  215, BLIS 83 GFLOP/s; 128x64x64 173 / 90 / 35), so ``auto`` lands on NumPy anyway (bench/RESULTS.md).
+- The choice is a timing, so two processes may choose differently for a near-tie and round their sums
+  differently: with one fixed library a run is reproducible to the bit, and a checkpoint resumed in a
+  new process continues exactly. Set ``GPUNN_GEMM=auto`` (or ``mkl``) where another library is faster,
+  as MKL is on Intel CPUs.
+An earlier measurement blamed mixing libraries within one step for a 2-3x slower medium step. The
+cause was MKL's OpenMP workers spinning for 200 ms after every call (KMP_BLOCKTIME), holding the
+cores the next OpenBLAS product needed; gpunn now sets KMP_BLOCKTIME=0 before loading MKL, and the
+per-shape choice runs as fast as NumPy alone here (medium 0.37-0.40M, small 2.0M samples/s).
 """
 from __future__ import annotations
 
@@ -96,6 +103,12 @@ class _Mkl:
     _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
     def __init__(self):
+        # Intel OpenMP's workers spin for KMP_BLOCKTIME (200 ms by default) after each parallel call,
+        # holding the cores that OpenBLAS's threads, gpunn's pool and the next product need. On the
+        # 2-core EPYC, merely timing MKL in the same process made medium's NumPy-only step 1.5x slower
+        # (gpunn bench medium: 1.39x the naive peer with KMP_BLOCKTIME=0, 0.88x without). Read when
+        # the OpenMP runtime starts, so it must be set before the library is loaded; a user's value wins.
+        os.environ.setdefault("KMP_BLOCKTIME", "0")
         lib = None
         names = ["libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so"]
         for name in names:  # a system install, or the one on the loader's path
