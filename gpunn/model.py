@@ -26,6 +26,7 @@ from .activations import Activation, get_activation
 from .checks import as_matrix, check_rows_match, positive_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
+from .training.graph import graph_mode
 
 DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -115,14 +116,17 @@ class MLP:
     ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
     TF32 tensor cores) or "bf16" (bfloat16 activations and products, float32 master weights,
     optimizer state, output layer and loss; see the module docstring for every tensor).
-    ``graph=True`` (opt-in) makes ``fit`` capture each training step -- forward, backward and
-    optimizer -- as a CUDA graph and replay it per batch (gpunn.training.graph): for small nets, whose
-    steps are launch-bound. Where it cannot capture (the CPU, ``fused=False``) the same step runs
-    without a graph.
+    ``graph``: on a CUDA GPU ``fit`` captures each training step -- forward, backward and
+    optimizer -- as a CUDA graph and replays it per batch (gpunn.training.graph; one launch instead of
+    about two dozen, 5-11x the eager step on small to deep nets, a tie on large). ``None`` (the
+    default, "auto"): on where it can capture; elsewhere (the CPU, ``fused=False``, data-parallel
+    training, an optimizer without a device-side update) the ordinary step runs, and
+    ``model.graph_trainer.reason`` says why. ``True`` forces it (a GraphWarning where it cannot
+    capture), ``False`` turns it off.
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None, fused=None, precision="float32", graph=False):
+                 dtype="float32", device="auto", seed=None, fused=None, precision="float32", graph=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
             raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}")
         self.layer_sizes = [positive_int(n, f"layer_sizes[{i}]") for i, n in enumerate(layer_sizes)]
@@ -139,8 +143,8 @@ class MLP:
         self.backend = _backend.resolve(device)
         self.xp = self.backend.xp
         self._fused = fused
-        self.graph = bool(graph)
-        self.graph_trainer = None  # the last graph=True fit's GraphTrainer (.captured, .reason)
+        self.graph = graph_mode(graph)  # None (auto), True or False
+        self.graph_trainer = None  # the last fit's GraphTrainer (.captured, .reason), where one was considered
         self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self._build_buffers()
         self.set_precision(precision)

@@ -166,14 +166,20 @@ def _gb(n) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
-def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size) -> dict:
+def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, graph=False) -> dict:
     """Bytes a ``gpunn train`` run on in-memory data needs: 'data' (X and Y, plus the finiteness
     check's boolean mask), 'shuffle' (the per-epoch shuffled copy of the training rows) and
-    'model' (parameters, gradients, two optimizer moments, per-layer workspaces of a batch)."""
+    'model' (parameters, gradients, two optimizer moments, per-layer workspaces of a batch; with
+    ``graph``, the CUDA graph's fixed batch buffers for two batch shapes and its cuBLAS workspace)."""
+    from .ops.cublas import WORKSPACE_BYTES
+
     data = rows * (features + outputs) * itemsize + rows * max(features, outputs)
     shuffle = (rows - max(1, rows // 10)) * (features + outputs) * itemsize
     n_params = sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-    model = 4 * n_params * itemsize + 3 * min(batch_size, rows) * sum(layer_sizes[1:]) * itemsize
+    batch = min(batch_size, rows)
+    model = 4 * n_params * itemsize + 3 * batch * sum(layer_sizes[1:]) * itemsize
+    if graph:
+        model += 2 * batch * (features + outputs) * itemsize + WORKSPACE_BYTES
     return {"data": data, "shuffle": shuffle, "model": model}
 
 

@@ -83,7 +83,11 @@ def test_tensor_core_precision_on_the_cpu_fails_with_a_message_and_status_2(caps
 
 def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):
     assert cli.main(["train", *SMALL, "--quiet", "--graph"]) == 0
-    assert "graph, batch 64" in capsys.readouterr().out
+    assert "no CUDA graph (no GPU: the step runs eagerly), batch 64" in capsys.readouterr().out
+    for flags in ([], ["--no-graph"]):  # the default (auto: off on the CPU, silently) and off
+        assert cli.main(["train", *SMALL, "--quiet", *flags]) == 0
+        out = capsys.readouterr().out
+        assert "graph" not in out.lower() and ", batch 64" in out, flags
 
 
 def test_bench_precision_variants():

@@ -45,9 +45,37 @@ def test_graph_step_is_ordinary_training_bit_for_bit(data, optimizer):
 def test_fit_graph_argument_sets_the_model_flag(data):
     X, Y = data
     m = gpunn.MLP([6, 8, 2], device="cpu", seed=0)
-    assert m.graph is False
+    assert m.graph is None  # "auto"
     m.fit(X[:200], Y[:200], epochs=1, verbose=False, graph=True)
     assert m.graph is True
+    m.fit(X[:200], Y[:200], epochs=1, verbose=False)  # None: left as it is
+    assert m.graph is True
+    m.fit(X[:200], Y[:200], epochs=1, verbose=False, graph="auto")
+    assert m.graph is None
+    assert gpunn.MLP([6, 2], device="cpu", graph=False).graph is False
+    for bad in ("yes", 1, "on"):
+        with pytest.raises(ValueError, match="graph must be None or 'auto'"):
+            gpunn.MLP([6, 2], device="cpu", graph=bad)
+
+
+def test_auto_on_the_cpu_is_the_ordinary_step_and_says_why(data, monkeypatch):
+    """The default on the CPU: no GraphTrainer in the loop (not even its eager form), no warning, and
+    model.graph_trainer.reason says why."""
+    import warnings
+
+    X, Y = data
+    calls = []
+    monkeypatch.setattr(GraphTrainer, "step", lambda self, *a: calls.append(a))
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(X[:256], Y[:256], epochs=1, batch_size=64, verbose=False)
+    assert calls == [] and m.graph_trainer is not None and not m.graph_trainer.active
+    assert "no GPU" in m.graph_trainer.reason and not m.graph_trainer.captured
+    off = gpunn.MLP([6, 8, 2], device="cpu", seed=0, graph=False)
+    off.fit(X[:256], Y[:256], epochs=1, batch_size=64, verbose=False)
+    assert off.graph_trainer is None
+    np.testing.assert_array_equal(m.params, off.params)
 
 
 def test_cpu_runs_the_eager_form_and_says_why(data):

@@ -44,3 +44,28 @@ def test_eager_graph_step_on_the_gpu_path_is_ordinary_training(monkeypatch, opti
     assert s0 == s1 == 12  # 5 full batches and a partial one per epoch
     np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(l1, l0, rtol=1e-6)
+
+
+def test_the_default_falls_back_to_the_ordinary_step_silently(monkeypatch):
+    """graph=None (the default) where capture cannot be set up: no warning, the reason kept on the
+    model, and the ordinary step itself (host-side Adam scalars), so the weights equal graph=False's
+    bit for bit."""
+    import warnings
+
+    import cupy
+
+    def no_capture(stream_ptr):
+        raise cublas_mod.GemmError("made to fail by the test")
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=700, n_features=8, n_outputs=2, seed=0, device="cuda")
+    runs = []
+    for graph in (False, None):
+        m = gpunn.MLP([8, 24, 2], device="cuda", seed=0, graph=graph)
+        if graph is None:
+            monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m.fit(X, Y, epochs=2, batch_size=128, verbose=False)
+        runs.append(cupy.asnumpy(m.params))
+    assert not m.graph_trainer.active and "made to fail by the test" in m.graph_trainer.reason
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -80,8 +80,8 @@ def make_source(args, backend, ckpt=None):
 
     itemsize = 8 if args.dtype == "float64" else 4
     sizes = [args.features, *args.hidden, args.outputs]
-    need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes,
-                                      args.batch_size).values())  # the rows, their shuffled copy, the model
+    need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes, args.batch_size,
+                                      graph=backend.is_gpu and getattr(args, "graph", None) is not False).values())  # the rows, their shuffled copy, the model
     free = available_bytes(backend)
     fits = free is None or need <= COMFORT * free
     if args.stream == "off" or (args.stream == "auto" and fits):

@@ -63,8 +63,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
                    help="GPU only: tf32 runs the matrix products on TF32 tensor cores; bf16 keeps activations in "
                         "bfloat16 with float32 master weights, optimizer state and loss (default: %(default)s)")
-    t.add_argument("--graph", action="store_true",
-                   help="capture each training step as a CUDA graph and replay it per batch (GPU; small nets)")
+    t.add_argument("--graph", action=argparse.BooleanOptionalAction, default=None,
+                   help="capture each training step as a CUDA graph and replay it per batch: the default on a CUDA "
+                        "GPU where the step can be captured (--graph forces it, with a warning where it cannot "
+                        "capture; --no-graph turns it off)")
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -122,6 +124,17 @@ def plot_history(history, path) -> None:
     plt.close(fig)
 
 
+def _graph_note(model) -> str:
+    """", CUDA graph" when the steps ran as a captured graph; ", no CUDA graph (why)" when --graph asked
+    for one that did not capture; nothing otherwise (the CPU's ordinary step)."""
+    trainer = model.graph_trainer
+    if trainer is not None and trainer.captured:
+        return ", CUDA graph"
+    if model.graph and trainer is not None:
+        return f", no CUDA graph ({trainer.reason})"
+    return ""
+
+
 def _ranks():
     from ..distributed import launched_size
 
@@ -173,7 +186,7 @@ def _check_memory(args, backend, hidden):
 
     sizes = [args.features, *hidden, args.outputs]
     need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
-                                  args.batch_size)
+                                  args.batch_size, graph=backend.is_gpu and args.graph is not False)
     preflight.check_train_memory(need, args.rows, backend, hint=", or stream the rows instead (--stream auto or on)")
 
 
@@ -286,7 +299,7 @@ def run(args) -> int:
     print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}")
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
           f"training on {backend.device}, {args.dtype}"
-          + (f" ({args.precision})" if args.precision != "float32" else "") + (", graph" if args.graph else "")
+          + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
           + f", batch {args.batch_size}" + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {save_path} (config: {save_path}.toml)")

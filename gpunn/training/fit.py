@@ -10,6 +10,7 @@ from ..metrics import RegressionEvaluator
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
 from .callbacks import order_callbacks
+from .graph import graph_mode
 from .loop import train
 from .protocols import DataSource
 from .sources import ArraySource
@@ -79,10 +80,11 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     that global batch (see gpunn.distributed; on a gpunn.data source each rank reads only its shard,
     and the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s). Rank 0 prints
     and writes checkpoints.
-    graph: True/False sets ``model.graph`` (capture each step as a CUDA graph; gpunn.training.graph).
+    graph: sets ``model.graph`` for this and later fits: True, False, or "auto" (on for a CUDA GPU where the
+    step can be captured: the default); None leaves it as it is (see MLP and gpunn.training.graph).
     """
     if graph is not None:
-        model.graph = bool(graph)
+        model.graph = graph_mode(graph)
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
         source = None

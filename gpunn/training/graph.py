@@ -1,5 +1,6 @@
 """A whole training step -- forward, backward, optimizer -- captured once as a CUDA graph and
-replayed for every batch of the same shape (``MLP(graph=True)`` or ``fit(..., graph=True)``).
+replayed for every batch of the same shape: the default on a CUDA GPU (``graph=None``, "auto"),
+forced with ``MLP(graph=True)`` / ``fit(..., graph=True)``, off with ``graph=False``.
 
 A small net's step is about two dozen kernel launches of a few microseconds each, so the GPU
 waits on the launches, not the math. Replaying a graph makes it one launch (plus two copies of
@@ -15,10 +16,23 @@ What makes the step capturable:
   every step; the host writes the learning rate when it changes.
 
 Where a step cannot be captured -- the CPU, ``fused=False`` (CuPy's generic expressions allocate
-temporaries), an optimizer without ``graph_update``, a batch of another shape (the last partial
-batch), or a capture that fails -- the same launches run eagerly: the same kernels with the
-same device-side state, so the math is the same either way (tests/test_graph.py compares the
-eager form with ordinary training on the CPU; tests/test_graph_gpu.py the captured one on a GPU).
+temporaries), an optimizer without ``graph_update``, a gradient hook between backward and the
+optimizer (data-parallel training), or a capture that fails -- ``reason`` says why, and:
+
+- by default ("auto") the ordinary step runs, silently (``model.graph_trainer.reason`` keeps the why);
+- with ``graph=True`` a GraphWarning says so, and the same launches run eagerly: the same kernels
+  with the same device-side state, so the math is the same either way (tests/test_graph.py compares
+  this eager form with ordinary training on the CPU; tests/test_graph_gpu.py the captured one).
+
+Each batch shape gets its own graph (the last partial batch of an epoch too: it runs eagerly the
+first time, then is captured when it recurs); the last three shapes are kept. gpunn's data sources
+cut every epoch into full batches and one partial batch, so a run has at most two shapes.
+
+Where it wins (bench/RESULTS.md, H200): the graph step ran 11.5x (small), 9.0x (medium) and 4.8x
+(deep) the eager one, and tied it on large (within 0.3%, float32, tf32 and bf16: the GEMMs take 95%
+of that step, the launches it saves are noise there). It never lost, so "auto" uses it for every
+shape rather than by a size rule; what it costs is a 32 MiB cuBLAS workspace, a copy of each batch
+into fixed buffers, and one eager step plus one capture per batch shape.
 """
 from __future__ import annotations
 
@@ -31,18 +45,33 @@ class GraphWarning(RuntimeWarning):
     """The training step could not be captured; it runs without a graph."""
 
 
-class GraphTrainer:
-    """Runs training steps for one (model, optimizer): captured per batch shape where possible."""
+def graph_mode(value):
+    """``graph=`` as given to MLP / fit: None ("auto": on for CUDA where it can capture), True, False."""
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return None
+    if isinstance(value, (bool, numpy.bool_)):
+        return bool(value)
+    raise ValueError(f"graph must be None or 'auto' (the default: on for a CUDA GPU where the step can be captured), "
+                     f"True or False, got {value!r}")
 
-    def __init__(self, model, optimizer):
-        self.model, self.optimizer = model, optimizer
+
+class GraphTrainer:
+    """Runs training steps for one (model, optimizer): captured per batch shape where possible.
+
+    ``auto`` (``graph=None``): where nothing can be captured, the ordinary step runs, silently;
+    else (``graph=True``) a GraphWarning, and the eager form of the captured step. ``blocked``: a
+    reason known before set-up (a gradient hook), so nothing is set up. ``active``: whether the
+    training loop should hand it the steps."""
+
+    def __init__(self, model, optimizer, auto=False, blocked=None):
+        self.model, self.optimizer, self.auto = model, optimizer, bool(auto)
         xp = model.xp
         # [step t, lr, 1 - beta1^t, 1 - beta2^t]: see kernels/optimizers.cu
         self.state = xp.zeros(4, numpy.float64)
         self.state[0] = self._host_steps = optimizer.steps
         self._lr = None
         self._steps = {}  # rows -> _Step
-        self.reason = self._why_not_capture()
+        self.reason = blocked or self._why_not_capture()
         self.stream = None
         self.blas = None
         self._events = None
@@ -78,8 +107,15 @@ class GraphTrainer:
         self.blas = None
         for step in self._steps.values():
             step.graph = None
-        warnings.warn(f"graph=True: not capturing the training step ({reason}); it runs without a graph",
-                      GraphWarning, stacklevel=3)
+        if not self.auto:  # the default falls back silently; ``reason`` says why
+            warnings.warn(f"graph=True: not capturing the training step ({reason}); it runs without a graph",
+                          GraphWarning, stacklevel=3)
+
+    @property
+    def active(self) -> bool:
+        """Whether steps go through this trainer: always with graph=True (the eager form where it cannot
+        capture); by default only while it can capture."""
+        return not (self.auto and self.reason is not None)
 
     def resync(self):
         """Before reuse by another fit: take up the optimizer's step count if it moved meanwhile."""
@@ -96,7 +132,7 @@ class GraphTrainer:
         """Forward, backward and optimizer on the batch (X, Y); returns the batch's 0-d sum of
         squared errors (a device array, overwritten by the next step of the same shape)."""
         model, opt, rows = self.model, self.optimizer, X.shape[0]
-        if opt.graph_update is None:  # nothing to replay with: the ordinary step
+        if opt.graph_update is None or not self.active:  # nothing to replay with: the ordinary step
             sum_sq = model._train_step_gradients(X, Y)
             opt.step(model.params, model.grads, lr)
             return sum_sq

@@ -51,6 +51,7 @@ class Trainer:
         self.stop = False
         self.failed = False  # an exception is ending the run
         self._halt = False
+        self._graph, self._graph_decided = None, False  # see _graph_trainer
 
     # the run's settings and state under the names callbacks use
     @property
@@ -100,21 +101,34 @@ class Trainer:
         return dataclasses.replace(self.state, history=history)
 
     def _graph_trainer(self):
-        """A GraphTrainer when the trainable asks for graphs (``graph=True``) and no gradient hook runs
-        between backward and the optimizer; made once per run. Else None."""
-        if not getattr(self.model, "graph", False) or self.hook is not None:
-            return None
-        if getattr(self, "_graph", None) is None:
-            from .graph import GraphTrainer
+        """The GraphTrainer that runs this run's steps, or None (the ordinary step); decided once per run.
 
-            # Kept on the model: graph_trainer.captured / .reason say what happened, and the next fit
-            # with the same optimizer replays the graphs already captured.
-            previous = getattr(self.model, "graph_trainer", None)
-            if previous is not None and previous.optimizer is self.optimizer:
-                previous.resync()
-                self._graph = previous
-            else:
-                self._graph = self.model.graph_trainer = GraphTrainer(self.model, self.optimizer)
+        ``model.graph``: None (the default, "auto": on for a CUDA GPU where the step can be captured),
+        True (forced: the eager form of the captured step where it cannot capture, with a warning) or
+        False. A trainable without the attribute (an Ensemble) never uses one. The trainer is kept on
+        the model (``graph_trainer.captured`` / ``.reason`` say what happened, also when it was not
+        used), and the next fit with the same optimizer replays the graphs already captured."""
+        if self._graph_decided:
+            return self._graph
+        self._graph_decided = True
+        mode = getattr(self.model, "graph", False)
+        if mode is False:
+            return None
+        from .graph import GraphTrainer
+
+        if self.hook is not None:  # nothing set up: the hook must see the gradients before the update
+            self.model.graph_trainer = GraphTrainer(
+                self.model, self.optimizer, auto=mode is None,
+                blocked="a gradient hook (data-parallel training) runs between backward and the optimizer")
+            return None
+        previous = getattr(self.model, "graph_trainer", None)
+        if previous is not None and previous.optimizer is self.optimizer:
+            previous.resync()
+            trainer = previous
+        else:
+            trainer = self.model.graph_trainer = GraphTrainer(self.model, self.optimizer, auto=mode is None)
+        trainer.auto = mode is None
+        self._graph = trainer if trainer.active else None
         return self._graph
 
     def run_epoch(self, epoch, first_batch=0, start_sum_sq=0.0):
