@@ -24,6 +24,9 @@ def pytest_configure(config):
         sys.modules["cupy"], sys.modules["cupyx"] = fakecupy, fakecupy.cupyx
         sys.modules.update(fakecupy._backends_modules())
         fakecupy.forget_gpunn_state()
+        import gpunn.ops.cublas
+
+        gpunn.ops.cublas.load_cublas = fakecupy.cublas_library  # libcublas through ctypes, for graph capture
 
 
 def _gpu_reason():
@@ -33,7 +36,6 @@ def _gpu_reason():
 
 # What tests/fakecupy does not emulate: those GPU tests are skipped under GPUNN_FAKE_CUPY=1, saying why.
 FAKE_CUPY_SKIPS = {
-    "test_graph_gpu.py": "CUDA graph capture (stream capture, cuBLAS through ctypes) is not emulated by tests/fakecupy",
     "test_precision_gpu.py::test_tf32_and_bf16_train_to_the_float32_r2":
         "18 epochs take minutes on tests/fakecupy (bfloat16 arithmetic in ml_dtypes); the GPU runs it",
 }

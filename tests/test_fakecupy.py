@@ -138,7 +138,8 @@ def test_probe_runs_a_kernel_and_falls_back_with_the_reason(fake_cupy):
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "identity"])
 @pytest.mark.parametrize("optimizer", ["adam", "nesterov", "sgd"])
 def test_training_on_the_cupy_path_is_the_numpy_training(fake_cupy, activation, optimizer):
-    """Same start, same batches (no shuffle): the fused CuPy path lands on the NumPy reference's weights."""
+    """Same start, same batches (no shuffle): the fused CuPy path -- the step captured as a CUDA graph, the
+    default -- lands on the NumPy reference's weights."""
     from gpunn import MLP
 
     X, Y = _data()
@@ -150,7 +151,8 @@ def test_training_on_the_cupy_path_is_the_numpy_training(fake_cupy, activation, 
     h_cpu, h_gpu = cpu.fit(X, Y, **fit), gpu.fit(X, Y, **fit)
     numpy.testing.assert_allclose(gpu.params.get(), cpu.params, rtol=1e-10, atol=1e-12)
     numpy.testing.assert_allclose(h_gpu["loss"], h_cpu["loss"], rtol=1e-10)
-    names = {name.split("<")[0].split("::")[-1] for name, _, _ in fakecupy.state.launches}
+    assert gpu.graph_trainer.captured and fakecupy.state.graph_launches >= 3 * 3  # 3 full batches of 4 replayed
+    names = {name.split("<")[0].split("::")[-1].removesuffix("_dev") for name, _, _ in fakecupy.state.launches}
     assert {"mse_grad", "bias_grad", "bias_act_forward"} <= names  # the fused kernels ran
     assert (optimizer == "adam") == ("adam_step" in names) and (optimizer != "adam") == ("sgd_step" in names)
 
@@ -279,3 +281,109 @@ def test_the_gpu_benchmarks_run_on_the_cupy_path(fake_cupy, tmp_path, capsys, mo
     labels = [r["label"] for r in data["results"]]
     assert len(labels) == 5 and data["complete"] and data["setup"]["peak_gemm_gflops"]["cuda:0"] > 0, labels
     assert {"32F_FAST_TF32", "32F"} <= set(fakecupy.state.gemms)  # tf32 and bf16 went through gemmEx
+
+
+# ---- CUDA graphs: stream capture and replay ----------------------------------------------------
+
+def _sgd_args(cp, w, g, lr):
+    return (w, g, numpy.uintp(0), numpy.float32(lr), numpy.float32(0), numpy.float32(0), numpy.int32(0),
+            numpy.int64(w.size))
+
+
+def test_a_captured_graph_records_launches_and_replays_them(fake_cupy):
+    """Nothing runs while capturing; each graph launch runs the recorded kernels and memsets on the memory
+    at the captured addresses, with the scalars' values at capture."""
+    from gpunn.ops import kernels as gk
+
+    kernel = gk.get_kernel("sgd_step", "float32")
+    w, g = fake_cupy.ones(4, "float32"), fake_cupy.full(4, 2.0, "float32")
+    s = fake_cupy.cuda.Stream(non_blocking=True)
+    with s:
+        s.begin_capture()
+        kernel((1,), (32,), _sgd_args(fake_cupy, w[1:], g[1:], 0.25))  # a view: its offset is kept
+        g.data.memset_async(0, 4)  # g[0] = 0 after the launch
+        graph = s.end_capture()
+    numpy.testing.assert_array_equal(w.get(), [1, 1, 1, 1])  # nothing ran yet
+    graph.launch(s)
+    graph.launch(s)
+    numpy.testing.assert_array_equal(w.get(), [1, 0, 0, 0])  # 1 - 2 x 0.25 x 2
+    numpy.testing.assert_array_equal(g.get(), [0, 2, 2, 2])
+    assert fakecupy.state.captures == 1 and fakecupy.state.graph_launches == 2
+    with pytest.raises(fake_cupy.CUDARuntimeError, match="legacy null stream"):
+        fake_cupy.cuda.Stream.null.begin_capture()
+    with s:  # a wrong launch is refused when captured, not at the first replay
+        s.begin_capture()
+        with pytest.raises(fk.LaunchError, match="needs exactly numpy.float32"):
+            kernel((1,), (32,), (w, g, numpy.uintp(0), 0.5) + _sgd_args(fake_cupy, w, g, 0)[4:])
+        s.end_capture()
+
+
+@pytest.mark.parametrize("what, run", [
+    ("CuPy's ufunc add", lambda cp, a, out, blas: a + 1),
+    ("allocation", lambda cp, a, out, blas: cp.asarray(numpy.ones(2))),
+    ("copy to the host", lambda cp, a, out, blas: a.get()),
+    (r"float\(\)", lambda cp, a, out, blas: float(a[:1].reshape(()))),
+    ("CuPy's binding", lambda cp, a, out, blas: blas.gemm(a.reshape(2, 2), a.reshape(2, 2), out, "tf32")),
+])
+def test_what_a_captured_step_must_not_do_invalidates_the_capture(fake_cupy, what, run):
+    from gpunn.ops.cublas import CupyBlas
+
+    a, out = fake_cupy.ones(4, "float32"), fake_cupy.empty((2, 2), "float32")
+    s = fake_cupy.cuda.Stream()
+    with s:
+        s.begin_capture()
+        with pytest.raises(fake_cupy.CUDARuntimeError, match=f"{what}.*while a stream is being captured"):
+            run(fake_cupy, a, out, CupyBlas())
+        with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated"):
+            s.end_capture()
+
+
+def test_a_graph_launch_on_freed_memory_fails(fake_cupy):
+    from gpunn.ops import kernels as gk
+
+    kernel = gk.get_kernel("sgd_step", "float32")
+    w, g = fake_cupy.ones(4, "float32"), fake_cupy.full(4, 2.0, "float32")
+    s = fake_cupy.cuda.Stream()
+    with s:
+        s.begin_capture()
+        kernel((1,), (32,), _sgd_args(fake_cupy, w, g, 0.5))
+        graph = s.end_capture()
+    del g
+    import gc
+
+    gc.collect()
+    with pytest.raises(fake_cupy.CUDARuntimeError, match="freed since the capture"):
+        graph.launch(s)
+
+
+def test_the_ctypes_cublas_checks_its_calls_and_captures_gemms(fake_cupy):
+    """CapturableBlas on the stand-in's libcublas: argtypes are required and checked, a GemmEx on the
+    handle's capturing stream is recorded (with alpha/beta read at the call) and run by the graph."""
+    import ctypes
+
+    from gpunn.ops.cublas import CapturableBlas
+
+    lib = fakecupy.cublas_library()
+    with pytest.raises(ctypes.ArgumentError, match="argtypes not set"):
+        lib.cublasCreate_v2(ctypes.byref(ctypes.c_void_p()))
+    lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    with pytest.raises(ctypes.ArgumentError, match="argument 1: a pointer"):
+        lib.cublasSetStream_v2(1.5, None)
+    s = fake_cupy.cuda.Stream(non_blocking=True)
+    blas = CapturableBlas(s.ptr)
+    a, b = fake_cupy.asarray(numpy.arange(6.0, dtype="float32").reshape(2, 3)), fake_cupy.ones((3, 4), "float32")
+    out = fake_cupy.zeros((2, 4), "float32")
+    with s:
+        s.begin_capture()
+        blas.gemm(a, b, out)
+        graph = s.end_capture()
+    assert not out.get().any() and fakecupy.state.gemms == []
+    graph.launch(s)
+    numpy.testing.assert_array_equal(out.get(), numpy.arange(6.0).reshape(2, 3) @ numpy.ones((3, 4)))
+    assert fakecupy.state.gemms == ["32F"]
+    other = fake_cupy.cuda.Stream()
+    with other:  # a product on a handle bound to another stream would escape the graph
+        other.begin_capture()
+        with pytest.raises(fake_cupy.CUDARuntimeError, match="another stream than the capturing one"):
+            blas.gemm(a, b, out)
+    blas.close()

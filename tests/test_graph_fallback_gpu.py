@@ -32,7 +32,7 @@ def test_eager_graph_step_on_the_gpu_path_is_ordinary_training(monkeypatch, opti
         m = gpunn.MLP([8, 24, 16, 2], activation=["gelu", "relu"], device="cuda", seed=0, graph=graph)
         if graph:
             monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
-            with pytest.warns(GraphWarning, match="not capturing"):  # the stand-in has no streams either
+            with pytest.warns(GraphWarning, match="not capturing"):
                 h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-3),
                           verbose=False)
             assert not m.graph_trainer.captured and m.graph_trainer.reason

@@ -178,6 +178,19 @@ def _loaded_library(fragment: str) -> str | None:
     return None
 
 
+def load_cublas():
+    """The libcublas CuPy loaded, through ctypes (GemmError where there is none). tests/fakecupy
+    replaces this function with its emulation of the five functions CapturableBlas calls."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas  # noqa: F401  (loads libcublas)
+
+    cupy.cuda.device.get_cublas_handle()  # make sure the library is loaded and initialised
+    path = _loaded_library("libcublas.so")
+    if path is None:
+        raise GemmError("libcublas is not loaded in this process (looked in /proc/self/maps)")
+    return ctypes.CDLL(path)
+
+
 class CapturableBlas:
     """GemmEx on a cuBLAS handle of gpunn's own, bound to one stream, with a fixed workspace.
 
@@ -188,13 +201,8 @@ class CapturableBlas:
 
     def __init__(self, stream_ptr: int):
         import cupy
-        from cupy_backends.cuda.libs import cublas  # noqa: F401  (loads libcublas)
 
-        cupy.cuda.device.get_cublas_handle()  # make sure the library is loaded and initialised
-        path = _loaded_library("libcublas.so")
-        if path is None:
-            raise GemmError("libcublas is not loaded in this process (looked in /proc/self/maps)")
-        lib = ctypes.CDLL(path)
+        lib = load_cublas()
         self._lib = lib
         vp, i32 = ctypes.c_void_p, ctypes.c_int
         lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]

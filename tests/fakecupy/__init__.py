@@ -15,9 +15,17 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   NumPy reference (see ``fakecupy.kernels``, which also says how to add a kernel);
 - ``cupy_backends.cuda.libs.cublas.gemmEx`` (gpunn's tf32/bf16 products) resolves its raw device
   addresses to live allocations, checks the operand/compute types and computes the column-major
-  product (TF32 rounds the float32 operands to 10 mantissa bits).
-
-Not emulated: CUDA graph capture (tests/test_graph_gpu.py is skipped under GPUNN_FAKE_CUPY=1, saying so).
+  product (TF32 rounds the float32 operands to 10 mantissa bits; a plain float32/float64 product is
+  NumPy's matmul of the same row-major views, so it equals what ``cupy.matmul`` computes here);
+- CUDA graphs: ``Stream.begin_capture`` / ``end_capture`` / ``Graph.launch``. While a stream
+  captures, the RawKernel launches (checked as above when captured), memsets/copies and cuBLAS
+  GemmEx calls issued on it are recorded, not run, with their device addresses and scalar values
+  (as CUDA records them); ``graph.launch()`` runs them in order, checking every launch again on the
+  memory at those addresses (freed memory fails). Anything else on a capturing stream -- a CuPy
+  expression, an allocation, a read-back, CuPy's own cuBLAS -- invalidates the capture and raises,
+  which is stricter than CuPy (it would capture a plain CuPy kernel) but is what gpunn's captured
+  step promises. cuBLAS for capture (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets
+  ``cublas_library()``: the five cuBLAS functions it uses, checking ctypes ``argtypes`` and values.
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host, and
@@ -27,6 +35,7 @@ drives the kernels and CuPy correctly.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import sys
 import threading
 import types
@@ -47,8 +56,10 @@ class _State:
     device_count = 2  # two devices, so that cuda:1 paths are exercised
     sm_count = 4
     fail = None  # a stage name ("compile", "launch", "curand", "count") that raises, for the probe's tests
-    launches: list = []  # (kernel name, grid, block) of every RawKernel launch, for tests to inspect
-    gemms: list = []  # the compute type of every cuBLAS gemmEx call
+    launches: list = []  # (kernel name, grid, block) of every RawKernel launch run (replays too), for tests
+    gemms: list = []  # the compute type of every cuBLAS gemmEx call run (replays too)
+    captures = 0  # CUDA graphs captured (end_capture)
+    graph_launches = 0  # Graph.launch calls
     generators = 0  # cuRAND generators created (RandomState objects)
     attribute_queries = 0  # runtime.getDevice / deviceGetAttribute calls
     _tls = threading.local()
@@ -97,7 +108,7 @@ class Device:
         state.current = self.id
 
     def synchronize(self):
-        pass
+        _refuse_in_capture("a device synchronize")
 
     def __repr__(self):
         return f"<CUDA Device {self.id}>"
@@ -153,7 +164,8 @@ class Event:
 
 
 class _Stream:
-    """cupy.cuda.Stream (work runs at once, so ordering is trivially kept): context, record, wait_event."""
+    """cupy.cuda.Stream (work runs at once, so ordering is trivially kept): context, record, wait_event,
+    and capture into a Graph."""
 
     _count = 0
 
@@ -161,6 +173,8 @@ class _Stream:
         _Stream._count += 1
         self.ptr = 0 if null else 0x5000 + _Stream._count
         self._previous = []
+        self._capture = None  # a _Recording while begin_capture .. end_capture
+        _STREAMS[self.ptr] = self
 
     def __enter__(self):
         self._previous.append(state.stream)
@@ -176,7 +190,8 @@ class _Stream:
         return self
 
     def synchronize(self):
-        pass
+        if self._capture is not None:
+            self._capture.invalidate("synchronize on a capturing stream")
 
     def record(self, event=None):
         event = event or Event()
@@ -186,6 +201,75 @@ class _Stream:
     def wait_event(self, event):
         if not isinstance(event, Event):
             raise TypeError(f"wait_event needs an Event, got {type(event).__name__}")
+
+    # ---- CUDA graphs ---------------------------------------------------------------------------
+    def begin_capture(self, mode=None):
+        if self.ptr == 0:
+            raise CUDARuntimeError("cudaErrorStreamCaptureUnsupported: the legacy null stream cannot be captured")
+        if self._capture is not None:
+            raise CUDARuntimeError("cudaErrorIllegalState: the stream is already capturing")
+        self._capture = _Recording(state.current)
+
+    def is_capturing(self):
+        return self._capture is not None
+
+    def end_capture(self):
+        if self._capture is None:
+            raise CUDARuntimeError("cudaErrorIllegalState: end_capture on a stream that is not capturing")
+        recording, self._capture = self._capture, None
+        if recording.invalid:
+            raise CUDARuntimeError(f"cudaErrorStreamCaptureInvalidated: {recording.invalid}")
+        state.captures += 1
+        return Graph(recording)
+
+
+_STREAMS = weakref.WeakValueDictionary()  # stream handle -> stream, so cuBLAS's SetStream can resolve it
+
+
+class _Recording:
+    """What a capturing stream has recorded: closures run in order by Graph.launch."""
+
+    def __init__(self, device):
+        self.device, self.nodes, self.invalid = device, [], None
+
+    def invalidate(self, what):
+        self.invalid = self.invalid or what
+        raise CUDARuntimeError(f"cudaErrorStreamCaptureInvalidated: {what} while a stream is being captured "
+                               "(fakecupy records only RawKernel launches, memset/memcpy and cuBLAS GemmEx on it)")
+
+
+class Graph:
+    """cupy.cuda.graph.Graph: the recorded work, run in order at each launch on the capture's device."""
+
+    def __init__(self, recording):
+        self._nodes, self._device = list(recording.nodes), recording.device
+
+    def launch(self, stream=None):
+        stream = stream or _current_stream()
+        if stream._capture is not None:
+            stream._capture.invalidate("launching a graph into a capturing stream")
+        state.graph_launches += 1
+        previous, state.current = state.current, self._device
+        try:
+            for node in self._nodes:
+                node()
+        finally:
+            state.current = previous
+
+    def upload(self, stream=None):
+        pass
+
+
+def _capturing():
+    """The recording of this thread's current stream, or None."""
+    stream = state.stream
+    return None if stream is None else stream._capture
+
+
+def _refuse_in_capture(what):
+    recording = _capturing()
+    if recording is not None:
+        recording.invalidate(what)
 
 
 _Stream.null = _Stream(null=True)
@@ -202,6 +286,7 @@ class CompileException(Exception):
 
 cuda = types.SimpleNamespace(
     Device=Device, runtime=_Runtime, get_current_stream=_current_stream, Stream=_Stream, Event=Event,
+    graph=types.SimpleNamespace(Graph=Graph),
     compiler=types.SimpleNamespace(CompileException=CompileException),
     is_available=lambda: state.device_count > 0,
 )
@@ -234,6 +319,7 @@ class ndarray(numpy.ndarray):
         return MemoryPointer(self.__array_interface__["data"][0], self._device_id)
 
     def get(self, stream=None, order="C", out=None):
+        _refuse_in_capture("a copy to the host")
         host = numpy.array(self.view(numpy.ndarray), order=order)
         if out is not None:
             out[...] = host
@@ -266,6 +352,22 @@ class ndarray(numpy.ndarray):
         _check_operands("__setitem__", [self, value])
         numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
 
+    def __float__(self):  # a read-back (a synchronising copy to the host)
+        _refuse_in_capture("float() of a device array (a copy to the host)")
+        return float(self.view(numpy.ndarray))
+
+    def __int__(self):
+        _refuse_in_capture("int() of a device array (a copy to the host)")
+        return int(self.view(numpy.ndarray))
+
+    def item(self, *args):
+        _refuse_in_capture("item() of a device array (a copy to the host)")
+        return self.view(numpy.ndarray).item(*args)
+
+    def tolist(self):
+        _refuse_in_capture("tolist() of a device array (a copy to the host)")
+        return self.view(numpy.ndarray).tolist()
+
     def __iter__(self):  # CuPy iterates over the first axis, yielding device arrays
         for i in range(len(self)):
             yield self[i]
@@ -287,10 +389,26 @@ class MemoryPointer:
         self.ptr, self.device_id = int(ptr), device_id
 
     def memset_async(self, value, size, stream=None):
-        _flat_memory(self.ptr, numpy.uint8, size)[...] = value
+        ptr = self.ptr
+        _flat_memory(ptr, numpy.uint8, size)  # checked now; captured: run at each graph launch
+        _enqueue(stream, lambda: _flat_memory(ptr, numpy.uint8, size).__setitem__(Ellipsis, value))
 
     def copy_from_device_async(self, src, size, stream=None):
-        _flat_memory(self.ptr, numpy.uint8, size)[...] = _flat_memory(src.ptr, numpy.uint8, size)
+        dst, src_ptr = self.ptr, src.ptr
+        _flat_memory(dst, numpy.uint8, size), _flat_memory(src_ptr, numpy.uint8, size)
+
+        def copy():
+            _flat_memory(dst, numpy.uint8, size)[...] = _flat_memory(src_ptr, numpy.uint8, size)
+        _enqueue(stream, copy)
+
+
+def _enqueue(stream, work):
+    """Run ``work`` now, or record it when ``stream`` (default: the current one) is capturing."""
+    recording = (stream or _current_stream())._capture
+    if recording is None:
+        work()
+    else:
+        recording.nodes.append(work)
 
 
 def _flat_memory(ptr, dtype, count):
@@ -319,6 +437,7 @@ def _flatten(items):
 
 
 def _check_operands(what, operands):
+    _refuse_in_capture(f"CuPy's {what}")
     for x in operands:
         if isinstance(x, ndarray):
             if x._device_id != state.current:
@@ -364,6 +483,7 @@ def _wrap(result):
 
 
 def _to_device(a, dtype=None, copy=True):
+    _refuse_in_capture("an allocation or a copy to the device")
     if isinstance(a, ndarray):
         _check_operands("asarray", [a])
         if dtype is None or numpy.dtype(dtype) == a.dtype:
@@ -476,17 +596,31 @@ def _bf16():
 
 def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
             computeType, algo):
-    """cublasGemmEx, column-major, on raw device addresses; checks the types against the compute type."""
+    """cublasGemmEx through CuPy's binding (``CupyBlas``): refused while capturing, as CuPy's setStream
+    refuses it; alpha and beta are host addresses, read now."""
+    _refuse_in_capture("cuBLAS through CuPy's binding (its setStream raises during capture)")
+    alpha_v, beta_v = _scalars(alpha, beta, computeType)
+    _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc, computeType)
+
+
+def _scalars(alpha, beta, computeType):
+    scalar = ctypes.c_double if computeType == 70 else ctypes.c_float
+    return scalar.from_address(alpha).value, scalar.from_address(beta).value
+
+
+def _gemm(transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType,
+          compute=True):
+    """cublasGemmEx, column-major, on raw device addresses; checks the types against the compute type
+    and the operands' addresses (``compute=False``: the checks only)."""
     from gpunn.ops import cublas as gc
 
     types_ = [_CUDA_DTYPES.get(t) or (_bf16() if t == 14 else None) for t in (Atype, Btype, Ctype)]
-    if None in types_ or Atype != Btype:
+    if any(t is None for t in types_) or Atype != Btype:  # (not "None in": dtype("float64") == None)
         raise CUDARuntimeError(f"CUBLAS_STATUS_NOT_SUPPORTED: types {Atype}, {Btype}, {Ctype}")
     want = gc.compute_type(types_[0], types_[2], "tf32" if computeType == 77 else "float32")
     if computeType not in _COMPUTE or (want != computeType and not (want == 77 and computeType == 68)):
         raise CUDARuntimeError(f"CUBLAS_STATUS_NOT_SUPPORTED: compute type {computeType} for {types_}")
-    scalar = ctypes.c_double if computeType == 70 else ctypes.c_float
-    if scalar.from_address(alpha).value != 1 or scalar.from_address(beta).value != 0:
+    if alpha != 1 or beta != 0:
         raise CUDARuntimeError("fakecupy's gemmEx does alpha = 1, beta = 0 only")
     for name, val, rows in (("transa", transa, m if transa == gc.OP_N else k), ("transb", transb, k if transb == gc.OP_N else n)):
         if val not in (gc.OP_N, gc.OP_T):
@@ -496,14 +630,25 @@ def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb
     first = _flat_memory(A, types_[0], lda * (cols_a - 1) + (m if transa == gc.OP_N else k))
     second = _flat_memory(B, types_[1], ldb * (cols_b - 1) + (k if transb == gc.OP_N else n))
     out = _flat_memory(C, types_[2], ldc * (n - 1) + m)
+    if not compute:
+        return
     state.gemms.append(_COMPUTE[computeType])
-    if computeType == 77:  # TF32 tensor cores: the float32 operands keep 10 mantissa bits (round to nearest)
-        first, second = _tf32(first), _tf32(second)
     # column-major X[i, j] = buf[i + j*ld], as strided views (written independently of gpunn's emulate_gemm)
-    a = _column_major(first, *((m, k) if transa == gc.OP_N else (k, m)), lda).astype(numpy.float64)
-    b = _column_major(second, *((k, n) if transb == gc.OP_N else (n, k)), ldb).astype(numpy.float64)
-    c = (a if transa == gc.OP_N else a.T) @ (b if transb == gc.OP_N else b.T)
-    _column_major(out, m, n, ldc)[...] = c.astype(out.dtype)
+    a = _column_major(first, *((m, k) if transa == gc.OP_N else (k, m)), lda)
+    b = _column_major(second, *((k, n) if transb == gc.OP_N else (n, k)), ldb)
+    op_a, op_b, c = (a if transa == gc.OP_N else a.T), (b if transb == gc.OP_N else b.T), _column_major(out, m, n, ldc)
+    if (computeType, types_[0], types_[2]) in _PLAIN:
+        # the row-major product C^T = op(b)^T op(a)^T that the caller meant, in NumPy's matmul on the same
+        # views: what cupy.matmul computes here (so a captured step equals the eager one bit for bit)
+        numpy.matmul(op_b.T, op_a.T, out=c.T)
+        return
+    if computeType == 77:  # TF32 tensor cores: the float32 operands keep 10 mantissa bits (round to nearest)
+        op_a, op_b = _tf32(op_a), _tf32(op_b)
+    c[...] = (op_a.astype(numpy.float64) @ op_b.astype(numpy.float64)).astype(out.dtype)
+
+
+_PLAIN = {(68, numpy.dtype(numpy.float32), numpy.dtype(numpy.float32)),
+          (70, numpy.dtype(numpy.float64), numpy.dtype(numpy.float64))}
 
 
 def _column_major(buf, rows, cols, ld):
@@ -516,6 +661,119 @@ def _tf32(x):
     bits = x.view(numpy.uint32).astype(numpy.uint64)
     bits = ((bits + 0x1000) & 0xFFFFE000).astype(numpy.uint32)
     return numpy.where(numpy.isfinite(x), bits.view(numpy.float32), x)
+
+
+# ---- libcublas through ctypes (what gpunn.ops.cublas.CapturableBlas calls, for graph capture) ----------
+
+
+class _CFunction:
+    """A ctypes foreign function: refuses a call before ``argtypes`` is set, a wrong argument count,
+    and values that ctypes would refuse or truncate; returns the cuBLAS status."""
+
+    def __init__(self, name, impl):
+        self.__name__, self._impl = name, impl
+        self.argtypes, self.restype = None, ctypes.c_int
+
+    def __call__(self, *args):
+        if self.argtypes is None:
+            raise ctypes.ArgumentError(f"{self.__name__}: argtypes not set (ctypes would pass every int as a C int)")
+        if self.restype is not ctypes.c_int:
+            raise ctypes.ArgumentError(f"{self.__name__}: restype must be c_int (cublasStatus_t)")
+        if len(args) != len(self.argtypes):
+            raise ctypes.ArgumentError(f"{self.__name__}: {len(args)} arguments, {len(self.argtypes)} declared")
+        return self._impl(*(_c_value(self.__name__, i, t, a) for i, (t, a) in enumerate(zip(self.argtypes, args))))
+
+
+def _c_value(fn, i, ctype, value):
+    where = f"{fn}: argument {i + 1}"
+    if ctype is ctypes.c_void_p:
+        if isinstance(value, ctypes.c_void_p):
+            return value.value or 0
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64):
+            return value or 0
+        raise ctypes.ArgumentError(f"{where}: a pointer, got {type(value).__name__}")
+    if ctype in (ctypes.c_int, ctypes.c_size_t):
+        if not isinstance(value, (int, numpy.integer)) or isinstance(value, bool):
+            raise ctypes.ArgumentError(f"{where}: an integer, got {type(value).__name__}")
+        lo, hi = (-2**31, 2**31) if ctype is ctypes.c_int else (0, 2**64)
+        if not lo <= int(value) < hi:
+            raise ctypes.ArgumentError(f"{where}: {value} does not fit {ctype.__name__}")
+        return int(value)
+    if getattr(ctype, "_type_", None) is ctypes.c_void_p:  # POINTER(c_void_p): byref(handle)
+        target = getattr(value, "_obj", None)
+        if not isinstance(target, ctypes.c_void_p):
+            raise ctypes.ArgumentError(f"{where}: byref(c_void_p) expected, got {type(value).__name__}")
+        return target
+    raise ctypes.ArgumentError(f"{where}: fakecupy does not know ctypes type {ctype}")
+
+
+class _Handle:
+    def __init__(self):
+        self.stream, self.workspace = _Stream.null, None
+
+
+_HANDLES: dict = {}
+_HANDLE_IDS = itertools.count(0x7001)
+_NOT_INITIALIZED, _INVALID_VALUE = 1, 7  # cublasStatus_t
+
+
+def cublas_library():
+    """What ``ctypes.CDLL(libcublas)`` gives gpunn.ops.cublas.load_cublas: the five functions
+    CapturableBlas calls, on handles of their own bound to a stream, with a workspace."""
+
+    def create(ref):
+        handle = next(_HANDLE_IDS)
+        _HANDLES[handle] = _Handle()
+        ref.value = handle
+        return 0
+
+    def set_stream(handle, stream_ptr):
+        h, stream = _HANDLES.get(handle), _STREAMS.get(stream_ptr)
+        if h is None:
+            return _NOT_INITIALIZED
+        if stream is None:
+            return _INVALID_VALUE
+        h.stream = stream
+        return 0
+
+    def set_workspace(handle, ptr, size):
+        h = _HANDLES.get(handle)
+        if h is None:
+            return _NOT_INITIALIZED
+        _flat_memory(ptr, numpy.uint8, size)  # raises unless it is live device memory of that size
+        h.workspace = (ptr, size)
+        return 0
+
+    def gemm(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
+             computeType, algo):
+        h = _HANDLES.get(handle)
+        if h is None:
+            return _NOT_INITIALIZED
+        alpha_v, beta_v = _scalars(alpha, beta, computeType)  # host pointer mode: read at the call
+        recording, current = h.stream._capture, _capturing()
+        if current is not None and current is not recording:
+            current.invalidate("a cuBLAS call on a handle bound to another stream than the capturing one")
+        workspace = h.workspace
+
+        def run():
+            if workspace is not None:
+                _flat_memory(workspace[0], numpy.uint8, workspace[1])  # freed workspace: fails here
+            _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc,
+                  computeType)
+        if recording is None:
+            run()
+        else:
+            _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc,
+                  computeType, compute=False)  # checked when captured, run at each graph launch
+            recording.nodes.append(run)
+        return 0
+
+    def destroy(handle):
+        return 0 if _HANDLES.pop(handle, None) is not None else _NOT_INITIALIZED
+
+    return types.SimpleNamespace(**{name: _CFunction(name, fn) for name, fn in (
+        ("cublasCreate_v2", create), ("cublasSetStream_v2", set_stream), ("cublasSetWorkspace_v2", set_workspace),
+        ("cublasGemmEx", gemm), ("cublasDestroy_v2", destroy))})
 
 
 _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
@@ -559,20 +817,66 @@ class RawKernel:
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
         if state.fail == "launch":
             raise CUDARuntimeError("cudaErrorNoKernelImageForDevice: no kernel image is available (fakecupy)")
-        state.launches.append((self.name, tuple(grid), tuple(block)))
-        _kernels.launch(self, grid, block, args, ndarray, state)
+        recording = (stream or _current_stream())._capture
+        if recording is None:
+            state.launches.append((self.name, tuple(grid), tuple(block)))
+            _kernels.launch(self, grid, block, args, ndarray, state)
+            return
+        # captured: checked now; the graph keeps the arguments' addresses (not the arrays) and the
+        # scalars' values, as CUDA does, and launches the kernel on whatever memory is there then
+        _kernels.prepare(self, grid, block, args, ndarray, state)
+        kept = tuple(_Address.of(a) if isinstance(a, ndarray) else a for a in args)
+
+        def replay():
+            state.launches.append((self.name, tuple(grid), tuple(block)))
+            _kernels.launch(self, grid, block, tuple(a.array() if isinstance(a, _Address) else a for a in kept),
+                            ndarray, state)
+        recording.nodes.append(replay)
+
+
+class _Address:
+    """A device array as a captured kernel argument: its address, shape, strides and dtype only."""
+
+    def __init__(self, start, offset, shape, strides, dtype, device):
+        self.start, self.offset, self.shape, self.strides = start, offset, shape, strides
+        self.dtype, self.device = dtype, device
+
+    @classmethod
+    def of(cls, a):
+        root = a
+        while isinstance(root.base, numpy.ndarray):
+            root = root.base
+        if not root.flags.c_contiguous:
+            raise CUDARuntimeError("fakecupy: a captured launch on an allocation that is not C-contiguous")
+        start = root.__array_interface__["data"][0]
+        return cls(start, a.__array_interface__["data"][0] - start, a.shape, a.strides, a.dtype, a._device_id)
+
+    def array(self):
+        """The same view of whatever allocation is at the address now (none: freed after capture)."""
+        root = _ALLOCATIONS.get(self.start)
+        if root is None:
+            raise CUDARuntimeError(f"fakecupy: a graph launch reads device address {self.start + self.offset:#x}, "
+                                   "freed since the capture (keep every buffer a graph uses alive)")
+        view = numpy.ndarray(self.shape, self.dtype, buffer=root.reshape(-1).view(numpy.uint8), offset=self.offset,
+                             strides=self.strides).view(ndarray)
+        view._device_id = self.device
+        return view
 
 
 def reset():
     """Back to two devices, device 0 current, no recorded launches."""
     state.current, state.stream, state.fail, state.device_count = 0, None, None, 2
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
+    state.captures = state.graph_launches = 0
 
 
 def install(monkeypatch):
     """Make ``import cupy`` give this module for the rest of a test (with pytest's monkeypatch)."""
+    import gpunn.ops.cublas
+
     reset()
     module = sys.modules[__name__]
+    monkeypatch.setattr(gpunn.ops.cublas, "load_cublas", cublas_library)
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
     for name, mod in {**_backends_modules(), "cupyx.profiler": cupyx.profiler}.items():

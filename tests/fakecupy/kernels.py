@@ -206,6 +206,13 @@ def _span(a, where, name):
 
 
 def launch(kernel, grid, block, args, device_array, state):
+    """Check a launch (see the module docstring), then compute it with the kernel's reference."""
+    prepare(kernel, grid, block, args, device_array, state)()
+
+
+def prepare(kernel, grid, block, args, device_array, state):
+    """Every check of ``launch``; returns the reference's run as a callable (a launch captured into
+    a CUDA graph is checked when captured and run when the graph is launched)."""
     sig, bound = kernel.kernel, kernel.template
     where = f"{kernel.name}"
     grid, block = _dims(grid, "grid", where), _dims(block, "block", where)
@@ -249,8 +256,11 @@ def launch(kernel, grid, block, args, device_array, state):
                           "add one with @reference in tests/fakecupy/kernels.py")
     run = Launch(where, grid, block, arrays)
     names = [p.name for p in sig.params]
-    with numpy.errstate(all="ignore"):
-        ref(run, *bound.values(), **dict(zip(names, values)))
+
+    def compute():
+        with numpy.errstate(all="ignore"):
+            ref(run, *bound.values(), **dict(zip(names, values)))
+    return compute
 
 
 # ---- the references ------------------------------------------------------------------------
