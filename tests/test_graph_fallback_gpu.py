@@ -13,6 +13,7 @@ import pytest
 
 import gpunn
 import gpunn.ops.cublas as cublas_mod
+from gpunn.training import graph as graph_mod
 from gpunn.optim import OPTIMIZERS
 from gpunn.training.graph import GraphWarning
 
@@ -32,6 +33,7 @@ def test_eager_graph_step_on_the_gpu_path_is_ordinary_training(monkeypatch, opti
         m = gpunn.MLP([8, 24, 16, 2], activation=["gelu", "relu"], device="cuda", seed=0, graph=graph)
         if graph:
             monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
+            graph_mod.release_capture_resources()  # not the shared ones made by earlier tests
             with pytest.warns(GraphWarning, match="not capturing"):
                 h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-3),
                           verbose=False)
@@ -63,6 +65,7 @@ def test_the_default_falls_back_to_the_ordinary_step_silently(monkeypatch):
         m = gpunn.MLP([8, 24, 2], device="cuda", seed=0, graph=graph)
         if graph is None:
             monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
+            graph_mod.release_capture_resources()  # not the shared ones made by earlier tests
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             m.fit(X, Y, epochs=2, batch_size=128, verbose=False)

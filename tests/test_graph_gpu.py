@@ -81,7 +81,9 @@ def test_captured_graph_with_tensor_core_precisions(precision):
     _agree(m, ref, h, h_ref, 2e-2)
 
 
-def test_graph_replay_is_repeatable():
+def test_graph_replay_is_repeatable_and_models_share_the_capture_stream():
     a, _ = _train(None, epochs=2)
     b, _ = _train(None, epochs=2)
     np.testing.assert_array_equal(cupy.asnumpy(a.params), cupy.asnumpy(b.params))
+    # one stream and cuBLAS handle (and its 32 MiB workspace) per device and thread, not per model or fit
+    assert a.graph_trainer.stream is b.graph_trainer.stream and a.graph_trainer.blas is b.graph_trainer.blas

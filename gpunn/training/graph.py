@@ -36,6 +36,7 @@ into fixed buffers, and one eager step plus one capture per batch shape.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy
@@ -53,6 +54,32 @@ def graph_mode(value):
         return bool(value)
     raise ValueError(f"graph must be None or 'auto' (the default: on for a CUDA GPU where the step can be captured), "
                      f"True or False, got {value!r}")
+
+
+_RESOURCES = threading.local()
+
+
+def capture_resources(device: str):
+    """(stream, CapturableBlas) that every GraphTrainer of this thread on ``device`` (e.g. "cuda:1", the
+    current device) captures and replays on: made once, so a fit costs no cuBLAS handle, stream or
+    32 MiB workspace of its own (graphs on one stream run one at a time, so they can share them)."""
+    table = getattr(_RESOURCES, "table", None)
+    if table is None:
+        table = _RESOURCES.table = {}
+    got = table.get(device)
+    if got is None:
+        import cupy
+
+        from ..ops.cublas import CapturableBlas
+
+        stream = cupy.cuda.Stream(non_blocking=True)
+        got = table[device] = (stream, CapturableBlas(stream.ptr))
+    return got
+
+
+def release_capture_resources():
+    """Drop this thread's shared capture streams and cuBLAS handles (after the graphs that use them)."""
+    _RESOURCES.table = {}
 
 
 class GraphTrainer:
@@ -90,17 +117,10 @@ class GraphTrainer:
         return None
 
     def _set_up_stream(self):
-        import cupy
-
-        from ..ops.cublas import CapturableBlas
-
         try:
-            stream = cupy.cuda.Stream(non_blocking=True)
-            self.blas = CapturableBlas(stream.ptr)
+            self.stream, self.blas = capture_resources(self.model.backend.device)
         except Exception as exc:  # noqa: BLE001 - no library, no symbol, a CuPy without streams...
             self._give_up(f"cuBLAS could not be set up for capture: {type(exc).__name__}: {exc}")
-            return
-        self.stream = stream
 
     def _give_up(self, reason):
         self.reason = reason

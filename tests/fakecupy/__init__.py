@@ -940,5 +940,8 @@ def forget_gpunn_state(monkeypatch=None):
             kernels.module.cache_clear()
             kernels._get.cache_clear()
     getattr(rng, "_GPU_GENERATORS", {}).clear()
+    from gpunn.training import graph
+
+    graph.release_capture_resources()  # streams and cuBLAS handles of the previous stand-in
     for name in _GPUNN_CUPY_MODULES:
         sys.modules.pop(name, None)
