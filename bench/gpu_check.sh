@@ -11,8 +11,10 @@
 #   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable)
 #   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24)
 #   train      gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
-#              bf16 autocast, with gpunn's tf32/bf16 and CUDA-graph rows where `gpunn bench --help`
-#              offers --precision / --graph
+#              bf16 autocast: gpunn's default rows (the step captured as a CUDA graph) in float32, tf32 and
+#              bf16, and its eager step (--eager) beside each, where `gpunn bench --help` offers
+#              --precision / --eager; fails when a default row ran without its graph (the reason is in
+#              train.txt) and prints graph over eager per configuration
 #   hooks      optional checks that run only where their feature has landed: bench/gpu_checks/NAME.py
 #              for NAME in ensemble (issue 11), streams (issue 12), nccl (issue 13, one rank). Contract:
 #              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
@@ -97,15 +99,15 @@ if [ "$cap" -eq 0 ]; then skip "kernels"; else
 fi
 
 stage "training benchmark"
-# One interleaved run: gpunn float32 against PyTorch eager float32 and PyTorch bf16 autocast, plus the
-# gpunn rows that `gpunn bench` offers (--precision float32,tf32,bf16 and --graph, issue 10's items 3-4),
-# each option passed only when --help lists it, so this script works before and after they land.
+# One interleaved run: gpunn float32 (the default: a CUDA graph) against PyTorch eager float32 and PyTorch
+# bf16 autocast, plus the gpunn rows that `gpunn bench` offers (--precision float32,tf32,bf16 and --eager,
+# issue 10's items 3-4), each option passed only when --help lists it.
 help=$("$PY" -m gpunn bench --help 2>/dev/null)
 args=(--device "$DEVICE" --config small --config medium --config deep --config large --peers torch,torch-bf16)
 want=190
 [ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
 echo "$help" | grep -q -- "--precision" && args+=(--precision float32,tf32,bf16)
-echo "$help" | grep -q -- "--graph" && args+=(--graph)
+echo "$help" | grep -q -- "--eager" && args+=(--eager)
 cap=$(allow "$want" "$RESERVE_HOOKS")
 if [ "$cap" -eq 0 ]; then skip "train"; else
   # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
@@ -115,7 +117,17 @@ if [ "$cap" -eq 0 ]; then skip "train"; else
     --plot "$OUT/train.png" >> "$OUT/train.txt" 2>&1
   rc=$?
   tail -n 40 "$OUT/train.txt"
-  outcome train "$rc" "$OUT/train.txt, $OUT/train.json"
+  # the default must have run as a CUDA graph on the GPU: a "graph" row that fell back says why in its note
+  fell_back=$("$PY" -c "
+import json, sys
+rows = json.load(open(sys.argv[1]))['results']
+print('; '.join(f\"{r['config']} {r['dtype']}: {r['note']}\" for r in rows if r.get('note', '').startswith('graph not captured')))
+" "$OUT/train.json" 2>/dev/null)
+  if [ "$rc" -eq 0 ] && [ -n "$fell_back" ]; then
+    record "FAIL train: the default CUDA graph was not captured: $fell_back"; failed=1
+  else
+    outcome train "$rc" "$OUT/train.txt, $OUT/train.json$(grep -o 'CUDA graph vs eager step.*' "$OUT/train.txt" | sed 's/^/; /')"
+  fi
 fi
 
 stage "hooks (issues 11, 12, 13)"

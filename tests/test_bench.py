@@ -164,10 +164,10 @@ def test_gpu_only_precision_variants_are_skipped_on_the_cpu_with_a_line():
 
     lines = []
     data = bench.run([bench.QUICK_CONFIG], [_backend.resolve("cpu")], peers=[], repeats=1, seconds=0.01,
-                     profile=False, log=lines.append, variants=[("bf16", False), ("float32", True)])
-    assert [r["impl"] for r in data["results"]] == ["gpunn"]
+                     profile=False, log=lines.append, variants=[("bf16", None), ("float32", False)])
+    assert [r["impl"] for r in data["results"]] == ["gpunn"] and data["results"][0]["graph"] == ""
     assert any("gpunn bf16 skipped (GPU only)" in line for line in lines)
-    assert any("gpunn float32 graph skipped (GPU only)" in line for line in lines)
+    assert any("gpunn float32 eager skipped (GPU only)" in line for line in lines)
 
 
 def test_results_arrive_per_configuration_and_max_seconds_bounds_everything(tmp_path, capsys, monkeypatch):

@@ -94,9 +94,9 @@ def test_bench_precision_variants():
     from gpunn.cli.bench import variants
 
     assert variants("float32", False) == []
-    assert variants("float32,tf32,bf16", False) == [("tf32", False), ("bf16", False)]
-    assert variants("bf16", True) == [("bf16", False), ("bf16", True)]
-    assert variants("float32", True) == [("float32", True)]
+    assert variants("float32,tf32,bf16", False) == [("tf32", None), ("bf16", None)]
+    assert variants("bf16", True) == [("bf16", None), ("bf16", False)]
+    assert variants("float32", True) == [("float32", False)]
     with pytest.raises(ValueError, match="unknown precision"):
         variants("fp8", False)
 

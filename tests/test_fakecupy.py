@@ -261,7 +261,8 @@ def test_shuffled_training_gathers_on_the_device(fake_cupy):
 
 def test_the_gpu_benchmarks_run_on_the_cupy_path(fake_cupy, tmp_path, capsys, monkeypatch):
     """What gpu_check.sh runs on the GPU, through the stand-in: the kernel benchmark (fused vs unfused,
-    the copy per size) and gpunn bench's GPU rows (tf32, bf16, graph), timed on nothing real."""
+    the copy per size) and gpunn bench's GPU rows (the default CUDA graph in float32, tf32 and bf16, and the
+    eager step), timed on nothing real."""
     import json
 
     from gpunn import backend, bench
@@ -275,11 +276,17 @@ def test_the_gpu_benchmarks_run_on_the_cupy_path(fake_cupy, tmp_path, capsys, mo
 
     monkeypatch.setattr(runners, "_dataset_rows", lambda cfg, backend: 4 * cfg.batch)  # small for NumPy
     monkeypatch.setattr(runners, "measure_gemm", lambda *a, **k: 1e9)  # a 4096^3 product takes seconds here
-    variants = [("tf32", False), ("bf16", False), ("float32", True)]
+    variants = [("tf32", None), ("bf16", None), ("float32", False)]
     data = bench.run([bench.QUICK_CONFIG], [backend.resolve("cuda")], peers=["naive"], repeats=1, seconds=0.001,
                      variants=variants, log=lambda msg: None)
-    labels = [r["label"] for r in data["results"]]
+    rows = data["results"]
+    labels = [r["label"] for r in rows]
     assert len(labels) == 5 and data["complete"] and data["setup"]["peak_gemm_gflops"]["cuda:0"] > 0, labels
+    # the default rows ran as CUDA graphs, the eager row did not and carries the profile and graph/eager ratio
+    assert [r["graph"] for r in rows] == ["graph", "graph", "graph", "eager", ""], labels
+    assert labels[0] == "gpunn (cuda:0) graph" and labels[3] == "gpunn (cuda:0) eager"
+    assert rows[0]["profile"] is None and rows[3]["profile"] is not None and rows[3]["graph_speedup"] > 0
+    assert "CUDA graph vs eager step" in bench.graph_note(rows) and "tiny float32" in bench.graph_note(rows)
     assert {"32F_FAST_TF32", "32F"} <= set(fakecupy.state.gemms)  # tf32 and bf16 went through gemmEx
 
 

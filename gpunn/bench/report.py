@@ -66,6 +66,17 @@ def format_table(results, markdown=False) -> str:
     return "\n".join(out)
 
 
+def graph_note(results) -> str:
+    """The CUDA graph's step against the eager one, per configuration and precision (GPU rows with
+    --eager): "" when there is no such pair."""
+    parts = [f"{r['config']} {r['dtype']} {r['graph_speedup']:.2f}x" for r in results
+             if r.get("graph") == "eager" and math.isfinite(r.get("graph_speedup", float("nan")))]
+    if not parts:
+        return ""
+    return ("CUDA graph vs eager step (the default graph row's samples/s over the eager row's, same precision, "
+            "median of per-round ratios): " + ", ".join(parts) + ".")
+
+
 def gemm_note(results) -> str:
     seen, parts, peaks = set(), [], []
     for r in results:

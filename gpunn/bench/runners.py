@@ -181,7 +181,7 @@ def peak_runners(backend, dtype="float32", size=None) -> list:
 class GpunnRunner(Runner):
     key = "gpunn"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3, precision="float32", graph=False):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, precision="float32", graph=None):
         from ..model import MLP
         from ..optim import Adam
 
@@ -190,9 +190,16 @@ class GpunnRunner(Runner):
                          device=backend, seed=0, precision=precision, graph=graph)
         self.optimizer = Adam(lr=lr)
         self.dtype = precision
-        extra = " ".join(x for x in ((precision if precision != "float32" else ""), "graph" if graph else "") if x)
+        # on the GPU the default (graph=None) captures the step as a CUDA graph: "graph"; graph=False: "eager"
+        mode = ("eager" if graph is False else "graph") if backend.is_gpu else ""
+        extra = " ".join(x for x in ((precision if precision != "float32" else ""), mode) if x)
         self.label = f"gpunn ({backend.device})" + (f" {extra}" if extra else "")
         self._seed = 0
+
+    def captured(self) -> bool:
+        """Whether the steps ran as a replayed CUDA graph."""
+        trainer = self.model.graph_trainer
+        return trainer is not None and trainer.active and trainer.captured
 
     def epochs(self, n):
         self._seed += 1
@@ -421,6 +428,8 @@ class Result:
     noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
     profile: dict | None = None
     note: str = ""
+    graph: str = ""  # gpunn on a GPU: "graph" (the step ran as a replayed CUDA graph) or "eager"
+    graph_speedup: float = float("nan")  # an eager row: the same precision's graph row's samples/s over its own
 
 
 def _median_rate(times, samples):
@@ -484,7 +493,9 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
                  threads=None, log=print, variants=(), peak_size=None, sustain_steps=0) -> list:
     """All implementations on one configuration and backend, interleaved; returns Results (gpunn first).
 
-    ``variants``: more gpunn runs, as (precision, graph) pairs (GPU only), e.g. ("bf16", True).
+    ``variants``: more gpunn runs, as (precision, graph) pairs (GPU only), e.g. ("bf16", None) for the
+    default (the CUDA graph) and ("bf16", False) for the eager step. The first gpunn row is float32 with
+    the default (graph=None: captured on a GPU, the ordinary step on the CPU).
     ``peak_size``: the square GEMM timed as the practical peak (see run).
     ``sustain_steps``: train every implementation this many more steps before timing (see run)."""
     rows = _dataset_rows(cfg, backend)
@@ -498,7 +509,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     where = f"{cfg.name} [{backend.device}]"
     for precision, graph in variants:
         if not backend.is_gpu:
-            log(f"  {where}: gpunn {precision}{' graph' if graph else ''} skipped (GPU only)")
+            log(f"  {where}: gpunn {precision}{' eager' if graph is False else ''} skipped (GPU only)")
             continue
         runners.append(GpunnRunner(cfg, backend, X, Y, precision=precision, graph=graph))
     for key in peers:
@@ -545,6 +556,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     gemm_rate = _median_rate(gemm_times, gemm.flops)[0]
     peak_rates, peak_label = round_peaks(gemm, gemm_times, peaks, times, runners)
     base_times = times[gpunn]
+    graphs = {r.dtype: r for r in runners if isinstance(r, GpunnRunner) and r.captured()}
     for r in runners:
         med, spread, rates = _median_rate(times[r], rows)
         res = Result(cfg.name, cfg.spec(), backend.device, r.key, r.label, getattr(r, "dtype", "float32"),
@@ -564,15 +576,23 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
             res.note = f"{r.threads} threads"
-        if isinstance(r, GpunnRunner) and r.model.graph:
+        if isinstance(r, GpunnRunner) and backend.is_gpu:
+            res.graph = "graph" if r.captured() else "eager"
             trainer = r.model.graph_trainer
-            if trainer is None or not trainer.captured:  # a "graph" row that ran without one says so
+            if r.model.graph is not False and res.graph == "eager":  # a "graph" row that ran without one says so
                 res.note = f"graph not captured: {getattr(trainer, 'reason', None)}"
+            elif res.graph == "eager" and r.dtype in graphs:
+                res.graph_speedup = statistics.median(t / g for t, g in zip(times[r], times[graphs[r.dtype]]))
         results.append(res)
-    if profile:
-        epochs = max(1, counts[gpunn])
-        if _left(deadline) > 2 * epochs * statistics.median(times[gpunn]):
-            results[0].profile = profile_step(gpunn, epochs)
+    if profile:  # of the float32 eager step: a replayed graph is one launch, its ops cannot be timed apart
+        target = next((r for r in runners if isinstance(r, GpunnRunner) and r.dtype == "float32" and not r.captured()),
+                      None)
+        epochs = max(1, counts[target]) if target is not None else 0
+        if target is None:
+            log(f"  {where}: profile run skipped (the float32 step ran as a CUDA graph; --eager adds the eager "
+                "step, which is profiled)")
+        elif _left(deadline) > 2 * epochs * statistics.median(times[target]):
+            results[runners.index(target)].profile = profile_step(target, epochs)
         else:
             log(f"  {where}: profile run skipped (--max-seconds budget spent)")
     return results

@@ -35,9 +35,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "(at least 2 kept), the profile run and the peak GEMM are cut or skipped to fit it")
     b.add_argument("--precision", default="float32", metavar="LIST",
                    help="comma-separated gpunn precisions to time on the GPU: float32, tf32, bf16 (default: "
-                        "%(default)s; the first row is always float32, the others are added beside it)")
-    b.add_argument("--graph", action="store_true",
-                   help="also time gpunn with each training step captured as a CUDA graph (GPU only)")
+                        "%(default)s; the first row is always float32 with the defaults, the others are added "
+                        "beside it)")
+    b.add_argument("--eager", action="store_true",
+                   help="also time gpunn's eager step (graph=False) beside each precision's default row, which on "
+                        "a GPU captures the step as a CUDA graph; the table's last lines give graph over eager "
+                        "(GPU only)")
     b.add_argument("--sustain", type=int, default=0, metavar="STEPS",
                    help="train each implementation STEPS more mini-batch steps before timing: the steady state of a "
                         "long run, where slowdowns that build up (subnormals in optimizer state) show; 1000 is "
@@ -53,16 +56,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return b
 
 
-def variants(precision_list: str, graph: bool) -> list:
-    """The extra gpunn runs, (precision, graph) pairs, beside the float32 one without a graph."""
+def variants(precision_list: str, eager: bool) -> list:
+    """The extra gpunn runs, (precision, graph) pairs, beside the float32 one with the defaults: each
+    precision with the default graph=None (a CUDA graph on a GPU) and, with ``eager``, graph=False."""
     from ..model import PRECISIONS
 
     precisions = [p.strip() for p in precision_list.split(",") if p.strip()] or ["float32"]
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ValueError(f"unknown precision(s) {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}")
-    pairs = [(p, g) for p in dict.fromkeys(precisions) for g in ((False, True) if graph else (False,))]
-    return [pair for pair in pairs if pair != ("float32", False)]
+    pairs = [(p, g) for p in dict.fromkeys(precisions) for g in ((None, False) if eager else (None,))]
+    return [pair for pair in pairs if pair != ("float32", None)]
 
 
 def run(args) -> int:
@@ -105,7 +109,7 @@ def run(args) -> int:
         budget = budget * len(configs) / (len(configs) + len(ensembles))
     data = bench.run(configs, backends, peers=[p for p in peers if p in bench.PEERS], repeats=repeats,
                      seconds=seconds, max_seconds=budget, profile=not args.no_profile, log=log,
-                     variants=variants(args.precision, args.graph), on_result=on_result,
+                     variants=variants(args.precision, args.eager), on_result=on_result,
                      sustain_steps=max(0, args.sustain))
     if ensembles:
         left = None if args.max_seconds is None else max(1.0, args.max_seconds - data["setup"]["wall_seconds"])
@@ -121,6 +125,8 @@ def run(args) -> int:
     print(bench.format_table(data["results"], markdown=args.markdown))
     print()
     print(bench.gemm_note(data["results"]))
+    if bench.graph_note(data["results"]):
+        print(bench.graph_note(data["results"]))
     print("gpunn is: gpunn's samples/s over the peer's. GFLOP/s = 6 x weights x samples/s.")
     if args.json:
         bench.write_json(data, args.json)
