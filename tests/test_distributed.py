@@ -273,10 +273,12 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_and_leaves_a_valid_checkpoint(tmp_pa
 
 
 @needs_mpi
-def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_path):
+@pytest.mark.parametrize("data", ["arrays", "stream"])
+def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_path, data):
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    cmd = [_mpiexec(), "-n", "2", str(gpunn_cli), "train", "--rows", "3000", "--features", "4", "--hidden", "8",
+    rows = ["--rows", "3000"] if data == "arrays" else ["--rows", "70000", "--stream", "on"]  # 2 chunks, 1 held out
+    cmd = [_mpiexec(), "-n", "2", str(gpunn_cli), "train", *rows, "--features", "4", "--hidden", "8",
            "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet",
            "--save", str(tmp_path / "run.npz"), "--json", str(tmp_path / "run.json")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -286,6 +288,8 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
     assert "batch 64 per rank x 2 ranks" in proc.stdout
     import gpunn
 
-    settings = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").settings
-    assert (settings.ranks, settings.batch_size) == (2, 64)
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    assert (ckpt.settings.ranks, ckpt.settings.batch_size) == (2, 64)
+    if data == "stream":  # each rank generated its shard of the stream
+        assert ckpt.training["source"]["shards"] == 2
     assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2

@@ -243,12 +243,13 @@ def run(args) -> int:
         # (the progress bar of verbose runs counts rows per batch: no second, per-epoch bar)
         if ckpt:
             history = ckpt.resume(source, epochs=args.epochs, verbose=not args.quiet, checkpoint=args.save or True,
-                                  callbacks=extra)
+                                  callbacks=extra, distributed=distributed)
         else:
             optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                                        momentum=args.momentum)
             history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                                schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks)
+                                schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks,
+                                distributed=distributed)
         evaluator = metrics.SourceEvaluator(source) if n_val else None
     else:
         validation = (X_val, Y_val) if n_val else None
