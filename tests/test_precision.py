@@ -190,3 +190,17 @@ def test_bf16_training_is_the_same_with_raw_uint16_storage(emulate, monkeypatch)
         params.append(m.params.copy())
     np.testing.assert_array_equal(params[0], params[1])
     assert gpunn.ops.cublas.cuda_type(RAW_BF16) == gpunn.ops.cublas.CUDA_R_16BF
+
+
+def test_the_kernel_loader_tells_bf16_from_every_spelling():
+    """gpunn.ops.kernels.is_bf16 (run at every kernel launch, so by itemsize and kind for a dtype) against
+    gpunn.ops.base.is_bf16 and the names and types it is also given."""
+    from gpunn.ops import kernels
+    from gpunn.ops.base import bf16_dtype, is_bf16
+
+    dtypes = [np.dtype(t) for t in ("float32", "float64", "float16", "int16", "uint16", "int32", "uint8")]
+    dtypes.append(np.dtype(bf16_dtype()))
+    for d in dtypes:
+        assert kernels.is_bf16(d) == is_bf16(d) == (d.name in ("bfloat16", "uint16")), d
+    assert kernels.is_bf16("bfloat16") and kernels.is_bf16(np.dtype(bf16_dtype()).type)
+    assert not kernels.is_bf16("float32") and not kernels.is_bf16(np.float32)
