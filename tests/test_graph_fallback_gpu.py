@@ -72,3 +72,31 @@ def test_the_default_falls_back_to_the_ordinary_step_silently(monkeypatch):
         runs.append(cupy.asnumpy(m.params))
     assert not m.graph_trainer.active and "made to fail by the test" in m.graph_trainer.reason
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("graph", [None, True])
+def test_a_product_refused_on_the_capture_handle_falls_back(monkeypatch, graph):
+    """cuBLAS refusing a product on the graph's own handle (its first, eager step of a shape) leaves the
+    run going: the default takes the ordinary step from that batch on (no warning), graph=True warns
+    and runs the eager form; either way the weights are graph=False's (the refusal comes before any
+    update). float64, which the graph's GemmEx also serves."""
+    import warnings
+
+    import cupy
+
+    def refuse(self, a, b, out, precision="float32"):
+        raise cublas_mod.GemmError("CUBLAS_STATUS_NOT_SUPPORTED (made so by the test)")
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=600, n_features=8, n_outputs=2, seed=1, device="cuda",
+                               dtype="float64")
+    ref = gpunn.MLP([8, 16, 2], device="cuda", seed=0, graph=False, dtype="float64")
+    ref.fit(X, Y, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
+    monkeypatch.setattr(cublas_mod.CapturableBlas, "gemm", refuse)
+    m = gpunn.MLP([8, 16, 2], device="cuda", seed=0, graph=graph, dtype="float64")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(X, Y, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
+    said = [w for w in caught if issubclass(w.category, GraphWarning)]
+    assert (len(said) == 1) == (graph is True) and not m.graph_trainer.captured
+    assert "refused a product" in m.graph_trainer.reason and m.optimizer.steps == ref.optimizer.steps == 10
+    np.testing.assert_allclose(cupy.asnumpy(m.params), cupy.asnumpy(ref.params), rtol=1e-12, atol=1e-14)

@@ -17,7 +17,8 @@ What makes the step capturable:
 
 Where a step cannot be captured -- the CPU, ``fused=False`` (CuPy's generic expressions allocate
 temporaries), an optimizer without ``graph_update``, a gradient hook between backward and the
-optimizer (data-parallel training), or a capture that fails -- ``reason`` says why, and:
+optimizer (data-parallel training), a capture that fails, or a product cuBLAS refuses on the
+capture handle (in the first, eager step of a shape, before any update) -- ``reason`` says why, and:
 
 - by default ("auto") the ordinary step runs, silently (``model.graph_trainer.reason`` keeps the why);
 - with ``graph=True`` a GraphWarning says so, and the same launches run eagerly: the same kernels
@@ -40,6 +41,8 @@ import threading
 import warnings
 
 import numpy
+
+from ..ops.cublas import GemmError
 
 
 class GraphWarning(RuntimeWarning):
@@ -168,7 +171,13 @@ class GraphTrainer:
             step.load(X, Y)
             step.record()
         else:
-            self._on_stream(step, X, Y)
+            try:
+                self._on_stream(step, X, Y)
+            except GemmError as exc:  # cuBLAS refused a product on the capture handle: before any update
+                self._give_up(f"cuBLAS refused a product on the capture handle: {exc}")
+                if not self.active:  # the default: this batch and the rest take the ordinary step
+                    return self.step(X, Y, lr)
+                self._on_stream(step, X, Y)  # graph=True: the eager form, with CuPy's products
         self.optimizer.steps += 1
         self._host_steps = self.optimizer.steps
         return step.sum_sq
@@ -196,8 +205,8 @@ class GraphTrainer:
                     step.warm = True
         finally:
             ops.blas = saved
-        after.record(self.stream)
-        null.wait_event(after)
+            after.record(self.stream)  # also after a failure: what was queued is done before what follows
+            null.wait_event(after)
 
     def _capture(self, step):
         stream = self.stream
