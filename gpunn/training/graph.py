@@ -27,7 +27,10 @@ capture handle (in the first, eager step of a shape, before any update) -- ``rea
 
 Each batch shape gets its own graph (the last partial batch of an epoch too: it runs eagerly the
 first time, then is captured when it recurs); the last three shapes are kept. gpunn's data sources
-cut every epoch into full batches and one partial batch, so a run has at most two shapes.
+cut every epoch into full batches and one partial batch, so a run has at most two shapes. Neither
+the partial batch nor callbacks are reasons to fall back: per-batch callbacks run on the host
+between two replays, ordered with them through the null stream, and may read or change the
+parameters in place (a parameter buffer that is replaced is noticed, and the step captured again).
 
 Where it wins (bench/RESULTS.md, H200): the graph step ran 11.5x (small), 9.0x (medium) and 4.8x
 (deep) the eager one, and tied it on large (within 0.3%, float32, tf32 and bf16: the GEMMs take 95%
