@@ -1,5 +1,6 @@
 """Data-parallel throughput on the CPU: ``mpiexec -n P python bench/dist_bench.py CONFIG BATCH [STEPS]``;
-``mpiexec -n P python bench/dist_bench.py allreduce`` times the MPI all-reduce alone.
+``mpiexec -n P python bench/dist_bench.py allreduce`` times the MPI all-reduce alone, and
+``mpiexec -n P python bench/dist_bench.py overlap`` whether it can hide behind compute (see overlap()).
 
 CONFIG is a ``gpunn bench`` configuration (medium, wide, ...); BATCH the per-rank batch; an epoch has
 STEPS steps (default 60) of P x BATCH rows. Run without mpiexec (P = 1) it trains the plain loop (no
@@ -104,5 +105,60 @@ def allreduce():
         print(json.dumps(dict(out, ranks=comm.size, load=round(os.getloadavg()[0], 1))), flush=True)
 
 
+def overlap():
+    """Can an all-reduce hide behind compute on this machine? Per configuration, the gradient buffer's
+    all-reduce and a stand-in for the backward pass (the GEMMs of one rank's backward at its batch)
+    are timed alone (the non-blocking MPI_Iallreduce too, waited for at once), one after the other,
+    and overlapped: a non-blocking MPI_Iallreduce started
+    before the compute and waited for after it, once with no MPI call in between and once polled
+    (MPI_Test) between the GEMMs, the way a bucketed hook would progress it. Best of N repeats."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rng = numpy.random.default_rng(0)
+    out = {}
+    # (name, gradient floats, per-rank batch, layer widths): medium 64-256-256-1 at 128, wide 256-1024x3-1 at 512
+    for name, n, batch, widths, repeats in (("medium", 82_689, 128, [64, 256, 256, 1], 200),
+                                            ("wide", 2_363_393, 512, [256, 1024, 1024, 1024, 1], 30)):
+        grads = numpy.ones(n, numpy.float32)
+        acts = [rng.standard_normal((batch, w), dtype=numpy.float32) for w in widths]
+        weights = [rng.standard_normal((a, b), dtype=numpy.float32) for a, b in zip(widths, widths[1:])]
+
+        def backward(poll=None):
+            for i in reversed(range(len(weights))):  # dW = A^T dZ and dA = dZ W^T, layer by layer
+                _ = acts[i].T @ acts[i + 1]
+                if i:
+                    _ = acts[i + 1] @ weights[i].T
+                if poll is not None:
+                    poll.Test()
+
+        def timed(fn):
+            best = float("inf")
+            for _ in range(repeats):
+                comm.Barrier()
+                t = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - t)
+            return round(best * 1e6, 1)
+
+        def overlapped(polled):
+            def run():
+                request = comm.Iallreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+                backward(request if polled else None)
+                request.Wait()
+            return run
+
+        r = {"compute_us": timed(backward),
+             "allreduce_us": timed(lambda: comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)),
+             "iallreduce_wait_us": timed(lambda: comm.Iallreduce(MPI.IN_PLACE, grads, op=MPI.SUM).Wait()),
+             "sequential_us": timed(lambda: (backward(), comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM))),
+             "overlapped_us": timed(overlapped(False)), "overlapped_polled_us": timed(overlapped(True))}
+        r["hidden_share"] = round((r["sequential_us"] - r["overlapped_polled_us"]) / r["allreduce_us"], 2)
+        out[name] = r
+    if comm.rank == 0:
+        env = {k: v for k, v in os.environ.items() if k.startswith("MPIR_CVAR")}
+        print(json.dumps(dict(out, ranks=comm.size, env=env, load=round(os.getloadavg()[0], 1))), flush=True)
+
+
 if __name__ == "__main__":
-    allreduce() if sys.argv[1] == "allreduce" else main()
+    {"allreduce": allreduce, "overlap": overlap}.get(sys.argv[1], main)()
