@@ -161,7 +161,7 @@ def shards(out, tmp):
     if comm.rank == 0:
         _NpyFile.read = plain_read
         ref = MLP(**ARCH)
-        ref_history = ref.fit(ShardedSource(source(), 2), epochs=3, batch_size=16, **FIT)
+        ref_history = ref.fit(ShardedSource(source(), comm.size), epochs=3, batch_size=8 * comm.size, **FIT)
         out["standardizer_rel"] = rel(model.standardizer.x_mean, ref.standardizer.x_mean)
         out["params_rel"] = rel(model.params, ref.params)
         out["loss_rel"] = rel(numpy.array(history["loss"]), numpy.array(ref_history["loss"]))
