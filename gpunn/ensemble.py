@@ -21,6 +21,7 @@ import numpy
 from .checks import as_matrix, check_rows_match, per_member, positive_int
 from .model import MLP, PREDICT_CHUNK_ROWS, ParamList
 from .ops import ensemble_ops_for
+from .training.graph import graph_mode
 
 
 class _Workspace:
@@ -42,10 +43,15 @@ class Ensemble:
     K ints. ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the
     members' mean and population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of
     member k; ``ens.best()`` the member with the best validation loss of the last fit.
+    ``graph=True`` (opt-in; off by default, unlike one MLP's): on a CUDA GPU each training step of all K
+    members is captured once as a CUDA graph and replayed (gpunn.training.graph.EnsembleGraphTrainer);
+    ``ens.graph_trainer.captured`` / ``.reason`` say whether it was. Where it cannot capture, a
+    GraphWarning and the same launches run eagerly, training exactly as ``graph=False``; ``graph=None``
+    ("auto") uses the graph only where it can capture.
     """
 
     def __init__(self, layer_sizes, n_models, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None, fused=None):
+                 dtype="float32", device="auto", seed=None, fused=None, graph=False):
         self.n_models = positive_int(n_models, "n_models")
         if seed is None:
             seed = int(numpy.random.SeedSequence().entropy % 2**62)
@@ -68,6 +74,8 @@ class Ensemble:
         self.init_parameters()
         self._workspaces = {}
         self.history = None
+        self.graph = graph_mode(graph)  # False (the default), True, or None ("auto"): see gpunn.training.graph
+        self.graph_trainer = None
 
     # ---- structure -------------------------------------------------------------------
     @property
@@ -147,10 +155,11 @@ class Ensemble:
             A_prev = A
         return A_prev
 
-    def _backward(self, X, Y, ws):
-        """Fill the flat gradient buffer; return each member's sum((A[L] - Y)^2), a (K,) device array."""
+    def _backward(self, X, Y, ws, sum_sq=None):
+        """Fill the flat gradient buffer; return each member's sum((A[L] - Y)^2), a (K,) device array
+        (``sum_sq`` when given: a CUDA graph's fixed buffer)."""
         mops, L = self.member_ops, self.n_layers
-        sum_sq = mops.loss_gradient(ws.A[-1], Y, ws.dA[-1])
+        sum_sq = mops.loss_gradient(ws.A[-1], Y, ws.dA[-1], sum_sq)
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l]
             db = self._db[l] if self.bias else None

@@ -120,7 +120,7 @@ __global__ void member_sgd_step(T* w, const T* g, T* vel, const double* hyper, i
 //   g       [K x per_member] gradients (read)
 //   hyper   [K x kHyperFields] member settings (read)
 template <typename T>
-__global__ void member_adam_step(T* w, const T* g, T* m, T* v, const double* hyper, T eps, double step,
+__device__ void member_adam_loop(T* w, const T* g, T* m, T* v, const double* hyper, T eps, double step,
                                  int decoupled, long long members, long long per_member) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long k = blockIdx.y; k < members; k += gridDim.y) {
@@ -136,6 +136,20 @@ __global__ void member_adam_step(T* w, const T* g, T* m, T* v, const double* hyp
             v[base + i] = vi;
         }
     }
+}
+
+template <typename T>
+__global__ void member_adam_step(T* w, const T* g, T* m, T* v, const double* hyper, T eps, double step,
+                                 int decoupled, long long members, long long per_member) {
+    member_adam_loop(w, g, m, v, hyper, eps, step, decoupled, members, per_member);
+}
+
+// member_adam_step at the step t = state[0], read from device memory (a captured CUDA graph replays its
+// arguments, so the step count lives on the device, advanced by optimizers.cu's optimizer_tick).
+template <typename T>
+__global__ void member_adam_step_dev(T* w, const T* g, T* m, T* v, const double* hyper, T eps, const double* state,
+                                     int decoupled, long long members, long long per_member) {
+    member_adam_loop(w, g, m, v, hyper, eps, state[0], decoupled, members, per_member);
 }
 
 }  // namespace gpunn

@@ -331,3 +331,69 @@ def test_member_groups_on_threads_give_the_same_products():
         out = np.empty((5, 9, 3))
         np.testing.assert_array_equal(mops.matmul(X, W, out=out), np.matmul(X, W))  # X shared by the members
         np.testing.assert_array_equal(mops.matmul(A, W, out=np.empty((5, 9, 3))), np.matmul(A, W))
+
+
+def _base_and_offset(view):
+    """The flat buffer a view reads and the view's first element's offset in it."""
+    base = view
+    while base.base is not None:
+        base = base.base
+    flat = base.reshape(-1)
+    offset = (view.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) // view.itemsize
+    return flat, offset
+
+
+def test_the_batched_gemm_plan_computes_every_product_of_an_ensemble_step():
+    """cublasGemmStridedBatchedEx (emulated on flat buffers, one member at a time) with the plan's arguments
+    gives the products of a step as the graph path passes them: the shared batch X (stride 0), workspace
+    stacks, and weight and gradient views of the member-major flat buffers (member stride P), transposed too."""
+    from gpunn.ops import cublas
+
+    rng = np.random.default_rng(3)
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float32", device="cpu", seed=0)
+    ens.params[...] = rng.standard_normal(ens.params.size)
+    X = rng.standard_normal((6, SIZES[0])).astype(np.float32)
+    A1 = rng.standard_normal((3, 6, SIZES[1])).astype(np.float32)
+    dZ1 = rng.standard_normal((3, 6, SIZES[1])).astype(np.float32)
+    dZ2 = rng.standard_normal((3, 6, SIZES[2])).astype(np.float32)
+    cases = [(X, ens.weights[0], np.empty((3, 6, SIZES[1]), np.float32)),  # forward, shared X
+             (A1, ens.weights[1], np.empty((3, 6, SIZES[2]), np.float32)),  # forward, a workspace stack
+             (X.T, dZ1, ens._dW[0]),  # dW = X^T dZ into the gradient buffer's member views
+             (dZ2, ens.weights[1].swapaxes(-1, -2), np.empty((3, 6, SIZES[1]), np.float32))]  # dA = dZ W^T
+    for a, b, out in cases:
+        bp = cublas.batched_plan_for(a, b, out)
+        assert bp.count == 3 and (bp.stride_second == 0) == (a.ndim == 2)
+        first, first_at = _base_and_offset(b)
+        second, second_at = _base_and_offset(a)
+        flat_out, out_at = _base_and_offset(out)
+        flat_out[...] = np.nan if out.base is None else flat_out
+        for k in range(3):
+            c = flat_out[out_at + k * bp.stride_c:]
+            cublas.emulate_gemm(bp.plan, first, second, c, first_at + k * bp.stride_first,
+                                second_at + k * bp.stride_second)
+        np.testing.assert_allclose(out, np.matmul(a.astype(np.float64), b), rtol=1e-5, atol=1e-5)
+    with pytest.raises(cublas.GemmError, match="not a stack of 3"):
+        cublas.batched_plan_for(A1[:2], ens.weights[1], np.empty((3, 6, SIZES[2]), np.float32))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_graph_true_trains_exactly_as_the_eager_step(data, optimizer):
+    """Ensemble(graph=True): on the CPU the graph's launches run eagerly (gpunn.training.graph), with the
+    step count on the device and the rates from the members' table; bit for bit the ordinary fit, with a
+    member frozen by early stopping part-way and bootstrap resamples."""
+    X, Y = data
+    kwargs = dict(epochs=5, batch_size=25, optimizer=optimizer, lr=[2e-3, 0.1, 1e-2] if optimizer == "adam"
+                  else [0.01, 0.3, 0.05], momentum=None if optimizer == "adam" else [0.5, 0.9, 0.0],
+                  validation_fraction=0.2, bootstrap=True, seed=4, schedule="cosine", verbose=False)
+    runs = []
+    for graph in (False, True):
+        ens = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cpu", seed=7, graph=graph)
+        history = ens.fit(X, Y, callbacks=[gpunn.EarlyStopping(patience=1, min_delta=0.01)], **kwargs)
+        runs.append((ens, history))
+    (eager, h_eager), (graphed, h_graph) = runs
+    assert graphed.graph_trainer is not None and not graphed.graph_trainer.captured  # the CPU: eager form
+    assert any(h_graph.stopped_early) and h_graph.stopped_epoch == h_eager.stopped_epoch
+    np.testing.assert_array_equal(graphed.params, eager.params)
+    for name, state in eager.optimizer.state.items():
+        np.testing.assert_array_equal(graphed.optimizer.state[name], state)
+    assert graphed.optimizer.steps == eager.optimizer.steps and h_graph["loss"] == h_eager["loss"]

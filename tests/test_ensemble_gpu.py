@@ -101,8 +101,9 @@ def test_bootstrap_and_bench_runner_on_cuda(gpu):
     ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, verbose=False)
     assert _rel(ens.member_params[0], ens.member_params[1]) > 1e-3
     results = run_ensembles([bench.parse_config("lin:4:8:1:16-x3")], [gpu], peers=["sequential"], repeats=1,
-                            seconds=0.01, log=lambda msg: None)
-    assert [r["impl"] for r in results] == ["gpunn", "sequential"] and all(r["samples_per_s"] > 0 for r in results)
+                            seconds=0.01, log=lambda msg: None, graph=True)
+    assert [r["impl"] for r in results] == ["gpunn", "gpunn-graph", "sequential"]
+    assert all(r["samples_per_s"] > 0 for r in results)
     for r in results:  # the H200 run's ensemble rows read "% of peak" = nan: every row has it, on cuda too
         assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and "cuBLAS" in r["peak_gemm"], r
 
@@ -133,3 +134,30 @@ def test_an_ensemble_run_interrupted_mid_epoch_resumes_on_cuda(gpu, tmp_path, in
     assert _rel(ckpt.optimizer.state["m"], reference.optimizer.state["m"]) <= tol
     numpy.testing.assert_allclose(numpy.array(resumed["val_loss"]), numpy.array(ref_hist["val_loss"]), rtol=tol)
     assert resumed.stopped_epoch == ref_hist.stopped_epoch
+
+
+@pytest.mark.parametrize("optimizer,bootstrap", [("adam", False), ("sgd", True)])
+def test_the_ensemble_step_as_a_cuda_graph_trains_as_the_eager_step(gpu, optimizer, bootstrap):
+    """Ensemble(graph=True) on cuda: the K members' step captured and replayed (on tests/fakecupy, which
+    emulates capture, too); the same training as the eager step: float64 to 1e-10 (the graph's products are
+    cuBLAS strided batched calls, the eager step's CuPy's matmul), with a member frozen by early stopping
+    part-way (the members' table rewritten in place under the graph)."""
+    import warnings
+
+    from gpunn.training.graph import GraphWarning
+
+    X, Y = _data()
+    kwargs = dict(epochs=4, batch_size=40, optimizer=optimizer, lr=[2e-3, 0.1, 1e-2] if optimizer == "adam"
+                  else [0.01, 0.3, 0.05], seed=4, validation_fraction=0.2, bootstrap=bootstrap, verbose=False)
+    runs = []
+    for graph in (False, True):
+        ens = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cuda", seed=7, graph=graph)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GraphWarning)  # fakecupy: no capture
+            history = ens.fit(X, Y, callbacks=[gpunn.EarlyStopping(patience=1, min_delta=0.01)], **kwargs)
+        runs.append((ens, history))
+    (eager, h_eager), (graphed, h_graph) = runs
+    assert graphed.graph_trainer.captured, graphed.graph_trainer.reason  # tests/fakecupy emulates capture too
+    assert _rel(graphed.params, eager.params) <= 1e-10
+    numpy.testing.assert_allclose(h_graph["val_loss"], h_eager["val_loss"], rtol=1e-10)
+    assert h_graph.stopped_epoch == h_eager.stopped_epoch

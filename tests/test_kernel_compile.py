@@ -142,7 +142,7 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
         bf16, plain = gk.name_expressions(source, True), gk.name_expressions(source, False)
         assert sorted(bf16 + plain) == sorted(names[source]) and all("gpunn::bf16" in n for n in bf16)
         assert not any("gpunn::bf16" in n for n in plain)
-    assert len(names["ensemble.cu"]) == 2 * (n_acts + 4)  # bias + activation per activation, 4 more
+    assert len(names["ensemble.cu"]) == 2 * (n_acts + 5)  # bias + activation per activation, 5 more
     assert "gpunn::member_bias_act_forward<float, 1>" in names["ensemble.cu"]
     assert "gpunn::act_backward_from_output<double, 8>" in names["elementwise.cu"]
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)

@@ -69,13 +69,23 @@ class BatchedGemmRunner(Runner):
 class EnsembleRunner(Runner):
     key = "gpunn"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, graph=False):
         from ..ensemble import Ensemble
 
         self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
-        self.model = Ensemble(cfg.sizes, cfg.members, activation="relu", dtype="float32", device=backend, seed=0)
+        self.model = Ensemble(cfg.sizes, cfg.members, activation="relu", dtype="float32", device=backend, seed=0,
+                              graph=graph)
         self.lr, self._seed = lr, 0
-        self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})"
+        self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})" + (" graph" if graph else "")
+        if graph:
+            self.key = "gpunn-graph"
+
+    def graph_note(self) -> str:
+        """For a graph row: "" when the step ran as a replayed CUDA graph, else why not."""
+        trainer = self.model.graph_trainer
+        if trainer is not None and trainer.captured:
+            return ""
+        return f", graph not captured: {getattr(trainer, 'reason', None)}"
 
     def epochs(self, n):
         self._seed += 1
@@ -196,14 +206,17 @@ _PEER_CLASSES = {"sequential": SequentialRunner, "torch-vmap": TorchVmapRunner, 
 
 
 def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, deadline=None,
-                          threads=None, log=print, profile=True) -> list:
-    """The ensemble and its peers on one configuration and backend, interleaved; Results (gpunn first)."""
+                          threads=None, log=print, profile=True, graph=False) -> list:
+    """The ensemble and its peers on one configuration and backend, interleaved; Results (gpunn first).
+    ``graph``: on a GPU, also the ensemble with its step captured as a CUDA graph (``Ensemble(graph=True)``)."""
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
     gemm = BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape)
     peaks = peak_runners(backend, "float32", peak_size_for(seconds))  # square GEMMs, as the single-model rows use
     gpunn = EnsembleRunner(cfg, backend, X, Y)
     runners = [gemm, *peaks, gpunn]
+    if graph and backend.is_gpu:
+        runners.append(EnsembleRunner(cfg, backend, X, Y, graph=True))
     for key in peers:
         try:
             kwargs = {"threads": threads} if key.startswith("torch") else {}
@@ -233,6 +246,8 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
         res.noisy = spread[1] > 1.3 * spread[0]
         res.note = "member-samples/s" + (f", {r.threads} threads" if hasattr(r, "threads") else "")
+        if r.key == "gpunn-graph":
+            res.note += r.graph_note()
         results.append(res)
     if profile and (deadline is None or time.perf_counter() < deadline):
         results[0].profile = profile_step(gpunn, 1, ops=gpunn.model.member_ops)
@@ -240,8 +255,9 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
 
 
 def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, max_seconds=None, threads=None,
-                  log=print, profile=True) -> list:
-    """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts."""
+                  log=print, profile=True, graph=False) -> list:
+    """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts
+    (``graph``: a CUDA-graph row of the ensemble too, on GPUs)."""
     from dataclasses import asdict
 
     from .system import _cores, blas_threads
@@ -254,5 +270,5 @@ def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.
         log(f"  {cfg.name} [{backend.device}] {cfg.members} x {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             results.extend(asdict(r) for r in bench_ensemble_config(cfg, backend, peers, repeats, seconds,
-                                                                    job_deadline, threads, log, profile))
+                                                                    job_deadline, threads, log, profile, graph))
     return results

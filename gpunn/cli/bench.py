@@ -115,7 +115,7 @@ def run(args) -> int:
         left = None if args.max_seconds is None else max(1.0, args.max_seconds - data["setup"]["wall_seconds"])
         new = bench.run_ensembles(ensembles, backends, peers=[p for p in peers if p in bench.ENSEMBLE_PEERS],
                                   repeats=repeats, seconds=seconds, max_seconds=left, log=log,
-                                  profile=not args.no_profile)
+                                  profile=not args.no_profile, graph=True)
         data["results"] += new
         on_result(data, new)
     data["setup"]["command"] = command

@@ -113,6 +113,43 @@ def plan_for(a, b, out) -> GemmPlan:
     return gemm_plan(a.shape, a.strides, b.shape, b.strides, out.shape, out.strides, a.itemsize, out.itemsize)
 
 
+@dataclass(frozen=True)
+class BatchedPlan:
+    """cublasGemmStridedBatchedEx: ``plan`` for each of ``count`` products, the k-th reading cuBLAS's first
+    operand (the caller's B) at ``stride_first`` x k elements, its second (the caller's A) at
+    ``stride_second`` x k and writing C at ``stride_c`` x k. A stride of 0 shares one matrix: an ensemble's
+    first layer reads the same batch X in every member's product."""
+    plan: GemmPlan
+    count: int
+    stride_first: int
+    stride_second: int
+    stride_c: int
+
+
+def _batch(x, count, name):
+    """(2-D shape, 2-D strides, batch stride in elements) of a (count, p, q) stack or one shared (p, q)."""
+    if x.ndim == 2:
+        return x.shape, x.strides, 0
+    if x.ndim != 3 or x.shape[0] != count or x.strides[0] % x.itemsize:
+        raise GemmError(f"{name}: a {x.shape} operand is not a stack of {count} matrices")
+    return x.shape[1:], x.strides[1:], x.strides[0] // x.itemsize
+
+
+def batched_plan_for(a, b, out) -> BatchedPlan:
+    """The cuBLAS arguments of out[k] = a[k] @ b[k] for (K, n, m) ``out`` (each matrix C-contiguous);
+    ``a`` and ``b`` are (K, ., .) stacks or one matrix shared by every k."""
+    if out.ndim != 3:
+        raise GemmError(f"a batched product writes a (K, n, m) stack, not {out.shape}")
+    count = out.shape[0]
+    a_shape, a_strides, a_step = _batch(a, count, "A")
+    b_shape, b_strides, b_step = _batch(b, count, "B")
+    if out.strides[0] % out.itemsize:
+        raise GemmError(f"C: strides {out.strides} are not whole elements")
+    plan = gemm_plan(a_shape, a_strides, b_shape, b_strides, out.shape[1:], out.strides[1:], a.itemsize,
+                     out.itemsize)
+    return BatchedPlan(plan, count, b_step, a_step, out.strides[0] // out.itemsize)
+
+
 def emulate_gemm(plan: GemmPlan, first, second, out, offset_first=0, offset_second=0):
     """What cublasGemmEx does with ``plan`` (alpha 1, beta 0), in NumPy on flat buffers.
 
@@ -211,8 +248,11 @@ class CapturableBlas:
         lib.cublasDestroy_v2.argtypes = [vp]
         lib.cublasGemmEx.argtypes = [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32, i32, vp, vp, i32, i32,
                                      i32, i32]
+        i64 = ctypes.c_longlong
+        lib.cublasGemmStridedBatchedEx.argtypes = [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, i64, vp, i32, i32,
+                                                   i64, vp, vp, i32, i32, i64, i32, i32, i32]
         for fn in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2, lib.cublasGemmEx,
-                   lib.cublasDestroy_v2):
+                   lib.cublasGemmStridedBatchedEx, lib.cublasDestroy_v2):
             fn.restype = i32
         handle = vp()
         self._check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
@@ -243,6 +283,26 @@ class CapturableBlas:
             vp(b.data.ptr), cuda_type(b.dtype), plan.lda, vp(a.data.ptr), cuda_type(a.dtype), plan.ldb,
             vp(ctypes.addressof(zero)), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT),
             "cublasGemmEx")
+        return out
+
+    def gemm_batched(self, a, b, out, precision="float32"):
+        """out[k] = a[k] @ b[k] for every k, one cublasGemmStridedBatchedEx (an Ensemble's products, captured
+        in its CUDA graph); ``a`` or ``b`` may be one matrix shared by all k (stride 0)."""
+        bp = batched_plan_for(a, b, out)
+        plan = bp.plan
+        ctype = compute_type(a.dtype, out.dtype, precision)
+        if b.dtype != a.dtype:
+            raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+        if plan.m == 0 or plan.n == 0 or plan.k == 0 or bp.count == 0:
+            raise GemmError("empty products are not captured")
+        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        vp = ctypes.c_void_p
+        self._check(self._lib.cublasGemmStridedBatchedEx(
+            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(ctypes.addressof(one)),
+            vp(b.data.ptr), cuda_type(b.dtype), plan.lda, bp.stride_first,
+            vp(a.data.ptr), cuda_type(a.dtype), plan.ldb, bp.stride_second,
+            vp(ctypes.addressof(zero)), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count,
+            ctype, GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
         return out
 
     def close(self):

@@ -59,7 +59,7 @@ class MemberRates:
     def __init__(self, xp, table):
         self.xp = xp
         self.host = numpy.array(table, dtype=numpy.float64)
-        self._device = None
+        self._device, self._stale = None, False
         self.version = 0  # counts changes, for caches of values derived from the table
 
     @property
@@ -78,14 +78,20 @@ class MemberRates:
     def update(self, field, values):
         """Change one column (e.g. the epoch's learning rates); the device copy follows on next use."""
         self.host[:, field] = values
-        self._device = None
+        self._stale = True
         self.version += 1
 
     @property
     def device(self):
-        """The table on the device (one small copy after each change: at most once per epoch)."""
+        """The table on the device (one small copy after each change: at most once per epoch), always at
+        the same address once made (a captured CUDA graph reads it there)."""
+        if self.xp is numpy:
+            return self.host
         if self._device is None:
-            self._device = self.xp.asarray(self.host) if self.xp is not numpy else self.host
+            self._device = self.xp.asarray(self.host)
+        elif self._stale:
+            self._device.set(self.host)
+        self._stale = False
         return self._device
 
 
@@ -132,14 +138,18 @@ class EnsembleOps:
         """db[k] <- column sums of dZ[k]."""
         return self.xp.sum(dZ, axis=1, out=db)
 
-    def loss_gradient(self, A, Y, dA):
-        """dA <- (2/m)(A - Y); returns each member's sum((A - Y)^2) as a (K,) float64 device array.
+    def loss_gradient(self, A, Y, dA, out=None):
+        """dA <- (2/m)(A - Y); returns each member's sum((A - Y)^2) as a (K,) float64 device array
+        (written into ``out`` when given: a CUDA graph's fixed buffer).
 
         A is (K, m, n); Y is (m, n) (shared by the members) or (K, m, n).
         """
         self.xp.subtract(A, Y, out=dA)
         sums = self._member_sums_of_squares(dA)
         dA *= 2.0 / A.shape[1]
+        if out is not None:
+            out[...] = sums
+            return out
         return sums
 
     def squared_error(self, A, Y):
@@ -213,6 +223,11 @@ class EnsembleOps:
         if rows is not Ellipsis:
             w[rows], m[rows], v[rows] = W, M, V
         return w
+
+    def adam_step_dev(self, w, g, m, v, rates: MemberRates, eps, state, decoupled: bool):
+        """adam_step at the step t = state[0], a float64 device array (a CUDA graph's step counter, advanced
+        by ``Ops.optimizer_tick``); here read back, the eager form of the graph's launch."""
+        return self.adam_step(w, g, m, v, rates, eps, int(state[0]), decoupled)
 
     def _active_rows(self, rates):
         """Ellipsis when every member trains, None when none does, else the active rows' indices."""

@@ -74,12 +74,24 @@ class CupyEnsembleOps(EnsembleOps):
                 dZ, db, numpy.int64(db_stride), numpy.int64(members), numpy.int64(rows), numpy.int64(cols)))
         return db
 
-    def _mse(self, A, Y, dA, scale):
+    def matmul(self, a, b, out):
+        """cuBLAS's strided batched product on the graph path's own handle while a step is captured (CuPy's
+        matmul cannot be); CuPy's matmul otherwise."""
+        blas = self.ops.blas
+        if blas is not None and hasattr(blas, "gemm_batched") and out.ndim == 3:  # k = 1 too: a * b exactly
+            return blas.gemm_batched(a, b, out)
+        return super().matmul(a, b, out)
+
+    def _mse(self, A, Y, dA, scale, out=None):
         import cupy
 
         members = A.shape[0]
         per_member = A.size // members if members else 0
-        sums = cupy.zeros(members, numpy.float64)
+        if out is None:
+            sums = cupy.zeros(members, numpy.float64)
+        else:  # a graph's fixed buffer: zeroed with a memset, as one model's loss is
+            sums = out
+            sums.data.memset_async(0, sums.nbytes)
         y_stride = per_member if Y.ndim == A.ndim else 0
         if per_member:
             kernels.get_kernel("member_mse_grad", A.dtype)(self._grid(per_member, members), (BLOCK,), (
@@ -94,10 +106,10 @@ class CupyEnsembleOps(EnsembleOps):
             return False
         return Y.shape == A.shape or Y.shape == A.shape[1:]
 
-    def loss_gradient(self, A, Y, dA):
+    def loss_gradient(self, A, Y, dA, out=None):
         if not self._mse_ok(A, Y, dA):
-            return super().loss_gradient(A, Y, dA)
-        return self._mse(A, Y, dA, 2.0 / A.shape[1])
+            return super().loss_gradient(A, Y, dA, out)
+        return self._mse(A, Y, dA, 2.0 / A.shape[1], out)
 
     def squared_error(self, A, Y):
         if not self._mse_ok(A, Y):
@@ -124,5 +136,14 @@ class CupyEnsembleOps(EnsembleOps):
         members, per_member = w.shape
         kernels.get_kernel("member_adam_step", w.dtype)(self._grid(per_member, members), (BLOCK,), (
             w, g, m, v, rates.device, w.dtype.type(eps), numpy.float64(step), numpy.int32(bool(decoupled)),
+            numpy.int64(members), numpy.int64(per_member)))
+        return w
+
+    def adam_step_dev(self, w, g, m, v, rates: MemberRates, eps, state, decoupled: bool):
+        if not self._step_ok(w, g, m, v):
+            return super().adam_step_dev(w, g, m, v, rates, eps, state, decoupled)
+        members, per_member = w.shape
+        kernels.get_kernel("member_adam_step_dev", w.dtype)(self._grid(per_member, members), (BLOCK,), (
+            w, g, m, v, rates.device, w.dtype.type(eps), state, numpy.int32(bool(decoupled)),
             numpy.int64(members), numpy.int64(per_member)))
         return w

@@ -50,7 +50,7 @@ SOURCES = {
                       "adam_step_dev": None},
     # the member-axis kernels of gpunn.Ensemble
     "ensemble.cu": {"member_bias_act_forward": "act", "member_bias_grad": None, "member_mse_grad": None,
-                    "member_sgd_step": None, "member_adam_step": None},
+                    "member_sgd_step": None, "member_adam_step": None, "member_adam_step_dev": None},
 }
 KERNEL_SOURCE = {kernel: source for source, kernels in SOURCES.items() for kernel in kernels}
 

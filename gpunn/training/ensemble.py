@@ -150,15 +150,30 @@ class EnsembleOptimizer:
     def active(self):
         return self.rates.active
 
+    def set_rates(self, lr):
+        """This epoch's K learning rates into the members' table (a change: once per epoch at most)."""
+        if not numpy.array_equal(self.rates.column(LR), lr):
+            self.rates.update(LR, lr)
+
     def step(self, params, grads, lr):
         """One step of every active member; ``lr`` holds the K members' rates for this epoch."""
-        if not numpy.array_equal(self.rates.column(LR), lr):  # changes once per epoch at most
-            self.rates.update(LR, lr)
+        self.set_rates(lr)
         self.steps += 1
         w, g = params.reshape(self.n_models, -1), grads.reshape(self.n_models, -1)
         s = self.state
         if self.is_adam:
             self.member_ops.adam_step(w, g, s["m"], s["v"], self.rates, self.eps, self.steps, self.decoupled)
+        else:
+            self.member_ops.sgd_step(w, g, s.get("velocity"), self.rates, self.nesterov)
+
+    def graph_update(self, params, grads, state):
+        """step() for CUDA-graph replay (gpunn.training.graph): the step count in ``state[0]``, advanced on
+        the device; the rates from the members' table, which the host rewrites in place (set_rates)."""
+        self.member_ops.ops.optimizer_tick(state, 0.0, 0.0)
+        w, g = params.reshape(self.n_models, -1), grads.reshape(self.n_models, -1)
+        s = self.state
+        if self.is_adam:
+            self.member_ops.adam_step_dev(w, g, s["m"], s["v"], self.rates, self.eps, state, self.decoupled)
         else:
             self.member_ops.sgd_step(w, g, s.get("velocity"), self.rates, self.nesterov)
 

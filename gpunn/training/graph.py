@@ -83,6 +83,12 @@ def capture_resources(device: str):
     return got
 
 
+def graph_trainer_for(model, optimizer, **kwargs):
+    """The GraphTrainer for a trainable: an MLP's, or an Ensemble's (K members in one graph)."""
+    cls = EnsembleGraphTrainer if getattr(model, "n_models", None) is not None else GraphTrainer
+    return cls(model, optimizer, **kwargs)
+
+
 def release_capture_resources():
     """Drop this thread's shared capture streams and cuBLAS handles (after the graphs that use them)."""
     _RESOURCES.table = {}
@@ -103,7 +109,7 @@ class GraphTrainer:
         self.state = xp.zeros(4, numpy.float64)
         self.state[0] = self._host_steps = optimizer.steps
         self._lr = None
-        self._steps = {}  # rows -> _Step
+        self._steps = {}  # rows (or a (K, rows, n) batch's shape) -> _Step
         self.reason = blocked or self._why_not_capture()
         self.stream = None
         self.blas = None
@@ -156,20 +162,20 @@ class GraphTrainer:
     # ---- one step ------------------------------------------------------------------------
     def step(self, X, Y, lr):
         """Forward, backward and optimizer on the batch (X, Y); returns the batch's 0-d sum of
-        squared errors (a device array, overwritten by the next step of the same shape)."""
-        model, opt, rows = self.model, self.optimizer, X.shape[0]
+        squared errors (an ensemble's (K,) sums; a device array, overwritten by the next step of the
+        same shape)."""
+        model, opt = self.model, self.optimizer
+        shape = X.shape[0] if X.ndim == 2 else X.shape  # rows; an ensemble's bootstrap batch: (K, rows, n)
         if opt.graph_update is None or not self.active:  # nothing to replay with: the ordinary step
             sum_sq = model._train_step_gradients(X, Y)
             opt.step(model.params, model.grads, lr)
             return sum_sq
-        step = self._steps.get(rows)
+        step = self._steps.get(shape)
         if step is None:
             if len(self._steps) >= 3:  # batch size, last partial batch, ...
                 self._steps.pop(next(iter(self._steps)))
-            step = self._steps[rows] = _Step(self, rows)
-        if lr != self._lr:
-            self.state[1] = lr
-            self._lr = lr
+            step = self._steps[shape] = _Step(self, X.shape, Y.shape)
+        self._set_lr(lr)
         if self.stream is None:  # the eager form (CPU, or nothing to capture with)
             step.load(X, Y)
             step.record()
@@ -184,6 +190,11 @@ class GraphTrainer:
         self.optimizer.steps += 1
         self._host_steps = self.optimizer.steps
         return step.sum_sq
+
+    def _set_lr(self, lr):
+        if lr != self._lr:
+            self.state[1] = lr
+            self._lr = lr
 
     def _on_stream(self, step, X, Y):
         import cupy
@@ -233,16 +244,30 @@ class GraphTrainer:
         step.graph, step.captured_at = graph, step.pointers()
 
 
+class EnsembleGraphTrainer(GraphTrainer):
+    """GraphTrainer for a gpunn.Ensemble: the K members' step -- batched products (cuBLAS strided batched
+    on the graph's handle), the member-axis kernels, the K losses into a fixed (K,) buffer and the members'
+    optimizer step (``EnsembleOptimizer.graph_update``) -- captured as one graph. The epoch's K learning
+    rates and the frozen members live in the members' table on the device, rewritten in place before a
+    replay when they change (once per epoch at most), so one graph serves the whole run."""
+
+    def _set_lr(self, lr):
+        self.optimizer.set_rates(lr)
+        self.optimizer.rates.device  # the copy to the device happens here, outside any capture
+
+
 class _Step:
     """The fixed buffers of one batch shape, and the step's launches on them."""
 
-    def __init__(self, trainer, rows):
+    def __init__(self, trainer, x_shape, y_shape):
         model = trainer.model
         xp = model.xp
+        rows = x_shape[-2]  # an ensemble's bootstrap batch is (K, rows, n)
         self.trainer, self.rows = trainer, rows
-        self.X = xp.empty((rows, model.layer_sizes[0]), model.dtype)
-        self.Y = xp.empty((rows, model.layer_sizes[-1]), model.dtype)
-        self.sum_sq = xp.zeros((), numpy.float64)
+        self.X = xp.empty(x_shape, model.dtype)
+        self.Y = xp.empty(y_shape, model.dtype)
+        members = getattr(model, "n_models", None)
+        self.sum_sq = xp.zeros(() if members is None else (members,), numpy.float64)
         self.graph = None
         self.warm = False  # one eager step done: kernels compiled, every buffer allocated
         self.captured_at = None
@@ -253,6 +278,8 @@ class _Step:
         """The device buffers a captured graph has baked in; if any moved, capture again."""
         model, opt = self.trainer.model, self.trainer.optimizer
         arrays = [model.params, model.grads, *opt.state.values()]
+        if hasattr(opt, "rates"):  # an ensemble's members' table (rewritten in place, never moved)
+            arrays.append(opt.rates.device)
         return tuple(id(a) for a in arrays)
 
     def load(self, X, Y):

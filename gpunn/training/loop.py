@@ -105,7 +105,8 @@ class Trainer:
 
         ``model.graph``: None (the default, "auto": on for a CUDA GPU where the step can be captured),
         True (forced: the eager form of the captured step where it cannot capture, with a warning) or
-        False. A trainable without the attribute (an Ensemble) never uses one. The trainer is kept on
+        False. A trainable without the attribute never uses one; an Ensemble's is False unless
+        ``Ensemble(graph=True)`` (opt-in there). The trainer is kept on
         the model (``graph_trainer.captured`` / ``.reason`` say what happened, also when it was not
         used), and the next fit with the same optimizer replays the graphs already captured."""
         if self._graph_decided:
@@ -114,10 +115,10 @@ class Trainer:
         mode = getattr(self.model, "graph", False)
         if mode is False:
             return None
-        from .graph import GraphTrainer
+        from .graph import graph_trainer_for
 
         if self.hook is not None:  # nothing set up: the hook must see the gradients before the update
-            self.model.graph_trainer = GraphTrainer(
+            self.model.graph_trainer = graph_trainer_for(
                 self.model, self.optimizer, auto=mode is None,
                 blocked="a gradient hook (data-parallel training) runs between backward and the optimizer")
             return None
@@ -126,7 +127,7 @@ class Trainer:
             previous.resync()
             trainer = previous
         else:
-            trainer = self.model.graph_trainer = GraphTrainer(self.model, self.optimizer, auto=mode is None)
+            trainer = self.model.graph_trainer = graph_trainer_for(self.model, self.optimizer, auto=mode is None)
         trainer.auto = mode is None
         self._graph = trainer if trainer.active else None
         return self._graph

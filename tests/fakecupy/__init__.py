@@ -25,7 +25,7 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   expression, an allocation, a read-back, CuPy's own cuBLAS -- invalidates the capture and raises,
   which is stricter than CuPy (it would capture a plain CuPy kernel) but is what gpunn's captured
   step promises. cuBLAS for capture (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets
-  ``cublas_library()``: the five cuBLAS functions it uses, checking ctypes ``argtypes`` and values.
+  ``cublas_library()``: the six cuBLAS functions it uses, checking ctypes ``argtypes`` and values.
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host, and
@@ -692,10 +692,10 @@ def _c_value(fn, i, ctype, value):
         if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64):
             return value or 0
         raise ctypes.ArgumentError(f"{where}: a pointer, got {type(value).__name__}")
-    if ctype in (ctypes.c_int, ctypes.c_size_t):
+    if ctype in (ctypes.c_int, ctypes.c_size_t, ctypes.c_longlong):
         if not isinstance(value, (int, numpy.integer)) or isinstance(value, bool):
             raise ctypes.ArgumentError(f"{where}: an integer, got {type(value).__name__}")
-        lo, hi = (-2**31, 2**31) if ctype is ctypes.c_int else (0, 2**64)
+        lo, hi = {ctypes.c_int: (-2**31, 2**31), ctypes.c_size_t: (0, 2**64)}.get(ctype, (-2**63, 2**63))
         if not lo <= int(value) < hi:
             raise ctypes.ArgumentError(f"{where}: {value} does not fit {ctype.__name__}")
         return int(value)
@@ -718,8 +718,9 @@ _NOT_INITIALIZED, _INVALID_VALUE = 1, 7  # cublasStatus_t
 
 
 def cublas_library():
-    """What ``ctypes.CDLL(libcublas)`` gives gpunn.ops.cublas.load_cublas: the five functions
-    CapturableBlas calls, on handles of their own bound to a stream, with a workspace."""
+    """What ``ctypes.CDLL(libcublas)`` gives gpunn.ops.cublas.load_cublas: the six functions
+    CapturableBlas calls (GemmEx, and GemmStridedBatchedEx for an Ensemble's products), on handles of
+    their own bound to a stream, with a workspace."""
 
     def create(ref):
         handle = next(_HANDLE_IDS)
@@ -746,25 +747,37 @@ def cublas_library():
 
     def gemm(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
              computeType, algo):
+        return batched(handle, transa, transb, m, n, k, alpha, A, Atype, lda, 0, B, Btype, ldb, 0, beta, C, Ctype,
+                       ldc, 0, 1, computeType, algo)
+
+    def batched(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C,
+                Ctype, ldc, strideC, batchCount, computeType, algo):
+        """cublasGemmStridedBatchedEx: product i reads A + i*strideA, B + i*strideB and writes C + i*strideC
+        (elements; a stride of 0 shares the matrix); cublasGemmEx is the one-product case."""
         h = _HANDLES.get(handle)
         if h is None:
             return _NOT_INITIALIZED
+        if batchCount < 1 or min(strideA, strideB, strideC) < 0:
+            return _INVALID_VALUE
         alpha_v, beta_v = _scalars(alpha, beta, computeType)  # host pointer mode: read at the call
         recording, current = h.stream._capture, _capturing()
         if current is not None and current is not recording:
             current.invalidate("a cuBLAS call on a handle bound to another stream than the capturing one")
         workspace = h.workspace
+        sizes = [{0: 4, 1: 8, 14: 2}.get(t, 1) for t in (Atype, Btype, Ctype)]  # float32, float64, bf16 bytes
+        products = [(A + i * strideA * sizes[0], B + i * strideB * sizes[1], C + i * strideC * sizes[2])
+                    for i in range(batchCount)]
 
-        def run():
-            if workspace is not None:
+        def run(compute=True):
+            if workspace is not None and compute:
                 _flat_memory(workspace[0], numpy.uint8, workspace[1])  # freed workspace: fails here
-            _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc,
-                  computeType)
+            for a, b, c in products:
+                _gemm(transa, transb, m, n, k, alpha_v, a, Atype, lda, b, Btype, ldb, beta_v, c, Ctype, ldc,
+                      computeType, compute=compute)
         if recording is None:
             run()
         else:
-            _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc,
-                  computeType, compute=False)  # checked when captured, run at each graph launch
+            run(compute=False)  # checked when captured, run at each graph launch
             recording.nodes.append(run)
         return 0
 
@@ -773,7 +786,7 @@ def cublas_library():
 
     return types.SimpleNamespace(**{name: _CFunction(name, fn) for name, fn in (
         ("cublasCreate_v2", create), ("cublasSetStream_v2", set_stream), ("cublasSetWorkspace_v2", set_workspace),
-        ("cublasGemmEx", gemm), ("cublasDestroy_v2", destroy))})
+        ("cublasGemmEx", gemm), ("cublasGemmStridedBatchedEx", batched), ("cublasDestroy_v2", destroy))})
 
 
 _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")

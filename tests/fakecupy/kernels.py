@@ -487,3 +487,9 @@ def _member_adam_step(launch, T, w, g, m, v, hyper, eps, step, decoupled, member
         part = slice(k * p, (k + 1) * p)
         _adam_math(T, W[part], G[part], M[part], V[part], T.type(lr), T.type(1.0 - beta1), T.type(1.0 - beta2), eps,
                    T.type(1.0 - beta1 ** step), T.type(1.0 - beta2 ** step), T.type(wd), decoupled)
+
+
+@reference("member_adam_step_dev")
+def _member_adam_step_dev(launch, T, w, g, m, v, hyper, eps, state, decoupled, members, per_member):
+    _member_adam_step(launch, T, w, g, m, v, hyper, eps, float(launch.read("state", 1)[0]), decoupled, members,
+                      per_member)
