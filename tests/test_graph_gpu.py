@@ -31,10 +31,11 @@ FAKE = cupy is not None and str(getattr(cupy, "__version__", "")).endswith("-fak
 ROWS = 500 if FAKE else 2100  # with a last partial batch either way
 
 
-def _train(graph, precision="float32", optimizer="adam", epochs=3, rows=ROWS, batches=None):
-    X, Y = gpunn.datasets.make("teacher", n_samples=rows, n_features=16, n_outputs=2, seed=0, device="cuda")
+def _train(graph, precision="float32", optimizer="adam", epochs=3, rows=ROWS, dtype="float32"):
+    X, Y = gpunn.datasets.make("teacher", n_samples=rows, n_features=16, n_outputs=2, seed=0, device="cuda",
+                               dtype=dtype)
     m = gpunn.MLP([16, 64, 64, 2], activation=["relu", "gelu"], device="cuda", seed=0, graph=graph,
-                  precision=precision)
+                  precision=precision, dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error", GraphWarning)  # a capture that falls back fails here
         h = m.fit(X, Y, epochs=epochs, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-4),
@@ -79,6 +80,14 @@ def test_captured_graph_with_tensor_core_precisions(precision):
     assert m.graph_trainer.captured
     # bf16 rounding boundaries can flip between two GEMM kernels: a looser bound
     _agree(m, ref, h, h_ref, 2e-2)
+
+
+def test_the_default_captures_float64_too():
+    """float64 products go to GemmEx with CUBLAS_COMPUTE_64F on the capture handle."""
+    ref, h_ref = _train(False, epochs=2, dtype="float64")
+    m, h = _train(None, epochs=2, dtype="float64")
+    assert m.graph_trainer.captured, m.graph_trainer.reason
+    _agree(m, ref, h, h_ref, 1e-10)
 
 
 def test_graph_replay_is_repeatable_and_models_share_the_capture_stream():
