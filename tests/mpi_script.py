@@ -143,6 +143,12 @@ def shards(out, tmp):
     history = model.fit(source(), epochs=3, batch_size=8, distributed=True, **FIT)
     out["rows_read"] = comm.allgather(read["rows"])
     out["bytes_read"] = comm.allgather(read["bytes"])
+    # validation on held-out chunks: each rank reads and evaluates its share of them, the sums are reduced
+    read["rows"] = 0
+    validated = MLP(**ARCH).fit(source(), epochs=2, batch_size=8, distributed=True, validation_fraction=0.25, **FIT)
+    out["validation_run_rows_read"] = comm.allgather(read["rows"])
+    held = source().hold_out(0.25)  # statistics pass + 2 epochs of training rows, 2 validations of held-out rows
+    out["validation_run_rows"] = 3 * held.rows + 2 * held.validation_rows
 
     class StopAt(gpunn.Callback):  # Ctrl-C on rank 0 alone, part-way through epoch 2
         def on_batch_end(self, trainer, batch):
@@ -166,6 +172,10 @@ def shards(out, tmp):
         out["params_rel"] = rel(model.params, ref.params)
         out["loss_rel"] = rel(numpy.array(history["loss"]), numpy.array(ref_history["loss"]))
         out["resumed_params_rel"] = rel(resumed.model.params, ref.params)
+        ref_validated = MLP(**ARCH).fit(ShardedSource(source(), comm.size), epochs=2, batch_size=8 * comm.size,
+                                        validation_fraction=0.25, **FIT)
+        out["val_rel"] = max(rel(numpy.array(validated[k]), numpy.array(ref_validated[k]))
+                             for k in ("val_loss", "val_mae", "val_r2"))
         alone = gpunn.load_checkpoint(f"{tmp}/stopped.npz", device="cpu")
         out["stopped_at"] = [alone.state.epoch, alone.state.batch]
         alone.resume(source(), verbose=False, checkpoint=False)

@@ -10,8 +10,8 @@ Checks (exit 0 when all pass; DIR/nccl.json holds the details):
 2. the in-place all-reduce (sum over ranks) and broadcast of a 1M-float device buffer;
 3. fit(distributed=True) on the GPU, float64, 128 rows per rank, equals the plain fit at the global batch
    (128 x ranks) to 1e-10 relative (with one rank: the all-reduce must change nothing); the same on a
-   standardized gpunn.data stream, each rank generating its shard, against one process reading every
-   shard (ShardedSource); and, on rank 0, shard reads on the device (a generated chunk cut by a shard
+   standardized gpunn.data stream with a held-out chunk, each rank generating its shard and validating
+   its share of the held-out chunks, against one process reading every shard (ShardedSource); and, on rank 0, shard reads on the device (a generated chunk cut by a shard
    boundary, .npy row ranges through the pinned pipeline) interleaving exactly as on the CPU;
 4. on the GPU, if time is left: the float32 medium step with and without the hook (what one rank pays
    for the NCCL call and the per-step stop-flag exchange).
@@ -78,18 +78,21 @@ def main(argv=None) -> int:
         # every shard interleaved (ShardedSource) is the same run. Standardized: the shards' moments merged.
         from gpunn.distributed.shard import ShardedSource
 
-        def stream():
-            return gpunn.data.synthetic("teacher", rows=4096 + 77, n_features=16, n_outputs=2, seed=1,
-                                        standardize=True)
+        def stream():  # two chunks, one held out for validation (split over the ranks too)
+            return gpunn.data.synthetic("teacher", rows=65536 + 4096 + 77, n_features=16, n_outputs=2, seed=1,
+                                        standardize=True, validation_fraction=0.5)
 
         net = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
-        net.fit(stream(), distributed=True, batch_size=128, **opts)
+        h = net.fit(stream(), distributed=True, batch_size=128, **opts)
         if comm.rank == 0:
             ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
-            ref.fit(ShardedSource(stream(), comm.size), batch_size=128 * comm.size, **opts)
+            h_ref = ref.fit(ShardedSource(stream(), comm.size), batch_size=128 * comm.size, **opts)
             rel = float(abs(net.params - ref.params).max() / abs(ref.params).max())
-            result["source_params_rel_diff"] = rel
-            checks["distributed fit on a source, each rank its shard == one process reading the shards"] = rel < 1e-10
+            val_rel = float(max(abs(numpy.array(h[k]) - numpy.array(h_ref[k])).max() / abs(numpy.array(h_ref[k])).max()
+                                for k in ("val_loss", "val_r2")))
+            result["source_params_rel_diff"], result["source_val_rel_diff"] = rel, val_rel
+            checks["distributed fit on a source, each rank its shard == one process reading the shards"] = (
+                rel < 1e-10 and val_rel < 1e-10)
             # the shard reads on this device: a generated chunk cut by a shard boundary, a .npy file read by
             # row ranges through the host pipeline; 3 shards' batches interleave into one process's
             same = True

@@ -6,8 +6,9 @@
 * Before the first step (``on_train_begin``): rank 0's parameters (and optimizer moments, when
   resuming) are broadcast, and the ranks compare a digest of their settings (:mod:`.digest`).
 * Rank 0 does all output: callbacks marked ``rank_zero_only`` (the progress bar, checkpoint
-  writers; set it on your own) run on rank 0 alone. In-memory validation data is split over the
-  ranks and its sums reduced (other evaluators run on rank 0); rank 0's epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
+  writers; set it on your own) run on rank 0 alone. In-memory validation data and a source's
+  held-out chunks are split over the ranks and their sums reduced (other evaluators run on rank 0);
+  rank 0's epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
   every rank.
 * Ctrl-C (mpiexec forwards it to every rank) is agreed on after each batch, so all ranks stop
   after the same step and rank 0's checkpoint is a valid resume point.
@@ -88,12 +89,67 @@ class _ShardedValidation:
             ss_res += (D * D).sum(axis=0, dtype="float64")
             abs_sum += xp.abs(D).sum(dtype="float64")
         total = self.comm.sum_host(numpy.concatenate([host(ss_res), host(abs_sum)]), label="the validation sums")
-        ss_res, abs_sum, ss_tot = total[:-1], total[-1], numpy.asarray(host(self.ss_tot))
-        count = self.n_rows * outputs
-        ok = ss_tot > 0
-        r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0))
-        mse = float(ss_res.sum() / count)
-        return {"val_loss": mse, "val_mse": mse, "val_mae": float(abs_sum / count), "val_r2": float(r2.mean())}
+        return _metrics(total[:-1], total[-1], host(self.ss_tot), self.n_rows * outputs)
+
+
+class _ShardedSourceValidation:
+    """Validation on a chunked source's held-out chunks (or every chunk of a validation source), split by
+    whole chunks: each rank reads and evaluates its share, the error sums are added on rank 0 and
+    broadcast, and R²'s denominator comes from the ranks' target moments merged in rank order (first
+    evaluation). The single process's metrics up to summation order; no rank reads another's chunks."""
+
+    def __init__(self, evaluator, chunks, comm):
+        self.comm, self.source, self.chunk_rows = comm, evaluator.source, evaluator.chunk_rows
+        self.n_rows = evaluator.n_rows
+        lo, hi = piece(len(chunks), comm.rank, comm.size)
+        self.chunks, self.ss_tot = list(chunks)[lo:hi], None
+
+    def evaluate(self, model) -> dict:
+        from ..data.stats import Moments
+
+        xp, host, outputs = model.xp, model.backend.to_host, self.source.n_outputs
+        ss_res, abs_sum, moments = xp.zeros(outputs, "float64"), xp.zeros(1, "float64"), Moments(outputs)
+        for X, Y in self.source.ordered_windows(self.chunks):
+            if self.ss_tot is None:
+                moments.update(Y)
+            for start in range(0, X.shape[0], self.chunk_rows):
+                Xc, Yc = X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
+                D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc
+                ss_res += (D * D).sum(axis=0, dtype="float64")
+                abs_sum += xp.abs(D).sum(dtype="float64")
+        if self.ss_tot is None:
+            merged = Moments(outputs)
+            for part in self.comm.allgather(moments, label="the validation target moments"):
+                merged.merge(part)
+            self.ss_tot, count = merged.m2, merged.count
+            self.n_rows = count
+        total = self.comm.sum_host(numpy.concatenate([host(ss_res), host(abs_sum)]), label="the validation sums")
+        return _metrics(total[:-1], total[-1], self.ss_tot, self.n_rows * outputs)
+
+
+def _metrics(ss_res, abs_sum, ss_tot, count) -> dict:
+    """MSE, MAE and R² (scikit-learn's convention for a constant target) from host sums over ``count`` values."""
+    ss_tot = numpy.asarray(ss_tot)
+    ok = ss_tot > 0
+    r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0))
+    mse = float(ss_res.sum() / count)
+    return {"val_loss": mse, "val_mse": mse, "val_mae": float(abs_sum / count), "val_r2": float(r2.mean())}
+
+
+def _source_validation_chunks(evaluator):
+    """The chunks a SourceEvaluator reads, when they can be split by rank: a chunked source's held-out
+    chunks, or every chunk of a chunked validation source; else None."""
+    from ..data.base import ChunkedSource
+    from ..metrics import SourceEvaluator
+
+    source = getattr(evaluator, "source", None)
+    if type(evaluator) is not SourceEvaluator or not isinstance(source, ChunkedSource):
+        return None
+    if evaluator.windows == source.validation_windows:
+        return source.validation_chunks
+    if evaluator.windows == source.ordered_windows:
+        return range(len(source.chunk_sizes))
+    return None
 
 
 class _ValidatedOnRankZero:
@@ -174,12 +230,15 @@ class DataParallel:
         return [_Start(self), *kept, _AgreedStop(self.comm)]
 
     def validation(self, evaluator):
-        """In-memory validation data (a plain RegressionEvaluator) is split over the ranks. Other
-        evaluators (an ensemble's, a source's held-out chunks) run on rank 0, and the others get a
-        stand-in, so that every rank's callbacks see a run with validation (EarlyStopping monitors
+        """In-memory validation data (a plain RegressionEvaluator) is split over the ranks by rows, a
+        chunked source's held-out chunks (or a chunked validation source) by chunks. Other evaluators
+        (an ensemble's, an iterable's) run on rank 0, and the others get a stand-in, so that every rank's callbacks see a run with validation (EarlyStopping monitors
         val_loss everywhere); every rank then takes rank 0's logs."""
         if evaluator is not None and type(evaluator) is RegressionEvaluator:
             return _ShardedValidation(evaluator, self.comm)
+        chunks = _source_validation_chunks(evaluator)
+        if chunks is not None:
+            return _ShardedSourceValidation(evaluator, chunks, self.comm)
         if self.is_root or evaluator is None:
             return evaluator
         return _ValidatedOnRankZero(getattr(evaluator, "n_rows", None))
