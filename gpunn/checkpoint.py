@@ -565,8 +565,8 @@ class Checkpoint:
 
         An Ensemble's run resumes the same way on the same (X, Y) (a bootstrapped run redraws its
         members' resamples from the seed): frozen and diverged members stay frozen, each member's early
-        stopping continues, and the result is bit-identical on the CPU. It is refused with
-        ``distributed=True`` and with a data source.
+        stopping continues, and the result is bit-identical on the CPU. ``distributed=True`` resumes it
+        data parallel as one model's (not a bootstrapped run); a data source is refused.
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
@@ -661,9 +661,9 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
     if epochs is not None:
         settings = dataclasses.replace(settings, epochs=positive_int(epochs, "epochs"))
     if ensemble:  # what an ensemble's run cannot do, refused before anything runs
-        if distributed:
-            raise ValueError(f"{ckpt.path} holds an ensemble's run; resuming it data parallel is not supported "
-                             "(resume it in one process: distributed=False)")
+        if distributed and (training.get("source") or {}).get("kind") == "bootstrap":
+            raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own rows), which is "
+                             "not data parallel: resume it in one process (distributed=False)")
         if Y is None and isinstance(X, DataSource):
             raise ValueError(f"{ckpt.path} holds an ensemble's run, which trains on in-memory arrays: resume it with "
                              "the same X and Y")
@@ -719,6 +719,10 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)
                                             else [0.0] * len(state.partial_sum_sq))
+            if ensemble:
+                return ens_training.run_ensemble(model, dp.source, opt, settings, state,
+                                                 callbacks=dp.callbacks(callbacks), validation=dp.validation(evaluator),
+                                                 hook=dp.hook, handle_interrupt=handle_interrupt, dp=dp)
             return dp.run(lambda: train(model, dp.source, opt, settings, state, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(evaluator), hook=dp.hook,
                                         handle_interrupt=handle_interrupt))

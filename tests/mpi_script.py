@@ -85,6 +85,28 @@ def exactness(out, tmp):
             h_ref = ref.fit(X, Y, epochs=3, batch_size=16, lr=[1e-2, 3e-3, 1e-3], verbose=False)
             out["ensemble_params_rel"] = rel(ens.params, ref.params)
             out["ensemble_loss_rel"] = rel(numpy.array(h["loss"]), numpy.array(h_ref["loss"]))
+        # its checkpoint (rank 0, member early stopping, a stop mid-epoch 2) resumed on 2 ranks to 4 epochs
+        path = f"{tmp}/ens.npz"
+        stop = dict(patience=1, min_delta=0.01)
+        ens_fit = dict(batch_size=8, lr=[1e-2, 0.3, 1e-3], validation_fraction=0.1, verbose=False)
+
+        class StopAt(gpunn.Callback):
+            def on_batch_end(self, trainer, batch):
+                if trainer.epoch == 1 and batch == 5:
+                    trainer.interrupt()
+
+        gpunn.Ensemble(**ens_arch).fit(X, Y, epochs=4, distributed=True, handle_interrupt=False, callbacks=[
+            gpunn.EarlyStopping(**stop), StopAt(), gpunn.ModelCheckpoint(path)], **ens_fit)
+        comm.barrier()
+        ckpt = gpunn.load_checkpoint(path, device="cpu")
+        h = ckpt.resume(X, Y, distributed=True, verbose=False, checkpoint=False)
+        out["ensemble_resumed_same_on_ranks"] = len(set(comm.allgather(ckpt.model.params.tobytes()))) == 1
+        if comm.rank == 0:
+            ref = gpunn.Ensemble(**ens_arch)
+            h_ref = ref.fit(X, Y, epochs=4, callbacks=[gpunn.EarlyStopping(**stop)], **{**ens_fit, "batch_size": 16})
+            out["ensemble_resumed_params_rel"] = rel(ckpt.model.params, ref.params)
+            out["ensemble_resumed_val_loss_rel"] = rel(numpy.array(h["val_loss"]), numpy.array(h_ref["val_loss"]))
+            out["ensemble_resumed_stopped"] = [h.stopped_epoch, h_ref.stopped_epoch]
     # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
     X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
     path = f"{tmp}/run.npz"

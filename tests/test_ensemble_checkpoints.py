@@ -114,10 +114,10 @@ def test_what_an_ensemble_run_cannot_do_is_refused_by_name(data, tmp_path):
         ens.fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "b.npz", save_best_only=True)],
                 verbose=False)
     path = tmp_path / "run.npz"
-    ens.fit(X, Y, epochs=1, batch_size=50, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    ens.fit(X, Y, epochs=1, batch_size=50, bootstrap=True, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     ckpt = gpunn.load_checkpoint(path)
-    with pytest.raises(ValueError, match="data parallel is not supported"):
-        ckpt.resume(X, Y, distributed=True, verbose=False)
+    with pytest.raises(ValueError, match="bootstrapped ensemble's run .* not data parallel"):
+        ckpt.resume(X, Y, distributed=True, verbose=False)  # data parallel otherwise: tests/mpi_script.py
     with pytest.raises(ValueError, match="in-memory arrays"):
         ckpt.resume(gdata.iterable([(X, Y)]), verbose=False)
     with pytest.raises(ValueError, match="same X and Y"):
