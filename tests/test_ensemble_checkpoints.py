@@ -105,7 +105,7 @@ def test_a_diverged_member_stays_frozen_through_a_checkpoint(data, tmp_path, int
     np.testing.assert_array_equal(np.array(resumed["loss"]), np.array(ref_hist["loss"]))
 
 
-def test_what_an_ensemble_run_cannot_do_is_refused_by_name(data, tmp_path):
+def test_what_an_ensemble_run_cannot_do_is_refused_by_name(data, tmp_path, capsys):
     X, Y = data
     ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
     with pytest.raises(ValueError, match="ReduceLROnPlateau"):
@@ -123,6 +123,10 @@ def test_what_an_ensemble_run_cannot_do_is_refused_by_name(data, tmp_path):
     with pytest.raises(ValueError, match="same X and Y"):
         ckpt.resume(X[:100], Y[:100], verbose=False)
     assert isinstance(gpunn.load(path, device="cpu"), gpunn.Ensemble)  # the model alone, as from gpunn.save
+    from gpunn import cli
+
+    assert cli.main(["train", "--resume", str(path), "--quiet"]) == 2  # gpunn train resumes one model's runs
+    assert "holds the run of a gpunn.Ensemble of 2 members" in capsys.readouterr().err
 
 
 def _forge(path, out, edit):

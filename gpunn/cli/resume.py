@@ -74,6 +74,10 @@ def recorded(path, parser):
     meta, _ = checkpoint.read(path)
     if meta.get("kind") != "training":
         raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")
+    if "members" in meta["model"]:
+        raise ValueError(f"--resume {path} holds the run of a gpunn.Ensemble of {meta['model']['members']} members; "
+                         "gpunn train resumes one model's run: resume it from Python, "
+                         "gpunn.load_checkpoint(path).resume(X, Y)")
     training = meta["training"]
     done = int(training["position"]["epoch"])
     saved = next((cb["state"].get("options") for cb in training.get("callbacks", [])
