@@ -79,11 +79,15 @@ def exactness(out, tmp):
         X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
         ens_arch = dict(layer_sizes=[5, 16, 2], n_models=3, activation="tanh", dtype="float64", device="cpu", seed=3)
         ens = gpunn.Ensemble(**ens_arch)
-        h = ens.fit(X, Y, epochs=3, batch_size=8, lr=[1e-2, 3e-3, 1e-3], verbose=False, distributed=True)
+        h = ens.fit(X, Y, epochs=3, batch_size=8, lr=[1e-2, 3e-3, 1e-3], verbose=False, distributed=True,
+                    validation_fraction=0.2)
         if comm.rank == 0:
             ref = gpunn.Ensemble(**ens_arch)
-            h_ref = ref.fit(X, Y, epochs=3, batch_size=16, lr=[1e-2, 3e-3, 1e-3], verbose=False)
+            h_ref = ref.fit(X, Y, epochs=3, batch_size=16, lr=[1e-2, 3e-3, 1e-3], verbose=False,
+                            validation_fraction=0.2)
             out["ensemble_params_rel"] = rel(ens.params, ref.params)
+            out["ensemble_val_rel"] = max(rel(numpy.array(h[k]), numpy.array(h_ref[k]))
+                                          for k in ("val_loss", "val_mae", "val_r2"))
             out["ensemble_loss_rel"] = rel(numpy.array(h["loss"]), numpy.array(h_ref["loss"]))
         # its checkpoint (rank 0, member early stopping, a stop mid-epoch 2) resumed on 2 ranks to 4 epochs
         path = f"{tmp}/ens.npz"

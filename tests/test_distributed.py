@@ -207,6 +207,7 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     assert result["stream_params_rel"] < 1e-10  # fit(gpunn.data.synthetic(...), distributed=True)
     if "ensemble_params_rel" in result:  # where gpunn.Ensemble exists (issue 11)
         assert result["ensemble_params_rel"] < 1e-10 and result["ensemble_loss_rel"] < 1e-10
+        assert result["ensemble_val_rel"] < 1e-10  # its validation rows split over the ranks, K sums reduced
         # an ensemble's checkpoint (stopped mid-epoch, a member frozen by early stopping) resumed on 2 ranks
         assert result["ensemble_resumed_params_rel"] < 1e-10 and result["ensemble_resumed_val_loss_rel"] < 1e-10
         assert result["ensemble_resumed_same_on_ranks"]

@@ -73,7 +73,8 @@ class _AgreedStop(Callback):
 class _ShardedValidation:
     """Validation on in-memory (X_val, Y_val), split by rows: each rank evaluates its piece, the partial
     sums (squared and absolute errors) are added on rank 0 and broadcast, and MSE, MAE and R² follow as
-    in gpunn.metrics (R²'s denominator from all rows): the single-process values up to summation order."""
+    in gpunn.metrics (R²'s denominator from all rows): the single-process values up to summation order.
+    An ensemble's evaluator the same way, with K sums (one per member) and lists of K metrics."""
 
     def __init__(self, evaluator, comm):
         self.comm, self.n_rows, self.chunk_rows = comm, evaluator.n_rows, evaluator.chunk_rows
@@ -82,14 +83,18 @@ class _ShardedValidation:
 
     def evaluate(self, model) -> dict:
         xp, host, outputs = model.xp, model.backend.to_host, self.Y.shape[1]
-        ss_res, abs_sum = xp.zeros(outputs, "float64"), xp.zeros(1, "float64")
+        members = (getattr(model, "n_models", None),) if hasattr(model, "n_models") else ()
+        ss_res, abs_sum = xp.zeros((*members, outputs), "float64"), xp.zeros(members or 1, "float64")
         for start in range(0, self.X.shape[0], self.chunk_rows):
             Xc, Yc = self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows]
-            D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc
-            ss_res += (D * D).sum(axis=0, dtype="float64")
-            abs_sum += xp.abs(D).sum(dtype="float64")
-        total = self.comm.sum_host(numpy.concatenate([host(ss_res), host(abs_sum)]), label="the validation sums")
-        return _metrics(total[:-1], total[-1], host(self.ss_tot), self.n_rows * outputs)
+            D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc  # (rows, outputs) or (K, rows, outputs)
+            ss_res += (D * D).sum(axis=-2, dtype="float64")
+            abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
+        local = numpy.concatenate([host(ss_res).reshape(-1), host(abs_sum).reshape(-1)])
+        total = self.comm.sum_host(local, label="the validation sums")
+        n = ss_res.size
+        abs_total = total[n:] if members else total[n]
+        return _metrics(total[:n].reshape(ss_res.shape), abs_total, host(self.ss_tot), self.n_rows * outputs)
 
 
 class _ShardedSourceValidation:
@@ -128,12 +133,17 @@ class _ShardedSourceValidation:
 
 
 def _metrics(ss_res, abs_sum, ss_tot, count) -> dict:
-    """MSE, MAE and R² (scikit-learn's convention for a constant target) from host sums over ``count`` values."""
+    """MSE, MAE and R² (scikit-learn's convention for a constant target) from host sums over ``count`` values:
+    ``ss_res`` per output (floats back) or (K, outputs) for an ensemble (lists of K back)."""
     ss_tot = numpy.asarray(ss_tot)
     ok = ss_tot > 0
-    r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0))
-    mse = float(ss_res.sum() / count)
-    return {"val_loss": mse, "val_mse": mse, "val_mae": float(abs_sum / count), "val_r2": float(r2.mean())}
+    r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0)).mean(axis=-1)
+    mse, mae = ss_res.sum(axis=-1) / count, numpy.asarray(abs_sum) / count
+
+    def value(a):
+        return float(a) if numpy.ndim(a) == 0 else a.tolist()
+
+    return {"val_loss": value(mse), "val_mse": value(mse), "val_mae": value(mae), "val_r2": value(r2)}
 
 
 def _source_validation_chunks(evaluator):
@@ -230,11 +240,11 @@ class DataParallel:
         return [_Start(self), *kept, _AgreedStop(self.comm)]
 
     def validation(self, evaluator):
-        """In-memory validation data (a plain RegressionEvaluator) is split over the ranks by rows, a
-        chunked source's held-out chunks (or a chunked validation source) by chunks. Other evaluators
-        (an ensemble's, an iterable's) run on rank 0, and the others get a stand-in, so that every rank's callbacks see a run with validation (EarlyStopping monitors
+        """In-memory validation data (a RegressionEvaluator: a model's or an ensemble's) is split over
+        the ranks by rows, a chunked source's held-out chunks (or a chunked validation source) by
+        chunks. Other evaluators run on rank 0, and the others get a stand-in, so that every rank's callbacks see a run with validation (EarlyStopping monitors
         val_loss everywhere); every rank then takes rank 0's logs."""
-        if evaluator is not None and type(evaluator) is RegressionEvaluator:
+        if isinstance(evaluator, RegressionEvaluator):  # in-memory rows: a model's or an ensemble's
             return _ShardedValidation(evaluator, self.comm)
         chunks = _source_validation_chunks(evaluator)
         if chunks is not None:
