@@ -302,4 +302,9 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
     assert (ckpt.settings.ranks, ckpt.settings.batch_size) == (2, 64)
     if data == "stream":  # each rank generated its shard of the stream
         assert ckpt.training["source"]["shards"] == 2
+    else:  # continued in one process: at the global batch, and says so
+        cmd = [str(gpunn_cli), "train", "--resume", str(tmp_path / "run.npz"), "--epochs", "3", "--quiet"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert ", batch 128\n" in proc.stdout
     assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2

@@ -135,6 +135,14 @@ def _graph_note(model) -> str:
     return ""
 
 
+def _batch_trained(args, ckpt, distributed):
+    """The (per-rank) batch this run trained at: a resumed run keeps its checkpoint's global batch, split
+    over this run's ranks (a data-parallel checkpoint continued in one process trains at the global batch)."""
+    if ckpt is None:
+        return args.batch_size
+    return ckpt.settings.batch_size * ckpt.settings.ranks // (_ranks() if distributed else 1)
+
+
 def _ranks():
     from ..distributed import launched_size
 
@@ -301,7 +309,8 @@ def run(args) -> int:
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
           f"training on {backend.device}, {args.dtype}"
           + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
-          + f", batch {args.batch_size}" + (f" per rank x {_ranks()} ranks" if distributed else ""))
+          + f", batch {_batch_trained(args, ckpt, distributed)}"
+          + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {save_path} (config: {save_path}.toml)")
     return 130 if history.interrupted else 0

@@ -242,8 +242,9 @@ class DataParallel:
     def validation(self, evaluator):
         """In-memory validation data (a RegressionEvaluator: a model's or an ensemble's) is split over
         the ranks by rows, a chunked source's held-out chunks (or a chunked validation source) by
-        chunks. Other evaluators run on rank 0, and the others get a stand-in, so that every rank's callbacks see a run with validation (EarlyStopping monitors
-        val_loss everywhere); every rank then takes rank 0's logs."""
+        chunks. Other evaluators run on rank 0, and the others get a stand-in, so that every rank's
+        callbacks see a run with validation (EarlyStopping monitors val_loss everywhere); every rank
+        then takes rank 0's logs."""
         if isinstance(evaluator, RegressionEvaluator):  # in-memory rows: a model's or an ensemble's
             return _ShardedValidation(evaluator, self.comm)
         chunks = _source_validation_chunks(evaluator)
