@@ -108,6 +108,18 @@ def test_progress_moves_every_batch_not_only_every_epoch(teacher):
     assert seen == [300, 600, 900, 1000, 1300, 1600, 1900, 2000]
 
 
+def test_the_bar_shows_the_time_left_in_the_epoch_when_the_run_has_several(teacher, capsys, monkeypatch):
+    from gpunn.training.callbacks import ProgressBar
+
+    monkeypatch.setattr(ProgressBar, "eta_every_s", 0.0)  # at every batch, rather than every second
+    X, Y = teacher[0][:600], teacher[1][:600]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=True)
+    err = capsys.readouterr().err
+    assert "epoch_eta=00:00" in err and "rows/s" in err
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, verbose=True)
+    assert "epoch_eta" not in capsys.readouterr().err  # one epoch: the bar's own time left is the epoch's
+
+
 def test_a_loss_that_grows_past_its_first_value_by_1e4_is_divergence(teacher):
     import gpunn
 

@@ -10,6 +10,7 @@ same patience counters, best value and best weights.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy
 
@@ -70,9 +71,12 @@ class History(dict):
 class ProgressBar(Callback):
     """A tqdm bar over the rows of the whole run, moved every batch: rows/s and the time left
     from the first seconds on, the epoch in its title, and the last epoch's loss (and validation
-    metrics) beside it. Per batch it only adds to a counter; tqdm redraws a few times a second."""
+    metrics) beside it; in a run of several epochs also the time left in the current epoch
+    (``epoch_eta``, from the run's rate so far, recomputed every ``eta_every_s`` seconds). Per batch
+    it only adds to a counter and reads the clock; tqdm redraws a few times a second."""
 
     rank_zero_only = True  # data parallel: only rank 0 draws it
+    eta_every_s = 1.0
 
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
@@ -84,6 +88,10 @@ class ProgressBar(Callback):
         self.epochs, self.device = trainer.epochs, trainer.model.device
         self.bar = tqdm(total=max(epochs_left, 0) * self.rows, initial=done, unit="rows", unit_scale=True,
                         desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
+        self._epoch_eta = epochs_left > 1  # with one epoch, the bar's own time left is the epoch's
+        self._start, self._start_rows = time.monotonic(), done
+        self._next_eta = self._start + self.eta_every_s
+        self._shown = {}
 
     def _title(self, epoch):
         return f"train [{self.device}] epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
@@ -92,12 +100,21 @@ class ProgressBar(Callback):
         self.bar.set_description(self._title(epoch), refresh=False)
 
     def on_batch_end(self, trainer, batch):
-        self.bar.update(min(self.batch_size, self.rows - batch * self.batch_size))
+        rows_done = min((batch + 1) * self.batch_size, self.rows)
+        self.bar.update(rows_done - batch * self.batch_size)
+        if self._epoch_eta:
+            now = time.monotonic()
+            if now >= self._next_eta:
+                self._next_eta = now + self.eta_every_s
+                rate = (self.bar.n - self._start_rows) / max(now - self._start, 1e-9)
+                self.bar.set_postfix({**self._shown, "epoch_eta": self.bar.format_interval(
+                    (self.rows - rows_done) / max(rate, 1e-9))}, refresh=True)
 
     def on_epoch_end(self, trainer, epoch, logs):
         shown = {"loss": f"{logs['loss']:.4g}"}
         # val_mse is val_loss under another name: shown once
         shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
+        self._shown = shown
         self.bar.set_postfix(shown, refresh=True)
 
     def on_train_end(self, trainer):
