@@ -233,3 +233,36 @@ def test_a_file_cut_short_between_epochs_stops_the_run_naming_it_and_the_checkpo
         gpunn.MLP([2, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=100, verbose=False,
                                                     callbacks=[gpunn.ModelCheckpoint(ckpt), CutTheFile()])
     assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1  # the last good state, still loadable
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_table_damaged_between_epochs_stops_the_run_naming_it_and_the_checkpoint_stays(tmp_path, kind):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    values = numpy.arange(6000, dtype=numpy.float64)
+    table, path = pa.table({"x": values / 6000, "y": values / 3000}), tmp_path / f"t.{kind}"
+    if kind == "parquet":
+        pq.write_table(table, path, row_group_size=1000)
+        source = data.parquet(path, target="y")
+    else:
+        pcsv.write_csv(table, path)
+        source = data.csv(path, target="y", block_size=1 << 12)
+    size = path.stat().st_size
+
+    class Damage(gpunn.Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 1:
+                with open(path, "r+b") as fh:  # zero the middle (Parquet keeps its footer), cut a CSV short
+                    if kind == "parquet":
+                        fh.seek(size // 4)
+                        fh.write(b"\0" * (size // 2))
+                    else:
+                        fh.truncate(size // 2)
+
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(DataError, match=rf"t\.{kind}\b.*(could not be read|changed since it was indexed)"):
+        gpunn.MLP([1, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=100, verbose=False,
+                                                    callbacks=[gpunn.ModelCheckpoint(ckpt), Damage()])
+    assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1  # the last good state, still loadable

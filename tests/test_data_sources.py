@@ -175,6 +175,57 @@ def test_a_nan_in_a_chunk_names_the_file_and_the_row(tmp_path):
         list(source.batches(0, 100))
 
 
+# ---- bad input: each case stops with a DataError that names the file ------------------------------
+@pytest.mark.parametrize("kind", ["npy targets", "parquet", "csv"])
+def test_a_missing_file_is_refused_naming_it(tmp_path, kind):
+    missing = tmp_path / "gone"
+    if kind == "npy targets":
+        numpy.save(tmp_path / "x.npy", numpy.zeros((4, 2)))
+        make = lambda: data.npy(tmp_path / "x.npy", missing)  # noqa: E731
+    else:
+        pytest.importorskip("pyarrow")
+        make = lambda: getattr(data, kind)(missing, target="y")  # noqa: E731
+    with pytest.raises(DataError, match="no such file") as info:
+        make()
+    assert str(missing) in str(info.value)
+
+
+def test_a_targets_file_that_is_not_2_d_or_not_numbers_is_refused_naming_it(tmp_path):
+    numpy.save(tmp_path / "x.npy", numpy.zeros((4, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.zeros((4, 2, 2)))
+    with pytest.raises(DataError, match=r"y\.npy: targets must be a 2-D array"):
+        data.npy(tmp_path / "x.npy", tmp_path / "y.npy")
+    numpy.save(tmp_path / "y.npy", numpy.array(["a", "b", "c", "d"]))
+    with pytest.raises(DataError, match=r"y\.npy: targets must be numbers"):
+        data.npy(tmp_path / "x.npy", tmp_path / "y.npy")
+
+
+def test_an_infinite_or_missing_value_in_a_csv_names_the_file_and_the_rows(tmp_path):
+    pytest.importorskip("pyarrow")
+    lines = [f"{i},{i}" for i in range(3000)]
+    lines[2345] = "inf,1"
+    lines[2900] = ",1"  # an empty field: null, counted as NaN
+    (tmp_path / "v.csv").write_text("x,y\n" + "\n".join(lines) + "\n")
+    source = data.csv(tmp_path / "v.csv", target="y", block_size=1 << 12, shuffle=False, device="cpu")
+    with pytest.raises(DataError, match=r"v\.csv \(data rows \d+-\d+\): 1 NaN or infinite features .*first at row 2345"):
+        list(source.batches(0, 100))
+
+
+def test_a_csv_file_cut_short_during_an_epoch_stops_naming_it(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(6000)))
+    source = data.csv(path, target="y", block_size=1 << 12, shuffle=False, window=1, device="cpu")
+    batches = source.batches(0, 500)
+    next(batches)
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    with pytest.raises(DataError, match=r"c\.csv: truncated or shrunk while reading data rows from \d+"):
+        list(batches)
+    with pytest.raises(DataError, match=r"c\.csv: the file changed since it was indexed"):
+        next(source.batches(1, 500))
+
+
 # ---- Parquet and CSV ------------------------------------------------------------------------------
 @pytest.fixture
 def table(tmp_path):
