@@ -31,17 +31,34 @@ class Task:
             raise ValueError(f"noise must be a non-negative number, got {noise!r}")
         self.noise = float(noise)
         self.seed = int(seed)
+        self._on_device = {}  # (device, dtype) -> the task's constants there
 
     def inputs(self, rng, rows, dtype):
         return rng.normal((rows, self.n_features), dtype)
 
-    def targets(self, xp, X):  # noiseless f(X), float64 or the input dtype
+    def host_constants(self) -> tuple:
+        """The host arrays ``targets`` uses (weights, directions), float64."""
+        return ()
+
+    def targets(self, xp, X, constants):  # noiseless f(X), float64 or the input dtype
         raise NotImplementedError
+
+    def constants(self, backend, dtype) -> tuple:
+        """``host_constants()`` on ``backend`` in ``dtype``, copied once per device and dtype: a copy
+        from host memory per chunk would make the host wait for the stream at every chunk."""
+        key = (backend.device, numpy.dtype(dtype).str)
+        cached = self._on_device.get(key)
+        if cached is None:
+            cached = tuple(backend.xp.asarray(a, dtype) for a in self.host_constants())
+            if backend.is_gpu:  # the copies may be read from any stream later: let them land first
+                backend.xp.cuda.get_current_stream().synchronize()
+            self._on_device[key] = cached
+        return cached
 
     def chunk(self, backend, index, rows, dtype):
         rng = DeviceRNG(backend, self.seed, self.name, index)
         X = self.inputs(rng, rows, dtype)
-        Y = self.targets(backend.xp, X).astype(dtype, copy=False)
+        Y = self.targets(backend.xp, X, self.constants(backend, X.dtype)).astype(dtype, copy=False)
         if self.noise:
             Y += self.noise * rng.normal(Y.shape, dtype)
         return X, Y
@@ -71,9 +88,12 @@ class Teacher(Task):
                 A = xp.tanh(A)
         return A
 
-    def targets(self, xp, X):
-        layers = [(xp.asarray(W, X.dtype), xp.asarray(b, X.dtype)) for W, b in self._layers]
-        return (self._apply(xp, X, layers) - xp.asarray(self._mean, X.dtype)) / xp.asarray(self._std, X.dtype)
+    def host_constants(self):
+        return (*(a for layer in self._layers for a in layer), self._mean, self._std)
+
+    def targets(self, xp, X, constants):
+        *weights, mean, std = constants
+        return (self._apply(xp, X, list(zip(weights[0::2], weights[1::2]))) - mean) / std
 
 
 class Linear(Task):
@@ -86,8 +106,11 @@ class Linear(Task):
         self._B = host_rng(seed, "linear-coefficients").standard_normal((self.n_features, self.n_outputs))
         self._B /= math.sqrt(self.n_features)
 
-    def targets(self, xp, X):
-        return X @ xp.asarray(self._B, X.dtype)
+    def host_constants(self):
+        return (self._B,)
+
+    def targets(self, xp, X, constants):
+        return X @ constants[0]
 
 
 class Friedman1(Task):
@@ -105,7 +128,7 @@ class Friedman1(Task):
     def inputs(self, rng, rows, dtype):
         return rng.uniform((rows, self.n_features), 0.0, 1.0, dtype)
 
-    def targets(self, xp, X):
+    def targets(self, xp, X, constants):
         x = [X[:, i] for i in range(5)]
         y = 10 * xp.sin(math.pi * x[0] * x[1]) + 20 * (x[2] - 0.5) ** 2 + 10 * x[3] + 5 * x[4]
         return y.reshape(-1, 1)
@@ -126,8 +149,12 @@ class Sinusoid(Task):
     def inputs(self, rng, rows, dtype):
         return rng.uniform((rows, self.n_features), -math.pi, math.pi, dtype)
 
-    def targets(self, xp, X):
-        return xp.sin(X @ xp.asarray(self._D, X.dtype) + xp.asarray(self._phase, X.dtype))
+    def host_constants(self):
+        return (self._D, self._phase)
+
+    def targets(self, xp, X, constants):
+        D, phase = constants
+        return xp.sin(X @ D + phase)
 
 
 TASKS = {cls.name: cls for cls in (Teacher, Linear, Friedman1, Sinusoid)}

@@ -45,11 +45,14 @@ class DeviceRNG:
 # state of a fresh RandomState(seed) (CuPy's __init__ calls the same seed()), so streams stay keyed by
 # their words. One generator per thread, too; within a thread a stream's draws must be taken before
 # the next DeviceRNG on that device is made (true everywhere in gpunn: each stream is used at once).
+# And one per CUDA stream: a generator's state lives in device memory, and kernels of two streams
+# drawing from one generator (a window permuted on the training stream while the next is generated
+# on a side stream, gpunn.data.pipeline) would race on it.
 _GPU_GENERATORS: dict = {}
 
 
 def _gpu_generator(backend, seed: int):
-    key = (backend.xp, backend.device_id, threading.get_ident())
+    key = (backend.xp, backend.device_id, threading.get_ident(), backend.xp.cuda.get_current_stream().ptr)
     gen = _GPU_GENERATORS.get(key)
     if gen is None:
         gen = _GPU_GENERATORS[key] = backend.xp.random.RandomState(seed)

@@ -464,6 +464,20 @@ def test_a_standardizer_round_trips_through_its_state_and_inverts_predictions():
 
 
 # ---- the reader thread ------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_each_cuda_stream_draws_from_a_cuRAND_generator_of_its_own(gpu):
+    from gpunn.data.pipeline import side_stream
+    from gpunn.rng import DeviceRNG
+
+    with gpu.use():
+        on_main = DeviceRNG(gpu, 1, "window")
+        with side_stream(gpu, "generate"):  # where the next window is generated while this one is permuted
+            on_side = DeviceRNG(gpu, 2, "chunk")
+        assert on_main._gen is not on_side._gen  # no generator state shared by kernels of two streams
+        assert DeviceRNG(gpu, 3, "again")._gen is on_main._gen  # one per stream, reused (not one per draw)
+    assert side_stream(gpu, "generate") is side_stream(gpu, "generate")  # made once, so generators stay few
+
+
 def test_an_error_in_the_reader_thread_is_raised_in_the_consumer():
     def produce(index, item):
         if item == 3:

@@ -127,7 +127,7 @@ def _cuda_host_windows(backend, windows, fill, capacity_rows, n_features, n_outp
     import cupyx
 
     main = cp.cuda.get_current_stream()
-    side = cp.cuda.Stream(non_blocking=True)
+    side = side_stream(backend, "copy")
     pinned = [[cupyx.empty_pinned((capacity_rows, n_features), dtype),
                cupyx.empty_pinned((capacity_rows, n_outputs), dtype), None] for _ in range(2)]
     device = [(cp.empty((capacity_rows, n_features), dtype), cp.empty((capacity_rows, n_outputs), dtype))
@@ -165,6 +165,19 @@ def _cuda_host_windows(backend, windows, fill, capacity_rows, n_features, n_outp
         reader.close()
 
 
+_SIDE_STREAMS: dict = {}
+
+
+def side_stream(backend, purpose):
+    """A non-blocking CUDA stream of the current device for ``purpose`` ("copy", "generate"), made once:
+    each epoch reuses it, so the generators keyed by stream (gpunn.rng) stay few."""
+    key = (backend.device_id, purpose)
+    stream = _SIDE_STREAMS.get(key)
+    if stream is None:
+        stream = _SIDE_STREAMS[key] = backend.xp.cuda.Stream(non_blocking=True)
+    return stream
+
+
 def _entered(context):
     context.__enter__()
     return context
@@ -183,7 +196,7 @@ def generated_windows(backend, windows, generate):
         return
     cp = backend.xp
     main = cp.cuda.get_current_stream()
-    side = cp.cuda.Stream(non_blocking=True)
+    side = side_stream(backend, "generate")
     consumed = [None]
 
     def start(window):
