@@ -203,7 +203,7 @@ def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu
         numpy.testing.assert_array_equal(a, b)  # a resume part-way reads the same batches through the pipeline
 
 
-def test_the_streams_gpu_check_hook_runs_its_checks_on_the_cpu(tmp_path, capsys):
+def _streams_hook():
     import importlib.util
     import pathlib
 
@@ -211,10 +211,27 @@ def test_the_streams_gpu_check_hook_runs_its_checks_on_the_cpu(tmp_path, capsys)
     spec = importlib.util.spec_from_file_location("streams_hook", path)
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
-    assert hook.main(["--device", "cpu", "--out", str(tmp_path), "--max-seconds", "1"]) == 0  # no time to time
+    return hook
+
+
+def test_the_streams_gpu_check_hook_runs_its_checks_on_the_cpu(tmp_path, capsys):
+    assert _streams_hook().main(["--device", "cpu", "--out", str(tmp_path), "--max-seconds", "1"]) == 0  # no time to time
     out = capsys.readouterr().out
     assert out.count("ok  ") == 4 and "streams: pass" in out
     assert (tmp_path / "streams.json").exists()
+
+
+@pytest.mark.gpu
+def test_the_streams_hook_measures_every_part_on_the_gpu_at_small_sizes(gpu, tmp_path, capsys):
+    import json
+
+    assert _streams_hook().main(["--device", "cuda", "--out", str(tmp_path), "--max-seconds", "600", "--quick"]) == 0
+    report = json.loads((tmp_path / "streams.json").read_text())
+    assert set(report["throughput"]) == {"synthetic", "npy_large", "npy"}  # the 10^9-row stream only at full size
+    assert report["throughput"]["synthetic"]["generation_host_share"] > 0
+    large = report["throughput"]["npy_large"]
+    assert large["h2d_gbps_pinned"] > 0 and 0 < large["copy_share"] and large["window_rows"] == 512
+    assert "npy_large:" in capsys.readouterr().out
 
 
 def test_a_file_cut_short_between_epochs_stops_the_run_naming_it_and_the_checkpoint_stays(tmp_path):

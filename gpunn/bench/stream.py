@@ -38,17 +38,20 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def make_npy(directory, rows, features, outputs, seed=0):
-    """X.npy and Y.npy of the teacher task (datasets.stream's rows), written one chunk at a time."""
+def make_npy(directory, rows, features, outputs, seed=0, device="cpu"):
+    """X.npy and Y.npy of the teacher task (datasets.stream's rows, generated on ``device``), written
+    one chunk at a time."""
     from .. import datasets
+    from ..backend import resolve
     from ..data.files import NpyWriter
 
+    backend = resolve(device)
     os.makedirs(directory, exist_ok=True)
     wx = NpyWriter(os.path.join(directory, "X.npy"), features, "float32")
     wy = NpyWriter(os.path.join(directory, "Y.npy"), outputs, "float32")
-    for X, Y in datasets.stream("teacher", rows, 65536, features, outputs, seed=seed, device="cpu"):
-        wx.write(X)
-        wy.write(Y)
+    for X, Y in datasets.stream("teacher", rows, 65536, features, outputs, seed=seed, device=backend):
+        wx.write(backend.to_host(X))
+        wy.write(backend.to_host(Y))
     for w in (wx, wy):
         w.close()
         w.commit()

@@ -38,6 +38,7 @@ import ctypes
 import itertools
 import sys
 import threading
+import time
 import types
 import weakref
 
@@ -151,9 +152,11 @@ class Event:
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
         self.done = False
+        self.time = None
 
     def record(self, stream=None):
         self.done = True
+        self.time = time.perf_counter()  # the work before it has run: wall time is the device's
 
     def synchronize(self):
         if not self.done:
@@ -284,9 +287,17 @@ class CompileException(Exception):
         return str(self)
 
 
+def _elapsed_ms(start, end):
+    """cupy.cuda.get_elapsed_time: milliseconds between two recorded events."""
+    if start.time is None or end.time is None:
+        raise CUDARuntimeError("get_elapsed_time on an event that was never recorded")
+    return 1e3 * (end.time - start.time)
+
+
 cuda = types.SimpleNamespace(
     Device=Device, runtime=_Runtime, get_current_stream=_current_stream, Stream=_Stream, Event=Event,
     graph=types.SimpleNamespace(Graph=Graph),
+    get_elapsed_time=_elapsed_ms,
     compiler=types.SimpleNamespace(CompileException=CompileException),
     is_available=lambda: state.device_count > 0,
 )
