@@ -5,6 +5,7 @@ that checks every kernel launch): the CuPy code path on a machine without a GPU.
 a GPU run; see tests/test_fakecupy.py.
 """
 import os
+import shutil
 import sys
 import tempfile
 
@@ -14,9 +15,14 @@ import pytest
 from gpunn import backend as _backend
 
 
+_SESSION_CACHE = []  # the cache directory this session made, removed when it ends
+
+
 def pytest_configure(config):
     # indexes of CSV files (gpunn.data.tables) go to a directory of this session, not the user's cache
-    os.environ.setdefault("GPUNN_CACHE_DIR", tempfile.mkdtemp(prefix="gpunn-test-cache-"))
+    if "GPUNN_CACHE_DIR" not in os.environ:
+        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-cache-"))
+        os.environ["GPUNN_CACHE_DIR"] = _SESSION_CACHE[0]
     if os.environ.get("GPUNN_FAKE_CUPY") == "1":
         import fakecupy
 
@@ -27,6 +33,11 @@ def pytest_configure(config):
         import gpunn.ops.cublas
 
         gpunn.ops.cublas.load_cublas = fakecupy.cublas_library  # libcublas through ctypes, for graph capture
+
+
+def pytest_unconfigure(config):
+    for directory in _SESSION_CACHE:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _gpu_reason():
