@@ -175,6 +175,10 @@ def shards(out, tmp):
     out["validation_run_rows_read"] = comm.allgather(read["rows"])
     held = source().hold_out(0.25)  # statistics pass + 2 epochs of training rows, 2 validations of held-out rows
     out["validation_run_rows"] = 3 * held.rows + 2 * held.validation_rows
+    # the one-process layout passed to a distributed fit: its 2P shards shared out, 2 per rank
+    read["rows"] = 0
+    MLP(**ARCH).fit(ShardedSource(source(), 2 * comm.size), epochs=1, batch_size=16, distributed=True, **FIT)
+    out["wrapped_rows_read"] = comm.allgather(read["rows"])  # statistics pass + 1 epoch of its 2 shards
 
     class StopAt(gpunn.Callback):  # Ctrl-C on rank 0 alone, part-way through epoch 2
         def on_batch_end(self, trainer, batch):

@@ -237,6 +237,7 @@ def test_each_rank_reads_only_its_shard_of_a_file_and_trains_the_one_process_run
     assert sum(result["validation_run_rows_read"]) == result["validation_run_rows"]
     assert max(result["validation_run_rows_read"]) < 0.6 * result["validation_run_rows"]
     assert result["val_rel"] < 1e-10  # val_loss, val_mae, val_r2 == one process
+    assert result["wrapped_rows_read"] == [1000, 1000]  # fit(ShardedSource(source, 4), distributed=True)
     assert result["params_rel"] < 1e-10 and result["loss_rel"] < 1e-10  # == one process reading both shards
     assert result["stopped"] and result["stopped_at"] == [1, 21]
     assert result["resumed_params_rel"] < 1e-10  # the mid-epoch checkpoint resumed on 2 ranks

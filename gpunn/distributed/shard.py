@@ -282,18 +282,18 @@ class ShardedSource:
             raise ValueError(f"owned shards {owned} must be some of 0..{shards - 1}")
         self.__dict__.update(source=source, shards=shards, owned=owned, global_batch_rows=0, _views=(None, None))
 
+    _OWN = frozenset(("source", "shards", "owned", "global_batch_rows", "_views"))
+
     def __getattr__(self, name):
         if name.startswith("__") or "source" not in self.__dict__:
             raise AttributeError(name)
         return getattr(self.__dict__["source"], name)
 
-    @property
-    def standardizer(self):
-        return self.source.standardizer
-
-    @standardizer.setter
-    def standardizer(self, value):
-        self.source.standardizer = value
+    def __setattr__(self, name, value):  # standardizer, standardize, ...: the wrapped source's
+        if name in self._OWN:
+            self.__dict__[name] = value
+        else:
+            setattr(self.source, name, value)
 
     @property
     def total_rows(self) -> int:
@@ -365,7 +365,9 @@ def statistics_over_ranks(source):
     computed from every rank's own shard (one shard per rank, as the fit will read them)."""
     from .comm import world
 
-    if not isinstance(source, ChunkedSource):
-        return source.compute_standardizer()
     comm = world()
-    return ShardedSource(source, comm.size, [comm.rank]).standardizer_over_shards(comm)
+    shards = source.shards if isinstance(source, ShardedSource) else comm.size
+    if not isinstance(source, (ChunkedSource, ShardedSource)) or shards % comm.size:
+        return source.compute_standardizer()
+    own = shards // comm.size
+    return ShardedSource(source, shards, range(comm.rank * own, (comm.rank + 1) * own)).standardizer_over_shards(comm)

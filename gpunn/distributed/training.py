@@ -220,6 +220,8 @@ class DataParallel:
         """This rank's share of a source: its shards of a chunked one, its piece of each batch otherwise."""
         from ..data.base import ChunkedSource
 
+        if isinstance(source, ShardedSource):  # the one-process layout passed in: its shards, shared out
+            source, shards = source.source, source.shards if shards is None else shards
         if not isinstance(source, ChunkedSource) or shards == 0:  # 0: a resumed run that read the source whole
             return PieceOfEachBatch(source, rank=self.rank, size=self.size, batch_size=self.batch_size)
         shards = self.size if shards is None else int(shards)
