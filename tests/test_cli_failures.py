@@ -149,10 +149,13 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "4000000", "--features", "16",
                              "--hidden", "4", "--epochs", "1", "--quiet", "--save", "run.npz"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(proc, "device:")
-    time.sleep(0.3)
+    # "data: ... materialized" is printed as generation starts (~1.5 s for these rows on an idle 2-core
+    # machine): signal right then, so a loaded machine's slow sleep cannot push the Ctrl-C into training
+    _wait_for(proc, "data:")
+    time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    assert "model:" not in out, "the Ctrl-C came after the data was generated: the test measured nothing"
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written"]
     assert os.listdir(tmp_path) == []  # no checkpoint, no config, no temp file
