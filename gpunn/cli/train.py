@@ -1,4 +1,4 @@
-"""``gpunn train``: train an MLP on a built-in synthetic regression, report held-out metrics and throughput."""
+"""``gpunn train``: train an MLP on a built-in synthetic regression or on your own data files, report held-out metrics and throughput."""
 from __future__ import annotations
 
 import argparse
@@ -31,8 +31,10 @@ def _hidden_sizes(text: str) -> list[int]:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the subparsers ``sub``; returns its parser."""
-    t = sub.add_parser("train", help="train an MLP on a built-in synthetic regression",
-                       description="Train an MLP on a synthetic regression task, then report held-out metrics "
+    t = sub.add_parser("train", help="train an MLP on a built-in synthetic regression or your own data "
+                                     "(--data: .npy, .parquet, .csv)",
+                       description="Train an MLP on a synthetic regression task (or on your own data with "
+                                   "--data), then report held-out metrics "
                                    "and throughput. README says how long the defaults took, and on which CPU. "
                                    "Launched by mpiexec with P > 1 processes it trains data parallel (MPI on the "
                                    "CPU, NCCL on GPUs, one per rank): --batch-size is then per rank, rank 0 "
