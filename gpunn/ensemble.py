@@ -143,43 +143,62 @@ class Ensemble:
         return ws
 
     # ---- the math --------------------------------------------------------------------
-    def _forward(self, X, ws):
-        """A[L] (K, rows, outputs) for X (rows, inputs) shared by all members, or (K, rows, inputs)."""
-        A_prev, mops = X, self.member_ops
+    def _forward(self, X, ws, members=slice(None), matmul=None):
+        """A[L] (K, rows, outputs) for X (rows, inputs) shared by all members, or (K, rows, inputs).
+        ``members``: a slice of the members to compute (their rows of every buffer); ``matmul``: the
+        product to use (default: the member ops', which may split the members over threads itself)."""
+        mops, sl = self.member_ops, members
+        matmul = matmul or mops.matmul
+        A_prev = X if X.ndim == 2 else X[sl]
         for l, act in enumerate(self.activations):
-            Z, A = ws.Z[l], ws.A[l]
-            mops.matmul(A_prev, self.weights[l], out=Z)
-            b = self.biases[l] if self.bias else None
-            if b is not None or A is not Z or act.name != "identity":
-                mops.bias_activation(Z, b, act, A, keep_z=A is not Z)
+            Z = ws.Z[l][sl]
+            A = Z if ws.A[l] is ws.Z[l] else ws.A[l][sl]  # one object where one buffer: the fused ops test `A is Z`
+            matmul(A_prev, self.weights[l][sl], out=Z)
+            b = self.biases[l][sl] if self.bias else None
+            if b is not None or ws.A[l] is not ws.Z[l] or act.name != "identity":
+                mops.bias_activation(Z, b, act, A, keep_z=ws.A[l] is not ws.Z[l])
             A_prev = A
         return A_prev
 
-    def _backward(self, X, Y, ws, sum_sq=None):
+    def _backward(self, X, Y, ws, sum_sq=None, members=slice(None), matmul=None):
         """Fill the flat gradient buffer; return each member's sum((A[L] - Y)^2), a (K,) device array
-        (``sum_sq`` when given: a CUDA graph's fixed buffer)."""
-        mops, L = self.member_ops, self.n_layers
-        sum_sq = mops.loss_gradient(ws.A[-1], Y, ws.dA[-1], sum_sq)
+        (``sum_sq`` when given: a CUDA graph's fixed buffer). ``members``, ``matmul``: as in _forward."""
+        mops, L, sl = self.member_ops, self.n_layers, members
+        matmul = matmul or mops.matmul
+        sum_sq = mops.loss_gradient(ws.A[-1][sl], Y if Y.ndim == 2 else Y[sl], ws.dA[-1][sl], sum_sq)
         for l in range(L - 1, -1, -1):
-            act, dZ = self.activations[l], ws.dA[l]
-            db = self._db[l] if self.bias else None
+            act, dZ = self.activations[l], ws.dA[l][sl]
+            db = self._db[l][sl] if self.bias else None
             if act.name != "identity":
                 from_output = not act.needs_input_for_grad
-                mops.activation_bias_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ, db)
+                mops.activation_bias_backward(dZ, act, (ws.A[l] if from_output else ws.Z[l])[sl], from_output, dZ, db)
             elif db is not None:
                 mops.bias_gradient(dZ, db)
-            A_prev = ws.A[l - 1] if l else X
-            mops.matmul(A_prev.swapaxes(-1, -2), dZ, out=self._dW[l])
+            A_prev = ws.A[l - 1][sl] if l else (X if X.ndim == 2 else X[sl])
+            matmul(A_prev.swapaxes(-1, -2), dZ, out=self._dW[l][sl])
             if l:
-                mops.matmul(dZ, self.weights[l].swapaxes(-1, -2), out=ws.dA[l - 1])
+                matmul(dZ, self.weights[l][sl].swapaxes(-1, -2), out=ws.dA[l - 1][sl])
         return sum_sq
 
     def train_step(self, X, Y):
         """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
         returns the (K,) device sums of squared errors of the batch."""
         ws = self._workspace(X.shape[-2])
-        self._forward(X, ws)
-        return self._backward(X, Y, ws)
+        groups = self.member_ops.member_groups(self.n_models)
+        if groups is None:
+            self._forward(X, ws)
+            return self._backward(X, Y, ws)
+        # On the CPU: each group of members runs its whole forward and backward pass on its own
+        # thread (one sync per step, elementwise passes in parallel too), not each product split.
+        sums = self.xp.empty(self.n_models, numpy.float64)
+        matmul = self.member_ops.unsplit_matmul
+
+        def run(sl):
+            self._forward(X, ws, sl, matmul)
+            self._backward(X, Y, ws, sums[sl], sl, matmul)
+
+        self.member_ops.run_groups(run, groups)
+        return sums
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):

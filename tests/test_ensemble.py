@@ -333,6 +333,28 @@ def test_member_groups_on_threads_give_the_same_products():
         np.testing.assert_array_equal(mops.matmul(A, W, out=np.empty((5, 9, 3))), np.matmul(A, W))
 
 
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap):
+    """On the CPU each group of members runs its whole forward and backward pass on its own thread; the
+    gradients and sums are those of one pass over all members (K=5 over 1, 2, 3 and 8 groups)."""
+    X, Y = gpunn.datasets.make("teacher", 96, 4, 2, seed=1, device="cpu")
+    ens = gpunn.Ensemble([4, 7, 6, 2], 5, device="cpu", dtype="float64", seed=3)
+    mops = ens.member_ops
+    Xb = np.stack([X[k::5][:16] for k in range(5)]) if bootstrap else X[:16]  # per-member rows, or shared
+    Yb = np.stack([Y[k::5][:16] for k in range(5)]) if bootstrap else Y[:16]
+    results = {}
+    for threads in (1, 2, 3, 8):
+        mops.threads = threads
+        groups = mops.member_groups(5)
+        assert (groups is None) == (threads == 1)
+        sums = ens.train_step(Xb, Yb)
+        results[threads] = (np.array(sums), ens.grads.copy())
+    for threads in (2, 3, 8):
+        np.testing.assert_array_equal(results[threads][0], results[1][0])
+        np.testing.assert_array_equal(results[threads][1], results[1][1])
+    assert np.abs(results[1][1]).sum() > 0
+
+
 def _base_and_offset(view):
     """The flat buffer a view reads and the view's first element's offset in it."""
     base = view

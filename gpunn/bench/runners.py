@@ -26,6 +26,7 @@ import contextlib
 import math
 import statistics
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -342,6 +343,7 @@ def _left(deadline) -> float:
 
 CATEGORIES = {
     "matmul": "matmul",
+    "unsplit_matmul": "matmul",  # an ensemble's products inside a member group (gpunn.ops.ensemble)
     "bias_activation": "elementwise",
     "activation_backward": "elementwise",
     "activation_bias_backward": "elementwise",
@@ -355,15 +357,20 @@ CATEGORIES = {
 
 @contextlib.contextmanager
 def timed_ops(ops, backend, totals):
-    """Time every ops method in CATEGORIES on this ops instance (outermost call only; GPU synchronised)."""
+    """Time every ops method in CATEGORIES on this ops instance (outermost call only; GPU synchronised).
+
+    Only the calling thread's calls are timed: an ensemble's member groups run the same ops on other
+    threads at the same time, and the calling thread's shares (its own group, and waiting for the
+    others as "other") are the step's."""
     depth = [0]
     originals = {}
+    owner = threading.get_ident()
 
     def wrap(name, fn):
         kind = CATEGORIES[name]
 
         def timed(*args, **kwargs):
-            if depth[0]:
+            if depth[0] or threading.get_ident() != owner:
                 return fn(*args, **kwargs)
             depth[0] += 1
             try:

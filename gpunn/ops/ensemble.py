@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
 from ..activations import Activation
+from . import denormals
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
 LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
@@ -108,6 +110,10 @@ class EnsembleOps:
         self.xp = ops.xp
 
     # ---- matrix products -------------------------------------------------------------
+    def member_groups(self, members: int):
+        """Slices of the members that a training step runs on threads of their own, or None (one pass)."""
+        return None
+
     def matmul(self, a, b, out):
         """out = a @ b over the member axis (a or b may be one matrix shared by all members).
 
@@ -279,6 +285,9 @@ if numba is not None:
                       lr_bc1[k], 0, n)
 
 
+_GROUP_POOLS: dict = {}  # member groups' threads, by group count (CpuEnsembleOps.run_groups)
+
+
 def _usable_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -294,10 +303,12 @@ def _contiguous_floats(*arrays) -> bool:
 class CpuEnsembleOps(EnsembleOps):
     """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed).
 
-    The batched products are split into ``threads`` groups of members, each one NumPy stacked product on
-    a thread of gpunn's pool (BLAS itself on one thread: member_blas_threads): GPUNN_CPU_THREADS when set,
-    else every core this process may use. Measured on the 2-core machine at load 4-6 (bench/RESULTS.md):
-    two groups took K=64 small nets from 1.46M to 2.81M member-samples/s and K=16 medium to 224k.
+    A training step runs ``threads`` groups of members (GPUNN_CPU_THREADS when set, else every core this
+    process may use), each its whole forward and backward pass on a thread of its own (member_groups,
+    run_groups; BLAS itself on one thread: member_blas_threads). Outside a step (predict, evaluation)
+    each batched product is split into the same groups instead. Whole passes per group took K=64
+    small nets from 3.7M to 4.9M member-samples/s on the idle 2-core machine against one split per
+    product (one synchronisation per step instead of seven, the elementwise passes in parallel too).
     """
 
     def __init__(self, ops):
@@ -305,6 +316,31 @@ class CpuEnsembleOps(EnsembleOps):
         self.fused = bool(getattr(ops, "fused", False)) and numba is not None
         env = os.environ.get("GPUNN_CPU_THREADS", "").strip()
         self.threads = max(1, int(env)) if env else _usable_cores()
+
+    def member_groups(self, members: int):
+        """``threads`` contiguous slices of the members (None for one thread or one member)."""
+        parts = min(self.threads, members)
+        if parts <= 1:
+            return None
+        bounds = [members * t // parts for t in range(parts + 1)]
+        return [slice(bounds[t], bounds[t + 1]) for t in range(parts)]
+
+    def run_groups(self, fn, groups):
+        """fn(group) for every group, the first on the calling thread. A pool of its own, not gpunn.ops.cpu's:
+        the single-model kernels a group calls may split their work over that one."""
+        pool = _GROUP_POOLS.get(len(groups))
+        if pool is None:
+            init = (lambda: denormals.set_flush(True)) if denormals.enabled() else None
+            pool = _GROUP_POOLS[len(groups)] = ThreadPoolExecutor(len(groups) - 1, thread_name_prefix="gpunn-members",
+                                                                  initializer=init)
+        futures = [pool.submit(fn, g) for g in groups[1:]]
+        fn(groups[0])
+        for f in futures:
+            f.result()
+
+    def unsplit_matmul(self, a, b, out):
+        """The product on the calling thread (inside a member group)."""
+        return super().matmul(a, b, out)
 
     def matmul(self, a, b, out):
         members = out.shape[0] if out.ndim == 3 else 1
