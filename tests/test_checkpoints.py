@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import gpunn
-from gpunn import MLP, CheckpointError, Callback, EarlyStopping, ReduceLROnPlateau, datasets
+from gpunn import MLP, CheckpointError, EarlyStopping, ReduceLROnPlateau, datasets
 from gpunn import checkpoint as gio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,20 +28,6 @@ def data():
     return X, Y
 
 
-class InterruptAt(Callback):
-    """Calls trainer.interrupt() after a given global batch, as Ctrl-C would."""
-
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_epoch_begin(self, trainer, epoch):
-        self.epoch = epoch
-
-    def on_batch_end(self, trainer, batch):
-        if (self.epoch, batch) == self.at:
-            trainer.interrupt()
-
-
 FIT = dict(epochs=7, batch_size=100, optimizer="adam", lr=5e-3, schedule="cosine", validation_fraction=0.2,
            verbose=False)
 
@@ -51,7 +37,7 @@ def _no_timing(history):
 
 
 @pytest.mark.parametrize("stop_at", [(2, 4), (3, 9)], ids=["mid-epoch", "last-batch-of-epoch"])
-def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at):
+def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, interrupt_at):
     X, Y = data
     plateau = dict(factor=0.5, patience=0, min_delta=10.0)  # reduces every epoch: exercises lr_scale
     reference = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
@@ -59,7 +45,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at):
 
     path = tmp_path / "run.npz"
     model = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
-    hist = model.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), InterruptAt(*stop_at), EarlyStopping(patience=50),
+    hist = model.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), interrupt_at(*stop_at), EarlyStopping(patience=50),
                                       gpunn.ModelCheckpoint(path)], **FIT)
     assert hist.interrupted and len(hist["epoch"]) == stop_at[0] + (stop_at[1] == 9)
 

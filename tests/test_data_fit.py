@@ -141,22 +141,8 @@ def test_a_failed_prediction_leaves_no_output_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
 
 
-class InterruptAt(gpunn.Callback):
-    """Calls trainer.interrupt() after a given batch of a given epoch, as Ctrl-C would."""
-
-    def __init__(self, epoch, batch):
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, trainer, epoch):
-        self.epoch = epoch
-
-    def on_batch_end(self, trainer, batch):
-        if (self.epoch, batch) == self.at:
-            trainer.interrupt()
-
-
 @pytest.mark.parametrize("kind", ["npy", "synthetic"])
-def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path, linear_pair, kind):
+def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path, linear_pair, kind, interrupt_at):
     x, y, _, _ = linear_pair
 
     def source():
@@ -169,7 +155,7 @@ def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path,
     expected = straight.fit(source(), **fit)
     model = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
     ckpt = tmp_path / "run.npz"
-    stopped = model.fit(source(), **fit, callbacks=[gpunn.ModelCheckpoint(ckpt), InterruptAt(1, 9)])
+    stopped = model.fit(source(), **fit, callbacks=[gpunn.ModelCheckpoint(ckpt), interrupt_at(1, 9)])
     assert stopped.interrupted
     resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(source(), verbose=False)
     numpy.testing.assert_array_equal(gpunn.load(ckpt, device="cpu").params, straight.params)

@@ -21,15 +21,6 @@ def data():
     return datasets.make("teacher", 600, 5, n_outputs=2, noise=0.1, seed=4, device="cpu")
 
 
-class InterruptAt(Callback):
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_batch_end(self, trainer, batch):
-        if (trainer.epoch, batch) == self.at:
-            trainer.interrupt()
-
-
 # ---- the callback-state protocol, exactly as gpunn.Callback's docstring states it ----------------
 class EpochCounter(Callback):
     """Counts epochs and keeps a running sum of the parameters, written only from the docstring."""
@@ -60,7 +51,7 @@ class EpochCounter(Callback):
         return {"label": self.label}
 
 
-def test_a_callback_written_from_the_docstring_survives_save_and_resume(data, tmp_path):
+def test_a_callback_written_from_the_docstring_survives_save_and_resume(data, tmp_path, interrupt_at):
     X, Y = data
     straight = EpochCounter()
     MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=4, batch_size=64, callbacks=[straight], verbose=False)
@@ -68,7 +59,7 @@ def test_a_callback_written_from_the_docstring_survives_save_and_resume(data, tm
     path = tmp_path / "run.npz"
     first = EpochCounter()
     history = MLP([5, 8, 2], device="cpu", seed=0).fit(
-        X, Y, epochs=4, batch_size=64, callbacks=[first, InterruptAt(2, 3), gpunn.ModelCheckpoint(path)], verbose=False)
+        X, Y, epochs=4, batch_size=64, callbacks=[first, interrupt_at(2, 3), gpunn.ModelCheckpoint(path)], verbose=False)
     assert history.interrupted and first.epochs_seen == 2
     resumed = EpochCounter()
     gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=[resumed], verbose=False)
@@ -101,11 +92,11 @@ def test_settings_and_state_round_trip_through_json():
         settings.epochs = 6
 
 
-def test_a_checkpoint_holds_the_settings_and_the_state(data, tmp_path):
+def test_a_checkpoint_holds_the_settings_and_the_state(data, tmp_path, interrupt_at):
     X, Y = data
     path = tmp_path / "run.npz"
     MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, schedule="cosine", validation_fraction=0.1,
-                                            callbacks=[InterruptAt(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
+                                            callbacks=[interrupt_at(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     assert ckpt.settings == FitSettings(epochs=3, batch_size=50, train_rows=540, seed=0, shuffle=True,
                                         schedule=Schedule("cosine"), validation="fraction", validation_fraction=0.1)
@@ -115,13 +106,13 @@ def test_a_checkpoint_holds_the_settings_and_the_state(data, tmp_path):
                                        "shuffle": True, "seed": 0}
 
 
-def test_a_version_1_checkpoint_still_loads_and_resumes(data, tmp_path):
+def test_a_version_1_checkpoint_still_loads_and_resumes(data, tmp_path, interrupt_at):
     X, Y = data
     path = tmp_path / "run.npz"
     reference = MLP([5, 8, 2], device="cpu", seed=0)
     reference.fit(X, Y, epochs=3, batch_size=50, schedule="exponential", verbose=False)
     MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, schedule="exponential",
-                                            callbacks=[InterruptAt(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
+                                            callbacks=[interrupt_at(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
     # rewrite it as version 1 wrote it: the schedule beside the settings, no source
     npz = numpy.load(path, allow_pickle=False)
     arrays = {k: npz[k] for k in npz.files}
