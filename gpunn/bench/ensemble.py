@@ -260,9 +260,10 @@ def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.
     (``graph``: a CUDA-graph row of the ensemble too, on GPUs)."""
     from dataclasses import asdict
 
-    from .system import _cores, blas_threads
+    from ..ops.cpu import usable_cores
+    from .system import blas_threads
 
-    threads = threads or blas_threads() or _cores()
+    threads = threads or blas_threads() or usable_cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
     results = []

@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass, field
 import numpy
 
 from .. import backend as _backend, datasets
+from ..ops.cpu import usable_cores
 from .configs import Config
-from .system import _cores, blas_threads, setup_info
+from .system import blas_threads, setup_info
 
 # ---- devices and clocks ------------------------------------------------------------------
 
@@ -619,7 +620,7 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
     decay into the subnormal range, which slows a CPU that computes subnormals; 0: time from a fresh start).
     """
     peak_size = peak_size_for(seconds, peak_size)
-    threads = blas_threads() or _cores()
+    threads = blas_threads() or usable_cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
     setup = setup_info(backends, threads)

@@ -13,6 +13,7 @@ import sys
 import numpy
 
 from .._version import __version__
+from ..ops.cpu import usable_cores
 
 
 def setup_info(backends, threads=None) -> dict:
@@ -22,7 +23,7 @@ def setup_info(backends, threads=None) -> dict:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "machine": _cpu_name(),
-        "cores": _cores(),
+        "cores": usable_cores(),
         "devices": [b.describe() for b in backends],
         "dtype": "float32",
         "blas": _blas(),
@@ -62,13 +63,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def numpy_blas_pool() -> dict | None:

@@ -144,37 +144,52 @@ def default_threads() -> int:
     return max(1, int(env)) if env else 1
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple, ThreadPoolExecutor] = {}
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One process-wide pool per size (threads - 1 workers; the calling thread does a share too)."""
-    pool = _POOLS.get(threads)
+def _pool(threads: int, name: str = "cpu") -> ThreadPoolExecutor:
+    """One process-wide pool per (name, size) (threads - 1 workers; the calling thread does a share too).
+    Work that itself runs pieces on a pool uses one of another name: waiting on its own pool's workers
+    from inside them could deadlock."""
+    pool = _POOLS.get((name, threads))
     if pool is None:
         # gpunn's workers run only gpunn's kernels: they flush subnormals for good (gpunn.ops.denormals)
         init = (lambda: denormals.set_flush(True)) if denormals.enabled() else None
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="gpunn-cpu", initializer=init)
+        pool = _POOLS[name, threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix=f"gpunn-{name}",
+                                                          initializer=init)
     return pool
 
 
-def _cores() -> int:
+def run_pieces(fn, pieces, name: str = "cpu"):
+    """fn(*piece) for every piece at once: the first on the calling thread, the others on gpunn's pool
+    ``name``; returns when all are done."""
+    futures = [_pool(len(pieces), name).submit(fn, *piece) for piece in pieces[1:]]
+    fn(*pieces[0])
+    for f in futures:
+        f.result()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def _bounds(n: int, parts: int) -> list:
+    """parts + 1 boundaries of contiguous, nearly equal pieces of [0, n)."""
+    return [n * t // parts for t in range(parts + 1)]
 
 
 def _split_rows(fn, n, threads=None):
     """fn(lo, hi) over [0, n) in contiguous pieces, one per core, on gpunn's pool (for BLIS's GEMM)."""
-    parts = min(threads or _cores(), n)
+    parts = min(threads or usable_cores(), n)
     if parts <= 1:
         fn(0, n)
         return
-    bounds = [n * t // parts for t in range(parts + 1)]
-    futures = [_pool(parts).submit(fn, bounds[t], bounds[t + 1]) for t in range(1, parts)]
-    fn(bounds[0], bounds[1])
-    for f in futures:
-        f.result()
+    bounds = _bounds(n, parts)
+    run_pieces(fn, [(bounds[t], bounds[t + 1]) for t in range(parts)])
 
 
 class CpuOps(Ops):
@@ -199,12 +214,8 @@ class CpuOps(Ops):
         if parts <= 1:
             kernel(*args, 0, n)
             return 1
-        bounds = [n * t // parts for t in range(parts + 1)]
-        pool = _pool(parts)
-        futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, parts)]
-        kernel(*args, bounds[0], bounds[1])
-        for f in futures:
-            f.result()
+        bounds = _bounds(n, parts)
+        run_pieces(kernel, [(*args, bounds[t], bounds[t + 1]) for t in range(parts)])
         return parts
 
     # ---- matrix products -------------------------------------------------------------
@@ -248,13 +259,8 @@ class CpuOps(Ops):
             _relu_backward_bias_inplace(dA, source, db, 0, rows)  # the column sums land in db directly
             return dZ
         sums = self.scratch((parts, dA.shape[1]), dA.dtype, slot=3)
-        bounds = [rows * t // parts for t in range(parts + 1)]
-        pool = _pool(parts)
-        futures = [pool.submit(_relu_backward_bias_inplace, dA, source, sums[t], bounds[t], bounds[t + 1])
-                   for t in range(1, parts)]
-        _relu_backward_bias_inplace(dA, source, sums[0], bounds[0], bounds[1])
-        for f in futures:
-            f.result()
+        bounds = _bounds(rows, parts)
+        run_pieces(_relu_backward_bias_inplace, [(dA, source, sums[t], bounds[t], bounds[t + 1]) for t in range(parts)])
         numpy.sum(sums, axis=0, out=db)
         return dZ
 

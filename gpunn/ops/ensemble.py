@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
 from ..activations import Activation
-from . import denormals
+from .cpu import _bounds, run_pieces, usable_cores
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
 LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
@@ -285,16 +284,6 @@ if numba is not None:
                       lr_bc1[k], 0, n)
 
 
-_GROUP_POOLS: dict = {}  # member groups' threads, by group count (CpuEnsembleOps.run_groups)
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _contiguous_floats(*arrays) -> bool:
     dtype = arrays[0].dtype
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
@@ -315,50 +304,34 @@ class CpuEnsembleOps(EnsembleOps):
         super().__init__(ops)
         self.fused = bool(getattr(ops, "fused", False)) and numba is not None
         env = os.environ.get("GPUNN_CPU_THREADS", "").strip()
-        self.threads = max(1, int(env)) if env else _usable_cores()
+        self.threads = max(1, int(env)) if env else usable_cores()
 
     def member_groups(self, members: int):
         """``threads`` contiguous slices of the members (None for one thread or one member)."""
         parts = min(self.threads, members)
         if parts <= 1:
             return None
-        bounds = [members * t // parts for t in range(parts + 1)]
+        bounds = _bounds(members, parts)
         return [slice(bounds[t], bounds[t + 1]) for t in range(parts)]
 
     def run_groups(self, fn, groups):
-        """fn(group) for every group, the first on the calling thread. A pool of its own, not gpunn.ops.cpu's:
-        the single-model kernels a group calls may split their work over that one."""
-        pool = _GROUP_POOLS.get(len(groups))
-        if pool is None:
-            init = (lambda: denormals.set_flush(True)) if denormals.enabled() else None
-            pool = _GROUP_POOLS[len(groups)] = ThreadPoolExecutor(len(groups) - 1, thread_name_prefix="gpunn-members",
-                                                                  initializer=init)
-        futures = [pool.submit(fn, g) for g in groups[1:]]
-        fn(groups[0])
-        for f in futures:
-            f.result()
+        """fn(group) for every group, the first on the calling thread. A pool of its own, not the one the
+        single-model kernels a group calls may split their work over."""
+        run_pieces(fn, [(g,) for g in groups], name="members")
 
     def unsplit_matmul(self, a, b, out):
         """The product on the calling thread (inside a member group)."""
         return super().matmul(a, b, out)
 
     def matmul(self, a, b, out):
-        members = out.shape[0] if out.ndim == 3 else 1
-        parts = min(self.threads, members)
-        if parts <= 1 or (a.shape[-1] == 1 and b.shape[-2] == 1):
+        groups = self.member_groups(out.shape[0] if out.ndim == 3 else 1)
+        if groups is None or (a.shape[-1] == 1 and b.shape[-2] == 1):
             return super().matmul(a, b, out)
-        from .cpu import _pool
 
-        bounds = [members * t // parts for t in range(parts + 1)]
-
-        def group(t):
-            sl = slice(bounds[t], bounds[t + 1])
+        def group(sl):
             numpy.matmul(a[sl] if a.ndim == 3 else a, b[sl] if b.ndim == 3 else b, out=out[sl])
 
-        futures = [_pool(parts).submit(group, t) for t in range(1, parts)]
-        group(0)
-        for f in futures:
-            f.result()
+        run_pieces(group, [(g,) for g in groups])
         return out
 
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
