@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy
 
 from ..activations import ACTIVATIONS
+from .base import is_bf16 as dtype_is_bf16
 
 # NVRTC options; CuPy adds -arch for the current device. No fast math (--use_fast_math) of our own:
 # the kernels must agree with the NumPy reference (tests/test_kernel_math_host.py,
@@ -104,12 +105,12 @@ def is_bf16(dtype) -> bool:
     """Whether ``dtype`` is bfloat16: the name "bfloat16", ml_dtypes.bfloat16 (the type or its dtype),
     or uint16 (bf16 bits without ml_dtypes).
 
-    It runs at every kernel launch (get_kernel), so a dtype is told by itemsize and kind, as
-    gpunn.ops.base.is_bf16 does: comparing a dtype with the string "bfloat16" makes NumPy try to
-    parse the string as a dtype, and ``dtype.name`` is computed in Python -- about 4 us per call
-    together, 10 launches per small-net step."""
+    It runs at every kernel launch (get_kernel), so a dtype goes to gpunn.ops.base.is_bf16 (itemsize
+    and kind): comparing a dtype with the string "bfloat16" makes NumPy try to parse the string as a
+    dtype, and ``dtype.name`` is computed in Python -- about 4 us per call together, 10 launches per
+    small-net step."""
     if isinstance(dtype, numpy.dtype):
-        return dtype.itemsize == 2 and dtype.kind in ("u", "V")
+        return dtype_is_bf16(dtype)
     if isinstance(dtype, str):
         return dtype in (BF16, "uint16")
     return getattr(dtype, "__name__", None) in (BF16, "uint16")  # the scalar types ml_dtypes.bfloat16, numpy.uint16
