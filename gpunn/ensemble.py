@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy
 
 from .checks import as_matrix, check_rows_match, per_member, positive_int
-from .model import MLP, PREDICT_CHUNK_ROWS, ParamList
+from .model import MLP, PREDICT_CHUNK_ROWS, ParamList, gradients_over
 from .ops import ensemble_ops_for
 from .training.graph import graph_mode
 
@@ -235,12 +235,8 @@ class Ensemble:
     def loss_and_gradients(self, X, Y):
         """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]) (None without bias)."""
         with self.backend.use():
-            X, Y = self._as_input(X), self._as_target(Y)
-            check_rows_match(X, Y)
-            sum_sq = self.train_step(X, Y)
-            dW = [g.copy() for g in self._dW]
-            db = [g.copy() for g in self._db] if self.bias else None
-            return self.backend.to_host(sum_sq) / X.shape[0], dW, db
+            sum_sq, rows, dW, db = gradients_over(self, X, Y)
+            return self.backend.to_host(sum_sq) / rows, dW, db
 
     def member(self, k) -> MLP:
         """Member k as a :class:`gpunn.MLP` holding a copy of its weights."""

@@ -311,12 +311,8 @@ class MLP:
     def loss_and_gradients(self, X, Y):
         """(loss, dW, db) by the seed's backward equations over all rows of X; db is None without bias."""
         with self.backend.use():
-            X, Y = self._as_input(X), self._as_target(Y)
-            check_rows_match(X, Y)
-            sum_sq = self.train_step(X, Y)
-            dW = [g.copy() for g in self._dW]
-            db = [g.copy() for g in self._db] if self.bias else None
-            return float(sum_sq) / X.shape[0], dW, db
+            sum_sq, rows, dW, db = gradients_over(self, X, Y)
+            return float(sum_sq) / rows, dW, db
 
     def score(self, X, Y) -> float:
         """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition)."""
@@ -341,3 +337,15 @@ class MLP:
         precision = "" if self.precision == "float32" else f", precision={self.precision!r}"
         return (f"MLP(layer_sizes={self.layer_sizes}, activations={acts}, bias={self.bias}, "
                 f"dtype={self.dtype.name}, device={self.device!r}{precision})")
+
+
+def gradients_over(model, X, Y):
+    """(device sum of squared errors, rows, copies of dW, copies of db or None) of one backward pass over
+    all rows of X: what MLP.loss_and_gradients and Ensemble.loss_and_gradients share (they differ in
+    how the sum becomes a loss). Call inside ``model.backend.use()``."""
+    X, Y = model._as_input(X), model._as_target(Y)
+    check_rows_match(X, Y)
+    sum_sq = model.train_step(X, Y)
+    dW = [g.copy() for g in model._dW]
+    db = [g.copy() for g in model._db] if model.bias else None
+    return sum_sq, X.shape[0], dW, db
