@@ -28,7 +28,7 @@ def setup_info(backends, threads=None) -> dict:
         "dtype": "float32",
         "blas": _blas(),
     }
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                 "GPUNN_CPU_THREADS"):
         if os.environ.get(var):
             info.setdefault("env", {})[var] = os.environ[var]

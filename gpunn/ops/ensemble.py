@@ -356,9 +356,22 @@ class CpuEnsembleOps(EnsembleOps):
         lr, wd, beta1, beta2 = h[:, LR], h[:, WEIGHT_DECAY], h[:, BETA1], h[:, BETA2]
         if wd.any() and decoupled:  # AdamW: w *= 1 - lr * wd first, as the single-model path does
             w *= numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None]
-        fixed = self._adam_constants(rates, dt)  # the same until the table changes (once per epoch at most)
-        _member_adam(w, g, m, v, *fixed[:4], (1.0 / numpy.sqrt(1.0 - beta2**step)).astype(dt), dt.type(eps),
-                     (lr / (1.0 - beta1**step)).astype(dt), fixed[4], bool(wd.any() and not decoupled), active)
+        b1, omb1, b2, omb2, decay = self._adam_constants(rates, dt)  # the same until the table changes
+        inv_sqrt_bc2 = (1.0 / numpy.sqrt(1.0 - beta2**step)).astype(dt)
+        lr_bc1 = (lr / (1.0 - beta1**step)).astype(dt)
+        eps, l2 = dt.type(eps), bool(wd.any() and not decoupled)
+
+        def members(sl):
+            _member_adam(w[sl], g[sl], m[sl], v[sl], b1[sl], omb1[sl], b2[sl], omb2[sl], inv_sqrt_bc2[sl], eps,
+                         lr_bc1[sl], decay[sl], l2, active[sl])
+
+        # Each member's update is independent: the groups' rows on their threads (a K=64 small-net
+        # or K=16 medium-net step spent 7-9% of its time in this update on one thread).
+        groups = self.member_groups(w.shape[0])
+        if groups is None:
+            members(slice(None))
+        else:
+            self.run_groups(members, groups)
         return w
 
     def _adam_constants(self, rates, dt):
