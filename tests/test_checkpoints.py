@@ -72,6 +72,20 @@ def test_resume_can_extend_the_run(data, tmp_path):
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 4
 
 
+def test_resuming_a_run_that_stopped_early_trains_no_further(data, tmp_path):
+    X, Y = data
+    model = MLP([6, 8, 2], device="cpu", seed=0)
+    stopped = model.fit(X, Y, epochs=40, batch_size=100, lr=0.3, validation_fraction=0.2, verbose=False,
+                        callbacks=[EarlyStopping(patience=1, min_delta=1.0), gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+    assert stopped.stopped_early and len(stopped["epoch"]) < 40
+    ckpt = gpunn.load_checkpoint(tmp_path / "c.npz")
+    numpy.testing.assert_array_equal(ckpt.model.params, model.params)  # the best weights, restored
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert resumed.stopped_early and resumed["epoch"] == stopped["epoch"]  # before the fix: one more epoch
+    numpy.testing.assert_array_equal(ckpt.model.params, model.params)
+    assert ckpt.optimizer.steps == model.optimizer.steps
+
+
 def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],

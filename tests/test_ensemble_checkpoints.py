@@ -85,6 +85,20 @@ def test_a_resumed_run_without_early_stopping_or_bootstrap_is_exact_and_can_be_e
     assert resumed.best_epoch == ref_hist.best_epoch and resumed.best == ref_hist.best
 
 
+def test_resuming_a_run_whose_members_all_stopped_trains_no_further(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "run.npz"
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
+    done = ens.fit(X, Y, epochs=40, batch_size=30, lr=[0.3, 0.5], validation_fraction=0.2, verbose=False,
+                   callbacks=[gpunn.EarlyStopping(patience=1, min_delta=1.0), gpunn.ModelCheckpoint(path)])
+    assert all(done.stopped_early) and len(done["epoch"]) < 40
+    ckpt = gpunn.load_checkpoint(path)
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert resumed["epoch"] == done["epoch"] and resumed.stopped_epoch == done.stopped_epoch  # no extra epoch
+    np.testing.assert_array_equal(ckpt.model.params, ens.params)
+    assert ckpt.optimizer.steps == ens.optimizer.steps
+
+
 def test_a_diverged_member_stays_frozen_through_a_checkpoint(data, tmp_path, interrupt_at):
     X, Y = data
     fit = dict(optimizer="sgd", lr=[1e-4, 50.0], epochs=3, batch_size=50, verbose=False)

@@ -18,7 +18,8 @@ __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPla
 
 
 class Callback:
-    """Hooks called by :func:`fit`; set ``trainer.stop = True`` to end training after this epoch.
+    """Hooks called by :func:`fit`; set ``trainer.stop = True`` to end training after this epoch (in
+    ``on_train_begin``: before the first).
 
     Order: on_train_begin; per epoch on_epoch_begin, on_batch_end for each batch, on_epoch_end
     (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
@@ -210,6 +211,9 @@ class EarlyStopping(_Monitoring):
         super().on_train_begin(trainer)
         if self.best_params is not None:  # restored from a checkpoint as a host array
             self.best_params = trainer.model.xp.asarray(self.best_params)
+        if self.stopped_epoch is not None:  # resuming a run that had stopped early: it is over
+            trainer.stop = True
+            trainer.history.stopped_early = True
 
     def on_epoch_end(self, trainer, epoch, logs):
         value = self._value(logs)

@@ -247,6 +247,8 @@ class MemberEarlyStopping(Callback):
                 setattr(self, key, list(values))
             if best_params is not None:
                 self.best_params = model.xp.asarray(best_params).reshape(model.member_params.shape)
+        if not trainer.optimizer.active.any():  # resuming a run whose members had all stopped: it is over
+            trainer.stop = True
 
     def state_dict(self):
         """Each member's best value and epoch, patience count and stopping epoch; ``best_params``: the

@@ -35,8 +35,8 @@ class Trainer:
 
     Callbacks read ``model`` (the trainable), ``optimizer``, ``settings`` (FitSettings), ``state``
     (TrainState), ``history``, ``epoch``, ``epochs``, ``validation``; they may set ``stop = True`` (end
-    after this epoch), ``lr_scale`` (ReduceLROnPlateau) or call ``interrupt()``. Build it with
-    :func:`train`, not directly.
+    after this epoch; in ``on_train_begin``, before any), ``lr_scale`` (ReduceLROnPlateau) or call
+    ``interrupt()``. Build it with :func:`train`, not directly.
     """
 
     def __init__(self, trainable, source, optimizer, settings: FitSettings, state: TrainState | None = None, *,
@@ -207,6 +207,8 @@ class Trainer:
             cb.on_train_begin(self)
         try:
             for epoch in range(self.start_epoch, self.epochs):
+                if self.stop:  # a callback ended the run: after an epoch, or already at its start (a resumed
+                    break      # run that had stopped early)
                 self.epoch = epoch
                 first_batch = start_batch if epoch == self.start_epoch else 0
                 for cb in self.callbacks:
@@ -223,8 +225,6 @@ class Trainer:
                 self.history.append(logs)
                 if self._halt:
                     state.interrupted = self.history.interrupted = True
-                    break
-                if self.stop:
                     break
         except BaseException:
             self.failed = True  # e.g. TrainingDiverged: callbacks must not save this state as good
