@@ -54,11 +54,12 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
                 raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
             out[dest] = value
             continue
-        if isinstance(value, bool) or isinstance(value, (dict, list)) and dest != "hidden":
+        if isinstance(value, (bool, dict)):
             raise ConfigError(f"{source}: {key} cannot be {value!r}")
-        if isinstance(value, list):  # hidden = [256, 256]
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                raise ConfigError(f"{source}: {key} must list integers, got {value!r}")
+        if isinstance(value, list):  # hidden = [256, 256]; gpunn sweep's lr = [0.001, 0.003]: the option's type parses
+            whole = dest == "hidden"  # the values joined by commas, as on the command line
+            if not all(isinstance(v, int if whole else (int, float)) and not isinstance(v, bool) for v in value):
+                raise ConfigError(f"{source}: {key} must list {'integers' if whole else 'numbers'}, got {value!r}")
             value = ",".join(map(str, value))
         text = str(value)
         try:

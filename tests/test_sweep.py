@@ -59,3 +59,65 @@ def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--weight-decay", "0,x"])
     assert "--weight-decay: takes comma-separated numbers" in capsys.readouterr().err
+
+
+GRID = ARGS[:ARGS.index("--epochs")] + ["--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64",
+                                        "--max-members", "3"]  # 8 members in ensembles of 3, 3 and 2
+
+
+def members(path):
+    return json.loads(path.read_text())["members"]
+
+
+def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, capsys, monkeypatch, interrupt_at):
+    straight = tmp_path / "straight.json"
+    run(GRID + ["--epochs", "3", "--json", str(straight), "--save-best", str(tmp_path / "a.npz")], capsys)
+    fit, calls = gpunn.ensemble.Ensemble.fit, []
+
+    def second_ensemble_interrupted(self, *args, **kwargs):  # as Ctrl-C in epoch 2 of the second ensemble
+        calls.append(1)
+        if len(calls) == 2:
+            kwargs["callbacks"] = [*kwargs["callbacks"], interrupt_at(1, 3)]
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_ensemble_interrupted)
+    saved = tmp_path / "sweep"
+    out = run(GRID + ["--epochs", "3", "--save", str(saved)], capsys)
+    assert "interrupted" in out and f"gpunn sweep --resume {saved}" in out
+    assert sorted(p.name for p in saved.iterdir()) == ["ensemble-0.npz", "ensemble-1.npz"]
+    fresh = []
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *a, **k: fresh.append(1) or fit(self, *a, **k))
+
+    resumed = tmp_path / "resumed.json"
+    out = run(["sweep", "--resume", str(saved), "--json", str(resumed), "--save-best", str(tmp_path / "b.npz"),
+               "--quiet"], capsys)
+    assert "ensemble 0: 3 of 3 epochs were done" in out and "ensemble 1: 1 of 3 epochs were done" in out
+    assert len(fresh) == 1  # only the third ensemble starts from scratch
+    assert members(resumed) == members(straight)  # every member's curve, bit for bit (CPU, float64)
+    numpy.testing.assert_array_equal(gpunn.load(tmp_path / "b.npz").params, gpunn.load(tmp_path / "a.npz").params)
+    assert gpunn.load_checkpoint(saved / "ensemble-2.npz").epoch == 3
+
+
+def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, capsys):
+    saved, straight, extended = tmp_path / "sweep", tmp_path / "s.json", tmp_path / "e.json"
+    run(GRID + ["--epochs", "2", "--save", str(saved)], capsys)
+    run(GRID + ["--epochs", "4", "--json", str(straight)], capsys)
+    elsewhere = tmp_path / "elsewhere"
+    run(["sweep", "--resume", str(saved), "--epochs", "4", "--json", str(extended), "--quiet", "--save",
+         str(elsewhere)], capsys)
+    assert members(extended) == members(straight)
+    assert [gpunn.load_checkpoint(d / "ensemble-0.npz").epoch for d in (saved, elsewhere)] == [2, 4]
+    run(["sweep", "--resume", str(saved), "--epochs", "4", "--quiet"], capsys)  # now in place
+    refusals = [
+        (["--lr", "0.1"], "--lr 0.1 would change the run, which has --lr 0.001,0.01"),
+        (["--epochs", "3"], "ensemble 0 has already trained 4 epochs"),
+    ]
+    for extra, message in refusals:
+        assert cli.main(["sweep", "--resume", str(saved), "--quiet", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(GRID + ["--save", str(saved)]) == 2
+    assert "already holds a sweep's checkpoints; continue it with --resume" in capsys.readouterr().err
+    assert cli.main(["sweep", "--resume", str(tmp_path)]) == 2
+    assert "holds no ensemble-0.npz" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(saved / "ensemble-0.npz")]) == 2
+    assert f"continue it with gpunn sweep --resume {saved}" in capsys.readouterr().err

@@ -41,13 +41,20 @@ _default_showwarning = warnings.showwarning
 def parse_args(argv=None):
     """Parse the command line; for ``train``, defaults come from --resume's checkpoint (its recorded
     options, every option given checked against them: see gpunn.cli.resume), then --config, and
-    flags on the command line override both."""
+    flags on the command line override both; for ``sweep --resume DIR``, from DIR's first ensemble's."""
     from .. import config as cfgmod
     from . import resume
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "sweep" and args.resume:  # its options come from the sweep's first checkpoint
+        from .sweep import first_checkpoint
+
+        sweep_parser = parser.commands["sweep"]
+        sweep_parser.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), argv, sweep_parser, {},
+                                                        build_parser().commands["sweep"], command="sweep"))
+        return parser.parse_args(argv)
     if args.command != "train" or not (args.config or args.resume):
         return args
     train = parser.train_parser

@@ -14,6 +14,9 @@ changes the continuation, or is refused, by name, before anything is generated, 
   (CuPy's generator is not NumPy's, so the synthetic data depend on the kind);
 - anything else must equal what the run recorded: a different ``--lr``, ``--batch-size``,
   ``--seed``, ``--task``, ``--hidden`` ... would silently train something else, so it is refused.
+
+``gpunn sweep --save DIR`` records its options the same way in each ensemble's checkpoint (with how the
+grid was split, GROUP_KEY), and ``gpunn sweep --resume DIR`` is checked by the same rules.
 """
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ import os
 from ..training.callbacks import Callback
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
-RUN_LOCAL = frozenset({"resume", "save", "json", "plot", "quiet", "config", "debug"})
+# (csv and save_best are gpunn sweep's)
+RUN_LOCAL = frozenset({"resume", "save", "json", "csv", "plot", "save_best", "quiet", "config", "debug"})
 BACKEND_KEY = "data_backend"  # recorded beside the options: "cpu" or "cuda", the generator of the data
+GROUP_KEY = "members_per_ensemble"  # gpunn sweep: recorded beside the options, how the grid was split
 
 
 class RunOptions(Callback):
@@ -62,10 +67,17 @@ def _shown(value) -> str:
     return "unset" if value is None else str(value)
 
 
-def recorded(path, parser):
+def saved_options(meta) -> dict | None:
+    """The options a RunOptions callback recorded in a checkpoint's metadata, or None."""
+    return next((cb["state"].get("options") for cb in (meta.get("training") or {}).get("callbacks", [])
+                 if cb.get("class") == RunOptions.__name__ and isinstance(cb.get("state"), dict)), None)
+
+
+def recorded(path, parser, command="train"):
     """(options as parser defaults, epochs done, backend kind or None) of the checkpoint ``path``.
 
-    Checkpoints of runs from before RunOptions fall back to the ``PATH.toml`` written beside them.
+    ``command``: "train" (one model's run) or "sweep" (one ensemble of a gpunn sweep). Checkpoints of
+    ``gpunn train`` runs from before RunOptions fall back to the ``PATH.toml`` written beside them.
     """
     from .. import checkpoint, config as cfgmod
 
@@ -74,14 +86,16 @@ def recorded(path, parser):
     meta, _ = checkpoint.read(path)
     if meta.get("kind") != "training":
         raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")
-    if "members" in meta["model"]:
-        raise ValueError(f"--resume {path} holds the run of a gpunn.Ensemble of {meta['model']['members']} members; "
-                         "gpunn train resumes one model's run: resume it from Python, "
-                         "gpunn.load_checkpoint(path).resume(X, Y)")
     training = meta["training"]
     done = int(training["position"]["epoch"])
-    saved = next((cb["state"].get("options") for cb in training.get("callbacks", [])
-                  if cb.get("class") == RunOptions.__name__ and isinstance(cb.get("state"), dict)), None)
+    saved = saved_options(meta)
+    if "members" in meta["model"] and command == "train":
+        how = (f"gpunn sweep --resume {os.path.dirname(path) or '.'}" if saved and GROUP_KEY in saved
+               else "gpunn.load_checkpoint(path).resume(X, Y) from Python")
+        raise ValueError(f"--resume {path} holds the run of a gpunn.Ensemble of {meta['model']['members']} members; "
+                         f"gpunn train resumes one model's run: continue it with {how}")
+    if command == "sweep" and (saved is None or GROUP_KEY not in saved):
+        raise ValueError(f"--resume {path} is not a checkpoint of gpunn sweep (written by gpunn sweep --save)")
     if saved is None:
         toml = path + ".toml"
         if not os.path.exists(toml):
@@ -91,7 +105,7 @@ def recorded(path, parser):
         options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
         return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None
     kind = saved.get(BACKEND_KEY)
-    known = {k: v for k, v in saved.items() if k != BACKEND_KEY}
+    known = {k: v for k, v in saved.items() if k not in (BACKEND_KEY, GROUP_KEY)}
     try:
         options = cfgmod.convert(parser, {k.replace("_", "-"): v for k, v in known.items() if v is not None},
                                  f"{path} (its recorded options)")
@@ -148,13 +162,14 @@ def check(path, given: dict, options: dict, done: int, kind) -> None:
                          f"{done} to train further")
 
 
-def defaults_for(path, argv, parser, config_values: dict, scratch_parser) -> dict:
-    """The train parser's defaults for ``--resume path``: the recorded options, then --config's
+def defaults_for(path, argv, parser, config_values: dict, scratch_parser, command="train") -> dict:
+    """The command parser's defaults for ``--resume path``: the recorded options, then --config's
     values; every option given (command line or --config) checked first. ``scratch_parser``: a
-    train parser of its own, which this spoils (to tell what was given from the defaults)."""
-    options, done, kind = recorded(path, parser)
+    parser of its own for the command, which this spoils (to tell what was given from the defaults).
+    A sweep's epochs are checked per ensemble when it runs (gpunn.cli.sweep), not here."""
+    options, done, kind = recorded(path, parser, command)
     given = {**config_values, **explicit(argv, scratch_parser)}
-    check(path, given, options, done, kind)
+    check(path, given, options, done if command == "train" else 0, kind)
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}

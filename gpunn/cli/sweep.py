@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+import os
 
 import numpy
 
@@ -16,6 +17,7 @@ from .common import add_debug, dtype, non_negative, positive
 from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
 
 ENSEMBLE_WORKSPACE_ROWS = 1024  # rows of validation/prediction workspace counted per member
+CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 
 
 def _number_list(kind, check):
@@ -77,10 +79,47 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--csv", metavar="PATH", help="write the ranked table as CSV")
     s.add_argument("--plot", metavar="PNG", help="draw every member's validation curve, the best highlighted")
     s.add_argument("--save-best", metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
+    s.add_argument("--save", metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-G.npz, every "
+                   "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
+    s.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
+                   "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
+                   "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
+                   "apply, any other option that differs from the recorded one is refused")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug(s)
     s.set_defaults(func=run)
     return s
+
+
+def standalone_parser() -> argparse.ArgumentParser:
+    """The ``sweep`` parser on its own (what a saved sweep's options are resolved against)."""
+    return add_parser(argparse.ArgumentParser(prog="gpunn").add_subparsers())
+
+
+def first_checkpoint(directory) -> str:
+    """The checkpoint of a saved sweep's first ensemble, which records the sweep's options."""
+    path = os.path.join(directory, CHECKPOINT.format(0))
+    if not os.path.isdir(directory):
+        raise ValueError(f"--resume {directory} is not a directory (gpunn sweep --save DIR writes one)")
+    if not os.path.exists(path):
+        raise ValueError(f"--resume {directory} holds no {CHECKPOINT.format(0)}: it is not a saved sweep, or the "
+                         "sweep was stopped before its first checkpoint")
+    return path
+
+
+def _check_save_dir(args) -> str | None:
+    """The directory a sweep checkpoints to (made here), or None; a new sweep never overwrites a saved one."""
+    directory = args.save or args.resume
+    if directory is None:
+        return None
+    elsewhere = args.save and (not args.resume or os.path.abspath(args.save) != os.path.abspath(args.resume))
+    if elsewhere and os.path.exists(os.path.join(args.save, CHECKPOINT.format(0))):
+        raise ValueError(f"--save {args.save} already holds a sweep's checkpoints; continue it with --resume "
+                         f"{args.save}, or save this sweep elsewhere")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"--save {directory} exists and is not a directory")
+    os.makedirs(directory, exist_ok=True)
+    return directory
 
 
 def grid(args) -> list[dict]:
@@ -162,6 +201,25 @@ def plot_curves(rows, path) -> None:
     plt.close(fig)
 
 
+def _resume_group(path, save_to, group, g, args, backend, train, validation, record):
+    """Ensemble g of a saved sweep, continued from its checkpoint ``path`` to --epochs (a finished one trains
+    no further), checkpointing to ``save_to``: (the ensemble, its history)."""
+    from .. import checkpoint
+
+    ckpt = checkpoint.load_checkpoint(path, device=backend)
+    seeds = [s["seed"] for s in group]
+    if ckpt.model.n_models != len(group) or list(ckpt.model.seeds) != seeds:
+        raise ValueError(f"--resume: {path} holds members seeded {list(ckpt.model.seeds)}, but the sweep's ensemble {g} "
+                         f"is seeded {seeds}: the directory holds another sweep's checkpoints")
+    if ckpt.epoch > args.epochs:
+        raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({path}); --epochs "
+                         f"{args.epochs} cannot shorten it")
+    print(f"ensemble {g}: {ckpt.epoch} of {args.epochs} epochs were done ({path})", flush=True)
+    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
+                          checkpoint=save_to, callbacks=[record])
+    return ckpt.model, history
+
+
 def _check_outputs(args):
     from .. import preflight
 
@@ -177,11 +235,13 @@ def run(args) -> int:
     from .. import checkpoint
     from ..ensemble import Ensemble
     from ..training.callbacks import EarlyStopping
+    from . import resume
 
     if args.rows < MIN_ROWS:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     _check_outputs(args)
     _check_plot_available(args.plot)
+    save_dir = _check_save_dir(args)
     backend = _backend.resolve(args.device)
     X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
                          device=backend, dtype=args.dtype)
@@ -189,26 +249,45 @@ def run(args) -> int:
     X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
     sizes = [args.features, *args.hidden, args.outputs]
     settings = grid(args)
-    per, why = members_per_ensemble(args, backend, sizes, n_val, len(settings))
+    if args.resume:  # the split the sweep started with, whatever memory there is now
+        meta, _ = checkpoint.read(first_checkpoint(args.resume))
+        per, why = int(resume.saved_options(meta)[resume.GROUP_KEY]), "as the sweep being resumed was split"
+    else:
+        per, why = members_per_ensemble(args, backend, sizes, n_val, len(settings))
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
           f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
     if len(groups) > 1:
         print(f"the grid is split into {len(groups)} ensembles of up to {per} members ({why})", flush=True)
+    record = None
+    if save_dir:
+        print(f"checkpoints: {os.path.join(save_dir, CHECKPOINT.format('G'))} (continue with gpunn sweep --resume "
+              f"{save_dir})", flush=True)
+        record = resume.record(args, standalone_parser(), backend)
+        record.options[resume.GROUP_KEY] = per
     rows, models = [], []
     for g, group in enumerate(groups):
-        ens = Ensemble(sizes, len(group), activation=args.activation, output_activation=args.output_activation,
-                       bias=not args.no_bias, dtype=args.dtype, device=backend, seed=[s["seed"] for s in group])
-        callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
-        history = ens.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                          lr=[s["lr"] for s in group], weight_decay=[s["weight_decay"] for s in group],
-                          schedule=args.schedule, seed=args.seed, validation_data=(X_val, Y_val),
-                          callbacks=callbacks, verbose=not args.quiet)
+        path = os.path.join(save_dir, CHECKPOINT.format(g)) if save_dir else None
+        saved = os.path.join(args.resume, CHECKPOINT.format(g)) if args.resume else None
+        if saved and os.path.exists(saved):
+            ens, history = _resume_group(saved, path, group, g, args, backend, (X_train, Y_train), (X_val, Y_val),
+                                         record)
+        else:
+            ens = Ensemble(sizes, len(group), activation=args.activation, output_activation=args.output_activation,
+                           bias=not args.no_bias, dtype=args.dtype, device=backend, seed=[s["seed"] for s in group])
+            callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
+            if path:
+                callbacks += [checkpoint.ModelCheckpoint(path), record]
+            history = ens.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
+                              optimizer=args.optimizer, lr=[s["lr"] for s in group],
+                              weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule, seed=args.seed,
+                              validation_data=(X_val, Y_val), callbacks=callbacks, verbose=not args.quiet)
         offset = g * per
         rows += rank(group, lambda k, h=history: (h, k), offset)
         models.append(ens)
         if history.interrupted:
-            print("interrupted: the table ranks what was trained so far", flush=True)
+            print("interrupted: the table ranks what was trained so far"
+                  + (f"; continue with gpunn sweep --resume {save_dir}" if save_dir else ""), flush=True)
             break
     rows.sort(key=lambda r: (r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
     print()
