@@ -46,7 +46,7 @@ from . import backend as _backend
 from ._version import __version__
 from .activations import ACTIVATIONS
 from .checks import check_rows_match, positive_int
-from .optim import OPTIMIZERS, SCHEDULES, Schedule
+from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training import ensemble as ens_training
@@ -326,7 +326,7 @@ def _check_training(training, path, members=None, diverged=()):
 def optimizer_from_config(config):
     """An Optimizer (unbound) from ``Optimizer.config()``."""
     cls = OPTIMIZERS[config["name"]]
-    accepted = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    accepted = options_of(cls)
     return cls(**{k: v for k, v in config.items() if k in accepted})
 
 

@@ -147,6 +147,11 @@ class AdamW(Adam):
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
 
 
+def options_of(cls) -> tuple:
+    """The keyword options an Optimizer class takes (``Nesterov``: lr, momentum, weight_decay)."""
+    return cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+
+
 def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
     """An Optimizer from an Optimizer (``lr``, when given, replaces its rate) or a name and its keywords."""
     if isinstance(optimizer, Optimizer):
@@ -157,7 +162,7 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
         cls = OPTIMIZERS[optimizer]
     except (KeyError, TypeError):
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
-    accepted = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    accepted = options_of(cls)
     unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
     if unknown:
         raise ValueError(f"optimizer {optimizer!r} does not take {', '.join(unknown)}; it takes {', '.join(accepted)}")

@@ -99,6 +99,25 @@ def test_per_member_betas_and_momentum(data):
                   dict(epochs=2, batch_size=50, seed=2), "float64")
 
 
+@pytest.mark.parametrize("make, per_member", [
+    (lambda: gpunn.Nesterov(lr=0.05, momentum=0.8), {"momentum": [0.5, 0.8, 0.9]}),
+    (lambda: gpunn.Nesterov(lr=0.05, weight_decay=1e-3), {}),
+    (lambda: gpunn.Momentum(lr=0.05, nesterov=True), {"lr": [0.01, 0.05, 0.1]}),
+    (lambda: gpunn.AdamW(lr=1e-2, weight_decay=0.1, eps=1e-6), {"beta1": [0.5, 0.9, 0.95]}),
+])
+def test_an_optimizer_object_of_every_kind_sets_each_members_defaults(data, make, per_member):
+    X, Y = data
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=2)
+    ens.fit(X, Y, optimizer=make(), epochs=2, batch_size=50, seed=1, verbose=False, **per_member)
+    for k in range(3):
+        opt = make()
+        for name, values in per_member.items():
+            setattr(opt, name, values[k])
+        twin = gpunn.MLP(SIZES, dtype="float64", seed=2 + k)
+        twin.fit(X, Y, optimizer=opt, epochs=2, batch_size=50, seed=1, verbose=False)
+        assert rel_err(ens.member_params[k], twin.params) <= TOL["float64"], f"member {k}"
+
+
 def test_early_stopping_freezes_each_member_as_its_twin_stops(data):
     X, Y = data
     lrs = [0.3, 3e-3, 0.05]  # a fast member that overfits or oscillates, a slow one, one between

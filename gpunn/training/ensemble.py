@@ -31,7 +31,7 @@ from ..metrics import RegressionEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
-from ..optim import Adam, Optimizer, make_optimizer, make_schedule
+from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
 from .callbacks import Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, order_callbacks
 from .fit import split_validation
@@ -69,7 +69,9 @@ class EnsembleOptimizer:
     def __init__(self, optimizer, n_models, xp, *, lr=None, momentum=None, weight_decay=None, beta1=None,
                  beta2=None):
         if isinstance(optimizer, Optimizer):
+            # its config, less what its class does not take (Nesterov records nesterov=True, which it implies)
             template, name = optimizer.config(), optimizer.name
+            template = {key: value for key, value in template.items() if key in options_of(type(optimizer))}
         else:
             template, name = {}, optimizer
         given = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "beta1": beta1, "beta2": beta2}
