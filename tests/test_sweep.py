@@ -12,10 +12,10 @@ ARGS = ["sweep", "--lr", "1e-3,1e-2", "--weight-decay", "0,1e-2", "--seeds", "2"
         "--hidden", "8,8", "--epochs", "3", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64"]
 
 
-def run(args, capsys):
+def run(args, capsys, status=0):
     code = cli.main(args)
     out = capsys.readouterr()
-    assert code == 0, out.err
+    assert code == status, out.err
     return out.out
 
 
@@ -82,7 +82,7 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
 
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_ensemble_interrupted)
     saved = tmp_path / "sweep"
-    out = run(GRID + ["--epochs", "3", "--save", str(saved)], capsys)
+    out = run(GRID + ["--epochs", "3", "--save", str(saved)], capsys, status=130)  # 130: Ctrl-C, as gpunn train
     assert "interrupted" in out and f"gpunn sweep --resume {saved}" in out
     assert sorted(p.name for p in saved.iterdir()) == ["ensemble-0.npz", "ensemble-1.npz"]
     fresh = []
@@ -96,6 +96,27 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
     assert members(resumed) == members(straight)  # every member's curve, bit for bit (CPU, float64)
     numpy.testing.assert_array_equal(gpunn.load(tmp_path / "b.npz").params, gpunn.load(tmp_path / "a.npz").params)
     assert gpunn.load_checkpoint(saved / "ensemble-2.npz").epoch == 3
+
+
+def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, capsys, monkeypatch, interrupt_at):
+    fit = gpunn.ensemble.Ensemble.fit
+
+    def interrupted(self, *args, **kwargs):  # as Ctrl-C in the first epoch of the first ensemble
+        return fit(self, *args, **{**kwargs, "callbacks": [*kwargs["callbacks"], interrupt_at(0, 2)]})
+
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", interrupted)
+    saved, js, best = tmp_path / "sweep", tmp_path / "s.json", tmp_path / "best.npz"
+    out = run(GRID + ["--epochs", "2", "--save", str(saved), "--json", str(js), "--save-best", str(best)], capsys,
+              status=130)
+    assert f"interrupted before any member finished an epoch: nothing to rank; continue with gpunn sweep --resume " \
+           f"{saved}" in out
+    assert not js.exists() and not best.exists()
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
+    straight = tmp_path / "straight.json"
+    run(GRID + ["--epochs", "2", "--json", str(straight)], capsys)
+    out = run(["sweep", "--resume", str(saved), "--json", str(js), "--quiet"], capsys)
+    assert "ensemble 0: 0 of 2 epochs were done" in out
+    assert members(js) == members(straight)
 
 
 def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, capsys):

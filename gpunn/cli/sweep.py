@@ -265,7 +265,7 @@ def run(args) -> int:
               f"{save_dir})", flush=True)
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
-    rows, models = [], []
+    rows, models, interrupted = [], [], False
     for g, group in enumerate(groups):
         path = os.path.join(save_dir, CHECKPOINT.format(g)) if save_dir else None
         saved = os.path.join(args.resume, CHECKPOINT.format(g)) if args.resume else None
@@ -283,11 +283,16 @@ def run(args) -> int:
                               weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule, seed=args.seed,
                               validation_data=(X_val, Y_val), callbacks=callbacks, verbose=not args.quiet)
         offset = g * per
-        rows += rank(group, lambda k, h=history: (h, k), offset)
+        if history.get("val_loss"):  # an ensemble interrupted in its first epoch has nothing to rank
+            rows += rank(group, lambda k, h=history: (h, k), offset)
         models.append(ens)
         if history.interrupted:
-            print("interrupted: the table ranks what was trained so far"
-                  + (f"; continue with gpunn sweep --resume {save_dir}" if save_dir else ""), flush=True)
+            interrupted = True
+            resume_hint = f"; continue with gpunn sweep --resume {save_dir}" if save_dir else ""
+            if not rows:
+                print(f"interrupted before any member finished an epoch: nothing to rank{resume_hint}", flush=True)
+                return 130
+            print(f"interrupted: the table ranks what was trained so far{resume_hint}", flush=True)
             break
     rows.sort(key=lambda r: (r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
     print()
@@ -316,4 +321,4 @@ def run(args) -> int:
     if args.save_best:
         checkpoint.save(args.save_best, member)
         print(f"best member saved: {args.save_best} (gpunn predict {args.save_best} INPUT OUTPUT)")
-    return 0
+    return 130 if interrupted else 0  # as gpunn train: 130 for Ctrl-C
