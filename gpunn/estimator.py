@@ -218,6 +218,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        fraction = self.validation_fraction  # scikit-learn's range, and a held-out share for early stopping
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
+            raise ValueError(f"validation_fraction must be a number in [0, 1), got {fraction!r}")
+        if self.early_stopping and fraction == 0:
+            raise ValueError("early_stopping needs a validation_fraction in (0, 1) to hold out, got 0")
         return SKLEARN_ACTIVATIONS.get(self.activation, self.activation)
 
     def _batch_size(self, rows):
@@ -258,6 +263,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             model, previous = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation), None
         self._y_1d = y_1d
         rows = X.shape[0] - (max(1, int(round(self.validation_fraction * X.shape[0]))) if self.early_stopping else 0)
+        if rows < 1:  # as gpunn.fit's split says it, before the batch size and alpha are computed from the rows
+            raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} rows leaves no rows to "
+                             "train on")
         batch = self._batch_size(rows)
         name, opt = self._optimizer(batch)
         monitor = "val_r2" if self.early_stopping else "loss"

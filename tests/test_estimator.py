@@ -195,6 +195,10 @@ def test_sgd_maps_momentum_and_halves_the_rate_for_the_full_mse(data):
     (dict(loss="poisson"), "loss='poisson' is not available"),
     (dict(solver="sgd", learning_rate="invscaling"), "learning_rate='invscaling' is not available"),
     (dict(max_iter=0), "max_iter must be a positive integer"),
+    (dict(validation_fraction=1.5), r"validation_fraction must be a number in \[0, 1\), got 1.5"),
+    (dict(validation_fraction="a", early_stopping=True), "validation_fraction must be a number in"),
+    (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
+    (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
 ])
 def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
     X, y = data
