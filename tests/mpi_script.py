@@ -276,6 +276,32 @@ def interrupt(out, tmp):
     out["epochs"] = len(history["epoch"])
 
 
+def threads(out, tmp):
+    """Launched without thread settings: the BLAS and member-group threads of a rank during a fit."""
+    from gpunn.bench.system import numpy_blas_pool
+    from gpunn.distributed.threads import cores_per_rank
+
+    def blas():  # the BLAS NumPy calls: gpunn's products (SciPy's own copy, loaded later by Numba, idles)
+        return numpy_blas_pool()["num_threads"]
+
+    seen = {}
+
+    class Probe(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            ops = getattr(trainer.model, "member_ops", None)
+            seen["groups" if ops is not None else "blas"] = ops.threads if ops is not None else blas()
+
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    out["before"] = blas()
+    MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, callbacks=[Probe()], **FIT)
+    out["after"] = blas()
+    ens = gpunn.Ensemble([5, 8, 2], 4, device="cpu", dtype="float64", seed=0)
+    out["groups_before"] = ens.member_ops.threads
+    ens.fit(X, Y, epochs=1, batch_size=8, distributed=True, callbacks=[Probe()], verbose=False)
+    out.update(during=seen["blas"], groups_during=seen["groups"], groups_after=ens.member_ops.threads,
+               share=cores_per_rank(world().local_size), local_size=world().local_size)
+
+
 if __name__ == "__main__":
     out = {}
     globals()[sys.argv[1]](out, sys.argv[2])

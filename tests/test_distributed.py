@@ -15,6 +15,8 @@ import pytest
 from gpunn.backend import CPU
 from gpunn.distributed.digest import describe_differences, digest
 from gpunn.distributed.shard import ShardedArraySource
+from gpunn.distributed.threads import cores_per_rank
+from gpunn.ops.cpu import usable_cores
 from gpunn.distributed.training import per_rank_batch_on_resume
 from gpunn.rng import DeviceRNG
 
@@ -181,15 +183,21 @@ def _needs_mpi():
 needs_mpi = pytest.mark.skipif(_needs_mpi() is not None, reason=str(_needs_mpi()))
 
 
-def _launch(mode, tmp_path, timeout=120, **popen):
-    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1",
-               OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "GPUNN_CPU_THREADS")
+
+
+def _launch(mode, tmp_path, timeout=120, threads_set=True, **popen):
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DEVICE="cpu", PYTHONWARNINGS="ignore")
+    for name in THREAD_ENV:
+        env.pop(name, None)
+    if threads_set:
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     cmd = [_mpiexec(), "-n", "2", sys.executable, str(SCRIPT), mode, str(tmp_path)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def _run(mode, tmp_path, timeout=120):
-    proc = _launch(mode, tmp_path)
+def _run(mode, tmp_path, timeout=120, threads_set=True):
+    proc = _launch(mode, tmp_path, threads_set=threads_set)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
 
@@ -221,6 +229,27 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
     assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
     assert err.count("train [cpu]") >= 1 and "rank 1" not in err
+
+
+@needs_mpi
+def test_ranks_on_one_node_share_its_cores_out_while_they_train(tmp_path):
+    # launched as a user would, without thread settings: OpenBLAS starts a thread per core in every rank
+    code, out, err = _run("threads", tmp_path, threads_set=False)
+    assert code == 0, err
+    r = json.loads((tmp_path / "out.json").read_text())
+    assert r["local_size"] == 2 and r["share"] == cores_per_rank(2)
+    assert r["before"] == usable_cores()  # OpenBLAS's default: a thread per core, in every rank
+    assert r["during"] == r["share"]  # each rank's BLAS on its share of the cores ...
+    assert r["after"] == r["before"]  # ... during the fit only
+    assert r["groups_during"] == min(r["groups_before"], r["share"]) and r["groups_after"] == r["groups_before"]
+
+
+def test_a_rank_gets_its_share_of_the_node_unless_the_launcher_bound_it():
+    assert cores_per_rank(1, mine=8, node=8) == 8  # alone
+    assert cores_per_rank(2, mine=2, node=2) == 1  # this project's machine under mpiexec -n 2
+    assert cores_per_rank(3, mine=2, node=2) == 1
+    assert cores_per_rank(2, mine=16, node=16) == 8
+    assert cores_per_rank(4, mine=4, node=16) == 4  # each rank bound to 4 of the node's 16 cores
 
 
 @needs_mpi

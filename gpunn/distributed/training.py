@@ -26,6 +26,7 @@ from .comm import abort_on_error, world
 from .digest import ConfigMismatch, check_same_config
 from .hook import GradientAllReduce
 from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
+from .threads import rank_threads
 
 
 class _Start(Callback):
@@ -194,6 +195,7 @@ class DataParallel:
             raise ValueError("distributed='mpi' needs a CPU model; a GPU model's gradients go over NCCL")
         if distributed == "nccl" and not backend.is_gpu:
             raise ValueError("distributed='nccl' needs a model on a GPU (device=gpunn.distributed.local_device())")
+        self.model, self.verbose = model, verbose
         self.comm = world(backend, timeout)
         self.rank, self.size = self.comm.rank, self.comm.size
         if backend.is_gpu and self.comm.local_size > 1:
@@ -272,14 +274,18 @@ class DataParallel:
                 "data": data}
 
     def run(self, train):
-        """``train()`` (the loop), turning a one-rank failure into the end of the whole job."""
-        try:
-            return train()
-        except (ConfigMismatch, TrainingDiverged):
-            raise  # every rank raises the same error at the same point
-        except BaseException as exc:
-            abort_on_error(self.comm, exc)
-            raise
+        """``train()`` (the loop) on this rank's share of the node's cores (:mod:`.threads`), turning a
+        one-rank failure into the end of the whole job."""
+        with rank_threads(self.comm, self.model) as threads:
+            if threads and self.verbose and self.is_root:
+                print(f"data parallel on the CPU: {threads}", flush=True)
+            try:
+                return train()
+            except (ConfigMismatch, TrainingDiverged):
+                raise  # every rank raises the same error at the same point
+            except BaseException as exc:
+                abort_on_error(self.comm, exc)
+                raise
 
 
 def per_rank_batch_on_resume(path, settings, size):
