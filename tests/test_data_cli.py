@@ -97,3 +97,29 @@ def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
     a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
     assert b.epoch == 3
     numpy.testing.assert_array_equal(a.model.params, b.model.params)
+
+
+def test_predict_picks_a_csv_tables_columns_by_the_models_feature_names(tmp_path, capsys):
+    """A model trained on named columns reads a CSV with a header by name, not by position: a table
+    holding the target too, or its columns in another order, gives the same predictions."""
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 3000, 3, seed=2, device="cpu")
+    table = numpy.column_stack([X, Y[:, 0]])
+    numpy.savetxt(tmp_path / "t.csv", table, delimiter=",", header="a,b,c,price", comments="", fmt="%.17g")
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", "--save", model_path, *SMALL]) == 0
+    model = gpunn.load(model_path, device="cpu")
+    expected = model.predict(X[:50])[:, 0]
+    numpy.savetxt(tmp_path / "with_target.csv", table[:50], delimiter=",", header="a,b,c,price", comments="",
+                  fmt="%.17g")
+    numpy.savetxt(tmp_path / "reordered.csv", table[:50, [2, 0, 1]], delimiter=",", header="c,a,b", comments="",
+                  fmt="%.17g")
+    for name in ("with_target.csv", "reordered.csv"):
+        out = tmp_path / f"p-{name}"
+        assert main(["predict", model_path, str(tmp_path / name), str(out)]) == 0, capsys.readouterr().err
+        lines = out.read_text().splitlines()
+        assert lines[0] == '"price"'
+        numpy.testing.assert_allclose(numpy.array(lines[1:], float), expected, rtol=1e-6)
+    numpy.savetxt(tmp_path / "plain.csv", X[:50], delimiter=",", fmt="%.17g")  # no header: by position, as before
+    assert main(["predict", model_path, str(tmp_path / "plain.csv"), str(tmp_path / "p.npy")]) == 0
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy")[:, 0], expected)

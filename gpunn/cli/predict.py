@@ -15,9 +15,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "(rows x features: a .npy array, a CSV file of numbers, or a Parquet file or "
                                    "directory) and write OUT (rows x outputs: .npy, .csv or .parquet, by name). "
                                    "OUT may not be MODEL or IN. Parquet files, .npy inputs over 256 MiB and "
-                                   "tables for a model trained on named columns are streamed a chunk of rows at "
-                                   "a time (Parquet needs pyarrow: gpunn[data]); the columns are then picked by "
-                                   "the model's feature names (or --features) and the outputs named after its "
+                                   "tables with a header row for a model trained on named columns are streamed a "
+                                   "chunk of rows at a time (Parquet and CSV tables need pyarrow: gpunn[data]); the "
+                                   "columns are then picked by the model's feature names (or --features), in any "
+                                   "order and among others, and the outputs named after its "
                                    "targets. A model trained with --standardize takes raw inputs and predicts "
                                    "in the targets' units.")
     p.add_argument("model", help="checkpoint .npz")
@@ -39,17 +40,16 @@ def run(args) -> int:
                                        else f"MODEL {args.model} is not a file")
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
                            suffixes=(".npy", ".csv", ".parquet", ".parq", ".pq"))
-    if _streams(args):
+    model = _one_model(io.load(args.model, device=args.device), args.model)
+    if _streams(args, model):
         from ..data.files import predict_file
 
-        model = _one_model(io.load(args.model, device=args.device), args.model)
         features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
         rows = predict_file(model, args.input, args.output, features=features)
         print(f"{args.output}: {rows} x {model.layer_sizes[-1]} predictions ({model.dtype.name}) from "
               f"{args.model} on {model.device}, streamed")
         return 0
     X = preflight.read_matrix(args.input, "IN")
-    model = _one_model(io.load(args.model, device=args.device), args.model)
     try:
         P = numpy.asarray(model.backend.to_host(model.predict(X)))
     except (ValueError, TypeError) as exc:
@@ -67,14 +67,33 @@ def run(args) -> int:
 STREAM_BYTES = 256 << 20
 
 
-def _streams(args) -> bool:
+def _streams(args, model) -> bool:
     """Whether to predict chunk by chunk (gpunn.data.files) rather than read IN whole: Parquet in or
-    out, named feature columns, or a .npy input over STREAM_BYTES."""
+    out, named feature columns (--features, or a CSV with a header for a model that knows its
+    feature names: its columns are then picked by name, not by position), or a .npy input over
+    STREAM_BYTES."""
     tables = (".parquet", ".parq", ".pq")
     if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):
         return True
+    if getattr(model, "data_columns", None) and args.input.lower().endswith(".csv") and _has_header(args.input):
+        return True
     return bool(args.features) or (args.input.lower().endswith(".npy") and os.path.isfile(args.input)
                                    and os.path.getsize(args.input) > STREAM_BYTES)
+
+
+def _has_header(path) -> bool:
+    """Whether the first line of the CSV file ``path`` holds a field that is not a number (a header row)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+    except OSError:
+        return False  # read_matrix says what is wrong with IN
+    for field in first.strip().split(","):
+        try:
+            float(field)
+        except ValueError:
+            return True
+    return False
 
 
 def _one_model(model, path):
