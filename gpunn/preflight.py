@@ -92,16 +92,23 @@ def file_kind(path) -> str:
 
 
 def _read_csv(path, option):
+    import warnings
+
     def load(skip):
-        return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
+            return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip)
 
     try:
         try:
-            return load(0)
+            X = load(0)
         except ValueError:
-            return load(1)  # a header line
+            X = load(1)  # a header line
     except ValueError as exc:
         raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})") from None
+    if X.shape[0] == 0:
+        raise PreflightError(f"{option} {path} has no rows (a header line only)")
+    return X
 
 
 def read_matrix(path, option="input"):

@@ -40,6 +40,7 @@ def workdir(tmp_path_factory):
     numpy.save(d / "in.npy", X)
     (d / "empty.npy").write_bytes(b"")
     (d / "words.csv").write_text("a,b,c\nx,y,z\n")
+    (d / "header.csv").write_text("a,b,c\n")
     Xnan = X.copy()
     Xnan[2, 1] = numpy.nan
     numpy.save(d / "nan.npy", Xnan)
@@ -56,6 +57,7 @@ CASES = [
     # (name, command line, what the one line must say)
     ("empty input", ["predict", "m.npz", "empty.npy", "o.npy"], "IN empty.npy is empty (0 bytes)"),
     ("csv of words", ["predict", "m.npz", "words.csv", "o.npy"], "is text but not comma-separated numbers"),
+    ("csv of a header only", ["predict", "m.npz", "header.csv", "o.npy"], "IN header.csv has no rows"),
     ("npz as input", ["predict", "m.npz", "m.npz", "o.npy"], "is an .npz/zip archive"),
     ("pickled input", ["predict", "m.npz", "obj.npy", "o.npy"], "holds Python objects (dtype object)"),
     ("NaN input", ["predict", "m.npz", "nan.npy", "o.npy"], "NaN or infinite value(s) (first at row 2, column 1)"),

@@ -123,3 +123,20 @@ def test_predict_picks_a_csv_tables_columns_by_the_models_feature_names(tmp_path
     numpy.savetxt(tmp_path / "plain.csv", X[:50], delimiter=",", fmt="%.17g")  # no header: by position, as before
     assert main(["predict", model_path, str(tmp_path / "plain.csv"), str(tmp_path / "p.npy")]) == 0
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy")[:, 0], expected)
+
+
+def test_predict_on_a_table_with_no_rows_is_an_error_and_writes_nothing(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+    model.data_columns = {"features": ["a", "b"], "targets": ["y"]}
+    gpunn.save(tmp_path / "m.npz", model)
+    (tmp_path / "header.csv").write_text("a,b\n")
+    pq.write_table(pa.table({"a": pa.array([], pa.float64()), "b": pa.array([], pa.float64())}),
+                   tmp_path / "empty.parquet")
+    for name in ("header.csv", "empty.parquet"):
+        out = tmp_path / f"p-{name}"
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / name), str(out)]) == 2
+        assert f"{name}: no rows to predict" in capsys.readouterr().err
+        assert not out.exists()

@@ -201,6 +201,8 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
                 raise DataError(f"{in_path} (rows {rows}-{rows + X.shape[0] - 1}): {exc}") from None
             writer.write(P)
             rows += P.shape[0]
+        if rows == 0:
+            raise DataError(f"{in_path}: no rows to predict")
         writer.close()
     except BaseException:
         try:
