@@ -26,8 +26,8 @@ def test_train_on_an_npy_pair_then_predict_a_csv_and_an_npy(pair, capsys):
     assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize",
                  "--save", model_path, *SMALL]) == 0
     out = capsys.readouterr().out
-    found = re.search(r"X\.npy, ([\d,]+) training rows in 11 chunks, ([\d,]+) validation rows \(whole chunks\)", out)
-    assert found and sum(int(n.replace(",", "")) for n in found.groups()) == 12_000  # 1,024-row chunks, one held out
+    found = re.search(r"X\.npy, ([\d,]+) training rows in 29 chunks, ([\d,]+) validation rows \(whole chunks\)", out)
+    assert found and sum(int(n.replace(",", "")) for n in found.groups()) == 12_000  # 32 chunks of 375 rows, 3 held out
     model = gpunn.load(model_path, device="cpu")
     assert model.standardizer is not None
     assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.csv")]) == 0
@@ -140,3 +140,48 @@ def test_predict_on_a_table_with_no_rows_is_an_error_and_writes_nothing(tmp_path
         assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / name), str(out)]) == 2
         assert f"{name}: no rows to predict" in capsys.readouterr().err
         assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_a_small_file_holds_out_about_a_tenth_of_its_rows(tmp_path, capsys, kind):
+    """--data holds out 10% of the chunks: a file of a few thousand rows (one CSV block, one Parquet
+    row group) is cut into enough chunks for that to be about a tenth of its rows, not none or a quarter."""
+    if kind != "npy":
+        pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 4000, 3, seed=3, device="cpu")
+    if kind == "npy":
+        numpy.save(tmp_path / "X.npy", X)
+        numpy.save(tmp_path / "Y.npy", Y)
+        files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    elif kind == "csv":
+        numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y]), delimiter=",", header="a,b,c,y", comments="")
+        files = ["--data", str(tmp_path / "t.csv"), "--target", "y"]
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0]}), tmp_path / "t.parquet")
+        files = ["--data", str(tmp_path / "t.parquet"), "--target", "y"]
+    assert main(["train", *files, *SMALL]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"([\d,]+) training rows in \d+ chunks, ([\d,]+) validation rows", out)
+    train, held = (int(n.replace(",", "")) for n in found.groups())
+    assert train + held == 4000 and 300 <= held <= 500, out
+    assert "held-out: mse nan" not in out
+
+
+def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch):
+    """--resume rebuilds the source with the chunk size recorded in the checkpoint, so a run saved
+    under another default chunking (older gpunn: 1,024-row chunks for small .npy files) still resumes."""
+    from gpunn.data import sources
+
+    tmp_path, _, _ = pair
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    run = ["--hidden", "8", "--batch-size", "500", "--device", "cpu", "--quiet"]
+    straight, first = str(tmp_path / "straight.npz"), str(tmp_path / "first.npz")
+    with monkeypatch.context() as m:
+        m.setattr(sources, "default_chunk_rows", lambda rows, largest=65536: min(largest, max(1024, -(-rows // 32))))
+        assert main(["train", *files, *run, "--epochs", "2", "--save", straight]) == 0
+        assert main(["train", *files, *run, "--epochs", "1", "--save", first]) == 0
+    assert main(["train", "--resume", first, "--epochs", "2", "--quiet"]) == 0
+    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)

@@ -242,7 +242,8 @@ def test_a_parquet_file_streams_its_row_groups_and_resumes_exactly(tmp_path, tab
 
     t, X, y = table
     pq.write_table(t, tmp_path / "t.parquet", row_group_size=1000)
-    source = data.parquet(tmp_path / "t.parquet", target="y", features=["a", "b", "n"], window=3, device=device)
+    source = data.parquet(tmp_path / "t.parquet", target="y", features=["a", "b", "n"], chunk_rows=65536, window=3,
+                          device=device)
     assert source.chunk_sizes == [1000] * 9 and (source.n_features, source.n_outputs) == (3, 1)
     full = epoch(source, 1, 512)
     Xs, Ys = stacked(full)
@@ -259,7 +260,7 @@ def test_a_directory_of_parquet_files_is_one_dataset(tmp_path, table):
     (tmp_path / "parts").mkdir()
     pq.write_table(t.slice(0, 4000), tmp_path / "parts" / "a.parquet", row_group_size=2000)
     pq.write_table(t.slice(4000), tmp_path / "parts" / "b.parquet", row_group_size=2000)
-    source = data.parquet(tmp_path / "parts", target=["y"], features="a,b", device="cpu")
+    source = data.parquet(tmp_path / "parts", target=["y"], features="a,b", chunk_rows=65536, device="cpu")
     assert source.rows == 9000 and len(source.files) == 2 and source.chunk_sizes == [2000, 2000, 2000, 2000, 1000]
 
 
@@ -361,7 +362,7 @@ def test_a_null_in_a_parquet_file_names_the_file_and_rows(tmp_path):
     values = [float(i) for i in range(3000)]
     values[2500] = None
     pq.write_table(pa.table({"x": values, "y": list(range(3000))}), tmp_path / "n.parquet", row_group_size=1000)
-    source = data.parquet(tmp_path / "n.parquet", target="y", device="cpu")
+    source = data.parquet(tmp_path / "n.parquet", target="y", chunk_rows=65536, device="cpu")
     with pytest.raises(DataError, match=r"n\.parquet \(row group 2, rows 2000-2999\).*first at row 2500"):
         list(source.batches(0, 100))
 
@@ -578,3 +579,32 @@ def test_a_parquet_file_corrupted_after_opening_stops_naming_the_file_and_row_gr
         fh.write(b"\0" * (size // 3))
     with pytest.raises(DataError, match=r"c\.parquet \(row group \d, rows \d+-\d+\): could not be read"):
         list(source.batches(0, 500))
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_a_small_file_in_row_order_is_shuffled_whole_and_holds_out_a_tenth(tmp_path, kind):
+    """With the default chunking, a file of a few thousand rows sorted by row (one CSV block's worth,
+    one Parquet row group) is cut into about 32 chunks, so a tenth of them is a tenth of its rows, and
+    its training rows form one window, shuffled together: a batch draws from the whole file."""
+    rows = 4000
+    X = numpy.arange(rows, dtype=numpy.float64)[:, None] * [1.0, 2.0]
+    y = numpy.arange(rows, dtype=numpy.float64)
+    if kind == "npy":
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", y)
+        source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", validation_fraction=0.1, device="cpu")
+    else:
+        pa = pytest.importorskip("pyarrow")
+        if kind == "csv":
+            numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, y]), delimiter=",", header="a,b,y", comments="",
+                          fmt="%d")
+            source = data.csv(tmp_path / "t.csv", target="y", validation_fraction=0.1, device="cpu")
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "y": y}), tmp_path / "t.parquet")
+            source = data.parquet(tmp_path / "t.parquet", target="y", validation_fraction=0.1, device="cpu")
+    assert 300 <= source.validation_rows <= 500 and source.rows + source.validation_rows == rows
+    assert len(source.plan(0)) == 1
+    _, Y = epoch(source, 0, 256)[0]
+    assert Y.min() < rows / 4 and Y.max() > 3 * rows / 4

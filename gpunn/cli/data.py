@@ -61,14 +61,17 @@ def make_source(args, backend, ckpt=None):
     common = dict(seed=args.seed, window=args.window, standardize=args.standardize)
     if args.data:
         kind = os.path.splitext(args.data)[1].lower()
+        cut = _saved_cut(ckpt)
         if kind == ".npy":
             if not args.targets:
                 raise ValueError("--data X.npy needs --targets Y.npy")
-            source = data.npy(args.data, args.targets, **common)
+            source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind in (".parquet", ".parq", ".pq") or os.path.isdir(args.data):
-            source = data.parquet(args.data, _target(args), _feature_names(args), **common)
+            source = data.parquet(args.data, _target(args), _feature_names(args), chunk_rows=cut.get("chunk_rows"),
+                                  **common)
         elif kind == ".csv":
-            source = data.csv(args.data, _target(args), _feature_names(args), **common)
+            source = data.csv(args.data, _target(args), _feature_names(args), block_size=cut.get("block_size"),
+                              **common)
         else:
             raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
         _hold_out(source)
@@ -93,6 +96,13 @@ def make_source(args, backend, ckpt=None):
                                                       f"{free / 2**30:.1f} GiB free")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
                     f"{source.validation_rows:,} validation rows (whole chunks) ({why})")
+
+
+def _saved_cut(ckpt) -> dict:
+    """How a resumed run's file was cut into chunks (chunk_rows, block_size), so that it is cut the
+    same way whatever the default is now; {} for a new run."""
+    saved = (ckpt.training.get("source") or {}) if ckpt else {}
+    return {k: saved[k] for k in ("chunk_rows", "block_size") if isinstance(saved.get(k), int)}
 
 
 def _hold_out(source):

@@ -93,13 +93,17 @@ class ChunkedSource:
         training = set(self.train_chunks)
         self.train_runs = [r for r in ([k for k in run if k in training] for run in self.runs) if r]
 
-    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, runs=None) -> None:
+    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, runs=None, small=False) -> None:
         """The subclass's last step of construction: its chunk sizes and runs (lists of chunks read
         front to back; default: every chunk on its own), for files whose chunks the writer chose a
-        window of about ``window`` x 65,536 rows, then binding when asked for."""
+        window of about ``window`` x 65,536 rows, then binding when asked for. ``small``: the chunks
+        were cut small by default (``default_chunk_rows``) for a file with few rows; when all of them
+        fit in ``window`` x 65,536 rows they form one window, so the file is shuffled whole."""
         self._set_chunks(sizes, runs)
         if window_by_rows:
             self.window = max(1, min(self.window, self.window * 65536 // max(self.chunk_sizes)))
+        if small and sum(self.chunk_sizes) <= self.window * 65536:
+            self.window = max(self.window, len(self.chunk_sizes))
         if device is not None or dtype is not None:
             self.bind(device or "auto", dtype or "float32")
 
@@ -271,6 +275,16 @@ def pread_full(fd, view, offset) -> int:
             break
         got += count
     return got
+
+
+SPLIT_CHUNKS = 32  # a small file is cut into about this many chunks, so that a tenth of them is about a tenth of it
+
+
+def default_chunk_rows(rows, largest=65536):
+    """The default chunk size of a file of ``rows`` rows: ``largest``, or less for a file under
+    SPLIT_CHUNKS x ``largest`` rows, so that it still has about SPLIT_CHUNKS chunks to shuffle and to
+    hold out for validation (whole chunks)."""
+    return min(int(largest), max(1, -(-int(rows) // SPLIT_CHUNKS)))
 
 
 def chunk_sizes(rows, chunk_rows):

@@ -7,7 +7,7 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_matrix, positive_int
-from .base import ChunkedSource, DataError, chunk_sizes, pread_full, standardize_option
+from .base import ChunkedSource, DataError, chunk_sizes, default_chunk_rows, pread_full, standardize_option
 from .stats import Standardizer
 
 
@@ -137,7 +137,7 @@ class NpySource(ChunkedSource):
     ``x_path`` holds a (rows x features) array, ``y_path`` (rows x outputs) or (rows,); any real
     dtype (converted to the model's). Files are read with ``pread`` into the reader's buffers,
     never whole: memory stays at a few windows of ``chunk_rows`` rows (default 65536, fewer for
-    files under two million rows, so that there are at least 32 chunks to shuffle and hold out).
+    files under two million rows, so that there are about 32 chunks to shuffle and hold out).
     """
 
     kind = "npy"
@@ -149,12 +149,13 @@ class NpySource(ChunkedSource):
         if self.x.rows != self.y.rows:
             raise DataError(f"{self.x.path} has {self.x.rows} rows but {self.y.path} has {self.y.rows}; they must match")
         self.n_features, self.n_outputs = self.x.columns, self.y.columns
-        if chunk_rows is None:  # 65536 rows, or fewer so that a small file still has 32 chunks to shuffle and split
-            chunk_rows = min(65536, max(1024, -(-self.x.rows // 32)))
+        default = default_chunk_rows(self.x.rows)
+        chunk_rows = default if chunk_rows is None else chunk_rows
+        small = chunk_rows == default < 65536  # cut small by default
         self.chunk_rows = positive_int(chunk_rows, "chunk_rows")
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype)
+        self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype, small=small)
 
     def batches(self, epoch, batch_size, first_batch=0):
         self.x.check_size()  # a file cut short since the last epoch fails here, before any step

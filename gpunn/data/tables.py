@@ -12,7 +12,7 @@ import threading
 import numpy
 
 from ..checks import positive_int
-from .base import ChunkedSource, DataError, pread_full
+from .base import ChunkedSource, DataError, default_chunk_rows, pread_full
 
 
 def pyarrow_module(name):
@@ -89,8 +89,9 @@ class ParquetSource(ChunkedSource):
     """A Parquet file, or a directory of them read as one dataset, in chunks of at most ``chunk_rows`` rows.
 
     A row group of up to ``chunk_rows`` rows is one chunk; a larger one is cut into pieces of
-    ``chunk_rows`` rows, read front to back through pages (never the whole row group at once), so
-    memory follows ``chunk_rows``, ``window`` and ``prefetch``, not the row group's size. The
+    ``chunk_rows`` rows (default 65536, fewer for a dataset under two million rows, so that it has
+    about 32 chunks to shuffle and hold out), read front to back through pages (never the whole
+    row group at once), so memory follows ``chunk_rows``, ``window`` and ``prefetch``, not the row group's size. The
     pieces of a row group form a run (see gpunn.data.base): they keep their order, and only rows
     within a window are shuffled across them, so a file that is one huge sorted row group is
     shuffled only within windows of pieces. A resume part-way through a large row group
@@ -99,10 +100,9 @@ class ParquetSource(ChunkedSource):
 
     kind = "parquet"
 
-    def __init__(self, path, target, features=None, *, chunk_rows=65536, seed=0, shuffle=True, window=16,
+    def __init__(self, path, target, features=None, *, chunk_rows=None, seed=0, shuffle=True, window=16,
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.path = os.fspath(path)
-        self.chunk_rows = positive_int(chunk_rows, "chunk_rows")
         files = self.list_files(self.path)
         self.files, self._open, sizes, runs, self._chunks = files, [], [], [], []
         for i, name in enumerate(files):
@@ -115,6 +115,11 @@ class ParquetSource(ChunkedSource):
             else:
                 pick_columns(name, schema, self.target_names, self.feature_names)
             self._open.append(pf)
+        default = default_chunk_rows(sum(pf.metadata.num_rows for pf in self._open))
+        chunk_rows = default if chunk_rows is None else chunk_rows
+        small = chunk_rows == default < 65536  # cut small by default
+        self.chunk_rows = positive_int(chunk_rows, "chunk_rows")
+        for i, pf in enumerate(self._open):
             for g in range(pf.metadata.num_row_groups):
                 rows = pf.metadata.row_group(g).num_rows
                 if rows:
@@ -127,7 +132,7 @@ class ParquetSource(ChunkedSource):
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(sizes, device, dtype, window_by_rows=True, runs=runs)
+        self._ready(sizes, device, dtype, window_by_rows=True, runs=runs, small=small)
 
     @staticmethod
     def list_files(path):
@@ -208,7 +213,9 @@ class _RowGroupCursor:
 
 
 class CsvSource(ChunkedSource):
-    """A CSV file with a header row, in chunks of about ``block_size`` bytes read at their byte offsets.
+    """A CSV file with a header row, in chunks of about ``block_size`` bytes read at their byte offsets
+    (default 4 MiB, less for a file under 128 MiB, so that it has about 32 chunks to shuffle and hold
+    out, down to 1 KiB).
 
     The first pass cuts the file at the last line end before every ``block_size`` bytes, parses
     each piece (counting rows, checking every value) and keeps the byte offsets: after it, any
@@ -222,17 +229,21 @@ class CsvSource(ChunkedSource):
 
     kind = "csv"
     INDEX_FORMAT = 1
+    BLOCK, MIN_BLOCK = 1 << 22, 1 << 10  # bytes per chunk: the default, and the least a small file is cut into
 
-    def __init__(self, path, target, features=None, *, block_size=1 << 22, delimiter=",", seed=0, shuffle=True,
+    def __init__(self, path, target, features=None, *, block_size=None, delimiter=",", seed=0, shuffle=True,
                  window=16, validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self._csv = pyarrow_module("csv")
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        self.block_size, self.delimiter = positive_int(block_size, "block_size"), delimiter
         self._fd = os.open(self.path, os.O_RDONLY)
         stat = os.fstat(self._fd)
         self._stamp = (stat.st_size, stat.st_mtime_ns)
+        default = max(self.MIN_BLOCK, default_chunk_rows(stat.st_size, self.BLOCK))
+        block_size = default if block_size is None else block_size
+        small = block_size == default < self.BLOCK  # cut small by default
+        self.block_size, self.delimiter = positive_int(block_size, "block_size"), delimiter
         index = self._load_index()
         schema = index["schema"] if index else self._infer_schema()
         self.feature_names, self.target_names = pick_columns(self.path, schema, target, features)
@@ -245,7 +256,7 @@ class CsvSource(ChunkedSource):
         self._starts, sizes = index["starts"], index["rows"]
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(sizes, device, dtype, window_by_rows=True)
+        self._ready(sizes, device, dtype, window_by_rows=True, small=small)
 
     # ---- the first pass and its index ---------------------------------------------------------
     def _infer_schema(self):
