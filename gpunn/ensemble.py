@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy
 
+from . import preflight
 from .checks import as_matrix, check_rows_match, per_member, positive_int
 from .model import MLP, PREDICT_CHUNK_ROWS, ParamList, gradients_over
 from .ops import ensemble_ops_for
@@ -96,12 +97,13 @@ class Ensemble:
         params = self.n_models * self.params_per_member
         activations = self.n_models * batch_rows * sum(self.layer_sizes[1:]) * 3
         need = (4 * params + activations) * itemsize
-        free = self.backend.free_memory() if hasattr(self.backend, "free_memory") else _free_memory(self.backend)
+        free = _free_memory(self.backend)
         if free is not None and need > free:
+            where = "the device has" if self.backend.is_gpu else "the host has"
             raise MemoryError(
                 f"an ensemble of {self.n_models} x {self.layer_sizes} ({self.dtype.name}) needs about "
                 f"{need / 2**30:.2f} GiB (parameters, gradients, Adam state, workspaces for {batch_rows} rows) "
-                f"but the device has {free / 2**30:.2f} GiB free; use fewer members (gpunn sweep splits a grid "
+                f"but {where} {free / 2**30:.2f} GiB free; use fewer members (gpunn sweep splits a grid "
                 f"into ensembles that fit) or a smaller network")
 
     def _member_views(self, flat):
@@ -284,14 +286,5 @@ class Ensemble:
 
 
 def _free_memory(backend):
-    """Free bytes on a GPU backend (None on the CPU, where the OS decides)."""
-    if not backend.is_gpu:
-        return None
-    try:
-        with backend.use():
-            free, _total = backend.xp.cuda.runtime.memGetInfo()
-        pool = backend.xp.get_default_memory_pool()
-        return int(free) + int(pool.free_bytes())
-    except Exception:  # pragma: no cover - a driver without the query
-        return None
-
+    """Free bytes on a GPU backend; on the CPU the memory the host can give without swapping (None where unknown)."""
+    return preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
