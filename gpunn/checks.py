@@ -60,6 +60,8 @@ def per_member(value, n_models: int, name: str) -> list:
     """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         return [value] * n_models
+    if isinstance(value, numpy.ndarray) and value.ndim == 0:  # numpy.array(1e-3): one value, though it has __len__
+        return [value.item()] * n_models
     values = [v.item() if isinstance(v, numpy.generic) else v for v in value]
     if len(values) != n_models:
         raise ValueError(f"{name} lists {len(values)} values but the ensemble has {n_models} members; "

@@ -158,6 +158,19 @@ def test_bootstrap_member_trains_as_an_mlp_on_its_resample(data):
         assert rel_err(ens.member_params[k], twin.params) <= 1e-10
 
 
+def test_numpy_values_are_one_setting_for_all_or_one_per_member(data):
+    X, Y = data
+    runs = [dict(lr=1e-2, beta1=0.8), dict(lr=np.array(1e-2), beta1=np.float64(0.8)),
+            dict(lr=np.full(3, 1e-2), beta1=np.array([0.8, 0.8, 0.8]))]
+    params = []
+    for settings in runs:
+        ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+        ens.fit(X, Y, epochs=1, batch_size=50, seed=0, verbose=False, **settings)
+        params.append(ens.params)
+    for p in params[1:]:
+        np.testing.assert_array_equal(p, params[0])
+
+
 def test_members_start_as_mlps_with_their_seeds():
     ens = gpunn.Ensemble([3, 4, 1], 3, seed=[5, 17, 2], dtype="float64")
     for k, seed in enumerate([5, 17, 2]):
@@ -204,6 +217,7 @@ def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(data):
     k = int(np.argmin(val.min(axis=0)))
     np.testing.assert_array_equal(ens.best().params, ens.member_params[k])
     assert history.best_epoch == (val.argmin(axis=0) + 1).tolist()
+    assert history.stopped_early == [False] * 3  # per member, as with early stopping
     m = ens[k]
     m.params[...] = 0
     assert np.abs(ens.member_params[k]).max() > 0  # the ensemble is untouched

@@ -160,7 +160,7 @@ def rank(settings, history_of, offset=0):
         r2 = [v[j] for v in history["val_r2"]]
         finite = numpy.where(numpy.isfinite(val), val, numpy.inf)
         best = int(numpy.argmin(finite))
-        stopped = bool(history.stopped_early[j]) if isinstance(history.stopped_early, list) else False
+        stopped = bool(history.stopped_early[j])
         rows.append({"member": offset + k, **s, "val_mse": float(val[best]), "val_r2": float(r2[best]),
                      "best_epoch": best + 1, "stopped_early": stopped, "diverged": j in history.diverged,
                      "val_curve": val.tolist()})

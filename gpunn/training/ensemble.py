@@ -429,6 +429,8 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
 
     with member_blas_threads(model.xp):
         history = dp.run(loop) if dp is not None else loop()
+    if not isinstance(history.stopped_early, list):  # per member, also without early stopping
+        history.stopped_early = [False] * model.n_models
     if history.best is None and validation is not None:  # best per member without early stopping
         values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
         if values.size:
