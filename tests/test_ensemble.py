@@ -171,6 +171,16 @@ def test_numpy_values_are_one_setting_for_all_or_one_per_member(data):
         np.testing.assert_array_equal(p, params[0])
 
 
+def test_the_progress_bar_keeps_the_members_losses_beside_the_epochs_time_left(data, capsys, monkeypatch):
+    from gpunn.training.callbacks import ProgressBar
+
+    monkeypatch.setattr(ProgressBar, "eta_every_s", 0.0)  # at every batch, rather than every second
+    X, Y = data
+    gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=2, batch_size=30, validation_fraction=0.2)
+    second = [s for s in capsys.readouterr().err.split("\r") if "epoch 2/2" in s and "epoch_eta" in s]
+    assert second and all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s for s in second)
+
+
 def test_members_start_as_mlps_with_their_seeds():
     ens = gpunn.Ensemble([3, 4, 1], 3, seed=[5, 17, 2], dtype="float64")
     for k, seed in enumerate([5, 17, 2]):

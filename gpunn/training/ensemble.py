@@ -326,6 +326,7 @@ class EnsembleProgressBar(ProgressBar):
         if "val_loss" in logs:
             shown["best val_loss"] = f"{numpy.nanmin(logs['val_loss']):.4g}"
         shown["training"] = f"{int(trainer.optimizer.active.sum())}/{trainer.model.n_models}"
+        self._shown = shown  # kept beside the epoch's time left (ProgressBar.on_batch_end)
         self.bar.set_postfix(shown, refresh=True)
 
 
