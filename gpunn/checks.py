@@ -56,6 +56,13 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def seed_int(value, name: str = "seed") -> int:
+    """A seed: a non-negative int (NumPy's generators refuse negative ones with a message that names nothing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
 def per_member(value, n_models: int, name: str) -> list:
     """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy
 
 from . import preflight
-from .checks import as_matrix, check_rows_match, per_member, positive_int
+from .checks import as_matrix, check_rows_match, per_member, positive_int, seed_int
 from .model import MLP, PREDICT_CHUNK_ROWS, ParamList, gradients_over
 from .ops import ensemble_ops_for
 from .training.graph import graph_mode
@@ -56,12 +56,14 @@ class Ensemble:
         self.n_models = positive_int(n_models, "n_models")
         if seed is None:
             seed = int(numpy.random.SeedSequence().entropy % 2**62)
-        seeds = per_member(seed, self.n_models, "seed") if not isinstance(seed, (int, numpy.integer)) else \
-            [int(seed) + k for k in range(self.n_models)]
-        for s in seeds:
-            if isinstance(s, bool) or not isinstance(s, (int, numpy.integer)):
-                raise ValueError(f"seed must be an int or a list of {self.n_models} ints, got {seed!r}")
-        self.seeds = [int(s) for s in seeds]
+        scalar = isinstance(seed, (int, numpy.integer)) or numpy.ndim(seed) == 0
+        seeds = [seed] if scalar else per_member(seed, self.n_models, "seed")
+        try:
+            seeds = [seed_int(s) for s in seeds]
+        except ValueError:
+            raise ValueError(f"seed must be a non-negative int or a list of {self.n_models} of them, got {seed!r}") \
+                from None
+        self.seeds = [seeds[0] + k for k in range(self.n_models)] if scalar else seeds
         # One member's model: checks the options, and is the template each member is drawn from.
         self._template = MLP(layer_sizes, activation, output_activation, bias, dtype, device, self.seeds[0], fused)
         t = self._template

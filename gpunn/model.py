@@ -23,7 +23,7 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
-from .checks import as_matrix, check_rows_match, positive_int
+from .checks import as_matrix, check_rows_match, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .training.graph import graph_mode
@@ -145,7 +145,7 @@ class MLP:
         self._fused = fused
         self.graph = graph_mode(graph)  # None (auto), True or False
         self.graph_trainer = None  # the last fit's GraphTrainer (.captured, .reason), where one was considered
-        self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else seed_int(seed)
         self._build_buffers()
         self.set_precision(precision)
         self.init_parameters()

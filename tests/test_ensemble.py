@@ -239,7 +239,12 @@ def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(data):
 @pytest.mark.parametrize("call,match", [
     (lambda: gpunn.Ensemble([2, 3, 1], 0), "n_models must be a positive integer"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[1, 2, 3]), "seed lists 3 values but the ensemble has 2"),
-    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed="a"), "seed must be an int"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed="a"), "seed must be a non-negative int or a list of 2 of them"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=-1), "seed must be a non-negative int or a list of 2 of them, got -1"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[3, -1]), r"got \[3, -1\]"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=True), "got True"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=1.5), "got 1.5"),
+    (lambda: gpunn.MLP([2, 3, 1], seed=-1), "seed must be a non-negative int, got -1"),
 ])
 def test_bad_construction_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
