@@ -61,6 +61,22 @@ def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     assert "--weight-decay: takes comma-separated numbers" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:members .* diverged")
+def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sweep_does(tmp_path, capsys):
+    grid = ["sweep", "--lr", "1e-3,100,3e-3", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden", "4",
+            "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64"]
+    one, split = tmp_path / "one.json", tmp_path / "split.json"
+    run(grid + ["--json", str(one)], capsys)
+    out = run(grid + ["--json", str(split), "--max-members", "1", "--save-best", str(tmp_path / "b.npz")], capsys)
+    assert "ensemble 1: every member diverged; they are ranked last" in out
+    a, b = members(one), members(split)
+    assert [(r["lr"], r["diverged"]) for r in a] == [(r["lr"], r["diverged"]) for r in b] == \
+           [(3e-3, False), (1e-3, False), (100.0, True)]
+    assert [r["val_mse"] for r in a[:2]] == [r["val_mse"] for r in b[:2]]
+    assert cli.main(grid + ["--lr", "100", "--max-members", "1"]) == 2  # every member of the grid: as one ensemble
+    assert "the training loss of every member became NaN" in capsys.readouterr().err
+
+
 GRID = ARGS[:ARGS.index("--epochs")] + ["--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64",
                                         "--max-members", "3"]  # 8 members in ensembles of 3, 3 and 2
 

@@ -173,8 +173,9 @@ def format_table(rows) -> str:
     lines = [head, "-" * len(head)]
     for i, r in enumerate(rows, 1):
         flag = "diverged" if r["diverged"] else ("yes" if r["stopped_early"] else "no")
+        epoch = "-" if r["best_epoch"] is None else r["best_epoch"]
         lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  {r['val_mse']:>10.5g}  "
-                     f"{r['val_r2']:>7.4f}  {r['best_epoch']:>10}  {flag}")
+                     f"{r['val_r2']:>7.4f}  {epoch:>10}  {flag}")
     return "\n".join(lines)
 
 
@@ -235,6 +236,7 @@ def run(args) -> int:
     from .. import checkpoint
     from ..ensemble import Ensemble
     from ..training.callbacks import EarlyStopping
+    from ..training.loop import TrainingDiverged
     from . import resume
 
     if args.rows < MIN_ROWS:
@@ -265,24 +267,34 @@ def run(args) -> int:
               f"{save_dir})", flush=True)
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
-    rows, models, interrupted = [], [], False
+    rows, models, interrupted, all_diverged = [], [], False, None
     for g, group in enumerate(groups):
         path = os.path.join(save_dir, CHECKPOINT.format(g)) if save_dir else None
         saved = os.path.join(args.resume, CHECKPOINT.format(g)) if args.resume else None
-        if saved and os.path.exists(saved):
-            ens, history = _resume_group(saved, path, group, g, args, backend, (X_train, Y_train), (X_val, Y_val),
-                                         record)
-        else:
-            ens = Ensemble(sizes, len(group), activation=args.activation, output_activation=args.output_activation,
-                           bias=not args.no_bias, dtype=args.dtype, device=backend, seed=[s["seed"] for s in group])
-            callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
-            if path:
-                callbacks += [checkpoint.ModelCheckpoint(path), record]
-            history = ens.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
-                              optimizer=args.optimizer, lr=[s["lr"] for s in group],
-                              weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule, seed=args.seed,
-                              validation_data=(X_val, Y_val), callbacks=callbacks, verbose=not args.quiet)
         offset = g * per
+        try:
+            if saved and os.path.exists(saved):
+                ens, history = _resume_group(saved, path, group, g, args, backend, (X_train, Y_train),
+                                             (X_val, Y_val), record)
+            else:
+                ens = Ensemble(sizes, len(group), activation=args.activation,
+                               output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
+                               device=backend, seed=[s["seed"] for s in group])
+                callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
+                if path:
+                    callbacks += [checkpoint.ModelCheckpoint(path), record]
+                history = ens.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
+                                  optimizer=args.optimizer, lr=[s["lr"] for s in group],
+                                  weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
+                                  seed=args.seed, validation_data=(X_val, Y_val), callbacks=callbacks,
+                                  verbose=not args.quiet)
+        except TrainingDiverged as exc:  # every member of this ensemble diverged: in one ensemble of the whole
+            all_diverged = exc           # grid they would be frozen and listed as diverged, and so they are here
+            print(f"ensemble {g}: every member diverged; they are ranked last", flush=True)
+            rows += [{"member": offset + k, **s, "val_mse": float("nan"), "val_r2": float("nan"), "best_epoch": None,
+                      "stopped_early": False, "diverged": True, "val_curve": []} for k, s in enumerate(group)]
+            models.append(None)
+            continue
         if history.get("val_loss"):  # an ensemble interrupted in its first epoch has nothing to rank
             rows += rank(group, lambda k, h=history: (h, k), offset)
         models.append(ens)
@@ -294,7 +306,10 @@ def run(args) -> int:
                 return 130
             print(f"interrupted: the table ranks what was trained so far{resume_hint}", flush=True)
             break
-    rows.sort(key=lambda r: (r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
+    if all_diverged is not None and all(r["diverged"] for r in rows):
+        raise all_diverged  # as one ensemble of the whole grid fails when every member diverged
+    # diverged members last (their weights are frozen where they diverged), the others by validation MSE
+    rows.sort(key=lambda r: (r["diverged"], r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
     print()
     print(format_table(rows))
     best = rows[0]
