@@ -110,3 +110,15 @@ def test_info_says_which_cpu_kernels_are_active(capsys, monkeypatch):
     assert cli.main(["info", "--device", "cpu"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("cpu kernels"))
     assert line.split(None, 2)[2].startswith("off: GPUNN_FUSED_KERNELS=0")
+
+
+def test_whole_numbers_may_be_written_with_underscores_or_an_exponent():
+    # README: "Whole numbers may be written 2_000_000 or 1e6" -- --features and --hidden included
+    args = cli.parse_args(["train", "--rows", "2_000", "--features", "1e1", "--hidden", "1_6,3.2e1", "--epochs", "1e0"])
+    assert (args.rows, args.features, args.hidden, args.epochs) == (2000, 10, [16, 32], 1)
+    assert cli.parse_args(["train", "--features", "1_0"]).features == 10
+    assert cli.parse_args(["train", "--hidden", "64x64"]).hidden == [64, 64]
+    assert cli.parse_args(["train", "--features", "a,b"]).features == ["a", "b"]  # a --data table's columns
+    assert cli.parse_args(["train", "--features", "x1"]).features == ["x1"]
+    with pytest.raises(SystemExit):
+        cli.parse_args(["train", "--hidden", "16,2.5"])

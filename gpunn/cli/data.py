@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import positive
+from .common import number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
 COMFORT = 0.5  # materialize only when data, its shuffled copy and the model take at most this share of free memory
 
 
 def feature_count_or_names(text):
-    """``--features``: a count (synthetic tasks) or comma-separated column names (a --data table)."""
+    """``--features``: a count (synthetic tasks; a whole number in any spelling the other options take,
+    10, 1_0 or 1e1) or comma-separated column names (a --data table)."""
     text = text.strip()
-    if text.isdigit():
+    try:
+        number(text, int)
+    except argparse.ArgumentTypeError:
+        pass  # not a whole number: column names
+    else:
         return positive(int)(text)
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:

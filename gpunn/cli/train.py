@@ -12,7 +12,7 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from . import data as data_cli
-from .common import add_debug, bounded, dtype, non_negative, positive
+from .common import add_debug, bounded, dtype, non_negative, number, positive
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -21,8 +21,8 @@ DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.
 
 def _hidden_sizes(text: str) -> list[int]:
     try:
-        sizes = [int(s) for s in text.replace("x", ",").split(",") if s.strip()] if text.strip() else []
-    except ValueError:
+        sizes = [number(s, int) for s in text.replace("x", ",").split(",") if s.strip()] if text.strip() else []
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"--hidden takes comma-separated positive integers, got {text!r}") from None
     if any(n < 1 for n in sizes):
         raise argparse.ArgumentTypeError(f"--hidden sizes must be positive, got {text!r}")
