@@ -134,11 +134,21 @@ def _smoke_test(cupy) -> str:
 _fallback_announced = False
 
 
+def _outside_gpunn() -> int:
+    """The stacklevel, for a warning raised in the caller, of the first frame outside the gpunn package:
+    the user's line that led to it (MLP(...), datasets.make(...)), not the gpunn line that resolved a device."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _announce_fallback(reason: str) -> None:
     global _fallback_announced
     if not _fallback_announced:
         _fallback_announced = True
-        warnings.warn(f"gpunn: running on CPU (NumPy): {reason}", CPUFallbackWarning, stacklevel=3)
+        warnings.warn(f"gpunn: running on CPU (NumPy): {reason}", CPUFallbackWarning, stacklevel=_outside_gpunn())
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")

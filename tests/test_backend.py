@@ -6,7 +6,7 @@ import warnings
 import numpy
 import pytest
 
-from gpunn import MLP, backend
+from gpunn import MLP, backend, datasets
 
 
 @pytest.fixture
@@ -43,6 +43,15 @@ def test_auto_without_cupy_runs_on_numpy_and_says_why_once(fresh_probe):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MLP([2, 3, 1], device="auto")  # said once only
+
+
+@pytest.mark.parametrize("make", [lambda: MLP([2, 3, 1]), lambda: datasets.make("linear", 10, 2),
+                                  lambda: backend.resolve("auto")])
+def test_the_fallback_note_points_at_the_callers_line_not_inside_gpunn(fresh_probe, make):
+    _without_cupy(fresh_probe)
+    with pytest.warns(backend.CPUFallbackWarning) as record:
+        make()
+    assert [w.filename for w in record] == [__file__]
 
 
 @pytest.mark.parametrize("error, reason", [(None, "no CUDA device was found"),
