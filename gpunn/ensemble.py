@@ -20,7 +20,7 @@ import numpy
 
 from . import preflight
 from .checks import as_matrix, check_rows_match, per_member, positive_int, seed_int
-from .model import MLP, PREDICT_CHUNK_ROWS, ParamList, gradients_over
+from .model import MLP, ParamList, gradients_over
 from .ops import ensemble_ops_for
 from .training.graph import graph_mode
 
@@ -50,6 +50,11 @@ class Ensemble:
     GraphWarning and the same launches run eagerly, training exactly as ``graph=False``; ``graph=None``
     ("auto") uses the graph only where it can capture.
     """
+
+    # Rows per member of the chunks predict and validation run in: their workspaces, K x rows x width,
+    # stay as the memory check counts them (one MLP's 65,536-row chunks, times K, would not fit: 6 GiB
+    # for 64 small nets).
+    chunk_rows = 1024
 
     def __init__(self, layer_sizes, n_models, activation="relu", output_activation="identity", bias=True,
                  dtype="float32", device="auto", seed=None, fused=None, graph=False):
@@ -92,7 +97,7 @@ class Ensemble:
     def __len__(self):
         return self.n_models
 
-    def _check_fits_in_memory(self, batch_rows=1024):
+    def _check_fits_in_memory(self, batch_rows=chunk_rows):
         """Raise MemoryError before allocating when parameters, gradients, optimizer state (Adam's two
         moments) and a batch's workspaces would not fit in the device's free memory."""
         itemsize = self.dtype.itemsize
@@ -216,13 +221,13 @@ class Ensemble:
 
         ``return_std=True`` returns (mean, std) over the members instead, each (rows, outputs):
         the population standard deviation (numpy.std's ddof=0), as scikit-learn's Gaussian
-        processes return it.
+        processes return it. Rows go through in chunks of ``chunk_rows`` per member.
         """
         with self.backend.use():
             X = self._as_input(X)
             out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self.dtype)
-            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-                chunk = X[start:start + PREDICT_CHUNK_ROWS]
+            for start in range(0, X.shape[0], self.chunk_rows):
+                chunk = X[start:start + self.chunk_rows]
                 out[:, start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
             if return_std:
                 return out.mean(axis=0), out.std(axis=0)

@@ -216,6 +216,20 @@ def test_predict_stacks_members_and_return_std_is_the_population_std(data):
     assert std.min() > 0
 
 
+def test_predict_and_validation_run_in_chunks_of_rows_per_member(data):
+    X, Y = data
+    rng = np.random.default_rng(1)
+    big_X, big_Y = rng.standard_normal((2500, 5)), rng.standard_normal((2500, 2))
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    P = ens.predict(big_X)
+    for k in range(3):
+        np.testing.assert_allclose(P[k], ens[k].predict(big_X), rtol=1e-12, atol=1e-14)
+    ens.fit(X, Y, epochs=1, batch_size=50, validation_data=(big_X, big_Y), verbose=False)
+    # the workspaces (K x rows x width each) cover chunks, not the 2500 rows: 64 small nets predicting
+    # 100,000 rows took 6 GiB of workspace for 24 MiB of predictions
+    assert max(ens._workspaces) == ens.chunk_rows == 1024
+
+
 def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(data):
     X, Y = data
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)

@@ -16,7 +16,6 @@ from ..optim import OPTIMIZERS, SCHEDULES
 from .common import add_debug, dtype, non_negative, positive
 from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
 
-ENSEMBLE_WORKSPACE_ROWS = 1024  # rows of validation/prediction workspace counted per member
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 
 
@@ -132,7 +131,9 @@ def bytes_per_member(sizes, batch_size, val_rows, itemsize) -> int:
     """Parameters, gradients, two optimizer moments, and the (batch and validation) workspaces of one member."""
     params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     width = sum(sizes[1:])
-    return itemsize * (4 * params + 3 * width * (batch_size + min(val_rows, ENSEMBLE_WORKSPACE_ROWS)))
+    from ..ensemble import Ensemble
+
+    return itemsize * (4 * params + 3 * width * (batch_size + min(val_rows, Ensemble.chunk_rows)))
 
 
 def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, str]:

@@ -184,7 +184,11 @@ class EnsembleOptimizer:
 
 
 class EnsembleEvaluator(RegressionEvaluator):
-    """Validation MSE, MAE and R² of every member on one fixed (X, Y): lists of K, one host read."""
+    """Validation MSE, MAE and R² of every member on one fixed (X, Y): lists of K, one host read. Rows go
+    through in the ensemble's ``chunk_rows`` per member, as its memory check counts them."""
+
+    def __init__(self, model, X, Y, chunk_rows=None):
+        super().__init__(model, X, Y, model.chunk_rows if chunk_rows is None else chunk_rows)
 
     def evaluate(self, model) -> dict:
         xp, X, Y = model.xp, self.X, self.Y
