@@ -271,6 +271,8 @@ class Ensemble:
     def best_index(self, monitor="val_loss") -> int:
         if self.history is None:
             raise RuntimeError("best() needs a fitted ensemble: call fit first")
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor is the name of a logged value such as 'val_loss', got {monitor!r}")
         if monitor not in self.history:
             hint = " (fit with validation_data or validation_fraction)" if monitor.startswith("val_") else ""
             raise ValueError(f"the history has no {monitor!r}{hint}; it has {', '.join(sorted(self.history))}")

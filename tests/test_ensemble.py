@@ -248,6 +248,8 @@ def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(data):
     np.testing.assert_array_equal(ens[-1].params, ens.member_params[2])
     with pytest.raises(ValueError, match="has no 'val_r3'"):
         ens.best("val_r3")
+    with pytest.raises(TypeError, match="monitor is the name of a logged value such as 'val_loss', got 3"):
+        ens.best(3)
 
 
 @pytest.mark.parametrize("call,match", [
