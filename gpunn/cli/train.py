@@ -57,8 +57,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="(default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help="learning rate (default: %(default)s)")
     t.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
-    t.add_argument("--weight-decay", type=non_negative(float), default=None, help="L2 (adam, sgd) or decoupled (adamw) decay")
-    t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum for momentum/nesterov (default 0.9)")
+    t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
+                   "(default: 0; adamw: 0.01, as in PyTorch)")
+    t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum of sgd, momentum and nesterov (default: 0.9 for momentum and nesterov, 0 for sgd)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s; env GPUNN_DEVICE)")
     t.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them "
                    "(f4, single, double...) (default: %(default)s)")
