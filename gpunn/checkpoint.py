@@ -53,7 +53,7 @@ from .training import ensemble as ens_training
 from .training.ensemble import MemberEarlyStopping
 from .training.fit import split_validation
 from .training.loop import train
-from .training.protocols import DataSource
+from .training.protocols import is_source
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
 
@@ -664,7 +664,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         if distributed and (training.get("source") or {}).get("kind") == "bootstrap":
             raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own rows), which is "
                              "not data parallel: resume it in one process (distributed=False)")
-        if Y is None and isinstance(X, DataSource):
+        if is_source(X, Y):
             raise ValueError(f"{ckpt.path} holds an ensemble's run, which trains on in-memory arrays: resume it with "
                              "the same X and Y")
         callbacks = ens_training.member_callbacks(callbacks, verbose)
@@ -672,7 +672,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
         shards = None
-        if Y is None and isinstance(X, DataSource):
+        if is_source(X, Y):
             source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
             # a data-parallel run on a chunked source read it as rank shards; 0: it read the source whole
             shards = (ckpt.training.get("source") or {}).get("shards", 0)

@@ -73,6 +73,16 @@ def test_a_source_whose_width_does_not_match_the_model_is_refused(linear_pair):
         gpunn.MLP([5, 2], device="cpu").fit(data.npy(x, y), epochs=1, verbose=False)
 
 
+def test_a_source_passed_with_targets_is_refused_saying_the_source_holds_them(linear_pair, tmp_path):
+    x, y, _, Y = linear_pair
+    model = gpunn.MLP([4, 2], device="cpu")
+    with pytest.raises(TypeError, match=r"NpySource.*holds its targets.*without Y"):
+        model.fit(data.npy(x, y), Y, epochs=1, verbose=False)
+    model.fit(data.npy(x, y), epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+    with pytest.raises(TypeError, match=r"NpySource.*holds its targets.*without Y"):
+        gpunn.load_checkpoint(tmp_path / "c.npz").resume(data.npy(x, y), Y, epochs=2)
+
+
 def test_a_bad_chunk_stops_training_naming_the_file_and_the_last_checkpoint_survives(tmp_path):
     X = numpy.ones((6000, 2))
     X[5500, 0] = numpy.inf

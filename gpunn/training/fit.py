@@ -12,7 +12,7 @@ from ..rng import host_rng
 from .callbacks import order_callbacks
 from .graph import graph_mode
 from .loop import train
-from .protocols import DataSource
+from .protocols import is_source
 from .sources import ArraySource
 from .state import FitSettings
 
@@ -88,7 +88,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
         source = None
-        if Y is None and isinstance(X, DataSource):
+        if is_source(X, Y):
             from ..data.binding import prepare_source
 
             source = X

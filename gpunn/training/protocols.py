@@ -43,6 +43,17 @@ class DataSource(Protocol):
     def config(self) -> dict: ...
 
 
+def is_source(X, Y) -> bool:
+    """Whether ``fit``/``resume`` got a DataSource as X (rather than arrays); a source holds its own
+    targets, so Y must then be None (a TypeError says so rather than a failure deep in the arrays path)."""
+    if not isinstance(X, DataSource):
+        return False
+    if Y is not None:
+        raise TypeError(f"got a data source ({type(X).__name__}) and Y: a source holds its targets; pass it "
+                        "without Y, e.g. fit(source, epochs=...)")
+    return True
+
+
 @runtime_checkable
 class Trainable(Protocol):
     """What the loop needs of a model.
