@@ -185,3 +185,17 @@ def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch)
         assert main(["train", *files, *run, "--epochs", "1", "--save", first]) == 0
     assert main(["train", "--resume", first, "--epochs", "2", "--quiet"]) == 0
     numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+
+
+def test_column_options_that_do_not_fit_the_data_file_are_refused(pair, tmp_path, capsys):
+    """--features names, --target with an .npy pair, or --targets with a table would be ignored: refused."""
+    tmp_path, _, _ = pair
+    npy = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    assert main(["train", *npy, "--features", "a,b", *SMALL]) == 2
+    assert "--features a,b names columns of a Parquet or CSV table" in capsys.readouterr().err
+    assert main(["train", *npy, "--target", "y", *SMALL]) == 2
+    assert "--target y names columns of a Parquet or CSV table" in capsys.readouterr().err
+    (tmp_path / "t.csv").write_text("a,y\n1,2\n3,4\n")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--targets", str(tmp_path / "Y.npy"),
+                 *SMALL]) == 2
+    assert "--targets goes with --data X.npy" in capsys.readouterr().err

@@ -67,9 +67,8 @@ def make_source(args, backend, ckpt=None):
     if args.data:
         kind = os.path.splitext(args.data)[1].lower()
         cut = _saved_cut(ckpt)
+        _check_column_options(args, kind)
         if kind == ".npy":
-            if not args.targets:
-                raise ValueError("--data X.npy needs --targets Y.npy")
             source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind in (".parquet", ".parq", ".pq") or os.path.isdir(args.data):
             source = data.parquet(args.data, _target(args), _feature_names(args), chunk_rows=cut.get("chunk_rows"),
@@ -101,6 +100,22 @@ def make_source(args, backend, ckpt=None):
                                                       f"{free / 2**30:.1f} GiB free")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
                     f"{source.validation_rows:,} validation rows (whole chunks) ({why})")
+
+
+def _check_column_options(args, kind):
+    """--targets goes with an .npy pair, --target and --features names with a table: an option the
+    file's kind would ignore is refused rather than dropped."""
+    if kind == ".npy":
+        if not args.targets:
+            raise ValueError("--data X.npy needs --targets Y.npy")
+        for option, value in (("--features", _feature_names(args)), ("--target", args.target)):
+            if value:
+                raise ValueError(f"{option} {','.join(value) if isinstance(value, list) else value} names columns of "
+                                 "a Parquet or CSV table; --data X.npy trains on every column of X.npy, with "
+                                 "--targets Y.npy as the targets")
+    elif args.targets:
+        raise ValueError(f"--targets goes with --data X.npy; for --data {args.data}, name the target column(s) with "
+                         "--target")
 
 
 def _saved_cut(ckpt) -> dict:
