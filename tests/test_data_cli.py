@@ -199,3 +199,25 @@ def test_column_options_that_do_not_fit_the_data_file_are_refused(pair, tmp_path
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--targets", str(tmp_path / "Y.npy"),
                  *SMALL]) == 2
     assert "--targets goes with --data X.npy" in capsys.readouterr().err
+
+
+def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved(pair, monkeypatch, capsys):
+    tmp_path, _, _ = pair
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run = ["--hidden", "8", "--batch-size", "500", "--device", "cpu", "--quiet"]
+    assert main(["train", "--data", "X.npy", "--targets", "Y.npy", *run, "--epochs", "1", "--save", "run.npz"]) == 0
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the recorded paths still lead to the files
+    assert main(["train", "--resume", "../run.npz", "--epochs", "2"]) == 0, capsys.readouterr().err
+    (tmp_path / "moved").mkdir()
+    for name in ("X.npy", "Y.npy"):
+        (tmp_path / name).rename(tmp_path / "moved" / name)
+    assert main(["train", "--resume", "../run.npz", "--epochs", "3"]) == 2
+    assert "X.npy: no such file" in capsys.readouterr().err
+    assert main(["train", "--resume", "../run.npz", "--epochs", "3", "--data", "../moved/X.npy",
+                 "--targets", "../moved/Y.npy"]) == 0, capsys.readouterr().err
+    assert gpunn.load_checkpoint(tmp_path / "run.npz").epoch == 3
+    numpy.save(tmp_path / "moved" / "Y2.npy", numpy.zeros((12_000, 2)))  # other data: refused by what they hold
+    assert main(["train", "--resume", "../run.npz", "--epochs", "4", "--data", "../moved/X.npy",
+                 "--targets", "../moved/Y2.npy"]) == 2
+    assert "was trained on another source: n_outputs was 1, now 2" in capsys.readouterr().err

@@ -11,7 +11,9 @@ changes the continuation, or is refused, by name, before anything is generated, 
 - ``--epochs`` raises the total (it must exceed the epochs already done);
 - ``--save`` writes the continuation elsewhere; ``--json``, ``--plot``, ``--quiet``, ``--debug``
   concern this process's output only; ``--device`` may name another device of the same kind
-  (CuPy's generator is not NumPy's, so the synthetic data depend on the kind);
+  (CuPy's generator is not NumPy's, so the synthetic data depend on the kind); ``--data`` and
+  ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the
+  checkpoint checks that the files hold the same data);
 - anything else must equal what the run recorded: a different ``--lr``, ``--batch-size``,
   ``--seed``, ``--task``, ``--hidden`` ... would silently train something else, so it is refused.
 
@@ -29,6 +31,9 @@ from ..training.callbacks import Callback
 # (csv and save_best are gpunn sweep's)
 RUN_LOCAL = frozenset({"resume", "save", "json", "csv", "plot", "save_best", "quiet", "config", "debug"})
 BACKEND_KEY = "data_backend"  # recorded beside the options: "cpu" or "cuda", the generator of the data
+# where the data files are: recorded as absolute paths; with --resume they may name where the files are
+# now (the checkpoint then checks that the source holds the same data: rows, columns, chunks, ...)
+MOVABLE = ("data", "targets")
 GROUP_KEY = "members_per_ensemble"  # gpunn sweep: recorded beside the options, how the grid was split
 
 
@@ -53,6 +58,9 @@ def record(args, parser, backend) -> RunOptions:
     from .. import config as cfgmod
 
     options = {k: v for k, v in cfgmod.resolved(args, parser).items() if k not in RUN_LOCAL}
+    for name in MOVABLE:  # absolute, so that --resume finds the files from any directory
+        if options.get(name):
+            options[name] = os.path.abspath(options[name])
     options[BACKEND_KEY] = "cuda" if backend.is_gpu else "cpu"
     return RunOptions(options)
 
@@ -137,7 +145,7 @@ def check(path, given: dict, options: dict, done: int, kind) -> None:
 
     differing = []
     for dest, value in sorted(given.items()):
-        if dest in RUN_LOCAL or dest == "epochs":
+        if dest in RUN_LOCAL or dest in MOVABLE or dest == "epochs":
             continue
         if dest == "device":
             if kind is not None and value not in ("auto",):

@@ -80,6 +80,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "and on Ctrl-C, and the resolved config beside it as PATH.toml")
     r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save/--json/--plot/--quiet/--device (same kind) apply, "
+                   "--data/--targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
                    "--save says otherwise")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between checkpoints (default: %(default)s)")
