@@ -100,10 +100,7 @@ class Ensemble:
     def _check_fits_in_memory(self, batch_rows=chunk_rows):
         """Raise MemoryError before allocating when parameters, gradients, optimizer state (Adam's two
         moments) and a batch's workspaces would not fit in the device's free memory."""
-        itemsize = self.dtype.itemsize
-        params = self.n_models * self.params_per_member
-        activations = self.n_models * batch_rows * sum(self.layer_sizes[1:]) * 3
-        need = (4 * params + activations) * itemsize
+        need = self.n_models * member_bytes(self.layer_sizes, self.dtype.itemsize, batch_rows, self.bias)
         free = _free_memory(self.backend)
         if free is not None and need > free:
             where = "the device has" if self.backend.is_gpu else "the host has"
@@ -292,6 +289,13 @@ class Ensemble:
         acts = [a.name for a in self.activations]
         return (f"Ensemble(n_models={self.n_models}, layer_sizes={self.layer_sizes}, activations={acts}, "
                 f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r})")
+
+
+def member_bytes(layer_sizes, itemsize, rows, bias=True) -> int:
+    """One member's parameters, gradients and optimizer state (Adam's two moments), and workspaces (Z, A,
+    dA) for ``rows`` rows: what Ensemble's memory check and gpunn sweep's split count per member."""
+    params = sum(a * b + (b if bias else 0) for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return itemsize * (4 * params + 3 * sum(layer_sizes[1:]) * rows)
 
 
 def _free_memory(backend):

@@ -37,6 +37,18 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     assert len(rows) == 8 and float(rows[0]["val_mse"]) == a[0]["val_mse"]
 
 
+def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
+    one, split = tmp_path / "one.json", tmp_path / "split.json"
+    run(ARGS + ["--json", str(one)], capsys)
+    # room for about three members as the Ensemble counts them (1024 rows of workspace each), though the
+    # sweep's own count (a batch and 60 validation rows) would put all eight in one ensemble
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 1_600_000)
+    out = run(ARGS + ["--json", str(split)], capsys)
+    assert "the grid is split into 3 ensembles of up to 3 members (0.4 MiB per member, 0.00 GiB free on cpu)" in out
+    key = lambda r: (r["lr"], r["weight_decay"], r["seed"])  # noqa: E731
+    assert sorted(members(one), key=key) == sorted(members(split), key=key)
+
+
 def test_saved_best_member_is_the_mlp_its_settings_train(tmp_path, capsys):
     path, js = tmp_path / "best.npz", tmp_path / "s.json"
     run(ARGS + ["--save-best", str(path), "--json", str(js)], capsys)

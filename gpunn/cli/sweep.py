@@ -127,20 +127,21 @@ def grid(args) -> list[dict]:
             for lr, wd, s in itertools.product(args.lr, args.weight_decay, range(args.seeds))]
 
 
-def bytes_per_member(sizes, batch_size, val_rows, itemsize) -> int:
-    """Parameters, gradients, two optimizer moments, and the (batch and validation) workspaces of one member."""
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    width = sum(sizes[1:])
-    from ..ensemble import Ensemble
+def bytes_per_member(sizes, batch_size, val_rows, itemsize, bias=True) -> int:
+    """Parameters, gradients, two optimizer moments, and the (batch and validation) workspaces of one member;
+    at least what the Ensemble's own memory check counts (gpunn.ensemble.member_bytes), so an ensemble of
+    the split is never refused by it."""
+    from ..ensemble import Ensemble, member_bytes
 
-    return itemsize * (4 * params + 3 * width * (batch_size + min(val_rows, Ensemble.chunk_rows)))
+    rows = max(batch_size + min(val_rows, Ensemble.chunk_rows), Ensemble.chunk_rows)
+    return member_bytes(sizes, itemsize, rows, bias)
 
 
 def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, str]:
     """How many members one ensemble may hold, and why (for the message when the grid is split)."""
     from .. import preflight
 
-    per = bytes_per_member(sizes, args.batch_size, val_rows, numpy.dtype(args.dtype).itemsize)
+    per = bytes_per_member(sizes, args.batch_size, val_rows, numpy.dtype(args.dtype).itemsize, not args.no_bias)
     limit, why = total, ""
     free = preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
     if free:
