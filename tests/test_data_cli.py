@@ -221,3 +221,13 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     assert main(["train", "--resume", "../run.npz", "--epochs", "4", "--data", "../moved/X.npy",
                  "--targets", "../moved/Y2.npy"]) == 2
     assert "was trained on another source: n_outputs was 1, now 2" in capsys.readouterr().err
+
+
+def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stopping(capsys):
+    run = ["train", "--rows", "5000", "--features", "4", "--stream", "on", *SMALL]
+    assert main(run) == 0
+    out = capsys.readouterr().out
+    assert "0 validation rows (a stream holds out whole chunks of 65,536 rows: none with --rows under 131,072)" in out
+    assert "held-out: none" in out and "nan" not in out
+    assert main([*run, "--early-stopping"]) == 2
+    assert "--early-stopping watches the held-out rows, and this run has none" in capsys.readouterr().err

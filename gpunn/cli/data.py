@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..datasets import CHUNK_ROWS
 from .common import number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
@@ -98,8 +99,10 @@ def make_source(args, backend, ckpt=None):
     _hold_out(source)
     why = "--stream on" if args.stream == "on" else (f"{need / 2**30:.1f} GiB would not fit comfortably in "
                                                       f"{free / 2**30:.1f} GiB free")
+    held = ("whole chunks" if source.validation_rows else
+            f"a stream holds out whole chunks of {CHUNK_ROWS:,} rows: none with --rows under {2 * CHUNK_ROWS:,}")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
-                    f"{source.validation_rows:,} validation rows (whole chunks) ({why})")
+                    f"{source.validation_rows:,} validation rows ({held}) ({why})")
 
 
 def _check_column_options(args, kind):

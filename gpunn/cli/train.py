@@ -232,6 +232,9 @@ def run(args) -> int:
         n_in, n_out, n_train = args.features, args.outputs, len(X_train)
     else:
         n_in, n_out, n_train, n_val = source.n_features, source.n_outputs, source.rows, source.validation_rows
+    if args.early_stopping and not n_val:
+        raise ValueError("--early-stopping watches the held-out rows, and this run has none (see the data: line); "
+                         "drop --early-stopping, or train on more rows")
     sizes = [n_in, *args.hidden, n_out]
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
                                         bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
@@ -309,7 +312,8 @@ def run(args) -> int:
         print(f"loss curves: {args.plot}")
     if history.stopped_early:
         print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
-    print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}")
+    print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
+          else "held-out: none (no rows were held out)")
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
           f"training on {backend.device}, {args.dtype}"
           + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
