@@ -231,3 +231,12 @@ def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stoppi
     assert "held-out: none" in out and "nan" not in out
     assert main([*run, "--early-stopping"]) == 2
     assert "--early-stopping watches the held-out rows, and this run has none" in capsys.readouterr().err
+
+
+def test_held_out_metrics_of_a_standardized_run_say_they_are_in_standardized_units(pair, capsys):
+    tmp_path, _, _ = pair
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    assert main(["train", *files, "--standardize", *SMALL]) == 0
+    assert "held-out (standardized targets): mse " in capsys.readouterr().out
+    assert main(["train", *files, *SMALL]) == 0
+    assert "held-out: mse " in capsys.readouterr().out

@@ -312,7 +312,9 @@ def run(args) -> int:
         print(f"loss curves: {args.plot}")
     if history.stopped_early:
         print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
-    print(f"held-out: mse {result['val_mse']:.5g}  mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
+    scaled = model.standardizer is not None and model.standardizer.scales_targets  # metrics of scaled targets
+    print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
+          f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
           else "held-out: none (no rows were held out)")
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
           f"training on {backend.device}, {args.dtype}"
