@@ -88,6 +88,16 @@ def test_batches_mix_rows_only_within_a_window_of_chunks(npy_pair):
     assert len(windows) == 6 and sorted(sum(windows, [])) == list(range(24))
 
 
+def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
+    with pytest.raises(ValueError, match=r"synthetic teacher: .*one chunk \(5000 rows\).*chunks of 65,536 rows.*"
+                                         r"more than 65,536 rows, or pass validation_data"):
+        data.synthetic("teacher", rows=5000, n_features=4, validation_fraction=0.1)
+    numpy.save(tmp_path / "x.npy", numpy.ones((50, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.ones(50))
+    with pytest.raises(ValueError, match=r"one chunk \(50 rows\); use smaller chunks \(chunk_rows\)"):
+        data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, validation_fraction=0.1)
+
+
 # ---- npy ---------------------------------------------------------------------------------------
 def test_an_npy_pair_gives_the_arrays_rows_converted_to_the_model_dtype(device, npy_pair):
     x, y, X, Y = npy_pair

@@ -83,7 +83,7 @@ class ChunkedSource:
         if self.validation_fraction:
             if n < 2:
                 raise ValueError(f"{self._name()}: validation_fraction holds out whole chunks and there is only "
-                                 f"one chunk ({self.chunk_sizes[0]} rows); use smaller chunks or validation data")
+                                 f"one chunk ({self.chunk_sizes[0]} rows); {self._more_chunks()}")
             n_val = min(n - 1, max(1, round(self.validation_fraction * n)))
             held = sorted(int(k) for k in host_rng(self.seed, "validation-chunks").permutation(n)[:n_val])
             self.validation_chunks = held
@@ -233,6 +233,10 @@ class ChunkedSource:
                                             self.n_features, self.n_outputs, targets=self.standardize is True)
         finally:
             self.standardizer = saved
+
+    def _more_chunks(self) -> str:
+        """How to get a second chunk to hold out (a file source names its chunk-size option)."""
+        return "use smaller chunks (chunk_rows) or pass validation_data"
 
     # ---- description ---------------------------------------------------------------------
     def _name(self) -> str:

@@ -386,6 +386,9 @@ class CsvSource(ChunkedSource):
     def _name(self):
         return self.path
 
+    def _more_chunks(self):
+        return "use smaller chunks (block_size, in bytes) or pass validation_data"
+
     def _describe(self):
         return {"path": os.path.abspath(self.path), "target": self.target_names, "features": self.feature_names,
                 "block_size": self.block_size, "chunks_at": "byte offsets"}
