@@ -98,6 +98,23 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> gpunn's
 
 
+class _AdaptiveRate(ReduceLROnPlateau):
+    """scikit-learn's learning_rate="adaptive": on a plateau the rate is divided by 5, unless scikit-learn's
+    rate (``rate_init`` times the reductions so far) is already at most 1e-6: then training stops."""
+
+    def __init__(self, rate_init, monitor, patience, min_delta):
+        super().__init__(monitor, factor=0.2, patience=patience, min_delta=min_delta)
+        self.rate_init = rate_init
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        plateau = not self._improved(self._value(logs)) and self.wait + 1 >= self.patience
+        if plateau and self.rate_init * trainer.lr_scale <= 1e-6:
+            trainer.stop = True
+            trainer.history.stopped_early = True
+            return
+        super().on_epoch_end(trainer, epoch, logs)
+
+
 class MLPRegressor(RegressorMixin, BaseEstimator):
     """A multilayer-perceptron regressor trained with gpunn on the GPU (CuPy) or the CPU.
 
@@ -118,7 +135,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       (or, with early_stopping, the validation R² on ``validation_fraction`` of the rows) has not
       improved by ``tol`` for more than ``n_iter_no_change`` epochs; with early_stopping the best
       epoch's weights are kept. ``learning_rate="adaptive"`` (sgd) divides the rate by 5 on that
-      plateau instead of stopping; "invscaling" is refused (gpunn's schedules are per epoch);
+      plateau instead, and stops there once the rate is at most 1e-6, as scikit-learn does; "invscaling"
+      is refused (gpunn's schedules are per epoch);
       for adam, learning_rate and power_t are ignored, as in scikit-learn.
     - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn).
     - ``loss``: "squared_error" only; ``max_fun``: only used by lbfgs (ignored).
@@ -271,12 +289,16 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         monitor = "val_r2" if self.early_stopping else "loss"
         patience = self.n_iter_no_change + 1  # scikit-learn stops when the count exceeds n_iter_no_change
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        callbacks = [ReduceLROnPlateau(monitor, factor=0.2, patience=patience, min_delta=self.tol)] if adaptive else []
+        if adaptive:  # the rate / 5 on each plateau, and a stop once it is at most 1e-6; the best validation
+            # epoch (any improvement, as scikit-learn keeps it) restored with early_stopping
+            callbacks = [_AdaptiveRate(self.learning_rate_init, monitor, patience=patience, min_delta=self.tol)]
+            if self.early_stopping:
+                callbacks.append(EarlyStopping(monitor, patience=self.max_iter, restore_best_weights=True))
+        else:
+            callbacks = [EarlyStopping(monitor, patience=patience, min_delta=self.tol,
+                                       restore_best_weights=bool(self.early_stopping))]
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
-        if not adaptive:
-            callbacks.append(EarlyStopping(monitor, patience=patience, min_delta=self.tol,
-                                           restore_best_weights=bool(self.early_stopping)))
         history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
                             shuffle=bool(self.shuffle), seed=self._seed_, verbose=self.verbose, callbacks=callbacks,
                             validation_fraction=self.validation_fraction if self.early_stopping else None,

@@ -180,6 +180,24 @@ def test_tol_stops_training_after_the_same_number_of_epochs_as_scikit_learn(data
     assert ours.n_iter_ == theirs.n_iter_ == 5
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_adaptive_rate_stops_when_it_would_fall_under_1e_6_as_scikit_learn(data, early_stopping):
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    X, y = data
+    # every epoch a plateau (tol): the rate is divided by 5 every 2 epochs, 1e-3 -> 3.2e-7 by epoch 11,
+    # and the next plateau stops training instead (scikit-learn's SGDOptimizer.trigger_stopping)
+    settings = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate="adaptive", tol=1e9, n_iter_no_change=1,
+                    max_iter=50, random_state=0, early_stopping=early_stopping)
+    ours = MLPRegressor(**settings, device="cpu").fit(X, y)
+    theirs = SkMLPRegressor(**settings).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 13
+    if early_stopping:  # the best validation epoch's weights are kept, as without the adaptive rate
+        best = int(numpy.argmax(ours.validation_scores_)) + 1
+        assert ours.history_.best_epoch == best
+
+
 def test_sgd_maps_momentum_and_halves_the_rate_for_the_full_mse(data):
     X, y = data
     X = StandardScaler().fit_transform(X)
