@@ -289,14 +289,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         monitor = "val_r2" if self.early_stopping else "loss"
         patience = self.n_iter_no_change + 1  # scikit-learn stops when the count exceeds n_iter_no_change
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        if adaptive:  # the rate / 5 on each plateau, and a stop once it is at most 1e-6; the best validation
-            # epoch (any improvement, as scikit-learn keeps it) restored with early_stopping
+        if adaptive:  # the rate / 5 on each plateau, and a stop once it is at most 1e-6
             callbacks = [_AdaptiveRate(self.learning_rate_init, monitor, patience=patience, min_delta=self.tol)]
-            if self.early_stopping:
-                callbacks.append(EarlyStopping(monitor, patience=self.max_iter, restore_best_weights=True))
         else:
-            callbacks = [EarlyStopping(monitor, patience=patience, min_delta=self.tol,
-                                       restore_best_weights=bool(self.early_stopping))]
+            callbacks = [EarlyStopping(monitor, patience=patience, min_delta=self.tol, restore_best_weights=False)]
+        if self.early_stopping:  # the best validation epoch's weights, any improvement counting (not only by
+            # tol), as scikit-learn keeps its _best_coefs; this one never stops training
+            callbacks.append(EarlyStopping(monitor, patience=self.max_iter, restore_best_weights=True))
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
         history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),

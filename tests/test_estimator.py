@@ -180,6 +180,16 @@ def test_tol_stops_training_after_the_same_number_of_epochs_as_scikit_learn(data
     assert ours.n_iter_ == theirs.n_iter_ == 5
 
 
+def test_early_stopping_keeps_the_best_validation_epoch_whatever_tol(data):
+    X, y = data
+    # nothing improves by tol: training stops after 1 + 4 epochs, and the weights kept are those of the best
+    # validation score, not of the first epoch (the last to improve by tol), as scikit-learn keeps them
+    est = MLPRegressor(hidden_layer_sizes=(8,), tol=1e9, n_iter_no_change=3, early_stopping=True, max_iter=50,
+                       learning_rate_init=1e-2, random_state=0, device="cpu").fit(X, y)
+    best = int(numpy.argmax(est.validation_scores_)) + 1
+    assert est.n_iter_ == 5 and best > 1 and est.history_.best_epoch == best
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_adaptive_rate_stops_when_it_would_fall_under_1e_6_as_scikit_learn(data, early_stopping):
