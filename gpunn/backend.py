@@ -134,9 +134,9 @@ def _smoke_test(cupy) -> str:
 _fallback_announced = False
 
 
-def _outside_gpunn() -> int:
+def user_stacklevel() -> int:
     """The stacklevel, for a warning raised in the caller, of the first frame outside the gpunn package:
-    the user's line that led to it (MLP(...), datasets.make(...)), not the gpunn line that resolved a device."""
+    the user's line that led to it (MLP(...), datasets.make(...), fit(...)), not the gpunn line inside."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(2), 2
     while frame is not None and frame.f_code.co_filename.startswith(package):
@@ -148,7 +148,7 @@ def _announce_fallback(reason: str) -> None:
     global _fallback_announced
     if not _fallback_announced:
         _fallback_announced = True
-        warnings.warn(f"gpunn: running on CPU (NumPy): {reason}", CPUFallbackWarning, stacklevel=_outside_gpunn())
+        warnings.warn(f"gpunn: running on CPU (NumPy): {reason}", CPUFallbackWarning, stacklevel=user_stacklevel())
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")

@@ -468,6 +468,7 @@ def test_the_batched_gemm_plan_computes_every_product_of_an_ensemble_step():
         cublas.batched_plan_for(A1[:2], ens.weights[1], np.empty((3, 6, SIZES[2]), np.float32))
 
 
+@pytest.mark.filterwarnings("ignore::gpunn.training.graph.GraphWarning")  # the CPU does not capture: said once
 @pytest.mark.parametrize("optimizer", ["adam", "momentum"])
 def test_graph_true_trains_exactly_as_the_eager_step(data, optimizer):
     """Ensemble(graph=True): on the CPU the graph's launches run eagerly (gpunn.training.graph), with the

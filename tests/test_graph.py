@@ -8,14 +8,20 @@ captured graph itself on a GPU.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import gpunn
 import gpunn.model as gm
-from gpunn.training.graph import GraphTrainer
+from gpunn.training.graph import GraphTrainer, GraphWarning
 from gpunn.ops.base import Ops
 from gpunn.optim import OPTIMIZERS
+
+
+# graph=True on the CPU says it does not capture (a GraphWarning per fit); the tests here use it on purpose
+pytestmark = pytest.mark.filterwarnings("ignore::gpunn.training.graph.GraphWarning")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,22 @@ def test_graph_step_is_ordinary_training_bit_for_bit(data, optimizer):
     assert l0 == l1
     for k in st0:
         np.testing.assert_array_equal(st0[k], st1[k])
+
+
+def test_graph_true_where_it_cannot_capture_says_so_at_the_users_line(data):
+    """README: graph=True forces the graph, "a GraphWarning where it cannot capture" -- the CPU included,
+    whose reason is known before the first step; the default ("auto") falls back silently."""
+    X, Y = data
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=0, graph=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(X[:200], Y[:200], epochs=2, batch_size=64, verbose=False)
+    said = [w for w in caught if issubclass(w.category, GraphWarning)]
+    assert len(said) == 1 and "not capturing the training step (no GPU" in str(said[0].message)
+    assert said[0].filename == __file__ and m.graph_trainer.reason.startswith("no GPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpunn.MLP([6, 8, 2], device="cpu", seed=0).fit(X[:200], Y[:200], epochs=1, verbose=False)
 
 
 def test_fit_graph_argument_sets_the_model_flag(data):

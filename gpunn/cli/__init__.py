@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_note(message, category, filename, lineno, file=None, line=None):
-    if issubclass(category, _backend.CPUFallbackWarning):
+    from ..training.graph import GraphWarning
+
+    if issubclass(category, (_backend.CPUFallbackWarning, GraphWarning)):  # what gpunn says, not where in it
         print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)

@@ -45,6 +45,7 @@ import warnings
 
 import numpy
 
+from ..backend import user_stacklevel
 from ..ops.cublas import GemmError
 
 
@@ -110,6 +111,7 @@ class GraphTrainer:
         self.state[0] = self._host_steps = optimizer.steps
         self._lr = None
         self._steps = {}  # rows (or a (K, rows, n) batch's shape) -> _Step
+        self._warned = None  # the reason a GraphWarning gave last: each reason is said once
         self.reason = blocked or self._why_not_capture()
         self.stream = None
         self.blas = None
@@ -139,9 +141,17 @@ class GraphTrainer:
         self.blas = None
         for step in self._steps.values():
             step.graph = None
-        if not self.auto:  # the default falls back silently; ``reason`` says why
-            warnings.warn(f"graph=True: not capturing the training step ({reason}); it runs without a graph",
-                          GraphWarning, stacklevel=3)
+        self.warn_if_forced()
+
+    def warn_if_forced(self):
+        """With graph=True, a GraphWarning saying why the step is not captured (the default, "auto", falls
+        back silently; ``reason`` says why). Called when capture fails, and by the training loop when the
+        reason is known before the first step (the CPU, fused=False, an optimizer without graph_update, a
+        gradient hook)."""
+        if not self.auto and self.reason is not None and self.reason != self._warned:
+            self._warned = self.reason
+            warnings.warn(f"graph=True: not capturing the training step ({self.reason}); it runs without a graph",
+                          GraphWarning, stacklevel=user_stacklevel())
 
     @property
     def active(self) -> bool:

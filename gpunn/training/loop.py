@@ -121,6 +121,7 @@ class Trainer:
             self.model.graph_trainer = graph_trainer_for(
                 self.model, self.optimizer, auto=mode is None,
                 blocked="a gradient hook (data-parallel training) runs between backward and the optimizer")
+            self.model.graph_trainer.warn_if_forced()
             return None
         previous = getattr(self.model, "graph_trainer", None)
         if previous is not None and previous.optimizer is self.optimizer:
@@ -129,6 +130,7 @@ class Trainer:
         else:
             trainer = self.model.graph_trainer = graph_trainer_for(self.model, self.optimizer, auto=mode is None)
         trainer.auto = mode is None
+        trainer.warn_if_forced()  # graph=True where the reason is known already (a failed capture warns then)
         self._graph = trainer if trainer.active else None
         return self._graph
 
