@@ -240,3 +240,12 @@ def test_held_out_metrics_of_a_standardized_run_say_they_are_in_standardized_uni
     assert "held-out (standardized targets): mse " in capsys.readouterr().out
     assert main(["train", *files, *SMALL]) == 0
     assert "held-out: mse " in capsys.readouterr().out
+
+
+def test_predict_refuses_feature_names_for_an_npy_input(pair, capsys):
+    tmp_path, _, _ = pair
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([5, 4, 1], seed=0, device="cpu"))
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.npy"),
+                 "--features", "a,b"]) == 2
+    assert "--features names columns of a table (CSV or Parquet); X.npy has none" in capsys.readouterr().err
+    assert not (tmp_path / "P.npy").exists()

@@ -40,6 +40,9 @@ def run(args) -> int:
                                        else f"MODEL {args.model} is not a file")
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
                            suffixes=(".npy", ".csv", ".parquet", ".parq", ".pq"))
+    if args.features and args.input.lower().endswith(".npy"):
+        raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
+                         "none: its columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
     if _streams(args, model):
         from ..data.files import predict_file
