@@ -217,7 +217,8 @@ def test_an_infinite_or_missing_value_in_a_csv_names_the_file_and_the_rows(tmp_p
     lines[2900] = ",1"  # an empty field: null, counted as NaN
     (tmp_path / "v.csv").write_text("x,y\n" + "\n".join(lines) + "\n")
     source = data.csv(tmp_path / "v.csv", target="y", block_size=1 << 12, shuffle=False, device="cpu")
-    with pytest.raises(DataError, match=r"v\.csv \(data rows \d+-\d+\): 1 NaN or infinite features .*first at row 2345"):
+    with pytest.raises(DataError, match=r"v\.csv \(data rows \d+-\d+\): 1 NaN or infinite features .*first at row 2345 "
+                                        r"\(column 'x'\)"):
         list(source.batches(0, 100))
 
 

@@ -202,13 +202,15 @@ class ChunkedSource:
                             self.dtype, depth=self.prefetch)
 
     def _check_finite(self, k, X, Y):
-        for name, A in (("features", X), ("targets", Y)):
+        columns = (getattr(self, "feature_names", None), getattr(self, "target_names", None))  # a table's
+        for (name, A), names in zip((("features", X), ("targets", Y)), columns):
             finite = numpy.isfinite(A)
             if not finite.all():
                 row, col = (int(i) for i in numpy.argwhere(~finite)[0])
                 first = self._row_offset(k) + row
+                where = f"column {names[col]!r}" if names else f"{name} column {col}"
                 raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} NaN or infinite "
-                                f"{name} value(s), the first at row {first} ({name} column {col}); "
+                                f"{name} value(s), the first at row {first} ({where}); "
                                 "clean or impute them before training")
 
     def _row_offset(self, k):
