@@ -4,6 +4,11 @@ from __future__ import annotations
 import numpy
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the ``pip install "gpunn[...]"`` that
+    adds it (the command line reports it as a user's error, not an internal one)."""
+
+
 def _kind_of(array) -> str:
     return numpy.dtype(array.dtype).kind
 

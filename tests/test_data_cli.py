@@ -249,3 +249,16 @@ def test_predict_refuses_feature_names_for_an_npy_input(pair, capsys):
                  "--features", "a,b"]) == 2
     assert "--features names columns of a table (CSV or Parquet); X.npy has none" in capsys.readouterr().err
     assert not (tmp_path / "P.npy").exists()
+
+
+def test_without_pyarrow_a_table_is_a_one_line_error_naming_the_extra(pair, monkeypatch, capsys):
+    tmp_path, _, _ = pair
+    (tmp_path / "t.csv").write_text("a,y\n1,2\n3,4\n")
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([5, 4, 1], seed=0, device="cpu"))
+    for name in ("pyarrow", "pyarrow.csv", "pyarrow.parquet"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)  # import pyarrow... fails, as where not installed
+    for argv in (["train", "--data", str(tmp_path / "t.csv"), "--target", "y", *SMALL],
+                 ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.parquet")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gpunn: error: ") and 'pip install "gpunn[data]"' in err, err

@@ -13,6 +13,7 @@ import warnings
 
 from .. import backend as _backend
 from .._version import __version__
+from ..checks import MissingExtra
 from . import bench, info, predict, sweep, train
 from .common import Parser
 
@@ -70,7 +71,7 @@ def parse_args(argv=None):
 
 
 DEBUG_ENV = "GPUNN_DEBUG"
-EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError)
+EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError, MissingExtra)
 
 
 def debug_requested(argv) -> bool:

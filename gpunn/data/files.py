@@ -64,8 +64,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 except Exception as exc:
                     raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
     else:
-        import pyarrow
-
+        pyarrow = pyarrow_module()
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
@@ -157,11 +156,10 @@ class TableWriter(_Output):
     when the model does not know them, and then no header in a CSV)."""
 
     def __init__(self, path, n_columns, dtype, names=None, kind="parquet"):
-        super().__init__(path)
-        import pyarrow
-
         from .tables import pyarrow_module
 
+        pyarrow = pyarrow_module()
+        super().__init__(path)
         self.names = list(names) if names else [f"y{i}" for i in range(n_columns)]
         self.pa = pyarrow
         schema = pyarrow.schema([(n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names])

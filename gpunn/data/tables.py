@@ -11,19 +11,19 @@ import threading
 
 import numpy
 
-from ..checks import positive_int
+from ..checks import MissingExtra, positive_int
 from .base import ChunkedSource, DataError, default_chunk_rows, pread_full
 
 
-def pyarrow_module(name):
-    """``pyarrow.<name>``, or an ImportError that says how to install it."""
+def pyarrow_module(name=None):
+    """``pyarrow`` (or ``pyarrow.<name>``), or a MissingExtra error that says how to install it."""
     try:
         import importlib
 
-        return importlib.import_module(f"pyarrow.{name}")
+        return importlib.import_module("pyarrow" if name is None else f"pyarrow.{name}")
     except ImportError:
-        raise ImportError("reading Parquet and CSV needs pyarrow, which is not installed: "
-                          'pip install "gpunn[data]"') from None
+        raise MissingExtra("reading and writing Parquet and CSV tables needs pyarrow, which is not installed: "
+                           'pip install "gpunn[data]"') from None
 
 
 def _names(value, what):
@@ -40,7 +40,7 @@ def _names(value, what):
 
 def pick_columns(path, schema, target, features):
     """(features, targets) column names, checked against ``schema``: present and numeric."""
-    import pyarrow
+    pyarrow = pyarrow_module()
 
     targets = _names(target, "target")
     features = _names(features, "features")
@@ -312,7 +312,7 @@ class CsvSource(ChunkedSource):
         import base64
         import json
 
-        import pyarrow
+        pyarrow = pyarrow_module()
 
         try:
             with open(self._index_path()) as fh:
@@ -348,7 +348,7 @@ class CsvSource(ChunkedSource):
     # ---- reading ----------------------------------------------------------------------------
     def _parse(self, start, end, first_row):
         """The bytes [start, end) of the file (whole rows) as a table of the picked columns."""
-        import pyarrow
+        pyarrow = pyarrow_module()
 
         buffer = bytearray(end - start)
         if pread_full(self._fd, memoryview(buffer), start) < len(buffer):
