@@ -163,6 +163,15 @@ def resolve(device: str | Backend | None = "auto") -> Backend:
         return device
     if device is None or device == "auto":
         device = os.environ.get(ENV_DEVICE, "auto") or "auto"
+        if device != "auto":  # an error must say the device came from the environment, not the caller
+            try:
+                return _resolve(device)
+            except (ValueError, DeviceError) as exc:
+                raise type(exc)(f"{ENV_DEVICE}={device!r}: {exc}") from None
+    return _resolve(device)
+
+
+def _resolve(device) -> Backend:
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not {device!r}")
     match = _DEVICE_RE.match(device.strip().lower())

@@ -89,6 +89,15 @@ def test_env_override_applies_to_auto_only(fresh_probe):
         backend.resolve("auto")
 
 
+@pytest.mark.parametrize("env, error", [("tpu", ValueError), ("cpu:1", ValueError), ("cuda", backend.DeviceError)])
+def test_an_env_device_that_fails_names_the_variable(fresh_probe, env, error):
+    # the user passed no device (or "auto"): the error must say where the device came from
+    fresh_probe.setenv(backend.ENV_DEVICE, env)
+    _without_cupy(fresh_probe)
+    with pytest.raises(error, match=f"^{backend.ENV_DEVICE}={env!r}: "):
+        backend.resolve("auto")
+
+
 @pytest.mark.parametrize("bad", ["tpu", "cuda:x", "cpu:1", ""])
 def test_unknown_device_strings(fresh_probe, bad):
     with pytest.raises(ValueError, match="device"):
