@@ -44,9 +44,11 @@ def _non_negative(v):
 def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="train a grid of learning rates, weight decays and seeds as one ensemble",
                        description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
-                                   "gpunn.Ensemble (one step trains them all; member k is exactly the run gpunn train "
-                                   "would make with its settings), then rank them by validation MSE. A grid larger "
-                                   "than the device's memory (or --max-members) is split into ensembles that fit.")
+                                   "gpunn.Ensemble (one step trains them all; a member of the first seed is exactly "
+                                   "the run gpunn train would make with its --lr and --weight-decay; the others start "
+                                   "from the weights of seed --seed + 1, ... on the same data and batches), then rank "
+                                   "them by validation MSE. A grid larger than the device's memory (or --max-members) "
+                                   "is split into ensembles that fit.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
                    help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=[0.0],
