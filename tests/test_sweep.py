@@ -87,6 +87,16 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
     assert [r["val_mse"] for r in a[:2]] == [r["val_mse"] for r in b[:2]]
     assert cli.main(grid + ["--lr", "100", "--max-members", "1"]) == 2  # every member of the grid: as one ensemble
     assert "the training loss of every member became NaN" in capsys.readouterr().err
+    # saved, the diverged ensemble 0 leaves no checkpoint; the sweep still resumes (here: extends) from the others
+    saved, extended, straight = tmp_path / "saved", tmp_path / "extended.json", tmp_path / "straight.json"
+    split_grid = grid[:2] + ["100,1e-3"] + grid[3:] + ["--max-members", "1"]
+    run(split_grid + ["--save", str(saved)], capsys)
+    assert sorted(p.name for p in saved.iterdir()) == ["ensemble-1.npz"]
+    run(split_grid + ["--epochs", "3", "--json", str(straight)], capsys)
+    out = run(["sweep", "--resume", str(saved), "--epochs", "3", "--json", str(extended), "--quiet"], capsys)
+    assert "ensemble 1: 2 of 3 epochs were done" in out and members(extended) == members(straight)
+    assert cli.main(split_grid + ["--save", str(saved)]) == 2
+    assert "already holds a sweep's checkpoints" in capsys.readouterr().err
 
 
 GRID = ARGS[:ARGS.index("--epochs")] + ["--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64",
@@ -167,6 +177,6 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     assert cli.main(GRID + ["--save", str(saved)]) == 2
     assert "already holds a sweep's checkpoints; continue it with --resume" in capsys.readouterr().err
     assert cli.main(["sweep", "--resume", str(tmp_path)]) == 2
-    assert "holds no ensemble-0.npz" in capsys.readouterr().err
+    assert "holds no ensemble-G.npz" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(saved / "ensemble-0.npz")]) == 2
     assert f"continue it with gpunn sweep --resume {saved}" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import os
+import re
 
 import numpy
 
@@ -97,15 +98,24 @@ def standalone_parser() -> argparse.ArgumentParser:
     return add_parser(argparse.ArgumentParser(prog="gpunn").add_subparsers())
 
 
+def saved_checkpoints(directory) -> list[str]:
+    """The ensembles' checkpoints in ``directory``, in ensemble order (one whose members all diverged in
+    their first epoch has none)."""
+    pattern = re.compile(re.escape(CHECKPOINT).replace(r"\{\}", r"(\d+)") + "$")
+    found = [(int(m.group(1)), name) for name in (os.listdir(directory) if os.path.isdir(directory) else ())
+             if (m := pattern.match(name))]
+    return [os.path.join(directory, name) for _, name in sorted(found)]
+
+
 def first_checkpoint(directory) -> str:
-    """The checkpoint of a saved sweep's first ensemble, which records the sweep's options."""
-    path = os.path.join(directory, CHECKPOINT.format(0))
+    """The checkpoint of a saved sweep's first saved ensemble: each records the sweep's options."""
     if not os.path.isdir(directory):
         raise ValueError(f"--resume {directory} is not a directory (gpunn sweep --save DIR writes one)")
-    if not os.path.exists(path):
-        raise ValueError(f"--resume {directory} holds no {CHECKPOINT.format(0)}: it is not a saved sweep, or the "
+    saved = saved_checkpoints(directory)
+    if not saved:
+        raise ValueError(f"--resume {directory} holds no {CHECKPOINT.format('G')}: it is not a saved sweep, or the "
                          "sweep was stopped before its first checkpoint")
-    return path
+    return saved[0]
 
 
 def _check_save_dir(args) -> str | None:
@@ -114,7 +124,7 @@ def _check_save_dir(args) -> str | None:
     if directory is None:
         return None
     elsewhere = args.save and (not args.resume or os.path.abspath(args.save) != os.path.abspath(args.resume))
-    if elsewhere and os.path.exists(os.path.join(args.save, CHECKPOINT.format(0))):
+    if elsewhere and saved_checkpoints(args.save):
         raise ValueError(f"--save {args.save} already holds a sweep's checkpoints; continue it with --resume "
                          f"{args.save}, or save this sweep elsewhere")
     if os.path.exists(directory) and not os.path.isdir(directory):
