@@ -151,6 +151,27 @@ def test_a_failed_prediction_leaves_no_output_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
 
 
+@pytest.mark.parametrize("out", ["out.npy", "out.csv"])
+def test_an_output_that_cannot_be_put_in_place_is_named_and_leaves_no_temp_file(tmp_path, monkeypatch, out):
+    pytest.importorskip("pyarrow")
+    import os
+
+    from gpunn.data.files import predict_file
+
+    numpy.save(tmp_path / "in.npy", numpy.ones((100, 2)))
+    real = os.replace
+
+    def refuse(src, dst):  # as for an immutable file or a directory that turned read-only
+        if str(dst).endswith(out):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match=rf"cannot write .*{out}: Operation not permitted"):
+        predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "in.npy", tmp_path / out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
 @pytest.mark.parametrize("kind", ["npy", "synthetic"])
 def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path, linear_pair, kind, interrupt_at):
     x, y, _, _ = linear_pair

@@ -102,19 +102,35 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
 
 
 class _Output:
-    """A file being written under a temporary name; ``commit()`` renames it into place."""
+    """A file being written under a temporary name; ``commit()`` renames it into place.
+
+    The temporary file is named as gpunn.checkpoint.atomic_write names its own (``.NAME.PID.random.tmp``),
+    so one left by a killed process is removed by the next write to the same path, and errors name
+    the output, not the temporary file."""
 
     def __init__(self, path):
+        from ..checkpoint import _naming, _remove_stale_temps
+
         self.path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory)
+        directory, base = os.path.dirname(os.path.abspath(self.path)), os.path.basename(self.path)
+        _remove_stale_temps(directory, base)
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise _naming(exc, self.path) from None
         os.close(fd)
 
     def commit(self):
+        from ..checkpoint import _naming
+
         mask = os.umask(0)
         os.umask(mask)
-        os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp made it private; the output gets the usual permissions
-        os.replace(self.tmp, self.path)
+        try:
+            os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp made it private; the output gets the usual permissions
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise _naming(exc, self.path) from None
 
     def abort(self):
         try:
