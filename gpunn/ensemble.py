@@ -285,6 +285,11 @@ class Ensemble:
 
         return fit_ensemble(self, X, Y, **kwargs)
 
+    def __getstate__(self):
+        # pickling reached the backend's module and failed with "cannot pickle 'module' object"
+        raise TypeError("an Ensemble does not pickle (it holds device buffers and kernels): write it with "
+                        "gpunn.save(path, ens) and read it with gpunn.load(path); gpunn.MLPRegressor pickles")
+
     def __repr__(self):
         acts = [a.name for a in self.activations]
         return (f"Ensemble(n_models={self.n_models}, layer_sizes={self.layer_sizes}, activations={acts}, "

@@ -332,6 +332,11 @@ class MLP:
 
         return fit(self, X, Y, **kwargs)
 
+    def __getstate__(self):
+        # pickling reached the backend's module and failed with "cannot pickle 'module' object"
+        raise TypeError("an MLP does not pickle (it holds device buffers and kernels): write it with "
+                        "gpunn.save(path, model) and read it with gpunn.load(path); gpunn.MLPRegressor pickles")
+
     def __repr__(self):
         acts = [a.name for a in self.activations]
         precision = "" if self.precision == "float32" else f", precision={self.precision!r}"

@@ -363,6 +363,16 @@ def test_save_and_load_an_ensemble(tmp_path, data):
     np.testing.assert_array_equal(gpunn.load(tmp_path / "one.npz", device="cpu").params, ens.member_params[1])
 
 
+def test_pickling_a_model_says_how_to_save_it():
+    import pickle
+
+    for model, how in ((gpunn.Ensemble([2, 3, 1], 2, seed=0), "gpunn.save(path, ens)"),
+                       (gpunn.MLP([2, 3, 1], seed=0), "gpunn.save(path, model)")):
+        with pytest.raises(TypeError, match=rf"does not pickle .*{how.replace('(', '.').replace(')', '.')} and read it "
+                                            r"with gpunn.load\(path\)"):
+            pickle.dumps(model)
+
+
 def test_a_saved_ensemble_with_a_forged_member_count_is_refused(tmp_path):
     import json
 
