@@ -59,7 +59,8 @@ def test_one_dimensional_y_is_never_broadcast(data):
     (numpy.array([["a", "b", "c"]]), TypeError, "X must hold real numbers; got dtype <U1"),
     (numpy.ones((2, 3), dtype=complex), TypeError, "real numbers"),
     (numpy.empty((0, 3)), ValueError, r"X is empty: shape \(0, 3\)"),
-    (numpy.ones(3), ValueError, r"X must be 2-D .*X\.reshape\(-1, 1\)"),
+    (numpy.ones(3), ValueError, r"X must be 2-D .*X\.reshape\(1, -1\) for a single row"),  # the model takes 3
+    (numpy.ones(6), ValueError, r"X must be 2-D .*X\.reshape\(-1, 3\) for rows of 3 features"),
     (numpy.ones((2, 3, 1)), ValueError, "X must be 2-D"),
     ([[1, 2, None]], TypeError, "real numbers"),
     (None, TypeError, "X is None"),
