@@ -262,3 +262,27 @@ def test_without_pyarrow_a_table_is_a_one_line_error_naming_the_extra(pair, monk
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("gpunn: error: ") and 'pip install "gpunn[data]"' in err, err
+
+
+def test_predict_streams_a_csv_without_a_header_by_position_keeping_its_first_row(pair, monkeypatch, capsys):
+    """A CSV of plain numbers read through the streaming path (a Parquet output, or a file over the
+    size where predict streams) has no header row to lose: every row is predicted."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.cli import predict as predict_cli
+
+    tmp_path, X, _ = pair
+    model_path = tmp_path / "m.npz"
+    gpunn.save(model_path, gpunn.MLP([5, 4, 1], seed=0, device="cpu"))
+    numpy.savetxt(tmp_path / "plain.csv", X[:40], delimiter=",", fmt="%.17g")
+    expected = gpunn.load(model_path, device="cpu").predict(X[:40])[:, 0]
+    assert main(["predict", str(model_path), str(tmp_path / "plain.csv"), str(tmp_path / "P.parquet")]) == 0
+    numpy.testing.assert_allclose(pq.read_table(tmp_path / "P.parquet").column(0).to_numpy(), expected, rtol=1e-6)
+    monkeypatch.setattr(predict_cli, "STREAM_BYTES", 100)  # as for a CSV of gigabytes
+    assert main(["predict", str(model_path), str(tmp_path / "plain.csv"), str(tmp_path / "P.npy")]) == 0
+    assert "streamed" in capsys.readouterr().out
+    numpy.testing.assert_allclose(numpy.load(tmp_path / "P.npy")[:, 0], expected, rtol=1e-6)
+    assert main(["predict", str(model_path), str(tmp_path / "plain.csv"), str(tmp_path / "Q.npy"),
+                 "--features", "a,b"]) == 2
+    assert "--features names columns, and plain.csv has no header row" in capsys.readouterr().err

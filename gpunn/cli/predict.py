@@ -14,12 +14,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Load a checkpoint (from --save or gpunn.save), predict the rows of IN "
                                    "(rows x features: a .npy array, a CSV file of numbers, or a Parquet file or "
                                    "directory) and write OUT (rows x outputs: .npy, .csv or .parquet, by name). "
-                                   "OUT may not be MODEL or IN. Parquet files, .npy inputs over 256 MiB and "
+                                   "OUT may not be MODEL or IN. Parquet files, .npy and CSV inputs over 256 MiB and "
                                    "tables with a header row for a model trained on named columns are streamed a "
                                    "chunk of rows at a time (Parquet and CSV tables need pyarrow: gpunn[data]); the "
                                    "columns are then picked by the model's feature names (or --features), in any "
                                    "order and among others, and the outputs named after its "
-                                   "targets. A model trained with --standardize takes raw inputs and predicts "
+                                   "targets. An .npy file and a CSV file without a header row are read by "
+                                   "position. A model trained with --standardize takes raw inputs and predicts "
                                    "in the targets' units.")
     p.add_argument("model", help="checkpoint .npz")
     p.add_argument("input", help=".npy array (read without pickle), CSV file of inputs, or Parquet file/directory")
@@ -43,6 +44,12 @@ def run(args) -> int:
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
+    if args.features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
+        from ..data.files import csv_has_header
+
+        if not csv_has_header(args.input):
+            raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
+                             "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
     if _streams(args, model):
         from ..data.files import predict_file
@@ -73,30 +80,17 @@ STREAM_BYTES = 256 << 20
 def _streams(args, model) -> bool:
     """Whether to predict chunk by chunk (gpunn.data.files) rather than read IN whole: Parquet in or
     out, named feature columns (--features, or a CSV with a header for a model that knows its
-    feature names: its columns are then picked by name, not by position), or a .npy input over
-    STREAM_BYTES."""
+    feature names: its columns are then picked by name, not by position), or a .npy or CSV input
+    over STREAM_BYTES."""
+    from ..data.files import csv_has_header
+
     tables = (".parquet", ".parq", ".pq")
     if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):
         return True
-    if getattr(model, "data_columns", None) and args.input.lower().endswith(".csv") and _has_header(args.input):
+    if getattr(model, "data_columns", None) and args.input.lower().endswith(".csv") and csv_has_header(args.input):
         return True
-    return bool(args.features) or (args.input.lower().endswith(".npy") and os.path.isfile(args.input)
+    return bool(args.features) or (args.input.lower().endswith((".npy", ".csv")) and os.path.isfile(args.input)
                                    and os.path.getsize(args.input) > STREAM_BYTES)
-
-
-def _has_header(path) -> bool:
-    """Whether the first line of the CSV file ``path`` holds a field that is not a number (a header row)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            first = fh.readline()
-    except OSError:
-        return False  # read_matrix says what is wrong with IN
-    for field in first.strip().split(","):
-        try:
-            float(field)
-        except ValueError:
-            return True
-    return False
 
 
 def _one_model(model, path):

@@ -27,11 +27,28 @@ def file_format(path) -> str:
     return kind
 
 
+def csv_has_header(path, delimiter=",") -> bool:
+    """Whether the first line of the CSV file ``path`` holds a field that is not a number (a header
+    row); False for a file that cannot be read (its reader says why)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+    except OSError:
+        return False
+    for field in first.strip().split(delimiter):
+        try:
+            float(field)
+        except ValueError:
+            return True
+    return False
+
+
 def read_rows(path, n_features, features=None, chunk_rows=65536):
     """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features)).
 
     For a table, ``features`` names the columns (default: all of them, which must then be
-    ``n_features`` numeric columns)."""
+    ``n_features`` numeric columns). An ``.npy`` file, or a CSV file whose first line is numbers
+    (no header row), is read by position: every column, in order."""
     from .sources import _NpyFile
 
     path = os.fspath(path)
@@ -68,14 +85,17 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
+        header = csv_has_header(path)
+        read_options = csv.ReadOptions(autogenerate_column_names=not header)  # no header: f0, f1, ... in order
         try:
-            names, _ = pick_columns(path, csv.open_csv(path).schema, None, features)
-            reader = csv.open_csv(path, convert_options=csv.ConvertOptions(
+            names, _ = pick_columns(path, csv.open_csv(path, read_options=read_options).schema, None,
+                                    features if header else None)
+            reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
                 include_columns=names, column_types={c: pyarrow.float64() for c in names}))
         except DataError:
             raise
         except Exception as exc:
-            raise DataError(f"{path}: not a readable CSV file with a header row ({exc})") from None
+            raise DataError(f"{path}: not a readable CSV file ({exc})") from None
         rows = None
 
         def batches():
