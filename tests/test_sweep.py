@@ -60,6 +60,17 @@ def test_saved_best_member_is_the_mlp_its_settings_train(tmp_path, capsys):
     numpy.testing.assert_allclose(gpunn.load(path, device="cpu").params, twin.params, rtol=1e-10)
 
 
+def test_the_saved_best_member_says_when_its_weights_are_not_its_best_epochs(tmp_path, capsys):
+    path = tmp_path / "best.npz"
+    grid = ["sweep", "--lr", "0.1", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",
+            "--epochs", "6", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64"]
+    out = run(grid + ["--save-best", str(path)], capsys)
+    assert "at epoch 5" in out  # the best validation MSE, one epoch before the last
+    assert "its weights are epoch 6's, the last: --early-stopping keeps the best epoch's" in out
+    out = run(grid + ["--save-best", str(path), "--early-stopping", "--patience", "3"], capsys)
+    assert "at epoch 5" in out and "the last" not in out
+
+
 def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "c.png"
