@@ -140,7 +140,8 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
     resumed = tmp_path / "resumed.json"
     out = run(["sweep", "--resume", str(saved), "--json", str(resumed), "--save-best", str(tmp_path / "b.npz"),
                "--quiet"], capsys)
-    assert "ensemble 0: 3 of 3 epochs were done" in out and "ensemble 1: 1 of 3 epochs were done" in out
+    assert "ensemble 0: 3 of 3 epochs were done" in out and "ensemble 1: 1 of 3 epochs and 4 batches of epoch 2 were " \
+                                                             "done" in out
     assert len(fresh) == 1  # only the third ensemble starts from scratch
     assert members(resumed) == members(straight)  # every member's curve, bit for bit (CPU, float64)
     numpy.testing.assert_array_equal(gpunn.load(tmp_path / "b.npz").params, gpunn.load(tmp_path / "a.npz").params)
@@ -164,7 +165,7 @@ def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, ca
     straight = tmp_path / "straight.json"
     run(GRID + ["--epochs", "2", "--json", str(straight)], capsys)
     out = run(["sweep", "--resume", str(saved), "--json", str(js), "--quiet"], capsys)
-    assert "ensemble 0: 0 of 2 epochs were done" in out
+    assert "ensemble 0: 0 of 2 epochs and 3 batches of epoch 1 were done" in out
     assert members(js) == members(straight)
 
 

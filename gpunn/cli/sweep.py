@@ -229,7 +229,9 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     if ckpt.epoch > args.epochs:
         raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({path}); --epochs "
                          f"{args.epochs} cannot shorten it")
-    print(f"ensemble {g}: {ckpt.epoch} of {args.epochs} epochs were done ({path})", flush=True)
+    batches = ckpt.training.get("position", {}).get("batch", 0)  # of the epoch it was interrupted in
+    more = f" and {batches} batch{'es' if batches != 1 else ''} of epoch {ckpt.epoch + 1}" if batches else ""
+    print(f"ensemble {g}: {ckpt.epoch} of {args.epochs} epochs{more} were done ({path})", flush=True)
     history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
                           checkpoint=save_to, callbacks=[record])
     return ckpt.model, history
