@@ -57,7 +57,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     omitted: the source then owns batching, shuffling (its own seed and shuffle) and the
     validation split (``validation_fraction`` holds out whole chunks; ``validation_data`` may be
     another source), and a source made with ``standardize=True`` leaves its statistics in
-    ``model.standardizer``.
+    ``model.standardizer`` (``predict``, ``score`` and ``loss`` then take raw data; arrays passed to
+    ``fit`` are trained on as given, so standardize them first with ``model.standardizer.transform_``).
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
     or a name: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw"; ``lr``, when
