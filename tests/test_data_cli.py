@@ -286,3 +286,12 @@ def test_predict_streams_a_csv_without_a_header_by_position_keeping_its_first_ro
     assert main(["predict", str(model_path), str(tmp_path / "plain.csv"), str(tmp_path / "Q.npy"),
                  "--features", "a,b"]) == 2
     assert "--features names columns, and plain.csv has no header row" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--rows", "1000"], ["--task", "linear"], ["--outputs", "2"], ["--noise", "0.5"],
+                                   ["--stream", "off"], ["--features", "3"]])
+def test_synthetic_task_options_given_with_data_are_refused(pair, capsys, flags):
+    tmp_path, _, _ = pair
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    assert main(["train", *files, *flags, *SMALL]) == 2
+    assert f"{flags[0]} {flags[1]} sets up a synthetic task, which --data replaces" in capsys.readouterr().err

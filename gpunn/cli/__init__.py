@@ -58,6 +58,10 @@ def parse_args(argv=None):
         sweep_parser.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), argv, sweep_parser, {},
                                                         build_parser().commands["sweep"], command="sweep"))
         return parser.parse_args(argv)
+    if args.command == "train" and args.data and not args.resume:
+        from .data import refuse_task_options
+
+        refuse_task_options(resume.explicit(argv, build_parser().train_parser))
     if args.command != "train" or not (args.config or args.resume):
         return args
     train = parser.train_parser

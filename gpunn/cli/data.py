@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     g.add_argument("--data", metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
                    "Y.npy), a .parquet file or a directory of them, or a .csv with a header (with --target); read "
-                   "chunk by chunk, 10%% of the chunks held out for validation")
+                   "chunk by chunk, 10%% of the chunks held out for validation (a synthetic task's --task, --rows, "
+                   "--outputs, --noise and --stream are refused with it)")
     g.add_argument("--targets", metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
     g.add_argument("--target", metavar="COLUMNS", help="target column(s) of a Parquet or CSV --data, comma-separated; "
                    "--features names the feature columns (default: all the others)")
@@ -103,6 +104,19 @@ def make_source(args, backend, ckpt=None):
             f"a stream holds out whole chunks of {CHUNK_ROWS:,} rows: none with --rows under {2 * CHUNK_ROWS:,}")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
                     f"{source.validation_rows:,} validation rows ({held}) ({why})")
+
+
+TASK_OPTIONS = ("task", "rows", "outputs", "noise", "stream")  # what a synthetic task is made of
+
+
+def refuse_task_options(given: dict) -> None:
+    """With --data, the synthetic task's options (written on the command line: ``given``) would be
+    ignored: refuse them by name. --features is a count for a task, column names for a table."""
+    for dest in TASK_OPTIONS + ("features",):
+        value = given.get(dest)
+        if value is not None and not (dest == "features" and isinstance(value, list)):
+            raise ValueError(f"--{dest} {value} sets up a synthetic task, which --data replaces; drop it (the file "
+                             "gives the rows, features and outputs)")
 
 
 def _check_column_options(args, kind):
