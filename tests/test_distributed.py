@@ -338,3 +338,30 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
         assert proc.returncode == 0, proc.stderr
         assert ", batch 128\n" in proc.stdout
     assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2
+
+
+@needs_mpi
+def test_gpunn_train_failing_on_one_rank_before_training_ends_the_job(tmp_path):
+    # a file that one rank cannot read (another node's disk, a typo in a per-rank script): that rank fails
+    # before MPI starts, and the other would wait for it in MPI_Init forever; mpiexec does not end it
+    gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
+    numpy.save(tmp_path / "X.npy", numpy.ones((64, 3)))
+    numpy.save(tmp_path / "Y.npy", numpy.ones((64, 1)))
+    env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+    def rank(data):
+        return ["-n", "1", str(gpunn_cli), "train", "--data", str(tmp_path / data), "--targets",
+                str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+
+    proc = subprocess.Popen([_mpiexec(), *rank("X.npy"), ":", *rank("missing.npy")], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    t0 = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the job hung after one rank failed")
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 2, err
+    assert "gpunn [rank 1/2]: error: " in err and "missing.npy: no such file" in err

@@ -103,6 +103,28 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _in_launched_train(argv) -> bool:
+    """``gpunn train`` started by an MPI launcher with several processes: a data-parallel run."""
+    from ..distributed import launched_size
+
+    return launched_size() > 1 and next((a for a in argv if not a.startswith("-")), None) == "train"
+
+
+def _failed(status: int, text: str, argv) -> int:
+    """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` the line names this
+    process's rank, and the whole job ends here (MPI_Abort): the other ranks may be waiting for this one in
+    MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status."""
+    if not _in_launched_train(argv):
+        print(text, file=sys.stderr, flush=True)
+        return status
+    from ..distributed.comm import end_launched_job, launched_rank, launched_size
+
+    print(text.replace("gpunn: ", f"gpunn [rank {launched_rank()}/{launched_size()}]: ", 1), file=sys.stderr,
+          flush=True)
+    end_launched_job(status)
+    return status
+
+
 def _main(argv) -> int:
     debug = debug_requested(argv)
     warnings.showwarning = _show_note
@@ -112,24 +134,20 @@ def _main(argv) -> int:
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        print("gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written", file=sys.stderr)
-        return 130
+        return _failed(130, "gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written", argv)
     except MemoryError as exc:
         if debug:
             traceback.print_exc()
-        print(f"gpunn: error: out of memory: {one_line(exc)}", file=sys.stderr)
-        return 2
+        return _failed(2, f"gpunn: error: out of memory: {one_line(exc)}", argv)
     except EXPECTED_ERRORS as exc:
         if debug:
             traceback.print_exc()
-        print(f"gpunn: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        return _failed(2, f"gpunn: error: {one_line(exc)}", argv)
     except Exception as exc:  # a bug in gpunn: still one line, with the way to see more
         if debug:
             traceback.print_exc()
-        print(f"gpunn: internal error: {type(exc).__name__}: {one_line(exc)}"
-              + ("" if debug else " (rerun with --debug for the traceback)"), file=sys.stderr)
-        return 1
+        return _failed(1, f"gpunn: internal error: {type(exc).__name__}: {one_line(exc)}"
+                       + ("" if debug else " (rerun with --debug for the traceback)"), argv)
 
 
 if __name__ == "__main__":

@@ -311,6 +311,34 @@ def abort_on_error(comm, exc: BaseException) -> None:
     comm.abort(2 if isinstance(exc, KeyboardInterrupt) else 1)
 
 
+def end_launched_job(code: int) -> None:
+    """End every process of this MPI-launched job now (``MPI_Abort`` with ``code``), from a process that
+    failed outside a distributed fit: ``mpiexec`` does not end the others when a process exits with an
+    error status, and they would wait for it forever in ``MPI_Init`` (which every rank must enter) or in
+    a collective. Initialises MPI here if this process had not (the others are in, or on their way to,
+    ``MPI_Init``); should they all have exited without MPI, the initialisation cannot finish, and an
+    alarm after ``GPUNN_DIST_TIMEOUT`` seconds ends this process instead. Nothing without mpi4py or a
+    launcher."""
+    if launched_size() <= 1:
+        return
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return
+    import signal
+
+    try:
+        timeout = _timeout_from_env(None)
+    except DistributedError:
+        timeout = DEFAULT_TIMEOUT_S
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process
+        signal.alarm(max(1, int(timeout)))
+    from mpi4py import MPI
+
+    MPI.COMM_WORLD.Abort(code)
+
+
 _WORLD = {}
 
 
