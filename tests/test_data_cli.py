@@ -286,6 +286,9 @@ def test_predict_streams_a_csv_without_a_header_by_position_keeping_its_first_ro
     assert main(["predict", str(model_path), str(tmp_path / "plain.csv"), str(tmp_path / "Q.npy"),
                  "--features", "a,b"]) == 2
     assert "--features names columns, and plain.csv has no header row" in capsys.readouterr().err
+    (tmp_path / "quoted.csv").write_text("".join(",".join(f'"{float(v)!r}"' for v in row) + "\n" for row in X[:3]))
+    assert main(["predict", str(model_path), str(tmp_path / "quoted.csv"), str(tmp_path / "Q.parquet")]) == 0
+    numpy.testing.assert_allclose(pq.read_table(tmp_path / "Q.parquet").column(0).to_numpy(), expected[:3], rtol=1e-6)
 
 
 @pytest.mark.parametrize("flags", [["--rows", "1000"], ["--task", "linear"], ["--outputs", "2"], ["--noise", "0.5"],

@@ -37,7 +37,7 @@ def csv_has_header(path, delimiter=",") -> bool:
         return False
     for field in first.strip().split(delimiter):
         try:
-            float(field)
+            float(field.strip().strip("\"'"))  # a quoted number is a number too
         except ValueError:
             return True
     return False
