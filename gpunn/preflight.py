@@ -97,7 +97,7 @@ def _read_csv(path, option):
     def load(skip):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
-            return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip)
+            return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip, quotechar='"')
 
     try:
         try:

@@ -298,3 +298,16 @@ def test_synthetic_task_options_given_with_data_are_refused(pair, capsys, flags)
     files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
     assert main(["train", *files, *flags, *SMALL]) == 2
     assert f"{flags[0]} {flags[1]} sets up a synthetic task, which --data replaces" in capsys.readouterr().err
+
+
+def test_predict_reads_a_small_csv_of_quoted_numbers(pair):
+    tmp_path, X, _ = pair
+    model_path = tmp_path / "m.npz"
+    gpunn.save(model_path, gpunn.MLP([5, 4, 1], seed=0, device="cpu"))
+    rows = "".join(",".join(f'"{float(v)!r}"' for v in row) + "\n" for row in X[:3])
+    (tmp_path / "q.csv").write_text(rows)
+    (tmp_path / "qh.csv").write_text('"a","b","c","d","e"\n' + rows)
+    expected = gpunn.load(model_path, device="cpu").predict(X[:3])
+    for name in ("q.csv", "qh.csv"):
+        assert main(["predict", str(model_path), str(tmp_path / name), str(tmp_path / "P.npy")]) == 0
+        numpy.testing.assert_allclose(numpy.load(tmp_path / "P.npy"), expected, rtol=1e-6)
