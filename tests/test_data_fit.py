@@ -67,6 +67,29 @@ def test_a_separate_validation_source_is_scored_with_the_training_statistics(lin
     assert history["val_r2"][-1] == pytest.approx(model.score(X[:3000], Y[:3000]), abs=1e-6)
 
 
+def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path):
+    """A validation table whose columns come in another order (or are others) would be scored column
+    for column against the wrong features: refused, saying which columns to pick."""
+    pytest.importorskip("pyarrow")
+    X = numpy.random.default_rng(0).standard_normal((3000, 3))
+    y = X @ [1.0, 10.0, 100.0]
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, y]), delimiter=",", header="a,b,c,y", comments="")
+    numpy.savetxt(tmp_path / "v.csv", numpy.column_stack([X[:, [2, 0, 1]], y]), delimiter=",", header="c,a,b,y",
+                  comments="")
+    numpy.savetxt(tmp_path / "w.csv", numpy.column_stack([X[:, :2], y]), delimiter=",", header="a,b,y", comments="")
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"validation source's feature columns \['c', 'a', 'b'\] are not the "
+                                         r"training source's \['a', 'b', 'c'\]"):
+        model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,
+                  validation_data=data.csv(tmp_path / "v.csv", target="y"))
+    with pytest.raises(ValueError, match=r"the validation source \(CsvSource\) gives 2 features and 1 output"):
+        model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,
+                  validation_data=data.csv(tmp_path / "w.csv", target="y"))
+    history = model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,  # named in order: fine
+                        validation_data=data.csv(tmp_path / "v.csv", target="y", features=["a", "b", "c"]))
+    assert history["val_r2"][-1] == pytest.approx(model.score(X, y), abs=1e-6)
+
+
 def test_a_source_whose_width_does_not_match_the_model_is_refused(linear_pair):
     x, y, _, _ = linear_pair
     with pytest.raises(ValueError, match="gives 4 features and 2 output"):

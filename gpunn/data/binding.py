@@ -15,9 +15,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     (a data-parallel fit: each rank reads only its shard).
     """
     name = type(source).__name__
-    if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
-        raise ValueError(f"{name} gives {source.n_features} features and {source.n_outputs} output(s); the model "
-                         f"takes {model.layer_sizes[0]} and gives {model.layer_sizes[-1]}")
+    _check_widths(model, source, name)
     if validation_data is not None and validation_fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_fraction:
@@ -40,6 +38,12 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     if validation_data is None:
         return SourceEvaluator(source) if getattr(source, "validation_rows", 0) else None
     if hasattr(validation_data, "batches"):
+        _check_widths(model, validation_data, f"the validation source ({type(validation_data).__name__})")
+        for kind, option in (("feature", "features"), ("target", "target")):  # a table's columns, by name, in order
+            train, held = getattr(source, f"{kind}_names", None), getattr(validation_data, f"{kind}_names", None)
+            if train and held and list(train) != list(held):
+                raise ValueError(f"the validation source's {kind} columns {list(held)} are not the training "
+                                 f"source's {list(train)}: make it with {option}={list(train)}")
         if hasattr(validation_data, "standardizer"):
             validation_data.standardizer = scaler  # the training statistics, never its own
         validation_data.bind(model.backend, model.dtype)
@@ -58,6 +62,12 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if scaler is not None:
             Xv, Yv = scaler.transform_(model.xp, Xv.copy(), Yv.copy())
         return RegressionEvaluator(model, Xv, Yv)
+
+
+def _check_widths(model, source, name):
+    if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
+        raise ValueError(f"{name} gives {source.n_features} features and {source.n_outputs} output(s); the model "
+                         f"takes {model.layer_sizes[0]} and gives {model.layer_sizes[-1]}")
 
 
 def standardize_arrays(model, X, Y, validation=None):
