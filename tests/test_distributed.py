@@ -3,6 +3,7 @@ and the whole contract under ``mpiexec -n 2`` (tests/mpi_script.py) where mpi4py
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -229,6 +230,8 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
     assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
     assert err.count("train [cpu]") >= 1 and "rank 1" not in err
+    # its bar counts every rank's rows: 2 epochs of the 183 training rows (rank 0 trains 91 of them an epoch)
+    assert re.findall(r"(\d+)/(\d+) \[", err)[-1] == ("366", "366")
 
 
 @needs_mpi

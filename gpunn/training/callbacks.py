@@ -70,11 +70,11 @@ class History(dict):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the rows of the whole run, moved every batch: rows/s and the time left
-    from the first seconds on, the epoch in its title, and the last epoch's loss (and validation
-    metrics) beside it; in a run of several epochs also the time left in the current epoch
-    (``epoch_eta``, from the run's rate so far, recomputed every ``eta_every_s`` seconds). Per batch
-    it only adds to a counter and reads the clock; tqdm redraws a few times a second."""
+    """A tqdm bar over the rows of the whole run (every rank's, in a data-parallel fit), moved every
+    batch: rows/s and the time left from the first seconds on, the epoch in its title, and the last
+    epoch's loss (and validation metrics) beside it; in a run of several epochs also the time left in
+    the current epoch (``epoch_eta``, from the run's rate so far, recomputed every ``eta_every_s``
+    seconds). Per batch it only adds to a counter and reads the clock; tqdm redraws a few times a second."""
 
     rank_zero_only = True  # data parallel: only rank 0 draws it
     eta_every_s = 1.0
@@ -82,8 +82,9 @@ class ProgressBar(Callback):
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
 
-        self.rows = int(trainer.source.rows)
-        self.batch_size = int(trainer.batch_size)
+        # data parallel: the rows of every rank (rank 0's own are 1/P of them), global batches of P x b
+        self.rows = int(getattr(trainer.source, "total_rows", trainer.source.rows))
+        self.batch_size = int(trainer.batch_size) * trainer.settings.ranks
         epochs_left = trainer.epochs - trainer.start_epoch
         done = min(trainer.state.batch * self.batch_size, self.rows) if epochs_left > 0 else 0
         self.epochs, self.device = trainer.epochs, trainer.model.device
