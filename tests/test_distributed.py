@@ -165,6 +165,25 @@ def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(monkeypatch
     assert runs[0]["loss"] == runs[1]["loss"]
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypatch, capsys, value):
+    from gpunn import cli
+    from gpunn.distributed.comm import DistributedError, _timeout_from_env
+
+    monkeypatch.setenv("GPUNN_DIST_TIMEOUT", value)
+    with pytest.raises(DistributedError, match=f"GPUNN_DIST_TIMEOUT='{value}' is not a positive number of seconds"):
+        _timeout_from_env(None)  # 0 or less aborted any collective that had to wait; NaN never aborted
+    monkeypatch.setenv("GPUNN_DIST_TIMEOUT", "inf")  # never abort: allowed
+    assert _timeout_from_env(None) == float("inf")
+
+    def fails(args):  # what gpunn train under mpiexec meets: a setting or a missing extra, not a bug in gpunn
+        raise DistributedError("distributed training needs mpi4py")
+
+    monkeypatch.setattr(cli.train, "run", fails)
+    assert cli.main(["train"]) == 2
+    assert capsys.readouterr().err == "gpunn: error: distributed training needs mpi4py\n"
+
+
 # ---- under mpiexec ------------------------------------------------------------------------------
 def _mpiexec():
     here = pathlib.Path(sys.executable).parent / "mpiexec"

@@ -14,6 +14,7 @@ import warnings
 from .. import backend as _backend
 from .._version import __version__
 from ..checks import MissingExtra
+from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
 from .common import Parser
 
@@ -75,7 +76,8 @@ def parse_args(argv=None):
 
 
 DEBUG_ENV = "GPUNN_DEBUG"
-EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError, MissingExtra)
+EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError, MissingExtra,
+                   DistributedError)
 
 
 def debug_requested(argv) -> bool:

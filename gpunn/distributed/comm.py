@@ -58,10 +58,16 @@ def _timeout_from_env(timeout):
     if timeout is not None:
         return float(timeout)
     text = os.environ.get(ENV_TIMEOUT)
+    if not text:
+        return DEFAULT_TIMEOUT_S
     try:
-        return float(text) if text else DEFAULT_TIMEOUT_S
+        seconds = float(text)
     except ValueError:
-        raise DistributedError(f"{ENV_TIMEOUT}={text!r} is not a number of seconds") from None
+        seconds = float("nan")
+    if not seconds > 0:  # 0 or less would abort any collective that has to wait at all; NaN never would
+        raise DistributedError(f"{ENV_TIMEOUT}={text!r} is not a positive number of seconds (how long a rank "
+                               f"waits in a collective before it aborts the job; default {DEFAULT_TIMEOUT_S:g})")
+    return seconds
 
 
 class _Watchdog:
