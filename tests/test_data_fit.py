@@ -90,6 +90,15 @@ def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path)
     assert history["val_r2"][-1] == pytest.approx(model.score(X, y), abs=1e-6)
 
 
+def test_a_source_holding_out_chunks_and_validation_data_too_is_refused(linear_pair):
+    """The source's held-out chunks would be left out of training and scored by nobody."""
+    x, y, X, Y = linear_pair
+    with pytest.raises(ValueError, match=r"holds out chunks for validation \(validation_fraction=0.2\) and "
+                                         r"validation_data is given too"):
+        gpunn.MLP([4, 2], device="cpu").fit(data.npy(x, y, validation_fraction=0.2), epochs=1, verbose=False,
+                                            validation_data=(X[:100], Y[:100]))
+
+
 def test_a_source_whose_width_does_not_match_the_model_is_refused(linear_pair):
     x, y, _, _ = linear_pair
     with pytest.raises(ValueError, match="gives 4 features and 2 output"):

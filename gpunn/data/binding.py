@@ -18,6 +18,10 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     _check_widths(model, source, name)
     if validation_data is not None and validation_fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
+    if validation_data is not None and getattr(source, "validation_rows", 0):  # left out of training, scored by none
+        raise ValueError(f"{name} holds out chunks for validation (validation_fraction="
+                         f"{getattr(source, 'validation_fraction', None)}) and validation_data is given too: "
+                         "use one (make the source without validation_fraction)")
     if validation_fraction:
         if not hasattr(source, "hold_out"):
             raise ValueError(f"{name} cannot hold out chunks; pass validation_data")
