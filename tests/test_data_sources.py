@@ -350,6 +350,29 @@ def _lookup(X, Xs):
     return numpy.array([X[index[float(v)], 2] for v in Xs[:, 0]])
 
 
+def test_a_pandas_index_is_never_a_default_feature(tmp_path):
+    """pandas writes its index into the file by default: as an unnamed first column of a CSV (to_csv),
+    or as a column its Parquet metadata lists in index_columns. Neither is data: the Parquet index
+    is left out of the default features, and a CSV's unnamed column is refused, saying why."""
+    pa = pytest.importorskip("pyarrow")
+    import json
+
+    import pyarrow.parquet as pq
+
+    rng = numpy.random.default_rng(0)
+    a, y = rng.standard_normal(200), rng.standard_normal(200)
+    index = rng.permutation(1000)[:200]
+    t = pa.table({"a": a, "y": y, "__index_level_0__": index}).replace_schema_metadata(
+        {b"pandas": json.dumps({"index_columns": ["__index_level_0__"], "columns": []}).encode()})
+    pq.write_table(t, tmp_path / "t.parquet")
+    assert data.parquet(tmp_path / "t.parquet", target="y").feature_names == ["a"]
+    (tmp_path / "t.csv").write_text(",a,y\n" + "".join(f"{i},{u},{v}\n" for i, u, v in zip(index, a, y)))
+    with pytest.raises(DataError, match=r"t\.csv: column 1 has no name .*pandas.*index=False.*or name the feature "
+                                        r"columns"):
+        data.csv(tmp_path / "t.csv", target="y")
+    assert data.csv(tmp_path / "t.csv", target="y", features=["a"]).feature_names == ["a"]
+
+
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_a_missing_or_non_numeric_column_is_refused_listing_the_columns(tmp_path, table, kind):
     import pyarrow.csv as pcsv

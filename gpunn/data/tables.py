@@ -1,7 +1,8 @@
 """Parquet and CSV tables streamed through pyarrow (an optional extra: ``pip install "gpunn[data]"``).
 
 Columns are picked by name: ``target`` (one name or a list) becomes Y, ``features`` (default:
-every other column) X. Every picked column must be numeric (integers, floats or booleans);
+every other column, except an index pandas wrote into a Parquet file; a column without a name, as
+pandas' ``to_csv`` writes its index, is refused) X. Every picked column must be numeric (integers, floats or booleans);
 nulls count as NaN and stop the run with the file and row range named.
 """
 from __future__ import annotations
@@ -49,10 +50,16 @@ def pick_columns(path, schema, target, features):
     missing = [n for n in wanted if n not in available]
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are: {', '.join(available)}")
-    if features is None:
-        features = [n for n in available if n not in (targets or [])]
+    if features is None:  # every other column, but not an index pandas wrote into the file
+        index = _pandas_index_columns(schema)
+        features = [n for n in available if n not in (targets or []) and n not in index]
         if not features:
             raise DataError(f"{path}: no feature columns are left besides the target(s) {targets}")
+        unnamed = [available.index(n) + 1 for n in features if not n.strip()]
+        if unnamed:
+            raise DataError(f"{path}: column {unnamed[0]} has no name (as the index pandas' to_csv writes unless "
+                            "index=False), and an unnamed column is not taken as a feature: write the file with "
+                            "index=False, or name the feature columns (features=[...], --features a,b)")
     overlap = set(features) & set(targets or [])
     if overlap:
         raise ValueError(f"{sorted(overlap)} is both a feature and a target")
@@ -63,6 +70,15 @@ def pick_columns(path, schema, target, features):
             raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every feature and target column "
                             "must hold numbers")
     return features, targets
+
+
+def _pandas_index_columns(schema) -> list:
+    """Names of the columns a pandas index was written to (from the schema's pandas metadata), if any."""
+    try:
+        metadata = schema.pandas_metadata or {}
+    except (ValueError, TypeError, AttributeError):  # metadata that is not pandas' JSON
+        return []
+    return [c for c in metadata.get("index_columns", []) if isinstance(c, str)]
 
 
 def copy_columns(table, names, out):
