@@ -97,7 +97,8 @@ def _read_csv(path, option):
     def load(skip):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
-            return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip, quotechar='"')
+            return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip, quotechar='"',
+                                 encoding="utf-8-sig")  # a UTF-8 mark (Excel's) is not part of the first value
 
     try:
         try:

@@ -286,6 +286,9 @@ def test_predict_streams_a_csv_without_a_header_by_position_keeping_its_first_ro
     assert main(["predict", str(model_path), str(tmp_path / "plain.csv"), str(tmp_path / "Q.npy"),
                  "--features", "a,b"]) == 2
     assert "--features names columns, and plain.csv has no header row" in capsys.readouterr().err
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "plain.csv").read_bytes())  # Excel's UTF-8 mark
+    assert main(["predict", str(model_path), str(tmp_path / "bom.csv"), str(tmp_path / "B.parquet")]) == 0
+    numpy.testing.assert_allclose(pq.read_table(tmp_path / "B.parquet").column(0).to_numpy(), expected, rtol=1e-6)
     (tmp_path / "quoted.csv").write_text("".join(",".join(f'"{float(v)!r}"' for v in row) + "\n" for row in X[:3]))
     assert main(["predict", str(model_path), str(tmp_path / "quoted.csv"), str(tmp_path / "Q.parquet")]) == 0
     numpy.testing.assert_allclose(pq.read_table(tmp_path / "Q.parquet").column(0).to_numpy(), expected[:3], rtol=1e-6)
@@ -308,6 +311,7 @@ def test_predict_reads_a_small_csv_of_quoted_numbers(pair):
     (tmp_path / "q.csv").write_text(rows)
     (tmp_path / "qh.csv").write_text('"a","b","c","d","e"\n' + rows)
     expected = gpunn.load(model_path, device="cpu").predict(X[:3])
-    for name in ("q.csv", "qh.csv"):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + rows.replace('"', "").encode())  # Excel's UTF-8 mark
+    for name in ("q.csv", "qh.csv", "bom.csv"):
         assert main(["predict", str(model_path), str(tmp_path / name), str(tmp_path / "P.npy")]) == 0
         numpy.testing.assert_allclose(numpy.load(tmp_path / "P.npy"), expected, rtol=1e-6)

@@ -31,7 +31,7 @@ def csv_has_header(path, delimiter=",") -> bool:
     """Whether the first line of the CSV file ``path`` holds a field that is not a number (a header
     row); False for a file that cannot be read (its reader says why)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
             first = fh.readline()
     except OSError:
         return False
