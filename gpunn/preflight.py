@@ -91,20 +91,32 @@ def file_kind(path) -> str:
     return "binary"
 
 
+def csv_has_header(path, delimiter=",") -> bool:
+    """Whether the first line of the CSV file ``path`` is a header row: none of its fields is a number
+    (a first row with numbers and a gap, "1.5,NA,3", is data). False for a file that cannot be read
+    (its reader says why)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # a UTF-8 mark (Excel's) is no field
+            first = fh.readline()
+    except OSError:
+        return False
+    for field in first.strip().split(delimiter):
+        try:
+            float(field.strip().strip("\"'"))  # a quoted number is a number too
+            return False
+        except ValueError:
+            pass
+    return True
+
+
 def _read_csv(path, option):
     import warnings
 
-    def load(skip):
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
-            return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, skiprows=skip, quotechar='"',
-                                 encoding="utf-8-sig")  # a UTF-8 mark (Excel's) is not part of the first value
-
-    try:
-        try:
-            X = load(0)
-        except ValueError:
-            X = load(1)  # a header line
+            X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
+                              skiprows=1 if csv_has_header(path) else 0, encoding="utf-8-sig")
     except ValueError as exc:
         raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})") from None
     if X.shape[0] == 0:

@@ -315,3 +315,20 @@ def test_predict_reads_a_small_csv_of_quoted_numbers(pair):
     for name in ("q.csv", "qh.csv", "bom.csv"):
         assert main(["predict", str(model_path), str(tmp_path / name), str(tmp_path / "P.npy")]) == 0
         numpy.testing.assert_allclose(numpy.load(tmp_path / "P.npy"), expected, rtol=1e-6)
+
+
+def test_predict_never_takes_a_first_row_with_a_missing_value_for_a_header(pair, capsys):
+    """A headerless CSV whose first row has a missing value ('NA') is data with a gap, not a header:
+    predict says so rather than dropping the row."""
+    pytest.importorskip("pyarrow")
+    tmp_path, X, _ = pair
+    model_path = tmp_path / "m.npz"
+    gpunn.save(model_path, gpunn.MLP([5, 4, 1], seed=0, device="cpu"))
+    lines = [",".join(repr(float(v)) for v in row) for row in X[:4]]
+    lines[0] = "NA," + lines[0].split(",", 1)[1]
+    (tmp_path / "gap.csv").write_text("\n".join(lines) + "\n")
+    for out in ("P.npy", "P.parquet"):  # read whole, and streamed
+        assert main(["predict", str(model_path), str(tmp_path / "gap.csv"), str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert "gap.csv" in err and ("NA" in err or "NaN" in err), err
+        assert not (tmp_path / out).exists()

@@ -45,7 +45,7 @@ def run(args) -> int:
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
     if args.features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
-        from ..data.files import csv_has_header
+        from ..preflight import csv_has_header
 
         if not csv_has_header(args.input):
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
@@ -82,7 +82,7 @@ def _streams(args, model) -> bool:
     out, named feature columns (--features, or a CSV with a header for a model that knows its
     feature names: its columns are then picked by name, not by position), or a .npy or CSV input
     over STREAM_BYTES."""
-    from ..data.files import csv_has_header
+    from ..preflight import csv_has_header
 
     tables = (".parquet", ".parq", ".pq")
     if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):

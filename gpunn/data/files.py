@@ -27,22 +27,6 @@ def file_format(path) -> str:
     return kind
 
 
-def csv_has_header(path, delimiter=",") -> bool:
-    """Whether the first line of the CSV file ``path`` holds a field that is not a number (a header
-    row); False for a file that cannot be read (its reader says why)."""
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            first = fh.readline()
-    except OSError:
-        return False
-    for field in first.strip().split(delimiter):
-        try:
-            float(field.strip().strip("\"'"))  # a quoted number is a number too
-        except ValueError:
-            return True
-    return False
-
-
 def read_rows(path, n_features, features=None, chunk_rows=65536):
     """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features)).
 
@@ -85,6 +69,8 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
+        from ..preflight import csv_has_header
+
         header = csv_has_header(path)
         read_options = csv.ReadOptions(autogenerate_column_names=not header)  # no header: f0, f1, ... in order
         try:
