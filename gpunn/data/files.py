@@ -31,8 +31,9 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features)).
 
     For a table, ``features`` names the columns (default: all of them, which must then be
-    ``n_features`` numeric columns). An ``.npy`` file, or a CSV file whose first line is numbers
-    (no header row), is read by position: every column, in order."""
+    ``n_features`` numeric columns). An ``.npy`` file, or a CSV file without a header row (its
+    first line holds a number: gpunn.preflight.csv_has_header), is read by position: every column,
+    in order."""
     from .sources import _NpyFile
 
     path = os.fspath(path)
