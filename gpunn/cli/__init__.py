@@ -121,8 +121,9 @@ def _failed(status: int, text: str, argv) -> int:
         return status
     from ..distributed.comm import end_launched_job, launched_rank, launched_size
 
-    print(text.replace("gpunn: ", f"gpunn [rank {launched_rank()}/{launched_size()}]: ", 1), file=sys.stderr,
-          flush=True)
+    # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
+    sys.stderr.write(text.replace("gpunn: ", f"gpunn [rank {launched_rank()}/{launched_size()}]: ", 1) + "\n")
+    sys.stderr.flush()
     end_launched_job(status)
     return status
 
