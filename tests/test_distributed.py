@@ -184,6 +184,23 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     assert capsys.readouterr().err == "gpunn: error: distributed training needs mpi4py\n"
 
 
+@pytest.mark.parametrize("command", [["sweep", "--rows", "100"], ["predict", "model.npz", "X.npy", "P.npy"], ["bench"]])
+def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(monkeypatch, capsys, tmp_path, command):
+    from gpunn import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PMI_SIZE", "2")  # what mpiexec -n 2 sets: each process would run the whole command
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert cli.main(command) == 2
+    assert capsys.readouterr().err.startswith(f"gpunn: error: gpunn {command[0]} runs in one process, and an MPI "
+                                              "launcher started 2")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("PMI_RANK", "1")  # the other ranks stop without a word
+    with pytest.raises(SystemExit) as stop:
+        cli.main(command)
+    assert stop.value.code == 2 and capsys.readouterr().err == ""
+
+
 # ---- under mpiexec ------------------------------------------------------------------------------
 def _mpiexec():
     here = pathlib.Path(sys.executable).parent / "mpiexec"

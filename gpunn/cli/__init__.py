@@ -112,6 +112,19 @@ def _in_launched_train(argv) -> bool:
     return launched_size() > 1 and next((a for a in argv if not a.startswith("-")), None) == "train"
 
 
+def _check_launch(command: str) -> None:
+    """Only ``gpunn train`` is data parallel: another command started by an MPI launcher with several
+    processes would run whole in each of them, every one writing the same files."""
+    from ..distributed import launched_rank, launched_size
+
+    if command in ("sweep", "predict", "bench") and launched_size() > 1:
+        if launched_rank() != 0:  # rank 0 says why, once
+            raise SystemExit(2)
+        raise ValueError(f"gpunn {command} runs in one process, and an MPI launcher started {launched_size()}: "
+                         f"each would run all of it and write the same files. Run it without mpiexec (only gpunn "
+                         "train trains data parallel, mpiexec -n P gpunn train ...)")
+
+
 def _failed(status: int, text: str, argv) -> int:
     """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` the line names this
     process's rank, and the whole job ends here (MPI_Abort): the other ranks may be waiting for this one in
@@ -133,6 +146,7 @@ def _main(argv) -> int:
     warnings.showwarning = _show_note
     try:
         args = parse_args(argv)
+        _check_launch(args.command)
         return args.func(args)
     except KeyboardInterrupt:
         if debug:
