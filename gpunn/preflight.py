@@ -69,8 +69,19 @@ def check_distinct(outputs) -> None:
 
 
 # ---- input files by content ----------------------------------------------------------------
+COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def compression(path) -> str | None:
+    """'gzip', 'bzip2', 'xz' or 'zstd' for a file compressed so, from its first bytes; else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return next((name for magic, name in COMPRESSED.items() if head.startswith(magic)), None)
+
+
 def file_kind(path) -> str:
-    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'text', 'empty' or 'binary', from the bytes."""
+    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'compressed', 'text', 'empty' or 'binary',
+    from the bytes."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if not head:
@@ -79,6 +90,8 @@ def file_kind(path) -> str:
         return "npy"
     if head.startswith(ZIP_MAGIC):
         return "zip"
+    if any(head.startswith(magic) for magic in COMPRESSED):
+        return "compressed"
     if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q"):
         return "pickle"
     if b"\0" not in head:
@@ -139,6 +152,8 @@ def read_matrix(path, option="input"):
                              "save the inputs with numpy.save(path, X)")
     if kind == "pickle":
         raise PreflightError(f"{option} {path} is a Python pickle; gpunn never unpickles: save the inputs with numpy.save")
+    if kind == "compressed":
+        raise PreflightError(f"{option} {path} is {compression(path)}-compressed: decompress it first")
     if kind == "text":
         return _read_csv(path, option)
     if kind != "npy":

@@ -332,3 +332,23 @@ def test_predict_never_takes_a_first_row_with_a_missing_value_for_a_header(pair,
         err = capsys.readouterr().err
         assert "gap.csv" in err and ("NA" in err or "NaN" in err), err
         assert not (tmp_path / out).exists()
+
+
+def test_a_compressed_csv_is_refused_saying_to_decompress_it(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    import gzip
+
+    text = "a,y\n" + "".join(f"{i},{i}\n" for i in range(100))
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "t.csv").write_bytes(gzip.compress(text.encode()))  # compressed under a plain name
+    with pytest.raises(gpunn.data.DataError, match=r"t\.csv: gzip-compressed; .*decompress it"):
+        gpunn.data.csv(tmp_path / "t.csv", target="y")
+    numpy.save(tmp_path / "a.npy", numpy.ones((3, 2)))
+    (tmp_path / "a.npy").rename(tmp_path / "a.csv")
+    with pytest.raises(gpunn.data.DataError, match=r"a\.csv: not a CSV file \(a \.npy array, not text\)"):
+        gpunn.data.csv(tmp_path / "a.csv", target="y")
+    assert main(["train", "--data", str(tmp_path / "t.csv.gz"), "--target", "y", *SMALL]) == 2
+    assert "t.csv.gz is compressed (.gz): decompress it first" in capsys.readouterr().err
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 1], seed=0, device="cpu"))
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "t.csv"), str(tmp_path / "P.npy")]) == 2
+    assert "t.csv is gzip-compressed" in capsys.readouterr().err

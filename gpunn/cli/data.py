@@ -78,6 +78,9 @@ def make_source(args, backend, ckpt=None):
         elif kind == ".csv":
             source = data.csv(args.data, _target(args), _feature_names(args), block_size=cut.get("block_size"),
                               **common)
+        elif kind in (".gz", ".bz2", ".xz", ".zst"):
+            raise ValueError(f"--data {args.data} is compressed ({kind}): decompress it first (gpunn reads .npy, "
+                             ".parquet and .csv files uncompressed)")
         else:
             raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
         _hold_out(source)

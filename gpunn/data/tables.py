@@ -253,6 +253,15 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
+        from ..preflight import compression, file_kind
+
+        kind = file_kind(self.path)
+        if kind == "compressed":
+            raise DataError(f"{self.path}: {compression(self.path)}-compressed; gpunn reads a CSV file uncompressed "
+                            "(its chunks at byte offsets): decompress it, or convert it to Parquet")
+        if kind not in ("text", "empty"):
+            what = {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle"}.get(kind, kind)
+            raise DataError(f"{self.path}: not a CSV file ({what}, not text)")
         self._fd = os.open(self.path, os.O_RDONLY)
         stat = os.fstat(self._fd)
         self._stamp = (stat.st_size, stat.st_mtime_ns)
