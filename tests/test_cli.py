@@ -122,3 +122,10 @@ def test_whole_numbers_may_be_written_with_underscores_or_an_exponent():
     assert cli.parse_args(["train", "--features", "x1"]).features == ["x1"]
     with pytest.raises(SystemExit):
         cli.parse_args(["train", "--hidden", "16,2.5"])
+
+
+def test_the_result_line_says_the_batch_fit_trained_at(capsys):
+    # 90 training rows at --batch-size 256: fit trains at 90 rows a step (full batch), and the line says so
+    assert cli.main(["train", "--rows", "100", "--features", "3", "--hidden", "4", "--epochs", "1",
+                     "--batch-size", "256", "--device", "cpu", "--quiet"]) == 0
+    assert ", batch 90\n" in capsys.readouterr().out

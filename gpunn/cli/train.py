@@ -139,11 +139,12 @@ def _graph_note(model) -> str:
     return ""
 
 
-def _batch_trained(args, ckpt, distributed):
-    """The (per-rank) batch this run trained at: a resumed run keeps its checkpoint's global batch, split
-    over this run's ranks (a data-parallel checkpoint continued in one process trains at the global batch)."""
+def _batch_trained(args, ckpt, distributed, rows):
+    """The (per-rank) batch this run trained at: --batch-size, at most the ``rows`` training rows (over the
+    ranks, data parallel) as fit caps it; a resumed run keeps its checkpoint's global batch, split over this
+    run's ranks (a data-parallel checkpoint continued in one process trains at the global batch)."""
     if ckpt is None:
-        return args.batch_size
+        return min(args.batch_size, -(-rows // (_ranks() if distributed else 1)))
     return ckpt.settings.batch_size * ckpt.settings.ranks // (_ranks() if distributed else 1)
 
 
@@ -319,7 +320,7 @@ def run(args) -> int:
     print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
           f"training on {backend.device}, {args.dtype}"
           + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
-          + f", batch {_batch_trained(args, ckpt, distributed)}"
+          + f", batch {_batch_trained(args, ckpt, distributed, n_train)}"
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {save_path} (config: {save_path}.toml)")
