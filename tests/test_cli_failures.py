@@ -146,11 +146,18 @@ def _wait_for(proc, text, timeout=60):
     raise AssertionError(f"never saw {text!r}")
 
 
+def _ctrl_c_reaches_it():
+    """For a child that a test sends SIGINT: its default action back. A shell without job control starts a
+    background job (`make test &`) with SIGINT ignored, children inherit that, and Python then leaves it
+    ignored: the Ctrl-C would be lost and the test fail (it did, in every such full run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_data_generation_is_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "4000000", "--features", "16",
                              "--hidden", "4", "--epochs", "1", "--quiet", "--save", "run.npz"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     # "data: ... materialized" is printed as generation starts (~1.5 s for these rows on an idle 2-core
     # machine): signal right then, so a loaded machine's slow sleep cannot push the Ctrl-C into training
     _wait_for(proc, "data:")
@@ -170,7 +177,8 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(t
     # second Ctrl-C usually lands in the write the first one started
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--features", "32",
                              "--hidden", "1024,1024", "--epochs", "1000", "--quiet", "--save", "run.npz"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_reaches_it)
     _wait_for(proc, "model:")
     deadline = time.monotonic() + 60
     while not (tmp_path / "run.npz").exists() and time.monotonic() < deadline:
