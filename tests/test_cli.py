@@ -129,3 +129,20 @@ def test_the_result_line_says_the_batch_fit_trained_at(capsys):
     assert cli.main(["train", "--rows", "100", "--features", "3", "--hidden", "4", "--epochs", "1",
                      "--batch-size", "256", "--device", "cpu", "--quiet"]) == 0
     assert ", batch 90\n" in capsys.readouterr().out
+
+
+def test_a_rank_other_than_0_does_not_evaluate_the_held_out_rows_after_training(monkeypatch, capsys):
+    # under mpiexec every rank ran the final held-out evaluation (for --data or a stream: read every
+    # held-out chunk again) though only rank 0 prints it
+    from gpunn import metrics
+    from gpunn.cli import train
+
+    calls = []
+    evaluate = metrics.RegressionEvaluator.evaluate
+    monkeypatch.setattr(metrics.RegressionEvaluator, "evaluate", lambda self, m: calls.append(1) or evaluate(self, m))
+    for root, after_fit in ((True, 1), (False, 0)):
+        calls.clear()
+        monkeypatch.setattr(train, "_launch", lambda device, root=root: (False, root, device))
+        assert cli.main(["train", *SMALL, "--quiet"]) == 0
+        assert len(calls) == 3 + after_fit  # one per epoch in fit, and the result line's
+    capsys.readouterr()

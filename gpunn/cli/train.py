@@ -295,6 +295,8 @@ def run(args) -> int:
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
     if not history.get("epoch"):
         return 130 if history.interrupted else 0
+    if not root:  # the other ranks print and write nothing: no second pass over every held-out row
+        return 130 if history.interrupted else 0
     with backend.use():  # on cuda:N the evaluation's arrays and kernels belong to device N
         held_out = (evaluator.evaluate(model) if evaluator  # one pass, one read-back
                     else dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan")))
