@@ -146,3 +146,16 @@ def test_a_rank_other_than_0_does_not_evaluate_the_held_out_rows_after_training(
         assert cli.main(["train", *SMALL, "--quiet"]) == 0
         assert len(calls) == 3 + after_fit  # one per epoch in fit, and the result line's
     capsys.readouterr()
+
+
+def test_only_rank_0_checks_the_outputs_it_alone_writes(monkeypatch, tmp_path, capsys):
+    # under mpiexec on several nodes, --json's directory may exist on rank 0's node only: the other ranks,
+    # which write nothing, refused the run ('--json ...: no such directory') and so ended the job
+    from gpunn.cli import train
+
+    out = ["--json", str(tmp_path / "only-on-node-0" / "run.json")]
+    monkeypatch.setattr(train, "_launch", lambda device: (False, False, device))
+    assert cli.main(["train", *SMALL, "--quiet", *out]) == 0
+    monkeypatch.setattr(train, "_launch", lambda device: (False, True, device))
+    assert cli.main(["train", *SMALL, "--quiet", *out]) == 2  # rank 0 refuses before training
+    assert "--json" in capsys.readouterr().err

@@ -210,9 +210,10 @@ def run(args) -> int:
     from ..training import callbacks as cbmod
     from . import resume
 
-    _check_outputs(args)
-    _check_plot_available(args.plot)
     distributed, root, device = _launch(args.device)
+    if root:  # the one process that writes them (under mpiexec, another node may not even have the directory)
+        _check_outputs(args)
+        _check_plot_available(args.plot)
     ckpt = None
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
