@@ -265,6 +265,8 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     assert result["resumed_same_on_ranks"]  # early stopping restored the same weights on both ranks
     assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
     assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
+    start = next(line for line in out.splitlines() if line.startswith("data parallel: 2 rank(s) over MPI"))
+    assert "  " not in start  # the library's name as one line of words ('MPICH Version:      5.0.2' was)
     assert err.count("train [cpu]") >= 1 and "rank 1" not in err
     # its bar counts every rank's rows: 2 epochs of the 183 training rows (rank 0 trains 91 of them an epoch)
     assert re.findall(r"(\d+)/(\d+) \[", err)[-1] == ("366", "366")

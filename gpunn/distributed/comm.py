@@ -129,7 +129,7 @@ class MpiComm:
         self._flag = numpy.zeros(1, numpy.int32)
 
     def describe(self) -> str:
-        return f"{self.size} rank(s) over MPI ({self.MPI.Get_library_version().splitlines()[0].strip()})"
+        return f"{self.size} rank(s) over MPI ({' '.join(self.MPI.Get_library_version().splitlines()[0].split())})"
 
     @contextlib.contextmanager
     def _guard(self, label):
