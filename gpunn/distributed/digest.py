@@ -1,7 +1,8 @@
 """The configuration check before the first step: every rank must be training the same thing.
 
 Each rank describes its run as a flat dict of settings (model shape, activations, dtype,
-optimizer, schedule, batch size, epochs, seed, data source, a fingerprint of the data) and
+optimizer, schedule, batch size, epochs, seed, data source, a fingerprint of in-memory data: a
+gpunn.data source is described, not read, as each rank reads only its shard) and
 the ranks exchange a SHA-256 of it. Only when the digests differ are the dicts themselves
 gathered, to name each differing setting and the ranks that hold each value.
 """
