@@ -382,20 +382,25 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
 
 
 @needs_mpi
-def test_gpunn_train_failing_on_one_rank_before_training_ends_the_job(tmp_path):
-    # a file that one rank cannot read (another node's disk, a typo in a per-rank script): that rank fails
-    # before MPI starts, and the other would wait for it in MPI_Init forever; mpiexec does not end it
+@pytest.mark.parametrize("where", ["before", "inside"])
+def test_gpunn_train_failing_on_one_rank_ends_the_job_in_one_line(tmp_path, where):
+    # before the fit: a file that one rank cannot read (another node's disk, a typo in a per-rank command),
+    # so that rank fails before MPI starts and the other waited for it in MPI_Init forever (mpiexec does
+    # not end it). Inside the fit: a NaN in one rank's shard, found as it reads it, which printed a
+    # traceback where gpunn train prints one line
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
-    numpy.save(tmp_path / "X.npy", numpy.ones((64, 3)))
-    numpy.save(tmp_path / "Y.npy", numpy.ones((64, 1)))
+    X = numpy.ones((400, 3))
+    X[390, 1] = numpy.nan  # in the second half: rank 1's shard
+    numpy.save(tmp_path / "X.npy", X if where == "inside" else numpy.ones((400, 3)))
+    numpy.save(tmp_path / "Y.npy", numpy.ones((400, 1)))
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
     def rank(data):
         return ["-n", "1", str(gpunn_cli), "train", "--data", str(tmp_path / data), "--targets",
                 str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
 
-    proc = subprocess.Popen([_mpiexec(), *rank("X.npy"), ":", *rank("missing.npy")], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen([_mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     t0 = time.monotonic()
     try:
         _, err = proc.communicate(timeout=60)
@@ -405,4 +410,6 @@ def test_gpunn_train_failing_on_one_rank_before_training_ends_the_job(tmp_path):
         pytest.fail("the job hung after one rank failed")
     assert time.monotonic() - t0 < 30
     assert proc.returncode == 2, err
-    assert "gpunn [rank 1/2]: error: " in err and "missing.npy: no such file" in err
+    says = "missing.npy: no such file" if where == "before" else "NaN or infinite features value(s)"
+    assert re.search(r"^gpunn \[rank 1/2\]: error: .*" + re.escape(says), err, re.M), err
+    assert "Traceback" not in err

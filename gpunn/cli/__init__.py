@@ -125,6 +125,12 @@ def _check_launch(command: str) -> None:
                          "train trains data parallel, mpiexec -n P gpunn train ...)")
 
 
+def _with_rank(text: str) -> str:
+    from ..distributed.comm import launched_rank, launched_size
+
+    return text.replace("gpunn: ", f"gpunn [rank {launched_rank()}/{launched_size()}]: ", 1)
+
+
 def _failed(status: int, text: str, argv) -> int:
     """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` the line names this
     process's rank, and the whole job ends here (MPI_Abort): the other ranks may be waiting for this one in
@@ -132,39 +138,46 @@ def _failed(status: int, text: str, argv) -> int:
     if not _in_launched_train(argv):
         print(text, file=sys.stderr, flush=True)
         return status
-    from ..distributed.comm import end_launched_job, launched_rank, launched_size
+    from ..distributed.comm import end_launched_job
 
     # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
-    sys.stderr.write(text.replace("gpunn: ", f"gpunn [rank {launched_rank()}/{launched_size()}]: ", 1) + "\n")
+    sys.stderr.write(_with_rank(text) + "\n")
     sys.stderr.flush()
     end_launched_job(status)
     return status
 
 
+def _describe(exc: BaseException, debug: bool) -> tuple[int, str]:
+    """(status, one line) for a failure: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn."""
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written"
+    if isinstance(exc, MemoryError):
+        return 2, f"gpunn: error: out of memory: {one_line(exc)}"
+    if isinstance(exc, EXPECTED_ERRORS):
+        return 2, f"gpunn: error: {one_line(exc)}"
+    return 1, (f"gpunn: internal error: {type(exc).__name__}: {one_line(exc)}"  # still one line
+               + ("" if debug else " (rerun with --debug for the traceback)"))
+
+
 def _main(argv) -> int:
     debug = debug_requested(argv)
     warnings.showwarning = _show_note
+    if _in_launched_train(argv):  # a rank that fails inside the fit says so in the same one line, and aborts
+        from ..distributed.comm import report_failures_with
+
+        def report(exc):
+            status, text = _describe(exc, debug)
+            return status, _with_rank(text)
+
+        report_failures_with(report)
     try:
         args = parse_args(argv)
         _check_launch(args.command)
         return args.func(args)
-    except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
-        return _failed(130, "gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written", argv)
-    except MemoryError as exc:
-        if debug:
-            traceback.print_exc()
-        return _failed(2, f"gpunn: error: out of memory: {one_line(exc)}", argv)
-    except EXPECTED_ERRORS as exc:
-        if debug:
-            traceback.print_exc()
-        return _failed(2, f"gpunn: error: {one_line(exc)}", argv)
-    except Exception as exc:  # a bug in gpunn: still one line, with the way to see more
-        if debug:
-            traceback.print_exc()
-        return _failed(1, f"gpunn: internal error: {type(exc).__name__}: {one_line(exc)}"
-                       + ("" if debug else " (rerun with --debug for the traceback)"), argv)
+    except (KeyboardInterrupt, Exception) as exc:
+        return _failed(*_describe(exc, debug), argv)
 
 
 if __name__ == "__main__":

@@ -305,16 +305,32 @@ class NcclComm:
         self.gpu_comm.bcast(array.data.ptr, array.size, self._types[array.dtype], root, self._stream())
 
 
+_REPORT = []
+
+
+def report_failures_with(report) -> None:
+    """How :func:`abort_on_error` reports a rank's failure from now on: ``report(exc) -> (status, line)``.
+    The gpunn command sets it, so that a rank failing inside the fit prints the command's one line (and
+    exits with its status) rather than a traceback."""
+    _REPORT[:] = [report]
+
+
 def abort_on_error(comm, exc: BaseException) -> None:
     """Print ``exc`` as this rank's failure and abort the whole MPI job.
 
     Once one rank has left the training loop, the others would wait in their next collective
     forever: MPI offers no way to tell them, so the job ends here.
     """
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    sys.stderr.write(f"gpunn [rank {comm.rank}/{comm.size}]: this rank failed; aborting all ranks.\n{text}")
+    if _REPORT:
+        code, text = _REPORT[0](exc)
+        text += "\n"
+    else:
+        code = 2 if isinstance(exc, KeyboardInterrupt) else 1
+        text = (f"gpunn [rank {comm.rank}/{comm.size}]: this rank failed; aborting all ranks.\n"
+                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    sys.stderr.write(text)
     sys.stderr.flush()
-    comm.abort(2 if isinstance(exc, KeyboardInterrupt) else 1)
+    comm.abort(code)
 
 
 def end_launched_job(code: int) -> None:
