@@ -165,6 +165,37 @@ def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(monkeypatch
     assert runs[0]["loss"] == runs[1]["loss"]
 
 
+def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_first(monkeypatch):
+    # mpiexec forwards Ctrl-C to each rank in turn: rank 0's can stop both ranks (they agree after each
+    # batch) before rank 1's own arrives. Rank 1 took that as a second Ctrl-C, raised KeyboardInterrupt
+    # and so aborted the job (status 2, rank 0 killed while it wrote the checkpoint)
+    import gpunn
+    from gpunn.distributed import comm, training
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setattr(comm, "_WORLD", {})
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(comm.LocalComm, "any", lambda self, flag, label=None: True)  # another rank's Ctrl-C
+
+    def fail(comm, exc):  # what a rank does with an exception in the fit, without ending this process
+        raise exc
+
+    monkeypatch.setattr(training, "abort_on_error", fail)
+
+    class OwnCtrlC(gpunn.Callback):
+        def on_train_end(self, trainer):  # this rank's Ctrl-C, after the agreed stop
+            os.kill(os.getpid(), signal.SIGINT)
+
+    X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
+    try:
+        history = gpunn.MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=32, verbose=False,
+                                                                 distributed=True, callbacks=[OwnCtrlC()])
+    except KeyboardInterrupt:
+        pytest.fail("the rank's own first Ctrl-C was taken for a second one")
+    assert history.interrupted and not history.get("epoch")  # stopped after the first batch, as agreed
+
+
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
 def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypatch, capsys, value):
     from gpunn import cli

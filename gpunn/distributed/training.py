@@ -51,7 +51,10 @@ class _AgreedStop(Callback):
     """Last after each batch and epoch: the ranks agree on whether to stop (Ctrl-C, early stop).
 
     ``trainer.interrupt()`` (what Ctrl-C calls) only records the request here; the agreed
-    answer sets the flag the loop reads, so no rank leaves the loop alone.
+    answer sets the flag the loop reads, so no rank leaves the loop alone. A Ctrl-C is a second one
+    only after this rank's own first: mpiexec delivers it to each rank in turn, and a rank whose
+    Ctrl-C lands after the ranks already agreed to stop on another's must not take it as the second
+    (which raises, and so aborts the job).
     """
 
     def __init__(self, comm):
@@ -62,6 +65,7 @@ class _AgreedStop(Callback):
 
     def on_train_begin(self, trainer):
         trainer.interrupt = self._request
+        trainer.interrupt_asked = lambda: self.requested
 
     def on_batch_end(self, trainer, batch):
         trainer._halt = self.comm.any(self.requested)

@@ -86,6 +86,10 @@ class Trainer:
         """Stop after the current batch (what Ctrl-C does during fit). Safe from a signal handler."""
         self._halt = True
 
+    def interrupt_asked(self) -> bool:
+        """Whether a stop was asked of this process already (a Ctrl-C now is the second: it raises)."""
+        return self._halt
+
     def lr_at(self, epoch):
         return self.optimizer.lr * self.schedule.factor(epoch, self.epochs) * self.lr_scale
 
@@ -271,7 +275,7 @@ def sigint_stops(trainer, enabled=True):
         return
 
     def handler(signum, frame):
-        if trainer._halt:  # second Ctrl-C: the user really wants out
+        if trainer.interrupt_asked():  # second Ctrl-C: the user really wants out
             raise KeyboardInterrupt
         trainer.interrupt()
 
