@@ -159,3 +159,41 @@ def test_only_rank_0_checks_the_outputs_it_alone_writes(monkeypatch, tmp_path, c
     monkeypatch.setattr(train, "_launch", lambda device: (False, True, device))
     assert cli.main(["train", *SMALL, "--quiet", *out]) == 2  # rank 0 refuses before training
     assert "--json" in capsys.readouterr().err
+
+
+def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(monkeypatch, capsys):
+    # mpiexec hands Ctrl-C to each rank in turn: the ranks may have stopped on rank 1's before rank 0's own
+    # arrives, after its fit returned; it raised KeyboardInterrupt there, and under mpiexec the job was
+    # aborted while rank 0 wrote its outputs
+    import os
+    import signal
+    import sys
+
+    from gpunn import metrics
+    from gpunn.cli import train
+    from gpunn.distributed import comm
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # one process, no MPI: the LocalComm
+    monkeypatch.setattr(comm, "_WORLD", {})
+    calls = []
+
+    def another_ranks_ctrl_c(self, flag, label=None):  # in epoch 2: the ranks agree to stop
+        calls.append(label)
+        return len(calls) > 50  # 43 batches an epoch
+
+    monkeypatch.setattr(comm.LocalComm, "any", another_ranks_ctrl_c)
+    monkeypatch.setattr(train, "_launch", lambda device: (True, True, device))
+    evaluate = metrics.RegressionEvaluator.evaluate
+
+    def late_ctrl_c(self, model):  # the result line's evaluation, after the fit
+        os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(self, model)
+
+    monkeypatch.setattr(metrics.RegressionEvaluator, "evaluate", late_ctrl_c)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert cli.main(["train", *SMALL, "--quiet"]) == 130  # interrupted, as agreed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    out = capsys.readouterr().out
+    assert "interrupted after 1 complete epoch(s)" in out and "held-out:" in out

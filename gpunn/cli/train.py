@@ -286,6 +286,13 @@ def run(args) -> int:
             history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                                 schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
+    if distributed and history.interrupted:
+        # mpiexec hands Ctrl-C to each rank in turn: this rank's may still be on its way after the ranks
+        # agreed to stop on another's, and would end the job (MPI_Abort) while rank 0 writes the outputs.
+        # From here a Ctrl-C is ignored; mpiexec's second Ctrl-C still ends the job at once
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if save_path and root and os.path.exists(save_path):
         # written once the run has a checkpoint: a run that fails validation rewrites nothing
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
