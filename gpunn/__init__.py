@@ -24,8 +24,9 @@ def __getattr__(name):
         from .estimator import MLPRegressor
 
         return MLPRegressor
-    if name == "distributed":  # data parallel (MPI, NCCL): loaded on first use, mpi4py only when a run starts
+    # data parallel (MPI, NCCL; mpi4py only when a run starts) and the data sources: loaded on first use
+    if name in ("distributed", "data"):
         import importlib
 
-        return importlib.import_module(".distributed", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'gpunn' has no attribute {name!r}")

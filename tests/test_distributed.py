@@ -128,6 +128,12 @@ def test_gpunn_distributed_is_reachable_from_import_gpunn_and_picks_the_cpu_here
     import gpunn
 
     assert gpunn.distributed.local_device() == "cpu"  # no CuPy in CI: the CPU, as device="auto" would
+    # and so are the sources a data-parallel fit reads (gpunn.data.npy(...) after import gpunn alone raised
+    # AttributeError); a fresh interpreter, as this one has imported gpunn.data already
+    code = "import gpunn; print(gpunn.data.npy.__name__, gpunn.distributed.ShardedSource.__name__)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent)))
+    assert run.stdout == "npy ShardedSource\n", run.stderr
 
 
 def test_callbacks_that_write_or_print_are_marked_for_rank_0():
