@@ -219,6 +219,11 @@ def mismatch(out, tmp):
         MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, **dict(FIT, lr=1e-2 * (1 + comm.rank)))
     except ConfigMismatch as exc:
         out["error"] = str(exc)
+    Xv, Yv = datasets.make("teacher", 16, 5, 2, device="cpu", dtype="float64", seed=2 + comm.rank)
+    try:  # the same training data, each rank its own validation rows
+        MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, validation_data=(Xv, Yv), **FIT)
+    except ConfigMismatch as exc:
+        out["validation_error"] = str(exc)
 
 
 def fail(out, tmp):

@@ -357,6 +357,8 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
     assert code == 0, err
     error = json.loads((tmp_path / "out.json").read_text())["error"]
     assert "optimizer.lr: 0.01 on rank 0; 0.02 on rank 1" in error
+    # validation_data=(Xv, Yv) that differ between ranks: each rank scored its piece of its own rows
+    assert "data.validation_fingerprint: " in json.loads((tmp_path / "out.json").read_text())["validation_error"]
 
 
 @needs_mpi

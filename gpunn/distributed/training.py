@@ -218,6 +218,7 @@ class DataParallel:
                                              shuffle=shuffle, batch_size=self.batch_size)
             self._arrays = (X, Y)
         self.hook = GradientAllReduce(self.comm, self.source)
+        self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
         if verbose and self.is_root:
             print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
                   f"{self.batch_size * self.size} global", flush=True)
@@ -254,6 +255,8 @@ class DataParallel:
         callbacks see a run with validation (EarlyStopping monitors val_loss everywhere); every rank
         then takes rank 0's logs."""
         if isinstance(evaluator, RegressionEvaluator):  # in-memory rows: a model's or an ensemble's
+            xp = self.model.xp  # their checksum joins the configuration check, as the training arrays'
+            self._validation_fingerprint = [float(xp.sum(a, dtype="float64")) for a in (evaluator.X, evaluator.Y)]
             return _ShardedValidation(evaluator, self.comm)
         chunks = _source_validation_chunks(evaluator)
         if chunks is not None:
@@ -268,6 +271,8 @@ class DataParallel:
         data = dict(self.source.config())
         if self._arrays is not None:  # a checksum of the data itself (a source is described by its config)
             data["fingerprint"] = [float(xp.sum(a, dtype="float64")) for a in self._arrays]
+        if self._validation_fingerprint is not None:
+            data["validation_fingerprint"] = self._validation_fingerprint
         described = {k: getattr(model, k) for k in ("bias", "seed", "seeds", "n_models") if hasattr(model, k)}
         return {"model": dict(described, layer_sizes=list(model.layer_sizes), dtype=model.dtype.name,
                               activations=[a.name for a in model.activations]),
