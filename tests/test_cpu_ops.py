@@ -5,6 +5,7 @@ bit for bit where the kernel does the reference's arithmetic in its order (eleme
 to float rounding where a sum is split differently (bias gradient, small-k products).
 """
 import inspect
+import warnings
 
 import numpy
 import pytest
@@ -179,3 +180,18 @@ def test_nan_propagates_like_the_reference():
     Ops().bias_activation(ref, b, ACTIVATIONS["relu"], ref, False)
     CpuOps().bias_activation(got, b, ACTIVATIONS["relu"], got, False)
     numpy.testing.assert_array_equal(got, ref)
+
+
+def test_pieces_on_gpunns_threads_run_under_the_callers_floating_point_error_state():
+    # numpy.errstate is per thread: the training loop's must reach an ensemble's member groups
+    from gpunn.ops.cpu import run_pieces
+
+    def invalid(_):
+        numpy.subtract(numpy.inf, numpy.inf)
+
+    with numpy.errstate(invalid="raise"):
+        with pytest.raises(FloatingPointError):
+            run_pieces(invalid, [(0,), (1,)], name="errstate-test")  # the piece on the pool's thread raises too
+    with numpy.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_pieces(invalid, [(0,), (1,)], name="errstate-test")

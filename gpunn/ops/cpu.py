@@ -162,8 +162,16 @@ def _pool(threads: int, name: str = "cpu") -> ThreadPoolExecutor:
 
 def run_pieces(fn, pieces, name: str = "cpu"):
     """fn(*piece) for every piece at once: the first on the calling thread, the others on gpunn's pool
-    ``name``; returns when all are done."""
-    futures = [_pool(len(pieces), name).submit(fn, *piece) for piece in pieces[1:]]
+    ``name``; returns when all are done. The pool's pieces run under the caller's ``numpy.errstate``, which
+    is per thread: the training loop's (overflow and invalid ignored, divergence being reported once per
+    epoch) would otherwise not reach an ensemble's member groups, which then warned."""
+    errors = numpy.geterr()
+
+    def as_the_caller(*piece):
+        with numpy.errstate(**errors):
+            fn(*piece)
+
+    futures = [_pool(len(pieces), name).submit(as_the_caller, *piece) for piece in pieces[1:]]
     fn(*pieces[0])
     for f in futures:
         f.result()
