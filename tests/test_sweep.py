@@ -114,6 +114,10 @@ GRID = ARGS[:ARGS.index("--epochs")] + ["--batch-size", "64", "--quiet", "--devi
                                         "--max-members", "3"]  # 8 members in ensembles of 3, 3 and 2
 
 
+def _not_json(token):
+    raise ValueError(f"{token} is not JSON")
+
+
 def members(path):
     return json.loads(path.read_text())["members"]
 
@@ -192,3 +196,12 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     assert "holds no ensemble-G.npz" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(saved / "ensemble-0.npz")]) == 2
     assert f"continue it with gpunn sweep --resume {saved}" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:members .* diverged")
+def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
+    path = tmp_path / "s.json"
+    run(["sweep", "--lr", "1e-3,1e10", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden", "4",
+         "--epochs", "2", "--quiet", "--device", "cpu", "--json", str(path)], capsys)
+    blown = json.loads(path.read_text(), parse_constant=_not_json)["members"][1]  # no NaN/Infinity tokens
+    assert blown["lr"] == 1e10 and blown["diverged"] and blown["val_mse"] is None and blown["val_curve"] == [None] * 2

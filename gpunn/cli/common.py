@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 
@@ -10,6 +11,21 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def json_text(obj) -> bytes:
+    """``obj`` as strict JSON (indented, UTF-8): a non-finite float (a diverged member's loss, a metric with
+    no held-out rows) becomes null, which every JSON reader takes; Python's NaN/Infinity tokens are not JSON."""
+    def strict(value):
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    return json.dumps(strict(obj), indent=2, allow_nan=False).encode()
 
 
 def add_debug(parser) -> None:

@@ -5,7 +5,6 @@ import argparse
 import csv
 import io
 import itertools
-import json
 import os
 import re
 
@@ -14,7 +13,7 @@ import numpy
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
-from .common import add_debug, dtype, non_negative, positive
+from .common import add_debug, dtype, json_text, non_negative, positive
 from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
@@ -335,8 +334,8 @@ def run(args) -> int:
           f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}")
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     if args.json:
-        text = json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
-                           "members": rows}, indent=2).encode()
+        text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
+                          "members": rows})
         checkpoint.atomic_write(args.json, lambda fh: fh.write(text))
         print(f"wrote {args.json}")
     if args.csv:

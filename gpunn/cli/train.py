@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -12,7 +11,7 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from . import data as data_cli
-from .common import add_debug, bounded, dtype, non_negative, number, positive
+from .common import add_debug, bounded, dtype, json_text, non_negative, number, positive
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -315,8 +314,8 @@ def run(args) -> int:
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
               "best_epoch": getattr(history, "best_epoch", None)}
     if args.json and root:
-        text = json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
-                           "history": history, "result": result}, indent=2).encode()
+        text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
+                          "history": history, "result": result})
         io.atomic_write(args.json, lambda fh: fh.write(text))
     if args.plot and root:
         plot_history(history, args.plot)
