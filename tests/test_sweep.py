@@ -205,3 +205,8 @@ def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
          "--epochs", "2", "--quiet", "--device", "cpu", "--json", str(path)], capsys)
     blown = json.loads(path.read_text(), parse_constant=_not_json)["members"][1]  # no NaN/Infinity tokens
     assert blown["lr"] == 1e10 and blown["diverged"] and blown["val_mse"] is None and blown["val_curve"] == [None] * 2
+
+
+def test_patience_without_early_stopping_is_refused_not_ignored(capsys):
+    assert cli.main(GRID + ["--epochs", "1", "--patience", "3"]) == 2
+    assert "--patience 3 sets early stopping, which this run does not use" in capsys.readouterr().err

@@ -58,21 +58,31 @@ def parse_args(argv=None):
         sweep_parser = parser.commands["sweep"]
         sweep_parser.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), argv, sweep_parser, {},
                                                         build_parser().commands["sweep"], command="sweep"))
-        return parser.parse_args(argv)
+        args = parser.parse_args(argv)
+    if args.command == "sweep":
+        from .train import refuse_idle_options
+
+        refuse_idle_options(resume.explicit(argv, build_parser().commands["sweep"]), args)
+        return args
     if args.command == "train" and args.data and not args.resume:
         from .data import refuse_task_options
 
         refuse_task_options(resume.explicit(argv, build_parser().train_parser))
-    if args.command != "train" or not (args.config or args.resume):
+    if args.command != "train":
         return args
-    train = parser.train_parser
-    from_config = cfgmod.convert(train, cfgmod.read_toml(args.config), args.config) if args.config else {}
-    if args.resume:
-        layered = resume.defaults_for(args.resume, argv, train, from_config, build_parser().train_parser)
-    else:
-        layered = from_config
-    train.set_defaults(**layered)
-    return parser.parse_args(argv)
+    if args.config or args.resume:
+        train = parser.train_parser
+        from_config = cfgmod.convert(train, cfgmod.read_toml(args.config), args.config) if args.config else {}
+        if args.resume:
+            layered = resume.defaults_for(args.resume, argv, train, from_config, build_parser().train_parser)
+        else:
+            layered = from_config
+        train.set_defaults(**layered)
+        args = parser.parse_args(argv)
+    from .train import refuse_idle_options
+
+    refuse_idle_options(resume.explicit(argv, build_parser().train_parser), args)
+    return args
 
 
 DEBUG_ENV = "GPUNN_DEBUG"

@@ -138,6 +138,20 @@ def _graph_note(model) -> str:
     return ""
 
 
+def refuse_idle_options(given: dict, args) -> None:
+    """Options written on the command line (``given``) that this run would ignore are refused by name:
+    early stopping's settings without --early-stopping, --checkpoint-every without a checkpoint to write
+    (``gpunn train``; ``gpunn sweep``'s --patience too)."""
+    if not args.early_stopping:
+        for dest in ("patience", "min_delta"):
+            if dest in given:
+                raise ValueError(f"--{dest.replace('_', '-')} {given[dest]} sets early stopping, which this run does "
+                                 "not use: add --early-stopping (or drop it)")
+    if "checkpoint_every" in given and not (args.save or args.resume):
+        raise ValueError(f"--checkpoint-every {given['checkpoint_every']} sets how often the checkpoint is written, "
+                         "and this run writes none: add --save PATH (or drop it)")
+
+
 def _batch_trained(args, ckpt, distributed, rows):
     """The (per-rank) batch this run trained at: --batch-size, at most the ``rows`` training rows (over the
     ranks, data parallel) as fit caps it; a resumed run keeps its checkpoint's global batch, split over this
