@@ -207,7 +207,9 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     monkeypatch.chdir(tmp_path)
     run = ["--hidden", "8", "--batch-size", "500", "--device", "cpu", "--quiet"]
     assert main(["train", "--data", "X.npy", "--targets", "Y.npy", *run, "--epochs", "1", "--save", "run.npz"]) == 0
-    monkeypatch.chdir(tmp_path / "elsewhere")  # the recorded paths still lead to the files
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    # the resolved config beside the checkpoint names the files as absolute paths, as the checkpoint does
+    assert main(["train", "--config", "../run.npz.toml", "--save", "again.npz"]) == 0, capsys.readouterr().err
     assert main(["train", "--resume", "../run.npz", "--epochs", "2"]) == 0, capsys.readouterr().err
     (tmp_path / "moved").mkdir()
     for name in ("X.npy", "Y.npy"):

@@ -310,6 +310,9 @@ def run(args) -> int:
         # written once the run has a checkpoint: a run that fails validation rewrites nothing
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
         resolved["save"] = save_path
+        for name in resume.MOVABLE:  # absolute, as the checkpoint records them: --config works from anywhere
+            if resolved.get(name):
+                resolved[name] = os.path.abspath(resolved[name])
         cfgmod.save(save_path + ".toml", resolved)
     if history.interrupted:
         print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
