@@ -303,8 +303,11 @@ def threads(out, tmp):
     ens = gpunn.Ensemble([5, 8, 2], 4, device="cpu", dtype="float64", seed=0)
     out["groups_before"] = ens.member_ops.threads
     ens.fit(X, Y, epochs=1, batch_size=8, distributed=True, callbacks=[Probe()], verbose=False)
+    from gpunn.distributed.threads import _placement
+
+    places = world().allgather(_placement())
     out.update(during=seen["blas"], groups_during=seen["groups"], groups_after=ens.member_ops.threads,
-               share=cores_per_rank(world().local_size), local_size=world().local_size)
+               share=cores_per_rank(_placement(), places), local_size=world().local_size)
 
 
 if __name__ == "__main__":

@@ -315,19 +315,23 @@ def test_ranks_on_one_node_share_its_cores_out_while_they_train(tmp_path):
     code, out, err = _run("threads", tmp_path, threads_set=False)
     assert code == 0, err
     r = json.loads((tmp_path / "out.json").read_text())
-    assert r["local_size"] == 2 and r["share"] == cores_per_rank(2)
+    assert r["local_size"] == 2 and r["share"] == max(1, usable_cores() // 2)  # unbound: the two split the cores
     assert r["before"] == usable_cores()  # OpenBLAS's default: a thread per core, in every rank
     assert r["during"] == r["share"]  # each rank's BLAS on its share of the cores ...
     assert r["after"] == r["before"]  # ... during the fit only
     assert r["groups_during"] == min(r["groups_before"], r["share"]) and r["groups_after"] == r["groups_before"]
 
 
-def test_a_rank_gets_its_share_of_the_node_unless_the_launcher_bound_it():
-    assert cores_per_rank(1, mine=8, node=8) == 8  # alone
-    assert cores_per_rank(2, mine=2, node=2) == 1  # this project's machine under mpiexec -n 2
-    assert cores_per_rank(3, mine=2, node=2) == 1
-    assert cores_per_rank(2, mine=16, node=16) == 8
-    assert cores_per_rank(4, mine=4, node=16) == 4  # each rank bound to 4 of the node's 16 cores
+def test_a_rank_gets_its_share_of_its_cores_unless_the_launcher_bound_it():
+    two, sixteen = ("a", [0, 1]), ("a", list(range(16)))
+    assert cores_per_rank(sixteen, [sixteen]) == 16  # alone
+    assert cores_per_rank(two, [two, two]) == 1  # this project's machine under mpiexec -n 2
+    assert cores_per_rank(two, [two, two, two]) == 1
+    assert cores_per_rank(sixteen, [sixteen, sixteen]) == 8
+    assert cores_per_rank(sixteen, [sixteen, ("b", list(range(16)))]) == 16  # the other rank is on another machine
+    bound = [("a", list(range(4 * r, 4 * r + 4))) for r in range(4)]  # each rank bound to 4 of the 16 cores
+    assert cores_per_rank(bound[1], bound) == 4
+    assert cores_per_rank(two, [two, two, ("a", list(range(2, 16)))]) == 1  # taskset around the job: 2 share 2
 
 
 @needs_mpi

@@ -5,9 +5,10 @@ work by spinning: P ranks on one node then run P times as many BLAS threads as t
 each product waits for threads that another rank holds. Measured on the project's idle 2-core machine,
 ``mpiexec -n 2 gpunn train --rows 20000``: 5,500-12,000 samples/s with two BLAS threads per rank, 267,000
 with one (one process alone: 251,000). So while a data-parallel fit runs on the CPU, each rank's BLAS
-(an ensemble's member groups; its BLAS runs on one thread anyway) uses its share of the node's cores: the cores this process may
-use, divided by the ranks on the node, unless the launcher already gave each rank its own cores
-(their affinity sets add up to no more than the node has). A thread count the user set
+(an ensemble's member groups; its BLAS runs on one thread anyway) uses its share of the cores it may
+run on: those cores divided by the ranks of the same machine that may run on them too. The ranks compare
+their affinity sets, so ranks a launcher bound to cores of their own keep all of theirs, and ranks that
+share a set (no binding, or ``taskset`` around the whole job) split it. A thread count the user set
 (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS, or GPUNN_CPU_THREADS for the member groups)
 is left as it is.
 """
@@ -15,30 +16,44 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 
 from ..ops.cpu import usable_cores
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def cores_per_rank(local_size: int, mine: int | None = None, node: int | None = None) -> int:
-    """This rank's share of the node's cores, with ``local_size`` ranks on the node."""
-    mine = usable_cores() if mine is None else mine
-    node = (os.cpu_count() or mine) if node is None else node
-    if local_size <= 1 or mine * local_size <= node:  # alone, or the launcher bound each rank to its own cores
-        return mine
-    return max(1, mine // local_size)
+def cores_per_rank(mine: tuple, ranks: list) -> int:
+    """This rank's share of its cores: ``mine`` is its (host, affinity set), ``ranks`` every rank's. The cores
+    it may use, divided by the ranks on its host whose sets overlap its own (itself included)."""
+    host, cores = mine[0], set(mine[1])
+    sharing = sum(1 for h, other in ranks if h == host and cores & set(other))
+    return max(1, len(cores) // max(1, sharing))
+
+
+def _placement() -> tuple:
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux: assume every core
+        cores = list(range(usable_cores()))
+    return socket.gethostname(), cores
 
 
 @contextlib.contextmanager
 def rank_threads(comm, model):
-    """While it is active, a CPU model's BLAS and member groups use this rank's share of the node's cores.
-    Yields what was done, as a phrase for the start line (None when nothing was changed)."""
-    local = getattr(comm, "local_size", 1)
-    if model.backend.is_gpu or local <= 1:
+    """While it is active, a CPU model's BLAS and member groups use this rank's share of its cores (every
+    rank of a CPU job must enter it: the ranks exchange their placement). Yields what was done, as a
+    phrase for the start line (None when nothing was changed)."""
+    if model.backend.is_gpu:
         yield None
         return
-    share = cores_per_rank(local)
+    mine = _placement()
+    ranks = comm.allgather(mine, label="the core-placement exchange")  # every CPU rank takes part
+    share = cores_per_rank(mine, ranks)
+    cores = len(mine[1])
+    if share >= cores:  # alone on its cores: nothing to change
+        yield None
+        return
     said, stack = [], contextlib.ExitStack()
     member_ops = getattr(model, "member_ops", None)  # an ensemble: its BLAS already runs on one thread
     with stack:
@@ -47,7 +62,7 @@ def rank_threads(comm, model):
                 from threadpoolctl import threadpool_limits
             except ImportError:
                 said.append(f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share}, "
-                            f"to give each of the {local} ranks on this node {share} core(s))")
+                            f"to give each rank {share} core(s))")
             else:
                 stack.enter_context(threadpool_limits(limits=share, user_api="blas"))
                 said.append(f"{share} BLAS thread(s) per rank")
@@ -56,4 +71,4 @@ def rank_threads(comm, model):
             member_ops.threads = min(before, share)
             stack.callback(setattr, member_ops, "threads", before)
             said.append(f"member groups on {member_ops.threads} thread(s)")
-        yield f"{'; '.join(said)} ({local} ranks on this node)" if said else None
+        yield f"{'; '.join(said)} (its {cores} cores shared with other ranks of this machine)" if said else None
