@@ -84,6 +84,15 @@ def to_host():
     return convert
 
 
+@pytest.fixture(scope="module")
+def ensemble_data():
+    """(X, Y) of 150 rows, 5 features and 2 smooth targets: the ensemble tests' data (float64)."""
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((150, 5))
+    Y = numpy.stack([numpy.sin(X[:, 0]) + 0.1 * X[:, 1], X[:, 2] * X[:, 3]], axis=1)
+    return X, Y
+
+
 @pytest.fixture
 def interrupt_at():
     """A Callback class: ``interrupt_at(epoch, batch)`` calls trainer.interrupt() after batch ``batch`` of

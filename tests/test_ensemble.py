@@ -20,14 +20,6 @@ SIZES = [5, 8, 7, 2]
 LRS = [1e-3, 3e-3, 1e-2]
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((150, 5))
-    Y = np.stack([np.sin(X[:, 0]) + 0.1 * X[:, 1], X[:, 2] * X[:, 3]], axis=1)
-    return X, Y
-
-
 def rel_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
@@ -55,8 +47,8 @@ def check_members(ens, X, Y, optimizer, per_member, model_kwargs, fit_kwargs, dt
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
-def test_each_member_trains_exactly_as_its_own_mlp(data, dtype, optimizer):
-    X, Y = data
+def test_each_member_trains_exactly_as_its_own_mlp(ensemble_data, dtype, optimizer):
+    X, Y = ensemble_data
     lrs = [x * (10 if optimizer in ("sgd", "momentum", "nesterov") else 1) for x in LRS]
     wds = [0.0, 1e-3, 1e-2]
     ens = gpunn.Ensemble(SIZES, 3, activation="tanh", dtype=dtype, seed=10)
@@ -74,8 +66,8 @@ def test_each_member_trains_exactly_as_its_own_mlp(data, dtype, optimizer):
     ("sigmoid", False, "constant", True),
     ("elu", True, "cosine", False),
 ])
-def test_exact_across_activations_bias_and_schedules(data, dtype, activation, bias, schedule, fused):
-    X, Y = data
+def test_exact_across_activations_bias_and_schedules(ensemble_data, dtype, activation, bias, schedule, fused):
+    X, Y = ensemble_data
     model_kwargs = dict(activation=activation, bias=bias, fused=fused)
     ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=3, **model_kwargs)
     sched = gpunn.Schedule(schedule, step_size=2, gamma=0.5)
@@ -84,8 +76,8 @@ def test_exact_across_activations_bias_and_schedules(data, dtype, activation, bi
     check_members(ens, X, Y, "adam", {"lr": LRS}, model_kwargs, fit_kwargs, dtype)
 
 
-def test_per_member_betas_and_momentum(data):
-    X, Y = data
+def test_per_member_betas_and_momentum(ensemble_data):
+    X, Y = ensemble_data
     betas = {"beta1": [0.9, 0.8, 0.5], "beta2": [0.999, 0.99, 0.9]}
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
     ens.fit(X, Y, optimizer="adam", lr=1e-2, epochs=2, batch_size=50, seed=2, verbose=False, **betas)
@@ -105,8 +97,8 @@ def test_per_member_betas_and_momentum(data):
     (lambda: gpunn.Momentum(lr=0.05, nesterov=True), {"lr": [0.01, 0.05, 0.1]}),
     (lambda: gpunn.AdamW(lr=1e-2, weight_decay=0.1, eps=1e-6), {"beta1": [0.5, 0.9, 0.95]}),
 ])
-def test_an_optimizer_object_of_every_kind_sets_each_members_defaults(data, make, per_member):
-    X, Y = data
+def test_an_optimizer_object_of_every_kind_sets_each_members_defaults(ensemble_data, make, per_member):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=2)
     ens.fit(X, Y, optimizer=make(), epochs=2, batch_size=50, seed=1, verbose=False, **per_member)
     for k in range(3):
@@ -118,8 +110,8 @@ def test_an_optimizer_object_of_every_kind_sets_each_members_defaults(data, make
         assert rel_err(ens.member_params[k], twin.params) <= TOL["float64"], f"member {k}"
 
 
-def test_early_stopping_freezes_each_member_as_its_twin_stops(data):
-    X, Y = data
+def test_early_stopping_freezes_each_member_as_its_twin_stops(ensemble_data):
+    X, Y = ensemble_data
     lrs = [0.3, 3e-3, 0.05]  # a fast member that overfits or oscillates, a slow one, one between
     fit_kwargs = dict(epochs=12, batch_size=30, seed=4, validation_fraction=0.2)
 
@@ -133,8 +125,8 @@ def test_early_stopping_freezes_each_member_as_its_twin_stops(data):
     assert len(history.best_epoch) == 3 and all(e is not None for e in history.best_epoch)
 
 
-def test_a_diverging_member_is_frozen_and_the_others_train_on(data):
-    X, Y = data
+def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
     with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
         history = ens.fit(X, Y * 1e3, optimizer="sgd", lr=[1e-4, 50.0], epochs=3, batch_size=50, verbose=False)
@@ -145,8 +137,8 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(data):
                                                              batch_size=50, verbose=False)
 
 
-def test_bootstrap_member_trains_as_an_mlp_on_its_resample(data):
-    X, Y = data
+def test_bootstrap_member_trains_as_an_mlp_on_its_resample(ensemble_data):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
     ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, seed=9, lr=1e-2, verbose=False)
     assert rel_err(ens.member_params[0], ens.member_params[1]) > 1e-3
@@ -158,8 +150,8 @@ def test_bootstrap_member_trains_as_an_mlp_on_its_resample(data):
         assert rel_err(ens.member_params[k], twin.params) <= 1e-10
 
 
-def test_numpy_values_are_one_setting_for_all_or_one_per_member(data):
-    X, Y = data
+def test_numpy_values_are_one_setting_for_all_or_one_per_member(ensemble_data):
+    X, Y = ensemble_data
     runs = [dict(lr=1e-2, beta1=0.8), dict(lr=np.array(1e-2), beta1=np.float64(0.8)),
             dict(lr=np.full(3, 1e-2), beta1=np.array([0.8, 0.8, 0.8]))]
     params = []
@@ -171,11 +163,11 @@ def test_numpy_values_are_one_setting_for_all_or_one_per_member(data):
         np.testing.assert_array_equal(p, params[0])
 
 
-def test_the_progress_bar_keeps_the_members_losses_beside_the_epochs_time_left(data, capsys, monkeypatch):
+def test_the_progress_bar_keeps_the_members_losses_beside_the_epochs_time_left(ensemble_data, capsys, monkeypatch):
     from gpunn.training.callbacks import ProgressBar
 
     monkeypatch.setattr(ProgressBar, "eta_every_s", 0.0)  # at every batch, rather than every second
-    X, Y = data
+    X, Y = ensemble_data
     gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=2, batch_size=30, validation_fraction=0.2)
     second = [s for s in capsys.readouterr().err.split("\r") if "epoch 2/2" in s and "epoch_eta" in s]
     assert second and all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s for s in second)
@@ -189,8 +181,8 @@ def test_members_start_as_mlps_with_their_seeds():
     assert [b.shape for b in ens.biases] == [(3, 4), (3, 1)]
 
 
-def test_loss_and_gradients_match_each_member(data):
-    X, Y = data
+def test_loss_and_gradients_match_each_member(ensemble_data):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 3, activation="silu", dtype="float64", seed=4)
     loss, dW, db = ens.loss_and_gradients(X, Y)
     assert loss.shape == (3,) and [g.shape for g in dW] == [(3, 5, 8), (3, 8, 7), (3, 7, 2)]
@@ -204,8 +196,8 @@ def test_loss_and_gradients_match_each_member(data):
     np.testing.assert_allclose(ens.loss(X, Y), loss, rtol=1e-12)
 
 
-def test_predict_stacks_members_and_return_std_is_the_population_std(data):
-    X, _ = data
+def test_predict_stacks_members_and_return_std_is_the_population_std(ensemble_data):
+    X, _ = ensemble_data
     ens = gpunn.Ensemble(SIZES, 4, dtype="float64", seed=0)
     P = ens.predict(X)
     assert P.shape == (4, X.shape[0], 2)
@@ -216,8 +208,8 @@ def test_predict_stacks_members_and_return_std_is_the_population_std(data):
     assert std.min() > 0
 
 
-def test_predict_and_validation_run_in_chunks_of_rows_per_member(data):
-    X, Y = data
+def test_predict_and_validation_run_in_chunks_of_rows_per_member(ensemble_data):
+    X, Y = ensemble_data
     rng = np.random.default_rng(1)
     big_X, big_Y = rng.standard_normal((2500, 5)), rng.standard_normal((2500, 2))
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
@@ -230,8 +222,8 @@ def test_predict_and_validation_run_in_chunks_of_rows_per_member(data):
     assert max(ens._workspaces) == ens.chunk_rows == 1024
 
 
-def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(data):
-    X, Y = data
+def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(ensemble_data):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
     with pytest.raises(RuntimeError, match="call fit first"):
         ens.best()
@@ -277,8 +269,8 @@ def test_bad_construction_is_a_clear_error(call, match):
     ({"optimizer": "adam", "momentum": 0.9}, "member 0: optimizer 'adam' does not take momentum"),
     ({"beta1": [0.9, 0.9]}, "beta1 lists 2 values"),
 ])
-def test_bad_per_member_settings_are_clear_errors(data, kwargs, match):
-    X, Y = data
+def test_bad_per_member_settings_are_clear_errors(ensemble_data, kwargs, match):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 3, seed=0)
     with pytest.raises(ValueError, match=match):
         ens.fit(X, Y, epochs=1, verbose=False, **kwargs)
@@ -349,8 +341,8 @@ def test_member_kernels_match_the_generic_member_ops():
             np.testing.assert_array_equal(states[0][1][1], 0)
 
 
-def test_save_and_load_an_ensemble(tmp_path, data):
-    X, Y = data
+def test_save_and_load_an_ensemble(tmp_path, ensemble_data):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 3, activation="tanh", dtype="float64", seed=[4, 9, 1])
     ens.fit(X, Y, epochs=1, batch_size=50, verbose=False)
     path = tmp_path / "ens.npz"
@@ -480,11 +472,11 @@ def test_the_batched_gemm_plan_computes_every_product_of_an_ensemble_step():
 
 @pytest.mark.filterwarnings("ignore::gpunn.training.graph.GraphWarning")  # the CPU does not capture: said once
 @pytest.mark.parametrize("optimizer", ["adam", "momentum"])
-def test_graph_true_trains_exactly_as_the_eager_step(data, optimizer):
+def test_graph_true_trains_exactly_as_the_eager_step(ensemble_data, optimizer):
     """Ensemble(graph=True): on the CPU the graph's launches run eagerly (gpunn.training.graph), with the
     step count on the device and the rates from the members' table; bit for bit the ordinary fit, with a
     member frozen by early stopping part-way and bootstrap resamples."""
-    X, Y = data
+    X, Y = ensemble_data
     kwargs = dict(epochs=5, batch_size=25, optimizer=optimizer, lr=[2e-3, 0.1, 1e-2] if optimizer == "adam"
                   else [0.01, 0.3, 0.05], momentum=None if optimizer == "adam" else [0.5, 0.9, 0.0],
                   validation_fraction=0.2, bootstrap=True, seed=4, schedule="cosine", verbose=False)

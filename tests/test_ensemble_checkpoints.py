@@ -14,14 +14,6 @@ from gpunn import data as gdata
 SIZES = [5, 8, 7, 2]
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((150, 5))
-    Y = np.stack([np.sin(X[:, 0]) + 0.1 * X[:, 1], X[:, 2] * X[:, 3]], axis=1)
-    return X, Y
-
-
 def _no_timing(history):
     return {k: v for k, v in history.items() if k not in ("time_s", "samples_per_s")}
 
@@ -37,8 +29,8 @@ def _stopper():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("stop_at", [(3, 2), (2, 4)], ids=["mid-epoch", "epoch-end"])
-def test_an_interrupted_ensemble_run_resumes_bit_for_bit(data, tmp_path, interrupt_at, dtype, stop_at):
-    X, Y = data
+def test_an_interrupted_ensemble_run_resumes_bit_for_bit(ensemble_data, tmp_path, interrupt_at, dtype, stop_at):
+    X, Y = ensemble_data
     reference = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=7)
     ref_hist = reference.fit(X, Y, callbacks=[_stopper()], **FIT)
     assert ref_hist.stopped_epoch == [7, 3, 7]  # the scenario this test is about: member 1 frozen part-way
@@ -66,8 +58,8 @@ def test_an_interrupted_ensemble_run_resumes_bit_for_bit(data, tmp_path, interru
     assert ckpt.model.history is resumed and ckpt.model.best_index() == reference.best_index()
 
 
-def test_a_resumed_run_without_early_stopping_or_bootstrap_is_exact_and_can_be_extended(data, tmp_path, interrupt_at):
-    X, Y = data
+def test_a_resumed_run_without_early_stopping_or_bootstrap_is_exact_and_can_be_extended(ensemble_data, tmp_path, interrupt_at):
+    X, Y = ensemble_data
     fit = dict(epochs=4, batch_size=40, optimizer="momentum", lr=[0.01, 0.03], momentum=[0.5, 0.9],
                weight_decay=[0.0, 1e-3], validation_data=(X[:30], Y[:30]), seed=2, verbose=False)
     reference = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
@@ -85,8 +77,8 @@ def test_a_resumed_run_without_early_stopping_or_bootstrap_is_exact_and_can_be_e
     assert resumed.best_epoch == ref_hist.best_epoch and resumed.best == ref_hist.best
 
 
-def test_resuming_a_run_whose_members_all_stopped_trains_no_further(data, tmp_path):
-    X, Y = data
+def test_resuming_a_run_whose_members_all_stopped_trains_no_further(ensemble_data, tmp_path):
+    X, Y = ensemble_data
     path = tmp_path / "run.npz"
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
     done = ens.fit(X, Y, epochs=40, batch_size=30, lr=[0.3, 0.5], validation_fraction=0.2, verbose=False,
@@ -99,8 +91,8 @@ def test_resuming_a_run_whose_members_all_stopped_trains_no_further(data, tmp_pa
     assert ckpt.optimizer.steps == ens.optimizer.steps
 
 
-def test_a_diverged_member_stays_frozen_through_a_checkpoint(data, tmp_path, interrupt_at):
-    X, Y = data
+def test_a_diverged_member_stays_frozen_through_a_checkpoint(ensemble_data, tmp_path, interrupt_at):
+    X, Y = ensemble_data
     fit = dict(optimizer="sgd", lr=[1e-4, 50.0], epochs=3, batch_size=50, verbose=False)
     reference = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
     with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
@@ -119,8 +111,8 @@ def test_a_diverged_member_stays_frozen_through_a_checkpoint(data, tmp_path, int
     np.testing.assert_array_equal(np.array(resumed["loss"]), np.array(ref_hist["loss"]))
 
 
-def test_what_an_ensemble_run_cannot_do_is_refused_by_name(data, tmp_path, capsys):
-    X, Y = data
+def test_what_an_ensemble_run_cannot_do_is_refused_by_name(ensemble_data, tmp_path, capsys):
+    X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
     with pytest.raises(ValueError, match="ReduceLROnPlateau"):
         ens.fit(X, Y, epochs=1, callbacks=[gpunn.ReduceLROnPlateau()], verbose=False)
@@ -174,8 +166,8 @@ def _member_settings(meta, arrays):
     (_nan_row, "NaN or infinite"),
     (_member_settings, "should list 2 member settings"),
 ])
-def test_a_forged_ensemble_checkpoint_is_refused(data, tmp_path, interrupt_at, edit, match):
-    X, Y = data
+def test_a_forged_ensemble_checkpoint_is_refused(ensemble_data, tmp_path, interrupt_at, edit, match):
+    X, Y = ensemble_data
     path = tmp_path / "run.npz"
     gpunn.Ensemble(SIZES, 2, seed=0, device="cpu").fit(
         X, Y, epochs=2, batch_size=50, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 0)], verbose=False)
