@@ -52,36 +52,30 @@ def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "sweep" and args.resume:  # its options come from the sweep's first checkpoint
-        from .sweep import first_checkpoint
-
-        sweep_parser = parser.commands["sweep"]
-        sweep_parser.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), argv, sweep_parser, {},
-                                                        build_parser().commands["sweep"], command="sweep"))
-        args = parser.parse_args(argv)
+    if args.command not in ("train", "sweep"):
+        return args
+    command = parser.commands[args.command]
+    given = resume.explicit(argv, build_parser().commands[args.command])  # the options written out
     if args.command == "sweep":
-        from .train import refuse_idle_options
+        if args.resume:  # its options come from the sweep's first checkpoint
+            from .sweep import first_checkpoint
 
-        refuse_idle_options(resume.explicit(argv, build_parser().commands["sweep"]), args)
-        return args
-    if args.command == "train" and args.data and not args.resume:
-        from .data import refuse_task_options
+            command.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), given, command, {},
+                                                       command="sweep"))
+            args = parser.parse_args(argv)
+    else:
+        if args.data and not args.resume:
+            from .data import refuse_task_options
 
-        refuse_task_options(resume.explicit(argv, build_parser().train_parser))
-    if args.command != "train":
-        return args
-    if args.config or args.resume:
-        train = parser.train_parser
-        from_config = cfgmod.convert(train, cfgmod.read_toml(args.config), args.config) if args.config else {}
-        if args.resume:
-            layered = resume.defaults_for(args.resume, argv, train, from_config, build_parser().train_parser)
-        else:
-            layered = from_config
-        train.set_defaults(**layered)
-        args = parser.parse_args(argv)
+            refuse_task_options(given)
+        if args.config or args.resume:
+            from_config = cfgmod.convert(command, cfgmod.read_toml(args.config), args.config) if args.config else {}
+            command.set_defaults(**(resume.defaults_for(args.resume, given, command, from_config) if args.resume
+                                    else from_config))
+            args = parser.parse_args(argv)
     from .train import refuse_idle_options
 
-    refuse_idle_options(resume.explicit(argv, build_parser().train_parser), args)
+    refuse_idle_options(given, args)
     return args
 
 

@@ -170,13 +170,12 @@ def check(path, given: dict, options: dict, done: int, kind) -> None:
                          f"{done} to train further")
 
 
-def defaults_for(path, argv, parser, config_values: dict, scratch_parser, command="train") -> dict:
+def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train") -> dict:
     """The command parser's defaults for ``--resume path``: the recorded options, then --config's
-    values; every option given (command line or --config) checked first. ``scratch_parser``: a
-    parser of its own for the command, which this spoils (to tell what was given from the defaults).
+    values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first.
     A sweep's epochs are checked per ensemble when it runs (gpunn.cli.sweep), not here."""
     options, done, kind = recorded(path, parser, command)
-    given = {**config_values, **explicit(argv, scratch_parser)}
+    given = {**config_values, **on_command_line}
     check(path, given, options, done if command == "train" else 0, kind)
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
