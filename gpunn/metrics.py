@@ -1,6 +1,8 @@
 """Regression metrics on device arrays, returned as Python floats."""
 from __future__ import annotations
 
+import numpy
+
 
 def mse(xp, P, Y) -> float:
     return float(xp.mean((P - Y) ** 2))
@@ -76,12 +78,27 @@ class SourceEvaluator:
         return self.ss_tot
 
 
+def validation_logs(sq_sum, abs_sum, r2, rows, outputs) -> dict:
+    """An epoch's validation logs from host sums over ``rows`` rows of ``outputs`` targets: ``val_loss`` is
+    the training loss's f = (1/m)||A[L] - Y||_F^2 on the validation rows (the sum of the outputs' MSEs), so
+    it compares with ``loss``; ``val_mse`` and ``val_mae`` are means over every value (scikit-learn's
+    mean_squared_error), equal to val_loss with one output; ``val_r2`` the outputs' mean R². Floats, or
+    lists of K for an ensemble's (K,) sums."""
+    sq_sum, abs_sum, r2 = (numpy.asarray(a, "float64") for a in (sq_sum, abs_sum, r2))
+
+    def value(a):
+        return float(a) if a.ndim == 0 else a.tolist()
+
+    return {"val_loss": value(sq_sum / rows), "val_mse": value(sq_sum / (rows * outputs)),
+            "val_mae": value(abs_sum / (rows * outputs)), "val_r2": value(r2)}
+
+
 def _evaluate(model, pieces, ss_tot) -> dict:
     """MSE, MAE and R² of ``model`` over (X, Y) device pieces; ``ss_tot`` per output (or a callable
     giving it once the pieces are consumed)."""
     xp = model.xp
     ss_res = abs_sum = None
-    count = 0
+    rows = 0
     for Xc, Yc in pieces:
         if ss_res is None:
             ss_res, abs_sum = xp.zeros(Yc.shape[1], "float64"), xp.zeros((), "float64")
@@ -89,11 +106,10 @@ def _evaluate(model, pieces, ss_tot) -> dict:
         D = P - Yc
         ss_res += (D * D).sum(axis=0, dtype="float64")
         abs_sum += xp.abs(D).sum(dtype="float64")
-        count += Yc.shape[0] * Yc.shape[1]
+        rows += Yc.shape[0]
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
     ok = ss_tot > 0
     # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0
     r2 = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-    packed = xp.stack([ss_res.sum() / count, abs_sum / count, r2.mean()])
-    mse_, mae_, r2_ = (float(v) for v in model.backend.to_host(packed))  # the one host sync
-    return {"val_loss": mse_, "val_mse": mse_, "val_mae": mae_, "val_r2": r2_}
+    packed = model.backend.to_host(xp.stack([ss_res.sum(), abs_sum, r2.mean()]))  # the one host sync
+    return validation_logs(*packed, rows, ss_res.shape[0])

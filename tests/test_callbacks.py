@@ -68,6 +68,20 @@ def test_validation_metrics_match_the_host_definitions(data):
     assert model.score(Xv, Yv) == pytest.approx(h["val_r2"][-1], rel=1e-6)
 
 
+def test_val_loss_is_the_training_loss_on_the_validation_rows_with_several_outputs(data):
+    # val_loss was the mean over every value (val_mse): with 3 outputs a third of `loss` on the same rows
+    X, Y = data[0][:200], numpy.tile(data[1][:200], (1, 3)) * [1.0, 2.0, -1.0]
+    model = MLP([5, 8, 3], device="cpu", seed=0, dtype="float64")
+    h = model.fit(X, Y, epochs=2, batch_size=None, optimizer="sgd", lr=1e-3, shuffle=False,
+                  validation_data=(X, Y), verbose=False)
+    assert h["val_loss"][-1] == pytest.approx(model.loss(X, Y), rel=1e-12)
+    assert h["val_mse"][-1] == pytest.approx(h["val_loss"][-1] / 3, rel=1e-12)
+    assert h["val_mse"][-1] == pytest.approx(metrics.mse(numpy, model.predict(X), Y), rel=1e-12)
+    ens = gpunn.Ensemble([5, 8, 3], 2, device="cpu", seed=0, dtype="float64")
+    he = ens.fit(X, Y, epochs=1, batch_size=None, optimizer="sgd", lr=1e-3, validation_data=(X, Y), verbose=False)
+    assert he["val_loss"][-1] == pytest.approx([ens[k].loss(X, Y) for k in range(2)], rel=1e-12)
+
+
 def test_validation_reads_back_once_per_epoch(data, monkeypatch, device):
     X, Y, Xv, Yv = data
     calls = []

@@ -169,7 +169,7 @@ def rank(settings, history_of, offset=0):
     rows = []
     for k, s in enumerate(settings):
         history, j = history_of(k)
-        val = numpy.asarray([v[j] for v in history["val_loss"]], dtype=numpy.float64)
+        val = numpy.asarray([v[j] for v in history["val_mse"]], dtype=numpy.float64)
         r2 = [v[j] for v in history["val_r2"]]
         finite = numpy.where(numpy.isfinite(val), val, numpy.inf)
         best = int(numpy.argmin(finite))

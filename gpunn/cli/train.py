@@ -114,11 +114,11 @@ def plot_history(history, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(history["epoch"], history["loss"], marker=".", label="training loss (MSE)")
+    ax.plot(history["epoch"], history["loss"], marker=".", label="training loss")
     if "val_loss" in history:
-        ax.plot(history["epoch"], history["val_loss"], marker=".", label="validation loss (MSE)")
+        ax.plot(history["epoch"], history["val_loss"], marker=".", label="validation loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean squared error")
+    ax.set_ylabel("loss (mean squared error, summed over outputs)")
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..metrics import RegressionEvaluator
+from ..metrics import RegressionEvaluator, validation_logs
 from ..training.callbacks import Callback
 from ..training.loop import TrainingDiverged
 from .comm import abort_on_error, world
@@ -99,7 +99,7 @@ class _ShardedValidation:
         total = self.comm.sum_host(local, label="the validation sums")
         n = ss_res.size
         abs_total = total[n:] if members else total[n]
-        return _metrics(total[:n].reshape(ss_res.shape), abs_total, host(self.ss_tot), self.n_rows * outputs)
+        return _metrics(total[:n].reshape(ss_res.shape), abs_total, host(self.ss_tot), self.n_rows, outputs)
 
 
 class _ShardedSourceValidation:
@@ -134,21 +134,17 @@ class _ShardedSourceValidation:
             self.ss_tot, count = merged.m2, merged.count
             self.n_rows = count
         total = self.comm.sum_host(numpy.concatenate([host(ss_res), host(abs_sum)]), label="the validation sums")
-        return _metrics(total[:-1], total[-1], self.ss_tot, self.n_rows * outputs)
+        return _metrics(total[:-1], total[-1], self.ss_tot, self.n_rows, outputs)
 
 
-def _metrics(ss_res, abs_sum, ss_tot, count) -> dict:
-    """MSE, MAE and R² (scikit-learn's convention for a constant target) from host sums over ``count`` values:
-    ``ss_res`` per output (floats back) or (K, outputs) for an ensemble (lists of K back)."""
+def _metrics(ss_res, abs_sum, ss_tot, rows, outputs) -> dict:
+    """The validation logs (gpunn.metrics.validation_logs; R² with scikit-learn's convention for a constant
+    target) from host sums over ``rows`` rows: ``ss_res`` per output (floats back) or (K, outputs) for an
+    ensemble (lists of K back)."""
     ss_tot = numpy.asarray(ss_tot)
     ok = ss_tot > 0
     r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0)).mean(axis=-1)
-    mse, mae = ss_res.sum(axis=-1) / count, numpy.asarray(abs_sum) / count
-
-    def value(a):
-        return float(a) if numpy.ndim(a) == 0 else a.tolist()
-
-    return {"val_loss": value(mse), "val_mse": value(mse), "val_mae": value(mae), "val_r2": value(r2)}
+    return validation_logs(ss_res.sum(axis=-1), abs_sum, r2, rows, outputs)
 
 
 def _source_validation_chunks(evaluator):

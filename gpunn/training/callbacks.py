@@ -114,7 +114,7 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         shown = {"loss": f"{logs['loss']:.4g}"}
-        # val_mse is val_loss under another name: shown once
+        # val_mse is val_loss over the number of outputs: not shown again
         shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
         self._shown = shown
         self.bar.set_postfix(shown, refresh=True)
@@ -149,7 +149,8 @@ def _mode_for(monitor, mode):
 
 
 def default_monitor(trainer) -> str:
-    """val_loss (the validation MSE) when the run has validation data, else the training loss."""
+    """val_loss (the training loss's formula on the validation rows) when the run has validation data, else
+    the training loss."""
     return "val_loss" if trainer.validation is not None else "loss"
 
 

@@ -27,7 +27,7 @@ import warnings
 import numpy
 
 from ..checks import check_rows_match, per_member, positive_int
-from ..metrics import RegressionEvaluator
+from ..metrics import RegressionEvaluator, validation_logs
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
@@ -202,10 +202,8 @@ class EnsembleEvaluator(RegressionEvaluator):
             abs_sum += xp.abs(D).sum(axis=(1, 2), dtype="float64")
         ok = self.ss_tot > 0
         r2 = xp.where(ok, 1 - ss_res / xp.where(ok, self.ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-        count = Y.shape[0] * Y.shape[1]
-        packed = model.backend.to_host(xp.stack([ss_res.sum(axis=1) / count, abs_sum / count, r2.mean(axis=1)]))
-        mse_, mae_, r2_ = (row.tolist() for row in packed)  # the one host sync
-        return {"val_loss": mse_, "val_mse": mse_, "val_mae": mae_, "val_r2": r2_}
+        packed = model.backend.to_host(xp.stack([ss_res.sum(axis=1), abs_sum, r2.mean(axis=1)]))  # one host sync
+        return validation_logs(*packed, Y.shape[0], Y.shape[1])
 
 
 class MemberEarlyStopping(Callback):

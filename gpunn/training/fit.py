@@ -67,8 +67,10 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     the run). batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
 
     Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (rows held out
-    by the seed) adds val_loss (= val_mse), val_mse, val_mae and val_r2 to each epoch's logs,
-    at one extra host synchronisation per epoch.
+    by the seed) adds val_loss, val_mse, val_mae and val_r2 to each epoch's logs, at one extra host
+    synchronisation per epoch. val_loss is the training loss's formula on the validation rows, so the two
+    compare: with one output it is the MSE (= val_mse); with k outputs the loss sums the outputs' squared
+    errors, and val_loss = k x val_mse (val_mse and val_mae are means over every value, as scikit-learn's).
     Callbacks: ``gpunn.EarlyStopping(patience=8)`` (monitors val_loss with validation, else loss, and
     restores the best weights), ``gpunn.ReduceLROnPlateau(...)``, ``gpunn.ModelCheckpoint("run.npz")``
     (a resumable checkpoint written atomically every epoch, at the end and on Ctrl-C; continue with
