@@ -645,7 +645,7 @@ class ModelCheckpoint(Callback):
         return {"best": self._tracker.best}, {}
 
     def load_state_dict(self, state, arrays):
-        self._tracker.best = state.get("best")
+        self._tracker._load_base({"best": state.get("best"), "best_epoch": None, "wait": 0})
 
 
 CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint,

@@ -129,6 +129,31 @@ def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
     assert model.loss(Xv, Yv) == pytest.approx(min(h["val_loss"]), rel=1e-5)
 
 
+def test_a_callback_passed_to_a_second_fit_starts_that_run_afresh(data):
+    # the reused EarlyStopping had stopped the first run: the second stopped before its first epoch and
+    # returned an empty history; ReduceLROnPlateau carried its best value and patience count over
+    X, Y, Xv, Yv = data
+    X, Y = X[:200], Y[:200]
+
+    def run(callbacks, seed):
+        return MLP([5, 16, 1], device="cpu", seed=seed).fit(
+            X, Y, epochs=12, batch_size=50, lr=1e-2, validation_data=(Xv, Yv), callbacks=callbacks, verbose=False)
+
+    es, plateau = EarlyStopping(patience=2, min_delta=1e6), ReduceLROnPlateau(patience=1, factor=0.5, min_delta=1e6)
+    first = run([es, plateau], 0)
+    assert first.stopped_early and len(first["epoch"]) == 3 and plateau.reductions == 2
+    again = run([es, plateau], 1)
+    fresh = run([EarlyStopping(patience=2, min_delta=1e6), ReduceLROnPlateau(patience=1, factor=0.5, min_delta=1e6)], 1)
+    assert again["epoch"] == fresh["epoch"] == [1, 2, 3] and again["lr"] == fresh["lr"]
+    assert again.best_epoch == fresh.best_epoch == 1 and again["val_loss"] == fresh["val_loss"]
+
+
+def test_an_unknown_mode_is_refused_when_the_callback_is_made():
+    for make in (EarlyStopping, ReduceLROnPlateau, lambda mode: gpunn.ModelCheckpoint("x.npz", mode=mode)):
+        with pytest.raises(ValueError, match="mode must be 'auto', 'min' or 'max', got 'maximise'"):
+            make(mode="maximise")
+
+
 def test_monitoring_a_missing_metric_says_what_is_there(data):
     X, Y = data[0][:100], data[1][:100]
     with pytest.raises(ValueError, match=r"'val_loss', which the logs lack \(pass validation_data"):

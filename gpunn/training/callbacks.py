@@ -160,10 +160,21 @@ class _Monitoring(Callback):
     def __init__(self, monitor=None, min_delta=0.0, mode="auto"):
         if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
             raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        _mode_for(monitor or "loss", mode)  # an unknown mode is refused here, not when fit starts
         self.monitor, self.min_delta, self.mode = monitor, float(min_delta), mode
+        self._resumed = False
+        self._reset()
+
+    def _reset(self):
+        """A fresh run's progress. on_train_begin calls it unless a checkpoint's state was just loaded, so a
+        callback passed to a second fit starts that run afresh (it stopped the second fit at once, with an
+        empty history, when the first had stopped early)."""
         self.best, self.best_epoch, self.wait = None, None, 0
 
     def on_train_begin(self, trainer):
+        if not self._resumed:
+            self._reset()
+        self._resumed = False
         self._monitor = self.monitor or default_monitor(trainer)
         self._mode = _mode_for(self._monitor, self.mode)
 
@@ -186,6 +197,7 @@ class _Monitoring(Callback):
 
     def _load_base(self, state):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+        self._resumed = True  # the next run continues from this state
 
 
 class EarlyStopping(_Monitoring):
@@ -203,6 +215,9 @@ class EarlyStopping(_Monitoring):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
         self.patience, self.restore_best_weights = patience, bool(restore_best_weights)
+
+    def _reset(self):
+        super()._reset()
         self.best_params, self.stopped_epoch = None, None
 
     def get_config(self):
@@ -276,6 +291,9 @@ class ReduceLROnPlateau(_Monitoring):
         if not (isinstance(min_lr, (int, float)) and min_lr >= 0):
             raise ValueError(f"min_lr must be a non-negative number, got {min_lr!r}")
         self.factor, self.patience, self.cooldown, self.min_lr = float(factor), patience, cooldown, float(min_lr)
+
+    def _reset(self):
+        super()._reset()
         self.cooldown_left, self.reductions = 0, 0
 
     def get_config(self):
