@@ -359,7 +359,7 @@ class BootstrapSource(ArraySource):
 
 class EnsembleTrainer(Trainer):
     """The loop's Trainer with K losses per epoch: a member whose loss is NaN, infinite or past
-    DIVERGENCE_FACTOR times the run's first batch loss is frozen; TrainingDiverged only when all are."""
+    DIVERGENCE_FACTOR times the run's reference loss (gpunn.training.loop.reference_loss) is frozen; TrainingDiverged only when all are."""
 
     def epoch_logs(self, epoch, total, rows, seen, lr, t0) -> dict:
         model, opt = self.model, self.optimizer

@@ -26,8 +26,18 @@ from .state import FitSettings, TrainState
 DIVERGENCE_FACTOR = 1e4  # an epoch's loss this many times the run's first batch loss means divergence
 
 
+def reference_loss(xp, sum_sq, Xb, Yb) -> float:
+    """What divergence is measured against: the first batch's loss before any step (the largest
+    member's, for K), or the loss of predicting zero (the mean squared norm of a target row) when
+    that is larger. A run that starts converged (fine-tuning a trained model: a first loss near
+    float rounding) may then move its loss up by far more than DIVERGENCE_FACTOR without diverging."""
+    zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)
+    return max(float(xp.max(sum_sq)) / Xb.shape[0], float(zero_loss))
+
+
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite, or grew past DIVERGENCE_FACTOR times its first value."""
+    """The training loss became NaN or infinite, or grew past DIVERGENCE_FACTOR times its first value
+    (or the loss of predicting zero, when larger: see reference_loss)."""
 
 
 class Trainer:
@@ -159,7 +169,7 @@ class Trainer:
                     total += xp.asarray(start_sum_sq, "float64")
             total += sum_sq
             if self.state.reference_loss is None:  # the run's first batch, before any step (one host read)
-                self.state.reference_loss = float(xp.max(sum_sq)) / Xb.shape[0]
+                self.state.reference_loss = reference_loss(xp, sum_sq, Xb, Yb)
             if graph is None:
                 if hook is not None:
                     hook.on_gradients(trainable, Xb.shape[0])
@@ -190,7 +200,8 @@ class Trainer:
         ref = self.state.reference_loss
         grew = ref is not None and ref > 0 and loss > DIVERGENCE_FACTOR * ref
         if not math.isfinite(loss) or grew:
-            how = f"{loss:.4g}, {loss / ref:.3g} times its first value {ref:.4g}," if grew else f"{loss}"
+            how = (f"{loss:.4g}, {loss / ref:.3g} times its reference {ref:.4g} (the first batch's loss, or the "
+                   "loss of predicting zero if larger)," if grew else f"{loss}")
             raise TrainingDiverged(
                 f"training loss became {how} in epoch {epoch + 1} (learning rate {lr:.3g}); "
                 "lower the learning rate, or scale the targets (standardise Y) and inputs"

@@ -63,8 +63,9 @@ class TrainState:
     ``partial_sum_sq``: the summed squared error of the batches already done in that epoch (so a
     mid-epoch resume reports the same epoch loss); ``lr_scale``: ReduceLROnPlateau's factor on top of the
     schedule; ``history``: the completed epochs' logs; ``interrupted``: the run stopped on Ctrl-C /
-    ``trainer.interrupt()``; ``reference_loss``: the loss of the run's first batch, before any step,
-    which divergence is measured against (an epoch loss past 1e4 times it). The random state needs
+    ``trainer.interrupt()``; ``reference_loss``: the loss of the run's first batch, before any step
+    (or of predicting zero, when larger: gpunn.training.loop.reference_loss), which divergence is
+    measured against (an epoch loss past 1e4 times it). The random state needs
     nothing more: shuffles are keyed by (seed, epoch).
     """
 
