@@ -282,19 +282,40 @@ class MLP:
     def _as_target(self, Y, name="Y"):
         return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
+    def _raw_input(self, data, name="X", target=False):
+        """Raw-unit inputs (targets) for a model with a ``standardizer``: checked, on the device, in
+        float64 when the model's dtype would not hold them exactly (float64 or int64 for a float32
+        model), so that they are standardized before the cast, as the data sources do
+        (gpunn.data.stats.standardizing_dtype); otherwise in the model's dtype."""
+        from .data.stats import dtype_of, standardizing_dtype
+
+        return as_matrix(data, name, self.backend, standardizing_dtype(dtype_of(data), self.dtype), allow_1d=target,
+                         n_columns=self.layer_sizes[-1 if target else 0])
+
+    def _standardized(self, X, Y, x_name="X", y_name="Y"):
+        """Raw-unit (X, Y) as a model with a ``standardizer`` trains on them: checked, standardized
+        (see ``_raw_input``), in the model's dtype; new arrays, the caller's are left as they are."""
+        def load(data, name, target):
+            A = self._raw_input(data, name, target)
+            return A.copy() if A is data or getattr(A, "base", None) is data else A
+
+        X, Y = load(X, x_name, False), load(Y, y_name, True)
+        self.standardizer.transform_(self.xp, X, Y)
+        return X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
+
     def predict(self, X):
         """A[L] for the rows of X, on the model's device (a NumPy array on CPU).
 
         With a ``standardizer`` (training with standardize=True), X is taken in raw units and the
         predictions are returned in the targets' units."""
         with self.backend.use():
-            X = self._as_input(X)
-            out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self.dtype)
             scaler = self.standardizer
+            X = self._as_input(X) if scaler is None else self._raw_input(X)
+            out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self.dtype)
             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
                 chunk = X[start:start + PREDICT_CHUNK_ROWS]
                 if scaler is not None:
-                    chunk = scaler.transform_x(self.xp, chunk)
+                    chunk = scaler.transform_x(self.xp, chunk).astype(self.dtype, copy=False)
                 out[start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
             if scaler is not None:
                 scaler.inverse_y_(self.xp, out)
@@ -309,7 +330,11 @@ class MLP:
             return float(self.ops.squared_error(A, Y)) / A.shape[0]
 
     def loss_and_gradients(self, X, Y):
-        """(loss, dW, db) by the seed's backward equations over all rows of X; db is None without bias."""
+        """(loss, dW, db) by the seed's backward equations over all rows of X; db is None without bias.
+
+        With a ``standardizer``, X and Y are taken in raw units and standardized first: the loss and
+        gradients are those training follows (standardized units), while ``loss`` is the mean squared
+        error of ``predict`` in the targets' units."""
         with self.backend.use():
             sum_sq, rows, dW, db = gradients_over(self, X, Y)
             return float(sum_sq) / rows, dW, db
@@ -319,10 +344,11 @@ class MLP:
         from .metrics import RegressionEvaluator
 
         with self.backend.use():
-            X, Y = self._as_input(X), self._as_target(Y)
-            check_rows_match(X, Y)
             if self.standardizer is not None:  # R² is the same in standardized units
-                X, Y = self.standardizer.transform_(self.xp, X.copy(), Y.copy())
+                X, Y = self._standardized(X, Y)
+            else:
+                X, Y = self._as_input(X), self._as_target(Y)
+            check_rows_match(X, Y)
             return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
 
     def fit(self, X, Y=None, **kwargs):
@@ -348,7 +374,10 @@ def gradients_over(model, X, Y):
     """(device sum of squared errors, rows, copies of dW, copies of db or None) of one backward pass over
     all rows of X: what MLP.loss_and_gradients and Ensemble.loss_and_gradients share (they differ in
     how the sum becomes a loss). Call inside ``model.backend.use()``."""
-    X, Y = model._as_input(X), model._as_target(Y)
+    if getattr(model, "standardizer", None) is not None:  # raw units in, as for fit and predict
+        X, Y = model._standardized(X, Y)
+    else:
+        X, Y = model._as_input(X), model._as_target(Y)
     check_rows_match(X, Y)
     sum_sq = model.train_step(X, Y)
     dW = [g.copy() for g in model._dW]

@@ -201,14 +201,15 @@ def _gb(n) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
-def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, graph=False) -> dict:
+def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, graph=False, standardize=False) -> dict:
     """Bytes a ``gpunn train`` run on in-memory data needs: 'data' (X and Y, plus the finiteness
-    check's boolean mask), 'shuffle' (the per-epoch shuffled copy of the training rows) and
+    check's boolean mask; with ``standardize``, the standardized copy of the rows that ``fit`` trains
+    on), 'shuffle' (the per-epoch shuffled copy of the training rows) and
     'model' (parameters, gradients, two optimizer moments, per-layer workspaces of a batch; with
     ``graph``, the CUDA graph's fixed batch buffers for two batch shapes and its cuBLAS workspace)."""
     from .ops.cublas import WORKSPACE_BYTES
 
-    data = rows * (features + outputs) * itemsize + rows * max(features, outputs)
+    data = rows * (features + outputs) * itemsize * (2 if standardize else 1) + rows * max(features, outputs)
     shuffle = (rows - max(1, rows // 10)) * (features + outputs) * itemsize
     n_params = sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
     batch = min(batch_size, rows)

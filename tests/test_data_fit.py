@@ -50,6 +50,87 @@ def test_standardized_training_predicts_in_the_targets_units(linear_pair, tmp_pa
     assert model.score(X, Y) > 0.999
 
 
+@pytest.fixture
+def timestamps(tmp_path):
+    """A float64 column far wider than its spread (Unix times in seconds: float32 holds them to 128 s)
+    and a target that is a linear function of the spread, around a large offset too."""
+    rng = numpy.random.default_rng(3)
+    X = numpy.column_stack([1.7e9 + rng.uniform(0, 100, 6000), rng.standard_normal(6000)])
+    Y = (X[:, :1] - 1.7e9) * 2.0 + 1e6
+    numpy.save(tmp_path / "t.npy", X)
+    numpy.save(tmp_path / "ty.npy", Y)
+    return tmp_path / "t.npy", tmp_path / "ty.npy", X, Y
+
+
+def exact_standardized(A, mean, scale):
+    return ((A - mean) * (1.0 / scale)).astype("float32")  # in float64, then cast
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_float64_columns_are_standardized_before_the_cast_to_float32(timestamps, tmp_path, kind, device):
+    x, y, X, Y = timestamps
+    if kind == "npy":
+        source = data.npy(x, y, chunk_rows=1000, standardize=True, shuffle=False, device=device)
+    else:
+        pa = pytest.importorskip("pyarrow")
+        table = pa.table({"t": X[:, 0], "z": X[:, 1], "y": Y[:, 0]})
+        if kind == "csv":
+            import pyarrow.csv as pcsv
+            pcsv.write_csv(table, tmp_path / "t.csv")
+            source = data.csv(tmp_path / "t.csv", target="y", standardize=True, shuffle=False, device=device)
+        else:
+            import pyarrow.parquet as pq
+            pq.write_table(table, tmp_path / "t.parquet", row_group_size=1000)
+            source = data.parquet(tmp_path / "t.parquet", target="y", standardize=True, shuffle=False, device=device)
+    s = source.standardizer  # the statistics of the stored values, not of their float32 roundings
+    numpy.testing.assert_allclose(s.x_mean, X.mean(axis=0), rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_allclose(s.x_scale, X.std(axis=0), rtol=1e-9)
+    numpy.testing.assert_allclose(s.y_scale, Y.std(axis=0), rtol=1e-9)
+    Xb, Yb = (host(A) for A in next(source.batches(0, 6000)))
+    assert Xb.dtype == numpy.float32
+    numpy.testing.assert_allclose(Xb, exact_standardized(X, s.x_mean, s.x_scale), rtol=1e-6, atol=1e-6)
+    numpy.testing.assert_allclose(Yb, exact_standardized(Y, s.y_mean, s.y_scale), rtol=1e-6, atol=1e-6)
+
+
+def test_an_iterable_of_float64_pieces_is_standardized_before_the_cast_too(timestamps):
+    _, _, X, Y = timestamps
+    source = data.iterable([(X[i:i + 1000], Y[i:i + 1000]) for i in range(0, 6000, 1000)], standardize=True)
+    source.bind("cpu", "float32")
+    s = source.standardizer
+    numpy.testing.assert_allclose(s.x_scale, X.std(axis=0), rtol=1e-9)
+    Xb, Yb = next(source.batches(0, 6000))
+    assert Xb.dtype == Yb.dtype == numpy.float32
+    numpy.testing.assert_allclose(Xb, exact_standardized(X, s.x_mean, s.x_scale), rtol=1e-6, atol=1e-6)
+
+
+def test_a_standardized_model_takes_raw_float64_arrays_everywhere(timestamps):
+    x, y, X, Y = timestamps
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)  # linear: exact in standardized units
+    history = model.fit(data.npy(x, y, chunk_rows=1000, standardize=True), epochs=20, batch_size=64, lr=1e-2,
+                        verbose=False)
+    s = model.standardizer
+    Xs, Ys = exact_standardized(X, s.x_mean, s.x_scale), exact_standardized(Y, s.y_mean, s.y_scale)
+    assert history["loss"][-1] < 1e-4  # learned from the seconds that float32 cannot tell apart at 1.7e9
+    assert model.score(X, Y) > 0.9999
+    plain = gpunn.MLP([2, 1], device="cpu")  # the same network without the statistics, fed standardized rows
+    plain.params[...] = model.params
+    P = host(model.predict(X))
+    numpy.testing.assert_allclose(P, host(plain.predict(Xs)) * s.y_scale + s.y_mean, rtol=1e-6)
+    loss, dW, _ = model.loss_and_gradients(X, Y)
+    expected_loss, expected_dW, _ = plain.loss_and_gradients(Xs, Ys)
+    assert loss == expected_loss
+    numpy.testing.assert_array_equal(dW[0], expected_dW[0])
+    # a later fit on arrays trains on a standardized copy, as fit on the source did; the caller's arrays stay
+    X_before = X.copy()
+    tuned = model.fit(X, Y, epochs=2, batch_size=64, lr=1e-3, seed=5, validation_data=(X[:500], Y[:500]),
+                      verbose=False)
+    same = plain.fit(Xs, Ys, epochs=2, batch_size=64, lr=1e-3, seed=5, validation_data=(Xs[:500], Ys[:500]),
+                     verbose=False)
+    numpy.testing.assert_array_equal(model.params, plain.params)
+    assert tuned["loss"] == same["loss"] and tuned["val_loss"] == same["val_loss"]
+    numpy.testing.assert_array_equal(X, X_before)
+
+
 def source_rows(source):
     return numpy.concatenate([numpy.arange(sum(source.chunk_sizes[:k]), sum(source.chunk_sizes[:k + 1]))
                               for k in source.train_chunks])

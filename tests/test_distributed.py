@@ -116,6 +116,42 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
     assert all(numpy.array_equal(a, to_host(b[0][:, 0])) for a, b in zip(single, source().batches(2, B), strict=True))
 
 
+def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
+    """A float32 model on float64 data: each shard's statistics and rows are standardized before the
+    cast, as the whole source's are (gpunn.data.base.ChunkedSource._wide_dtype)."""
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    rng = numpy.random.default_rng(1)
+    X = numpy.column_stack([1.7e9 + rng.uniform(0, 100, 1000), rng.standard_normal(1000)])
+    Y = X[:, :1] - 1.7e9
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+
+    class OneProcess:  # both shards owned here: allgather returns this process's part
+        @staticmethod
+        def allgather(value, label=None):
+            return [value]
+
+    def source():
+        return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=64, window=3, seed=4,
+                              standardize=True)
+
+    whole = source().bind("cpu", "float32")
+    plain = source()
+    plain.standardize = False  # bound without its own statistics pass, as a data-parallel fit binds it
+    plain.bind("cpu", "float32")
+    plain.standardize = True
+    sharded = ShardedSource(plain, 2)
+    stats = sharded.standardizer_over_shards(OneProcess)
+    numpy.testing.assert_allclose(stats.x_mean, X.mean(axis=0), rtol=1e-12)
+    numpy.testing.assert_allclose(stats.x_scale, X.std(axis=0), rtol=1e-9)
+    plain.standardizer = whole.standardizer
+    rows = numpy.concatenate([b[0] for b in sharded.batches(0, 100)])
+    expected = ((X - whole.standardizer.x_mean) * (1.0 / whole.standardizer.x_scale)).astype("float32")
+    numpy.testing.assert_array_equal(numpy.sort(rows[:, 0]), numpy.sort(expected[:, 0]))
+
+
 def test_a_configuration_difference_names_the_setting_and_the_ranks():
     same = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.01}}
     other = {"model": {"layer_sizes": [4, 8, 1]}, "optimizer": {"lr": 0.02}}

@@ -212,7 +212,8 @@ def _check_memory(args, backend, hidden):
 
     sizes = [args.features, *hidden, args.outputs]
     need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
-                                  args.batch_size, graph=backend.is_gpu and args.graph is not False)
+                                  args.batch_size, graph=backend.is_gpu and args.graph is not False,
+                                  standardize=args.standardize)
     preflight.check_train_memory(need, args.rows, backend, hint=", or stream the rows instead (--stream auto or on)")
 
 
@@ -283,11 +284,11 @@ def run(args) -> int:
         evaluator = metrics.SourceEvaluator(source) if n_val else None
     else:
         validation = (X_val, Y_val) if n_val else None
-        with backend.use():  # on cuda:N, standardising and the evaluator's sums run on device N
-            if args.standardize and n_val:
-                X_train, Y_train, (X_val, Y_val) = standardize_arrays(model, X_train, Y_train, validation)
-            elif args.standardize:
-                X_train, Y_train, _ = standardize_arrays(model, X_train, Y_train)
+        with backend.use():  # on cuda:N, the statistics and the evaluator's sums run on device N
+            if args.standardize:  # the model then takes raw units: fit trains on a standardized copy
+                standardize_arrays(model, X_train, Y_train)
+            if model.standardizer is not None and n_val:
+                X_val, Y_val = model._standardized(X_val, Y_val)  # scored in standardized units, as in training
             evaluator = metrics.RegressionEvaluator(model, X_val, Y_val)
         if ckpt:
             history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation,

@@ -35,7 +35,7 @@ from .. import backend as _backend
 from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
 from ..checks import positive_int
-from .stats import Standardizer
+from .stats import Standardizer, standardizing_dtype
 
 
 class DataError(ValueError):
@@ -56,6 +56,9 @@ class ChunkedSource:
 
     resumable = True
     kind = "chunks"
+    #: dtype the values are stored in, when the model's dtype may not hold them exactly (a float64 or
+    #: int64 file for a float32 model); None: the model's dtype loses nothing. See ``_wide_dtype``.
+    stored_dtype = None
 
     def __init__(self, *, seed=0, shuffle=True, window=16, validation_fraction=None, standardize=False,
                  prefetch=1):
@@ -166,9 +169,19 @@ class ChunkedSource:
             pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle)
             yield from rebatch(pieces, batch_size, self.backend.xp, skip=skip)
 
+    def _wide_dtype(self):
+        """float64 when the values are standardized and stored wider than the model's dtype
+        (gpunn.data.stats.standardizing_dtype), else None."""
+        stored = self.stored_dtype
+        if stored is None or not (self.standardize or self.standardizer is not None):
+            return None
+        wide = standardizing_dtype(stored, self.dtype)
+        return None if wide == self.dtype else wide
+
     def _windows(self, windows, epoch, first_index, shuffle):
         """Device (X, Y) per window, permuted (when ``shuffle``) and standardized."""
         xp = self.backend.xp
+        scaled_on_host = self._wide_dtype() is not None  # see _device_windows
         for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
             if shuffle and X.shape[0] > 1:
                 order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
@@ -177,29 +190,49 @@ class ChunkedSource:
                 X, Y = X.copy(), Y.copy()  # the pipeline's buffer is about to be reused
             if release is not None:
                 release()
-            if self.standardizer is not None:
+            if self.standardizer is not None and not scaled_on_host:
                 self.standardizer.transform_(xp, X, Y)
             yield X, Y
 
     def _device_windows(self, windows):
         """(X, Y, release) per window on the device (see gpunn.data.pipeline): read by a thread,
-        staged through pinned memory on a GPU. Sources generated on the device override this."""
+        staged through pinned memory on a GPU. Sources generated on the device override this.
+
+        Values stored wider than the model's dtype and standardized (``_wide_dtype``) are read in
+        float64: raw, for the statistics pass (no standardizer yet), or standardized on the
+        reader's thread and then cast into the model's dtype."""
         from .pipeline import host_windows
 
         capacity = max((sum(self.chunk_sizes[k] for k in w) for w in windows), default=0)
+        wide = self._wide_dtype()
+        scaler = self.standardizer if wide is not None else None
+        scratch = []  # the reader thread's float64 chunk buffers, made on first use
+
+        def read(k, X, Y):
+            if scaler is None:
+                self._fill(k, X, Y)
+                self._check_finite(k, X, Y)
+                return
+            if not scratch:
+                most = max(self.chunk_sizes)
+                scratch.extend((numpy.empty((most, self.n_features), wide), numpy.empty((most, self.n_outputs), wide)))
+            Xw, Yw = scratch[0][:len(X)], scratch[1][:len(Y)]
+            self._fill(k, Xw, Yw)
+            self._check_finite(k, Xw, Yw)
+            scaler.transform_(numpy, Xw, Yw)
+            X[...], Y[...] = Xw, Yw
 
         def fill(window, X, Y):
             n = 0
             for k in window:
                 rows = self.chunk_sizes[k]
-                Xc, Yc = X[n:n + rows], Y[n:n + rows]
-                self._fill(k, Xc, Yc)
-                self._check_finite(k, Xc, Yc)
+                read(k, X[n:n + rows], Y[n:n + rows])
                 n += rows
             return n
 
+        dtype = wide if wide is not None and scaler is None else self.dtype
         return host_windows(self.backend, windows, fill, capacity, self.n_features, self.n_outputs,
-                            self.dtype, depth=self.prefetch)
+                            dtype, depth=self.prefetch)
 
     def _check_finite(self, k, X, Y):
         columns = (getattr(self, "feature_names", None), getattr(self, "target_names", None))  # a table's

@@ -60,11 +60,12 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     except (TypeError, ValueError):
         raise ValueError("validation_data must be a pair (X_val, Y_val) or a data source") from None
     with model.backend.use():
-        Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
+        if scaler is not None:
+            Xv, Yv = model._standardized(Xv, Yv, "X_val", "Y_val")
+        else:
+            Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
         if Xv.shape[0] != Yv.shape[0]:
             raise ValueError(f"X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}; they must match")
-        if scaler is not None:
-            Xv, Yv = scaler.transform_(model.xp, Xv.copy(), Yv.copy())
         return RegressionEvaluator(model, Xv, Yv)
 
 
@@ -74,16 +75,12 @@ def _check_widths(model, source, name):
                          f"takes {model.layer_sizes[0]} and gives {model.layer_sizes[-1]}")
 
 
-def standardize_arrays(model, X, Y, validation=None):
-    """In-memory (X, Y) and validation pair standardized in place, as a source with standardize=True
-    would be: the statistics of (X, Y) (or the model's own, when it has them, e.g. on a resume) go
-    into ``model.standardizer``. Returns (X, Y, validation)."""
+def standardize_arrays(model, X, Y):
+    """Give ``model`` the standardization statistics of in-memory (X, Y), as a source with
+    standardize=True would (a model that has them already, e.g. on a resume, keeps its own).
+    The arrays are not changed: the model then takes raw units, and ``fit`` trains on a
+    standardized copy."""
     from .stats import Moments, Standardizer
 
     if model.standardizer is None:
         model.standardizer = Standardizer.from_moments(Moments(X.shape[1]).update(X), Moments(Y.shape[1]).update(Y))
-    xp = model.xp
-    model.standardizer.transform_(xp, X, Y)
-    if validation is not None:
-        model.standardizer.transform_(xp, *validation)
-    return X, Y, validation

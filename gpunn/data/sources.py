@@ -8,7 +8,7 @@ import numpy
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_matrix, positive_int
 from .base import ChunkedSource, DataError, chunk_sizes, default_chunk_rows, pread_full, standardize_option
-from .stats import Standardizer
+from .stats import Standardizer, dtype_of, standardizing_dtype
 
 
 class SyntheticSource(ChunkedSource):
@@ -161,6 +161,10 @@ class NpySource(ChunkedSource):
                          standardize=standardize, prefetch=prefetch)
         self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype, small=small)
 
+    @property
+    def stored_dtype(self):
+        return numpy.result_type(self.x.dtype, self.y.dtype)
+
     def batches(self, epoch, batch_size, first_batch=0):
         self.x.check_size()  # a file cut short since the last epoch fails here, before any step
         self.y.check_size()
@@ -272,16 +276,26 @@ class IterableSource:
             yield from rebatch(self._scaled(self._checked(items)), batch_size, self.backend.xp)
 
     def _scaled(self, pieces):
-        """Pieces standardized (copies: the caller's arrays stay as they are), or as they are."""
+        """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are."""
         for X, Y in pieces:
-            yield (X, Y) if self.standardizer is None else self.standardizer.transform_(self.backend.xp, X.copy(),
-                                                                                         Y.copy())
+            if self.standardizer is not None:
+                X, Y = self.standardizer.transform_(self.backend.xp, X.copy(), Y.copy())
+                X, Y = X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
+            yield X, Y
+
+    def _piece_dtype(self, A):
+        """The dtype a piece is checked in: float64 for pieces to be standardized that the model's dtype
+        would not hold exactly (gpunn.data.stats.standardizing_dtype), else the model's."""
+        if not (self.standardize or self.standardizer is not None):
+            return self.dtype
+        return standardizing_dtype(dtype_of(A), self.dtype)
 
     def _checked(self, items):
         count = 0
         for i, (X, Y) in enumerate(items):
-            X = as_matrix(X, f"X of batch {i}", self.backend, self.dtype, n_columns=self.n_features)
-            Y = as_matrix(Y, f"Y of batch {i}", self.backend, self.dtype, allow_1d=True, n_columns=self.n_outputs)
+            X = as_matrix(X, f"X of batch {i}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
+            Y = as_matrix(Y, f"Y of batch {i}", self.backend, self._piece_dtype(Y), allow_1d=True,
+                          n_columns=self.n_outputs)
             if X.shape[0] != Y.shape[0]:
                 raise DataError(f"batch {i}: X has {X.shape[0]} rows but Y has {Y.shape[0]}")
             count += X.shape[0]

@@ -82,6 +82,24 @@ def moments_of(pieces, n_features, n_outputs) -> tuple[Moments, Moments]:
     return mx, my
 
 
+def standardizing_dtype(stored, dtype):
+    """The dtype to standardize values stored as ``stored`` in, for a model of ``dtype``: float64 when
+    ``dtype`` would not hold them exactly (float64 or int64 values for a float32 model), else ``dtype``.
+
+    The statistics and the scaling then run on the stored values and only standardized values are
+    cast: a float32 model sees a column to float32's resolution at its standardized size, not at its
+    raw magnitude (a Unix time in seconds, about 1.7e9, is held to 128 s in float32)."""
+    stored, dtype = numpy.dtype(stored), numpy.dtype(dtype)
+    wide = stored.kind in "biuf" and not numpy.can_cast(stored, dtype, "safe")
+    return numpy.dtype("float64") if wide else dtype
+
+
+def dtype_of(data):
+    """The dtype of an array, or of what numpy.asarray makes of a list."""
+    dtype = getattr(data, "dtype", None)
+    return numpy.asarray(data).dtype if dtype is None else numpy.dtype(dtype)
+
+
 class Standardizer:
     """x' = (x - x_mean) / x_scale for inputs, y' = (y - y_mean) / y_scale for targets.
 

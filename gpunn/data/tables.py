@@ -115,6 +115,7 @@ class ParquetSource(ChunkedSource):
     """
 
     kind = "parquet"
+    stored_dtype = numpy.dtype("float64")  # columns are read as float64 (see copy_columns)
 
     def __init__(self, path, target, features=None, *, chunk_rows=None, seed=0, shuffle=True, window=16,
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
@@ -244,6 +245,7 @@ class CsvSource(ChunkedSource):
     """
 
     kind = "csv"
+    stored_dtype = numpy.dtype("float64")  # numbers are parsed as float64
     INDEX_FORMAT = 1
     BLOCK, MIN_BLOCK = 1 << 22, 1 << 10  # bytes per chunk: the default, and the least a small file is cut into
 

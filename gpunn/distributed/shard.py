@@ -196,6 +196,9 @@ class _ShardView(ChunkedSource):
         self.backend, self.dtype, self.standardizer = self.parent.backend, self.parent.dtype, self.parent.standardizer
         return self
 
+    def _wide_dtype(self):  # the shard is read as its source is (standardized in float64 or not)
+        return self.parent._wide_dtype()
+
     def _whole(self, j):
         k, lo, hi = self.parts[j]
         return lo == 0 and hi == self.parent.chunk_sizes[k]

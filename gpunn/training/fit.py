@@ -30,7 +30,10 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             Xv, Yv = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
-        Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
+        if getattr(model, "standardizer", None) is not None:
+            Xv, Yv = model._standardized(Xv, Yv, "X_val", "Y_val")
+        else:
+            Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
         check_rows_match(Xv, Yv, "X_val", "Y_val")
         return X, Y, RegressionEvaluator(model, Xv, Yv)
     if not validation_fraction:
@@ -57,8 +60,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     omitted: the source then owns batching, shuffling (its own seed and shuffle) and the
     validation split (``validation_fraction`` holds out whole chunks; ``validation_data`` may be
     another source), and a source made with ``standardize=True`` leaves its statistics in
-    ``model.standardizer`` (``predict``, ``score`` and ``loss`` then take raw data; arrays passed to
-    ``fit`` are trained on as given, so standardize them first with ``model.standardizer.transform_``).
+    ``model.standardizer``: from then on the model takes raw data everywhere (``predict``, ``score``,
+    ``loss``, ``loss_and_gradients``, and arrays passed to a later ``fit``, which trains on a
+    standardized copy of them).
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
     or a name: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw"; ``lr``, when
@@ -102,7 +106,10 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
             seed, shuffle = getattr(source, "seed", model.seed), getattr(source, "shuffle", False)
         else:
-            X, Y = model._as_input(X), model._as_target(Y)
+            if model.standardizer is not None:  # the model takes raw units, in fit as in predict
+                X, Y = model._standardized(X, Y)
+            else:
+                X, Y = model._as_input(X), model._as_target(Y)
             check_rows_match(X, Y)
             seed = model.seed if seed is None else int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
