@@ -77,8 +77,9 @@ def test_help_lists_every_option():
 
 def test_tensor_core_precision_on_the_cpu_fails_with_a_message_and_status_2(capsys):
     assert cli.main(["train", *SMALL, "--quiet", "--precision", "bf16"]) == 2
-    err = capsys.readouterr().err
-    assert "gpunn: error: precision='bf16'" in err and "needs a CUDA GPU" in err
+    captured = capsys.readouterr()
+    assert "gpunn: error: --precision bf16 runs the matrix products" in captured.err and "needs a CUDA GPU" in captured.err
+    assert "data:" not in captured.out  # refused before the rows are generated (minutes for --rows 1e9)
 
 
 def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):

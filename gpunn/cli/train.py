@@ -207,6 +207,19 @@ def _check_outputs(args):
                               ("--config", args.config)])
 
 
+def _check_precision(args, backend, dtype) -> None:
+    """--precision against the device and the dtype, in the command's words, before any data is generated or
+    read (MLP checks it too, but only once the data is there: seconds to minutes for the default 2M rows)."""
+    if args.precision == "float32":
+        return
+    if not backend.is_gpu:
+        raise ValueError(f"--precision {args.precision} runs the matrix products on NVIDIA tensor cores and needs a "
+                         f"CUDA GPU, and this run is on {backend.device}: leave --precision at float32 there")
+    if numpy.dtype(dtype) != numpy.float32:
+        raise ValueError(f"--precision {args.precision} keeps float32 master weights and needs --dtype float32, "
+                         f"got {numpy.dtype(dtype).name}")
+
+
 def _check_memory(args, backend, hidden):
     from .. import preflight
 
@@ -234,6 +247,7 @@ def run(args) -> int:
         print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
               "from the checkpoint", flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
+    _check_precision(args, backend, ckpt.model.dtype if ckpt else args.dtype)
     source, chosen = data_cli.make_source(args, backend, ckpt)
     if source is None:
         _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
