@@ -47,6 +47,7 @@ from ._version import __version__
 from .activations import ACTIVATIONS
 from .checks import check_rows_match, positive_int
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
+from .preflight import writes_in_place
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training import ensemble as ens_training
@@ -118,9 +119,16 @@ def atomic_write(path, write) -> None:
 
     The temp file (``.NAME.PID.random.tmp``) is removed on any failure, Ctrl-C included, and one left
     by a killed process is removed by the next write to the same path. Errors name ``path``, not the
-    temp file.
+    temp file. A device, pipe or terminal (:func:`writes_in_place`) is written into directly.
     """
     path = os.fspath(path)
+    if writes_in_place(path):
+        try:
+            with open(path, "wb") as fh:
+                write(fh)
+        except OSError as exc:
+            raise _naming(exc, path) from None
+        return
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     _remove_stale_temps(directory, base)

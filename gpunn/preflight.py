@@ -13,6 +13,7 @@ Every failure is a :class:`PreflightError` (a ``ValueError``) whose message is o
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy
 
@@ -32,6 +33,21 @@ def _same_file(a, b) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def writes_in_place(path) -> bool:
+    """Whether ``path`` names something that a rename must not replace, only write into: a device
+    (/dev/null), a pipe or socket (a named pipe, bash's ``>(jq .)``), a terminal, or a file reached through
+    /proc (/dev/stdout, /dev/fd/3). Renaming a temp file over /dev/null replaces the device with a file."""
+    path = os.fspath(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return not os.path.isdir(path)
+        if os.path.islink(path) and os.readlink(path).startswith("/proc/"):  # /dev/stdout, /dev/stderr
+            return True
+    except OSError:  # nothing there yet (or unreadable): an ordinary new file
+        return False
+    return os.path.realpath(os.path.dirname(os.path.abspath(path))).startswith("/proc/")  # /dev/fd/N
+
+
 def check_output(path, option, *, reads=(), suffixes=None) -> str:
     """Refuse an output path the command could not write, or must not overwrite.
 
@@ -43,16 +59,20 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
         raise PreflightError(f"{option} needs a file name")
     if os.path.isdir(path):
         raise PreflightError(f"{option} {path} is a directory; give a file name")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise PreflightError(f"{option} {path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise PreflightError(f"{option} {path}: directory {directory} is not writable")
     for other, what in reads:
         if other and os.path.exists(path) and _same_file(path, other):
             raise PreflightError(f"{option} {path} is the {what} this command reads; choose another output file")
     if suffixes and not path.lower().endswith(tuple(suffixes)):
         raise PreflightError(f"{option} {path}: the name must end in {' or '.join(suffixes)}")
+    if writes_in_place(path):  # /dev/null, a pipe, /dev/stdout: written into, never renamed over
+        if not os.access(path, os.W_OK):
+            raise PreflightError(f"{option} {path} is not writable")
+        return path
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise PreflightError(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PreflightError(f"{option} {path}: directory {directory} is not writable")
     return path
 
 

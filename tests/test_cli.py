@@ -198,3 +198,53 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
         signal.signal(signal.SIGINT, previous)
     out = capsys.readouterr().out
     assert "interrupted after 1 complete epoch(s)" in out and "held-out:" in out
+
+
+TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+
+
+def test_json_to_standard_output_is_the_json_alone(tmp_path, monkeypatch, capsys):
+    """--json - (and --csv -): stdout holds the document alone, so it pipes into jq; the lines of text go to
+    stderr."""
+    monkeypatch.chdir(tmp_path)  # (before the fix, a file named "-")
+    assert cli.main(["train", *TINY, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["result"]["epochs"] == 1
+    assert "held-out: mse" in captured.err and "throughput:" in captured.err
+    assert cli.main(["sweep", *TINY, "--lr", "1e-3,1e-2", "--csv", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].startswith("member,lr,") and len(captured.out.splitlines()) == 3
+    assert "best: lr" in captured.err
+    assert cli.main(["train", *TINY]) == 0 and "held-out: mse" in capsys.readouterr().out  # text on stdout otherwise
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_output_that_is_a_pipe_is_written_into_not_replaced(tmp_path, capsys):
+    """A named pipe (as /dev/stdout, bash's >(jq .) or /dev/null are devices or pipes) is written into: a temp
+    file renamed over it replaced it with a plain file (as root, /dev/null itself) and its reader got nothing."""
+    import stat
+
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting on the pipe, as jq would
+    try:
+        assert cli.main(["train", *TINY, "--json", str(fifo)]) == 0
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        data = b""
+        while chunk := os.read(reader, 1 << 16):
+            data += chunk
+    finally:
+        os.close(reader)
+    assert json.loads(data)["result"]["epochs"] == 1
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+@pytest.mark.parametrize("option, message", [(["--json", "nodir/b.json"], "--json nodir/b.json: directory"),
+                                             (["--plot", "b.txt"], "--plot b.txt: the name must end in .png"),
+                                             (["--plot", "nodir/b.png"], "--plot nodir/b.png: directory")])
+def test_bench_checks_its_outputs_before_measuring(tmp_path, monkeypatch, capsys, option, message):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", *option]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "configuration" not in captured.out
+    assert os.listdir(tmp_path) == []

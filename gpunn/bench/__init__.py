@@ -18,9 +18,9 @@ from __future__ import annotations
 from .configs import CONFIGS, ENSEMBLE_CONFIGS, QUICK_CONFIG, Config, parse_config
 from .ensemble import ENSEMBLE_PEERS, run_ensembles
 from .plot import plot
-from .report import format_setup, format_table, gemm_note, graph_note, write_json
+from .report import format_setup, format_table, gemm_note, graph_note, json_bytes, write_json
 from .runners import PEERS, available_backends, load_naive, run
 from .system import blas_info, setup_info
 
 __all__ = ["CONFIGS", "ENSEMBLE_CONFIGS", "ENSEMBLE_PEERS", "run_ensembles", "QUICK_CONFIG", "Config", "parse_config", "plot", "format_setup", "format_table", "gemm_note", "graph_note",
-           "write_json", "PEERS", "available_backends", "load_naive", "run", "blas_info", "setup_info"]
+           "write_json", "json_bytes", "PEERS", "available_backends", "load_naive", "run", "blas_info", "setup_info"]

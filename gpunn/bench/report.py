@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+
 
 def _si(x: float) -> str:
     if not math.isfinite(x):
@@ -98,9 +98,13 @@ def gemm_note(results) -> str:
     return text
 
 
+def json_bytes(data) -> bytes:
+    """The results as indented JSON (NumPy numbers as floats)."""
+    return (json.dumps(data, indent=2, default=float) + "\n").encode()
+
+
 def write_json(data, path) -> None:
-    """Write atomically (a temporary file, then a rename): a run killed mid-write keeps the last whole file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, default=float)
-    os.replace(tmp, path)
+    """Write atomically (gpunn.checkpoint.atomic_write): a run killed mid-write keeps the last whole file."""
+    from ..checkpoint import atomic_write
+
+    atomic_write(path, lambda fh: fh.write(json_bytes(data)))

@@ -16,7 +16,7 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import Parser
+from .common import Parser, text_to_stderr
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -179,7 +179,8 @@ def _main(argv) -> int:
     try:
         args = parse_args(argv)
         _check_launch(args.command)
-        return args.func(args)
+        with text_to_stderr(args):  # --json -: stdout holds the JSON alone
+            return args.func(args)
     except (KeyboardInterrupt, Exception) as exc:
         return _failed(*_describe(exc, debug), argv)
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import backend as _backend
-from .common import add_debug, positive
+from .common import add_debug, is_stdout, positive, write_output
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -48,8 +48,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration, 2 short repeats")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
     b.add_argument("--json", metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
-                                                  "so a killed run keeps what finished; \"complete\" says which)")
-    b.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+                                                  "so a killed run keeps what finished; \"complete\" says which; "
+                                                  "- for standard output, written once at the end, the table then "
+                                                  "going to stderr)")
+    b.add_argument("--plot", metavar="PATH", help="write a chart, .png, .pdf or .svg (needs matplotlib: gpunn[bench])")
     b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
     add_debug(b)
     b.set_defaults(func=run)
@@ -69,9 +71,34 @@ def variants(precision_list: str, eager: bool) -> list:
     return [pair for pair in pairs if pair != ("float32", None)]
 
 
+def _check_outputs(args) -> None:
+    """--json and --plot checked before the first measurement, as gpunn train checks its outputs: a bench
+    runs for minutes, and a path it cannot write would lose them."""
+    from .. import preflight
+
+    if args.json and not is_stdout(args.json):
+        preflight.check_output(args.json, "--json")
+    if args.plot:
+        preflight.check_output(args.plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib, which is not installed: pip install 'gpunn[bench]'") from None
+    preflight.check_distinct([("--json", args.json), ("--plot", args.plot)])
+
+
+def _rewrites(path) -> bool:
+    """Whether --json PATH can be rewritten after each configuration: a file, not standard output, a pipe or
+    a device, which would get one JSON document after another."""
+    from ..preflight import writes_in_place
+
+    return bool(path) and not is_stdout(path) and not writes_in_place(path)
+
+
 def run(args) -> int:
     from .. import bench
 
+    _check_outputs(args)
     if args.device == "all":
         backends = bench.available_backends()
     else:
@@ -99,7 +126,7 @@ def run(args) -> int:
 
     def on_result(data, new):  # each configuration's rows as soon as they exist: a kill keeps them
         print(bench.format_table(new, markdown=args.markdown), flush=True)
-        if args.json:
+        if _rewrites(args.json):
             data["setup"]["command"] = command
             bench.write_json(data, args.json)
 
@@ -129,12 +156,9 @@ def run(args) -> int:
         print(bench.graph_note(data["results"]))
     print("gpunn is: gpunn's samples/s over the peer's. GFLOP/s = 6 x weights x samples/s.")
     if args.json:
-        bench.write_json(data, args.json)
+        write_output(args.json, bench.json_bytes(data))
         print(f"wrote {args.json}")
     if args.plot:
-        try:
-            bench.plot(data, args.plot)
-            print(f"wrote {args.plot}")
-        except ImportError:
-            print("note: --plot needs matplotlib (pip install 'gpunn[bench]'); no chart written", file=sys.stderr)
+        bench.plot(data, args.plot)
+        print(f"wrote {args.plot}")
     return 0

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import sys
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,7 +28,54 @@ def json_text(obj) -> bytes:
             return [strict(v) for v in value]
         return value
 
-    return json.dumps(strict(obj), indent=2, allow_nan=False).encode()
+    return json.dumps(strict(obj), indent=2, allow_nan=False).encode() + b"\n"
+
+
+STDOUT_OPTIONS = ("json", "csv")  # the outputs that may be standard output ("-")
+_data_stdout = []  # where those go while text_to_stderr() holds: the process's standard output
+
+
+def is_stdout(path) -> bool:
+    """``path`` is ``-`` or names this process's standard output (/dev/stdout, /dev/fd/1, or the file or
+    pipe stdout already goes to)."""
+    if not path:
+        return False
+    if path == "-":
+        return True
+    try:
+        here, out = os.stat(path), os.fstat(1)
+    except (OSError, ValueError):
+        return False
+    return (here.st_dev, here.st_ino) == (out.st_dev, out.st_ino)
+
+
+@contextlib.contextmanager
+def text_to_stderr(args):
+    """While a command writes one of its outputs (``--json -``) to standard output, its lines of text go to
+    stderr with the progress bar, so that stdout holds the output alone: ``gpunn train --json - | jq``."""
+    if not any(is_stdout(getattr(args, name, None)) for name in STDOUT_OPTIONS):
+        yield
+        return
+    _data_stdout.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _data_stdout.pop()
+
+
+def write_output(path, data: bytes) -> None:
+    """``data`` into the output file ``path`` (atomically: gpunn.checkpoint.atomic_write), or onto
+    standard output when ``path`` is it (:func:`is_stdout`)."""
+    if not is_stdout(path):
+        from ..checkpoint import atomic_write
+
+        atomic_write(path, lambda fh: fh.write(data))
+        return
+    stream = _data_stdout[-1] if _data_stdout else sys.stdout
+    stream.flush()
+    stream.buffer.write(data)
+    stream.buffer.flush()
 
 
 def add_debug(parser) -> None:

@@ -13,7 +13,7 @@ import numpy
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
-from .common import add_debug, dtype, json_text, non_negative, positive
+from .common import STDOUT_OPTIONS, add_debug, dtype, is_stdout, json_text, non_negative, positive, write_output
 from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
@@ -76,8 +76,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--seed", type=non_negative(int), default=0, help="data, first member seed, shuffles (default: %(default)s)")
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
-    s.add_argument("--json", metavar="PATH", help="write every member's settings, result and history as JSON")
-    s.add_argument("--csv", metavar="PATH", help="write the ranked table as CSV")
+    s.add_argument("--json", metavar="PATH", help="write every member's settings, result and history as JSON (- for "
+                   "standard output: the lines of text then go to stderr)")
+    s.add_argument("--csv", metavar="PATH", help="write the ranked table as CSV (- for standard output)")
     s.add_argument("--plot", metavar="PNG", help="draw every member's validation curve, the best highlighted")
     s.add_argument("--save-best", metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
     s.add_argument("--save", metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-G.npz, every "
@@ -241,7 +242,7 @@ def _check_outputs(args):
 
     for option, suffixes in (("json", None), ("csv", None), ("plot", (".png", ".pdf", ".svg")), ("save_best", None)):
         path = getattr(args, option)
-        if path:
+        if path and not (option in STDOUT_OPTIONS and is_stdout(path)):
             preflight.check_output(path, "--" + option.replace("_", "-"), suffixes=suffixes)
     preflight.check_distinct([("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
                               ("--save-best", args.save_best)])
@@ -336,14 +337,14 @@ def run(args) -> int:
     if args.json:
         text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
                           "members": rows})
-        checkpoint.atomic_write(args.json, lambda fh: fh.write(text))
+        write_output(args.json, text)
         print(f"wrote {args.json}")
     if args.csv:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-        checkpoint.atomic_write(args.csv, lambda fh: fh.write(buf.getvalue().encode()))
+        write_output(args.csv, buf.getvalue().encode())
         print(f"wrote {args.csv}")
     if args.plot:
         plot_curves(rows, args.plot)

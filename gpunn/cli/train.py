@@ -11,7 +11,7 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
 from . import data as data_cli
-from .common import add_debug, bounded, dtype, json_text, non_negative, number, positive
+from .common import add_debug, bounded, dtype, is_stdout, json_text, non_negative, number, positive, write_output
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -70,7 +70,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "GPU where the step can be captured (--graph forces it, with a warning where it cannot "
                         "capture; --no-graph turns it off)")
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
-    t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON")
+    t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON (- for standard "
+                   "output: the lines of text then go to stderr, so gpunn train --json - | jq works)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
@@ -199,7 +200,7 @@ def _check_outputs(args):
                                            "overwrite it")
     if save:
         preflight.check_output(save + ".toml", "--save (its config)")
-    if args.json:
+    if args.json and not is_stdout(args.json):
         preflight.check_output(args.json, "--json", reads=reads)
     if args.plot:
         preflight.check_output(args.plot, "--plot", reads=reads, suffixes=(".png", ".pdf", ".svg"))
@@ -348,7 +349,7 @@ def run(args) -> int:
     if args.json and root:
         text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
                           "history": history, "result": result})
-        io.atomic_write(args.json, lambda fh: fh.write(text))
+        write_output(args.json, text)
     if args.plot and root:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")
