@@ -211,6 +211,10 @@ def save(path, model) -> None:
 
     An :class:`gpunn.Ensemble` is saved whole (kind "ensemble": its members' seeds beside the model
     section, the flat buffer of all members as ``params``); :func:`load` gives the Ensemble back."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        swapped = " (the arguments go the other way round: gpunn.save(path, model))" \
+            if isinstance(model, (str, bytes, os.PathLike)) else ""
+        raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__}{swapped}")
     kind = "model" if _members(model) is None else "ensemble"
     _write(path, {"kind": kind, "device": model.device, "model": model_config(model)}, _model_arrays(model))
 

@@ -1,6 +1,8 @@
 """Input checks: bad data gets a clear error naming what was wrong, never a silent result."""
 from __future__ import annotations
 
+import numbers
+
 import numpy
 
 
@@ -58,6 +60,21 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
 def check_rows_match(X, Y, x_name="X", y_name="Y"):
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"{x_name} has {X.shape[0]} rows but {y_name} has {Y.shape[0]}; they must match")
+
+
+def is_real(value) -> bool:
+    """A real number: int, float or a NumPy scalar of either (numpy.float32(0.1) too), not a bool or a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, numpy.bool_))
+
+
+def flag(value, name: str, allow_none: bool = False):
+    """True or False (a NumPy bool, 0 or 1 too; None where ``allow_none``); anything else, such as the
+    string "no" that bool() reads as True, raises TypeError naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, numpy.bool_)) or (isinstance(value, (int, numpy.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {value!r}")
 
 
 def positive_int(value, name: str) -> int:

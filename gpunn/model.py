@@ -23,7 +23,7 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
-from .checks import as_matrix, check_rows_match, positive_int, seed_int
+from .checks import as_matrix, check_rows_match, flag, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .training.graph import graph_mode
@@ -139,10 +139,10 @@ class MLP:
             hidden = [get_activation(activation)] * n_hidden
         self.activations: list[Activation] = hidden + [get_activation(output_activation)]
         self.dtype = numpy.dtype(canonical_dtype(dtype))
-        self.bias = bool(bias)
+        self.bias = flag(bias, "bias")
         self.backend = _backend.resolve(device)
         self.xp = self.backend.xp
-        self._fused = fused
+        self._fused = flag(fused, "fused", allow_none=True)
         self.graph = graph_mode(graph)  # None (auto), True or False
         self.graph_trainer = None  # the last fit's GraphTrainer (.captured, .reason), where one was considered
         self.seed = int(numpy.random.SeedSequence().entropy % 2**63) if seed is None else seed_int(seed)

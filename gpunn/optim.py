@@ -8,15 +8,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .checks import is_real
+
 
 def _check_lr(lr):
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+    if not is_real(lr) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
     return float(lr)
 
 
 def _check_nonneg(name, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
 
@@ -108,10 +110,10 @@ class Adam(Optimizer):
     def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr, weight_decay)
         for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= beta < 1:
+            if not is_real(beta) or not 0 <= beta < 1:
                 raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
+        if not is_real(eps) or not 0 < eps < math.inf:
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def state_names(self):
@@ -190,12 +192,12 @@ class Schedule:
             raise ValueError(f"unknown schedule {self.name!r}; choose one of: {', '.join(SCHEDULES)}")
         if isinstance(self.step_size, bool) or not isinstance(self.step_size, int) or self.step_size < 1:
             raise ValueError(f"step_size must be a positive number of epochs, got {self.step_size}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not is_real(self.gamma) or not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if isinstance(self.total_epochs, bool) or not isinstance(self.total_epochs, int) or self.total_epochs < 0:
             raise ValueError(f"total_epochs must be a non-negative integer, got {self.total_epochs}")
-        if not 0 <= self.min_factor <= 1:
-            raise ValueError(f"min_factor must be in [0, 1], got {self.min_factor}")
+        if not is_real(self.min_factor) or not 0 <= self.min_factor <= 1:
+            raise ValueError(f"min_factor must be in [0, 1], got {self.min_factor!r}")
 
     def factor(self, epoch: int, epochs: int) -> float:
         if self.name == "constant":

@@ -109,11 +109,57 @@ def test_non_positive_sizes(sizes, match):
     (dict(optimizer=lambda: gpunn.Adam(weight_decay=-1)), "weight_decay must be a non-negative number"),
     (dict(schedule=lambda: gpunn.Schedule("step", gamma=2)), r"gamma must be in \(0, 1\]"),
     (dict(schedule=3), "schedule must be a name"),
+    # fit's seed is checked as MLP's: -1 got NumPy's "expected non-negative integer", 1.5 and "3" were taken
+    (dict(seed=-1), "seed must be a non-negative int, got -1"),
+    (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
+    (dict(seed="3"), "seed must be a non-negative int, got '3'"),
+    # these were TypeErrors from a comparison ("'<=' not supported between 'int' and 'str'"), or accepted
+    (dict(optimizer=lambda: gpunn.Adam(beta1="0.9")), r"beta1 must be in \[0, 1\), got '0.9'"),
+    (dict(optimizer=lambda: gpunn.Adam(eps=float("inf"))), "eps must be a positive finite number, got inf"),
+    (dict(schedule=lambda: gpunn.Schedule("step", gamma="0.5")), r"gamma must be in \(0, 1\], got '0.5'"),
 ])
 def test_bad_training_options(model, data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kwargs = {k: v() if callable(v) else v for k, v in kwargs.items()}  # objects raise when built
         model.fit(*data, verbose=False, **{"epochs": 1, **kwargs})
+
+
+def test_numpy_scalars_are_numbers_like_python_floats(model, data):
+    # numpy.float32(0.01) was refused as "not a positive finite number" (numpy.float64, a float subclass, passed)
+    h = model.fit(*data, epochs=1, lr=numpy.float32(0.01), validation_fraction=numpy.float32(0.2), verbose=False,
+                  optimizer=gpunn.Adam(weight_decay=numpy.float32(1e-4), beta1=numpy.float32(0.8)),
+                  callbacks=[gpunn.EarlyStopping(min_delta=numpy.float32(0)),
+                             gpunn.ReduceLROnPlateau(factor=numpy.float32(0.5), min_lr=numpy.float32(0))])
+    assert h["lr"] == [pytest.approx(0.01)] and "val_loss" in h
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    # bool("no") is True: these trained with a bias, fused kernels and shuffling
+    (dict(bias="no"), TypeError, "bias must be True or False, got 'no'"),
+    (dict(fused="false"), TypeError, "fused must be True or False or None, got 'false'"),
+])
+def test_a_flag_is_a_bool_not_any_truthy_value(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MLP([3, 4, 1], device="cpu", **kwargs)
+    assert MLP([3, 4, 1], device="cpu", bias=numpy.bool_(False), fused=0).biases is None
+
+
+def test_fit_refuses_a_shuffle_flag_that_is_not_a_bool(model, data):
+    with pytest.raises(TypeError, match="shuffle must be True or False, got 'no'"):
+        model.fit(*data, epochs=1, shuffle="no", verbose=False)
+
+
+def test_one_callback_outside_a_list_says_to_write_a_list(model, data):
+    # was "'EarlyStopping' object is not iterable"
+    with pytest.raises(TypeError, match=r"callbacks=\[EarlyStopping\(...\)\]"):
+        model.fit(*data, epochs=1, callbacks=gpunn.EarlyStopping(), verbose=False)
+    assert model.fit(*data, epochs=1, callbacks=None, verbose=False)["epoch"] == [1]
+
+
+def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
+    # torch.save(obj, path) is the other order; this was "AttributeError: 'str' object has no attribute 'device'"
+    with pytest.raises(TypeError, match=r"the other way round: gpunn.save\(path, model\)"):
+        gpunn.save(model, str(tmp_path / "m.npz"))
 
 
 def test_optimizer_options_belong_to_the_optimizer(model, data):

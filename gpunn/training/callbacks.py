@@ -14,6 +14,8 @@ import time
 
 import numpy
 
+from ..checks import is_real
+
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
 
@@ -126,7 +128,10 @@ class ProgressBar(Callback):
 def order_callbacks(callbacks, verbose):
     """User callbacks first, then checkpoint writers (``writes_checkpoint = True``, so they save
     the others' updated state), then the progress bar."""
-    callbacks = list(callbacks)
+    if isinstance(callbacks, Callback):
+        raise TypeError(f"callbacks is a list of gpunn.Callback; got one {type(callbacks).__name__}: write "
+                        f"callbacks=[{type(callbacks).__name__}(...)]")
+    callbacks = list(callbacks or ())
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
@@ -158,7 +163,7 @@ class _Monitoring(Callback):
     """Tracks the best value of a monitored log entry, with a minimum improvement."""
 
     def __init__(self, monitor=None, min_delta=0.0, mode="auto"):
-        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
+        if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
             raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
         _mode_for(monitor or "loss", mode)  # an unknown mode is refused here, not when fit starts
         self.monitor, self.min_delta, self.mode = monitor, float(min_delta), mode
@@ -283,12 +288,12 @@ class ReduceLROnPlateau(_Monitoring):
 
     def __init__(self, monitor=None, factor=0.1, patience=10, min_delta=1e-4, mode="auto", cooldown=0, min_lr=0.0):
         super().__init__(monitor, min_delta, mode)
-        if not (isinstance(factor, (int, float)) and 0 < factor < 1):
+        if not (is_real(factor) and 0 < factor < 1):
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         for name, value in (("patience", patience), ("cooldown", cooldown)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not (isinstance(min_lr, (int, float)) and min_lr >= 0):
+        if not (is_real(min_lr) and math.isfinite(min_lr) and min_lr >= 0):
             raise ValueError(f"min_lr must be a non-negative number, got {min_lr!r}")
         self.factor, self.patience, self.cooldown, self.min_lr = float(factor), patience, cooldown, float(min_lr)
 

@@ -26,7 +26,7 @@ import warnings
 
 import numpy
 
-from ..checks import check_rows_match, per_member, positive_int
+from ..checks import check_rows_match, is_real, per_member, positive_int, seed_int
 from ..metrics import RegressionEvaluator, validation_logs
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -221,7 +221,7 @@ class MemberEarlyStopping(Callback):
         self.mode = mode
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
+        if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
             raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
         self.restore_best_weights = bool(restore_best_weights)
@@ -473,7 +473,7 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
     with model.backend.use():
         X, Y = model._as_input(X), model._as_target(Y)
         check_rows_match(X, Y)
-        seed = model.seeds[0] if seed is None else int(seed)
+        seed = model.seeds[0] if seed is None else seed_int(seed)
         X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         if validation is not None:
             validation = EnsembleEvaluator(model, validation.X, validation.Y)

@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy
 
-from ..checks import check_rows_match, positive_int
+from ..checks import check_rows_match, flag, is_real, positive_int, seed_int
 from ..metrics import RegressionEvaluator
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -38,7 +38,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
         return X, Y, RegressionEvaluator(model, Xv, Yv)
     if not validation_fraction:
         return X, Y, None
-    if not (isinstance(validation_fraction, (int, float)) and 0 < validation_fraction < 1):
+    if not (is_real(validation_fraction) and 0 < validation_fraction < 1):
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
     m = X.shape[0]
     n_val = max(1, int(round(validation_fraction * m)))
@@ -94,6 +94,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     if graph is not None:
         model.graph = graph_mode(graph)
     epochs = positive_int(epochs, "epochs")
+    shuffle = flag(shuffle, "shuffle")
     with model.backend.use():
         source = None
         if is_source(X, Y):
@@ -111,7 +112,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             else:
                 X, Y = model._as_input(X), model._as_target(Y)
             check_rows_match(X, Y)
-            seed = model.seed if seed is None else int(seed)
+            seed = model.seed if seed is None else seed_int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         rows = source.rows if source is not None else X.shape[0]
         if batch_size is not None:
