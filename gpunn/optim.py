@@ -32,9 +32,20 @@ class Optimizer:
         self.weight_decay = _check_nonneg("weight_decay", weight_decay)
         self.steps = 0
         self.state = {}  # name -> flat device array, shaped like the parameters
+        self._params = None  # the buffer it was last bound to
 
     def bind(self, params, ops):
-        """Allocate state for the flat parameter buffer ``params`` (on its device)."""
+        """Allocate state for the flat parameter buffer ``params`` (on its device).
+
+        Bound again to the same buffer (a second ``fit`` of the same model with this optimizer), its
+        moments and step count go on. Bound to another model's buffer, it starts afresh, as a new optimizer
+        would: the next model must not take the last one's moments and Adam bias correction. State given
+        before the first bind (a checkpoint's) is kept."""
+        if self._params is not None and self._params is not params:
+            for moment in self.state.values():  # in place: a CUDA graph captured with them keeps working
+                moment.fill(0)
+            self.steps = 0
+        self._params = params
         self.ops = ops
         for key in self.state_names():
             if key not in self.state or self.state[key].shape != params.shape:

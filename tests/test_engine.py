@@ -209,3 +209,24 @@ def test_optimizers_and_schedules_as_objects_or_names(data):
     assert history["lr"] == pytest.approx([3e-3, 1.5e-3])
     assert not numpy.array_equal(by_object.params, by_name.params)  # the weight decay is the one difference
     assert isinstance(by_object.optimizer, gpunn.Adam) and by_object.optimizer.weight_decay == 1e-4
+
+
+@pytest.mark.parametrize("make", [lambda: gpunn.Adam(lr=1e-2), lambda: gpunn.Momentum(lr=1e-2)])
+def test_an_optimizer_object_passed_to_another_model_starts_afresh_there(data, make):
+    # the second model took the first's moments and step count (Adam's bias correction at step 11, not 1)
+    X, Y = data
+    opt = make()
+    first = MLP([5, 8, 2], device="cpu", seed=0, dtype="float64")
+    first.fit(X, Y, epochs=1, batch_size=100, optimizer=opt, verbose=False)
+    reused, fresh = (MLP([5, 8, 2], device="cpu", seed=1, dtype="float64") for _ in range(2))
+    reused.fit(X, Y, epochs=2, batch_size=100, optimizer=opt, verbose=False)
+    fresh.fit(X, Y, epochs=2, batch_size=100, optimizer=make(), verbose=False)
+    numpy.testing.assert_array_equal(reused.params, fresh.params)
+    # the same model again continues its run: moments and step count go on
+    again, straight = (MLP([5, 8, 2], device="cpu", seed=2, dtype="float64") for _ in range(2))
+    opt2, opt3 = make(), make()
+    again.fit(X, Y, epochs=1, batch_size=100, optimizer=opt2, verbose=False, shuffle=False)
+    again.fit(X, Y, epochs=1, batch_size=100, optimizer=opt2, verbose=False, shuffle=False)
+    straight.fit(X, Y, epochs=2, batch_size=100, optimizer=opt3, verbose=False, shuffle=False)
+    numpy.testing.assert_array_equal(again.params, straight.params)
+    assert opt2.steps == opt3.steps
