@@ -138,7 +138,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       plateau instead, and stops there once the rate is at most 1e-6, as scikit-learn does; "invscaling"
       is refused (gpunn's schedules are per epoch);
       for adam, learning_rate and power_t are ignored, as in scikit-learn.
-    - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn).
+    - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn). It
+      and ``partial_fit`` refuse parameters or data that describe another network (hidden_layer_sizes,
+      activation, output_activation, dtype, the feature or output count), with what to do instead.
+    - No ``sample_weight`` (see ``fit``).
     - ``loss``: "squared_error" only; ``max_fun``: only used by lbfgs (ignored).
     - gpunn's own: ``output_activation``, ``dtype`` (any spelling of float32/float64), ``device``
       ("auto", "cpu", "cuda", "cuda:N").
@@ -271,14 +274,19 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     # ---- estimator API ----------------------------------------------------------------
     def fit(self, X, y):
-        """Train on (X, y) (a fresh network, or the fitted one with warm_start); returns self."""
+        """Train on (X, y) (a fresh network, or the fitted one with warm_start); returns self.
+
+        There is no ``sample_weight``: gpunn trains on the unweighted mean squared error (its fused loss
+        kernels, CUDA graphs, ensembles and data-parallel reductions have no per-row weight). Without the
+        parameter, scikit-learn's meta-estimators that can do without it (BaggingRegressor,
+        AdaBoostRegressor) resample rows instead; for integer weights, repeat rows."""
         activation = self._check_params()
-        X, y = self._validate(X, y)
+        warm = self.warm_start and hasattr(self, "model_")
+        X, y = self._validate(X, y, reset=not warm)  # as scikit-learn: a warm start keeps n_features_in_
         y_1d = y.ndim == 1
         Y = y.reshape(-1, 1) if y_1d else y
-        warm = self.warm_start and hasattr(self, "model_") and self.n_outputs_ == Y.shape[1] \
-            and self.model_.layer_sizes[0] == X.shape[1]
         if warm:
+            self._check_same_network(Y.shape[1], activation, "warm_start=True")
             model, previous = self.model_, self.history_
         else:
             self._seed_ = self._seed()
@@ -329,8 +337,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             model.optimizer = make_optimizer(name, **opt)
             history, n_iter = History(), 0
         else:
-            if Y.shape[1] != self.n_outputs_:
-                raise ValueError(f"y has {Y.shape[1]} outputs but the model was fitted with {self.n_outputs_}")
+            self._check_same_network(Y.shape[1], activation, "partial_fit")
             model, history, n_iter = self.model_, self.history_, self.n_iter_
         with model.backend.use():
             Xd, Yd = model._as_input(X), model._as_target(Y)
@@ -341,6 +348,32 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                   handle_interrupt=False)
         self._set_fitted(model, history, Y.shape[1], X.shape[0], not first)
         return self
+
+    def _check_same_network(self, n_outputs, activation, how):
+        """A warm start or partial_fit continues the fitted network: refuse parameters that now describe
+        another one (scikit-learn silently kept the old weights for a new width, and failed inside its
+        forward pass for a new depth or output count)."""
+        from .activations import get_activation
+        from .model import canonical_dtype
+
+        model = self.model_
+        instead = "set warm_start=False" if how.startswith("warm") else "start from a new estimator (sklearn's clone)"
+        if n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs but the fitted network has {self.n_outputs_}; {how} "
+                             f"continues that network: {instead} to train a new one")
+        fitted = {"hidden_layer_sizes": tuple(model.layer_sizes[1:-1]),
+                  "activation": model.activations[0].name if len(model.activations) > 1 else None,
+                  "output_activation": model.activations[-1].name, "dtype": model.dtype.name}
+        wanted = {"hidden_layer_sizes": tuple(self._hidden()),
+                  "activation": get_activation(activation).name if len(model.activations) > 1 else None,
+                  "output_activation": get_activation(self.output_activation).name,
+                  "dtype": canonical_dtype(self.dtype)}
+        changed = [name for name in fitted if fitted[name] != wanted[name]]
+        if changed:
+            now = ", ".join(f"{name}={getattr(self, name)!r}" for name in changed)
+            was = ", ".join(f"{fitted[name]!r}" for name in changed)
+            raise ValueError(f"{how} continues the fitted network, but {now} now describes another one (it was "
+                             f"{was}): {instead} to train a new network")
 
     def _set_fitted(self, model, history, n_outputs, rows, continued):
         self.model_, self.history_ = model, history

@@ -241,3 +241,45 @@ def test_warm_start_continues_from_the_fitted_weights(data):
     first = est.fit(X, y).loss_curve_[-1]
     est.fit(X, y)
     assert est.n_iter_ == 8 and est.loss_curve_[4] < first * 1.5 and est.t_ == 8 * len(X)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(hidden_layer_sizes=(16,)), r"hidden_layer_sizes=\(16,\) now describes another one \(it was \(8,\)\)"),
+    (dict(hidden_layer_sizes=(8, 8)), r"hidden_layer_sizes=\(8, 8\) now describes another one"),
+    (dict(activation="tanh"), "activation='tanh' now describes another one"),
+    (dict(dtype="float64"), "dtype='float64' now describes another one"),
+])
+def test_a_warm_start_refuses_parameters_of_another_network(data, change, message):
+    # it kept training the old network, whatever hidden_layer_sizes and activation now said
+    X, y = data[0][:100], data[1][:100]
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, warm_start=True, random_state=0, device="cpu").fit(X, y)
+    est.set_params(**change)
+    with pytest.raises(ValueError, match=message + ".*set warm_start=False"):
+        est.fit(X, y)
+    with pytest.raises(ValueError, match=message + r".*a new estimator \(sklearn's clone\)"):
+        est.partial_fit(X, y)
+    est.set_params(warm_start=False).fit(X, y)  # a new network of the new shape
+    assert est.coefs_[0].shape[1] == est.get_params()["hidden_layer_sizes"][0]
+
+
+def test_a_warm_start_refuses_another_feature_or_output_count(data):
+    # it trained a new network instead (scikit-learn refuses the features, and fails on the outputs)
+    X, y = data[0][:100], data[1][:100]
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, warm_start=True, random_state=0, device="cpu").fit(X, y)
+    with pytest.raises(ValueError, match="X has 5 features, but MLPRegressor is expecting 6 features"):
+        est.fit(X[:, :5], y)
+    with pytest.raises(ValueError, match="y has 2 outputs but the fitted network has 1"):
+        est.fit(X, numpy.c_[y, y])
+    assert est.n_features_in_ == 6 and est.n_iter_ == 2
+
+
+def test_no_sample_weight_so_bagging_resamples_rows(data):
+    # the documented choice: fit has no sample_weight, so meta-estimators that can resample do so
+    from sklearn.ensemble import BaggingRegressor
+    from sklearn.utils.validation import has_fit_parameter
+
+    X, y = data[0][:100], data[1][:100]
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, device="cpu")
+    assert not has_fit_parameter(est, "sample_weight")
+    bag = BaggingRegressor(est, n_estimators=2, random_state=0).fit(X, y)
+    assert bag.predict(X[:3]).shape == (3,)
