@@ -27,6 +27,8 @@ def read_toml(path) -> dict:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give a TOML file (as --save writes: PATH.toml)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if "train" in data and isinstance(data["train"], dict):  # a [train] table is accepted too

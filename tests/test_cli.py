@@ -248,3 +248,16 @@ def test_bench_checks_its_outputs_before_measuring(tmp_path, monkeypatch, capsys
     captured = capsys.readouterr()
     assert message in captured.err and "configuration" not in captured.out
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum 0.9: --optimizer adam has no momentum; sgd, momentum"),
+    (["--resume", "."], "--resume . is a directory; gpunn train resumes a checkpoint file"),
+    (["--config", "."], "config file . is a directory; give a TOML file"),
+])
+def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", *TINY, *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("gpunn: error: ")
+    assert message in captured.err and "data:" not in captured.out

@@ -91,6 +91,9 @@ def recorded(path, parser, command="train"):
 
     if not os.path.exists(path):
         raise ValueError(f"--resume {path} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--resume {path} is a directory; gpunn train resumes a checkpoint file (--save PATH's), "
+                         f"and a directory of gpunn sweep --save continues with gpunn sweep --resume {path}")
     meta, _ = checkpoint.read(path)
     if meta.get("kind") != "training":
         raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")

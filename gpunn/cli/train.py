@@ -9,7 +9,7 @@ import numpy
 
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
-from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer
+from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer, options_of
 from . import data as data_cli
 from .common import add_debug, bounded, dtype, is_stdout, json_text, non_negative, number, positive, write_output
 
@@ -221,6 +221,16 @@ def _check_precision(args, backend, dtype) -> None:
                          f"got {numpy.dtype(dtype).name}")
 
 
+def _optimizer(args):
+    """The optimizer of --optimizer, --lr, --weight-decay and --momentum, made before the data is generated or
+    read: --momentum with an optimizer that has none is refused at once, by its flag."""
+    if args.momentum is not None and "momentum" not in options_of(OPTIMIZERS[args.optimizer]):
+        takes = [name for name, cls in OPTIMIZERS.items() if "momentum" in options_of(cls)]
+        raise ValueError(f"--momentum {args.momentum}: --optimizer {args.optimizer} has no momentum; "
+                         f"{', '.join(takes)} do (or drop --momentum)")
+    return make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
+
+
 def _check_memory(args, backend, hidden):
     from .. import preflight
 
@@ -249,6 +259,7 @@ def run(args) -> int:
               "from the checkpoint", flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
     _check_precision(args, backend, ckpt.model.dtype if ckpt else args.dtype)
+    optimizer = None if ckpt else _optimizer(args)
     source, chosen = data_cli.make_source(args, backend, ckpt)
     if source is None:
         _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
@@ -291,8 +302,6 @@ def run(args) -> int:
             history = ckpt.resume(source, epochs=args.epochs, verbose=not args.quiet, checkpoint=args.save or True,
                                   callbacks=extra, distributed=distributed)
         else:
-            optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                                       momentum=args.momentum)
             history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                                 schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks,
                                 distributed=distributed)
@@ -310,8 +319,6 @@ def run(args) -> int:
                                   verbose=not args.quiet, checkpoint=args.save or True, callbacks=extra,
                                   distributed=distributed)
         else:
-            optimizer = make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                                       momentum=args.momentum)
             history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                                 schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
