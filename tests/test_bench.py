@@ -239,3 +239,21 @@ def test_bench_ensemble_torch_peers_run():
                             log=lambda msg: None)
     assert [r["impl"] for r in results] == ["gpunn", "torch-vmap", "torch-loop"]
     assert all(r["samples_per_s"] > 0 for r in results)
+
+
+@pytest.mark.parametrize("args, message", [(["--sustain", "-5"], "argument --sustain: must be zero or more, got -5"),
+                                           (["--precision", "fp8"], "unknown precision(s) fp8")])
+def test_bench_refuses_bad_numbers_and_names_before_printing_anything(capsys, args, message):
+    try:
+        code = cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", *args])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2 and message in captured.err and captured.out == ""
+
+
+def test_bench_quick_takes_the_repeats_asked_for(tmp_path, capsys):
+    path = tmp_path / "b.json"
+    run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none", "--no-profile", "--repeats", "3",
+             "--json", str(path)], capsys)
+    assert [len(r["repeats"]) for r in json.loads(path.read_text())["results"]] == [3]

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import backend as _backend
-from .common import add_debug, is_stdout, positive, write_output
+from .common import add_debug, is_stdout, non_negative, positive, write_output
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -27,9 +27,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--peers", default="naive,torch,sklearn",
                    help="comma-separated peers to run: naive, torch, torch-bf16 (PyTorch with bfloat16 autocast; "
                         "GPU only), sklearn, or none (default: %(default)s)")
-    b.add_argument("--repeats", type=positive(int), default=5, help="timed repeats per implementation (default: %(default)s)")
-    b.add_argument("--seconds", type=positive(float), default=0.3,
-                   help="target duration of one repeat, in whole epochs (default: %(default)s)")
+    b.add_argument("--repeats", type=positive(int), default=None,
+                   help="timed repeats per implementation (default: 5; 2 with --quick)")
+    b.add_argument("--seconds", type=positive(float), default=None,
+                   help="target duration of one repeat, in whole epochs (default: 0.3; 0.02 with --quick)")
     b.add_argument("--max-seconds", type=positive(float), default=None,
                    help="overall time budget: configurations share it; warm-ups, peers (the torch import too), repeats "
                         "(at least 2 kept), the profile run and the peak GEMM are cut or skipped to fit it")
@@ -41,11 +42,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also time gpunn's eager step (graph=False) beside each precision's default row, which on "
                         "a GPU captures the step as a CUDA graph; the table's last lines give graph over eager "
                         "(GPU only)")
-    b.add_argument("--sustain", type=int, default=0, metavar="STEPS",
+    b.add_argument("--sustain", type=non_negative(int), default=0, metavar="STEPS",
                    help="train each implementation STEPS more mini-batch steps before timing: the steady state of a "
                         "long run, where slowdowns that build up (subnormals in optimizer state) show; 1000 is "
                         "enough for those (default: %(default)s, time from a fresh start)")
-    b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration, 2 short repeats")
+    b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration (unless --config names "
+                                                         "others), 2 short repeats (unless --repeats/--seconds)")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
     b.add_argument("--json", metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
                                                   "so a killed run keeps what finished; \"complete\" says which; "
@@ -106,10 +108,12 @@ def run(args) -> int:
     peers = [] if args.peers.strip() in ("", "none") else [p.strip() for p in args.peers.split(",") if p.strip()]
     if args.quick:
         configs = [bench.parse_config(c) for c in args.config] if args.config else [bench.QUICK_CONFIG]
-        repeats, seconds = min(args.repeats, 2), min(args.seconds, 0.02)
     else:
         configs = [bench.parse_config(c) for c in (args.config or [c for c in bench.CONFIGS])]
-        repeats, seconds = args.repeats, args.seconds
+    # --quick's shorter defaults; --repeats and --seconds, when given, are what was asked for
+    repeats = args.repeats or (2 if args.quick else 5)
+    seconds = args.seconds or (0.02 if args.quick else 0.3)
+    extra = variants(args.precision, args.eager)  # a bad --precision refused before anything is printed
     if args.ensemble:
         configs = [c.ensemble(args.ensemble) for c in configs]
     ensembles = [c for c in configs if c.members > 1]
@@ -136,8 +140,7 @@ def run(args) -> int:
         budget = budget * len(configs) / (len(configs) + len(ensembles))
     data = bench.run(configs, backends, peers=[p for p in peers if p in bench.PEERS], repeats=repeats,
                      seconds=seconds, max_seconds=budget, profile=not args.no_profile, log=log,
-                     variants=variants(args.precision, args.eager), on_result=on_result,
-                     sustain_steps=max(0, args.sustain))
+                     variants=extra, on_result=on_result, sustain_steps=args.sustain)
     if ensembles:
         left = None if args.max_seconds is None else max(1.0, args.max_seconds - data["setup"]["wall_seconds"])
         new = bench.run_ensembles(ensembles, backends, peers=[p for p in peers if p in bench.ENSEMBLE_PEERS],
