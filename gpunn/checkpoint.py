@@ -500,6 +500,7 @@ def _build_model(meta, arrays, device):
                        device=backend, seed=list(cfg["seeds"]))
         with backend.use():
             ens.params[...] = backend.xp.asarray(arrays["params"])
+        ens.data_columns = cfg.get("columns")
         return ens
     model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
                 bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
@@ -676,9 +677,12 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         if distributed and (training.get("source") or {}).get("kind") == "bootstrap":
             raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own rows), which is "
                              "not data parallel: resume it in one process (distributed=False)")
-        if is_source(X, Y):
-            raise ValueError(f"{ckpt.path} holds an ensemble's run, which trains on in-memory arrays: resume it with "
-                             "the same X and Y")
+        if is_source(X, Y) and (training.get("source") or {}).get("kind") == "bootstrap":
+            raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own resample of "
+                             "in-memory arrays): resume it with the same X and Y")
+        if distributed and is_source(X, Y):
+            raise ValueError(f"{ckpt.path} holds an ensemble's run, which trains data parallel on in-memory arrays "
+                             "only: resume it on its source in one process (distributed=False)")
         callbacks = ens_training.member_callbacks(callbacks, verbose)
     with model.backend.use():
         if settings.validation == "data" and validation_data is None:
@@ -686,6 +690,8 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         shards = None
         if is_source(X, Y):
             source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
+            if ensemble:
+                evaluator = ens_training.ensemble_evaluator(model, evaluator)
             # a data-parallel run on a chunked source read it as rank shards; 0: it read the source whole
             shards = (ckpt.training.get("source") or {}).get("shards", 0)
         else:

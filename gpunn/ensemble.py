@@ -82,6 +82,8 @@ class Ensemble:
         self.init_parameters()
         self._workspaces = {}
         self.history = None
+        self.standardizer = None  # none yet: fit refuses a source with standardize
+        self.data_columns = None  # a table source's {"features": [...], "targets": [...]}, set by fit
         self.graph = graph_mode(graph)  # False (the default), True, or None ("auto"): see gpunn.training.graph
         self.graph_trainer = None
 
@@ -256,6 +258,8 @@ class Ensemble:
                     self.device, self.seeds[k], self._fused)
         with self.backend.use():
             model.params[...] = self.member_params[k]
+        if self.data_columns:
+            model.data_columns = {kind: list(names) for kind, names in self.data_columns.items()}
         return model
 
     __getitem__ = member
@@ -279,8 +283,9 @@ class Ensemble:
         per_member = values.max(axis=0) if maximise else values.min(axis=0)
         return int(numpy.argmax(per_member) if maximise else numpy.argmin(per_member))
 
-    def fit(self, X, Y, **kwargs):
-        """Train all members; see :func:`gpunn.training.ensemble.fit_ensemble`. Returns the history."""
+    def fit(self, X, Y=None, **kwargs):
+        """Train all members on (X, Y), or on a data source passed alone as X; see
+        :func:`gpunn.training.ensemble.fit_ensemble`. Returns the history."""
         from .training.ensemble import fit_ensemble
 
         return fit_ensemble(self, X, Y, **kwargs)

@@ -95,21 +95,23 @@ def validation_logs(sq_sum, abs_sum, r2, rows, outputs) -> dict:
 
 def _evaluate(model, pieces, ss_tot) -> dict:
     """MSE, MAE and R² of ``model`` over (X, Y) device pieces; ``ss_tot`` per output (or a callable
-    giving it once the pieces are consumed)."""
+    giving it once the pieces are consumed). An ensemble's forward pass gives (K, rows, outputs):
+    its sums are per member, and the logs lists of K."""
     xp = model.xp
     ss_res = abs_sum = None
     rows = 0
     for Xc, Yc in pieces:
-        if ss_res is None:
-            ss_res, abs_sum = xp.zeros(Yc.shape[1], "float64"), xp.zeros((), "float64")
         P = model._forward(Xc, model._workspace(Xc.shape[0]))
         D = P - Yc
-        ss_res += (D * D).sum(axis=0, dtype="float64")
-        abs_sum += xp.abs(D).sum(dtype="float64")
+        members = D.shape[:-2]  # () for one model, (K,) for an ensemble
+        if ss_res is None:
+            ss_res, abs_sum = xp.zeros(members + (Yc.shape[1],), "float64"), xp.zeros(members, "float64")
+        ss_res += (D * D).sum(axis=-2, dtype="float64")
+        abs_sum += xp.abs(D).sum(axis=(-2, -1) if members else None, dtype="float64")
         rows += Yc.shape[0]
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
     ok = ss_tot > 0
     # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0
     r2 = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-    packed = model.backend.to_host(xp.stack([ss_res.sum(), abs_sum, r2.mean()]))  # the one host sync
-    return validation_logs(*packed, rows, ss_res.shape[0])
+    packed = model.backend.to_host(xp.stack([ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]))  # the one host sync
+    return validation_logs(*packed, rows, ss_res.shape[-1])

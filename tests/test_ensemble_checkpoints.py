@@ -174,3 +174,56 @@ def test_a_forged_ensemble_checkpoint_is_refused(ensemble_data, tmp_path, interr
     assert gpunn.load_checkpoint(path).state.batch == 1  # the untouched file loads
     with pytest.raises(gpunn.CheckpointError, match=match):
         gpunn.load_checkpoint(_forge(path, tmp_path / "bad.npz", edit))
+
+
+@pytest.fixture
+def ensemble_files(ensemble_data, tmp_path):
+    X, Y = ensemble_data
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    return tmp_path / "x.npy", tmp_path / "y.npy"
+
+
+def npy_source(files, **options):
+    return gdata.npy(*files, chunk_rows=40, window=3, seed=4, validation_fraction=0.2, **options)
+
+
+def test_an_ensemble_trains_on_a_data_source_exactly_as_each_member_would(ensemble_files):
+    """The exactness contract on a gpunn.data source: member k equals MLP(seed=s0 + k).fit(source) (the
+    same chunks held out, the same windowed shuffle), and validation is scored on the held-out chunks."""
+    lrs = [1e-3, 3e-3]
+    ens = gpunn.Ensemble(SIZES, 2, seed=7, device="cpu", dtype="float64")
+    history = ens.fit(npy_source(ensemble_files), epochs=3, batch_size=32, lr=lrs, verbose=False)
+    for k in range(2):
+        twin = gpunn.MLP(SIZES, seed=7 + k, device="cpu", dtype="float64")
+        h = twin.fit(npy_source(ensemble_files), epochs=3, batch_size=32, lr=lrs[k], verbose=False)
+        np.testing.assert_allclose(ens.member_params[k], twin.params, rtol=1e-10, atol=1e-12)
+        assert np.allclose([e[k] for e in history["loss"]], h["loss"], rtol=1e-10)
+        assert np.allclose([e[k] for e in history["val_loss"]], h["val_loss"], rtol=1e-10)
+        assert np.allclose([e[k] for e in history["val_r2"]], h["val_r2"], rtol=1e-10)
+
+
+def test_an_ensemble_run_on_a_source_resumes_bit_for_bit(ensemble_files, tmp_path, interrupt_at):
+    fit = dict(epochs=3, batch_size=32, lr=[1e-3, 3e-3], verbose=False)
+    straight = gpunn.Ensemble(SIZES, 2, seed=1, device="cpu")
+    expected = straight.fit(npy_source(ensemble_files), **fit)
+    path = tmp_path / "run.npz"
+    stopped = gpunn.Ensemble(SIZES, 2, seed=1, device="cpu").fit(
+        npy_source(ensemble_files), **fit, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 2)])
+    assert stopped.interrupted
+    resumed = gpunn.load_checkpoint(path, device="cpu").resume(npy_source(ensemble_files), verbose=False)
+    np.testing.assert_array_equal(gpunn.load(path, device="cpu").params, straight.params)
+    assert resumed["loss"] == expected["loss"] and resumed["val_loss"] == expected["val_loss"]
+    with pytest.raises(ValueError, match="another source"):
+        gpunn.load_checkpoint(path, device="cpu").resume(gdata.npy(*ensemble_files, chunk_rows=40, seed=5,
+                                                                   validation_fraction=0.2), verbose=False)
+
+
+def test_what_an_ensemble_cannot_do_on_a_source_is_refused_by_name(ensemble_files):
+    ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="bootstrap=True draws each member's resample from in-memory rows"):
+        ens.fit(npy_source(ensemble_files), epochs=1, bootstrap=True, verbose=False)
+    with pytest.raises(ValueError, match="no standardization statistics yet"):
+        ens.fit(npy_source(ensemble_files, standardize=True), epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="data parallel on in-memory arrays"):
+        ens.fit(npy_source(ensemble_files), epochs=1, distributed=True, verbose=False)

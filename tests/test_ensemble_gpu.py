@@ -161,3 +161,23 @@ def test_the_ensemble_step_as_a_cuda_graph_trains_as_the_eager_step(gpu, optimiz
     assert _rel(graphed.params, eager.params) <= 1e-10
     numpy.testing.assert_allclose(h_graph["val_loss"], h_eager["val_loss"], rtol=1e-10)
     assert h_graph.stopped_epoch == h_eager.stopped_epoch
+
+
+def test_an_ensemble_on_a_file_source_trains_each_member_as_its_mlp_on_cuda(gpu, tmp_path):
+    """gpunn.data on the GPU (pinned buffers, a side stream) feeding K members: member k equals the MLP
+    fitted on the same source, and validation runs over the held-out chunks."""
+    X, Y = _data()
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+
+    def source():
+        return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=30, window=3, seed=2,
+                              validation_fraction=0.2)
+
+    ens = gpunn.Ensemble(SIZES, 2, seed=5, device="cuda", dtype="float64")
+    history = ens.fit(source(), epochs=2, batch_size=32, lr=[1e-3, 1e-2], verbose=False)
+    for k, lr in enumerate([1e-3, 1e-2]):
+        twin = gpunn.MLP(SIZES, seed=5 + k, device="cuda", dtype="float64")
+        h = twin.fit(source(), epochs=2, batch_size=32, lr=lr, verbose=False)
+        assert _rel(ens.member_params[k], twin.params) <= TOL["float64"]
+        numpy.testing.assert_allclose([e[k] for e in history["val_loss"]], h["val_loss"], rtol=1e-10)

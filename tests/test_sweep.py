@@ -210,3 +210,91 @@ def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
 def test_patience_without_early_stopping_is_refused_not_ignored(capsys):
     assert cli.main(GRID + ["--epochs", "1", "--patience", "3"]) == 2
     assert "--patience 3 sets early stopping, which this run does not use" in capsys.readouterr().err
+
+
+@pytest.fixture
+def files(tmp_path):
+    X, Y = gpunn.datasets.make("teacher", 800, 4, 2, noise=0.1, seed=3, device="cpu", dtype="float64")
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+    return ["--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy")]
+
+
+DATA = ["sweep", "--lr", "1e-3,1e-2", "--seeds", "2", "--hidden", "8", "--epochs", "2", "--batch-size", "32",
+        "--window", "4", "--quiet", "--device", "cpu", "--dtype", "float64"]
+
+
+def test_a_sweep_on_a_file_trains_each_member_as_gpunn_train_does_on_it(files, tmp_path, capsys):
+    js, best = tmp_path / "s.json", tmp_path / "best.npz"
+    out = run(DATA + files + ["--json", str(js), "--save-best", str(best)], capsys)
+    assert "4 members (2 lr x 1 weight decay x 2 seed(s)) of [4, 8, 2]" in out
+    assert "data: " in out and "validation rows (whole chunks)" in out
+    top = json.loads(js.read_text())["members"][0]
+    twin = gpunn.MLP([4, 8, 2], dtype="float64", seed=top["seed"], device="cpu")
+    source = gpunn.data.npy(files[1], files[3], window=4, seed=0, validation_fraction=0.1)
+    history = twin.fit(source, epochs=2, batch_size=32, lr=top["lr"], verbose=False)
+    numpy.testing.assert_allclose(gpunn.load(best, device="cpu").params, twin.params, rtol=1e-10)
+    assert top["val_mse"] == pytest.approx(min(history["val_mse"]), rel=1e-10)
+
+
+def test_a_one_member_sweep_on_a_file_is_the_gpunn_train_run(files, tmp_path, capsys):
+    swept, alone = tmp_path / "best.npz", tmp_path / "alone.npz"
+    common = ["--hidden", "8", "--epochs", "2", "--batch-size", "32", "--window", "4", "--lr", "3e-3", "--device",
+              "cpu", "--dtype", "float64", "--quiet"]
+    run(["sweep", *files, *common, "--save-best", str(swept)], capsys)
+    run(["train", *files, *common, "--save", str(alone)], capsys)
+    numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
+                                  rtol=1e-10)
+
+
+def test_a_sweep_on_a_table_saves_a_best_member_that_predicts_the_table(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = gpunn.datasets.make("linear", 600, 3, 1, seed=1, device="cpu", dtype="float64")
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0]}), tmp_path / "t.parquet",
+                   row_group_size=100)
+    best = tmp_path / "best.npz"
+    run(DATA + ["--data", str(tmp_path / "t.parquet"), "--target", "y", "--features", "c,a", "--save-best", str(best)],
+        capsys)
+    model = gpunn.load(best, device="cpu")
+    assert model.layer_sizes[0] == 2 and model.data_columns == {"features": ["c", "a"], "targets": ["y"]}
+    assert cli.main(["predict", str(best), str(tmp_path / "t.parquet"), str(tmp_path / "p.npy")]) == 0
+    numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), model.predict(X[:, [2, 0]]), rtol=1e-6)
+
+
+def test_an_interrupted_sweep_on_a_file_resumes_to_the_sweep_that_never_stopped(files, tmp_path, capsys, monkeypatch,
+                                                                               interrupt_at):
+    straight, resumed, saved = tmp_path / "straight.json", tmp_path / "resumed.json", tmp_path / "sweep"
+    grid = DATA + files + ["--max-members", "2"]
+    run(grid + ["--json", str(straight)], capsys)
+    fit, calls = gpunn.ensemble.Ensemble.fit, []
+
+    def second_ensemble_interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            kwargs["callbacks"] = [*kwargs["callbacks"], interrupt_at(1, 3)]
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_ensemble_interrupted)
+    run(grid + ["--save", str(saved)], capsys, status=130)
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
+    out = run(["sweep", "--resume", str(saved), "--json", str(resumed), "--quiet"], capsys)
+    assert "ensemble 1: 1 of 2 epochs and 4 batches of epoch 2 were done" in out
+    assert members(resumed) == members(straight)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--rows", "900"], "--rows 900 sets up a synthetic task, which --data replaces"),
+    (["--features", "3"], "--features 3 sets up a synthetic task"),
+])
+def test_a_sweep_on_a_file_refuses_the_synthetic_tasks_options(files, capsys, extra, match):
+    assert cli.main(DATA + files + extra) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_a_sweep_on_a_file_of_one_chunk_says_it_has_nothing_to_rank_on(tmp_path, capsys):
+    numpy.save(tmp_path / "x.npy", numpy.ones((1, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.ones((1, 1)))
+    assert cli.main(DATA + ["--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy")]) == 2
+    assert "is one chunk (1 row), so no chunk can be held out to rank the members on" in capsys.readouterr().err

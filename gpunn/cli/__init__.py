@@ -57,6 +57,10 @@ def parse_args(argv=None):
     command = parser.commands[args.command]
     given = resume.explicit(argv, build_parser().commands[args.command])  # the options written out
     if args.command == "sweep":
+        if args.data and not args.resume:
+            from .data import refuse_task_options
+
+            refuse_task_options(given)
         if args.resume:  # its options come from the sweep's first checkpoint
             from .sweep import first_checkpoint
 

@@ -28,7 +28,8 @@ def feature_count_or_names(text):
     return names
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser, standardize=True, stream=True) -> None:
+    """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has neither)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     g.add_argument("--data", metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
                    "Y.npy), a .parquet file or a directory of them, or a .csv with a header (with --target); read "
@@ -37,13 +38,19 @@ def add_arguments(parser) -> None:
     g.add_argument("--targets", metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
     g.add_argument("--target", metavar="COLUMNS", help="target column(s) of a Parquet or CSV --data, comma-separated; "
                    "--features names the feature columns (default: all the others)")
-    g.add_argument("--standardize", action="store_true", help="train on inputs and targets scaled to mean 0, "
-                   "std 1 (statistics from one pass over the training rows, kept in the model: predict takes raw "
-                   "inputs and returns targets in their units)")
-    g.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
-                   help="synthetic task: generate it chunk by chunk on the device while training instead of "
-                        "materializing every row (auto: stream when the rows would not fit comfortably; "
-                        "default: %(default)s)")
+    if standardize:
+        g.add_argument("--standardize", action="store_true", help="train on inputs and targets scaled to mean 0, "
+                       "std 1 (statistics from one pass over the training rows, kept in the model: predict takes raw "
+                       "inputs and returns targets in their units)")
+    else:
+        parser.set_defaults(standardize=False)
+    if stream:
+        g.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
+                       help="synthetic task: generate it chunk by chunk on the device while training instead of "
+                            "materializing every row (auto: stream when the rows would not fit comfortably; "
+                            "default: %(default)s)")
+    else:
+        parser.set_defaults(stream="off")
     g.add_argument("--window", type=positive(int), default=16,
                    help="chunks whose rows are shuffled together, for --data and streams (default: %(default)s)")
 

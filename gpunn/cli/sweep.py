@@ -7,13 +7,16 @@ import io
 import itertools
 import os
 import re
+import types
 
 import numpy
 
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
+from . import data as data_cli
 from .common import STDOUT_OPTIONS, add_debug, dtype, is_stdout, json_text, non_negative, positive, write_output
+from .data import feature_count_or_names
 from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
@@ -47,8 +50,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "gpunn.Ensemble (one step trains them all; a member of the first seed is exactly "
                                    "the run gpunn train would make with its --lr and --weight-decay; the others start "
                                    "from the weights of seed --seed + 1, ... on the same data and batches), then rank "
-                                   "them by validation MSE. A grid larger than the device's memory (or --max-members) "
-                                   "is split into ensembles that fit.")
+                                   "them by validation MSE. The data are a synthetic task or your own file (--data, "
+                                   "read chunk by chunk as gpunn train reads it, 10%% of the chunks held out). A grid "
+                                   "larger than the device's memory (or --max-members) is split into ensembles that "
+                                   "fit.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
                    help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=[0.0],
@@ -57,7 +62,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "s = --seed, --seed + 1, ... (default: %(default)s)")
     s.add_argument("--task", choices=sorted(datasets.TASKS), default="teacher", help="synthetic task (default: %(default)s)")
     s.add_argument("--rows", type=positive(int), default=20_000, help="rows generated, 10%% held out (default: %(default)s)")
-    s.add_argument("--features", type=positive(int), default=16, help="(default: %(default)s)")
+    s.add_argument("--features", type=feature_count_or_names, default=16,
+                   help="features of the synthetic task, or the feature columns of a --data table (default: "
+                        "%(default)s; for a table, every column but the targets)")
     s.add_argument("--outputs", type=positive(int), default=1, help="(default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=0.1, help="target noise std (default: %(default)s)")
     s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes (default: %(default)s)")
@@ -88,6 +95,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
                    "apply, any other option that differs from the recorded one is refused")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    data_cli.add_arguments(s, standardize=False, stream=False)
     add_debug(s)
     s.set_defaults(func=run)
     return s
@@ -255,26 +263,41 @@ def run(args) -> int:
     from ..training.loop import TrainingDiverged
     from . import resume
 
-    if args.rows < MIN_ROWS:
+    if args.rows < MIN_ROWS and not args.data:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
+    if not args.data and isinstance(args.features, list):
+        raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
     _check_outputs(args)
     _check_plot_available(args.plot)
     save_dir = _check_save_dir(args)
     backend = _backend.resolve(args.device)
-    X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
-                         device=backend, dtype=args.dtype)
-    n_val = max(2, args.rows // 10)
-    X_train, Y_train, X_val, Y_val = X[n_val:], Y[n_val:], X[:n_val], Y[:n_val]
-    sizes = [args.features, *args.hidden, args.outputs]
+    meta = checkpoint.read(first_checkpoint(args.resume))[0] if args.resume else None
+    if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
+        saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
+        source, chosen = data_cli.make_source(args, backend, saved)
+        if not source.validation_rows:
+            rows = f"{source.rows:,} row{'s' if source.rows != 1 else ''}"
+            raise ValueError(f"--data {args.data} is one chunk ({rows}), so no chunk can be held out to "
+                             "rank the members on; a sweep needs at least two (more rows, or a Parquet file with "
+                             "more row groups)")
+        train, validation = (source,), None
+        sizes, n_val = [source.n_features, *args.hidden, source.n_outputs], source.validation_rows
+    else:
+        X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
+                             device=backend, dtype=args.dtype)
+        n_val = max(2, args.rows // 10)
+        train, validation = (X[n_val:], Y[n_val:]), (X[:n_val], Y[:n_val])
+        sizes = [args.features, *args.hidden, args.outputs]
+        chosen = f"data: task {args.task}, {args.rows - n_val:,} training rows, {n_val:,} validation rows"
     settings = grid(args)
-    if args.resume:  # the split the sweep started with, whatever memory there is now
-        meta, _ = checkpoint.read(first_checkpoint(args.resume))
+    if meta is not None:  # the split the sweep started with, whatever memory there is now
         per, why = int(resume.saved_options(meta)[resume.GROUP_KEY]), "as the sweep being resumed was split"
     else:
         per, why = members_per_ensemble(args, backend, sizes, n_val, len(settings))
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
           f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
+    print(chosen, flush=True)
     if len(groups) > 1:
         print(f"the grid is split into {len(groups)} ensembles of up to {per} members ({why})", flush=True)
     record = None
@@ -290,8 +313,7 @@ def run(args) -> int:
         offset = g * per
         try:
             if saved and os.path.exists(saved):
-                ens, history = _resume_group(saved, path, group, g, args, backend, (X_train, Y_train),
-                                             (X_val, Y_val), record)
+                ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record)
             else:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
@@ -299,11 +321,11 @@ def run(args) -> int:
                 callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
-                history = ens.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size,
+                history = ens.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
                                   optimizer=args.optimizer, lr=[s["lr"] for s in group],
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
-                                  seed=args.seed, validation_data=(X_val, Y_val), callbacks=callbacks,
-                                  verbose=not args.quiet)
+                                  **({} if args.data else {"seed": args.seed}), validation_data=validation,
+                                  callbacks=callbacks, verbose=not args.quiet)
         except TrainingDiverged as exc:  # every member of this ensemble diverged: in one ensemble of the whole
             all_diverged = exc           # grid they would be frozen and listed as diverged, and so they are here
             print(f"ensemble {g}: every member diverged; they are ranked last", flush=True)

@@ -27,7 +27,7 @@ import warnings
 import numpy
 
 from ..checks import check_rows_match, is_real, per_member, positive_int, seed_int
-from ..metrics import RegressionEvaluator, validation_logs
+from ..metrics import RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
@@ -35,6 +35,7 @@ from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
 from .callbacks import Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, order_callbacks
 from .fit import split_validation
+from .protocols import is_source
 from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
 from .sources import ArraySource
 from .state import FitSettings, TrainState
@@ -190,20 +191,6 @@ class EnsembleEvaluator(RegressionEvaluator):
     def __init__(self, model, X, Y, chunk_rows=None):
         super().__init__(model, X, Y, model.chunk_rows if chunk_rows is None else chunk_rows)
 
-    def evaluate(self, model) -> dict:
-        xp, X, Y = model.xp, self.X, self.Y
-        K = model.n_models
-        ss_res = xp.zeros((K, Y.shape[1]), "float64")
-        abs_sum = xp.zeros(K, "float64")
-        for start in range(0, X.shape[0], self.chunk_rows):
-            Xc, Yc = X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
-            D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc
-            ss_res += (D * D).sum(axis=1, dtype="float64")
-            abs_sum += xp.abs(D).sum(axis=(1, 2), dtype="float64")
-        ok = self.ss_tot > 0
-        r2 = xp.where(ok, 1 - ss_res / xp.where(ok, self.ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-        packed = model.backend.to_host(xp.stack([ss_res.sum(axis=1), abs_sum, r2.mean(axis=1)]))  # one host sync
-        return validation_logs(*packed, Y.shape[0], Y.shape[1])
 
 
 class MemberEarlyStopping(Callback):
@@ -414,6 +401,15 @@ def member_callbacks(callbacks, verbose=False):
     return out
 
 
+def ensemble_evaluator(model, evaluator):
+    """A one-model validation evaluator (or None) made fit for ``model``'s K members: rows go through
+    in the ensemble's ``chunk_rows`` per member, as its memory check counts them."""
+    if isinstance(evaluator, SourceEvaluator):
+        evaluator.chunk_rows = model.chunk_rows
+        return evaluator
+    return None if evaluator is None else EnsembleEvaluator(model, evaluator.X, evaluator.Y)
+
+
 def ensemble_source(model, X, Y, *, seed, shuffle, bootstrap):
     """The training rows as the loop's data source: shared by all members, or a resample per member."""
     if bootstrap:
@@ -452,11 +448,12 @@ def ensemble_history(history, diverged=()) -> EnsembleHistory:
     return out
 
 
-def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
+def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
                  momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
                  callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True,
                  distributed=False):
-    """Train every member of ``model`` (an Ensemble) on (X, Y); returns an :class:`EnsembleHistory`.
+    """Train every member of ``model`` (an Ensemble) on (X, Y), or on a data source (``gpunn.data``)
+    passed alone as X, as :func:`gpunn.fit` takes one; returns an :class:`EnsembleHistory`.
 
     The options are :func:`gpunn.fit`'s; ``lr``, ``weight_decay``, ``momentum``, ``beta1`` and
     ``beta2`` take one value or K values (one per member), over the settings of ``optimizer`` (a name
@@ -471,18 +468,34 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
     """
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
-        X, Y = model._as_input(X), model._as_target(Y)
-        check_rows_match(X, Y)
-        seed = model.seeds[0] if seed is None else seed_int(seed)
-        X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
-        if validation is not None:
-            validation = EnsembleEvaluator(model, validation.X, validation.Y)
+        source = None
+        if is_source(X, Y):
+            source = X
+            if bootstrap:
+                raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays (X, Y), "
+                                 "or the source without bootstrap")
+            if distributed:
+                raise ValueError("an ensemble trains data parallel on in-memory arrays; pass arrays (X, Y), or train "
+                                 "the source in one process (distributed=False)")
+            if getattr(source, "standardize", False):
+                raise ValueError("an Ensemble keeps no standardization statistics yet: make the source without "
+                                 "standardize (scale the data beforehand), or train one gpunn.MLP per setting")
+            from ..data.binding import prepare_source
+
+            validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction))
+            seed, shuffle, rows = getattr(source, "seed", model.seeds[0]), getattr(source, "shuffle", False), source.rows
+        else:
+            X, Y = model._as_input(X), model._as_target(Y)
+            check_rows_match(X, Y)
+            seed = model.seeds[0] if seed is None else seed_int(seed)
+            X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
+            validation, rows = ensemble_evaluator(model, validation), X.shape[0]
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
         opt = EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, beta1=beta1, beta2=beta2)
-        settings = FitSettings(epochs=epochs, batch_size=X.shape[0] if batch_size is None else min(batch_size, X.shape[0]),
-                               train_rows=int(X.shape[0]), seed=seed, shuffle=bool(shuffle),
+        settings = FitSettings(epochs=epochs, batch_size=rows if batch_size is None else min(batch_size, rows),
+                               train_rows=int(rows), seed=seed, shuffle=bool(shuffle),
                                schedule=make_schedule(schedule),
                                validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
@@ -497,7 +510,7 @@ def fit_ensemble(model, X, Y, *, epochs=10, batch_size=256, optimizer="adam", lr
                               verbose=verbose)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             source, hook, callbacks, validation = dp.source, dp.hook, dp.callbacks(callbacks), dp.validation(validation)
-        else:
+        elif source is None:
             source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
 
         return run_ensemble(model, source, opt, settings, TrainState(history=EnsembleHistory()), callbacks=callbacks,
