@@ -230,3 +230,24 @@ def test_an_optimizer_object_passed_to_another_model_starts_afresh_there(data, m
     straight.fit(X, Y, epochs=2, batch_size=100, optimizer=opt3, verbose=False, shuffle=False)
     numpy.testing.assert_array_equal(again.params, straight.params)
     assert opt2.steps == opt3.steps
+
+
+def test_copy_deepcopy_gives_an_independent_model_that_trains_the_same(data):
+    # copy.deepcopy(model) raised "an MLP does not pickle"
+    import copy
+
+    X, Y = data
+    model = MLP([5, 8, 2], activation=["tanh"], output_activation="sigmoid", device="cpu", seed=3, dtype="float64",
+                graph=False)
+    model.fit(X, Y, epochs=1, verbose=False)
+    model.data_columns = {"features": list("abcde"), "targets": ["y1", "y2"]}
+    twin = copy.deepcopy(model)
+    assert repr(twin) == repr(model) and twin.seed == 3 and twin.graph is False and twin.data_columns == model.data_columns
+    numpy.testing.assert_array_equal(twin.predict(X), model.predict(X))
+    twin.weights[0][...] = 0  # its own buffers
+    assert not numpy.array_equal(twin.params, model.params)
+    twin, other = copy.copy(model), copy.deepcopy(model)
+    twin.fit(X, Y, epochs=2, verbose=False, seed=0)
+    other.fit(X, Y, epochs=2, verbose=False, seed=0)
+    numpy.testing.assert_array_equal(twin.params, other.params)
+    assert twin.data_columns is not model.data_columns
