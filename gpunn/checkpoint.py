@@ -570,8 +570,9 @@ class Checkpoint:
         where the checkpoint was written.
 
         The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
-        from the checkpoint; ``epochs`` may raise the total. ``checkpoint``: True keeps writing
-        to this file, a path writes elsewhere, False stops checkpointing. On the CPU the result
+        from the checkpoint; ``epochs`` (the run's total) may raise it, never below the epochs done.
+        ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
+        checkpointing. On the CPU the result
         is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
         parallel (every rank loads this file) on any number of ranks that divides the run's global
         batch; without it a data-parallel run continues in one process at its global batch.
@@ -672,7 +673,14 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
     settings, state = ckpt.settings, ckpt.state
     ensemble = _members(model) is not None
     if epochs is not None:
-        settings = dataclasses.replace(settings, epochs=positive_int(epochs, "epochs"))
+        epochs = positive_int(epochs, "epochs")
+        if epochs < state.epoch or (epochs == state.epoch and state.batch):
+            # it trained nothing and then wrote a checkpoint past its own end, which no load accepted again
+            done = f"{state.epoch} epochs" + (f" and {state.batch} batches of epoch {state.epoch + 1}" if state.batch
+                                              else "")
+            raise ValueError(f"{ckpt.path}: the run has done {done}; epochs={epochs} ends before that (epochs is "
+                             f"the run's total, not the epochs to add): pass more to train on")
+        settings = dataclasses.replace(settings, epochs=epochs)
     if ensemble:  # what an ensemble's run cannot do, refused before anything runs
         if distributed and (training.get("source") or {}).get("kind") == "bootstrap":
             raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own rows), which is "

@@ -72,6 +72,20 @@ def test_resume_can_extend_the_run(data, tmp_path):
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 4
 
 
+def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path):
+    # resume(epochs=2) of a 3-epoch run trained nothing, then wrote a checkpoint at epoch 3 of a 2-epoch run,
+    # which every later load refused ("impossible position")
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=200, callbacks=[gpunn.ModelCheckpoint(path)],
+                                             verbose=False)
+    with pytest.raises(ValueError, match=r"the run has done 3 epochs; epochs=2 ends before that \(epochs is the "
+                                         r"run's total"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False)["epoch"] == [1, 2, 3]  # nothing left
+    assert gpunn.load_checkpoint(path).epoch == 3
+
+
 def test_resuming_a_run_that_stopped_early_trains_no_further(data, tmp_path):
     X, Y = data
     model = MLP([6, 8, 2], device="cpu", seed=0)
