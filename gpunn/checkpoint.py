@@ -55,7 +55,7 @@ from .training.ensemble import MemberEarlyStopping
 from .training.fit import split_validation
 from .training.loop import train
 from .training.protocols import is_source
-from .training.sources import ArraySource
+from .training.sources import ArraySource, same_fingerprint
 from .training.state import FitSettings, TrainState
 
 FORMAT = "gpunn-checkpoint"
@@ -777,13 +777,19 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
     if X.shape[0] != settings.train_rows:
         raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give "
                          f"{X.shape[0]}. Resume with the same X and Y.")
-    if _members(model) is None:
-        return X, Y, ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle), evaluator
     saved = ckpt.training.get("source") or {}
-    source = ens_training.ensemble_source(model, X, Y, seed=settings.seed, shuffle=settings.shuffle,
-                                          bootstrap=saved.get("kind") == "bootstrap")
-    if evaluator is not None:
-        evaluator = ens_training.EnsembleEvaluator(model, evaluator.X, evaluator.Y)
+    if _members(model) is None:
+        source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
+    else:
+        source = ens_training.ensemble_source(model, X, Y, seed=settings.seed, shuffle=settings.shuffle,
+                                              bootstrap=saved.get("kind") == "bootstrap")
+        if evaluator is not None:
+            evaluator = ens_training.EnsembleEvaluator(model, evaluator.X, evaluator.Y)
+    # a run saved before the fingerprint existed, or data parallel (sharded), has none: rows are all it checks
+    if "fingerprint" in saved and not same_fingerprint(saved["fingerprint"], source.config()["fingerprint"]):
+        raise ValueError(f"{ckpt.path} trained on other values: these X and Y have its {X.shape[0]} training rows "
+                         "but not its data (a checksum differs; rows in another order count as other data). "
+                         "Resume with the same X and Y, in the same order.")
     return X, Y, source, evaluator
 
 

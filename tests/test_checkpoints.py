@@ -106,6 +106,13 @@ def test_resume_refuses_other_data(data, tmp_path):
                                              verbose=False)
     with pytest.raises(ValueError, match="same X and Y"):
         gpunn.load_checkpoint(tmp_path / "c.npz").resume(X[:500], Y[:500], verbose=False)
+    # the same shape, other values: resumed without a word (a regenerated or reordered data set is not the run)
+    changed = X.copy()
+    changed[7, 3] += 1e-3
+    for X2, Y2 in ((changed, Y), (X[::-1], Y[::-1]), (X, Y * 2)):
+        with pytest.raises(ValueError, match=r"trained on other values: .*a checksum differs"):
+            gpunn.load_checkpoint(tmp_path / "c.npz").resume(X2, Y2, verbose=False)
+    assert gpunn.load_checkpoint(tmp_path / "c.npz").resume(X.copy(), Y.copy(), epochs=2, verbose=False)["epoch"] == [1, 2]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -21,10 +21,15 @@ class ArraySource:
         self.seed, self.shuffle = int(seed), bool(shuffle)
         self.rows, self.n_features, self.n_outputs = int(X.shape[0]), int(X.shape[1]), int(Y.shape[1])
         self._buffers = None  # the shuffled copy, made on first use (False: it did not fit)
+        self._fingerprint = None
 
     def config(self) -> dict:
+        """What a checkpoint records of the data: its shape, shuffle and seed, and a ``fingerprint`` of the
+        values (see :func:`fingerprint`; computed once, at the first checkpoint), which a resume compares."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.backend.xp, self.X, self.Y)
         return {"kind": "arrays", "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
-                "shuffle": self.shuffle, "seed": self.seed}
+                "shuffle": self.shuffle, "seed": self.seed, "fingerprint": self._fingerprint}
 
     def batches(self, epoch, batch_size, first_batch=0):
         """Device batches (X_b, Y_b) of ``epoch`` from batch ``first_batch`` on; views valid until the next."""
@@ -63,3 +68,26 @@ class ArraySource:
             except MemoryError:  # cupy's OutOfMemoryError is a MemoryError too
                 self._buffers = False
         return self._buffers or None
+
+
+def fingerprint(xp, *arrays) -> list:
+    """Per array, three float64 sums over its row sums s_i: sum s_i, sum (i + 1) s_i / m (so other rows in
+    another order show) and sum |s_i| (the scale the first two are compared at: :func:`same_fingerprint`).
+    One pass over the data, no copy of it."""
+    values = []
+    for a in arrays:
+        s = a.sum(axis=1, dtype="float64")
+        weights = xp.arange(1, s.shape[0] + 1, dtype="float64") / s.shape[0]
+        values += [float(s.sum()), float(s @ weights), float(xp.abs(s).sum())]
+    return values
+
+
+def same_fingerprint(saved, now, rtol=1e-9) -> bool:
+    """Whether two :func:`fingerprint` lists describe the same data, up to summation order (another device)."""
+    if len(saved) != len(now):
+        return False
+    for i in range(0, len(now), 3):
+        scale = max(abs(now[i + 2]), abs(saved[i + 2]), 1e-300)
+        if any(abs(a - b) > rtol * scale for a, b in zip(saved[i:i + 3], now[i:i + 3])):
+            return False
+    return True
