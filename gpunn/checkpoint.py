@@ -450,7 +450,6 @@ def _check_members(meta, path):
         seeds = cfg.get("seeds")
         _require(isinstance(seeds, list) and len(seeds) == k and all(_is_int(x) for x in seeds), path,
                  "invalid member seeds")
-        _require(cfg.get("standardizer") is None, path, "an ensemble has no standardization statistics")
         return k
     _require("members" not in cfg and "seeds" not in cfg, path, f"a {kind!r} file describes one model, not members")
     return None
@@ -495,15 +494,12 @@ def _build_model(meta, arrays, device):
     if "members" in cfg:  # a saved Ensemble, or a training checkpoint of one
         from .ensemble import Ensemble
 
-        ens = Ensemble(cfg["layer_sizes"], cfg["members"], activation=list(cfg["activations"]),
-                       output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
-                       device=backend, seed=list(cfg["seeds"]))
-        with backend.use():
-            ens.params[...] = backend.xp.asarray(arrays["params"])
-        ens.data_columns = cfg.get("columns")
-        return ens
-    model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
-                bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
+        model = Ensemble(cfg["layer_sizes"], cfg["members"], activation=list(cfg["activations"]),
+                         output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
+                         device=backend, seed=list(cfg["seeds"]))
+    else:
+        model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
+                    bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
     with backend.use():
         model.params[...] = backend.xp.asarray(arrays["params"])
     if "standardizer" in cfg:
@@ -770,7 +766,7 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
     split as the run had, their source and the evaluator; an ensemble's evaluator, and its members'
     resamples drawn again from the seed when the run was bootstrapped."""
     model = ckpt.model
-    X, Y = model._as_input(X), model._as_target(Y)
+    X, Y = model._checked(X, Y)  # standardized copies for a model with statistics, as fit trains on
     check_rows_match(X, Y)
     X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
                                        settings.validation_fraction, settings.seed)

@@ -20,7 +20,8 @@ import numpy
 
 from . import preflight
 from .checks import as_matrix, check_rows_match, per_member, positive_int, seed_int
-from .model import MLP, ParamList, gradients_over
+from .data.stats import Standardizer
+from .model import MLP, ParamList, RawUnits, gradients_over
 from .ops import ensemble_ops_for
 from .training.graph import graph_mode
 
@@ -37,7 +38,7 @@ class _Workspace:
             self.dA.append(xp.empty((members, rows, n), dtype))
 
 
-class Ensemble:
+class Ensemble(RawUnits):
     """K regression MLPs of one architecture, trained together as batched products.
 
     ``seed`` is an int (member k starts as ``MLP(layer_sizes, ..., seed=seed + k)``) or a list of
@@ -82,7 +83,7 @@ class Ensemble:
         self.init_parameters()
         self._workspaces = {}
         self.history = None
-        self.standardizer = None  # none yet: fit refuses a source with standardize
+        self.standardizer = None  # set by fit on a source made with standardize (see MLP.standardizer)
         self.data_columns = None  # a table source's {"features": [...], "targets": [...]}, set by fit
         self.graph = graph_mode(graph)  # False (the default), True, or None ("auto"): see gpunn.training.graph
         self.graph_trainer = None
@@ -220,14 +221,21 @@ class Ensemble:
 
         ``return_std=True`` returns (mean, std) over the members instead, each (rows, outputs):
         the population standard deviation (numpy.std's ddof=0), as scikit-learn's Gaussian
-        processes return it. Rows go through in chunks of ``chunk_rows`` per member.
+        processes return it. Rows go through in chunks of ``chunk_rows`` per member. With a
+        ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
+        predictions are in the targets' units, as for one MLP.
         """
         with self.backend.use():
-            X = self._as_input(X)
+            scaler = self.standardizer
+            X = self._as_input(X) if scaler is None else self._raw_input(X)
             out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self.dtype)
             for start in range(0, X.shape[0], self.chunk_rows):
                 chunk = X[start:start + self.chunk_rows]
+                if scaler is not None:
+                    chunk = scaler.transform_x(self.xp, chunk).astype(self.dtype, copy=False)
                 out[:, start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
+            if scaler is not None:
+                scaler.inverse_y_(self.xp, out)
             if return_std:
                 return out.mean(axis=0), out.std(axis=0)
             return out
@@ -260,6 +268,8 @@ class Ensemble:
             model.params[...] = self.member_params[k]
         if self.data_columns:
             model.data_columns = {kind: list(names) for kind, names in self.data_columns.items()}
+        if self.standardizer is not None:
+            model.standardizer = Standardizer.from_state(*self.standardizer.state())
         return model
 
     __getitem__ = member

@@ -106,7 +106,42 @@ class _Workspace:
             self.dZ16 = xp.empty((rows, sizes[-1]), storage)
 
 
-class MLP:
+class RawUnits:
+    """What a model with a ``standardizer`` (training on a source made with standardize=True) needs to
+    take data in raw units: MLP and Ensemble (``backend``, ``dtype``, ``xp``, ``layer_sizes``)."""
+
+    standardizer = None
+
+    def _raw_input(self, data, name="X", target=False):
+        """Raw-unit inputs (targets) for a model with a ``standardizer``: checked, on the device, in
+        float64 when the model's dtype would not hold them exactly (float64 or int64 for a float32
+        model), so that they are standardized before the cast, as the data sources do
+        (gpunn.data.stats.standardizing_dtype); otherwise in the model's dtype."""
+        from .data.stats import dtype_of, standardizing_dtype
+
+        return as_matrix(data, name, self.backend, standardizing_dtype(dtype_of(data), self.dtype), allow_1d=target,
+                         n_columns=self.layer_sizes[-1 if target else 0])
+
+    def _standardized(self, X, Y, x_name="X", y_name="Y"):
+        """Raw-unit (X, Y) as a model with a ``standardizer`` trains on them: checked, standardized
+        (see ``_raw_input``), in the model's dtype; new arrays, the caller's are left as they are."""
+        def load(data, name, target):
+            A = self._raw_input(data, name, target)
+            return A.copy() if A is data or getattr(A, "base", None) is data else A
+
+        X, Y = load(X, x_name, False), load(Y, y_name, True)
+        self.standardizer.transform_(self.xp, X, Y)
+        return X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
+
+    def _checked(self, X, Y, x_name="X", y_name="Y"):
+        """(X, Y) checked on the device as training takes them: standardized copies for a model with a
+        ``standardizer``, else the arrays converted (no copy when they already are)."""
+        if self.standardizer is not None:
+            return self._standardized(X, Y, x_name, y_name)
+        return self._as_input(X, x_name), self._as_target(Y, y_name)
+
+
+class MLP(RawUnits):
     """A fully connected regression network trained on the mean squared error.
 
     ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
@@ -284,27 +319,6 @@ class MLP:
     def _as_target(self, Y, name="Y"):
         return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
-    def _raw_input(self, data, name="X", target=False):
-        """Raw-unit inputs (targets) for a model with a ``standardizer``: checked, on the device, in
-        float64 when the model's dtype would not hold them exactly (float64 or int64 for a float32
-        model), so that they are standardized before the cast, as the data sources do
-        (gpunn.data.stats.standardizing_dtype); otherwise in the model's dtype."""
-        from .data.stats import dtype_of, standardizing_dtype
-
-        return as_matrix(data, name, self.backend, standardizing_dtype(dtype_of(data), self.dtype), allow_1d=target,
-                         n_columns=self.layer_sizes[-1 if target else 0])
-
-    def _standardized(self, X, Y, x_name="X", y_name="Y"):
-        """Raw-unit (X, Y) as a model with a ``standardizer`` trains on them: checked, standardized
-        (see ``_raw_input``), in the model's dtype; new arrays, the caller's are left as they are."""
-        def load(data, name, target):
-            A = self._raw_input(data, name, target)
-            return A.copy() if A is data or getattr(A, "base", None) is data else A
-
-        X, Y = load(X, x_name, False), load(Y, y_name, True)
-        self.standardizer.transform_(self.xp, X, Y)
-        return X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
-
     def predict(self, X):
         """A[L] for the rows of X, on the model's device (a NumPy array on CPU).
 
@@ -346,10 +360,7 @@ class MLP:
         from .metrics import RegressionEvaluator
 
         with self.backend.use():
-            if self.standardizer is not None:  # R² is the same in standardized units
-                X, Y = self._standardized(X, Y)
-            else:
-                X, Y = self._as_input(X), self._as_target(Y)
+            X, Y = self._checked(X, Y)  # R² is the same in standardized units
             check_rows_match(X, Y)
             return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
 
@@ -392,10 +403,7 @@ def gradients_over(model, X, Y):
     """(device sum of squared errors, rows, copies of dW, copies of db or None) of one backward pass over
     all rows of X: what MLP.loss_and_gradients and Ensemble.loss_and_gradients share (they differ in
     how the sum becomes a loss). Call inside ``model.backend.use()``."""
-    if getattr(model, "standardizer", None) is not None:  # raw units in, as for fit and predict
-        X, Y = model._standardized(X, Y)
-    else:
-        X, Y = model._as_input(X), model._as_target(Y)
+    X, Y = model._checked(X, Y)  # raw units in, as for fit and predict
     check_rows_match(X, Y)
     sum_sq = model.train_step(X, Y)
     dW = [g.copy() for g in model._dW]

@@ -223,7 +223,59 @@ def test_what_an_ensemble_cannot_do_on_a_source_is_refused_by_name(ensemble_file
     ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
     with pytest.raises(ValueError, match="bootstrap=True draws each member's resample from in-memory rows"):
         ens.fit(npy_source(ensemble_files), epochs=1, bootstrap=True, verbose=False)
-    with pytest.raises(ValueError, match="no standardization statistics yet"):
-        ens.fit(npy_source(ensemble_files, standardize=True), epochs=1, verbose=False)
     with pytest.raises(ValueError, match="data parallel on in-memory arrays"):
         ens.fit(npy_source(ensemble_files), epochs=1, distributed=True, verbose=False)
+
+
+def test_an_ensemble_on_a_standardized_source_keeps_the_statistics_and_takes_raw_units(ensemble_data, ensemble_files,
+                                                                                         tmp_path, interrupt_at):
+    """Every member trains as MLP.fit on the standardized source; the ensemble, each member drawn from it and
+    a saved copy take raw inputs and predict in the targets' units; a run resumes on the source exactly."""
+    X, Y = ensemble_data
+    fit = dict(epochs=2, batch_size=32, lr=[1e-3, 1e-2], verbose=False)
+    ens = gpunn.Ensemble(SIZES, 2, seed=3, device="cpu", dtype="float64")
+    ens.fit(npy_source(ensemble_files, standardize=True), **fit)
+    P = ens.predict(X)
+    for k in range(2):
+        twin = gpunn.MLP(SIZES, seed=3 + k, device="cpu", dtype="float64")
+        twin.fit(npy_source(ensemble_files, standardize=True), epochs=2, batch_size=32, lr=fit["lr"][k], verbose=False)
+        np.testing.assert_allclose(ens.member_params[k], twin.params, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(ens.standardizer.x_mean, twin.standardizer.x_mean)
+        np.testing.assert_allclose(P[k], twin.predict(X), rtol=1e-9, atol=1e-12)  # raw in, targets' units out
+        np.testing.assert_array_equal(ens[k].predict(X), P[k])
+    gpunn.save(tmp_path / "ens.npz", ens)
+    np.testing.assert_array_equal(gpunn.load(tmp_path / "ens.npz", device="cpu").predict(X), P)
+    loss, _, _ = ens.loss_and_gradients(X, Y)  # raw units in, standardized loss out (what training follows)
+    np.testing.assert_allclose(loss, [ens[k].loss_and_gradients(X, Y)[0] for k in range(2)], rtol=1e-12)
+    path = tmp_path / "run.npz"
+    straight = gpunn.Ensemble(SIZES, 2, seed=3, device="cpu", dtype="float64")
+    expected = straight.fit(npy_source(ensemble_files, standardize=True), **fit)
+    gpunn.Ensemble(SIZES, 2, seed=3, device="cpu", dtype="float64").fit(
+        npy_source(ensemble_files, standardize=True), **fit, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 2)])
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    resumed = ckpt.resume(npy_source(ensemble_files, standardize=True), verbose=False)
+    np.testing.assert_array_equal(ckpt.model.params, straight.params)
+    assert resumed["val_loss"] == expected["val_loss"]
+
+
+def test_a_standardized_model_resumes_on_raw_arrays_as_it_trains_on_them(ensemble_data, ensemble_files, tmp_path,
+                                                                          interrupt_at):
+    """fit(X, Y) on raw arrays trains a standardized model on a standardized copy; a resume of that run on the
+    same raw arrays must standardize them too (it trained on them as given)."""
+    X, Y = ensemble_data
+    for make in (lambda: gpunn.MLP(SIZES, seed=2, device="cpu", dtype="float64"),
+                 lambda: gpunn.Ensemble(SIZES, 2, seed=2, device="cpu", dtype="float64")):
+        def standardized_model():
+            model = make()
+            model.fit(npy_source(ensemble_files, standardize=True), epochs=1, batch_size=32, verbose=False)
+            return model
+
+        fit = dict(epochs=2, batch_size=40, seed=1, validation_fraction=0.2, verbose=False)
+        straight = standardized_model()
+        expected = straight.fit(X, Y, **fit)
+        path = tmp_path / "raw.npz"
+        standardized_model().fit(X, Y, **fit, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 1)])
+        ckpt = gpunn.load_checkpoint(path, device="cpu")
+        resumed = ckpt.resume(X, Y, verbose=False)
+        np.testing.assert_array_equal(ckpt.model.params, straight.params)
+        assert resumed["val_loss"] == expected["val_loss"]

@@ -298,3 +298,17 @@ def test_a_sweep_on_a_file_of_one_chunk_says_it_has_nothing_to_rank_on(tmp_path,
     numpy.save(tmp_path / "y.npy", numpy.ones((1, 1)))
     assert cli.main(DATA + ["--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy")]) == 2
     assert "is one chunk (1 row), so no chunk can be held out to rank the members on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["task", "file"])
+def test_a_standardized_one_member_sweep_is_the_standardized_gpunn_train_run(files, tmp_path, capsys, where):
+    swept, alone = tmp_path / "best.npz", tmp_path / "alone.npz"
+    data = files if where == "file" else ["--rows", "400", "--features", "4"]
+    common = [*data, "--hidden", "8", "--epochs", "2", "--batch-size", "32", "--lr", "3e-3", "--standardize",
+              "--device", "cpu", "--dtype", "float64", "--quiet"]
+    out = run(["sweep", *common, "--save-best", str(swept)], capsys)
+    assert "validation MSE in standardized target units" in out
+    run(["train", *common, "--save", str(alone)], capsys)
+    best, reference = gpunn.load(swept, device="cpu"), gpunn.load(alone, device="cpu")
+    numpy.testing.assert_allclose(best.params, reference.params, rtol=1e-10)
+    numpy.testing.assert_array_equal(best.standardizer.y_scale, reference.standardizer.y_scale)

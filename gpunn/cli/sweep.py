@@ -95,7 +95,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
                    "apply, any other option that differs from the recorded one is refused")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    data_cli.add_arguments(s, standardize=False, stream=False)
+    data_cli.add_arguments(s, stream=False)
     add_debug(s)
     s.set_defaults(func=run)
     return s
@@ -258,6 +258,7 @@ def _check_outputs(args):
 
 def run(args) -> int:
     from .. import checkpoint
+    from ..data.binding import standardize_arrays
     from ..ensemble import Ensemble
     from ..training.callbacks import EarlyStopping
     from ..training.loop import TrainingDiverged
@@ -318,6 +319,8 @@ def run(args) -> int:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
                                device=backend, seed=[s["seed"] for s in group])
+                if args.standardize and not args.data:  # a --data source computes its own in fit
+                    standardize_arrays(ens, *train)  # the training rows' statistics; fit scales a copy
                 callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
@@ -349,6 +352,9 @@ def run(args) -> int:
     # diverged members last (their weights are frozen where they diverged), the others by validation MSE
     rows.sort(key=lambda r: (r["diverged"], r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
     print()
+    if args.standardize:
+        print("(validation MSE in standardized target units; the saved best member takes raw inputs and predicts "
+              "in the targets' units)")
     print(format_table(rows))
     best = rows[0]
     ens = models[best["member"] // per]

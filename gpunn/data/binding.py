@@ -60,10 +60,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     except (TypeError, ValueError):
         raise ValueError("validation_data must be a pair (X_val, Y_val) or a data source") from None
     with model.backend.use():
-        if scaler is not None:
-            Xv, Yv = model._standardized(Xv, Yv, "X_val", "Y_val")
-        else:
-            Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
+        Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
         if Xv.shape[0] != Yv.shape[0]:
             raise ValueError(f"X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}; they must match")
         return RegressionEvaluator(model, Xv, Yv)

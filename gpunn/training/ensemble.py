@@ -477,15 +477,12 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
             if distributed:
                 raise ValueError("an ensemble trains data parallel on in-memory arrays; pass arrays (X, Y), or train "
                                  "the source in one process (distributed=False)")
-            if getattr(source, "standardize", False):
-                raise ValueError("an Ensemble keeps no standardization statistics yet: make the source without "
-                                 "standardize (scale the data beforehand), or train one gpunn.MLP per setting")
             from ..data.binding import prepare_source
 
             validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction))
             seed, shuffle, rows = getattr(source, "seed", model.seeds[0]), getattr(source, "shuffle", False), source.rows
         else:
-            X, Y = model._as_input(X), model._as_target(Y)
+            X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
             check_rows_match(X, Y)
             seed = model.seeds[0] if seed is None else seed_int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)

@@ -30,10 +30,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             Xv, Yv = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
-        if getattr(model, "standardizer", None) is not None:
-            Xv, Yv = model._standardized(Xv, Yv, "X_val", "Y_val")
-        else:
-            Xv, Yv = model._as_input(Xv, "X_val"), model._as_target(Yv, "Y_val")
+        Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
         check_rows_match(Xv, Yv, "X_val", "Y_val")
         return X, Y, RegressionEvaluator(model, Xv, Yv)
     if not validation_fraction:
@@ -109,10 +106,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
             seed, shuffle = getattr(source, "seed", model.seed), getattr(source, "shuffle", False)
         else:
-            if model.standardizer is not None:  # the model takes raw units, in fit as in predict
-                X, Y = model._standardized(X, Y)
-            else:
-                X, Y = model._as_input(X), model._as_target(Y)
+            X, Y = model._checked(X, Y)  # a standardized model takes raw units, in fit as in predict
             check_rows_match(X, Y)
             seed = model.seed if seed is None else seed_int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
