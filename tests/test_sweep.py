@@ -312,3 +312,16 @@ def test_a_standardized_one_member_sweep_is_the_standardized_gpunn_train_run(fil
     best, reference = gpunn.load(swept, device="cpu"), gpunn.load(alone, device="cpu")
     numpy.testing.assert_allclose(best.params, reference.params, rtol=1e-10)
     numpy.testing.assert_array_equal(best.standardizer.y_scale, reference.standardizer.y_scale)
+
+
+def test_a_sweep_takes_trains_momentum_and_min_delta(files, tmp_path, capsys):
+    swept, alone = tmp_path / "best.npz", tmp_path / "alone.npz"
+    common = [*files, "--hidden", "8", "--epochs", "3", "--batch-size", "32", "--lr", "1e-2", "--optimizer",
+              "nesterov", "--momentum", "0.5", "--early-stopping", "--patience", "1", "--min-delta", "0.5",
+              "--device", "cpu", "--dtype", "float64", "--quiet"]
+    run(["sweep", *common, "--save-best", str(swept)], capsys)
+    run(["train", *common, "--save", str(alone)], capsys)
+    numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
+                                  rtol=1e-10)
+    assert cli.main(["sweep", *files, "--momentum", "0.5", "--quiet", "--device", "cpu"]) == 2
+    assert "--momentum 0.5: --optimizer adam has no momentum" in capsys.readouterr().err

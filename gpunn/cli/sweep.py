@@ -17,7 +17,7 @@ from ..optim import OPTIMIZERS, SCHEDULES
 from . import data as data_cli
 from .common import STDOUT_OPTIONS, add_debug, dtype, is_stdout, json_text, non_negative, positive, write_output
 from .data import feature_count_or_names
-from .train import MIN_ROWS, _check_plot_available, _hidden_sizes
+from .train import MIN_ROWS, _check_plot_available, _hidden_sizes, optimizer_of
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 
@@ -78,6 +78,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")
     s.add_argument("--patience", type=positive(int), default=5, help="(default: %(default)s)")
+    s.add_argument("--min-delta", type=non_negative(float), default=0.0,
+                   help="smallest change that counts as an improvement (default: %(default)s)")
+    s.add_argument("--momentum", type=non_negative(float), default=None,
+                   help="momentum of every member, for sgd, momentum and nesterov (default: 0.9 for momentum and "
+                        "nesterov, 0 for sgd)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     s.add_argument("--dtype", type=dtype, default="float32", help="(default: %(default)s)")
     s.add_argument("--seed", type=non_negative(int), default=0, help="data, first member seed, shuffles (default: %(default)s)")
@@ -268,6 +273,7 @@ def run(args) -> int:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     if not args.data and isinstance(args.features, list):
         raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
+    optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
     _check_outputs(args)
     _check_plot_available(args.plot)
     save_dir = _check_save_dir(args)
@@ -321,11 +327,12 @@ def run(args) -> int:
                                device=backend, seed=[s["seed"] for s in group])
                 if args.standardize and not args.data:  # a --data source computes its own in fit
                     standardize_arrays(ens, *train)  # the training rows' statistics; fit scales a copy
-                callbacks = [EarlyStopping(patience=args.patience)] if args.early_stopping else []
+                callbacks = ([EarlyStopping(patience=args.patience, min_delta=args.min_delta)]
+                             if args.early_stopping else [])
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
                 history = ens.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
-                                  optimizer=args.optimizer, lr=[s["lr"] for s in group],
+                                  optimizer=optimizer, lr=[s["lr"] for s in group],
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
                                   **({} if args.data else {"seed": args.seed}), validation_data=validation,
                                   callbacks=callbacks, verbose=not args.quiet)

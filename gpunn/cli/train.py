@@ -221,14 +221,19 @@ def _check_precision(args, backend, dtype) -> None:
                          f"got {numpy.dtype(dtype).name}")
 
 
-def _optimizer(args):
-    """The optimizer of --optimizer, --lr, --weight-decay and --momentum, made before the data is generated or
-    read: --momentum with an optimizer that has none is refused at once, by its flag."""
-    if args.momentum is not None and "momentum" not in options_of(OPTIMIZERS[args.optimizer]):
-        takes = [name for name, cls in OPTIMIZERS.items() if "momentum" in options_of(cls)]
-        raise ValueError(f"--momentum {args.momentum}: --optimizer {args.optimizer} has no momentum; "
+def optimizer_of(name, momentum=None, **settings):
+    """Optimizer ``name`` with --momentum (and ``settings``), made before the data is generated or read:
+    --momentum with an optimizer that has none is refused at once, by its flag (train and sweep)."""
+    if momentum is not None and "momentum" not in options_of(OPTIMIZERS[name]):
+        takes = [n for n, cls in OPTIMIZERS.items() if "momentum" in options_of(cls)]
+        raise ValueError(f"--momentum {momentum}: --optimizer {name} has no momentum; "
                          f"{', '.join(takes)} do (or drop --momentum)")
-    return make_optimizer(args.optimizer, lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
+    return make_optimizer(name, momentum=momentum, **settings)
+
+
+def _optimizer(args):
+    """The optimizer of --optimizer, --lr, --weight-decay and --momentum (see optimizer_of)."""
+    return optimizer_of(args.optimizer, args.momentum, lr=args.lr, weight_decay=args.weight_decay)
 
 
 def _check_memory(args, backend, hidden):
