@@ -261,3 +261,39 @@ def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monk
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("gpunn: error: ")
     assert message in captured.err and "data:" not in captured.out
+
+
+def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--batchsize", "64", "--checkpoint_every", "2"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "gpunn train: error: unrecognized arguments: --batchsize 64 --checkpoint_every 2 (--batchsize: did you mean "
+        "--batch-size?; --checkpoint_every: did you mean --checkpoint-every?) (see gpunn train --help)")
+
+
+def test_ctrl_c_says_what_each_command_leaves(tmp_path, monkeypatch, capsys):
+    import numpy
+
+    from gpunn import preflight
+
+    assert cli.main(["train", *TINY, "--save", str(tmp_path / "m.npz")]) == 0
+    numpy.save(tmp_path / "in.npy", numpy.ones((4, 3)))
+    capsys.readouterr()
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(preflight, "read_matrix", ctrl_c)
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.npy"), str(tmp_path / "o.npy")]) == 130
+    assert capsys.readouterr().err == "gpunn: interrupted (Ctrl-C); OUT is as it was (it is written only once complete)\n"
+
+
+def test_too_few_or_many_feature_columns_named_for_predict(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    assert cli.main(["train", *TINY, "--save", str(tmp_path / "m.npz")]) == 0
+    (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    capsys.readouterr()
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.csv"), str(tmp_path / "o.csv"),
+                     "--features", "a,b"]) == 2
+    assert "in.csv: 2 feature columns (a, b), the model takes 3; --features must name 3" in capsys.readouterr().err

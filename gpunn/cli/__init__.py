@@ -51,7 +51,9 @@ def parse_args(argv=None):
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        refuse_unknown(parser.commands[args.command], unknown)
     if args.command not in ("train", "sweep"):
         return args
     command = parser.commands[args.command]
@@ -81,6 +83,21 @@ def parse_args(argv=None):
 
     refuse_idle_options(given, args)
     return args
+
+
+def refuse_unknown(command_parser, unknown) -> None:
+    """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
+    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)."""
+    import difflib
+
+    options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
+    hints = []
+    for token in unknown:
+        name = token.split("=", 1)[0]
+        if name.startswith("--"):
+            close = difflib.get_close_matches(name.replace("_", "-"), options, n=1, cutoff=0.75)
+            hints += [f"{name}: did you mean {close[0]}?"] if close else []
+    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 DEBUG_ENV = "GPUNN_DEBUG"
@@ -117,7 +134,7 @@ def _in_launched_train(argv) -> bool:
     """``gpunn train`` started by an MPI launcher with several processes: a data-parallel run."""
     from ..distributed import launched_size
 
-    return launched_size() > 1 and next((a for a in argv if not a.startswith("-")), None) == "train"
+    return launched_size() > 1 and _command(argv) == "train"
 
 
 def _check_launch(command: str) -> None:
@@ -155,12 +172,26 @@ def _failed(status: int, text: str, argv) -> int:
     return status
 
 
-def _describe(exc: BaseException, debug: bool) -> tuple[int, str]:
-    """(status, one line) for a failure: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn."""
+INTERRUPTED = {  # what a Ctrl-C leaves, per command
+    "train": "any checkpoint is the last one completely written",
+    "sweep": "any checkpoint is the last one completely written",
+    "predict": "OUT is as it was (it is written only once complete)",
+    "bench": "a --json file holds the configurations measured so far",
+}
+
+
+def _command(argv) -> str | None:
+    """The subcommand named on the command line, or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _describe(exc: BaseException, debug: bool, command: str | None = "train") -> tuple[int, str]:
+    """(status, one line) for a failure of ``command``: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn."""
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     if isinstance(exc, KeyboardInterrupt):
-        return 130, "gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written"
+        left = INTERRUPTED.get(command)
+        return 130, "gpunn: interrupted (Ctrl-C)" + (f"; {left}" if left else "")
     if isinstance(exc, MemoryError):
         return 2, f"gpunn: error: out of memory: {one_line(exc)}"
     if isinstance(exc, EXPECTED_ERRORS):
@@ -186,7 +217,7 @@ def _main(argv) -> int:
         with text_to_stderr(args):  # --json -: stdout holds the JSON alone
             return args.func(args)
     except (KeyboardInterrupt, Exception) as exc:
-        return _failed(*_describe(exc, debug), argv)
+        return _failed(*_describe(exc, debug, _command(argv)), argv)
 
 
 if __name__ == "__main__":

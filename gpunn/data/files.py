@@ -98,7 +98,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 yield batch
     if len(names) != n_features:
         raise DataError(f"{path}: {len(names)} feature columns ({', '.join(names)}), the model takes {n_features}; "
-                        "name them with --features")
+                        + (f"--features must name {n_features}" if features else "name them with --features"))
 
     def chunks():
         for batch in batches():
