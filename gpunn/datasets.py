@@ -121,9 +121,10 @@ class Friedman1(Task):
     def __init__(self, n_features=10, n_outputs=1, noise=1.0, seed=0):
         super().__init__(n_features, n_outputs, noise, seed)
         if self.n_features < 5:
-            raise ValueError(f"friedman1 needs at least 5 features, got {self.n_features}")
+            raise ValueError(f"friedman1 needs at least 5 features (n_features; gpunn's --features), got "
+                             f"{self.n_features}")
         if self.n_outputs != 1:
-            raise ValueError(f"friedman1 has one output, got n_outputs={self.n_outputs}")
+            raise ValueError(f"friedman1 has one output (n_outputs; gpunn's --outputs), got {self.n_outputs}")
 
     def inputs(self, rng, rows, dtype):
         return rng.uniform((rows, self.n_features), 0.0, 1.0, dtype)

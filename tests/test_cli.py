@@ -254,6 +254,7 @@ def test_bench_checks_its_outputs_before_measuring(tmp_path, monkeypatch, capsys
     (["--optimizer", "adam", "--momentum", "0.9"], "--momentum 0.9: --optimizer adam has no momentum; sgd, momentum"),
     (["--resume", "."], "--resume . is a directory; gpunn train resumes a checkpoint file"),
     (["--config", "."], "config file . is a directory; give a TOML file"),
+    (["--task", "friedman1", "--features", "5", "--outputs", "2"], "friedman1 has one output (n_outputs; gpunn's --outputs), got 2"),
 ])
 def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

@@ -265,6 +265,8 @@ def run(args) -> int:
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
     _check_precision(args, backend, ckpt.model.dtype if ckpt else args.dtype)
     optimizer = None if ckpt else _optimizer(args)
+    if not (ckpt or args.data):  # the task's own checks (friedman1's 5 features), before its rows are generated
+        datasets.get_task(args.task, args.features, args.outputs, args.noise, args.seed)
     source, chosen = data_cli.make_source(args, backend, ckpt)
     if source is None:
         _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
