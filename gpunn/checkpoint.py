@@ -628,6 +628,9 @@ class ModelCheckpoint(Callback):
         return {"every": self.every, "save_best_only": self.save_best_only,
                 "monitor": self._tracker.monitor, "mode": self._tracker.mode}
 
+    def __repr__(self):
+        return f"ModelCheckpoint({self.path!r}, {super().__repr__().split('(', 1)[1]}"
+
     def on_train_begin(self, trainer):
         self._tracker.on_train_begin(trainer)
 

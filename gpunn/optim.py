@@ -65,6 +65,11 @@ class Optimizer:
     def config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
 
+    def __repr__(self):
+        config = self.config()
+        args = ", ".join(f"{key}={config[key]!r}" for key in options_of(type(self)) if key in config)
+        return f"{type(self).__name__}({args})"
+
 
 class SGD(Optimizer):
     """W <- W - lr * dW (the seed's update), with optional (Nesterov) momentum and L2 decay."""

@@ -253,3 +253,23 @@ def test_copy_deepcopy_gives_an_independent_model_that_trains_the_same(data):
     other.fit(X, Y, epochs=2, verbose=False, seed=0)
     numpy.testing.assert_array_equal(twin.params, other.params)
     assert twin.data_columns is not model.data_columns
+
+
+def test_optimizers_and_callbacks_print_as_the_call_that_makes_them():
+    # they printed as <gpunn.optim.Adam object at 0x...>
+    for made in (gpunn.Adam(lr=0.01, weight_decay=1e-4), gpunn.AdamW(), gpunn.SGD(momentum=0.5, nesterov=True),
+                 gpunn.Momentum(), gpunn.Nesterov(momentum=0.8), gpunn.EarlyStopping(patience=3, monitor="val_r2"),
+                 gpunn.ReduceLROnPlateau(factor=0.5), gpunn.ModelCheckpoint("run.npz", every=2)):
+        again = eval(repr(made), vars(gpunn))
+        assert type(again) is type(made) and repr(again) == repr(made)
+        assert (again.config() if hasattr(made, "config") else again.get_config()) == \
+            (made.config() if hasattr(made, "config") else made.get_config())
+    assert repr(gpunn.Nesterov(momentum=0.8)) == "Nesterov(lr=0.01, momentum=0.8, weight_decay=0.0)"
+    assert repr(gpunn.ModelCheckpoint("run.npz")).startswith("ModelCheckpoint('run.npz', every=1")
+
+
+def test_graph_warning_is_gpunns_to_filter(data):
+    # README names GraphWarning, but only gpunn.training.graph had it
+    X, Y = data
+    with pytest.warns(gpunn.GraphWarning, match="graph=True: not capturing"):
+        MLP([5, 4, 2], device="cpu", seed=0, graph=True).fit(X[:50], Y[:50], epochs=1, verbose=False)

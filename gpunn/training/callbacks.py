@@ -44,6 +44,12 @@ class Callback:
     through ``load_state_dict``, the state saved for its class name.
     """
 
+    def __repr__(self):
+        get_config = getattr(self, "get_config", None)
+        if get_config is None:
+            return super().__repr__()
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in get_config().items())})"
+
     def on_train_begin(self, trainer): ...
     def on_epoch_begin(self, trainer, epoch): ...
     def on_batch_end(self, trainer, batch): ...
