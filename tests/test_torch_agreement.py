@@ -1,0 +1,76 @@
+"""Where PyTorch is installed (the bench extra; CI has none and skips): gpunn's loss, gradients and whole
+training runs equal torch's autograd and torch.optim in float64, on the CPU."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn import MLP
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+TORCH_ACTIVATIONS = {"identity": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+                     "leaky_relu": lambda z: F.leaky_relu(z, 0.01), "softplus": F.softplus,
+                     "gelu": lambda z: F.gelu(z, approximate="tanh"), "silu": F.silu, "elu": F.elu}
+
+
+def _data(rows=37, n_in=5, n_out=3, seed=1):
+    rng = numpy.random.default_rng(seed)
+    return rng.standard_normal((rows, n_in)), rng.standard_normal((rows, n_out))
+
+
+def _torch_forward(X, Ws, bs, hidden, output):
+    A = torch.tensor(X)
+    for l, W in enumerate(Ws):
+        Z = A @ W + (bs[l] if bs else 0)
+        A = TORCH_ACTIVATIONS[output if l == len(Ws) - 1 else hidden](Z)
+    return A
+
+
+@pytest.mark.parametrize("hidden", sorted(gpunn.ACTIVATIONS))
+@pytest.mark.parametrize("bias", [False, True])
+def test_loss_and_gradients_are_torch_autograd(hidden, bias):
+    X, Y = _data()
+    model = MLP([5, 7, 6, 3], activation=hidden, output_activation="sigmoid", bias=bias, dtype="float64", device="cpu",
+                seed=3)
+    if bias:
+        for b in model.biases:
+            b[...] = numpy.random.default_rng(0).standard_normal(b.shape) * 0.1
+    loss, dW, db = model.loss_and_gradients(X, Y)
+    Ws = [torch.tensor(numpy.array(W), requires_grad=True) for W in model.weights]
+    bs = [torch.tensor(numpy.array(b), requires_grad=True) for b in model.biases] if bias else []
+    f = ((_torch_forward(X, Ws, bs, hidden, "sigmoid") - torch.tensor(Y)) ** 2).sum() / X.shape[0]  # (1/m)||A - Y||^2
+    f.backward()
+    assert loss == pytest.approx(f.item(), rel=1e-13)
+    for ours, theirs in zip(dW + (db or []), Ws + bs):
+        numpy.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda: gpunn.SGD(lr=0.05, weight_decay=0.1), lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.1)),
+    (lambda: gpunn.Momentum(lr=0.05, momentum=0.8, weight_decay=0.05),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, weight_decay=0.05)),
+    (lambda: gpunn.Nesterov(lr=0.05, momentum=0.7, weight_decay=0.05),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.7, nesterov=True, weight_decay=0.05)),
+    (lambda: gpunn.Adam(lr=0.05, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1),
+     lambda p: torch.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    (lambda: gpunn.AdamW(lr=0.05, beta1=0.85, beta2=0.95, eps=1e-7, weight_decay=0.2),
+     lambda p: torch.optim.AdamW(p, lr=0.05, betas=(0.85, 0.95), eps=1e-7, weight_decay=0.2)),
+], ids=["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_a_fit_is_torch_optim_step_for_step(ours, theirs):
+    # 40 rows in batches of 16 (the last one 8), a step schedule, weight decay on biases too
+    X, Y = _data(40, 4, 2, seed=2)
+    model = MLP([4, 6, 2], activation="tanh", dtype="float64", device="cpu", seed=5)
+    params = [torch.tensor(numpy.array(t), requires_grad=True) for pair in zip(model.weights, model.biases) for t in pair]
+    opt = theirs(params)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    model.fit(X, Y, epochs=4, batch_size=16, shuffle=False, optimizer=ours(),
+              schedule=gpunn.Schedule("step", step_size=2, gamma=0.5), verbose=False)
+    for _ in range(4):
+        for start in range(0, 40, 16):
+            opt.zero_grad()
+            A = _torch_forward(X[start:start + 16], params[0::2], params[1::2], "tanh", "identity")
+            (((A - torch.tensor(Y[start:start + 16])) ** 2).sum() / A.shape[0]).backward()
+            opt.step()
+        scheduler.step()
+    for ours_p, theirs_p in zip([t for pair in zip(model.weights, model.biases) for t in pair], params):
+        numpy.testing.assert_allclose(ours_p, theirs_p.detach().numpy(), rtol=1e-12, atol=1e-14)
