@@ -111,3 +111,18 @@ def interrupt_at():
                 trainer.interrupt()
 
     return InterruptAt
+
+
+@pytest.fixture(autouse=True)
+def stream_order_hazards():
+    """Under tests/fakecupy: the test fails when a CUDA stream-ordering hazard was found in it (fakecupy.ordering:
+    pinned memory freed while a copy may be in flight, or one that a finalizer or a thread swallowed)."""
+    yield
+    fake = sys.modules.get("fakecupy")
+    if fake is None:
+        return
+    found = list(fake.ordering.hazards)
+    fake.ordering.hazards.clear()
+    if found:
+        pytest.fail("CUDA stream-ordering hazard(s) (tests/fakecupy/ordering.py):\n- " + "\n- ".join(found[:5]),
+                    pytrace=False)

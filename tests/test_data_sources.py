@@ -513,6 +513,43 @@ def test_each_cuda_stream_draws_from_a_cuRAND_generator_of_its_own(gpu):
     assert side_stream(gpu, "generate") is side_stream(gpu, "generate")  # made once, so generators stay few
 
 
+@pytest.mark.gpu
+def test_on_the_gpu_two_generated_streams_read_at_their_own_pace_give_their_own_batches(gpu):
+    """Two synthetic sources generating at once share the side stream and its memory pool (the shards of a
+    ShardedSource do): a window one of them frees may go to the other's next generation, which must then
+    wait for the training stream's read of it. No host synchronisation until the end, as in training.
+    Under tests/fakecupy the stream-order check fails the test if the order is missing (before the fix,
+    each source's generation waited only for its own windows' reads)."""
+    def make(seed):
+        return data.synthetic("linear", rows=3 * 65536, n_features=2, seed=seed, window=1, device=gpu, dtype="float64")
+
+    alone = [[host(X) for X, _ in make(seed).batches(0, 65536)] for seed in (1, 2)]
+    a, b = make(1).batches(0, 65536), make(2).batches(0, 65536)
+    got_a, got_b = [next(a)[0]], [next(b)[0]]
+    got_b += [X for X, _ in b]  # b frees its windows while a holds its first
+    got_a += [X for X, _ in a]
+    for got, want in ((got_a, alone[0]), (got_b, alone[1])):
+        assert len(got) == len(want) == 3 and all(numpy.array_equal(host(g), w) for g, w in zip(got, want))
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_a_file_stream_read_without_a_host_sync_or_stopped_part_way_keeps_its_rows(gpu, npy_pair):
+    """The windows' copies run on a side stream; when an epoch's batches end (read to the end with no host
+    synchronisation, as in training, or stopped part-way with a window read ahead) the host waits for the
+    copies still in flight before the pinned and device buffers go back to CuPy's pools, where the next
+    epoch's buffers come from. Under tests/fakecupy, freeing them earlier fails the test."""
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=2, seed=3, device=gpu, dtype="float64")
+    full = list(source.batches(1, 1500))  # device arrays: nothing synchronises until the generator has ended
+    batches = source.batches(1, 1500)
+    first = next(batches)[0]
+    batches.close()
+    again = list(source.batches(1, 1500))
+    assert numpy.array_equal(host(first), host(full[0][0]))
+    assert len(again) == len(full) and all(numpy.array_equal(host(a[0]), host(b[0])) and
+                                           numpy.array_equal(host(a[1]), host(b[1])) for a, b in zip(again, full))
+
+
 def test_an_error_in_the_reader_thread_is_raised_in_the_consumer():
     def produce(index, item):
         if item == 3:

@@ -313,6 +313,7 @@ def test_a_captured_graph_records_launches_and_replays_them(fake_cupy):
     numpy.testing.assert_array_equal(w.get(), [1, 1, 1, 1])  # nothing ran yet
     graph.launch(s)
     graph.launch(s)
+    s.synchronize()  # before the host reads what the graph wrote on s (fakecupy.ordering checks it)
     numpy.testing.assert_array_equal(w.get(), [1, 0, 0, 0])  # 1 - 2 x 0.25 x 2
     numpy.testing.assert_array_equal(g.get(), [0, 2, 2, 2])
     assert fakecupy.state.captures == 1 and fakecupy.state.graph_launches == 2
@@ -343,6 +344,51 @@ def test_what_a_captured_step_must_not_do_invalidates_the_capture(fake_cupy, wha
             run(fake_cupy, a, out, CupyBlas())
         with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated"):
             s.end_capture()
+
+
+def test_stream_order_is_checked_as_cuda_and_cupys_pools_need_it(fake_cupy):
+    """fakecupy.ordering: work on one stream that touches memory another stream's unfinished work uses fails,
+    unless an event wait (or a host synchronisation, or the legacy null stream's implicit waits) orders it;
+    a fresh allocation is ordered after the work issued before it on its stream (CuPy's pool may hand it a
+    block that work still uses); a pinned buffer freed while a copy from it may be in flight is a hazard."""
+    import gc
+
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    x = cp.zeros(8, "float32")  # made on the null stream
+    with pytest.raises(ordering.StreamOrderError, match="memory pool hands a block freed on the null stream"):
+        x.set(numpy.ones(8, "float32"), stream=side)  # side has not waited for the null stream's work
+    side.wait_event(null.record())
+    x.set(numpy.ones(8, "float32"), stream=side)
+    with pytest.raises(ordering.StreamOrderError, match="wrote in its op"):
+        x + 1  # the null stream reads what side writes, without waiting for it
+    null.wait_event(side.record())
+    y = x + 1
+    with side, pytest.raises(ordering.StreamOrderError, match="memory pool hands a block"):
+        y * 2  # y was made on the null stream after side's last wait
+    side.synchronize()
+    null.synchronize()  # the host saw everything: nothing is in flight
+    with side:
+        y * 2
+    blocking = cp.cuda.Stream()  # a blocking stream and the legacy null stream wait for each other
+    with blocking:
+        z = y * 3
+    assert float(z[0]) == 6.0
+    pinned = fakecupy.cupyx.empty_pinned((8,), "float32")
+    x.set(pinned, stream=side)
+    del pinned
+    gc.collect()
+    assert any("pinned host buffer of 32 bytes was freed while a copy from it" in h for h in ordering.hazards)
+    ordering.hazards.clear()
+    pinned = fakecupy.cupyx.empty_pinned((8,), "float32")
+    x.set(pinned, stream=side)
+    side.record().synchronize()
+    del pinned
+    gc.collect()
+    assert [h for h in ordering.hazards if "pinned" in h] == []
+    ordering.hazards.clear()  # the hazards raised above were expected
 
 
 def test_a_graph_launch_on_freed_memory_fails(fake_cupy):
@@ -386,6 +432,7 @@ def test_the_ctypes_cublas_checks_its_calls_and_captures_gemms(fake_cupy):
         graph = s.end_capture()
     assert not out.get().any() and fakecupy.state.gemms == []
     graph.launch(s)
+    s.synchronize()
     numpy.testing.assert_array_equal(out.get(), numpy.arange(6.0).reshape(2, 3) @ numpy.ones((3, 4)))
     assert fakecupy.state.gemms == ["32F"]
     other = fake_cupy.cuda.Stream()

@@ -70,8 +70,9 @@ def copy_bandwidth(backend, rows, columns, dtype="float32", repeats=5):
     cp = backend.xp
     host = cupyx.empty_pinned((rows, columns), dtype)
     host[...] = 1
-    dev = cp.empty((rows, columns), dtype)
     stream = cp.cuda.Stream(non_blocking=True)
+    with stream:  # from the copy stream's own pool: a block freed on another stream may still be in use there
+        dev = cp.empty((rows, columns), dtype)
     dev.set(host, stream=stream)
     stream.synchronize()
     start, end = cp.cuda.Event(), cp.cuda.Event()

@@ -25,7 +25,13 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   expression, an allocation, a read-back, CuPy's own cuBLAS -- invalidates the capture and raises,
   which is stricter than CuPy (it would capture a plain CuPy kernel) but is what gpunn's captured
   step promises. cuBLAS for capture (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets
-  ``cublas_library()``: the six cuBLAS functions it uses, checking ctypes ``argtypes`` and values.
+  ``cublas_library()``: the six cuBLAS functions it uses, checking ctypes ``argtypes`` and values;
+- stream order (``fakecupy.ordering``): everything runs at once here, so a missing event wait would
+  never show as a wrong number; instead each stream keeps a logical clock, events and waits carry
+  it, and an access to device memory that another stream's unfinished work may still use raises
+  StreamOrderError -- including a block CuPy's memory pool may hand over from a stream that still
+  uses it, and a pinned host buffer freed while a copy from it may be in flight (the tests'
+  conftest fails the test).
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host, and
@@ -45,6 +51,8 @@ import weakref
 import numpy
 
 from . import kernels as _kernels
+from . import ordering as _ordering
+from .ordering import StreamOrderError  # noqa: F401  (fakecupy.StreamOrderError)
 
 __version__ = "14.0.0-fake"
 
@@ -110,6 +118,7 @@ class Device:
 
     def synchronize(self):
         _refuse_in_capture("a device synchronize")
+        _ordering.host_saw_everything()
 
     def __repr__(self):
         return f"<CUDA Device {self.id}>"
@@ -153,16 +162,21 @@ class Event:
     def __init__(self, block=False, disable_timing=False, interprocess=False):
         self.done = False
         self.time = None
+        self.seen = {}  # what the work before its record had reached, stream by stream (fakecupy.ordering)
 
     def record(self, stream=None):
         self.done = True
         self.time = time.perf_counter()  # the work before it has run: wall time is the device's
+        self.seen = _ordering.recorded(stream or _current_stream())
 
     def synchronize(self):
         if not self.done:
             raise CUDARuntimeError("synchronize on an event that was never recorded")
+        _ordering.host_saw(self.seen)
 
     def query(self):
+        if self.done:
+            _ordering.host_saw(self.seen)
         return self.done
 
 
@@ -175,9 +189,11 @@ class _Stream:
     def __init__(self, null=False, non_blocking=False, ptr=None):
         _Stream._count += 1
         self.ptr = 0 if null else 0x5000 + _Stream._count
+        self.key, self.blocking = self.ptr, not (null or non_blocking)
         self._previous = []
         self._capture = None  # a _Recording while begin_capture .. end_capture
         _STREAMS[self.ptr] = self
+        _ordering.register_stream(self)
 
     def __enter__(self):
         self._previous.append(state.stream)
@@ -195,6 +211,7 @@ class _Stream:
     def synchronize(self):
         if self._capture is not None:
             self._capture.invalidate("synchronize on a capturing stream")
+        _ordering.host_saw(self.seen)
 
     def record(self, event=None):
         event = event or Event()
@@ -204,6 +221,7 @@ class _Stream:
     def wait_event(self, event):
         if not isinstance(event, Event):
             raise TypeError(f"wait_event needs an Event, got {type(event).__name__}")
+        _ordering.wait(self, event.seen)
 
     # ---- CUDA graphs ---------------------------------------------------------------------------
     def begin_capture(self, mode=None):
@@ -253,11 +271,13 @@ class Graph:
             stream._capture.invalidate("launching a graph into a capturing stream")
         state.graph_launches += 1
         previous, state.current = state.current, self._device
+        replaying, state._tls.replaying = getattr(state._tls, "replaying", None), stream
         try:
             for node in self._nodes:
                 node()
         finally:
             state.current = previous
+            state._tls.replaying = replaying
 
     def upload(self, stream=None):
         pass
@@ -280,6 +300,11 @@ _Stream.null = _Stream(null=True)
 
 def _current_stream():
     return state.stream or _Stream.null
+
+
+def _issuing(stream=None):
+    """The stream work goes to: a graph's launch stream while it replays, else ``stream`` or the current one."""
+    return getattr(state._tls, "replaying", None) or stream or _current_stream()
 
 
 class CompileException(Exception):
@@ -320,6 +345,7 @@ class ndarray(numpy.ndarray):
         while isinstance(root.base, numpy.ndarray):
             root = root.base
         _ALLOCATIONS[root.__array_interface__["data"][0]] = root  # so raw pointers (cuBLAS) resolve
+        _ordering.allocated(root, _issuing())  # a view of a known allocation changes nothing
 
     @property
     def device(self):
@@ -331,6 +357,7 @@ class ndarray(numpy.ndarray):
 
     def get(self, stream=None, order="C", out=None):
         _refuse_in_capture("a copy to the host")
+        _synchronous_read(self, "a copy to the host (get)", stream)
         host = numpy.array(self.view(numpy.ndarray), order=order)
         if out is not None:
             out[...] = host
@@ -339,10 +366,23 @@ class ndarray(numpy.ndarray):
 
     def set(self, arr, stream=None):
         _refuse_device(arr, "set")
+        on = _issuing(stream)
+        _ordering.access(on, "a copy from the host (set)", writes=[self])
+        _ordering.host_access(on, on.tick, arr, write=False)  # pinned: asynchronous, in flight until waited for
         self.view(numpy.ndarray)[...] = arr
 
+    def copy(self, order="C"):
+        _check_operands("copy", [self])
+        return _wrap(numpy.array(self.view(numpy.ndarray), order=order, copy=True))
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        _check_operands("astype", [self])
+        if not copy and numpy.dtype(dtype) == self.dtype:
+            return self
+        return _wrap(self.view(numpy.ndarray).astype(dtype, order=order, casting=casting, copy=True))
+
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        _check_operands(f"ufunc {ufunc.__name__}", inputs + (out or ()))
+        _check_operands(f"ufunc {ufunc.__name__}", inputs + (out or ()), writes=out or ())
         args = [_host_view(x) for x in inputs]
         if out is not None:
             kwargs["out"] = tuple(_host_view(o) for o in out)
@@ -352,7 +392,10 @@ class ndarray(numpy.ndarray):
         return _wrap(result)
 
     def __array_function__(self, func, types_, args, kwargs):
-        _check_operands(func.__name__, _flatten(args) + _flatten(list(kwargs.values())))
+        written = [kwargs["out"]] if kwargs.get("out") is not None else []
+        if func is numpy.copyto:
+            written.append(args[0])
+        _check_operands(func.__name__, _flatten(args) + _flatten(list(kwargs.values())), writes=written)
         result = func(*_unwrap(args), **_unwrap(kwargs))
         out = kwargs.get("out")
         if out is not None:
@@ -360,23 +403,27 @@ class ndarray(numpy.ndarray):
         return _wrap(result)
 
     def __setitem__(self, key, value):  # a copy kernel on the current device
-        _check_operands("__setitem__", [self, value])
+        _check_operands("__setitem__", [self, value], writes=[self])
         numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
 
     def __float__(self):  # a read-back (a synchronising copy to the host)
         _refuse_in_capture("float() of a device array (a copy to the host)")
+        _synchronous_read(self, "float()")
         return float(self.view(numpy.ndarray))
 
     def __int__(self):
         _refuse_in_capture("int() of a device array (a copy to the host)")
+        _synchronous_read(self, "int()")
         return int(self.view(numpy.ndarray))
 
     def item(self, *args):
         _refuse_in_capture("item() of a device array (a copy to the host)")
+        _synchronous_read(self, "item()")
         return self.view(numpy.ndarray).item(*args)
 
     def tolist(self):
         _refuse_in_capture("tolist() of a device array (a copy to the host)")
+        _synchronous_read(self, "tolist()")
         return self.view(numpy.ndarray).tolist()
 
     def __iter__(self):  # CuPy iterates over the first axis, yielding device arrays
@@ -402,24 +449,31 @@ class MemoryPointer:
     def memset_async(self, value, size, stream=None):
         ptr = self.ptr
         _flat_memory(ptr, numpy.uint8, size)  # checked now; captured: run at each graph launch
-        _enqueue(stream, lambda: _flat_memory(ptr, numpy.uint8, size).__setitem__(Ellipsis, value))
+
+        def memset(on):
+            _ordering.access(on, "cudaMemsetAsync", writes=[_flat_memory(ptr, numpy.uint8, size)])
+            _flat_memory(ptr, numpy.uint8, size)[...] = value
+        _enqueue(stream, memset)
 
     def copy_from_device_async(self, src, size, stream=None):
         dst, src_ptr = self.ptr, src.ptr
         _flat_memory(dst, numpy.uint8, size), _flat_memory(src_ptr, numpy.uint8, size)
 
-        def copy():
+        def copy(on):
+            _ordering.access(on, "cudaMemcpyAsync (device to device)", reads=[_flat_memory(src_ptr, numpy.uint8, size)],
+                             writes=[_flat_memory(dst, numpy.uint8, size)])
             _flat_memory(dst, numpy.uint8, size)[...] = _flat_memory(src_ptr, numpy.uint8, size)
         _enqueue(stream, copy)
 
 
 def _enqueue(stream, work):
     """Run ``work`` now, or record it when ``stream`` (default: the current one) is capturing."""
-    recording = (stream or _current_stream())._capture
+    on = stream or _current_stream()
+    recording = on._capture
     if recording is None:
-        work()
+        work(_issuing(on))
     else:
-        recording.nodes.append(work)
+        recording.nodes.append(lambda: work(_issuing(on)))
 
 
 def _flat_memory(ptr, dtype, count):
@@ -447,8 +501,17 @@ def _flatten(items):
     return out
 
 
-def _check_operands(what, operands):
+def _synchronous_read(a, what, stream=None):
+    """A synchronous copy to the host on the current stream: the host waits for that stream."""
+    on = _issuing(stream)
+    _ordering.access(on, what, reads=[a])
+    _ordering.host_saw(on.seen)
+
+
+def _check_operands(what, operands, writes=()):
     _refuse_in_capture(f"CuPy's {what}")
+    _ordering.access(_issuing(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
+                     writes=[x for x in writes if isinstance(x, ndarray)])
     for x in operands:
         if isinstance(x, ndarray):
             if x._device_id != state.current:
@@ -503,6 +566,7 @@ def _to_device(a, dtype=None, copy=True):
     host = numpy.array(a, dtype=dtype, copy=True)
     if host.dtype == object:
         raise ValueError("Unsupported dtype object")
+    _ordering.issue(_issuing())  # the copy to the new allocation, on the current stream
     return host.view(ndarray)
 
 
@@ -530,7 +594,10 @@ def _creator(name):
     fn = getattr(numpy, name)
 
     def create(*args, **kwargs):
-        _check_operands(name, _flatten(args) + _flatten(list(kwargs.values())))
+        written = [kwargs["out"]] if kwargs.get("out") is not None else []
+        if name == "copyto":
+            written.append(args[0])
+        _check_operands(name, _flatten(args) + _flatten(list(kwargs.values())), writes=written)
         return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
 
     create.__name__ = name
@@ -577,6 +644,7 @@ class RandomState:
     def _here(self):
         if state.current != self._device_id:
             raise ValueError(f"RandomState of device {self._device_id} used on device {state.current}")
+        _ordering.issue(_issuing())  # the draw into a new allocation, on the current stream
 
     def standard_normal(self, size=None, dtype=float):
         self._here()
@@ -620,7 +688,7 @@ def _scalars(alpha, beta, computeType):
 
 
 def _gemm(transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType,
-          compute=True):
+          compute=True, stream=None):
     """cublasGemmEx, column-major, on raw device addresses; checks the types against the compute type
     and the operands' addresses (``compute=False``: the checks only)."""
     from gpunn.ops import cublas as gc
@@ -643,6 +711,7 @@ def _gemm(transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C,
     out = _flat_memory(C, types_[2], ldc * (n - 1) + m)
     if not compute:
         return
+    _ordering.access(_issuing(stream), "cublasGemmEx", reads=[first, second], writes=[out])
     state.gemms.append(_COMPUTE[computeType])
     # column-major X[i, j] = buf[i + j*ld], as strided views (written independently of gpunn's emulate_gemm)
     a = _column_major(first, *((m, k) if transa == gc.OP_N else (k, m)), lda)
@@ -784,7 +853,7 @@ def cublas_library():
                 _flat_memory(workspace[0], numpy.uint8, workspace[1])  # freed workspace: fails here
             for a, b, c in products:
                 _gemm(transa, transb, m, n, k, alpha_v, a, Atype, lda, b, Btype, ldb, beta_v, c, Ctype, ldc,
-                      computeType, compute=compute)
+                      computeType, compute=compute, stream=h.stream)
         if recording is None:
             run()
         else:
@@ -844,6 +913,7 @@ class RawKernel:
         recording = (stream or _current_stream())._capture
         if recording is None:
             state.launches.append((self.name, tuple(grid), tuple(block)))
+            self._accesses(_issuing(stream), args)
             _kernels.launch(self, grid, block, args, ndarray, state)
             return
         # captured: checked now; the graph keeps the arguments' addresses (not the arrays) and the
@@ -853,9 +923,18 @@ class RawKernel:
 
         def replay():
             state.launches.append((self.name, tuple(grid), tuple(block)))
-            _kernels.launch(self, grid, block, tuple(a.array() if isinstance(a, _Address) else a for a in kept),
-                            ndarray, state)
+            now = tuple(a.array() if isinstance(a, _Address) else a for a in kept)
+            self._accesses(_issuing(), now)
+            _kernels.launch(self, grid, block, now, ndarray, state)
         recording.nodes.append(replay)
+
+    def _accesses(self, stream, args):
+        """The launch's reads (pointers to const) and writes (the other pointers), in stream order."""
+        reads, writes = [], []
+        for p, a in zip(self.kernel.params, args):
+            if p.pointer and isinstance(a, ndarray):
+                (reads if p.const else writes).append(a)
+        _ordering.access(stream, f"kernel {self.name}", reads=reads, writes=writes)
 
 
 class _Address:
@@ -892,6 +971,7 @@ def reset():
     state.current, state.stream, state.fail, state.device_count = 0, None, None, 2
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
     state.captures = state.graph_launches = 0
+    _ordering.reset()
 
 
 def install(monkeypatch):
@@ -909,8 +989,18 @@ def install(monkeypatch):
 
 
 cupyx = types.ModuleType("cupyx")  # host (pinned) buffers: plain NumPy arrays here
-cupyx.empty_pinned = lambda shape, dtype=float, order="C": numpy.empty(shape, dtype, order)
-cupyx.zeros_pinned = lambda shape, dtype=float, order="C": numpy.zeros(shape, dtype, order)
+
+
+def _pinned(make):
+    def allocate(shape, dtype=float, order="C"):
+        buffer = make(shape, dtype, order)
+        _ordering.pinned(buffer)  # freed, it goes back to CuPy's pinned pool at once (fakecupy.ordering)
+        return buffer
+    return allocate
+
+
+cupyx.empty_pinned = _pinned(numpy.empty)
+cupyx.zeros_pinned = _pinned(numpy.zeros)
 
 
 def _benchmark(func, args=(), kwargs=None, n_repeat=10000, n_warmup=10, **ignored):

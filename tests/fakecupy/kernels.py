@@ -87,6 +87,7 @@ class Param:
     name: str
     ctype: str  # the C++ type without const / *
     pointer: bool
+    const: bool = False  # a pointer to const: the kernel only reads through it
 
 
 @dataclass
@@ -121,7 +122,8 @@ def parse_signatures(code: str) -> dict:
                 continue
             pointer = "*" in part
             words = [w for w in part.replace("*", " ").split() if w not in ("const", "__restrict__", "volatile")]
-            params.append(Param(words[-1], " ".join(words[:-1]), pointer))
+            const = pointer and "const" in part.split("*")[0].split()
+            params.append(Param(words[-1], " ".join(words[:-1]), pointer, const))
         out[m.group("name")] = Signature(m.group("name"), template, params)
     return out
 

@@ -1,0 +1,229 @@
+"""Stream ordering: which work on which CUDA stream the device is sure to have finished before other work.
+
+fakecupy runs every operation at once, so a missing event wait never shows up as a wrong number
+here. This module proves the order instead, with one logical clock per stream (a vector clock): an
+operation on stream S gets the next tick of S; ``event.record(S)`` keeps what S has reached (and
+what S had waited for); ``T.wait_event(event)`` and the legacy null stream's implicit waits carry
+it over to T; a host synchronisation (``event.synchronize()``, ``stream.synchronize()``,
+``.get()``, ``float()``...) tells the host. Every device allocation remembers, per stream, the last
+tick that read and that wrote it, and an access on stream S is a hazard when another stream's
+conflicting access (a write, or any access for a write) is not known to come before it, on S or on
+the host. That is CUDA's rule; these are the ways gpunn could break it:
+
+- a missing event wait: the training stream reads a window that a side stream's copy or kernel
+  is still writing;
+- CuPy's memory pool (cupy/cuda/memory.pyx, SingleDeviceMemoryPool): a freed block goes back to
+  the arena of the stream it was allocated on and is handed to the next allocation on that stream
+  at once, with no wait for other streams that still use it. So the accesses of every freed block
+  stay on as *ghosts* of its stream's arena, and a new allocation on that stream inherits them
+  (all of them: this does not model block sizes): its first accesses, on any stream, must be
+  ordered after them. That catches a block freed while another stream still reads it, and a
+  fresh buffer written on a side stream before the side stream waited for its allocating stream;
+- CuPy's pinned pool (cupy/cuda/pinned_memory.pyx, PinnedMemoryPool.free): a freed pinned buffer
+  is handed to the next ``empty_pinned`` at once. CuPy keeps its own staging buffers alive until
+  their copy's event is done (``_add_to_watch_list``); a buffer of gpunn's must not be freed while
+  a copy from (or to) it may be in flight: the host must have seen that copy finish.
+
+A hazard found at an access raises StreamOrderError; one found when memory is freed (a finalizer,
+where nothing can be raised) is appended to ``hazards``, which the tests' conftest checks after
+each test. Work on the legacy null stream waits for the blocking streams' work before it and the
+other way round (gpunn's own streams are non-blocking: they wait only for events).
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy
+
+_LOCK = threading.RLock()
+HOST: dict = {}  # stream key -> the last tick of that stream the host has seen finish
+POOLS: dict = {}  # stream key -> {stream key: tick}: accesses to freed blocks of that stream's arena
+hazards: list = []  # hazards found where nothing could be raised (memory freed)
+_BLOCKS: dict = {}  # id(root array) -> _Block
+_PINNED: dict = {}  # id(pinned host array) -> _Block
+_STREAMS = weakref.WeakValueDictionary()  # stream key -> stream, for a device synchronize
+_BLOCKING = weakref.WeakSet()  # the blocking streams (cupy.cuda.Stream() without non_blocking)
+
+
+class StreamOrderError(RuntimeError):
+    """Work on one CUDA stream touches memory that another stream's unfinished work uses."""
+
+
+class _Block:
+    __slots__ = ("stream", "label", "reads", "writes", "ghosts", "__weakref__")
+
+    def __init__(self, stream, label, ghosts):
+        self.stream, self.label = stream, label
+        self.reads, self.writes, self.ghosts = {}, {}, ghosts
+
+
+def reset():
+    with _LOCK:
+        HOST.clear()
+        POOLS.clear()
+        hazards.clear()
+
+
+def register_stream(stream):
+    stream.tick, stream.seen = 0, {}
+    _STREAMS[stream.key] = stream
+    if stream.blocking:
+        _BLOCKING.add(stream)
+
+
+def _name(stream_or_key):
+    key = getattr(stream_or_key, "key", stream_or_key)
+    return "the null stream" if key == 0 else f"stream {key:#x}"
+
+
+def _merge(into, vc):
+    for key, tick in vc.items():
+        if into.get(key, 0) < tick:
+            into[key] = tick
+
+
+def issue(stream) -> int:
+    """One operation on ``stream``: its tick (the legacy null stream and blocking streams wait for each other)."""
+    with _LOCK:
+        if stream.key == 0:
+            for other in list(_BLOCKING):
+                _merge(stream.seen, other.seen)
+        elif stream.blocking:
+            null = _STREAMS.get(0)
+            if null is not None:
+                _merge(stream.seen, null.seen)
+        stream.tick += 1
+        stream.seen[stream.key] = stream.tick
+        return stream.tick
+
+
+def recorded(stream) -> dict:
+    """What an event recorded on ``stream`` now stands for."""
+    with _LOCK:
+        issue(stream)
+        return dict(stream.seen)
+
+
+def wait(stream, event_vc):
+    with _LOCK:
+        _merge(stream.seen, event_vc or {})
+
+
+def host_saw(vc):
+    """The host has waited for ``vc`` (an event's, or a whole stream's): that work is finished."""
+    with _LOCK:
+        _merge(HOST, vc or {})
+        for pool in POOLS.values():
+            for key in [k for k, t in pool.items() if HOST.get(k, 0) >= t]:
+                del pool[key]
+
+
+def host_saw_everything():
+    with _LOCK:
+        for stream in list(_STREAMS.values()):
+            host_saw(stream.seen)
+
+
+def _root(a):
+    while isinstance(a.base, numpy.ndarray):
+        a = a.base
+    return a
+
+
+def _ordered(stream, key, tick) -> bool:
+    return key == stream.key or stream.seen.get(key, 0) >= tick or HOST.get(key, 0) >= tick
+
+
+def allocated(root, stream, label="device memory"):
+    """A new device allocation on ``stream`` (CuPy's pool: it may be a block freed on that stream)."""
+    with _LOCK:
+        if id(root) in _BLOCKS:
+            return
+        ghosts = {k: t for k, t in POOLS.get(stream.key, {}).items() if HOST.get(k, 0) < t}
+        # the allocation point: work on another stream is ordered after it only by an event recorded since
+        # (before it, the pool may hand over a block earlier work on this stream still uses, and an operation
+        # that made the array is still writing it)
+        ghosts[stream.key] = max(ghosts.get(stream.key, 0), stream.tick)
+        block = _Block(stream.key, label, ghosts)
+        _BLOCKS[id(root)] = block
+        weakref.finalize(root, _freed, id(root), block)
+
+
+def _freed(ident, block):
+    with _LOCK:
+        if _BLOCKS.get(ident) is block:
+            del _BLOCKS[ident]
+        pool = POOLS.setdefault(block.stream, {})
+        for accesses in (block.reads, block.writes, block.ghosts):
+            for key, tick in accesses.items():
+                if HOST.get(key, 0) < tick and pool.get(key, 0) < tick:
+                    pool[key] = tick
+
+
+def pinned(root):
+    """A pinned host buffer (cupyx.empty_pinned): freed, it goes back to CuPy's pinned pool at once."""
+    with _LOCK:
+        block = _Block(None, "pinned host memory", {})
+        _PINNED[id(root)] = block
+        weakref.finalize(root, _pinned_freed, id(root), block, root.nbytes)
+
+
+def _pinned_freed(ident, block, nbytes):
+    with _LOCK:
+        if _PINNED.get(ident) is block:
+            del _PINNED[ident]
+        for accesses in (block.reads, block.writes):
+            for key, tick in accesses.items():
+                if HOST.get(key, 0) < tick:
+                    hazards.append(
+                        f"a pinned host buffer of {nbytes} bytes was freed while a copy {'from' if accesses is block.reads else 'to'} "
+                        f"it on {_name(key)} may still be in flight (the host never waited for that copy's event): "
+                        "CuPy's pinned memory pool hands the buffer to the next empty_pinned at once")
+                    return
+
+
+def access(stream, what, reads=(), writes=()):
+    """One operation on ``stream`` that reads and writes these device arrays (others are ignored);
+    raises StreamOrderError when it is not ordered after another stream's conflicting access."""
+    with _LOCK:
+        tick = issue(stream)
+        for a, write in [(a, False) for a in reads] + [(a, True) for a in writes]:
+            _touch(stream, tick, a, write, what)
+
+
+def host_access(stream, tick, host_array, write):
+    """A copy on ``stream`` between the device and ``host_array``: tracked when it is pinned memory."""
+    if not isinstance(host_array, numpy.ndarray):
+        return
+    with _LOCK:
+        block = _PINNED.get(id(_root(host_array)))
+        if block is not None:
+            (block.writes if write else block.reads)[stream.key] = tick
+
+
+def _touch(stream, tick, a, write, what):
+    if not isinstance(a, numpy.ndarray):
+        return
+    root = _root(a)
+    block = _BLOCKS.get(id(root))
+    if block is None:
+        return
+    conflicts = [block.ghosts, block.writes] + ([block.reads] if write else [])
+    for accesses in conflicts:
+        for key, last in accesses.items():
+            if not _ordered(stream, key, last):
+                verb = "writes" if write else "reads"
+                if accesses is block.ghosts:
+                    message = (f"{what} on {_name(stream)} {verb} {block.label} allocated on {_name(block.stream)}, "
+                               f"not ordered after {_name(key)}'s work up to its op {last}: CuPy's memory pool hands "
+                               f"a block freed on {_name(block.stream)} to the next allocation there at once, and "
+                               f"that work (on the block's previous array, or making this one) may not have run")
+                else:
+                    kind = "wrote" if accesses is block.writes else "read"
+                    message = (f"{what} on {_name(stream)} {verb} {block.label} (allocated on {_name(block.stream)}) "
+                               f"that {_name(key)} {kind} in its op {last}, which nothing orders before this")
+                message += f" (no event of {_name(key)} waited for on {_name(stream)}, no host synchronisation)"
+                hazards.append(message)
+                raise StreamOrderError(message)
+    (block.writes if write else block.reads)[stream.key] = tick
