@@ -29,7 +29,7 @@ Each batch shape gets its own graph (the last partial batch of an epoch too: it 
 first time, then is captured when it recurs); the last three shapes are kept. gpunn's data sources
 cut every epoch into full batches and one partial batch, so a run has at most two shapes. Neither
 the partial batch nor callbacks are reasons to fall back: per-batch callbacks run on the host
-between two replays, ordered with them through the null stream, and may read or change the
+between two replays, ordered with them through the caller's stream, and may read or change the
 parameters in place (a parameter buffer that is replaced is noticed, and the step captured again).
 
 Where it wins (bench/RESULTS.md, H200): the graph step ran 11.5x (small), 9.0x (medium) and 4.8x
@@ -209,11 +209,13 @@ class GraphTrainer:
     def _on_stream(self, step, X, Y):
         import cupy
 
-        null = cupy.cuda.Stream.null
+        # the caller's stream (the legacy null stream unless the caller set another): the batch was made
+        # there and the loss is read there, so the step is ordered with it by two events either way
+        caller = cupy.cuda.get_current_stream()
         if self._events is None:  # made once: an event per step would be two more driver calls
             self._events = (cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True))
         before, after = self._events
-        before.record(null)
+        before.record(caller)
         self.stream.wait_event(before)  # after the batch was made and the last step read
         ops = self.model.ops
         saved, ops.blas = ops.blas, self.blas
@@ -230,7 +232,7 @@ class GraphTrainer:
         finally:
             ops.blas = saved
             after.record(self.stream)  # also after a failure: what was queued is done before what follows
-            null.wait_event(after)
+            caller.wait_event(after)
 
     def _capture(self, step):
         stream = self.stream
@@ -285,12 +287,14 @@ class _Step:
         self.ws = model._workspace(rows)
 
     def pointers(self):
-        """The device buffers a captured graph has baked in; if any moved, capture again."""
+        """The device addresses a captured graph has baked in (of the parameters, gradients and optimizer
+        state); if any moved, capture again. Addresses, not the arrays' ids: a buffer replaced twice can get
+        the first one's id back (CPython reuses a freed object's memory) at another address."""
         model, opt = self.trainer.model, self.trainer.optimizer
         arrays = [model.params, model.grads, *opt.state.values()]
         if hasattr(opt, "rates"):  # an ensemble's members' table (rewritten in place, never moved)
             arrays.append(opt.rates.device)
-        return tuple(id(a) for a in arrays)
+        return tuple((a.data.ptr, a.nbytes) for a in arrays)
 
     def load(self, X, Y):
         """The batch into the fixed buffers, on the current stream: on the GPU one cudaMemcpyAsync per
