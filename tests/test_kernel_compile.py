@@ -6,7 +6,8 @@
   architecture, without spills. A missing nvcc FAILS, unless GPUNN_NO_CUDA_COMPILER=1 or the
   machine has a usable GPU (then CuPy's NVRTC compiles every instance in the GPU tests: skipped, saying so).
 - NVRTC (what cupy.RawModule uses at run time): the exact code and options of
-  gpunn.ops.kernels.module() (plus the -ftz=true CuPy adds), compiled to a cubin per architecture,
+  gpunn.ops.kernels.module() (plus what CuPy 14 adds: -ftz=true, --device-as-default-execution-space,
+  --pch with NVRTC >= 12.8), compiled to a cubin per architecture,
   every name expression resolved. Needs ``cuda-bindings`` and ``nvidia-cuda-nvrtc`` (the ``nvrtc``
   extra: ``make`` installs it without a GPU and with cuda13; no GPU needed); skipped without them.
 """
@@ -106,6 +107,9 @@ def test_nvrtc_compiles_every_instance(source, arch):
             (err,) = nvrtc.nvrtcAddNameExpression(prog, name.encode())
             assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, name
         opts = [o.encode() for o in gk.COMPILE_OPTIONS + gk.CUPY_ADDED_OPTIONS] + [f"-arch={arch}".encode()]
+        _, major, minor = nvrtc.nvrtcVersion()
+        if (major, minor) >= (12, 8):  # CuPy 14 adds --pch from NVRTC 12.8 on (cupy/cuda/compiler.py)
+            opts.append(b"--pch")
         (result,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
         # A fresh mutable buffer: NVRTC writes into it, and b" " * 1 would be CPython's shared

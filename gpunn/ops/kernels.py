@@ -23,9 +23,13 @@ from .base import is_bf16 as dtype_is_bf16
 # tests/test_cupy_ops_gpu.py). But CuPy always appends -ftz=true to every NVRTC compile
 # (cupy/cuda/compiler.py, _compile_with_cache_cuda), so float32 denormals (|x| < 1.2e-38) are
 # flushed to zero on the GPU: a float32 kernel never produces or keeps a subnormal, where NumPy
-# would. float64 is not affected. tests/test_kernel_compile.py compiles with CUPY_ADDED_OPTIONS too.
+# would. float64 is not affected. CuPy 14 also adds --device-as-default-execution-space (functions and
+# namespace-scope variables without an execution space are __device__; compiler.py,
+# _compile_using_nvrtc_no_warning), -arch=sm_XX of the device, --pch with NVRTC >= 12.8, and -I paths
+# (CuPy's headers, CCCL, the CUDA headers: the kernels include nothing under NVRTC).
+# tests/test_kernel_compile.py compiles with CUPY_ADDED_OPTIONS too (and --pch where NVRTC has it).
 COMPILE_OPTIONS = ("-std=c++17",)
-CUPY_ADDED_OPTIONS = ("-ftz=true",)
+CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 
 # numpy dtype -> C++ type of the kernels' T
 CXX_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
