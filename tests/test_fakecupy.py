@@ -176,7 +176,7 @@ def test_two_stage_bias_gradient_and_empty_batches(fake_cupy):
 
 
 def test_device_attributes_are_queried_once(fake_cupy):
-    from gpunn import MLP
+    from gpunn import MLP, Ensemble
 
     X, Y = _data()
     model = MLP([6, 16, 2], device="cuda", seed=0)
@@ -186,6 +186,11 @@ def test_device_attributes_are_queried_once(fake_cupy):
     model.fit(X, Y, epochs=2, batch_size=16, verbose=False)
     assert len(fakecupy.state.launches) - launches > 50
     assert fakecupy.state.attribute_queries == before  # none per launch
+    ensemble = Ensemble([6, 16, 2], n_models=3, device="cuda", seed=0)
+    ensemble.fit(X, Y, epochs=1, batch_size=16, verbose=False)
+    before, launches = fakecupy.state.attribute_queries, len(fakecupy.state.launches)
+    ensemble.fit(X, Y, epochs=1, batch_size=16, verbose=False)
+    assert len(fakecupy.state.launches) - launches > 50 and fakecupy.state.attribute_queries == before
 
 
 def test_one_curand_generator_per_device_reseeded_per_epoch(fake_cupy):

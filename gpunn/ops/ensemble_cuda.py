@@ -35,7 +35,8 @@ class CupyEnsembleOps(EnsembleOps):
     def _grid(self, per_member, members):
         """(x, y): enough x blocks per member to fill the GPU about 16 blocks per multiprocessor deep."""
         y = min(members, MAX_GRID_Y)
-        budget = max(1, 16 * _multiprocessors() // y)
+        sms = getattr(self.ops, "_sms", _multiprocessors)  # the single-model CupyOps asks the device once
+        budget = max(1, 16 * sms() // y)
         return (max(1, min(-(-per_member // BLOCK), budget)), y)
 
     @staticmethod
