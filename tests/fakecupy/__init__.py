@@ -634,6 +634,7 @@ class RandomState:
     def __init__(self, seed=None):
         if state.fail == "curand":
             raise CUDARuntimeError("CURAND_STATUS_INITIALIZATION_FAILED (libcurand not found)")
+        _refuse_in_capture("a cuRAND generator created (it allocates its state and seeds it on the device)")
         state.generators += 1
         self._device_id = state.current
         self.seed(seed)
@@ -644,6 +645,7 @@ class RandomState:
     def _here(self):
         if state.current != self._device_id:
             raise ValueError(f"RandomState of device {self._device_id} used on device {state.current}")
+        _refuse_in_capture("a cuRAND draw (CuPy allocates its output)")
         _ordering.issue(_issuing())  # the draw into a new allocation, on the current stream
 
     def standard_normal(self, size=None, dtype=float):
