@@ -40,6 +40,21 @@ def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
     assert a.training["history"]["loss"] == b.training["history"]["loss"]
 
 
+def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
+    """resume = "run.npz" in a --config file takes the run's recorded options, as --resume does: it generated
+    the data from the defaults and failed on the checkpoint (X has 32 columns but the model expects 6)."""
+    run = str(tmp_path / "run.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--seed", "3", "--save", run]) == 0
+    (tmp_path / "more.toml").write_text(f'resume = "{run}"\nepochs = 2\nrows = 3000\nquiet = true\n')
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "more.toml")]) == 0
+    assert "task teacher: 2,700 training rows" in capsys.readouterr().out
+    assert gpunn.load_checkpoint(run).epoch == 2
+    (tmp_path / "other.toml").write_text(f'resume = "{run}"\nepochs = 3\nlr = 0.5\n')
+    assert main(["train", "--config", str(tmp_path / "other.toml")]) == 2  # checked as the flags are
+    assert "--lr 0.5 would change the run" in capsys.readouterr().err
+
+
 def test_predict_writes_npy(tmp_path, capsys):
     save = str(tmp_path / "m.npz")
     assert main(["train", *SMALL, "--epochs", "1", "--save", save]) == 0

@@ -76,7 +76,8 @@ def parse_args(argv=None):
             refuse_task_options(given)
         if args.config or args.resume:
             from_config = cfgmod.convert(command, cfgmod.read_toml(args.config), args.config) if args.config else {}
-            command.set_defaults(**(resume.defaults_for(args.resume, given, command, from_config) if args.resume
+            resume_path = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
+            command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config) if resume_path
                                     else from_config))
             args = parser.parse_args(argv)
     from .train import refuse_idle_options
