@@ -298,3 +298,16 @@ def test_too_few_or_many_feature_columns_named_for_predict(tmp_path, capsys):
     assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.csv"), str(tmp_path / "o.csv"),
                      "--features", "a,b"]) == 2
     assert "in.csv: 2 feature columns (a, b), the model takes 3; --features must name 3" in capsys.readouterr().err
+
+
+def test_train_writes_its_history_as_csv_as_sweep_writes_its_table(tmp_path, capsys):
+    import csv
+
+    path = tmp_path / "history.csv"
+    assert cli.main(["train", *TINY, "--epochs", "2", "--csv", str(path)]) == 0
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and list(rows[0])[:3] == ["epoch", "loss", "lr"]
+    assert float(rows[1]["val_r2"]) < 1 and float(rows[1]["samples_per_s"]) > 0
+    capsys.readouterr()
+    assert cli.main(["train", *TINY, "--csv", "-"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("1,")

@@ -72,6 +72,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON (- for standard "
                    "output: the lines of text then go to stderr, so gpunn train --json - | jq works)")
+    t.add_argument("--csv", metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
+                   "output)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
@@ -126,6 +128,22 @@ def plot_history(history, path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def history_csv(history) -> bytes:
+    """The per-epoch history as CSV: a header row (epoch, loss, lr, time_s, samples_per_s, then the val_*
+    columns a run with held-out rows has), then one row per epoch; a non-finite value is an empty field."""
+    import csv
+    import io
+    import math
+
+    columns = [k for k, v in history.items() if isinstance(v, list) and len(v) == len(history["epoch"])]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in zip(*(history[k] for k in columns)):
+        writer.writerow(["" if isinstance(v, float) and not math.isfinite(v) else v for v in row])
+    return buf.getvalue().encode()
 
 
 def _graph_note(model) -> str:
@@ -200,11 +218,13 @@ def _check_outputs(args):
                                            "overwrite it")
     if save:
         preflight.check_output(save + ".toml", "--save (its config)")
-    if args.json and not is_stdout(args.json):
-        preflight.check_output(args.json, "--json", reads=reads)
+    for option in ("json", "csv"):
+        path = getattr(args, option)
+        if path and not is_stdout(path):
+            preflight.check_output(path, f"--{option}", reads=reads)
     if args.plot:
         preflight.check_output(args.plot, "--plot", reads=reads, suffixes=(".png", ".pdf", ".svg"))
-    preflight.check_distinct([("--save", save), ("--json", args.json), ("--plot", args.plot),
+    preflight.check_distinct([("--save", save), ("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
                               ("--config", args.config)])
 
 
@@ -364,6 +384,8 @@ def run(args) -> int:
         text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
                           "history": history, "result": result})
         write_output(args.json, text)
+    if args.csv and root:
+        write_output(args.csv, history_csv(history))
     if args.plot and root:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")
