@@ -131,6 +131,32 @@ def test_a_standardized_model_takes_raw_float64_arrays_everywhere(timestamps):
     numpy.testing.assert_array_equal(X, X_before)
 
 
+def test_a_standardized_model_fitted_again_on_a_source_keeps_its_statistics(timestamps, tmp_path):
+    """A later fit on a source, made with standardize or not, scales its rows by the model's statistics,
+    as fit(X, Y) scales arrays: the source's own (none, or new ones) would retrain the weights in other units."""
+    x, y, X, Y = timestamps
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    model.fit(data.npy(x, y, chunk_rows=1000, standardize=True), epochs=3, batch_size=64, lr=1e-2, verbose=False)
+    s = model.standardizer
+    numpy.save(tmp_path / "xs.npy", exact_standardized(X, s.x_mean, s.x_scale))
+    numpy.save(tmp_path / "ys.npy", exact_standardized(Y, s.y_mean, s.y_scale))
+    plain = gpunn.MLP([2, 1], device="cpu")  # the same network without the statistics, on standardized rows
+    plain.params[...] = model.params
+    for standardize in (False, True):
+        rows = slice(0, 3000) if standardize else slice(None)  # new rows: statistics of their own would differ
+        numpy.save(tmp_path / "xr.npy", X[rows])
+        numpy.save(tmp_path / "yr.npy", Y[rows])
+        numpy.save(tmp_path / "xsr.npy", numpy.load(tmp_path / "xs.npy")[rows])
+        numpy.save(tmp_path / "ysr.npy", numpy.load(tmp_path / "ys.npy")[rows])
+        tuned = model.fit(data.npy(tmp_path / "xr.npy", tmp_path / "yr.npy", chunk_rows=1000, seed=2,
+                                   standardize=standardize), epochs=1, batch_size=64, lr=1e-3, verbose=False)
+        same = plain.fit(data.npy(tmp_path / "xsr.npy", tmp_path / "ysr.npy", chunk_rows=1000, seed=2), epochs=1,
+                         batch_size=64, lr=1e-3, verbose=False)
+        assert model.standardizer is s
+        assert tuned["loss"] == same["loss"]
+        numpy.testing.assert_array_equal(model.params, plain.params)
+
+
 def source_rows(source):
     return numpy.concatenate([numpy.arange(sum(source.chunk_sizes[:k]), sum(source.chunk_sizes[:k + 1]))
                               for k in source.train_chunks])

@@ -10,7 +10,9 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     Checks the widths against the model; ``validation_fraction`` holds out whole chunks of a
     chunked source; ``validation_data`` is a second source (all of its rows) or arrays (X_val,
     Y_val). With ``standardize``, the statistics (from the training chunks) move into the model,
-    so ``predict`` takes raw inputs; named table columns move into ``model.data_columns``.
+    so ``predict`` takes raw inputs; a model that has statistics already (a later fit) keeps them and
+    the source is scaled by them, standardize or not, as ``fit(X, Y)`` scales arrays. Named table
+    columns move into ``model.data_columns``.
     ``statistics(source)``, when given, computes those statistics instead of the source's own pass
     (a data-parallel fit: each rank reads only its shard).
     """
@@ -26,6 +28,11 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if not hasattr(source, "hold_out"):
             raise ValueError(f"{name} cannot hold out chunks; pass validation_data")
         source.hold_out(validation_fraction)
+    if getattr(model, "standardizer", None) is not None:  # it takes raw units: the source is scaled by its statistics
+        if not hasattr(source, "standardizer"):
+            raise ValueError(f"the model has standardization statistics (it takes raw units) and {name} cannot apply "
+                             "them: pass a gpunn.data source or arrays (X, Y)")
+        source.standardizer = model.standardizer  # as fit(X, Y) keeps them: the weights were trained in these units
     if statistics is not None and getattr(source, "standardize", False) and source.standardizer is None:
         wanted, source.standardize = source.standardize, False  # bind without the source's own pass
         try:

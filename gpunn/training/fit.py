@@ -58,8 +58,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     validation split (``validation_fraction`` holds out whole chunks; ``validation_data`` may be
     another source), and a source made with ``standardize=True`` leaves its statistics in
     ``model.standardizer``: from then on the model takes raw data everywhere (``predict``, ``score``,
-    ``loss``, ``loss_and_gradients``, and arrays passed to a later ``fit``, which trains on a
-    standardized copy of them).
+    ``loss``, ``loss_and_gradients``, arrays passed to a later ``fit``, which trains on a
+    standardized copy of them, and a source passed to a later ``fit``, which is scaled by the
+    model's statistics, whether it was made with standardize or not).
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
     or a name: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam", "adamw"; ``lr``, when
