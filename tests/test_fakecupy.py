@@ -338,6 +338,7 @@ def test_a_captured_graph_records_launches_and_replays_them(fake_cupy):
     (r"float\(\)", lambda cp, a, out, blas: float(a[:1].reshape(()))),
     ("CuPy's binding", lambda cp, a, out, blas: blas.gemm(a.reshape(2, 2), a.reshape(2, 2), out, "tf32")),
     ("cuRAND generator created", lambda cp, a, out, blas: cp.random.RandomState(0)),
+    ("CuPy's fill", lambda cp, a, out, blas: out.fill(0)),
 ])
 def test_what_a_captured_step_must_not_do_invalidates_the_capture(fake_cupy, what, run):
     from gpunn.ops.cublas import CupyBlas

@@ -371,6 +371,10 @@ class ndarray(numpy.ndarray):
         _ordering.host_access(on, on.tick, arr, write=False)  # pinned: asynchronous, in flight until waited for
         self.view(numpy.ndarray)[...] = arr
 
+    def fill(self, value):  # a CuPy fill kernel on the current stream
+        _check_operands("fill", [self], writes=[self])
+        self.view(numpy.ndarray).fill(value)
+
     def copy(self, order="C"):
         _check_operands("copy", [self])
         return _wrap(numpy.array(self.view(numpy.ndarray), order=order, copy=True))
