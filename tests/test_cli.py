@@ -311,3 +311,21 @@ def test_train_writes_its_history_as_csv_as_sweep_writes_its_table(tmp_path, cap
     capsys.readouterr()
     assert cli.main(["train", *TINY, "--csv", "-"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("1,")
+
+
+def test_readme_command_line_lists_every_option_of_every_command():
+    """README's "Command line" block names each command's options (gpunn sweep's task, size and network
+    options as "train's ... options"), so that an option added to --help is added there too."""
+    import re
+
+    block = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("```", 2)[1]
+    commands = cli.build_parser().commands
+    flags = {name: {s for a in sub._actions for s in a.option_strings if s.startswith("--")} - {"--help", "--debug"}
+             for name, sub in commands.items()}
+    for name in commands:
+        usage = re.search(rf"^gpunn {name}\s(.*?)(?=^gpunn |\Z)", block, re.S | re.M).group(1)
+        missing = {f for f in flags[name] if not re.search(re.escape(f) + r"(?![\w-])", usage)}
+        if name == "sweep":
+            assert "train's task, size and network options" in usage
+            missing -= flags["train"]
+        assert not missing, f"README's gpunn {name} usage lacks {sorted(missing)}"
