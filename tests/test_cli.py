@@ -271,6 +271,10 @@ def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
     assert capsys.readouterr().err.strip() == (
         "gpunn train: error: unrecognized arguments: --batchsize 64 --checkpoint_every 2 (--batchsize: did you mean "
         "--batch-size?; --checkpoint_every: did you mean --checkpoint-every?) (see gpunn train --help)")
+    with pytest.raises(SystemExit):
+        cli.main(["--quiet", "train"])  # a train option before the command
+    assert "unrecognized arguments: --quiet (--quiet: write it after 'train')" in capsys.readouterr().err
+    assert cli.main(["--debug", "info"]) == 0  # --debug goes either side of the command, as README says
 
 
 def test_ctrl_c_says_what_each_command_leaves(tmp_path, monkeypatch, capsys):

@@ -16,7 +16,7 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import Parser, text_to_stderr
+from .common import Parser, add_debug, text_to_stderr
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -24,6 +24,7 @@ COMMANDS = (train, predict, sweep, bench, info)
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="gpunn", description="Train regression MLPs on a CUDA GPU or the CPU.")
     parser.add_argument("--version", action="version", version=f"gpunn {__version__}")
+    add_debug(parser)  # gpunn --debug train ... as well as gpunn train ... --debug
     sub = parser.add_subparsers(dest="command", required=True)
     parser.commands = {command.__name__.rsplit(".", 1)[1]: command.add_parser(sub) for command in COMMANDS}
     parser.train_parser = parser.commands["train"]
@@ -92,10 +93,13 @@ def refuse_unknown(command_parser, unknown) -> None:
     import difflib
 
     options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
+    command = command_parser.prog.rsplit(" ", 1)[-1]
     hints = []
     for token in unknown:
         name = token.split("=", 1)[0]
-        if name.startswith("--"):
+        if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
+            hints.append(f"{name}: write it after '{command}'")
+        elif name.startswith("--"):
             close = difflib.get_close_matches(name.replace("_", "-"), options, n=1, cutoff=0.75)
             hints += [f"{name}: did you mean {close[0]}?"] if close else []
     command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
