@@ -176,6 +176,9 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
         if kwargs.get("lr") is not None:
             optimizer.lr = _check_lr(kwargs["lr"])
         return optimizer
+    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+        raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance, {optimizer.__name__}(lr=...), "
+                        f"or its name, {optimizer.name!r}")
     try:
         cls = OPTIMIZERS[optimizer]
     except (KeyError, TypeError):
@@ -233,6 +236,9 @@ def make_schedule(schedule="constant", **kwargs) -> Schedule:
         return schedule
     if schedule is None:
         schedule = "constant"
+    if schedule is Schedule:
+        raise TypeError("schedule is the class Schedule; pass an instance, Schedule('step', step_size=5, gamma=0.5), "
+                        "or a name")
     if not isinstance(schedule, str):
         raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got {schedule!r}")
     return Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})

@@ -156,6 +156,18 @@ def test_one_callback_outside_a_list_says_to_write_a_list(model, data):
     assert model.fit(*data, epochs=1, callbacks=None, verbose=False)["epoch"] == [1]
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    # "unknown optimizer <class 'gpunn.optim.Adam'>", "must be a name ... got <class ...Schedule'>", and
+    # "callbacks[0] is a type, not a gpunn.Callback; subclass gpunn.Callback" (it was one)
+    (dict(optimizer=gpunn.Adam), r"optimizer is the class Adam; pass an instance, Adam\(lr=...\), or its name"),
+    (dict(schedule=gpunn.Schedule), "schedule is the class Schedule; pass an instance"),
+    (dict(callbacks=[gpunn.EarlyStopping]), r"callbacks\[0\] is the class EarlyStopping; pass an instance"),
+])
+def test_a_class_where_an_instance_belongs_says_so(model, data, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        model.fit(*data, epochs=1, verbose=False, **kwargs)
+
+
 def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
     # torch.save(obj, path) is the other order; this was "AttributeError: 'str' object has no attribute 'device'"
     with pytest.raises(TypeError, match=r"the other way round: gpunn.save\(path, model\)"):

@@ -142,6 +142,8 @@ def order_callbacks(callbacks, verbose):
                         f"callbacks=[{type(callbacks).__name__}(...)]")
     callbacks = list(callbacks or ())
     for i, cb in enumerate(callbacks):
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            raise TypeError(f"callbacks[{i}] is the class {cb.__name__}; pass an instance: {cb.__name__}(...)")
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
                             "and override the hooks it needs")
