@@ -119,8 +119,8 @@ def test_whole_numbers_may_be_written_with_underscores_or_an_exponent():
     assert (args.rows, args.features, args.hidden, args.epochs) == (2000, 10, [16, 32], 1)
     assert cli.parse_args(["train", "--features", "1_0"]).features == 10
     assert cli.parse_args(["train", "--hidden", "64x64"]).hidden == [64, 64]
-    assert cli.parse_args(["train", "--features", "a,b"]).features == ["a", "b"]  # a --data table's columns
-    assert cli.parse_args(["train", "--features", "x1"]).features == ["x1"]
+    assert cli.parse_args(["train", "--data", "t.csv", "--features", "a,b"]).features == ["a", "b"]  # a table's columns
+    assert cli.parse_args(["train", "--data", "t.csv", "--features", "x1"]).features == ["x1"]
     with pytest.raises(SystemExit):
         cli.parse_args(["train", "--hidden", "16,2.5"])
 
@@ -255,6 +255,9 @@ def test_bench_checks_its_outputs_before_measuring(tmp_path, monkeypatch, capsys
     (["--resume", "."], "--resume . is a directory; gpunn train resumes a checkpoint file"),
     (["--config", "."], "config file . is a directory; give a TOML file"),
     (["--task", "friedman1", "--features", "5", "--outputs", "2"], "friedman1 has one output (n_outputs; gpunn's --outputs), got 2"),
+    (["--target", "price"], "--target price names the targets of a --data file, and this run trains on the synthetic"),
+    (["--targets", "Y.npy"], "--targets Y.npy names the targets of a --data file"),
+    (["--features", "a,b"], "--features names columns of a --data table; for a synthetic task give a count"),
 ])
 def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
