@@ -16,6 +16,8 @@ the same arithmetic per member (tests/test_ensemble.py proves it to 1e-10 in flo
 """
 from __future__ import annotations
 
+import copy
+
 import numpy
 
 from . import preflight
@@ -300,10 +302,26 @@ class Ensemble(RawUnits):
 
         return fit_ensemble(self, X, Y, **kwargs)
 
+    def __deepcopy__(self, memo):
+        """An independent ensemble on the same device: the members' architecture, seeds and parameters, the
+        graph mode, standardization statistics, column names and the last fit's history (as MLP's copy)."""
+        twin = Ensemble(self.layer_sizes, self.n_models, [a.name for a in self.activations[:-1]],
+                        self.activations[-1].name, self.bias, self.dtype, self.backend, list(self.seeds), self._fused,
+                        self.graph)
+        with self.backend.use():
+            twin.params[...] = self.params
+        for name in ("standardizer", "data_columns", "history"):
+            setattr(twin, name, copy.deepcopy(getattr(self, name), memo))
+        return twin
+
+    def __copy__(self):
+        return self.__deepcopy__({})
+
     def __getstate__(self):
         # pickling reached the backend's module and failed with "cannot pickle 'module' object"
         raise TypeError("an Ensemble does not pickle (it holds device buffers and kernels): write it with "
-                        "gpunn.save(path, ens) and read it with gpunn.load(path); gpunn.MLPRegressor pickles")
+                        "gpunn.save(path, ens) and read it with gpunn.load(path), or copy it in memory with "
+                        "copy.deepcopy(ens); gpunn.MLPRegressor pickles")
 
     def __repr__(self):
         acts = [a.name for a in self.activations]

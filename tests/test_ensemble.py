@@ -365,6 +365,25 @@ def test_pickling_a_model_says_how_to_save_it():
             pickle.dumps(model)
 
 
+def test_copy_deepcopy_gives_an_independent_ensemble_that_trains_the_same(ensemble_data):
+    # copy.deepcopy(ens) raised "an Ensemble does not pickle"
+    import copy
+
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble([X.shape[1], 8, Y.shape[1]], 3, activation="tanh", device="cpu", seed=[4, 9, 1],
+                         dtype="float64")
+    ens.fit(X, Y, epochs=1, batch_size=64, verbose=False)
+    twin = copy.deepcopy(ens)
+    assert repr(twin) == repr(ens) and twin.seeds == [4, 9, 1] and twin.history == ens.history
+    np.testing.assert_array_equal(twin.predict(X), ens.predict(X))
+    twin.weights[0][...] = 0
+    assert not np.array_equal(twin.params, ens.params)
+    a, b = copy.copy(ens), copy.deepcopy(ens)
+    a.fit(X, Y, epochs=1, batch_size=64, lr=[1e-2, 1e-3, 3e-3], verbose=False)
+    b.fit(X, Y, epochs=1, batch_size=64, lr=[1e-2, 1e-3, 3e-3], verbose=False)
+    np.testing.assert_array_equal(a.params, b.params)
+
+
 def test_a_saved_ensemble_with_a_forged_member_count_is_refused(tmp_path):
     import json
 
