@@ -195,6 +195,27 @@ def test_a_gradient_hook_runs_between_backward_and_the_optimizer(data):
     assert doubled["loss"] == pytest.approx(plain_history["loss"])
 
 
+def test_a_hook_gives_every_process_the_same_divergence_reference(data):
+    """A data-parallel rank takes its reference from its own piece of the first batch; the hook's
+    ``from_root`` replaces it, once, with rank 0's, so that all ranks stop together."""
+    X, Y = data
+
+    class Root(CountingHook):
+        def __init__(self, value):
+            super().__init__()
+            self.value, self.asked = value, 0
+
+        def from_root(self, value):
+            self.asked += 1
+            return self.value
+
+    hook = Root(1.0)
+    _, history = _run(X, Y, hook, epochs=3)
+    assert hook.asked == 1 and len(history["loss"]) == 3
+    with pytest.raises(gpunn.TrainingDiverged, match="times its reference 1e-20"):
+        _run(X, Y, Root(1e-20))  # rank 0's reference is what counts, not this process's own
+
+
 def test_fit_takes_at_most_15_keyword_arguments():
     params = inspect.signature(gpunn.fit).parameters.values()
     assert len([p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]) <= 15

@@ -48,6 +48,11 @@ class GradientAllReduce:
             total = cupy.asarray(total)
         return total, int(round(summed[-1]))
 
+    def from_root(self, value):
+        """Rank 0's ``value`` on every rank (the divergence reference: each rank took its own from its piece
+        of the first batch, and ranks that disagreed on divergence would not stop together)."""
+        return self.comm.bcast_object(value, label="the divergence reference")
+
     def broadcast_parameters(self, trainable, optimizer=None):
         """Make every rank start from rank 0's parameters (and optimizer moments, when resuming)."""
         self.comm.broadcast_(trainable.params)

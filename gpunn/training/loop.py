@@ -61,6 +61,7 @@ class Trainer:
         self.stop = False
         self.failed = False  # an exception is ending the run
         self._halt = False
+        self._reference_shared = False  # see run_epoch: a data-parallel run's divergence reference is rank 0's
         self._graph, self._graph_decided = None, False  # see _graph_trainer
 
     # the run's settings and state under the names callbacks use
@@ -188,6 +189,10 @@ class Trainer:
         rows = source.rows
         if hook is not None:
             total, rows = hook.reduce_epoch(total, rows)
+            if not self._reference_shared and hasattr(hook, "from_root"):
+                # every process judges divergence against the same reference: rank 0's (its checkpoint's)
+                self.state.reference_loss = hook.from_root(self.state.reference_loss)
+                self._reference_shared = True
         seen = rows - first_batch * batch_size * self.settings.ranks  # fewer when resumed mid-epoch
         return self.epoch_logs(epoch, total, rows, seen, lr, t0)
 

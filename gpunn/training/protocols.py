@@ -90,6 +90,8 @@ class GradientHook(Protocol):
     - ``reduce_epoch(sum_sq, rows)``: the epoch's device sum of squared errors and this process's row
       count; returns ``(sum_sq, rows)`` over everything the loss should average (e.g. summed across
       processes), from which the loop computes the epoch's loss.
+    - ``from_root(value)`` (optional): the value every process should use, once per run, for the
+      divergence reference (gpunn.training.loop.reference_loss): rank 0's, so that all stop together.
     """
 
     def on_gradients(self, trainable: Trainable, rows: int) -> None: ...
