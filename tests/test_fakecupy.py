@@ -235,6 +235,31 @@ def test_everything_stays_on_cuda_1(fake_cupy, tmp_path):
     assert fakecupy.state.current == 0  # every use() was left
 
 
+@pytest.mark.parametrize("kind", ["synthetic", "npy"])
+def test_a_source_bound_to_cuda_1_when_made_reads_and_standardizes_on_cuda_1(fake_cupy, tmp_path, kind):
+    """A source made with device="cuda:1" binds at once, outside any use(): its standardization pass (and
+    hold_out's, again) must still run on device 1. It ran on the current device 0: a synthetic chunk drew
+    from device 1's cuRAND generator with device 0 current, and a file's side stream was made on device 0
+    and kept for device 1 (a kernel or event of device 1 on it fails, as in CUDA)."""
+    import gpunn
+    from gpunn import MLP
+
+    if kind == "synthetic":
+        source = gpunn.data.synthetic("teacher", rows=2 * 65536 + 300, n_features=4, n_outputs=1, seed=3, window=1,
+                                      standardize=True, validation_fraction=0.4, device="cuda:1", dtype="float64")
+    else:
+        X = numpy.random.default_rng(0).standard_normal((3000, 4))
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", X[:, :1] * 2 + 1)
+        source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, window=2, standardize=True,
+                                validation_fraction=0.2, device="cuda:1", dtype="float64")
+    assert fakecupy.state.current == 0 and source.standardizer is not None
+    source.hold_out(0.3)  # statistics again, from the new training chunks
+    model = MLP([4, 8, 1], device="cuda:1", seed=0, dtype="float64")
+    history = model.fit(source, epochs=1, batch_size=512, verbose=False)
+    assert numpy.isfinite(history["val_loss"][-1]) and fakecupy.state.current == 0
+
+
 def test_cli_train_and_predict_on_cuda_1(fake_cupy, tmp_path, capsys):
     from gpunn import cli
 

@@ -264,8 +264,9 @@ class ChunkedSource:
         """Mean and spread per column of the training chunks, in one streaming pass."""
         saved, self.standardizer = self.standardizer, None
         try:
-            return Standardizer.from_pieces(self._windows([[k] for k in self.train_chunks], 0, 0, shuffle=False),
-                                            self.n_features, self.n_outputs, targets=self.standardize is True)
+            with self.backend.use():  # on cuda:N (bind() runs at construction too, outside any use())
+                return Standardizer.from_pieces(self._windows([[k] for k in self.train_chunks], 0, 0, shuffle=False),
+                                                self.n_features, self.n_outputs, targets=self.standardize is True)
         finally:
             self.standardizer = saved
 

@@ -186,12 +186,15 @@ _CONSUMED: dict = {}  # (device, side stream purpose) -> the last "window consum
 
 
 def side_stream(backend, purpose):
-    """A non-blocking CUDA stream of the current device for ``purpose`` ("copy", "generate"), made once:
-    each epoch reuses it, so the generators keyed by stream (gpunn.rng) stay few."""
+    """A non-blocking CUDA stream of ``backend``'s device for ``purpose`` ("copy", "generate"), made once:
+    each epoch reuses it, so the generators keyed by stream (gpunn.rng) stay few. Made with that device
+    current whatever device is current now: a stream belongs to the device it was made on, and a kernel
+    or an event of another device on it fails."""
     key = (backend.device_id, purpose)
     stream = _SIDE_STREAMS.get(key)
     if stream is None:
-        stream = _SIDE_STREAMS[key] = backend.xp.cuda.Stream(non_blocking=True)
+        with backend.use():
+            stream = _SIDE_STREAMS[key] = backend.xp.cuda.Stream(non_blocking=True)
     return stream
 
 

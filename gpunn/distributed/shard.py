@@ -245,8 +245,9 @@ class _ShardView(ChunkedSource):
 
         saved, self.standardizer = self.standardizer, None
         try:
-            return moments_of(self._windows([[j] for j in self.train_chunks], 0, 0, shuffle=False),
-                              self.n_features, self.n_outputs)
+            with self.backend.use():
+                return moments_of(self._windows([[j] for j in self.train_chunks], 0, 0, shuffle=False),
+                                  self.n_features, self.n_outputs)
         finally:
             self.standardizer = saved
 

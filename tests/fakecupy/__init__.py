@@ -8,7 +8,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
 - device arrays are ``fakecupy.ndarray`` (a NumPy subclass that knows its device); mixing a host
   ``numpy.ndarray`` into a CuPy function or ufunc raises ``TypeError``, as CuPy does;
 - every array an operation touches must live on the current device (``cupy.cuda.Device(i)``), else
-  ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable;
+  ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable; a
+  stream belongs to the device current when it was made, and a kernel launched on it, or an event
+  recorded on it, while another device is current fails (CUDA: cudaErrorInvalidResourceHandle);
 - every ``RawModule``/``RawKernel`` launch is checked against the kernel's signature parsed from the
   CUDA source it was built from (pointer vs scalar, the exact NumPy scalar type of each scalar, array
   dtype, contiguity and size, null pointers, grid and block shape) and then computed by a registered
@@ -163,8 +165,13 @@ class Event:
         self.done = False
         self.time = None
         self.seen = {}  # what the work before its record had reached, stream by stream (fakecupy.ordering)
+        self.device = state.current
 
     def record(self, stream=None):
+        on = stream or _current_stream()
+        if on.device is not None and on.device != self.device:
+            raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: cudaEventRecord of an event of device "
+                                   f"{self.device} on a stream of device {on.device}")
         self.done = True
         self.time = time.perf_counter()  # the work before it has run: wall time is the device's
         self.seen = _ordering.recorded(stream or _current_stream())
@@ -190,6 +197,7 @@ class _Stream:
         _Stream._count += 1
         self.ptr = 0 if null else 0x5000 + _Stream._count
         self.key, self.blocking = self.ptr, not (null or non_blocking)
+        self.device = None if null else state.current  # the legacy null stream: each device's own
         self._previous = []
         self._capture = None  # a _Recording while begin_capture .. end_capture
         _STREAMS[self.ptr] = self
@@ -305,6 +313,15 @@ def _current_stream():
 def _issuing(stream=None):
     """The stream work goes to: a graph's launch stream while it replays, else ``stream`` or the current one."""
     return getattr(state._tls, "replaying", None) or stream or _current_stream()
+
+
+def _launch_stream(stream=None):
+    """The stream a kernel is launched on; CUDA refuses a launch on a stream of another device than the current."""
+    on = _issuing(stream)
+    if on.device is not None and on.device != state.current:
+        raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: a kernel launched on a stream of device {on.device} "
+                               f"while device {state.current} is current")
+    return on
 
 
 class CompileException(Exception):
@@ -514,7 +531,7 @@ def _synchronous_read(a, what, stream=None):
 
 def _check_operands(what, operands, writes=()):
     _refuse_in_capture(f"CuPy's {what}")
-    _ordering.access(_issuing(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
+    _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
                      writes=[x for x in writes if isinstance(x, ndarray)])
     for x in operands:
         if isinstance(x, ndarray):
@@ -919,7 +936,7 @@ class RawKernel:
         recording = (stream or _current_stream())._capture
         if recording is None:
             state.launches.append((self.name, tuple(grid), tuple(block)))
-            self._accesses(_issuing(stream), args)
+            self._accesses(_launch_stream(stream), args)
             _kernels.launch(self, grid, block, args, ndarray, state)
             return
         # captured: checked now; the graph keeps the arguments' addresses (not the arrays) and the
