@@ -147,6 +147,8 @@ def test_a_flag_is_a_bool_not_any_truthy_value(kwargs, error, match):
 def test_fit_refuses_a_shuffle_flag_that_is_not_a_bool(model, data):
     with pytest.raises(TypeError, match="shuffle must be True or False, got 'no'"):
         model.fit(*data, epochs=1, shuffle="no", verbose=False)
+    with pytest.raises(TypeError, match="shuffle must be True or False, got 'no'"):  # an ensemble's too
+        gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0).fit(*data, epochs=1, shuffle="no", verbose=False)
 
 
 def test_one_callback_outside_a_list_says_to_write_a_list(model, data):

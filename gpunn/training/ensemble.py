@@ -26,7 +26,7 @@ import warnings
 
 import numpy
 
-from ..checks import check_rows_match, is_real, per_member, positive_int, seed_int
+from ..checks import check_rows_match, flag, is_real, per_member, positive_int, seed_int
 from ..metrics import RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -484,7 +484,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         else:
             X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
             check_rows_match(X, Y)
-            seed = model.seeds[0] if seed is None else seed_int(seed)
+            seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
             validation, rows = ensemble_evaluator(model, validation), X.shape[0]
         if batch_size is not None:
