@@ -258,6 +258,7 @@ def test_bench_checks_its_outputs_before_measuring(tmp_path, monkeypatch, capsys
     (["--target", "price"], "--target price names the targets of a --data file, and this run trains on the synthetic"),
     (["--targets", "Y.npy"], "--targets Y.npy names the targets of a --data file"),
     (["--features", "a,b"], "--features names columns of a --data table; for a synthetic task give a count"),
+    (["--stream", "off", "--window", "4"], "--window 4 sets how many chunks of a --data file or a stream are"),
 ])
 def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

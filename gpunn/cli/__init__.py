@@ -181,7 +181,7 @@ INTERRUPTED = {  # what a Ctrl-C leaves, per command
     "train": "any checkpoint is the last one completely written",
     "sweep": "any checkpoint is the last one completely written",
     "predict": "OUT is as it was (it is written only once complete)",
-    "bench": "a --json file holds the configurations measured so far",
+    "bench": "a --json file holds the configurations that finished, if any did",
 }
 
 

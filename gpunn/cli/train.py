@@ -160,7 +160,8 @@ def _graph_note(model) -> str:
 def refuse_idle_options(given: dict, args) -> None:
     """Options written on the command line (``given``) that this run would ignore are refused by name:
     early stopping's settings without --early-stopping, --checkpoint-every without a checkpoint to write,
-    a table's or file's target columns without --data (``gpunn train``; ``gpunn sweep``'s too)."""
+    a table's or file's targets without --data, --window for rows held in memory (``gpunn train``; ``gpunn
+    sweep``'s too)."""
     if not getattr(args, "data", None):
         for dest in ("target", "targets"):
             if dest in given:
@@ -168,6 +169,10 @@ def refuse_idle_options(given: dict, args) -> None:
                                  f"the synthetic task {args.task}: add --data PATH (or drop it)")
         if isinstance(args.features, list):  # before the task is built from it (friedman1's own check)
             raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
+        if "window" in given and getattr(args, "stream", None) == "off":
+            raise ValueError(f"--window {given['window']} sets how many chunks of a --data file or a stream are "
+                             "shuffled together, and this run holds its rows in memory (--stream off): add --data "
+                             "or --stream on (or drop it)")
     if not args.early_stopping:
         for dest in ("patience", "min_delta"):
             if dest in given:
