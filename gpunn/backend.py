@@ -184,15 +184,13 @@ def _resolve(device) -> Backend:
         return CPU
     cupy, count, reason = probe_cuda()
     wanted = int(index) if index is not None else None
-    if kind == "auto":
-        if cupy is None:
-            _announce_fallback(reason)
-            return CPU
-        return Backend("cuda", cupy, 0 if wanted is None else wanted)
+    if kind == "auto" and cupy is None:
+        _announce_fallback(reason)
+        return CPU
     if cupy is None:
         raise DeviceError(f"device {device!r} was requested but {reason}. Use device='cpu' or 'auto'.")
     wanted = 0 if wanted is None else wanted
-    if wanted >= count:
+    if wanted >= count:  # "auto:N" too: a GPU that does not exist is not a reason to fall back
         raise DeviceError(f"device {device!r} was requested but only {count} CUDA device(s) exist (cuda:0..cuda:{count - 1})")
     return Backend("cuda", cupy, wanted)
 

@@ -76,7 +76,9 @@ def test_cuda_index_beyond_device_count(fresh_probe):
     fakecupy.state.device_count = 1
     with pytest.raises(backend.DeviceError, match="only 1 CUDA device"):
         backend.resolve("cuda:3")
-    assert backend.resolve("cuda:0").device == "cuda:0"
+    with pytest.raises(backend.DeviceError, match="only 1 CUDA device"):  # it was cuda:3, failing at first use
+        backend.resolve("auto:3")
+    assert backend.resolve("cuda:0").device == "cuda:0" and backend.resolve("auto:0").device == "cuda:0"
 
 
 def test_env_override_applies_to_auto_only(fresh_probe):
