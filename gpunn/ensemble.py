@@ -232,9 +232,8 @@ class Ensemble(RawUnits):
             X = self._as_input(X) if scaler is None else self._raw_input(X)
             out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self.dtype)
             for start in range(0, X.shape[0], self.chunk_rows):
-                chunk = X[start:start + self.chunk_rows]
-                if scaler is not None:
-                    chunk = scaler.transform_x(self.xp, chunk).astype(self.dtype, copy=False)
+                chunk = X[start:start + self.chunk_rows] if scaler is None else self._scaled_rows(
+                    X, start, start + self.chunk_rows)
                 out[:, start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
             if scaler is not None:
                 scaler.inverse_y_(self.xp, out)

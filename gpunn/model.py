@@ -33,6 +33,7 @@ from .training.graph import graph_mode
 DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "tf32", "bf16")
 PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
+STANDARDIZE_CHUNK_ROWS = 65536  # rows standardized in float64 at a time (RawUnits._standardized)
 # Tests only: run tf32/bf16 on the CPU through the NumPy emulation in gpunn.ops.Ops (the reference
 # the GPU path is compared with). The public API refuses them on the CPU.
 _EMULATE_PRECISION_ON_CPU = False
@@ -113,25 +114,41 @@ class RawUnits:
     standardizer = None
 
     def _raw_input(self, data, name="X", target=False):
-        """Raw-unit inputs (targets) for a model with a ``standardizer``: checked, on the device, in
-        float64 when the model's dtype would not hold them exactly (float64 or int64 for a float32
-        model), so that they are standardized before the cast, as the data sources do
-        (gpunn.data.stats.standardizing_dtype); otherwise in the model's dtype."""
+        """Raw-unit inputs (targets) for a model with a ``standardizer``, checked: in the model's dtype
+        on its device, or, when that dtype would not hold them exactly (float64 or int64 values for a
+        float32 model: gpunn.data.stats.standardizing_dtype), in float64 where they are (a float64
+        array is not copied), for ``_scaled_rows`` to standardize a chunk at a time before the cast,
+        as the data sources do. No whole float64 copy is made, on the host or the device."""
         from .data.stats import dtype_of, standardizing_dtype
 
-        return as_matrix(data, name, self.backend, standardizing_dtype(dtype_of(data), self.dtype), allow_1d=target,
-                         n_columns=self.layer_sizes[-1 if target else 0])
+        wide = standardizing_dtype(dtype_of(data), self.dtype)
+        backend = self.backend if wide == self.dtype else _backend.backend_of(data)
+        return as_matrix(data, name, backend, wide, allow_1d=target, n_columns=self.layer_sizes[-1 if target else 0])
+
+    def _scaled_rows(self, A, start, stop, target=False):
+        """Rows start:stop of a ``_raw_input`` array, standardized (in A's dtype: float64 for wide
+        values), then cast to the model's dtype on its device: a new array."""
+        xp, scaler = self.xp, self.standardizer
+        chunk = xp.array(A[start:stop], copy=True)  # on the model's device, still in A's dtype: scaled in place
+        (scaler.transform_y_ if target else scaler.transform_x_)(xp, chunk)
+        return chunk.astype(self.dtype, copy=False)
 
     def _standardized(self, X, Y, x_name="X", y_name="Y"):
         """Raw-unit (X, Y) as a model with a ``standardizer`` trains on them: checked, standardized
-        (see ``_raw_input``), in the model's dtype; new arrays, the caller's are left as they are."""
+        (see ``_raw_input``), in the model's dtype; new arrays, the caller's are left as they are.
+        Values in the model's dtype are scaled in one copy; wider ones a chunk of rows at a time."""
         def load(data, name, target):
             A = self._raw_input(data, name, target)
-            return A.copy() if A is data or getattr(A, "base", None) is data else A
+            if A.dtype == self.dtype:  # one copy (none more when checking converted it), scaled in place
+                A = A.copy() if A is data or getattr(A, "base", None) is data else A
+                return (self.standardizer.transform_y_ if target else self.standardizer.transform_x_)(self.xp, A)
+            out = self.xp.empty(A.shape, self.dtype)
+            for start in range(0, A.shape[0], STANDARDIZE_CHUNK_ROWS):
+                out[start:start + STANDARDIZE_CHUNK_ROWS] = self._scaled_rows(A, start, start + STANDARDIZE_CHUNK_ROWS,
+                                                                              target)
+            return out
 
-        X, Y = load(X, x_name, False), load(Y, y_name, True)
-        self.standardizer.transform_(self.xp, X, Y)
-        return X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
+        return load(X, x_name, False), load(Y, y_name, True)
 
     def _checked(self, X, Y, x_name="X", y_name="Y"):
         """(X, Y) checked on the device as training takes them: standardized copies for a model with a
@@ -329,9 +346,8 @@ class MLP(RawUnits):
             X = self._as_input(X) if scaler is None else self._raw_input(X)
             out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self.dtype)
             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-                chunk = X[start:start + PREDICT_CHUNK_ROWS]
-                if scaler is not None:
-                    chunk = scaler.transform_x(self.xp, chunk).astype(self.dtype, copy=False)
+                chunk = (X[start:start + PREDICT_CHUNK_ROWS] if scaler is None
+                         else self._scaled_rows(X, start, start + PREDICT_CHUNK_ROWS))
                 out[start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
             if scaler is not None:
                 scaler.inverse_y_(self.xp, out)

@@ -157,6 +157,35 @@ def test_a_standardized_model_fitted_again_on_a_source_keeps_its_statistics(time
         numpy.testing.assert_array_equal(model.params, plain.params)
 
 
+def test_a_standardized_model_scales_float64_arrays_without_a_whole_float64_copy():
+    """fit/score/loss_and_gradients on float64 arrays for a float32 model with statistics: standardized in
+    float64 a chunk of rows at a time, then cast, as the sources do (it made a float64 copy of all the
+    rows, on a GPU on the device, besides the float32 one)."""
+    import tracemalloc
+
+    from gpunn.data.stats import Standardizer
+
+    rng = numpy.random.default_rng(0)
+    X = 1e3 + rng.standard_normal((400_000, 8))
+    Y = X[:, :1] * 2.0
+    model = gpunn.MLP([8, 1], device="cpu", seed=0)
+    model.standardizer = s = Standardizer(X.mean(axis=0), X.std(axis=0), Y.mean(axis=0), Y.std(axis=0))
+    plain = gpunn.MLP([8, 1], device="cpu")  # the same network fed rows standardized in float64 whole
+    plain.params[...] = model.params
+    expected = plain.loss_and_gradients(exact_standardized(X, s.x_mean, s.x_scale),
+                                        exact_standardized(Y, s.y_mean, s.y_scale))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        loss, dW, db = model.loss_and_gradients(X, Y)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes  # the float32 copy (half of X), its finiteness mask and a chunk: not another X
+    assert loss == expected[0]
+    numpy.testing.assert_array_equal(dW[0], expected[1][0])
+
+
 def source_rows(source):
     return numpy.concatenate([numpy.arange(sum(source.chunk_sizes[:k]), sum(source.chunk_sizes[:k + 1]))
                               for k in source.train_chunks])

@@ -145,18 +145,35 @@ class Standardizer:
 
     def transform_(self, xp, X, Y=None):
         """Standardize X (and Y, when targets are scaled) in place; returns them."""
-        x_mean, inv_x, y_mean, inv_y, _ = self._on(xp, X.dtype)
+        self.transform_x_(xp, X)
+        if Y is not None:
+            self.transform_y_(xp, Y)
+        return X, Y
+
+    def transform_x_(self, xp, X):
+        """Standardize X in place; returns it."""
+        x_mean, inv_x, *_ = self._on(xp, X.dtype)
         X -= x_mean
         X *= inv_x
-        if Y is not None and y_mean is not None:
+        return X
+
+    def transform_y_(self, xp, Y):
+        """Standardize Y in place when targets are scaled; returns it."""
+        _, _, y_mean, inv_y, _ = self._on(xp, Y.dtype)
+        if y_mean is not None:
             Y -= y_mean
             Y *= inv_y
-        return X, Y
+        return Y
 
     def transform_x(self, xp, X):
         """A standardized copy of X."""
         x_mean, inv_x, *_ = self._on(xp, X.dtype)
         return (X - x_mean) * inv_x
+
+    def transform_y(self, xp, Y):
+        """A standardized copy of Y (Y itself when targets are not scaled)."""
+        _, _, y_mean, inv_y, _ = self._on(xp, Y.dtype)
+        return Y if y_mean is None else (Y - y_mean) * inv_y
 
     def inverse_y_(self, xp, P):
         """Predictions back in the targets' units, in place."""
