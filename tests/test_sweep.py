@@ -198,6 +198,37 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     assert f"continue it with gpunn sweep --resume {saved}" in capsys.readouterr().err
 
 
+def test_a_sweep_saved_before_an_option_existed_resumes_only_with_its_default(tmp_path, capsys, files):
+    """A checkpoint whose recorded options lack the newer ones (--momentum, --min-delta, --standardize, --data,
+    ...: a sweep saved by an older gpunn) ran with their defaults. Another value was accepted and then ignored
+    (the ensemble resumed with its checkpoint's optimizer, on its task) while the new checkpoint recorded it."""
+    import io
+    import json as jsonlib
+
+    saved = tmp_path / "sweep"
+    run(ARGS[:ARGS.index("--epochs")] + ["--epochs", "1", "--optimizer", "nesterov", "--save", str(saved)], capsys)
+    path = saved / "ensemble-0.npz"
+    npz = numpy.load(path)
+    arrays = {k: npz[k] for k in npz.files}
+    meta = jsonlib.loads(arrays["gpunn_meta"].tobytes())
+    (options,) = [cb["state"]["options"] for cb in meta["training"]["callbacks"] if cb["class"] == "RunOptions"]
+    for newer in ("momentum", "min_delta", "standardize", "data", "targets", "target", "window"):
+        del options[newer]
+    arrays["gpunn_meta"] = numpy.frombuffer(jsonlib.dumps(meta).encode(), numpy.uint8)
+    out = io.BytesIO()
+    numpy.savez(out, **arrays)
+    path.write_bytes(out.getvalue())
+    refusals = [(["--momentum", "0.5"], "--momentum 0.5 would change the run, which has --momentum unset"),
+                (["--standardize"], "--standardize True would change the run, which has --standardize False"),
+                (files, "--data"), (["--window", "4"], "--window 4 would change the run, which has --window 16")]
+    for extra, message in refusals:
+        assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert gpunn.load_checkpoint(path).epoch == 1
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys)
+    assert gpunn.load_checkpoint(path).epoch == 2
+
+
 @pytest.mark.filterwarnings("ignore:members .* diverged")
 def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     path = tmp_path / "s.json"

@@ -142,13 +142,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def check(path, given: dict, options: dict, done: int, kind) -> None:
-    """Refuse, in one line naming them, the options that would not continue the recorded run exactly."""
+def check(path, given: dict, options: dict, done: int, kind, defaults=None) -> None:
+    """Refuse, in one line naming them, the options that would not continue the recorded run exactly.
+    An option the run did not record (its gpunn was older than the option) ran at its default
+    (``defaults``, the parser's): only that passes. A data file (MOVABLE) may be named where it is now,
+    but not given to a run that had none."""
     from .. import backend as _backend
 
+    options = {**{d: v for d, v in (defaults or {}).items() if d not in options}, **options}
     differing = []
     for dest, value in sorted(given.items()):
-        if dest in RUN_LOCAL or dest in MOVABLE or dest == "epochs":
+        if dest in RUN_LOCAL or (dest in MOVABLE and options.get(dest) is not None) or dest == "epochs":
             continue
         if dest == "device":
             if kind is not None and value not in ("auto",):
@@ -157,7 +161,7 @@ def check(path, given: dict, options: dict, done: int, kind) -> None:
                     raise ValueError(f"--device {value}: the run being resumed generated its data on {kind}, and "
                                      f"another kind of device draws other random data; resume on {kind}")
             continue
-        if dest not in options:  # an option this run did not record (a newer gpunn's): only its default passes
+        if dest not in options:  # not recorded, and no default known to compare with
             continue
         if not _same(value, options[dest]):
             differing.append((dest, value, options[dest]))
@@ -179,7 +183,9 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     A sweep's epochs are checked per ensemble when it runs (gpunn.cli.sweep), not here."""
     options, done, kind = recorded(path, parser, command)
     given = {**config_values, **on_command_line}
-    check(path, given, options, done if command == "train" else 0, kind)
+    defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
+                for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
+    check(path, given, options, done if command == "train" else 0, kind, defaults)
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}
