@@ -116,6 +116,31 @@ def test_early_stopping_restores_the_best_epochs_weights(data):
     numpy.testing.assert_array_equal(model.params, rec.snapshots[1])
 
 
+def test_a_run_that_diverges_ends_with_its_best_epochs_weights_under_early_stopping(data):
+    """TrainingDiverged still raises, but the model is not left holding the garbage the diverged epoch
+    made of it: EarlyStopping(restore_best_weights=True) puts back the best epoch's parameters."""
+    X, Y, Xv, Yv = data
+    rec = Recorder()
+
+    class Blowup(gpunn.Callback):  # the learning rate jumps a millionfold from the third epoch
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 2:
+                trainer.lr_scale = 1e6
+
+    model = MLP([5, 32, 1], device="cpu", seed=0)
+    stopping = EarlyStopping(patience=5)
+    with pytest.raises(TrainingDiverged):
+        model.fit(X, Y, epochs=10, batch_size=50, lr=1e-2, validation_data=(Xv, Yv),
+                  callbacks=[stopping, rec, Blowup()], verbose=False)
+    assert stopping.best_epoch in (1, 2)
+    numpy.testing.assert_array_equal(model.params, rec.snapshots[stopping.best_epoch])
+    kept = MLP([5, 32, 1], device="cpu", seed=0)  # without restore_best_weights the diverged weights stay
+    with pytest.raises(TrainingDiverged):
+        kept.fit(X, Y, epochs=10, batch_size=50, lr=1e-2, validation_data=(Xv, Yv),
+                 callbacks=[EarlyStopping(patience=5, restore_best_weights=False), Blowup()], verbose=False)
+    assert not numpy.array_equal(kept.params, model.params)
+
+
 def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
     X, Y, Xv, Yv = data
     rec = Recorder()

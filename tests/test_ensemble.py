@@ -137,6 +137,32 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
                                                              batch_size=50, verbose=False)
 
 
+def test_when_every_member_diverges_each_keeps_its_best_epochs_weights_under_early_stopping(ensemble_data):
+    X, Y = ensemble_data
+
+    class Blowup(gpunn.Callback):  # every member's rate jumps a millionfold from the third epoch
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 2:
+                trainer.lr_scale = 1e6
+
+    class Snapshots(gpunn.Callback):
+        def __init__(self):
+            self.params = {}
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.params[epoch + 1] = (np.array(trainer.model.member_params), list(logs["val_loss"]))
+
+    ens, snaps = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1), Snapshots()
+    with pytest.raises(gpunn.TrainingDiverged, match="every member"):
+        ens.fit(X, Y, optimizer="sgd", lr=[1e-2, 2e-2], epochs=6, batch_size=50, validation_fraction=0.2,
+                callbacks=[gpunn.EarlyStopping(patience=5), snaps, Blowup()], verbose=False)
+    for k in range(2):
+        finite = [e for e in sorted(snaps.params) if np.isfinite(snaps.params[e][1][k])]
+        best = min(finite, key=lambda e: snaps.params[e][1][k])
+        assert best in (1, 2)  # before the rates jumped
+        np.testing.assert_array_equal(ens.member_params[k], snaps.params[best][0][k])
+
+
 def test_bootstrap_member_trains_as_an_mlp_on_its_resample(ensemble_data):
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)

@@ -222,8 +222,9 @@ class EarlyStopping(_Monitoring):
     monitor defaults to "val_loss" when fit has validation data, else "loss"; mode "auto"
     maximises names ending in r2 and minimises the rest. With ``restore_best_weights`` the
     model ends with the parameters of its best epoch (a device-side copy is kept; no host
-    transfer) when training ends normally or stops early; after an interruption the model
-    keeps its latest weights so that a checkpoint of it resumes exactly.
+    transfer) when training ends normally, stops early or diverges (TrainingDiverged still
+    raises); after an interruption the model keeps its latest weights so that a checkpoint of it
+    resumes exactly.
     """
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
@@ -266,11 +267,12 @@ class EarlyStopping(_Monitoring):
             trainer.history.stopped_early = True
 
     def on_train_end(self, trainer):
-        if trainer.interrupted or trainer.failed:
+        diverged = getattr(trainer, "diverged", False)  # the weights are garbage: the best epoch's are kept
+        if trainer.interrupted or (trainer.failed and not diverged):
             return
         trainer.history.best_epoch = self.best_epoch
         last = trainer.history["epoch"][-1] if trainer.history.get("epoch") else None
-        if self.restore_best_weights and self.best_params is not None and self.best_epoch != last:
+        if self.restore_best_weights and self.best_params is not None and (diverged or self.best_epoch != last):
             trainer.model.params[...] = self.best_params
 
     def state_dict(self):

@@ -297,11 +297,13 @@ class MemberEarlyStopping(Callback):
         history.best_epoch, history.best = list(self.best_epoch), list(self.best)
         history.stopped_early = [e is not None for e in self.stopped_epoch]
         history.stopped_epoch = list(self.stopped_epoch)
-        if trainer.interrupted or trainer.failed or not self.restore_best_weights or self.best_params is None:
+        diverged = getattr(trainer, "diverged", False)  # every member diverged: each goes back to its best epoch
+        if trainer.interrupted or (trainer.failed and not diverged) or not self.restore_best_weights \
+                or self.best_params is None:
             return
         last_epoch = history["epoch"][-1] if history.get("epoch") else None
-        restore = [k for k in range(trainer.model.n_models)
-                   if self.best_epoch[k] is not None and self.best_epoch[k] != (self.stopped_epoch[k] or last_epoch)]
+        restore = [k for k in range(trainer.model.n_models) if self.best_epoch[k] is not None
+                   and (diverged or self.best_epoch[k] != (self.stopped_epoch[k] or last_epoch))]
         if restore:
             rows = trainer.model.xp.asarray(restore)
             trainer.model.member_params[rows] = self.best_params[rows]

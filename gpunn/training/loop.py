@@ -60,6 +60,7 @@ class Trainer:
         self.start_epoch = self.epoch = self.state.epoch
         self.stop = False
         self.failed = False  # an exception is ending the run
+        self.diverged = False  # ... and it was TrainingDiverged
         self._halt = False
         self._reference_shared = False  # see run_epoch: a data-parallel run's divergence reference is rank 0's
         self._graph, self._graph_decided = None, False  # see _graph_trainer
@@ -248,8 +249,9 @@ class Trainer:
                 if self._halt:
                     state.interrupted = self.history.interrupted = True
                     break
-        except BaseException:
+        except BaseException as exc:
             self.failed = True  # e.g. TrainingDiverged: callbacks must not save this state as good
+            self.diverged = isinstance(exc, TrainingDiverged)  # the weights are garbage (EarlyStopping restores)
             raise
         finally:
             for cb in self.callbacks:
