@@ -1,6 +1,6 @@
-"""Run configuration files for ``gpunn train --config run.toml``.
+"""Run configuration files for ``gpunn train --config run.toml`` (and ``gpunn sweep --config``).
 
-A config file sets any ``gpunn train`` option by its long name (``batch-size`` or
+A config file sets any ``gpunn train`` (``gpunn sweep``) option by its long name (``batch-size`` or
 ``batch_size``); values are checked exactly as the command line checks them, and flags given
 on the command line override the file. The resolved configuration of a run is written beside
 its checkpoint (``run.npz`` -> ``run.npz.toml``) in the same format, so it can be fed back in.
@@ -21,7 +21,8 @@ class ConfigError(ValueError):
     """A config file is unreadable, names an unknown option, or gives an invalid value."""
 
 
-def read_toml(path) -> dict:
+def read_toml(path, table="train") -> dict:
+    """The options of a TOML file: its top-level keys, and those of a [train] ([sweep]) table."""
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -31,8 +32,8 @@ def read_toml(path) -> dict:
         raise ConfigError(f"config file {path} is a directory; give a TOML file (as --save writes: PATH.toml)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    if "train" in data and isinstance(data["train"], dict):  # a [train] table is accepted too
-        data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
+    if table in data and isinstance(data[table], dict):  # a [train] (or [sweep]) table is accepted too
+        data = {**{k: v for k, v in data.items() if k != table}, **data[table]}
     return data
 
 
@@ -58,6 +59,7 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
             continue
         if isinstance(value, (bool, dict)):
             raise ConfigError(f"{source}: {key} cannot be {value!r}")
+        written = value  # as the file has it, for the messages
         if isinstance(value, list):  # hidden = [256, 256]; gpunn sweep's lr = [0.001, 0.003]: the option's type parses
             whole = dest == "hidden"  # the values joined by commas, as on the command line
             if not all(isinstance(v, int if whole else (int, float)) and not isinstance(v, bool) for v in value):
@@ -67,9 +69,9 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         try:
             converted = action.type(text) if action.type else text
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{source}: invalid {key} = {value!r} ({flag}: {exc})") from None
+            raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc})") from None
         if action.choices is not None and converted not in action.choices:
-            raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(map(str, action.choices))}")
+            raise ConfigError(f"{source}: {key} = {written!r} is not one of {', '.join(map(str, action.choices))}")
         out[dest] = converted
     return out
 

@@ -356,3 +356,16 @@ def test_a_sweep_takes_trains_momentum_and_min_delta(files, tmp_path, capsys):
                                   rtol=1e-10)
     assert cli.main(["sweep", *files, "--momentum", "0.5", "--quiet", "--device", "cpu"]) == 2
     assert "--momentum 0.5: --optimizer adam has no momentum" in capsys.readouterr().err
+
+
+def test_a_sweep_reads_its_options_from_a_config_file_and_the_flags_override_it(tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text('seeds = 2\n[sweep]\nlr = [1e-3, 1e-2]\nweight-decay = [0, 1e-2]\nrows = 600\n'
+                                        'features = 5\nhidden = [8, 8]\nepochs = 5\nbatch_size = 64\n'
+                                        'dtype = "float64"\ndevice = "cpu"\n')
+    by_file, by_flags = tmp_path / "file.json", tmp_path / "flags.json"
+    run(["sweep", "--config", str(tmp_path / "grid.toml"), "--epochs", "3", "--quiet", "--json", str(by_file)], capsys)
+    run(ARGS + ["--json", str(by_flags)], capsys)
+    assert members(by_file) == members(by_flags)
+    (tmp_path / "bad.toml").write_text("lr = [0.001, -1]\n")
+    assert cli.main(["sweep", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert "invalid lr = [0.001, -1]" in capsys.readouterr().err

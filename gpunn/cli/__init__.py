@@ -64,11 +64,16 @@ def parse_args(argv=None):
             from .data import refuse_task_options
 
             refuse_task_options(given)
-        if args.resume:  # its options come from the sweep's first checkpoint
+        from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table="sweep"), args.config)
+                       if args.config else {})
+        if args.resume:  # its options come from the sweep's first checkpoint (then --config, then the flags)
             from .sweep import first_checkpoint
 
-            command.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), given, command, {},
+            command.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), given, command, from_config,
                                                        command="sweep"))
+            args = parser.parse_args(argv)
+        elif from_config:
+            command.set_defaults(**from_config)
             args = parser.parse_args(argv)
     else:
         if args.data and not args.resume:

@@ -99,6 +99,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
                    "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
                    "apply, any other option that differs from the recorded one is refused")
+    s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
+                   "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
+                   "command line override it")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     data_cli.add_arguments(s, stream=False)
     add_debug(s)
