@@ -59,33 +59,21 @@ def parse_args(argv=None):
         return args
     command = parser.commands[args.command]
     given = resume.explicit(argv, build_parser().commands[args.command])  # the options written out
-    if args.command == "sweep":
-        if args.data and not args.resume:
-            from .data import refuse_task_options
+    if args.data and not args.resume:
+        from .data import refuse_task_options
 
-            refuse_task_options(given)
-        from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table="sweep"), args.config)
+        refuse_task_options(given)
+    if args.config or args.resume:  # defaults: the run's recorded options, then --config's; the flags override both
+        from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config)
                        if args.config else {})
-        if args.resume:  # its options come from the sweep's first checkpoint (then --config, then the flags)
+        resume_path = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
+        if resume_path and args.command == "sweep":  # a sweep's options are recorded in its first checkpoint
             from .sweep import first_checkpoint
 
-            command.set_defaults(**resume.defaults_for(first_checkpoint(args.resume), given, command, from_config,
-                                                       command="sweep"))
-            args = parser.parse_args(argv)
-        elif from_config:
-            command.set_defaults(**from_config)
-            args = parser.parse_args(argv)
-    else:
-        if args.data and not args.resume:
-            from .data import refuse_task_options
-
-            refuse_task_options(given)
-        if args.config or args.resume:
-            from_config = cfgmod.convert(command, cfgmod.read_toml(args.config), args.config) if args.config else {}
-            resume_path = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
-            command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config) if resume_path
-                                    else from_config))
-            args = parser.parse_args(argv)
+            resume_path = first_checkpoint(resume_path)
+        command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command)
+                                if resume_path else from_config))
+        args = parser.parse_args(argv)
     from .train import refuse_idle_options
 
     refuse_idle_options(given, args)
