@@ -163,6 +163,22 @@ def test_when_every_member_diverges_each_keeps_its_best_epochs_weights_under_ear
         np.testing.assert_array_equal(ens.member_params[k], snaps.params[best][0][k])
 
 
+def test_a_bootstrapped_ensembles_divergence_reference_is_a_loss_per_row():
+    """Its batch is (K, rows, columns): the first batch's loss was divided by K, not by the rows, so the
+    reference was rows/K times too large and a member diverging within that factor went on training."""
+    X, Y = np.ones((64, 5)), np.zeros((64, 2))  # every resample is the same rows; predicting zero is exact
+
+    class Reference(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            self.value = trainer.state.reference_loss
+
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=3)
+    first = max(float((np.asarray(ens[k].predict(X[:1])) ** 2).sum()) for k in range(2))  # a row's loss, per member
+    grab = Reference()
+    ens.fit(X, Y, bootstrap=True, epochs=1, batch_size=16, optimizer="sgd", lr=1e-9, callbacks=[grab], verbose=False)
+    assert grab.value == pytest.approx(first, rel=1e-12)
+
+
 def test_bootstrap_member_trains_as_an_mlp_on_its_resample(ensemble_data):
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)

@@ -30,9 +30,11 @@ def reference_loss(xp, sum_sq, Xb, Yb) -> float:
     """What divergence is measured against: the first batch's loss before any step (the largest
     member's, for K), or the loss of predicting zero (the mean squared norm of a target row) when
     that is larger. A run that starts converged (fine-tuning a trained model: a first loss near
-    float rounding) may then move its loss up by far more than DIVERGENCE_FACTOR without diverging."""
+    float rounding) may then move its loss up by far more than DIVERGENCE_FACTOR without diverging.
+    A bootstrapped ensemble's batch is (K, rows, columns), each member its own rows: a loss is per row."""
+    rows = Yb.shape[-2]
     zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)
-    return max(float(xp.max(sum_sq)) / Xb.shape[0], float(zero_loss))
+    return max(float(xp.max(sum_sq)) / rows, float(zero_loss))
 
 
 class TrainingDiverged(FloatingPointError):
