@@ -337,3 +337,11 @@ def test_readme_command_line_lists_every_option_of_every_command():
             assert "train's task, size and network options" in usage
             missing -= flags["train"]
         assert not missing, f"README's gpunn {name} usage lacks {sorted(missing)}"
+
+
+def test_resume_names_a_flag_the_run_never_had_as_a_flag(tmp_path, capsys):
+    run = str(tmp_path / "run.npz")
+    assert cli.main(["train", *TINY, "--save", run]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", run, "--epochs", "2", "--early-stopping"]) == 2
+    assert "--early-stopping would change the run, which has no --early-stopping;" in capsys.readouterr().err

@@ -69,6 +69,13 @@ def _flag(dest) -> str:
     return "--" + dest.replace("_", "-")
 
 
+def _said(dest, value) -> str:
+    """An option as written: --lr 0.5; a flag on (--early-stopping) or off (no --early-stopping)."""
+    if isinstance(value, bool):
+        return _flag(dest) if value else f"no {_flag(dest)}"
+    return f"{_flag(dest)} {_shown(value)}"
+
+
 def _shown(value) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
@@ -166,8 +173,8 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None) -> N
         if not _same(value, options[dest]):
             differing.append((dest, value, options[dest]))
     if differing:
-        names = ", ".join(f"{_flag(d)} {_shown(v)}" for d, v, _ in differing)
-        had = ", ".join(f"{_flag(d)} {_shown(s)}" for d, _, s in differing)
+        names = ", ".join(_said(d, v) for d, v, _ in differing)
+        had = ", ".join(_said(d, s) for d, _, s in differing)
         raise ValueError(f"--resume {path}: {names} would change the run, which has {had}; a resumed run continues "
                          "exactly as it started (start a new run, without --resume, to change it)")
     total = given.get("epochs", options.get("epochs"))
