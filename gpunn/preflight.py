@@ -76,6 +76,23 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
     return path
 
 
+def check_checkpoint_output(path, option, *, reads=()) -> str:
+    """:func:`check_output` for a checkpoint (gpunn train --save, gpunn sweep --save-best): a file already
+    there that is not one (an .npz/zip) is someone's data, and is not replaced."""
+    check_output(path, option, reads=reads)
+    if os.path.isfile(path) and file_kind(path) != "zip":
+        raise PreflightError(f"{option} {path} exists and is not a gpunn checkpoint; refusing to overwrite it")
+    return path
+
+
+def inputs_read(args, resume=True) -> list:
+    """(path, what) for the files a train or sweep run reads (its --resume checkpoint unless ``resume`` is
+    False, --data, --targets): what its outputs must not overwrite."""
+    named = ((("resume", "checkpoint being resumed"),) if resume else ()) + (("data", "--data file"),
+                                                                         ("targets", "--targets file"))
+    return [(getattr(args, dest), what) for dest, what in named if getattr(args, dest, None)]
+
+
 def check_distinct(outputs) -> None:
     """Refuse two outputs of one command naming the same file. ``outputs``: (option, path) pairs."""
     seen = {}

@@ -345,3 +345,26 @@ def test_resume_names_a_flag_the_run_never_had_as_a_flag(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["train", "--resume", run, "--epochs", "2", "--early-stopping"]) == 2
     assert "--early-stopping would change the run, which has no --early-stopping;" in capsys.readouterr().err
+
+
+DATA = ["--data", "X.npy", "--targets", "Y.npy", "--epochs", "1", "--quiet"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", *DATA, "--json", "Y.npy"], "--json Y.npy is the --targets file this"),
+    (["train", *DATA, "--csv", "X.npy"], "--csv X.npy is the --data file this"),
+    (["sweep", *DATA, "--json", "X.npy"], "--json X.npy is the --data file this"),
+    (["sweep", *TINY, "--save-best", "notes.txt"], "--save-best notes.txt exists and is not a gpunn checkpoint"),
+])
+def test_an_output_never_overwrites_what_the_run_reads_or_someones_file(tmp_path, monkeypatch, capsys, args, message):
+    """--json Y.npy trained on Y.npy, then wrote the JSON over it; sweep --save-best replaced any file."""
+    import numpy
+
+    monkeypatch.chdir(tmp_path)
+    numpy.save("X.npy", numpy.random.default_rng(0).standard_normal((200, 3)))
+    numpy.save("Y.npy", numpy.ones((200, 1)))
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

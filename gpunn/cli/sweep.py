@@ -256,10 +256,13 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
 def _check_outputs(args):
     from .. import preflight
 
-    for option, suffixes in (("json", None), ("csv", None), ("plot", (".png", ".pdf", ".svg")), ("save_best", None)):
+    reads = preflight.inputs_read(args)
+    for option, suffixes in (("json", None), ("csv", None), ("plot", (".png", ".pdf", ".svg"))):
         path = getattr(args, option)
         if path and not (option in STDOUT_OPTIONS and is_stdout(path)):
-            preflight.check_output(path, "--" + option.replace("_", "-"), suffixes=suffixes)
+            preflight.check_output(path, "--" + option, reads=reads, suffixes=suffixes)
+    if args.save_best:  # a foreign file there is refused, as gpunn train --save refuses one
+        preflight.check_checkpoint_output(args.save_best, "--save-best", reads=reads)
     preflight.check_distinct([("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
                               ("--save-best", args.save_best)])
 

@@ -221,13 +221,11 @@ def _check_outputs(args):
     """Every output path of a train run, checked before anything is generated or trained."""
     from .. import preflight
 
-    reads = [(args.resume, "checkpoint being resumed")] if args.resume else []
+    reads = preflight.inputs_read(args)  # --json Y.npy overwrote the --targets file the run had trained on
     save = args.save or args.resume
     if args.save:
-        preflight.check_output(args.save, "--save")
-        if os.path.isfile(args.save) and preflight.file_kind(args.save) != "zip":
-            raise preflight.PreflightError(f"--save {args.save} exists and is not a gpunn checkpoint; refusing to "
-                                           "overwrite it")
+        # (over the checkpoint being resumed is how a run continues in place)
+        preflight.check_checkpoint_output(args.save, "--save", reads=preflight.inputs_read(args, resume=False))
     if save:
         preflight.check_output(save + ".toml", "--save (its config)")
     for option in ("json", "csv"):
