@@ -107,6 +107,22 @@ class _Workspace:
             self.dZ16 = xp.empty((rows, sizes[-1]), storage)
 
 
+def _may_share_memory(A, data) -> bool:
+    """Whether a checked array A may be (part of) the memory of the caller's ``data``, so that scaling A
+    in place would change the caller's array: A is data, a view of it, or a view of what data views
+    (``y = z[:100]``, a DataFrame column's values: their reshape's base is z, not y)."""
+    if A is data:
+        return True
+    if isinstance(A, numpy.ndarray) and isinstance(data, numpy.ndarray):
+        return bool(numpy.may_share_memory(A, data))
+
+    def owner(a):
+        base = getattr(a, "base", None)
+        return a if base is None else base
+
+    return owner(A) is owner(data)
+
+
 class RawUnits:
     """What a model with a ``standardizer`` (training on a source made with standardize=True) needs to
     take data in raw units: MLP and Ensemble (``backend``, ``dtype``, ``xp``, ``layer_sizes``)."""
@@ -140,7 +156,7 @@ class RawUnits:
         def load(data, name, target):
             A = self._raw_input(data, name, target)
             if A.dtype == self.dtype:  # one copy (none more when checking converted it), scaled in place
-                A = A.copy() if A is data or getattr(A, "base", None) is data else A
+                A = A.copy() if _may_share_memory(A, data) else A
                 return (self.standardizer.transform_y_ if target else self.standardizer.transform_x_)(self.xp, A)
             out = self.xp.empty(A.shape, self.dtype)
             for start in range(0, A.shape[0], STANDARDIZE_CHUNK_ROWS):

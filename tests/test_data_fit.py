@@ -186,6 +186,26 @@ def test_a_standardized_model_scales_float64_arrays_without_a_whole_float64_copy
     numpy.testing.assert_array_equal(dW[0], expected[1][0])
 
 
+def test_a_standardized_model_leaves_the_callers_arrays_as_they_are_views_too():
+    """Values already in the model's dtype are scaled in place in a copy; a 1-D target that is a view of
+    another array (y = z[:n], a DataFrame column's values) reshapes to a view whose base is z, not y, and
+    was scaled in the caller's memory by fit, score, loss_and_gradients and validation."""
+    from gpunn.data.stats import Standardizer
+
+    rng = numpy.random.default_rng(2)
+    z = (1000 + 30 * rng.standard_normal(300)).astype("float32")
+    big = rng.standard_normal((300, 2)).astype("float32")
+    X, y, X_val, y_val = big[:200], z[:200], big[200:], z[200:]
+    kept = z.copy(), big.copy()
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    model.standardizer = Standardizer(X.mean(axis=0), X.std(axis=0), [1000.0], [30.0])
+    model.fit(X, y, epochs=1, batch_size=50, validation_data=(X_val, y_val), verbose=False)
+    model.score(X, y)
+    model.loss_and_gradients(X, y)
+    numpy.testing.assert_array_equal(z, kept[0])
+    numpy.testing.assert_array_equal(big, kept[1])
+
+
 def source_rows(source):
     return numpy.concatenate([numpy.arange(sum(source.chunk_sizes[:k]), sum(source.chunk_sizes[:k + 1]))
                               for k in source.train_chunks])
