@@ -242,7 +242,8 @@ class Ensemble(RawUnits):
             return out
 
     def loss(self, X, Y):
-        """Each member's mean squared error on (X, Y): a (K,) NumPy array."""
+        """Each member's mean squared error on (X, Y): a (K,) NumPy array. With a ``standardizer``, X and
+        Y are in raw units and so is the error (that of ``predict``), as for ``MLP.loss``."""
         with self.backend.use():
             Y = self._as_target(Y)
             P = self.predict(X)
@@ -250,7 +251,9 @@ class Ensemble(RawUnits):
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
     def loss_and_gradients(self, X, Y):
-        """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]) (None without bias)."""
+        """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]) (None without bias).
+        With a ``standardizer``, X and Y are in raw units, standardized first: the loss and gradients
+        training follows (standardized units), as for ``MLP.loss_and_gradients``."""
         with self.backend.use():
             sum_sq, rows, dW, db = gradients_over(self, X, Y)
             return self.backend.to_host(sum_sq) / rows, dW, db
