@@ -48,10 +48,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="train a grid of learning rates, weight decays and seeds as one ensemble",
                        description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
                                    "gpunn.Ensemble (one step trains them all; a member of the first seed is exactly "
-                                   "the run gpunn train would make with its --lr and --weight-decay; the others start "
+                                   "the run gpunn train would make with its --lr and --weight-decay and the same "
+                                   "other options, whose defaults here are smaller (--rows, --features, --hidden, "
+                                   "--epochs, --batch-size); the others start "
                                    "from the weights of seed --seed + 1, ... on the same data and batches), then rank "
                                    "them by validation MSE. The data are a synthetic task or your own file (--data, "
-                                   "read chunk by chunk as gpunn train reads it, 10%% of the chunks held out). A grid "
+                                   "read chunk by chunk as gpunn train reads it, 10% of the chunks held out). A grid "
                                    "larger than the device's memory (or --max-members) is split into ensembles that "
                                    "fit.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
