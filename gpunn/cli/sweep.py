@@ -378,7 +378,9 @@ def run(args) -> int:
           f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}")
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     if args.json:
-        text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
+        unused = ("func", "debug", *(data_cli.TASK_OPTIONS if args.data else ()))  # a file replaces the task
+        text = json_text({"config": {k: v for k, v in vars(args).items() if k not in unused},
+                          "units": "standardized targets" if args.standardize else "targets",  # of val_mse, val_r2
                           "members": rows})
         write_output(args.json, text)
         print(f"wrote {args.json}")
