@@ -345,12 +345,13 @@ def run(args) -> int:
         evaluator = metrics.SourceEvaluator(source) if n_val else None
     else:
         validation = (X_val, Y_val) if n_val else None
-        with backend.use():  # on cuda:N, the statistics and the evaluator's sums run on device N
-            if args.standardize:  # the model then takes raw units: fit trains on a standardized copy
+        if args.standardize:  # the model then takes raw units: fit trains on a standardized copy
+            with backend.use():  # on cuda:N, the statistics run on device N
                 standardize_arrays(model, X_train, Y_train)
-            if model.standardizer is not None and n_val:
-                X_val, Y_val = model._standardized(X_val, Y_val)  # scored in standardized units, as in training
-            evaluator = metrics.RegressionEvaluator(model, X_val, Y_val)
+
+        def evaluator():  # made after training, so that its standardized copy of the held-out rows (scored in
+            Xv, Yv = model._checked(X_val, Y_val)  # training's units) is not held beside the one fit made
+            return metrics.RegressionEvaluator(model, Xv, Yv)
         if ckpt:
             history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation,
                                   verbose=not args.quiet, checkpoint=args.save or True, callbacks=extra,
@@ -382,6 +383,8 @@ def run(args) -> int:
     if not root:  # the other ranks print and write nothing: no second pass over every held-out row
         return 130 if history.interrupted else 0
     with backend.use():  # on cuda:N the evaluation's arrays and kernels belong to device N
+        if callable(evaluator):
+            evaluator = evaluator() if n_val else None
         held_out = (evaluator.evaluate(model) if evaluator  # one pass, one read-back
                     else dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan")))
     result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
