@@ -241,11 +241,17 @@ def test_bench_ensemble_torch_peers_run():
     assert all(r["samples_per_s"] > 0 for r in results)
 
 
-@pytest.mark.parametrize("args, message", [(["--sustain", "-5"], "argument --sustain: must be zero or more, got -5"),
-                                           (["--precision", "fp8"], "unknown precision(s) fp8")])
+@pytest.mark.parametrize("args, message", [
+    (["--sustain", "-5"], "argument --sustain: must be zero or more, got -5"),
+    (["--precision", "fp8"], "unknown precision(s) fp8"),
+    # these ran something else without a word: small-x3, and no peer at all
+    (["--config", "small-x2", "--ensemble", "3"], "--ensemble 3 and --config small-x2 name different ensembles"),
+    (["--config", "small-x2", "--peers", "naive"], "--peers naive: no such peer runs on ensemble configurations"),
+])
 def test_bench_refuses_bad_numbers_and_names_before_printing_anything(capsys, args, message):
     try:
-        code = cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", *args])
+        code = cli.main(["bench", "--quick", "--device", "cpu", *(["--peers", "none"] if "--peers" not in args else []),
+                         *args])
     except SystemExit as exc:  # argparse's own refusal
         code = exc.code
     captured = capsys.readouterr()

@@ -115,6 +115,10 @@ def run(args) -> int:
     seconds = args.seconds or (0.02 if args.quick else 0.3)
     extra = variants(args.precision, args.eager)  # a bad --precision refused before anything is printed
     if args.ensemble:
+        clash = [c.name for c in configs if c.members > 1 and c.members != args.ensemble]
+        if clash:  # small-x2 --ensemble 3 ran small-x3
+            raise ValueError(f"--ensemble {args.ensemble} and --config {clash[0]} name different ensembles; give one "
+                             "of them")
         configs = [c.ensemble(args.ensemble) for c in configs]
     ensembles = [c for c in configs if c.members > 1]
     configs = [c for c in configs if c.members == 1]
@@ -124,6 +128,11 @@ def run(args) -> int:
     unknown = [p for p in peers if p not in bench.PEERS + bench.ENSEMBLE_PEERS]
     if unknown:
         raise ValueError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(known)} or none")
+    idle = [p for p in peers if p not in known]  # --peers naive with ensembles only: no row, silently
+    if idle:
+        kind = "ensemble" if ensembles else "single-network"
+        raise ValueError(f"--peers {','.join(idle)}: no such peer runs on {kind} configurations; choose from "
+                         f"{', '.join(known)} or none")
     print(f"gpunn bench: {len(configs) + len(ensembles)} configuration(s) on {', '.join(b.device for b in backends)}; "
           f"peers: {', '.join(peers) or 'none'}", flush=True)
     command = "gpunn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "gpunn bench"
