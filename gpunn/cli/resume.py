@@ -9,7 +9,7 @@ An option given with ``--resume`` (on the command line or in ``--config``) eithe
 changes the continuation, or is refused, by name, before anything is generated, trained or written:
 
 - ``--epochs`` raises the total (it must exceed the epochs already done);
-- ``--save`` writes the continuation elsewhere; ``--json``, ``--plot``, ``--quiet``, ``--debug``
+- ``--save`` writes the continuation elsewhere; ``--json``, ``--csv``, ``--plot``, ``--quiet``, ``--debug``
   concern this process's output only; ``--device`` may name another device of the same kind
   (CuPy's generator is not NumPy's, so the synthetic data depend on the kind); ``--data`` and
   ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the

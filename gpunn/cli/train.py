@@ -81,7 +81,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the resolved config beside it as PATH.toml")
     r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
-                   "every option; --epochs can extend it, --save/--json/--plot/--quiet/--device (same kind) apply, "
+                   "every option; --epochs can extend it, --save/--json/--csv/--plot/--quiet/--device (same kind) apply, "
                    "--data/--targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
                    "--save says otherwise")
@@ -90,7 +90,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before stopping (default: %(default)s)")
     r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
     r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement")
-    r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves (needs matplotlib: gpunn[plot])")
+    r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves: .png, .pdf or .svg "
+                   "(needs matplotlib: gpunn[plot])")
     data_cli.add_arguments(t)
     add_debug(t)
     t.set_defaults(func=run)
