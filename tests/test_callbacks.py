@@ -277,15 +277,19 @@ def test_the_sigint_handler_is_installed_only_during_fit(data):
     assert seen[2] is before
 
 
-def test_a_sigint_during_fit_in_process_returns_the_history(data):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_sigint_during_fit_in_process_returns_the_history(data, signum):
+    """Ctrl-C, or SIGTERM (timeout, Slurm at the end of a job's time, docker stop): stop after the batch."""
     X, Y = data[0], data[1]
+    before = signal.getsignal(signal.SIGTERM)
 
     class PressCtrlC(Callback):
         def on_batch_end(self, trainer, batch):
             if trainer.epoch == 1 and batch == 3:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
     model = MLP([5, 8, 1], device="cpu", seed=0)
     h = model.fit(X, Y, epochs=5, batch_size=100, callbacks=[PressCtrlC()], verbose=False)
     assert h.interrupted and h["epoch"] == [1]
     assert numpy.isfinite(model.params).all()
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -368,6 +368,7 @@ def run(args) -> int:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher forwards a SIGTERM to each rank alike
     if save_path and root and os.path.exists(save_path):
         # written once the run has a checkpoint: a run that fails validation rewrites nothing
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}

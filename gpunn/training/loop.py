@@ -280,27 +280,33 @@ def train(trainable, source, optimizer, settings: FitSettings, state: TrainState
     return history
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; timeout, Slurm's end of a job, docker stop
+
+
 @contextlib.contextmanager
 def sigint_stops(trainer, enabled=True):
-    """While active, the first Ctrl-C asks ``trainer`` to stop after its current batch; a second
-    one raises KeyboardInterrupt at once. Installed only in the main thread; the previous
-    handler is restored on exit."""
+    """While active, the first Ctrl-C (or SIGTERM: ``timeout``, Slurm at the end of a job's time,
+    ``docker stop``) asks ``trainer`` to stop after its current batch, so that a checkpoint holds the
+    batch reached; a second one raises KeyboardInterrupt at once. Installed only in the main thread;
+    the previous handlers are restored on exit."""
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
     try:
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     except (ValueError, OSError):
         yield
         return
 
     def handler(signum, frame):
-        if trainer.interrupt_asked():  # second Ctrl-C: the user really wants out
+        if trainer.interrupt_asked():  # a second signal: the user really wants out
             raise KeyboardInterrupt
         trainer.interrupt()
 
-    signal.signal(signal.SIGINT, handler)
+    for s in STOP_SIGNALS:
+        signal.signal(s, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        for s, handler_before in previous.items():
+            signal.signal(s, handler_before if handler_before is not None else signal.SIG_DFL)
