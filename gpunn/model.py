@@ -370,7 +370,9 @@ class MLP(RawUnits):
             return out
 
     def loss(self, X, Y) -> float:
-        """f = (1/m) ||A[L] - Y||_F^2 as a Python float."""
+        """f = (1/m) ||A[L] - Y||_F^2 as a Python float. With a ``standardizer``, X and Y are in raw units
+        and so is the error (that of ``predict``, in the targets' units; training's loss is in standardized
+        units: see :meth:`loss_and_gradients`)."""
         with self.backend.use():
             Y = self._as_target(Y)
             A = self.predict(X)

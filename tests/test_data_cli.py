@@ -1,4 +1,5 @@
 """gpunn train --data/--target/--stream/--standardize and gpunn predict on .npy, .parquet and .csv files."""
+import json
 import re
 
 import numpy
@@ -242,6 +243,16 @@ def test_held_out_metrics_of_a_standardized_run_say_they_are_in_standardized_uni
     assert "held-out (standardized targets): mse " in capsys.readouterr().out
     assert main(["train", *files, *SMALL]) == 0
     assert "held-out: mse " in capsys.readouterr().out
+
+
+def test_train_json_on_a_file_says_its_units_and_leaves_the_synthetic_task_out(pair, capsys):
+    tmp_path, _, _ = pair
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    for extra, units in (["--standardize"], "standardized targets"), ([], "targets"):
+        assert main(["train", *files, *extra, *SMALL, "--json", str(tmp_path / "run.json")]) == 0
+        saved = json.loads((tmp_path / "run.json").read_text())
+        assert saved["units"] == units  # as gpunn sweep --json says it
+        assert saved["config"]["data"] == files[1] and not {"task", "rows", "features", "noise"} & set(saved["config"])
 
 
 def test_predict_refuses_feature_names_for_an_npy_input(pair, capsys):

@@ -261,7 +261,8 @@ def test_a_sweep_on_a_file_trains_each_member_as_gpunn_train_does_on_it(files, t
     assert "4 members (2 lr x 1 weight decay x 2 seed(s)) of [4, 8, 2]" in out
     assert "data: " in out and "validation rows (whole chunks)" in out
     saved = json.loads(js.read_text())
-    assert saved["units"] == "targets" and "rows" not in saved["config"] and saved["config"]["data"] == files[1]
+    assert saved["units"] == "targets" and saved["config"]["data"] == files[1]
+    assert not {"task", "rows", "features"} & set(saved["config"])  # the synthetic task's, which --data replaced
     top = saved["members"][0]
     twin = gpunn.MLP([4, 8, 2], dtype="float64", seed=top["seed"], device="cpu")
     source = gpunn.data.npy(files[1], files[3], window=4, seed=0, validation_fraction=0.1)

@@ -1,5 +1,5 @@
-"""``gpunn train``'s data options: your own files (``--data``), and streaming a synthetic task that
-would not fit in memory (``--stream``). Builds a gpunn.data source, or None for the in-memory path."""
+"""The data options of ``gpunn train`` and ``gpunn sweep``: your own files (``--data``), and (train only)
+streaming a synthetic task that would not fit in memory (``--stream``). Builds a gpunn.data source, or None for the in-memory path."""
 from __future__ import annotations
 
 import argparse
@@ -29,12 +29,13 @@ def feature_count_or_names(text):
 
 
 def add_arguments(parser, standardize=True, stream=True) -> None:
-    """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has neither)."""
+    """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has no --stream)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
+    task_options = ", ".join(["--task", "--rows", "--outputs", "--noise"] + ["--stream"] * stream) + " and a --features count"
     g.add_argument("--data", metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
                    "Y.npy), a .parquet file or a directory of them, or a .csv with a header (with --target); read "
-                   "chunk by chunk, 10%% of the chunks held out for validation (a synthetic task's --task, --rows, "
-                   "--outputs, --noise and --stream are refused with it)")
+                   "chunk by chunk, 10%% of the chunks held out for validation (a synthetic task's "
+                   f"{task_options} are refused with it)")
     g.add_argument("--targets", metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
     g.add_argument("--target", metavar="COLUMNS", help="target column(s) of a Parquet or CSV --data, comma-separated; "
                    "--features names the feature columns (default: all the others)")
@@ -52,7 +53,8 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
     else:
         parser.set_defaults(stream="off")
     g.add_argument("--window", type=positive(int), default=16,
-                   help="chunks whose rows are shuffled together, for --data and streams (default: %(default)s)")
+                   help="chunks whose rows are shuffled together, for --data" + (" and streams" if stream else "") +
+                        " (default: %(default)s)")
 
 
 def available_bytes(backend) -> int | None:
@@ -117,6 +119,17 @@ def make_source(args, backend, ckpt=None):
 
 
 TASK_OPTIONS = ("task", "rows", "outputs", "noise", "stream")  # what a synthetic task is made of
+
+
+def json_config(args) -> dict:
+    """The options as ``--json`` records them: with --data, without the synthetic task's (a file replaces the
+    task; its --features are the column names, if any were given)."""
+    unused = {"func", "debug"}
+    if args.data:
+        unused.update(TASK_OPTIONS)
+        if not isinstance(args.features, list):
+            unused.add("features")
+    return {k: v for k, v in vars(args).items() if k not in unused}
 
 
 def refuse_task_options(given: dict) -> None:

@@ -101,7 +101,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
                    "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
-                   "apply, any other option that differs from the recorded one is refused")
+                   "apply, --data/--targets may say where its files are now (the same data), any other option that differs "
+                   "from the recorded one is refused; keeps saving to DIR unless --save says otherwise")
     s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
                    "command line override it")
@@ -379,8 +380,7 @@ def run(args) -> int:
           f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}")
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     if args.json:
-        unused = ("func", "debug", *(data_cli.TASK_OPTIONS if args.data else ()))  # a file replaces the task
-        text = json_text({"config": {k: v for k, v in vars(args).items() if k not in unused},
+        text = json_text({"config": data_cli.json_config(args),
                           "units": "standardized targets" if args.standardize else "targets",  # of val_mse, val_r2
                           "members": rows})
         write_output(args.json, text)

@@ -395,8 +395,10 @@ def run(args) -> int:
               "train_seconds": float(sum(history["time_s"])), "device": backend.device,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
               "best_epoch": getattr(history, "best_epoch", None)}
+    scaled = model.standardizer is not None and model.standardizer.scales_targets  # metrics of scaled targets
     if args.json and root:
-        text = json_text({"config": {k: v for k, v in vars(args).items() if k not in ("func", "debug")},
+        text = json_text({"config": data_cli.json_config(args),
+                          "units": "standardized targets" if scaled else "targets",  # of the losses and metrics
                           "history": history, "result": result})
         write_output(args.json, text)
     if args.csv and root:
@@ -406,7 +408,6 @@ def run(args) -> int:
         print(f"loss curves: {args.plot}")
     if history.stopped_early:
         print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
-    scaled = model.standardizer is not None and model.standardizer.scales_targets  # metrics of scaled targets
     print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
           f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
           else "held-out: none (no rows were held out)")
