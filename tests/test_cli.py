@@ -268,6 +268,14 @@ def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monk
     assert message in captured.err and "data:" not in captured.out
 
 
+def test_sweep_names_only_its_own_options_when_it_refuses_window(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sweep", "--rows", "200", "--epochs", "1", "--quiet", "--device", "cpu", "--window", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--window 4 sets how many chunks" in err and "add --data (or drop it)" in err
+    assert "--stream" not in err  # gpunn sweep has no --stream to add
+
+
 def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--batchsize", "64", "--checkpoint_every", "2"])

@@ -171,9 +171,10 @@ def refuse_idle_options(given: dict, args) -> None:
         if isinstance(args.features, list):  # before the task is built from it (friedman1's own check)
             raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
         if "window" in given and getattr(args, "stream", None) == "off":
+            sweep = getattr(args, "command", None) == "sweep"  # which has no --stream
+            held, add = ("", "--data") if sweep else (" (--stream off)", "--data or --stream on")
             raise ValueError(f"--window {given['window']} sets how many chunks of a --data file or a stream are "
-                             "shuffled together, and this run holds its rows in memory (--stream off): add --data "
-                             "or --stream on (or drop it)")
+                             f"shuffled together, and this run holds its rows in memory{held}: add {add} (or drop it)")
     if not args.early_stopping:
         for dest in ("patience", "min_delta"):
             if dest in given:
