@@ -71,7 +71,7 @@ def test_weight_decay_shrinks_weights(teacher):
 def test_divergence_stops_with_an_actionable_error(teacher):
     X, Y = teacher[0][:500], teacher[1][:500] * 1e30
     model = MLP([8, 16, 1], device="cpu", seed=0)
-    with pytest.raises(TrainingDiverged, match=r"epoch 1 .*lower the learning rate.*scale the targets"):
+    with pytest.raises(TrainingDiverged, match=r"epoch 1 .*lower the learning rate.*standardize the targets"):
         model.fit(X, Y, epochs=3, optimizer="sgd", lr=10.0, verbose=False)
 
 

@@ -365,8 +365,8 @@ class EnsembleTrainer(Trainer):
             if len(history.diverged) == model.n_models:
                 raise TrainingDiverged(
                     f"the training loss of every member became NaN, infinite or {DIVERGENCE_FACTOR:g} times its "
-                    f"first value (by epoch {epoch + 1}); lower the learning rates, or scale the targets "
-                    "(standardise Y) and inputs")
+                    f"first value (by epoch {epoch + 1}); lower the learning rates, or standardize the targets and "
+                    "inputs (a gpunn.data source's standardize=True, gpunn sweep --standardize)")
             warnings.warn(f"members {bad} diverged in epoch {epoch + 1} (loss NaN, infinite or exploding) and are "
                           "frozen; the others go on", RuntimeWarning, stacklevel=2)
             if not opt.active.any():

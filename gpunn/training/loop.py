@@ -212,7 +212,8 @@ class Trainer:
                    "loss of predicting zero if larger)," if grew else f"{loss}")
             raise TrainingDiverged(
                 f"training loss became {how} in epoch {epoch + 1} (learning rate {lr:.3g}); "
-                "lower the learning rate, or scale the targets (standardise Y) and inputs"
+                "lower the learning rate, or standardize the targets and inputs (a gpunn.data source's standardize=True, "
+                "gpunn train --standardize)"
             )
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
