@@ -568,7 +568,8 @@ class Checkpoint:
         The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
         from the checkpoint; ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
-        checkpointing. On the CPU the result
+        checkpointing. Other data are refused: another row count, or in-memory arrays whose values or
+        row order differ from the run's (the checkpoint keeps a checksum of them). On the CPU the result
         is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
         parallel (every rank loads this file) on any number of ranks that divides the run's global
         batch; without it a data-parallel run continues in one process at its global batch.
@@ -576,7 +577,8 @@ class Checkpoint:
         An Ensemble's run resumes the same way on the same (X, Y) (a bootstrapped run redraws its
         members' resamples from the seed): frozen and diverged members stay frozen, each member's early
         stopping continues, and the result is bit-identical on the CPU. ``distributed=True`` resumes it
-        data parallel as one model's (not a bootstrapped run); a data source is refused.
+        data parallel as one model's (not a bootstrapped run); a run on a data source resumes on that
+        source, in one process.
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")

@@ -463,7 +463,8 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
-    ``gpunn.ModelCheckpoint`` writes a resumable checkpoint (``gpunn.load_checkpoint(path).resume(X, Y)``);
+    ``gpunn.ModelCheckpoint`` writes a resumable checkpoint (``gpunn.load_checkpoint(path).resume(X, Y)``, or
+    ``resume(source)`` for a run on a source, which takes neither ``bootstrap`` nor ``distributed``);
     ReduceLROnPlateau and ModelCheckpoint(save_best_only=True) are refused (one value per epoch).
     ``distributed=True`` trains data parallel under ``mpiexec`` as :func:`gpunn.fit` does (batch_size per
     rank; the same K members on every rank, each rank computing its piece of every batch).
