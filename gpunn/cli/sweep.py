@@ -94,7 +94,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "standard output: the lines of text then go to stderr)")
     s.add_argument("--csv", metavar="PATH", help="write the ranked table as CSV (- for standard output)")
     s.add_argument("--plot", metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
-                   ".pdf or .svg (needs matplotlib)")
+                   ".pdf or .svg (needs matplotlib: gpunn[plot])")
     s.add_argument("--save-best", metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
     s.add_argument("--save", metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-G.npz, every "
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
