@@ -263,3 +263,93 @@ def test_bench_quick_takes_the_repeats_asked_for(tmp_path, capsys):
     run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none", "--no-profile", "--repeats", "3",
              "--json", str(path)], capsys)
     assert [len(r["repeats"]) for r in json.loads(path.read_text())["results"]] == [3]
+
+
+# ---- an ensemble's "% of GEMM" baseline: its strategies and the choice among them (no timing) ----
+
+def test_ensemble_gemm_strategies_compute_the_product(monkeypatch):
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+    from gpunn.ops import ops_for
+    from gpunn.ops.ensemble import CpuEnsembleOps
+
+    monkeypatch.setenv("GPUNN_CPU_THREADS", "2")
+    mops = CpuEnsembleOps(ops_for(backend.CPU))
+    names = eb.gemm_strategies(backend.CPU, mops, 3)
+    assert names == [eb.STACKED, eb.STACKED_STEP_BLAS, eb.GROUPS]  # what a step may use, member groups included
+    assert eb.gemm_strategies(backend.CPU, mops, 1) == [eb.STACKED, eb.STACKED_STEP_BLAS]  # one member: no groups
+    for name in names:
+        g = eb.BatchedGemmRunner(backend.CPU, "float32", 3, 5, 4, 6, strategy=name, inner=7, member_ops=mops)
+        g.out[...] = 0
+        g.epochs(2)
+        numpy.testing.assert_allclose(g.out, g.a @ g.b, rtol=1e-5)
+        assert g.flops == 2.0 * 3 * 5 * 4 * 6 * 7  # per epoch: inner products
+    with pytest.raises(ValueError, match="member groups"):
+        eb.BatchedGemmRunner(backend.CPU, "float32", 1, 5, 4, 6, strategy=eb.GROUPS, member_ops=mops)
+
+
+class _FakeGemm:  # a baseline strategy as gemm_baseline sees it: its FLOPs per epoch
+    def __init__(self, name, flops=1e9):
+        self.name, self.flops = name, flops
+
+
+_fake_gemm = _FakeGemm
+
+
+def test_ensemble_gemm_baseline_is_the_best_strategy_of_each_round():
+    from gpunn.bench.ensemble import gemm_baseline
+
+    a, b, short = _fake_gemm("a"), _fake_gemm("b"), _fake_gemm("short")
+    times = {a: [1.0, 2.0, 1.0], b: [2.0, 1.0, 4.0], short: [0.001, 0.001, 0.001]}  # seconds per epoch
+    counts = {a: 1, b: 1, short: 1}  # "short": 1 ms repeats, too short to time: left out, though "fastest"
+    best, top, why = gemm_baseline(times, counts, min_timed=0.01)
+    assert best == [1e9, 1e9, 1e9] and top is a and why == ""  # a won rounds 1 and 3, b round 2
+    counts[short] = 20  # 20 ms repeats: it counts, and is the fastest in every round
+    best, top, why = gemm_baseline(times, counts, min_timed=0.01)
+    assert best == [1e12] * 3 and top is short
+
+
+def test_ensemble_gemm_baseline_na_when_no_strategy_can_be_timed():
+    from gpunn.bench.ensemble import gemm_baseline
+
+    a = _fake_gemm("a")
+    best, top, why = gemm_baseline({a: [0.002, 0.003]}, {a: 2}, min_timed=0.01)
+    assert best is None and top is None and "took 5.0 ms, under the 10 ms" in why
+
+
+@pytest.mark.parametrize("gemm_seconds, expect_na", [(1e-6, True), (0.5, False)])
+def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_seconds, expect_na):
+    """The wiring of bench_ensemble_config: the baseline is the fastest strategy per round, or n/a (nan, with
+    the reason) when none was timed long enough; the rounds' timings are injected, nothing is timed."""
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench.report import format_table, gemm_note
+
+    def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+        assert min_seconds and all(isinstance(g, eb.BatchedGemmRunner) for g in min_seconds)
+        times = {}
+        for r in runners:
+            if isinstance(r, eb.BatchedGemmRunner):  # strategies i = 0, 1, ...: i + 1 times gemm_seconds
+                times[r] = [gemm_seconds * (1 + list(min_seconds).index(r))] * 2
+            else:
+                times[r] = [1.0, 1.0]
+        return {r: 1 for r in runners}, times
+
+    monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
+    cfg = bench.parse_config("lin:4:8:1:16-x2")
+    logs = []
+    results = eb.bench_ensemble_config(cfg, backend.CPU, peers=(), repeats=2, seconds=0.01, log=logs.append,
+                                       profile=False)
+    (r,) = [vars(x) for x in results]
+    first = eb.BatchedGemmRunner(backend.CPU, "float32", 2, *cfg.gemm_shape, inner=eb.ensemble_rows(cfg, backend.CPU)
+                                 // cfg.batch)
+    if expect_na:
+        assert r["gemm_na"].startswith("its repeats took 0.0 ms") and numpy.isnan(r["fraction_of_gemm"])
+        assert any("% of GEMM n/a" in line for line in logs)
+        assert " n/a " in format_table([r]) and "% of GEMM n/a (the baseline could not be timed well): lin-x2 [cpu]" \
+            in gemm_note([r])
+    else:
+        assert r["gemm_na"] == "" and r["gemm_gflops"] == pytest.approx(first.flops / 0.5 / 1e9)  # the fastest
+        work = cfg.flops_per_sample * cfg.members * eb.ensemble_rows(cfg, backend.CPU)
+        assert r["fraction_of_gemm"] == pytest.approx(work / 1.0 / (first.flops / 0.5))
+        assert "n/a" not in format_table([r])

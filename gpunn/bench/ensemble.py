@@ -8,7 +8,9 @@ same data and batches of ``batch`` rows, Adam, float32, interleaved rounds as in
   stepped through ``vmap(functional_call)`` with one ``torch.optim.Adam`` over the stacked parameters;
 - ``torch-loop``: K PyTorch models and K Adam optimizers stepped in a Python loop.
 Throughput is member-samples/s (K x rows per epoch / epoch time), and as a fraction of the rate of
-the same-shape batched GEMM (K products of batch x widest x widest) measured in the same rounds.
+the same-shape batched GEMM (K products of batch x widest x widest) measured in the same rounds: in
+each round the fastest of the ways the ensemble's step may run it (gemm_strategies), or "n/a" with
+the reason when none could be timed well (gemm_baseline).
 """
 from __future__ import annotations
 
@@ -34,36 +36,96 @@ def ensemble_rows(cfg: Config, backend) -> int:
     return max(8, min(512, math.ceil(rows / cfg.batch))) * cfg.batch
 
 
+GEMM_MIN_REPEAT_SECONDS = 0.05  # each baseline repeat at least this long (--quick asks 0.02 s of the rest)
+GEMM_MIN_TIMED_SECONDS = 0.01  # a baseline whose repeats came out shorter than this is not used ("n/a")
+
+STACKED, STACKED_STEP_BLAS, GROUPS = "stacked", "stacked, step's BLAS threads", "member groups"
+
+
+def gemm_strategies(backend, member_ops, members) -> list:
+    """The ways an Ensemble's training step may run its batched products on this backend, each a candidate
+    for the "% of GEMM" baseline. The GPU: cuBLAS's batched product. The CPU: one stacked numpy.matmul at
+    BLAS's own threads (GPUNN_ENSEMBLE_BLAS_THREADS=0, or outside a step), the same under the step's BLAS
+    thread limit (gpunn.ops.ensemble.member_blas_threads: the step with one member group), and the member
+    groups on threads of their own (the step's default with more than one core)."""
+    if backend.is_gpu:
+        return ["cuBLAS batched"]
+    out = [STACKED, STACKED_STEP_BLAS]
+    if member_ops.member_groups(members) is not None:
+        out.append(GROUPS)
+    return out
+
+
 class BatchedGemmRunner(Runner):
-    """The roofline: K products (batch x widest) @ (widest x widest) as one batched matmul, run the way
-    an Ensemble runs its products (member groups over the cores, BLAS on one thread, on the CPU)."""
+    """K products (batch x widest) @ (widest x widest) run one way an ensemble's step may run them
+    (``strategy``, from gemm_strategies). One "epoch" is ``inner`` batched products (one per step of
+    the ensemble's epoch), with the per-call costs paid once per call as the ensemble's fit pays them
+    (the BLAS thread limit's enter and exit, 0.6-1.6 ms through threadpoolctl here; the member groups'
+    hand-off to their threads): the ideal of that strategy, so the best of them bounds the step's products."""
 
     key = "gemm"
 
-    def __init__(self, backend, dtype, members, m, k, n):
+    def __init__(self, backend, dtype, members, m, k, n, strategy=STACKED, inner=1, member_ops=None):
         from ..ops import ensemble_ops_for, ops_for
 
         xp, self.backend = backend.xp, backend
-        self.member_ops = ensemble_ops_for(ops_for(backend))
+        self.member_ops = member_ops or ensemble_ops_for(ops_for(backend))
+        self.strategy, self.inner = strategy, max(1, int(inner))
+        self.groups = self.member_ops.member_groups(members) if strategy == GROUPS else None
+        if strategy == GROUPS and self.groups is None:
+            raise ValueError("member groups need more than one thread and one member")
         rng = numpy.random.default_rng(0)
         self.a = xp.asarray(rng.standard_normal((members, m, k)), dtype=dtype)
         self.b = xp.asarray(rng.standard_normal((members, k, n)), dtype=dtype)
         self.out = xp.empty((members, m, n), dtype)
-        self.flops = 2.0 * members * m * k * n
+        self.flops = 2.0 * members * m * k * n * self.inner  # per epoch
         self.shape = f"{members}x({m}x{k}x{n})"
-        self.label = f"batched GEMM {self.shape} {dtype}"
+        self.key = f"gemm {strategy}"
+        self.label = f"batched GEMM {self.shape} {dtype}, {strategy}"
 
     def chosen(self) -> str:
-        """What ran the products (for the "% of peak" note)."""
-        return "cuBLAS batched" if self.backend.is_gpu else "numpy stacked"
+        """What ran the products (for the notes)."""
+        if self.strategy == GROUPS:
+            return f"numpy, {len(self.groups)} member groups"
+        return self.strategy if self.backend.is_gpu else f"numpy {self.strategy}"
 
     def epochs(self, n):
         from ..ops.ensemble import member_blas_threads
 
-        with member_blas_threads(self.backend.xp):
-            for _ in range(n):
-                self.member_ops.matmul(self.a, self.b, out=self.out)
+        total, a, b, out = n * self.inner, self.a, self.b, self.out
+        if self.strategy == GROUPS:
+            def group(sl):
+                ag, bg, og = a[sl], b[sl], out[sl]
+                for _ in range(total):
+                    numpy.matmul(ag, bg, out=og)
+
+            with member_blas_threads(self.backend.xp):
+                self.member_ops.run_groups(group, self.groups)
+        elif self.strategy == STACKED_STEP_BLAS:
+            with member_blas_threads(self.backend.xp):
+                for _ in range(total):
+                    self.member_ops.matmul(a, b, out=out)
+        else:
+            matmul = self.member_ops.matmul if self.backend.is_gpu else self.backend.xp.matmul
+            for _ in range(total):
+                matmul(a, b, out=out)
         synchronize(self.backend)
+
+
+def gemm_baseline(gemm_times: dict, counts: dict, min_timed=GEMM_MIN_TIMED_SECONDS) -> tuple:
+    """The "% of GEMM" base from the strategies' timings (runner -> seconds per epoch of each round;
+    ``counts``: runner -> epochs per repeat): (the best rate of each round, the runner fastest in most
+    rounds, "") or (None, None, why not) when every strategy's repeats were under ``min_timed`` seconds,
+    too short to time against their per-call costs."""
+    usable = {g: t for g, t in gemm_times.items() if counts[g] * statistics.median(t) >= min_timed}
+    if not usable:
+        shortest = min(counts[g] * statistics.median(t) for g, t in gemm_times.items()) if gemm_times else 0.0
+        return None, None, (f"its repeats took {1e3 * shortest:.1f} ms, under the {1e3 * min_timed:.0f} ms "
+                            "needed to time them")
+    rounds = min(len(t) for t in usable.values())
+    rates = [{g: g.flops / t[i] for g, t in usable.items()} for i in range(rounds)]
+    winners = [max(r, key=r.get) for r in rates]
+    return [max(r.values()) for r in rates], max(usable, key=winners.count), ""
 
 
 class EnsembleRunner(Runner):
@@ -211,10 +273,13 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     ``graph``: on a GPU, also the ensemble with its step captured as a CUDA graph (``Ensemble(graph=True)``)."""
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
-    gemm = BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape)
-    peaks = peak_runners(backend, "float32", peak_size_for(seconds))  # square GEMMs, as the single-model rows use
     gpunn = EnsembleRunner(cfg, backend, X, Y)
-    runners = [gemm, *peaks, gpunn]
+    # the baseline: each way the step may run its batched products, one product per step of the epoch
+    gemms = [BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape, strategy=s, inner=rows // cfg.batch,
+                               member_ops=gpunn.model.member_ops)
+             for s in gemm_strategies(backend, gpunn.model.member_ops, cfg.members)]
+    peaks = peak_runners(backend, "float32", peak_size_for(seconds))  # square GEMMs, as the single-model rows use
+    runners = [*gemms, *peaks, gpunn]
     if graph and backend.is_gpu:
         runners.append(EnsembleRunner(cfg, backend, X, Y, graph=True))
     for key in peers:
@@ -223,11 +288,19 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
             log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
-    _, times = timed_rounds(runners, repeats, seconds, deadline,
-                            lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} repeats"))
-    gemm_times = times.pop(gemm)
-    runners.remove(gemm)
-    peak_rates, peak_label = round_peaks(gemm, gemm_times, peaks, times, runners)
+    counts, times = timed_rounds(runners, repeats, seconds, deadline,
+                                 lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} repeats"),
+                                 min_seconds={g: GEMM_MIN_REPEAT_SECONDS for g in gemms})
+    gemm_times = {g: times.pop(g) for g in gemms}
+    for g in gemms:
+        runners.remove(g)
+    best, top, why = gemm_baseline(gemm_times, counts)
+    if best is None:
+        log(f"  {cfg.name} [{backend.device}]: % of GEMM n/a ({why})")
+        top, best_times = gemms[0], [math.inf] * len(times[gpunn])  # rate 0: never the round's peak
+    else:
+        best_times = [top.flops / b for b in best]
+    peak_rates, peak_label = round_peaks(top, best_times, peaks, times, runners)
     member_samples = cfg.members * rows
     flops_per_member_sample = cfg.flops_per_sample
     results = []
@@ -236,9 +309,13 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res = Result(cfg.name, cfg.spec() + f" x{cfg.members}", backend.device, r.key, r.label, "float32", cfg.batch,
                      med, spread, rates)
         res.gflops = flops_per_member_sample * med / 1e9
-        res.gemm_gflops = _median_rate(gemm_times, gemm.flops)[0] / 1e9
-        res.fraction_of_gemm = statistics.median(
-            flops_per_member_sample * member_samples / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
+        if best is not None:
+            res.gemm_gflops = statistics.median(best) / 1e9
+            res.fraction_of_gemm = statistics.median(
+                flops_per_member_sample * member_samples / t / g for t, g in zip(times[r], best))
+            res.gemm_library = top.chosen()
+        res.gemm_na = why
+        res.gemm_strategies = {g.chosen(): round(_median_rate(t, g.flops)[0] / 1e9, 1) for g, t in gemm_times.items()}
         res.peak_gflops = statistics.median(peak_rates) / 1e9
         res.peak_gemm = peak_label
         res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / p

@@ -14,6 +14,10 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _percent(x: float) -> str:
+    return f"{100 * x:.0f}%" if math.isfinite(x) else "n/a"
+
+
 def format_setup(setup: dict) -> str:
     lines = [f"gpunn {setup['gpunn']} bench, {setup['date']}",
              f"machine: {setup['machine']}, {setup['cores']} cores; devices: {'; '.join(setup['devices'])}",
@@ -47,7 +51,7 @@ def format_table(results, markdown=False) -> str:
         label = r["label"] + (f", {r['note']}" if r.get("note") else "")
         rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
                      f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}",
-                     f"{100 * r.get('fraction_of_peak', float('nan')):.0f}%", f"{100 * r['fraction_of_gemm']:.0f}%",
+                     _percent(r.get("fraction_of_peak", float("nan"))), _percent(r.get("fraction_of_gemm", float("nan"))),
                      speed, prof_text])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -78,21 +82,27 @@ def graph_note(results) -> str:
 
 
 def gemm_note(results) -> str:
-    seen, parts, peaks = set(), [], []
+    seen, parts, peaks, missing = set(), [], [], []
     for r in results:
         key = (r["config"], r["backend"])
         if key not in seen and r["impl"] == "gpunn":
             seen.add(key)
-            parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}"
-                         + (f" ({r['gemm_library']})" if r.get("gemm_library") else ""))
+            if r.get("gemm_na"):
+                missing.append(f"{r['config']} [{r['backend']}]: {r['gemm_na']}")
+            else:
+                parts.append(f"{r['config']} [{r['backend']}] {r['gemm_gflops']:.0f}"
+                             + (f" ({r['gemm_library']})" if r.get("gemm_library") else ""))
             peaks.append(f"{r['config']} [{r['backend']}] {r.get('peak_gflops', float('nan')):.0f}"
                          + (f" ({r['peak_gemm']})" if r.get("peak_gemm") else ""))
     text = ("% of peak: of the best float32 GEMM rate in the same rounds (square products through every GEMM "
             "library installed, and the same-shape one; the fastest per round), GFLOP/s: " + ", ".join(peaks) +
             ".\n% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest) "
-            "through the library gpunn chose for it (for an ensemble NAME-xK: K such products as one batched "
-            "product), timed in the same rounds, GFLOP/s: " + ", ".join(parts) +
-            ".\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds.")
+            "through the library gpunn chose for it (for an ensemble NAME-xK: K such products, the fastest per "
+            "round of the ways the ensemble's step may run them), timed in the same rounds, GFLOP/s: "
+            + (", ".join(parts) or "none") + ".")
+    if missing:
+        text += "\n% of GEMM n/a (the baseline could not be timed well): " + "; ".join(missing) + "."
+    text += "\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds."
     if any(r.get("noisy") for r in results):
         text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
     return text

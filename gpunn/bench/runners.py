@@ -428,7 +428,9 @@ class Result:
     gflops: float = float("nan")
     gemm_gflops: float = float("nan")
     fraction_of_gemm: float = float("nan")
-    gemm_library: str = ""  # the library that ran the same-shape product
+    gemm_library: str = ""  # the library that ran the same-shape product (an ensemble's: the fastest strategy)
+    gemm_strategies: dict = field(default_factory=dict)  # an ensemble's: GFLOP/s of each way to run the baseline
+    gemm_na: str = ""  # why fraction_of_gemm is n/a (nan): the baseline could not be timed well
     peak_gflops: float = float("nan")  # median over rounds of the fastest GEMM of the round
     peak_gemm: str = ""  # which GEMM that was, most often
     fraction_of_peak: float = float("nan")
@@ -445,20 +447,21 @@ def _median_rate(times, samples):
     return statistics.median(rates), (rates[0], rates[-1]), rates
 
 
-def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None):
+def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
     """(epochs per repeat, seconds per epoch of each repeat) for each runner, in interleaved rounds.
 
     Warm-up (compiles, allocations, first-touch) and calibration first: each repeat is whole epochs,
-    about ``seconds`` long. Past ``deadline`` (after at least 2 rounds) the rounds stop and
-    ``on_budget(rounds done)`` is called.
+    about ``seconds`` long, or at least ``min_seconds[runner]`` for a runner named there (a short
+    baseline's repeat held long enough that its per-call costs do not dominate). Past ``deadline``
+    (after at least 2 rounds) the rounds stop and ``on_budget(rounds done)`` is called.
     """
-    counts = {}
+    counts, min_seconds = {}, min_seconds or {}
     for r in runners:
         r.epochs(1)
         t0 = time.perf_counter()
         r.epochs(1)
         once = max(time.perf_counter() - t0, 1e-6)
-        counts[r] = max(1, round(seconds / once))
+        counts[r] = max(1, round(max(seconds, min_seconds.get(r, 0.0)) / once))
     return counts, interleaved_rounds(runners, counts, repeats, deadline, on_budget)
 
 
