@@ -364,8 +364,9 @@ class EnsembleTrainer(Trainer):
             opt.freeze(bad)
             if len(history.diverged) == model.n_models:
                 raise TrainingDiverged(
-                    f"the training loss of every member became NaN, infinite or {DIVERGENCE_FACTOR:g} times its "
-                    f"first value (by epoch {epoch + 1}); lower the learning rates, or standardize the targets and "
+                    f"the training loss of every member became NaN, infinite or over {DIVERGENCE_FACTOR:,g} times "
+                    f"its reference{f' {ref:.4g}' if ref is not None and numpy.isfinite(ref) else ''} (the first batch's loss, or the loss of "
+                    f"predicting zero if larger; by epoch {epoch + 1}); lower the learning rates, or standardize the targets and "
                     "inputs (a gpunn.data source's standardize=True, gpunn sweep --standardize)")
             warnings.warn(f"members {bad} diverged in epoch {epoch + 1} (loss NaN, infinite or exploding) and are "
                           "frozen; the others go on", RuntimeWarning, stacklevel=2)
