@@ -89,7 +89,9 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
     grid = ["sweep", "--lr", "1e-3,100,3e-3", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden", "4",
             "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64"]
     one, split = tmp_path / "one.json", tmp_path / "split.json"
-    run(grid + ["--json", str(one)], capsys)
+    run(grid + ["--json", str(one), "--csv", str(tmp_path / "t.csv")], capsys)
+    table = (tmp_path / "t.csv").read_bytes()  # as train's --csv: \n line ends (the csv module's default is \r\n)
+    assert b"\r" not in table and table.splitlines()[-1].startswith(b"1,100.0,0.0,0,")
     out = run(grid + ["--json", str(split), "--max-members", "1", "--save-best", str(tmp_path / "b.npz")], capsys)
     assert "ensemble 1: every member diverged; they are ranked last" in out
     a, b = members(one), members(split)

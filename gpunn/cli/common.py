@@ -35,6 +35,20 @@ STDOUT_OPTIONS = ("json", "csv")  # the outputs that may be standard output ("-"
 _data_stdout = []  # where those go while text_to_stderr() holds: the process's standard output
 
 
+def csv_text(columns, rows) -> bytes:
+    """A CSV table (train's history, sweep's ranking): a header row, then ``rows`` (sequences in the order of
+    ``columns``); ``\n`` line ends, and a non-finite number is an empty field, as JSON's null."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if isinstance(v, float) and not math.isfinite(v) else v for v in row])
+    return buf.getvalue().encode()
+
+
 def is_stdout(path) -> bool:
     """``path`` is ``-`` or names this process's standard output (/dev/stdout, /dev/fd/1, or the file or
     pipe stdout already goes to)."""

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import os
 import re
@@ -15,7 +13,8 @@ from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
 from . import data as data_cli
-from .common import STDOUT_OPTIONS, add_debug, dtype, is_stdout, json_text, non_negative, positive, write_output
+from .common import (STDOUT_OPTIONS, add_debug, csv_text, dtype, is_stdout, json_text, non_negative, positive,
+                     write_output)
 from .data import feature_count_or_names
 from .train import MIN_ROWS, _check_plot_available, _hidden_sizes, optimizer_of
 
@@ -386,11 +385,7 @@ def run(args) -> int:
         write_output(args.json, text)
         print(f"wrote {args.json}")
     if args.csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-        write_output(args.csv, buf.getvalue().encode())
+        write_output(args.csv, csv_text(list(table[0]), (r.values() for r in table)))
         print(f"wrote {args.csv}")
     if args.plot:
         plot_curves(rows, args.plot)

@@ -11,7 +11,8 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer, options_of
 from . import data as data_cli
-from .common import add_debug, bounded, dtype, is_stdout, json_text, non_negative, number, positive, write_output
+from .common import (add_debug, bounded, csv_text, dtype, is_stdout, json_text, non_negative, number, positive,
+                     write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -134,17 +135,8 @@ def plot_history(history, path) -> None:
 def history_csv(history) -> bytes:
     """The per-epoch history as CSV: a header row (epoch, loss, lr, time_s, samples_per_s, then the val_*
     columns a run with held-out rows has), then one row per epoch; a non-finite value is an empty field."""
-    import csv
-    import io
-    import math
-
     columns = [k for k, v in history.items() if isinstance(v, list) and len(v) == len(history["epoch"])]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in zip(*(history[k] for k in columns)):
-        writer.writerow(["" if isinstance(v, float) and not math.isfinite(v) else v for v in row])
-    return buf.getvalue().encode()
+    return csv_text(columns, zip(*(history[k] for k in columns)))
 
 
 def _graph_note(model) -> str:
