@@ -1,4 +1,5 @@
-"""Data sources for :func:`gpunn.fit`: data far larger than memory, on the device batch by batch.
+"""Data sources for :func:`gpunn.fit` (an MLP's or an Ensemble's): data far larger than memory, on the device
+batch by batch.
 
 Each source is a DataSource (``rows``, ``n_features``, ``n_outputs``, ``batches(epoch, batch_size,
 first_batch=0)``, ``config()``, ``resumable``), usable as ``model.fit(source, epochs=..., batch_size=...)``:
@@ -10,7 +11,8 @@ first_batch=0)``, ``config()``, ``resumable``), usable as ``model.fit(source, ep
 
 Shuffling is by windows of chunks, keyed by (seed, epoch), so a resumed run is exact (see
 gpunn.data.base); reading overlaps training (gpunn.data.pipeline); ``standardize=True`` computes
-column statistics in one streaming pass (gpunn.data.stats) that the model keeps and applies.
+column statistics in one streaming pass (gpunn.data.stats) that the model keeps and applies, to values
+stored wider than the model's dtype in float64, before the cast.
 """
 from __future__ import annotations
 
