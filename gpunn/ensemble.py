@@ -195,7 +195,8 @@ class Ensemble(RawUnits):
         """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
         returns the (K,) device sums of squared errors of the batch."""
         ws = self._workspace(X.shape[-2])
-        groups = self.member_ops.member_groups(self.n_models)
+        # forward 2 and backward 4 multiply-adds' flops per parameter and row (weights; biases alike)
+        groups = self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
         if groups is None:
             self._forward(X, ws)
             return self._backward(X, Y, ws)

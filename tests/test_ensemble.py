@@ -452,7 +452,16 @@ def test_gpunn_predict_refuses_a_saved_ensemble_clearly(tmp_path, capsys):
     assert "is an ensemble of 2 members; gpunn predict takes one model" in capsys.readouterr().err
 
 
-def test_member_groups_on_threads_give_the_same_products():
+@pytest.fixture
+def groups_for_any_work(monkeypatch):
+    """Member groups however small the work (tiny test nets are below the threshold that pays for them)."""
+    import gpunn.ops.ensemble as ens_ops
+
+    monkeypatch.setattr(ens_ops, "MIN_GROUP_FLOPS", 0)
+    monkeypatch.setattr(ens_ops, "MIN_GROUP_ELEMENTS", 0)
+
+
+def test_member_groups_on_threads_give_the_same_products(groups_for_any_work):
     from gpunn.ops.cpu import CpuOps
 
     mops = ensemble_ops_for(CpuOps(fused=True))
@@ -467,7 +476,7 @@ def test_member_groups_on_threads_give_the_same_products():
 
 
 @pytest.mark.parametrize("bootstrap", [False, True])
-def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap):
+def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap, groups_for_any_work):
     """On the CPU each group of members runs its whole forward and backward pass on its own thread; the
     gradients and sums are those of one pass over all members (K=5 over 1, 2, 3 and 8 groups)."""
     X, Y = gpunn.datasets.make("teacher", 96, 4, 2, seed=1, device="cpu")
@@ -486,6 +495,35 @@ def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap):
         np.testing.assert_array_equal(results[threads][0], results[1][0])
         np.testing.assert_array_equal(results[threads][1], results[1][1])
     assert np.abs(results[1][1]).sum() > 0
+
+
+def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
+    """Two groups of small nets at batch 128 ran slower than one pass up to K=8 (2.3x slower at K=2) and
+    faster from K=16 on the 2-core machine: a step splits its members only from MIN_GROUP_FLOPS of work per
+    group, the optimizer's update from MIN_GROUP_ELEMENTS parameters per group."""
+    from gpunn.ops.ensemble import MIN_GROUP_ELEMENTS, MIN_GROUP_FLOPS
+
+    def split_steps(n_models, sizes, rows=128):
+        ens = gpunn.Ensemble(sizes, n_models, device="cpu", seed=0)
+        ens.member_ops.threads = 2
+        calls = []
+        monkeypatch.setattr(ens.member_ops, "run_groups", lambda fn, groups: calls.append(len(groups)) or
+                            [fn(g) for g in groups])
+        X, Y = np.ones((rows, sizes[0]), np.float32), np.ones((rows, sizes[-1]), np.float32)
+        ens.fit(X, Y, epochs=1, batch_size=rows, optimizer="adam", verbose=False)
+        return calls
+
+    small = [16, 64, 64, 1]  # about 4 MFLOP per member and step at batch 128
+    assert split_steps(2, small) == [] and split_steps(8, small) == []
+    assert split_steps(16, small) == [2]  # the step (its Adam update: 8 x 5.4k parameters, under the bar)
+    assert split_steps(32, small) == [2, 2]  # the step and the update
+    assert split_steps(2, [64, 256, 256, 1], rows=256) == [2, 2]  # medium: one member per group pays
+    mops = gpunn.Ensemble(small, 4, device="cpu").member_ops
+    mops.threads = 2
+    assert mops.member_groups(4) is not None  # the work unknown: split, as before
+    assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2) is not None
+    assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2 - 1) is None
+    assert mops.member_groups(4, elements=MIN_GROUP_ELEMENTS / 2 - 1) is None
 
 
 def _base_and_offset(view):

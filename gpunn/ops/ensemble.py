@@ -109,8 +109,10 @@ class EnsembleOps:
         self.xp = ops.xp
 
     # ---- matrix products -------------------------------------------------------------
-    def member_groups(self, members: int):
-        """Slices of the members that a training step runs on threads of their own, or None (one pass)."""
+    def member_groups(self, members: int, flops=None, elements=None):
+        """Slices of the members that a training step runs on threads of their own, or None (one pass).
+        ``flops`` (per member) or ``elements`` (per member, for a memory-bound update): the work, when
+        known, below which a group is not worth its thread (CpuEnsembleOps)."""
         return None
 
     def matmul(self, a, b, out):
@@ -289,6 +291,16 @@ def _contiguous_floats(*arrays) -> bool:
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
+# Member groups pay a hand-off to their threads (run_pieces) per step: below this much work per group
+# they cost more than they save. Measured on the 2-core machine (2026-11-29, gpunn bench --ensemble K,
+# member-samples/s with two groups against one pass): small nets (16-64-64-1, batch 128, 4 MFLOP per
+# member and step) K=2 0.88M / 2.04M, K=4 1.62M / 2.45M, K=8 (16 MFLOP per group) 2.42M / 2.72M,
+# K=16 (33 MFLOP) 3.26M / 2.93M, K=64 4.45M / 2.90M; medium nets (128 MFLOP per member) gain at K=2 already
+# (0.33M / 0.24M).
+MIN_GROUP_FLOPS = 24e6
+MIN_GROUP_ELEMENTS = 65536  # the optimizer's update (memory-bound): parameters per group
+
+
 class CpuEnsembleOps(EnsembleOps):
     """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed).
 
@@ -306,10 +318,16 @@ class CpuEnsembleOps(EnsembleOps):
         env = os.environ.get("GPUNN_CPU_THREADS", "").strip()
         self.threads = max(1, int(env)) if env else usable_cores()
 
-    def member_groups(self, members: int):
-        """``threads`` contiguous slices of the members (None for one thread or one member)."""
+    def member_groups(self, members: int, flops=None, elements=None):
+        """``threads`` contiguous slices of the members (None for one thread or one member, or for work
+        per group under MIN_GROUP_FLOPS / MIN_GROUP_ELEMENTS when ``flops`` / ``elements`` per member
+        is given)."""
         parts = min(self.threads, members)
         if parts <= 1:
+            return None
+        per_group = members / parts
+        if (flops is not None and per_group * flops < MIN_GROUP_FLOPS) or \
+                (elements is not None and per_group * elements < MIN_GROUP_ELEMENTS):
             return None
         bounds = _bounds(members, parts)
         return [slice(bounds[t], bounds[t + 1]) for t in range(parts)]
@@ -324,7 +342,7 @@ class CpuEnsembleOps(EnsembleOps):
         return super().matmul(a, b, out)
 
     def matmul(self, a, b, out):
-        groups = self.member_groups(out.shape[0] if out.ndim == 3 else 1)
+        groups = self.member_groups(out.shape[0] if out.ndim == 3 else 1, flops=2.0 * out[0].size * a.shape[-1])
         if groups is None or (a.shape[-1] == 1 and b.shape[-2] == 1):
             return super().matmul(a, b, out)
 
@@ -367,7 +385,7 @@ class CpuEnsembleOps(EnsembleOps):
 
         # Each member's update is independent: the groups' rows on their threads (a K=64 small-net
         # or K=16 medium-net step spent 7-9% of its time in this update on one thread).
-        groups = self.member_groups(w.shape[0])
+        groups = self.member_groups(w.shape[0], elements=w.shape[1])
         if groups is None:
             members(slice(None))
         else:
