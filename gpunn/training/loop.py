@@ -268,7 +268,7 @@ def train(trainable, source, optimizer, settings: FitSettings, state: TrainState
 
     ``state`` (default: a fresh run) says where to start; ``callbacks`` run in the order given;
     ``validation`` (a RegressionEvaluator) adds val_* logs; ``hook`` is a GradientHook or None. With
-    ``handle_interrupt`` (main thread only) the first Ctrl-C stops after the current batch.
+    ``handle_interrupt`` (main thread only) the first Ctrl-C (or SIGTERM) stops after the current batch.
     ``trainer_class``: a Trainer subclass (an ensemble's, for K losses per epoch); default Trainer.
     """
     optimizer.bind(trainable.params, trainable.ops)
