@@ -1,4 +1,5 @@
-"""``fit``: train a model on in-memory arrays, and the validation split it (and resumption) use."""
+"""``fit``: train a model on in-memory arrays or a gpunn.data source, and the validation split it (and
+resumption) use."""
 from __future__ import annotations
 
 import dataclasses
