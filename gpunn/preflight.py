@@ -256,6 +256,20 @@ def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, gra
     return {"data": data, "shuffle": shuffle, "model": model}
 
 
+def check_model_memory(layer_sizes, batch_size, itemsize, backend, graph=False) -> None:
+    """Refuse a network that cannot fit by itself (parameters, gradients, Adam's two moments, a batch's
+    workspaces): streaming the rows, or fewer of them, cannot help it, and NumPy or CuPy would otherwise
+    fail mid-construction with a bare out-of-memory line."""
+    need = train_memory(1, layer_sizes[0], layer_sizes[-1], itemsize, layer_sizes, batch_size, graph=graph)["model"]
+    available = device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
+    if available is None or need <= available:
+        return
+    place = f"GPU {backend.device}" if backend.is_gpu else "host"
+    raise PreflightError(f"the network {list(layer_sizes)} alone needs about {_gb(need)} of {place} memory "
+                         f"(parameters, gradients, Adam's moments, workspaces for a batch of {batch_size:,}) but "
+                         f"{_gb(available)} is available; use smaller --hidden layers (or --batch-size)")
+
+
 def check_train_memory(need, rows, backend, hint="") -> None:
     """Refuse a run whose data, shuffled copy and model cannot all fit in the memory available.
 

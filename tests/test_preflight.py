@@ -39,3 +39,22 @@ def test_the_host_estimate_uses_memavailable(monkeypatch):
     need = preflight.train_memory(100_000_000, 8, 1, 4, [8, 16, 1], 256)
     with pytest.raises(preflight.PreflightError, match="of host memory"):
         preflight.check_train_memory(need, 100_000_000, host)
+
+
+def test_a_network_that_cannot_fit_by_itself_is_refused_before_the_rows_are_chosen(monkeypatch, capsys, tmp_path):
+    """Streaming the rows cannot help a network too large for the memory: gpunn train said "streaming
+    (... would not fit comfortably)" and then failed in NumPy with a bare out-of-memory line."""
+    import numpy
+
+    from gpunn import cli
+
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: 64 << 20)  # 64 MiB
+    big = ["--hidden", "2048,2048", "--device", "cpu", "--quiet"]  # 4.2M parameters x 4 copies: 67 MB and more
+    assert cli.main(["train", "--rows", "1000", *big]) == 2
+    err = capsys.readouterr().err
+    assert "the network [32, 2048, 2048, 1] alone needs about" in err and "use smaller --hidden" in err
+    numpy.save(tmp_path / "x.npy", numpy.zeros((100, 3)))
+    numpy.save(tmp_path / "y.npy", numpy.zeros((100, 1)))
+    assert cli.main(["train", "--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy"), *big]) == 2
+    assert "the network [3, 2048, 2048, 1] alone needs about" in capsys.readouterr().err
+    assert cli.main(["train", "--rows", "1000", "--hidden", "64", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0

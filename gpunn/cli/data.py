@@ -101,8 +101,11 @@ def make_source(args, backend, ckpt=None):
 
     itemsize = 8 if args.dtype == "float64" else 4
     sizes = [args.features, *args.hidden, args.outputs]
+    graph = backend.is_gpu and getattr(args, "graph", None) is not False
+    if ckpt is None:  # before choosing to stream: no choice of rows helps a network that cannot fit
+        preflight.check_model_memory(sizes, args.batch_size, itemsize, backend, graph=graph)
     need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes, args.batch_size,
-                                      graph=backend.is_gpu and getattr(args, "graph", None) is not False).values())  # the rows, their shuffled copy, the model
+                                      graph=graph).values())  # the rows, their shuffled copy, the model
     free = available_bytes(backend)
     fits = free is None or need <= COMFORT * free
     if args.stream == "off" or (args.stream == "auto" and fits):

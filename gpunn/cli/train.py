@@ -309,6 +309,11 @@ def run(args) -> int:
         raise ValueError("--early-stopping watches the held-out rows, and this run has none (see the data: line); "
                          "drop --early-stopping, or train on more rows")
     sizes = [n_in, *args.hidden, n_out]
+    if source is not None and not ckpt:  # a file's widths are known only now (a task's were checked already)
+        from .. import preflight
+
+        preflight.check_model_memory(sizes, args.batch_size, numpy.dtype(args.dtype).itemsize, backend,
+                                     graph=backend.is_gpu and args.graph is not False)
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
                                         bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
                                         precision=args.precision, graph=args.graph)
