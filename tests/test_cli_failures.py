@@ -198,3 +198,18 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(t
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")  # complete and consistent
     assert ckpt.epoch >= 1
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """gpunn train | head -1: once head has exited, the next line written meets a closed pipe. Unix tools end
+    there, silently, with SIGPIPE's status; gpunn printed 'gpunn: error: [Errno 32] Broken pipe' (status 2)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--hidden", "8", "--epochs",
+                             "2", "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().startswith("device:")
+    proc.stdout.close()  # as head -1 does; the result lines come after training, into the closed pipe
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 128 + signal.SIGPIPE
+    assert "Broken pipe" not in err and "error" not in err

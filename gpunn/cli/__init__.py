@@ -198,6 +198,15 @@ def _describe(exc: BaseException, debug: bool, command: str | None = "train") ->
                + ("" if debug else " (rerun with --debug for the traceback)"))
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of a closed pipe prints nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (an embedding, a test's capture)
+        pass
+
+
 def _main(argv) -> int:
     debug = debug_requested(argv)
     warnings.showwarning = _show_note
@@ -214,6 +223,9 @@ def _main(argv) -> int:
         _check_launch(args.command)
         with text_to_stderr(args):  # --json -: stdout holds the JSON alone
             return args.func(args)
+    except BrokenPipeError:  # the reader of stdout went away (gpunn train | head -1): end quietly, as Unix tools do
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except (KeyboardInterrupt, Exception) as exc:
         return _failed(*_describe(exc, debug, _command(argv)), argv)
 
