@@ -251,6 +251,17 @@ class Ensemble(RawUnits):
             check_rows_match(P[0], Y)
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
+    def evaluate(self, X, Y) -> dict:
+        """Every member's {"loss", "mse", "mae", "r2"} on (X, Y) (lists of K), in one pass and one host read:
+        what validation logs each epoch (see MLP.evaluate)."""
+        from .training.ensemble import EnsembleEvaluator
+
+        with self.backend.use():
+            X, Y = self._checked(X, Y)
+            check_rows_match(X, Y)
+            logs = EnsembleEvaluator(self, X, Y).evaluate(self)
+        return {name.removeprefix("val_"): value for name, value in logs.items()}
+
     def loss_and_gradients(self, X, Y):
         """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]) (None without bias).
         With a ``standardizer``, X and Y are in raw units, standardized first: the loss and gradients

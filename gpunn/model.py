@@ -391,12 +391,20 @@ class MLP(RawUnits):
 
     def score(self, X, Y) -> float:
         """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition)."""
+        return self.evaluate(X, Y)["r2"]  # R² is the same in standardized units
+
+    def evaluate(self, X, Y) -> dict:
+        """{"loss", "mse", "mae", "r2"} on (X, Y), in one pass and one host read: what validation logs each
+        epoch. ``loss`` is the training loss's f = (1/m)||A - Y||_F^2 (with k outputs, k x ``mse``); ``mse``
+        and ``mae`` are means over every value; ``r2`` is averaged over outputs. A model with a
+        ``standardizer`` takes raw X and Y and reports in standardized units, as its validation does."""
         from .metrics import RegressionEvaluator
 
         with self.backend.use():
-            X, Y = self._checked(X, Y)  # R² is the same in standardized units
+            X, Y = self._checked(X, Y)
             check_rows_match(X, Y)
-            return RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)["val_r2"]
+            logs = RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)
+        return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     def fit(self, X, Y=None, **kwargs):
         """Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X; see :func:`gpunn.fit`

@@ -293,3 +293,19 @@ def test_a_sigint_during_fit_in_process_returns_the_history(data, signum):
     assert h.interrupted and h["epoch"] == [1]
     assert numpy.isfinite(model.params).all()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_evaluate_gives_what_validation_logs_on_any_rows(data):
+    X, Y, Xv, Yv = data
+    Y2, Yv2 = numpy.hstack([Y, 2 * Y]), numpy.hstack([Yv, 2 * Yv])  # two outputs: loss = 2 x mse
+    model = MLP([5, 16, 2], device="cpu", seed=0, dtype="float64")
+    history = model.fit(X, Y2, epochs=2, validation_data=(Xv, Yv2), verbose=False)
+    result = model.evaluate(Xv, Yv2)
+    assert set(result) == {"loss", "mse", "mae", "r2"}
+    assert result["loss"] == history["val_loss"][-1] and result["r2"] == history["val_r2"][-1]
+    assert result["loss"] == pytest.approx(2 * result["mse"]) == pytest.approx(model.loss(Xv, Yv2))
+    P = model.predict(Xv)
+    assert result["mae"] == pytest.approx(numpy.abs(P - Yv2).mean()) and result["r2"] == model.score(Xv, Yv2)
+    ens = gpunn.Ensemble([5, 16, 2], 3, device="cpu", seed=0, dtype="float64")
+    ens_history = ens.fit(X, Y2, epochs=2, validation_data=(Xv, Yv2), verbose=False)
+    assert ens.evaluate(Xv, Yv2)["loss"] == ens_history["val_loss"][-1]  # lists of K
