@@ -170,11 +170,6 @@ class Standardizer:
         x_mean, inv_x, *_ = self._on(xp, X.dtype)
         return (X - x_mean) * inv_x
 
-    def transform_y(self, xp, Y):
-        """A standardized copy of Y (Y itself when targets are not scaled)."""
-        _, _, y_mean, inv_y, _ = self._on(xp, Y.dtype)
-        return Y if y_mean is None else (Y - y_mean) * inv_y
-
     def inverse_y_(self, xp, P):
         """Predictions back in the targets' units, in place."""
         _, _, y_mean, _, y_scale = self._on(xp, P.dtype)
