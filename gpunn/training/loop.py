@@ -32,9 +32,9 @@ def reference_loss(xp, sum_sq, Xb, Yb) -> float:
     that is larger. A run that starts converged (fine-tuning a trained model: a first loss near
     float rounding) may then move its loss up by far more than DIVERGENCE_FACTOR without diverging.
     A bootstrapped ensemble's batch is (K, rows, columns), each member its own rows: a loss is per row."""
-    rows = Yb.shape[-2]
+    first = xp.max(sum_sq).astype("float64") / Yb.shape[-2]
     zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)
-    return max(float(xp.max(sum_sq)) / rows, float(zero_loss))
+    return float(xp.maximum(first, zero_loss))  # one host read
 
 
 class TrainingDiverged(FloatingPointError):
