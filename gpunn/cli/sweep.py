@@ -272,7 +272,7 @@ def _check_outputs(args):
 
 def run(args) -> int:
     from .. import checkpoint
-    from ..data.binding import standardize_arrays
+    from ..data.stats import Standardizer
     from ..ensemble import Ensemble
     from ..training.callbacks import EarlyStopping
     from ..training.loop import TrainingDiverged
@@ -305,6 +305,10 @@ def run(args) -> int:
         train, validation = (X[n_val:], Y[n_val:]), (X[:n_val], Y[:n_val])
         sizes = [args.features, *args.hidden, args.outputs]
         chosen = f"data: task {args.task}, {args.rows - n_val:,} training rows, {n_val:,} validation rows"
+    # the training rows' statistics, once for every ensemble of the split (fit scales a copy); a --data
+    # source computes its own in the first fit and keeps them for the others
+    statistics = (Standardizer.from_pieces([train], sizes[0], sizes[-1]) if args.standardize and not args.data
+                  else None)
     settings = grid(args)
     if meta is not None:  # the split the sweep started with, whatever memory there is now
         per, why = int(resume.saved_options(meta)[resume.GROUP_KEY]), "as the sweep being resumed was split"
@@ -334,8 +338,7 @@ def run(args) -> int:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
                                device=backend, seed=[s["seed"] for s in group])
-                if args.standardize and not args.data:  # a --data source computes its own in fit
-                    standardize_arrays(ens, *train)  # the training rows' statistics; fit scales a copy
+                ens.standardizer = statistics
                 callbacks = ([EarlyStopping(patience=args.patience, min_delta=args.min_delta)]
                              if args.early_stopping else [])
                 if path:

@@ -84,7 +84,7 @@ def standardize_arrays(model, X, Y):
     standardize=True would (a model that has them already, e.g. on a resume, keeps its own).
     The arrays are not changed: the model then takes raw units, and ``fit`` trains on a
     standardized copy."""
-    from .stats import Moments, Standardizer
+    from .stats import Standardizer
 
     if model.standardizer is None:
-        model.standardizer = Standardizer.from_moments(Moments(X.shape[1]).update(X), Moments(Y.shape[1]).update(Y))
+        model.standardizer = Standardizer.from_pieces([(X, Y)], X.shape[1], Y.shape[1])
