@@ -577,8 +577,8 @@ class Checkpoint:
         An Ensemble's run resumes the same way on the same (X, Y) (a bootstrapped run redraws its
         members' resamples from the seed): frozen and diverged members stay frozen, each member's early
         stopping continues, and the result is bit-identical on the CPU. ``distributed=True`` resumes it
-        data parallel as one model's (not a bootstrapped run); a run on a data source resumes on that
-        source, in one process.
+        data parallel as one model's (a bootstrapped run too); a run on a data source resumes on that
+        source, in one process or data parallel (each rank reading its shards, as one model's run does).
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
@@ -683,15 +683,9 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                              f"the run's total, not the epochs to add): pass more to train on")
         settings = dataclasses.replace(settings, epochs=epochs)
     if ensemble:  # what an ensemble's run cannot do, refused before anything runs
-        if distributed and (training.get("source") or {}).get("kind") == "bootstrap":
-            raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own rows), which is "
-                             "not data parallel: resume it in one process (distributed=False)")
         if is_source(X, Y) and (training.get("source") or {}).get("kind") == "bootstrap":
             raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own resample of "
                              "in-memory arrays): resume it with the same X and Y")
-        if distributed and is_source(X, Y):
-            raise ValueError(f"{ckpt.path} holds an ensemble's run, which trains data parallel on in-memory arrays "
-                             "only: resume it on its source in one process (distributed=False)")
         callbacks = ens_training.member_callbacks(callbacks, verbose)
     with model.backend.use():
         if settings.validation == "data" and validation_data is None:
@@ -741,7 +735,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             batch = per_rank_batch_on_resume(ckpt.path, settings, world(model.backend).size)
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch, seed=settings.seed,
                               shuffle=settings.shuffle, verbose=verbose,
-                              source=None if isinstance(source, ArraySource) else source, shards=shards)
+                              source=None if type(source) is ArraySource else source, shards=shards)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)

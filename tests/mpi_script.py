@@ -31,6 +31,27 @@ class Marker(gpunn.Callback):
             fh.write(f"{world().rank}\n")
 
 
+class StopAt(gpunn.Callback):
+    """Ctrl-C after batch ``batch`` of epoch ``epoch`` (0-based), on rank ``rank`` alone or on every rank."""
+
+    def __init__(self, epoch, batch, rank=None):
+        self.epoch, self.batch, self.rank = epoch, batch, rank
+
+    def on_batch_end(self, trainer, batch):
+        if trainer.epoch == self.epoch and batch == self.batch and self.rank in (None, world().rank):
+            trainer.interrupt()
+
+
+def resumed_on_ranks(path, *data):
+    """Rank 0's checkpoint ``path`` resumed data parallel on every rank: (checkpoint, history, whether every rank
+    ends with the same weights)."""
+    comm = world()
+    comm.barrier()
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    history = ckpt.resume(*data, distributed=True, verbose=False, checkpoint=False)
+    return ckpt, history, len(set(comm.allgather(ckpt.model.params.tobytes()))) == 1
+
+
 def exactness(out, tmp):
     comm = world()
     # 203 rows, 8 per rank: 12 global batches of 16 and a last one of 11 (5 + 6 rows);
@@ -93,24 +114,36 @@ def exactness(out, tmp):
         path = f"{tmp}/ens.npz"
         stop = dict(patience=1, min_delta=0.01)
         ens_fit = dict(batch_size=8, lr=[1e-2, 0.3, 1e-3], validation_fraction=0.1, verbose=False)
-
-        class StopAt(gpunn.Callback):
-            def on_batch_end(self, trainer, batch):
-                if trainer.epoch == 1 and batch == 5:
-                    trainer.interrupt()
-
         gpunn.Ensemble(**ens_arch).fit(X, Y, epochs=4, distributed=True, handle_interrupt=False, callbacks=[
-            gpunn.EarlyStopping(**stop), StopAt(), gpunn.ModelCheckpoint(path)], **ens_fit)
-        comm.barrier()
-        ckpt = gpunn.load_checkpoint(path, device="cpu")
-        h = ckpt.resume(X, Y, distributed=True, verbose=False, checkpoint=False)
-        out["ensemble_resumed_same_on_ranks"] = len(set(comm.allgather(ckpt.model.params.tobytes()))) == 1
+            gpunn.EarlyStopping(**stop), StopAt(1, 5), gpunn.ModelCheckpoint(path)], **ens_fit)
+        ckpt, h, out["ensemble_resumed_same_on_ranks"] = resumed_on_ranks(path, X, Y)
         if comm.rank == 0:
             ref = gpunn.Ensemble(**ens_arch)
             h_ref = ref.fit(X, Y, epochs=4, callbacks=[gpunn.EarlyStopping(**stop)], **{**ens_fit, "batch_size": 16})
             out["ensemble_resumed_params_rel"] = rel(ckpt.model.params, ref.params)
             out["ensemble_resumed_val_loss_rel"] = rel(numpy.array(h["val_loss"]), numpy.array(h_ref["val_loss"]))
             out["ensemble_resumed_stopped"] = [h.stopped_epoch, h_ref.stopped_epoch]
+        # 17 training rows at 8 per rank: the last global batch has one row, rank 0 an empty piece
+        Xs, Ys = datasets.make("teacher", 21, 5, 2, device="cpu", dtype="float64", seed=1)
+        small = dict(lr=[1e-2, 3e-3, 1e-3], validation_fraction=0.2, verbose=False)
+        ens = gpunn.Ensemble(**ens_arch)
+        ens.fit(Xs, Ys, epochs=2, batch_size=8, distributed=True, **small)
+        # bootstrapped: each rank draws every member's global batch of its resample and trains its piece;
+        # stopped in epoch 2 and resumed on 2 ranks
+        path = f"{tmp}/boot.npz"
+        gpunn.Ensemble(**ens_arch).fit(Xs, Ys, epochs=3, batch_size=8, bootstrap=True, distributed=True,
+                                       handle_interrupt=False, callbacks=[StopAt(1, 0), gpunn.ModelCheckpoint(path)],
+                                       **small)
+        boot, h_boot, out["bootstrap_same_on_ranks"] = resumed_on_ranks(path, Xs, Ys)
+        if comm.rank == 0:
+            ref = gpunn.Ensemble(**ens_arch)
+            ref.fit(Xs, Ys, epochs=2, batch_size=16, **small)
+            out["ensemble_params_rel_17"] = rel(ens.params, ref.params)
+            ref = gpunn.Ensemble(**ens_arch)
+            h_ref = ref.fit(Xs, Ys, epochs=3, batch_size=16, bootstrap=True, **small)
+            out["bootstrap_params_rel"] = rel(boot.model.params, ref.params)
+            out["bootstrap_val_rel"] = rel(numpy.array(h_boot["val_loss"]), numpy.array(h_ref["val_loss"]))
+            out["bootstrap_epochs"] = h_boot["epoch"]
     # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
     X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
     path = f"{tmp}/run.npz"
@@ -179,15 +212,9 @@ def shards(out, tmp):
     read["rows"] = 0
     MLP(**ARCH).fit(ShardedSource(source(), 2 * comm.size), epochs=1, batch_size=16, distributed=True, **FIT)
     out["wrapped_rows_read"] = comm.allgather(read["rows"])  # statistics pass + 1 epoch of its 2 shards
-
-    class StopAt(gpunn.Callback):  # Ctrl-C on rank 0 alone, part-way through epoch 2
-        def on_batch_end(self, trainer, batch):
-            if comm.rank == 0 and trainer.epoch == 1 and batch == 20:
-                trainer.interrupt()
-
-    path = f"{tmp}/shards.npz"
+    path = f"{tmp}/shards.npz"  # Ctrl-C on rank 0 alone, part-way through epoch 2
     stopped = MLP(**ARCH).fit(source(), epochs=3, batch_size=8, distributed=True,
-                              callbacks=[StopAt(), gpunn.ModelCheckpoint(path)], **FIT)
+                              callbacks=[StopAt(1, 20, rank=0), gpunn.ModelCheckpoint(path)], **FIT)
     out["stopped"] = stopped.interrupted
     if comm.rank == 0:
         shutil.copy(path, f"{tmp}/stopped.npz")
@@ -209,6 +236,85 @@ def shards(out, tmp):
         alone = gpunn.load_checkpoint(f"{tmp}/stopped.npz", device="cpu")
         out["stopped_at"] = [alone.state.epoch, alone.state.batch]
         alone.resume(source(), verbose=False, checkpoint=False)
+        out["one_process_resume_params_rel"] = rel(alone.model.params, ref.params)
+
+
+def ensemble_shards(out, tmp):
+    """A gpunn.Ensemble on a .npy source, each rank reading its shard: against one process reading both
+    shards at twice the batch, against each member's own MLP.fit(source, distributed=True), a validation
+    source, and a mid-epoch checkpoint (a member stopped early) resumed on 2 ranks."""
+    import shutil
+
+    from gpunn.data.sources import _NpyFile
+    from gpunn.distributed.shard import ShardedSource
+
+    comm = world()
+    read = {"rows": 0}
+    plain_read = _NpyFile.read
+
+    def counted(self, start, buffer):
+        read["rows"] += buffer.shape[0] if self.columns == 5 else 0  # the features file
+        return plain_read(self, start, buffer)
+
+    _NpyFile.read = counted
+    if comm.rank == 0:  # 600 training rows in chunks of 64 (a held-out quarter of them), 150 validation rows
+        X, Y = datasets.make("teacher", 750, 5, 2, device="cpu", dtype="float64", seed=2)
+        for name, rows in (("", slice(0, 600)), ("_val", slice(600, None))):
+            numpy.save(f"{tmp}/x{name}.npy", X[rows])
+            numpy.save(f"{tmp}/y{name}.npy", Y[rows])
+    comm.barrier()
+
+    def source(name="", **held):
+        return gpunn.data.npy(f"{tmp}/x{name}.npy", f"{tmp}/y{name}.npy", chunk_rows=64, window=3, seed=4,
+                              standardize=not name, **held)
+
+    arch = dict(layer_sizes=[5, 16, 2], activation="tanh", dtype="float64", device="cpu", seed=3)
+    lrs, stop = [1e-2, 0.3, 1e-3], dict(patience=1, min_delta=0.05)  # member 0 stops after epoch 2
+    fit = dict(epochs=4, lr=lrs, validation_fraction=0.25, verbose=False)
+    ens = gpunn.Ensemble(n_models=3, **arch)
+    h = ens.fit(source(), batch_size=8, distributed=True, callbacks=[gpunn.EarlyStopping(**stop)], **fit)
+    out["rows_read"] = comm.allgather(read["rows"])
+    held = source().hold_out(0.25)
+    out["rows"] = 5 * held.rows + 4 * held.validation_rows  # statistics pass, 4 epochs, 4 validations
+    out["same_on_ranks"] = len(set(comm.allgather(ens.params.tobytes()))) == 1
+    # each member: the data-parallel MLP.fit on the same source with that member's settings
+    members_rel = []
+    for k, lr in enumerate(lrs):
+        mlp = MLP(**{**arch, "seed": 3 + k})
+        mlp.fit(source(), epochs=4, batch_size=8, lr=lr, optimizer="adam", validation_fraction=0.25, verbose=False,
+                distributed=True, callbacks=[gpunn.EarlyStopping(**stop)])
+        members_rel.append(rel(ens[k].params, mlp.params))
+    out["members_rel"] = members_rel
+    # a validation source: its chunks split over the ranks, the K sums reduced
+    hv = gpunn.Ensemble(n_models=3, **arch).fit(source(), batch_size=8, distributed=True, epochs=1, lr=lrs,
+                                                validation_data=source("_val"), verbose=False)
+    path = f"{tmp}/ens.npz"  # Ctrl-C on rank 0 alone, part-way through epoch 3 (member 0 frozen)
+    stopped = gpunn.Ensemble(n_models=3, **arch).fit(
+        source(), batch_size=8, distributed=True, callbacks=[gpunn.EarlyStopping(**stop), StopAt(2, 10, rank=0),
+                                                             gpunn.ModelCheckpoint(path)], **fit)
+    out["stopped"] = stopped.interrupted
+    if comm.rank == 0:
+        shutil.copy(path, f"{tmp}/stopped.npz")
+    resumed, h_resumed, out["resumed_same_on_ranks"] = resumed_on_ranks(path, source(validation_fraction=0.25))
+    if comm.rank == 0:
+        _NpyFile.read = plain_read
+        ref = gpunn.Ensemble(n_models=3, **arch)
+        h_ref = ref.fit(ShardedSource(source(), comm.size), batch_size=8 * comm.size,
+                        callbacks=[gpunn.EarlyStopping(**stop)], **fit)
+        out["params_rel"] = rel(ens.params, ref.params)
+        out["loss_rel"] = rel(numpy.array(h["loss"]), numpy.array(h_ref["loss"]))
+        out["val_rel"] = max(rel(numpy.array(h[k]), numpy.array(h_ref[k])) for k in ("val_loss", "val_mae", "val_r2"))
+        out["stopped_epoch"] = [h.stopped_epoch, h_ref.stopped_epoch]
+        out["standardizer_rel"] = rel(ens.standardizer.x_mean, ref.standardizer.x_mean)
+        hv_ref = gpunn.Ensemble(n_models=3, **arch).fit(ShardedSource(source(), comm.size), batch_size=16, epochs=1,
+                                                        lr=lrs, validation_data=source("_val"), verbose=False)
+        out["validation_source_rel"] = max(rel(numpy.array(hv[k]), numpy.array(hv_ref[k]))
+                                           for k in ("val_loss", "val_mae", "val_r2"))
+        out["resumed_params_rel"] = rel(resumed.model.params, ref.params)
+        out["resumed_val_rel"] = rel(numpy.array(h_resumed["val_loss"]), numpy.array(h_ref["val_loss"]))
+        alone = gpunn.load_checkpoint(f"{tmp}/stopped.npz", device="cpu")
+        out["stopped_at"] = [alone.state.epoch, alone.state.batch]
+        alone.resume(source(validation_fraction=0.25), verbose=False, checkpoint=False)  # the 2-rank run, one process
         out["one_process_resume_params_rel"] = rel(alone.model.params, ref.params)
 
 

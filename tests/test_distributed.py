@@ -331,6 +331,10 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
         assert result["ensemble_resumed_same_on_ranks"]
         stopped, stopped_ref = result["ensemble_resumed_stopped"]
         assert stopped == stopped_ref and any(stopped), stopped
+        assert result["ensemble_params_rel_17"] < 1e-10  # a last global batch of one row: rank 0's piece empty
+        # bootstrap=True (each member its own resample), stopped mid-epoch and resumed on 2 ranks
+        assert result["bootstrap_params_rel"] < 1e-10 and result["bootstrap_val_rel"] < 1e-10
+        assert result["bootstrap_same_on_ranks"] and result["bootstrap_epochs"] == [1, 2, 3]
     # written by rank 0 after 2 epochs, resumed on 2 ranks to 4: the uninterrupted single-process run
     assert result["epochs"] == [1, 2, 3, 4]
     assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_loss_rel"] < 1e-10
@@ -388,6 +392,25 @@ def test_each_rank_reads_only_its_shard_of_a_file_and_trains_the_one_process_run
     assert result["params_rel"] < 1e-10 and result["loss_rel"] < 1e-10  # == one process reading both shards
     assert result["stopped"] and result["stopped_at"] == [1, 21]
     assert result["resumed_params_rel"] < 1e-10  # the mid-epoch checkpoint resumed on 2 ranks
+    assert result["one_process_resume_params_rel"] < 1e-10  # ... and in one process
+
+
+@needs_mpi
+def test_an_ensemble_on_a_source_trains_its_rank_shards_as_one_process_and_as_each_members_own_fit(tmp_path):
+    code, out, err = _run("ensemble_shards", tmp_path)
+    assert code == 0, err
+    result = json.loads((tmp_path / "out.json").read_text())
+    # statistics pass, 4 epochs of training rows, 4 validations of held-out chunks: each rank about half
+    assert sum(result["rows_read"]) == result["rows"] and max(result["rows_read"]) < 0.6 * result["rows"]
+    assert result["same_on_ranks"] and result["resumed_same_on_ranks"]
+    assert result["params_rel"] < 1e-10 and result["loss_rel"] < 1e-10  # == one process at twice the batch
+    assert result["val_rel"] < 1e-10 and result["standardizer_rel"] < 1e-12
+    stopped, stopped_ref = result["stopped_epoch"]
+    assert stopped == stopped_ref and stopped[0] == 2  # member early stopping decided alike
+    assert max(result["members_rel"]) < 1e-10  # member k == MLP.fit(source, distributed=True) with its settings
+    assert result["validation_source_rel"] < 1e-10
+    assert result["stopped"] and result["stopped_at"] == [2, 11]  # its checkpoint: member 0 frozen
+    assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_rel"] < 1e-10  # resumed on 2 ranks
     assert result["one_process_resume_params_rel"] < 1e-10  # ... and in one process
 
 

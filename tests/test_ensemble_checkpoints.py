@@ -121,9 +121,7 @@ def test_what_an_ensemble_run_cannot_do_is_refused_by_name(ensemble_data, tmp_pa
                 verbose=False)
     path = tmp_path / "run.npz"
     ens.fit(X, Y, epochs=1, batch_size=50, bootstrap=True, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
-    ckpt = gpunn.load_checkpoint(path)
-    with pytest.raises(ValueError, match="bootstrapped ensemble's run .* not data parallel"):
-        ckpt.resume(X, Y, distributed=True, verbose=False)  # data parallel otherwise: tests/mpi_script.py
+    ckpt = gpunn.load_checkpoint(path)  # (resumed data parallel: tests/mpi_script.py)
     with pytest.raises(ValueError, match="in-memory arrays"):
         ckpt.resume(gdata.iterable([(X, Y)]), verbose=False)
     with pytest.raises(ValueError, match="same X and Y"):
@@ -223,8 +221,6 @@ def test_what_an_ensemble_cannot_do_on_a_source_is_refused_by_name(ensemble_file
     ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
     with pytest.raises(ValueError, match="bootstrap=True draws each member's resample from in-memory rows"):
         ens.fit(npy_source(ensemble_files), epochs=1, bootstrap=True, verbose=False)
-    with pytest.raises(ValueError, match="data parallel on in-memory arrays"):
-        ens.fit(npy_source(ensemble_files), epochs=1, distributed=True, verbose=False)
 
 
 def test_an_ensemble_on_a_standardized_source_keeps_the_statistics_and_takes_raw_units(ensemble_data, ensemble_files,

@@ -148,10 +148,10 @@ class PieceOfEachBatch:
 
     def batches(self, epoch, batch_size, first_batch=0):
         for Xb, Yb in self.source.batches(epoch, self.size * batch_size, first_batch):
-            M = int(Xb.shape[0])
+            M = int(Xb.shape[-2])  # rows are the second-last axis: (K, rows, n) for a bootstrapped ensemble
             lo, hi = piece(M, self.rank, self.size)
             self.global_batch_rows = M
-            yield Xb[lo:hi], Yb[lo:hi]
+            yield Xb[..., lo:hi, :], Yb[..., lo:hi, :]
 
 
 def shard_parts(chunk_sizes, chunks, shard, shards):

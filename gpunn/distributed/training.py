@@ -87,26 +87,18 @@ class _ShardedValidation:
         self.X, self.Y, self.ss_tot = evaluator.X[lo:hi], evaluator.Y[lo:hi], evaluator.ss_tot
 
     def evaluate(self, model) -> dict:
-        xp, host, outputs = model.xp, model.backend.to_host, self.Y.shape[1]
-        members = (getattr(model, "n_models", None),) if hasattr(model, "n_models") else ()
-        ss_res, abs_sum = xp.zeros((*members, outputs), "float64"), xp.zeros(members or 1, "float64")
-        for start in range(0, self.X.shape[0], self.chunk_rows):
-            Xc, Yc = self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows]
-            D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc  # (rows, outputs) or (K, rows, outputs)
-            ss_res += (D * D).sum(axis=-2, dtype="float64")
-            abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
-        local = numpy.concatenate([host(ss_res).reshape(-1), host(abs_sum).reshape(-1)])
-        total = self.comm.sum_host(local, label="the validation sums")
-        n = ss_res.size
-        abs_total = total[n:] if members else total[n]
-        return _metrics(total[:n].reshape(ss_res.shape), abs_total, host(self.ss_tot), self.n_rows, outputs)
+        pieces = ((self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows])
+                  for start in range(0, self.X.shape[0], self.chunk_rows))
+        ss_res, abs_sum = _sum_over_ranks(_error_sums(model, pieces, self.Y.shape[1]), self.comm)
+        return _metrics(ss_res, abs_sum, model.backend.to_host(self.ss_tot), self.n_rows, self.Y.shape[1])
 
 
 class _ShardedSourceValidation:
     """Validation on a chunked source's held-out chunks (or every chunk of a validation source), split by
     whole chunks: each rank reads and evaluates its share, the error sums are added on rank 0 and
     broadcast, and R²'s denominator comes from the ranks' target moments merged in rank order (first
-    evaluation). The single process's metrics up to summation order; no rank reads another's chunks."""
+    evaluation). The single process's metrics up to summation order; no rank reads another's chunks.
+    An ensemble's the same way, with K sums and lists of K metrics."""
 
     def __init__(self, evaluator, chunks, comm):
         self.comm, self.source, self.chunk_rows = comm, evaluator.source, evaluator.chunk_rows
@@ -117,24 +109,46 @@ class _ShardedSourceValidation:
     def evaluate(self, model) -> dict:
         from ..data.stats import Moments
 
-        xp, host, outputs = model.xp, model.backend.to_host, self.source.n_outputs
-        ss_res, abs_sum, moments = xp.zeros(outputs, "float64"), xp.zeros(1, "float64"), Moments(outputs)
-        for X, Y in self.source.ordered_windows(self.chunks):
-            if self.ss_tot is None:
-                moments.update(Y)
-            for start in range(0, X.shape[0], self.chunk_rows):
-                Xc, Yc = X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
-                D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc
-                ss_res += (D * D).sum(axis=0, dtype="float64")
-                abs_sum += xp.abs(D).sum(dtype="float64")
+        outputs = self.source.n_outputs
+        moments = Moments(outputs)
+
+        def pieces():
+            for X, Y in self.source.ordered_windows(self.chunks):
+                if self.ss_tot is None:
+                    moments.update(Y)
+                for start in range(0, X.shape[0], self.chunk_rows):
+                    yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
+
+        sums = _error_sums(model, pieces(), outputs)  # the windows read (and the moments taken) before reducing
         if self.ss_tot is None:
             merged = Moments(outputs)
             for part in self.comm.allgather(moments, label="the validation target moments"):
                 merged.merge(part)
-            self.ss_tot, count = merged.m2, merged.count
-            self.n_rows = count
-        total = self.comm.sum_host(numpy.concatenate([host(ss_res), host(abs_sum)]), label="the validation sums")
-        return _metrics(total[:-1], total[-1], self.ss_tot, self.n_rows, outputs)
+            self.ss_tot, self.n_rows = merged.m2, merged.count
+        ss_res, abs_sum = _sum_over_ranks(sums, self.comm)
+        return _metrics(ss_res, abs_sum, self.ss_tot, self.n_rows, outputs)
+
+
+def _error_sums(model, pieces, outputs):
+    """This rank's (squared-error sums per output, absolute-error sum) of ``model`` over the (X, Y) device
+    ``pieces``, on the host: shaped (outputs,) and () for one model, (K, outputs) and (K,) for an ensemble,
+    whose forward pass gives (K, rows, outputs). A rank without rows has zeros."""
+    xp, host = model.xp, model.backend.to_host
+    members = (model.n_models,) if hasattr(model, "n_models") else ()
+    ss_res, abs_sum = xp.zeros((*members, outputs), "float64"), xp.zeros(members, "float64")
+    for Xc, Yc in pieces:
+        D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc  # (rows, outputs) or (K, rows, outputs)
+        ss_res += (D * D).sum(axis=-2, dtype="float64")
+        abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
+    return host(ss_res), host(abs_sum)
+
+
+def _sum_over_ranks(sums, comm):
+    """(ss_res, abs_sum) of :func:`_error_sums` added over the ranks (on rank 0, then broadcast), in one
+    small all-reduce; the same shapes back."""
+    ss_res, abs_sum = (numpy.asarray(a, "float64") for a in sums)
+    total = comm.sum_host(numpy.concatenate([ss_res.reshape(-1), abs_sum.reshape(-1)]), label="the validation sums")
+    return total[:ss_res.size].reshape(ss_res.shape), total[ss_res.size:].reshape(abs_sum.shape)
 
 
 def _metrics(ss_res, abs_sum, ss_tot, rows, outputs) -> dict:

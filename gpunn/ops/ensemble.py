@@ -153,7 +153,7 @@ class EnsembleOps:
         """
         self.xp.subtract(A, Y, out=dA)
         sums = self._member_sums_of_squares(dA)
-        dA *= 2.0 / A.shape[1]
+        dA *= 2.0 / max(A.shape[1], 1)  # a data-parallel rank may get an empty last batch
         if out is not None:
             out[...] = sums
             return out

@@ -110,7 +110,7 @@ class CupyEnsembleOps(EnsembleOps):
     def loss_gradient(self, A, Y, dA, out=None):
         if not self._mse_ok(A, Y, dA):
             return super().loss_gradient(A, Y, dA, out)
-        return self._mse(A, Y, dA, 2.0 / A.shape[1], out)
+        return self._mse(A, Y, dA, 2.0 / max(A.shape[1], 1), out)  # an empty data-parallel piece
 
     def squared_error(self, A, Y):
         if not self._mse_ok(A, Y):

@@ -465,10 +465,15 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
     ``gpunn.ModelCheckpoint`` writes a resumable checkpoint (``gpunn.load_checkpoint(path).resume(X, Y)``, or
-    ``resume(source)`` for a run on a source, which takes neither ``bootstrap`` nor ``distributed``);
+    ``resume(source)`` for a run on a source, which takes no ``bootstrap``);
     ReduceLROnPlateau and ModelCheckpoint(save_best_only=True) are refused (one value per epoch).
     ``distributed=True`` trains data parallel under ``mpiexec`` as :func:`gpunn.fit` does (batch_size per
-    rank; the same K members on every rank, each rank computing its piece of every batch).
+    rank; the same K members on every rank, each rank computing its piece of every global batch): on
+    arrays each rank gathers its rows of each batch, on a chunked source each rank reads only its
+    shard (the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s), and with
+    ``bootstrap=True`` each rank draws every member's global batch of its resample and trains its
+    piece of it. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
+    one-process ensemble at P x batch_size, to rounding.
     """
     epochs = positive_int(epochs, "epochs")
     with model.backend.use():
@@ -478,12 +483,13 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
             if bootstrap:
                 raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays (X, Y), "
                                  "or the source without bootstrap")
-            if distributed:
-                raise ValueError("an ensemble trains data parallel on in-memory arrays; pass arrays (X, Y), or train "
-                                 "the source in one process (distributed=False)")
             from ..data.binding import prepare_source
 
-            validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction))
+            statistics = None
+            if distributed:  # standardization statistics from each rank's own shard, as for one model
+                from ..distributed.shard import statistics_over_ranks as statistics
+            validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction,
+                                                                  statistics))
             seed, shuffle, rows = getattr(source, "seed", model.seeds[0]), getattr(source, "shuffle", False), source.rows
         else:
             X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
@@ -503,12 +509,12 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                                validation_fraction=validation_fraction or None)
         callbacks, hook, dp = order_callbacks(member_callbacks(callbacks, verbose), False), None, None
         if distributed:
-            if bootstrap:
-                raise ValueError("bootstrap=True gives each member its own rows; it is not data parallel yet")
             from ..distributed.training import DataParallel
 
+            if bootstrap:  # every rank draws each member's global batch of its resample and trains its piece
+                source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=True)
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
-                              verbose=verbose)
+                              verbose=verbose, source=source)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             source, hook, callbacks, validation = dp.source, dp.hook, dp.callbacks(callbacks), dp.validation(validation)
         elif source is None:

@@ -176,7 +176,7 @@ class Trainer:
                 self.state.reference_loss = reference_loss(xp, sum_sq, Xb, Yb)
             if graph is None:
                 if hook is not None:
-                    hook.on_gradients(trainable, Xb.shape[0])
+                    hook.on_gradients(trainable, Xb.shape[-2])  # (K, rows, n) when bootstrapped
                 optimizer.step(trainable.params, trainable.grads, lr)
             for cb in batch_callbacks:
                 cb.on_batch_end(self, batch)
