@@ -257,7 +257,7 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     assert capsys.readouterr().err == "gpunn: error: distributed training needs mpi4py\n"
 
 
-@pytest.mark.parametrize("command", [["sweep", "--rows", "100"], ["predict", "model.npz", "X.npy", "P.npy"], ["bench"]])
+@pytest.mark.parametrize("command", [["predict", "model.npz", "X.npy", "P.npy"], ["bench"]])
 def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(monkeypatch, capsys, tmp_path, command):
     from gpunn import cli
 
@@ -481,6 +481,73 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
         assert proc.returncode == 0, proc.stderr
         assert ", batch 128\n" in proc.stdout
     assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2
+
+
+def _sweep_on_two_ranks(tmp_path, *options):
+    """``mpiexec -n 2 gpunn sweep OPTIONS``, rank 0 in tmp_path and rank 1 in tmp_path/other (relative output
+    paths then land apart, and rank 1's directory stays empty unless it writes): the finished process."""
+    gpunn_cli = str(pathlib.Path(sys.executable).with_name("gpunn"))
+    (tmp_path / "other").mkdir()
+    env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    rank = ["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet", *options]
+    cmd = [_mpiexec(), "-n", "1", "-wdir", str(tmp_path), gpunn_cli, *rank,
+           ":", "-n", "1", "-wdir", str(tmp_path / "other"), gpunn_cli, *rank]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("launched by MPI with 2 processes") == 1 and proc.stdout.count("stopped early") == 1  # the table, once
+    assert list((tmp_path / "other").iterdir()) == []  # rank 1 wrote nothing
+    return proc
+
+
+def _same_table(got, expected):
+    """Two sweeps' --json members: the same ranking, validation curves equal to 1e-10 relative."""
+    assert [(m["lr"], m["seed"], m["best_epoch"]) for m in got] == [(m["lr"], m["seed"], m["best_epoch"])
+                                                                   for m in expected]
+    for a, b in zip(got, expected):
+        numpy.testing.assert_allclose(a["val_curve"], b["val_curve"], rtol=1e-10)
+
+
+@needs_mpi
+def test_gpunn_sweep_under_mpiexec_ranks_the_one_process_sweep_at_twice_the_batch_and_only_rank_0_writes(tmp_path):
+    from gpunn import cli
+
+    import gpunn
+
+    task = ["--rows", "400", "--features", "4", "--epochs", "2", "--early-stopping"]
+    _sweep_on_two_ranks(tmp_path, *task, "--batch-size", "16", "--json", "s.json", "--csv", "s.csv",
+                        "--plot", "s.png", "--save-best", "best.npz", "--save", "saved")
+    assert cli.main(["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet",
+                     *task, "--batch-size", "32", "--json", str(tmp_path / "one.json")]) == 0
+    read = [json.loads((tmp_path / name).read_text())["members"] for name in ("s.json", "one.json")]
+    _same_table(*read)
+    assert (tmp_path / "s.csv").exists() and (tmp_path / "s.png").exists()
+    assert isinstance(gpunn.load(tmp_path / "best.npz", device="cpu"), gpunn.MLP)
+    ckpt = gpunn.load_checkpoint(tmp_path / "saved" / "ensemble-0.npz", device="cpu")
+    assert (ckpt.settings.ranks, ckpt.settings.batch_size) == (2, 16)
+
+
+@needs_mpi
+def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_one_process(tmp_path, monkeypatch):
+    # each rank reads its shard: the one-process order is the two shards' (ShardedSource(source, 2)) at 2b
+    from gpunn import cli
+    from gpunn.cli import data as data_cli
+    from gpunn.distributed.shard import ShardedSource
+
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((600, 4))
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X @ [[1.0], [2.0], [-1.0], [0.5]] + 0.1 * rng.standard_normal((600, 1)))
+    data = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize", "--seeds", "2",
+            "--max-members", "2"]  # two ensembles: rank 0's split broadcast
+    _sweep_on_two_ranks(tmp_path, *data, "--epochs", "1", "--batch-size", "8", "--save", "saved")
+    # the 2-rank sweep resumed in one process, at the global batch: as the one process reading the two shards
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sweep", "--resume", "saved", "--epochs", "2", "--quiet", "--json", "resumed.json"]) == 0
+    make_source = data_cli.make_source
+    monkeypatch.setattr(data_cli, "make_source", lambda *a: (ShardedSource(make_source(*a)[0], 2), "2 shards"))
+    assert cli.main(["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet",
+                     *data, "--epochs", "2", "--batch-size", "16", "--json", "one.json"]) == 0
+    _same_table(*[json.loads((tmp_path / name).read_text())["members"] for name in ("resumed.json", "one.json")])
 
 
 @needs_mpi

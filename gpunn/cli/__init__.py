@@ -128,24 +128,27 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _in_launched_train(argv) -> bool:
-    """``gpunn train`` started by an MPI launcher with several processes: a data-parallel run."""
+DATA_PARALLEL = ("train", "sweep")  # the commands that train data parallel under an MPI launcher
+
+
+def _in_launched_run(argv) -> bool:
+    """``gpunn train`` or ``gpunn sweep`` started by an MPI launcher with several processes: a data-parallel run."""
     from ..distributed import launched_size
 
-    return launched_size() > 1 and _command(argv) == "train"
+    return launched_size() > 1 and _command(argv) in DATA_PARALLEL
 
 
 def _check_launch(command: str) -> None:
-    """Only ``gpunn train`` is data parallel: another command started by an MPI launcher with several
-    processes would run whole in each of them, every one writing the same files."""
+    """Only ``gpunn train`` and ``gpunn sweep`` are data parallel: another command started by an MPI launcher
+    with several processes would run whole in each of them, every one writing the same files."""
     from ..distributed import launched_rank, launched_size
 
-    if command in ("sweep", "predict", "bench") and launched_size() > 1:
+    if command in ("predict", "bench") and launched_size() > 1:
         if launched_rank() != 0:  # rank 0 says why, once
             raise SystemExit(2)
         raise ValueError(f"gpunn {command} runs in one process, and an MPI launcher started {launched_size()}: "
                          f"each would run all of it and write the same files. Run it without mpiexec (only gpunn "
-                         "train trains data parallel, mpiexec -n P gpunn train ...)")
+                         "train and gpunn sweep train data parallel: mpiexec -n P gpunn train ...)")
 
 
 def _with_rank(text: str) -> str:
@@ -155,10 +158,10 @@ def _with_rank(text: str) -> str:
 
 
 def _failed(status: int, text: str, argv) -> int:
-    """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` the line names this
+    """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` (or sweep) the line names this
     process's rank, and the whole job ends here (MPI_Abort): the other ranks may be waiting for this one in
     MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status."""
-    if not _in_launched_train(argv):
+    if not _in_launched_run(argv):
         print(text, file=sys.stderr, flush=True)
         return status
     from ..distributed.comm import end_launched_job
@@ -210,11 +213,11 @@ def _silence_stdout() -> None:
 def _main(argv) -> int:
     debug = debug_requested(argv)
     warnings.showwarning = _show_note
-    if _in_launched_train(argv):  # a rank that fails inside the fit says so in the same one line, and aborts
+    if _in_launched_run(argv):  # a rank that fails inside the fit says so in the same one line, and aborts
         from ..distributed.comm import report_failures_with
 
         def report(exc):
-            status, text = _describe(exc, debug)
+            status, text = _describe(exc, debug, _command(argv))
             return status, _with_rank(text)
 
         report_failures_with(report)

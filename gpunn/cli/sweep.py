@@ -16,7 +16,7 @@ from . import data as data_cli
 from .common import (STDOUT_OPTIONS, add_debug, csv_text, dtype, is_stdout, json_text, non_negative, positive,
                      write_output)
 from .data import feature_count_or_names
-from .train import MIN_ROWS, _check_plot_available, _hidden_sizes, optimizer_of
+from .train import MIN_ROWS, _check_plot_available, _hidden_sizes, _launch, ignore_late_interrupts, optimizer_of
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 
@@ -54,7 +54,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "them by validation MSE. The data are a synthetic task or your own file (--data, "
                                    "read chunk by chunk as gpunn train reads it, 10% of the chunks held out). A grid "
                                    "larger than the device's memory (or --max-members) is split into ensembles that "
-                                   "fit.")
+                                   "fit. Launched by mpiexec with P > 1 processes it trains data parallel, as gpunn "
+                                   "train does: --batch-size is then per rank (the table is the one-process sweep's "
+                                   "at P x --batch-size), each rank reads its shard of --data, and rank 0 alone "
+                                   "prints and writes.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
                    help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=[0.0],
@@ -73,7 +76,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
     s.add_argument("--no-bias", action="store_true", help="bias-free layers")
     s.add_argument("--epochs", type=positive(int), default=10, help="(default: %(default)s)")
-    s.add_argument("--batch-size", type=positive(int), default=128, help="(default: %(default)s)")
+    s.add_argument("--batch-size", type=positive(int), default=128,
+                   help="rows per step; per rank under mpiexec (default: %(default)s)")
     s.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="(default: %(default)s)")
     s.add_argument("--schedule", choices=SCHEDULES, default="constant", help="(default: %(default)s)")
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
@@ -235,9 +239,9 @@ def plot_curves(rows, path) -> None:
     plt.close(fig)
 
 
-def _resume_group(path, save_to, group, g, args, backend, train, validation, record):
+def _resume_group(path, save_to, group, g, args, backend, train, validation, record, distributed=False):
     """Ensemble g of a saved sweep, continued from its checkpoint ``path`` to --epochs (a finished one trains
-    no further), checkpointing to ``save_to``: (the ensemble, its history)."""
+    no further), checkpointing to ``save_to``, data parallel under mpiexec: (the ensemble, its history)."""
     from .. import checkpoint
 
     ckpt = checkpoint.load_checkpoint(path, device=backend)
@@ -252,8 +256,22 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     more = f" and {batches} batch{'es' if batches != 1 else ''} of epoch {ckpt.epoch + 1}" if batches else ""
     print(f"ensemble {g}: {ckpt.epoch} of {args.epochs} epochs{more} were done ({path})", flush=True)
     history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
-                          checkpoint=save_to, callbacks=[record])
+                          checkpoint=save_to, callbacks=[record], distributed=distributed)
     return ckpt.model, history
+
+
+def _batch_size(args, meta, distributed) -> int:
+    """The (per-rank) batch of the ensembles this run starts: --batch-size, or, resuming, the saved sweep's
+    global batch split over this run's ranks (a sweep started under mpiexec -n 2 and resumed in one process
+    trains its remaining ensembles at twice the per-rank batch, as its started ones resume)."""
+    if meta is None:
+        return args.batch_size
+    from ..training.state import FitSettings
+    from ..distributed.training import per_rank_batch_on_resume
+    from .train import _ranks
+
+    return per_rank_batch_on_resume(f"--resume {args.resume}", FitSettings.from_dict(meta["training"]["settings"]),
+                                    _ranks() if distributed else 1)
 
 
 def _check_outputs(args):
@@ -283,11 +301,16 @@ def run(args) -> int:
     if not args.data and isinstance(args.features, list):
         raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
-    _check_outputs(args)
-    _check_plot_available(args.plot)
-    save_dir = _check_save_dir(args)
-    backend = _backend.resolve(args.device)
+    distributed, root, device = _launch(args.device)
+    if root:  # the one process that writes (under mpiexec, the other ranks print nothing and write nothing)
+        _check_outputs(args)
+        _check_plot_available(args.plot)
+        save_dir = _check_save_dir(args)
+    else:
+        save_dir = args.save or args.resume
+    backend = _backend.resolve(device)
     meta = checkpoint.read(first_checkpoint(args.resume))[0] if args.resume else None
+    batch_size = _batch_size(args, meta, distributed)
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
         source, chosen = data_cli.make_source(args, backend, saved)
@@ -314,6 +337,10 @@ def run(args) -> int:
         per, why = int(resume.saved_options(meta)[resume.GROUP_KEY]), "as the sweep being resumed was split"
     else:
         per, why = members_per_ensemble(args, backend, sizes, n_val, len(settings))
+        if distributed:  # every rank splits the grid as rank 0 does, whatever memory each has free
+            from ..distributed import world
+
+            per, why = world().bcast_object((per, why), label="the sweep's split")
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
           f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
@@ -333,7 +360,8 @@ def run(args) -> int:
         offset = g * per
         try:
             if saved and os.path.exists(saved):
-                ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record)
+                ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,
+                                             distributed)
             else:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
@@ -343,11 +371,11 @@ def run(args) -> int:
                              if args.early_stopping else [])
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
-                history = ens.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
+                history = ens.fit(*train, epochs=args.epochs, batch_size=batch_size,
                                   optimizer=optimizer, lr=[s["lr"] for s in group],
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
                                   **({} if args.data else {"seed": args.seed}), validation_data=validation,
-                                  callbacks=callbacks, verbose=not args.quiet)
+                                  callbacks=callbacks, verbose=not args.quiet, distributed=distributed)
         except TrainingDiverged as exc:  # every member of this ensemble diverged: in one ensemble of the whole
             all_diverged = exc           # grid they would be frozen and listed as diverged, and so they are here
             print(f"ensemble {g}: every member diverged; they are ranked last", flush=True)
@@ -368,6 +396,10 @@ def run(args) -> int:
             break
     if all_diverged is not None and all(r["diverged"] for r in rows):
         raise all_diverged  # as one ensemble of the whole grid fails when every member diverged
+    if distributed and interrupted:
+        ignore_late_interrupts()
+    if not root:  # every rank holds the same table (rank 0's epoch logs); rank 0 alone prints and writes it
+        return 130 if interrupted else 0
     # diverged members last (their weights are frozen where they diverged), the others by validation MSE
     rows.sort(key=lambda r: (r["diverged"], r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
     print()

@@ -211,6 +211,17 @@ def _launch(device):
     return True, root, local_device(device) if device in ("auto", "cuda") else device
 
 
+def ignore_late_interrupts():
+    """After a data-parallel run stopped on Ctrl-C: mpiexec hands Ctrl-C to each rank in turn, and this rank's
+    may still be on its way after the ranks agreed to stop on another's; it would end the job (MPI_Abort)
+    while rank 0 writes the outputs. From here Ctrl-C (and SIGTERM, which the launcher forwards to each rank
+    alike) is ignored; mpiexec's second Ctrl-C still ends the job at once."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _check_outputs(args):
     """Every output path of a train run, checked before anything is generated or trained."""
     from .. import preflight
@@ -360,13 +371,7 @@ def run(args) -> int:
                                 schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
     if distributed and history.interrupted:
-        # mpiexec hands Ctrl-C to each rank in turn: this rank's may still be on its way after the ranks
-        # agreed to stop on another's, and would end the job (MPI_Abort) while rank 0 writes the outputs.
-        # From here a Ctrl-C is ignored; mpiexec's second Ctrl-C still ends the job at once
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher forwards a SIGTERM to each rank alike
+        ignore_late_interrupts()
     if save_path and root and os.path.exists(save_path):
         # written once the run has a checkpoint: a run that fails validation rewrites nothing
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
