@@ -1,10 +1,11 @@
-"""Data-parallel throughput on the CPU: ``mpiexec -n P python bench/dist_bench.py CONFIG BATCH [STEPS]``;
+"""Data-parallel throughput on the CPU: ``mpiexec -n P python bench/dist_bench.py CONFIG BATCH [STEPS [source]]``;
 ``mpiexec -n P python bench/dist_bench.py allreduce`` times the MPI all-reduce alone, and
 ``mpiexec -n P python bench/dist_bench.py overlap`` whether it can hide behind compute (see overlap()).
 
-CONFIG is a ``gpunn bench`` configuration (medium, wide, ...); BATCH the per-rank batch; an epoch has
-STEPS steps (default 60) of P x BATCH rows. Run without mpiexec (P = 1) it trains the plain loop (no
-hook): the baseline. Each step is timed on its own (the CPU path is synchronous), and so is each
+CONFIG is a ``gpunn bench`` configuration (medium, wide, ...; ``small-x16``: a gpunn.Ensemble of 16 small
+nets); BATCH the per-rank batch; an epoch has STEPS steps (default 60) of P x BATCH rows, from in-memory
+arrays, or with ``source`` from a ``gpunn.data.synthetic`` teacher stream (each rank generating its
+shard). Run without mpiexec (P = 1) it trains the plain loop (no hook): the baseline. Each step is timed on its own (the CPU path is synchronous), and so is each
 gradient all-reduce (including any wait for the slower rank); rank 0 prints one JSON line with the
 minimum and the median of both over 3 epochs after a warm-up epoch, and the CPU seconds all ranks
 spent (samples per CPU-second). On a shared machine the minimum step and the samples per CPU-second
@@ -22,15 +23,23 @@ import numpy
 
 def main():
     import gpunn
-    from gpunn.bench.configs import CONFIGS
+    import gpunn.data
+    from gpunn.bench.configs import parse_config
     from gpunn.distributed import launched_rank, launched_size
 
     name, batch = sys.argv[1], int(sys.argv[2])
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 60
-    config = CONFIGS[name]
+    streamed = len(sys.argv) > 4 and sys.argv[4] == "source"
+    config = parse_config(name)
     ranks = launched_size()
     rows = steps * batch * ranks
-    X, Y = gpunn.datasets.make("teacher", rows, config.inputs, config.outputs, device="cpu", seed=0)
+
+    def data(n):  # (X, Y), or the stream of the same task as a source
+        if streamed:
+            return (gpunn.data.synthetic("teacher", rows=n, n_features=config.inputs, n_outputs=config.outputs,
+                                         seed=0, device="cpu"),)
+        X, Y = gpunn.datasets.make("teacher", n, config.inputs, config.outputs, device="cpu", seed=0)
+        return X, Y
 
     class StepTimes(gpunn.Callback):
         def __init__(self):
@@ -59,11 +68,14 @@ def main():
             self.t = time.perf_counter()  # leave the epoch-end work out of the next step
 
     probe = StepTimes()
-    model = gpunn.MLP(config.sizes, device="cpu", seed=0)
+    if config.members > 1:
+        model = gpunn.Ensemble(config.sizes, config.members, device="cpu", seed=0)
+    else:
+        model = gpunn.MLP(config.sizes, device="cpu", seed=0)
     kw = dict(batch_size=batch, verbose=False, callbacks=[probe], distributed=ranks > 1)
-    model.fit(X[:batch * ranks * 5], Y[:batch * ranks * 5], epochs=1, **kw)  # warm-up: JIT, workspaces
+    model.fit(*data(batch * ranks * 5), epochs=1, **kw)  # warm-up: JIT, workspaces
     cpu0 = time.process_time()
-    history = model.fit(X, Y, epochs=3, **kw)
+    history = model.fit(*data(rows), epochs=3, **kw)
     cpu = time.process_time() - cpu0  # this process's CPU seconds, every thread (BLAS's spinning ones too)
     if ranks > 1:
         from gpunn.distributed import world
@@ -71,14 +83,15 @@ def main():
         cpu = float(sum(world().allgather(cpu)))
     step = numpy.array(probe.steps)
     ar = numpy.array(probe.allreduce) if probe.allreduce else numpy.zeros(1)
-    result = {"config": name, "ranks": ranks, "batch_per_rank": batch, "global_batch": batch * ranks,
+    result = {"config": name, "data": "source" if streamed else "arrays", "ranks": ranks, "batch_per_rank": batch,
+              "global_batch": batch * ranks,
               "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "GPUNN_CPU_THREADS")},
               "step_ms_min": step.min() * 1e3, "step_ms_median": float(numpy.median(step)) * 1e3,
-              "samples_per_s_at_min": batch * ranks / step.min(),
+              "samples_per_s_at_min": batch * ranks / step.min(),  # rows; times the members for an ensemble's
               "samples_per_s_epoch_median": float(numpy.median(history["samples_per_s"])),
               "allreduce_ms_min": ar.min() * 1e3, "allreduce_ms_median": float(numpy.median(ar)) * 1e3,
               "cpu_s": round(cpu, 3), "samples_per_cpu_s": 3 * rows / cpu if cpu else None,
-              "params": model.n_parameters, "load": round(os.getloadavg()[0], 1)}
+              "members": config.members, "params": model.params.size, "load": round(os.getloadavg()[0], 1)}
     if launched_rank() == 0:
         print(json.dumps(result), flush=True)
 
