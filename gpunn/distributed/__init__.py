@@ -1,4 +1,5 @@
-"""Data-parallel training: ``mpiexec -n P python script.py`` with ``model.fit(..., distributed=True)``.
+"""Data-parallel training: ``mpiexec -n P python script.py`` with ``model.fit(..., distributed=True)`` (an
+MLP or a gpunn.Ensemble; ``mpiexec -n P gpunn train`` and ``gpunn sweep`` turn it on themselves).
 
 Every rank runs the same script on the same data; each trains its piece of every global batch
 (P x the per-rank ``batch_size`` rows; of a gpunn.data source, each rank reads only its shard:

@@ -126,7 +126,8 @@ class PieceOfEachBatch:
     Exact for any source whose batches are a pure function of (seed, epoch, batch): the ranks'
     pieces of batch i are the single process's batch i. Each rank reads (or generates) every row
     and trains on 1/size of them; for in-memory arrays :class:`ShardedArraySource` gathers only
-    its own rows.
+    its own rows. A bootstrapped ensemble's batches are (K, rows, columns) stacks, one resample per
+    member: the piece is cut from the rows axis, -2.
     """
 
     def __init__(self, source, *, rank, size, batch_size):
