@@ -455,6 +455,14 @@ def _check_members(meta, path):
     return None
 
 
+def _dtype_name(name) -> bool:
+    """Whether ``name`` is a NumPy name of a numeric dtype ("float64", "int64"...)."""
+    try:
+        return isinstance(name, str) and numpy.dtype(name).kind in "biuf"
+    except TypeError:
+        return False
+
+
 def _standardizer_members(cfg, path) -> dict:
     """The members a model's standardizer and column names need, checked: {name: shape}."""
     sizes = cfg["layer_sizes"]
@@ -466,7 +474,8 @@ def _standardizer_members(cfg, path) -> dict:
     std = cfg.get("standardizer")
     if std is None:
         return {}
-    _require(isinstance(std, dict) and isinstance(std.get("targets"), bool), path, "invalid standardizer section")
+    _require(isinstance(std, dict) and isinstance(std.get("targets"), bool) and _dtype_name(std.get("y_dtype", "f8")),
+             path, "invalid standardizer section")
     members = {"standardizer.x_mean": (sizes[0],), "standardizer.x_scale": (sizes[0],)}
     if std["targets"]:
         members.update({"standardizer.y_mean": (sizes[-1],), "standardizer.y_scale": (sizes[-1],)})

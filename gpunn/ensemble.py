@@ -226,12 +226,12 @@ class Ensemble(RawUnits):
         the population standard deviation (numpy.std's ddof=0), as scikit-learn's Gaussian
         processes return it. Rows go through in chunks of ``chunk_rows`` per member. With a
         ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
-        predictions are in the targets' units, as for one MLP.
+        predictions are in the targets' units, in the dtype one MLP returns them in (see MLP.predict).
         """
         with self.backend.use():
             scaler = self.standardizer
             X = self._as_input(X) if scaler is None else self._raw_input(X)
-            out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self.dtype)
+            out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
             for start in range(0, X.shape[0], self.chunk_rows):
                 chunk = X[start:start + self.chunk_rows] if scaler is None else self._scaled_rows(
                     X, start, start + self.chunk_rows)
@@ -246,7 +246,7 @@ class Ensemble(RawUnits):
         """Each member's mean squared error on (X, Y): a (K,) NumPy array. With a ``standardizer``, X and
         Y are in raw units and so is the error (that of ``predict``), as for ``MLP.loss``."""
         with self.backend.use():
-            Y = self._as_target(Y)
+            Y = self._raw_target(Y)
             P = self.predict(X)
             check_rows_match(P[0], Y)
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]

@@ -166,6 +166,17 @@ class RawUnits:
 
         return load(X, x_name, False), load(Y, y_name, True)
 
+    def _prediction_dtype(self):
+        """The dtype ``predict`` returns: the model's, or float64 for a float32 model whose standardized
+        targets were float64 or int64 (``Standardizer.prediction_dtype``): un-standardized in float64."""
+        scaler = self.standardizer
+        return self.dtype if scaler is None else scaler.prediction_dtype(self.dtype)
+
+    def _raw_target(self, Y, name="Y"):
+        """Targets as ``loss`` compares them with ``predict``: on the device in the predictions' dtype."""
+        return as_matrix(Y, name, self.backend, self._prediction_dtype(), allow_1d=True,
+                         n_columns=self.layer_sizes[-1])
+
     def _checked(self, X, Y, x_name="X", y_name="Y"):
         """(X, Y) checked on the device as training takes them: standardized copies for a model with a
         ``standardizer``, else the arrays converted (no copy when they already are)."""
@@ -353,14 +364,16 @@ class MLP(RawUnits):
         return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
     def predict(self, X):
-        """A[L] for the rows of X, on the model's device (a NumPy array on CPU).
+        """A[L] for the rows of X, on the model's device (a NumPy array on CPU), in the model's dtype.
 
         With a ``standardizer`` (training with standardize=True), X is taken in raw units and the
-        predictions are returned in the targets' units."""
+        predictions are returned in the targets' units: in float64 when those targets were float64
+        or int64 for a float32 model, un-standardized in float64 (float32 would hold a prediction
+        near 1e9 only to a multiple of 64)."""
         with self.backend.use():
             scaler = self.standardizer
             X = self._as_input(X) if scaler is None else self._raw_input(X)
-            out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self.dtype)
+            out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
                 chunk = (X[start:start + PREDICT_CHUNK_ROWS] if scaler is None
                          else self._scaled_rows(X, start, start + PREDICT_CHUNK_ROWS))
@@ -374,7 +387,7 @@ class MLP(RawUnits):
         and so is the error (that of ``predict``, in the targets' units; training's loss is in standardized
         units: see :meth:`loss_and_gradients`)."""
         with self.backend.use():
-            Y = self._as_target(Y)
+            Y = self._raw_target(Y)
             A = self.predict(X)
             check_rows_match(A, Y)
             return float(self.ops.squared_error(A, Y)) / A.shape[0]

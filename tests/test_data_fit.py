@@ -131,6 +131,85 @@ def test_a_standardized_model_takes_raw_float64_arrays_everywhere(timestamps):
     numpy.testing.assert_array_equal(X, X_before)
 
 
+@pytest.fixture
+def near_a_billion(tmp_path):
+    """float64 targets around 1e9 with a spread of a few thousand: float32 holds them to 64."""
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((2000, 3))
+    Y = 1e9 + 1000 * (X @ numpy.array([[1.0], [-2.0], [0.5]]))
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+    return tmp_path / "x.npy", tmp_path / "y.npy", X, Y
+
+
+def test_predictions_of_float64_targets_are_unstandardized_in_float64(near_a_billion, tmp_path, device):
+    """A float32 model trained on standardized float64 targets predicts in float64, un-standardized in
+    float64: in float32 every prediction near 1e9 came back as a multiple of 64, whatever the model had
+    learned. Its loss, an ensemble, a member, a saved model and predict_file agree; float32 targets
+    still predict float32."""
+    from gpunn.data.files import predict_file
+
+    x, y, X, Y = near_a_billion
+    model = gpunn.MLP([3, 1], device=device, seed=0)
+    model.fit(data.npy(x, y, chunk_rows=500, standardize=True), epochs=2, batch_size=64, lr=1e-2, verbose=False)
+    s = model.standardizer
+    plain = gpunn.MLP([3, 1], device=device)  # the same network without the statistics, on standardized rows
+    plain.params[...] = model.params
+    expected = host(plain.predict(exact_standardized(X, s.x_mean, s.x_scale))).astype("float64") * s.y_scale + s.y_mean
+    P = host(model.predict(X))
+    assert P.dtype == numpy.float64
+    numpy.testing.assert_allclose(P, expected, rtol=1e-15)
+    assert numpy.count_nonzero(P % 64) > 1000  # not float32's grid at 1e9
+    assert model.loss(X, Y) == pytest.approx(((expected - Y) ** 2).mean(), rel=1e-9)
+    gpunn.save(tmp_path / "m.npz", model)
+    numpy.testing.assert_array_equal(host(gpunn.load(tmp_path / "m.npz", device=device).predict(X)), P)
+    assert predict_file(model, x, tmp_path / "p.npy", chunk_rows=700) == 2000
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), P)
+    ens = gpunn.Ensemble([3, 1], 2, device=device, seed=0)
+    ens.fit(data.npy(x, y, chunk_rows=500, standardize=True), epochs=1, batch_size=64, lr=1e-2, verbose=False)
+    PE = host(ens.predict(X))
+    assert PE.dtype == numpy.float64 and numpy.count_nonzero(PE % 64) > 1000
+    numpy.testing.assert_array_equal(host(ens[1].predict(X)), PE[1])
+    numpy.save(tmp_path / "x32.npy", X.astype("float32"))  # both float32: standardized in float32, as before
+    numpy.save(tmp_path / "y32.npy", Y.astype("float32"))
+    narrow = gpunn.MLP([3, 1], device=device, seed=0)
+    narrow.fit(data.npy(tmp_path / "x32.npy", tmp_path / "y32.npy", chunk_rows=500, standardize=True), epochs=1,
+               verbose=False)
+    assert host(narrow.predict(X)).dtype == numpy.float32
+
+
+def test_gpunn_predict_writes_float64_predictions_for_float64_targets(near_a_billion, tmp_path, capsys):
+    """gpunn predict answers as model.predict: float64 for a model trained with --standardize on float64
+    targets, read whole or streamed; a checkpoint from before the targets' dtype was recorded predicts
+    in the model's dtype, as it did."""
+    from gpunn.cli import main
+
+    x, y, X, _ = near_a_billion
+    save = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(x), "--targets", str(y), "--standardize", "--hidden", "8", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--save", save]) == 0
+    expected = host(gpunn.load(save, device="cpu").predict(X))
+    assert expected.dtype == numpy.float64
+    for out in ("p.npy", "p.csv", "p.parquet"):
+        if out.endswith("parquet") and not _have("pyarrow"):
+            continue
+        assert main(["predict", save, str(x), str(tmp_path / out), "--device", "cpu"]) == 0
+        assert "predictions (float64)" in capsys.readouterr().out
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
+    numpy.testing.assert_array_equal(numpy.loadtxt(tmp_path / "p.csv", delimiter=",", ndmin=2), expected)
+    from gpunn.data.stats import Standardizer
+
+    old = Standardizer.from_state({"targets": True}, {k: numpy.zeros(1) for k in ("x_mean", "x_scale", "y_mean",
+                                                                                    "y_scale")})
+    assert old.prediction_dtype("float32") == numpy.float32 and old.prediction_dtype("float64") == numpy.float64
+
+
+def _have(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def test_a_standardized_model_fitted_again_on_a_source_keeps_its_statistics(timestamps, tmp_path):
     """A later fit on a source, made with standardize or not, scales its rows by the model's statistics,
     as fit(X, Y) scales arrays: the source's own (none, or new ones) would retrain the weights in other units."""

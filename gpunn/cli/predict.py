@@ -21,7 +21,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "order and among others, and the outputs named after its "
                                    "targets. An .npy file and a CSV file without a header row are read by "
                                    "position. A model trained with --standardize takes raw inputs and predicts "
-                                   "in the targets' units.")
+                                   "in the targets' units (in float64 when its targets were standardized in "
+                                   "float64: float64 or int64 values, CSV and Parquet columns, for a float32 "
+                                   "model).")
     p.add_argument("model", help="checkpoint .npz")
     p.add_argument("input", help=".npy array (read without pickle), CSV file of inputs, or Parquet file/directory")
     p.add_argument("output", help="file to write: .npy, .csv or .parquet")
@@ -56,7 +58,7 @@ def run(args) -> int:
 
         features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
         rows = predict_file(model, args.input, args.output, features=features)
-        print(f"{args.output}: {rows} x {model.layer_sizes[-1]} predictions ({model.dtype.name}) from "
+        print(f"{args.output}: {rows} x {model.layer_sizes[-1]} predictions ({model._prediction_dtype().name}) from "
               f"{args.model} on {model.device}, streamed")
         return 0
     X = preflight.read_matrix(args.input, "IN")
@@ -69,7 +71,7 @@ def run(args) -> int:
         io.atomic_write(args.output, lambda fh: numpy.savetxt(fh, P, delimiter=",", fmt=fmt))
     else:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
-    print(f"{args.output}: {P.shape[0]} x {P.shape[1]} predictions ({model.dtype.name}) from {args.model} "
+    print(f"{args.output}: {P.shape[0]} x {P.shape[1]} predictions ({P.dtype.name}) from {args.model} "
           f"on {model.device}")
     return 0
 

@@ -210,9 +210,9 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     features = features or columns.get("features")
     _, chunks = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
     kind = file_format(out_path)
-    n_out = model.layer_sizes[-1]
-    writer = (NpyWriter(out_path, n_out, model.dtype) if kind == "npy"
-              else TableWriter(out_path, n_out, model.dtype, columns.get("targets"), kind))
+    n_out, dtype = model.layer_sizes[-1], model._prediction_dtype()  # the dtype predict returns
+    writer = (NpyWriter(out_path, n_out, dtype) if kind == "npy"
+              else TableWriter(out_path, n_out, dtype, columns.get("targets"), kind))
     rows = 0
     try:
         for X in chunks:

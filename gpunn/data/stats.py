@@ -19,19 +19,26 @@ from ..backend import backend_of
 
 
 class Moments:
-    """Count, mean and M2 (sum of squared deviations) per column, merged chunk by chunk."""
+    """Count, mean and M2 (sum of squared deviations) per column, merged chunk by chunk; ``dtype`` is
+    that of the values seen (the widest, when chunks differ), None before the first."""
 
     def __init__(self, n_columns: int):
         self.count = 0
         self.shift = None  # the first row seen: statistics are kept for (data - shift)
         self._mean = numpy.zeros(n_columns)
         self.m2 = numpy.zeros(n_columns)
+        self.dtype = None
+
+    def _saw(self, dtype):
+        if dtype is not None:
+            self.dtype = numpy.dtype(dtype) if self.dtype is None else numpy.promote_types(self.dtype, dtype)
 
     def update(self, chunk) -> "Moments":
         """Merge a (rows x columns) chunk, on any device; reads back two small vectors."""
         n = int(chunk.shape[0])
         if n == 0:
             return self
+        self._saw(chunk.dtype)
         backend = backend_of(chunk)
         xp, to_host = backend.xp, backend.to_host
         if self.shift is None:
@@ -54,6 +61,7 @@ class Moments:
     def merge(self, other: "Moments") -> "Moments":
         if other.count == 0:
             return self
+        self._saw(other.dtype)
         if self.shift is None:
             self.shift = other.shift
         return self._merge(other.count, other._mean + (other.shift - self.shift), other.m2)
@@ -105,12 +113,17 @@ class Standardizer:
 
     A column with zero spread gets scale 1 (it is only centred). The statistics are float64 on
     the host; ``to_device`` casts them for the model's dtype and device once.
+
+    ``y_dtype`` is the dtype the targets were standardized in (recorded by ``from_moments``; None
+    when unknown): a model's predictions come back in ``prediction_dtype``, float64 when these
+    targets were wider than the model's dtype.
     """
 
-    def __init__(self, x_mean, x_scale, y_mean=None, y_scale=None):
+    def __init__(self, x_mean, x_scale, y_mean=None, y_scale=None, y_dtype=None):
         self.x_mean, self.x_scale = numpy.asarray(x_mean, "float64"), numpy.asarray(x_scale, "float64")
         self.y_mean = None if y_mean is None else numpy.asarray(y_mean, "float64")
         self.y_scale = None if y_scale is None else numpy.asarray(y_scale, "float64")
+        self.y_dtype = None if y_dtype is None or y_mean is None else numpy.dtype(y_dtype)
         self._device = {}
 
     @classmethod
@@ -119,7 +132,9 @@ class Standardizer:
             s = m.std
             return numpy.where(s > 0, s, 1.0)
 
-        return cls(x.mean, scale(x), None if y is None else y.mean, None if y is None else scale(y))
+        if y is None:
+            return cls(x.mean, scale(x))
+        return cls(x.mean, scale(x), y.mean, scale(y), y.dtype)
 
     @classmethod
     def from_pieces(cls, pieces, n_features, n_outputs, targets=True) -> "Standardizer":
@@ -130,6 +145,15 @@ class Standardizer:
     @property
     def scales_targets(self) -> bool:
         return self.y_mean is not None
+
+    def prediction_dtype(self, dtype):
+        """The dtype a model of ``dtype`` returns predictions in: float64 when its targets were
+        standardized in float64 for a float32 model (given as float64 or int64:
+        ``standardizing_dtype``), so that un-standardizing runs in float64 too (in float32, a
+        target near 1e9 comes back to a multiple of 64 whatever the model learned); else ``dtype``."""
+        if self.y_dtype is None:
+            return numpy.dtype(dtype)
+        return standardizing_dtype(self.y_dtype, dtype)
 
     def _on(self, xp, dtype):
         key = (xp.__name__, numpy.dtype(dtype).str)
@@ -181,12 +205,16 @@ class Standardizer:
     # ---- checkpoints: a JSON-able dict and host arrays -----------------------------------
     def state(self) -> tuple[dict, dict]:
         arrays = {"x_mean": self.x_mean, "x_scale": self.x_scale}
+        meta = {"targets": self.y_mean is not None}
         if self.y_mean is not None:
             arrays.update(y_mean=self.y_mean, y_scale=self.y_scale)
-        return {"targets": self.y_mean is not None}, arrays
+            if self.y_dtype is not None:
+                meta["y_dtype"] = self.y_dtype.name
+        return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict) -> "Standardizer":
+        """From ``state()``; a checkpoint written before ``y_dtype`` was recorded predicts in the model's dtype."""
         if meta.get("targets"):
-            return cls(arrays["x_mean"], arrays["x_scale"], arrays["y_mean"], arrays["y_scale"])
+            return cls(arrays["x_mean"], arrays["x_scale"], arrays["y_mean"], arrays["y_scale"], meta.get("y_dtype"))
         return cls(arrays["x_mean"], arrays["x_scale"])
