@@ -347,6 +347,19 @@ def test_readme_command_line_lists_every_option_of_every_command():
         assert not missing, f"README's gpunn {name} usage lacks {sorted(missing)}"
 
 
+
+def test_bench_peers_are_named_in_its_help_and_readme():
+    """--peers accepted the ensemble peers (sequential, torch-vmap, torch-loop), which neither its help nor
+    README's synopsis named."""
+    from gpunn import bench
+
+    action = next(a for a in cli.build_parser().commands["bench"]._actions if "--peers" in a.option_strings)
+    block = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("```", 2)[1]
+    synopsis = " ".join(block.split("gpunn bench", 1)[1].split("gpunn sweep", 1)[0].split())
+    for peer in bench.PEERS + bench.ENSEMBLE_PEERS:
+        assert peer in action.help, peer
+        assert peer in synopsis.split("--peers", 1)[1].split("--repeats")[0], peer
+
 def test_resume_names_a_flag_the_run_never_had_as_a_flag(tmp_path, capsys):
     run = str(tmp_path / "run.npz")
     assert cli.main(["train", *TINY, "--save", run]) == 0

@@ -25,8 +25,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--device", default="all", help="all (cpu, plus cuda when CuPy sees a device), cpu, cuda or cuda:N "
                                                    "(default: %(default)s)")
     b.add_argument("--peers", default="naive,torch,sklearn",
-                   help="comma-separated peers to run: naive, torch, torch-bf16 (PyTorch with bfloat16 autocast; "
-                        "GPU only), sklearn, or none (default: %(default)s)")
+                   help="comma-separated peers to run: for single networks naive, torch, torch-bf16 (PyTorch with "
+                        "bfloat16 autocast; GPU only), sklearn; for ensembles (--ensemble, NAME-xK) sequential, "
+                        "torch-vmap, torch-loop; or none (default: %(default)s, or all three ensemble peers when "
+                        "every configuration is an ensemble)")
     b.add_argument("--repeats", type=positive(int), default=None,
                    help="timed repeats per implementation (default: 5; 2 with --quick)")
     b.add_argument("--seconds", type=positive(float), default=None,
