@@ -236,6 +236,13 @@ def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stoppi
     assert "--early-stopping watches the held-out rows, and this run has none" in capsys.readouterr().err
 
 
+def test_a_stream_of_one_whole_chunk_and_a_few_rows_holds_nothing_out(capsys):
+    """--rows 65537 --stream on held out one of its two chunks, the whole one: 1 training row and 65,536
+    validation rows, while a run of 65,536 rows said that a stream holds out nothing under 131,072."""
+    assert main(["train", "--rows", "65537", "--features", "2", "--stream", "on", *SMALL]) == 0
+    assert "65,537 training rows, 0 validation rows (a stream holds out whole chunks" in capsys.readouterr().out
+
+
 def test_held_out_metrics_of_a_standardized_run_say_they_are_in_standardized_units(pair, capsys):
     tmp_path, _, _ = pair
     files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]

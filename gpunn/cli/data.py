@@ -112,7 +112,7 @@ def make_source(args, backend, ckpt=None):
         room = "" if free is None else f", {free / 2**30:.1f} GiB free"
         return None, f"data: {args.rows:,} rows materialized on {backend.device} ({need / 2**30:.2f} GiB{room})"
     source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, **common)
-    _hold_out(source)
+    _hold_out(source, stream_rows=args.rows, ckpt=ckpt)
     why = "--stream on" if args.stream == "on" else (f"{need / 2**30:.1f} GiB would not fit comfortably in "
                                                       f"{free / 2**30:.1f} GiB free")
     held = ("whole chunks" if source.validation_rows else
@@ -168,9 +168,20 @@ def _saved_cut(ckpt) -> dict:
     return {k: saved[k] for k in ("chunk_rows", "block_size") if isinstance(saved.get(k), int)}
 
 
-def _hold_out(source):
-    if len(source.chunk_sizes) >= 2:
-        source.hold_out(VALIDATION_FRACTION)
+def _hold_out(source, stream_rows=None, ckpt=None):
+    """10% of the chunks for validation. A synthetic stream's chunks are datasets.make's 65,536 rows, its
+    last one partial: it holds out only from two whole chunks on, as its data line says (from 65,537 rows
+    it held out one of two chunks, leaving 1 training row of 65,537). A resumed stream holds out as it was
+    saved."""
+    saved = (ckpt.training.get("source") or {}) if ckpt else {}
+    if stream_rows is not None and "validation_fraction" in saved:
+        fraction = saved["validation_fraction"]
+    elif stream_rows is not None and stream_rows < 2 * CHUNK_ROWS:
+        fraction = None
+    else:
+        fraction = VALIDATION_FRACTION
+    if fraction and len(source.chunk_sizes) >= 2:
+        source.hold_out(fraction)
 
 
 def _target(args):
