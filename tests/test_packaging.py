@@ -64,3 +64,16 @@ def test_extras_bring_a_toolkit_and_keep_cuda_13_nvrtc_out_of_cuda12():
     assert not [d for d in extras["cuda12"] + extras["cuda13"] if d.startswith("cupy") and "[ctk]" not in d]
     assert not [d for d in extras["test"] if "nvrtc" in d or "cuda-bindings" in d]
     assert any(d.startswith("nvidia-cuda-nvrtc>=13") for d in extras["nvrtc"])
+
+
+def test_the_changelog_has_a_section_for_this_version_and_readme_links_it():
+    """Release notes for the version pyproject.toml builds, under Keep a Changelog's heading, so that a
+    version bump without its notes fails here."""
+    import re
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(version)}\] - (Unreleased|\d{{4}}-\d\d-\d\d)$", changelog, re.M), version
+    assert "### Behaviour changes" in changelog.split(f"## [{version}]", 1)[1].split("\n## [", 1)[0]
+    assert "](CHANGELOG.md)" in (ROOT / "README.md").read_text()
