@@ -13,6 +13,7 @@ import pytest
 from gpunn import ACTIVATIONS, MLP
 from gpunn.ops.cpu import PARALLEL_MIN_ELEMENTS, CpuOps, numba
 from gpunn.ops import Ops
+from torch_formulas import torch_adam, torch_sgd
 
 DTYPES = ["float32", "float64"]
 TOL = {"float32": dict(rtol=2e-6, atol=1e-6), "float64": dict(rtol=1e-13, atol=1e-14)}
@@ -88,6 +89,29 @@ def test_activation_backward_and_bias_gradient(cpu_ops, dtype, shape, act, with_
         numpy.testing.assert_allclose(db, ref_db, rtol=0, atol=4 * numpy.finfo(dtype).eps * shape[0] * numpy.abs(dz).max())
 
 
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_the_reference_backward_is_da_times_the_derivative(act):
+    """Ops.activation_backward into a separate dZ (the out-of-place form the other paths are compared
+    with) is dA * g'(z), g' taken by central differences of g, from Z and, where g' is known from A, from
+    A = g(Z) (float64)."""
+    act = ACTIVATIONS[act]
+    rng = numpy.random.default_rng(2)
+    Z, dA = rng.uniform(-3, 3, (6, 5)), rng.standard_normal((6, 5))
+    Z[numpy.abs(Z) < 1e-3] = 0.5  # away from ReLU's kink
+    h, plus, minus = 1e-6, numpy.empty_like(Z), numpy.empty_like(Z)
+    act.forward(numpy, Z + h, plus)
+    act.forward(numpy, Z - h, minus)
+    want = dA * (plus - minus) / (2 * h)
+    sources = [(Z, False)]
+    if act.grad_from_output is not None:
+        A = numpy.empty_like(Z)
+        sources.append((act.forward(numpy, Z, A), True))
+    for source, from_output in sources:
+        dZ = numpy.full_like(dA, numpy.nan)
+        Ops().activation_backward(dA, act, source, from_output, dZ)
+        numpy.testing.assert_allclose(dZ, want, rtol=1e-6, atol=1e-8, err_msg=f"from_output={from_output}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m, k, n, transpose_b", [(300, 1, 256, True), (300, 4, 256, True), (300, 4, 256, False),
                                                    (5, 3, 4, False), (64, 32, 48, True), (64, 32, 48, False)])
@@ -156,6 +180,46 @@ def test_sgd_step(cpu_ops, dtype, momentum, nesterov, weight_decay):
     cpu_ops.sgd_step(*got, 0.01, momentum, nesterov, weight_decay)
     for r, g_ in zip(ref, got):
         numpy.testing.assert_allclose(g_, r, **TOL[dtype])
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay",
+                         [(0.0, False, 0.0), (0.0, False, 0.1), (0.9, False, 0.1), (0.9, True, 0.1)])
+def test_the_reference_sgd_step_is_torchs(momentum, nesterov, weight_decay):
+    """Ops.sgd_step, which CpuOps and the kernels are compared with, is itself torch.optim.SGD's update
+    (float64, three steps so that the velocity carries over); without torch installed too."""
+    rng = numpy.random.default_rng(8)
+    w, vel = rng.standard_normal(64), numpy.zeros(64)
+    want_w, want_vel = w.copy(), numpy.zeros(64)
+    for _ in range(3):
+        g = rng.standard_normal(64)
+        Ops().sgd_step(w, g, vel, 0.05, momentum, nesterov, weight_decay)
+        want_w, want_vel = torch_sgd(want_w, g, want_vel, 0.05, momentum, weight_decay, nesterov)
+        numpy.testing.assert_allclose(w, want_w, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.1, False), (0.1, True)])
+def test_the_reference_adam_step_is_torchs(weight_decay, decoupled):
+    """Ops.adam_step is torch.optim.Adam / AdamW at steps 1, 2, 3 (bias corrections with beta1 != beta2,
+    an eps large enough to matter); and its CUDA-graph form (the step count and corrections advanced in a
+    device array by optimizer_tick) takes the same steps."""
+    rng = numpy.random.default_rng(9)
+    lr, beta1, beta2, eps = 0.01, 0.8, 0.95, 1e-3
+    w = rng.standard_normal(64)
+    m, v = numpy.zeros(64), numpy.zeros(64)
+    w_dev, m_dev, v_dev = w.copy(), m.copy(), v.copy()
+    state = numpy.array([0.0, lr, 0.0, 0.0])
+    want = (w.copy(), m.copy(), v.copy())
+    for t in (1, 2, 3):
+        g = rng.standard_normal(64)
+        Ops().adam_step(w, g, m, v, lr, beta1, beta2, eps, t, weight_decay, decoupled)
+        Ops().optimizer_tick(state, beta1, beta2)
+        Ops().adam_step_dev(w_dev, g, m_dev, v_dev, state, beta1, beta2, eps, weight_decay, decoupled)
+        want = torch_adam(*want[:1], g, *want[1:], t, lr, beta1, beta2, eps, weight_decay, decoupled)
+        for got, expected in zip((w, m, v), want):
+            numpy.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+        numpy.testing.assert_array_equal(w_dev, w)
+        # what the CUDA kernels read: the step and both bias corrections
+        numpy.testing.assert_allclose(state, [t, lr, 1 - beta1**t, 1 - beta2**t], rtol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

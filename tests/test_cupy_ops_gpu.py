@@ -7,7 +7,6 @@ CuPy or a CUDA device.
 """
 from __future__ import annotations
 
-import math
 import os
 import zlib
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from gpunn.activations import ACTIVATIONS
+from torch_formulas import torch_adam, torch_sgd
 
 try:
     import cupy
@@ -181,24 +181,6 @@ def test_bias_gradient(ops, dtype, rows, cols):
 
 # ---- optimizers ------------------------------------------------------------------------
 
-def _torch_sgd(w, g, buf, lr, mu, wd, nesterov):
-    d = g + wd * w if wd else g
-    if mu:
-        buf = mu * buf + d
-        d = d + mu * buf if nesterov else buf
-    return w - lr * d, buf
-
-
-def _torch_adam(w, g, m, v, t, lr, b1, b2, eps, wd, decoupled):
-    if decoupled:
-        w = w * (1 - lr * wd)
-    elif wd:
-        g = g + wd * w
-    m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g * g
-    return w - lr / (1 - b1**t) * m / (np.sqrt(v) / math.sqrt(1 - b2**t) + eps), m, v
-
-
 def _params(rng, n, dtype):
     w = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 1, n)).astype(dtype)
     grads = [(rng.standard_normal(n) * 10.0 ** rng.uniform(-5, 1, n)).astype(dtype) for _ in range(3)]
@@ -218,7 +200,7 @@ def test_sgd_step(ops, dtype, momentum, nesterov, wd, n):
     scale = np.abs(rw)
     for g in grads:
         ops.sgd_step(w, cupy.asarray(g), vel, lr, momentum, nesterov, wd)
-        new, rbuf = _torch_sgd(rw, g.astype(np.float64), rbuf, lr, momentum, wd, nesterov)
+        new, rbuf = torch_sgd(rw, g.astype(np.float64), rbuf, lr, momentum, wd, nesterov)
         scale, rw = scale + np.abs(new - rw), new
         _check(w, rw, dtype, "w", scale, k_rel=0, k_abs=32)
 
@@ -239,7 +221,7 @@ def test_adam_step(ops, dtype, wd, decoupled, n):
         geff = np.abs(g64) + (0 if decoupled else wd * scale)  # scale: |w| and its error
         scale_m = b1 * scale_m + (1 - b1) * geff
         scale_v = b2 * scale_v + (1 - b2) * geff**2
-        new, rm, rv = _torch_adam(rw, g64, rm, rv, t, lr, b1, b2, eps, wd, decoupled)
+        new, rm, rv = torch_adam(rw, g64, rm, rv, t, lr, b1, b2, eps, wd, decoupled)
         # The step is ill-conditioned where sqrt(v_hat) ~ eps (coupled L2 makes g + wd*w cancel
         # there): errors eps*scale_m in m and eps*sqrt(scale_v) in sqrt(v) move w by lr/bc1 times
         # (scale_m + |m| sqrt(scale_v/bc2) / denom) / denom, times eps.

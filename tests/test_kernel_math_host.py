@@ -12,7 +12,6 @@ denormals; tests/test_cupy_ops_gpu.py covers the kernels on a GPU.
 from __future__ import annotations
 
 import ctypes
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from gpunn.activations import ACTIVATIONS
+from torch_formulas import torch_adam, torch_sgd
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
@@ -188,28 +188,6 @@ def test_reference_in_float32_is_nan_free(act):
 
 
 # ---- optimizers --------------------------------------------------------------------------------
-
-def torch_sgd(w, g, buf, lr, momentum, weight_decay, nesterov):
-    """torch.optim.SGD's update (dampening 0), in float64. Returns new (w, buf)."""
-    d = g + weight_decay * w if weight_decay != 0 else g
-    if momentum != 0:
-        buf = momentum * buf + d
-        d = d + momentum * buf if nesterov else buf
-    return w - lr * d, buf
-
-
-def torch_adam(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
-    """torch.optim.Adam (coupled L2) / AdamW (decoupled) at step t, in float64."""
-    if decoupled:
-        w = w * (1 - lr * weight_decay)
-    elif weight_decay != 0:
-        g = g + weight_decay * w
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * g * g
-    bc1, bc2 = 1 - beta1**t, 1 - beta2**t
-    denom = np.sqrt(v) / math.sqrt(bc2) + eps
-    return w - lr / bc1 * m / denom, m, v
-
 
 def _random_params(rng, dtype, n=100_003):
     scale = 10.0 ** rng.uniform(-4, 1, n)
