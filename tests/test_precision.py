@@ -13,7 +13,7 @@ import pytest
 
 import gpunn
 import gpunn.model as gm
-from gpunn.ops import cublas
+from gpunn.ops import Ops, cublas
 from gpunn.ops.base import round_to_tf32
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -88,6 +88,27 @@ def test_round_to_tf32():
     assert (r[np.isfinite(r)].view(np.uint32) & 0x1FFF == 0).all()  # 13 low mantissa bits cleared
 
 
+def test_the_tf32_product_reads_both_operands_rounded_to_tf32():
+    """Ops(precision="tf32").matmul is what a TF32 tensor core computes: bits below TF32's 10-bit mantissa
+    (less than half its ulp here, so they round away) change nothing in either operand."""
+    rng = np.random.default_rng(4)
+    a0, b0 = (round_to_tf32(rng.standard_normal(shape).astype(np.float32)) for shape in ((6, 5), (5, 4)))
+    a, b = ((x.view(np.uint32) | rng.integers(1, 0x1000, x.shape, dtype=np.uint32)).view(np.float32) for x in (a0, b0))
+    assert (a != a0).all() and (b != b0).all()
+    out = np.empty((6, 4), np.float32)
+    Ops(precision="tf32").matmul(a, b, out)
+    np.testing.assert_array_equal(out, np.matmul(a0, b0))
+
+
+def test_the_bf16_bias_gradient_is_summed_in_float64():
+    """db of a bf16 dZ is summed in float64 and rounded once, as the kernel does: 2^24 + 1 + 1 + 1 - 2^24 is
+    3, where a float32 running sum loses every 1."""
+    dZ = np.array([[2.0**24], [1.0], [1.0], [1.0], [-(2.0**24)]], np.float32).astype(BF16)
+    db = np.full(1, np.nan, np.float32)
+    Ops().bias_gradient(dZ, db)
+    assert db[0] == 3.0
+
+
 # ---- the public API refuses what cannot run ------------------------------------------------------
 
 def test_cpu_refuses_tensor_core_precisions():
@@ -129,13 +150,20 @@ def test_bf16_tensors_are_the_documented_ones(emulate):
 
 
 def test_bf16_and_tf32_gradients_are_close_to_float32(emulate):
+    """Also where the backward pass reads Z (gelu: g' from the input, so Z + b is kept) and the biases
+    are not zero (they start at zero: a Z kept without its bias would not show)."""
     rng = np.random.default_rng(5)
     X = rng.standard_normal((64, 6)).astype(np.float32)
     Y = rng.standard_normal((64, 1)).astype(np.float32)
-    ref = gpunn.MLP([6, 16, 16, 1], activation="tanh", device="cpu", seed=3)
+    biases = [rng.uniform(0.5, 1.5, n).astype(np.float32) for n in (16, 16, 1)]
+    ref = gpunn.MLP([6, 16, 16, 1], activation=["gelu", "tanh"], device="cpu", seed=3)
+    for b, value in zip(ref.biases, biases):
+        b[...] = value
     loss32, dW32, db32 = ref.loss_and_gradients(X, Y)
     for precision, rel in (("tf32", 5e-3), ("bf16", 4e-2)):
-        m = gpunn.MLP([6, 16, 16, 1], activation="tanh", device="cpu", seed=3, precision=precision)
+        m = gpunn.MLP([6, 16, 16, 1], activation=["gelu", "tanh"], device="cpu", seed=3, precision=precision)
+        for b, value in zip(m.biases, biases):
+            b[...] = value
         loss, dW, db = m.loss_and_gradients(X, Y)
         assert loss == pytest.approx(loss32, rel=rel)
         for g, g32 in zip(dW + db, dW32 + db32):
@@ -164,7 +192,9 @@ def test_narrow_and_widen_are_ml_dtypes_rounding():
 
     rng = np.random.default_rng(12)
     x = rng.integers(0, 1 << 32, 1 << 18, dtype=np.uint64).astype(np.uint32).view(np.float32)
-    x = np.concatenate([x, np.array([0.0, -0.0, np.inf, -np.inf, 3.4028235e38, 1.00390625], np.float32)])
+    # 1 + 2^-8 and 1 + 3 x 2^-8 are ties between two bf16 values: to the even one, down and up
+    ties = [1.00390625, 1.01171875, -1.00390625, -1.01171875]
+    x = np.concatenate([x, np.array([0.0, -0.0, np.inf, -np.inf, 3.4028235e38, *ties], np.float32)])
     with np.errstate(invalid="ignore"):
         want = x.astype(BF16)
     for storage in (BF16, RAW_BF16):
