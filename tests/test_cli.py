@@ -331,7 +331,8 @@ def test_train_writes_its_history_as_csv_as_sweep_writes_its_table(tmp_path, cap
 
 def test_readme_command_line_lists_every_option_of_every_command():
     """README's "Command line" block names each command's options (gpunn sweep's task, size and network
-    options as "train's ... options"), so that an option added to --help is added there too."""
+    options as "train's ... options"), so that an option added to --help is added there too, and names
+    no option the command does not take."""
     import re
 
     block = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("```", 2)[1]
@@ -345,6 +346,9 @@ def test_readme_command_line_lists_every_option_of_every_command():
             assert "train's task, size and network options" in usage
             missing -= flags["train"]
         assert not missing, f"README's gpunn {name} usage lacks {sorted(missing)}"
+        # and the other way: an option renamed or removed (bench's --graph became --eager) leaves README
+        unknown = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", usage)) - flags[name] - {"--debug"}
+        assert not unknown, f"README's gpunn {name} usage names options it does not take: {sorted(unknown)}"
 
 
 
