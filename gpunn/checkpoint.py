@@ -355,19 +355,53 @@ def _optimizer_from_meta(opt, members, xp):
     return ens_training.EnsembleOptimizer.from_members([optimizer_from_config(c) for c in configs], xp, frozen=frozen)
 
 
+def _check_head(path, head: bytes):
+    """The file's first bytes: a zip file's, not a pickle's."""
+    if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q"):
+        _fail(path, "looks like a Python pickle; gpunn checkpoints never contain pickles and are not unpickled")
+    _require(head[:4] == _ZIP_MAGIC, path, "not a gpunn checkpoint (not an .npz/zip file)")
+
+
 def _parse(path, data: bytes):
     """(meta, host arrays) from the file's bytes, fully validated; raises CheckpointError."""
-    if data[:1] == b"\x80" or data[:2] in (b"(d", b"(l", b"}q"):
-        _fail(path, "looks like a Python pickle; gpunn checkpoints never contain pickles and are not unpickled")
-    _require(data[:4] == _ZIP_MAGIC, path, "not a gpunn checkpoint (not an .npz/zip file)")
+    _check_head(path, data)
     zf = zipfile.ZipFile(_io.BytesIO(data))
     bad = zf.testzip()  # reads every member and checks its CRC-32
     _require(bad is None, path, f"corrupt checkpoint: member {bad!r} fails its CRC check")
+    meta, expected, diverged, n_members = _parse_meta(path, zf)
+    members = {info.filename: info for info in zf.infolist()}
+    manifest = meta["arrays"]
+    npz = numpy.load(_io.BytesIO(data), allow_pickle=False)
+    arrays = {}
+    for name, shape in expected.items():
+        dtype = numpy.dtype("float64") if name.startswith("standardizer.") else numpy.dtype(meta["model"]["dtype"])
+        entry = manifest[name]
+        _require(isinstance(entry, dict) and list(entry.get("shape", ())) == list(shape)
+                 and numpy.dtype(entry.get("dtype")) == dtype, path,
+                 f"array {name!r} should be {dtype.name} of shape {shape}, manifest says {entry!r}")
+        # refuse to allocate more than the architecture implies (a forged header cannot blow up memory)
+        _require(members[f"{name}.npy"].file_size <= dtype.itemsize * math.prod(shape) + 4096, path,
+                 f"array {name!r} is larger than its shape allows")
+        array = npz[name]
+        _require(array.shape == shape and array.dtype == dtype, path,
+                 f"array {name!r} is {array.dtype} {array.shape}, expected {dtype.name} {shape}")
+        finite = array if not diverged else numpy.delete(array.reshape(n_members, -1), list(diverged), axis=0)
+        _require(bool(numpy.isfinite(finite).all()), path, f"array {name!r} holds NaN or infinite values")
+        arrays[name] = array
+        if name.startswith("standardizer."):
+            _require(numpy.isfinite(array).all() and (not name.endswith("_scale") or (array > 0).all()), path,
+                     f"invalid standardization statistics in {name!r}")
+    return meta, arrays
+
+
+def _parse_meta(path, zf: zipfile.ZipFile):
+    """(meta, {array name: shape}, diverged members, K or None) of an open checkpoint: the metadata member
+    read (its CRC checked as it is read) and validated, with the file's list of members; no array is read."""
     members = {info.filename: info for info in zf.infolist()}
     _require(f"{META}.npy" in members, path, "not a gpunn checkpoint (no gpunn_meta member)")
     _require(members[f"{META}.npy"].file_size < MAX_META_BYTES, path, "metadata too large")
-    npz = numpy.load(_io.BytesIO(data), allow_pickle=False)
-    blob = npz[META]
+    with zf.open(f"{META}.npy") as fh:
+        blob = numpy.lib.format.read_array(fh, allow_pickle=False)
     _require(blob.dtype == numpy.uint8 and blob.ndim == 1, path, "metadata member has the wrong type")
     meta = json.loads(blob.tobytes().decode("utf-8"))
     _require(isinstance(meta, dict) and meta.get("format") == FORMAT, path, "not a gpunn checkpoint (format tag)")
@@ -377,7 +411,6 @@ def _parse(path, data: bytes):
              f"format version {version} was written by a newer gpunn (this one reads up to {FORMAT_VERSION})")
     _require(version in READABLE_VERSIONS, path, f"unsupported format version {version}")
     n_params = _check_model_config(meta.get("model"), path)
-    dtype = numpy.dtype(meta["model"]["dtype"])
     manifest = meta.get("arrays")
     _require(isinstance(manifest, dict), path, "missing array manifest")
     n_members = _check_members(meta, path)
@@ -418,26 +451,7 @@ def _parse(path, data: bytes):
              f"members {sorted(manifest)} do not match what the metadata describes ({sorted(expected)})")
     _require(set(members) == {f"{k}.npy" for k in [META, *expected]}, path,
              f"unexpected members in the file: {sorted(set(members) - {f'{k}.npy' for k in [META, *expected]})}")
-    arrays = {}
-    for name, shape in expected.items():
-        dtype = numpy.dtype("float64") if name.startswith("standardizer.") else numpy.dtype(meta["model"]["dtype"])
-        entry = manifest[name]
-        _require(isinstance(entry, dict) and list(entry.get("shape", ())) == list(shape)
-                 and numpy.dtype(entry.get("dtype")) == dtype, path,
-                 f"array {name!r} should be {dtype.name} of shape {shape}, manifest says {entry!r}")
-        # refuse to allocate more than the architecture implies (a forged header cannot blow up memory)
-        _require(members[f"{name}.npy"].file_size <= dtype.itemsize * math.prod(shape) + 4096, path,
-                 f"array {name!r} is larger than its shape allows")
-        array = npz[name]
-        _require(array.shape == shape and array.dtype == dtype, path,
-                 f"array {name!r} is {array.dtype} {array.shape}, expected {dtype.name} {shape}")
-        finite = array if not diverged else numpy.delete(array.reshape(n_members, -1), list(diverged), axis=0)
-        _require(bool(numpy.isfinite(finite).all()), path, f"array {name!r} holds NaN or infinite values")
-        arrays[name] = array
-        if name.startswith("standardizer."):
-            _require(numpy.isfinite(array).all() and (not name.endswith("_scale") or (array > 0).all()), path,
-                     f"invalid standardization statistics in {name!r}")
-    return meta, arrays
+    return meta, expected, diverged, n_members
 
 
 def _check_members(meta, path):
@@ -486,8 +500,21 @@ def read(path):
     """(metadata, host arrays) of a checkpoint, validated, without building anything."""
     with open(path, "rb") as fh:
         data = fh.read()
+    return _validated(path, lambda: _parse(path, data))
+
+
+def read_meta(path) -> dict:
+    """A checkpoint's metadata, validated as :func:`read` validates it, without reading its arrays (the
+    options a run recorded, read before it is loaded; its arrays are checked when it is)."""
+    with open(path, "rb") as fh:
+        _check_head(path, fh.read(4))
+        fh.seek(0)
+        return _validated(path, lambda: _parse_meta(path, zipfile.ZipFile(fh))[0])
+
+
+def _validated(path, parse):
     try:
-        return _parse(path, data)
+        return parse()
     except CheckpointError:
         raise
     except Exception as exc:  # zipfile, numpy's reader, json: all mean the bytes are not a valid checkpoint

@@ -40,6 +40,18 @@ def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
     assert a.training["history"]["loss"] == b.training["history"]["loss"]
 
 
+def test_resume_reads_the_checkpoints_arrays_once(tmp_path, monkeypatch):
+    """The recorded options come from the checkpoint's metadata alone: its arrays are read once, to resume."""
+    from gpunn import checkpoint
+
+    first = str(tmp_path / "first.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--save", first]) == 0
+    parse, whole = checkpoint._parse, []
+    monkeypatch.setattr(checkpoint, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
+    assert main(["train", "--resume", first, "--epochs", "2", "--quiet"]) == 0
+    assert whole == [first]
+
+
 def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     """resume = "run.npz" in a --config file takes the run's recorded options, as --resume does: it generated
     the data from the defaults and failed on the checkpoint (X has 32 columns but the model expects 6)."""

@@ -154,6 +154,19 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
     assert gpunn.load_checkpoint(saved / "ensemble-2.npz").epoch == 3
 
 
+def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, monkeypatch):
+    """--resume read the first ensemble's checkpoint whole three times: for its recorded options, for its
+    metadata, and to resume it. Only the last needs the arrays; the first two read the metadata alone."""
+    from gpunn import checkpoint
+
+    saved = tmp_path / "sweep"
+    run(ARGS + ["--epochs", "1", "--max-members", "4", "--save", str(saved)], capsys)
+    parse, whole = checkpoint._parse, []
+    monkeypatch.setattr(checkpoint, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys)
+    assert sorted(whole) == [str(saved / "ensemble-0.npz"), str(saved / "ensemble-1.npz")]
+
+
 def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, capsys, monkeypatch, interrupt_at):
     fit = gpunn.ensemble.Ensemble.fit
 

@@ -101,7 +101,7 @@ def recorded(path, parser, command="train"):
     if os.path.isdir(path):
         raise ValueError(f"--resume {path} is a directory; gpunn train resumes a checkpoint file (--save PATH's), "
                          f"and a directory of gpunn sweep --save continues with gpunn sweep --resume {path}")
-    meta, _ = checkpoint.read(path)
+    meta = checkpoint.read_meta(path)  # the arrays are read (and checked) when the run is loaded
     if meta.get("kind") != "training":
         raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")
     training = meta["training"]

@@ -309,7 +309,7 @@ def run(args) -> int:
     else:
         save_dir = args.save or args.resume
     backend = _backend.resolve(device)
-    meta = checkpoint.read(first_checkpoint(args.resume))[0] if args.resume else None
+    meta = checkpoint.read_meta(first_checkpoint(args.resume)) if args.resume else None
     batch_size = _batch_size(args, meta, distributed)
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
