@@ -52,6 +52,26 @@ def test_resume_reads_the_checkpoints_arrays_once(tmp_path, monkeypatch):
     assert whole == [first]
 
 
+def test_the_saved_config_holds_the_run_not_a_processs_outputs(tmp_path, capsys):
+    """PATH.toml records the run, not where a process wrote its reports or how it showed them: a resume with
+    --csv - wrote csv = "-" and quiet = false over the first run's json and quiet, and --config PATH.toml then
+    printed a CSV on stdout."""
+    import tomllib
+
+    save = str(tmp_path / "run.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--save", save, "--json", str(tmp_path / "a.json")]) == 0
+    first = tomllib.loads((tmp_path / "run.npz.toml").read_text())
+    assert main(["train", "--resume", save, "--epochs", "2", "--csv", "-"]) == 0
+    resumed = tomllib.loads((tmp_path / "run.npz.toml").read_text())
+    for config in (first, resumed):
+        assert not {"json", "csv", "plot", "quiet", "resume"} & set(config) and config["save"] == save
+    assert {k: v for k, v in resumed.items() if k not in ("epochs", "stream")} == \
+        {k: v for k, v in first.items() if k not in ("epochs", "stream")} and resumed["epochs"] == 2
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz")]) == 0
+    assert "epoch,loss" not in capsys.readouterr().out
+
+
 def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     """resume = "run.npz" in a --config file takes the run's recorded options, as --resume does: it generated
     the data from the defaults and failed on the checkpoint (X has 32 columns but the model expects 6)."""

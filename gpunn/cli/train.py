@@ -80,7 +80,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names); flags on the command line override it")
     r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
-                   "and on Ctrl-C, and the resolved config beside it as PATH.toml")
+                   "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
+                   "--quiet: each command's own)")
     r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save/--json/--csv/--plot/--quiet/--device (same kind) apply, "
                    "--data/--targets may say where its files are now (the same data), "
@@ -373,8 +374,11 @@ def run(args) -> int:
     if distributed and history.interrupted:
         ignore_late_interrupts()
     if save_path and root and os.path.exists(save_path):
-        # written once the run has a checkpoint: a run that fails validation rewrites nothing
-        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k != "resume"}
+        # written once the run has a checkpoint: a run that fails validation rewrites nothing. It holds the
+        # run (what the checkpoint records, and where it is saved), not this process's own outputs and display
+        # (--json, --csv, --plot, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
+        # --config would print a CSV
+        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k not in resume.RUN_LOCAL}
         resolved["save"] = save_path
         for name in resume.MOVABLE:  # absolute, as the checkpoint records them: --config works from anywhere
             if resolved.get(name):
