@@ -540,7 +540,10 @@ def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_on
     data = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize", "--seeds", "2",
             "--max-members", "2"]  # two ensembles: rank 0's split broadcast
     _sweep_on_two_ranks(tmp_path, *data, "--epochs", "1", "--batch-size", "8", "--save", "saved")
-    # the 2-rank sweep resumed in one process, at the global batch: as the one process reading the two shards
+    # the 2-rank sweep resumed in one process, at the global batch: as the one process reading the two shards.
+    # Ensemble 1 as if the sweep had stopped before it: started by the resumed run, at the global batch and on
+    # the shards (it trained at the per-rank batch, then on the file's own order, so another table)
+    (tmp_path / "saved" / "ensemble-1.npz").unlink()
     monkeypatch.chdir(tmp_path)
     assert cli.main(["sweep", "--resume", "saved", "--epochs", "2", "--quiet", "--json", "resumed.json"]) == 0
     make_source = data_cli.make_source

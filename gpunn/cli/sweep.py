@@ -274,6 +274,19 @@ def _batch_size(args, meta, distributed) -> int:
                                     _ranks() if distributed else 1)
 
 
+def _fresh_train(train, meta):
+    """What the ensembles this run starts train on: ``train``, or, resuming a --data sweep started data
+    parallel, its source read as the rank shards its started ensembles resume on (``ShardedSource(source,
+    P)``, split over this run's ranks), so that a 2-rank sweep resumed in one process (or on other ranks) is the
+    sweep it continues; its not-yet-started ensembles read the source in another order otherwise."""
+    shards = (((meta or {}).get("training") or {}).get("source") or {}).get("shards", 0)
+    if not shards:
+        return train
+    from ..distributed.shard import ShardedSource
+
+    return (ShardedSource(train[0], shards),)
+
+
 def _check_outputs(args):
     from .. import preflight
 
@@ -328,6 +341,7 @@ def run(args) -> int:
         train, validation = (X[n_val:], Y[n_val:]), (X[:n_val], Y[:n_val])
         sizes = [args.features, *args.hidden, args.outputs]
         chosen = f"data: task {args.task}, {args.rows - n_val:,} training rows, {n_val:,} validation rows"
+    fresh = _fresh_train(train, meta)
     # the training rows' statistics, once for every ensemble of the split (fit scales a copy); a --data
     # source computes its own in the first fit and keeps them for the others
     statistics = (Standardizer.from_pieces([train], sizes[0], sizes[-1]) if args.standardize and not args.data
@@ -371,7 +385,7 @@ def run(args) -> int:
                              if args.early_stopping else [])
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
-                history = ens.fit(*train, epochs=args.epochs, batch_size=batch_size,
+                history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
                                   optimizer=optimizer, lr=[s["lr"] for s in group],
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
                                   **({} if args.data else {"seed": args.seed}), validation_data=validation,
