@@ -4,7 +4,7 @@ Format (version 2; version 1 files still load): a zip of ``.npy`` members as ``n
 writes them.
 
 * ``gpunn_meta``: uint8 bytes of UTF-8 JSON: format name and version, the model's
-  architecture (layer sizes, activations, bias, dtype, seed), a manifest of every other
+  architecture (layer sizes, activations, bias, dtype, seed; ``precision`` when it is not float32), a manifest of every other
   member (shape, dtype), and for a training checkpoint the optimizer (its ``config()`` and step
   count) and ``training``: ``settings`` (:class:`~gpunn.training.state.FitSettings`, the schedule
   included), the :class:`~gpunn.training.state.TrainState` (``position``: epoch, batches done in it
@@ -183,6 +183,8 @@ def model_config(model) -> dict:
               "seed": int(model.seed if members is None else model.seeds[0])}
     if members is not None:
         config.update(members=int(members), seeds=[int(x) for x in model.seeds])
+    if getattr(model, "precision", "float32") != "float32":  # (absent: float32, as in files from before it)
+        config["precision"] = model.precision
     if getattr(model, "standardizer", None) is not None:
         config["standardizer"] = model.standardizer.state()[0]
     if getattr(model, "data_columns", None):
@@ -269,7 +271,7 @@ def _require(cond, path, why):
 
 
 def _check_model_config(cfg, path):
-    from .model import DTYPES
+    from .model import DTYPES, PRECISIONS
 
     _require(isinstance(cfg, dict), path, "model section is missing")
     sizes = cfg.get("layer_sizes")
@@ -283,6 +285,9 @@ def _check_model_config(cfg, path):
     _require(isinstance(cfg.get("bias"), bool), path, "invalid bias flag")
     _require(cfg.get("dtype") in DTYPES, path, f"invalid dtype {cfg.get('dtype')!r}")
     _require(isinstance(cfg.get("seed"), int), path, "invalid seed")
+    precision = cfg.get("precision", "float32")
+    _require(precision in PRECISIONS and (precision == "float32" or cfg["dtype"] == "float32"), path,
+             f"invalid precision {precision!r} for dtype {cfg['dtype']!r}")
     n = sum(a * b + (b if cfg["bias"] else 0) for a, b in zip(sizes[:-1], sizes[1:]))
     _require(n < 2**40, path, "implausible parameter count")
     return n
@@ -523,19 +528,21 @@ def _validated(path, parse):
 
 
 def _build_model(meta, arrays, device):
-    from .model import MLP
+    from .model import MLP, runnable_precision
 
     cfg = meta["model"]
     backend = _backend.resolve(device)
+    # tf32/bf16 where the device runs them; on the CPU (no tensor cores) float32, on the same float32 weights
+    precision = runnable_precision(cfg.get("precision", "float32"), backend)
     if "members" in cfg:  # a saved Ensemble, or a training checkpoint of one
         from .ensemble import Ensemble
 
         model = Ensemble(cfg["layer_sizes"], cfg["members"], activation=list(cfg["activations"]),
                          output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
-                         device=backend, seed=list(cfg["seeds"]))
+                         device=backend, seed=list(cfg["seeds"]), precision=precision)
     else:
         model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
-                    bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"])
+                    bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"], precision=precision)
     with backend.use():
         model.params[...] = backend.xp.asarray(arrays["params"])
     if "standardizer" in cfg:
@@ -550,7 +557,9 @@ def _build_model(meta, arrays, device):
 def load(path, device="auto"):
     """The model in a checkpoint (model-only, training, or a saved Ensemble), on ``device`` ("cpu", "cuda", ...).
 
-    A checkpoint written on the GPU loads on the CPU and back: arrays are stored on the host.
+    A checkpoint written on the GPU loads on the CPU and back: arrays are stored on the host. A model saved
+    with precision "tf32" or "bf16" gets it back on a GPU; on the CPU, which has no tensor cores, it loads
+    in float32 (its parameters are the float32 master weights).
     """
     meta, arrays = read(path)
     return _build_model(meta, arrays, device)

@@ -29,15 +29,32 @@ from .training.graph import graph_mode
 
 
 class _Workspace:
-    """Per-layer (K, rows, n) buffers for one batch size."""
+    """Per-layer (K, rows, n) buffers for one batch size.
 
-    def __init__(self, xp, members, rows, sizes, acts, dtype):
+    ``storage`` (bf16) is the dtype of the hidden layers' buffers, of the bf16 copy of the input
+    (``input16``) and of ``dZ16`` (the output layer's dZ for the products); the output layer's are
+    ``dtype``, as in one MLP's workspace (gpunn.model)."""
+
+    def __init__(self, xp, members, rows, sizes, acts, dtype, storage=None):
         self.Z, self.A, self.dA = [], [], []
-        for n, act in zip(sizes[1:], acts):
-            Z = xp.empty((members, rows, n), dtype)
+        storage = dtype if storage is None else storage
+        for l, (n, act) in enumerate(zip(sizes[1:], acts)):
+            dt = storage if l < len(acts) - 1 else dtype
+            Z = xp.empty((members, rows, n), dt)
             self.Z.append(Z)
-            self.A.append(xp.empty((members, rows, n), dtype) if act.needs_input_for_grad else Z)
-            self.dA.append(xp.empty((members, rows, n), dtype))
+            self.A.append(xp.empty((members, rows, n), dt) if act.needs_input_for_grad else Z)
+            self.dA.append(xp.empty((members, rows, n), dt))
+        self.xp, self.storage, self._inputs16 = xp, storage, {}
+        if storage != dtype:
+            self.dZ16 = xp.empty((members, rows, sizes[-1]), storage)
+
+    def input16(self, X):
+        """The bf16 buffer for an input batch of X's shape: (rows, n) shared by the members, or a bootstrap
+        batch's (K, rows, n); made by the first (eager) step of a shape, before any CUDA-graph capture."""
+        buf = self._inputs16.get(X.shape)
+        if buf is None:
+            buf = self._inputs16[X.shape] = self.xp.empty(X.shape, self.storage)
+        return buf
 
 
 class Ensemble(RawUnits):
@@ -52,6 +69,12 @@ class Ensemble(RawUnits):
     ``ens.graph_trainer.captured`` / ``.reason`` say whether it was. Where it cannot capture, a
     GraphWarning and the same launches run eagerly, training exactly as ``graph=False``; ``graph=None``
     ("auto") uses the graph only where it can capture.
+    ``precision`` (GPU only, dtype float32) is one MLP's (gpunn.model): "float32" (default), "tf32" (the
+    batched products on TF32 tensor cores) or "bf16" (float32 master weights, gradients and optimizer
+    state; the hidden layers' activations, a bf16 copy of the parameters and of X, and the products'
+    operands in bfloat16 with float32 accumulation; the output layer and loss in float32). Member k
+    then trains as ``MLP(..., precision=precision, seed=seed + k)``; ``ens[k]``, ``best()``, copies,
+    ``gpunn.save``/``load`` and checkpoints keep it. Refused on the CPU as MLP refuses it.
     """
 
     # Rows per member of the chunks predict and validation run in: their workspaces, K x rows x width,
@@ -60,7 +83,7 @@ class Ensemble(RawUnits):
     chunk_rows = 1024
 
     def __init__(self, layer_sizes, n_models, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None, fused=None, graph=False):
+                 dtype="float32", device="auto", seed=None, fused=None, graph=False, precision="float32"):
         self.n_models = positive_int(n_models, "n_models")
         if seed is None:
             seed = int(numpy.random.SeedSequence().entropy % 2**62)
@@ -73,17 +96,18 @@ class Ensemble(RawUnits):
                 from None
         self.seeds = [seeds[0] + k for k in range(self.n_models)] if scalar else seeds
         # One member's model: checks the options, and is the template each member is drawn from.
-        self._template = MLP(layer_sizes, activation, output_activation, bias, dtype, device, self.seeds[0], fused)
+        # (its checks refuse a precision the device or dtype cannot run, in MLP's words)
+        self._template = MLP(layer_sizes, activation, output_activation, bias, dtype, device, self.seeds[0], fused,
+                             precision, graph=False)
         t = self._template
         self.layer_sizes, self.activations, self.bias = t.layer_sizes, t.activations, t.bias
-        self.dtype, self.backend, self.xp, self.ops = t.dtype, t.backend, t.xp, t.ops
-        self.member_ops = ensemble_ops_for(self.ops)
+        self.dtype, self.backend, self.xp = t.dtype, t.backend, t.xp
         self._activation_arg, self._output_activation_arg, self._fused = activation, output_activation, fused
         self.params_per_member = t.n_parameters
         self._check_fits_in_memory()
         self._build_buffers()
+        self.set_precision(precision)
         self.init_parameters()
-        self._workspaces = {}
         self.history = None
         self.standardizer = None  # set by fit on a source made with standardize (see MLP.standardizer)
         self.data_columns = None  # a table source's {"features": [...], "targets": [...]}, set by fit
@@ -137,6 +161,25 @@ class Ensemble(RawUnits):
         self.weights, self.biases = self._member_views(self.params)
         self._dW, self._db = self._member_views(self.grads)
 
+    def set_precision(self, precision):
+        """Switch how the products and activations compute ("float32", "tf32", "bf16"; see the class
+        docstring), as ``MLP.set_precision``: the float32 parameters are kept; an optimizer bound earlier must
+        be bound again (``fit`` does that)."""
+        t = self._template
+        if precision != t.precision:
+            t.set_precision(precision)
+        self.precision, self.storage_dtype, self.ops = t.precision, t.storage_dtype, t.ops
+        self.member_ops = ensemble_ops_for(self.ops)
+        with self.backend.use():
+            # bf16: the members' parameters rounded for the products, refreshed at each forward pass
+            self.params16 = self.xp.empty(self.params.size, self.storage_dtype) if self._bf16 else None
+        self._W16, self._b16 = self._member_views(self.params16) if self._bf16 else (None, None)
+        self._workspaces = {}
+
+    @property
+    def _bf16(self) -> bool:
+        return self.storage_dtype != self.dtype
+
     def init_parameters(self):
         """Member k's parameters exactly as ``MLP(..., seed=seeds[k])`` draws them."""
         with self.backend.use():
@@ -150,7 +193,7 @@ class Ensemble(RawUnits):
             if len(self._workspaces) >= 4:
                 self._workspaces.pop(next(iter(self._workspaces)))
             ws = self._workspaces[rows] = _Workspace(self.xp, self.n_models, rows, self.layer_sizes,
-                                                     self.activations, self.dtype)
+                                                     self.activations, self.dtype, self.storage_dtype)
         return ws
 
     # ---- the math --------------------------------------------------------------------
@@ -158,14 +201,18 @@ class Ensemble(RawUnits):
         """A[L] (K, rows, outputs) for X (rows, inputs) shared by all members, or (K, rows, inputs).
         ``members``: a slice of the members to compute (their rows of every buffer); ``matmul``: the
         product to use (default: the member ops', which may split the members over threads itself)."""
-        mops, sl = self.member_ops, members
+        mops, sl, bf16, last = self.member_ops, members, self._bf16, self.n_layers - 1
         matmul = matmul or mops.matmul
+        if bf16:  # (all members: bf16 training runs as one pass, never in member groups)
+            self.ops.to_storage(self.params, self.params16)
+            X = self.ops.to_storage(X, ws.input16(X))
         A_prev = X if X.ndim == 2 else X[sl]
+        weights, biases = (self._W16, self._b16) if bf16 else (self.weights, self.biases)
         for l, act in enumerate(self.activations):
             Z = ws.Z[l][sl]
             A = Z if ws.A[l] is ws.Z[l] else ws.A[l][sl]  # one object where one buffer: the fused ops test `A is Z`
-            matmul(A_prev, self.weights[l][sl], out=Z)
-            b = self.biases[l][sl] if self.bias else None
+            matmul(A_prev, weights[l][sl], out=Z)
+            b = (biases[l] if l < last else self.biases[l])[sl] if self.bias else None  # float32 output layer
             if b is not None or ws.A[l] is not ws.Z[l] or act.name != "identity":
                 mops.bias_activation(Z, b, act, A, keep_z=ws.A[l] is not ws.Z[l])
             A_prev = A
@@ -174,8 +221,10 @@ class Ensemble(RawUnits):
     def _backward(self, X, Y, ws, sum_sq=None, members=slice(None), matmul=None):
         """Fill the flat gradient buffer; return each member's sum((A[L] - Y)^2), a (K,) device array
         (``sum_sq`` when given: a CUDA graph's fixed buffer). ``members``, ``matmul``: as in _forward."""
-        mops, L, sl = self.member_ops, self.n_layers, members
+        mops, L, sl, bf16 = self.member_ops, self.n_layers, members, self._bf16
         matmul = matmul or mops.matmul
+        if bf16:  # the forward pass's bf16 copy of X
+            X = ws.input16(X)
         sum_sq = mops.loss_gradient(ws.A[-1][sl], Y if Y.ndim == 2 else Y[sl], ws.dA[-1][sl], sum_sq)
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l][sl]
@@ -185,10 +234,12 @@ class Ensemble(RawUnits):
                 mops.activation_bias_backward(dZ, act, (ws.A[l] if from_output else ws.Z[l])[sl], from_output, dZ, db)
             elif db is not None:
                 mops.bias_gradient(dZ, db)
+            if bf16 and l == L - 1:  # the output layer's dZ is float32: a bf16 copy for the products
+                dZ = self.ops.to_storage(dZ, ws.dZ16)
             A_prev = ws.A[l - 1][sl] if l else (X if X.ndim == 2 else X[sl])
             matmul(A_prev.swapaxes(-1, -2), dZ, out=self._dW[l][sl])
             if l:
-                matmul(dZ, self.weights[l][sl].swapaxes(-1, -2), out=ws.dA[l - 1][sl])
+                matmul(dZ, (self._W16 if bf16 else self.weights)[l][sl].swapaxes(-1, -2), out=ws.dA[l - 1][sl])
         return sum_sq
 
     def train_step(self, X, Y):
@@ -197,7 +248,7 @@ class Ensemble(RawUnits):
         ws = self._workspace(X.shape[-2])
         # forward 2 and backward 4 multiply-adds' flops per parameter and row (weights; biases alike)
         groups = self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
-        if groups is None:
+        if groups is None or self.precision != "float32":  # (tf32/bf16 run on a GPU, where there are no groups)
             self._forward(X, ws)
             return self._backward(X, Y, ws)
         # On the CPU: each group of members runs its whole forward and backward pass on its own
@@ -279,7 +330,7 @@ class Ensemble(RawUnits):
                              f"(0..{self.n_models - 1})")
         k = int(k) % self.n_models
         model = MLP(self.layer_sizes, self._activation_arg, self._output_activation_arg, self.bias, self.dtype.name,
-                    self.device, self.seeds[k], self._fused)
+                    self.backend, self.seeds[k], self._fused, self.precision)
         with self.backend.use():
             model.params[...] = self.member_params[k]
         if self.data_columns:
@@ -318,10 +369,10 @@ class Ensemble(RawUnits):
 
     def __deepcopy__(self, memo):
         """An independent ensemble on the same device: the members' architecture, seeds and parameters, the
-        graph mode, standardization statistics, column names and the last fit's history (as MLP's copy)."""
+        precision, graph mode, standardization statistics, column names and the last fit's history (as MLP's copy)."""
         twin = Ensemble(self.layer_sizes, self.n_models, [a.name for a in self.activations[:-1]],
                         self.activations[-1].name, self.bias, self.dtype, self.backend, list(self.seeds), self._fused,
-                        self.graph)
+                        self.graph, self.precision)
         with self.backend.use():
             twin.params[...] = self.params
         for name in ("standardizer", "data_columns", "history"):
@@ -339,8 +390,9 @@ class Ensemble(RawUnits):
 
     def __repr__(self):
         acts = [a.name for a in self.activations]
+        precision = "" if self.precision == "float32" else f", precision={self.precision!r}"
         return (f"Ensemble(n_models={self.n_models}, layer_sizes={self.layer_sizes}, activations={acts}, "
-                f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r})")
+                f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r}{precision})")
 
 
 def member_bytes(layer_sizes, itemsize, rows, bias=True) -> int:

@@ -54,6 +54,12 @@ def check_precision(precision, dtype, backend, fused=None) -> str:
     return precision
 
 
+def runnable_precision(precision, backend) -> str:
+    """``precision`` where ``backend`` can run it, else "float32" (the CPU has no tensor cores): how a saved
+    model's precision is restored (gpunn.load, checkpoints) on whatever device it is loaded on."""
+    return precision if backend.is_gpu or _EMULATE_PRECISION_ON_CPU else "float32"
+
+
 def canonical_dtype(dtype) -> str:
     """"float32" or "float64" for any NumPy spelling of them: numpy.float32, "f4", "<f8", "single",
     "double", numpy.dtype("float64"), float... Anything else raises ValueError."""

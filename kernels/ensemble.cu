@@ -7,8 +7,11 @@
 // on a grid whose y index walks the members (blockIdx.y, stepping by gridDim.y) and whose x index
 // is a grid-stride loop inside one member, so no element index is ever divided by a member size.
 // Templates instantiated by name ("gpunn::member_adam_step<float>", ...); see gpunn/kernels.py.
-// The per-element math is the single-model one: activations.cuh and optimizers.cuh.
+// The per-element math is the single-model one: activations.cuh and optimizers.cuh. T is float or
+// double, and for the forward and bias-gradient kernels also bf16 (Ensemble(precision="bf16"):
+// bfloat16 activations, math in float, float32 bias gradients; bfloat16.cuh).
 #include "activations.cuh"
+#include "bfloat16.cuh"
 #include "block_sum.cuh"
 #include "ensemble.cuh"
 
@@ -32,10 +35,8 @@ __global__ void member_bias_act_forward(const T* Z_in, const T* b, long long b_s
         const long long base = k * n;
         long long col = first % cols;
         for (long long i = first; i < n; i += stride) {
-            T z = Z_in[base + i];
-            if (bk != nullptr) z += bk[col];
-            if (Z_keep != nullptr) Z_keep[base + i] = z;
-            A[base + i] = act_forward<T, ACT>(z);
+            bias_act_element<T, ACT>(Z_in[base + i], bk != nullptr ? bk + col : nullptr,
+                                     Z_keep != nullptr ? Z_keep + base + i : nullptr, A + base + i);
             col += col_step;
             if (col >= cols) col -= cols;
         }
@@ -45,17 +46,17 @@ __global__ void member_bias_act_forward(const T* Z_in, const T* b, long long b_s
 // db[k][c] = sum over r of dZ[k, r, c], accumulated in double, rows in a fixed order per lane.
 // Launch with blockDim = (32, Y), Y a power of two <= 32, gridDim = (ceil(cols / 32), <= K).
 //   dZ [K x rows x cols]  gradient w.r.t. the pre-activation (read)
-//   db bias gradient of member k at db + k * db_stride, cols values (written)
+//   db bias gradient of member k at db + k * db_stride, cols values (written; float for bf16 dZ)
 template <typename T>
-__global__ void member_bias_grad(const T* dZ, T* db, long long db_stride, long long members, long long rows,
-                                 long long cols) {
+__global__ void member_bias_grad(const T* dZ, master_t<T>* db, long long db_stride, long long members,
+                                 long long rows, long long cols) {
     __shared__ double sums[32][33];  // [y][x], padded against bank conflicts
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
     for (long long k = blockIdx.y; k < members; k += gridDim.y) {
         const T* dZk = dZ + k * rows * cols;
         double acc = 0.0;
         if (col < cols) {
-            for (long long r = threadIdx.y; r < rows; r += blockDim.y) acc += (double)dZk[r * cols + col];
+            for (long long r = threadIdx.y; r < rows; r += blockDim.y) acc += (double)load(dZk[r * cols + col]);
         }
         sums[threadIdx.y][threadIdx.x] = acc;
         __syncthreads();
@@ -63,7 +64,7 @@ __global__ void member_bias_grad(const T* dZ, T* db, long long db_stride, long l
             if (threadIdx.y < half) sums[threadIdx.y][threadIdx.x] += sums[threadIdx.y + half][threadIdx.x];
             __syncthreads();
         }
-        if (threadIdx.y == 0 && col < cols) db[k * db_stride + col] = (T)sums[0][threadIdx.x];
+        if (threadIdx.y == 0 && col < cols) db[k * db_stride + col] = (master_t<T>)sums[0][threadIdx.x];
         __syncthreads();  // sums is reused by the next member
     }
 }

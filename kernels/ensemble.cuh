@@ -9,7 +9,9 @@
 // Compiles as CUDA and as plain C++ (tests/test_kernel_math_host.py checks it against NumPy).
 #pragma once
 
-#include "optimizers.cuh"  // sgd_update, adam_update, GPUNN_HD (and <math.h>'s pow)
+#include "activations.cuh"  // act_forward
+#include "bfloat16.cuh"     // load, store, compute_t, master_t (bfloat16 storage)
+#include "optimizers.cuh"   // sgd_update, adam_update, GPUNN_HD (and <math.h>'s pow)
 
 namespace gpunn {
 
@@ -39,6 +41,21 @@ template <typename T>
 GPUNN_HD MemberAdam<T> member_adam(const double* h, double step) {
     return {T(h[kLr]), T(1.0 - h[kBeta1]), T(1.0 - h[kBeta2]), T(1.0 - pow(h[kBeta1], step)),
             T(1.0 - pow(h[kBeta2], step)), T(h[kWeightDecay])};
+}
+
+// One element of member_bias_act_forward (ensemble.cu): z = Z_in (+ b) in compute_t<T> (a bf16 value
+// widened exactly to float), then Z_keep <- z and A <- g(z), each rounded to T on store (bf16: to
+// nearest even). z_in is taken by value: Z_keep and A may be the element it was read from.
+//   b      this element's bias (its member's, its column's), or nullptr
+//   z_keep where z goes, or nullptr
+//   a      where g(z) goes
+template <typename T, int ACT>
+GPUNN_HD void bias_act_element(T z_in, const T* b, T* z_keep, T* a) {
+    using C = compute_t<T>;
+    C z = load(z_in);
+    if (b != nullptr) z += load(*b);
+    if (z_keep != nullptr) store(*z_keep, z);
+    store(*a, act_forward<C, ACT>(z));
 }
 
 }  // namespace gpunn

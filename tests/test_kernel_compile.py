@@ -146,8 +146,13 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
         bf16, plain = gk.name_expressions(source, True), gk.name_expressions(source, False)
         assert sorted(bf16 + plain) == sorted(names[source]) and all("gpunn::bf16" in n for n in bf16)
         assert not any("gpunn::bf16" in n for n in plain)
-    assert len(names["ensemble.cu"]) == 2 * (n_acts + 5)  # bias + activation per activation, 5 more
+    # bias + activation per activation, 5 more, in float and double; bf16 (Ensemble(precision="bf16")): the
+    # forward per activation and the bias gradient; the rest works on float32 master values
+    assert len(names["ensemble.cu"]) == 2 * (n_acts + 5) + n_acts + 1
     assert "gpunn::member_bias_act_forward<float, 1>" in names["ensemble.cu"]
+    assert "gpunn::member_bias_act_forward<gpunn::bf16, 1>" in names["ensemble.cu"]
+    assert "gpunn::member_bias_grad<gpunn::bf16>" in names["ensemble.cu"]
+    assert not any("bf16" in n for n in names["ensemble.cu"] if "member_bias" not in n)
     assert "gpunn::act_backward_from_output<double, 8>" in names["elementwise.cu"]
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
     assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"

@@ -57,6 +57,10 @@ def harness(tmp_path_factory):
     h.act_bf16.restype = ctypes.c_int
     h.bf16_from_float.argtypes = [ctypes.POINTER(ctypes.c_float), u16, ctypes.c_longlong]
     h.bf16_to_float_array.argtypes = [u16, ctypes.POINTER(ctypes.c_float), ctypes.c_longlong]
+    ll = ctypes.c_longlong
+    h.member_bias_act_bf16.argtypes = [ctypes.c_int, u16, u16, ll, u16, u16, ll, ll, ll]
+    h.member_bias_act_bf16.restype = ctypes.c_int
+    h.member_bias_grad_bf16.argtypes = [u16, ctypes.POINTER(ctypes.c_float), ll, ll, ll, ll]
     return h
 
 
@@ -413,3 +417,45 @@ def test_member_sgd_decodes_each_row_as_one_model_passes_its_settings(harness, d
             rw[rows], rvel[rows] = a, b
         np.testing.assert_array_equal(w, rw)
         np.testing.assert_array_equal(vel, rvel)
+
+
+# ---- the ensemble's bf16 kernels (Ensemble(precision="bf16")): member_bias_act_forward, member_bias_grad ----
+
+@pytest.mark.parametrize("act", ACTS, ids=[a.name for a in ACTS])
+def test_member_bias_act_bf16_rounds_each_member_as_one_model(harness, bfloat16, act):
+    """bias_act_element over K members of bf16 Z with member k's bias P values after member k-1's: Z_keep is
+    the float sum Z + b[k] rounded to bf16 (bit for bit), A is g of that float sum within one bf16 ulp of the
+    float64 reference (as the single-model bf16 kernels, test_bf16_activation_math)."""
+    rng = np.random.default_rng(act.kernel_id)
+    K, rows, cols, P = 3, 5, 7, 11  # the bias rows lie P values apart, as in the flat parameter buffer
+    Z = (rng.standard_normal((K, rows, cols)) * 3).astype(bfloat16)
+    b = rng.standard_normal(K * P).astype(bfloat16)
+    keep, A = np.zeros((K, rows, cols), np.uint16), np.zeros((K, rows, cols), np.uint16)
+    rc = harness.member_bias_act_bf16(act.kernel_id, _u16(Z.view(np.uint16)), _u16(b.view(np.uint16)), P, _u16(keep),
+                                      _u16(A), K, rows, cols)
+    assert rc == 0
+    bias = np.stack([b[k * P:k * P + cols] for k in range(K)]).astype(np.float32)[:, None, :]
+    z = Z.astype(np.float32) + bias  # the float sum the kernel forms (one IEEE add)
+    np.testing.assert_array_equal(keep, z.astype(bfloat16).view(np.uint16))
+    got = A.view(bfloat16).astype(np.float64)
+    with np.errstate(all="ignore"):
+        want = reference_act(act, FN_FORWARD, z).astype(bfloat16).astype(np.float64)
+    tol = 2.0**-7 * np.abs(want) + 8 * EPS[np.float32] * np.fmax(1.0, np.abs(z))
+    assert np.all(np.abs(got - want) <= tol), act.name
+    # in place (Z_keep and A are Z itself, as the ensemble's identity layers run it): the same values
+    inplace = Z.view(np.uint16).copy()
+    harness.member_bias_act_bf16(act.kernel_id, _u16(inplace), _u16(b.view(np.uint16)), P, _u16(inplace),
+                                 _u16(inplace), K, rows, cols)
+    np.testing.assert_array_equal(inplace, A)
+
+
+def test_member_bias_grad_bf16_sums_widened_values_in_double_into_float(harness, bfloat16):
+    rng = np.random.default_rng(21)
+    K, rows, cols, P = 4, 300, 9, 20
+    dZ = rng.standard_normal((K, rows, cols)).astype(bfloat16)
+    db = np.full(K * P, np.nan, np.float32)
+    harness.member_bias_grad_bf16(_u16(dZ.view(np.uint16)), _f32(db), P, K, rows, cols)
+    want = dZ.astype(np.float64).sum(axis=1).astype(np.float32)
+    for k in range(K):
+        np.testing.assert_array_equal(db[k * P:k * P + cols], want[k])
+        assert np.isnan(db[k * P + cols:(k + 1) * P]).all()  # the rest of the member's row is not touched

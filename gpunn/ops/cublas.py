@@ -16,7 +16,8 @@ precisions need each product's own types, so it calls ``cublasGemmEx`` itself:
 ``gemm_plan`` turns a row-major product ``C = A @ B`` (C C-contiguous; A and B C- or
 F-contiguous 2-D views, e.g. ``W.T``) into cuBLAS's column-major arguments; ``emulate_gemm``
 is a NumPy transcription of what cuBLAS does with those arguments, so the plan is tested on the
-CPU. Two callers: CuPy's own cuBLAS handle through ``cupy_backends`` (``CupyBlas``; it sets the
+CPU. Two callers, each with a one-product ``gemm`` and an Ensemble's strided batched ``gemm_batched``:
+CuPy's own cuBLAS handle through ``cupy_backends`` (``CupyBlas``; it sets the
 handle's stream on every call, which CuPy forbids during capture), and the cuBLAS library
 through ctypes on a handle of gpunn's own, bound to one stream with a preallocated workspace
 (``CapturableBlas``, for CUDA-graph capture).
@@ -63,6 +64,13 @@ def compute_type(a_dtype, c_dtype, precision: str) -> int:
     if a_dtype == numpy.float32 and c_dtype == numpy.float32:
         return COMPUTE_32F_FAST_TF32 if precision == "tf32" else COMPUTE_32F
     raise GemmError(f"no cuBLAS product of {a_dtype} operands into {c_dtype}")
+
+
+def product_type(a, b, out, precision: str) -> int:
+    """The compute type of ``out = a @ b`` (compute_type), the operands checked to share a dtype."""
+    if b.dtype != a.dtype:
+        raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+    return compute_type(a.dtype, out.dtype, precision)
 
 
 @dataclass(frozen=True)
@@ -181,23 +189,45 @@ class CupyBlas:
         self._one64 = numpy.array(1.0, numpy.float64)
         self._zero64 = numpy.array(0.0, numpy.float64)
 
+    @staticmethod
+    def _done_without_cublas(plan, out) -> bool:
+        """An empty product (nothing to write), or one with k = 0 (``out`` zeroed): no call to make."""
+        if plan.m == 0 or plan.n == 0 or out.size == 0:
+            return True
+        if plan.k == 0:
+            out.fill(0)
+        return plan.k == 0
+
     def gemm(self, a, b, out, precision="float32"):
         import cupy
 
         plan = plan_for(a, b, out)
-        ctype = compute_type(a.dtype, out.dtype, precision)
-        if b.dtype != a.dtype:
-            raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+        ctype = product_type(a, b, out, precision)
+        if self._done_without_cublas(plan, out):
+            return out
         one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
-        if plan.m == 0 or plan.n == 0:
-            return out
-        if plan.k == 0:
-            out.fill(0)
-            return out
         self._cublas.gemmEx(
             cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
             one.ctypes.data, b.data.ptr, cuda_type(b.dtype), plan.lda, a.data.ptr, cuda_type(a.dtype), plan.ldb,
             zero.ctypes.data, out.data.ptr, cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
+        return out
+
+    def gemm_batched(self, a, b, out, precision="float32"):
+        """out[k] = a[k] @ b[k] for every k in one cublasGemmStridedBatchedEx (an Ensemble's tf32/bf16 products
+        outside a CUDA graph); ``a`` or ``b`` may be one matrix shared by all k (stride 0)."""
+        import cupy
+
+        bp = batched_plan_for(a, b, out)
+        ctype = product_type(a, b, out, precision)
+        if self._done_without_cublas(bp.plan, out):
+            return out
+        plan = bp.plan
+        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        self._cublas.gemmStridedBatchedEx(
+            cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
+            one.ctypes.data, b.data.ptr, cuda_type(b.dtype), plan.lda, bp.stride_first,
+            a.data.ptr, cuda_type(a.dtype), plan.ldb, bp.stride_second,
+            zero.ctypes.data, out.data.ptr, cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count, ctype, GEMM_DEFAULT)
         return out
 
 
@@ -271,9 +301,7 @@ class CapturableBlas:
 
     def gemm(self, a, b, out, precision="float32"):
         plan = plan_for(a, b, out)
-        ctype = compute_type(a.dtype, out.dtype, precision)
-        if b.dtype != a.dtype:
-            raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+        ctype = product_type(a, b, out, precision)
         if plan.m == 0 or plan.n == 0 or plan.k == 0:
             raise GemmError("empty products are not captured")
         one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
@@ -290,9 +318,7 @@ class CapturableBlas:
         in its CUDA graph); ``a`` or ``b`` may be one matrix shared by all k (stride 0)."""
         bp = batched_plan_for(a, b, out)
         plan = bp.plan
-        ctype = compute_type(a.dtype, out.dtype, precision)
-        if b.dtype != a.dtype:
-            raise GemmError(f"operands of one product must share a dtype, got {a.dtype} and {b.dtype}")
+        ctype = product_type(a, b, out, precision)
         if plan.m == 0 or plan.n == 0 or plan.k == 0 or bp.count == 0:
             raise GemmError("empty products are not captured")
         one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)

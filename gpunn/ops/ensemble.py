@@ -24,6 +24,7 @@ import os
 import numpy
 
 from ..activations import Activation
+from .base import is_bf16, widen
 from .cpu import _bounds, run_pieces, usable_cores
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
@@ -119,8 +120,11 @@ class EnsembleOps:
         """out = a @ b over the member axis (a or b may be one matrix shared by all members).
 
         An inner dimension of 1 (the output layer's dA = dZ @ W^T for one output) is an outer
-        product: a broadcast multiply, as the single-model CPU path does it.
+        product: a broadcast multiply, as the single-model CPU path does it. With precision "tf32" or
+        bf16 operands the single-model ``Ops.matmul`` computes it (the emulation of tensor cores).
         """
+        if self.ops.precision != "float32" or is_bf16(a.dtype):
+            return self.ops.matmul(a, b, out)
         if a.shape[-1] == 1 and b.shape[-2] == 1:
             return self.xp.multiply(a, b, out=out)
         return self.xp.matmul(a, b, out=out)
@@ -142,7 +146,10 @@ class EnsembleOps:
         return dZ
 
     def bias_gradient(self, dZ, db):
-        """db[k] <- column sums of dZ[k]."""
+        """db[k] <- column sums of dZ[k] (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
+        if is_bf16(dZ.dtype):
+            db[...] = widen(dZ).astype(numpy.float64).sum(axis=1)
+            return db
         return self.xp.sum(dZ, axis=1, out=db)
 
     def loss_gradient(self, A, Y, dA, out=None):
@@ -343,7 +350,7 @@ class CpuEnsembleOps(EnsembleOps):
 
     def matmul(self, a, b, out):
         groups = self.member_groups(out.shape[0] if out.ndim == 3 else 1, flops=2.0 * out[0].size * a.shape[-1])
-        if groups is None or (a.shape[-1] == 1 and b.shape[-2] == 1):
+        if groups is None or (a.shape[-1] == 1 and b.shape[-2] == 1) or self.ops.precision != "float32":
             return super().matmul(a, b, out)
 
         def group(sl):

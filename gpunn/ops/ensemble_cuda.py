@@ -4,7 +4,10 @@ One launch per op for all K members: the grid's y index walks the members, and t
 reads each member's settings from the (K, 6) float64 table ``MemberRates.device`` (copied when
 it changes, once per epoch), so a step never waits on the host. Anything the kernels do not
 cover (another dtype, a strided stack, ``fused=False``) falls back to the generic
-``EnsembleOps``, which is how the two are compared (tests/test_ensemble_gpu.py).
+``EnsembleOps``, which is how the two are compared (tests/test_ensemble_gpu.py). With
+``Ensemble(precision="bf16")`` the hidden layers' bias + activation and bias gradients run the
+kernels' bf16 instances (bf16 activations, float32 bias gradients), and every product is cuBLAS's
+strided batched GemmEx (bf16 operands, float32 accumulation; TF32 tensor cores for "tf32").
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import numpy
 
 from ..activations import Activation
 from . import kernels
+from .base import is_bf16
+from .cublas import CupyBlas, GemmError
 from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
 from .ensemble import EnsembleOps, MemberRates
 
@@ -24,11 +29,12 @@ class CupyEnsembleOps(EnsembleOps):
         super().__init__(ops)
         self.fused = bool(getattr(ops, "fused", True))
 
-    def _dtype(self, *arrays):
-        if not self.fused:
-            return None
+    def _dtype(self, *arrays, bf16=False):
+        """The arrays' one dtype where a kernel takes it: float32 or float64 (with ``fused``), or, for the
+        kernels with a bf16 instance (``bf16=True``), bf16 storage (always, fused or not: as for one model,
+        the generic bf16 expressions are the emulation, not a path of their own); else None."""
         dtype = arrays[0].dtype
-        if dtype not in kernels.CXX_TYPES:
+        if not ((bf16 and is_bf16(dtype)) or (self.fused and dtype in kernels.CXX_TYPES)):
             return None
         return dtype if all(a is None or a.dtype == dtype for a in arrays) else None
 
@@ -48,7 +54,7 @@ class CupyEnsembleOps(EnsembleOps):
 
     # ---- forward ---------------------------------------------------------------------
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
-        dtype = self._dtype(Z, b, A)
+        dtype = self._dtype(Z, b, A, bf16=True)
         b_stride = 0 if b is None else self._rows_stride(b)
         if (dtype is None or Z.ndim != 3 or Z.shape != A.shape or b_stride is None
                 or not (Z.flags.c_contiguous and A.flags.c_contiguous)):
@@ -64,9 +70,13 @@ class CupyEnsembleOps(EnsembleOps):
 
     # ---- backward --------------------------------------------------------------------
     def bias_gradient(self, dZ, db):
-        dtype = self._dtype(dZ, db)
+        """db[k] <- column sums of dZ[k], in double: one launch for all members (a bf16 dZ sums into the
+        float32 gradient buffer)."""
+        dtype = self._dtype(dZ, bf16=True)
+        master = numpy.dtype(numpy.float32) if dtype is not None and is_bf16(dtype) else dtype
         db_stride = self._rows_stride(db)
-        if dtype is None or dZ.ndim != 3 or db_stride is None or not dZ.flags.c_contiguous:
+        if (dtype is None or db.dtype != master or dZ.ndim != 3 or db_stride is None
+                or not dZ.flags.c_contiguous):
             return super().bias_gradient(dZ, db)
         members, rows, cols = dZ.shape
         if dZ.size:
@@ -76,12 +86,25 @@ class CupyEnsembleOps(EnsembleOps):
         return db
 
     def matmul(self, a, b, out):
-        """cuBLAS's strided batched product on the graph path's own handle while a step is captured (CuPy's
-        matmul cannot be); CuPy's matmul otherwise."""
-        blas = self.ops.blas
-        if blas is not None and hasattr(blas, "gemm_batched") and out.ndim == 3:  # k = 1 too: a * b exactly
-            return blas.gemm_batched(a, b, out)
-        return super().matmul(a, b, out)
+        """cuBLAS's strided batched product (GemmStridedBatchedEx with the compute type of the precision: TF32
+        tensor cores for "tf32", bf16 operands with float32 accumulation for bf16), on the graph path's own
+        handle while a step is captured (CuPy's matmul cannot be), and for tf32 and bf16 always; CuPy's matmul
+        for a float32/float64 product outside a graph."""
+        ops = self.ops
+        precision = ops.precision
+        if out.ndim == 3 and ops.blas is None and (precision != "float32" or is_bf16(a.dtype)):
+            ops.blas = CupyBlas()  # as CupyOps.matmul makes it for one model's tf32/bf16 products
+        blas = ops.blas
+        if blas is None or not hasattr(blas, "gemm_batched") or out.ndim != 3:
+            return super().matmul(a, b, out)
+        try:  # k = 1 too: a * b exactly
+            return blas.gemm_batched(a, b, out, precision)
+        except GemmError:
+            if not isinstance(blas, CupyBlas) or not out.flags.c_contiguous:
+                raise
+            import cupy
+
+            return blas.gemm_batched(cupy.ascontiguousarray(a), cupy.ascontiguousarray(b), out, precision)
 
     def _mse(self, A, Y, dA, scale, out=None):
         import cupy

@@ -39,7 +39,7 @@ BF16 = "bfloat16"
 BF16_CXX = "gpunn::bf16"
 # the kernels with a bf16 instance; to_storage exists for bf16 only
 BF16_KERNELS = ("bias_act_forward", "act_backward_from_input", "act_backward_from_output", "bias_grad",
-                "bias_grad_finish", "to_storage")
+                "bias_grad_finish", "to_storage", "member_bias_act_forward", "member_bias_grad")
 BF16_ONLY = ("to_storage",)
 
 # source file -> kernels it defines, and what each is templated on besides T

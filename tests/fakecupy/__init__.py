@@ -15,10 +15,11 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   CUDA source it was built from (pointer vs scalar, the exact NumPy scalar type of each scalar, array
   dtype, contiguity and size, null pointers, grid and block shape) and then computed by a registered
   NumPy reference (see ``fakecupy.kernels``, which also says how to add a kernel);
-- ``cupy_backends.cuda.libs.cublas.gemmEx`` (gpunn's tf32/bf16 products) resolves its raw device
-  addresses to live allocations, checks the operand/compute types and computes the column-major
-  product (TF32 rounds the float32 operands to 10 mantissa bits; a plain float32/float64 product is
-  NumPy's matmul of the same row-major views, so it equals what ``cupy.matmul`` computes here);
+- ``cupy_backends.cuda.libs.cublas.gemmEx`` and ``gemmStridedBatchedEx`` (gpunn's tf32/bf16 products: one
+  model's, and an Ensemble's batched ones) resolve their raw device addresses to live allocations, check
+  the operand/compute types and compute the column-major product (TF32 rounds the float32 operands to
+  10 mantissa bits; a plain float32/float64 product is NumPy's matmul of the same row-major views, so it
+  equals what ``cupy.matmul`` computes here);
 - CUDA graphs: ``Stream.begin_capture`` / ``end_capture`` / ``Graph.launch``. While a stream
   captures, the RawKernel launches (checked as above when captured), memsets/copies and cuBLAS
   GemmEx calls issued on it are recorded, not run, with their device addresses and scalar values
@@ -705,6 +706,22 @@ def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb
     _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc, computeType)
 
 
+def gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB,
+                            beta, C, Ctype, ldc, strideC, batchCount, computeType, algo):
+    """cublasGemmStridedBatchedEx through CuPy's binding (``CupyBlas.gemm_batched``, an Ensemble's tf32/bf16
+    products): product i reads A + i*strideA, B + i*strideB and writes C + i*strideC (elements; 0 shares a
+    matrix), each exactly as gemmEx computes it; refused while capturing, as gemmEx is."""
+    _refuse_in_capture("cuBLAS through CuPy's binding (its setStream raises during capture)")
+    if batchCount < 1 or min(strideA, strideB, strideC) < 0:
+        raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: batchCount {batchCount}, strides "
+                               f"{strideA}, {strideB}, {strideC}")
+    alpha_v, beta_v = _scalars(alpha, beta, computeType)
+    sizes = [{0: 4, 1: 8, 14: 2}.get(t, 1) for t in (Atype, Btype, Ctype)]  # float32, float64, bf16 bytes
+    for i in range(batchCount):
+        _gemm(transa, transb, m, n, k, alpha_v, A + i * strideA * sizes[0], Atype, lda, B + i * strideB * sizes[1],
+              Btype, ldb, beta_v, C + i * strideC * sizes[2], Ctype, ldc, computeType)
+
+
 def _scalars(alpha, beta, computeType):
     scalar = ctypes.c_double if computeType == 70 else ctypes.c_float
     return scalar.from_address(alpha).value, scalar.from_address(beta).value
@@ -894,6 +911,7 @@ def cublas_library():
 
 _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
 _cublas_module.gemmEx = gemm_ex
+_cublas_module.gemmStridedBatchedEx = gemm_strided_batched_ex
 cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
 
 # ---- kernels -------------------------------------------------------------------------------

@@ -116,6 +116,32 @@ void members_adam(T* w, const T* g, T* m, T* v, const double* hyper, T eps, doub
     }
 }
 
+// member_bias_act_forward's loop (kernels/ensemble.cu) on one thread, over bf16 arrays: members of
+// rows x cols, member k's bias at b + k * b_stride; the element is the kernel's own bias_act_element.
+template <int ACT>
+void member_bias_act(const bf16* Z_in, const bf16* b, long long b_stride, bf16* Z_keep, bf16* A, long long members,
+                     long long rows, long long cols) {
+    const long long n = rows * cols;
+    for (long long k = 0; k < members; ++k) {
+        for (long long i = 0; i < n; ++i) {
+            const long long at = k * n + i;
+            bias_act_element<bf16, ACT>(Z_in[at], b != nullptr ? b + k * b_stride + i % cols : nullptr,
+                                        Z_keep != nullptr ? Z_keep + at : nullptr, A + at);
+        }
+    }
+}
+
+int member_bias_act(int act, const bf16* Z_in, const bf16* b, long long b_stride, bf16* Z_keep, bf16* A,
+                    long long members, long long rows, long long cols) {
+    switch (act) {
+#define GPUNN_CASE(id) case id: member_bias_act<id>(Z_in, b, b_stride, Z_keep, A, members, rows, cols); return 0;
+        GPUNN_CASE(kIdentity) GPUNN_CASE(kRelu) GPUNN_CASE(kSigmoid) GPUNN_CASE(kTanh) GPUNN_CASE(kLeakyRelu)
+        GPUNN_CASE(kSoftplus) GPUNN_CASE(kGelu) GPUNN_CASE(kSilu) GPUNN_CASE(kElu)
+#undef GPUNN_CASE
+        default: return -2;
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -164,5 +190,24 @@ void member_adam_f32(float* w, const float* g, float* m, float* v, const double*
 void member_adam_f64(double* w, const double* g, double* m, double* v, const double* hyper, double eps, double step,
                      int decoupled, long long members, long long per_member) {
     members_adam(w, g, m, v, hyper, eps, step, decoupled, members, per_member);
+}
+// bf16 arrays travel as their 16-bit patterns (see act_bf16).
+int member_bias_act_bf16(int act, const unsigned short* Z_in, const unsigned short* b, long long b_stride,
+                         unsigned short* Z_keep, unsigned short* A, long long members, long long rows, long long cols) {
+    return member_bias_act(act, reinterpret_cast<const bf16*>(Z_in), reinterpret_cast<const bf16*>(b), b_stride,
+                           reinterpret_cast<bf16*>(Z_keep), reinterpret_cast<bf16*>(A), members, rows, cols);
+}
+// member_bias_grad's per-member column sums (kernels/ensemble.cu) for bf16 dZ: each value widened by load,
+// summed in double in row order, stored as float (master_t<bf16>).
+void member_bias_grad_bf16(const unsigned short* dZ, float* db, long long db_stride, long long members,
+                           long long rows, long long cols) {
+    const bf16* z = reinterpret_cast<const bf16*>(dZ);
+    for (long long k = 0; k < members; ++k) {
+        for (long long c = 0; c < cols; ++c) {
+            double acc = 0.0;
+            for (long long r = 0; r < rows; ++r) acc += (double)load(z[(k * rows + r) * cols + c]);
+            db[k * db_stride + c] = (master_t<bf16>)acc;
+        }
+    }
 }
 }

@@ -1,0 +1,175 @@
+"""gpunn.Ensemble(precision="tf32" | "bf16"): member k trains as MLP(precision=..., seed=seed + k).
+
+On the CPU the precisions are refused, as MLP refuses them; the tests' NumPy emulation of them
+(gpunn.model._EMULATE_PRECISION_ON_CPU, gpunn.ops.Ops) runs the contract without a GPU. The tests
+marked gpu run the CuPy path: cuBLAS's strided batched GemmEx with the precision's compute type, the
+bf16 instances of kernels/ensemble.cu, the CUDA graph, and save / load / checkpoints / resume on the
+device. Under tests/fakecupy (GPUNN_FAKE_CUPY=1, what CI runs) member k equals its MLP bit for bit:
+the stand-in computes each product of a batched call exactly as its one-product GemmEx (the same
+operands, summed in float64, rounded once) and each member kernel's reference as the single-model
+kernel's. On a GPU, a batched product may run another cuBLAS kernel than one model's product, with
+another summation order: tf32 to 1e-4 (a float32 accumulation's rounding, grown over the steps),
+bf16 to 2e-2 (where a sum lands on the other side of a bfloat16 rounding boundary, a hidden value
+moves by 2^-8 relative and the training drifts from there; measured bounds are for the first GPU
+run to confirm).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import gpunn
+import gpunn.model as gm
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+SIZES = [6, 16, 12, 2]
+LRS = [1e-3, 3e-3, 1e-2]
+FAKE = os.environ.get("GPUNN_FAKE_CUPY") == "1"
+GPU_TOL = {"tf32": 1e-4, "bf16": 2e-2}
+
+
+def _data(rows=300):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, SIZES[0])).astype(np.float32)
+    Y = np.stack([np.sin(X[:, 0]), X[:, 1] * X[:, 2]], axis=1).astype(np.float32)
+    return X, Y
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def _rel(a, b):
+    a, b = _host(a), _host(b)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.fixture
+def emulate(monkeypatch):
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)
+
+
+def _contract(device, precision, act, optimizer, graph=False):
+    """(largest relative difference of a member from its MLP, the ensemble): 3 members, 2 epochs."""
+    X, Y = _data()
+    kwargs = dict(epochs=2, batch_size=64, seed=4, validation_fraction=0.1, verbose=False, optimizer=optimizer)
+    ens = gpunn.Ensemble(SIZES, 3, activation=act, device=device, seed=10, precision=precision, graph=graph)
+    history = ens.fit(X, Y, lr=LRS, **kwargs)
+    worst = 0.0
+    for k in range(3):
+        twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
+        h = twin.fit(X, Y, lr=LRS[k], **kwargs)
+        worst = max(worst, _rel(ens.member_params[k], twin.params))
+        np.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"], rtol=1e-3)
+    return worst, ens
+
+
+# ---- the CPU: refused; the emulation keeps the contract --------------------------------------------------
+
+def test_the_cpu_refuses_tensor_core_precisions_as_for_one_model():
+    for precision in ("tf32", "bf16"):
+        with pytest.raises(ValueError, match=rf"precision='{precision}' .*needs a CUDA GPU.*'cpu'"):
+            gpunn.Ensemble([4, 8, 1], 2, device="cpu", precision=precision)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        gpunn.Ensemble([4, 8, 1], 2, device="cpu", precision="fp16")
+    assert gpunn.Ensemble([4, 8, 1], 2, device="cpu").precision == "float32"
+
+
+def test_tensor_core_precisions_need_float32_master_weights(emulate):
+    with pytest.raises(ValueError, match="needs dtype='float32'"):
+        gpunn.Ensemble([4, 8, 1], 2, device="cpu", precision="bf16", dtype="float64")
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_each_emulated_member_trains_as_its_own_mlp(emulate, precision):
+    """In the NumPy emulation every member's arithmetic is its MLP's: the same products (a stacked matmul is
+    each member's matmul), the same roundings to bf16: bit for bit."""
+    worst, ens = _contract("cpu", precision, "gelu", "adam")
+    assert worst == 0.0
+    assert ens[2].precision == precision and ens.best().precision == precision
+
+
+def test_the_emulated_bf16_tensors_are_one_models(emulate):
+    """Hidden activations, the copies of X, of the parameters and of the output layer's dZ in bf16; the
+    output layer, parameters, gradients and predictions in float32."""
+    X, Y = _data(9)
+    ens = gpunn.Ensemble(SIZES, 2, activation=["gelu", "relu"], device="cpu", seed=0, precision="bf16")
+    ens.loss_and_gradients(X, Y)
+    ws = ens._workspace(9)
+    for l in (0, 1):
+        assert ws.Z[l].dtype == ws.A[l].dtype == ws.dA[l].dtype == BF16
+    assert ws.Z[2].dtype == ws.A[2].dtype == ws.dA[2].dtype == np.float32
+    assert ws.input16(X).dtype == ws.dZ16.dtype == ens.params16.dtype == BF16
+    assert ens.params.dtype == ens.grads.dtype == ens.predict(X).dtype == np.float32
+    np.testing.assert_array_equal(ens.params16, ens.params.astype(BF16))  # refreshed at each forward pass
+    ref = gpunn.Ensemble(SIZES, 2, activation=["gelu", "relu"], device="cpu", seed=0)
+    loss, dW, _ = ens.loss_and_gradients(X, Y)
+    loss32, dW32, _ = ref.loss_and_gradients(X, Y)
+    np.testing.assert_allclose(loss, loss32, rtol=4e-2)
+    assert 0 < np.linalg.norm(dW[0] - dW32[0]) < 4e-2 * np.linalg.norm(dW32[0])  # bf16: close, not float32
+
+
+# ---- the CuPy path (a GPU, or tests/fakecupy) ---------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("act,optimizer,graph", [("relu", "adam", False), ("tanh", "momentum", False),
+                                                 ("gelu", "adamw", True)])
+def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, precision, act, optimizer, graph):
+    fakecupy = __import__("sys").modules.get("fakecupy")
+    if fakecupy is not None:
+        fakecupy.state.gemms.clear()
+        fakecupy.state.launches.clear()
+    worst, ens = _contract("cuda", precision, act, optimizer, graph)
+    assert worst <= (0.0 if FAKE else GPU_TOL[precision]), worst
+    if graph:
+        assert ens.graph_trainer.captured, ens.graph_trainer.reason
+    if fakecupy is not None:  # the precision's compute type, and the member kernels' bf16 instances
+        assert set(fakecupy.state.gemms) == {"32F_FAST_TF32" if precision == "tf32" else "32F"}
+        names = " ".join(str(launch[0]) for launch in fakecupy.state.launches)
+        assert ("member_bias_act_forward<gpunn::bf16" in names) == (precision == "bf16")
+        assert ("member_bias_grad<gpunn::bf16>" in names) == (precision == "bf16")
+
+
+@pytest.mark.gpu
+def test_members_copies_and_saved_files_keep_the_precision(gpu, tmp_path):
+    X, Y = _data()
+    ens = gpunn.Ensemble(SIZES, 2, device="cuda", seed=3, precision="bf16")
+    ens.fit(X, Y, epochs=1, batch_size=64, validation_fraction=0.1, verbose=False)
+    import copy
+
+    assert ens[1].precision == ens.best().precision == copy.deepcopy(ens).precision == "bf16"
+    assert "precision='bf16'" in repr(ens)
+    np.testing.assert_array_equal(_host(ens[1].predict(X)), _host(ens.predict(X)[1]))  # the member's own arithmetic
+    gpunn.save(tmp_path / "ens.npz", ens)
+    gpunn.save(tmp_path / "best.npz", ens.best())
+    loaded, best = gpunn.load(tmp_path / "ens.npz", device="cuda"), gpunn.load(tmp_path / "best.npz", device="cuda")
+    assert loaded.precision == best.precision == "bf16"
+    np.testing.assert_array_equal(_host(loaded.predict(X)), _host(ens.predict(X)))
+    # on the CPU (no tensor cores) the same float32 weights load in float32
+    cpu = gpunn.load(tmp_path / "ens.npz", device="cpu")
+    assert cpu.precision == "float32"
+    np.testing.assert_array_equal(cpu.params, _host(ens.params))
+    assert gpunn.load(tmp_path / "best.npz", device="cpu").precision == "float32"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_an_interrupted_run_resumes_in_its_precision(gpu, tmp_path, interrupt_at, precision):
+    """The checkpoint records the precision; the resumed run continues in it and ends where the
+    uninterrupted one does (the same launches on the same device)."""
+    X, Y = _data()
+    kwargs = dict(epochs=3, batch_size=48, lr=[2e-3, 1e-2], seed=4, validation_fraction=0.2, verbose=False)
+    reference = gpunn.Ensemble(SIZES, 2, device="cuda", seed=7, precision=precision)
+    ref_hist = reference.fit(X, Y, **kwargs)
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, device="cuda", seed=7, precision=precision).fit(
+        X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)], **kwargs)
+    ckpt = gpunn.load_checkpoint(path, device="cuda")
+    assert ckpt.model.precision == precision
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert _rel(ckpt.model.params, reference.params) <= (0.0 if FAKE else 1e-6)
+    np.testing.assert_allclose(resumed["val_loss"], ref_hist["val_loss"], rtol=1e-6)
