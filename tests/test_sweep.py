@@ -1,6 +1,7 @@
 """`gpunn sweep`: a grid trained as one ensemble, ranked; split into ensembles that fit; outputs."""
 import csv
 import json
+import os
 
 import numpy
 import pytest
@@ -387,3 +388,53 @@ def test_a_sweep_reads_its_options_from_a_config_file_and_the_flags_override_it(
     (tmp_path / "bad.toml").write_text("lr = [0.001, -1]\n")
     assert cli.main(["sweep", "--config", str(tmp_path / "bad.toml")]) == 2
     assert "invalid lr = [0.001, -1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_a_tensor_core_precision_on_the_cpu_is_refused_before_the_data(tmp_path, capsys, monkeypatch, where):
+    """--precision tf32|bf16 (or precision = ... in a --config [sweep] table) needs a GPU: refused in the
+    command's words before any row is generated, as gpunn train refuses it."""
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were generated before --precision was refused")
+
+    monkeypatch.setattr(gpunn.datasets, "make", no_data)
+    if where == "flag":
+        args = ARGS + ["--precision", "bf16"]
+    else:
+        (tmp_path / "grid.toml").write_text('[sweep]\nprecision = "bf16"\ndevice = "cpu"\nrows = 600\n')
+        args = ["sweep", "--config", str(tmp_path / "grid.toml"), "--quiet"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--precision bf16 runs the matrix products on NVIDIA tensor cores and needs a CUDA GPU" in err, err
+    (tmp_path / "bad.toml").write_text('precision = "fp8"\n')
+    assert cli.main(["sweep", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert "precision = 'fp8' is not one of float32, tf32, bf16" in capsys.readouterr().err
+    assert "--precision {float32,tf32,bf16}" in cli.build_parser()._subparsers._group_actions[0].choices[
+        "sweep"].format_help()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_a_sweep_in_a_tensor_core_precision_saves_a_best_member_in_it(tmp_path, capsys, precision):
+    """On a GPU (or tests/fakecupy): every member trains in the precision, and the best member saved with
+    --save-best carries it (gpunn.load gives it back on the GPU); a one-member sweep is that member's
+    gpunn train run with --precision."""
+    X, Y = gpunn.datasets.make("teacher", 400, 4, 1, noise=0.1, seed=3, device="cpu")
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+    common = ["--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy"), "--window", "4", "--hidden",
+              "8", "--epochs", "2", "--batch-size", "32", "--quiet", "--device", "cuda"]
+    run(["sweep", *common, "--lr", "3e-3", "--precision", precision, "--save-best", str(tmp_path / "best.npz")], capsys)
+    best = gpunn.load(tmp_path / "best.npz", device="cuda")
+    assert best.precision == precision
+    run(["train", *common, "--lr", "3e-3", "--precision", precision, "--save", str(tmp_path / "alone.npz")], capsys)
+    alone = gpunn.load(tmp_path / "alone.npz", device="cuda")
+    assert alone.precision == precision
+    # the stand-in computes a batched product exactly as one model's; on a GPU another cuBLAS kernel may sum in
+    # another order (tests/test_ensemble_precision.py)
+    fake = os.environ.get("GPUNN_FAKE_CUPY") == "1"
+    numpy.testing.assert_allclose(best.params.get(), alone.params.get(),
+                                  rtol=1e-6 if fake else {"tf32": 1e-4, "bf16": 2e-2}[precision], atol=1e-6)
+    (tmp_path / "grid.toml").write_text(f'[sweep]\nprecision = "{precision}"\nlr = [1e-3, 3e-3]\n')
+    run(["sweep", "--config", str(tmp_path / "grid.toml"), *common, "--save-best", str(tmp_path / "b2.npz")], capsys)
+    assert gpunn.load(tmp_path / "b2.npz", device="cuda").precision == precision

@@ -16,7 +16,8 @@ from . import data as data_cli
 from .common import (STDOUT_OPTIONS, add_debug, csv_text, dtype, is_stdout, json_text, non_negative, positive,
                      write_output)
 from .data import feature_count_or_names
-from .train import MIN_ROWS, _check_plot_available, _hidden_sizes, _launch, ignore_late_interrupts, optimizer_of
+from .train import (MIN_ROWS, _check_plot_available, _check_precision, _hidden_sizes, _launch, ignore_late_interrupts,
+                    optimizer_of)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 
@@ -90,6 +91,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "nesterov, 0 for sgd)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     s.add_argument("--dtype", type=dtype, default="float32", help="(default: %(default)s)")
+    s.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
+                   help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "
+                        "bf16 keeps activations in bfloat16 with float32 master weights, optimizer state and loss; "
+                        "the saved best member keeps it (default: %(default)s)")
     s.add_argument("--seed", type=non_negative(int), default=0, help="data, first member seed, shuffles (default: %(default)s)")
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
@@ -322,6 +327,7 @@ def run(args) -> int:
     else:
         save_dir = args.save or args.resume
     backend = _backend.resolve(device)
+    _check_precision(args, backend, args.dtype)  # before any data is generated or read
     meta = checkpoint.read_meta(first_checkpoint(args.resume)) if args.resume else None
     batch_size = _batch_size(args, meta, distributed)
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
@@ -379,7 +385,7 @@ def run(args) -> int:
             else:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
-                               device=backend, seed=[s["seed"] for s in group])
+                               device=backend, seed=[s["seed"] for s in group], precision=args.precision)
                 ens.standardizer = statistics
                 callbacks = ([EarlyStopping(patience=args.patience, min_delta=args.min_delta)]
                              if args.early_stopping else [])
