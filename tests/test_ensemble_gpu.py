@@ -101,9 +101,11 @@ def test_bootstrap_and_bench_runner_on_cuda(gpu):
     ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, verbose=False)
     assert _rel(ens.member_params[0], ens.member_params[1]) > 1e-3
     results = run_ensembles([bench.parse_config("lin:4:8:1:16-x3")], [gpu], peers=["sequential"], repeats=1,
-                            seconds=0.01, log=lambda msg: None, graph=True)
-    assert [r["impl"] for r in results] == ["gpunn", "gpunn-graph", "sequential"]
+                            seconds=0.01, log=lambda msg: None, graph=True, precisions=["bf16"])
+    assert [r["impl"] for r in results] == ["gpunn", "gpunn-graph", "gpunn-graph-bf16", "sequential"]
     assert all(r["samples_per_s"] > 0 for r in results)
+    bf16 = results[2]  # Ensemble(precision="bf16", graph=True): its own row, captured (the stand-in emulates capture)
+    assert bf16["dtype"] == "bf16" and bf16["label"].endswith("graph bf16") and "not captured" not in bf16["note"]
     for r in results:  # the H200 run's ensemble rows read "% of peak" = nan: every row has it, on cuda too
         assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and "cuBLAS" in r["peak_gemm"], r
 

@@ -173,3 +173,18 @@ def test_an_interrupted_run_resumes_in_its_precision(gpu, tmp_path, interrupt_at
     resumed = ckpt.resume(X, Y, verbose=False)
     assert _rel(ckpt.model.params, reference.params) <= (0.0 if FAKE else 1e-6)
     np.testing.assert_allclose(resumed["val_loss"], ref_hist["val_loss"], rtol=1e-6)
+
+
+# ---- the benchmark's rows (gpunn bench --ensemble K --precision bf16, bench/gpu_checks/ensemble.py) ----------
+
+def test_the_bench_skips_tensor_core_ensemble_rows_on_the_cpu_with_a_line():
+    from gpunn import bench
+    from gpunn.bench.ensemble import run_ensembles
+
+    lines = []
+    results = run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [gpunn.backend.resolve("cpu")], peers=[],
+                            repeats=1, seconds=0.01, log=lines.append, profile=False, precisions=["float32", "bf16"],
+                            max_seconds=1)
+    assert [r["impl"] for r in results] == ["gpunn"]
+    assert any("gpunn Ensemble bf16 skipped (GPU only)" in line for line in lines), lines
+

@@ -131,16 +131,16 @@ def gemm_baseline(gemm_times: dict, counts: dict, min_timed=GEMM_MIN_TIMED_SECON
 class EnsembleRunner(Runner):
     key = "gpunn"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3, graph=False):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, graph=False, precision="float32"):
         from ..ensemble import Ensemble
 
         self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
         self.model = Ensemble(cfg.sizes, cfg.members, activation="relu", dtype="float32", device=backend, seed=0,
-                              graph=graph)
-        self.lr, self._seed = lr, 0
-        self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})" + (" graph" if graph else "")
-        if graph:
-            self.key = "gpunn-graph"
+                              graph=graph, precision=precision)
+        self.lr, self._seed, self.precision = lr, 0, precision
+        extra = " ".join(x for x in ("graph" if graph else "", "" if precision == "float32" else precision) if x)
+        self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})" + (f" {extra}" if extra else "")
+        self.key = "-".join(["gpunn"] + (["graph"] if graph else []) + ([precision] if precision != "float32" else []))
 
     def graph_note(self) -> str:
         """For a graph row: "" when the step ran as a replayed CUDA graph, else why not."""
@@ -268,9 +268,10 @@ _PEER_CLASSES = {"sequential": SequentialRunner, "torch-vmap": TorchVmapRunner, 
 
 
 def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, deadline=None,
-                          threads=None, log=print, profile=True, graph=False) -> list:
+                          threads=None, log=print, profile=True, graph=False, precisions=()) -> list:
     """The ensemble and its peers on one configuration and backend, interleaved; Results (gpunn first).
-    ``graph``: on a GPU, also the ensemble with its step captured as a CUDA graph (``Ensemble(graph=True)``)."""
+    ``graph``: on a GPU, also the ensemble with its step captured as a CUDA graph (``Ensemble(graph=True)``).
+    ``precisions``: on a GPU, also the ensemble in each of these ("tf32", "bf16"; with ``graph``, as a graph)."""
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
     gpunn = EnsembleRunner(cfg, backend, X, Y)
@@ -282,6 +283,11 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     runners = [*gemms, *peaks, gpunn]
     if graph and backend.is_gpu:
         runners.append(EnsembleRunner(cfg, backend, X, Y, graph=True))
+    for precision in dict.fromkeys(p for p in precisions if p != "float32"):
+        if backend.is_gpu:
+            runners.append(EnsembleRunner(cfg, backend, X, Y, graph=graph, precision=precision))
+        else:
+            log(f"  {cfg.name} [{backend.device}]: gpunn Ensemble {precision} skipped (GPU only)")
     for key in peers:
         try:
             kwargs = {"threads": threads} if key.startswith("torch") else {}
@@ -306,8 +312,8 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     results = []
     for r in runners:
         med, spread, rates = _median_rate(times[r], member_samples)
-        res = Result(cfg.name, cfg.spec() + f" x{cfg.members}", backend.device, r.key, r.label, "float32", cfg.batch,
-                     med, spread, rates)
+        res = Result(cfg.name, cfg.spec() + f" x{cfg.members}", backend.device, r.key, r.label,
+                     getattr(r, "precision", "float32"), cfg.batch, med, spread, rates)
         res.gflops = flops_per_member_sample * med / 1e9
         if best is not None:
             res.gemm_gflops = statistics.median(best) / 1e9
@@ -323,7 +329,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
         res.noisy = spread[1] > 1.3 * spread[0]
         res.note = "member-samples/s" + (f", {r.threads} threads" if hasattr(r, "threads") else "")
-        if r.key == "gpunn-graph":
+        if r.key.startswith("gpunn-graph"):
             res.note += r.graph_note()
         results.append(res)
     if profile and (deadline is None or time.perf_counter() < deadline):
@@ -332,9 +338,9 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
 
 
 def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, max_seconds=None, threads=None,
-                  log=print, profile=True, graph=False) -> list:
+                  log=print, profile=True, graph=False, precisions=()) -> list:
     """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts
-    (``graph``: a CUDA-graph row of the ensemble too, on GPUs)."""
+    (``graph``: a CUDA-graph row of the ensemble too, on GPUs; ``precisions``: a row per tf32/bf16, on GPUs)."""
     from dataclasses import asdict
 
     from ..ops.cpu import usable_cores
@@ -348,5 +354,6 @@ def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.
         log(f"  {cfg.name} [{backend.device}] {cfg.members} x {cfg.sizes} batch {cfg.batch} ...")
         with backend.use():
             results.extend(asdict(r) for r in bench_ensemble_config(cfg, backend, peers, repeats, seconds,
-                                                                    job_deadline, threads, log, profile, graph))
+                                                                    job_deadline, threads, log, profile, graph,
+                                                                    precisions))
     return results
