@@ -129,7 +129,8 @@ class Ensemble(RawUnits):
     def _check_fits_in_memory(self, batch_rows=chunk_rows):
         """Raise MemoryError before allocating when parameters, gradients, optimizer state (Adam's two
         moments) and a batch's workspaces would not fit in the device's free memory."""
-        need = self.n_models * member_bytes(self.layer_sizes, self.dtype.itemsize, batch_rows, self.bias)
+        need = self.n_models * member_bytes(self.layer_sizes, self.dtype.itemsize, batch_rows, self.bias,
+                                            self._template.precision)
         free = _free_memory(self.backend)
         if free is not None and need > free:
             where = "the device has" if self.backend.is_gpu else "the host has"
@@ -395,11 +396,14 @@ class Ensemble(RawUnits):
                 f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r}{precision})")
 
 
-def member_bytes(layer_sizes, itemsize, rows, bias=True) -> int:
+def member_bytes(layer_sizes, itemsize, rows, bias=True, precision="float32") -> int:
     """One member's parameters, gradients and optimizer state (Adam's two moments), and workspaces (Z, A,
-    dA) for ``rows`` rows: what Ensemble's memory check and gpunn sweep's split count per member."""
+    dA) for ``rows`` rows: what Ensemble's memory check and gpunn sweep's split count per member. With
+    precision "bf16", also the 2-byte copies of its parameters, of the input rows and of the output
+    layer's dZ (its hidden workspaces, 2 bytes a value there, are still counted at ``itemsize``)."""
     params = sum(a * b + (b if bias else 0) for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return itemsize * (4 * params + 3 * sum(layer_sizes[1:]) * rows)
+    copies = 2 * (params + (layer_sizes[0] + layer_sizes[-1]) * rows) if precision == "bf16" else 0
+    return itemsize * (4 * params + 3 * sum(layer_sizes[1:]) * rows) + copies
 
 
 def _free_memory(backend):

@@ -112,6 +112,32 @@ def test_the_emulated_bf16_tensors_are_one_models(emulate):
     assert 0 < np.linalg.norm(dW[0] - dW32[0]) < 4e-2 * np.linalg.norm(dW32[0])  # bf16: close, not float32
 
 
+def test_the_memory_check_counts_the_bf16_copies(emulate, monkeypatch):
+    """An ensemble that fits in float32 but not with bf16's copies of the parameters and rows is refused
+    before allocating, saying how much it needs (gpunn sweep splits by the same count)."""
+    from gpunn.ensemble import member_bytes
+
+    sizes, rows = [30, 200, 1], gpunn.Ensemble.chunk_rows
+    params = 30 * 200 + 200 + 200 + 1
+    assert member_bytes(sizes, 4, rows, precision="bf16") - member_bytes(sizes, 4, rows) == 2 * (params + 31 * rows)
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 4 * member_bytes(sizes, 4, rows) + 1)
+    gpunn.Ensemble(sizes, 4, device="cpu", seed=0)
+    with pytest.raises(MemoryError, match="an ensemble of 4 x"):
+        gpunn.Ensemble(sizes, 4, device="cpu", seed=0, precision="bf16")
+
+
+def test_set_precision_switches_an_ensemble_back_to_float32(emulate):
+    X, Y = _data(50)
+    ens = gpunn.Ensemble(SIZES, 2, device="cpu", seed=1, precision="bf16")
+    ens.fit(X, Y, epochs=1, batch_size=25, verbose=False)
+    twin = gpunn.Ensemble(SIZES, 2, device="cpu", seed=1)
+    twin.params[...] = ens.params
+    assert not np.array_equal(ens.predict(X), twin.predict(X))  # bf16 arithmetic
+    ens.set_precision("float32")
+    assert ens.precision == "float32" and ens.params16 is None and ens[0].precision == "float32"
+    np.testing.assert_array_equal(ens.predict(X), twin.predict(X))
+
+
 # ---- the CuPy path (a GPU, or tests/fakecupy) ---------------------------------------------------------------
 
 @pytest.mark.gpu

@@ -167,21 +167,22 @@ def grid(args) -> list[dict]:
             for lr, wd, s in itertools.product(args.lr, args.weight_decay, range(args.seeds))]
 
 
-def bytes_per_member(sizes, batch_size, val_rows, itemsize, bias=True) -> int:
+def bytes_per_member(sizes, batch_size, val_rows, itemsize, bias=True, precision="float32") -> int:
     """Parameters, gradients, two optimizer moments, and the (batch and validation) workspaces of one member;
     at least what the Ensemble's own memory check counts (gpunn.ensemble.member_bytes), so an ensemble of
     the split is never refused by it."""
     from ..ensemble import Ensemble, member_bytes
 
     rows = max(batch_size + min(val_rows, Ensemble.chunk_rows), Ensemble.chunk_rows)
-    return member_bytes(sizes, itemsize, rows, bias)
+    return member_bytes(sizes, itemsize, rows, bias, precision)
 
 
 def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, str]:
     """How many members one ensemble may hold, and why (for the message when the grid is split)."""
     from .. import preflight
 
-    per = bytes_per_member(sizes, args.batch_size, val_rows, numpy.dtype(args.dtype).itemsize, not args.no_bias)
+    per = bytes_per_member(sizes, args.batch_size, val_rows, numpy.dtype(args.dtype).itemsize, not args.no_bias,
+                           args.precision)
     limit, why = total, ""
     free = preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
     if free:
