@@ -329,7 +329,7 @@ def run(args) -> int:
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
                                         bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
                                         precision=args.precision, graph=args.graph)
-    if ckpt:  # a compute setting, not part of the checkpoint: this run's flags apply
+    if ckpt:  # compute settings: this run's flags apply (--precision defaults to the one the run recorded)
         model.set_precision(args.precision)
         model.graph = args.graph
     print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; "
