@@ -150,10 +150,14 @@ class RawUnits:
     def _scaled_rows(self, A, start, stop, target=False):
         """Rows start:stop of a ``_raw_input`` array, standardized (in A's dtype: float64 for wide
         values), then cast to the model's dtype on its device: a new array."""
-        xp, scaler = self.xp, self.standardizer
-        chunk = xp.array(A[start:stop], copy=True)  # on the model's device, still in A's dtype: scaled in place
-        (scaler.transform_y_ if target else scaler.transform_x_)(xp, chunk)
-        return chunk.astype(self.dtype, copy=False)
+        chunk = self.xp.array(A[start:stop], copy=True)  # on the model's device, still in A's dtype: scaled in place
+        return self._scale_(chunk, target).astype(self.dtype, copy=False)
+
+    def _scale_(self, A, target=False):
+        """A standardized in place by the ``standardizer``'s statistics of the targets (``target``) or of the
+        inputs; returns A."""
+        scaler = self.standardizer
+        return (scaler.transform_y_ if target else scaler.transform_x_)(self.xp, A)
 
     def _standardized(self, X, Y, x_name="X", y_name="Y"):
         """Raw-unit (X, Y) as a model with a ``standardizer`` trains on them: checked, standardized
@@ -163,7 +167,7 @@ class RawUnits:
             A = self._raw_input(data, name, target)
             if A.dtype == self.dtype:  # one copy (none more when checking converted it), scaled in place
                 A = A.copy() if _may_share_memory(A, data) else A
-                return (self.standardizer.transform_y_ if target else self.standardizer.transform_x_)(self.xp, A)
+                return self._scale_(A, target)
             out = self.xp.empty(A.shape, self.dtype)
             for start in range(0, A.shape[0], STANDARDIZE_CHUNK_ROWS):
                 out[start:start + STANDARDIZE_CHUNK_ROWS] = self._scaled_rows(A, start, start + STANDARDIZE_CHUNK_ROWS,
