@@ -236,6 +236,26 @@ def test_a_standardized_model_fitted_again_on_a_source_keeps_its_statistics(time
         numpy.testing.assert_array_equal(model.params, plain.params)
 
 
+@pytest.mark.parametrize("standardize", [False, True])
+def test_a_source_a_standardized_model_trained_on_gives_a_fresh_model_its_own_units(timestamps, standardize):
+    """A fit of a model with statistics scales the source by them; a fresh model fitted on that source object
+    afterwards adopted them (trained standardized from a plain source, or in the other model's units rather than
+    the source's own), so its run depended on what the source had been used for before."""
+    x, y, X, Y = timestamps
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    model.fit(data.npy(x, y, chunk_rows=1000, standardize=True, validation_fraction=0.5), epochs=1, verbose=False)
+    used = data.npy(x, y, chunk_rows=1000, standardize=standardize, seed=3)
+    model.fit(used, epochs=1, verbose=False, validation_data=data.npy(x, y, chunk_rows=1000))
+    assert used.standardizer is model.standardizer
+    fresh, again = (gpunn.MLP([2, 1], device="cpu", seed=1) for _ in range(2))
+    a = fresh.fit(used, epochs=2, lr=1e-3, verbose=False)
+    b = again.fit(data.npy(x, y, chunk_rows=1000, standardize=standardize, seed=3), epochs=2, lr=1e-3, verbose=False)
+    assert a["loss"] == b["loss"]
+    assert (fresh.standardizer is None) == (not standardize)
+    if standardize:
+        numpy.testing.assert_array_equal(fresh.standardizer.y_mean, again.standardizer.y_mean)
+
+
 def test_a_standardized_model_scales_float64_arrays_without_a_whole_float64_copy():
     """fit/score/loss_and_gradients on float64 arrays for a float32 model with statistics: standardized in
     float64 a chunk of rows at a time, then cast, as the sources do (it made a float64 copy of all the

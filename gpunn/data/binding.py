@@ -11,7 +11,8 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     chunked source; ``validation_data`` is a second source (all of its rows) or arrays (X_val,
     Y_val). With ``standardize``, the statistics (from the training chunks) move into the model,
     so ``predict`` takes raw inputs; a model that has statistics already (a later fit) keeps them and
-    the source is scaled by them, standardize or not, as ``fit(X, Y)`` scales arrays. Named table
+    the source is scaled by them, standardize or not, as ``fit(X, Y)`` scales arrays (lent: a later fit
+    of a model without statistics gets the source as it was made). Named table
     columns move into ``model.data_columns``.
     ``statistics(source)``, when given, computes those statistics instead of the source's own pass
     (a data-parallel fit: each rank reads only its shard).
@@ -32,7 +33,9 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if not hasattr(source, "standardizer"):
             raise ValueError(f"the model has standardization statistics (it takes raw units) and {name} cannot apply "
                              "them: pass a gpunn.data source or arrays (X, Y)")
-        source.standardizer = model.standardizer  # as fit(X, Y) keeps them: the weights were trained in these units
+        _lend(source, model.standardizer)  # as fit(X, Y) keeps them: the weights were trained in these units
+    elif _lent(source):  # another model's statistics, from an earlier fit: this one trains as the source says
+        source.standardizer = None  # (none, or the source's own, computed again by bind)
     if statistics is not None and getattr(source, "standardize", False) and source.standardizer is None:
         wanted, source.standardize = source.standardize, False  # bind without the source's own pass
         try:
@@ -56,7 +59,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
                 raise ValueError(f"the validation source's {kind} columns {list(held)} are not the training "
                                  f"source's {list(train)}: make it with {option}={list(train)}")
         if hasattr(validation_data, "standardizer"):
-            validation_data.standardizer = scaler  # the training statistics, never its own
+            _lend(validation_data, scaler)  # the training statistics, never its own
         validation_data.bind(model.backend, model.dtype)
         if not hasattr(validation_data, "ordered_windows"):
             raise ValueError(f"{type(validation_data).__name__} cannot serve as validation data; pass a chunked "
@@ -71,6 +74,17 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if Xv.shape[0] != Yv.shape[0]:
             raise ValueError(f"X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}; they must match")
         return RegressionEvaluator(model, Xv, Yv)
+
+
+def _lend(source, statistics):
+    """Scale ``source`` by a model's ``statistics`` (or None), remembered as lent: a later fit of a model
+    without statistics does not adopt them (it trains on the source as it was made)."""
+    source.standardizer = source._lent_standardizer = statistics
+
+
+def _lent(source) -> bool:
+    scaler = getattr(source, "standardizer", None)
+    return scaler is not None and scaler is getattr(source, "_lent_standardizer", None)
 
 
 def _check_widths(model, source, name):
