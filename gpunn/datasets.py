@@ -14,7 +14,7 @@ import numpy
 
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng
-from .checks import positive_int
+from .checks import is_real, positive_int, seed_int
 
 CHUNK_ROWS = 65536
 
@@ -27,10 +27,10 @@ class Task:
     def __init__(self, n_features, n_outputs=1, noise=0.1, seed=0):
         self.n_features = positive_int(n_features, "n_features")
         self.n_outputs = positive_int(n_outputs, "n_outputs")
-        if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        if not (is_real(noise) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise must be a non-negative number, got {noise!r}")
         self.noise = float(noise)
-        self.seed = int(seed)
+        self.seed = seed_int(seed)
         self._on_device = {}  # (device, dtype) -> the task's constants there
 
     def inputs(self, rng, rows, dtype):

@@ -202,7 +202,43 @@ def test_in_place_assignment_changes_the_model(model):
     (dict(n_samples=0), "n_samples must be a positive integer"),
     (dict(task="friedman1", n_features=3), "friedman1 needs at least 5 features"),
     (dict(noise=-1), "noise must be a non-negative number"),
+    # as fit's and MLP's: a float seed was truncated (1.5 -> 1), "3" and True were taken, and so was noise=True
+    (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
+    (dict(seed="3"), "seed must be a non-negative int, got '3'"),
+    (dict(seed=True), "seed must be a non-negative int, got True"),
+    (dict(noise=True), "noise must be a non-negative number, got True"),
 ])
 def test_bad_dataset_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         datasets.make(**{"n_samples": 10, "n_features": 4, "device": "cpu", **kwargs})
+
+
+def npy_pair(tmp_path, **kw):
+    numpy.save(tmp_path / "x.npy", numpy.ones((40, 3)))
+    numpy.save(tmp_path / "y.npy", numpy.ones((40, 1)))
+    return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=10, **kw)
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp_path, **kw: gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3, **kw), npy_pair,
+], ids=["synthetic", "npy"])
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
+    (dict(seed="3"), "seed must be a non-negative int, got '3'"),
+    (dict(seed=-1), "seed must be a non-negative int, got -1"),
+    (dict(validation_fraction="0.1"), r"validation_fraction must be a number in \[0, 1\), got '0.1'"),
+    (dict(validation_fraction=1), r"validation_fraction must be a number in \[0, 1\), got 1"),
+])
+def test_bad_data_source_options(make, kwargs, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        make(tmp_path, **kwargs)
+
+
+def test_data_sources_take_numpy_scalars():
+    """validation_fraction=numpy.float32(0.25) was refused as "must be in [0, 1), got np.float32(0.25)", as was
+    noise=numpy.float32(0.1); fit's checks take NumPy scalars (is_real)."""
+    source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3, noise=numpy.float32(0.1),
+                                  validation_fraction=numpy.float32(0.25), seed=numpy.int64(2))
+    assert source.validation_rows == 65536 and source.seed == 2
+    assert source.hold_out(numpy.float32(0.5)).validation_rows == 2 * 65536
+    assert type(source.config()["validation_fraction"]) is float  # JSON, in checkpoints

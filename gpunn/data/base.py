@@ -34,7 +34,7 @@ import numpy
 from .. import backend as _backend
 from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
-from ..checks import positive_int
+from ..checks import is_real, positive_int, seed_int
 from .stats import Standardizer, standardizing_dtype
 
 
@@ -62,14 +62,11 @@ class ChunkedSource:
 
     def __init__(self, *, seed=0, shuffle=True, window=16, validation_fraction=None, standardize=False,
                  prefetch=1):
-        self.seed = int(seed)
+        self.seed = seed_int(seed)
         self.shuffle = bool(shuffle)
         self.window = positive_int(window, "window")
         self.prefetch = positive_int(prefetch, "prefetch")
-        if validation_fraction is not None and not (isinstance(validation_fraction, (int, float))
-                                                    and 0 <= validation_fraction < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-        self.validation_fraction = validation_fraction or None
+        self.validation_fraction = _fraction(validation_fraction)
         self.standardize = standardize_option(standardize)
         self.standardizer: Standardizer | None = None
         self.backend = None  # set by bind(), which fit() calls with the model's device and dtype
@@ -112,9 +109,7 @@ class ChunkedSource:
 
     def hold_out(self, fraction) -> "ChunkedSource":
         """Hold out ``fraction`` of the chunks for validation (as ``validation_fraction`` does)."""
-        if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1), got {fraction!r}")
-        self.validation_fraction = fraction or None
+        self.validation_fraction = _fraction(fraction)
         self._set_chunks(self.chunk_sizes, self.runs)
         if self.standardize and self.standardizer is not None:  # statistics come from the training chunks
             self.standardizer = None if self.backend is None else self.compute_standardizer()
@@ -289,6 +284,15 @@ class ChunkedSource:
 
     def __repr__(self):
         return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.chunk_sizes)})"
+
+
+def _fraction(value):
+    """``validation_fraction`` checked: a number in [0, 1) (a NumPy scalar too), as a float, or None for none."""
+    if value is None:
+        return None
+    if not (is_real(value) and 0 <= value < 1):
+        raise ValueError(f"validation_fraction must be a number in [0, 1), got {value!r}")
+    return float(value) or None  # 0: nothing held out
 
 
 def standardize_option(value):
