@@ -3,7 +3,7 @@ import numpy
 import pytest
 
 from gpunn import MLP, TrainingDiverged, datasets, metrics
-from gpunn import AdamW, Schedule
+from gpunn import SGD, Adam, AdamW, Momentum, Nesterov, Schedule
 from gpunn.optim import OPTIMIZERS, SCHEDULES
 
 
@@ -55,7 +55,33 @@ def test_schedules_shape_the_learning_rate(teacher):
     assert lrs["constant"] == [0.1] * 4
     assert lrs["step"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
     assert lrs["exponential"] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
-    assert lrs["cosine"][0] == pytest.approx(0.1) and lrs["cosine"] == sorted(lrs["cosine"], reverse=True)
+    assert lrs["cosine"] == pytest.approx([0.1, 0.1 * (2 + 2**0.5) / 4, 0.05, 0.1 * (2 - 2**0.5) / 4])
+
+
+def test_a_cosine_schedule_with_its_own_period_and_floor():
+    """total_epochs sets the period (then the rate stays at the floor) and min_factor the floor:
+    factor(e) = min_factor + (1 - min_factor) (1 + cos(pi min(e, T) / T)) / 2."""
+    schedule = Schedule("cosine", total_epochs=4, min_factor=0.2)
+    factors = [schedule.factor(epoch, 8) for epoch in range(6)]
+    assert factors == pytest.approx([1.0, 0.2 + 0.8 * (2 + 2**0.5) / 4, 0.6, 0.2 + 0.8 * (2 - 2**0.5) / 4, 0.2, 0.2])
+
+
+def test_optimizer_defaults_are_torchs():
+    """The documented defaults (README: PyTorch's formulas; AdamW's decay 0.01 as torch.optim.AdamW), so a
+    run ported from torch.optim by name trains the same."""
+    assert Adam().config() == {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999,
+                               "eps": 1e-8}
+    assert AdamW().config() == {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999,
+                                "eps": 1e-8}
+    assert SGD().config() == {"name": "sgd", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.0, "nesterov": False}
+    assert Momentum().momentum == Nesterov().momentum == 0.9 and Nesterov().nesterov
+
+
+def test_lr_given_with_an_optimizer_object_replaces_its_rate(teacher):
+    X, Y = teacher[0][:200], teacher[1][:200]
+    history = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, optimizer=SGD(lr=0.5),
+                                                        lr=0.01, verbose=False)
+    assert history["lr"] == [0.01]
 
 
 def test_weight_decay_shrinks_weights(teacher):
