@@ -169,6 +169,16 @@ def test_a_first_batch_that_fits_almost_exactly_does_not_make_a_run_look_diverge
     assert history["loss"][-1] < 0.1
 
 
+def test_the_divergence_reference_of_several_outputs_is_a_loss_per_row():
+    """The loss of predicting zero is, like the training loss, summed over the outputs and averaged over
+    rows: (1/m) sum ||y_i||^2; a batch of 4 rows of 3 outputs, each row's squared norm 14, gives 14."""
+    from gpunn.training.loop import reference_loss
+
+    Yb = numpy.tile([1.0, 2.0, 3.0], (4, 1))
+    assert reference_loss(numpy, numpy.float64(0.0), numpy.zeros((4, 2)), Yb) == pytest.approx(14.0)
+    assert reference_loss(numpy, numpy.float64(400.0), numpy.zeros((4, 2)), Yb) == pytest.approx(100.0)
+
+
 def test_partial_last_batch_uses_every_row():
     """Loss weights every row once per epoch: 10 rows in batches of 4 = 4 + 4 + 2."""
     rng = numpy.random.default_rng(0)
