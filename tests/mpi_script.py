@@ -122,6 +122,8 @@ def exactness(out, tmp):
             h_ref = ref.fit(X, Y, epochs=4, callbacks=[gpunn.EarlyStopping(**stop)], **{**ens_fit, "batch_size": 16})
             out["ensemble_resumed_params_rel"] = rel(ckpt.model.params, ref.params)
             out["ensemble_resumed_val_loss_rel"] = rel(numpy.array(h["val_loss"]), numpy.array(h_ref["val_loss"]))
+            # the interrupted epoch's training loss: the part before the stop summed over both ranks
+            out["ensemble_resumed_loss_rel"] = rel(numpy.array(h["loss"]), numpy.array(h_ref["loss"]))
             out["ensemble_resumed_stopped"] = [h.stopped_epoch, h_ref.stopped_epoch]
         # 17 training rows at 8 per rank: the last global batch has one row, rank 0 an empty piece
         Xs, Ys = datasets.make("teacher", 21, 5, 2, device="cpu", dtype="float64", seed=1)

@@ -328,6 +328,7 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
         assert result["ensemble_val_rel"] < 1e-10  # its validation rows split over the ranks, K sums reduced
         # an ensemble's checkpoint (stopped mid-epoch, a member frozen by early stopping) resumed on 2 ranks
         assert result["ensemble_resumed_params_rel"] < 1e-10 and result["ensemble_resumed_val_loss_rel"] < 1e-10
+        assert result["ensemble_resumed_loss_rel"] < 1e-10
         assert result["ensemble_resumed_same_on_ranks"]
         stopped, stopped_ref = result["ensemble_resumed_stopped"]
         assert stopped == stopped_ref and any(stopped), stopped
