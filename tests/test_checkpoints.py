@@ -61,6 +61,31 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, i
     assert resumed["lr"][-1] < resumed["lr"][0] * 0.5 ** 5  # the plateau scale survived the checkpoint
 
 
+class _PowerCut(gpunn.Callback):
+    def on_epoch_begin(self, trainer, epoch):
+        if epoch == 2:
+            raise RuntimeError("power cut")
+
+
+def test_a_run_that_died_resumes_exactly_from_the_checkpoint_of_its_last_finished_epoch(data, tmp_path):
+    """What ModelCheckpoint is for: the process dies (an exception here, so no write at the end) and the
+    file written at the end of epoch 2, with that epoch's logs and callback state, continues to the
+    uninterrupted run's weights and history."""
+    X, Y = data
+    fit = {**FIT, "epochs": 4}
+    reference = MLP([6, 8, 2], activation="tanh", device="cpu", seed=1)
+    ref_hist = reference.fit(X, Y, callbacks=[EarlyStopping(patience=50)], **fit)
+    path = tmp_path / "run.npz"
+    with pytest.raises(RuntimeError, match="power cut"):
+        MLP([6, 8, 2], activation="tanh", device="cpu", seed=1).fit(
+            X, Y, callbacks=[_PowerCut(), EarlyStopping(patience=50), gpunn.ModelCheckpoint(path)], **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert ckpt.epoch == 2 and ckpt.history["epoch"] == [1, 2]
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert _no_timing(resumed) == _no_timing(ref_hist)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
 def test_resume_can_extend_the_run(data, tmp_path):
     X, Y = data
     model = MLP([6, 8, 2], device="cpu", seed=0)
