@@ -155,6 +155,12 @@ def test_array_source_batch_i_of_epoch_e_depends_only_on_seed_epoch_and_i(data):
     assert sorted(numpy.concatenate([b[0] for b in whole])[:, 0]) == sorted(numpy.asarray(X)[:, 0])
     other_epoch = next(source.batches(3, 64))[0]
     assert not numpy.array_equal(other_epoch, whole[0][0])
+    # without shuffling, batch i is rows [64 i, 64 (i + 1)) in every epoch, from any first batch on
+    in_order = ArraySource(X, Y, model.backend, shuffle=False)
+    for i, (xb, yb) in enumerate(in_order.batches(1, 64, first_batch=8), 8):
+        numpy.testing.assert_array_equal(xb, X[64 * i:64 * (i + 1)])
+        numpy.testing.assert_array_equal(yb, Y[64 * i:64 * (i + 1)])
+    assert i == 9
 
 
 class CountingHook:
