@@ -155,6 +155,13 @@ def test_array_source_batch_i_of_epoch_e_depends_only_on_seed_epoch_and_i(data):
     assert sorted(numpy.concatenate([b[0] for b in whole])[:, 0]) == sorted(numpy.asarray(X)[:, 0])
     other_epoch = next(source.batches(3, 64))[0]
     assert not numpy.array_equal(other_epoch, whole[0][0])
+    # where the shuffled copy of the data does not fit in memory, each batch is gathered on its own: the same
+    gathered = ArraySource(X, Y, model.backend, seed=3)
+    gathered._buffers = False  # what _shuffled_copy records after a MemoryError
+    for first in (0, 4):
+        for (xw, yw), (xb, yb) in zip(whole[first:], gathered.batches(2, 64, first_batch=first), strict=True):
+            numpy.testing.assert_array_equal(xb, xw)
+            numpy.testing.assert_array_equal(yb, yw)
     # without shuffling, batch i is rows [64 i, 64 (i + 1)) in every epoch, from any first batch on
     in_order = ArraySource(X, Y, model.backend, shuffle=False)
     for i, (xb, yb) in enumerate(in_order.batches(1, 64, first_batch=8), 8):
