@@ -86,6 +86,24 @@ def test_a_run_that_died_resumes_exactly_from_the_checkpoint_of_its_last_finishe
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
 
 
+def test_an_epoch_resumed_part_way_reports_the_throughput_of_the_rows_it_trained(data, tmp_path, interrupt_at,
+                                                                                   monkeypatch):
+    """samples_per_s of the resumed epoch counts the rows trained after the resume (960 training rows,
+    4 batches of 100 done before the stop: 560), not the epoch's; the clock is faked to one second an epoch."""
+    import itertools
+    import types
+
+    from gpunn.training import loop
+
+    X, Y = data
+    path = tmp_path / "run.npz"
+    model = MLP([6, 4, 2], device="cpu", seed=1)
+    model.fit(X, Y, callbacks=[interrupt_at(1, 3), gpunn.ModelCheckpoint(path)], **{**FIT, "epochs": 2})
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=itertools.count().__next__))
+    resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False)
+    assert resumed["samples_per_s"][1] == 560.0
+
+
 def test_resume_can_extend_the_run(data, tmp_path):
     X, Y = data
     model = MLP([6, 8, 2], device="cpu", seed=0)
