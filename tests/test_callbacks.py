@@ -141,6 +141,17 @@ def test_a_run_that_diverges_ends_with_its_best_epochs_weights_under_early_stopp
     assert not numpy.array_equal(kept.params, model.params)
 
 
+def test_a_validation_loss_that_stops_changing_is_no_improvement(data):
+    """An epoch that equals the best value is not better than it (Keras' strict rule): at a rate too small
+    to move float32 weights the validation loss repeats exactly, and patience 2 stops the run at epoch 3."""
+    X, Y, Xv, Yv = data
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X[:100], Y[:100], epochs=8, batch_size=100, optimizer="sgd",
+                                                 lr=1e-30, validation_data=(Xv, Yv),
+                                                 callbacks=[EarlyStopping(patience=2)], verbose=False)
+    assert len(set(h["val_loss"])) == 1
+    assert h["epoch"] == [1, 2, 3] and h.stopped_early and h.best_epoch == 1
+
+
 def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
     X, Y, Xv, Yv = data
     rec = Recorder()
