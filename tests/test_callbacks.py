@@ -212,6 +212,17 @@ def test_reduce_lr_on_plateau_scales_the_schedule(data):
     assert plateau.reductions == 3
 
 
+def test_reduce_lr_on_plateau_waits_out_its_cooldown_before_counting_again(data):
+    """Keras' cooldown: after a reduction, ``cooldown`` epochs in which the patience count stays at zero.
+    No epoch improves (min_delta 1e6), patience 1, cooldown 2: reductions after epochs 2, 4 and 6."""
+    X, Y = data[0][:200], data[1][:200]
+    plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, cooldown=2, min_delta=1e6)
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=7, lr=0.1, optimizer="sgd", callbacks=[plateau],
+                                                 verbose=False)
+    assert h["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125])
+    assert plateau.reductions == 3
+
+
 def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
     X, Y = data[0][:200], data[1][:200]
     path = tmp_path / "c.npz"

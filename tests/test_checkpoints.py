@@ -143,6 +143,23 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(data, tmp_path):
     assert ckpt.optimizer.steps == model.optimizer.steps
 
 
+def test_a_resumed_run_ends_with_the_best_weights_of_an_epoch_before_the_resume(data, tmp_path, interrupt_at):
+    """EarlyStopping's best weights travel in the checkpoint: the best epoch (1) came before the stop, no
+    epoch after the resume beats it, and the resumed run ends with epoch 1's weights as the straight one."""
+    X, Y = data
+    fit = {**FIT, "epochs": 8}
+    reference = MLP([6, 8, 2], device="cpu", seed=0)
+    ref_hist = reference.fit(X, Y, callbacks=[EarlyStopping(patience=3, min_delta=1e6)], **fit)
+    assert ref_hist.best_epoch == 1 and ref_hist["epoch"] == [1, 2, 3, 4]
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, callbacks=[EarlyStopping(patience=3, min_delta=1e6),
+                                                              interrupt_at(1, 2), gpunn.ModelCheckpoint(path)], **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert resumed.best_epoch == 1 and resumed.stopped_early and resumed["epoch"] == [1, 2, 3, 4]
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
 def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],
