@@ -39,7 +39,9 @@ def _no_timing(history):
 @pytest.mark.parametrize("stop_at", [(2, 4), (3, 9)], ids=["mid-epoch", "last-batch-of-epoch"])
 def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, interrupt_at):
     X, Y = data
-    plateau = dict(factor=0.5, patience=0, min_delta=10.0)  # reduces every epoch: exercises lr_scale
+    # reduces after epochs 2, 4 and 6, cooling down in between: exercises lr_scale and the cooldown count,
+    # which the mid-epoch stop catches part-way
+    plateau = dict(factor=0.5, patience=0, min_delta=10.0, cooldown=2)
     reference = MLP([6, 16, 16, 2], activation="tanh", device="cpu", seed=1)
     ref_hist = reference.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), EarlyStopping(patience=50)], **FIT)
 
