@@ -50,6 +50,21 @@ def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
     assert sorted(members(one), key=key) == sorted(members(split), key=key)
 
 
+def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memory_free():
+    # under mpiexec each rank holds the whole ensemble on its own GPU: rank 0's split (what every rank took)
+    # would not fit on a rank whose GPU has less memory free
+    from gpunn.cli.sweep import split_over_ranks
+
+    class Ranks:  # the 3 ranks' own members_per_ensemble, this one rank 1
+        def allgather(self, mine, label=None):
+            return [(6, "0.1 MiB per member, 0.60 GiB free on cuda:0"), mine, (6, "")]
+
+    assert split_over_ranks(2, "0.1 MiB per member, 0.20 GiB free on cuda:1", Ranks()) == (
+        2, "0.1 MiB per member, 0.20 GiB free on cuda:1 (rank 1)")
+    assert split_over_ranks(8, "", Ranks()) == (6, "0.1 MiB per member, 0.60 GiB free on cuda:0")
+    assert split_over_ranks(6, "", Ranks()) == (6, "0.1 MiB per member, 0.60 GiB free on cuda:0")  # the first
+
+
 def test_saved_best_member_is_the_mlp_its_settings_train(tmp_path, capsys):
     path, js = tmp_path / "best.npz", tmp_path / "s.json"
     run(ARGS + ["--save-best", str(path), "--json", str(js)], capsys)

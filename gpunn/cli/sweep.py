@@ -194,6 +194,16 @@ def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, st
     return limit, why
 
 
+def split_over_ranks(per, why, comm) -> tuple[int, str]:
+    """The split of a data-parallel sweep (under mpiexec), from each rank's own ``members_per_ensemble``: the
+    smallest, as every rank holds the whole ensemble on its own device (rank 0's alone would not fit on a
+    rank whose GPU has less memory free), and the same on every rank."""
+    splits = comm.allgather((per, why), label="the sweep's split")
+    r = min(range(len(splits)), key=lambda i: splits[i][0])
+    per, why = splits[r]
+    return per, (f"{why} (rank {r})" if r and why else why)
+
+
 def rank(settings, history_of, offset=0):
     """One row per member: settings, best validation MSE, R² at that epoch, best epoch, stopped early."""
     rows = []
@@ -358,10 +368,10 @@ def run(args) -> int:
         per, why = int(resume.saved_options(meta)[resume.GROUP_KEY]), "as the sweep being resumed was split"
     else:
         per, why = members_per_ensemble(args, backend, sizes, n_val, len(settings))
-        if distributed:  # every rank splits the grid as rank 0 does, whatever memory each has free
+        if distributed:  # every rank splits the grid alike, for the rank with the least memory free
             from ..distributed import world
 
-            per, why = world().bcast_object((per, why), label="the sweep's split")
+            per, why = split_over_ranks(per, why, world())
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
           f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
