@@ -56,9 +56,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "read chunk by chunk as gpunn train reads it, 10% of the chunks held out). A grid "
                                    "larger than the device's memory (or --max-members) is split into ensembles that "
                                    "fit. Launched by mpiexec with P > 1 processes it trains data parallel, as gpunn "
-                                   "train does: --batch-size is then per rank (the table is the one-process sweep's "
-                                   "at P x --batch-size), each rank reads its shard of --data, and rank 0 alone "
-                                   "prints and writes.")
+                                   "train does: --batch-size is then per rank (on a task the table is the one-process "
+                                   "sweep's at P x --batch-size), each rank reads its shard of --data, and rank 0 "
+                                   "alone prints and writes.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
                    help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=[0.0],
