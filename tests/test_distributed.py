@@ -555,12 +555,12 @@ def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_on
 
 
 @needs_mpi
-@pytest.mark.parametrize("where", ["before", "inside"])
-def test_gpunn_train_failing_on_one_rank_ends_the_job_in_one_line(tmp_path, where):
+@pytest.mark.parametrize("command,where", [("train", "before"), ("train", "inside"), ("sweep", "inside")])
+def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_path, command, where):
     # before the fit: a file that one rank cannot read (another node's disk, a typo in a per-rank command),
     # so that rank fails before MPI starts and the other waited for it in MPI_Init forever (mpiexec does
     # not end it). Inside the fit: a NaN in one rank's shard, found as it reads it, which printed a
-    # traceback where gpunn train prints one line
+    # traceback where gpunn train prints one line (gpunn sweep under mpiexec the same, 8e1ccbe)
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     X = numpy.ones((400, 3))
     X[390, 1] = numpy.nan  # in the second half: rank 1's shard
@@ -569,7 +569,7 @@ def test_gpunn_train_failing_on_one_rank_ends_the_job_in_one_line(tmp_path, wher
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
     def rank(data):
-        return ["-n", "1", str(gpunn_cli), "train", "--data", str(tmp_path / data), "--targets",
+        return ["-n", "1", str(gpunn_cli), command, "--data", str(tmp_path / data), "--targets",
                 str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
 
     proc = subprocess.Popen([_mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
