@@ -216,7 +216,8 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     for name in ("X.npy", "Y.npy"):
         (tmp_path / name).rename(tmp_path / "moved" / name)
     assert main(["train", "--resume", "../run.npz", "--epochs", "3"]) == 2
-    assert "X.npy: no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err  # where the files are now is the option to give (sweep --resume says it too)
+    assert "X.npy: no such file; if the run's files have moved, give --data (and --targets) where they are now" in err
     assert main(["train", "--resume", "../run.npz", "--epochs", "3", "--data", "../moved/X.npy",
                  "--targets", "../moved/Y.npy"]) == 0, capsys.readouterr().err
     assert gpunn.load_checkpoint(tmp_path / "run.npz").epoch == 3

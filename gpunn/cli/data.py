@@ -64,6 +64,16 @@ def available_bytes(backend) -> int | None:
     return preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
 
 
+def _check_files_there(args):
+    """A resumed run's data files exist where its checkpoint recorded them (or where --data/--targets say),
+    or the error says how to give their new place."""
+    for option in ("data", "targets"):
+        path = getattr(args, option, None)
+        if path and not os.path.exists(path):
+            raise ValueError(f"--{option} {path}: no such file; if the run's files have moved, give --data (and "
+                             "--targets) where they are now: the checkpoint checks that they hold the same data")
+
+
 def make_source(args, backend, ckpt=None):
     """(source, a line saying what was chosen) or (None, line) for the in-memory synthetic path.
 
@@ -76,6 +86,8 @@ def make_source(args, backend, ckpt=None):
 
     common = dict(seed=args.seed, window=args.window, standardize=args.standardize)
     if args.data:
+        if ckpt is not None:
+            _check_files_there(args)
         kind = os.path.splitext(args.data)[1].lower()
         cut = _saved_cut(ckpt)
         _check_column_options(args, kind)
