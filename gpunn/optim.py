@@ -171,7 +171,10 @@ def options_of(cls) -> tuple:
 
 
 def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
-    """An Optimizer from an Optimizer (``lr``, when given, replaces its rate) or a name and its keywords."""
+    """An Optimizer from an Optimizer (``lr``, when given, replaces its rate), or a name (None: "adam", the
+    default, as a schedule of None is "constant") and its keywords."""
+    if optimizer is None:
+        optimizer = "adam"
     if isinstance(optimizer, Optimizer):
         if kwargs.get("lr") is not None:
             optimizer.lr = _check_lr(kwargs["lr"])

@@ -133,6 +133,17 @@ def test_numpy_scalars_are_numbers_like_python_floats(model, data):
     assert h["lr"] == [pytest.approx(0.01)] and "val_loss" in h
 
 
+def test_optimizer_none_is_the_default_as_schedule_none_is(model, data):
+    """optimizer=None was "unknown optimizer None", while schedule=None, lr=None and batch_size=None take their
+    defaults: code that passes its own optional settings through to fit failed on the optimizer alone."""
+    a = model.fit(*data, epochs=2, optimizer=None, schedule=None, lr=0.01, verbose=False)
+    assert type(model.optimizer) is gpunn.Adam
+    b = MLP([3, 4, 2], device="cpu", seed=0).fit(*data, epochs=2, optimizer="adam", lr=0.01, verbose=False)
+    assert a["loss"] == b["loss"]
+    ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
+    assert len(ens.fit(*data, epochs=1, optimizer=None, lr=[0.01, 0.02], verbose=False)["loss"]) == 1
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     # bool("no") is True: these trained with a bias, fused kernels and shuffling
     (dict(bias="no"), TypeError, "bias must be True or False, got 'no'"),
