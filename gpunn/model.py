@@ -470,7 +470,11 @@ def gradients_over(model, X, Y):
     how the sum becomes a loss). Call inside ``model.backend.use()``."""
     X, Y = model._checked(X, Y)  # raw units in, as for fit and predict
     check_rows_match(X, Y)
+    rows = X.shape[0]
+    kept = rows in model._workspaces  # (a training batch's size)
     sum_sq = model.train_step(X, Y)
     dW = [g.copy() for g in model._dW]
     db = [g.copy() for g in model._db] if model.bias else None
-    return sum_sq, X.shape[0], dW, db
+    if not kept:  # a workspace for every row at once is not kept in the model's cache after the call
+        del model._workspaces[rows]
+    return sum_sq, rows, dW, db

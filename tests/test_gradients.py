@@ -70,3 +70,32 @@ def test_one_dimensional_target_is_one_column(to_host):
     X, Y = _data(5, 3, 1, seed=7)
     model = MLP([3, 4, 1], dtype="float64", device="cpu", seed=8)
     assert model.loss_and_gradients(X, Y[:, 0])[0] == pytest.approx(model.loss_and_gradients(X, Y)[0], rel=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "ensemble"])
+def test_loss_and_gradients_on_many_rows_keeps_no_workspace_for_them(kind):
+    """loss_and_gradients runs one backward pass over every row; the workspace for that many rows (Z, A and dA
+    of each layer) stayed in the model's cache after the call, as much memory again as the rows' activations
+    (on a GPU, held until four other sizes evicted it). Only the returned gradients are kept now; a training
+    batch's workspace, when the rows are a batch's size, stays."""
+    import tracemalloc
+
+    from gpunn import Ensemble
+
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((4000, 8)), rng.standard_normal((4000, 1))
+    model = (MLP([8, 64, 64, 1], device="cpu", seed=0) if kind == "mlp"
+             else Ensemble([8, 64, 64, 1], 2, device="cpu", seed=0))
+    model.fit(X[:64], Y[:64], epochs=1, batch_size=64, verbose=False)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        first = model.loss_and_gradients(X, Y)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    gradients = sum(a.nbytes for a in [*first[1], *first[2]])
+    assert kept < gradients + 200_000  # the workspace: 4000 x 64 x 4 bytes x several arrays, over 3 MB
+    again = model.loss_and_gradients(X[:64], Y[:64])  # a batch's size: its workspace was made by fit and stays
+    numpy.testing.assert_array_equal(model.loss_and_gradients(X, Y)[1][0], first[1][0])
+    assert numpy.all(numpy.isfinite(again[1][0]))
