@@ -289,6 +289,20 @@ def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
     assert cli.main(["--debug", "info"]) == 0  # --debug goes either side of the command, as README says
 
 
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "--learning-rate", "3e-3"], "--learning-rate: did you mean --lr?"),
+    (["sweep", "--learning_rate", "3e-3"], "--learning_rate: did you mean --lr?"),
+    (["train", "--verbose"], "--verbose: progress is shown by default; --quiet turns it off"),
+    (["train", "--hidden-layers", "64,64"], "--hidden-layers: did you mean --hidden (the hidden layers' widths"),
+    (["bench", "--gpu"], "--gpu: did you mean --device cuda (or cuda:N)?"),
+])
+def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint, capsys):
+    """Names from other tools too far from gpunn's for difflib (--learning-rate against --lr) got no hint."""
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert hint in capsys.readouterr().err
+
+
 def test_ctrl_c_says_what_each_command_leaves(tmp_path, monkeypatch, capsys):
     import numpy
 

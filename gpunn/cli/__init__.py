@@ -80,6 +80,21 @@ def parse_args(argv=None):
     return args
 
 
+# names other tools give options that gpunn spells otherwise, too far from them for difflib:
+# {name: (the option it means, the hint)}, hinted where the command has that option
+_QUIET = ("--quiet", "progress is shown by default; --quiet turns it off")
+OTHER_NAMES = {
+    "--learning-rate": ("--lr", "did you mean --lr?"),
+    "--verbose": _QUIET, "-v": _QUIET,
+    "--layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
+    "--hidden-layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
+    "--hidden-layer-sizes": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
+    "--gpu": ("--device", "did you mean --device cuda (or cuda:N)?"),
+    "--cuda": ("--device", "did you mean --device cuda (or cuda:N)?"),
+    "--load": ("--resume", "did you mean --resume (continue a saved run)?"),
+}
+
+
 def refuse_unknown(command_parser, unknown) -> None:
     """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
     the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)."""
@@ -90,8 +105,11 @@ def refuse_unknown(command_parser, unknown) -> None:
     hints = []
     for token in unknown:
         name = token.split("=", 1)[0]
+        meant = OTHER_NAMES.get(name.replace("_", "-"))
         if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
             hints.append(f"{name}: write it after '{command}'")
+        elif meant and meant[0] in options:
+            hints.append(f"{name}: {meant[1]}")
         elif name.startswith("--"):
             close = difflib.get_close_matches(name.replace("_", "-"), options, n=1, cutoff=0.75)
             hints += [f"{name}: did you mean {close[0]}?"] if close else []
