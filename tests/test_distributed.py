@@ -57,6 +57,31 @@ def test_any_source_split_by_pieces_gives_the_single_process_batches(rows, ranks
     assert {p.n_batches(batch) for p in pieces} == {len(single)}
 
 
+@pytest.mark.parametrize("rows,ranks,batch", [(203, 2, 8), (17, 2, 8), (50, 3, 4)])
+def test_a_bootstrapped_ensembles_ranks_gather_only_their_piece_of_each_members_batch(rows, ranks, batch):
+    # every rank gathered each member's whole global batch (K x P x b rows a step) and sliced its piece, a
+    # strided view that the GPU's fused ensemble kernels do not take (they fall back); now K x b, contiguous
+    from gpunn.distributed.shard import PieceOfEachBatch, piece
+    from gpunn.training.ensemble import BootstrapSource
+
+    X = numpy.arange(2 * rows, dtype="float64").reshape(rows, 2)
+    single = list(BootstrapSource(X, X[:, :1], CPU, 3, seed=5).batches(1, ranks * batch, first_batch=1))
+    sources = [PieceOfEachBatch(BootstrapSource(X, X[:, :1], CPU, 3, seed=5), rank=r, size=ranks, batch_size=batch)
+               for r in range(ranks)]
+    per_rank = [list(s.batches(1, batch, first_batch=1)) for s in sources]  # from batch 1, as a resume draws them
+    for i, (Xb, Yb) in enumerate(single):
+        M = Xb.shape[1]
+        for r in range(ranks):
+            lo, hi = piece(M, r, ranks)
+            for got, whole in zip(per_rank[r][i], (Xb, Yb)):
+                assert got.flags.c_contiguous
+                numpy.testing.assert_array_equal(got, whole[:, lo:hi])
+    for s in sources:  # the gradient hook's global batch rows, as each piece is trained
+        seen = [s.global_batch_rows for _ in s.batches(1, batch)]
+        assert seen == [min(ranks * batch, rows - k * ranks * batch) for k in range(len(seen))]
+    assert sum(s.rows for s in sources) == rows
+
+
 @pytest.mark.parametrize("shards,batch", [(2, 8), (3, 5)])
 @pytest.mark.parametrize("kind", ["npy", "synthetic", "parquet", "csv"])
 def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_path, kind, shards, batch, device,

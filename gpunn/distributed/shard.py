@@ -127,7 +127,8 @@ class PieceOfEachBatch:
     pieces of batch i are the single process's batch i. Each rank reads (or generates) every row
     and trains on 1/size of them; for in-memory arrays :class:`ShardedArraySource` gathers only
     its own rows. A bootstrapped ensemble's batches are (K, rows, columns) stacks, one resample per
-    member: the piece is cut from the rows axis, -2.
+    member: the piece is cut from the rows axis, -2, and a source that ``cuts`` (BootstrapSource)
+    gathers only the piece.
     """
 
     def __init__(self, source, *, rank, size, batch_size):
@@ -148,7 +149,15 @@ class PieceOfEachBatch:
         return self.source.config()  # the data, as one process sees it (the ranks are in FitSettings)
 
     def batches(self, epoch, batch_size, first_batch=0):
-        for Xb, Yb in self.source.batches(epoch, self.size * batch_size, first_batch):
+        B = self.size * batch_size
+        if getattr(self.source, "cuts", False):  # the source gathers only this rank's piece of each batch
+            for i, pieces in enumerate(self.source.batches(epoch, B, first_batch,
+                                                           cut=lambda M: piece(M, self.rank, self.size)),
+                                       first_batch):
+                self.global_batch_rows = min(B, self.total_rows - i * B)
+                yield pieces
+            return
+        for Xb, Yb in self.source.batches(epoch, B, first_batch):
             M = int(Xb.shape[-2])  # rows are the second-last axis: (K, rows, n) for a bootstrapped ensemble
             lo, hi = piece(M, self.rank, self.size)
             self.global_batch_rows = M

@@ -326,8 +326,12 @@ class BootstrapSource(ArraySource):
 
     Member k's rows are drawn with replacement from the stream (seed, "bootstrap", k); each epoch all
     members take the same shuffled positions (the single-model permutation of (seed, "shuffle", e)), so
-    member k sees exactly the batches one model trained on X[rows_k] would see.
+    member k sees exactly the batches one model trained on X[rows_k] would see. ``cut`` (a data-parallel
+    rank's, gpunn.distributed.PieceOfEachBatch): the [lo, hi) positions of a batch of M to gather, so
+    that each rank gathers only its piece of every member's batch.
     """
+
+    cuts = True  # batches() takes cut=
 
     def __init__(self, X, Y, backend, members, *, seed=0, shuffle=True):
         super().__init__(X, Y, backend, seed=seed, shuffle=shuffle)
@@ -337,12 +341,15 @@ class BootstrapSource(ArraySource):
     def config(self) -> dict:
         return {**super().config(), "kind": "bootstrap", "members": self.members}
 
-    def batches(self, epoch, batch_size, first_batch=0):
+    def batches(self, epoch, batch_size, first_batch=0, cut=None):
         xp, rows = self.backend.xp, self.rows_of
         if self.shuffle:
             rows = rows[:, DeviceRNG(self.backend, self.seed, "shuffle", epoch).permutation(self.rows)]
         for start in range(first_batch * batch_size, self.rows, batch_size):
             idx = rows[:, start:start + batch_size]
+            if cut is not None:
+                lo, hi = cut(idx.shape[1])
+                idx = idx[:, lo:hi]
             yield xp.take(self.X, idx, axis=0), xp.take(self.Y, idx, axis=0)
 
 
@@ -471,8 +478,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     rank; the same K members on every rank, each rank computing its piece of every global batch): on
     arrays each rank gathers its rows of each batch, on a chunked source each rank reads only its
     shard (the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s), and with
-    ``bootstrap=True`` each rank draws every member's global batch of its resample and trains its
-    piece of it. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
+    ``bootstrap=True`` each rank gathers its piece of every member's global batch of its resample. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
     one-process ensemble at P x batch_size, to rounding.
     """
     epochs = positive_int(epochs, "epochs")
@@ -511,7 +517,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         if distributed:
             from ..distributed.training import DataParallel
 
-            if bootstrap:  # every rank draws each member's global batch of its resample and trains its piece
+            if bootstrap:  # every rank gathers its piece of each member's global batch of its resample
                 source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=True)
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
                               verbose=verbose, source=source)
