@@ -79,7 +79,9 @@ def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     from gpunn.cli import data as data_cli
 
     assert main(["train", "--rows", "3000", "--features", "4", *SMALL]) == 0
-    assert "3,000 rows materialized on cpu" in capsys.readouterr().out
+    # in MiB under a GiB (it read "0.00 GiB"), and saying what it counts
+    assert re.search(r"3,000 rows materialized on cpu \(\d+\.\d MiB with their shuffled copy and the model",
+                     capsys.readouterr().out)
     monkeypatch.setattr(data_cli, "available_bytes", lambda backend: 10_000)  # pretend memory is nearly full
     assert main(["train", "--rows", "140000", "--features", "4", *SMALL]) == 0
     out = capsys.readouterr().out

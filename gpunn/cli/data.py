@@ -64,6 +64,11 @@ def available_bytes(backend) -> int | None:
     return preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
 
 
+def _size(n_bytes) -> str:
+    """A memory size as people read it: MiB under a GiB (a small run's "0.00 GiB" said nothing)."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+
+
 def _check_files_there(args):
     """A resumed run's data files exist where its checkpoint recorded them (or where --data/--targets say),
     or the error says how to give their new place."""
@@ -122,10 +127,11 @@ def make_source(args, backend, ckpt=None):
     fits = free is None or need <= COMFORT * free
     if args.stream == "off" or (args.stream == "auto" and fits):
         room = "" if free is None else f", {free / 2**30:.1f} GiB free"
-        return None, f"data: {args.rows:,} rows materialized on {backend.device} ({need / 2**30:.2f} GiB{room})"
+        return None, (f"data: {args.rows:,} rows materialized on {backend.device} ({_size(need)} with their shuffled "
+                      f"copy and the model{room})")
     source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, **common)
     _hold_out(source, stream_rows=args.rows, ckpt=ckpt)
-    why = "--stream on" if args.stream == "on" else (f"{need / 2**30:.1f} GiB would not fit comfortably in "
+    why = "--stream on" if args.stream == "on" else (f"{_size(need)} would not fit comfortably in "
                                                       f"{free / 2**30:.1f} GiB free")
     held = ("whole chunks" if source.validation_rows else
             f"a stream holds out whole chunks of {CHUNK_ROWS:,} rows: none with --rows under {2 * CHUNK_ROWS:,}")
