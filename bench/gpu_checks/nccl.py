@@ -13,6 +13,9 @@ Checks (exit 0 when all pass; DIR/nccl.json holds the details):
    standardized gpunn.data stream with a held-out chunk, each rank generating its shard and validating
    its share of the held-out chunks, against one process reading every shard (ShardedSource); and, on rank 0, shard reads on the device (a generated chunk cut by a shard
    boundary, .npy row ranges through the pinned pipeline) interleaving exactly as on the CPU;
+   a 3-member gpunn.Ensemble the same way (K loss sums and validation sums reduced): on arrays with
+   validation rows, bootstrapped (each rank gathering its piece of every member's resampled batch) and on
+   a standardized .npy source with held-out chunks (each rank reading its shard);
 4. on the GPU, if time is left: the float32 medium step with and without the hook (what one rank pays
    for the NCCL call and the per-step stop-flag exchange).
 With --device cpu the same fit goes over MPI or the one-process communicator (checks 1, 2 and 4 skipped).
@@ -120,6 +123,39 @@ def main(argv=None) -> int:
                     host = flat if host is None else host
                     same &= bool(numpy.array_equal(host, flat))  # the GPU read the rows the CPU read
             checks["shard reads on the device (generated, .npy row ranges) interleave exactly"] = bool(same)
+
+        # an Ensemble (issue 11): its K sums over the ranks (loss, validation), the NCCL all-reduce of its
+        # members' gradients, a bootstrapped run's pieces, its shards of a standardized .npy source
+        ens_arch = dict(layer_sizes=[16, 32, 2], n_models=3, activation="tanh", dtype="float64", device=device, seed=3)
+        ens_opts = dict(epochs=2, lr=[1e-2, 3e-3, 1e-3], verbose=False)
+        paths = [os.path.join(args.out, name) for name in ("ensemble_x.npy", "ensemble_y.npy")]
+        if comm.rank == 0:
+            os.makedirs(args.out, exist_ok=True)
+            for path, A in zip(paths, (X, Y)):
+                numpy.save(path, model.backend.to_host(A))
+        comm.barrier()
+
+        def ens_source():  # 16 chunks, a quarter held out
+            return gpunn.data.npy(*paths, chunk_rows=256, window=2, seed=4, standardize=True,
+                                  validation_fraction=0.25, device=device, dtype="float64")
+
+        ens_rel = {}
+        for name, extra in (("arrays", dict(validation_fraction=0.1)),
+                            ("bootstrap", dict(validation_fraction=0.1, bootstrap=True)), ("npy source", {})):
+            data = (ens_source(),) if name == "npy source" else (X, Y)
+            ens = gpunn.Ensemble(**ens_arch)
+            h = ens.fit(*data, distributed=True, batch_size=128, **ens_opts, **extra)
+            if comm.rank == 0:
+                ref = gpunn.Ensemble(**ens_arch)
+                h_ref = ref.fit(*((ShardedSource(ens_source(), comm.size),) if name == "npy source" else data),
+                                batch_size=128 * comm.size, **ens_opts, **extra)
+                ens_rel[name] = max(float(abs(ens.params - ref.params).max() / abs(ref.params).max()),
+                                    *(float(abs(numpy.array(h[k]) - numpy.array(h_ref[k])).max()
+                                            / abs(numpy.array(h_ref[k])).max()) for k in ("loss", "val_loss")))
+        if comm.rank == 0:
+            result["ensemble_rel_diff"] = ens_rel
+            checks["Ensemble distributed fit (arrays, bootstrapped, .npy source) == one process (rel < 1e-10)"] = (
+                max(ens_rel.values()) < 1e-10)
 
         left = args.max_seconds - (time.monotonic() - t_start)
         go_on = comm.bcast_object(gpu and left > 12 if comm.rank == 0 else None)
