@@ -176,6 +176,7 @@ class Ensemble(RawUnits):
             self.params16 = self.xp.empty(self.params.size, self.storage_dtype) if self._bf16 else None
         self._W16, self._b16 = self._member_views(self.params16) if self._bf16 else (None, None)
         self._workspaces = {}
+        self.graph_trainer = None  # its graphs used the old buffers (as MLP.set_precision)
 
     @property
     def _bf16(self) -> bool:

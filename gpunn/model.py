@@ -292,6 +292,9 @@ class MLP(RawUnits):
             self.params16 = self.xp.empty(self.params.size, self.storage_dtype) if self._bf16 else None
         self._W16, self._b16 = self._views(self.params16) if self._bf16 else (None, None)
         self._workspaces = {}
+        # the last fit's graphs baked in the old precision's launches and buffers (params16, freed above): the
+        # next fit must capture anew, even with the same optimizer
+        self.graph_trainer = None
 
     @property
     def _bf16(self) -> bool:

@@ -214,3 +214,30 @@ def test_the_bench_skips_tensor_core_ensemble_rows_on_the_cpu_with_a_line():
     assert [r["impl"] for r in results] == ["gpunn"]
     assert any("gpunn Ensemble bf16 skipped (GPU only)" in line for line in lines), lines
 
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["mlp", "ensemble"])
+def test_set_precision_between_fits_captures_anew(gpu, kind):
+    """A fit with graph=True, set_precision, then a fit with the same optimizer: the second fit must not
+    replay the first fit's graphs (their launches write the bf16 copy of the parameters that set_precision
+    freed, and run in the old precision): it trains as the same sequence without a graph."""
+    X, Y = _data(128)
+
+    def run(graph):
+        if kind == "mlp":
+            model = gpunn.MLP(SIZES, device="cuda", seed=2, precision="bf16", graph=graph)
+        else:
+            model = gpunn.Ensemble(SIZES, 2, device="cuda", seed=2, precision="bf16", graph=graph)
+        opt = gpunn.Adam()
+        kw = dict(epochs=1, batch_size=32, optimizer=opt, lr=1e-3, verbose=False)
+        model.fit(X, Y, **kw)
+        model.set_precision("float32")
+        model.fit(X, Y, **kw)
+        return model
+
+    captured, eager = run(True), run(False)
+    assert captured.graph_trainer.captured, captured.graph_trainer.reason
+    for step in captured.graph_trainer._steps.values():  # the second fit's steps, in float32
+        assert step.ws.Z[0].dtype == np.float32
+    assert _rel(captured.params, eager.params) <= (0.0 if FAKE else 1e-5)
