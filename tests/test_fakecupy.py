@@ -454,6 +454,16 @@ def test_the_ctypes_cublas_checks_its_calls_and_captures_gemms(fake_cupy):
     lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     with pytest.raises(ctypes.ArgumentError, match="argument 1: a pointer"):
         lib.cublasSetStream_v2(1.5, None)
+    # argtypes must be the C prototype's: a long long stride declared c_int (or a size_t as c_int) would pass
+    # every value here and reach the real library as a garbage upper half
+    vp, i = ctypes.c_void_p, ctypes.c_int
+    lib.cublasGemmStridedBatchedEx.argtypes = [vp, i, i, i, i, i, vp, vp, i, i, i, vp, i, i, i, vp, vp, i, i, i, i,
+                                               i, i]
+    with pytest.raises(ctypes.ArgumentError, match=r"argument 11: c_int for c_(long)?long\b.*argument 20"):
+        lib.cublasGemmStridedBatchedEx(1, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 68, -1)
+    lib.cublasSetWorkspace_v2.argtypes = [vp, vp, i]
+    with pytest.raises(ctypes.ArgumentError, match=r"argument 3: c_int for c_(ulong|size_t)"):
+        lib.cublasSetWorkspace_v2(1, 0, 0)
     s = fake_cupy.cuda.Stream(non_blocking=True)
     blas = CapturableBlas(s.ptr)
     a, b = fake_cupy.asarray(numpy.arange(6.0, dtype="float32").reshape(2, 3)), fake_cupy.ones((3, 4), "float32")

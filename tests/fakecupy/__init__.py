@@ -787,16 +787,24 @@ def _tf32(x):
 
 
 class _CFunction:
-    """A ctypes foreign function: refuses a call before ``argtypes`` is set, a wrong argument count,
-    and values that ctypes would refuse or truncate; returns the cuBLAS status."""
+    """A ctypes foreign function: refuses a call before ``argtypes`` is set, ``argtypes`` that are not the C
+    prototype's (``prototype``: cublas_api.h; a long long stride declared c_int would reach the real
+    library as an int in a 64-bit slot, its upper half undefined), a wrong argument count, and values
+    that ctypes would refuse or truncate; returns the cuBLAS status."""
 
-    def __init__(self, name, impl):
-        self.__name__, self._impl = name, impl
+    def __init__(self, name, impl, prototype):
+        self.__name__, self._impl, self._prototype = name, impl, tuple(prototype)
         self.argtypes, self.restype = None, ctypes.c_int
 
     def __call__(self, *args):
         if self.argtypes is None:
             raise ctypes.ArgumentError(f"{self.__name__}: argtypes not set (ctypes would pass every int as a C int)")
+        if tuple(self.argtypes) != self._prototype:
+            wrong = [f"argument {i + 1}: {getattr(got, '__name__', got)} for {getattr(want, '__name__', want)}"
+                     for i, (got, want) in enumerate(zip(self.argtypes, self._prototype)) if got is not want]
+            raise ctypes.ArgumentError(f"{self.__name__}: argtypes are not the C prototype's: "
+                                       + ("; ".join(wrong) or f"{len(self.argtypes)} declared, "
+                                                                f"{len(self._prototype)} in the prototype"))
         if self.restype is not ctypes.c_int:
             raise ctypes.ArgumentError(f"{self.__name__}: restype must be c_int (cublasStatus_t)")
         if len(args) != len(self.argtypes):
@@ -904,9 +912,31 @@ def cublas_library():
     def destroy(handle):
         return 0 if _HANDLES.pop(handle, None) is not None else _NOT_INITIALIZED
 
-    return types.SimpleNamespace(**{name: _CFunction(name, fn) for name, fn in (
+    return types.SimpleNamespace(**{name: _CFunction(name, fn, _CUBLAS_PROTOTYPES[name]) for name, fn in (
         ("cublasCreate_v2", create), ("cublasSetStream_v2", set_stream), ("cublasSetWorkspace_v2", set_workspace),
         ("cublasGemmEx", gemm), ("cublasGemmStridedBatchedEx", batched), ("cublasDestroy_v2", destroy))})
+
+
+def _cublas_prototypes():
+    """The ctypes argtypes of cublas_api.h's prototypes (x86-64: handles, streams and pointers void*; the
+    enums cublasOperation_t, cudaDataType, cublasComputeType_t, cublasGemmAlgo_t and int are C ints;
+    the strides long long; the workspace size size_t)."""
+    vp, i, ll = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
+    gemm_head = [vp, i, i, i, i, i, vp]  # handle, transa, transb, m, n, k, alpha
+    return {
+        "cublasCreate_v2": [ctypes.POINTER(vp)],
+        "cublasSetStream_v2": [vp, vp],
+        "cublasSetWorkspace_v2": [vp, vp, ctypes.c_size_t],
+        "cublasDestroy_v2": [vp],
+        # ..., A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType, algo
+        "cublasGemmEx": gemm_head + [vp, i, i, vp, i, i, vp, vp, i, i, i, i],
+        # ..., A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount,
+        # computeType, algo
+        "cublasGemmStridedBatchedEx": gemm_head + [vp, i, i, ll, vp, i, i, ll, vp, vp, i, i, ll, i, i, i],
+    }
+
+
+_CUBLAS_PROTOTYPES = _cublas_prototypes()
 
 
 _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
