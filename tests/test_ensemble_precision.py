@@ -63,7 +63,9 @@ def _contract(device, precision, act, optimizer, graph=False):
         twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
         h = twin.fit(X, Y, lr=LRS[k], **kwargs)
         worst = max(worst, _rel(ens.member_params[k], twin.params))
-        np.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"], rtol=1e-3)
+        # (on a GPU the losses drift as the weights do: bf16's GPU_TOL, not a tighter bound than the weights')
+        np.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"],
+                                   rtol=1e-3 if FAKE else max(1e-3, GPU_TOL[precision]))
     return worst, ens
 
 
@@ -169,7 +171,13 @@ def test_members_copies_and_saved_files_keep_the_precision(gpu, tmp_path):
 
     assert ens[1].precision == ens.best().precision == copy.deepcopy(ens).precision == "bf16"
     assert "precision='bf16'" in repr(ens)
-    np.testing.assert_array_equal(_host(ens[1].predict(X)), _host(ens.predict(X)[1]))  # the member's own arithmetic
+    # the member's own arithmetic: bit for bit on the stand-in; on a GPU its MLP's products are one-product GemmEx
+    # calls where the ensemble's are strided batched ones, which cuBLAS may sum in another order
+    member, stacked = _host(ens[1].predict(X)), _host(ens.predict(X)[1])
+    if FAKE:
+        np.testing.assert_array_equal(member, stacked)
+    else:
+        np.testing.assert_allclose(member, stacked, rtol=0, atol=GPU_TOL["bf16"] * np.abs(stacked).max())
     gpunn.save(tmp_path / "ens.npz", ens)
     gpunn.save(tmp_path / "best.npz", ens.best())
     loaded, best = gpunn.load(tmp_path / "ens.npz", device="cuda"), gpunn.load(tmp_path / "best.npz", device="cuda")

@@ -448,8 +448,10 @@ def test_a_sweep_in_a_tensor_core_precision_saves_a_best_member_in_it(tmp_path, 
     # the stand-in computes a batched product exactly as one model's; on a GPU another cuBLAS kernel may sum in
     # another order (tests/test_ensemble_precision.py)
     fake = os.environ.get("GPUNN_FAKE_CUPY") == "1"
-    numpy.testing.assert_allclose(best.params.get(), alone.params.get(),
-                                  rtol=1e-6 if fake else {"tf32": 1e-4, "bf16": 2e-2}[precision], atol=1e-6)
+    # relative to the largest weight, as tests/test_ensemble_precision.py measures its bounds (an elementwise rtol
+    # would hold the near-zero weights to far less than the drift those bounds allow)
+    a, b = best.params.get(), alone.params.get()
+    assert numpy.abs(a - b).max() <= (1e-6 if fake else {"tf32": 1e-4, "bf16": 2e-2}[precision]) * numpy.abs(b).max()
     (tmp_path / "grid.toml").write_text(f'[sweep]\nprecision = "{precision}"\nlr = [1e-3, 3e-3]\n')
     run(["sweep", "--config", str(tmp_path / "grid.toml"), *common, "--save-best", str(tmp_path / "b2.npz")], capsys)
     assert gpunn.load(tmp_path / "b2.npz", device="cuda").precision == precision
