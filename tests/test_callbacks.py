@@ -152,6 +152,20 @@ def test_a_validation_loss_that_stops_changing_is_no_improvement(data):
     assert h["epoch"] == [1, 2, 3] and h.stopped_early and h.best_epoch == 1
 
 
+def test_a_non_finite_value_is_never_the_best(data):
+    """A NaN first value (e.g. a validation metric that overflowed) does not become the best: the finite
+    values after it improve, and nothing stops the run or restores the NaN epoch's weights."""
+    X, Y = data[0][:100], data[1][:100]
+
+    class Scripted(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [float("nan"), 3.0, 2.0, 1.0][epoch]
+
+    stopping = EarlyStopping(monitor="score", patience=2)
+    h = MLP([5, 1], device="cpu").fit(X, Y, epochs=4, callbacks=[Scripted(), stopping], verbose=False)
+    assert h["epoch"] == [1, 2, 3, 4] and not h.stopped_early and h.best_epoch == 4 and stopping.best == 1.0
+
+
 def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
     X, Y, Xv, Yv = data
     rec = Recorder()

@@ -64,9 +64,22 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, i
 
 
 class _PowerCut(gpunn.Callback):
+    def __init__(self, epoch=2):
+        self.epoch = epoch
+
     def on_epoch_begin(self, trainer, epoch):
-        if epoch == 2:
+        if epoch == self.epoch:
             raise RuntimeError("power cut")
+
+
+class _Scripted(gpunn.Callback):
+    """Logs ``score``: the given value for each epoch (callbacks listed after it see it)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        logs["score"] = self.values[epoch]
 
 
 def test_a_run_that_died_resumes_exactly_from_the_checkpoint_of_its_last_finished_epoch(data, tmp_path):
@@ -104,6 +117,23 @@ def test_an_epoch_resumed_part_way_reports_the_throughput_of_the_rows_it_trained
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=itertools.count().__next__))
     resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False)
     assert resumed["samples_per_s"][1] == 560.0
+
+
+@pytest.mark.parametrize("options, scores, written", [
+    (dict(every=2), [0, 0, 0], [2]),  # every other epoch, ...
+    (dict(save_best_only=True, monitor="score"), [5.0, 3.0, 4.0], [1, 2]),  # ... when the score beats the best so far
+], ids=["every", "save_best_only"])
+def test_the_checkpoint_on_disk_is_the_last_epoch_it_was_asked_to_keep(data, tmp_path, options, scores, written):
+    """A run that dies at the start of epoch 4 leaves the file of the last epoch ModelCheckpoint was to
+    write: every=2 writes epoch 2 (not 1 and 3); save_best_only with scores 5, 3, 4 writes epochs 1 and 2
+    (4 is no better than 3, though better than 5)."""
+    X, Y = data
+    path = tmp_path / "run.npz"
+    writer = gpunn.ModelCheckpoint(path, **options)
+    with pytest.raises(RuntimeError, match="power cut"):
+        MLP([6, 4, 2], device="cpu", seed=0).fit(X, Y, callbacks=[_Scripted(scores), _PowerCut(3), writer],
+                                                 **{**FIT, "epochs": 6})
+    assert gpunn.load_checkpoint(path, device="cpu").epoch == written[-1] and writer.saves == len(written)
 
 
 def test_resume_can_extend_the_run(data, tmp_path):
