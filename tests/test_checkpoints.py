@@ -61,6 +61,9 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, i
     assert ckpt.optimizer.steps == reference.optimizer.steps
     assert _no_timing(resumed) == _no_timing(ref_hist)
     assert resumed["lr"][-1] < resumed["lr"][0] * 0.5 ** 5  # the plateau scale survived the checkpoint
+    # divergence is still judged against the run's first batch, not the first after the resume
+    assert ckpt.state.reference_loss is not None
+    assert gpunn.load_checkpoint(path).state.reference_loss == ckpt.state.reference_loss
 
 
 class _PowerCut(gpunn.Callback):
