@@ -139,6 +139,20 @@ def test_the_checkpoint_on_disk_is_the_last_epoch_it_was_asked_to_keep(data, tmp
     assert gpunn.load_checkpoint(path, device="cpu").epoch == written[-1] and writer.saves == len(written)
 
 
+def test_save_best_only_remembers_the_best_across_a_resume(data, tmp_path, interrupt_at):
+    """The best score so far is in the checkpoint: after a resume, epochs that are worse than the best
+    before it (scores 5 and 4 after 1) are not written; only the write at the end of the run is."""
+    X, Y = data
+    path, scores = tmp_path / "run.npz", [1.0, 5.0, 4.0]
+    options = dict(save_best_only=True, monitor="score")
+    MLP([6, 4, 2], device="cpu", seed=0).fit(X, Y, callbacks=[_Scripted(scores), interrupt_at(1, 2),
+                                                              gpunn.ModelCheckpoint(path, **options)],
+                                             **{**FIT, "epochs": 3})
+    writer = gpunn.ModelCheckpoint(path, **options)
+    gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=[_Scripted(scores), writer], verbose=False)
+    assert writer.saves == 1
+
+
 def test_resume_can_extend_the_run(data, tmp_path):
     X, Y = data
     model = MLP([6, 8, 2], device="cpu", seed=0)

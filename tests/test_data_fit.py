@@ -475,7 +475,10 @@ def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path,
     ckpt = tmp_path / "run.npz"
     stopped = model.fit(source(), **fit, callbacks=[gpunn.ModelCheckpoint(ckpt), interrupt_at(1, 9)])
     assert stopped.interrupted
-    resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(source(), verbose=False)
+    again = source()
+    if kind == "npy":  # the checkpoint's statistics are taken as they are: no pass over the file to compute them
+        again.compute_standardizer = lambda: pytest.fail("the resume computed the statistics again")
+    resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(again, verbose=False)
     numpy.testing.assert_array_equal(gpunn.load(ckpt, device="cpu").params, straight.params)
     assert resumed["loss"] == expected["loss"] and resumed["val_loss"] == expected["val_loss"]
 
