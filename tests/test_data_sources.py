@@ -86,6 +86,9 @@ def test_batches_mix_rows_only_within_a_window_of_chunks(npy_pair):
         assert set((Xb[:, 0] // 1000).astype(int)) <= allowed  # row id // chunk_rows = chunk
         position += len(Xb)
     assert len(windows) == 6 and sorted(sum(windows, [])) == list(range(24))
+    # the chunk order is drawn per (seed, epoch): another in each epoch, the same when an epoch is replayed
+    assert source.plan(0) == windows
+    assert len({tuple(sum(source.plan(e), [])) for e in range(3)}) == 3
 
 
 def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
