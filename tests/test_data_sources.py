@@ -62,6 +62,17 @@ def test_each_epoch_has_its_own_order_and_an_epoch_replays_exactly(device):
     numpy.testing.assert_array_equal(sorted_rows(*first), sorted_rows(*second))
 
 
+def test_a_source_of_one_chunk_still_has_its_own_row_order_each_epoch(npy_pair):
+    """With one chunk the chunk order cannot change: the window's permutation, keyed by (seed, epoch,
+    window), alone makes each epoch's order, and replays it."""
+    x, y, X, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=len(X), seed=3, device="cpu")
+    ids = [stacked(epoch(source, e, 5000))[0][:, 0] for e in (0, 1, 0)]
+    assert sorted(ids[0]) == sorted(ids[1]) == list(range(len(X)))
+    assert not numpy.array_equal(ids[0], ids[1])
+    numpy.testing.assert_array_equal(ids[0], ids[2])
+
+
 def test_a_resume_from_any_batch_sees_exactly_the_remaining_batches(device, npy_pair):
     x, y, _, _ = npy_pair
     source = data.npy(x, y, chunk_rows=3000, window=3, seed=9, device=device)
