@@ -73,6 +73,17 @@ def test_a_source_of_one_chunk_still_has_its_own_row_order_each_epoch(npy_pair):
     numpy.testing.assert_array_equal(ids[0], ids[2])
 
 
+def test_each_window_of_an_epoch_is_permuted_its_own_way(tmp_path):
+    """Four chunks of 1000 rows, a window each: every window is one chunk's rows, each in an order of its
+    own (a permutation keyed by the window too, not one order repeated four times)."""
+    numpy.save(tmp_path / "x.npy", numpy.arange(4000.0)[:, None])
+    numpy.save(tmp_path / "y.npy", numpy.zeros((4000, 1)))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000, window=1, seed=5, device="cpu")
+    ids = stacked(epoch(source, 0, 1000))[0][:, 0].reshape(4, 1000)
+    assert sorted(ids[:, 0] // 1000) == [0, 1, 2, 3] and (ids // 1000 == ids[:, :1] // 1000).all()
+    assert len({tuple(row % 1000) for row in ids}) == 4
+
+
 def test_a_resume_from_any_batch_sees_exactly_the_remaining_batches(device, npy_pair):
     x, y, _, _ = npy_pair
     source = data.npy(x, y, chunk_rows=3000, window=3, seed=9, device=device)
