@@ -141,6 +141,20 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
     assert all(numpy.array_equal(a, to_host(b[0][:, 0])) for a, b in zip(single, source().batches(2, B), strict=True))
 
 
+def test_each_shard_is_shuffled_from_a_seed_of_its_own(tmp_path):
+    """Two shards alike (2 chunks of 1000 rows each, a window per chunk) are shuffled differently: with one
+    seed for both, the rows at the same place of the two shards would always be 2000 apart."""
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    numpy.save(tmp_path / "x.npy", numpy.arange(4000.0)[:, None])
+    numpy.save(tmp_path / "y.npy", numpy.zeros((4000, 1)))
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000, window=1, seed=4, device="cpu")
+    ids = numpy.stack([b[0][:, 0].reshape(2, 1000) for b in ShardedSource(source, 2).batches(0, 2000)])
+    assert (ids[:, 0] < 2000).all() and (ids[:, 1] >= 2000).all()  # shard 0, then shard 1, in each batch
+    assert not (ids[:, 1] - ids[:, 0] == 2000).all()
+
+
 def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
     """A float32 model on float64 data: each shard's statistics and rows are standardized before the
     cast, as the whole source's are (gpunn.data.base.ChunkedSource._wide_dtype)."""
