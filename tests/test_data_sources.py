@@ -152,6 +152,9 @@ def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     expected = numpy.concatenate([X[k * 2000:(k + 1) * 2000] for k in source.validation_chunks]).astype(numpy.float32)
     numpy.testing.assert_array_equal(Xv, expected)  # whole chunks, in file order
     assert not set(map(float, train[0][:, 0])) & set(map(float, Xv[:, 0]))
+    # the share of the 12 chunks is rounded (0.3: 3.6 -> 4), and which chunks is drawn from the seed
+    assert len(data.npy(x, y, chunk_rows=2000, validation_fraction=0.3, seed=5).validation_chunks) == 4
+    assert data.npy(x, y, chunk_rows=2000, validation_fraction=0.25, seed=6).validation_chunks != source.validation_chunks
 
 
 @pytest.mark.parametrize("make_bad, message", [

@@ -185,6 +185,10 @@ def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(t
     stats = sharded.standardizer_over_shards(OneProcess)
     numpy.testing.assert_allclose(stats.x_mean, X.mean(axis=0), rtol=1e-12)
     numpy.testing.assert_allclose(stats.x_scale, X.std(axis=0), rtol=1e-9)
+    assert stats.y_mean is not None
+    plain.standardize = "inputs"  # the inputs only: the targets keep their units
+    assert ShardedSource(plain, 2).standardizer_over_shards(OneProcess).y_mean is None
+    plain.standardize = True
     plain.standardizer = whole.standardizer
     rows = numpy.concatenate([b[0] for b in sharded.batches(0, 100)])
     expected = ((X - whole.standardizer.x_mean) * (1.0 / whole.standardizer.x_scale)).astype("float32")
