@@ -513,6 +513,14 @@ def test_standardize_computes_training_statistics_and_scales_batches(npy_pair):
     numpy.testing.assert_allclose(Ys.std(axis=0), 1, atol=1e-5)
     inputs_only = data.npy(x, y, chunk_rows=5000, standardize="inputs", device="cpu")
     assert not inputs_only.standardizer.scales_targets
+    # chunks held out after the statistics were computed (fit(source, validation_fraction=...)) leave them:
+    # the statistics are the training chunks' again, as for a source made with that validation_fraction
+    source.hold_out(0.4)
+    held = data.npy(x, y, chunk_rows=5000, standardize=True, seed=1, validation_fraction=0.4, device="cpu")
+    train = numpy.concatenate([X[k * 5000:(k + 1) * 5000] for k in held.train_chunks])
+    assert source.train_chunks == held.train_chunks and len(train) < len(X)
+    numpy.testing.assert_allclose(source.standardizer.x_mean, train.mean(axis=0), rtol=1e-9)
+    numpy.testing.assert_array_equal(source.standardizer.x_mean, held.standardizer.x_mean)
 
 
 def test_a_standardizer_round_trips_through_its_state_and_inverts_predictions():
