@@ -118,10 +118,11 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
                 return gpunn.data.csv(tmp_path / "t.csv", "y", block_size=1024, window=3, seed=4, device=device,
                                       dtype="float64")
     else:
-        rows = 65536 + 999  # two chunks of the generated task: the boundaries cut the first
+        rows = 65536 + 999  # two chunks of the generated task: the boundaries cut the first; a window of two
+        # chunks holds a shard's pieces of both, each cut at its own place in the generated window
 
         def source():
-            return gpunn.data.synthetic("teacher", rows=rows, n_features=2, n_outputs=1, seed=4, window=1,
+            return gpunn.data.synthetic("teacher", rows=rows, n_features=2, n_outputs=1, seed=4, window=2,
                                         device=device, dtype="float64")
         batch *= 100
     one = [to_host(b[0][:, 0]) for b in ShardedSource(source(), shards).batches(2, shards * batch)]
