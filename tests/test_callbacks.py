@@ -77,6 +77,14 @@ def test_val_loss_is_the_training_loss_on_the_validation_rows_with_several_outpu
     assert h["val_loss"][-1] == pytest.approx(model.loss(X, Y), rel=1e-12)
     assert h["val_mse"][-1] == pytest.approx(h["val_loss"][-1] / 3, rel=1e-12)
     assert h["val_mse"][-1] == pytest.approx(metrics.mse(numpy, model.predict(X), Y), rel=1e-12)
+    # MAE over every value and R² averaged over the outputs, each about its own mean: scikit-learn's
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    P = model.predict(X)
+    assert h["val_mae"][-1] == pytest.approx(mean_absolute_error(Y, P), rel=1e-12)
+    assert metrics.mae(numpy, P, Y) == pytest.approx(mean_absolute_error(Y, P), rel=1e-12)
+    assert h["val_r2"][-1] == pytest.approx(r2_score(Y, P), rel=1e-12)
+    assert metrics.r2(numpy, P, Y) == pytest.approx(r2_score(Y, P), rel=1e-12)
     ens = gpunn.Ensemble([5, 8, 3], 2, device="cpu", seed=0, dtype="float64")
     he = ens.fit(X, Y, epochs=1, batch_size=None, optimizer="sgd", lr=1e-3, validation_data=(X, Y), verbose=False)
     assert he["val_loss"][-1] == pytest.approx([ens[k].loss(X, Y) for k in range(2)], rel=1e-12)

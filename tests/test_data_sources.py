@@ -532,6 +532,11 @@ def test_a_standardizer_round_trips_through_its_state_and_inverts_predictions():
     numpy.testing.assert_array_equal(t.inverse_y_(numpy, numpy.array([[1.0]], numpy.float32)), [[15.0]])
     zero = Standardizer.from_moments(Moments(1).update(numpy.full((5, 1), 7.0)))
     assert zero.x_scale[0] == 1.0  # a constant column is only centred
+    # the statistics are cast once per dtype: float64 data used after float32 data are scaled by the float64
+    # mean (1.7e9 + 0.25 is 1.7e9 in float32), not by the float32 copy
+    unix = Standardizer([1.7e9 + 0.25], [1.0])
+    unix.transform_x(numpy, numpy.array([[1.7e9]], numpy.float32))
+    assert unix.transform_x(numpy, numpy.array([[1.7e9 + 0.25]]))[0, 0] == 0.0
 
 
 # ---- the reader thread ------------------------------------------------------------------------
