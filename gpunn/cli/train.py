@@ -282,6 +282,19 @@ def _check_memory(args, backend, hidden):
     preflight.check_train_memory(need, args.rows, backend, hint=", or stream the rows instead (--stream auto or on)")
 
 
+def throughput(history, done_before=0) -> tuple[float, float, bool]:
+    """(samples/s, seconds, whether the first epoch was left out) of the epochs this process trained (from
+    ``done_before`` on; a resume's earlier epochs ran in another process): the median epoch, leaving out the
+    first when there are others, since it also pays the process's start-up (Numba's first dispatch on the
+    CPU, 0.5-0.9 s here; kernel compilation on a GPU), and their seconds. The whole history's when this
+    process finished no epoch."""
+    rates, times = history["samples_per_s"][done_before:], history["time_s"][done_before:]
+    if not rates:
+        rates, times = history["samples_per_s"], history["time_s"]
+    after_first = len(rates) > 1
+    return float(numpy.median(rates[1:] if after_first else rates)), float(sum(times)), after_first
+
+
 def run(args) -> int:
     from .. import checkpoint as io, config as cfgmod
     from ..data.binding import standardize_arrays
@@ -396,10 +409,11 @@ def run(args) -> int:
             evaluator = evaluator() if n_val else None
         held_out = (evaluator.evaluate(model) if evaluator  # one pass, one read-back
                     else dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan")))
+    done_before = ckpt.epoch if ckpt else 0  # epochs an earlier process trained
+    rate, seconds, after_first = throughput(history, done_before)
     result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
               "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
-              "samples_per_s": float(numpy.median(history["samples_per_s"])),
-              "train_seconds": float(sum(history["time_s"])), "device": backend.device,
+              "samples_per_s": rate, "train_seconds": seconds, "device": backend.device,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
               "best_epoch": getattr(history, "best_epoch", None)}
     scaled = model.standardizer is not None and model.standardizer.scales_targets  # metrics of scaled targets
@@ -418,8 +432,9 @@ def run(args) -> int:
     print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
           f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
           else "held-out: none (no rows were held out)")
-    print(f"throughput: {result['samples_per_s']:,.0f} samples/s (median epoch), {result['train_seconds']:.1f}s "
-          f"training on {backend.device}, {args.dtype}"
+    which = "median epoch after the first" if after_first else "one epoch, start-up included"
+    print(f"throughput: {rate:,.0f} samples/s ({which}), {seconds:.1f}s training"
+          f"{' since the resume' if done_before else ''} on {backend.device}, {args.dtype}"
           + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
           + f", batch {_batch_trained(args, ckpt, distributed, n_train)}"
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
