@@ -80,9 +80,9 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def _remove_stale_temps(directory, base) -> None:
+def _remove_stale_temps(directory, base, own=False) -> None:
     """Delete temp files an earlier, killed writer of ``base`` left behind (named ``.BASE.PID.*.tmp``,
-    PID no longer running)."""
+    PID no longer running); ``own``: this process's instead (one write to a path at a time)."""
     prefix = f".{base}."
     try:
         names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
@@ -90,15 +90,16 @@ def _remove_stale_temps(directory, base) -> None:
         return
     for name in names:
         pid = name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdigit() or (int(pid) == os.getpid()) != own:
             continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # that writer is still running
-        except ProcessLookupError:
-            pass
-        except OSError:  # exists but is not ours (EPERM): leave it
-            continue
+        if not own:
+            try:
+                os.kill(int(pid), 0)
+                continue  # that writer is still running
+            except ProcessLookupError:
+                pass
+            except OSError:  # exists but is not ours (EPERM): leave it
+                continue
         try:
             os.unlink(os.path.join(directory, name))
         except OSError:
@@ -136,6 +137,9 @@ def atomic_write(path, write) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise _naming(exc, path) from None
+    except BaseException:  # Ctrl-C inside mkstemp, once it had made the file (its open may block on a busy
+        _remove_stale_temps(directory, base, own=True)  # disk): its name never came back, so by pattern
+        raise
     try:
         try:
             with os.fdopen(fd, "wb") as fh:
