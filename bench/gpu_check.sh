@@ -73,11 +73,11 @@ stage "GPU tests"
 cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))
 if [ "$cap" -eq 0 ]; then skip "tests"; else
   if [ "$DRY" = 1 ]; then  # the plumbing only: the GPU tests of one module against tests/fakecupy
-    GPUNN_FAKE_CUPY=1 timeout "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
+    GPUNN_FAKE_CUPY=1 timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
       > "$OUT/gpu_tests.log" 2>&1
   else
     xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
-    timeout "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
+    timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
   fi
   rc=$?
   tail -n 15 "$OUT/gpu_tests.log"
@@ -93,7 +93,7 @@ stage "kernel benchmarks"
 cap=$(allow 45 $((RESERVE_TRAIN + RESERVE_HOOKS)))
 sizes=20,24; repeat=30; [ "$DRY" = 1 ] && sizes=10,12 && repeat=3
 if [ "$cap" -eq 0 ]; then skip "kernels"; else
-  timeout "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
+  timeout -k 10 "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
     --json "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
   rc=$?
   cat "$OUT/kernels.txt"
@@ -117,7 +117,7 @@ if [ "$cap" -eq 0 ]; then skip "train"; else
   # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
   budget=$((cap - (cap * 15 / 100 > 5 ? cap * 15 / 100 : 5)))
   echo "gpunn bench ${args[*]} --max-seconds $budget" > "$OUT/train.txt"
-  timeout "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train.json" \
+  timeout -k 10 "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train.json" \
     >> "$OUT/train.txt" 2>&1
   rc=$?
   tail -n 40 "$OUT/train.txt"
@@ -142,7 +142,7 @@ for hook in $HOOKS; do
   cap=$(allow "${!wanted:-$HOOK_SECONDS}")
   if [ "$cap" -eq 0 ]; then skip "$hook"; continue; fi
   mkdir -p "$OUT/$hook"
-  timeout "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
+  timeout -k 10 "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
     > "$OUT/$hook.txt" 2>&1
   rc=$?
   tail -n 10 "$OUT/$hook.txt"

@@ -353,3 +353,30 @@ def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_
         work = cfg.flops_per_sample * cfg.members * eb.ensemble_rows(cfg, backend.CPU)
         assert r["fraction_of_gemm"] == pytest.approx(work / 1.0 / (first.flops / 0.5))
         assert "n/a" not in format_table([r])
+
+
+@pytest.mark.parametrize("runner", ["GpunnRunner", "EnsembleRunner", "SequentialRunner"])
+def test_ctrl_c_during_a_timed_fit_stops_the_bench(runner):
+    """A benchmark's fits do not swallow Ctrl-C (or SIGTERM) as a user's fit does: it used to stop one fit
+    after its batch, and the bench went on to the next round and configuration, past `timeout` and Ctrl-C."""
+    import os
+    import signal
+    import threading
+
+    from gpunn import backend
+    from gpunn.bench import ensemble, runners
+
+    cfg = bench.QUICK_CONFIG.ensemble(2) if runner != "GpunnRunner" else bench.QUICK_CONFIG
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((512, cfg.sizes[0])).astype("float32")
+    Y = rng.standard_normal((512, cfg.sizes[-1])).astype("float32")
+    run = getattr(runners, runner, None) or getattr(ensemble, runner)
+    r = run(cfg, backend.CPU, X, Y)
+    r.epochs(1)  # warm: the signal lands in training, not in set-up
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            r.epochs(2_000)  # seconds, unless the Ctrl-C ends it
+    finally:
+        timer.cancel()

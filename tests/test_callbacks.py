@@ -323,8 +323,19 @@ def test_the_sigint_handler_is_installed_only_during_fit(data):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_sigint_during_fit_in_process_returns_the_history(data, signum):
-    """Ctrl-C, or SIGTERM (timeout, Slurm at the end of a job's time, docker stop): stop after the batch."""
+    """Ctrl-C, or SIGTERM (timeout, Slurm at the end of a job's time, docker stop) in a program that
+    handles SIGTERM itself (as gpunn's command line does): stop after the batch and return."""
     X, Y = data[0], data[1]
+    handled = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: handled.append(signum))
+    try:
+        _interrupted_fit(X, Y, signum)
+        assert signal.getsignal(signal.SIGTERM) is not before and not handled  # the program's own, not called
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupted_fit(X, Y, signum):
     before = signal.getsignal(signal.SIGTERM)
 
     class PressCtrlC(Callback):
@@ -337,6 +348,33 @@ def test_a_sigint_during_fit_in_process_returns_the_history(data, signum):
     assert h.interrupted and h["epoch"] == [1]
     assert numpy.isfinite(model.params).all()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path):
+    """A script under `timeout` or Slurm (no SIGTERM handler of its own): fit stops after the batch, writes
+    its checkpoint, then the process ends by SIGTERM as it would have at once. It used to return, so the
+    script ran on (its next fit, its next benchmark) past the time it was given."""
+    script = textwrap.dedent(f"""
+        import os, signal, numpy, gpunn
+
+        class Term(gpunn.Callback):
+            def on_batch_end(self, trainer, batch):
+                if trainer.epoch == 1 and batch == 3:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        rng = numpy.random.default_rng(0)
+        X, Y = rng.standard_normal((1000, 5)), rng.standard_normal((1000, 1))
+        model = gpunn.MLP([5, 8, 1], device="cpu", seed=0)
+        model.fit(X, Y, epochs=5, batch_size=100, verbose=False,
+                  callbacks=[Term(), gpunn.ModelCheckpoint({str(tmp_path / "run.npz")!r})])
+        print("fit returned")
+    """)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "fit returned" not in done.stdout
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    assert (ckpt.epoch, ckpt.training["position"]["batch"]) == (1, 4)  # the batch reached, resumable
 
 
 def test_evaluate_gives_what_validation_logs_on_any_rows(data):

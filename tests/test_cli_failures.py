@@ -1,6 +1,7 @@
 """Every way a gpunn command can fail, run as a user runs it (a subprocess): one line on stderr, a
 non-zero status, and no file created, changed or left behind."""
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -157,7 +158,9 @@ def _ctrl_c_reaches_it():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_during_data_generation_is_one_line(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
+    """Ctrl-C, or SIGTERM (timeout, Slurm, docker stop; it killed the process with no word, status -15)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "4000000", "--features", "16",
                              "--hidden", "4", "--epochs", "1", "--quiet", "--save", "run.npz"], cwd=tmp_path, env=env,
@@ -166,12 +169,33 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path):
     # machine): signal right then, so a loaded machine's slow sleep cannot push the Ctrl-C into training
     _wait_for(proc, "data:")
     time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert "model:" not in out, "the Ctrl-C came after the data was generated: the test measured nothing"
+    assert "model:" not in out, "the signal came after the data was generated: the test measured nothing"
     assert proc.returncode == 130
-    assert err.strip().splitlines() == ["gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely written"]
+    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert err.strip().splitlines() == [f"gpunn: interrupted ({how}); any checkpoint is the last one completely written"]
     assert os.listdir(tmp_path) == []  # no checkpoint, no config, no temp file
+
+
+def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tmp_path):
+    """The command handles SIGTERM itself: the fit stops after its batch and returns, and train still writes
+    its checkpoint and --json and exits 130 (a fit in a program without a handler ends the process instead)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--features", "8",
+                             "--hidden", "8", "--epochs", "100000", "--quiet", "--save", "run.npz", "--json",
+                             "run.json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(proc, "model:")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted after" in out
+    assert json.loads((tmp_path / "run.json").read_text())["result"]["interrupted"] is True
+    assert gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").epoch >= 1
 
 
 @pytest.mark.slow

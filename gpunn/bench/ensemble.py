@@ -152,7 +152,7 @@ class EnsembleRunner(Runner):
     def epochs(self, n):
         self._seed += 1
         self.model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr, verbose=False,
-                       seed=self._seed)
+                       seed=self._seed, handle_interrupt=False)
         synchronize(self.backend)
 
 
@@ -172,7 +172,7 @@ class SequentialRunner(Runner):
         self._seed += 1
         for model in self.models:
             model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr, verbose=False,
-                      seed=self._seed)
+                      seed=self._seed, handle_interrupt=False)
         synchronize(self.backend)
 
 

@@ -206,7 +206,7 @@ class GpunnRunner(Runner):
     def epochs(self, n):
         self._seed += 1
         self.model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer=self.optimizer,
-                       verbose=False, seed=self._seed)
+                       verbose=False, seed=self._seed, handle_interrupt=False)
         synchronize(self.backend)
 
 

@@ -4,6 +4,7 @@ in ``COMMANDS``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -204,13 +205,38 @@ def _command(argv) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, Slurm, ``docker stop``) outside a fit: ends the command as Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While a command runs, SIGTERM raises :class:`Terminated` (outside a fit; inside one, the fit's own
+    handler stops it after the batch and returns, so the command still writes its outputs and exits
+    130). Without a handler of the command's own, a fit passes SIGTERM on after stopping and the
+    process dies there (status 143), its outputs unwritten."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated
+
+    before = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
 def _describe(exc: BaseException, debug: bool, command: str | None = "train") -> tuple[int, str]:
     """(status, one line) for a failure of ``command``: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn."""
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     if isinstance(exc, KeyboardInterrupt):
         left = INTERRUPTED.get(command)
-        return 130, "gpunn: interrupted (Ctrl-C)" + (f"; {left}" if left else "")
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        return 130, f"gpunn: interrupted ({how})" + (f"; {left}" if left else "")
     if isinstance(exc, MemoryError):
         return 2, f"gpunn: error: out of memory: {one_line(exc)}"
     if isinstance(exc, EXPECTED_ERRORS):
@@ -242,7 +268,7 @@ def _main(argv) -> int:
     try:
         args = parse_args(argv)
         _check_launch(args.command)
-        with text_to_stderr(args):  # --json -: stdout holds the JSON alone
+        with text_to_stderr(args), sigterm_interrupts():  # --json -: stdout holds the JSON alone
             return args.func(args)
     except BrokenPipeError:  # the reader of stdout went away (gpunn train | head -1): end quietly, as Unix tools do
         _silence_stdout()

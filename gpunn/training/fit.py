@@ -81,7 +81,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     (a resumable checkpoint written atomically every epoch, at the end and on Ctrl-C; continue with
     ``gpunn.load_checkpoint(path).resume``), or your own :class:`Callback`.
     Ctrl-C or SIGTERM (with ``handle_interrupt``, main thread only) stops after the current batch and
-    returns the history so far with ``history.interrupted = True``.
+    returns the history so far with ``history.interrupted = True``; a SIGTERM is then passed on to a
+    process without a handler of its own for it, which ends there (after the checkpoint).
     Data parallel: ``distributed=True`` (every rank of ``mpiexec -n P`` calls fit with the same
     arguments and data) trains over MPI on the CPU or NCCL on GPUs (``"mpi"`` or ``"nccl"`` asks for that
     engine, refused on the other kind of device); ``batch_size`` is then the
