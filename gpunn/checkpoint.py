@@ -563,7 +563,8 @@ def load(path, device="auto"):
 
     A checkpoint written on the GPU loads on the CPU and back: arrays are stored on the host. A model saved
     with precision "tf32" or "bf16" gets it back on a GPU; on the CPU, which has no tensor cores, it loads
-    in float32 (its parameters are the float32 master weights).
+    in float32 (its parameters are the float32 master weights), to predict; resuming such a training
+    checkpoint there is refused (:func:`check_resume_precision`).
     """
     meta, arrays = read(path)
     return _build_model(meta, arrays, device)
@@ -628,6 +629,9 @@ class Checkpoint:
         stopping continues, and the result is bit-identical on the CPU. ``distributed=True`` resumes it
         data parallel as one model's (a bootstrapped run too); a run on a data source resumes on that
         source, in one process or data parallel (each rank reading its shards, as one model's run does).
+
+        A run trained in precision "tf32" or "bf16" resumes in it on a GPU; loaded on the CPU (where it
+        loads in float32, to predict) it is refused before anything trains: resume it on a GPU.
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
@@ -716,9 +720,27 @@ CALLBACKS = {**cbmod.CALLBACKS, ModelCheckpoint.__name__: ModelCheckpoint,
              MemberEarlyStopping.__name__: MemberEarlyStopping}
 
 
+def check_resume_precision(ckpt) -> None:
+    """Refuse, before anything trains, to resume a run recorded in a precision ("tf32", "bf16") that the
+    device it was loaded on cannot run: loading put its float32 weights in float32 there (right to predict
+    with), and resuming would silently continue the run in another arithmetic. ``Checkpoint.resume`` and
+    ``gpunn train --resume`` both call it."""
+    from .model import runnable_precision
+
+    recorded = ckpt.meta["model"].get("precision", "float32")
+    backend = ckpt.model.backend
+    if runnable_precision(recorded, backend) != recorded:
+        raise ValueError(f"{ckpt.path} holds a run trained in precision {recorded!r}, which runs the matrix products "
+                         f"on NVIDIA tensor cores, and it was loaded on {backend.device!r}, which cannot run it (the "
+                         "model loaded in float32): resume it on a CUDA GPU (load_checkpoint(path, device='cuda'), "
+                         "gpunn train --resume on cuda). On the CPU its float32 weights predict, and a new fit "
+                         "(model.fit) trains them further in float32, with a fresh optimizer")
+
+
 def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True, distributed=False):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
+    check_resume_precision(ckpt)
     model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
     settings, state = ckpt.settings, ckpt.state
     ensemble = _members(model) is not None

@@ -48,7 +48,7 @@ def check_precision(precision, dtype, backend, fused=None) -> str:
     if numpy.dtype(dtype) != numpy.float32:
         raise ValueError(f"precision={precision!r} needs dtype='float32' (its master weights are float32), "
                          f"got dtype={numpy.dtype(dtype).name!r}")
-    if not backend.is_gpu and not _EMULATE_PRECISION_ON_CPU:
+    if runnable_precision(precision, backend) != precision:  # the one rule of where tf32/bf16 run
         raise ValueError(f"precision={precision!r} runs the matrix products on NVIDIA tensor cores and needs a "
                          f"CUDA GPU; this model is on {backend.device!r}. Use precision='float32' on the CPU.")
     return precision

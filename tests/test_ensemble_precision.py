@@ -209,6 +209,27 @@ def test_an_interrupted_run_resumes_in_its_precision(gpu, tmp_path, interrupt_at
     np.testing.assert_allclose(resumed["val_loss"], ref_hist["val_loss"], rtol=1e-6)
 
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["mlp", "ensemble"])
+def test_a_gpu_run_in_bf16_resumes_on_the_gpu_and_is_refused_on_the_cpu(gpu, tmp_path, kind):
+    """Loaded on the CPU, a bf16 run's checkpoint predicts in float32; resuming it there is refused before
+    anything trains (it would continue in float32); on the GPU it resumes in bf16."""
+    X, Y = _data(120)
+    model = (gpunn.MLP(SIZES, device="cuda", seed=3, precision="bf16") if kind == "mlp"
+             else gpunn.Ensemble(SIZES, 2, device="cuda", seed=3, precision="bf16"))
+    path = tmp_path / "run.npz"
+    model.fit(X, Y, epochs=1, batch_size=40, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    cpu = gpunn.load_checkpoint(path, device="cpu")
+    assert cpu.model.precision == "float32"
+    np.testing.assert_array_equal(cpu.model.params, _host(model.params))
+    with pytest.raises(ValueError, match=r"run.npz holds a run trained in precision 'bf16'.*resume it on a CUDA GPU"):
+        cpu.resume(X, Y, epochs=2, verbose=False)
+    np.testing.assert_array_equal(cpu.model.params, _host(model.params))
+    ckpt = gpunn.load_checkpoint(path, device="cuda")
+    assert len(ckpt.resume(X, Y, epochs=2, verbose=False)["loss"]) == 2 and ckpt.model.precision == "bf16"
+
+
 # ---- the benchmark's rows (gpunn bench --ensemble K --precision bf16, bench/gpu_checks/ensemble.py) ----------
 
 def test_the_bench_skips_tensor_core_ensemble_rows_on_the_cpu_with_a_line():

@@ -126,6 +126,33 @@ def test_tensor_core_precisions_need_float32(monkeypatch):
         gpunn.MLP([4, 8, 1], device="cpu", precision="tf32", dtype="float64")
 
 
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("kind", ["mlp", "ensemble"])
+def test_resuming_a_tensor_core_run_on_the_cpu_is_refused_before_it_trains(tmp_path, monkeypatch, kind, precision):
+    """A tf32/bf16 training checkpoint loads on the CPU in float32 (its weights predict), but resuming it
+    there would continue the run in float32: refused, naming the file and the precision, nothing trained."""
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)  # the run itself, written as a GPU would
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4)).astype(np.float32)
+    Y = X[:, :1] * 0.5
+    model = (gpunn.MLP([4, 6, 1], device="cpu", seed=1, precision=precision) if kind == "mlp"
+             else gpunn.Ensemble([4, 6, 1], 2, device="cpu", seed=1, precision=precision))
+    path = tmp_path / "run.npz"
+    model.fit(X, Y, epochs=1, batch_size=20, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", False)  # the CPU as it is: no tensor cores
+    written = path.read_bytes()
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert ckpt.model.precision == "float32"
+    before = ckpt.model.params.copy()
+    np.testing.assert_array_equal(ckpt.model.predict(X), gpunn.load(path, device="cpu").predict(X))
+    with pytest.raises(ValueError, match=rf"{path.name} holds a run trained in precision '{precision}'.*'cpu'.*"
+                                         r"resume it on a CUDA GPU"):
+        ckpt.resume(X, Y, epochs=2, verbose=False)
+    np.testing.assert_array_equal(ckpt.model.params, before)
+    assert path.read_bytes() == written
+
+
 # ---- the emulation: which tensors are bf16, and training quality ---------------------------------
 
 @pytest.fixture

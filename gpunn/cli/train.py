@@ -312,7 +312,10 @@ def run(args) -> int:
         print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
               "from the checkpoint", flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
-    _check_precision(args, backend, ckpt.model.dtype if ckpt else args.dtype)
+    if ckpt:  # --precision is the recorded one: the library's refusal of a resume it cannot run here
+        io.check_resume_precision(ckpt)
+    else:
+        _check_precision(args, backend, args.dtype)
     optimizer = None if ckpt else _optimizer(args)
     if not (ckpt or args.data):  # the task's own checks (friedman1's 5 features), before its rows are generated
         datasets.get_task(args.task, args.features, args.outputs, args.noise, args.seed)
