@@ -14,6 +14,7 @@ from gpunn.ops import ensemble_ops_for
 from gpunn.optim import make_optimizer
 from gpunn.ops.ensemble import MemberRates
 from gpunn.training.ensemble import bootstrap_rows
+from torch_formulas import torch_adam, torch_sgd
 
 TOL = {"float64": 1e-10, "float32": 1e-5}
 SIZES = [5, 8, 7, 2]
@@ -381,6 +382,47 @@ def test_member_kernels_match_the_generic_member_ops():
             np.testing.assert_array_equal(states[0][0], states[1][0])
             np.testing.assert_array_equal(states[0][0][1], w[1])  # the frozen member did not move
             np.testing.assert_array_equal(states[0][1][1], 0)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["generic", "fused"])
+def test_each_active_members_step_is_torchs_with_its_own_settings_and_a_frozen_one_stays(fused):
+    """The member-axis optimizer steps with member 1 frozen (stopped early): members 0 and 2 take
+    torch.optim's SGD (momentum, Nesterov) and Adam/AdamW steps with their own rate, decay, momentum and
+    betas, their moments carried over three steps; member 1's weights and moments do not move."""
+    from gpunn.ops.cpu import CpuOps
+
+    ops = ensemble_ops_for(CpuOps(fused=fused))
+    rng = np.random.default_rng(4)
+    K, P = 3, 16
+    table = np.array([[0.05, 0.1, 0.9, 0.9, 0.999, 1], [0.05, 0.1, 0.9, 0.9, 0.999, 0],
+                      [0.02, 0.01, 0.5, 0.8, 0.95, 1]])
+    grads = [rng.standard_normal((K, P)) for _ in range(3)]
+    w0 = rng.standard_normal((K, P))
+    for nesterov in (False, True):
+        w, vel = w0.copy(), np.zeros((K, P))
+        for g in grads:
+            ops.sgd_step(w, g, vel, MemberRates(np, table), nesterov)
+        for k in (0, 2):
+            want, buf = w0[k], np.zeros(P)
+            for g in grads:
+                want, buf = torch_sgd(want, g[k], buf, table[k, 0], table[k, 2], table[k, 1], nesterov)
+            np.testing.assert_allclose(w[k], want, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(vel[k], buf, rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(w[1], w0[1])
+        np.testing.assert_array_equal(vel[1], 0)
+    for decoupled in (False, True):
+        w, m, v = w0.copy(), np.zeros((K, P)), np.zeros((K, P))
+        for t, g in enumerate(grads, 1):
+            ops.adam_step(w, g, m, v, MemberRates(np, table), 1e-3, t, decoupled)
+        for k in (0, 2):
+            want = (w0[k], np.zeros(P), np.zeros(P))
+            for t, g in enumerate(grads, 1):
+                want = torch_adam(want[0], g[k], want[1], want[2], t, table[k, 0], table[k, 3], table[k, 4], 1e-3,
+                                  table[k, 1], decoupled)
+            for got, expected in zip((w[k], m[k], v[k]), want):
+                np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(w[1], w0[1])
+        np.testing.assert_array_equal(m[1], 0)
 
 
 def test_save_and_load_an_ensemble(tmp_path, ensemble_data):
