@@ -377,6 +377,24 @@ def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path):
     assert (ckpt.epoch, ckpt.training["position"]["batch"]) == (1, 4)  # the batch reached, resumable
 
 
+def test_evaluate_sums_in_float64_and_scores_a_constant_target_as_scikit_learn():
+    """A float32 model that predicts 0: squared errors of 1e8 and 1000 x 1, exact in float32, sum to
+    100001000 in float64 (a float32 running sum loses the ones). A constant target has R² 1 when predicted
+    exactly and 0 otherwise (scikit-learn's r2_score)."""
+    from sklearn.metrics import r2_score
+
+    model = MLP([2, 1], device="cpu", seed=0)
+    model.params[...] = 0
+    X, Y = numpy.ones((1001, 2), numpy.float32), numpy.ones((1001, 1), numpy.float32)
+    Y[0] = 1e4
+    assert model.evaluate(X, Y)["loss"] * 1001 == pytest.approx(100_001_000, rel=1e-12)
+    model.biases[0][...] = 3.0
+    for value, r2 in ((3.0, 1.0), (4.0, 0.0)):
+        target = numpy.full((1001, 1), value, numpy.float32)
+        assert model.evaluate(X, target)["r2"] == r2 == r2_score(target, model.predict(X))
+        assert metrics.r2(numpy, model.predict(X), target) == r2
+
+
 def test_evaluate_gives_what_validation_logs_on_any_rows(data):
     X, Y, Xv, Yv = data
     Y2, Yv2 = numpy.hstack([Y, 2 * Y]), numpy.hstack([Yv, 2 * Yv])  # two outputs: loss = 2 x mse
