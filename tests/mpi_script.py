@@ -222,7 +222,7 @@ def shards(out, tmp):
         shutil.copy(path, f"{tmp}/stopped.npz")
     comm.barrier()
     resumed = gpunn.load_checkpoint(path, device="cpu")
-    resumed.resume(source(), distributed=True, verbose=False)
+    resumed_history = resumed.resume(source(), distributed=True, verbose=False)
     if comm.rank == 0:
         _NpyFile.read = plain_read
         ref = MLP(**ARCH)
@@ -231,6 +231,8 @@ def shards(out, tmp):
         out["params_rel"] = rel(model.params, ref.params)
         out["loss_rel"] = rel(numpy.array(history["loss"]), numpy.array(ref_history["loss"]))
         out["resumed_params_rel"] = rel(resumed.model.params, ref.params)
+        # the stopped epoch's loss: the part before the stop (in the checkpoint) counted once, not once a rank
+        out["resumed_loss_rel"] = rel(numpy.array(resumed_history["loss"]), numpy.array(ref_history["loss"]))
         ref_validated = MLP(**ARCH).fit(ShardedSource(source(), comm.size), epochs=2, batch_size=8 * comm.size,
                                         validation_fraction=0.25, **FIT)
         out["val_rel"] = max(rel(numpy.array(validated[k]), numpy.array(ref_validated[k]))

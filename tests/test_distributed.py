@@ -437,6 +437,7 @@ def test_each_rank_reads_only_its_shard_of_a_file_and_trains_the_one_process_run
     assert result["params_rel"] < 1e-10 and result["loss_rel"] < 1e-10  # == one process reading both shards
     assert result["stopped"] and result["stopped_at"] == [1, 21]
     assert result["resumed_params_rel"] < 1e-10  # the mid-epoch checkpoint resumed on 2 ranks
+    assert result["resumed_loss_rel"] < 1e-10  # ... reporting the one-process epoch losses
     assert result["one_process_resume_params_rel"] < 1e-10  # ... and in one process
 
 
