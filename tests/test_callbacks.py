@@ -113,6 +113,17 @@ def test_validation_fraction_is_a_seeded_split(data):
         MLP([5, 1], device="cpu").fit(X, Y, validation_fraction=1.5, verbose=False)
 
 
+def test_validation_fraction_holds_out_a_rounded_share_drawn_from_the_seed(data):
+    from gpunn.training.fit import split_validation
+
+    X, Y = data[0], data[1]
+    model = MLP([5, 1], device="cpu")
+    X_train, _, held = split_validation(model, X, Y, validation_fraction=0.2507, seed=0)
+    assert held.n_rows == 251 and X_train.shape[0] == 749  # 250.7 rows, rounded
+    _, _, other = split_validation(model, X, Y, validation_fraction=0.2507, seed=1)
+    assert not numpy.array_equal(held.X, other.X)
+
+
 def test_early_stopping_restores_the_best_epochs_weights(data):
     X, Y, Xv, Yv = data
     rec = Recorder()

@@ -126,6 +126,22 @@ def test_early_stopping_freezes_each_member_as_its_twin_stops(ensemble_data):
     assert len(history.best_epoch) == 3 and all(e is not None for e in history.best_epoch)
 
 
+def test_each_members_early_stopping_skips_a_nan_first_value_and_counts_an_equal_one_as_no_improvement(
+        ensemble_data):
+    """EarlyStopping's rules per member, on scripted scores: member 0's NaN first score is never its best
+    (it improves on to epoch 4); member 1's scores repeat exactly, so patience 2 freezes it after epoch 3."""
+    X, Y = ensemble_data
+
+    class Scripted(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [[float("nan"), 3.0, 2.0, 1.0][epoch], 1.0]
+
+    history = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7).fit(
+        X, Y, epochs=4, batch_size=30, verbose=False, callbacks=[Scripted(), gpunn.EarlyStopping(monitor="score",
+                                                                                                  patience=2)])
+    assert history.best_epoch == [4, 1] and history.stopped_early == [False, True] and history.stopped_epoch == [None, 3]
+
+
 def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
