@@ -152,6 +152,27 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
     with pytest.raises(gpunn.TrainingDiverged, match="every member"):
         gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1).fit(X, Y * 1e3, optimizer="sgd", lr=50.0, epochs=3,
                                                              batch_size=50, verbose=False)
+    # a finite loss past 1e4 times the reference diverges too, as for one model (not only NaN or inf)
+    X, Y = gpunn.datasets.make("teacher", 2000, 8, noise=0.05, seed=11, device="cpu")
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in epoch 1"):
+        grown = gpunn.Ensemble([8, 32, 1], 2, device="cpu", seed=0).fit(X, Y, epochs=2, lr=[1e-3, 5.0], verbose=False)
+    assert grown.diverged == [1] and 1e4 < grown["loss"][0][1] / grown["loss"][0][0] < 1e5  # finite, ~6e4
+
+
+def test_an_ensembles_throughput_counts_member_samples(ensemble_data, monkeypatch):
+    """samples_per_s of an ensemble is member-samples per second (K x rows, as gpunn bench --ensemble
+    reports it); the loop's clock is faked to one second an epoch."""
+    import itertools
+    import types
+
+    from gpunn.training import ensemble as ensemble_training, loop
+
+    X, Y = ensemble_data
+    clock = types.SimpleNamespace(perf_counter=itertools.count().__next__)
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(ensemble_training, "time", clock)
+    history = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=1).fit(X, Y, epochs=1, batch_size=50, verbose=False)
+    assert history["samples_per_s"] == [3 * 150.0]
 
 
 def test_when_every_member_diverges_each_keeps_its_best_epochs_weights_under_early_stopping(ensemble_data):
