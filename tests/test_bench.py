@@ -373,6 +373,8 @@ def test_ctrl_c_during_a_timed_fit_stops_the_bench(runner):
     run = getattr(runners, runner, None) or getattr(ensemble, runner)
     r = run(cfg, backend.CPU, X, Y)
     r.epochs(1)  # warm: the signal lands in training, not in set-up
+    # Python's own Ctrl-C handler, whatever this process was started with (`cmd &` starts it with SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -380,3 +382,4 @@ def test_ctrl_c_during_a_timed_fit_stops_the_bench(runner):
             r.epochs(2_000)  # seconds, unless the Ctrl-C ends it
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, before)
