@@ -17,8 +17,8 @@ writes them.
 A :class:`gpunn.Ensemble` of K members (kind "ensemble" from :func:`save`, or a training checkpoint
 whose model section has ``members`` and ``seeds``): every array is the flat buffer of all K members
 (K x P values, member-major); the optimizer's config lists each member's settings and ``frozen`` the
-members that no longer train; the position's partial sum is K floats; ``training["ensemble"]`` lists
-the diverged members, whose rows alone may hold NaN or infinities.
+members that no longer train; the position's partial sum is K floats; ``training["ensemble"]`` (a saved
+Ensemble's: ``ensemble``) lists the diverged members, whose rows alone may hold NaN or infinities.
 
 Random state: shuffles are drawn from streams keyed by (seed, epoch) and the validation
 split from (seed, "validation"), so the seed and the position are the whole RNG state;
@@ -222,7 +222,10 @@ def save(path, model) -> None:
             if isinstance(model, (str, bytes, os.PathLike)) else ""
         raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__}{swapped}")
     kind = "model" if _members(model) is None else "ensemble"
-    _write(path, {"kind": kind, "device": model.device, "model": model_config(model)}, _model_arrays(model))
+    meta = {"kind": kind, "device": model.device, "model": model_config(model)}
+    if kind == "ensemble":  # its diverged members, whose parameters alone may be NaN or infinite
+        meta["ensemble"] = {"diverged": [int(k) for k in model.diverged]}
+    _write(path, meta, _model_arrays(model))
 
 
 def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
@@ -456,6 +459,11 @@ def _parse_meta(path, zf: zipfile.ZipFile):
                 expected[f"callback.{cb['index']}.{name}"] = (n_params,)
     else:
         _require(meta.get("kind") in ("model", "ensemble"), path, f"unknown checkpoint kind {meta.get('kind')!r}")
+        if n_members is not None:  # (absent in files from before it: none diverged)
+            section = meta.get("ensemble", {"diverged": []})
+            diverged = section.get("diverged") if isinstance(section, dict) else None
+            _require(isinstance(diverged, list) and all(_is_int(k) and k < n_members for k in diverged), path,
+                     "invalid ensemble section: diverged members must be a list of member indices")
     _require(set(manifest) == set(expected), path,
              f"members {sorted(manifest)} do not match what the metadata describes ({sorted(expected)})")
     _require(set(members) == {f"{k}.npy" for k in [META, *expected]}, path,
@@ -555,6 +563,9 @@ def _build_model(meta, arrays, device):
         stats = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("standardizer.")}
         model.standardizer = Standardizer.from_state(cfg["standardizer"], stats)
     model.data_columns = cfg.get("columns")
+    if "members" in cfg:  # its diverged members (a training checkpoint's: of the run so far)
+        section = (meta.get("training") or {}).get("ensemble") or meta.get("ensemble") or {}
+        model.diverged = sorted(int(k) for k in section.get("diverged", []))
     return model
 
 

@@ -17,6 +17,7 @@ the same arithmetic per member (tests/test_ensemble.py proves it to 1e-10 in flo
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy
 
@@ -64,6 +65,10 @@ class Ensemble(RawUnits):
     K ints. ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the
     members' mean and population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of
     member k; ``ens.best()`` the member with the best validation loss of the last fit.
+    ``ens.diverged``: the members whose loss diverged in the last fit (``history.diverged``; kept by
+    ``gpunn.save``/``load``, checkpoints and copies): the mean and std leave them out (with a warning) and
+    ``best()`` never picks one; ``predict(X)`` and ``ens[k]`` still give their own outputs (NaN or exploded,
+    unless early stopping restored their best epoch's weights).
     ``graph=True`` (opt-in; off by default, unlike one MLP's): on a CUDA GPU each training step of all K
     members is captured once as a CUDA graph and replayed (gpunn.training.graph.EnsembleGraphTrainer);
     ``ens.graph_trainer.captured`` / ``.reason`` say whether it was. Where it cannot capture, a
@@ -109,6 +114,7 @@ class Ensemble(RawUnits):
         self.set_precision(precision)
         self.init_parameters()
         self.history = None
+        self.diverged = []  # members whose loss diverged in the last fit (set by fit; see predict and best)
         self.standardizer = None  # set by fit on a source made with standardize (see MLP.standardizer)
         self.data_columns = None  # a table source's {"features": [...], "targets": [...]}, set by fit
         self.graph = graph_mode(graph)  # False (the default), True, or None ("auto"): see gpunn.training.graph
@@ -277,10 +283,14 @@ class Ensemble(RawUnits):
 
         ``return_std=True`` returns (mean, std) over the members instead, each (rows, outputs):
         the population standard deviation (numpy.std's ddof=0), as scikit-learn's Gaussian
-        processes return it. Rows go through in chunks of ``chunk_rows`` per member. With a
+        processes return it, over the members that did not diverge in the last fit (``ens.diverged``
+        are left out with a RuntimeWarning naming them; TrainingDiverged when every member diverged).
+        The (K, rows, outputs) predictions keep every member's, a diverged member's NaN or exploded.
+        Rows go through in chunks of ``chunk_rows`` per member. With a
         ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
         predictions are in the targets' units, in the dtype one MLP returns them in (see MLP.predict).
         """
+        kept = self._kept_members() if return_std else None  # refused before any work when no member is left
         with self.backend.use():
             scaler = self.standardizer
             X = self._as_input(X) if scaler is None else self._raw_input(X)
@@ -292,8 +302,31 @@ class Ensemble(RawUnits):
             if scaler is not None:
                 scaler.inverse_y_(self.xp, out)
             if return_std:
+                if kept is not None:
+                    out = out[self.xp.asarray(kept)]
                 return out.mean(axis=0), out.std(axis=0)
             return out
+
+    def _kept_members(self):
+        """The members an ensemble statistic is taken over: None for all, else those that did not diverge
+        (with a warning naming the others)."""
+        if not self.diverged:
+            return None
+        kept = self._members_left("to take a mean over")
+        warnings.warn(f"members {self.diverged} diverged in the last fit (ens.diverged) and are left out of the mean "
+                      f"and std, taken over the other {len(kept)} of {self.n_models}", RuntimeWarning, stacklevel=3)
+        return kept
+
+    def _members_left(self, what):
+        """The members that did not diverge in the last fit; TrainingDiverged when there is none."""
+        kept = [k for k in range(self.n_models) if k not in set(self.diverged)]
+        if not kept:
+            from .training.loop import TrainingDiverged
+
+            raise TrainingDiverged(f"every member of the ensemble diverged in its last fit (ens.diverged == "
+                                   f"{self.diverged}): there is no member {what}; fit again with lower learning "
+                                   "rates, or standardize the targets and inputs")
+        return kept
 
     def loss(self, X, Y):
         """Each member's mean squared error on (X, Y): a (K,) NumPy array. With a ``standardizer``, X and
@@ -345,7 +378,7 @@ class Ensemble(RawUnits):
 
     def best(self, monitor="val_loss") -> MLP:
         """The member whose best ``monitor`` value in the last fit was the best (lowest; highest for
-        names ending in r2), as an MLP."""
+        names ending in r2), as an MLP; never a member that diverged (``ens.diverged``)."""
         return self.member(self.best_index(monitor))
 
     def best_index(self, monitor="val_loss") -> int:
@@ -360,7 +393,9 @@ class Ensemble(RawUnits):
         maximise = monitor.endswith("r2")
         values = numpy.where(numpy.isfinite(values), values, -numpy.inf if maximise else numpy.inf)
         per_member = values.max(axis=0) if maximise else values.min(axis=0)
-        return int(numpy.argmax(per_member) if maximise else numpy.argmin(per_member))
+        kept = self._members_left("to pick")  # a diverged member's best epoch may look best; its weights are not
+        values = per_member[kept]
+        return kept[int(numpy.argmax(values) if maximise else numpy.argmin(values))]
 
     def fit(self, X, Y=None, **kwargs):
         """Train all members on (X, Y), or on a data source passed alone as X; see
@@ -377,7 +412,7 @@ class Ensemble(RawUnits):
                         self.graph, self.precision)
         with self.backend.use():
             twin.params[...] = self.params
-        for name in ("standardizer", "data_columns", "history"):
+        for name in ("standardizer", "data_columns", "history", "diverged"):
             setattr(twin, name, copy.deepcopy(getattr(self, name), memo))
         return twin
 

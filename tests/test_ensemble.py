@@ -159,6 +159,43 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
     assert grown.diverged == [1] and 1e4 < grown["loss"][0][1] / grown["loss"][0][0] < 1e5  # finite, ~6e4
 
 
+def test_a_diverged_member_is_left_out_of_the_mean_std_and_best_and_remembered(ensemble_data, tmp_path):
+    """A diverged member kept its NaN weights: predict(return_std=True) was NaN on every row and best() could
+    pick it. The mean and std are now over the others (a warning names it), best() skips it, predict(X) still
+    shows it, and ens.diverged survives copies, gpunn.save/load and checkpoints."""
+    import copy
+
+    X, Y = ensemble_data
+    ens, path = gpunn.Ensemble(SIZES, 3, dtype="float32", seed=1), tmp_path / "run.npz"  # (float32: it overflows)
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in epoch"):
+        ens.fit(X, Y * 1e3, optimizer="sgd", lr=[1e-4, 1e4, 2e-4], epochs=2, batch_size=50, validation_fraction=0.2,
+                callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    assert ens.diverged == [1]
+    P = ens.predict(X)
+    assert not np.isfinite(P[1]).all() and np.isfinite(P[[0, 2]]).all()  # each member's own output, honestly
+    for model in (ens, copy.deepcopy(ens), gpunn.load(_saved(ens, tmp_path / "ens.npz"), device="cpu"),
+                  gpunn.load_checkpoint(path, device="cpu").model):
+        assert model.diverged == [1]
+        with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in the last fit .* other 2 of 3"):
+            mean, std = model.predict(X, return_std=True)
+        np.testing.assert_allclose(mean, P[[0, 2]].mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(std, P[[0, 2]].std(axis=0), rtol=1e-6)
+    ens.history["val_loss"][0][1] = 0.0  # its first epoch looking best: still never picked
+    assert ens.best_index() in (0, 2) and ens.best_index("val_r2") in (0, 2)
+    with pytest.raises(gpunn.TrainingDiverged, match="every member"):
+        ens.fit(X, Y * 1e3, optimizer="sgd", lr=50.0, epochs=2, batch_size=50, validation_fraction=0.2, verbose=False)
+    assert ens.diverged == [0, 1, 2]
+    with pytest.raises(gpunn.TrainingDiverged, match="no member to take a mean over"):
+        ens.predict(X, return_std=True)
+    with pytest.raises(gpunn.TrainingDiverged, match="no member to pick"):
+        ens.best()
+
+
+def _saved(model, path):
+    gpunn.save(path, model)
+    return path
+
+
 def test_an_ensembles_throughput_counts_member_samples(ensemble_data, monkeypatch):
     """samples_per_s of an ensemble is member-samples per second (K x rows, as gpunn bench --ensemble
     reports it); the loop's clock is faked to one second an epoch."""

@@ -368,6 +368,7 @@ class EnsembleTrainer(Trainer):
         if bad:
             history = self.history
             history.diverged = sorted(set(history.diverged) | set(bad))
+            model.diverged = list(history.diverged)  # (set here too: a fit whose members all diverge raises)
             opt.freeze(bad)
             if len(history.diverged) == model.n_models:
                 raise TrainingDiverged(
@@ -436,6 +437,7 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
         return train(model, source, optimizer, settings, state, callbacks=callbacks, validation=validation, hook=hook,
                      handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
 
+    model.diverged = sorted(int(k) for k in getattr(state.history, "diverged", ()))  # this run's (a resume's: so far)
     with member_blas_threads(model.xp):
         history = dp.run(loop) if dp is not None else loop()
     if not isinstance(history.stopped_early, list):  # per member, also without early stopping
