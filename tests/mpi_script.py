@@ -391,6 +391,29 @@ def interrupt(out, tmp):
     out["epochs"] = len(history["epoch"])
 
 
+def terminate(out, tmp):
+    """Trains until SIGTERM (no handler of the script's own), rank 0 slow to write its last checkpoint (as a
+    big model's is); the line after the fit is never reached."""
+    import pathlib
+    import time
+
+    class Started(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0 and world().rank == 0:
+                pathlib.Path(f"{tmp}/started").touch()
+
+    class SlowEnd(gpunn.Callback):
+        rank_zero_only = True
+
+        def on_train_end(self, trainer):  # runs before the checkpoint writer's
+            time.sleep(1.5)
+
+    X, Y = datasets.make("teacher", 2000, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=100000, batch_size=8, distributed=True,
+                    callbacks=[Started(), SlowEnd(), gpunn.ModelCheckpoint(f"{tmp}/run.npz")], **FIT)
+    pathlib.Path(f"{tmp}/after{world().rank}").touch()
+
+
 def threads(out, tmp):
     """Launched without thread settings: the BLAS and member-group threads of a rank during a fit."""
     from gpunn.bench.system import numpy_blas_pool

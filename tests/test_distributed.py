@@ -350,6 +350,16 @@ def _launch(mode, tmp_path, timeout=120, threads_set=True, **popen):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
+def _launch_and_wait(mode, tmp_path):
+    """Launched, and a moment into training (the script touches tmp_path/started after its first epoch)."""
+    proc = _launch(mode, tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return proc
+
+
 def _run(mode, tmp_path, timeout=120, threads_set=True):
     proc = _launch(mode, tmp_path, threads_set=threads_set)
     out, err = proc.communicate(timeout=timeout)
@@ -486,11 +496,7 @@ def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_p
 def test_ctrl_c_on_mpiexec_stops_every_rank_and_leaves_a_valid_checkpoint(tmp_path):
     import gpunn
 
-    proc = _launch("interrupt", tmp_path)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    proc = _launch_and_wait("interrupt", tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -499,6 +505,23 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_and_leaves_a_valid_checkpoint(tmp_pa
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
     assert ckpt.training["settings"]["ranks"] == 2
     assert ckpt.epoch >= result["epochs"]
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_sigterm_on_mpiexec_ends_every_rank_after_rank_0_wrote_the_stopped_runs_checkpoint(tmp_path):
+    """The fit passes SIGTERM on as it returns; a rank > 0 (nothing to write) must not end first, or the
+    launcher kills rank 0 while it writes the checkpoint of the batch reached."""
+    import gpunn
+
+    proc = _launch_and_wait("terminate", tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, err
+    assert not list(tmp_path.glob("after*")), "a rank ran on past the fit"
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    assert ckpt.training["interrupted"], "the checkpoint is an epoch end's, not the stopped run's"
+    assert ckpt.training["settings"]["ranks"] == 2
 
 
 @needs_mpi

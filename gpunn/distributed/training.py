@@ -11,7 +11,8 @@
   rank 0's epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
   every rank.
 * Ctrl-C (mpiexec forwards it to every rank) is agreed on after each batch, so all ranks stop
-  after the same step and rank 0's checkpoint is a valid resume point.
+  after the same step and rank 0's checkpoint is a valid resume point; no rank leaves the stopped fit
+  before rank 0 has written it (a SIGTERM, passed on as the fit returns, then ends every rank after it).
 * A rank that raises prints its error and aborts the job; consistent errors that every rank
   raises at the same point (a configuration mismatch, a diverged loss) are raised normally.
 """
@@ -73,6 +74,13 @@ class _AgreedStop(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         trainer._halt = self.comm.any(self.requested)
         trainer.stop = self.comm.any(trainer.stop, label="the early-stopping agreement")
+
+    def on_train_end(self, trainer):
+        # After the writers (this callback is the last): a stopped run leaves the fit on every rank only once
+        # rank 0's checkpoint is written. A SIGTERM is passed on when the fit returns, and a rank that ended
+        # first would have the launcher kill rank 0 mid-write (the batch reached lost).
+        if trainer.interrupted and not trainer.failed:
+            self.comm.barrier(label="the barrier after the stopped run's checkpoint")
 
 
 class _ShardedValidation:
