@@ -361,6 +361,29 @@ def _interrupted_fit(X, Y, signum):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_ctrl_c_during_a_fit_inside_another_fit_stops_both(data):
+    """A callback that fits a second model (a probe each epoch): the Ctrl-C that lands in the inner fit stops the
+    inner one and then the outer one after its batch; the outer fit used to train on to its last epoch."""
+    X, Y = data[0], data[1]
+    inner = []
+
+    class Probe(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            class PressCtrlC(Callback):
+                def on_batch_end(self, trainer, batch):
+                    if epoch == 1 and batch == 2:
+                        os.kill(os.getpid(), signal.SIGINT)
+
+            probe = MLP([5, 4, 1], device="cpu", seed=1)
+            inner.append(probe.fit(X, Y, epochs=2, batch_size=100, callbacks=[PressCtrlC()], verbose=False))
+
+    before = signal.getsignal(signal.SIGINT)
+    h = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=5, batch_size=100, callbacks=[Probe()], verbose=False)
+    assert inner[1].interrupted and not inner[0].interrupted
+    assert h.interrupted and h["epoch"] == [1, 2] and len(inner) == 2  # stopped at the end of its epoch 2
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path):
     """A script under `timeout` or Slurm (no SIGTERM handler of its own): fit stops after the batch, writes
     its checkpoint, then the process ends by SIGTERM as it would have at once. It used to return, so the

@@ -289,7 +289,8 @@ def sigint_stops(trainer, enabled=True):
     """While active, the first Ctrl-C (or SIGTERM: ``timeout``, Slurm at the end of a job's time,
     ``docker stop``) asks ``trainer`` to stop after its current batch, so that a checkpoint holds the
     batch reached; a second one raises KeyboardInterrupt at once. Installed only in the main thread;
-    the previous handlers are restored on exit. A SIGTERM is then passed on when the process had no
+    the previous handlers are restored on exit, and a fit running inside another's (from a callback) passes
+    the stop on to the outer fit. A SIGTERM is then passed on when the process had no
     handler of its own for it (the default action: the process ends, status 143), so a script under
     ``timeout`` or Slurm still ends, after the checkpoint, instead of running on past its time."""
     if not enabled or threading.current_thread() is not threading.main_thread():
@@ -309,6 +310,7 @@ def sigint_stops(trainer, enabled=True):
         asked.append(signum)
         trainer.interrupt()
 
+    handler.stops_a_fit = True
     for s in STOP_SIGNALS:
         signal.signal(s, handler)
     try:
@@ -316,6 +318,9 @@ def sigint_stops(trainer, enabled=True):
     finally:
         for s, handler_before in previous.items():
             signal.signal(s, handler_before if handler_before is not None else signal.SIG_DFL)
+    for s in dict.fromkeys(asked):  # a fit run inside another's (a callback's): the stop is the outer fit's too
+        if getattr(previous[s], "stops_a_fit", False):
+            previous[s](s, None)
     if signal.SIGTERM in asked and previous[signal.SIGTERM] in (signal.SIG_DFL, None):
         # SIGTERM was only deferred: the run stopped cleanly (checkpoint written), and now the process
         # ends as it would have at once, rather than run on past a `timeout` or a job's end. A program
