@@ -94,6 +94,27 @@ def test_the_throughput_line_is_this_processs_epochs_after_its_first(tmp_path, c
     assert line.startswith("throughput: 90,000 samples/s (median epoch after the first)") and "since the resume" in line
 
 
+def test_a_resume_stopped_before_its_first_epoch_ended_says_its_throughput_is_the_earlier_runs(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    """Interrupted before an epoch of its own ended, a resume reports the earlier process's epochs (it has none):
+    the line said they were "training since the resume"."""
+    from gpunn.training.loop import Trainer
+
+    save = str(tmp_path / "run.npz")
+    assert main(["train", *SMALL, "--epochs", "2", "--save", save, "--quiet"]) == 0
+    capsys.readouterr()
+    run_epoch = Trainer.run_epoch
+
+    def ctrl_c_at_once(self, *args, **kwargs):
+        self.interrupt()  # stops after the epoch's first batch, as Ctrl-C does
+        return run_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "run_epoch", ctrl_c_at_once)
+    assert main(["train", "--resume", save, "--epochs", "4", "--quiet"]) == 130
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("throughput:"))
+    assert "training before the resume (none since)" in line and "since the resume" not in line
+
+
 def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     """resume = "run.npz" in a --config file takes the run's recorded options, as --resume does: it generated
     the data from the defaults and failed on the checkpoint (X has 32 columns but the model expects 6)."""

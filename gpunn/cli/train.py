@@ -436,8 +436,11 @@ def run(args) -> int:
           f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
           else "held-out: none (no rows were held out)")
     which = "median epoch after the first" if after_first else "one epoch, start-up included"
-    print(f"throughput: {rate:,.0f} samples/s ({which}), {seconds:.1f}s training"
-          f"{' since the resume' if done_before else ''} on {backend.device}, {args.dtype}"
+    when = ""
+    if done_before:  # stopped before an epoch of its own ended, a resume reports the earlier process's epochs
+        when = " since the resume" if len(history["time_s"]) > done_before else " before the resume (none since)"
+    print(f"throughput: {rate:,.0f} samples/s ({which}), {seconds:.1f}s training{when} on {backend.device}, "
+          f"{args.dtype}"
           + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
           + f", batch {_batch_trained(args, ckpt, distributed, n_train)}"
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
