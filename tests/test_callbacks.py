@@ -399,14 +399,16 @@ def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path):
         rng = numpy.random.default_rng(0)
         X, Y = rng.standard_normal((1000, 5)), rng.standard_normal((1000, 1))
         model = gpunn.MLP([5, 8, 1], device="cpu", seed=0)
+        print("the script's log before its fit")  # stdout to a file or pipe (Slurm's): held in Python's buffer
         model.fit(X, Y, epochs=5, batch_size=100, verbose=False,
                   callbacks=[Term(), gpunn.ModelCheckpoint({str(tmp_path / "run.npz")!r})])
         print("fit returned")
     """)
-    env = {**os.environ, "PYTHONPATH": REPO}
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "PYTHONPATH": REPO}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert "fit returned" not in done.stdout
+    assert "the script's log before its fit" in done.stdout  # flushed before the process ends
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
     assert (ckpt.epoch, ckpt.training["position"]["batch"]) == (1, 4)  # the batch reached, resumable
 

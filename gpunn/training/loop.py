@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 
@@ -325,4 +326,7 @@ def sigint_stops(trainer, enabled=True):
         # SIGTERM was only deferred: the run stopped cleanly (checkpoint written), and now the process
         # ends as it would have at once, rather than run on past a `timeout` or a job's end. A program
         # that handles SIGTERM itself (gpunn's command line does) gets the history back instead.
+        for stream in (sys.stdout, sys.stderr):  # what the script printed (a file's or a pipe's buffer: Slurm's
+            with contextlib.suppress(Exception):  # log) is not lost with the process
+                stream.flush()
         signal.raise_signal(signal.SIGTERM)
