@@ -6,6 +6,7 @@ side-stream generation of gpunn.data.pipeline.
 """
 import os
 import threading
+import warnings
 
 import numpy
 import pytest
@@ -115,12 +116,24 @@ def test_batches_mix_rows_only_within_a_window_of_chunks(npy_pair):
 
 def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
     with pytest.raises(ValueError, match=r"synthetic teacher: .*one chunk \(5000 rows\).*chunks of 65,536 rows.*"
-                                         r"more than 65,536 rows, or pass validation_data"):
+                                         r"more rows \(many times 65,536\), or pass validation_data"):
         data.synthetic("teacher", rows=5000, n_features=4, validation_fraction=0.1)
     numpy.save(tmp_path / "x.npy", numpy.ones((50, 2)))
     numpy.save(tmp_path / "y.npy", numpy.ones(50))
     with pytest.raises(ValueError, match=r"one chunk \(50 rows\); use smaller chunks \(chunk_rows\)"):
         data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, validation_fraction=0.1)
+
+
+def test_a_held_out_share_far_from_the_fraction_asked_is_said():
+    """Whole chunks: 100,000 synthetic rows are chunks of 65,536 and 34,464, so validation_fraction=0.1
+    held out 66% of the rows without a word (docs6 found it)."""
+    with pytest.warns(UserWarning, match=r"validation_fraction=0.1 holds out whole chunks: 1 of 2, 65,536 of 100,000 "
+                                         r"rows \(66%\).*many times 65,536"):
+        source = data.synthetic("teacher", rows=100_000, n_features=4, validation_fraction=0.1)
+    assert source.validation_chunks == [0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 3 of 31 chunks: 9.8% of the rows, as asked
+        data.synthetic("teacher", rows=2_000_000, n_features=4, validation_fraction=0.1)
 
 
 # ---- npy ---------------------------------------------------------------------------------------

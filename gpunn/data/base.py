@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import warnings
 
 import numpy
 
@@ -87,11 +88,24 @@ class ChunkedSource:
             n_val = min(n - 1, max(1, round(self.validation_fraction * n)))
             held = sorted(int(k) for k in host_rng(self.seed, "validation-chunks").permutation(n)[:n_val])
             self.validation_chunks = held
+            self._warn_if_share_is_off(held)
             self.train_chunks = sorted(set(everything) - set(held))
         else:
             self.validation_chunks, self.train_chunks = [], everything
         training = set(self.train_chunks)
         self.train_runs = [r for r in ([k for k in run if k in training] for run in self.runs) if r]
+
+    def _warn_if_share_is_off(self, held):
+        """Whole chunks held out can be far from the share asked for: a few chunks, or a short last one
+        (100,000 synthetic rows are chunks of 65,536 and 34,464: 0.1 held out 34% or 66% of the rows).
+        Say so when the rows held out are over twice, or under half, the fraction asked."""
+        fraction, rows = self.validation_fraction, sum(self.chunk_sizes)
+        held_rows = sum(self.chunk_sizes[k] for k in held)
+        share = held_rows / rows
+        if not fraction / 2 <= share <= 2 * fraction:
+            warnings.warn(f"{self._name()}: validation_fraction={fraction:g} holds out whole chunks: {len(held)} of "
+                          f"{len(self.chunk_sizes)}, {held_rows:,} of {rows:,} rows ({share:.0%}); for a share nearer "
+                          f"{fraction:g}, {self._more_chunks()}", UserWarning, stacklevel=_backend.user_stacklevel())
 
     def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, runs=None, small=False) -> None:
         """The subclass's last step of construction: its chunk sizes and runs (lists of chunks read

@@ -47,8 +47,8 @@ class SyntheticSource(ChunkedSource):
         return f"synthetic {self.task.name} chunk {k}"
 
     def _more_chunks(self):
-        return (f"a synthetic source comes in datasets.make's chunks of {CHUNK_ROWS:,} rows: give it more than "
-                f"{CHUNK_ROWS:,} rows, or pass validation_data")
+        return (f"a synthetic source comes in datasets.make's chunks of {CHUNK_ROWS:,} rows: give it more rows "
+                f"(many times {CHUNK_ROWS:,}), or pass validation_data")
 
     def _name(self):
         return f"synthetic {self.task.name}"
