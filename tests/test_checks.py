@@ -253,3 +253,21 @@ def test_data_sources_take_numpy_scalars():
     assert source.validation_rows == 65536 and source.seed == 2
     assert source.hold_out(numpy.float32(0.5)).validation_rows == 2 * 65536
     assert type(source.config()["validation_fraction"]) is float  # JSON, in checkpoints
+
+
+def test_a_float32_validation_fraction_is_recorded_as_written(tmp_path):
+    """numpy.float32(0.1) was recorded as 0.10000000149011612, so resuming on a source made with 0.1 was
+    refused as "trained on another source" (revleft's left-alone item)."""
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "x.npy", rng.standard_normal((4000, 4)).astype("float32"))
+    numpy.save(tmp_path / "y.npy", rng.standard_normal((4000, 1)).astype("float32"))
+
+    def source(fraction):
+        return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", validation_fraction=fraction)
+
+    assert source(numpy.float32(0.1)).config()["validation_fraction"] == 0.1
+    model = gpunn.MLP([4, 8, 1], device="cpu", seed=0)
+    model.fit(source(numpy.float32(0.1)), epochs=1, verbose=False,
+              callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
+    history = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").resume(source(0.1), epochs=2, verbose=False)
+    assert history["epoch"] == [1, 2]

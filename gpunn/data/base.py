@@ -306,6 +306,10 @@ def _fraction(value):
         return None
     if not (is_real(value) and 0 <= value < 1):
         raise ValueError(f"validation_fraction must be a number in [0, 1), got {value!r}")
+    if isinstance(value, numpy.floating) and value.dtype.itemsize < 8:
+        # the number the user wrote (numpy.float32(0.1) is 0.10000000149 as a float): recorded in the
+        # checkpoint's source config, it must equal the 0.1 a resume is given
+        value = numpy.format_float_positional(value, unique=True)
     return float(value) or None  # 0: nothing held out
 
 
