@@ -84,9 +84,12 @@ def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
                      capsys.readouterr().out)
     monkeypatch.setattr(data_cli, "available_bytes", lambda backend: 10_000)  # pretend memory is nearly full
     assert main(["train", "--rows", "140000", "--features", "4", *SMALL]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "data: streaming teacher from cpu, 74,464 training rows, 65,536 validation rows" in out
     assert "would not fit comfortably" in out
+    # whole chunks hold out 47% where 10% was asked: a note, as gpunn's other notes (not a Python warning)
+    assert "note: synthetic teacher: validation_fraction=0.1 holds out whole chunks: 1 of 3, 65,536 of 140,000" in err
+    assert "UserWarning" not in err
 
 
 def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):

@@ -127,7 +127,7 @@ def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
 def test_a_held_out_share_far_from_the_fraction_asked_is_said():
     """Whole chunks: 100,000 synthetic rows are chunks of 65,536 and 34,464, so validation_fraction=0.1
     held out 66% of the rows without a word (docs6 found it)."""
-    with pytest.warns(UserWarning, match=r"validation_fraction=0.1 holds out whole chunks: 1 of 2, 65,536 of 100,000 "
+    with pytest.warns(data.HeldOutShareWarning, match=r"validation_fraction=0.1 holds out whole chunks: 1 of 2, 65,536 of 100,000 "
                                          r"rows \(66%\).*many times 65,536"):
         source = data.synthetic("teacher", rows=100_000, n_features=4, validation_fraction=0.1)
     assert source.validation_chunks == [0]

@@ -33,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_note(message, category, filename, lineno, file=None, line=None):
+    from ..data import HeldOutShareWarning
     from ..training.graph import GraphWarning
 
-    if issubclass(category, (_backend.CPUFallbackWarning, GraphWarning)):  # what gpunn says, not where in it
+    # what gpunn says, not where in it
+    if issubclass(category, (_backend.CPUFallbackWarning, GraphWarning, HeldOutShareWarning)):
         print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)

@@ -16,12 +16,12 @@ stored wider than the model's dtype in float64, before the cast.
 """
 from __future__ import annotations
 
-from .base import ChunkedSource, DataError
+from .base import ChunkedSource, DataError, HeldOutShareWarning
 from .sources import IterableSource, NpySource, SyntheticSource
 from .stats import Moments, Standardizer
 
 __all__ = ["synthetic", "npy", "parquet", "csv", "iterable", "is_source", "ChunkedSource", "SyntheticSource",
-           "NpySource", "IterableSource", "DataError", "Moments", "Standardizer"]
+           "NpySource", "IterableSource", "DataError", "HeldOutShareWarning", "Moments", "Standardizer"]
 
 
 def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, **options):

@@ -43,6 +43,10 @@ class DataError(ValueError):
     """Bad data in a file or a stream; the message names the file (and the rows, when it can)."""
 
 
+class HeldOutShareWarning(UserWarning):
+    """``validation_fraction``'s whole chunks hold out a share of the rows far from the one asked."""
+
+
 class ChunkedSource:
     """Base of the chunked sources (see the module docstring).
 
@@ -105,7 +109,8 @@ class ChunkedSource:
         if not fraction / 2 <= share <= 2 * fraction:
             warnings.warn(f"{self._name()}: validation_fraction={fraction:g} holds out whole chunks: {len(held)} of "
                           f"{len(self.chunk_sizes)}, {held_rows:,} of {rows:,} rows ({share:.0%}); for a share nearer "
-                          f"{fraction:g}, {self._more_chunks()}", UserWarning, stacklevel=_backend.user_stacklevel())
+                          f"{fraction:g}, {self._more_chunks()}", HeldOutShareWarning,
+                          stacklevel=_backend.user_stacklevel())
 
     def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, runs=None, small=False) -> None:
         """The subclass's last step of construction: its chunk sizes and runs (lists of chunks read
