@@ -319,7 +319,8 @@ class Ensemble(RawUnits):
 
     def _members_left(self, what):
         """The members that did not diverge in the last fit; TrainingDiverged when there is none."""
-        kept = [k for k in range(self.n_models) if k not in set(self.diverged)]
+        diverged = set(self.diverged)
+        kept = [k for k in range(self.n_models) if k not in diverged]
         if not kept:
             from .training.loop import TrainingDiverged
 

@@ -27,7 +27,7 @@ from .state import FitSettings, TrainState
 DIVERGENCE_FACTOR = 1e4  # an epoch's loss this many times the run's first batch loss means divergence
 
 
-def reference_loss(xp, sum_sq, Xb, Yb) -> float:
+def reference_loss(xp, sum_sq, Yb) -> float:
     """What divergence is measured against: the first batch's loss before any step (the largest
     member's, for K), or the loss of predicting zero (the mean squared norm of a target row) when
     that is larger. A run that starts converged (fine-tuning a trained model: a first loss near
@@ -174,7 +174,7 @@ class Trainer:
                     total += xp.asarray(start_sum_sq, "float64")
             total += sum_sq
             if self.state.reference_loss is None:  # the run's first batch, before any step (one host read)
-                self.state.reference_loss = reference_loss(xp, sum_sq, Xb, Yb)
+                self.state.reference_loss = reference_loss(xp, sum_sq, Yb)
             if graph is None:
                 if hook is not None:
                     hook.on_gradients(trainable, Xb.shape[-2])  # (K, rows, n) when bootstrapped
