@@ -178,18 +178,25 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
     assert os.listdir(tmp_path) == []  # no checkpoint, no config, no temp file
 
 
-def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tmp_path):
-    """The command handles SIGTERM itself: the fit stops after its batch and returns, and train still writes
-    its checkpoint and --json and exits 130 (a fit in a program without a handler ends the process instead)."""
+def _training_past_its_first_checkpoint(tmp_path, options):
+    """`gpunn train --rows 2000 --quiet --save run.npz OPTIONS` in tmp_path, once run.npz exists (training
+    has begun), its default Ctrl-C action back (see _ctrl_c_reaches_it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--features", "8",
-                             "--hidden", "8", "--epochs", "100000", "--quiet", "--save", "run.npz", "--json",
-                             "run.json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", *options, "--quiet", "--save",
+                             "run.npz"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_ctrl_c_reaches_it)
     _wait_for(proc, "model:")
     deadline = time.monotonic() + 60
     while not (tmp_path / "run.npz").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
+    return proc
+
+
+def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tmp_path):
+    """The command handles SIGTERM itself: the fit stops after its batch and returns, and train still writes
+    its checkpoint and --json and exits 130 (a fit in a program without a handler ends the process instead)."""
+    proc = _training_past_its_first_checkpoint(tmp_path, ["--features", "8", "--hidden", "8", "--epochs", "100000",
+                                                          "--json", "run.json"])
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -200,17 +207,10 @@ def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tm
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
     # ~1M parameters: each checkpoint write (weights and two Adam moments, fsync'd) takes a while, so the
     # second Ctrl-C usually lands in the write the first one started
-    proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--features", "32",
-                             "--hidden", "1024,1024", "--epochs", "1000", "--quiet", "--save", "run.npz"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_ctrl_c_reaches_it)
-    _wait_for(proc, "model:")
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "run.npz").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    proc = _training_past_its_first_checkpoint(tmp_path, ["--features", "32", "--hidden", "1024,1024", "--epochs",
+                                                          "1000"])
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)  # two signals closer than the handler runs would count as one
     proc.send_signal(signal.SIGINT)
