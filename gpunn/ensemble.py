@@ -292,15 +292,7 @@ class Ensemble(RawUnits):
         """
         kept = self._kept_members() if return_std else None  # refused before any work when no member is left
         with self.backend.use():
-            scaler = self.standardizer
-            X = self._as_input(X) if scaler is None else self._raw_input(X)
-            out = self.xp.empty((self.n_models, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
-            for start in range(0, X.shape[0], self.chunk_rows):
-                chunk = X[start:start + self.chunk_rows] if scaler is None else self._scaled_rows(
-                    X, start, start + self.chunk_rows)
-                out[:, start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
-            if scaler is not None:
-                scaler.inverse_y_(self.xp, out)
+            out = self._predicted(X, self.chunk_rows, (self.n_models,))
             if return_std:
                 if kept is not None:
                     out = out[self.xp.asarray(kept)]

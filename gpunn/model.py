@@ -131,7 +131,8 @@ def _may_share_memory(A, data) -> bool:
 
 class RawUnits:
     """What a model with a ``standardizer`` (training on a source made with standardize=True) needs to
-    take data in raw units: MLP and Ensemble (``backend``, ``dtype``, ``xp``, ``layer_sizes``)."""
+    take data in raw units: MLP and Ensemble (``backend``, ``dtype``, ``xp``, ``layer_sizes``, and for
+    ``_predicted`` their ``_as_input``, ``_forward`` and ``_workspace``)."""
 
     standardizer = None
 
@@ -181,6 +182,22 @@ class RawUnits:
         targets were float64 or int64 (``Standardizer.prediction_dtype``): un-standardized in float64."""
         scaler = self.standardizer
         return self.dtype if scaler is None else scaler.prediction_dtype(self.dtype)
+
+    def _predicted(self, X, chunk_rows, members=()):
+        """A[L] for the rows of X, ``chunk_rows`` at a time, in ``_prediction_dtype``: (rows, outputs), or
+        (K, rows, outputs) with ``members=(K,)``. With a ``standardizer``, X in raw units, each chunk
+        standardized before its forward pass, and the predictions returned in the targets' units.
+        Call inside ``backend.use()``."""
+        scaler = self.standardizer
+        X = self._as_input(X) if scaler is None else self._raw_input(X)
+        out = self.xp.empty((*members, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = start + chunk_rows
+            chunk = X[start:stop] if scaler is None else self._scaled_rows(X, start, stop)
+            out[..., start:start + chunk.shape[0], :] = self._forward(chunk, self._workspace(chunk.shape[0]))
+        if scaler is not None:
+            scaler.inverse_y_(self.xp, out)
+        return out
 
     def _raw_target(self, Y, name="Y"):
         """Targets as ``loss`` compares them with ``predict``: on the device in the predictions' dtype."""
@@ -384,16 +401,7 @@ class MLP(RawUnits):
         or int64 for a float32 model, un-standardized in float64 (float32 would hold a prediction
         near 1e9 only to a multiple of 64)."""
         with self.backend.use():
-            scaler = self.standardizer
-            X = self._as_input(X) if scaler is None else self._raw_input(X)
-            out = self.xp.empty((X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
-            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-                chunk = (X[start:start + PREDICT_CHUNK_ROWS] if scaler is None
-                         else self._scaled_rows(X, start, start + PREDICT_CHUNK_ROWS))
-                out[start:start + chunk.shape[0]] = self._forward(chunk, self._workspace(chunk.shape[0]))
-            if scaler is not None:
-                scaler.inverse_y_(self.xp, out)
-            return out
+            return self._predicted(X, PREDICT_CHUNK_ROWS)
 
     def loss(self, X, Y) -> float:
         """f = (1/m) ||A[L] - Y||_F^2 as a Python float. With a ``standardizer``, X and Y are in raw units
