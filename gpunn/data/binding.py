@@ -1,6 +1,7 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
+from ..checks import check_rows_match
 from ..metrics import RegressionEvaluator, SourceEvaluator
 
 
@@ -71,8 +72,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         raise ValueError("validation_data must be a pair (X_val, Y_val) or a data source") from None
     with model.backend.use():
         Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
-        if Xv.shape[0] != Yv.shape[0]:
-            raise ValueError(f"X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}; they must match")
+        check_rows_match(Xv, Yv, "X_val", "Y_val")
         return RegressionEvaluator(model, Xv, Yv)
 
 
