@@ -337,7 +337,7 @@ def run(args) -> int:
         raise ValueError("--early-stopping watches the held-out rows, and this run has none (see the data: line); "
                          "drop --early-stopping, or train on more rows")
     sizes = [n_in, *args.hidden, n_out]
-    if source is not None and not ckpt:  # a file's widths are known only now (a task's were checked already)
+    if args.data and not ckpt:  # a file's widths are known only now (a streamed task's were checked in make_source)
         from .. import preflight
 
         preflight.check_model_memory(sizes, args.batch_size, numpy.dtype(args.dtype).itemsize, backend,
