@@ -93,22 +93,28 @@ def validation_logs(sq_sum, abs_sum, r2, rows, outputs) -> dict:
             "val_mae": value(abs_sum / (rows * outputs)), "val_r2": value(r2)}
 
 
+def error_sums(model, pieces):
+    """(squared-error sums per output, absolute-error sum, rows) of ``model`` over (X, Y) device pieces, on
+    the device in float64: shaped (outputs,) and () for one model, (K, outputs) and (K,) for an ensemble,
+    whose forward pass gives (K, rows, outputs). Validation's sums, one process's or one rank's."""
+    xp = model.xp
+    members = (model.n_models,) if hasattr(model, "n_models") else ()
+    ss_res, abs_sum = xp.zeros((*members, model.layer_sizes[-1]), "float64"), xp.zeros(members, "float64")
+    rows = 0
+    for Xc, Yc in pieces:
+        D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc  # (rows, outputs) or (K, rows, outputs)
+        ss_res += (D * D).sum(axis=-2, dtype="float64")
+        abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
+        rows += Yc.shape[0]
+    return ss_res, abs_sum, rows
+
+
 def _evaluate(model, pieces, ss_tot) -> dict:
     """MSE, MAE and R² of ``model`` over (X, Y) device pieces; ``ss_tot`` per output (or a callable
     giving it once the pieces are consumed). An ensemble's forward pass gives (K, rows, outputs):
     its sums are per member, and the logs lists of K."""
     xp = model.xp
-    ss_res = abs_sum = None
-    rows = 0
-    for Xc, Yc in pieces:
-        P = model._forward(Xc, model._workspace(Xc.shape[0]))
-        D = P - Yc
-        members = D.shape[:-2]  # () for one model, (K,) for an ensemble
-        if ss_res is None:
-            ss_res, abs_sum = xp.zeros(members + (Yc.shape[1],), "float64"), xp.zeros(members, "float64")
-        ss_res += (D * D).sum(axis=-2, dtype="float64")
-        abs_sum += xp.abs(D).sum(axis=(-2, -1) if members else None, dtype="float64")
-        rows += Yc.shape[0]
+    ss_res, abs_sum, rows = error_sums(model, pieces)
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
     ok = ss_tot > 0
     # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..metrics import RegressionEvaluator, validation_logs
+from ..metrics import RegressionEvaluator, error_sums, validation_logs
 from ..training.callbacks import Callback
 from ..training.loop import TrainingDiverged
 from .comm import abort_on_error, world
@@ -97,7 +97,7 @@ class _ShardedValidation:
     def evaluate(self, model) -> dict:
         pieces = ((self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows])
                   for start in range(0, self.X.shape[0], self.chunk_rows))
-        ss_res, abs_sum = _sum_over_ranks(_error_sums(model, pieces, self.Y.shape[1]), self.comm)
+        ss_res, abs_sum = _sum_over_ranks(_error_sums(model, pieces), self.comm)
         return _metrics(ss_res, abs_sum, model.backend.to_host(self.ss_tot), self.n_rows, self.Y.shape[1])
 
 
@@ -127,7 +127,7 @@ class _ShardedSourceValidation:
                 for start in range(0, X.shape[0], self.chunk_rows):
                     yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
 
-        sums = _error_sums(model, pieces(), outputs)  # the windows read (and the moments taken) before reducing
+        sums = _error_sums(model, pieces())  # the windows read (and the moments taken) before reducing
         if self.ss_tot is None:
             merged = Moments(outputs)
             for part in self.comm.allgather(moments, label="the validation target moments"):
@@ -137,17 +137,11 @@ class _ShardedSourceValidation:
         return _metrics(ss_res, abs_sum, self.ss_tot, self.n_rows, outputs)
 
 
-def _error_sums(model, pieces, outputs):
+def _error_sums(model, pieces):
     """This rank's (squared-error sums per output, absolute-error sum) of ``model`` over the (X, Y) device
-    ``pieces``, on the host: shaped (outputs,) and () for one model, (K, outputs) and (K,) for an ensemble,
-    whose forward pass gives (K, rows, outputs). A rank without rows has zeros."""
-    xp, host = model.xp, model.backend.to_host
-    members = (model.n_models,) if hasattr(model, "n_models") else ()
-    ss_res, abs_sum = xp.zeros((*members, outputs), "float64"), xp.zeros(members, "float64")
-    for Xc, Yc in pieces:
-        D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc  # (rows, outputs) or (K, rows, outputs)
-        ss_res += (D * D).sum(axis=-2, dtype="float64")
-        abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
+    ``pieces`` (gpunn.metrics.error_sums), on the host. A rank without rows has zeros."""
+    ss_res, abs_sum, _ = error_sums(model, pieces)
+    host = model.backend.to_host
     return host(ss_res), host(abs_sum)
 
 
