@@ -309,6 +309,10 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     peak_rates, peak_label = round_peaks(top, best_times, peaks, times, runners)
     member_samples = cfg.members * rows
     flops_per_member_sample = cfg.flops_per_sample
+    # the same for every row: the GEMM baseline's median, each way of running the batched product, the peak
+    baseline_gflops = statistics.median(best) / 1e9 if best is not None else None
+    strategy_gflops = {g.chosen(): round(_median_rate(t, g.flops)[0] / 1e9, 1) for g, t in gemm_times.items()}
+    peak_median = statistics.median(peak_rates) / 1e9
     results = []
     for r in runners:
         med, spread, rates = _median_rate(times[r], member_samples)
@@ -316,13 +320,13 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
                      getattr(r, "precision", "float32"), cfg.batch, med, spread, rates)
         res.gflops = flops_per_member_sample * med / 1e9
         if best is not None:
-            res.gemm_gflops = statistics.median(best) / 1e9
+            res.gemm_gflops = baseline_gflops
             res.fraction_of_gemm = statistics.median(
                 flops_per_member_sample * member_samples / t / g for t, g in zip(times[r], best))
             res.gemm_library = top.chosen()
         res.gemm_na = why
-        res.gemm_strategies = {g.chosen(): round(_median_rate(t, g.flops)[0] / 1e9, 1) for g, t in gemm_times.items()}
-        res.peak_gflops = statistics.median(peak_rates) / 1e9
+        res.gemm_strategies = dict(strategy_gflops)
+        res.peak_gflops = peak_median
         res.peak_gemm = peak_label
         res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / p
                                                  for t, p in zip(times[r], peak_rates))
