@@ -66,6 +66,15 @@ def _array_module(x):
     return numpy if isinstance(x, numpy.ndarray) else __import__("cupy")
 
 
+def sum_rows_into(xp, dZ, db, axis):
+    """db <- sums of dZ over its rows ``axis`` (0 for one model's dZ, 1 for an ensemble's (K, rows, n)); a
+    bf16 dZ is summed in float64 into the float32 db, as the kernels do. Returns db."""
+    if is_bf16(dZ.dtype):
+        db[...] = widen(dZ).astype(numpy.float64).sum(axis=axis)
+        return db
+    return xp.sum(dZ, axis=axis, out=db)
+
+
 class Ops:
     """The reference. ``precision`` ("float32", "tf32", "bf16") is how the matrix products and the
     bf16 stages compute; here it is emulated in NumPy (tf32: inputs rounded to TF32; bf16: widened
@@ -175,10 +184,7 @@ class Ops:
 
     def bias_gradient(self, dZ, db):
         """db <- column sums of dZ (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
-        if is_bf16(dZ.dtype):
-            db[...] = widen(dZ).astype(numpy.float64).sum(axis=0)
-            return db
-        return self.xp.sum(dZ, axis=0, out=db)
+        return sum_rows_into(self.xp, dZ, db, axis=0)
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def sgd_step(self, w, g, velocity, lr, momentum, nesterov, weight_decay):

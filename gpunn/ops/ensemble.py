@@ -24,7 +24,7 @@ import os
 import numpy
 
 from ..activations import Activation
-from .base import is_bf16, widen
+from .base import is_bf16, sum_rows_into
 from .cpu import _bounds, run_pieces, usable_cores
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
@@ -147,10 +147,7 @@ class EnsembleOps:
 
     def bias_gradient(self, dZ, db):
         """db[k] <- column sums of dZ[k] (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
-        if is_bf16(dZ.dtype):
-            db[...] = widen(dZ).astype(numpy.float64).sum(axis=1)
-            return db
-        return self.xp.sum(dZ, axis=1, out=db)
+        return sum_rows_into(self.xp, dZ, db, axis=1)
 
     def loss_gradient(self, A, Y, dA, out=None):
         """dA <- (2/m)(A - Y); returns each member's sum((A - Y)^2) as a (K,) float64 device array
