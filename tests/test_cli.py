@@ -276,6 +276,13 @@ def test_sweep_names_only_its_own_options_when_it_refuses_window(tmp_path, monke
     assert "--stream" not in err  # gpunn sweep has no --stream to add
 
 
+def test_sweep_refuses_feature_names_without_data_as_train_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sweep", "--rows", "200", "--epochs", "1", "--quiet", "--device", "cpu", "--features", "a,b"]) == 2
+    err = capsys.readouterr().err
+    assert err == "gpunn: error: --features names columns of a --data table; for a synthetic task give a count\n"
+
+
 def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--batchsize", "64", "--checkpoint_every", "2"])

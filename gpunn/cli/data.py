@@ -112,8 +112,6 @@ def make_source(args, backend, ckpt=None):
         _hold_out(source)
         return source, f"data: {args.data}, {source.rows:,} training rows in {len(source.train_chunks)} chunks, " \
                        f"{source.validation_rows:,} validation rows (whole chunks), read chunk by chunk"
-    if isinstance(args.features, list):
-        raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
     from .. import preflight
 
     itemsize = 8 if args.dtype == "float64" else 4

@@ -327,8 +327,6 @@ def run(args) -> int:
 
     if args.rows < MIN_ROWS and not args.data:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
-    if not args.data and isinstance(args.features, list):
-        raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes (under mpiexec, the other ranks print nothing and write nothing)

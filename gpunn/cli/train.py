@@ -154,14 +154,15 @@ def _graph_note(model) -> str:
 def refuse_idle_options(given: dict, args) -> None:
     """Options written on the command line (``given``) that this run would ignore are refused by name:
     early stopping's settings without --early-stopping, --checkpoint-every without a checkpoint to write,
-    a table's or file's targets without --data, --window for rows held in memory (``gpunn train``; ``gpunn
+    a table's or file's targets (or --features column names) without --data, --window for rows held in memory (``gpunn train``; ``gpunn
     sweep``'s too)."""
     if not getattr(args, "data", None):
         for dest in ("target", "targets"):
             if dest in given:
                 raise ValueError(f"--{dest} {given[dest]} names the targets of a --data file, and this run trains on "
                                  f"the synthetic task {args.task}: add --data PATH (or drop it)")
-        if isinstance(args.features, list):  # before the task is built from it (friedman1's own check)
+        if isinstance(args.features, list):  # the one check, for train and sweep (parse_args calls this before
+            # run): before the task is built from it (friedman1's own check) or a stream is sized by it
             raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
         if "window" in given and getattr(args, "stream", None) == "off":
             sweep = getattr(args, "command", None) == "sweep"  # which has no --stream
