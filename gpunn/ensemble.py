@@ -137,7 +137,7 @@ class Ensemble(RawUnits):
         moments) and a batch's workspaces would not fit in the device's free memory."""
         need = self.n_models * member_bytes(self.layer_sizes, self.dtype.itemsize, batch_rows, self.bias,
                                             self._template.precision)
-        free = _free_memory(self.backend)
+        free = preflight.available_bytes(self.backend)
         if free is not None and need > free:
             where = "the device has" if self.backend.is_gpu else "the host has"
             raise MemoryError(
@@ -433,8 +433,3 @@ def member_bytes(layer_sizes, itemsize, rows, bias=True, precision="float32") ->
     params = sum(a * b + (b if bias else 0) for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
     copies = 2 * (params + (layer_sizes[0] + layer_sizes[-1]) * rows) if precision == "bf16" else 0
     return itemsize * (4 * params + 3 * sum(layer_sizes[1:]) * rows) + copies
-
-
-def _free_memory(backend):
-    """Free bytes on a GPU backend; on the CPU the memory the host can give without swapping (None where unknown)."""
-    return preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()

@@ -234,6 +234,12 @@ def device_available_bytes(backend) -> int | None:
         return None
 
 
+def available_bytes(backend) -> int | None:
+    """Memory free for a run on ``backend``: the GPU's (:func:`device_available_bytes`) or, on the CPU, what
+    the host can give without swapping (:func:`host_available_bytes`); None where unknown."""
+    return device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
+
+
 def _gb(n) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
@@ -261,7 +267,7 @@ def check_model_memory(layer_sizes, batch_size, itemsize, backend, graph=False) 
     workspaces): streaming the rows, or fewer of them, cannot help it, and NumPy or CuPy would otherwise
     fail mid-construction with a bare out-of-memory line."""
     need = train_memory(1, layer_sizes[0], layer_sizes[-1], itemsize, layer_sizes, batch_size, graph=graph)["model"]
-    available = device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
+    available = available_bytes(backend)
     if available is None or need <= available:
         return
     place = f"GPU {backend.device}" if backend.is_gpu else "host"
@@ -277,7 +283,7 @@ def check_train_memory(need, rows, backend, hint="") -> None:
     counts; on the CPU the host's. (Linux overcommits: an allocation that does not fit
     succeeds and the process is killed later, with no message, so this is checked first.)
     """
-    available = device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
+    available = available_bytes(backend)
     if available is None:
         return
     total = need["data"] + need["shuffle"] + need["model"]

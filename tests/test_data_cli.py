@@ -76,13 +76,11 @@ def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
 
 
 def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
-    from gpunn.cli import data as data_cli
-
     assert main(["train", "--rows", "3000", "--features", "4", *SMALL]) == 0
     # in MiB under a GiB (it read "0.00 GiB"), and saying what it counts
     assert re.search(r"3,000 rows materialized on cpu \(\d+\.\d MiB with their shuffled copy and the model",
                      capsys.readouterr().out)
-    monkeypatch.setattr(data_cli, "available_bytes", lambda backend: 10_000)  # pretend memory is nearly full
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)  # nearly full: the model fits, not the rows
     assert main(["train", "--rows", "140000", "--features", "4", *SMALL]) == 0
     out, err = capsys.readouterr()
     assert "data: streaming teacher from cpu, 74,464 training rows, 65,536 validation rows" in out

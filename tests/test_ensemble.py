@@ -404,9 +404,7 @@ def test_member_index_out_of_range():
 
 
 def test_an_ensemble_too_big_for_the_device_says_how_much_it_needs(monkeypatch):
-    import gpunn.ensemble as ensmod
-
-    monkeypatch.setattr(ensmod, "_free_memory", lambda backend: 10 * 2**20)
+    monkeypatch.setattr(gpunn.preflight, "available_bytes", lambda backend: 10 * 2**20)
     with pytest.raises(MemoryError, match=r"needs about .* GiB .* but the host has 0\.01 GiB free"):
         gpunn.Ensemble([64, 1024, 1024, 1], 64, seed=0)
 

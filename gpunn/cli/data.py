@@ -57,13 +57,6 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                         " (default: %(default)s)")
 
 
-def available_bytes(backend) -> int | None:
-    """Memory free for data on the backend's device (the GPU's, or the host's MemAvailable)."""
-    from .. import preflight
-
-    return preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
-
-
 def _size(n_bytes) -> str:
     """A memory size as people read it: MiB under a GiB (a small run's "0.00 GiB" said nothing)."""
     return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
@@ -121,7 +114,7 @@ def make_source(args, backend, ckpt=None):
         preflight.check_model_memory(sizes, args.batch_size, itemsize, backend, graph=graph)
     need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes, args.batch_size,
                                       graph=graph).values())  # the rows, their shuffled copy, the model
-    free = available_bytes(backend)
+    free = preflight.available_bytes(backend)
     fits = free is None or need <= COMFORT * free
     if args.stream == "off" or (args.stream == "auto" and fits):
         room = "" if free is None else f", {free / 2**30:.1f} GiB free"

@@ -184,7 +184,7 @@ def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, st
     per = bytes_per_member(sizes, args.batch_size, val_rows, numpy.dtype(args.dtype).itemsize, not args.no_bias,
                            args.precision)
     limit, why = total, ""
-    free = preflight.device_available_bytes(backend) if backend.is_gpu else preflight.host_available_bytes()
+    free = preflight.available_bytes(backend)
     if free:
         fit = max(1, int(0.8 * free) // per)
         if fit < limit:
