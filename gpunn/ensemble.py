@@ -142,8 +142,8 @@ class Ensemble(RawUnits):
             where = "the device has" if self.backend.is_gpu else "the host has"
             raise MemoryError(
                 f"an ensemble of {self.n_models} x {self.layer_sizes} ({self.dtype.name}) needs about "
-                f"{need / 2**30:.2f} GiB (parameters, gradients, Adam state, workspaces for {batch_rows} rows) "
-                f"but {where} {free / 2**30:.2f} GiB free; use fewer members (gpunn sweep splits a grid "
+                f"{preflight.size_text(need)} (parameters, gradients, Adam state, workspaces for {batch_rows} rows) "
+                f"but {where} {preflight.size_text(free)} free; use fewer members (gpunn sweep splits a grid "
                 f"into ensembles that fit) or a smaller network")
 
     def _member_views(self, flat):

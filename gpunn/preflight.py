@@ -240,8 +240,10 @@ def available_bytes(backend) -> int | None:
     return device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
 
 
-def _gb(n) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+def size_text(n_bytes) -> str:
+    """A memory size as gpunn's messages give it: in GiB from 1 GiB, in MiB under it, one decimal (a small
+    run's "0.00 GiB" said nothing)."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
 
 
 def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, graph=False, standardize=False) -> dict:
@@ -271,9 +273,9 @@ def check_model_memory(layer_sizes, batch_size, itemsize, backend, graph=False) 
     if available is None or need <= available:
         return
     place = f"GPU {backend.device}" if backend.is_gpu else "host"
-    raise PreflightError(f"the network {list(layer_sizes)} alone needs about {_gb(need)} of {place} memory "
+    raise PreflightError(f"the network {list(layer_sizes)} alone needs about {size_text(need)} of {place} memory "
                          f"(parameters, gradients, Adam's moments, workspaces for a batch of {batch_size:,}) but "
-                         f"{_gb(available)} is available; use smaller --hidden layers (or --batch-size)")
+                         f"{size_text(available)} is available; use smaller --hidden layers (or --batch-size)")
 
 
 def check_train_memory(need, rows, backend, hint="") -> None:
@@ -293,6 +295,6 @@ def check_train_memory(need, rows, backend, hint="") -> None:
     per_row = (need["data"] + need["shuffle"]) / rows
     fit = max(0, int((available * 0.9 - need["model"]) / per_row))
     raise PreflightError(
-        f"--rows {rows:,} needs about {_gb(total)} of {place} memory (data {_gb(need['data'])}, its shuffled copy "
-        f"{_gb(need['shuffle'])}, model {_gb(need['model'])}) but {_gb(available)} is available; about {fit:,} rows "
-        f"would fit{hint}")
+        f"--rows {rows:,} needs about {size_text(total)} of {place} memory (data {size_text(need['data'])}, its "
+        f"shuffled copy {size_text(need['shuffle'])}, model {size_text(need['model'])}) but {size_text(available)} is "
+        f"available; about {fit:,} rows would fit{hint}")

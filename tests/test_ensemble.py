@@ -405,13 +405,13 @@ def test_member_index_out_of_range():
 
 def test_an_ensemble_too_big_for_the_device_says_how_much_it_needs(monkeypatch):
     monkeypatch.setattr(gpunn.preflight, "available_bytes", lambda backend: 10 * 2**20)
-    with pytest.raises(MemoryError, match=r"needs about .* GiB .* but the host has 0\.01 GiB free"):
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .* but the host has 10\.0 MiB free"):
         gpunn.Ensemble([64, 1024, 1024, 1], 64, seed=0)
 
 
 def test_an_ensemble_too_big_for_the_host_is_refused_before_allocating_on_the_cpu(monkeypatch):
     monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)
-    with pytest.raises(MemoryError, match=r"needs about 0\.0\d GiB .* but the host has 0\.00 GiB free; use fewer members"):
+    with pytest.raises(MemoryError, match=r"needs about \d+\.\d MiB .* but the host has 1\.0 MiB free; use fewer members"):
         gpunn.Ensemble([16, 256, 256, 1], 8, seed=0, device="cpu")
 
 

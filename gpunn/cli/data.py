@@ -57,11 +57,6 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                         " (default: %(default)s)")
 
 
-def _size(n_bytes) -> str:
-    """A memory size as people read it: MiB under a GiB (a small run's "0.00 GiB" said nothing)."""
-    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
-
-
 def _check_files_there(args):
     """A resumed run's data files exist where its checkpoint recorded them (or where --data/--targets say),
     or the error says how to give their new place."""
@@ -117,13 +112,13 @@ def make_source(args, backend, ckpt=None):
     free = preflight.available_bytes(backend)
     fits = free is None or need <= COMFORT * free
     if args.stream == "off" or (args.stream == "auto" and fits):
-        room = "" if free is None else f", {free / 2**30:.1f} GiB free"
-        return None, (f"data: {args.rows:,} rows materialized on {backend.device} ({_size(need)} with their shuffled "
-                      f"copy and the model{room})")
+        room = "" if free is None else f", {preflight.size_text(free)} free"
+        return None, (f"data: {args.rows:,} rows materialized on {backend.device} ({preflight.size_text(need)} with "
+                      f"their shuffled copy and the model{room})")
     source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, **common)
     _hold_out(source, stream_rows=args.rows, ckpt=ckpt)
-    why = "--stream on" if args.stream == "on" else (f"{_size(need)} would not fit comfortably in "
-                                                      f"{free / 2**30:.1f} GiB free")
+    why = "--stream on" if args.stream == "on" else (f"{preflight.size_text(need)} would not fit comfortably in "
+                                                      f"{preflight.size_text(free)} free")
     held = ("whole chunks" if source.validation_rows else
             f"a stream holds out whole chunks of {CHUNK_ROWS:,} rows: none with --rows under {2 * CHUNK_ROWS:,}")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "

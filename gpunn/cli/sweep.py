@@ -188,7 +188,8 @@ def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, st
     if free:
         fit = max(1, int(0.8 * free) // per)
         if fit < limit:
-            limit, why = fit, f"{per / 2**20:.1f} MiB per member, {free / 2**30:.2f} GiB free on {backend.device}"
+            limit, why = fit, (f"{preflight.size_text(per)} per member, {preflight.size_text(free)} free on "
+                               f"{backend.device}")
     if args.max_members is not None and args.max_members < limit:
         limit, why = args.max_members, f"--max-members {args.max_members}"
     return limit, why
