@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import backend as _backend
-from .common import add_debug, is_stdout, non_negative, positive, write_output
+from .common import add_debug, check_report_outputs, is_stdout, non_negative, positive, write_output
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -80,15 +80,13 @@ def _check_outputs(args) -> None:
     runs for minutes, and a path it cannot write would lose them."""
     from .. import preflight
 
-    if args.json and not is_stdout(args.json):
-        preflight.check_output(args.json, "--json")
+    reports = check_report_outputs(args)
     if args.plot:
-        preflight.check_output(args.plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib, which is not installed: pip install 'gpunn[bench]'") from None
-    preflight.check_distinct([("--json", args.json), ("--plot", args.plot)])
+    preflight.check_distinct(reports)
 
 
 def _rewrites(path) -> bool:

@@ -49,6 +49,24 @@ def csv_text(columns, rows) -> bytes:
     return buf.getvalue().encode()
 
 
+def check_report_outputs(args, reads=()) -> list:
+    """A command's --json, --csv and --plot (those it has), checked before anything is generated, trained or
+    measured: each a file it can write and none of the files it reads (``reads``: preflight.inputs_read),
+    --json and --csv unless they are standard output, --plot by its suffix. Returns them as (option, path)
+    pairs, for preflight.check_distinct with the command's other outputs."""
+    from .. import preflight
+
+    reports = []
+    for option, suffixes in (("json", None), ("csv", None), ("plot", (".png", ".pdf", ".svg"))):
+        if not hasattr(args, option):
+            continue
+        path = getattr(args, option)
+        if path and not (option in STDOUT_OPTIONS and is_stdout(path)):
+            preflight.check_output(path, "--" + option, reads=reads, suffixes=suffixes)
+        reports.append(("--" + option, path))
+    return reports
+
+
 def is_stdout(path) -> bool:
     """``path`` is ``-`` or names this process's standard output (/dev/stdout, /dev/fd/1, or the file or
     pipe stdout already goes to)."""

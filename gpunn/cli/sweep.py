@@ -13,7 +13,7 @@ from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
 from . import data as data_cli
-from .common import (STDOUT_OPTIONS, add_debug, csv_text, dtype, is_stdout, json_text, non_negative, positive,
+from .common import (add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
                      write_output)
 from .data import feature_count_or_names
 from .train import (MIN_ROWS, _check_plot_available, _check_precision, _hidden_sizes, _launch, ignore_late_interrupts,
@@ -308,14 +308,10 @@ def _check_outputs(args):
     from .. import preflight
 
     reads = preflight.inputs_read(args)
-    for option, suffixes in (("json", None), ("csv", None), ("plot", (".png", ".pdf", ".svg"))):
-        path = getattr(args, option)
-        if path and not (option in STDOUT_OPTIONS and is_stdout(path)):
-            preflight.check_output(path, "--" + option, reads=reads, suffixes=suffixes)
+    reports = check_report_outputs(args, reads)
     if args.save_best:  # a foreign file there is refused, as gpunn train --save refuses one
         preflight.check_checkpoint_output(args.save_best, "--save-best", reads=reads)
-    preflight.check_distinct([("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
-                              ("--save-best", args.save_best)])
+    preflight.check_distinct([*reports, ("--save-best", args.save_best)])
 
 
 def run(args) -> int:

@@ -11,8 +11,8 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer, options_of
 from . import data as data_cli
-from .common import (add_debug, bounded, csv_text, dtype, is_stdout, json_text, non_negative, number, positive,
-                     write_output)
+from .common import (add_debug, bounded, check_report_outputs, csv_text, dtype, json_text, non_negative, number,
+                     positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -228,21 +228,15 @@ def _check_outputs(args):
     """Every output path of a train run, checked before anything is generated or trained."""
     from .. import preflight
 
-    reads = preflight.inputs_read(args)  # --json Y.npy overwrote the --targets file the run had trained on
     save = args.save or args.resume
     if args.save:
         # (over the checkpoint being resumed is how a run continues in place)
         preflight.check_checkpoint_output(args.save, "--save", reads=preflight.inputs_read(args, resume=False))
     if save:
         preflight.check_output(save + ".toml", "--save (its config)")
-    for option in ("json", "csv"):
-        path = getattr(args, option)
-        if path and not is_stdout(path):
-            preflight.check_output(path, f"--{option}", reads=reads)
-    if args.plot:
-        preflight.check_output(args.plot, "--plot", reads=reads, suffixes=(".png", ".pdf", ".svg"))
-    preflight.check_distinct([("--save", save), ("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
-                              ("--config", args.config)])
+    # (--json Y.npy overwrote the --targets file the run had trained on)
+    reports = check_report_outputs(args, reads=preflight.inputs_read(args))
+    preflight.check_distinct([("--save", save), *reports, ("--config", args.config)])
 
 
 def _check_precision(args, backend, dtype) -> None:
