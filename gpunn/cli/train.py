@@ -364,15 +364,17 @@ def run(args) -> int:
             history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                                 schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks,
                                 distributed=distributed)
-        evaluator = metrics.SourceEvaluator(source) if n_val else None
+
+        def held_out_evaluator():  # the held-out chunks, streamed again
+            return metrics.SourceEvaluator(source)
     else:
         validation = (X_val, Y_val) if n_val else None
         if args.standardize:  # the model then takes raw units: fit trains on a standardized copy
             with backend.use():  # on cuda:N, the statistics run on device N
                 standardize_arrays(model, X_train, Y_train)
 
-        def evaluator():  # made after training, so that its standardized copy of the held-out rows (scored in
-            Xv, Yv = model._checked(X_val, Y_val)  # training's units) is not held beside the one fit made
+        def held_out_evaluator():  # made after training, so that its standardized copy of the held-out rows
+            Xv, Yv = model._checked(X_val, Y_val)  # (scored in training's units) is not held beside the one fit made
             return metrics.RegressionEvaluator(model, Xv, Yv)
         if ckpt:
             history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation,
@@ -403,8 +405,7 @@ def run(args) -> int:
     if not root:  # the other ranks print and write nothing: no second pass over every held-out row
         return 130 if history.interrupted else 0
     with backend.use():  # on cuda:N the evaluation's arrays and kernels belong to device N
-        if callable(evaluator):
-            evaluator = evaluator() if n_val else None
+        evaluator = held_out_evaluator() if n_val else None
         held_out = (evaluator.evaluate(model) if evaluator  # one pass, one read-back
                     else dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan")))
     done_before = ckpt.epoch if ckpt else 0  # epochs an earlier process trained
