@@ -58,3 +58,13 @@ def test_a_network_that_cannot_fit_by_itself_is_refused_before_the_rows_are_chos
     assert cli.main(["train", "--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy"), *big]) == 2
     assert "the network [3, 2048, 2048, 1] alone needs about" in capsys.readouterr().err
     assert cli.main(["train", "--rows", "1000", "--hidden", "64", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+
+
+def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
+    from gpunn.cli.data import counts_graph
+
+    gpu, cpu = fake_gpu(8 << 30), types.SimpleNamespace(is_gpu=False, device="cpu")
+    assert counts_graph(types.SimpleNamespace(graph=None), gpu)  # the default captures a graph on a GPU
+    assert counts_graph(types.SimpleNamespace(graph=True), gpu)
+    assert not counts_graph(types.SimpleNamespace(graph=False), gpu)  # --no-graph
+    assert not counts_graph(types.SimpleNamespace(graph=True), cpu)

@@ -57,6 +57,12 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                         " (default: %(default)s)")
 
 
+def counts_graph(args, backend) -> bool:
+    """Whether a run's memory checks count a CUDA graph's buffers (preflight.train_memory's ``graph``): on a
+    GPU, where the graph is the default, unless --no-graph turned it off."""
+    return backend.is_gpu and getattr(args, "graph", None) is not False
+
+
 def _check_files_there(args):
     """A resumed run's data files exist where its checkpoint recorded them (or where --data/--targets say),
     or the error says how to give their new place."""
@@ -104,7 +110,7 @@ def make_source(args, backend, ckpt=None):
 
     itemsize = 8 if args.dtype == "float64" else 4
     sizes = [args.features, *args.hidden, args.outputs]
-    graph = backend.is_gpu and getattr(args, "graph", None) is not False
+    graph = counts_graph(args, backend)
     if ckpt is None:  # before choosing to stream: no choice of rows helps a network that cannot fit
         preflight.check_model_memory(sizes, args.batch_size, itemsize, backend, graph=graph)
     need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes, args.batch_size,

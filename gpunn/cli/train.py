@@ -272,7 +272,7 @@ def _check_memory(args, backend, hidden):
 
     sizes = [args.features, *hidden, args.outputs]
     need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
-                                  args.batch_size, graph=backend.is_gpu and args.graph is not False,
+                                  args.batch_size, graph=data_cli.counts_graph(args, backend),
                                   standardize=args.standardize)
     preflight.check_train_memory(need, args.rows, backend, hint=", or stream the rows instead (--stream auto or on)")
 
@@ -336,7 +336,7 @@ def run(args) -> int:
         from .. import preflight
 
         preflight.check_model_memory(sizes, args.batch_size, numpy.dtype(args.dtype).itemsize, backend,
-                                     graph=backend.is_gpu and args.graph is not False)
+                                     graph=data_cli.counts_graph(args, backend))
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
                                         bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
                                         precision=args.precision, graph=args.graph)
