@@ -15,6 +15,30 @@ def _kind_of(array) -> str:
     return numpy.dtype(array.dtype).kind
 
 
+def is_array(data) -> bool:
+    """A NumPy array or a device (CuPy) array: what the model's checks take as it is."""
+    return isinstance(data, numpy.ndarray) or type(data).__module__.startswith("cupy")
+
+
+def as_array(data, name: str = "X"):
+    """``data`` itself when it is a NumPy or CuPy array, else a NumPy array of it: a list, a pandas
+    DataFrame or Series (missing values of its nullable columns, pandas.NA, as NaN, which the checks
+    then report), a CPU torch tensor, anything ``numpy.asarray`` reads. Such objects have a ``dtype``
+    that is not NumPy's (``Int64``, ``torch.float32``) or none (a DataFrame), and no NumPy methods."""
+    if is_array(data):
+        return data
+    try:
+        array = numpy.asarray(data)
+        if array.dtype == object and hasattr(data, "to_numpy"):  # a DataFrame of nullable or mixed columns
+            try:
+                array = data.to_numpy(dtype=numpy.float64, na_value=numpy.nan)
+            except (ValueError, TypeError):
+                pass  # not numbers: refused by the caller, with the dtype
+    except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a torch tensor that requires grad
+        raise ValueError(f"{name} could not be read as a numeric array: {exc}") from None
+    return array
+
+
 def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_columns: int | None = None):
     """``data`` as a C-contiguous 2-D array of ``dtype`` on ``backend``'s device, checked.
 
@@ -23,13 +47,10 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     if data is None:
         raise TypeError(f"{name} is None; pass a 2-D numeric array")
     xp = backend.xp
-    if not hasattr(data, "dtype"):
-        try:
-            data = numpy.asarray(data)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{name} could not be read as a numeric array: {exc}") from None
+    data = as_array(data, name)
     if _kind_of(data) not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}")
+        what = " (strings or other Python objects: encode them as numbers first)" if _kind_of(data) == "O" else ""
+        raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}{what}")
     if data.ndim == 1 and allow_1d:
         data = data.reshape(-1, 1)
     if data.ndim != 2:

@@ -25,7 +25,7 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
-from .checks import as_matrix, check_rows_match, flag, positive_int, seed_int
+from .checks import as_array, as_matrix, check_rows_match, flag, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .training.graph import graph_mode
@@ -144,6 +144,7 @@ class RawUnits:
         as the data sources do. No whole float64 copy is made, on the host or the device."""
         from .data.stats import dtype_of, standardizing_dtype
 
+        data = as_array(data, name)  # a DataFrame is read once
         wide = standardizing_dtype(dtype_of(data), self.dtype)
         backend = self.backend if wide == self.dtype else _backend.backend_of(data)
         return as_matrix(data, name, backend, wide, allow_1d=target, n_columns=self.layer_sizes[-1 if target else 0])

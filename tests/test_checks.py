@@ -74,6 +74,52 @@ def test_python_lists_are_accepted(model):
     assert model.predict([[1.0, 2.0, 3.0]]).shape == (1, 2)
 
 
+class _SeriesLike:
+    """What a pandas Series, a nullable pandas column or a torch tensor looks like to the checks: a ``dtype``
+    that is not NumPy's, no NumPy methods, and ``__array__``."""
+
+    dtype = "Float64"  # pandas' nullable float: numpy.dtype() cannot read it
+
+    def __init__(self, values):
+        self.values = numpy.asarray(values)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def test_array_likes_that_are_not_numpy_arrays_are_read_as_arrays(model, data):
+    # they failed in the checks: "'Series' object has no attribute 'reshape'", "Cannot interpret 'Float64Dtype()'
+    # as a data type", "Cannot interpret 'torch.float32' as a data type"
+    X, Y = data
+    y = _SeriesLike(Y[:, 0])
+    one = MLP([3, 4, 1], device="cpu", seed=0)
+    history = one.fit(_SeriesLike(X), y, epochs=2, verbose=False, validation_data=(X, y))
+    twin = MLP([3, 4, 1], device="cpu", seed=0)
+    assert history["loss"] == twin.fit(X, Y[:, :1], epochs=2, verbose=False, validation_data=(X, Y[:, :1]))["loss"]
+    assert one.score(X, y) == twin.score(X, Y[:, :1])
+    with pytest.raises(ValueError, match=r"Y contains 1 NaN or infinite value\(s\) \(first at row 3, column 0\)"):
+        one.fit(X, _SeriesLike(numpy.where(numpy.arange(10) == 3, numpy.nan, 1.0)), epochs=1, verbose=False)
+
+
+def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_named():
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    frame = pandas.DataFrame({"a": rng.standard_normal(12), "b": pandas.array(range(12), dtype="Int64"),
+                              "c": rng.standard_normal(12).astype("float32")})
+    y = pandas.Series(rng.standard_normal(12), name="y")
+    model = MLP([3, 4, 1], device="cpu", seed=0)
+    model.fit(frame, y, epochs=1, verbose=False)
+    numpy.testing.assert_array_equal(model.predict(frame), model.predict(frame.to_numpy(dtype=float)))
+    frame.loc[5, "b"] = pandas.NA
+    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite value\(s\) \(first at row 5, column 1\)"):
+        model.predict(frame)
+    with pytest.raises(TypeError, match="strings or other Python objects"):
+        model.predict(frame.assign(b="x"))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(activation="swish"), "unknown activation 'swish'; choose one of: identity, relu"),
     (dict(output_activation="softmax"), "unknown activation 'softmax'"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy
 
 from ..backend import backend_of
+from ..checks import as_array
 
 
 class Moments:
@@ -103,9 +104,9 @@ def standardizing_dtype(stored, dtype):
 
 
 def dtype_of(data):
-    """The dtype of an array, or of what numpy.asarray makes of a list."""
-    dtype = getattr(data, "dtype", None)
-    return numpy.asarray(data).dtype if dtype is None else numpy.dtype(dtype)
+    """The dtype of an array, or of the NumPy array the model's checks make of anything else (a list, a
+    pandas DataFrame or Series)."""
+    return as_array(data).dtype
 
 
 class Standardizer:
