@@ -98,6 +98,15 @@ def flag(value, name: str, allow_none: bool = False):
     raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {value!r}")
 
 
+def verbosity(value, name: str = "verbose") -> bool:
+    """Whether to show progress: True or False, or a verbosity level, an int >= 0 (Keras' 0/1/2,
+    scikit-learn's levels; any level above 0 shows it). Anything else, such as the string "no" that
+    bool() reads as True, raises TypeError naming ``name``."""
+    if isinstance(value, (bool, numpy.bool_)) or (isinstance(value, (int, numpy.integer)) and value >= 0):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False (or a verbosity level, an int >= 0), got {value!r}")
+
+
 def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

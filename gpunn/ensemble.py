@@ -22,7 +22,7 @@ import warnings
 import numpy
 
 from . import preflight
-from .checks import as_matrix, check_rows_match, per_member, positive_int, seed_int
+from .checks import as_matrix, check_rows_match, flag, per_member, positive_int, seed_int
 from .data.stats import Standardizer
 from .model import MLP, ParamList, RawUnits, gradients_over
 from .ops import ensemble_ops_for
@@ -290,6 +290,7 @@ class Ensemble(RawUnits):
         ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
         predictions are in the targets' units, in the dtype one MLP returns them in (see MLP.predict).
         """
+        return_std = flag(return_std, "return_std")
         kept = self._kept_members() if return_std else None  # refused before any work when no member is left
         with self.backend.use():
             out = self._predicted(X, self.chunk_rows, (self.n_models,))

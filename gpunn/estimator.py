@@ -13,6 +13,7 @@ import numbers
 
 import numpy
 
+from .checks import flag, seed_int, verbosity
 from .optim import make_optimizer, make_schedule
 from .training.callbacks import EarlyStopping, History, ReduceLROnPlateau
 from .training.loop import train
@@ -215,7 +216,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     def _seed(self):
         if isinstance(self.random_state, numbers.Integral):
-            return int(self.random_state)
+            return seed_int(self.random_state, "random_state")
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
     def _check_params(self):
@@ -243,6 +244,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):  # bool("no") is True
+            flag(getattr(self, name), name)
+        verbosity(self.verbose)
         fraction = self.validation_fraction  # scikit-learn's range, and a held-out share for early stopping
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
             raise ValueError(f"validation_fraction must be a number in [0, 1), got {fraction!r}")

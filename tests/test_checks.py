@@ -208,6 +208,28 @@ def test_fit_refuses_a_shuffle_flag_that_is_not_a_bool(model, data):
         gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0).fit(*data, epochs=1, shuffle="no", verbose=False)
 
 
+@pytest.mark.parametrize("call, match", [
+    # each took any truthy value: verbose="no" drew the progress bar, bootstrap="no" resampled the rows
+    (lambda m, e, X, Y: m.fit(X, Y, epochs=1, verbose="no"), "verbose must be True or False .*got 'no'"),
+    (lambda m, e, X, Y: e.fit(X, Y, epochs=1, verbose="no"), "verbose must be True or False .*got 'no'"),
+    (lambda m, e, X, Y: m.fit(X, Y, epochs=1, verbose=False, handle_interrupt="no"),
+     "handle_interrupt must be True or False, got 'no'"),
+    (lambda m, e, X, Y: e.fit(X, Y, epochs=1, verbose=False, bootstrap="no"), "bootstrap must be True or False, got 'no'"),
+    (lambda m, e, X, Y: e.predict(X, return_std="no"), "return_std must be True or False, got 'no'"),
+])
+def test_the_other_flags_of_fit_and_predict_are_bools_too(model, data, call, match):
+    ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
+    with pytest.raises(TypeError, match=match):
+        call(model, ens, *data)
+
+
+def test_verbose_takes_a_verbosity_level_as_keras_and_scikit_learn_do(model, data, capsys):
+    model.fit(*data, epochs=1, verbose=0)
+    assert capsys.readouterr().err == ""
+    model.fit(*data, epochs=1, verbose=2)
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
 def test_one_callback_outside_a_list_says_to_write_a_list(model, data):
     # was "'EarlyStopping' object is not iterable"
     with pytest.raises(TypeError, match=r"callbacks=\[EarlyStopping\(...\)\]"):

@@ -234,6 +234,23 @@ def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
         MLPRegressor(**params, device="cpu").fit(X[:50], y[:50])
 
 
+@pytest.mark.parametrize("params, error, message", [
+    # bool("no") is True: these shuffled, warm-started, used Nesterov, held out rows and printed
+    (dict(shuffle="no"), TypeError, "shuffle must be True or False, got 'no'"),
+    (dict(warm_start="no"), TypeError, "warm_start must be True or False, got 'no'"),
+    (dict(solver="sgd", nesterovs_momentum="no"), TypeError, "nesterovs_momentum must be True or False, got 'no'"),
+    (dict(early_stopping="no"), TypeError, "early_stopping must be True or False, got 'no'"),
+    (dict(verbose="no"), TypeError, "verbose must be True or False .*got 'no'"),
+    (dict(random_state=-1), ValueError, "random_state must be a non-negative int, got -1"),  # it said "seed"
+])
+def test_parameters_are_checked_by_their_own_names(data, params, error, message):
+    X, y = data
+    with pytest.raises(error, match=message):
+        MLPRegressor(**params, max_iter=1, device="cpu").fit(X[:50], y[:50])
+    with pytest.raises(error, match=message):
+        MLPRegressor(**params, device="cpu").partial_fit(X[:50], y[:50])
+
+
 def test_warm_start_continues_from_the_fitted_weights(data):
     X, y = data
     X = StandardScaler().fit_transform(X)

@@ -14,7 +14,7 @@ import time
 
 import numpy
 
-from ..checks import is_real
+from ..checks import is_real, verbosity
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -140,6 +140,7 @@ def order_callbacks(callbacks, verbose):
     if isinstance(callbacks, Callback):
         raise TypeError(f"callbacks is a list of gpunn.Callback; got one {type(callbacks).__name__}: write "
                         f"callbacks=[{type(callbacks).__name__}(...)]")
+    verbose = verbosity(verbose)
     callbacks = list(callbacks or ())
     for i, cb in enumerate(callbacks):
         if isinstance(cb, type) and issubclass(cb, Callback):

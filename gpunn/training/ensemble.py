@@ -26,7 +26,7 @@ import warnings
 
 import numpy
 
-from ..checks import check_rows_match, flag, is_real, per_member, positive_int, seed_int
+from ..checks import check_rows_match, flag, is_real, per_member, positive_int, seed_int, verbosity
 from ..metrics import RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -394,7 +394,7 @@ def bootstrap_rows(backend, seed, member, rows):
 def member_callbacks(callbacks, verbose=False):
     """The callbacks of an ensemble run: each gpunn.EarlyStopping replaced by its per-member form, the
     ensemble's progress bar when ``verbose``; those that need one value per epoch refused by name."""
-    out = []
+    out, verbose = [], verbosity(verbose)
     for cb in callbacks:
         if isinstance(cb, EarlyStopping):
             cb = MemberEarlyStopping(**cb.get_config())
@@ -483,7 +483,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     ``bootstrap=True`` each rank gathers its piece of every member's global batch of its resample. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
     one-process ensemble at P x batch_size, to rounding.
     """
-    epochs = positive_int(epochs, "epochs")
+    epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
     with model.backend.use():
         source = None
         if is_source(X, Y):

@@ -19,6 +19,7 @@ import time
 
 import numpy
 
+from ..checks import flag
 from ..ops.denormals import flush_denormals
 from .callbacks import Callback, History
 from .state import FitSettings, TrainState
@@ -294,7 +295,7 @@ def sigint_stops(trainer, enabled=True):
     the stop on to the outer fit. A SIGTERM is then passed on when the process had no
     handler of its own for it (the default action: the process ends, status 143), so a script under
     ``timeout`` or Slurm still ends, after the checkpoint, instead of running on past its time."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if not flag(enabled, "handle_interrupt") or threading.current_thread() is not threading.main_thread():
         yield
         return
     try:
