@@ -9,13 +9,14 @@ works as a plain estimator (get_params/set_params/fit/predict/score are provided
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 
 import numpy
 
 from .checks import flag, seed_int, verbosity
 from .optim import make_optimizer, make_schedule
-from .training.callbacks import EarlyStopping, History, ReduceLROnPlateau
+from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
@@ -99,21 +100,47 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> gpunn's
 
 
-class _AdaptiveRate(ReduceLROnPlateau):
-    """scikit-learn's learning_rate="adaptive": on a plateau the rate is divided by 5, unless scikit-learn's
-    rate (``rate_init`` times the reductions so far) is already at most 1e-6: then training stops."""
+def sklearn_loss(loss, n_outputs):
+    """scikit-learn's squared-error loss, half the mean squared error over every value, from gpunn's
+    (1/m)||A - Y||², which sums the k outputs' squared errors per row: loss / (2k)."""
+    return loss / (2 * n_outputs)
 
-    def __init__(self, rate_init, monitor, patience, min_delta):
-        super().__init__(monitor, factor=0.2, patience=patience, min_delta=min_delta)
-        self.rate_init = rate_init
+
+class _NoImprovement(Callback):
+    """scikit-learn's rule for ``tol`` and ``n_iter_no_change`` (its MLP's _update_no_improvement_count), on
+    its scale: the validation R² (``validation``, for early_stopping), else the epoch's training loss as
+    scikit-learn computes it (``sklearn_loss``; without its L2 term, alpha/2 ||W||² / batch rows). An epoch
+    that does not beat the best value by more than ``tol`` counts, one that does resets the count, and the
+    best value follows every improvement however small (EarlyStopping's best moves only by min_delta).
+    When the count exceeds ``n_iter_no_change`` training stops, or, with ``adaptive_rate`` (sgd with
+    learning_rate="adaptive": the initial rate), the rate is divided by 5 and the count restarts, unless
+    scikit-learn's rate (the initial one times the reductions so far) is already at most 1e-6."""
+
+    def __init__(self, validation, n_outputs, tol, n_iter_no_change, adaptive_rate=None):
+        self.validation, self.n_outputs, self.tol = validation, n_outputs, tol
+        self.n_iter_no_change, self.adaptive_rate = n_iter_no_change, adaptive_rate
+
+    def on_train_begin(self, trainer):
+        self.count, self.best = 0, -math.inf if self.validation else math.inf
 
     def on_epoch_end(self, trainer, epoch, logs):
-        plateau = not self._improved(self._value(logs)) and self.wait + 1 >= self.patience
-        if plateau and self.rate_init * trainer.lr_scale <= 1e-6:
+        if self.validation:
+            value = float(logs["val_r2"])
+            stalled, better = value < self.best + self.tol, value > self.best
+        else:
+            value = sklearn_loss(float(logs["loss"]), self.n_outputs)
+            stalled, better = value > self.best - self.tol, value < self.best
+        self.count = self.count + 1 if stalled else 0
+        if better:
+            self.best = value
+        if self.count <= self.n_iter_no_change:
+            return
+        if self.adaptive_rate is not None and self.adaptive_rate * trainer.lr_scale > 1e-6:
+            trainer.lr_scale *= 0.2
+            self.count = 0
+        else:
             trainer.stop = True
             trainer.history.stopped_early = True
-            return
-        super().on_epoch_end(trainer, epoch, logs)
 
 
 class MLPRegressor(RegressorMixin, BaseEstimator):
@@ -133,11 +160,12 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     - ``alpha``: the L2 penalty, as scikit-learn adds it to the gradient (alpha·W / batch rows):
       gpunn's coupled weight decay of 2·alpha / batch_size. Unlike scikit-learn it also decays biases.
     - ``tol``, ``n_iter_no_change``, ``early_stopping``: training stops once the training loss
-      (or, with early_stopping, the validation R² on ``validation_fraction`` of the rows) has not
-      improved by ``tol`` for more than ``n_iter_no_change`` epochs; with early_stopping the best
-      epoch's weights are kept. ``learning_rate="adaptive"`` (sgd) divides the rate by 5 on that
-      plateau instead, and stops there once the rate is at most 1e-6, as scikit-learn does; "invscaling"
-      is refused (gpunn's schedules are per epoch);
+      (scikit-learn's: half the mean squared error) or, with early_stopping, the validation R² on
+      ``validation_fraction`` of the rows has not beaten its best by more than ``tol`` for more than
+      ``n_iter_no_change`` epochs, by scikit-learn's rule (so after the same epochs for the same values);
+      with early_stopping the best epoch's weights are kept. ``learning_rate="adaptive"`` (sgd) divides
+      the rate by 5 on that plateau instead, and stops there once the rate is at most 1e-6, as
+      scikit-learn does; "invscaling" is refused (gpunn's schedules are per epoch);
       for adam, learning_rate and power_t are ignored, as in scikit-learn.
     - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn). It
       and ``partial_fit`` refuse parameters or data that describe another network (hidden_layer_sizes,
@@ -151,10 +179,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       rate trains more slowly from gpunn's start on some data (friedman1, 64 units, 200 epochs: R² 0.81
       against 0.89). From scikit-learn's initial weights, gpunn's Adam ends at its training loss (0.1%).
 
-    Fitted attributes: ``model_`` (the gpunn.MLP), ``history_``, ``loss_curve_`` (the training MSE
-    per epoch), ``best_loss_``, ``validation_scores_`` and ``best_validation_score_`` (validation
-    R², with early stopping), ``n_iter_``, ``t_``, ``coefs_``, ``intercepts_``, ``n_layers_``,
-    ``n_outputs_``, ``out_activation_``, ``n_features_in_``.
+    Fitted attributes: ``model_`` (the gpunn.MLP), ``history_`` (gpunn's history: its ``loss`` is
+    gpunn's, 2 x outputs x ``loss_curve_``), ``loss_curve_`` (each epoch's training loss on
+    scikit-learn's scale, half the mean squared error over every value, averaged over the epoch's
+    batches before each step, without scikit-learn's L2 term), ``loss_`` (its last value),
+    ``best_loss_`` (its least, without early stopping), ``validation_scores_`` and
+    ``best_validation_score_`` (validation R², with early stopping), ``n_iter_``, ``t_``, ``coefs_``,
+    ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``, ``n_features_in_``.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
@@ -302,16 +333,12 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                              "train on")
         batch = self._batch_size(rows)
         name, opt = self._optimizer(batch)
-        monitor = "val_r2" if self.early_stopping else "loss"
-        patience = self.n_iter_no_change + 1  # scikit-learn stops when the count exceeds n_iter_no_change
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        if adaptive:  # the rate / 5 on each plateau, and a stop once it is at most 1e-6
-            callbacks = [_AdaptiveRate(self.learning_rate_init, monitor, patience=patience, min_delta=self.tol)]
-        else:
-            callbacks = [EarlyStopping(monitor, patience=patience, min_delta=self.tol, restore_best_weights=False)]
+        callbacks = [_NoImprovement(self.early_stopping, Y.shape[1], self.tol, self.n_iter_no_change,
+                                    self.learning_rate_init if adaptive else None)]
         if self.early_stopping:  # the best validation epoch's weights, any improvement counting (not only by
             # tol), as scikit-learn keeps its _best_coefs; this one never stops training
-            callbacks.append(EarlyStopping(monitor, patience=self.max_iter, restore_best_weights=True))
+            callbacks.append(EarlyStopping("val_r2", patience=self.max_iter, restore_best_weights=True))
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
         history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
@@ -382,7 +409,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     def _set_fitted(self, model, history, n_outputs, rows, continued):
         self.model_, self.history_ = model, history
         self.n_outputs_ = n_outputs
-        self.loss_curve_ = list(history.get("loss", []))
+        self.loss_curve_ = [sklearn_loss(loss, n_outputs) for loss in history.get("loss", [])]
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         before = getattr(self, "n_iter_", 0) if continued else 0
         self.t_ = (getattr(self, "t_", 0) if continued else 0) + rows * (len(self.loss_curve_) - before)
         self.n_iter_ = len(self.loss_curve_)

@@ -1,4 +1,5 @@
 """gpunn.MLPRegressor against scikit-learn's own estimator checks, and in Pipeline / GridSearchCV."""
+import math
 import os
 import pickle
 import subprocess
@@ -178,6 +179,52 @@ def test_tol_stops_training_after_the_same_number_of_epochs_as_scikit_learn(data
     ours = MLPRegressor(**settings, device="cpu").fit(X, y)
     theirs = SkMLPRegressor(**settings).fit(X, y)
     assert ours.n_iter_ == theirs.n_iter_ == 5
+
+
+def scikit_learns_stop(values, tol, n_iter_no_change, higher_is_better):
+    """The epoch scikit-learn's MLP stops at for these per-epoch values (its _update_no_improvement_count): an
+    epoch that does not beat the best by more than tol counts, one that does resets the count, the best
+    follows any improvement, and training stops when the count exceeds n_iter_no_change."""
+    sign = -1 if higher_is_better else 1
+    best, count = math.inf, 0
+    for epoch, value in enumerate(values, 1):
+        value *= sign
+        count = count + 1 if value > best - tol else 0
+        best = min(best, value)
+        if count > n_iter_no_change:
+            return epoch
+    return len(values)
+
+
+@pytest.mark.parametrize("early_stopping, tol", [(False, 0.07), (True, 0.005)])
+def test_tol_and_n_iter_no_change_follow_scikit_learns_rule_on_its_loss(data, early_stopping, tol):
+    # The rule ran as EarlyStopping(min_delta=tol) on gpunn's loss, the full MSE: twice scikit-learn's half MSE,
+    # and a best value that moves only by tol. With tol=0.07 this trained 80 epochs where scikit-learn's rule
+    # stops at 58: a run that never stops gives the values, the rule says where to stop, and the same run with
+    # n_iter_no_change=2 must stop there with the same curve.
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    settings = dict(hidden_layer_sizes=(8,), learning_rate_init=1e-2, max_iter=80, random_state=0, device="cpu",
+                    early_stopping=early_stopping)
+    full = MLPRegressor(**settings, n_iter_no_change=1000).fit(X, y)
+    values = full.validation_scores_ if early_stopping else full.loss_curve_
+    expected = scikit_learns_stop(values, tol, 2, higher_is_better=early_stopping)
+    assert 10 < expected < 80
+    est = MLPRegressor(**settings, tol=tol, n_iter_no_change=2).fit(X, y)
+    assert est.n_iter_ == expected
+    assert est.loss_curve_ == full.loss_curve_[:expected]
+
+
+def test_loss_curve_is_scikit_learns_half_mse(data):
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    Y = numpy.column_stack([y, 2 * y])
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, Y)
+    assert est.loss_curve_ == [loss / 4 for loss in est.history_["loss"]]  # gpunn's sums the 2 outputs' errors
+    assert est.loss_ == est.loss_curve_[-1] and est.best_loss_ == min(est.loss_curve_)
+    P = est.predict(X)
+    est.partial_fit(X, Y)  # the epoch's loss averages its batches' losses before each step: near the last one's
+    assert est.loss_curve_[-1] == pytest.approx(0.5 * numpy.mean((P - Y) ** 2), rel=0.1)
 
 
 def test_early_stopping_keeps_the_best_validation_epoch_whatever_tol(data):
