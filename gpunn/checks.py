@@ -6,6 +6,9 @@ import numbers
 import numpy
 
 
+DTYPES = ("float32", "float64")  # a model's, and a synthetic task's
+
+
 class MissingExtra(ImportError):
     """An optional dependency is not installed; the message names the ``pip install "gpunn[...]"`` that
     adds it (the command line reports it as a user's error, not an internal one)."""
@@ -76,6 +79,19 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
             f"after conversion to {numpy.dtype(dtype).name}; clean or impute them first"
         )
     return data
+
+
+def canonical_dtype(dtype) -> str:
+    """"float32" or "float64" for any NumPy spelling of them: numpy.float32, "f4", "<f8", "single",
+    "double", numpy.dtype("float64"), float... Anything else raises ValueError."""
+    try:
+        name = numpy.dtype(dtype).name if dtype is not None and not isinstance(dtype, bool) else None
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES} (or a NumPy spelling of one: f4, single, numpy.float64...), "
+                         f"got {dtype!r}")
+    return name
 
 
 def check_rows_match(X, Y, x_name="X", y_name="Y"):

@@ -8,13 +8,14 @@ NumPy's, so CPU and GPU draw different (equally distributed) data.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy
 
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng
-from .checks import is_real, positive_int, seed_int
+from .checks import canonical_dtype, is_real, positive_int, seed_int
 
 CHUNK_ROWS = 65536
 
@@ -162,6 +163,7 @@ TASKS = {cls.name: cls for cls in (Teacher, Linear, Friedman1, Sinusoid)}
 
 
 def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, **kwargs) -> Task:
+    """The task named ``task`` (see :func:`make`); None for n_features or noise: the task's default."""
     if isinstance(task, Task):
         return task
     try:
@@ -171,6 +173,9 @@ def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, *
     args = dict(n_outputs=n_outputs, seed=seed, **kwargs)
     if n_features is not None:
         args["n_features"] = n_features
+    elif inspect.signature(cls).parameters["n_features"].default is inspect.Parameter.empty:
+        # (it raised "Teacher.__init__() missing 1 required positional argument")
+        raise ValueError(f"the {task} task needs n_features (its input width), got None")
     if noise is not None:
         args["noise"] = noise
     return cls(**args)
@@ -184,8 +189,22 @@ def _chunks(task, backend, n_samples, dtype, first_chunk=0):
 
 def make(task="teacher", n_samples=10000, n_features=None, n_outputs=1, noise=None, seed=0,
          device="auto", dtype="float32", **kwargs):
-    """(X, Y) for a task, generated on ``device``. Y is always 2-D (rows x outputs)."""
+    """(X, Y) for a task, generated on ``device``: X is (n_samples, n_features), Y (n_samples, n_outputs),
+    always 2-D.
+
+    task: "teacher" (a random MLP with tanh hidden layers of widths ``hidden=(32, 32)``, each output
+    scaled to unit variance; X ~ N(0, 1)), "linear" (Y = X B, B ~ N(0, 1/n_features); X ~ N(0, 1)),
+    "friedman1" (Friedman #1 on its first 5 features, the others noise; X ~ U(0, 1); one output) or
+    "sinusoid" (y_k = sin(frequency x . d_k + phase_k) for random unit directions d_k, ``frequency=1.0``;
+    X ~ U(-pi, pi)). n_features: the input width; teacher and linear need it, friedman1 defaults to 10
+    (at least 5) and sinusoid to 1. noise: the standard deviation of the Gaussian noise added to Y;
+    None is the task's default, 0.1 for teacher and linear, 1.0 for friedman1, 0.05 for sinusoid.
+    seed: a non-negative int; one seed gives the same rows on one backend (CuPy's generator is not
+    NumPy's, so CPU and GPU rows differ). device: "auto", "cpu", "cuda" or "cuda:N". dtype: float32 or
+    float64. Other keywords go to the task (``hidden`` for teacher, ``frequency`` for sinusoid).
+    """
     backend = _backend.resolve(device)
+    dtype = canonical_dtype(dtype)  # NumPy said "Unsupported dtype dtype('float16') for standard_normal"
     n_samples = positive_int(n_samples, "n_samples")
     task = get_task(task, n_features, n_outputs, noise, seed, **kwargs)
     xp = backend.xp
@@ -200,11 +219,13 @@ def make(task="teacher", n_samples=10000, n_features=None, n_outputs=1, noise=No
 
 def stream(task="teacher", n_samples=10**9, batch_size=1024, n_features=None, n_outputs=1, noise=None,
            seed=0, device="auto", dtype="float32", **kwargs):
-    """Yield (X, Y) batches of a dataset of n_samples rows, holding one chunk in memory at a time.
+    """Yield (X, Y) batches of ``batch_size`` rows (the last may be shorter) of a dataset of n_samples
+    rows, holding one chunk of 65,536 rows in memory at a time.
 
-    The rows are exactly those ``make`` would return for the same arguments.
+    The rows are exactly those ``make`` would return for the same arguments; the options are make's.
     """
     backend = _backend.resolve(device)
+    dtype = canonical_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")
     n_samples = positive_int(n_samples, "n_samples")
     task = get_task(task, n_features, n_outputs, noise, seed, **kwargs)

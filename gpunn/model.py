@@ -25,12 +25,11 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
-from .checks import as_array, as_matrix, check_rows_match, flag, positive_int, seed_int
+from .checks import DTYPES, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .training.graph import graph_mode
 
-DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "tf32", "bf16")
 PREDICT_CHUNK_ROWS = 65536  # bounds predict's workspace on very large inputs
 STANDARDIZE_CHUNK_ROWS = 65536  # rows standardized in float64 at a time (RawUnits._standardized)
@@ -58,19 +57,6 @@ def runnable_precision(precision, backend) -> str:
     """``precision`` where ``backend`` can run it, else "float32" (the CPU has no tensor cores): how a saved
     model's precision is restored (gpunn.load, checkpoints) on whatever device it is loaded on."""
     return precision if backend.is_gpu or _EMULATE_PRECISION_ON_CPU else "float32"
-
-
-def canonical_dtype(dtype) -> str:
-    """"float32" or "float64" for any NumPy spelling of them: numpy.float32, "f4", "<f8", "single",
-    "double", numpy.dtype("float64"), float... Anything else raises ValueError."""
-    try:
-        name = numpy.dtype(dtype).name if dtype is not None and not isinstance(dtype, bool) else None
-    except TypeError:
-        name = None
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES} (or a NumPy spelling of one: f4, single, numpy.float64...), "
-                         f"got {dtype!r}")
-    return name
 
 
 class ParamList(list):

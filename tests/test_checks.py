@@ -286,6 +286,9 @@ def test_in_place_assignment_changes_the_model(model):
     (dict(seed="3"), "seed must be a non-negative int, got '3'"),
     (dict(seed=True), "seed must be a non-negative int, got True"),
     (dict(noise=True), "noise must be a non-negative number, got True"),
+    # "Teacher.__init__() missing 1 required positional argument", NumPy's "Unsupported dtype ... for standard_normal"
+    (dict(n_features=None), r"the teacher task needs n_features \(its input width\), got None"),
+    (dict(dtype="float16"), "dtype must be one of .*got 'float16'"),
 ])
 def test_bad_dataset_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
