@@ -383,3 +383,23 @@ def test_ctrl_c_during_a_timed_fit_stops_the_bench(runner):
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, before)
+
+
+def test_every_fit_the_bench_times_goes_through_timed_fit():
+    """A runner (or the stream bench) that called ``model.fit`` itself would swallow Ctrl-C as a user's fit
+    does (the test above): every fit under gpunn/bench is made by runners.timed_fit, which Runner.fit is."""
+    import ast
+    import pathlib
+
+    from gpunn.bench import runners
+
+    assert runners.Runner.fit is runners.timed_fit
+    direct = []
+    for path in sorted(pathlib.Path(runners.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        inside = {id(node) for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef) and fn.name == "timed_fit"
+                  for node in ast.walk(fn)}
+        direct += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
+                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fit"
+                   and id(node) not in inside and ast.unparse(node.func.value) != "self"]  # self.fit: Runner.fit
+    assert direct == []

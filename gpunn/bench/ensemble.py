@@ -151,8 +151,8 @@ class EnsembleRunner(Runner):
 
     def epochs(self, n):
         self._seed += 1
-        self.model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr, verbose=False,
-                       seed=self._seed, handle_interrupt=False)
+        self.fit(self.model, self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr,
+                 seed=self._seed)
         synchronize(self.backend)
 
 
@@ -171,8 +171,8 @@ class SequentialRunner(Runner):
     def epochs(self, n):
         self._seed += 1
         for model in self.models:
-            model.fit(self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr, verbose=False,
-                      seed=self._seed, handle_interrupt=False)
+            self.fit(model, self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr,
+                     seed=self._seed)
         synchronize(self.backend)
 
 

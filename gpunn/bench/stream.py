@@ -89,6 +89,7 @@ def run(args) -> dict:
     from .. import data
     from ..backend import resolve
     from ..model import MLP
+    from .runners import timed_fit
 
     backend = resolve(args.device)
     hidden = [int(h) for h in args.hidden.split(",")]
@@ -126,12 +127,10 @@ def run(args) -> dict:
     result["setup_s"] = time.perf_counter() - t0
     model = MLP([n_in, *hidden, n_out], device=backend, seed=0)
     warm = numpy.random.default_rng(0).standard_normal((2 * args.batch_size, n_in + n_out)).astype("float32")
-    model.fit(warm[:, :n_in], warm[:, n_in:], epochs=1, batch_size=args.batch_size, verbose=False,
-              handle_interrupt=False)  # JIT, workspaces
+    timed_fit(model, warm[:, :n_in], warm[:, n_in:], epochs=1, batch_size=args.batch_size)  # JIT, workspaces
     model.init_parameters()
     cpu0 = _cpu_seconds()
-    history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size, verbose=False, lr=1e-3,
-                        handle_interrupt=False)
+    history = timed_fit(model, *train, epochs=args.epochs, batch_size=args.batch_size, lr=1e-3)
     seconds, cpu = sum(history["time_s"]), _cpu_seconds() - cpu0
     result.update(rows=rows, seconds=seconds, samples_per_s=rows * len(history["time_s"]) / seconds,
                   cpu_seconds=cpu, samples_per_cpu_s=rows * len(history["time_s"]) / cpu,
