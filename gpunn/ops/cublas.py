@@ -177,17 +177,29 @@ def emulate_gemm(plan: GemmPlan, first, second, out, offset_first=0, offset_seco
     return out
 
 
-class CupyBlas:
+class _UnitScalars:
+    """GemmEx's alpha = 1 and beta = 0, in host memory (cuBLAS's default pointer mode, read at each call) and
+    of the compute type's scalar type: double for COMPUTE_64F, float for the others. Held for the caller's
+    life, so that the addresses given to cuBLAS stay valid."""
+
+    def __init__(self):
+        self._float = (ctypes.c_float(1.0), ctypes.c_float(0.0))
+        self._double = (ctypes.c_double(1.0), ctypes.c_double(0.0))
+
+    def _alpha_beta(self, ctype) -> tuple[int, int]:
+        """The host addresses of alpha (1) and beta (0) for a product of compute type ``ctype``."""
+        one, zero = self._double if ctype == COMPUTE_64F else self._float
+        return ctypes.addressof(one), ctypes.addressof(zero)
+
+
+class CupyBlas(_UnitScalars):
     """GemmEx on CuPy's cuBLAS handle for the current device (not during stream capture)."""
 
     def __init__(self):
         from cupy_backends.cuda.libs import cublas
 
+        super().__init__()
         self._cublas = cublas
-        self._one = numpy.array(1.0, numpy.float32)
-        self._zero = numpy.array(0.0, numpy.float32)
-        self._one64 = numpy.array(1.0, numpy.float64)
-        self._zero64 = numpy.array(0.0, numpy.float64)
 
     @staticmethod
     def _done_without_cublas(plan, out) -> bool:
@@ -205,11 +217,11 @@ class CupyBlas:
         ctype = product_type(a, b, out, precision)
         if self._done_without_cublas(plan, out):
             return out
-        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        alpha, beta = self._alpha_beta(ctype)
         self._cublas.gemmEx(
             cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
-            one.ctypes.data, b.data.ptr, cuda_type(b.dtype), plan.lda, a.data.ptr, cuda_type(a.dtype), plan.ldb,
-            zero.ctypes.data, out.data.ptr, cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
+            alpha, b.data.ptr, cuda_type(b.dtype), plan.lda, a.data.ptr, cuda_type(a.dtype), plan.ldb,
+            beta, out.data.ptr, cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
         return out
 
     def gemm_batched(self, a, b, out, precision="float32"):
@@ -222,12 +234,12 @@ class CupyBlas:
         if self._done_without_cublas(bp.plan, out):
             return out
         plan = bp.plan
-        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        alpha, beta = self._alpha_beta(ctype)
         self._cublas.gemmStridedBatchedEx(
             cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
-            one.ctypes.data, b.data.ptr, cuda_type(b.dtype), plan.lda, bp.stride_first,
+            alpha, b.data.ptr, cuda_type(b.dtype), plan.lda, bp.stride_first,
             a.data.ptr, cuda_type(a.dtype), plan.ldb, bp.stride_second,
-            zero.ctypes.data, out.data.ptr, cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count, ctype, GEMM_DEFAULT)
+            beta, out.data.ptr, cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count, ctype, GEMM_DEFAULT)
         return out
 
 
@@ -258,7 +270,7 @@ def load_cublas():
     return ctypes.CDLL(path)
 
 
-class CapturableBlas:
+class CapturableBlas(_UnitScalars):
     """GemmEx on a cuBLAS handle of gpunn's own, bound to one stream, with a fixed workspace.
 
     The library is the one CuPy loaded (found in /proc/self/maps), called through ctypes, so no
@@ -269,6 +281,7 @@ class CapturableBlas:
     def __init__(self, stream_ptr: int):
         import cupy
 
+        super().__init__()
         lib = load_cublas()
         self._lib = lib
         vp, i32 = ctypes.c_void_p, ctypes.c_int
@@ -291,8 +304,6 @@ class CapturableBlas:
         self._check(lib.cublasSetStream_v2(handle, vp(stream_ptr)), "cublasSetStream")
         self._check(lib.cublasSetWorkspace_v2(handle, vp(self.workspace.data.ptr), WORKSPACE_BYTES),
                     "cublasSetWorkspace")
-        self._one, self._zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
-        self._one64, self._zero64 = ctypes.c_double(1.0), ctypes.c_double(0.0)
 
     @staticmethod
     def _check(status, what):
@@ -304,12 +315,12 @@ class CapturableBlas:
         ctype = product_type(a, b, out, precision)
         if plan.m == 0 or plan.n == 0 or plan.k == 0:
             raise GemmError("empty products are not captured")
-        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        alpha, beta = self._alpha_beta(ctype)
         vp = ctypes.c_void_p
         self._check(self._lib.cublasGemmEx(
-            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(ctypes.addressof(one)),
+            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(alpha),
             vp(b.data.ptr), cuda_type(b.dtype), plan.lda, vp(a.data.ptr), cuda_type(a.dtype), plan.ldb,
-            vp(ctypes.addressof(zero)), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT),
+            vp(beta), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT),
             "cublasGemmEx")
         return out
 
@@ -321,13 +332,13 @@ class CapturableBlas:
         ctype = product_type(a, b, out, precision)
         if plan.m == 0 or plan.n == 0 or plan.k == 0 or bp.count == 0:
             raise GemmError("empty products are not captured")
-        one, zero = (self._one64, self._zero64) if ctype == COMPUTE_64F else (self._one, self._zero)
+        alpha, beta = self._alpha_beta(ctype)
         vp = ctypes.c_void_p
         self._check(self._lib.cublasGemmStridedBatchedEx(
-            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(ctypes.addressof(one)),
+            self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(alpha),
             vp(b.data.ptr), cuda_type(b.dtype), plan.lda, bp.stride_first,
             vp(a.data.ptr), cuda_type(a.dtype), plan.ldb, bp.stride_second,
-            vp(ctypes.addressof(zero)), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count,
+            vp(beta), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count,
             ctype, GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
         return out
 
