@@ -149,6 +149,25 @@ def test_gemm_ex_for_every_layout_the_model_uses(precision, out_dtype, rel):
         assert err < rel, (precision, out_dtype, A.flags.c_contiguous, B.flags.c_contiguous, err)
 
 
+@pytest.mark.parametrize("members", [None, 3])
+def test_a_strided_operand_is_copied_contiguous_and_the_product_retried(members):
+    """An operand GemmEx cannot read as it is (every other column: neither C- nor F-ordered) is copied
+    contiguous on CuPy's handle and the product retried into ``out``: one model's product (CupyOps.matmul)
+    and an ensemble's batched one (CupyEnsembleOps.matmul) share CupyOps.gemm_ex."""
+    from gpunn.ops import ensemble_ops_for
+
+    ops = _cupy_ops("tf32")
+    rng = np.random.default_rng(7)
+    stack = () if members is None else (members,)
+    a = rng.standard_normal((*stack, 33, 34)).astype(np.float32)
+    b = rng.standard_normal((*stack, 17, 9)).astype(np.float32)
+    out = cupy.empty((*stack, 33, 9), np.float32)
+    product = ops.matmul if members is None else ensemble_ops_for(ops).matmul
+    assert product(cupy.asarray(a)[..., ::2], cupy.asarray(b), out) is out
+    want = a[..., ::2].astype(np.float64) @ b
+    assert np.linalg.norm(_host(out) - want) / np.linalg.norm(want) < 3e-3  # TF32's rounding
+
+
 def test_tf32_is_used_and_does_not_leak():
     """A 1024^3 product in tf32 has TF32's error (about 1e-4 relative, float32's is about 1e-7), and
     CuPy's own matmul afterwards still computes in float32."""

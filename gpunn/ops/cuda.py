@@ -80,15 +80,24 @@ class CupyOps(Ops):
     def matmul(self, a, b, out):
         if self.blas is None and self.precision == "float32" and not (is_bf16(a.dtype) or is_bf16(out.dtype)):
             return cupy.matmul(a, b, out=out)
+        return self.gemm_ex(a, b, out)
+
+    def gemm_ex(self, a, b, out, batched=False):
+        """out = a @ b (with ``batched``, out[k] = a[k] @ b[k]: CupyEnsembleOps.matmul) through GemmEx with the
+        precision's compute type, on ``self.blas``: the graph path's handle while a step is captured, else
+        CuPy's (CupyBlas, made on the first product that needs it). On CuPy's handle, operands whose layout
+        GemmEx cannot take are copied contiguous and the product retried into ``out`` (when ``out`` is
+        contiguous itself); in a capture the GemmError goes up."""
         blas = self.blas
         if blas is None:
             blas = self.blas = CupyBlas()
+        product = blas.gemm_batched if batched else blas.gemm
         try:
-            return blas.gemm(a, b, out, self.precision)
+            return product(a, b, out, self.precision)
         except GemmError:
             if not isinstance(blas, CupyBlas) or not out.flags.c_contiguous:
                 raise
-            return blas.gemm(cupy.ascontiguousarray(a), cupy.ascontiguousarray(b), out, self.precision)
+            return product(cupy.ascontiguousarray(a), cupy.ascontiguousarray(b), out, self.precision)
 
     def to_storage(self, src, dst):
         if not (is_bf16(dst.dtype) and src.dtype == numpy.float32 and src.size == dst.size

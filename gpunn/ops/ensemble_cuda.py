@@ -16,7 +16,6 @@ import numpy
 from ..activations import Activation
 from . import kernels
 from .base import is_bf16
-from .cublas import CupyBlas, GemmError
 from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
 from .ensemble import EnsembleOps, MemberRates
 
@@ -90,21 +89,11 @@ class CupyEnsembleOps(EnsembleOps):
         tensor cores for "tf32", bf16 operands with float32 accumulation for bf16), on the graph path's own
         handle while a step is captured (CuPy's matmul cannot be), and for tf32 and bf16 always; CuPy's matmul
         for a float32/float64 product outside a graph."""
-        ops = self.ops
-        precision = ops.precision
-        if out.ndim == 3 and ops.blas is None and (precision != "float32" or is_bf16(a.dtype)):
-            ops.blas = CupyBlas()  # as CupyOps.matmul makes it for one model's tf32/bf16 products
-        blas = ops.blas
-        if blas is None or not hasattr(blas, "gemm_batched") or out.ndim != 3:
+        ops, blas = self.ops, self.ops.blas
+        gemm_ex = ops.precision != "float32" or is_bf16(a.dtype)  # else CuPy's matmul, unless a graph is captured
+        if out.ndim != 3 or (blas is None and not gemm_ex) or (blas is not None and not hasattr(blas, "gemm_batched")):
             return super().matmul(a, b, out)
-        try:  # k = 1 too: a * b exactly
-            return blas.gemm_batched(a, b, out, precision)
-        except GemmError:
-            if not isinstance(blas, CupyBlas) or not out.flags.c_contiguous:
-                raise
-            import cupy
-
-            return blas.gemm_batched(cupy.ascontiguousarray(a), cupy.ascontiguousarray(b), out, precision)
+        return ops.gemm_ex(a, b, out, batched=True)  # k = 1 too: a * b exactly
 
     def _mse(self, A, Y, dA, scale, out=None):
         import cupy
