@@ -181,8 +181,13 @@ def _cuda_host_windows(backend, windows, fill, capacity_rows, n_features, n_outp
                 host[2].synchronize()
 
 
-_SIDE_STREAMS: dict = {}
-_CONSUMED: dict = {}  # (device, side stream purpose) -> the last "window consumed" event of the training stream
+_SIDE_STREAMS: dict = {}  # _side_key -> the side stream
+_CONSUMED: dict = {}  # _side_key -> the last "window consumed" event of the training stream
+
+
+def _side_key(backend, purpose):
+    """The key of ``backend``'s side stream for ``purpose``: (device, purpose)."""
+    return (backend.device_id, purpose)
 
 
 def side_stream(backend, purpose):
@@ -190,7 +195,7 @@ def side_stream(backend, purpose):
     each epoch reuses it, so the generators keyed by stream (gpunn.rng) stay few. Made with that device
     current whatever device is current now: a stream belongs to the device it was made on, and a kernel
     or an event of another device on it fails."""
-    key = (backend.device_id, purpose)
+    key = _side_key(backend, purpose)
     stream = _SIDE_STREAMS.get(key)
     if stream is None:
         with backend.use():
@@ -217,7 +222,7 @@ def generated_windows(backend, windows, generate):
     cp = backend.xp
     main = cp.cuda.get_current_stream()
     side = side_stream(backend, "generate")
-    key = (backend.device_id, "generate")
+    key = _side_key(backend, "generate")
     _CONSUMED[key] = main.record()  # windows of an earlier generator, consumed before now
 
     def start(window):
