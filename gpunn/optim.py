@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .checks import is_real
+from .checks import flag, is_real
 
 
 def _check_lr(lr):
@@ -24,6 +24,15 @@ def _check_nonneg(name, value):
 
 
 class Optimizer:
+    """What every optimizer takes: ``lr``, the learning rate (None: the class's ``default_lr``, 1e-3 for
+    Adam and AdamW, 1e-2 for the SGD family; a schedule and ReduceLROnPlateau scale it per epoch), and
+    ``weight_decay`` (>= 0, default 0; AdamW's 0.01), applied to every parameter, biases included.
+
+    An optimizer keeps its moments and step count (``steps``) between fits of the model it was bound
+    to, so a second ``fit`` with the same object continues; bound to another model it starts afresh.
+    A subclass names its state arrays (``state_names``) and defines ``step(params, grads, lr)`` over the
+    flat buffers and ``config()``."""
+
     name = "optimizer"
     default_lr = 1e-3
 
@@ -72,7 +81,11 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """W <- W - lr * dW (the seed's update), with optional (Nesterov) momentum and L2 decay."""
+    """W <- W - lr * dW (the seed's update), with optional (Nesterov) momentum and L2 decay, as torch.optim.SGD.
+
+    ``lr`` default 1e-2. ``momentum`` in [0, 1) (0: none): v <- momentum v + dW, W <- W - lr v.
+    ``nesterov`` (needs momentum > 0): W <- W - lr (dW + momentum v). ``weight_decay``: L2,
+    weight_decay x W added to dW."""
 
     name = "sgd"
     default_lr = 1e-2
@@ -82,6 +95,7 @@ class SGD(Optimizer):
         self.momentum = _check_nonneg("momentum", momentum)
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        nesterov = flag(nesterov, "nesterov")
         if nesterov and not self.momentum:
             raise ValueError("nesterov=True needs a momentum > 0")
         self.nesterov = bool(nesterov)
@@ -104,6 +118,8 @@ class SGD(Optimizer):
 
 
 class Momentum(SGD):
+    """SGD with momentum 0.9 by default (``lr`` default 1e-2); see SGD."""
+
     name = "momentum"
 
     def __init__(self, lr=None, momentum=0.9, nesterov=False, weight_decay=0.0):
@@ -111,6 +127,8 @@ class Momentum(SGD):
 
 
 class Nesterov(SGD):
+    """SGD with Nesterov momentum, 0.9 by default (``lr`` default 1e-2); see SGD."""
+
     name = "nesterov"
 
     def __init__(self, lr=None, momentum=0.9, weight_decay=0.0):
@@ -118,7 +136,11 @@ class Nesterov(SGD):
 
 
 class Adam(Optimizer):
-    """Adam with L2 weight decay added to the gradient (torch.optim.Adam)."""
+    """Adam with L2 weight decay added to the gradient (torch.optim.Adam's formulas).
+
+    ``lr`` default 1e-3; ``beta1``, ``beta2`` in [0, 1): the decay rates of the mean (m) and uncentred
+    variance (v) of the gradient; ``eps`` > 0, added to sqrt(v) after its bias correction;
+    ``weight_decay``: L2, weight_decay x W added to the gradient (AdamW decouples it)."""
 
     name = "adam"
     decoupled = False
@@ -153,7 +175,8 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (torch.optim.AdamW; default decay 0.01 as there)."""
+    """Adam with decoupled weight decay, W <- W (1 - lr weight_decay) before the Adam step
+    (torch.optim.AdamW; default decay 0.01 as there). The other options are Adam's."""
 
     name = "adamw"
     decoupled = True

@@ -223,6 +223,12 @@ def test_the_other_flags_of_fit_and_predict_are_bools_too(model, data, call, mat
         call(model, ens, *data)
 
 
+def test_sgds_nesterov_is_a_bool():
+    with pytest.raises(TypeError, match="nesterov must be True or False, got 'no'"):  # it ran Nesterov's update
+        gpunn.SGD(momentum=0.9, nesterov="no")
+    assert gpunn.SGD(momentum=0.9, nesterov=0).nesterov is False
+
+
 def test_verbose_takes_a_verbosity_level_as_keras_and_scikit_learn_do(model, data, capsys):
     model.fit(*data, epochs=1, verbose=0)
     assert capsys.readouterr().err == ""
