@@ -676,7 +676,8 @@ class ModelCheckpoint(Callback):
     ends, and when it is interrupted (Ctrl-C). Each write is atomic: a crash mid-write
     leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes
     happen only when ``monitor`` improves (the final/interrupt writes still happen so the
-    run can be resumed; point ``path`` elsewhere to keep a best-only file).
+    run can be resumed; point ``path`` elsewhere to keep a best-only file); ``monitor`` and ``mode``
+    are EarlyStopping's.
     """
 
     rank_zero_only = True  # data parallel: rank 0 writes; the other ranks hold the same state

@@ -26,6 +26,8 @@ from .checks import as_matrix, check_rows_match, flag, per_member, positive_int,
 from .data.stats import Standardizer
 from .model import MLP, ParamList, RawUnits, gradients_over
 from .ops import ensemble_ops_for
+from .training.ensemble import fit_ensemble
+from .training.fit import as_method
 from .training.graph import graph_mode
 
 
@@ -61,7 +63,8 @@ class _Workspace:
 class Ensemble(RawUnits):
     """K regression MLPs of one architecture, trained together as batched products.
 
-    ``seed`` is an int (member k starts as ``MLP(layer_sizes, ..., seed=seed + k)``) or a list of
+    ``n_models`` is K (>= 1); ``layer_sizes``, ``activation``, ``output_activation``, ``bias``, ``dtype``,
+    ``device`` and ``fused`` are one MLP's, for every member. ``seed`` is an int (member k starts as ``MLP(layer_sizes, ..., seed=seed + k)``) or a list of
     K ints. ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the
     members' mean and population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of
     member k; ``ens.best()`` the member with the best validation loss of the last fit.
@@ -391,12 +394,8 @@ class Ensemble(RawUnits):
         values = per_member[kept]
         return kept[int(numpy.argmax(values) if maximise else numpy.argmin(values))]
 
-    def fit(self, X, Y=None, **kwargs):
-        """Train all members on (X, Y), or on a data source passed alone as X; see
-        :func:`gpunn.training.ensemble.fit_ensemble`. Returns the history."""
-        from .training.ensemble import fit_ensemble
-
-        return fit_ensemble(self, X, Y, **kwargs)
+    fit = as_method(fit_ensemble, "Train all members on (X, Y), or on a data source passed alone as X. Returns the "
+                                  "history.")
 
     def __deepcopy__(self, memo):
         """An independent ensemble on the same device: the members' architecture, seeds and parameters, the

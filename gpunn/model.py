@@ -28,6 +28,7 @@ from .activations import Activation, get_activation
 from .checks import DTYPES, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
+from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode
 
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -427,12 +428,8 @@ class MLP(RawUnits):
             logs = RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
-    def fit(self, X, Y=None, **kwargs):
-        """Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X; see :func:`gpunn.fit`
-        for the options. Returns the history."""
-        from .training.fit import fit
-
-        return fit(self, X, Y, **kwargs)
+    fit = as_method(_fit, "Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X: "
+                          "gpunn.fit(model, X, Y, ...). Returns the history.")
 
     def __deepcopy__(self, memo):
         """An independent model on the same device: the architecture, seed, parameters, precision, graph mode,

@@ -2,6 +2,7 @@
 import numpy
 import pytest
 
+import gpunn
 from gpunn import MLP, TrainingDiverged, datasets, metrics
 from gpunn import SGD, Adam, AdamW, Momentum, Nesterov, Schedule
 from gpunn.optim import OPTIMIZERS, SCHEDULES
@@ -187,3 +188,17 @@ def test_partial_last_batch_uses_every_row():
     start = model.loss(X, Y)
     h = model.fit(X, Y, epochs=1, batch_size=4, optimizer="sgd", lr=1e-12, shuffle=False, verbose=False)
     assert h["loss"][0] == pytest.approx(start, rel=1e-9)
+
+
+def test_help_of_model_fit_lists_every_option_with_its_default():
+    # MLP.fit and Ensemble.fit were (X, Y=None, **kwargs): help(model.fit) and editors showed no option
+    import inspect
+
+    from gpunn.training.ensemble import fit_ensemble
+
+    for method, function in ((gpunn.MLP.fit, gpunn.fit), (gpunn.Ensemble.fit, fit_ensemble)):
+        ours, theirs = inspect.signature(method), inspect.signature(function)
+        assert list(ours.parameters)[1:] == list(theirs.parameters)[1:]
+        assert [p.default for p in ours.parameters.values()] == [p.default for p in theirs.parameters.values()]
+        assert inspect.getdoc(function) in inspect.getdoc(method)
+    assert "epochs: passes over the training rows (default 10)" in inspect.getdoc(gpunn.MLP.fit)

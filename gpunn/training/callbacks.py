@@ -297,7 +297,8 @@ class ReduceLROnPlateau(_Monitoring):
     ``lr x schedule(epoch) x plateau_scale``, so a cosine or step schedule keeps its shape
     and is lowered as a whole. ``min_lr`` bounds what the reductions can bring the rate
     to (the schedule itself may still go lower). ``cooldown`` epochs follow each reduction
-    before the patience count restarts.
+    before the patience count restarts. ``monitor`` and ``mode`` are EarlyStopping's; an epoch improves
+    when it beats the best value by more than ``min_delta`` (default 1e-4, as Keras').
     """
 
     def __init__(self, monitor=None, factor=0.1, patience=10, min_delta=1e-4, mode="auto", cooldown=0, min_lr=0.0):

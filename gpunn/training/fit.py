@@ -3,6 +3,7 @@ resumption) use."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy
 
@@ -16,6 +17,21 @@ from .loop import train
 from .protocols import is_source
 from .sources import ArraySource
 from .state import FitSettings
+
+
+def as_method(function, summary):
+    """``function(model, ...)`` as a method (``MLP.fit``, ``Ensemble.fit``) with the function's parameters,
+    ``self`` for ``model``, and ``summary`` above its docstring, so that ``help(model.fit)`` and an editor
+    list every option with its default, as ``help(gpunn.fit)`` does (``**kwargs`` showed none)."""
+    def method(self, *args, **kwargs):
+        return function(self, *args, **kwargs)
+
+    signature = inspect.signature(function)
+    model, *rest = signature.parameters.values()
+    method.__signature__ = signature.replace(parameters=[model.replace(name="self"), *rest])
+    method.__name__ = method.__qualname__ = function.__name__
+    method.__doc__ = f"{summary}\n\n{inspect.getdoc(function)}"
+    return method
 
 
 def split_validation(model, X, Y, validation_data=None, validation_fraction=None, seed=0):
@@ -53,6 +69,13 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True,
         distributed=False, graph=None):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
+
+    epochs: passes over the training rows (default 10). batch_size: rows per step (default 256, at most
+    the row count; None trains full-batch). shuffle: reorder the rows each epoch, by (seed, epoch).
+    verbose: draw a progress bar on stderr (True, or a verbosity level above 0). callbacks: a list of
+    :class:`gpunn.Callback` (below). Returns the history: per epoch ``epoch``, ``loss`` (the mean of each
+    batch's loss before its step, over the epoch's rows), ``lr``, ``time_s``, ``samples_per_s``, and the
+    validation metrics; ``best_epoch``, ``stopped_early``, ``interrupted``.
 
     X may instead be a data source (``gpunn.data.synthetic/npy/parquet/csv/iterable``) with Y
     omitted: the source then owns batching, shuffling (its own seed and shuffle) and the
