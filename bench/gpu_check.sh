@@ -16,11 +16,28 @@
 #              --precision / --eager; fails when a default row ran without its graph (the reason is in
 #              train.txt) and prints graph over eager per configuration
 #   hooks      optional checks that run only where their feature has landed: bench/gpu_checks/NAME.py
-#              for NAME in ensemble (issue 11), streams (issue 12), nccl (issue 13, one rank). Contract:
+#              for NAME in precision (issues 10-11: the measured member-vs-MLP errors, batched GemmEx
+#              calls eager and captured, R², alignment), ensemble (issue 11), streams (issue 12), nccl
+#              (issue 13, one rank). Contract:
 #              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
 #              no file = "not landed", not a failure. GPUNN_CHECK_<NAME>_SECONDS raises one hook's cap,
 #              e.g. GPUNN_CHECK_STREAMS_SECONDS=240 (with GPUNN_CHECK_BUDGET=600) lets the streams hook
-#              reach issue 12's 10^9-row stream (about 150 s on an H200).
+#              reach issue 12's 10^9-row stream (about 150 s on an H200). Each hook keeps 30 s for
+#              each later one, so a raised cap cannot starve the hooks after it.
+#   report     bench/gpu_report.py OUT_DIR > OUT_DIR/report.md: the run as a bench/RESULTS.md section
+#              (card, driver, versions, the summary, each issue's target with its value, met or not)
+#
+# The next GPU session: two calls that answer every owed GPU question of issues 10-13 (15 minutes of
+# device time, start-up included: ~2-3 min start + 480 + 200 s at worst, ~360 + ~165 s expected; the
+# machine stays warm only 30 s after a call, so send the second at once, then give it back; at most 8
+# files come back from $OUT, hence the tar):
+# 1. everything but the 10^9-row stream, with the bf16 ensemble row (timeout_s 480):
+#    GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md; exit $rc
+# 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200):
+#    python3 bench/gpu_checks/streams.py --device cuda --out /tmp/gc2 --max-seconds 180 --parts synthetic,synthetic_long > /tmp/gc2.txt 2>&1; rc=$?; cp /tmp/gc2.txt $OUT/streams-long.txt; cp /tmp/gc2/streams.json $OUT/streams-long.json; cat /tmp/gc2.txt; exit $rc
+# Then, here, with gc.tgz unpacked into GC_DIR: python bench/gpu_report.py GC_DIR --add
+# streams=streams-long.json > section.md is the bench/RESULTS.md section of both calls.
+#
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
 # never more than what is left after the later stages' reserves (kernels 30, train 90, 30 per hook
@@ -51,14 +68,16 @@ outcome() { if [ "$2" -eq 0 ]; then record "ok   $1: $3 ($((SECONDS - t0))s)"
 allow() { local left=$((BUDGET - (SECONDS - t0) - ${2:-0})); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
           [ "$cap" -lt 10 ] && cap=0; echo "$cap"; }
 skip() { record "SKIP $1: no budget left (the run is incomplete: it fails)"; failed=1; }
-HOOKS="ensemble streams nccl"
+HOOKS="precision ensemble streams nccl"
 present=0; for hook in $HOOKS; do [ -f "bench/gpu_checks/$hook.py" ] && present=$((present + 1)); done
 HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their share
 RESERVE_TRAIN=90; RESERVE_KERNELS=30
 
 stage "device"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-  date -u "+%F %H:%M UTC"; timeout 60 "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
+  date -u "+%F %H:%M UTC"
+  echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ', with uncommitted changes')"
+  timeout 60 "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 if [ "$DRY" = 0 ]; then
   reason=$(timeout 60 "$PY" -c "from gpunn import backend; c, n, r = backend.probe_cuda(); print(r or 'ok')" 2>&1 | tail -n 1)
@@ -74,10 +93,11 @@ cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))
 if [ "$cap" -eq 0 ]; then skip "tests"; else
   if [ "$DRY" = 1 ]; then  # the plumbing only: the GPU tests of one module against tests/fakecupy
     GPUNN_FAKE_CUPY=1 timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
-      > "$OUT/gpu_tests.log" 2>&1
+      --junitxml="$OUT/gpu_tests.xml" > "$OUT/gpu_tests.log" 2>&1
   else
     xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
-    timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests > "$OUT/gpu_tests.log" 2>&1
+    timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests --junitxml="$OUT/gpu_tests.xml" \
+      > "$OUT/gpu_tests.log" 2>&1
   fi
   rc=$?
   tail -n 15 "$OUT/gpu_tests.log"
@@ -134,12 +154,14 @@ print('; '.join(f\"{r['config']} {r['dtype']}: {r['note']}\" for r in rows if r.
   fi
 fi
 
-stage "hooks (issues 11, 12, 13)"
+stage "hooks (issues 10-13)"
+later=$present
 for hook in $HOOKS; do
   script="bench/gpu_checks/$hook.py"
   if [ ! -f "$script" ]; then record "--   $hook: not landed ($script absent)"; continue; fi
+  later=$((later - 1))
   wanted="GPUNN_CHECK_${hook^^}_SECONDS"
-  cap=$(allow "${!wanted:-$HOOK_SECONDS}")
+  cap=$(allow "${!wanted:-$HOOK_SECONDS}" $((later * 30)))
   if [ "$cap" -eq 0 ]; then skip "$hook"; continue; fi
   mkdir -p "$OUT/$hook"
   timeout -k 10 "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
@@ -151,5 +173,9 @@ done
 
 stage "summary"
 echo "gpu_check on $(head -n 1 "$OUT/device.txt"), $(date -u +%F), $((SECONDS - t0))s of a ${BUDGET}s budget: $([ "$failed" = 0 ] && echo PASSED || echo FAILED)" >> "$SUMMARY"
+# the run as a bench/RESULTS.md section (what is read afterwards): a report that cannot be built fails the run
+if ! "$PY" bench/gpu_report.py "$OUT" > "$OUT/report.md" 2> "$OUT/report.err"; then
+  record "FAIL report: bench/gpu_report.py $OUT: $(tail -n 1 "$OUT/report.err")"; failed=1
+fi
 cat "$SUMMARY"
 [ "$failed" -eq 0 ]

@@ -2,6 +2,8 @@
 
     python bench/gpu_checks/streams.py --device cuda --out DIR --max-seconds 35     # what gpu_check.sh runs
     python bench/gpu_checks/streams.py --device cuda --out DIR --max-seconds 240    # reaches the 10^9-row stream
+    python bench/gpu_checks/streams.py --device cuda --out DIR --max-seconds 180 --parts synthetic,synthetic_long
+                                        # the 10^9-row stream alone (gpu_check.sh's second GPU command)
     python bench/gpu_checks/streams.py --device cpu --out DIR                        # the plumbing, no GPU
     python bench/gpu_checks/streams.py --device cuda --out DIR --quick               # the GPU code, CPU sizes
 
@@ -40,6 +42,9 @@ import time
 import numpy
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+PARTS = ("synthetic", "npy_large", "npy", "synthetic_long")  # the throughput parts, in the order they run
 
 
 def host(a):
@@ -98,9 +103,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", default=".")
     parser.add_argument("--max-seconds", type=float, default=35.0)
+    parser.add_argument("--parts", default=",".join(PARTS), help="the throughput parts to run, comma-separated "
+                        f"(default: all, {','.join(PARTS)}); synthetic_long needs synthetic's rates")
     parser.add_argument("--quick", action="store_true", help="the small sizes of a CPU run on any device (a test of "
                         "the code paths, e.g. on tests/fakecupy), no 10^9-row stream")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS) or ("synthetic_long" in parts and "synthetic" not in parts):
+        parser.error(f"--parts: a comma-separated choice of {', '.join(PARTS)} (synthetic_long with synthetic)")
     t0 = time.monotonic()
 
     def left():
@@ -150,8 +160,8 @@ def main(argv=None) -> int:
         save(report)
         batch, sizes = 4096, [32, 32, 1] if args.quick else [32, 256, 256, 1]
         model_args = (sizes, "relu", "identity", True, "float32", backend, 0)
-        n = (1 << 23) if big else (1 << 13) if args.quick else (1 << 17)
-        if left() > 12:
+        n = (1 << 23) if big else (1 << 13) if args.quick else (1 << 15)  # CPU: the plumbing, fast in CI
+        if "synthetic" in parts and left() > 12:
             Xm, Ym = datasets.make("teacher", n, 32, 1, seed=0, device=backend)
             memory = timed_fit(model_args, (Xm, Ym), batch)
             del Xm, Ym
@@ -169,7 +179,7 @@ def main(argv=None) -> int:
         large_rows, features, hidden, large_batch, chunk = (
             ((1 << 18), 1024, [4096] * 4, 8192, 16384) if big else
             ((1 << 11), 64, [32], 256, 256) if args.quick else ((1 << 13), 64, [64, 64], 512, 1024))
-        if left() > (25 if big else 8):
+        if "npy_large" in parts and left() > (25 if big else 8):
             directory = os.path.join(tmp, "large")
             make_npy(directory, large_rows, features, 1, device=backend)
             files = (os.path.join(directory, "X.npy"), os.path.join(directory, "Y.npy"))
@@ -192,7 +202,7 @@ def main(argv=None) -> int:
             shutil.rmtree(directory, ignore_errors=True)
             save(report)
 
-        if left() > 12:
+        if "npy" in parts and left() > 12:
             m = n // 4
             make_npy(tmp, m, 32, 1)
             files = (os.path.join(tmp, "X.npy"), os.path.join(tmp, "Y.npy"))
@@ -209,7 +219,7 @@ def main(argv=None) -> int:
 
         # the 10^9-row stream, as far as the time left allows (GPU only: CI's dry run stays short)
         synthetic = report["throughput"].get("synthetic")
-        if big and synthetic:
+        if big and synthetic and "synthetic_long" in parts:
             fits = int(synthetic["stream_samples_per_s"] * (left() - 15))
             long_rows = min(10 ** 9, fits)
             if long_rows >= 4 * n:

@@ -1,0 +1,497 @@
+"""A bench/gpu_check.sh output folder as a bench/RESULTS.md section (Markdown, on stdout).
+
+    python bench/gpu_report.py OUT_DIR                                  # gpu_check.sh writes OUT_DIR/report.md so
+    python bench/gpu_report.py OUT_DIR --add streams=streams-long.json  # with a later hook run's JSON merged in
+
+It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json,
+kernels.json and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory,
+driver, CuPy and torch versions, date, commit), the summary, one table of the open issues' GPU targets
+(10-13), each with its measured value and "met", "not met" or "not measured" (saying why: a stage skipped,
+killed or not run, a CPU dry run), one table answering the questions the ensemble-precision review left
+for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets
+are "not measured". Ratios of two rows are the ratio of their median samples/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+HOOKS = ("precision", "ensemble", "streams", "nccl")
+MET, NOT_MET = "met", "**not met**"
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _json(path):
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _x(value, digits=2):
+    return f"{value:.{digits}f}×"
+
+
+def _merge(base, extra):
+    """A later run's hook JSON over the first: its parts replace the first's, the others stay."""
+    if base is None:
+        return extra
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+class Run:
+    """What one gpu_check.sh output folder holds (each part None when its file is missing)."""
+
+    def __init__(self, out, added=()):
+        self.out = out
+        self.summary = (_read(os.path.join(out, "summary.txt")) or "").rstrip("\n")
+        self.device = (_read(os.path.join(out, "device.txt")) or "").splitlines()
+        self.train = _json(os.path.join(out, "train.json"))
+        self.kernels = _json(os.path.join(out, "kernels.json"))
+        self.hooks = {name: _json(os.path.join(out, name, f"{name}.json")) for name in HOOKS}
+        self.added = list(added)
+        for name, path in added:
+            self.hooks[name] = _merge(self.hooks.get(name), _json(path) or {})
+        self.tests = self._tests()
+
+    def line(self, stage):
+        """summary.txt's line for a stage, or None."""
+        for line in self.summary.splitlines():
+            if re.match(rf"^(ok|FAIL|SKIP|--)\s+{re.escape(stage)}\b", line):
+                return line
+        return None
+
+    def why_missing(self, stage, what):
+        line = self.line(stage)
+        if line is None and self.finished():
+            return f"not measured: this run had no {stage} stage"
+        if line is None:
+            return f"not measured: no {stage} line in summary.txt (the run stopped before it)"
+        if not line.startswith("ok"):
+            return f"not measured: `{line.strip()}`"
+        return f"not measured: {what}"
+
+    def finished(self):
+        return bool(self.summary) and self.summary.splitlines()[-1].startswith("gpu_check on ")
+
+    def stage_seconds(self):
+        """{stage: seconds it took}, from the running times summary.txt's lines end with."""
+        out, last = {}, 0
+        for line in self.summary.splitlines():
+            m = re.match(r"^(ok|FAIL|SKIP)\s+(\w+)\b.*\((\d+)s\)\s*$", line)
+            if m:
+                out[m.group(2)] = int(m.group(3)) - last
+                last = int(m.group(3))
+        return out
+
+    def _tests(self):
+        """{test id: passed/failed/skipped} from gpu_tests.xml (pytest --junitxml), or None."""
+        path = os.path.join(self.out, "gpu_tests.xml")
+        if not os.path.exists(path):
+            return None
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError:
+            return None
+        out = {}
+        for case in root.iter("testcase"):
+            kids = {child.tag for child in case}
+            outcome = "failed" if kids & {"failure", "error"} else "skipped" if "skipped" in kids else "passed"
+            out[f"{case.get('classname', '')}::{case.get('name', '')}"] = outcome
+        return out
+
+    # ---- train.json rows ------------------------------------------------------------------------------
+    def row(self, config, impl="gpunn", dtype="float32", mode="default"):
+        """A train.json row: gpunn's default (the CUDA graph on a GPU) or eager step, or a peer's."""
+        for r in (self.train or {}).get("results", []):
+            if r["config"] != config or r["impl"] != impl:
+                continue
+            if impl == "gpunn" and (r["dtype"] != dtype or (r.get("graph") == "eager") != (mode == "eager")):
+                continue
+            return r
+        return None
+
+
+# ---- the targets -----------------------------------------------------------------------------------------
+
+def _train_missing(run, config, *needs):
+    if run.train is None:
+        return run.why_missing("train", "no train.json")
+    configs = {r["config"] for r in run.train.get("results", [])}
+    if config not in configs:
+        return f"not measured: no {config} rows in train.json (configurations run: {', '.join(sorted(configs))})"
+    return f"not measured: no {' / '.join(needs)} row for {config} in train.json"
+
+
+def _ratio_target(run, config, num, den, target, label_num, label_den):
+    a, b = run.row(config, **num), run.row(config, **den)
+    if a is None or b is None:
+        return _train_missing(run, config, label_num if a is None else label_den), ""
+    ratio = a["samples_per_s"] / b["samples_per_s"]
+    return (f"{a['samples_per_s']:,.0f} / {b['samples_per_s']:,.0f} = {_x(ratio)}", MET if ratio >= target else NOT_MET)
+
+
+def issue10(run):
+    rows = []
+    f32 = dict(impl="gpunn", dtype="float32")
+    large = run.row("large", **f32)
+    if large is None:
+        rows.append(("large float32 ≥ 85% of the same-shape SGEMM", _train_missing(run, "large", "gpunn float32"), ""))
+    else:
+        frac = large["fraction_of_gemm"]
+        rows.append(("large float32 ≥ 85% of the same-shape SGEMM",
+                     f"{100 * frac:.0f}% ({large['gflops']:,.0f} of {large['gemm_gflops']:,.0f} GFLOP/s)",
+                     MET if frac >= 0.85 else NOT_MET))
+    for text, num, den, target, ln, ld in (
+            ("large float32 ≥ 0.95× PyTorch eager", f32, dict(impl="torch"), 0.95, "gpunn float32", "torch eager"),
+            ("large tf32 ≥ 3× float32", dict(dtype="tf32"), f32, 3.0, "gpunn tf32", "gpunn float32"),
+            ("large bf16 ≥ 5× float32", dict(dtype="bf16"), f32, 5.0, "gpunn bf16", "gpunn float32"),
+            ("large bf16 ≥ 1.0× PyTorch bf16 autocast", dict(dtype="bf16"), dict(impl="torch-bf16"), 1.0,
+             "gpunn bf16", "torch bf16 autocast")):
+        rows.append((text, *_ratio_target(run, "large", num, den, target, ln, ld)))
+    rows.append(("tf32 and bf16 reach a held-out R² within 0.005 of float32 (teacher task)", *_r2(run)))
+    for config in ("small", "medium"):
+        rows.append((f"{config} ≥ 1.2× PyTorch eager (the eager step)",
+                     *_ratio_target(run, config, dict(mode="eager"), dict(impl="torch"), 1.2, "gpunn float32 eager",
+                                    "torch eager")))
+        rows.append((f"{config} ≥ 3× PyTorch eager with the graph (the default step)",
+                     *_ratio_target(run, config, {}, dict(impl="torch"), 3.0, "gpunn float32", "torch eager")))
+    rows.append(("the default step is a captured CUDA graph on every configuration, never slower than eager "
+                 "(≥ 0.95×: at large the GEMMs dominate and the two are equal)", *_graph(run)))
+    return rows
+
+
+def _r2(run):
+    p = run.hooks.get("precision") or {}
+    if "error" in p.get("r2", {}):
+        return f"the precision hook's R² part failed: {p['r2']['error']}", NOT_MET
+    if "r2" in p:
+        r2 = p["r2"]["r2"]
+        text = ", ".join(f"{k} {v:.4f}" + ("" if k == "float32" else f" ({v - r2['float32']:+.4f})") for k, v in r2.items())
+        text += f" ({p['r2']['rows']:,} rows, {p['r2']['layers']}, {p['r2']['epochs']} epochs; {p['device']})"
+        return text, MET if all(p["r2"]["within"].values()) else NOT_MET
+    outcome = _test_outcome(run, "test_tf32_and_bf16_train_to_the_float32_r2")
+    if outcome in ("passed", "failed"):
+        return (f"tests/test_precision_gpu.py::test_tf32_and_bf16_train_to_the_float32_r2 {outcome} (the values are "
+                f"in the precision hook, which did not run)", MET if outcome == "passed" else NOT_MET)
+    return run.why_missing("precision", "no precision/precision.json and no test outcome"), ""
+
+
+def _graph(run):
+    if run.train is None:
+        return run.why_missing("train", "no train.json"), ""
+    gpunn_rows = [r for r in run.train["results"] if r["impl"] == "gpunn" and r.get("graph") != "eager"]
+    if not any(r.get("graph") for r in gpunn_rows):
+        return "not measured: no CUDA graph rows (a CPU run)", ""
+    missing = [f"{r['config']} {r['dtype']} ({r.get('note') or 'not captured'})" for r in gpunn_rows
+               if r.get("graph") != "graph"]
+    speedups = {}
+    for r in run.train["results"]:
+        graph = run.row(r["config"], dtype=r["dtype"]) if r.get("graph") == "eager" else None
+        if graph is not None and graph.get("graph") == "graph":  # the bench's per-round median, or the medians'
+            ratio = r.get("graph_speedup", float("nan"))
+            speedups[f"{r['config']} {r['dtype']}"] = ratio if math.isfinite(ratio) else (
+                graph["samples_per_s"] / r["samples_per_s"])
+    text = ("graph over eager: " + ", ".join(f"{k} {_x(v)}" for k, v in speedups.items())) if speedups else \
+        "captured (no eager rows to compare)"
+    if missing:
+        return f"NOT captured: {'; '.join(missing)}; {text}", NOT_MET
+    return text, NOT_MET if any(v < 0.95 for v in speedups.values()) else MET
+
+
+def issue11(run):
+    e = run.hooks.get("ensemble")
+    texts = ("K=256 small nets ≥ 50× K sequential gpunn fits", "K=256 small nets ≥ 3× the torch vmap ensemble",
+             "each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)")
+    if e is None:
+        why = run.why_missing("ensemble", "no ensemble/ensemble.json")
+        return [(t, why, "") for t in texts]
+    rows = []
+    gpu = e.get("device", "cpu") != "cpu"
+    for text, peer in zip(texts[:2], ("sequential", "torch-vmap")):
+        got = e.get("targets", {}).get(peer)
+        graph = e.get("graph_targets", {}).get(peer)
+        if got is None:
+            rows.append((text, f"not measured: no {peer} row in ensemble.json", ""))
+            continue
+        best = max(got["speedup"], graph["speedup"] if graph else 0.0)
+        text_got = f"eager {_x(got['speedup'])}" + (f", graph {_x(graph['speedup'])}" if graph else "")
+        if not gpu:
+            rows.append((text, f"not measured on a GPU ({text_got} on {e.get('device')} against its CPU target "
+                               f"{got['target']:g}×)", ""))
+        else:
+            rows.append((text, text_got, MET if best >= got["target"] else NOT_MET))
+    err = e.get("exactness_max_rel_err")
+    rows.append((texts[2], f"{err:.3g} ({e.get('device')})" if err is not None else "not measured",
+                 "" if err is None or not gpu else MET if err <= 1e-10 else NOT_MET))
+    return rows
+
+
+def issue12(run):
+    s = run.hooks.get("streams")
+    texts = ("a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput",
+             ".npy on the large configuration: the host-to-device copy hidden behind compute (copy bandwidth "
+             "measured in the same run)")
+    if s is None:
+        why = run.why_missing("streams", "no streams/streams.json")
+        return [(t, why, "") for t in texts]
+    gpu = s.get("device", "cpu").startswith("cuda")
+    rows = []
+    long = s.get("throughput", {}).get("synthetic_long")
+    if long is None:
+        why = s.get("skipped", {}).get("synthetic_long") or ("a GPU measurement" if not gpu else "not run")
+        rows.append((texts[0], f"not measured: {why}", ""))
+    else:
+        text = (f"{long['stream_samples_per_s']:,.0f} samples/s = {long['ratio']:.2f}× in memory "
+                f"({long['memory_samples_per_s']:,.0f}) on {long['rows']:,} rows, peak RSS {long['peak_rss_gib']:.2f} GiB")
+        if long["rows"] < 10 ** 9:
+            rows.append((texts[0], text + f": not 10^9 rows", ""))
+        else:
+            rows.append((texts[0], text, MET if long["ratio"] >= 0.9 else NOT_MET))
+    large = s.get("throughput", {}).get("npy_large")
+    if large is None:
+        rows.append((texts[1], "not measured: no npy_large part in streams.json (the hook ran out of time before it, "
+                               "or predates it)", ""))
+    else:
+        text = f"{large['ratio']:.2f}× in memory ({large['config']}, {large['rows']:,} rows)"
+        if "h2d_gbps_pinned" in large:
+            text += (f"; pinned H2D {large['h2d_gbps_pinned']:.1f} GB/s, a window's copy {large['window_copy_ms']:.1f} ms "
+                     f"= {100 * large['copy_share']:.1f}% of its training")
+        rows.append((texts[1], text, (MET if large["ratio"] >= 0.9 else NOT_MET) if gpu else
+                     "not measured on a GPU"))
+    return rows
+
+
+def issue13(run):
+    n = run.hooks.get("nccl")
+    text = "a one-rank NCCL run: communicator, all-reduce and broadcast, distributed fits equal to one process"
+    if n is None:
+        return [(text, run.why_missing("nccl", "no nccl/nccl.json"), "")]
+    checks = n.get("checks", {})
+    failed = [k for k, v in checks.items() if not v]
+    got = f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (
+        f" ({n['communicator']})" if n.get("communicator") else "")
+    if failed:
+        got += "; failed: " + "; ".join(failed)
+    if isinstance(n.get("hook_cost_us_per_step"), (int, float)):
+        got += f"; the hook costs {n['hook_cost_us_per_step']} us per medium float32 step"
+    if not checks.get("NCCL communicator"):
+        return [(text, f"not measured on a GPU with NCCL: {got}", NOT_MET if failed else "")]
+    return [(text, got, NOT_MET if failed else MET)]
+
+
+# ---- the review's questions --------------------------------------------------------------------------------
+
+def _test_outcome(run, name):
+    """'passed' when every test of that name passed, 'failed (ids)' when one failed, else a reason."""
+    if run.tests is None:
+        return "unknown: no gpu_tests.xml"
+    hits = {k: v for k, v in run.tests.items() if k.split("::", 1)[1].split("[", 1)[0] == name}
+    if not hits:
+        return "not collected"
+    failed = [k.split("::", 1)[1] for k, v in hits.items() if v == "failed"]
+    if failed:
+        return "failed: " + ", ".join(failed)
+    if all(v == "skipped" for v in hits.values()):
+        return "skipped"
+    return "passed"
+
+
+def questions(run):
+    p = run.hooks.get("precision") or {}
+    why = "" if p else run.why_missing("precision", "no precision/precision.json")
+    rows = []
+    members = p.get("members")
+    if members:
+        parts = []
+        for name, m in members.items():
+            if name == "error":
+                parts.append(m)
+                continue
+            got = f"{m['worst']:.3g}" if "worst" in m else m.get("error", "?")
+            parts.append(f"{name}: {got} (bound {m['tolerance']:g}, {'within' if m['ok'] else 'NOT within'})")
+        rows.append(("member vs MLP, the largest relative difference (tf32 ≤ 1e-4, bf16 ≤ 2e-2)",
+                     "; ".join(parts) + f" [{p['device']}]"))
+    else:
+        rows.append(("member vs MLP, the largest relative difference (tf32 ≤ 1e-4, bf16 ≤ 2e-2)", why or "not run"))
+    rows.append(("the resume tests hold at 1e-6 (cuBLAS deterministic run to run)",
+                 "test_an_interrupted_run_resumes_in_its_precision: "
+                 + _test_outcome(run, "test_an_interrupted_run_resumes_in_its_precision")))
+    gemm = p.get("gemm")
+    if gemm and "error" in gemm:
+        rows.append(("batched GemmEx with the shared X (stride 0): bf16 into float32 / bf16, TF32; eagerly and "
+                     "captured", f"the part failed: {gemm['error']}"))
+    elif gemm:
+        rows.append(("batched GemmEx with the shared X (stride 0): bf16 into float32 / bf16, TF32; eagerly and "
+                     "captured", "; ".join(f"{k}: " + (f"{v['rel_err']:.2g}" if v["accepted"] else
+                                                      f"REFUSED ({v['error']})") for k, v in gemm.items())))
+    else:
+        rows.append(("batched GemmEx with the shared X (stride 0): bf16 into float32 / bf16, TF32; eagerly and "
+                     "captured", why or f"not measured: {p.get('skipped', {}).get('gemm', 'not run')}"))
+    captured = [f"{k}: {'captured' if v['captured'] else 'NOT captured (' + str(v['reason']) + ')'}"
+                for k, v in (members or {}).items() if isinstance(v, dict) and "captured" in v]
+    rows.append(("the bf16 (and tf32) ensemble graph is captured",
+                 "; ".join(captured + ["test_each_member_trains_as_its_own_mlp_on_cuda: " +
+                                       _test_outcome(run, "test_each_member_trains_as_its_own_mlp_on_cuda")])))
+    e = run.hooks.get("ensemble") or {}
+    seconds = run.stage_seconds().get("ensemble")
+    if e.get("bf16"):
+        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
+                     ", ".join(f"{_x(v)} {k}" for k, v in e["bf16"].items())
+                     + (f"; the ensemble hook took {seconds} s" if seconds is not None else "")))
+    else:
+        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
+                     "not measured: no bf16 row (it needs GPUNN_CHECK_ENSEMBLE_SECONDS=60 or more, on a GPU)"
+                     + (f"; the ensemble hook took {seconds} s" if seconds is not None else "")))
+    a = p.get("alignment")
+    if a and "error" in a:
+        rows.append(("5,313-parameter members not 16-byte aligned: do the bf16 products slow down?",
+                     f"the part failed: {a['error']}"))
+    elif a:
+        rows.append(("5,313-parameter members not 16-byte aligned: do the bf16 products slow down?",
+                     f"K={a['members']}, batch {a['batch']}: packed {a['packed_us']:.1f} us, padded to "
+                     f"{a['padded']:,} elements {a['padded_us']:.1f} us: packed/padded {_x(a['packed_over_padded'])}"))
+    else:
+        rows.append(("5,313-parameter members not 16-byte aligned: do the bf16 products slow down?",
+                     why or f"not measured: {p.get('skipped', {}).get('alignment', 'not run')}"))
+    rows.append(("set_precision between fits captures anew on a GPU (1e-5)",
+                 "test_set_precision_between_fits_captures_anew: "
+                 + _test_outcome(run, "test_set_precision_between_fits_captures_anew")))
+    rows.append(("the ensemble's '% of peak' column is finite on the GPU",
+                 ("yes" if e.get("peak_column_ok") else "NO") if "peak_column_ok" in e else "not measured"))
+    return rows
+
+
+# ---- the section -------------------------------------------------------------------------------------------
+
+def heading(run):
+    card = run.device[0] if run.device else "unknown device"
+    date = run.device[1] if len(run.device) > 1 else "date unknown"
+    fields = [f.strip() for f in card.split(",")]
+    if len(fields) == 3 and fields[2].endswith("MiB"):
+        card = f"{fields[0]} ({fields[2]}), driver {fields[1]}"
+    info = {}
+    for line in run.device:
+        m = re.match(r"^(\w[\w ]*?)\s{2,}(.*)$", line)
+        if m:
+            info[m.group(1)] = m.group(2)
+    commit = next((line.split(" ", 1)[1] for line in run.device if line.startswith("commit ")), "unknown")
+    cupy = info.get("cupy", "unknown")
+    cupy = f"CuPy {cupy}" if not cupy.startswith("unavailable") else "no CuPy"
+    torch = (run.train or {}).get("setup", {}).get("torch", "unknown")
+    torch = "no torch" if torch == "not installed" else f"torch {torch.split(' (')[0]}"
+    return f"## `bench/gpu_check.sh` — {card}, {cupy}, {torch} — {date}", commit
+
+
+def verdict(run):
+    last = run.summary.splitlines()[-1] if run.summary else ""
+    m = re.match(r"^gpu_check on .*, (\d+)s of a (\d+)s budget: (PASSED|FAILED)", last)
+    if not m:
+        return "**The run did not finish** (summary.txt has no closing line: the script was killed)."
+    fails = [line for line in run.summary.splitlines() if line.startswith(("FAIL", "SKIP"))]
+    return f"**{m.group(3)} in {m.group(1)} s** of a {m.group(2)} s budget" + (
+        f"; {len(fails)} stage(s) failed or skipped." if fails else ".")
+
+
+def _table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def details(run):
+    """The stages' own output, as blocks of Markdown."""
+    from gpunn import bench
+
+    blocks = []
+    tests = run.line("tests")
+    if tests:
+        text = f"**GPU tests:** `{tests.strip()}`"
+        if run.tests:
+            failed = sorted(k for k, v in run.tests.items() if v == "failed")
+            text += (f" ({sum(v == 'passed' for v in run.tests.values())} passed, {len(failed)} failed, "
+                     f"{sum(v == 'skipped' for v in run.tests.values())} skipped in gpu_tests.xml)")
+            text += "".join(f"\n- failed: `{k}`" for k in failed)
+        blocks.append(text)
+    if run.kernels:
+        rows = [(r["op"], f"2^{int(math.log2(r['elements']))}", f"{r['gb_per_s']:.1f}", f"{r['copy_gb_per_s']:.1f}",
+                 f"{100 * r['fraction_of_copy']:.0f}%", f"{r['fused_speedup']:.2f}×" if "fused_speedup" in r else "")
+                for r in run.kernels.get("rows", [])]
+        blocks.append(f"**Kernels** ({run.kernels.get('device')}, {run.kernels.get('dtype')}; GB/s counting each input "
+                      "read once and each output written once, against a device copy of the same size):\n\n"
+                      + _table(("op", "size", "GB/s", "copy GB/s", "of copy", "fused vs unfused"), rows))
+    if run.train:
+        results = run.train["results"]
+        text = [bench.format_setup(run.train["setup"]), "", bench.format_table(results), "", bench.gemm_note(results)]
+        note = bench.graph_note(results)
+        blocks.append("**Training throughput** (`" + run.train["setup"].get("command", "gpunn bench") + "`):\n\n```\n"
+                      + "\n".join(text + ([note] if note else [])) + "\n```")
+    for hook in HOOKS:
+        text = _read(os.path.join(run.out, f"{hook}.txt"))
+        if text:  # the hook's own lines: progress lines (indented) and JSON dumps left out
+            lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "{", "}"))]
+            blocks.append(f"**{hook} hook** (`{hook}.txt`):\n\n```\n" + "\n".join(lines[-40:]) + "\n```")
+    return "\n\n".join(blocks)
+
+
+def report(run) -> str:
+    title, commit = heading(run)
+    parts = [title, "",
+             f"`bench/gpu_check.sh` on commit {commit}: {verdict(run)} This section was written by "
+             "`python bench/gpu_report.py` from the run's output folder.", "",
+             "```", run.summary or "(no summary.txt)", "```", "",
+             *([f"Merged from a later call: {', '.join(f'{name} ({os.path.basename(path)})' for name, path in run.added)}.",
+                ""] if run.added else []),
+             "### The open issues' GPU targets", "",
+             _table(("issue", "target", "measured", ""),
+                    [(n, *row) for n, rows in (("10", issue10(run)), ("11", issue11(run)), ("12", issue12(run)),
+                                               ("13", issue13(run))) for row in rows]), "",
+             "### The ensemble-precision review's questions (notes revprec-s6)", "",
+             _table(("question", "answer"), questions(run)), "",
+             "### The stages", "", details(run)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="the folder bench/gpu_check.sh wrote")
+    parser.add_argument("--add", action="append", default=[], metavar="HOOK=PATH",
+                        help=f"a later run's hook JSON ({', '.join(HOOKS)}), merged over the folder's: e.g. "
+                        "streams=streams-long.json from the second GPU command")
+    args = parser.parse_args(argv)
+    added = []
+    for item in args.add:
+        name, _, path = item.partition("=")
+        if name not in HOOKS or not path:
+            parser.error(f"--add {item}: HOOK=PATH with HOOK one of {', '.join(HOOKS)}")
+        if not os.path.exists(path):
+            parser.error(f"--add {item}: no such file")
+        added.append((name, path))
+    if not os.path.isdir(args.out):
+        parser.error(f"{args.out}: no such folder")
+    sys.stdout.write(report(Run(args.out, added)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""bench/gpu_check.sh's precision hook (bench/gpu_checks/precision.py) and its report (bench/gpu_report.py).
+
+The hook's GPU code runs here on tests/fakecupy (the -m gpu pass of CI, at --quick sizes) and on a GPU in
+gpu_check.sh's tests stage; the report runs on checked-in gpu_check output folders: one of CI's CPU dry
+run, and one rebuilt from the H200 run that bench/RESULTS.md records.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_precision_hook_measures_the_emulated_precisions_on_the_cpu(tmp_path, capsys):
+    assert _load("bench/gpu_checks/precision.py", "precision_hook").main(["--device", "cpu", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "precision.json").read_text())
+    assert set(report["members"]) == {"tf32 relu adam", "bf16 relu adam"}
+    assert all(e["worst"] == 0.0 and e["ok"] for e in report["members"].values())  # the emulation: bit for bit
+    assert set(report["r2"]["r2"]) == {"float32", "tf32", "bf16"} and set(report["skipped"]) == {"gemm", "alignment"}
+    assert "precision: pass" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_the_precision_hook_answers_each_question_on_the_cupy_path(gpu, tmp_path, capsys):
+    """Every part at small sizes: the contract's graph case per precision, the six batched GemmEx calls
+    (eager and captured), the R² and the packed/padded timing."""
+    assert _load("bench/gpu_checks/precision.py", "precision_hook").main(
+        ["--device", "cuda", "--out", str(tmp_path), "--quick", "--max-seconds", "600"]) == 0
+    report = json.loads((tmp_path / "precision.json").read_text())
+    members = report["members"]
+    assert set(members) == {"tf32 gelu adamw graph", "bf16 gelu adamw graph"}
+    assert all(e["ok"] and e["captured"] and e["worst"] <= e["tolerance"] for e in members.values()), members
+    assert len(report["gemm"]) == 6 and all(e["accepted"] and e["ok"] for e in report["gemm"].values()), report["gemm"]
+    assert {k.rsplit(", ", 1)[1] for k in report["gemm"]} == {"eager", "captured"}
+    assert report["alignment"]["per_member"] == 5313 and report["alignment"]["padded"] == 5320
+    assert report["alignment"]["packed_us"] > 0 and not report["skipped"]
+    assert "precision: pass" in capsys.readouterr().out
+
+
+# ---- bench/gpu_report.py ----------------------------------------------------------------------------------
+
+RUNS = ROOT / "tests" / "gpu_check_runs"
+
+
+def _report(folder, *args, capsys):
+    assert _load("bench/gpu_report.py", "gpu_report").main([str(folder), *args]) == 0
+    return capsys.readouterr().out
+
+
+def _targets(markdown):
+    """{target: (measured, verdict)} from the report's targets table."""
+    table = markdown.split("### The open issues' GPU targets", 1)[1].split("###", 1)[0]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| 1")]
+    return {cells[1]: (cells[2], cells[3].rstrip(" |").strip()) for cells in rows}
+
+
+def test_the_rebuilt_h200_run_prints_as_results_md_recorded_it():
+    """The fixture holds RESULTS.md's numbers and no others: its rows print as that section's table."""
+    from gpunn import bench
+
+    train = json.loads((RUNS / "h200-2026-11-28" / "train.json").read_text())
+    results_md = (ROOT / "bench" / "RESULTS.md").read_text(encoding="utf-8")
+    assert bench.format_table(train["results"]) in results_md
+    assert (RUNS / "h200-2026-11-28" / "summary.txt").read_text() in results_md
+
+
+def test_the_report_of_the_h200_run_gives_each_target_its_value_and_verdict(capsys):
+    out = _report(RUNS / "h200-2026-11-28", "--add", f"streams={RUNS / 'h200-2026-11-28' / 'streams-long.json'}",
+                  capsys=capsys)
+    assert out.startswith("## `bench/gpu_check.sh` — NVIDIA H200 (143771 MiB), driver 580.159.04, CuPy 14.2.0, "
+                          "torch 2.11.0+cu130 — 2026-11-28 18:43 UTC\n")
+    assert "on commit e381b4e: **PASSED in 218 s** of a 420 s budget." in out
+    t = _targets(out)
+    # the hand-made table of RESULTS.md, from the same rows (ratios of the default rows' medians)
+    assert t["large tf32 ≥ 3× float32"] == ("850,066 / 155,556 = 5.46×", "met")
+    assert t["large bf16 ≥ 5× float32"] == ("1,681,106 / 155,556 = 10.81×", "met")
+    assert t["large bf16 ≥ 1.0× PyTorch bf16 autocast"] == ("1,681,106 / 1,621,573 = 1.04×", "met")
+    assert t["large float32 ≥ 85% of the same-shape SGEMM"][1] == "met"
+    assert t["small ≥ 3× PyTorch eager with the graph (the default step)"] == ("1,904,072 / 76,020 = 25.05×", "met")
+    assert t["medium ≥ 1.2× PyTorch eager (the eager step)"] == ("341,618 / 152,601 = 2.24×", "met")
+    graph = next(v for k, v in t.items() if k.startswith("the default step is a captured CUDA graph"))
+    assert "small float32 11.53×" in graph[0] and "deep float32 4.76×" in graph[0] and graph[1] == "met"
+    assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == ("eager 2.55×", "**not met**")
+    assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][1] == "met"
+    stream = t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+    assert "0.86× in memory" in stream[0] and "1,000,000,000 rows" in stream[0] and stream[1] == "**not met**"
+    assert next(v for k, v in t.items() if k.startswith(".npy on the large"))[0].startswith("not measured")
+    assert next(v for k, v in t.items() if k.startswith("a one-rank NCCL run")) == ("3 of 3 checks passed", "met")
+    held_out = next(v for k, v in t.items() if k.startswith("tf32 and bf16 reach"))
+    assert held_out == ("not measured: this run had no precision stage", "")
+    assert "the ensemble hook took 31 s" in out  # 204 s - 173 s, from summary.txt
+    assert "small   cuda:0  gpunn (cuda:0) graph" in out  # the stage's table
+
+
+def test_the_report_of_the_cpu_dry_run_measures_no_gpu_target(capsys):
+    """CI's dry run: every part is read, and no GPU target is called met or not met from CPU numbers."""
+    out = _report(RUNS / "cpu-dry-run", capsys=capsys)
+    assert out.startswith("## `bench/gpu_check.sh` — no nvidia-smi, no CuPy, no torch — 2026-11-29")
+    assert "**PASSED in" in out
+    t = _targets(out)
+    assert len(t) == 17
+    gpu_only = {k: v for k, v in t.items() if not k.startswith("tf32 and bf16 reach")}
+    assert all(verdict == "" for _, verdict in gpu_only.values()), gpu_only
+    assert t["large tf32 ≥ 3× float32"][0] == "not measured: no large rows in train.json (configurations run: tiny)"
+    assert "cpu (NumPy)" in next(v for k, v in t.items() if k.startswith("tf32 and bf16 reach"))[0]
+    assert "tf32 relu adam: 0 (bound 0.0001, within)" in out  # the precision hook's values
+    assert "**precision hook**" in out and "**nccl hook**" in out and "| adam step | 2^12 |" in out
+
+
+def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
+    for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
+        (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
+    lines = (tmp_path / "summary.txt").read_text().splitlines()
+    (tmp_path / "summary.txt").write_text("\n".join(lines[:2]) + "\n")  # killed during the kernels stage
+    out = _report(tmp_path, capsys=capsys)
+    assert "**The run did not finish**" in out
+    t = _targets(out)
+    assert t["large bf16 ≥ 5× float32"] == ("not measured: no train line in summary.txt (the run stopped before "
+                                            "it)", "")
+    assert "member vs MLP" in out and "no precision line in summary.txt" in out
+
+
+def test_the_report_refuses_a_bad_add(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _load("bench/gpu_report.py", "gpu_report").main([str(tmp_path), "--add", "bogus=x.json"])
+    assert "HOOK=PATH" in capsys.readouterr().err
+
+
+def test_a_failed_precision_part_is_reported_as_failed(tmp_path, capsys):
+    """The hook keeps a part's exception as {"error": ...} and goes on; the report shows it, not a crash."""
+    import shutil
+
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    path = tmp_path / "run" / "precision" / "precision.json"
+    p = json.loads(path.read_text())
+    p["gemm"] = {"error": "GemmError: cublasGemmStridedBatchedEx failed with cuBLAS status 15"}
+    p["r2"] = {"error": "RuntimeError: boom"}
+    path.write_text(json.dumps(p))
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "the part failed: GemmError: cublasGemmStridedBatchedEx failed with cuBLAS status 15" in out
+    assert _targets(out)[next(k for k in _targets(out) if k.startswith("tf32 and bf16 reach"))] == (
+        "the precision hook's R² part failed: RuntimeError: boom", "**not met**")
+
+
+def test_the_precision_hook_leaves_the_cpu_emulation_off_behind_it(tmp_path):
+    import gpunn.model
+
+    _load("bench/gpu_checks/precision.py", "precision_hook").main(["--device", "cpu", "--out", str(tmp_path)])
+    assert gpunn.model._EMULATE_PRECISION_ON_CPU is False
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        gpunn.MLP([2, 1], device="cpu", precision="bf16")
