@@ -28,11 +28,12 @@
 #              (card, driver, versions, the summary, each issue's target with its value, met or not)
 #
 # The next GPU session: two calls that answer every owed GPU question of issues 10-13 (15 minutes of
-# device time, start-up included: ~2-3 min start + 480 + 200 s at worst, ~360 + ~165 s expected; the
+# device time, start-up included: ~2-3 min start + 480 + 200 s at worst, ~380 + ~165 s expected; the
 # machine stays warm only 30 s after a call, so send the second at once, then give it back; at most 8
 # files come back from $OUT, hence the tar):
-# 1. everything but the 10^9-row stream, with the bf16 ensemble row (timeout_s 480):
-#    GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md; exit $rc
+# 1. everything but the 10^9-row stream, with the bf16 ensemble row and room for the streams hook's
+#    large-configuration .npy part (timeout_s 480):
+#    GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md; exit $rc
 # 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200):
 #    python3 bench/gpu_checks/streams.py --device cuda --out /tmp/gc2 --max-seconds 180 --parts synthetic,synthetic_long > /tmp/gc2.txt 2>&1; rc=$?; cp /tmp/gc2.txt $OUT/streams-long.txt; cp /tmp/gc2/streams.json $OUT/streams-long.json; cat /tmp/gc2.txt; exit $rc
 # Then, here, with gc.tgz unpacked into GC_DIR: python bench/gpu_report.py GC_DIR --add

@@ -303,10 +303,13 @@ def issue13(run):
 # ---- the review's questions --------------------------------------------------------------------------------
 
 def _test_outcome(run, name):
-    """'passed' when every test of that name passed, 'failed (ids)' when one failed, else a reason."""
+    """'passed' when every test of that name ("module::test" or "test") passed, 'failed: ids' when one
+    failed, else a reason."""
     if run.tests is None:
         return "unknown: no gpu_tests.xml"
-    hits = {k: v for k, v in run.tests.items() if k.split("::", 1)[1].split("[", 1)[0] == name}
+    module, _, name = name.rpartition("::")
+    hits = {k: v for k, v in run.tests.items() if k.split("::", 1)[1].split("[", 1)[0] == name
+            and (not module or k.split("::", 1)[0].rsplit(".", 1)[-1] == module)}
     if not hits:
         return "not collected"
     failed = [k.split("::", 1)[1] for k, v in hits.items() if v == "failed"]
@@ -336,7 +339,7 @@ def questions(run):
         rows.append(("member vs MLP, the largest relative difference (tf32 ≤ 1e-4, bf16 ≤ 2e-2)", why or "not run"))
     rows.append(("the resume tests hold at 1e-6 (cuBLAS deterministic run to run)",
                  "test_an_interrupted_run_resumes_in_its_precision: "
-                 + _test_outcome(run, "test_an_interrupted_run_resumes_in_its_precision")))
+                 + _test_outcome(run, "test_ensemble_precision::test_an_interrupted_run_resumes_in_its_precision")))
     gemm = p.get("gemm")
     if gemm and "error" in gemm:
         rows.append(("batched GemmEx with the shared X (stride 0): bf16 into float32 / bf16, TF32; eagerly and "
@@ -350,9 +353,9 @@ def questions(run):
                      "captured", why or f"not measured: {p.get('skipped', {}).get('gemm', 'not run')}"))
     captured = [f"{k}: {'captured' if v['captured'] else 'NOT captured (' + str(v['reason']) + ')'}"
                 for k, v in (members or {}).items() if isinstance(v, dict) and "captured" in v]
-    rows.append(("the bf16 (and tf32) ensemble graph is captured",
-                 "; ".join(captured + ["test_each_member_trains_as_its_own_mlp_on_cuda: " +
-                                       _test_outcome(run, "test_each_member_trains_as_its_own_mlp_on_cuda")])))
+    contract = "test_each_member_trains_as_its_own_mlp_on_cuda"
+    rows.append(("the bf16 (and tf32) ensemble graph is captured", "; ".join(
+        captured + [f"{contract}: " + _test_outcome(run, f"test_ensemble_precision::{contract}")])))
     e = run.hooks.get("ensemble") or {}
     seconds = run.stage_seconds().get("ensemble")
     if e.get("bf16"):
@@ -376,7 +379,7 @@ def questions(run):
                      why or f"not measured: {p.get('skipped', {}).get('alignment', 'not run')}"))
     rows.append(("set_precision between fits captures anew on a GPU (1e-5)",
                  "test_set_precision_between_fits_captures_anew: "
-                 + _test_outcome(run, "test_set_precision_between_fits_captures_anew")))
+                 + _test_outcome(run, "test_ensemble_precision::test_set_precision_between_fits_captures_anew")))
     rows.append(("the ensemble's '% of peak' column is finite on the GPU",
                  ("yes" if e.get("peak_column_ok") else "NO") if "peak_column_ok" in e else "not measured"))
     return rows

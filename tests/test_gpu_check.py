@@ -160,3 +160,21 @@ def test_the_precision_hook_leaves_the_cpu_emulation_off_behind_it(tmp_path):
     assert gpunn.model._EMULATE_PRECISION_ON_CPU is False
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         gpunn.MLP([2, 1], device="cpu", precision="bf16")
+
+
+def test_the_owed_tests_are_read_from_gpu_tests_xml_by_module_and_name(tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    cases = [("test_ensemble_gpu", "test_each_member_trains_as_its_own_mlp_on_cuda[float32-adam]", "<failure/>"),
+             ("test_ensemble_precision", "test_each_member_trains_as_its_own_mlp_on_cuda[relu-adam-False-tf32]", ""),
+             ("test_ensemble_precision", "test_set_precision_between_fits_captures_anew[mlp]", ""),
+             ("test_ensemble_precision", "test_set_precision_between_fits_captures_anew[ensemble]", "<failure/>")]
+    (tmp_path / "run" / "gpu_tests.xml").write_text(
+        "<testsuites><testsuite>" + "".join(f'<testcase classname="tests.{m}" name="{n}">{k}</testcase>'
+                                            for m, n, k in cases) + "</testsuite></testsuites>")
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "test_each_member_trains_as_its_own_mlp_on_cuda: passed" in out  # the other module's failure is not it
+    assert ("test_set_precision_between_fits_captures_anew: failed: "
+            "test_set_precision_between_fits_captures_anew[ensemble]") in out
+    assert "test_an_interrupted_run_resumes_in_its_precision: not collected" in out
