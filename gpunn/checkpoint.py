@@ -45,7 +45,7 @@ import numpy
 from . import backend as _backend
 from ._version import __version__
 from .activations import ACTIVATIONS
-from .checks import check_rows_match, positive_int
+from .checks import check_rows_match, flag, positive_int
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .preflight import writes_in_place
 from .training import callbacks as cbmod
@@ -683,9 +683,8 @@ class ModelCheckpoint(Callback):
     rank_zero_only = True  # data parallel: rank 0 writes; the other ranks hold the same state
 
     def __init__(self, path, every=1, save_best_only=False, monitor=None, mode="auto"):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.path, self.every, self.save_best_only = os.fspath(path), every, bool(save_best_only)
+        self.path, self.every = os.fspath(path), positive_int(every, "every")
+        self.save_best_only = flag(save_best_only, "save_best_only")
         self._tracker = _Monitoring(monitor, 0.0, mode)
         self.saves = 0
 

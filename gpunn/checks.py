@@ -129,6 +129,13 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def non_negative_int(value, name: str) -> int:
+    """An int >= 0 (a NumPy integer too, as positive_int takes), as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def seed_int(value, name: str = "seed") -> int:
     """A seed: a non-negative int (NumPy's generators refuse negative ones with a message that names nothing)."""
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 0:

@@ -310,7 +310,7 @@ class MLP(RawUnits):
 
         Drawn on the host from the seed, so the same seed gives the same start on every device.
         """
-        rng = numpy.random.default_rng(self.seed if seed is None else seed)
+        rng = numpy.random.default_rng(self.seed if seed is None else seed_int(seed))
         with self.backend.use():  # on cuda:N the weights are drawn into device N's buffer
             for W, act in zip(self.weights, self.activations):
                 n_in, n_out = W.shape

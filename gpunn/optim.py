@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .checks import flag, is_real
+from .checks import flag, is_real, non_negative_int, positive_int
 
 
 def _check_lr(lr):
@@ -235,12 +235,11 @@ class Schedule:
     def __post_init__(self):
         if self.name not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.name!r}; choose one of: {', '.join(SCHEDULES)}")
-        if isinstance(self.step_size, bool) or not isinstance(self.step_size, int) or self.step_size < 1:
-            raise ValueError(f"step_size must be a positive number of epochs, got {self.step_size}")
+        # Python ints (a NumPy integer was refused, and would not go into a checkpoint's JSON)
+        object.__setattr__(self, "step_size", positive_int(self.step_size, "step_size"))
+        object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))
         if not is_real(self.gamma) or not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if isinstance(self.total_epochs, bool) or not isinstance(self.total_epochs, int) or self.total_epochs < 0:
-            raise ValueError(f"total_epochs must be a non-negative integer, got {self.total_epochs}")
         if not is_real(self.min_factor) or not 0 <= self.min_factor <= 1:
             raise ValueError(f"min_factor must be in [0, 1], got {self.min_factor!r}")
 

@@ -223,6 +223,32 @@ def test_the_other_flags_of_fit_and_predict_are_bools_too(model, data, call, mat
         call(model, ens, *data)
 
 
+def test_numpy_integers_are_integers_for_callbacks_and_schedules_too(model, data, tmp_path):
+    # "patience must be a non-negative integer, got np.int64(2)", "step_size must be a positive number of epochs,
+    # got 1": NumPy integers (a grid of numpy.arange values) were refused, as NumPy floats were before ee0c4ca
+    i = numpy.int64
+    path = tmp_path / "run.npz"
+    callbacks = [gpunn.EarlyStopping(patience=i(2)), gpunn.ReduceLROnPlateau(patience=i(1), cooldown=i(1)),
+                 gpunn.ModelCheckpoint(path, every=i(1))]
+    schedule = gpunn.Schedule("step", step_size=i(1), gamma=0.5, total_epochs=i(0))
+    model.fit(*data, epochs=2, schedule=schedule, callbacks=callbacks, verbose=False)
+    assert gpunn.load_checkpoint(path).settings.schedule == gpunn.Schedule("step", step_size=1, gamma=0.5)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: gpunn.EarlyStopping(restore_best_weights="no"), "restore_best_weights must be True or False, got 'no'"),
+    (lambda: gpunn.ModelCheckpoint("run.npz", save_best_only="no"), "save_best_only must be True or False, got 'no'"),
+])
+def test_callback_flags_are_bools(make, match):
+    with pytest.raises(TypeError, match=match):
+        make()
+
+
+def test_init_parameters_checks_its_seed(model):
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):  # NumPy's words named nothing
+        model.init_parameters(seed=-1)
+
+
 def test_sgds_nesterov_is_a_bool():
     with pytest.raises(TypeError, match="nesterov must be True or False, got 'no'"):  # it ran Nesterov's update
         gpunn.SGD(momentum=0.9, nesterov="no")

@@ -14,7 +14,7 @@ import time
 
 import numpy
 
-from ..checks import is_real, verbosity
+from ..checks import flag, is_real, non_negative_int, verbosity
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -230,9 +230,8 @@ class EarlyStopping(_Monitoring):
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
         super().__init__(monitor, min_delta, mode)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        self.patience, self.restore_best_weights = patience, bool(restore_best_weights)
+        self.patience = non_negative_int(patience, "patience")
+        self.restore_best_weights = flag(restore_best_weights, "restore_best_weights")
 
     def _reset(self):
         super()._reset()
@@ -305,9 +304,7 @@ class ReduceLROnPlateau(_Monitoring):
         super().__init__(monitor, min_delta, mode)
         if not (is_real(factor) and 0 < factor < 1):
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        patience, cooldown = non_negative_int(patience, "patience"), non_negative_int(cooldown, "cooldown")
         if not (is_real(min_lr) and math.isfinite(min_lr) and min_lr >= 0):
             raise ValueError(f"min_lr must be a non-negative number, got {min_lr!r}")
         self.factor, self.patience, self.cooldown, self.min_lr = float(factor), patience, cooldown, float(min_lr)

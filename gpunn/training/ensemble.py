@@ -26,7 +26,7 @@ import warnings
 
 import numpy
 
-from ..checks import check_rows_match, flag, is_real, per_member, positive_int, seed_int, verbosity
+from ..checks import check_rows_match, flag, is_real, non_negative_int, per_member, positive_int, seed_int, verbosity
 from ..metrics import RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -206,12 +206,11 @@ class MemberEarlyStopping(Callback):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.mode = mode
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        patience = non_negative_int(patience, "patience")
         if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
             raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = flag(restore_best_weights, "restore_best_weights")
         self._restored = None  # (state, host best_params) from a checkpoint, taken up by on_train_begin
 
     def get_config(self):
