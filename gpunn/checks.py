@@ -143,6 +143,15 @@ def seed_int(value, name: str = "seed") -> int:
     return int(value)
 
 
+def member_index(k, n_models: int) -> int:
+    """Member k of K (negative k counts from the end, as a list's index does) as an int in [0, K)."""
+    if isinstance(k, bool) or not isinstance(k, (int, numpy.integer)):
+        raise TypeError(f"members are indexed by an int, got {k!r}")
+    if not -n_models <= k < n_models:
+        raise IndexError(f"member {k} is out of range: the ensemble has {n_models} members (0..{n_models - 1})")
+    return int(k) % n_models
+
+
 def per_member(value, n_models: int, name: str) -> list:
     """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):

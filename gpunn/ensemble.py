@@ -22,7 +22,7 @@ import warnings
 import numpy
 
 from . import preflight
-from .checks import as_matrix, check_rows_match, flag, per_member, positive_int, seed_int
+from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
 from .data.stats import Standardizer
 from .model import MLP, ParamList, RawUnits, gradients_over
 from .ops import ensemble_ops_for
@@ -355,12 +355,7 @@ class Ensemble(RawUnits):
 
     def member(self, k) -> MLP:
         """Member k as a :class:`gpunn.MLP` holding a copy of its weights."""
-        if isinstance(k, bool) or not isinstance(k, (int, numpy.integer)):
-            raise TypeError(f"members are indexed by an int, got {k!r}")
-        if not -self.n_models <= k < self.n_models:
-            raise IndexError(f"member {k} is out of range: the ensemble has {self.n_models} members "
-                             f"(0..{self.n_models - 1})")
-        k = int(k) % self.n_models
+        k = member_index(k, self.n_models)
         model = MLP(self.layer_sizes, self._activation_arg, self._output_activation_arg, self.bias, self.dtype.name,
                     self.backend, self.seeds[k], self._fused, self.precision)
         with self.backend.use():

@@ -244,6 +244,16 @@ def test_callback_flags_are_bools(make, match):
         make()
 
 
+def test_an_ensemble_member_out_of_range_and_gpunn_fit_of_an_ensemble_say_so(data):
+    ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
+    history = ens.fit(*data, epochs=1, verbose=False)
+    with pytest.raises(IndexError, match=r"member 5 is out of range: the ensemble has 2 members \(0\.\.1\)"):
+        history.member(5)  # "list index out of range"
+    assert history.member(-1) == history.member(1)
+    with pytest.raises(TypeError, match=r"gpunn.fit trains one MLP; train an Ensemble with its own fit, ens.fit"):
+        gpunn.fit(ens, *data, epochs=1, verbose=False)  # "'Ensemble' object has no attribute 'seed'"
+
+
 def test_init_parameters_checks_its_seed(model):
     with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):  # NumPy's words named nothing
         model.init_parameters(seed=-1)

@@ -26,7 +26,8 @@ import warnings
 
 import numpy
 
-from ..checks import check_rows_match, flag, is_real, non_negative_int, per_member, positive_int, seed_int, verbosity
+from ..checks import (check_rows_match, flag, is_real, member_index, non_negative_int, per_member, positive_int,
+                      seed_int, verbosity)
 from ..metrics import RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -55,6 +56,8 @@ class EnsembleHistory(History):
 
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
+        if self.get("loss"):  # (an index out of range said "list index out of range")
+            k = member_index(k, len(self["loss"][0]))
         last = self.stopped_epoch[k] if self.stopped_epoch and self.stopped_epoch[k] else None
         return {name: [v[k] if isinstance(v, list) else v for v in values][:last] for name, values in self.items()}
 

@@ -116,6 +116,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     graph: sets ``model.graph`` for this and later fits: True, False, or "auto" (on for a CUDA GPU where the
     step can be captured: the default); None leaves it as it is (see MLP and gpunn.training.graph).
     """
+    if hasattr(model, "n_models"):  # (it failed with "'Ensemble' object has no attribute 'seed'")
+        raise TypeError("gpunn.fit trains one MLP; train an Ensemble with its own fit, ens.fit(X, Y, ...), which also "
+                        "takes per-member lr, weight_decay, momentum, beta1, beta2 and bootstrap")
     if graph is not None:
         model.graph = graph_mode(graph)
     epochs = positive_int(epochs, "epochs")
