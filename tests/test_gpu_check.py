@@ -178,3 +178,34 @@ def test_the_owed_tests_are_read_from_gpu_tests_xml_by_module_and_name(tmp_path,
     assert ("test_set_precision_between_fits_captures_anew: failed: "
             "test_set_precision_between_fits_captures_anew[ensemble]") in out
     assert "test_an_interrupted_run_resumes_in_its_precision: not collected" in out
+
+
+def test_the_report_reads_the_gpu_rows_gpunn_bench_writes(tmp_path, capsys, monkeypatch):
+    """The H200 fixture is in today's schema by a rebuild; here are gpunn bench's own GPU rows (through
+    tests/fakecupy, timed on nothing real): the default CUDA graph rows and the eager rows in float32, tf32
+    and bf16, and a peer. The report pairs each eager row with its graph row and reads the bench's ratios."""
+    import fakecupy
+
+    from gpunn import backend, bench
+    from gpunn.bench import runners
+
+    fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+    try:
+        monkeypatch.setattr(runners, "_dataset_rows", lambda cfg, backend: 4 * cfg.batch)  # small for NumPy
+        monkeypatch.setattr(runners, "measure_gemm", lambda *a, **k: 1e9)  # a 4096^3 product takes seconds here
+        variants = [(p, None) for p in ("tf32", "bf16")] + [(p, False) for p in ("float32", "tf32", "bf16")]
+        data = bench.run([bench.QUICK_CONFIG], [backend.resolve("cuda")], peers=["naive"], repeats=1, seconds=0.001,
+                         variants=variants, log=lambda msg: None)
+    finally:
+        fakecupy.forget_gpunn_state(None)
+    bench.write_json(data, tmp_path / "train.json")
+    (tmp_path / "summary.txt").write_text("ok   train: train.txt, train.json (9s)\n"
+                                          "gpu_check on a stand-in, 2026-11-29, 9s of a 330s budget: PASSED\n")
+    out = _report(tmp_path, capsys=capsys)
+    measured, verdict = next(v for k, v in _targets(out).items() if k.startswith("the default step is a captured"))
+    ratios = {r["dtype"]: r["graph_speedup"] for r in data["results"] if r["graph"] == "eager"}
+    assert measured == "graph over eager: " + ", ".join(f"tiny {p} {ratios[p]:.2f}×" for p in ("float32", "tf32", "bf16"))
+    assert verdict in ("met", "**not met**")
+    assert _targets(out)["large tf32 ≥ 3× float32"][0].startswith("not measured: no large rows")
+    assert "gpunn (cuda:0) bf16 eager" in out and "CUDA graph vs eager step" in out
