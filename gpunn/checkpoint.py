@@ -621,6 +621,17 @@ class Checkpoint:
     def history(self):
         return self.state.history if self.training else History()
 
+    def __repr__(self):
+        # the file, what it holds and where its run is: the dataclass's repr printed all of ``meta``, a run's
+        # history and settings included (11,000 characters after 50 epochs)
+        where = ""
+        if self.training:
+            position = self.training.get("position", {})
+            where = (f", epoch={position.get('epoch', 0)}, batch={position.get('batch', 0)}, "
+                     f"epochs={self.training['settings']['epochs']}")
+        return (f"Checkpoint({self.path!r}, kind={self.meta.get('kind')!r}, model={self.model!r}, "
+                f"optimizer={self.optimizer!r}{where})")
+
     def resume(self, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True, distributed=False):
         """Continue training on the same (X, Y), or the same data source passed alone as X, from

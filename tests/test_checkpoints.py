@@ -490,3 +490,16 @@ def test_gpu_checkpoint_loads_on_cpu_and_back(gpu, tmp_path, data):
     numpy.testing.assert_array_equal(cupy.asnumpy(back.model.params), on_cpu.model.params)
     history = back.resume(X, Y, epochs=4, verbose=False)
     assert history["epoch"] == [1, 2, 3, 4]
+
+
+def test_a_checkpoints_repr_says_what_it_holds_and_where_the_run_is_in_one_line(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "run.npz"
+    model = MLP([X.shape[1], 8, Y.shape[1]], device="cpu", seed=0)
+    model.fit(X, Y, epochs=30, batch_size=X.shape[0], verbose=False, callbacks=[gio.ModelCheckpoint(path)])
+    text = repr(gio.load_checkpoint(path))
+    # it printed the whole metadata, the run's history included: thousands of characters, more every epoch
+    assert len(text) < 400 and "\n" not in text
+    assert text.startswith(f"Checkpoint({str(path)!r}, kind='training', model=MLP(layer_sizes=")
+    assert text.endswith("optimizer=Adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0), epoch=30, "
+                         "batch=0, epochs=30)")
