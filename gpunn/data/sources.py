@@ -16,6 +16,9 @@ class SyntheticSource(ChunkedSource):
 
     Chunk k holds exactly the rows ``datasets.make`` puts at rows [k * 65536, (k + 1) * 65536), so
     the data are ``make``'s for the same arguments (in a shuffled order), for any number of rows.
+    The task's options (task, n_features, n_outputs, noise, seed, ``task_options``) are ``make``'s; the
+    others (shuffle, window, validation_fraction, standardize, prefetch, device, dtype) are
+    :class:`ChunkedSource`'s.
     """
 
     kind = "synthetic"
@@ -141,7 +144,9 @@ class NpySource(ChunkedSource):
     ``x_path`` holds a (rows x features) array, ``y_path`` (rows x outputs) or (rows,); any real
     dtype (converted to the model's). Files are read with ``pread`` into the reader's buffers,
     never whole: memory stays at a few windows of ``chunk_rows`` rows (default 65536, fewer for
-    files under two million rows, so that there are about 32 chunks to shuffle and hold out).
+    files under two million rows, so that there are about 32 chunks to shuffle and hold out). The
+    other options (seed, shuffle, window, validation_fraction, standardize, prefetch, device, dtype)
+    are :class:`ChunkedSource`'s.
     """
 
     kind = "npy"

@@ -111,7 +111,8 @@ class ParquetSource(ChunkedSource):
     pieces of a row group form a run (see gpunn.data.base): they keep their order, and only rows
     within a window are shuffled across them, so a file that is one huge sorted row group is
     shuffled only within windows of pieces. A resume part-way through a large row group
-    reads (decodes) it from its start up to its position.
+    reads (decodes) it from its start up to its position. ``target`` and ``features`` name columns;
+    the other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "parquet"
@@ -242,6 +243,8 @@ class CsvSource(ChunkedSource):
     used again only while the file's size and modification time are unchanged: a second run or a
     resume on the same file parses nothing at construction. Like pyarrow's own CSV reader (with
     its default ``newlines_in_values=False``), a line end inside a quoted value is not supported.
+    ``target`` and ``features`` name columns, as for Parquet; the other options are
+    :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "csv"

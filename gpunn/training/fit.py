@@ -89,8 +89,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
     or a name: "sgd" (the seed's W <- W - lr dW), "momentum", "nesterov", "adam" (also None), "adamw"; ``lr``, when
     given, sets the rate of either (an object's ``lr`` is changed). A name makes a fresh optimizer each fit;
-    an object keeps its moments and step count, so a second fit of the same model with it continues the
-    run, and another model given it starts afresh. schedule: a ``gpunn.Schedule`` (``Schedule("step", step_size=5,
+    an object keeps its moments and step count, so a second fit of the same model with it continues them
+    (its epochs count from 1 again, with a new run's shuffles and schedule: a checkpoint's ``resume``
+    continues a run exactly), and another model given it starts afresh. schedule: a ``gpunn.Schedule`` (``Schedule("step", step_size=5,
     gamma=0.5)``) or a name: "constant", "step", "exponential" (x gamma per epoch), "cosine" (to zero over
     the run). batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
 
