@@ -177,8 +177,12 @@ def _members(model):
     return getattr(model, "n_models", None)
 
 
-def model_config(model) -> dict:
-    """The architecture section; an Ensemble's adds ``members`` and ``seeds`` (``seed`` is member 0's)."""
+def model_config(model, trained_in=False) -> dict:
+    """The architecture section; an Ensemble's adds ``members`` and ``seeds`` (``seed`` is member 0's).
+
+    ``precision`` is the model's; for a tf32/bf16 model loaded on the CPU, which runs it in float32, the one its
+    file recorded (``saved_precision``), so that a saved file's round trip through a CPU keeps it. A training
+    checkpoint (``trained_in=True``) records the precision the run trains in, which its resume checks."""
     members = _members(model)
     config = {"layer_sizes": list(model.layer_sizes),
               "activations": [a.name for a in model.activations[:-1]],
@@ -187,8 +191,11 @@ def model_config(model) -> dict:
               "seed": int(model.seed if members is None else model.seeds[0])}
     if members is not None:
         config.update(members=int(members), seeds=[int(x) for x in model.seeds])
-    if getattr(model, "precision", "float32") != "float32":  # (absent: float32, as in files from before it)
-        config["precision"] = model.precision
+    precision = getattr(model, "precision", "float32")
+    if not trained_in:
+        precision = getattr(model, "saved_precision", None) or precision
+    if precision != "float32":  # (absent: float32, as in files from before it)
+        config["precision"] = precision
     if getattr(model, "standardizer", None) is not None:
         config["standardizer"] = model.standardizer.state()[0]
     if getattr(model, "data_columns", None):
@@ -263,7 +270,7 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
     if _members(model) is not None:
         optimizer["frozen"] = opt.frozen
         training["ensemble"] = {"diverged": [int(k) for k in getattr(state.history, "diverged", ())]}
-    _write(path, {"kind": "training", "device": model.device, "model": model_config(model),
+    _write(path, {"kind": "training", "device": model.device, "model": model_config(model, trained_in=True),
                   "optimizer": optimizer, "training": training}, arrays)
 
 
@@ -545,7 +552,8 @@ def _build_model(meta, arrays, device):
     cfg = meta["model"]
     backend = _backend.resolve(device)
     # tf32/bf16 where the device runs them; on the CPU (no tensor cores) float32, on the same float32 weights
-    precision = runnable_precision(cfg.get("precision", "float32"), backend)
+    recorded = cfg.get("precision", "float32")
+    precision = runnable_precision(recorded, backend)
     if "members" in cfg:  # a saved Ensemble, or a training checkpoint of one
         from .ensemble import Ensemble
 
@@ -555,6 +563,8 @@ def _build_model(meta, arrays, device):
     else:
         model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]), output_activation=cfg["output_activation"],
                     bias=cfg["bias"], dtype=cfg["dtype"], device=backend, seed=cfg["seed"], precision=precision)
+    if precision != recorded:  # kept, for gpunn.save to write back
+        model.saved_precision = recorded
     with backend.use():
         model.params[...] = backend.xp.asarray(arrays["params"])
     if "standardizer" in cfg:
@@ -574,8 +584,9 @@ def load(path, device="auto"):
 
     A checkpoint written on the GPU loads on the CPU and back: arrays are stored on the host. A model saved
     with precision "tf32" or "bf16" gets it back on a GPU; on the CPU, which has no tensor cores, it loads
-    in float32 (its parameters are the float32 master weights), to predict; resuming such a training
-    checkpoint there is refused (:func:`check_resume_precision`).
+    in float32 (its parameters are the float32 master weights), to predict, and keeps the recorded precision
+    in ``model.saved_precision``: :func:`save` writes it back. Resuming such a training checkpoint there is
+    refused (:func:`check_resume_precision`).
     """
     meta, arrays = read(path)
     return _build_model(meta, arrays, device)

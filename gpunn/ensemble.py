@@ -82,7 +82,9 @@ class Ensemble(RawUnits):
     state; the hidden layers' activations, a bf16 copy of the parameters and of X, and the products'
     operands in bfloat16 with float32 accumulation; the output layer and loss in float32). Member k
     then trains as ``MLP(..., precision=precision, seed=seed + k)``; ``ens[k]``, ``best()``, copies,
-    ``gpunn.save``/``load`` and checkpoints keep it. Refused on the CPU as MLP refuses it.
+    ``gpunn.save``/``load`` and checkpoints keep it. Refused on the CPU as MLP refuses it; a tf32/bf16
+    ensemble loaded on the CPU runs in float32 and keeps the precision its file recorded in
+    ``saved_precision``, which ``gpunn.save``, ``ens[k]`` and copies keep (as MLP's).
     """
 
     # Rows per member of the chunks predict and validation run in: their workspaces, K x rows x width,
@@ -179,6 +181,7 @@ class Ensemble(RawUnits):
         if precision != t.precision:
             t.set_precision(precision)
         self.precision, self.storage_dtype, self.ops = t.precision, t.storage_dtype, t.ops
+        self.saved_precision = None  # as MLP.set_precision
         self.member_ops = ensemble_ops_for(self.ops)
         with self.backend.use():
             # bf16: the members' parameters rounded for the products, refreshed at each forward pass
@@ -358,6 +361,7 @@ class Ensemble(RawUnits):
         k = member_index(k, self.n_models)
         model = MLP(self.layer_sizes, self._activation_arg, self._output_activation_arg, self.bias, self.dtype.name,
                     self.backend, self.seeds[k], self._fused, self.precision)
+        model.saved_precision = self.saved_precision
         with self.backend.use():
             model.params[...] = self.member_params[k]
         if self.data_columns:
@@ -400,7 +404,7 @@ class Ensemble(RawUnits):
                         self.graph, self.precision)
         with self.backend.use():
             twin.params[...] = self.params
-        for name in ("standardizer", "data_columns", "history", "diverged"):
+        for name in ("standardizer", "data_columns", "history", "diverged", "saved_precision"):
             setattr(twin, name, copy.deepcopy(getattr(self, name), memo))
         return twin
 

@@ -212,6 +212,10 @@ class MLP(RawUnits):
     ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
     TF32 tensor cores) or "bf16" (bfloat16 activations and products, float32 master weights,
     optimizer state, output layer and loss; see the module docstring for every tensor).
+    ``saved_precision``: for a tf32/bf16 model loaded on the CPU (``gpunn.load``), which runs it in
+    float32, the precision its file recorded; ``gpunn.save`` writes it back, so a file's round trip
+    through a CPU machine keeps it (a GPU loads it in that precision). None otherwise, and after
+    ``set_precision``.
     ``graph``: on a CUDA GPU ``fit`` captures each training step -- forward, backward and
     optimizer -- as a CUDA graph and replays it per batch (gpunn.training.graph; one launch instead of
     about two dozen, 5-11x the eager step on small to deep nets, a tie on large). ``None`` (the
@@ -290,6 +294,7 @@ class MLP(RawUnits):
         class docstring). The float32 parameters are kept; an optimizer bound earlier must be bound
         again (``fit`` does that)."""
         self.precision = check_precision(precision, self.dtype, self.backend, self._fused)
+        self.saved_precision = None  # (a precision chosen here replaces the one a loaded file recorded)
         self.storage_dtype = bf16_dtype() if self.precision == "bf16" else self.dtype
         self.ops = ops_for(self.backend, self._fused, self.precision)
         with self.backend.use():
@@ -437,6 +442,7 @@ class MLP(RawUnits):
         starts a fresh one, as a fit with an optimizer's name does). ``copy.copy`` gives the same."""
         twin = MLP(self.layer_sizes, [a.name for a in self.activations[:-1]], self.activations[-1].name, self.bias,
                    self.dtype, self.backend, self.seed, self._fused, self.precision, self.graph)
+        twin.saved_precision = self.saved_precision
         with self.backend.use():
             twin.params[...] = self.params
         twin.standardizer = copy.deepcopy(self.standardizer, memo)

@@ -6,6 +6,7 @@ emulation say; tests/test_precision_gpu.py (marked gpu) compares them there.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -151,6 +152,33 @@ def test_resuming_a_tensor_core_run_on_the_cpu_is_refused_before_it_trains(tmp_p
         ckpt.resume(X, Y, epochs=2, verbose=False)
     np.testing.assert_array_equal(ckpt.model.params, before)
     assert path.read_bytes() == written
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("kind", ["mlp", "ensemble"])
+def test_a_saved_file_keeps_its_precision_through_a_cpu(tmp_path, monkeypatch, kind, precision):
+    """A tf32/bf16 model loaded on the CPU runs in float32 there, but saving it again (itself, a copy, a
+    member) writes the precision its file recorded: a round trip through a CPU machine changes nothing the
+    file says. A CPU fit's training checkpoint records float32, the arithmetic it trained in (it resumes)."""
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)  # the file, written as a GPU would
+    model = (gpunn.MLP([4, 6, 1], device="cpu", seed=1, precision=precision) if kind == "mlp"
+             else gpunn.Ensemble([4, 6, 1], 2, device="cpu", seed=1, precision=precision))
+    gpunn.save(tmp_path / "gpu.npz", model)
+    monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", False)  # the CPU as it is: no tensor cores
+    loaded = gpunn.load(tmp_path / "gpu.npz", device="cpu")
+    assert (loaded.precision, loaded.saved_precision) == ("float32", precision)
+    again = [loaded, copy.deepcopy(loaded)] + ([loaded[1]] if kind == "ensemble" else [])
+    for i, m in enumerate(again):
+        gpunn.save(tmp_path / f"{i}.npz", m)
+        assert gpunn.checkpoint.read(tmp_path / f"{i}.npz")[0]["model"]["precision"] == precision
+    np.testing.assert_array_equal(gpunn.load(tmp_path / "0.npz", device="cpu").params, model.params)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4)).astype(np.float32)
+    loaded.fit(X, X[:, :1], epochs=1, batch_size=20, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "r")])
+    assert "precision" not in gpunn.load_checkpoint(tmp_path / "r", device="cpu").meta["model"]
+    loaded.set_precision("float32")  # chosen here: the file says what the model now is
+    gpunn.save(tmp_path / "f32.npz", loaded)
+    assert "precision" not in gpunn.checkpoint.read(tmp_path / "f32.npz")[0]["model"]
 
 
 # ---- the emulation: which tensors are bf16, and training quality ---------------------------------
