@@ -310,6 +310,28 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
     assert hint in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "--batch", "1"], "--batch: options are written in full: did you mean --batch-size?"),
+    (["predict", "m.npz", "in.npy", "out.npy", "--feat", "3"], "--feat: options are written in full: did you mean "
+                                                                "--features?"),
+    (["sweep", "--epo=1"], "--epo: options are written in full: did you mean --epochs?"),
+    (["bench", "--max-sec", "5"], "--max-sec: options are written in full: did you mean --max-seconds?"),
+    (["bench", "--s", "5"], "did you mean --seconds or --sustain?"),
+    (["info", "--dev", "cpu"], "--dev: options are written in full: did you mean --device?"),
+    (["--debu", "info"], "--debu: options are written in full: did you mean --debug?"),
+])
+def test_every_command_refuses_an_abbreviated_option_and_names_it_in_full(argv, hint, capsys):
+    """argparse took ``--batch 1`` as ``--batch-size 1`` (allow_abbrev), in each subcommand's own parser."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_args(argv)  # (not main: before, the command ran)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: unrecognized arguments: " in err and hint in err
+    parser = cli.build_parser()  # and each command added later: its parser is gpunn's Parser, which refuses them
+    assert not parser.allow_abbrev and not any(p.allow_abbrev for p in parser.commands.values())
+    assert not cli.train.standalone_parser().allow_abbrev and not cli.sweep.standalone_parser().allow_abbrev
+
+
 def test_ctrl_c_says_what_each_command_leaves(tmp_path, monkeypatch, capsys):
     import numpy
 

@@ -100,7 +100,8 @@ OTHER_NAMES = {
 
 def refuse_unknown(command_parser, unknown) -> None:
     """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
-    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)."""
+    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)
+    or where it is an abbreviation, which gpunn does not accept (--batch: --batch-size)."""
     import difflib
 
     options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
@@ -114,8 +115,13 @@ def refuse_unknown(command_parser, unknown) -> None:
         elif meant and meant[0] in options:
             hints.append(f"{name}: {meant[1]}")
         elif name.startswith("--"):
-            close = difflib.get_close_matches(name.replace("_", "-"), options, n=1, cutoff=0.75)
-            hints += [f"{name}: did you mean {close[0]}?"] if close else []
+            spelled = name.replace("_", "-")
+            whole = [option for option in options if option.startswith(spelled) and option != spelled]
+            close = difflib.get_close_matches(spelled, options, n=1, cutoff=0.75)
+            if whole:
+                hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
+            elif close:
+                hints.append(f"{name}: did you mean {close[0]}?")
     command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 

@@ -10,7 +10,15 @@ import sys
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the message and where to look, never the whole usage block."""
+    """argparse with one-line errors: the message and where to look, never the whole usage block; and no
+    abbreviated options (argparse's allow_abbrev, off here: ``--batch 1`` would run as ``--batch-size 1``,
+    and a new option could change what an old abbreviation means). ``sub.add_parser`` makes each
+    subcommand's parser a Parser too, so all of gpunn's refuse them; the refusal names the option in full
+    (gpunn.cli.refuse_unknown)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

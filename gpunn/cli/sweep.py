@@ -13,7 +13,7 @@ from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
 from . import data as data_cli
-from .common import (add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
+from .common import (Parser, add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
                      write_output)
 from .data import feature_count_or_names
 from .train import (MIN_ROWS, _check_plot_available, _check_precision, _hidden_sizes, _launch, ignore_late_interrupts,
@@ -123,7 +123,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def standalone_parser() -> argparse.ArgumentParser:
     """The ``sweep`` parser on its own (what a saved sweep's options are resolved against)."""
-    return add_parser(argparse.ArgumentParser(prog="gpunn").add_subparsers())
+    return add_parser(Parser(prog="gpunn").add_subparsers())
 
 
 def saved_checkpoints(directory) -> list[str]:

@@ -11,8 +11,8 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer, options_of
 from . import data as data_cli
-from .common import (add_debug, bounded, check_report_outputs, csv_text, dtype, json_text, non_negative, number,
-                     positive, write_output)
+from .common import (Parser, add_debug, bounded, check_report_outputs, csv_text, dtype, json_text, non_negative,
+                     number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
@@ -102,7 +102,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def standalone_parser() -> argparse.ArgumentParser:
     """The ``train`` parser on its own (what a saved config is resolved against)."""
-    return add_parser(argparse.ArgumentParser(prog="gpunn").add_subparsers())
+    return add_parser(Parser(prog="gpunn").add_subparsers())
 
 
 def _check_plot_available(path):
