@@ -318,6 +318,31 @@ def test_predict_streams_a_csv_without_a_header_by_position_keeping_its_first_ro
     numpy.testing.assert_allclose(pq.read_table(tmp_path / "Q.parquet").column(0).to_numpy(), expected[:3], rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_writes_one_csv_on_both_paths_whose_digits_read_back_exactly(tmp_path, monkeypatch, capsys, dtype):
+    """The in-memory path wrote %.9g/%.17g and no header, the streamed one pyarrow's shortest digits and the
+    targets' names: one writer now, the same bytes whatever the input's size, each value read back exactly."""
+    from gpunn.cli import predict as predict_cli
+
+    model = gpunn.MLP([3, 7, 2], seed=0, device="cpu", dtype=dtype)
+    model.data_columns = {"features": ["a", "b", "c"], "targets": ["price", "q,2"]}
+    gpunn.save(tmp_path / "m.npz", model)
+    X = numpy.random.default_rng(1).standard_normal((50, 3))
+    numpy.save(tmp_path / "X.npy", X)
+    argv = ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy")]
+    assert main(argv + [str(tmp_path / "whole.csv")]) == 0
+    monkeypatch.setattr(predict_cli, "STREAM_BYTES", 100)  # as for an input of gigabytes
+    assert main(argv + [str(tmp_path / "streamed.csv")]) == 0
+    assert "streamed" in capsys.readouterr().out
+    assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "streamed.csv").read_bytes()
+    header, *lines = (tmp_path / "whole.csv").read_text().splitlines()
+    assert header == '"price","q,2"'
+    P = numpy.array([line.split(",") for line in lines], dtype=dtype)
+    numpy.testing.assert_array_equal(P, gpunn.load(tmp_path / "m.npz", device="cpu").predict(X))
+    assert max(len(v.lstrip("-").replace(".", "").split("e")[0].lstrip("0")) for line in lines for v in line.split(",")) == \
+        {"float32": 9, "float64": 17}[dtype]  # the digits the dtype needs, not more
+
+
 @pytest.mark.parametrize("flags", [["--rows", "1000"], ["--task", "linear"], ["--outputs", "2"], ["--noise", "0.5"],
                                    ["--stream", "off"], ["--features", "3"]])
 def test_synthetic_task_options_given_with_data_are_refused(pair, capsys, flags):

@@ -18,9 +18,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "tables with a header row for a model trained on named columns are streamed a "
                                    "chunk of rows at a time (Parquet and CSV tables need pyarrow: gpunn[data]); the "
                                    "columns are then picked by the model's feature names (or --features), in any "
-                                   "order and among others, and the outputs named after its "
-                                   "targets. An .npy file and a CSV file without a header row are read by "
-                                   "position. A model trained with --standardize takes raw inputs and predicts "
+                                   "order and among others. An .npy file and a CSV file without a header row are "
+                                   "read by position. A table OUT's columns are named after the model's targets "
+                                   "when it knows them (a CSV then has a header row); a CSV OUT holds the digits "
+                                   "that read back each value exactly (9 significant for float32, 17 for "
+                                   "float64). A model trained with --standardize takes raw inputs and predicts "
                                    "in the targets' units (in float64 when its targets were standardized in "
                                    "float64: float64 or int64 values, CSV and Parquet columns, for a float32 "
                                    "model).")
@@ -66,9 +68,11 @@ def run(args) -> int:
         P = numpy.asarray(model.backend.to_host(model.predict(X)))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {args.input}: {exc}") from None
-    if args.output.lower().endswith(".csv"):
-        fmt = "%.9g" if P.dtype == numpy.float32 else "%.17g"  # enough digits to read back the same value
-        io.atomic_write(args.output, lambda fh: numpy.savetxt(fh, P, delimiter=",", fmt=fmt))
+    if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
+        from ..data.files import output_writer, write_rows
+
+        names = (getattr(model, "data_columns", None) or {}).get("targets")
+        write_rows(output_writer(args.output, P.shape[1], P.dtype, names), [P])
     else:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
     print(f"{args.output}: {P.shape[0]} x {P.shape[1]} predictions ({P.dtype.name}) from {args.model} "

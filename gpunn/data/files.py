@@ -174,11 +174,34 @@ class NpyWriter(_Output):
         self.fh.close()
 
 
-class TableWriter(_Output):
-    """Parquet or CSV output, one record batch per chunk; columns named after the targets (y0, y1, ...
-    when the model does not know them, and then no header in a CSV)."""
+class CsvWriter(_Output):
+    """Rows appended to a CSV file, the one writer of gpunn predict's CSV outputs (streamed or not): a header
+    row when the model knows its targets' names, and each value with the significant digits that read back
+    the same value of ``dtype`` (9 for float32, 17 for float64: 1 + the mantissa's bits in decimal,
+    rounded up), so the digits depend on neither the path nor the input's size."""
 
-    def __init__(self, path, n_columns, dtype, names=None, kind="parquet"):
+    def __init__(self, path, n_columns, dtype, names=None):
+        import csv
+
+        super().__init__(path)
+        info = numpy.finfo(dtype)
+        self.fmt = f"%.{int(numpy.ceil(1 + (info.nmant + 1) * numpy.log10(2)))}g"
+        self.fh = open(self.tmp, "w", newline="")
+        if names:
+            csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(names)  # as pyarrow's was
+
+    def write(self, P):
+        numpy.savetxt(self.fh, P, fmt=self.fmt, delimiter=",")
+
+    def close(self):
+        self.fh.close()
+
+
+class TableWriter(_Output):
+    """Parquet output, one record batch per chunk; columns named after the targets (y0, y1, ...
+    when the model does not know them)."""
+
+    def __init__(self, path, n_columns, dtype, names=None):
         from .tables import pyarrow_module
 
         pyarrow = pyarrow_module()
@@ -186,11 +209,7 @@ class TableWriter(_Output):
         self.names = list(names) if names else [f"y{i}" for i in range(n_columns)]
         self.pa = pyarrow
         schema = pyarrow.schema([(n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names])
-        if kind == "parquet":
-            self.writer = pyarrow_module("parquet").ParquetWriter(self.tmp, schema)
-        else:  # a header only when the model knows its targets' names, as gpunn predict's plain CSV has none
-            csv = pyarrow_module("csv")
-            self.writer = csv.CSVWriter(self.tmp, schema, write_options=csv.WriteOptions(include_header=bool(names)))
+        self.writer = pyarrow_module("parquet").ParquetWriter(self.tmp, schema)
         self.schema = schema
 
     def write(self, P):
@@ -209,21 +228,37 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     columns = getattr(model, "data_columns", None) or {}
     features = features or columns.get("features")
     _, chunks = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
-    kind = file_format(out_path)
-    n_out, dtype = model.layer_sizes[-1], model._prediction_dtype()  # the dtype predict returns
-    writer = (NpyWriter(out_path, n_out, dtype) if kind == "npy"
-              else TableWriter(out_path, n_out, dtype, columns.get("targets"), kind))
+    writer = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), columns.get("targets"))
     rows = 0
-    try:
+
+    def predictions():
+        nonlocal rows
         for X in chunks:
             try:
                 P = model.backend.to_host(model.predict(X))
             except ValueError as exc:  # NaN or inf in the inputs: say where in the file
                 raise DataError(f"{in_path} (rows {rows}-{rows + X.shape[0] - 1}): {exc}") from None
-            writer.write(P)
             rows += P.shape[0]
+            yield P
         if rows == 0:
             raise DataError(f"{in_path}: no rows to predict")
+
+    write_rows(writer, predictions())
+    return rows
+
+
+def output_writer(out_path, n_columns, dtype, names=None):
+    """The writer of a prediction file (.npy, .csv or .parquet, by name): ``names``, the targets' (or None)."""
+    kind = file_format(out_path)
+    writer = {"npy": NpyWriter, "csv": CsvWriter}.get(kind, TableWriter)
+    return writer(out_path, n_columns, dtype, names)
+
+
+def write_rows(writer, chunks) -> None:
+    """Write each chunk of rows, then rename the file into place; on any failure (Ctrl-C too) remove it."""
+    try:
+        for P in chunks:
+            writer.write(P)
         writer.close()
     except BaseException:
         try:
@@ -232,4 +267,3 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
             writer.abort()
         raise
     writer.commit()
-    return rows
