@@ -349,6 +349,26 @@ def test_an_interrupted_sweep_on_a_file_resumes_to_the_sweep_that_never_stopped(
     assert members(resumed) == members(straight)
 
 
+def test_a_file_sweep_started_in_one_process_is_not_resumed_under_mpiexec_before_all_its_ensembles_start(
+        files, tmp_path, capsys, monkeypatch):
+    """Its ensembles not started would read the file as the ranks' shards, not in the one process's order (the
+    started ones resume in it): refused, saying how to go on, before anything trains. Under mpiexec it ran."""
+    saved = tmp_path / "sweep"
+    run(DATA + files + ["--max-members", "2", "--save", str(saved)], capsys)
+    (saved / "ensemble-1.npz").unlink()  # as a sweep stopped before its second ensemble leaves it
+    kept = (saved / "ensemble-0.npz").read_bytes()
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, True, device))  # as under mpiexec -n 2
+    assert cli.main(["sweep", "--resume", str(saved), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "this --data sweep started in one process, and ensemble(s) 1 of 2 have not started" in err
+    assert f"Resume it in one process (gpunn sweep --resume {saved})" in err
+    assert (saved / "ensemble-0.npz").read_bytes() == kept and not (saved / "ensemble-1.npz").exists()
+    monkeypatch.undo()
+    run(["sweep", "--resume", str(saved), "--quiet"], capsys)  # in one process it goes on
+    assert (saved / "ensemble-1.npz").exists()
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--rows", "900"], "--rows 900 sets up a synthetic task, which --data replaces"),
     (["--features", "3"], "--features 3 sets up a synthetic task"),

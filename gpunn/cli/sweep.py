@@ -110,7 +110,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
                    "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
                    "apply, --data/--targets may say where its files are now (the same data), any other option that differs "
-                   "from the recorded one is refused; keeps saving to DIR unless --save says otherwise")
+                   "from the recorded one is refused; keeps saving to DIR unless --save says otherwise. Under mpiexec "
+                   "a --data sweep started in one process resumes only once each of its ensembles has started")
     s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
                    "command line override it")
@@ -304,6 +305,25 @@ def _fresh_train(train, meta):
     return (ShardedSource(train[0], shards),)
 
 
+def _check_resume_order(args, meta, groups, distributed) -> None:
+    """Refuse to resume under mpiexec a --data sweep that started in one process while some of its ensembles
+    have no checkpoint (not started yet): they would read the file as the ranks' shards, another row order
+    than the one process's (which its started ensembles keep, every rank reading the file whole), and so
+    train other members than the sweep being continued."""
+    if not (distributed and args.data and meta is not None):
+        return
+    if ((meta.get("training") or {}).get("source") or {}).get("shards", 0):
+        return  # started data parallel: the ensembles not started read its shards too (_fresh_train)
+    missing = [g for g in range(len(groups)) if not os.path.exists(os.path.join(args.resume, CHECKPOINT.format(g)))]
+    if missing:
+        which = ", ".join(map(str, missing))
+        raise ValueError(f"--resume {args.resume}: this --data sweep started in one process, and ensemble(s) {which} "
+                         f"of {len(groups)} have not started; under mpiexec they would read {args.data} as the ranks' "
+                         "shards, not in the order the sweep started with, and train other members than the sweep "
+                         f"you are continuing. Resume it in one process (gpunn sweep --resume {args.resume}), or "
+                         "start the sweep anew under mpiexec")
+
+
 def _check_outputs(args):
     from .. import preflight
 
@@ -368,6 +388,7 @@ def run(args) -> int:
 
             per, why = split_over_ranks(per, why, world())
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
+    _check_resume_order(args, meta, groups, distributed)
     print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
           f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
     print(chosen, flush=True)
