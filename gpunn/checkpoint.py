@@ -18,7 +18,8 @@ A :class:`gpunn.Ensemble` of K members (kind "ensemble" from :func:`save`, or a 
 whose model section has ``members`` and ``seeds``): every array is the flat buffer of all K members
 (K x P values, member-major); the optimizer's config lists each member's settings and ``frozen`` the
 members that no longer train; the position's partial sum is K floats; ``training["ensemble"]`` (a saved
-Ensemble's: ``ensemble``) lists the diverged members, whose rows alone may hold NaN or infinities.
+Ensemble's: ``ensemble``) lists the diverged members, whose rows alone may hold NaN or infinities (a training
+checkpoint's ``restored``: those of them early stopping put back to their best epoch, not in ``ens.diverged``).
 
 Random state: shuffles are drawn from streams keyed by (seed, epoch) and the validation
 split from (seed, "validation"), so the seed and the position are the whole RNG state;
@@ -269,7 +270,11 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
     if _members(model) is not None:
         optimizer["frozen"] = opt.frozen
-        training["ensemble"] = {"diverged": [int(k) for k in getattr(state.history, "diverged", ())]}
+        diverged = [int(k) for k in getattr(state.history, "diverged", ())]
+        training["ensemble"] = {"diverged": diverged}
+        restored = [k for k in diverged if k not in model.diverged]  # by EarlyStopping, to their best epoch
+        if restored:  # (absent: none, as in files from before it)
+            training["ensemble"]["restored"] = restored
     _write(path, {"kind": "training", "device": model.device, "model": model_config(model, trained_in=True),
                   "optimizer": optimizer, "training": training}, arrays)
 
@@ -460,6 +465,9 @@ def _parse_meta(path, zf: zipfile.ZipFile):
             _require(isinstance(diverged, list) and all(_is_int(k) for k in diverged)
                      and set(diverged) <= set(optimizer.frozen), path,
                      "invalid ensemble section: diverged members must be a list of frozen members")
+            restored = section.get("restored", [])
+            _require(isinstance(restored, list) and set(restored) <= set(diverged), path,
+                     "invalid ensemble section: restored members must be a list of diverged members")
         _check_training(training, path, n_members, set(diverged))
         for cb in training.get("callbacks", []):
             for name in cb.get("arrays", []):
@@ -573,9 +581,10 @@ def _build_model(meta, arrays, device):
         stats = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("standardizer.")}
         model.standardizer = Standardizer.from_state(cfg["standardizer"], stats)
     model.data_columns = cfg.get("columns")
-    if "members" in cfg:  # its diverged members (a training checkpoint's: of the run so far)
+    if "members" in cfg:  # its diverged members (a training checkpoint's: of the run so far, less those restored)
         section = (meta.get("training") or {}).get("ensemble") or meta.get("ensemble") or {}
-        model.diverged = sorted(int(k) for k in section.get("diverged", []))
+        restored = set(section.get("restored", []))
+        model.diverged = sorted(int(k) for k in section.get("diverged", []) if k not in restored)
     return model
 
 

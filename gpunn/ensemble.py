@@ -68,10 +68,12 @@ class Ensemble(RawUnits):
     K ints. ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the
     members' mean and population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of
     member k; ``ens.best()`` the member with the best validation loss of the last fit.
-    ``ens.diverged``: the members whose loss diverged in the last fit (``history.diverged``; kept by
-    ``gpunn.save``/``load``, checkpoints and copies): the mean and std leave them out (with a warning) and
-    ``best()`` never picks one; ``predict(X)`` and ``ens[k]`` still give their own outputs (NaN or exploded,
-    unless early stopping restored their best epoch's weights).
+    ``ens.diverged``: the members whose loss diverged in the last fit and which hold the weights it diverged
+    with (kept by ``gpunn.save``/``load``, checkpoints and copies): the mean and std leave them out (with a
+    warning) and ``best()`` never picks one; ``predict(X)`` and ``ens[k]`` still give their own outputs (NaN or
+    exploded). ``history.diverged`` lists every member that diverged, also one that
+    ``EarlyStopping(restore_best_weights=True)`` put back to its best epoch: that one holds finite, validated
+    weights, so it is not in ``ens.diverged`` and counts in the mean and ``best()``.
     ``graph=True`` (opt-in; off by default, unlike one MLP's): on a CUDA GPU each training step of all K
     members is captured once as a CUDA graph and replayed (gpunn.training.graph.EnsembleGraphTrainer);
     ``ens.graph_trainer.captured`` / ``.reason`` say whether it was. Where it cannot capture, a

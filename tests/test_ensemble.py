@@ -6,6 +6,8 @@ member k holds the weights of ``MLP(sizes, seed=s0 + k).fit(X, Y, lr=lrs[k], see
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -189,6 +191,43 @@ def test_a_diverged_member_is_left_out_of_the_mean_std_and_best_and_remembered(e
         ens.predict(X, return_std=True)
     with pytest.raises(gpunn.TrainingDiverged, match="no member to pick"):
         ens.best()
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_a_diverged_member_restored_to_its_best_epoch_counts_in_the_mean_and_best_again(ensemble_data, tmp_path,
+                                                                                        restore):
+    """EarlyStopping(restore_best_weights=True) put the member back to its best epoch's finite, validated
+    weights, but it was still left out of the mean and of best(). It stays in history.diverged; without the
+    restore it is still left out. Copies, gpunn.save/load and the run's checkpoint agree."""
+    import copy
+
+    X, Y = ensemble_data
+
+    class Poison(gpunn.Callback):  # member 1's weights blow up at the start of epoch 3
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 2:
+                trainer.model.member_params[1] *= 1e200
+
+    ens, path = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=1), tmp_path / "run.npz"
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in epoch 3"):
+        ens.fit(X, Y, optimizer="sgd", lr=1e-2, epochs=4, batch_size=50, validation_fraction=0.2, verbose=False,
+                callbacks=[Poison(), gpunn.EarlyStopping(patience=5, restore_best_weights=restore),
+                           gpunn.ModelCheckpoint(path)])
+    assert ens.history.diverged == [1] and ens.history.best_epoch[1] == 2
+    assert np.isfinite(ens.member_params[1]).all() == restore
+    left_out = [] if restore else [1]
+    for model in (ens, copy.deepcopy(ens), gpunn.load(_saved(ens, tmp_path / "ens.npz"), device="cpu"),
+                  gpunn.load_checkpoint(path, device="cpu").model):
+        assert model.diverged == left_out
+    if restore:
+        P = ens.predict(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no member is left out
+            mean, std = ens.predict(X, return_std=True)
+        np.testing.assert_allclose(mean, P.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(std, P.std(axis=0), rtol=1e-12)
+    ens.history["val_loss"][1][1] = 0.0  # its best epoch the best of all: picked only when it holds those weights
+    assert (ens.best_index() == 1) == restore
 
 
 def _saved(model, path):

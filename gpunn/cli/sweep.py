@@ -447,7 +447,8 @@ def run(args) -> int:
         ignore_late_interrupts()
     if not root:  # every rank holds the same table (rank 0's epoch logs); rank 0 alone prints and writes it
         return 130 if interrupted else 0
-    # diverged members last (their weights are frozen where they diverged), the others by validation MSE
+    # diverged members last (settings to avoid, even where early stopping restored their best epoch), the others by
+    # validation MSE
     rows.sort(key=lambda r: (r["diverged"], r["val_mse"] if numpy.isfinite(r["val_mse"]) else numpy.inf))
     print()
     if args.standardize:

@@ -309,6 +309,9 @@ class MemberEarlyStopping(Callback):
         if restore:
             rows = trainer.model.xp.asarray(restore)
             trainer.model.member_params[rows] = self.best_params[rows]
+            # a diverged member back at its best epoch holds that epoch's weights, finite and validated: it
+            # counts in the mean and best() again (history.diverged still lists it)
+            trainer.model.diverged = [k for k in trainer.model.diverged if k not in restore]
 
 
 class EnsembleProgressBar(ProgressBar):
