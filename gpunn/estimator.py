@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import warnings
 
 import numpy
 
@@ -23,11 +24,15 @@ from .training.state import FitSettings, TrainState
 
 try:  # optional dependency
     from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
     HAVE_SKLEARN = True
 except ImportError:  # a minimal stand-in with the same conventions
     HAVE_SKLEARN = False
+
+    class ConvergenceWarning(UserWarning):
+        """scikit-learn's: training reached max_iter before its stopping rule stopped it."""
 
     class BaseEstimator:
         @classmethod
@@ -184,8 +189,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     scikit-learn's scale, half the mean squared error over every value, averaged over the epoch's
     batches before each step, without scikit-learn's L2 term), ``loss_`` (its last value),
     ``best_loss_`` (its least, without early stopping), ``validation_scores_`` and
-    ``best_validation_score_`` (validation R², with early stopping), ``n_iter_``, ``t_``, ``coefs_``,
-    ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``, ``n_features_in_``.
+    ``best_validation_score_`` (validation R², with early stopping), ``n_iter_`` (every epoch trained,
+    warm starts and ``partial_fit`` calls included: the length of ``loss_curve_``; scikit-learn's
+    counts the last call's), ``t_``, ``coefs_``, ``intercepts_``, ``n_layers_``, ``n_outputs_``,
+    ``out_activation_``, ``n_features_in_``. A fit that trains ``max_iter`` epochs without stopping
+    warns with scikit-learn's ConvergenceWarning, as scikit-learn does.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
@@ -345,6 +353,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                             shuffle=bool(self.shuffle), seed=self._seed_, verbose=self.verbose, callbacks=callbacks,
                             validation_fraction=self.validation_fraction if self.early_stopping else None,
                             handle_interrupt=False)
+        if not history.stopped_early and len(history.get("epoch", ())) == self.max_iter:  # as scikit-learn warns
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization "
+                          "hasn't converged yet.", ConvergenceWarning, stacklevel=2)
         if previous is not None:  # warm start: the curves go on
             for key, values in history.items():
                 previous.setdefault(key, []).extend(values)
@@ -354,8 +365,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def partial_fit(self, X, y):
-        """One more epoch over (X, y), continuing the optimizer (a fresh network on first call)."""
+        """One more epoch over (X, y), continuing the optimizer (a fresh network on first call). As in
+        scikit-learn, there is no early stopping in it (``early_stopping=True`` is refused)."""
         activation = self._check_params()
+        if self.early_stopping:  # it held nothing out and was silently ignored
+            raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
         y_1d = y.ndim == 1

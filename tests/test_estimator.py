@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy
 import pytest
@@ -16,6 +17,9 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from gpunn import MLPRegressor, datasets  # noqa: E402
+
+# most fits here train their max_iter epochs, which warns as scikit-learn's does
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(hidden_layer_sizes=(32,), learning_rate_init=1e-2, max_iter=100, random_state=0, device="cpu")
@@ -213,6 +217,22 @@ def test_tol_and_n_iter_no_change_follow_scikit_learns_rule_on_its_loss(data, ea
     est = MLPRegressor(**settings, tol=tol, n_iter_no_change=2).fit(X, y)
     assert est.n_iter_ == expected
     assert est.loss_curve_ == full.loss_curve_[:expected]
+
+
+def test_reaching_max_iter_warns_and_partial_fit_refuses_early_stopping_as_scikit_learn(data):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = data
+    settings = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0, device="cpu")
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):  # it said nothing
+        MLPRegressor(**settings).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # stopped by tol in its last epoch (the first counts from no best value): no warning, as in scikit-learn
+        assert MLPRegressor(**settings, tol=1e9, n_iter_no_change=1).fit(X, y).n_iter_ == 3
+        MLPRegressor(**settings).partial_fit(X, y)  # scikit-learn's partial_fit never warns
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):  # it was ignored
+        MLPRegressor(**settings, early_stopping=True).partial_fit(X, y)
 
 
 def test_loss_curve_is_scikit_learns_half_mse(data):
