@@ -232,7 +232,9 @@ def issue11(run):
         got = e.get("targets", {}).get(peer)
         graph = e.get("graph_targets", {}).get(peer)
         if got is None:
-            rows.append((text, f"not measured: no {peer} row in ensemble.json", ""))
+            stage = run.line("ensemble") or ""
+            rows.append((text, f"not measured: no {peer} row in ensemble.json" +
+                         (f" (`{stage.strip()}`)" if stage and not stage.startswith("ok") else ""), ""))
             continue
         best = max(got["speedup"], graph["speedup"] if graph else 0.0)
         text_got = f"eager {_x(got['speedup'])}" + (f", graph {_x(graph['speedup'])}" if graph else "")

@@ -209,3 +209,32 @@ def test_the_report_reads_the_gpu_rows_gpunn_bench_writes(tmp_path, capsys, monk
     assert verdict in ("met", "**not met**")
     assert _targets(out)["large tf32 ≥ 3× float32"][0].startswith("not measured: no large rows")
     assert "gpunn (cuda:0) bf16 eager" in out and "CUDA graph vs eager step" in out
+
+
+def test_an_ensemble_hook_killed_in_its_benchmark_keeps_its_checks_for_the_report(tmp_path, capsys, monkeypatch):
+    """ENSEMBLE_SECONDS=90 brings the torch loop and the bf16 row, whose warm-ups the rounds' deadline does
+    not bound: if the stage's timeout kills the hook there, ensemble.json still holds the exactness check."""
+    import shutil
+
+    from gpunn import bench
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # what the stage's timeout would end, mid-benchmark
+
+    monkeypatch.setattr(bench, "run_ensembles", killed)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    (tmp_path / "run" / "ensemble" / "ensemble.json").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        _load("bench/gpu_checks/ensemble.py", "ensemble_hook").main(
+            ["--device", "cpu", "--out", str(tmp_path / "run" / "ensemble")])
+    saved = json.loads((tmp_path / "run" / "ensemble" / "ensemble.json").read_text())
+    assert saved["exact"] and saved["exactness_max_rel_err"] < 1e-10 and "targets" not in saved
+    summary = tmp_path / "run" / "summary.txt"
+    summary.write_text(summary.read_text().replace(
+        next(line for line in summary.read_text().splitlines() if line.startswith("ok   ensemble")),
+        "FAIL ensemble: timed out, partial: ensemble.txt"))
+    capsys.readouterr()
+    t = _targets(_report(tmp_path / "run", capsys=capsys))
+    assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
+        "not measured: no sequential row in ensemble.json (`FAIL ensemble: timed out, partial: ensemble.txt`)")
+    assert next(v for k, v in t.items() if k.startswith("each member equals its MLP"))[0].endswith("(cpu)")

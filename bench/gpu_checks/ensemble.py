@@ -16,7 +16,8 @@
 4. on a GPU with --max-seconds 60 or more, a bf16 row (``Ensemble(precision="bf16", graph=True)``) and its
    speed-up over torch vmap and over the float32 graph row; left out under gpu_check.sh's default 40 s cap
    (its first step compiles the bf16 kernels), GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
-Exit 0 when the exactness check passes and the benchmark ran.
+Exit 0 when the exactness check passes and the benchmark ran. DIR/ensemble.json is written after the checks
+and again at the end.
 """
 from __future__ import annotations
 
@@ -80,6 +81,11 @@ def main(argv=None) -> int:
 
     kind = "cpu" if args.device == "cpu" else "cuda"
     report = {"device": args.device}
+
+    def save():  # after each part: a hook killed in the benchmark's warm-ups keeps the checks before it
+        with open(os.path.join(args.out, "ensemble.json"), "w") as fh:
+            json.dump(report, fh, indent=2)
+
     err = exactness(args.device)
     report["exactness_max_rel_err"] = err
     report["exact"] = err <= 1e-10
@@ -90,6 +96,7 @@ def main(argv=None) -> int:
         g = report["graph"]
         print(f"ensemble CUDA graph: {'captured' if g['captured'] else 'NOT captured (' + str(g['reason']) + ')'}, "
               f"max relative difference from the eager fit {g['max_rel_err']:.3g}", flush=True)
+    save()
     cfg = bench.parse_config("small-x256" if kind == "cuda" else "tiny:8:32x32:1:64-x4")
     budget = max(10.0, args.max_seconds - (time.monotonic() - t0) - 5)
     # The K torch models in a loop (379x slower than the ensemble on the H200) cost most of gpu_check.sh's
@@ -130,8 +137,7 @@ def main(argv=None) -> int:
                           for peer in ("gpunn-graph", "torch-vmap") if peer in ours}
         print("gpunn Ensemble bf16 (graph): " + ", ".join(f"{v:.2f}x {k}" for k, v in report["bf16"].items()),
               flush=True)
-    with open(os.path.join(args.out, "ensemble.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
+    save()
     ran = "gpunn" in ours and ours["gpunn"]["samples_per_s"] > 0
     return 0 if report["exact"] and ran else 1
 
