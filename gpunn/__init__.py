@@ -18,6 +18,14 @@ __all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", 
            "Optimizer", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Schedule"]
 
 
+_LAZY = ("MLPRegressor", "data", "distributed")  # imported on first use, by __getattr__
+
+
+def __dir__():
+    # what dir(gpunn), IPython's completion and help() list: the lazy names too (MLPRegressor was missing)
+    return sorted({*globals(), *_LAZY})
+
+
 def __getattr__(name):
     # The scikit-learn estimator is imported on first use: scikit-learn stays optional and
     # `import gpunn` stays fast.

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import gpunn
+
 PACKAGE = Path(__file__).resolve().parents[1] / "gpunn"
 
 
@@ -138,3 +140,9 @@ def test_the_training_engine_does_not_depend_on_checkpoints_or_the_cli():
         if name.startswith("gpunn.training"):
             below = reachable(graph, name)
             assert not below & {"gpunn.checkpoint", "gpunn.cli", "gpunn.bench", "gpunn.estimator"}, name
+
+
+def test_dir_of_gpunn_lists_every_public_name_the_lazy_ones_too():
+    # dir(), which IPython's tab completion reads, missed MLPRegressor and distributed (imported on first use)
+    names = dir(gpunn)
+    assert set(gpunn.__all__) <= set(names) and {"data", "distributed"} <= set(names)
