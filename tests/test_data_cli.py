@@ -343,6 +343,23 @@ def test_predict_writes_one_csv_on_both_paths_whose_digits_read_back_exactly(tmp
         {"float32": 9, "float64": 17}[dtype]  # the digits the dtype needs, not more
 
 
+def test_the_csv_writer_formats_a_block_of_rows_at_a_time_as_savetxt_formats_each_row(tmp_path):
+    import io
+
+    from gpunn.data.files import CsvWriter
+
+    P = numpy.random.default_rng(2).standard_normal((10, 3)).astype(numpy.float32)
+    P[4, 1], P[7, 2] = numpy.nan, -numpy.inf
+    writer = CsvWriter(tmp_path / "p.csv", 3, numpy.float32)
+    for chunk in (P[:5], P[5:]):  # blocks of 3 rows, across the chunks' edge
+        writer.write(chunk, rows=3)
+    writer.close()
+    writer.commit()
+    expected = io.StringIO()
+    numpy.savetxt(expected, P, fmt="%.9g", delimiter=",")
+    assert (tmp_path / "p.csv").read_text() == expected.getvalue()
+
+
 @pytest.mark.parametrize("flags", [["--rows", "1000"], ["--task", "linear"], ["--outputs", "2"], ["--noise", "0.5"],
                                    ["--stream", "off"], ["--features", "3"]])
 def test_synthetic_task_options_given_with_data_are_refused(pair, capsys, flags):
