@@ -339,6 +339,10 @@ class Ensemble(RawUnits):
             check_rows_match(P[0], Y)
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
+    def score(self, X, Y) -> list:
+        """Every member's R² on (X, Y), averaged over outputs (a list of K), as ``MLP.score`` gives one."""
+        return self.evaluate(X, Y)["r2"]
+
     def evaluate(self, X, Y) -> dict:
         """Every member's {"loss", "mse", "mae", "r2"} on (X, Y) (lists of K), in one pass and one host read:
         what validation logs each epoch (see MLP.evaluate)."""

@@ -744,3 +744,14 @@ def test_graph_true_trains_exactly_as_the_eager_step(ensemble_data, optimizer):
     for name, state in eager.optimizer.state.items():
         np.testing.assert_array_equal(graphed.optimizer.state[name], state)
     assert graphed.optimizer.steps == eager.optimizer.steps and h_graph["loss"] == h_eager["loss"]
+
+
+def test_score_gives_each_members_r2_as_mlp_score_gives_one():
+    # an Ensemble had predict, loss and evaluate as one MLP has, but no score
+    X, Y = gpunn.datasets.make("linear", 200, 4, n_outputs=2, seed=0, device="cpu")
+    ens = gpunn.Ensemble([4, 8, 2], 3, device="cpu", seed=0)
+    ens.fit(X, Y, epochs=2, verbose=False)
+    scores = ens.score(X, Y)
+    assert len(scores) == 3
+    for k in range(3):
+        assert scores[k] == pytest.approx(ens[k].score(X, Y), rel=1e-6)
