@@ -37,8 +37,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   conftest fails the test).
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
-compiles it, tests/test_kernel_math_host.py runs its per-element math on the host, and
-``bench/gpu_check.sh`` runs everything on a real device). What it proves is that the Python side
+compiles it, tests/test_kernel_math_host.py runs its per-element math on the host,
+tests/test_kernel_bodies_host.py runs the kernels' bodies on the host, and ``bench/gpu_check.sh`` runs
+everything on a real device). What it proves is that the Python side
 drives the kernels and CuPy correctly.
 """
 from __future__ import annotations

@@ -1,0 +1,134 @@
+// kernel_bodies.cpp -- gpunn's kernels/*.cu themselves (not only their per-element math), run on the host
+// through cuda_host.h, for tests/test_kernel_bodies_host.py. Each extern "C" function launches one kernel,
+// in double (the indexing and the reductions are the same for every T), on the grid and block it is given;
+// it returns 0, or -1 when the launch could not finish (cuda_host::error says why), -2 for an activation id
+// not built here. Built with g++ -std=c++17 -I kernels.
+#include "cuda_host.h"
+
+#include <type_traits>
+
+#include "elementwise.cu"
+#include "ensemble.cu"
+#include "optimizers.cu"
+#include "reductions.cu"
+
+using namespace gpunn;
+using D = double;
+using LL = long long;
+
+namespace {
+
+// A few activations, each with g' from the input and from the output: the per-element math is
+// test_kernel_math_host.py's; here what matters is which element each thread computes.
+template <typename Fn>
+int with_act(int act, Fn&& fn) {
+    switch (act) {
+        case kIdentity: return fn(std::integral_constant<int, kIdentity>{});
+        case kRelu: return fn(std::integral_constant<int, kRelu>{});
+        case kTanh: return fn(std::integral_constant<int, kTanh>{});
+        case kElu: return fn(std::integral_constant<int, kElu>{});
+        default: return -2;
+    }
+}
+
+int run(unsigned gx, unsigned gy, unsigned bx, unsigned by, const std::function<void()>& fn) {
+    return cuda_host::launch(dim3{gx, gy, 1}, dim3{bx, by, 1}, fn) ? 0 : -1;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* last_error() { return cuda_host::error ? cuda_host::error : ""; }
+
+int k_bias_act_forward(int act, unsigned gx, unsigned bx, const D* Z, const D* b, D* keep, D* A, LL rows, LL cols) {
+    return with_act(act, [&](auto a) {
+        return run(gx, 1, bx, 1, [&] { bias_act_forward<D, decltype(a)::value>(Z, b, keep, A, rows, cols); });
+    });
+}
+
+int k_act_backward(int act, int from_output, unsigned gx, unsigned bx, const D* dA, const D* src, D* dZ, LL n) {
+    return with_act(act, [&](auto a) {
+        constexpr int ACT = decltype(a)::value;
+        if (from_output) return run(gx, 1, bx, 1, [&] { act_backward_from_output<D, ACT>(dA, src, dZ, n); });
+        return run(gx, 1, bx, 1, [&] { act_backward_from_input<D, ACT>(dA, src, dZ, n); });
+    });
+}
+
+int k_mse_grad(unsigned gx, unsigned bx, const D* A, const D* Y, D* dA, D scale, LL n, double* sum_sq) {
+    return run(gx, 1, bx, 1, [&] { mse_grad<D>(A, Y, dA, scale, n, sum_sq); });
+}
+
+int k_bias_grad(unsigned gx, unsigned gy, unsigned bx, unsigned by, const D* dZ, D* db, double* partial, LL rows,
+                LL cols, LL rows_per_chunk) {
+    return run(gx, gy, bx, by, [&] { bias_grad<D>(dZ, db, partial, rows, cols, rows_per_chunk); });
+}
+
+int k_bias_grad_finish(unsigned gx, unsigned bx, const double* partial, D* db, LL chunks, LL cols) {
+    return run(gx, 1, bx, 1, [&] { bias_grad_finish<D>(partial, db, chunks, cols); });
+}
+
+int k_sgd_step(unsigned gx, unsigned bx, D* w, const D* g, D* vel, D lr, D momentum, D weight_decay, int nesterov,
+               LL n) {
+    return run(gx, 1, bx, 1, [&] { sgd_step<D>(w, g, vel, lr, momentum, weight_decay, nesterov, n); });
+}
+
+int k_adam_step(unsigned gx, unsigned bx, D* w, const D* g, D* m, D* v, D lr, D omb1, D omb2, D eps, D bias_c1,
+                D bias_c2, D weight_decay, int decoupled, LL n) {
+    return run(gx, 1, bx, 1, [&] {
+        adam_step<D>(w, g, m, v, lr, omb1, omb2, eps, bias_c1, bias_c2, weight_decay, decoupled, n);
+    });
+}
+
+int k_optimizer_tick(unsigned gx, unsigned bx, double* state, double beta1, double beta2) {
+    return run(gx, 1, bx, 1, [&] { optimizer_tick<double>(state, beta1, beta2); });
+}
+
+int k_sgd_step_dev(unsigned gx, unsigned bx, D* w, const D* g, D* vel, const double* state, D momentum,
+                   D weight_decay, int nesterov, LL n) {
+    return run(gx, 1, bx, 1, [&] { sgd_step_dev<D>(w, g, vel, state, momentum, weight_decay, nesterov, n); });
+}
+
+int k_adam_step_dev(unsigned gx, unsigned bx, D* w, const D* g, D* m, D* v, const double* state, D omb1, D omb2,
+                    D eps, D weight_decay, int decoupled, LL n) {
+    return run(gx, 1, bx, 1, [&] { adam_step_dev<D>(w, g, m, v, state, omb1, omb2, eps, weight_decay, decoupled, n); });
+}
+
+int k_member_bias_act_forward(int act, unsigned gx, unsigned gy, unsigned bx, const D* Z, const D* b, LL b_stride,
+                              D* keep, D* A, LL members, LL rows, LL cols) {
+    return with_act(act, [&](auto a) {
+        return run(gx, gy, bx, 1, [&] {
+            member_bias_act_forward<D, decltype(a)::value>(Z, b, b_stride, keep, A, members, rows, cols);
+        });
+    });
+}
+
+int k_member_bias_grad(unsigned gx, unsigned gy, unsigned bx, unsigned by, const D* dZ, D* db, LL db_stride,
+                       LL members, LL rows, LL cols) {
+    return run(gx, gy, bx, by, [&] { member_bias_grad<D>(dZ, db, db_stride, members, rows, cols); });
+}
+
+int k_member_mse_grad(unsigned gx, unsigned gy, unsigned bx, const D* A, const D* Y, LL y_stride, D* dA, D scale,
+                      LL members, LL n, double* sum_sq) {
+    return run(gx, gy, bx, 1, [&] { member_mse_grad<D>(A, Y, y_stride, dA, scale, members, n, sum_sq); });
+}
+
+int k_member_sgd_step(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D* vel, const double* hyper,
+                      int nesterov, LL members, LL per_member) {
+    return run(gx, gy, bx, 1, [&] { member_sgd_step<D>(w, g, vel, hyper, nesterov, members, per_member); });
+}
+
+int k_member_adam_step(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D* m, D* v, const double* hyper,
+                       D eps, double step, int decoupled, LL members, LL per_member) {
+    return run(gx, gy, bx, 1, [&] { member_adam_step<D>(w, g, m, v, hyper, eps, step, decoupled, members, per_member); });
+}
+
+int k_member_adam_step_dev(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D* m, D* v,
+                           const double* hyper, D eps, const double* state, int decoupled, LL members,
+                           LL per_member) {
+    return run(gx, gy, bx, 1, [&] {
+        member_adam_step_dev<D>(w, g, m, v, hyper, eps, state, decoupled, members, per_member);
+    });
+}
+
+}  // extern "C"

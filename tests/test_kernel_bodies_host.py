@@ -1,0 +1,336 @@
+"""The CUDA kernels of kernels/*.cu, run on the CPU: their indexing, loops, reductions and member strides.
+
+Nothing else in CI runs a kernel body: tests/fakecupy computes each launch with a NumPy reference (it
+reads only the kernel's signature), test_kernel_math_host.py runs the per-element math of the headers,
+and test_kernel_compile.py only compiles. Here kernels/*.cu are compiled as plain C++ after
+tests/kernel_harness/cuda_host.h (blocks run one after another, a block's threads as fibers that meet at
+__syncthreads and warp shuffles) and launched, in double, on small arrays with the launch shapes gpunn
+uses and with awkward ones (a grid-stride loop that wraps, a column step that is not a multiple of the
+columns, fewer blocks in y than members, several row chunks, a partial last chunk), then compared with
+NumPy. What a GPU run must still check: the device's arithmetic (-ftz, its libm), float32/bf16
+instances, and races between threads running at once.
+"""
+from __future__ import annotations
+
+import ast
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpunn.activations import ACTIVATIONS
+from gpunn.ops import Ops
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _launch_constants():
+    """gpunn/ops/cuda.py's launch shapes (read from its source: importing it needs CuPy)."""
+    tree = ast.parse((ROOT / "gpunn" / "ops" / "cuda.py").read_text())
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in ("BLOCK", "BIAS_GRAD_BLOCK", "BIAS_GRAD_ONE_LAUNCH_BLOCK")}
+
+
+_C = _launch_constants()
+BLOCK, BIAS_GRAD_BLOCK, BIAS_GRAD_ONE_LAUNCH_BLOCK = _C["BLOCK"], _C["BIAS_GRAD_BLOCK"], _C["BIAS_GRAD_ONE_LAUNCH_BLOCK"]
+HARNESS = Path(__file__).resolve().parent / "kernel_harness"
+ACTS = ("identity", "relu", "tanh", "elu")  # the ones kernel_bodies.cpp builds
+D, LL, U, I = ctypes.c_double, ctypes.c_longlong, ctypes.c_uint, ctypes.c_int
+P = ctypes.POINTER(ctypes.c_double)
+
+SIGNATURES = {
+    "k_bias_act_forward": [I, U, U, P, P, P, P, LL, LL],
+    "k_act_backward": [I, I, U, U, P, P, P, LL],
+    "k_mse_grad": [U, U, P, P, P, D, LL, P],
+    "k_bias_grad": [U, U, U, U, P, P, P, LL, LL, LL],
+    "k_bias_grad_finish": [U, U, P, P, LL, LL],
+    "k_sgd_step": [U, U, P, P, P, D, D, D, I, LL],
+    "k_adam_step": [U, U, P, P, P, P, D, D, D, D, D, D, D, I, LL],
+    "k_optimizer_tick": [U, U, P, D, D],
+    "k_sgd_step_dev": [U, U, P, P, P, P, D, D, I, LL],
+    "k_adam_step_dev": [U, U, P, P, P, P, P, D, D, D, D, I, LL],
+    "k_member_bias_act_forward": [I, U, U, U, P, P, LL, P, P, LL, LL, LL],
+    "k_member_bias_grad": [U, U, U, U, P, P, LL, LL, LL, LL],
+    "k_member_mse_grad": [U, U, U, P, P, LL, P, D, LL, LL, P],
+    "k_member_sgd_step": [U, U, U, P, P, P, P, I, LL, LL],
+    "k_member_adam_step": [U, U, U, P, P, P, P, P, D, D, I, LL, LL],
+    "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
+}
+
+
+class Kernels:
+    def __init__(self, lib):
+        self.lib = lib
+
+    def __getattr__(self, name):
+        fn = getattr(self.lib, f"k_{name}")
+
+        def call(*args):
+            conv = [a.ctypes.data_as(P) if isinstance(a, np.ndarray) else a for a in args]
+            for a in args:
+                assert not isinstance(a, np.ndarray) or (a.dtype == np.float64 and a.flags.c_contiguous)
+            rc = fn(*conv)
+            assert rc == 0, f"{name}: {self.lib.last_error().decode()}"
+        return call
+
+
+@pytest.fixture(scope="module")
+def k(tmp_path_factory):
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found: the kernel-body harness needs a C++17 compiler")
+    lib = tmp_path_factory.mktemp("kernel_bodies") / "libkernel_bodies.so"
+    cmd = [gxx, "-std=c++17", "-O1", "-Wall", "-fPIC", "-shared", f"-I{ROOT / 'kernels'}",
+           str(HARNESS / "kernel_bodies.cpp"), "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    h = ctypes.CDLL(str(lib))
+    for name, argtypes in SIGNATURES.items():
+        getattr(h, name).argtypes = argtypes
+        getattr(h, name).restype = ctypes.c_int
+    h.last_error.restype = ctypes.c_char_p
+    return Kernels(h)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def g(name, z):
+    out = np.empty_like(z)
+    ACTIVATIONS[name].forward(np, z, out)
+    return out
+
+
+def close(a, b, atol=1e-15):
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=atol)
+
+
+SUMS = 1e-11  # the tolerance of a sum: another order of the additions than NumPy's
+
+
+# (grid x, block x): gpunn's block with a grid that covers everything, and grids that make the
+# grid-stride loops wrap with a stride that is no multiple of the columns
+SHAPES_1D = [(64, BLOCK), (1, 32), (3, 64)]
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias, keep", [(True, True), (True, False), (False, True)])
+def test_bias_act_forward_adds_each_columns_bias_and_keeps_z(k, grid, block, act, bias, keep):
+    rows, cols = 23, 7
+    r = rng()
+    Z = r.standard_normal((rows, cols))
+    b = r.standard_normal(cols) if bias else None
+    z = Z + b if bias else Z.copy()
+    A = np.full_like(Z, np.nan)
+    Zk = Z.copy()
+    k.bias_act_forward(ACTIVATIONS[act].kernel_id, grid, block, Z, b, Zk if keep else None, A, rows, cols)
+    close(A, g(act, z))
+    close(Zk, z if keep else Z)
+    # in place, as the model runs it: A and Z_keep are Z_in
+    Zi = Z.copy()
+    k.bias_act_forward(ACTIVATIONS[act].kernel_id, grid, block, Zi, b, None, Zi, rows, cols)
+    close(Zi, g(act, z))
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("from_output", [False, True])
+def test_act_backward_is_da_times_g_prime(k, grid, block, act, from_output):
+    n = 161
+    r = rng(1)
+    dA, Z = r.standard_normal(n), r.standard_normal(n)
+    src = g(act, Z) if from_output else Z
+    expect = np.empty_like(Z)
+    a = ACTIVATIONS[act]
+    (a.grad_from_output if from_output else a.grad_from_input)(np, src, expect)
+    expect *= dA
+    dZ = np.full_like(dA, np.nan)
+    k.act_backward(a.kernel_id, int(from_output), grid, block, dA, src, dZ, n)
+    close(dZ, expect)
+    inplace = dA.copy()
+    k.act_backward(a.kernel_id, int(from_output), grid, block, inplace, src, inplace, n)
+    close(inplace, expect)
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D + [(2, 1024)])
+@pytest.mark.parametrize("with_grad", [True, False])
+def test_mse_grad_scales_the_difference_and_sums_its_squares_over_all_blocks(k, grid, block, with_grad):
+    n = 300
+    r = rng(2)
+    A, Y = r.standard_normal(n), r.standard_normal(n)
+    dA = np.full_like(A, np.nan)
+    total = np.array([0.5])  # accumulated into: the caller zeroes it
+    k.mse_grad(grid, block, A, Y, dA if with_grad else None, 2.0 / 30, n, total)
+    if with_grad:
+        close(dA, (2.0 / 30) * (A - Y))
+    close(total[0], 0.5 + np.sum((A - Y) ** 2), SUMS)
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (5, 3), (100, 40), (1000, 70)])
+def test_bias_grad_in_one_launch_sums_every_row(k, rows, cols):
+    dZ = rng(3).standard_normal((rows, cols))
+    db = np.full(cols, np.nan)
+    k.bias_grad(-(-cols // 32), 1, *BIAS_GRAD_ONE_LAUNCH_BLOCK, dZ, db, None, rows, cols, max(rows, 1))
+    close(db, dZ.sum(axis=0), SUMS)
+
+
+@pytest.mark.parametrize("rows, cols, chunks", [(1100, 33, 4), (200, 5, 3), (97, 64, 7)])
+@pytest.mark.parametrize("block", [BIAS_GRAD_BLOCK, (32, 1), (32, 32)])
+def test_bias_grad_in_row_chunks_then_finish(k, rows, cols, chunks, block):
+    per = -(-rows // chunks)
+    chunks = -(-rows // per)  # as CupyOps.bias_gradient: the last chunk is partial, none is empty
+    dZ = rng(4).standard_normal((rows, cols))
+    partial = np.full((chunks, cols), np.nan)
+    db = np.full(cols, np.nan)
+    k.bias_grad(-(-cols // 32), chunks, *block, dZ, db, partial, rows, cols, per)
+    assert np.isnan(db).all()  # with several chunks only `partial` is written
+    close(partial, np.stack([dZ[c * per:(c + 1) * per].sum(axis=0) for c in range(chunks)]), SUMS)
+    for grid, threads in [(1, 32), (4, BLOCK)]:
+        db[...] = np.nan
+        k.bias_grad_finish(grid, threads, partial, db, chunks, cols)
+        close(db, partial.sum(axis=0), SUMS)
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.0, 0, 0.0), (0.9, 0, 0.01), (0.9, 1, 0.0)])
+@pytest.mark.parametrize("on_device", [False, True])
+def test_sgd_step_updates_every_parameter_and_its_velocity(k, grid, block, momentum, nesterov, weight_decay,
+                                                          on_device):
+    n, lr = 150, 0.05
+    r = rng(5)
+    w, grad, vel = r.standard_normal(n), r.standard_normal(n), r.standard_normal(n)
+    ew, ev = w.copy(), vel.copy()
+    Ops(np).sgd_step(ew, grad.copy(), ev if momentum else None, lr, momentum, bool(nesterov), weight_decay)
+    if on_device:
+        state = np.array([3.0, lr, 0.0, 0.0])
+        k.sgd_step_dev(grid, block, w, grad, vel if momentum else None, state, momentum, weight_decay, nesterov, n)
+    else:
+        k.sgd_step(grid, block, w, grad, vel if momentum else None, lr, momentum, weight_decay, nesterov, n)
+    close(w, ew)
+    close(vel, ev)
+
+
+def _adam_reference(w, grad, m, v, lr, b1, b2, eps, step, wd, decoupled):
+    w, m, v = w.copy(), m.copy(), v.copy()
+    Ops(np).adam_step(w, grad.copy(), m, v, lr, b1, b2, eps, step, wd, bool(decoupled))
+    return w, m, v
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+@pytest.mark.parametrize("weight_decay, decoupled", [(0.0, 0), (0.01, 0), (0.01, 1)])
+def test_adam_step_and_its_graph_form_update_every_parameter_and_both_moments(k, grid, block, weight_decay,
+                                                                              decoupled):
+    n, lr, b1, b2, eps = 150, 0.01, 0.9, 0.999, 1e-8
+    r = rng(6)
+    w, grad, m, v = r.standard_normal(n), r.standard_normal(n), r.standard_normal(n), r.random(n)
+    for step in (1, 4):
+        ew, em, ev = _adam_reference(w, grad, m, v, lr, b1, b2, eps, step, weight_decay, decoupled)
+        got = [w.copy(), m.copy(), v.copy()]
+        k.adam_step(grid, block, got[0], grad, got[1], got[2], lr, 1 - b1, 1 - b2, eps, 1 - b1**step, 1 - b2**step,
+                    weight_decay, decoupled, n)
+        for a, b in zip(got, (ew, em, ev)):
+            close(a, b)
+        # the graph form: optimizer_tick advances the step and the bias corrections, adam_step_dev reads them
+        state = np.array([step - 1.0, lr, np.nan, np.nan])
+        k.optimizer_tick(grid, block, state, b1, b2)
+        close(state, [step, lr, 1 - b1**step, 1 - b2**step])
+        got = [w.copy(), m.copy(), v.copy()]
+        k.adam_step_dev(grid, block, got[0], grad, got[1], got[2], state, 1 - b1, 1 - b2, eps, weight_decay, decoupled, n)
+        for a, b in zip(got, (ew, em, ev)):
+            close(a, b)
+
+
+# ---- kernels/ensemble.cu: K members, the grid's y walking them (fewer y blocks than members too) -------
+MEMBER_SHAPES = [(64, 3, BLOCK), (1, 1, 32), (2, 2, 64)]  # (grid x, grid y, block x)
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+@pytest.mark.parametrize("act", ACTS)
+def test_member_bias_act_forward_uses_each_members_bias_row(k, gx, gy, block, act):
+    K, rows, cols, stride = 3, 11, 7, 19  # member k's bias at b + k * stride (its run of parameters)
+    r = rng(7)
+    Z = r.standard_normal((K, rows, cols))
+    flat = r.standard_normal(K * stride)
+    b = flat.reshape(K, stride)[:, :cols]
+    z = Z + b[:, None, :]
+    A, Zk = np.full_like(Z, np.nan), Z.copy()
+    k.member_bias_act_forward(ACTIVATIONS[act].kernel_id, gx, gy, block, Z, flat, stride, Zk, A, K, rows, cols)
+    close(A, g(act, z))
+    close(Zk, z)
+    Zi = Z.copy()
+    k.member_bias_act_forward(ACTIVATIONS[act].kernel_id, gx, gy, block, Zi, flat, stride, None, Zi, K, rows, cols)
+    close(Zi, g(act, z))
+
+
+@pytest.mark.parametrize("gy, block", [(3, BIAS_GRAD_BLOCK), (1, (32, 32)), (2, (32, 4))])
+def test_member_bias_grad_writes_each_members_column_sums_at_its_stride(k, gy, block):
+    K, rows, cols, stride = 3, 45, 37, 50
+    dZ = rng(8).standard_normal((K, rows, cols))
+    flat = np.full(K * stride, 7.0)
+    k.member_bias_grad(-(-cols // 32), gy, *block, dZ, flat, stride, K, rows, cols)
+    db = flat.reshape(K, stride)
+    close(db[:, :cols], dZ.sum(axis=1), SUMS)
+    assert (db[:, cols:] == 7.0).all()  # nothing written between the members' rows
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+@pytest.mark.parametrize("shared_y", [False, True])
+def test_member_mse_grad_sums_each_member_apart(k, gx, gy, block, shared_y):
+    K, n = 3, 130
+    r = rng(9)
+    A = r.standard_normal((K, n))
+    Y = r.standard_normal(n) if shared_y else r.standard_normal((K, n))
+    dA, sums = np.full_like(A, np.nan), np.zeros(K)
+    k.member_mse_grad(gx, gy, block, A, Y, 0 if shared_y else n, dA, 0.25, K, n, sums)
+    close(dA, 0.25 * (A - Y))
+    close(sums, ((A - Y) ** 2).sum(axis=1), SUMS)
+
+
+def _hyper(K):
+    # lr, weight decay, momentum, beta1, beta2, active; member 1 is frozen
+    return np.array([[0.05, 0.01, 0.9, 0.9, 0.999, 1], [0.2, 0.0, 0.5, 0.8, 0.99, 0],
+                     [0.01, 0.02, 0.0, 0.85, 0.995, 1], [0.03, 0.0, 0.7, 0.9, 0.9, 1]][:K], dtype=np.float64)
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+@pytest.mark.parametrize("nesterov", [0, 1])
+def test_member_sgd_step_follows_each_members_row_and_leaves_a_frozen_one(k, gx, gy, block, nesterov):
+    K, per = 4, 90
+    r = rng(10)
+    w, grad, vel = r.standard_normal((K, per)), r.standard_normal((K, per)), r.standard_normal((K, per))
+    H = _hyper(K)
+    ew, ev = w.copy(), vel.copy()
+    for i, (lr, wd, mu, _, _, active) in enumerate(H):
+        if active:
+            Ops(np).sgd_step(ew[i], grad[i].copy(), ev[i] if mu else None, lr, mu, bool(nesterov), wd)
+    k.member_sgd_step(gx, gy, block, w, grad, vel, H, nesterov, K, per)
+    close(w, ew)
+    close(vel, ev)
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+@pytest.mark.parametrize("decoupled", [0, 1])
+@pytest.mark.parametrize("on_device", [False, True])
+def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, gx, gy, block, decoupled, on_device):
+    K, per, eps, step = 4, 90, 1e-8, 3
+    r = rng(11)
+    w, grad, m, v = (r.standard_normal((K, per)), r.standard_normal((K, per)), r.standard_normal((K, per)),
+                     r.random((K, per)))
+    H = _hyper(K)
+    expect = [w.copy(), m.copy(), v.copy()]
+    for i, (lr, wd, _, b1, b2, active) in enumerate(H):
+        if active:
+            for a, b in zip(expect, _adam_reference(w[i], grad[i], m[i], v[i], lr, b1, b2, eps, step, wd, decoupled)):
+                a[i] = b
+    if on_device:
+        k.member_adam_step_dev(gx, gy, block, w, grad, m, v, H, eps, np.array([float(step), 0, 0, 0]), decoupled, K, per)
+    else:
+        k.member_adam_step(gx, gy, block, w, grad, m, v, H, eps, float(step), decoupled, K, per)
+    for a, b in zip((w, m, v), expect):
+        close(a, b)
