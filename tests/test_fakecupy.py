@@ -6,7 +6,8 @@ covered) and computed by the NumPy reference registered in tests/fakecupy/kernel
 must use device arrays on the current device. So these tests prove that gpunn drives CuPy and its
 kernels correctly: the training loop, datasets, checkpoints and predict on ``device="cuda"`` and
 ``"cuda:1"``. They do not prove the CUDA code right (nothing here compiles or runs it): that is
-tests/test_kernel_compile.py, tests/test_kernel_math_host.py and, on a GPU, bench/gpu_check.sh.
+tests/test_kernel_compile.py, tests/test_kernel_math_host.py, tests/test_kernel_bodies_host.py and, on a
+GPU, bench/gpu_check.sh.
 
 Adding a kernel (a bf16 instantiation, an ensemble kernel): register its NumPy reference with
 ``@fakecupy.kernels.reference("name")`` (see that module's docstring); the signature comes from the
@@ -483,3 +484,77 @@ def test_the_ctypes_cublas_checks_its_calls_and_captures_gemms(fake_cupy):
         with pytest.raises(fake_cupy.CUDARuntimeError, match="another stream than the capturing one"):
             blas.gemm(a, b, out)
     blas.close()
+
+
+# ---- NCCL: gradients and parameters between ranks (threads here; fakecupy/nccl.py) ----------------------
+
+def _thread_ranks(size, work):
+    """``work(rank, control)`` on ``size`` threads, each a rank whose control collectives (the NCCL id's
+    broadcast) go through the others; the results in rank order (a rank's exception is raised here)."""
+    import threading
+
+    barrier, box = threading.Barrier(size, timeout=30), {}
+
+    class Control:
+        engine = "threads"
+
+        def __init__(self, rank):
+            self.rank, self.size, self.local_rank, self.local_size = rank, size, rank, size
+
+        def bcast_object(self, obj, root=0, label=None):
+            if self.rank == root:
+                box["obj"] = obj
+            barrier.wait()
+            got = box["obj"]
+            barrier.wait()
+            return got
+
+    results, errors = [None] * size, []
+
+    def run(rank):
+        try:
+            results[rank] = work(rank, Control(rank))
+        except BaseException as exc:  # noqa: BLE001 - raised in the test below
+            errors.append(exc)
+            barrier.abort()
+            fakecupy.nccl.abort_all()
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_nccl_sums_the_gradients_and_broadcasts_rank_0s_parameters_on_the_callers_stream(fake_cupy, monkeypatch,
+                                                                                          dtype):
+    """NcclComm on two ranks, each on its own device (cuda:0, cuda:1), its gradient written on a stream of the
+    caller's: the all-reduce is a sum of every element in the array's own type, the broadcast rank 0's, both
+    enqueued on that stream (the fake NCCL checks the address, count, type, device and stream order)."""
+    import fakecupy.nccl
+
+    from gpunn import backend
+    from gpunn.distributed import comm as dcomm
+
+    monkeypatch.setattr(dcomm, "_load_nccl", lambda: fakecupy.nccl)
+    rng = numpy.random.default_rng(0)
+    grads = [rng.standard_normal(37).astype(dtype) for _ in range(2)]
+    params = [rng.standard_normal(37).astype(dtype) for _ in range(2)]
+
+    def rank(r, control):
+        device = backend.resolve(f"cuda:{r}")
+        nccl = dcomm.NcclComm(device, control)  # made with device 0 current in both threads
+        with device.use(), fake_cupy.cuda.Stream(non_blocking=True):
+            g, p = fake_cupy.asarray(grads[r]), fake_cupy.asarray(params[r])
+            nccl.allreduce_sum_(g)
+            nccl.broadcast_(p)
+            return g.get(), p.get(), nccl.describe()
+
+    for g, p, said in _thread_ranks(2, rank):
+        numpy.testing.assert_array_equal(g, grads[0] + grads[1])
+        numpy.testing.assert_array_equal(p, params[0])
+        assert said.startswith("2 rank(s) over NCCL 2.21.5")
