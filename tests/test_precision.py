@@ -56,6 +56,18 @@ def test_gemm_plan_handles_row_slices_of_a_bigger_matrix():
     np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
+def test_gemm_plan_takes_the_empty_views_of_an_empty_data_parallel_piece():
+    """A rank's empty piece of the last batch: Z = X @ W with 0 rows, and dW = A^T dZ over 0 rows (k = 0,
+    which the callers answer with a zeroed dW and no cuBLAS call). NumPy 2 gives empty views strides of 0
+    (a CuPy stand-in built on it too): the plan must not refuse them as neither C- nor F-ordered."""
+    f32 = np.float32
+    X, W, Z = np.empty((0, 4), f32), np.empty((4, 3), f32), np.empty((0, 3), f32)
+    assert (cublas.plan_for(X, W, Z).n, cublas.plan_for(X, W, Z).k) == (0, 4)
+    A, dZ, dW = np.empty((0, 5), f32), np.empty((0, 3), f32), np.empty((5, 3), f32)
+    plan = cublas.plan_for(A.T, dZ, dW)
+    assert (plan.m, plan.n, plan.k, plan.ldc) == (3, 5, 0, 3)
+
+
 def test_gemm_plan_refuses_what_cublas_cannot_read():
     a = np.zeros((4, 6), np.float32)
     with pytest.raises(cublas.GemmError, match="neither C- nor F-ordered"):

@@ -168,6 +168,20 @@ def test_a_strided_operand_is_copied_contiguous_and_the_product_retried(members)
     assert np.linalg.norm(_host(out) - want) / np.linalg.norm(want) < 3e-3  # TF32's rounding
 
 
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_the_products_of_an_empty_piece_run_and_its_weight_gradient_is_zero(precision):
+    """A rank's empty piece of the last batch (0 rows): Z = X @ W runs (nothing to write), and dW = A^T dZ
+    (k = 0) makes no cuBLAS call and is zero, not what the gradient buffer held from the last step."""
+    dtype = BF16 if precision == "bf16" else np.float32
+    ops = _cupy_ops(precision)
+    X, W = cupy.zeros((0, 5), dtype), cupy.ones((5, 3), dtype)
+    ops.matmul(X, W, cupy.empty((0, 3), dtype))
+    A, dZ = cupy.zeros((0, 5), dtype), cupy.zeros((0, 3), dtype)
+    dW = cupy.full((5, 3), 7.0, np.float32)
+    ops.matmul(A.T, dZ, dW)
+    np.testing.assert_array_equal(cupy.asnumpy(dW), np.zeros((5, 3), np.float32))
+
+
 def test_tf32_is_used_and_does_not_leak():
     """A 1024^3 product in tf32 has TF32's error (about 1e-4 relative, float32's is about 1e-7), and
     CuPy's own matmul afterwards still computes in float32."""

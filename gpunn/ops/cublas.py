@@ -96,6 +96,8 @@ def _operand(shape, strides, itemsize, name):
     s0, s1 = strides[0] // itemsize, strides[1] // itemsize
     if strides[0] % itemsize or strides[1] % itemsize:
         raise GemmError(f"{name}: strides {strides} are not whole elements")
+    if p == 0 or q == 0:  # nothing to read (NumPy 2 gives an empty view strides of 0): any layout will do
+        return OP_N, max(1, q)
     # row-major (unit column stride; any row stride >= q): column-major q x p with ld = s0, op N
     if (s1 == 1 or q == 1) and (s0 >= max(1, q) or p == 1):
         return OP_N, max(1, q, s0 if p > 1 else q)
@@ -110,7 +112,7 @@ def gemm_plan(a_shape, a_strides, b_shape, b_strides, c_shape, c_strides, itemsi
     (n, k), (k2, m) = a_shape, b_shape
     if k != k2 or tuple(c_shape) != (n, m):
         raise GemmError(f"shapes {tuple(a_shape)} @ {tuple(b_shape)} -> {tuple(c_shape)} do not match")
-    if (n > 1 and c_strides[0] != m * itemsize_c) or (m > 1 and c_strides[1] != itemsize_c):
+    if n and m and ((n > 1 and c_strides[0] != m * itemsize_c) or (m > 1 and c_strides[1] != itemsize_c)):
         raise GemmError(f"the result must be C-contiguous, strides {c_strides}")
     op_b, ldb = _operand(b_shape, b_strides, itemsize_ab, "B")
     op_a, lda = _operand(a_shape, a_strides, itemsize_ab, "A")
