@@ -44,7 +44,7 @@ def test_gemm_plan_computes_a_times_b(ta, tb):
 
 
 def test_gemm_plan_handles_row_slices_of_a_bigger_matrix():
-    """A view of rows 3..9 of a wider C-ordered buffer (leading dimension > columns)."""
+    """A view of rows 3..9 of a wider C-ordered buffer (leading dimension > columns), and the transpose of one."""
     rng = np.random.default_rng(2)
     base = rng.standard_normal((12, 10)).astype(np.float32)
     A = base[3:9, 2:6]  # 6 x 4, row stride 10
@@ -53,6 +53,14 @@ def test_gemm_plan_handles_row_slices_of_a_bigger_matrix():
     plan = cublas.plan_for(A, B, C)
     assert plan.ldb == 10
     cublas.emulate_gemm(plan, B.reshape(-1), base.reshape(-1), C.reshape(-1), offset_second=_offset(A, base))
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+    # and the transpose of such a view (unit row stride, column stride 10 > rows): cuBLAS's op T, ld 10
+    B = base[2:7, 1:5].T  # 4 x 5
+    A = rng.standard_normal((6, 4)).astype(np.float32)
+    C = np.zeros((6, 5), np.float32)
+    plan = cublas.plan_for(A, B, C)
+    assert (plan.transa, plan.lda) == (cublas.OP_T, 10)
+    cublas.emulate_gemm(plan, base.reshape(-1), A.reshape(-1), C.reshape(-1), offset_first=_offset(B, base))
     np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
