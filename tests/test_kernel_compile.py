@@ -219,3 +219,12 @@ def test_compile_error_is_raised_as_kernel_error_with_the_log(monkeypatch):
             gk.module("elementwise.cu")
     finally:
         gk.module.cache_clear()
+
+
+def test_no_compile_option_of_gpunns_relaxes_the_arithmetic():
+    """The kernels must agree with the NumPy reference to float rounding (test_kernel_math_host.py builds the
+    headers without -ffast-math): none of gpunn's own NVRTC options may trade accuracy for speed. CuPy's
+    -ftz=true is the known exception (CUPY_ADDED_OPTIONS), which a GPU run's comparison tolerates."""
+    relaxing = ("fast_math", "fast-math", "ftz=true", "prec-div=false", "prec-sqrt=false", "prec_div=false",
+                "prec_sqrt=false")
+    assert not [o for o in gk.COMPILE_OPTIONS if any(r in o for r in relaxing)], gk.COMPILE_OPTIONS
