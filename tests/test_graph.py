@@ -32,13 +32,16 @@ def data():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
 def test_graph_step_is_ordinary_training_bit_for_bit(data, optimizer):
-    """Two epochs at batch 128 (8 full batches and a partial one of 76 rows), weight decay on."""
+    """Two epochs at batch 128 (8 full batches and a partial one of 76 rows), weight decay on, the learning
+    rate halved after the first epoch (the graph's device-side rate must follow it)."""
     X, Y = data
     runs = {}
     for graph in (False, True):
         m = gpunn.MLP([6, 16, 12, 2], activation=["tanh", "relu"], device="cpu", seed=0, graph=graph)
         opt = OPTIMIZERS[optimizer](weight_decay=1e-3)
-        h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=opt, verbose=False)
+        h = m.fit(X, Y, epochs=2, batch_size=128, optimizer=opt, verbose=False,
+                  schedule=gpunn.Schedule("step", step_size=1, gamma=0.5))
+        assert h["lr"][1] == h["lr"][0] / 2
         runs[graph] = (m.params.copy(), h["loss"], m.optimizer.steps, {k: v.copy() for k, v in m.optimizer.state.items()})
     (p0, l0, s0, st0), (p1, l1, s1, st1) = runs[False], runs[True]
     assert s0 == s1 == 18

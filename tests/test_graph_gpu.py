@@ -39,7 +39,7 @@ def _train(graph, precision="float32", optimizer="adam", epochs=3, rows=ROWS, dt
     with warnings.catch_warnings():
         warnings.simplefilter("error", GraphWarning)  # a capture that falls back fails here
         h = m.fit(X, Y, epochs=epochs, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-4),
-                  verbose=False)
+                  schedule=gpunn.Schedule("exponential", gamma=0.7), verbose=False)  # a new rate each epoch
     return m, h
 
 
