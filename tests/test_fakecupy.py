@@ -383,7 +383,8 @@ def test_stream_order_is_checked_as_cuda_and_cupys_pools_need_it(fake_cupy):
     """fakecupy.ordering: work on one stream that touches memory another stream's unfinished work uses fails,
     unless an event wait (or a host synchronisation, or the legacy null stream's implicit waits) orders it;
     a fresh allocation is ordered after the work issued before it on its stream (CuPy's pool may hand it a
-    block that work still uses); a pinned buffer freed while a copy from it may be in flight is a hazard."""
+    block that work still uses); a pinned buffer freed, or written again, while a copy from it may be in
+    flight is a hazard."""
     import gc
 
     from fakecupy import ordering
@@ -420,6 +421,20 @@ def test_stream_order_is_checked_as_cuda_and_cupys_pools_need_it(fake_cupy):
     side.record().synchronize()
     del pinned
     gc.collect()
+    assert [h for h in ordering.hazards if "pinned" in h] == []
+    # a pinned buffer written again before the host waited for the copy from it: that copy may read the new values
+    pinned = fakecupy.cupyx.empty_pinned((8,), "float32")
+    pinned[...] = 1
+    x.set(pinned, stream=side)
+    pinned[...] = 2  # the next window read into the same buffer, too early
+    x.set(pinned, stream=side)
+    assert any("pinned host memory (32 bytes) was written while a copy from it" in h for h in ordering.hazards)
+    ordering.hazards.clear()
+    done = side.record()
+    done.synchronize()
+    pinned[...] = 3  # after the wait: fine
+    x.set(pinned, stream=side)
+    side.synchronize()
     assert [h for h in ordering.hazards if "pinned" in h] == []
     ordering.hazards.clear()  # the hazards raised above were expected
 

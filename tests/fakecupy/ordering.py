@@ -23,6 +23,9 @@ the host. That is CUDA's rule; these are the ways gpunn could break it:
   is handed to the next ``empty_pinned`` at once. CuPy keeps its own staging buffers alive until
   their copy's event is done (``_add_to_watch_list``); a buffer of gpunn's must not be freed while
   a copy from (or to) it may be in flight: the host must have seen that copy finish.
+- a copy from pinned memory is asynchronous: the host must not write the bytes it reads (the next
+  window read into the same buffer) before it has seen that copy finish. The bytes are checksummed
+  when the copy is issued and compared at the next copy or host wait (a hazard in ``hazards``).
 
 A hazard found at an access raises StreamOrderError; one found when memory is freed (a finalizer,
 where nothing can be raised) is appended to ``hazards``, which the tests' conftest checks after
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+import zlib
 
 import numpy
 
@@ -44,6 +48,9 @@ _BLOCKS: dict = {}  # id(root array) -> _Block
 _PINNED: dict = {}  # id(pinned host array) -> _Block
 _STREAMS = weakref.WeakValueDictionary()  # stream key -> stream, for a device synchronize
 _BLOCKING = weakref.WeakSet()  # the blocking streams (cupy.cuda.Stream() without non_blocking)
+# copies from pinned host memory that the host has not seen finish: (stream key, tick, weakref to the pinned
+# buffer, byte offset, byte count, checksum of those bytes when the copy was issued)
+_IN_FLIGHT: list = []
 
 
 class StreamOrderError(RuntimeError):
@@ -60,6 +67,7 @@ class _Block:
 
 def reset():
     with _LOCK:
+        _IN_FLIGHT.clear()
         HOST.clear()
         POOLS.clear()
         hazards.clear()
@@ -113,7 +121,9 @@ def wait(stream, event_vc):
 def host_saw(vc):
     """The host has waited for ``vc`` (an event's, or a whole stream's): that work is finished."""
     with _LOCK:
+        _check_in_flight()  # a pinned buffer written before the host knew its copy had read it
         _merge(HOST, vc or {})
+        _IN_FLIGHT[:] = [c for c in _IN_FLIGHT if HOST.get(c[0], 0) < c[1]]
         for pool in POOLS.values():
             for key in [k for k, t in pool.items() if HOST.get(k, 0) >= t]:
                 del pool[key]
@@ -193,13 +203,43 @@ def access(stream, what, reads=(), writes=()):
 
 
 def host_access(stream, tick, host_array, write):
-    """A copy on ``stream`` between the device and ``host_array``: tracked when it is pinned memory."""
+    """A copy on ``stream`` between the device and ``host_array``: tracked when it is pinned memory. A copy
+    from it is in flight until the host has waited for it: the host must not write those bytes meanwhile
+    (the copy could read the new values), which ``_check_in_flight`` finds at the next copy or wait."""
     if not isinstance(host_array, numpy.ndarray):
         return
     with _LOCK:
-        block = _PINNED.get(id(_root(host_array)))
+        root = _root(host_array)
+        block = _PINNED.get(id(root))
         if block is not None:
             (block.writes if write else block.reads)[stream.key] = tick
+            _check_in_flight()
+            if not write and host_array.flags.c_contiguous and host_array.nbytes:
+                offset = host_array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+                _IN_FLIGHT.append((stream.key, tick, weakref.ref(root), offset, host_array.nbytes,
+                                   _checksum(root, offset, host_array.nbytes)))
+
+
+def _checksum(root, offset, nbytes):
+    return zlib.crc32(root.reshape(-1).view(numpy.uint8)[offset:offset + nbytes])
+
+
+def _check_in_flight():
+    """Hazards for pinned bytes that changed while a copy from them may still be in flight."""
+    still = []
+    for key, tick, ref, offset, nbytes, crc in _IN_FLIGHT:
+        root = ref()
+        if root is None:  # freed: _pinned_freed says whether that was too early
+            continue
+        if HOST.get(key, 0) >= tick:
+            continue
+        if _checksum(root, offset, nbytes) != crc:
+            hazards.append(f"pinned host memory ({nbytes} bytes) was written while a copy from it on {_name(key)} may "
+                           "still be in flight (the host had not waited for that copy's event): the copy may read "
+                           "the new values")
+            continue
+        still.append((key, tick, ref, offset, nbytes, crc))
+    _IN_FLIGHT[:] = still
 
 
 def _touch(stream, tick, a, write, what):
