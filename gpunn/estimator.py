@@ -119,14 +119,25 @@ class _NoImprovement(Callback):
     best value follows every improvement however small (EarlyStopping's best moves only by min_delta).
     When the count exceeds ``n_iter_no_change`` training stops, or, with ``adaptive_rate`` (sgd with
     learning_rate="adaptive": the initial rate), the rate is divided by 5 and the count restarts, unless
-    scikit-learn's rate (the initial one times the reductions so far) is already at most 1e-6."""
+    scikit-learn's rate (the initial one times the reductions so far) is already at most 1e-6.
 
-    def __init__(self, validation, n_outputs, tol, n_iter_no_change, adaptive_rate=None):
+    ``carried``: the (count, best, lr_scale) an earlier fit of the same estimator left (``state()``), for
+    a warm start or partial_fit: scikit-learn's _no_improvement_count, best_loss_ and
+    best_validation_score_ go on across its fits until a fit without warm_start starts anew, so a warm
+    start after a fit that stopped stops after one epoch unless that epoch beats the best by more than
+    ``tol``. ``partial`` (partial_fit's one epoch): the count and the adaptive rate go on as in a fit (a
+    rate divided by 5 stays so for the next partial_fit calls, whose optimizer scikit-learn keeps; a fit
+    starts from learning_rate_init), but nothing stops."""
+
+    def __init__(self, validation, n_outputs, tol, n_iter_no_change, adaptive_rate=None, carried=None,
+                 partial=False):
         self.validation, self.n_outputs, self.tol = validation, n_outputs, tol
-        self.n_iter_no_change, self.adaptive_rate = n_iter_no_change, adaptive_rate
+        self.n_iter_no_change, self.adaptive_rate, self.partial = n_iter_no_change, adaptive_rate, partial
+        self.count, self.best, self.lr_scale = carried or (0, -math.inf if validation else math.inf, 1.0)
 
-    def on_train_begin(self, trainer):
-        self.count, self.best = 0, -math.inf if self.validation else math.inf
+    def state(self):
+        """What a later warm start or partial_fit carries on from: (validation, count, best, lr_scale)."""
+        return self.validation, self.count, self.best, self.lr_scale
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self.validation:
@@ -138,14 +149,14 @@ class _NoImprovement(Callback):
         self.count = self.count + 1 if stalled else 0
         if better:
             self.best = value
-        if self.count <= self.n_iter_no_change:
-            return
-        if self.adaptive_rate is not None and self.adaptive_rate * trainer.lr_scale > 1e-6:
-            trainer.lr_scale *= 0.2
-            self.count = 0
-        else:
-            trainer.stop = True
-            trainer.history.stopped_early = True
+        if self.count > self.n_iter_no_change:
+            if self.adaptive_rate is not None and self.adaptive_rate * trainer.lr_scale > 1e-6:
+                trainer.lr_scale *= 0.2
+                self.count = 0
+            elif not self.partial:  # partial_fit trains its one epoch whatever the count, as scikit-learn's
+                trainer.stop = True
+                trainer.history.stopped_early = True
+        self.lr_scale = trainer.lr_scale
 
 
 class MLPRegressor(RegressorMixin, BaseEstimator):
@@ -171,7 +182,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       with early_stopping the best epoch's weights are kept. ``learning_rate="adaptive"`` (sgd) divides
       the rate by 5 on that plateau instead, and stops there once the rate is at most 1e-6, as
       scikit-learn does; "invscaling" is refused (gpunn's schedules are per epoch);
-      for adam, learning_rate and power_t are ignored, as in scikit-learn.
+      for adam, learning_rate and power_t are ignored, as in scikit-learn. As scikit-learn's, the count
+      and the best value go on across a warm start and ``partial_fit`` calls (a warm start after a fit
+      that stopped trains one epoch unless it beats the best by more than ``tol``), and partial_fit
+      counts too: its adaptive rate is divided by 5 for the calls after a plateau (a fit starts again
+      from ``learning_rate_init``); a fit without warm_start starts the count anew.
     - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn). It
       and ``partial_fit`` refuse parameters or data that describe another network (hidden_layer_sizes,
       activation, output_activation, dtype, the feature or output count), with what to do instead.
@@ -341,9 +356,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                              "train on")
         batch = self._batch_size(rows)
         name, opt = self._optimizer(batch)
-        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        callbacks = [_NoImprovement(self.early_stopping, Y.shape[1], self.tol, self.n_iter_no_change,
-                                    self.learning_rate_init if adaptive else None)]
+        rule = self._no_improvement(Y.shape[1], warm)
+        callbacks = [rule]
         if self.early_stopping:  # the best validation epoch's weights, any improvement counting (not only by
             # tol), as scikit-learn keeps its _best_coefs; this one never stops training
             callbacks.append(EarlyStopping("val_r2", patience=self.max_iter, restore_best_weights=True))
@@ -353,6 +367,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                             shuffle=bool(self.shuffle), seed=self._seed_, verbose=self.verbose, callbacks=callbacks,
                             validation_fraction=self.validation_fraction if self.early_stopping else None,
                             handle_interrupt=False)
+        self._no_improvement_state = rule.state()
         if not history.stopped_early and len(history.get("epoch", ())) == self.max_iter:  # as scikit-learn warns
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization "
                           "hasn't converged yet.", ConvergenceWarning, stacklevel=2)
@@ -384,15 +399,32 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         else:
             self._check_same_network(Y.shape[1], activation, "partial_fit")
             model, history, n_iter = self.model_, self.history_, self.n_iter_
+        rule = self._no_improvement(Y.shape[1], not first, partial=True)
         with model.backend.use():
             Xd, Yd = model._as_input(X), model._as_target(Y)
             settings = FitSettings(epochs=n_iter + 1, batch_size=batch, train_rows=int(Xd.shape[0]), seed=self._seed_,
                                    shuffle=bool(self.shuffle), schedule=make_schedule("constant"))
             source = ArraySource(Xd, Yd, model.backend, seed=self._seed_, shuffle=bool(self.shuffle))
-            train(model, source, model.optimizer, settings, TrainState(epoch=n_iter, history=history),
+            train(model, source, model.optimizer, settings,
+                  TrainState(epoch=n_iter, history=history, lr_scale=rule.lr_scale), callbacks=[rule],
                   handle_interrupt=False)
+        self._no_improvement_state = rule.state()
         self._set_fitted(model, history, Y.shape[1], X.shape[0], not first)
         return self
+
+    def _no_improvement(self, n_outputs, continued, partial=False):
+        """The callback for tol and n_iter_no_change: carrying on from the earlier fits' count, best value
+        and adaptive rate when ``continued`` (a warm start, partial_fit after a first call), as
+        scikit-learn's attributes do; a warm fit keeps the count and best but starts from
+        learning_rate_init, as scikit-learn's new optimizer does. A state of the other kind (early_stopping
+        switched between fits: R² against loss) is not carried."""
+        state = getattr(self, "_no_improvement_state", None) if continued else None
+        carried = None
+        if state is not None and state[0] == self.early_stopping:
+            carried = state[1:] if partial else (*state[1:3], 1.0)
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        return _NoImprovement(self.early_stopping, n_outputs, self.tol, self.n_iter_no_change,
+                              self.learning_rate_init if adaptive else None, carried, partial)
 
     def _check_same_network(self, n_outputs, activation, how):
         """A warm start or partial_fit continues the fitted network: refuse parameters that now describe

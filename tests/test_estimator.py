@@ -235,6 +235,41 @@ def test_reaching_max_iter_warns_and_partial_fit_refuses_early_stopping_as_sciki
         MLPRegressor(**settings, early_stopping=True).partial_fit(X, y)
 
 
+def test_warm_start_and_partial_fit_carry_the_no_improvement_count_as_scikit_learn(data):
+    # scikit-learn's _no_improvement_count and best value go on across a warm start and partial_fit calls
+    # (only a fit without warm_start starts them anew); each gpunn fit started them anew, so a warm start after
+    # a fit that had stopped trained n_iter_no_change + 2 more epochs where scikit-learn's trains one.
+    X, y = data
+    # with tol=1e9 every epoch after a fit's first counts: a fit stops at epoch n_iter_no_change + 2 = 4
+    settings = dict(hidden_layer_sizes=(4,), max_iter=50, random_state=0, device="cpu", tol=1e9, n_iter_no_change=2,
+                    warm_start=True)
+    for early_stopping in (False, True):
+        est = MLPRegressor(**settings, early_stopping=early_stopping).fit(X, y)
+        assert est.n_iter_ == 4
+        assert est.fit(X, y).n_iter_ == 5  # scikit-learn's warm start stops after its one epoch too
+        assert est.set_params(warm_start=False).fit(X, y).n_iter_ == 4  # a new fit counts anew
+    est = MLPRegressor(**settings)
+    for _ in range(4):  # the count is 3 after them
+        est.partial_fit(X, y)
+    assert est.fit(X, y).n_iter_ == 5
+
+
+def test_partial_fit_divides_an_adaptive_rate_by_5_as_scikit_learn(data):
+    # scikit-learn's partial_fit counts epochs without improvement too, and its adaptive sgd divides the rate of the
+    # optimizer it keeps across calls by 5 when the count exceeds n_iter_no_change (here after every 2nd epoch
+    # from the 3rd); gpunn's partial_fit kept the initial rate. A fit starts from learning_rate_init again.
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    est = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, device="cpu", solver="sgd", learning_rate="adaptive",
+                       learning_rate_init=0.01, tol=1e9, n_iter_no_change=1, max_iter=3)
+    for _ in range(6):
+        est.partial_fit(X, y)
+    rate = 0.01 / 2  # gpunn's rate on its loss, twice scikit-learn's
+    assert est.history_["lr"] == pytest.approx([rate] * 3 + [rate / 5] * 2 + [rate / 25])
+    est.set_params(warm_start=True).fit(X, y)  # the count is carried (1): the 1st and 3rd epochs reach 2
+    assert est.history_["lr"][6:] == pytest.approx([rate, rate / 5, rate / 5])
+
+
 def test_loss_curve_is_scikit_learns_half_mse(data):
     X, y = data
     X = StandardScaler().fit_transform(X)
