@@ -319,6 +319,7 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
     (["bench", "--s", "5"], "did you mean --seconds or --sustain?"),
     (["info", "--dev", "cpu"], "--dev: options are written in full: did you mean --device?"),
     (["--debu", "info"], "--debu: options are written in full: did you mean --debug?"),
+    (["--vers"], "--vers: options are written in full: did you mean --version?"),  # no command: it said only that
 ])
 def test_every_command_refuses_an_abbreviated_option_and_names_it_in_full(argv, hint, capsys):
     """argparse took ``--batch 1`` as ``--batch-size 1`` (allow_abbrev), in each subcommand's own parser."""

@@ -55,6 +55,12 @@ def parse_args(argv=None):
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv and all(token.startswith("-") for token in argv):  # no command: argparse would say only that one is
+        # required, not that 'gpunn --vers' (--version, before abbreviations were refused) is no option here
+        own = {option for action in parser._actions for option in action.option_strings}
+        stray = [token for token in argv if token.split("=", 1)[0] not in own]
+        if stray:
+            refuse_unknown(parser, stray, "and a command is required")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         refuse_unknown(parser.commands[args.command], unknown)
@@ -98,10 +104,11 @@ OTHER_NAMES = {
 }
 
 
-def refuse_unknown(command_parser, unknown) -> None:
+def refuse_unknown(command_parser, unknown, then="") -> None:
     """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
     the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)
-    or where it is an abbreviation, which gpunn does not accept (--batch: --batch-size)."""
+    or where it is an abbreviation, which gpunn does not accept (--batch: --batch-size); ``then``: what
+    else is wrong, after them."""
     import difflib
 
     options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
@@ -122,7 +129,8 @@ def refuse_unknown(command_parser, unknown) -> None:
                 hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
             elif close:
                 hints.append(f"{name}: did you mean {close[0]}?")
-    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
+    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
+                         + (f" {then}" if then else ""))
 
 
 DEBUG_ENV = "GPUNN_DEBUG"
