@@ -358,6 +358,15 @@ def test_bad_data_source_options(make, kwargs, match, tmp_path):
         make(tmp_path, **kwargs)
 
 
+@pytest.mark.parametrize("make", [
+    lambda tmp_path, **kw: gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3, **kw), npy_pair,
+], ids=["synthetic", "npy"])
+def test_a_data_sources_shuffle_is_a_bool(make, tmp_path):
+    with pytest.raises(TypeError, match="shuffle must be True or False, got 'no'"):  # it shuffled
+        make(tmp_path, shuffle="no")
+    assert make(tmp_path, shuffle=0).shuffle is False
+
+
 def test_data_sources_take_numpy_scalars():
     """validation_fraction=numpy.float32(0.25) was refused as "must be in [0, 1), got np.float32(0.25)", as was
     noise=numpy.float32(0.1); fit's checks take NumPy scalars (is_real)."""

@@ -35,7 +35,7 @@ import numpy
 from .. import backend as _backend
 from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
-from ..checks import is_real, positive_int, seed_int
+from ..checks import flag, is_real, positive_int, seed_int
 from .stats import Standardizer, standardizing_dtype
 
 
@@ -68,7 +68,7 @@ class ChunkedSource:
     def __init__(self, *, seed=0, shuffle=True, window=16, validation_fraction=None, standardize=False,
                  prefetch=1):
         self.seed = seed_int(seed)
-        self.shuffle = bool(shuffle)
+        self.shuffle = flag(shuffle, "shuffle")  # bool("no") is True: it shuffled
         self.window = positive_int(window, "window")
         self.prefetch = positive_int(prefetch, "prefetch")
         self.validation_fraction = _fraction(validation_fraction)
