@@ -162,6 +162,7 @@ def test_the_ensemble_step_as_a_cuda_graph_trains_as_the_eager_step(gpu, optimiz
     assert graphed.graph_trainer.captured, graphed.graph_trainer.reason  # tests/fakecupy emulates capture too
     assert _rel(graphed.params, eager.params) <= 1e-10
     numpy.testing.assert_allclose(h_graph["val_loss"], h_eager["val_loss"], rtol=1e-10)
+    numpy.testing.assert_allclose(h_graph["loss"], h_eager["loss"], rtol=1e-10)  # the graph's loss buffer, zeroed per step
     assert h_graph.stopped_epoch == h_eager.stopped_epoch
 
 
