@@ -93,7 +93,20 @@ def k(tmp_path_factory):
         getattr(h, name).argtypes = argtypes
         getattr(h, name).restype = ctypes.c_int
     h.last_error.restype = ctypes.c_char_p
+    h.set_schedule.argtypes = [ctypes.c_int]
     return Kernels(h)
+
+
+@pytest.fixture
+def schedule(k, request):
+    """The order of a block's threads (cuda_host.h): 0, thread order; 1, the last warp first, each warp as far
+    as it can go. The kernels that share memory between threads run in both."""
+    k.lib.set_schedule(request.param)
+    yield request.param
+    k.lib.set_schedule(0)
+
+
+BOTH_ORDERS = pytest.mark.parametrize("schedule", [0, 1], indirect=True, ids=["in-order", "last-warp-first"])
 
 
 def rng(seed=0):
@@ -160,7 +173,8 @@ def test_act_backward_is_da_times_g_prime(k, grid, block, act, from_output):
 
 @pytest.mark.parametrize("grid, block", SHAPES_1D + [(2, 1024)])
 @pytest.mark.parametrize("with_grad", [True, False])
-def test_mse_grad_scales_the_difference_and_sums_its_squares_over_all_blocks(k, grid, block, with_grad):
+@BOTH_ORDERS
+def test_mse_grad_scales_the_difference_and_sums_its_squares_over_all_blocks(k, schedule, grid, block, with_grad):
     n = 300
     r = rng(2)
     A, Y = r.standard_normal(n), r.standard_normal(n)
@@ -173,7 +187,8 @@ def test_mse_grad_scales_the_difference_and_sums_its_squares_over_all_blocks(k, 
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (5, 3), (100, 40), (1000, 70)])
-def test_bias_grad_in_one_launch_sums_every_row(k, rows, cols):
+@BOTH_ORDERS
+def test_bias_grad_in_one_launch_sums_every_row(k, schedule, rows, cols):
     dZ = rng(3).standard_normal((rows, cols))
     db = np.full(cols, np.nan)
     k.bias_grad(-(-cols // 32), 1, *BIAS_GRAD_ONE_LAUNCH_BLOCK, dZ, db, None, rows, cols, max(rows, 1))
@@ -182,7 +197,8 @@ def test_bias_grad_in_one_launch_sums_every_row(k, rows, cols):
 
 @pytest.mark.parametrize("rows, cols, chunks", [(1100, 33, 4), (200, 5, 3), (97, 64, 7)])
 @pytest.mark.parametrize("block", [BIAS_GRAD_BLOCK, (32, 1), (32, 32)])
-def test_bias_grad_in_row_chunks_then_finish(k, rows, cols, chunks, block):
+@BOTH_ORDERS
+def test_bias_grad_in_row_chunks_then_finish(k, schedule, rows, cols, chunks, block):
     per = -(-rows // chunks)
     chunks = -(-rows // per)  # as CupyOps.bias_gradient: the last chunk is partial, none is empty
     dZ = rng(4).standard_normal((rows, cols))
@@ -269,7 +285,8 @@ def test_member_bias_act_forward_uses_each_members_bias_row(k, gx, gy, block, ac
 
 
 @pytest.mark.parametrize("gy, block", [(3, BIAS_GRAD_BLOCK), (1, (32, 32)), (2, (32, 4))])
-def test_member_bias_grad_writes_each_members_column_sums_at_its_stride(k, gy, block):
+@BOTH_ORDERS
+def test_member_bias_grad_writes_each_members_column_sums_at_its_stride(k, schedule, gy, block):
     K, rows, cols, stride = 3, 45, 37, 50
     dZ = rng(8).standard_normal((K, rows, cols))
     flat = np.full(K * stride, 7.0)
@@ -281,7 +298,8 @@ def test_member_bias_grad_writes_each_members_column_sums_at_its_stride(k, gy, b
 
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
 @pytest.mark.parametrize("shared_y", [False, True])
-def test_member_mse_grad_sums_each_member_apart(k, gx, gy, block, shared_y):
+@BOTH_ORDERS
+def test_member_mse_grad_sums_each_member_apart(k, schedule, gx, gy, block, shared_y):
     K, n = 3, 130
     r = rng(9)
     A = r.standard_normal((K, n))

@@ -2,13 +2,15 @@
 //
 // tests/test_kernel_bodies_host.py includes the kernel sources after this header (kernel_bodies.cpp) and
 // launches them on small arrays with several grid and block shapes. A launch runs its blocks one after
-// another; the threads of a block are fibers (ucontext) on one OS thread, scheduled in thread order, each
-// running until it finishes or waits at a barrier:
+// another; the threads of a block are fibers (ucontext) on one OS thread, each running until it finishes or
+// waits at a barrier, scheduled in thread order or (cuda_host::schedule = 1) the last warp first, each warp
+// as far as it can go:
 //   __syncthreads()       every live thread of the block has arrived (an exited thread counts as arrived)
 //   __shfl_down_sync()    the live lanes of the warp exchange values (two warp barriers: write, read)
 // Shared memory is a function-local static (blocks never overlap); atomicAdd a plain add (nothing runs at
 // once). Indexing, grid-stride loops, row chunks, member strides, reductions and barriers that are missing
-// between a shared write and another thread's read (thread 0 runs ahead until it waits) show here; the
+// between a shared write and another thread's read or the next round's write (one order or the other runs
+// a thread or a warp ahead until it waits) show here; the
 // device's arithmetic (-ftz, its libm) and real concurrency do not: that is the GPU run's (bench/gpu_check.sh).
 #pragma once
 
@@ -42,6 +44,9 @@ inline const std::function<void()>* body = nullptr;
 inline std::vector<char> stacks;
 inline double shuffle[1024];
 inline const char* error = nullptr;  // why the last launch failed (nullptr: it did not)
+// 0: each pass runs the threads in order; 1: the last warp first, each warp as far as it can go before
+// the next (so a warp can reach the next round of a loop while warp 0 still reads this round's shared data)
+inline int schedule = 0;
 constexpr std::size_t kStackBytes = 64 * 1024;
 
 inline void fiber_main() {
@@ -55,6 +60,17 @@ inline void wait(State why) {
     swapcontext(&f.ctx, &scheduler);
 }
 
+// Release warp w's lanes if every live one waits at the warp barrier; whether any was released.
+inline bool release_warp(std::vector<Fiber>& fs, std::size_t w) {
+    bool ready = true, released = false;
+    const std::size_t end = (w + 1) * 32 < fs.size() ? (w + 1) * 32 : fs.size();
+    for (std::size_t i = w * 32; i < end; ++i) ready &= fs[i].state == kDone || fs[i].state == kAtWarpBarrier;
+    for (std::size_t i = w * 32; ready && i < end; ++i) {
+        if (fs[i].state == kAtWarpBarrier) fs[i].state = kRunnable, released = true;
+    }
+    return released;
+}
+
 // Release the threads waiting at a barrier that every live participant has reached; false: none could go on.
 inline bool release(std::vector<Fiber>& fs) {
     bool released = false, block_ready = true;
@@ -62,15 +78,14 @@ inline bool release(std::vector<Fiber>& fs) {
     for (Fiber& f : fs) {
         if (block_ready && f.state == kAtBlockBarrier) f.state = kRunnable, released = true;
     }
-    for (std::size_t w = 0; w * 32 < fs.size(); ++w) {
-        bool ready = true;
-        const std::size_t end = (w + 1) * 32 < fs.size() ? (w + 1) * 32 : fs.size();
-        for (std::size_t i = w * 32; i < end; ++i) ready &= fs[i].state == kDone || fs[i].state == kAtWarpBarrier;
-        for (std::size_t i = w * 32; ready && i < end; ++i) {
-            if (fs[i].state == kAtWarpBarrier) fs[i].state = kRunnable, released = true;
-        }
-    }
+    for (std::size_t w = 0; w * 32 < fs.size(); ++w) released |= release_warp(fs, w);
     return released;
+}
+
+inline void run_fiber(std::vector<Fiber>& fs, int i) {
+    current = i;
+    thread_idx = fs[i].tid;
+    swapcontext(&scheduler, &fs[i].ctx);
 }
 
 inline bool run_block(const std::function<void()>& fn) {
@@ -91,11 +106,18 @@ inline bool run_block(const std::function<void()>& fn) {
     fibers = &fs;
     body = &fn;
     for (;;) {
-        for (int i = 0; i < n; ++i) {
-            if (fs[i].state != kRunnable) continue;
-            current = i;
-            thread_idx = fs[i].tid;
-            swapcontext(&scheduler, &fs[i].ctx);
+        if (schedule == 0) {
+            for (int i = 0; i < n; ++i) {
+                if (fs[i].state == kRunnable) run_fiber(fs, i);
+            }
+        } else {
+            for (int w = (n + 31) / 32 - 1; w >= 0; --w) {
+                do {
+                    for (int i = w * 32; i < n && i < (w + 1) * 32; ++i) {
+                        if (fs[i].state == kRunnable) run_fiber(fs, i);
+                    }
+                } while (release_warp(fs, (std::size_t)w));
+            }
         }
         bool done = true;
         for (const Fiber& f : fs) done &= f.state == kDone;

@@ -41,6 +41,8 @@ extern "C" {
 
 const char* last_error() { return cuda_host::error ? cuda_host::error : ""; }
 
+void set_schedule(int schedule) { cuda_host::schedule = schedule; }
+
 int k_bias_act_forward(int act, unsigned gx, unsigned bx, const D* Z, const D* b, D* keep, D* A, LL rows, LL cols) {
     return with_act(act, [&](auto a) {
         return run(gx, 1, bx, 1, [&] { bias_act_forward<D, decltype(a)::value>(Z, b, keep, A, rows, cols); });
