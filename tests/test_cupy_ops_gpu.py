@@ -162,8 +162,11 @@ def test_loss_gradient_and_squared_error(ops, dtype, rows, cols):
     _check(dA, 2.0 / rows * diff, dtype, "dA", k_rel=4, k_abs=0)
     rel = 4 * EPS[dtype] + 1e-12  # the diffs rounded to dtype; then double sums in any order
     assert float(s) == pytest.approx(want_sum, rel=rel)
-    e = ops.squared_error(cupy.asarray(A0), cupy.asarray(Y0))
+    A, Y = cupy.asarray(A0), cupy.asarray(Y0)
+    e = ops.squared_error(A, Y)
     assert float(e) == pytest.approx(want_sum, rel=rel)
+    np.testing.assert_array_equal(cupy.asnumpy(A), A0)  # only read (the kernel's dA is null)
+    np.testing.assert_array_equal(cupy.asnumpy(Y), Y0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
