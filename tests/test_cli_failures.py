@@ -215,7 +215,9 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(t
     time.sleep(0.05)  # two signals closer than the handler runs would count as one
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    # 130, or killed by the second SIGINT itself (-2, which a shell reports as 130) when it lands after the
+    # interpreter has begun to exit and restored SIGINT's default action (seen once under load 10)
+    assert proc.returncode in (130, -signal.SIGINT)
     # one line when the second Ctrl-C cut the run short (none when it came after the run had stopped)
     assert err.strip().splitlines() in ([], ["gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely "
                                              "written"]), err
