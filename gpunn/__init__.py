@@ -18,7 +18,11 @@ __all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", 
            "Optimizer", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Schedule"]
 
 
-_LAZY = ("MLPRegressor", "data", "distributed")  # imported on first use, by __getattr__
+# Imported on first use by __getattr__, and listed by __dir__ (one table, so dir() cannot miss a name that
+# __getattr__ serves): name -> the submodule that defines it (None: the name is the submodule). The
+# scikit-learn estimator, so that scikit-learn stays optional and `import gpunn` stays fast; data parallel
+# (MPI, NCCL; mpi4py only when a run starts) and the data sources.
+_LAZY = {"MLPRegressor": "estimator", "data": None, "distributed": None}
 
 
 def __dir__():
@@ -27,15 +31,9 @@ def __dir__():
 
 
 def __getattr__(name):
-    # The scikit-learn estimator is imported on first use: scikit-learn stays optional and
-    # `import gpunn` stays fast.
-    if name == "MLPRegressor":
-        from .estimator import MLPRegressor
-
-        return MLPRegressor
-    # data parallel (MPI, NCCL; mpi4py only when a run starts) and the data sources: loaded on first use
-    if name in ("distributed", "data"):
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+        return module if _LAZY[name] is None else getattr(module, name)
     raise AttributeError(f"module 'gpunn' has no attribute {name!r}")

@@ -146,3 +146,4 @@ def test_dir_of_gpunn_lists_every_public_name_the_lazy_ones_too():
     # dir(), which IPython's tab completion reads, missed MLPRegressor and distributed (imported on first use)
     names = dir(gpunn)
     assert set(gpunn.__all__) <= set(names) and {"data", "distributed"} <= set(names)
+    assert all(hasattr(gpunn, name) for name in names)  # and each name listed is there (__getattr__'s table is __dir__'s)
