@@ -236,6 +236,17 @@ def test_sgd_update(harness, dtype, momentum, nesterov, weight_decay):
             _check_state(vel, rbuf, scale_v, dtype, "velocity")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_sgd_update_without_weight_decay_keeps_an_infinite_weight_infinite(harness, dtype):
+    """torch.optim.SGD adds weight_decay * w only when weight_decay != 0: a diverged (infinite) weight then
+    stays +-inf and a finite one is untouched by 0 * w, never NaN from 0 * inf."""
+    w = np.array([np.inf, -np.inf, 1.0], dtype)
+    g = np.array([1.0, 1.0, 1.0], dtype)
+    getattr(harness, f"sgd_{_suffix(dtype)}")(_ptr(w, dtype), _ptr(g, dtype), None, dtype(0.1), dtype(0.0),
+                                            dtype(0.0), 0, w.size)
+    np.testing.assert_array_equal(w, np.array([np.inf, -np.inf, 0.9], dtype))
+
+
 ADAM_CASES = [(0.0, False), (1e-2, False), (1e-2, True), (0.0, True)]
 
 
