@@ -291,8 +291,9 @@ class Ensemble(RawUnits):
 
         ``return_std=True`` returns (mean, std) over the members instead, each (rows, outputs):
         the population standard deviation (numpy.std's ddof=0), as scikit-learn's Gaussian
-        processes return it, over the members that did not diverge in the last fit (``ens.diverged``
-        are left out with a RuntimeWarning naming them; TrainingDiverged when every member diverged).
+        processes return it, over the members not in ``ens.diverged`` (those that hold the weights they
+        diverged with in the last fit are left out with a RuntimeWarning naming them, TrainingDiverged when
+        that is every member; one that early stopping put back to its best epoch counts).
         The (K, rows, outputs) predictions keep every member's, a diverged member's NaN or exploded.
         Rows go through in chunks of ``chunk_rows`` per member. With a
         ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
@@ -319,7 +320,7 @@ class Ensemble(RawUnits):
         return kept
 
     def _members_left(self, what):
-        """The members that did not diverge in the last fit; TrainingDiverged when there is none."""
+        """The members not in ens.diverged; TrainingDiverged when there is none."""
         diverged = set(self.diverged)
         kept = [k for k in range(self.n_models) if k not in diverged]
         if not kept:
@@ -380,7 +381,8 @@ class Ensemble(RawUnits):
 
     def best(self, monitor="val_loss") -> MLP:
         """The member whose best ``monitor`` value in the last fit was the best (lowest; highest for
-        names ending in r2), as an MLP; never a member that diverged (``ens.diverged``)."""
+        names ending in r2), as an MLP; never a member in ``ens.diverged`` (one that holds the weights it
+        diverged with)."""
         return self.member(self.best_index(monitor))
 
     def best_index(self, monitor="val_loss") -> int:

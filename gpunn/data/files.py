@@ -227,8 +227,8 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     """Predictions of ``model`` for every row of ``in_path`` written to ``out_path``; returns the rows.
 
     Inputs and outputs are .npy, .parquet (or a directory of them, as input) or .csv; tables take
-    the model's saved feature names (or ``features``) as columns and get its target names (or
-    y0, y1, ...) as output columns."""
+    the model's saved feature names (or ``features``) as columns and get its target names as output
+    columns (a Parquet output y0, y1, ... when the model does not know them, a CSV output no header row)."""
     columns = getattr(model, "data_columns", None) or {}
     features = features or columns.get("features")
     _, chunks = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
