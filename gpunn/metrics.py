@@ -12,8 +12,19 @@ def mae(xp, P, Y) -> float:
     return float(xp.mean(xp.abs(P - Y)))
 
 
+def check_validation_rows(rows, what):
+    """Refuse a validation set of under 2 rows (``what`` names the parameter that made it): R² is
+    undefined there, as scikit-learn's "validation set is too small" says, and gpunn used to report 0."""
+    if rows < 2:
+        raise ValueError(f"{what} gives a validation set of {rows} row; R² needs at least 2 rows to score it: "
+                         "hold out more rows (or validate on none)")
+
+
 def r2(xp, P, Y) -> float:
-    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default)."""
+    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default); NaN for
+    under 2 rows, where it is undefined (scikit-learn's r2_score gives NaN and a warning)."""
+    if Y.shape[0] < 2:
+        return float("nan")
     ss_res = xp.sum((Y - P) ** 2, axis=0)
     ss_tot = xp.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
     ok = ss_tot > 0
@@ -119,5 +130,7 @@ def _evaluate(model, pieces, ss_tot) -> dict:
     ok = ss_tot > 0
     # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0
     r2 = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
+    if rows < 2:  # undefined (see r2); fit refuses such a validation set (check_validation_rows)
+        r2 = xp.full_like(r2, numpy.nan)
     packed = model.backend.to_host(xp.stack([ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]))  # the one host sync
     return validation_logs(*packed, rows, ss_res.shape[-1])

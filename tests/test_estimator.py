@@ -329,6 +329,8 @@ def test_sgd_maps_momentum_and_halves_the_rate_for_the_full_mse(data):
     (dict(validation_fraction="a", early_stopping=True), "validation_fraction must be a number in"),
     (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
     (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
+    (dict(validation_fraction=0.01, early_stopping=True),  # scikit-learn: "The validation set is too small"
+     "validation_fraction=0.01 of 50 rows gives a validation set of 1 row; R² needs at least 2 rows"),
 ])
 def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
     X, y = data

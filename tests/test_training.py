@@ -202,3 +202,25 @@ def test_help_of_model_fit_lists_every_option_with_its_default():
         assert [p.default for p in ours.parameters.values()] == [p.default for p in theirs.parameters.values()]
         assert inspect.getdoc(function) in inspect.getdoc(method)
     assert "epochs: passes over the training rows (default 10)" in inspect.getdoc(gpunn.MLP.fit)
+
+
+def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
+    """R² is undefined on 1 row: fit reported 0 for such a validation set and trained on; scikit-learn refuses
+    (its MLPRegressor) or gives NaN (r2_score). Every fit refuses it by the parameter; a score is NaN."""
+    X, Y = datasets.make("teacher", 20, 3, 1, seed=0)
+    model = MLP([3, 4, 1], seed=0)
+    with pytest.raises(ValueError, match=r"validation_fraction=0.05 of 20 rows gives a validation set of 1 row"):
+        model.fit(X, Y, epochs=1, validation_fraction=0.05, verbose=False)
+    with pytest.raises(ValueError, match=r"validation_data gives a validation set of 1 row"):
+        model.fit(X, Y, epochs=1, validation_data=(X[:1], Y[:1]), verbose=False)
+    with pytest.raises(ValueError, match=r"validation_data gives a validation set of 1 row"):
+        model.fit(gpunn.data.synthetic("teacher", 20, 3, 1, seed=0), epochs=1,
+                  validation_data=(X[:1], Y[:1]), verbose=False)
+    ens = gpunn.Ensemble([3, 4, 1], 2, seed=0)
+    with pytest.raises(ValueError, match=r"validation_fraction=0.05 of 20 rows gives a validation set of 1 row"):
+        ens.fit(X, Y, epochs=1, validation_fraction=0.05, verbose=False)
+    history = model.fit(X, Y, epochs=1, validation_fraction=0.1, verbose=False)  # 2 rows: scored
+    assert numpy.isfinite(history["val_r2"][-1])
+    assert numpy.isnan(metrics.r2(numpy, Y[:1] + 1, Y[:1])) and numpy.isnan(model.score(X[:1], Y[:1]))
+    assert all(numpy.isnan(ens.score(X[:1], Y[:1])))
+    assert metrics.r2(numpy, Y[:2], Y[:2]) == 1.0

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..checks import check_rows_match
-from ..metrics import RegressionEvaluator, SourceEvaluator
+from ..metrics import RegressionEvaluator, SourceEvaluator, check_validation_rows
 
 
 def prepare_source(model, source, validation_data=None, validation_fraction=None, statistics=None):
@@ -73,6 +73,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     with model.backend.use():
         Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
         check_rows_match(Xv, Yv, "X_val", "Y_val")
+        check_validation_rows(Xv.shape[0], "validation_data")
         return RegressionEvaluator(model, Xv, Yv)
 
 

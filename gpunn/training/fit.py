@@ -8,7 +8,7 @@ import inspect
 import numpy
 
 from ..checks import check_rows_match, flag, is_real, positive_int, seed_int
-from ..metrics import RegressionEvaluator
+from ..metrics import RegressionEvaluator, check_validation_rows
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
 from .callbacks import order_callbacks
@@ -49,6 +49,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
         Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
         check_rows_match(Xv, Yv, "X_val", "Y_val")
+        check_validation_rows(Xv.shape[0], "validation_data")
         return X, Y, RegressionEvaluator(model, Xv, Yv)
     if not validation_fraction:
         return X, Y, None
@@ -58,6 +59,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     n_val = max(1, int(round(validation_fraction * m)))
     if n_val >= m:
         raise ValueError(f"validation_fraction={validation_fraction} of {m} rows leaves no rows to train on")
+    check_validation_rows(n_val, f"validation_fraction={validation_fraction} of {m} rows")
     order = host_rng(seed, "validation").permutation(m)
     xp = model.xp
     val_idx, train_idx = xp.asarray(numpy.sort(order[:n_val])), xp.asarray(numpy.sort(order[n_val:]))
@@ -96,7 +98,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     the run). batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
 
     Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (rows held out
-    by the seed) adds val_loss, val_mse, val_mae and val_r2 to each epoch's logs, at one extra host
+    by the seed; at least 2, as R² needs) adds val_loss, val_mse, val_mae and val_r2 to each epoch's logs, at one extra host
     synchronisation per epoch. val_loss is the training loss's formula on the validation rows, so the two
     compare: with one output it is the MSE (= val_mse); with k outputs the loss sums the outputs' squared
     errors, and val_loss = k x val_mse (val_mse and val_mae are means over every value, as scikit-learn's).
