@@ -311,6 +311,20 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
 
 
 @pytest.mark.parametrize("argv, hint", [
+    (["bench", "--ep", "1"], None), (["info", "--ice"], None),
+    (["bench", "--hep"], "--hep: did you mean --help?"), (["train", "--sed", "1"], "--sed: did you mean --seed?"),
+])
+def test_an_unknown_option_is_hinted_only_an_option_it_could_stand_for(argv, hint, capsys):
+    """difflib matched bench's --ep to --help (0.8): "did you mean --help?" for what meant --epochs, which bench
+    has not. A hint is now an option that begins as the name does (misspelt or abbreviated), or none."""
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err
+    assert hint in err if hint else "did you mean" not in err
+
+
+@pytest.mark.parametrize("argv, hint", [
     (["train", "--batch", "1"], "--batch: options are written in full: did you mean --batch-size?"),
     (["predict", "m.npz", "in.npy", "out.npy", "--feat", "3"], "--feat: options are written in full: did you mean "
                                                                 "--features?"),

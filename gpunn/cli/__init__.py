@@ -124,7 +124,10 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
         elif name.startswith("--"):
             spelled = name.replace("_", "-")
             whole = [option for option in options if option.startswith(spelled) and option != spelled]
-            close = difflib.get_close_matches(spelled, options, n=1, cutoff=0.75)
+            # a misspelling, not another option that shares letters (bench --ep was "did you mean --help?"):
+            # one that begins as the name does
+            close = [option for option in difflib.get_close_matches(spelled, options, n=3, cutoff=0.75)
+                     if option[2:3] == spelled[2:3]]
             if whole:
                 hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
             elif close:
