@@ -310,6 +310,21 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
     assert hint in capsys.readouterr().err
 
 
+def test_an_unknown_option_is_named_when_required_arguments_are_missing_too(capsys):
+    """argparse stops at the missing positionals first: 'gpunn predict --hel' said only that model, input and
+    output are required, not that --hel is no option (--help)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["predict", "m.npz", "--hel"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "gpunn predict: error: unrecognized arguments: --hel (--hel: options are written in full: did you mean "
+        "--help?) and the following arguments are required: input, output (see gpunn predict --help)")
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--", "--hel"])  # after --, a positional (a file named --hel)
+    assert capsys.readouterr().err.strip() == ("gpunn predict: error: the following arguments are required: input, "
+                                               "output (see gpunn predict --help)")
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["bench", "--ep", "1"], None), (["info", "--ice"], None),
     (["bench", "--hep"], "--hep: did you mean --help?"), (["train", "--sed", "1"], "--sed: did you mean --seed?"),

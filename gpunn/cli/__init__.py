@@ -61,6 +61,12 @@ def parse_args(argv=None):
         stray = [token for token in argv if token.split("=", 1)[0] not in own]
         if stray:
             refuse_unknown(parser, stray, "and a command is required")
+    command = parser.commands.get(_command(argv))
+    if command is not None:  # its unknown options, named too if argparse stops first at a missing argument
+        own = {option for action in command._actions for option in action.option_strings}
+        after = argv[argv.index(_command(argv)) + 1:]
+        after = after[:after.index("--")] if "--" in after else after
+        command.stray = [token for token in after if token.startswith("--") and token.split("=", 1)[0] not in own]
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         refuse_unknown(parser.commands[args.command], unknown)

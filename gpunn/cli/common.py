@@ -20,7 +20,14 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    stray = ()  # the command line's options this command has not (gpunn.cli.parse_args sets them)
+
     def error(self, message):
+        if self.stray and message.startswith("the following arguments are required"):
+            from . import refuse_unknown  # gpunn predict --hel: the option meant, not only what is missing
+
+            stray, self.stray = self.stray, ()
+            refuse_unknown(self, stray, f"and {message}")
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
