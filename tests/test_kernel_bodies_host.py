@@ -59,6 +59,7 @@ SIGNATURES = {
     "k_member_sgd_step": [U, U, U, P, P, P, P, I, LL, LL],
     "k_member_adam_step": [U, U, U, P, P, P, P, P, D, D, I, LL, LL],
     "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
+    "k_shared_probe": [U, U, P],
 }
 
 
@@ -94,7 +95,27 @@ def k(tmp_path_factory):
         getattr(h, name).restype = ctypes.c_int
     h.last_error.restype = ctypes.c_char_p
     h.set_schedule.argtypes = [ctypes.c_int]
+    h.add_shared.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+    for name, size in _shared_statics(lib):
+        h.add_shared(ctypes.addressof(ctypes.c_char.in_dll(h, name)), size)
     return Kernels(h)
+
+
+def _shared_statics(lib):
+    """(symbol, bytes) of the library's function-local statics (mangled _ZZ...: every one is a __shared__
+    array, which cuda_host.h fills with NaN before each block). Their count is checked against the
+    __shared__ declarations of the sources, so that one the symbols miss would not go unpoisoned."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm not found: the kernel-body harness finds the __shared__ arrays in the library's symbols")
+    out = subprocess.run([nm, "-D", "-S", "--defined-only", str(lib)], capture_output=True, text=True,
+                         check=True).stdout
+    found = [(f[3], int(f[1], 16)) for f in (line.split() for line in out.splitlines())
+             if len(f) == 4 and f[3].startswith("_ZZ")]
+    sources = list((ROOT / "kernels").glob("*.cu*")) + [HARNESS / "kernel_bodies.cpp"]
+    declared = sum(line.lstrip().startswith("__shared__") for p in sources for line in p.read_text().splitlines())
+    assert len(found) == declared, (found, declared)
+    return found
 
 
 @pytest.fixture
@@ -124,6 +145,16 @@ def close(a, b, atol=1e-15):
 
 
 SUMS = 1e-11  # the tolerance of a sum: another order of the additions than NumPy's
+
+
+def test_a_blocks_shared_memory_starts_unwritten(k):
+    """cuda_host.h fills __shared__ memory with NaN before each block, as a GPU's holds whatever was there: a
+    kernel that reads a slot no thread of its block wrote (block_sum without its lane < warps guard) fails
+    here, where zero-initialised statics, or the last block's values, would pass it."""
+    seen = np.zeros((3, 32))
+    k.shared_probe(3, 32, seen)  # every block, the first included: another launch wrote 1.0 before
+    k.shared_probe(3, 32, seen)
+    assert np.isnan(seen).all()
 
 
 # (grid x, block x): gpunn's block with a grid that covers everything, and grids that make the

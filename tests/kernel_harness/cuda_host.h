@@ -7,18 +7,23 @@
 // as far as it can go:
 //   __syncthreads()       every live thread of the block has arrived (an exited thread counts as arrived)
 //   __shfl_down_sync()    the live lanes of the warp exchange values (two warp barriers: write, read)
-// Shared memory is a function-local static (blocks never overlap); atomicAdd a plain add (nothing runs at
-// once). Indexing, grid-stride loops, row chunks, member strides, reductions and barriers that are missing
-// between a shared write and another thread's read or the next round's write (one order or the other runs
-// a thread or a warp ahead until it waits) show here; the
-// device's arithmetic (-ftz, its libm) and real concurrency do not: that is the GPU run's (bench/gpu_check.sh).
+// Shared memory is a function-local static (blocks never overlap); the statics registered with
+// add_shared (the test finds them in the library's symbols) start each block with every byte 0xff (a double
+// reads NaN), as a GPU's shared memory holds whatever was there: a read of a slot no thread of the block
+// wrote shows, which zero-initialised statics or the last block's values would hide. atomicAdd is a plain
+// add (nothing runs at once). Indexing, grid-stride loops, row chunks, member strides, reductions and
+// barriers that are missing between a shared write and another thread's read or the next round's write (one
+// order or the other runs a thread or a warp ahead until it waits) show here; the device's
+// arithmetic (-ftz, its libm) and real concurrency do not: that is the GPU run's (bench/gpu_check.sh).
 #pragma once
 
 #include <ucontext.h>
 
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <functional>
+#include <utility>
 #include <vector>
 
 struct dim3 {
@@ -88,8 +93,15 @@ inline void run_fiber(std::vector<Fiber>& fs, int i) {
     swapcontext(&scheduler, &fs[i].ctx);
 }
 
+// The __shared__ variables (address, bytes), filled with 0xff before each block. (g++ ignores a section
+// attribute on a template's static, so the linker cannot gather them; the test registers them by symbol.)
+inline std::vector<std::pair<void*, std::size_t>> shared_vars;
+
+inline void add_shared(void* address, std::size_t bytes) { shared_vars.emplace_back(address, bytes); }
+
 inline bool run_block(const std::function<void()>& fn) {
     const int n = (int)(block_dim.x * block_dim.y * block_dim.z);
+    for (const auto& [address, bytes] : shared_vars) std::memset(address, 0xff, bytes);
     std::vector<Fiber> fs(n);
     if (stacks.size() < (std::size_t)n * kStackBytes) stacks.resize((std::size_t)n * kStackBytes);
     for (int i = 0; i < n; ++i) {

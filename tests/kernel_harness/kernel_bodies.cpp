@@ -37,11 +37,27 @@ int run(unsigned gx, unsigned gy, unsigned bx, unsigned by, const std::function<
 
 }  // namespace
 
+// The harness itself: each of gx blocks of bx threads reads slot threadIdx.x of a __shared__ array into
+// seen[block][thread] before thread 0 writes every slot (1.0). On a GPU a block's shared memory holds
+// whatever was there, never the last block's values by design: the harness starts each block with NaN.
+// (A template, as the kernels are: its static is a unique global symbol, which the test finds.)
+template <typename T>
+__global__ void shared_probe(T* seen) {
+    __shared__ T slots[64];
+    seen[blockIdx.x * blockDim.x + threadIdx.x] = slots[threadIdx.x];
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < 64; ++i) slots[i] = 1.0;
+    }
+}
+
 extern "C" {
 
 const char* last_error() { return cuda_host::error ? cuda_host::error : ""; }
 
 void set_schedule(int schedule) { cuda_host::schedule = schedule; }
+
+void add_shared(void* address, unsigned long bytes) { cuda_host::add_shared(address, bytes); }
 
 int k_bias_act_forward(int act, unsigned gx, unsigned bx, const D* Z, const D* b, D* keep, D* A, LL rows, LL cols) {
     return with_act(act, [&](auto a) {
@@ -131,6 +147,10 @@ int k_member_adam_step_dev(unsigned gx, unsigned gy, unsigned bx, D* w, const D*
     return run(gx, gy, bx, 1, [&] {
         member_adam_step_dev<D>(w, g, m, v, hyper, eps, state, decoupled, members, per_member);
     });
+}
+
+int k_shared_probe(unsigned gx, unsigned bx, D* seen) {
+    return run(gx, 1, bx, 1, [&] { shared_probe<D>(seen); });
 }
 
 }  // extern "C"
