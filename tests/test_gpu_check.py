@@ -110,10 +110,11 @@ def test_the_report_of_the_cpu_dry_run_measures_no_gpu_target(capsys):
     assert "**PASSED in" in out
     t = _targets(out)
     assert len(t) == 17
-    gpu_only = {k: v for k, v in t.items() if not k.startswith("tf32 and bf16 reach")}
-    assert all(verdict == "" for _, verdict in gpu_only.values()), gpu_only
+    assert all(verdict == "" for _, verdict in t.values()), t
     assert t["large tf32 ≥ 3× float32"][0] == "not measured: no large rows in train.json (configurations run: tiny)"
-    assert "cpu (NumPy)" in next(v for k, v in t.items() if k.startswith("tf32 and bf16 reach"))[0]
+    # the precision hook's R² ran in the CPU's emulation of tf32/bf16 (2 epochs, R² 0.14): no verdict on it
+    held_out = next(v for k, v in t.items() if k.startswith("tf32 and bf16 reach"))[0]
+    assert held_out.startswith("not measured on a GPU: float32 0.1360") and "cpu (NumPy)" in held_out
     assert "tf32 relu adam: 0 (bound 0.0001, within)" in out  # the precision hook's values
     assert "**precision hook**" in out and "**nccl hook**" in out and "| adam step | 2^12 |" in out
 
