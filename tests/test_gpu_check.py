@@ -132,6 +132,21 @@ def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, 
     assert "member vs MLP" in out and "no precision line in summary.txt" in out
 
 
+def test_a_failed_r2_test_is_not_met_when_the_precision_hook_did_not_run(tmp_path, capsys):
+    """Without precision.json the R² target falls back to the GPU test's outcome; _test_outcome reports a
+    failure as 'failed: ids', which the fallback read as no outcome at all ('not measured')."""
+    for name in ("summary.txt", "device.txt"):
+        (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
+    name = "test_tf32_and_bf16_train_to_the_float32_r2"
+    for kid, verdict in (("<failure/>", "**not met**"), ("", "met")):
+        (tmp_path / "gpu_tests.xml").write_text(f'<testsuites><testsuite><testcase classname="tests.'
+                                                f'test_precision_gpu" name="{name}">{kid}</testcase>'
+                                                "</testsuite></testsuites>")
+        measured, got = next(v for k, v in _targets(_report(tmp_path, capsys=capsys)).items()
+                             if k.startswith("tf32 and bf16 reach"))
+        assert got == verdict, measured
+
+
 def test_the_report_refuses_a_bad_add(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _load("bench/gpu_report.py", "gpu_report").main([str(tmp_path), "--add", "bogus=x.json"])
