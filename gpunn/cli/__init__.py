@@ -17,7 +17,7 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import Parser, add_debug, text_to_stderr
+from .common import Parser, add_debug, refuse_unknown, text_to_stderr
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -93,53 +93,6 @@ def parse_args(argv=None):
 
     refuse_idle_options(given, args)
     return args
-
-
-# names other tools give options that gpunn spells otherwise, too far from them for difflib:
-# {name: (the option it means, the hint)}, hinted where the command has that option
-_QUIET = ("--quiet", "progress is shown by default; --quiet turns it off")
-OTHER_NAMES = {
-    "--learning-rate": ("--lr", "did you mean --lr?"),
-    "--verbose": _QUIET, "-v": _QUIET,
-    "--layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
-    "--hidden-layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
-    "--hidden-layer-sizes": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
-    "--gpu": ("--device", "did you mean --device cuda (or cuda:N)?"),
-    "--cuda": ("--device", "did you mean --device cuda (or cuda:N)?"),
-    "--load": ("--resume", "did you mean --resume (continue a saved run)?"),
-}
-
-
-def refuse_unknown(command_parser, unknown, then="") -> None:
-    """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
-    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)
-    or where it is an abbreviation, which gpunn does not accept (--batch: --batch-size); ``then``: what
-    else is wrong, after them."""
-    import difflib
-
-    options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
-    command = command_parser.prog.rsplit(" ", 1)[-1]
-    hints = []
-    for token in unknown:
-        name = token.split("=", 1)[0]
-        meant = OTHER_NAMES.get(name.replace("_", "-"))
-        if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
-            hints.append(f"{name}: write it after '{command}'")
-        elif meant and meant[0] in options:
-            hints.append(f"{name}: {meant[1]}")
-        elif name.startswith("--"):
-            spelled = name.replace("_", "-")
-            whole = [option for option in options if option.startswith(spelled) and option != spelled]
-            # a misspelling, not another option that shares letters (bench --ep was "did you mean --help?"):
-            # one that begins as the name does
-            close = [option for option in difflib.get_close_matches(spelled, options, n=3, cutoff=0.75)
-                     if option[2:3] == spelled[2:3]]
-            if whole:
-                hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
-            elif close:
-                hints.append(f"{name}: did you mean {close[0]}?")
-    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
-                         + (f" {then}" if then else ""))
 
 
 DEBUG_ENV = "GPUNN_DEBUG"

@@ -14,7 +14,7 @@ class Parser(argparse.ArgumentParser):
     abbreviated options (argparse's allow_abbrev, off here: ``--batch 1`` would run as ``--batch-size 1``,
     and a new option could change what an old abbreviation means). ``sub.add_parser`` makes each
     subcommand's parser a Parser too, so all of gpunn's refuse them; the refusal names the option in full
-    (gpunn.cli.refuse_unknown)."""
+    (refuse_unknown)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
@@ -24,11 +24,56 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         if self.stray and message.startswith("the following arguments are required"):
-            from . import refuse_unknown  # gpunn predict --hel: the option meant, not only what is missing
-
             stray, self.stray = self.stray, ()
-            refuse_unknown(self, stray, f"and {message}")
+            refuse_unknown(self, stray, f"and {message}")  # gpunn predict --hel: the option meant too
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# names other tools give options that gpunn spells otherwise, too far from them for difflib:
+# {name: (the option it means, the hint)}, hinted where the command has that option
+_QUIET = ("--quiet", "progress is shown by default; --quiet turns it off")
+OTHER_NAMES = {
+    "--learning-rate": ("--lr", "did you mean --lr?"),
+    "--verbose": _QUIET, "-v": _QUIET,
+    "--layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
+    "--hidden-layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
+    "--hidden-layer-sizes": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
+    "--gpu": ("--device", "did you mean --device cuda (or cuda:N)?"),
+    "--cuda": ("--device", "did you mean --device cuda (or cuda:N)?"),
+    "--load": ("--resume", "did you mean --resume (continue a saved run)?"),
+}
+
+
+def refuse_unknown(command_parser, unknown, then="") -> None:
+    """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
+    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)
+    or where it is an abbreviation, which gpunn does not accept (--batch: --batch-size); ``then``: what
+    else is wrong, after them."""
+    import difflib
+
+    options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
+    command = command_parser.prog.rsplit(" ", 1)[-1]
+    hints = []
+    for token in unknown:
+        name = token.split("=", 1)[0]
+        meant = OTHER_NAMES.get(name.replace("_", "-"))
+        if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
+            hints.append(f"{name}: write it after '{command}'")
+        elif meant and meant[0] in options:
+            hints.append(f"{name}: {meant[1]}")
+        elif name.startswith("--"):
+            spelled = name.replace("_", "-")
+            whole = [option for option in options if option.startswith(spelled) and option != spelled]
+            # a misspelling, not another option that shares letters (bench --ep was "did you mean --help?"):
+            # one that begins as the name does
+            close = [option for option in difflib.get_close_matches(spelled, options, n=3, cutoff=0.75)
+                     if option[2:3] == spelled[2:3]]
+            if whole:
+                hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
+            elif close:
+                hints.append(f"{name}: did you mean {close[0]}?")
+    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
+                         + (f" {then}" if then else ""))
 
 
 def json_text(obj) -> bytes:
