@@ -16,7 +16,6 @@ the same arithmetic per member (tests/test_ensemble.py proves it to 1e-10 in flo
 """
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy
@@ -24,7 +23,7 @@ import numpy
 from . import preflight
 from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
 from .data.stats import Standardizer
-from .model import MLP, ParamList, RawUnits, gradients_over
+from .model import MLP, DeviceModel, ParamList, gradients_over
 from .ops import ensemble_ops_for
 from .training.ensemble import fit_ensemble
 from .training.fit import as_method
@@ -60,7 +59,7 @@ class _Workspace:
         return buf
 
 
-class Ensemble(RawUnits):
+class Ensemble(DeviceModel):
     """K regression MLPs of one architecture, trained together as batched products.
 
     ``n_models`` is K (>= 1); ``layer_sizes``, ``activation``, ``output_activation``, ``bias``, ``dtype``,
@@ -404,32 +403,19 @@ class Ensemble(RawUnits):
     fit = as_method(fit_ensemble, "Train all members on (X, Y), or on a data source passed alone as X. Returns the "
                                   "history.")
 
-    def __deepcopy__(self, memo):
-        """An independent ensemble on the same device: the members' architecture, seeds and parameters, the
-        precision, graph mode, standardization statistics, column names and the last fit's history (as MLP's copy)."""
-        twin = Ensemble(self.layer_sizes, self.n_models, [a.name for a in self.activations[:-1]],
+    # and the last fit's history (MLP's copy has none)
+    _COPIED = (*DeviceModel._COPIED, "history", "diverged")
+    _REPR_NAME, _PICKLE_NAMES = "Ensemble", ("an Ensemble", "ens")
+
+    def _twin(self):
+        """A new Ensemble like this one (see DeviceModel.__deepcopy__); its parameters are copied after."""
+        return Ensemble(self.layer_sizes, self.n_models, [a.name for a in self.activations[:-1]],
                         self.activations[-1].name, self.bias, self.dtype, self.backend, list(self.seeds), self._fused,
                         self.graph, self.precision)
-        with self.backend.use():
-            twin.params[...] = self.params
-        for name in ("standardizer", "data_columns", "history", "diverged", "saved_precision"):
-            setattr(twin, name, copy.deepcopy(getattr(self, name), memo))
-        return twin
 
-    def __copy__(self):
-        return self.__deepcopy__({})
-
-    def __getstate__(self):
-        # pickling reached the backend's module and failed with "cannot pickle 'module' object"
-        raise TypeError("an Ensemble does not pickle (it holds device buffers and kernels): write it with "
-                        "gpunn.save(path, ens) and read it with gpunn.load(path), or copy it in memory with "
-                        "copy.deepcopy(ens); gpunn.MLPRegressor pickles")
-
-    def __repr__(self):
-        acts = [a.name for a in self.activations]
-        precision = "" if self.precision == "float32" else f", precision={self.precision!r}"
-        return (f"Ensemble(n_models={self.n_models}, layer_sizes={self.layer_sizes}, activations={acts}, "
-                f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r}{precision})")
+    @property
+    def _REPR_HEAD(self):
+        return f"n_models={self.n_models}, "
 
 
 def member_bytes(layer_sizes, itemsize, rows, bias=True, precision="float32") -> int:

@@ -200,7 +200,42 @@ class RawUnits:
         return self._as_input(X, x_name), self._as_target(Y, y_name)
 
 
-class MLP(RawUnits):
+class DeviceModel(RawUnits):
+    """What MLP and Ensemble share besides raw units: ``copy.deepcopy`` and ``copy.copy`` (an independent model
+    on the same device: ``_twin()``, the parameters, and the ``_COPIED`` attributes, deep-copied; not the
+    optimizer of the last fit: a fit of the copy starts a fresh one, as a fit with an optimizer's name does),
+    the refusal to pickle, and the repr (``_REPR_HEAD`` its first fields)."""
+
+    _COPIED = ("saved_precision", "standardizer", "data_columns")
+    _REPR_NAME, _PICKLE_NAMES = "", ("a model", "model")  # the class, as the refusal calls it and its example
+    _REPR_HEAD = ""
+
+    def __deepcopy__(self, memo):
+        twin = self._twin()
+        with self.backend.use():
+            twin.params[...] = self.params
+        for name in self._COPIED:
+            setattr(twin, name, copy.deepcopy(getattr(self, name), memo))
+        return twin
+
+    def __copy__(self):
+        return self.__deepcopy__({})
+
+    def __getstate__(self):
+        # pickling reached the backend's module and failed with "cannot pickle 'module' object"
+        called, name = self._PICKLE_NAMES
+        raise TypeError(f"{called} does not pickle (it holds device buffers and kernels): write it with "
+                        f"gpunn.save(path, {name}) and read it with gpunn.load(path), or copy it in memory with "
+                        f"copy.deepcopy({name}); gpunn.MLPRegressor pickles")
+
+    def __repr__(self):
+        acts = [a.name for a in self.activations]
+        precision = "" if self.precision == "float32" else f", precision={self.precision!r}"
+        return (f"{self._REPR_NAME}({self._REPR_HEAD}layer_sizes={self.layer_sizes}, activations={acts}, "
+                f"bias={self.bias}, dtype={self.dtype.name}, device={self.device!r}{precision})")
+
+
+class MLP(DeviceModel):
     """A fully connected regression network trained on the mean squared error.
 
     ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
@@ -436,33 +471,12 @@ class MLP(RawUnits):
     fit = as_method(_fit, "Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X: "
                           "gpunn.fit(model, X, Y, ...). Returns the history.")
 
-    def __deepcopy__(self, memo):
-        """An independent model on the same device: the architecture, seed, parameters, precision, graph mode,
-        standardization statistics and column names (not the optimizer of the last fit: a fit of the copy
-        starts a fresh one, as a fit with an optimizer's name does). ``copy.copy`` gives the same."""
-        twin = MLP(self.layer_sizes, [a.name for a in self.activations[:-1]], self.activations[-1].name, self.bias,
+    _REPR_NAME, _PICKLE_NAMES = "MLP", ("an MLP", "model")
+
+    def _twin(self):
+        """A new MLP like this one (see DeviceModel.__deepcopy__); its parameters are copied after."""
+        return MLP(self.layer_sizes, [a.name for a in self.activations[:-1]], self.activations[-1].name, self.bias,
                    self.dtype, self.backend, self.seed, self._fused, self.precision, self.graph)
-        twin.saved_precision = self.saved_precision
-        with self.backend.use():
-            twin.params[...] = self.params
-        twin.standardizer = copy.deepcopy(self.standardizer, memo)
-        twin.data_columns = copy.deepcopy(self.data_columns, memo)
-        return twin
-
-    def __copy__(self):
-        return self.__deepcopy__({})
-
-    def __getstate__(self):
-        # pickling reached the backend's module and failed with "cannot pickle 'module' object"
-        raise TypeError("an MLP does not pickle (it holds device buffers and kernels): write it with "
-                        "gpunn.save(path, model) and read it with gpunn.load(path), or copy it in memory with "
-                        "copy.deepcopy(model); gpunn.MLPRegressor pickles")
-
-    def __repr__(self):
-        acts = [a.name for a in self.activations]
-        precision = "" if self.precision == "float32" else f", precision={self.precision!r}"
-        return (f"MLP(layer_sizes={self.layer_sizes}, activations={acts}, bias={self.bias}, "
-                f"dtype={self.dtype.name}, device={self.device!r}{precision})")
 
 
 def gradients_over(model, X, Y):
