@@ -224,3 +224,21 @@ def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
     assert numpy.isnan(metrics.r2(numpy, Y[:1] + 1, Y[:1])) and numpy.isnan(model.score(X[:1], Y[:1]))
     assert all(numpy.isnan(ens.score(X[:1], Y[:1])))
     assert metrics.r2(numpy, Y[:2], Y[:2]) == 1.0
+
+
+def test_a_source_validation_set_of_one_row_is_refused_as_arrays_are(tmp_path):
+    """A validation source of 1 row, or a source's held-out chunks of 1 row, trained on with val_r2 NaN every
+    epoch while arrays of 1 row were refused (5e77b85)."""
+    model = MLP([3, 4, 1], seed=0)
+    with pytest.raises(ValueError, match=r"validation_data \(SyntheticSource\) gives a validation set of 1 row"):
+        model.fit(gpunn.data.synthetic("teacher", 20, 3, 1, seed=0), epochs=1,
+                  validation_data=gpunn.data.synthetic("teacher", 1, 3, 1, seed=1), verbose=False)
+    X, Y = datasets.make("teacher", 20, 3, 1, seed=0)
+    numpy.save(tmp_path / "x.npy", X), numpy.save(tmp_path / "y.npy", Y)
+    held = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1, validation_fraction=0.05)
+    with pytest.raises(ValueError, match=r"NpySource's validation_fraction=0.05 \(whole chunks\) gives a "
+                                         r"validation set of 1 row"):
+        model.fit(held, epochs=1, verbose=False)
+    history = model.fit(gpunn.data.synthetic("teacher", 20, 3, 1, seed=0), epochs=1,
+                        validation_data=gpunn.data.synthetic("teacher", 2, 3, 1, seed=1), verbose=False)
+    assert numpy.isfinite(history["val_r2"][-1])

@@ -51,7 +51,11 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     names = getattr(source, "feature_names", None), getattr(source, "target_names", None)
     model.data_columns = {"features": list(names[0]), "targets": list(names[1])} if all(names) else None
     if validation_data is None:
-        return SourceEvaluator(source) if getattr(source, "validation_rows", 0) else None
+        if not getattr(source, "validation_rows", 0):
+            return None
+        check_validation_rows(source.validation_rows, f"{name}'s validation_fraction="
+                                                      f"{getattr(source, 'validation_fraction', None)} (whole chunks)")
+        return SourceEvaluator(source)
     if hasattr(validation_data, "batches"):
         _check_widths(model, validation_data, f"the validation source ({type(validation_data).__name__})")
         for kind, option in (("feature", "features"), ("target", "target")):  # a table's columns, by name, in order
@@ -65,7 +69,9 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if not hasattr(validation_data, "ordered_windows"):
             raise ValueError(f"{type(validation_data).__name__} cannot serve as validation data; pass a chunked "
                              "source or arrays")
-        return SourceEvaluator(validation_data, windows=validation_data.ordered_windows)
+        evaluator = SourceEvaluator(validation_data, windows=validation_data.ordered_windows)
+        check_validation_rows(evaluator.n_rows, f"validation_data ({type(validation_data).__name__})")
+        return evaluator
     try:
         Xv, Yv = validation_data
     except (TypeError, ValueError):
