@@ -448,6 +448,21 @@ def test_resume_names_a_flag_the_run_never_had_as_a_flag(tmp_path, capsys):
 DATA = ["--data", "X.npy", "--targets", "Y.npy", "--epochs", "1", "--quiet"]
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_data_file_whose_held_out_chunks_are_one_row_is_refused_in_the_commands_terms(tmp_path, monkeypatch,
+                                                                                         capsys, command):
+    """A 12-row --data file held out 1 row: train printed 'r2 nan'; then the library refused it naming
+    validation_fraction, which no option of the command sets."""
+    import numpy
+
+    monkeypatch.chdir(tmp_path)
+    numpy.save("X.npy", numpy.random.default_rng(0).standard_normal((12, 3)))
+    numpy.save("Y.npy", numpy.ones((12, 1)))
+    assert cli.main([command, *DATA]) == 2
+    assert ("--data X.npy: the tenth of its chunks held out for validation is 1 row of 12, and R² needs 2: use a "
+            "file with more rows (20 at least)") in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", *DATA, "--json", "Y.npy"], "--json Y.npy is the --targets file this"),
     (["train", *DATA, "--csv", "X.npy"], "--csv X.npy is the --data file this"),

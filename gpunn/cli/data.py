@@ -104,6 +104,9 @@ def make_source(args, backend, ckpt=None):
         else:
             raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
         _hold_out(source)
+        if source.validation_rows == 1:  # (the library's refusal says validation_fraction, which no option sets)
+            raise ValueError(f"--data {args.data}: the tenth of its chunks held out for validation is 1 row of "
+                             f"{source.rows + source.validation_rows:,}, and R² needs 2: use a file with more rows (20 at least)")
         return source, f"data: {args.data}, {source.rows:,} training rows in {len(source.train_chunks)} chunks, " \
                        f"{source.validation_rows:,} validation rows (whole chunks), read chunk by chunk"
     from .. import preflight
