@@ -211,6 +211,10 @@ class DeviceModel(RawUnits):
     _REPR_HEAD = ""
 
     def __deepcopy__(self, memo):
+        """An independent model on the same device: the architecture, seed(s), parameters, precision, graph
+        mode, standardization statistics and column names, and an Ensemble's last fit's history and diverged
+        members (not the optimizer of the last fit: a fit of the copy starts a fresh one, as a fit with an
+        optimizer's name does). ``copy.copy`` gives the same."""
         twin = self._twin()
         with self.backend.use():
             twin.params[...] = self.params

@@ -268,6 +268,15 @@ def test_an_optimizer_object_passed_to_another_model_starts_afresh_there(data, m
     assert opt2.steps == opt3.steps
 
 
+def test_help_says_what_a_copy_of_an_mlp_or_an_ensemble_holds():
+    """df4338a moved __deepcopy__ into model.DeviceModel without its docstring: help(MLP) and
+    help(gpunn.Ensemble) no longer said what a copy holds."""
+    for cls in (MLP, gpunn.Ensemble):
+        doc = inspect.getdoc(cls.__deepcopy__) or ""
+        assert "standardization statistics" in doc and "not the optimizer of the last fit" in doc
+    assert "last fit's history" in inspect.getdoc(gpunn.Ensemble.__deepcopy__)
+
+
 def test_copy_deepcopy_gives_an_independent_model_that_trains_the_same(data):
     # copy.deepcopy(model) raised "an MLP does not pickle"
     import copy
