@@ -119,6 +119,28 @@ def test_the_report_of_the_cpu_dry_run_measures_no_gpu_target(capsys):
     assert "**precision hook**" in out and "**nccl hook**" in out and "| adam step | 2^12 |" in out
 
 
+def test_a_cpu_runs_large_rows_get_no_gpu_verdict(tmp_path, capsys):
+    """Issue 10's throughput targets read train.json's large/small/medium rows without their device: a CPU
+    bench with those configurations got 'met'/'not met' from NumPy numbers."""
+    for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
+        (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
+    data = json.loads((RUNS / "cpu-dry-run" / "train.json").read_text())
+    gpunn_row = next(r for r in data["results"] if r["impl"] == "gpunn")
+    data["results"] = [dict(gpunn_row, config=config, impl=impl, graph=graph)
+                       for config in ("large", "small", "medium") for impl, graph in
+                       (("gpunn", ""), ("gpunn", "eager"), ("torch", ""))]
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    t = _targets(_report(tmp_path, capsys=capsys))
+    assert t["large float32 ≥ 85% of the same-shape SGEMM"] == ("not measured on a GPU: 62% (15 of 27 GFLOP/s) (cpu)",
+                                                                "")
+    assert t["large float32 ≥ 0.95× PyTorch eager"][0].startswith("not measured on a GPU: 1,927,803 / 1,927,803")
+    assert all(verdict == "" for _, verdict in t.values()), t
+    data["results"].append(dict(data["results"][0], backend="cuda:0"))  # a bench on both: the GPU's row is read
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    t = _targets(_report(tmp_path, capsys=capsys))
+    assert t["large float32 ≥ 85% of the same-shape SGEMM"] == ("62% (15 of 27 GFLOP/s)", "**not met**")
+
+
 def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
     for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
         (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
