@@ -23,6 +23,7 @@ import pytest
 
 from gpunn.activations import ACTIVATIONS
 from gpunn.ops import Ops
+from host_library import build_host_library
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,15 +82,8 @@ class Kernels:
 
 @pytest.fixture(scope="module")
 def k(tmp_path_factory):
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found: the kernel-body harness needs a C++17 compiler")
-    lib = tmp_path_factory.mktemp("kernel_bodies") / "libkernel_bodies.so"
-    cmd = [gxx, "-std=c++17", "-O1", "-Wall", "-fPIC", "-shared", f"-I{ROOT / 'kernels'}",
-           str(HARNESS / "kernel_bodies.cpp"), "-o", str(lib)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
-    h = ctypes.CDLL(str(lib))
+    lib, h = build_host_library(tmp_path_factory, HARNESS / "kernel_bodies.cpp", "kernel_bodies", ["-O1", "-Wall"],
+                                "the kernel-body harness")
     for name, argtypes in SIGNATURES.items():
         getattr(h, name).argtypes = argtypes
         getattr(h, name).restype = ctypes.c_int

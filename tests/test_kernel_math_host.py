@@ -12,18 +12,15 @@ denormals; tests/test_cupy_ops_gpu.py covers the kernels on a GPU.
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gpunn.activations import ACTIVATIONS
+from host_library import build_host_library
 from torch_formulas import torch_adam, torch_sgd
 
-ROOT = Path(__file__).resolve().parent.parent
-KERNELS = ROOT / "kernels"
 HARNESS = Path(__file__).resolve().parent / "kernel_harness" / "harness.cpp"
 
 EPS = {np.float32: float(np.finfo(np.float32).eps), np.float64: float(np.finfo(np.float64).eps)}
@@ -34,15 +31,8 @@ GRAD_OF_NAN = {"identity": 1.0, "relu": 0.0, "leaky_relu": 0.01}
 
 @pytest.fixture(scope="session")
 def harness(tmp_path_factory):
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found: the host math harness needs a C++17 compiler")
-    lib = tmp_path_factory.mktemp("kernel_harness") / "libharness.so"
-    cmd = [gxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
-           f"-I{KERNELS}", str(HARNESS), "-o", str(lib)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
-    h = ctypes.CDLL(str(lib))
+    _, h = build_host_library(tmp_path_factory, HARNESS, "harness", ["-O2", "-Wall", "-Wextra", "-Werror"],
+                              "the host math harness")
     for suffix, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         ptr = ctypes.POINTER(ct)
         getattr(h, f"act_{suffix}").argtypes = [ctypes.c_int, ctypes.c_int, ptr, ptr, ctypes.c_longlong]
