@@ -20,16 +20,22 @@ def check_validation_rows(rows, what):
                          "hold out more rows (or validate on none)")
 
 
-def r2(xp, P, Y) -> float:
-    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default); NaN for
-    under 2 rows, where it is undefined (scikit-learn's r2_score gives NaN and a warning)."""
-    if Y.shape[0] < 2:
-        return float("nan")
-    ss_res = xp.sum((Y - P) ** 2, axis=0)
-    ss_tot = xp.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+def r2_per_output(xp, ss_res, ss_tot, rows):
+    """R² per output (the last axis) from the squared-error sums ``ss_res`` and the targets' total sums of
+    squares ``ss_tot`` over ``rows`` rows, with scikit-learn's conventions: a constant target scores 1 if
+    predicted exactly, else 0; NaN for under 2 rows, where R² is undefined (scikit-learn's r2_score gives
+    NaN and a warning; fit refuses such a validation set, check_validation_rows)."""
     ok = ss_tot > 0
     score = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-    return float(score.mean())
+    return xp.full_like(score, numpy.nan) if rows < 2 else score
+
+
+def r2(xp, P, Y) -> float:
+    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default); NaN for
+    under 2 rows (r2_per_output)."""
+    ss_res = xp.sum((Y - P) ** 2, axis=0)
+    ss_tot = xp.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+    return float(r2_per_output(xp, ss_res, ss_tot, Y.shape[0]).mean())
 
 
 class RegressionEvaluator:
@@ -127,10 +133,6 @@ def _evaluate(model, pieces, ss_tot) -> dict:
     xp = model.xp
     ss_res, abs_sum, rows = error_sums(model, pieces)
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
-    ok = ss_tot > 0
-    # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0
-    r2 = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-    if rows < 2:  # undefined (see r2); fit refuses such a validation set (check_validation_rows)
-        r2 = xp.full_like(r2, numpy.nan)
+    r2 = r2_per_output(xp, ss_res, ss_tot, rows)
     packed = model.backend.to_host(xp.stack([ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]))  # the one host sync
     return validation_logs(*packed, rows, ss_res.shape[-1])

@@ -224,6 +224,10 @@ def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
     assert numpy.isnan(metrics.r2(numpy, Y[:1] + 1, Y[:1])) and numpy.isnan(model.score(X[:1], Y[:1]))
     assert all(numpy.isnan(ens.score(X[:1], Y[:1])))
     assert metrics.r2(numpy, Y[:2], Y[:2]) == 1.0
+    # the data-parallel evaluators' logs from summed errors follow the same rule (one R² function)
+    from gpunn.distributed.training import _metrics
+    assert numpy.isnan(_metrics(numpy.ones(1), 1.0, numpy.zeros(1), 1, 1)["val_r2"])
+    assert _metrics(numpy.zeros(1), 0.0, numpy.zeros(1), 2, 1)["val_r2"] == 1.0
 
 
 def test_a_source_validation_set_of_one_row_is_refused_as_arrays_are(tmp_path):

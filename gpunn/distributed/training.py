@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..metrics import RegressionEvaluator, error_sums, validation_logs
+from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
 from ..training.callbacks import Callback
 from ..training.loop import TrainingDiverged
 from .comm import abort_on_error, world
@@ -155,11 +155,9 @@ def _sum_over_ranks(sums, comm):
 
 def _metrics(ss_res, abs_sum, ss_tot, rows, outputs) -> dict:
     """The validation logs (gpunn.metrics.validation_logs; R² with scikit-learn's convention for a constant
-    target) from host sums over ``rows`` rows: ``ss_res`` per output (floats back) or (K, outputs) for an
-    ensemble (lists of K back)."""
-    ss_tot = numpy.asarray(ss_tot)
-    ok = ss_tot > 0
-    r2 = numpy.where(ok, 1 - ss_res / numpy.where(ok, ss_tot, 1), numpy.where(ss_res == 0, 1.0, 0.0)).mean(axis=-1)
+    target, NaN under 2 rows: r2_per_output) from host sums over ``rows`` rows: ``ss_res`` per output (floats
+    back) or (K, outputs) for an ensemble (lists of K back)."""
+    r2 = r2_per_output(numpy, ss_res, numpy.asarray(ss_tot), rows).mean(axis=-1)
     return validation_logs(ss_res.sum(axis=-1), abs_sum, r2, rows, outputs)
 
 
