@@ -17,7 +17,7 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import Parser, add_debug, refuse_unknown, text_to_stderr
+from .common import Parser, add_debug, option_names, refuse_unknown, text_to_stderr
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -57,13 +57,13 @@ def parse_args(argv=None):
     parser = build_parser()
     if argv and all(token.startswith("-") for token in argv):  # no command: argparse would say only that one is
         # required, not that 'gpunn --vers' (--version, before abbreviations were refused) is no option here
-        own = {option for action in parser._actions for option in action.option_strings}
+        own = set(option_names(parser))
         stray = [token for token in argv if token.split("=", 1)[0] not in own]
         if stray:
             refuse_unknown(parser, stray, "and a command is required")
     command = parser.commands.get(_command(argv))
     if command is not None:  # its unknown options, named too if argparse stops first at a missing argument
-        own = {option for action in command._actions for option in action.option_strings}
+        own = set(option_names(command))
         after = argv[argv.index(_command(argv)) + 1:]
         after = after[:after.index("--")] if "--" in after else after
         command.stray = [token for token in after if token.startswith("--") and token.split("=", 1)[0] not in own]

@@ -44,6 +44,11 @@ OTHER_NAMES = {
 }
 
 
+def option_names(parser) -> list[str]:
+    """Every option string ``parser`` takes (-h and --help, --epochs, ...), in its order."""
+    return [option for action in parser._actions for option in action.option_strings]
+
+
 def refuse_unknown(command_parser, unknown, then="") -> None:
     """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
     the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)
@@ -51,7 +56,7 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
     else is wrong, after them."""
     import difflib
 
-    options = [s for action in command_parser._actions for s in action.option_strings if s.startswith("--")]
+    options = [option for option in option_names(command_parser) if option.startswith("--")]
     command = command_parser.prog.rsplit(" ", 1)[-1]
     hints = []
     for token in unknown:
