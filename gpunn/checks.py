@@ -123,24 +123,26 @@ def verbosity(value, name: str = "verbose") -> bool:
     raise TypeError(f"{name} must be True or False (or a verbosity level, an int >= 0), got {value!r}")
 
 
-def positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _int_from(value, least: int, name: str, what: str) -> int:
+    """``value`` as a Python int when it is an int (a NumPy integer too, never a bool) >= ``least``; else
+    ValueError saying ``name`` must be ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < least:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
+
+
+def positive_int(value, name: str) -> int:
+    return _int_from(value, 1, name, "a positive integer")
 
 
 def non_negative_int(value, name: str) -> int:
     """An int >= 0 (a NumPy integer too, as positive_int takes), as a Python int."""
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return _int_from(value, 0, name, "a non-negative integer")
 
 
 def seed_int(value, name: str = "seed") -> int:
     """A seed: a non-negative int (NumPy's generators refuse negative ones with a message that names nothing)."""
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)
+    return _int_from(value, 0, name, "a non-negative int")
 
 
 def member_index(k, n_models: int) -> int:
