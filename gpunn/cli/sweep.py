@@ -292,12 +292,18 @@ def _batch_size(args, meta, distributed) -> int:
                                     _ranks() if distributed else 1)
 
 
+def _started_shards(meta) -> int:
+    """The rank shards a resumed sweep's first checkpoint (``meta``, or None) trained on: 0 when it read no
+    shards (it started in one process)."""
+    return (((meta or {}).get("training") or {}).get("source") or {}).get("shards", 0)
+
+
 def _fresh_train(train, meta):
     """What the ensembles this run starts train on: ``train``, or, resuming a --data sweep started data
     parallel, its source read as the rank shards its started ensembles resume on (``ShardedSource(source,
     P)``, split over this run's ranks), so that a 2-rank sweep resumed in one process (or on other ranks) is the
     sweep it continues; its not-yet-started ensembles read the source in another order otherwise."""
-    shards = (((meta or {}).get("training") or {}).get("source") or {}).get("shards", 0)
+    shards = _started_shards(meta)
     if not shards:
         return train
     from ..distributed.shard import ShardedSource
@@ -312,7 +318,7 @@ def _check_resume_order(args, meta, groups, distributed) -> None:
     train other members than the sweep being continued."""
     if not (distributed and args.data and meta is not None):
         return
-    if ((meta.get("training") or {}).get("source") or {}).get("shards", 0):
+    if _started_shards(meta):
         return  # started data parallel: the ensembles not started read its shards too (_fresh_train)
     missing = [g for g in range(len(groups)) if not os.path.exists(os.path.join(args.resume, CHECKPOINT.format(g)))]
     if missing:
