@@ -141,6 +141,18 @@ def test_a_cpu_runs_large_rows_get_no_gpu_verdict(tmp_path, capsys):
     assert t["large float32 ≥ 85% of the same-shape SGEMM"] == ("62% (15 of 27 GFLOP/s)", "**not met**")
 
 
+def test_a_cpu_streams_10_9_rows_get_no_gpu_verdict(tmp_path, capsys):
+    """Issue 12's 10^9-row target read the row count, not the device: a CPU stream that long was judged."""
+    streams = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    for device, verdict in (("cpu (NumPy)", ""), (streams["device"], "**not met**")):
+        (tmp_path / "streams.json").write_text(json.dumps(dict(streams, device=device)))
+        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                             capsys=capsys))
+        measured, got = t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+        assert got == verdict and "1,000,000,000 rows" in measured, measured
+    assert measured.endswith("GiB") and "not measured on a GPU (cpu (NumPy))" not in measured
+
+
 def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
     for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
         (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
