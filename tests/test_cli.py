@@ -340,6 +340,23 @@ def test_an_unknown_option_is_hinted_only_an_option_it_could_stand_for(argv, hin
 
 
 @pytest.mark.parametrize("argv, hint", [
+    (["train", "--Epochs", "3"], "--Epochs: options are written in lower case: did you mean --epochs?"),
+    (["sweep", "--BATCH-SIZE=3"], "--BATCH-SIZE: options are written in lower case: did you mean --batch-size?"),
+    (["train", "--Epoch", "3"], "--Epoch: options are written in full: did you mean --epochs?"),
+    (["train", "--Sed", "1"], "--Sed: did you mean --seed?"),
+    (["train", "--Learning-Rate", "1"], "--Learning-Rate: did you mean --lr?"),
+    (["train", "--batch_size", "1"], "--batch_size: did you mean --batch-size?"),  # case as written: no case note
+    (["--Debug", "info"], "--Debug: options are written in lower case: did you mean --debug?"),
+])
+def test_a_capitalised_option_is_hinted_in_lower_case(argv, hint, capsys):
+    """The hint's matching was case-sensitive: ``gpunn train --Epochs 3`` was refused with no hint at all."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_args(argv)
+    assert exit_.value.code == 2
+    assert hint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, hint", [
     (["train", "--batch", "1"], "--batch: options are written in full: did you mean --batch-size?"),
     (["predict", "m.npz", "in.npy", "out.npy", "--feat", "3"], "--feat: options are written in full: did you mean "
                                                                 "--features?"),

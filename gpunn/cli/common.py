@@ -51,28 +51,37 @@ def option_names(parser) -> list[str]:
 
 def refuse_unknown(command_parser, unknown, then="") -> None:
     """Options the command does not have, refused by its own parser (its --help named, not gpunn's), with
-    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every)
-    or where it is an abbreviation, which gpunn does not accept (--batch: --batch-size); ``then``: what
-    else is wrong, after them."""
+    the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every;
+    --Epochs: --epochs, as case matters) or where it is an abbreviation, which gpunn does not accept
+    (--batch: --batch-size); ``then``: what else is wrong, after them."""
     import difflib
 
     options = [option for option in option_names(command_parser) if option.startswith("--")]
+    # the options by their lower-case spelling, where that names one option (--Epochs means --epochs)
+    folded = {}
+    for option in options:
+        folded.setdefault(option.lower(), []).append(option)
+    folded = {low: found[0] for low, found in folded.items() if len(found) == 1}
     command = command_parser.prog.rsplit(" ", 1)[-1]
     hints = []
     for token in unknown:
         name = token.split("=", 1)[0]
-        meant = OTHER_NAMES.get(name.replace("_", "-"))
+        spelled = name.replace("_", "-")
+        low = spelled.lower()
+        meant = OTHER_NAMES.get(low if spelled.startswith("--") else spelled)  # -V is not -v
         if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
             hints.append(f"{name}: write it after '{command}'")
+        elif low in folded and spelled.startswith("--"):  # --batch_size, --Epochs
+            case = "options are written in lower case: " if spelled != low else ""
+            hints.append(f"{name}: {case}did you mean {folded[low]}?")
         elif meant and meant[0] in options:
             hints.append(f"{name}: {meant[1]}")
-        elif name.startswith("--"):
-            spelled = name.replace("_", "-")
-            whole = [option for option in options if option.startswith(spelled) and option != spelled]
+        elif spelled.startswith("--"):
+            whole = [folded[option] for option in folded if option.startswith(low) and option != low]
             # a misspelling, not another option that shares letters (bench --ep was "did you mean --help?"):
             # one that begins as the name does
-            close = [option for option in difflib.get_close_matches(spelled, options, n=3, cutoff=0.75)
-                     if option[2:3] == spelled[2:3]]
+            close = [folded[option] for option in difflib.get_close_matches(low, folded, n=3, cutoff=0.75)
+                     if option[2:3] == low[2:3]]
             if whole:
                 hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
             elif close:
