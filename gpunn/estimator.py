@@ -15,6 +15,7 @@ import warnings
 
 import numpy
 
+from .backend import DeviceError
 from .checks import flag, seed_int, verbosity
 from .optim import make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
@@ -209,6 +210,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     counts the last call's), ``t_``, ``coefs_``, ``intercepts_``, ``n_layers_``, ``n_outputs_``,
     ``out_activation_``, ``n_features_in_``. A fit that trains ``max_iter`` epochs without stopping
     warns with scikit-learn's ConvergenceWarning, as scikit-learn does.
+
+    Pickling (joblib) carries host arrays. One made with ``device="cuda"`` unpickles where no GPU is
+    usable without its network (``coefs_`` and the rest are there); using it raises DeviceError until a
+    device that is usable here is chosen: ``est.set_params(device="cpu")``, as ``gpunn.load(path,
+    device=...)`` chooses a saved model's.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
@@ -492,25 +498,53 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                     "config": opt.config(), "steps": opt.steps,
                     "state": {k: numpy.array(host(v)) for k, v in opt.state.items()}},
             }
+        elif "_unbuilt" in state:  # unpickled where its device is not usable, and pickled again as it came
+            state["_model_state"] = state.pop("_unbuilt")
         return state
 
     def __setstate__(self, state):
         saved = state.pop("_model_state", None)
         self.__dict__.update(state)
         if saved is not None:
-            from .checkpoint import optimizer_from_config
-            from .model import MLP
+            try:
+                self.model_ = self._built(saved)
+            except DeviceError:
+                # pickled with device="cuda" and unpickled on a machine without a usable GPU: the device is
+                # not changed behind the user's back; the network is built when first used (__getattr__),
+                # on the device set by then (set_params(device="cpu")). coefs_ and the rest are host arrays.
+                self._unbuilt = saved
 
-            cfg = saved["config"]
-            model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]),
-                        output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
-                        device=self.device, seed=cfg["seed"])
-            with model.backend.use():
-                model.params[...] = model.xp.asarray(saved["params"])
-                if saved["optimizer"] is not None:
-                    opt = optimizer_from_config(saved["optimizer"]["config"])
-                    opt.steps = saved["optimizer"]["steps"]
-                    opt.state = {k: model.xp.asarray(v) for k, v in saved["optimizer"]["state"].items()}
-                    opt.bind(model.params, model.ops)
-                    model.optimizer = opt
-            self.model_ = model
+    def __getattr__(self, name):  # only for attributes not found: model_ of an estimator unpickled as above
+        unbuilt = self.__dict__.get("_unbuilt")
+        if name != "model_" or unbuilt is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        try:
+            model = self._built(unbuilt)
+        except DeviceError as exc:
+            raise DeviceError(f"this MLPRegressor was unpickled without its network, as its device={self.device!r} "
+                              f"is not usable here ({exc}); it keeps the device it was given: to use it on this "
+                              "machine, choose one with est.set_params(device='cpu') (or 'auto'), as "
+                              "gpunn.load(path, device=...) chooses a saved model's. Its coefs_ and intercepts_ "
+                              "are readable as they are") from None
+        del self.__dict__["_unbuilt"]
+        self.model_ = model
+        return model
+
+    def _built(self, saved):
+        """The pickled network (``__getstate__``'s ``_model_state``) on ``self.device``, with its optimizer."""
+        from .checkpoint import optimizer_from_config
+        from .model import MLP
+
+        cfg = saved["config"]
+        model = MLP(cfg["layer_sizes"], activation=list(cfg["activations"]),
+                    output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
+                    device=self.device, seed=cfg["seed"])
+        with model.backend.use():
+            model.params[...] = model.xp.asarray(saved["params"])
+            if saved["optimizer"] is not None:
+                opt = optimizer_from_config(saved["optimizer"]["config"])
+                opt.steps = saved["optimizer"]["steps"]
+                opt.state = {k: model.xp.asarray(v) for k, v in saved["optimizer"]["state"].items()}
+                opt.bind(model.params, model.ops)
+                model.optimizer = opt
+        return model

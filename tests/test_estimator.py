@@ -98,6 +98,31 @@ def test_pickle_round_trip_carries_arrays_not_device_objects(data):
     assert back.model_.optimizer.steps == est.model_.optimizer.steps + 3
 
 
+def test_an_estimator_pickled_for_a_gpu_unpickles_without_one_and_says_how_to_choose_a_device(data):
+    """pickle.loads of an MLPRegressor(device="cuda") raised DeviceError on a machine without a GPU, and no
+    setting could get it back there. Now it unpickles (its network built when first used), keeps its device,
+    and says to set_params(device="cpu"); then it predicts and trains on as the original."""
+    from gpunn import DeviceError
+
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, y)
+    P = est.predict(X)
+    est.set_params(device="cuda:99")  # a device no test machine has: pickled as if fitted on it
+    back = pickle.loads(pickle.dumps(est))
+    assert back.device == "cuda:99"  # not changed behind the user's back
+    numpy.testing.assert_array_equal(back.coefs_[0], est.coefs_[0])
+    for use in (back.predict, lambda X: back.partial_fit(X, y)):
+        with pytest.raises(DeviceError, match=r"device='cuda:99' is not usable here .*"
+                                                     r"est\.set_params\(device='cpu'\)"):
+            use(X)
+    again = pickle.loads(pickle.dumps(back))  # pickled again as it came
+    back.set_params(device="cpu")
+    numpy.testing.assert_array_equal(back.predict(X), P)
+    back.partial_fit(X, y)  # the optimizer state came along
+    assert back.model_.optimizer.steps == est.model_.optimizer.steps + 3
+    numpy.testing.assert_array_equal(again.set_params(device="cpu").predict(X), P)
+
+
 def test_works_without_scikit_learn():
     code = textwrap.dedent("""
         import sys
