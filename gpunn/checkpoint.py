@@ -906,7 +906,10 @@ def _resume_source(ckpt, source, validation_data):
     saved with (its config, paths aside), and it takes the checkpoint's standardization statistics."""
     from .data.binding import prepare_source
 
-    saved, now = ckpt.training.get("source") or {}, source.config()
+    saved = ckpt.training.get("source") or {}
+    if hasattr(source, "follow_saved_cut"):  # a synthetic source cut by default: into the pieces the run was cut into
+        source.follow_saved_cut(saved)
+    now = source.config()
     moved = ("path", "x_path", "y_path")  # the same files may be read from another place
     layout = ("shards",)  # how data-parallel ranks split it: the resume follows the checkpoint
     differ = sorted(k for k in set(saved) | set(now) if k not in moved + layout and saved.get(k) != now.get(k))

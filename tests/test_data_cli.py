@@ -83,11 +83,11 @@ def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)  # nearly full: the model fits, not the rows
     assert main(["train", "--rows", "140000", "--features", "4", *SMALL]) == 0
     out, err = capsys.readouterr()
-    assert "data: streaming teacher from cpu, 74,464 training rows, 65,536 validation rows" in out
+    # make's chunks held out 65,536 of 140,000 rows (47%) where 10% was asked: now pieces of 8,192 rows
+    assert ("data: streaming teacher from cpu, 123,616 training rows, 16,384 validation rows (2 of 17 chunks of 8,192 "
+            "rows)") in out
     assert "would not fit comfortably" in out
-    # whole chunks hold out 47% where 10% was asked: a note, as gpunn's other notes (not a Python warning)
-    assert "note: synthetic teacher: validation_fraction=0.1 holds out whole chunks: 1 of 3, 65,536 of 140,000" in err
-    assert "UserWarning" not in err
+    assert err == ""
 
 
 def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
@@ -231,20 +231,52 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
 
 
 def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stopping(capsys):
-    run = ["train", "--rows", "5000", "--features", "4", "--stream", "on", *SMALL]
+    run = ["train", "--rows", "2000", "--features", "4", "--stream", "on", *SMALL]
     assert main(run) == 0
     out = capsys.readouterr().out
-    assert "0 validation rows (a stream holds out whole chunks of 65,536 rows: none with --rows under 131,072)" in out
+    assert ("0 validation rows (a stream holds out whole pieces of 1,024 rows at least, which cannot hold out about 10% "
+            "of 2,000 rows: none)") in out
     assert "held-out: none" in out and "nan" not in out
     assert main([*run, "--early-stopping"]) == 2
     assert "--early-stopping watches the held-out rows, and this run has none" in capsys.readouterr().err
 
 
-def test_a_stream_of_one_whole_chunk_and_a_few_rows_holds_nothing_out(capsys):
-    """--rows 65537 --stream on held out one of its two chunks, the whole one: 1 training row and 65,536
-    validation rows, while a run of 65,536 rows said that a stream holds out nothing under 131,072."""
+@pytest.mark.parametrize("saved_in", ["pieces", "make's chunks"])
+def test_a_stream_resumes_cut_as_it_was_saved(tmp_path, monkeypatch, capsys, saved_in):
+    """A stream is now cut into pieces by default; a run saved before (in make's chunks, no chunk_rows recorded,
+    47% of 140,000 rows held out) resumes in make's chunks, and one saved in pieces in its pieces: bit for bit."""
+    run = ["train", "--rows", "140000", "--features", "2", "--stream", "on", "--hidden", "4", "--batch-size", "4096",
+           "--device", "cpu", "--quiet", "--seed", "3"]
+    straight, first = str(tmp_path / "straight.npz"), str(tmp_path / "first.npz")
+    with monkeypatch.context() as before:
+        if saved_in == "make's chunks":  # how every stream was cut before pieces
+            before.setattr(gpunn.data.sources, "default_piece_rows", lambda rows, fraction: 65536)
+        assert main([*run, "--epochs", "2", "--save", straight]) == 0
+        assert main([*run, "--epochs", "1", "--save", first]) == 0
+    saved = gpunn.load_checkpoint(first).training["source"]
+    assert saved.get("chunk_rows") == (8192 if saved_in == "pieces" else None), saved
+    capsys.readouterr()
+    assert main(["train", "--resume", first, "--epochs", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert ("2 of 17 chunks of 8,192" if saved_in == "pieces" else "1 of 3 chunks of 65,536") in out
+    if saved_in == "make's chunks":  # 47% held out where 10% was asked: said in a note, as gpunn's other notes are
+        assert "note: synthetic teacher: validation_fraction=0.1 holds out whole chunks: 1 of 3, 65,536 of 140,000" in err
+        assert "UserWarning" not in err
+    a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
+    assert b.epoch == 2
+    numpy.testing.assert_array_equal(a.model.params, b.model.params)
+
+
+def test_a_short_stream_holds_out_about_a_tenth_or_none(capsys):
+    """--rows 65537 --stream on held out one of its two chunks, the whole one (1 training row and 65,536
+    validation rows, at first), then nothing (under 131,072 rows). Pieces of 1,024 rows hold out a tenth; where
+    they cannot (5,000 rows: one of four would be 20%), none, as before."""
     assert main(["train", "--rows", "65537", "--features", "2", "--stream", "on", *SMALL]) == 0
-    assert "65,537 training rows, 0 validation rows (a stream holds out whole chunks" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "59,393 training rows, 6,144 validation rows (6 of 65 chunks of 1,024 rows)" in out and err == ""
+    assert main(["train", "--rows", "5000", "--features", "2", "--stream", "on", *SMALL]) == 0
+    out, err = capsys.readouterr()
+    assert "5,000 training rows, 0 validation rows (a stream holds out whole pieces" in out and err == ""
 
 
 def test_held_out_metrics_of_a_standardized_run_say_they_are_in_standardized_units(pair, capsys):

@@ -1,4 +1,6 @@
 """Training on gpunn.data sources: fit(source), validation by chunks, standardization, predict files, the CLI."""
+import warnings
+
 import numpy
 import pytest
 
@@ -459,28 +461,44 @@ def test_an_output_that_cannot_be_put_in_place_is_named_and_leaves_no_temp_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
 
 
-@pytest.mark.parametrize("kind", ["npy", "synthetic"])
+@pytest.mark.parametrize("kind", ["npy", "synthetic", "pieces", "before pieces"])
 def test_a_run_interrupted_mid_epoch_resumes_on_its_source_bit_for_bit(tmp_path, linear_pair, kind, interrupt_at):
     x, y, _, _ = linear_pair
 
-    def source():
+    def source(cut=None):
         if kind == "npy":
             return data.npy(x, y, chunk_rows=1500, window=3, seed=4, standardize=True, validation_fraction=0.2)
-        return data.synthetic("teacher", 3 * 65536, 4, 2, seed=4, window=2, validation_fraction=0.3)
+        if kind == "synthetic":
+            return data.synthetic("teacher", 3 * 65536, 4, 2, seed=4, window=2, validation_fraction=0.3)
+        # 2 x 65,536 + 8,928 rows in pieces of 8,192 (a default cut: recorded, and taken again on resume);
+        # "before pieces": a run cut in make's chunks, as every run was before (its checkpoint records no
+        # chunk_rows), resumed on the source as it is made now, by default in pieces
+        return data.synthetic("teacher", 140_000, 4, 2, seed=4, window=2, validation_fraction=0.1, chunk_rows=cut)
 
+    cut = 65536 if kind == "before pieces" else None
     fit = dict(epochs=3, batch_size=512, lr=3e-3, schedule="cosine", verbose=False)
-    straight = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
-    expected = straight.fit(source(), **fit)
-    model = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
-    ckpt = tmp_path / "run.npz"
-    stopped = model.fit(source(), **fit, callbacks=[gpunn.ModelCheckpoint(ckpt), interrupt_at(1, 9)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.HeldOutShareWarning)  # make's chunks hold out 47% of 140,000 rows
+        straight = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
+        expected = straight.fit(source(cut), **fit)
+        model = gpunn.MLP([4, 16, 2], device="cpu", seed=1)
+        ckpt = tmp_path / "run.npz"
+        stopped = model.fit(source(cut), **fit, callbacks=[gpunn.ModelCheckpoint(ckpt), interrupt_at(1, 9)])
     assert stopped.interrupted
+    if kind != "npy":
+        assert gpunn.load_checkpoint(ckpt).training["source"].get("chunk_rows") == (8192 if kind == "pieces" else None)
     again = source()
     if kind == "npy":  # the checkpoint's statistics are taken as they are: no pass over the file to compute them
         again.compute_standardizer = lambda: pytest.fail("the resume computed the statistics again")
-    resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(again, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.HeldOutShareWarning)  # "before pieces": cut as it was saved, 47%
+        resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(again, verbose=False)
     numpy.testing.assert_array_equal(gpunn.load(ckpt, device="cpu").params, straight.params)
     assert resumed["loss"] == expected["loss"] and resumed["val_loss"] == expected["val_loss"]
+    if kind == "pieces":  # a chunk size given is kept, and the resume refused when it is not the run's
+        with pytest.warns(data.HeldOutShareWarning), \
+                pytest.raises(ValueError, match=r"another source: chunk_rows was 8192, now None; chunks was 17, now 3"):
+            gpunn.load_checkpoint(ckpt, device="cpu").resume(source(cut=65536), verbose=False)
 
 
 def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_pair):

@@ -115,9 +115,9 @@ def test_batches_mix_rows_only_within_a_window_of_chunks(npy_pair):
 
 
 def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
-    with pytest.raises(ValueError, match=r"synthetic teacher: .*one chunk \(5000 rows\).*chunks of 65,536 rows.*"
-                                         r"more rows \(many times 65,536\), or pass validation_data"):
-        data.synthetic("teacher", rows=5000, n_features=4, validation_fraction=0.1)
+    with pytest.raises(ValueError, match=r"synthetic teacher: .*one chunk \(2000 rows\).*chunks of 65,536 rows, by "
+                                         r"default of 1,024 rows at least: give it more rows, or pass validation_data"):
+        data.synthetic("teacher", rows=2000, n_features=4, validation_fraction=0.1)
     numpy.save(tmp_path / "x.npy", numpy.ones((50, 2)))
     numpy.save(tmp_path / "y.npy", numpy.ones(50))
     with pytest.raises(ValueError, match=r"one chunk \(50 rows\); use smaller chunks \(chunk_rows\)"):
@@ -125,15 +125,62 @@ def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
 
 
 def test_a_held_out_share_far_from_the_fraction_asked_is_said():
-    """Whole chunks: 100,000 synthetic rows are chunks of 65,536 and 34,464, so validation_fraction=0.1
-    held out 66% of the rows without a word (docs6 found it)."""
+    """Whole chunks: 100,000 synthetic rows in make's chunks are chunks of 65,536 and 34,464, so
+    validation_fraction=0.1 held out 66% of the rows without a word (docs6 found it). By default the
+    source is now cut finer (test_a_synthetic_source_holds_out_about_the_fraction_asked); the chunks a
+    user asks for are kept, and the warning says so."""
     with pytest.warns(data.HeldOutShareWarning, match=r"validation_fraction=0.1 holds out whole chunks: 1 of 2, 65,536 of 100,000 "
-                                         r"rows \(66%\).*many times 65,536"):
-        source = data.synthetic("teacher", rows=100_000, n_features=4, validation_fraction=0.1)
+                                         r"rows \(66%\).*give it more rows"):
+        source = data.synthetic("teacher", rows=100_000, n_features=4, validation_fraction=0.1, chunk_rows=65536)
     assert source.validation_chunks == [0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 3 of 31 chunks: 9.8% of the rows, as asked
         data.synthetic("teacher", rows=2_000_000, n_features=4, validation_fraction=0.1)
+
+
+@pytest.mark.parametrize("rows, fraction, pieces", [
+    (100_000, 0.1, 8192), (140_000, 0.1, 8192), (1_000_000, 0.1, 32768), (2_000_000, 0.1, 65536),
+    (65_537, 0.1, 1024), (1_000_000, 0.01, 8192), (200_000, 0.3, 16384), (3 * 65536, 0.3, 65536)])
+def test_a_synthetic_source_holds_out_about_the_fraction_asked(rows, fraction, pieces):
+    """validation_fraction holds out whole chunks, and make's 65,536-row chunks held out 66% of 100,000 rows
+    and 47% of 140,000 (gpunn train --stream on) for 10%. By default the chunks are now cut into pieces (a power
+    of two, 1,024 rows at least, the largest that does) so that whichever pieces the seed draws hold out
+    within a quarter of the share asked; with no validation_fraction, make's chunks, as before."""
+    assert data.synthetic("teacher", rows=rows, n_features=2).chunk_sizes[0] == 65536 or rows < 65536
+    for seed in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            source = data.synthetic("teacher", rows=rows, n_features=2, seed=seed, validation_fraction=fraction)
+        assert source.chunk_rows == pieces and max(source.chunk_sizes) < 2 * pieces
+        assert abs(source.validation_rows / rows - fraction) <= fraction / 4, (seed, source.validation_rows)
+        assert source.window == 16 * 65536 // pieces  # windows of about 16 of make's chunks, as before
+        # the same held-out pieces when the fraction comes later (gpunn train holds out after making it)
+        later = data.synthetic("teacher", rows=rows, n_features=2, seed=seed).hold_out(fraction)
+        assert (later.chunk_sizes, later.validation_chunks) == (source.chunk_sizes, source.validation_chunks)
+        assert later.config() == source.config()
+
+
+def test_a_synthetic_source_in_pieces_holds_exactly_makes_rows(device):
+    """Pieces are row ranges of make's chunks: generated once per chunk and pass, and sliced (on a GPU, on the
+    side stream that generates windows)."""
+    X, Y = (host(A) for A in datasets.make("linear", 70_000, 3, seed=5, device=device))
+    source = data.synthetic("linear", rows=70_000, n_features=3, seed=5, validation_fraction=0.1, device=device)
+    assert source.chunk_rows == 4096 and source.chunk_sizes[-1] == 4464 and source.runs[-1] == [16]
+    assert source.config()["chunk_rows"] == 4096
+    in_order = [numpy.concatenate([host(A) for A in arrays]) for arrays in zip(*source.ordered_windows())]
+    numpy.testing.assert_array_equal(in_order[0], X)
+    numpy.testing.assert_array_equal(in_order[1], Y)
+    trained = numpy.concatenate([host(Xb) for Xb, _ in source.batches(0, 1000)])
+    held = numpy.concatenate([host(Xv) for Xv, _ in source.validation_windows()])
+    assert len(trained) + len(held) == 70_000
+    numpy.testing.assert_array_equal(sorted_rows(numpy.concatenate([trained, held]), numpy.zeros((70_000, 1))),
+                                     sorted_rows(X, numpy.zeros((70_000, 1))))
+    made = []
+    source.task.chunk = lambda backend, m, rows, dtype, chunk=source.task.chunk: made.append(m) or chunk(backend, m, rows, dtype)
+    list(source.batches(1, 1000))
+    assert sorted(made) == [0, 1]  # each of make's chunks generated once in an epoch, whatever the pieces
+    with pytest.raises(ValueError, match=r"chunk_rows of a synthetic source .* a power of two up to 65,536, got 5000"):
+        data.synthetic("linear", rows=70_000, n_features=3, chunk_rows=5000)
 
 
 # ---- npy ---------------------------------------------------------------------------------------

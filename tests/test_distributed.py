@@ -529,7 +529,7 @@ def test_sigterm_on_mpiexec_ends_every_rank_after_rank_0_wrote_the_stopped_runs_
 def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_path, data):
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    rows = ["--rows", "3000"] if data == "arrays" else ["--rows", "70000", "--stream", "on"]  # 2 chunks, 1 held out
+    rows = ["--rows", "3000"] if data == "arrays" else ["--rows", "70000", "--stream", "on"]  # 17 pieces, 2 held out
     cmd = [_mpiexec(), "-n", "2", str(gpunn_cli), "train", *rows, "--features", "4", "--hidden", "8",
            "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet",
            "--save", str(tmp_path / "run.npz"), "--json", str(tmp_path / "run.json")]

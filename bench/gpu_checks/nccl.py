@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         # every shard interleaved (ShardedSource) is the same run. Standardized: the shards' moments merged.
         from gpunn.distributed.shard import ShardedSource
 
-        def stream():  # two chunks, one held out for validation (split over the ranks too)
+        def stream():  # 9 chunks (pieces of 8,192 rows, and 4,173), 4 held out for validation (split over the ranks too)
             return gpunn.data.synthetic("teacher", rows=65536 + 4096 + 77, n_features=16, n_outputs=2, seed=1,
                                         standardize=True, validation_fraction=0.5)
 

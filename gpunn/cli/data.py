@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from .common import number, positive
 
@@ -49,7 +50,9 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
         g.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
                        help="synthetic task: generate it chunk by chunk on the device while training instead of "
                             "materializing every row (auto: stream when the rows would not fit comfortably; "
-                            "default: %(default)s)")
+                            "default: %(default)s); a stream holds out 10%% of its rows for validation as whole "
+                            "pieces of its chunks, cut so that whichever pieces are drawn hold out 7.5-12.5%%, "
+                            f"or none when pieces of {SMALLEST_PIECE:,} rows cannot (some --rows under 40,000)")
     else:
         parser.set_defaults(stream="off")
     g.add_argument("--window", type=positive(int), default=16,
@@ -124,12 +127,16 @@ def make_source(args, backend, ckpt=None):
         room = "" if free is None else f", {preflight.size_text(free)} free"
         return None, (f"data: {args.rows:,} rows materialized on {backend.device} ({preflight.size_text(need)} with "
                       f"their shuffled copy and the model{room})")
-    source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, **common)
-    _hold_out(source, stream_rows=args.rows, ckpt=ckpt)
+    # a resumed stream is cut as it was saved (make's chunks, when it recorded no chunk_rows)
+    cut = _saved_cut(ckpt).get("chunk_rows", CHUNK_ROWS) if ckpt else None
+    source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, chunk_rows=cut,
+                            validation_fraction=_stream_fraction(args.rows, ckpt), **common)
     why = "--stream on" if args.stream == "on" else (f"{preflight.size_text(need)} would not fit comfortably in "
                                                       f"{preflight.size_text(free)} free")
-    held = ("whole chunks" if source.validation_rows else
-            f"a stream holds out whole chunks of {CHUNK_ROWS:,} rows: none with --rows under {2 * CHUNK_ROWS:,}")
+    held = (f"{len(source.validation_chunks)} of {len(source.chunk_sizes)} chunks of {source.chunk_rows:,} rows"
+            if source.validation_rows else
+            f"a stream holds out whole pieces of {SMALLEST_PIECE:,} rows at least, which cannot hold out about "
+            f"{VALIDATION_FRACTION:.0%} of {args.rows:,} rows: none" if not ckpt else "none, as the run was saved")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
                     f"{source.validation_rows:,} validation rows ({held}) ({why})")
 
@@ -181,20 +188,21 @@ def _saved_cut(ckpt) -> dict:
     return {k: saved[k] for k in ("chunk_rows", "block_size") if isinstance(saved.get(k), int)}
 
 
-def _hold_out(source, stream_rows=None, ckpt=None):
-    """10% of the chunks for validation. A synthetic stream's chunks are datasets.make's 65,536 rows, its
-    last one partial: it holds out only from two whole chunks on, as its data line says (from 65,537 rows
-    it held out one of two chunks, leaving 1 training row of 65,537). A resumed stream holds out as it was
-    saved."""
+def _hold_out(source):
+    """10% of a file's chunks for validation."""
+    if len(source.chunk_sizes) >= 2:
+        source.hold_out(VALIDATION_FRACTION)
+
+
+def _stream_fraction(rows, ckpt=None):
+    """A stream's validation_fraction: 10% (gpunn.data.SyntheticSource cuts its chunks into pieces that hold
+    out within a quarter of that), or none where its smallest pieces cannot (a few thousand rows; some under
+    40,000: held out, they would be far more or less than asked); a resumed stream holds out as it was saved
+    (before pieces, none under 131,072 rows)."""
     saved = (ckpt.training.get("source") or {}) if ckpt else {}
-    if stream_rows is not None and "validation_fraction" in saved:
-        fraction = saved["validation_fraction"]
-    elif stream_rows is not None and stream_rows < 2 * CHUNK_ROWS:
-        fraction = None
-    else:
-        fraction = VALIDATION_FRACTION
-    if fraction and len(source.chunk_sizes) >= 2:
-        source.hold_out(fraction)
+    if "validation_fraction" in saved:
+        return saved["validation_fraction"]
+    return VALIDATION_FRACTION if piece_cut(rows, VALIDATION_FRACTION)[1] else None
 
 
 def _target(args):

@@ -21,7 +21,8 @@ weights toward whatever they hold. Raise ``window`` (memory grows with it) or sh
 once offline; for data in random order (every synthetic task) it makes no measurable difference.
 
 ``validation_fraction`` holds out whole chunks, drawn by the stream (seed, "validation-chunks"),
-so the split never depends on the batch size and costs no extra pass.
+so the split never depends on the batch size and costs no extra pass (a synthetic source cuts its
+chunks so that they hold out about the share asked; files by default into about SPLIT_CHUNKS).
 """
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ class ChunkedSource:
             if n < 2:
                 raise ValueError(f"{self._name()}: validation_fraction holds out whole chunks and there is only "
                                  f"one chunk ({self.chunk_sizes[0]} rows); {self._more_chunks()}")
-            n_val = min(n - 1, max(1, round(self.validation_fraction * n)))
+            n_val = held_count(n, self.validation_fraction)
             held = sorted(int(k) for k in host_rng(self.seed, "validation-chunks").permutation(n)[:n_val])
             self.validation_chunks = held
             self._warn_if_share_is_off(held)
@@ -101,7 +102,8 @@ class ChunkedSource:
 
     def _warn_if_share_is_off(self, held):
         """Whole chunks held out can be far from the share asked for: a few chunks, or a short last one
-        (100,000 synthetic rows are chunks of 65,536 and 34,464: 0.1 held out 34% or 66% of the rows).
+        (100,000 rows in chunks of 65,536 and 34,464: 0.1 held out 34% or 66% of the rows; a synthetic
+        source cuts its chunks finer by default, SyntheticSource, to hold out near the share asked).
         Say so when the rows held out are over twice, or under half, the fraction asked."""
         fraction, rows = self.validation_fraction, sum(self.chunk_sizes)
         held_rows = sum(self.chunk_sizes[k] for k in held)
@@ -303,6 +305,12 @@ class ChunkedSource:
 
     def __repr__(self):
         return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.chunk_sizes)})"
+
+
+def held_count(chunks, fraction) -> int:
+    """How many of ``chunks`` chunks ``validation_fraction`` holds out: the nearest count, one at least,
+    and never all of them."""
+    return min(chunks - 1, max(1, round(fraction * chunks)))
 
 
 def _fraction(value):

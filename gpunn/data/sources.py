@@ -7,58 +7,175 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_matrix, positive_int
-from .base import ChunkedSource, DataError, chunk_sizes, default_chunk_rows, pread_full, standardize_option
+from .base import (ChunkedSource, DataError, _fraction, chunk_sizes, default_chunk_rows, held_count, pread_full,
+                   standardize_option)
 from .stats import Standardizer, dtype_of, standardizing_dtype
 
 
 class SyntheticSource(ChunkedSource):
     """A built-in task (``gpunn.datasets``) generated on the device chunk by chunk, never held whole.
 
-    Chunk k holds exactly the rows ``datasets.make`` puts at rows [k * 65536, (k + 1) * 65536), so
-    the data are ``make``'s for the same arguments (in a shuffled order), for any number of rows.
-    The task's options (task, n_features, n_outputs, noise, seed, ``task_options``) are ``make``'s; the
-    others (shuffle, window, validation_fraction, standardize, prefetch, device, dtype) are
-    :class:`ChunkedSource`'s.
+    ``datasets.make`` draws its rows in chunks of 65,536 (CHUNK_ROWS), chunk m from its own stream; this
+    source's chunks are those, or pieces of them, so the data are ``make``'s for the same arguments (in a
+    shuffled order), for any number of rows. ``chunk_rows`` (a power of two up to 65,536) cuts each of
+    make's chunks into pieces of that many rows (the last piece of a short last chunk takes its
+    remainder). By default (None) the chunks are make's, except with ``validation_fraction``: as it
+    holds out whole pieces, they are the largest (at least SMALLEST_PIECE rows) for which the rows held
+    out come within a quarter of the fraction asked whichever pieces the seed draws (10% of 140,000 rows:
+    pieces of 8,192, holding out 16,384 or 17,120 rows; make's chunks held out 8,928 or 65,536). A
+    piece's chunk is generated once per pass and sliced, as the pieces of one chunk are kept in order
+    (a run) and ``window`` counts make's chunks (16: a window of about 16 x 65,536 rows, whatever the
+    pieces). The task's options (task, n_features, n_outputs, noise, seed, ``task_options``) are
+    ``make``'s; the others (shuffle, window, validation_fraction, standardize, prefetch, device, dtype)
+    are :class:`ChunkedSource`'s.
     """
 
     kind = "synthetic"
 
     def __init__(self, task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, *,
-                 shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1,
+                 chunk_rows=None, shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1,
                  device=None, dtype=None, **task_options):
         self.task = get_task(task, n_features, n_outputs, noise, seed, **task_options)
         self.task_options = dict(task_options)
         self.n_features, self.n_outputs = self.task.n_features, self.task.n_outputs
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(chunk_sizes(positive_int(rows, "rows"), CHUNK_ROWS), device, dtype)
+        self.total_rows = positive_int(rows, "rows")
+        self._window_asked = self.window
+        self.chunk_rows_given = chunk_rows is not None
+        self._cut(piece_rows(chunk_rows) if self.chunk_rows_given
+                  else default_piece_rows(self.total_rows, self.validation_fraction))
+        self._ready(self.chunk_sizes, device, dtype, runs=self.runs)
+
+    def _cut(self, rows):
+        """Cut make's chunks into pieces of ``rows`` (``chunk_rows``); ``window`` pieces per make chunk."""
+        self.chunk_rows = rows
+        self.window = self._window_asked * (CHUNK_ROWS // rows)
+        self.pieces, self.runs = [], []  # pieces[k] = (make's chunk m, first row, end row) of chunk k
+        for m, size in enumerate(chunk_sizes(self.total_rows, CHUNK_ROWS)):
+            run, start = [], 0
+            for n in piece_sizes(size, rows):
+                run.append(len(self.pieces))
+                self.pieces.append((m, start, start + n))
+                start += n
+            self.runs.append(run)
+        self.chunk_sizes = [hi - lo for _, lo, hi in self.pieces]
+
+    def hold_out(self, fraction):
+        if not self.chunk_rows_given:  # the pieces that hold out about ``fraction``
+            self._cut(default_piece_rows(self.total_rows, _fraction(fraction)))
+        return super().hold_out(fraction)
+
+    def follow_saved_cut(self, saved):
+        """Resuming a checkpoint: a cut chosen by default takes the one it recorded (make's chunks when it
+        recorded none, as every run before pieces did), so the chunks, their order and the held-out
+        ones are the run's; a ``chunk_rows`` given is kept, and the resume refused if it differs."""
+        rows = saved.get("chunk_rows", CHUNK_ROWS)
+        if self.chunk_rows_given or saved.get("kind") != self.kind or rows == self.chunk_rows:
+            return
+        try:
+            rows = piece_rows(rows)
+        except ValueError:  # not a cut this source makes: the resume's comparison names it
+            return
+        self._cut(rows)
+        self._set_chunks(self.chunk_sizes, self.runs)
 
     def _device_windows(self, windows):
         from .pipeline import generated_windows
 
         backend, dtype, xp = self.backend, self.dtype, self.backend.xp
+        made = {}  # make's chunk last generated in this pass: its pieces come one after another
+
+        def piece(k):
+            """(X, Y, whether they are a slice of make's chunk, kept for its next piece)"""
+            m, lo, hi = self.pieces[k]
+            if lo == 0 and hi == self._chunk_size(m):
+                return (*self.task.chunk(backend, m, hi, dtype), False)
+            if made.get("m") != m:
+                made.clear()
+                made.update(m=m, arrays=self.task.chunk(backend, m, self._chunk_size(m), dtype))
+            X, Y = made["arrays"]
+            return X[lo:hi], Y[lo:hi], True
 
         def generate(window):
-            parts = [self.task.chunk(backend, k, self.chunk_sizes[k], dtype) for k in window]
+            parts = [piece(k) for k in window]
             if len(parts) == 1:
-                return parts[0]
+                X, Y, sliced = parts[0]
+                return (X.copy(), Y.copy()) if sliced else (X, Y)  # (a window is changed in place)
             return xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
 
         return generated_windows(backend, windows, generate)
 
+    def _chunk_size(self, m):
+        return min(CHUNK_ROWS, self.total_rows - m * CHUNK_ROWS)
+
     def _where(self, k):
-        return f"synthetic {self.task.name} chunk {k}"
+        m, lo, hi = self.pieces[k]
+        whole = lo == 0 and hi == self._chunk_size(m)
+        return f"synthetic {self.task.name} chunk {m}" + ("" if whole else f" (its rows {lo}-{hi - 1})")
 
     def _more_chunks(self):
-        return (f"a synthetic source comes in datasets.make's chunks of {CHUNK_ROWS:,} rows: give it more rows "
-                f"(many times {CHUNK_ROWS:,}), or pass validation_data")
+        return (f"a synthetic source holds out pieces (chunk_rows, a power of two) of datasets.make's chunks of "
+                f"{CHUNK_ROWS:,} rows, by default of {SMALLEST_PIECE:,} rows at least: give it more rows, or pass "
+                "validation_data")
 
     def _name(self):
         return f"synthetic {self.task.name}"
 
     def _describe(self):
-        return {"task": self.task.name, "n_features": self.n_features, "n_outputs": self.n_outputs,
-                "noise": self.task.noise, **self.task_options}
+        described = {"task": self.task.name, "n_features": self.n_features, "n_outputs": self.n_outputs,
+                     "noise": self.task.noise, **self.task_options}
+        if self.chunk_rows != CHUNK_ROWS:  # (make's chunks: recorded as before pieces, so old checkpoints match)
+            described["chunk_rows"] = self.chunk_rows
+        return described
+
+
+SMALLEST_PIECE = 1024  # the least rows of a synthetic piece chosen by default (SyntheticSource)
+SHARE_TOLERANCE = 0.25  # ... so that the rows held out are within this share of validation_fraction's
+
+
+def piece_rows(value) -> int:
+    """``chunk_rows`` of a synthetic source checked: a power of two up to CHUNK_ROWS (it divides make's chunks)."""
+    rows = positive_int(value, "chunk_rows")
+    if rows > CHUNK_ROWS or CHUNK_ROWS % rows:
+        raise ValueError(f"chunk_rows of a synthetic source cuts datasets.make's chunks of {CHUNK_ROWS:,} rows into "
+                         f"pieces: a power of two up to {CHUNK_ROWS:,}, got {value!r}")
+    return rows
+
+
+def piece_sizes(rows, piece):
+    """Pieces of ``piece`` rows of a chunk of ``rows``; a remainder joins the last piece (a chunk under
+    ``piece`` rows is one piece)."""
+    whole, left = divmod(int(rows), int(piece))
+    if not whole:
+        return [int(rows)]
+    return [piece] * (whole - 1) + [piece + left]
+
+
+def default_piece_rows(rows, fraction) -> int:
+    """A synthetic source's default ``chunk_rows`` for ``rows`` rows: make's chunks without a
+    ``fraction``, else the largest piece (SMALLEST_PIECE at least) for which whichever pieces are held
+    out hold out rows within SHARE_TOLERANCE of ``fraction`` (or the nearest, when none does)."""
+    return piece_cut(rows, fraction)[0]
+
+
+def piece_cut(rows, fraction):
+    """(``default_piece_rows``, whether its held-out rows are within SHARE_TOLERANCE of ``fraction``)."""
+    if not fraction:
+        return CHUNK_ROWS, True
+    nearest = None
+    piece = CHUNK_ROWS
+    while piece >= SMALLEST_PIECE:
+        sizes = sorted(size for chunk in chunk_sizes(rows, CHUNK_ROWS) for size in piece_sizes(chunk, piece))
+        if len(sizes) >= 2:
+            held = held_count(len(sizes), fraction)
+            off = max(abs(sum(ends) / rows - fraction) for ends in (sizes[:held], sizes[-held:])) / fraction
+            if off <= SHARE_TOLERANCE:
+                return piece, True
+            if nearest is None or off < nearest[0]:
+                nearest = (off, piece)
+        piece //= 2
+    return (CHUNK_ROWS if nearest is None else nearest[1]), False
 
 
 class _NpyFile:
