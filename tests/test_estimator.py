@@ -307,6 +307,28 @@ def test_loss_curve_is_scikit_learns_half_mse(data):
     assert est.loss_curve_[-1] == pytest.approx(0.5 * numpy.mean((P - Y) ** 2), rel=0.1)
 
 
+def test_loss_curve_and_best_loss_follow_the_history_across_partial_fits_and_warm_starts(data):
+    # _set_fitted converts only a continued fit's new epochs and continues the best from the earlier one:
+    # after every kind of call the curve must still be the whole history's, and the best its minimum
+    X, y = data
+    X = StandardScaler().fit_transform(X)[:200]
+    Y = numpy.column_stack([y[:200], 2 * y[:200]])
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu", learning_rate_init=0.05)
+    shifted = Y + 10  # epochs with a far higher loss: the best stays in the earlier part of the curve
+    calls = [("partial_fit", {}, Y)] * 3 + [("fit", dict(warm_start=True), Y), ("fit", dict(early_stopping=True), Y),
+                                             ("fit", dict(early_stopping=False), shifted), ("partial_fit", {}, shifted),
+                                             ("fit", dict(warm_start=False), Y), ("partial_fit", {}, shifted)]
+    earlier = None
+    for method, params, targets in calls:
+        getattr(est.set_params(**params), method)(X, targets)
+        assert est.loss_curve_ == [loss / 4 for loss in est.history_["loss"]], (method, params)
+        assert est.n_iter_ == len(est.loss_curve_) and est.loss_ == est.loss_curve_[-1]
+        assert est.best_loss_ == (None if est.early_stopping else min(est.loss_curve_)), (method, params)
+        if earlier is not None:  # a new list each call, as before: a curve read earlier keeps its length
+            assert len(earlier[0]) == earlier[1]
+        earlier = (est.loss_curve_, len(est.loss_curve_))
+    assert est.n_iter_ == 4  # the cold fit's 3 epochs and one partial_fit
+
 def test_early_stopping_keeps_the_best_validation_epoch_whatever_tol(data):
     X, y = data
     # nothing improves by tol: training stops after 1 + 4 epochs, and the weights kept are those of the best
