@@ -59,6 +59,17 @@ def test_info_names_backend_and_blas(capsys):
         assert key in out
 
 
+def test_the_command_line_does_not_load_the_benchmark_until_bench_or_info_runs():
+    # gpunn.bench (its runners, peers and report) cost every command ~20 ms of start-up, gpunn predict too,
+    # when gpunn info imported bench.system at the top (importing a submodule runs gpunn/bench/__init__)
+    code = ("import sys, gpunn.cli; gpunn.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('gpunn.bench')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_console_entry_point_as_a_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
     proc = subprocess.run([sys.executable, "-m", "gpunn", "train", *SMALL[:-2], "--epochs", "2"],

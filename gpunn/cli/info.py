@@ -8,7 +8,6 @@ import numpy
 
 from .. import backend as _backend
 from .._version import __version__
-from ..bench.system import blas_info
 from ..ops import denormals, gemm
 from .common import add_debug
 
@@ -52,6 +51,8 @@ def _gemm_info() -> str:
 
 
 def run(args) -> int:
+    from ..bench.system import blas_info  # here: importing gpunn.bench loads the whole benchmark
+
     cupy, count, reason = _backend.probe_cuda()
     lines = {
         "gpunn": __version__,
