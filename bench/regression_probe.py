@@ -1,0 +1,110 @@
+"""CPU timings to compare two checkouts of gpunn for a slowdown (bench/RESULTS.md, "Has the CPU step got
+slower?"). The same calls work at 32853ea (session 3), so run it with each checkout first on the path,
+alternating, on a quiet machine, with one BLAS thread (the least noisy small-net step):
+
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=CHECKOUT python bench/regression_probe.py [PART ...]
+
+PARTs (default: all but partial_fit): small (16-64-64-1, batch 128, 262,144 rows, 8 epochs), medium
+(64-256-256-1, batch 256, 131,072 rows, 5 epochs), ens (Ensemble of 16 small nets, 65,536 rows, 5 epochs),
+stream (the small net on gpunn.data.synthetic, 262,144 rows, 5 epochs), predict (1e6 x 16 float32 rows: in
+process, and `gpunn predict` to .npy and .csv, start-up included), partial_fit (6,000 MLPRegressor.partial_fit
+calls of 128 rows: microseconds per call over each thousand). Rates are the median and best epoch after the
+first; "params" is a digest of the weights after the fit, equal between checkouts whose training is the same.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+import gpunn
+import gpunn.data
+
+
+def digest(a):
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(a)).tobytes()).hexdigest()[:10]
+
+
+def rates(history):
+    r = list(history["samples_per_s"])[1:]
+    return f"median {np.median(r) / 1e6:.3f}M best {max(r) / 1e6:.3f}M"
+
+
+def fit_line(name, model, data, epochs, batch, unit="samples/s"):
+    t = time.perf_counter()
+    h = model.fit(*data, epochs=epochs, batch_size=batch, optimizer="adam", lr=1e-3, seed=1, verbose=False)
+    wall = time.perf_counter() - t
+    return f"{name}: {rates(h)} {unit}, wall {wall:.2f}s, params {digest(model.params)}"
+
+
+def teacher(rows, features):
+    return gpunn.datasets.make("teacher", n_samples=rows, n_features=features, seed=0, device="cpu")
+
+
+def small():
+    return fit_line("small 16-64-64-1/128", gpunn.MLP([16, 64, 64, 1], seed=0, device="cpu"), teacher(262144, 16),
+                    8, 128)
+
+
+def medium():
+    return fit_line("medium 64-256-256-1/256", gpunn.MLP([64, 256, 256, 1], seed=0, device="cpu"), teacher(131072, 64),
+                    5, 256)
+
+
+def ens():
+    return fit_line("ens small-x16/128", gpunn.Ensemble([16, 64, 64, 1], 16, seed=0, device="cpu"), teacher(65536, 16),
+                    5, 128, "member-samples/s")
+
+
+def stream():
+    source = gpunn.data.synthetic("teacher", rows=262144, n_features=16, seed=0)
+    return fit_line("stream synthetic small/128", gpunn.MLP([16, 64, 64, 1], seed=0, device="cpu"), (source,), 5, 128)
+
+
+def predict():
+    with tempfile.TemporaryDirectory() as d:
+        X = np.random.default_rng(0).standard_normal((1_000_000, 16), dtype=np.float32)
+        np.save(f"{d}/X.npy", X)
+        model = gpunn.MLP([16, 64, 64, 1], seed=0, device="cpu")
+        gpunn.save(f"{d}/model.npz", model)
+        inside = []
+        for _ in range(3):
+            t = time.perf_counter()
+            P = model.predict(X)
+            inside.append(time.perf_counter() - t)
+        cli = {}
+        for ext in ("npy", "csv"):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "gpunn", "predict", "--device", "cpu", f"{d}/model.npz", f"{d}/X.npy",
+                            f"{d}/P.{ext}"], check=True, stdout=subprocess.DEVNULL)
+            cli[ext] = time.perf_counter() - t
+    return (f"predict 1e6 rows: in-process min {min(inside):.3f}s, CLI .npy {cli['npy']:.2f}s, "
+            f"CLI .csv {cli['csv']:.2f}s, pred {digest(P)}")
+
+
+def partial_fit():
+    from gpunn.estimator import MLPRegressor
+
+    warnings.simplefilter("ignore")
+    X, Y = teacher(128, 16)
+    X, y = np.asarray(X), np.asarray(Y)[:, 0]
+    est = MLPRegressor(hidden_layer_sizes=(64, 64), batch_size=128, random_state=0, device="cpu")
+    per, last = [], time.perf_counter()
+    for i in range(1, 6001):
+        est.partial_fit(X, y)
+        if i % 1000 == 0:
+            now = time.perf_counter()
+            per.append(f"{(now - last) / 1000 * 1e6:.0f}")
+            last = now
+    return f"partial_fit us per call, by thousand calls: {' '.join(per)}, coefs {digest(est.coefs_[0])}"
+
+
+PARTS = {"small": small, "stream": stream, "ens": ens, "medium": medium, "predict": predict, "partial_fit": partial_fit}
+
+if __name__ == "__main__":
+    for part in sys.argv[1:] or [p for p in PARTS if p != "partial_fit"]:
+        print(PARTS[part](), flush=True)
