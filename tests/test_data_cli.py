@@ -392,6 +392,22 @@ def test_the_csv_writer_formats_a_block_of_rows_at_a_time_as_savetxt_formats_eac
     assert (tmp_path / "p.csv").read_text() == expected.getvalue()
 
 
+def test_the_csv_writer_writes_utf8_target_names_whatever_the_locale(tmp_path):
+    """Under an ASCII locale (LC_ALL=C without Python's UTF-8 mode) the header of a model trained on columns
+    named "ŷ" failed with "'ascii' codec can't encode character"; the file is UTF-8, as pyarrow reads it."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy; from gpunn.data.files import CsvWriter; w = CsvWriter(sys.argv[1], 2, numpy.float64, "
+              "['\\u0177', 'x \\u03b1']); w.write(numpy.ones((1, 2))); w.close(); w.commit()")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "p.csv")], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "p.csv").read_bytes().decode("utf-8") == '"\u0177","x \u03b1"\n1,1\n'
+
+
 @pytest.mark.parametrize("flags", [["--rows", "1000"], ["--task", "linear"], ["--outputs", "2"], ["--noise", "0.5"],
                                    ["--stream", "off"], ["--features", "3"]])
 def test_synthetic_task_options_given_with_data_are_refused(pair, capsys, flags):

@@ -178,7 +178,9 @@ class CsvWriter(_Output):
     """Rows appended to a CSV file, the one writer of gpunn predict's CSV outputs (streamed or not): a header
     row when the model knows its targets' names, and each value with the significant digits that read back
     the same value of ``dtype`` (9 for float32, 17 for float64: 1 + the mantissa's bits in decimal,
-    rounded up), so the digits depend on neither the path nor the input's size."""
+    rounded up), so the digits depend on neither the path nor the input's size. The file is UTF-8 whatever
+    the locale (gpunn's CSV readers, through pyarrow, read UTF-8): target names from a table's header may
+    be any Unicode."""
 
     def __init__(self, path, n_columns, dtype, names=None):
         import csv
@@ -186,7 +188,7 @@ class CsvWriter(_Output):
         super().__init__(path)
         info = numpy.finfo(dtype)
         self.fmt = f"%.{int(numpy.ceil(1 + (info.nmant + 1) * numpy.log10(2)))}g"
-        self.fh = open(self.tmp, "w", newline="")
+        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
         if names:
             csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(names)  # as pyarrow's was
 
