@@ -11,8 +11,14 @@ import tempfile
 
 import numpy
 import pytest
+from hypothesis import settings
 
 from gpunn import backend as _backend
+
+# Hypothesis draws the same examples on every run (CI's time and its failures do not vary from run to run);
+# a test's own settings (max_examples, health checks) still apply on top.
+settings.register_profile("gpunn", derandomize=True, deadline=None)
+settings.load_profile("gpunn")
 
 
 _SESSION_CACHE = []  # the cache directory this session made, removed when it ends

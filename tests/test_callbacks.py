@@ -262,8 +262,9 @@ def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
     model = MLP([5, 8, 1], device="cpu", seed=0)
     model.fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     good = path.read_bytes()
-    with pytest.raises(TrainingDiverged):
-        model.fit(X, Y * 1e30, epochs=3, optimizer="sgd", lr=10.0, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    with pytest.raises(TrainingDiverged):  # in its first epoch: 10 steps of 20 rows reach NaN
+        model.fit(X, Y * 1e30, epochs=3, batch_size=20, optimizer="sgd", lr=10.0,
+                  callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     assert path.read_bytes() == good
 
 

@@ -75,6 +75,15 @@ def sum_rows_into(xp, dZ, db, axis):
     return xp.sum(dZ, axis=axis, out=db)
 
 
+def squares64(xp, D):
+    """D * D as a new float64 array, each square formed in float64, as the CUDA kernels form theirs (mse_grad,
+    member_mse_grad): in float32 an error under about 1e-19 squares to 0 (a loss of 0 and an R² of 1 for a
+    model of targets near 1e-20 that predicts them badly) and one over about 1.8e19 to inf (TrainingDiverged
+    on the CPU where the GPU trains on). The sums of squared errors take it."""
+    D = D.astype(numpy.float64)
+    return xp.multiply(D, D, out=D)
+
+
 class Ops:
     """The reference. ``precision`` ("float32", "tf32", "bf16") is how the matrix products and the
     bf16 stages compute; here it is emulated in NumPy (tf32: inputs rounded to TF32; bf16: widened
@@ -164,11 +173,10 @@ class Ops:
         return dZ
 
     def loss_gradient(self, A, Y, dA, sum_sq=None):
-        """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d device array (written into ``sum_sq``,
-        a 0-d float64 array, when given)."""
+        """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array, the squares in float64
+        (``squares64``) (written into ``sum_sq``, a 0-d float64 array, when given)."""
         self.xp.subtract(A, Y, out=dA)
-        flat = dA.reshape(-1)
-        total = self.xp.dot(flat, flat)
+        total = squares64(self.xp, dA).sum()
         dA *= 2.0 / max(A.shape[0], 1)  # a data-parallel rank may get an empty last batch
         if sum_sq is None:
             return total
@@ -176,11 +184,10 @@ class Ops:
         return sum_sq
 
     def squared_error(self, A, Y):
-        """sum((A - Y)^2) as a 0-d device array."""
+        """sum((A - Y)^2) as a 0-d float64 device array (the squares in float64: ``squares64``)."""
         diff = self.scratch(A.shape, A.dtype)
         self.xp.subtract(A, Y, out=diff)
-        flat = diff.reshape(-1)
-        return self.xp.dot(flat, flat)
+        return squares64(self.xp, diff).sum()
 
     def bias_gradient(self, dZ, db):
         """db <- column sums of dZ (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
