@@ -183,7 +183,8 @@ class _NpyFile:
 
     Reading into the caller's buffer keeps the process's memory at the window size (pages of a
     memory map that stay mapped would count as resident), and a file truncated while training
-    turns into a DataError naming it instead of a SIGBUS.
+    turns into a DataError naming it instead of a SIGBUS. A file in Fortran (column-major) order,
+    as ``numpy.save`` writes a pandas DataFrame's ``.values``, is read a column's range at a time.
     """
 
     def __init__(self, path, role, allow_1d=False):
@@ -211,13 +212,11 @@ class _NpyFile:
             shape = (shape[0], 1)
         if len(shape) != 2:
             raise DataError(f"{self.path}: {role} must be a 2-D array (rows x columns); it has shape {shape}")
-        if fortran and shape[1] > 1:
-            raise DataError(f"{self.path}: stored in Fortran (column-major) order, which cannot be read by rows; "
-                            "save it with numpy.save(path, numpy.ascontiguousarray(array))")
         if shape[0] == 0 or shape[1] == 0:
             raise DataError(f"{self.path}: {role} array is empty (shape {shape})")
         self._fd = os.open(self.path, os.O_RDONLY)
         self.rows, self.columns = int(shape[0]), int(shape[1])
+        self.fortran = bool(fortran) and self.columns > 1  # (one column is the same bytes in either order)
         self.dtype = dtype
         self.row_bytes = self.columns * dtype.itemsize
         self.check_size()
@@ -232,16 +231,27 @@ class _NpyFile:
     def read(self, start, out):
         """Rows [start, start + len(out)) into ``out`` (C-contiguous, any float dtype)."""
         n = out.shape[0]
-        direct = out.dtype == self.dtype and self.dtype.isnative and out.flags.c_contiguous
-        buffer = out if direct else numpy.empty((n, self.columns), self.dtype)
+        if self.fortran:  # column j's rows are values j * rows + start ... of the data: a range per column
+            buffer = numpy.empty((self.columns, n), self.dtype)
+            for j in range(self.columns):
+                self._read_into(buffer[j], (j * self.rows + start) * self.dtype.itemsize, start, n)
+            buffer = buffer.T
+        else:
+            direct = out.dtype == self.dtype and self.dtype.isnative and out.flags.c_contiguous
+            buffer = out if direct else numpy.empty((n, self.columns), self.dtype)
+            self._read_into(buffer, start * self.row_bytes, start, n)
+            if direct:
+                return
+        with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
+            out[...] = buffer
+
+    def _read_into(self, buffer, position, start, n):
+        """The bytes at ``position`` of the data into the contiguous ``buffer`` (rows start.. of n, for the message)."""
         view = memoryview(buffer.reshape(-1).view(numpy.uint8))
-        got = pread_full(self._fd, view, self.offset + start * self.row_bytes)
+        got = pread_full(self._fd, view, self.offset + position)
         if got < len(view):
             raise DataError(f"{self.path}: truncated or shrunk while reading rows {start}-{start + n - 1}: "
                             f"got {got} of {len(view)} bytes")
-        if not direct:
-            with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
-                out[...] = buffer
 
     def close(self):
         if self._fd is not None:
