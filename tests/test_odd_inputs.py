@@ -4,6 +4,8 @@ and illegitimate ones (NaN/inf, ragged lists, complex/str/object, 3-D, no rows) 
 argument. Hypothesis runs few, derandomized examples (the "gpunn" profile, tests/conftest.py): the module
 runs in a few seconds on the CPU.
 """
+import pickle
+
 import numpy
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
@@ -12,7 +14,7 @@ import gpunn
 
 pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")  # ConvergenceWarning at max_iter=2
 
-FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _data(rows=24, features=3, outputs=2, seed=0):
@@ -20,6 +22,90 @@ def _data(rows=24, features=3, outputs=2, seed=0):
     X = rng.standard_normal((rows, features))
     Y = numpy.stack([numpy.sin(X[:, 0]) + X[:, -1] * (k + 1) for k in range(outputs)], axis=1)
     return X, Y
+
+
+def _layout(A, kind, tmp_path=None):
+    """The values of the 2-D float64 array A in another layout, byte order or container."""
+    if kind == "C":
+        return A
+    if kind == "F":
+        return numpy.asfortranarray(A)
+    if kind == "row-strided":  # every other row of a larger array
+        return numpy.repeat(A, 2, axis=0)[::2]
+    if kind == "column-strided":
+        return numpy.repeat(A, 2, axis=1)[:, ::2]
+    if kind == "negative-strides":  # a reversed view of a reversed copy
+        return numpy.ascontiguousarray(A[::-1, ::-1])[::-1, ::-1]
+    if kind == "big-endian":
+        return A.astype(">f8")
+    if kind == "read-only":
+        B = A.copy()
+        B.flags.writeable = False
+        return B
+    if kind == "list":
+        return A.tolist()
+    if kind == "memmap":
+        path = tmp_path / f"m{id(A)}.npy"
+        numpy.save(path, A)
+        return numpy.load(path, mmap_mode="r")
+    raise AssertionError(kind)
+
+
+LAYOUTS = ["F", "row-strided", "column-strided", "negative-strides", "big-endian", "read-only", "list", "memmap"]
+
+
+def _fitted_mlp(X, Y, dtype="float32"):
+    model = gpunn.MLP([numpy.shape(X)[1], 8, numpy.shape(Y)[1]], device="cpu", seed=1, dtype=dtype)
+    model.fit(X, Y, epochs=2, batch_size=8, verbose=False, seed=2)
+    return model
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_every_layout_of_the_same_values_gives_the_same_bits(kind, tmp_path):
+    """fit, predict, score, loss, evaluate and loss_and_gradients of an MLP and an Ensemble, and an
+    MLPRegressor's fit and predict, on X and Y in another layout equal those on C-ordered arrays bit for bit."""
+    X, Y = _data()
+    Xv, Yv = _layout(X, kind, tmp_path), _layout(Y, kind, tmp_path)
+    plain, odd = _fitted_mlp(X, Y), _fitted_mlp(Xv, Yv)
+    numpy.testing.assert_array_equal(odd.params, plain.params)
+    numpy.testing.assert_array_equal(plain.predict(Xv), plain.predict(X))
+    assert plain.score(Xv, Yv) == plain.score(X, Y) and plain.loss(Xv, Yv) == plain.loss(X, Y)
+    assert plain.evaluate(Xv, Yv) == plain.evaluate(X, Y)
+    (l1, dW1, db1), (l2, dW2, db2) = plain.loss_and_gradients(X, Y), plain.loss_and_gradients(Xv, Yv)
+    assert l1 == l2
+    for a, b in zip(dW1 + db1, dW2 + db2):
+        numpy.testing.assert_array_equal(a, b)
+
+    def ensemble(X, Y):
+        ens = gpunn.Ensemble([3, 8, 2], 2, device="cpu", seed=1)
+        ens.fit(X, Y, epochs=2, batch_size=8, verbose=False, seed=2)
+        return ens
+
+    ens = ensemble(X, Y)
+    numpy.testing.assert_array_equal(ensemble(Xv, Yv).params, ens.params)
+    numpy.testing.assert_array_equal(ens.predict(Xv), ens.predict(X))
+    assert ens.score(Xv, Yv) == ens.score(X, Y)
+
+    def regressor(X, y):
+        return gpunn.MLPRegressor((8,), max_iter=2, random_state=0, device="cpu").fit(X, y)
+
+    est = regressor(X, Y[:, 0])
+    numpy.testing.assert_array_equal(regressor(Xv, _layout(Y[:, :1], kind, tmp_path)).predict(X)[:, 0], est.predict(X))
+    numpy.testing.assert_array_equal(est.predict(Xv), est.predict(X))
+
+
+@FEW
+@given(rows=st.integers(1, 40), features=st.integers(1, 5), outputs=st.integers(1, 3),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_a_rows_prediction_does_not_depend_on_the_other_rows_of_the_batch(rows, features, outputs, dtype, seed):
+    X, _ = _data(rows, features, outputs, seed)
+    model = gpunn.MLP([features, 16, 16, outputs], activation="tanh", device="cpu", seed=seed, dtype=dtype)
+    ens = gpunn.Ensemble([features, 16, outputs], 2, device="cpu", seed=seed, dtype=dtype)
+    P, E = model.predict(X), ens.predict(X)
+    tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    for i in range(rows):
+        numpy.testing.assert_allclose(model.predict(X[i:i + 1])[0], P[i], rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(ens.predict(X[i:i + 1])[:, 0], E[:, i], rtol=tol, atol=tol)
 
 
 @FEW
@@ -59,3 +145,151 @@ def test_a_float32_fit_on_huge_targets_is_not_taken_for_diverged():
     assert all(0 < loss < numpy.inf for loss in history["loss"] + history["val_loss"])
     assert history["val_r2"][-1] == pytest.approx(model.score(X, Y * scale), rel=1e-12)
     assert history["val_loss"][-1] == pytest.approx(model.loss(X, Y * scale), rel=1e-6)
+
+
+ACTIVATIONS = ["identity", "relu", "sigmoid", "tanh", "leaky_relu", "softplus", "gelu", "silu", "elu"]
+
+
+@FEW
+@given(sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5), activation=st.sampled_from(ACTIVATIONS),
+       output=st.sampled_from(ACTIVATIONS), bias=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
+       members=st.integers(0, 3), seed=st.integers(0, 2**20))
+def test_save_and_load_round_trip_bit_for_bit(tmp_path, sizes, activation, output, bias, dtype, members, seed):
+    """Any architecture, activation, bias, dtype, an MLP or an Ensemble of 1-3 members (``members`` 0: an
+    MLP), with parameters not at their start."""
+    make = (lambda: gpunn.MLP(sizes, activation, output, bias, dtype, device="cpu", seed=seed)) if not members else \
+        (lambda: gpunn.Ensemble(sizes, members, activation, output, bias, dtype, device="cpu", seed=seed))
+    model = make()
+    rng = numpy.random.default_rng(seed)
+    model.params[...] = rng.standard_normal(model.params.shape).astype(dtype)
+    path = tmp_path / "m.npz"
+    gpunn.save(path, model)
+    loaded = gpunn.load(path, device="cpu")
+    assert type(loaded) is type(model) and loaded.layer_sizes == model.layer_sizes and loaded.dtype == model.dtype
+    assert [a.name for a in loaded.activations] == [a.name for a in model.activations] and loaded.bias == bias
+    numpy.testing.assert_array_equal(loaded.params, model.params)
+    X = rng.standard_normal((5, sizes[0]))
+    numpy.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+@FEW
+@given(hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3), outputs=st.integers(1, 2),
+       solver=st.sampled_from(["adam", "sgd"]), seed=st.integers(0, 2**20))
+def test_a_pickled_mlpregressor_predicts_and_continues_bit_for_bit(hidden, outputs, solver, seed):
+    X, Y = _data(30, 3, outputs, seed)
+    y = Y[:, 0] if outputs == 1 else Y
+    est = gpunn.MLPRegressor(tuple(hidden), solver=solver, max_iter=2, random_state=seed, device="cpu").fit(X, y)
+    copy = pickle.loads(pickle.dumps(est))
+    numpy.testing.assert_array_equal(copy.predict(X), est.predict(X))
+    for a, b in zip(copy.coefs_ + copy.intercepts_, est.coefs_ + est.intercepts_):
+        numpy.testing.assert_array_equal(a, b)
+    numpy.testing.assert_array_equal(copy.partial_fit(X, y).predict(X), est.partial_fit(X, y).predict(X))
+
+
+# ---- what is refused, and how --------------------------------------------------------------------------
+@FEW
+@given(rows=st.integers(1, 12), features=st.integers(1, 4), where=st.data(),
+       bad=st.sampled_from([numpy.nan, numpy.inf, -numpy.inf, 1e300]), target=st.booleans())
+def test_a_non_finite_value_is_reported_where_it_is(rows, features, where, bad, target):
+    """A NaN or infinite value (or one that overflows float32) anywhere in X or Y: a ValueError naming the
+    argument and the first such value's row and column, from fit, predict (X), score and loss_and_gradients."""
+    X, Y = _data(rows, features, 2)
+    A = Y if target else X
+    row, col = where.draw(st.integers(0, A.shape[0] - 1)), where.draw(st.integers(0, A.shape[1] - 1))
+    A[row, col] = bad
+    name = "Y" if target else "X"
+    expected = rf"^{name} contains 1 NaN or infinite value\(s\) \(first at row {row}, column {col}\)"
+    model = gpunn.MLP([features, 4, 2], device="cpu", seed=0)
+    calls = [lambda: model.fit(X, Y, epochs=1, verbose=False), lambda: model.score(X, Y),
+             lambda: model.loss_and_gradients(X, Y), lambda: model.loss(X, Y)]
+    if not target:
+        calls.append(lambda: model.predict(X))
+    for call in calls:
+        with pytest.raises(ValueError, match=expected):
+            call()
+
+
+BAD_INPUTS = {
+    "ragged list": ([[1.0, 2.0, 3.0], [1.0, 2.0]], ValueError, "could not be read as a numeric array"),
+    "object array": (numpy.array([[1.0, "a", None]], dtype=object), TypeError, "must hold real numbers"),
+    "complex": (numpy.ones((2, 3), complex), TypeError, "must hold real numbers; got dtype complex128"),
+    "strings": (numpy.array([["1", "2", "3"]]), TypeError, "must hold real numbers"),
+    "3-D": (numpy.ones((2, 2, 3)), ValueError, r"must be 2-D \(rows x columns\); got shape \(2, 2, 3\)"),
+    "no rows": (numpy.ones((0, 3)), ValueError, r"is empty: shape \(0, 3\)"),
+    "a scalar": (3.0, ValueError, "must be 2-D"),
+    "None": (None, TypeError, "is None"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("make", [lambda: gpunn.MLP([3, 4, 1], device="cpu", seed=0),
+                                  lambda: gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)], ids=["MLP", "Ensemble"])
+def test_bad_inputs_are_refused_naming_the_argument(case, make):
+    bad, error, message = BAD_INPUTS[case]
+    model, X, Y = make(), numpy.ones((2, 3)), numpy.ones((2, 1))
+    for call, name in [(lambda: model.predict(bad), "X"), (lambda: model.fit(bad, Y, epochs=1, verbose=False), "X"),
+                       (lambda: model.score(X, bad), "Y"), (lambda: model.loss_and_gradients(bad, Y), "X"),
+                       (lambda: model.fit(X, Y, epochs=1, verbose=False, validation_data=(bad, Y)), "X_val")]:
+        if case == "3-D" and name == "Y":
+            bad_y = numpy.ones((2, 2, 1))  # a 3-D Y of the model's width
+            call = lambda: model.score(X, bad_y)  # noqa: E731
+        with pytest.raises(error, match=rf"^{name} {message if case != '3-D' or name != 'Y' else 'must be 2-D'}"):
+            call()
+
+
+# ---- files ---------------------------------------------------------------------------------------------
+def _csv_text(X, Y, header=("a", "b", "c", "y")):
+    lines = [",".join(header)] + [",".join(repr(float(v)) for v in [*x, *y]) for x, y in zip(X, Y)]
+    return "\n".join(lines) + "\n"
+
+
+CSV_VARIANTS = {
+    "quoted header": lambda t: t.replace("a,b,c,y", '"a","b","c","y"', 1),
+    "byte-order mark": lambda t: "\ufeff" + t,
+    "CRLF": lambda t: t.replace("\n", "\r\n"),
+    "CR": lambda t: t.replace("\n", "\r"),
+    "blank lines": lambda t: t.replace("\n", "\n\n"),
+    "no last line end": lambda t: t[:-1],
+    "quoted numbers": lambda t: t.split("\n", 1)[0] + "\n" + "\n".join(
+        ",".join(f'"{v}"' for v in line.split(",")) if line else line for line in t.split("\n", 1)[1].split("\n")),
+    "BOM, CRLF and quotes": lambda t: "\ufeff" + t.replace("a,b,c,y", '"a","b","c","y"', 1).replace("\n", "\r\n"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CSV_VARIANTS))
+def test_a_csv_files_spelling_does_not_change_its_rows(tmp_path, variant):
+    """Quoted headers, a UTF-8 byte-order mark, CRLF or CR line ends, blank lines, quoted numbers: the
+    source's batches and gpunn predict's streamed predictions are the plain file's."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import predict_file
+
+    X, Y = _data(50, 3, 1)
+    plain = _csv_text(X, Y)
+    (tmp_path / "plain.csv").write_text(plain, encoding="utf-8", newline="")
+    (tmp_path / "odd.csv").write_text(CSV_VARIANTS[variant](plain), encoding="utf-8", newline="")
+
+    def rows(name):  # in file order (chunks are cut by bytes, so the spellings' shuffles differ)
+        source = gpunn.data.csv(tmp_path / name, "y", block_size=256, shuffle=False, device="cpu", dtype="float64")
+        assert source.feature_names == ["a", "b", "c"] and source.rows == 50
+        pieces = [(numpy.asarray(a), numpy.asarray(b)) for a, b in source.batches(0, 16)]
+        return numpy.concatenate([p[0] for p in pieces]), numpy.concatenate([p[1] for p in pieces])
+
+    for got in rows("plain.csv"), rows("odd.csv"):
+        numpy.testing.assert_array_equal(got[0], X)
+        numpy.testing.assert_array_equal(got[1], Y)
+    model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+    for name in ("plain", "odd"):
+        predict_file(model, tmp_path / f"{name}.csv", tmp_path / f"{name}.npy", features=["a", "b", "c"])
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "odd.npy"), numpy.load(tmp_path / "plain.npy"))
+
+
+@pytest.mark.parametrize("header", [("feat a", "feat b", "feat c", "target y"), ("α", "β", "γ", "ŷ")])
+def test_csv_columns_named_with_spaces_or_unicode_are_picked_by_name(tmp_path, header):
+    pytest.importorskip("pyarrow")
+    X, Y = _data(20, 3, 1)
+    (tmp_path / "t.csv").write_text(_csv_text(X, Y, header), encoding="utf-8")
+    source = gpunn.data.csv(tmp_path / "t.csv", header[-1], shuffle=False, device="cpu", dtype="float64")
+    assert source.feature_names == list(header[:3]) and source.target_names == [header[-1]]
+    got = [(numpy.asarray(a), numpy.asarray(b)) for a, b in source.batches(0, 20)]
+    numpy.testing.assert_array_equal(numpy.concatenate([g[0] for g in got]), X)
+    numpy.testing.assert_array_equal(numpy.concatenate([g[1] for g in got]), Y)
