@@ -22,7 +22,6 @@ import numpy
 
 from . import preflight
 from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
-from .data.stats import Standardizer
 from .model import MLP, DeviceModel, ParamList, gradients_over
 from .ops import ensemble_ops_for
 from .training.ensemble import fit_ensemble
@@ -373,6 +372,8 @@ class Ensemble(DeviceModel):
         if self.data_columns:
             model.data_columns = {kind: list(names) for kind, names in self.data_columns.items()}
         if self.standardizer is not None:
+            from .data.stats import Standardizer  # here: gpunn.data is imported on first use (gpunn._LAZY)
+
             model.standardizer = Standardizer.from_state(*self.standardizer.state())
         return model
 

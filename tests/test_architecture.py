@@ -147,3 +147,20 @@ def test_dir_of_gpunn_lists_every_public_name_the_lazy_ones_too():
     names = dir(gpunn)
     assert set(gpunn.__all__) <= set(names) and {"data", "distributed"} <= set(names)
     assert all(hasattr(gpunn, name) for name in names)  # and each name listed is there (__getattr__'s table is __dir__'s)
+
+
+def test_import_gpunn_leaves_the_lazy_names_unloaded():
+    # gpunn._LAZY: the data sources, data parallel and the scikit-learn estimator load on first use, so that
+    # `import gpunn` stays fast; ensemble.py's top-level import of gpunn.data.stats (c0e2623) loaded the data
+    # sources into every process (~6 ms)
+    import os
+    import subprocess
+    import sys
+
+    lazy = ["gpunn.data", "gpunn.distributed", "gpunn.estimator", "gpunn.bench", "gpunn.cli", "sklearn"]
+    code = (f"import sys, gpunn; lazy = {lazy!r}; "
+            "print(sorted(m for m in sys.modules if any(m == n or m.startswith(n + '.') for n in lazy)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
