@@ -57,12 +57,12 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     if data.ndim == 1 and allow_1d:
         data = data.reshape(-1, 1)
     if data.ndim != 2:
-        hint = ""  # for a 1-D array: one row of features, or one feature per row; the model's width says which
-        if data.ndim == 1 and n_columns and n_columns > 1:
-            hint = (f" (use {name}.reshape(1, -1) for a single row)" if data.shape[0] == n_columns
-                    else f" (use {name}.reshape(-1, {n_columns}) for rows of {n_columns} features)")
+        hint, var = "", name.split()[0]  # for a 1-D array: one row of features, or one feature per row; the
+        if data.ndim == 1 and n_columns and n_columns > 1:  # model's width says which ("X of batch 3": X.reshape)
+            hint = (f" (use {var}.reshape(1, -1) for a single row)" if data.shape[0] == n_columns
+                    else f" (use {var}.reshape(-1, {n_columns}) for rows of {n_columns} features)")
         elif data.ndim == 1:
-            hint = f" (use {name}.reshape(-1, 1) for a single feature)"
+            hint = f" (use {var}.reshape(-1, 1) for a single feature)"
         raise ValueError(f"{name} must be 2-D (rows x columns); got shape {tuple(data.shape)}{hint}")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(data.shape)}")

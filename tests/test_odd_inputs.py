@@ -293,3 +293,28 @@ def test_csv_columns_named_with_spaces_or_unicode_are_picked_by_name(tmp_path, h
     got = [(numpy.asarray(a), numpy.asarray(b)) for a, b in source.batches(0, 20)]
     numpy.testing.assert_array_equal(numpy.concatenate([g[0] for g in got]), X)
     numpy.testing.assert_array_equal(numpy.concatenate([g[1] for g in got]), Y)
+
+
+@pytest.mark.parametrize("items, message", [
+    ([numpy.ones((4, 3))], r"batch 0 of the iterable must be an \(X, Y\) pair; got an array of shape \(4, 3\)"),
+    ([(numpy.ones((4, 3)), numpy.ones(4), numpy.ones(4))], r"batch 0 .* got a tuple of 3"),
+    ([None], r"batch 0 of the iterable must be an \(X, Y\) pair; got None"),
+    ([{"X": 1, "Y": 2}], r"batch 0 .* got a dict of 2"),
+    ([(numpy.ones(4), numpy.ones(4))], r"^X of batch 0 must be 2-D \(rows x columns\); got shape \(4,\)"),
+    ([(numpy.ones((1, 4, 3)), numpy.ones((1, 4)))], r"^X of batch 0 must be 2-D .*got shape \(1, 4, 3\)"),
+    ([(numpy.ones((4, 3)), numpy.ones((4, 1, 1)))], r"^Y of batch 0 must be 2-D .*got shape \(4, 1, 1\)"),
+])
+def test_an_iterable_of_things_that_are_not_pairs_of_matrices_is_refused_naming_the_batch(items, message):
+    """Python's "too many values to unpack", "cannot unpack non-iterable NoneType" or "tuple index out of range"
+    came out of gpunn.data.iterable, naming neither the batch nor what it should be, and a 3-D X was read as
+    one of shape[1] features ("gives 4 features ... the model takes 3")."""
+    with pytest.raises((ValueError, TypeError), match=message):
+        gpunn.MLP([3, 2, 1], device="cpu", seed=0).fit(gpunn.data.iterable(items), epochs=1, verbose=False)
+    if "pair" in message:  # with its sizes given, the same from the training pass
+        source = gpunn.data.iterable(items, rows=4, n_features=3, n_outputs=1)
+        with pytest.raises(gpunn.data.DataError, match=message):
+            gpunn.MLP([3, 2, 1], device="cpu", seed=0).fit(source, epochs=1, verbose=False)
+    if "got shape (4,)" in message.replace("\\", ""):  # the hint names the variable, not "X of batch 0.reshape"
+        source = gpunn.data.iterable(items, rows=4, n_features=3, n_outputs=1)
+        with pytest.raises(ValueError, match=r"\(use X\.reshape\(-1, 3\) for rows of 3 features\)$"):
+            gpunn.MLP([3, 2, 1], device="cpu", seed=0).fit(source, epochs=1, verbose=False)

@@ -6,7 +6,7 @@ import os
 import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
-from ..checks import as_matrix, positive_int
+from ..checks import as_array, as_matrix, positive_int
 from .base import (ChunkedSource, DataError, _fraction, chunk_sizes, default_chunk_rows, held_count, pread_full,
                    standardize_option)
 from .stats import Standardizer, dtype_of, standardizing_dtype
@@ -355,9 +355,15 @@ class IterableSource:
                                  "or pass a list or a callable epoch -> iterable")
             first, count = None, 0
             items = self._make(0) if not self._one_shot else [self._peek(batches)]
-            for X, Y in items:
-                first = first or (numpy.shape(X), numpy.shape(Y))
-                count += numpy.shape(X)[0]
+            for i, item in enumerate(items):
+                X, Y = _pair(item, i)
+                shapes = (as_array(X, f"X of batch {i}").shape, as_array(Y, f"Y of batch {i}").shape)
+                if len(shapes[0]) != 2 or len(shapes[1]) not in (1, 2):  # sizes are read from them just below
+                    name, shape = ("X", shapes[0]) if len(shapes[0]) != 2 else ("Y", shapes[1])
+                    also = ", or 1-D" if name == "Y" else ""
+                    raise ValueError(f"{name} of batch {i} must be 2-D (rows x columns{also}); got shape {shape}")
+                first = first or shapes
+                count += shapes[0][0]
             if first is None:
                 raise DataError("the iterable of batches is empty")
             rows = rows if rows is not None else count
@@ -424,7 +430,8 @@ class IterableSource:
 
     def _checked(self, items):
         count = 0
-        for i, (X, Y) in enumerate(items):
+        for i, item in enumerate(items):
+            X, Y = _pair(item, i)
             X = as_matrix(X, f"X of batch {i}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
             Y = as_matrix(Y, f"Y of batch {i}", self.backend, self._piece_dtype(Y), allow_1d=True,
                           n_columns=self.n_outputs)
@@ -445,6 +452,21 @@ class IterableSource:
     def config(self) -> dict:
         return {"kind": self.kind, "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
                 "standardize": self.standardize, "resumable": False}
+
+
+def _pair(item, i):
+    """Item ``i`` of an iterable source as (X, Y), or a DataError saying what it is instead (a bare array, a
+    triple, None, a dict: Python's "too many values to unpack" named neither the item nor what to pass). A
+    dict or a string of two is refused too (it unpacks into its keys or characters)."""
+    if not isinstance(item, (dict, str, bytes)):
+        try:
+            X, Y = item
+            return X, Y
+        except (TypeError, ValueError):
+            pass
+    what = f"an array of shape {item.shape}" if isinstance(item, numpy.ndarray) else (
+        f"a {type(item).__name__} of {len(item)}" if hasattr(item, "__len__") else repr(item))
+    raise DataError(f"batch {i} of the iterable must be an (X, Y) pair; got {what}")
 
 
 def _chain_first(first, rest):
