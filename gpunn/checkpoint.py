@@ -229,6 +229,13 @@ def save(path, model) -> None:
         swapped = " (the arguments go the other way round: gpunn.save(path, model))" \
             if isinstance(model, (str, bytes, os.PathLike)) else ""
         raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__}{swapped}")
+    from .model import DeviceModel
+
+    if not isinstance(model, DeviceModel):  # it failed inside, on an attribute the object lacks
+        hint = " (the network is its model_; the estimator itself pickles)" if hasattr(model, "model_") else ""
+        raise TypeError(f"gpunn.save(path, model): model must be a gpunn.MLP or gpunn.Ensemble, got "
+                        f"{type(model).__name__}{hint}")
+    path = os.fsdecode(path)  # a bytes name too (it failed inside, mixing bytes and str)
     kind = "model" if _members(model) is None else "ensemble"
     meta = {"kind": kind, "device": model.device, "model": model_config(model)}
     if kind == "ensemble":  # its diverged members, whose parameters alone may be NaN or infinite

@@ -318,3 +318,18 @@ def test_an_iterable_of_things_that_are_not_pairs_of_matrices_is_refused_naming_
         source = gpunn.data.iterable(items, rows=4, n_features=3, n_outputs=1)
         with pytest.raises(ValueError, match=r"\(use X\.reshape\(-1, 3\) for rows of 3 features\)$"):
             gpunn.MLP([3, 2, 1], device="cpu", seed=0).fit(source, epochs=1, verbose=False)
+
+
+def test_save_takes_a_bytes_path_and_refuses_what_is_not_a_model_by_name(tmp_path):
+    """gpunn.save(b"m.npz", model) failed with "startswith first arg must be bytes", and gpunn.save(path, X) with
+    "'numpy.ndarray' object has no attribute 'layer_sizes'"."""
+    model = gpunn.MLP([2, 3, 1], device="cpu", seed=0)
+    gpunn.save(bytes(tmp_path / "m.npz"), model)
+    numpy.testing.assert_array_equal(gpunn.load(tmp_path / "m.npz", device="cpu").params, model.params)
+    for thing, name in [(numpy.zeros(3), "ndarray"), (None, "NoneType"), (model.weights, "ParamList")]:
+        with pytest.raises(TypeError, match=rf"model must be a gpunn.MLP or gpunn.Ensemble, got {name}$"):
+            gpunn.save(tmp_path / "x.npz", thing)
+    est = gpunn.MLPRegressor((3,), max_iter=1, device="cpu").fit(numpy.ones((4, 2)), numpy.ones(4))
+    with pytest.raises(TypeError, match=r"got MLPRegressor \(the network is its model_; the estimator itself pickles\)"):
+        gpunn.save(tmp_path / "x.npz", est)
+    assert not (tmp_path / "x.npz").exists()
