@@ -333,3 +333,17 @@ def test_save_takes_a_bytes_path_and_refuses_what_is_not_a_model_by_name(tmp_pat
     with pytest.raises(TypeError, match=r"got MLPRegressor \(the network is its model_; the estimator itself pickles\)"):
         gpunn.save(tmp_path / "x.npz", est)
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("target", [False, True])
+def test_a_column_too_spread_for_float64_statistics_is_refused_by_standardize(tmp_path, target):
+    """Values near ±1e200 are finite, but their squared deviations overflow float64: the column's spread came
+    out NaN, it was given scale 1, and training stopped with TrainingDiverged ("standardize the targets")."""
+    X, Y = _data(40, 3, 1)
+    (Y if target else X)[:, -1] *= 1e200
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+    what = "targets column 0" if target else "features column 2"
+    with pytest.raises(gpunn.data.DataError, match=rf"^{what} cannot be standardized: its spread overflows float64"):
+        source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", standardize=True)
+        gpunn.MLP([3, 4, 1], device="cpu", dtype="float64", seed=0).fit(source, epochs=1, verbose=False)

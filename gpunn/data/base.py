@@ -37,11 +37,8 @@ from .. import backend as _backend
 from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
 from ..checks import flag, is_real, positive_int, seed_int
+from .errors import DataError
 from .stats import Standardizer, standardizing_dtype
-
-
-class DataError(ValueError):
-    """Bad data in a file or a stream; the message names the file (and the rows, when it can)."""
 
 
 class HeldOutShareWarning(UserWarning):

@@ -17,6 +17,7 @@ import numpy
 
 from ..backend import backend_of
 from ..checks import as_array
+from .errors import DataError
 
 
 class Moments:
@@ -44,11 +45,12 @@ class Moments:
         xp, to_host = backend.xp, backend.to_host
         if self.shift is None:
             self.shift = to_host(chunk[0]).astype("float64")
-        shifted = chunk - xp.asarray(self.shift)  # float64
-        mean = shifted.mean(axis=0)
-        centred = shifted - mean
-        m2 = (centred * centred).sum(axis=0)
-        return self._merge(n, to_host(mean), to_host(m2))
+        with numpy.errstate(over="ignore", invalid="ignore"):  # a spread past float64: Standardizer.from_moments
+            shifted = chunk - xp.asarray(self.shift)  # float64
+            mean = shifted.mean(axis=0)
+            centred = shifted - mean
+            m2 = (centred * centred).sum(axis=0)
+            return self._merge(n, to_host(mean), to_host(m2))
 
     def _merge(self, n, mean, m2) -> "Moments":
         """Merge a part with count n, mean and M2 of (its data - self.shift)."""
@@ -129,13 +131,21 @@ class Standardizer:
 
     @classmethod
     def from_moments(cls, x: Moments, y: Moments | None = None) -> "Standardizer":
-        def scale(m):
+        """The statistics of ``x`` (features) and ``y`` (targets, or None to leave them as they are). A DataError
+        names a column whose mean or spread float64 cannot hold: values over about 1e154 apart square past its
+        range, and such a column got scale 1 (its NaN spread failed ``> 0``), so training met values near 1e200
+        and stopped with TrainingDiverged, advising to standardize."""
+        def scale(m, what):
             s = m.std
+            bad = ~(numpy.isfinite(m.mean) & numpy.isfinite(s))
+            if bad.any():
+                raise DataError(f"{what} column {int(numpy.flatnonzero(bad)[0])} cannot be standardized: its spread "
+                                "overflows float64 (values over about 1e154 apart); rescale it first")
             return numpy.where(s > 0, s, 1.0)
 
         if y is None:
-            return cls(x.mean, scale(x))
-        return cls(x.mean, scale(x), y.mean, scale(y), y.dtype)
+            return cls(x.mean, scale(x, "features"))
+        return cls(x.mean, scale(x, "features"), y.mean, scale(y, "targets"), y.dtype)
 
     @classmethod
     def from_pieces(cls, pieces, n_features, n_outputs, targets=True) -> "Standardizer":
