@@ -347,3 +347,15 @@ def test_a_column_too_spread_for_float64_statistics_is_refused_by_standardize(tm
     with pytest.raises(gpunn.data.DataError, match=rf"^{what} cannot be standardized: its spread overflows float64"):
         source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", standardize=True)
         gpunn.MLP([3, 4, 1], device="cpu", dtype="float64", seed=0).fit(source, epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("target", ["y", "a"])
+def test_a_csv_header_that_names_two_columns_alike_is_refused_naming_them(tmp_path, target):
+    """pyarrow's lookup by name failed with "KeyError: 'Column a does not exist in schema'" for a column named
+    twice; a file whose repeated name is left out (features named) is read."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a,a,b,y\n1,2,3,4\n5,6,7,8\n")
+    with pytest.raises(gpunn.data.DataError, match=r"t\.csv: the header names columns 1 and 2 both 'a'; rename one"):
+        gpunn.data.csv(tmp_path / "t.csv", target)
+    source = gpunn.data.csv(tmp_path / "t.csv", "y", features=["b"], shuffle=False, device="cpu", dtype="float64")
+    assert [numpy.asarray(X).tolist() for X, _ in source.batches(0, 2)] == [[[3.0], [7.0]]]

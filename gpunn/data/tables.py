@@ -63,6 +63,11 @@ def pick_columns(path, schema, target, features):
     overlap = set(features) & set(targets or [])
     if overlap:
         raise ValueError(f"{sorted(overlap)} is both a feature and a target")
+    twice = [n for n in features + (targets or []) if available.count(n) > 1]
+    if twice:  # pyarrow's lookup by name then failed with "KeyError: 'Column a does not exist in schema'"
+        where = [i + 1 for i, n in enumerate(available) if n == twice[0]]
+        raise DataError(f"{path}: the header names columns {' and '.join(map(str, where))} both {twice[0]!r}; rename "
+                        "one (or name the columns to use, leaving out the repeated name)")
     for name in features + (targets or []):
         kind = schema.field(name).type
         if not (pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_boolean(kind)
