@@ -36,6 +36,7 @@ def pytest_configure(config):
         sys.modules["cupy"], sys.modules["cupyx"] = fakecupy, fakecupy.cupyx
         sys.modules.update(fakecupy._backends_modules())
         fakecupy.forget_gpunn_state()
+        fakecupy.refuse_host_conversions()  # numpy.asarray(device array) raises, as with CuPy
         import gpunn.ops.cublas
 
         gpunn.ops.cublas.load_cublas = fakecupy.cublas_library  # libcublas through ctypes, for graph capture

@@ -385,7 +385,7 @@ def test_a_bad_chunk_stops_training_naming_the_file_and_the_last_checkpoint_surv
     assert not ckpt.exists()  # the failed epoch was not saved as a good state
 
 
-def test_an_iterable_of_batches_trains(device):
+def test_an_iterable_of_batches_trains(device, to_host):
     X, Y = datasets.make("linear", 4000, 3, seed=0, device="cpu")
     batches = [(X[i:i + 500], Y[i:i + 500]) for i in range(0, 4000, 500)]
     model = gpunn.MLP([3, 1], device=device, seed=0)
@@ -395,7 +395,7 @@ def test_an_iterable_of_batches_trains(device):
     model = gpunn.MLP([3, 1], device=device, seed=0)
     model.fit(data.iterable(shifted, standardize=True), epochs=20, lr=3e-2, verbose=False)
     assert model.standardizer is not None  # predict takes raw inputs and answers in the targets' units
-    predicted = numpy.asarray(model.predict(shifted[0][0]))
+    predicted = to_host(model.predict(shifted[0][0]))  # a CuPy array on the GPU: numpy.asarray refuses it
     assert numpy.abs(predicted - shifted[0][1]).max() < 0.1 * numpy.abs(shifted[0][1]).max()
 
 

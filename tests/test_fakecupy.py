@@ -573,3 +573,92 @@ def test_nccl_sums_the_gradients_and_broadcasts_rank_0s_parameters_on_the_caller
         numpy.testing.assert_array_equal(g, grads[0] + grads[1])
         numpy.testing.assert_array_equal(p, params[0])
         assert said.startswith("2 rank(s) over NCCL 2.21.5")
+
+
+# ---- where NumPy is more permissive than CuPy 14 (each as cupy/_core/core.pyx, cuda/stream.pyx, raw.pyx says) ---
+
+def _event_pair(cp, timing):
+    start, end = cp.cuda.Event(disable_timing=not timing), cp.cuda.Event(disable_timing=not timing)
+    start.record(), end.record()
+    return cp.cuda.get_elapsed_time(start, end)
+
+
+@pytest.mark.parametrize("what, error, run", [
+    # ndarray.__array__ raises: NumPy's conversions refuse a device array, or a list holding one
+    ("numpy.asarray", TypeError, lambda cp, a: numpy.asarray(a)),
+    ("numpy.array of a list", TypeError, lambda cp, a: numpy.array([a[0], a[1]])),
+    ("numpy.ascontiguousarray", TypeError, lambda cp, a: numpy.ascontiguousarray(a)),
+    ("numpy.testing", TypeError, lambda cp, a: numpy.testing.assert_array_equal(a, a)),
+    # a[i] is a 0-d device array, not a NumPy scalar: unhashable, no __index__
+    ("hash of a[i]", TypeError, lambda cp, a: hash(a[0])),
+    ("a[i] as an index", TypeError, lambda cp, a: range(a.astype("int64")[1])),
+    # ndarray.set/get(out=): no cast, no broadcast
+    ("set of another dtype", TypeError, lambda cp, a: a.set(numpy.ones(4, "float64"))),
+    ("set of another shape", ValueError, lambda cp, a: a.set(numpy.ones(1, "float32"))),
+    ("set of a list", TypeError, lambda cp, a: a.set([1.0, 2.0, 3.0, 4.0])),
+    ("set into a strided view", RuntimeError, lambda cp, a: a[::2].set(numpy.ones(2, "float32"))),
+    ("get into another dtype", TypeError, lambda cp, a: a.get(out=numpy.empty(4, "float64"))),
+    ("get into another shape", ValueError, lambda cp, a: a.get(out=numpy.empty((1, 4), "float32"))),
+    ("item with an index", TypeError, lambda cp, a: a.item(0)),
+    # what NumPy has and CuPy 14 does not
+    ("cupy.errstate", AttributeError, lambda cp, a: cp.errstate),
+    ("numpy.einsum_path on the device", TypeError, lambda cp, a: numpy.einsum_path("i,i", a, a)),
+    # Cython-typed arguments: tuples and strs, not lists
+    ("grid as a list", TypeError, lambda cp, a: cp.RawKernel("__global__ void k(float* x) {}", "k")([1], (32,), (a,))),
+    ("options as a list", TypeError, lambda cp, a: cp.RawModule(code="__global__ void k() {}", options=["-O3"])),
+    ("permutation of a NumPy integer", TypeError, lambda cp, a: cp.random.RandomState(0).permutation(numpy.int64(4))),
+    ("gemmEx with a float lda", TypeError, lambda cp, a: _gemm_ex(cp, lda=2.0)),
+    # a stream of device 1 entered with device 0 current (CuPy 14's check_stream_device_match)
+    ("stream of another device", RuntimeError, lambda cp, a: cp.cuda.Stream.__enter__(_stream_on_1(cp))),
+    # cudaEventElapsedTime of events made with disable_timing
+    ("elapsed time without timing", fakecupy.CUDARuntimeError, lambda cp, a: _event_pair(cp, timing=False)),
+])
+def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
+    """Where NumPy, under the stand-in, would accept what CuPy 14 refuses, fakecupy refuses it too: gpunn code
+    relying on NumPy's leniency would pass CI and fail on the GPU."""
+    a = fake_cupy.arange(4, dtype="float32")
+    with pytest.raises(error):
+        run(fake_cupy, a)
+
+
+def _gemm_ex(cp, lda):
+    import ctypes
+
+    from cupy_backends.cuda.libs import cublas
+
+    x, out, one, zero = cp.ones((2, 2), "float32"), cp.empty((2, 2), "float32"), ctypes.c_float(1), ctypes.c_float(0)
+    cublas.gemmEx(1, 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, 0, lda, x.data.ptr, 0, 2,
+                  ctypes.addressof(zero), out.data.ptr, 0, 2, 68, -1)
+    return out
+
+
+def _stream_on_1(cp):
+    with cp.cuda.Device(1):
+        return cp.cuda.Stream(non_blocking=True)
+
+
+def test_what_cupy_gives_where_numpy_gives_host_values(fake_cupy):
+    """a[i] is a 0-d device view; bool() and format() of a device array are synchronising reads (refused in a
+    capture); what CuPy accepts still runs: the right types, a timed event pair, a stream of the current device."""
+    a = fake_cupy.arange(4, dtype="float32")
+    x = a[1]
+    assert isinstance(x, fake_cupy.ndarray) and x.shape == () and float(x) == 1.0
+    x[...] = 7  # a view, as CuPy's
+    assert a.get()[1] == 7 and f"{a[1]:.1f}" == "7.0" and bool(a[1]) and int(a.astype("int64")[1]) == 7
+    assert [float(v) for v in a] == [0.0, 7.0, 2.0, 3.0] and isinstance(next(iter(a)), fake_cupy.ndarray)
+    a.set(numpy.arange(4, dtype="float32"))
+    out = numpy.empty(4, "float32")
+    assert a.get(out=out) is out and out.tolist() == [0, 1, 2, 3]
+    assert _event_pair(fake_cupy, timing=True) >= 0
+    assert _gemm_ex(fake_cupy, lda=numpy.int64(2)).get().tolist() == [[2, 2], [2, 2]]
+    with fake_cupy.cuda.Device(1):
+        with _stream_on_1(fake_cupy):
+            pass
+    assert numpy.asarray(a.get()).tolist() == [0, 1, 2, 3] and fake_cupy.einsum("i,i", a, a).shape == ()
+    s = fake_cupy.cuda.Stream(non_blocking=True)
+    with s:
+        s.begin_capture()
+        with pytest.raises(fake_cupy.CUDARuntimeError, match="bool"):
+            bool(a[0])
+        with pytest.raises(fake_cupy.CUDARuntimeError):
+            s.end_capture()

@@ -36,6 +36,18 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   uses it, and a pinned host buffer freed while a copy from it may be in flight (the tests'
   conftest fails the test).
 
+- where NumPy (which these arrays are) is more lenient than CuPy 14, it refuses as CuPy does (each from
+  CuPy v14.2.0's source; tests/test_fakecupy.py::test_the_stand_in_refuses_what_cupy_refuses lists them):
+  ``numpy.asarray``/``array``/``ascontiguousarray`` of a device array (or a list holding one) raise
+  TypeError, as CuPy's ``ndarray.__array__`` does, when gpunn, a test or ``numpy.testing`` calls them
+  (``refuse_host_conversions``; NumPy's C code, e.g. ``host[...] = device``, is not covered); ``a[i]``
+  is a 0-d device array, not a NumPy scalar (unhashable, no ``__index__``); ``bool()`` and ``format()``
+  are synchronising reads; ``set``/``get(out=)`` take exactly the array's dtype and shape; only names
+  CuPy 14 has (``fakecupy.names``, also for ``numpy.f(device_array)``); Cython-typed arguments (tuple
+  grid and block, tuple options, str code, gemmEx's integers); a stream made on another device cannot be
+  entered; no elapsed time between events made with ``disable_timing``; ``RandomState.permutation`` of
+  a NumPy integer is a TypeError (CuPy permutes only a Python int as a range).
+
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host,
 tests/test_kernel_bodies_host.py runs the kernels' bodies on the host, and ``bench/gpu_check.sh`` runs
@@ -55,6 +67,7 @@ import weakref
 import numpy
 
 from . import kernels as _kernels
+from . import names as _names
 from . import ordering as _ordering
 from .ordering import StreamOrderError  # noqa: F401  (fakecupy.StreamOrderError)
 
@@ -164,6 +177,9 @@ class Event:
     """cupy.cuda.Event: everything here runs synchronously, so an event is done once recorded."""
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
+        if interprocess and not disable_timing:
+            raise ValueError("Timing must be disabled for interprocess events")
+        self.timing = not disable_timing  # cudaEventElapsedTime refuses an event made with disable_timing
         self.done = False
         self.time = None
         self.seen = {}  # what the work before its record had reached, stream by stream (fakecupy.ordering)
@@ -205,7 +221,15 @@ class _Stream:
         _STREAMS[self.ptr] = self
         _ordering.register_stream(self)
 
+    def _check_device(self):
+        """CuPy 14 (cupy/cuda/stream.pyx, check_stream_device_match): a stream made on another device than the
+        current one cannot be entered or made current."""
+        if self.device is not None and self.device != state.current:
+            raise RuntimeError(f"The device that the stream is created on ({self.device}) does not match with "
+                               f"the current device ({state.current})")
+
     def __enter__(self):
+        self._check_device()
         self._previous.append(state.stream)
         state.stream = self
         return self
@@ -215,6 +239,7 @@ class _Stream:
         return False
 
     def use(self):
+        self._check_device()
         state.stream = self
         return self
 
@@ -335,6 +360,9 @@ def _elapsed_ms(start, end):
     """cupy.cuda.get_elapsed_time: milliseconds between two recorded events."""
     if start.time is None or end.time is None:
         raise CUDARuntimeError("get_elapsed_time on an event that was never recorded")
+    if not (start.timing and end.timing):
+        raise CUDARuntimeError("cudaErrorInvalidResourceHandle: get_elapsed_time of an event made with "
+                               "disable_timing=True")
     return 1e3 * (end.time - start.time)
 
 
@@ -374,7 +402,16 @@ class ndarray(numpy.ndarray):
     def data(self):
         return MemoryPointer(self.__array_interface__["data"][0], self._device_id)
 
-    def get(self, stream=None, order="C", out=None):
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        if not blocking:
+            raise NotImplementedError("fakecupy: get(blocking=False) is not modelled (gpunn does not use it)")
+        if out is not None:  # CuPy's checks (cupy/_core/core.pyx, ndarray.get): no cast, no broadcast
+            if not isinstance(out, numpy.ndarray) or isinstance(out, ndarray):
+                raise TypeError("Only numpy.ndarray can be obtained from cupy.ndarray")
+            if self.dtype != out.dtype:
+                raise TypeError(f"{out.dtype} array cannot be obtained from {self.dtype} array")
+            if self.shape != out.shape:
+                raise ValueError(f"Shape mismatch. Expected shape: {self.shape}, actual shape: {out.shape}")
         _refuse_in_capture("a copy to the host")
         _synchronous_read(self, "a copy to the host (get)", stream)
         host = numpy.array(self.view(numpy.ndarray), order=order)
@@ -384,7 +421,16 @@ class ndarray(numpy.ndarray):
         return host
 
     def set(self, arr, stream=None):
-        _refuse_device(arr, "set")
+        # CuPy's checks (cupy/_core/core.pyx, ndarray.set): a host array of exactly this dtype and shape, into a
+        # contiguous array; no cast, no broadcast
+        if not isinstance(arr, numpy.ndarray) or isinstance(arr, ndarray):
+            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+        if self.dtype != arr.dtype:
+            raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
+        if self.shape != arr.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        if not (self.flags.c_contiguous or self.flags.f_contiguous):
+            raise RuntimeError("Cannot set to non-contiguous array")
         on = _issuing(stream)
         _ordering.access(on, "a copy from the host (set)", writes=[self])
         _ordering.host_access(on, on.tick, arr, write=False)  # pinned: asynchronous, in flight until waited for
@@ -415,6 +461,10 @@ class ndarray(numpy.ndarray):
         return _wrap(result)
 
     def __array_function__(self, func, types_, args, kwargs):
+        space = {"numpy": _names.CUPY, "numpy.linalg": _names.LINALG}.get(func.__module__, ())
+        if func.__name__ not in space:  # CuPy's __array_function__ returns NotImplemented: NumPy raises
+            raise TypeError(f"no implementation found for '{func.__module__}.{func.__name__}' on types that "
+                            "implement __array_function__: CuPy 14 has no such function (tests/fakecupy/names.py)")
         written = [kwargs["out"]] if kwargs.get("out") is not None else []
         if func is numpy.copyto:
             written.append(args[0])
@@ -429,6 +479,29 @@ class ndarray(numpy.ndarray):
         _check_operands("__setitem__", [self, value], writes=[self])
         numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
 
+    def __getitem__(self, key):
+        """CuPy's indexing gives a 0-d device array where NumPy's gives a NumPy scalar (a host value): a[i] of a
+        1-d array is a view on the device, not a number (it is passed to a kernel as a pointer, is unhashable,
+        and numpy.asarray refuses it)."""
+        result = numpy.ndarray.__getitem__(self, key)
+        if isinstance(result, numpy.generic):
+            result = numpy.ndarray.__getitem__(self, (key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
+        return result
+
+    def __index__(self):  # cupy.ndarray has no __index__ (cupy/_core/core.pyx): range(a[0]) is a TypeError there
+        raise TypeError("a CuPy array is not an integer index: cupy.ndarray has no __index__ (use int(a))")
+
+    def __bool__(self):  # cupy/_core/core.pyx __nonzero__: bool(self.get()), a synchronising read
+        if self.size == 1:
+            _refuse_in_capture("bool() of a device array (a copy to the host)")
+            _synchronous_read(self, "bool()")
+        return numpy.ndarray.__bool__(self.view(numpy.ndarray))
+
+    def __format__(self, spec):  # cupy/_core/core.pyx: format(self.get(), spec)
+        _refuse_in_capture("formatting a device array (a copy to the host)")
+        _synchronous_read(self, "format()")
+        return format(self.view(numpy.ndarray), spec)
+
     def __float__(self):  # a read-back (a synchronising copy to the host)
         _refuse_in_capture("float() of a device array (a copy to the host)")
         _synchronous_read(self, "float()")
@@ -440,6 +513,10 @@ class ndarray(numpy.ndarray):
         return int(self.view(numpy.ndarray))
 
     def item(self, *args):
+        if args:
+            raise TypeError("cupy.ndarray.item() takes no arguments (cupy/_core/core.pyx)")
+        if self.size != 1:
+            raise ValueError("can only convert an array of size 1 to a Python scalar")
         _refuse_in_capture("item() of a device array (a copy to the host)")
         _synchronous_read(self, "item()")
         return self.view(numpy.ndarray).item(*args)
@@ -637,6 +714,9 @@ def __getattr__(name):
     value = getattr(numpy, name, None)
     if value is None:
         raise AttributeError(f"fakecupy has no attribute {name!r}")
+    if name not in _names.CUPY:
+        raise AttributeError(f"module 'cupy' has no attribute {name!r} (NumPy has it, CuPy 14 does not: "
+                             "tests/fakecupy/names.py)")
     if isinstance(value, (type, numpy.dtype)) or not callable(value):
         return value  # dtypes (cupy.float32), constants (cupy.inf), ...
     wrapped = _creator(name)
@@ -679,9 +759,13 @@ class RandomState:
         self._here()
         return _wrap(self._gen.uniform(low, high, size).astype(dtype))
 
-    def permutation(self, num):
+    def permutation(self, a):
+        """CuPy's (cupy/random/_generator.py): a Python int is a permuted range; anything else is taken for an
+        array to permute, ``a[self._permutation(len(a))]``, so a NumPy integer raises TypeError there."""
+        if not isinstance(a, int):
+            return a[self.permutation(len(a))]
         self._here()
-        return _wrap(self._gen.permutation(num))
+        return _wrap(self._gen.permutation(a))
 
 
 random = _Random(RandomState=RandomState)
@@ -703,6 +787,11 @@ def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb
     """cublasGemmEx through CuPy's binding (``CupyBlas``): refused while capturing, as CuPy's setStream
     refuses it; alpha and beta are host addresses, read now."""
     _refuse_in_capture("cuBLAS through CuPy's binding (its setStream raises during capture)")
+    _cython_ints("gemmEx", handle=("intptr_t", handle), alpha=("size_t", alpha), A=("size_t", A), B=("size_t", B),
+                 beta=("size_t", beta), C=("size_t", C), **{name: ("int", v) for name, v in (
+                     ("transa", transa), ("transb", transb), ("m", m), ("n", n), ("k", k), ("Atype", Atype),
+                     ("lda", lda), ("Btype", Btype), ("ldb", ldb), ("Ctype", Ctype), ("ldc", ldc),
+                     ("computeType", computeType), ("algo", algo))})
     alpha_v, beta_v = _scalars(alpha, beta, computeType)
     _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc, computeType)
 
@@ -713,6 +802,12 @@ def gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, A, Atype, ld
     products): product i reads A + i*strideA, B + i*strideB and writes C + i*strideC (elements; 0 shares a
     matrix), each exactly as gemmEx computes it; refused while capturing, as gemmEx is."""
     _refuse_in_capture("cuBLAS through CuPy's binding (its setStream raises during capture)")
+    _cython_ints("gemmStridedBatchedEx", handle=("intptr_t", handle), alpha=("size_t", alpha), A=("size_t", A),
+                 B=("size_t", B), beta=("size_t", beta), C=("size_t", C), strideA=("long long", strideA),
+                 strideB=("long long", strideB), strideC=("long long", strideC), **{name: ("int", v) for name, v in (
+                     ("transa", transa), ("transb", transb), ("m", m), ("n", n), ("k", k), ("Atype", Atype),
+                     ("lda", lda), ("Btype", Btype), ("ldb", ldb), ("Ctype", Ctype), ("ldc", ldc),
+                     ("batchCount", batchCount), ("computeType", computeType), ("algo", algo))})
     if batchCount < 1 or min(strideA, strideB, strideC) < 0:
         raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: batchCount {batchCount}, strides "
                                f"{strideA}, {strideB}, {strideC}")
@@ -721,6 +816,21 @@ def gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, A, Atype, ld
     for i in range(batchCount):
         _gemm(transa, transb, m, n, k, alpha_v, A + i * strideA * sizes[0], Atype, lda, B + i * strideB * sizes[1],
               Btype, ldb, beta_v, C + i * strideC * sizes[2], Ctype, ldc, computeType)
+
+
+_C_RANGES = {"int": (-2**31, 2**31), "size_t": (0, 2**64), "intptr_t": (-2**63, 2**63), "long long": (-2**63, 2**63)}
+
+
+def _cython_ints(fn, **args):
+    """The integer arguments of a Cython ``cpdef`` (cupy_backends/cuda/libs/cublas.pyx: ``int m``, ``size_t A``...):
+    Cython takes an int or anything with ``__index__`` that fits, and raises TypeError for a float (an ``lda``
+    computed with ``/``) and OverflowError for a value out of range; NumPy-backed Python would take either."""
+    for name, (ctype, value) in args.items():
+        if not isinstance(value, (int, numpy.integer)):
+            raise TypeError(f"{fn}: argument {name!r} ({ctype}) must be an integer, got {type(value).__name__}")
+        lo, hi = _C_RANGES[ctype]
+        if not lo <= int(value) < hi:
+            raise OverflowError(f"{fn}: argument {name!r} = {value} does not fit a C {ctype}")
 
 
 def _scalars(alpha, beta, computeType):
@@ -948,9 +1058,19 @@ cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
 # ---- kernels -------------------------------------------------------------------------------
 
 
+def _typed(what, **checks):
+    """A TypeError for an argument that CuPy's Cython signature types (``tuple grid``, ``str code``...) and that is
+    not of that type: Cython refuses it (a list for a tuple too), NumPy-backed Python here would not."""
+    for name, (value, kind) in checks.items():
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{what}: Argument '{name}' has incorrect type (expected {kind.__name__}, "
+                            f"got {type(value).__name__})")
+
+
 class RawModule:
     def __init__(self, code=None, *, options=(), name_expressions=None, backend="nvrtc", **kwargs):
-        self.code, self.options = code, tuple(options)
+        _typed("RawModule", code=(code, str), options=(options, tuple))  # Cython-typed in cupy/_core/raw.pyx
+        self.code, self.options = code, options
         self.name_expressions = list(name_expressions or [])
         self.signatures = _kernels.parse_signatures(code)
         self._compiled = False
@@ -963,6 +1083,7 @@ class RawModule:
         self._compiled = True
 
     def get_function(self, name):
+        _typed("RawModule.get_function", name=(name, str))
         if not self._compiled:
             self.compile()
         if self.name_expressions and name not in self.name_expressions:
@@ -972,6 +1093,8 @@ class RawModule:
 
 class RawKernel:
     def __init__(self, code, name, options=(), backend="nvrtc", *, _module=None, **kwargs):
+        if _module is None:
+            _typed("RawKernel", code=(code, str), name=(name, str), options=(options, tuple))
         module = _module or RawModule(code=code, options=options)
         if _module is None:
             module.compile()
@@ -980,6 +1103,7 @@ class RawKernel:
         self.attributes = {"max_threads_per_block": 1024}
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
+        _typed(f"RawKernel {self.name}", grid=(grid, tuple), block=(block, tuple))  # cupy/cuda/function.pyx
         if state.fail == "launch":
             raise CUDARuntimeError("cudaErrorNoKernelImageForDevice: no kernel image is available (fakecupy)")
         recording = (stream or _current_stream())._capture
@@ -1038,6 +1162,46 @@ class _Address:
         return view
 
 
+_CONVERTERS = ("asarray", "array", "asanyarray", "ascontiguousarray", "asfortranarray")
+
+
+def _refusing_device_arrays(convert):
+    """``numpy.asarray`` and its kin, refusing a device array (or a list or tuple holding one) as CuPy's
+    ``ndarray.__array__`` does (cupy/_core/core.pyx: "Implicit conversion to a NumPy array is not allowed").
+    fakecupy's arrays are NumPy arrays, so NumPy would take them without asking; fakecupy's own code may."""
+    def refuse(a, *args, **kwargs):
+        if _holds_device_array(a) and not _called_from_fakecupy():
+            raise TypeError(f"numpy.{convert.__name__} of a CuPy array: Implicit conversion to a NumPy array is not "
+                            "allowed. Please use `.get()` to construct a NumPy array explicitly (CuPy's "
+                            "ndarray.__array__; fakecupy refuses it too)")
+        return convert(a, *args, **kwargs)
+    refuse.__name__, refuse.__doc__, refuse.__wrapped__ = convert.__name__, convert.__doc__, convert
+    return refuse
+
+
+def _holds_device_array(a):
+    return isinstance(a, ndarray) or (isinstance(a, (list, tuple)) and any(isinstance(x, ndarray) for x in a))
+
+
+def _called_from_fakecupy():
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    return caller == _MODULE_NAME or caller.startswith(_MODULE_NAME + ".")
+
+
+def refuse_host_conversions(monkeypatch=None):
+    """Make ``numpy.asarray`` & co. refuse device arrays (with pytest's ``monkeypatch``: for one test), as CuPy does.
+    Code that calls them at run time through the numpy module is covered (gpunn's, the tests', numpy.testing's,
+    numpy.savetxt's); NumPy's C code is not (``host[...] = device`` still copies here)."""
+    for name in _CONVERTERS:
+        convert = getattr(numpy, name)
+        if getattr(convert, "__wrapped__", None) is None:
+            guarded = _refusing_device_arrays(convert)
+            if monkeypatch is None:
+                setattr(numpy, name, guarded)
+            else:
+                monkeypatch.setattr(numpy, name, guarded)
+
+
 def reset():
     """Back to two devices, device 0 current, no recorded launches."""
     state.current, state.stream, state.fail, state.device_count = 0, None, None, 2
@@ -1055,6 +1219,7 @@ def install(monkeypatch):
     monkeypatch.setattr(gpunn.ops.cublas, "load_cublas", cublas_library)
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    refuse_host_conversions(monkeypatch)
     for name, mod in {**_backends_modules(), "cupyx.profiler": cupyx.profiler}.items():
         monkeypatch.setitem(sys.modules, name, mod)
     return module
