@@ -12,7 +12,8 @@ Checks (exit 0 when all pass; DIR/nccl.json holds the details):
    (128 x ranks) to 1e-10 relative (with one rank: the all-reduce must change nothing); the same on a
    standardized gpunn.data stream with a held-out chunk, each rank generating its shard and validating
    its share of the held-out chunks, against one process reading every shard (ShardedSource); and, on rank 0, shard reads on the device (a generated chunk cut by a shard
-   boundary, .npy row ranges through the pinned pipeline) interleaving exactly as on the CPU;
+   boundary, .npy row ranges through the pinned pipeline) interleaving exactly, the same rows as on the CPU
+   (in another order: the windows are shuffled on the device);
    a 3-member gpunn.Ensemble the same way (K loss sums and validation sums reduced): on arrays with
    validation rows, bootstrapped (each rank gathering its piece of every member's resampled batch) and on
    a standardized .npy source with held-out chunks (each rank reading its shard);
@@ -29,6 +30,47 @@ import sys
 import time
 
 import numpy
+
+
+def shard_reads_interleave(device, out, synthetic_rows=70_001) -> bool:
+    """Whether ShardedSource(source, 3) reads the batches of its 3 one-rank shards interleaved, for a generated
+    source (``synthetic_rows``: 70,001 cuts a chunk at a shard boundary) and a .npy file read by row ranges
+    through the pinned pipeline on ``device`` and on the CPU; each .npy read holding every row once, the same
+    rows on both devices. Not in the same order: a window's shuffle is drawn on the source's device (cuRAND on
+    a GPU, NumPy's generator on the CPU)."""
+    import gpunn.data
+    from gpunn.backend import resolve
+    from gpunn.distributed.shard import ShardedSource
+
+    xp = resolve(device).xp
+    same = True
+    Xn = numpy.arange(3000 * 4, dtype="float64").reshape(3000, 4)
+    os.makedirs(out, exist_ok=True)
+    numpy.save(os.path.join(out, "shard_x.npy"), Xn)
+    numpy.save(os.path.join(out, "shard_y.npy"), Xn[:, :1])
+    host = None
+    for kind in ("synthetic", "npy", "npy-cpu"):
+        on = "cpu" if kind == "npy-cpu" else device
+
+        def make(kind=kind, on=on):
+            if kind == "synthetic":
+                return gpunn.data.synthetic("teacher", rows=synthetic_rows, n_features=4, n_outputs=1, seed=2,
+                                            device=on, dtype="float64")
+            return gpunn.data.npy(os.path.join(out, "shard_x.npy"), os.path.join(out, "shard_y.npy"),
+                                  chunk_rows=256, window=2, device=on, dtype="float64")
+
+        def rows(batch, on=on):
+            return xp.asnumpy(batch[0]) if on != "cpu" else numpy.array(batch[0])
+        whole = [rows(b) for b in ShardedSource(make(), 3).batches(1, 3 * 100)]
+        parts = [[rows(b) for b in ShardedSource(make(), 3, [r]).batches(1, 100)] for r in range(3)]
+        same &= all(numpy.array_equal(w, numpy.concatenate([p[i] for p in parts])) for i, w in enumerate(whole))
+        if kind != "synthetic":
+            flat = numpy.concatenate(whole)
+            flat = flat[numpy.argsort(flat[:, 0], kind="stable")]  # the rows, not their order (see above)
+            same &= bool(numpy.array_equal(flat[:, 0], Xn[:, 0]))  # every row once
+            host = flat if host is None else host
+            same &= bool(numpy.array_equal(host, flat))  # the GPU read the rows the CPU read
+    return bool(same)
 
 
 def main(argv=None) -> int:
@@ -98,31 +140,8 @@ def main(argv=None) -> int:
                 rel < 1e-10 and val_rel < 1e-10)
             # the shard reads on this device: a generated chunk cut by a shard boundary, a .npy file read by
             # row ranges through the host pipeline; 3 shards' batches interleave into one process's
-            same = True
-            Xn = numpy.arange(3000 * 4, dtype="float64").reshape(3000, 4)
-            os.makedirs(args.out, exist_ok=True)
-            numpy.save(os.path.join(args.out, "shard_x.npy"), Xn)
-            numpy.save(os.path.join(args.out, "shard_y.npy"), Xn[:, :1])
-            host = None
-            for kind in ("synthetic", "npy", "npy-cpu"):
-                def make(kind=kind):
-                    if kind == "synthetic":
-                        return gpunn.data.synthetic("teacher", rows=70_001, n_features=4, n_outputs=1, seed=2,
-                                                    device=device, dtype="float64")
-                    return gpunn.data.npy(os.path.join(args.out, "shard_x.npy"), os.path.join(args.out, "shard_y.npy"),
-                                          chunk_rows=256, window=2, device="cpu" if kind == "npy-cpu" else device,
-                                          dtype="float64")
-                whole = [xp.asnumpy(b[0]) if gpu and kind != "npy-cpu" else numpy.array(b[0])
-                         for b in ShardedSource(make(), 3).batches(1, 3 * 100)]
-                parts = [[xp.asnumpy(b[0]) if gpu and kind != "npy-cpu" else numpy.array(b[0])
-                          for b in ShardedSource(make(), 3, [r]).batches(1, 100)] for r in range(3)]
-                same &= all(numpy.array_equal(w, numpy.concatenate([p[i] for p in parts])) for i, w in enumerate(whole))
-                if kind != "synthetic":
-                    flat = numpy.concatenate(whole)
-                    same &= bool(numpy.array_equal(numpy.sort(flat[:, 0]), Xn[:, 0]))  # every row once
-                    host = flat if host is None else host
-                    same &= bool(numpy.array_equal(host, flat))  # the GPU read the rows the CPU read
-            checks["shard reads on the device (generated, .npy row ranges) interleave exactly"] = bool(same)
+            checks["shard reads on the device (generated, .npy row ranges) interleave exactly"] = shard_reads_interleave(
+                device, args.out)
 
         # an Ensemble (issue 11): its K sums over the ranks (loss, validation), the NCCL all-reduce of its
         # members' gradients, a bootstrapped run's pieces, its shards of a standardized .npy source
