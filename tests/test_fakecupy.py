@@ -592,6 +592,9 @@ def _event_pair(cp, timing):
     # a[i] is a 0-d device array, not a NumPy scalar: unhashable, no __index__
     ("hash of a[i]", TypeError, lambda cp, a: hash(a[0])),
     ("a[i] as an index", TypeError, lambda cp, a: range(a.astype("int64")[1])),
+    ("round of a[i]", TypeError, lambda cp, a: round(a[1])),
+    ("a.ctypes", AttributeError, lambda cp, a: a.ctypes.data),
+    ("a.__array_interface__", AttributeError, lambda cp, a: a.__array_interface__),
     # ndarray.set/get(out=): no cast, no broadcast
     ("set of another dtype", TypeError, lambda cp, a: a.set(numpy.ones(4, "float64"))),
     ("set of another shape", ValueError, lambda cp, a: a.set(numpy.ones(1, "float32"))),
@@ -608,6 +611,9 @@ def _event_pair(cp, timing):
     ("options as a list", TypeError, lambda cp, a: cp.RawModule(code="__global__ void k() {}", options=["-O3"])),
     ("permutation of a NumPy integer", TypeError, lambda cp, a: cp.random.RandomState(0).permutation(numpy.int64(4))),
     ("gemmEx with a float lda", TypeError, lambda cp, a: _gemm_ex(cp, lda=2.0)),
+    ("an NCCL id as a tuple (CuPy before 14)", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, (1,), 0)),
+    ("an NCCL count as a float", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 0)
+     .allReduce(a.data.ptr, a.data.ptr, 4.0, 7, 0, 0)),
     # a stream of device 1 entered with device 0 current (CuPy 14's check_stream_device_match)
     ("stream of another device", RuntimeError, lambda cp, a: cp.cuda.Stream.__enter__(_stream_on_1(cp))),
     # cudaEventElapsedTime of events made with disable_timing
@@ -632,6 +638,12 @@ def _gemm_ex(cp, lda):
     return out
 
 
+def _nccl():
+    import fakecupy.nccl
+
+    return fakecupy.nccl
+
+
 def _stream_on_1(cp):
     with cp.cuda.Device(1):
         return cp.cuda.Stream(non_blocking=True)
@@ -650,6 +662,9 @@ def test_what_cupy_gives_where_numpy_gives_host_values(fake_cupy):
     out = numpy.empty(4, "float32")
     assert a.get(out=out) is out and out.tolist() == [0, 1, 2, 3]
     assert _event_pair(fake_cupy, timing=True) >= 0
+    uid = _nccl().get_unique_id()
+    assert isinstance(uid, bytes) and len(uid) == 128  # CuPy 14's, which NcclCommunicator requires
+    _nccl().NcclCommunicator(1, uid, 0).allReduce(a.data.ptr, a.data.ptr, 4, 7, 0, 0)
     assert _gemm_ex(fake_cupy, lda=numpy.int64(2)).get().tolist() == [[2, 2], [2, 2]]
     with fake_cupy.cuda.Device(1):
         with _stream_on_1(fake_cupy):

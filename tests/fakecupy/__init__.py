@@ -391,7 +391,7 @@ class ndarray(numpy.ndarray):
         root = self
         while isinstance(root.base, numpy.ndarray):
             root = root.base
-        _ALLOCATIONS[root.__array_interface__["data"][0]] = root  # so raw pointers (cuBLAS) resolve
+        _ALLOCATIONS[_address(root)] = root  # so raw pointers (cuBLAS) resolve
         _ordering.allocated(root, _issuing())  # a view of a known allocation changes nothing
 
     @property
@@ -400,7 +400,7 @@ class ndarray(numpy.ndarray):
 
     @property
     def data(self):
-        return MemoryPointer(self.__array_interface__["data"][0], self._device_id)
+        return MemoryPointer(_address(self), self._device_id)
 
     def get(self, stream=None, order="C", out=None, blocking=True):
         if not blocking:
@@ -488,6 +488,17 @@ class ndarray(numpy.ndarray):
             result = numpy.ndarray.__getitem__(self, (key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
         return result
 
+    def __round__(self, ndigits=None):  # cupy.ndarray has no __round__: round(a) is a TypeError (use a.round())
+        raise TypeError("type cupy.ndarray doesn't define __round__ method")
+
+    # NumPy attributes cupy.ndarray does not have (cupy/_core/core.pyx): an AttributeError there
+    ctypes = property(lambda self: _no_attribute("ctypes"))
+    __array_interface__ = property(lambda self: _no_attribute("__array_interface__"))
+    resize = property(lambda self: _no_attribute("resize"))
+    setflags = property(lambda self: _no_attribute("setflags"))
+    getfield = property(lambda self: _no_attribute("getfield"))
+    setfield = property(lambda self: _no_attribute("setfield"))
+
     def __index__(self):  # cupy.ndarray has no __index__ (cupy/_core/core.pyx): range(a[0]) is a TypeError there
         raise TypeError("a CuPy array is not an integer index: cupy.ndarray has no __index__ (use int(a))")
 
@@ -532,6 +543,15 @@ class ndarray(numpy.ndarray):
 
     def __repr__(self):
         return f"fakecupy.{numpy.ndarray.__repr__(self.view(numpy.ndarray))}"
+
+
+def _no_attribute(name):
+    raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r} (NumPy's ndarray has it, CuPy's not)")
+
+
+def _address(a):
+    """The address of a device array's first element (NumPy's ``__array_interface__``, which cupy.ndarray lacks)."""
+    return numpy.ndarray.__array_interface__.__get__(a)["data"][0]
 
 
 ndarray.__module__ = "cupy"  # gpunn.backend.backend_of tells device arrays by their type's module
@@ -1147,8 +1167,8 @@ class _Address:
             root = root.base
         if not root.flags.c_contiguous:
             raise CUDARuntimeError("fakecupy: a captured launch on an allocation that is not C-contiguous")
-        start = root.__array_interface__["data"][0]
-        return cls(start, a.__array_interface__["data"][0] - start, a.shape, a.strides, a.dtype, a._device_id)
+        start = _address(root)
+        return cls(start, _address(a) - start, a.shape, a.strides, a.dtype, a._device_id)
 
     def array(self):
         """The same view of whatever allocation is at the address now (none: freed after capture)."""

@@ -25,7 +25,7 @@ import threading
 
 import numpy
 
-from . import _ALLOCATIONS, _STREAMS, CUDARuntimeError, _issuing, _ordering, state
+from . import _ALLOCATIONS, _STREAMS, CUDARuntimeError, _cython_ints, _issuing, _ordering, state
 
 available = True
 NCCL_SUM, NCCL_PROD, NCCL_MAX, NCCL_MIN = 0, 1, 2, 3  # ncclRedOp_t
@@ -43,7 +43,8 @@ class NcclError(RuntimeError):
 
 
 def get_unique_id():
-    return (next(_IDS),)
+    """bytes, as CuPy 14's (cupy_backends/cuda/libs/nccl.pyx: a tuple of ints before 14.0), NCCL_UNIQUE_ID_BYTES long."""
+    return next(_IDS).to_bytes(8, "little") + bytes(120)
 
 
 def get_version():
@@ -67,10 +68,13 @@ class _Clique:
 
 class NcclCommunicator:
     def __init__(self, ndev, commId, rank):
+        if not isinstance(commId, bytes):  # CuPy 14: NcclCommunicator(int ndev, bytes commId, int rank)
+            raise TypeError(f"Argument 'commId' has incorrect type (expected bytes, got {type(commId).__name__})")
+        _cython_ints("NcclCommunicator", ndev=("int", ndev), rank=("int", rank))
         if not 0 <= rank < ndev:
             raise NcclError(f"NCCL_ERROR_INVALID_ARGUMENT: rank {rank} of {ndev}")
         with _LOCK:
-            self._clique = _CLIQUES.setdefault(tuple(commId), _Clique(ndev))
+            self._clique = _CLIQUES.setdefault(commId, _Clique(ndev))
         if self._clique.size != ndev:
             raise NcclError(f"NCCL_ERROR_INVALID_USAGE: {ndev} ranks for a clique of {self._clique.size}")
         self.rank, self.size, self.device = rank, ndev, state.current
@@ -103,6 +107,8 @@ class NcclCommunicator:
 
     def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
         what = "ncclAllReduce"
+        _cython_ints(what, sendbuf=("intptr_t", sendbuf), recvbuf=("intptr_t", recvbuf), count=("size_t", count),
+                     datatype=("int", datatype), op=("int", op), stream=("intptr_t", stream))
         self.calls.append((what, int(count), datatype, op, int(stream)))
         send, recv = self._buffer(what, sendbuf, count, datatype), self._buffer(what, recvbuf, count, datatype)
         if op not in _REDUCE:
@@ -116,6 +122,8 @@ class NcclCommunicator:
 
     def bcast(self, buff, count, datatype, root, stream):
         what = "ncclBcast"
+        _cython_ints(what, buff=("intptr_t", buff), count=("size_t", count), datatype=("int", datatype),
+                     root=("int", root), stream=("intptr_t", stream))
         self.calls.append((what, int(count), datatype, root, int(stream)))
         buf = self._buffer(what, buff, count, datatype)
         if not 0 <= root < self.size:
