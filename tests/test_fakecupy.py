@@ -677,3 +677,22 @@ def test_what_cupy_gives_where_numpy_gives_host_values(fake_cupy):
             bool(a[0])
         with pytest.raises(fake_cupy.CUDARuntimeError):
             s.end_capture()
+
+
+def test_the_current_stream_is_per_device_as_in_cupy(fake_cupy):
+    """CuPy keeps a current stream per thread and device (cupy/cuda/stream.pyx, _ThreadLocal): inside a stream of
+    device 0, entering device 1 makes device 1's own current stream (the null stream) current, and leaving it gives
+    device 0's stream back; a stream entered on device 1 is left on device 1."""
+    cuda = fake_cupy.cuda
+    s0 = cuda.Stream(non_blocking=True)
+    with s0:
+        assert cuda.get_current_stream() is s0
+        with cuda.Device(1):
+            assert cuda.get_current_stream() is cuda.Stream.null
+            fake_cupy.ones(2) + 1  # on device 1's null stream (was: a kernel on a stream of device 0)
+            s1 = cuda.Stream(non_blocking=True)
+            with s1:
+                assert cuda.get_current_stream() is s1
+            assert cuda.get_current_stream() is cuda.Stream.null
+        assert cuda.get_current_stream() is s0
+    assert cuda.get_current_stream() is cuda.Stream.null

@@ -10,7 +10,8 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
 - every array an operation touches must live on the current device (``cupy.cuda.Device(i)``), else
   ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable; a
   stream belongs to the device current when it was made, and a kernel launched on it, or an event
-  recorded on it, while another device is current fails (CUDA: cudaErrorInvalidResourceHandle);
+  recorded on it, while another device is current fails (CUDA: cudaErrorInvalidResourceHandle); the
+  current stream is kept per thread and per device, as CuPy keeps it;
 - every ``RawModule``/``RawKernel`` launch is checked against the kernel's signature parsed from the
   CUDA source it was built from (pointer vs scalar, the exact NumPy scalar type of each scalar, array
   dtype, contiguity and size, null pointers, grid and block shape) and then computed by a registered
@@ -100,11 +101,23 @@ class _State:
 
     @property
     def stream(self):
-        return getattr(self._tls, "stream", None)  # None: the null stream
+        """The current stream of this thread *on the current device*: CuPy keeps one per thread and device
+        (cupy/cuda/stream.pyx, _ThreadLocal.current_stream[device_id]), so entering cupy.cuda.Device(1) inside
+        a stream of device 0 makes device 1's current stream (the null stream, until one is entered) current."""
+        return self._streams().get(self.current)  # None: the null stream
 
     @stream.setter
     def stream(self, value):
-        self._tls.stream = value
+        self.set_stream(self.current, value)
+
+    def set_stream(self, device, value):
+        self._streams()[device] = value
+
+    def _streams(self):
+        streams = getattr(self._tls, "streams", None)
+        if streams is None:
+            streams = self._tls.streams = {}
+        return streams
 
 
 state = _State()
@@ -230,12 +243,13 @@ class _Stream:
 
     def __enter__(self):
         self._check_device()
-        self._previous.append(state.stream)
+        self._previous.append((state.current, state.stream))  # CuPy pops the stream of the device it pushed on
         state.stream = self
         return self
 
     def __exit__(self, *exc):
-        state.stream = self._previous.pop()
+        device, previous = self._previous.pop()
+        state.set_stream(device, previous)
         return False
 
     def use(self):
@@ -1224,7 +1238,8 @@ def refuse_host_conversions(monkeypatch=None):
 
 def reset():
     """Back to two devices, device 0 current, no recorded launches."""
-    state.current, state.stream, state.fail, state.device_count = 0, None, None, 2
+    state.current, state.fail, state.device_count = 0, None, 2
+    state._tls.streams = {}
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
     state.captures = state.graph_launches = 0
     _ordering.reset()
