@@ -116,9 +116,13 @@ def compression(path) -> str | None:
     return next((name for magic, name in COMPRESSED.items() if head.startswith(magic)), None)
 
 
+NOT_UTF8 = ("text, but not UTF-8 (Windows-1252 or Latin-1, as Excel's \"CSV (Comma delimited)\" writes): gpunn "
+            "reads CSV files as UTF-8; save it as \"CSV UTF-8\", or convert it (iconv -f cp1252 -t utf-8)")
+
+
 def file_kind(path) -> str:
-    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'compressed', 'text', 'empty' or 'binary',
-    from the bytes."""
+    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'compressed', 'text', 'text-8bit' (text in an 8-bit
+    encoding, not UTF-8: :data:`NOT_UTF8`), 'empty' or 'binary', from the bytes."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if not head:
@@ -138,6 +142,11 @@ def file_kind(path) -> str:
         except UnicodeDecodeError as exc:
             if exc.start >= len(head) - 3:  # a multi-byte character cut by the 4096-byte window
                 return "text"
+        try:  # printable in Windows-1252 (a superset of Latin-1's printable characters): "café,prix\r\n1,2"
+            if all(ch >= " " or ch in "\t\r\n" for ch in head.decode("cp1252")):
+                return "text-8bit"
+        except UnicodeDecodeError:
+            pass
     return "binary"
 
 
@@ -193,6 +202,8 @@ def read_matrix(path, option="input"):
         raise PreflightError(f"{option} {path} is {compression(path)}-compressed: decompress it first")
     if kind == "text":
         return _read_csv(path, option)
+    if kind == "text-8bit":  # it said "is neither a .npy array nor a CSV file"
+        raise PreflightError(f"{option} {path} is {NOT_UTF8}")
     if kind != "npy":
         raise PreflightError(f"{option} {path} is neither a .npy array nor a CSV file")
     try:

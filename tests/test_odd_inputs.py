@@ -5,6 +5,7 @@ argument. Hypothesis runs few, derandomized examples (the "gpunn" profile, tests
 runs in a few seconds on the CPU.
 """
 import pickle
+import re
 
 import numpy
 import pytest
@@ -359,3 +360,23 @@ def test_a_csv_header_that_names_two_columns_alike_is_refused_naming_them(tmp_pa
         gpunn.data.csv(tmp_path / "t.csv", target)
     source = gpunn.data.csv(tmp_path / "t.csv", "y", features=["b"], shuffle=False, device="cpu", dtype="float64")
     assert [numpy.asarray(X).tolist() for X, _ in source.batches(0, 2)] == [[[3.0], [7.0]]]
+
+
+def test_a_csv_file_in_windows_1252_is_said_to_be_text_that_is_not_utf8(tmp_path, capsys):
+    """Excel's "CSV (Comma delimited)" writes Windows-1252: with an accented header, gpunn predict said "is neither
+    a .npy array nor a CSV file", gpunn.data.csv "not a CSV file (binary, not text)", and the streamed predict
+    pyarrow's "'utf-8' codec can't decode byte 0xe9"."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import main
+
+    path = tmp_path / "prices.csv"
+    path.write_bytes("café,thé,prix\r\n1,2,3\r\n4,5,6\r\n".encode("cp1252"))
+    with pytest.raises(gpunn.data.DataError, match=r"prices\.csv: text, but not UTF-8 \(Windows-1252 or Latin-1"):
+        gpunn.data.csv(path, "prix")
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([3, 2, 1], device="cpu", seed=0))
+    for extra in ([], ["--features", "café,thé,prix"]):  # read whole, and streamed
+        assert main(["predict", str(tmp_path / "m.npz"), str(path), str(tmp_path / "p.npy"), *extra]) == 2
+        assert re.search(r"prices\.csv(:| is) text, but not UTF-8 \(Windows-1252", capsys.readouterr().err)
+    path.write_bytes(b"\x00\x01binary" * 10)  # still "neither", not "text"
+    assert main(["predict", str(tmp_path / "m.npz"), str(path), str(tmp_path / "p.npy")]) == 2
+    assert "is neither a .npy array nor a CSV file" in capsys.readouterr().err

@@ -70,7 +70,10 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
-        from ..preflight import csv_has_header
+        from ..preflight import NOT_UTF8, csv_has_header, file_kind
+
+        if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
+            raise DataError(f"{path}: {NOT_UTF8}")
 
         header = csv_has_header(path)
         read_options = csv.ReadOptions(autogenerate_column_names=not header)  # no header: f0, f1, ... in order

@@ -263,9 +263,11 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..preflight import compression, file_kind
+        from ..preflight import NOT_UTF8, compression, file_kind
 
         kind = file_kind(self.path)
+        if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
+            raise DataError(f"{self.path}: {NOT_UTF8}")
         if kind == "compressed":
             raise DataError(f"{self.path}: {compression(self.path)}-compressed; gpunn reads a CSV file uncompressed "
                             "(its chunks at byte offsets): decompress it, or convert it to Parquet")
