@@ -380,3 +380,37 @@ def test_a_csv_file_in_windows_1252_is_said_to_be_text_that_is_not_utf8(tmp_path
     path.write_bytes(b"\x00\x01binary" * 10)  # still "neither", not "text"
     assert main(["predict", str(tmp_path / "m.npz"), str(path), str(tmp_path / "p.npy")]) == 2
     assert "is neither a .npy array nor a CSV file" in capsys.readouterr().err
+
+
+@FEW
+@given(rows=st.integers(1, 40), eol=st.sampled_from(["\n", "\r\n", "\r"]), blank=st.integers(0, 2), bom=st.booleans(),
+       quote=st.booleans(), block=st.integers(8, 300), seed=st.integers(0, 1000))
+@example(rows=1, eol="\n", blank=0, bom=False, quote=False, block=8, seed=2)  # a row over twice the header's length
+def test_a_csv_source_reads_every_row_once_whatever_its_spelling_and_block_size(tmp_path, rows, eol, blank, bom, quote,
+                                                                                block, seed):
+    """Chunks are cut at line ends of blocks of ``block`` bytes: CRLF or CR ends, blank lines, quoted numbers and a
+    byte-order mark lose or repeat no row. The schema was inferred from a block of twice the header's length, which
+    failed ("straddling object straddles two block boundaries") when the first row was longer: a small file of a
+    few rows of 1,000 numbers with the default block size."""
+    pytest.importorskip("pyarrow")
+    rng = numpy.random.default_rng(seed)
+    X, Y = numpy.round(rng.standard_normal((rows, 2)) * 100, 3), numpy.round(rng.standard_normal((rows, 1)), 3)
+    cell = (lambda v: f'"{v!r}"') if quote else repr
+    lines = ["a,b,y"] + [",".join(cell(float(v)) for v in [*x, *y]) for x, y in zip(X, Y)]
+    text = ("\ufeff" if bom else "") + (eol * (1 + blank)).join(lines) + eol
+    (tmp_path / "t.csv").write_text(text, encoding="utf-8", newline="")
+    source = gpunn.data.csv(tmp_path / "t.csv", "y", block_size=block, shuffle=False, device="cpu", dtype="float64")
+    pieces = [(numpy.asarray(a), numpy.asarray(b)) for a, b in source.batches(0, 7)]
+    assert source.rows == rows
+    numpy.testing.assert_array_equal(numpy.concatenate([p[0] for p in pieces]), X)
+    numpy.testing.assert_array_equal(numpy.concatenate([p[1] for p in pieces]), Y)
+
+
+def test_a_small_wide_csv_file_is_read_with_the_default_block_size(tmp_path):
+    pytest.importorskip("pyarrow")
+    X = numpy.random.default_rng(0).standard_normal((5, 1000))  # rows of about 20 kB under a 5 kB header
+    header = ",".join(f"x{i}" for i in range(999)) + ",y"
+    (tmp_path / "w.csv").write_text(header + "\n" + "\n".join(",".join(map(repr, map(float, r))) for r in X) + "\n")
+    source = gpunn.data.csv(tmp_path / "w.csv", "y", shuffle=False, device="cpu", dtype="float64")
+    got = numpy.concatenate([numpy.asarray(a) for a, _ in source.batches(0, 5)])
+    numpy.testing.assert_array_equal(got, X[:, :999])

@@ -297,10 +297,19 @@ class CsvSource(ChunkedSource):
 
     # ---- the first pass and its index ---------------------------------------------------------
     def _infer_schema(self):
-        """Column names and types, as pyarrow infers them from the first block (which must hold the
-        header row and a row after it)."""
+        """Column names and types, as pyarrow infers them from the first block, which must hold the header
+        row and the first data row after it: twice their length at least (a wide table's row of numbers may
+        be far longer than its header of names: a block twice the header's failed with pyarrow's "straddling
+        object straddles two block boundaries" on 5 rows of 1,000 numbers)."""
+        size = self._stamp[0]
         with open(self.path, "rb") as fh:
-            block_size = max(self.block_size, 2 * _line_end(fh, 0, self._stamp[0]))
+            end = _line_end(fh, 0, size)  # past the header
+            while end < size:  # past the first line that is not blank
+                start, end = end, _line_end(fh, end, size)
+                fh.seek(start)
+                if fh.read(end - start).strip():
+                    break
+        block_size = max(self.block_size, 2 * end)
         try:
             return self._csv.open_csv(self.path, read_options=self._csv.ReadOptions(block_size=block_size),
                                       parse_options=self._csv.ParseOptions(delimiter=self.delimiter)).schema
