@@ -84,6 +84,16 @@ def squares64(xp, D):
     return xp.multiply(D, D, out=D)
 
 
+def sums_of_squares64(xp, D):
+    """The sum of D's squares along its last axis, each square formed in float64 (as ``squares64``): a
+    float64 scalar for a vector, a (K,) float64 array for a (K, n) matrix. A float64 dot product per row,
+    which costs what float32's did (squares64(...).sum() cost a small net's step 2.5%)."""
+    D = D.astype(numpy.float64, copy=False)
+    if D.ndim == 1:
+        return xp.dot(D, D)
+    return xp.matmul(D[:, None, :], D[:, :, None])[:, 0, 0]
+
+
 class Ops:
     """The reference. ``precision`` ("float32", "tf32", "bf16") is how the matrix products and the
     bf16 stages compute; here it is emulated in NumPy (tf32: inputs rounded to TF32; bf16: widened
@@ -174,9 +184,9 @@ class Ops:
 
     def loss_gradient(self, A, Y, dA, sum_sq=None):
         """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array, the squares in float64
-        (``squares64``) (written into ``sum_sq``, a 0-d float64 array, when given)."""
+        (``sums_of_squares64``) (written into ``sum_sq``, a 0-d float64 array, when given)."""
         self.xp.subtract(A, Y, out=dA)
-        total = squares64(self.xp, dA).sum()
+        total = sums_of_squares64(self.xp, dA.reshape(-1))
         dA *= 2.0 / max(A.shape[0], 1)  # a data-parallel rank may get an empty last batch
         if sum_sq is None:
             return total
@@ -184,10 +194,10 @@ class Ops:
         return sum_sq
 
     def squared_error(self, A, Y):
-        """sum((A - Y)^2) as a 0-d float64 device array (the squares in float64: ``squares64``)."""
+        """sum((A - Y)^2) as a 0-d float64 device array (the squares in float64: ``sums_of_squares64``)."""
         diff = self.scratch(A.shape, A.dtype)
         self.xp.subtract(A, Y, out=diff)
-        return squares64(self.xp, diff).sum()
+        return sums_of_squares64(self.xp, diff.reshape(-1))
 
     def bias_gradient(self, dZ, db):
         """db <- column sums of dZ (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""

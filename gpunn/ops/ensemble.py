@@ -24,7 +24,7 @@ import os
 import numpy
 
 from ..activations import Activation
-from .base import is_bf16, squares64, sum_rows_into
+from .base import is_bf16, sum_rows_into, sums_of_squares64
 from .cpu import _bounds, run_pieces, usable_cores
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
@@ -170,8 +170,8 @@ class EnsembleOps:
         return self._member_sums_of_squares(diff)
 
     def _member_sums_of_squares(self, D):
-        """Each member's sum of D's squares, formed in float64 (``squares64``), as a (K,) float64 array."""
-        return squares64(self.xp, D.reshape(D.shape[0], -1)).sum(axis=1)
+        """Each member's sum of D's squares, formed in float64, as a (K,) float64 array."""
+        return sums_of_squares64(self.xp, D.reshape(D.shape[0], -1))
 
     # ---- optimizer updates over the (K, P) parameter rows ------------------------------
     def sgd_step(self, w, g, velocity, rates: MemberRates, nesterov: bool):
