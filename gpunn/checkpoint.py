@@ -121,9 +121,10 @@ def atomic_write(path, write) -> None:
 
     The temp file (``.NAME.PID.random.tmp``) is removed on any failure, Ctrl-C included, and one left
     by a killed process is removed by the next write to the same path. Errors name ``path``, not the
-    temp file. A device, pipe or terminal (:func:`writes_in_place`) is written into directly.
+    temp file. A device, pipe or terminal (:func:`writes_in_place`) is written into directly. ``path`` may be
+    str, bytes or a path object.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # a bytes name failed below, mixing bytes and str ("startswith first arg must be bytes")
     if writes_in_place(path):
         try:
             with open(path, "wb") as fh:
@@ -235,7 +236,6 @@ def save(path, model) -> None:
         hint = " (the network is its model_; the estimator itself pickles)" if hasattr(model, "model_") else ""
         raise TypeError(f"gpunn.save(path, model): model must be a gpunn.MLP or gpunn.Ensemble, got "
                         f"{type(model).__name__}{hint}")
-    path = os.fsdecode(path)  # a bytes name too (it failed inside, mixing bytes and str)
     kind = "model" if _members(model) is None else "ensemble"
     meta = {"kind": kind, "device": model.device, "model": model_config(model)}
     if kind == "ensemble":  # its diverged members, whose parameters alone may be NaN or infinite

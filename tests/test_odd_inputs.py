@@ -414,3 +414,13 @@ def test_a_small_wide_csv_file_is_read_with_the_default_block_size(tmp_path):
     source = gpunn.data.csv(tmp_path / "w.csv", "y", shuffle=False, device="cpu", dtype="float64")
     got = numpy.concatenate([numpy.asarray(a) for a, _ in source.batches(0, 5)])
     numpy.testing.assert_array_equal(got, X[:, :999])
+
+
+def test_a_checkpoint_callback_writes_to_a_bytes_path(tmp_path):
+    """ModelCheckpoint(b"run.npz") trained its first epoch, then failed writing it with "startswith first arg must
+    be bytes" (38d3d24 had mended gpunn.save alone; atomic_write, which every writer uses, decodes the name)."""
+    X, Y = _data(20, 3, 1)
+    path = bytes(tmp_path / "run.npz")
+    gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    resumed = gpunn.load_checkpoint(path, device="cpu")
+    assert resumed.resume(X, Y, epochs=3, verbose=False)["epoch"] == [1, 2, 3]
