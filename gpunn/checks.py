@@ -27,8 +27,10 @@ def as_array(data, name: str = "X"):
     """``data`` itself when it is a NumPy or CuPy array, else a NumPy array of it: a list, a pandas
     DataFrame or Series (missing values of its nullable columns, pandas.NA, as NaN, which the checks
     then report), a CPU torch tensor, anything ``numpy.asarray`` reads. Such objects have a ``dtype``
-    that is not NumPy's (``Int64``, ``torch.float32``) or none (a DataFrame), and no NumPy methods."""
-    if is_array(data):
+    that is not NumPy's (``Int64``, ``torch.float32``) or none (a DataFrame), and no NumPy methods. An
+    object array (or list) whose every element is a real number (Python or NumPy ints and floats, Fractions)
+    is read as float64, as scikit-learn reads it; one holding anything else is left for the caller to refuse."""
+    if is_array(data) and not (isinstance(data, numpy.ndarray) and data.dtype == object):
         return data
     try:
         array = numpy.asarray(data)
@@ -39,6 +41,8 @@ def as_array(data, name: str = "X"):
                 pass  # not numbers: refused by the caller, with the dtype
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a torch tensor that requires grad
         raise ValueError(f"{name} could not be read as a numeric array: {exc}") from None
+    if array.dtype == object and array.ndim and all(isinstance(v, numbers.Real) for v in array.flat):
+        array = array.astype(numpy.float64)  # it was refused as "strings or other Python objects"
     return array
 
 
@@ -52,6 +56,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     xp = backend.xp
     data = as_array(data, name)
     if _kind_of(data) not in "biuf":
+        if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...
+            raise TypeError(f"{name} must be an array of numbers, got a {type(data.item()).__name__}")
         what = " (strings or other Python objects: encode them as numbers first)" if _kind_of(data) == "O" else ""
         raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}{what}")
     if data.ndim == 1 and allow_1d:

@@ -424,3 +424,22 @@ def test_a_checkpoint_callback_writes_to_a_bytes_path(tmp_path):
     gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
     resumed = gpunn.load_checkpoint(path, device="cpu")
     assert resumed.resume(X, Y, epochs=3, verbose=False)["epoch"] == [1, 2, 3]
+
+
+def test_an_object_array_of_numbers_is_read_as_numbers_and_a_generator_is_refused_by_name():
+    """An object array (or list) of Python or NumPy numbers, which scikit-learn reads as float64, was refused as
+    "strings or other Python objects"; a generator or a set got the same message, now "must be an array of
+    numbers, got a generator"."""
+    from fractions import Fraction
+
+    X, Y = _data(12, 3, 1)
+    model, ens = _fitted_mlp(X, Y), gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)
+    mixed = X.astype(object)
+    mixed[0, 0], mixed[1, 1], mixed[2, 2] = Fraction(1, 4), numpy.float32(2.5), 3  # the float64 array's values
+    X[0, 0], X[1, 1], X[2, 2] = 0.25, 2.5, 3.0
+    numpy.testing.assert_array_equal(model.predict(mixed), model.predict(X))
+    numpy.testing.assert_array_equal(ens.predict(mixed.tolist()), ens.predict(X))
+    assert model.score(X, Y.astype(object)) == model.score(X, Y)
+    for thing, name in [((row for row in X), "generator"), ({1.0, 2.0}, "set")]:
+        with pytest.raises(TypeError, match=rf"^X must be an array of numbers, got a {name}$"):
+            model.predict(thing)
