@@ -418,7 +418,7 @@ def test_a_small_wide_csv_file_is_read_with_the_default_block_size(tmp_path):
 
 def test_a_checkpoint_callback_writes_to_a_bytes_path(tmp_path):
     """ModelCheckpoint(b"run.npz") trained its first epoch, then failed writing it with "startswith first arg must
-    be bytes" (38d3d24 had mended gpunn.save alone; atomic_write, which every writer uses, decodes the name)."""
+    be bytes" (0e7bea1 had mended gpunn.save alone; atomic_write, which every writer uses, decodes the name)."""
     X, Y = _data(20, 3, 1)
     path = bytes(tmp_path / "run.npz")
     gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
