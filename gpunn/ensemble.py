@@ -240,10 +240,13 @@ class Ensemble(DeviceModel):
         if bf16:  # the forward pass's bf16 copy of X
             X = ws.input16(X)
         sum_sq = mops.loss_gradient(ws.A[-1][sl], Y if Y.ndim == 2 else Y[sl], ws.dA[-1][sl], sum_sq)
+        done = None  # a layer whose dZ and db the fused outer product below computed already
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l][sl]
             db = self._db[l][sl] if self.bias else None
-            if act.name != "identity":
+            if l == done:
+                pass
+            elif act.name != "identity":
                 from_output = not act.needs_input_for_grad
                 mops.activation_bias_backward(dZ, act, (ws.A[l] if from_output else ws.Z[l])[sl], from_output, dZ, db)
             elif db is not None:
@@ -253,7 +256,14 @@ class Ensemble(DeviceModel):
             A_prev = ws.A[l - 1][sl] if l else (X if X.ndim == 2 else X[sl])
             matmul(A_prev.swapaxes(-1, -2), dZ, out=self._dW[l][sl])
             if l:
-                matmul(dZ, (self._W16 if bf16 else self.weights)[l][sl].swapaxes(-1, -2), out=ws.dA[l - 1][sl])
+                below = self.activations[l - 1]
+                from_output = not below.needs_input_for_grad
+                if not bf16 and mops.outer_activation_bias_backward(
+                        dZ, self.weights[l][sl], below, (ws.A[l - 1] if from_output else ws.Z[l - 1])[sl], from_output,
+                        ws.dA[l - 1][sl], self._db[l - 1][sl] if self.bias else None):
+                    done = l - 1
+                else:
+                    matmul(dZ, (self._W16 if bf16 else self.weights)[l][sl].swapaxes(-1, -2), out=ws.dA[l - 1][sl])
         return sum_sq
 
     def train_step(self, X, Y):

@@ -36,7 +36,7 @@ def check_members(ens, X, Y, optimizer, per_member, model_kwargs, fit_kwargs, dt
     """
     history = ens.history
     for k in range(ens.n_models):
-        twin = gpunn.MLP(SIZES, dtype=dtype, seed=ens.seeds[k], **model_kwargs)
+        twin = gpunn.MLP(list(ens.layer_sizes), dtype=dtype, seed=ens.seeds[k], **model_kwargs)
         settings = {name: v[k] for name, v in per_member.items() if name != "lr"}
         h = twin.fit(X, Y, optimizer=make_optimizer(optimizer, **settings), lr=per_member["lr"][k], verbose=False,
                      callbacks=callbacks() if callbacks else (), **fit_kwargs)
@@ -77,6 +77,17 @@ def test_exact_across_activations_bias_and_schedules(ensemble_data, dtype, activ
     fit_kwargs = dict(epochs=4, batch_size=40, schedule=sched, seed=1)
     ens.fit(X, Y, optimizer="adam", lr=LRS, verbose=False, **fit_kwargs)
     check_members(ens, X, Y, "adam", {"lr": LRS}, model_kwargs, fit_kwargs, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_exact_with_one_output(ensemble_data, dtype, bias):
+    """One output: the last hidden layer's dA is an outer product, fused with its ReLU backward on the CPU."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble([5, 8, 7, 1], 3, dtype=dtype, seed=3, bias=bias)
+    fit_kwargs = dict(epochs=3, batch_size=40, seed=1)
+    ens.fit(X, Y[:, :1], optimizer="adam", lr=LRS, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y[:, :1], "adam", {"lr": LRS}, {"bias": bias}, fit_kwargs, dtype)
 
 
 def test_per_member_betas_and_momentum(ensemble_data):
@@ -480,6 +491,17 @@ def test_member_kernels_match_the_generic_member_ops():
         ref.activation_bias_backward(d2, gpunn.ACTIVATIONS["relu"], Z1, True, d2, g2[:, 2:2 + cols])
         np.testing.assert_array_equal(d1, d2)
         np.testing.assert_allclose(g1, g2, rtol=1e-6 if dtype == np.float32 else 1e-14)
+        # the output layer's one column: dA = dZ @ W^T (an outer product), ReLU backward and bias sums in one pass
+        dZ = rng.standard_normal((K, rows, 1)).astype(dtype)
+        W = flat.reshape(K, P)[:, 4:4 + cols].reshape(K, cols, 1)
+        d1, d2 = np.empty((K, rows, cols), dtype), np.empty((K, rows, cols), dtype)
+        g1, g2 = np.zeros((K, P), dtype), np.zeros((K, P), dtype)
+        assert fast.outer_activation_bias_backward(dZ, W, gpunn.ACTIVATIONS["relu"], Z1, True, d1, g1[:, 2:2 + cols])
+        assert not ref.outer_activation_bias_backward(dZ, W, gpunn.ACTIVATIONS["relu"], Z1, True, d2, g2[:, 2:2 + cols])
+        ref.matmul(dZ, W.swapaxes(-1, -2), out=d2)
+        ref.activation_bias_backward(d2, gpunn.ACTIVATIONS["relu"], Z1, True, d2, g2[:, 2:2 + cols])
+        np.testing.assert_array_equal(d1, d2)
+        np.testing.assert_array_equal(g1, g2)  # both sum the rows in order
         table = np.zeros((K, 6))
         table[:, 0], table[:, 1], table[:, 3], table[:, 4], table[:, 5] = [1e-2, 1e-3, 3e-2], [0, 1e-2, 0.1], \
             [0.9, 0.8, 0.7], [0.999, 0.99, 0.9], [1, 0, 1]
