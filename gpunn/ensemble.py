@@ -277,15 +277,38 @@ class Ensemble(DeviceModel):
             return self._backward(X, Y, ws)
         # On the CPU: each group of members runs its whole forward and backward pass on its own
         # thread (one sync per step, elementwise passes in parallel too), not each product split.
+        return self._run_groups(X, Y, ws, groups)
+
+    def _run_groups(self, X, Y, ws, groups, update=None):
+        """Each group's forward and backward pass (and ``update``(group), its members' optimizer step) on a
+        thread of its own; the (K,) sums of squared errors."""
         sums = self.xp.empty(self.n_models, numpy.float64)
         matmul = self.member_ops.unsplit_matmul
 
         def run(sl):
             self._forward(X, ws, sl, matmul)
             self._backward(X, Y, ws, sums[sl], sl, matmul)
+            if update is not None:
+                update(sl)
 
         self.member_ops.run_groups(run, groups)
         return sums
+
+    def train_step_and_update(self, X, Y, optimizer, lr):
+        """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
+        hook between the two. On the CPU in member groups each group updates its own members right after its
+        backward pass, in the same hand-off to the threads (the same bits: a member's update reads only its own
+        gradients). Returns the (K,) device sums of squared errors of the batch."""
+        groups = None
+        if self.precision == "float32":
+            groups = self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
+        update = None if groups is None else getattr(optimizer, "member_update", lambda *a: None)(
+            self.params, self.grads, lr)
+        if update is None:
+            sums = self.train_step(X, Y)
+            optimizer.step(self.params, self.grads, lr)
+            return sums
+        return self._run_groups(X, Y, self._workspace(X.shape[-2]), groups, update)
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):

@@ -241,6 +241,10 @@ class EnsembleOps:
             w[rows], m[rows], v[rows] = W, M, V
         return w
 
+    def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+        """adam_step as a function of a slice of the members (CpuEnsembleOps); None here: no such form."""
+        return None
+
     def adam_step_dev(self, w, g, m, v, rates: MemberRates, eps, state, decoupled: bool):
         """adam_step at the step t = state[0], a float64 device array (a CUDA graph's step counter, advanced
         by ``Ops.optimizer_tick``); here read back, the eager form of the graph's launch."""
@@ -406,25 +410,37 @@ class CpuEnsembleOps(EnsembleOps):
                                          db)
         return True
 
-    def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+    def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+        """adam_step as a function of a slice of the members, which updates those members' rows (each member's
+        update is its own: any split of the members gives the same bits); None where the Numba kernel does
+        not apply (then adam_step runs the generic update)."""
         if not (self.fused and _contiguous_floats(w, g, m, v)):
-            return super().adam_step(w, g, m, v, rates, eps, step, decoupled)
+            return None
         dt = w.dtype
         h, active = rates.host, rates.active
         lr, wd, beta1, beta2 = h[:, LR], h[:, WEIGHT_DECAY], h[:, BETA1], h[:, BETA2]
-        if wd.any() and decoupled:  # AdamW: w *= 1 - lr * wd first, as the single-model path does
-            w *= numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None]
+        # AdamW: w *= 1 - lr * wd first, as the single-model path does
+        scale = numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None] if wd.any() and decoupled else None
         b1, omb1, b2, omb2, decay = self._adam_constants(rates, dt)  # the same until the table changes
         inv_sqrt_bc2 = (1.0 / numpy.sqrt(1.0 - beta2**step)).astype(dt)
         lr_bc1 = (lr / (1.0 - beta1**step)).astype(dt)
         eps, l2 = dt.type(eps), bool(wd.any() and not decoupled)
 
         def members(sl):
+            if scale is not None:
+                w[sl] *= scale[sl]
             _member_adam(w[sl], g[sl], m[sl], v[sl], b1[sl], omb1[sl], b2[sl], omb2[sl], inv_sqrt_bc2[sl], eps,
                          lr_bc1[sl], decay[sl], l2, active[sl])
 
+        return members
+
+    def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
+        members = self.adam_members(w, g, m, v, rates, eps, step, decoupled)
+        if members is None:
+            return super().adam_step(w, g, m, v, rates, eps, step, decoupled)
         # Each member's update is independent: the groups' rows on their threads (a K=64 small-net
-        # or K=16 medium-net step spent 7-9% of its time in this update on one thread).
+        # or K=16 medium-net step spent 7-9% of its time in this update on one thread). A training step
+        # in member groups runs it inside its groups instead (Ensemble.train_step_and_update).
         groups = self.member_groups(w.shape[0], elements=w.shape[1])
         if groups is None:
             members(slice(None))

@@ -172,6 +172,21 @@ class EnsembleOptimizer:
         else:
             self.member_ops.sgd_step(w, g, s.get("velocity"), self.rates, self.nesterov)
 
+    def member_update(self, params, grads, lr):
+        """step() as a function of a slice of the members, which a training step in member groups runs on each
+        group's thread after its backward pass (gpunn.Ensemble.train_step_and_update), or None where there is no
+        such form (SGD, the generic ops): then step() runs. Counts the step and takes this epoch's rates now."""
+        if not self.is_adam:
+            return None
+        w, g = params.reshape(self.n_models, -1), grads.reshape(self.n_models, -1)
+        s = self.state
+        self.set_rates(lr)
+        members = self.member_ops.adam_members(w, g, s["m"], s["v"], self.rates, self.eps, self.steps + 1,
+                                               self.decoupled)
+        if members is not None:
+            self.steps += 1
+        return members
+
     def graph_update(self, params, grads, state):
         """step() for CUDA-graph replay (gpunn.training.graph): the step count in ``state[0]``, advanced on
         the device; the rates from the members' table, which the host rewrites in place (set_rates)."""

@@ -4,7 +4,8 @@ A :class:`Trainer` is built in one place, :func:`train`, from a trainable, a dat
 :class:`~gpunn.training.state.FitSettings` and an optional :class:`~gpunn.training.state.TrainState`
 (``fit``, checkpoint resumption and ``MLPRegressor.partial_fit`` all call it). Each step is
 ``trainable.train_step(X_b, Y_b)``, then the optional gradient hook, then the optimizer (the seams are
-in :mod:`gpunn.training.protocols`). Nothing crosses to the host inside an epoch: the per-batch
+in :mod:`gpunn.training.protocols`); with no hook, a trainable with ``train_step_and_update(X_b, Y_b,
+optimizer, lr)`` (gpunn.Ensemble) does both in one call. Nothing crosses to the host inside an epoch: the per-batch
 squared errors are summed on the device and read back once per epoch (the logging interval).
 """
 from __future__ import annotations
@@ -162,11 +163,16 @@ class Trainer:
         total = None
         batch_callbacks = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
         graph = self._graph_trainer()
+        # a trainable that runs the optimizer's step inside its own (gpunn.Ensemble on the CPU: in its member
+        # groups); not with a gradient hook, which must see the gradients before the step
+        fused_update = getattr(trainable, "train_step_and_update", None) if graph is None and hook is None else None
         t0 = time.perf_counter()
         batch = first_batch - 1
         for batch, (Xb, Yb) in enumerate(source.batches(epoch, batch_size, first_batch), first_batch):
             if graph is not None:  # forward, backward and optimizer: one replayed CUDA graph
                 sum_sq = graph.step(Xb, Yb, lr)
+            elif fused_update is not None:  # forward, backward and the optimizer's step in one call
+                sum_sq = fused_update(Xb, Yb, optimizer, lr)
             else:
                 sum_sq = trainable.train_step(Xb, Yb)
             if total is None:  # shaped like the trainable's sums: 0-d for one model, (K,) for K
@@ -176,7 +182,7 @@ class Trainer:
             total += sum_sq
             if self.state.reference_loss is None:  # the run's first batch, before any step (one host read)
                 self.state.reference_loss = reference_loss(xp, sum_sq, Yb)
-            if graph is None:
+            if graph is None and fused_update is None:
                 if hook is not None:
                     hook.on_gradients(trainable, Xb.shape[-2])  # (K, rows, n) when bootstrapped
                 optimizer.step(trainable.params, trainable.grads, lr)

@@ -66,6 +66,9 @@ class Trainable(Protocol):
       batch's mean squared error and returns the batch's device sum of squared errors (a 0-d array for
       :class:`gpunn.MLP`, shape ``(K,)`` for an ensemble of K models). It must not read anything back
       to the host.
+    - optional ``train_step_and_update(X, Y, optimizer, lr)``: train_step, then
+      ``optimizer.step(params, grads, lr)``, in one call; the loop uses it when no gradient hook runs
+      between the two (:class:`gpunn.Ensemble`: on the CPU each member group updates its own members).
 
     :class:`gpunn.MLP` is one.
     """
