@@ -195,9 +195,15 @@ def _resolve(device) -> Backend:
     return Backend("cuda", cupy, wanted)
 
 
+def is_device_array(array) -> bool:
+    """Whether ``array`` is a CuPy array, told by its type's module. Not ``not isinstance(array, numpy.ndarray)``:
+    a CuPy array is no NumPy array, but tests/fakecupy's device arrays are NumPy subclasses, so such a test would
+    send them down the host path there and the device path only on a GPU."""
+    return type(array).__module__.startswith("cupy")
+
+
 def backend_of(array) -> Backend:
     """The backend an array lives on (for inputs already on a device)."""
-    module = type(array).__module__
-    if module.startswith("cupy"):
+    if is_device_array(array):
         return Backend("cuda", sys.modules["cupy"], array.device.id)
     return CPU

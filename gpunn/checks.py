@@ -5,6 +5,8 @@ import numbers
 
 import numpy
 
+from .backend import is_device_array
+
 
 DTYPES = ("float32", "float64")  # a model's, and a synthetic task's
 
@@ -20,7 +22,7 @@ def _kind_of(array) -> str:
 
 def is_array(data) -> bool:
     """A NumPy array or a device (CuPy) array: what the model's checks take as it is."""
-    return isinstance(data, numpy.ndarray) or type(data).__module__.startswith("cupy")
+    return isinstance(data, numpy.ndarray) or is_device_array(data)
 
 
 def as_array(data, name: str = "X"):

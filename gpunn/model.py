@@ -106,7 +106,8 @@ def _may_share_memory(A, data) -> bool:
     (``y = z[:100]``, a DataFrame column's values: their reshape's base is z, not y)."""
     if A is data:
         return True
-    if isinstance(A, numpy.ndarray) and isinstance(data, numpy.ndarray):
+    on_host = not (_backend.is_device_array(A) or _backend.is_device_array(data))  # CuPy arrays: the owner rule
+    if on_host and isinstance(A, numpy.ndarray) and isinstance(data, numpy.ndarray):
         return bool(numpy.may_share_memory(A, data))
 
     def owner(a):

@@ -696,3 +696,25 @@ def test_the_current_stream_is_per_device_as_in_cupy(fake_cupy):
             assert cuda.get_current_stream() is cuda.Stream.null
         assert cuda.get_current_stream() is s0
     assert cuda.get_current_stream() is cuda.Stream.null
+
+
+def test_device_arrays_take_the_device_path_though_the_stand_ins_are_numpy_arrays(fake_cupy, monkeypatch):
+    """tests/fakecupy's arrays are NumPy subclasses, so ``isinstance(a, numpy.ndarray)`` sent them down the host
+    path (numpy.ascontiguousarray on a device array in ops.base.narrow, NumPy's may_share_memory for a device
+    view) where a GPU takes the CuPy one: gpunn tells device arrays by gpunn.backend.is_device_array."""
+    from gpunn import backend, model
+    from gpunn.ops.base import bf16_dtype, narrow, round_to_tf32, widen
+
+    host = numpy.array([1.0, 1.00390625, -3.5, 1e-40, numpy.nan, numpy.inf], "float32")
+    x = fake_cupy.asarray(host)
+    assert backend.is_device_array(x) and not backend.is_device_array(host)
+    for fn in (lambda a: narrow(a, bf16_dtype()), round_to_tf32, lambda a: widen(narrow(a, bf16_dtype()))):
+        on_device = fn(x)
+        assert isinstance(on_device, fake_cupy.ndarray)
+        numpy.testing.assert_array_equal(on_device.get().view(numpy.uint8), fn(host).view(numpy.uint8))
+
+    def host_only(*args):
+        raise AssertionError("NumPy's may_share_memory given a device array (a GPU takes the owner rule)")
+    monkeypatch.setattr(numpy, "may_share_memory", host_only)
+    z = fake_cupy.zeros((4, 3))
+    assert model._may_share_memory(z[:2].reshape(3, 2), z[:2]) and not model._may_share_memory(z, fake_cupy.zeros(3))

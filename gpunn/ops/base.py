@@ -13,6 +13,7 @@ import math
 import numpy
 
 from ..activations import Activation
+from ..backend import is_device_array
 
 
 RAW_BF16 = numpy.dtype(numpy.uint16)  # bfloat16 as its raw 16 bits, where ml_dtypes is not installed
@@ -63,7 +64,7 @@ def round_to_tf32(x):
 
 
 def _array_module(x):
-    return numpy if isinstance(x, numpy.ndarray) else __import__("cupy")
+    return __import__("cupy") if is_device_array(x) else numpy
 
 
 def sum_rows_into(xp, dZ, db, axis):
