@@ -912,6 +912,7 @@ def _resume_source(ckpt, source, validation_data):
     """(source, evaluator) for resuming on a gpunn.data source: it must describe the data the run was
     saved with (its config, paths aside), and it takes the checkpoint's standardization statistics."""
     from .data.binding import prepare_source
+    from .datasets import CHUNK_ROWS
 
     saved = ckpt.training.get("source") or {}
     if hasattr(source, "follow_saved_cut"):  # a synthetic source cut by default: into the pieces the run was cut into
@@ -919,10 +920,16 @@ def _resume_source(ckpt, source, validation_data):
     now = source.config()
     moved = ("path", "x_path", "y_path")  # the same files may be read from another place
     layout = ("shards",)  # how data-parallel ranks split it: the resume follows the checkpoint
-    differ = sorted(k for k in set(saved) | set(now) if k not in moved + layout and saved.get(k) != now.get(k))
+    # a synthetic source records chunk_rows only when it is not make's 65,536 (as every run before pieces)
+    unrecorded = {"chunk_rows": CHUNK_ROWS} if now.get("kind") == "synthetic" else {}
+
+    def value(config, k):
+        return config.get(k, unrecorded.get(k))
+
+    differ = sorted(k for k in set(saved) | set(now) if k not in moved + layout and value(saved, k) != value(now, k))
     if differ:
         raise ValueError(f"{ckpt.path} was trained on another source: " + "; ".join(
-            f"{k} was {saved.get(k)!r}, now {now.get(k)!r}" for k in differ) + ". Resume with the same data.")
+            f"{k} was {value(saved, k)!r}, now {value(now, k)!r}" for k in differ) + ". Resume with the same data.")
     if hasattr(source, "standardizer"):
         source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
     return source, prepare_source(ckpt.model, source, validation_data)
