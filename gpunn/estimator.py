@@ -347,15 +347,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         activation = self._check_params()
         warm = self.warm_start and hasattr(self, "model_")
         X, y = self._validate(X, y, reset=not warm)  # as scikit-learn: a warm start keeps n_features_in_
-        y_1d = y.ndim == 1
-        Y = y.reshape(-1, 1) if y_1d else y
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if warm:
             self._check_same_network(Y.shape[1], activation, "warm_start=True")
             model, previous = self.model_, self.history_
         else:
             self._seed_ = self._seed()
             model, previous = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation), None
-        self._y_1d = y_1d
         rows = X.shape[0] - (max(1, int(round(self.validation_fraction * X.shape[0]))) if self.early_stopping else 0)
         if rows < 1:  # as gpunn.fit's split says it, before the batch size and alpha are computed from the rows
             raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} rows leaves no rows to "
@@ -393,11 +391,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
-        y_1d = y.ndim == 1
-        Y = y.reshape(-1, 1) if y_1d else y
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
         batch = self._batch_size(X.shape[0])
         if first:
-            self._y_1d, self._seed_ = y_1d, self._seed()
+            self._seed_ = self._seed()
             model = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation)
             name, opt = self._optimizer(batch)
             model.optimizer = make_optimizer(name, **opt)
@@ -492,11 +489,12 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self.out_activation_ = model.activations[-1].name
 
     def predict(self, X):
-        """Predictions as a host float64 array: (n,) when fitted on 1-D y, else (n, outputs)."""
+        """Predictions as a host float64 array: (n,) for one output (a y of shape (n,) or (n, 1), as
+        scikit-learn's MLPRegressor), else (n, outputs)."""
         check_is_fitted(self)
         X, _ = self._validate(X, reset=False)
         P = numpy.asarray(self.model_.backend.to_host(self.model_.predict(X)), dtype=numpy.float64)
-        return P.ravel() if self._y_1d else P
+        return P.ravel() if P.shape[1] == 1 else P
 
     # ---- pickling (joblib workers, sklearn's checks): arrays and settings, never device objects
     def __getstate__(self):

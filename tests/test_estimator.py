@@ -11,6 +11,7 @@ import numpy
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
+import sklearn.neural_network  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -60,6 +61,20 @@ def test_pipeline_cross_val_and_1d_predictions(data):
     est = pipe[-1]
     assert est.n_features_in_ == 6 and 10 < est.n_iter_ <= 60 and len(est.loss_curve_) == est.n_iter_
     assert est.loss_curve_[-1] < est.loss_curve_[0]
+
+
+def test_one_output_predicts_1d_whatever_ys_shape_as_scikit_learn(data):
+    """scikit-learn's MLPRegressor ravels one output's predictions (y of shape (n,) or (n, 1));
+    gpunn's kept a column for y of (n, 1), and partial_fit on a column did too."""
+    X, y = data
+    for est in (MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, y[:, None]),
+                MLPRegressor(hidden_layer_sizes=(8,), random_state=0, device="cpu").partial_fit(X, y[:, None])):
+        P = est.predict(X[:5])
+        assert P.shape == (5,) and est.score(X[:5], y[:5, None]) == est.score(X[:5], y[:5])
+    reference = sklearn.neural_network.MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert reference.fit(X, y[:, None]).predict(X[:5]).shape == P.shape
 
 
 def test_grid_search(data):
