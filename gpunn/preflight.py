@@ -168,6 +168,36 @@ def csv_has_header(path, delimiter=",") -> bool:
     return True
 
 
+def delimiter_hint(path, delimiter=",") -> str:
+    """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
+    holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
+    is a comma), and a missing column or a parse error says so. "" otherwise, or where the file cannot be read."""
+    import csv
+    import re
+
+    def rows(sep):  # the header and the first data row that is not blank
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            return next(reader, []), next((row for row in reader if row), [])
+
+    try:
+        header, _ = rows(delimiter)
+        other = next((d for d in (";", "\t") if len(header) == 1 and d in header[0]), None)
+        if other is None:
+            return ""
+        _, first = rows(other)
+    except (OSError, csv.Error):
+        return ""
+    name = "tab" if other == "\t" else repr(other)
+    excel = " (as Excel writes CSV where the decimal mark is a comma)" if other == ";" else ""
+    hint = (f"; its first row is one column holding {name}s: the file looks {name}-delimited{excel}: pass "
+            f"delimiter={other!r} to gpunn.data.csv, or save it comma-separated (gpunn train --data and gpunn "
+            "predict read commas only)")
+    if any(re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v) for v in first):
+        hint += "; its numbers have decimal commas (0,5), which gpunn does not read: save them with decimal points"
+    return hint
+
+
 def _read_csv(path, option):
     import warnings
 
@@ -177,7 +207,8 @@ def _read_csv(path, option):
             X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
                               skiprows=1 if csv_has_header(path) else 0, encoding="utf-8-sig")
     except ValueError as exc:
-        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})") from None
+        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})"
+                             f"{delimiter_hint(path)}") from None
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")
     return X

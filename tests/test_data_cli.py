@@ -67,6 +67,25 @@ def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsy
     assert "t.csv: no column 'price'; the columns are: a, b, y" in capsys.readouterr().err
 
 
+def test_a_semicolon_delimited_csv_says_so_in_train_and_predict(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i};{i % 7}.5;{2 * i}\n" for i in range(60))
+    (tmp_path / "s.csv").write_text("a;b;y\n" + rows)
+    (tmp_path / "bare.csv").write_text(rows)  # no header: its first row is taken for one
+    hint = "looks ';'-delimited"
+    assert main(["train", "--data", str(tmp_path / "s.csv"), "--target", "y", *SMALL]) == 2
+    assert hint in capsys.readouterr().err
+    (tmp_path / "t.csv").write_text("a,b,y\n" + rows.replace(";", ","))
+    named, plain = str(tmp_path / "named.npz"), str(tmp_path / "plain.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", named, *SMALL]) == 0
+    gpunn.save(plain, gpunn.MLP([2, 4, 1], seed=0))
+    for model in (named, plain):  # by name (streamed) and by position (numpy.loadtxt)
+        for name in ("s.csv", "bare.csv"):
+            capsys.readouterr()
+            assert main(["predict", model, str(tmp_path / name), str(tmp_path / "p.npy")]) == 2
+            assert hint in capsys.readouterr().err, (model, name)
+
+
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     tmp_path, _, _ = pair
     assert main(["train", "--data", str(tmp_path / "X.npy"), *SMALL]) == 2

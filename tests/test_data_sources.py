@@ -5,6 +5,7 @@ run on the GPU where there is one: that exercises the pinned-buffer side-stream 
 side-stream generation of gpunn.data.pipeline.
 """
 import os
+import re
 import threading
 import warnings
 
@@ -530,6 +531,25 @@ def test_a_csv_value_that_is_not_a_number_is_refused_naming_the_file(tmp_path):
         data.csv(tmp_path / "b.csv", target="y", block_size=1 << 12)
     with pytest.raises(DataError, match=r"b\.csv: column 'y' is string"):  # seen in the first block
         data.csv(tmp_path / "b.csv", target="y", block_size=1 << 20)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_delimited_otherwise_says_so_and_reads_with_the_delimiter_it_names(tmp_path, sep):
+    """A ";"-delimited file (Excel's CSV where the decimal mark is a comma) read with "," is one column named
+    "a;b;y": the missing target's error says which delimiter to pass, and that one reads the file."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "s.csv"
+    path.write_text(f"a{sep}b{sep}y\n" + "".join(f"{i}{sep}{2 * i}.5{sep}{3 * i}\n" for i in range(40)))
+    with pytest.raises(DataError, match="no column 'y'.*looks .*-delimited.*pass " + re.escape(f"delimiter={sep!r}")):
+        data.csv(path, target="y")
+    source = data.csv(path, target="y", delimiter=sep)
+    assert (source.rows, source.feature_names) == (40, ["a", "b"])
+    (tmp_path / "de.csv").write_text("a;b;y\n" + "1,5;2,25;3\n" * 40)  # decimal commas: pyarrow's parse error
+    with pytest.raises(DataError, match=r"not a readable CSV.*pass delimiter=';'.*decimal commas"):
+        data.csv(tmp_path / "de.csv", target="y")
+    (tmp_path / "c.csv").write_text("a,b;c,y\n1,2,3\n")  # a ";" inside a name of a comma-separated header: no hint
+    with pytest.raises(DataError, match=r"no column 'z'; the columns are: a, b;c, y$"):
+        data.csv(tmp_path / "c.csv", target="z")
 
 
 # ---- iterables ----------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 f.read(start, out)
                 yield out
         return f.rows, chunks()
+    from ..preflight import delimiter_hint
     from .tables import copy_columns, pick_columns, pyarrow_module
 
     if kind == "parquet":
@@ -82,10 +83,10 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                                     features if header else None)
             reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
                 include_columns=names, column_types={c: pyarrow.float64() for c in names}))
-        except DataError:
-            raise
+        except DataError as exc:
+            raise DataError(f"{exc}{delimiter_hint(path)}") from None
         except Exception as exc:
-            raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+            raise DataError(f"{path}: not a readable CSV file ({exc}){delimiter_hint(path)}") from None
         rows = None
 
         def batches():
@@ -99,9 +100,10 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                     raise DataError(f"{path}: bad data after row {done} ({exc})") from None
                 done += batch.num_rows
                 yield batch
-    if len(names) != n_features:
+    if len(names) != n_features:  # a ";"-delimited CSV gives one column (its first row taken for a header)
+        hint = delimiter_hint(path) if kind == "csv" else ""
         raise DataError(f"{path}: {len(names)} feature columns ({', '.join(names)}), the model takes {n_features}; "
-                        + (f"--features must name {n_features}" if features else "name them with --features"))
+                        + (f"--features must name {n_features}" if features else "name them with --features") + hint)
 
     def chunks():
         for batch in batches():

@@ -248,8 +248,10 @@ class CsvSource(ChunkedSource):
     used again only while the file's size and modification time are unchanged: a second run or a
     resume on the same file parses nothing at construction. Like pyarrow's own CSV reader (with
     its default ``newlines_in_values=False``), a line end inside a quoted value is not supported.
-    ``target`` and ``features`` name columns, as for Parquet; the other options are
-    :class:`gpunn.data.base.ChunkedSource`'s.
+    ``target`` and ``features`` name columns, as for Parquet; ``delimiter`` separates the fields (``";"``
+    for the CSV Excel writes where the decimal mark is a comma, whose numbers must then be saved with
+    decimal points; ``"\\t"`` for tab-separated files): a file whose header is one column holding ";" or a
+    tab is said to look so delimited. The other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "csv"
@@ -263,7 +265,7 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..preflight import NOT_UTF8, compression, file_kind
+        from ..preflight import NOT_UTF8, compression, delimiter_hint, file_kind
 
         kind = file_kind(self.path)
         if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
@@ -282,8 +284,11 @@ class CsvSource(ChunkedSource):
         small = block_size == default < self.BLOCK  # cut small by default
         self.block_size, self.delimiter = positive_int(block_size, "block_size"), delimiter
         index = self._load_index()
-        schema = index["schema"] if index else self._infer_schema()
-        self.feature_names, self.target_names = pick_columns(self.path, schema, target, features)
+        try:
+            schema = index["schema"] if index else self._infer_schema()
+            self.feature_names, self.target_names = pick_columns(self.path, schema, target, features)
+        except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
+            raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter)}") from None
         if self.target_names is None:
             raise ValueError("target: name the target column(s)")
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
