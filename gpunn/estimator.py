@@ -2,7 +2,7 @@
 
 It follows scikit-learn's conventions: the constructor only stores its arguments;
 ``fit``/``partial_fit`` set the learned attributes, all ending in ``_``; ``predict`` returns
-host NumPy float64 arrays, 1-D when fitted on a 1-D ``y``. It works in Pipeline,
+host NumPy float64 arrays, 1-D for one output (a ``y`` of shape (n,) or (n, 1)). It works in Pipeline,
 GridSearchCV and cross_val_score. scikit-learn is optional: without it the class still
 works as a plain estimator (get_params/set_params/fit/predict/score are provided here).
 """
