@@ -236,7 +236,7 @@ class _RowGroupCursor:
 
 
 class CsvSource(ChunkedSource):
-    """A CSV file with a header row, in chunks of about ``block_size`` bytes read at their byte offsets
+    """A CSV file (UTF-8) with a header row, in chunks of about ``block_size`` bytes read at their byte offsets
     (default 4 MiB, less for a file under 128 MiB, so that it has about 32 chunks to shuffle and hold
     out, down to 1 KiB).
 
