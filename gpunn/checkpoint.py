@@ -233,7 +233,9 @@ def save(path, model) -> None:
     from .model import DeviceModel
 
     if not isinstance(model, DeviceModel):  # it failed inside, on an attribute the object lacks
-        hint = " (the network is its model_; the estimator itself pickles)" if hasattr(model, "model_") else ""
+        # (its __dict__, not hasattr: an MLPRegressor unpickled without a usable device builds model_ on access)
+        fitted = {"model_", "_unbuilt"} & set(getattr(model, "__dict__", {}))
+        hint = " (the network is its model_; the estimator itself pickles)" if fitted else ""
         raise TypeError(f"gpunn.save(path, model): model must be a gpunn.MLP or gpunn.Ensemble, got "
                         f"{type(model).__name__}{hint}")
     kind = "model" if _members(model) is None else "ensemble"

@@ -323,7 +323,8 @@ def test_an_iterable_of_things_that_are_not_pairs_of_matrices_is_refused_naming_
 
 def test_save_takes_a_bytes_path_and_refuses_what_is_not_a_model_by_name(tmp_path):
     """gpunn.save(b"m.npz", model) failed with "startswith first arg must be bytes", and gpunn.save(path, X) with
-    "'numpy.ndarray' object has no attribute 'layer_sizes'"."""
+    "'numpy.ndarray' object has no attribute 'layer_sizes'". An MLPRegressor unpickled where its device is not usable
+    raised DeviceError there, as the refusal's hint built its network to see whether it had one."""
     model = gpunn.MLP([2, 3, 1], device="cpu", seed=0)
     gpunn.save(bytes(tmp_path / "m.npz"), model)
     numpy.testing.assert_array_equal(gpunn.load(tmp_path / "m.npz", device="cpu").params, model.params)
@@ -331,8 +332,11 @@ def test_save_takes_a_bytes_path_and_refuses_what_is_not_a_model_by_name(tmp_pat
         with pytest.raises(TypeError, match=rf"model must be a gpunn.MLP or gpunn.Ensemble, got {name}$"):
             gpunn.save(tmp_path / "x.npz", thing)
     est = gpunn.MLPRegressor((3,), max_iter=1, device="cpu").fit(numpy.ones((4, 2)), numpy.ones(4))
-    with pytest.raises(TypeError, match=r"got MLPRegressor \(the network is its model_; the estimator itself pickles\)"):
-        gpunn.save(tmp_path / "x.npz", est)
+    unbuilt = pickle.loads(pickle.dumps(est.set_params(device="cuda:99")))  # as unpickled where no GPU is usable
+    for est in (est, unbuilt):  # the second raised DeviceError ("choose a device"): save built its model_ to look
+        with pytest.raises(TypeError, match=r"got MLPRegressor \(the network is its model_; the estimator itself "
+                                            r"pickles\)"):
+            gpunn.save(tmp_path / "x.npz", est)
     assert not (tmp_path / "x.npz").exists()
 
 
