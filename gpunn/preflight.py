@@ -168,6 +168,46 @@ def csv_has_header(path, delimiter=",") -> bool:
     return True
 
 
+def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
+    """The offset just past a CSV file's header row (``fh`` open in binary): its first line end outside a
+    quoted field, as pyarrow parses it (a quote opens a field only at its start, "" is a quote inside one),
+    so a quoted name may hold a line end; ``size`` when there is none. A quote still open after ``limit``
+    bytes gives the first line end (pyarrow then says what is wrong)."""
+    import re
+
+    fh.seek(0)
+    buf = fh.read(1 << 16)
+    first = re.search(rb"\r\n|\r|\n", buf)
+    if first and first.end() < len(buf) and b'"' not in buf[:first.start()]:  # no quote before it: the header's end
+        return first.end()
+    sep, quote = str(delimiter).encode()[-1:], ord('"')  # (pyarrow refuses a delimiter not one character)
+    i, quoted, field_start = 3 if buf.startswith(b"\xef\xbb\xbf") else 0, False, True  # past a UTF-8 mark
+    while True:
+        if i + 1 >= len(buf) and len(buf) < limit:  # one byte ahead: a "" inside quotes, a \r\n
+            more = fh.read(1 << 16)
+            if more:
+                buf += more
+                continue
+        if i >= len(buf):
+            if len(buf) < limit:
+                return size
+            first = re.search(rb"\r\n|\r|\n", buf)
+            return first.end() if first else len(buf)
+        c = buf[i]
+        if quoted:
+            if c == quote:
+                if buf[i + 1:i + 2] == b'"':
+                    i += 1
+                else:
+                    quoted = False
+        elif c == quote and field_start:
+            quoted = True
+        elif c in (10, 13):
+            return i + (2 if buf[i:i + 2] == b"\r\n" else 1)
+        field_start = buf[i:i + 1] == sep and not quoted
+        i += 1
+
+
 def delimiter_hint(path, delimiter=",") -> str:
     """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
     holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
@@ -198,6 +238,17 @@ def delimiter_hint(path, delimiter=",") -> str:
     return hint
 
 
+def _header_lines(path) -> int:
+    """How many lines numpy.loadtxt's ``skiprows`` must skip to pass the header row: 1, more where a quoted
+    name holds a line end ("a,\"b\nc\",y"; loadtxt counts lines, \r\n as one)."""
+    import re
+
+    with open(path, "rb") as fh:
+        end = csv_header_end(fh, os.fstat(fh.fileno()).st_size)
+        fh.seek(0)
+        return max(1, len(re.findall(rb"\r\n|\r|\n", fh.read(end))))
+
+
 def _read_csv(path, option):
     import warnings
 
@@ -205,7 +256,7 @@ def _read_csv(path, option):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
             X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
-                              skiprows=1 if csv_has_header(path) else 0, encoding="utf-8-sig")
+                              skiprows=_header_lines(path) if csv_has_header(path) else 0, encoding="utf-8-sig")
     except ValueError as exc:
         raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})"
                              f"{delimiter_hint(path)}") from None

@@ -86,6 +86,26 @@ def test_a_semicolon_delimited_csv_says_so_in_train_and_predict(tmp_path, capsys
             assert hint in capsys.readouterr().err, (model, name)
 
 
+def test_train_and_predict_on_a_csv_whose_quoted_header_name_holds_a_line_end(tmp_path, capsys):
+    """gpunn train --data read the header's first line only ("bad data after row 0"), and gpunn predict's
+    numpy.loadtxt path skipped one line of a two-line header."""
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 400, 3, seed=2, device="cpu")
+    header = 'a,"b\nx",c'
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y[:, 0]]), delimiter=",", header=header + ",y",
+                  comments="", fmt="%.17g")
+    numpy.savetxt(tmp_path / "x.csv", X, delimiter=",", header=header, comments="", fmt="%.17g")
+    named, plain = str(tmp_path / "named.npz"), str(tmp_path / "plain.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", named, *SMALL]) == 0, \
+        capsys.readouterr().err
+    gpunn.save(plain, gpunn.MLP([3, 4, 1], seed=0))
+    for model in (named, plain):  # by name (streamed) and by position (numpy.loadtxt)
+        out = tmp_path / "p.npy"
+        assert main(["predict", model, str(tmp_path / "x.csv"), str(out)]) == 0, capsys.readouterr().err
+        expected = gpunn.load(model, device="cpu").predict(X)
+        numpy.testing.assert_array_equal(numpy.load(out), expected)
+
+
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     tmp_path, _, _ = pair
     assert main(["train", "--data", str(tmp_path / "X.npy"), *SMALL]) == 2

@@ -552,6 +552,24 @@ def test_a_csv_delimited_otherwise_says_so_and_reads_with_the_delimiter_it_names
         data.csv(tmp_path / "c.csv", target="z")
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_quoted_column_name_holding_a_line_end_is_read(tmp_path, newline):
+    """The header ends at its first line end outside quotes: the index cut it at the first line end (inside
+    '"b<newline>x"'), and every chunk after failed with "bad data after row 0 (Expected 3 columns, got 2)"."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i},{i % 5}.25,{2 * i}{newline}" for i in range(300))
+    with open(tmp_path / "q.csv", "w", newline="") as fh:
+        fh.write(f'\ufeffa,"b{newline}x ""quoted""",y{newline}{rows}')
+    with open(tmp_path / "plain.csv", "w", newline="") as fh:
+        fh.write(f"a,b,y{newline}{rows}")
+    source = data.csv(tmp_path / "q.csv", target="y", block_size=1 << 10)
+    plain = data.csv(tmp_path / "plain.csv", target="y", block_size=1 << 10)
+    assert source.feature_names == ["a", f'b{newline}x "quoted"'] and source.rows == plain.rows == 300
+    for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
+        numpy.testing.assert_array_equal(X, Xp)
+        numpy.testing.assert_array_equal(Y, Yp)
+
+
 # ---- iterables ----------------------------------------------------------------------------------
 def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
     batches = [(numpy.full((4, 2), 1.0), numpy.zeros(4)), (numpy.full((3, 2), 2.0), numpy.zeros(3))]

@@ -247,7 +247,8 @@ class CsvSource(ChunkedSource):
     cache directory (``$GPUNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpunn`` or ``~/.cache/gpunn``),
     used again only while the file's size and modification time are unchanged: a second run or a
     resume on the same file parses nothing at construction. Like pyarrow's own CSV reader (with
-    its default ``newlines_in_values=False``), a line end inside a quoted value is not supported.
+    its default ``newlines_in_values=False``), a line end inside a quoted value is not supported in the
+    data rows; a quoted column name in the header may hold one.
     ``target`` and ``features`` name columns, as for Parquet; ``delimiter`` separates the fields (``";"``
     for the CSV Excel writes where the decimal mark is a comma, whose numbers must then be saved with
     decimal points; ``"\\t"`` for tab-separated files): a file whose header is one column holding ";" or a
@@ -306,9 +307,11 @@ class CsvSource(ChunkedSource):
         row and the first data row after it: twice their length at least (a wide table's row of numbers may
         be far longer than its header of names: a block twice the header's failed with pyarrow's "straddling
         object straddles two block boundaries" on 5 rows of 1,000 numbers)."""
+        from ..preflight import csv_header_end
+
         size = self._stamp[0]
         with open(self.path, "rb") as fh:
-            end = _line_end(fh, 0, size)  # past the header
+            end = csv_header_end(fh, size, self.delimiter)  # past the header (a quoted name may hold a line end)
             while end < size:  # past the first line that is not blank
                 start, end = end, _line_end(fh, end, size)
                 fh.seek(start)
@@ -323,10 +326,12 @@ class CsvSource(ChunkedSource):
 
     def _build_index(self, schema):
         """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows."""
+        from ..preflight import csv_header_end
+
         size = self._stamp[0]
         starts, rows = [], []
         with open(self.path, "rb") as fh:
-            position = _line_end(fh, 0, size)  # past the header row
+            position = csv_header_end(fh, size, self.delimiter)  # past the header row
             while position < size:
                 fh.seek(position)
                 block = fh.read(self.block_size)
