@@ -269,19 +269,25 @@ class Ensemble(DeviceModel):
     def train_step(self, X, Y):
         """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
         returns the (K,) device sums of squared errors of the batch."""
-        ws = self._workspace(X.shape[-2])
+        return self._step(X, Y, self._groups(X))
+
+    def _groups(self, X):
+        """The member groups a CPU training step on the batch X runs on threads of their own, or None (one pass;
+        always on a GPU, and for tf32/bf16, which run on one)."""
+        if self.precision != "float32":
+            return None
         # forward 2 and backward 4 multiply-adds' flops per parameter and row (weights; biases alike)
-        groups = self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
-        if groups is None or self.precision != "float32":  # (tf32/bf16 run on a GPU, where there are no groups)
+        return self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
+
+    def _step(self, X, Y, groups, update=None):
+        """train_step in ``groups`` (``_groups``); with ``update``, each group also runs update(group), its
+        members' optimizer step, right after its backward pass."""
+        ws = self._workspace(X.shape[-2])
+        if groups is None:
             self._forward(X, ws)
             return self._backward(X, Y, ws)
         # On the CPU: each group of members runs its whole forward and backward pass on its own
         # thread (one sync per step, elementwise passes in parallel too), not each product split.
-        return self._run_groups(X, Y, ws, groups)
-
-    def _run_groups(self, X, Y, ws, groups, update=None):
-        """Each group's forward and backward pass (and ``update``(group), its members' optimizer step) on a
-        thread of its own; the (K,) sums of squared errors."""
         sums = self.xp.empty(self.n_models, numpy.float64)
         matmul = self.member_ops.unsplit_matmul
 
@@ -299,16 +305,13 @@ class Ensemble(DeviceModel):
         hook between the two. On the CPU in member groups each group updates its own members right after its
         backward pass, in the same hand-off to the threads (the same bits: a member's update reads only its own
         gradients). Returns the (K,) device sums of squared errors of the batch."""
-        groups = None
-        if self.precision == "float32":
-            groups = self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
+        groups = self._groups(X)
         update = None if groups is None else getattr(optimizer, "member_update", lambda *a: None)(
             self.params, self.grads, lr)
+        sums = self._step(X, Y, groups, update)
         if update is None:
-            sums = self.train_step(X, Y)
             optimizer.step(self.params, self.grads, lr)
-            return sums
-        return self._run_groups(X, Y, self._workspace(X.shape[-2]), groups, update)
+        return sums
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):
