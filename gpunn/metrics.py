@@ -7,7 +7,8 @@ from .ops.base import squares64
 
 
 def mse(xp, P, Y) -> float:
-    return float(xp.mean((P - Y) ** 2))
+    """Mean squared error, each square formed in float64 (``squares64``, as every evaluation's)."""
+    return float(squares64(xp, P - Y).mean())
 
 
 def mae(xp, P, Y) -> float:
@@ -34,9 +35,9 @@ def r2_per_output(xp, ss_res, ss_tot, rows):
 
 def r2(xp, P, Y) -> float:
     """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default); NaN for
-    under 2 rows (r2_per_output)."""
-    ss_res = xp.sum((Y - P) ** 2, axis=0)
-    ss_tot = xp.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+    under 2 rows (r2_per_output). The squares are formed in float64 (``squares64``), as every evaluation's."""
+    ss_res = squares64(xp, Y - P).sum(axis=0)
+    ss_tot = squares64(xp, Y - Y.mean(axis=0, dtype="float64")).sum(axis=0)
     return float(r2_per_output(xp, ss_res, ss_tot, Y.shape[0]).mean())
 
 

@@ -136,6 +136,20 @@ def test_scores_and_losses_do_not_depend_on_the_datas_scale(k, dtype, activation
     assert model.score(X * s, Y * s) == pytest.approx(by_hand, rel={"float32": 1e-6, "float64": 1e-12}[dtype])
 
 
+@pytest.mark.parametrize("scale", [2.0 ** -80, 2.0 ** 70])
+def test_the_metrics_functions_square_in_float64_too(scale):
+    """gpunn.metrics.r2 and mse (also MLPRegressor.score without scikit-learn) squared float32 errors in
+    float32: at 2**-80 they read R² 1.0 and an MSE of 0, at 2**70 inf, where every evaluation squares in float64."""
+    from gpunn import metrics
+
+    X, Y = _data(20, 3, 2)
+    P = (Y + X[:, :2]).astype(numpy.float32)
+    r2, mse = metrics.r2(numpy, P, Y.astype(numpy.float32)), metrics.mse(numpy, P, Y.astype(numpy.float32))
+    P_s, Y_s = (P * scale).astype(numpy.float32), (Y * scale).astype(numpy.float32)
+    assert metrics.r2(numpy, P_s, Y_s) == pytest.approx(r2, rel=1e-6) and r2 < 0.9
+    assert metrics.mse(numpy, P_s, Y_s) == pytest.approx(mse * scale * scale, rel=1e-6)
+
+
 def test_a_float32_fit_on_huge_targets_is_not_taken_for_diverged():
     """On the CPU a float32 fit on targets near 1e25 stopped with TrainingDiverged in epoch 1: the float32
     squares of its errors overflowed to inf (the GPU's kernels square in float64, and trained on)."""
