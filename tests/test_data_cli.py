@@ -123,8 +123,8 @@ def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     assert main(["train", "--rows", "140000", "--features", "4", *SMALL]) == 0
     out, err = capsys.readouterr()
     # make's chunks held out 65,536 of 140,000 rows (47%) where 10% was asked: now pieces of 8,192 rows
-    assert ("data: streaming teacher from cpu, 123,616 training rows, 16,384 validation rows (2 of 17 chunks of 8,192 "
-            "rows)") in out
+    assert ("data: streaming teacher from cpu, 123,616 training rows, 16,384 validation rows (2 of 17 chunks: 16 of "
+            "8,192 rows and one of 8,928)") in out
     assert "would not fit comfortably" in out
     assert err == ""
 
@@ -297,7 +297,8 @@ def test_a_stream_resumes_cut_as_it_was_saved(tmp_path, monkeypatch, capsys, sav
     capsys.readouterr()
     assert main(["train", "--resume", first, "--epochs", "2"]) == 0
     out, err = capsys.readouterr()
-    assert ("2 of 17 chunks of 8,192" if saved_in == "pieces" else "1 of 3 chunks of 65,536") in out
+    assert ("2 of 17 chunks: 16 of 8,192 rows and one of 8,928" if saved_in == "pieces"
+            else "1 of 3 chunks: 2 of 65,536 rows and one of 8,928") in out
     if saved_in == "make's chunks":  # 47% held out where 10% was asked: said in a note, as gpunn's other notes are
         assert "note: synthetic teacher: validation_fraction=0.1 holds out whole chunks: 1 of 3, 65,536 of 140,000" in err
         assert "UserWarning" not in err
@@ -306,13 +307,24 @@ def test_a_stream_resumes_cut_as_it_was_saved(tmp_path, monkeypatch, capsys, sav
     numpy.testing.assert_array_equal(a.model.params, b.model.params)
 
 
+def test_the_stream_data_line_counts_a_longer_last_piece(capsys):
+    """140,000 rows in pieces of 8,192: the last piece takes make's short chunk whole (8,928 rows). Seed 24 holds
+    it out: the line said "2 of 17 chunks of 8,192 rows" beside 17,120 validation rows."""
+    assert main(["train", "--rows", "140000", "--features", "2", "--stream", "on", *SMALL, "--epochs", "1",
+                 "--batch-size", "4096", "--seed", "24"]) == 0
+    out, err = capsys.readouterr()
+    assert ("122,880 training rows, 17,120 validation rows (2 of 17 chunks: 16 of 8,192 rows and one of 8,928)"
+            in out), out
+    assert err == ""
+
+
 def test_a_short_stream_holds_out_about_a_tenth_or_none(capsys):
     """--rows 65537 --stream on held out one of its two chunks, the whole one (1 training row and 65,536
     validation rows, at first), then nothing (under 131,072 rows). Pieces of 1,024 rows hold out a tenth; where
     they cannot (5,000 rows: one of four would be 20%), none, as before."""
     assert main(["train", "--rows", "65537", "--features", "2", "--stream", "on", *SMALL]) == 0
     out, err = capsys.readouterr()
-    assert "59,393 training rows, 6,144 validation rows (6 of 65 chunks of 1,024 rows)" in out and err == ""
+    assert "59,393 training rows, 6,144 validation rows (6 of 65 chunks: 64 of 1,024 rows and one of 1)" in out and err == ""
     assert main(["train", "--rows", "5000", "--features", "2", "--stream", "on", *SMALL]) == 0
     out, err = capsys.readouterr()
     assert "5,000 training rows, 0 validation rows (a stream holds out whole pieces" in out and err == ""
