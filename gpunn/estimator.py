@@ -78,7 +78,9 @@ except ImportError:  # a minimal stand-in with the same conventions
             return numpy.random.mtrand._rand
         if isinstance(seed, numbers.Integral):
             return numpy.random.RandomState(seed)
-        return seed
+        if isinstance(seed, numpy.random.RandomState):
+            return seed
+        raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")  # scikit-learn's words
 
     def validate_data(estimator, X, y="no_validation", reset=True, **_):
         X = numpy.asarray(X, dtype=numpy.float64)
@@ -267,10 +269,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     def _hidden(self):
         sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral):
+        if not numpy.iterable(sizes):  # one layer's size (4, numpy.int64(4)), or something refused below
             sizes = (sizes,)
         sizes = list(sizes)
-        if any(not isinstance(n, numbers.Integral) or n < 1 for n in sizes):
+        # True is an int to Python: refused as everywhere else (scikit-learn raises "an integer is required")
+        if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in sizes):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
         return [int(n) for n in sizes]
 

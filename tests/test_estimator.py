@@ -154,6 +154,12 @@ def test_works_without_scikit_learn():
         except ValueError as exc:
             assert "not fitted" in str(exc)
         print(round(est.fit(X, y).score(X, y), 3), est.predict(X).shape)
+        try:  # scikit-learn's check_random_state refuses it; the stand-in returned it ("str" has no randint)
+            MLPRegressor(random_state="seven", max_iter=1, device="cpu").fit(X, y)
+        except ValueError as exc:
+            assert "'seven' cannot be used to seed" in str(exc), exc
+        else:
+            raise AssertionError("random_state='seven' was taken")
     """)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -387,6 +393,11 @@ def test_sgd_maps_momentum_and_halves_the_rate_for_the_full_mse(data):
     (dict(loss="poisson"), "loss='poisson' is not available"),
     (dict(solver="sgd", learning_rate="invscaling"), "learning_rate='invscaling' is not available"),
     (dict(max_iter=0), "max_iter must be a positive integer"),
+    # True is an int to Python: it trained one neuron (numpy.True_ raised "'numpy.bool' object is not iterable")
+    (dict(hidden_layer_sizes=True), r"hidden_layer_sizes must be positive integers, got True"),
+    (dict(hidden_layer_sizes=(True, 3)), r"hidden_layer_sizes must be positive integers, got \(True, 3\)"),
+    (dict(hidden_layer_sizes=numpy.True_), "hidden_layer_sizes must be positive integers"),
+    (dict(hidden_layer_sizes=4.0), r"hidden_layer_sizes must be positive integers, got 4.0"),
     (dict(validation_fraction=1.5), r"validation_fraction must be a number in \[0, 1\), got 1.5"),
     (dict(validation_fraction="a", early_stopping=True), "validation_fraction must be a number in"),
     (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
@@ -398,6 +409,18 @@ def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
     X, y = data
     with pytest.raises(ValueError, match=message):
         MLPRegressor(**params, device="cpu").fit(X[:50], y[:50])
+
+
+def test_numpy_integers_are_taken_where_ints_are_asked(data):
+    """As scikit-learn takes them (numbers.Integral); the fit is the one with Python ints."""
+    X, y = data
+    ints = dict(hidden_layer_sizes=(4, 3), max_iter=2, batch_size=16, n_iter_no_change=3, random_state=1)
+    as_numpy = dict(hidden_layer_sizes=numpy.array([4, 3]), max_iter=numpy.int64(2), batch_size=numpy.uint16(16),
+                    n_iter_no_change=numpy.int32(3), random_state=numpy.int64(1))
+    a, b = (MLPRegressor(**p, device="cpu").fit(X[:50], y[:50]) for p in (ints, as_numpy))
+    for wa, wb in zip(a.coefs_, b.coefs_):
+        numpy.testing.assert_array_equal(wa, wb)
+    assert MLPRegressor(hidden_layer_sizes=numpy.int64(5), max_iter=1, device="cpu").fit(X[:50], y[:50]).coefs_[0].shape[1] == 5
 
 
 @pytest.mark.parametrize("params, error, message", [
