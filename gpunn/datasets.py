@@ -17,6 +17,8 @@ from . import backend as _backend
 from .rng import DeviceRNG, host_rng
 from .checks import canonical_dtype, is_real, positive_int, seed_int
 
+__all__ = ["make", "stream", "get_task", "TASKS", "Task", "Teacher", "Linear", "Friedman1", "Sinusoid", "CHUNK_ROWS"]
+
 CHUNK_ROWS = 65536
 
 

@@ -149,6 +149,23 @@ def test_dir_of_gpunn_lists_every_public_name_the_lazy_ones_too():
     assert all(hasattr(gpunn, name) for name in names)  # and each name listed is there (__getattr__'s table is __dir__'s)
 
 
+def test_each_public_module_says_what_it_exports():
+    # gpunn.datasets had no __all__: "from gpunn.datasets import *" also brought numpy, math, inspect, DeviceRNG,
+    # host_rng, canonical_dtype, is_real, positive_int and seed_int into the caller's namespace
+    import importlib
+    import types
+
+    for name in ("gpunn", "gpunn.datasets", "gpunn.data", "gpunn.ops", "gpunn.distributed", "gpunn.bench"):
+        module = importlib.import_module(name)
+        assert hasattr(module, "__all__"), name
+        star = {}
+        exec(f"from {name} import *", star)
+        assert set(star) - {"__builtins__"} == set(module.__all__), name
+        assert not any(isinstance(star[n], types.ModuleType) and not star[n].__name__.startswith(name)
+                       for n in module.__all__), name
+    assert {"make", "stream", "get_task", "TASKS", "CHUNK_ROWS"} <= set(gpunn.datasets.__all__)
+
+
 def test_import_gpunn_leaves_the_lazy_names_unloaded():
     # gpunn._LAZY: the data sources, data parallel and the scikit-learn estimator load on first use, so that
     # `import gpunn` stays fast; ensemble.py's top-level import of gpunn.data.stats (c0e2623) loaded the data
