@@ -246,3 +246,23 @@ def test_a_source_validation_set_of_one_row_is_refused_as_arrays_are(tmp_path):
     history = model.fit(gpunn.data.synthetic("teacher", 20, 3, 1, seed=0), epochs=1,
                         validation_data=gpunn.data.synthetic("teacher", 2, 3, 1, seed=1), verbose=False)
     assert numpy.isfinite(history["val_r2"][-1])
+
+
+def test_the_bar_counts_a_held_out_synthetic_sources_training_rows():
+    """A synthetic source's total_rows counts its held-out rows too; the bar (and its epoch time left) is over
+    the rows trained on, as the epoch's batches are: it ended at 18,000 of 20,000 rows (each epoch's last batch, of 476 rows, moved it by
+    500) where 2 x 8,976 rows were trained on."""
+    from gpunn import data
+    from gpunn.training.callbacks import ProgressBar
+
+    source = data.synthetic("linear", 10_000, 3, 1, seed=0, chunk_rows=1024, validation_fraction=0.1, device="cpu")
+    assert source.rows < source.total_rows
+    bars = []
+
+    class Watch(ProgressBar):
+        def on_train_end(self, trainer):
+            bars.append((self.bar.n, self.bar.total))
+            super().on_train_end(trainer)
+
+    MLP([3, 4, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=500, verbose=False, callbacks=[Watch()])
+    assert bars == [(2 * source.rows, 2 * source.rows)]

@@ -93,8 +93,10 @@ class ProgressBar(Callback):
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
 
-        # data parallel: the rows of every rank (rank 0's own are 1/P of them), global batches of P x b
-        self.rows = int(getattr(trainer.source, "total_rows", trainer.source.rows))
+        # the epoch's training rows, of every rank in data parallel (rank 0's own are 1/P of them; global
+        # batches of P x b): FitSettings', which the epoch's batch count is cut from. Not a source's total_rows:
+        # a synthetic source's counts its held-out rows too (the bar ended short of its total by them)
+        self.rows = int(trainer.settings.train_rows)
         self.batch_size = int(trainer.batch_size) * trainer.settings.ranks
         epochs_left = trainer.epochs - trainer.start_epoch
         done = min(trainer.state.batch * self.batch_size, self.rows) if epochs_left > 0 else 0
