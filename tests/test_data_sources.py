@@ -716,6 +716,27 @@ def test_on_the_gpu_a_file_stream_read_without_a_host_sync_or_stopped_part_way_k
                                            numpy.array_equal(host(a[1]), host(b[1])) for a, b in zip(again, full))
 
 
+@pytest.mark.gpu
+def test_on_the_gpu_a_generated_stream_stopped_part_way_orders_the_generation_in_flight_before_later_work(gpu):
+    """Stopped part-way, a synthetic stream leaves the next window's generation running on the side stream,
+    reading the task's constants; the training stream waits for it, so that those constants, when made and
+    freed on the training stream (a task object also given to make), go to no new array while it reads them.
+    Under tests/fakecupy the stream-order check fails the test without that wait."""
+    import gc
+
+    task = datasets.get_task("teacher", 4, seed=3)
+    with gpu.use():
+        task.chunk(gpu, 0, 100, "float32")  # its constants are made on the training stream
+    source = data.synthetic(task, 4 * 65536, window=1, device=gpu)
+    batches = source.batches(0, 1000)
+    first = host(next(batches)[0])
+    batches.close()  # window 2 is being generated
+    del source, batches, task
+    gc.collect()  # the constants' memory goes back to the training stream's pool
+    X, _ = datasets.make("teacher", 70000, 4, seed=4, device=gpu)  # and to a new array there
+    assert first.shape == (1000, 4) and X.shape == (70000, 4)
+
+
 def test_an_error_in_the_reader_thread_is_raised_in_the_consumer():
     def produce(index, item):
         if item == 3:

@@ -24,7 +24,9 @@ that copies them into a fresh buffer), or None when the arrays are the consumer'
   stream, is free only then). That event is kept per side stream, not per generator: several
   sources generating at once (the shards of a ShardedSource) share the stream and its pool, so
   each generation waits for every consumption before it; a new generator starts from an event
-  recorded when it starts.
+  recorded when it starts. A generator stopped part-way makes the training stream wait for the
+  generation still in flight: it reads the task's constants, which the training stream may have
+  made (a task also given to ``datasets.make``) and free.
 
 tests/fakecupy checks these orders (tests/fakecupy/ordering.py): a stream touching memory another
 stream may still use, a fresh buffer written on a side stream before it waited for the training
@@ -235,10 +237,14 @@ def generated_windows(backend, windows, generate):
         _CONSUMED[key] = main.record()
 
     pending = start(windows[0]) if windows else None
-    for i in range(len(windows)):
-        X, Y, ready = pending
-        main.wait_event(ready)
-        # issued now, window i+1's generation overlaps window i's training
-        pending = start(windows[i + 1]) if i + 1 < len(windows) else None
-        yield X, Y, release
-        del X, Y
+    try:
+        for i in range(len(windows)):
+            X, Y, ready = pending
+            main.wait_event(ready)
+            # issued now, window i+1's generation overlaps window i's training
+            pending = start(windows[i + 1]) if i + 1 < len(windows) else None
+            yield X, Y, release
+            del X, Y
+    finally:
+        if pending is not None:  # stopped part-way: the next window's generation is still in flight, reading
+            main.wait_event(pending[2])  # the task's constants; what the training stream frees waits for it
