@@ -151,12 +151,12 @@ def file_kind(path) -> str:
 
 
 def csv_has_header(path, delimiter=",") -> bool:
-    """Whether the first line of the CSV file ``path`` is a header row: none of its fields is a number
-    (a first row with numbers and a gap, "1.5,NA,3", is data). False for a file that cannot be read
-    (its reader says why)."""
+    """Whether the first line of the CSV file ``path`` that is not empty (pyarrow and numpy.loadtxt skip
+    empty lines) is a header row: none of its fields is a number (a first row with numbers and a gap,
+    "1.5,NA,3", is data). False for a file that cannot be read (its reader says why)."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as fh:  # a UTF-8 mark (Excel's) is no field
-            first = fh.readline()
+            first = next((line for line in fh if line != "\n"), "")  # (\r\n and \r read as \n)
     except OSError:
         return False
     for field in first.strip().split(delimiter):
@@ -171,17 +171,21 @@ def csv_has_header(path, delimiter=",") -> bool:
 def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
     """The offset just past a CSV file's header row (``fh`` open in binary): its first line end outside a
     quoted field, as pyarrow parses it (a quote opens a field only at its start, "" is a quote inside one),
-    so a quoted name may hold a line end; ``size`` when there is none. A quote still open after ``limit``
-    bytes gives the first line end (pyarrow then says what is wrong)."""
+    so a quoted name may hold a line end; ``size`` when there is none. Empty lines before the header are
+    skipped, as pyarrow skips them. A quote still open after ``limit`` bytes gives the first line end
+    (pyarrow then says what is wrong)."""
     import re
 
     fh.seek(0)
     buf = fh.read(1 << 16)
-    first = re.search(rb"\r\n|\r|\n", buf)
-    if first and first.end() < len(buf) and b'"' not in buf[:first.start()]:  # no quote before it: the header's end
+    start = 3 if buf.startswith(b"\xef\xbb\xbf") else 0  # past a UTF-8 mark
+    start = len(buf) - len(buf[start:].lstrip(b"\r\n"))  # and the empty lines after it
+    line_end = re.compile(rb"\r\n|\r|\n")
+    first = line_end.search(buf, start)
+    if first and first.end() < len(buf) and b'"' not in buf[start:first.start()]:  # no quote before it: the header's end
         return first.end()
     sep, quote = str(delimiter).encode()[-1:], ord('"')  # (pyarrow refuses a delimiter not one character)
-    i, quoted, field_start = 3 if buf.startswith(b"\xef\xbb\xbf") else 0, False, True  # past a UTF-8 mark
+    i, quoted, field_start = start, False, True
     while True:
         if i + 1 >= len(buf) and len(buf) < limit:  # one byte ahead: a "" inside quotes, a \r\n
             more = fh.read(1 << 16)
@@ -191,7 +195,7 @@ def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
         if i >= len(buf):
             if len(buf) < limit:
                 return size
-            first = re.search(rb"\r\n|\r|\n", buf)
+            first = line_end.search(buf, start)
             return first.end() if first else len(buf)
         c = buf[i]
         if quoted:
@@ -215,10 +219,10 @@ def delimiter_hint(path, delimiter=",") -> str:
     import csv
     import re
 
-    def rows(sep):  # the header and the first data row that is not blank
+    def rows(sep):  # the header and the first data row, past empty lines
         with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            reader = csv.reader(fh, delimiter=sep)
-            return next(reader, []), next((row for row in reader if row), [])
+            reader = (row for row in csv.reader(fh, delimiter=sep) if row)
+            return next(reader, []), next(reader, [])
 
     try:
         header, _ = rows(delimiter)

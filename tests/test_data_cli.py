@@ -86,6 +86,26 @@ def test_a_semicolon_delimited_csv_says_so_in_train_and_predict(tmp_path, capsys
             assert hint in capsys.readouterr().err, (model, name)
 
 
+def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
+    """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),
+    and gpunn predict of a model that knows its columns read a headerless file's first row as names."""
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 400, 3, seed=2, device="cpu")
+    for name, table, header in (("t.csv", numpy.column_stack([X, Y[:, 0]]), "a,b,c,y"), ("x.csv", X, "a,b,c"),
+                                ("n.csv", X, "")):
+        numpy.savetxt(tmp_path / name, table, delimiter=",", header="\r\n\r\n" + header, comments="", fmt="%.17g")
+    named, plain = str(tmp_path / "named.npz"), str(tmp_path / "plain.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", named, *SMALL]) == 0, \
+        capsys.readouterr().err
+    gpunn.save(plain, gpunn.MLP([3, 4, 1], seed=0))
+    for model in (named, plain):  # by name (streamed) and by position (numpy.loadtxt); no header: by position
+        expected = gpunn.load(model, device="cpu").predict(X)
+        for name in ("x.csv", "n.csv"):
+            out = tmp_path / "p.npy"
+            assert main(["predict", model, str(tmp_path / name), str(out)]) == 0, capsys.readouterr().err
+            numpy.testing.assert_array_equal(numpy.load(out), expected)
+
+
 def test_train_and_predict_on_a_csv_whose_quoted_header_name_holds_a_line_end(tmp_path, capsys):
     """gpunn train --data read the header's first line only ("bad data after row 0"), and gpunn predict's
     numpy.loadtxt path skipped one line of a two-line header."""

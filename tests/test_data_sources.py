@@ -570,6 +570,24 @@ def test_a_quoted_column_name_holding_a_line_end_is_read(tmp_path, newline):
         numpy.testing.assert_array_equal(Y, Yp)
 
 
+@pytest.mark.parametrize("lead", ["\n\n", "\r\n\r\n", "\r", "\ufeff\n", '\n"a","b",y\n'])
+def test_empty_lines_before_the_header_are_skipped(tmp_path, lead):
+    """As pyarrow skips them: the header was taken to end at the first line end (an empty line), and the first
+    chunk failed with "bad data after row 0 (... CSV conversion error to double: invalid value 'a')"."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i},{i % 5}.25,{2 * i}\n" for i in range(300))
+    header = "" if lead.endswith("y\n") else "a,b,y\n"
+    with open(tmp_path / "e.csv", "w", newline="") as fh:
+        fh.write(lead + header + rows)
+    (tmp_path / "plain.csv").write_text("a,b,y\n" + rows)
+    source = data.csv(tmp_path / "e.csv", target="y", block_size=1 << 10)
+    plain = data.csv(tmp_path / "plain.csv", target="y", block_size=1 << 10)
+    assert source.feature_names == ["a", "b"] and source.rows == plain.rows == 300
+    for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
+        numpy.testing.assert_array_equal(X, Xp)
+        numpy.testing.assert_array_equal(Y, Yp)
+
+
 # ---- iterables ----------------------------------------------------------------------------------
 def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
     batches = [(numpy.full((4, 2), 1.0), numpy.zeros(4)), (numpy.full((3, 2), 2.0), numpy.zeros(3))]
