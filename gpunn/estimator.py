@@ -207,9 +207,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     scikit-learn's scale, half the mean squared error over every value, averaged over the epoch's
     batches before each step, without scikit-learn's L2 term), ``loss_`` (its last value),
     ``best_loss_`` (its least, without early stopping), ``validation_scores_`` and
-    ``best_validation_score_`` (validation R², with early stopping), ``n_iter_`` (every epoch trained,
-    warm starts and ``partial_fit`` calls included: the length of ``loss_curve_``; scikit-learn's
-    counts the last call's), ``t_``, ``coefs_``, ``intercepts_``, ``n_layers_``, ``n_outputs_``,
+    ``best_validation_score_`` (validation R², with early stopping), ``n_iter_`` (the epochs of the last
+    call, as scikit-learn's: 1 after ``partial_fit``; ``loss_curve_`` holds every epoch, warm starts and
+    ``partial_fit`` calls included), ``t_`` (samples seen by every call), ``coefs_``, ``intercepts_``, ``n_layers_``, ``n_outputs_``,
     ``out_activation_``, ``n_features_in_``. A fit that trains ``max_iter`` epochs without stopping
     warns with scikit-learn's ConvergenceWarning, as scikit-learn does.
 
@@ -404,7 +404,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             history, n_iter = History(), 0
         else:
             self._check_same_network(Y.shape[1], activation, "partial_fit")
-            model, history, n_iter = self.model_, self.history_, self.n_iter_
+            model, history, n_iter = self.model_, self.history_, len(self.loss_curve_)  # every epoch so far
         rule = self._no_improvement(Y.shape[1], not first, partial=True)
         with model.backend.use():
             Xd, Yd = model._as_input(X), model._as_target(Y)
@@ -462,20 +462,20 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self.model_, self.history_ = model, history
         self.n_outputs_ = n_outputs
         losses = history.get("loss", [])
-        before = getattr(self, "n_iter_", 0) if continued else 0
         # A continued fit converts only its own epochs' losses, and its best goes on from the earlier one
         # (Python's min over the whole curve, continued): a loop of partial_fit calls otherwise converted
         # and scanned the whole curve on every call (2.3x slower per call after 6,000 calls).
         curve = getattr(self, "loss_curve_", None) if continued else None
-        if curve is None or len(curve) != before or before > len(losses):
+        if curve is None or len(curve) > len(losses):
             curve, before_best = [], None
         else:
             before_best = getattr(self, "best_loss_", None) if curve else None
+        before = len(curve)
         new = [sklearn_loss(loss, n_outputs) for loss in losses[len(curve):]]
         self.loss_curve_ = curve + new
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         self.t_ = (getattr(self, "t_", 0) if continued else 0) + rows * (len(self.loss_curve_) - before)
-        self.n_iter_ = len(self.loss_curve_)
+        self.n_iter_ = len(self.loss_curve_) - before  # this call's epochs, as scikit-learn's (t_ counts on)
         if not self.loss_curve_ or self.early_stopping:
             self.best_loss_ = None
         elif before_best is None:

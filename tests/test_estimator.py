@@ -98,7 +98,7 @@ def test_multi_output_early_stopping_and_partial_fit(data):
     inc = MLPRegressor(hidden_layer_sizes=(16,), random_state=0, device="cpu")
     for _ in range(5):
         inc.partial_fit(X, y)
-    assert inc.n_iter_ == 5 and inc.model_.optimizer.steps == 5 * 3  # 600 rows / batch 200
+    assert inc.n_iter_ == 1 and len(inc.loss_curve_) == 5 and inc.model_.optimizer.steps == 5 * 3  # 600 rows / batch 200
     assert inc.loss_curve_[-1] < inc.loss_curve_[0]
     with pytest.raises(ValueError, match="features"):
         inc.partial_fit(X[:, :3], y)
@@ -292,12 +292,24 @@ def test_warm_start_and_partial_fit_carry_the_no_improvement_count_as_scikit_lea
     for early_stopping in (False, True):
         est = MLPRegressor(**settings, early_stopping=early_stopping).fit(X, y)
         assert est.n_iter_ == 4
-        assert est.fit(X, y).n_iter_ == 5  # scikit-learn's warm start stops after its one epoch too
+        assert est.fit(X, y).n_iter_ == 1 and len(est.loss_curve_) == 5  # scikit-learn's warm start stops after its one epoch too
         assert est.set_params(warm_start=False).fit(X, y).n_iter_ == 4  # a new fit counts anew
     est = MLPRegressor(**settings)
     for _ in range(4):  # the count is 3 after them
         est.partial_fit(X, y)
-    assert est.fit(X, y).n_iter_ == 5
+    assert est.fit(X, y).n_iter_ == 1 and len(est.loss_curve_) == 5
+
+
+def test_n_iter_counts_the_last_calls_epochs_as_scikit_learn(data):
+    # gpunn's n_iter_ counted every epoch since the first fit (3, 6, 7, 8 here), so after warm starts it could
+    # pass max_iter, and "n_iter_ < max_iter" no longer said whether a fit had converged; t_ counts on in both
+    X, y = data
+    settings = dict(hidden_layer_sizes=(8,), max_iter=3, tol=0, random_state=0, warm_start=True)
+    for est in (MLPRegressor(**settings, device="cpu"), sklearn.neural_network.MLPRegressor(**settings)):
+        counts = [est.fit(X, y).n_iter_, est.fit(X, y).n_iter_, est.partial_fit(X, y).n_iter_,
+                  est.partial_fit(X, y).n_iter_]
+        assert counts == [3, 3, 1, 1] and len(est.loss_curve_) == 8 and est.t_ == 8 * len(X), type(est).__module__
+        assert est.set_params(warm_start=False).fit(X, y).n_iter_ == 3 and len(est.loss_curve_) == 3
 
 
 def test_partial_fit_divides_an_adaptive_rate_by_5_as_scikit_learn(data):
@@ -343,12 +355,12 @@ def test_loss_curve_and_best_loss_follow_the_history_across_partial_fits_and_war
     for method, params, targets in calls:
         getattr(est.set_params(**params), method)(X, targets)
         assert est.loss_curve_ == [loss / 4 for loss in est.history_["loss"]], (method, params)
-        assert est.n_iter_ == len(est.loss_curve_) and est.loss_ == est.loss_curve_[-1]
+        assert est.loss_ == est.loss_curve_[-1]
         assert est.best_loss_ == (None if est.early_stopping else min(est.loss_curve_)), (method, params)
         if earlier is not None:  # a new list each call, as before: a curve read earlier keeps its length
             assert len(earlier[0]) == earlier[1]
         earlier = (est.loss_curve_, len(est.loss_curve_))
-    assert est.n_iter_ == 4  # the cold fit's 3 epochs and one partial_fit
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == 4  # the cold fit's 3 epochs and one partial_fit
 
 def test_early_stopping_keeps_the_best_validation_epoch_whatever_tol(data):
     X, y = data
@@ -446,7 +458,7 @@ def test_warm_start_continues_from_the_fitted_weights(data):
     est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=4, tol=0, warm_start=True, random_state=0, device="cpu")
     first = est.fit(X, y).loss_curve_[-1]
     est.fit(X, y)
-    assert est.n_iter_ == 8 and est.loss_curve_[4] < first * 1.5 and est.t_ == 8 * len(X)
+    assert est.n_iter_ == 4 and len(est.loss_curve_) == 8 and est.loss_curve_[4] < first * 1.5 and est.t_ == 8 * len(X)
 
 
 @pytest.mark.parametrize("change, message", [
