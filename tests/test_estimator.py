@@ -372,6 +372,28 @@ def test_early_stopping_keeps_the_best_validation_epoch_whatever_tol(data):
     assert est.n_iter_ == 5 and best > 1 and est.history_.best_epoch == best
 
 
+def test_a_warm_fit_that_never_beats_the_best_validation_score_keeps_its_weights(data):
+    # a warm fit at a rate far too high scores below the first fit's best R² in every epoch: gpunn ended with that
+    # fit's best epoch (scikit-learn with its last: its _best_coefs are the arrays the warm fit trains in place),
+    # neither being the weights best_validation_score_ describes
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    est = MLPRegressor(hidden_layer_sizes=(16,), early_stopping=True, n_iter_no_change=5, learning_rate_init=1e-2,
+                       warm_start=True, random_state=0, device="cpu").fit(X, y)
+    first, best, coefs = len(est.validation_scores_), est.best_validation_score_, [w.copy() for w in est.coefs_]
+    best_epoch = est.history_.best_epoch
+    assert est.validation_scores_[best_epoch - 1] == best
+    est.set_params(learning_rate_init=0.5, max_iter=6, n_iter_no_change=50).fit(X, y)
+    assert est.n_iter_ == 6 and max(est.validation_scores_[first:]) < best == est.best_validation_score_
+    for kept, before in zip(est.coefs_, coefs):
+        numpy.testing.assert_array_equal(kept, before)
+    assert est.history_.best_epoch == best_epoch
+    est.set_params(learning_rate_init=1e-3, max_iter=20).fit(X, y)  # one that does beat it keeps its own best
+    assert est.best_validation_score_ > best
+    assert est.validation_scores_[first + 6 + est.history_.best_epoch - 1] == est.best_validation_score_
+    assert not numpy.array_equal(est.coefs_[0], coefs[0])
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_adaptive_rate_stops_when_it_would_fall_under_1e_6_as_scikit_learn(data, early_stopping):
