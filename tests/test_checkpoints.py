@@ -164,6 +164,38 @@ def test_resume_can_extend_the_run(data, tmp_path):
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 4
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
+def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weights_it_reached(data, tmp_path, optimizer):
+    """A run that ran out of epochs with EarlyStopping's best epoch before its last ends holding the best
+    weights, and so does its last checkpoint (to predict with). resume(epochs=6) must go on from the weights
+    epoch 4 reached, as the run started with 6 epochs did: it went on from epoch 2's (the restored best), so
+    epochs 5 and 6, and the best weights after them, were another run's (README's --resume --epochs example)."""
+    X, Y = data
+    scores = [5.0, 1.0, 3.0, 4.0, 0.5, 6.0]  # best: epoch 2 of 4, then epoch 5 of 6
+    fit = {**FIT, "epochs": 6, "schedule": "constant", "optimizer": optimizer}
+
+    def callbacks():
+        return [_Scripted(scores), EarlyStopping(monitor="score", patience=10)]
+
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    ref_hist = reference.fit(X, Y, callbacks=callbacks(), **fit)
+    assert ref_hist.best_epoch == 5
+    path = tmp_path / "run.npz"
+    first = MLP([6, 8, 2], device="cpu", seed=1)
+    assert first.fit(X, Y, callbacks=callbacks() + [gpunn.ModelCheckpoint(path)], **{**fit, "epochs": 4}).best_epoch == 2
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    numpy.testing.assert_array_equal(ckpt.model.params, first.params)  # the file predicts with the best weights
+    resumed = ckpt.resume(X, Y, epochs=6, callbacks=callbacks(), verbose=False)  # (the saved state, after the score)
+    assert _no_timing(resumed) == _no_timing(ref_hist) and resumed.best_epoch == 5
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    for name in ckpt.optimizer.state_names():
+        numpy.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
+    # resumed with nothing left to train, the file still ends with the best weights and can be extended again
+    again = gpunn.load_checkpoint(path, device="cpu")
+    again.resume(X, Y, callbacks=callbacks(), verbose=False)
+    numpy.testing.assert_array_equal(again.model.params, reference.params)
+
+
 def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path):
     # resume(epochs=2) of a 3-epoch run trained nothing, then wrote a checkpoint at epoch 3 of a 2-epoch run,
     # which every later load refused ("impossible position")

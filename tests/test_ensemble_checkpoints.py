@@ -77,6 +77,42 @@ def test_a_resumed_run_without_early_stopping_or_bootstrap_is_exact_and_can_be_e
     assert resumed.best_epoch == ref_hist.best_epoch and resumed.best == ref_hist.best
 
 
+class _MemberScores(gpunn.Callback):
+    """Logs ``score``: one value per member for each epoch (early stopping listed after it monitors it)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        logs["score"] = list(self.values[epoch])
+
+
+def test_a_finished_run_whose_members_were_restored_extends_from_the_weights_they_reached(ensemble_data, tmp_path):
+    """The ensemble's form of tests/test_checkpoints.py's test: members restored to their best epoch at the
+    end of a 4-epoch run (0, 1, and 2, which stopped early in epoch 4 and stays frozen) go on, in a
+    resume to 6 epochs, from the weights they had reached, as the 6-epoch run did."""
+    X, Y = ensemble_data
+    scores = [[5, 5, 1], [1, 2, 2], [3, 1, 3], [4, 3, 4], [0.5, 4, 5], [6, 0.5, 6]]
+    fit = dict(batch_size=25, optimizer="adam", lr=[2e-3, 1e-2, 5e-3], seed=4, verbose=False)
+
+    def callbacks():
+        return [_MemberScores(scores), gpunn.EarlyStopping(monitor="score", patience=3)]
+
+    reference = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=7)
+    ref_hist = reference.fit(X, Y, epochs=6, callbacks=callbacks(), **fit)
+    assert ref_hist.best_epoch == [5, 6, 1] and ref_hist.stopped_epoch == [None, None, 4]
+    path = tmp_path / "run.npz"
+    first = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=7)
+    assert first.fit(X, Y, epochs=4, callbacks=callbacks() + [gpunn.ModelCheckpoint(path)], **fit).best_epoch == [2, 3, 1]
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    np.testing.assert_array_equal(ckpt.model.params, first.params)  # the file holds the best weights
+    resumed = ckpt.resume(X, Y, epochs=6, callbacks=callbacks(), verbose=False)  # (the saved state, after the score)
+    assert _no_timing(resumed) == _no_timing(ref_hist) and resumed.best_epoch == ref_hist.best_epoch
+    np.testing.assert_array_equal(ckpt.model.params, reference.params)
+    for name in ("m", "v"):
+        np.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
+
+
 def test_resuming_a_run_whose_members_all_stopped_trains_no_further(ensemble_data, tmp_path):
     X, Y = ensemble_data
     path = tmp_path / "run.npz"

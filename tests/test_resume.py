@@ -120,3 +120,18 @@ def test_options_from_a_config_file_are_checked_like_flags(runs, tmp_path):
     assert status == 0, err
     numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params,
                                      straight[3].model.params)
+
+
+def test_a_finished_early_stopping_run_extended_with_epochs_is_the_longer_run(tmp_path):
+    """README's example: --early-stopping, --epochs 2 --save, then --resume --epochs 4. The first run's
+    best epoch is 1 (--min-delta 100: nothing after it counts), so it ends holding epoch 1's weights, and
+    its checkpoint too; the resume trained epochs 3 and 4 from those instead of from epoch 2's."""
+    es = [*BASE, "--early-stopping", "--patience", "5", "--min-delta", "100"]
+    assert run("train", *es, "--epochs", "2", "--save", str(tmp_path / "run.npz"))[0] == 0
+    status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "4", "--quiet")
+    assert status == 0, err
+    assert run("train", *es, "--epochs", "4", "--save", str(tmp_path / "straight.npz"))[0] == 0
+    resumed, straight = (gpunn.load_checkpoint(tmp_path / name, device="cpu") for name in ("run.npz", "straight.npz"))
+    assert resumed.history["loss"] == straight.history["loss"]
+    numpy.testing.assert_array_equal(resumed.model.params, straight.model.params)
+    numpy.testing.assert_array_equal(resumed.optimizer.state["m"], straight.optimizer.state["m"])

@@ -227,7 +227,9 @@ class EarlyStopping(_Monitoring):
     model ends with the parameters of its best epoch (a device-side copy is kept; no host
     transfer) when training ends normally, stops early or diverges (TrainingDiverged still
     raises); after an interruption the model keeps its latest weights so that a checkpoint of it
-    resumes exactly.
+    resumes exactly. A checkpoint written after the restore (the run's last) also keeps the weights the
+    run had reached (``last_params``), which a resume that trains further (``epochs=`` raised) continues
+    from, as the run started with that total would.
     """
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
@@ -238,6 +240,7 @@ class EarlyStopping(_Monitoring):
     def _reset(self):
         super()._reset()
         self.best_params, self.stopped_epoch = None, None
+        self.last_params = None  # the weights the run had reached when on_train_end put the best ones back
 
     def get_config(self):
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
@@ -247,6 +250,9 @@ class EarlyStopping(_Monitoring):
         super().on_train_begin(trainer)
         if self.best_params is not None:  # restored from a checkpoint as a host array
             self.best_params = trainer.model.xp.asarray(self.best_params)
+        if self.last_params is not None:  # the run's last checkpoint holds its best weights: it continues from
+            trainer.model.params[...] = trainer.model.xp.asarray(self.last_params)  # those it had reached
+            self.last_params = None
         if self.stopped_epoch is not None:  # resuming a run that had stopped early: it is over
             trainer.stop = True
             trainer.history.stopped_early = True
@@ -275,6 +281,8 @@ class EarlyStopping(_Monitoring):
         trainer.history.best_epoch = self.best_epoch
         last = trainer.history["epoch"][-1] if trainer.history.get("epoch") else None
         if self.restore_best_weights and self.best_params is not None and (diverged or self.best_epoch != last):
+            if not diverged:  # kept for a checkpoint written now: a resume that trains further goes on from them
+                self.last_params = trainer.model.params.copy()
             trainer.model.params[...] = self.best_params
 
     def state_dict(self):
@@ -282,6 +290,9 @@ class EarlyStopping(_Monitoring):
         if self.best_params is not None:
             arrays["best_params"] = numpy.asarray(
                 self.best_params.get() if hasattr(self.best_params, "get") else self.best_params)
+        if self.last_params is not None:
+            arrays["last_params"] = numpy.asarray(
+                self.last_params.get() if hasattr(self.last_params, "get") else self.last_params)
         return {**self._base_state(), "stopped_epoch": self.stopped_epoch}, arrays
 
     def load_state_dict(self, state, arrays):
@@ -289,6 +300,7 @@ class EarlyStopping(_Monitoring):
         self.stopped_epoch = state.get("stopped_epoch")
         if "best_params" in arrays:
             self.best_params = arrays["best_params"]  # host; moved to the device in on_train_begin
+        self.last_params = arrays.get("last_params")  # (absent: none, as in files from before it)
 
 
 class ReduceLROnPlateau(_Monitoring):

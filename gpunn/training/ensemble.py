@@ -217,7 +217,9 @@ class MemberEarlyStopping(Callback):
     The same rule per member: an improvement is a finite value better than the best by more
     than ``min_delta``; ``patience`` epochs without one stop the member; with
     ``restore_best_weights`` it ends with its best epoch's parameters (kept in one device copy
-    of the flat buffer). Training ends when every member has stopped.
+    of the flat buffer). Training ends when every member has stopped. A checkpoint written after that
+    restore (the run's last) also keeps the weights the members had reached (``last_params``), which a
+    resume that trains further (``epochs=`` raised) continues from, as the run started with that total would.
     """
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
@@ -229,7 +231,8 @@ class MemberEarlyStopping(Callback):
             raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
         self.restore_best_weights = flag(restore_best_weights, "restore_best_weights")
-        self._restored = None  # (state, host best_params) from a checkpoint, taken up by on_train_begin
+        self._restored = None  # (state, host best_params, host last_params) from a checkpoint, for on_train_begin
+        self.last_params = None  # the members' weights when on_train_end put the best ones back
 
     def get_config(self):
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
@@ -244,9 +247,9 @@ class MemberEarlyStopping(Callback):
         self.best_epoch = [None] * K
         self.wait = [0] * K
         self.stopped_epoch = [None] * K
-        self.best_params = None
+        self.best_params = self.last_params = None
         if self._restored is not None:  # a resumed run: each member's progress as the checkpoint left it
-            state, best_params = self._restored
+            state, best_params, last_params = self._restored
             self._restored = None
             for key in ("best", "best_epoch", "wait", "stopped_epoch"):
                 values = state[key]
@@ -255,6 +258,8 @@ class MemberEarlyStopping(Callback):
                 setattr(self, key, list(values))
             if best_params is not None:
                 self.best_params = model.xp.asarray(best_params).reshape(model.member_params.shape)
+            if last_params is not None:  # the run's last checkpoint holds the best weights: go on from those reached
+                model.member_params[...] = model.xp.asarray(last_params).reshape(model.member_params.shape)
         if not trainer.optimizer.active.any():  # resuming a run whose members had all stopped: it is over
             trainer.stop = True
 
@@ -265,6 +270,9 @@ class MemberEarlyStopping(Callback):
         if self.best_params is not None:
             host = self.best_params.get() if hasattr(self.best_params, "get") else self.best_params
             arrays["best_params"] = numpy.ascontiguousarray(host).reshape(-1)
+        if self.last_params is not None:
+            host = self.last_params.get() if hasattr(self.last_params, "get") else self.last_params
+            arrays["last_params"] = numpy.ascontiguousarray(host).reshape(-1)
         return {"best": list(self.best), "best_epoch": list(self.best_epoch), "wait": list(self.wait),
                 "stopped_epoch": list(self.stopped_epoch)}, arrays
 
@@ -272,7 +280,7 @@ class MemberEarlyStopping(Callback):
         missing = [key for key in ("best", "best_epoch", "wait", "stopped_epoch") if key not in state]
         if missing:
             raise KeyError(f"state lacks {missing}")
-        self._restored = (state, arrays.get("best_params"))
+        self._restored = (state, arrays.get("best_params"), arrays.get("last_params"))  # (last: absent before it)
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self._monitor not in logs:
@@ -322,6 +330,8 @@ class MemberEarlyStopping(Callback):
         restore = [k for k in range(trainer.model.n_models) if self.best_epoch[k] is not None
                    and (diverged or self.best_epoch[k] != (self.stopped_epoch[k] or last_epoch))]
         if restore:
+            if not diverged:  # kept for a checkpoint written now: a resume that trains further goes on from them
+                self.last_params = trainer.model.member_params.copy()
             rows = trainer.model.xp.asarray(restore)
             trainer.model.member_params[rows] = self.best_params[rows]
             # a diverged member back at its best epoch holds that epoch's weights, finite and validated: it
