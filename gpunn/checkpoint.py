@@ -9,7 +9,8 @@ writes them.
   count) and ``training``: ``settings`` (:class:`~gpunn.training.state.FitSettings`, the schedule
   included), the :class:`~gpunn.training.state.TrainState` (``position``: epoch, batches done in it
   and their summed squared error; ``lr_scale``; ``history``; ``interrupted``), the data source's
-  ``config()``, and each stateful callback's class, ``get_config()`` and ``state_dict()``.
+  ``config()``, ``validation_data`` (a run given validation data: arrays' row count and checksum, or a
+  validation source's ``config()``), and each stateful callback's class, ``get_config()`` and ``state_dict()``.
   (Version 1 kept the schedule beside the settings rather than in them.)
 * ``params``: the flat parameter buffer; ``optimizer.<moment>``: the flat optimizer
   moments; ``callback.<i>.<name>``: callback arrays (early stopping's best weights).
@@ -246,9 +247,11 @@ def save(path, model) -> None:
 
 
 def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
-                    source=None) -> None:
+                    source=None, validation=None) -> None:
     """Save everything needed to resume a run (see the module docstring): the model, the optimizer's
-    config and state, the run's settings and state, the source's config and each callback's state.
+    config and state, the run's settings and state, the source's config and each callback's state;
+    for a run given ``validation_data``, what its evaluator ``validation`` describes of them (``describe()``:
+    arrays' row count and checksum, a validation source's config), which a resume compares.
 
     For a gpunn.Ensemble the same, per member: the optimizer's config lists every member's, its state
     arrays are the flat (K * P) buffers, ``frozen`` lists the members that no longer train (stopped
@@ -272,6 +275,7 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         "settings": settings.to_dict(),
         **state.to_dict(),
         "source": None if source is None else source.config(),
+        **_validation_record(settings, validation),
         "rng": {"kind": "keyed-streams", "seed": settings.seed,
                 "note": "shuffles are keyed by (seed, epoch); the seed and position are the whole RNG state"},
         "callbacks": saved_callbacks,
@@ -286,6 +290,13 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
             training["ensemble"]["restored"] = restored
     _write(path, {"kind": "training", "device": model.device, "model": model_config(model, trained_in=True),
                   "optimizer": optimizer, "training": training}, arrays)
+
+
+def _validation_record(settings, validation) -> dict:
+    """``{"validation_data": what the evaluator describes}`` for a run given validation_data, else {}."""
+    describe = getattr(validation, "describe", None)
+    record = describe() if settings.validation == "data" and describe is not None else None
+    return {} if record is None else {"validation_data": record}
 
 
 # ---- reading -----------------------------------------------------------------------------
@@ -670,7 +681,9 @@ class Checkpoint:
         from the checkpoint; ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing. Other data are refused: another row count, or in-memory arrays whose values or
-        row order differ from the run's (the checkpoint keeps a checksum of them). On the CPU the result
+        row order differ from the run's (the checkpoint keeps a checksum of them); so are other
+        ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
+        and ``validation_data`` for a run that had none or held out ``validation_fraction``. On the CPU the result
         is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
         parallel (every rank loads this file) on any number of ranks that divides the run's global
         batch; without it a data-parallel run continues in one process at its global batch.
@@ -743,7 +756,8 @@ class ModelCheckpoint(Callback):
     def save(self, trainer, logs=None):
         """Write the run's checkpoint; ``logs``: an epoch's logs not yet in the history."""
         save_checkpoint(self.path, model=trainer.model, optimizer=trainer.optimizer, settings=trainer.settings,
-                        state=trainer.snapshot(logs), callbacks=trainer.callbacks, source=trainer.source)
+                        state=trainer.snapshot(logs), callbacks=trainer.callbacks, source=trainer.source,
+                        validation=trainer.validation)
         self.saves += 1
 
     def on_epoch_end(self, trainer, epoch, logs):
@@ -812,6 +826,11 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
     with model.backend.use():
         if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
+        if settings.validation != "data" and validation_data is not None:  # it was dropped without a word
+            how = (f"held out validation_fraction={settings.validation_fraction} of its rows"
+                   if settings.validation == "fraction" else "was given no validation_data")
+            raise ValueError(f"{ckpt.path}: the run {how}; resuming it with validation_data would not use them "
+                             "(the run continues as it started): resume without validation_data")
         shards = None
         if is_source(X, Y):
             source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
@@ -821,6 +840,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             shards = (ckpt.training.get("source") or {}).get("shards", 0)
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
+        _check_validation(ckpt, evaluator)
         restored = []
         saved = {cb["index"]: cb for cb in training.get("callbacks", [])}
         user = list(callbacks)
@@ -914,27 +934,65 @@ def _resume_source(ckpt, source, validation_data):
     """(source, evaluator) for resuming on a gpunn.data source: it must describe the data the run was
     saved with (its config, paths aside), and it takes the checkpoint's standardization statistics."""
     from .data.binding import prepare_source
-    from .datasets import CHUNK_ROWS
 
     saved = ckpt.training.get("source") or {}
     if hasattr(source, "follow_saved_cut"):  # a synthetic source cut by default: into the pieces the run was cut into
         source.follow_saved_cut(saved)
-    now = source.config()
-    moved = ("path", "x_path", "y_path")  # the same files may be read from another place
-    layout = ("shards",)  # how data-parallel ranks split it: the resume follows the checkpoint
+    differ = _config_differences(saved, source.config(), ignored=("shards",))  # (how data-parallel ranks split it:
+    if differ:                                                                   # the resume follows the checkpoint)
+        raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data.")
+    if hasattr(source, "standardizer"):
+        source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
+    return source, prepare_source(ckpt.model, source, validation_data)
+
+
+def _config_differences(saved: dict, now: dict, ignored=()) -> str:
+    """How two sources' configs differ ("seed was 4, now 5; ..."), or "" when they describe the same data;
+    paths aside (the same files may be read from another place) and the keys ``ignored``."""
+    from .datasets import CHUNK_ROWS
+
+    moved = ("path", "x_path", "y_path")
     # a synthetic source records chunk_rows only when it is not make's 65,536 (as every run before pieces)
     unrecorded = {"chunk_rows": CHUNK_ROWS} if now.get("kind") == "synthetic" else {}
 
     def value(config, k):
         return config.get(k, unrecorded.get(k))
 
-    differ = sorted(k for k in set(saved) | set(now) if k not in moved + layout and value(saved, k) != value(now, k))
+    differ = sorted(k for k in set(saved) | set(now) if k not in moved + tuple(ignored) and value(saved, k) != value(now, k))
+    return "; ".join(f"{k} was {value(saved, k)!r}, now {value(now, k)!r}" for k in differ)
+
+
+# what a validation source's scores do not depend on: it is read whole, chunk by chunk in file order, scaled by the
+# training statistics (and a file's seed only shuffles; a synthetic source's draws its rows)
+_VALIDATION_SOURCE_FREE = ("shards", "shuffle", "window", "validation_fraction", "standardize")
+
+
+def _check_validation(ckpt, evaluator) -> None:
+    """Refuse validation data other than the run's (early stopping, plateaus and the best weights follow
+    them): arrays by row count and checksum, a validation source by its config. A checkpoint from before this
+    was recorded (or without validation_data) has nothing to compare."""
+    saved = ckpt.training.get("validation_data")
+    describe = getattr(evaluator, "describe", None)
+    now = describe() if saved is not None and describe is not None else None
+    if now is None:
+        return
+    fix = "Resume with the same validation_data."
+    if saved.get("kind") == "arrays" or now.get("kind") == "arrays":
+        if saved.get("kind") != now.get("kind"):
+            raise ValueError(f"{ckpt.path} was validated on {'arrays' if saved.get('kind') == 'arrays' else 'a source'}, "
+                             f"and validation_data is {'arrays' if now.get('kind') == 'arrays' else 'a source'} now. {fix}")
+        if saved["rows"] != now["rows"]:
+            raise ValueError(f"{ckpt.path} was validated on {saved['rows']} rows; this validation_data has "
+                             f"{now['rows']}. {fix}")
+        if not same_fingerprint(saved["fingerprint"], now["fingerprint"]):
+            raise ValueError(f"{ckpt.path} was validated on other values: this validation_data has its {now['rows']} "
+                             f"rows but not its data (a checksum differs; rows in another order count as other data). "
+                             f"{fix}")
+        return
+    free = _VALIDATION_SOURCE_FREE + (() if now.get("kind") == "synthetic" else ("seed",))
+    differ = _config_differences(saved, now, ignored=free)
     if differ:
-        raise ValueError(f"{ckpt.path} was trained on another source: " + "; ".join(
-            f"{k} was {value(saved, k)!r}, now {value(now, k)!r}" for k in differ) + ". Resume with the same data.")
-    if hasattr(source, "standardizer"):
-        source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
-    return source, prepare_source(ckpt.model, source, validation_data)
+        raise ValueError(f"{ckpt.path} was validated on another source: {differ}. {fix}")
 
 
 def _callback_arrays(ckpt, index, entry):

@@ -54,10 +54,21 @@ class RegressionEvaluator:
         self.X, self.Y, self.chunk_rows = X, Y, int(chunk_rows)
         centred = Y - Y.mean(axis=0, dtype="float64")
         self.ss_tot = (centred * centred).sum(axis=0)  # float64, per output, stays on the device
+        self._xp, self._described = model.xp, None
 
     @property
     def n_rows(self) -> int:
         return int(self.X.shape[0])
+
+    def describe(self) -> dict:
+        """What a checkpoint records of the validation rows, which a resume compares: their count and a
+        checksum (gpunn.training.sources.fingerprint), computed once."""
+        if self._described is None:
+            from .training.sources import fingerprint
+
+            self._described = {"kind": "arrays", "rows": self.n_rows,
+                               "fingerprint": fingerprint(self._xp, self.X, self.Y)}
+        return self._described
 
     def _pieces(self):
         for start in range(0, self.X.shape[0], self.chunk_rows):
@@ -76,7 +87,13 @@ class SourceEvaluator:
     def __init__(self, source, chunk_rows=65536, windows=None):
         self.source, self.chunk_rows, self.ss_tot = source, int(chunk_rows), None
         self.windows = windows or source.validation_windows
+        self._own_source = windows is not None  # a validation source (validation_data), not held-out chunks
         self.n_rows = int(source.rows + source.validation_rows if windows else source.validation_rows)
+
+    def describe(self) -> dict | None:
+        """A validation source's config (what a checkpoint records of it, which a resume compares); None for
+        a source's held-out chunks, which the training source's config describes."""
+        return self.source.config() if self._own_source else None
 
     def evaluate(self, model) -> dict:
         from .data.stats import Moments

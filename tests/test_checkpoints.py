@@ -255,6 +255,30 @@ def test_resume_refuses_other_data(data, tmp_path):
             gpunn.load_checkpoint(tmp_path / "c.npz").resume(X2, Y2, verbose=False)
     assert gpunn.load_checkpoint(tmp_path / "c.npz").resume(X.copy(), Y.copy(), epochs=2, verbose=False)["epoch"] == [1, 2]
 
+def test_resume_refuses_other_validation_data_or_validation_data_the_run_had_none_of(data, tmp_path):
+    """validation_data decide early stopping, plateaus and the best weights: resumed with others, the run
+    went on without a word (and one given to a run that had none, or held out a fraction, was dropped)."""
+    X, Y = data
+    Xv, Yv = X[:100], Y[:100]
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X[100:], Y[100:], epochs=1, validation_data=(Xv, Yv), verbose=False,
+                                             callbacks=[EarlyStopping(patience=3), gpunn.ModelCheckpoint(path)])
+    for other, match in (((Xv[:99], Yv[:99]), "validated on 100 rows; this validation_data has 99"),
+                         ((Xv, Yv * 2), "validated on other values: .*a checksum differs"),
+                         ((Xv[::-1], Yv[::-1]), "validated on other values")):
+        with pytest.raises(ValueError, match=match):
+            gpunn.load_checkpoint(path).resume(X[100:], Y[100:], epochs=2, validation_data=other, verbose=False)
+    # the same rows (float32 here, the model's dtype: the checksum is of the rows the model scores) resume
+    same = (Xv.astype("float32"), Yv.copy())
+    assert gpunn.load_checkpoint(path).resume(X[100:], Y[100:], epochs=2, validation_data=same, verbose=False)["epoch"] == [1, 2]
+    for fit, had in ((dict(validation_fraction=0.2), r"held out validation_fraction=0.2 of its rows"),
+                     ({}, "was given no validation_data")):
+        MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)],
+                                                 **fit)
+        with pytest.raises(ValueError, match=f"the run {had}; resuming it with validation_data would not use them"):
+            gpunn.load_checkpoint(path).resume(X, Y, epochs=2, validation_data=(Xv, Yv), verbose=False)
+
+
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_model_round_trip(tmp_path, dtype):

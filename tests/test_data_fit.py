@@ -512,6 +512,32 @@ def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_
     with pytest.raises(ValueError, match=r"another source: seed was 4, now 5"):
         gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=5), epochs=2)
 
+def test_resuming_with_another_validation_source_is_refused_saying_what_differs(tmp_path, linear_pair):
+    x, y, X, Y = linear_pair
+    for name, rows in (("v500", 500), ("v400", 400)):
+        numpy.save(tmp_path / f"{name}x.npy", X[:rows])
+        numpy.save(tmp_path / f"{name}y.npy", Y[:rows])
+
+    def held(name, **options):
+        return data.npy(tmp_path / f"{name}x.npy", tmp_path / f"{name}y.npy", **options)
+
+    ckpt = tmp_path / "run.npz"
+    model = gpunn.MLP([4, 2], device="cpu", seed=1)
+    model.fit(data.npy(x, y, chunk_rows=1500, seed=4), epochs=1, verbose=False, validation_data=held("v500"),
+              callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    with pytest.raises(ValueError, match=r"validated on another source: .*rows was 500, now 400"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4), epochs=2,
+                                                         validation_data=held("v400"), verbose=False)
+    with pytest.raises(ValueError, match=r"validated on a source, and validation_data is arrays now"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4), epochs=2,
+                                                         validation_data=(X[:500], Y[:500]), verbose=False)
+    # what a validation source's scores do not depend on (it is read whole, in file order) may differ
+    resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4), epochs=2,
+                                                               validation_data=held("v500", seed=9, window=2),
+                                                               verbose=False)
+    assert resumed["epoch"] == [1, 2]
+
+
 
 @pytest.mark.gpu
 def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu, linear_pair, monkeypatch):

@@ -126,6 +126,19 @@ def test_resuming_a_run_whose_members_all_stopped_trains_no_further(ensemble_dat
     np.testing.assert_array_equal(ckpt.model.params, ens.params)
     assert ckpt.optimizer.steps == ens.optimizer.steps
 
+def test_resuming_on_other_validation_data_is_refused(ensemble_data, tmp_path):
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0).fit(X[30:], Y[30:], epochs=1, batch_size=40, verbose=False,
+                                                          validation_data=(X[:30], Y[:30]),
+                                                          callbacks=[gpunn.ModelCheckpoint(path)])
+    with pytest.raises(ValueError, match="validated on other values"):
+        gpunn.load_checkpoint(path).resume(X[30:], Y[30:], epochs=2, validation_data=(X[:30], Y[:30] + 1), verbose=False)
+    resumed = gpunn.load_checkpoint(path).resume(X[30:], Y[30:], epochs=2, validation_data=(X[:30], Y[:30]),
+                                                 verbose=False)
+    assert resumed["epoch"] == [1, 2]
+
+
 
 def test_a_diverged_member_stays_frozen_through_a_checkpoint(ensemble_data, tmp_path, interrupt_at):
     X, Y = ensemble_data

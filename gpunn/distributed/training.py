@@ -93,6 +93,7 @@ class _ShardedValidation:
         self.comm, self.n_rows, self.chunk_rows = comm, evaluator.n_rows, evaluator.chunk_rows
         lo, hi = piece(evaluator.n_rows, comm.rank, comm.size)
         self.X, self.Y, self.ss_tot = evaluator.X[lo:hi], evaluator.Y[lo:hi], evaluator.ss_tot
+        self.describe = evaluator.describe  # a checkpoint records all the rows (rank 0 writes it)
 
     def evaluate(self, model) -> dict:
         pieces = ((self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows])
@@ -113,6 +114,7 @@ class _ShardedSourceValidation:
         self.n_rows = evaluator.n_rows
         lo, hi = piece(len(chunks), comm.rank, comm.size)
         self.chunks, self.ss_tot = list(chunks)[lo:hi], None
+        self.describe = evaluator.describe  # what a checkpoint records of a validation source
 
     def evaluate(self, model) -> dict:
         from ..data.stats import Moments
