@@ -40,6 +40,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 import zipfile
 
 import numpy
@@ -726,8 +727,9 @@ def load_checkpoint(path, device="auto") -> Checkpoint:
 # ---- checkpointing during training, and resumption -------------------------------------
 class ModelCheckpoint(Callback):
     """Write a resumable checkpoint (this module's format) every ``every`` epochs, when training
-    ends, and when it is interrupted (Ctrl-C). Each write is atomic: a crash mid-write
-    leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes
+    ends, and when it is interrupted (Ctrl-C; part-way through an epoch of a source that cannot resume there,
+    gpunn.data.iterable's, the file is left at the last epoch's end, with a warning). Each write is atomic: a
+    crash mid-write leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes
     happen only when ``monitor`` improves (the final/interrupt writes still happen so the
     run can be resumed; point ``path`` elsewhere to keep a best-only file); ``monitor`` and ``mode``
     are EarlyStopping's.
@@ -771,8 +773,17 @@ class ModelCheckpoint(Callback):
         self.save(trainer, logs)
 
     def on_train_end(self, trainer):
-        if not trainer.failed:  # never overwrite a good checkpoint with a diverged or half-stepped model
-            self.save(trainer)
+        if trainer.failed:  # never overwrite a good checkpoint with a diverged or half-stepped model
+            return
+        if trainer.state.batch and not getattr(trainer.source, "resumable", True):
+            # stopped part-way through an epoch of a source that cannot resume there (gpunn.data.iterable): such a
+            # file could never be resumed, and it would replace the last epoch's, which can
+            warnings.warn(f"the run stopped part-way through epoch {trainer.state.epoch + 1}, and "
+                          f"{type(trainer.source).__name__} cannot resume part-way through an epoch: {self.path} was "
+                          "left as it was (the end of the last epoch it was written at, if any)", RuntimeWarning,
+                          stacklevel=2)
+            return
+        self.save(trainer)
 
     def state_dict(self):
         return {"best": self._tracker.best}, {}

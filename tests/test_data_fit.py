@@ -538,6 +538,27 @@ def test_resuming_with_another_validation_source_is_refused_saying_what_differs(
     assert resumed["epoch"] == [1, 2]
 
 
+def test_ctrl_c_part_way_through_an_epoch_of_an_iterable_keeps_the_last_epochs_checkpoint(interrupt_at, tmp_path):
+    """An iterable source cannot resume part-way through an epoch: the checkpoint Ctrl-C wrote there replaced
+    the end of epoch 1's, and no resume could continue it ("cannot resume part-way"). The file now stays
+    at epoch 1's end (with a warning saying so) and resumes to the uninterrupted run's weights."""
+    X, Y = datasets.make("teacher", 1000, 4, n_outputs=1, noise=0.1, seed=3, device="cpu")
+    pieces = [(X[i:i + 100], Y[i:i + 100]) for i in range(0, 1000, 100)]
+    fit = dict(epochs=3, batch_size=64, verbose=False)
+    straight = gpunn.MLP([4, 8, 1], seed=1, device="cpu")
+    straight.fit(data.iterable(pieces), **fit)
+    path = tmp_path / "run.npz"
+    with pytest.warns(RuntimeWarning, match=r"part-way through epoch 2, and IterableSource cannot resume .*run.npz "
+                                            r"was left as it was"):
+        stopped = gpunn.MLP([4, 8, 1], seed=1, device="cpu").fit(
+            data.iterable(pieces), callbacks=[interrupt_at(1, 3), gpunn.ModelCheckpoint(path)], **fit)
+    assert stopped.interrupted
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert (ckpt.state.epoch, ckpt.state.batch) == (1, 0)
+    ckpt.resume(data.iterable(pieces), verbose=False)
+    numpy.testing.assert_array_equal(ckpt.model.params, straight.params)
+
+
 
 @pytest.mark.gpu
 def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu, linear_pair, monkeypatch):

@@ -327,7 +327,9 @@ class IterableSource:
     """Any iterable of (X, Y) pieces, as a last resort, cut into batches of ``batch_size`` rows in order.
 
     No shuffle (the iterable decides the order) and no resume part-way through an epoch
-    (``resumable`` is False): a checkpoint of such a run restarts its epoch. ``batches`` may also
+    (``resumable`` is False): such a run's checkpoints are the ends of its epochs (a Ctrl-C part-way through
+    one leaves the last epoch's file), and a resume from one is exact when the iterable gives the same
+    pieces again. ``batches`` may also
     be a callable ``epoch -> iterable``. A one-shot iterator serves one epoch; pass ``rows`` with it.
     ``standardize`` (as for the chunked sources) takes one more pass, over epoch 0's pieces, for
     the statistics, so it needs a list or a callable: a one-shot iterator is refused.
