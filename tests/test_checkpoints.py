@@ -7,13 +7,14 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import zipfile
 
 import numpy
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import gpunn
 from gpunn import MLP, CheckpointError, EarlyStopping, ReduceLROnPlateau, datasets
@@ -102,6 +103,64 @@ def test_a_run_that_died_resumes_exactly_from_the_checkpoint_of_its_last_finishe
     resumed = ckpt.resume(X, Y, verbose=False)
     assert _no_timing(resumed) == _no_timing(ref_hist)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+_SMALL = datasets.make("teacher", 150, 4, n_outputs=2, noise=0.1, seed=5, device="cpu")
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ensemble=st.booleans(), optimizer=st.sampled_from(sorted(gpunn.optim.OPTIMIZERS)),
+       schedule=st.sampled_from(gpunn.optim.SCHEDULES), validation=st.sampled_from([None, "fraction", "data"]),
+       dtype=st.sampled_from(["float32", "float64"]), restore=st.booleans(),
+       stops=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=3, unique=True),
+       extend=st.booleans())
+@example(ensemble=True, optimizer="adam", schedule="constant", validation="fraction", dtype="float32", restore=True,
+         stops=[(0, 4)], extend=True)  # members restored to their best at epoch 3, extended (c467299)
+def test_a_run_stopped_at_random_batches_and_resumed_each_time_ends_as_the_run_never_stopped(
+        interrupt_at, ensemble, optimizer, schedule, validation, dtype, restore, stops, extend):
+    """Every optimizer and schedule, one model (with a plateau) or an ensemble (members stopping early, a
+    bootstrap when validated on data), early stopping with or without restoring the best: stopped after
+    random batches (mid-epoch, at an epoch's end, or past the run's end) and resumed from the checkpoint
+    each time, the run ends with the uninterrupted run's weights, optimizer state and history, bit for bit;
+    also when it was started with 3 epochs and the last resume raises them to 5 (not with a cosine schedule,
+    whose period is the run's epochs)."""
+    X, Y = _SMALL
+    fit = dict(epochs=5, batch_size=32, optimizer=optimizer, lr=[3e-3, 0.05] if ensemble else 0.01,
+               schedule=schedule, seed=2, verbose=False)
+    resume = {}
+    if validation == "fraction":
+        fit["validation_fraction"] = 0.2
+    elif validation == "data":
+        fit["validation_data"] = resume["validation_data"] = (X[:30], Y[:30])
+        X, Y = X[30:], Y[30:]
+        if ensemble:
+            fit["bootstrap"] = True
+
+    def model():
+        return gpunn.Ensemble([4, 6, 2], 2, dtype=dtype, seed=1) if ensemble else MLP([4, 6, 2], dtype=dtype, seed=1,
+                                                                                      device="cpu")
+
+    def callbacks():
+        stopping = [EarlyStopping(patience=2, min_delta=1e-3, restore_best_weights=restore)]
+        return stopping if ensemble else stopping + [ReduceLROnPlateau(factor=0.5, patience=0, min_delta=1e-3)]
+
+    reference = model()
+    expected = reference.fit(X, Y, callbacks=callbacks(), **fit)
+    stops = sorted(stops)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "run.npz")
+        started = {**fit, "epochs": 3} if extend and schedule != "cosine" else fit
+        model().fit(X, Y, callbacks=callbacks() + [interrupt_at(*stops[0]), gpunn.ModelCheckpoint(path)], **started)
+        for stop in stops[1:] + [None]:
+            ckpt = gpunn.load_checkpoint(path, device="cpu")
+            resumed = ckpt.resume(X, Y, callbacks=[] if stop is None else [interrupt_at(*stop)], verbose=False,
+                                  epochs=fit["epochs"] if stop is None else None, **resume)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    for name in ckpt.optimizer.state_names():
+        numpy.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
+    assert ckpt.optimizer.steps == reference.optimizer.steps
+    assert _no_timing(resumed) == _no_timing(expected)
+    assert (resumed.best_epoch, resumed.stopped_early) == (expected.best_epoch, expected.stopped_early)
+
 
 
 def test_an_epoch_resumed_part_way_reports_the_throughput_of_the_rows_it_trained(data, tmp_path, interrupt_at,
