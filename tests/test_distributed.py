@@ -156,6 +156,25 @@ def test_each_shard_is_shuffled_from_a_seed_of_its_own(tmp_path):
     assert not (ids[:, 1] - ids[:, 0] == 2000).all()
 
 
+def test_one_process_fits_a_sharded_source_whose_sizes_come_from_the_wrapped_source():
+    """ShardedSource gives its wrapped source's n_features and n_outputs through __getattr__. On Python 3.12,
+    whose isinstance against a Protocol looks members up statically, fit took it for an array ("X must be an
+    array of numbers, got a ShardedSource"): the one-process run that a data-parallel fit equals. One shard
+    reads the source's own order, so it trains the source's weights."""
+    import gpunn.data
+    from gpunn import MLP
+    from gpunn.distributed.shard import ShardedSource
+
+    def fitted(wrap):
+        model = MLP(layer_sizes=[3, 8, 1], dtype="float64", device="cpu", seed=3)
+        source = gpunn.data.synthetic("teacher", rows=3000, n_features=3, seed=1, device="cpu")
+        model.fit(wrap(source), epochs=2, batch_size=256, verbose=False)
+        return model.params
+
+    numpy.testing.assert_array_equal(fitted(lambda source: ShardedSource(source, 1)), fitted(lambda source: source))
+    assert numpy.isfinite(fitted(lambda source: ShardedSource(source, 2))).all()
+
+
 def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
     """A float32 model on float64 data: each shard's statistics and rows are standardized before the
     cast, as the whole source's are (gpunn.data.base.ChunkedSource._wide_dtype)."""

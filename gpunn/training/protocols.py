@@ -43,10 +43,19 @@ class DataSource(Protocol):
     def config(self) -> dict: ...
 
 
+# DataSource's members: its attributes and its methods
+_SOURCE_MEMBERS = (*DataSource.__annotations__, *(name for name, value in vars(DataSource).items()
+                                                  if callable(value) and not name.startswith("_")))
+
+
 def is_source(X, Y) -> bool:
     """Whether ``fit``/``resume`` got a DataSource as X (rather than arrays); a source holds its own
-    targets, so Y must then be None (a TypeError says so rather than a failure deep in the arrays path)."""
-    if not isinstance(X, DataSource):
+    targets, so Y must then be None (a TypeError says so rather than a failure deep in the arrays path).
+
+    Each member is looked up with ``hasattr``, so a source may provide some through ``__getattr__``, as
+    ``gpunn.distributed.ShardedSource`` does for its wrapped source's. (Not ``isinstance(X, DataSource)``:
+    from Python 3.12 that looks members up statically and does not see those.)"""
+    if not all(hasattr(X, name) for name in _SOURCE_MEMBERS):
         return False
     if Y is not None:
         raise TypeError(f"got a data source ({type(X).__name__}) and Y: a source holds its targets; pass it "
