@@ -58,3 +58,18 @@ def test_flush_is_scoped_to_the_block_and_restored():
 def test_gpunn_worker_threads_flush():
     mode = _pool(2).submit(denormals.mxcsr).result()
     assert mode & denormals.FTZ and mode & denormals.DAZ
+
+
+def test_a_first_finfo_inside_the_flush_does_not_warn():
+    """NumPy 1.x works out a float type's limits at its first numpy.finfo and warns, with FTZ/DAZ on, that
+    the smallest subnormal is 0: NumPy 1.26 printed four such warnings on each `gpunn train` (SciPy's
+    finfo as Numba compiled a kernel inside the flush). A fresh process, so no finfo is cached yet.
+    (NumPy 2 does not warn: this fails before the fix with NumPy 1.26 only.)"""
+    import subprocess
+    import sys
+
+    code = ("import numpy; from gpunn.ops import denormals\n"
+            "with denormals.flush_denormals(True):\n"
+            "    print([numpy.finfo(t).eps for t in (numpy.float32, numpy.float64)])")
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -67,10 +67,27 @@ def mxcsr() -> int | None:
     return mode.mxcsr
 
 
+_LIMITS = []  # the numpy.finfo objects read before the first flush
+
+
+def _read_float_limits() -> None:
+    """NumPy 1.x works out a float type's limits at its first ``numpy.finfo`` and, with FTZ and DAZ on,
+    finds the smallest subnormal to be 0 and warns ("The value of the smallest subnormal for <class
+    'numpy.float64'> type is zero"): with NumPy 1.26 each ``gpunn train`` on the CPU printed four such
+    warnings, from SciPy's ``finfo(float)`` as Numba compiled the first kernel inside the flush. Read
+    before the first flush, they are right, and ``numpy.finfo`` keeps them. (NumPy 2 does not warn.)"""
+    if not _LIMITS:
+        import numpy
+
+        _LIMITS.extend(numpy.finfo(t) for t in (numpy.float16, numpy.float32, numpy.float64, numpy.longdouble))
+
+
 def set_flush(on: bool = True) -> int | None:
     """Set or clear FTZ and DAZ on the calling thread; returns the previous MXCSR (None where unsupported)."""
     if _LIBM is None:
         return None
+    if on:
+        _read_float_limits()
     get, set_ = _LIBM
     mode = _Mode()
     get(ctypes.byref(mode))
