@@ -24,7 +24,7 @@ class DeviceRNG:
         seq = numpy.random.SeedSequence(_words(words))
         if backend.is_gpu:
             with backend.use():
-                self._gen = _gpu_generator(backend, int(seq.generate_state(1, numpy.uint64)[0] >> 1))
+                self._gen = _gpu_generator(backend, int(seq.generate_state(1, numpy.uint64)[0]) >> 1)
         else:
             self._gen = numpy.random.default_rng(seq)
 
