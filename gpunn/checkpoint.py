@@ -913,11 +913,18 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                      handle_interrupt=handle_interrupt)
 
 
+_ARRAY_KINDS = ("arrays", "bootstrap", "sharded-arrays")  # source kinds of a run on in-memory arrays (data parallel's too)
+
+
 def _resume_arrays(ckpt, settings, X, Y, validation_data):
     """(X, Y, source, evaluator) for resuming on in-memory (X, Y): the training rows of the same validation
     split as the run had, their source and the evaluator; an ensemble's evaluator, and its members'
     resamples drawn again from the seed when the run was bootstrapped."""
     model = ckpt.model
+    kind = (ckpt.training.get("source") or {}).get("kind")
+    if kind is not None and kind not in _ARRAY_KINDS:  # in-memory arrays give other batches than its windows
+        raise ValueError(f"{ckpt.path} was trained on a gpunn.data source ({kind}); in-memory arrays give other "
+                         "batches (another shuffle): resume it on that source, resume(source)")
     X, Y = model._checked(X, Y)  # standardized copies for a model with statistics, as fit trains on
     check_rows_match(X, Y)
     X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
@@ -947,6 +954,9 @@ def _resume_source(ckpt, source, validation_data):
     from .data.binding import prepare_source
 
     saved = ckpt.training.get("source") or {}
+    if saved.get("kind") in _ARRAY_KINDS:
+        raise ValueError(f"{ckpt.path} was trained on in-memory arrays; a gpunn.data source gives other batches (its "
+                         "own windows and shuffle): resume it with the same X and Y, resume(X, Y)")
     if hasattr(source, "follow_saved_cut"):  # a synthetic source cut by default: into the pieces the run was cut into
         source.follow_saved_cut(saved)
     differ = _config_differences(saved, source.config(), ignored=("shards",))  # (how data-parallel ranks split it:

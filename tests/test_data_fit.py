@@ -537,6 +537,23 @@ def test_resuming_with_another_validation_source_is_refused_saying_what_differs(
                                                                verbose=False)
     assert resumed["epoch"] == [1, 2]
 
+def test_a_run_on_a_source_resumes_on_that_source_not_on_arrays_and_the_reverse(tmp_path, linear_pair):
+    """A source's batches come from its windows, in-memory arrays' from a full shuffle: a run on an .npy pair
+    resumed with those files' arrays (same rows, no held-out chunks) went on without a word on other batches."""
+    x, y, X, Y = linear_pair
+    ckpt = tmp_path / "run.npz"
+    for fit in (gpunn.MLP([4, 2], device="cpu", seed=1).fit, gpunn.Ensemble([4, 2], 2, seed=1).fit):
+        fit(data.npy(x, y, chunk_rows=1500, seed=4), epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+        with pytest.raises(ValueError, match=r"trained on a gpunn.data source \(npy\); in-memory arrays give other "
+                                             r"batches .*resume\(source\)"):
+            gpunn.load_checkpoint(ckpt, device="cpu").resume(X, Y, epochs=2, verbose=False)
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    with pytest.raises(ValueError, match=r"trained on in-memory arrays; a gpunn.data source gives other batches .*"
+                                         r"resume\(X, Y\)"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4), epochs=2,
+                                                         verbose=False)
+
+
 
 def test_ctrl_c_part_way_through_an_epoch_of_an_iterable_keeps_the_last_epochs_checkpoint(interrupt_at, tmp_path):
     """An iterable source cannot resume part-way through an epoch: the checkpoint Ctrl-C wrote there replaced
