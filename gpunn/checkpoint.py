@@ -697,9 +697,17 @@ class Checkpoint:
 
         A run trained in precision "tf32" or "bf16" resumes in it on a GPU; loaded on the CPU (where it
         loads in float32, to predict) it is refused before anything trains: resume it on a GPU.
+
+        A Checkpoint resumes once: its model and optimizer then train on (they are the run's), so a second
+        ``resume`` of the same object (after a Ctrl-C, or to extend the run) is refused; load the file again.
+        A resume refused before training (other data, too few epochs) may be called again.
         """
         if self.optimizer is None:
             raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
+        if self.__dict__.get("_resumed"):  # its model and optimizer went on past the position it holds
+            raise ValueError(f"this Checkpoint of {self.path} was resumed already: its model and optimizer have "
+                             "trained on from the position it was loaded at, which a second resume would start from "
+                             "again. Load the file again (gpunn.load_checkpoint(path)) to continue the run")
         return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
                           verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt,
                           distributed=distributed)
@@ -881,6 +889,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         if checkpoint not in (True, False) and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
             restored.append(ModelCheckpoint(checkpoint))
         callbacks = order_callbacks(restored + user, verbose)
+        ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
             from .distributed import world
             from .distributed.training import DataParallel, per_rank_batch_on_resume

@@ -222,6 +222,29 @@ def test_resume_can_extend_the_run(data, tmp_path):
     assert history["epoch"] == [1, 2, 3, 4]
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 4
 
+def test_a_checkpoint_object_resumes_once_and_the_file_loaded_again_continues(data, tmp_path, interrupt_at):
+    """A second resume() of the same Checkpoint (after a Ctrl-C, or to extend the run, as in a notebook) started
+    again from the position it was loaded at, with the model and optimizer it had already trained on: the run
+    ended with more steps than its history said, and wrote that to the file."""
+    X, Y = data
+    fit = {**FIT, "epochs": 4}
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    reference.fit(X, Y, **fit)
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(0, 2), gpunn.ModelCheckpoint(path)], **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    with pytest.raises(ValueError, match="would not use them"):  # refused before training: the object is still good
+        ckpt.resume(X, Y, validation_data=(X[:10], Y[:10]), verbose=False)
+    assert ckpt.resume(X, Y, callbacks=[interrupt_at(2, 1)], verbose=False).interrupted
+    written = path.read_bytes()
+    with pytest.raises(ValueError, match=r"was resumed already: .*Load the file again"):
+        ckpt.resume(X, Y, verbose=False)
+    assert path.read_bytes() == written
+    again = gpunn.load_checkpoint(path, device="cpu")
+    again.resume(X, Y, verbose=False)
+    numpy.testing.assert_array_equal(again.model.params, reference.params)
+
+
 
 @pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
 def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weights_it_reached(data, tmp_path, optimizer):
