@@ -512,6 +512,7 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["position"].update(epoch=99), "impossible position: epoch 99"),
     (lambda m, a: m["training"]["position"].update(batch=10**6), "impossible position: batch 1000000"),
     (lambda m, a: m["training"]["position"].update(partial_sum_sq=-1.0), "invalid partial squared error"),
+    (lambda m, a: m["training"].update(validation_data={"kind": "arrays", "rows": 5}), "invalid validation_data record"),
 ])
 def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):
     with pytest.raises(CheckpointError, match=message):
