@@ -45,9 +45,19 @@ class _Workspace:
             self.Z.append(Z)
             self.A.append(xp.empty((members, rows, n), dt) if act.needs_input_for_grad else Z)
             self.dA.append(xp.empty((members, rows, n), dt))
-        self.xp, self.storage, self._inputs16 = xp, storage, {}
+        self.xp, self.storage, self._inputs16, self._groups = xp, storage, {}, {}
         if storage != dtype:
             self.dZ16 = xp.empty((members, rows, sizes[-1]), storage)
+
+    def group_buffers(self, key):
+        """A member group's own buffers for CpuEnsembleOps.group_pass (``key``: the group's first member): one
+        member's hidden-layer Z and dA, (rows, n) each, as tuples, and a (rows,) float64 scratch."""
+        bufs = self._groups.get(key)
+        if bufs is None:
+            Z = tuple(self.xp.empty(z.shape[1:], z.dtype) for z in self.Z[:-1])
+            dA = tuple(self.xp.empty(z.shape[1:], z.dtype) for z in self.Z[:-1])
+            bufs = self._groups[key] = (Z, dA, self.xp.empty(self.Z[-1].shape[1], numpy.float64))
+        return bufs
 
     def input16(self, X):
         """The bf16 buffer for an input batch of X's shape: (rows, n) shared by the members, or a bootstrap
@@ -290,10 +300,16 @@ class Ensemble(DeviceModel):
         # thread (one sync per step, elementwise passes in parallel too), not each product split.
         sums = self.xp.empty(self.n_models, numpy.float64)
         matmul = self.member_ops.unsplit_matmul
+        # where it applies, a group's whole pass is one call that does not take the GIL (CpuEnsembleOps.group_pass)
+        one_call = self.member_ops.group_pass(X, Y, self.weights, self.biases, self._dW, self._db, self.activations,
+                                              ws, sums)
 
         def run(sl):
-            self._forward(X, ws, sl, matmul)
-            self._backward(X, Y, ws, sums[sl], sl, matmul)
+            if one_call is not None:
+                one_call(sl)
+            else:
+                self._forward(X, ws, sl, matmul)
+                self._backward(X, Y, ws, sums[sl], sl, matmul)
             if update is not None:
                 update(sl)
 

@@ -700,6 +700,70 @@ def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap, groups_f
     assert np.abs(results[1][1]).sum() > 0
 
 
+
+@pytest.mark.parametrize("dtype, sizes, bootstrap, rows", [
+    ("float32", [5, 8, 6, 1], False, 16), ("float64", [5, 8, 6, 1], True, 13), ("float32", [3, 4, 1], True, 2),
+    ("float64", [4, 6, 5, 7, 1], False, 9)])
+def test_the_one_call_group_pass_equals_the_plain_forward_and_backward_bit_for_bit(dtype, sizes, bootstrap, rows,
+                                                                                     groups_for_any_work):
+    """A member group's whole pass in one Numba call with NumPy's BLAS (CpuEnsembleOps.group_pass) gives the
+    gradients, sums and output-layer buffers of Ensemble._forward and _backward (K=5 in 2 groups)."""
+    rng = np.random.default_rng(4)
+    ens = gpunn.Ensemble(sizes, 5, device="cpu", dtype=dtype, seed=3)
+    ens.member_ops.threads = 2
+    X = rng.standard_normal((5, rows, sizes[0]) if bootstrap else (rows, sizes[0])).astype(dtype)
+    Y = rng.standard_normal((5, rows, 1) if bootstrap else (rows, 1)).astype(dtype)
+    groups = ens._groups(X)
+    assert len(groups) == 2
+    ws = ens._workspace(rows)
+    assert ens.member_ops.group_pass(X, Y, ens.weights, ens.biases, ens._dW, ens._db, ens.activations, ws,
+                                     np.empty(5)) is not None
+    one_call = (np.array(ens._step(X, Y, groups)), ens.grads.copy(), ws.Z[-1].copy(), ws.dA[-1].copy())
+    ens.grads[...] = np.nan
+    ens.member_ops.group_pass = lambda *args: None  # the plain path
+    plain = (np.array(ens._step(X, Y, groups)), ens.grads.copy(), ws.Z[-1].copy(), ws.dA[-1].copy())
+    for a, b in zip(one_call, plain):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(plain[1]).sum() > 0
+
+
+def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does(monkeypatch):
+    """Not for other activations, two outputs, no bias, a single row, strided input, or where NumPy's BLAS
+    could not be bound: then group_pass is None and the step runs _forward and _backward."""
+    import gpunn.ops.ensemble as ens_ops
+
+    def one_call(sizes=(4, 6, 1), rows=8, X=None, **options):
+        ens = gpunn.Ensemble(list(sizes), 3, device="cpu", seed=0, **options)
+        X = np.ones((rows, sizes[0]), np.float32) if X is None else X
+        Y = np.ones((X.shape[0], sizes[-1]), np.float32)
+        return ens.member_ops.group_pass(X, Y, ens.weights, ens.biases, ens._dW, ens._db, ens.activations,
+                                         ens._workspace(X.shape[0]), np.empty(3)) is not None
+
+    assert one_call()
+    assert not one_call(activation="tanh") and not one_call(sizes=(4, 6, 2)) and not one_call(bias=False)
+    assert not one_call(rows=1) and not one_call(sizes=(4, 1)) and not one_call(sizes=(1, 6, 1))
+    assert not one_call(X=np.ones((8, 8), np.float32)[:, ::2])
+    monkeypatch.setattr(ens_ops, "numpy_blas", lambda dtype: None)
+    assert not one_call()
+
+
+def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypatch):
+    """gpunn.ops.cblas binds NumPy's BLAS only after a probe of every call form the group pass makes."""
+    from gpunn.ops import cblas
+
+    for dtype in (np.float32, np.float64):
+        fns = cblas._bind(np.dtype(dtype))
+        assert fns is not None and cblas._probe(np.dtype(dtype), fns)
+        gemm, gemv, dot = fns
+
+        def wrong(order, ta, tb, *rest):  # every product transposed the wrong way round
+            return gemm(order, tb, ta, *rest)
+
+        assert not cblas._probe(np.dtype(dtype), (wrong, gemv, dot))
+    monkeypatch.setattr(cblas, "_libraries", lambda: [])
+    monkeypatch.setattr(cblas, "_BOUND", {})
+    assert cblas.numpy_blas(np.float32) is None
+
 def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     """Two groups of small nets at batch 128 ran slower than one pass up to K=8 (2.3x slower at K=2) and
     faster from K=16 on the 2-core machine: a step splits its members only from MIN_GROUP_FLOPS of work per

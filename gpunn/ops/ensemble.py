@@ -25,6 +25,7 @@ import numpy
 
 from ..activations import Activation
 from .base import is_bf16, sum_rows_into, sums_of_squares64
+from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
 from .cpu import _bounds, run_pieces, usable_cores
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
@@ -241,6 +242,10 @@ class EnsembleOps:
             w[rows], m[rows], v[rows] = W, M, V
         return w
 
+    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums):
+        """A member group's whole training pass as one function of the group (CpuEnsembleOps); None here."""
+        return None
+
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         """adam_step as a function of a slice of the members (CpuEnsembleOps); None here: no such form."""
         return None
@@ -319,6 +324,67 @@ if numba is not None:
                       lr_bc1[k], 0, n)
 
 
+    @njit(**_jit)
+    def _member_group_pass(gemm, gemv, dot, X, Y, W, b, dW, db, Zh, dAh, Zo, dAo, sums, d64, one, zero, scale):
+        """One member group's forward and backward pass, member after member, with no Python (and no GIL)
+        between its products: the arithmetic of Ensemble._forward and _backward for ReLU hidden layers with
+        bias, an identity output layer of one column, each product the BLAS call numpy.matmul makes for it
+        (gemm, gemv, dot: gpunn.ops.cblas) and each elementwise pass the kernel those methods call.
+
+        X (1 or G, rows, n0) and Y (1 or G, rows, 1): shared by the G members or one per member; W, b, dW, db:
+        tuples of the group's (G, n_in, n_out) / (G, n_out) parameter and gradient views; Zh, dAh: one
+        member's hidden-layer buffers (rows, n), reused by each member in turn (they stay in cache); Zo, dAo
+        (G, rows, 1): the output layer's; sums (G,): each member's sum of squared errors, in float64; d64:
+        (rows,) float64 scratch. The output layer's bias gradient is left to the caller (numpy.sum, as
+        bias_gradient)."""
+        L = len(W)
+        m = Zo.shape[1]
+        for k in range(Zo.shape[0]):
+            Xk = X[k if X.shape[0] > 1 else 0]
+            a, lda = Xk.ctypes.data, Xk.shape[1]
+            for l in range(L - 1):  # hidden layers: Z = A_prev @ W (gemm), then bias + ReLU in place
+                Wl, Z = W[l][k], Zh[l]
+                n = Z.shape[1]
+                gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n, zero, Z.ctypes.data, n)
+                _bias_relu_inplace(Z, numpy.ascontiguousarray(b[l][k]), 0, m)  # a contiguous row: the loop vectorises
+                a, lda = Z.ctypes.data, n
+            # the output layer: matrix @ vector, numpy.matmul's gemv (column-major, transposed); + bias
+            Zk, dk, Yk = Zo[k], dAo[k], Y[k if Y.shape[0] > 1 else 0]
+            gemv(COL_MAJOR, TRANS, lda, m, one, a, lda, W[L - 1][k].ctypes.data, 1, zero, Zk.ctypes.data, 1)
+            bo = b[L - 1][k, 0]
+            for i in range(m):
+                Zk[i, 0] += bo
+            # loss_gradient: dA = A - Y; its squares summed in float64 (numpy.matmul's ddot); dA *= 2/rows
+            for i in range(m):
+                d = Zk[i, 0] - Yk[i, 0]
+                dk[i, 0] = d
+                d64[i] = d
+            sums[k] = dot(m, d64.ctypes.data, 1, d64.ctypes.data, 1)
+            for i in range(m):
+                dk[i, 0] *= scale
+            # backward: dW[L-1] = A^T @ dZ (gemv, row-major transposed), dA below = the outer product dZ w^T,
+            # fused with the ReLU backward and bias sums; then each hidden layer's dW = A_prev^T @ dZ and
+            # dA_prev = dZ @ W^T (gemm), with the ReLU backward and bias sums of the layer below
+            top = L - 2
+            gemv(ROW_MAJOR, TRANS, m, Zh[top].shape[1], one, Zh[top].ctypes.data, Zh[top].shape[1], dk.ctypes.data,
+                 1, zero, dW[L - 1][k].ctypes.data, 1)
+            _outer_relu_backward_bias(numpy.ascontiguousarray(dk[:, 0]), numpy.ascontiguousarray(W[L - 1][k][:, 0]),
+                                      Zh[top], dAh[top], db[top][k])
+            for l in range(top, -1, -1):
+                dZ = dAh[l]
+                n = dZ.shape[1]
+                if l:
+                    A_prev, n_prev = Zh[l - 1].ctypes.data, Zh[l - 1].shape[1]
+                else:
+                    A_prev, n_prev = Xk.ctypes.data, Xk.shape[1]
+                gemm(ROW_MAJOR, TRANS, NO_TRANS, n_prev, n, m, one, A_prev, n_prev, dZ.ctypes.data, n, zero,
+                     dW[l][k].ctypes.data, n)
+                if l:
+                    gemm(ROW_MAJOR, NO_TRANS, TRANS, m, n_prev, n, one, dZ.ctypes.data, n, W[l][k].ctypes.data, n,
+                         zero, dAh[l - 1].ctypes.data, n_prev)
+                    _relu_backward_bias_inplace(dAh[l - 1], Zh[l - 1], db[l - 1][k], 0, m)
+
+
 def _contiguous_floats(*arrays) -> bool:
     dtype = arrays[0].dtype
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
@@ -343,6 +409,7 @@ class CpuEnsembleOps(EnsembleOps):
     each batched product is split into the same groups instead. Whole passes per group took K=64
     small nets from 3.7M to 4.9M member-samples/s on the idle 2-core machine against one split per
     product (one synchronisation per step instead of seven, the elementwise passes in parallel too).
+    Where the network allows, a group's whole pass is one Numba call into NumPy's BLAS (group_pass).
     """
 
     def __init__(self, ops):
@@ -409,6 +476,38 @@ class CpuEnsembleOps(EnsembleOps):
         _member_outer_relu_backward_bias(dZ.reshape(dZ.shape[0], -1), numpy.ascontiguousarray(W[:, :, 0]), source, dA,
                                          db)
         return True
+
+    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums):
+        """A function of a member group (a slice of the members) that runs the group's whole forward and backward
+        pass in one Numba call without the GIL (_member_group_pass), writing the gradients, ws's output-layer
+        buffers and sums[group]; or None where that pass does not apply: then the caller runs
+        Ensemble._forward and _backward. It applies to ReLU hidden layers with bias, an identity output layer
+        of one column, no other size under 2, at least 2 rows, C-ordered X and Y, where NumPy's own BLAS could
+        be bound (gpunn.ops.cblas): the same products (the calls numpy.matmul makes), the same kernels, the
+        same bits as the two methods. Each group's hidden-layer buffers are one member's, reused member after
+        member (``ws.group_buffers``), so they stay in cache: with two groups on the 2-core machine the K=64
+        small-net step took 1.53-1.55 ms instead of 1.59-1.64 (bench/RESULTS.md)."""
+        if not (self.fused and biases is not None and len(weights) >= 2 and self.ops.precision == "float32"
+                and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
+                and weights[-1].shape[-1] == 1 and min(w.shape[1] for w in weights) >= 2 and X.shape[-2] >= 2
+                and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous and Y.flags.c_contiguous):
+            return None
+        blas = numpy_blas(X.dtype)
+        if blas is None:
+            return None
+        dt, rows = X.dtype, X.shape[-2]
+        one, zero, scale = dt.type(1), dt.type(0), dt.type(2.0 / rows)  # dA *= 2/rows, as loss_gradient
+        X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
+        Zo, dAo = ws.Z[-1], ws.dA[-1]
+
+        def run(sl):
+            Zh, dAh, d64 = ws.group_buffers(sl.start)
+            _member_group_pass(*blas, X3[sl] if X3.shape[0] > 1 else X3, Y3[sl] if Y3.shape[0] > 1 else Y3,
+                               tuple(w[sl] for w in weights), tuple(b[sl] for b in biases), tuple(g[sl] for g in dW),
+                               tuple(g[sl] for g in db), Zh, dAh, Zo[sl], dAo[sl], sums[sl], d64, one, zero, scale)
+            self.bias_gradient(dAo[sl], db[-1][sl])
+
+        return run
 
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         """adam_step as a function of a slice of the members, which updates those members' rows (each member's
