@@ -304,16 +304,16 @@ class Ensemble(DeviceModel):
         one_call = self.member_ops.group_pass(X, Y, self.weights, self.biases, self._dW, self._db, self.activations,
                                               ws, sums)
 
-        def run(sl):
+        def run(sl, signal=None):
             if one_call is not None:
-                one_call(sl)
+                one_call(sl, signal)
             else:
                 self._forward(X, ws, sl, matmul)
                 self._backward(X, Y, ws, sums[sl], sl, matmul)
             if update is not None:
                 update(sl)
 
-        self.member_ops.run_groups(run, groups)
+        self.member_ops.run_groups(run, groups, signals=one_call is not None)
         return sums
 
     def train_step_and_update(self, X, Y, optimizer, lr):

@@ -764,6 +764,56 @@ def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypa
     monkeypatch.setattr(cblas, "_BOUND", {})
     assert cblas.numpy_blas(np.float32) is None
 
+
+def test_spinning_workers_run_every_group_raise_its_error_and_wake_from_sleep():
+    """The member groups of the one-call pass run on threads that spin between steps (_SpinningWorkers): every
+    group once per run, the first on the caller's thread; a worker's exception is raised by the caller, after
+    which the workers go on; a worker that spun out and slept is woken; a second caller is turned away."""
+    import threading
+    import time
+
+    import gpunn.ops.ensemble as ens_ops
+
+    workers = ens_ops._SpinningWorkers(2, ens_ops._sched_yield())
+    ran = {}
+
+    def group(g, signal):
+        signal[0][signal[1]] = signal[2]  # what the group pass's kernel does on entry
+        if g == "bad":
+            raise ValueError("group failed")
+        ran[g] = threading.current_thread().name
+
+    assert workers.run(group, ["a", "b", "c"])
+    assert ran == {"a": threading.current_thread().name, "b": "gpunn-members-1", "c": "gpunn-members-2"}
+    with pytest.raises(ValueError, match="group failed"):
+        workers.run(group, ["a", "b", "bad"])
+    workers.SPINS_IDLE = 1  # the workers sleep between runs
+    for _ in range(3):
+        ran.clear()
+        time.sleep(0.005)
+        assert workers.run(group, ["a", "b", "c"]) and sorted(ran) == ["a", "b", "c"]
+    with workers.busy:
+        assert not workers.run(group, ["a", "b", "c"])
+
+
+def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
+    """The spinning workers are daemon threads that sleep when idle: the interpreter exits after a fit."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, gpunn\n"
+            "import gpunn.ops.ensemble as e\n"
+            "e.MIN_GROUP_FLOPS = 0\n"
+            "ens = gpunn.Ensemble([4, 8, 1], 4, device='cpu', seed=0)\n"
+            "ens.member_ops.threads = 2\n"
+            "X = np.ones((64, 4), np.float32)\n"
+            "ens.fit(X, X[:, :1], epochs=2, batch_size=16, verbose=False)\n"
+            "assert e._SPINNERS, 'the groups did not run on spinning workers'\n"
+            "print('done')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done" and "terminate" not in result.stderr
+
 def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     """Two groups of small nets at batch 128 ran slower than one pass up to K=8 (2.3x slower at K=2) and
     faster from K=16 on the 2-core machine: a step splits its members only from MIN_GROUP_FLOPS of work per
@@ -774,7 +824,7 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
         ens = gpunn.Ensemble(sizes, n_models, device="cpu", seed=0)
         ens.member_ops.threads = 2
         calls = []
-        monkeypatch.setattr(ens.member_ops, "run_groups", lambda fn, groups: calls.append(len(groups)) or
+        monkeypatch.setattr(ens.member_ops, "run_groups", lambda fn, groups, **kw: calls.append(len(groups)) or
                             [fn(g) for g in groups])
         X, Y = np.ones((rows, sizes[0]), np.float32), np.ones((rows, sizes[-1]), np.float32)
         ens.fit(X, Y, epochs=1, batch_size=rows, optimizer="adam", verbose=False)

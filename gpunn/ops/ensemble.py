@@ -19,12 +19,16 @@ for the CPU and copied once per epoch to the device for the kernels (kernels/ens
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import threading
+import time
 
 import numpy
 
 from ..activations import Activation
 from .base import is_bf16, sum_rows_into, sums_of_squares64
+from . import denormals
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
 from .cpu import _bounds, run_pieces, usable_cores
 
@@ -325,7 +329,8 @@ if numba is not None:
 
 
     @njit(**_jit)
-    def _member_group_pass(gemm, gemv, dot, X, Y, W, b, dW, db, Zh, dAh, Zo, dAo, sums, d64, one, zero, scale):
+    def _member_group_pass(gemm, gemv, dot, X, Y, W, b, dW, db, Zh, dAh, Zo, dAo, sums, d64, one, zero, scale,
+                           signal, slot, value):
         """One member group's forward and backward pass, member after member, with no Python (and no GIL)
         between its products: the arithmetic of Ensemble._forward and _backward for ReLU hidden layers with
         bias, an identity output layer of one column, each product the BLAS call numpy.matmul makes for it
@@ -336,7 +341,8 @@ if numba is not None:
         member's hidden-layer buffers (rows, n), reused by each member in turn (they stay in cache); Zo, dAo
         (G, rows, 1): the output layer's; sums (G,): each member's sum of squared errors, in float64; d64:
         (rows,) float64 scratch. The output layer's bias gradient is left to the caller (numpy.sum, as
-        bias_gradient)."""
+        bias_gradient). On entry, with the GIL released, signal[slot] = value (_SpinningWorkers' hand-off)."""
+        signal[slot] = value
         L = len(W)
         m = Zo.shape[1]
         for k in range(Zo.shape[0]):
@@ -385,6 +391,138 @@ if numba is not None:
                     _relu_backward_bias_inplace(dAh[l - 1], Zh[l - 1], db[l - 1][k], 0, m)
 
 
+    @njit(**_jit)
+    def _wait_for(state, column, value, spins, pause):
+        """Spin (calling ``pause``, sched_yield) until every row's state[:, column] >= value, at most ``spins``
+        rounds, with the GIL released; True when they got there."""
+        for _ in range(spins):
+            done = True
+            for w in range(state.shape[0]):
+                if state[w, column] < value:
+                    done = False
+            if done:
+                return True
+            pause()
+        return False
+
+    @njit(**_jit)
+    def _store_and_wait(state, store_column, stored, wait_column, value, spins, pause):
+        """state[:, store_column] = stored, then _wait_for(state, wait_column, value, ...): both without the GIL,
+        so a thread the store releases finds the GIL free when it needs it."""
+        for w in range(state.shape[0]):
+            state[w, store_column] = stored
+        return _wait_for(state, wait_column, value, spins, pause)
+
+
+GO, STARTED, DONE = range(3)  # the columns of _SpinningWorkers.state: a task's number, its start, its end
+
+
+def _sched_yield():
+    """libc's sched_yield as a ctypes function (the pause of the spin loops), or None where there is none."""
+    try:
+        return ctypes.CFUNCTYPE(ctypes.c_int)(("sched_yield", ctypes.CDLL(None)))
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - not a POSIX libc
+        return None
+
+
+class _SpinningWorkers:
+    """Threads for member groups 2..n that spin, with the GIL released, between one step's group and the next.
+
+    gpunn's pool (run_pieces) wakes its worker through a futex per step; on the 2-core VM that hand-off cost
+    the K=64 small-net step ~90 us of its ~1.44 ms (the caller's pass started 50 us into the step and the
+    worker's 30 us after that; the caller woke ~40 us after the worker's end). Here the caller stores the
+    task's number and spins until each worker's group pass has started (its kernel stores that, with the GIL
+    released, so neither thread waits for the GIL in between), runs its own group, then spins until each
+    worker has stored its end; a worker spins (sched_yield) up to SPINS_IDLE rounds (about a millisecond)
+    for the next task, then sleeps on a condition. Only for the one-call group pass (group_pass), whose
+    kernel gives the start signal."""
+
+    SPINS_IDLE = 3000
+    SPINS_START = 3000
+
+    def __init__(self, workers: int, pause):
+        self.pid, self.pause = os.getpid(), pause
+        self.state = numpy.zeros((workers, 3), numpy.int64)
+        self.tasks, self.errors, self.sleeping = [None] * workers, [None] * workers, [False] * workers
+        self.seq, self.cond, self.busy = 0, threading.Condition(), threading.Lock()
+        self.mine = numpy.zeros(3, numpy.int64)  # the caller's own group's (unread) start signal
+        for w in range(workers):
+            threading.Thread(target=self._loop, args=(w,), daemon=True, name=f"gpunn-members-{w + 1}").start()
+
+    def _loop(self, w):
+        if denormals.enabled():  # as gpunn's pool threads (gpunn.ops.cpu._pool)
+            denormals.set_flush(True)
+        row, seen = self.state[w:w + 1], 0
+        waiting = _wait_for(row, GO, 1, self.SPINS_IDLE, self.pause)
+        while True:
+            if not waiting:
+                with self.cond:
+                    while row[0, GO] <= seen:
+                        self.sleeping[w] = True
+                        self.cond.wait()
+                    self.sleeping[w] = False
+            seen = int(row[0, GO])
+            fn, group, errors = self.tasks[w]
+            try:
+                with numpy.errstate(**errors):
+                    fn(group, signal=(self.state[w], STARTED, seen))
+            except BaseException as exc:  # the caller raises it
+                self.errors[w] = exc
+            fn = group = None  # keep nothing of the step (its closure holds the batch's workspace) while idle
+            # the end stored, then the next task awaited, both without the GIL
+            waiting = _store_and_wait(row, DONE, seen, GO, seen + 1, self.SPINS_IDLE, self.pause)
+
+    def run(self, fn, groups) -> bool:
+        """fn(group, signal=...) for every group, the first on the calling thread; False (nothing run) when
+        another thread is using the workers."""
+        if not self.busy.acquire(blocking=False):
+            return False
+        try:
+            self.seq += 1
+            seq, errors = self.seq, numpy.geterr()
+            for w, group in enumerate(groups[1:]):
+                self.tasks[w] = (fn, group, errors)
+            if any(self.sleeping):
+                with self.cond:
+                    self.state[:, GO] = seq
+                    self.cond.notify_all()
+            else:
+                _store_and_wait(self.state, GO, seq, STARTED, seq, self.SPINS_START, self.pause)
+                with self.cond:  # one that went to sleep just before the store
+                    if any(self.sleeping):
+                        self.cond.notify_all()
+            try:
+                fn(groups[0], signal=(self.mine, STARTED, seq))
+            finally:
+                while not _wait_for(self.state, DONE, seq, self.SPINS_IDLE, self.pause):
+                    time.sleep(50e-6)
+                self.tasks = [None] * len(self.tasks)
+            for w, exc in enumerate(self.errors):
+                if exc is not None:
+                    self.errors[w] = None
+                    raise exc
+            return True
+        finally:
+            self.busy.release()
+
+
+_SPINNERS: dict = {}
+_SPINNERS_LOCK = threading.Lock()
+
+
+def _spinning_workers(workers: int):
+    """The process's _SpinningWorkers with ``workers`` threads (made again in a forked child), or None without
+    Numba or sched_yield."""
+    if numba is None:
+        return None
+    with _SPINNERS_LOCK:
+        pool = _SPINNERS.get(workers)
+        if pool is None or pool.pid != os.getpid():
+            pause = _sched_yield()
+            pool = _SPINNERS[workers] = _SpinningWorkers(workers, pause) if pause is not None else None
+        return pool
+
+
 def _contiguous_floats(*arrays) -> bool:
     dtype = arrays[0].dtype
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
@@ -398,6 +536,7 @@ def _contiguous_floats(*arrays) -> bool:
 # (0.33M / 0.24M).
 MIN_GROUP_FLOPS = 24e6
 MIN_GROUP_ELEMENTS = 65536  # the optimizer's update (memory-bound): parameters per group
+SPIN = True  # the one-call group pass hands its groups to _SpinningWorkers (False: gpunn's pool)
 
 
 class CpuEnsembleOps(EnsembleOps):
@@ -432,9 +571,14 @@ class CpuEnsembleOps(EnsembleOps):
         bounds = _bounds(members, parts)
         return [slice(bounds[t], bounds[t + 1]) for t in range(parts)]
 
-    def run_groups(self, fn, groups):
+    def run_groups(self, fn, groups, signals=False):
         """fn(group) for every group, the first on the calling thread. A pool of its own, not the one the
-        single-model kernels a group calls may split their work over."""
+        single-model kernels a group calls may split their work over. ``signals``: fn takes ``signal=``, which
+        it passes to the group pass (group_pass), and the groups run on _SpinningWorkers."""
+        if signals and SPIN:
+            workers = _spinning_workers(len(groups) - 1)
+            if workers is not None and workers.run(fn, groups):
+                return
         run_pieces(fn, [(g,) for g in groups], name="members")
 
     def unsplit_matmul(self, a, b, out):
@@ -500,11 +644,13 @@ class CpuEnsembleOps(EnsembleOps):
         X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
         Zo, dAo = ws.Z[-1], ws.dA[-1]
 
-        def run(sl):
+        def run(sl, signal=None):
             Zh, dAh, d64 = ws.group_buffers(sl.start)
+            signal = signal or (d64.view(numpy.int64), 0, 0)  # a slot nobody reads
             _member_group_pass(*blas, X3[sl] if X3.shape[0] > 1 else X3, Y3[sl] if Y3.shape[0] > 1 else Y3,
                                tuple(w[sl] for w in weights), tuple(b[sl] for b in biases), tuple(g[sl] for g in dW),
-                               tuple(g[sl] for g in db), Zh, dAh, Zo[sl], dAo[sl], sums[sl], d64, one, zero, scale)
+                               tuple(g[sl] for g in db), Zh, dAh, Zo[sl], dAo[sl], sums[sl], d64, one, zero, scale,
+                               *signal)
             self.bias_gradient(dAo[sl], db[-1][sl])
 
         return run
