@@ -150,6 +150,20 @@ def test_the_metrics_functions_square_in_float64_too(scale):
     assert metrics.mse(numpy, P_s, Y_s) == pytest.approx(mse * scale * scale, rel=1e-6)
 
 
+def test_the_metrics_mae_sums_in_float64_as_val_mae_does():
+    """gpunn.metrics.mae averaged float32 errors in a float32 sum, the one metric left so (mse and r2 sum in
+    float64, as validation's val_mae does): 40 errors near 2**124 summed past float32's range to inf. (Over many
+    rows a float32 sum also loses digits: ones added to it in order stop counting at 2**24.)"""
+    from gpunn import metrics
+
+    X, Y = _data(20, 3, 2)
+    P, Y = (Y + X[:, :2]).astype(numpy.float32), Y.astype(numpy.float32)
+    mae, scale = metrics.mae(numpy, P, Y), 2.0 ** 124
+    assert metrics.mae(numpy, (P * scale).astype(numpy.float32), (Y * scale).astype(numpy.float32)) == pytest.approx(
+        mae * scale, rel=1e-6)
+    assert mae == pytest.approx(numpy.abs(P - Y).astype(numpy.float64).mean(), rel=1e-15)  # float32 errors, float64 sum
+
+
 def test_a_float32_fit_on_huge_targets_is_not_taken_for_diverged():
     """On the CPU a float32 fit on targets near 1e25 stopped with TrainingDiverged in epoch 1: the float32
     squares of its errors overflowed to inf (the GPU's kernels square in float64, and trained on)."""
