@@ -73,6 +73,8 @@ def test_signatures_are_parsed_from_the_kernel_sources():
                     numpy.int64(4)), "null velocity"),
     (lambda cp, a: (a, a, a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(5)),
      "holds 4 elements but the kernel touches 5"),
+    (lambda cp, a: (a, a, a, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(-4)),
+     "negative count of -4"),  # a count that wrapped (the slice took all but the last 4 elements)
     (lambda cp, a: (cp.ones(8, "float32")[::-2], a, a, numpy.float32(1),
                     numpy.float32(0), numpy.float32(0), numpy.int32(0), numpy.int64(4)), "cannot index that flat"),
     (lambda cp, a: (lambda s: (s, s, s, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0),
@@ -609,6 +611,9 @@ def _event_pair(cp, timing):
     # Cython-typed arguments: tuples and strs, not lists
     ("grid as a list", TypeError, lambda cp, a: cp.RawKernel("__global__ void k(float* x) {}", "k")([1], (32,), (a,))),
     ("options as a list", TypeError, lambda cp, a: cp.RawModule(code="__global__ void k() {}", options=["-O3"])),
+    ("a seed past 2**64", TypeError, lambda cp, a: cp.random.RandomState(2**64)),  # an object array to CuPy
+    ("a negative seed", ValueError, lambda cp, a: cp.random.RandomState(-1)),
+    ("a float seed", TypeError, lambda cp, a: cp.random.RandomState(1.0)),
     ("permutation of a NumPy integer", TypeError, lambda cp, a: cp.random.RandomState(0).permutation(numpy.int64(4))),
     ("gemmEx with a float lda", TypeError, lambda cp, a: _gemm_ex(cp, lda=2.0)),
     ("an NCCL id as a tuple (CuPy before 14)", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, (1,), 0)),

@@ -777,6 +777,11 @@ class RandomState:
         self.seed(seed)
 
     def seed(self, seed=None):
+        if seed is not None and not isinstance(seed, numpy.ndarray):  # CuPy's checks (cupy/random/_generator.py)
+            if numpy.asarray(seed).dtype.kind not in "biu":  # a float, or an int past 2**64 (an object array)
+                raise TypeError("Seed must be an integer.")
+            if not 0 <= int(seed) < 2**64:
+                raise ValueError("Seed must be an integer between 0 and 2**64 - 1")
         self._gen = numpy.random.Generator(numpy.random.PCG64(seed))
 
     def _here(self):

@@ -170,6 +170,9 @@ class Launch:
         arr = self._arrays[name]
         self.check(arr is not None, f"dereferences the null pointer argument {name!r}")
         n = int(n)
+        # a negative count (one that wrapped in a narrower integer on the way) makes the kernel's loops do
+        # nothing on a GPU, where the slice below would take all but the last elements
+        self.check(n >= 0, f"argument {name!r}: the kernel is given a negative count of {n} elements")
         self.check(arr.size >= n, f"argument {name!r} holds {arr.size} elements but the kernel touches {n}")
         return arr.reshape(-1)[:n]
 
