@@ -185,6 +185,64 @@ def test_a_synthetic_source_in_pieces_holds_exactly_makes_rows(device):
         data.synthetic("linear", rows=70_000, n_features=3, chunk_rows=5000)
 
 
+def test_a_synthetic_source_of_billions_of_rows_gives_makes_rows_past_2_to_the_32(device):
+    """The card's "any number of rows (10^9 and more)": rows of a source past 2^32 are make's, as its chunk
+    m = row // 65,536 is drawn from the stream (seed, task, m) as make draws it (here in pieces of 32,768 rows);
+    a resume that far into an epoch sees the batches it would have. Reads a few windows, never the rows."""
+    backend = gpunn.backend.resolve(device)
+    rows, row = 2**32 + 2**20 + 500, 2**32 + 12_345
+    m = row // datasets.CHUNK_ROWS
+    source = data.synthetic("teacher", rows, 4, seed=3, chunk_rows=32768, window=2, device=device)
+    with backend.use():
+        want = next(datasets._chunks(source.task, backend, rows, numpy.float32, first_chunk=m))  # make's chunk m
+    pieces = [k for k, (chunk, _, _) in enumerate(source.pieces) if chunk == m]
+    got = [numpy.concatenate([host(A) for A in arrays]) for arrays in zip(*source.ordered_windows(pieces))]
+    assert len(pieces) == 2 and got[0].shape == (65536, 4)
+    numpy.testing.assert_array_equal(got[0], host(want[0]))
+    numpy.testing.assert_array_equal(got[1], host(want[1]))
+    first = row // 1000  # the batch of 1,000 rows holding that row
+    before, at = source.batches(7, 1000, first - 1), source.batches(7, 1000, first)
+    expected, resumed = [next(before) for _ in range(2)][1], next(at)
+    before.close(), at.close()
+    assert all(numpy.array_equal(host(a), host(b)) for a, b in zip(expected, resumed))
+
+
+def test_an_npy_pair_of_billions_of_rows_reads_each_row_at_its_offset(tmp_path):
+    """Row and byte offsets past 2^31 rows and 2^32 bytes: sparse files of 3e9 rows (24 and 12 GB as the file
+    system sees them, a few KB on disk), C- and Fortran-ordered, read where a row was written."""
+    rows, row, fortran_x = 3 * 10**9, 2_500_000_123, tmp_path / "xf.npy"
+
+    def sparse(path, shape, fortran=False):
+        with open(path, "wb") as fh:
+            numpy.lib.format.write_array_header_2_0(fh, {"descr": "<f4", "fortran_order": fortran, "shape": shape})
+            offset = fh.tell()
+        os.truncate(path, offset + numpy.prod(shape, dtype=object) * 4)
+        if os.stat(path).st_blocks * 512 > 1 << 20:
+            pytest.skip("this file system has no sparse files")
+        return offset
+
+    def write(path, position, values):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, numpy.asarray(values, "<f4").tobytes(), position)
+        finally:
+            os.close(fd)
+
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    write(x, sparse(x, (rows, 2)) + row * 2 * 4, [1.5, 2.5])
+    write(y, sparse(y, (rows,)) + row * 4, [7.0])
+    offset = sparse(fortran_x, (rows, 2), fortran=True)
+    write(fortran_x, offset + row * 4, [1.5])
+    write(fortran_x, offset + (rows + row) * 4, [2.5])
+    for features in (x, fortran_x):
+        source = data.npy(features, y, validation_fraction=0.1, device="cpu")
+        assert source.rows + source.validation_rows == rows
+        k, i = divmod(row, source.chunk_rows)
+        X, Y = next(iter(source.ordered_windows([k])))
+        assert X[i].tolist() == [1.5, 2.5] and Y[i].tolist() == [7.0]
+        assert numpy.abs(X).sum() == 4 and numpy.abs(Y).sum() == 7  # nothing else of the chunk is written
+
+
 # ---- npy ---------------------------------------------------------------------------------------
 def test_an_npy_pair_gives_the_arrays_rows_converted_to_the_model_dtype(device, npy_pair):
     x, y, X, Y = npy_pair
