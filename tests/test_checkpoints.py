@@ -259,9 +259,10 @@ def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weight
     def callbacks():
         return [_Scripted(scores), EarlyStopping(monitor="score", patience=10)]
 
-    reference = MLP([6, 8, 2], device="cpu", seed=1)
-    ref_hist = reference.fit(X, Y, callbacks=callbacks(), **fit)
+    reference, used = MLP([6, 8, 2], device="cpu", seed=1), callbacks()
+    ref_hist = reference.fit(X, Y, callbacks=used, **fit)
     assert ref_hist.best_epoch == 5
+    assert used[1].last_params is None  # restored, but no checkpoint is written: no second copy of the weights kept
     path = tmp_path / "run.npz"
     first = MLP([6, 8, 2], device="cpu", seed=1)
     assert first.fit(X, Y, callbacks=callbacks() + [gpunn.ModelCheckpoint(path)], **{**fit, "epochs": 4}).best_epoch == 2

@@ -136,6 +136,11 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
+def writes_checkpoints(trainer) -> bool:
+    """Whether a checkpoint writer (ModelCheckpoint: ``writes_checkpoint``) is among the run's callbacks."""
+    return any(getattr(cb, "writes_checkpoint", False) for cb in trainer.callbacks)
+
+
 def order_callbacks(callbacks, verbose):
     """User callbacks first, then checkpoint writers (``writes_checkpoint = True``, so they save
     the others' updated state), then the progress bar."""
@@ -281,8 +286,8 @@ class EarlyStopping(_Monitoring):
         trainer.history.best_epoch = self.best_epoch
         last = trainer.history["epoch"][-1] if trainer.history.get("epoch") else None
         if self.restore_best_weights and self.best_params is not None and (diverged or self.best_epoch != last):
-            if not diverged:  # kept for a checkpoint written now: a resume that trains further goes on from them
-                self.last_params = trainer.model.params.copy()
+            if not diverged and writes_checkpoints(trainer):  # for the checkpoint written now: a resume that
+                self.last_params = trainer.model.params.copy()  # trains further goes on from them
             trainer.model.params[...] = self.best_params
 
     def state_dict(self):

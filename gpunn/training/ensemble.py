@@ -34,7 +34,8 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
     member_blas_threads
 from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
-from .callbacks import Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, order_callbacks
+from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, order_callbacks,
+                        writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
 from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
@@ -330,8 +331,8 @@ class MemberEarlyStopping(Callback):
         restore = [k for k in range(trainer.model.n_models) if self.best_epoch[k] is not None
                    and (diverged or self.best_epoch[k] != (self.stopped_epoch[k] or last_epoch))]
         if restore:
-            if not diverged:  # kept for a checkpoint written now: a resume that trains further goes on from them
-                self.last_params = trainer.model.member_params.copy()
+            if not diverged and writes_checkpoints(trainer):  # for the checkpoint written now: a resume that
+                self.last_params = trainer.model.member_params.copy()  # trains further goes on from them
             rows = trainer.model.xp.asarray(restore)
             trainer.model.member_params[rows] = self.best_params[rows]
             # a diverged member back at its best epoch holds that epoch's weights, finite and validated: it
