@@ -623,6 +623,16 @@ def _event_pair(cp, timing):
     ("stream of another device", RuntimeError, lambda cp, a: cp.cuda.Stream.__enter__(_stream_on_1(cp))),
     # cudaEventElapsedTime of events made with disable_timing
     ("elapsed time without timing", fakecupy.CUDARuntimeError, lambda cp, a: _event_pair(cp, timing=False)),
+    # (mut9: without each of these, its refusal could be removed and no test failed)
+    ("an interprocess event with timing", ValueError, lambda cp, a: cp.cuda.Event(interprocess=True)),
+    ("use() of a stream of another device", RuntimeError, lambda cp, a: _stream_on_1(cp).use()),
+    ("gemmEx with an lda past a C int", OverflowError, lambda cp, a: _gemm_ex(cp, lda=2**31)),
+    ("gemmStridedBatchedEx with a stride past a C long long", OverflowError,
+     lambda cp, a: _gemm_batched(cp, stride=2**63)),
+    ("an NCCL rank count past a C int", OverflowError,
+     lambda cp, a: _nccl().NcclCommunicator(2**31, _nccl().get_unique_id(), 0)),
+    ("an NCCL bcast count as a float", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 0)
+     .bcast(a.data.ptr, 4.0, 7, 0, 0)),
 ])
 def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     """Where NumPy, under the stand-in, would accept what CuPy 14 refuses, fakecupy refuses it too: gpunn code
@@ -640,6 +650,17 @@ def _gemm_ex(cp, lda):
     x, out, one, zero = cp.ones((2, 2), "float32"), cp.empty((2, 2), "float32"), ctypes.c_float(1), ctypes.c_float(0)
     cublas.gemmEx(1, 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, 0, lda, x.data.ptr, 0, 2,
                   ctypes.addressof(zero), out.data.ptr, 0, 2, 68, -1)
+    return out
+
+
+def _gemm_batched(cp, stride):
+    import ctypes
+
+    from cupy_backends.cuda.libs import cublas
+
+    x, out, one, zero = cp.ones((2, 2, 2), "float32"), cp.empty((2, 2, 2), "float32"), ctypes.c_float(1), ctypes.c_float(0)
+    cublas.gemmStridedBatchedEx(1, 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, 0, 2, stride, x.data.ptr, 0, 2, 4,
+                                ctypes.addressof(zero), out.data.ptr, 0, 2, 4, 2, 68, -1)
     return out
 
 
@@ -671,6 +692,7 @@ def test_what_cupy_gives_where_numpy_gives_host_values(fake_cupy):
     assert isinstance(uid, bytes) and len(uid) == 128  # CuPy 14's, which NcclCommunicator requires
     _nccl().NcclCommunicator(1, uid, 0).allReduce(a.data.ptr, a.data.ptr, 4, 7, 0, 0)
     assert _gemm_ex(fake_cupy, lda=numpy.int64(2)).get().tolist() == [[2, 2], [2, 2]]
+    assert _gemm_batched(fake_cupy, stride=numpy.int64(4)).get().tolist() == [[[2, 2], [2, 2]]] * 2
     with fake_cupy.cuda.Device(1):
         with _stream_on_1(fake_cupy):
             pass
@@ -701,6 +723,45 @@ def test_the_current_stream_is_per_device_as_in_cupy(fake_cupy):
             assert cuda.get_current_stream() is cuda.Stream.null
         assert cuda.get_current_stream() is s0
     assert cuda.get_current_stream() is cuda.Stream.null
+
+
+def test_bool_and_format_of_a_device_array_are_synchronising_reads(fake_cupy):
+    """bool() and format() copy to the host on the current stream (CuPy: bool(self.get()), format(self.get(), spec)):
+    reading what another stream's unfinished work writes is a stream-order error, and both are refused while a
+    stream is captured, as float() is."""
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    x = cp.zeros(4, "float32")
+    side.wait_event(null.record())
+    x.set(numpy.ones(4, "float32"), stream=side)  # side writes x; the null stream has not waited for it
+    for read in (lambda: bool(x[0]), lambda: format(x[0], ".1f")):
+        with pytest.raises(ordering.StreamOrderError, match="wrote in its op"):
+            read()
+    side.synchronize()
+    assert bool(x[0]) and format(x[0], ".1f") == "1.0"
+    ordering.hazards.clear()  # the hazards raised above were expected
+    s = cp.cuda.Stream()
+    with s:
+        s.begin_capture()
+        with pytest.raises(cp.CUDARuntimeError, match="formatting a device array"):
+            format(x[0], ".1f")
+        with pytest.raises(cp.CUDARuntimeError):
+            s.end_capture()
+
+
+def test_a_stream_is_left_on_the_device_it_was_entered_on(fake_cupy):
+    """CuPy pops a stream on the device it pushed it on: a stream of device 0 left while device 1 is current gives
+    device 0 its previous stream back and leaves device 1's alone."""
+    cuda = fake_cupy.cuda
+    s0 = cuda.Stream(non_blocking=True)
+    s0.__enter__()
+    cuda.Device(1).use()
+    s0.__exit__(None, None, None)
+    assert cuda.get_current_stream() is cuda.Stream.null
+    cuda.Device(0).use()
+    assert cuda.get_current_stream() is cuda.Stream.null  # not s0, still current on device 0
 
 
 def test_device_arrays_take_the_device_path_though_the_stand_ins_are_numpy_arrays(fake_cupy, monkeypatch):
