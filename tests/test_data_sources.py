@@ -162,6 +162,33 @@ def test_a_synthetic_source_holds_out_about_the_fraction_asked(rows, fraction, p
         assert later.config() == source.config()
 
 
+def test_the_default_cut_of_a_small_or_far_off_synthetic_source(recwarn):
+    """default_piece_rows where few pieces exist (mut9: each assertion failed on a mutant that the tests above
+    passed): 2,048 rows at 0.5 hold out one of two 1,024-row pieces (a cut of two pieces counts); when no cut holds
+    out within a quarter of the share, the nearest one is taken (10,000 rows at 0.05: pieces of 1,024, holding out
+    1,024 or 1,808 rows, not 4,096 or 5,904 in pieces of 4,096), and the share is said to be off."""
+    two = data.synthetic("teacher", rows=2048, n_features=2, validation_fraction=0.5)
+    assert (two.chunk_sizes, two.rows, two.validation_rows) == ([1024, 1024], 1024, 1024)
+    for seed in range(3):
+        near = data.synthetic("teacher", rows=10_000, n_features=2, seed=seed, validation_fraction=0.05)
+        assert near.chunk_rows == 1024 and near.validation_rows in (1024, 1808)
+    assert any(issubclass(w.category, data.HeldOutShareWarning) for w in recwarn)
+
+
+def test_a_synthetic_source_keeps_the_chunk_rows_given_when_it_holds_out_later():
+    """hold_out (what gpunn train and fit(validation_fraction=) call on a source made without one) cuts finer by
+    default, but never a cut the user chose."""
+    with pytest.warns(data.HeldOutShareWarning):
+        source = data.synthetic("teacher", rows=100_000, n_features=2, chunk_rows=65536).hold_out(0.1)
+    assert source.chunk_sizes == [65536, 34464] and len(source.validation_chunks) == 1
+
+
+def test_validation_never_holds_out_every_chunk():
+    """held_count: round(0.9 * 2) is 2, which would leave nothing to train on; one chunk at most of two."""
+    source = data.synthetic("teacher", rows=2048, n_features=2, validation_fraction=0.9)
+    assert (source.rows, source.validation_rows) == (1024, 1024)
+
+
 def test_a_synthetic_source_in_pieces_holds_exactly_makes_rows(device):
     """Pieces are row ranges of make's chunks: generated once per chunk and pass, and sliced (on a GPU, on the
     side stream that generates windows)."""
