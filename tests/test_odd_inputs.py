@@ -164,6 +164,19 @@ def test_the_metrics_mae_sums_in_float64_as_val_mae_does():
     assert mae == pytest.approx(numpy.abs(P - Y).astype(numpy.float64).mean(), rel=1e-15)  # float32 errors, float64 sum
 
 
+def test_r2_of_float32_targets_far_from_zero_centres_them_on_a_float64_mean():
+    """gpunn.metrics.r2's total sum of squares is taken about a float64 mean: targets near 1,000 with a spread of
+    0.01 have a float32 mean up to half an ulp (3e-5) off, which moved R² by 4e-6 (mut9: no test saw it)."""
+    from gpunn import metrics
+
+    rng = numpy.random.default_rng(0)
+    Y = (1000.0 + 0.01 * rng.standard_normal((500, 2))).astype(numpy.float32)
+    P = (Y + 0.002 * rng.standard_normal((500, 2))).astype(numpy.float32)
+    T, Q = Y.astype(numpy.float64), P.astype(numpy.float64)
+    by_hand = numpy.mean(1 - ((T - Q) ** 2).sum(0) / ((T - T.mean(0)) ** 2).sum(0))
+    assert metrics.r2(numpy, P, Y) == pytest.approx(by_hand, rel=1e-12)
+
+
 def test_a_float32_fit_on_huge_targets_is_not_taken_for_diverged():
     """On the CPU a float32 fit on targets near 1e25 stopped with TrainingDiverged in epoch 1: the float32
     squares of its errors overflowed to inf (the GPU's kernels square in float64, and trained on)."""
