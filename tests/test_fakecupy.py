@@ -629,8 +629,7 @@ def _event_pair(cp, timing):
     ("gemmEx with an lda past a C int", OverflowError, lambda cp, a: _gemm_ex(cp, lda=2**31)),
     ("gemmStridedBatchedEx with a stride past a C long long", OverflowError,
      lambda cp, a: _gemm_batched(cp, stride=2**63)),
-    ("an NCCL rank count past a C int", OverflowError,
-     lambda cp, a: _nccl().NcclCommunicator(2**31, _nccl().get_unique_id(), 0)),
+    ("an NCCL rank past a C int", OverflowError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 2**31)),
     ("an NCCL bcast count as a float", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 0)
      .bcast(a.data.ptr, 4.0, 7, 0, 0)),
 ])
