@@ -279,15 +279,18 @@ class Ensemble(DeviceModel):
     def train_step(self, X, Y):
         """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
         returns the (K,) device sums of squared errors of the batch."""
-        return self._step(X, Y, self._groups(X))
+        return self._step(X, Y, self._groups(X, Y))
 
-    def _groups(self, X):
-        """The member groups a CPU training step on the batch X runs on threads of their own, or None (one pass;
-        always on a GPU, and for tf32/bf16, which run on one)."""
+    def _groups(self, X, Y):
+        """The member groups a CPU training step on the batch (X, Y) runs on threads of their own, or None (one
+        pass; always on a GPU, and for tf32/bf16, which run on one). A step whose groups each run as one call
+        (CpuEnsembleOps.group_pass) splits from less work."""
         if self.precision != "float32":
             return None
+        one_call = self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations)
         # forward 2 and backward 4 multiply-adds' flops per parameter and row (weights; biases alike)
-        return self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2])
+        return self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2],
+                                             one_call=one_call)
 
     def _step(self, X, Y, groups, update=None):
         """train_step in ``groups`` (``_groups``); with ``update``, each group also runs update(group), its
@@ -321,7 +324,7 @@ class Ensemble(DeviceModel):
         hook between the two. On the CPU in member groups each group updates its own members right after its
         backward pass, in the same hand-off to the threads (the same bits: a member's update reads only its own
         gradients). Returns the (K,) device sums of squared errors of the batch."""
-        groups = self._groups(X)
+        groups = self._groups(X, Y)
         update = None if groups is None else getattr(optimizer, "member_update", lambda *a: None)(
             self.params, self.grads, lr)
         sums = self._step(X, Y, groups, update)

@@ -633,6 +633,7 @@ def groups_for_any_work(monkeypatch):
     import gpunn.ops.ensemble as ens_ops
 
     monkeypatch.setattr(ens_ops, "MIN_GROUP_FLOPS", 0)
+    monkeypatch.setattr(ens_ops, "MIN_GROUP_FLOPS_ONE_CALL", 0)
     monkeypatch.setattr(ens_ops, "MIN_GROUP_ELEMENTS", 0)
 
 
@@ -713,7 +714,7 @@ def test_the_one_call_group_pass_equals_the_plain_forward_and_backward_bit_for_b
     ens.member_ops.threads = 2
     X = rng.standard_normal((5, rows, sizes[0]) if bootstrap else (rows, sizes[0])).astype(dtype)
     Y = rng.standard_normal((5, rows, 1) if bootstrap else (rows, 1)).astype(dtype)
-    groups = ens._groups(X)
+    groups = ens._groups(X, Y)
     assert len(groups) == 2
     ws = ens._workspace(rows)
     assert ens.member_ops.group_pass(X, Y, ens.weights, ens.biases, ens._dW, ens._db, ens.activations, ws,
@@ -803,7 +804,7 @@ def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
 
     code = ("import numpy as np, gpunn\n"
             "import gpunn.ops.ensemble as e\n"
-            "e.MIN_GROUP_FLOPS = 0\n"
+            "e.MIN_GROUP_FLOPS_ONE_CALL = 0\n"
             "ens = gpunn.Ensemble([4, 8, 1], 4, device='cpu', seed=0)\n"
             "ens.member_ops.threads = 2\n"
             "X = np.ones((64, 4), np.float32)\n"
@@ -814,14 +815,16 @@ def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done" and "terminate" not in result.stderr
 
+
 def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     """Two groups of small nets at batch 128 ran slower than one pass up to K=8 (2.3x slower at K=2) and
     faster from K=16 on the 2-core machine: a step splits its members only from MIN_GROUP_FLOPS of work per
-    group, the optimizer's update on its own (a data-parallel step's) from MIN_GROUP_ELEMENTS parameters per group."""
-    from gpunn.ops.ensemble import MIN_GROUP_ELEMENTS, MIN_GROUP_FLOPS
+    group, the optimizer's update on its own (a data-parallel step's) from MIN_GROUP_ELEMENTS parameters per group.
+    Groups that each run as one call on spinning threads (ReLU, one output) paid from K=6: MIN_GROUP_FLOPS_ONE_CALL."""
+    from gpunn.ops.ensemble import MIN_GROUP_ELEMENTS, MIN_GROUP_FLOPS, MIN_GROUP_FLOPS_ONE_CALL
 
-    def split_steps(n_models, sizes, rows=128):
-        ens = gpunn.Ensemble(sizes, n_models, device="cpu", seed=0)
+    def split_steps(n_models, sizes, rows=128, activation="relu"):
+        ens = gpunn.Ensemble(sizes, n_models, device="cpu", seed=0, activation=activation)
         ens.member_ops.threads = 2
         calls = []
         monkeypatch.setattr(ens.member_ops, "run_groups", lambda fn, groups, **kw: calls.append(len(groups)) or
@@ -831,9 +834,11 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
         return calls
 
     small = [16, 64, 64, 1]  # about 4 MFLOP per member and step at batch 128
-    assert split_steps(2, small) == [] and split_steps(8, small) == []
+    assert split_steps(2, small) == [] and split_steps(4, small) == []
     # one hand-off per step: each group's Adam update runs on its thread after its backward pass
-    assert split_steps(16, small) == [2] and split_steps(32, small) == [2]
+    assert split_steps(6, small) == [2] and split_steps(8, small) == [2] and split_steps(32, small) == [2]
+    # where the groups cannot run as one call each, the pool's hand-off: from K=16
+    assert split_steps(8, small, activation="tanh") == [] and split_steps(16, small, activation="tanh") == [2]
     assert split_steps(2, [64, 256, 256, 1], rows=256) == [2]  # medium: one member per group pays
     mops = gpunn.Ensemble(small, 4, device="cpu").member_ops
     mops.threads = 2
@@ -841,6 +846,8 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2) is not None
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2 - 1) is None
     assert mops.member_groups(4, elements=MIN_GROUP_ELEMENTS / 2 - 1) is None
+    assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2, one_call=True) is not None
+    assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2 - 1, one_call=True) is None
 
 
 def _base_and_offset(view):

@@ -115,7 +115,7 @@ class EnsembleOps:
         self.xp = ops.xp
 
     # ---- matrix products -------------------------------------------------------------
-    def member_groups(self, members: int, flops=None, elements=None):
+    def member_groups(self, members: int, flops=None, elements=None, one_call=False):
         """Slices of the members that a training step runs on threads of their own, or None (one pass).
         ``flops`` (per member) or ``elements`` (per member, for a memory-bound update): the work, when
         known, below which a group is not worth its thread (CpuEnsembleOps)."""
@@ -249,6 +249,10 @@ class EnsembleOps:
     def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums):
         """A member group's whole training pass as one function of the group (CpuEnsembleOps); None here."""
         return None
+
+    def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
+        """Whether group_pass gives a function for these arguments (False here)."""
+        return False
 
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         """adam_step as a function of a slice of the members (CpuEnsembleOps); None here: no such form."""
@@ -535,6 +539,11 @@ def _contiguous_floats(*arrays) -> bool:
 # K=16 (33 MFLOP) 3.26M / 2.93M, K=64 4.45M / 2.90M; medium nets (128 MFLOP per member) gain at K=2 already
 # (0.33M / 0.24M).
 MIN_GROUP_FLOPS = 24e6
+# With the one-call group pass on spinning threads (group_pass, _SpinningWorkers) the hand-off costs far less:
+# small nets with groups against the rule above (gpunn's bench data, batch 128, quiet runs of 6 alternating
+# pairs, 2026-11-29): K=8 (16 MFLOP per group) 3.38-4.16M / 2.74-2.76M, K=6 (12 MFLOP) 4.25M / 2.66M; K=4
+# (8 MFLOP) 3.44-3.45M / 2.45-2.50M in two runs but 2.32M / 2.40M in a third, K=2 as often slower as faster.
+MIN_GROUP_FLOPS_ONE_CALL = 12e6
 MIN_GROUP_ELEMENTS = 65536  # the optimizer's update (memory-bound): parameters per group
 SPIN = True  # the one-call group pass hands its groups to _SpinningWorkers (False: gpunn's pool)
 
@@ -557,15 +566,15 @@ class CpuEnsembleOps(EnsembleOps):
         env = os.environ.get("GPUNN_CPU_THREADS", "").strip()
         self.threads = max(1, int(env)) if env else usable_cores()
 
-    def member_groups(self, members: int, flops=None, elements=None):
+    def member_groups(self, members: int, flops=None, elements=None, one_call=False):
         """``threads`` contiguous slices of the members (None for one thread or one member, or for work
         per group under MIN_GROUP_FLOPS / MIN_GROUP_ELEMENTS when ``flops`` / ``elements`` per member
-        is given)."""
+        is given; MIN_GROUP_FLOPS_ONE_CALL for a step that runs its groups as one call each, ``one_call``)."""
         parts = min(self.threads, members)
         if parts <= 1:
             return None
         per_group = members / parts
-        if (flops is not None and per_group * flops < MIN_GROUP_FLOPS) or \
+        if (flops is not None and per_group * flops < (MIN_GROUP_FLOPS_ONE_CALL if one_call else MIN_GROUP_FLOPS)) or \
                 (elements is not None and per_group * elements < MIN_GROUP_ELEMENTS):
             return None
         bounds = _bounds(members, parts)
@@ -631,14 +640,9 @@ class CpuEnsembleOps(EnsembleOps):
         same bits as the two methods. Each group's hidden-layer buffers are one member's, reused member after
         member (``ws.group_buffers``), so they stay in cache: with two groups on the 2-core machine the K=64
         small-net step took 1.53-1.55 ms instead of 1.59-1.64 (bench/RESULTS.md)."""
-        if not (self.fused and biases is not None and len(weights) >= 2 and self.ops.precision == "float32"
-                and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
-                and weights[-1].shape[-1] == 1 and min(w.shape[1] for w in weights) >= 2 and X.shape[-2] >= 2
-                and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous and Y.flags.c_contiguous):
+        if not self.one_call_applies(X, Y, weights, biases, acts):
             return None
         blas = numpy_blas(X.dtype)
-        if blas is None:
-            return None
         dt, rows = X.dtype, X.shape[-2]
         one, zero, scale = dt.type(1), dt.type(0), dt.type(2.0 / rows)  # dA *= 2/rows, as loss_gradient
         X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
@@ -654,6 +658,14 @@ class CpuEnsembleOps(EnsembleOps):
             self.bias_gradient(dAo[sl], db[-1][sl])
 
         return run
+
+    def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
+        """Whether group_pass gives a function for these arguments (see there)."""
+        return (self.fused and biases is not None and len(weights) >= 2 and self.ops.precision == "float32"
+                and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
+                and weights[-1].shape[-1] == 1 and min(w.shape[1] for w in weights) >= 2 and X.shape[-2] >= 2
+                and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous and Y.flags.c_contiguous
+                and numpy_blas(X.dtype) is not None)
 
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         """adam_step as a function of a slice of the members, which updates those members' rows (each member's
