@@ -220,7 +220,18 @@ def _write(path, meta: dict, arrays: dict) -> None:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "gpunn_version": __version__, **meta,
             "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}}
     blob = numpy.frombuffer(json.dumps(meta).encode(), dtype=numpy.uint8)
-    atomic_write(path, lambda fh: numpy.savez(fh, **{META: blob}, **arrays))
+    atomic_write(path, lambda fh: _savez(fh, {META: blob, **arrays}))
+
+
+def _savez(fh, arrays: dict) -> None:
+    """``numpy.savez(fh, **arrays)``'s file, its zip closed on any exception. NumPy 1.x's savez left it open
+    when interrupted: after a second Ctrl-C inside a checkpoint write, the zip's ``__del__`` later printed
+    "Exception ignored in: <function ZipFile.__del__> ... ValueError: seek of closed file" below the one
+    line ``gpunn train`` prints (atomic_write had closed and removed the temp file by then)."""
+    with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                numpy.lib.format.write_array(member, numpy.asanyarray(array), allow_pickle=False)
 
 
 def save(path, model) -> None:
