@@ -363,6 +363,56 @@ def test_resume_refuses_other_validation_data_or_validation_data_the_run_had_non
 
 
 
+def test_resume_refuses_a_validation_source_for_validation_arrays_and_the_reverse(data, tmp_path):
+    """A run on a source validated on arrays resumed with a validation source (or the reverse) is refused as other
+    validation data, not with a KeyError from comparing an arrays record with a source's config (mut9: no test
+    held it)."""
+    X, Y = data
+    Xv, Yv = X[:100], Y[:100]
+    for name, array in (("x", X[100:]), ("y", Y[100:]), ("xv", Xv), ("yv", Yv)):
+        numpy.save(tmp_path / f"{name}.npy", array)
+
+    def npy(x, y):
+        return gpunn.data.npy(tmp_path / f"{x}.npy", tmp_path / f"{y}.npy", device="cpu")
+
+    for given, other, match in (((Xv, Yv), npy("xv", "yv"), "validated on arrays, and validation_data is a source now"),
+                                (npy("xv", "yv"), (Xv, Yv), "validated on a source, and validation_data is arrays now")):
+        path = tmp_path / "c.npz"
+        MLP([6, 8, 2], device="cpu", seed=0).fit(npy("x", "y"), epochs=1, validation_data=given, verbose=False,
+                                                 callbacks=[gpunn.ModelCheckpoint(path)])
+        with pytest.raises(ValueError, match=match):
+            gpunn.load_checkpoint(path).resume(npy("x", "y"), epochs=2, validation_data=other, verbose=False)
+
+
+def test_resume_compares_a_validation_sources_data_not_how_it_is_read(data, tmp_path):
+    """A validation source is read whole in file order with the training statistics: a file's seed, shuffle and
+    standardize flag change nothing and are free on resume; a synthetic source's seed draws its rows and is not
+    (mut9: each rule could be turned around and no test failed)."""
+    X, Y = data
+    for name, array in (("x", X[100:]), ("y", Y[100:]), ("xv", X[:100]), ("yv", Y[:100])):
+        numpy.save(tmp_path / f"{name}.npy", array)
+    path = tmp_path / "c.npz"
+
+    def train():
+        return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", device="cpu")
+
+    MLP([6, 8, 2], device="cpu", seed=0).fit(
+        train(), epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)],
+        validation_data=gpunn.data.npy(tmp_path / "xv.npy", tmp_path / "yv.npy", seed=1, device="cpu"))
+    read_otherwise = gpunn.data.npy(tmp_path / "xv.npy", tmp_path / "yv.npy", seed=2, shuffle=False, standardize=True,
+                                    device="cpu")
+    assert gpunn.load_checkpoint(path).resume(train(), epochs=2, validation_data=read_otherwise,
+                                              verbose=False)["epoch"] == [1, 2]
+
+    def synthetic(seed, rows):
+        return gpunn.data.synthetic("teacher", rows=rows, n_features=6, n_outputs=2, seed=seed, device="cpu")
+
+    MLP([6, 8, 2], device="cpu", seed=0).fit(synthetic(0, 3000), epochs=1, verbose=False, validation_data=synthetic(1, 500),
+                                             callbacks=[gpunn.ModelCheckpoint(path)])
+    with pytest.raises(ValueError, match="validated on another source: seed was 1, now 2"):
+        gpunn.load_checkpoint(path).resume(synthetic(0, 3000), epochs=2, validation_data=synthetic(2, 500), verbose=False)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_model_round_trip(tmp_path, dtype):
     model = MLP([3, 5, 4, 2], activation=["gelu", "tanh"], output_activation="sigmoid", bias=False, dtype=dtype,

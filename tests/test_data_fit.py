@@ -576,6 +576,19 @@ def test_ctrl_c_part_way_through_an_epoch_of_an_iterable_keeps_the_last_epochs_c
     numpy.testing.assert_array_equal(ckpt.model.params, straight.params)
 
 
+def test_a_finished_iterable_run_writes_its_last_epoch_at_the_end(tmp_path):
+    """The end-of-run write is skipped only part-way through an epoch: a finished run on an iterable whose last
+    epoch was no ModelCheckpoint(every=2) epoch still ends with that epoch's file, and no warning (mut9)."""
+    X, Y = datasets.make("teacher", 300, 4, n_outputs=1, noise=0.1, seed=3, device="cpu")
+    pieces = [(X[i:i + 100], Y[i:i + 100]) for i in range(0, 300, 100)]
+    path = tmp_path / "run.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpunn.MLP([4, 8, 1], seed=1, device="cpu").fit(data.iterable(pieces), epochs=3, batch_size=64, verbose=False,
+                                                       callbacks=[gpunn.ModelCheckpoint(path, every=2)])
+    assert gpunn.load_checkpoint(path, device="cpu").state.epoch == 3
+
+
 
 @pytest.mark.gpu
 def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu, linear_pair, monkeypatch):
