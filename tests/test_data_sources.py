@@ -635,6 +635,9 @@ def test_a_csv_delimited_otherwise_says_so_and_reads_with_the_delimiter_it_names
     (tmp_path / "c.csv").write_text("a,b;c,y\n1,2,3\n")  # a ";" inside a name of a comma-separated header: no hint
     with pytest.raises(DataError, match=r"no column 'z'; the columns are: a, b;c, y$"):
         data.csv(tmp_path / "c.csv", target="z")
+    (tmp_path / "c.csv").write_text("b;c,a,y\n1,2,3\n")  # ... nor in the first name (mut9)
+    with pytest.raises(DataError, match=r"no column 'z'; the columns are: b;c, a, y$"):
+        data.csv(tmp_path / "c.csv", target="z")
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
@@ -654,6 +657,28 @@ def test_a_quoted_column_name_holding_a_line_end_is_read(tmp_path, newline, name
     for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
         numpy.testing.assert_array_equal(X, Xp)
         numpy.testing.assert_array_equal(Y, Yp)
+
+
+def test_a_quoted_header_name_with_a_line_end_in_a_semicolon_delimited_file(tmp_path):
+    """The header's end is found with the file's delimiter: a quote opens a field after a ";" (with "," assumed,
+    'a;"b<newline>x";y' was cut inside the name and every chunk failed; mut9)."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i};{i % 5}.25;{2 * i}\n" for i in range(300))
+    (tmp_path / "q.csv").write_text('a;"b\nx";y\n' + rows)
+    source = data.csv(tmp_path / "q.csv", target="y", delimiter=";", block_size=1 << 10)
+    assert source.feature_names == ["a", "b\nx"] and source.rows == 300
+
+
+def test_an_unclosed_quote_in_a_header_ends_it_at_its_first_line_end_past_the_limit(tmp_path):
+    """csv_header_end gives up on a quote still open after ``limit`` bytes and takes the first line end (pyarrow
+    then says what is wrong), not the file's end (mut9)."""
+    from gpunn.preflight import csv_header_end
+
+    body = 'a,"b,y\n' + "1,2,3\n" * 400
+    (tmp_path / "u.csv").write_text(body)
+    with open(tmp_path / "u.csv", "rb") as fh:
+        assert csv_header_end(fh, len(body), limit=1024) == len('a,"b,y\n')
+        assert csv_header_end(fh, len(body)) == len(body)  # under the limit: the quote runs to the end
 
 
 def test_a_quote_inside_a_header_name_is_a_character(tmp_path):
