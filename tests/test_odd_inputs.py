@@ -164,6 +164,18 @@ def test_the_metrics_mae_sums_in_float64_as_val_mae_does():
     assert mae == pytest.approx(numpy.abs(P - Y).astype(numpy.float64).mean(), rel=1e-15)  # float32 errors, float64 sum
 
 
+def test_an_ensembles_training_loss_squares_in_float64():
+    """EnsembleOps' per-member sums of squared errors (the training step's loss) square in float64: in float32,
+    errors near 2**-80 square to 0 (mut9: the scale test above did not see it for an ensemble's loss_and_gradients)."""
+    X, Y = _data(20, 3, 2)
+    s = 2.0 ** -80
+    ens = gpunn.Ensemble([3, 8, 2], 2, activation="relu", device="cpu", seed=0, dtype="float32")
+    loss = numpy.asarray(ens.loss_and_gradients(X, Y)[0])
+    scaled = numpy.asarray(ens.loss_and_gradients(X * s, Y * s)[0])
+    assert loss.min() > 0
+    numpy.testing.assert_allclose(scaled / (s * s), loss, rtol=1e-6)
+
+
 def test_r2_of_float32_targets_far_from_zero_centres_them_on_a_float64_mean():
     """gpunn.metrics.r2's total sum of squares is taken about a float64 mean: targets near 1,000 with a spread of
     0.01 have a float32 mean up to half an ulp (3e-5) off, which moved R² by 4e-6 (mut9: no test saw it)."""
