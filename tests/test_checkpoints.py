@@ -384,6 +384,25 @@ def test_resume_refuses_a_validation_source_for_validation_arrays_and_the_revers
             gpunn.load_checkpoint(path).resume(npy("x", "y"), epochs=2, validation_data=other, verbose=False)
 
 
+def test_resume_refuses_arrays_for_a_run_on_a_source_and_the_reverse(data, tmp_path):
+    """In-memory arrays give other batches than a source's windows (and the reverse): a run on one is not resumed
+    on the other (mut9: without the check a run on a source went on on arrays without a word)."""
+    X, Y = data
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+
+    def source():
+        return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", device="cpu")
+
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(source(), epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    with pytest.raises(ValueError, match=r"was trained on a gpunn.data source \(npy\); in-memory arrays give other"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    with pytest.raises(ValueError, match="was trained on in-memory arrays; a gpunn.data source gives other batches"):
+        gpunn.load_checkpoint(path).resume(source(), epochs=2, verbose=False)
+
+
 def test_resume_compares_a_validation_sources_data_not_how_it_is_read(data, tmp_path):
     """A validation source is read whole in file order with the training statistics: a file's seed, shuffle and
     standardize flag change nothing and are free on resume; a synthetic source's seed draws its rows and is not
