@@ -384,6 +384,24 @@ def test_resume_refuses_a_validation_source_for_validation_arrays_and_the_revers
             gpunn.load_checkpoint(path).resume(npy("x", "y"), epochs=2, validation_data=other, verbose=False)
 
 
+def test_a_run_extended_twice_after_early_stopping_restored_is_the_straight_run(tmp_path):
+    """EarlyStopping puts the weights a restored run had reached (last_params) back on resume and forgets them: an
+    extension whose last epoch is its best (no restore at its end) must not save them again, or a second extension
+    went back to them (mut9: no test extended twice). Validation losses 0.60, 0.28, 0.289, 0.265, ...: the first
+    part (3 epochs) restores epoch 2, the extension to 4 ends on its best."""
+    X, Y = datasets.make("teacher", 600, 4, n_outputs=1, noise=0.3, seed=3, device="cpu")
+    fit = dict(batch_size=50, lr=0.02, optimizer="adam", validation_data=(X[:150], Y[:150]), verbose=False)
+    straight = MLP([4, 16, 1], device="cpu", seed=22)
+    straight.fit(X[150:], Y[150:], epochs=5, callbacks=[EarlyStopping(patience=5)], **fit)
+    path = tmp_path / "c.npz"
+    MLP([4, 16, 1], device="cpu", seed=22).fit(X[150:], Y[150:], epochs=3, **fit,
+                                               callbacks=[EarlyStopping(patience=5), gpunn.ModelCheckpoint(path)])
+    for epochs in (4, 5):
+        ckpt = gpunn.load_checkpoint(path)
+        ckpt.resume(X[150:], Y[150:], epochs=epochs, validation_data=fit["validation_data"], verbose=False)
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(path).model.params, straight.params)
+
+
 def test_resume_refuses_arrays_for_a_run_on_a_source_and_the_reverse(data, tmp_path):
     """In-memory arrays give other batches than a source's windows (and the reverse): a run on one is not resumed
     on the other (mut9: without the check a run on a source went on on arrays without a word)."""
