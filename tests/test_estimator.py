@@ -395,6 +395,20 @@ def test_a_warm_fit_that_never_beats_the_best_validation_score_keeps_its_weights
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_warm_fit_that_turns_early_stopping_on_keeps_its_own_weights():
+    """Only an earlier early-stopping fit's best validation R² is kept against a warm fit: after a fit without
+    early stopping (its best is a training loss, here about 1e3) a warm fit with it trains on (mut9: comparing
+    its R² with that loss kept the earlier weights, and no test failed)."""
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    y = 100 * (X[:, 0] + numpy.sin(X[:, 1]))
+    est = MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, warm_start=True, random_state=0, device="cpu").fit(X, y)
+    before = [w.copy() for w in est.coefs_]
+    est.set_params(early_stopping=True, max_iter=3).fit(X, y)
+    assert not all(numpy.array_equal(w, b) for w, b in zip(est.coefs_, before))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_adaptive_rate_stops_when_it_would_fall_under_1e_6_as_scikit_learn(data, early_stopping):
     from sklearn.neural_network import MLPRegressor as SkMLPRegressor
