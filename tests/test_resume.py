@@ -135,3 +135,53 @@ def test_a_finished_early_stopping_run_extended_with_epochs_is_the_longer_run(tm
     assert resumed.history["loss"] == straight.history["loss"]
     numpy.testing.assert_array_equal(resumed.model.params, straight.model.params)
     numpy.testing.assert_array_equal(resumed.optimizer.state["m"], straight.optimizer.state["m"])
+
+
+@pytest.fixture(scope="module")
+def momentum_run(tmp_path_factory):
+    """A --optimizer momentum run on the CPU, --momentum, --weight-decay, --stream and --graph left unset, saved
+    after 1 epoch; and its parameters resumed to 2 epochs with no option."""
+    d = tmp_path_factory.mktemp("effective")
+    assert run("train", *BASE, "--optimizer", "momentum", "--epochs", "1", "--save", str(d / "base.npz"))[0] == 0
+    shutil.copy(d / "base.npz", d / "plain.npz")
+    assert run("train", "--resume", str(d / "plain.npz"), "--epochs", "2", "--quiet")[0] == 0
+    return d, gpunn.load_checkpoint(d / "plain.npz", device="cpu").model.params
+
+
+@pytest.mark.parametrize("same", [["--momentum", "0.9"], ["--weight-decay", "0"], ["--stream", "off"], ["--no-graph"],
+                                  ["--graph"]], ids=" ".join)
+def test_an_option_that_resolves_to_what_the_run_used_is_accepted(momentum_run, tmp_path, same):
+    """The momentum optimizer's default momentum is 0.9 (and every optimizer's weight decay here 0); --stream auto
+    chose the rows in memory for 200 rows; on the CPU no step runs as a CUDA graph, --graph or not (a note says
+    so). Each was refused as changing the run."""
+    d, params = momentum_run
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--quiet", *same)
+    assert status == 0, err
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params, params)
+
+
+@pytest.mark.parametrize("other, message", [
+    (["--momentum", "0.5"], "--momentum 0.5 would change the run, which has --momentum unset (0.9);"),
+    (["--weight-decay", "0.1"], "--weight-decay 0.1 would change the run, which has --weight-decay unset (0.0);"),
+    (["--stream", "on"], "--stream on would change the run, which has --stream auto (off);"),
+])
+def test_an_option_that_resolves_to_another_value_is_still_refused(momentum_run, tmp_path, other, message):
+    d, _ = momentum_run
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    before = files(tmp_path)
+    status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", *other)
+    assert status == 2 and message in err and out == "" and files(tmp_path) == before
+
+
+def test_graph_and_stream_auto_resolve_by_the_runs_device_and_source():
+    """On a CUDA GPU the graph is the default where the step captures: --no-graph changes the run there (and
+    not on the CPU). --stream auto is on for a run that streamed its synthetic task, off for one in memory."""
+    from gpunn.cli import resume
+
+    recorded = {"graph": None, "stream": "on", "optimizer": "adam"}
+    with pytest.raises(ValueError, match="no --graph would change the run, which has --graph unset;"):
+        resume.check("r.npz", {"graph": False}, recorded, 0, "cuda", source="synthetic")
+    resume.check("r.npz", {"graph": False, "stream": "auto"}, recorded, 0, "cpu", source="synthetic")
+    with pytest.raises(ValueError, match=r"--stream auto would change the run, which has --stream on;"):
+        resume.check("r.npz", {"stream": "auto"}, recorded, 0, "cpu", source="arrays")

@@ -16,6 +16,8 @@ changes the continuation, or is refused, by name, before anything is generated, 
   checkpoint checks that the files hold the same data);
 - anything else must equal what the run recorded: a different ``--lr``, ``--batch-size``,
   ``--seed``, ``--task``, ``--hidden`` ... would silently train something else, so it is refused.
+  Values are compared as they resolve in the run (``--momentum 0.9`` equals an unset momentum of the
+  momentum optimizer, ``--stream off`` an ``auto`` that held the rows in memory; see ``_effective``).
 
 ``gpunn sweep --save DIR`` records its options the same way in each ensemble's checkpoint (with how the
 grid was split, GROUP_KEY), and ``gpunn sweep --resume DIR`` is checked by the same rules.
@@ -23,8 +25,10 @@ grid was split, GROUP_KEY), and ``gpunn sweep --resume DIR`` is checked by the s
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 
+from ..optim import OPTIMIZERS, options_of
 from ..training.callbacks import Callback
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
@@ -89,7 +93,8 @@ def saved_options(meta) -> dict | None:
 
 
 def recorded(path, parser, command="train"):
-    """(options as parser defaults, epochs done, backend kind or None) of the checkpoint ``path``.
+    """(options as parser defaults, epochs done, backend kind or None, the kind of data source the run
+    trained on or None) of the checkpoint ``path``.
 
     ``command``: "train" (one model's run) or "sweep" (one ensemble of a gpunn sweep). Checkpoints of
     ``gpunn train`` runs from before RunOptions fall back to the ``PATH.toml`` written beside them.
@@ -106,6 +111,7 @@ def recorded(path, parser, command="train"):
         raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")
     training = meta["training"]
     done = int(training["position"]["epoch"])
+    source = (training.get("source") or {}).get("kind")
     saved = saved_options(meta)
     if "members" in meta["model"] and command == "train":
         how = (f"gpunn sweep --resume {os.path.dirname(path) or '.'}" if saved and GROUP_KEY in saved
@@ -121,7 +127,7 @@ def recorded(path, parser, command="train"):
                              f"older gpunn) and there is no {toml}; resume it from Python: "
                              "gpunn.load_checkpoint(path).resume(X, Y)")
         options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
-        return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None
+        return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None, source
     kind = saved.get(BACKEND_KEY)
     known = {k: v for k, v in saved.items() if k not in (BACKEND_KEY, GROUP_KEY)}
     try:
@@ -130,7 +136,7 @@ def recorded(path, parser, command="train"):
     except ValueError as exc:
         raise ValueError(f"--resume {path}: {exc}") from None
     options.update({k: None for k, v in known.items() if v is None})
-    return options, done, kind
+    return options, done, kind, source
 
 
 def explicit(argv, parser) -> dict:
@@ -149,11 +155,30 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def check(path, given: dict, options: dict, done: int, kind, defaults=None) -> None:
+def _effective(dest, value, options, kind, source):
+    """What an option's ``value`` comes to in the run being resumed (``options``: its recorded ones; ``kind``:
+    its backend kind; ``source``: the kind of data source it trained on), so that a value spelled otherwise
+    but resolving to what the run used passes: --momentum or --weight-decay left unset is the optimizer's
+    default (0.9 for momentum and nesterov); --stream auto is what it chose (a stream for a synthetic
+    source, the rows in memory for arrays); and on the CPU no step runs as a CUDA graph, whatever --graph
+    says. Anything else is its value."""
+    if dest in ("momentum", "weight_decay") and value is None:
+        cls = OPTIMIZERS.get(options.get("optimizer"))
+        if cls is not None and dest in options_of(cls):
+            return inspect.signature(cls.__init__).parameters[dest].default
+    elif dest == "stream" and value == "auto" and source in ("synthetic", "arrays"):
+        return "on" if source == "synthetic" else "off"
+    elif dest == "graph" and kind == "cpu":
+        return False
+    return value
+
+
+def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None) -> None:
     """Refuse, in one line naming them, the options that would not continue the recorded run exactly.
     An option the run did not record (its gpunn was older than the option) ran at its default
     (``defaults``, the parser's): only that passes. A data file (MOVABLE) may be named where it is now,
-    but not given to a run that had none."""
+    but not given to a run that had none. Values are compared as they resolve in the run (``kind``, its
+    backend kind, and ``source``, its data source's kind: see :func:`_effective`)."""
     from .. import backend as _backend
 
     options = {**{d: v for d, v in (defaults or {}).items() if d not in options}, **options}
@@ -170,11 +195,12 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None) -> N
             continue
         if dest not in options:  # not recorded, and no default known to compare with
             continue
-        if not _same(value, options[dest]):
-            differing.append((dest, value, options[dest]))
+        ours, theirs = (_effective(dest, v, options, kind, source) for v in (value, options[dest]))
+        if not _same(ours, theirs):
+            differing.append((dest, value, options[dest], theirs))
     if differing:
-        names = ", ".join(_said(d, v) for d, v, _ in differing)
-        had = ", ".join(_said(d, s) for d, _, s in differing)
+        names = ", ".join(_said(d, v) for d, v, _, _ in differing)
+        had = ", ".join(_said(d, s) + ("" if _same(s, e) else f" ({_shown(e)})") for d, _, s, e in differing)
         raise ValueError(f"--resume {path}: {names} would change the run, which has {had}; a resumed run continues "
                          "exactly as it started (start a new run, without --resume, to change it)")
     total = given.get("epochs", options.get("epochs"))
@@ -188,11 +214,11 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     """The command parser's defaults for ``--resume path``: the recorded options, then --config's
     values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first.
     A sweep's epochs are checked per ensemble when it runs (gpunn.cli.sweep), not here."""
-    options, done, kind = recorded(path, parser, command)
+    options, done, kind, source = recorded(path, parser, command)
     given = {**config_values, **on_command_line}
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
                 for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
-    check(path, given, options, done if command == "train" else 0, kind, defaults)
+    check(path, given, options, done if command == "train" else 0, kind, defaults, source)
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}
