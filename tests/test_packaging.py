@@ -30,6 +30,9 @@ def test_wheel_ships_the_kernels_and_loads_them_from_the_package(wheel, tmp_path
     for source in ("activations.cuh", "optimizers.cuh", "elementwise.cu", "reductions.cu", "optimizers.cu"):
         assert f"gpunn/kernels/{source}" in names
     assert "gpunn/bench/naive.py" in names
+    from gpunn._version import __version__  # the one copy of the version, which pyproject reads (dynamic)
+
+    assert wheel.name.startswith(f"gpunn-{__version__}-")
     code = "import gpunn.ops.kernels as k; print(k.kernel_dir()); print(len(k.load_source('elementwise.cu')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60)
@@ -72,7 +75,9 @@ def test_the_changelog_has_a_section_for_this_version_and_readme_links_it():
     import re
     import tomllib
 
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" in project["dynamic"] and "version" not in project  # one copy, in gpunn/_version.py
+    from gpunn._version import __version__ as version
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[{re.escape(version)}\] - (Unreleased|\d{{4}}-\d\d-\d\d)$", changelog, re.M), version
     assert "### Behaviour changes" in changelog.split(f"## [{version}]", 1)[1].split("\n## [", 1)[0]
