@@ -372,6 +372,25 @@ def test_a_source_passed_with_targets_is_refused_saying_the_source_holds_them(li
         gpunn.load_checkpoint(tmp_path / "c.npz").resume(data.npy(x, y), Y, epochs=2)
 
 
+@pytest.mark.parametrize("missing", ["rows", "n_features", "n_outputs", "resumable", "batches", "config"])
+def test_gpunn_data_and_fit_tell_a_source_by_one_rule(missing):
+    """gpunn.data.is_source is fit's rule (gpunn.training.protocols.is_source): an object lacking any one of
+    DataSource's six members is no source for either (gpunn.data's did not ask for ``resumable``, so it
+    called a source what fit took for an array), and ShardedSource, whose sizes come from its wrapped source
+    through __getattr__, is one for both."""
+    from types import SimpleNamespace
+
+    from gpunn.distributed.shard import ShardedSource
+    from gpunn.training.protocols import is_source as fits_as_source
+
+    source = data.synthetic("teacher", rows=1000, n_features=3, seed=1, device="cpu")
+    members = ("rows", "n_features", "n_outputs", "resumable", "batches", "config")
+    lacking = SimpleNamespace(**{name: getattr(source, name) for name in members if name != missing})
+    assert not data.is_source(lacking) and not fits_as_source(lacking, None)
+    for whole in (SimpleNamespace(**{name: getattr(source, name) for name in members}), ShardedSource(source, 2)):
+        assert data.is_source(whole) and fits_as_source(whole, None)
+
+
 def test_a_bad_chunk_stops_training_naming_the_file_and_the_last_checkpoint_survives(tmp_path):
     X = numpy.ones((6000, 2))
     X[5500, 0] = numpy.inf

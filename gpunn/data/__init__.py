@@ -16,6 +16,7 @@ stored wider than the model's dtype in float64, before the cast.
 """
 from __future__ import annotations
 
+from ..training.protocols import is_source as _is_source
 from .base import ChunkedSource, DataError, HeldOutShareWarning
 from .sources import IterableSource, NpySource, SyntheticSource
 from .stats import Moments, Standardizer
@@ -54,5 +55,7 @@ def iterable(batches, rows=None, n_features=None, n_outputs=None, standardize=Fa
 
 
 def is_source(obj) -> bool:
-    """True for anything that speaks the DataSource protocol (rather than an array)."""
-    return all(hasattr(obj, name) for name in ("batches", "rows", "n_features", "n_outputs", "config"))
+    """True for anything that speaks the DataSource protocol (rather than an array): what ``fit`` takes as a
+    source. The one rule is :func:`gpunn.training.protocols.is_source`'s (all six members, ``resumable`` too,
+    each looked up with ``hasattr``, so that ``gpunn.distributed.ShardedSource`` is one)."""
+    return _is_source(obj, None)
