@@ -37,6 +37,18 @@ def sorted_rows(X, Y):
     return XY[numpy.lexsort(XY.T[::-1])]
 
 
+def read_as_plain(path, plain_path, rows=300):
+    """data.csv of ``path`` gives the batches of ``plain_path``'s 'a,b,y' file of the same rows (chunks of 1 KiB,
+    so the header's end decides every chunk's cut); returns the source, for its column names."""
+    source = data.csv(path, target="y", block_size=1 << 10)
+    plain = data.csv(plain_path, target="y", block_size=1 << 10)
+    assert source.rows == plain.rows == rows
+    for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
+        numpy.testing.assert_array_equal(X, Xp)
+        numpy.testing.assert_array_equal(Y, Yp)
+    return source
+
+
 @pytest.fixture
 def npy_pair(tmp_path):
     rng = numpy.random.default_rng(0)
@@ -651,12 +663,8 @@ def test_a_quoted_column_name_holding_a_line_end_is_read(tmp_path, newline, name
         fh.write(f'\ufeffa,{name.format(newline)},y{newline}{rows}')  # (a "" before the line end too: mut9)
     with open(tmp_path / "plain.csv", "w", newline="") as fh:
         fh.write(f"a,b,y{newline}{rows}")
-    source = data.csv(tmp_path / "q.csv", target="y", block_size=1 << 10)
-    plain = data.csv(tmp_path / "plain.csv", target="y", block_size=1 << 10)
-    assert source.feature_names == ["a", read.format(newline)] and source.rows == plain.rows == 300
-    for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
-        numpy.testing.assert_array_equal(X, Xp)
-        numpy.testing.assert_array_equal(Y, Yp)
+    source = read_as_plain(tmp_path / "q.csv", tmp_path / "plain.csv")
+    assert source.feature_names == ["a", read.format(newline)]
 
 
 def test_a_quoted_header_name_with_a_line_end_in_a_semicolon_delimited_file(tmp_path):
@@ -688,12 +696,8 @@ def test_a_quote_inside_a_header_name_is_a_character(tmp_path):
     rows = "".join(f"{i},{i % 5}.25,{2 * i}\n" for i in range(300))
     (tmp_path / "q.csv").write_text('a,b"c,y\n' + rows)
     (tmp_path / "plain.csv").write_text("a,b,y\n" + rows)
-    source = data.csv(tmp_path / "q.csv", target="y", block_size=1 << 10)
-    plain = data.csv(tmp_path / "plain.csv", target="y", block_size=1 << 10)
-    assert source.feature_names == ["a", 'b"c'] and source.rows == plain.rows == 300
-    for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
-        numpy.testing.assert_array_equal(X, Xp)
-        numpy.testing.assert_array_equal(Y, Yp)
+    source = read_as_plain(tmp_path / "q.csv", tmp_path / "plain.csv")
+    assert source.feature_names == ["a", 'b"c']
 
 
 @pytest.mark.parametrize("lead", ["\n\n", "\r\n\r\n", "\r", "\ufeff\n", '\n"a","b",y\n'])
@@ -706,12 +710,8 @@ def test_empty_lines_before_the_header_are_skipped(tmp_path, lead):
     with open(tmp_path / "e.csv", "w", newline="") as fh:
         fh.write(lead + header + rows)
     (tmp_path / "plain.csv").write_text("a,b,y\n" + rows)
-    source = data.csv(tmp_path / "e.csv", target="y", block_size=1 << 10)
-    plain = data.csv(tmp_path / "plain.csv", target="y", block_size=1 << 10)
-    assert source.feature_names == ["a", "b"] and source.rows == plain.rows == 300
-    for (X, Y), (Xp, Yp) in zip(epoch(source, 0, 64), epoch(plain, 0, 64), strict=True):
-        numpy.testing.assert_array_equal(X, Xp)
-        numpy.testing.assert_array_equal(Y, Yp)
+    source = read_as_plain(tmp_path / "e.csv", tmp_path / "plain.csv")
+    assert source.feature_names == ["a", "b"]
 
 
 # ---- iterables ----------------------------------------------------------------------------------
