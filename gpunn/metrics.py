@@ -39,8 +39,14 @@ def r2(xp, P, Y) -> float:
     """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default); NaN for
     under 2 rows (r2_per_output). The squares are formed in float64 (``squares64``), as every evaluation's."""
     ss_res = squares64(xp, Y - P).sum(axis=0)
-    ss_tot = squares64(xp, Y - Y.mean(axis=0, dtype="float64")).sum(axis=0)
-    return float(r2_per_output(xp, ss_res, ss_tot, Y.shape[0]).mean())
+    return float(r2_per_output(xp, ss_res, total_squares(Y), Y.shape[0]).mean())
+
+
+def total_squares(Y):
+    """R²'s denominator: per output, the sum of squares of Y about its mean, centred on a float64 mean (so
+    each square is formed in float64), on Y's device."""
+    centred = Y - Y.mean(axis=0, dtype="float64")
+    return (centred * centred).sum(axis=0)
 
 
 class RegressionEvaluator:
@@ -54,8 +60,7 @@ class RegressionEvaluator:
 
     def __init__(self, model, X, Y, chunk_rows=65536):
         self.X, self.Y, self.chunk_rows = X, Y, int(chunk_rows)
-        centred = Y - Y.mean(axis=0, dtype="float64")
-        self.ss_tot = (centred * centred).sum(axis=0)  # float64, per output, stays on the device
+        self.ss_tot = total_squares(Y)  # float64, per output, stays on the device
         self._xp, self._described = model.xp, None
 
     @property
