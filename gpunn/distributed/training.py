@@ -267,8 +267,9 @@ class DataParallel:
         callbacks see a run with validation (EarlyStopping monitors val_loss everywhere); every rank
         then takes rank 0's logs."""
         if isinstance(evaluator, RegressionEvaluator):  # in-memory rows: a model's or an ensemble's
-            xp = self.model.xp  # their checksum joins the configuration check, as the training arrays'
-            self._validation_fingerprint = [float(xp.sum(a, dtype="float64")) for a in (evaluator.X, evaluator.Y)]
+            # their checksum joins the configuration check, as the training arrays': the one a checkpoint records
+            # (describe() computes it once, so the checkpoint's writes reuse it)
+            self._validation_fingerprint = evaluator.describe()["fingerprint"]
             return _ShardedValidation(evaluator, self.comm)
         chunks = _source_validation_chunks(evaluator)
         if chunks is not None:
