@@ -185,3 +185,36 @@ def test_graph_and_stream_auto_resolve_by_the_runs_device_and_source():
     resume.check("r.npz", {"graph": False, "stream": "auto"}, recorded, 0, "cpu", source="synthetic")
     with pytest.raises(ValueError, match=r"--stream auto would change the run, which has --stream on;"):
         resume.check("r.npz", {"stream": "auto"}, recorded, 0, "cpu", source="arrays")
+
+
+def test_device_auto_resumes_where_it_resolves_to_the_runs_kind_and_is_refused_elsewhere(momentum_run, tmp_path,
+                                                                                          monkeypatch):
+    """--device auto is compared as it resolves here, as --device cuda is: a CPU run resumes with it on a machine
+    without a GPU, bit for bit, and is refused, naming the device auto found, where it finds one (tests/fakecupy
+    stands in for CuPy and a CUDA device). It was let through unchecked, to continue on the GPU's other random data.
+    """
+    import sys
+
+    import fakecupy
+    from gpunn import backend
+
+    d, params = momentum_run
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: auto is the CPU here
+    backend.probe_cuda.cache_clear()
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--quiet", "--device", "auto")
+    assert status == 0, err
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params, params)
+
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    before = files(tmp_path)
+    fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+    try:
+        for device, said in [("auto", "--device auto (here cuda:0)"), ("cuda", "--device cuda (here cuda:0)")]:
+            status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--device", device)
+            assert status == 2 and out == "" and files(tmp_path) == before, err
+            assert f"{said}: the run being resumed generated its data on cpu" in err
+            assert "resume on cpu (--device cpu, or leave --device out)" in err
+    finally:
+        fakecupy.forget_gpunn_state(None)

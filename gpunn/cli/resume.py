@@ -11,8 +11,8 @@ changes the continuation, or is refused, by name, before anything is generated, 
 - ``--epochs`` raises the total (it must exceed the epochs already done);
 - ``--save`` writes the continuation elsewhere; ``--json``, ``--csv``, ``--plot``, ``--quiet``, ``--debug``
   concern this process's output only; ``--device`` may name another device of the same kind
-  (CuPy's generator is not NumPy's, so the synthetic data depend on the kind); ``--data`` and
-  ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the
+  (``auto`` as it resolves here; CuPy's generator is not NumPy's, so the synthetic data depend on the
+  kind); ``--data`` and ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the
   checkpoint checks that the files hold the same data);
 - anything else must equal what the run recorded: a different ``--lr``, ``--batch-size``,
   ``--seed``, ``--task``, ``--hidden`` ... would silently train something else, so it is refused.
@@ -187,11 +187,13 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         if dest in RUN_LOCAL or (dest in MOVABLE and options.get(dest) is not None) or dest == "epochs":
             continue
         if dest == "device":
-            if kind is not None and value not in ("auto",):
+            if kind is not None:  # "auto" as it resolves here: the kind this run would train on
                 resolved = _backend.resolve(value)
                 if ("cuda" if resolved.is_gpu else "cpu") != kind:
-                    raise ValueError(f"--device {value}: the run being resumed generated its data on {kind}, and "
-                                     f"another kind of device draws other random data; resume on {kind}")
+                    said = f"--device {value}" + (f" (here {resolved.device})" if value != resolved.device else "")
+                    raise ValueError(f"{said}: the run being resumed generated its data on {kind}, and another kind "
+                                     f"of device draws other random data; resume on {kind} (--device {kind}, or "
+                                     "leave --device out)")
             continue
         if dest not in options:  # not recorded, and no default known to compare with
             continue
