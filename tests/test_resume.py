@@ -180,8 +180,8 @@ def test_graph_and_stream_auto_resolve_by_the_runs_device_and_source():
     from gpunn.cli import resume
 
     recorded = {"graph": None, "stream": "on", "optimizer": "adam"}
-    with pytest.raises(ValueError, match="no --graph would change the run, which has --graph unset;"):
-        resume.check("r.npz", {"graph": False}, recorded, 0, "cuda", source="synthetic")
+    with pytest.raises(ValueError, match="^--resume r.npz: --no-graph would change the run, which has --graph unset;"):
+        resume.check("r.npz", {"graph": False}, recorded, 0, "cuda", source="synthetic", negatable={"graph"})
     resume.check("r.npz", {"graph": False, "stream": "auto"}, recorded, 0, "cpu", source="synthetic")
     with pytest.raises(ValueError, match=r"--stream auto would change the run, which has --stream on;"):
         resume.check("r.npz", {"stream": "auto"}, recorded, 0, "cpu", source="arrays")
@@ -195,7 +195,6 @@ def test_device_auto_resumes_where_it_resolves_to_the_runs_kind_and_is_refused_e
     """
     import sys
 
-    import fakecupy
     from gpunn import backend
 
     d, params = momentum_run
@@ -208,13 +207,33 @@ def test_device_auto_resumes_where_it_resolves_to_the_runs_kind_and_is_refused_e
 
     shutil.copy(d / "base.npz", tmp_path / "run.npz")
     before = files(tmp_path)
-    fakecupy.install(monkeypatch)
-    fakecupy.forget_gpunn_state(monkeypatch)
-    try:
+    with stand_in_gpu(monkeypatch):
         for device, said in [("auto", "--device auto (here cuda:0)"), ("cuda", "--device cuda (here cuda:0)")]:
             status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--device", device)
             assert status == 2 and out == "" and files(tmp_path) == before, err
             assert f"{said}: the run being resumed generated its data on cpu" in err
             assert "resume on cpu (--device cpu, or leave --device out)" in err
+
+
+@contextlib.contextmanager
+def stand_in_gpu(monkeypatch):
+    """tests/fakecupy as CuPy, with CUDA devices, until the block ends (and monkeypatch undoes the rest)."""
+    import fakecupy
+
+    fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+    try:
+        yield
     finally:
         fakecupy.forget_gpunn_state(None)
+
+
+def test_a_refused_flag_off_is_written_as_the_user_types_it(tmp_path, monkeypatch):
+    """On a GPU, --no-graph changes a run that left --graph unset (its steps ran as a CUDA graph): the refusal
+    names it --no-graph, as typed and as --help writes it, where it said "no --graph"."""
+    with stand_in_gpu(monkeypatch):
+        save = str(tmp_path / "run.npz")
+        assert run("train", *BASE[:-3], "--device", "cuda", "--epochs", "1", "--quiet", "--save", save)[0] == 0
+        status, out, err = run("train", "--resume", save, "--epochs", "2", "--no-graph")
+    assert status == 2 and out == ""
+    assert f"--resume {save}: --no-graph would change the run, which has --graph unset;" in err

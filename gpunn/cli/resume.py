@@ -73,8 +73,11 @@ def _flag(dest) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def _said(dest, value) -> str:
-    """An option as written: --lr 0.5; a flag on (--early-stopping) or off (no --early-stopping)."""
+def _said(dest, value, negatable=()) -> str:
+    """An option as written: --lr 0.5; a flag on (--early-stopping) or off (no --early-stopping), or off as the
+    user types it where the flag has a --no- form (``negatable``: those options' dests): --no-graph."""
+    if isinstance(value, bool) and dest in negatable:
+        return _flag(dest) if value else "--no-" + _flag(dest)[2:]
     if isinstance(value, bool):
         return _flag(dest) if value else f"no {_flag(dest)}"
     return f"{_flag(dest)} {_shown(value)}"
@@ -173,12 +176,13 @@ def _effective(dest, value, options, kind, source):
     return value
 
 
-def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None) -> None:
+def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None, negatable=()) -> None:
     """Refuse, in one line naming them, the options that would not continue the recorded run exactly.
     An option the run did not record (its gpunn was older than the option) ran at its default
     (``defaults``, the parser's): only that passes. A data file (MOVABLE) may be named where it is now,
     but not given to a run that had none. Values are compared as they resolve in the run (``kind``, its
-    backend kind, and ``source``, its data source's kind: see :func:`_effective`)."""
+    backend kind, and ``source``, its data source's kind: see :func:`_effective`). ``negatable``: the options
+    with a --no- form (:func:`negatable`), which the refusal writes so (--no-graph)."""
     from .. import backend as _backend
 
     options = {**{d: v for d, v in (defaults or {}).items() if d not in options}, **options}
@@ -201,8 +205,9 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         if not _same(ours, theirs):
             differing.append((dest, value, options[dest], theirs))
     if differing:
-        names = ", ".join(_said(d, v) for d, v, _, _ in differing)
-        had = ", ".join(_said(d, s) + ("" if _same(s, e) else f" ({_shown(e)})") for d, _, s, e in differing)
+        names = ", ".join(_said(d, v, negatable) for d, v, _, _ in differing)
+        had = ", ".join(_said(d, s, negatable) + ("" if _same(s, e) else f" ({_shown(e)})")
+                        for d, _, s, e in differing)
         raise ValueError(f"--resume {path}: {names} would change the run, which has {had}; a resumed run continues "
                          "exactly as it started (start a new run, without --resume, to change it)")
     total = given.get("epochs", options.get("epochs"))
@@ -210,6 +215,11 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         said = f"--epochs {total}" if "epochs" in given else f"its {total} epochs"
         raise ValueError(f"--resume {path}: {said} are already done ({done} epoch(s) trained); give --epochs above "
                          f"{done} to train further")
+
+
+def negatable(parser) -> frozenset:
+    """The dests of ``parser``'s options that have a --no- form (argparse.BooleanOptionalAction: --graph)."""
+    return frozenset(a.dest for a in parser._actions if isinstance(a, argparse.BooleanOptionalAction))
 
 
 def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train") -> dict:
@@ -220,7 +230,7 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     given = {**config_values, **on_command_line}
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
                 for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
-    check(path, given, options, done if command == "train" else 0, kind, defaults, source)
+    check(path, given, options, done if command == "train" else 0, kind, defaults, source, negatable(parser))
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}
