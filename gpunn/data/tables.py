@@ -7,6 +7,7 @@ nulls count as NaN and stop the run with the file and row range named.
 """
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 
@@ -190,8 +191,8 @@ class ParquetSource(ChunkedSource):
             n += part.num_rows
 
     def _row_offset(self, k):  # rows are counted within the file, in the messages
-        i = self._chunks[k][0]
-        return sum(n for (f, _, _), n in zip(self._chunks[:k], self.chunk_sizes[:k]) if f == i)
+        first = bisect.bisect_left(self._chunks, (self._chunks[k][0],))  # the file's first chunk (file order)
+        return super()._row_offset(k) - super()._row_offset(first)
 
     def _where(self, k):
         i, g, _ = self._chunks[k]
