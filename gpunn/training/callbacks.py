@@ -61,7 +61,7 @@ class History(dict):
     """Per-epoch lists: epoch, loss, lr, time_s, samples_per_s (and whatever callbacks add).
 
     ``loss`` is the training loss over the epoch's rows, each batch's taken before that batch's step (no
-    extra pass over the data), so it is not ``model.loss(X, Y)`` after the epoch (lower while the loss falls).
+    extra pass over the data), so it is not ``model.loss(X, Y)`` after the epoch, which is lower while the loss falls.
 
     ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
     completed epochs are listed); ``stopped_early`` when early stopping ended it.
