@@ -2,7 +2,9 @@
 # The one script to run on a GPU machine. From this checkout through PYTHONPATH: no install step, no
 # network (the machine needs python3 with cupy, numpy, pytest, tqdm; torch for the PyTorch peers).
 #   usage: bash bench/gpu_check.sh [OUT_DIR]             (default bench/out/)
-#   GPUNN_CHECK_DEVICE=cpu bash bench/gpu_check.sh /tmp/out   # a dry run of the plumbing, no GPU (CI runs it)
+#   GPUNN_CHECK_DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_check.sh /tmp/out
+#                 a dry run of the plumbing, no GPU, as CI runs it (PYTHON: the stages' interpreter, default python3;
+#                 the dry run's hooks import the test extra's ml_dtypes and mpi4py)
 #
 # Stages, each writing its files into OUT_DIR and its line into OUT_DIR/summary.txt as soon as it ends
 # (a kill keeps what finished):
