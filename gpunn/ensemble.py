@@ -409,7 +409,7 @@ class Ensemble(DeviceModel):
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     def loss_and_gradients(self, X, Y):
-        """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]) (None without bias).
+        """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]); db is None without bias.
         With a ``standardizer``, X and Y are in raw units, standardized first: the loss and gradients
         training follows (standardized units), as for ``MLP.loss_and_gradients``."""
         with self.backend.use():
