@@ -82,3 +82,26 @@ def test_the_changelog_has_a_section_for_this_version_and_readme_links_it():
     assert re.search(rf"^## \[{re.escape(version)}\] - (Unreleased|\d{{4}}-\d\d-\d\d)$", changelog, re.M), version
     assert "### Behaviour changes" in changelog.split(f"## [{version}]", 1)[1].split("\n## [", 1)[0]
     assert "](CHANGELOG.md)" in (ROOT / "README.md").read_text()
+
+
+def test_every_environment_variable_readme_names_is_read_somewhere():
+    """README's GPUNN_* variables are each named in gpunn/, bench/, tests/, .ci/ or the Makefile: one renamed
+    in the code (or spelled otherwise in README) leaves a setting that does nothing."""
+    import re
+
+    names = set(re.findall(r"GPUNN_[A-Z0-9_]*[A-Z0-9]", (ROOT / "README.md").read_text()))
+    sources = [p for d in ("gpunn", "bench", "tests", ".ci") for p in (ROOT / d).rglob("*")
+               if p.is_file() and p.suffix in (".py", ".sh", "") and "fakecupy" not in p.parts]
+    text = "\n".join(p.read_text(errors="replace") for p in sources) + (ROOT / "Makefile").read_text()
+    unread = names - set(re.findall(r"GPUNN_[A-Z0-9_]*[A-Z0-9]", text))
+    assert names and not unread, f"README names {sorted(unread)}, which nothing reads"
+
+
+def test_readme_gives_the_gpu_check_dry_run_as_ci_runs_it():
+    """README's dry run of bench/gpu_check.sh is .ci/run's (its environment and interpreter): without
+    PYTHON=.venv/bin/python the stages ran python3, which lacks the test extra, and the run failed."""
+    import re
+
+    readme = re.search(r"`(GPUNN_CHECK_DEVICE=cpu [^`]*?bash bench/gpu_check\.sh) [^`]*` is a dry run",
+                       (ROOT / "README.md").read_text())
+    assert readme and readme.group(1) in (ROOT / ".ci" / "run").read_text()
