@@ -91,8 +91,13 @@ class Run:
             return f"not measured: `{line.strip()}`"
         return f"not measured: {what}"
 
+    def closing(self):
+        """summary.txt's closing line ("gpu_check on ..."), or None when the script was killed before it. It
+        need not be the last line: a report stage that fails writes its FAIL line after it."""
+        return next((line for line in reversed(self.summary.splitlines()) if line.startswith("gpu_check on ")), None)
+
     def finished(self):
-        return bool(self.summary) and self.summary.splitlines()[-1].startswith("gpu_check on ")
+        return self.closing() is not None
 
     def stage_seconds(self):
         """{stage: seconds it took}, from the running times summary.txt's lines end with."""
@@ -430,12 +435,14 @@ def heading(run):
 
 
 def verdict(run):
-    last = run.summary.splitlines()[-1] if run.summary else ""
-    m = re.match(r"^gpu_check on .*, (\d+)s of a (\d+)s budget: (PASSED|FAILED)", last)
+    m = re.match(r"^gpu_check on .*, (\d+)s of a (\d+)s budget: (PASSED|FAILED)", run.closing() or "")
     if not m:
         return "**The run did not finish** (summary.txt has no closing line: the script was killed)."
     fails = [line for line in run.summary.splitlines() if line.startswith(("FAIL", "SKIP"))]
-    return f"**{m.group(3)} in {m.group(1)} s** of a {m.group(2)} s budget" + (
+    lines = run.summary.splitlines()
+    after = lines[len(lines) - lines[::-1].index(run.closing()):]  # a failed report stage, written after it
+    outcome = "FAILED" if any(line.startswith("FAIL") for line in after) else m.group(3)
+    return f"**{outcome} in {m.group(1)} s** of a {m.group(2)} s budget" + (
         f"; {len(fails)} stage(s) failed or skipped." if fails else ".")
 
 

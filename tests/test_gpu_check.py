@@ -296,3 +296,21 @@ def test_an_ensemble_hook_killed_in_its_benchmark_keeps_its_checks_for_the_repor
     assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
         "not measured: no sequential row in ensemble.json (`FAIL ensemble: timed out, partial: ensemble.txt`)")
     assert next(v for k, v in t.items() if k.startswith("each member equals its MLP"))[0].endswith("(cpu)")
+
+
+def test_a_failed_report_stage_after_the_closing_line_is_a_finished_run_that_failed(tmp_path, capsys):
+    """gpu_check.sh writes 'FAIL report: ...' after its closing 'gpu_check on ... PASSED' line when
+    bench/gpu_report.py fails on the GPU machine; the report, rebuilt here afterwards, took the run for killed
+    ('did not finish', every stage it lacked 'stopped before it') because it read the last line only."""
+    import shutil
+
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    summary = tmp_path / "run" / "summary.txt"
+    summary.write_text(summary.read_text() + "FAIL report: bench/gpu_report.py /tmp/gc: KeyError: 'results'\n")
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "did not finish" not in out
+    assert "**FAILED in 71 s** of a 330 s budget; 1 stage(s) failed or skipped." in out
+    (tmp_path / "run" / "train.json").unlink()
+    summary.write_text("\n".join(line for line in summary.read_text().splitlines() if " train:" not in line) + "\n")
+    t = _targets(_report(tmp_path / "run", capsys=capsys))
+    assert t["large bf16 ≥ 5× float32"] == ("not measured: this run had no train stage", "")
