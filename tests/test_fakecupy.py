@@ -783,3 +783,19 @@ def test_device_arrays_take_the_device_path_though_the_stand_ins_are_numpy_array
     monkeypatch.setattr(numpy, "may_share_memory", host_only)
     z = fake_cupy.zeros((4, 3))
     assert model._may_share_memory(z[:2].reshape(3, 2), z[:2]) and not model._may_share_memory(z, fake_cupy.zeros(3))
+
+
+def test_the_stand_in_is_in_use_only_where_it_is_cupy(monkeypatch):
+    """On a GPU the tests stage collects this module too, so ``fakecupy`` is in sys.modules beside the real CuPy
+    and its counters never move: a test that took its presence for 'running on the stand-in' asserted on them
+    there (test_ensemble_precision.py's member test: ``set() == {'32F'}`` in its 6 cases; reproduced by loading
+    the stand-in a second time as ``cupy``). ``fakecupy.in_use()`` asks whether it is the ``cupy`` imported."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))  # a GPU's CuPy, for this question
+    assert "fakecupy" in sys.modules and not fakecupy.in_use()
+    monkeypatch.delitem(sys.modules, "cupy")
+    assert not fakecupy.in_use()
+    fakecupy.install(monkeypatch)
+    assert fakecupy.in_use()

@@ -1250,6 +1250,14 @@ def reset():
     _ordering.reset()
 
 
+def in_use() -> bool:
+    """Whether this stand-in is the ``cupy`` that gpunn imports (GPUNN_FAKE_CUPY=1, or ``install``). A test that
+    reads the stand-in's counters (``state.gemms``, ``state.launches``) must ask this, not whether ``fakecupy``
+    is in ``sys.modules``: on a GPU the tests stage collects tests/test_fakecupy.py too, which imports it, so it
+    is there beside the real CuPy, its counters never moving."""
+    return sys.modules.get("cupy") is sys.modules[__name__]
+
+
 def install(monkeypatch):
     """Make ``import cupy`` give this module for the rest of a test (with pytest's monkeypatch)."""
     import gpunn.ops.cublas
