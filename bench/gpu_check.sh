@@ -32,14 +32,17 @@
 # The next GPU session: two calls that answer every owed GPU question of issues 10-13 (15 minutes of
 # device time, start-up included: ~2-3 min start + 480 + 200 s at worst, ~380 + ~165 s expected; the
 # machine stays warm only 30 s after a call, so send the second at once, then give it back; at most 8
-# files come back from $OUT, hence the tar):
+# files come back from $OUT, hence the tar). A call that outlives its timeout_s brings back nothing but
+# what is already under $OUT, so each ends itself first (`timeout`, 15 s and 10 s before timeout_s): a
+# killed run still returns its summary, console and tar, and the streams hook saves into $OUT as it goes.
 # 1. everything but the 10^9-row stream, with the bf16 ensemble row and room for the streams hook's
 #    large-configuration .npy part (timeout_s 480):
-#    GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md; exit $rc
+#    timeout -k 5 460 env GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
 # 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200):
-#    python3 bench/gpu_checks/streams.py --device cuda --out /tmp/gc2 --max-seconds 180 --parts synthetic,synthetic_long > /tmp/gc2.txt 2>&1; rc=$?; cp /tmp/gc2.txt $OUT/streams-long.txt; cp /tmp/gc2/streams.json $OUT/streams-long.json; cat /tmp/gc2.txt; exit $rc
+#    timeout -k 5 185 python3 bench/gpu_checks/streams.py --device cuda --out $OUT --max-seconds 180 --parts synthetic,synthetic_long > $OUT/streams-long.txt 2>&1; rc=$?; cat $OUT/streams-long.txt; exit $rc
 # Then, here, with gc.tgz unpacked into GC_DIR: python bench/gpu_report.py GC_DIR --add
-# streams=streams-long.json > section.md is the bench/RESULTS.md section of both calls.
+# streams=CALL2/streams.json > section.md is the bench/RESULTS.md section of both calls (CALL2: where the
+# second call's files came back). A run killed part-way still reports what it finished.
 #
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and

@@ -1,7 +1,7 @@
 """A bench/gpu_check.sh output folder as a bench/RESULTS.md section (Markdown, on stdout).
 
     python bench/gpu_report.py OUT_DIR                                  # gpu_check.sh writes OUT_DIR/report.md so
-    python bench/gpu_report.py OUT_DIR --add streams=streams-long.json  # with a later hook run's JSON merged in
+    python bench/gpu_report.py OUT_DIR --add streams=streams.json  # with a later hook run's JSON merged in
 
 It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json,
 kernels.json and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory,
@@ -510,7 +510,7 @@ def main(argv=None) -> int:
     parser.add_argument("out", help="the folder bench/gpu_check.sh wrote")
     parser.add_argument("--add", action="append", default=[], metavar="HOOK=PATH",
                         help=f"a later run's hook JSON ({', '.join(HOOKS)}), merged over the folder's: e.g. "
-                        "streams=streams-long.json from the second GPU command")
+                        "streams=streams.json from the second GPU command (bench/gpu_check.sh's header)")
     args = parser.parse_args(argv)
     added = []
     for item in args.add:

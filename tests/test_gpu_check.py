@@ -314,3 +314,22 @@ def test_a_failed_report_stage_after_the_closing_line_is_a_finished_run_that_fai
     summary.write_text("\n".join(line for line in summary.read_text().splitlines() if " train:" not in line) + "\n")
     t = _targets(_report(tmp_path / "run", capsys=capsys))
     assert t["large bf16 ≥ 5× float32"] == ("not measured: this run had no train stage", "")
+
+
+def test_the_next_gpu_sessions_two_calls_end_themselves_before_the_device_tool_kills_them():
+    """bench/gpu_check.sh's header gives the next GPU session its two `run` calls. A call that outlives its
+    timeout_s is killed with everything in it and brings back only what is already under $OUT: the first
+    call wrote everything to /tmp and copied it to $OUT at the end, the second too, so an overrun (a hung stage
+    killed 10 s after its cap, several times over) would have lost the whole run. Each now ends itself first,
+    under its own budget, and fits the tool's 2,000-character command."""
+    import re
+
+    header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
+    calls = re.findall(r"\(timeout_s (\d+)\):\n#    (.+)\n", header)
+    assert len(calls) == 2, calls
+    for limit, command in calls:
+        assert len(command) <= 2000 and "$OUT" in command
+        ends = re.match(r"timeout -k (\d+) (\d+) ", command)
+        assert ends and int(ends[1]) + int(ends[2]) + 10 <= int(limit), command  # 10 s to copy what it made
+        own = re.search(r"GPUNN_CHECK_BUDGET=(\d+)|--max-seconds (\d+)", command)
+        assert int(own[1] or own[2]) + 5 <= int(ends[2]), command  # the run's own budget ends it before that
