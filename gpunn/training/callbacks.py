@@ -64,7 +64,8 @@ class History(dict):
     extra pass over the data), so it is not ``model.loss(X, Y)`` after the epoch, which is lower while the loss falls.
 
     ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
-    completed epochs are listed); ``stopped_early`` when early stopping ended it.
+    completed epochs are listed: a run stopped in its first epoch returns a History with no keys);
+    ``stopped_early`` when early stopping ended it.
     """
 
     interrupted = False
