@@ -7,7 +7,7 @@ first_batch=0)``, ``config()``, ``resumable``), usable as ``model.fit(source, ep
 * :func:`synthetic` - a built-in task generated on the device chunk by chunk (``datasets.make``'s rows);
 * :func:`npy` - a pair of ``.npy`` files, read by row ranges, any size;
 * :func:`parquet` and :func:`csv` - tables streamed through pyarrow (``pip install "gpunn[data]"``);
-* :func:`iterable` - any iterable of (X, Y) batches, with no shuffle and no exact resume.
+* :func:`iterable` - any iterable of (X, Y) batches, with no shuffle, resumable from the end of an epoch only.
 
 Shuffling is by windows of chunks, keyed by (seed, epoch), so a resumed run is exact (see
 gpunn.data.base); reading overlaps training (gpunn.data.pipeline); ``standardize=True`` computes
