@@ -12,6 +12,7 @@ import time
 
 import numpy
 import pytest
+import waiting
 
 from gpunn.backend import CPU
 from gpunn.distributed.digest import describe_differences, digest
@@ -320,6 +321,47 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     assert capsys.readouterr().err == "gpunn: error: distributed training needs mpi4py\n"
 
 
+class _Clock:
+    """time.monotonic and time.sleep for the watchdog: each sleep lasts ``late`` longer than asked (a loaded
+    machine), and the one ending look ``stopped_at`` lasts ``stopped`` seconds more (the process was stopped:
+    SIGSTOP, a batch scheduler suspending the job)."""
+
+    def __init__(self, late=0.0, stopped_at=None, stopped=0.0):
+        self.now, self.looks, self.late, self.stopped_at, self.stopped = 100.0, 0, late, stopped_at, stopped
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.looks += 1
+        self.now += seconds + self.late + (self.stopped if self.looks == self.stopped_at else 0.0)
+
+
+@pytest.mark.parametrize("late,stopped_at,ends_before", [(0.0, None, 3.0), (0.2, None, 3.0), (0.0, 3, 3.0 + 600),
+                                                         (0.3, 2, 3.0 + 600)])
+def test_the_watchdog_counts_the_time_the_process_ran_not_the_time_it_was_stopped(monkeypatch, late, stopped_at,
+                                                                                    ends_before):
+    # A job suspended for 10 minutes (every rank stopped at once) aborted when it was resumed: the collective
+    # it was in had "waited" 600 s. It counts as one look now; a collective that hangs still aborts after
+    # the timeout of running time, on a machine whose sleeps run late too.
+    from gpunn.distributed import comm
+
+    clock = _Clock(late, stopped_at, 600.0)
+    monkeypatch.setattr(comm, "time", clock)
+    fired = []
+
+    def on_timeout(label, seconds):
+        fired.append((label, seconds, clock.now))
+
+    dog = comm._Watchdog(2.0, on_timeout)
+    dog._thread = "started"  # no thread: _watch runs here
+    dog.begin("the stop-flag exchange")
+    dog._watch()  # returns once it has fired
+    (label, seconds, when), = fired
+    assert label == "the stop-flag exchange" and 2.0 < seconds <= 2.0 + 2 * 0.5
+    assert when - 100.0 < ends_before  # fired after the timeout of running time, the stopped stretch aside
+    if stopped_at is not None:
+        assert when - 100.0 > 600.0  # ... not as the process was resumed
 @pytest.mark.parametrize("command", [["predict", "model.npz", "X.npy", "P.npy"], ["bench"]])
 def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(monkeypatch, capsys, tmp_path, command):
     from gpunn import cli
@@ -372,16 +414,18 @@ def _launch(mode, tmp_path, timeout=120, threads_set=True, **popen):
 def _launch_and_wait(mode, tmp_path):
     """Launched, and a moment into training (the script touches tmp_path/started after its first epoch)."""
     proc = _launch(mode, tmp_path)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+    deadline = waiting.Deadline(60)
+    while not (tmp_path / "started").exists() and not deadline.expired() and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(0.3)
     return proc
 
 
 def _run(mode, tmp_path, timeout=120, threads_set=True):
+    """(status, stdout, stderr) of ``mpiexec -n 2 mpi_script.py MODE``, within ``timeout`` (seconds or a
+    waiting.Deadline) of this process's running time."""
     proc = _launch(mode, tmp_path, threads_set=threads_set)
-    out, err = proc.communicate(timeout=timeout)
+    out, err = waiting.communicate(proc, timeout)
     return proc.returncode, out, err
 
 
@@ -500,14 +544,16 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode,says", [("fail", "rank 1/2]: this rank failed"),
-                                       ("hang", "rank 0/2]: waited 2 s in the stop-flag exchange"),
+@pytest.mark.parametrize("mode,says", [("fail", r"rank 1/2\]: this rank failed"),
+                                       # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting
+                                       # at most 1 s (a late one on a loaded machine)
+                                       ("hang", r"rank 0/2\]: waited [23] s in the stop-flag exchange"),
                                        ("die", "")])  # mpiexec's own report of the killed rank
 def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_path, mode, says):
-    t0 = time.monotonic()
-    code, _, err = _run(mode, tmp_path, timeout=60)
-    assert code != 0 and says in err
-    assert time.monotonic() - t0 < 30
+    deadline = waiting.Deadline(60)  # the time this process ran (not the minutes it may be stopped for)
+    code, _, err = _run(mode, tmp_path, timeout=deadline)
+    assert code != 0 and re.search(says, err), err
+    assert deadline.spent < 30
 
 
 @needs_mpi
@@ -517,7 +563,7 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_and_leaves_a_valid_checkpoint(tmp_pa
 
     proc = _launch_and_wait("interrupt", tmp_path)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = waiting.communicate(proc, 60)
     assert proc.returncode == 0, err
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["interrupted"] and result["epochs"] >= 1
@@ -535,7 +581,7 @@ def test_sigterm_on_mpiexec_ends_every_rank_after_rank_0_wrote_the_stopped_runs_
 
     proc = _launch_and_wait("terminate", tmp_path)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = waiting.communicate(proc, 60)
     assert proc.returncode != 0, err
     assert not list(tmp_path.glob("after*")), "a rank ran on past the fit"
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")

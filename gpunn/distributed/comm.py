@@ -8,7 +8,8 @@ from rank 0 to the others.
 
 Faults. MPI cannot recover a job from the middle of a collective, so gpunn makes sure none
 waits forever: every blocking collective is timed by a watchdog thread, and a rank that has
-waited longer than ``timeout`` seconds (``GPUNN_DIST_TIMEOUT``, default 300) prints which
+waited longer than ``timeout`` seconds (``GPUNN_DIST_TIMEOUT``, default 300; time the process
+was stopped, as a suspended job is, does not count) prints which
 collective it was in and aborts the whole job (``MPI_Abort``). A rank that raises inside a
 distributed fit prints its error and aborts the job at once (see :func:`abort_on_error`); a
 rank that is killed is noticed by the launcher (mpiexec ends the others).
@@ -71,21 +72,25 @@ def _timeout_from_env(timeout):
 
 
 class _Watchdog:
-    """Aborts the job when one blocking collective has lasted more than ``timeout`` seconds.
+    """Aborts the job when one blocking collective has lasted more than ``timeout`` seconds of this
+    process's running time.
 
-    The main thread marks the start and end of each collective (two attribute writes); a
-    daemon thread looks every fraction of the timeout. mpi4py releases the GIL while it
-    waits inside MPI, so the watchdog runs while a collective hangs.
+    The main thread marks the start and end of each collective (attribute writes); a daemon thread
+    looks every fraction of the timeout. mpi4py releases the GIL while it waits inside MPI, so the
+    watchdog runs while a collective hangs. A stretch in which the process was stopped (SIGSTOP:
+    Ctrl-Z, a batch scheduler suspending the job, every rank at once) counts as one look, not as
+    waiting: the job goes on when it is resumed instead of aborting at once.
     """
 
     def __init__(self, timeout, on_timeout):
         self.timeout, self.on_timeout = timeout, on_timeout
-        self.since, self.label = 0.0, None
+        self.since, self.label, self.count = 0.0, None, 0
         self._thread = None
 
     def begin(self, label):
         self.since = time.monotonic()
         self.label = label
+        self.count += 1  # written last: the watchdog reads it first (see _watch)
         if self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="gpunn-dist-watchdog", daemon=True)
             self._thread.start()
@@ -94,12 +99,23 @@ class _Watchdog:
         self.label = None
 
     def _watch(self):
-        period = min(1.0, max(self.timeout / 4, 0.05))
+        last, watched, waited = time.monotonic(), None, 0.0
         while True:
+            period = min(1.0, max(self.timeout / 4, 0.05))  # of the timeout now (world(timeout=) sets it anew)
             time.sleep(period)
-            label, since = self.label, self.since
-            if label is not None and time.monotonic() - since > self.timeout:
-                self.on_timeout(label, time.monotonic() - since)
+            # count, then since and label: those are as new as count or newer (a later collective's, which
+            # only shortens the wait measured), never older
+            count, since, label = self.count, self.since, self.label
+            now = time.monotonic()
+            # the time since the last look, at most two periods: a late look under load counts in full, a
+            # stopped process's stretch (its watchdog stopped too) does not
+            step, last = min(now - last, 2 * period), now
+            if label is None:
+                continue
+            waited = min(now - since, step) if count != watched else waited + step
+            watched = count
+            if waited > self.timeout:
+                self.on_timeout(label, waited)
                 return
 
 
