@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+import waiting
 
 import gpunn
 from gpunn.cli import main
@@ -23,8 +24,7 @@ TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "-
 def gpunn_process(*args, cwd, env=None, timeout=60):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu", **(env or {})}
     env.pop("GPUNN_DEBUG", None) if "GPUNN_DEBUG" not in (env or {}) else None
-    return subprocess.run([sys.executable, "-m", "gpunn", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return waiting.run([sys.executable, "-m", "gpunn", *args], cwd=cwd, env=env, timeout=timeout)
 
 
 def snapshot(directory):
@@ -140,9 +140,9 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(workdir, tmp_pa
     assert out.read_bytes()[:6] == b"\x93NUMPY"
 
 
-def _wait_for(proc, text, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for(proc, text, timeout=120):
+    deadline = waiting.Deadline(timeout)  # the time this process ran (see tests/waiting.py)
+    while not deadline.expired():
         line = proc.stdout.readline()
         if text in line:
             return line
@@ -170,7 +170,7 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
     _wait_for(proc, "data:")
     time.sleep(0.05)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    out, err = waiting.communicate(proc, 60)
     assert "model:" not in out, "the signal came after the data was generated: the test measured nothing"
     assert proc.returncode == 130
     how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
@@ -186,8 +186,11 @@ def _training_past_its_first_checkpoint(tmp_path, options):
                              "run.npz"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_ctrl_c_reaches_it)
     _wait_for(proc, "model:")
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "run.npz").exists() and time.monotonic() < deadline:
+    deadline = waiting.Deadline(180)  # a ceiling, for a hang: the first epoch takes ~1 s on an idle machine
+    while not (tmp_path / "run.npz").exists():
+        if deadline.expired() or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"no checkpoint written: {proc.communicate()[1]}")
         time.sleep(0.01)
     return proc
 
@@ -198,7 +201,7 @@ def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tm
     proc = _training_past_its_first_checkpoint(tmp_path, ["--features", "8", "--hidden", "8", "--epochs", "100000",
                                                           "--json", "run.json"])
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = waiting.communicate(proc, 120)
     assert proc.returncode == 130, err
     assert "interrupted after" in out
     assert json.loads((tmp_path / "run.json").read_text())["result"]["interrupted"] is True
@@ -214,7 +217,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(t
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)  # two signals closer than the handler runs would count as one
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = waiting.communicate(proc, 120)
     # 130, or killed by the second SIGINT itself (-2, which a shell reports as 130) when it lands after the
     # interpreter has begun to exit and restored SIGINT's default action (seen once under load 10)
     assert proc.returncode in (130, -signal.SIGINT)
