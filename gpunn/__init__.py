@@ -1,4 +1,5 @@
 """gpunn: fast regression MLPs on a CUDA GPU (CuPy) or the CPU (NumPy), picked automatically."""
+from . import _startup  # noqa: F401 - first: the gpunn command's Ctrl-C in the imports below is one line
 from . import datasets
 from ._version import __version__
 from .activations import ACTIVATIONS

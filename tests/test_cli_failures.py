@@ -158,6 +158,65 @@ def _ctrl_c_reaches_it():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# a sitecustomize (imported at the interpreter's start) that signals its own process as soon as NumPy is
+# imported: the first of gpunn's imports, well inside the command's start-up
+SIGNAL_AT_NUMPY = """import os, sys
+
+def signal_at_numpy(event, args):
+    if event == "import" and args[0] == "numpy":
+        os.kill(os.getpid(), {signum})
+
+sys.addaudithook(signal_at_numpy)
+"""
+
+
+@pytest.mark.parametrize("entry", ["script", "-m"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
+    """Ctrl-C in the command's first second (its imports, longer on a loaded machine) printed Python's
+    KeyboardInterrupt traceback of the import it cut short (status -2); SIGTERM ended it with no word (-15)."""
+    hook, run = tmp_path / "hook", tmp_path / "run"
+    hook.mkdir()
+    run.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_AT_NUMPY.format(signum=int(signum)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]), "GPUNN_DEVICE": "cpu"}
+    env.pop("GPUNN_DEBUG", None)
+    command = ([str(Path(sys.executable).with_name("gpunn"))] if entry == "script" else
+               [sys.executable, "-m", "gpunn"])
+    proc = subprocess.Popen([*command, "train", *TINY, "--save", "run.npz"], cwd=run, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
+    out, err = waiting.communicate(proc, 60)
+    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert (proc.returncode, err.strip().splitlines()) == (
+        130, [f"gpunn: interrupted ({how}) while starting; nothing was read or written"]), err
+    assert out == "" and os.listdir(run) == []
+
+
+@pytest.mark.parametrize("argv,orig,main_file,command", [
+    (["-m", "train"], ["python", "-m", "gpunn", "train"], None, True),
+    (["-m", "train"], ["python", "-X", "importtime", "-Im", "gpunn", "train"], None, True),
+    (["-m"], ["python", "-mgpunn"], None, True),
+    (["-m", "-x"], ["python", "-m", "pytest", "-x"], None, False),  # python -m pytest (a package importing gpunn)
+    (["-m"], ["python", "-m", "gpunn.bench.peers"], None, False),  # another module of gpunn: no gpunn.cli.main
+    (["/venv/bin/gpunn", "train"], ["python", "/venv/bin/gpunn", "train"], "/venv/bin/gpunn", True),
+    (["/x/gpunn.exe", "train"], ["python", "/x/gpunn.exe", "train"], "/x/gpunn.exe", True),
+    (["/x/gpunn", "train"], ["python", "/x/gpunn", "train"], None, False),  # python -c, imported from a REPL
+    (["fit.py"], ["python", "fit.py"], "fit.py", False),
+])
+def test_only_the_command_changes_the_signal_handlers_while_it_starts(monkeypatch, argv, orig, main_file, command):
+    import types
+
+    from gpunn import _startup
+
+    main_module = types.ModuleType("__main__")
+    if main_file:
+        main_module.__file__ = main_file
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig)
+    monkeypatch.setitem(sys.modules, "__main__", main_module)
+    assert _startup._is_the_command() is command
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
     """Ctrl-C, or SIGTERM (timeout, Slurm, docker stop; it killed the process with no word, status -15)."""

@@ -115,6 +115,9 @@ def main(argv=None) -> int:
     refused or failed; 1: an internal error; 130: Ctrl-C); --debug or GPUNN_DEBUG=1 adds the traceback."""
     if argv is not None:
         return _main(list(argv))
+    from .._startup import started
+
+    started()  # Ctrl-C and SIGTERM as the command handles them from here (gpunn._startup set them while it started)
     try:
         return _main(sys.argv[1:])
     finally:

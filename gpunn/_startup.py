@@ -1,0 +1,70 @@
+"""Ctrl-C (or SIGTERM) while the ``gpunn`` command starts: one line and status 130, as later in the command.
+
+The command's imports (NumPy, Numba, gpunn's modules) take about a second, more on a loaded machine; a
+Ctrl-C then printed Python's KeyboardInterrupt traceback of whichever import it cut short. ``gpunn``'s
+``__init__`` calls :func:`install` first: only when this process is the command (the ``gpunn`` script, or
+``python -m gpunn``) it sets a handler that prints the line and ends the process at once (nothing has been
+read or written yet); :func:`started`, at the start of ``gpunn.cli.main``, puts the previous handlers back.
+``import gpunn`` in any other program changes no handler. Cheap: os, signal and sys, which gpunn imports anyway.
+``gpunn/__init__.py`` imports this module first, and the import calls :func:`install`.
+"""
+import os
+import signal
+import sys
+
+
+def _is_the_command() -> bool:
+    """Whether this process is the ``gpunn`` command, importing gpunn to run it: the console script (its
+    ``__main__`` is the script named gpunn) or ``python -m gpunn`` (runpy imports the package while
+    ``sys.argv[0]`` is still ``-m``; the name given to -m stands before the command's arguments)."""
+    argv = sys.argv
+    if not argv:
+        return False
+    if argv[0] == "-m":
+        orig = getattr(sys, "orig_argv", [])
+        name = orig[len(orig) - len(argv)] if 0 < len(argv) < len(orig) else ""
+        return name == "gpunn" or (name.startswith("-") and not name.startswith("--") and name.endswith("mgpunn"))
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    return script == argv[0] and os.path.splitext(os.path.basename(script))[0] == "gpunn"
+
+
+def _debug_requested() -> bool:
+    """--debug or GPUNN_DEBUG (gpunn.cli.debug_requested, which cannot be imported yet): keep the traceback."""
+    return "--debug" in sys.argv or os.environ.get("GPUNN_DEBUG", "").strip().lower() not in ("", "0", "false",
+                                                                                             "no", "off")
+
+
+def _interrupted(signum, frame):
+    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    try:
+        sys.stderr.write(f"gpunn: interrupted ({how}) while starting; nothing was read or written\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+_previous = {}  # signal -> the handler before install()
+
+
+def install() -> None:
+    """The startup handlers, when this process is the command, signals are at their defaults (not ignored:
+    a background job's ignored Ctrl-C stays ignored), and no traceback was asked for."""
+    try:
+        if _previous or not _is_the_command() or _debug_requested():
+            return
+        for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            if signal.getsignal(signum) is default:
+                _previous[signum] = signal.signal(signum, _interrupted)
+    except (ValueError, OSError, AttributeError):  # not the main thread; no such signal here
+        pass
+
+
+def started() -> None:
+    """The command has started (gpunn.cli.main): the handlers that install() replaced, back."""
+    while _previous:
+        signum, handler = _previous.popitem()
+        if signal.getsignal(signum) is _interrupted:
+            signal.signal(signum, handler)
+
+
+install()  # on import: gpunn/__init__.py imports this module before anything else
