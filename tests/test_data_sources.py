@@ -604,6 +604,31 @@ def test_a_csv_row_longer_than_a_block_stays_whole(tmp_path):
     numpy.testing.assert_array_equal(X[:, -1], numpy.arange(20) * 1000 + 299)
 
 
+def test_the_csv_bytes_pyarrow_parses_are_arrows_own_memory(tmp_path, monkeypatch):
+    """They were a bytearray: pyarrow's threads hold the input past read_csv's return and drop it there about half
+    the time (seen with a Python 3.12 buffer-protocol object), and dropping a Python object's buffer takes the GIL.
+    While the interpreter exits, Python ends such a thread (pthread_exit) inside that C++ destructor, and the
+    process aborts: "terminate called without an active exception" after a command's output (seen once, too
+    rare to run here). Arrow's own memory is freed without the GIL."""
+    pa = pytest.importorskip("pyarrow")
+    import gpunn.data.tables as tables
+
+    read_into = []
+
+    def pread_full(fd, view, offset):
+        read_into.append(type(view.obj))
+        return tables_pread_full(fd, view, offset)
+
+    tables_pread_full = tables.pread_full
+    monkeypatch.setattr(tables, "pread_full", pread_full)
+    X = numpy.arange(300.0).reshape(100, 3)
+    numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="")
+    source = data.csv(tmp_path / "t.csv", target="y", block_size=256, shuffle=False, window=1, device="cpu")
+    got, _ = stacked(epoch(source, 0, 7))
+    numpy.testing.assert_array_equal(got, X[:, :2])
+    assert len(read_into) > len(source.chunk_sizes) and set(read_into) == {pa.Buffer}  # the index pass, then an epoch
+
+
 def _lookup(X, Xs):
     """Column 2 of the rows of X whose first column is Xs[:, 0] (float32-rounded)."""
     index = {float(numpy.float32(v)): i for i, v in enumerate(X[:, 0])}

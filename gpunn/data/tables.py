@@ -404,17 +404,24 @@ class CsvSource(ChunkedSource):
 
     # ---- reading ----------------------------------------------------------------------------
     def _parse(self, start, end, first_row):
-        """The bytes [start, end) of the file (whole rows) as a table of the picked columns."""
+        """The bytes [start, end) of the file (whole rows) as a table of the picked columns.
+
+        The bytes are read into Arrow's own memory, not a Python object: pyarrow's threads hold the input
+        past read_csv's return and drop it there about half the time, and dropping a Python object's buffer
+        takes the GIL. While the interpreter exits, Python ends a thread that asks for the GIL
+        (pthread_exit), which inside that C++ destructor aborts the process: "terminate called without an
+        active exception" after all of a command's output."""
         pyarrow = pyarrow_module()
 
-        buffer = bytearray(end - start)
-        if pread_full(self._fd, memoryview(buffer), start) < len(buffer):
-            raise DataError(f"{self.path}: truncated or shrunk while reading data rows from {first_row} "
-                            f"(bytes {start}-{end - 1})")
+        buffer = pyarrow.allocate_buffer(end - start)
+        with memoryview(buffer) as view:
+            if pread_full(self._fd, view, start) < len(view):
+                raise DataError(f"{self.path}: truncated or shrunk while reading data rows from {first_row} "
+                                f"(bytes {start}-{end - 1})")
         columns = self.feature_names + self.target_names
         try:
             return self._csv.read_csv(
-                pyarrow.py_buffer(buffer), read_options=self._csv.ReadOptions(
+                buffer, read_options=self._csv.ReadOptions(
                     column_names=self._column_names, block_size=max(len(buffer), 1)),
                 parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
                 convert_options=self._csv.ConvertOptions(include_columns=columns,
