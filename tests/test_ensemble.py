@@ -749,18 +749,39 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
 
 
 def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypatch):
-    """gpunn.ops.cblas binds NumPy's BLAS only after a probe of every call form the group pass makes."""
+    """gpunn.ops.cblas binds NumPy's BLAS only after a probe of every call form the group pass makes, through the
+    calls the kernel makes (the addresses it is given; 32-bit integers for a library that takes them)."""
+    import ctypes
+
     from gpunn.ops import cblas
 
+    keep = []
+
+    def functions(dtype, I):  # ctypes prototypes of gemm, gemv and dot with integers of type I
+        real, E, P = (ctypes.c_float if dtype == np.float32 else ctypes.c_double), ctypes.c_int, ctypes.c_void_p
+        return (ctypes.CFUNCTYPE(None, E, E, E, I, I, I, real, P, I, P, I, real, P, I),
+                ctypes.CFUNCTYPE(None, E, E, I, I, real, P, I, P, I, real, P, I),
+                ctypes.CFUNCTYPE(ctypes.c_double, I, P, I, P, I))
+
+    def address(prototype, fn):
+        keep.append(prototype(fn))
+        return ctypes.cast(keep[-1], ctypes.c_void_p).value
+
     for dtype in (np.float32, np.float64):
-        fns = cblas._bind(np.dtype(dtype))
-        assert fns is not None and cblas._probe(np.dtype(dtype), fns)
-        gemm, gemv, dot = fns
+        blas = cblas._bind(np.dtype(dtype))
+        assert blas is not None and blas[3] == 1 and cblas._probe(np.dtype(dtype), blas)
+        wide = [p(int(a)) for p, a in zip(functions(dtype, ctypes.c_int64), blas[:3])]
+        narrow = functions(dtype, ctypes.c_int32)
+        # the same library behind 32-bit integers: the kernel's other call form
+        lp64 = np.array([address(p, f) for p, f in zip(narrow, wide)] + [0], np.int64)
+        assert cblas._probe(np.dtype(dtype), lp64)
 
         def wrong(order, ta, tb, *rest):  # every product transposed the wrong way round
-            return gemm(order, tb, ta, *rest)
+            return wide[0](order, tb, ta, *rest)
 
-        assert not cblas._probe(np.dtype(dtype), (wrong, gemv, dot))
+        bad = blas.copy()
+        bad[0] = address(functions(dtype, ctypes.c_int64)[0], wrong)
+        assert not cblas._probe(np.dtype(dtype), bad)
     monkeypatch.setattr(cblas, "_libraries", lambda: [])
     monkeypatch.setattr(cblas, "_BOUND", {})
     assert cblas.numpy_blas(np.float32) is None

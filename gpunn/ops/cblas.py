@@ -1,12 +1,18 @@
-"""NumPy's own BLAS, bound with ctypes, for Numba loops that call it without the GIL.
+"""NumPy's own BLAS, for Numba loops that call it without the GIL.
 
-``numpy_blas(dtype)`` gives (gemm, gemv, dot): CBLAS's ``?gemm``, ``?gemv`` and ``?dot`` of the library
+``numpy_blas(dtype)`` gives the addresses of CBLAS's ``?gemm``, ``?gemv`` and ``?dot`` in the library
 ``numpy.matmul`` calls (the OpenBLAS inside NumPy's wheels, ``numpy.libs/libscipy_openblas64_*``: ILP64,
-symbols ``scipy_cblas_*64_``), as ctypes functions a Numba kernel takes as arguments; or None where that
-library or its symbols are not found, or where the functions do not give numpy.matmul's bits on a probe
-(checked once per dtype). Used by ``gpunn.ops.ensemble``'s member-group pass: a group of an Ensemble's
-members runs its whole forward and backward pass in one Numba call, without taking the GIL between its
-products (each product the same BLAS call numpy.matmul makes, so the same bits).
+symbols ``scipy_cblas_*64_``) as a small int64 array ``[gemm, gemv, dot, ilp64]``, which a Numba kernel
+takes as an argument and calls through :func:`gemm`, :func:`gemv` and :func:`dot` (intrinsics that call the
+address); or None where that library or its symbols are not found, or where those calls do not give
+numpy.matmul's bits on a probe (checked once per dtype, through the intrinsics). Used by
+``gpunn.ops.ensemble``'s member-group pass: a group of an Ensemble's members runs its whole forward and
+backward pass in one Numba call, without taking the GIL between its products (each product the same BLAS
+call numpy.matmul makes, so the same bits).
+
+Addresses in an array, not ctypes functions as the kernel's arguments: Numba types each ctypes function
+argument in Python on every call (about 1 us each on the project's machine; the group pass took three),
+and a ctypes function the kernel read as a global would keep it from being cached.
 """
 from __future__ import annotations
 
@@ -25,6 +31,16 @@ _SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_
 
 _LOCK = threading.Lock()
 _BOUND: dict = {}
+_LIBRARIES: list = []  # the libraries bound (kept loaded: their addresses are in _BOUND)
+
+try:
+    from llvmlite import ir as _ir
+    from numba import njit
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _nt
+    from numba.extending import intrinsic
+except ImportError:  # pragma: no cover - Numba is an optional dependency
+    njit = None
 
 
 def _libraries():
@@ -37,69 +53,147 @@ def _libraries():
     return paths
 
 
+if njit is not None:
+
+    def _arg(context, builder, kind, value, ty, width, real):
+        """One C argument of kind E (a CBLAS enum: int), I (an integer of ``width`` bits), R (``real``) or P (an
+        address, given as an integer)."""
+        if kind == "R":
+            return context.cast(builder, value, ty, real)
+        wide = context.cast(builder, value, ty, _nt.int64)
+        if kind == "P":
+            return builder.inttoptr(wide, _ir.IntType(8).as_pointer())
+        bits = 32 if kind == "E" else width
+        return builder.trunc(wide, _ir.IntType(bits)) if bits < 64 else wide
+
+    def _call(kinds, returns_double, address, ilp64, *args):
+        """(signature, code) of an intrinsic f(address, ilp64, *args) that calls the C function at ``address``
+        with arguments of ``kinds`` (see _arg; R: float for float32 arguments, else double), its integers
+        64-bit where ilp64 != 0, else 32-bit; returning the function's double, or nothing."""
+        reals = [t for k, t in zip(kinds, args) if k == "R"]
+        real = _nt.float32 if reals and reals[0] == _nt.float32 else _nt.float64
+        sig = (_nt.float64 if returns_double else _nt.void)(address, ilp64, *args)
+
+        def codegen(context, builder, signature, values):
+            R = context.get_value_type(real)
+            result = _cgutils.alloca_once(builder, _ir.DoubleType()) if returns_double else None
+
+            def call(width):
+                types = {"E": _ir.IntType(32), "I": _ir.IntType(width), "R": R, "P": _ir.IntType(8).as_pointer()}
+                fnty = _ir.FunctionType(_ir.DoubleType() if returns_double else _ir.VoidType(),
+                                        [types[k] for k in kinds])
+                fn = builder.inttoptr(context.cast(builder, values[0], signature.args[0], _nt.int64),
+                                      fnty.as_pointer())
+                out = builder.call(fn, [_arg(context, builder, k, v, t, width, real)
+                                        for k, v, t in zip(kinds, values[2:], signature.args[2:])])
+                if returns_double:
+                    builder.store(out, result)
+
+            wide = context.cast(builder, values[1], signature.args[1], _nt.int64)
+            with builder.if_else(builder.icmp_signed("!=", wide, _ir.Constant(wide.type, 0))) as (ilp, lp):
+                with ilp:
+                    call(64)
+                with lp:
+                    call(32)
+            return builder.load(result) if returns_double else context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def gemm(typingctx, address, ilp64, order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        """cblas_?gemm at ``address`` (a, b, c: addresses, array.ctypes.data; ilp64: 64-bit integers)."""
+        return _call("EEEIIIRPIPIRPI", False, address, ilp64, order, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+                     beta, c, ldc)
+
+    @intrinsic
+    def gemv(typingctx, address, ilp64, order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy):
+        """cblas_?gemv at ``address``."""
+        return _call("EEIIRPIPIRPI", False, address, ilp64, order, trans, m, n, alpha, a, lda, x, incx, beta, y,
+                     incy)
+
+    @intrinsic
+    def dot(typingctx, address, ilp64, n, x, incx, y, incy):
+        """cblas_ddot at ``address``: the float64 dot product."""
+        return _call("IPIPI", True, address, ilp64, n, x, incx, y, incy)
+
+    @intrinsic
+    def call_int(typingctx, address):
+        """call_int(address): calls ``int f(void)`` at ``address`` (the spin loops' sched_yield)."""
+        def codegen(context, builder, signature, values):
+            fnty = _ir.FunctionType(_ir.IntType(32), [])
+            fn = builder.inttoptr(context.cast(builder, values[0], signature.args[0], _nt.int64), fnty.as_pointer())
+            return builder.sext(builder.call(fn, []), _ir.IntType(64))
+
+        return _nt.int64(address), codegen
+
+    @njit(cache=True)
+    def _probe_products(blas, A, B, At, Bt, v, w, d, outs, dots, one, zero):
+        """The call forms of the member-group pass, through the intrinsics (see _probe)."""
+        m, k = A.shape
+        n = B.shape[1]
+        g, ilp = blas[0], blas[3]
+        gemm(g, ilp, ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, one, A.ctypes.data, k, B.ctypes.data, n, zero,
+             outs[0].ctypes.data, n)
+        gemm(g, ilp, ROW_MAJOR, TRANS, NO_TRANS, m, n, k, one, At.ctypes.data, m, B.ctypes.data, n, zero,
+             outs[1].ctypes.data, n)
+        gemm(g, ilp, ROW_MAJOR, NO_TRANS, TRANS, m, n, k, one, A.ctypes.data, k, Bt.ctypes.data, k, zero,
+             outs[2].ctypes.data, n)
+        gemv(blas[1], ilp, COL_MAJOR, TRANS, k, m, one, A.ctypes.data, k, v.ctypes.data, 1, zero,
+             outs[3].ctypes.data, 1)
+        gemv(blas[1], ilp, ROW_MAJOR, TRANS, m, k, one, A.ctypes.data, k, w.ctypes.data, 1, zero,
+             outs[4].ctypes.data, 1)
+        dots[0] = dot(blas[2], ilp, d.size, d.ctypes.data, 1, d.ctypes.data, 1)
+
+
 def _bind(dtype):
-    real = ctypes.c_float if dtype == numpy.float32 else ctypes.c_double
+    """[gemm, gemv, dot, ilp64] (int64) of the first library and symbol names found, or None."""
     letter = "s" if dtype == numpy.float32 else "d"
-    P = ctypes.c_size_t  # addresses: a kernel passes array.ctypes.data
     for path in _libraries():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
         for prefix, suffix, I in _SYMBOLS:
-            E = ctypes.c_int  # the CBLAS enums
             try:
-                return (ctypes.CFUNCTYPE(None, E, E, E, I, I, I, real, P, I, P, I, real, P, I)(
-                            (f"{prefix}{letter}gemm{suffix}", lib)),
-                        ctypes.CFUNCTYPE(None, E, E, I, I, real, P, I, P, I, real, P, I)((f"{prefix}{letter}gemv{suffix}", lib)),
-                        ctypes.CFUNCTYPE(ctypes.c_double, I, P, I, P, I)((f"{prefix}ddot{suffix}", lib)))
+                fns = [getattr(lib, f"{prefix}{name}{suffix}") for name in (f"{letter}gemm", f"{letter}gemv", "ddot")]
             except AttributeError:  # not these names
                 continue
+            _LIBRARIES.append(lib)
+            return numpy.array([ctypes.cast(f, ctypes.c_void_p).value for f in fns] + [I is ctypes.c_int64],
+                               numpy.int64)
     return None
 
 
-def _probe(dtype, fns) -> bool:
-    """The bound functions give numpy.matmul's bits (and numpy.dot's for ddot) on the call forms the member-group
-    pass uses: A @ B, A^T @ B, A @ B^T (gemm), A @ v and A^T @ v (gemv)."""
-    gemm, gemv, dot = fns
+def _probe(dtype, blas) -> bool:
+    """The calls through ``blas`` give numpy.matmul's bits (and numpy.dot's for ddot) on the call forms the
+    member-group pass uses: A @ B, A^T @ B, A @ B^T (gemm), A @ v and A^T @ v (gemv)."""
+    if njit is None:
+        return False
     rng = numpy.random.default_rng(0)
     m, k, n = 37, 29, 23
     A, B = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
     At, Bt = numpy.ascontiguousarray(A.T), numpy.ascontiguousarray(B.T)
     v, w = rng.standard_normal((k, 1)).astype(dtype), rng.standard_normal((m, 1)).astype(dtype)
-    one, zero = 1.0, 0.0
-    checks = []
-
-    def product(shape, call, expected):  # each into a new NaN buffer: a call refused by BLAS writes nothing
-        out = numpy.full(shape, numpy.nan, dtype)
-        call(out.ctypes.data)
-        checks.append(numpy.array_equal(out, expected))
-
-    product((m, n), lambda c: gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, one, A.ctypes.data, k, B.ctypes.data, n,
-                                   zero, c, n), A @ B)
-    product((m, n), lambda c: gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, one, At.ctypes.data, m, B.ctypes.data, n,
-                                   zero, c, n), At.T @ B)
-    product((m, n), lambda c: gemm(ROW_MAJOR, NO_TRANS, TRANS, m, n, k, one, A.ctypes.data, k, Bt.ctypes.data, k,
-                                   zero, c, n), A @ Bt.T)
-    product((m, 1), lambda c: gemv(COL_MAJOR, TRANS, k, m, one, A.ctypes.data, k, v.ctypes.data, 1, zero, c, 1), A @ v)
-    product((k, 1), lambda c: gemv(ROW_MAJOR, TRANS, m, k, one, A.ctypes.data, k, w.ctypes.data, 1, zero, c, 1),
-            A.T @ w)
     d = rng.standard_normal(m * 3)
-    checks.append(dot(d.size, d.ctypes.data, 1, d.ctypes.data, 1) == numpy.dot(d, d))
-    return all(checks)
+    # each into a new NaN buffer: a call refused by BLAS writes nothing
+    outs = tuple(numpy.full(shape, numpy.nan, dtype) for shape in ((m, n), (m, n), (m, n), (m, 1), (k, 1)))
+    dots = numpy.full(1, numpy.nan)
+    _probe_products(blas, A, B, At, Bt, v, w, d, outs, dots, dtype.type(1), dtype.type(0))
+    expected = (A @ B, At.T @ B, A @ Bt.T, A @ v, A.T @ w)
+    return all(numpy.array_equal(o, e) for o, e in zip(outs, expected)) and dots[0] == numpy.dot(d, d)
 
 
 def numpy_blas(dtype):
-    """(gemm, gemv, dot) of NumPy's BLAS for float32 or float64 (dot is always ddot), or None (see the module
-    docstring). Bound and probed once per dtype."""
+    """[gemm, gemv, dot, ilp64] of NumPy's BLAS for float32 or float64 (dot is always ddot), or None (see the
+    module docstring). Bound and probed once per dtype."""
     dtype = numpy.dtype(dtype)
     if dtype not in (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)):
         return None
     with _LOCK:
         if dtype not in _BOUND:
             try:
-                fns = _bind(dtype)
-                _BOUND[dtype] = fns if fns is not None and _probe(dtype, fns) else None
+                blas = _bind(dtype)
+                _BOUND[dtype] = blas if blas is not None and _probe(dtype, blas) else None
             except (OSError, AttributeError, TypeError, ValueError):  # pragma: no cover - an odd library
                 _BOUND[dtype] = None
         return _BOUND[dtype]

@@ -29,6 +29,7 @@ import numpy
 from ..activations import Activation
 from .base import is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
+from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
 from .cpu import _bounds, run_pieces, usable_cores
 
@@ -333,12 +334,13 @@ if numba is not None:
 
 
     @njit(**_jit)
-    def _member_group_pass(gemm, gemv, dot, X, Y, W, b, dW, db, Zh, dAh, Zo, dAo, sums, d64, one, zero, scale,
-                           signal, slot, value):
+    def _member_group_pass(blas, X, Y, W, b, dW, db, Zh, dAh, Zo, dAo, sums, d64, one, zero, scale, signal, slot,
+                           value):
         """One member group's forward and backward pass, member after member, with no Python (and no GIL)
         between its products: the arithmetic of Ensemble._forward and _backward for ReLU hidden layers with
         bias, an identity output layer of one column, each product the BLAS call numpy.matmul makes for it
-        (gemm, gemv, dot: gpunn.ops.cblas) and each elementwise pass the kernel those methods call.
+        (gemm, gemv, dot at the addresses in ``blas``: gpunn.ops.cblas) and each elementwise pass the kernel those
+        methods call.
 
         X (1 or G, rows, n0) and Y (1 or G, rows, 1): shared by the G members or one per member; W, b, dW, db:
         tuples of the group's (G, n_in, n_out) / (G, n_out) parameter and gradient views; Zh, dAh: one
@@ -347,6 +349,7 @@ if numba is not None:
         (rows,) float64 scratch. The output layer's bias gradient is left to the caller (numpy.sum, as
         bias_gradient). On entry, with the GIL released, signal[slot] = value (_SpinningWorkers' hand-off)."""
         signal[slot] = value
+        gemm, gemv, dot, ilp = blas[0], blas[1], blas[2], blas[3]
         L = len(W)
         m = Zo.shape[1]
         for k in range(Zo.shape[0]):
@@ -355,12 +358,14 @@ if numba is not None:
             for l in range(L - 1):  # hidden layers: Z = A_prev @ W (gemm), then bias + ReLU in place
                 Wl, Z = W[l][k], Zh[l]
                 n = Z.shape[1]
-                gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n, zero, Z.ctypes.data, n)
+                cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n, zero,
+                           Z.ctypes.data, n)
                 _bias_relu_inplace(Z, numpy.ascontiguousarray(b[l][k]), 0, m)  # a contiguous row: the loop vectorises
                 a, lda = Z.ctypes.data, n
             # the output layer: matrix @ vector, numpy.matmul's gemv (column-major, transposed); + bias
             Zk, dk, Yk = Zo[k], dAo[k], Y[k if Y.shape[0] > 1 else 0]
-            gemv(COL_MAJOR, TRANS, lda, m, one, a, lda, W[L - 1][k].ctypes.data, 1, zero, Zk.ctypes.data, 1)
+            cblas.gemv(gemv, ilp, COL_MAJOR, TRANS, lda, m, one, a, lda, W[L - 1][k].ctypes.data, 1, zero,
+                       Zk.ctypes.data, 1)
             bo = b[L - 1][k, 0]
             for i in range(m):
                 Zk[i, 0] += bo
@@ -369,15 +374,15 @@ if numba is not None:
                 d = Zk[i, 0] - Yk[i, 0]
                 dk[i, 0] = d
                 d64[i] = d
-            sums[k] = dot(m, d64.ctypes.data, 1, d64.ctypes.data, 1)
+            sums[k] = cblas.dot(dot, ilp, m, d64.ctypes.data, 1, d64.ctypes.data, 1)
             for i in range(m):
                 dk[i, 0] *= scale
             # backward: dW[L-1] = A^T @ dZ (gemv, row-major transposed), dA below = the outer product dZ w^T,
             # fused with the ReLU backward and bias sums; then each hidden layer's dW = A_prev^T @ dZ and
             # dA_prev = dZ @ W^T (gemm), with the ReLU backward and bias sums of the layer below
             top = L - 2
-            gemv(ROW_MAJOR, TRANS, m, Zh[top].shape[1], one, Zh[top].ctypes.data, Zh[top].shape[1], dk.ctypes.data,
-                 1, zero, dW[L - 1][k].ctypes.data, 1)
+            cblas.gemv(gemv, ilp, ROW_MAJOR, TRANS, m, Zh[top].shape[1], one, Zh[top].ctypes.data, Zh[top].shape[1],
+                       dk.ctypes.data, 1, zero, dW[L - 1][k].ctypes.data, 1)
             _outer_relu_backward_bias(numpy.ascontiguousarray(dk[:, 0]), numpy.ascontiguousarray(W[L - 1][k][:, 0]),
                                       Zh[top], dAh[top], db[top][k])
             for l in range(top, -1, -1):
@@ -387,18 +392,18 @@ if numba is not None:
                     A_prev, n_prev = Zh[l - 1].ctypes.data, Zh[l - 1].shape[1]
                 else:
                     A_prev, n_prev = Xk.ctypes.data, Xk.shape[1]
-                gemm(ROW_MAJOR, TRANS, NO_TRANS, n_prev, n, m, one, A_prev, n_prev, dZ.ctypes.data, n, zero,
-                     dW[l][k].ctypes.data, n)
+                cblas.gemm(gemm, ilp, ROW_MAJOR, TRANS, NO_TRANS, n_prev, n, m, one, A_prev, n_prev, dZ.ctypes.data, n,
+                           zero, dW[l][k].ctypes.data, n)
                 if l:
-                    gemm(ROW_MAJOR, NO_TRANS, TRANS, m, n_prev, n, one, dZ.ctypes.data, n, W[l][k].ctypes.data, n,
-                         zero, dAh[l - 1].ctypes.data, n_prev)
+                    cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, TRANS, m, n_prev, n, one, dZ.ctypes.data, n,
+                               W[l][k].ctypes.data, n, zero, dAh[l - 1].ctypes.data, n_prev)
                     _relu_backward_bias_inplace(dAh[l - 1], Zh[l - 1], db[l - 1][k], 0, m)
 
 
     @njit(**_jit)
     def _wait_for(state, column, value, spins, pause):
-        """Spin (calling ``pause``, sched_yield) until every row's state[:, column] >= value, at most ``spins``
-        rounds, with the GIL released; True when they got there."""
+        """Spin (calling the function at the address ``pause``, sched_yield) until every row's state[:, column] >=
+        value, at most ``spins`` rounds, with the GIL released; True when they got there."""
         for _ in range(spins):
             done = True
             for w in range(state.shape[0]):
@@ -406,7 +411,7 @@ if numba is not None:
                     done = False
             if done:
                 return True
-            pause()
+            cblas.call_int(pause)
         return False
 
     @njit(**_jit)
@@ -422,9 +427,9 @@ GO, STARTED, DONE = range(3)  # the columns of _SpinningWorkers.state: a task's 
 
 
 def _sched_yield():
-    """libc's sched_yield as a ctypes function (the pause of the spin loops), or None where there is none."""
+    """The address of libc's sched_yield (the pause of the spin loops), or None where there is none."""
     try:
-        return ctypes.CFUNCTYPE(ctypes.c_int)(("sched_yield", ctypes.CDLL(None)))
+        return ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value
     except (OSError, AttributeError, TypeError):  # pragma: no cover - not a POSIX libc
         return None
 
@@ -651,7 +656,7 @@ class CpuEnsembleOps(EnsembleOps):
         def run(sl, signal=None):
             Zh, dAh, d64 = ws.group_buffers(sl.start)
             signal = signal or (d64.view(numpy.int64), 0, 0)  # a slot nobody reads
-            _member_group_pass(*blas, X3[sl] if X3.shape[0] > 1 else X3, Y3[sl] if Y3.shape[0] > 1 else Y3,
+            _member_group_pass(blas, X3[sl] if X3.shape[0] > 1 else X3, Y3[sl] if Y3.shape[0] > 1 else Y3,
                                tuple(w[sl] for w in weights), tuple(b[sl] for b in biases), tuple(g[sl] for g in dW),
                                tuple(g[sl] for g in db), Zh, dAh, Zo[sl], dAo[sl], sums[sl], d64, one, zero, scale,
                                *signal)
