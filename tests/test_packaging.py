@@ -105,3 +105,34 @@ def test_readme_gives_the_gpu_check_dry_run_as_ci_runs_it():
     readme = re.search(r"`(GPUNN_CHECK_DEVICE=cpu [^`]*?bash bench/gpu_check\.sh) [^`]*` is a dry run",
                        (ROOT / "README.md").read_text())
     assert readme and readme.group(1) in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("doc", ["README.md", "CHANGELOG.md"])
+def test_every_dotted_gpunn_name_the_docs_give_exists(doc):
+    """Each ``gpunn.x.y`` README or CHANGELOG names (a module, class, function or constant:
+    gpunn.data.is_source, gpunn.distributed.ShardedSource, gpunn.training.loop.train...) is importable or an
+    attribute, so a rename in the code cannot leave the docs naming what is gone."""
+    import importlib
+    import re
+
+    def resolves(name):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                break
+            except ImportError:
+                continue
+        for part in parts[i:]:
+            if not hasattr(obj, part):
+                try:
+                    obj = importlib.import_module(f"{obj.__name__}.{part}")
+                    continue
+                except (ImportError, AttributeError):
+                    return False
+            obj = getattr(obj, part)
+        return True
+
+    names = set(re.findall(r"(?<![\w/.])gpunn(?:\.[A-Za-z_]\w*)+", (ROOT / doc).read_text()))
+    missing = sorted(n for n in names if not resolves(n))
+    assert len(names) > 10 and not missing, f"{doc} names {missing}, which gpunn does not have"
