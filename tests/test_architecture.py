@@ -13,6 +13,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import waiting
 
 import gpunn
 
@@ -171,14 +172,13 @@ def test_import_gpunn_leaves_the_lazy_names_unloaded():
     # `import gpunn` stays fast; ensemble.py's top-level import of gpunn.data.stats (c0e2623) loaded the data
     # sources into every process (~6 ms)
     import os
-    import subprocess
     import sys
 
     lazy = ["gpunn.data", "gpunn.distributed", "gpunn.estimator", "gpunn.bench", "gpunn.cli", "sklearn"]
     code = (f"import sys, gpunn; lazy = {lazy!r}; "
             "print(sorted(m for m in sys.modules if any(m == n or m.startswith(n + '.') for n in lazy)))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    proc = waiting.run([sys.executable, "-c", code], timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 

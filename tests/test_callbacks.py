@@ -9,6 +9,7 @@ import threading
 
 import numpy
 import pytest
+import waiting
 
 import gpunn
 from gpunn import MLP, Callback, EarlyStopping, ReduceLROnPlateau, Schedule, TrainingDiverged, datasets, metrics
@@ -299,7 +300,7 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_the_history(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "epoch-1-done"
     proc.send_signal(signal.SIGINT)  # lands mid-epoch 2 (an epoch is 625 batches)
-    out, err = proc.communicate(timeout=60)
+    out, err = waiting.communicate(proc, 60)
     assert proc.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["interrupted"] and result["finite"] and result["epochs"][0] == 1
@@ -406,7 +407,7 @@ def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path):
         print("fit returned")
     """)
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "PYTHONPATH": REPO}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    done = waiting.run([sys.executable, "-c", script], env=env, timeout=120)
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert "fit returned" not in done.stdout
     assert "the script's log before its fit" in done.stdout  # flushed before the process ends

@@ -1,11 +1,11 @@
 """The gpunn command end to end, at small sizes."""
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import waiting
 
 from gpunn import cli
 
@@ -64,16 +64,16 @@ def test_the_command_line_does_not_load_the_benchmark_until_bench_or_info_runs()
     # when gpunn info imported bench.system at the top (importing a submodule runs gpunn/bench/__init__)
     code = ("import sys, gpunn.cli; gpunn.cli.build_parser(); "
             "print(sorted(m for m in sys.modules if m.startswith('gpunn.bench')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = waiting.run([sys.executable, "-c", code], timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
 
 def test_console_entry_point_as_a_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "gpunn", "train", *SMALL[:-2], "--epochs", "2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = waiting.run([sys.executable, "-m", "gpunn", "train", *SMALL[:-2], "--epochs", "2"],
+                       env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("device: cpu")
     assert "epoch" in proc.stderr  # the progress bar goes to stderr

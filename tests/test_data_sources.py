@@ -11,6 +11,7 @@ import warnings
 
 import numpy
 import pytest
+import waiting
 
 import gpunn
 from gpunn import data, datasets
@@ -1024,7 +1025,6 @@ print(*peaks)
 def test_the_memory_pyarrow_takes_for_a_huge_row_group_follows_the_chunk_size_not_the_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
-    import subprocess
     import sys
 
     paths = []
@@ -1032,7 +1032,7 @@ def test_the_memory_pyarrow_takes_for_a_huge_row_group_follows_the_chunk_size_no
         columns = {f"x{j}": numpy.random.default_rng(j).standard_normal(rows) for j in range(3)}
         paths.append(str(tmp_path / f"r{rows}.parquet"))
         pq.write_table(pa.table({**columns, "y": columns["x0"]}), paths[-1], row_group_size=rows)
-    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, *paths], capture_output=True, text=True, timeout=120)
+    done = waiting.run([sys.executable, "-c", _PEAK_SCRIPT, *paths], timeout=120)
     assert done.returncode == 0, done.stderr
     small, large = (int(v) for v in done.stdout.split())  # pyarrow's peak after each file, in bytes
     assert large < 2_000_000 * 4 * 8 / 3  # reading the row group whole would take all 64 MB at once

@@ -7,6 +7,7 @@ with it (the default) none, on the fused path and on the NumPy reference alike.
 """
 import numpy
 import pytest
+import waiting
 
 from gpunn import MLP, datasets
 from gpunn.ops import denormals
@@ -65,11 +66,10 @@ def test_a_first_finfo_inside_the_flush_does_not_warn():
     the smallest subnormal is 0: NumPy 1.26 printed four such warnings on each `gpunn train` (SciPy's
     finfo as Numba compiled a kernel inside the flush). A fresh process, so no finfo is cached yet.
     (NumPy 2 does not warn: this fails before the fix with NumPy 1.26 only.)"""
-    import subprocess
     import sys
 
     code = ("import numpy; from gpunn.ops import denormals\n"
             "with denormals.flush_denormals(True):\n"
             "    print([numpy.finfo(t).eps for t in (numpy.float32, numpy.float64)])")
-    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
+    proc = waiting.run([sys.executable, "-W", "error", "-c", code], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

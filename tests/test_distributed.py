@@ -231,8 +231,8 @@ def test_gpunn_distributed_is_reachable_from_import_gpunn_and_picks_the_cpu_here
     # and so are the sources a data-parallel fit reads (gpunn.data.npy(...) after import gpunn alone raised
     # AttributeError); a fresh interpreter, as this one has imported gpunn.data already
     code = "import gpunn; print(gpunn.data.npy.__name__, gpunn.distributed.ShardedSource.__name__)"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent)))
+    run = waiting.run([sys.executable, "-c", code], timeout=60,
+                      env=dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent)))
     assert run.stdout == "npy ShardedSource\n", run.stderr
 
 
@@ -598,7 +598,7 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
     cmd = [_mpiexec(), "-n", "2", str(gpunn_cli), "train", *rows, "--features", "4", "--hidden", "8",
            "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet",
            "--save", str(tmp_path / "run.npz"), "--json", str(tmp_path / "run.json")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    proc = waiting.run(cmd, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("launched by MPI with 2 processes") == 1
     assert proc.stdout.count("held-out:") == 1  # rank 1 prints nothing
@@ -611,7 +611,7 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
         assert ckpt.training["source"]["shards"] == 2
     else:  # continued in one process: at the global batch, and says so
         cmd = [str(gpunn_cli), "train", "--resume", str(tmp_path / "run.npz"), "--epochs", "3", "--quiet"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        proc = waiting.run(cmd, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert ", batch 128\n" in proc.stdout
     assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2
@@ -626,7 +626,7 @@ def _sweep_on_two_ranks(tmp_path, *options):
     rank = ["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet", *options]
     cmd = [_mpiexec(), "-n", "1", "-wdir", str(tmp_path), gpunn_cli, *rank,
            ":", "-n", "1", "-wdir", str(tmp_path / "other"), gpunn_cli, *rank]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    proc = waiting.run(cmd, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("launched by MPI with 2 processes") == 1 and proc.stdout.count("stopped early") == 1  # the table, once
     assert list((tmp_path / "other").iterdir()) == []  # rank 1 wrote nothing
@@ -709,7 +709,7 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     t0 = time.monotonic()
     try:
-        _, err = proc.communicate(timeout=60)
+        _, err = waiting.communicate(proc, 60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import waiting
 
 import gpunn
 from gpunn.ops import ensemble_ops_for
@@ -820,7 +821,6 @@ def test_spinning_workers_run_every_group_raise_its_error_and_wake_from_sleep():
 
 def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
     """The spinning workers are daemon threads that sleep when idle: the interpreter exits after a fit."""
-    import subprocess
     import sys
 
     code = ("import numpy as np, gpunn\n"
@@ -832,7 +832,7 @@ def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
             "ens.fit(X, X[:, :1], epochs=2, batch_size=16, verbose=False)\n"
             "assert e._SPINNERS, 'the groups did not run on spinning workers'\n"
             "print('done')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = waiting.run([sys.executable, "-c", code], timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done" and "terminate" not in result.stderr
 
