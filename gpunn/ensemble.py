@@ -46,6 +46,7 @@ class _Workspace:
             self.A.append(xp.empty((members, rows, n), dt) if act.needs_input_for_grad else Z)
             self.dA.append(xp.empty((members, rows, n), dt))
         self.xp, self.storage, self._inputs16, self._groups = xp, storage, {}, {}
+        self.pass_arguments = None  # CpuEnsembleOps.group_pass's cache
         if storage != dtype:
             self.dZ16 = xp.empty((members, rows, sizes[-1]), storage)
 
@@ -302,28 +303,32 @@ class Ensemble(DeviceModel):
         # On the CPU: each group of members runs its whole forward and backward pass on its own
         # thread (one sync per step, elementwise passes in parallel too), not each product split.
         sums = self.xp.empty(self.n_models, numpy.float64)
-        matmul = self.member_ops.unsplit_matmul
-        # where it applies, a group's whole pass is one call that does not take the GIL (CpuEnsembleOps.group_pass)
+        # where it applies, a group's whole pass is one call that does not take the GIL, with the update inside
+        # when it is Adam's (CpuEnsembleOps.group_pass)
         one_call = self.member_ops.group_pass(X, Y, self.weights, self.biases, self._dW, self._db, self.activations,
-                                              ws, sums)
+                                              ws, sums, update)
+        if one_call is not None:
+            self.member_ops.run_groups(one_call.run, groups, signals=True, errstate=not one_call.pure)
+            one_call.finish()
+            return sums
+        matmul = self.member_ops.unsplit_matmul
 
-        def run(sl, signal=None):
-            if one_call is not None:
-                one_call(sl, signal)
-            else:
-                self._forward(X, ws, sl, matmul)
-                self._backward(X, Y, ws, sums[sl], sl, matmul)
+        def run(sl):
+            self._forward(X, ws, sl, matmul)
+            self._backward(X, Y, ws, sums[sl], sl, matmul)
             if update is not None:
                 update(sl)
 
-        self.member_ops.run_groups(run, groups, signals=one_call is not None)
+        self.member_ops.run_groups(run, groups)
         return sums
 
     def train_step_and_update(self, X, Y, optimizer, lr):
         """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
         hook between the two. On the CPU in member groups each group updates its own members right after its
         backward pass, in the same hand-off to the threads (the same bits: a member's update reads only its own
-        gradients). Returns the (K,) device sums of squared errors of the batch."""
+        gradients); where the groups run as one call each, Adam's step runs inside that call, each member's right
+        after its own backward pass (CpuEnsembleOps.group_pass). Returns the (K,) device sums of squared errors of
+        the batch."""
         groups = self._groups(X, Y)
         update = None if groups is None else getattr(optimizer, "member_update", lambda *a: None)(
             self.params, self.grads, lr)

@@ -16,6 +16,7 @@ import gpunn
 from gpunn.ops import ensemble_ops_for
 from gpunn.optim import make_optimizer
 from gpunn.ops.ensemble import MemberRates
+from gpunn.training.callbacks import Callback
 from gpunn.training.ensemble import bootstrap_rows
 from torch_formulas import torch_adam, torch_sgd
 
@@ -727,6 +728,63 @@ def test_the_one_call_group_pass_equals_the_plain_forward_and_backward_bit_for_b
     for a, b in zip(one_call, plain):
         np.testing.assert_array_equal(a, b)
     assert np.abs(plain[1]).sum() > 0
+
+
+@pytest.mark.parametrize("dtype, optimizer, weight_decay, bootstrap", [
+    ("float32", "adam", None, False), ("float32", "adamw", [0.0, 1e-2, 3e-2, 0.0, 1e-1], False),
+    ("float64", "adam", [0.0, 1e-2, 3e-2, 0.0, 1e-1], True)])
+def test_adam_inside_the_one_call_group_pass_steps_the_bits_of_the_update_after_it(dtype, optimizer, weight_decay,
+                                                                                     bootstrap, groups_for_any_work,
+                                                                                     monkeypatch):
+    """Where a fit's groups run as one call each, Adam's step runs inside the kernel, each member's right after its
+    backward pass, and the output bias's after the join (once NumPy has summed its gradient): the parameters,
+    moments and losses of the update run after each group's pass in Python (the path before), bit for bit, with
+    coupled L2, AdamW's decay and a frozen member."""
+    import gpunn.ops.ensemble as ens_ops
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((48, 5)).astype(dtype)
+    Y = (X[:, :1] * 0.5 + np.sin(X[:, 1:2])).astype(dtype)
+    calls = []
+    element = ens_ops._member_adam_element
+    monkeypatch.setattr(ens_ops, "_member_adam_element", lambda *a: calls.append(1) or element(*a))
+    runs = []
+    for inside in (True, False):
+        ens = gpunn.Ensemble([5, 8, 6, 1], 5, device="cpu", dtype=dtype, seed=3)
+        ens.member_ops.threads = 2
+        if not inside:  # the update as a function of each group after its pass, in Python
+            monkeypatch.setattr(ens_ops, "_GroupPass", _update_after_the_pass(ens_ops._GroupPass))
+        calls.clear()
+        h = ens.fit(X, Y, epochs=3, batch_size=16, optimizer=optimizer, lr=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+                    weight_decay=weight_decay, bootstrap=bootstrap, seed=1, verbose=False,
+                    callbacks=[_FreezeMember(2, after_epoch=0)])
+        assert bool(calls) == inside
+        runs.append((ens.params.copy(), np.asarray(h["loss"])))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def _update_after_the_pass(cls):
+    """_GroupPass that never takes the update into its kernel."""
+
+    class AfterThePass(cls):
+        def __init__(self, *args):
+            *rest, update = args
+            super().__init__(*rest, None)
+            self.update, self.pure = update, update is None
+
+    return AfterThePass
+
+
+class _FreezeMember(Callback):
+    """Freezes member ``k`` (as early stopping does) at the end of epoch ``after_epoch``."""
+
+    def __init__(self, k, after_epoch):
+        self.k, self.after_epoch = k, after_epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.after_epoch:
+            trainer.optimizer.freeze([self.k])
 
 
 def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does(monkeypatch):

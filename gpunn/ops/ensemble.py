@@ -247,8 +247,8 @@ class EnsembleOps:
             w[rows], m[rows], v[rows] = W, M, V
         return w
 
-    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums):
-        """A member group's whole training pass as one function of the group (CpuEnsembleOps); None here."""
+    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None):
+        """A member group's whole training pass (and ``update``) as one call per group (CpuEnsembleOps); None here."""
         return None
 
     def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
@@ -334,25 +334,70 @@ if numba is not None:
 
 
     @njit(**_jit)
-    def _member_group_pass(blas, X, Y, W, b, dW, db, Zh, dAh, Zo, dAo, sums, d64, one, zero, scale, signal, slot,
-                           value):
-        """One member group's forward and backward pass, member after member, with no Python (and no GIL)
+    def _adam_row(w, g, m, v, rate, pow1, pow2, eps, l2, c, lo, hi):
+        """One member's Adam on elements lo..hi of its rows w, g, m, v: the constants of adam_members (_MemberAdam)
+        formed from its row ``rate`` of the members' table and beta1**step, beta2**step (``pow1``, ``pow2``, which
+        NumPy formed), the same float64 arithmetic rounded once to the rows' dtype (through ``c``, scratch of that
+        dtype), then the single-model kernel."""
+        b1, b2 = rate[BETA1], rate[BETA2]
+        c[0], c[1], c[2], c[3] = b1, 1.0 - b1, b2, 1.0 - b2
+        c[4] = 1.0 / numpy.sqrt(1.0 - pow2)
+        c[5] = rate[LR] / (1.0 - pow1)
+        c[6] = rate[WEIGHT_DECAY]
+        if l2:
+            _adam_l2(w, g, m, v, c[0], c[1], c[2], c[3], c[4], eps, c[5], c[6], lo, hi)
+        else:
+            _adam(w, g, m, v, c[0], c[1], c[2], c[3], c[4], eps, c[5], lo, hi)
+
+    @njit(**_jit)
+    def _member_adam_in_pass(k, w, g, m, v, rates, pow1, pow2, eps, flags, c):
+        """The group pass's Adam step of its member k (flags: [run it, coupled L2, AdamW, the output bias's index]):
+        AdamW's w *= 1 - lr * wd, then Adam on every element but the output layer's bias, whose gradient NumPy sums
+        after the pass (_GroupPass.finish, which then steps that element: _member_adam_element)."""
+        if not flags[0] or rates[k, ACTIVE] == 0:
+            return
+        row = w[k]
+        if flags[2]:
+            c[0] = 1.0 - rates[k, LR] * rates[k, WEIGHT_DECAY]
+            s = c[0]
+            for i in range(row.size):
+                row[i] *= s
+        ob = flags[3]
+        _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, 0, ob)
+        _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, ob + 1, row.size)
+
+    @njit(**_jit)
+    def _member_adam_element(w, g, m, v, rates, pow1, pow2, eps, l2, j):
+        """Adam on element j of each active member's row (the output bias the group pass left: see there)."""
+        c = numpy.empty(7, w.dtype)
+        for k in range(w.shape[0]):
+            if rates[k, ACTIVE] != 0:
+                _adam_row(w[k], g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, l2, c, j, j + 1)
+
+    @njit(**_jit)
+    def _member_group_pass(blas, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av, rates, pow1,
+                           pow2, eps, flags, Zh, dAh, d64, k0, k1, signal, slot, value):
+        """Members k0..k1's forward and backward pass, member after member, with no Python (and no GIL)
         between its products: the arithmetic of Ensemble._forward and _backward for ReLU hidden layers with
         bias, an identity output layer of one column, each product the BLAS call numpy.matmul makes for it
         (gemm, gemv, dot at the addresses in ``blas``: gpunn.ops.cblas) and each elementwise pass the kernel those
         methods call.
 
-        X (1 or G, rows, n0) and Y (1 or G, rows, 1): shared by the G members or one per member; W, b, dW, db:
-        tuples of the group's (G, n_in, n_out) / (G, n_out) parameter and gradient views; Zh, dAh: one
-        member's hidden-layer buffers (rows, n), reused by each member in turn (they stay in cache); Zo, dAo
-        (G, rows, 1): the output layer's; sums (G,): each member's sum of squared errors, in float64; d64:
-        (rows,) float64 scratch. The output layer's bias gradient is left to the caller (numpy.sum, as
-        bias_gradient). On entry, with the GIL released, signal[slot] = value (_SpinningWorkers' hand-off)."""
+        X (1 or K, rows, n0) and Y (1 or K, rows, 1): shared by the K members or one per member; W, b, dW, db:
+        tuples of the (K, n_in, n_out) / (K, n_out) parameter and gradient views; Zo, dAo (K, rows, 1): the
+        output layer's buffers; sums (K,): each member's sum of squared errors, in float64. Zh, dAh: one
+        member's hidden-layer buffers (rows, n), reused by each member of the group in turn (they stay in cache);
+        d64: (rows,) float64 scratch. The output layer's bias gradient is left to the caller (numpy.sum, as
+        bias_gradient). With flags[0], each member's Adam step follows its backward pass (_member_adam_in_pass; aw,
+        ag, am, av: the (K, P) rows of the parameters, gradients and moments; rates, pow1, pow2: the members' table
+        and beta1**step, beta2**step). On entry, with the GIL released, signal[slot] = value (_SpinningWorkers'
+        hand-off)."""
         signal[slot] = value
+        c = numpy.empty(7, aw.dtype)
         gemm, gemv, dot, ilp = blas[0], blas[1], blas[2], blas[3]
         L = len(W)
         m = Zo.shape[1]
-        for k in range(Zo.shape[0]):
+        for k in range(k0, k1):
             Xk = X[k if X.shape[0] > 1 else 0]
             a, lda = Xk.ctypes.data, Xk.shape[1]
             for l in range(L - 1):  # hidden layers: Z = A_prev @ W (gemm), then bias + ReLU in place
@@ -398,6 +443,7 @@ if numba is not None:
                     cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, TRANS, m, n_prev, n, one, dZ.ctypes.data, n,
                                W[l][k].ctypes.data, n, zero, dAh[l - 1].ctypes.data, n_prev)
                     _relu_backward_bias_inplace(dAh[l - 1], Zh[l - 1], db[l - 1][k], 0, m)
+            _member_adam_in_pass(k, aw, ag, am, av, rates, pow1, pow2, eps, flags, c)
 
 
     @njit(**_jit)
@@ -473,22 +519,26 @@ class _SpinningWorkers:
             seen = int(row[0, GO])
             fn, group, errors = self.tasks[w]
             try:
-                with numpy.errstate(**errors):
+                if errors is None:  # a task that calls no NumPy (a kernel alone): no errstate to carry
                     fn(group, signal=(self.state[w], STARTED, seen))
+                else:
+                    with numpy.errstate(**errors):
+                        fn(group, signal=(self.state[w], STARTED, seen))
             except BaseException as exc:  # the caller raises it
                 self.errors[w] = exc
             fn = group = None  # keep nothing of the step (its closure holds the batch's workspace) while idle
             # the end stored, then the next task awaited, both without the GIL
             waiting = _store_and_wait(row, DONE, seen, GO, seen + 1, self.SPINS_IDLE, self.pause)
 
-    def run(self, fn, groups) -> bool:
+    def run(self, fn, groups, errstate=True) -> bool:
         """fn(group, signal=...) for every group, the first on the calling thread; False (nothing run) when
-        another thread is using the workers."""
+        another thread is using the workers. ``errstate``: the workers run fn under the caller's numpy.errstate
+        (False for a function that calls no NumPy)."""
         if not self.busy.acquire(blocking=False):
             return False
         try:
             self.seq += 1
-            seq, errors = self.seq, numpy.geterr()
+            seq, errors = self.seq, (numpy.geterr() if errstate else None)
             for w, group in enumerate(groups[1:]):
                 self.tasks[w] = (fn, group, errors)
             if any(self.sleeping):
@@ -585,13 +635,14 @@ class CpuEnsembleOps(EnsembleOps):
         bounds = _bounds(members, parts)
         return [slice(bounds[t], bounds[t + 1]) for t in range(parts)]
 
-    def run_groups(self, fn, groups, signals=False):
+    def run_groups(self, fn, groups, signals=False, errstate=True):
         """fn(group) for every group, the first on the calling thread. A pool of its own, not the one the
         single-model kernels a group calls may split their work over. ``signals``: fn takes ``signal=``, which
-        it passes to the group pass (group_pass), and the groups run on _SpinningWorkers."""
+        it passes to the group pass (group_pass), and the groups run on _SpinningWorkers (``errstate`` False: fn
+        calls no NumPy, so they need not carry the caller's numpy.errstate)."""
         if signals and SPIN:
             workers = _spinning_workers(len(groups) - 1)
-            if workers is not None and workers.run(fn, groups):
+            if workers is not None and workers.run(fn, groups, errstate):
                 return
         run_pieces(fn, [(g,) for g in groups], name="members")
 
@@ -635,66 +686,49 @@ class CpuEnsembleOps(EnsembleOps):
                                          db)
         return True
 
-    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums):
-        """A function of a member group (a slice of the members) that runs the group's whole forward and backward
-        pass in one Numba call without the GIL (_member_group_pass), writing the gradients, ws's output-layer
-        buffers and sums[group]; or None where that pass does not apply: then the caller runs
-        Ensemble._forward and _backward. It applies to ReLU hidden layers with bias, an identity output layer
-        of one column, no other size under 2, at least 2 rows, C-ordered X and Y, where NumPy's own BLAS could
-        be bound (gpunn.ops.cblas): the same products (the calls numpy.matmul makes), the same kernels, the
-        same bits as the two methods. Each group's hidden-layer buffers are one member's, reused member after
-        member (``ws.group_buffers``), so they stay in cache: with two groups on the 2-core machine the K=64
-        small-net step took 1.53-1.55 ms instead of 1.59-1.64 (bench/RESULTS.md)."""
+    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None):
+        """A member group's whole forward and backward pass in one Numba call without the GIL
+        (_member_group_pass), as a _GroupPass: ``run(group, signal)`` for each group (a slice of the members), then
+        ``finish()``; they write the gradients, ws's output-layer buffers and ``sums``. Or None where that pass
+        does not apply: then the caller runs Ensemble._forward and _backward. It applies to ReLU hidden layers with
+        bias, an identity output layer of one column, no other size under 2, at least 2 rows, C-ordered X and Y,
+        where NumPy's own BLAS could be bound (gpunn.ops.cblas): the same products (the calls numpy.matmul makes),
+        the same kernels, the same bits as the two methods. Each group's hidden-layer buffers are one member's,
+        reused member after member (``ws.group_buffers``), so they stay in cache: with two groups on the 2-core
+        machine the K=64 small-net step took 1.53-1.55 ms instead of 1.59-1.64 (bench/RESULTS.md).
+
+        ``update``: the members' optimizer step (Ensemble.train_step_and_update), run on each group's thread after
+        its pass; an Adam step of adam_members (_MemberAdam) runs inside the kernel, each member's right after its
+        backward pass (its gradients still in cache), and ``run`` is then the kernel alone: no Python on the
+        worker's thread between the hand-off and the kernel (bench/RESULTS.md)."""
         if not self.one_call_applies(X, Y, weights, biases, acts):
             return None
-        blas = numpy_blas(X.dtype)
-        dt, rows = X.dtype, X.shape[-2]
-        one, zero, scale = dt.type(1), dt.type(0), dt.type(2.0 / rows)  # dA *= 2/rows, as loss_gradient
-        X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
-        Zo, dAo = ws.Z[-1], ws.dA[-1]
-
-        def run(sl, signal=None):
-            Zh, dAh, d64 = ws.group_buffers(sl.start)
-            signal = signal or (d64.view(numpy.int64), 0, 0)  # a slot nobody reads
-            _member_group_pass(blas, X3[sl] if X3.shape[0] > 1 else X3, Y3[sl] if Y3.shape[0] > 1 else Y3,
-                               tuple(w[sl] for w in weights), tuple(b[sl] for b in biases), tuple(g[sl] for g in dW),
-                               tuple(g[sl] for g in db), Zh, dAh, Zo[sl], dAo[sl], sums[sl], d64, one, zero, scale,
-                               *signal)
-            self.bias_gradient(dAo[sl], db[-1][sl])
-
-        return run
+        return _GroupPass(self, X, Y, weights, biases, dW, db, ws, sums, update)
 
     def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
         """Whether group_pass gives a function for these arguments (see there)."""
-        return (self.fused and biases is not None and len(weights) >= 2 and self.ops.precision == "float32"
-                and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
-                and weights[-1].shape[-1] == 1 and min(w.shape[1] for w in weights) >= 2 and X.shape[-2] >= 2
-                and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous and Y.flags.c_contiguous
-                and numpy_blas(X.dtype) is not None)
+        return (X.shape[-2] >= 2 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
+                and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts))
+
+    def _one_call_network(self, weights, biases, acts) -> bool:
+        """one_call_applies' conditions on the network (asked twice a step: remembered for the last one)."""
+        key = (id(weights), id(biases), id(acts), self.ops.precision, self.fused)
+        memo = getattr(self, "_network_memo", None)
+        if memo is None or memo[0] != key:
+            applies = (self.fused and biases is not None and len(weights) >= 2 and self.ops.precision == "float32"
+                       and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
+                       and weights[-1].shape[-1] == 1 and min(w.shape[1] for w in weights) >= 2
+                       and numpy_blas(weights[0].dtype) is not None)
+            memo = self._network_memo = (key, applies, (weights, biases, acts))  # holding them keeps the ids theirs
+        return memo[1]
 
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
-        """adam_step as a function of a slice of the members, which updates those members' rows (each member's
-        update is its own: any split of the members gives the same bits); None where the Numba kernel does
-        not apply (then adam_step runs the generic update)."""
+        """adam_step as a function of a slice of the members (a _MemberAdam), which updates those members' rows
+        (each member's update is its own: any split of the members gives the same bits); None where the Numba
+        kernel does not apply (then adam_step runs the generic update)."""
         if not (self.fused and _contiguous_floats(w, g, m, v)):
             return None
-        dt = w.dtype
-        h, active = rates.host, rates.active
-        lr, wd, beta1, beta2 = h[:, LR], h[:, WEIGHT_DECAY], h[:, BETA1], h[:, BETA2]
-        # AdamW: w *= 1 - lr * wd first, as the single-model path does
-        scale = numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None] if wd.any() and decoupled else None
-        b1, omb1, b2, omb2, decay = self._adam_constants(rates, dt)  # the same until the table changes
-        inv_sqrt_bc2 = (1.0 / numpy.sqrt(1.0 - beta2**step)).astype(dt)
-        lr_bc1 = (lr / (1.0 - beta1**step)).astype(dt)
-        eps, l2 = dt.type(eps), bool(wd.any() and not decoupled)
-
-        def members(sl):
-            if scale is not None:
-                w[sl] *= scale[sl]
-            _member_adam(w[sl], g[sl], m[sl], v[sl], b1[sl], omb1[sl], b2[sl], omb2[sl], inv_sqrt_bc2[sl], eps,
-                         lr_bc1[sl], decay[sl], l2, active[sl])
-
-        return members
+        return _MemberAdam(self, w, g, m, v, rates, eps, step, decoupled)
 
     def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         members = self.adam_members(w, g, m, v, rates, eps, step, decoupled)
@@ -710,13 +744,125 @@ class CpuEnsembleOps(EnsembleOps):
             self.run_groups(members, groups)
         return w
 
+    def _pass_arguments(self, ws, weights, biases, dW, db, dt):
+        """(blas, W, b, dW, db, Zo, dAo) for _member_group_pass: cached per workspace while the views are the same."""
+        key = (id(weights), id(biases), id(dW), id(db), dt)
+        cached = ws.pass_arguments
+        if cached is None or cached[0] != key:
+            cached = ws.pass_arguments = (key, (numpy_blas(dt), tuple(weights), tuple(biases), tuple(dW), tuple(db),
+                                                ws.Z[-1], ws.dA[-1]), (weights, biases, dW, db))
+        return cached[1]
+
+    def _adam_flags(self, adam, db_out):
+        """_member_group_pass's flags for a _MemberAdam step: [1, coupled L2, AdamW, the output bias's index in a
+        member's row] (cached while they are the same)."""
+        key = (adam.wd_any and not adam.decoupled, adam.wd_any and adam.decoupled, id(db_out), id(adam.g.base))
+        if getattr(self, "_flags_key", None) != key:
+            ob = (db_out.ctypes.data - adam.g.ctypes.data) // adam.g.itemsize
+            self._flags = numpy.array([1, key[0], key[1], ob], numpy.int64)
+            self._flags_key, self._flags_of = key, (db_out, adam.g.base)  # holding them keeps the ids theirs
+        return self._flags
+
     def _adam_constants(self, rates, dt):
-        """beta1, 1 - beta1, beta2, 1 - beta2 and the weight decay per member, rounded to ``dt``; cached
-        while the table and dtype are the same."""
+        """beta1, 1 - beta1, beta2, 1 - beta2 and the weight decay per member, rounded to ``dt``, and whether any
+        member has weight decay; cached while the table and dtype are the same."""
         key = (id(rates), rates.version, dt)
         if getattr(self, "_adam_key", None) != key:
             h = rates.host
             self._adam_fixed = tuple(numpy.ascontiguousarray(x.astype(dt)) for x in (
-                h[:, BETA1], 1.0 - h[:, BETA1], h[:, BETA2], 1.0 - h[:, BETA2], h[:, WEIGHT_DECAY]))
+                h[:, BETA1], 1.0 - h[:, BETA1], h[:, BETA2], 1.0 - h[:, BETA2], h[:, WEIGHT_DECAY])) + (
+                bool(h[:, WEIGHT_DECAY].any()),)
             self._adam_key = key
         return self._adam_fixed
+
+
+class _MemberAdam:
+    """One Adam step of the members as a function of a slice of them (CpuEnsembleOps.adam_members): ``update(sl)``
+    steps the rows of ``sl``. Its per-member constants are formed on the first call, unless a one-call group pass
+    runs the step inside its kernel (_GroupPass), which forms them there from the members' table and ``pow1``,
+    ``pow2`` (beta1**step and beta2**step, formed here by NumPy for both ways: the same bits either way)."""
+
+    def __init__(self, mops, w, g, m, v, rates, eps, step, decoupled):
+        dt = w.dtype
+        self.mops, self.w, self.g, self.m, self.v, self.rates = mops, w, g, m, v, rates
+        self.eps, self.decoupled = dt.type(eps), decoupled
+        h = rates.host
+        self.pow1, self.pow2 = h[:, BETA1] ** step, h[:, BETA2] ** step
+        self.wd_any = mops._adam_constants(rates, dt)[-1]
+        self._members = None
+
+    def __call__(self, sl):
+        (self._members or self._prepare())(sl)
+
+    def _prepare(self):
+        w, g, m, v, rates = self.w, self.g, self.m, self.v, self.rates
+        dt = w.dtype
+        h, active = rates.host, rates.active
+        lr, wd = h[:, LR], h[:, WEIGHT_DECAY]
+        # AdamW: w *= 1 - lr * wd first, as the single-model path does
+        scale = numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None] if self.wd_any and self.decoupled else None
+        b1, omb1, b2, omb2, decay, _ = self.mops._adam_constants(rates, dt)  # the same until the table changes
+        inv_sqrt_bc2 = (1.0 / numpy.sqrt(1.0 - self.pow2)).astype(dt)
+        lr_bc1 = (lr / (1.0 - self.pow1)).astype(dt)
+        eps, l2 = self.eps, bool(self.wd_any and not self.decoupled)
+
+        def members(sl):
+            if scale is not None:
+                w[sl] *= scale[sl]
+            _member_adam(w[sl], g[sl], m[sl], v[sl], b1[sl], omb1[sl], b2[sl], omb2[sl], inv_sqrt_bc2[sl], eps,
+                         lr_bc1[sl], decay[sl], l2, active[sl])
+
+        self._members = members
+        return members
+
+
+class _GroupPass:
+    """CpuEnsembleOps.group_pass's answer: ``run(group, signal=None)`` runs a group's pass (from any thread), then
+    the caller's ``finish()`` (after every group's): the output layer's bias gradient of every member (NumPy's sum,
+    as bias_gradient: its order is NumPy's own) and, where the Adam step ran inside the kernel, that step for the
+    output bias. ``pure``: run is the Numba kernel alone (no NumPy calls, so no errstate to carry to a worker).
+    The kernel takes the whole (K, ...) arrays and the group's range of members: nothing is sliced per step."""
+
+    def __init__(self, mops, X, Y, weights, biases, dW, db, ws, sums, update):
+        self.mops, self.ws, self.dAo, self.db_out = mops, ws, ws.dA[-1], db[-1]
+        dt = X.dtype
+        # the kernel steps Adam's parameters and gradients only where they are these views' rows
+        # (a C-ordered (K, P) view of a flat buffer of K * P values starts where the buffer does, as do W[0], dW[0])
+        adam = update if (isinstance(update, _MemberAdam) and update.w.dtype == dt and update.w.base is not None
+                          and update.w.base is weights[0].base and update.g.base is dW[0].base
+                          and update.w.shape == update.g.shape == (sums.shape[0], update.w.base.size // sums.shape[0])
+                          and update.g.base is not None) else None
+        self.adam, self.update = adam, (None if adam is not None else update)
+        self.pure = update is None or adam is not None
+        fixed = mops._pass_arguments(ws, weights, biases, dW, db, dt)
+        if adam is None:
+            optimizer = _NO_ADAM.get(dt) or _NO_ADAM.setdefault(dt, (
+                *(numpy.empty((0, 0), dt) for _ in range(4)), numpy.empty((0, HYPER_FIELDS)), numpy.empty(0),
+                numpy.empty(0), dt.type(0), numpy.zeros(4, numpy.int64)))
+        else:
+            optimizer = (adam.w, adam.g, adam.m, adam.v, adam.rates.host, adam.pow1, adam.pow2, adam.eps,
+                         mops._adam_flags(adam, db[-1]))
+        X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
+        # dA *= 2/rows, as loss_gradient
+        self.args = (fixed[0], X3, Y3, *fixed[1:], sums, dt.type(1), dt.type(0), dt.type(2.0 / X.shape[-2]),
+                     *optimizer)
+
+    def run(self, sl, signal=None):
+        buffers = self.ws.group_buffers(sl.start)
+        _member_group_pass(*self.args, *buffers, sl.start, sl.stop,
+                           *(signal or (buffers[2].view(numpy.int64), 0, 0)))  # without signal: a slot nobody reads
+        if not self.pure:  # an update that is not the kernel's: after this group's output bias gradient
+            self.mops.bias_gradient(self.dAo[sl], self.db_out[sl])
+            if self.update is not None:
+                self.update(sl)
+
+    def finish(self):
+        if self.pure:
+            self.mops.bias_gradient(self.dAo, self.db_out)
+        if self.adam is not None:
+            a = self.adam
+            flags = self.args[-1]
+            _member_adam_element(a.w, a.g, a.m, a.v, a.rates.host, a.pow1, a.pow2, a.eps, flags[1] != 0, flags[3])
+
+
+_NO_ADAM: dict = {}  # per dtype: _member_group_pass's optimizer arguments when it runs no optimizer step
