@@ -2,7 +2,8 @@
 
 GPUNN_FAKE_CUPY=1 runs the GPU-marked tests against tests/fakecupy (a NumPy-backed CuPy stand-in
 that checks every kernel launch): the CuPy code path on a machine without a GPU. No substitute for
-a GPU run; see tests/test_fakecupy.py.
+a GPU run; see tests/test_fakecupy.py. GPUNN_FAKE_CUPY=gpu runs them against a second copy of it loaded
+as cupy, with the tests on their GPU branches, as bench/gpu_check.sh's tests stage runs them on a GPU.
 """
 import os
 import shutil
@@ -29,17 +30,20 @@ def pytest_configure(config):
     if "GPUNN_CACHE_DIR" not in os.environ:
         _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-cache-"))
         os.environ["GPUNN_CACHE_DIR"] = _SESSION_CACHE[0]
-    if os.environ.get("GPUNN_FAKE_CUPY") == "1":
+    if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu"):
         import fakecupy
 
-        fakecupy.reset()
-        sys.modules["cupy"], sys.modules["cupyx"] = fakecupy, fakecupy.cupyx
-        sys.modules.update(fakecupy._backends_modules())
-        fakecupy.forget_gpunn_state()
-        fakecupy.refuse_host_conversions()  # numpy.asarray(device array) raises, as with CuPy
+        # "gpu": a second copy of the stand-in as cupy, fakecupy a bystander, the tests on their GPU branches
+        # (fakecupy.load_as_cupy); the stand-in's checks are the same
+        stand_in = fakecupy if os.environ["GPUNN_FAKE_CUPY"] == "1" else fakecupy.load_as_cupy()
+        stand_in.reset()
+        sys.modules["cupy"], sys.modules["cupyx"] = stand_in, stand_in.cupyx
+        sys.modules.update(stand_in._backends_modules())
+        stand_in.forget_gpunn_state()
+        stand_in.refuse_host_conversions()  # numpy.asarray(device array) raises, as with CuPy
         import gpunn.ops.cublas
 
-        gpunn.ops.cublas.load_cublas = fakecupy.cublas_library  # libcublas through ctypes, for graph capture
+        gpunn.ops.cublas.load_cublas = stand_in.cublas_library  # libcublas through ctypes, for graph capture
 
 
 def pytest_unconfigure(config):
@@ -52,7 +56,7 @@ def _gpu_reason():
     return None if cupy is not None else reason
 
 
-# What tests/fakecupy does not emulate: those GPU tests are skipped under GPUNN_FAKE_CUPY=1, saying why.
+# What tests/fakecupy does not emulate: those GPU tests are skipped under GPUNN_FAKE_CUPY=1 (and =gpu), saying why.
 FAKE_CUPY_SKIPS = {
     "test_precision_gpu.py::test_tf32_and_bf16_train_to_the_float32_r2":
         "18 epochs take minutes on tests/fakecupy (bfloat16 arithmetic in ml_dtypes); the GPU runs it",
@@ -61,7 +65,7 @@ FAKE_CUPY_SKIPS = {
 
 def pytest_collection_modifyitems(config, items):
     reason = None
-    fake = os.environ.get("GPUNN_FAKE_CUPY") == "1"
+    fake = os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu")
     for item in items:
         why = FAKE_CUPY_SKIPS.get(item.path.name) or FAKE_CUPY_SKIPS.get(f"{item.path.name}::{item.originalname}")
         if fake and why and "gpu" in item.keywords:
@@ -125,11 +129,12 @@ def stream_order_hazards():
     """Under tests/fakecupy: the test fails when a CUDA stream-ordering hazard was found in it (fakecupy.ordering:
     pinned memory freed while a copy may be in flight, or one that a finalizer or a thread swallowed)."""
     yield
-    fake = sys.modules.get("fakecupy")
-    if fake is None:
-        return
-    found = list(fake.ordering.hazards)
-    fake.ordering.hazards.clear()
+    found = []
+    # the stand-in imported as fakecupy, and a second copy in use as cupy (GPUNN_FAKE_CUPY=gpu): each its own
+    for fake in {id(m): m for m in (sys.modules.get("fakecupy"), sys.modules.get("cupy"))
+                 if hasattr(getattr(m, "ordering", None), "hazards")}.values():
+        found += fake.ordering.hazards
+        fake.ordering.hazards.clear()
     if found:
         pytest.fail("CUDA stream-ordering hazard(s) (tests/fakecupy/ordering.py):\n- " + "\n- ".join(found[:5]),
                     pytrace=False)

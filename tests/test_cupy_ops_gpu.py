@@ -25,9 +25,9 @@ except Exception:  # not installed, or no driver / device
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _GPU, reason="needs CuPy and a CUDA device")]
 
-# 2**20 + 3: several grid-stride passes on a GPU; under GPUNN_FAKE_CUPY=1 (tests/fakecupy) the kernels are
-# NumPy references with no grid-stride loop to exercise, so the big size only costs CI time there.
-SIZES = [1, 31, 1000] + ([] if os.environ.get("GPUNN_FAKE_CUPY") == "1" else [2**20 + 3])
+# 2**20 + 3: several grid-stride passes on a GPU; under GPUNN_FAKE_CUPY=1 or gpu (tests/fakecupy) the kernels
+# are NumPy references with no grid-stride loop to exercise, so the big size only costs CI time there.
+SIZES = [1, 31, 1000] + ([] if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu") else [2**20 + 3])
 DTYPES = [np.float32, np.float64]
 EPS = {np.float32: float(np.finfo(np.float32).eps), np.float64: float(np.finfo(np.float64).eps)}
 ACTS = list(ACTIVATIONS.values())

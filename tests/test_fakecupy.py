@@ -799,3 +799,22 @@ def test_the_stand_in_is_in_use_only_where_it_is_cupy(monkeypatch):
     assert not fakecupy.in_use()
     fakecupy.install(monkeypatch)
     assert fakecupy.in_use()
+
+
+def test_gpunn_fake_cupy_gpu_makes_a_second_copy_the_cupy_and_leaves_fakecupy_a_bystander(monkeypatch):
+    """GPUNN_FAKE_CUPY=gpu (tests/conftest.py) arranges the stand-in as a GPU run has CuPy: the cupy in use is
+    not the fakecupy module the tests import, whose counters stay still, and the tests take their GPU branches."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # put back after the test
+    before = set(sys.modules)
+    try:
+        copy = fakecupy.load_as_cupy()
+        assert sys.modules["cupy"] is copy and copy is not fakecupy
+        assert copy.in_use() and not fakecupy.in_use()
+        x = copy.asarray(numpy.arange(3.0))
+        assert isinstance(x, copy.ndarray) and not isinstance(x, fakecupy.ndarray)
+        assert copy.state is not fakecupy.state
+    finally:
+        for name in set(sys.modules) - before:  # its submodules (cupy.kernels, ...)
+            del sys.modules[name]

@@ -1258,6 +1258,24 @@ def in_use() -> bool:
     return sys.modules.get("cupy") is sys.modules[__name__]
 
 
+def load_as_cupy():
+    """A second copy of this stand-in, loaded as the module ``cupy`` itself and put in sys.modules
+    (GPUNN_FAKE_CUPY=gpu, tests/conftest.py): the GPU machine's arrangement, where ``fakecupy`` (imported by
+    tests/test_fakecupy.py and others) is a bystander beside the CuPy in use, and the tests, not told they run
+    on the stand-in (GPUNN_FAKE_CUPY is not 1), take their GPU branches (a GPU's tolerances and sizes). That
+    is how a test that read the bystander's counters was found (test_ensemble_precision.py's member test)."""
+    import importlib.util
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("cupy", os.path.join(here, "__init__.py"),
+                                                  submodule_search_locations=[here])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cupy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def install(monkeypatch):
     """Make ``import cupy`` give this module for the rest of a test (with pytest's monkeypatch)."""
     import gpunn.ops.cublas
