@@ -5,6 +5,7 @@ parameters), so each step is one ``ops`` call over the whole model.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -191,6 +192,20 @@ OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
 def options_of(cls) -> tuple:
     """The keyword options an Optimizer class takes (``Nesterov``: lr, momentum, weight_decay)."""
     return cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+
+
+def default_of(optimizer, option):
+    """What ``option`` ("lr", "weight_decay", "momentum", ...) left unset comes to for the optimizer named
+    ``optimizer``: its class's default (``lr``: ``default_lr``, 1e-3 for adam and adamw, 1e-2 for the SGD
+    family; ``weight_decay``: 0.01 for adamw, 0 for the others), or None where it takes no such option. The
+    command line resolves an unset --lr, --weight-decay and --momentum by it (gpunn train and gpunn sweep alike,
+    and --resume's checks), so that it means what the Python default means."""
+    cls = OPTIMIZERS.get(optimizer)
+    if cls is None or option not in options_of(cls):
+        return None
+    if option == "lr":
+        return cls.default_lr
+    return inspect.signature(cls.__init__).parameters[option].default
 
 
 def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:

@@ -25,10 +25,9 @@ grid was split, GROUP_KEY), and ``gpunn sweep --resume DIR`` is checked by the s
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 
-from ..optim import OPTIMIZERS, options_of
+from ..optim import default_of
 from ..training.callbacks import Callback
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
@@ -166,9 +165,9 @@ def _effective(dest, value, options, kind, source):
     source, the rows in memory for arrays); and on the CPU no step runs as a CUDA graph, whatever --graph
     says. Anything else is its value."""
     if dest in ("momentum", "weight_decay") and value is None:
-        cls = OPTIMIZERS.get(options.get("optimizer"))
-        if cls is not None and dest in options_of(cls):
-            return inspect.signature(cls.__init__).parameters[dest].default
+        default = default_of(options.get("optimizer"), dest)
+        if default is not None:
+            return default
     elif dest == "stream" and value == "auto" and source in ("synthetic", "arrays"):
         return "on" if source == "synthetic" else "off"
     elif dest == "graph" and kind == "cpu":

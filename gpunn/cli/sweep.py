@@ -11,7 +11,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
-from ..optim import OPTIMIZERS, SCHEDULES
+from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from . import data as data_cli
 from .common import (Parser, add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
                      write_output)
@@ -61,8 +61,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "alone prints and writes.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
                    help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
-    s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=[0.0],
-                   help="weight decays, comma-separated (default: 0)")
+    s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=None,
+                   help="weight decays, comma-separated (default: the optimizer's, as gpunn train's: 0.01 for adamw, "
+                        "0 for the others)")
     s.add_argument("--seeds", type=positive(int), default=1, help="seeds per setting: members start as MLP(seed=s), "
                    "s = --seed, --seed + 1, ... (default: %(default)s)")
     s.add_argument("--task", choices=sorted(datasets.TASKS), default="teacher", help="synthetic task (default: %(default)s)")
@@ -160,6 +161,13 @@ def _check_save_dir(args) -> str | None:
         raise ValueError(f"--save {directory} exists and is not a directory")
     os.makedirs(directory, exist_ok=True)
     return directory
+
+
+def resolve_grid(args) -> None:
+    """An unset --weight-decay is the optimizer's default (gpunn.optim.default_of), as gpunn train's is; resolved
+    before the grid is drawn and recorded (a saved sweep records the values its members trained with)."""
+    if args.weight_decay is None:
+        args.weight_decay = [default_of(args.optimizer, "weight_decay")]
 
 
 def grid(args) -> list[dict]:
@@ -351,6 +359,7 @@ def run(args) -> int:
     if args.rows < MIN_ROWS and not args.data:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
+    resolve_grid(args)
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes (under mpiexec, the other ranks print nothing and write nothing)
         _check_outputs(args)
