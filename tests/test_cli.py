@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import waiting
 
+import gpunn
 from gpunn import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,6 +213,23 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
 
 
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 1e-2), ("nesterov", 1e-2), ("adamw", 1e-3)])
+def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, capsys, optimizer, lr):
+    """No --lr: the rate the Python API's optimizer takes by default (SGD's family 1e-2; it was 1e-3 for
+    every optimizer), recorded as trained: in --json, the checkpoint's options and PATH.toml, the sweep's table."""
+    path, js = tmp_path / "run.npz", tmp_path / "s.json"
+    assert cli.main(["train", *TINY, "--optimizer", optimizer, "--save", str(path), "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["config"]["lr"] == lr
+    assert gpunn.load_checkpoint(path).optimizer.lr == lr and f"lr = {lr}" in (tmp_path / "run.npz.toml").read_text()
+    assert cli.main(["sweep", *TINY, "--optimizer", optimizer, "--json", str(js)]) == 0
+    assert [m["lr"] for m in json.loads(js.read_text())["members"]] == [lr]
+    capsys.readouterr()
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "1e-2 for sgd, momentum and nesterov" in " ".join(capsys.readouterr().out.split())
 
 
 def test_json_to_standard_output_is_the_json_alone(tmp_path, monkeypatch, capsys):

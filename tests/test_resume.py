@@ -237,3 +237,17 @@ def test_a_refused_flag_off_is_written_as_the_user_types_it(tmp_path, monkeypatc
         status, out, err = run("train", "--resume", save, "--epochs", "2", "--no-graph")
     assert status == 2 and out == ""
     assert f"--resume {save}: --no-graph would change the run, which has --graph unset;" in err
+
+
+def test_an_sgd_run_saved_at_the_old_default_lr_resumes_at_it(tmp_path):
+    """gpunn train --optimizer sgd without --lr trained at 1e-3 before the optimizer's own 1e-2 became the
+    default, and recorded 0.001 (what --lr 1e-3 records now): resumed without --lr it continues at 1e-3,
+    and --lr 1e-2, the default now, is refused as the change it is."""
+    path = tmp_path / "old.npz"
+    tiny = ["--rows", "200", "--features", "3", "--hidden", "4", "--device", "cpu", "--quiet"]
+    assert run("train", *tiny, "--optimizer", "sgd", "--lr", "1e-3", "--epochs", "1", "--save", str(path))[0] == 0
+    status, _, err = run("train", "--resume", str(path), "--epochs", "2", "--lr", "1e-2", "--quiet")
+    assert status == 2 and "--lr 0.01 would change the run, which has --lr 0.001" in err
+    assert run("train", "--resume", str(path), "--epochs", "2", "--quiet")[0] == 0
+    ckpt = gpunn.load_checkpoint(path)
+    assert ckpt.epoch == 2 and ckpt.optimizer.lr == 1e-3

@@ -160,11 +160,11 @@ def _same(a, b) -> bool:
 def _effective(dest, value, options, kind, source):
     """What an option's ``value`` comes to in the run being resumed (``options``: its recorded ones; ``kind``:
     its backend kind; ``source``: the kind of data source it trained on), so that a value spelled otherwise
-    but resolving to what the run used passes: --momentum or --weight-decay left unset is the optimizer's
-    default (0.9 for momentum and nesterov); --stream auto is what it chose (a stream for a synthetic
+    but resolving to what the run used passes: --lr, --momentum or --weight-decay left unset is the
+    optimizer's default (gpunn.optim.default_of: 0.9 for momentum and nesterov); --stream auto is what it chose (a stream for a synthetic
     source, the rows in memory for arrays); and on the CPU no step runs as a CUDA graph, whatever --graph
     says. Anything else is its value."""
-    if dest in ("momentum", "weight_decay") and value is None:
+    if dest in ("lr", "momentum", "weight_decay") and value is None:
         default = default_of(options.get("optimizer"), dest)
         if default is not None:
             return default

@@ -16,7 +16,7 @@ from . import data as data_cli
 from .common import (Parser, add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
                      write_output)
 from .data import feature_count_or_names
-from .train import (MIN_ROWS, _check_plot_available, _check_precision, _hidden_sizes, _launch, ignore_late_interrupts,
+from .train import (LR_DEFAULT, MIN_ROWS, _check_plot_available, _check_precision, _hidden_sizes, _launch, ignore_late_interrupts,
                     optimizer_of)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
@@ -59,8 +59,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "train does: --batch-size is then per rank (on a task the table is the one-process "
                                    "sweep's at P x --batch-size), each rank reads its shard of --data, and rank 0 "
                                    "alone prints and writes.")
-    s.add_argument("--lr", type=_number_list(float, _positive), default=[1e-3],
-                   help="learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: 1e-3)")
+    s.add_argument("--lr", type=_number_list(float, _positive), default=None,
+                   help=f"learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: {LR_DEFAULT})")
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=None,
                    help="weight decays, comma-separated (default: the optimizer's, as gpunn train's: 0.01 for adamw, "
                         "0 for the others)")
@@ -164,8 +164,10 @@ def _check_save_dir(args) -> str | None:
 
 
 def resolve_grid(args) -> None:
-    """An unset --weight-decay is the optimizer's default (gpunn.optim.default_of), as gpunn train's is; resolved
-    before the grid is drawn and recorded (a saved sweep records the values its members trained with)."""
+    """An unset --lr or --weight-decay is the optimizer's default (gpunn.optim.default_of), as gpunn train's is;
+    resolved before the grid is drawn and recorded (a saved sweep records the values its members trained with)."""
+    if args.lr is None:
+        args.lr = [default_of(args.optimizer, "lr")]
     if args.weight_decay is None:
         args.weight_decay = [default_of(args.optimizer, "weight_decay")]
 

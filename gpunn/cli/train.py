@@ -9,14 +9,16 @@ import numpy
 
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
-from ..optim import OPTIMIZERS, SCHEDULES, make_optimizer, options_of
+from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
 from . import data as data_cli
 from .common import (Parser, add_debug, bounded, check_report_outputs, csv_text, dtype, json_text, non_negative,
                      number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
-                activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=1e-3)
+                activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=None)
+# --lr and --weight-decay left unset are the optimizer's own defaults (gpunn.optim.default_of), in gpunn sweep too
+LR_DEFAULT = "the optimizer's: 1e-3 for adam and adamw, 1e-2 for sgd, momentum and nesterov"
 
 
 def _hidden_sizes(text: str) -> list[int]:
@@ -55,7 +57,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=positive(int), default=d["batch_size"],
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="(default: %(default)s)")
-    t.add_argument("--lr", type=positive(float), default=d["lr"], help="learning rate (default: %(default)s)")
+    t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT})")
     t.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
@@ -297,6 +299,8 @@ def run(args) -> int:
     from ..training import callbacks as cbmod
     from . import resume
 
+    if args.lr is None:  # resolved, so that the checkpoint, its PATH.toml and --json record the rate it trains at
+        args.lr = default_of(args.optimizer, "lr")
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes them (under mpiexec, another node may not even have the directory)
         _check_outputs(args)
