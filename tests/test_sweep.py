@@ -27,6 +27,8 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     assert "8 members (2 lr x 2 weight decay x 2 seed(s))" in out and "split" not in out
     out = run(ARGS + ["--json", str(split), "--max-members", "3"], capsys)
     assert "the grid is split into 3 ensembles of up to 3 members (--max-members 3)" in out
+    out = run(ARGS[:3] + ARGS[5:] + ["--max-members", "1"], capsys)  # one weight decay: 4 members
+    assert "the grid is split into 4 ensembles of up to 1 member (--max-members 1)" in out
     a, b = (json.loads(p.read_text())["members"] for p in (one, split))
     assert [r["val_mse"] for r in a] == sorted(r["val_mse"] for r in a)  # ranked
     key = lambda r: (r["lr"], r["weight_decay"], r["seed"])  # noqa: E731
@@ -484,7 +486,7 @@ def test_a_sweep_member_takes_the_optimizers_weight_decay_as_gpunn_train_does(tm
     common = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "2", "--batch-size", "32",
               "--optimizer", "adamw", "--lr", "3e-2", "--device", "cpu", "--dtype", "float64", "--quiet"]
     out = run(["sweep", *common, "--save-best", str(swept), "--json", str(js)], capsys)
-    assert "(1 lr x 1 weight decay x 1 seed(s))" in out and "weight decay 0.01," in out
+    assert "1 member (1 lr x 1 weight decay x 1 seed(s))" in out and "weight decay 0.01," in out
     assert json.loads(js.read_text())["config"]["weight_decay"] == [0.01]
     run(["train", *common, "--save", str(alone)], capsys)
     # to rounding, as every member is (README: the ensemble's arithmetic is not the MLP's bit for bit); a weight

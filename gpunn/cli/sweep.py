@@ -163,6 +163,10 @@ def _check_save_dir(args) -> str | None:
     return directory
 
 
+def _members(n) -> str:
+    return f"{n} member{'s' if n != 1 else ''}"
+
+
 def resolve_grid(args) -> None:
     """An unset --lr or --weight-decay is the optimizer's default (gpunn.optim.default_of), as gpunn train's is;
     resolved before the grid is drawn and recorded (a saved sweep records the values its members trained with)."""
@@ -406,11 +410,11 @@ def run(args) -> int:
             per, why = split_over_ranks(per, why, world())
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     _check_resume_order(args, meta, groups, distributed)
-    print(f"device: {backend.describe()}; {len(settings)} members ({len(args.lr)} lr x {len(args.weight_decay)} weight "
+    print(f"device: {backend.describe()}; {_members(len(settings))} ({len(args.lr)} lr x {len(args.weight_decay)} weight "
           f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
     print(chosen, flush=True)
     if len(groups) > 1:
-        print(f"the grid is split into {len(groups)} ensembles of up to {per} members ({why})", flush=True)
+        print(f"the grid is split into {len(groups)} ensembles of up to {_members(per)} ({why})", flush=True)
     record = None
     if save_dir:
         print(f"checkpoints: {os.path.join(save_dir, CHECKPOINT.format('G'))} (continue with gpunn sweep --resume "
