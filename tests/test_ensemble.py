@@ -841,6 +841,14 @@ def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypa
         bad = blas.copy()
         bad[0] = address(functions(dtype, ctypes.c_int64)[0], wrong)
         assert not cblas._probe(np.dtype(dtype), bad)
+    monkeypatch.setattr(cblas, "_BOUND", {})
+
+    def not_compiled(*args):  # a Numba on which the intrinsics do not compile
+        from numba.core.errors import TypingError
+        raise TypingError("no such intrinsic here")
+
+    monkeypatch.setattr(cblas, "_probe_products", not_compiled)
+    assert cblas.numpy_blas(np.float64) is None
     monkeypatch.setattr(cblas, "_libraries", lambda: [])
     monkeypatch.setattr(cblas, "_BOUND", {})
     assert cblas.numpy_blas(np.float32) is None

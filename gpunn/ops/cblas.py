@@ -4,9 +4,9 @@
 ``numpy.matmul`` calls (the OpenBLAS inside NumPy's wheels, ``numpy.libs/libscipy_openblas64_*``: ILP64,
 symbols ``scipy_cblas_*64_``) as a small int64 array ``[gemm, gemv, dot, ilp64]``, which a Numba kernel
 takes as an argument and calls through :func:`gemm`, :func:`gemv` and :func:`dot` (intrinsics that call the
-address); or None where that library or its symbols are not found, or where those calls do not give
-numpy.matmul's bits on a probe (checked once per dtype, through the intrinsics). Used by
-``gpunn.ops.ensemble``'s member-group pass: a group of an Ensemble's members runs its whole forward and
+address); or None where that library or its symbols are not found, or where those calls do not compile on
+this Numba or do not give numpy.matmul's bits on a probe (checked once per dtype, through the intrinsics).
+Used by ``gpunn.ops.ensemble``'s member-group pass: a group of an Ensemble's members runs its whole forward and
 backward pass in one Numba call, without taking the GIL between its products (each product the same BLAS
 call numpy.matmul makes, so the same bits).
 
@@ -38,6 +38,7 @@ try:
     from numba import njit
     from numba.core import cgutils as _cgutils
     from numba.core import types as _nt
+    from numba.core.errors import NumbaError as _NumbaError
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - Numba is an optional dependency
     njit = None
@@ -178,7 +179,10 @@ def _probe(dtype, blas) -> bool:
     # each into a new NaN buffer: a call refused by BLAS writes nothing
     outs = tuple(numpy.full(shape, numpy.nan, dtype) for shape in ((m, n), (m, n), (m, n), (m, 1), (k, 1)))
     dots = numpy.full(1, numpy.nan)
-    _probe_products(blas, A, B, At, Bt, v, w, d, outs, dots, dtype.type(1), dtype.type(0))
+    try:
+        _probe_products(blas, A, B, At, Bt, v, w, d, outs, dots, dtype.type(1), dtype.type(0))
+    except _NumbaError:  # the intrinsics do not compile on this Numba: the group pass is not used
+        return False
     expected = (A @ B, At.T @ B, A @ Bt.T, A @ v, A.T @ w)
     return all(numpy.array_equal(o, e) for o, e in zip(outs, expected)) and dots[0] == numpy.dot(d, d)
 
