@@ -966,7 +966,8 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
                                               bootstrap=saved.get("kind") == "bootstrap")
         if evaluator is not None:
             evaluator = ens_training.EnsembleEvaluator(model, evaluator.X, evaluator.Y)
-    # a run saved before the fingerprint existed, or data parallel (sharded), has none: rows are all it checks
+    # a run saved before the fingerprint existed (a data-parallel one before ShardedArraySource recorded it) has
+    # none: rows are all it checks
     if "fingerprint" in saved and not same_fingerprint(saved["fingerprint"], source.config()["fingerprint"]):
         raise ValueError(f"{ckpt.path} trained on other values: these X and Y have its {X.shape[0]} training rows "
                          "but not its data (a checksum differs; rows in another order count as other data). "

@@ -255,14 +255,22 @@ def test_resuming_on_another_number_of_ranks_needs_an_even_split_of_the_global_b
         per_rank_batch_on_resume("run.npz", settings, 5)
 
 
-def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(monkeypatch):
-    import gpunn
+@pytest.fixture
+def one_process(monkeypatch):
+    """distributed=True in this process, as a run without MPI installed and with no launcher; the monkeypatch."""
     from gpunn.distributed import comm
 
-    monkeypatch.setitem(sys.modules, "mpi4py", None)  # no MPI installed, no launcher
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
     monkeypatch.setattr(comm, "_WORLD", {})
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
         monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(one_process):
+    import gpunn
+    from gpunn.distributed import comm
+
     X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
     models = [gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0) for _ in range(2)]
     runs = [m.fit(X, Y, epochs=2, batch_size=32, verbose=False, distributed=d) for m, d in zip(models, (True, False))]
@@ -271,17 +279,35 @@ def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(monkeypatch
     assert runs[0]["loss"] == runs[1]["loss"]
 
 
-def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_first(monkeypatch):
+def test_a_data_parallel_checkpoint_records_the_training_rows_checksum_that_a_resume_compares(one_process, tmp_path):
+    """The data-parallel run's arrays (gpunn.distributed.ShardedArraySource) are checksummed by the rule of a
+    one-process run's (gpunn.training.sources.fingerprint), once: the ranks' configuration check compares it
+    (the same rows in another order differ, tests/mpi_script.py's mismatch), and its checkpoint records it, so a
+    resume on other values of the same shape is refused. It recorded none, and such a resume went on."""
+    import gpunn
+    from gpunn.training.sources import fingerprint
+
+    X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
+    gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0).fit(
+        X, Y, epochs=1, batch_size=32, verbose=False, distributed=True,
+        callbacks=[gpunn.ModelCheckpoint(str(tmp_path / "run.npz"))])
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    recorded = ckpt.training["source"]
+    assert recorded["kind"] == "sharded-arrays" and recorded["fingerprint"] == fingerprint(numpy, X, Y)
+    with pytest.raises(ValueError, match="trained on other values"):
+        ckpt.resume(X[::-1], Y[::-1], epochs=2, verbose=False)
+    ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    assert ckpt.resume(X, Y, epochs=2, verbose=False, checkpoint=False)["loss"][0] > 0
+
+
+def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_first(one_process):
     # mpiexec forwards Ctrl-C to each rank in turn: rank 0's can stop both ranks (they agree after each
     # batch) before rank 1's own arrives. Rank 1 took that as a second Ctrl-C, raised KeyboardInterrupt
     # and so aborted the job (status 2, rank 0 killed while it wrote the checkpoint)
     import gpunn
     from gpunn.distributed import comm, training
 
-    monkeypatch.setitem(sys.modules, "mpi4py", None)
-    monkeypatch.setattr(comm, "_WORLD", {})
-    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch = one_process
     monkeypatch.setattr(comm.LocalComm, "any", lambda self, flag, label=None: True)  # another rank's Ctrl-C
 
     def fail(comm, exc):  # what a rank does with an exception in the fit, without ending this process
@@ -541,6 +567,8 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
     assert "optimizer.lr: 0.01 on rank 0; 0.02 on rank 1" in error
     # validation_data=(Xv, Yv) that differ between ranks: each rank scored its piece of its own rows
     assert "data.validation_fingerprint: " in json.loads((tmp_path / "out.json").read_text())["validation_error"]
+    # training rows in another order on one rank: the checksum a checkpoint records tells them apart
+    assert "\n  data.fingerprint: " in json.loads((tmp_path / "out.json").read_text())["order_error"]
 
 
 @needs_mpi

@@ -28,6 +28,7 @@ import numpy
 
 from ..data.base import ChunkedSource
 from ..rng import DeviceRNG, host_rng
+from ..training.sources import fingerprint
 
 
 def piece(M: int, rank: int, size: int) -> tuple[int, int]:
@@ -55,6 +56,7 @@ class ShardedArraySource:
         self.rows = None if batch_size is None else self.rows_for(batch_size)
         self.global_batch_rows = 0
         self._buffers = None
+        self._fingerprint = None
 
     @property
     def total_rows(self) -> int:
@@ -85,8 +87,14 @@ class ShardedArraySource:
             yield start, lo, hi
 
     def config(self) -> dict:
+        """As :class:`~gpunn.training.sources.ArraySource`'s, with the ranks: the ``fingerprint`` of all the rows
+        (every rank holds them all), computed once; the ranks' configuration check compares it, a checkpoint
+        records it, and a resume compares it with the arrays it is given."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.backend.xp, self.X, self.Y)
         return {"kind": "sharded-arrays", "rows": self.total_rows, "n_features": self.n_features,
-                "n_outputs": self.n_outputs, "ranks": self.size, "seed": self.seed, "shuffle": self.shuffle}
+                "n_outputs": self.n_outputs, "ranks": self.size, "seed": self.seed, "shuffle": self.shuffle,
+                "fingerprint": self._fingerprint}
 
     def _order(self, epoch, batch_size):
         """Indices of this rank's rows for the epoch, in training order (a device array)."""

@@ -224,11 +224,9 @@ class DataParallel:
                 raise ValueError("data-parallel training needs a source whose batches are a pure function of "
                                  "(seed, epoch, batch) (resumable), so that every rank draws the same ones")
             self.source = self._split(source, shards)
-            self._arrays = None
         else:
             self.source = ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed,
                                              shuffle=shuffle, batch_size=self.batch_size)
-            self._arrays = (X, Y)
         self.hook = GradientAllReduce(self.comm, self.source)
         self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
         if verbose and self.is_root:
@@ -280,10 +278,8 @@ class DataParallel:
 
     def settings(self, trainer) -> dict:
         """What every rank must agree on before the first step (see :mod:`.digest`)."""
-        model, xp = trainer.model, trainer.model.xp
-        data = dict(self.source.config())
-        if self._arrays is not None:  # a checksum of the data itself (a source is described by its config)
-            data["fingerprint"] = [float(xp.sum(a, dtype="float64")) for a in self._arrays]
+        model = trainer.model
+        data = dict(self.source.config())  # in-memory arrays' holds the checksum a checkpoint records of them
         if self._validation_fingerprint is not None:
             data["validation_fingerprint"] = self._validation_fingerprint
         described = {k: getattr(model, k) for k in ("bias", "seed", "seeds", "n_models") if hasattr(model, k)}
