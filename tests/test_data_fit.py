@@ -377,7 +377,8 @@ def test_gpunn_data_and_fit_tell_a_source_by_one_rule(missing):
     """gpunn.data.is_source is fit's rule (gpunn.training.protocols.is_source): an object lacking any one of
     DataSource's six members is no source for either (gpunn.data's did not ask for ``resumable``, so it
     called a source what fit took for an array), and ShardedSource, whose sizes come from its wrapped source
-    through __getattr__, is one for both."""
+    through __getattr__, is one for both. One with a batches method is refused by fit and resume naming the
+    member it lacks (they said "X must be an array of numbers"); one without is taken for an array, as before."""
     from types import SimpleNamespace
 
     from gpunn.distributed.shard import ShardedSource
@@ -386,7 +387,16 @@ def test_gpunn_data_and_fit_tell_a_source_by_one_rule(missing):
     source = data.synthetic("teacher", rows=1000, n_features=3, seed=1, device="cpu")
     members = ("rows", "n_features", "n_outputs", "resumable", "batches", "config")
     lacking = SimpleNamespace(**{name: getattr(source, name) for name in members if name != missing})
-    assert not data.is_source(lacking) and not fits_as_source(lacking, None)
+    assert not data.is_source(lacking)
+    if missing == "batches":
+        assert not fits_as_source(lacking, None)
+        with pytest.raises(TypeError, match="X must be an array of numbers, got a SimpleNamespace"):
+            gpunn.MLP([3, 4, 1], device="cpu").fit(lacking, epochs=1, verbose=False)
+    else:
+        said = f"X \\(SimpleNamespace\\) has a batches method but lacks {missing}, so it is no data source: a DataSource"
+        for fit in (gpunn.MLP([3, 4, 1], device="cpu").fit, gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu").fit):
+            with pytest.raises(TypeError, match=said):
+                fit(lacking, epochs=1, verbose=False)
     for whole in (SimpleNamespace(**{name: getattr(source, name) for name in members}), ShardedSource(source, 2)):
         assert data.is_source(whole) and fits_as_source(whole, None)
 

@@ -57,5 +57,6 @@ def iterable(batches, rows=None, n_features=None, n_outputs=None, standardize=Fa
 def is_source(obj) -> bool:
     """True for anything that speaks the DataSource protocol (rather than an array): what ``fit`` takes as a
     source. The one rule is :func:`gpunn.training.protocols.is_source`'s (all six members, ``resumable`` too,
-    each looked up with ``hasattr``, so that ``gpunn.distributed.ShardedSource`` is one)."""
-    return _is_source(obj, None)
+    each looked up with ``hasattr``, so that ``gpunn.distributed.ShardedSource`` is one); for an object with a
+    ``batches`` method that lacks another member it is False here, where ``fit`` refuses it naming what it lacks."""
+    return _is_source(obj, None, strict=False)

@@ -48,14 +48,21 @@ _SOURCE_MEMBERS = (*DataSource.__annotations__, *(name for name, value in vars(D
                                                   if callable(value) and not name.startswith("_")))
 
 
-def is_source(X, Y) -> bool:
+def is_source(X, Y, *, strict=True) -> bool:
     """Whether ``fit``/``resume`` got a DataSource as X (rather than arrays); a source holds its own
     targets, so Y must then be None (a TypeError says so rather than a failure deep in the arrays path).
+    With ``strict`` (fit's and resume's), an object with a ``batches`` method that lacks another member, a
+    source written by hand that misses one, is refused by a TypeError naming what it lacks: it is no array
+    either, and the arrays path said only "X must be an array of numbers".
 
     Each member is looked up with ``hasattr``, so a source may provide some through ``__getattr__``, as
     ``gpunn.distributed.ShardedSource`` does for its wrapped source's. (Not ``isinstance(X, DataSource)``:
     from Python 3.12 that looks members up statically and does not see those.)"""
-    if not all(hasattr(X, name) for name in _SOURCE_MEMBERS):
+    missing = [name for name in _SOURCE_MEMBERS if not hasattr(X, name)]
+    if missing and strict and callable(getattr(X, "batches", None)):
+        raise TypeError(f"X ({type(X).__name__}) has a batches method but lacks {', '.join(missing)}, so it is no "
+                        f"data source: a DataSource (gpunn.training.protocols) has {', '.join(_SOURCE_MEMBERS)}")
+    if missing:
         return False
     if Y is not None:
         raise TypeError(f"got a data source ({type(X).__name__}) and Y: a source holds its targets; pass it "
