@@ -696,7 +696,8 @@ class Checkpoint:
         where the checkpoint was written.
 
         The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
-        from the checkpoint; ``epochs`` (the run's total) may raise it, never below the epochs done.
+        from the checkpoint (a built-in callback passed in ``callbacks`` takes over its class's saved state,
+        with a warning when its settings differ); ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing. Other data are refused: another row count, or in-memory arrays whose values or
         row order differ from the run's (the checkpoint keeps a checksum of them); so are other
@@ -902,6 +903,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         for cb in user:  # a user's own stateful callback picks up the state saved for its class
             entry = by_class.get(type(cb).__name__)
             if entry is not None and hasattr(cb, "load_state_dict"):
+                _warn_other_settings(ckpt, cb, entry)
                 cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
         if checkpoint not in (True, False) and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
             restored.append(ModelCheckpoint(checkpoint))
@@ -937,6 +939,34 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                                              validation=evaluator, handle_interrupt=handle_interrupt)
         return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
                      handle_interrupt=handle_interrupt)
+
+
+def _warn_other_settings(ckpt, cb, entry) -> None:
+    """Warn when a built-in callback passed to resume (``cb``) takes over the state the run saved for its class
+    (``entry``) with other settings: EarlyStopping(patience=1) for a run saved with patience 6 goes on from the
+    saved wait and best by other rules, so the resumed run is not the run saved. ModelCheckpoint aside: where and
+    when the run is written does not change it."""
+    if CALLBACKS.get(entry["class"]) is not type(cb) or type(cb) is ModelCheckpoint or not isinstance(entry["config"],
+                                                                                                    dict):
+        return
+    validated = ckpt.settings.validation is not None
+    saved = _as_run(entry["config"], validated)
+    now = _as_run(json.loads(json.dumps(cb.get_config())), validated)  # as the checkpoint holds it (tuples as lists)
+    changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in now.items() if saved.get(key) != value]
+    if changed:
+        warnings.warn(f"{cb!r} takes over the state of the {entry['class']} that {ckpt.path} saved, with other "
+                      f"settings ({', '.join(changed)}): the run goes on by these, not as the run saved would. Pass "
+                      "it with the saved settings, or leave it out to have the saved one restored", UserWarning,
+                      stacklevel=_backend.user_stacklevel())
+
+
+def _as_run(config: dict, validated: bool) -> dict:
+    """A monitoring callback's settings as they run: monitor None is val_loss in a run with validation (else
+    loss), mode "auto" follows the monitor (see gpunn.training.callbacks)."""
+    if "monitor" not in config:
+        return config
+    monitor = config["monitor"] or ("val_loss" if validated else "loss")
+    return {**config, "monitor": monitor, "mode": cbmod._mode_for(monitor, config.get("mode", "auto"))}
 
 
 _ARRAY_KINDS = ("arrays", "bootstrap", "sharded-arrays")  # source kinds of a run on in-memory arrays (data parallel's too)

@@ -324,6 +324,30 @@ def test_a_resumed_run_ends_with_the_best_weights_of_an_epoch_before_the_resume(
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
 
 
+def test_a_built_in_callback_with_other_settings_on_resume_takes_over_the_saved_state_with_a_warning(data, tmp_path):
+    """resume(callbacks=[EarlyStopping(patience=1, monitor="loss")]) for a run saved with EarlyStopping(patience=6)
+    goes on from the saved wait and best by the new rules (the documented protocol), so the run is no longer the
+    one saved: a warning names each setting that differs. The saved settings, or another ModelCheckpoint, pass."""
+    import warnings
+
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, validation_fraction=0.2, verbose=False,
+                                             callbacks=[EarlyStopping(patience=6), ReduceLROnPlateau(patience=2),
+                                                        gpunn.ModelCheckpoint(path)])
+    with pytest.warns(UserWarning, match=r"EarlyStopping\(monitor='loss', patience=1, .*\) takes over the state of the "
+                                         r"EarlyStopping that .*c\.npz saved, with other settings \(monitor 'val_loss' "
+                                         r"-> 'loss', patience 6 -> 1\): the run goes on by these") as caught:
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False,
+                                           callbacks=[EarlyStopping(patience=1, monitor="loss")])
+    assert caught[0].filename == __file__  # said at the user's line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=[
+            EarlyStopping(patience=6), ReduceLROnPlateau(patience=2), gpunn.ModelCheckpoint(tmp_path / "d.npz", every=2)])
+    assert not [w for w in caught if "takes over" in str(w.message)]
+
+
 def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],

@@ -41,7 +41,8 @@ class Callback:
 
     A checkpoint stores all three per callback. On resume a built-in callback is rebuilt as
     ``cls(**config)`` and given its state; a callback you pass to ``resume(callbacks=[...])`` receives,
-    through ``load_state_dict``, the state saved for its class name.
+    through ``load_state_dict``, the state saved for its class name (a built-in one whose settings differ
+    from the saved one's takes it over with a warning naming them: the run goes on by other rules).
     """
 
     def __repr__(self):
