@@ -788,8 +788,9 @@ class _FreezeMember(Callback):
 
 
 def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does(monkeypatch):
-    """Not for other activations, two outputs, no bias, a single row, strided input, or where NumPy's BLAS
-    could not be bound: then group_pass is None and the step runs _forward and _backward."""
+    """Not for other activations, two outputs, no bias, a single row, strided input, more rows than a C int
+    holds, or where NumPy's BLAS could not be bound: then group_pass is None and the step runs _forward and
+    _backward."""
     import gpunn.ops.ensemble as ens_ops
 
     def one_call(sizes=(4, 6, 1), rows=8, X=None, **options):
@@ -803,8 +804,10 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
     assert not one_call(activation="tanh") and not one_call(sizes=(4, 6, 2)) and not one_call(bias=False)
     assert not one_call(rows=1) and not one_call(sizes=(4, 1)) and not one_call(sizes=(1, 6, 1))
     assert not one_call(X=np.ones((8, 8), np.float32)[:, ::2])
+    monkeypatch.setattr(ens_ops, "GEMM_INT_MAX", 7, raising=False)  # a batch over a CBLAS's C int rows (2**31 - 1), made small
+    assert not one_call() and one_call(rows=7)
     monkeypatch.setattr(ens_ops, "numpy_blas", lambda dtype: None)
-    assert not one_call()
+    assert not one_call(rows=7)
 
 
 def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypatch):

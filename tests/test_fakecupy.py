@@ -459,6 +459,74 @@ def test_a_graph_launch_on_freed_memory_fails(fake_cupy):
         graph.launch(s)
 
 
+def _strided(cp, shape):
+    """A device view of ``shape`` over one element (strides 0): a 2**31-row operand without its memory."""
+    one = cp.zeros(1, "float64").view(numpy.ndarray)
+    return numpy.lib.stride_tricks.as_strided(one, shape, (0,) * len(shape)).view(fakecupy.ndarray)
+
+
+def test_a_product_over_a_batch_of_2_31_rows_reaches_cupy_in_blocks_its_int_arguments_take(fake_cupy, monkeypatch):
+    """CuPy's matmul casts m, n and k to C int unchecked (fakecupy.check_matmul_ints refuses what would wrap): a
+    full batch of 2**31 rows or more goes in row blocks (Z = A W), and a weight gradient's k = rows in blocks
+    summed into dW. Checked on views of one element; the products are recorded, not computed (k = each block's
+    rows is written instead, so dW's sum counts the rows)."""
+    from gpunn.ops.cuda import CupyOps
+    from gpunn.ops.ensemble_cuda import CupyEnsembleOps
+
+    rows, calls = 2**31 + 5, []
+
+    def product(a, b, out=None):
+        fakecupy.check_matmul_ints(a, b)
+        calls.append((a.shape[-2], a.shape[-1]))
+        if out.size < 100:  # dW; Z's blocks (views of one element) are left alone
+            out[...] = a.shape[-1]
+        return out
+
+    monkeypatch.setattr(fake_cupy, "matmul", product)
+    ops = CupyOps()
+    ops.matmul(_strided(fake_cupy, (rows, 3)), fake_cupy.ones((3, 2)), _strided(fake_cupy, (rows, 2)))
+    assert calls == [(rows // 2, 3), (rows - rows // 2, 3)]
+    calls.clear()
+    dW = fake_cupy.zeros((3, 2))
+    ops.matmul(_strided(fake_cupy, (rows, 3)).T, _strided(fake_cupy, (rows, 2)), dW)
+    assert calls == [(3, rows // 2), (3, rows - rows // 2)] and (dW.get() == rows).all()
+    calls.clear()
+    members = CupyEnsembleOps(ops)  # (K, rows, n) stacks: X shared by the members, then each member's dW
+    members.matmul(_strided(fake_cupy, (rows, 3)), fake_cupy.ones((4, 3, 2)), _strided(fake_cupy, (4, rows, 2)))
+    dW = fake_cupy.zeros((4, 3, 2))
+    members.matmul(_strided(fake_cupy, (4, rows, 3)).transpose(0, 2, 1), _strided(fake_cupy, (4, rows, 2)), dW)
+    assert calls == [(rows // 2, 3), (rows - rows // 2, 3), (3, rows // 2), (3, rows - rows // 2)]
+    assert (dW.get() == rows).all()
+    with pytest.raises(OverflowError, match=r"matmul: argument 'rows' = 2147483653 does not fit a C int"):
+        fakecupy.check_matmul_ints(_strided(fake_cupy, (rows, 3)), fake_cupy.ones((3, 2)))
+
+
+@pytest.mark.parametrize("precision, ensemble", [("float32", False), ("tf32", False), ("bf16", False), ("tf32", True)])
+def test_products_cut_into_row_blocks_train_as_whole_products_do(fake_cupy, monkeypatch, precision, ensemble):
+    """A full batch of 130 rows with ``gemm_limit`` 40 (the 2**31 - 1 of a real run, small): every cuBLAS call
+    (CuPy's matmul, gemmEx, the graph's GemmEx) gets at most 40 rows or terms, and training lands where the
+    whole products take it (to the float32 rounding of the weight gradient's sums in four parts)."""
+    from gpunn import MLP, Ensemble
+
+    dims, check, gemm = [], fakecupy.check_matmul_ints, fakecupy._gemm
+    monkeypatch.setattr(fakecupy, "check_matmul_ints", lambda a, b: dims.append(a.shape[-2:] + b.shape[-1:]) or check(a, b))
+    monkeypatch.setattr(fakecupy, "_gemm", lambda *args, **kw: dims.append(args[2:5]) or gemm(*args, **kw))
+    X, Y = _data(rows=130)
+    results = []
+    for limit in (None, 40):
+        make = (lambda: Ensemble([6, 16, 2], n_models=3, device="cuda", seed=0, precision=precision)) if ensemble else (
+            lambda: MLP([6, 16, 2], device="cuda", seed=0, precision=precision))
+        model = make()
+        ops = model.ops
+        if limit:
+            ops.gemm_limit = limit
+        dims.clear()
+        model.fit(X, Y, epochs=3, batch_size=None, shuffle=False, lr=1e-2, verbose=False)
+        results.append(model.params.get())
+        assert max(max(d) for d in dims) == 130 if limit is None else 30 <= max(max(d) for d in dims) <= limit
+    numpy.testing.assert_allclose(results[1], results[0], rtol=2e-5, atol=1e-6)
+
+
 def test_the_ctypes_cublas_checks_its_calls_and_captures_gemms(fake_cupy):
     """CapturableBlas on the stand-in's libcublas: argtypes are required and checked, a GemmEx on the
     handle's capturing stream is recorded (with alpha/beta read at the call) and run by the graph."""

@@ -89,6 +89,34 @@ def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
     assert chooser.choices[gemm.shape_key(a, b)] == "blis"
 
 
+def test_a_product_over_c_int_dimensions_is_numpys_not_a_library_of_int_arguments(monkeypatch):
+    """MKL's CBLAS (through ctypes c_int, which wraps a larger value silently) and BLIS take C int dimensions: a
+    product with one over 2**31 - 1 (a full batch of 2**31 rows) is NumPy's, which takes any size. The limit is
+    made small here; the library is a stand-in that counts its calls."""
+    calls = []
+
+    class Counting:
+        name = "mkl"
+
+        def takes(self, a, b, out):
+            return True
+
+        def __call__(self, a, b, out, split=None):
+            calls.append(a.shape)
+            return numpy.matmul(a, b, out=out)
+
+    library = gemm.library
+    monkeypatch.setattr(gemm, "library", lambda name: Counting() if name == "mkl" else library(name))
+    monkeypatch.setattr(gemm, "GEMM_INT_MAX", 100, raising=False)
+    chooser = gemm.GemmChooser(candidates=["mkl"])
+    for m, k in ((100, 3), (101, 3), (3, 101)):  # Z's rows, then dW's k = rows
+        a, b = operands(m, k, 2, False, False, "float64")
+        out = numpy.empty((m, 2))
+        chooser.matmul(a, b, out)
+        numpy.testing.assert_allclose(out, a @ b, **TOL["float64"])
+    assert calls == [(100, 3)]
+
+
 def test_gpunn_gemm_env(monkeypatch):
     monkeypatch.delenv(gemm.ENV, raising=False)  # the default: NumPy alone (the per-shape choice is opt-in)
     assert gemm.requested() == (["numpy"], True) and "NumPy alone" in gemm.describe()

@@ -63,6 +63,45 @@ def round_to_tf32(x):
     return xp.where(finite, rounded.view(xp.float32), x)
 
 
+#: The largest m, n or k one GEMM call takes: cuBLAS's (and CBLAS's LP64) dimensions are C ints. CuPy's
+#: ``matmul`` casts them with ``<int>``, unchecked, so a larger one wraps; its gemmEx binding raises
+#: OverflowError. ``Ops.gemm_limit`` (the product's own limit, smaller in tests) defaults to it.
+GEMM_INT_MAX = 2**31 - 1
+
+
+def blocks(n, limit) -> list[tuple[int, int]]:
+    """[lo, hi) bounds cutting range(n) into the fewest pieces of at most ``limit``, of near-equal sizes."""
+    parts = max(1, -(-n // limit))
+    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+
+
+def matmul_in_blocks(product, a, b, out, limit, scratch):
+    """out = a @ b (2-D, or stacks of matrices on the leading axis) by ``product(a, b, out)`` calls none of
+    whose dimensions passes ``limit``: the rows of a and out (a batch's rows, in Z = A W and dA = dZ W^T) in
+    blocks, each product written into its rows of out; a k over the limit (the batch's rows again, in the
+    weight gradient A^T dZ) in blocks summed into out (float32/float64), the later ones through
+    ``scratch(shape, dtype)``. A product of at most ``limit`` in every dimension is one call, as before."""
+    rows, k = a.shape[-2], a.shape[-1]
+    if out.shape[-1] > limit:
+        raise ValueError(f"a product with {out.shape[-1]:,} columns: over the {limit:,} a GEMM call takes")
+    if rows > limit:
+        for lo, hi in blocks(rows, limit):
+            matmul_in_blocks(product, a[..., lo:hi, :], b, out[..., lo:hi, :], limit, scratch)
+        return out
+    if k <= limit:
+        return product(a, b, out)
+    if out.dtype not in (numpy.float32, numpy.float64):
+        raise ValueError(f"a product summing {k:,} terms (over the {limit:,} a GEMM call takes) into {out.dtype}")
+    part = None
+    for lo, hi in blocks(k, limit):
+        if part is None:
+            product(a[..., lo:hi], b[..., lo:hi, :], out)
+            part = scratch(out.shape, out.dtype)
+        else:
+            out += product(a[..., lo:hi], b[..., lo:hi, :], part)
+    return out
+
+
 def _array_module(x):
     return __import__("cupy") if is_device_array(x) else numpy
 
@@ -99,6 +138,9 @@ class Ops:
     """The reference. ``precision`` ("float32", "tf32", "bf16") is how the matrix products and the
     bf16 stages compute; here it is emulated in NumPy (tf32: inputs rounded to TF32; bf16: widened
     to float32, computed, rounded on store), which the tests use as the reference of the GPU path."""
+
+    #: the largest dimension one GEMM call gets: a larger product is cut into blocks (``matmul_in_blocks``)
+    gemm_limit = GEMM_INT_MAX
 
     def __init__(self, xp=numpy, precision="float32"):
         self.xp = xp

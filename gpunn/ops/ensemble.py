@@ -27,7 +27,7 @@ import time
 import numpy
 
 from ..activations import Activation
-from .base import is_bf16, sum_rows_into, sums_of_squares64
+from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
@@ -707,7 +707,8 @@ class CpuEnsembleOps(EnsembleOps):
 
     def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
         """Whether group_pass gives a function for these arguments (see there)."""
-        return (X.shape[-2] >= 2 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
+        return (2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
+                and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
                 and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts))
 
     def _one_call_network(self, weights, biases, acts) -> bool:

@@ -15,7 +15,7 @@ import numpy
 
 from ..activations import Activation
 from . import kernels
-from .base import is_bf16
+from .base import is_bf16, matmul_in_blocks
 from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
 from .ensemble import EnsembleOps, MemberRates
 
@@ -88,7 +88,15 @@ class CupyEnsembleOps(EnsembleOps):
         """cuBLAS's strided batched product (GemmStridedBatchedEx with the compute type of the precision: TF32
         tensor cores for "tf32", bf16 operands with float32 accumulation for bf16), on the graph path's own
         handle while a step is captured (CuPy's matmul cannot be), and for tf32 and bf16 always; CuPy's matmul
-        for a float32/float64 product outside a graph."""
+        for a float32/float64 product outside a graph. A batch of 2^31 rows or more is cut into blocks
+        (``matmul_in_blocks``): cuBLAS's dimensions are C ints."""
+        limit = self.ops.gemm_limit
+        if max(a.shape[-2:] + out.shape[-1:]) > limit:
+            return matmul_in_blocks(self._matmul, a, b, out, limit,
+                                    lambda shape, dtype: self.ops.scratch(shape, dtype, slot="gemm"))
+        return self._matmul(a, b, out)
+
+    def _matmul(self, a, b, out):
         ops, blas = self.ops, self.ops.blas
         gemm_ex = ops.precision != "float32" or is_bf16(a.dtype)  # else CuPy's matmul, unless a graph is captured
         if out.ndim != 3 or (blas is None and not gemm_ex) or (blas is not None and not hasattr(blas, "gemm_batched")):

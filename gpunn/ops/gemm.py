@@ -46,6 +46,8 @@ import time
 
 import numpy
 
+from .base import GEMM_INT_MAX
+
 ENV = "GPUNN_GEMM"
 DEFAULT = "numpy"  # the per-shape choice is opt-in (GPUNN_GEMM=auto): see the module docstring
 LIBRARIES = ("numpy", "blis", "mkl")
@@ -246,6 +248,8 @@ class GemmChooser:
         self._impl = {lib.name: lib for lib in self.libraries}
 
     def matmul(self, a, b, out):
+        if max(a.shape + b.shape[1:]) > GEMM_INT_MAX:  # MKL's and BLIS's dimensions are C ints (ctypes wraps
+            return numpy.matmul(a, b, out=out)  # them unchecked); NumPy's matmul takes any size
         key = shape_key(a, b)
         name = self.choices.get(key)
         if name is None:

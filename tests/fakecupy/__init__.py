@@ -47,7 +47,8 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   CuPy 14 has (``fakecupy.names``, also for ``numpy.f(device_array)``); Cython-typed arguments (tuple
   grid and block, tuple options, str code, gemmEx's integers); a stream made on another device cannot be
   entered; no elapsed time between events made with ``disable_timing``; ``RandomState.permutation`` of
-  a NumPy integer is a TypeError (CuPy permutes only a Python int as a range).
+  a NumPy integer is a TypeError (CuPy permutes only a Python int as a range); ``matmul`` of a dimension
+  over 2**31 - 1 raises OverflowError (CuPy's casts to C int wrap it: ``check_matmul_ints``).
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host,
@@ -736,6 +737,18 @@ def _creator(name):
 
     create.__name__ = name
     return create
+
+
+def matmul(a, b, out=None, **kwargs):
+    """NumPy's matmul on device arrays, after ``check_matmul_ints``."""
+    check_matmul_ints(a, b)
+    return _creator("matmul")(a, b, out=out, **kwargs)
+
+
+def check_matmul_ints(a, b):
+    """cupy.matmul hands m, n and k to cuBLAS through unchecked ``<int>`` casts (cupy/_core/_routines_linalg.pyx,
+    tensordot_core_v11): one over 2**31 - 1 (a batch of 2**31 rows) wraps there. Refused here (OverflowError)."""
+    _cython_ints("matmul", **{name: ("int", v) for name, v in zip(("rows", "k", "cols"), a.shape[-2:] + b.shape[-1:])})
 
 
 _MODULE_NAME = __name__
