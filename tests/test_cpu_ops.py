@@ -260,3 +260,41 @@ def test_pieces_on_gpunns_threads_run_under_the_callers_floating_point_error_sta
     with numpy.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         run_pieces(invalid, [(0,), (1,)], name="errstate-test")
+
+
+def test_the_bias_gradient_of_a_large_batch_is_summed_in_float64_as_on_the_gpu():
+    """float32 column sums of 2**17 rows drift (each add rounds to the running sum's ulp, 2**-10 past 8,192);
+    the GPU's bias_grad sums in double and rounds once. Every CPU path does too now: the NumPy reference, the
+    fused column sums (one thread and two), ReLU's fused backward, and an ensemble's member sums (the plain, the
+    fused ReLU and the one-output outer-product paths): each within an ulp of the float64 sum rounded once."""
+    from gpunn.ops import ensemble_ops_for
+
+    rng = numpy.random.default_rng(0)
+    dZ = (0.1 + 0.01 * rng.random((2**17, 3))).astype(numpy.float32)
+    exact = dZ.astype(numpy.float64).sum(axis=0).astype(numpy.float32)  # what kernels/reductions.cu computes
+    drift = numpy.abs(dZ.sum(axis=0) / exact - 1).max()
+    assert drift > 4e-6  # float32 sums (NumPy's, the kernels' before) are 70 ulps off or more
+
+    def close(db, want=exact):
+        numpy.testing.assert_array_max_ulp(db, want, maxulp=1)
+
+    relu, ones = ACTIVATIONS["relu"], numpy.ones_like(dZ)
+    for ops in (Ops(numpy), CpuOps(threads=1), CpuOps(threads=2)):
+        db = numpy.full(3, numpy.nan, numpy.float32)
+        close(ops.bias_gradient(dZ, db))
+        dA, db = dZ.copy(), numpy.full(3, numpy.nan, numpy.float32)
+        ops.activation_bias_backward(dA, relu, ones, True, dA, db)
+        close(db)
+        members = ensemble_ops_for(ops)
+        stack = numpy.stack([dZ, dZ[::-1]])
+        db = numpy.full((2, 3), numpy.nan, numpy.float32)
+        close(members.bias_gradient(stack, db), numpy.stack([exact, exact]))
+        dA, db = stack.copy(), numpy.full((2, 3), numpy.nan, numpy.float32)
+        members.activation_bias_backward(dA, relu, numpy.ones_like(stack), True, dA, db)
+        close(db, numpy.stack([exact, exact]))
+    dz = numpy.ascontiguousarray(dZ[:, :1])[None]  # (K=1, rows, 1): the output layer's dZ, times w = 1 for 3 columns
+    dA, db = numpy.empty((1, 2**17, 3), numpy.float32), numpy.full((1, 3), numpy.nan, numpy.float32)
+    assert members.outer_activation_bias_backward(dz, numpy.ones((1, 3, 1), numpy.float32), relu,
+                                                  numpy.ones_like(dA), True, dA, db) == (numba is not None)
+    if numba is not None:
+        close(db[0], numpy.full(3, exact[0]))

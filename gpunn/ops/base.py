@@ -107,12 +107,12 @@ def _array_module(x):
 
 
 def sum_rows_into(xp, dZ, db, axis):
-    """db <- sums of dZ over its rows ``axis`` (0 for one model's dZ, 1 for an ensemble's (K, rows, n)); a
-    bf16 dZ is summed in float64 into the float32 db, as the kernels do. Returns db."""
+    """db <- sums of dZ over its rows ``axis`` (0 for one model's dZ, 1 for an ensemble's (K, rows, n)), summed
+    in float64 and rounded once into db, as the kernels do (a bf16 dZ into the float32 db). Returns db."""
     if is_bf16(dZ.dtype):
-        db[...] = widen(dZ).astype(numpy.float64).sum(axis=axis)
-        return db
-    return xp.sum(dZ, axis=axis, out=db)
+        dZ = widen(dZ)
+    db[...] = xp.sum(dZ, axis=axis, dtype=numpy.float64)
+    return db
 
 
 def squares64(xp, D):
@@ -243,7 +243,7 @@ class Ops:
         return sums_of_squares64(self.xp, diff.reshape(-1))
 
     def bias_gradient(self, dZ, db):
-        """db <- column sums of dZ (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
+        """db <- column sums of dZ, summed in float64 as the kernel sums them (a bf16 dZ into a float32 db)."""
         return sum_rows_into(self.xp, dZ, db, axis=0)
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------

@@ -77,14 +77,25 @@ if numba is not None:
 
     @njit(**_jit)
     def _relu_backward_bias_inplace(dZ, source, sums, lo, hi):
-        """dZ <- dZ * [source > 0] on rows lo..hi; sums <- the column sums of those rows (in row order)."""
+        """dZ <- dZ * [source > 0] on rows lo..hi; sums <- the column sums of those rows (in row order, in
+        float64, as the GPU's bias_grad sums them; rounded once into ``sums``)."""
         D, S = dZ[lo:hi], source[lo:hi]
-        acc = numpy.zeros(D.shape[1], D.dtype)
+        acc = numpy.zeros(D.shape[1], numpy.float64)
         for i in range(D.shape[0]):
             for j in range(D.shape[1]):
                 d = D[i, j] * (S[i, j] > 0)
                 D[i, j] = d
                 acc[j] += d
+        sums[:] = acc
+
+    @njit(**_jit)
+    def _column_sums(dZ, sums, lo, hi):
+        """sums <- the column sums of dZ's rows lo..hi (in row order, in float64; rounded once into ``sums``)."""
+        D = dZ[lo:hi]
+        acc = numpy.zeros(D.shape[1], numpy.float64)
+        for i in range(D.shape[0]):
+            for j in range(D.shape[1]):
+                acc[j] += D[i, j]
         sums[:] = acc
 
     @njit(**_jit)
@@ -261,16 +272,27 @@ class CpuOps(Ops):
         if not (self.fused and db is not None and act.name == "relu" and dZ is dA and dA.ndim == 2
                 and _fusable(dA, source, db)):
             return super().activation_bias_backward(dA, act, source, from_output, dZ, db)
-        rows = dA.shape[0]
-        parts = min(self.threads, rows) if dA.size >= PARALLEL_MIN_ELEMENTS else 1
-        if parts == 1:
-            _relu_backward_bias_inplace(dA, source, db, 0, rows)  # the column sums land in db directly
-            return dZ
-        sums = self.scratch((parts, dA.shape[1]), dA.dtype, slot=3)
-        bounds = _bounds(rows, parts)
-        run_pieces(_relu_backward_bias_inplace, [(dA, source, sums[t], bounds[t], bounds[t + 1]) for t in range(parts)])
-        numpy.sum(sums, axis=0, out=db)
+        self._sum_rows(_relu_backward_bias_inplace, (dA, source), db)
         return dZ
+
+    def bias_gradient(self, dZ, db):
+        if not (self.fused and dZ.ndim == 2 and _fusable(dZ, db)):
+            return super().bias_gradient(dZ, db)
+        self._sum_rows(_column_sums, (dZ,), db)
+        return db
+
+    def _sum_rows(self, kernel, args, db):
+        """kernel(*args, sums, lo, hi), which writes the float64 column sums of rows lo..hi of args[0] into
+        ``sums``, over all the rows: into db directly, or in `threads` pieces summed in float64 into db."""
+        rows, cols = args[0].shape
+        parts = min(self.threads, rows) if args[0].size >= PARALLEL_MIN_ELEMENTS else 1
+        if parts <= 1:
+            kernel(*args, db, 0, rows)  # the column sums land in db directly
+            return
+        sums = self.scratch((parts, cols), numpy.float64, slot=3)
+        bounds = _bounds(rows, parts)
+        run_pieces(kernel, [(*args, sums[t], bounds[t], bounds[t + 1]) for t in range(parts)])
+        db[...] = sums.sum(axis=0)
 
     # ---- optimizer -------------------------------------------------------------------
     def adam_step(self, w, g, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled):

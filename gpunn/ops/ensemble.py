@@ -158,7 +158,7 @@ class EnsembleOps:
         return False
 
     def bias_gradient(self, dZ, db):
-        """db[k] <- column sums of dZ[k] (bf16 dZ: summed in float64 into a float32 db, as the kernel)."""
+        """db[k] <- column sums of dZ[k], summed in float64 as the kernel sums them (a bf16 dZ into a float32 db)."""
         return sum_rows_into(self.xp, dZ, db, axis=1)
 
     def loss_gradient(self, A, Y, dA, out=None):
@@ -281,7 +281,7 @@ try:
     if numba is not None:
         from numba import njit
 
-        from .cpu import _adam, _adam_l2, _bias_relu_inplace, _jit, _relu_backward_bias_inplace
+        from .cpu import _adam, _adam_l2, _bias_relu_inplace, _column_sums, _jit, _relu_backward_bias_inplace
 except ImportError:  # pragma: no cover
     numba = None
 
@@ -294,6 +294,12 @@ if numba is not None:
             _bias_relu_inplace(Z[k], b[k], 0, Z.shape[1])
 
     @njit(**_jit)
+    def _member_column_sums(dZ, db):
+        """db[k] <- the column sums of dZ[k] (in float64, rounded once), for every member k."""
+        for k in range(dZ.shape[0]):
+            _column_sums(dZ[k], db[k], 0, dZ.shape[1])
+
+    @njit(**_jit)
     def _member_relu_backward_bias(dZ, source, db):
         """dZ[k] <- dZ[k] * [source[k] > 0] and db[k] <- its column sums, for every member k."""
         for k in range(dZ.shape[0]):
@@ -302,8 +308,8 @@ if numba is not None:
     @njit(**_jit)
     def _outer_relu_backward_bias(dz, w, S, D, sums):
         """D <- (dz outer w) * [S > 0] and sums <- its column sums (in row order): the numpy outer product
-        followed by _relu_backward_bias_inplace, element for element."""
-        acc = numpy.zeros(D.shape[1], D.dtype)
+        followed by _relu_backward_bias_inplace, element for element (the sums in float64)."""
+        acc = numpy.zeros(D.shape[1], numpy.float64)
         for i in range(D.shape[0]):
             a = dz[i]
             for j in range(D.shape[1]):
@@ -674,6 +680,13 @@ class CpuEnsembleOps(EnsembleOps):
             _member_relu_backward_bias(dA, source, db)
             return dZ
         return super().activation_bias_backward(dA, act, source, from_output, dZ, db)
+
+    def bias_gradient(self, dZ, db):
+        if not (self.fused and dZ.ndim == 3 and _contiguous_floats(dZ) and db.dtype == dZ.dtype
+                and db.strides[-1] == db.itemsize):
+            return super().bias_gradient(dZ, db)
+        _member_column_sums(dZ, db)
+        return db
 
     def outer_activation_bias_backward(self, dZ, W, act: Activation, source, from_output: bool, dA, db) -> bool:
         # One pass instead of two (NumPy's broadcast multiply, 64 x 128 short rows of 64, then the ReLU kernel):
