@@ -198,6 +198,7 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
     (["-m"], ["python", "-mgpunn"], None, True),
     (["-m", "-x"], ["python", "-m", "pytest", "-x"], None, False),  # python -m pytest (a package importing gpunn)
     (["-m"], ["python", "-m", "gpunn.bench.peers"], None, False),  # another module of gpunn: no gpunn.cli.main
+    (["-m"], ["python", "-mmygpunn"], None, False),  # a module whose name ends in gpunn, after -m without a space
     (["/venv/bin/gpunn", "train"], ["python", "/venv/bin/gpunn", "train"], "/venv/bin/gpunn", True),
     (["/x/gpunn.exe", "train"], ["python", "/x/gpunn.exe", "train"], "/x/gpunn.exe", True),
     (["/x/gpunn", "train"], ["python", "/x/gpunn", "train"], None, False),  # python -c, imported from a REPL
@@ -215,6 +216,48 @@ def test_only_the_command_changes_the_signal_handlers_while_it_starts(monkeypatc
     monkeypatch.setattr(sys, "orig_argv", orig)
     monkeypatch.setitem(sys.modules, "__main__", main_module)
     assert _startup._is_the_command() is command
+
+
+@pytest.mark.parametrize("argv,env,asked", [(["gpunn", "train", "--debug"], None, True), (["gpunn", "train"], "1", True),
+                                             (["gpunn", "train"], "0", False), (["gpunn", "train"], " Off ", False),
+                                             (["gpunn", "train"], None, False)])
+def test_the_startup_handlers_keep_the_traceback_debug_asks_for(monkeypatch, argv, env, asked):
+    from gpunn import _startup
+
+    monkeypatch.setattr(sys, "argv", argv)
+    if env is None:
+        monkeypatch.delenv("GPUNN_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("GPUNN_DEBUG", env)
+    assert _startup._debug_requested() is asked
+
+
+def test_the_startup_handlers_leave_an_ignored_signal_and_a_handler_set_since_alone(monkeypatch):
+    """install() takes only signals at their defaults (a background job's ignored Ctrl-C stays ignored); started()
+    puts back only the handlers that are still its own (one set meanwhile is kept)."""
+    from gpunn import _startup
+
+    monkeypatch.setattr(_startup, "_previous", {})
+    monkeypatch.setattr(_startup, "_is_the_command", lambda: True)
+    monkeypatch.setattr(_startup, "_debug_requested", lambda: False)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _startup.install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is _startup._interrupted
+
+        def own(signum, frame):
+            pass
+
+        signal.signal(signal.SIGTERM, own)
+        _startup.started()
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == (signal.SIG_IGN, own)
+        assert _startup._previous == {}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -364,7 +364,7 @@ class _Clock:
 
 
 @pytest.mark.parametrize("late,stopped_at,ends_before", [(0.0, None, 3.0), (0.2, None, 3.0), (0.0, 3, 3.0 + 600),
-                                                         (0.3, 2, 3.0 + 600)])
+                                                         (0.3, 2, 3.0 + 600), (0.0, 1, 3.0 + 600)])
 def test_the_watchdog_counts_the_time_the_process_ran_not_the_time_it_was_stopped(monkeypatch, late, stopped_at,
                                                                                     ends_before):
     # A job suspended for 10 minutes (every rank stopped at once) aborted when it was resumed: the collective
@@ -388,6 +388,57 @@ def test_the_watchdog_counts_the_time_the_process_ran_not_the_time_it_was_stoppe
     assert when - 100.0 < ends_before  # fired after the timeout of running time, the stopped stretch aside
     if stopped_at is not None:
         assert when - 100.0 > 600.0  # ... not as the process was resumed
+def test_the_watchdog_times_each_collective_from_its_own_start(monkeypatch):
+    # a collective that ends and the next that begins between two looks: the next one's wait starts at zero
+    from gpunn.distributed import comm
+
+    clock = _Clock()
+    monkeypatch.setattr(comm, "time", clock)
+    fired = []
+    dog = comm._Watchdog(2.0, lambda label, seconds: fired.append((label, seconds, clock.now)))
+    dog._thread = "started"
+    sleep = clock.sleep
+
+    def sleep_and_switch(seconds):
+        sleep(seconds)
+        if clock.looks == 3:  # 1.5 s into the first collective
+            dog.end()
+            dog.begin("the second")
+
+    clock.sleep = sleep_and_switch
+    dog.begin("the first")
+    dog._watch()
+    (label, seconds, when), = fired
+    assert label == "the second" and 2.0 < seconds <= 3.0 and when - 101.5 > 2.0
+
+
+def test_the_watchdog_does_not_count_the_time_between_collectives(monkeypatch):
+    from gpunn.distributed import comm
+
+    class Done(Exception):
+        pass
+
+    clock = _Clock()
+    monkeypatch.setattr(comm, "time", clock)
+    fired = []
+    dog = comm._Watchdog(2.0, lambda label, seconds: fired.append(label))
+    dog._thread = "started"
+    sleep = clock.sleep
+
+    def sleep_and_end(seconds):
+        sleep(seconds)
+        if clock.looks == 2:
+            dog.end()
+        elif clock.looks == 20:  # 9 s without a collective
+            raise Done
+
+    clock.sleep = sleep_and_end
+    dog.begin("the first")
+    with pytest.raises(Done):
+        dog._watch()
+    assert fired == []
+
+
 @pytest.mark.parametrize("command", [["predict", "model.npz", "X.npy", "P.npy"], ["bench"]])
 def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(monkeypatch, capsys, tmp_path, command):
     from gpunn import cli
