@@ -340,12 +340,23 @@ def test_a_built_in_callback_with_other_settings_on_resume_takes_over_the_saved_
                                          r"-> 'loss', patience 6 -> 1\): the run goes on by these") as caught:
         gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False,
                                            callbacks=[EarlyStopping(patience=1, monitor="loss")])
-    assert caught[0].filename == __file__  # said at the user's line
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=[
-            EarlyStopping(patience=6), ReduceLROnPlateau(patience=2), gpunn.ModelCheckpoint(tmp_path / "d.npz", every=2)])
-    assert not [w for w in caught if "takes over" in str(w.message)]
+    assert [w.filename for w in caught if "takes over" in str(w.message)] == [__file__]  # said at the user's line
+
+    class OwnEarlyStopping(gpunn.Callback):  # a callback of the user's own with a built-in's name: its own rules
+        def get_config(self):
+            return {"monitor": "loss", "patience": 1}
+
+        def load_state_dict(self, state, arrays=None):
+            self.state = state
+
+    OwnEarlyStopping.__name__ = "EarlyStopping"
+    for passed in ([EarlyStopping(patience=6), ReduceLROnPlateau(patience=2), gpunn.ModelCheckpoint(tmp_path / "d.npz", every=2)],
+                   [EarlyStopping(patience=6, monitor="val_loss", mode="min")],  # the defaults as they resolve
+                   [OwnEarlyStopping()]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=passed)
+        assert not [w for w in caught if "takes over" in str(w.message)], passed
 
 
 def test_resume_refuses_other_data(data, tmp_path):
