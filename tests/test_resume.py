@@ -187,6 +187,21 @@ def test_graph_and_stream_auto_resolve_by_the_runs_device_and_source():
         resume.check("r.npz", {"stream": "auto"}, recorded, 0, "cpu", source="arrays")
 
 
+def test_an_unset_option_resolves_by_the_runs_optimizer_and_one_it_takes_not_is_compared_as_given():
+    """check()'s resolved values: an unset --lr is the optimizer's own default (sgd's 1e-2), and --momentum given
+    to an adam run, which takes none, is refused as a change, not a failure looking up adam's momentum."""
+    from gpunn.cli import resume
+    from gpunn.optim import default_of
+
+    assert (default_of("sgd", "lr"), default_of("adamw", "weight_decay"), default_of("nesterov", "momentum")) == (
+        1e-2, 0.01, 0.9)
+    assert default_of("adam", "momentum") is None and default_of("no-such", "lr") is None
+    resume.check("r.npz", {"lr": 1e-2}, {"optimizer": "sgd", "lr": None}, 0, "cpu")
+    with pytest.raises(ValueError, match="^--resume r.npz: --momentum 0.9 would change the run, which has --momentum "
+                                         "unset;"):
+        resume.check("r.npz", {"momentum": 0.9}, {"optimizer": "adam", "momentum": None}, 0, "cpu")
+
+
 def test_device_auto_resumes_where_it_resolves_to_the_runs_kind_and_is_refused_elsewhere(momentum_run, tmp_path,
                                                                                           monkeypatch):
     """--device auto is compared as it resolves here, as --device cuda is: a CPU run resumes with it on a machine
