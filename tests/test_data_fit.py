@@ -401,6 +401,16 @@ def test_gpunn_data_and_fit_tell_a_source_by_one_rule(missing):
         assert data.is_source(whole) and fits_as_source(whole, None)
 
 
+def test_an_array_with_a_batches_attribute_that_is_no_method_is_still_an_array():
+    # a table whose column "batches" reads as an attribute (pandas' df.batches) is no source missing members
+    class Tagged(numpy.ndarray):
+        batches = 4
+
+    X = numpy.random.default_rng(0).normal(size=(40, 3)).view(Tagged)
+    history = gpunn.MLP([3, 4, 1], device="cpu").fit(X, numpy.asarray(X[:, :1]), epochs=1, verbose=False)
+    assert history["epoch"] == [1]
+
+
 def test_a_bad_chunk_stops_training_naming_the_file_and_the_last_checkpoint_survives(tmp_path):
     X = numpy.ones((6000, 2))
     X[5500, 0] = numpy.inf

@@ -20,6 +20,12 @@ def run(args, capsys, status=0):
     return out.out
 
 
+def test_a_member_count_is_singular_for_one_member_only():
+    from gpunn.cli.sweep import _members
+
+    assert [_members(n) for n in (1, 2, 3)] == ["1 member", "2 members", "3 members"]
+
+
 def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     one, split = tmp_path / "one.json", tmp_path / "split.json"
     out = run(ARGS + ["--json", str(one), "--csv", str(tmp_path / "t.csv"), "--save-best", str(tmp_path / "b.npz")],
