@@ -844,6 +844,13 @@ def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypa
         bad = blas.copy()
         bad[0] = address(functions(dtype, ctypes.c_int64)[0], wrong)
         assert not cblas._probe(np.dtype(dtype), bad)
+
+        def off(*args):  # the float64 dot product (the squared errors' sums) one ulp off
+            return float(np.nextafter(wide[2](*args), np.inf))
+
+        bad = blas.copy()
+        bad[2] = address(functions(dtype, ctypes.c_int64)[2], off)
+        assert not cblas._probe(np.dtype(dtype), bad)
     monkeypatch.setattr(cblas, "_BOUND", {})
 
     def not_compiled(*args):  # a Numba on which the intrinsics do not compile
