@@ -230,6 +230,23 @@ def test_device_auto_resumes_where_it_resolves_to_the_runs_kind_and_is_refused_e
             assert "resume on cpu (--device cpu, or leave --device out)" in err
 
 
+def test_a_device_refusal_for_a_data_file_run_says_the_data_were_read_not_generated(tmp_path, monkeypatch):
+    """A --data run's rows come from its file whatever the device: another kind shuffles and rounds otherwise. The
+    refusal said the run "generated its data", as for a synthetic task."""
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "X.npy", rng.standard_normal((64, 3)))
+    numpy.save(tmp_path / "Y.npy", rng.standard_normal((64, 1)))
+    save = str(tmp_path / "run.npz")
+    data = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    assert run("train", *data, "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet", "--save", save)[0] == 0
+    with stand_in_gpu(monkeypatch):
+        status, out, err = run("train", "--resume", save, "--epochs", "2", "--device", "cuda")
+    assert status == 2 and out == ""
+    assert ("--device cuda (here cuda:0): the run being resumed trained on cpu on the data it read, and another kind "
+            "of device shuffles them in another order and rounds otherwise; resume on cpu") in err
+    assert "generated" not in err
+
+
 @contextlib.contextmanager
 def stand_in_gpu(monkeypatch):
     """tests/fakecupy as CuPy, with CUDA devices, until the block ends (and monkeypatch undoes the rest)."""

@@ -11,8 +11,8 @@ changes the continuation, or is refused, by name, before anything is generated, 
 - ``--epochs`` raises the total (it must exceed the epochs already done);
 - ``--save`` writes the continuation elsewhere; ``--json``, ``--csv``, ``--plot``, ``--quiet``, ``--debug``
   concern this process's output only; ``--device`` may name another device of the same kind
-  (``auto`` as it resolves here; CuPy's generator is not NumPy's, so the synthetic data depend on the
-  kind); ``--data`` and ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the
+  (``auto`` as it resolves here; CuPy's generator is not NumPy's, so the synthetic data, and a data file's
+  shuffle, depend on the kind); ``--data`` and ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the
   checkpoint checks that the files hold the same data);
 - anything else must equal what the run recorded: a different ``--lr``, ``--batch-size``,
   ``--seed``, ``--task``, ``--hidden`` ... would silently train something else, so it is refused.
@@ -194,8 +194,10 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
                 resolved = _backend.resolve(value)
                 if ("cuda" if resolved.is_gpu else "cpu") != kind:
                     said = f"--device {value}" + (f" (here {resolved.device})" if value != resolved.device else "")
-                    raise ValueError(f"{said}: the run being resumed generated its data on {kind}, and another kind "
-                                     f"of device draws other random data; resume on {kind} (--device {kind}, or "
+                    why = (f"trained on {kind} on the data it read, and another kind of device shuffles them in "
+                           "another order and rounds otherwise" if options.get("data") else
+                           f"generated its data on {kind}, and another kind of device draws other random data")
+                    raise ValueError(f"{said}: the run being resumed {why}; resume on {kind} (--device {kind}, or "
                                      "leave --device out)")
             continue
         if dest not in options:  # not recorded, and no default known to compare with
