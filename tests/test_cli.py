@@ -215,14 +215,27 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
 
 
-@pytest.mark.parametrize("optimizer, lr", [("sgd", 1e-2), ("nesterov", 1e-2), ("adamw", 1e-3)])
-def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, capsys, optimizer, lr):
+@pytest.mark.parametrize("optimizer, lr, weight_decay, momentum", [("sgd", 1e-2, 0.0, 0.0), ("nesterov", 1e-2, 0.0, 0.9),
+                                                                    ("adamw", 1e-3, 0.01, None)])
+def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, capsys, optimizer, lr, weight_decay,
+                                                                      momentum):
     """No --lr: the rate the Python API's optimizer takes by default (SGD's family 1e-2; it was 1e-3 for
-    every optimizer), recorded as trained: in --json, the checkpoint's options and PATH.toml, the sweep's table."""
+    every optimizer), recorded as trained: in --json, the checkpoint's options and PATH.toml, the sweep's table.
+    So are an unset --weight-decay and --momentum (recorded as null, where the optimizer has the option)."""
+    from gpunn import checkpoint
+    from gpunn.cli import resume
+
     path, js = tmp_path / "run.npz", tmp_path / "s.json"
     assert cli.main(["train", *TINY, "--optimizer", optimizer, "--save", str(path), "--json", str(js)]) == 0
-    assert json.loads(js.read_text())["config"]["lr"] == lr
-    assert gpunn.load_checkpoint(path).optimizer.lr == lr and f"lr = {lr}" in (tmp_path / "run.npz.toml").read_text()
+    used = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
+    config = json.loads(js.read_text())["config"]
+    assert {k: config[k] for k in used} == used
+    options = resume.saved_options(checkpoint.read_meta(path))
+    assert {k: options[k] for k in used} == used
+    assert gpunn.load_checkpoint(path).optimizer.lr == lr
+    toml = (tmp_path / "run.npz.toml").read_text()
+    assert f"lr = {lr}" in toml and f"weight-decay = {weight_decay}" in toml
+    assert (f"momentum = {momentum}" in toml) == (momentum is not None)
     assert cli.main(["sweep", *TINY, "--optimizer", optimizer, "--json", str(js)]) == 0
     assert [m["lr"] for m in json.loads(js.read_text())["members"]] == [lr]
     capsys.readouterr()

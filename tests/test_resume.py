@@ -140,12 +140,50 @@ def test_a_finished_early_stopping_run_extended_with_epochs_is_the_longer_run(tm
 @pytest.fixture(scope="module")
 def momentum_run(tmp_path_factory):
     """A --optimizer momentum run on the CPU, --momentum, --weight-decay, --stream and --graph left unset, saved
-    after 1 epoch; and its parameters resumed to 2 epochs with no option."""
+    after 1 epoch (base.npz; old.npz: the same with --momentum and --weight-decay recorded as null, as gpunn
+    train recorded them unset before it recorded the values used); and its parameters resumed to 2 epochs with
+    no option."""
     d = tmp_path_factory.mktemp("effective")
     assert run("train", *BASE, "--optimizer", "momentum", "--epochs", "1", "--save", str(d / "base.npz"))[0] == 0
     shutil.copy(d / "base.npz", d / "plain.npz")
     assert run("train", "--resume", str(d / "plain.npz"), "--epochs", "2", "--quiet")[0] == 0
+    rewrite_meta(d / "base.npz", d / "old.npz", lambda meta: _run_options(meta).update(momentum=None, weight_decay=None))
     return d, gpunn.load_checkpoint(d / "plain.npz", device="cpu").model.params
+
+
+def rewrite_meta(path, to, change):
+    """Write ``path``'s checkpoint to ``to`` with its metadata changed in place by ``change`` (a hand edit)."""
+    import json
+
+    npz = numpy.load(path, allow_pickle=False)
+    arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["gpunn_meta"].tobytes())
+    change(meta)
+    arrays["gpunn_meta"] = numpy.frombuffer(json.dumps(meta).encode(), numpy.uint8)
+    with open(to, "wb") as f:
+        numpy.savez(f, **arrays)
+
+
+def _run_options(meta):
+    from gpunn.cli import resume
+
+    return resume.saved_options(meta)
+
+
+def test_an_unset_momentum_and_weight_decay_are_recorded_as_used(momentum_run, tmp_path):
+    """gpunn train records the momentum and weight decay it trains at, as it does the rate: a refusal names the
+    recorded value (it was 'unset (0.9)'); a run that recorded them unset (old.npz) still resumes, bit for bit."""
+    from gpunn import checkpoint
+
+    d, params = momentum_run
+    assert {k: _run_options(checkpoint.read_meta(d / "base.npz"))[k] for k in ("momentum", "weight_decay")} == \
+        {"momentum": 0.9, "weight_decay": 0.0}
+    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--momentum", "0.5")
+    assert status == 2 and "--momentum 0.5 would change the run, which has --momentum 0.9;" in err
+    shutil.copy(d / "old.npz", tmp_path / "run.npz")
+    assert run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--quiet")[0] == 0
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params, params)
 
 
 @pytest.mark.parametrize("same", [["--momentum", "0.9"], ["--weight-decay", "0"], ["--stream", "off"], ["--no-graph"],
@@ -153,9 +191,9 @@ def momentum_run(tmp_path_factory):
 def test_an_option_that_resolves_to_what_the_run_used_is_accepted(momentum_run, tmp_path, same):
     """The momentum optimizer's default momentum is 0.9 (and every optimizer's weight decay here 0); --stream auto
     chose the rows in memory for 200 rows; on the CPU no step runs as a CUDA graph, --graph or not (a note says
-    so). Each was refused as changing the run."""
+    so). Each was refused as changing the run. (old.npz: unset values recorded as null, which resolve so.)"""
     d, params = momentum_run
-    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    shutil.copy(d / "old.npz", tmp_path / "run.npz")
     status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--quiet", *same)
     assert status == 0, err
     numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params, params)
@@ -168,7 +206,7 @@ def test_an_option_that_resolves_to_what_the_run_used_is_accepted(momentum_run, 
 ])
 def test_an_option_that_resolves_to_another_value_is_still_refused(momentum_run, tmp_path, other, message):
     d, _ = momentum_run
-    shutil.copy(d / "base.npz", tmp_path / "run.npz")
+    shutil.copy(d / "old.npz", tmp_path / "run.npz")
     before = files(tmp_path)
     status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", *other)
     assert status == 2 and message in err and out == "" and files(tmp_path) == before

@@ -299,8 +299,9 @@ def run(args) -> int:
     from ..training import callbacks as cbmod
     from . import resume
 
-    if args.lr is None:  # resolved, so that the checkpoint, its PATH.toml and --json record the rate it trains at
-        args.lr = default_of(args.optimizer, "lr")
+    for option in ("lr", "weight_decay", "momentum"):  # resolved, so that the checkpoint, its PATH.toml and --json
+        if getattr(args, option) is None:              # record what it trains at (None: the optimizer has no such)
+            setattr(args, option, default_of(args.optimizer, option))
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes them (under mpiexec, another node may not even have the directory)
         _check_outputs(args)
