@@ -164,14 +164,25 @@ class Sinusoid(Task):
 TASKS = {cls.name: cls for cls in (Teacher, Linear, Friedman1, Sinusoid)}
 
 
+def default_noise(task) -> float:
+    """The noise std task ``task`` (a name) adds by default: what :func:`make` with ``noise=None`` uses, and an
+    unset ``gpunn train --noise``."""
+    return inspect.signature(get_task_class(task)).parameters["noise"].default
+
+
+def get_task_class(task):
+    """The Task class named ``task``, or ValueError naming the tasks there are."""
+    try:
+        return TASKS[task]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}") from None
+
+
 def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, **kwargs) -> Task:
     """The task named ``task`` (see :func:`make`); None for n_features or noise: the task's default."""
     if isinstance(task, Task):
         return task
-    try:
-        cls = TASKS[task]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}") from None
+    cls = get_task_class(task)
     args = dict(n_outputs=n_outputs, seed=seed, **kwargs)
     if n_features is not None:
         args["n_features"] = n_features

@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 import waiting
 
@@ -243,6 +244,31 @@ def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, 
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         assert "1e-2 for sgd, momentum and nesterov" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_unset_noise_is_the_tasks_own_as_in_datasets_make(tmp_path, capsys):
+    """No --noise: the task's default, which gpunn.datasets.make(task) adds (sinusoid's 0.05; it was 0.1 for every
+    task), recorded as used, in gpunn train and gpunn sweep; --help says so."""
+    from gpunn import checkpoint
+    from gpunn.cli import resume
+
+    sinusoid, js = [*TINY, "--task", "sinusoid"], tmp_path / "s.json"
+    assert gpunn.datasets.default_noise("sinusoid") == gpunn.datasets.get_task("sinusoid").noise == 0.05
+    assert cli.main(["train", *sinusoid, "--save", str(tmp_path / "unset.npz"), "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["config"]["noise"] == 0.05
+    assert resume.saved_options(checkpoint.read_meta(tmp_path / "unset.npz"))["noise"] == 0.05
+    assert cli.main(["train", *sinusoid, "--noise", "0.05", "--save", str(tmp_path / "given.npz")]) == 0
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "unset.npz").model.params,
+                                     gpunn.load_checkpoint(tmp_path / "given.npz").model.params)
+    assert cli.main(["sweep", *sinusoid, "--save", str(tmp_path / "sweep")]) == 0
+    saved, = (tmp_path / "sweep").glob("*.npz")
+    assert resume.saved_options(checkpoint.read_meta(saved))["noise"] == 0.05
+    capsys.readouterr()
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "(default: the task's: 1.0 for friedman1, 0.1 for linear, 0.05 for sinusoid, 0.1 for teacher)" in \
+            " ".join(capsys.readouterr().out.split())
 
 
 def test_json_to_standard_output_is_the_json_alone(tmp_path, monkeypatch, capsys):

@@ -321,3 +321,16 @@ def test_an_sgd_run_saved_at_the_old_default_lr_resumes_at_it(tmp_path):
     assert run("train", "--resume", str(path), "--epochs", "2", "--quiet")[0] == 0
     ckpt = gpunn.load_checkpoint(path)
     assert ckpt.epoch == 2 and ckpt.optimizer.lr == 1e-3
+
+
+def test_a_run_saved_at_the_old_default_noise_resumes_at_it(tmp_path):
+    """gpunn train --task sinusoid without --noise made its data with 0.1 before the task's own 0.05 became the
+    default, and recorded 0.1 (what --noise 0.1 records now): resumed without --noise it continues on those data,
+    and --noise 0.05, the default now, is refused as the change it is."""
+    path = tmp_path / "old.npz"
+    tiny = ["--rows", "200", "--features", "3", "--hidden", "4", "--device", "cpu", "--quiet", "--task", "sinusoid"]
+    assert run("train", *tiny, "--noise", "0.1", "--epochs", "1", "--save", str(path))[0] == 0
+    status, _, err = run("train", "--resume", str(path), "--epochs", "2", "--noise", "0.05", "--quiet")
+    assert status == 2 and "--noise 0.05 would change the run, which has --noise 0.1" in err
+    assert run("train", "--resume", str(path), "--epochs", "2", "--quiet")[0] == 0
+    assert gpunn.load_checkpoint(path).epoch == 2

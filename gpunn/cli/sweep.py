@@ -16,8 +16,8 @@ from . import data as data_cli
 from .common import (Parser, add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
                      write_output)
 from .data import feature_count_or_names
-from .train import (LR_DEFAULT, MIN_ROWS, _check_plot_available, _check_precision, _hidden_sizes, _launch, ignore_late_interrupts,
-                    optimizer_of)
+from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
+                    ignore_late_interrupts, optimizer_of, resolve_noise)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 
@@ -72,7 +72,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="features of the synthetic task, or the feature columns of a --data table (default: "
                         "%(default)s; for a table, every column but the targets)")
     s.add_argument("--outputs", type=positive(int), default=1, help="(default: %(default)s)")
-    s.add_argument("--noise", type=non_negative(float), default=0.1, help="target noise std (default: %(default)s)")
+    s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
     s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes (default: %(default)s)")
     s.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="(default: %(default)s)")
     s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
@@ -366,6 +366,7 @@ def run(args) -> int:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
     resolve_grid(args)
+    resolve_noise(args)
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes (under mpiexec, the other ranks print nothing and write nothing)
         _check_outputs(args)

@@ -15,10 +15,13 @@ from .common import (Parser, add_debug, bounded, check_report_outputs, csv_text,
                      number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
-DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=0.1, hidden="256,256",
+DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=None, hidden="256,256",
                 activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=None)
 # --lr and --weight-decay left unset are the optimizer's own defaults (gpunn.optim.default_of), in gpunn sweep too
 LR_DEFAULT = "the optimizer's: 1e-3 for adam and adamw, 1e-2 for sgd, momentum and nesterov"
+# --noise left unset is the task's own (gpunn.datasets.default_noise), as datasets.make's noise=None, in gpunn sweep too
+NOISE_HELP = "target noise std (default: the task's: " + ", ".join(
+    f"{datasets.default_noise(name)} for {name}" for name in sorted(datasets.TASKS)) + ")"
 
 
 def _hidden_sizes(text: str) -> list[int]:
@@ -48,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="input features of a synthetic task (default: %(default)s), or the feature columns of a "
                         "--data table, comma-separated (default: all but --target)")
     t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
-    t.add_argument("--noise", type=non_negative(float), default=d["noise"], help="target noise std (default: %(default)s)")
+    t.add_argument("--noise", type=non_negative(float), default=d["noise"], help=NOISE_HELP)
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], help="hidden layer sizes, e.g. 256,256 (default: %(default)s)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="hidden activation (default: %(default)s)")
     t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
@@ -254,6 +257,12 @@ def _check_precision(args, backend, dtype) -> None:
                          f"got {numpy.dtype(dtype).name}")
 
 
+def resolve_noise(args) -> None:
+    """An unset --noise is the task's own (recorded so: a saved run records the noise its data were made with)."""
+    if args.noise is None:
+        args.noise = datasets.default_noise(args.task)
+
+
 def optimizer_of(name, momentum=None, **settings):
     """Optimizer ``name`` with --momentum (and ``settings``), made before the data is generated or read:
     --momentum with an optimizer that has none is refused at once, by its flag (train and sweep)."""
@@ -302,6 +311,7 @@ def run(args) -> int:
     for option in ("lr", "weight_decay", "momentum"):  # resolved, so that the checkpoint, its PATH.toml and --json
         if getattr(args, option) is None:              # record what it trains at (None: the optimizer has no such)
             setattr(args, option, default_of(args.optimizer, option))
+    resolve_noise(args)
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes them (under mpiexec, another node may not even have the directory)
         _check_outputs(args)
