@@ -949,6 +949,10 @@ def _warn_other_settings(ckpt, cb, entry) -> None:
     if CALLBACKS.get(entry["class"]) is not type(cb) or type(cb) is ModelCheckpoint or not isinstance(entry["config"],
                                                                                                     dict):
         return
+    try:  # a hand-edited mode="sideways" is the file's fault, as where the saved callback is restored
+        CALLBACKS[entry["class"]](**entry["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
     validated = ckpt.settings.validation is not None
     saved = _as_run(entry["config"], validated)
     now = _as_run(json.loads(json.dumps(cb.get_config())), validated)  # as the checkpoint holds it (tuples as lists)

@@ -359,6 +359,26 @@ def test_a_built_in_callback_with_other_settings_on_resume_takes_over_the_saved_
         assert not [w for w in caught if "takes over" in str(w.message)], passed
 
 
+def test_a_hand_edited_callback_mode_is_a_checkpoint_error_with_or_without_a_callback_passed(data, tmp_path):
+    """mode="sideways" in the saved EarlyStopping's settings is the file's fault: a CheckpointError naming the
+    callback and the field, whether the saved callback is restored or a passed one takes over its state (that
+    raised a plain ValueError, "mode must be ...")."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[EarlyStopping(patience=6), gpunn.ModelCheckpoint(path)])
+
+    def sideways(meta, arrays):
+        entry, = [cb for cb in meta["training"]["callbacks"] if cb["class"] == "EarlyStopping"]
+        entry["config"]["mode"] = "sideways"
+
+    path.write_bytes(_rewrite_meta(path.read_bytes(), sideways))
+    for passed in ([], [EarlyStopping(patience=6)]):
+        with pytest.raises(CheckpointError, match=r"c\.npz: invalid saved state for EarlyStopping \(mode must be "
+                                                  r"'auto', 'min' or 'max', got 'sideways'\)"):
+            gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=passed)
+
+
 def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],
