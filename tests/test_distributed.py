@@ -360,6 +360,8 @@ class _Clock:
 
     def sleep(self, seconds):
         self.looks += 1
+        if self.looks > 10_000:  # over an hour of looks: a watchdog that never fires fails here, not hangs CI
+            raise AssertionError(f"the watchdog looked {self.looks - 1:,} times without firing or ending")
         self.now += seconds + self.late + (self.stopped if self.looks == self.stopped_at else 0.0)
 
 
@@ -388,6 +390,8 @@ def test_the_watchdog_counts_the_time_the_process_ran_not_the_time_it_was_stoppe
     assert when - 100.0 < ends_before  # fired after the timeout of running time, the stopped stretch aside
     if stopped_at is not None:
         assert when - 100.0 > 600.0  # ... not as the process was resumed
+
+
 def test_the_watchdog_times_each_collective_from_its_own_start(monkeypatch):
     # a collective that ends and the next that begins between two looks: the next one's wait starts at zero
     from gpunn.distributed import comm
