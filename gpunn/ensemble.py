@@ -309,7 +309,6 @@ class Ensemble(DeviceModel):
                                               ws, sums, update)
         if one_call is not None:
             self.member_ops.run_groups(one_call.run, groups, signals=True, errstate=not one_call.pure)
-            one_call.finish()
             return sums
         matmul = self.member_ops.unsplit_matmul
 

@@ -357,9 +357,8 @@ if numba is not None:
 
     @njit(**_jit)
     def _member_adam_in_pass(k, w, g, m, v, rates, pow1, pow2, eps, flags, c):
-        """The group pass's Adam step of its member k (flags: [run it, coupled L2, AdamW, the output bias's index]):
-        AdamW's w *= 1 - lr * wd, then Adam on every element but the output layer's bias, whose gradient NumPy sums
-        after the pass (_GroupPass.finish, which then steps that element: _member_adam_element)."""
+        """The group pass's Adam step of its member k (flags: [run it, coupled L2, AdamW]): AdamW's
+        w *= 1 - lr * wd, then Adam on every element of the member's row."""
         if not flags[0] or rates[k, ACTIVE] == 0:
             return
         row = w[k]
@@ -368,17 +367,7 @@ if numba is not None:
             s = c[0]
             for i in range(row.size):
                 row[i] *= s
-        ob = flags[3]
-        _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, 0, ob)
-        _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, ob + 1, row.size)
-
-    @njit(**_jit)
-    def _member_adam_element(w, g, m, v, rates, pow1, pow2, eps, l2, j):
-        """Adam on element j of each active member's row (the output bias the group pass left: see there)."""
-        c = numpy.empty(7, w.dtype)
-        for k in range(w.shape[0]):
-            if rates[k, ACTIVE] != 0:
-                _adam_row(w[k], g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, l2, c, j, j + 1)
+        _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, 0, row.size)
 
     @njit(**_jit)
     def _member_group_pass(blas, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av, rates, pow1,
@@ -393,8 +382,8 @@ if numba is not None:
         tuples of the (K, n_in, n_out) / (K, n_out) parameter and gradient views; Zo, dAo (K, rows, 1): the
         output layer's buffers; sums (K,): each member's sum of squared errors, in float64. Zh, dAh: one
         member's hidden-layer buffers (rows, n), reused by each member of the group in turn (they stay in cache);
-        d64: (rows,) float64 scratch. The output layer's bias gradient is left to the caller (numpy.sum, as
-        bias_gradient). With flags[0], each member's Adam step follows its backward pass (_member_adam_in_pass; aw,
+        d64: (rows,) float64 scratch. The output layer's bias gradient is summed here as bias_gradient sums it
+        (_column_sums: in float64, in row order, rounded once). With flags[0], each member's Adam step follows its backward pass (_member_adam_in_pass; aw,
         ag, am, av: the (K, P) rows of the parameters, gradients and moments; rates, pow1, pow2: the members' table
         and beta1**step, beta2**step). On entry, with the GIL released, signal[slot] = value (_SpinningWorkers'
         hand-off)."""
@@ -426,8 +415,11 @@ if numba is not None:
                 dk[i, 0] = d
                 d64[i] = d
             sums[k] = cblas.dot(dot, ilp, m, d64.ctypes.data, 1, d64.ctypes.data, 1)
+            out_bias = 0.0  # db of the output layer: dA's column sum in float64, rounded once (bias_gradient's)
             for i in range(m):
                 dk[i, 0] *= scale
+                out_bias += dk[i, 0]
+            db[L - 1][k, 0] = out_bias
             # backward: dW[L-1] = A^T @ dZ (gemv, row-major transposed), dA below = the outer product dZ w^T,
             # fused with the ReLU backward and bias sums; then each hidden layer's dW = A_prev^T @ dZ and
             # dA_prev = dZ @ W^T (gemm), with the ReLU backward and bias sums of the layer below
@@ -701,8 +693,8 @@ class CpuEnsembleOps(EnsembleOps):
 
     def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None):
         """A member group's whole forward and backward pass in one Numba call without the GIL
-        (_member_group_pass), as a _GroupPass: ``run(group, signal)`` for each group (a slice of the members), then
-        ``finish()``; they write the gradients, ws's output-layer buffers and ``sums``. Or None where that pass
+        (_member_group_pass), as a _GroupPass: ``run(group, signal)`` for each group (a slice of the members), which
+        writes the gradients, ws's output-layer buffers and ``sums``. Or None where that pass
         does not apply: then the caller runs Ensemble._forward and _backward. It applies to ReLU hidden layers with
         bias, an identity output layer of one column, no other size under 2, at least 2 rows, C-ordered X and Y,
         where NumPy's own BLAS could be bound (gpunn.ops.cblas): the same products (the calls numpy.matmul makes),
@@ -767,14 +759,11 @@ class CpuEnsembleOps(EnsembleOps):
                                                 ws.Z[-1], ws.dA[-1]), (weights, biases, dW, db))
         return cached[1]
 
-    def _adam_flags(self, adam, db_out):
-        """_member_group_pass's flags for a _MemberAdam step: [1, coupled L2, AdamW, the output bias's index in a
-        member's row] (cached while they are the same)."""
-        key = (adam.wd_any and not adam.decoupled, adam.wd_any and adam.decoupled, id(db_out), id(adam.g.base))
+    def _adam_flags(self, adam):
+        """_member_group_pass's flags for a _MemberAdam step: [1, coupled L2, AdamW] (cached while the same)."""
+        key = (adam.wd_any and not adam.decoupled, adam.wd_any and adam.decoupled)
         if getattr(self, "_flags_key", None) != key:
-            ob = (db_out.ctypes.data - adam.g.ctypes.data) // adam.g.itemsize
-            self._flags = numpy.array([1, key[0], key[1], ob], numpy.int64)
-            self._flags_key, self._flags_of = key, (db_out, adam.g.base)  # holding them keeps the ids theirs
+            self._flags, self._flags_key = numpy.array([1, *key], numpy.int64), key
         return self._flags
 
     def _adam_constants(self, rates, dt):
@@ -831,14 +820,13 @@ class _MemberAdam:
 
 
 class _GroupPass:
-    """CpuEnsembleOps.group_pass's answer: ``run(group, signal=None)`` runs a group's pass (from any thread), then
-    the caller's ``finish()`` (after every group's): the output layer's bias gradient of every member (NumPy's sum,
-    as bias_gradient: its order is NumPy's own) and, where the Adam step ran inside the kernel, that step for the
-    output bias. ``pure``: run is the Numba kernel alone (no NumPy calls, so no errstate to carry to a worker).
+    """CpuEnsembleOps.group_pass's answer: ``run(group, signal=None)`` runs a group's pass (from any thread): its
+    gradients, and its members' Adam step where that runs inside the kernel, or else the ``update`` after it.
+    ``pure``: run is the Numba kernel alone (no NumPy calls, so no errstate to carry to a worker).
     The kernel takes the whole (K, ...) arrays and the group's range of members: nothing is sliced per step."""
 
     def __init__(self, mops, X, Y, weights, biases, dW, db, ws, sums, update):
-        self.mops, self.ws, self.dAo, self.db_out = mops, ws, ws.dA[-1], db[-1]
+        self.ws = ws
         dt = X.dtype
         # the kernel steps Adam's parameters and gradients only where they are these views' rows
         # (a C-ordered (K, P) view of a flat buffer of K * P values starts where the buffer does, as do W[0], dW[0])
@@ -852,10 +840,10 @@ class _GroupPass:
         if adam is None:
             optimizer = _NO_ADAM.get(dt) or _NO_ADAM.setdefault(dt, (
                 *(numpy.empty((0, 0), dt) for _ in range(4)), numpy.empty((0, HYPER_FIELDS)), numpy.empty(0),
-                numpy.empty(0), dt.type(0), numpy.zeros(4, numpy.int64)))
+                numpy.empty(0), dt.type(0), numpy.zeros(3, numpy.int64)))
         else:
             optimizer = (adam.w, adam.g, adam.m, adam.v, adam.rates.host, adam.pow1, adam.pow2, adam.eps,
-                         mops._adam_flags(adam, db[-1]))
+                         mops._adam_flags(adam))
         X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
         # dA *= 2/rows, as loss_gradient
         self.args = (fixed[0], X3, Y3, *fixed[1:], sums, dt.type(1), dt.type(0), dt.type(2.0 / X.shape[-2]),
@@ -865,18 +853,8 @@ class _GroupPass:
         buffers = self.ws.group_buffers(sl.start)
         _member_group_pass(*self.args, *buffers, sl.start, sl.stop,
                            *(signal or (buffers[2].view(numpy.int64), 0, 0)))  # without signal: a slot nobody reads
-        if not self.pure:  # an update that is not the kernel's: after this group's output bias gradient
-            self.mops.bias_gradient(self.dAo[sl], self.db_out[sl])
-            if self.update is not None:
-                self.update(sl)
-
-    def finish(self):
-        if self.pure:
-            self.mops.bias_gradient(self.dAo, self.db_out)
-        if self.adam is not None:
-            a = self.adam
-            flags = self.args[-1]
-            _member_adam_element(a.w, a.g, a.m, a.v, a.rates.host, a.pow1, a.pow2, a.eps, flags[1] != 0, flags[3])
+        if self.update is not None:  # an update that is not the kernel's: after this group's pass
+            self.update(sl)
 
 
 _NO_ADAM: dict = {}  # per dtype: _member_group_pass's optimizer arguments when it runs no optimizer step
