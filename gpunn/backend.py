@@ -134,6 +134,11 @@ def _smoke_test(cupy) -> str:
 _fallback_announced = False
 
 
+def host_array(array) -> numpy.ndarray:
+    """A C-contiguous NumPy array of ``array``'s values: a CuPy array is copied to the host."""
+    return numpy.ascontiguousarray(array.get() if hasattr(array, "get") else array)
+
+
 def user_stacklevel() -> int:
     """The stacklevel, for a warning raised in the caller, of the first frame outside the gpunn package:
     the user's line that led to it (MLP(...), datasets.make(...), fit(...)), not the gpunn line inside."""

@@ -172,10 +172,6 @@ def atomic_write(path, write) -> None:
         os.close(dir_fd)
 
 
-def _host(array) -> numpy.ndarray:
-    return numpy.ascontiguousarray(array.get() if hasattr(array, "get") else array)
-
-
 def _members(model):
     """K for a gpunn.Ensemble, None for one model."""
     return getattr(model, "n_models", None)
@@ -209,7 +205,7 @@ def model_config(model, trained_in=False) -> dict:
 
 def _model_arrays(model) -> dict:
     """The parameters, and the standardization statistics (float64) when the model has them."""
-    arrays = {"params": _host(model.params)}
+    arrays = {"params": _backend.host_array(model.params)}
     if getattr(model, "standardizer", None) is not None:
         arrays.update({f"standardizer.{k}": numpy.asarray(v, "float64")
                        for k, v in model.standardizer.state()[1].items()})
@@ -272,14 +268,14 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
     opt = optimizer
     arrays = _model_arrays(model)
     for name in opt.state_names():
-        arrays[f"optimizer.{name}"] = _host(opt.state[name]).reshape(-1)
+        arrays[f"optimizer.{name}"] = _backend.host_array(opt.state[name]).reshape(-1)
     saved_callbacks = []
     for i, cb in enumerate(callbacks):
         if not hasattr(cb, "state_dict"):
             continue
         cb_state, cb_arrays = cb.state_dict()
         for name, array in cb_arrays.items():
-            arrays[f"callback.{i}.{name}"] = _host(array)
+            arrays[f"callback.{i}.{name}"] = _backend.host_array(array)
         saved_callbacks.append({"class": type(cb).__name__, "index": i, "state": cb_state,
                                 "config": cb.get_config() if hasattr(cb, "get_config") else None,
                                 "arrays": sorted(cb_arrays)})

@@ -14,6 +14,7 @@ import time
 
 import numpy
 
+from ..backend import host_array
 from ..checks import flag, is_real, non_negative_int, verbosity
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
@@ -295,11 +296,9 @@ class EarlyStopping(_Monitoring):
     def state_dict(self):
         arrays = {}
         if self.best_params is not None:
-            arrays["best_params"] = numpy.asarray(
-                self.best_params.get() if hasattr(self.best_params, "get") else self.best_params)
+            arrays["best_params"] = host_array(self.best_params)
         if self.last_params is not None:
-            arrays["last_params"] = numpy.asarray(
-                self.last_params.get() if hasattr(self.last_params, "get") else self.last_params)
+            arrays["last_params"] = host_array(self.last_params)
         return {**self._base_state(), "stopped_epoch": self.stopped_epoch}, arrays
 
     def load_state_dict(self, state, arrays):

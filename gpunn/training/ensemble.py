@@ -26,6 +26,7 @@ import warnings
 
 import numpy
 
+from ..backend import host_array
 from ..checks import (check_rows_match, flag, is_real, member_index, non_negative_int, per_member, positive_int,
                       seed_int, verbosity)
 from ..metrics import RegressionEvaluator, SourceEvaluator
@@ -269,11 +270,9 @@ class MemberEarlyStopping(Callback):
         flat (K * P) buffer of the members' best weights."""
         arrays = {}
         if self.best_params is not None:
-            host = self.best_params.get() if hasattr(self.best_params, "get") else self.best_params
-            arrays["best_params"] = numpy.ascontiguousarray(host).reshape(-1)
+            arrays["best_params"] = host_array(self.best_params).reshape(-1)
         if self.last_params is not None:
-            host = self.last_params.get() if hasattr(self.last_params, "get") else self.last_params
-            arrays["last_params"] = numpy.ascontiguousarray(host).reshape(-1)
+            arrays["last_params"] = host_array(self.last_params).reshape(-1)
         return {"best": list(self.best), "best_epoch": list(self.best_epoch), "wait": list(self.wait),
                 "stopped_epoch": list(self.stopped_epoch)}, arrays
 
