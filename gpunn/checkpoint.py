@@ -34,6 +34,7 @@ anything else raises :class:`CheckpointError` before any array is used.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io as _io
 import json
@@ -884,14 +885,12 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                 continue
             if cls is ModelCheckpoint and checkpoint is False:
                 continue
-            try:
+            with _saved_state_of(ckpt, entry):
                 if cls is ModelCheckpoint:
                     cb = cls(ckpt.path if checkpoint is True else checkpoint, **entry["config"])
                 else:
                     cb = cls(**entry["config"])
                 cb.load_state_dict(entry["state"], _callback_arrays(ckpt, index, entry))
-            except (TypeError, ValueError, KeyError) as exc:
-                raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
             restored.append(cb)
         by_class = {}
         for index, entry in sorted(saved.items()):
@@ -937,6 +936,16 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                      handle_interrupt=handle_interrupt)
 
 
+@contextlib.contextmanager
+def _saved_state_of(ckpt, entry):
+    """A saved callback's settings or state that its class refuses (TypeError, ValueError, KeyError) are the
+    file's fault: a CheckpointError naming the class."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
+
+
 def _warn_other_settings(ckpt, cb, entry) -> None:
     """Warn when a built-in callback passed to resume (``cb``) takes over the state the run saved for its class
     (``entry``) with other settings: EarlyStopping(patience=1) for a run saved with patience 6 goes on from the
@@ -945,10 +954,8 @@ def _warn_other_settings(ckpt, cb, entry) -> None:
     if CALLBACKS.get(entry["class"]) is not type(cb) or type(cb) is ModelCheckpoint or not isinstance(entry["config"],
                                                                                                     dict):
         return
-    try:  # a hand-edited mode="sideways" is the file's fault, as where the saved callback is restored
+    with _saved_state_of(ckpt, entry):  # a hand-edited mode="sideways" is the file's fault
         CALLBACKS[entry["class"]](**entry["config"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
     validated = ckpt.settings.validation is not None
     saved = _as_run(entry["config"], validated)
     now = _as_run(json.loads(json.dumps(cb.get_config())), validated)  # as the checkpoint holds it (tuples as lists)
