@@ -222,11 +222,12 @@ def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, 
                                                                       momentum):
     """No --lr: the rate the Python API's optimizer takes by default (SGD's family 1e-2; it was 1e-3 for
     every optimizer), recorded as trained: in --json, the checkpoint's options and PATH.toml, the sweep's table.
-    So are an unset --weight-decay and --momentum (recorded as null, where the optimizer has the option)."""
+    So are an unset --weight-decay and --momentum (recorded as null, where the optimizer has the option), by gpunn
+    sweep as by gpunn train (the sweep recorded an unset momentum as null)."""
     from gpunn import checkpoint
     from gpunn.cli import resume
 
-    path, js = tmp_path / "run.npz", tmp_path / "s.json"
+    path, js, saved = tmp_path / "run.npz", tmp_path / "s.json", tmp_path / "sweep"
     assert cli.main(["train", *TINY, "--optimizer", optimizer, "--save", str(path), "--json", str(js)]) == 0
     used = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
     config = json.loads(js.read_text())["config"]
@@ -237,8 +238,13 @@ def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, 
     toml = (tmp_path / "run.npz.toml").read_text()
     assert f"lr = {lr}" in toml and f"weight-decay = {weight_decay}" in toml
     assert (f"momentum = {momentum}" in toml) == (momentum is not None)
-    assert cli.main(["sweep", *TINY, "--optimizer", optimizer, "--json", str(js)]) == 0
+    assert cli.main(["sweep", *TINY, "--optimizer", optimizer, "--json", str(js), "--save", str(saved)]) == 0
     assert [m["lr"] for m in json.loads(js.read_text())["members"]] == [lr]
+    grid = {"lr": [lr], "weight_decay": [weight_decay], "momentum": momentum}
+    config = json.loads(js.read_text())["config"]
+    assert {k: config[k] for k in grid} == grid
+    options = resume.saved_options(checkpoint.read_meta(saved / "ensemble-0.npz"))
+    assert {k: options[k] for k in grid} == grid
     capsys.readouterr()
     for command in ("train", "sweep"):
         with pytest.raises(SystemExit):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from checkpoint_edits import rewrite_meta, run_options
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import gpunn
@@ -147,27 +148,8 @@ def momentum_run(tmp_path_factory):
     assert run("train", *BASE, "--optimizer", "momentum", "--epochs", "1", "--save", str(d / "base.npz"))[0] == 0
     shutil.copy(d / "base.npz", d / "plain.npz")
     assert run("train", "--resume", str(d / "plain.npz"), "--epochs", "2", "--quiet")[0] == 0
-    rewrite_meta(d / "base.npz", d / "old.npz", lambda meta: _run_options(meta).update(momentum=None, weight_decay=None))
+    rewrite_meta(d / "base.npz", d / "old.npz", lambda meta: run_options(meta).update(momentum=None, weight_decay=None))
     return d, gpunn.load_checkpoint(d / "plain.npz", device="cpu").model.params
-
-
-def rewrite_meta(path, to, change):
-    """Write ``path``'s checkpoint to ``to`` with its metadata changed in place by ``change`` (a hand edit)."""
-    import json
-
-    npz = numpy.load(path, allow_pickle=False)
-    arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(arrays["gpunn_meta"].tobytes())
-    change(meta)
-    arrays["gpunn_meta"] = numpy.frombuffer(json.dumps(meta).encode(), numpy.uint8)
-    with open(to, "wb") as f:
-        numpy.savez(f, **arrays)
-
-
-def _run_options(meta):
-    from gpunn.cli import resume
-
-    return resume.saved_options(meta)
 
 
 def test_an_unset_momentum_and_weight_decay_are_recorded_as_used(momentum_run, tmp_path):
@@ -176,7 +158,7 @@ def test_an_unset_momentum_and_weight_decay_are_recorded_as_used(momentum_run, t
     from gpunn import checkpoint
 
     d, params = momentum_run
-    assert {k: _run_options(checkpoint.read_meta(d / "base.npz"))[k] for k in ("momentum", "weight_decay")} == \
+    assert {k: run_options(checkpoint.read_meta(d / "base.npz"))[k] for k in ("momentum", "weight_decay")} == \
         {"momentum": 0.9, "weight_decay": 0.0}
     shutil.copy(d / "base.npz", tmp_path / "run.npz")
     status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2", "--momentum", "0.5")

@@ -5,6 +5,7 @@ import os
 
 import numpy
 import pytest
+from checkpoint_edits import rewrite_meta, run_options
 
 import gpunn
 from gpunn import cli
@@ -241,22 +242,16 @@ def test_a_sweep_saved_before_an_option_existed_resumes_only_with_its_default(tm
     """A checkpoint whose recorded options lack the newer ones (--momentum, --min-delta, --standardize, --data,
     ...: a sweep saved by an older gpunn) ran with their defaults. Another value was accepted and then ignored
     (the ensemble resumed with its checkpoint's optimizer, on its task) while the new checkpoint recorded it."""
-    import io
-    import json as jsonlib
-
     saved = tmp_path / "sweep"
     run(ARGS[:ARGS.index("--epochs")] + ["--epochs", "1", "--optimizer", "nesterov", "--save", str(saved)], capsys)
     path = saved / "ensemble-0.npz"
-    npz = numpy.load(path)
-    arrays = {k: npz[k] for k in npz.files}
-    meta = jsonlib.loads(arrays["gpunn_meta"].tobytes())
-    (options,) = [cb["state"]["options"] for cb in meta["training"]["callbacks"] if cb["class"] == "RunOptions"]
-    for newer in ("momentum", "min_delta", "standardize", "data", "targets", "target", "window"):
-        del options[newer]
-    arrays["gpunn_meta"] = numpy.frombuffer(jsonlib.dumps(meta).encode(), numpy.uint8)
-    out = io.BytesIO()
-    numpy.savez(out, **arrays)
-    path.write_bytes(out.getvalue())
+
+    def older(meta):
+        options = run_options(meta)
+        for newer in ("momentum", "min_delta", "standardize", "data", "targets", "target", "window"):
+            del options[newer]
+
+    rewrite_meta(path, path, older)
     refusals = [(["--momentum", "0.5"], "--momentum 0.5 would change the run, which has --momentum unset"),
                 (["--standardize"], "--standardize would change the run, which has no --standardize"),
                 (files, "--data"), (["--window", "4"], "--window 4 would change the run, which has --window 16")]
@@ -266,6 +261,28 @@ def test_a_sweep_saved_before_an_option_existed_resumes_only_with_its_default(tm
     assert gpunn.load_checkpoint(path).epoch == 1
     run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys)
     assert gpunn.load_checkpoint(path).epoch == 2
+
+
+def test_a_sweep_that_recorded_an_unset_momentum_as_null_resumes_as_the_sweep_that_never_stopped(tmp_path, capsys):
+    """A sweep saved before gpunn sweep recorded the momentum it trains at (as gpunn train does) holds null for an
+    unset --momentum: it resumes at the optimizer's 0.9, bit for bit the sweep that never stopped, accepts
+    --momentum 0.9 and refuses another value naming 0.9; its continued checkpoint records 0.9."""
+    from gpunn import checkpoint
+
+    saved, straight, resumed = tmp_path / "sweep", tmp_path / "straight.json", tmp_path / "resumed.json"
+    nesterov = GRID + ["--optimizer", "nesterov", "--lr", "1e-3"]
+    run(nesterov + ["--epochs", "2", "--json", str(straight)], capsys)
+    run(nesterov + ["--epochs", "1", "--save", str(saved)], capsys)
+    for path in sorted(saved.iterdir()):
+        assert run_options(checkpoint.read_meta(path))["momentum"] == 0.9
+        rewrite_meta(path, path, lambda meta: run_options(meta).update(momentum=None))
+    assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--momentum", "0.5"]) == 2
+    assert "--momentum 0.5 would change the run, which has --momentum unset (0.9);" in capsys.readouterr().err
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--momentum", "0.9", "--json", str(resumed)],
+        capsys)
+    assert members(resumed) == members(straight)
+    assert json.loads(resumed.read_text())["config"]["momentum"] == 0.9
+    assert run_options(checkpoint.read_meta(saved / "ensemble-0.npz"))["momentum"] == 0.9
 
 
 @pytest.mark.filterwarnings("ignore:members .* diverged")

@@ -168,12 +168,15 @@ def _members(n) -> str:
 
 
 def resolve_grid(args) -> None:
-    """An unset --lr or --weight-decay is the optimizer's default (gpunn.optim.default_of), as gpunn train's is;
-    resolved before the grid is drawn and recorded (a saved sweep records the values its members trained with)."""
+    """An unset --lr, --weight-decay or --momentum is the optimizer's default (gpunn.optim.default_of), as gpunn
+    train's is; resolved before the grid is drawn and recorded (a saved sweep, and --json, record the values its
+    members trained with; momentum stays None for an optimizer that has none)."""
     if args.lr is None:
         args.lr = [default_of(args.optimizer, "lr")]
     if args.weight_decay is None:
         args.weight_decay = [default_of(args.optimizer, "weight_decay")]
+    if args.momentum is None:  # one value, every member's
+        args.momentum = default_of(args.optimizer, "momentum")
 
 
 def grid(args) -> list[dict]:
