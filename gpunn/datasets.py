@@ -170,6 +170,13 @@ def default_noise(task) -> float:
     return inspect.signature(get_task_class(task)).parameters["noise"].default
 
 
+def default_features(task) -> int | None:
+    """The input width task ``task`` (a name) has by default (friedman1's 10, sinusoid's 1), or None where it has
+    none and needs ``n_features`` (teacher, linear): what :func:`make` with ``n_features=None`` uses."""
+    default = inspect.signature(get_task_class(task)).parameters["n_features"].default
+    return None if default is inspect.Parameter.empty else default
+
+
 def get_task_class(task):
     """The Task class named ``task``, or ValueError naming the tasks there are."""
     try:
@@ -186,7 +193,7 @@ def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, *
     args = dict(n_outputs=n_outputs, seed=seed, **kwargs)
     if n_features is not None:
         args["n_features"] = n_features
-    elif inspect.signature(cls).parameters["n_features"].default is inspect.Parameter.empty:
+    elif default_features(task) is None:
         # (it raised "Teacher.__init__() missing 1 required positional argument")
         raise ValueError(f"the {task} task needs n_features (its input width), got None")
     if noise is not None:

@@ -277,6 +277,32 @@ def test_an_unset_noise_is_the_tasks_own_as_in_datasets_make(tmp_path, capsys):
             " ".join(capsys.readouterr().out.split())
 
 
+def test_an_unset_features_is_the_tasks_own_width_as_in_datasets_make(tmp_path, capsys):
+    """No --features: the width gpunn.datasets.make(task) gives (friedman1's 10, sinusoid's 1; it was the command's
+    32 or 16 for every task), recorded as used, in gpunn train and gpunn sweep alike; teacher and linear, which have
+    none, keep the command's (32 for train, 16 for the sweep's smaller problem); --help says so."""
+    from gpunn import checkpoint
+    from gpunn.cli import resume
+
+    tiny = [arg for arg in TINY if arg not in ("--features", "3")]
+    assert [gpunn.datasets.default_features(t) for t in ("friedman1", "sinusoid", "teacher")] == [10, 1, None]
+    js = tmp_path / "s.json"
+    for task, train_width, sweep_width in (("friedman1", 10, 10), ("sinusoid", 1, 1), ("teacher", 32, 16)):
+        assert cli.main(["train", *tiny, "--task", task, "--json", str(js)]) == 0
+        assert json.loads(js.read_text())["config"]["features"] == train_width
+        saved = tmp_path / task
+        assert cli.main(["sweep", *tiny, "--task", task, "--json", str(js), "--save", str(saved)]) == 0
+        assert json.loads(js.read_text())["config"]["features"] == sweep_width
+        assert resume.saved_options(checkpoint.read_meta(saved / "ensemble-0.npz"))["features"] == sweep_width
+        assert gpunn.load_checkpoint(saved / "ensemble-0.npz").model.layer_sizes[0] == sweep_width
+    capsys.readouterr()
+    for command, width in (("train", 32), ("sweep", 16)):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert (f"(default: the task's own, as in gpunn.datasets.make: 10 for friedman1, 1 for sinusoid; {width} for "
+                "linear and teacher, which have none)") in " ".join(capsys.readouterr().out.split())
+
+
 def test_json_to_standard_output_is_the_json_alone(tmp_path, monkeypatch, capsys):
     """--json - (and --csv -): stdout holds the document alone, so it pipes into jq; the lines of text go to
     stderr."""

@@ -316,3 +316,16 @@ def test_a_run_saved_at_the_old_default_noise_resumes_at_it(tmp_path):
     assert status == 2 and "--noise 0.05 would change the run, which has --noise 0.1" in err
     assert run("train", "--resume", str(path), "--epochs", "2", "--quiet")[0] == 0
     assert gpunn.load_checkpoint(path).epoch == 2
+
+
+def test_a_run_saved_at_the_old_default_features_resumes_at_them(tmp_path):
+    """gpunn train --task friedman1 without --features made 32 before the task's own 10 became the default, and
+    recorded 32: resumed without --features it continues at 32, and --features 10 is refused as the change it is."""
+    path = tmp_path / "old.npz"
+    tiny = ["--rows", "200", "--hidden", "4", "--device", "cpu", "--quiet", "--task", "friedman1"]
+    assert run("train", *tiny, "--features", "32", "--epochs", "1", "--save", str(path))[0] == 0
+    status, _, err = run("train", "--resume", str(path), "--epochs", "2", "--features", "10", "--quiet")
+    assert status == 2 and "--features 10 would change the run, which has --features 32" in err
+    assert run("train", "--resume", str(path), "--epochs", "2", "--quiet")[0] == 0
+    ckpt = gpunn.load_checkpoint(path)
+    assert ckpt.epoch == 2 and ckpt.model.layer_sizes[0] == 32

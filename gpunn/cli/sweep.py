@@ -17,9 +17,11 @@ from .common import (Parser, add_debug, check_report_outputs, csv_text, dtype, j
                      write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
-                    ignore_late_interrupts, optimizer_of, resolve_noise)
+                    features_help, ignore_late_interrupts, optimizer_of, resolve_task)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
+FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
+# the sweep's other defaults are (it trains the whole grid)
 
 
 def _number_list(kind, check):
@@ -49,8 +51,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
                                    "gpunn.Ensemble (one step trains them all; a member of the first seed is exactly "
                                    "the run gpunn train would make with its --lr and --weight-decay and the same "
-                                   "other options, whose defaults here are smaller (--rows, --features, --hidden, "
-                                   "--epochs, --batch-size); the others start "
+                                   "other options, whose defaults here are smaller (--rows, --hidden, --epochs, "
+                                   "--batch-size, and --features for teacher and linear); the others start "
                                    "from the weights of seed --seed + 1, ... on the same data and batches), then rank "
                                    "them by validation MSE. The data are a synthetic task or your own file (--data, "
                                    "read chunk by chunk as gpunn train reads it, 10% of the chunks held out). A grid "
@@ -68,9 +70,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "s = --seed, --seed + 1, ... (default: %(default)s)")
     s.add_argument("--task", choices=sorted(datasets.TASKS), default="teacher", help="synthetic task (default: %(default)s)")
     s.add_argument("--rows", type=positive(int), default=20_000, help="rows generated, 10%% held out (default: %(default)s)")
-    s.add_argument("--features", type=feature_count_or_names, default=16,
-                   help="features of the synthetic task, or the feature columns of a --data table (default: "
-                        "%(default)s; for a table, every column but the targets)")
+    s.add_argument("--features", type=feature_count_or_names, default=None, help=features_help(FEATURES))
     s.add_argument("--outputs", type=positive(int), default=1, help="(default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
     s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes (default: %(default)s)")
@@ -369,7 +369,7 @@ def run(args) -> int:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
     resolve_grid(args)
-    resolve_noise(args)
+    resolve_task(args, FEATURES)
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes (under mpiexec, the other ranks print nothing and write nothing)
         _check_outputs(args)

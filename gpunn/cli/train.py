@@ -15,13 +15,25 @@ from .common import (Parser, add_debug, bounded, check_report_outputs, csv_text,
                      number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
-DEFAULTS = dict(task="teacher", rows=2_000_000, features=32, outputs=1, noise=None, hidden="256,256",
+DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
                 activation="relu", epochs=12, batch_size=256, optimizer="adam", lr=None)
 # --lr and --weight-decay left unset are the optimizer's own defaults (gpunn.optim.default_of), in gpunn sweep too
 LR_DEFAULT = "the optimizer's: 1e-3 for adam and adamw, 1e-2 for sgd, momentum and nesterov"
 # --noise left unset is the task's own (gpunn.datasets.default_noise), as datasets.make's noise=None, in gpunn sweep too
 NOISE_HELP = "target noise std (default: the task's: " + ", ".join(
     f"{datasets.default_noise(name)} for {name}" for name in sorted(datasets.TASKS)) + ")"
+FEATURES = 32  # --features left unset, of a task that has no width of its own (teacher, linear); gpunn sweep's is 16
+
+
+def features_help(features) -> str:
+    """--features' help, for a command whose unset --features is ``features`` where the task has no width of its
+    own (gpunn.datasets.default_features)."""
+    own = {name: datasets.default_features(name) for name in sorted(datasets.TASKS)}
+    widths = [f"{width} for {name}" for name, width in own.items() if width is not None]
+    without = " and ".join(name for name, width in own.items() if width is None)
+    return (f"input features of a synthetic task (default: the task's own, as in gpunn.datasets.make: "
+            f"{', '.join(widths)}; {features} for {without}, which have none), or the feature columns of a --data "
+            "table, comma-separated (default: every column but the targets)")
 
 
 def _hidden_sizes(text: str) -> list[int]:
@@ -48,8 +60,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
     t.add_argument("--rows", type=bounded(int, MIN_ROWS, inclusive=True, what=f"must be at least {MIN_ROWS}, got {{text}} (a tenth is held out, and R² needs 2 held-out rows)"), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
     t.add_argument("--features", type=data_cli.feature_count_or_names, default=d["features"],
-                   help="input features of a synthetic task (default: %(default)s), or the feature columns of a "
-                        "--data table, comma-separated (default: all but --target)")
+                   help=features_help(FEATURES))
     t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
     t.add_argument("--noise", type=non_negative(float), default=d["noise"], help=NOISE_HELP)
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], help="hidden layer sizes, e.g. 256,256 (default: %(default)s)")
@@ -257,10 +268,14 @@ def _check_precision(args, backend, dtype) -> None:
                          f"got {numpy.dtype(dtype).name}")
 
 
-def resolve_noise(args) -> None:
-    """An unset --noise is the task's own (recorded so: a saved run records the noise its data were made with)."""
+def resolve_task(args, features) -> None:
+    """An unset --noise is the task's own, and so is an unset --features where the task has a width of its own
+    (friedman1's 10, sinusoid's 1), ``features`` (the command's) where it has none; recorded so: a saved run
+    records the data it was made of. (With --data the task's options go unused, as before.)"""
     if args.noise is None:
         args.noise = datasets.default_noise(args.task)
+    if args.features is None:
+        args.features = datasets.default_features(args.task) or features
 
 
 def optimizer_of(name, momentum=None, **settings):
@@ -311,7 +326,7 @@ def run(args) -> int:
     for option in ("lr", "weight_decay", "momentum"):  # resolved, so that the checkpoint, its PATH.toml and --json
         if getattr(args, option) is None:              # record what it trains at (None: the optimizer has no such)
             setattr(args, option, default_of(args.optimizer, option))
-    resolve_noise(args)
+    resolve_task(args, FEATURES)
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes them (under mpiexec, another node may not even have the directory)
         _check_outputs(args)
