@@ -10,7 +10,8 @@
 # (a kill keeps what finished):
 #   device     nvidia-smi, gpunn info, and CuPy must be usable (gpunn's probe compiles and runs a kernel):
 #              otherwise the script stops at once, failing, with the reason
-#   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable)
+#   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable); a test
+#              still running after 60 s dumps every thread's stack into gpu_tests.log (what a hang leaves to read)
 #   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24)
 #   train      gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
 #              bf16 autocast: gpunn's default rows (the step captured as a CUDA graph) in float32, tf32 and
@@ -65,7 +66,11 @@ SUMMARY="$OUT/summary.txt"
 
 stage() { echo "== $1 ($((SECONDS - t0))s)"; }
 record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, written at once
-# a stage's line from its exit code (124: killed by its timeout; what it wrote so far stays in OUT)
+# a stage's command, ended after $1 seconds by SIGINT, which pytest answers by writing its junit XML and its counts
+# of what ran and a Python hook by printing where it was (SIGTERM ends either without a word); SIGKILL 10 s later
+# for one stuck in a CUDA or NCCL call or that handles the signal and goes on, as gpunn's own commands do
+bounded() { timeout -s INT -k 10 "$@"; }
+# a stage's line from its exit code (124: ended by its time limit; what it wrote so far stays in OUT)
 outcome() { if [ "$2" -eq 0 ]; then record "ok   $1: $3 ($((SECONDS - t0))s)"
             elif [ "$2" -eq 124 ]; then record "FAIL $1: timed out, partial: $3"; failed=1
             else record "FAIL $1 (exit $2): $3"; failed=1; fi; }
@@ -80,13 +85,14 @@ HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their sha
 RESERVE_TRAIN=90; RESERVE_KERNELS=30
 
 stage "device"
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+{ bounded 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   date -u "+%F %H:%M UTC"
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ', with uncommitted changes')"
-  timeout 60 "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
+  bounded 60 "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 if [ "$DRY" = 0 ]; then
-  reason=$(timeout 60 "$PY" -c "from gpunn import backend; c, n, r = backend.probe_cuda(); print(r or 'ok')" 2>&1 | tail -n 1)
+  reason=$(bounded 60 "$PY" -c "from gpunn import backend; c, n, r = backend.probe_cuda(); print(r or 'ok')" 2>&1 | tail -n 1)
+  [ -n "$reason" ] || reason="the probe (compile and run a kernel, a cuRAND draw) gave no answer in 60 s"
   if [ "$reason" != ok ]; then
     record "FAIL device: CuPy is not usable, nothing else was run: $reason"
     exit 3
@@ -98,18 +104,19 @@ stage "GPU tests"
 cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))
 if [ "$cap" -eq 0 ]; then skip "tests"; else
   if [ "$DRY" = 1 ]; then  # the plumbing only: the GPU tests of one module against tests/fakecupy
-    GPUNN_FAKE_CUPY=1 timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
+    GPUNN_FAKE_CUPY=1 bounded "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_backend.py \
       --junitxml="$OUT/gpu_tests.xml" > "$OUT/gpu_tests.log" 2>&1
   else
     xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
-    timeout -k 10 "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist tests --junitxml="$OUT/gpu_tests.xml" \
-      > "$OUT/gpu_tests.log" 2>&1
+    [ -n "$xdist" ] || serial=" (one at a time: no pytest-xdist)"
+    bounded "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist -o faulthandler_timeout=60 tests \
+      --junitxml="$OUT/gpu_tests.xml" > "$OUT/gpu_tests.log" 2>&1
   fi
   rc=$?
   tail -n 15 "$OUT/gpu_tests.log"
   counts=$(grep -E "[0-9]+ (passed|failed|error)" "$OUT/gpu_tests.log" | tail -n 1)
   passed=$(echo "$counts" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
-  if [ "$rc" -eq 124 ]; then record "FAIL tests: timed out after ${cap}s: $counts"; failed=1
+  if [ "$rc" -eq 124 ]; then record "FAIL tests: timed out after ${cap}s${serial:-}: $counts"; failed=1
   elif [ "$rc" -ne 0 ]; then record "FAIL tests (exit $rc): $counts"; failed=1
   elif [ "${passed:-0}" -eq 0 ]; then record "FAIL tests: no GPU test passed (all skipped: CuPy unusable?): $counts"; failed=1
   else record "ok   tests: $counts ($((SECONDS - t0))s)"; fi
@@ -119,7 +126,7 @@ stage "kernel benchmarks"
 cap=$(allow 45 $((RESERVE_TRAIN + RESERVE_HOOKS)))
 sizes=20,24; repeat=30; [ "$DRY" = 1 ] && sizes=10,12 && repeat=3
 if [ "$cap" -eq 0 ]; then skip "kernels"; else
-  timeout -k 10 "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
+  bounded "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
     --json "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
   rc=$?
   cat "$OUT/kernels.txt"
@@ -143,7 +150,7 @@ if [ "$cap" -eq 0 ]; then skip "train"; else
   # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
   budget=$((cap - (cap * 15 / 100 > 5 ? cap * 15 / 100 : 5)))
   echo "gpunn bench ${args[*]} --max-seconds $budget" > "$OUT/train.txt"
-  timeout -k 10 "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train.json" \
+  bounded "$cap" "$PY" -m gpunn bench "${args[@]}" --max-seconds "$budget" --json "$OUT/train.json" \
     >> "$OUT/train.txt" 2>&1
   rc=$?
   tail -n 40 "$OUT/train.txt"
@@ -170,7 +177,7 @@ for hook in $HOOKS; do
   cap=$(allow "${!wanted:-$HOOK_SECONDS}" $((later * 30)))
   if [ "$cap" -eq 0 ]; then skip "$hook"; continue; fi
   mkdir -p "$OUT/$hook"
-  timeout -k 10 "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
+  bounded "$cap" "$PY" "$script" --device "$DEVICE" --out "$OUT/$hook" --max-seconds $((cap - 5)) \
     > "$OUT/$hook.txt" 2>&1
   rc=$?
   tail -n 10 "$OUT/$hook.txt"

@@ -333,3 +333,48 @@ def test_the_next_gpu_sessions_two_calls_end_themselves_before_the_device_tool_k
         assert ends and int(ends[1]) + int(ends[2]) + 10 <= int(limit), command  # 10 s to copy what it made
         own = re.search(r"GPUNN_CHECK_BUDGET=(\d+)|--max-seconds (\d+)", command)
         assert int(own[1] or own[2]) + 5 <= int(ends[2]), command  # the run's own budget ends it before that
+
+
+HANGS_AFTER_ONE_PASS = '''
+import os, signal, time
+
+def test_passes():
+    pass
+
+def test_hangs():
+    os.kill(os.getppid(), signal.SIGALRM)  # pytest's parent is `timeout`, whose own timer signals it so: time is up
+    time.sleep(60)
+'''
+
+
+@pytest.mark.slow
+def test_a_stage_ended_at_its_cap_keeps_what_ran_and_one_that_ignores_the_signal_is_killed(tmp_path):
+    """Every stage of gpu_check.sh runs under bounded() (10 s here: SIGKILL's grace). With timeout's SIGTERM, pytest
+    died without a word: no gpu_tests.xml and no counts, so a tests stage cut short (a hang; a GPU machine without
+    pytest-xdist running 600 tests one by one) said nothing of what passed or where it stopped. And the device
+    stage's `timeout 60 gpunn info` had no -k: gpunn handles SIGTERM itself, so one stuck in a CUDA call would have
+    held the script until the session's outer timeout, leaving no summary line. The stage's time running out is
+    `timeout` receiving SIGALRM, its own timer's signal, sent by the test that hangs: nothing waits on a clock."""
+    import re
+    import subprocess
+    import sys
+
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    bounded = re.search(r"^bounded\(\) \{.*\}$", script, re.M).group(0)
+    body = script.split("\nset -uo pipefail", 1)[1]
+    assert [line for line in body.splitlines() if re.search(r"\btimeout\b", line.split("#")[0])] == [bounded]
+
+    (tmp_path / "test_hang.py").write_text(HANGS_AFTER_ONE_PASS)
+    run = subprocess.run(["bash", "-c", f"{bounded}\nbounded 600 \"$@\"", "bash", sys.executable, "-m", "pytest", "-q",
+                          "-p", "no:cacheprovider", "test_hang.py", "--junitxml=out.xml"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 124, run.stdout + run.stderr  # ended by its time limit, as the stage's line says
+    assert re.search(r"^1 passed in ", run.stdout, re.M), run.stdout  # the counts the stage's line quotes
+    assert 'name="test_passes"' in (tmp_path / "out.xml").read_text()  # what gpu_report reads the outcomes from
+    assert re.search(r"test_hang\.py:\d+: KeyboardInterrupt", run.stdout)  # where it stopped
+
+    stuck = ("import os, signal, time\nfor s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
+             "os.kill(os.getppid(), signal.SIGALRM)\ntime.sleep(30)")
+    run = subprocess.run(["bash", "-c", f"{bounded}\nbounded 600 \"$@\"", "bash", sys.executable, "-c", stuck],
+                         capture_output=True, timeout=120)
+    assert run.returncode == 137  # SIGKILL 10 s after the signal it ignored, not 30 s later at its own end
