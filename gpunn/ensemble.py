@@ -452,6 +452,9 @@ class Ensemble(DeviceModel):
         if monitor not in self.history:
             hint = " (fit with validation_data or validation_fraction)" if monitor.startswith("val_") else ""
             raise ValueError(f"the history has no {monitor!r}{hint}; it has {', '.join(sorted(self.history))}")
+        if not self.history[monitor]:  # (numpy's min over no epochs: "zero-size array to reduction operation")
+            raise ValueError(f"no epoch of the last fit finished (it was stopped in its first), so no member has a "
+                             f"{monitor!r} to be picked by")
         values = numpy.asarray(self.history[monitor], dtype=numpy.float64)  # epochs x K
         maximise = monitor.endswith("r2")
         values = numpy.where(numpy.isfinite(values), values, -numpy.inf if maximise else numpy.inf)

@@ -499,7 +499,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             self.best_loss_ = min(self.loss_curve_)
         else:
             self.best_loss_ = min(before_best, *new) if new else before_best
-        if "val_r2" in history:
+        if history.get("val_r2"):
             self.validation_scores_ = list(history["val_r2"])
             self.best_validation_score_ = max(self.validation_scores_)
         host = model.backend.to_host

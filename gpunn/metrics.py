@@ -122,6 +122,9 @@ class SourceEvaluator:
         return self.ss_tot
 
 
+VALIDATION_KEYS = ("val_loss", "val_mse", "val_mae", "val_r2")  # validation_logs'
+
+
 def validation_logs(sq_sum, abs_sum, r2, rows, outputs) -> dict:
     """An epoch's validation logs from host sums over ``rows`` rows of ``outputs`` targets: ``val_loss`` is
     the training loss's f = (1/m)||A[L] - Y||_F^2 on the validation rows (the sum of the outputs' MSEs), so

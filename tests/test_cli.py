@@ -216,6 +216,24 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
 
 
+def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_path, capsys, monkeypatch,
+                                                                            interrupt_at):
+    """Ctrl-C before the first epoch ended: no held-out line and no reports, as before, now said (a --json left
+    from an earlier run is not this run's); the checkpoint resumes."""
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(0, 1)]}))
+    js, path = tmp_path / "run.json", tmp_path / "run.npz"
+    assert cli.main(["train", *TINY, "--batch-size", "32", "--json", str(js), "--save", str(path)]) == 130
+    out = capsys.readouterr().out
+    assert (f"interrupted after 0 complete epoch(s): no epoch to report, no held-out metrics (--json not written); "
+            f"checkpoint in {path} (continue with --resume {path})") in out
+    assert "held-out" not in out.replace("no held-out", "") and not js.exists()
+    monkeypatch.setattr(gpunn.MLP, "fit", fit)
+    assert cli.main(["train", "--resume", str(path), "--json", str(js), "--quiet"]) == 0
+    assert json.loads(js.read_text())["result"]["epochs"] == 1
+
+
 @pytest.mark.parametrize("optimizer, lr, weight_decay, momentum", [("sgd", 1e-2, 0.0, 0.0), ("nesterov", 1e-2, 0.0, 0.9),
                                                                     ("adamw", 1e-3, 0.01, None)])
 def test_an_unset_lr_is_the_optimizers_own_default_in_train_and_sweep(tmp_path, capsys, optimizer, lr, weight_decay,

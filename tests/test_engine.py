@@ -340,3 +340,24 @@ def test_the_data_fingerprint_takes_memory_by_blocks_of_rows_not_by_the_row_coun
     want = [s.sum(), s @ (numpy.arange(1, rows + 1) / rows), numpy.abs(s).sum()]
     assert numpy.allclose(got, want, rtol=1e-12, atol=0) and same_fingerprint(got, want)
     assert not same_fingerprint(got, fingerprint(numpy, X[::-1]))  # the rows in another order show
+
+
+@pytest.mark.parametrize("validated", [False, True])
+def test_a_run_stopped_in_its_first_epoch_returns_its_keys_empty(data, interrupt_at, validated):
+    """Ctrl-C in the first epoch (or a callback's stop before it) returned a History with no keys: history["loss"]
+    raised KeyError, and an Ensemble's best() said to fit with validation_data that it had. Now each key a finished
+    epoch logs is there, empty (history["epoch"]: the epochs completed, none, as Keras's history.epoch), for one
+    model and an ensemble; best() says no epoch finished."""
+    X, Y = data
+    validation = {"validation_data": (X[:60], Y[:60])} if validated else {}
+    for model in (MLP([5, 8, 2], device="cpu", seed=0), gpunn.Ensemble([5, 8, 2], 2, device="cpu", seed=[0, 1])):
+        finished, stopped = (model.fit(X[60:], Y[60:], epochs=2, batch_size=64, verbose=False, callbacks=callbacks,
+                                       **validation) for callbacks in ([], [interrupt_at(0, 3)]))
+        assert stopped.interrupted and stopped["epoch"] == [] and stopped.last == {}
+        assert list(stopped) == list(finished) and all(values == [] for values in stopped.values())
+        assert ("val_r2" in stopped) == validated
+    if validated:
+        with pytest.raises(ValueError, match="no epoch of the last fit finished"):
+            model.best()  # the ensemble's stopped fit
+    with pytest.raises(IndexError, match="member 2 is out of range: the ensemble has 2 members"):
+        model.history.member(2)

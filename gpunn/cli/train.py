@@ -427,10 +427,14 @@ def run(args) -> int:
             if resolved.get(name):
                 resolved[name] = os.path.abspath(resolved[name])
         cfgmod.save(save_path + ".toml", resolved)
+    completed = len(history["epoch"])
     if history.interrupted:
-        print(f"interrupted after {len(history.get('epoch', []))} complete epoch(s)"
+        unwritten = [option for option in ("--json", "--csv", "--plot") if getattr(args, option[2:])]
+        nothing = "" if completed else (": no epoch to report, no held-out metrics" + (
+            f" ({', '.join(unwritten)} not written)" if unwritten else ""))
+        print(f"interrupted after {completed} complete epoch(s){nothing}"
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
-    if not history.get("epoch"):
+    if not completed:
         return 130 if history.interrupted else 0
     if not root:  # the other ranks print and write nothing: no second pass over every held-out row
         return 130 if history.interrupted else 0

@@ -66,13 +66,21 @@ class History(dict):
     extra pass over the data), so it is not ``model.loss(X, Y)`` after the epoch, which is lower while the loss falls.
 
     ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
-    completed epochs are listed: a run stopped in its first epoch returns a History with no keys);
+    completed epochs are listed: a run stopped in its first epoch returns a History whose lists are empty,
+    ``history["epoch"] == []``, as Keras's ``history.epoch`` lists the epochs completed);
     ``stopped_early`` when early stopping ended it.
     """
 
     interrupted = False
     stopped_early = False
     best_epoch = None  # set by EarlyStopping: the epoch whose weights the model ends with
+
+    def expect(self, keys):
+        """An empty list for each of ``keys`` it has not yet: the logs a run will append, so that a run stopped
+        before its first epoch ended holds them, empty, not a history without the keys (``history["loss"]``
+        raised KeyError)."""
+        for key in keys:
+            self.setdefault(key, [])
 
     def append(self, logs: dict):
         for key, value in logs.items():

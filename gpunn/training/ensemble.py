@@ -58,8 +58,12 @@ class EnsembleHistory(History):
 
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
-        if self.get("loss"):  # (an index out of range said "list index out of range")
-            k = member_index(k, len(self["loss"][0]))
+        # the member count: from the losses, or, where no epoch finished, the per-member flags a fit sets (an
+        # index out of range said "list index out of range")
+        members = len(self["loss"][0]) if self.get("loss") else (
+            len(self.stopped_early) if isinstance(self.stopped_early, list) else None)
+        if members is not None:
+            k = member_index(k, members)
         last = self.stopped_epoch[k] if self.stopped_epoch and self.stopped_epoch[k] else None
         return {name: [v[k] if isinstance(v, list) else v for v in values][:last] for name, values in self.items()}
 

@@ -21,12 +21,14 @@ import time
 import numpy
 
 from ..checks import flag
+from ..metrics import VALIDATION_KEYS
 from ..ops.denormals import flush_denormals
 from .callbacks import Callback, History
 from .state import FitSettings, TrainState
 
 
 DIVERGENCE_FACTOR = 1e4  # an epoch's loss this many times the run's first batch loss means divergence
+EPOCH_KEYS = ("epoch", "loss", "lr", "time_s", "samples_per_s")  # epoch_logs' (and an ensemble trainer's)
 
 
 def reference_loss(xp, sum_sq, Yb) -> float:
@@ -237,6 +239,7 @@ class Trainer:
     def _run(self):
         state = self.state
         start_batch, start_sum_sq = state.batch, state.partial_sum_sq
+        self.history.expect(EPOCH_KEYS + (VALIDATION_KEYS if self.validation is not None else ()))
         for cb in self.callbacks:
             cb.on_train_begin(self)
         try:
