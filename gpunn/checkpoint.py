@@ -909,9 +909,8 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             from .distributed.training import DataParallel, per_rank_batch_on_resume
 
             batch = per_rank_batch_on_resume(ckpt.path, settings, world(model.backend).size)
-            dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch, seed=settings.seed,
-                              shuffle=settings.shuffle, verbose=verbose,
-                              source=None if type(source) is ArraySource else source, shards=shards)
+            dp = DataParallel(model, distributed=distributed, batch_size=batch, verbose=verbose, source=source,
+                              shards=shards)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)

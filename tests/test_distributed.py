@@ -300,6 +300,40 @@ def test_a_data_parallel_checkpoint_records_the_training_rows_checksum_that_a_re
     assert ckpt.resume(X, Y, epochs=2, verbose=False, checkpoint=False)["loss"][0] > 0
 
 
+@pytest.mark.parametrize("members", [None, 2])
+def test_a_data_parallel_resume_on_arrays_checksums_them_once(one_process, tmp_path, members):
+    """resume(X, Y, distributed=True) checksummed the training rows twice: to compare them with the checkpoint's,
+    and again for the ranks' configuration check (a new ShardedArraySource). Now once, for one model and an
+    ensemble, also where the checkpoint recorded no checksum to compare; and the validation rows once."""
+    import gpunn
+    from gpunn.distributed import shard
+    from gpunn.training import sources
+
+    X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
+    train, validation = (X[60:], Y[60:]), (X[:60], Y[:60])
+    model = (gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0) if members is None else
+             gpunn.Ensemble([5, 8, 2], members, dtype="float64", device="cpu", seed=[0, 1]))
+    path = tmp_path / "run.npz"
+    model.fit(*train, epochs=1, batch_size=32, verbose=False, distributed=True, validation_data=validation,
+              callbacks=[gpunn.ModelCheckpoint(str(path))])
+    summed, checksum = [], sources.fingerprint
+
+    def counted(xp, *arrays):
+        summed.append(arrays[0].shape[0])
+        return checksum(xp, *arrays)
+
+    for module in (sources, shard):  # (gpunn.metrics imports it from sources when it checksums)
+        one_process.setattr(module, "fingerprint", counted)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    ckpt.resume(*train, epochs=2, validation_data=validation, verbose=False, distributed=True)
+    assert sorted(summed) == [60, 240]
+    summed.clear()
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    del ckpt.training["source"]["fingerprint"]  # as a checkpoint written before it was recorded
+    ckpt.resume(*train, epochs=2, validation_data=validation, verbose=False, distributed=True, checkpoint=False)
+    assert sorted(summed) == [60, 240]
+
+
 def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_first(one_process):
     # mpiexec forwards Ctrl-C to each rank in turn: rank 0's can stop both ranks (they agree after each
     # batch) before rank 1's own arrives. Rank 1 took that as a second Ctrl-C, raised KeyboardInterrupt

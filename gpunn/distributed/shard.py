@@ -48,7 +48,7 @@ class ShardedArraySource:
 
     resumable = True
 
-    def __init__(self, backend, X, Y, *, rank, size, seed, shuffle=True, batch_size=None):
+    def __init__(self, backend, X, Y, *, rank, size, seed, shuffle=True, batch_size=None, fingerprint=None):
         if not 0 <= rank < size:
             raise ValueError(f"rank {rank} is not in [0, {size})")
         self.backend, self.X, self.Y = backend, X, Y
@@ -56,7 +56,7 @@ class ShardedArraySource:
         self.rows = None if batch_size is None else self.rows_for(batch_size)
         self.global_batch_rows = 0
         self._buffers = None
-        self._fingerprint = None
+        self._fingerprint = fingerprint  # X and Y's, where known already (a resume's); else computed by config()
 
     @property
     def total_rows(self) -> int:

@@ -23,6 +23,7 @@ import numpy
 from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
 from ..training.callbacks import Callback
 from ..training.loop import TrainingDiverged
+from ..training.sources import ArraySource
 from .comm import abort_on_error, world
 from .digest import ConfigMismatch, check_same_config
 from .hook import GradientAllReduce
@@ -195,7 +196,8 @@ class DataParallel:
     ``batch_size``: the per-rank batch (None: one global batch of every row); ``source`` and
     ``hook`` go to the training loop, ``callbacks()`` and ``validation()`` filter what rank 0
     alone does, ``run()`` starts the loop with the error handling of a distributed job. The data:
-    in-memory (X, Y) (each rank gathers only its rows), or ``source=`` a bound gpunn.data chunked
+    in-memory (X, Y) (each rank gathers only its rows; so also ``source=`` an ArraySource of them, a resume's,
+    whose checksum is kept), or ``source=`` a bound gpunn.data chunked
     source (each rank reads only its shard of the rows: :class:`~.shard.ShardedSource`, ``shards``
     of them, default one per rank; a resumed run's as its checkpoint says) or any other resumable
     DataSource (each rank draws every global batch and keeps its piece; also ``shards=0``: a resumed
@@ -237,6 +239,11 @@ class DataParallel:
         """This rank's share of a source: its shards of a chunked one, its piece of each batch otherwise."""
         from ..data.base import ChunkedSource
 
+        if type(source) is ArraySource:  # in-memory rows (a resume's): sharded as fit's (X, Y) are, keeping the
+            # checksum the resume compared them by (computing it again took a second pass over every row)
+            return ShardedArraySource(self.model.backend, source.X, source.Y, rank=self.rank, size=self.size,
+                                      seed=source.seed, shuffle=source.shuffle, batch_size=self.batch_size,
+                                      fingerprint=source.config()["fingerprint"])
         if isinstance(source, ShardedSource):  # the one-process layout passed in: its shards, shared out
             source, shards = source.source, source.shards if shards is None else shards
         if not isinstance(source, ChunkedSource) or shards == 0:  # 0: a resumed run that read the source whole
