@@ -120,6 +120,8 @@ class Run:
             return None
         out = {}
         for case in root.iter("testcase"):
+            if not case.get("name"):  # the test a time limit interrupted (SIGINT): pytest writes it nameless
+                continue
             kids = {child.tag for child in case}
             outcome = "failed" if kids & {"failure", "error"} else "skipped" if "skipped" in kids else "passed"
             out[f"{case.get('classname', '')}::{case.get('name', '')}"] = outcome

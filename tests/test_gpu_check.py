@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -355,7 +356,6 @@ def test_a_stage_ended_at_its_cap_keeps_what_ran_and_one_that_ignores_the_signal
     stage's `timeout 60 gpunn info` had no -k: gpunn handles SIGTERM itself, so one stuck in a CUDA call would have
     held the script until the session's outer timeout, leaving no summary line. The stage's time running out is
     `timeout` receiving SIGALRM, its own timer's signal, sent by the test that hangs: nothing waits on a clock."""
-    import re
     import subprocess
     import sys
 
@@ -378,3 +378,20 @@ def test_a_stage_ended_at_its_cap_keeps_what_ran_and_one_that_ignores_the_signal
     run = subprocess.run(["bash", "-c", f"{bounded}\nbounded 600 \"$@\"", "bash", sys.executable, "-c", stuck],
                          capture_output=True, timeout=120)
     assert run.returncode == 137  # SIGKILL 10 s after the signal it ignored, not 30 s later at its own end
+
+
+def test_the_test_a_time_limit_interrupted_is_not_counted_as_passed(tmp_path, capsys):
+    """A tests stage ended by its time limit: pytest's junit XML (SIGINT, bounded()) holds the tests that ran and,
+    for the one interrupted, a testcase with no name and no outcome, which the report counted as passed."""
+    import shutil
+
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    (tmp_path / "run" / "gpu_tests.xml").write_text(  # as pytest 9 writes it (bounded() on a hanging test)
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" errors="0" '
+        'failures="0" skipped="0" tests="1" time="0.560"><testcase classname="tests.test_backend" '
+        'name="test_probe" time="0.008" /><testcase time="0.000" /></testsuite></testsuites>')
+    summary = tmp_path / "run" / "summary.txt"
+    summary.write_text(re.sub(r"(?m)^ok   tests: .*$", "FAIL tests: timed out after 130s: 1 passed in 131.02s",
+                              summary.read_text()))
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "(1 passed, 0 failed, 0 skipped in gpu_tests.xml)" in out
