@@ -69,9 +69,14 @@ class Run:
         self.train = _json(os.path.join(out, "train.json"))
         self.kernels = _json(os.path.join(out, "kernels.json"))
         self.hooks = {name: _json(os.path.join(out, name, f"{name}.json")) for name in HOOKS}
-        self.added = list(added)
+        self.added, self.unread = [], []
         for name, path in added:
-            self.hooks[name] = _merge(self.hooks.get(name), _json(path) or {})
+            extra = _json(path)
+            if not isinstance(extra, dict):  # cut short while it was written, or not the hook's file
+                self.unread.append((name, path))
+                continue
+            self.added.append((name, path))
+            self.hooks[name] = _merge(self.hooks.get(name), extra)
         self.tests = self._tests()
 
     def line(self, stage):
@@ -286,14 +291,18 @@ def issue12(run):
     gpu = s.get("device", "cpu").startswith("cuda")
     rows = []
     long = s.get("throughput", {}).get("synthetic_long")
+    started = (s.get("started") or {}).get("synthetic_long")  # saved by the hook before the epoch, None after it
+    cut = started and (long is None or started["rows"] > long["rows"]) and (
+        f"a {started['rows']:,}-row stream started {started['at_s']:.0f} s into the hook (about "
+        f"{started['expected_s']:.0f} s long) did not finish: the call's time ran out in it, or the hook failed there")
     if long is None:
-        why = s.get("skipped", {}).get("synthetic_long") or ("a GPU measurement" if not gpu else "not run")
+        why = cut or s.get("skipped", {}).get("synthetic_long") or ("a GPU measurement" if not gpu else "not run")
         rows.append((texts[0], f"not measured: {why}", ""))
     else:
         text = (f"{long['stream_samples_per_s']:,.0f} samples/s = {long['ratio']:.2f}× in memory "
                 f"({long['memory_samples_per_s']:,.0f}) on {long['rows']:,} rows, peak RSS {long['peak_rss_gib']:.2f} GiB")
         if long["rows"] < 10 ** 9:
-            rows.append((texts[0], text + ": not 10^9 rows", ""))
+            rows.append((texts[0], text + ": not 10^9 rows" + (f"; {cut}" if cut else ""), ""))
         elif not gpu:
             rows.append((texts[0], text + f": not measured on a GPU ({s.get('device')})", ""))
         else:
@@ -497,6 +506,8 @@ def report(run) -> str:
              "```", run.summary or "(no summary.txt)", "```", "",
              *([f"Merged from a later call: {', '.join(f'{name} ({os.path.basename(path)})' for name, path in run.added)}.",
                 ""] if run.added else []),
+             *([f"**Not merged** (not a JSON object: a file cut short while it was written?): "
+                f"{', '.join(f'{name} ({path})' for name, path in run.unread)}.", ""] if run.unread else []),
              "### The open issues' GPU targets", "",
              _table(("issue", "target", "measured", ""),
                     [(n, *row) for n, rows in (("10", issue10(run)), ("11", issue11(run)), ("12", issue12(run)),

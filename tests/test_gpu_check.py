@@ -10,6 +10,7 @@ import importlib.util
 import json
 import pathlib
 import re
+import shutil
 
 import pytest
 
@@ -198,8 +199,6 @@ def test_the_report_refuses_a_bad_add(tmp_path, capsys):
 
 def test_a_failed_precision_part_is_reported_as_failed(tmp_path, capsys):
     """The hook keeps a part's exception as {"error": ...} and goes on; the report shows it, not a crash."""
-    import shutil
-
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     path = tmp_path / "run" / "precision" / "precision.json"
     p = json.loads(path.read_text())
@@ -222,8 +221,6 @@ def test_the_precision_hook_leaves_the_cpu_emulation_off_behind_it(tmp_path):
 
 
 def test_the_owed_tests_are_read_from_gpu_tests_xml_by_module_and_name(tmp_path, capsys):
-    import shutil
-
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     cases = [("test_ensemble_gpu", "test_each_member_trains_as_its_own_mlp_on_cuda[float32-adam]", "<failure/>"),
              ("test_ensemble_precision", "test_each_member_trains_as_its_own_mlp_on_cuda[relu-adam-False-tf32]", ""),
@@ -273,8 +270,6 @@ def test_the_report_reads_the_gpu_rows_gpunn_bench_writes(tmp_path, capsys, monk
 def test_an_ensemble_hook_killed_in_its_benchmark_keeps_its_checks_for_the_report(tmp_path, capsys, monkeypatch):
     """ENSEMBLE_SECONDS=90 brings the torch loop and the bf16 row, whose warm-ups the rounds' deadline does
     not bound: if the stage's timeout kills the hook there, ensemble.json still holds the exactness check."""
-    import shutil
-
     from gpunn import bench
 
     def killed(*args, **kwargs):
@@ -303,8 +298,6 @@ def test_a_failed_report_stage_after_the_closing_line_is_a_finished_run_that_fai
     """gpu_check.sh writes 'FAIL report: ...' after its closing 'gpu_check on ... PASSED' line when
     bench/gpu_report.py fails on the GPU machine; the report, rebuilt here afterwards, took the run for killed
     ('did not finish', every stage it lacked 'stopped before it') because it read the last line only."""
-    import shutil
-
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     summary = tmp_path / "run" / "summary.txt"
     summary.write_text(summary.read_text() + "FAIL report: bench/gpu_report.py /tmp/gc: KeyError: 'results'\n")
@@ -383,8 +376,6 @@ def test_a_stage_ended_at_its_cap_keeps_what_ran_and_one_that_ignores_the_signal
 def test_the_test_a_time_limit_interrupted_is_not_counted_as_passed(tmp_path, capsys):
     """A tests stage ended by its time limit: pytest's junit XML (SIGINT, bounded()) holds the tests that ran and,
     for the one interrupted, a testcase with no name and no outcome, which the report counted as passed."""
-    import shutil
-
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     (tmp_path / "run" / "gpu_tests.xml").write_text(  # as pytest 9 writes it (bounded() on a hanging test)
         '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" errors="0" '
@@ -395,3 +386,39 @@ def test_the_test_a_time_limit_interrupted_is_not_counted_as_passed(tmp_path, ca
                               summary.read_text()))
     out = _report(tmp_path / "run", capsys=capsys)
     assert "(1 passed, 0 failed, 0 skipped in gpu_tests.xml)" in out
+
+
+def test_a_second_call_cut_short_in_the_long_stream_is_reported_as_such(tmp_path, capsys):
+    """gpu_check.sh's second command runs the 10^9-row stream with about 20 s to spare. The hook saved
+    streams.json only after it, so a call whose time ran out in it left the synthetic part alone, and the report
+    said 'not run' (or, merged over the first call's shorter run, only 'not 10^9 rows'). The hook now saves a
+    'started' entry before the epoch, None after it; an --add file that is no JSON object is named, not
+    silently left out."""
+    long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    started = {"synthetic_long": {"rows": 10 ** 9, "at_s": 14.2, "expected_s": 145.3}}
+    call2 = tmp_path / "streams.json"
+    cases = [(dict(long, throughput={}, started=started), None),  # cut short, over a first call without the part
+             (dict(long, throughput={}, started=started), 10 ** 8),  # ... over a first call's 10^8 rows
+             (dict(long, started={"synthetic_long": None}), 10 ** 8)]  # finished: the 10^9 rows replace it
+    for added, first_rows in cases:
+        run = tmp_path / f"run{first_rows}{len(added['throughput'])}"
+        shutil.copytree(RUNS / "h200-2026-11-28", run)
+        if first_rows:
+            first = dict(long["throughput"]["synthetic_long"], rows=first_rows)
+            (run / "streams" / "streams.json").write_text(json.dumps(dict(long, throughput={"synthetic_long": first},
+                                                                        started={"synthetic_long": dict(
+                                                                            started["synthetic_long"], rows=first_rows)})))
+        call2.write_text(json.dumps(added))
+        measured, verdict = _targets(_report(run, "--add", f"streams={call2}", capsys=capsys))[
+            "a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+        if not added["throughput"]:
+            assert ("a 1,000,000,000-row stream started 14 s into the hook (about 145 s long) did not finish"
+                    in measured) and verdict == "", measured
+            assert ("on 100,000,000 rows" in measured and ": not 10^9 rows; a 1,000,000,000-row stream" in measured
+                    ) == bool(first_rows), measured
+        else:
+            assert "1,000,000,000 rows" in measured and "did not finish" not in measured and verdict == "**not met**"
+    call2.write_text('{"device": "cuda:0 (NVIDIA H200, CuPy 14.2.0)", "throughput": {"synth')  # cut mid-write
+    out = _report(RUNS / "h200-2026-11-28", "--add", f"streams={call2}", capsys=capsys)
+    assert f"**Not merged** (not a JSON object: a file cut short while it was written?): streams ({call2})." in out
+    assert "Merged from a later call" not in out
