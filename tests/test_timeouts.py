@@ -1,0 +1,43 @@
+"""The suite's own time limit (pytest-timeout, set in pyproject.toml): a test that hangs ends the run instead of
+stalling CI, and the same configuration still runs where the plugin is not installed (the GPU machine's pytest)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+import waiting
+
+ROOT = Path(__file__).resolve().parents[1]
+# bench/gpu_check.sh's GPU run, less its selection (-m gpu) and xdist
+GPU_MACHINE_ARGS = ["-o", "addopts=-ra", "-q", "-p", "no:cacheprovider"]
+
+
+def _pytest(tmp_path, *args, body):
+    """pytest run on one test file with ``body`` under this repository's configuration, in a subprocess."""
+    (tmp_path / "test_one.py").write_text(body)
+    cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
+           *GPU_MACHINE_ARGS, *args, str(tmp_path / "test_one.py")]
+    return waiting.run(cmd, timeout=120, cwd=tmp_path)
+
+
+def test_without_pytest_timeout_its_settings_are_a_warning_and_the_tests_run(tmp_path):
+    """The GPU machine has pytest but not pytest-timeout: pyproject's timeout keys are unknown there, which pytest
+    reports as a PytestConfigWarning; an "error" warnings filter or --strict-config would make it fail every run."""
+    proc = _pytest(tmp_path, "-p", "no:timeout", body="def test_it():\n    assert True\n")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    assert "Unknown config option: timeout" in proc.stdout + proc.stderr  # the path this test is about was taken
+
+
+def test_a_test_that_hangs_ends_the_run_with_the_threads_stacks(tmp_path):
+    """With the plugin (CI's test extra), the configured method ends a hanging test: the thread method stops the
+    whole run (the test after it never runs) and prints where each thread was."""
+    pytest.importorskip("pytest_timeout")
+    body = ("import time\n\n"
+            "def test_hangs():\n    time.sleep(600)\n\n"
+            "def test_after():\n    open('after-ran', 'w').close()\n")
+    proc = _pytest(tmp_path, "--timeout", "3", body=body)  # the configured method, with a shorter limit
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Timeout" in out and "time.sleep(600)" in out, out  # the stack of the test where it hung
+    assert not (tmp_path / "after-ran").exists()  # the thread method: the run ended there (signal goes on)
