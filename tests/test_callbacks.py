@@ -298,7 +298,7 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_the_history(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), GPUNN_DEVICE="cpu")
     proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "epoch-1-done"
+    waiting.read_until(proc, "epoch-1-done", 120)
     proc.send_signal(signal.SIGINT)  # lands mid-epoch 2 (an epoch is 625 batches)
     out, err = waiting.communicate(proc, 60)
     assert proc.returncode == 0, err

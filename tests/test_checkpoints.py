@@ -14,6 +14,7 @@ import zipfile
 
 import numpy
 import pytest
+import waiting
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import gpunn
@@ -704,15 +705,15 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     for attempt in range(8):
         before = path.stat().st_mtime_ns if path.exists() else None
         proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"ready"
+        waiting.read_until(proc, b"ready", 120)
         if attempt % 2:  # kill as the writer reports its second write is in the temp file, not yet renamed
-            while proc.stdout.readline().strip() != b"mid-write 2":
-                pass
+            waiting.read_until(proc, b"mid-write 2", 120)
         else:  # kill at a random moment after its first complete write
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                if path.exists() and path.stat().st_mtime_ns != before:
-                    break
+            deadline = waiting.Deadline(120)  # the time this process ran (see tests/waiting.py)
+            while not (path.exists() and path.stat().st_mtime_ns != before):
+                if deadline.expired() or proc.poll() is not None:
+                    proc.kill()
+                    raise AssertionError(f"no checkpoint written (status {proc.wait()})")
                 time.sleep(0.002)
             time.sleep(rnd.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)

@@ -140,17 +140,6 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(workdir, tmp_pa
     assert out.read_bytes()[:6] == b"\x93NUMPY"
 
 
-def _wait_for(proc, text, timeout=120):
-    deadline = waiting.Deadline(timeout)  # the time this process ran (see tests/waiting.py)
-    while not deadline.expired():
-        line = proc.stdout.readline()
-        if text in line:
-            return line
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"never saw {text!r}")
-
-
 def _ctrl_c_reaches_it():
     """For a child that a test sends SIGINT: its default action back. A shell without job control starts a
     background job (`make test &`) with SIGINT ignored, children inherit that, and Python then leaves it
@@ -269,7 +258,7 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     # "data: ... materialized" is printed as generation starts (~1.5 s for these rows on an idle 2-core
     # machine): signal right then, so a loaded machine's slow sleep cannot push the Ctrl-C into training
-    _wait_for(proc, "data:")
+    waiting.read_until(proc, "data:", 120)
     time.sleep(0.05)
     proc.send_signal(signum)
     out, err = waiting.communicate(proc, 60)
@@ -287,7 +276,7 @@ def _training_past_its_first_checkpoint(tmp_path, options):
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", *options, "--quiet", "--save",
                              "run.npz"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_ctrl_c_reaches_it)
-    _wait_for(proc, "model:")
+    waiting.read_until(proc, "model:", 120)
     deadline = waiting.Deadline(180)  # a ceiling, for a hang: the first epoch takes ~1 s on an idle machine
     while not (tmp_path / "run.npz").exists():
         if deadline.expired() or proc.poll() is not None:
@@ -338,9 +327,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--hidden", "8", "--epochs",
                              "2", "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    assert proc.stdout.readline().startswith("device:")
+    assert waiting.read_until(proc, "device:", 120).startswith("device:")  # the first line
     proc.stdout.close()  # as head -1 does; the result lines come after training, into the closed pipe
-    err = proc.stderr.read()
-    proc.wait(timeout=60)
+    _, err = waiting.communicate(proc, 120)
     assert proc.returncode == 128 + signal.SIGPIPE
     assert "Broken pipe" not in err and "error" not in err

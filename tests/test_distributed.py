@@ -824,14 +824,12 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
 
     proc = subprocess.Popen([_mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    t0 = time.monotonic()
-    try:
-        _, err = waiting.communicate(proc, 60)
+    try:  # a job that failed to end waits in MPI_Init forever, or until the 300 s watchdog
+        _, err = waiting.communicate(proc, 120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("the job hung after one rank failed")
-    assert time.monotonic() - t0 < 30
     assert proc.returncode == 2, err
     says = "missing.npy: no such file" if where == "before" else "NaN or infinite features value(s)"
     assert re.search(r"^gpunn \[rank 1/2\]: error: .*" + re.escape(says), err, re.M), err

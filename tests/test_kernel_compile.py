@@ -22,6 +22,7 @@ import types
 from pathlib import Path
 
 import pytest
+import waiting
 
 import gpunn.ops.kernels as gk
 
@@ -67,7 +68,7 @@ def test_nvcc_compiles_every_instance(nvcc, source, tmp_path):
     gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in ARCHS]
     cmd = [nvcc, "-std=c++17", f"-I{gk.kernel_dir()}", *gencode, "--Werror", "all-warnings",
            "--resource-usage", "-c", str(unit), "-o", str(tmp_path / "out.o")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = waiting.run(cmd, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{log}"
     for arch in ARCHS:

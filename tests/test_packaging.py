@@ -1,12 +1,12 @@
 """What a fresh install gets: the wheel carries the CUDA sources, and `make` picks CuPy by the driver."""
 import os
 import stat
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+import waiting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
-                          capture_output=True, text=True, timeout=300)
+    proc = waiting.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+                       timeout=300)
     if proc.returncode != 0 and "No matching distribution" in proc.stderr:
         pytest.skip(f"the build backend could not be fetched: {proc.stderr[-300:]}")
     assert proc.returncode == 0, proc.stderr
@@ -34,8 +34,8 @@ def test_wheel_ships_the_kernels_and_loads_them_from_the_package(wheel, tmp_path
 
     assert wheel.name.startswith(f"gpunn-{__version__}-")
     code = "import gpunn.ops.kernels as k; print(k.kernel_dir()); print(len(k.load_source('elementwise.cu')))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60)
+    proc = waiting.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                       timeout=60)
     assert proc.returncode == 0, proc.stderr
     where, length = proc.stdout.split()
     assert Path(where) == tmp_path / "gpunn" / "kernels" and int(length) > 1000
@@ -53,8 +53,7 @@ def test_make_installs_the_cupy_matching_the_driver(tmp_path, smi_output, extra)
         smi.write_text(f"#!/bin/sh\necho '{smi_output}'\n")
         smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}/usr/bin{os.pathsep}/bin"}
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "cuda_extra.py")], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = waiting.run([sys.executable, str(ROOT / "scripts" / "cuda_extra.py")], env=env, timeout=60)
     assert proc.returncode == 0 and proc.stdout == extra
 
 

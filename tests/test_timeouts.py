@@ -1,5 +1,6 @@
 """The suite's own time limit (pytest-timeout, set in pyproject.toml): a test that hangs ends the run instead of
 stalling CI, and the same configuration still runs where the plugin is not installed (the GPU machine's pytest)."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,3 +42,27 @@ def test_a_test_that_hangs_ends_the_run_with_the_threads_stacks(tmp_path):
     assert proc.returncode != 0, out
     assert "Timeout" in out and "time.sleep(600)" in out, out  # the stack of the test where it hung
     assert not (tmp_path / "after-ran").exists()  # the thread method: the run ended there (signal goes on)
+
+
+def _child(script, text=True):
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+
+
+def test_read_until_gives_the_first_line_holding_the_text_and_leaves_the_rest():
+    proc = _child("print('a'); print('b: here'); print('c', flush=True)")
+    assert waiting.read_until(proc, "b:", 60) == "b: here\n"
+    assert waiting.communicate(proc, 60) == ("c\n", "")
+
+
+def test_read_until_does_not_block_on_a_child_that_writes_nothing():
+    """A readline would wait for as long as the child lives; read_until gives up at its time, and kills it."""
+    proc = _child("import sys, time; sys.stderr.write('stuck'); sys.stderr.flush(); time.sleep(600)", text=False)
+    with pytest.raises(AssertionError, match=r"no line with b'ready' within 1 s \(status -9\), stderr:\nb'stuck'"):
+        waiting.read_until(proc, b"ready", 1)
+    assert proc.returncode == -9
+
+
+def test_read_until_fails_when_the_output_ends_without_the_text():
+    proc = _child("import sys; print('other'); sys.exit('gave up')")
+    with pytest.raises(AssertionError, match=r"ended without a line with 'ready' \(status 1\), stderr:\ngave up"):
+        waiting.read_until(proc, "ready", 60)

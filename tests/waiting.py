@@ -6,7 +6,9 @@ batch scheduler's suspend does the same. Here the time is counted by polls: each
 but at most ``CAP`` seconds, so a stretch in which this process (and the children it was frozen with) did
 not run counts as one poll. A child that really hangs still runs out of time: every poll counts something.
 """
+import os
 import subprocess
+import threading
 import time
 
 POLL = 0.25  # seconds between looks at the child
@@ -57,3 +59,46 @@ def run(args, timeout, **popen) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     out, err = communicate(proc, timeout)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def read_until(proc: subprocess.Popen, wanted, timeout):
+    """The first line of ``proc``'s stdout holding ``wanted`` (str, or bytes for a binary pipe), read within
+    ``timeout`` (seconds or a Deadline); the lines before it are dropped, the ones after it left in the pipe
+    for a later :func:`communicate` (read a byte at a time: a buffered readline takes in what follows the line,
+    where communicate, reading the pipe itself, never sees it). A plain readline also blocks for as long as
+    the child lives without writing a line: here a thread reads, and the wait is counted as Deadline counts
+    it. Past the time, or when the output ends first, the child is killed and AssertionError raised with its
+    status and stderr (where that is a pipe)."""
+    deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout)
+    text = isinstance(wanted, str)
+    needle = wanted.encode(proc.stdout.encoding) if text else wanted
+    fd, found = proc.stdout.fileno(), []
+
+    def read():
+        line = bytearray()
+        while byte := os.read(fd, 1):
+            line += byte
+            if byte == b"\n":
+                if needle in line:
+                    found.append(line.decode(proc.stdout.encoding, proc.stdout.errors) if text else bytes(line))
+                    return
+                line.clear()
+
+    reader = threading.Thread(target=read, name="waiting.read_until", daemon=True)
+    reader.start()
+    while reader.is_alive():
+        reader.join(POLL)
+        if reader.is_alive() and deadline.expired():
+            raise AssertionError(f"no line with {wanted!r} within {deadline.seconds:.0f} s{_killed(proc)}")
+    deadline.tick()
+    if not found:
+        raise AssertionError(f"the output ended without a line with {wanted!r}{_killed(proc)}")
+    return found[0]
+
+
+def _killed(proc: subprocess.Popen) -> str:
+    """Kill the child (if it still runs); its status and what it wrote to a stderr pipe, for a failure message."""
+    proc.kill()
+    err = proc.stderr.read() if proc.stderr is not None else ""
+    proc.wait()
+    return f" (status {proc.returncode})" + (f", stderr:\n{err[-3000:]!s}" if err else "")
