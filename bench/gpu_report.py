@@ -330,8 +330,8 @@ def issue13(run):
     failed = [k for k, v in checks.items() if not v]
     got = f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (
         f" ({n['communicator']})" if n.get("communicator") else "")
-    if failed:
-        got += "; failed: " + "; ".join(failed)
+    if failed:  # with the error of a check that raised (the hook goes on to the next)
+        got += "; failed: " + "; ".join(f"{k} ({n['errors'][k]})" if k in n.get("errors", {}) else k for k in failed)
     if isinstance(n.get("hook_cost_us_per_step"), (int, float)):
         got += f"; the hook costs {n['hook_cost_us_per_step']} us per medium float32 step"
     if not checks.get("NCCL communicator"):

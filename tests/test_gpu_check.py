@@ -422,3 +422,41 @@ def test_a_second_call_cut_short_in_the_long_stream_is_reported_as_such(tmp_path
     out = _report(RUNS / "h200-2026-11-28", "--add", f"streams={call2}", capsys=capsys)
     assert f"**Not merged** (not a JSON object: a file cut short while it was written?): streams ({call2})." in out
     assert "Merged from a later call" not in out
+
+
+def test_a_nccl_hook_check_that_raises_fails_alone_and_the_next_ones_still_run(tmp_path, monkeypatch, capsys):
+    """bench/gpu_checks/nccl.py runs the data-parallel paths that first meet NCCL on the GPU machine (an Ensemble's
+    among them, never run on a GPU before). A check that raised ended the hook with no nccl.json (written only at
+    the end), so the checks before it were lost too and the report said 'not measured'; the checks after it never
+    ran. Now each check's exception is that check's failure, kept with its error, nccl.json is rewritten after each
+    check, and the report names the error. One process without MPI (as tests/test_distributed.py's one_process)."""
+    import sys
+
+    import gpunn
+    from gpunn.distributed import comm
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setattr(comm, "_WORLD", {})
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("made to fail by the test")
+
+    monkeypatch.setattr(gpunn.MLP, "fit", broken)
+    monkeypatch.setattr(gpunn.Ensemble, "fit", broken)
+    hook = _load("bench/gpu_checks/nccl.py", "nccl_hook")
+    monkeypatch.setattr(hook, "shard_reads_interleave", lambda device, out: True)  # (the slow one, left passing)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    assert hook.main(["--device", "cpu", "--out", str(tmp_path / "run" / "nccl")]) == 1
+    saved = json.loads((tmp_path / "run" / "nccl" / "nccl.json").read_text())
+    failed = {k for k, v in saved["checks"].items() if not v}
+    assert len(saved["checks"]) == 4 and len(failed) == 3 and failed == set(saved["errors"])
+    assert saved["checks"]["shard reads on the device (generated, .npy row ranges) interleave exactly"]
+    assert set(saved["errors"].values()) == {"RuntimeError: made to fail by the test"}
+    assert "FAIL: distributed fit == plain fit at the global batch (rel < 1e-10) (RuntimeError: made to fail" in (
+        capsys.readouterr().out)
+    measured, verdict = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
+                             if k.startswith("a one-rank NCCL run"))
+    assert "1 of 4 checks passed" in measured and "Ensemble distributed fit (arrays, bootstrapped, .npy " \
+        "source) == one process (rel < 1e-10) (RuntimeError: made to fail by the test)" in measured

@@ -4,7 +4,8 @@
     mpiexec -n P python bench/gpu_checks/nccl.py --device cuda --out DIR          # P GPUs, one per rank (mpi4py)
     python bench/gpu_checks/nccl.py --device cpu --out DIR                        # the plumbing, no GPU
 
-Checks (exit 0 when all pass; DIR/nccl.json holds the details):
+Checks (exit 0 when all pass; DIR/nccl.json holds the details, rewritten after each check, so a kill keeps what
+finished; a check that raises is a failed check, its error in nccl.json's "errors", and the next ones still run):
 1. a NCCL communicator is made (CuPy's NCCL, or a pip nvidia-nccl-cu12/13 wheel such as torch's), its id
    shared over MPI when mpi4py is there, else within the one process;
 2. the in-place all-reduce (sum over ranks) and broadcast of a 1M-float device buffer;
@@ -24,10 +25,12 @@ With --device cpu the same fit goes over MPI or the one-process communicator (ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+import traceback
 
 import numpy
 
@@ -92,7 +95,25 @@ def main(argv=None) -> int:
     xp = model.xp
     comm = world(model.backend)
     result = {"device": device, "communicator": comm.describe(), "ranks": comm.size}
-    checks = {}
+    checks, errors = {}, {}
+
+    def save():
+        if comm.rank == 0:
+            os.makedirs(args.out, exist_ok=True)
+            with open(os.path.join(args.out, "nccl.json"), "w") as fh:
+                json.dump({**result, "checks": checks, "errors": errors,
+                           "seconds": round(time.monotonic() - t_start, 1)}, fh, indent=2)
+
+    @contextlib.contextmanager
+    def check(name):
+        """A check that raises fails, its error kept, and the next ones run (one GPU run answers them all)."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - reported as this check's failure
+            checks[name] = False
+            errors[name] = f"{type(exc).__name__}: {exc}"[:400]
+            traceback.print_exc()
+        save()
 
     def sync():
         if gpu:
@@ -100,24 +121,26 @@ def main(argv=None) -> int:
 
     with model.backend.use():
         if gpu:
-            checks["NCCL communicator"] = isinstance(comm, NcclComm)
-            a = xp.arange(1 << 20, dtype=xp.float32)
-            want = a * comm.size
-            comm.allreduce_sum_(a)
-            comm.broadcast_(a)
-            sync()
-            checks["in-place all-reduce and broadcast"] = bool((a == want).all())
+            with check("in-place all-reduce and broadcast"):
+                checks["NCCL communicator"] = isinstance(comm, NcclComm)
+                a = xp.arange(1 << 20, dtype=xp.float32)
+                want = a * comm.size
+                comm.allreduce_sum_(a)
+                comm.broadcast_(a)
+                sync()
+                checks["in-place all-reduce and broadcast"] = bool((a == want).all())
 
         X, Y = gpunn.datasets.make("teacher", 4096, 16, 2, device=device, dtype="float64", seed=1)
         opts = dict(epochs=3, optimizer="adam", lr=1e-2, verbose=False)
-        history = model.fit(X, Y, distributed=True, batch_size=128, **opts)
-        if comm.rank == 0:
-            ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
-            ref_history = ref.fit(X, Y, batch_size=128 * comm.size, **opts)
-            rel = float(abs(model.params - ref.params).max() / abs(ref.params).max())
-            result["params_rel_diff"] = rel
-            result["losses"] = {"distributed": history["loss"], "plain": ref_history["loss"]}
-            checks["distributed fit == plain fit at the global batch (rel < 1e-10)"] = rel < 1e-10
+        with check("distributed fit == plain fit at the global batch (rel < 1e-10)"):
+            history = model.fit(X, Y, distributed=True, batch_size=128, **opts)
+            if comm.rank == 0:
+                ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+                ref_history = ref.fit(X, Y, batch_size=128 * comm.size, **opts)
+                rel = float(abs(model.params - ref.params).max() / abs(ref.params).max())
+                result["params_rel_diff"] = rel
+                result["losses"] = {"distributed": history["loss"], "plain": ref_history["loss"]}
+                checks["distributed fit == plain fit at the global batch (rel < 1e-10)"] = rel < 1e-10
 
         # a gpunn.data source: each rank reads (or generates) only its shard of the rows; one process reading
         # every shard interleaved (ShardedSource) is the same run. Standardized: the shards' moments merged.
@@ -127,21 +150,24 @@ def main(argv=None) -> int:
             return gpunn.data.synthetic("teacher", rows=65536 + 4096 + 77, n_features=16, n_outputs=2, seed=1,
                                         standardize=True, validation_fraction=0.5)
 
-        net = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
-        h = net.fit(stream(), distributed=True, batch_size=128, **opts)
+        with check("distributed fit on a source, each rank its shard == one process reading the shards"):
+            net = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+            h = net.fit(stream(), distributed=True, batch_size=128, **opts)
+            if comm.rank == 0:
+                ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
+                h_ref = ref.fit(ShardedSource(stream(), comm.size), batch_size=128 * comm.size, **opts)
+                rel = float(abs(net.params - ref.params).max() / abs(ref.params).max())
+                val_rel = float(max(abs(numpy.array(h[k]) - numpy.array(h_ref[k])).max()
+                                    / abs(numpy.array(h_ref[k])).max() for k in ("val_loss", "val_r2")))
+                result["source_params_rel_diff"], result["source_val_rel_diff"] = rel, val_rel
+                checks["distributed fit on a source, each rank its shard == one process reading the shards"] = (
+                    rel < 1e-10 and val_rel < 1e-10)
         if comm.rank == 0:
-            ref = gpunn.MLP([16, 64, 64, 2], activation="tanh", dtype="float64", device=device, seed=3)
-            h_ref = ref.fit(ShardedSource(stream(), comm.size), batch_size=128 * comm.size, **opts)
-            rel = float(abs(net.params - ref.params).max() / abs(ref.params).max())
-            val_rel = float(max(abs(numpy.array(h[k]) - numpy.array(h_ref[k])).max() / abs(numpy.array(h_ref[k])).max()
-                                for k in ("val_loss", "val_r2")))
-            result["source_params_rel_diff"], result["source_val_rel_diff"] = rel, val_rel
-            checks["distributed fit on a source, each rank its shard == one process reading the shards"] = (
-                rel < 1e-10 and val_rel < 1e-10)
             # the shard reads on this device: a generated chunk cut by a shard boundary, a .npy file read by
             # row ranges through the host pipeline; 3 shards' batches interleave into one process's
-            checks["shard reads on the device (generated, .npy row ranges) interleave exactly"] = shard_reads_interleave(
-                device, args.out)
+            with check("shard reads on the device (generated, .npy row ranges) interleave exactly"):
+                checks["shard reads on the device (generated, .npy row ranges) interleave exactly"] = (
+                    shard_reads_interleave(device, args.out))
 
         # an Ensemble (issue 11): its K sums over the ranks (loss, validation), the NCCL all-reduce of its
         # members' gradients, a bootstrapped run's pieces, its shards of a standardized .npy source
@@ -159,54 +185,53 @@ def main(argv=None) -> int:
                                   validation_fraction=0.25, device=device, dtype="float64")
 
         ens_rel = {}
-        for name, extra in (("arrays", dict(validation_fraction=0.1)),
-                            ("bootstrap", dict(validation_fraction=0.1, bootstrap=True)), ("npy source", {})):
-            data = (ens_source(),) if name == "npy source" else (X, Y)
-            ens = gpunn.Ensemble(**ens_arch)
-            h = ens.fit(*data, distributed=True, batch_size=128, **ens_opts, **extra)
+        with check("Ensemble distributed fit (arrays, bootstrapped, .npy source) == one process (rel < 1e-10)"):
+            for name, extra in (("arrays", dict(validation_fraction=0.1)),
+                                ("bootstrap", dict(validation_fraction=0.1, bootstrap=True)), ("npy source", {})):
+                data = (ens_source(),) if name == "npy source" else (X, Y)
+                ens = gpunn.Ensemble(**ens_arch)
+                h = ens.fit(*data, distributed=True, batch_size=128, **ens_opts, **extra)
+                if comm.rank == 0:
+                    ref = gpunn.Ensemble(**ens_arch)
+                    h_ref = ref.fit(*((ShardedSource(ens_source(), comm.size),) if name == "npy source" else data),
+                                    batch_size=128 * comm.size, **ens_opts, **extra)
+                    ens_rel[name] = max(float(abs(ens.params - ref.params).max() / abs(ref.params).max()),
+                                        *(float(abs(numpy.array(h[k]) - numpy.array(h_ref[k])).max()
+                                                / abs(numpy.array(h_ref[k])).max()) for k in ("loss", "val_loss")))
             if comm.rank == 0:
-                ref = gpunn.Ensemble(**ens_arch)
-                h_ref = ref.fit(*((ShardedSource(ens_source(), comm.size),) if name == "npy source" else data),
-                                batch_size=128 * comm.size, **ens_opts, **extra)
-                ens_rel[name] = max(float(abs(ens.params - ref.params).max() / abs(ref.params).max()),
-                                    *(float(abs(numpy.array(h[k]) - numpy.array(h_ref[k])).max()
-                                            / abs(numpy.array(h_ref[k])).max()) for k in ("loss", "val_loss")))
-        if comm.rank == 0:
-            result["ensemble_rel_diff"] = ens_rel
-            checks["Ensemble distributed fit (arrays, bootstrapped, .npy source) == one process (rel < 1e-10)"] = (
-                max(ens_rel.values()) < 1e-10)
+                checks["Ensemble distributed fit (arrays, bootstrapped, .npy source) == one process (rel < 1e-10)"] = (
+                    max(ens_rel.values()) < 1e-10)
+        result["ensemble_rel_diff"] = ens_rel
 
         left = args.max_seconds - (time.monotonic() - t_start)
         go_on = comm.bcast_object(gpu and left > 12 if comm.rank == 0 else None)
         if go_on:
-            Xm, Ym = gpunn.datasets.make("teacher", 256 * 200, 64, 1, device=device, dtype="float32", seed=2)
-            step_us = {}
-            for label, dist in (("plain", False), ("distributed", True)):
-                net = gpunn.MLP([64, 256, 256, 1], device=device, seed=0)
-                kw = dict(batch_size=256, verbose=False, distributed=dist)
-                net.fit(Xm[:256 * 10 * comm.size], Ym[:256 * 10 * comm.size], epochs=1, **kw)  # warm-up
-                sync()
-                t0 = time.perf_counter()
-                net.fit(Xm, Ym, epochs=2, **kw)
-                sync()
-                steps = -(-Xm.shape[0] // (256 * (comm.size if dist else 1)))
-                step_us[label] = round((time.perf_counter() - t0) / (2 * steps) * 1e6, 1)
-            result["medium_float32_step_us"] = step_us
-            result["hook_cost_us_per_step"] = round(step_us["distributed"] - step_us["plain"], 1)
+            with check("the medium float32 step with and without the hook"):  # a check only where it raises
+                Xm, Ym = gpunn.datasets.make("teacher", 256 * 200, 64, 1, device=device, dtype="float32", seed=2)
+                step_us = {}
+                for label, dist in (("plain", False), ("distributed", True)):
+                    net = gpunn.MLP([64, 256, 256, 1], device=device, seed=0)
+                    kw = dict(batch_size=256, verbose=False, distributed=dist)
+                    net.fit(Xm[:256 * 10 * comm.size], Ym[:256 * 10 * comm.size], epochs=1, **kw)  # warm-up
+                    sync()
+                    t0 = time.perf_counter()
+                    net.fit(Xm, Ym, epochs=2, **kw)
+                    sync()
+                    steps = -(-Xm.shape[0] // (256 * (comm.size if dist else 1)))
+                    step_us[label] = round((time.perf_counter() - t0) / (2 * steps) * 1e6, 1)
+                result["medium_float32_step_us"] = step_us
+                result["hook_cost_us_per_step"] = round(step_us["distributed"] - step_us["plain"], 1)
         else:
             result["medium_float32_step_us"] = "skipped: " + ("under 12 s left" if gpu else "a GPU measurement")
 
     ok = all(checks.values())
     if comm.rank != 0:
         return 0 if ok else 1
-    result["checks"] = checks
-    result["seconds"] = round(time.monotonic() - t_start, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "nccl.json"), "w") as fh:
-        fh.write(text)
-    print("nccl check:", "PASS" if ok else "FAIL: " + ", ".join(k for k, v in checks.items() if not v))
+    save()
+    with open(os.path.join(args.out, "nccl.json")) as fh:
+        print(fh.read())
+    print("nccl check:", "PASS" if ok else "FAIL: " + ", ".join(
+        k + (f" ({errors[k]})" if k in errors else "") for k, v in checks.items() if not v))
     return 0 if ok else 1
 
 
