@@ -317,6 +317,35 @@ def test_ensemble_gemm_baseline_na_when_no_strategy_can_be_timed():
     assert best is None and top is None and "took 5.0 ms, under the 10 ms" in why
 
 
+def test_a_stall_while_calibrating_leaves_the_gemm_baseline_timed(monkeypatch):
+    """A baseline strategy's repeats are sized by its calibration: one epoch stretched by a stall (a time slice
+    lost on a loaded machine: 40 ms on a 2 ms epoch) sized them at one epoch, 2 ms, too short to time, and every
+    ensemble row's "% of GEMM" was nan. Calibrated on the fastest of a few epochs, they are as long as asked."""
+    import types
+
+    from gpunn.bench import runners as br
+    from gpunn.bench.ensemble import GEMM_MIN_REPEAT_SECONDS, gemm_baseline
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(br, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+
+    class Clocked(br.Runner):  # 2 ms an epoch on the fake clock, plus a stall on the calls named
+        flops = 1e9
+
+        def __init__(self, stalls):
+            self.stalls, self.calls = stalls, 0
+
+        def epochs(self, n):
+            clock.now += 0.002 * n + self.stalls.get(self.calls, 0.0)
+            self.calls += 1
+
+    gemm = Clocked({1: 0.040})  # call 0 is the warm-up, call 1 the first timed epoch
+    counts, times = br.timed_rounds([gemm], 2, 0.01, min_seconds={gemm: GEMM_MIN_REPEAT_SECONDS})
+    assert counts[gemm] == round(GEMM_MIN_REPEAT_SECONDS / 0.002)
+    best, top, why = gemm_baseline(times, counts)
+    assert best == pytest.approx([1e9 / 0.002] * 2) and top is gemm, why
+
+
 @pytest.mark.parametrize("gemm_seconds, expect_na", [(1e-6, True), (0.5, False)])
 def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_seconds, expect_na):
     """The wiring of bench_ensemble_config: the baseline is the fastest strategy per round, or n/a (nan, with

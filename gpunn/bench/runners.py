@@ -461,17 +461,34 @@ def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_s
 
     Warm-up (compiles, allocations, first-touch) and calibration first: each repeat is whole epochs,
     about ``seconds`` long, or at least ``min_seconds[runner]`` for a runner named there (a short
-    baseline's repeat held long enough that its per-call costs do not dominate). Past ``deadline``
-    (after at least 2 rounds) the rounds stop and ``on_budget(rounds done)`` is called.
+    baseline's repeat held long enough that its per-call costs do not dominate). Such a runner is
+    calibrated on the fastest of CALIBRATION_EPOCHS epochs (see there). Past ``deadline`` (after at
+    least 2 rounds) the rounds stop and ``on_budget(rounds done)`` is called.
     """
     counts, min_seconds = {}, min_seconds or {}
     for r in runners:
         r.epochs(1)
-        t0 = time.perf_counter()
-        r.epochs(1)
-        once = max(time.perf_counter() - t0, 1e-6)
+        once = fastest_epoch(r, CALIBRATION_EPOCHS if r in min_seconds else 1)
         counts[r] = max(1, round(max(seconds, min_seconds.get(r, 0.0)) / once))
     return counts, interleaved_rounds(runners, counts, repeats, deadline, on_budget)
+
+
+# A runner with a minimum repeat (timed_rounds' min_seconds) is calibrated on the fastest of this many epochs. On
+# a loaded machine one short epoch can take a time slice longer (the process descheduled for milliseconds): a
+# count from it made the repeats that much shorter than asked, and an ensemble's GEMM baseline, its repeats then
+# under gpunn.bench.ensemble.GEMM_MIN_TIMED_SECONDS, "n/a" (% of GEMM nan). A stall only lengthens an epoch:
+# the fastest is the one it is least likely to have reached.
+CALIBRATION_EPOCHS = 3
+
+
+def fastest_epoch(runner, tries=1) -> float:
+    """Seconds of the fastest of ``tries`` timed epochs of ``runner`` (at least 1 us)."""
+    best = math.inf
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        runner.epochs(1)
+        best = min(best, time.perf_counter() - t0)
+    return max(best, 1e-6)
 
 
 def interleaved_rounds(runners, counts, repeats, deadline=None, on_budget=None):
@@ -553,10 +570,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             runners.remove(r)
             continue
         r.epochs(1)
-        t0 = time.perf_counter()
-        r.epochs(1)
-        once = max(time.perf_counter() - t0, 1e-6)
-        counts[r] = once
+        counts[r] = fastest_epoch(r)
     if sustain_steps:  # the state a long run reaches (e.g. subnormals built up in Adam's moments)
         ageing = math.ceil(sustain_steps / math.ceil(rows / cfg.batch))
         log(f"  {where}: {ageing} more epochs ({sustain_steps}+ steps) of each before timing")
