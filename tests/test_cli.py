@@ -210,7 +210,7 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
     finally:
         signal.signal(signal.SIGINT, previous)
     out = capsys.readouterr().out
-    assert "interrupted after 1 complete epoch(s)" in out and "held-out:" in out
+    assert "interrupted after 1 complete epoch\n" in out and "held-out:" in out
 
 
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
@@ -226,7 +226,7 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
     js, path = tmp_path / "run.json", tmp_path / "run.npz"
     assert cli.main(["train", *TINY, "--batch-size", "32", "--json", str(js), "--save", str(path)]) == 130
     out = capsys.readouterr().out
-    assert (f"interrupted after 0 complete epoch(s): no epoch to report, no held-out metrics (--json not written); "
+    assert (f"interrupted after 0 complete epochs: no epoch to report, no held-out metrics (--json not written); "
             f"checkpoint in {path} (continue with --resume {path})") in out
     assert "held-out" not in out.replace("no held-out", "") and not js.exists()
     monkeypatch.setattr(gpunn.MLP, "fit", fit)

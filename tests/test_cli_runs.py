@@ -115,6 +115,30 @@ def test_a_resume_stopped_before_its_first_epoch_ended_says_its_throughput_is_th
     assert "training before the resume (none since)" in line and "since the resume" not in line
 
 
+def test_an_interrupted_run_and_its_resume_say_where_in_an_epoch_the_run_is(tmp_path, capsys, monkeypatch):
+    """A run stopped part-way through an epoch resumes from that batch; the resume said only "1 epoch(s) done",
+    and the stop "after 1 complete epoch(s)"."""
+    from gpunn.training.loop import Trainer
+
+    save = str(tmp_path / "run.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--save", save]) == 0
+    run_epoch = Trainer.run_epoch
+
+    def ctrl_c_at_once(self, *args, **kwargs):
+        self.interrupt()  # stops after the epoch's first batch, as Ctrl-C does
+        return run_epoch(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "run_epoch", ctrl_c_at_once)
+        assert main(["train", "--resume", save, "--epochs", "3"]) == 130
+    out = capsys.readouterr().out
+    assert f"resuming {save}: 1 epoch done;" in out
+    assert f"interrupted after 1 complete epoch; checkpoint in {save}" in out
+    assert main(["train", "--resume", save, "--epochs", "3"]) == 0
+    # 2,700 training rows in batches of 100
+    assert f"resuming {save}: 1 epoch and 1 of 27 batches of epoch 2 done;" in capsys.readouterr().out
+
+
 def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     """resume = "run.npz" in a --config file takes the run's recorded options, as --resume does: it generated
     the data from the defaults and failed on the checkpoint (X has 32 columns but the model expects 6)."""

@@ -99,7 +99,7 @@ def test_resume_with_random_options_is_exact_or_refused(runs, options, epochs, s
             if changed:
                 assert all(f"{name} {OPTIONS[name][1]}" in err for name in changed), err
             else:
-                assert "already done" in err
+                assert f"give --epochs above {DONE} to train further" in err
             assert files(tmp) == before
         else:  # exact: the uninterrupted run's weights, bit for bit
             assert status == 0, err

@@ -22,9 +22,9 @@ def run(args, capsys, status=0):
 
 
 def test_a_member_count_is_singular_for_one_member_only():
-    from gpunn.cli.sweep import _members
+    from gpunn.cli.common import counted
 
-    assert [_members(n) for n in (1, 2, 3)] == ["1 member", "2 members", "3 members"]
+    assert [counted(n, "member") for n in (1, 2, 3, 1000)] == ["1 member", "2 members", "3 members", "1,000 members"]
 
 
 def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):

@@ -184,6 +184,11 @@ def write_output(path, data: bytes) -> None:
     stream.buffer.flush()
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: "1 epoch", "3 epochs", "1,024 rows"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def add_debug(parser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the full traceback (also: environment variable GPUNN_DEBUG=1)")

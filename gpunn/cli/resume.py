@@ -29,6 +29,7 @@ import os
 
 from ..optim import default_of
 from ..training.callbacks import Callback
+from .common import counted
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
 # (csv and save_best are gpunn sweep's)
@@ -213,9 +214,10 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
                          "exactly as it started (start a new run, without --resume, to change it)")
     total = given.get("epochs", options.get("epochs"))
     if total is not None and total <= done:
-        said = f"--epochs {total}" if "epochs" in given else f"its {total} epochs"
-        raise ValueError(f"--resume {path}: {said} are already done ({done} epoch(s) trained); give --epochs above "
-                         f"{done} to train further")
+        trained = counted(done, "epoch")
+        said = (f"--epochs {total} is not above the {trained} it has trained" if "epochs" in given
+                else f"the run has trained its {counted(total, 'epoch')}")
+        raise ValueError(f"--resume {path}: {said}; give --epochs above {done} to train further")
 
 
 def negatable(parser) -> frozenset:

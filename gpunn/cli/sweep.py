@@ -13,8 +13,8 @@ from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from . import data as data_cli
-from .common import (Parser, add_debug, check_report_outputs, csv_text, dtype, json_text, non_negative, positive,
-                     write_output)
+from .common import (Parser, add_debug, check_report_outputs, counted, csv_text, dtype, json_text, non_negative,
+                     positive, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     features_help, ignore_late_interrupts, optimizer_of, resolve_task)
@@ -161,10 +161,6 @@ def _check_save_dir(args) -> str | None:
         raise ValueError(f"--save {directory} exists and is not a directory")
     os.makedirs(directory, exist_ok=True)
     return directory
-
-
-def _members(n) -> str:
-    return f"{n} member{'s' if n != 1 else ''}"
 
 
 def resolve_grid(args) -> None:
@@ -385,10 +381,9 @@ def run(args) -> int:
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
         source, chosen = data_cli.make_source(args, backend, saved)
         if not source.validation_rows:
-            rows = f"{source.rows:,} row{'s' if source.rows != 1 else ''}"
-            raise ValueError(f"--data {args.data} is one chunk ({rows}), so no chunk can be held out to "
-                             "rank the members on; a sweep needs at least two (more rows, or a Parquet file with "
-                             "more row groups)")
+            raise ValueError(f"--data {args.data} is one chunk ({counted(source.rows, 'row')}), so no chunk can be "
+                             "held out to rank the members on; a sweep needs at least two (more rows, or a Parquet "
+                             "file with more row groups)")
         train, validation = (source,), None
         sizes, n_val = [source.n_features, *args.hidden, source.n_outputs], source.validation_rows
     else:
@@ -414,11 +409,11 @@ def run(args) -> int:
             per, why = split_over_ranks(per, why, world())
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     _check_resume_order(args, meta, groups, distributed)
-    print(f"device: {backend.describe()}; {_members(len(settings))} ({len(args.lr)} lr x {len(args.weight_decay)} weight "
-          f"decay x {args.seeds} seed(s)) of {sizes}", flush=True)
+    print(f"device: {backend.describe()}; {counted(len(settings), 'member')} ({len(args.lr)} lr x "
+          f"{len(args.weight_decay)} weight decay x {args.seeds} seed(s)) of {sizes}", flush=True)
     print(chosen, flush=True)
     if len(groups) > 1:
-        print(f"the grid is split into {len(groups)} ensembles of up to {_members(per)} ({why})", flush=True)
+        print(f"the grid is split into {len(groups)} ensembles of up to {counted(per, 'member')} ({why})", flush=True)
     record = None
     if save_dir:
         print(f"checkpoints: {os.path.join(save_dir, CHECKPOINT.format('G'))} (continue with gpunn sweep --resume "

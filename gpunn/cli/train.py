@@ -11,8 +11,8 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
 from . import data as data_cli
-from .common import (Parser, add_debug, bounded, check_report_outputs, csv_text, dtype, json_text, non_negative,
-                     number, positive, write_output)
+from .common import (Parser, add_debug, bounded, check_report_outputs, counted, csv_text, dtype, json_text,
+                     non_negative, number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
@@ -195,6 +195,16 @@ def refuse_idle_options(given: dict, args) -> None:
                          "and this run writes none: add --save PATH (or drop it)")
 
 
+def resume_position(ckpt) -> str:
+    """Where the run of ``ckpt`` stopped, in words: "3 epochs", or "3 epochs and 518 of 704 batches of epoch 4"
+    for one stopped part-way through an epoch (Ctrl-C, SIGTERM), which the resume continues from that batch."""
+    done = counted(ckpt.epoch, "epoch")
+    batch = ckpt.state.batch
+    if not batch:
+        return done
+    return f"{done} and {batch:,} of {ckpt.settings.batches_per_epoch:,} batches of epoch {ckpt.epoch + 1}"
+
+
 def _batch_trained(args, ckpt, distributed, rows):
     """The (per-rank) batch this run trained at: --batch-size, at most the ``rows`` training rows (over the
     ranks, data parallel) as fit caps it; a resumed run keeps its checkpoint's global batch, split over this
@@ -334,7 +344,7 @@ def run(args) -> int:
     ckpt = None
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
-        print(f"resuming {args.resume}: {ckpt.epoch} epoch(s) done; model, optimizer, batch size and seed come "
+        print(f"resuming {args.resume}: {resume_position(ckpt)} done; model, optimizer, batch size and seed come "
               "from the checkpoint", flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
     if ckpt:  # --precision is the recorded one: the library's refusal of a resume it cannot run here
@@ -432,7 +442,7 @@ def run(args) -> int:
         unwritten = [option for option in ("--json", "--csv", "--plot") if getattr(args, option[2:])]
         nothing = "" if completed else (": no epoch to report, no held-out metrics" + (
             f" ({', '.join(unwritten)} not written)" if unwritten else ""))
-        print(f"interrupted after {completed} complete epoch(s){nothing}"
+        print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
               + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
     if not completed:
         return 130 if history.interrupted else 0
