@@ -40,6 +40,28 @@ def test_train_on_an_npy_pair_then_predict_a_csv_and_an_npy(pair, capsys):
     numpy.testing.assert_allclose(numpy.array(lines, float), P[:, 0], rtol=1e-6)
 
 
+
+def test_the_set_up_time_of_a_data_run_counts_making_its_source(pair, capsys, monkeypatch):
+    """The source of --data (a CSV file parsed to index it, a Parquet directory's metadata read) is made before
+    the clock started: every --data run said "set up in 0.00s"."""
+    import types
+
+    from gpunn.cli import data as data_cli, train
+
+    tmp_path, _, _ = pair
+    now = [100.0]
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    make_source = data_cli.make_source
+
+    def slow_make_source(*args, **kwargs):
+        now[0] += 7.0  # seconds spent reading the file
+        return make_source(*args, **kwargs)
+
+    monkeypatch.setattr(data_cli, "make_source", slow_make_source)
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), *SMALL]) == 0
+    assert "set up in 7.00s" in capsys.readouterr().out
+
+
 def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, capsys):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -354,12 +354,12 @@ def run(args) -> int:
     optimizer = None if ckpt else _optimizer(args)
     if not (ckpt or args.data):  # the task's own checks (friedman1's 5 features), before its rows are generated
         datasets.get_task(args.task, args.features, args.outputs, args.noise, args.seed)
-    source, chosen = data_cli.make_source(args, backend, ckpt)
+    t0 = time.perf_counter()  # the set-up: a file's source is made here (a CSV file parsed to index it), a task's
+    source, chosen = data_cli.make_source(args, backend, ckpt)  # rows are generated below
     if source is None:
         _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
     print(f"device: {backend.describe()}", flush=True)
     print(chosen, flush=True)
-    t0 = time.perf_counter()
     if source is None:
         X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
                              device=backend, dtype=args.dtype)
