@@ -232,6 +232,16 @@ def test_monitoring_a_missing_metric_says_what_is_there(data):
     assert h["epoch"] == [1, 2, 3]
 
 
+
+def test_a_misspelt_monitor_is_named_with_the_metric_meant(data):
+    """val_los in a run with validation data: the hint said to pass validation data, which the run had."""
+    X, Y = data[0][:100], data[1][:100]
+    for callback in (EarlyStopping(monitor="val_los"), ReduceLROnPlateau(monitor="val_r3")):
+        with pytest.raises(ValueError, match=r"which the logs lack \(did you mean 'val_(loss|r2)'\?\)") as raised:
+            MLP([5, 1], device="cpu").fit(X, Y, epochs=2, callbacks=[callback], validation_fraction=0.2, verbose=False)
+        assert "validation_data" not in str(raised.value)
+
+
 def test_reduce_lr_on_plateau_scales_the_schedule(data):
     X, Y = data[0][:200], data[1][:200]
     plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e6, min_lr=0.004)

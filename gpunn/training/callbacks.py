@@ -215,7 +215,15 @@ class _Monitoring(Callback):
 
     def _value(self, logs):
         if self._monitor not in logs:
-            hint = " (pass validation_data or validation_fraction to fit)" if self._monitor.startswith("val_") else ""
+            import difflib
+
+            close = difflib.get_close_matches(self._monitor, logs, n=1)
+            if self._monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+                hint = " (pass validation_data or validation_fraction to fit)"
+            elif close:  # a misspelling of one that is there (val_los)
+                hint = f" (did you mean {close[0]!r}?)"
+            else:
+                hint = ""
             raise ValueError(f"{type(self).__name__} monitors {self._monitor!r}, which the logs lack{hint}; "
                              f"available: {', '.join(sorted(logs))}")
         return float(logs[self._monitor])
