@@ -49,8 +49,12 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         dest = key.replace("-", "_")
         action = options.get(dest)
         if action is None:
-            valid = ", ".join(sorted(d.replace("_", "-") for d in options))
-            raise ConfigError(f"{source}: unknown option {key!r}; valid options: {valid}")
+            import difflib
+
+            names = sorted(d.replace("_", "-") for d in options)
+            close = difflib.get_close_matches(dest.replace("_", "-").lower(), names, n=1, cutoff=0.75)
+            meant = f" (did you mean {close[0]!r}?)" if close else ""  # epoch = 3: epochs; batchsize: batch-size
+            raise ConfigError(f"{source}: unknown option {key!r}{meant}; valid options: {', '.join(names)}")
         flag = action.option_strings[-1]
         if action.nargs == 0:  # store_true flags
             if not isinstance(value, bool):

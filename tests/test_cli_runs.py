@@ -185,7 +185,10 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize("text, message", [
-    ("batchsize = 3", "unknown option 'batchsize'"),
+    ("batchsize = 3", "unknown option 'batchsize' (did you mean 'batch-size'?); valid options: "),
+    ("epoch = 3", "unknown option 'epoch' (did you mean 'epochs'?)"),
+    ("Hidden = [16]", "unknown option 'Hidden' (did you mean 'hidden'?)"),
+    ("colour = 3", "unknown option 'colour'; valid options: "),
     ('optimizer = "rmsprop"', "not one of"),
     ("epochs = -2", "invalid epochs"),
     ("hidden = [16, 'a']", "must list integers"),
