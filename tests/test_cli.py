@@ -333,6 +333,10 @@ def test_json_to_standard_output_is_the_json_alone(tmp_path, monkeypatch, capsys
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].startswith("member,lr,") and len(captured.out.splitlines()) == 3
     assert "best: lr" in captured.err
+    assert "wrote -" not in captured.err  # (it said so)
+    assert cli.main(["sweep", *TINY, "--lr", "1e-3,1e-2", "--csv", "-", "--json", str(tmp_path / "s.json")]) == 0
+    assert f"wrote {tmp_path / 's.json'}" in capsys.readouterr().err  # a file is still announced
+    os.remove(tmp_path / "s.json")
     assert cli.main(["train", *TINY]) == 0 and "held-out: mse" in capsys.readouterr().out  # text on stdout otherwise
     assert os.listdir(tmp_path) == []
 

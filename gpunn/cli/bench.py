@@ -168,8 +168,7 @@ def run(args) -> int:
         print(bench.graph_note(data["results"]))
     print("gpunn is: gpunn's samples/s over the peer's. GFLOP/s = 6 x weights x samples/s.")
     if args.json:
-        write_output(args.json, bench.json_bytes(data))
-        print(f"wrote {args.json}")
+        write_output(args.json, bench.json_bytes(data), announce=True)
     if args.plot:
         bench.plot(data, args.plot)
         print(f"wrote {args.plot}")

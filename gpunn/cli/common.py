@@ -170,13 +170,16 @@ def text_to_stderr(args):
         _data_stdout.pop()
 
 
-def write_output(path, data: bytes) -> None:
+def write_output(path, data: bytes, announce=False) -> None:
     """``data`` into the output file ``path`` (atomically: gpunn.checkpoint.atomic_write), or onto
-    standard output when ``path`` is it (:func:`is_stdout`)."""
+    standard output when ``path`` is it (:func:`is_stdout`). ``announce``: print "wrote PATH" after a file
+    (not after the document itself on standard output: sweep and bench said "wrote -")."""
     if not is_stdout(path):
         from ..checkpoint import atomic_write
 
         atomic_write(path, lambda fh: fh.write(data))
+        if announce:
+            print(f"wrote {path}")
         return
     stream = _data_stdout[-1] if _data_stdout else sys.stdout
     stream.flush()

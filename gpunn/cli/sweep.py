@@ -485,11 +485,9 @@ def run(args) -> int:
         text = json_text({"config": data_cli.json_config(args),
                           "units": "standardized targets" if args.standardize else "targets",  # of val_mse, val_r2
                           "members": rows})
-        write_output(args.json, text)
-        print(f"wrote {args.json}")
+        write_output(args.json, text, announce=True)
     if args.csv:
-        write_output(args.csv, csv_text(list(table[0]), (r.values() for r in table)))
-        print(f"wrote {args.csv}")
+        write_output(args.csv, csv_text(list(table[0]), (r.values() for r in table)), announce=True)
     if args.plot:
         plot_curves(rows, args.plot)
         print(f"validation curves: {args.plot}")
