@@ -212,10 +212,12 @@ def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
         i += 1
 
 
-def delimiter_hint(path, delimiter=",") -> str:
+def delimiter_hint(path, delimiter=",", decimal=".") -> str:
     """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
     holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
-    is a comma), and a missing column or a parse error says so. "" otherwise, or where the file cannot be read."""
+    is a comma), and a missing column or a parse error says so; and, read with the decimal mark ``decimal``
+    ".", when its first data row (split as the file looks delimited) holds numbers with decimal commas (0,5).
+    "" otherwise, or where the file cannot be read."""
     import csv
     import re
 
@@ -225,20 +227,22 @@ def delimiter_hint(path, delimiter=",") -> str:
             return next(reader, []), next(reader, [])
 
     try:
-        header, _ = rows(delimiter)
+        header, first = rows(delimiter)
         other = next((d for d in (";", "\t") if len(header) == 1 and d in header[0]), None)
-        if other is None:
-            return ""
-        _, first = rows(other)
+        if other is not None:
+            _, first = rows(other)
     except (OSError, csv.Error):
         return ""
-    name = "tab" if other == "\t" else repr(other)
-    excel = " (as Excel writes CSV where the decimal mark is a comma)" if other == ";" else ""
-    hint = (f"; its first row is one column holding {name}s: the file looks {name}-delimited{excel}: pass "
-            f"delimiter={other!r} to gpunn.data.csv, or save it comma-separated (gpunn train --data and gpunn "
-            "predict read commas only)")
-    if any(re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v) for v in first):
-        hint += "; its numbers have decimal commas (0,5), which gpunn does not read: save them with decimal points"
+    hint = ""
+    if other is not None:
+        name = "tab" if other == "\t" else repr(other)
+        excel = " (as Excel writes CSV where the decimal mark is a comma)" if other == ";" else ""
+        hint = (f"; its first row is one column holding {name}s: the file looks {name}-delimited{excel}: pass "
+                f"delimiter={other!r} to gpunn.data.csv, or save it comma-separated (gpunn train --data and gpunn "
+                "predict read commas only)")
+    if decimal == "." and any(re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v) for v in first):
+        hint += ("; its numbers have decimal commas (0,5): pass decimal=',' to gpunn.data.csv, or save them "
+                 "with decimal points (gpunn train --data and gpunn predict read decimal points only)")
     return hint
 
 

@@ -727,6 +727,35 @@ def test_a_csv_delimited_otherwise_says_so_and_reads_with_the_delimiter_it_names
         data.csv(tmp_path / "c.csv", target="z")
 
 
+def test_a_csv_with_decimal_commas_reads_with_decimal_comma_as_its_points_twin(tmp_path):
+    """data.csv(..., delimiter=";", decimal=",") reads the CSV Excel writes where the decimal mark is a comma (it
+    was refused: "save them with decimal points"): the rows of the same numbers written with points. Read
+    without decimal=",", the error says to pass it (also after the file was indexed with it: the index is per
+    mark); a number with the other mark is bad data; a decimal mark that is the delimiter is refused."""
+    pytest.importorskip("pyarrow")
+    rng = numpy.random.default_rng(2)
+    values = numpy.round(rng.normal(size=(300, 3)) * 100, 4)
+    lines = [";".join(f"{v:.4f}" for v in row) for row in values]
+    (tmp_path / "de.csv").write_text("a;b;y\n" + "".join(line.replace(".", ",") + "\n" for line in lines))
+    (tmp_path / "en.csv").write_text("a,b,y\n" + "".join(line.replace(";", ",") + "\n" for line in lines))
+    de = data.csv(tmp_path / "de.csv", target="y", delimiter=";", decimal=",", block_size=1 << 10, shuffle=False,
+                  dtype="float64", device="cpu")
+    en = data.csv(tmp_path / "en.csv", target="y", block_size=1 << 10, shuffle=False, dtype="float64", device="cpu")
+    assert de.chunk_sizes == en.chunk_sizes and de.rows > 0
+    for a, b in zip(epoch(de), epoch(en), strict=True):
+        numpy.testing.assert_array_equal(a[0], b[0])
+        numpy.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(DataError, match=r"column 'a' is string, not numeric.*decimal commas \(0,5\): pass "
+                                        r"decimal=',' to gpunn.data.csv"):
+        data.csv(tmp_path / "de.csv", target="y", delimiter=";", block_size=1 << 10)
+    (tmp_path / "mixed.csv").write_text("a;y\n" + "1,5;2\n" * 300 + "2.5;3\n")  # past the block types are read from
+    with pytest.raises(DataError, match=r"bad data after row \d+ .*invalid value '2.5'"):
+        data.csv(tmp_path / "mixed.csv", target="y", delimiter=";", decimal=",", block_size=1 << 10)
+    for decimal in (",", ";;", 0, '"'):
+        with pytest.raises(ValueError, match="decimal is the numbers' decimal mark, one character other than"):
+            data.csv(tmp_path / "en.csv", target="y", decimal=decimal)
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
 @pytest.mark.parametrize("name, read", [('"b{}x ""quoted"""', 'b{}x "quoted"'), ('"""b""{}x"', '"b"{}x')])
 def test_a_quoted_column_name_holding_a_line_end_is_read(tmp_path, newline, name, read):

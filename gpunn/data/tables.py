@@ -251,9 +251,12 @@ class CsvSource(ChunkedSource):
     its default ``newlines_in_values=False``), a line end inside a quoted value is not supported in the
     data rows; a quoted column name in the header may hold one.
     ``target`` and ``features`` name columns, as for Parquet; ``delimiter`` separates the fields (``";"``
-    for the CSV Excel writes where the decimal mark is a comma, whose numbers must then be saved with
-    decimal points; ``"\\t"`` for tab-separated files): a file whose header is one column holding ";" or a
-    tab is said to look so delimited. The other options are :class:`gpunn.data.base.ChunkedSource`'s.
+    for the CSV Excel writes where the decimal mark is a comma; ``"\\t"`` for tab-separated files): a file
+    whose header is one column holding ";" or a tab is said to look so delimited. ``decimal`` is the numbers'
+    decimal mark (``","`` for that Excel CSV: ``data.csv(path, "y", delimiter=";", decimal=",")``; one
+    character, not the delimiter); a number written with the other mark is refused as bad data, and a file
+    whose first row holds numbers like 0,5 read with ``"."`` is said to have decimal commas. The other options
+    are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "csv"
@@ -261,8 +264,12 @@ class CsvSource(ChunkedSource):
     INDEX_FORMAT = 1
     BLOCK, MIN_BLOCK = 1 << 22, 1 << 10  # bytes per chunk: the default, and the least a small file is cut into
 
-    def __init__(self, path, target, features=None, *, block_size=None, delimiter=",", seed=0, shuffle=True,
-                 window=16, validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
+    def __init__(self, path, target, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
+                 shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1, device=None,
+                 dtype=None):
+        if not (isinstance(decimal, str) and len(decimal) == 1) or decimal in (delimiter, '"', "\n", "\r"):
+            raise ValueError(f"decimal is the numbers' decimal mark, one character other than the delimiter "
+                             f"({delimiter!r}) and a quote or line end: '.' or ',', got {decimal!r}")
         self._csv = pyarrow_module("csv")
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
@@ -284,13 +291,13 @@ class CsvSource(ChunkedSource):
         default = max(self.MIN_BLOCK, default_chunk_rows(stat.st_size, self.BLOCK))
         block_size = default if block_size is None else block_size
         small = block_size == default < self.BLOCK  # cut small by default
-        self.block_size, self.delimiter = positive_int(block_size, "block_size"), delimiter
+        self.block_size, self.delimiter, self.decimal = positive_int(block_size, "block_size"), delimiter, decimal
         index = self._load_index()
         try:
             schema = index["schema"] if index else self._infer_schema()
             self.feature_names, self.target_names = pick_columns(self.path, schema, target, features)
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
-            raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter)}") from None
+            raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter, self.decimal)}") from None
         if self.target_names is None:
             raise ValueError("target: name the target column(s)")
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
@@ -321,7 +328,8 @@ class CsvSource(ChunkedSource):
         block_size = max(self.block_size, 2 * end)
         try:
             return self._csv.open_csv(self.path, read_options=self._csv.ReadOptions(block_size=block_size),
-                                      parse_options=self._csv.ParseOptions(delimiter=self.delimiter)).schema
+                                      parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
+                                      convert_options=self._csv.ConvertOptions(decimal_point=self.decimal)).schema
         except Exception as exc:
             raise DataError(f"{self.path}: not a readable CSV file with a header row ({exc})") from None
 
@@ -357,12 +365,14 @@ class CsvSource(ChunkedSource):
 
         root = os.environ.get("GPUNN_CACHE_DIR") or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "gpunn")
-        key = hashlib.sha256(repr((os.path.abspath(self.path), self.block_size, self.delimiter)).encode()).hexdigest()
+        key = hashlib.sha256(repr((os.path.abspath(self.path), self.block_size, self.delimiter,
+                                   self.decimal)).encode()).hexdigest()
         return os.path.join(root, "csv-index", key[:32] + ".json")
 
     def _index_key(self):
         return {"format": self.INDEX_FORMAT, "path": os.path.abspath(self.path), "size": self._stamp[0],
-                "mtime_ns": self._stamp[1], "block_size": self.block_size, "delimiter": self.delimiter}
+                "mtime_ns": self._stamp[1], "block_size": self.block_size, "delimiter": self.delimiter,
+                "decimal": self.decimal}  # the first pass checked every value as a number with this mark
 
     def _load_index(self):
         """The saved index of this file, or None when there is none or the file has changed since."""
@@ -424,7 +434,7 @@ class CsvSource(ChunkedSource):
                 buffer, read_options=self._csv.ReadOptions(
                     column_names=self._column_names, block_size=max(len(buffer), 1)),
                 parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
-                convert_options=self._csv.ConvertOptions(include_columns=columns,
+                convert_options=self._csv.ConvertOptions(include_columns=columns, decimal_point=self.decimal,
                                                          column_types={c: pyarrow.float64() for c in columns}))
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
             raise DataError(f"{self.path}: bad data after row {first_row} ({exc})") from None
