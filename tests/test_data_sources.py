@@ -61,6 +61,19 @@ def npy_pair(tmp_path):
     return tmp_path / "x.npy", tmp_path / "y.npy", X, Y
 
 
+
+def test_a_sources_repr_counts_its_training_and_held_out_rows_and_chunks_apart(npy_pair):
+    """repr said rows=<training rows>, chunks=<every chunk> and nothing of the held-out share: 23,456 rows held out
+    a tenth showed as 'rows=21257, chunks=32'; an iterable source had object's repr."""
+    x, y, X, Y = npy_pair
+    held = data.npy(x, y, validation_fraction=0.1)
+    assert held.rows + held.validation_rows == len(X) and len(held.validation_chunks) == 3
+    assert repr(held) == (f"NpySource({x}, rows={held.rows}, chunks=29, validation_rows={held.validation_rows}, "
+                          "validation_chunks=3)")
+    assert repr(data.npy(x, y)) == f"NpySource({x}, rows=23456, chunks=32)"
+    assert repr(data.iterable([(X[:10], Y[:10]), (X[10:15], Y[10:15])])) == \
+        "IterableSource(rows=15, n_features=5, n_outputs=2)"
+
 # ---- synthetic ---------------------------------------------------------------------------------
 def test_a_synthetic_source_holds_exactly_the_rows_make_returns(device):
     source = data.synthetic("teacher", rows=150_000, n_features=6, seed=4, window=2, device=device)

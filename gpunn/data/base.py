@@ -304,7 +304,10 @@ class ChunkedSource:
         return {}
 
     def __repr__(self):
-        return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.chunk_sizes)})"
+        # rows and chunks are the training ones (self.rows): chunks counted every chunk, the held-out ones too
+        held = (f", validation_rows={self.validation_rows}, validation_chunks={len(self.validation_chunks)}"
+                if self.validation_chunks else "")
+        return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.train_chunks)}{held})"
 
 
 def held_count(chunks, fraction) -> int:

@@ -385,6 +385,9 @@ class IterableSource:
     def rows(self):
         return self._rows
 
+    def __repr__(self):
+        return f"IterableSource(rows={self.rows}, n_features={self.n_features}, n_outputs={self.n_outputs})"
+
     def bind(self, backend, dtype):
         from .. import backend as _backend
 
