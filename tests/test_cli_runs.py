@@ -170,6 +170,20 @@ def test_predict_writes_npy(tmp_path, capsys):
     assert "not a gpunn checkpoint" in capsys.readouterr().err
 
 
+
+def test_predict_counts_the_rows_it_wrote_as_train_counts_rows(tmp_path, capsys):
+    """train says "2,700 training rows"; predict said "1500 x 1 predictions"."""
+    pytest.importorskip("pyarrow")
+    save = str(tmp_path / "m.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--save", save]) == 0
+    numpy.save(tmp_path / "in.npy", numpy.ones((1500, 6), numpy.float32))
+    (tmp_path / "in.csv").write_text("a,b,c,d,e,f\n" + "1,2,3,4,5,6\n" * 1500)
+    capsys.readouterr()
+    assert main(["predict", save, str(tmp_path / "in.npy"), str(tmp_path / "o.npy")]) == 0
+    assert f"{tmp_path / 'o.npy'}: 1,500 x 1 predictions (float32) from {save}" in capsys.readouterr().out
+    assert main(["predict", save, str(tmp_path / "in.csv"), str(tmp_path / "o.csv"), "--features", "a,b,c,d,e,f"]) == 0
+    assert "o.csv: 1,500 x 1 predictions (float32)" in capsys.readouterr().out  # streamed
+
 def test_plot_draws_training_and_validation_curves(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "loss.png"

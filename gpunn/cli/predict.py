@@ -60,7 +60,7 @@ def run(args) -> int:
 
         features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
         rows = predict_file(model, args.input, args.output, features=features)
-        print(f"{args.output}: {rows} x {model.layer_sizes[-1]} predictions ({model._prediction_dtype().name}) from "
+        print(f"{args.output}: {rows:,} x {model.layer_sizes[-1]} predictions ({model._prediction_dtype().name}) from "
               f"{args.model} on {model.device}, streamed")
         return 0
     X = preflight.read_matrix(args.input, "IN")
@@ -75,7 +75,7 @@ def run(args) -> int:
         write_rows(output_writer(args.output, P.shape[1], P.dtype, names), [P])
     else:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
-    print(f"{args.output}: {P.shape[0]} x {P.shape[1]} predictions ({P.dtype.name}) from {args.model} "
+    print(f"{args.output}: {P.shape[0]:,} x {P.shape[1]} predictions ({P.dtype.name}) from {args.model} "
           f"on {model.device}")
     return 0
 
