@@ -135,3 +135,50 @@ def test_every_dotted_gpunn_name_the_docs_give_exists(doc):
     names = set(re.findall(r"(?<![\w/.])gpunn(?:\.[A-Za-z_]\w*)+", (ROOT / doc).read_text()))
     missing = sorted(n for n in names if not resolves(n))
     assert len(names) > 10 and not missing, f"{doc} names {missing}, which gpunn does not have"
+
+
+
+def test_every_signature_readme_writes_out_is_the_codes():
+    """README writes some signatures out in full (`MLP(layer_sizes, activation="relu", ...)`, `model.fit(X, Y,
+    epochs, ...)`, `gpunn.SGD(lr, momentum=0, ...)`): each names the code's parameters in its order, none left
+    out, with the code's defaults, so a parameter added, renamed or given another default leaves no README
+    signature behind. A signature is a code span `callable(...)` of three or more parameters, each a name or
+    name=literal, of a gpunn callable (`model.` an MLP's method, `ens.` an Ensemble's); calls with values
+    (`gpunn.Schedule("step", step_size=5)`, `fit(..., graph=True)`) are examples, not signatures."""
+    import ast
+    import inspect
+    import re
+
+    import gpunn
+
+    def resolve(dotted):
+        head, *rest = dotted.split(".")
+        obj = {"gpunn": gpunn, "model": gpunn.MLP, "ens": gpunn.Ensemble}.get(head) or getattr(gpunn, head, None)
+        for part in rest:
+            obj = getattr(obj, part, None)
+        return obj
+
+    def parameter(text):  # (name, default or inspect's empty), or None for anything else: an example's value
+        name, eq, value = (t.strip() for t in text.partition("="))
+        if not name.isidentifier():
+            return None
+        try:
+            return name, ast.literal_eval(value) if eq else inspect.Parameter.empty
+        except (ValueError, SyntaxError):
+            return None
+
+    checked = []
+    text = " ".join((ROOT / "README.md").read_text().split())
+    for name, args in re.findall(r"`([A-Za-z_][\w.]*)\(([^`()]*)\)`", text):
+        written = [parameter(a) for a in args.split(",")]
+        target = resolve(name)
+        if len(written) < 3 or None in written or target is None:
+            continue
+        code = [(p.name, p.default) for p in inspect.signature(target).parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        assert [n for n, _ in written] == [n for n, _ in code], f"README's {name}({args}) is not the code's {code}"
+        defaults = dict(code)
+        wrong = [(n, d, defaults[n]) for n, d in written if d is not inspect.Parameter.empty and d != defaults[n]]
+        assert not wrong, f"README's {name}({args}) gives other defaults (README, code): {wrong}"
+        checked.append(name)
+    assert {"MLP", "model.fit", "gpunn.SGD", "gpunn.Adam", "gpunn.datasets.make"} <= set(checked), checked
