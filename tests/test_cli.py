@@ -564,6 +564,44 @@ def test_readme_command_line_lists_every_option_of_every_command():
 
 
 
+def test_a_value_readmes_command_line_gives_an_option_is_its_default():
+    """README's usage writes an option with a default as that default (`[--hidden 256,256]`, `[--optimizer adam]`,
+    `[--stream auto|on|off]`: the first of the choices), so a default changed in the code must change there too.
+    A value in upper case is a placeholder (`[--epochs N]`), and one for an option without a default an example
+    (`[--save run.npz]`). gpunn bench's usage lists choices (`[--peers naive,torch,...]`), not defaults."""
+    import re
+
+    block = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("```", 2)[1]
+    commands = cli.build_parser().commands
+    checked = 0
+    for name in ("train", "predict", "sweep", "info"):
+        usage = re.search(rf"^gpunn {name}\s(.*?)(?=^gpunn |\Z)", block, re.S | re.M).group(1)
+        defaults = {s: a.default for a in commands[name]._actions for s in a.option_strings}
+        for flag, value in re.findall(r"\[(--[a-z][\w-]*) ([^\]|\s]+)", usage):
+            default = defaults[flag]
+            if default is None or value.isupper():
+                continue
+            assert value == str(default), f"README's gpunn {name} usage: [{flag} {value}], and the default is {default}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_readmes_make_train_describes_the_default_run():
+    """README's `make train` paragraph gives the default run's size (rows, features, net, optimizer, epochs and
+    the training rows they make), and its timings are of that run: a default changed in gpunn train must
+    change the paragraph (and the timings be measured again)."""
+    from gpunn.cli.train import DEFAULTS, FEATURES
+
+    text = " ".join((ROOT / "README.md").read_text().split("`make train` trains", 1)[1].split("prints", 1)[0].split())
+    d = {**DEFAULTS, "features": DEFAULTS["features"] or FEATURES}  # (teacher has no width of its own)
+    net = "-".join(map(str, [d["features"], *d["hidden"].split(","), d["outputs"]]))
+    training_rows = (d["rows"] - d["rows"] // 10) * d["epochs"]
+    for said in (f'"{d["task"]}"', f"{d['rows']:,} rows of which 10% are held out", f"{d['features']} features",
+                 f"{net} {d['activation'].replace('relu', 'ReLU')} net", d["optimizer"].capitalize(),
+                 f"{d['epochs']} epochs: {training_rows / 1e6:.1f} M training rows"):
+        assert said in text, f"README's make train paragraph does not say {said!r}: {text}"
+
+
 def test_bench_peers_are_named_in_its_help_and_readme():
     """--peers accepted the ensemble peers (sequential, torch-vmap, torch-loop), which neither its help nor
     README's synopsis named."""
