@@ -308,6 +308,22 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(data, tmp_path):
     assert ckpt.optimizer.steps == model.optimizer.steps
 
 
+
+def test_a_resume_with_nothing_left_to_train_says_so_instead_of_drawing_an_empty_bar(data, tmp_path, capsys):
+    """A verbose resume of a run that had done its epochs drew "epoch 3/3: 0.00rows", and of one early stopping
+    had ended "epoch 3/40: 0%|  | 0/..."; it trained nothing either way."""
+    X, Y = data
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False,
+                                             callbacks=[gpunn.ModelCheckpoint(tmp_path / "done.npz")])
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=40, batch_size=100, lr=0.3, validation_fraction=0.2,
+                                             verbose=False, callbacks=[EarlyStopping(patience=0, min_delta=1e9),
+                                                                       gpunn.ModelCheckpoint(tmp_path / "es.npz")])
+    capsys.readouterr()
+    assert gpunn.load_checkpoint(tmp_path / "done.npz").resume(X, Y)["epoch"] == [1, 2]
+    assert capsys.readouterr().err == "train [cpu]: nothing left to train (2 of 2 epochs done)\n"
+    assert gpunn.load_checkpoint(tmp_path / "es.npz").resume(X, Y)["epoch"] == [1, 2]
+    assert capsys.readouterr().err == "train [cpu]: nothing left to train (early stopping ended it after epoch 2)\n"
+
 def test_a_resumed_run_ends_with_the_best_weights_of_an_epoch_before_the_resume(data, tmp_path, interrupt_at):
     """EarlyStopping's best weights travel in the checkpoint: the best epoch (1) came before the stop, no
     epoch after the resume beats it, and the resumed run ends with epoch 1's weights as the straight one."""

@@ -10,6 +10,7 @@ same patience counters, best value and best weights.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numpy
@@ -110,9 +111,16 @@ class ProgressBar(Callback):
         self.rows = int(trainer.settings.train_rows)
         self.batch_size = int(trainer.batch_size) * trainer.settings.ranks
         epochs_left = trainer.epochs - trainer.start_epoch
-        done = min(trainer.state.batch * self.batch_size, self.rows) if epochs_left > 0 else 0
+        if epochs_left <= 0 or trainer.stop:  # a resume of a run that had ended drew a bar of 0 rows (epoch 3/50: 0%)
+            epochs_done = trainer.start_epoch
+            ended = (f"early stopping ended it after epoch {epochs_done}" if trainer.stop
+                     else f"{epochs_done} of {trainer.epochs} epochs done")
+            print(f"train [{trainer.model.device}]: nothing left to train ({ended})", file=sys.stderr, flush=True)
+            self.bar = None
+            return
+        done = min(trainer.state.batch * self.batch_size, self.rows)
         self.epochs, self.device = trainer.epochs, trainer.model.device
-        self.bar = tqdm(total=max(epochs_left, 0) * self.rows, initial=done, unit="rows", unit_scale=True,
+        self.bar = tqdm(total=epochs_left * self.rows, initial=done, unit="rows", unit_scale=True,
                         desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
         self._epoch_eta = epochs_left > 1  # with one epoch, the bar's own time left is the epoch's
         self._start, self._start_rows = time.monotonic(), done
@@ -144,7 +152,8 @@ class ProgressBar(Callback):
         self.bar.set_postfix(shown, refresh=True)
 
     def on_train_end(self, trainer):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def writes_checkpoints(trainer) -> bool:
