@@ -440,11 +440,11 @@ def test_an_unknown_option_is_named_when_required_arguments_are_missing_too(caps
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == (
         "gpunn predict: error: unrecognized arguments: --hel (--hel: options are written in full: did you mean "
-        "--help?) and the following arguments are required: input, output (see gpunn predict --help)")
+        "--help?) and the following arguments are required: IN, OUT (see gpunn predict --help)")
     with pytest.raises(SystemExit):
         cli.main(["predict", "--", "--hel"])  # after --, a positional (a file named --hel)
-    assert capsys.readouterr().err.strip() == ("gpunn predict: error: the following arguments are required: input, "
-                                               "output (see gpunn predict --help)")
+    assert capsys.readouterr().err.strip() == ("gpunn predict: error: the following arguments are required: IN, "
+                                               "OUT (see gpunn predict --help)")
 
 
 @pytest.mark.parametrize("argv, hint", [
@@ -600,6 +600,14 @@ def test_readmes_make_train_describes_the_default_run():
                  f"{net} {d['activation'].replace('relu', 'ReLU')} net", d["optimizer"].capitalize(),
                  f"{d['epochs']} epochs: {training_rows / 1e6:.1f} M training rows"):
         assert said in text, f"README's make train paragraph does not say {said!r}: {text}"
+
+
+def test_each_commands_help_says_what_it_does_and_predict_names_its_files_as_its_errors_do():
+    """gpunn info --help had no description; gpunn predict's usage said 'model input output' where its description,
+    README and its errors say MODEL, IN and OUT ('IN in.npy: X has 8 columns but the model expects 16')."""
+    commands = cli.build_parser().commands
+    assert all(sub.description for sub in commands.values()), [n for n, sub in commands.items() if not sub.description]
+    assert " ".join(commands["predict"].format_usage().split()).endswith("MODEL IN OUT")
 
 
 def test_bench_peers_are_named_in_its_help_and_readme():

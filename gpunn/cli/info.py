@@ -13,7 +13,11 @@ from .common import add_debug
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use")
+    i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use",
+                       description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
+                                   "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
+                                   "BLAS and its threads, the CPU GEMM library chosen for the default net's "
+                                   "products, the active Numba CPU kernels and the subnormal mode.")
     i.add_argument("--device", default="auto", help="device to resolve (default: %(default)s)")
     add_debug(i)
     i.set_defaults(func=run)

@@ -26,9 +26,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "in the targets' units (in float64 when its targets were standardized in "
                                    "float64: float64 or int64 values, CSV and Parquet columns, for a float32 "
                                    "model).")
-    p.add_argument("model", help="checkpoint .npz")
-    p.add_argument("input", help=".npy array (read without pickle), CSV file of inputs, or Parquet file/directory")
-    p.add_argument("output", help="file to write: .npy, .csv or .parquet")
+    # MODEL IN OUT, as the description, README and the errors ("IN in.npy: X has 8 columns") name them
+    p.add_argument("model", metavar="MODEL", help="checkpoint .npz")
+    p.add_argument("input", metavar="IN", help=".npy array (read without pickle), CSV file of inputs, or Parquet file/directory")
+    p.add_argument("output", metavar="OUT", help="file to write: .npy, .csv or .parquet")
     p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
                    "(default: the model's training columns, else every column); streams the input")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
