@@ -537,3 +537,14 @@ def test_no_sample_weight_so_bagging_resamples_rows(data):
     assert not has_fit_parameter(est, "sample_weight")
     bag = BaggingRegressor(est, n_estimators=2, random_state=0).fit(X, y)
     assert bag.predict(X[:3]).shape == (3,)
+
+
+def test_readme_names_every_solver_the_estimator_takes():
+    """README said `solver` adam/sgd, and MLPRegressor also takes adamw (its docstring said so)."""
+    from pathlib import Path
+
+    from gpunn.estimator import SOLVERS
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    said = readme.split("`solver` ", 1)[1].split(", `alpha`", 1)[0]
+    assert all(solver in said for solver in SOLVERS), (said, SOLVERS)
