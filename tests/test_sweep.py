@@ -32,6 +32,8 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     out = run(ARGS + ["--json", str(one), "--csv", str(tmp_path / "t.csv"), "--save-best", str(tmp_path / "b.npz")],
               capsys)
     assert "8 members (2 lr x 2 weight decay x 2 seed(s))" in out and "split" not in out
+    # named as gpunn predict names its files (it said INPUT OUTPUT)
+    assert f"best member saved: {tmp_path / 'b.npz'} (gpunn predict {tmp_path / 'b.npz'} IN OUT)" in out
     out = run(ARGS + ["--json", str(split), "--max-members", "3"], capsys)
     assert "the grid is split into 3 ensembles of up to 3 members (--max-members 3)" in out
     out = run(ARGS[:3] + ARGS[5:] + ["--max-members", "1"], capsys)  # one weight decay: 4 members

@@ -496,5 +496,5 @@ def run(args) -> int:
         last = len(best["val_curve"])
         kept = "" if args.early_stopping or best["best_epoch"] == last else \
             f"; its weights are epoch {last}'s, the last: --early-stopping keeps the best epoch's"
-        print(f"best member saved: {args.save_best} (gpunn predict {args.save_best} INPUT OUTPUT){kept}")
+        print(f"best member saved: {args.save_best} (gpunn predict {args.save_best} IN OUT){kept}")
     return 130 if interrupted else 0  # as gpunn train: 130 for Ctrl-C
