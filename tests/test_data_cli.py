@@ -62,6 +62,15 @@ def test_the_set_up_time_of_a_data_run_counts_making_its_source(pair, capsys, mo
     assert "set up in 7.00s" in capsys.readouterr().out
 
 
+
+def test_a_streams_chunk_counts_are_written_as_its_row_counts_are():
+    """--rows 1e9 said "(1526 of 15259 chunks: 15258 of 65,536 rows and one of 51,712)" beside "899,992,064
+    training rows": the counts of chunks without the thousands separators of the rows."""
+    from gpunn.cli.data import _chunk_counts
+
+    assert _chunk_counts([65_536] * 15_258 + [51_712]) == "15,259 chunks: 15,258 of 65,536 rows and one of 51,712"
+    assert _chunk_counts([1024] * 2000) == "2,000 chunks of 1,024 rows"
+
 def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, capsys):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -134,7 +134,7 @@ def make_source(args, backend, ckpt=None):
                             validation_fraction=_stream_fraction(args.rows, ckpt), **common)
     why = "--stream on" if args.stream == "on" else (f"{preflight.size_text(need)} would not fit comfortably in "
                                                       f"{preflight.size_text(free)} free")
-    held = (f"{len(source.validation_chunks)} of {_chunk_counts(source.chunk_sizes)}" if source.validation_rows else
+    held = (f"{len(source.validation_chunks):,} of {_chunk_counts(source.chunk_sizes)}" if source.validation_rows else
             f"a stream holds out whole pieces of {SMALLEST_PIECE:,} rows at least, which cannot hold out about "
             f"{VALIDATION_FRACTION:.0%} of {args.rows:,} rows: none" if not ckpt else "none, as the run was saved")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
@@ -147,8 +147,8 @@ def _chunk_counts(sizes) -> str:
     and one of 8,928"."""
     *first, last = sizes
     if not first or last == first[0]:
-        return f"{len(sizes)} chunks of {last:,} rows"
-    return f"{len(sizes)} chunks: {len(first)} of {first[0]:,} rows and one of {last:,}"
+        return f"{len(sizes):,} chunks of {last:,} rows"
+    return f"{len(sizes):,} chunks: {len(first):,} of {first[0]:,} rows and one of {last:,}"
 
 
 TASK_OPTIONS = ("task", "rows", "outputs", "noise", "stream")  # what a synthetic task is made of
