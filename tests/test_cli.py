@@ -38,8 +38,21 @@ def test_train_options(capsys, args):
     assert "throughput:" in capsys.readouterr().out
 
 
+
+def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
+    """--hidden '' (and hidden = [] in a config) trains no hidden layer, as --help now says."""
+    assert cli.main(["train", *SMALL, "--quiet", "--hidden", ""]) == 0
+    assert "model: [6, 1] identity, 7 parameters" in capsys.readouterr().out
+    assert cli.main(["sweep", *SMALL, "--quiet", "--hidden", " "]) == 0
+    assert "1 member (1 lr x 1 weight decay x 1 seed(s)) of [6, 1]" in capsys.readouterr().out
+    for name in ("train", "sweep"):
+        hidden = next(a for a in cli.build_parser().commands[name]._actions if "--hidden" in a.option_strings)
+        assert "'' for none, a linear model" in hidden.help
+
 @pytest.mark.parametrize("args, message", [
     (["--hidden", "16,-1"], "--hidden sizes must be positive"),
+    (["--hidden", "16,,16"], "--hidden has an empty size in '16,,16'"),  # it trained [6, 16, 16, 1]
+    (["--hidden", "16,"], "--hidden has an empty size in '16,'"),
     (["--lr", "0"], "must be positive"),
     (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
 ])

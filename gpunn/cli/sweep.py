@@ -73,7 +73,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--features", type=feature_count_or_names, default=None, help=features_help(FEATURES))
     s.add_argument("--outputs", type=positive(int), default=1, help="(default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
-    s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes (default: %(default)s)")
+    s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes; '' for none, a linear model (default: %(default)s)")
     s.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="(default: %(default)s)")
     s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
     s.add_argument("--no-bias", action="store_true", help="bias-free layers")

@@ -37,8 +37,15 @@ def features_help(features) -> str:
 
 
 def _hidden_sizes(text: str) -> list[int]:
+    """--hidden 256,256 (or 256x256); an empty value is no hidden layer: a linear model."""
+    if not text.strip():
+        return []
+    parts = text.replace("x", ",").split(",")
+    if not all(s.strip() for s in parts):  # 64,,64: a size left out, which was dropped without a word
+        raise argparse.ArgumentTypeError(f"--hidden has an empty size in {text!r}: write each size (e.g. 256,256), "
+                                         "or '' for no hidden layer")
     try:
-        sizes = [number(s, int) for s in text.replace("x", ",").split(",") if s.strip()] if text.strip() else []
+        sizes = [number(s, int) for s in parts]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"--hidden takes comma-separated positive integers, got {text!r}") from None
     if any(n < 1 for n in sizes):
@@ -63,7 +70,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=features_help(FEATURES))
     t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
     t.add_argument("--noise", type=non_negative(float), default=d["noise"], help=NOISE_HELP)
-    t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], help="hidden layer sizes, e.g. 256,256 (default: %(default)s)")
+    t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"],
+                   help="hidden layer sizes, e.g. 256,256; '' for none, a linear model (default: %(default)s)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="hidden activation (default: %(default)s)")
     t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
     t.add_argument("--no-bias", action="store_true", help="bias-free layers, as in the seed derivation")
