@@ -257,6 +257,24 @@ def _header_lines(path) -> int:
         return max(1, len(re.findall(rb"\r\n|\r|\n", fh.read(end))))
 
 
+def _loadtxt_problem(exc) -> str:
+    """numpy.loadtxt's complaint in gpunn's words: its rows and columns counted from 0 after the header, as
+    gpunn's other errors count them ("first at row 1, column 2"). NumPy counts a value's row from 0 but its
+    column from 1, and the row whose column count changed from 1, and advises loadtxt's `usecols`, which
+    gpunn's commands do not have."""
+    import re
+
+    text = str(exc)
+    value = re.fullmatch(r"could not convert string (.*) to float64 at row (\d+), column (\d+)\.?", text)
+    if value:
+        what = "an empty value (a missing number)" if value[1] in ("''", '""') else value[1]
+        return f"{what} at row {value[2]}, column {int(value[3]) - 1} is not a number"
+    width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
+    if width:
+        return f"row {int(width[3]) - 1} has {width[2]} columns, the rows before it {width[1]}"
+    return text
+
+
 def _read_csv(path, option):
     import warnings
 
@@ -266,7 +284,7 @@ def _read_csv(path, option):
             X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
                               skiprows=_header_lines(path) if csv_has_header(path) else 0, encoding="utf-8-sig")
     except ValueError as exc:
-        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({exc})"
+        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({_loadtxt_problem(exc)})"
                              f"{delimiter_hint(path)}") from None
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")

@@ -68,3 +68,19 @@ def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
     assert counts_graph(types.SimpleNamespace(graph=True), gpu)
     assert not counts_graph(types.SimpleNamespace(graph=False), gpu)  # --no-graph
     assert not counts_graph(types.SimpleNamespace(graph=True), cpu)
+
+
+@pytest.mark.parametrize("text, said", [
+    ("1,2,3\n4,x,6\n", "('x' at row 1, column 1 is not a number)"),
+    ("a,b,c\n1,2,3\n4,,6\n", "(an empty value (a missing number) at row 1, column 1 is not a number)"),
+    ("1,2,3\n4,5,6\n7,8\n", "(row 2 has 2 columns, the rows before it 3)"),
+    ("a,b,c\n1,2,3\n4,5,6,7\n", "(row 1 has 4 columns, the rows before it 3)"),
+])
+def test_a_csv_input_that_is_not_numbers_is_located_as_the_streamed_reader_locates_a_bad_value(tmp_path, text, said):
+    """numpy.loadtxt's own words: a value's row counted from 0 but its column from 1, the row of a changed column
+    count from 1, and advice to use loadtxt's usecols, which no gpunn command has. Now rows and columns count from
+    0 after the header, as 'first at row 1, column 2' of the streamed reader and of the array checks do."""
+    (tmp_path / "in.csv").write_text(text)
+    with pytest.raises(preflight.PreflightError) as raised:
+        preflight.read_matrix(tmp_path / "in.csv", "IN")
+    assert str(raised.value) == f"IN {tmp_path / 'in.csv'} is text but not comma-separated numbers {said}"
