@@ -699,7 +699,21 @@ def _event_pair(cp, timing):
      lambda cp, a: _gemm_batched(cp, stride=2**63)),
     ("an NCCL rank past a C int", OverflowError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 2**31)),
     ("an NCCL bcast count as a float", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 0)
-     .bcast(a.data.ptr, 4.0, 7, 0, 0)),
+     .bcast(a.data.ptr, 4.0, 7, 0, 0)),    # signatures as CuPy 14's (cupyapi11: the stand-in took these, CuPy raises TypeError or AttributeError)
+    ("RawModule's code given positionally", TypeError, lambda cp, a: cp.RawModule("__global__ void k() {}")),
+    ("RawModule with a keyword CuPy lacks", TypeError, lambda cp, a: cp.RawModule(code="__global__ void k() {}",
+                                                                                  name_expression=["k"])),
+    ("RawKernel with a keyword CuPy lacks", TypeError, lambda cp, a: cp.RawKernel("__global__ void k() {}", "k",
+                                                                                  name_expressions=["k"])),
+    ("a float16 cuRAND draw", TypeError, lambda cp, a: cp.random.RandomState(0).standard_normal(4, dtype="float16")),
+    ("an int32 cuRAND uniform draw", TypeError, lambda cp, a: cp.random.RandomState(0).uniform(0, 1, 4, dtype="int32")),
+    ("Event.query (CuPy's is the property done)", AttributeError, lambda cp, a: cp.cuda.Event().query()),
+    ("Stream.device (CuPy's is device_id)", AttributeError, lambda cp, a: cp.cuda.Stream(non_blocking=True).device),
+    ("get_elapsed_time(start=)", TypeError, lambda cp, a: cp.cuda.get_elapsed_time(start=cp.cuda.Event(),
+                                                                                     end=cp.cuda.Event())),
+    ("benchmark's n_warmup given positionally", TypeError, lambda cp, a: cp.cupyx.profiler.benchmark(
+        lambda: None, (), {}, 1, 1)),
+    ("a.to_device (NumPy 2's array API)", AttributeError, lambda cp, a: a.to_device("cpu")),
 ])
 def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     """Where NumPy, under the stand-in, would accept what CuPy 14 refuses, fakecupy refuses it too: gpunn code
@@ -771,6 +785,58 @@ def test_what_cupy_gives_where_numpy_gives_host_values(fake_cupy):
             bool(a[0])
         with pytest.raises(fake_cupy.CUDARuntimeError):
             s.end_capture()
+
+
+def test_matmul_in_place_makes_a_new_array_as_cupy_does(fake_cupy):
+    """cupy.ndarray has no __imatmul__, so ``w @= x`` is ``w = w @ x`` there: a view into a parameter buffer is
+    rebound to a new array and the buffer keeps its values (NumPy would write into it)."""
+    buffer = fake_cupy.ones((2, 2), "float32")
+    w = buffer[:]
+    view = w
+    w @= 2 * fake_cupy.ones((2, 2), "float32")
+    assert w is not view and w.get().tolist() == [[4, 4], [4, 4]] and buffer.get().tolist() == [[1, 1], [1, 1]]
+
+
+def test_events_and_streams_answer_as_cupys_do(fake_cupy):
+    """Event.done is a property (cudaEventQuery): True once recorded here, and for an event never recorded, as in
+    CUDA; a stream's device_id is the device it was made on, -1 for the null stream (cupy/cuda/stream.pyx)."""
+    cuda = fake_cupy.cuda
+    event = cuda.Event()
+    assert event.done is True and event.ptr
+    cuda.get_current_stream().record(event)
+    assert event.done is True
+    with cuda.Device(1):
+        assert cuda.Stream(non_blocking=True).device_id == 1
+    assert cuda.Stream.null.device_id == -1 and cuda.get_current_stream(0) is cuda.Stream.null
+
+
+def test_the_gpu_memory_check_reads_the_devices_free_memory(fake_cupy):
+    """preflight on the CuPy path: cudaMemGetInfo's free bytes plus the memory pool's free blocks. (The stand-in
+    had neither before cupyapi11: the GPU branch raised AttributeError, which it swallows, so it never ran in CI.)
+    An ensemble too big for them is refused, naming the device."""
+    import gpunn
+    from gpunn import backend, preflight
+
+    gpu = backend.resolve("cuda")
+    assert preflight.available_bytes(gpu) == fakecupy.state.free_memory == 12 << 30
+    fakecupy.state.free_memory = 1 << 20
+    with pytest.raises(MemoryError, match=r"but the device has 1\.0 MiB free"):
+        gpunn.Ensemble([8, 64, 1], 64, device="cuda", seed=0)
+    fakecupy.state.free_memory = 12 << 30
+    ensemble = gpunn.Ensemble([8, 64, 1], 64, device="cuda", seed=0)
+    assert fake_cupy.get_default_memory_pool().used_bytes() >= ensemble.params.nbytes > 0
+
+
+def test_reading_cupy_functions_named_as_python_builtins_leaves_the_stand_ins_own_code_alone(fake_cupy):
+    """The stand-in caches the NumPy functions it hands out as its module's globals; cupy.sum, cupy.min and
+    cupy.any were then the sum(), min() and any() its own code calls (the memory pool's sum, gemm's stride check,
+    the host-conversion guard)."""
+    a = fake_cupy.ones(4, "float32")
+    assert float(fake_cupy.sum(a)) == 4 and float(fake_cupy.min(a)) == 1 and bool(fake_cupy.any(a))
+    assert fake_cupy.get_default_memory_pool().used_bytes() >= a.nbytes
+    assert _gemm_batched(fake_cupy, stride=4).get().tolist() == [[[2, 2], [2, 2]]] * 2
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        numpy.asarray([a, a])
 
 
 def test_the_current_stream_is_per_device_as_in_cupy(fake_cupy):

@@ -48,7 +48,11 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   grid and block, tuple options, str code, gemmEx's integers); a stream made on another device cannot be
   entered; no elapsed time between events made with ``disable_timing``; ``RandomState.permutation`` of
   a NumPy integer is a TypeError (CuPy permutes only a Python int as a range); ``matmul`` of a dimension
-  over 2**31 - 1 raises OverflowError (CuPy's casts to C int wrap it: ``check_matmul_ints``).
+  over 2**31 - 1 raises OverflowError (CuPy's casts to C int wrap it: ``check_matmul_ints``);
+- its public names, parameters, argument positions and defaults are CuPy 14's (no ``Event.query``: CuPy's
+  ``Event.done`` is a property; ``RawModule`` takes keywords only; cuRAND draws float32 and float64 only; no
+  ``ndarray.__imatmul__``, so ``a @= b`` rebinds ``a``): tests/test_cupy_api.py checks them against the real
+  CuPy where it is installed (no GPU needed), and the stand-in's own state has underscore names.
 
 It is no substitute for a GPU run: nothing here compiles or runs CUDA code (tests/test_kernel_compile.py
 compiles it, tests/test_kernel_math_host.py runs its per-element math on the host,
@@ -58,6 +62,7 @@ drives the kernels and CuPy correctly.
 """
 from __future__ import annotations
 
+import builtins
 import ctypes
 import itertools
 import sys
@@ -83,6 +88,7 @@ class _State:
 
     device_count = 2  # two devices, so that cuda:1 paths are exercised
     sm_count = 4
+    free_memory = 12 << 30  # what cudaMemGetInfo says is free (of 16 GiB)
     fail = None  # a stage name ("compile", "launch", "curand", "count") that raises, for the probe's tests
     launches: list = []  # (kernel name, grid, block) of every RawKernel launch run (replays too), for tests
     gemms: list = []  # the compute type of every cuBLAS gemmEx call run (replays too)
@@ -171,10 +177,10 @@ class _Runtime:
         return state.current
 
     @staticmethod
-    def deviceGetAttribute(attr, device):
+    def deviceGetAttribute(attrib, device):
         state.attribute_queries += 1
-        if attr != _Runtime.cudaDevAttrMultiProcessorCount:
-            raise CUDARuntimeError(f"fakecupy knows only the multiprocessor count, not attribute {attr}")
+        if attrib != _Runtime.cudaDevAttrMultiProcessorCount:
+            raise CUDARuntimeError(f"fakecupy knows only the multiprocessor count, not attribute {attrib}")
         return state.sm_count
 
     @staticmethod
@@ -186,37 +192,75 @@ class _Runtime:
     def runtimeGetVersion():
         return 13000
 
+    @staticmethod
+    def memGetInfo():
+        """(free, total) bytes of the current device (cudaMemGetInfo): ``state.free_memory`` of 16 GiB."""
+        return state.free_memory, 1 << 34
+
+
+class MemoryPool:
+    """cupy.get_default_memory_pool(): the bytes of the live device arrays as its used (and total) bytes; it
+    caches no freed blocks here, so none are free."""
+
+    def used_bytes(self):
+        return sum(root.nbytes for root in list(_ALLOCATIONS.values()))
+
+    def total_bytes(self):
+        return self.used_bytes()
+
+    def free_bytes(self):
+        return 0
+
+    def free_all_blocks(self, stream=None):
+        pass
+
+
+_MEMORY_POOL = MemoryPool()
+
+
+def get_default_memory_pool():
+    return _MEMORY_POOL
+
 
 class Event:
     """cupy.cuda.Event: everything here runs synchronously, so an event is done once recorded."""
 
+    # Its own state has underscore names: a public attribute that cupy.cuda.Event lacks would let gpunn use it
+    # here and fail on a GPU (tests/test_cupy_api.py compares the public names with the real CuPy's).
     def __init__(self, block=False, disable_timing=False, interprocess=False):
         if interprocess and not disable_timing:
             raise ValueError("Timing must be disabled for interprocess events")
-        self.timing = not disable_timing  # cudaEventElapsedTime refuses an event made with disable_timing
-        self.done = False
-        self.time = None
-        self.seen = {}  # what the work before its record had reached, stream by stream (fakecupy.ordering)
-        self.device = state.current
+        self._timing = not disable_timing  # cudaEventElapsedTime refuses an event made with disable_timing
+        self._recorded = False
+        self._time = None
+        self._seen = {}  # what the work before its record had reached, stream by stream (fakecupy.ordering)
+        self._device = state.current
+        self.ptr = 0x6000 + next(_EVENT_IDS)
 
     def record(self, stream=None):
         on = stream or _current_stream()
-        if on.device is not None and on.device != self.device:
+        if on._device is not None and on._device != self._device:
             raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: cudaEventRecord of an event of device "
-                                   f"{self.device} on a stream of device {on.device}")
-        self.done = True
-        self.time = time.perf_counter()  # the work before it has run: wall time is the device's
-        self.seen = _ordering.recorded(stream or _current_stream())
+                                   f"{self._device} on a stream of device {on._device}")
+        self._recorded = True
+        self._time = time.perf_counter()  # the work before it has run: wall time is the device's
+        self._seen = _ordering.recorded(stream or _current_stream())
 
     def synchronize(self):
-        if not self.done:
+        if not self._recorded:
             raise CUDARuntimeError("synchronize on an event that was never recorded")
-        _ordering.host_saw(self.seen)
+        _ordering.host_saw(self._seen)
 
-    def query(self):
-        if self.done:
-            _ordering.host_saw(self.seen)
-        return self.done
+    @property
+    def done(self):
+        """cupy.cuda.Event.done (a property, cudaEventQuery): True once recorded here, where work runs at once.
+        An event never recorded is done in CUDA too."""
+        if self._recorded:
+            _ordering.host_saw(self._seen)
+        return True
+
+
+_EVENT_IDS = itertools.count(1)
 
 
 class _Stream:
@@ -225,21 +269,29 @@ class _Stream:
 
     _count = 0
 
-    def __init__(self, null=False, non_blocking=False, ptr=None):
+    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
+        if ptds and not null:
+            raise NotImplementedError("fakecupy: the per-thread default stream is not modelled (gpunn does not use it)")
         _Stream._count += 1
         self.ptr = 0 if null else 0x5000 + _Stream._count
-        self.key, self.blocking = self.ptr, not (null or non_blocking)
-        self.device = None if null else state.current  # the legacy null stream: each device's own
+        # fakecupy.ordering's keys have underscore names, as the device: cupy.cuda.Stream has only ptr and device_id
+        self._key, self._blocking = self.ptr, not (null or non_blocking)
+        self._device = None if null else state.current  # the legacy null stream: each device's own
         self._previous = []
         self._capture = None  # a _Recording while begin_capture .. end_capture
         _STREAMS[self.ptr] = self
         _ordering.register_stream(self)
 
+    @property
+    def device_id(self):
+        """The device the stream was made on; -1 for the null stream (cupy/cuda/stream.pyx)."""
+        return -1 if self._device is None else self._device
+
     def _check_device(self):
         """CuPy 14 (cupy/cuda/stream.pyx, check_stream_device_match): a stream made on another device than the
         current one cannot be entered or made current."""
-        if self.device is not None and self.device != state.current:
-            raise RuntimeError(f"The device that the stream is created on ({self.device}) does not match with "
+        if self._device is not None and self._device != state.current:
+            raise RuntimeError(f"The device that the stream is created on ({self._device}) does not match with "
                                f"the current device ({state.current})")
 
     def __enter__(self):
@@ -261,7 +313,7 @@ class _Stream:
     def synchronize(self):
         if self._capture is not None:
             self._capture.invalidate("synchronize on a capturing stream")
-        _ordering.host_saw(self.seen)
+        _ordering.host_saw(self._seen)
 
     def record(self, event=None):
         event = event or Event()
@@ -271,7 +323,7 @@ class _Stream:
     def wait_event(self, event):
         if not isinstance(event, Event):
             raise TypeError(f"wait_event needs an Event, got {type(event).__name__}")
-        _ordering.wait(self, event.seen)
+        _ordering.wait(self, event._seen)
 
     # ---- CUDA graphs ---------------------------------------------------------------------------
     def begin_capture(self, mode=None):
@@ -348,8 +400,12 @@ def _refuse_in_capture(what):
 _Stream.null = _Stream(null=True)
 
 
-def _current_stream():
-    return state.stream or _Stream.null
+def _current_stream(device_id=-1):
+    """This thread's current stream on the current device (``device_id``: on that device), as
+    cupy.cuda.get_current_stream(device_id=-1)."""
+    if device_id == -1:
+        return state.stream or _Stream.null
+    return state._streams().get(int(device_id)) or _Stream.null
 
 
 def _issuing(stream=None):
@@ -360,8 +416,8 @@ def _issuing(stream=None):
 def _launch_stream(stream=None):
     """The stream a kernel is launched on; CUDA refuses a launch on a stream of another device than the current."""
     on = _issuing(stream)
-    if on.device is not None and on.device != state.current:
-        raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: a kernel launched on a stream of device {on.device} "
+    if on._device is not None and on._device != state.current:
+        raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: a kernel launched on a stream of device {on._device} "
                                f"while device {state.current} is current")
     return on
 
@@ -371,18 +427,20 @@ class CompileException(Exception):
         return str(self)
 
 
-def _elapsed_ms(start, end):
+def _elapsed_ms(start_event, end_event):
     """cupy.cuda.get_elapsed_time: milliseconds between two recorded events."""
-    if start.time is None or end.time is None:
+    start, end = start_event, end_event
+    if start._time is None or end._time is None:
         raise CUDARuntimeError("get_elapsed_time on an event that was never recorded")
-    if not (start.timing and end.timing):
+    if not (start._timing and end._timing):
         raise CUDARuntimeError("cudaErrorInvalidResourceHandle: get_elapsed_time of an event made with "
                                "disable_timing=True")
-    return 1e3 * (end.time - start.time)
+    return 1e3 * (end._time - start._time)
 
 
 cuda = types.SimpleNamespace(
-    Device=Device, runtime=_Runtime, get_current_stream=_current_stream, Stream=_Stream, Event=Event,
+    Device=Device, runtime=_Runtime, get_current_stream=lambda device_id=-1: _current_stream(device_id),
+    Stream=_Stream, Event=Event,
     graph=types.SimpleNamespace(Graph=Graph),
     get_elapsed_time=_elapsed_ms,
     compiler=types.SimpleNamespace(CompileException=CompileException),
@@ -448,7 +506,7 @@ class ndarray(numpy.ndarray):
             raise RuntimeError("Cannot set to non-contiguous array")
         on = _issuing(stream)
         _ordering.access(on, "a copy from the host (set)", writes=[self])
-        _ordering.host_access(on, on.tick, arr, write=False)  # pinned: asynchronous, in flight until waited for
+        _ordering.host_access(on, on._tick, arr, write=False)  # pinned: asynchronous, in flight until waited for
         self.view(numpy.ndarray)[...] = arr
 
     def fill(self, value):  # a CuPy fill kernel on the current stream
@@ -513,6 +571,14 @@ class ndarray(numpy.ndarray):
     setflags = property(lambda self: _no_attribute("setflags"))
     getfield = property(lambda self: _no_attribute("getfield"))
     setfield = property(lambda self: _no_attribute("setfield"))
+
+    to_device = property(lambda self: _no_attribute("to_device"))
+    __array_namespace__ = property(lambda self: _no_attribute("__array_namespace__"))
+
+    def __imatmul__(self, other):
+        """cupy.ndarray has no __imatmul__: ``a @= b`` is ``a = a @ b`` there, a new array that ``a`` is rebound to,
+        where NumPy writes into ``a`` (a view into a parameter buffer would keep its old values on a GPU)."""
+        return NotImplemented
 
     def __index__(self):  # cupy.ndarray has no __index__ (cupy/_core/core.pyx): range(a[0]) is a TypeError there
         raise TypeError("a CuPy array is not an integer index: cupy.ndarray has no __index__ (use int(a))")
@@ -640,7 +706,7 @@ def _synchronous_read(a, what, stream=None):
     """A synchronous copy to the host on the current stream: the host waits for that stream."""
     on = _issuing(stream)
     _ordering.access(on, what, reads=[a])
-    _ordering.host_saw(on.seen)
+    _ordering.host_saw(on._seen)
 
 
 def _check_operands(what, operands, writes=()):
@@ -709,8 +775,8 @@ def asarray(a, dtype=None, order=None):
     return _to_device(a, dtype, copy=False)
 
 
-def array(a, dtype=None, copy=True, order="K", ndmin=0):
-    out = _to_device(a, dtype, copy=copy)
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    out = _to_device(obj, dtype, copy=copy)
     while out.ndim < ndmin:
         out = out[None]
     return out
@@ -739,10 +805,11 @@ def _creator(name):
     return create
 
 
-def matmul(a, b, out=None, **kwargs):
-    """NumPy's matmul on device arrays, after ``check_matmul_ints``."""
+def matmul(a, b, /, *, out=None, dtype=None):
+    """NumPy's matmul on device arrays, after ``check_matmul_ints``. ``out`` by keyword only (cupy.matmul is a
+    generalized ufunc whose keywords are CuPy's own: tests/test_cupy_api.py)."""
     check_matmul_ints(a, b)
-    return _creator("matmul")(a, b, out=out, **kwargs)
+    return _creator("matmul")(a, b, out=out, dtype=dtype)
 
 
 def check_matmul_ints(a, b):
@@ -767,7 +834,8 @@ def __getattr__(name):
     if isinstance(value, (type, numpy.dtype)) or not callable(value):
         return value  # dtypes (cupy.float32), constants (cupy.inf), ...
     wrapped = _creator(name)
-    setattr(sys.modules[_MODULE_NAME], name, wrapped)
+    if not hasattr(builtins, name):  # cached as a global, cupy.min would be the min() this module's code calls
+        setattr(sys.modules[_MODULE_NAME], name, wrapped)
     return wrapped
 
 
@@ -781,7 +849,9 @@ class _Random(types.SimpleNamespace):
 class RandomState:
     """cupy.random.RandomState: one "cuRAND generator" per object; ``seed`` re-seeds it in place."""
 
-    def __init__(self, seed=None):
+    def __init__(self, seed=None, method=None):
+        if method is not None:
+            raise NotImplementedError("fakecupy: RandomState(method=) is not modelled (gpunn uses the default)")
         if state.fail == "curand":
             raise CUDARuntimeError("CURAND_STATUS_INITIALIZATION_FAILED (libcurand not found)")
         _refuse_in_capture("a cuRAND generator created (it allocates its state and seeds it on the device)")
@@ -804,10 +874,12 @@ class RandomState:
         _ordering.issue(_issuing())  # the draw into a new allocation, on the current stream
 
     def standard_normal(self, size=None, dtype=float):
+        dtype = _random_dtype(dtype)
         self._here()
         return _wrap(self._gen.standard_normal(size, dtype=numpy.float64).astype(dtype))
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        dtype = _random_dtype(dtype)
         self._here()
         return _wrap(self._gen.uniform(low, high, size).astype(dtype))
 
@@ -818,6 +890,14 @@ class RandomState:
             return a[self.permutation(len(a))]
         self._here()
         return _wrap(self._gen.permutation(a))
+
+
+def _random_dtype(dtype):
+    """CuPy's check (cupy/random/_generator.py, _check_and_get_dtype): cuRAND draws float32 or float64 only."""
+    dtype = numpy.dtype(dtype)
+    if dtype.char not in ("f", "d"):
+        raise TypeError("cupy.random only supports float32 and float64")
+    return dtype
 
 
 random = _Random(RandomState=RandomState)
@@ -1120,18 +1200,23 @@ def _typed(what, **checks):
 
 
 class RawModule:
-    def __init__(self, code=None, *, options=(), name_expressions=None, backend="nvrtc", **kwargs):
+    """cupy.RawModule: keyword arguments only, the ones cupy/_core/raw.pyx takes (``code``, not ``path``, here)."""
+
+    def __init__(self, *, code=None, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
+                 enable_cooperative_groups=False, name_expressions=None, jitify=None):
+        if path is not None:
+            raise NotImplementedError("fakecupy: RawModule(path=) (a cubin or PTX file) is not modelled")
         _typed("RawModule", code=(code, str), options=(options, tuple))  # Cython-typed in cupy/_core/raw.pyx
         self.code, self.options = code, options
-        self.name_expressions = list(name_expressions or [])
-        self.signatures = _kernels.parse_signatures(code)
+        self.name_expressions = None if name_expressions is None else tuple(name_expressions)
+        self._signatures = _kernels.parse_signatures(code)
         self._compiled = False
 
     def compile(self, log_stream=None):
         if state.fail == "compile":
             raise CompileException("nvrtc: error: failed to open libnvrtc-builtins.so (fakecupy)")
-        for expr in self.name_expressions:
-            _kernels.resolve(expr, self.signatures)  # raises for an unknown kernel or wrong template arity
+        for expr in self.name_expressions or ():
+            _kernels.resolve(expr, self._signatures)  # raises for an unknown kernel or wrong template arity
         self._compiled = True
 
     def get_function(self, name):
@@ -1144,14 +1229,18 @@ class RawModule:
 
 
 class RawKernel:
-    def __init__(self, code, name, options=(), backend="nvrtc", *, _module=None, **kwargs):
+    """cupy.RawKernel (the arguments of cupy/_core/raw.pyx; ``_module``: fakecupy's, for RawModule.get_function)."""
+
+    def __init__(self, code, name, options=(), backend="nvrtc", *, translate_cucomplex=False,
+                 enable_cooperative_groups=False, jitify=None, _module=None):
         if _module is None:
             _typed("RawKernel", code=(code, str), name=(name, str), options=(options, tuple))
         module = _module or RawModule(code=code, options=options)
         if _module is None:
             module.compile()
         self.name = name
-        self.kernel, self.template = _kernels.resolve(name, module.signatures)
+        # the parsed signature and template arguments: underscore names (cupy.RawKernel.kernel is its Function)
+        self._signature, self._template = _kernels.resolve(name, module._signatures)
         self.attributes = {"max_threads_per_block": 1024}
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
@@ -1179,7 +1268,7 @@ class RawKernel:
     def _accesses(self, stream, args):
         """The launch's reads (pointers to const) and writes (the other pointers), in stream order."""
         reads, writes = [], []
-        for p, a in zip(self.kernel.params, args):
+        for p, a in zip(self._signature.params, args):
             if p.pointer and isinstance(a, ndarray):
                 (reads if p.const else writes).append(a)
         _ordering.access(stream, f"kernel {self.name}", reads=reads, writes=writes)
@@ -1257,6 +1346,7 @@ def refuse_host_conversions(monkeypatch=None):
 def reset():
     """Back to two devices, device 0 current, no recorded launches."""
     state.current, state.fail, state.device_count = 0, None, 2
+    state.free_memory = _State.free_memory
     state._tls.streams = {}
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
     state.captures = state.graph_launches = 0
@@ -1319,7 +1409,8 @@ cupyx.empty_pinned = _pinned(numpy.empty)
 cupyx.zeros_pinned = _pinned(numpy.zeros)
 
 
-def _benchmark(func, args=(), kwargs=None, n_repeat=10000, n_warmup=10, **ignored):
+def _benchmark(func, args=(), kwargs={}, n_repeat=10000, *, name=None, n_warmup=10, max_duration=float("inf"),
+               devices=None):  # noqa: B006 -- CuPy's own signature (cupyx/profiler/_time.py)
     """cupyx.profiler.benchmark: wall times stand in for the device times."""
     import time
 

@@ -218,7 +218,7 @@ def launch(kernel, grid, block, args, device_array, state):
 def prepare(kernel, grid, block, args, device_array, state):
     """Every check of ``launch``; returns the reference's run as a callable (a launch captured into
     a CUDA graph is checked when captured and run when the graph is launched)."""
-    sig, bound = kernel.kernel, kernel.template
+    sig, bound = kernel._signature, kernel._template
     where = f"{kernel.name}"
     grid, block = _dims(grid, "grid", where), _dims(block, "block", where)
     if int(numpy.prod(block)) > 1024 or block[2] > 64:

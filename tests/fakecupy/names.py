@@ -1,7 +1,7 @@
 """The public names of CuPy 14's ``cupy`` and ``cupy.linalg`` namespaces, so that fakecupy refuses what CuPy lacks.
 
 Read from CuPy v14.2.0's ``cupy/__init__.py`` and ``cupy/linalg/__init__.py`` (every name they import, define or
-assign, without a leading underscore). fakecupy hands any other NumPy attribute through (``cupy.errstate`` would be
+assign at module level, without a leading underscore; tests/test_cupy_api.py checks each against the installed CuPy). fakecupy hands any other NumPy attribute through (``cupy.errstate`` would be
 ``numpy.errstate`` here, an AttributeError on a GPU), and ``numpy.f(device_array)`` runs CuPy's ``cupy.f`` through
 ``ndarray.__array_function__`` (cupy/_core/core.pyx), which returns NotImplemented, so NumPy raises TypeError, when CuPy
 has no function of that name.
@@ -20,7 +20,7 @@ CUPY = frozenset("""
     can_cast cbrt cdouble ceil cfloat choose clear_memo clip column_stack common_type complex128 complex64
     complex_ complexfloating compress concat concatenate conj conjugate convolve copy copysign copyto corrcoef
     correlate cos cosh count_nonzero cov cross csingle cuda cumprod cumproduct cumsum cumulative_prod
-    cumulative_sum cupyx deg2rad degrees delete diag diag_indices diag_indices_from diagflat diagonal diff
+    cumulative_sum deg2rad degrees delete diag diag_indices diag_indices_from diagflat diagonal diff
     digitize disable_experimental_feature_warning disp divide divmod dot double dsplit dstack dtype e ediff1d
     einsum empty empty_like equal euler_gamma exceptions exp exp2 expand_dims expm1 extract eye fabs fft
     fill_diagonal find_common_type finfo fix flatiter flatnonzero flip fliplr flipud float16 float32 float64
@@ -29,7 +29,7 @@ CUPY = frozenset("""
     fromstring full full_like fuse gcd generic genfromtxt get_array_module get_array_wrap
     get_default_memory_pool get_default_pinned_memory_pool get_printoptions gradient greater greater_equal half
     hamming hanning heaviside histogram histogram2d histogramdd hsplit hstack hypot i0 identity iinfo imag
-    importlib in1d index_exp indices inexact inf infty inner int16 int32 int64 int8 int_ intc integer interp
+    in1d index_exp indices inexact inf infty inner int16 int32 int64 int8 int_ intc integer interp
     intersect1d intp invert is_available isclose iscomplex iscomplexobj isdtype isfinite isfortran isin isinf
     isnan isneginf isposinf isreal isrealobj isscalar issctype issubclass_ issubdtype issubsctype iterable ix_
     kaiser kron lcm ldexp left_shift less less_equal lexsort linalg linspace load loadtxt log log10 log1p log2

@@ -77,8 +77,9 @@ class NcclCommunicator:
             self._clique = _CLIQUES.setdefault(commId, _Clique(ndev))
         if self._clique.size != ndev:
             raise NcclError(f"NCCL_ERROR_INVALID_USAGE: {ndev} ranks for a clique of {self._clique.size}")
-        self.rank, self.size, self.device = rank, ndev, state.current
-        self.calls = []  # (collective, count, data type, op or root, stream pointer) of each call
+        # underscore names: CuPy's communicator has rank_id(), size() and device_id() methods, not these
+        self._rank, self._size, self._device = rank, ndev, state.current
+        self._calls = []  # (collective, count, data type, op or root, stream pointer) of each call
 
     def _buffer(self, what, ptr, count, datatype):
         dtype = _DTYPES.get(datatype)
@@ -100,21 +101,21 @@ class NcclCommunicator:
         stream = _STREAMS.get(int(ptr))
         if stream is None:
             raise CUDARuntimeError(f"{what}: {ptr:#x} is not a stream")
-        if stream.device is not None and stream.device != self.device:
-            raise CUDARuntimeError(f"{what}: a stream of device {stream.device} on a communicator of device "
-                                   f"{self.device} (make the communicator with its device current)")
+        if stream._device is not None and stream._device != self._device:
+            raise CUDARuntimeError(f"{what}: a stream of device {stream._device} on a communicator of device "
+                                   f"{self._device} (make the communicator with its device current)")
         return _issuing(stream)
 
     def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
         what = "ncclAllReduce"
         _cython_ints(what, sendbuf=("intptr_t", sendbuf), recvbuf=("intptr_t", recvbuf), count=("size_t", count),
                      datatype=("int", datatype), op=("int", op), stream=("intptr_t", stream))
-        self.calls.append((what, int(count), datatype, op, int(stream)))
+        self._calls.append((what, int(count), datatype, op, int(stream)))
         send, recv = self._buffer(what, sendbuf, count, datatype), self._buffer(what, recvbuf, count, datatype)
         if op not in _REDUCE:
             raise NcclError(f"{what}: NCCL_ERROR_INVALID_ARGUMENT: op {op}")
         _ordering.access(self._stream(what, stream), what, reads=[send], writes=[recv])
-        parts = self._clique.exchange(self.rank, send.copy())
+        parts = self._clique.exchange(self._rank, send.copy())
         total = parts[0].copy()
         for part in parts[1:]:
             _REDUCE[op](total, part, out=total)
@@ -124,12 +125,12 @@ class NcclCommunicator:
         what = "ncclBcast"
         _cython_ints(what, buff=("intptr_t", buff), count=("size_t", count), datatype=("int", datatype),
                      root=("int", root), stream=("intptr_t", stream))
-        self.calls.append((what, int(count), datatype, root, int(stream)))
+        self._calls.append((what, int(count), datatype, root, int(stream)))
         buf = self._buffer(what, buff, count, datatype)
-        if not 0 <= root < self.size:
-            raise NcclError(f"{what}: NCCL_ERROR_INVALID_ARGUMENT: root {root} of {self.size}")
+        if not 0 <= root < self._size:
+            raise NcclError(f"{what}: NCCL_ERROR_INVALID_ARGUMENT: root {root} of {self._size}")
         _ordering.access(self._stream(what, stream), what, reads=[buf], writes=[buf])
-        buf[...] = self._clique.exchange(self.rank, buf.copy())[root]
+        buf[...] = self._clique.exchange(self._rank, buf.copy())[root]
 
     def abort(self):
         self._clique.barrier.abort()

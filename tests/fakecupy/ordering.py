@@ -74,14 +74,14 @@ def reset():
 
 
 def register_stream(stream):
-    stream.tick, stream.seen = 0, {}
-    _STREAMS[stream.key] = stream
-    if stream.blocking:
+    stream._tick, stream._seen = 0, {}
+    _STREAMS[stream._key] = stream
+    if stream._blocking:
         _BLOCKING.add(stream)
 
 
 def _name(stream_or_key):
-    key = getattr(stream_or_key, "key", stream_or_key)
+    key = getattr(stream_or_key, "_key", stream_or_key)
     return "the null stream" if key == 0 else f"stream {key:#x}"
 
 
@@ -94,28 +94,28 @@ def _merge(into, vc):
 def issue(stream) -> int:
     """One operation on ``stream``: its tick (the legacy null stream and blocking streams wait for each other)."""
     with _LOCK:
-        if stream.key == 0:
+        if stream._key == 0:
             for other in list(_BLOCKING):
-                _merge(stream.seen, other.seen)
-        elif stream.blocking:
+                _merge(stream._seen, other._seen)
+        elif stream._blocking:
             null = _STREAMS.get(0)
             if null is not None:
-                _merge(stream.seen, null.seen)
-        stream.tick += 1
-        stream.seen[stream.key] = stream.tick
-        return stream.tick
+                _merge(stream._seen, null._seen)
+        stream._tick += 1
+        stream._seen[stream._key] = stream._tick
+        return stream._tick
 
 
 def recorded(stream) -> dict:
     """What an event recorded on ``stream`` now stands for."""
     with _LOCK:
         issue(stream)
-        return dict(stream.seen)
+        return dict(stream._seen)
 
 
 def wait(stream, event_vc):
     with _LOCK:
-        _merge(stream.seen, event_vc or {})
+        _merge(stream._seen, event_vc or {})
 
 
 def host_saw(vc):
@@ -132,7 +132,7 @@ def host_saw(vc):
 def host_saw_everything():
     with _LOCK:
         for stream in list(_STREAMS.values()):
-            host_saw(stream.seen)
+            host_saw(stream._seen)
 
 
 def _root(a):
@@ -142,7 +142,7 @@ def _root(a):
 
 
 def _ordered(stream, key, tick) -> bool:
-    return key == stream.key or stream.seen.get(key, 0) >= tick or HOST.get(key, 0) >= tick
+    return key == stream._key or stream._seen.get(key, 0) >= tick or HOST.get(key, 0) >= tick
 
 
 def allocated(root, stream, label="device memory"):
@@ -150,12 +150,12 @@ def allocated(root, stream, label="device memory"):
     with _LOCK:
         if id(root) in _BLOCKS:
             return
-        ghosts = {k: t for k, t in POOLS.get(stream.key, {}).items() if HOST.get(k, 0) < t}
+        ghosts = {k: t for k, t in POOLS.get(stream._key, {}).items() if HOST.get(k, 0) < t}
         # the allocation point: work on another stream is ordered after it only by an event recorded since
         # (before it, the pool may hand over a block earlier work on this stream still uses, and an operation
         # that made the array is still writing it)
-        ghosts[stream.key] = max(ghosts.get(stream.key, 0), stream.tick)
-        block = _Block(stream.key, label, ghosts)
+        ghosts[stream._key] = max(ghosts.get(stream._key, 0), stream._tick)
+        block = _Block(stream._key, label, ghosts)
         _BLOCKS[id(root)] = block
         weakref.finalize(root, _freed, id(root), block)
 
@@ -212,11 +212,11 @@ def host_access(stream, tick, host_array, write):
         root = _root(host_array)
         block = _PINNED.get(id(root))
         if block is not None:
-            (block.writes if write else block.reads)[stream.key] = tick
+            (block.writes if write else block.reads)[stream._key] = tick
             _check_in_flight()
             if not write and host_array.flags.c_contiguous and host_array.nbytes:
                 offset = host_array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-                _IN_FLIGHT.append((stream.key, tick, weakref.ref(root), offset, host_array.nbytes,
+                _IN_FLIGHT.append((stream._key, tick, weakref.ref(root), offset, host_array.nbytes,
                                    _checksum(root, offset, host_array.nbytes)))
 
 
@@ -266,4 +266,4 @@ def _touch(stream, tick, a, write, what):
                 message += f" (no event of {_name(key)} waited for on {_name(stream)}, no host synchronisation)"
                 hazards.append(message)
                 raise StreamOrderError(message)
-    (block.writes if write else block.reads)[stream.key] = tick
+    (block.writes if write else block.reads)[stream._key] = tick
