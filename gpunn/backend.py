@@ -193,7 +193,8 @@ def _resolve(device) -> Backend:
         _announce_fallback(reason)
         return CPU
     if cupy is None:
-        raise DeviceError(f"device {device!r} was requested but {reason}. Use device='cpu' or 'auto'.")
+        # device 'cpu', as the request itself is written: the words of MLP(device=...) and gpunn's --device alike
+        raise DeviceError(f"device {device!r} was requested but {reason}. Use device 'cpu' or 'auto'.")
     wanted = 0 if wanted is None else wanted
     if wanted >= count:  # "auto:N" too: a GPU that does not exist is not a reason to fall back
         raise DeviceError(f"device {device!r} was requested but only {count} CUDA device(s) exist (cuda:0..cuda:{count - 1})")

@@ -69,6 +69,16 @@ def test_explicit_cuda_without_gpu_raises(fresh_probe, request_):
         MLP([2, 1], device=request_)
 
 
+def test_a_gpu_asked_for_on_the_command_line_without_one_is_refused_in_its_words(fresh_probe, capsys):
+    """The refusal said "Use device='cpu' or 'auto'.", Python's keyword, to the user of gpunn train --device."""
+    from gpunn import cli
+
+    _without_cupy(fresh_probe)
+    assert cli.main(["train", "--rows", "100", "--features", "2", "--device", "cuda", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().endswith("CuPy is not installed (pip install 'gpunn[cuda12]' or "
+                                                    "'gpunn[cuda13]'). Use device 'cpu' or 'auto'.")
+
+
 def test_cuda_index_beyond_device_count(fresh_probe):
     import fakecupy  # tests/fakecupy: a CuPy stand-in that passes the probe's smoke test
 
