@@ -117,6 +117,15 @@ def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):
         assert "graph" not in out.lower() and ", batch 64" in out, flags
 
 
+def test_bench_names_its_own_device_all_when_it_refuses_an_unknown_device(capsys):
+    """gpunn bench --device tpu listed 'auto', 'cpu', 'cuda' or 'cuda:N', not the 'all' it takes by default."""
+    assert cli.main(["bench", "--device", "tpu", "--quick"]) == 2
+    assert capsys.readouterr().err.strip() == ("gpunn: error: unknown device 'tpu'; use 'all' (the default), 'auto', "
+                                               "'cpu', 'cuda' or 'cuda:N'")
+    assert cli.main(["train", "--device", "tpu"]) == 2
+    assert "'all'" not in capsys.readouterr().err  # (train takes no 'all')
+
+
 def test_bench_precision_variants():
     from gpunn.cli.bench import variants
 

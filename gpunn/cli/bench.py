@@ -104,7 +104,10 @@ def run(args) -> int:
     if args.device == "all":
         backends = bench.available_backends()
     else:
-        backends = [_backend.resolve(args.device)]
+        try:
+            backends = [_backend.resolve(args.device)]
+        except ValueError as exc:  # its words named auto, cpu, cuda, cuda:N, not the "all" that bench takes too
+            raise ValueError(str(exc).replace("use 'auto'", "use 'all' (the default), 'auto'")) from None
     peers = [] if args.peers.strip() in ("", "none") else [p.strip() for p in args.peers.split(",") if p.strip()]
     if args.quick:
         configs = [bench.parse_config(c) for c in args.config] if args.config else [bench.QUICK_CONFIG]
