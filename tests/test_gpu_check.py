@@ -478,3 +478,44 @@ def test_a_nccl_hook_check_that_raises_fails_alone_and_the_next_ones_still_run(t
                              if k.startswith("a one-rank NCCL run"))
     assert "1 of 4 checks passed" in measured and "Ensemble distributed fit (arrays, bootstrapped, .npy " \
         "source) == one process (rel < 1e-10) (RuntimeError: made to fail by the test)" in measured
+
+
+@pytest.mark.gpu
+def test_an_ensemble_hook_check_or_bf16_row_that_raises_still_measures_the_issues_targets(gpu, tmp_path, monkeypatch,
+                                                                                           capsys):
+    """bench/gpu_checks/ensemble.py with GPUNN_CHECK_ENSEMBLE_SECONDS=90 (the next GPU session) benchmarks a bf16
+    ensemble row whose path (Ensemble(precision="bf16", graph=True): packed bf16 members, strided batched GemmEx) has
+    never run on a GPU, in the same run_ensembles call as issue 11's rows; and its exactness check runs before it
+    all. An exception in either ended the hook: no targets measured (and before the first save, no ensemble.json).
+    Now a check's exception is kept as its error, and a benchmark that raises with the bf16 row runs again
+    without it."""
+    from gpunn import bench
+
+    hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
+
+    def broken(device):
+        raise RuntimeError("made to fail by the test")
+
+    calls = []
+
+    def run_ensembles(configs, backends, precisions=(), **kwargs):
+        calls.append(tuple(precisions))
+        if precisions:
+            raise RuntimeError("the bf16 row made to fail by the test")
+        return []
+
+    monkeypatch.setattr(hook, "exactness", broken)
+    monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    out_dir = tmp_path / "run" / "ensemble"
+    assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"]) == 1
+    assert calls == [("bf16",), ()]  # the benchmark again, without the bf16 row
+    saved = json.loads((out_dir / "ensemble.json").read_text())
+    assert saved["exact"] is False and saved["exactness_error"] == "RuntimeError: made to fail by the test"
+    assert saved["bf16_error"] == "RuntimeError: the bf16 row made to fail by the test"
+    assert saved["graph"]["captured"], saved["graph"]  # the graph check ran after the failed one
+    capsys.readouterr()
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert _targets(out)["each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)"] == (
+        "failed: RuntimeError: made to fail by the test (cuda)", "**not met**")
+    assert "the row failed: RuntimeError: the bf16 row made to fail by the test" in out
