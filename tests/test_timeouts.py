@@ -1,5 +1,6 @@
 """The suite's own time limit (pytest-timeout, set in pyproject.toml): a test that hangs ends the run instead of
-stalling CI, and the same configuration still runs where the plugin is not installed (the GPU machine's pytest)."""
+stalling CI, and the same configuration still runs where the plugin is not installed (a pytest without the test
+extra; the GPU machine's image has the plugin)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -9,21 +10,22 @@ import pytest
 import waiting
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench/gpu_check.sh's GPU run, less its selection (-m gpu) and xdist
-GPU_MACHINE_ARGS = ["-o", "addopts=-ra", "-q", "-p", "no:cacheprovider"]
+# bench/gpu_check.sh's GPU tests stage, less its selection (-m gpu) and xdist
+GPU_CHECK_ARGS = ["-q", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=60"]
 
 
 def _pytest(tmp_path, *args, body):
     """pytest run on one test file with ``body`` under this repository's configuration, in a subprocess."""
     (tmp_path / "test_one.py").write_text(body)
     cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
-           *GPU_MACHINE_ARGS, *args, str(tmp_path / "test_one.py")]
+           *GPU_CHECK_ARGS, *args, str(tmp_path / "test_one.py")]
     return waiting.run(cmd, timeout=120, cwd=tmp_path)
 
 
 def test_without_pytest_timeout_its_settings_are_a_warning_and_the_tests_run(tmp_path):
-    """The GPU machine has pytest but not pytest-timeout: pyproject's timeout keys are unknown there, which pytest
-    reports as a PytestConfigWarning; an "error" warnings filter or --strict-config would make it fail every run."""
+    """A pytest without pytest-timeout (installed without the test extra): pyproject's timeout keys are unknown
+    there, which pytest reports as a PytestConfigWarning; an "error" warnings filter or --strict-config would make it
+    fail every run."""
     proc = _pytest(tmp_path, "-p", "no:timeout", body="def test_it():\n    assert True\n")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
