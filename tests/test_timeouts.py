@@ -56,9 +56,15 @@ def test_read_until_gives_the_first_line_holding_the_text_and_leaves_the_rest():
     assert waiting.communicate(proc, 60) == ("c\n", "")
 
 
-def test_read_until_does_not_block_on_a_child_that_writes_nothing():
-    """A readline would wait for as long as the child lives; read_until gives up at its time, and kills it."""
-    proc = _child("import sys, time; sys.stderr.write('stuck'); sys.stderr.flush(); time.sleep(600)", text=False)
+def test_read_until_does_not_block_on_a_child_that_writes_nothing(tmp_path):
+    """A readline would wait for as long as the child lives; read_until gives up at its time, and kills it. The
+    1 s starts once the child has written its stderr (a start-up slower than that, under load, left it empty)."""
+    started = tmp_path / "started"
+    proc = _child(f"import sys, time; sys.stderr.write('stuck'); sys.stderr.flush(); open({str(started)!r}, 'w')"
+                  ".close(); time.sleep(600)", text=False)
+    deadline = waiting.Deadline(60)
+    while not started.exists() and not deadline.expired():
+        deadline.sleep()
     with pytest.raises(AssertionError, match=r"no line with b'ready' within 1 s \(status -9\), stderr:\nb'stuck'"):
         waiting.read_until(proc, b"ready", 1)
     assert proc.returncode == -9
