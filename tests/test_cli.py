@@ -612,10 +612,14 @@ def test_readmes_make_train_describes_the_default_run():
     """README's `make train` paragraph gives the default run's size (rows, features, net, optimizer, epochs and
     the training rows they make), and its timings are of that run: a default changed in gpunn train must
     change the paragraph (and the timings be measured again)."""
-    from gpunn.cli.train import DEFAULTS, FEATURES
+    import types
+
+    from gpunn.cli.train import DEFAULTS, FEATURES, resolve_task
 
     text = " ".join((ROOT / "README.md").read_text().split("`make train` trains", 1)[1].split("prints", 1)[0].split())
-    d = {**DEFAULTS, "features": DEFAULTS["features"] or FEATURES}  # (teacher has no width of its own)
+    run = types.SimpleNamespace(**DEFAULTS)
+    resolve_task(run, FEATURES)  # the unset --features as gpunn train resolves it: the task's own width, or 32
+    d = vars(run)
     net = "-".join(map(str, [d["features"], *d["hidden"].split(","), d["outputs"]]))
     training_rows = (d["rows"] - d["rows"] // 10) * d["epochs"]
     for said in (f'"{d["task"]}"', f"{d['rows']:,} rows of which 10% are held out", f"{d['features']} features",
