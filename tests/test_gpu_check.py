@@ -513,7 +513,9 @@ def test_an_ensemble_hook_check_or_bf16_row_that_raises_still_measures_the_issue
     saved = json.loads((out_dir / "ensemble.json").read_text())
     assert saved["exact"] is False and saved["exactness_error"] == "RuntimeError: made to fail by the test"
     assert saved["bf16_error"] == "RuntimeError: the bf16 row made to fail by the test"
-    assert saved["graph"]["captured"], saved["graph"]  # the graph check ran after the failed one
+    # the graph check ran after the failed one and reported; whether it captured is not this test's question (on a
+    # GPU, where Ensemble(graph=True) has yet to run, a capture refused would fail here as well as in its own tests)
+    assert "captured" in saved["graph"] and "error" not in saved["graph"], saved["graph"]
     capsys.readouterr()
     out = _report(tmp_path / "run", capsys=capsys)
     assert _targets(out)["each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)"] == (
