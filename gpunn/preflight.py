@@ -63,7 +63,9 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
         if other and os.path.exists(path) and _same_file(path, other):
             raise PreflightError(f"{option} {path} is the {what} this command reads; choose another output file")
     if suffixes and not path.lower().endswith(tuple(suffixes)):
-        raise PreflightError(f"{option} {path}: the name must end in {' or '.join(suffixes)}")
+        *others, last = suffixes  # ".png, .pdf or .svg" (it said ".png or .pdf or .svg")
+        ends = f"{', '.join(others)} or {last}" if others else last
+        raise PreflightError(f"{option} {path}: the name must end in {ends}")
     if writes_in_place(path):  # /dev/null, a pipe, /dev/stdout: written into, never renamed over
         if not os.access(path, os.W_OK):
             raise PreflightError(f"{option} {path} is not writable")
