@@ -319,7 +319,7 @@ SIGNATURES = [
     "cupy.cuda.MemoryPool.used_bytes", "cupy.cuda.MemoryPool.total_bytes", "cupy.cuda.MemoryPool.free_bytes",
     "cupy.cuda.MemoryPool.free_all_blocks", "cupy.cuda.MemoryPointer.memset_async",
     "cupy.cuda.MemoryPointer.copy_from_device_async", "cupy.ndarray.get", "cupy.ndarray.set", "cupy.ndarray.fill",
-    "cupy.ndarray.copy", "cupy.ndarray.astype", "cupy.ndarray.tolist", "cupy.asarray", "cupy.array",
+    "cupy.ndarray.copy", "cupy.ndarray.astype", "cupy.ndarray.tolist", "cupy.asarray", "cupy.array", "cupy.take",
     "cupy.ascontiguousarray", "cupy.asnumpy", "cupy.matmul", "cupy.random.RandomState",
     "cupy.random.RandomState.seed", "cupy.random.RandomState.standard_normal", "cupy.random.RandomState.uniform",
     "cupy.random.RandomState.permutation", "cupyx.empty_pinned", "cupyx.zeros_pinned", "cupyx.profiler.benchmark",

@@ -672,6 +672,7 @@ def _event_pair(cp, timing):
     ("set into a strided view", RuntimeError, lambda cp, a: a[::2].set(numpy.ones(2, "float32"))),
     ("get into another dtype", TypeError, lambda cp, a: a.get(out=numpy.empty(4, "float64"))),
     ("get into another shape", ValueError, lambda cp, a: a.get(out=numpy.empty((1, 4), "float32"))),
+    ("get into a strided host view", RuntimeError, lambda cp, a: a.get(out=numpy.empty(8, "float32")[::2])),
     ("item with an index", TypeError, lambda cp, a: a.item(0)),
     # what NumPy has and CuPy 14 does not
     ("cupy.errstate", AttributeError, lambda cp, a: cp.errstate),
@@ -714,6 +715,10 @@ def _event_pair(cp, timing):
     ("benchmark's n_warmup given positionally", TypeError, lambda cp, a: cp.cupyx.profiler.benchmark(
         lambda: None, (), {}, 1, 1)),
     ("a.to_device (NumPy 2's array API)", AttributeError, lambda cp, a: a.to_device("cpu")),
+    ("take into an out of another dtype", TypeError, lambda cp, a: cp.take(a, cp.arange(2), axis=0,
+                                                                           out=cp.empty(2, "float64"))),
+    ("take into an out of another shape", ValueError, lambda cp, a: cp.take(a, cp.arange(2), axis=0,
+                                                                            out=cp.empty(3, "float32"))),
 ])
 def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     """Where NumPy, under the stand-in, would accept what CuPy 14 refuses, fakecupy refuses it too: gpunn code

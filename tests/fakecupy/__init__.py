@@ -485,6 +485,8 @@ class ndarray(numpy.ndarray):
                 raise TypeError(f"{out.dtype} array cannot be obtained from {self.dtype} array")
             if self.shape != out.shape:
                 raise ValueError(f"Shape mismatch. Expected shape: {self.shape}, actual shape: {out.shape}")
+            if not (out.flags.c_contiguous or out.flags.f_contiguous):
+                raise RuntimeError("`out` cannot be specified when copying to non-contiguous ndarray")
         _refuse_in_capture("a copy to the host")
         _synchronous_read(self, "a copy to the host (get)", stream)
         host = numpy.array(self.view(numpy.ndarray), order=order)
@@ -810,6 +812,19 @@ def matmul(a, b, /, *, out=None, dtype=None):
     generalized ufunc whose keywords are CuPy's own: tests/test_cupy_api.py)."""
     check_matmul_ints(a, b)
     return _creator("matmul")(a, b, out=out, dtype=dtype)
+
+
+def take(a, indices, axis=None, out=None):
+    """NumPy's take on device arrays, with CuPy's checks of ``out`` (cupy/_core/_routines_indexing.pyx, _take):
+    exactly ``a``'s dtype (NumPy casts into another) and the result's shape."""
+    if out is not None:
+        shape = numpy.shape(indices) if axis is None else (
+            a.shape[:axis % a.ndim] + numpy.shape(indices) + a.shape[axis % a.ndim + 1:])
+        if out.dtype != a.dtype:
+            raise TypeError("Output dtype mismatch")
+        if out.shape != shape:
+            raise ValueError("Output shape mismatch")
+    return _creator("take")(a, indices, axis=axis, out=out)
 
 
 def check_matmul_ints(a, b):
