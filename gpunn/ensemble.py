@@ -24,6 +24,7 @@ from . import preflight
 from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
 from .model import MLP, DeviceModel, ParamList, gradients_over
 from .ops import ensemble_ops_for
+from .training.callbacks import missing_log_hint
 from .training.ensemble import fit_ensemble
 from .training.fit import as_method
 from .training.graph import graph_mode
@@ -450,7 +451,8 @@ class Ensemble(DeviceModel):
         if not isinstance(monitor, str):
             raise TypeError(f"monitor is the name of a logged value such as 'val_loss', got {monitor!r}")
         if monitor not in self.history:
-            hint = " (fit with validation_data or validation_fraction)" if monitor.startswith("val_") else ""
+            hint = missing_log_hint(monitor, self.history, "fit with validation_data or validation_fraction, or rank "
+                                                           "the members by best('loss')")
             raise ValueError(f"the history has no {monitor!r}{hint}; it has {', '.join(sorted(self.history))}")
         if not self.history[monitor]:  # (numpy's min over no epochs: "zero-size array to reduction operation")
             raise ValueError(f"no epoch of the last fit finished (it was stopped in its first), so no member has a "

@@ -407,8 +407,13 @@ def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(ensemble_data):
     m.params[...] = 0
     assert np.abs(ens.member_params[k]).max() > 0  # the ensemble is untouched
     np.testing.assert_array_equal(ens[-1].params, ens.member_params[2])
-    with pytest.raises(ValueError, match="has no 'val_r3'"):
-        ens.best("val_r3")
+    with pytest.raises(ValueError, match=r"has no 'val_r3' \(did you mean 'val_r2'\?\)"):  # it said to fit with
+        ens.best("val_r3")  # validation data, which this fit had
+    ens.fit(X, Y, epochs=1, batch_size=30, verbose=False)
+    with pytest.raises(ValueError, match=r"has no 'val_loss' \(fit with validation_data or validation_fraction, or "
+                                         r"rank the members by best\('loss'\)\)"):
+        ens.best()
+    assert ens.best("loss").layer_sizes == SIZES
     with pytest.raises(TypeError, match="monitor is the name of a logged value such as 'val_loss', got 3"):
         ens.best(3)
 

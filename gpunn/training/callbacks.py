@@ -192,6 +192,17 @@ def _mode_for(monitor, mode):
     return mode
 
 
+def missing_log_hint(name, logs, validate) -> str:
+    """What to say after "no <name>" of ``logs`` (a run's logs or history): `` (validate)`` for a val_ name in a run
+    without validation, `` (did you mean 'val_loss'?)`` for a misspelling of one it has (val_los), else nothing."""
+    import difflib
+
+    if name.startswith("val_") and not any(k.startswith("val_") for k in logs):
+        return f" ({validate})"
+    close = difflib.get_close_matches(name, logs, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def default_monitor(trainer) -> str:
     """val_loss (the training loss's formula on the validation rows) when the run has validation data, else
     the training loss."""
@@ -224,15 +235,7 @@ class _Monitoring(Callback):
 
     def _value(self, logs):
         if self._monitor not in logs:
-            import difflib
-
-            close = difflib.get_close_matches(self._monitor, logs, n=1)
-            if self._monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
-                hint = " (pass validation_data or validation_fraction to fit)"
-            elif close:  # a misspelling of one that is there (val_los)
-                hint = f" (did you mean {close[0]!r}?)"
-            else:
-                hint = ""
+            hint = missing_log_hint(self._monitor, logs, "pass validation_data or validation_fraction to fit")
             raise ValueError(f"{type(self).__name__} monitors {self._monitor!r}, which the logs lack{hint}; "
                              f"available: {', '.join(sorted(logs))}")
         return float(logs[self._monitor])
