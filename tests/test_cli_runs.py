@@ -221,3 +221,17 @@ def test_early_stopping_from_the_command_line(tmp_path, capsys):
     out = json.loads((tmp_path / "o.json").read_text())
     assert out["result"]["epochs"] == 3 and out["result"]["best_epoch"] == 1
     assert "early stopping: best epoch 1" in capsys.readouterr().out
+
+
+def test_a_run_that_ran_out_of_epochs_says_early_stopping_kept_an_earlier_epochs_weights(tmp_path, capsys):
+    """--early-stopping with the best epoch before the last and no stop (the epochs ran out within its patience):
+    the model ends with the best epoch's weights, and the held-out metrics are that epoch's, but only a stop was
+    said; the last epoch's val_loss in the history then disagreed with the held-out line without a word."""
+    assert main(["train", *SMALL, "--epochs", "2", "--early-stopping", "--patience", "5", "--min-delta", "1e6",
+                 "--json", str(tmp_path / "o.json")]) == 0
+    result = json.loads((tmp_path / "o.json").read_text())["result"]
+    assert result["epochs"] == 2 and result["best_epoch"] == 1
+    assert ("early stopping: best epoch 1 of 2 (the epochs ran out before its patience); its weights are kept"
+            in capsys.readouterr().out)
+    assert main(["train", *SMALL, "--epochs", "2", "--early-stopping"]) == 0
+    assert "early stopping" not in capsys.readouterr().out  # the last epoch was the best: nothing to say

@@ -478,8 +478,12 @@ def run(args) -> int:
     if args.plot and root:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")
+    best, last = getattr(history, "best_epoch", None), history["epoch"][-1]
     if history.stopped_early:
-        print(f"early stopping: best epoch {history.best_epoch} of {len(history['epoch'])}; its weights are kept")
+        print(f"early stopping: best epoch {best} of {last}; its weights are kept")
+    elif best is not None and best != last:  # the held-out metrics below are that epoch's, not the last one's
+        print(f"early stopping: best epoch {best} of {last} (the epochs ran out before its patience); its weights "
+              "are kept")
     print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
           f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
           else "held-out: none (no rows were held out)")
