@@ -182,3 +182,17 @@ def test_every_signature_readme_writes_out_is_the_codes():
         assert not wrong, f"README's {name}({args}) gives other defaults (README, code): {wrong}"
         checked.append(name)
     assert {"MLP", "model.fit", "gpunn.SGD", "gpunn.Adam", "gpunn.datasets.make"} <= set(checked), checked
+
+
+@pytest.mark.slow
+def test_readmes_training_example_runs_and_prints_what_readme_says_it_prints(tmp_path, monkeypatch, capsys):
+    """The "Training runs you can trust" example, run as README gives it, prints the lines README's comments say
+    (`61 epochs, best 53, stopped early: True`, `test R² 0.9565`): an API change that breaks the example, or a
+    change of results that leaves README's numbers behind, fails here. CPU, float32, a fixed seed: the same
+    numbers on every run of this machine's kind (CI's)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Training runs you can trust", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    said = [line[2:] for line in block.splitlines() if line.startswith("# ")]
+    monkeypatch.chdir(tmp_path)  # its ModelCheckpoint("run.npz")
+    exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == said and len(said) == 2
