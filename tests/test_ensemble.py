@@ -911,6 +911,28 @@ def test_spinning_workers_run_every_group_raise_its_error_and_wake_from_sleep():
         assert not workers.run(group, ["a", "b", "c"])
 
 
+def test_spinning_workers_run_a_group_under_the_callers_floating_point_error_state():
+    """numpy.errstate is per thread: a group pass whose update runs NumPy after the kernel (errstate=True) runs it
+    under the caller's on the workers' threads too, as gpunn's pool does (run_pieces): the training loop's
+    over/invalid 'ignore' must reach them."""
+    import warnings
+
+    import gpunn.ops.ensemble as ens_ops
+
+    workers = ens_ops._SpinningWorkers(1, ens_ops._sched_yield())
+
+    def group(g, signal):
+        signal[0][signal[1]] = signal[2]  # what the group pass's kernel does on entry
+        if g == "worker's":
+            np.subtract(np.inf, np.inf)
+
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        workers.run(group, ["caller's", "worker's"])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert workers.run(group, ["caller's", "worker's"])
+
+
 def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
     """The spinning workers are daemon threads that sleep when idle: the interpreter exits after a fit."""
     import sys
