@@ -888,6 +888,31 @@ def test_merged_chunk_moments_match_the_two_pass_formula_even_far_from_zero():
     assert abs(naive[1] - A.var(axis=0)[1]) > 1e-3
 
 
+def test_moments_merged_part_by_part_are_the_whole_datas_and_an_empty_part_changes_nothing():
+    """Moments.merge (the ranks' shards, gpunn.distributed) of parts kept around their own first rows: the
+    statistics of all the rows, whatever the order; a part that saw no rows (an empty shard) adds nothing,
+    merged into another or another merged into it."""
+    rng = numpy.random.default_rng(4)
+    A = 50.0 + rng.standard_normal((300, 2)) * [1.0, 3.0]
+    parts = [Moments(2).update(A[:120]), Moments(2), Moments(2).update(A[120:].astype(numpy.float32))]
+    for order in (parts, parts[::-1]):
+        merged = Moments(2)
+        for part in order:
+            merged.merge(part)
+        assert merged.count == 300 and merged.dtype == numpy.float64  # the widest of the values seen
+        whole = numpy.concatenate([A[:120], A[120:].astype(numpy.float32)])
+        numpy.testing.assert_allclose(merged.mean, whole.mean(axis=0), rtol=1e-12)
+        numpy.testing.assert_allclose(merged.variance, whole.var(axis=0), rtol=1e-10)
+    alone = Moments(2).update(A)
+    before = (alone.count, alone.mean.copy(), alone.variance.copy())
+    alone.merge(Moments(2))
+    assert alone.count == before[0]
+    numpy.testing.assert_array_equal(alone.mean, before[1])
+    numpy.testing.assert_array_equal(alone.variance, before[2])
+    empty = Moments(2).merge(Moments(2))
+    assert empty.count == 0 and empty.dtype is None
+
+
 def test_standardize_computes_training_statistics_and_scales_batches(npy_pair):
     x, y, X, Y = npy_pair
     source = data.npy(x, y, chunk_rows=5000, standardize=True, seed=1, device="cpu")
@@ -975,6 +1000,19 @@ def test_on_the_gpu_a_file_stream_read_without_a_host_sync_or_stopped_part_way_k
     assert numpy.array_equal(host(first), host(full[0][0]))
     assert len(again) == len(full) and all(numpy.array_equal(host(a[0]), host(b[0])) and
                                            numpy.array_equal(host(a[1]), host(b[1])) for a, b in zip(again, full))
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_an_unshuffled_file_stream_keeps_a_windows_rows_while_later_windows_are_read(gpu, npy_pair):
+    """On a GPU the reader copies the windows into two device buffers, each filled again two windows later. A
+    shuffled window leaves its buffer through its permutation; an unshuffled one (shuffle=False, and validation
+    and statistics passes) must be copied out before its buffer is released, or a batch still held (a batch
+    that straddles two windows holds the first's tail) shows rows of a later window."""
+    x, y, X, Y = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=1, shuffle=False, device=gpu, dtype="float64")
+    got = list(source.batches(0, 1500))  # every batch kept while the reader fills both buffers again
+    numpy.testing.assert_array_equal(numpy.concatenate([host(Xb) for Xb, _ in got]), X)
+    numpy.testing.assert_array_equal(numpy.concatenate([host(Yb) for _, Yb in got]), Y.astype(numpy.float32))
 
 
 @pytest.mark.gpu
