@@ -373,6 +373,49 @@ def _interrupted_fit(X, Y, signum):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_second_ctrl_c_raises_at_once_and_early_stopping_leaves_the_weights_reached(data):
+    """The first Ctrl-C asks the fit to stop after its batch; a second one before it stopped raises
+    KeyboardInterrupt at once. A run that ends by an exception other than TrainingDiverged keeps the weights it
+    had: EarlyStopping puts the best epoch's back only when a run finishes, stops early or diverges."""
+    X, Y = data[0], data[1]
+
+    class PressCtrlCTwice(Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 1 and batch == 3:
+                self.reached = trainer.model.params.copy()
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    press, before = PressCtrlCTwice(), signal.getsignal(signal.SIGINT)
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, Y, epochs=5, batch_size=100, callbacks=[press, EarlyStopping(patience=5)], verbose=False)
+    numpy.testing.assert_array_equal(model.params, press.reached)  # not epoch 1's, the best so far
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_interrupt_at_an_epochs_end_stops_before_the_next_epochs_first_batch(data):
+    """A Ctrl-C that lands while an epoch ends (its validation, a callback's on_epoch_end) stops the run at that
+    epoch's end: no batch of the next epoch is trained, so its checkpoint is at the epoch boundary."""
+    X, Y = data[0], data[1]
+
+    class InterruptAtEpochEnd(Callback):
+        def __init__(self):
+            self.batches_after = []
+
+        def on_batch_end(self, trainer, batch):
+            if trainer.interrupt_asked():
+                self.batches_after.append((trainer.epoch, batch))
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                trainer.interrupt()
+
+    stop = InterruptAtEpochEnd()
+    h = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=5, batch_size=100, callbacks=[stop], verbose=False)
+    assert h.interrupted and h["epoch"] == [1, 2] and stop.batches_after == []
+
+
 def test_a_ctrl_c_during_a_fit_inside_another_fit_stops_both(data):
     """A callback that fits a second model (a probe each epoch): the Ctrl-C that lands in the inner fit stops the
     inner one and then the outer one after its batch; the outer fit used to train on to its last epoch."""
