@@ -216,6 +216,12 @@ def test_a_callback_passed_to_a_second_fit_starts_that_run_afresh(data):
     fresh = run([EarlyStopping(patience=2, min_delta=1e6), ReduceLROnPlateau(patience=1, factor=0.5, min_delta=1e6)], 1)
     assert again["epoch"] == fresh["epoch"] == [1, 2, 3] and again["lr"] == fresh["lr"]
     assert again.best_epoch == fresh.best_epoch == 1 and again["val_loss"] == fresh["val_loss"]
+    # given a checkpoint's state (as resume gives it), the next run goes on from it: the run had stopped early, so
+    # it stops at once; the run after that starts afresh again
+    es.load_state_dict(*es.state_dict())
+    resumed = run([es], 1)
+    assert resumed.stopped_early and not resumed.get("epoch")
+    assert run([es], 1)["epoch"] == [1, 2, 3]
 
 
 def test_an_unknown_mode_is_refused_when_the_callback_is_made():
@@ -265,6 +271,33 @@ def test_reduce_lr_on_plateau_waits_out_its_cooldown_before_counting_again(data)
                                                  verbose=False)
     assert h["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125])
     assert plateau.reductions == 3
+
+
+def test_reduce_lr_on_plateau_counts_its_patience_afresh_after_each_reduction(data):
+    """Without a cooldown a reduction still restarts the count: no epoch improves (min_delta 1e6), patience 2,
+    so a reduction after every second epoch without improvement (epochs 3 and 5), not after every epoch once
+    the first has come."""
+    X, Y = data[0][:200], data[1][:200]
+    plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, min_delta=1e6)
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=6, lr=0.1, optimizer="sgd", callbacks=[plateau],
+                                                 verbose=False)
+    assert h["lr"] == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
+    assert plateau.reductions == 2
+
+
+def test_in_max_mode_an_epoch_improves_only_by_more_than_min_delta(data):
+    """mode 'max' (an R², a score): an epoch improves when it is above the best by more than min_delta. With
+    min_delta 0.5 after a best of 1.0, neither a fall to 0.8 nor a rise to 1.2 improves: epoch 1 stays the best."""
+    X, Y = data[0][:200], data[1][:200]
+
+    class Score(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [1.0, 0.8, 1.2][epoch]
+
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(
+        X, Y, epochs=3, verbose=False,
+        callbacks=[Score(), EarlyStopping(monitor="score", mode="max", min_delta=0.5, patience=5)])
+    assert h["epoch"] == [1, 2, 3] and h.best_epoch == 1
 
 
 def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
@@ -392,6 +425,27 @@ def test_a_second_ctrl_c_raises_at_once_and_early_stopping_leaves_the_weights_re
         model.fit(X, Y, epochs=5, batch_size=100, callbacks=[press, EarlyStopping(patience=5)], verbose=False)
     numpy.testing.assert_array_equal(model.params, press.reached)  # not epoch 1's, the best so far
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_interrupted_run_keeps_the_weights_it_reached_under_early_stopping(data, interrupt_at):
+    """Interrupted (Ctrl-C, trainer.interrupt()), a run keeps the weights of its last step, which its checkpoint
+    resumes from exactly; EarlyStopping puts the best epoch's back only where a run ends (here epoch 1 was best)."""
+    X, Y = data[0], data[1]
+
+    class Score(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [1.0, 5.0, 4.0][epoch]
+
+    class LastStep(Callback):
+        def on_batch_end(self, trainer, batch):
+            self.params = trainer.model.params.copy()
+
+    last = LastStep()
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    h = model.fit(X, Y, epochs=3, batch_size=100, verbose=False,
+                  callbacks=[Score(), EarlyStopping(monitor="score", patience=5), last, interrupt_at(2, 2)])
+    assert h.interrupted and h["epoch"] == [1, 2] and h["score"] == [1.0, 5.0]
+    numpy.testing.assert_array_equal(model.params, last.params)
 
 
 def test_an_interrupt_at_an_epochs_end_stops_before_the_next_epochs_first_batch(data):

@@ -170,6 +170,18 @@ def test_a_first_batch_that_fits_almost_exactly_does_not_make_a_run_look_diverge
     assert history["loss"][-1] < 0.1
 
 
+def test_a_first_batch_of_zeros_predicted_exactly_gives_no_growth_to_call_divergence():
+    """A reference loss of 0 (the first batch's inputs and targets all zero, as in sparse data in file order, and
+    predicted exactly) has no multiple to grow past: any later finite loss is no divergence."""
+    rng = numpy.random.default_rng(1)
+    X, w = rng.standard_normal((400, 3)), rng.standard_normal((3, 1))
+    Y = X @ w + 0.3 * rng.standard_normal((400, 1))
+    X[:100], Y[:100] = 0.0, 0.0
+    model = MLP([3, 1], bias=False, device="cpu", dtype="float64", seed=0)
+    history = model.fit(X, Y, epochs=2, batch_size=100, optimizer="sgd", lr=1e-3, shuffle=False, verbose=False)
+    assert history["epoch"] == [1, 2] and 0 < history["loss"][-1] < 1
+
+
 def test_the_divergence_reference_of_several_outputs_is_a_loss_per_row():
     """The loss of predicting zero is, like the training loss, summed over the outputs and averaged over
     rows: (1/m) sum ||y_i||^2; a batch of 4 rows of 3 outputs, each row's squared norm 14, gives 14."""
