@@ -152,8 +152,13 @@ def test_non_positive_sizes(sizes, match):
     (dict(batch_size=0), "batch_size must be a positive integer"),
     (dict(schedule="linear"), "unknown schedule 'linear'"),
     (dict(optimizer=lambda: gpunn.SGD(momentum=1.5)), r"momentum must be in \[0, 1\)"),
+    # a range's open end, and Nesterov without momentum (mut11's mutation check: each was taken)
+    (dict(optimizer=lambda: gpunn.SGD(momentum=1)), r"momentum must be in \[0, 1\), got 1"),
+    (dict(optimizer=lambda: gpunn.SGD(nesterov=True)), "nesterov=True needs a momentum > 0"),
+    (dict(optimizer=lambda: gpunn.Adam(eps=0)), "eps must be a positive finite number, got 0"),
     (dict(optimizer=lambda: gpunn.Adam(weight_decay=-1)), "weight_decay must be a non-negative number"),
     (dict(schedule=lambda: gpunn.Schedule("step", gamma=2)), r"gamma must be in \(0, 1\]"),
+    (dict(schedule=lambda: gpunn.Schedule("cosine", min_factor=1.5)), r"min_factor must be in \[0, 1\], got 1.5"),
     (dict(schedule=3), "schedule must be a name"),
     # fit's seed is checked as MLP's: -1 got NumPy's "expected non-negative integer", 1.5 and "3" were taken
     (dict(seed=-1), "seed must be a non-negative int, got -1"),
@@ -168,6 +173,13 @@ def test_bad_training_options(model, data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kwargs = {k: v() if callable(v) else v for k, v in kwargs.items()}  # objects raise when built
         model.fit(*data, verbose=False, **{"epochs": 1, **kwargs})
+
+
+def test_the_closed_ends_of_the_schedules_ranges_are_taken():
+    """gamma is in (0, 1] and min_factor in [0, 1]: gamma 1 keeps the rate, as a cosine to a floor of 1 does."""
+    assert gpunn.Schedule("step", step_size=1, gamma=1).factor(3, 5) == 1.0
+    assert gpunn.Schedule("exponential", gamma=1).factor(3, 5) == 1.0
+    assert gpunn.Schedule("cosine", min_factor=1).factor(2, 5) == 1.0
 
 
 def test_numpy_scalars_are_numbers_like_python_floats(model, data):

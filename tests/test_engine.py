@@ -258,6 +258,11 @@ def test_an_optimizer_object_passed_to_another_model_starts_afresh_there(data, m
     reused.fit(X, Y, epochs=2, batch_size=100, optimizer=opt, verbose=False)
     fresh.fit(X, Y, epochs=2, batch_size=100, optimizer=make(), verbose=False)
     numpy.testing.assert_array_equal(reused.params, fresh.params)
+    # a model of another size gets moments of its own size
+    wider, wider_fresh = (MLP([5, 16, 2], device="cpu", seed=1, dtype="float64") for _ in range(2))
+    wider.fit(X, Y, epochs=1, batch_size=100, optimizer=opt, verbose=False)
+    wider_fresh.fit(X, Y, epochs=1, batch_size=100, optimizer=make(), verbose=False)
+    numpy.testing.assert_array_equal(wider.params, wider_fresh.params)
     # the same model again continues its run: moments and step count go on
     again, straight = (MLP([5, 8, 2], device="cpu", seed=2, dtype="float64") for _ in range(2))
     opt2, opt3 = make(), make()
@@ -265,7 +270,7 @@ def test_an_optimizer_object_passed_to_another_model_starts_afresh_there(data, m
     again.fit(X, Y, epochs=1, batch_size=100, optimizer=opt2, verbose=False, shuffle=False)
     straight.fit(X, Y, epochs=2, batch_size=100, optimizer=opt3, verbose=False, shuffle=False)
     numpy.testing.assert_array_equal(again.params, straight.params)
-    assert opt2.steps == opt3.steps
+    assert opt2.steps == opt3.steps == 2 * -(-len(X) // 100)  # a step per batch, SGD's too
 
 
 def test_help_says_what_a_copy_of_an_mlp_or_an_ensemble_holds():
