@@ -817,6 +817,23 @@ def test_gpu_checkpoint_loads_on_cpu_and_back(gpu, tmp_path, data):
     assert history["epoch"] == [1, 2, 3, 4]
 
 
+@pytest.mark.gpu
+def test_a_gpu_run_resumed_with_early_stopping_keeps_its_best_weights_on_the_device(gpu, tmp_path, data):
+    """EarlyStopping's best weights come back from a checkpoint as a host array; the resumed run moves them to the
+    device, where each better epoch copies the weights into them (a CuPy array is never converted to NumPy
+    implicitly) and the end of the run puts them back."""
+    import cupy
+
+    X, Y = data
+    path = tmp_path / "run.npz"
+    MLP([6, 16, 2], device="cuda", seed=2).fit(
+        X, Y, epochs=2, batch_size=128, verbose=False, callbacks=[EarlyStopping(patience=5), gpunn.ModelCheckpoint(path)])
+    ckpt = gpunn.load_checkpoint(path, device="cuda")
+    history = ckpt.resume(X, Y, epochs=5, verbose=False)
+    assert history["epoch"] == [1, 2, 3, 4, 5] and history.best_epoch > 2  # an epoch after the resume was better
+    assert isinstance(ckpt.model.params, cupy.ndarray)
+
+
 def test_a_checkpoints_repr_says_what_it_holds_and_where_the_run_is_in_one_line(data, tmp_path):
     X, Y = data
     path = tmp_path / "run.npz"
