@@ -1057,6 +1057,19 @@ def test_closing_the_reader_stops_its_thread_part_way():
     assert len(produced) < 10
 
 
+def test_an_epoch_of_a_file_stopped_part_way_stops_its_reader_thread(npy_pair):
+    """A consumer that stops early (an interrupted fit, a closed generator) ends the reader thread that was
+    reading windows ahead; left running it would wait for ever to hand over its next window, holding it."""
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=1, seed=3, device="cpu")
+    before = set(threading.enumerate())
+    batches = source.batches(0, 500)
+    next(batches)
+    started = [t for t in threading.enumerate() if t not in before and t.name == "gpunn-data-reader"]
+    batches.close()
+    assert len(started) == 1 and not started[0].is_alive()
+
+
 def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

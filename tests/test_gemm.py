@@ -89,6 +89,21 @@ def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
     assert chooser.choices[gemm.shape_key(a, b)] == "blis"
 
 
+def test_a_shape_chosen_for_a_library_is_numpys_where_the_library_cannot_take_the_output():
+    """A choice is cached by the operands' dtype, shape and layout, not by the output's: a later product of the
+    same key into an output BLIS does not take (not C-contiguous: every other column of a wider buffer) is
+    NumPy's, written into that view alone."""
+    need("blis")
+    chooser = gemm.GemmChooser(candidates=["blis"])
+    a, b = operands(64, 16, 32, False, False, "float32")
+    chooser.matmul(a, b, numpy.empty((64, 32), "float32"))
+    assert chooser.choices[gemm.shape_key(a, b)] == "blis"
+    wide = numpy.zeros((64, 64), "float32")
+    chooser.matmul(a, b, wide[:, ::2])
+    numpy.testing.assert_allclose(wide[:, ::2], a @ b, **TOL["float32"])
+    assert not wide[:, 1::2].any()
+
+
 def test_a_product_over_c_int_dimensions_is_numpys_not_a_library_of_int_arguments(monkeypatch):
     """MKL's CBLAS (through ctypes c_int, which wraps a larger value silently) and BLIS take C int dimensions: a
     product with one over 2**31 - 1 (a full batch of 2**31 rows) is NumPy's, which takes any size. The limit is
