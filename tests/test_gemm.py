@@ -124,9 +124,9 @@ def test_a_product_over_c_int_dimensions_is_numpys_not_a_library_of_int_argument
     monkeypatch.setattr(gemm, "library", lambda name: Counting() if name == "mkl" else library(name))
     monkeypatch.setattr(gemm, "GEMM_INT_MAX", 100, raising=False)
     chooser = gemm.GemmChooser(candidates=["mkl"])
-    for m, k in ((100, 3), (101, 3), (3, 101)):  # Z's rows, then dW's k = rows
-        a, b = operands(m, k, 2, False, False, "float64")
-        out = numpy.empty((m, 2))
+    for m, k, n in ((100, 3, 2), (101, 3, 2), (3, 101, 2), (3, 2, 101)):  # Z's rows, dW's k = rows, a layer's width
+        a, b = operands(m, k, n, False, False, "float64")
+        out = numpy.empty((m, n))
         chooser.matmul(a, b, out)
         numpy.testing.assert_allclose(out, a @ b, **TOL["float64"])
     assert calls == [(100, 3)]
