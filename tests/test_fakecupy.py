@@ -239,6 +239,29 @@ def test_everything_stays_on_cuda_1(fake_cupy, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["synthetic", "npy"])
+def test_sources_read_on_two_devices_in_one_process_each_use_a_side_stream_of_their_device(fake_cupy, tmp_path, kind):
+    """The side streams that read (or generate) the next window are kept per device: a source on cuda:1 read after
+    one on cuda:0 gets a stream of device 1, and the same rows in the same order (a kernel or event of device 1
+    on device 0's stream fails, as in CUDA)."""
+    import gpunn
+
+    X = numpy.random.default_rng(0).standard_normal((3000, 4))
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1] * 2 + 1)
+    got = []
+    for device in ("cuda:0", "cuda:1"):
+        if kind == "synthetic":
+            source = gpunn.data.synthetic("teacher", rows=2 * 65536 + 300, n_features=4, seed=3, window=1,
+                                          device=device, dtype="float64")
+        else:
+            source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, window=2, seed=3,
+                                    device=device, dtype="float64")
+        with source.backend.use():
+            got.append(numpy.concatenate([Xb.get() for Xb, _ in source.batches(0, 4096)]))
+    numpy.testing.assert_array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "npy"])
 def test_a_source_bound_to_cuda_1_when_made_reads_and_standardizes_on_cuda_1(fake_cupy, tmp_path, kind):
     """A source made with device="cuda:1" binds at once, outside any use(): its standardization pass (and
     hold_out's, again) must still run on device 1. It ran on the current device 0: a synthetic chunk drew
