@@ -174,6 +174,7 @@ def _fake_objects():
         "cupy.cuda.Device": (fakecupy.cuda.Device(0), set()),
         "cupy.cuda.MemoryPointer": (fakecupy.MemoryPointer(0, 0), set()),
         "cupy.cuda.MemoryPool": (fakecupy.get_default_memory_pool(), set()),
+        "cupy._core.flags.Flags": (fakecupy.ones(2).flags, set()),
         "cupy.cuda.graph.Graph": (fakecupy.Graph(fakecupy._Recording(0)), set()),
         "cupy.random.RandomState": (fakecupy.random.RandomState(0), set()),
         "cupy.RawModule": (fakecupy.RawModule(code="__global__ void k(float* x) {}"), set()),

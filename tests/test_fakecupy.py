@@ -738,6 +738,8 @@ def _event_pair(cp, timing):
     ("benchmark's n_warmup given positionally", TypeError, lambda cp, a: cp.cupyx.profiler.benchmark(
         lambda: None, (), {}, 1, 1)),
     ("a.to_device (NumPy 2's array API)", AttributeError, lambda cp, a: a.to_device("cpu")),
+    ("a.flags.writeable (CuPy's flags: c_contiguous, f_contiguous, owndata)", AttributeError,
+     lambda cp, a: a.flags.writeable),
     ("take into an out of another dtype", TypeError, lambda cp, a: cp.take(a, cp.arange(2), axis=0,
                                                                            out=cp.empty(2, "float64"))),
     ("take into an out of another shape", ValueError, lambda cp, a: cp.take(a, cp.arange(2), axis=0,

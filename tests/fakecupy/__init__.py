@@ -574,6 +574,13 @@ class ndarray(numpy.ndarray):
     getfield = property(lambda self: _no_attribute("getfield"))
     setfield = property(lambda self: _no_attribute("setfield"))
 
+    @property
+    def flags(self):
+        """CuPy's flags (cupy/_core/flags.pyx): c_contiguous, f_contiguous and owndata only (NumPy's have
+        writeable, aligned...: an AttributeError on a CuPy array)."""
+        host = numpy.ndarray.flags.__get__(self)
+        return _Flags(host.c_contiguous, host.f_contiguous, host.owndata)
+
     to_device = property(lambda self: _no_attribute("to_device"))
     __array_namespace__ = property(lambda self: _no_attribute("__array_namespace__"))
 
@@ -626,6 +633,28 @@ class ndarray(numpy.ndarray):
 
     def __repr__(self):
         return f"fakecupy.{numpy.ndarray.__repr__(self.view(numpy.ndarray))}"
+
+
+class _Flags:
+    """cupy._core.flags.Flags."""
+
+    def __init__(self, c_contiguous, f_contiguous, owndata):
+        self.c_contiguous, self.f_contiguous, self.owndata = c_contiguous, f_contiguous, owndata
+
+    @property
+    def fnc(self):
+        return self.f_contiguous and not self.c_contiguous
+
+    @property
+    def forc(self):
+        return self.f_contiguous or self.c_contiguous
+
+    def __getitem__(self, name):
+        keys = {"C_CONTIGUOUS": "c_contiguous", "F_CONTIGUOUS": "f_contiguous", "OWNDATA": "owndata",
+                "FNC": "fnc", "FORC": "forc"}
+        if name not in keys:
+            raise KeyError(f"{name} is not defined for cupy.ndarray.flags")
+        return getattr(self, keys[name])
 
 
 def _no_attribute(name):
