@@ -59,6 +59,8 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
         raise PreflightError(f"{option} needs a file name")
     if os.path.isdir(path):
         raise PreflightError(f"{option} {path} is a directory; give a file name")
+    if path.endswith(("/", os.sep)):  # a directory not made yet: its parent passed, and the write failed at the end
+        raise PreflightError(f"{option} {path} names a directory (it ends in {path[-1]}); give a file name")
     for other, what in reads:
         if other and os.path.exists(path) and _same_file(path, other):
             raise PreflightError(f"{option} {path} is the {what} this command reads; choose another output file")

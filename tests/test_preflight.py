@@ -84,3 +84,18 @@ def test_a_csv_input_that_is_not_numbers_is_located_as_the_streamed_reader_locat
     with pytest.raises(preflight.PreflightError) as raised:
         preflight.read_matrix(tmp_path / "in.csv", "IN")
     assert str(raised.value) == f"IN {tmp_path / 'in.csv'} is text but not comma-separated numbers {said}"
+
+
+def test_an_output_named_as_a_directory_not_made_yet_is_refused_before_any_work(tmp_path, capsys):
+    """--json results/ passed the check (its parent, the working directory, exists), the run trained, and the
+    JSON write then failed: "[Errno 20] cannot write results/: Not a directory"."""
+    from gpunn import cli
+
+    out = f"{tmp_path}/results/"
+    with pytest.raises(preflight.PreflightError, match=r"names a directory \(it ends in /\); give a file name"):
+        preflight.check_output(out, "--json")
+    assert cli.main(["train", "--rows", "100", "--features", "2", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+                     "--quiet", "--json", out]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"gpunn: error: --json {out} names a directory (it ends in /); give a file name"
+    assert "device:" not in captured.out  # refused before the data were made
