@@ -287,17 +287,25 @@ def test_reduce_lr_on_plateau_counts_its_patience_afresh_after_each_reduction(da
 
 def test_in_max_mode_an_epoch_improves_only_by_more_than_min_delta(data):
     """mode 'max' (an R², a score): an epoch improves when it is above the best by more than min_delta. With
-    min_delta 0.5 after a best of 1.0, neither a fall to 0.8 nor a rise to 1.2 improves: epoch 1 stays the best."""
+    min_delta 0.5 after a best of 1.0, neither a fall to 0.8 nor a rise to 1.2 improves: epoch 1 stays the best.
+    mode 'auto' is 'max' for val_r2."""
     X, Y = data[0][:200], data[1][:200]
 
     class Score(Callback):
+        def __init__(self, name, values):
+            self.name, self.values = name, values
+
         def on_epoch_end(self, trainer, epoch, logs):
-            logs["score"] = [1.0, 0.8, 1.2][epoch]
+            logs[self.name] = self.values[epoch]
 
     h = MLP([5, 4, 1], device="cpu", seed=0).fit(
         X, Y, epochs=3, verbose=False,
-        callbacks=[Score(), EarlyStopping(monitor="score", mode="max", min_delta=0.5, patience=5)])
+        callbacks=[Score("score", [1.0, 0.8, 1.2]), EarlyStopping(monitor="score", mode="max", min_delta=0.5, patience=5)])
     assert h["epoch"] == [1, 2, 3] and h.best_epoch == 1
+    # mode 'auto' maximises a name that ends in r2, as it minimises the others
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(
+        X, Y, epochs=3, verbose=False, callbacks=[Score("val_r2", [0.5, 0.9, 0.7]), EarlyStopping(monitor="val_r2")])
+    assert h.best_epoch == 2
 
 
 def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
