@@ -550,6 +550,8 @@ def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_
     model.fit(data.npy(x, y, chunk_rows=1500, seed=4), epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
     with pytest.raises(ValueError, match=r"another source: seed was 4, now 5"):
         gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=5), epochs=2)
+    with pytest.raises(ValueError, match=r"another source: window was 16, now 2"):  # (the chunks shuffled together)
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4, window=2), epochs=2)
 
 def test_resuming_with_another_validation_source_is_refused_saying_what_differs(tmp_path, linear_pair):
     x, y, X, Y = linear_pair
