@@ -176,6 +176,26 @@ def test_one_process_fits_a_sharded_source_whose_sizes_come_from_the_wrapped_sou
     assert numpy.isfinite(fitted(lambda source: ShardedSource(source, 2))).all()
 
 
+def test_shards_read_after_chunks_were_held_out_read_only_the_training_chunks(tmp_path):
+    """A sharded source's shards follow its training chunks: holding chunks out after the shards were read (fit's
+    validation_fraction on a source made without one) cuts them again from the chunks left, so an epoch reads
+    each training row once and no held-out row."""
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    X = numpy.arange(1000.0)[:, None] * [1.0, 0.5]  # column 0: the row's number
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1])
+    sharded = ShardedSource(gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, seed=2,
+                                           device="cpu", dtype="float64"), 2)
+    assert len(numpy.concatenate([Xb[:, 0] for Xb, _ in sharded.batches(0, 100)])) == 1000
+    sharded.hold_out(0.3)
+    training = numpy.concatenate([numpy.arange(k * 100, (k + 1) * 100) for k in sharded.source.train_chunks])
+    read = numpy.concatenate([Xb[:, 0] for Xb, _ in sharded.batches(0, 100)])
+    assert len(training) == sharded.rows == 700
+    numpy.testing.assert_array_equal(numpy.sort(read), training)
+
+
 def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
     """A float32 model on float64 data: each shard's statistics and rows are standardized before the
     cast, as the whole source's are (gpunn.data.base.ChunkedSource._wide_dtype)."""
