@@ -97,15 +97,31 @@ def inputs_read(args, resume=True) -> list:
     return [(getattr(args, dest), what) for dest, what in named if getattr(args, dest, None)]
 
 
+def is_stdout(path) -> bool:
+    """``path`` is ``-`` or names this process's standard output (/dev/stdout, /dev/fd/1, or the file or
+    pipe stdout already goes to)."""
+    if not path:
+        return False
+    if path == "-":
+        return True
+    try:
+        here, out = os.stat(path), os.fstat(1)
+    except (OSError, ValueError):
+        return False
+    return (here.st_dev, here.st_ino) == (out.st_dev, out.st_ino)
+
+
 def check_distinct(outputs) -> None:
-    """Refuse two outputs of one command naming the same file. ``outputs``: (option, path) pairs."""
+    """Refuse two outputs of one command naming the same file, standard output included (``--json /dev/stdout
+    --csv -`` wrote the JSON and the CSV one after the other into it). ``outputs``: (option, path) pairs."""
     seen = {}
     for option, path in outputs:
         if not path:
             continue
-        key = os.path.realpath(path)
+        key = "-" if is_stdout(path) else os.path.realpath(path)
         if key in seen:
-            raise PreflightError(f"{seen[key]} and {option} both name {path}; give each its own file")
+            named = "standard output" if key == "-" else path
+            raise PreflightError(f"{seen[key]} and {option} both name {named}; give each its own file")
         seen[key] = option
 
 

@@ -99,3 +99,17 @@ def test_an_output_named_as_a_directory_not_made_yet_is_refused_before_any_work(
     captured = capsys.readouterr()
     assert captured.err.strip() == f"gpunn: error: --json {out} names a directory (it ends in /); give a file name"
     assert "device:" not in captured.out  # refused before the data were made
+
+
+def test_two_outputs_that_both_name_standard_output_are_refused(tmp_path, capsys):
+    """README: --json - writes to standard output, and /dev/stdout does the same. --json /dev/stdout --csv - wrote
+    the JSON and then the CSV into one stream; --json - --csv - was refused."""
+    from gpunn import cli
+
+    for first in ("-", "/dev/stdout"):
+        with pytest.raises(preflight.PreflightError, match="--json and --csv both name standard output"):
+            preflight.check_distinct([("--json", first), ("--csv", "-")])
+    preflight.check_distinct([("--json", "-"), ("--csv", str(tmp_path / "h.csv"))])  # one each: fine
+    assert cli.main(["train", "--rows", "100", "--features", "2", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+                     "--quiet", "--json", "/dev/stdout", "--csv", "-"]) == 2
+    assert "--json and --csv both name standard output" in capsys.readouterr().err

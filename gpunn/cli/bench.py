@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from .. import backend as _backend
-from .common import add_debug, check_report_outputs, is_stdout, non_negative, positive, write_output
+from ..preflight import is_stdout
+from .common import add_debug, check_report_outputs, non_negative, positive, write_output
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

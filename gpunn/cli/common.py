@@ -8,6 +8,8 @@ import math
 import os
 import sys
 
+from ..preflight import is_stdout
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to look, never the whole usage block; and no
@@ -139,20 +141,6 @@ def check_report_outputs(args, reads=()) -> list:
             preflight.check_output(path, "--" + option, reads=reads, suffixes=suffixes)
         reports.append(("--" + option, path))
     return reports
-
-
-def is_stdout(path) -> bool:
-    """``path`` is ``-`` or names this process's standard output (/dev/stdout, /dev/fd/1, or the file or
-    pipe stdout already goes to)."""
-    if not path:
-        return False
-    if path == "-":
-        return True
-    try:
-        here, out = os.stat(path), os.fstat(1)
-    except (OSError, ValueError):
-        return False
-    return (here.st_dev, here.st_ino) == (out.st_dev, out.st_ino)
 
 
 @contextlib.contextmanager
