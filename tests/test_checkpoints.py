@@ -721,9 +721,9 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     for attempt in range(8):
         before = path.stat().st_mtime_ns if path.exists() else None
         proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE)
-        waiting.read_until(proc, b"ready", 120)
+        waiting.read_until(proc, b"ready", 600)
         if attempt % 2:  # kill as the writer reports its second write is in the temp file, not yet renamed
-            waiting.read_until(proc, b"mid-write 2", 120)
+            waiting.read_until(proc, b"mid-write 2", 600)
         else:  # kill at a random moment after its first complete write
             deadline = waiting.Deadline(120)  # the time this process ran (see tests/waiting.py)
             while not (path.exists() and path.stat().st_mtime_ns != before):

@@ -259,7 +259,7 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     # "data: ... materialized" is printed as generation starts (~1.5 s for these rows on an idle 2-core
     # machine): signal right then, so a loaded machine's slow sleep cannot push the Ctrl-C into training
-    waiting.read_until(proc, "data:", 120)
+    waiting.read_until(proc, "data:", 600)
     time.sleep(0.05)
     proc.send_signal(signum)
     out, err = waiting.communicate(proc, 60)
@@ -277,7 +277,7 @@ def _training_past_its_first_checkpoint(tmp_path, options):
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", *options, "--quiet", "--save",
                              "run.npz"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_ctrl_c_reaches_it)
-    waiting.read_until(proc, "model:", 120)
+    waiting.read_until(proc, "model:", 600)
     deadline = waiting.Deadline(180)  # a ceiling, for a hang: the first epoch takes ~1 s on an idle machine
     while not (tmp_path / "run.npz").exists():
         if deadline.expired() or proc.poll() is not None:
@@ -328,7 +328,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--hidden", "8", "--epochs",
                              "2", "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    assert waiting.read_until(proc, "device:", 120).startswith("device:")  # the first line
+    assert waiting.read_until(proc, "device:", 600).startswith("device:")  # the first line
     proc.stdout.close()  # as head -1 does; the result lines come after training, into the closed pipe
     _, err = waiting.communicate(proc, 120)
     assert proc.returncode == 128 + signal.SIGPIPE
