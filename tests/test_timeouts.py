@@ -3,6 +3,7 @@ stalling CI, and the same configuration still runs where the plugin is not insta
 extra; the GPU machine's image has the plugin)."""
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,16 @@ def test_read_until_fails_when_the_output_ends_without_the_text():
     proc = _child("import sys; print('other'); sys.exit('gave up')")
     with pytest.raises(AssertionError, match=r"ended without a line with 'ready' \(status 1\), stderr:\ngave up"):
         waiting.read_until(proc, "ready", 60)
+
+
+@pytest.mark.parametrize("load, counted", [(1.0, 1.0), (2.0, 1.0), (10.0, 0.2), (100.0, 0.1)])
+def test_a_deadline_counts_a_second_at_the_share_of_a_cpu_the_load_leaves(monkeypatch, load, counted):
+    """On 2 CPUs at a load of 10 a child gets a fifth of one: a second of waiting counts 0.2 s, so a limit sized for
+    the work stretches with the load (at most tenfold: a hang still fails). Not loaded: a second is a second."""
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(waiting, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr(waiting, "CPUS", 2)
+    monkeypatch.setattr(waiting.os, "getloadavg", lambda: (load, load, load))
+    deadline = waiting.Deadline(10)
+    clock.now += 1.0
+    assert deadline.tick() == pytest.approx(10 - counted)

@@ -1,10 +1,14 @@
-"""Time limits for tests that wait on a child process, counted in the time this process ran.
+"""Time limits for tests that wait on a child process, counted in the time this process ran, at the share of
+the CPUs the machine's load left it.
 
 A wall-clock limit fails a test whose processes were stopped for a while, though nothing in them was slow:
 on a shared machine a benchmark lock freezes every nice-19 process (SIGSTOP) for minutes, and Ctrl-Z or a
 batch scheduler's suspend does the same. Here the time is counted by polls: each counts what it really took,
 but at most ``CAP`` seconds, so a stretch in which this process (and the children it was frozen with) did
 not run counts as one poll. A child that really hangs still runs out of time: every poll counts something.
+On a loaded machine the child runs slower for want of CPU, not for a fault: each poll counts its time times
+:func:`cpu_share` (the CPUs over the load average), so 120 s is 120 s on an idle machine and 600 s of wall
+clock at a load of five times the CPUs. A hang still fails: at worst (``MIN_SHARE``) ten times its limit.
 """
 import os
 import subprocess
@@ -13,6 +17,27 @@ import time
 
 POLL = 0.25  # seconds between looks at the child
 CAP = 1.0  # the most one look counts: late under load in full, a stopped stretch as this
+MIN_SHARE = 0.1  # the least share of a CPU a look counts at: a limit stretches at most tenfold under load
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+CPUS = _cpus()
+
+
+def cpu_share() -> float:
+    """The share of a CPU a runnable process gets now, by the 1-minute load average: CPUS / load, at most 1 (an
+    idle machine, or one as busy as it has CPUs) and at least MIN_SHARE; 1 where there is no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1.0
+    return 1.0 if load <= CPUS else max(MIN_SHARE, CPUS / load)
 
 
 class Deadline:
@@ -22,9 +47,9 @@ class Deadline:
         self.seconds, self.spent, self._last = float(seconds), 0.0, time.monotonic()
 
     def tick(self) -> float:
-        """Count the time since the last tick (at most CAP); the seconds left."""
+        """Count the time since the last tick (at most CAP, at the load's cpu_share); the seconds left."""
         now = time.monotonic()
-        self.spent += min(now - self._last, CAP)
+        self.spent += min(now - self._last, CAP) * cpu_share()
         self._last = now
         return self.seconds - self.spent
 
