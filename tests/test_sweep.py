@@ -194,6 +194,18 @@ def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, mo
     assert sorted(whole) == [str(saved / "ensemble-0.npz"), str(saved / "ensemble-1.npz")]
 
 
+def test_a_finished_sweep_resumed_says_once_that_its_ensembles_are_done(tmp_path, capsys):
+    """Its line "ensemble 0: 1 of 1 epochs were done" was followed by the progress bar's "nothing left to train
+    (1 of 1 epochs done)"; an ensemble with epochs left still draws its bar."""
+    saved = tmp_path / "sweep"
+    run(ARGS + ["--epochs", "1", "--save", str(saved)], capsys)
+    assert cli.main(["sweep", "--resume", str(saved)]) == 0
+    captured = capsys.readouterr()
+    assert "ensemble 0: 1 of 1 epochs were done" in captured.out and "nothing left to train" not in captured.err
+    assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2"]) == 0
+    assert "train [cpu] epoch 2/2" in capsys.readouterr().err
+
+
 def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, capsys, monkeypatch, interrupt_at):
     fit = gpunn.ensemble.Ensemble.fit
 

@@ -286,7 +286,8 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     batches = ckpt.training.get("position", {}).get("batch", 0)  # of the epoch it was interrupted in
     more = f" and {batches} batch{'es' if batches != 1 else ''} of epoch {ckpt.epoch + 1}" if batches else ""
     print(f"ensemble {g}: {ckpt.epoch} of {args.epochs} epochs{more} were done ({path})", flush=True)
-    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=not args.quiet,
+    left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
+    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=left and not args.quiet,
                           checkpoint=save_to, callbacks=[record], distributed=distributed)
     return ckpt.model, history
 
