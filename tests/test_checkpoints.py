@@ -280,10 +280,16 @@ def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weight
     numpy.testing.assert_array_equal(again.model.params, reference.params)
 
 
-def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path):
+def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path, interrupt_at):
     # resume(epochs=2) of a 3-epoch run trained nothing, then wrote a checkpoint at epoch 3 of a 2-epoch run,
     # which every later load refused ("impossible position")
     X, Y = data
+    # part-way through epoch 2, epochs=1 ends before the batch reached too
+    stopped = tmp_path / "stopped.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=200, verbose=False,
+                                             callbacks=[interrupt_at(1, 0), gpunn.ModelCheckpoint(stopped)])
+    with pytest.raises(ValueError, match=r"the run has done 1 epochs and 1 batches of epoch 2; epochs=1 ends before"):
+        gpunn.load_checkpoint(stopped).resume(X, Y, epochs=1, verbose=False)
     path = tmp_path / "c.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=200, callbacks=[gpunn.ModelCheckpoint(path)],
                                              verbose=False)
@@ -671,7 +677,15 @@ def _rewrite_meta(blob, change):
     (lambda m, a: a["optimizer.m"].__setitem__(0, numpy.inf), "'optimizer.m' holds NaN or infinite"),
     (lambda m, a: m["training"]["position"].update(epoch=99), "impossible position: epoch 99"),
     (lambda m, a: m["training"]["position"].update(batch=10**6), "impossible position: batch 1000000"),
+    # the edges (mut11's mutation check: each loaded): 200 rows in batches of 50 are batches 0-3 of an epoch, and
+    # a 1-epoch run that is done is at epoch 1, batch 0
+    (lambda m, a: m["training"]["position"].update(epoch=0, batch=4), "impossible position: batch 4 of an epoch of 4"),
+    (lambda m, a: m["training"]["position"].update(batch=2), "impossible position: epoch 1 .from 0. of a 1-epoch run"),
     (lambda m, a: m["training"]["position"].update(partial_sum_sq=-1.0), "invalid partial squared error"),
+    (lambda m, a: m["training"]["position"].update(partial_sum_sq=5.0), "invalid partial squared error"),  # at batch 0
+    (lambda m, a: m["training"].update(lr_scale=0), "invalid lr scale"),
+    (lambda m, a: m["training"].update(validation_data={"kind": "arrays", "rows": 5, "fingerprint": [1.0] * 5}),
+     "invalid validation_data record"),  # a fingerprint is 6 numbers
     (lambda m, a: m["training"].update(validation_data={"kind": "arrays", "rows": 5}), "invalid validation_data record"),
 ])
 def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):

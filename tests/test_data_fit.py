@@ -552,6 +552,14 @@ def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_
         gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=5), epochs=2)
     with pytest.raises(ValueError, match=r"another source: window was 16, now 2"):  # (the chunks shuffled together)
         gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4, window=2), epochs=2)
+    # the same files moved elsewhere are the same data
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    x.rename(moved / "features.npy")
+    y.rename(moved / "targets.npy")
+    resumed = gpunn.load_checkpoint(ckpt, device="cpu").resume(
+        data.npy(moved / "features.npy", moved / "targets.npy", chunk_rows=1500, seed=4), epochs=2, verbose=False)
+    assert resumed["epoch"] == [1, 2]
 
 def test_resuming_with_another_validation_source_is_refused_saying_what_differs(tmp_path, linear_pair):
     x, y, X, Y = linear_pair

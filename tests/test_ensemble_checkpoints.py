@@ -140,9 +140,10 @@ def test_resuming_on_other_validation_data_is_refused(ensemble_data, tmp_path):
 
 
 
-def test_a_diverged_member_stays_frozen_through_a_checkpoint(ensemble_data, tmp_path, interrupt_at):
+@pytest.mark.parametrize("rate", [50.0, 1e4])  # 1e4: the member's partial sum at the stop is infinite
+def test_a_diverged_member_stays_frozen_through_a_checkpoint(ensemble_data, tmp_path, interrupt_at, rate):
     X, Y = ensemble_data
-    fit = dict(optimizer="sgd", lr=[1e-4, 50.0], epochs=3, batch_size=50, verbose=False)
+    fit = dict(optimizer="sgd", lr=[1e-4, rate], epochs=3, batch_size=50, verbose=False)
     reference = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
     with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
         ref_hist = reference.fit(X, Y * 1e3, **fit)
