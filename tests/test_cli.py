@@ -249,7 +249,7 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
     assert cli.main(["train", *TINY, "--batch-size", "32", "--json", str(js), "--save", str(path)]) == 130
     out = capsys.readouterr().out
     assert (f"interrupted after 0 complete epochs: no epoch to report, no held-out metrics (--json not written); "
-            f"checkpoint in {path} (continue with --resume {path})") in out
+            f"checkpoint in {path}, at 2 of 6 batches of epoch 1 (continue with --resume {path})") in out
     assert "held-out" not in out.replace("no held-out", "") and not js.exists()
     monkeypatch.setattr(gpunn.MLP, "fit", fit)
     assert cli.main(["train", "--resume", str(path), "--json", str(js), "--quiet"]) == 0

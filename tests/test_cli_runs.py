@@ -117,7 +117,7 @@ def test_a_resume_stopped_before_its_first_epoch_ended_says_its_throughput_is_th
 
 def test_an_interrupted_run_and_its_resume_say_where_in_an_epoch_the_run_is(tmp_path, capsys, monkeypatch):
     """A run stopped part-way through an epoch resumes from that batch; the resume said only "1 epoch(s) done",
-    and the stop "after 1 complete epoch(s)"."""
+    and the stop "after 1 complete epoch(s)" and where the checkpoint was, not where in the epoch it is."""
     from gpunn.training.loop import Trainer
 
     save = str(tmp_path / "run.npz")
@@ -133,9 +133,10 @@ def test_an_interrupted_run_and_its_resume_say_where_in_an_epoch_the_run_is(tmp_
         assert main(["train", "--resume", save, "--epochs", "3"]) == 130
     out = capsys.readouterr().out
     assert f"resuming {save}: 1 epoch done;" in out
-    assert f"interrupted after 1 complete epoch; checkpoint in {save}" in out
-    assert main(["train", "--resume", save, "--epochs", "3"]) == 0
     # 2,700 training rows in batches of 100
+    assert (f"interrupted after 1 complete epoch; checkpoint in {save}, at 1 epoch and 1 of 27 batches of epoch 2 "
+            f"(continue with --resume {save})") in out
+    assert main(["train", "--resume", save, "--epochs", "3"]) == 0
     assert f"resuming {save}: 1 epoch and 1 of 27 batches of epoch 2 done;" in capsys.readouterr().out
 
 

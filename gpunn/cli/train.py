@@ -203,14 +203,33 @@ def refuse_idle_options(given: dict, args) -> None:
                          "and this run writes none: add --save PATH (or drop it)")
 
 
-def resume_position(ckpt) -> str:
-    """Where the run of ``ckpt`` stopped, in words: "3 epochs", or "3 epochs and 518 of 704 batches of epoch 4"
-    for one stopped part-way through an epoch (Ctrl-C, SIGTERM), which the resume continues from that batch."""
-    done = counted(ckpt.epoch, "epoch")
-    batch = ckpt.state.batch
+def position_words(epoch, batch, batches_per_epoch) -> str:
+    """Where a run is, in words: "3 epochs", or "3 epochs and 518 of 704 batches of epoch 4" for one stopped
+    part-way through an epoch (Ctrl-C, SIGTERM), which a resume continues from that batch ("2 of 6 batches of
+    epoch 1" in the first)."""
+    done = counted(epoch, "epoch")
     if not batch:
         return done
-    return f"{done} and {batch:,} of {ckpt.settings.batches_per_epoch:,} batches of epoch {ckpt.epoch + 1}"
+    return f"{done + ' and ' if epoch else ''}{batch:,} of {batches_per_epoch:,} batches of epoch {epoch + 1}"
+
+
+def resume_position(ckpt) -> str:
+    """Where the run of the checkpoint ``ckpt`` stopped (:func:`position_words`)."""
+    return position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
+
+
+def saved_position(path) -> str:
+    """Where the run saved in ``path`` stopped part-way through an epoch, as ", at 1 epoch and 3 of 27 batches of
+    epoch 2" (read from its metadata alone); "" for a checkpoint at an epoch's end."""
+    from ..checkpoint import read_meta
+    from ..training.state import FitSettings
+
+    training = read_meta(path).get("training") or {}
+    position = training.get("position", {})
+    if not position.get("batch"):
+        return ""
+    per_epoch = FitSettings.from_dict(training["settings"]).batches_per_epoch
+    return f", at {position_words(position['epoch'], position['batch'], per_epoch)}"
 
 
 def _batch_trained(args, ckpt, distributed, rows):
@@ -450,8 +469,10 @@ def run(args) -> int:
         unwritten = [option for option in ("--json", "--csv", "--plot") if getattr(args, option[2:])]
         nothing = "" if completed else (": no epoch to report, no held-out metrics" + (
             f" ({', '.join(unwritten)} not written)" if unwritten else ""))
+        saved = save_path and root and os.path.exists(save_path)  # (rank 0 writes it; only rank 0 prints)
         print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
-              + (f"; checkpoint in {save_path} (continue with --resume {save_path})" if save_path else ""), flush=True)
+              + (f"; checkpoint in {save_path}{saved_position(save_path)} (continue with --resume {save_path})"
+                 if saved else ""), flush=True)
     if not completed:
         return 130 if history.interrupted else 0
     if not root:  # the other ranks print and write nothing: no second pass over every held-out row
