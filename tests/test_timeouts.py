@@ -88,3 +88,21 @@ def test_a_deadline_counts_a_second_at_the_share_of_a_cpu_the_load_leaves(monkey
     deadline = waiting.Deadline(10)
     clock.now += 1.0
     assert deadline.tick() == pytest.approx(10 - counted)
+
+
+@pytest.mark.parametrize("seconds, counted", [(10, 0.1), (120, 120 / 900), (600, 600 / 900), (1200, 1.0)])
+def test_no_limit_stretches_past_what_pytest_timeout_allows_a_test(monkeypatch, seconds, counted):
+    """At a load of 100 on 2 CPUs a second counted a tenth for every limit, so read_until's 600 s ceilings reached
+    6000 s of wall clock, and a hang there was ended by pytest-timeout's 1200 s, which ends the whole run, not by
+    the test's own failure. A limit now stretches to STRETCHED_MOST (900 s) at most, under pyproject's timeout."""
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        assert waiting.STRETCHED_MOST < tomllib.load(fh)["tool"]["pytest"]["ini_options"]["timeout"]
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(waiting, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr(waiting, "CPUS", 2)
+    monkeypatch.setattr(waiting.os, "getloadavg", lambda: (100.0, 100.0, 100.0))
+    deadline = waiting.Deadline(seconds)
+    clock.now += 1.0
+    assert deadline.tick() == pytest.approx(seconds - counted)

@@ -8,7 +8,9 @@ but at most ``CAP`` seconds, so a stretch in which this process (and the childre
 not run counts as one poll. A child that really hangs still runs out of time: every poll counts something.
 On a loaded machine the child runs slower for want of CPU, not for a fault: each poll counts its time times
 :func:`cpu_share` (the CPUs over the load average), so 120 s is 120 s on an idle machine and 600 s of wall
-clock at a load of five times the CPUs. A hang still fails: at worst (``MIN_SHARE``) ten times its limit.
+clock at a load of five times the CPUs. A hang still fails: at worst (``MIN_SHARE``) ten times its limit, and
+never past ``STRETCHED_MOST`` seconds, so that the test fails with its own message before pytest-timeout (1200 s,
+pyproject.toml) ends the whole run.
 """
 import os
 import subprocess
@@ -18,6 +20,7 @@ import time
 POLL = 0.25  # seconds between looks at the child
 CAP = 1.0  # the most one look counts: late under load in full, a stopped stretch as this
 MIN_SHARE = 0.1  # the least share of a CPU a look counts at: a limit stretches at most tenfold under load
+STRETCHED_MOST = 900  # seconds a limit stretched by the load reaches at most: under pytest-timeout's 1200 s
 
 
 def _cpus() -> int:
@@ -45,11 +48,14 @@ class Deadline:
 
     def __init__(self, seconds: float):
         self.seconds, self.spent, self._last = float(seconds), 0.0, time.monotonic()
+        # the least share a look counts at: MIN_SHARE, or more for a long limit (600 s: 2/3), so that no limit
+        # stretches past STRETCHED_MOST
+        self._least_share = min(1.0, max(MIN_SHARE, self.seconds / STRETCHED_MOST))
 
     def tick(self) -> float:
         """Count the time since the last tick (at most CAP, at the load's cpu_share); the seconds left."""
         now = time.monotonic()
-        self.spent += min(now - self._last, CAP) * cpu_share()
+        self.spent += min(now - self._last, CAP) * max(cpu_share(), self._least_share)
         self._last = now
         return self.seconds - self.spent
 
