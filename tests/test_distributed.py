@@ -196,6 +196,23 @@ def test_shards_read_after_chunks_were_held_out_read_only_the_training_chunks(tm
     numpy.testing.assert_array_equal(numpy.sort(read), training)
 
 
+def test_a_nan_read_by_a_shard_is_named_by_its_row_in_the_file(tmp_path):
+    """A shard whose rows start inside a chunk (1,000 rows in chunks of 300, two shards: shard 1 starts at row 500,
+    in chunk 1) names a NaN by its row in the file, as the source read whole does."""
+    import gpunn.data
+    from gpunn.data import DataError
+    from gpunn.distributed.shard import ShardedSource
+
+    X = numpy.ones((1000, 2))
+    X[550, 1] = numpy.nan
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones((1000, 1)))
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, shuffle=False, device="cpu")
+    for read in (source, ShardedSource(source, 2, [1])):
+        with pytest.raises(DataError, match=r"the first at row 550 \(features column 1\)"):
+            list(read.batches(0, 100))
+
+
 def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
     """A float32 model on float64 data: each shard's statistics and rows are standardized before the
     cast, as the whole source's are (gpunn.data.base.ChunkedSource._wide_dtype)."""
