@@ -636,6 +636,21 @@ def test_each_commands_help_says_what_it_does_and_predict_names_its_files_as_its
     assert " ".join(commands["predict"].format_usage().split()).endswith("MODEL IN OUT")
 
 
+def test_every_option_s_help_says_what_it_is_besides_its_default():
+    """train's --epochs, --optimizer and --output-activation, and eight of sweep's options, said only
+    '(default: 12)'."""
+    import re
+
+    def said(sub, action):  # the help as --help shows it, without its "(default: ...)"
+        return re.sub(r"\(default: [^)]*\)", "", sub._get_formatter()._expand_help(action)).strip()
+
+    commands = cli.build_parser().commands
+    bare = [(name, a.option_strings[-1]) for name, sub in commands.items() for a in sub._actions
+            if a.option_strings and a.help and not said(sub, a)]
+    assert not bare, bare
+    assert said(commands["train"], next(a for a in commands["train"]._actions if "--epochs" in a.option_strings))
+
+
 def test_bench_peers_are_named_in_its_help_and_readme():
     """--peers accepted the ensemble peers (sequential, torch-vmap, torch-loop), which neither its help nor
     README's synopsis named."""

@@ -71,27 +71,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--task", choices=sorted(datasets.TASKS), default="teacher", help="synthetic task (default: %(default)s)")
     s.add_argument("--rows", type=positive(int), default=20_000, help="rows generated, 10%% held out (default: %(default)s)")
     s.add_argument("--features", type=feature_count_or_names, default=None, help=features_help(FEATURES))
-    s.add_argument("--outputs", type=positive(int), default=1, help="(default: %(default)s)")
+    s.add_argument("--outputs", type=positive(int), default=1, help="targets per row (default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
     s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes; '' for none, a linear model (default: %(default)s)")
-    s.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="(default: %(default)s)")
-    s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
+    s.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden activation (default: %(default)s)")
+    s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="output layer's activation (default: %(default)s)")
     s.add_argument("--no-bias", action="store_true", help="bias-free layers")
-    s.add_argument("--epochs", type=positive(int), default=10, help="(default: %(default)s)")
+    s.add_argument("--epochs", type=positive(int), default=10, help="passes over the training rows (default: %(default)s)")
     s.add_argument("--batch-size", type=positive(int), default=128,
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
-    s.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="(default: %(default)s)")
-    s.add_argument("--schedule", choices=SCHEDULES, default="constant", help="(default: %(default)s)")
+    s.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="optimizer (default: %(default)s)")
+    s.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")
-    s.add_argument("--patience", type=positive(int), default=5, help="(default: %(default)s)")
+    s.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before a member stops (default: %(default)s)")
     s.add_argument("--min-delta", type=non_negative(float), default=0.0,
                    help="smallest change that counts as an improvement (default: %(default)s)")
     s.add_argument("--momentum", type=non_negative(float), default=None,
                    help="momentum of every member, for sgd, momentum and nesterov (default: 0.9 for momentum and "
                         "nesterov, 0 for sgd)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    s.add_argument("--dtype", type=dtype, default="float32", help="(default: %(default)s)")
+    s.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them (default: %(default)s)")
     s.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
                    help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "
                         "bf16 keeps activations in bfloat16 with float32 master weights, optimizer state and loss; "

@@ -73,12 +73,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"],
                    help="hidden layer sizes, e.g. 256,256; '' for none, a linear model (default: %(default)s)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="hidden activation (default: %(default)s)")
-    t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="(default: %(default)s)")
+    t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="output layer's activation (default: %(default)s)")
     t.add_argument("--no-bias", action="store_true", help="bias-free layers, as in the seed derivation")
-    t.add_argument("--epochs", type=positive(int), default=d["epochs"], help="(default: %(default)s)")
+    t.add_argument("--epochs", type=positive(int), default=d["epochs"], help="passes over the training rows (default: %(default)s)")
     t.add_argument("--batch-size", type=positive(int), default=d["batch_size"],
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
-    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="(default: %(default)s)")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="optimizer (default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT})")
     t.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
