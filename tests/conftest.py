@@ -101,6 +101,16 @@ def device(request):
 
 
 @pytest.fixture
+def terminal_stderr(capsys, monkeypatch):
+    """capsys, with progress drawn as on a terminal: a bar (its stderr is no terminal, and pytest puts it in place
+    after the fixtures' set-up, so it cannot be given an isatty here)."""
+    from gpunn.training import callbacks
+
+    monkeypatch.setattr(callbacks, "draws_bar", lambda stream: True)
+    return capsys
+
+
+@pytest.fixture
 def to_host():
     def convert(a):
         return a.get() if hasattr(a, "get") else numpy.asarray(a)

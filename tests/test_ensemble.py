@@ -332,14 +332,24 @@ def test_numpy_values_are_one_setting_for_all_or_one_per_member(ensemble_data):
         np.testing.assert_array_equal(p, params[0])
 
 
-def test_the_progress_bar_keeps_the_members_losses_beside_the_epochs_time_left(ensemble_data, capsys, monkeypatch):
+def test_the_progress_bar_keeps_the_members_losses_beside_the_epochs_time_left(ensemble_data, terminal_stderr,
+                                                                               monkeypatch):
     from gpunn.training.callbacks import ProgressBar
 
+    capsys = terminal_stderr
     monkeypatch.setattr(ProgressBar, "eta_every_s", 0.0)  # at every batch, rather than every second
     X, Y = ensemble_data
     gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=2, batch_size=30, validation_fraction=0.2)
     second = [s for s in capsys.readouterr().err.split("\r") if "epoch 2/2" in s and "epoch_eta" in s]
     assert second and all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s for s in second)
+
+
+def test_in_a_log_an_ensemble_gets_a_line_per_epoch_with_its_best_member(ensemble_data, capsys):
+    X, Y = ensemble_data
+    gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=2, batch_size=30, validation_fraction=0.2)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["train [cpu] epoch 1/2", "train [cpu] epoch 2/2"]
+    assert all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s and "rows/s" in s for s in lines)
 
 
 def test_members_start_as_mlps_with_their_seeds():

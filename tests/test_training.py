@@ -1,4 +1,7 @@
 """Training behaviour: accuracy on a teacher task, determinism, every optimizer and schedule."""
+import sys
+from pathlib import Path
+
 import numpy
 import pytest
 
@@ -109,7 +112,8 @@ def test_history_records_loss_and_throughput(teacher):
     assert all(s > 0 for s in h["samples_per_s"]) and len(h["loss"]) == 3
 
 
-def test_verbose_false_prints_nothing_and_verbose_shows_progress(teacher, capsys):
+def test_verbose_false_prints_nothing_and_verbose_shows_progress(teacher, terminal_stderr):
+    capsys = terminal_stderr
     X, Y = teacher[0][:300], teacher[1][:300]
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False)
     out = capsys.readouterr()
@@ -131,11 +135,13 @@ def test_progress_moves_every_batch_not_only_every_epoch(teacher):
             super().on_batch_end(trainer, batch)
             seen.append(self.bar.n)
 
-    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=300, verbose=False, callbacks=[Watch()])
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=300, verbose=False,
+                                            callbacks=[Watch(lines=False)])
     assert seen == [300, 600, 900, 1000, 1300, 1600, 1900, 2000]
 
 
-def test_the_bar_shows_the_time_left_in_the_epoch_when_the_run_has_several(teacher, capsys, monkeypatch):
+def test_the_bar_shows_the_time_left_in_the_epoch_when_the_run_has_several(teacher, terminal_stderr, monkeypatch):
+    capsys = terminal_stderr
     from gpunn.training.callbacks import ProgressBar
 
     monkeypatch.setattr(ProgressBar, "eta_every_s", 0.0)  # at every batch, rather than every second
@@ -145,6 +151,102 @@ def test_the_bar_shows_the_time_left_in_the_epoch_when_the_run_has_several(teach
     assert "epoch_eta=00:00" in err and "rows/s" in err
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, verbose=True)
     assert "epoch_eta" not in capsys.readouterr().err  # one epoch: the bar's own time left is the epoch's
+
+
+def test_progress_in_a_log_is_one_line_per_epoch_without_carriage_returns(teacher, capsys):
+    """stderr not a terminal (Slurm, nohup, > log 2>&1): a line per epoch with what the bar shows, no redraws."""
+    X, Y = teacher[0][:600], teacher[1][:600]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, validation_fraction=0.2)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"train [cpu] epoch {e}/3" for e in (1, 2, 3)]
+    for line in lines:
+        for fact in ("loss=", "val_loss=", "val_mae=", "val_r2=", "rows/s", "elapsed ", "left "):
+            assert fact in line, (fact, line)
+    assert lines[-1].endswith("left 00:00")
+
+
+def test_a_long_epoch_in_a_log_also_gets_a_line_every_line_every_s(teacher, capsys, monkeypatch):
+    from gpunn.training.callbacks import ProgressBar
+
+    monkeypatch.setattr(ProgressBar, "line_every_s", 0.0)  # at every batch, rather than every minute
+    X, Y = teacher[0][:600], teacher[1][:600]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=250)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(": ")[1].split(" rows")[0] for line in lines if "epoch left" in line] == ["250/600", "500/600",
+                                                                                             "600/600"] * 2
+    assert all("rows/s" in line for line in lines) and sum("loss=" in line for line in lines) == 2
+
+
+def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch):
+    from gpunn.training import callbacks
+    from gpunn.training.callbacks import ProgressBar
+
+    X, Y = teacher[0][:300], teacher[1][:300]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[ProgressBar(lines=True)])
+    err = terminal_stderr.readouterr().err
+    assert "\r" not in err and len(err.splitlines()) == 2
+    monkeypatch.setattr(callbacks, "draws_bar", lambda stream: False)
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[ProgressBar(lines=False)])
+    assert "\r" in terminal_stderr.readouterr().err
+    with pytest.raises(TypeError, match="lines must be True or False or None"):
+        ProgressBar(lines="yes")
+
+
+def test_a_terminal_draws_the_bar_and_a_file_or_pipe_gets_lines():
+    import io
+
+    from gpunn.training.callbacks import draws_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    closed = io.StringIO()
+    closed.close()  # (its isatty raises ValueError)
+    assert draws_bar(Terminal()) and not draws_bar(io.StringIO()) and not draws_bar(closed)
+    assert not draws_bar(object())  # no isatty at all
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_the_bar():
+    """A real terminal (a pseudo-terminal as stderr): the bar, redrawn with carriage returns."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    code = ("import numpy; from gpunn import MLP; X = numpy.random.default_rng(0).normal(size=(600, 8)); "
+            "MLP([8, 4, 1], device='cpu', seed=0).fit(X, X[:, :1], epochs=2, batch_size=100)")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # (a 0 x 0 one draws nothing)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=follower, env=env)
+    os.close(follower)
+    out = b""
+    try:
+        while select.select([leader], [], [], 120)[0]:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child's end closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
+        returncode = proc.wait(timeout=120)
+    assert returncode == 0, out
+    text = out.decode()
+    assert "\r" in text and "epoch 2/2" in text and "rows/s" in text and "%|" in text
+    assert "elapsed" not in text  # not the lines of a log
 
 
 def test_a_loss_that_grows_past_its_first_value_by_1e4_is_divergence(teacher):
@@ -276,5 +378,6 @@ def test_the_bar_counts_a_held_out_synthetic_sources_training_rows():
             bars.append((self.bar.n, self.bar.total))
             super().on_train_end(trainer)
 
-    MLP([3, 4, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=500, verbose=False, callbacks=[Watch()])
+    MLP([3, 4, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=500, verbose=False,
+                                             callbacks=[Watch(lines=False)])
     assert bars == [(2 * source.rows, 2 * source.rows)]

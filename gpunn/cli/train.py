@@ -99,7 +99,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "output: the lines of text then go to stderr, so gpunn train --json - | jq works)")
     t.add_argument("--csv", metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
                    "output)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress: neither the bar (on a terminal) nor the line per epoch (in a file or pipe)")
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names); flags on the command line override it")

@@ -92,15 +92,44 @@ class History(dict):
         return {k: v[-1] for k, v in self.items() if v}
 
 
+def draws_bar(stream) -> bool:
+    """Whether progress on ``stream`` is a bar redrawn in place (a terminal; a notebook, whose tqdm draws a widget) or
+    lines of text (a file, a pipe: a log of Slurm, nohup or ``> log 2>&1``, where a bar's carriage-return
+    redraws piled up, some 2.5 MB an hour, with no line per epoch). The one place that decides it."""
+    import tqdm.auto  # noqa: F401 (imports tqdm.autonotebook, which picks the notebook's tqdm or the plain one)
+    from tqdm import autonotebook, std
+
+    if autonotebook.tqdm is not std.tqdm:
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
+        return False
+
+
 class ProgressBar(Callback):
-    """A tqdm bar over the rows of the whole run (every rank's, in a data-parallel fit), moved every
+    """Progress on stderr: a bar on a terminal, lines of text elsewhere (:func:`draws_bar`); ``lines=True`` or
+    ``False`` forces one or the other.
+
+    The bar: a tqdm bar over the rows of the whole run (every rank's, in a data-parallel fit), moved every
     batch: rows/s and the time left from the first seconds on, the epoch in its title, and the last
     epoch's loss (and validation metrics) beside it; in a run of several epochs also the time left in
     the current epoch (``epoch_eta``, from the run's rate so far, recomputed every ``eta_every_s``
-    seconds). Per batch it only adds to a counter and reads the clock; tqdm redraws a few times a second."""
+    seconds). Per batch it only adds to a counter and reads the clock; tqdm redraws a few times a second.
+
+    The lines (Keras' verbose=2): one per epoch, with its loss and validation metrics, the epoch's rows/s, the
+    time since the run began and the time left; within an epoch longer than ``line_every_s`` seconds also a
+    line every ``line_every_s`` with the rows done, rows/s and the epoch's time left."""
 
     rank_zero_only = True  # data parallel: only rank 0 draws it
     eta_every_s = 1.0
+    line_every_s = 60.0
+
+    def __init__(self, lines=None):
+        self.lines = flag(lines, "lines", allow_none=True)
+
+    def get_config(self):
+        return {"lines": self.lines}
 
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
@@ -111,45 +140,91 @@ class ProgressBar(Callback):
         self.rows = int(trainer.settings.train_rows)
         self.batch_size = int(trainer.batch_size) * trainer.settings.ranks
         epochs_left = trainer.epochs - trainer.start_epoch
+        self.bar = None
         if epochs_left <= 0 or trainer.stop:  # a resume of a run that had ended drew a bar of 0 rows (epoch 3/50: 0%)
             epochs_done = trainer.start_epoch
             ended = (f"early stopping ended it after epoch {epochs_done}" if trainer.stop
                      else f"{epochs_done} of {trainer.epochs} epochs done")
             print(f"train [{trainer.model.device}]: nothing left to train ({ended})", file=sys.stderr, flush=True)
-            self.bar = None
             return
         done = min(trainer.state.batch * self.batch_size, self.rows)
-        self.epochs, self.device = trainer.epochs, trainer.model.device
-        self.bar = tqdm(total=epochs_left * self.rows, initial=done, unit="rows", unit_scale=True,
-                        desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
+        self.epochs, self.device, self.stream = trainer.epochs, trainer.model.device, sys.stderr
+        self.total, self.done = epochs_left * self.rows, done  # the run's rows left when it began; those counted
+        self._epoch = trainer.start_epoch
+        if self.lines is False or (self.lines is None and draws_bar(self.stream)):
+            self.bar = tqdm(total=self.total, initial=done, unit="rows", unit_scale=True, file=self.stream,
+                            desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
         self._epoch_eta = epochs_left > 1  # with one epoch, the bar's own time left is the epoch's
         self._start, self._start_rows = time.monotonic(), done
         self._next_eta = self._start + self.eta_every_s
+        self._next_line = self._start + self.line_every_s
+        self._epoch_start, self._epoch_start_rows = self._start, done
         self._shown = {}
 
     def _title(self, epoch):
         return f"train [{self.device}] epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
 
     def on_epoch_begin(self, trainer, epoch):
-        self.bar.set_description(self._title(epoch), refresh=False)
+        self._epoch = epoch
+        if self.bar is None:
+            self._epoch_start, self._epoch_start_rows = time.monotonic(), self.done
+        else:
+            self.bar.set_description(self._title(epoch), refresh=False)
 
     def on_batch_end(self, trainer, batch):
         rows_done = min((batch + 1) * self.batch_size, self.rows)
+        self.done += rows_done - batch * self.batch_size
+        now = time.monotonic()
+        if self.bar is None:
+            if now >= self._next_line:
+                self._next_line = now + self.line_every_s
+                rate = self._rate(now, self._epoch_start, self._epoch_start_rows)
+                self._write(f"{rows_done:,}/{self.rows:,} rows, {self._format_rate(rate)}, "
+                            f"epoch left {self._interval((self.rows - rows_done) / max(rate, 1e-9))}")
+            return
         self.bar.update(rows_done - batch * self.batch_size)
-        if self._epoch_eta:
-            now = time.monotonic()
-            if now >= self._next_eta:
-                self._next_eta = now + self.eta_every_s
-                rate = (self.bar.n - self._start_rows) / max(now - self._start, 1e-9)
-                self.bar.set_postfix({**self._shown, "epoch_eta": self.bar.format_interval(
-                    (self.rows - rows_done) / max(rate, 1e-9))}, refresh=True)
+        if self._epoch_eta and now >= self._next_eta:
+            self._next_eta = now + self.eta_every_s
+            rate = self._rate(now, self._start, self._start_rows)
+            self.bar.set_postfix({**self._shown, "epoch_eta": self._interval(
+                (self.rows - rows_done) / max(rate, 1e-9))}, refresh=True)
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def shown(self, trainer, logs) -> dict:
+        """What an epoch's end shows of its logs, by name: the loss and validation metrics."""
         shown = {"loss": f"{logs['loss']:.4g}"}
         # val_mse is val_loss over the number of outputs: not shown again
         shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
-        self._shown = shown
-        self.bar.set_postfix(shown, refresh=True)
+        return shown
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self._shown = self.shown(trainer, logs)
+        if self.bar is not None:
+            self.bar.set_postfix(self._shown, refresh=True)
+            return
+        now = time.monotonic()
+        self._next_line = now + self.line_every_s
+        rate = self._rate(now, self._epoch_start, self._epoch_start_rows)
+        left = (self.total - self.done) / max(self._rate(now, self._start, self._start_rows), 1e-9)
+        self._write(f"{', '.join(f'{k}={v}' for k, v in self._shown.items())}; {self._format_rate(rate)}, "
+                    f"elapsed {self._interval(now - self._start)}, left {self._interval(left)}")
+
+    def _rate(self, now, since, rows_then):
+        return (self.done - rows_then) / max(now - since, 1e-9)
+
+    @staticmethod
+    def _interval(seconds):
+        from tqdm.std import tqdm
+
+        return tqdm.format_interval(seconds)
+
+    @staticmethod
+    def _format_rate(rate):
+        from tqdm.std import tqdm
+
+        return f"{tqdm.format_sizeof(rate)} rows/s"
+
+    def _write(self, text):
+        print(f"{self._title(self._epoch)}: {text}", file=self.stream, flush=True)
 
     def on_train_end(self, trainer):
         if self.bar is not None:

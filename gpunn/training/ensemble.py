@@ -344,15 +344,14 @@ class MemberEarlyStopping(Callback):
 
 
 class EnsembleProgressBar(ProgressBar):
-    """The epoch bar, showing the best member's loss (and validation loss) and member-samples/s."""
+    """The progress of an ensemble: the best member's loss (and validation loss) and member-samples/s."""
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def shown(self, trainer, logs) -> dict:
         shown = {"best loss": f"{numpy.nanmin(logs['loss']):.4g}", "member-samples/s": f"{logs['samples_per_s']:,.0f}"}
         if "val_loss" in logs:
             shown["best val_loss"] = f"{numpy.nanmin(logs['val_loss']):.4g}"
         shown["training"] = f"{int(trainer.optimizer.active.sum())}/{trainer.model.n_models}"
-        self._shown = shown  # kept beside the epoch's time left (ProgressBar.on_batch_end)
-        self.bar.set_postfix(shown, refresh=True)
+        return shown
 
 
 class BootstrapSource(ArraySource):
