@@ -119,7 +119,7 @@ class ProgressBar(Callback):
 
     The lines (Keras' verbose=2): one per epoch, with its loss and validation metrics, the epoch's rows/s, the
     time since the run began and the time left; within an epoch longer than ``line_every_s`` seconds also a
-    line every ``line_every_s`` with the rows done, rows/s and the epoch's time left."""
+    line every ``line_every_s`` with the rows done, the run's rows/s and the epoch's time left."""
 
     rank_zero_only = True  # data parallel: only rank 0 draws it
     eta_every_s = 1.0
@@ -178,7 +178,9 @@ class ProgressBar(Callback):
         if self.bar is None:
             if now >= self._next_line:
                 self._next_line = now + self.line_every_s
-                rate = self._rate(now, self._epoch_start, self._epoch_start_rows)
+                # the run's rate, as the bar's epoch_eta: the epoch's own, a batch or two into it (its first batch
+                # waits on a stream's first chunk), put an epoch of 20 s at two hours
+                rate = self._rate(now, self._start, self._start_rows)
                 self._write(f"{rows_done:,}/{self.rows:,} rows, {self._format_rate(rate)}, "
                             f"epoch left {self._interval((self.rows - rows_done) / max(rate, 1e-9))}")
             return
