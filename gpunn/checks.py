@@ -124,8 +124,8 @@ def flag(value, name: str, allow_none: bool = False):
 
 def verbosity(value, name: str = "verbose") -> bool:
     """Whether to show progress: True or False, or a verbosity level, an int >= 0 (Keras' 0/1/2,
-    scikit-learn's levels; any level above 0 shows it). Anything else, such as the string "no" that
-    bool() reads as True, raises TypeError naming ``name``."""
+    scikit-learn's levels; any level above 0 shows it, 2 as a line per epoch as Keras' does). Anything else,
+    such as the string "no" that bool() reads as True, raises TypeError naming ``name``."""
     if isinstance(value, (bool, numpy.bool_)) or (isinstance(value, (int, numpy.integer)) and value >= 0):
         return bool(value)
     raise TypeError(f"{name} must be True or False (or a verbosity level, an int >= 0), got {value!r}")

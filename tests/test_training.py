@@ -196,6 +196,21 @@ def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch):
         ProgressBar(lines="yes")
 
 
+def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data):
+    """Keras' verbose=2; verbose=1 and True draw the bar there."""
+    X, Y = teacher[0][:300], teacher[1][:300]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=2)
+    err = terminal_stderr.readouterr().err
+    assert "\r" not in err and [line.split(":")[0] for line in err.splitlines()] == [
+        "train [cpu] epoch 1/2", "train [cpu] epoch 2/2"]
+    gpunn.Ensemble([5, 4, 2], 2, seed=0).fit(*ensemble_data, epochs=2, batch_size=30, verbose=2)
+    err = terminal_stderr.readouterr().err
+    assert "\r" not in err and len(err.splitlines()) == 2 and "best loss=" in err
+    for verbose in (1, True):
+        MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=verbose)
+        assert "\r" in terminal_stderr.readouterr().err
+
+
 def test_a_terminal_draws_the_bar_and_a_file_or_pipe_gets_lines():
     import io
 

@@ -233,6 +233,12 @@ class ProgressBar(Callback):
             self.bar.close()
 
 
+def lines_for(verbose):
+    """The ``lines`` of the ProgressBar that ``verbose`` asks for: verbose=2 is Keras' line per epoch wherever stderr
+    goes (True); any other level lets :func:`draws_bar` decide (None)."""
+    return True if not isinstance(verbose, (bool, numpy.bool_)) and verbose == 2 else None
+
+
 def writes_checkpoints(trainer) -> bool:
     """Whether a checkpoint writer (ModelCheckpoint: ``writes_checkpoint``) is among the run's callbacks."""
     return any(getattr(cb, "writes_checkpoint", False) for cb in trainer.callbacks)
@@ -244,7 +250,7 @@ def order_callbacks(callbacks, verbose):
     if isinstance(callbacks, Callback):
         raise TypeError(f"callbacks is a list of gpunn.Callback; got one {type(callbacks).__name__}: write "
                         f"callbacks=[{type(callbacks).__name__}(...)]")
-    verbose = verbosity(verbose)
+    show = verbosity(verbose)
     callbacks = list(callbacks or ())
     for i, cb in enumerate(callbacks):
         if isinstance(cb, type) and issubclass(cb, Callback):
@@ -254,8 +260,8 @@ def order_callbacks(callbacks, verbose):
                             "and override the hooks it needs")
     writers = [cb for cb in callbacks if getattr(cb, "writes_checkpoint", False)]
     others = [cb for cb in callbacks if not getattr(cb, "writes_checkpoint", False)]
-    if verbose and not any(isinstance(cb, ProgressBar) for cb in others):
-        others.append(ProgressBar())
+    if show and not any(isinstance(cb, ProgressBar) for cb in others):
+        others.append(ProgressBar(lines=lines_for(verbose)))
     bars = [cb for cb in others if isinstance(cb, ProgressBar)]
     return [cb for cb in others if not isinstance(cb, ProgressBar)] + writers + bars
 

@@ -35,7 +35,7 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
     member_blas_threads
 from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
-from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, order_callbacks,
+from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, lines_for, order_callbacks,
                         writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
@@ -427,7 +427,7 @@ def bootstrap_rows(backend, seed, member, rows):
 def member_callbacks(callbacks, verbose=False):
     """The callbacks of an ensemble run: each gpunn.EarlyStopping replaced by its per-member form, the
     ensemble's progress bar when ``verbose``; those that need one value per epoch refused by name."""
-    out, verbose = [], verbosity(verbose)
+    out, show = [], verbosity(verbose)
     for cb in callbacks:
         if isinstance(cb, EarlyStopping):
             cb = MemberEarlyStopping(**cb.get_config())
@@ -440,8 +440,8 @@ def member_callbacks(callbacks, verbose=False):
                              "ensemble logs one per member: checkpoint every epoch (the default) and pick members "
                              "afterwards with ens.best()")
         out.append(cb)
-    if verbose and not any(isinstance(cb, ProgressBar) for cb in out):
-        out.append(EnsembleProgressBar())
+    if show and not any(isinstance(cb, ProgressBar) for cb in out):
+        out.append(EnsembleProgressBar(lines=lines_for(verbose)))
     return out
 
 

@@ -75,7 +75,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     epochs: passes over the training rows (default 10). batch_size: rows per step (default 256, at most
     the row count; None trains full-batch). shuffle: reorder the rows each epoch, by (seed, epoch).
     verbose: show progress on stderr (True, or a verbosity level above 0): a bar on a terminal, a line per epoch
-    in a file or pipe (a log). callbacks: a list of
+    in a file or pipe (a log); verbose=2 (Keras') a line per epoch wherever stderr goes. callbacks: a list of
     :class:`gpunn.Callback` (below). Returns the history: per epoch ``epoch``, ``loss`` (the mean of each
     batch's loss before its step, over the epoch's rows), ``lr``, ``time_s``, ``samples_per_s``, and the
     validation metrics; ``best_epoch``, ``stopped_early``, ``interrupted``.
