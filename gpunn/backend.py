@@ -176,12 +176,25 @@ def resolve(device: str | Backend | None = "auto") -> Backend:
     return _resolve(device)
 
 
+DEVICE_NAMES = ("'auto'", "'cpu'", "'cuda'", "'cuda:N'")  # what resolve takes, as its refusal lists them
+
+
+def is_device_name(device: str) -> bool:
+    """Whether ``device`` is written as resolve takes it (whether that device exists is resolve's to say)."""
+    return bool(_DEVICE_RE.match(device.strip().lower()))
+
+
+def unknown_device(device, names=DEVICE_NAMES) -> ValueError:
+    """The refusal of a device name resolve does not take, listing ``names`` (gpunn bench adds its own 'all')."""
+    return ValueError(f"unknown device {device!r}; use {', '.join(names[:-1])} or {names[-1]}")
+
+
 def _resolve(device) -> Backend:
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not {device!r}")
     match = _DEVICE_RE.match(device.strip().lower())
     if not match:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise unknown_device(device)
     kind, index = match.group(1), match.group(2)
     if kind == "cpu":
         if index not in (None, "0"):

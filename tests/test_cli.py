@@ -129,6 +129,17 @@ def test_bench_names_its_own_device_all_when_it_refuses_an_unknown_device(capsys
     assert "'all'" not in capsys.readouterr().err  # (train takes no 'all')
 
 
+def test_bench_device_refusal_lists_resolves_names_not_its_words(capsys, monkeypatch):
+    """bench built its list by rewriting resolve's message; it lists resolve's DEVICE_NAMES, whatever the words."""
+    from gpunn import backend
+
+    monkeypatch.setattr(backend, "DEVICE_NAMES", ("'cpu'", "'cuda'"))
+    assert cli.main(["bench", "--device", "tpu", "--quick"]) == 2
+    assert capsys.readouterr().err.strip() == "gpunn: error: unknown device 'tpu'; use 'all' (the default), 'cpu' or 'cuda'"
+    with pytest.raises(ValueError, match=r"^unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'$"):
+        backend.resolve("tpu")  # (its default argument is the tuple as defined)
+
+
 def test_bench_precision_variants():
     from gpunn.cli.bench import variants
 

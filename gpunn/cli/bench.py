@@ -104,11 +104,10 @@ def run(args) -> int:
     _check_outputs(args)
     if args.device == "all":
         backends = bench.available_backends()
+    elif not _backend.is_device_name(args.device):  # bench takes resolve's names and its own "all"
+        raise _backend.unknown_device(args.device, ("'all' (the default)",) + _backend.DEVICE_NAMES)
     else:
-        try:
-            backends = [_backend.resolve(args.device)]
-        except ValueError as exc:  # its words named auto, cpu, cuda, cuda:N, not the "all" that bench takes too
-            raise ValueError(str(exc).replace("use 'auto'", "use 'all' (the default), 'auto'")) from None
+        backends = [_backend.resolve(args.device)]
     peers = [] if args.peers.strip() in ("", "none") else [p.strip() for p in args.peers.split(",") if p.strip()]
     if args.quick:
         configs = [bench.parse_config(c) for c in args.config] if args.config else [bench.QUICK_CONFIG]
