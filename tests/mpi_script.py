@@ -344,6 +344,21 @@ def mismatch(out, tmp):
         out["order_error"] = str(exc)
 
 
+def reference(out, tmp):
+    """Rank 1's piece of the first batch has targets about 1000 times rank 0's (unshuffled: rank 0 trains rows 0-7
+    of each 16, rank 1 rows 8-15), and so does the rest of the data: the epoch's loss is over 10^4 times rank 0's
+    first loss and near rank 1's. Each rank's message (or how many epochs it trained), gathered on rank 0."""
+    comm = world(timeout=20)  # a rank that trained on while the other stopped ends the job by the watchdog
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    Y[8:] += 1000.0
+    try:
+        history = MLP(**ARCH).fit(X, Y, epochs=2, batch_size=8, shuffle=False, distributed=True, **FIT)
+        said = f"trained {len(history['epoch'])} epochs"
+    except gpunn.TrainingDiverged as exc:
+        said = str(exc)
+    out["said"] = comm.allgather(said)
+
+
 def fail(out, tmp):
     comm = world(timeout=20)
 

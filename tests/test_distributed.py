@@ -698,6 +698,20 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
 
 
 @needs_mpi
+def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_and_stop_together(tmp_path):
+    # each rank's reference is the loss of its own piece of the first batch; rank 1's is about 10^6 times rank
+    # 0's here, and the epoch's (reduced) loss over 10^4 times rank 0's only: with its own reference, rank 1
+    # would train on while rank 0 stopped, and wait for it in its next collective
+    code, _, err = _run("reference", tmp_path, timeout=60)
+    assert code == 0, err
+    said = json.loads((tmp_path / "out.json").read_text())["said"]
+    assert said[0] == said[1] and said[0].startswith("training loss became "), said
+    ref = float(re.search(r"times its reference (\S+) ", said[0]).group(1))
+    assert ref < 100  # rank 0's: its rows' targets are the teacher's, rank 1's over 1000
+    assert "in epoch 1 " in said[0]
+
+
+@needs_mpi
 @pytest.mark.parametrize("mode,says", [("fail", r"rank 1/2\]: this rank failed"),
                                        # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting
                                        # at most 1 s (a late one on a loaded machine)
