@@ -49,12 +49,12 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         dest = key.replace("-", "_")
         action = options.get(dest)
         if action is None:
-            import difflib
+            from .hints import meant
 
             names = sorted(d.replace("_", "-") for d in options)
-            close = difflib.get_close_matches(dest.replace("_", "-").lower(), names, n=1, cutoff=0.75)
-            meant = f" (did you mean {close[0]!r}?)" if close else ""  # epoch = 3: epochs; batchsize: batch-size
-            raise ConfigError(f"{source}: unknown option {key!r}{meant}; valid options: {', '.join(names)}")
+            found = meant(key.replace("_", "-"), names)  # epoch = 3: epochs; batchsize: batch-size; gpu: device
+            hint = f" ({found.hint(_as_key)})" if found else ""
+            raise ConfigError(f"{source}: unknown option {key!r}{hint}; valid options: {', '.join(names)}")
         flag = action.option_strings[-1]
         if action.nargs == 0:  # store_true flags
             if not isinstance(value, bool):
@@ -78,6 +78,11 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
             raise ConfigError(f"{source}: {key} = {written!r} is not one of {', '.join(map(str, action.choices))}")
         out[dest] = converted
     return out
+
+
+def _as_key(name, value) -> str:
+    """A key as a config file writes it, given ``value`` (None: the key alone, quoted as the messages do)."""
+    return repr(name) if value is None else f"{name} = {_toml_value(value)}"
 
 
 def _toml_value(value):

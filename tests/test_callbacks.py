@@ -248,6 +248,17 @@ def test_a_misspelt_monitor_is_named_with_the_metric_meant(data):
         assert "validation_data" not in str(raised.value)
 
 
+def test_a_monitor_in_other_letter_case_or_shortened_is_named_as_the_logs_have_it():
+    """The metric hint matched letter case exactly (VAL_LOSS: nothing), unlike an option's or a config key's."""
+    from gpunn.training.callbacks import missing_log_hint
+
+    logs = {"loss": [1.0], "r2": [0.0], "val_loss": [1.0], "val_r2": [0.0]}
+    assert missing_log_hint("VAL_LOSS", logs, "validate") == " (did you mean 'val_loss'?)"
+    assert missing_log_hint("val", logs, "validate") == " (did you mean 'val_loss' or 'val_r2'?)"
+    assert missing_log_hint("learning-rate", logs, "validate") == ""  # (an option's other names are not metrics')
+    assert missing_log_hint("val_loss", {"loss": [1.0]}, "validate") == " (validate)"
+
+
 def test_reduce_lr_on_plateau_scales_the_schedule(data):
     X, Y = data[0][:200], data[1][:200]
     plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e6, min_lr=0.004)

@@ -216,6 +216,28 @@ def test_bad_config_files_get_a_clear_error(tmp_path, capsys, text, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key, option, config_hint, option_hint", [
+    ("learning-rate", "--learning-rate", "(did you mean 'lr'?)", "(--learning-rate: did you mean --lr?)"),
+    ("learning_rate", "--learning_rate", "(did you mean 'lr'?)", "(--learning_rate: did you mean --lr?)"),
+    ("gpu", "--gpu", '(did you mean device = "cuda" (or cuda:N)?)', "(--gpu: did you mean --device cuda (or cuda:N)?)"),
+    ("verbose", "--verbose", "(progress is shown by default; quiet = true turns it off)",
+     "(--verbose: progress is shown by default; --quiet turns it off)"),
+    ("ep", "--ep", "(did you mean 'epochs'?)", "(--ep: options are written in full: did you mean --epochs?)"),
+    ("batch", "--batch", "(did you mean 'batch-size'?)", "(--batch: options are written in full: did you mean --batch-size?)"),
+    ("hidden-layers", "--hidden-layers", "(did you mean 'hidden' (the hidden layers' widths, e.g. hidden = [256, 256])?)",
+     "(--hidden-layers: did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?)"),
+])
+def test_a_config_key_gets_the_hint_its_option_gets(tmp_path, capsys, key, option, config_hint, option_hint):
+    """The command line hinted other tools' names and shortened ones (--learning-rate: --lr, --batch: --batch-size),
+    a --config file none of them: its own difflib call missed what that table and rule found."""
+    (tmp_path / "c.toml").write_text(f"{key} = 1\n")
+    assert main(["train", "--config", str(tmp_path / "c.toml")]) == 2
+    assert f"unknown option {key!r} {config_hint}; valid options: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", option, "1"])
+    assert f"unrecognized arguments: {option} 1 {option_hint} (see gpunn train --help)" in capsys.readouterr().err
+
+
 def test_early_stopping_from_the_command_line(tmp_path, capsys):
     assert main(["train", *SMALL, "--epochs", "50", "--early-stopping", "--patience", "2", "--min-delta", "1e6",
                  "--json", str(tmp_path / "o.json")]) == 0

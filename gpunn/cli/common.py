@@ -31,21 +31,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-# names other tools give options that gpunn spells otherwise, too far from them for difflib:
-# {name: (the option it means, the hint)}, hinted where the command has that option
-_QUIET = ("--quiet", "progress is shown by default; --quiet turns it off")
-OTHER_NAMES = {
-    "--learning-rate": ("--lr", "did you mean --lr?"),
-    "--verbose": _QUIET, "-v": _QUIET,
-    "--layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
-    "--hidden-layers": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
-    "--hidden-layer-sizes": ("--hidden", "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?"),
-    "--gpu": ("--device", "did you mean --device cuda (or cuda:N)?"),
-    "--cuda": ("--device", "did you mean --device cuda (or cuda:N)?"),
-    "--load": ("--resume", "did you mean --resume (continue a saved run)?"),
-}
-
-
 def option_names(parser) -> list[str]:
     """Every option string ``parser`` takes (-h and --help, --epochs, ...), in its order."""
     return [option for action in parser._actions for option in action.option_strings]
@@ -56,40 +41,33 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
     the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every;
     --Epochs: --epochs, as case matters) or where it is an abbreviation, which gpunn does not accept
     (--batch: --batch-size); ``then``: what else is wrong, after them."""
-    import difflib
+    from ..hints import meant
 
     options = [option for option in option_names(command_parser) if option.startswith("--")]
-    # the options by their lower-case spelling, where that names one option (--Epochs means --epochs)
-    folded = {}
-    for option in options:
-        folded.setdefault(option.lower(), []).append(option)
-    folded = {low: found[0] for low, found in folded.items() if len(found) == 1}
+    names = [option[2:] for option in options]
     command = command_parser.prog.rsplit(" ", 1)[-1]
     hints = []
     for token in unknown:
         name = token.split("=", 1)[0]
         spelled = name.replace("_", "-")
-        low = spelled.lower()
-        meant = OTHER_NAMES.get(low if spelled.startswith("--") else spelled)  # -V is not -v
         if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
             hints.append(f"{name}: write it after '{command}'")
-        elif low in folded and spelled.startswith("--"):  # --batch_size, --Epochs
-            case = "options are written in lower case: " if spelled != low else ""
-            hints.append(f"{name}: {case}did you mean {folded[low]}?")
-        elif meant and meant[0] in options:
-            hints.append(f"{name}: {meant[1]}")
-        elif spelled.startswith("--"):
-            whole = [folded[option] for option in folded if option.startswith(low) and option != low]
-            # a misspelling, not another option that shares letters (bench --ep was "did you mean --help?"):
-            # one that begins as the name does
-            close = [folded[option] for option in difflib.get_close_matches(low, folded, n=3, cutoff=0.75)
-                     if option[2:3] == low[2:3]]
-            if whole:
-                hints.append(f"{name}: options are written in full: did you mean {' or '.join(whole)}?")
-            elif close:
-                hints.append(f"{name}: did you mean {close[0]}?")
+            continue
+        found = meant(spelled[2:] if spelled.startswith("--") else spelled, names)  # -v: as written
+        if found is None:
+            continue
+        note = {"shortened": "options are written in full: ",
+                "case": "options are written in lower case: " if spelled != spelled.lower() else ""}.get(found.how, "")
+        hints.append(f"{name}: {note}{found.hint(_as_option)}")
     command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
                          + (f" {then}" if then else ""))
+
+
+def _as_option(name, value) -> str:
+    """An option as the command line writes it, given ``value`` (None or True: the option alone)."""
+    if value is None or value is True:
+        return f"--{name}"
+    return f"--{name} {','.join(map(str, value)) if isinstance(value, list) else value}"
 
 
 def json_text(obj) -> bytes:

@@ -277,13 +277,14 @@ def _mode_for(monitor, mode):
 
 def missing_log_hint(name, logs, validate) -> str:
     """What to say after "no <name>" of ``logs`` (a run's logs or history): `` (validate)`` for a val_ name in a run
-    without validation, `` (did you mean 'val_loss'?)`` for a misspelling of one it has (val_los), else nothing."""
-    import difflib
+    without validation, `` (did you mean 'val_loss'?)`` for a misspelling of one it has (val_los, VAL_LOSS), else
+    nothing."""
+    from ..hints import meant
 
     if name.startswith("val_") and not any(k.startswith("val_") for k in logs):
         return f" ({validate})"
-    close = difflib.get_close_matches(name, logs, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    found = meant(name, list(logs), aliases=False)  # (the command line's names: no metric's)
+    return f" ({found.hint(lambda metric, value: repr(metric))})" if found else ""
 
 
 def default_monitor(trainer) -> str:

@@ -1,0 +1,64 @@
+"""The "did you mean" rule of gpunn's refusals: which known name an unknown one stands for. One rule for a
+command line's option (--lr), a config file's key (lr) and a metric ('val_loss'); each place words the hint."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+CUTOFF = 0.75  # difflib's ratio for a misspelling (epoch: epochs 0.91); bench's ep: help is 0.67, refused
+
+# names other tools give gpunn's options, too far from them for difflib: {name: (the option meant, the hint's
+# words, the values in them)}; each value is spelt by the place ({0}: --device cuda, or device = "cuda"), and
+# a name is hinted only where that option exists. A short option is matched as written (-V is not -v).
+_QUIET = ("quiet", "progress is shown by default; {0} turns it off", (True,))
+_HIDDEN = ("hidden", "did you mean {0} (the hidden layers' widths, e.g. {1})?", (None, [256, 256]))
+_DEVICE = ("device", "did you mean {0} (or cuda:N)?", ("cuda",))
+OTHER_NAMES = {
+    "learning-rate": ("lr", "did you mean {0}?", (None,)),
+    "verbose": _QUIET, "-v": _QUIET,
+    "layers": _HIDDEN, "hidden-layers": _HIDDEN, "hidden-layer-sizes": _HIDDEN,
+    "gpu": _DEVICE, "cuda": _DEVICE,
+    "load": ("resume", "did you mean {0} (continue a saved run)?", (None,)),
+}
+
+
+@dataclass(frozen=True)
+class Meant:
+    """What an unknown name stands for: ``names`` (one, or each a shortened name begins), and how it was found:
+    "case" (the name in other letter case), "alias" (another tool's name: ``words`` and ``values`` as in
+    OTHER_NAMES), "shortened" (the beginning of ``names``) or "close" (a misspelling)."""
+    names: tuple
+    how: str
+    words: str = "did you mean {0}?"
+    values: tuple = (None,)
+
+    def hint(self, spell) -> str:
+        """The hint in a place's words: ``spell(name, value)`` writes an option, or an option given a value
+        (None: the name alone), as that place does."""
+        if self.how == "alias":
+            return self.words.format(*(spell(self.names[0], value) for value in self.values))
+        return f"did you mean {' or '.join(spell(name, None) for name in self.names)}?"
+
+
+def meant(name: str, names, aliases: bool = True) -> Meant | None:
+    """The known name(s) among ``names`` that ``name`` stands for, or None. Letter case is not told apart
+    (Epochs: epochs, where the lower case names one); then another tool's name (with ``aliases``); then a
+    beginning (batch: batch-size); then a misspelling that begins with the same letter (a hint is a name it
+    could stand for, not another that shares letters)."""
+    if not name:
+        return None
+    folded = {}
+    for known in names:
+        folded.setdefault(known.lower(), []).append(known)
+    folded = {low: found[0] for low, found in folded.items() if len(found) == 1}
+    low = name.lower()
+    if low in folded:
+        return Meant((folded[low],), "case")
+    other = OTHER_NAMES.get(name if name.startswith("-") else low) if aliases else None
+    if other and other[0] in names:
+        return Meant((other[0],), "alias", other[1], other[2])
+    shortened = tuple(folded[known] for known in folded if known.startswith(low))
+    if shortened:
+        return Meant(shortened, "shortened")
+    close = [known for known in difflib.get_close_matches(low, folded, n=3, cutoff=CUTOFF) if known[:1] == low[:1]]
+    return Meant((folded[close[0]],), "close") if close else None
