@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-CUTOFF = 0.75  # difflib's ratio for a misspelling (epoch: epochs 0.91); bench's ep: help is 0.67, refused
+# difflib's ratio for a misspelling, of names without their "--" (which would raise every ratio, and did: bench's
+# --ep scored 0.8 against --help; ep against help is 0.67, refused; epoch against epochs 0.91)
+CUTOFF = 0.75
 
 # names other tools give gpunn's options, too far from them for difflib: {name: (the option meant, the hint's
 # words, the values in them)}; each value is spelt by the place ({0}: --device cuda, or device = "cuda"), and
@@ -43,8 +45,7 @@ class Meant:
 def meant(name: str, names, aliases: bool = True) -> Meant | None:
     """The known name(s) among ``names`` that ``name`` stands for, or None. Letter case is not told apart
     (Epochs: epochs, where the lower case names one); then another tool's name (with ``aliases``); then a
-    beginning (batch: batch-size); then a misspelling that begins with the same letter (a hint is a name it
-    could stand for, not another that shares letters)."""
+    beginning (batch: batch-size); then a misspelling (batchsize: batch-size, adta: data)."""
     if not name:
         return None
     folded = {}
@@ -60,5 +61,5 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
     shortened = tuple(folded[known] for known in folded if known.startswith(low))
     if shortened:
         return Meant(shortened, "shortened")
-    close = [known for known in difflib.get_close_matches(low, folded, n=3, cutoff=CUTOFF) if known[:1] == low[:1]]
+    close = difflib.get_close_matches(low, folded, n=1, cutoff=CUTOFF)
     return Meant((folded[close[0]],), "close") if close else None

@@ -486,10 +486,11 @@ def test_an_unknown_option_is_named_when_required_arguments_are_missing_too(caps
 @pytest.mark.parametrize("argv, hint", [
     (["bench", "--ep", "1"], None), (["info", "--ice"], None),
     (["bench", "--hep"], "--hep: did you mean --help?"), (["train", "--sed", "1"], "--sed: did you mean --seed?"),
+    (["train", "--adta", "x"], "--adta: did you mean --data?"),  # (a rule that the first letter match refused it)
 ])
 def test_an_unknown_option_is_hinted_only_an_option_it_could_stand_for(argv, hint, capsys):
-    """difflib matched bench's --ep to --help (0.8): "did you mean --help?" for what meant --epochs, which bench
-    has not. A hint is now an option that begins as the name does (misspelt or abbreviated), or none."""
+    """difflib matched bench's --ep to --help (0.8, the shared "--" counted as likeness): "did you mean --help?"
+    for what meant --epochs, which bench has not. Names are now compared without their "--" (ep: help 0.67)."""
     with pytest.raises(SystemExit):
         cli.main(argv)
     err = capsys.readouterr().err
