@@ -155,6 +155,14 @@ class Ops:
             buf = self._scratch[key] = self.xp.empty(shape, dtype)
         return buf
 
+    def in_gemm_blocks(self, product, a, b, out):
+        """out = a @ b by ``product(a, b, out)``: one call, or, where a dimension passes ``gemm_limit`` (a batch
+        of 2^31 rows or more), calls on blocks (``matmul_in_blocks``, its scratch a slot of this Ops')."""
+        if max(a.shape[-2:] + out.shape[-1:]) <= self.gemm_limit:
+            return product(a, b, out)
+        return matmul_in_blocks(product, a, b, out, self.gemm_limit,
+                                lambda shape, dtype: self.scratch(shape, dtype, slot="gemm"))
+
     # ---- matrix products -------------------------------------------------------------
     def matmul(self, a, b, out):
         """out = a @ b (BLAS / cuBLAS; transposed views are passed without a copy).

@@ -18,7 +18,7 @@ import numpy
 
 from . import kernels
 from ..activations import Activation
-from .base import Ops, is_bf16, matmul_in_blocks
+from .base import Ops, is_bf16
 from .cublas import CupyBlas, GemmError
 
 BLOCK = 256  # threads per block of the one-dimensional kernels (a multiple of 32, as mse_grad needs)
@@ -78,10 +78,7 @@ class CupyOps(Ops):
 
     # ---- matrix products and bf16 copies --------------------------------------------
     def matmul(self, a, b, out):
-        if max(a.shape[-2:] + out.shape[-1:]) > self.gemm_limit:  # a batch of 2^31 rows or more
-            return matmul_in_blocks(self._matmul, a, b, out, self.gemm_limit,
-                                    lambda shape, dtype: self.scratch(shape, dtype, slot="gemm"))
-        return self._matmul(a, b, out)
+        return self.in_gemm_blocks(self._matmul, a, b, out)  # (a batch of 2^31 rows or more: in blocks)
 
     def _matmul(self, a, b, out):
         if self.blas is None and self.precision == "float32" and not (is_bf16(a.dtype) or is_bf16(out.dtype)):

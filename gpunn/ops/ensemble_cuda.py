@@ -15,7 +15,7 @@ import numpy
 
 from ..activations import Activation
 from . import kernels
-from .base import is_bf16, matmul_in_blocks
+from .base import is_bf16
 from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
 from .ensemble import EnsembleOps, MemberRates
 
@@ -89,12 +89,8 @@ class CupyEnsembleOps(EnsembleOps):
         tensor cores for "tf32", bf16 operands with float32 accumulation for bf16), on the graph path's own
         handle while a step is captured (CuPy's matmul cannot be), and for tf32 and bf16 always; CuPy's matmul
         for a float32/float64 product outside a graph. A batch of 2^31 rows or more is cut into blocks
-        (``matmul_in_blocks``): cuBLAS's dimensions are C ints."""
-        limit = self.ops.gemm_limit
-        if max(a.shape[-2:] + out.shape[-1:]) > limit:
-            return matmul_in_blocks(self._matmul, a, b, out, limit,
-                                    lambda shape, dtype: self.ops.scratch(shape, dtype, slot="gemm"))
-        return self._matmul(a, b, out)
+        (``Ops.in_gemm_blocks``): cuBLAS's dimensions are C ints."""
+        return self.ops.in_gemm_blocks(self._matmul, a, b, out)
 
     def _matmul(self, a, b, out):
         ops, blas = self.ops, self.ops.blas
