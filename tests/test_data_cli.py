@@ -184,6 +184,34 @@ def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     assert err == ""
 
 
+def test_a_window_that_stream_auto_leaves_unused_is_noted_on_the_data_line(tmp_path, capsys, monkeypatch):
+    """--stream auto holds these rows in memory, where --window does nothing (they are shuffled whole): the data:
+    line says so (it said nothing), from the command line or a --config file; a streamed run uses it, and the
+    default says nothing."""
+    note = "--window 8 unused: rows in memory are shuffled whole every epoch (it applies with --stream on or --data)"
+    small = ["--rows", "3000", "--features", "4", *SMALL, "--epochs", "1"]
+    assert main(["train", *small, "--window", "8"]) == 0
+    assert re.search(r"\n(data: 3,000 rows materialized on cpu [^\n]*)\n", capsys.readouterr().out)[1].endswith(
+        f"); {note}")
+    (tmp_path / "run.toml").write_text("[train]\nwindow = 8\n")
+    assert main(["train", *small, "--config", str(tmp_path / "run.toml")]) == 0
+    assert note in capsys.readouterr().out
+    assert main(["train", *small]) == 0
+    assert "unused" not in capsys.readouterr().out
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)  # streamed: --window is used
+    assert main(["train", *small, "--rows", "140000", "--window", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "data: streaming teacher" in out and "unused" not in out
+
+
+def test_a_sweeps_window_from_a_config_file_is_noted_unused_for_a_synthetic_task(tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text("[sweep]\nwindow = 8\n")
+    assert main(["sweep", "--config", str(tmp_path / "grid.toml"), "--rows", "400", "--features", "4", "--hidden", "8",
+                 "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    assert ("validation rows; --window 8 unused: rows in memory are shuffled whole every epoch (it applies with "
+            "--data)") in capsys.readouterr().out
+
+
 def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
     tmp_path, _, _ = pair
     files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize"]

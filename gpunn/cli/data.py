@@ -10,6 +10,7 @@ from ..datasets import CHUNK_ROWS
 from .common import number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
+WINDOW = 16  # --window's default
 COMFORT = 0.5  # materialize only when data, its shuffled copy and the model take at most this share of free memory
 
 
@@ -56,9 +57,23 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                             f"or none when pieces of {SMALLEST_PIECE:,} rows cannot (some --rows under 40,000)")
     else:
         parser.set_defaults(stream="off")
-    g.add_argument("--window", type=positive(int), default=16,
+    g.add_argument("--window", type=positive(int), default=WINDOW,
                    help="chunks whose rows are shuffled together, for --data" + (" and streams" if stream else "") +
-                        " (default: %(default)s)")
+                        " (default: %(default)s); rows held in memory are shuffled whole, and the data: line says "
+                        "when --window goes unused")
+
+
+def unused_window(args) -> str:
+    """What the data: line of a run holding its rows in memory adds when --window (on the command line, in a
+    --config file or recorded by the run resumed) is not its default: that it goes unused, since such rows are
+    shuffled whole every epoch. A note, not a refusal: --stream auto holds the rows in memory or streams them by
+    the memory free, so a refusal would fail a command on one machine that runs on another (an explicit
+    --stream off with --window is refused: refuse_idle_options)."""
+    if args.window == WINDOW:
+        return ""
+    applies = "--stream on or --data" if getattr(args, "command", None) != "sweep" else "--data"
+    return (f"; --window {args.window} unused: rows in memory are shuffled whole every epoch (it applies with "
+            f"{applies})")
 
 
 def counts_graph(args, backend) -> bool:
@@ -127,7 +142,7 @@ def make_source(args, backend, ckpt=None):
     if args.stream == "off" or (args.stream == "auto" and fits):
         room = "" if free is None else f", {preflight.size_text(free)} free"
         return None, (f"data: {args.rows:,} rows materialized on {backend.device} ({preflight.size_text(need)} with "
-                      f"their shuffled copy and the model{room})")
+                      f"their shuffled copy and the model{room}){unused_window(args)}")
     # a resumed stream is cut as it was saved (make's chunks, when it recorded no chunk_rows)
     cut = _saved_cut(ckpt).get("chunk_rows", CHUNK_ROWS) if ckpt else None
     source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, chunk_rows=cut,

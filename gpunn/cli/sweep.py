@@ -393,7 +393,8 @@ def run(args) -> int:
         n_val = max(2, args.rows // 10)
         train, validation = (X[n_val:], Y[n_val:]), (X[:n_val], Y[:n_val])
         sizes = [args.features, *args.hidden, args.outputs]
-        chosen = f"data: task {args.task}, {args.rows - n_val:,} training rows, {n_val:,} validation rows"
+        chosen = (f"data: task {args.task}, {args.rows - n_val:,} training rows, {n_val:,} validation rows"
+                  f"{data_cli.unused_window(args)}")
     fresh = _fresh_train(train, meta)
     # the training rows' statistics, once for every ensemble of the split (fit scales a copy); a --data
     # source computes its own in the first fit and keeps them for the others
