@@ -200,3 +200,57 @@ def test_readmes_examples_run_and_print_what_readme_says_they_print(tmp_path, mo
     monkeypatch.chdir(tmp_path)  # ModelCheckpoint("run.npz")
     exec(compile(block, "README.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == said and len(said) == lines
+
+
+def _markdown_sections(text):
+    """{GitHub's anchor: the heading's section, down to the next heading of its level or above}; headings in
+    fenced code are text. The anchor is github-slugger's: lower case, every character but letters, marks,
+    digits, connector punctuation, spaces and hyphens dropped, spaces made hyphens, repeats numbered -1, -2."""
+    import re
+    import unicodedata
+
+    lines, headings, fenced = text.splitlines(), [], False
+    for i, line in enumerate(lines):
+        fenced ^= line.startswith("```")
+        heading = None if fenced else re.match(r"(#{1,6}) (.*)", line)
+        if heading:
+            headings.append((i, len(heading.group(1)), heading.group(2)))
+    sections, seen = {}, {}
+    for k, (i, level, title) in enumerate(headings):
+        anchor = "".join(c for c in title.strip().lower()
+                         if c in " -" or unicodedata.category(c)[0] in "LMN" or unicodedata.category(c) == "Pc")
+        anchor = anchor.replace(" ", "-")
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        end = next((j for j, deeper, _ in headings[k + 1:] if deeper <= level), len(lines))
+        sections[anchor + (f"-{count}" if count else "")] = "\n".join(lines[i:end])
+    return sections
+
+
+def test_results_target_table_cites_sections_that_hold_its_figures():
+    """bench/RESULTS.md opens with "Where each target stands": each row's latest measurement is copied from the
+    sections its row links to. A link to a heading renamed, or a figure that no linked section gives (a number
+    typed wrong, or one measured for the table instead of recorded in a section), fails here. The figures are
+    the numbers of the measurement column (not those inside a word: float64, H2D)."""
+    import re
+
+    text = (ROOT / "bench" / "RESULTS.md").read_text()
+    sections = _markdown_sections(text)
+    table = sections["where-each-target-stands"]
+    links = dict(re.findall(r"^\[([\w-]+)\]: #(\S+)$", table, re.M))
+    assert links and not set(links.values()) - set(sections), sorted(set(links.values()) - set(sections))
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| target |")]
+    assert len(rows) >= 25
+    cited_rows = 0
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+        labels = re.findall(r"\]\[([\w-]+)\]", row)
+        assert len(cells) == 4 and all(label in links for label in labels), row
+        if not labels:
+            continue  # measured by the test suite in CI, not in a section
+        cited = "\n".join(sections[links[label]] for label in labels).replace("**", "")
+        figures = re.findall(r"(?<![\w.^])\d+(?:,\d{3})*(?:\.\d+)?(?:e-\d+)?", cells[1])
+        missing = [figure for figure in figures if not re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d])", cited)]
+        assert not missing, f"{missing} of {cells[1]!r} are in none of the sections {labels}"
+        cited_rows += 1
+    assert cited_rows >= 20
