@@ -254,3 +254,60 @@ def test_results_target_table_cites_sections_that_hold_its_figures():
         assert not missing, f"{missing} of {cells[1]!r} are in none of the sections {labels}"
         cited_rows += 1
     assert cited_rows >= 20
+
+
+def _readme_says(words):
+    """The number README writes where `words` (a regex with one group) matches, spaces normalised."""
+    import re
+
+    found = re.findall(words, " ".join((ROOT / "README.md").read_text().split()))
+    assert len(found) == 1, f"README says {words!r} {len(found)} times"
+    return float(found[0].replace(",", ""))
+
+
+def _gpu_check_budget():
+    import re
+
+    return float(re.search(r"^BUDGET=\$\{GPUNN_CHECK_BUDGET:-(\d+)\}$", (ROOT / "bench" / "gpu_check.sh").read_text(),
+                           re.M).group(1))
+
+
+def _pytest_timeout_minutes():
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"] / 60
+
+
+def _window_default():
+    import inspect
+
+    from gpunn.data import base, sources, tables
+    defaults = {inspect.signature(source).parameters["window"].default
+                for source in (base.ChunkedSource, sources.SyntheticSource, sources.NpySource, tables.ParquetSource,
+                               tables.CsvSource)}
+    assert len(defaults) == 1, defaults
+    return defaults.pop()
+
+
+@pytest.mark.parametrize("words, code", [
+    (r"more than ([\d,]+) times the run's first batch loss", lambda: __import__("gpunn.training.loop").training.loop
+     .DIVERGENCE_FACTOR),
+    (r"`GPUNN_DIST_TIMEOUT` seconds \(default (\d+);", lambda: __import__("gpunn.distributed.comm").distributed.comm
+     .DEFAULT_TIMEOUT_S),
+    (r"at least (\d+) MFLOP of work \(`MIN_GROUP_FLOPS`", lambda: __import__("gpunn.ops.ensemble").ops.ensemble
+     .MIN_GROUP_FLOPS / 1e6),
+    (r"(\d+) MFLOP is enough \(`MIN_GROUP_FLOPS_ONE_CALL`", lambda: __import__("gpunn.ops.ensemble").ops.ensemble
+     .MIN_GROUP_FLOPS_ONE_CALL / 1e6),
+    (r"another library must beat NumPy by (\d+)%", lambda: round((__import__("gpunn.ops.gemm").ops.gemm.MARGIN - 1) * 100)),
+    (r"it costs a (\d+) MiB cuBLAS workspace", lambda: __import__("gpunn.ops.cublas").ops.cublas.WORKSPACE_BYTES / 2**20),
+    (r"a `.npy` or CSV input is over (\d+) MiB", lambda: __import__("gpunn.cli.predict").cli.predict.STREAM_BYTES / 2**20),
+    (r"`window` chunks \((\d+) by default;", _window_default),
+    (r"within a (\d+) s budget that every stage shares", _gpu_check_budget),
+    (r"A test still running after (\d+) minutes", _pytest_timeout_minutes),
+])
+def test_readme_quotes_the_codes_own_constants(words, code):
+    """Numbers README gives for a setting in the code (divergence at 10,000 times the first loss, the collective
+    timeout, the member-group thresholds, the GEMM chooser's margin, the graph's cuBLAS workspace, predict's
+    streaming size, the stream window, gpu_check.sh's budget, the test time limit) are the code's: a constant
+    changed in the code, or a number typed otherwise in README, fails here."""
+    assert _readme_says(words) == code()
