@@ -666,6 +666,20 @@ def test_every_option_s_help_says_what_it_is_besides_its_default():
     assert said(commands["train"], next(a for a in commands["train"]._actions if "--epochs" in a.option_strings))
 
 
+@pytest.mark.parametrize("command, flag, needed", [("train", "--patience", "--early-stopping"),
+                                                   ("train", "--min-delta", "--early-stopping"),
+                                                   ("train", "--checkpoint-every", "--save"),
+                                                   ("sweep", "--patience", "--early-stopping"),
+                                                   ("sweep", "--min-delta", "--early-stopping")])
+def test_an_option_refused_without_another_names_that_one_in_its_help(command, flag, needed, tmp_path, capsys):
+    """--patience and --min-delta are refused without --early-stopping, --checkpoint-every without --save, yet their
+    help read as if they worked alone ("epochs between checkpoints")."""
+    parser = cli.build_parser().commands[command]
+    assert needed in next(a for a in parser._actions if flag in a.option_strings).help
+    assert cli.main([command, *TINY, flag, "2"]) == 2
+    assert needed in capsys.readouterr().err
+
+
 def test_bench_peers_are_named_in_its_help_and_readme():
     """--peers accepted the ensemble peers (sequential, torch-vmap, torch-loop), which neither its help nor
     README's synopsis named."""

@@ -36,7 +36,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="target duration of one repeat, in whole epochs (default: 0.3; 0.02 with --quick)")
     b.add_argument("--max-seconds", type=positive(float), default=None,
                    help="overall time budget: configurations share it; warm-ups, peers (the torch import too), repeats "
-                        "(at least 2 kept), the profile run and the peak GEMM are cut or skipped to fit it")
+                        "(at least 2 kept), the profile run and the peak GEMM are cut or skipped to fit it (default: no budget)")
     b.add_argument("--precision", default="float32", metavar="LIST",
                    help="comma-separated gpunn precisions to time on the GPU: float32, tf32, bf16 (default: "
                         "%(default)s; the first row is always float32 with the defaults, the others are added "

@@ -49,12 +49,12 @@ def _non_negative(v):
 def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="train a grid of learning rates, weight decays and seeds as one ensemble",
                        description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
-                                   "gpunn.Ensemble (one step trains them all; a member of the first seed is exactly "
-                                   "the run gpunn train would make with its --lr and --weight-decay and the same "
-                                   "other options, whose defaults here are smaller (--rows, --hidden, --epochs, "
-                                   "--batch-size, and --features for teacher and linear); the others start "
-                                   "from the weights of seed --seed + 1, ... on the same data and batches), then rank "
-                                   "them by validation MSE. The data are a synthetic task or your own file (--data, "
+                                   "gpunn.Ensemble (one step trains them all), then rank them by validation MSE. A member "
+                                   "of the first seed trains as gpunn train would with its --lr and --weight-decay and "
+                                   "the same other options (to rounding: an ensemble sums in another order), though "
+                                   "some defaults here are smaller (--rows, --hidden, --epochs, --batch-size, and "
+                                   "--features for teacher and linear); the members of later seeds start from "
+                                   "MLP(seed=--seed + 1), ... on the same data and batches. The data are a synthetic task or your own file (--data, "
                                    "read chunk by chunk as gpunn train reads it, 10% of the chunks held out). A grid "
                                    "larger than the device's memory (or --max-members) is split into ensembles that "
                                    "fit. Launched by mpiexec with P > 1 processes it trains data parallel, as gpunn "
@@ -84,9 +84,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")
-    s.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before a member stops (default: %(default)s)")
+    s.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before a member stops (default: %(default)s)")
     s.add_argument("--min-delta", type=non_negative(float), default=0.0,
-                   help="smallest change that counts as an improvement (default: %(default)s)")
+                   help="with --early-stopping: the smallest fall of a member's validation loss that counts as an "
+                        "improvement (default: %(default)s)")
     s.add_argument("--momentum", type=non_negative(float), default=None,
                    help="momentum of every member, for sgd, momentum and nesterov (default: 0.9 for momentum and "
                         "nesterov, 0 for sgd)")
@@ -96,7 +97,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "
                         "bf16 keeps activations in bfloat16 with float32 master weights, optimizer state and loss; "
                         "the saved best member keeps it (default: %(default)s)")
-    s.add_argument("--seed", type=non_negative(int), default=0, help="data, first member seed, shuffles (default: %(default)s)")
+    s.add_argument("--seed", type=non_negative(int), default=0, help="seeds the data and the shuffles; the first seed's members start from MLP(seed=--seed) (default: "
+                        "%(default)s)")
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
     s.add_argument("--json", metavar="PATH", help="write every member's settings, result and history as JSON (- for "

@@ -74,7 +74,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="hidden layer sizes, e.g. 256,256; '' for none, a linear model (default: %(default)s)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="hidden activation (default: %(default)s)")
     t.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="output layer's activation (default: %(default)s)")
-    t.add_argument("--no-bias", action="store_true", help="bias-free layers, as in the seed derivation")
+    t.add_argument("--no-bias", action="store_true", help="layers without bias terms (Z = A W: README, \"The math\")")
     t.add_argument("--epochs", type=positive(int), default=d["epochs"], help="passes over the training rows (default: %(default)s)")
     t.add_argument("--batch-size", type=positive(int), default=d["batch_size"],
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
@@ -111,11 +111,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "--data/--targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
                    "--save says otherwise")
-    r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between checkpoints (default: %(default)s)")
+    r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between the checkpoints --save writes (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
-    r.add_argument("--patience", type=positive(int), default=5, help="epochs without improvement before stopping (default: %(default)s)")
-    r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="smallest change that counts as an improvement (default: %(default)s)")
-    r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement")
+    r.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before stopping (default: %(default)s)")
+    r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="with --early-stopping: the smallest fall of the validation loss that counts as an improvement (default: %(default)s)")
+    r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement of the validation loss (default: off)")
     r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves: .png, .pdf or .svg "
                    "(needs matplotlib: gpunn[plot])")
     data_cli.add_arguments(t)
