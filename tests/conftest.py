@@ -5,6 +5,7 @@ that checks every kernel launch): the CuPy code path on a machine without a GPU.
 a GPU run; see tests/test_fakecupy.py. GPUNN_FAKE_CUPY=gpu runs them against a second copy of it loaded
 as cupy, with the tests on their GPU branches, as bench/gpu_check.sh's tests stage runs them on a GPU.
 """
+import importlib.util
 import os
 import shutil
 import sys
@@ -14,7 +15,15 @@ import numpy
 import pytest
 from hypothesis import settings
 
-from gpunn import backend as _backend
+if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu") or importlib.util.find_spec("cupy") is None:
+    # where gpunn can meet tests/fakecupy (here or through its install fixture), its modules are compiled with
+    # host[...] = device refused as CuPy refuses it (NumPy's C code copies the stand-in's arrays without asking);
+    # before gpunn is imported. With the real CuPy, CuPy refuses it itself
+    import fakecupy_setitem  # not in the fakecupy package: its __init__ imports gpunn
+
+    fakecupy_setitem.install()
+
+from gpunn import backend as _backend  # noqa: E402
 
 # Hypothesis draws the same examples on every run (CI's time and its failures do not vary from run to run);
 # a test's own settings (max_examples, health checks) still apply on top.
@@ -26,6 +35,8 @@ _SESSION_CACHE = []  # the cache directory this session made, removed when it en
 
 
 def pytest_configure(config):
+    # device="auto" falling back to NumPy is expected here; tests/test_backend.py checks the warning itself
+    config.addinivalue_line("filterwarnings", "ignore::gpunn.backend.CPUFallbackWarning")
     # indexes of CSV files (gpunn.data.tables) go to a directory of this session, not the user's cache
     if "GPUNN_CACHE_DIR" not in os.environ:
         _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-cache-"))

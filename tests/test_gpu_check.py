@@ -375,7 +375,7 @@ def test_a_stage_ended_at_its_cap_keeps_what_ran_and_one_that_ignores_the_signal
     (tmp_path / "second_sigint.py").write_text(SECOND_SIGINT)
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
     env = {k: v for k, v in os.environ.items() if k != "GPUNN_FAKE_CUPY"}
-    env.update(GPUNN_TESTS_ONE_SIGINT="1", PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    env.update(GPUNN_TESTS_ONE_SIGINT="1", PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "tests")]))
     run = subprocess.run(["bash", "-c", f"{bounded}\nbounded 600 \"$@\"", "bash", sys.executable, "-m", "pytest", "-q",
                           "-p", "no:cacheprovider", "-p", "second_sigint", "test_hang.py", "--junitxml=out.xml"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

@@ -41,7 +41,8 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   CuPy v14.2.0's source; tests/test_fakecupy.py::test_the_stand_in_refuses_what_cupy_refuses lists them):
   ``numpy.asarray``/``array``/``ascontiguousarray`` of a device array (or a list holding one) raise
   TypeError, as CuPy's ``ndarray.__array__`` does, when gpunn, a test or ``numpy.testing`` calls them
-  (``refuse_host_conversions``; NumPy's C code, e.g. ``host[...] = device``, is not covered); ``a[i]``
+  (``refuse_host_conversions``; NumPy's C code does not ask, so ``host[...] = device`` is refused in gpunn's
+  own code by tests/fakecupy_setitem.py, which compiles gpunn's modules with each subscript assignment checked); ``a[i]``
   is a 0-d device array, not a NumPy scalar (unhashable, no ``__index__``); ``bool()`` and ``format()``
   are synchronising reads; ``set``/``get(out=)`` take exactly the array's dtype and shape; only names
   CuPy 14 has (``fakecupy.names``, also for ``numpy.f(device_array)``); Cython-typed arguments (tuple
@@ -1376,7 +1377,8 @@ def _called_from_fakecupy():
 def refuse_host_conversions(monkeypatch=None):
     """Make ``numpy.asarray`` & co. refuse device arrays (with pytest's ``monkeypatch``: for one test), as CuPy does.
     Code that calls them at run time through the numpy module is covered (gpunn's, the tests', numpy.testing's,
-    numpy.savetxt's); NumPy's C code is not (``host[...] = device`` still copies here)."""
+    numpy.savetxt's); NumPy's C code is not (``host[...] = device`` copies here: tests/fakecupy_setitem.py refuses
+    it in gpunn's modules)."""
     for name in _CONVERTERS:
         convert = getattr(numpy, name)
         if getattr(convert, "__wrapped__", None) is None:

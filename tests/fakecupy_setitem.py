@@ -1,0 +1,214 @@
+"""``host[key] = device_array`` in gpunn's code refused as CuPy refuses it.
+
+With CuPy, NumPy's subscript assignment converts the value with ``cupy.ndarray.__array__``, which raises TypeError
+(cupy/_core/core.pyx, v14.2.0: "Implicit conversion to a NumPy array is not allowed"). The stand-in's arrays are
+NumPy arrays, and NumPy's C code copies from an ndarray subclass without calling any Python hook (not
+``__array__``, ``__array_function__`` nor ``__array_ufunc__``), so the stand-in cannot refuse it from the array
+side. Instead ``install()`` puts an import hook in front of gpunn (as pytest rewrites its tests' asserts):
+each module of the package is compiled from its source with every assignment to a subscript inside a function
+
+    T[K] = V        becomes        _v = V; _t = T; _k = K; check(_t, _k, _v); _t[_k] = _v
+
+(Python's own order of evaluation; tuple targets unpacked first, as Python does; numba's functions left
+alone), and ``check`` raises CuPy's
+TypeError when ``_t`` is a host NumPy array and ``_v`` is a device array (or a list or tuple holding one). A
+0-d device array stored into one element is let through: NumPy packs it with ``float()``/``int()``, a
+synchronising read CuPy allows. ``host[k] += device`` needs no rewrite (a ufunc with a host output: the
+stand-in's ``__array_ufunc__`` refuses it), nor ``numpy.copyto`` (``__array_function__``).
+
+Only gpunn's modules are rewritten, and only those imported after ``install()``: tests/conftest.py calls it
+before anything imports gpunn (this module is not in the fakecupy package, whose ``__init__`` imports gpunn, and
+pyproject's warning filter naming a gpunn class is added by conftest, not read from the ini file); module and
+class bodies are left as they are. Part of tests/fakecupy's checks (its docstring lists them).
+"""
+from __future__ import annotations
+
+import ast
+import importlib.abc
+import importlib.machinery
+import operator
+import sys
+
+import numpy
+
+PACKAGES = ("gpunn",)
+HELPER = "_fakecupy_setitem"  # the global name the rewritten modules reach this module by
+
+
+def on_device(x) -> bool:
+    """A stand-in device array (either copy: fakecupy, or the one GPUNN_FAKE_CUPY=gpu loads as cupy)."""
+    return isinstance(x, numpy.ndarray) and type(x).__module__ == "cupy"
+
+
+def _holds_device_array(value) -> bool:
+    if on_device(value):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_device_array(x) for x in value)
+
+
+def _one_element(target, key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    if len(keys) != target.ndim:
+        return False
+    for k in keys:
+        if isinstance(k, (bool, numpy.bool_, numpy.ndarray)):
+            return False
+        try:
+            operator.index(k)
+        except TypeError:
+            return False
+    return True
+
+
+def check(target, key, value):
+    """Raise as NumPy does with CuPy when ``target[key] = value`` would convert a device array implicitly."""
+    if not isinstance(target, numpy.ndarray) or on_device(target) or target.dtype == object:
+        return
+    if not _holds_device_array(value):
+        return
+    if on_device(value) and value.ndim == 0 and _one_element(target, key):
+        return
+    raise TypeError("host_array[...] = a CuPy array: Implicit conversion to a NumPy array is not allowed. Please use "
+                    "`.get()` to construct a NumPy array explicitly (CuPy's ndarray.__array__, which NumPy calls "
+                    "for the value; tests/fakecupy_setitem.py refuses it in gpunn's code)")
+
+
+class _Key:
+    """``key[K]`` is K as Python passes it to ``__setitem__`` (slices, tuples, Ellipsis)."""
+
+    def __getitem__(self, key):
+        return key
+
+
+key = _Key()
+
+
+def unpack(value, count):
+    """``a, b = value``'s unpacking, with Python's messages."""
+    items = tuple(value)
+    if len(items) > count:
+        raise ValueError(f"too many values to unpack (expected {count})")
+    if len(items) < count:
+        raise ValueError(f"not enough values to unpack (expected {count}, got {len(items)})")
+    return items
+
+
+class _Rewrite(ast.NodeTransformer):
+    def __init__(self):
+        self.scopes = ["module"]
+        self.count = 0
+
+    def _scoped(self, kind, node):
+        self.scopes.append(kind)
+        self.generic_visit(node)
+        self.scopes.pop()
+        return node
+
+    def visit_FunctionDef(self, node):
+        if any(word in ast.unparse(d) for d in node.decorator_list for word in ("jit", "vectorize")):
+            return node  # numba compiles its bytecode: no Python calls in there (and no CuPy arrays)
+        return self._scoped("function", node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        return self._scoped("class", node)
+
+    def visit_Assign(self, node):
+        if self.scopes[-1] != "function" or not any(_has_subscript(t) for t in node.targets) \
+                or any(_has_starred(t) for t in node.targets):
+            return node
+        self.temps = []
+        value = self._temp()
+        body = [ast.Assign(targets=[_store(value)], value=node.value)]
+        for target in node.targets:
+            body += self._assign(target, _load(value))
+        body.append(ast.Delete(targets=[ast.Name(id=name, ctx=ast.Del()) for name in self.temps]))
+        for statement in body:
+            ast.copy_location(statement, node)
+        return [ast.fix_missing_locations(statement) for statement in body]
+
+    def _temp(self):
+        self.count += 1
+        name = f"_fakecupy_{self.count}"
+        self.temps.append(name)
+        return name
+
+    def _assign(self, target, value):
+        if isinstance(target, ast.Subscript):
+            t, k = self._temp(), self._temp()
+            key_of = ast.Subscript(value=_helper("key"), slice=target.slice, ctx=ast.Load())
+            return [ast.Assign(targets=[_store(t)], value=target.value),
+                    ast.Assign(targets=[_store(k)], value=key_of),
+                    ast.Expr(ast.Call(func=_helper("check"), args=[_load(t), _load(k), value], keywords=[])),
+                    ast.Assign(targets=[ast.Subscript(value=_load(t), slice=_load(k), ctx=ast.Store())], value=value)]
+        if isinstance(target, (ast.Tuple, ast.List)) and _has_subscript(target):
+            items = self._temp()
+            body = [ast.Assign(targets=[_store(items)], value=ast.Call(
+                func=_helper("unpack"), args=[value, ast.Constant(len(target.elts))], keywords=[]))]
+            for i, element in enumerate(target.elts):
+                body += self._assign(element, ast.Subscript(value=_load(items), slice=ast.Constant(i), ctx=ast.Load()))
+            return body
+        return [ast.Assign(targets=[target], value=value)]
+
+
+def _has_subscript(target):
+    return isinstance(target, ast.Subscript) or (
+        isinstance(target, (ast.Tuple, ast.List)) and any(_has_subscript(t) for t in target.elts))
+
+
+def _has_starred(target):
+    return isinstance(target, (ast.Tuple, ast.List)) and any(
+        isinstance(t, ast.Starred) or _has_starred(t) for t in target.elts)
+
+
+def _store(name):
+    return ast.Name(id=name, ctx=ast.Store())
+
+
+def _load(name):
+    return ast.Name(id=name, ctx=ast.Load())
+
+
+def _helper(attribute):
+    return ast.Attribute(value=_load(HELPER), attr=attribute, ctx=ast.Load())
+
+
+def rewrite(source: str, path: str):
+    """The code object of a module's source with its subscript assignments checked."""
+    tree = _Rewrite().visit(ast.parse(source, path))
+    return compile(tree, path, "exec", dont_inherit=True)
+
+
+class _Loader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname):  # from the source every time: no bytecode cache read or written
+        return rewrite(self.get_data(self.path), self.path)
+
+    def exec_module(self, module):
+        module.__dict__[HELPER] = sys.modules[__name__]
+        super().exec_module(module)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] not in PACKAGES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _Loader(spec.loader.name, spec.loader.path)
+        return spec
+
+
+def install():
+    """Rewrite gpunn's modules imported from now on (before any is imported, to cover them all)."""
+    if not installed():
+        sys.meta_path.insert(0, _Finder())
+
+
+def installed() -> bool:
+    return any(isinstance(finder, _Finder) for finder in sys.meta_path)
+
+
+def installed_in(module) -> bool:
+    """Whether ``module`` was compiled with its subscript assignments checked."""
+    return getattr(module, HELPER, None) is sys.modules[__name__]
