@@ -100,6 +100,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def fake_cupy(monkeypatch):
+    """tests/fakecupy as ``cupy`` for one test (with gpunn's CuPy state forgotten before and after)."""
+    import fakecupy
+
+    cp = fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+    yield cp
+    fakecupy.forget_gpunn_state(None)
+
+
+@pytest.fixture
 def gpu():
     """The CUDA backend (tests using it must also be marked gpu)."""
     return _backend.resolve("cuda")

@@ -132,9 +132,12 @@ def test_the_cuda_library_bindings_gpunn_imports_exist(library):
         module = getattr(importlib.import_module("cupy_backends.cuda.libs"), library)  # loads lib{library} first
     except ImportError as exc:
         pytest.skip(f"lib{library} is not installed here: {exc}")
-    used = {"cublas": ("gemmEx", "gemmStridedBatchedEx"),
+    used = {"cublas": ("gemmEx", "gemmStridedBatchedEx", "CUBLASError"),
             "nccl": ("NcclCommunicator", "get_unique_id", "get_version", "NCCL_FLOAT32", "NCCL_FLOAT64", "NCCL_SUM")}
     assert [name for name in used[library] if not hasattr(module, name)] == []
+    if library == "cublas":  # what CupyBlas catches and reads (gpunn.ops.cublas.CublasError), as the stand-in raises it
+        real, fake = module.CUBLASError(15), fakecupy._cublas_module.CUBLASError(15)
+        assert (str(real), real.status, isinstance(real, RuntimeError)) == (str(fake), fake.status, True)
     if library == "nccl":
         assert (module.NCCL_FLOAT32, module.NCCL_FLOAT64, module.NCCL_SUM) == (fakecupy.nccl.NCCL_FLOAT32,
                                                                           fakecupy.nccl.NCCL_FLOAT64, fakecupy.nccl.NCCL_SUM)

@@ -22,14 +22,6 @@ import fakecupy
 from fakecupy import kernels as fk
 
 
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    cp = fakecupy.install(monkeypatch)
-    fakecupy.forget_gpunn_state(monkeypatch)
-    yield cp
-    fakecupy.forget_gpunn_state(None)
-
-
 def _data(rows=240, features=6, outputs=2, seed=0):
     rng = numpy.random.default_rng(seed)
     X = rng.standard_normal((rows, features))

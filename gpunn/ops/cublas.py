@@ -39,8 +39,40 @@ WORKSPACE_BYTES = 32 << 20  # cuBLAS recommends 32 MiB on Hopper for graph captu
 PRECISIONS = ("float32", "tf32", "bf16")
 
 
+COMPUTE_NAMES = {COMPUTE_32F: "CUBLAS_COMPUTE_32F", COMPUTE_32F_FAST_TF32: "CUBLAS_COMPUTE_32F_FAST_TF32",
+                 COMPUTE_64F: "CUBLAS_COMPUTE_64F"}
+STATUS_NAMES = {1: "CUBLAS_STATUS_NOT_INITIALIZED", 3: "CUBLAS_STATUS_ALLOC_FAILED", 7: "CUBLAS_STATUS_INVALID_VALUE",
+                8: "CUBLAS_STATUS_ARCH_MISMATCH", 11: "CUBLAS_STATUS_MAPPING_ERROR",
+                13: "CUBLAS_STATUS_EXECUTION_FAILED", 14: "CUBLAS_STATUS_INTERNAL_ERROR",
+                15: "CUBLAS_STATUS_NOT_SUPPORTED", 16: "CUBLAS_STATUS_LICENSE_ERROR"}  # cublas_api.h
+
+
 class GemmError(ValueError):
     """The operands cannot go to cuBLAS as they are (layout or types)."""
+
+
+class CublasError(RuntimeError):
+    """cuBLAS returned an error status for a product on CuPy's handle (CuPy's CUBLASError, which names the status
+    only), with what was asked of it: the call, the operands' shapes and dtypes, the compute type and the
+    column-major arguments. No fallback: these products are tf32 or bf16 ones (plain float32 and float64 go to
+    CuPy's matmul outside a graph), which CuPy's matmul cannot compute with the same types."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+def describe_product(call, a, b, out, ctype, plan, count=None) -> str:
+    """What a GemmEx call was asked: 'cublasGemmEx of (128, 8) float32 @ (8, 16) float32 -> (128, 16) float32,
+    compute type CUBLAS_COMPUTE_32F_FAST_TF32 (column-major m=16 n=128 k=8, ...)'."""
+    batch = f"{count} products, " if count is not None else ""
+    return (f"{call} of {batch}{tuple(a.shape)} {a.dtype} @ {tuple(b.shape)} {b.dtype} -> {tuple(out.shape)} "
+            f"{out.dtype}, compute type {COMPUTE_NAMES.get(ctype, ctype)} (column-major m={plan.m} n={plan.n} "
+            f"k={plan.k}, transa={plan.transa} transb={plan.transb}, lda={plan.lda} ldb={plan.ldb} ldc={plan.ldc})")
+
+
+def status_words(status) -> str:
+    return f"{STATUS_NAMES.get(status, 'cuBLAS status')} ({status})"
 
 
 def cuda_type(dtype) -> int:
@@ -202,6 +234,12 @@ class CupyBlas(_UnitScalars):
 
         super().__init__()
         self._cublas = cublas
+        self._refused = getattr(cublas, "CUBLASError", ())  # an error status: CuPy raises this (RuntimeError)
+
+    def _failed(self, exc, call, a, b, out, ctype, plan, count=None):
+        status = getattr(exc, "status", None)
+        return CublasError(f"{describe_product(call, a, b, out, ctype, plan, count)} failed: "
+                           f"{status_words(status) if status is not None else exc}", status)
 
     @staticmethod
     def _done_without_cublas(plan, out) -> bool:
@@ -220,10 +258,13 @@ class CupyBlas(_UnitScalars):
         if self._done_without_cublas(plan, out):
             return out
         alpha, beta = self._alpha_beta(ctype)
-        self._cublas.gemmEx(
-            cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
-            alpha, b.data.ptr, cuda_type(b.dtype), plan.lda, a.data.ptr, cuda_type(a.dtype), plan.ldb,
-            beta, out.data.ptr, cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
+        try:
+            self._cublas.gemmEx(
+                cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
+                alpha, b.data.ptr, cuda_type(b.dtype), plan.lda, a.data.ptr, cuda_type(a.dtype), plan.ldb,
+                beta, out.data.ptr, cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
+        except self._refused as exc:
+            raise self._failed(exc, "cublasGemmEx", a, b, out, ctype, plan) from exc
         return out
 
     def gemm_batched(self, a, b, out, precision="float32"):
@@ -237,11 +278,14 @@ class CupyBlas(_UnitScalars):
             return out
         plan = bp.plan
         alpha, beta = self._alpha_beta(ctype)
-        self._cublas.gemmStridedBatchedEx(
-            cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
-            alpha, b.data.ptr, cuda_type(b.dtype), plan.lda, bp.stride_first,
-            a.data.ptr, cuda_type(a.dtype), plan.ldb, bp.stride_second,
-            beta, out.data.ptr, cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count, ctype, GEMM_DEFAULT)
+        try:
+            self._cublas.gemmStridedBatchedEx(
+                cupy.cuda.device.get_cublas_handle(), plan.transa, plan.transb, plan.m, plan.n, plan.k,
+                alpha, b.data.ptr, cuda_type(b.dtype), plan.lda, bp.stride_first,
+                a.data.ptr, cuda_type(a.dtype), plan.ldb, bp.stride_second,
+                beta, out.data.ptr, cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count, ctype, GEMM_DEFAULT)
+        except self._refused as exc:
+            raise self._failed(exc, "cublasGemmStridedBatchedEx", a, b, out, ctype, plan, bp.count) from exc
         return out
 
 
@@ -310,7 +354,7 @@ class CapturableBlas(_UnitScalars):
     @staticmethod
     def _check(status, what):
         if status != 0:
-            raise GemmError(f"{what} failed with cuBLAS status {status}")
+            raise GemmError(f"{what} failed with {status_words(status)}")
 
     def gemm(self, a, b, out, precision="float32"):
         plan = plan_for(a, b, out)
@@ -319,11 +363,12 @@ class CapturableBlas(_UnitScalars):
             raise GemmError("empty products are not captured")
         alpha, beta = self._alpha_beta(ctype)
         vp = ctypes.c_void_p
-        self._check(self._lib.cublasGemmEx(
+        status = self._lib.cublasGemmEx(
             self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(alpha),
             vp(b.data.ptr), cuda_type(b.dtype), plan.lda, vp(a.data.ptr), cuda_type(a.dtype), plan.ldb,
-            vp(beta), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT),
-            "cublasGemmEx")
+            vp(beta), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, ctype, GEMM_DEFAULT)
+        if status:
+            self._check(status, describe_product("cublasGemmEx", a, b, out, ctype, plan))
         return out
 
     def gemm_batched(self, a, b, out, precision="float32"):
@@ -336,12 +381,14 @@ class CapturableBlas(_UnitScalars):
             raise GemmError("empty products are not captured")
         alpha, beta = self._alpha_beta(ctype)
         vp = ctypes.c_void_p
-        self._check(self._lib.cublasGemmStridedBatchedEx(
+        status = self._lib.cublasGemmStridedBatchedEx(
             self.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, vp(alpha),
             vp(b.data.ptr), cuda_type(b.dtype), plan.lda, bp.stride_first,
             vp(a.data.ptr), cuda_type(a.dtype), plan.ldb, bp.stride_second,
             vp(beta), vp(out.data.ptr), cuda_type(out.dtype), plan.ldc, bp.stride_c, bp.count,
-            ctype, GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
+            ctype, GEMM_DEFAULT)
+        if status:
+            self._check(status, describe_product("cublasGemmStridedBatchedEx", a, b, out, ctype, plan, bp.count))
         return out
 
     def close(self):

@@ -90,7 +90,9 @@ class CupyOps(Ops):
         precision's compute type, on ``self.blas``: the graph path's handle while a step is captured, else
         CuPy's (CupyBlas, made on the first product that needs it). On CuPy's handle, operands whose layout
         GemmEx cannot take are copied contiguous and the product retried into ``out`` (when ``out`` is
-        contiguous itself); in a capture the GemmError goes up."""
+        contiguous itself); in a capture the GemmError goes up. An error status from cuBLAS on CuPy's handle is a
+        CublasError naming the product (call, shapes, dtypes, compute type): no fallback computes a tf32 or bf16
+        product with its own types."""
         blas = self.blas
         if blas is None:
             blas = self.blas = CupyBlas()

@@ -20,7 +20,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   model's, and an Ensemble's batched ones) resolve their raw device addresses to live allocations, check
   the operand/compute types and compute the column-major product (TF32 rounds the float32 operands to
   10 mantissa bits; a plain float32/float64 product is NumPy's matmul of the same row-major views, so it
-  equals what ``cupy.matmul`` computes here);
+  equals what ``cupy.matmul`` computes here); what cuBLAS answers with an error status raises CuPy's
+  ``CUBLASError`` (the ctypes library returns the status), and ``state.cublas_refuses`` makes it refuse every
+  product of a compute type;
 - CUDA graphs: ``Stream.begin_capture`` / ``end_capture`` / ``Graph.launch``. While a stream
   captures, the RawKernel launches (checked as above when captured), memsets/copies and cuBLAS
   GemmEx calls issued on it are recorded, not run, with their device addresses and scalar values
@@ -97,6 +99,7 @@ class _State:
     graph_launches = 0  # Graph.launch calls
     generators = 0  # cuRAND generators created (RandomState objects)
     attribute_queries = 0  # runtime.getDevice / deviceGetAttribute calls
+    cublas_refuses: dict = {}  # compute type -> the error status cuBLAS answers every GemmEx of that type with
     _tls = threading.local()
 
     @property
@@ -986,8 +989,7 @@ def gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, A, Atype, ld
                      ("lda", lda), ("Btype", Btype), ("ldb", ldb), ("Ctype", Ctype), ("ldc", ldc),
                      ("batchCount", batchCount), ("computeType", computeType), ("algo", algo))})
     if batchCount < 1 or min(strideA, strideB, strideC) < 0:
-        raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: batchCount {batchCount}, strides "
-                               f"{strideA}, {strideB}, {strideC}")
+        raise _CUBLASError(_INVALID_VALUE, f"batchCount {batchCount}, strides {strideA}, {strideB}, {strideC}")
     alpha_v, beta_v = _scalars(alpha, beta, computeType)
     sizes = [{0: 4, 1: 8, 14: 2}.get(t, 1) for t in (Atype, Btype, Ctype)]  # float32, float64, bf16 bytes
     for i in range(batchCount):
@@ -1015,23 +1017,41 @@ def _scalars(alpha, beta, computeType):
     return scalar.from_address(alpha).value, scalar.from_address(beta).value
 
 
+class _CUBLASError(RuntimeError):
+    """cupy_backends.cuda.libs.cublas.CUBLASError (cublas.pyx, v14.2.0): what CuPy's binding raises for a cuBLAS
+    error status; its message is the status's name alone (here ``detail`` says more, for the stand-in's tests)."""
+
+    _NAMES = {1: "CUBLAS_STATUS_NOT_INITIALIZED", 7: "CUBLAS_STATUS_INVALID_VALUE", 15: "CUBLAS_STATUS_NOT_SUPPORTED"}
+
+    def __init__(self, status, detail=""):
+        self.status, self.detail = status, detail
+        super().__init__(self._NAMES.get(status, f"cuBLAS status {status}"))
+
+
+_NOT_SUPPORTED = 15
+
+
 def _gemm(transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType,
           compute=True, stream=None):
     """cublasGemmEx, column-major, on raw device addresses; checks the types against the compute type
-    and the operands' addresses (``compute=False``: the checks only)."""
+    and the operands' addresses (``compute=False``: the checks only). What cuBLAS answers with an error status
+    raises CUBLASError (CuPy's binding raises it; the ctypes library returns its status); ``state.cublas_refuses``
+    (compute type -> status) makes cuBLAS refuse every product of a compute type."""
     from gpunn.ops import cublas as gc
 
     types_ = [_CUDA_DTYPES.get(t) or (_bf16() if t == 14 else None) for t in (Atype, Btype, Ctype)]
     if any(t is None for t in types_) or Atype != Btype:  # (not "None in": dtype("float64") == None)
-        raise CUDARuntimeError(f"CUBLAS_STATUS_NOT_SUPPORTED: types {Atype}, {Btype}, {Ctype}")
+        raise _CUBLASError(_NOT_SUPPORTED, f"types {Atype}, {Btype}, {Ctype}")
     want = gc.compute_type(types_[0], types_[2], "tf32" if computeType == 77 else "float32")
     if computeType not in _COMPUTE or (want != computeType and not (want == 77 and computeType == 68)):
-        raise CUDARuntimeError(f"CUBLAS_STATUS_NOT_SUPPORTED: compute type {computeType} for {types_}")
+        raise _CUBLASError(_NOT_SUPPORTED, f"compute type {computeType} for {types_}")
+    if state.cublas_refuses.get(computeType):
+        raise _CUBLASError(state.cublas_refuses[computeType], f"compute type {computeType} (state.cublas_refuses)")
     if alpha != 1 or beta != 0:
         raise CUDARuntimeError("fakecupy's gemmEx does alpha = 1, beta = 0 only")
     for name, val, rows in (("transa", transa, m if transa == gc.OP_N else k), ("transb", transb, k if transb == gc.OP_N else n)):
         if val not in (gc.OP_N, gc.OP_T):
-            raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: {name} {val}")
+            raise _CUBLASError(_INVALID_VALUE, f"{name} {val}")
     cols_a = k if transa == gc.OP_N else m
     cols_b = n if transb == gc.OP_N else k
     first = _flat_memory(A, types_[0], lda * (cols_a - 1) + (m if transa == gc.OP_N else k))
@@ -1061,7 +1081,7 @@ _PLAIN = {(68, numpy.dtype(numpy.float32), numpy.dtype(numpy.float32)),
 
 def _column_major(buf, rows, cols, ld):
     if ld < rows:
-        raise CUDARuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: leading dimension {ld} < rows {rows}")
+        raise _CUBLASError(_INVALID_VALUE, f"leading dimension {ld} < rows {rows}")
     return numpy.lib.stride_tricks.as_strided(buf, (rows, cols), (buf.itemsize, ld * buf.itemsize))
 
 
@@ -1190,11 +1210,14 @@ def cublas_library():
             for a, b, c in products:
                 _gemm(transa, transb, m, n, k, alpha_v, a, Atype, lda, b, Btype, ldb, beta_v, c, Ctype, ldc,
                       computeType, compute=compute, stream=h.stream)
-        if recording is None:
-            run()
-        else:
-            run(compute=False)  # checked when captured, run at each graph launch
-            recording.nodes.append(run)
+        try:
+            if recording is None:
+                run()
+            else:
+                run(compute=False)  # checked when captured, run at each graph launch
+                recording.nodes.append(run)
+        except _CUBLASError as exc:  # the library returns the status (nothing recorded)
+            return exc.status
         return 0
 
     def destroy(handle):
@@ -1230,6 +1253,7 @@ _CUBLAS_PROTOTYPES = _cublas_prototypes()
 _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
 _cublas_module.gemmEx = gemm_ex
 _cublas_module.gemmStridedBatchedEx = gemm_strided_batched_ex
+_cublas_module.CUBLASError = _CUBLASError
 cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
 
 # ---- kernels -------------------------------------------------------------------------------
@@ -1396,6 +1420,7 @@ def reset():
     state._tls.streams = {}
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
     state.captures = state.graph_launches = 0
+    state.cublas_refuses = {}
     _ordering.reset()
 
 
