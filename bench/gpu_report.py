@@ -264,7 +264,8 @@ def issue11(run):
         graph = e.get("graph_targets", {}).get(peer)
         if got is None:
             stage = run.line("ensemble") or ""
-            rows.append((text, f"not measured: no {peer} row in ensemble.json" +
+            failed = f": the benchmark failed: {e['benchmark_error']}" if e.get("benchmark_error") else ""
+            rows.append((text, f"not measured: no {peer} row in ensemble.json{failed}" +
                          (f" (`{stage.strip()}`)" if stage and not stage.startswith("ok") else ""), ""))
             continue
         best = max(got["speedup"], graph["speedup"] if graph else 0.0)
@@ -400,8 +401,12 @@ def questions(run):
         captured + [f"{contract}: " + _test_outcome(run, f"test_ensemble_precision::{contract}")])))
     e = run.hooks.get("ensemble") or {}
     seconds = run.stage_seconds().get("ensemble")
-    if e.get("bf16_error"):  # the benchmark raised with the bf16 row, and ran again without it
+    if e.get("bf16_error"):  # the benchmark raised with the bf16 row, and ran without it
         rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)", f"the row failed: {e['bf16_error']}"))
+    elif e.get("benchmark_error"):  # it raised, and again without the bf16 row (or had none): not the row's doing
+        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
+                     f"not measured: the ensemble benchmark failed (not because of the bf16 row): "
+                     f"{e['benchmark_error']}"))
     elif e.get("bf16"):
         rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
                      ", ".join(f"{_x(v)} {k}" for k, v in e["bf16"].items())

@@ -513,6 +513,7 @@ def test_an_ensemble_hook_check_or_bf16_row_that_raises_still_measures_the_issue
     saved = json.loads((out_dir / "ensemble.json").read_text())
     assert saved["exact"] is False and saved["exactness_error"] == "RuntimeError: made to fail by the test"
     assert saved["bf16_error"] == "RuntimeError: the bf16 row made to fail by the test"
+    assert "benchmark_error" not in saved  # the run without the row passed: the error was the row's
     # the graph check ran after the failed one and reported; whether it captured is not this test's question (on a
     # GPU, where Ensemble(graph=True) has yet to run, a capture refused would fail here as well as in its own tests)
     assert "captured" in saved["graph"] and "error" not in saved["graph"], saved["graph"]
@@ -521,3 +522,37 @@ def test_an_ensemble_hook_check_or_bf16_row_that_raises_still_measures_the_issue
     assert _targets(out)["each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)"] == (
         "failed: RuntimeError: made to fail by the test (cuda)", "**not met**")
     assert "the row failed: RuntimeError: the bf16 row made to fail by the test" in out
+
+
+@pytest.mark.gpu
+def test_an_ensemble_benchmark_that_fails_without_the_bf16_row_too_is_not_blamed_on_that_row(gpu, tmp_path,
+                                                                                             monkeypatch, capsys):
+    """The benchmark raised with the bf16 row and raises again without it: the error is the benchmark's (a torch peer,
+    the graph row...), so ensemble.json keeps it as benchmark_error, not as the bf16 row's, and the hook fails with
+    it; the report says the targets were not measured and why."""
+    from gpunn import bench
+
+    hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
+    calls = []
+
+    def run_ensembles(configs, backends, precisions=(), **kwargs):
+        calls.append(tuple(precisions))
+        raise RuntimeError(f"run {len(calls)} made to fail by the test")
+
+    monkeypatch.setattr(hook, "exactness", lambda device: 0.0)
+    monkeypatch.setattr(hook, "graph_check", lambda device: {"captured": True, "reason": None, "max_rel_err": 0.0})
+    monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    out_dir = tmp_path / "run" / "ensemble"
+    with pytest.raises(RuntimeError, match="run 2 made to fail"):
+        hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"])
+    assert calls == [("bf16",), ()]
+    saved = json.loads((out_dir / "ensemble.json").read_text())
+    assert "bf16_error" not in saved and saved["benchmark_error"] == "RuntimeError: run 1 made to fail by the test"
+    capsys.readouterr()
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
+        "not measured: no sequential row in ensemble.json: the benchmark failed: RuntimeError: run 1 made to fail by "
+        "the test")
+    assert ("not measured: the ensemble benchmark failed (not because of the bf16 row): RuntimeError: run 1 made to "
+            "fail by the test") in out

@@ -132,6 +132,13 @@ def main(argv=None) -> int:
 
         X, Y = gpunn.datasets.make("teacher", 4096, 16, 2, device=device, dtype="float64", seed=1)
         opts = dict(epochs=3, optimizer="adam", lr=1e-2, verbose=False)
+        # Each rel < 1e-10 below holds with room on a GPU: the distributed fit runs its step eagerly (its gradient
+        # hook is not captured) and the plain MLP fit as a CUDA graph, so their products are CuPy's GemmEx on its
+        # handle and the graph's GemmEx on gpunn's handle and workspace, which may take other (each deterministic)
+        # cuBLAS kernels: float64 products ~1e-16 apart. Adam at lr 1e-2 magnifies that most where a gradient is as
+        # small as its eps (1e-8): ~2.5e-11 of a weight in that step, rare; elsewhere ~1e-15. No atomics reach the
+        # weights (the loss sums' atomicAdd order moves a validation loss by ~1e-16 relative). The Ensembles run
+        # eagerly both ways, on the same products.
         with check("distributed fit == plain fit at the global batch (rel < 1e-10)"):
             history = model.fit(X, Y, distributed=True, batch_size=128, **opts)
             if comm.rank == 0:
