@@ -777,6 +777,8 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, trainer):
         self._tracker.on_train_begin(trainer)
+        if self.save_best_only:  # (its monitor is read only then)
+            self._tracker.check_logged(trainer, self)
 
     def save(self, trainer, logs=None):
         """Write the run's checkpoint; ``logs``: an epoch's logs not yet in the history."""
@@ -787,7 +789,7 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self.save_best_only:
-            value = self._tracker._value(logs)
+            value = self._tracker._value(logs, self)
             if not self._tracker._improved(value):
                 return
             self._tracker.best = value

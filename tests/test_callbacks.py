@@ -239,6 +239,72 @@ def test_monitoring_a_missing_metric_says_what_is_there(data):
 
 
 
+class EpochCounter(Callback):
+    def __init__(self):
+        self.begun = 0
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.begun += 1
+
+
+class WritesValLoss(Callback):
+    """A callback of a user's that computes a val_loss of its own: the loss on some rows, into the logs."""
+
+    def __init__(self, X, Y):
+        self.X, self.Y = X, Y
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        logs["val_loss"] = trainer.model.loss(self.X, self.Y)
+
+
+def test_a_monitor_no_epoch_can_log_is_refused_before_the_first_epoch(data):
+    """EarlyStopping(monitor='val_loss') (ReduceLROnPlateau's, a best-only ModelCheckpoint's, an ensemble's early
+    stopping) in a run without validation data was refused only at the end of the first epoch, which may be long;
+    now before it, where nothing can log the name: a callback of the user's after the monitor cannot reach its logs."""
+    X, Y, Xv, Yv = data
+    X, Y = X[:100], Y[:100]
+    # (ModelCheckpoint runs after the callbacks of yours, so none of those may be listed with it here)
+    for monitor, after in ((EarlyStopping(monitor="val_loss"), [WritesValLoss(Xv, Yv)]),
+                           (ReduceLROnPlateau(monitor="val_r2"), [WritesValLoss(Xv, Yv)]),
+                           (gpunn.ModelCheckpoint(os.devnull, save_best_only=True, monitor="val_mae"), [])):
+        counter = EpochCounter()
+        with pytest.raises(ValueError, match=rf"^{type(monitor).__name__} monitors 'val_\w+', which the logs lack "
+                           r"\(pass validation_data or validation_fraction to fit\); available: epoch, loss, lr, "
+                           r"samples_per_s, time_s, and what a callback of yours listed before it adds$"):
+            MLP([5, 1], device="cpu").fit(X, Y, epochs=2, callbacks=[monitor, counter, *after], verbose=False)
+        assert counter.begun == 0
+    counter = EpochCounter()
+    with pytest.raises(ValueError, match=r"^early stopping monitors 'val_loss', which the logs lack \(pass"):
+        gpunn.Ensemble([5, 4, 1], n_models=2, device="cpu").fit(X, Y, epochs=2, callbacks=[
+            EarlyStopping(monitor="val_loss"), counter], verbose=False)
+    assert counter.begun == 0
+    # ModelCheckpoint reads its monitor only with save_best_only: without it, no refusal (as before); with it,
+    # a callback of yours that logs the name is taken, and where its logs lack it, the error names ModelCheckpoint
+    gpunn.MLP([5, 1], device="cpu").fit(X, Y, epochs=1, verbose=False,
+                                        callbacks=[gpunn.ModelCheckpoint(os.devnull, monitor="val_mae")])
+    best_only = gpunn.ModelCheckpoint(os.devnull, save_best_only=True, monitor="val_loss")
+    h = gpunn.MLP([5, 1], device="cpu").fit(X, Y, epochs=2, verbose=False, callbacks=[best_only, WritesValLoss(Xv, Yv)])
+    assert h["epoch"] == [1, 2] and best_only.saves >= 2
+    with pytest.raises(ValueError, match=r"^ModelCheckpoint monitors 'val_r2', which the logs lack; available: epoch, "
+                       r"loss, lr, samples_per_s, time_s, val_loss$"):
+        gpunn.MLP([5, 1], device="cpu").fit(X, Y, epochs=2, verbose=False, callbacks=[
+            gpunn.ModelCheckpoint(os.devnull, save_best_only=True, monitor="val_r2"), WritesValLoss(Xv, Yv)])
+
+
+def test_a_monitored_value_a_users_callback_logs_before_it_is_taken(data):
+    """A callback listed before EarlyStopping that writes val_loss into the logs itself (Keras' pattern): not refused,
+    and early stopping watches its values."""
+    X, Y, Xv, Yv = data
+    X, Y = X[:100], Y[:100]
+    writer = WritesValLoss(Xv, Yv)
+    stopping = EarlyStopping(monitor="val_loss", patience=1, min_delta=1e9)  # no epoch improves on the first
+    h = MLP([5, 1], device="cpu").fit(X, Y, epochs=5, callbacks=[writer, stopping], verbose=False)
+    assert h["epoch"] == [1, 2] and h.stopped_early and len(h["val_loss"]) == 2
+    plateau = ReduceLROnPlateau(monitor="val_loss", patience=1, min_delta=1e9, factor=0.5)
+    h = MLP([5, 1], device="cpu").fit(X, Y, epochs=3, lr=0.01, callbacks=[writer, plateau], verbose=False)
+    assert h["lr"] == pytest.approx([0.01, 0.01, 0.005])
+
+
 def test_a_misspelt_monitor_is_named_with_the_metric_meant(data):
     """val_los in a run with validation data: the hint said to pass validation data, which the run had."""
     X, Y = data[0][:100], data[1][:100]

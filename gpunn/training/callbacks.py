@@ -287,6 +287,36 @@ def missing_log_hint(name, logs, validate) -> str:
     return f" ({found.hint(lambda metric, value: repr(metric))})" if found else ""
 
 
+def missing_monitor(who, name, logs, more="") -> str:
+    """The refusal of a callback (``who``) that monitors ``name``, which ``logs`` (an epoch's, or the names a run
+    logs) lack: with missing_log_hint's hint and what they hold (``more``: what may add to it)."""
+    hint = missing_log_hint(name, logs, "pass validation_data or validation_fraction to fit")
+    return f"{who} monitors {name!r}, which the logs lack{hint}; available: {', '.join(sorted(logs))}{more}"
+
+
+def may_add_logs(callback) -> bool:
+    """Whether ``callback`` may put entries of its own into an epoch's logs: its on_epoch_end is not gpunn's
+    (gpunn's callbacks add none), so a callback of yours, or any hook whose origin is unknown, may."""
+    module = getattr(getattr(callback, "on_epoch_end", None), "__module__", None) or ""
+    return not (module == "gpunn" or module.startswith("gpunn."))
+
+
+def check_logged(name, trainer, owner, who) -> None:
+    """Refuse, before the first epoch, a monitored ``name`` that no epoch's logs can hold: not one the loop logs
+    (``trainer.log_keys``: loss, lr and timing, and val_* with validation data) and no callback ending the epoch
+    before ``owner`` (the callback that reads it) may add it (:func:`may_add_logs`). A callback of yours that
+    writes the name into the logs before ``owner`` runs is so never refused; one after it cannot reach ``owner``'s
+    logs (each epoch's are a new dict). Where one before it may add it, the epoch's end checks (it raised only
+    then for every run, after a first epoch that may be long)."""
+    keys = getattr(trainer, "log_keys", None)
+    if keys is None or name in keys:
+        return
+    callbacks = list(trainer.callbacks)
+    at = next((i for i, cb in enumerate(callbacks) if cb is owner), len(callbacks))
+    if not any(may_add_logs(cb) for cb in callbacks[:at]):
+        raise ValueError(missing_monitor(who, name, keys, ", and what a callback of yours listed before it adds"))
+
+
 def default_monitor(trainer) -> str:
     """val_loss (the training loss's formula on the validation rows) when the run has validation data, else
     the training loss."""
@@ -316,12 +346,17 @@ class _Monitoring(Callback):
         self._resumed = False
         self._monitor = self.monitor or default_monitor(trainer)
         self._mode = _mode_for(self._monitor, self.mode)
+        if any(cb is self for cb in getattr(trainer, "callbacks", ())):  # (a tracker inside another callback,
+            self.check_logged(trainer, self)                              # ModelCheckpoint's: its owner checks)
 
-    def _value(self, logs):
+    def check_logged(self, trainer, owner):
+        """Refuse the monitor before the first epoch where no epoch's logs can hold it (:func:`check_logged`)."""
+        check_logged(self._monitor, trainer, owner, type(owner).__name__)
+
+    def _value(self, logs, owner=None):
+        """The monitored value of an epoch's ``logs``; ``owner``: the callback that reads it (default: this one)."""
         if self._monitor not in logs:
-            hint = missing_log_hint(self._monitor, logs, "pass validation_data or validation_fraction to fit")
-            raise ValueError(f"{type(self).__name__} monitors {self._monitor!r}, which the logs lack{hint}; "
-                             f"available: {', '.join(sorted(logs))}")
+            raise ValueError(missing_monitor(type(owner or self).__name__, self._monitor, logs))
         return float(logs[self._monitor])
 
     def _improved(self, value) -> bool:
@@ -342,8 +377,9 @@ class _Monitoring(Callback):
 class EarlyStopping(_Monitoring):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
-    monitor defaults to "val_loss" when fit has validation data, else "loss"; mode "auto"
-    maximises names ending in r2 and minimises the rest. With ``restore_best_weights`` the
+    monitor defaults to "val_loss" when fit has validation data, else "loss"; one that no epoch's logs can hold
+    is refused before the first epoch (see :func:`check_logged`: a callback of yours listed before this one may
+    write it into the logs). mode "auto" maximises names ending in r2 and minimises the rest. With ``restore_best_weights`` the
     model ends with the parameters of its best epoch (a device-side copy is kept; no host
     transfer) when training ends normally, stops early or diverges (TrainingDiverged still
     raises); after an interruption the model keeps its latest weights so that a checkpoint of it

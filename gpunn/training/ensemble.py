@@ -35,8 +35,8 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
     member_blas_threads
 from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
-from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, lines_for, order_callbacks,
-                        writes_checkpoints)
+from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged, lines_for,
+                        missing_monitor, order_callbacks, writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
 from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
@@ -248,6 +248,7 @@ class MemberEarlyStopping(Callback):
         model = trainer.model
         K = model.n_models
         self._monitor = self.monitor or ("val_loss" if trainer.validation is not None else "loss")
+        check_logged(self._monitor, trainer, self, "early stopping")
         self._maximise = self.mode == "max" or (self.mode == "auto" and self._monitor.endswith("r2"))
         self.best = [None] * K
         self.best_epoch = [None] * K
@@ -288,9 +289,7 @@ class MemberEarlyStopping(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self._monitor not in logs:
-            hint = " (pass validation_data or validation_fraction to fit)" if self._monitor.startswith("val_") else ""
-            raise ValueError(f"early stopping monitors {self._monitor!r}, which the logs lack{hint}; "
-                             f"available: {', '.join(sorted(logs))}")
+            raise ValueError(missing_monitor("early stopping", self._monitor, logs))
         model, active = trainer.model, trainer.optimizer.active
         improved, stopping = numpy.zeros(model.n_models, bool), []
         for k, value in enumerate(logs[self._monitor]):

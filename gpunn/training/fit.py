@@ -104,7 +104,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     compare: with one output it is the MSE (= val_mse); with k outputs the loss sums the outputs' squared
     errors, and val_loss = k x val_mse (val_mse and val_mae are means over every value, as scikit-learn's).
     Callbacks: ``gpunn.EarlyStopping(patience=8)`` (monitors val_loss with validation, else loss, and
-    restores the best weights, also when the run then raises TrainingDiverged), ``gpunn.ReduceLROnPlateau(...)``, ``gpunn.ModelCheckpoint("run.npz")``
+    restores the best weights, also when the run then raises TrainingDiverged; a monitor no epoch's logs can
+    hold is refused before the first epoch), ``gpunn.ReduceLROnPlateau(...)``, ``gpunn.ModelCheckpoint("run.npz")``
     (a resumable checkpoint written atomically every epoch, at the end and on Ctrl-C; continue with
     ``gpunn.load_checkpoint(path).resume``), or your own :class:`Callback`.
     Ctrl-C or SIGTERM (with ``handle_interrupt``, main thread only) stops after the current batch and

@@ -51,7 +51,8 @@ class Trainer:
     """One run of the loop, visible to callbacks.
 
     Callbacks read ``model`` (the trainable), ``optimizer``, ``settings`` (FitSettings), ``state``
-    (TrainState), ``history``, ``epoch``, ``epochs``, ``validation``; they may set ``stop = True`` (end
+    (TrainState), ``history``, ``epoch``, ``epochs``, ``validation``, ``log_keys`` (what the loop puts in every
+    epoch's logs, before the callbacks' own); they may set ``stop = True`` (end
     after this epoch; in ``on_train_begin``, before any), ``lr_scale`` (ReduceLROnPlateau) or call
     ``interrupt()``. Build it with :func:`train`, not directly.
     """
@@ -239,7 +240,8 @@ class Trainer:
     def _run(self):
         state = self.state
         start_batch, start_sum_sq = state.batch, state.partial_sum_sq
-        self.history.expect(EPOCH_KEYS + (VALIDATION_KEYS if self.validation is not None else ()))
+        self.log_keys = EPOCH_KEYS + (VALIDATION_KEYS if self.validation is not None else ())
+        self.history.expect(self.log_keys)
         for cb in self.callbacks:
             cb.on_train_begin(self)
         try:
