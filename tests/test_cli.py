@@ -1,4 +1,5 @@
 """The gpunn command end to end, at small sizes."""
+import argparse
 import json
 import os
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy
 import pytest
 import waiting
+from cli_args import with_options
 
 import gpunn
 from gpunn import cli
@@ -34,16 +36,16 @@ def test_train_prints_device_first_and_metrics_and_throughput_last(capsys, tmp_p
     ["--no-bias", "--optimizer", "sgd", "--outputs", "2"],
 ])
 def test_train_options(capsys, args):
-    assert cli.main(["train", *SMALL, "--quiet", *args]) == 0
+    assert cli.main(with_options(["train", *SMALL, "--quiet"], *args)) == 0
     assert "throughput:" in capsys.readouterr().out
 
 
 
 def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
     """--hidden '' (and hidden = [] in a config) trains no hidden layer, as --help now says."""
-    assert cli.main(["train", *SMALL, "--quiet", "--hidden", ""]) == 0
+    assert cli.main(with_options(["train", *SMALL, "--quiet"], "--hidden", "")) == 0
     assert "model: [6, 1] identity, 7 parameters" in capsys.readouterr().out
-    assert cli.main(["sweep", *SMALL, "--quiet", "--hidden", " "]) == 0
+    assert cli.main(with_options(["sweep", *SMALL, "--quiet"], "--hidden", " ")) == 0
     assert "1 member (1 lr x 1 weight decay x 1 seed(s)) of [6, 1]" in capsys.readouterr().out
     for name in ("train", "sweep"):
         hidden = next(a for a in cli.build_parser().commands[name]._actions if "--hidden" in a.option_strings)
@@ -58,12 +60,12 @@ def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
 ])
 def test_bad_options_fail_with_a_message(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", *SMALL, "--quiet", *args])
+        cli.main(with_options(["train", *SMALL, "--quiet"], *args))
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
-    assert cli.main(["train", *SMALL, "--quiet", "--device", "tpu"]) == 2
+    assert cli.main(with_options(["train", *SMALL, "--quiet"], "--device", "tpu")) == 2
     assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err
 
 
@@ -87,7 +89,7 @@ def test_the_command_line_does_not_load_the_benchmark_until_bench_or_info_runs()
 
 def test_console_entry_point_as_a_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
-    proc = waiting.run([sys.executable, "-m", "gpunn", "train", *SMALL[:-2], "--epochs", "2"],
+    proc = waiting.run([sys.executable, "-m", "gpunn", *with_options(["train", *SMALL[:-2]], "--epochs", "2")],
                        env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("device: cpu")
@@ -420,7 +422,7 @@ def test_bench_checks_its_outputs_before_measuring(tmp_path, monkeypatch, capsys
 ])
 def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["train", *TINY, *args]) == 2
+    assert cli.main(with_options(["train", *TINY], *args)) == 2
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("gpunn: error: ")
     assert message in captured.err and "data:" not in captured.out
@@ -538,6 +540,40 @@ def test_every_command_refuses_an_abbreviated_option_and_names_it_in_full(argv, 
     assert not cli.train.standalone_parser().allow_abbrev and not cli.sweep.standalone_parser().allow_abbrev
 
 
+def test_every_command_refuses_an_option_given_twice_and_names_it(capsys):
+    """argparse kept the last of ``--lr 1e-3 --lr 3e-3`` without a word. Every option of every command that takes a
+    value is refused when repeated, before its values are parsed (so any two values do); a flag with its other form
+    too (--graph --no-graph); not bench's --config, which is meant to repeat."""
+    commands = cli.build_parser().commands
+    checked = 0
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0:
+                continue
+            option = action.option_strings[-1]
+            if isinstance(action, argparse._AppendAction):
+                continue
+            with pytest.raises(SystemExit) as exit_:
+                cli.parse_args([name, option, "1", f"{option}=2"])
+            assert exit_.value.code == 2, (name, option)
+            err = capsys.readouterr().err
+            assert f"gpunn {name}: error: {option} is given twice (1, then 2), and only the last would count: give " \
+                   f"it once" in err, err
+            checked += 1
+    assert checked > 60
+    with pytest.raises(SystemExit):
+        cli.parse_args(["train", "--graph", "--no-graph"])
+    assert "error: --graph and --no-graph are both given: give one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse_args(["sweep", "--lr", "1e-3", "--weight-decay", "0", "--lr", "3e-3,1e-2", "--quiet"])
+    assert ("--lr is given twice (1e-3, then 3e-3,1e-2), and only the last would count: give it once; several values "
+            "go in one comma-separated list: --lr 1e-3,3e-3,1e-2 (see gpunn sweep --help)") in capsys.readouterr().err
+    # meant to repeat, or the same twice; and a value after -- is not an option
+    assert cli.parse_args(["bench", "--config", "small", "--config", "wide"]).config == ["small", "wide"]
+    assert cli.parse_args(["train", "--quiet", "--quiet", "--debug", "--debug"]).quiet
+    assert cli.parse_args(["predict", "--device", "cpu", "--", "--device", "in.npy", "out.npy"]).model == "--device"
+
+
 def test_ctrl_c_says_what_each_command_leaves(tmp_path, monkeypatch, capsys):
     import numpy
 
@@ -569,7 +605,7 @@ def test_train_writes_its_history_as_csv_as_sweep_writes_its_table(tmp_path, cap
     import csv
 
     path = tmp_path / "history.csv"
-    assert cli.main(["train", *TINY, "--epochs", "2", "--csv", str(path)]) == 0
+    assert cli.main(with_options(["train", *TINY], "--epochs", "2", "--csv", str(path))) == 0
     rows = list(csv.DictReader(path.read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and list(rows[0])[:3] == ["epoch", "loss", "lr"]
     assert float(rows[1]["val_r2"]) < 1 and float(rows[1]["samples_per_s"]) > 0

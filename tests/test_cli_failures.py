@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy
 import pytest
 import waiting
+from cli_args import with_options
 
 import gpunn
 from gpunn.cli import main
@@ -71,14 +72,14 @@ CASES = [
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
     ("too little memory", ["train", "--rows", "2000000000", "--features", "64", "--device", "cpu", "--stream", "off"],
      "--rows 2,000,000,000 needs about"),
-    ("one row", ["train", *TINY, "--rows", "1"], "argument --rows: must be at least 20"),
+    ("one row", with_options(["train", *TINY], "--rows", "1"), "argument --rows: must be at least 20"),
     ("negative seed", ["train", *TINY, "--seed", "-1"], "argument --seed: must be zero or more, got -1"),
     ("NaN learning rate", ["train", *TINY, "--lr", "nan"], "argument --lr: must be a finite number"),
     ("json in a missing directory", ["train", *TINY, "--json", "nodir/run.json"], "--json nodir/run.json: directory"),
     ("plot of unknown kind", ["train", *TINY, "--plot", "loss.txt"], "--plot loss.txt: the name must end in .png, .pdf or .svg"),
     ("save over a foreign file", ["train", *TINY, "--save", "notes.txt"], "--save notes.txt exists and is not a gpunn"),
     ("two outputs on one file", ["train", *TINY, "--save", "r.npz", "--json", "r.npz"], "--save and --json both name"),
-    ("unknown device", ["train", *TINY, "--device", "tpu"], "unknown device 'tpu'"),
+    ("unknown device", with_options(["train", *TINY], "--device", "tpu"), "unknown device 'tpu'"),
     ("unknown dtype", ["train", *TINY, "--dtype", "float16"], "argument --dtype: dtype must be one of"),
     ("patience without early stopping", ["train", *TINY, "--patience", "3"],
      "--patience 3 sets early stopping, which this run does not use: add --early-stopping"),

@@ -4,6 +4,7 @@ import re
 
 import numpy
 import pytest
+from cli_args import with_options
 
 import gpunn
 from gpunn import datasets
@@ -189,7 +190,7 @@ def test_a_window_that_stream_auto_leaves_unused_is_noted_on_the_data_line(tmp_p
     line says so (it said nothing), from the command line or a --config file; a streamed run uses it, and the
     default says nothing."""
     note = "--window 8 unused: rows in memory are shuffled whole every epoch (it applies with --stream on or --data)"
-    small = ["--rows", "3000", "--features", "4", *SMALL, "--epochs", "1"]
+    small = with_options(["--rows", "3000", "--features", "4", *SMALL], "--epochs", "1")
     assert main(["train", *small, "--window", "8"]) == 0
     assert re.search(r"\n(data: 3,000 rows materialized on cpu [^\n]*)\n", capsys.readouterr().out)[1].endswith(
         f"); {note}")
@@ -199,7 +200,7 @@ def test_a_window_that_stream_auto_leaves_unused_is_noted_on_the_data_line(tmp_p
     assert main(["train", *small]) == 0
     assert "unused" not in capsys.readouterr().out
     monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)  # streamed: --window is used
-    assert main(["train", *small, "--rows", "140000", "--window", "8"]) == 0
+    assert main(["train", *with_options(small, "--rows", "140000", "--window", "8")]) == 0
     out = capsys.readouterr().out
     assert "data: streaming teacher" in out and "unused" not in out
 
@@ -393,8 +394,8 @@ def test_a_stream_resumes_cut_as_it_was_saved(tmp_path, monkeypatch, capsys, sav
 def test_the_stream_data_line_counts_a_longer_last_piece(capsys):
     """140,000 rows in pieces of 8,192: the last piece takes make's short chunk whole (8,928 rows). Seed 24 holds
     it out: the line said "2 of 17 chunks of 8,192 rows" beside 17,120 validation rows."""
-    assert main(["train", "--rows", "140000", "--features", "2", "--stream", "on", *SMALL, "--epochs", "1",
-                 "--batch-size", "4096", "--seed", "24"]) == 0
+    assert main(with_options(["train", "--rows", "140000", "--features", "2", "--stream", "on", *SMALL], "--epochs", "1",
+                             "--batch-size", "4096", "--seed", "24")) == 0
     out, err = capsys.readouterr()
     assert ("122,880 training rows, 17,120 validation rows (2 of 17 chunks: 16 of 8,192 rows and one of 8,928)"
             in out), out

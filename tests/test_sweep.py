@@ -6,6 +6,7 @@ import os
 import numpy
 import pytest
 from checkpoint_edits import rewrite_meta, run_options
+from cli_args import with_options
 
 import gpunn
 from gpunn import cli
@@ -125,14 +126,14 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
     assert [(r["lr"], r["diverged"]) for r in a] == [(r["lr"], r["diverged"]) for r in b] == \
            [(3e-3, False), (1e-3, False), (100.0, True)]
     assert [r["val_mse"] for r in a[:2]] == [r["val_mse"] for r in b[:2]]
-    assert cli.main(grid + ["--lr", "100", "--max-members", "1"]) == 2  # every member of the grid: as one ensemble
+    assert cli.main(with_options(grid, "--lr", "100", "--max-members", "1")) == 2  # every member of the grid: as one ensemble
     assert "the training loss of every member became NaN" in capsys.readouterr().err
     # saved, the diverged ensemble 0 leaves no checkpoint; the sweep still resumes (here: extends) from the others
     saved, extended, straight = tmp_path / "saved", tmp_path / "extended.json", tmp_path / "straight.json"
     split_grid = grid[:2] + ["100,1e-3"] + grid[3:] + ["--max-members", "1"]
     run(split_grid + ["--save", str(saved)], capsys)
     assert sorted(p.name for p in saved.iterdir()) == ["ensemble-1.npz"]
-    run(split_grid + ["--epochs", "3", "--json", str(straight)], capsys)
+    run(with_options(split_grid, "--epochs", "3", "--json", str(straight)), capsys)
     out = run(["sweep", "--resume", str(saved), "--epochs", "3", "--json", str(extended), "--quiet"], capsys)
     assert "ensemble 1: 2 of 3 epochs were done" in out and members(extended) == members(straight)
     assert cli.main(split_grid + ["--save", str(saved)]) == 2
@@ -187,7 +188,7 @@ def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, mo
     from gpunn import checkpoint
 
     saved = tmp_path / "sweep"
-    run(ARGS + ["--epochs", "1", "--max-members", "4", "--save", str(saved)], capsys)
+    run(with_options(ARGS, "--epochs", "1", "--max-members", "4", "--save", str(saved)), capsys)
     parse, whole = checkpoint._parse, []
     monkeypatch.setattr(checkpoint, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
     run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys)
@@ -198,7 +199,7 @@ def test_a_finished_sweep_resumed_says_once_that_its_ensembles_are_done(tmp_path
     """Its line "ensemble 0: 1 of 1 epochs were done" was followed by the progress bar's "nothing left to train
     (1 of 1 epochs done)"; an ensemble with epochs left still draws its bar."""
     saved = tmp_path / "sweep"
-    run(ARGS + ["--epochs", "1", "--save", str(saved)], capsys)
+    run(with_options(ARGS, "--epochs", "1", "--save", str(saved)), capsys)
     assert cli.main(["sweep", "--resume", str(saved)]) == 0
     captured = capsys.readouterr()
     assert "ensemble 0: 1 of 1 epochs were done" in captured.out and "nothing left to train" not in captured.err
@@ -284,7 +285,7 @@ def test_a_sweep_that_recorded_an_unset_momentum_as_null_resumes_as_the_sweep_th
     from gpunn import checkpoint
 
     saved, straight, resumed = tmp_path / "sweep", tmp_path / "straight.json", tmp_path / "resumed.json"
-    nesterov = GRID + ["--optimizer", "nesterov", "--lr", "1e-3"]
+    nesterov = with_options(GRID, "--optimizer", "nesterov", "--lr", "1e-3")
     run(nesterov + ["--epochs", "2", "--json", str(straight)], capsys)
     run(nesterov + ["--epochs", "1", "--save", str(saved)], capsys)
     for path in sorted(saved.iterdir()):

@@ -17,7 +17,7 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import Parser, add_debug, option_names, refuse_unknown, text_to_stderr
+from .common import Parser, add_debug, option_names, refuse_repeated, refuse_unknown, text_to_stderr
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -67,6 +67,7 @@ def parse_args(argv=None):
         after = argv[argv.index(_command(argv)) + 1:]
         after = after[:after.index("--")] if "--" in after else after
         command.stray = [token for token in after if token.startswith("--") and token.split("=", 1)[0] not in own]
+        refuse_repeated(command, after)  # before the values are parsed: a repeat is the mistake whatever they are
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         refuse_unknown(parser.commands[args.command], unknown)

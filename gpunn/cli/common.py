@@ -63,6 +63,38 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
                          + (f" {then}" if then else ""))
 
 
+REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._ExtendAction)
+
+
+def refuse_repeated(command_parser, tokens) -> None:
+    """An option written more than once in ``tokens`` (a command's, before any ``--``) is refused by name: argparse keeps the last
+    value without a word (``gpunn train --lr 1e-3 --lr 3e-3`` trained at 3e-3). Not an option meant to repeat
+    (append, count: ``gpunn bench --config``), nor a flag written again as it was (``--quiet --quiet`` asks the
+    same thing twice); a flag with its other form (``--graph --no-graph``) is refused."""
+    said = {}  # action: [(the option as written, its value)] in order
+    for at, token in enumerate(tokens):
+        written, equals, value = token.partition("=")
+        action = command_parser._option_string_actions.get(written)
+        if action is None or isinstance(action, REPEATABLE):
+            continue
+        if not equals and action.nargs != 0:
+            value = tokens[at + 1] if at + 1 < len(tokens) else ""
+        said.setdefault(action, []).append((written, value))
+    for action, given in said.items():
+        spellings = list(dict.fromkeys(written for written, _ in given))
+        if len(given) < 2 or (action.nargs == 0 and len(spellings) == 1):
+            continue
+        if action.nargs == 0:
+            command_parser.error(f"{' and '.join(spellings)} are both given: give one")
+        name, values = max(action.option_strings, key=len), [value for _, value in given]
+        times = "twice" if len(given) == 2 else f"{len(given)} times"
+        # (an option whose help says it takes a comma-separated list: repeating it looked like giving more values)
+        joined = (f"; several values go in one comma-separated list: {name} {','.join(values)}"
+                  if "comma-separated" in (action.help or "") else "")
+        command_parser.error(f"{name} is given {times} ({', then '.join(values)}), and only the last would count: "
+                             f"give it once{joined}")
+
+
 def _as_option(name, value) -> str:
     """An option as the command line writes it, given ``value`` (None or True: the option alone)."""
     if value is None or value is True:
