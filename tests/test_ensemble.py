@@ -356,6 +356,7 @@ def test_members_start_as_mlps_with_their_seeds():
     ens = gpunn.Ensemble([3, 4, 1], 3, seed=[5, 17, 2], dtype="float64")
     for k, seed in enumerate([5, 17, 2]):
         np.testing.assert_array_equal(ens.member_params[k], gpunn.MLP([3, 4, 1], seed=seed, dtype="float64").params)
+        assert ens[k].seed == seed  # the MLP drawn from member k is MLP(seed=seeds[k]) (mut12e N31: seeds[0])
     assert [w.shape for w in ens.weights] == [(3, 3, 4), (3, 4, 1)]
     assert [b.shape for b in ens.biases] == [(3, 4), (3, 1)]
 
@@ -428,6 +429,26 @@ def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(ensemble_data):
         ens.best(3)
 
 
+def test_best_takes_the_highest_r2_and_each_members_best_finite_epoch(ensemble_data):
+    """best() on scripted histories (epochs x members): an r2 is ranked highest-first (mut12e N35: lowest-first
+    picked member 0), a member's best epoch is its best finite one, and a NaN or infinite epoch (a member
+    diverged and put back at its best epoch by EarlyStopping has them; it is not in ens.diverged) never wins
+    (N37: numpy's argmin took the NaN member 2)."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    ens.fit(X, Y, epochs=2, batch_size=50, validation_fraction=0.2, verbose=False)
+    ens.history["val_r2"] = [[0.1, 0.5, 0.3], [0.2, 0.9, 0.4]]
+    assert ens.best_index("val_r2") == 1
+    ens.history["val_loss"] = [[0.4, 2.0, float("nan")], [1.0, 1.5, 0.5]]
+    assert ens.best_index() == 0
+    ens.history["val_loss"] = [[0.4, 2.0, float("inf")], [1.0, 1.5, 0.3]]
+    assert ens.best_index() == 2
+    np.testing.assert_array_equal(ens.best().params, ens.member_params[2])
+    ens.history["val_loss"] = []  # a fit stopped in its first epoch (N40: numpy's "zero-size array" instead)
+    with pytest.raises(ValueError, match="no epoch of the last fit finished"):
+        ens.best()
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: gpunn.Ensemble([2, 3, 1], 0), "n_models must be a positive integer"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[1, 2, 3]), "seed lists 3 values but the ensemble has 2"),
@@ -477,9 +498,22 @@ def test_an_ensemble_too_big_for_the_device_says_how_much_it_needs(monkeypatch):
 
 
 def test_an_ensemble_too_big_for_the_host_is_refused_before_allocating_on_the_cpu(monkeypatch):
+    import tracemalloc
+
     monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)
     with pytest.raises(MemoryError, match=r"needs about \d+\.\d MiB .* but the host has 1\.0 MiB free; use fewer members"):
         gpunn.Ensemble([16, 256, 256, 1], 8, seed=0, device="cpu")
+    # before allocating: the refused construction's peak (NumPy's buffers are traced) stays under the 9 MiB
+    # parameter buffer it would have made (mut12e N3: the check after _build_buffers passed every test)
+    members, params = 32, 16 * 256 + 256 + 256 * 256 + 256 + 256 + 1
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError):
+            gpunn.Ensemble([16, 256, 256, 1], members, seed=0, device="cpu")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < members * params * 4
 
 
 def test_member_kernels_match_the_generic_member_ops():
@@ -669,15 +703,20 @@ def test_member_groups_on_threads_give_the_same_products(groups_for_any_work):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
-def test_a_fit_whose_groups_also_update_their_members_equals_one_pass_bit_for_bit(optimizer, groups_for_any_work):
+@pytest.mark.parametrize("activation", ["relu", "tanh"])  # tanh: no one-call group pass, the update runs after it
+def test_a_fit_whose_groups_also_update_their_members_equals_one_pass_bit_for_bit(optimizer, activation,
+                                                                                   groups_for_any_work):
     """In member groups the training loop hands forward, backward and each group's own Adam update to the
     threads at once (Ensemble.train_step_and_update); the weights and losses after a fit with per-member rates
     and decay and members frozen by early stopping are those of one pass through train_step and then the
-    optimizer's step (K=5 over 1-3 groups)."""
+    optimizer's step (K=5 over 1-3 groups). Also where the groups run Ensemble._forward and _backward in Python
+    (tanh), each group's update after its pass (mut12e N23: an update skipped there trained no member at all)."""
     X, Y = gpunn.datasets.make("teacher", 120, 4, 1, seed=2, device="cpu")
     results = {}
     for threads in (1, 2, 3):
-        ens = gpunn.Ensemble([4, 9, 6, 1], 5, device="cpu", dtype="float32", seed=3)
+        ens = gpunn.Ensemble([4, 9, 6, 1], 5, activation=activation, device="cpu", dtype="float32", seed=3)
+        one_call = ens.member_ops.one_call_applies(X[:16], Y[:16], ens.weights, ens.biases, ens.activations)
+        assert one_call == (activation == "relu" and ens.member_ops.fused)
         ens.member_ops.threads = threads
         steps = []
         if threads > 1:  # the loop takes the fused step (and with it the Numba update)
@@ -687,6 +726,7 @@ def test_a_fit_whose_groups_also_update_their_members_equals_one_pass_bit_for_bi
             ens.train_step_and_update = None
         h = ens.fit(X, Y, optimizer=optimizer, lr=[1e-3, 1e-2, 3e-2, 0.1, 0.3], weight_decay=[0, 1e-3, 0, 1e-2, 0.1],
                     epochs=5, batch_size=16, validation_fraction=0.25, seed=1, verbose=False,
+                    schedule=gpunn.Schedule("step", step_size=2, gamma=0.5),  # (mut12e T18: groups kept epoch 1's rates)
                     callbacks=[gpunn.EarlyStopping(patience=1, restore_best_weights=False)])
         assert bool(steps) == (threads > 1)
         results[threads] = (ens.params.copy(), np.array(h["loss"]), h.stopped_early)
