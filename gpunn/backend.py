@@ -160,7 +160,8 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")
 
 
 def resolve(device: str | Backend | None = "auto") -> Backend:
-    """Resolve "auto" | "cpu" | "cuda" | "cuda:N" (or the GPUNN_DEVICE override) to a Backend.
+    """Resolve "auto" | "cpu" | "cuda" | "cuda:N" (or the GPUNN_DEVICE override) to a Backend. "gpu" and "gpu:N"
+    are the same as "cuda" and "cuda:N" (JAX's and TensorFlow's name; CUDA is the one kind of GPU gpunn runs on).
 
     The environment variable wins over "auto" only, so code that names a device keeps it.
     """

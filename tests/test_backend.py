@@ -2,6 +2,7 @@
 import sys
 import types
 import warnings
+from pathlib import Path
 
 import numpy
 import pytest
@@ -89,6 +90,29 @@ def test_cuda_index_beyond_device_count(fresh_probe):
     with pytest.raises(backend.DeviceError, match="only 1 CUDA device"):  # it was cuda:3, failing at first use
         backend.resolve("auto:3")
     assert backend.resolve("cuda:0").device == "cuda:0" and backend.resolve("auto:0").device == "cuda:0"
+
+
+def test_gpu_is_cudas_other_name_and_every_device_option_says_so(fresh_probe):
+    """device "gpu" / "gpu:N" (JAX's and TensorFlow's name) resolves as "cuda" / "cuda:N"; it was taken but
+    documented nowhere: every command's --device help and README's Devices section name it."""
+    import fakecupy
+
+    from gpunn import cli
+
+    fakecupy.install(fresh_probe)
+    fakecupy.state.device_count = 2
+    assert backend.resolve("gpu").device == backend.resolve("cuda").device == "cuda:0"
+    assert backend.resolve("GPU:1").device == "cuda:1"
+    with pytest.raises(backend.DeviceError, match="'gpu:2' was requested but only 2 CUDA device"):
+        backend.resolve("gpu:2")
+    helps = {name: next(a.help for a in parser._actions if "--device" in a.option_strings)
+             for name, parser in cli.build_parser().commands.items()}
+    assert set(helps) == {"train", "predict", "sweep", "bench", "info"}
+    for name, text in helps.items():
+        assert "cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N)" in text, name
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    devices = readme.split("## Devices", 1)[1].split("\n## ", 1)[0]
+    assert '`"gpu"` and `"gpu:N"`' in " ".join(devices.split())
 
 
 def test_env_override_applies_to_auto_only(fresh_probe):

@@ -67,10 +67,11 @@ REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._Cou
 
 
 def refuse_repeated(command_parser, tokens) -> None:
-    """An option written more than once in ``tokens`` (a command's, before any ``--``) is refused by name: argparse keeps the last
-    value without a word (``gpunn train --lr 1e-3 --lr 3e-3`` trained at 3e-3). Not an option meant to repeat
-    (append, count: ``gpunn bench --config``), nor a flag written again as it was (``--quiet --quiet`` asks the
-    same thing twice); a flag with its other form (``--graph --no-graph``) is refused."""
+    """An option written more than once in ``tokens`` (a command's, before any ``--``) is refused by name:
+    argparse keeps the last value without a word (``gpunn train --lr 1e-3 --lr 3e-3`` trained at 3e-3). Not an
+    option meant to repeat (append, count: ``gpunn bench --config``), nor a flag written again as it was
+    (``--quiet --quiet`` asks the same thing twice); a flag with its other form (``--graph --no-graph``) is
+    refused."""
     said = {}  # action: [(the option as written, its value)] in order
     for at, token in enumerate(tokens):
         written, equals, value = token.partition("=")
@@ -188,6 +189,11 @@ def write_output(path, data: bytes, announce=False) -> None:
 def counted(n: int, noun: str) -> str:
     """``n`` and ``noun``, plural unless one: "1 epoch", "3 epochs", "1,024 rows"."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# --device's names, as gpunn.backend.resolve takes them (gpu: JAX's and TensorFlow's name for CUDA, the one
+# kind of GPU gpunn runs on)
+DEVICE_NAMES = "cpu, cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N)"
 
 
 def add_debug(parser) -> None:

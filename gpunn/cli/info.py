@@ -9,7 +9,7 @@ import numpy
 from .. import backend as _backend
 from .._version import __version__
 from ..ops import denormals, gemm
-from .common import add_debug
+from .common import DEVICE_NAMES, add_debug
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "BLAS and its threads, the CPU GEMM library chosen for the default net's "
                                    "products, the active Numba CPU kernels and the subnormal mode.")
-    i.add_argument("--device", default="auto", help="device to resolve (default: %(default)s)")
+    i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s)")
     add_debug(i)
     i.set_defaults(func=run)
     return i

@@ -6,7 +6,7 @@ import os
 
 import numpy
 
-from .common import add_debug
+from .common import DEVICE_NAMES, add_debug
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="file to write: .npy, .csv or .parquet")
     p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
                    "(default: the model's training columns, else every column); streams the input")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s)")
     add_debug(p)
     p.set_defaults(func=run)
     return p

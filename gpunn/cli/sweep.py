@@ -13,7 +13,7 @@ from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from . import data as data_cli
-from .common import (Parser, add_debug, check_report_outputs, counted, csv_text, dtype, json_text, non_negative,
+from .common import (DEVICE_NAMES, Parser, add_debug, check_report_outputs, counted, csv_text, dtype, json_text, non_negative,
                      positive, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
@@ -91,7 +91,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--momentum", type=non_negative(float), default=None,
                    help="momentum of every member, for sgd, momentum and nesterov (default: 0.9 for momentum and "
                         "nesterov, 0 for sgd)")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    s.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s)")
     s.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them (default: %(default)s)")
     s.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
                    help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "

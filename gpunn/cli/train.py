@@ -11,7 +11,7 @@ from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
 from . import data as data_cli
-from .common import (Parser, add_debug, bounded, check_report_outputs, counted, csv_text, dtype, json_text,
+from .common import (DEVICE_NAMES, Parser, add_debug, bounded, check_report_outputs, counted, csv_text, dtype, json_text,
                      non_negative, number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
@@ -84,7 +84,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
     t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum of sgd, momentum and nesterov (default: 0.9 for momentum and nesterov, 0 for sgd)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s; env GPUNN_DEVICE)")
+    t.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     t.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them "
                    "(f4, single, double...) (default: %(default)s)")
     t.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
