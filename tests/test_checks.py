@@ -123,6 +123,7 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
 @pytest.mark.parametrize("kwargs, match", [
     (dict(activation="swish"), "unknown activation 'swish'; choose one of: identity, relu"),
     (dict(output_activation="softmax"), "unknown activation 'softmax'"),
+    (dict(output_activation=["relu"]), r"unknown activation \['relu'\]"),  # an unhashable name: not a bare TypeError
     (dict(activation=["relu"]), "activation lists 1 names but the net has 2 hidden layers"),
     (dict(dtype="float16"), "dtype must be one of"),
 ])
