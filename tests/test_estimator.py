@@ -297,6 +297,7 @@ def test_warm_start_and_partial_fit_carry_the_no_improvement_count_as_scikit_lea
     est = MLPRegressor(**settings)
     for _ in range(4):  # the count is 3 after them
         est.partial_fit(X, y)
+    assert not est.history_.stopped_early  # partial_fit trains its epoch whatever the count: nothing stopped
     assert est.fit(X, y).n_iter_ == 1 and len(est.loss_curve_) == 5
 
 
@@ -436,17 +437,30 @@ def test_sgd_maps_momentum_and_halves_the_rate_for_the_full_mse(data):
     assert type(est.model_.optimizer).__name__ == "Momentum"
 
 
+@pytest.mark.parametrize("batch_size", ["auto", 64])
+def test_alpha_is_scaled_by_the_rows_of_a_batch_as_trained(data, batch_size):
+    """scikit-learn adds alpha·W / (the batch's rows) to the half-MSE gradient, and its batch is min(batch_size, rows):
+    on 50 rows gpunn's weight decay is 2·alpha/50 ("auto" or 64). (mut12m's E16 and E17: the decay of a 200-row
+    or 64-row batch, 4x or 1.3x too weak, passed every test.)"""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(4,), alpha=0.01, batch_size=batch_size, max_iter=1, device="cpu")
+    est.fit(X[:50], y[:50])
+    assert est.model_.optimizer.weight_decay == pytest.approx(2 * 0.01 / 50, rel=1e-12)
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(solver="lbfgs"), "solver='lbfgs' is not available"),
     (dict(loss="poisson"), "loss='poisson' is not available"),
     (dict(solver="sgd", learning_rate="invscaling"), "learning_rate='invscaling' is not available"),
     (dict(max_iter=0), "max_iter must be a positive integer"),
+    (dict(solver="sgd", epsilon=0), "epsilon must be a positive number, got 0"),  # as scikit-learn, whatever the solver
     # True is an int to Python: it trained one neuron (numpy.True_ raised "'numpy.bool' object is not iterable")
     (dict(hidden_layer_sizes=True), r"hidden_layer_sizes must be positive integers, got True"),
     (dict(hidden_layer_sizes=(True, 3)), r"hidden_layer_sizes must be positive integers, got \(True, 3\)"),
     (dict(hidden_layer_sizes=numpy.True_), "hidden_layer_sizes must be positive integers"),
     (dict(hidden_layer_sizes=4.0), r"hidden_layer_sizes must be positive integers, got 4.0"),
     (dict(validation_fraction=1.5), r"validation_fraction must be a number in \[0, 1\), got 1.5"),
+    (dict(validation_fraction=1.0), r"validation_fraction must be a number in \[0, 1\), got 1.0"),  # its open end
     (dict(validation_fraction="a", early_stopping=True), "validation_fraction must be a number in"),
     (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
     (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
