@@ -157,6 +157,21 @@ def test_each_members_early_stopping_skips_a_nan_first_value_and_counts_an_equal
     assert history.best_epoch == [4, 1] and history.stopped_early == [False, True] and history.stopped_epoch == [None, 3]
 
 
+def test_each_members_early_stopping_in_max_mode_needs_a_rise_past_min_delta(ensemble_data):
+    """mode='max' with min_delta 0.5: 1.3 after 1.0 is no improvement, 1.6 is (mut12e T27: best - min_delta
+    counted any value above best - 0.5, so epoch 4's 2.0 was the best)."""
+    X, Y = ensemble_data
+
+    class Scripted(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [[1.0, 1.3, 1.6, 2.0][epoch]] * 2
+
+    history = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7).fit(
+        X, Y, epochs=4, batch_size=30, verbose=False,
+        callbacks=[Scripted(), gpunn.EarlyStopping(monitor="score", mode="max", min_delta=0.5, patience=2)])
+    assert history.best_epoch == [3, 3] and history.best == [1.6, 1.6] and history.stopped_early == [False, False]
+
+
 def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
@@ -288,6 +303,55 @@ def test_when_every_member_diverges_each_keeps_its_best_epochs_weights_under_ear
         best = min(finite, key=lambda e: snaps.params[e][1][k])
         assert best in (1, 2)  # before the rates jumped
         np.testing.assert_array_equal(ens.member_params[k], snaps.params[best][0][k])
+
+
+def test_members_diverging_in_different_epochs_end_the_fit_when_the_last_one_does(ensemble_data):
+    """TrainingDiverged counts every member that diverged in the fit, not those of one epoch (mut12e T47: the second
+    member's divergence alone was not 'every member', and the fit stopped without a word when none was left)."""
+    X, Y = ensemble_data
+
+    class Poison(gpunn.Callback):  # member 0's weights blow up in epoch 1, member 1's in epoch 2
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch < 2:
+                trainer.model.member_params[epoch] *= 1e200
+
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
+    with pytest.warns(RuntimeWarning, match=r"members \[0\] diverged in epoch 1"), \
+            pytest.raises(gpunn.TrainingDiverged, match="every member"):
+        ens.fit(X, Y, optimizer="sgd", lr=1e-2, epochs=4, batch_size=50, callbacks=[Poison()], verbose=False)
+    assert ens.diverged == [0, 1]
+
+
+def test_the_members_losses_are_read_from_the_device_once_per_epoch(ensemble_data, monkeypatch):
+    """The K losses stay on the device through an epoch's batches and come back in one read at its end (mut12e N47:
+    a read per batch passed every test)."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    backend, reads = type(ens.backend), []
+    to_host = backend.to_host
+    monkeypatch.setattr(backend, "to_host", lambda self, *args, **kw: (reads.append(1), to_host(self, *args, **kw))[1])
+    ens.fit(X, Y, epochs=3, batch_size=30, verbose=False)  # 5 batches an epoch
+    assert len(reads) == 3
+
+
+def test_an_interrupted_ensemble_keeps_the_weights_it_reached_under_early_stopping(ensemble_data, interrupt_at):
+    """Ctrl-C (trainer.interrupt) ends the fit with the members' weights as they were, not their best epoch's
+    (mut12e T37: the best ones were put back), as one model's fit does."""
+    X, Y = ensemble_data
+
+    class Scripted(gpunn.Callback):  # every member's best epoch is the first
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [float(epoch), float(epoch)]
+
+    class Reached(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            self.params = np.array(trainer.model.member_params)
+
+    ens, reached = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7), Reached()
+    history = ens.fit(X, Y, epochs=4, batch_size=30, verbose=False, callbacks=[
+        Scripted(), gpunn.EarlyStopping(monitor="score", patience=5), reached, interrupt_at(2, 1)])
+    assert history.interrupted and history.best_epoch == [1, 1]
+    np.testing.assert_array_equal(ens.member_params, reached.params)
 
 
 def test_a_bootstrapped_ensembles_divergence_reference_is_a_loss_per_row():

@@ -208,8 +208,18 @@ def _member_settings(meta, arrays):
     meta["optimizer"]["config"]["members"].pop()
 
 
+def _mixed_kinds(meta, arrays):
+    meta["optimizer"]["config"]["members"][1] = {"name": "sgd", "lr": 0.01}  # member 0 is Adam's
+
+
+def _mixed_eps(meta, arrays):
+    meta["optimizer"]["config"]["members"][1]["eps"] = 1e-3  # one eps for all: the step passes one
+
+
 @pytest.mark.parametrize("edit, match", [
     (_position, "invalid training position"),
+    (_mixed_kinds, "every member must use one optimizer kind"),  # mut12e T10: refused only past two kinds
+    (_mixed_eps, "every member must use one optimizer kind with one nesterov flag and eps"),
     (_not_frozen, "diverged members must be a list of frozen members"),
     (_nan_row, "NaN or infinite"),
     (_member_settings, "should list 2 member settings"),
