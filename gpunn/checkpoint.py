@@ -60,7 +60,7 @@ from .training.fit import split_validation
 from .training.loop import train
 from .training.protocols import is_source
 from .training.sources import ArraySource, same_fingerprint
-from .training.state import FitSettings, TrainState
+from .training.state import FitSettings, TrainState, position_words
 
 FORMAT = "gpunn-checkpoint"
 FORMAT_VERSION = 2
@@ -849,8 +849,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         epochs = positive_int(epochs, "epochs")
         if epochs < state.epoch or (epochs == state.epoch and state.batch):
             # it trained nothing and then wrote a checkpoint past its own end, which no load accepted again
-            done = f"{state.epoch} epochs" + (f" and {state.batch} batches of epoch {state.epoch + 1}" if state.batch
-                                              else "")
+            done = position_words(state.epoch, state.batch, settings.batches_per_epoch)
             raise ValueError(f"{ckpt.path}: the run has done {done}; epochs={epochs} ends before that (epochs is "
                              f"the run's total, not the epochs to add): pass more to train on")
         settings = dataclasses.replace(settings, epochs=epochs)

@@ -288,7 +288,8 @@ def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_lo
     stopped = tmp_path / "stopped.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=200, verbose=False,
                                              callbacks=[interrupt_at(1, 0), gpunn.ModelCheckpoint(stopped)])
-    with pytest.raises(ValueError, match=r"the run has done 1 epochs and 1 batches of epoch 2; epochs=1 ends before"):
+    with pytest.raises(ValueError, match=r"the run has done 1 epoch and 1 of 6 batches of epoch 2; epochs=1 ends "
+                                         r"before"):
         gpunn.load_checkpoint(stopped).resume(X, Y, epochs=1, verbose=False)
     path = tmp_path / "c.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=200, callbacks=[gpunn.ModelCheckpoint(path)],

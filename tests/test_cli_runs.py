@@ -140,6 +140,19 @@ def test_an_interrupted_run_and_its_resume_say_where_in_an_epoch_the_run_is(tmp_
     assert f"resuming {save}: 1 epoch and 1 of 27 batches of epoch 2 done;" in capsys.readouterr().out
 
 
+def test_where_a_run_is_has_one_phrasing_with_or_without_the_total():
+    """gpunn train's resume and stop lines, gpunn sweep's resume line (it said "3 of 10 epochs and 2 batches of epoch 4
+    were done") and Checkpoint.resume's refusal ("1 epochs and 1 batches") all say it with position_words."""
+    from gpunn.training.state import position_words
+
+    assert position_words(1, 0, 9) == "1 epoch" and position_words(3, 0, 9) == "3 epochs"
+    assert position_words(3, 518, 704) == "3 epochs and 518 of 704 batches of epoch 4"
+    assert position_words(0, 2, 6) == "2 of 6 batches of epoch 1"
+    assert position_words(1, 0, 9, epochs=1) == "1 of 1 epoch"
+    assert position_words(0, 3, 9, epochs=2) == "0 of 2 epochs and 3 of 9 batches of epoch 1"
+    assert position_words(1, 1234, 5000, epochs=10) == "1 of 10 epochs and 1,234 of 5,000 batches of epoch 2"
+
+
 def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     """resume = "run.npz" in a --config file takes the run's recorded options, as --resume does: it generated
     the data from the defaults and failed on the checkpoint (X has 32 columns but the model expects 6)."""

@@ -135,7 +135,7 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
     assert sorted(p.name for p in saved.iterdir()) == ["ensemble-1.npz"]
     run(with_options(split_grid, "--epochs", "3", "--json", str(straight)), capsys)
     out = run(["sweep", "--resume", str(saved), "--epochs", "3", "--json", str(extended), "--quiet"], capsys)
-    assert "ensemble 1: 2 of 3 epochs were done" in out and members(extended) == members(straight)
+    assert "ensemble 1: 2 of 3 epochs done" in out and members(extended) == members(straight)
     assert cli.main(split_grid + ["--save", str(saved)]) == 2
     assert "already holds a sweep's checkpoints" in capsys.readouterr().err
 
@@ -174,8 +174,9 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
     resumed = tmp_path / "resumed.json"
     out = run(["sweep", "--resume", str(saved), "--json", str(resumed), "--save-best", str(tmp_path / "b.npz"),
                "--quiet"], capsys)
-    assert "ensemble 0: 3 of 3 epochs were done" in out and "ensemble 1: 1 of 3 epochs and 4 batches of epoch 2 were " \
-                                                             "done" in out
+    # (the words of gpunn train's resume line: one function, training.state.position_words)
+    assert "ensemble 0: 3 of 3 epochs done" in out and "ensemble 1: 1 of 3 epochs and 4 of 9 batches of epoch 2 " \
+                                                       "done" in out
     assert len(fresh) == 1  # only the third ensemble starts from scratch
     assert members(resumed) == members(straight)  # every member's curve, bit for bit (CPU, float64)
     numpy.testing.assert_array_equal(gpunn.load(tmp_path / "b.npz").params, gpunn.load(tmp_path / "a.npz").params)
@@ -196,13 +197,13 @@ def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, mo
 
 
 def test_a_finished_sweep_resumed_says_once_that_its_ensembles_are_done(tmp_path, capsys):
-    """Its line "ensemble 0: 1 of 1 epochs were done" was followed by the progress bar's "nothing left to train
+    """Its line "ensemble 0: 1 of 1 epoch done" was followed by the progress bar's "nothing left to train
     (1 of 1 epochs done)"; an ensemble with epochs left still draws its bar."""
     saved = tmp_path / "sweep"
     run(with_options(ARGS, "--epochs", "1", "--save", str(saved)), capsys)
     assert cli.main(["sweep", "--resume", str(saved)]) == 0
     captured = capsys.readouterr()
-    assert "ensemble 0: 1 of 1 epochs were done" in captured.out and "nothing left to train" not in captured.err
+    assert "ensemble 0: 1 of 1 epoch done" in captured.out and "nothing left to train" not in captured.err
     assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2"]) == 0
     assert "train [cpu] epoch 2/2" in capsys.readouterr().err
 
@@ -224,7 +225,7 @@ def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, ca
     straight = tmp_path / "straight.json"
     run(GRID + ["--epochs", "2", "--json", str(straight)], capsys)
     out = run(["sweep", "--resume", str(saved), "--json", str(js), "--quiet"], capsys)
-    assert "ensemble 0: 0 of 2 epochs and 3 batches of epoch 1 were done" in out
+    assert "ensemble 0: 0 of 2 epochs and 3 of 9 batches of epoch 1 done" in out
     assert members(js) == members(straight)
 
 
@@ -385,7 +386,7 @@ def test_an_interrupted_sweep_on_a_file_resumes_to_the_sweep_that_never_stopped(
     run(grid + ["--save", str(saved)], capsys, status=130)
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
     out = run(["sweep", "--resume", str(saved), "--json", str(resumed), "--quiet"], capsys)
-    assert "ensemble 1: 1 of 2 epochs and 4 batches of epoch 2 were done" in out
+    assert "ensemble 1: 1 of 2 epochs and 4 of 23 batches of epoch 2 done" in out
     assert members(resumed) == members(straight)
 
 

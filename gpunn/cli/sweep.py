@@ -12,9 +12,10 @@ import numpy
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of
+from ..training.state import position_words
 from . import data as data_cli
-from .common import (DEVICE_NAMES, Parser, add_debug, check_report_outputs, counted, csv_text, dtype, json_text, non_negative,
-                     positive, write_output)
+from .common import (DEVICE_NAMES, Parser, add_debug, check_report_outputs, counted, csv_text, dtype, json_text,
+                     non_negative, positive, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     features_help, ignore_late_interrupts, optimizer_of, resolve_task)
@@ -285,9 +286,8 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     if ckpt.epoch > args.epochs:
         raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({path}); --epochs "
                          f"{args.epochs} cannot shorten it")
-    batches = ckpt.training.get("position", {}).get("batch", 0)  # of the epoch it was interrupted in
-    more = f" and {batches} batch{'es' if batches != 1 else ''} of epoch {ckpt.epoch + 1}" if batches else ""
-    print(f"ensemble {g}: {ckpt.epoch} of {args.epochs} epochs{more} were done ({path})", flush=True)
+    done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch, args.epochs)
+    print(f"ensemble {g}: {done} done ({path})", flush=True)
     left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
     history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=left and not args.quiet,
                           checkpoint=save_to, callbacks=[record], distributed=distributed)

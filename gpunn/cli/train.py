@@ -10,9 +10,10 @@ import numpy
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
+from ..training.state import position_words
 from . import data as data_cli
-from .common import (DEVICE_NAMES, Parser, add_debug, bounded, check_report_outputs, counted, csv_text, dtype, json_text,
-                     non_negative, number, positive, write_output)
+from .common import (DEVICE_NAMES, Parser, add_debug, bounded, check_report_outputs, counted, csv_text, dtype,
+                     json_text, non_negative, number, positive, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
@@ -201,16 +202,6 @@ def refuse_idle_options(given: dict, args) -> None:
     if "checkpoint_every" in given and not (args.save or args.resume):
         raise ValueError(f"--checkpoint-every {given['checkpoint_every']} sets how often the checkpoint is written, "
                          "and this run writes none: add --save PATH (or drop it)")
-
-
-def position_words(epoch, batch, batches_per_epoch) -> str:
-    """Where a run is, in words: "3 epochs", or "3 epochs and 518 of 704 batches of epoch 4" for one stopped
-    part-way through an epoch (Ctrl-C, SIGTERM), which a resume continues from that batch ("2 of 6 batches of
-    epoch 1" in the first)."""
-    done = counted(epoch, "epoch")
-    if not batch:
-        return done
-    return f"{done + ' and ' if epoch else ''}{batch:,} of {batches_per_epoch:,} batches of epoch {epoch + 1}"
 
 
 def resume_position(ckpt) -> str:

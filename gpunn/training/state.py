@@ -97,5 +97,19 @@ class TrainState:
                    reference_loss=_float_or_none(d.get("reference_loss")))
 
 
+def position_words(epoch, batch, batches_per_epoch, epochs=None) -> str:
+    """Where a run is, in words, as every message of gpunn says it (gpunn train's resume and stop lines, gpunn
+    sweep's resume line, Checkpoint.resume's refusal): "3 epochs", or "3 epochs and 518 of 704 batches of epoch
+    4" for a run stopped part-way through an epoch (Ctrl-C, SIGTERM), which a resume continues from that batch
+    ("2 of 6 batches of epoch 1" in the first). ``epochs``: the run's total, said with the epochs done ("3 of 10
+    epochs and 2 of 27 batches of epoch 4", "0 of 10 epochs and 2 of 27 batches of epoch 1")."""
+    noun = "epoch" if (epoch if epochs is None else epochs) == 1 else "epochs"
+    done = f"{epoch:,} {noun}" if epochs is None else f"{epoch:,} of {epochs:,} {noun}"
+    if not batch:
+        return done
+    begun = done + " and " if epoch or epochs is not None else ""
+    return f"{begun}{batch:,} of {batches_per_epoch:,} batches of epoch {epoch + 1}"
+
+
 def _float_or_none(value):
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
