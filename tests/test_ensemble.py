@@ -157,6 +157,21 @@ def test_each_members_early_stopping_skips_a_nan_first_value_and_counts_an_equal
     assert history.best_epoch == [4, 1] and history.stopped_early == [False, True] and history.stopped_epoch == [None, 3]
 
 
+def test_each_members_early_stopping_takes_a_monitored_r2_as_higher_is_better(ensemble_data):
+    """mode='auto' on a name ending in r2 maximises it, per member as for one model (mut12e T20: minimised, so
+    the rising score's first epoch was each member's best and patience 2 stopped both after epoch 3)."""
+    X, Y = ensemble_data
+
+    class Scripted(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score_r2"] = [[0.1, 0.2, 0.3, 0.4][epoch], [0.4, 0.3, 0.2, 0.1][epoch]]
+
+    history = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7).fit(
+        X, Y, epochs=4, batch_size=30, verbose=False,
+        callbacks=[Scripted(), gpunn.EarlyStopping(monitor="score_r2", patience=2)])
+    assert history.best_epoch == [4, 1] and history.stopped_epoch == [None, 3]
+
+
 def test_each_members_early_stopping_in_max_mode_needs_a_rise_past_min_delta(ensemble_data):
     """mode='max' with min_delta 0.5: 1.3 after 1.0 is no improvement, 1.6 is (mut12e T27: best - min_delta
     counted any value above best - 0.5, so epoch 4's 2.0 was the best)."""

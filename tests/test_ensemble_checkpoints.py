@@ -208,6 +208,10 @@ def _member_settings(meta, arrays):
     meta["optimizer"]["config"]["members"].pop()
 
 
+def _frozen_past_the_members(meta, arrays):
+    meta["optimizer"]["frozen"] = [2]  # of members 0 and 1
+
+
 def _mixed_kinds(meta, arrays):
     meta["optimizer"]["config"]["members"][1] = {"name": "sgd", "lr": 0.01}  # member 0 is Adam's
 
@@ -218,6 +222,7 @@ def _mixed_eps(meta, arrays):
 
 @pytest.mark.parametrize("edit, match", [
     (_position, "invalid training position"),
+    (_frozen_past_the_members, r"frozen members \[2\] are not indices of 2 members"),  # mut12e T9: IndexError
     (_mixed_kinds, "every member must use one optimizer kind"),  # mut12e T10: refused only past two kinds
     (_mixed_eps, "every member must use one optimizer kind with one nesterov flag and eps"),
     (_not_frozen, "diverged members must be a list of frozen members"),
@@ -275,6 +280,38 @@ def test_an_ensemble_run_on_a_source_resumes_bit_for_bit(ensemble_files, tmp_pat
     with pytest.raises(ValueError, match="another source"):
         gpunn.load_checkpoint(path, device="cpu").resume(gdata.npy(*ensemble_files, chunk_rows=40, seed=5,
                                                                    validation_fraction=0.2), verbose=False)
+
+
+def test_an_ensembles_validation_on_a_source_runs_in_chunks_of_rows_per_member(tmp_path):
+    """The held-out rows of a source are scored in the ensemble's chunk_rows per member, as its memory check counts
+    them (mut12e T53: SourceEvaluator's own 65,536-row chunks; here a held-out window of 1,500 rows in one)."""
+    X, Y = gpunn.datasets.make("teacher", 3000, 5, 2, seed=1, device="cpu", dtype="float64")
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    source = gdata.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1500, window=1, seed=4,
+                       validation_fraction=0.5)
+    ens = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu", dtype="float64")
+    history = ens.fit(source, epochs=1, batch_size=500, verbose=False)
+    assert len(history["val_loss"][0]) == 2
+    assert max(ens._workspaces) == ens.chunk_rows == 1024
+
+
+def test_a_member_keeps_the_column_names_of_the_table_the_ensemble_trained_on(tmp_path):
+    """ens[k] of an ensemble trained on a named table carries its features and targets, as one model trained
+    there does (gpunn predict on a table reads the columns by them; mut12e N33: the member had none)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = gpunn.datasets.make("linear", 300, 3, 1, seed=1, device="cpu", dtype="float64")
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0]}), tmp_path / "t.parquet")
+    ens = gpunn.Ensemble([2, 4, 1], 2, seed=0, device="cpu", dtype="float64")
+    ens.fit(gdata.parquet(tmp_path / "t.parquet", "y", features=["c", "a"]), epochs=1, verbose=False)
+    columns = {"features": ["c", "a"], "targets": ["y"]}
+    assert ens.data_columns == columns
+    member = ens[1]
+    assert member.data_columns == columns
+    member.data_columns["features"].append("b")  # a copy: the ensemble's names are its own
+    assert ens.data_columns == columns
 
 
 def test_what_an_ensemble_cannot_do_on_a_source_is_refused_by_name(ensemble_files):
