@@ -885,3 +885,17 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     says = "missing.npy: no such file" if where == "before" else "NaN or infinite features value(s)"
     assert re.search(r"^gpunn \[rank 1/2\]: error: .*" + re.escape(says), err, re.M), err
     assert "Traceback" not in err
+
+
+def test_nccl_unloadable_without_any_nvidia_wheel_says_what_to_install(fake_cupy, monkeypatch):
+    """A CuPy on a system CUDA toolkit has no nvidia-* wheel, so no ``nvidia`` package: find_spec("nvidia.nccl")
+    raised ModuleNotFoundError (No module named 'nvidia') out of NcclComm, instead of returning None and the
+    DistributedError that says what to install (found by bench/gpu_checks/nccl.py on the stand-in, Python 3.12)."""
+    import sys
+
+    from gpunn import backend
+    from gpunn.distributed.comm import DistributedError, LocalComm, NcclComm
+
+    monkeypatch.setitem(sys.modules, "nvidia", None)  # import nvidia fails, as with no such package
+    with pytest.raises(DistributedError, match="CuPy cannot load NCCL: pip install nvidia-nccl-cu12"):
+        NcclComm(backend.resolve("cuda"), LocalComm())

@@ -248,7 +248,10 @@ def _load_nccl():
     import glob
     import importlib.util
 
-    spec = importlib.util.find_spec("nvidia.nccl")
+    try:
+        spec = importlib.util.find_spec("nvidia.nccl")
+    except ImportError:  # no nvidia package at all (a CUDA toolkit of the system's, no nvidia-* wheel)
+        spec = None
     for root in (spec.submodule_search_locations or []) if spec else []:
         for lib in sorted(glob.glob(os.path.join(root, "lib", "libnccl.so*"))):
             with contextlib.suppress(OSError):
