@@ -376,14 +376,14 @@ class MLP(DeviceModel):
 
     # ---- the math --------------------------------------------------------------------
     def _forward(self, X, ws):
-        A_prev, ops, bf16, last = X, self.ops, self._bf16, self.n_layers - 1
+        A_prev, ops, bf16, last = X, self.ops, self._bf16, len(self.activations) - 1
         if bf16:
             ops.to_storage(self.params, self.params16)
             A_prev = ops.to_storage(X, ws.X16)
-        for l, act in enumerate(self.activations):
-            Z, A = ws.Z[l], ws.A[l]
-            ops.matmul(A_prev, self._W16[l] if bf16 else self.weights[l], out=Z)
-            b = (self._b16[l] if bf16 and l < last else self.biases[l]) if self.bias else None
+        weights, biases = (self._W16, self._b16) if bf16 else (self.weights, self.biases)
+        for l, (act, Z, A) in enumerate(zip(self.activations, ws.Z, ws.A)):
+            ops.matmul(A_prev, weights[l], out=Z)
+            b = (biases[l] if l < last else self.biases[l]) if self.bias else None  # a float32 output layer
             if b is not None or A is not Z or act.name != "identity":
                 ops.bias_activation(Z, b, act, A, keep_z=A is not Z)
             A_prev = A
@@ -392,22 +392,24 @@ class MLP(DeviceModel):
     def _backward(self, X, Y, ws, sum_sq=None):
         """Fill the flat gradient buffer; return sum((A[L] - Y)^2) as a device scalar (``sum_sq``,
         a preallocated 0-d float64 array, when given)."""
-        ops, L, bf16 = self.ops, self.n_layers, self._bf16
-        sum_sq = ops.loss_gradient(ws.A[-1], Y, ws.dA[-1], sum_sq)
+        ops, bf16, activations, Zs, As, dAs = self.ops, self._bf16, self.activations, ws.Z, ws.A, ws.dA
+        dW, dbs, weights = self._dW, self._db if self.bias else None, self._W16 if bf16 else self.weights
+        sum_sq = ops.loss_gradient(As[-1], Y, dAs[-1], sum_sq)
+        L = len(activations)
         for l in range(L - 1, -1, -1):
-            act, dZ = self.activations[l], ws.dA[l]
-            db = self._db[l] if self.bias else None
+            act, dZ = activations[l], dAs[l]
+            db = None if dbs is None else dbs[l]
             if act.name != "identity":  # dZ = dA * g'(.) and db = colsum(dZ), in one pass where fused
                 from_output = not act.needs_input_for_grad
-                ops.activation_bias_backward(dZ, act, ws.A[l] if from_output else ws.Z[l], from_output, dZ, db)
+                ops.activation_bias_backward(dZ, act, As[l] if from_output else Zs[l], from_output, dZ, db)
             elif db is not None:
                 ops.bias_gradient(dZ, db)
             if bf16 and l == L - 1:  # the output layer's dZ is float32: a bf16 copy for the products
                 dZ = ops.to_storage(dZ, ws.dZ16)
-            A_prev = ws.A[l - 1] if l else (ws.X16 if bf16 else X)
-            ops.matmul(A_prev.T, dZ, out=self._dW[l])
+            A_prev = As[l - 1] if l else (ws.X16 if bf16 else X)
+            ops.matmul(A_prev.T, dZ, out=dW[l])
             if l:
-                ops.matmul(dZ, (self._W16 if bf16 else self.weights)[l].T, out=ws.dA[l - 1])
+                ops.matmul(dZ, weights[l].T, out=dAs[l - 1])
         return sum_sq
 
     def train_step(self, X, Y):

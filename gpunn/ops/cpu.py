@@ -139,7 +139,12 @@ if numba is not None:
 def _fusable(*arrays) -> bool:
     """C-contiguous arrays of one float dtype (what the kernels are compiled for)."""
     dtype = arrays[0].dtype
-    return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+    if dtype not in _FLOATS:
+        return False
+    for a in arrays:  # a loop, not all() over a generator: this runs six times in every small step
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 def default_threads() -> int:
@@ -229,10 +234,10 @@ class CpuOps(Ops):
         gpunn's own pool, whose threads block rather than spin: Numba's parallel=True (OpenMP
         layer, spinning workers) fought OpenBLAS's threads for the cores and made steps 2-10x slower.
         """
-        parts = min(self.threads, n) if work >= PARALLEL_MIN_ELEMENTS else 1
-        if parts <= 1:
+        if work < PARALLEL_MIN_ELEMENTS or self.threads <= 1 or n <= 1:
             kernel(*args, 0, n)
             return 1
+        parts = min(self.threads, n)
         bounds = _bounds(n, parts)
         run_pieces(kernel, [(*args, bounds[t], bounds[t + 1]) for t in range(parts)])
         return parts
@@ -240,7 +245,7 @@ class CpuOps(Ops):
     # ---- matrix products -------------------------------------------------------------
     def matmul(self, a, b, out):
         k = a.shape[-1]
-        if a.ndim == 2 and b.ndim == 2 and k <= SMALL_K and a.shape[0] * b.shape[1] >= 4096:
+        if k <= SMALL_K and a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] >= 4096:
             if k == 1:
                 return numpy.multiply(a, b, out=out)  # an outer product (broadcast)
             if self.fused and out.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype in _FLOATS:
@@ -250,9 +255,9 @@ class CpuOps(Ops):
                     b = contiguous
                 self._split(_small_k_matmul, a.shape[0], out.size * k, a, b, out)
                 return out
-        if a.ndim == 2 and b.ndim == 2 and out is not None and not self._numpy_only:
-            return self.gemm.matmul(a, b, out)
-        return numpy.matmul(a, b, out=out)
+        if self._numpy_only or out is None or a.ndim != 2 or b.ndim != 2:
+            return numpy.matmul(a, b, out=out)
+        return self.gemm.matmul(a, b, out)
 
     # ---- forward ---------------------------------------------------------------------
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
@@ -285,10 +290,10 @@ class CpuOps(Ops):
         """kernel(*args, sums, lo, hi), which writes the float64 column sums of rows lo..hi of args[0] into
         ``sums``, over all the rows: into db directly, or in `threads` pieces summed in float64 into db."""
         rows, cols = args[0].shape
-        parts = min(self.threads, rows) if args[0].size >= PARALLEL_MIN_ELEMENTS else 1
-        if parts <= 1:
+        if args[0].size < PARALLEL_MIN_ELEMENTS or self.threads <= 1 or rows <= 1:
             kernel(*args, db, 0, rows)  # the column sums land in db directly
             return
+        parts = min(self.threads, rows)
         sums = self.scratch((parts, cols), numpy.float64, slot=3)
         bounds = _bounds(rows, parts)
         run_pieces(kernel, [(*args, sums[t], bounds[t], bounds[t + 1]) for t in range(parts)])
