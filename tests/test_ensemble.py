@@ -595,6 +595,23 @@ def test_an_ensemble_too_big_for_the_host_is_refused_before_allocating_on_the_cp
     assert peak < members * params * 4
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_memory_check_counts_what_an_adam_fit_allocates(bias):
+    """member_bytes (the memory check's and gpunn sweep's count) against the buffers themselves: parameters,
+    gradients, Adam's two moments and a chunk's workspaces (gelu: Z and A apart) are the count, less the output
+    layer's A, which is its Z (mut12e N6: Adam's state left out; N9: biases counted without bias)."""
+    from gpunn.ensemble import member_bytes
+    from gpunn.training.ensemble import EnsembleOptimizer
+
+    ens = gpunn.Ensemble([16, 64, 32, 2], 3, activation="gelu", bias=bias, device="cpu", seed=0)
+    state = EnsembleOptimizer("adam", 3, np).bind(ens.params, ens.ops).state
+    ws, rows = ens._workspace(ens.chunk_rows), ens.chunk_rows
+    buffers = {id(a): a for a in (ens.params, ens.grads, *state.values(), *ws.Z, *ws.A, *ws.dA)}
+    held = sum(a.nbytes for a in buffers.values())
+    count = 3 * member_bytes(ens.layer_sizes, 4, rows, bias)
+    assert count == held + 3 * rows * 2 * 4
+
+
 def test_member_kernels_match_the_generic_member_ops():
     """CpuEnsembleOps' Numba loops (bias+ReLU, ReLU backward + bias sums, Adam) against EnsembleOps."""
     from gpunn.ops.ensemble import EnsembleOps
