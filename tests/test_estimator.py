@@ -310,7 +310,9 @@ def test_n_iter_counts_the_last_calls_epochs_as_scikit_learn(data):
         counts = [est.fit(X, y).n_iter_, est.fit(X, y).n_iter_, est.partial_fit(X, y).n_iter_,
                   est.partial_fit(X, y).n_iter_]
         assert counts == [3, 3, 1, 1] and len(est.loss_curve_) == 8 and est.t_ == 8 * len(X), type(est).__module__
+        # a new fit counts t_ anew too (mut12m's E38: t_ carried over from the earlier fits passed)
         assert est.set_params(warm_start=False).fit(X, y).n_iter_ == 3 and len(est.loss_curve_) == 3
+        assert est.t_ == 3 * len(X), type(est).__module__
 
 
 def test_partial_fit_divides_an_adaptive_rate_by_5_as_scikit_learn(data):
@@ -327,6 +329,15 @@ def test_partial_fit_divides_an_adaptive_rate_by_5_as_scikit_learn(data):
     assert est.history_["lr"] == pytest.approx([rate] * 3 + [rate / 5] * 2 + [rate / 25])
     est.set_params(warm_start=True).fit(X, y)  # the count is carried (1): the 1st and 3rd epochs reach 2
     assert est.history_["lr"][6:] == pytest.approx([rate, rate / 5, rate / 5])
+
+
+def test_adam_ignores_learning_rate_adaptive_as_scikit_learn(data):
+    """learning_rate applies to sgd only: Adam's plateau stops the fit, its rate unchanged (mut12m's E34: an adaptive
+    rule for every solver divided Adam's rate by 5 and trained on, and passed)."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(4,), solver="adam", learning_rate="adaptive", tol=1e9, n_iter_no_change=1,
+                       max_iter=10, random_state=0, device="cpu").fit(X[:100], y[:100])
+    assert est.n_iter_ == 3 and est.history_.stopped_early and est.history_["lr"] == [1e-3] * 3
 
 
 def test_loss_curve_is_scikit_learns_half_mse(data):
@@ -371,6 +382,12 @@ def test_early_stopping_keeps_the_best_validation_epoch_whatever_tol(data):
                        learning_rate_init=1e-2, random_state=0, device="cpu").fit(X, y)
     best = int(numpy.argmax(est.validation_scores_)) + 1
     assert est.n_iter_ == 5 and best > 1 and est.history_.best_epoch == best
+    # those weights are the best epoch's: a fit that ends there (same seed, same split) has them (mut12m's E23:
+    # EarlyStopping without restore_best_weights kept the 5th epoch's and passed)
+    assert best < 5
+    until_best = MLPRegressor(**{**est.get_params(), "max_iter": best}).fit(X, y)
+    for kept, there in zip(est.coefs_ + est.intercepts_, until_best.coefs_ + until_best.intercepts_):
+        numpy.testing.assert_array_equal(kept, there)
 
 
 def test_a_warm_fit_that_never_beats_the_best_validation_score_keeps_its_weights(data):
@@ -407,6 +424,11 @@ def test_a_warm_fit_that_turns_early_stopping_on_keeps_its_own_weights():
     before = [w.copy() for w in est.coefs_]
     est.set_params(early_stopping=True, max_iter=3).fit(X, y)
     assert not all(numpy.array_equal(w, b) for w, b in zip(est.coefs_, before))
+    # nor does the earlier fit's rule carry its count and best into the other kind's (mut12m's E33: its loss taken
+    # as the best R², every epoch of the warm fit counted and it stopped after 3 of 6, R² rising in each)
+    est.set_params(early_stopping=False, max_iter=5).fit(X, y)
+    est.set_params(early_stopping=True, max_iter=6, n_iter_no_change=2, tol=0).fit(X, y)
+    assert est.n_iter_ == 6 and est.validation_scores_[-6:] == sorted(est.validation_scores_[-6:])
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -446,6 +468,27 @@ def test_alpha_is_scaled_by_the_rows_of_a_batch_as_trained(data, batch_size):
     est = MLPRegressor(hidden_layer_sizes=(4,), alpha=0.01, batch_size=batch_size, max_iter=1, device="cpu")
     est.fit(X[:50], y[:50])
     assert est.model_.optimizer.weight_decay == pytest.approx(2 * 0.01 / 50, rel=1e-12)
+
+
+def test_shuffle_false_trains_on_the_rows_in_their_order(data):
+    """shuffle=False reaches the batches of fit and partial_fit: the same start and rows in their order end elsewhere
+    than shuffled (mut12m's E24: fit with shuffle=True whatever the parameter passed every test)."""
+    X, y = data[0][:50], data[1][:50]
+    settings = dict(hidden_layer_sizes=(4,), batch_size=10, max_iter=2, random_state=0, device="cpu")
+    for how in ("fit", "partial_fit"):
+        ordered, shuffled = (getattr(MLPRegressor(**settings, shuffle=s), how)(X, y) for s in (False, True))
+        assert not numpy.array_equal(ordered.coefs_[0], shuffled.coefs_[0]), how
+
+
+@pytest.mark.parametrize("solver, name", [("adam", "Adam"), ("adamw", "AdamW")])
+def test_adams_settings_reach_its_optimizer(data, solver, name):
+    """beta_1, beta_2 and epsilon are Adam's (mut12m's E21: epsilon not passed on, the default 1e-8 used, passed
+    every test)."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(4,), solver=solver, beta_1=0.8, beta_2=0.99, epsilon=1e-3, max_iter=1,
+                       device="cpu").fit(X[:50], y[:50])
+    opt = est.model_.optimizer
+    assert type(opt).__name__ == name and (opt.beta1, opt.beta2, opt.eps) == (0.8, 0.99, 1e-3)
 
 
 @pytest.mark.parametrize("params, message", [
