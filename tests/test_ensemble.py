@@ -278,6 +278,37 @@ def _saved(model, path):
     return path
 
 
+def test_without_early_stopping_each_members_best_epoch_is_its_best_finite_one(ensemble_data):
+    """history.best_epoch and best without EarlyStopping: per member, over its finite validation losses (mut12e
+    T57: member 1, diverged in epoch 3, had the NaN epoch as its best)."""
+    X, Y = ensemble_data
+
+    class Poison(gpunn.Callback):  # member 1's weights blow up at the start of epoch 3
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 2:
+                trainer.model.member_params[1] *= 1e200
+
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in epoch 3"):
+        history = ens.fit(X, Y, optimizer="sgd", lr=1e-2, epochs=4, batch_size=50, validation_fraction=0.2,
+                          callbacks=[Poison()], verbose=False)
+    val = np.asarray(history["val_loss"])
+    assert not np.isfinite(val[2:, 1]).any()
+    assert history.best_epoch == [int(np.argmin(val[:, 0])) + 1, int(np.argmin(val[:2, 1])) + 1]
+    assert history.best == [val[:, 0].min(), val[:2, 1].min()]
+
+
+def test_an_ensembles_shuffle_seed_defaults_to_member_0s_seed(ensemble_data):
+    """fit without seed= shuffles by seeds[0], as documented (mut12e T59: seed 0)."""
+    X, Y = ensemble_data
+    runs = []
+    for seed in (None, 12):
+        ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=12)
+        ens.fit(X, Y, epochs=2, batch_size=30, seed=seed, verbose=False)
+        runs.append(ens.params)
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 def test_an_ensembles_throughput_counts_member_samples(ensemble_data, monkeypatch):
     """samples_per_s of an ensemble is member-samples per second (K x rows, as gpunn bench --ensemble
     reports it); the loop's clock is faked to one second an epoch."""

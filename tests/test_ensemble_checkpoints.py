@@ -157,6 +157,7 @@ def test_a_diverged_member_stays_frozen_through_a_checkpoint(ensemble_data, tmp_
         warnings.simplefilter("error", RuntimeWarning)  # the member is not reported (or frozen) again
         resumed = ckpt.resume(X, Y * 1e3, verbose=False)
     assert resumed.diverged == [1]
+    assert ckpt.model.diverged == [1]  # left out of the mean and best() after the resume too (mut12e T54: [])
     np.testing.assert_array_equal(ckpt.model.params, reference.params)  # NaN where the reference has NaN
     np.testing.assert_array_equal(np.array(resumed["loss"]), np.array(ref_hist["loss"]))
 
@@ -249,6 +250,24 @@ def ensemble_files(ensemble_data, tmp_path):
 
 def npy_source(files, **options):
     return gdata.npy(*files, chunk_rows=40, window=3, seed=4, validation_fraction=0.2, **options)
+
+
+def test_a_resumed_early_stopping_state_for_other_members_is_refused(ensemble_data, tmp_path, interrupt_at):
+    """MemberEarlyStopping's per-member lists in a checkpoint must list the ensemble's members (mut12e T66: a
+    'wait' of 3 for 2 members resumed, the third ignored)."""
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, seed=0, device="cpu").fit(
+        X, Y, epochs=3, batch_size=50, verbose=False,
+        callbacks=[gpunn.EarlyStopping(monitor="loss", patience=5), gpunn.ModelCheckpoint(path), interrupt_at(1, 0)])
+
+    def three_waits(meta, arrays):
+        (entry,) = [cb for cb in meta["training"]["callbacks"] if cb["class"] == "MemberEarlyStopping"]
+        entry["state"]["wait"] = [0, 0, 0]
+
+    ckpt = gpunn.load_checkpoint(_forge(path, tmp_path / "bad.npz", three_waits))
+    with pytest.raises(ValueError, match=r"state 'wait' should list 2 members, got \[0, 0, 0\]"):
+        ckpt.resume(X, Y, verbose=False)
 
 
 def test_an_ensemble_trains_on_a_data_source_exactly_as_each_member_would(ensemble_files):
