@@ -16,6 +16,16 @@ class MissingExtra(ImportError):
     adds it (the command line reports it as a user's error, not an internal one)."""
 
 
+class NotFinite(ValueError):
+    """An array's NaN or infinite values (``count``; the first at ``row``, ``column``, counted from 0 as the array
+    indexes them), after conversion to ``dtype``: a caller that read the array from a file can say where in it."""
+
+    def __init__(self, name, count, row, column, dtype):
+        super().__init__(f"{name} contains {count} NaN or infinite value(s) (first at row {row}, column {column}) "
+                         f"after conversion to {dtype}; clean or impute them first")
+        self.count, self.row, self.column, self.dtype = count, row, column, dtype
+
+
 def _kind_of(array) -> str:
     return numpy.dtype(array.dtype).kind
 
@@ -83,10 +93,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     if not bool(finite.all()):
         bad = int(finite.size - int(finite.sum()))
         row, col = (int(i) for i in xp.argwhere(~finite)[0])
-        raise ValueError(
-            f"{name} contains {bad} NaN or infinite value(s) (first at row {row}, column {col}) "
-            f"after conversion to {numpy.dtype(dtype).name}; clean or impute them first"
-        )
+        raise NotFinite(name, bad, row, col, numpy.dtype(dtype).name)
     return data
 
 

@@ -232,6 +232,122 @@ def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
         i += 1
 
 
+def lines_before(fh, offset) -> int:
+    """How many line ends (\\n, \\r\\n or \\r) the file ``fh`` (binary) holds before the byte ``offset``."""
+    fh.seek(0)
+    count, left, last = 0, offset, b""
+    while left > 0:
+        data = fh.read(min(left, 1 << 24))
+        if not data:
+            break
+        count += data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n") - (last == b"\r" and data[:1] == b"\n")
+        last, left = data[-1:], left - len(data)
+    return count
+
+
+def _lines_from(fh, start, block=1 << 20):
+    """(offset, bytes) of each line of the file ``fh`` (binary) from the byte ``start`` (a line's start), its line
+    end included."""
+    import re
+
+    line_end = re.compile(rb"\r\n|\r|\n")
+    fh.seek(start)
+    pending, offset = b"", start
+    while True:
+        data = fh.read(block)
+        buf, at = pending + data, 0
+        for end in line_end.finditer(buf):
+            if data and end.end() == len(buf) and buf.endswith(b"\r"):  # a \r\n may be cut by the read
+                break
+            yield offset + at, buf[at:end.end()]
+            at = end.end()
+        if not data:
+            if at < len(buf):
+                yield offset + at, buf[at:]
+            return
+        pending, offset = buf[at:], offset + at
+
+
+def csv_rows(fh, start, line):
+    """(line, offset) of each data row of a CSV file ``fh`` (binary) from the byte ``start``, where a row begins
+    on line ``line`` (counted from 1): the line an editor shows it on and its first byte. Rows as pyarrow and
+    numpy.loadtxt count them: an empty line is skipped, and a row goes on past a line end inside a quoted field
+    (a line with an odd count of quotes opens or closes one)."""
+    quoted = False
+    for offset, text in _lines_from(fh, start):
+        if not quoted and text.rstrip(b"\r\n"):
+            yield line, offset
+        if text.count(b'"') % 2:
+            quoted = not quoted
+        line += 1
+
+
+def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> int:
+    """The line of the CSV file ``path`` on which its data row ``row`` begins: counted from 1, the header's
+    lines too, as an editor shows it, where gpunn's readers count data rows from 0 after the header (empty lines
+    skipped: csv_rows). ``start``: the byte at which data row ``first_row`` begins (a chunk's), to count from
+    there; by default the header's end (the file's start with ``header=False``). Read for an error's message."""
+    with open(path, "rb") as fh:
+        if start is None:
+            start, first_row = (csv_header_end(fh, os.fstat(fh.fileno()).st_size, delimiter) if header else 0), 0
+        line = 1 + lines_before(fh, start)
+        for n, (line, _) in enumerate(csv_rows(fh, start, line), first_row):
+            if n == row:
+                return line
+    return line + 1
+
+
+def csv_names(path, delimiter=",") -> list | None:
+    """The column names of a CSV file's header row, or None for a file without one (csv_has_header)."""
+    import csv
+
+    if not csv_has_header(path, delimiter):
+        return None
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
+
+
+def csv_first_text(path, index, header=True, delimiter=",") -> str:
+    """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
+    value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as a clause for
+    the refusal: " (its first value that is not a number: 'x' on line 6)"; "" where none is found."""
+    import csv
+
+    missing = set(pyarrow_csv_null_values())
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader, before, rows = csv.reader(fh, delimiter=delimiter), 0, 0
+        for row in reader:
+            line, before = before + 1, reader.line_num
+            if not row:
+                continue
+            rows += 1
+            value = row[index] if index < len(row) else ""
+            if (rows > 1 or not header) and value not in missing and not _is_number(value):
+                return f" (its first value that is not a number: {value!r} on line {line})"
+    return ""
+
+
+def pyarrow_csv_null_values() -> list:
+    """The values pyarrow's CSV reader takes for a missing one."""
+    import pyarrow.csv
+
+    return list(pyarrow.csv.ConvertOptions().null_values)
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text.replace("_", "?"))  # (Python's float takes 1_0, pyarrow does not)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_column(names, index) -> str:
+    """A CSV file's column in a message: "column 'b'" by its header's name, or, in a file without a header
+    (``names`` None), "value 2 of the line" (counted from 1, as one reads a line)."""
+    return f"column {names[index]!r}" if names else f"value {index + 1} of the line"
+
+
 def delimiter_hint(path, delimiter=",", decimal=".") -> str:
     """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
     holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
@@ -277,21 +393,24 @@ def _header_lines(path) -> int:
         return max(1, len(re.findall(rb"\r\n|\r|\n", fh.read(end))))
 
 
-def _loadtxt_problem(exc) -> str:
-    """numpy.loadtxt's complaint in gpunn's words: its rows and columns counted from 0 after the header, as
-    gpunn's other errors count them ("first at row 1, column 2"). NumPy counts a value's row from 0 but its
-    column from 1, and the row whose column count changed from 1, and advises loadtxt's `usecols`, which
-    gpunn's commands do not have."""
+def _loadtxt_problem(exc, path) -> str:
+    """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words: the line an editor shows (from 1,
+    the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where. NumPy counts
+    a value's row from 0 after the header but its column from 1, and the row whose column count changed from
+    1, and advises loadtxt's `usecols`, which gpunn's commands do not have."""
     import re
 
     text = str(exc)
     value = re.fullmatch(r"could not convert string (.*) to float64 at row (\d+), column (\d+)\.?", text)
     if value:
         what = "an empty value (a missing number)" if value[1] in ("''", '""') else value[1]
-        return f"{what} at row {value[2]}, column {int(value[3]) - 1} is not a number"
+        names = csv_names(path)
+        return (f"{what} on line {csv_line(path, int(value[2]), header=names is not None)} "
+                f"({csv_column(names, int(value[3]) - 1)}) is not a number")
     width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
     if width:
-        return f"row {int(width[3]) - 1} has {width[2]} columns, the rows before it {width[1]}"
+        line, n = csv_line(path, int(width[3]) - 1, header=csv_has_header(path)), int(width[2])
+        return f"line {line} has {n} value{'s' * (n != 1)}, the lines before it {width[1]}"
     return text
 
 
@@ -304,7 +423,7 @@ def _read_csv(path, option):
             X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
                               skiprows=_header_lines(path) if csv_has_header(path) else 0, encoding="utf-8-sig")
     except ValueError as exc:
-        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({_loadtxt_problem(exc)})"
+        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({_loadtxt_problem(exc, path)})"
                              f"{delimiter_hint(path)}") from None
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")

@@ -162,6 +162,26 @@ def test_train_and_predict_on_a_csv_whose_quoted_header_name_holds_a_line_end(tm
             numpy.testing.assert_array_equal(numpy.load(out), expected)
 
 
+def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, capsys):
+    """A NaN in a CSV input is named by its line, as an editor shows it (the header's counted), and its column's
+    name, or its place on the line without a header: it said "X contains 1 NaN ... (first at row 249, column 1)"
+    read whole, and the row within the piece read streamed."""
+    pytest.importorskip("pyarrow")
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    rows = [f"{i},{i}.5" for i in range(300)]
+    rows[249] = "1,nan"
+    (tmp_path / "x.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
+    (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
+    said = "NaN or infinite values after conversion to float32, the first at line {} ({}); clean or impute them first"
+    for args, words in ((["x.csv"], "IN {}x.csv: " + said.format(251, "column 'b'")),  # read whole
+                        (["x.csv", "--features", "a,b"], "{}x.csv: " + said.format(251, "column 'b'")),  # streamed
+                        (["h.csv"], "IN {}h.csv: " + said.format(250, "value 2 of the line"))):
+        args = [str(tmp_path / args[0]), *args[1:]]
+        assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
+        assert capsys.readouterr().err == f"gpunn: error: {words.format(str(tmp_path) + '/')}\n"
+
+
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     tmp_path, _, _ = pair
     assert main(["train", "--data", str(tmp_path / "X.npy"), *SMALL]) == 2

@@ -474,7 +474,9 @@ def test_a_failed_prediction_leaves_no_output_file(tmp_path):
     numpy.save(tmp_path / "in.npy", X)
     from gpunn.data.files import predict_file
 
-    with pytest.raises(DataError, match=r"in\.npy \(rows 50-99\).*NaN"):
+    # the file's row, not the chunk's: "(rows 50-99): X contains ... (first at row 20, column 1)"
+    with pytest.raises(DataError, match=r"in\.npy: NaN or infinite values after conversion to float32, the first at "
+                                        r"row 70 \(column 1\)"):
         predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "in.npy", tmp_path / "out.npy", chunk_rows=50)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
 

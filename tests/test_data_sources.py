@@ -444,9 +444,43 @@ def test_an_infinite_or_missing_value_in_a_csv_names_the_file_and_the_rows(tmp_p
     lines[2900] = ",1"  # an empty field: null, counted as NaN
     (tmp_path / "v.csv").write_text("x,y\n" + "\n".join(lines) + "\n")
     source = data.csv(tmp_path / "v.csv", target="y", block_size=1 << 12, shuffle=False, device="cpu")
-    with pytest.raises(DataError, match=r"v\.csv \(data rows \d+-\d+\): 1 NaN or infinite features .*first at row 2345 "
+    # (the line an editor shows: data row 2345 is line 2347, after the header's)
+    with pytest.raises(DataError, match=r"v\.csv \(lines \d+-\d+\): 1 NaN or infinite features .*first at line 2347 "
                                         r"\(column 'x'\)"):
         list(source.batches(0, 100))
+
+
+def test_a_csv_error_names_the_line_an_editor_shows(tmp_path):
+    """Every CSV error says where as an editor shows it: the file's line, from 1, the header's lines, empty lines
+    and the lines of a quoted value counted (they said a data row counted from 0, or the first row of the chunk it
+    was read in: "bad data after row 4096"). A NaN, a word past the block types are read from, a short row."""
+    pytest.importorskip("pyarrow")
+    from gpunn.preflight import csv_line
+
+    def write(name, bad_row, bad, newline="\n"):
+        rows = [f"{i},{i % 7}.5,{2 * i}" for i in range(3000)]
+        rows[10] = '"a name\non two lines",3.5,4'  # a row on two lines (its column n is not read)
+        rows[bad_row] = bad
+        text = '"n\nx",b,y' + newline + "".join(r + newline + (newline if i == 20 else "") for i, r in enumerate(rows))
+        with open(tmp_path / name, "w", newline="") as fh:
+            fh.write(text)
+        # the header takes lines 1-2, row 10 lines 13-14, an empty line follows row 20: row i >= 21 is on line i + 5
+        return bad_row + 5
+
+    line = write("nan.csv", 2345, "1,nan,3")
+    assert line == 2350 and csv_line(tmp_path / "nan.csv", 2345) == line
+    with pytest.raises(DataError, match=rf"nan\.csv \(lines \d+-\d+\): 1 NaN .* the first at line {line} "
+                                        r"\(column 'b'\)"):
+        epoch(data.csv(tmp_path / "nan.csv", target="y", features=["b"], block_size=1 << 12, shuffle=False,
+                       device="cpu"))
+    for newline in ("\n", "\r\n", "\r"):
+        line = write("word.csv", 2500, "1,two,3", newline)
+        with pytest.raises(DataError, match=rf"word\.csv line {line}: column 'b': CSV conversion error to double: "
+                                            r"invalid value 'two'$"):
+            data.csv(tmp_path / "word.csv", target="y", features=["b"], block_size=1 << 12)
+    line = write("short.csv", 2999, "1,2")
+    with pytest.raises(DataError, match=rf"short\.csv line {line}: CSV parse error: Expected 3 columns, got 2"):
+        data.csv(tmp_path / "short.csv", target="y", features=["b"], block_size=1 << 12)
 
 
 class _CountingList(list):
@@ -485,7 +519,7 @@ def test_a_csv_epoch_in_many_chunks_reads_its_rows_in_file_order_with_work_linea
     numpy.testing.assert_array_equal(numpy.sort(Xs[:, 0]), numpy.setdiff1d(numpy.arange(rows), held))
     (tmp_path / "bad.csv").write_text("id,y\n" + "".join(f"{i},{-i}\n" if i != 2777 else "inf,0\n"
                                                           for i in range(rows)))
-    with pytest.raises(DataError, match=r"bad\.csv \(data rows \d+-\d+\): 1 NaN .*first at row 2777 "):
+    with pytest.raises(DataError, match=r"bad\.csv \(lines \d+-\d+\): 1 NaN .*first at line 2779 "):
         epoch(data.csv(tmp_path / "bad.csv", target="y", block_size=64, shuffle=False, device="cpu"), 0, 128)
     (tmp_path / "parts").mkdir()  # a Parquet directory counts rows within each file
     for name, lo in (("a", 0), ("b", 1000)):
@@ -507,7 +541,7 @@ def test_a_csv_file_cut_short_during_an_epoch_stops_naming_it(tmp_path, new_size
     next(batches)
     with open(path, "r+b") as fh:
         fh.truncate(new_size(path.stat().st_size))
-    with pytest.raises(DataError, match=r"c\.csv: truncated or shrunk while reading data rows from \d+"):
+    with pytest.raises(DataError, match=r"c\.csv: truncated or shrunk while reading the rows from line \d+"):
         list(batches)
     with pytest.raises(DataError, match=r"c\.csv: the file changed since it was indexed"):
         next(source.batches(1, 500))
@@ -712,9 +746,12 @@ def test_a_corrupt_parquet_file_is_refused_naming_it(tmp_path):
 def test_a_csv_value_that_is_not_a_number_is_refused_naming_the_file(tmp_path):
     pytest.importorskip("pyarrow")
     (tmp_path / "b.csv").write_text("x,y\n" + "1,2\n" * 5000 + "3,oops\n")
-    with pytest.raises(DataError, match=r"b\.csv: bad data after row"):
+    # the line an editor shows (from 1, the header's counted), not "bad data after row 4096" (its chunk's first)
+    with pytest.raises(DataError, match=r"b\.csv line 5002: column 'y': CSV conversion error to double: invalid "
+                                        r"value 'oops'$"):
         data.csv(tmp_path / "b.csv", target="y", block_size=1 << 12)
-    with pytest.raises(DataError, match=r"b\.csv: column 'y' is string"):  # seen in the first block
+    with pytest.raises(DataError, match=r"b\.csv: column 'y' is string, not numeric \(its first value that is not a "
+                                        r"number: 'oops' on line 5002\)"):  # seen in the first block
         data.csv(tmp_path / "b.csv", target="y", block_size=1 << 20)
 
 
@@ -762,7 +799,7 @@ def test_a_csv_with_decimal_commas_reads_with_decimal_comma_as_its_points_twin(t
                                         r"decimal=',' to gpunn.data.csv"):
         data.csv(tmp_path / "de.csv", target="y", delimiter=";", block_size=1 << 10)
     (tmp_path / "mixed.csv").write_text("a;y\n" + "1,5;2\n" * 300 + "2.5;3\n")  # past the block types are read from
-    with pytest.raises(DataError, match=r"bad data after row \d+ .*invalid value '2.5'"):
+    with pytest.raises(DataError, match=r"mixed\.csv line 302: column 'a': .*invalid value '2.5'"):
         data.csv(tmp_path / "mixed.csv", target="y", delimiter=";", decimal=",", block_size=1 << 10)
     for decimal in (",", ";;", 0, '"'):
         with pytest.raises(ValueError, match="decimal is the numbers' decimal mark, one character other than"):

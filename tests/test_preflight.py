@@ -71,16 +71,19 @@ def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
 
 
 @pytest.mark.parametrize("text, said", [
-    ("1,2,3\n4,x,6\n", "('x' at row 1, column 1 is not a number)"),
-    ("a,b,c\n1,2,3\n4,,6\n", "(an empty value (a missing number) at row 1, column 1 is not a number)"),
-    ("1,2,3\n4,5,6\n7,8\n", "(row 2 has 2 columns, the rows before it 3)"),
-    ("a,b,c\n1,2,3\n4,5,6,7\n", "(row 1 has 4 columns, the rows before it 3)"),
+    ("1,2,3\n4,x,6\n", "('x' on line 2 (value 2 of the line) is not a number)"),
+    ("a,b,c\n1,2,3\n4,,6\n", "(an empty value (a missing number) on line 3 (column 'b') is not a number)"),
+    ("a,b,c\n1,2,3\n\n4,,6\n", "(an empty value (a missing number) on line 4 (column 'b') is not a number)"),
+    ("1,2,3\n4,5,6\n7,8\n", "(line 3 has 2 values, the lines before it 3)"),
+    ("a,b,c\n1,2,3\n4,5,6,7\n", "(line 3 has 4 values, the lines before it 3)"),
+    ('"a","b\nc",d\r\n1,2,3\r\n4,5\r\n', "(line 4 has 2 values, the lines before it 3)"),
 ])
 def test_a_csv_input_that_is_not_numbers_is_located_as_the_streamed_reader_locates_a_bad_value(tmp_path, text, said):
-    """numpy.loadtxt's own words: a value's row counted from 0 but its column from 1, the row of a changed column
-    count from 1, and advice to use loadtxt's usecols, which no gpunn command has. Now rows and columns count from
-    0 after the header, as 'first at row 1, column 2' of the streamed reader and of the array checks do."""
-    (tmp_path / "in.csv").write_text(text)
+    """numpy.loadtxt's own words: a value's row counted from 0 after the header but its column from 1, the row of
+    a changed column count from 1, and advice to use loadtxt's usecols, which no gpunn command has. Then rows and
+    columns counted from 0 after the header; now the line an editor shows (from 1, the header's lines and an empty
+    line counted) and the column's name (its place on the line in a file without a header), as every CSV error."""
+    (tmp_path / "in.csv").write_bytes(text.encode())
     with pytest.raises(preflight.PreflightError) as raised:
         preflight.read_matrix(tmp_path / "in.csv", "IN")
     assert str(raised.value) == f"IN {tmp_path / 'in.csv'} is text but not comma-separated numbers {said}"

@@ -6,6 +6,7 @@ import os
 
 import numpy
 
+from ..checks import NotFinite
 from .common import DEVICE_NAMES, add_debug
 
 
@@ -67,6 +68,13 @@ def run(args) -> int:
     X = preflight.read_matrix(args.input, "IN")
     try:
         P = numpy.asarray(model.backend.to_host(model.predict(X)))
+    except NotFinite as exc:
+        if preflight.file_kind(args.input) != "text":  # an .npy array's row and column, as NumPy indexes them
+            raise ValueError(f"IN {args.input}: {exc}") from None
+        from ..data.files import not_finite_in_file
+
+        names = preflight.csv_names(args.input)
+        raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv=True)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {args.input}: {exc}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)

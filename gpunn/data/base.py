@@ -254,11 +254,15 @@ class ChunkedSource:
             finite = numpy.isfinite(A)
             if not finite.all():
                 row, col = (int(i) for i in numpy.argwhere(~finite)[0])
-                first = self._row_offset(k) + row
                 where = f"column {names[col]!r}" if names else f"{name} column {col}"
                 raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} NaN or infinite "
-                                f"{name} value(s), the first at row {first} ({where}); "
+                                f"{name} value(s), the first at {self._at_row(k, row)} ({where}); "
                                 "clean or impute them before training")
+
+    def _at_row(self, k, row) -> str:
+        """Where row ``row`` of chunk ``k`` is in the source's file, as a message says it: "row 512", counted from
+        0 as NumPy and pandas index a file's rows (a CSV file says its line instead)."""
+        return f"row {self._row_offset(k) + row}"
 
     def _row_offset(self, k):
         """The row chunk ``k`` starts at (read for every chunk by a CSV source: a prefix sum made once in

@@ -11,8 +11,10 @@ import tempfile
 
 import numpy
 
+from ..checks import NotFinite
 from .base import DataError
 
+CSV_BLOCK = 1 << 20  # the bytes pyarrow's CSV reader reads a batch from (its default)
 FORMATS = {".npy": "npy", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
@@ -28,7 +30,8 @@ def file_format(path) -> str:
 
 
 def read_rows(path, n_features, features=None, chunk_rows=65536):
-    """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features)).
+    """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features), the names of the
+    columns read or None where they have none: an .npy file, a CSV file without a header row).
 
     For a table, ``features`` names the columns (default: all of them, which must then be
     ``n_features`` numeric columns). An ``.npy`` file, or a CSV file without a header row (its
@@ -48,7 +51,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 out = numpy.empty((min(chunk_rows, f.rows - start), f.columns), f.dtype if f.dtype.kind == "f" else "float64")
                 f.read(start, out)
                 yield out
-        return f.rows, chunks()
+        return f.rows, chunks(), None
     from ..preflight import delimiter_hint
     from .tables import copy_columns, pick_columns, pyarrow_module
 
@@ -71,16 +74,18 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
-        from ..preflight import NOT_UTF8, csv_has_header, file_kind
+        from ..preflight import NOT_UTF8, csv_first_text, csv_has_header, file_kind
 
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
 
         header = csv_has_header(path)
-        read_options = csv.ReadOptions(autogenerate_column_names=not header)  # no header: f0, f1, ... in order
+        read_options = csv.ReadOptions(autogenerate_column_names=not header,  # no header: f0, f1, ... in order
+                                       block_size=CSV_BLOCK)
         try:
-            names, _ = pick_columns(path, csv.open_csv(path, read_options=read_options).schema, None,
-                                    features if header else None)
+            schema = csv.open_csv(path, read_options=read_options).schema
+            names, _ = pick_columns(path, schema, None, features if header else None,
+                                    lambda i: csv_first_text(path, i, header))
             reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
                 include_columns=names, column_types={c: pyarrow.float64() for c in names}))
         except DataError as exc:
@@ -97,7 +102,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 except StopIteration:
                     return
                 except Exception as exc:
-                    raise DataError(f"{path}: bad data after row {done} ({exc})") from None
+                    raise DataError(_refused(path, header, done, schema.names, names, exc)) from None
                 done += batch.num_rows
                 yield batch
     if len(names) != n_features:  # a ";"-delimited CSV gives one column (its first row taken for a header)
@@ -110,7 +115,35 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
             out = numpy.empty((batch.num_rows, len(names)))
             copy_columns(batch, names, out)
             yield out
-    return rows, chunks()
+    return rows, chunks(), names if kind == "parquet" or header else None
+
+
+def _refused(path, header, done, columns, names, exc) -> str:
+    """The error of a CSV input whose batch after data row ``done`` pyarrow refused (``exc``), at the line of the
+    row it refuses (tables.first_refused over the two blocks from that row: the batch's bytes and a row longer
+    than a block); ``columns``: the file's, ``names``: those read."""
+    from ..preflight import csv_column, csv_header_end, csv_rows, lines_before
+    from .tables import first_refused, pyarrow_module
+
+    pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        begin = csv_header_end(fh, size) if header else 0
+        start = next((offset for n, (_, offset) in enumerate(csv_rows(fh, begin, 1 + lines_before(fh, begin)))
+                      if n == done), size)
+
+    def read(buffer):
+        return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns, block_size=max(len(buffer), 1)),
+                            convert_options=csv.ConvertOptions(include_columns=names,
+                                                               column_types={c: pyarrow.float64() for c in names}))
+
+    line, problem = first_refused(path, start, min(size, start + 2 * CSV_BLOCK), read,
+                                  lambda i: csv_column(columns if header else None, i))
+    if line is None:
+        from ..preflight import csv_line
+
+        return f"{path}: bad data from line {csv_line(path, done, header=header)} on ({exc})"
+    return f"{path} line {line}: {problem}"
 
 
 class _Output:
@@ -230,6 +263,22 @@ class TableWriter(_Output):
         self.writer.close()
 
 
+def not_finite_in_file(path, exc, row, names, csv) -> str:
+    """The refusal of the NaN or infinite values an input file's rows hold (``exc``: checks.NotFinite), the first
+    at data row ``row`` of the file (from 0) and its column ``exc.column`` among those read (``names``, or None):
+    a CSV file's (``csv``) line (from 1, the header's counted, as an editor shows it), another file's row (from
+    0, as NumPy and pandas index it)."""
+    path = os.fspath(path)
+    if csv:
+        from ..preflight import csv_column, csv_line
+
+        place = f"line {csv_line(path, row, header=names is not None)} ({csv_column(names, exc.column)})"
+    else:
+        place = f"row {row} (column {repr(names[exc.column]) if names else exc.column})"
+    return (f"{path}: NaN or infinite values after conversion to {exc.dtype}, the first at {place}; clean or impute "
+            "them first")
+
+
 def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> int:
     """Predictions of ``model`` for every row of ``in_path`` written to ``out_path``; returns the rows.
 
@@ -238,7 +287,8 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     columns (a Parquet output y0, y1, ... when the model does not know them, a CSV output no header row)."""
     columns = getattr(model, "data_columns", None) or {}
     features = features or columns.get("features")
-    _, chunks = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
+    _, chunks, names = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
+    csv = file_format(in_path) == "csv"
     writer = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), columns.get("targets"))
     rows = 0
 
@@ -247,8 +297,8 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
         for X in chunks:
             try:
                 P = model.backend.to_host(model.predict(X))
-            except ValueError as exc:  # NaN or inf in the inputs: say where in the file
-                raise DataError(f"{in_path} (rows {rows}-{rows + X.shape[0] - 1}): {exc}") from None
+            except NotFinite as exc:  # NaN or inf in the inputs: say where in the file
+                raise DataError(not_finite_in_file(in_path, exc, rows + exc.row, names, csv)) from None
             rows += P.shape[0]
             yield P
         if rows == 0:

@@ -40,8 +40,9 @@ def _names(value, what):
     return names
 
 
-def pick_columns(path, schema, target, features):
-    """(features, targets) column names, checked against ``schema``: present and numeric."""
+def pick_columns(path, schema, target, features, text_at=None):
+    """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
+    file, where a column read as text first holds one (its index in ``schema`` -> preflight.csv_first_text)."""
     pyarrow = pyarrow_module()
 
     targets = _names(target, "target")
@@ -73,9 +74,53 @@ def pick_columns(path, schema, target, features):
         kind = schema.field(name).type
         if not (pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_boolean(kind)
                 or pyarrow.types.is_null(kind)):
-            raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every feature and target column "
+            where = text_at(available.index(name)) if text_at else ""
+            raise DataError(f"{path}: column {name!r} is {kind}, not numeric{where}; every feature and target column "
                             "must hold numbers")
     return features, targets
+
+
+def first_refused(path, start, end, read, column):
+    """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
+    ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
+    fewer each time (bisection), so that an error names the row's line (preflight.csv_rows: from 1, the
+    header's counted, as an editor shows it), not where its chunk or batch began. The complaint is pyarrow's,
+    naming a column by ``column`` (its index -> words: preflight.csv_column) where pyarrow says "In CSV column #2",
+    counted from 0. (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
+    import re
+
+    from ..preflight import csv_rows, lines_before
+
+    pyarrow = pyarrow_module()
+    with open(path, "rb") as fh:
+        rows = []
+        for line, offset in csv_rows(fh, start, 1 + lines_before(fh, start)):
+            if offset >= end:
+                break
+            rows.append((line, offset))
+        fh.seek(start)
+        data = fh.read(end - start)
+
+    def refused(n):  # pyarrow's complaint about the first n rows, or None
+        try:
+            read(pyarrow.py_buffer(data[:rows[n][1] - start] if n < len(rows) else data))
+        except Exception as exc:
+            return str(exc)
+        return None
+
+    good, bad = 0, len(rows)  # the first `good` rows read; the first `bad` do not
+    problem = refused(bad)
+    if problem is None or not rows:
+        return None, ""
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        found = refused(middle)
+        if found is None:
+            good = middle
+        else:
+            bad, problem = middle, found
+    numbered = re.compile(r"In CSV column #(\d+): ")
+    return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
 
 def _pandas_index_columns(schema) -> list:
@@ -274,7 +319,7 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..preflight import NOT_UTF8, compression, delimiter_hint, file_kind
+        from ..preflight import NOT_UTF8, compression, csv_first_text, delimiter_hint, file_kind
 
         kind = file_kind(self.path)
         if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
@@ -295,7 +340,8 @@ class CsvSource(ChunkedSource):
         index = self._load_index()
         try:
             schema = index["schema"] if index else self._infer_schema()
-            self.feature_names, self.target_names = pick_columns(self.path, schema, target, features)
+            self.feature_names, self.target_names = pick_columns(
+                self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter))
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
             raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter, self.decimal)}") from None
         if self.target_names is None:
@@ -426,18 +472,44 @@ class CsvSource(ChunkedSource):
         buffer = pyarrow.allocate_buffer(end - start)
         with memoryview(buffer) as view:
             if pread_full(self._fd, view, start) < len(view):
-                raise DataError(f"{self.path}: truncated or shrunk while reading data rows from {first_row} "
-                                f"(bytes {start}-{end - 1})")
-        columns = self.feature_names + self.target_names
+                raise DataError(f"{self.path}: truncated or shrunk while reading the rows from line "
+                                f"{self._line(first_row, start, first_row)} (bytes {start}-{end - 1})")
         try:
-            return self._csv.read_csv(
-                buffer, read_options=self._csv.ReadOptions(
-                    column_names=self._column_names, block_size=max(len(buffer), 1)),
-                parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
-                convert_options=self._csv.ConvertOptions(include_columns=columns, decimal_point=self.decimal,
-                                                         column_types={c: pyarrow.float64() for c in columns}))
+            return self._read(buffer)
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
-            raise DataError(f"{self.path}: bad data after row {first_row} ({exc})") from None
+            line, problem = self._first_refused(start, end)
+            if line is None:  # (not met: the bytes that failed whole read row by row)
+                raise DataError(f"{self.path}: bad data from line {self._line(first_row, start, first_row)} on "
+                                f"({exc})") from None
+            raise DataError(f"{self.path} line {line}: {problem}") from None
+
+    def _read(self, buffer):
+        """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
+        pyarrow = pyarrow_module()
+        columns = self.feature_names + self.target_names
+        return self._csv.read_csv(
+            buffer,
+            read_options=self._csv.ReadOptions(column_names=self._column_names, block_size=max(len(buffer), 1)),
+            parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
+            convert_options=self._csv.ConvertOptions(include_columns=columns, decimal_point=self.decimal,
+                                                     column_types={c: pyarrow.float64() for c in columns}))
+
+    def _first_refused(self, start, end):
+        """(line, complaint) of the first row in the bytes [start, end) that pyarrow refuses (first_refused)."""
+        from ..preflight import csv_column
+
+        return first_refused(self.path, start, end, self._read, lambda i: csv_column(self._column_names, i))
+
+    def _line(self, row, start, first_row):
+        """The line (from 1, the header's counted) data row ``row`` begins on, counted from the byte ``start`` where
+        data row ``first_row`` begins: preflight.csv_line."""
+        from ..preflight import csv_line
+
+        return csv_line(self.path, row, start, first_row, delimiter=self.delimiter)
+
+    def _at_row(self, k, row):
+        first = self._row_offset(k)
+        return f"line {self._line(first + row, self._starts[k], first)}"
 
     def batches(self, epoch, batch_size, first_batch=0):
         if (os.fstat(self._fd).st_size, os.stat(self.path).st_mtime_ns) != self._stamp:
@@ -454,8 +526,9 @@ class CsvSource(ChunkedSource):
         copy_columns(table, self.target_names, Y)
 
     def _where(self, k):
-        start = self._row_offset(k)
-        return f"{self.path} (data rows {start}-{start + self.chunk_sizes[k] - 1})"
+        first, start = self._row_offset(k), self._starts[k]
+        last = first + self.chunk_sizes[k] - 1
+        return f"{self.path} (lines {self._line(first, start, first)}-{self._line(last, start, first)})"
 
     def _name(self):
         return self.path

@@ -276,6 +276,10 @@ class _ShardView(ChunkedSource):
     def _where(self, j):
         return self.parent._where(self.parts[j][0])
 
+    def _at_row(self, j, row):
+        k, lo, _ = self.parts[j]
+        return self.parent._at_row(k, lo + row)
+
     def _name(self):
         return self.parent._name()
 
