@@ -320,6 +320,11 @@ def test_optimizer_options_belong_to_the_optimizer(model, data):
 def test_assigning_a_parameter_checks_its_shape(model):
     with pytest.raises(ValueError, match=r"shape \(2, 2\) does not match the parameter's \(3, 4\)"):
         model.weights[0] = numpy.ones((2, 2))
+    # a slice is refused saying how to assign (mut12m's M24: without the refusal it failed with "'list' object has no
+    # attribute 'dtype'" and passed)
+    with pytest.raises(TypeError, match=r"assign parameters one at a time, e.g. model.weights\[0\]\[...\] = W"):
+        model.weights[0:1] = [numpy.ones((3, 4))]
+    assert numpy.shares_memory(model.weights[0], model.params)
 
 
 def test_in_place_assignment_changes_the_model(model):
