@@ -522,17 +522,19 @@ def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, gra
     return {"data": data, "shuffle": shuffle, "model": model}
 
 
-def check_model_memory(layer_sizes, batch_size, itemsize, backend, graph=False) -> None:
+def check_model_memory(layer_sizes, batch_size, itemsize, backend, graph=False, rows=None) -> None:
     """Refuse a network that cannot fit by itself (parameters, gradients, Adam's two moments, a batch's
     workspaces): streaming the rows, or fewer of them, cannot help it, and NumPy or CuPy would otherwise
-    fail mid-construction with a bare out-of-memory line."""
-    need = train_memory(1, layer_sizes[0], layer_sizes[-1], itemsize, layer_sizes, batch_size, graph=graph)["model"]
+    fail mid-construction with a bare out-of-memory line. ``rows``: the training rows where known (a batch
+    is at most that many)."""
+    batch = batch_size if rows is None else min(batch_size, rows)
+    need = train_memory(batch, layer_sizes[0], layer_sizes[-1], itemsize, layer_sizes, batch, graph=graph)["model"]
     available = available_bytes(backend)
     if available is None or need <= available:
         return
     place = f"GPU {backend.device}" if backend.is_gpu else "host"
     raise PreflightError(f"the network {list(layer_sizes)} alone needs about {size_text(need)} of {place} memory "
-                         f"(parameters, gradients, Adam's moments, workspaces for a batch of {batch_size:,}) but "
+                         f"(parameters, gradients, Adam's moments, workspaces for a batch of {batch:,}) but "
                          f"{size_text(available)} is available; use smaller --hidden layers (or --batch-size)")
 
 

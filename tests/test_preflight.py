@@ -60,6 +60,26 @@ def test_a_network_that_cannot_fit_by_itself_is_refused_before_the_rows_are_chos
     assert cli.main(["train", "--rows", "1000", "--hidden", "64", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
 
 
+def test_the_network_check_counts_the_workspaces_of_a_whole_batch(monkeypatch, capsys):
+    """check_model_memory counted a batch of 1 row (train_memory with rows=1 capped the batch at 1), though it says
+    "workspaces for a batch of N": a 17 MB network with a 65,536-row batch (1.6 GB of workspaces) passed it and was
+    streamed, to need that memory once training began (found by mut12m's mutation check: train_memory's batch
+    min(batch_size, rows) -> batch_size passed). A batch is at most the training rows."""
+    from gpunn import cli
+
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: 256 << 20)
+    host = types.SimpleNamespace(is_gpu=False, device="cpu")
+    sizes = [32, 1024, 1024, 1]
+    preflight.check_model_memory(sizes, 256, 4, host)
+    with pytest.raises(preflight.PreflightError, match=r"alone needs about 1\.5 GiB .* workspaces for a batch of 65,536\)"):
+        preflight.check_model_memory(sizes, 65536, 4, host)
+    preflight.check_model_memory(sizes, 65536, 4, host, rows=1000)
+    big_batch = ["--hidden", "1024,1024", "--batch-size", "65536", "--device", "cpu", "--quiet"]
+    assert cli.main(["train", "--rows", "100000", *big_batch]) == 2
+    assert "workspaces for a batch of 65,536) but 256.0 MiB is available" in capsys.readouterr().err
+    assert cli.main(["train", "--rows", "1000", "--epochs", "1", *big_batch]) == 0  # its batch is the 900 rows
+
+
 def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
     from gpunn.cli.data import counts_graph
 

@@ -134,7 +134,7 @@ def make_source(args, backend, ckpt=None):
     sizes = [args.features, *args.hidden, args.outputs]
     graph = counts_graph(args, backend)
     if ckpt is None:  # before choosing to stream: no choice of rows helps a network that cannot fit
-        preflight.check_model_memory(sizes, args.batch_size, itemsize, backend, graph=graph)
+        preflight.check_model_memory(sizes, args.batch_size, itemsize, backend, graph=graph, rows=args.rows)
     need = sum(preflight.train_memory(args.rows, args.features, args.outputs, itemsize, sizes, args.batch_size,
                                       graph=graph).values())  # the rows, their shuffled copy, the model
     free = preflight.available_bytes(backend)

@@ -394,7 +394,7 @@ def run(args) -> int:
         from .. import preflight
 
         preflight.check_model_memory(sizes, args.batch_size, numpy.dtype(args.dtype).itemsize, backend,
-                                     graph=data_cli.counts_graph(args, backend))
+                                     graph=data_cli.counts_graph(args, backend), rows=n_train)
     model = ckpt.model if ckpt else MLP(sizes, activation=args.activation, output_activation=args.output_activation,
                                         bias=not args.no_bias, dtype=args.dtype, device=backend, seed=args.seed,
                                         precision=args.precision, graph=args.graph)
