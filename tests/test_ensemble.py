@@ -995,6 +995,7 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
 
     assert one_call()
     assert not one_call(activation="tanh") and not one_call(sizes=(4, 6, 2)) and not one_call(bias=False)
+    assert one_call(sizes=(4, 6, 5, 1)) and not one_call(sizes=(4, 6, 5, 1), activation=["relu", "tanh"])  # mut12e M50
     assert not one_call(rows=1) and not one_call(sizes=(4, 1)) and not one_call(sizes=(1, 6, 1))
     assert not one_call(X=np.ones((8, 8), np.float32)[:, ::2])
     monkeypatch.setattr(ens_ops, "GEMM_INT_MAX", 7, raising=False)  # a batch over a CBLAS's C int rows (2**31 - 1), made small

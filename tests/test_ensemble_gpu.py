@@ -34,7 +34,8 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer,activation,bias", [("adam", "relu", True), ("adamw", "tanh", False),
-                                                       ("momentum", "gelu", True), ("sgd", "elu", True)])
+                                                       ("momentum", "gelu", True), ("sgd", "elu", True),
+                                                       ("nesterov", "relu", True)])  # (mut12e U15: the flag dropped)
 def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, dtype, optimizer, activation, bias):
     X, Y = _data()
     lrs = [1e-3, 3e-3, 1e-2] if "adam" in optimizer else [1e-2, 3e-2, 5e-2]
