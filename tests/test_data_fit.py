@@ -1,4 +1,5 @@
 """Training on gpunn.data sources: fit(source), validation by chunks, standardization, predict files, the CLI."""
+import copy
 import warnings
 
 import numpy
@@ -49,6 +50,9 @@ def test_standardized_training_predicts_in_the_targets_units(linear_pair, tmp_pa
     gpunn.save(tmp_path / "m.npz", model)
     again = gpunn.load(tmp_path / "m.npz", device="cpu")
     numpy.testing.assert_array_equal(host(again.predict(X[:500])), P)
+    # and so does a copy in memory (mut12m's M32: copy.deepcopy without the standardizer took raw inputs as
+    # standardized and predicted in standardized units, and passed)
+    numpy.testing.assert_array_equal(host(copy.deepcopy(model).predict(X[:500])), P)
     assert model.score(X, Y) > 0.999
 
 

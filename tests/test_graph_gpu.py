@@ -128,6 +128,25 @@ def test_captured_graph_with_tensor_core_precisions(precision):
     _agree(m, ref, h, h_ref, 2e-2)
 
 
+def test_a_fit_after_set_precision_captures_the_new_precisions_step():
+    """set_precision drops the last fit's graphs (they baked in the old precision's launches and its bf16 copies):
+    the next fit with the same optimizer object captures the float32 step and trains as the eager one does
+    (mut12m's M33: with the bf16 fit's trainer kept, its graphs replayed in the float32 model, reading the freed
+    bf16 copies, and no test failed; on tests/fakecupy the captured and eager steps are equal bit for bit)."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+
+    def run(graph):
+        m = gpunn.MLP([16, 64, 64, 2], device="cuda", seed=0, precision="bf16", graph=graph)
+        opt = gpunn.optim.Adam(lr=1e-3)
+        m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
+        m.set_precision("float32")
+        return m, m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
+
+    (m, h), (ref, h_ref) = run(None), run(False)
+    assert m.graph_trainer.captured, m.graph_trainer.reason
+    _agree(m, ref, h, h_ref, 2e-2)
+
+
 def test_the_default_captures_float64_too():
     """float64 products go to GemmEx with CUBLAS_COMPUTE_64F on the capture handle."""
     ref, h_ref = _train(False, epochs=2, dtype="float64")
