@@ -124,6 +124,8 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
     (dict(activation="swish"), "unknown activation 'swish'; choose one of: identity, relu"),
     (dict(output_activation="softmax"), "unknown activation 'softmax'"),
     (dict(output_activation=["relu"]), r"unknown activation \['relu'\]"),  # an unhashable name: not a bare TypeError
+    # too many names too (mut12m's M35: len < n_hidden took the list, and the first forward pass raised IndexError)
+    (dict(activation=["relu"] * 3), "activation lists 3 names but the net has 2 hidden layers"),
     (dict(activation=["relu"]), "activation lists 1 names but the net has 2 hidden layers"),
     (dict(dtype="float16"), "dtype must be one of"),
 ])
@@ -169,6 +171,10 @@ def test_non_positive_sizes(sizes, match):
     (dict(optimizer=lambda: gpunn.Adam(beta1="0.9")), r"beta1 must be in \[0, 1\), got '0.9'"),
     (dict(optimizer=lambda: gpunn.Adam(eps=float("inf"))), "eps must be a positive finite number, got inf"),
     (dict(schedule=lambda: gpunn.Schedule("step", gamma="0.5")), r"gamma must be in \(0, 1\], got '0.5'"),
+    # mut12m's F3 and F16: 0.96 of 10 rows rounds to all 10 (with n_val > m the empty training set failed later with
+    # "range() arg 3 must not be zero"), and a negative share was held out as 1 row and refused for that, not its sign
+    (dict(validation_fraction=0.96), "validation_fraction=0.96 of 10 rows leaves no rows to train on"),
+    (dict(validation_fraction=-0.1), r"validation_fraction must be in \(0, 1\), got -0.1"),
 ])
 def test_bad_training_options(model, data, kwargs, match):
     with pytest.raises(ValueError, match=match):
