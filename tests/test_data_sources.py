@@ -455,7 +455,7 @@ def test_a_csv_error_names_the_line_an_editor_shows(tmp_path):
     and the lines of a quoted value counted (they said a data row counted from 0, or the first row of the chunk it
     was read in: "bad data after row 4096"). A NaN, a word past the block types are read from, a short row."""
     pytest.importorskip("pyarrow")
-    from gpunn.preflight import csv_line
+    from gpunn.csvtext import csv_line
 
     def write(name, bad_row, bad, newline="\n"):
         rows = [f"{i},{i % 7}.5,{2 * i}" for i in range(3000)]
@@ -834,7 +834,7 @@ def test_a_quoted_header_name_with_a_line_end_in_a_semicolon_delimited_file(tmp_
 def test_an_unclosed_quote_in_a_header_ends_it_at_its_first_line_end_past_the_limit(tmp_path):
     """csv_header_end gives up on a quote still open after ``limit`` bytes and takes the first line end (pyarrow
     then says what is wrong), not the file's end (mut9)."""
-    from gpunn.preflight import csv_header_end
+    from gpunn.csvtext import csv_header_end
 
     body = 'a,"b,y\n' + "1,2,3\n" * 400
     (tmp_path / "u.csv").write_text(body)

@@ -40,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .. import checkpoint as io, preflight
+    from .. import checkpoint as io, csvtext, preflight
 
     if not os.path.isfile(args.model):
         raise preflight.PreflightError(f"MODEL {args.model} does not exist" if not os.path.exists(args.model)
@@ -51,7 +51,7 @@ def run(args) -> int:
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
     if args.features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
-        from ..preflight import csv_has_header
+        from ..csvtext import csv_has_header
 
         if not csv_has_header(args.input):
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
@@ -73,7 +73,7 @@ def run(args) -> int:
             raise ValueError(f"IN {args.input}: {exc}") from None
         from ..data.files import not_finite_in_file
 
-        names = preflight.csv_names(args.input)
+        names = csvtext.csv_names(args.input)
         raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv=True)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {args.input}: {exc}") from None
@@ -97,7 +97,7 @@ def _streams(args, model) -> bool:
     out, named feature columns (--features, or a CSV with a header for a model that knows its
     feature names: its columns are then picked by name, not by position), or a .npy or CSV input
     over STREAM_BYTES."""
-    from ..preflight import csv_has_header
+    from ..csvtext import csv_has_header
 
     tables = (".parquet", ".parq", ".pq")
     if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):

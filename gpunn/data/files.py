@@ -35,7 +35,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
 
     For a table, ``features`` names the columns (default: all of them, which must then be
     ``n_features`` numeric columns). An ``.npy`` file, or a CSV file without a header row (its
-    first line holds a number: gpunn.preflight.csv_has_header), is read by position: every column,
+    first line holds a number: gpunn.csvtext.csv_has_header), is read by position: every column,
     in order."""
     from .sources import _NpyFile
 
@@ -52,7 +52,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 f.read(start, out)
                 yield out
         return f.rows, chunks(), None
-    from ..preflight import delimiter_hint
+    from ..csvtext import delimiter_hint
     from .tables import copy_columns, pick_columns, pyarrow_module
 
     if kind == "parquet":
@@ -74,7 +74,8 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
-        from ..preflight import NOT_UTF8, csv_first_text, csv_has_header, file_kind
+        from ..preflight import NOT_UTF8, file_kind
+        from ..csvtext import csv_first_text, csv_has_header
 
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
@@ -122,7 +123,7 @@ def _refused(path, header, done, columns, names, exc) -> str:
     """The error of a CSV input whose batch after data row ``done`` pyarrow refused (``exc``), at the line of the
     row it refuses (tables.first_refused over the two blocks from that row: the batch's bytes and a row longer
     than a block); ``columns``: the file's, ``names``: those read."""
-    from ..preflight import csv_column, csv_header_end, csv_rows, lines_before
+    from ..csvtext import csv_column, csv_header_end, csv_rows, lines_before
     from .tables import first_refused, pyarrow_module
 
     pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
@@ -140,7 +141,7 @@ def _refused(path, header, done, columns, names, exc) -> str:
     line, problem = first_refused(path, start, min(size, start + 2 * CSV_BLOCK), read,
                                   lambda i: csv_column(columns if header else None, i))
     if line is None:
-        from ..preflight import csv_line
+        from ..csvtext import csv_line
 
         return f"{path}: bad data from line {csv_line(path, done, header=header)} on ({exc})"
     return f"{path} line {line}: {problem}"
@@ -270,7 +271,7 @@ def not_finite_in_file(path, exc, row, names, csv) -> str:
     0, as NumPy and pandas index it)."""
     path = os.fspath(path)
     if csv:
-        from ..preflight import csv_column, csv_line
+        from ..csvtext import csv_column, csv_line
 
         place = f"line {csv_line(path, row, header=names is not None)} ({csv_column(names, exc.column)})"
     else:

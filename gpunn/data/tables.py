@@ -42,7 +42,7 @@ def _names(value, what):
 
 def pick_columns(path, schema, target, features, text_at=None):
     """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
-    file, where a column read as text first holds one (its index in ``schema`` -> preflight.csv_first_text)."""
+    file, where a column read as text first holds one (its index in ``schema`` -> csvtext.csv_first_text)."""
     pyarrow = pyarrow_module()
 
     targets = _names(target, "target")
@@ -83,13 +83,13 @@ def pick_columns(path, schema, target, features, text_at=None):
 def first_refused(path, start, end, read, column):
     """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
-    fewer each time (bisection), so that an error names the row's line (preflight.csv_rows: from 1, the
+    fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
     header's counted, as an editor shows it), not where its chunk or batch began. The complaint is pyarrow's,
-    naming a column by ``column`` (its index -> words: preflight.csv_column) where pyarrow says "In CSV column #2",
+    naming a column by ``column`` (its index -> words: csvtext.csv_column) where pyarrow says "In CSV column #2",
     counted from 0. (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
     import re
 
-    from ..preflight import csv_rows, lines_before
+    from ..csvtext import csv_rows, lines_before
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
@@ -319,7 +319,8 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..preflight import NOT_UTF8, compression, csv_first_text, delimiter_hint, file_kind
+        from ..preflight import NOT_UTF8, compression, file_kind
+        from ..csvtext import csv_first_text, delimiter_hint
 
         kind = file_kind(self.path)
         if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
@@ -361,7 +362,7 @@ class CsvSource(ChunkedSource):
         row and the first data row after it: twice their length at least (a wide table's row of numbers may
         be far longer than its header of names: a block twice the header's failed with pyarrow's "straddling
         object straddles two block boundaries" on 5 rows of 1,000 numbers)."""
-        from ..preflight import csv_header_end
+        from ..csvtext import csv_header_end
 
         size = self._stamp[0]
         with open(self.path, "rb") as fh:
@@ -381,7 +382,7 @@ class CsvSource(ChunkedSource):
 
     def _build_index(self, schema):
         """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows."""
-        from ..preflight import csv_header_end
+        from ..csvtext import csv_header_end
 
         size = self._stamp[0]
         starts, rows = [], []
@@ -496,14 +497,14 @@ class CsvSource(ChunkedSource):
 
     def _first_refused(self, start, end):
         """(line, complaint) of the first row in the bytes [start, end) that pyarrow refuses (first_refused)."""
-        from ..preflight import csv_column
+        from ..csvtext import csv_column
 
         return first_refused(self.path, start, end, self._read, lambda i: csv_column(self._column_names, i))
 
     def _line(self, row, start, first_row):
         """The line (from 1, the header's counted) data row ``row`` begins on, counted from the byte ``start`` where
-        data row ``first_row`` begins: preflight.csv_line."""
-        from ..preflight import csv_line
+        data row ``first_row`` begins: csvtext.csv_line."""
+        from ..csvtext import csv_line
 
         return csv_line(self.path, row, start, first_row, delimiter=self.delimiter)
 

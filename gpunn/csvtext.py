@@ -1,0 +1,235 @@
+"""A CSV file read as text, for what its parsers (pyarrow, numpy.loadtxt) do not say: whether its first row
+is a header, where the header ends, on which line (as an editor counts it, from 1) a data row begins, a
+column in words, and what a refused file looks like instead (another delimiter, decimal commas).
+
+gpunn's readers count data rows from 0 after the header; an error message names the line. These helpers read
+the file again only to word an error or to find the data's first byte, never to parse the numbers.
+"""
+from __future__ import annotations
+
+import os
+
+
+def csv_has_header(path, delimiter=",") -> bool:
+    """Whether the first line of the CSV file ``path`` that is not empty (pyarrow and numpy.loadtxt skip
+    empty lines) is a header row: none of its fields is a number (a first row with numbers and a gap,
+    "1.5,NA,3", is data). False for a file that cannot be read (its reader says why)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # a UTF-8 mark (Excel's) is no field
+            first = next((line for line in fh if line != "\n"), "")  # (\r\n and \r read as \n)
+    except OSError:
+        return False
+    for field in first.strip().split(delimiter):
+        try:
+            float(field.strip().strip("\"'"))  # a quoted number is a number too
+            return False
+        except ValueError:
+            pass
+    return True
+
+
+def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
+    """The offset just past a CSV file's header row (``fh`` open in binary): its first line end outside a
+    quoted field, as pyarrow parses it (a quote opens a field only at its start, "" is a quote inside one),
+    so a quoted name may hold a line end; ``size`` when there is none. Empty lines before the header are
+    skipped, as pyarrow skips them. A quote still open after ``limit`` bytes gives the first line end
+    (pyarrow then says what is wrong)."""
+    import re
+
+    fh.seek(0)
+    buf = fh.read(1 << 16)
+    start = 3 if buf.startswith(b"\xef\xbb\xbf") else 0  # past a UTF-8 mark
+    start = len(buf) - len(buf[start:].lstrip(b"\r\n"))  # and the empty lines after it
+    line_end = re.compile(rb"\r\n|\r|\n")
+    first = line_end.search(buf, start)
+    if first and first.end() < len(buf) and b'"' not in buf[start:first.start()]:  # no quote before it: the header's end
+        return first.end()
+    sep, quote = str(delimiter).encode()[-1:], ord('"')  # (pyarrow refuses a delimiter not one character)
+    i, quoted, field_start = start, False, True
+    while True:
+        if i + 1 >= len(buf) and len(buf) < limit:  # one byte ahead: a "" inside quotes, a \r\n
+            more = fh.read(1 << 16)
+            if more:
+                buf += more
+                continue
+        if i >= len(buf):
+            if len(buf) < limit:
+                return size
+            first = line_end.search(buf, start)
+            return first.end() if first else len(buf)
+        c = buf[i]
+        if quoted:
+            if c == quote:
+                if buf[i + 1:i + 2] == b'"':
+                    i += 1
+                else:
+                    quoted = False
+        elif c == quote and field_start:
+            quoted = True
+        elif c in (10, 13):
+            return i + (2 if buf[i:i + 2] == b"\r\n" else 1)
+        field_start = buf[i:i + 1] == sep and not quoted
+        i += 1
+
+
+def lines_before(fh, offset) -> int:
+    """How many line ends (\\n, \\r\\n or \\r) the file ``fh`` (binary) holds before the byte ``offset``."""
+    fh.seek(0)
+    count, left, last = 0, offset, b""
+    while left > 0:
+        data = fh.read(min(left, 1 << 24))
+        if not data:
+            break
+        count += data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n") - (last == b"\r" and data[:1] == b"\n")
+        last, left = data[-1:], left - len(data)
+    return count
+
+
+def _lines_from(fh, start, block=1 << 20):
+    """(offset, bytes) of each line of the file ``fh`` (binary) from the byte ``start`` (a line's start), its line
+    end included."""
+    import re
+
+    line_end = re.compile(rb"\r\n|\r|\n")
+    fh.seek(start)
+    pending, offset = b"", start
+    while True:
+        data = fh.read(block)
+        buf, at = pending + data, 0
+        for end in line_end.finditer(buf):
+            if data and end.end() == len(buf) and buf.endswith(b"\r"):  # a \r\n may be cut by the read
+                break
+            yield offset + at, buf[at:end.end()]
+            at = end.end()
+        if not data:
+            if at < len(buf):
+                yield offset + at, buf[at:]
+            return
+        pending, offset = buf[at:], offset + at
+
+
+def csv_rows(fh, start, line):
+    """(line, offset) of each data row of a CSV file ``fh`` (binary) from the byte ``start``, where a row begins
+    on line ``line`` (counted from 1): the line an editor shows it on and its first byte. Rows as pyarrow and
+    numpy.loadtxt count them: an empty line is skipped, and a row goes on past a line end inside a quoted field
+    (a line with an odd count of quotes opens or closes one)."""
+    quoted = False
+    for offset, text in _lines_from(fh, start):
+        if not quoted and text.rstrip(b"\r\n"):
+            yield line, offset
+        if text.count(b'"') % 2:
+            quoted = not quoted
+        line += 1
+
+
+def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> int:
+    """The line of the CSV file ``path`` on which its data row ``row`` begins: counted from 1, the header's
+    lines too, as an editor shows it, where gpunn's readers count data rows from 0 after the header (empty lines
+    skipped: csv_rows). ``start``: the byte at which data row ``first_row`` begins (a chunk's), to count from
+    there; by default the header's end (the file's start with ``header=False``). Read for an error's message."""
+    with open(path, "rb") as fh:
+        if start is None:
+            start, first_row = (csv_header_end(fh, os.fstat(fh.fileno()).st_size, delimiter) if header else 0), 0
+        line = 1 + lines_before(fh, start)
+        for n, (line, _) in enumerate(csv_rows(fh, start, line), first_row):
+            if n == row:
+                return line
+    return line + 1
+
+
+def csv_names(path, delimiter=",") -> list | None:
+    """The column names of a CSV file's header row, or None for a file without one (csv_has_header)."""
+    import csv
+
+    if not csv_has_header(path, delimiter):
+        return None
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
+
+
+def csv_first_text(path, index, header=True, delimiter=",") -> str:
+    """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
+    value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as a clause for
+    the refusal: " (its first value that is not a number: 'x' on line 6)"; "" where none is found."""
+    import csv
+
+    missing = set(pyarrow_csv_null_values())
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader, before, rows = csv.reader(fh, delimiter=delimiter), 0, 0
+        for row in reader:
+            line, before = before + 1, reader.line_num
+            if not row:
+                continue
+            rows += 1
+            value = row[index] if index < len(row) else ""
+            if (rows > 1 or not header) and value not in missing and not _is_number(value):
+                return f" (its first value that is not a number: {value!r} on line {line})"
+    return ""
+
+
+def pyarrow_csv_null_values() -> list:
+    """The values pyarrow's CSV reader takes for a missing one."""
+    import pyarrow.csv
+
+    return list(pyarrow.csv.ConvertOptions().null_values)
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text.replace("_", "?"))  # (Python's float takes 1_0, pyarrow does not)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_column(names, index) -> str:
+    """A CSV file's column in a message: "column 'b'" by its header's name, or, in a file without a header
+    (``names`` None), "value 2 of the line" (counted from 1, as one reads a line)."""
+    return f"column {names[index]!r}" if names else f"value {index + 1} of the line"
+
+
+def delimiter_hint(path, delimiter=",", decimal=".") -> str:
+    """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
+    holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
+    is a comma), and a missing column or a parse error says so; and, read with the decimal mark ``decimal``
+    ".", when its first data row (split as the file looks delimited) holds numbers with decimal commas (0,5).
+    "" otherwise, or where the file cannot be read."""
+    import csv
+    import re
+
+    def rows(sep):  # the header and the first data row, past empty lines
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            reader = (row for row in csv.reader(fh, delimiter=sep) if row)
+            return next(reader, []), next(reader, [])
+
+    try:
+        header, first = rows(delimiter)
+        other = next((d for d in (";", "\t") if len(header) == 1 and d in header[0]), None)
+        if other is not None:
+            _, first = rows(other)
+    except (OSError, csv.Error):
+        return ""
+    hint = ""
+    if other is not None:
+        name = "tab" if other == "\t" else repr(other)
+        excel = " (as Excel writes CSV where the decimal mark is a comma)" if other == ";" else ""
+        hint = (f"; its first row is one column holding {name}s: the file looks {name}-delimited{excel}: pass "
+                f"delimiter={other!r} to gpunn.data.csv, or save it comma-separated (gpunn train --data and gpunn "
+                "predict read commas only)")
+    if decimal == "." and any(re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v) for v in first):
+        hint += ("; its numbers have decimal commas (0,5): pass decimal=',' to gpunn.data.csv, or save them "
+                 "with decimal points (gpunn train --data and gpunn predict read decimal points only)")
+    return hint
+
+
+def header_lines(path) -> int:
+    """How many lines numpy.loadtxt's ``skiprows`` must skip to pass the header row: 1, more where a quoted
+    name holds a line end ("a,\"b\nc\",y"; loadtxt counts lines, \r\n as one)."""
+    import re
+
+    with open(path, "rb") as fh:
+        end = csv_header_end(fh, os.fstat(fh.fileno()).st_size)
+        fh.seek(0)
+        return max(1, len(re.findall(rb"\r\n|\r|\n", fh.read(end))))
+
+
