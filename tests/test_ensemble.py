@@ -46,6 +46,7 @@ def check_members(ens, X, Y, optimizer, per_member, model_kwargs, fit_kwargs, dt
         mine = history.member(k)
         assert len(mine["loss"]) == len(h["loss"])
         np.testing.assert_allclose(mine["loss"], h["loss"], rtol=1e-5 if dtype == "float32" else 1e-10)
+        np.testing.assert_allclose(mine["lr"], h["lr"], rtol=1e-12)  # each member's own rate (mut12e T85: member 0's)
         if "val_loss" in h:
             np.testing.assert_allclose(mine["val_loss"], h["val_loss"], rtol=1e-5 if dtype == "float32" else 1e-10)
 
@@ -567,6 +568,7 @@ def test_best_takes_the_highest_r2_and_each_members_best_finite_epoch(ensemble_d
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[3, -1]), r"got \[3, -1\]"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=True), "got True"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=1.5), "got 1.5"),
+    (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=np.array(5)), r"got array\(5\)"),  # (mut12e N61: seeds 5, 5)
     (lambda: gpunn.MLP([2, 3, 1], seed=-1), "seed must be a non-negative int, got -1"),
 ])
 def test_bad_construction_is_a_clear_error(call, match):
@@ -765,8 +767,8 @@ def test_copy_deepcopy_gives_an_independent_ensemble_that_trains_the_same(ensemb
     import copy
 
     X, Y = ensemble_data
-    ens = gpunn.Ensemble([X.shape[1], 8, Y.shape[1]], 3, activation="tanh", device="cpu", seed=[4, 9, 1],
-                         dtype="float64")
+    ens = gpunn.Ensemble([X.shape[1], 8, 6, Y.shape[1]], 3, activation=["tanh", "relu"], device="cpu", seed=[4, 9, 1],
+                         dtype="float64")  # a copy keeps each layer's activation (mut12e N55: the first's for all)
     ens.fit(X, Y, epochs=1, batch_size=64, verbose=False)
     twin = copy.deepcopy(ens)
     assert repr(twin) == repr(ens) and twin.seeds == [4, 9, 1] and twin.history == ens.history

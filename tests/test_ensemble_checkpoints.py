@@ -252,6 +252,32 @@ def npy_source(files, **options):
     return gdata.npy(*files, chunk_rows=40, window=3, seed=4, validation_fraction=0.2, **options)
 
 
+def test_a_resumed_run_keeps_each_members_patience_count(ensemble_data, tmp_path, interrupt_at):
+    """Scripted scores that never improve after epoch 1: patience 3 stops both members after epoch 4, also when
+    the run is interrupted in epoch 3 and resumed (mut12e T93: the checkpoint's wait saved as 0, the resumed
+    members stopped after epoch 5)."""
+    X, Y = ensemble_data
+
+    class Scripted(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [float(epoch), float(epoch)]
+
+    fit = dict(epochs=8, batch_size=50, verbose=False)
+    straight = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu").fit(
+        X, Y, callbacks=[Scripted(), gpunn.EarlyStopping(monitor="score", patience=3)], **fit)
+    assert straight.stopped_epoch == [4, 4]
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, seed=0, device="cpu").fit(X, Y, callbacks=[
+        Scripted(), gpunn.EarlyStopping(monitor="score", patience=3), gpunn.ModelCheckpoint(path), interrupt_at(2, 1)],
+        **fit)
+    from gpunn.training.ensemble import MemberEarlyStopping
+
+    # (given again after Scripted, so that it reads the score; it takes the state saved for its class)
+    resumed = gpunn.load_checkpoint(path).resume(
+        X, Y, callbacks=[Scripted(), MemberEarlyStopping(monitor="score", patience=3)], verbose=False)
+    assert resumed.stopped_epoch == [4, 4] and resumed["epoch"] == straight["epoch"]
+
+
 def test_a_resumed_early_stopping_state_for_other_members_is_refused(ensemble_data, tmp_path, interrupt_at):
     """MemberEarlyStopping's per-member lists in a checkpoint must list the ensemble's members (mut12e T66: a
     'wait' of 3 for 2 members resumed, the third ignored)."""
@@ -368,6 +394,26 @@ def test_an_ensemble_on_a_standardized_source_keeps_the_statistics_and_takes_raw
     resumed = ckpt.resume(npy_source(ensemble_files, standardize=True), verbose=False)
     np.testing.assert_array_equal(ckpt.model.params, straight.params)
     assert resumed["val_loss"] == expected["val_loss"]
+
+
+def test_a_float32_ensemble_with_statistics_scores_raw_arrays_as_its_members_do(tmp_path):
+    """loss, score and evaluate of an ensemble with a standardizer take X and Y in raw units and give what each
+    member's MLP.loss, score and evaluate give: X standardized first (mut12e N53: evaluate took raw X as
+    standardized), loss's Y compared in the predictions' dtype, float64 for float64 targets (N52: rounded to the
+    model's float32 first; targets near 1e6 moved the loss)."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((150, 5)), 1e6 + 100 * rng.standard_normal((150, 2))
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    ens = gpunn.Ensemble(SIZES, 2, seed=3, device="cpu")
+    ens.fit(gdata.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=40, standardize=True), epochs=1,
+            verbose=False)
+    assert ens.predict(X).dtype == np.float64
+    np.testing.assert_allclose(ens.loss(X, Y), [ens[k].loss(X, Y) for k in range(2)], rtol=1e-12)
+    np.testing.assert_allclose(ens.score(X, Y), [ens[k].score(X, Y) for k in range(2)], rtol=1e-12)
+    metrics, members = ens.evaluate(X, Y), [ens[k].evaluate(X, Y) for k in range(2)]
+    for name in ("loss", "mae", "r2"):
+        np.testing.assert_allclose(metrics[name], [m[name] for m in members], rtol=1e-9)
 
 
 def test_a_standardized_model_resumes_on_raw_arrays_as_it_trains_on_them(ensemble_data, ensemble_files, tmp_path,
