@@ -63,11 +63,28 @@ def test_auto_with_cupy_but_no_usable_device(fresh_probe, error, reason):
         assert backend.resolve("auto").name == "cpu"
 
 
-@pytest.mark.parametrize("request_", ["cuda", "cuda:0", "gpu"])
+# the alias's id is not "gpu": a parameter id is one of a test's keywords, and the gpu marker's name among them
+# had this case skipped on every machine without a GPU, the one kind it is about
+@pytest.mark.parametrize("request_", ["cuda", "cuda:0", pytest.param("gpu", id="alias-gpu")])
 def test_explicit_cuda_without_gpu_raises(fresh_probe, request_):
     _without_cupy(fresh_probe)
     with pytest.raises(backend.DeviceError, match="CuPy is not installed"):
         MLP([2, 1], device=request_)
+
+
+def test_only_the_gpu_marker_has_a_test_skipped_without_a_gpu(request, monkeypatch):
+    """tests/conftest.py skips a test marked gpu where there is no GPU; "gpu" among its keywords alone (a parameter
+    id, as test_explicit_cuda_without_gpu_raises had, or a name) is no reason to skip it."""
+    import conftest
+
+    monkeypatch.setattr(conftest, "_gpu_reason", lambda: "no CUDA device was found")
+    item = request.node
+    item.keywords["gpu"] = True  # where a parameter id "gpu" puts it
+    conftest.pytest_collection_modifyitems(request.config, [item])
+    assert item.get_closest_marker("skip") is None
+    item.add_marker(pytest.mark.gpu)
+    conftest.pytest_collection_modifyitems(request.config, [item])
+    assert item.get_closest_marker("skip").kwargs["reason"] == "no usable GPU: no CUDA device was found"
 
 
 def test_a_gpu_asked_for_on_the_command_line_without_one_is_refused_in_its_words(fresh_probe, capsys):
