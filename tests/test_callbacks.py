@@ -123,6 +123,10 @@ def test_validation_fraction_holds_out_a_rounded_share_drawn_from_the_seed(data)
     assert held.n_rows == 251 and X_train.shape[0] == 749  # 250.7 rows, rounded
     _, _, other = split_validation(model, X, Y, validation_fraction=0.2507, seed=1)
     assert not numpy.array_equal(held.X, other.X)
+    # both parts keep the rows' order (mut12m's F5: the training rows in the permutation's order made a
+    # shuffle=False fit with a validation_fraction train in a random order, and passed)
+    rows = [numpy.flatnonzero((X == row).all(axis=1))[0] for row in X_train]
+    assert rows == sorted(rows) and held.n_rows + len(set(rows)) == X.shape[0]
 
 
 def test_early_stopping_restores_the_best_epochs_weights(data):

@@ -24,6 +24,9 @@ def fake_gpu(free_bytes, pooled=0):
 def test_the_gpu_estimate_counts_driver_free_and_pooled_memory_and_says_what_fits():
     need = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256)
     assert need["data"] == 10_000_000 * 65 * 4 + 10_000_000 * 64
+    # --standardize trains on a standardized copy of the rows (mut12m's P1: the copy not counted passed)
+    scaled = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256, standardize=True)
+    assert scaled["data"] - need["data"] == 10_000_000 * 65 * 4
     preflight.check_train_memory(need, 10_000_000, fake_gpu(8 << 30))  # 2.4 + 2.1 GiB fit in 8 GiB
     graph = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256, graph=True)
     assert graph["model"] - need["model"] == 2 * 256 * 65 * 4 + (32 << 20)  # two batch shapes' buffers, cuBLAS's
