@@ -162,6 +162,8 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")
 def resolve(device: str | Backend | None = "auto") -> Backend:
     """Resolve "auto" | "cpu" | "cuda" | "cuda:N" (or the GPUNN_DEVICE override) to a Backend. "gpu" and "gpu:N"
     are the same as "cuda" and "cuda:N" (JAX's and TensorFlow's name; CUDA is the one kind of GPU gpunn runs on).
+    "auto:N" is "cuda:N" where a GPU is usable and the CPU otherwise (a GPU N that does not exist is refused, not
+    a reason to fall back); "cpu:0" is "cpu", as "cuda:0" is "cuda".
 
     The environment variable wins over "auto" only, so code that names a device keeps it.
     """

@@ -126,10 +126,34 @@ def test_gpu_is_cudas_other_name_and_every_device_option_says_so(fresh_probe):
              for name, parser in cli.build_parser().commands.items()}
     assert set(helps) == {"train", "predict", "sweep", "bench", "info"}
     for name, text in helps.items():
-        assert "cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N)" in text, name
+        assert "cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N;" in text, name
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     devices = readme.split("## Devices", 1)[1].split("\n## ", 1)[0]
     assert '`"gpu"` and `"gpu:N"`' in " ".join(devices.split())
+
+
+def test_auto_n_and_cpu_0_are_what_every_device_option_says(fresh_probe):
+    """device "auto:N" is "cuda:N" where a GPU is usable, the CPU otherwise; "cpu:0" is "cpu". resolve took both,
+    documented nowhere: every command's --device help and README's Devices section say what they are."""
+    import fakecupy
+
+    from gpunn import cli
+
+    assert backend.resolve("cpu:0") is backend.CPU
+    fakecupy.install(fresh_probe)
+    fakecupy.state.device_count = 2
+    assert backend.resolve("auto:1").device == "cuda:1"
+    backend.probe_cuda.cache_clear()
+    _without_cupy(fresh_probe)
+    with pytest.warns(backend.CPUFallbackWarning, match="CuPy is not installed"):
+        assert backend.resolve("auto:1") is backend.CPU
+    for name, parser in cli.build_parser().commands.items():
+        text = next(a.help for a in parser._actions if "--device" in a.option_strings)
+        assert "auto:N is cuda:N where a GPU is usable and the CPU otherwise; cpu:0 is cpu" in text, name
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    devices = " ".join(readme.split("## Devices", 1)[1].split("\n## ", 1)[0].split())
+    assert '`"auto:N"` is `"cuda:N"` where a GPU is usable and the CPU otherwise' in devices
+    assert '`"cpu:0"` is `"cpu"`' in devices
 
 
 def test_env_override_applies_to_auto_only(fresh_probe):

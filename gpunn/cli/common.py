@@ -193,7 +193,8 @@ def counted(n: int, noun: str) -> str:
 
 # --device's names, as gpunn.backend.resolve takes them (gpu: JAX's and TensorFlow's name for CUDA, the one
 # kind of GPU gpunn runs on)
-DEVICE_NAMES = "cpu, cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N)"
+DEVICE_NAMES = ("cpu, cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N; auto:N is cuda:N where a GPU is "
+                "usable and the CPU otherwise; cpu:0 is cpu)")
 
 
 def add_debug(parser) -> None:
