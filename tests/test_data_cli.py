@@ -175,11 +175,36 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
     (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
     said = "NaN or infinite values after conversion to float32, the first at line {} ({}); clean or impute them first"
     for args, words in ((["x.csv"], "IN {}x.csv: " + said.format(251, "column 'b'")),  # read whole
-                        (["x.csv", "--features", "a,b"], "{}x.csv: " + said.format(251, "column 'b'")),  # streamed
+                        (["x.csv", "--features", "a,b"], "IN {}x.csv: " + said.format(251, "column 'b'")),  # streamed
                         (["h.csv"], "IN {}h.csv: " + said.format(250, "value 2 of the line"))):
         args = [str(tmp_path / args[0]), *args[1:]]
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
         assert capsys.readouterr().err == f"gpunn: error: {words.format(str(tmp_path) + '/')}\n"
+
+
+def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, capsys):
+    """gpunn predict's errors about its input begin "IN path", the argument's name, on both paths: streamed (a
+    table's columns by name, a Parquet input) they began with the path alone. An error about OUT is not IN's."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n3,oops\n")
+    (tmp_path / "c.csv").write_text("a,b,c\n1,2,3\n")
+    (tmp_path / "dir").mkdir()
+    pq.write_table(pa.table({"a": [1.0], "b": [2.0]}), tmp_path / "dir" / "0.parquet")
+    (tmp_path / "dir" / "1.parquet").write_bytes(b"not parquet")
+    x, c, directory = (str(tmp_path / name) for name in ("x.csv", "c.csv", "dir"))
+    for args, said in (([x], f"IN {x} is text but not comma-separated numbers"),  # read whole; the rest streamed
+                       ([x, "--features", "a,b"], f"IN {x}: column 'b' is string, not numeric"),
+                       ([c, "--features", "a,b,c"], f"IN {c}: 3 feature columns (a, b, c), the model takes 2"),
+                       ([directory], f"IN {directory}/1.parquet: not a readable Parquet file")):
+        assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
+        assert capsys.readouterr().err.startswith(f"gpunn: error: {said}"), args
+    (tmp_path / "p.npy").mkdir()  # OUT that cannot be written, as a directory
+    assert main(["predict", model, directory, str(tmp_path / "p.npy")]) == 2
+    assert not capsys.readouterr().err.startswith("gpunn: error: IN ")
 
 
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):

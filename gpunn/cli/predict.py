@@ -58,10 +58,14 @@ def run(args) -> int:
                              "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
     if _streams(args, model):
+        from ..data.errors import DataError
         from ..data.files import predict_file
 
         features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
-        rows = predict_file(model, args.input, args.output, features=features)
+        try:
+            rows = predict_file(model, args.input, args.output, features=features)
+        except DataError as exc:
+            raise _named_in(exc, args.input) from None
         print(f"{args.output}: {rows:,} x {model.layer_sizes[-1]} predictions ({model._prediction_dtype().name}) from "
               f"{args.model} on {model.device}, streamed")
         return 0
@@ -106,6 +110,16 @@ def _streams(args, model) -> bool:
         return True
     return bool(args.features) or (args.input.lower().endswith((".npy", ".csv")) and os.path.isfile(args.input)
                                    and os.path.getsize(args.input) > STREAM_BYTES)
+
+
+def _named_in(exc, path):
+    """A streamed read's error about the input file, named IN as the whole read's are ("IN x.csv: ..."):
+    gpunn.data.files, a library, names the file alone ("x.csv: ...", "x.csv line 5: ...", a Parquet
+    directory's file); any other error as it is."""
+    text = str(exc)
+    if text.startswith((f"{path}:", f"{path} ", os.path.join(path, ""))):
+        return type(exc)(f"IN {text}")
+    return exc
 
 
 def _one_model(model, path):
