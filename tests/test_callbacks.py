@@ -643,3 +643,18 @@ def test_evaluate_gives_what_validation_logs_on_any_rows(data):
     ens = gpunn.Ensemble([5, 16, 2], 3, device="cpu", seed=0, dtype="float64")
     ens_history = ens.fit(X, Y2, epochs=2, validation_data=(Xv, Yv2), verbose=False)
     assert ens.evaluate(Xv, Yv2)["loss"] == ens_history["val_loss"][-1]  # lists of K
+
+
+def test_evaluate_in_chunks_of_rows_is_the_whole_pass(data, monkeypatch):
+    """Validation and evaluate take PREDICT_CHUNK_ROWS rows at a time (65,536): cut into chunks of 7 rows, the 500
+    rows give the metrics of one pass (mut12m's R10 and R16: a row skipped after each chunk, or the rows counted
+    as the last chunk's, passed every test, whose validation sets are one chunk)."""
+    from gpunn import model as model_module
+
+    X, Y, Xv, Yv = data
+    model = MLP([5, 16, 2], device="cpu", seed=0, dtype="float64")
+    Yv2 = numpy.hstack([Yv, 2 * Yv])
+    whole = model.evaluate(Xv, Yv2)
+    monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", 7)
+    chunked = model.evaluate(Xv, Yv2)
+    assert chunked == pytest.approx(whole, rel=1e-12)

@@ -175,6 +175,10 @@ def test_non_positive_sizes(sizes, match):
     # "range() arg 3 must not be zero"), and a negative share was held out as 1 row and refused for that, not its sign
     (dict(validation_fraction=0.96), "validation_fraction=0.96 of 10 rows leaves no rows to train on"),
     (dict(validation_fraction=-0.1), r"validation_fraction must be in \(0, 1\), got -0.1"),
+    # validation_data is a checked pair (mut12m's F18: without the row check 4 and 3 rows were taken, and failed
+    # at the end of the first epoch with a broadcasting error)
+    (dict(validation_data=lambda: (numpy.ones((4, 3)), numpy.ones((3, 2)))), "X_val has 4 rows but Y_val has 3"),
+    (dict(validation_data=lambda: numpy.ones((4, 3))), r"validation_data must be a pair \(X_val, Y_val\)"),
 ])
 def test_bad_training_options(model, data, kwargs, match):
     with pytest.raises(ValueError, match=match):

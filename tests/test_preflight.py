@@ -24,6 +24,11 @@ def fake_gpu(free_bytes, pooled=0):
 def test_the_gpu_estimate_counts_driver_free_and_pooled_memory_and_says_what_fits():
     need = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256)
     assert need["data"] == 10_000_000 * 65 * 4 + 10_000_000 * 64
+    # the shuffled copy of the training rows (9 in 10), and parameters, gradients, Adam's two moments and three
+    # workspaces of a batch per layer (mut12m's P3 and P4: the held-out tenth or the biases not counted passed)
+    assert need["shuffle"] == 9_000_000 * 65 * 4
+    n_params = (64 + 1) * 256 + (256 + 1) * 256 + (256 + 1) * 1
+    assert need["model"] == 4 * n_params * 4 + 3 * 256 * (256 + 256 + 1) * 4
     # --standardize trains on a standardized copy of the rows (mut12m's P1: the copy not counted passed)
     scaled = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256, standardize=True)
     assert scaled["data"] - need["data"] == 10_000_000 * 65 * 4
