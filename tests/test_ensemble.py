@@ -158,6 +158,28 @@ def test_each_members_early_stopping_skips_a_nan_first_value_and_counts_an_equal
     assert history.best_epoch == [4, 1] and history.stopped_early == [False, True] and history.stopped_epoch == [None, 3]
 
 
+def test_a_member_without_a_best_epoch_keeps_the_weights_it_reached(ensemble_data):
+    """restore_best_weights puts back only the members that have a best epoch before their last: member 1, whose
+    monitored value was never finite, keeps its weights (mut12e T96: every member was set to the saved rows, and
+    member 1's were those of epoch 1, saved when member 0 improved)."""
+    X, Y = ensemble_data
+
+    class Scripted(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["score"] = [float(epoch), float("nan")]
+
+    class Reached(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.params = np.array(trainer.model.member_params)
+
+    ens, reached = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7), Reached()
+    history = ens.fit(X, Y, epochs=3, batch_size=30, verbose=False, callbacks=[
+        Scripted(), gpunn.EarlyStopping(monitor="score", patience=5), reached])
+    assert history.best_epoch == [1, None]
+    np.testing.assert_array_equal(ens.member_params[1], reached.params[1])
+    assert not np.array_equal(ens.member_params[0], reached.params[0])  # member 0 back at epoch 1
+
+
 def test_each_members_early_stopping_takes_a_monitored_r2_as_higher_is_better(ensemble_data):
     """mode='auto' on a name ending in r2 maximises it, per member as for one model (mut12e T20: minimised, so
     the rising score's first epoch was each member's best and patience 2 stopped both after epoch 3)."""
@@ -417,16 +439,17 @@ def test_a_bootstrapped_ensembles_divergence_reference_is_a_loss_per_row():
     assert grab.value == pytest.approx(first, rel=1e-12)
 
 
-def test_bootstrap_member_trains_as_an_mlp_on_its_resample(ensemble_data):
+@pytest.mark.parametrize("shuffle", [True, False])  # (mut12e T97: shuffled all the same)
+def test_bootstrap_member_trains_as_an_mlp_on_its_resample(ensemble_data, shuffle):
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0)
-    ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, seed=9, lr=1e-2, verbose=False)
+    ens.fit(X, Y, bootstrap=True, epochs=2, batch_size=32, seed=9, lr=1e-2, shuffle=shuffle, verbose=False)
     assert rel_err(ens.member_params[0], ens.member_params[1]) > 1e-3
     for k in range(2):
         rows = bootstrap_rows(ens.backend, 9, k, X.shape[0])
         assert len(np.unique(rows)) < X.shape[0]  # a resample, with repeats
         twin = gpunn.MLP(SIZES, dtype="float64", seed=k)
-        twin.fit(X[rows], Y[rows], epochs=2, batch_size=32, seed=9, lr=1e-2, verbose=False)
+        twin.fit(X[rows], Y[rows], epochs=2, batch_size=32, seed=9, lr=1e-2, shuffle=shuffle, verbose=False)
         assert rel_err(ens.member_params[k], twin.params) <= 1e-10
 
 
