@@ -818,6 +818,11 @@ def test_a_saved_ensemble_with_a_forged_member_count_is_refused(tmp_path):
     np.savez(bad, gpunn_meta=blob, params=np.load(path)["params"])
     with pytest.raises(gpunn.CheckpointError, match="should be float32 of shape"):
         gpunn.load(bad, device="cpu")
+    forged = json.loads(meta)
+    forged["ensemble"]["diverged"] = [2]  # of members 0 and 1 (mut12e K34: loaded; the mean's warning named it)
+    np.savez(bad, gpunn_meta=np.frombuffer(json.dumps(forged).encode(), dtype=np.uint8), params=np.load(path)["params"])
+    with pytest.raises(gpunn.CheckpointError, match="diverged members must be a list of member indices"):
+        gpunn.load(bad, device="cpu")
 
 
 def test_gpunn_predict_refuses_a_saved_ensemble_clearly(tmp_path, capsys):
