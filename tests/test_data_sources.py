@@ -483,6 +483,34 @@ def test_a_csv_error_names_the_line_an_editor_shows(tmp_path):
         data.csv(tmp_path / "short.csv", target="y", features=["b"], block_size=1 << 12)
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newline):
+    """A row of another width in the first block, where pyarrow infers the columns' types (all of a small file), is
+    named by its line as past that block: it said "not a readable CSV file with a header row (CSV parse error:
+    Expected 3 columns, got 2: 0.1,0.2)", the line nowhere. gpunn.data.csv and gpunn predict's streamed read
+    (data.files.read_rows), with a header on two lines, a quoted value on two, an empty line; and without a
+    header, where the first row gives the width."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import read_rows
+
+    def write(name, lines):
+        with open(tmp_path / name, "w", newline="") as fh:
+            fh.write(newline.join(lines) + newline)
+        return str(tmp_path / name)
+
+    rows = ['"a\nx",b,y', "0.1,0.2,0.3", '0.4,"0.5\n",0.6', "", "0.7,0.8,0.9"]  # lines 1-2, 3, 4-5, 6, 7
+    for bad, said in (("0.1,0.2", "Expected 3 columns, got 2: 0.1,0.2"),
+                      ("0.1,0.2,0.3,0.4", "Expected 3 columns, got 4: 0.1,0.2,0.3,0.4")):
+        path = write("t.csv", rows + [bad, "1,2,3"])  # line 8
+        with pytest.raises(DataError, match=rf"t\.csv line 8: CSV parse error: {re.escape(said)}$"):
+            data.csv(path, target="y", device="cpu")
+        with pytest.raises(DataError, match=rf"t\.csv line 8: CSV parse error: {re.escape(said)}$"):
+            list(read_rows(path, 2, ["a\nx", "b"])[1])
+    path = write("h.csv", ["0.1,0.2,0.3", "", "0.1,0.2", "1,2,3"])
+    with pytest.raises(DataError, match=r"h\.csv line 3: CSV parse error: Expected 3 columns, got 2: 0\.1,0\.2$"):
+        list(read_rows(path, 3)[1])
+
+
 class _CountingList(list):
     """A list that counts the items its indexing and slicing hand out (iteration is not counted)."""
     handed = 0
@@ -767,7 +795,8 @@ def test_a_csv_delimited_otherwise_says_so_and_reads_with_the_delimiter_it_names
     source = data.csv(path, target="y", delimiter=sep)
     assert (source.rows, source.feature_names) == (40, ["a", "b"])
     (tmp_path / "de.csv").write_text("a;b;y\n" + "1,5;2,25;3\n" * 40)  # decimal commas: pyarrow's parse error
-    with pytest.raises(DataError, match=r"not a readable CSV.*pass delimiter=';'.*decimal commas"):
+    with pytest.raises(DataError, match=r"de\.csv line 2: CSV parse error: Expected 1 columns, got 3: .*pass "
+                                        r"delimiter=';'.*decimal commas"):
         data.csv(tmp_path / "de.csv", target="y")
     (tmp_path / "c.csv").write_text("a,b;c,y\n1,2,3\n")  # a ";" inside a name of a comma-separated header: no hint
     with pytest.raises(DataError, match=r"no column 'z'; the columns are: a, b;c, y$"):

@@ -91,8 +91,12 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 include_columns=names, column_types={c: pyarrow.float64() for c in names}))
         except DataError as exc:
             raise DataError(f"{exc}{delimiter_hint(path)}") from None
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable CSV file ({exc}){delimiter_hint(path)}") from None
+        except Exception as exc:  # a row of another width in the first block: said on its line, as past it
+            from .tables import refused_in_first_block
+
+            line, problem = refused_in_first_block(path, CSV_BLOCK, header)
+            said = f"{path} line {line}: {problem}" if line is not None else f"{path}: not a readable CSV file ({exc})"
+            raise DataError(f"{said}{delimiter_hint(path)}") from None
         rows = None
 
         def batches():

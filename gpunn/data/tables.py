@@ -123,6 +123,31 @@ def first_refused(path, start, end, read, column):
     return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
 
+def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal=".") -> tuple:
+    """first_refused for the data rows of a CSV file that begin in its first ``block_size`` bytes, where pyarrow's
+    open_csv infers the columns' types and refuses a row of another width there: each read after the header row
+    (without one, the first row gives the count), the types inferred, as open_csv reads them."""
+    from ..csvtext import csv_column, csv_header_end, csv_rows, lines_before
+
+    pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        begin = csv_header_end(fh, size, delimiter) if header else 0
+        end = next((offset for _, offset in csv_rows(fh, begin, 1 + lines_before(fh, begin)) if offset >= block_size),
+                   size)
+        fh.seek(0)
+        head = fh.read(begin)
+
+    def read(rows):
+        data = pyarrow.py_buffer(head + rows.to_pybytes())
+        return csv.read_csv(data, read_options=csv.ReadOptions(autogenerate_column_names=not header,
+                                                               block_size=max(len(data), 1)),
+                            parse_options=csv.ParseOptions(delimiter=delimiter),
+                            convert_options=csv.ConvertOptions(decimal_point=decimal))
+
+    return first_refused(path, begin, end, read, lambda i: csv_column(None, i))
+
+
 def _pandas_index_columns(schema) -> list:
     """Names of the columns a pandas index was written to (from the schema's pandas metadata), if any."""
     try:
@@ -377,7 +402,10 @@ class CsvSource(ChunkedSource):
             return self._csv.open_csv(self.path, read_options=self._csv.ReadOptions(block_size=block_size),
                                       parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
                                       convert_options=self._csv.ConvertOptions(decimal_point=self.decimal)).schema
-        except Exception as exc:
+        except Exception as exc:  # a row of another width: said on its line, as past the first block
+            line, problem = refused_in_first_block(self.path, block_size, True, self.delimiter, self.decimal)
+            if line is not None:
+                raise DataError(f"{self.path} line {line}: {problem}") from None
             raise DataError(f"{self.path}: not a readable CSV file with a header row ({exc})") from None
 
     def _build_index(self, schema):
