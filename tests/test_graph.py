@@ -78,6 +78,10 @@ def test_fit_graph_argument_sets_the_model_flag(data):
     m.fit(X[:200], Y[:200], epochs=1, verbose=False, graph="auto")
     assert m.graph is None
     assert gpunn.MLP([6, 2], device="cpu", graph=False).graph is False
+    # any case of 'auto', and NumPy's bools, as every flag takes them (mut12m's G1 and G2: "AUTO" or numpy.True_
+    # refused passed)
+    assert gpunn.MLP([6, 2], device="cpu", graph="AUTO").graph is None
+    assert gpunn.MLP([6, 2], device="cpu", graph=np.True_).graph is True
     for bad in ("yes", 1, "on"):
         with pytest.raises(ValueError, match="graph must be None or 'auto'"):
             gpunn.MLP([6, 2], device="cpu", graph=bad)

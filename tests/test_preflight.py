@@ -82,6 +82,8 @@ def test_the_network_check_counts_the_workspaces_of_a_whole_batch(monkeypatch, c
     with pytest.raises(preflight.PreflightError, match=r"alone needs about 1\.5 GiB .* workspaces for a batch of 65,536\)"):
         preflight.check_model_memory(sizes, 65536, 4, host)
     preflight.check_model_memory(sizes, 65536, 4, host, rows=1000)
+    # nor does the whole run's estimate count more than the rows (P6, batch = batch_size, refused this 1,000-row run)
+    preflight.check_train_memory(preflight.train_memory(1000, 32, 1, 4, sizes, 65536), 1000, host)
     big_batch = ["--hidden", "1024,1024", "--batch-size", "65536", "--device", "cpu", "--quiet"]
     assert cli.main(["train", "--rows", "100000", *big_batch]) == 2
     assert "workspaces for a batch of 65,536) but 256.0 MiB is available" in capsys.readouterr().err
