@@ -622,6 +622,11 @@ def test_member_index_out_of_range():
         ens[2]
     with pytest.raises(IndexError, match="member -3"):
         ens[-3]
+    history = ens.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=False)
+    assert history.member(-1) == {name: [v[1] if isinstance(v, list) else v for v in values]
+                                  for name, values in history.items()}
+    with pytest.raises(IndexError, match="member 2 is out of range"):  # (mut12e T101: "list index out of range")
+        history.member(2)
     with pytest.raises(TypeError, match="indexed by an int"):
         ens["a"]
 

@@ -319,6 +319,7 @@ def test_an_ensemble_run_on_a_source_resumes_bit_for_bit(ensemble_files, tmp_pat
     stopped = gpunn.Ensemble(SIZES, 2, seed=1, device="cpu").fit(
         npy_source(ensemble_files), **fit, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 2)])
     assert stopped.interrupted
+    assert gpunn.load_checkpoint(path, device="cpu").settings.seed == 4  # the source's (mut12e T102: member 0's, 1)
     resumed = gpunn.load_checkpoint(path, device="cpu").resume(npy_source(ensemble_files), verbose=False)
     np.testing.assert_array_equal(gpunn.load(path, device="cpu").params, straight.params)
     assert resumed["loss"] == expected["loss"] and resumed["val_loss"] == expected["val_loss"]
