@@ -2,7 +2,10 @@
 import json
 import sys
 
+import pytest
 import waiting
+
+from gpunn.bench import kernels
 
 
 def test_kernel_bench_runs_and_reports_every_op(tmp_path):
@@ -14,3 +17,17 @@ def test_kernel_bench_runs_and_reports_every_op(tmp_path):
     assert {r["op"] for r in rows} >= {"adam step", "backward relu from A", "loss + dA[L]"}
     assert all(r["gb_per_s"] > 0 and r["elements"] == 4096 for r in rows)
     assert "device-to-device copy" in proc.stdout
+
+
+def test_an_option_given_twice_is_refused_as_gpunns_commands_refuse_it(capsys):
+    """argparse kept the last value without a word (--sizes 10 --sizes 11 measured 2^11 alone), where every gpunn
+    command refuses a repeated option (cli.common.refuse_repeated); an abbreviation is refused, naming the option."""
+    for argv, said in ((["--device", "cpu", "--repeat", "1", "--sizes", "10", "--sizes", "11"],
+                        "--sizes is given twice (10, then 11), and only the last would count: give it once; several "
+                        "values go in one comma-separated list: --sizes 10,11"),
+                       (["--device", "cpu", "--rep", "1"], "--rep: options are written in full: did you mean --repeat?")):
+        with pytest.raises(SystemExit) as exited:
+            kernels.main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m gpunn.bench.kernels: error: ") and said in err, err

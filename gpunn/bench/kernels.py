@@ -7,9 +7,9 @@ reference runs. Usage: python -m gpunn.bench.kernels [--device cuda] [--sizes 24
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -124,13 +124,22 @@ def table(result) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from ..cli.common import Parser, refuse_repeated, refuse_unknown
+
+    # gpunn's commands' parser and rules: one-line errors, options in full (--rep: --repeat named), an option
+    # given twice refused (plain argparse kept the last: --sizes 12 --sizes 20 measured 2^20 alone)
+    parser = Parser(prog="python -m gpunn.bench.kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", default="24", help="comma-separated log2 element counts (default: 24)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", help="write the rows here")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    refuse_repeated(parser, argv[:argv.index("--")] if "--" in argv else argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        refuse_unknown(parser, unknown)
+
     def save(result):  # after each size, atomically: a killed run keeps the sizes that finished
         if args.json:
             tmp = Path(args.json + ".tmp")
