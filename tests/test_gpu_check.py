@@ -163,6 +163,20 @@ def test_a_cpu_streams_10_9_rows_get_no_gpu_verdict(tmp_path, capsys):
     assert measured.endswith("GiB") and "not measured on a GPU (cpu (NumPy))" not in measured
 
 
+def test_a_cpu_streams_large_npy_part_is_measured_without_a_verdict(tmp_path, capsys):
+    """Issue 12's .npy row of a CPU run put "not measured on a GPU" in the verdict column, where every other row
+    puts it beside the value measured, and leaves the verdict empty."""
+    large = {"config": "large", "rows": 40_000, "ratio": 0.95}
+    for device, measured, verdict in (("cpu (NumPy)", "0.95× in memory (large, 40,000 rows): not measured on a GPU "
+                                                      "(cpu (NumPy))", ""),
+                                      ("cuda:0 (NVIDIA H200, CuPy 14.2.0)", "0.95× in memory (large, 40,000 rows)",
+                                       "met")):
+        (tmp_path / "streams.json").write_text(json.dumps({"device": device, "throughput": {"npy_large": large}}))
+        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                             capsys=capsys))
+        assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (measured, verdict)
+
+
 def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
     for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
         (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
