@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy
 import pytest
 
+import gpunn
 from gpunn import MLP, backend, datasets
 
 
@@ -164,6 +165,22 @@ def test_env_override_applies_to_auto_only(fresh_probe):
     assert backend.resolve("cpu").name == "cpu"
     with pytest.raises(backend.DeviceError):
         backend.resolve("auto")
+
+
+def test_every_command_whose_device_is_auto_names_the_variable_that_overrides_it(fresh_probe, tmp_path, capsys):
+    """GPUNN_DEVICE overrides --device auto in gpunn predict, sweep and info as in train, whose help alone named it;
+    gpunn bench's default, all, is not auto and takes no override."""
+    from gpunn import cli
+
+    for name, parser in cli.build_parser().commands.items():
+        action = next(a for a in parser._actions if "--device" in a.option_strings)
+        assert (action.default == "auto") == ("env GPUNN_DEVICE" in action.help), name
+    gpunn.save(tmp_path / "m.npz", MLP([2, 1], device="cpu"))
+    numpy.save(tmp_path / "x.npy", numpy.ones((3, 2)))
+    fresh_probe.setenv(backend.ENV_DEVICE, "tpu")
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")]) == 2
+    assert cli.main(["sweep", "--rows", "50", "--features", "2", "--epochs", "1", "--lr", "1e-3", "--quiet"]) == 2
+    assert capsys.readouterr().err.count(f"{backend.ENV_DEVICE}='tpu': unknown device 'tpu'") == 2
 
 
 @pytest.mark.parametrize("env, error", [("tpu", ValueError), ("cpu:1", ValueError), ("cuda", backend.DeviceError)])

@@ -18,7 +18,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "BLAS and its threads, the CPU GEMM library chosen for the default net's "
                                    "products, the active Numba CPU kernels and the subnormal mode.")
-    i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s)")
+    i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
+                                                         "GPUNN_DEVICE)")
     add_debug(i)
     i.set_defaults(func=run)
     return i

@@ -33,7 +33,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="file to write: .npy, .csv or .parquet")
     p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
                    "(default: the model's training columns, else every column); streams the input")
-    p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s)")
+    p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     add_debug(p)
     p.set_defaults(func=run)
     return p

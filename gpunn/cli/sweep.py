@@ -92,7 +92,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--momentum", type=non_negative(float), default=None,
                    help="momentum of every member, for sgd, momentum and nesterov (default: 0.9 for momentum and "
                         "nesterov, 0 for sgd)")
-    s.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s)")
+    s.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     s.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them (default: %(default)s)")
     s.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
                    help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "
