@@ -67,6 +67,19 @@ def test_graph_true_where_it_cannot_capture_says_so_at_the_users_line(data):
         gpunn.MLP([6, 8, 2], device="cpu", seed=0).fit(X[:200], Y[:200], epochs=1, verbose=False)
 
 
+def test_a_reason_is_said_once_for_the_fits_that_share_an_optimizer(data):
+    """The trainer (and its reason) is kept for the next fit with the same optimizer object; it says its reason
+    once, not at every fit (mut12m's G6: warn_if_forced without its 'said already' check warned again and passed)."""
+    X, Y = data
+    m, opt = gpunn.MLP([6, 8, 2], device="cpu", seed=0, graph=True), gpunn.Adam(lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            m.fit(X[:200], Y[:200], epochs=1, batch_size=64, optimizer=opt, verbose=False)
+    assert [str(w.message) for w in caught if issubclass(w.category, GraphWarning)] == [
+        "graph=True: not capturing the training step (no GPU: the step runs eagerly); it runs without a graph"]
+
+
 def test_fit_graph_argument_sets_the_model_flag(data):
     X, Y = data
     m = gpunn.MLP([6, 8, 2], device="cpu", seed=0)

@@ -74,6 +74,27 @@ def test_the_default_falls_back_to_the_ordinary_step_silently(monkeypatch):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def test_fused_false_and_an_optimizer_without_graph_update_are_not_captured_and_say_why():
+    """Reasons known before set-up: fused=False (CuPy's generic expressions allocate temporaries, which a capture
+    cannot) and an optimizer without graph_update; graph=True says which (mut12m's G3 and G4: without the fused
+    check a capture was tried, failed on CuPy's add and said that; without the optimizer's, graph=True said
+    nothing)."""
+    from gpunn.optim import Adam
+
+    class Plain(Adam):
+        graph_update = None
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=300, n_features=8, n_outputs=2, seed=0, device="cuda")
+    m = gpunn.MLP([8, 24, 2], device="cuda", seed=0, fused=False, graph=True)
+    with pytest.warns(GraphWarning, match="fused=False: CuPy's generic expressions allocate temporaries"):
+        m.fit(X, Y, epochs=1, batch_size=128, verbose=False)
+    assert not m.graph_trainer.captured
+    m = gpunn.MLP([8, 24, 2], device="cuda", seed=0, graph=True)
+    with pytest.warns(GraphWarning, match="the optimizer Plain has no graph_update"):
+        m.fit(X, Y, epochs=1, batch_size=128, optimizer=Plain(lr=1e-3), verbose=False)
+    assert not m.graph_trainer.captured
+
+
 @pytest.mark.parametrize("graph", [None, True])
 def test_a_product_refused_on_the_capture_handle_falls_back(monkeypatch, graph):
     """cuBLAS refusing a product on the graph's own handle (its first, eager step of a shape) leaves the

@@ -37,6 +37,9 @@ def test_the_gpu_estimate_counts_driver_free_and_pooled_memory_and_says_what_fit
     assert graph["model"] - need["model"] == 2 * 256 * 65 * 4 + (32 << 20)  # two batch shapes' buffers, cuBLAS's
     with pytest.raises(preflight.PreflightError, match=r"of GPU cuda:0 memory .* but 1.1 GiB is available; about "):
         preflight.check_train_memory(need, 10_000_000, fake_gpu(1 << 30, pooled=64 << 20))
+    # the model counts too: 2 GiB of it and 2 MiB of rows do not fit in 1 GiB (mut12m's P9: data and copy alone passed)
+    with pytest.raises(preflight.PreflightError, match=r"model 2.0 GiB\) but 1.0 GiB is available; about 0 rows"):
+        preflight.check_train_memory({"data": 1 << 20, "shuffle": 1 << 20, "model": 2 << 30}, 1000, fake_gpu(1 << 30))
 
 
 def test_the_host_estimate_uses_memavailable(monkeypatch):
@@ -79,7 +82,8 @@ def test_the_network_check_counts_the_workspaces_of_a_whole_batch(monkeypatch, c
     host = types.SimpleNamespace(is_gpu=False, device="cpu")
     sizes = [32, 1024, 1024, 1]
     preflight.check_model_memory(sizes, 256, 4, host)
-    with pytest.raises(preflight.PreflightError, match=r"alone needs about 1\.5 GiB .* workspaces for a batch of 65,536\)"):
+    with pytest.raises(preflight.PreflightError,
+                       match=r"alone needs about 1\.5 GiB .* workspaces for a batch of 65,536\)"):
         preflight.check_model_memory(sizes, 65536, 4, host)
     preflight.check_model_memory(sizes, 65536, 4, host, rows=1000)
     # nor does the whole run's estimate count more than the rows (P6, batch = batch_size, refused this 1,000-row run)
