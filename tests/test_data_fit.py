@@ -328,6 +328,22 @@ def test_a_separate_validation_source_is_scored_with_the_training_statistics(lin
     assert history["val_r2"][-1] == pytest.approx(model.score(X[:3000], Y[:3000]), abs=1e-6)
 
 
+def test_a_sources_validation_in_chunks_of_rows_is_the_whole_pass(tmp_path):
+    """A source's held-out chunks are scored chunk_rows rows at a time (65,536): cut into 7 rows, its 300 held-out
+    rows give the metrics of one pass (mut12m's R19: a row skipped after each piece passed every test, whose windows
+    are one piece)."""
+    from gpunn.metrics import SourceEvaluator
+
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "x.npy", rng.standard_normal((1000, 3)).astype("float32"))
+    numpy.save(tmp_path / "y.npy", rng.standard_normal((1000, 2)).astype("float32"))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, validation_fraction=0.3)
+    model = gpunn.MLP([3, 8, 2], device="cpu", seed=0)
+    model.fit(source, epochs=1, verbose=False)
+    whole, chunked = SourceEvaluator(source).evaluate(model), SourceEvaluator(source, chunk_rows=7).evaluate(model)
+    assert chunked == pytest.approx(whole, rel=1e-12)
+
+
 def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path):
     """A validation table whose columns come in another order (or are others) would be scored column
     for column against the wrong features: refused, saying which columns to pick."""
