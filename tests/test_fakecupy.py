@@ -253,6 +253,20 @@ def test_sources_read_on_two_devices_in_one_process_each_use_a_side_stream_of_th
     numpy.testing.assert_array_equal(got[0], got[1])
 
 
+def test_graphs_on_cuda_0_then_cuda_1_capture_on_their_own_devices_stream(fake_cupy):
+    """capture_resources keeps a stream and a cuBLAS handle per device: a fit on cuda:1 after one on cuda:0 captures
+    on device 1's (mut12m's G26: the pair kept for any device, here device 0's, passed every test; it fails here as
+    in CUDA, a device 1 event recorded on device 0's stream)."""
+    from gpunn import MLP, datasets
+
+    for device in ("cuda:0", "cuda:1"):
+        X, Y = datasets.make("teacher", 300, 5, 2, seed=0, device=device)
+        model = MLP([5, 16, 2], device=device, seed=0)
+        model.fit(X, Y, epochs=2, batch_size=64, verbose=False)
+        assert model.graph_trainer.captured, model.graph_trainer.reason
+        assert model.graph_trainer.stream.device_id == int(device[-1])
+
+
 @pytest.mark.parametrize("kind", ["synthetic", "npy"])
 def test_a_source_bound_to_cuda_1_when_made_reads_and_standardizes_on_cuda_1(fake_cupy, tmp_path, kind):
     """A source made with device="cuda:1" binds at once, outside any use(): its standardization pass (and

@@ -35,8 +35,15 @@ def test_the_gpu_estimate_counts_driver_free_and_pooled_memory_and_says_what_fit
     preflight.check_train_memory(need, 10_000_000, fake_gpu(8 << 30))  # 2.4 + 2.1 GiB fit in 8 GiB
     graph = preflight.train_memory(10_000_000, 64, 1, 4, [64, 256, 256, 1], 256, graph=True)
     assert graph["model"] - need["model"] == 2 * 256 * 65 * 4 + (32 << 20)  # two batch shapes' buffers, cuBLAS's
-    with pytest.raises(preflight.PreflightError, match=r"of GPU cuda:0 memory .* but 1.1 GiB is available; about "):
-        preflight.check_train_memory(need, 10_000_000, fake_gpu(1 << 30, pooled=64 << 20))
+    gpu = fake_gpu(1 << 30, pooled=64 << 20)
+    with pytest.raises(preflight.PreflightError,
+                       match=r"of GPU cuda:0 memory .* but 1.1 GiB is available; about ") as said:
+        preflight.check_train_memory(need, 10_000_000, gpu)
+    # the rows it says would fit do, with a tenth of the memory to spare (mut12m's P10: the free memory over the
+    # bytes per row, without the model and the tenth, named more rows than fit)
+    rows = int(str(said.value).split("; about ")[1].split(" rows")[0].replace(",", ""))
+    fits = preflight.train_memory(rows, 64, 1, 4, [64, 256, 256, 1], 256)
+    assert 0.85 * ((1 << 30) + (64 << 20)) < sum(fits.values()) <= 0.9 * ((1 << 30) + (64 << 20))
     # the model counts too: 2 GiB of it and 2 MiB of rows do not fit in 1 GiB (mut12m's P9: data and copy alone passed)
     with pytest.raises(preflight.PreflightError, match=r"model 2.0 GiB\) but 1.0 GiB is available; about 0 rows"):
         preflight.check_train_memory({"data": 1 << 20, "shuffle": 1 << 20, "model": 2 << 30}, 1000, fake_gpu(1 << 30))
@@ -136,6 +143,22 @@ def test_an_output_named_as_a_directory_not_made_yet_is_refused_before_any_work(
     captured = capsys.readouterr()
     assert captured.err.strip() == f"gpunn: error: --json {out} names a directory (it ends in /); give a file name"
     assert "device:" not in captured.out  # refused before the data were made
+
+
+def test_an_output_that_is_a_directory_is_refused_and_save_may_name_the_checkpoint_resumed(tmp_path):
+    """An existing directory is no output file (mut12m's P14: without the check it passed, and the run would fail at
+    its end); --save over the checkpoint --resume reads is how a run continues in place, while any other output
+    may not overwrite it (P21: the resumed checkpoint counted for --save too passed every test)."""
+    import argparse
+
+    with pytest.raises(preflight.PreflightError, match="--json .* is a directory; give a file name"):
+        preflight.check_output(str(tmp_path), "--json")
+    run = tmp_path / "run.npz"
+    run.write_bytes(b"PK\x03\x04")
+    args = argparse.Namespace(resume=str(run), data=None, targets=None)
+    preflight.check_checkpoint_output(str(run), "--save", reads=preflight.inputs_read(args, resume=False))
+    with pytest.raises(preflight.PreflightError, match="is the checkpoint being resumed this command reads"):
+        preflight.check_output(str(run), "--json", reads=preflight.inputs_read(args))
 
 
 def test_two_outputs_that_both_name_standard_output_are_refused(tmp_path, capsys):
