@@ -154,14 +154,28 @@ class Ensemble(DeviceModel):
         moments) and a batch's workspaces would not fit in the device's free memory."""
         need = self.n_models * member_bytes(self.layer_sizes, self.dtype.itemsize, batch_rows, self.bias,
                                             self._template.precision)
+        self._refuse_over_free(need, f"(parameters, gradients, Adam state, workspaces for {batch_rows} rows)",
+                               "fewer members (gpunn sweep splits a grid into ensembles that fit) or a smaller network")
+
+    def check_fit_memory(self, batch_rows):
+        """fit's check, before its optimizer state and workspaces exist: the construction counted workspaces
+        for ``chunk_rows`` rows a member; a fit whose steps take more rows a member (``batch_rows``) is counted
+        again, less the parameters and gradients (and bf16 copies) already held."""
+        if batch_rows <= self.chunk_rows:
+            return
+        held = sum(a.nbytes for a in (self.params, self.grads, self.params16) if a is not None)
+        need = self.n_models * member_bytes(self.layer_sizes, self.dtype.itemsize, batch_rows, self.bias,
+                                            self._template.precision) - held
+        self._refuse_over_free(need, f"more for a fit at {batch_rows} rows a step (Adam state and workspaces)",
+                               "a smaller batch_size, fewer members or a smaller network")
+
+    def _refuse_over_free(self, need, what, instead):
         free = preflight.available_bytes(self.backend)
         if free is not None and need > free:
             where = "the device has" if self.backend.is_gpu else "the host has"
-            raise MemoryError(
-                f"an ensemble of {self.n_models} x {self.layer_sizes} ({self.dtype.name}) needs about "
-                f"{preflight.size_text(need)} (parameters, gradients, Adam state, workspaces for {batch_rows} rows) "
-                f"but {where} {preflight.size_text(free)} free; use fewer members (gpunn sweep splits a grid "
-                f"into ensembles that fit) or a smaller network")
+            raise MemoryError(f"an ensemble of {self.n_models} x {self.layer_sizes} ({self.dtype.name}) needs about "
+                              f"{preflight.size_text(need)} {what} but {where} {preflight.size_text(free)} free; "
+                              f"use {instead}")
 
     def _member_views(self, flat):
         """(K, n_in, n_out) weight and (K, n_out) bias views into a (K * P) flat buffer."""

@@ -656,6 +656,36 @@ def test_an_ensemble_too_big_for_the_host_is_refused_before_allocating_on_the_cp
     assert peak < members * params * 4
 
 
+def test_a_fit_whose_batch_would_not_fit_is_refused_before_allocating_it(monkeypatch):
+    """The construction counts workspaces for chunk_rows (1,024) rows a member; a fit at a larger batch is
+    counted again before its Adam state and workspaces exist (mut12e: K=64 [64, 1024, 1024, 1] at batch 8,192
+    allocated ~8x the counted workspace unchecked). A batch within chunk_rows needs no second count."""
+    import tracemalloc
+
+    from gpunn.ensemble import member_bytes
+
+    sizes, K, batch = [16, 256, 256, 1], 4, 4096
+    ens = gpunn.Ensemble(sizes, K, seed=0, device="cpu")
+    X = np.random.default_rng(0).standard_normal((batch, 16)).astype(np.float32)
+    Y = X[:, :1].copy()
+    more = K * member_bytes(sizes, 4, batch) - ens.params.nbytes - ens.grads.nbytes
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: more - 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=rf"needs about .* more for a fit at {batch} rows a step .* "
+                                              r"but the host has .* free; use a smaller batch_size"):
+            ens.fit(X, Y, epochs=1, batch_size=batch, verbose=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < K * batch * 256 * 4  # not one layer's workspace of the batch
+    assert ens.history is None
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: more)
+    ens.fit(X, Y, epochs=1, batch_size=batch, verbose=False)  # exactly enough
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 2**20)
+    ens.fit(X[:1024], Y[:1024], epochs=1, batch_size=1024, verbose=False)  # counted by the construction
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_memory_check_counts_what_an_adam_fit_allocates(bias):
     """member_bytes (the memory check's and gpunn sweep's count) against the buffers themselves: parameters,

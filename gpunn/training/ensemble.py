@@ -469,6 +469,7 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
         return train(model, source, optimizer, settings, state, callbacks=callbacks, validation=validation, hook=hook,
                      handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
 
+    model.check_fit_memory(settings.batch_size)  # (rows a step on this rank) before the optimizer binds its state
     model.diverged = sorted(int(k) for k in getattr(state.history, "diverged", ()))  # this run's (a resume's: so far)
     with member_blas_threads(model.xp):
         history = dp.run(loop) if dp is not None else loop()
