@@ -153,12 +153,25 @@ def test_an_output_that_is_a_directory_is_refused_and_save_may_name_the_checkpoi
 
     with pytest.raises(preflight.PreflightError, match="--json .* is a directory; give a file name"):
         preflight.check_output(str(tmp_path), "--json")
+    # a name's ending is compared in any case (P16: a case-sensitive comparison refused loss.PNG)
+    assert preflight.check_output(str(tmp_path / "loss.PNG"), "--plot", suffixes=(".png", ".pdf"))
     run = tmp_path / "run.npz"
     run.write_bytes(b"PK\x03\x04")
     args = argparse.Namespace(resume=str(run), data=None, targets=None)
     preflight.check_checkpoint_output(str(run), "--save", reads=preflight.inputs_read(args, resume=False))
     with pytest.raises(preflight.PreflightError, match="is the checkpoint being resumed this command reads"):
         preflight.check_output(str(run), "--json", reads=preflight.inputs_read(args))
+
+
+def test_a_pickle_given_as_an_input_is_refused_as_a_pickle(tmp_path):
+    """By its bytes, whatever its name, and never unpickled (mut12m's P26: without the pickle case it was 'neither a
+    .npy array nor a CSV file', and passed)."""
+    import pickle
+
+    path = tmp_path / "x.npy"
+    path.write_bytes(pickle.dumps([[1.0, 2.0]]))
+    with pytest.raises(preflight.PreflightError, match="is a Python pickle; gpunn never unpickles"):
+        preflight.read_matrix(path, "--data")
 
 
 def test_two_outputs_that_both_name_standard_output_are_refused(tmp_path, capsys):
