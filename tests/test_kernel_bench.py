@@ -31,3 +31,18 @@ def test_an_option_given_twice_is_refused_as_gpunns_commands_refuse_it(capsys):
         assert exited.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("python -m gpunn.bench.kernels: error: ") and said in err, err
+
+
+def test_the_stream_benchmark_refuses_a_repeated_or_shortened_option(capsys):
+    """python -m gpunn.bench.stream by the same rules (cli.common.Parser.parse_strictly): argparse kept the last
+    --rows of two and ran --epoch as --epochs."""
+    from gpunn.bench import stream
+
+    for argv, said in ((["synthetic", "--rows", "10", "--rows", "20"],
+                        "--rows is given twice (10, then 20), and only the last would count: give it once"),
+                       (["synthetic", "--epoch", "1"], "--epoch: options are written in full: did you mean --epochs?")):
+        with pytest.raises(SystemExit) as exited:
+            stream.main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m gpunn.bench.stream: error: ") and said in err, err

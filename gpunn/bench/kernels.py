@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -124,7 +123,7 @@ def table(result) -> str:
 
 
 def main(argv=None):
-    from ..cli.common import Parser, refuse_repeated, refuse_unknown
+    from ..cli.common import Parser
 
     # gpunn's commands' parser and rules: one-line errors, options in full (--rep: --repeat named), an option
     # given twice refused (plain argparse kept the last: --sizes 12 --sizes 20 measured 2^20 alone)
@@ -134,11 +133,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", help="write the rows here")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    refuse_repeated(parser, argv[:argv.index("--")] if "--" in argv else argv)
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        refuse_unknown(parser, unknown)
+    args = parser.parse_strictly(argv)
 
     def save(result):  # after each size, atomically: a killed run keeps the sizes that finished
         if args.json:

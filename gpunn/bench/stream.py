@@ -16,7 +16,6 @@ fit's (gpunn.training): ``model.fit(source)`` for sources, ``model.fit(X, Y)`` f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -144,7 +143,10 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gpunn.bench.stream", description=__doc__.split("\n\n")[0])
+    from ..cli.common import Parser
+
+    # gpunn's commands' rules (Parser.parse_strictly): options in full, one given twice refused, one-line errors
+    p = Parser(prog="python -m gpunn.bench.stream", description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("make-npy", "npy", "memory", "synthetic", "synthetic-memory", "suite"))
     p.add_argument("dir", nargs="?", default="bench/out/stream", help="folder of X.npy and Y.npy (default: %(default)s)")
     p.add_argument("--rows", type=int, default=None, help="rows (make-npy, synthetic: all; npy, memory: a prefix)")
@@ -159,7 +161,7 @@ def main(argv=None) -> int:
     p.add_argument("--stream-rows", type=int, default=100_000_000, help="suite: rows of the synthetic stream")
     p.add_argument("--memory-rows", type=int, default=2_000_000, help="suite: rows of the in-memory baselines")
     p.add_argument("--npy-rows", type=int, default=2_000_000, help="suite: rows of the .npy pair (made if absent)")
-    args = p.parse_args(argv)
+    args = p.parse_strictly(argv)
     if args.mode == "suite":
         return suite(args)
     if args.mode == "make-npy":

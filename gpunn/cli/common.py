@@ -30,6 +30,17 @@ class Parser(argparse.ArgumentParser):
             refuse_unknown(self, stray, f"and {message}")  # gpunn predict --hel: the option meant too
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_strictly(self, argv=None) -> argparse.Namespace:
+        """parse_args for a parser without subcommands (the ``python -m gpunn.bench.*`` tools), by the rules
+        gpunn.cli.parse_args keeps for every command: an option given twice refused (refuse_repeated, before
+        the values are parsed), an unknown one named with the option meant (refuse_unknown)."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        refuse_repeated(self, argv[:argv.index("--")] if "--" in argv else argv)
+        args, unknown = self.parse_known_args(argv)
+        if unknown:
+            refuse_unknown(self, unknown)
+        return args
+
 
 def option_names(parser) -> list[str]:
     """Every option string ``parser`` takes (-h and --help, --epochs, ...), in its order."""
