@@ -301,6 +301,11 @@ def test_copy_deepcopy_gives_an_independent_model_that_trains_the_same(data):
     other.fit(X, Y, epochs=2, verbose=False, seed=0)
     numpy.testing.assert_array_equal(twin.params, other.params)
     assert twin.data_columns is not model.data_columns
+    # a net without biases copies too (mut12m's M30: _twin with bias=True failed to copy the smaller buffer)
+    bare = MLP([5, 8, 2], bias=False, device="cpu", seed=3, dtype="float64")
+    numpy.testing.assert_array_equal(copy.deepcopy(bare).predict(X), bare.predict(X))
+    # and a model made without a seed draws one of its own (M43: seed 0 for every such model passed)
+    assert MLP([5, 8, 2], device="cpu").seed != MLP([5, 8, 2], device="cpu").seed
 
 
 def test_optimizers_and_callbacks_print_as_the_call_that_makes_them():

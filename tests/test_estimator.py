@@ -338,6 +338,18 @@ def test_adam_ignores_learning_rate_adaptive_as_scikit_learn(data):
     est = MLPRegressor(hidden_layer_sizes=(4,), solver="adam", learning_rate="adaptive", tol=1e9, n_iter_no_change=1,
                        max_iter=10, random_state=0, device="cpu").fit(X[:100], y[:100])
     assert est.n_iter_ == 3 and est.history_.stopped_early and est.history_["lr"] == [1e-3] * 3
+    # and 'invscaling', refused for sgd, is taken and ignored (E51: refused for every solver passed)
+    MLPRegressor(hidden_layer_sizes=(4,), learning_rate="invscaling", max_iter=1, device="cpu").fit(X[:100], y[:100])
+
+
+def test_coefs_and_intercepts_have_scikit_learns_shapes(data):
+    """One weight matrix and one bias vector per layer (mut12m's E54: intercepts_ without the output layer's
+    passed)."""
+    X, y = data
+    ours, theirs = (cls(hidden_layer_sizes=(8, 4), max_iter=1, random_state=0).fit(X[:100], y[:100])
+                    for cls in (lambda **kw: MLPRegressor(**kw, device="cpu"), sklearn.neural_network.MLPRegressor))
+    for name in ("coefs_", "intercepts_"):
+        assert [a.shape for a in getattr(ours, name)] == [a.shape for a in getattr(theirs, name)], name
 
 
 def test_loss_curve_is_scikit_learns_half_mse(data):
@@ -502,6 +514,8 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
     (dict(hidden_layer_sizes=(True, 3)), r"hidden_layer_sizes must be positive integers, got \(True, 3\)"),
     (dict(hidden_layer_sizes=numpy.True_), "hidden_layer_sizes must be positive integers"),
     (dict(hidden_layer_sizes=4.0), r"hidden_layer_sizes must be positive integers, got 4.0"),
+    # by its own name (mut12m's E47: n < 0 let 0 through to MLP's "layer_sizes[2] must be a positive integer")
+    (dict(hidden_layer_sizes=(4, 0)), r"hidden_layer_sizes must be positive integers, got \(4, 0\)"),
     (dict(validation_fraction=1.5), r"validation_fraction must be a number in \[0, 1\), got 1.5"),
     (dict(validation_fraction=1.0), r"validation_fraction must be a number in \[0, 1\), got 1.0"),  # its open end
     (dict(validation_fraction="a", early_stopping=True), "validation_fraction must be a number in"),

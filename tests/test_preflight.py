@@ -163,6 +163,18 @@ def test_an_output_that_is_a_directory_is_refused_and_save_may_name_the_checkpoi
         preflight.check_output(str(run), "--json", reads=preflight.inputs_read(args))
 
 
+def test_dev_stdout_is_written_into_even_where_stdout_is_a_file(capfd):
+    """/dev/stdout is a link into /proc: where standard output is a regular file (as under pytest's capture), a
+    checkpoint or report written there must go into it, not be renamed over the link (mut12m's P28: without the link
+    check it counted as an ordinary path, and passed)."""
+    import os
+    import stat
+
+    if not stat.S_ISREG(os.fstat(1).st_mode):
+        pytest.skip("standard output is not a regular file here")
+    assert preflight.writes_in_place("/dev/stdout")
+
+
 def test_a_pickle_given_as_an_input_is_refused_as_a_pickle(tmp_path):
     """By its bytes, whatever its name, and never unpickled (mut12m's P26: without the pickle case it was 'neither a
     .npy array nor a CSV file', and passed)."""
