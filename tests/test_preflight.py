@@ -173,6 +173,7 @@ def test_dev_stdout_is_written_into_even_where_stdout_is_a_file(capfd):
     if not stat.S_ISREG(os.fstat(1).st_mode):
         pytest.skip("standard output is not a regular file here")
     assert preflight.writes_in_place("/dev/stdout")
+    assert preflight.writes_in_place("/dev/fd/1")  # a file reached through /proc (P29: the /proc folder check dropped)
 
 
 def test_a_pickle_given_as_an_input_is_refused_as_a_pickle(tmp_path):
