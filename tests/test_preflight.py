@@ -153,6 +153,8 @@ def test_an_output_that_is_a_directory_is_refused_and_save_may_name_the_checkpoi
 
     with pytest.raises(preflight.PreflightError, match="--json .* is a directory; give a file name"):
         preflight.check_output(str(tmp_path), "--json")
+    with pytest.raises(preflight.PreflightError, match="--json needs a file name"):  # (P32: '' passed, the cwd's)
+        preflight.check_output("", "--json")
     # a name's ending is compared in any case (P16: a case-sensitive comparison refused loss.PNG)
     assert preflight.check_output(str(tmp_path / "loss.PNG"), "--plot", suffixes=(".png", ".pdf"))
     run = tmp_path / "run.npz"
