@@ -28,6 +28,7 @@ from .activations import Activation, get_activation
 from .checks import DTYPES, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
+from .ops.mlp_step import one_call_step
 from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode
 
@@ -98,6 +99,7 @@ class _Workspace:
         if storage != dtype:
             self.X16 = xp.empty((rows, sizes[0]), storage)
             self.dZ16 = xp.empty((rows, sizes[-1]), storage)
+        self.one_call_plan = None  # the one-call step's arguments for these buffers (gpunn.ops.mlp_step)
 
 
 def _may_share_memory(A, data) -> bool:
@@ -420,6 +422,24 @@ class MLP(DeviceModel):
         return self._backward(X, Y, ws)
 
     _train_step_gradients = train_step  # the name before the Trainable protocol
+
+    def steps_as_mlp(self) -> bool:
+        """Whether this model's class steps as MLP does: its train_step, _forward and _backward are MLP's (not a
+        subclass's), what gpunn.ops.mlp_step's one call stands in for."""
+        return (type(self).train_step is MLP.train_step and type(self)._forward is MLP._forward
+                and type(self)._backward is MLP._backward)
+
+    def train_step_and_update(self, X, Y, optimizer, lr):
+        """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
+        hook between the two. A small net with Adam on the CPU runs both as one Numba call with the same bits
+        (gpunn.ops.mlp_step.one_call_step: ~64 Python calls a step fewer)."""
+        if self.xp is numpy:
+            sum_sq = one_call_step(self, X, Y, optimizer, lr)
+            if sum_sq is not None:
+                return sum_sq
+        sum_sq = self.train_step(X, Y)
+        optimizer.step(self.params, self.grads, lr)
+        return sum_sq
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):

@@ -408,7 +408,9 @@ def timed_ops(ops, backend, totals):
 
 def profile_step(runner: GpunnRunner, epochs: int, ops=None) -> dict:
     """Shares of the step time (matmul, elementwise, optimizer, other) from an instrumented run
-    (of ``ops``, default the runner's model's ops: an ensemble's are its member_ops)."""
+    (of ``ops``, default the runner's model's ops: an ensemble's are its member_ops). A small MLP's step on the
+    CPU, one compiled call in the timed runs (gpunn.ops.mlp_step), runs its generic methods here: the one call
+    steps aside where they are set on the ops, as timing them does."""
     totals = {}
     with timed_ops(runner.model.ops if ops is None else ops, runner.backend, totals):
         synchronize(runner.backend)

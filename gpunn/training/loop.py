@@ -5,7 +5,7 @@ A :class:`Trainer` is built in one place, :func:`train`, from a trainable, a dat
 (``fit``, checkpoint resumption and ``MLPRegressor.partial_fit`` all call it). Each step is
 ``trainable.train_step(X_b, Y_b)``, then the optional gradient hook, then the optimizer (the seams are
 in :mod:`gpunn.training.protocols`); with no hook, a trainable with ``train_step_and_update(X_b, Y_b,
-optimizer, lr)`` (gpunn.Ensemble) does both in one call. Nothing crosses to the host inside an epoch: the per-batch
+optimizer, lr)`` (gpunn.Ensemble, gpunn.MLP) does both in one call. Nothing crosses to the host inside an epoch: the per-batch
 squared errors are summed on the device and read back once per epoch (the logging interval).
 """
 from __future__ import annotations

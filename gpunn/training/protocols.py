@@ -84,7 +84,8 @@ class Trainable(Protocol):
       to the host.
     - optional ``train_step_and_update(X, Y, optimizer, lr)``: train_step, then
       ``optimizer.step(params, grads, lr)``, in one call; the loop uses it when no gradient hook runs
-      between the two (:class:`gpunn.Ensemble`: on the CPU each member group updates its own members).
+      between the two (:class:`gpunn.Ensemble`: on the CPU each member group updates its own members;
+      :class:`gpunn.MLP`: a small net's CPU step with Adam is one Numba call, gpunn.ops.mlp_step).
 
     :class:`gpunn.MLP` is one.
     """

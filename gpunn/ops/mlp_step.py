@@ -1,0 +1,163 @@
+"""One small MLP's training step on the CPU -- forward, backward and its Adam step -- as one Numba call.
+
+A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._forward, MLP._backward,
+``CpuOps`` and Adam.step, about 10 of its ~60 us. Here it is the Ensemble's member-group kernel
+(gpunn.ops.ensemble._member_group_pass) run on one member: the same BLAS calls at NumPy's addresses
+(gpunn.ops.cblas) with the same operands, the same elementwise kernels, the same float64 sums, Adam's
+constants formed in the same float64 arithmetic. So the bits are those of the generic path, and it is taken only
+where that path makes exactly these calls (``one_call_step``); everywhere else MLP.train_step_and_update runs
+train_step and the optimizer's step as the training loop otherwise would.
+"""
+from __future__ import annotations
+
+import numpy
+
+from .base import GEMM_INT_MAX
+from .cblas import numpy_blas
+from .cpu import PARALLEL_MIN_ELEMENTS, SMALL_K, CpuOps, numba
+
+from ..optim import Adam, AdamW
+
+if numba is not None:
+    from .ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY, _member_group_pass
+
+_ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
+# the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),
+# the generic step runs, and so that one
+_MODEL_METHODS = frozenset(("train_step", "_forward", "_backward"))
+_OPS_METHODS = frozenset(("matmul", "bias_activation", "activation_backward", "activation_bias_backward",
+                          "bias_gradient", "loss_gradient", "adam_step", "_split", "_sum_rows"))
+# CpuOps.matmul computes a product of inner dimension k <= SMALL_K and an out of at least this many elements
+# outside BLAS (_small_k_matmul; k = 1 by a broadcast multiply)
+_SMALL_K_MIN_OUT = 4096
+
+
+def _blas_product(k, rows, cols) -> bool:
+    """Whether CpuOps.matmul gives a (rows, k) @ (k, cols) product to numpy.matmul (BLAS)."""
+    return not (k <= SMALL_K and rows * cols >= _SMALL_K_MIN_OUT)
+
+
+def _network_applies(model, ops) -> bool:
+    """The conditions on the model that do not change between steps (see one_call_step)."""
+    sizes, acts = model.layer_sizes, model.activations
+    return (numba is not None and type(ops) is CpuOps and ops.fused and ops._numpy_only
+            and model.steps_as_mlp() and model.bias and not model._bf16
+            and model.precision == "float32" and len(sizes) >= 3 and sizes[-1] == 1 and min(sizes[:-1]) >= 2
+            and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
+            and model.params.size < PARALLEL_MIN_ELEMENTS
+            and numpy_blas(model.dtype) is not None)
+
+
+def _batch_applies(sizes, rows) -> bool:
+    """The conditions on a batch of ``rows``: each product one the generic path gives to BLAS (the output
+    layer's dA = dZ w^T, k = 1, may be either: a broadcast multiply or BLAS, a product of one term each) and
+    every layer's buffers under PARALLEL_MIN_ELEMENTS (no elementwise pass split over threads)."""
+    if not 2 <= rows <= GEMM_INT_MAX:
+        return False
+    L = len(sizes) - 1
+    for l in range(L):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        if not (_blas_product(n_in, rows, n_out) and _blas_product(rows, n_in, n_out)):  # Z = A W, dW = A^T dZ
+            return False
+        if 0 < l < L - 1 and not _blas_product(n_out, rows, n_in):  # a hidden layer's dA below = dZ W^T
+            return False
+        if rows * n_out >= PARALLEL_MIN_ELEMENTS:
+            return False
+    return True
+
+
+def _settings(optimizer) -> tuple:
+    return optimizer.beta1, optimizer.beta2, optimizer.eps, optimizer.weight_decay, optimizer.decoupled
+
+
+class _Plan:
+    """The kernel's arguments for one (model, workspace, optimizer): built once, then per step only the step's
+    learning rate and beta**step are written into its tables. ``runs`` False: the generic step runs instead.
+    The model's part (``net``) is kept from the workspace's last plan where the model's buffers are the same (a new
+    fit's new optimizer makes a new plan)."""
+
+    def __init__(self, model, ws, optimizer, last):
+        s = optimizer.state
+        # what it was made for: the buffers it holds (by identity) and the optimizer's settings
+        self.params, self.grads, self.weights, self.dW = model.params, model.grads, model.weights, model._dW
+        self.optimizer, self.m, self.v, self.settings = optimizer, s.get("m"), s.get("v"), _settings(optimizer)
+        same_model = last is not None and last.params is model.params and last.grads is model.grads and \
+            last.weights is model.weights and last.dW is model._dW
+        self.net = last.net if same_model else _network_arguments(model, ws)
+        self.runs = self.net is not None and _optimizer_applies(model, optimizer)
+        if not self.runs:
+            return
+        dt = model.dtype
+        self.rates = numpy.zeros((1, HYPER_FIELDS))
+        self.rates[0, BETA1], self.rates[0, BETA2], self.rates[0, ACTIVE] = optimizer.beta1, optimizer.beta2, 1
+        self.rates[0, WEIGHT_DECAY] = optimizer.weight_decay
+        self.pow1, self.pow2 = numpy.zeros(1), numpy.zeros(1)
+        decay = bool(optimizer.weight_decay)
+        flags = numpy.array([1, decay and not optimizer.decoupled, decay and optimizer.decoupled], numpy.int64)
+        head, tail = self.net
+        # _member_group_pass's arguments after X and Y
+        self.blas, self.sums = head[0], head[7]
+        self.tail = (*head[1:], s["m"][None], s["v"][None], self.rates, self.pow1, self.pow2, dt.type(optimizer.eps),
+                     flags, *tail)
+
+
+def _network_arguments(model, ws):
+    """_member_group_pass's arguments from the model and its workspace ws, before and after the optimizer's
+    (blas, W, b, dW, db, Zo, dAo, sums, one, zero, scale, w, g) and (Zh, dAh, d64, k0, k1, signal, slot, value), or
+    None where the kernel does not apply to them."""
+    if not (_network_applies(model, model.ops) and model.params.flags.c_contiguous and model.grads.flags.c_contiguous
+            and _batch_applies(model.layer_sizes, ws.Z[-1].shape[0])):
+        return None
+    dt = model.dtype
+    one = lambda views: tuple(v[None] for v in views)  # a member axis of one
+    hidden = len(model.layer_sizes) - 2
+    rows = ws.Z[-1].shape[0]
+    d64 = numpy.empty(rows, numpy.float64)
+    head = (numpy_blas(dt), one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
+            ws.dA[-1][None], numpy.zeros(1), dt.type(1), dt.type(0), dt.type(2.0 / rows), model.params[None],
+            model.grads[None])
+    # its signal: a slot of d64 nobody reads
+    return head, (tuple(ws.Z[:hidden]), tuple(ws.dA[:hidden]), d64, 0, 1, d64.view(numpy.int64), 0, 0)
+
+
+def _optimizer_applies(model, optimizer) -> bool:
+    """one_call_step's conditions on the optimizer (see there)."""
+    s = optimizer.state
+    m, v = s.get("m"), s.get("v")
+    return (optimizer._params is model.params and optimizer.ops is model.ops
+            and m is not None and v is not None
+            and all(a.dtype == model.dtype and a.shape == model.params.shape and a.flags.c_contiguous for a in (m, v))
+            and all(type(x) is float for x in _settings(optimizer)[:4]))
+
+
+def one_call_step(model, X, Y, optimizer, lr):
+    """model.train_step(X, Y) then optimizer.step(model.params, model.grads, lr) as one call of the member-group
+    kernel, returning the batch's sum of squared errors (numpy.float64, as train_step's); None, having done
+    nothing, where the generic path would not make exactly its calls, or where the net is not small. It runs only
+    for a gpunn.MLP whose train_step, _forward and _backward are MLP's (not a subclass's, not set on the model), on
+    CpuOps with Numba's kernels and NumPy's BLAS alone (no other GEMM library; no method set on the ops), with bias,
+    ReLU hidden layers, an identity output of one column, no size under 2, float32 precision and under
+    PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
+    with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
+    product one the generic path gives to BLAS and every layer's rows x width under PARALLEL_MIN_ELEMENTS
+    (_batch_applies)."""
+    if type(optimizer) not in _ADAMS or type(lr) is not float or "step" in optimizer.__dict__ or \
+            not (_MODEL_METHODS.isdisjoint(model.__dict__) and _OPS_METHODS.isdisjoint(model.ops.__dict__)):
+        return None
+    ws = model._workspace(X.shape[0])  # (train_step's)
+    plan, s = ws.one_call_plan, optimizer.state
+    if plan is None or not (plan.optimizer is optimizer and plan.params is model.params
+                            and plan.grads is model.grads and plan.weights is model.weights and plan.dW is model._dW
+                            and plan.m is s.get("m") and plan.v is s.get("v")
+                            and plan.settings == _settings(optimizer)):
+        plan = ws.one_call_plan = _Plan(model, ws, optimizer, plan)
+    dt = model.dtype
+    if not (plan.runs and X.dtype == dt and Y.dtype == dt and X.flags.c_contiguous and Y.flags.c_contiguous
+            and X.ndim == Y.ndim == 2 and X.shape[1] == model.layer_sizes[0] and Y.shape == (X.shape[0], 1)):
+        return None
+    optimizer.steps += 1
+    step = optimizer.steps
+    plan.pow1[0], plan.pow2[0] = optimizer.beta1**step, optimizer.beta2**step  # Python's pow, as Adam.step's
+    plan.rates[0, LR] = lr
+    _member_group_pass(plan.blas, X[None], Y[None], *plan.tail)
+    return plan.sums[0]

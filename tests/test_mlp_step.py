@@ -1,0 +1,218 @@
+"""The small MLP's CPU step as one Numba call (gpunn.ops.mlp_step, MLP.train_step_and_update) against the generic
+step (train_step, then the optimizer's step), bit for bit: where it runs, training gives the generic path's
+parameters, optimizer state and losses exactly; where the generic path would compute differently (another
+product, another kernel, another optimizer) or the net is not small, it does not run."""
+import numpy
+import pytest
+
+import gpunn
+import gpunn.model
+from gpunn.ops import mlp_step
+from gpunn.ops.cblas import numpy_blas
+from gpunn.ops.cpu import numba
+
+pytestmark = pytest.mark.skipif(numba is None or numpy_blas("float32") is None or numpy_blas("float64") is None,
+                                reason="the one-call step needs Numba and NumPy's BLAS bound (gpunn.ops.cblas)")
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The number of one-call steps run so far."""
+    calls = []
+    kernel = mlp_step._member_group_pass
+    monkeypatch.setattr(mlp_step, "_member_group_pass", lambda *args: (calls.append(1), kernel(*args))[1])
+    return calls
+
+
+def data(rows=300, inputs=16, outputs=1, dtype="float32"):
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((rows, inputs))
+    Y = numpy.sin(X[:, :outputs]) + 0.1 * rng.standard_normal((rows, outputs))
+    return X.astype(dtype), Y.astype(dtype)
+
+
+def trained(monkeypatch, generic, sizes=(16, 32, 24, 1), optimizer="adam", rows=300, fit=None, **options):
+    """(params, losses, optimizer state, steps) of a fit, the generic step forced where ``generic``."""
+    with monkeypatch.context() as m:
+        if generic:
+            m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+        X, Y = data(rows, sizes[0], sizes[-1], options.get("dtype", "float32"))
+        model = gpunn.MLP(list(sizes), device="cpu", seed=3, **options)
+        opt = optimizer() if callable(optimizer) else optimizer
+        history = model.fit(X, Y, optimizer=opt, verbose=False, handle_interrupt=False, seed=5,
+                            **{"epochs": 3, "batch_size": 64, **(fit or {})})
+        state = {k: v.copy() for k, v in model.optimizer.state.items()}
+        return model.params.copy(), history["loss"] + history.get("val_loss", []), state, model.optimizer.steps
+
+
+def assert_same(a, b):
+    assert a[0].tobytes() == b[0].tobytes()
+    assert a[1] == b[1]
+    assert a[2].keys() == b[2].keys() and all(a[2][k].tobytes() == b[2][k].tobytes() for k in a[2])
+    assert a[3] == b[3]
+
+
+RUNS = {  # the one call runs every step of these
+    "adam": {},
+    "adamw": dict(optimizer=lambda: gpunn.AdamW(lr=2e-3, weight_decay=0.05)),
+    "adam coupled L2": dict(optimizer=lambda: gpunn.Adam(lr=2e-3, weight_decay=0.05)),
+    "adam betas eps": dict(optimizer=lambda: gpunn.Adam(lr=3e-3, beta1=0.5, beta2=0.9, eps=1e-3)),
+    "float64": dict(dtype="float64"),
+    "adamw float64": dict(dtype="float64", optimizer=lambda: gpunn.AdamW(weight_decay=0.1)),
+    "one hidden layer": dict(sizes=(16, 24, 1)),
+    "three hidden layers": dict(sizes=(16, 48, 32, 24, 1)),
+    "narrow 16-3-5-1": dict(sizes=(16, 3, 5, 1)),
+    "input 2": dict(sizes=(2, 16, 1)),
+    # the output layer's dA: a broadcast multiply at rows x width >= 4096, BLAS's k = 1 product below
+    "batch 128 width 64": dict(sizes=(16, 64, 64, 1), fit=dict(batch_size=128)),
+    "batch 9": dict(sizes=(16, 64, 64, 1), rows=45, fit=dict(batch_size=9)),
+    "partial last batch, cosine, validation": dict(rows=301, fit=dict(schedule="cosine", validation_fraction=0.2)),
+    "full batch": dict(fit=dict(batch_size=None)),
+}
+
+
+@pytest.mark.parametrize("case", RUNS)
+def test_the_one_call_step_trains_the_generic_steps_bits(monkeypatch, kernel_calls, case):
+    options = dict(RUNS[case])
+    one_call = trained(monkeypatch, False, **options)
+    assert len(kernel_calls) == one_call[3]  # every step
+    assert_same(one_call, trained(monkeypatch, True, **options))
+
+
+def test_a_second_fit_with_the_same_optimizer_goes_on_as_the_generic_one(monkeypatch, kernel_calls):
+    runs = []
+    for generic in (False, True):
+        with monkeypatch.context() as m:
+            if generic:
+                m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+            X, Y = data()
+            model, opt = gpunn.MLP([16, 32, 1], device="cpu", seed=1), gpunn.Adam(lr=2e-3)
+            losses = [model.fit(X, Y, optimizer=opt, epochs=2, batch_size=50, verbose=False, seed=s)["loss"]
+                      for s in (1, 2)]
+            runs.append((model.params.copy(), losses, {k: v.copy() for k, v in opt.state.items()}, opt.steps))
+    assert len(kernel_calls) == 24
+    assert_same(*runs)
+
+
+NOT_RUN = {  # the generic path computes these otherwise (or the net is not small): the one call must not run
+    "sgd": dict(optimizer="sgd"),
+    "momentum": dict(optimizer="momentum"),
+    "an Adam subclass": dict(optimizer=lambda: type("MyAdam", (gpunn.Adam,), {})()),
+    "tanh": dict(activation="tanh"),
+    "relu then tanh": dict(sizes=(16, 8, 8, 1), activation=["relu", "tanh"]),
+    "no bias": dict(bias=False),
+    "relu output": dict(output_activation="relu"),
+    "two outputs": dict(sizes=(16, 32, 2)),
+    "no hidden layer": dict(sizes=(16, 1)),
+    "not fused": dict(fused=False),
+    "input 4: a small-k product": dict(sizes=(4, 64, 64, 1), rows=256, fit=dict(batch_size=128)),
+    "hidden width 4 under 64: a small-k dA": dict(sizes=(16, 64, 4, 8, 1), rows=256, fit=dict(batch_size=128)),
+    "batch 8: small-k dW": dict(sizes=(16, 64, 64, 1), rows=64, fit=dict(batch_size=8)),
+    "a width of 1": dict(sizes=(16, 1, 8, 1)),
+    "65536 parameters": dict(sizes=(16, 256, 256, 1)),
+    "rows x width 65536": dict(sizes=(16, 64, 1), rows=1024, fit=dict(batch_size=1024, epochs=1)),
+}
+
+
+@pytest.mark.parametrize("case", NOT_RUN)
+def test_the_one_call_step_does_not_run_where_the_generic_step_differs(monkeypatch, kernel_calls, case):
+    options = dict(NOT_RUN[case])
+    assert_same(trained(monkeypatch, False, **options), trained(monkeypatch, True, **options))
+    assert not kernel_calls
+
+
+def test_not_with_another_gemm_library_or_gpunn_cpu_threads_splitting(monkeypatch, kernel_calls):
+    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    X, Y = data(64)
+    opt = gpunn.Adam().bind(model.params, model.ops)
+    assert model.train_step_and_update(X, Y, opt, 1e-3) is not None and len(kernel_calls) == 1
+    other = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    other.ops._numpy_only = False  # GPUNN_GEMM chose among libraries
+    opt = gpunn.Adam().bind(other.params, other.ops)
+    other.train_step_and_update(X, Y, opt, 1e-3)
+    assert len(kernel_calls) == 1
+
+
+def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):
+    """Per call: a learning rate that is not a Python float (Adam's float64 scalars would differ), strided or
+    other-dtype batches, a train_step or optimizer step set on the object, a subclass's _forward."""
+    X, Y = data(64)
+
+    def step(model, X=X, Y=Y, lr=1e-3, opt=None):
+        opt = opt or gpunn.Adam().bind(model.params, model.ops)
+        sum_sq = model.train_step_and_update(X, Y, opt, lr)
+        return sum_sq, model.params.copy()
+
+    base = step(gpunn.MLP([16, 32, 1], device="cpu", seed=0))
+    assert len(kernel_calls) == 1
+    for lr in (numpy.float32(1e-3), numpy.float64(1e-3)):
+        step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), lr=lr)
+    wide = numpy.empty((64, 32), numpy.float32)
+    wide[:, ::2] = X
+    same = step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), X=wide[:, ::2])
+    assert same[0] == base[0] and same[1].tobytes() == base[1].tobytes()  # the generic step: the same bits
+    step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), Y=numpy.repeat(Y, 2, 1)[:, :1])
+    step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), X=X.astype("float64"), Y=Y.astype("float64"))
+    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    model.train_step = lambda X, Y: model.__class__.train_step(model, X, Y)
+    step(model)
+    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    opt = gpunn.Adam().bind(model.params, model.ops)
+    opt.step = lambda *args: gpunn.Adam.step(opt, *args)
+    step(model, opt=opt)
+
+    class Traced(gpunn.MLP):
+        def _forward(self, X, ws):
+            return super()._forward(X, ws)
+
+    step(Traced([16, 32, 1], device="cpu", seed=0))
+    assert len(kernel_calls) == 1
+
+
+@pytest.mark.parametrize("method", ["matmul", "bias_activation", "loss_gradient", "adam_step"])
+def test_a_method_set_on_the_ops_runs_from_the_next_step_on(kernel_calls, method):
+    """An ops method replaced on the model's ops (a spy, gpunn bench's timed profile run) is what the one call
+    would stand in for: the generic step runs from then on and calls it, and the one call again once it goes."""
+    X, Y = data(64)
+    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    opt = gpunn.Adam().bind(model.params, model.ops)
+    model.train_step_and_update(X, Y, opt, 1e-3)
+    assert len(kernel_calls) == 1
+    seen, original = [], getattr(model.ops, method)
+    setattr(model.ops, method, lambda *args, **kwargs: (seen.append(1), original(*args, **kwargs))[1])
+    model.train_step_and_update(X, Y, opt, 1e-3)
+    assert seen and len(kernel_calls) == 1
+    delattr(model.ops, method)
+    model.train_step_and_update(X, Y, opt, 1e-3)
+    assert len(kernel_calls) == 2
+
+
+def test_a_plan_follows_the_optimizer_and_its_settings(monkeypatch, kernel_calls):
+    """The kernel's arguments are kept per workspace: a changed setting or another optimizer makes them anew."""
+    X, Y = data(64)
+    runs = []
+    for generic in (False, True):
+        with monkeypatch.context() as m:
+            if generic:
+                m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+            model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+            opt = gpunn.Adam().bind(model.params, model.ops)
+            sums = [model.train_step_and_update(X, Y, opt, 1e-3)]
+            opt.beta1, opt.eps = 0.5, 1e-4
+            sums.append(model.train_step_and_update(X, Y, opt, 2e-3))
+            opt.weight_decay = 0.1
+            sums.append(model.train_step_and_update(X, Y, opt, 2e-3))
+            other = gpunn.AdamW(weight_decay=0.2).bind(model.params, model.ops)
+            sums.append(model.train_step_and_update(X, Y, other, 1e-3))
+            runs.append((model.params.copy(), sums, {**opt.state, **{"w" + k: v for k, v in other.state.items()}},
+                         opt.steps))
+    assert len(kernel_calls) == 4
+    assert_same(*runs)
+
+
+def test_a_fit_mixes_the_two_by_batch_size(monkeypatch, kernel_calls):
+    """Input width 4: the generic step computes the first layer's product outside BLAS at 128 rows (a small-k
+    product, 128 x 64 out) but by BLAS at the last batch's 44 rows; the one call runs only that batch."""
+    options = dict(sizes=(4, 64, 64, 1), fit=dict(batch_size=128))
+    assert_same(trained(monkeypatch, False, **options), trained(monkeypatch, True, **options))
+    assert len(kernel_calls) == 3  # 300 rows: 128, 128, 44 in each of 3 epochs
