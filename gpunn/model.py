@@ -28,7 +28,7 @@ from .activations import Activation, get_activation
 from .checks import DTYPES, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int, seed_int
 from .ops import ops_for
 from .ops.base import bf16_dtype
-from .ops.mlp_step import one_call_step
+from .ops.mlp_step import one_call_gradients, one_call_step
 from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode
 
@@ -99,7 +99,7 @@ class _Workspace:
         if storage != dtype:
             self.X16 = xp.empty((rows, sizes[0]), storage)
             self.dZ16 = xp.empty((rows, sizes[-1]), storage)
-        self.one_call_plan = None  # the one-call step's arguments for these buffers (gpunn.ops.mlp_step)
+        self.one_call_net = self.one_call_plan = None  # the one-call step's arguments (gpunn.ops.mlp_step)
 
 
 def _may_share_memory(A, data) -> bool:
@@ -416,7 +416,12 @@ class MLP(DeviceModel):
 
     def train_step(self, X, Y):
         """Forward and backward on a device batch (the Trainable protocol, gpunn.training.protocols):
-        gradients land in ``self.grads``; returns sum((A[L] - Y)^2) as a 0-d device array."""
+        gradients land in ``self.grads``; returns sum((A[L] - Y)^2) as a 0-d device array. A small net on the CPU
+        runs it as one Numba call with the same bits (gpunn.ops.mlp_step.one_call_gradients)."""
+        if self.xp is numpy:
+            sum_sq = one_call_gradients(self, X, Y)
+            if sum_sq is not None:
+                return sum_sq
         ws = self._workspace(X.shape[0])
         self._forward(X, ws)
         return self._backward(X, Y, ws)
@@ -431,8 +436,8 @@ class MLP(DeviceModel):
 
     def train_step_and_update(self, X, Y, optimizer, lr):
         """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
-        hook between the two. A small net with Adam on the CPU runs both as one Numba call with the same bits
-        (gpunn.ops.mlp_step.one_call_step: ~64 Python calls a step fewer)."""
+        hook between the two. A small net with Adam or AdamW on the CPU runs both as one Numba call with the same
+        bits (gpunn.ops.mlp_step.one_call_step: ~64 Python calls a step fewer)."""
         if self.xp is numpy:
             sum_sq = one_call_step(self, X, Y, optimizer, lr)
             if sum_sq is not None:

@@ -17,11 +17,26 @@ pytestmark = pytest.mark.skipif(numba is None or numpy_blas("float32") is None o
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
-    """The number of one-call steps run so far."""
+    """The one calls run so far: "step" (with Adam's step in it) or "gradients" (forward and backward) each."""
     calls = []
-    kernel = mlp_step._member_group_pass
-    monkeypatch.setattr(mlp_step, "_member_group_pass", lambda *args: (calls.append(1), kernel(*args))[1])
+
+    def counted(name, fn):
+        def run(*args):
+            result = fn(*args)
+            if result is not None:
+                calls.append(name)
+            return result
+        return run
+
+    monkeypatch.setattr(gpunn.model, "one_call_step", counted("step", mlp_step.one_call_step))
+    monkeypatch.setattr(gpunn.model, "one_call_gradients", counted("gradients", mlp_step.one_call_gradients))
     return calls
+
+
+def generic(m):
+    """The generic step from here on (in monkeypatch context m)."""
+    m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+    m.setattr(gpunn.model, "one_call_gradients", lambda *args: None)
 
 
 def data(rows=300, inputs=16, outputs=1, dtype="float32"):
@@ -31,11 +46,11 @@ def data(rows=300, inputs=16, outputs=1, dtype="float32"):
     return X.astype(dtype), Y.astype(dtype)
 
 
-def trained(monkeypatch, generic, sizes=(16, 32, 24, 1), optimizer="adam", rows=300, fit=None, **options):
-    """(params, losses, optimizer state, steps) of a fit, the generic step forced where ``generic``."""
+def trained(monkeypatch, generic_step, sizes=(16, 32, 24, 1), optimizer="adam", rows=300, fit=None, **options):
+    """(params, losses, optimizer state, steps) of a fit, the generic step forced where ``generic_step``."""
     with monkeypatch.context() as m:
-        if generic:
-            m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+        if generic_step:
+            generic(m)
         X, Y = data(rows, sizes[0], sizes[-1], options.get("dtype", "float32"))
         model = gpunn.MLP(list(sizes), device="cpu", seed=3, **options)
         opt = optimizer() if callable(optimizer) else optimizer
@@ -52,8 +67,12 @@ def assert_same(a, b):
     assert a[3] == b[3]
 
 
-RUNS = {  # the one call runs every step of these
+RUNS = {  # the one call runs every step of these: with the optimizer's step in it for Adam and AdamW
     "adam": {},
+    "sgd": dict(optimizer="sgd"),
+    "momentum": dict(optimizer="momentum"),
+    "nesterov, weight decay": dict(optimizer=lambda: gpunn.Nesterov(lr=0.01, momentum=0.8, weight_decay=0.01)),
+    "an Adam subclass": dict(optimizer=lambda: type("MyAdam", (gpunn.Adam,), {})()),
     "adamw": dict(optimizer=lambda: gpunn.AdamW(lr=2e-3, weight_decay=0.05)),
     "adam coupled L2": dict(optimizer=lambda: gpunn.Adam(lr=2e-3, weight_decay=0.05)),
     "adam betas eps": dict(optimizer=lambda: gpunn.Adam(lr=3e-3, beta1=0.5, beta2=0.9, eps=1e-3)),
@@ -75,29 +94,32 @@ RUNS = {  # the one call runs every step of these
 def test_the_one_call_step_trains_the_generic_steps_bits(monkeypatch, kernel_calls, case):
     options = dict(RUNS[case])
     one_call = trained(monkeypatch, False, **options)
-    assert len(kernel_calls) == one_call[3]  # every step
+    with_adam = type(one_call_optimizer(options)) in (gpunn.Adam, gpunn.AdamW)
+    assert kernel_calls == ["step" if with_adam else "gradients"] * one_call[3]  # every step
     assert_same(one_call, trained(monkeypatch, True, **options))
+
+
+def one_call_optimizer(options):
+    opt = options.get("optimizer", "adam")
+    return opt() if callable(opt) else gpunn.optim.make_optimizer(opt)
 
 
 def test_a_second_fit_with_the_same_optimizer_goes_on_as_the_generic_one(monkeypatch, kernel_calls):
     runs = []
-    for generic in (False, True):
+    for generic_step in (False, True):
         with monkeypatch.context() as m:
-            if generic:
-                m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+            if generic_step:
+                generic(m)
             X, Y = data()
             model, opt = gpunn.MLP([16, 32, 1], device="cpu", seed=1), gpunn.Adam(lr=2e-3)
             losses = [model.fit(X, Y, optimizer=opt, epochs=2, batch_size=50, verbose=False, seed=s)["loss"]
                       for s in (1, 2)]
             runs.append((model.params.copy(), losses, {k: v.copy() for k, v in opt.state.items()}, opt.steps))
-    assert len(kernel_calls) == 24
+    assert kernel_calls == ["step"] * 24
     assert_same(*runs)
 
 
 NOT_RUN = {  # the generic path computes these otherwise (or the net is not small): the one call must not run
-    "sgd": dict(optimizer="sgd"),
-    "momentum": dict(optimizer="momentum"),
-    "an Adam subclass": dict(optimizer=lambda: type("MyAdam", (gpunn.Adam,), {})()),
     "tanh": dict(activation="tanh"),
     "relu then tanh": dict(sizes=(16, 8, 8, 1), activation=["relu", "tanh"]),
     "no bias": dict(bias=False),
@@ -125,17 +147,19 @@ def test_not_with_another_gemm_library_or_gpunn_cpu_threads_splitting(monkeypatc
     model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
     X, Y = data(64)
     opt = gpunn.Adam().bind(model.params, model.ops)
-    assert model.train_step_and_update(X, Y, opt, 1e-3) is not None and len(kernel_calls) == 1
+    assert model.train_step_and_update(X, Y, opt, 1e-3) is not None and kernel_calls == ["step"]
     other = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
     other.ops._numpy_only = False  # GPUNN_GEMM chose among libraries
     opt = gpunn.Adam().bind(other.params, other.ops)
     other.train_step_and_update(X, Y, opt, 1e-3)
-    assert len(kernel_calls) == 1
+    other.train_step(X, Y)
+    assert kernel_calls == ["step"]
 
 
 def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):
-    """Per call: a learning rate that is not a Python float (Adam's float64 scalars would differ), strided or
-    other-dtype batches, a train_step or optimizer step set on the object, a subclass's _forward."""
+    """Per call: a learning rate that is not a Python float (Adam's float64 scalars would differ) or an Adam step set
+    on the optimizer: the gradients in one call, then Adam.step; strided or other-dtype batches, a train_step set
+    on the model, a subclass's _forward: the generic step. Each gives the generic step's bits."""
     X, Y = data(64)
 
     def step(model, X=X, Y=Y, lr=1e-3, opt=None):
@@ -143,30 +167,38 @@ def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):
         sum_sq = model.train_step_and_update(X, Y, opt, lr)
         return sum_sq, model.params.copy()
 
-    base = step(gpunn.MLP([16, 32, 1], device="cpu", seed=0))
-    assert len(kernel_calls) == 1
+    def same_as_generic(make, **kwargs):
+        one_call = step(make(), **kwargs)
+        with monkeypatch.context() as m:
+            generic(m)
+            plain = step(make(), **kwargs)
+        assert one_call[0] == plain[0] and one_call[1].tobytes() == plain[1].tobytes()
+
+    mlp = lambda: gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    step(mlp())
+    assert kernel_calls == ["step"]
     for lr in (numpy.float32(1e-3), numpy.float64(1e-3)):
-        step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), lr=lr)
-    wide = numpy.empty((64, 32), numpy.float32)
-    wide[:, ::2] = X
-    same = step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), X=wide[:, ::2])
-    assert same[0] == base[0] and same[1].tobytes() == base[1].tobytes()  # the generic step: the same bits
-    step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), Y=numpy.repeat(Y, 2, 1)[:, :1])
-    step(gpunn.MLP([16, 32, 1], device="cpu", seed=0), X=X.astype("float64"), Y=Y.astype("float64"))
-    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
-    model.train_step = lambda X, Y: model.__class__.train_step(model, X, Y)
-    step(model)
-    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+        same_as_generic(mlp, lr=lr)
+    model = mlp()
     opt = gpunn.Adam().bind(model.params, model.ops)
     opt.step = lambda *args: gpunn.Adam.step(opt, *args)
     step(model, opt=opt)
+    assert kernel_calls == ["step", "gradients", "gradients", "gradients"]
+    wide = numpy.empty((64, 32), numpy.float32)
+    wide[:, ::2] = X
+    same_as_generic(mlp, X=wide[:, ::2])
+    same_as_generic(mlp, Y=numpy.repeat(Y, 2, 1)[:, :1])
+    step(mlp(), X=X.astype("float64"), Y=Y.astype("float64"))
+    model = mlp()
+    model.train_step = lambda X, Y: model.__class__.train_step(model, X, Y)
+    step(model)
 
     class Traced(gpunn.MLP):
         def _forward(self, X, ws):
             return super()._forward(X, ws)
 
     step(Traced([16, 32, 1], device="cpu", seed=0))
-    assert len(kernel_calls) == 1
+    assert len(kernel_calls) == 4
 
 
 @pytest.mark.parametrize("method", ["matmul", "bias_activation", "loss_gradient", "adam_step"])
@@ -177,24 +209,26 @@ def test_a_method_set_on_the_ops_runs_from_the_next_step_on(kernel_calls, method
     model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
     opt = gpunn.Adam().bind(model.params, model.ops)
     model.train_step_and_update(X, Y, opt, 1e-3)
-    assert len(kernel_calls) == 1
+    assert kernel_calls == ["step"]
     seen, original = [], getattr(model.ops, method)
     setattr(model.ops, method, lambda *args, **kwargs: (seen.append(1), original(*args, **kwargs))[1])
     model.train_step_and_update(X, Y, opt, 1e-3)
-    assert seen and len(kernel_calls) == 1
+    model.train_step(X, Y)
+    assert seen and kernel_calls == ["step"]
     delattr(model.ops, method)
     model.train_step_and_update(X, Y, opt, 1e-3)
-    assert len(kernel_calls) == 2
+    model.train_step(X, Y)
+    assert kernel_calls == ["step", "step", "gradients"]
 
 
 def test_a_plan_follows_the_optimizer_and_its_settings(monkeypatch, kernel_calls):
     """The kernel's arguments are kept per workspace: a changed setting or another optimizer makes them anew."""
     X, Y = data(64)
     runs = []
-    for generic in (False, True):
+    for generic_step in (False, True):
         with monkeypatch.context() as m:
-            if generic:
-                m.setattr(gpunn.model, "one_call_step", lambda *args: None)
+            if generic_step:
+                generic(m)
             model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
             opt = gpunn.Adam().bind(model.params, model.ops)
             sums = [model.train_step_and_update(X, Y, opt, 1e-3)]
@@ -206,7 +240,7 @@ def test_a_plan_follows_the_optimizer_and_its_settings(monkeypatch, kernel_calls
             sums.append(model.train_step_and_update(X, Y, other, 1e-3))
             runs.append((model.params.copy(), sums, {**opt.state, **{"w" + k: v for k, v in other.state.items()}},
                          opt.steps))
-    assert len(kernel_calls) == 4
+    assert kernel_calls == ["step"] * 4
     assert_same(*runs)
 
 
@@ -215,4 +249,17 @@ def test_a_fit_mixes_the_two_by_batch_size(monkeypatch, kernel_calls):
     product, 128 x 64 out) but by BLAS at the last batch's 44 rows; the one call runs only that batch."""
     options = dict(sizes=(4, 64, 64, 1), fit=dict(batch_size=128))
     assert_same(trained(monkeypatch, False, **options), trained(monkeypatch, True, **options))
-    assert len(kernel_calls) == 3  # 300 rows: 128, 128, 44 in each of 3 epochs
+    assert kernel_calls == ["step"] * 3  # 300 rows: 128, 128, 44 in each of 3 epochs
+
+
+def test_loss_and_gradients_take_the_gradients_call_with_the_generic_bits(monkeypatch, kernel_calls):
+    X, Y = data(300)
+    model = gpunn.MLP([16, 32, 24, 1], device="cpu", seed=2)
+    one_call = model.loss_and_gradients(X, Y)
+    assert kernel_calls == ["gradients"]
+    with monkeypatch.context() as m:
+        generic(m)
+        plain = model.loss_and_gradients(X, Y)
+    assert one_call[0] == plain[0]
+    for a, b in zip(one_call[1] + one_call[2], plain[1] + plain[2]):
+        assert a.tobytes() == b.tobytes()

@@ -838,9 +838,7 @@ class _GroupPass:
         self.pure = update is None or adam is not None
         fixed = mops._pass_arguments(ws, weights, biases, dW, db, dt)
         if adam is None:
-            optimizer = _NO_ADAM.get(dt) or _NO_ADAM.setdefault(dt, (
-                *(numpy.empty((0, 0), dt) for _ in range(4)), numpy.empty((0, HYPER_FIELDS)), numpy.empty(0),
-                numpy.empty(0), dt.type(0), numpy.zeros(3, numpy.int64)))
+            optimizer = no_optimizer_arguments(dt)
         else:
             optimizer = (adam.w, adam.g, adam.m, adam.v, adam.rates.host, adam.pow1, adam.pow2, adam.eps,
                          mops._adam_flags(adam))
@@ -857,4 +855,12 @@ class _GroupPass:
             self.update(sl)
 
 
-_NO_ADAM: dict = {}  # per dtype: _member_group_pass's optimizer arguments when it runs no optimizer step
+def no_optimizer_arguments(dt):
+    """_member_group_pass's optimizer arguments (aw, ag, am, av, rates, pow1, pow2, eps, flags) for a pass with no
+    optimizer step in it, for float dtype ``dt`` (made once per dtype)."""
+    return _NO_ADAM.get(dt) or _NO_ADAM.setdefault(dt, (
+        *(numpy.empty((0, 0), dt) for _ in range(4)), numpy.empty((0, HYPER_FIELDS)), numpy.empty(0),
+        numpy.empty(0), dt.type(0), numpy.zeros(3, numpy.int64)))
+
+
+_NO_ADAM: dict = {}  # per dtype: no_optimizer_arguments

@@ -1,12 +1,12 @@
-"""One small MLP's training step on the CPU -- forward, backward and its Adam step -- as one Numba call.
+"""One small MLP's training step on the CPU as one Numba call: forward and backward (one_call_gradients, for
+MLP.train_step), with Adam's or AdamW's step in the same call (one_call_step, for MLP.train_step_and_update).
 
 A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._forward, MLP._backward,
-``CpuOps`` and Adam.step, about 10 of its ~60 us. Here it is the Ensemble's member-group kernel
-(gpunn.ops.ensemble._member_group_pass) run on one member: the same BLAS calls at NumPy's addresses
-(gpunn.ops.cblas) with the same operands, the same elementwise kernels, the same float64 sums, Adam's
-constants formed in the same float64 arithmetic. So the bits are those of the generic path, and it is taken only
-where that path makes exactly these calls (``one_call_step``); everywhere else MLP.train_step_and_update runs
-train_step and the optimizer's step as the training loop otherwise would.
+``CpuOps`` and Adam.step. Here it is the Ensemble's member-group kernel (gpunn.ops.ensemble._member_group_pass)
+run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas) with the same operands, the same
+elementwise kernels, the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
+are those of the generic path, and it is taken only where that path makes exactly these calls (one_call_step
+lists where); everywhere else the generic step runs.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from .cpu import PARALLEL_MIN_ELEMENTS, SMALL_K, CpuOps, numba
 from ..optim import Adam, AdamW
 
 if numba is not None:
-    from .ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY, _member_group_pass
+    from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY, _member_group_pass,
+                           no_optimizer_arguments)
 
 _ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
 # the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),
@@ -70,21 +71,45 @@ def _settings(optimizer) -> tuple:
     return optimizer.beta1, optimizer.beta2, optimizer.eps, optimizer.weight_decay, optimizer.decoupled
 
 
-class _Plan:
-    """The kernel's arguments for one (model, workspace, optimizer): built once, then per step only the step's
-    learning rate and beta**step are written into its tables. ``runs`` False: the generic step runs instead.
-    The model's part (``net``) is kept from the workspace's last plan where the model's buffers are the same (a new
-    fit's new optimizer makes a new plan)."""
+class _Net:
+    """The model's part of the kernel's arguments for one workspace, made for the model's buffers (by identity):
+    ``gradients``, the arguments after X and Y of a pass with no optimizer step; ``head`` and ``tail``, those
+    before and after the optimizer's. ``runs`` False: the kernel does not apply (the generic step runs)."""
 
-    def __init__(self, model, ws, optimizer, last):
-        s = optimizer.state
-        # what it was made for: the buffers it holds (by identity) and the optimizer's settings
+    def __init__(self, model, ws):
         self.params, self.grads, self.weights, self.dW = model.params, model.grads, model.weights, model._dW
-        self.optimizer, self.m, self.v, self.settings = optimizer, s.get("m"), s.get("v"), _settings(optimizer)
-        same_model = last is not None and last.params is model.params and last.grads is model.grads and \
-            last.weights is model.weights and last.dW is model._dW
-        self.net = last.net if same_model else _network_arguments(model, ws)
-        self.runs = self.net is not None and _optimizer_applies(model, optimizer)
+        self.runs = (_network_applies(model, model.ops) and model.params.flags.c_contiguous
+                     and model.grads.flags.c_contiguous and _batch_applies(model.layer_sizes, ws.Z[-1].shape[0]))
+        if not self.runs:
+            return
+        dt = model.dtype
+        one = lambda views: tuple(v[None] for v in views)  # a member axis of one
+        hidden = len(model.layer_sizes) - 2
+        rows = ws.Z[-1].shape[0]
+        d64 = numpy.empty(rows, numpy.float64)
+        self.blas, self.sums = numpy_blas(dt), numpy.zeros(1)
+        # W, b, dW, db, Zo, dAo, sums, one, zero, scale (dA *= 2/rows, as loss_gradient)
+        self.head = (one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
+                     ws.dA[-1][None], self.sums, dt.type(1), dt.type(0), dt.type(2.0 / rows))
+        # Zh, dAh, d64, k0, k1 and the signal: a slot of d64 nobody reads
+        self.tail = (tuple(ws.Z[:hidden]), tuple(ws.dA[:hidden]), d64, 0, 1, d64.view(numpy.int64), 0, 0)
+        self.gradients = (*self.head, *no_optimizer_arguments(dt), *self.tail)
+
+    def of(self, model) -> bool:
+        return self.params is model.params and self.grads is model.grads and self.weights is model.weights and \
+            self.dW is model._dW
+
+
+class _Plan:
+    """The kernel's arguments for one (workspace, optimizer): built once, then per step only the step's learning
+    rate and beta**step are written into its tables. ``runs`` False: the generic step runs instead."""
+
+    def __init__(self, net, model, optimizer):
+        s = optimizer.state
+        # what it was made for: the model's part, the optimizer's state (by identity) and its settings
+        self.net, self.optimizer, self.m, self.v, self.settings = net, optimizer, s.get("m"), s.get("v"), \
+            _settings(optimizer)
+        self.runs = net.runs and _optimizer_applies(model, optimizer)
         if not self.runs:
             return
         dt = model.dtype
@@ -94,30 +119,27 @@ class _Plan:
         self.pow1, self.pow2 = numpy.zeros(1), numpy.zeros(1)
         decay = bool(optimizer.weight_decay)
         flags = numpy.array([1, decay and not optimizer.decoupled, decay and optimizer.decoupled], numpy.int64)
-        head, tail = self.net
-        # _member_group_pass's arguments after X and Y
-        self.blas, self.sums = head[0], head[7]
-        self.tail = (*head[1:], s["m"][None], s["v"][None], self.rates, self.pow1, self.pow2, dt.type(optimizer.eps),
-                     flags, *tail)
+        self.args = (*net.head, model.params[None], model.grads[None], s["m"][None], s["v"][None], self.rates,
+                     self.pow1, self.pow2, dt.type(optimizer.eps), flags, *net.tail)
 
 
-def _network_arguments(model, ws):
-    """_member_group_pass's arguments from the model and its workspace ws, before and after the optimizer's
-    (blas, W, b, dW, db, Zo, dAo, sums, one, zero, scale, w, g) and (Zh, dAh, d64, k0, k1, signal, slot, value), or
-    None where the kernel does not apply to them."""
-    if not (_network_applies(model, model.ops) and model.params.flags.c_contiguous and model.grads.flags.c_contiguous
-            and _batch_applies(model.layer_sizes, ws.Z[-1].shape[0])):
-        return None
+def _net(model, ws) -> _Net:
+    net = ws.one_call_net
+    if net is None or not net.of(model):
+        net = ws.one_call_net = _Net(model, ws)
+    return net
+
+
+def _steps_as_made(model) -> bool:
+    """No method the one call stands in for is set on the model or its ops."""
+    return _MODEL_METHODS.isdisjoint(model.__dict__) and _OPS_METHODS.isdisjoint(model.ops.__dict__)
+
+
+def _takes(model, X, Y) -> bool:
+    """The per-call conditions on the batch (see one_call_step)."""
     dt = model.dtype
-    one = lambda views: tuple(v[None] for v in views)  # a member axis of one
-    hidden = len(model.layer_sizes) - 2
-    rows = ws.Z[-1].shape[0]
-    d64 = numpy.empty(rows, numpy.float64)
-    head = (numpy_blas(dt), one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
-            ws.dA[-1][None], numpy.zeros(1), dt.type(1), dt.type(0), dt.type(2.0 / rows), model.params[None],
-            model.grads[None])
-    # its signal: a slot of d64 nobody reads
-    return head, (tuple(ws.Z[:hidden]), tuple(ws.dA[:hidden]), d64, 0, 1, d64.view(numpy.int64), 0, 0)
+    return (X.dtype == dt and Y.dtype == dt and X.flags.c_contiguous and Y.flags.c_contiguous
+            and X.ndim == Y.ndim == 2 and X.shape[1] == model.layer_sizes[0] and Y.shape == (X.shape[0], 1))
 
 
 def _optimizer_applies(model, optimizer) -> bool:
@@ -142,22 +164,31 @@ def one_call_step(model, X, Y, optimizer, lr):
     product one the generic path gives to BLAS and every layer's rows x width under PARALLEL_MIN_ELEMENTS
     (_batch_applies)."""
     if type(optimizer) not in _ADAMS or type(lr) is not float or "step" in optimizer.__dict__ or \
-            not (_MODEL_METHODS.isdisjoint(model.__dict__) and _OPS_METHODS.isdisjoint(model.ops.__dict__)):
+            not _steps_as_made(model):
         return None
     ws = model._workspace(X.shape[0])  # (train_step's)
-    plan, s = ws.one_call_plan, optimizer.state
-    if plan is None or not (plan.optimizer is optimizer and plan.params is model.params
-                            and plan.grads is model.grads and plan.weights is model.weights and plan.dW is model._dW
-                            and plan.m is s.get("m") and plan.v is s.get("v")
-                            and plan.settings == _settings(optimizer)):
-        plan = ws.one_call_plan = _Plan(model, ws, optimizer, plan)
-    dt = model.dtype
-    if not (plan.runs and X.dtype == dt and Y.dtype == dt and X.flags.c_contiguous and Y.flags.c_contiguous
-            and X.ndim == Y.ndim == 2 and X.shape[1] == model.layer_sizes[0] and Y.shape == (X.shape[0], 1)):
+    net, plan, s = _net(model, ws), ws.one_call_plan, optimizer.state
+    if plan is None or not (plan.net is net and plan.optimizer is optimizer and plan.m is s.get("m")
+                            and plan.v is s.get("v") and plan.settings == _settings(optimizer)):
+        plan = ws.one_call_plan = _Plan(net, model, optimizer)
+    if not (plan.runs and _takes(model, X, Y)):
         return None
     optimizer.steps += 1
     step = optimizer.steps
     plan.pow1[0], plan.pow2[0] = optimizer.beta1**step, optimizer.beta2**step  # Python's pow, as Adam.step's
     plan.rates[0, LR] = lr
-    _member_group_pass(plan.blas, X[None], Y[None], *plan.tail)
-    return plan.sums[0]
+    _member_group_pass(net.blas, X[None], Y[None], *plan.args)
+    return net.sums[0]
+
+
+def one_call_gradients(model, X, Y):
+    """model.train_step(X, Y) as one call of the member-group kernel with no optimizer step in it (for the other
+    optimizers, a gradient hook, loss_and_gradients), returning the batch's sum of squared errors; None, having
+    done nothing, where it does not apply: one_call_step's conditions on the model and the batch."""
+    if not _steps_as_made(model):
+        return None
+    net = _net(model, model._workspace(X.shape[0]))
+    if not (net.runs and _takes(model, X, Y)):
+        return None
+    _member_group_pass(net.blas, X[None], Y[None], *net.gradients)
+    return net.sums[0]
