@@ -928,6 +928,37 @@ def test_a_fit_whose_groups_also_update_their_members_equals_one_pass_bit_for_bi
         np.testing.assert_array_equal(results[threads][1], results[1][1])
 
 
+def test_each_thread_gets_its_own_scratch_buffer():
+    """Ops.scratch is per thread: member groups of equal size call the same ops with slices of one shape on
+    threads of their own, and one buffer for both (keyed by shape alone) was written by both at once."""
+    import threading
+
+    from gpunn.ops.cpu import CpuOps
+
+    ops, other = CpuOps(), []
+    mine = ops.scratch((3, 4), np.float32)
+    thread = threading.Thread(target=lambda: other.append(ops.scratch((3, 4), np.float32)))
+    thread.start()
+    thread.join()
+    assert other[0] is not mine and ops.scratch((3, 4), np.float32) is mine  # reused on its own thread
+
+
+def test_groups_of_equal_size_train_a_tanh_ensemble_as_one_pass_bit_for_bit(groups_for_any_work):
+    """K=6 in 2 groups of 3 (one shape): tanh's g'(Z) went to one scratch buffer for both groups' threads, so
+    the weights differed from run to run and from one thread's (onecall12's finding: 3 runs, 3 hashes at load
+    0.6). The one-call pass (ReLU) never used it; the groups' Python pass (tanh) does."""
+    X, Y = gpunn.datasets.make("teacher", 256, 16, 1, seed=2, device="cpu")
+    results = []
+    for threads in (1, 2, 2, 2):
+        ens = gpunn.Ensemble([16, 64, 64, 1], 6, activation="tanh", device="cpu", seed=3)
+        ens.member_ops.threads = threads
+        assert (ens._groups(X[:64], Y[:64]) is None) == (threads == 1)
+        ens.fit(X, Y, epochs=3, batch_size=64, seed=5, verbose=False)
+        results.append(ens.params.copy())
+    for params in results[1:]:
+        np.testing.assert_array_equal(params, results[0])
+
+
 @pytest.mark.parametrize("bootstrap", [False, True])
 def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap, groups_for_any_work):
     """On the CPU each group of members runs its whole forward and backward pass on its own thread; the

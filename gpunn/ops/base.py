@@ -9,6 +9,7 @@ Every method writes into caller-owned buffers; none synchronises with the host.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy
 
@@ -148,8 +149,10 @@ class Ops:
         self._scratch = {}
 
     def scratch(self, shape, dtype, slot=0):
-        """A reusable temporary of ``shape``; ``slot`` tells apart two alive at once."""
-        key = (tuple(shape), numpy.dtype(dtype).str, slot)
+        """A reusable temporary of ``shape``; ``slot`` tells apart two alive at once. Each thread has its own:
+        an Ensemble's member groups call the same ops on threads of their own with slices of one shape, and a
+        buffer shared by them (g'(Z) of a tanh layer) was written by both at once."""
+        key = (tuple(shape), numpy.dtype(dtype).str, slot, threading.get_ident())
         buf = self._scratch.get(key)
         if buf is None:
             buf = self._scratch[key] = self.xp.empty(shape, dtype)
