@@ -23,7 +23,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="train each configuration as an ensemble of K networks (gpunn.Ensemble) against K sequential "
                         "gpunn fits, a torch vmap ensemble and K torch models in a loop; throughput in member-samples/s. "
                         "Named ensembles: small-x64, medium-x16, small-x256 (GPU only), or append -xK to any config")
-    b.add_argument("--device", default="all", help=f"all (cpu, plus cuda when CuPy sees a device), {DEVICE_NAMES} "
+    b.add_argument("--device", default="all", help=f"all (cpu, plus cuda when CuPy sees a device), auto (cuda where a GPU is "
+                                                   f"usable, else cpu), {DEVICE_NAMES} "
                                                    "(default: %(default)s)")
     b.add_argument("--peers", default="naive,torch,sklearn",
                    help="comma-separated peers to run: for single networks naive, torch, torch-bf16 (PyTorch with "
