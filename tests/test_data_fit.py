@@ -759,3 +759,27 @@ def test_a_table_damaged_between_epochs_stops_the_run_naming_it_and_the_checkpoi
         gpunn.MLP([1, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=100, verbose=False,
                                                     callbacks=[gpunn.ModelCheckpoint(ckpt), Damage()])
     assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1  # the last good state, still loadable
+
+
+def test_a_data_source_written_by_hand_with_the_protocols_members_alone_trains():
+    """gpunn.training.protocols.DataSource lists rows, n_features, n_outputs, resumable, batches and config; fit
+    called the source's bind as well, which gpunn's sources have and the protocol does not: AttributeError. A
+    source without bind is taken as it says, its batches on the model's device and dtype, and trains as fit(X, Y)
+    does on the same batches in the same order."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=300, n_features=5, n_outputs=1, seed=0, device="cpu")
+
+    class InOrder:
+        rows, n_features, n_outputs, resumable = 300, 5, 1, True
+
+        def batches(self, epoch, batch_size, first_batch=0):
+            for start in range(first_batch * batch_size, self.rows, batch_size):
+                yield X[start:start + batch_size], Y[start:start + batch_size]
+
+        def config(self):
+            return {"kind": "in order"}
+
+    by_hand, arrays = (gpunn.MLP([5, 8, 1], device="cpu", seed=0) for _ in range(2))
+    h = by_hand.fit(InOrder(), epochs=2, batch_size=64, verbose=False)
+    h_arrays = arrays.fit(X, Y, epochs=2, batch_size=64, shuffle=False, verbose=False)
+    numpy.testing.assert_array_equal(by_hand.params, arrays.params)
+    assert h["loss"] == h_arrays["loss"]

@@ -161,3 +161,38 @@ def test_graph_replay_is_repeatable_and_models_share_the_capture_stream():
     np.testing.assert_array_equal(cupy.asnumpy(a.params), cupy.asnumpy(b.params))
     # one stream and cuBLAS handle (and its 32 MiB workspace) per device and thread, not per model or fit
     assert a.graph_trainer.stream is b.graph_trainer.stream and a.graph_trainer.blas is b.graph_trainer.blas
+
+
+class _FortranBatches:
+    """A user's DataSource whose batches are column-major views (the protocol allows any layout: 'may be views of a
+    buffer the source reuses'), as none of gpunn's own sources hands them."""
+
+    resumable = True
+
+    def __init__(self, X, Y):
+        self.X, self.Y = X, Y
+        self.rows, self.n_features, self.n_outputs = X.shape[0], X.shape[1], Y.shape[1]
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        for start in range(first_batch * batch_size, self.rows, batch_size):
+            yield (cupy.asfortranarray(self.X[start:start + batch_size]),
+                   cupy.asfortranarray(self.Y[start:start + batch_size]))
+
+    def config(self):
+        return {"kind": "fortran batches", "rows": self.rows}
+
+
+def test_a_sources_column_major_batches_are_copied_into_the_graphs_buffers_by_value():
+    """The captured step reads its batch from fixed buffers; a C-ordered batch goes in by one device memcpy, any
+    other by an ordinary copy (_Step.load). A memcpy of a column-major batch would hand the step its bytes in
+    another order (mut12m's G21: the C-order check removed passed every test, no source of gpunn's hands one)."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+    runs = {}
+    for graph in (False, True):
+        m = gpunn.MLP([16, 32, 2], device="cuda", seed=0, graph=graph)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", GraphWarning)
+            h = m.fit(_FortranBatches(X, Y), epochs=2, batch_size=128, verbose=False)
+        runs[graph] = (m, h)
+    assert runs[True][0].graph_trainer is not None and runs[True][0].graph_trainer.captured
+    _agree(runs[True][0], runs[False][0], runs[True][1], runs[False][1], rel=1e-5)

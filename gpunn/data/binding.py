@@ -44,8 +44,8 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         finally:
             source.standardize = wanted
         source.standardizer = statistics(source)
-    else:
-        source.bind(model.backend, model.dtype)
+    elif hasattr(source, "bind"):  # (a DataSource written by hand with the protocol's members alone has none: its
+        source.bind(model.backend, model.dtype)  # batches are on the model's device and dtype, as the protocol asks)
     scaler = getattr(source, "standardizer", None)
     model.standardizer = scaler
     names = getattr(source, "feature_names", None), getattr(source, "target_names", None)
