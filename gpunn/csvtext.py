@@ -108,12 +108,17 @@ def _lines_from(fh, start, block=1 << 20):
         pending, offset = buf[at:], offset + at
 
 
-def csv_rows(fh, start, line):
-    """(line, offset) of each data row of a CSV file ``fh`` (binary) from the byte ``start``, where a row begins
-    on line ``line`` (counted from 1): the line an editor shows it on and its first byte. Rows as pyarrow and
-    numpy.loadtxt count them: an empty line is skipped, and a row goes on past a line end inside a quoted field
-    (a line with an odd count of quotes opens or closes one)."""
-    quoted = False
+def data_start(fh, header=True, delimiter=",") -> int:
+    """The byte of the CSV file ``fh`` (binary) at which its data rows begin: the header's end, or 0 without one."""
+    return csv_header_end(fh, os.fstat(fh.fileno()).st_size, delimiter) if header else 0
+
+
+def csv_rows(fh, start):
+    """(line, offset) of each data row of a CSV file ``fh`` (binary) from the byte ``start`` (a row's start): the
+    line an editor shows it on (counted from 1, the lines before ``start`` too) and its first byte. Rows as
+    pyarrow and numpy.loadtxt count them: an empty line is skipped, and a row goes on past a line end inside a
+    quoted field (a line with an odd count of quotes opens or closes one)."""
+    line, quoted = 1 + lines_before(fh, start), False
     for offset, text in _lines_from(fh, start):
         if not quoted and text.rstrip(b"\r\n"):
             yield line, offset
@@ -129,11 +134,13 @@ def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> 
     there; by default the header's end (the file's start with ``header=False``). Read for an error's message."""
     with open(path, "rb") as fh:
         if start is None:
-            start, first_row = (csv_header_end(fh, os.fstat(fh.fileno()).st_size, delimiter) if header else 0), 0
-        line = 1 + lines_before(fh, start)
-        for n, (line, _) in enumerate(csv_rows(fh, start, line), first_row):
+            start, first_row = data_start(fh, header, delimiter), 0
+        line = None
+        for n, (line, _) in enumerate(csv_rows(fh, start), first_row):
             if n == row:
                 return line
+        if line is None:  # no data row from there
+            line = 1 + lines_before(fh, start)
     return line + 1
 
 

@@ -127,15 +127,13 @@ def _refused(path, header, done, columns, names, exc) -> str:
     """The error of a CSV input whose batch after data row ``done`` pyarrow refused (``exc``), at the line of the
     row it refuses (tables.first_refused over the two blocks from that row: the batch's bytes and a row longer
     than a block); ``columns``: the file's, ``names``: those read."""
-    from ..csvtext import csv_column, csv_header_end, csv_rows, lines_before
+    from ..csvtext import csv_column, csv_rows, data_start
     from .tables import first_refused, pyarrow_module
 
     pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        begin = csv_header_end(fh, size) if header else 0
-        start = next((offset for n, (_, offset) in enumerate(csv_rows(fh, begin, 1 + lines_before(fh, begin)))
-                      if n == done), size)
+        start = next((offset for n, (_, offset) in enumerate(csv_rows(fh, data_start(fh, header))) if n == done), size)
 
     def read(buffer):
         return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns, block_size=max(len(buffer), 1)),

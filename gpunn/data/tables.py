@@ -89,12 +89,12 @@ def first_refused(path, start, end, read, column):
     counted from 0. (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
     import re
 
-    from ..csvtext import csv_rows, lines_before
+    from ..csvtext import csv_rows
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
         rows = []
-        for line, offset in csv_rows(fh, start, 1 + lines_before(fh, start)):
+        for line, offset in csv_rows(fh, start):
             if offset >= end:
                 break
             rows.append((line, offset))
@@ -127,14 +127,12 @@ def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal
     """first_refused for the data rows of a CSV file that begin in its first ``block_size`` bytes, where pyarrow's
     open_csv infers the columns' types and refuses a row of another width there: each read after the header row
     (without one, the first row gives the count), the types inferred, as open_csv reads them."""
-    from ..csvtext import csv_column, csv_header_end, csv_rows, lines_before
+    from ..csvtext import csv_column, csv_rows, data_start
 
     pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        begin = csv_header_end(fh, size, delimiter) if header else 0
-        end = next((offset for _, offset in csv_rows(fh, begin, 1 + lines_before(fh, begin)) if offset >= block_size),
-                   size)
+        begin = data_start(fh, header, delimiter)
+        end = next((offset for _, offset in csv_rows(fh, begin) if offset >= block_size), os.fstat(fh.fileno()).st_size)
         fh.seek(0)
         head = fh.read(begin)
 
