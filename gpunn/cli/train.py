@@ -204,11 +204,6 @@ def refuse_idle_options(given: dict, args) -> None:
                          "and this run writes none: add --save PATH (or drop it)")
 
 
-def resume_position(ckpt) -> str:
-    """Where the run of the checkpoint ``ckpt`` stopped (:func:`position_words`)."""
-    return position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
-
-
 def saved_position(path) -> str:
     """Where the run saved in ``path`` stopped part-way through an epoch, as ", at 1 epoch and 3 of 27 batches of
     epoch 2" (read from its metadata alone); "" for a checkpoint at an epoch's end."""
@@ -362,8 +357,9 @@ def run(args) -> int:
     ckpt = None
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
-        print(f"resuming {args.resume}: {resume_position(ckpt)} done; model, optimizer, batch size and seed come "
-              "from the checkpoint", flush=True)
+        done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
+        print(f"resuming {args.resume}: {done} done; model, optimizer, batch size and seed come from the checkpoint",
+              flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
     if ckpt:  # --precision is the recorded one: the library's refusal of a resume it cannot run here
         io.check_resume_precision(ckpt)
