@@ -142,10 +142,14 @@ def verbosity(value, name: str = "verbose") -> bool:
 
 
 def _int_from(value, least: int, name: str, what: str) -> int:
-    """``value`` as a Python int when it is an int (a NumPy integer too, never a bool) >= ``least``; else
-    ValueError saying ``name`` must be ``what``."""
+    """``value`` as a Python int when it is an int (a NumPy integer or a 0-d integer array too, as NumPy takes
+    numpy.array(3) for 3; never a bool, a float or a bool array) >= ``least``; else ValueError saying ``name``
+    must be ``what``."""
+    given = value
+    if isinstance(value, numpy.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value[()]  # the NumPy integer it holds (an Ensemble's per-member lists unwrap 0-d arrays alike)
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < least:
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ValueError(f"{name} must be {what}, got {given!r}")
     return int(value)
 
 
@@ -154,12 +158,14 @@ def positive_int(value, name: str) -> int:
 
 
 def non_negative_int(value, name: str) -> int:
-    """An int >= 0 (a NumPy integer too, as positive_int takes), as a Python int."""
+    """An int >= 0 (a NumPy integer or 0-d integer array too, as positive_int takes), as a Python int."""
     return _int_from(value, 0, name, "a non-negative integer")
 
 
 def seed_int(value, name: str = "seed") -> int:
-    """A seed: a non-negative int (NumPy's generators refuse negative ones with a message that names nothing)."""
+    """A seed: a non-negative int, a NumPy integer or a 0-d integer array (as every int argument takes); a bool, a
+    float (3.0 too) or a negative value is refused (NumPy's generators refuse negative ones with a message that
+    names nothing)."""
     return _int_from(value, 0, name, "a non-negative int")
 
 

@@ -74,10 +74,11 @@ class Ensemble(DeviceModel):
     """K regression MLPs of one architecture, trained together as batched products.
 
     ``n_models`` is K (>= 1); ``layer_sizes``, ``activation``, ``output_activation``, ``bias``, ``dtype``,
-    ``device`` and ``fused`` are one MLP's, for every member. ``seed`` is an int (member k starts as ``MLP(layer_sizes, ..., seed=seed + k)``) or a list of
-    K ints. ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the
-    members' mean and population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of
-    member k; ``ens.best()`` the member with the best validation loss of the last fit.
+    ``device`` and ``fused`` are one MLP's, for every member. ``seed`` is an int (member k starts as
+    ``MLP(layer_sizes, ..., seed=seed + k)``; a NumPy integer or a 0-d integer array too) or a list of K ints.
+    ``ens.predict(X)`` gives (K, rows, outputs); ``ens.predict(X, return_std=True)`` the members' mean and
+    population standard deviation; ``ens[k]`` a :class:`gpunn.MLP` copy of member k; ``ens.best()`` the
+    member with the best validation loss of the last fit.
     ``ens.diverged``: the members whose loss diverged in the last fit and which hold the weights it diverged
     with (kept by ``gpunn.save``/``load``, checkpoints and copies): the mean and std leave them out (with a
     warning) and ``best()`` never picks one; ``predict(X)`` and ``ens[k]`` still give their own outputs (NaN or

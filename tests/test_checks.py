@@ -202,6 +202,47 @@ def test_numpy_scalars_are_numbers_like_python_floats(model, data):
     assert h["lr"] == [pytest.approx(0.01)] and "val_loss" in h
 
 
+@pytest.mark.parametrize("seed", [numpy.int64(3), numpy.uint8(3), numpy.array(3), numpy.array(3, numpy.uint16)])
+def test_a_numpy_integer_or_0d_integer_array_is_a_seed_as_the_int_it_holds(data, seed):
+    """Every int argument takes a NumPy integer or a 0-d integer array as the int it holds, as an Ensemble's lr
+    takes numpy.array(1e-3) as one value: a 0-d seed was refused ("seed must be a non-negative int, got
+    array(3)") by MLP, Ensemble, fit and the datasets alike."""
+    def weights(make_seed):
+        model = MLP([3, 4, 2], device="cpu", seed=make_seed)
+        return model.params.copy(), model
+
+    (expected, _), (got, model) = weights(3), weights(seed)
+    assert model.seed == 3 and type(model.seed) is int
+    numpy.testing.assert_array_equal(got, expected)
+    fitted = [MLP([3, 4, 2], device="cpu", seed=0).fit(*data, epochs=epochs, batch_size=batch, seed=fit_seed,
+                                                      verbose=False)["loss"]
+              for epochs, batch, fit_seed in ((2, 4, 3), (numpy.array(2), numpy.array(4), seed))]
+    assert fitted[0] == fitted[1]
+    ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=seed)
+    assert ens.seeds == [3, 4]  # one seed, member k at seed + k (mut12e's N61: a 0-d array as K equal seeds)
+    numpy.testing.assert_array_equal(ens.member_params, gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=3).member_params)
+    assert gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=[seed, numpy.array(7)]).seeds == [3, 7]
+    X, _ = datasets.make("teacher", 5, 3, seed=seed, device="cpu")
+    numpy.testing.assert_array_equal(X, datasets.make("teacher", 5, 3, seed=3, device="cpu")[0])
+
+
+@pytest.mark.parametrize("seed", [True, numpy.True_, numpy.array(True), 3.0, numpy.float64(3.0), numpy.array(3.0),
+                                  -1, numpy.int8(-1), numpy.array(-1), numpy.array([3]), "3"])
+def test_a_bool_float_negative_or_array_seed_is_refused_by_every_seed_argument(model, data, seed):
+    """What a seed is not: a bool (True is not the seed 1), a float (3.0 either: a seed is an int), a negative
+    value (NumPy's own refusal named nothing) or an array of several; each refusal names the value given."""
+    shown = repr(seed).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {shown}$"):
+        MLP([3, 4, 2], device="cpu", seed=seed)
+    with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {shown}$"):
+        model.fit(*data, epochs=1, seed=seed, verbose=False)
+    with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {shown}$"):
+        gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0).fit(*data, epochs=1, seed=seed, verbose=False)
+    if numpy.ndim(seed) == 0:  # (a list's length is checked first: "seed lists 1 values but the ensemble has 2")
+        with pytest.raises(ValueError, match=f"seed must be a non-negative int or a list of 2 of them, got {shown}$"):
+            gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=seed)
+
+
 def test_optimizer_none_is_the_default_as_schedule_none_is(model, data):
     """optimizer=None was "unknown optimizer None", while schedule=None, lr=None and batch_size=None take their
     defaults: code that passes its own optional settings through to fit failed on the optimizer alone."""
