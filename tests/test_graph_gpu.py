@@ -9,6 +9,7 @@ computes, so there the captured step must equal the eager step bit for bit (and 
 """
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -161,6 +162,45 @@ def test_graph_replay_is_repeatable_and_models_share_the_capture_stream():
     np.testing.assert_array_equal(cupy.asnumpy(a.params), cupy.asnumpy(b.params))
     # one stream and cuBLAS handle (and its 32 MiB workspace) per device and thread, not per model or fit
     assert a.graph_trainer.stream is b.graph_trainer.stream and a.graph_trainer.blas is b.graph_trainer.blas
+
+
+def test_a_fit_on_another_thread_runs_an_eager_step_there_before_it_captures():
+    """Ops.scratch is per thread (3023ed2), so a thread's first step of a shape allocates its scratch (here the bias
+    gradient's row chunks); a thread that continues a run whose graph for a shape was not captured yet (the last
+    partial batch after one epoch) must not capture at once: the allocation would be inside the capture. Real CuPy
+    lets its pool allocate in a (relaxed) capture, tests/fakecupy refuses it, as gpunn's captured step promises
+    (before the fix: GraphWarning 'capture failed: ... CuPy's empty while a stream is being captured')."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+
+    def run(graph, second_fit_on_a_thread):
+        m = gpunn.MLP([16, 64, 2], activation="tanh", device="cuda", seed=0, graph=graph)
+        m.ops.bias_grad_chunks = 2  # the bias gradient in row chunks (its scratch) at any batch size
+        opt = gpunn.optim.Adam(lr=1e-3)  # one optimizer: the second fit takes up the first's trainer and graphs
+
+        def fit(epochs, errors):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", GraphWarning)
+                    histories.append(m.fit(X, Y, epochs=epochs, batch_size=128, optimizer=opt, verbose=False))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        errors, histories = [], []
+        fit(1, errors)  # the full batches captured on this thread; the partial batch ran once, eagerly
+        if second_fit_on_a_thread:  # this thread is alive meanwhile, so the other has another ident
+            thread = threading.Thread(target=fit, args=(2, errors))
+            thread.start()
+            thread.join()
+        else:
+            fit(2, errors)
+        assert not errors, errors
+        return m, histories[-1]
+
+    (m, h), (ref, h_ref) = run(True, True), run(False, False)
+    assert any(key[2] == "bias" for key in m.ops._scratch)  # the chunked bias gradient did take scratch
+    trainer = m.graph_trainer
+    assert trainer.reason is None and all(step.graph is not None for step in trainer._steps.values())
+    _agree(m, ref, h, h_ref, 1e-4)
 
 
 class _FortranBatches:

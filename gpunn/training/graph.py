@@ -8,7 +8,7 @@ the batch into the graph's fixed input buffers).
 
 What makes the step capturable:
 - every buffer is allocated before capture (the workspace, the kernels' scratch, the batch
-  buffers, the 0-d loss, the optimizer state) by one eager warm-up step on the same stream;
+  buffers, the 0-d loss, the optimizer state) by one eager warm-up step on the same stream and thread;
 - the matrix products go to cuBLAS through ``gpunn.ops.cublas.CapturableBlas`` (CuPy refuses its own
   cuBLAS calls during capture), on a handle bound to the capture stream, with a fixed workspace;
 - the optimizer's per-step scalars (learning rate, Adam's bias corrections) are read from a
@@ -222,13 +222,17 @@ class GraphTrainer:
         try:
             with self.stream:
                 step.load(X, Y)
-                if self.reason is None and step.warm and (step.graph is None or step.pointers() != step.captured_at):
+                if step.graph is not None and step.pointers() != step.captured_at:
+                    step.graph = None  # a buffer it baked in moved: capture again
+                # capture after an eager step on this thread: Ops.scratch is per thread, so a thread's first step
+                # allocates its scratch (a bias gradient's row chunks), which must not happen in the capture
+                if self.reason is None and step.graph is None and step.warm == threading.get_ident():
                     self._capture(step)
                 if step.graph is not None:
                     step.graph.launch(self.stream)
                 else:
                     step.record()
-                    step.warm = True
+                    step.warm = threading.get_ident()
         finally:
             ops.blas = saved
             after.record(self.stream)  # also after a failure: what was queued is done before what follows
@@ -281,7 +285,7 @@ class _Step:
         members = getattr(model, "n_models", None)
         self.sum_sq = xp.zeros(() if members is None else (members,), numpy.float64)
         self.graph = None
-        self.warm = False  # one eager step done: kernels compiled, every buffer allocated
+        self.warm = None  # the thread that ran an eager step: kernels compiled, every buffer (its scratch) allocated
         self.captured_at = None
         # held here: a captured graph's workspace must stay alive even if the model drops it
         self.ws = model._workspace(rows)
