@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -341,6 +342,37 @@ def test_the_next_gpu_sessions_two_calls_end_themselves_before_the_device_tool_k
         assert ends and int(ends[1]) + int(ends[2]) + 10 <= int(limit), command  # 10 s to copy what it made
         own = re.search(r"GPUNN_CHECK_BUDGET=(\d+)|--max-seconds (\d+)", command)
         assert int(own[1] or own[2]) + 5 <= int(ends[2]), command  # the run's own budget ends it before that
+
+
+def test_the_gpu_runs_own_command_lines_still_parse_and_its_probe_line_runs(tmp_path):
+    """The CPU dry run (.ci/run) gives the train stage other options (--device cpu --quick --peers naive) and skips
+    the device stage's probe, so a renamed or refused option (a repeated one is refused since session 12:
+    cli.common.refuse_repeated; --config is meant to repeat) or a changed probe_cuda would first fail on the GPU:
+    the probe's failure ends the whole run ('CuPy is not usable, nothing else was run'). Here the GPU's `gpunn bench`
+    line, built as the script builds it, is parsed by today's CLI, --help offers the options the script looks for
+    (or they are silently left out), and the probe's line runs (on a machine without a GPU it prints the reason)."""
+    import shlex
+    import subprocess
+    import sys
+
+    from gpunn.cli import build_parser, parse_args
+
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    first = re.search(r"^args=\((.+)\)$", script, re.M)[1]  # the GPU's; the dry run's replaces it
+    added = re.findall(r"args\+=\((.+?)\)", script)
+    assert [a.split()[0] for a in added] == ["--precision", "--eager", "--plot"], added
+    words = " ".join([first, *added]).replace('"$DEVICE"', "cuda").replace('"$OUT/', f'"{tmp_path}/')
+    tokens = shlex.split(words) + ["--max-seconds", "161", "--json", str(tmp_path / "train.json")]
+    args = parse_args(["bench", *tokens])
+    assert (args.device, args.config, args.eager) == ("cuda", ["small", "medium", "deep", "large"], True)
+    assert args.peers == "torch,torch-bf16" and args.precision == "float32,tf32,bf16"
+    helped = build_parser().commands["bench"].format_help()
+    assert "--precision" in helped and "--eager" in helped
+
+    probe = re.search(r'reason=\$\(bounded 60 "\$PY" -c "([^"]+)"', script)[1]
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr[-2000:]
 
 
 HANGS_AFTER_ONE_PASS = """
