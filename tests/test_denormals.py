@@ -11,7 +11,8 @@ import waiting
 
 from gpunn import MLP, datasets
 from gpunn.ops import denormals
-from gpunn.ops.cpu import _pool
+from gpunn.ops.cpu import run_pieces
+from gpunn.ops.ensemble import _spinning_workers
 from gpunn.optim import Adam
 
 pytestmark = pytest.mark.skipif(not denormals.supported(), reason="FTZ/DAZ are set through glibc on x86-64 Linux")
@@ -56,9 +57,39 @@ def test_flush_is_scoped_to_the_block_and_restored():
     assert denormals.mxcsr() & (denormals.FTZ | denormals.DAZ) == before & (denormals.FTZ | denormals.DAZ)
 
 
-def test_gpunn_worker_threads_flush():
-    mode = _pool(2).submit(denormals.mxcsr).result()
-    assert mode & denormals.FTZ and mode & denormals.DAZ
+def _pieces_modes(run):
+    """The FTZ/DAZ bits each of two pieces ran with, handed over by run(fn, [0, 1]) (fn(i) records piece i's)."""
+    modes = [None, None]
+
+    def fn(i, signal=None):
+        modes[i] = denormals.flush_mode()
+        if signal is not None:  # _SpinningWorkers' start signal, which its caller waits for
+            signal[0][signal[1]] = signal[2]
+
+    run(fn, [0, 1])
+    return modes
+
+
+@pytest.mark.parametrize("workers", ["pool", "spinning"])
+def test_gpunn_worker_threads_run_a_piece_in_the_mode_of_the_thread_that_hands_it_over(workers):
+    """FTZ/DAZ are per thread. gpunn's workers set them for good where the flush was on, so outside fit (the
+    caller computing IEEE subnormals) a piece on a worker flushed them: an ensemble's members or a model's rows
+    there came out 0 where one thread gives subnormals. Both kinds of worker now take the caller's mode."""
+    if workers == "pool":
+        def run(fn, pieces):
+            run_pieces(fn, [(p,) for p in pieces])
+    else:
+        spinning = _spinning_workers(1)
+        if spinning is None:
+            pytest.skip("no Numba")
+
+        def run(fn, pieces):
+            assert spinning.run(fn, pieces)
+    flush = denormals.FTZ | denormals.DAZ
+    for _ in range(2):  # each way twice: the worker keeps no mode of its own between pieces
+        assert _pieces_modes(run) == [denormals.flush_mode()] * 2 == [0, 0]
+        with denormals.flush_denormals(True):
+            assert _pieces_modes(run) == [flush, flush]
 
 
 def test_a_first_finfo_inside_the_flush_does_not_warn():

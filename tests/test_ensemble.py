@@ -942,6 +942,31 @@ def test_each_thread_gets_its_own_scratch_buffer():
     assert other[0] is not mine and ops.scratch((3, 4), np.float32) is mine  # reused on its own thread
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_member_groups_outside_fit_compute_subnormals_as_one_thread(activation, groups_for_any_work):
+    """Outside fit the calling thread computes IEEE subnormals; the groups' worker threads flushed them to 0 (FTZ
+    and DAZ set for good), so members on a worker predicted 0 and had a first-layer gradient of 0 where one thread
+    gives subnormals. Now a worker takes the caller's mode: predict (each product split into groups),
+    loss_and_gradients through the one-call pass (ReLU: _SpinningWorkers) and the Python pass (tanh: gpunn's pool)
+    give one thread's bits."""
+    from gpunn.ops import denormals
+
+    if not denormals.supported():
+        pytest.skip("FTZ/DAZ are set through glibc on x86-64 Linux")
+    X = np.full((32, 8), 1e-39, np.float32)  # subnormal inputs: 0 wherever DAZ is on
+    Y = np.ones((32, 1), np.float32)
+    results = {}
+    for threads in (1, 2):
+        ens = gpunn.Ensemble([8, 16, 1], 4, activation=activation, device="cpu", seed=3)
+        ens.member_ops.threads = threads
+        assert (ens._groups(X, Y) is None) == (threads == 1)
+        _, dW, _ = ens.loss_and_gradients(X, Y)
+        results[threads] = ens.predict(X), dW[0]
+    assert (results[1][1] != 0).any(axis=(1, 2)).all()  # subnormal gradients in every member, none flushed
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_array_equal(two, one)
+
+
 def test_groups_of_equal_size_train_a_tanh_ensemble_as_one_pass_bit_for_bit(groups_for_any_work):
     """K=6 in 2 groups of 3 (one shape): tanh's g'(Z) went to one scratch buffer for both groups' threads, so
     the weights differed from run to run and from one thread's (onecall12's finding: 3 runs, 3 hashes at load

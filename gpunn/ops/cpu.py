@@ -169,21 +169,21 @@ def _pool(threads: int, name: str = "cpu") -> ThreadPoolExecutor:
     from inside them could deadlock."""
     pool = _POOLS.get((name, threads))
     if pool is None:
-        # gpunn's workers run only gpunn's kernels: they flush subnormals for good (gpunn.ops.denormals)
-        init = (lambda: denormals.set_flush(True)) if denormals.enabled() else None
-        pool = _POOLS[name, threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix=f"gpunn-{name}",
-                                                          initializer=init)
+        pool = _POOLS[name, threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix=f"gpunn-{name}")
     return pool
 
 
 def run_pieces(fn, pieces, name: str = "cpu"):
     """fn(*piece) for every piece at once: the first on the calling thread, the others on gpunn's pool
-    ``name``; returns when all are done. The pool's pieces run under the caller's ``numpy.errstate``, which
-    is per thread: the training loop's (overflow and invalid ignored, divergence being reported once per
-    epoch) would otherwise not reach an ensemble's member groups, which then warned."""
-    errors = numpy.geterr()
+    ``name``; returns when all are done. The pool's pieces run under the caller's ``numpy.errstate`` and its
+    subnormal mode (FTZ/DAZ, gpunn.ops.denormals), both per thread: the training loop's errstate (overflow
+    and invalid ignored, divergence being reported once per epoch) would otherwise not reach an ensemble's
+    member groups, which then warned; and a worker that flushed subnormals while the caller did not (predict
+    outside fit) gave its members' or rows' results as 0 where the caller's were subnormal."""
+    errors, flush = numpy.geterr(), denormals.flush_mode()
 
     def as_the_caller(*piece):
+        denormals.follow(flush)
         with numpy.errstate(**errors):
             fn(*piece)
 

@@ -13,8 +13,13 @@ under 1e-30 * lr: far below the rounding of any weight it would be added to, so 
 out the same as without the flush unless a weight itself is subnormal.
 
 The mode is per thread and is set with glibc's ``fegetmode``/``fesetmode`` (x86-64 Linux); on
-other platforms ``flush_denormals()`` does nothing and ``supported()`` is False. Threads that
-BLAS libraries start themselves keep their own mode (see ``blas_threads_flush``).
+other platforms ``flush_denormals()`` does nothing and ``supported()`` is False. A new thread starts
+with the mode of the thread that starts it. gpunn's own worker threads (``gpunn.ops.cpu.run_pieces``,
+an Ensemble's member groups) take the mode of the thread whose work they run (``flush_mode``,
+``follow``), so a product or kernel gives the same bits on one thread or several, in ``fit`` and
+outside it. Threads that BLAS libraries start themselves keep the mode they started with: OpenBLAS's,
+started when NumPy loads it, compute IEEE subnormals (a product of subnormal inputs under the flush is
+0 on one BLAS thread and not on two).
 """
 from __future__ import annotations
 
@@ -96,6 +101,23 @@ def set_flush(on: bool = True) -> int | None:
     if mode.mxcsr != previous:
         set_(ctypes.byref(mode))
     return previous
+
+
+def flush_mode() -> int | None:
+    """The calling thread's FTZ and DAZ bits (0 when it does not flush; None where unsupported): what a
+    worker thread running a piece of its work takes on (``follow``)."""
+    mode = mxcsr()
+    return None if mode is None else mode & (FTZ | DAZ)
+
+
+def follow(bits: int | None) -> None:
+    """Give the calling thread the FTZ and DAZ bits ``bits`` (another thread's ``flush_mode()``); None:
+    leave its mode alone."""
+    if bits is None or _LIBM is None:
+        return
+    if bits:
+        _read_float_limits()
+    _restore(bits)
 
 
 def _restore(previous: int) -> None:

@@ -503,9 +503,7 @@ class _SpinningWorkers:
             threading.Thread(target=self._loop, args=(w,), daemon=True, name=f"gpunn-members-{w + 1}").start()
 
     def _loop(self, w):
-        if denormals.enabled():  # as gpunn's pool threads (gpunn.ops.cpu._pool)
-            denormals.set_flush(True)
-        row, seen = self.state[w:w + 1], 0
+        row, seen, flush = self.state[w:w + 1], 0, denormals.flush_mode()
         waiting = _wait_for(row, GO, 1, self.SPINS_IDLE, self.pause)
         while True:
             if not waiting:
@@ -515,7 +513,10 @@ class _SpinningWorkers:
                         self.cond.wait()
                     self.sleeping[w] = False
             seen = int(row[0, GO])
-            fn, group, errors = self.tasks[w]
+            fn, group, errors, caller_flush = self.tasks[w]
+            if caller_flush != flush:  # the caller's subnormal mode (gpunn.ops.cpu.run_pieces says why)
+                denormals.follow(caller_flush)
+                flush = caller_flush
             try:
                 if errors is None:  # a task that calls no NumPy (a kernel alone): no errstate to carry
                     fn(group, signal=(self.state[w], STARTED, seen))
@@ -530,15 +531,15 @@ class _SpinningWorkers:
 
     def run(self, fn, groups, errstate=True) -> bool:
         """fn(group, signal=...) for every group, the first on the calling thread; False (nothing run) when
-        another thread is using the workers. ``errstate``: the workers run fn under the caller's numpy.errstate
-        (False for a function that calls no NumPy)."""
+        another thread is using the workers. The workers run fn in the caller's subnormal mode (FTZ/DAZ), and
+        under its numpy.errstate unless ``errstate`` is False (a function that calls no NumPy)."""
         if not self.busy.acquire(blocking=False):
             return False
         try:
             self.seq += 1
-            seq, errors = self.seq, (numpy.geterr() if errstate else None)
+            seq, errors, flush = self.seq, (numpy.geterr() if errstate else None), denormals.flush_mode()
             for w, group in enumerate(groups[1:]):
-                self.tasks[w] = (fn, group, errors)
+                self.tasks[w] = (fn, group, errors, flush)
             if any(self.sleeping):
                 with self.cond:
                     self.state[:, GO] = seq
