@@ -972,8 +972,8 @@ def _as_run(config: dict, validated: bool) -> dict:
     loss), mode "auto" follows the monitor (see gpunn.training.callbacks)."""
     if "monitor" not in config:
         return config
-    monitor = config["monitor"] or ("val_loss" if validated else "loss")
-    return {**config, "monitor": monitor, "mode": cbmod._mode_for(monitor, config.get("mode", "auto"))}
+    monitor = config["monitor"] or cbmod.default_monitor(validated)
+    return {**config, "monitor": monitor, "mode": cbmod.monitor_mode(monitor, config.get("mode", "auto"))}
 
 
 _ARRAY_KINDS = ("arrays", "bootstrap", "sharded-arrays")  # source kinds of a run on in-memory arrays (data parallel's too)

@@ -24,7 +24,7 @@ from . import preflight
 from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
 from .model import MLP, DeviceModel, ParamList, gradients_over
 from .ops import ensemble_ops_for
-from .training.callbacks import missing_log_hint
+from .training.callbacks import missing_log_hint, monitor_mode
 from .training.ensemble import fit_ensemble
 from .training.fit import as_method
 from .training.graph import graph_mode
@@ -473,7 +473,7 @@ class Ensemble(DeviceModel):
             raise ValueError(f"no epoch of the last fit finished (it was stopped in its first), so no member has a "
                              f"{monitor!r} to be picked by")
         values = numpy.asarray(self.history[monitor], dtype=numpy.float64)  # epochs x K
-        maximise = monitor.endswith("r2")
+        maximise = monitor_mode(monitor) == "max"
         values = numpy.where(numpy.isfinite(values), values, -numpy.inf if maximise else numpy.inf)
         per_member = values.max(axis=0) if maximise else values.min(axis=0)
         kept = self._members_left("to pick")  # a diverged member's best epoch may look best; its weights are not

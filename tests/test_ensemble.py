@@ -210,6 +210,55 @@ def test_each_members_early_stopping_in_max_mode_needs_a_rise_past_min_delta(ens
     assert history.best_epoch == [3, 3] and history.best == [1.6, 1.6] and history.stopped_early == [False, False]
 
 
+MONITOR_SCRIPTS = ([1.0, 2.0, 0.5, 0.7, 3.0, 0.6], [3.0, 2.0, 2.5, 1.0, 1.2, 4.0])  # one per member, 6 epochs
+# (best epoch, stopping epoch) of each script with min_delta 0.25 and patience 2, worked by hand
+MONITOR_OUTCOMES = {"min": [(3, 5), (4, 6)], "max": [(2, 4), (1, 3)]}
+
+
+@pytest.mark.parametrize("mode", ["auto", "min", "max"])
+@pytest.mark.parametrize("monitor,validated", [
+    (None, True), (None, False), ("loss", True), ("val_loss", True), ("val_mse", True), ("val_mae", True),
+    ("val_r2", True), ("score", False), ("score_r2", False)])
+def test_each_members_early_stopping_decides_as_one_models_on_every_monitor(ensemble_data, monitor, validated, mode):
+    """EarlyStopping and an ensemble's per-member form decide by one rule (gpunn.training.callbacks:
+    default_monitor, monitor_mode, improves; MemberEarlyStopping had its own copy): for every monitor name, with
+    and without validation, in every mode, member k stops and keeps its best epoch where one MLP given member k's
+    values does, and where the rule says (mode 'auto' maximises names ending in r2: val_r2, score_r2)."""
+    X, Y = ensemble_data
+    name = monitor or ("val_loss" if validated else "loss")
+    direction = mode if mode != "auto" else ("max" if name.endswith("r2") else "min")
+
+    class Scripted(gpunn.Callback):
+        def __init__(self, member=None):
+            self.member = member
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            values = [script[epoch] for script in MONITOR_SCRIPTS]
+            logs[name] = values if self.member is None else values[self.member]
+
+    def fit(model, member=None):
+        return model.fit(X, Y, epochs=6, batch_size=30, verbose=False, validation_fraction=0.2 if validated else None,
+                         callbacks=[Scripted(member), gpunn.EarlyStopping(monitor, 2, 0.25, mode)])
+
+    members = fit(gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7))
+    ones = [fit(gpunn.MLP(SIZES, dtype="float64", seed=7 + k), k) for k in range(2)]
+    assert [(h.best_epoch, len(h["epoch"])) for h in ones] == MONITOR_OUTCOMES[direction]
+    assert all(h.stopped_early for h in ones)
+    assert list(zip(members.best_epoch, members.stopped_epoch)) == MONITOR_OUTCOMES[direction]
+    assert members.best == [MONITOR_SCRIPTS[k][e - 1] for k, (e, _) in enumerate(MONITOR_OUTCOMES[direction])]
+
+
+@pytest.mark.parametrize("monitor", ["loss", "val_loss", "val_mse", "val_mae", "val_r2", "r2", "score_r2"])
+def test_ensemble_best_ranks_members_in_the_direction_early_stopping_monitors(ensemble_data, monitor):
+    """ens.best(monitor) takes the highest value of a name that early stopping maximises in mode 'auto' (one
+    ending in r2) and the lowest of the rest: both by gpunn.training.callbacks.monitor_mode."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=7)
+    ens.fit(X, Y, epochs=1, batch_size=50, validation_fraction=0.2, verbose=False)
+    ens.history[monitor] = [[0.2, 0.7]]
+    assert ens.best_index(monitor) == (1 if monitor.endswith("r2") else 0)
+
+
 def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1)

@@ -267,12 +267,33 @@ def order_callbacks(callbacks, verbose):
 
 
 
-def _mode_for(monitor, mode):
+def monitor_mode(monitor: str, mode: str = "auto") -> str:
+    """Which way ``monitor`` improves, "min" or "max": ``mode`` itself, or for "auto" "max" on a name ending in r2
+    (R², val_r2: higher is better) and "min" on the rest (losses, errors). Any other mode raises ValueError. The
+    one rule for every monitoring callback (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint's save_best_only,
+    an ensemble's per-member early stopping), ``Ensemble.best`` and a checkpoint's record of their settings."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
         return "max" if monitor.endswith("r2") else "min"
     return mode
+
+
+def checked_min_delta(min_delta) -> float:
+    """A monitoring callback's ``min_delta`` as a float: a finite number >= 0, else ValueError."""
+    if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
+        raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+    return float(min_delta)
+
+
+def improves(value, best, mode: str, min_delta: float) -> bool:
+    """Whether an epoch's monitored ``value`` improves on ``best`` (None before any): a first value if it is
+    finite (a NaN never becomes the best), then one past ``best`` by more than ``min_delta`` in ``mode``'s
+    direction ("min" or "max", :func:`monitor_mode`); an equal value is no improvement. One model's monitoring
+    callbacks and each ensemble member's early stopping decide by it."""
+    if best is None:
+        return math.isfinite(value)
+    return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
 def missing_log_hint(name, logs, validate) -> str:
@@ -317,20 +338,19 @@ def check_logged(name, trainer, owner, who) -> None:
         raise ValueError(missing_monitor(who, name, keys, ", and what a callback of yours listed before it adds"))
 
 
-def default_monitor(trainer) -> str:
-    """val_loss (the training loss's formula on the validation rows) when the run has validation data, else
-    the training loss."""
-    return "val_loss" if trainer.validation is not None else "loss"
+def default_monitor(validated: bool) -> str:
+    """What a monitoring callback without a ``monitor`` watches: val_loss (the training loss's formula on the
+    validation rows) in a run with validation data (``validated``), else the training loss."""
+    return "val_loss" if validated else "loss"
 
 
 class _Monitoring(Callback):
     """Tracks the best value of a monitored log entry, with a minimum improvement."""
 
     def __init__(self, monitor=None, min_delta=0.0, mode="auto"):
-        if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
-        _mode_for(monitor or "loss", mode)  # an unknown mode is refused here, not when fit starts
-        self.monitor, self.min_delta, self.mode = monitor, float(min_delta), mode
+        min_delta = checked_min_delta(min_delta)
+        monitor_mode(monitor or "loss", mode)  # an unknown mode is refused here, not when fit starts
+        self.monitor, self.min_delta, self.mode = monitor, min_delta, mode
         self._resumed = False
         self._reset()
 
@@ -344,8 +364,8 @@ class _Monitoring(Callback):
         if not self._resumed:
             self._reset()
         self._resumed = False
-        self._monitor = self.monitor or default_monitor(trainer)
-        self._mode = _mode_for(self._monitor, self.mode)
+        self._monitor = self.monitor or default_monitor(trainer.validation is not None)
+        self._mode = monitor_mode(self._monitor, self.mode)
         if any(cb is self for cb in getattr(trainer, "callbacks", ())):  # (a tracker inside another callback,
             self.check_logged(trainer, self)                              # ModelCheckpoint's: its owner checks)
 
@@ -360,11 +380,7 @@ class _Monitoring(Callback):
         return float(logs[self._monitor])
 
     def _improved(self, value) -> bool:
-        if self.best is None:
-            return math.isfinite(value)
-        if self._mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return improves(value, self.best, self._mode, self.min_delta)
 
     def _base_state(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}

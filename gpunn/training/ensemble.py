@@ -20,23 +20,23 @@ partial losses, the history); ``gpunn.load_checkpoint(path).resume(X, Y)`` conti
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 
 import numpy
 
 from ..backend import host_array
-from ..checks import (check_rows_match, flag, is_real, member_index, non_negative_int, per_member, positive_int,
-                      seed_int, verbosity)
+from ..checks import (check_rows_match, flag, member_index, non_negative_int, per_member, positive_int, seed_int,
+                      verbosity)
 from ..metrics import RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
 from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
-from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged, lines_for,
-                        missing_monitor, order_callbacks, writes_checkpoints)
+from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
+                        checked_min_delta, default_monitor, improves, lines_for, missing_monitor, monitor_mode,
+                        order_callbacks, writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
 from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
@@ -220,7 +220,8 @@ class EnsembleEvaluator(RegressionEvaluator):
 class MemberEarlyStopping(Callback):
     """EarlyStopping (gpunn.training.callbacks) for each member on its own; a stopped member is frozen.
 
-    The same rule per member: an improvement is a finite value better than the best by more
+    The same rule per member, by the same functions (gpunn.training.callbacks: ``default_monitor``,
+    ``monitor_mode`` for mode "auto", ``improves``): an improvement is a finite value better than the best by more
     than ``min_delta``; ``patience`` epochs without one stop the member; with
     ``restore_best_weights`` it ends with its best epoch's parameters (kept in one device copy
     of the flat buffer). Training ends when every member has stopped. A checkpoint written after that
@@ -229,13 +230,10 @@ class MemberEarlyStopping(Callback):
     """
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.mode = mode
-        patience = non_negative_int(patience, "patience")
-        if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        min_delta = checked_min_delta(min_delta)  # EarlyStopping's checks, in its order
+        monitor_mode(monitor or "loss", mode)
+        self.monitor, self.min_delta, self.mode = monitor, min_delta, mode
+        self.patience = non_negative_int(patience, "patience")
         self.restore_best_weights = flag(restore_best_weights, "restore_best_weights")
         self._restored = None  # (state, host best_params, host last_params) from a checkpoint, for on_train_begin
         self.last_params = None  # the members' weights when on_train_end put the best ones back
@@ -247,9 +245,9 @@ class MemberEarlyStopping(Callback):
     def on_train_begin(self, trainer):
         model = trainer.model
         K = model.n_models
-        self._monitor = self.monitor or ("val_loss" if trainer.validation is not None else "loss")
+        self._monitor = self.monitor or default_monitor(trainer.validation is not None)
         check_logged(self._monitor, trainer, self, "early stopping")
-        self._maximise = self.mode == "max" or (self.mode == "auto" and self._monitor.endswith("r2"))
+        self._mode = monitor_mode(self._monitor, self.mode)
         self.best = [None] * K
         self.best_epoch = [None] * K
         self.wait = [0] * K
@@ -295,12 +293,7 @@ class MemberEarlyStopping(Callback):
         for k, value in enumerate(logs[self._monitor]):
             if not active[k]:
                 continue
-            best = self.best[k]
-            if best is None:
-                better = math.isfinite(value)
-            else:
-                better = value > best + self.min_delta if self._maximise else value < best - self.min_delta
-            if better:
+            if improves(value, self.best[k], self._mode, self.min_delta):
                 self.best[k], self.best_epoch[k], self.wait[k] = value, epoch + 1, 0
                 improved[k] = True
                 continue
