@@ -262,6 +262,57 @@ def test_pieces_on_gpunns_threads_run_under_the_callers_floating_point_error_sta
         run_pieces(invalid, [(0,), (1,)], name="errstate-test")
 
 
+@pytest.mark.parametrize("interrupt", [False, True], ids=["the-callers-piece-raises", "ctrl-c-while-it-waits"])
+@pytest.mark.parametrize("workers", ["pool", "spinning"])
+def test_no_piece_outlives_the_call_that_hands_it_to_gpunns_threads(workers, interrupt):
+    """run_pieces and _SpinningWorkers.run (an ensemble's member groups) return, or raise, once every piece has
+    ended. A piece left running after the caller's own had raised (an error, or Ctrl-C in its group: MLPRegressor's
+    fit, fit's second Ctrl-C; run_pieces), or after a Ctrl-C while the caller waited (both), went on writing into
+    the model's buffers while the caller used them."""
+    import signal
+    import threading
+    import time
+    from signal import SIGINT, pthread_kill
+
+    from gpunn.ops.cpu import run_pieces
+    from gpunn.ops.ensemble import _spinning_workers
+
+    if workers == "pool":
+        def run(fn, pieces):
+            run_pieces(fn, [(p,) for p in pieces], name="outlive-test")
+    else:
+        spinning = _spinning_workers(1)
+        if spinning is None:
+            pytest.skip("no Numba")
+
+        def run(fn, pieces):
+            spinning.run(fn, pieces)
+    caller_in, finished = threading.Event(), threading.Event()
+
+    def piece(i, signal=None):
+        if signal is not None:  # _SpinningWorkers' start signal, which its caller waits for
+            signal[0][signal[1]] = signal[2]
+        if i == 0:
+            caller_in.set()
+            if not interrupt:
+                raise RuntimeError("the caller's piece")
+            return
+        caller_in.wait(10)
+        if interrupt:
+            pthread_kill(threading.main_thread().ident, SIGINT)
+        time.sleep(0.3)  # still at work when the caller's piece has ended
+        finished.set()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt if interrupt else RuntimeError):
+            run(piece, [0, 1])
+            time.sleep(1)  # (a signal that reached the main thread only after the call raises here)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert finished.is_set()
+
+
 def test_the_bias_gradient_of_a_large_batch_is_summed_in_float64_as_on_the_gpu():
     """float32 column sums of 2**17 rows drift (each add rounds to the running sum's ulp, 2**-10 past 8,192);
     the GPU's bias_grad sums in double and rounds once. Every CPU path does too now: the NumPy reference, the

@@ -31,7 +31,7 @@ from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
-from .cpu import _bounds, run_pieces, usable_cores
+from .cpu import _bounds, run_pieces, usable_cores, wait_uninterrupted
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
 LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
@@ -551,9 +551,8 @@ class _SpinningWorkers:
                         self.cond.notify_all()
             try:
                 fn(groups[0], signal=(self.mine, STARTED, seq))
-            finally:
-                while not _wait_for(self.state, DONE, seq, self.SPINS_IDLE, self.pause):
-                    time.sleep(50e-6)
+            finally:  # every group ended, also where the caller's raised or Ctrl-C comes meanwhile
+                wait_uninterrupted(lambda: self._wait_done(seq))
                 self.tasks = [None] * len(self.tasks)
             for w, exc in enumerate(self.errors):
                 if exc is not None:
@@ -562,6 +561,12 @@ class _SpinningWorkers:
             return True
         finally:
             self.busy.release()
+
+
+    def _wait_done(self, seq):
+        """Until every worker has stored the end of task ``seq``."""
+        while not _wait_for(self.state, DONE, seq, self.SPINS_IDLE, self.pause):
+            time.sleep(50e-6)
 
 
 _SPINNERS: dict = {}
