@@ -156,22 +156,34 @@ def csv_names(path, delimiter=",") -> list | None:
 
 def csv_first_text(path, index, header=True, delimiter=",") -> str:
     """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
-    value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as a clause for
-    the refusal: " (its first value that is not a number: 'x' on line 6)"; "" where none is found."""
+    value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as the refusal
+    reads after the path: "line 6: column 'b': 'x' is not a number" (:func:`not_a_number`); "" where none is
+    found."""
     import csv
 
     missing = set(pyarrow_csv_null_values())
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        reader, before, rows = csv.reader(fh, delimiter=delimiter), 0, 0
+        reader, before, names = csv.reader(fh, delimiter=delimiter), 0, None
         for row in reader:
             line, before = before + 1, reader.line_num
             if not row:
                 continue
-            rows += 1
+            if header and names is None:
+                names = row
+                continue
             value = row[index] if index < len(row) else ""
-            if (rows > 1 or not header) and value not in missing and not _is_number(value):
-                return f" (its first value that is not a number: {value!r} on line {line})"
+            if value not in missing and not is_number(value):
+                return f"line {line}: {not_a_number(value, csv_column(names, index))}"
     return ""
+
+
+def not_a_number(value, column) -> str:
+    """The refusal of a CSV value that is not a number, after "path line N: ", in the one wording every gpunn
+    reader gives it (gpunn predict reading IN whole or streamed, gpunn.data.csv and ``train --data`` where the
+    column's type is inferred and past it): "column 'b': 'oops' is not a number". ``value``: the field as read
+    (unquoted), ``column``: :func:`csv_column`'s words."""
+    shown = "an empty value (a missing number)" if value == "" else repr(value)
+    return f"{column}: {shown} is not a number"
 
 
 def pyarrow_csv_null_values() -> list:
@@ -181,7 +193,8 @@ def pyarrow_csv_null_values() -> list:
     return list(pyarrow.csv.ConvertOptions().null_values)
 
 
-def _is_number(text) -> bool:
+def is_number(text) -> bool:
+    """Whether a CSV field reads as a number (as pyarrow reads one: no "_" between digits)."""
     try:
         float(text.replace("_", "?"))  # (Python's float takes 1_0, pyarrow does not)
     except ValueError:

@@ -17,7 +17,7 @@ import stat
 
 import numpy
 
-from .csvtext import csv_column, csv_has_header, csv_line, csv_names, delimiter_hint, header_lines
+from .csvtext import csv_column, csv_has_header, csv_line, csv_names, delimiter_hint, header_lines, not_a_number
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -173,24 +173,31 @@ def file_kind(path) -> str:
 
 
 def _loadtxt_problem(exc, path) -> str:
-    """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words: the line an editor shows (from 1,
-    the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where. NumPy counts
-    a value's row from 0 after the header but its column from 1, and the row whose column count changed from
-    1, and advises loadtxt's `usecols`, which gpunn's commands do not have."""
+    """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words, after the path: the line an editor
+    shows (from 1, the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where.
+    A value that is not a number reads as the streamed readers say it (csvtext.not_a_number): "line 3: column
+    'b': 'oops' is not a number". NumPy counts a value's row from 0 after the header but its column from 1, and
+    the row whose column count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands do not
+    have."""
+    import ast
     import re
 
     text = str(exc)
-    value = re.fullmatch(r"could not convert string (.*) to float64 at row (\d+), column (\d+)\.?", text)
+    value = re.fullmatch(r"could not convert string (.*) to float64 at row (\d+), column (\d+)\.?", text, re.S)
     if value:
-        what = "an empty value (a missing number)" if value[1] in ("''", '""') else value[1]
+        try:
+            field = ast.literal_eval(value[1])  # NumPy shows it as repr() does, cut to 100 characters
+        except (ValueError, SyntaxError):
+            field = value[1][1:-1]
         names = csv_names(path)
-        return (f"{what} on line {csv_line(path, int(value[2]), header=names is not None)} "
-                f"({csv_column(names, int(value[3]) - 1)}) is not a number")
+        return (f"line {csv_line(path, int(value[2]), header=names is not None)}: "
+                f"{not_a_number(field, csv_column(names, int(value[3]) - 1))}")
     width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
     if width:
         line, n = csv_line(path, int(width[3]) - 1, header=csv_has_header(path)), int(width[2])
-        return f"line {line} has {n} value{'s' * (n != 1)}, the lines before it {width[1]}"
-    return text
+        return f"is text but not comma-separated numbers (line {line} has {n} value{'s' * (n != 1)}, the lines " \
+               f"before it {width[1]})"
+    return f"is text but not comma-separated numbers ({text})"
 
 
 def _read_csv(path, option):
@@ -202,8 +209,7 @@ def _read_csv(path, option):
             X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
                               skiprows=header_lines(path) if csv_has_header(path) else 0, encoding="utf-8-sig")
     except ValueError as exc:
-        raise PreflightError(f"{option} {path} is text but not comma-separated numbers ({_loadtxt_problem(exc, path)})"
-                             f"{delimiter_hint(path)}") from None
+        raise PreflightError(f"{option} {path} {_loadtxt_problem(exc, path)}{delimiter_hint(path)}") from None
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")
     return X

@@ -58,7 +58,7 @@ def workdir(tmp_path_factory):
 CASES = [
     # (name, command line, what the one line must say)
     ("empty input", ["predict", "m.npz", "empty.npy", "o.npy"], "IN empty.npy is empty (0 bytes)"),
-    ("csv of words", ["predict", "m.npz", "words.csv", "o.npy"], "is text but not comma-separated numbers"),
+    ("csv of words", ["predict", "m.npz", "words.csv", "o.npy"], "IN words.csv line 2: column 'a': 'x' is not a number"),
     ("csv of a header only", ["predict", "m.npz", "header.csv", "o.npy"], "IN header.csv has no rows"),
     ("npz as input", ["predict", "m.npz", "m.npz", "o.npy"], "is an .npz/zip archive"),
     ("pickled input", ["predict", "m.npz", "obj.npy", "o.npy"], "holds Python objects (dtype object)"),

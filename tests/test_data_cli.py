@@ -196,8 +196,8 @@ def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, ca
     pq.write_table(pa.table({"a": [1.0], "b": [2.0]}), tmp_path / "dir" / "0.parquet")
     (tmp_path / "dir" / "1.parquet").write_bytes(b"not parquet")
     x, c, directory = (str(tmp_path / name) for name in ("x.csv", "c.csv", "dir"))
-    for args, said in (([x], f"IN {x} is text but not comma-separated numbers"),  # read whole; the rest streamed
-                       ([x, "--features", "a,b"], f"IN {x}: column 'b' is string, not numeric"),
+    for args, said in (([x], f"IN {x} line 3: column 'b': 'oops' is not a number"),  # read whole; the rest streamed
+                       ([x, "--features", "a,b"], f"IN {x} line 3: column 'b': 'oops' is not a number"),
                        ([c, "--features", "a,b,c"], f"IN {c}: 3 feature columns (a, b, c), the model takes 2"),
                        ([directory], f"IN {directory}/1.parquet: not a readable Parquet file")):
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
@@ -205,6 +205,45 @@ def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, ca
     (tmp_path / "p.npy").mkdir()  # OUT that cannot be written, as a directory
     assert main(["predict", model, directory, str(tmp_path / "p.npy")]) == 2
     assert not capsys.readouterr().err.startswith("gpunn: error: IN ")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_predict_words_a_value_that_is_not_a_number_alike_read_whole_or_streamed(tmp_path, capsys, monkeypatch,
+                                                                                 header):
+    """One bad value, one wording, whichever way gpunn predict reads IN (small12's find: read whole it was "IN x.csv
+    is text but not comma-separated numbers ('oops' on line 3 (column 'b') is not a number)", streamed "IN x.csv:
+    column 'b' is string, not numeric (its first value that is not a number: 'oops' on line 3); every feature and
+    target column must hold numbers", and past the rows pyarrow infers types from "IN x.csv line 3: column 'b': CSV
+    conversion error to double: invalid value 'oops'"): read whole, streamed (by --features, or a file over
+    STREAM_BYTES) with the value in the first block pyarrow reads and past it; a file with a header row and one
+    without (its column then by place)."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import predict
+    from gpunn.data import files
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    rows = ["1.5,2.5"] * 1000
+    rows[800] = "1.5,oops"  # past 4 KiB: rows of 8 bytes, the bad one from byte 6,400 (+ the header's 4)
+    path = str(tmp_path / "x.csv")
+    (tmp_path / "x.csv").write_text(("a,b\n" if header else "") + "\n".join(rows) + "\n")
+    column = "column 'b'" if header else "value 2 of the line"
+    said = [f"gpunn: error: IN {path} line {801 + header}: {column}: 'oops' is not a number"]
+
+    def refusal(*options, stream_bytes=predict.STREAM_BYTES, block=files.CSV_BLOCK):
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        monkeypatch.setattr(files, "CSV_BLOCK", block)
+        assert main(["predict", model, path, str(tmp_path / "p.npy"), *options]) == 2
+        return [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+
+    ways = {"read whole": {}, "streamed, value in the first block": {"stream_bytes": 0},
+            "streamed, value past the first block": {"stream_bytes": 0, "block": 1 << 12}}
+    for way, options in ways.items():
+        err = refusal(**options)
+        assert err == said, way
+        if header:  # --features streams too
+            assert refusal("--features", "a,b", **{k: v for k, v in options.items() if k == "block"}) == said, way
+    assert not (tmp_path / "p.npy").exists()
 
 
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):

@@ -42,7 +42,8 @@ def _names(value, what):
 
 def pick_columns(path, schema, target, features, text_at=None):
     """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
-    file, where a column read as text first holds one (its index in ``schema`` -> csvtext.csv_first_text)."""
+    file, where a column read as text first holds a value that is not a number (its index in ``schema`` ->
+    csvtext.csv_first_text's "line 3: column 'b': 'oops' is not a number", the refusal then)."""
     pyarrow = pyarrow_module()
 
     targets = _names(target, "target")
@@ -74,9 +75,11 @@ def pick_columns(path, schema, target, features, text_at=None):
         kind = schema.field(name).type
         if not (pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_boolean(kind)
                 or pyarrow.types.is_null(kind)):
-            where = text_at(available.index(name)) if text_at else ""
-            raise DataError(f"{path}: column {name!r} is {kind}, not numeric{where}; every feature and target column "
-                            "must hold numbers")
+            found = text_at(available.index(name)) if text_at else ""
+            if found:  # "x.csv line 3: column 'b': 'oops' is not a number", as past the rows types are inferred from
+                raise DataError(f"{path} {found}")
+            raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every feature and target column must "
+                            "hold numbers")
     return features, targets
 
 
@@ -86,10 +89,11 @@ def first_refused(path, start, end, read, column):
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
     header's counted, as an editor shows it), not where its chunk or batch began. The complaint is pyarrow's,
     naming a column by ``column`` (its index -> words: csvtext.csv_column) where pyarrow says "In CSV column #2",
-    counted from 0. (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
+    counted from 0; a value that is not a number in csvtext.not_a_number's words, as every reader says it. (None,
+    "") where the rows there all read (a caller's guess at the bytes missed them)."""
     import re
 
-    from ..csvtext import csv_rows
+    from ..csvtext import csv_rows, is_number, not_a_number
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
@@ -119,6 +123,9 @@ def first_refused(path, start, end, read, column):
             good = middle
         else:
             bad, problem = middle, found
+    value = re.fullmatch(r"In CSV column #(\d+): CSV conversion error to \w+: invalid value '(.*)'", problem, re.S)
+    if value and not is_number(value[2]):  # in the words a value refused where types are inferred gets
+        return rows[bad - 1][0], not_a_number(value[2], column(int(value[1])))
     numbered = re.compile(r"In CSV column #(\d+): ")
     return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
