@@ -60,6 +60,15 @@ def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
     assert "the grid is split into 3 ensembles of up to 3 members (0.4 MiB per member, 1.5 MiB free on cpu)" in out
     key = lambda r: (r["lr"], r["weight_decay"], r["seed"])  # noqa: E731
     assert sorted(members(one), key=key) == sorted(members(split), key=key)
+    # --max-members above what the memory holds lowers nothing: the memory's split stands
+    out = run(ARGS + ["--max-members", "5"], capsys)
+    assert "the grid is split into 3 ensembles of up to 3 members (0.4 MiB per member, 1.5 MiB free on cpu)" in out
+    # memory for less than one member: ensembles of one, which the Ensemble's own check then refuses in its words
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 100_000)
+    assert cli.main(ARGS) == 2
+    captured = capsys.readouterr()
+    assert "the grid is split into 8 ensembles of up to 1 member (0.4 MiB per member, 0.1 MiB free on cpu)" in captured.out
+    assert "out of memory: an ensemble of 1 x [5, 8, 8, 1] (float64) needs about 0.4 MiB" in captured.err
 
 
 def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memory_free():
@@ -92,11 +101,28 @@ def test_the_saved_best_member_says_when_its_weights_are_not_its_best_epochs(tmp
     path = tmp_path / "best.npz"
     grid = ["sweep", "--lr", "0.1", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",
             "--epochs", "6", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64"]
-    out = run(grid + ["--save-best", str(path)], capsys)
+    js = tmp_path / "s.json"
+    out = run(grid + ["--save-best", str(path), "--json", str(js)], capsys)
     assert "at epoch 5" in out  # the best validation MSE, one epoch before the last
+    # its R² is that epoch's too: 1 - MSE / the variance of the 60 held-out targets
+    Y_val = gpunn.datasets.make("teacher", 600, 5, 1, seed=0, device="cpu", dtype="float64")[1][:60]
+    best = members(js)[0]
+    assert best["best_epoch"] == 5 and best["val_r2"] == pytest.approx(1 - best["val_mse"] / Y_val.var(), rel=1e-9)
     assert "its weights are epoch 6's, the last: --early-stopping keeps the best epoch's" in out
     out = run(grid + ["--save-best", str(path), "--early-stopping", "--patience", "3"], capsys)
     assert "at epoch 5" in out and "the last" not in out
+
+
+def test_each_member_says_whether_it_stopped_early(tmp_path, capsys):
+    js = tmp_path / "s.json"
+    grid = ["sweep", "--lr", "0.1,0.3", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",
+            "--epochs", "6", "--batch-size", "64", "--early-stopping", "--patience", "1", "--quiet", "--device", "cpu",
+            "--dtype", "float64", "--json", str(js), "--csv", str(tmp_path / "t.csv")]
+    out = run(grid, capsys)
+    # lr 0.1 is best at epoch 5 and stops after one epoch without improvement; lr 0.3 improves to the last
+    assert {(r["lr"], r["best_epoch"], r["stopped_early"]) for r in members(js)} == {(0.1, 5, True), (0.3, 6, False)}
+    assert [line.split()[-1] for line in out.splitlines() if line.lstrip()[:1] in ("1", "2")] == ["yes", "no"]
+    assert [r["stopped_early"] for r in csv.DictReader((tmp_path / "t.csv").open())] == ["True", "False"]
 
 
 def test_sweep_plot_and_bad_grid(tmp_path, capsys):
@@ -110,6 +136,19 @@ def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--weight-decay", "0,x"])
     assert "--weight-decay: takes comma-separated numbers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, values, rule", [
+    ("--lr", "1e-3,0", "positive and finite"),  # a rate of 0 trains nothing, as gpunn train's --lr 0 is refused
+    ("--lr", "1e-3,inf", "positive and finite"),
+    ("--weight-decay", "0,inf", "zero or more, and finite"),
+    ("--weight-decay", "0,-1e-4", "zero or more, and finite"),
+])
+def test_a_grid_value_at_or_past_its_options_bound_is_refused_by_the_option(capsys, option, values, rule):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", option, values])
+    assert exc.value.code == 2
+    assert f"{option}: every value must be {rule}, got '{values}'" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore:members .* diverged")
@@ -248,10 +287,27 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
         assert message in capsys.readouterr().err
     assert cli.main(GRID + ["--save", str(saved)]) == 2
     assert "already holds a sweep's checkpoints; continue it with --resume" in capsys.readouterr().err
+    # a resumed sweep saving elsewhere does not write over another saved sweep either
+    assert cli.main(["sweep", "--resume", str(saved), "--quiet", "--save", str(elsewhere)]) == 2
+    assert f"--save {elsewhere} already holds a sweep's checkpoints" in capsys.readouterr().err
+    (tmp_path / "notes").write_text("mine")
+    assert cli.main(GRID + ["--save", str(tmp_path / "notes")]) == 2
+    assert f"--save {tmp_path / 'notes'} exists and is not a directory" in capsys.readouterr().err
     assert cli.main(["sweep", "--resume", str(tmp_path)]) == 2
     assert "holds no ensemble-G.npz" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(saved / "ensemble-0.npz")]) == 2
     assert f"continue it with gpunn sweep --resume {saved}" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_sweep_in_the_directory_is_refused_by_its_seeds(tmp_path, capsys):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    run(GRID + ["--epochs", "1", "--save", str(ours)], capsys)
+    run(GRID + ["--epochs", "1", "--seed", "5", "--save", str(theirs)], capsys)
+    (ours / "ensemble-1.npz").write_bytes((theirs / "ensemble-1.npz").read_bytes())
+    assert cli.main(["sweep", "--resume", str(ours), "--epochs", "2", "--quiet"]) == 2
+    assert (f"{ours / 'ensemble-1.npz'} holds members seeded [6, 5, 6], but the sweep's ensemble 1 is seeded "
+            "[1, 0, 1]: the directory holds another sweep's checkpoints") in capsys.readouterr().err
+    assert gpunn.load_checkpoint(ours / "ensemble-1.npz").epoch == 1
 
 
 def test_a_sweep_saved_before_an_option_existed_resumes_only_with_its_default(tmp_path, capsys, files):
