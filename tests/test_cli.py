@@ -53,15 +53,28 @@ def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--hidden", "16,-1"], "--hidden sizes must be positive"),
+    (["--hidden", "16,0"], "--hidden sizes must be positive, got '16,0'"),
     (["--hidden", "16,,16"], "--hidden has an empty size in '16,,16'"),  # it trained [6, 16, 16, 1]
     (["--hidden", "16,"], "--hidden has an empty size in '16,'"),
     (["--lr", "0"], "must be positive"),
     (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["--rows", "19"], "--rows: must be at least 20, got 19 (a tenth is held out, and R² needs 2 held-out rows)"),
 ])
 def test_bad_options_fail_with_a_message(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(with_options(["train", *SMALL, "--quiet"], *args))
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_twenty_rows_are_the_fewest_train_and_sweep_take(capsys):
+    """A tenth of --rows is held out and R² needs 2 held-out rows: 20 train and score in both commands; sweep
+    refuses 19 in its own words (train's parser refuses it: test_bad_options_fail_with_a_message)."""
+    assert cli.main(with_options(["train", *SMALL, "--quiet"], "--rows", "20", "--batch-size", "8")) == 0
+    assert "18 training rows, 2 validation" in capsys.readouterr().out
+    assert cli.main(with_options(["sweep", *SMALL, "--quiet"], "--rows", "20", "--batch-size", "8")) == 0
+    assert "18 training rows, 2 validation rows" in capsys.readouterr().out
+    assert cli.main(with_options(["sweep", *SMALL, "--quiet"], "--rows", "19")) == 2
+    assert "--rows must be at least 20 (a tenth is held out), got 19" in capsys.readouterr().err
 
 
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
@@ -677,6 +690,9 @@ def test_readmes_make_train_describes_the_default_run():
                  f"{net} {d['activation'].replace('relu', 'ReLU')} net", d["optimizer"].capitalize(),
                  f"{d['epochs']} epochs: {training_rows / 1e6:.1f} M training rows"):
         assert said in text, f"README's make train paragraph does not say {said!r}: {text}"
+    # the measurements of that run (README's timings come from them) give its batch size, which README does not
+    results = (ROOT / "bench" / "RESULTS.md").read_text().split("## The default `make train`", 1)[1].split("|", 1)[0]
+    assert f"Adam, batch {d['batch_size']}, {d['epochs']} epochs" in " ".join(results.split())
 
 
 def test_each_commands_help_says_what_it_does_and_predict_names_its_files_as_its_errors_do():
