@@ -131,7 +131,9 @@ def main(argv=None) -> int:
                 checks["in-place all-reduce and broadcast"] = bool((a == want).all())
 
         X, Y = gpunn.datasets.make("teacher", 4096, 16, 2, device=device, dtype="float64", seed=1)
-        opts = dict(epochs=3, optimizer="adam", lr=1e-2, verbose=False)
+        # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a fit
+        # that handled it would stop part-trained and return, and what the hook compares or times next would be false
+        opts = dict(epochs=3, optimizer="adam", lr=1e-2, verbose=False, handle_interrupt=False)
         # Each rel < 1e-10 below holds with room on a GPU: the distributed fit runs its step eagerly (its gradient
         # hook is not captured) and the plain MLP fit as a CUDA graph, so their products are CuPy's GemmEx on its
         # handle and the graph's GemmEx on gpunn's handle and workspace, which may take other (each deterministic)
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
         # an Ensemble (issue 11): its K sums over the ranks (loss, validation), the NCCL all-reduce of its
         # members' gradients, a bootstrapped run's pieces, its shards of a standardized .npy source
         ens_arch = dict(layer_sizes=[16, 32, 2], n_models=3, activation="tanh", dtype="float64", device=device, seed=3)
-        ens_opts = dict(epochs=2, lr=[1e-2, 3e-3, 1e-3], verbose=False)
+        ens_opts = dict(epochs=2, lr=[1e-2, 3e-3, 1e-3], verbose=False, handle_interrupt=False)
         paths = [os.path.join(args.out, name) for name in ("ensemble_x.npy", "ensemble_y.npy")]
         if comm.rank == 0:
             os.makedirs(args.out, exist_ok=True)
@@ -218,7 +220,7 @@ def main(argv=None) -> int:
                 step_us = {}
                 for label, dist in (("plain", False), ("distributed", True)):
                     net = gpunn.MLP([64, 256, 256, 1], device=device, seed=0)
-                    kw = dict(batch_size=256, verbose=False, distributed=dist)
+                    kw = dict(batch_size=256, verbose=False, distributed=dist, handle_interrupt=False)
                     net.fit(Xm[:256 * 10 * comm.size], Ym[:256 * 10 * comm.size], epochs=1, **kw)  # warm-up
                     sync()
                     t0 = time.perf_counter()

@@ -138,7 +138,9 @@ def held_out_r2(device, quick) -> dict:
     scores = {}
     for precision in ("float32", "tf32", "bf16"):
         model = gpunn.MLP(sizes, device=device, seed=0, precision=precision)
-        model.fit(X, Y, epochs=epochs, batch_size=256, lr=3e-3, verbose=False)
+        # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a fit
+        # that handled it would stop part-trained and return, and what the hook compares or times next would be false
+        model.fit(X, Y, epochs=epochs, batch_size=256, lr=3e-3, verbose=False, handle_interrupt=False)
         scores[precision] = float(model.score(Xt, Yt))
     return {"rows": rows, "layers": "-".join(map(str, sizes)), "epochs": epochs, "r2": scores,
             "within": {p: abs(scores[p] - scores["float32"]) <= R2_TOL for p in ("tf32", "bf16")}}

@@ -69,7 +69,10 @@ def timed_fit(model_args, train, batch_size, epochs=2):
     import gpunn
 
     model = gpunn.MLP(*model_args)
-    history = model.fit(*train, epochs=epochs, batch_size=batch_size, verbose=False, lr=1e-3)
+    # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a fit
+    # that handled it would stop part-trained and return, and what the hook compares or times next would be false
+    history = model.fit(*train, epochs=epochs, batch_size=batch_size, verbose=False, lr=1e-3,
+                        handle_interrupt=False)
     return history["samples_per_s"][-1]
 
 
