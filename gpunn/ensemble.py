@@ -405,8 +405,9 @@ class Ensemble(DeviceModel):
         return kept
 
     def loss(self, X, Y):
-        """Each member's mean squared error on (X, Y): a (K,) NumPy array. With a ``standardizer``, X and
-        Y are in raw units and so is the error (that of ``predict``), as for ``MLP.loss``."""
+        """Each member's loss f = (1/m) ||A[L] - Y||_F^2 on (X, Y) (with k outputs, k x the mean squared error): a
+        (K,) NumPy array. With a ``standardizer``, X and Y are in raw units and so is the error (that of
+        ``predict``), as for ``MLP.loss``; ``evaluate(X, Y)["loss"]`` gives the same."""
         with self.backend.use():
             Y = self._raw_target(Y)
             P = self.predict(X)
@@ -418,14 +419,12 @@ class Ensemble(DeviceModel):
         return self.evaluate(X, Y)["r2"]
 
     def evaluate(self, X, Y) -> dict:
-        """Every member's {"loss", "mse", "mae", "r2"} on (X, Y) (lists of K), in one pass and one host read:
-        what validation logs each epoch (see MLP.evaluate)."""
-        from .training.ensemble import EnsembleEvaluator
-
+        """Every member's {"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y (lists of K), in one pass and
+        one host read: the metrics validation logs each epoch, in Y's units as ``predict`` and ``loss`` are
+        (``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``; with a ``standardizer``, not the standardized units of
+        the history: see MLP.evaluate)."""
         with self.backend.use():
-            X, Y = self._checked(X, Y)
-            check_rows_match(X, Y)
-            logs = EnsembleEvaluator(self, X, Y).evaluate(self)
+            logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     def loss_and_gradients(self, X, Y):

@@ -82,7 +82,7 @@ class RegressionEvaluator:
             yield self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows]
 
     def evaluate(self, model) -> dict:
-        return _evaluate(model, self._pieces(), self.ss_tot)
+        return evaluate_pieces(model, self._pieces(), self.ss_tot)
 
 
 class SourceEvaluator:
@@ -114,7 +114,7 @@ class SourceEvaluator:
                 for start in range(0, X.shape[0], self.chunk_rows):
                     yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
 
-        return _evaluate(model, pieces(), lambda: self._ss_tot(model, moments))
+        return evaluate_pieces(model, pieces(), lambda: self._ss_tot(model, moments))
 
     def _ss_tot(self, model, moments):
         if self.ss_tot is None:
@@ -140,28 +140,31 @@ def validation_logs(sq_sum, abs_sum, r2, rows, outputs) -> dict:
             "val_mae": value(abs_sum / (rows * outputs)), "val_r2": value(r2)}
 
 
-def error_sums(model, pieces):
+def error_sums(model, pieces, predict=None):
     """(squared-error sums per output, absolute-error sum, rows) of ``model`` over (X, Y) device pieces, on
     the device in float64: shaped (outputs,) and () for one model, (K, outputs) and (K,) for an ensemble,
-    whose forward pass gives (K, rows, outputs). Validation's sums, one process's or one rank's."""
+    whose forward pass gives (K, rows, outputs). Validation's sums, one process's or one rank's, of the
+    forward pass on X as training sees it; ``predict(X)``, when given, makes the predictions instead
+    (``evaluate``'s: those of ``predict``, in the targets' units)."""
     xp = model.xp
     members = (model.n_models,) if hasattr(model, "n_models") else ()
     ss_res, abs_sum = xp.zeros((*members, model.layer_sizes[-1]), "float64"), xp.zeros(members, "float64")
     rows = 0
     for Xc, Yc in pieces:
-        D = model._forward(Xc, model._workspace(Xc.shape[0])) - Yc  # (rows, outputs) or (K, rows, outputs)
+        P = model._forward(Xc, model._workspace(Xc.shape[0])) if predict is None else predict(Xc)
+        D = P - Yc  # (rows, outputs) or (K, rows, outputs)
         abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
         ss_res += squares64(xp, D).sum(axis=-2)  # float32 squares of errors under 1e-19 are 0: an R² of 1
         rows += Yc.shape[0]
     return ss_res, abs_sum, rows
 
 
-def _evaluate(model, pieces, ss_tot) -> dict:
+def evaluate_pieces(model, pieces, ss_tot, predict=None) -> dict:
     """MSE, MAE and R² of ``model`` over (X, Y) device pieces; ``ss_tot`` per output (or a callable
-    giving it once the pieces are consumed). An ensemble's forward pass gives (K, rows, outputs):
-    its sums are per member, and the logs lists of K."""
+    giving it once the pieces are consumed); ``predict``: see :func:`error_sums`. An ensemble's forward pass
+    gives (K, rows, outputs): its sums are per member, and the logs lists of K."""
     xp = model.xp
-    ss_res, abs_sum, rows = error_sums(model, pieces)
+    ss_res, abs_sum, rows = error_sums(model, pieces, predict)
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
     r2 = r2_per_output(xp, ss_res, ss_tot, rows)
     packed = model.backend.to_host(xp.stack([ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]))  # the one host sync

@@ -195,6 +195,20 @@ class RawUnits:
         return as_matrix(Y, name, self.backend, self._prediction_dtype(), allow_1d=True,
                          n_columns=self.layer_sizes[-1])
 
+    def _evaluated(self, X, Y, chunk_rows, members=()) -> dict:
+        """``evaluate``'s logs (validation_logs' names): the error of ``predict`` on X against Y, ``chunk_rows``
+        at a time, in the targets' units as ``loss`` takes it (with a ``standardizer``: raw X, predictions
+        un-standardized, Y in the predictions' dtype). Without one, the very sums validation adds. Call inside
+        ``backend.use()``."""
+        from .metrics import evaluate_pieces, total_squares
+
+        Y = self._raw_target(Y)
+        X = self._as_input(X) if self.standardizer is None else self._raw_input(X)
+        check_rows_match(X, Y)
+        pieces = ((X[start:start + chunk_rows], Y[start:start + chunk_rows])
+                  for start in range(0, X.shape[0], chunk_rows))
+        return evaluate_pieces(self, pieces, total_squares(Y), lambda Xc: self._predicted(Xc, chunk_rows, members))
+
     def _checked(self, X, Y, x_name="X", y_name="Y"):
         """(X, Y) checked on the device as training takes them: standardized copies for a model with a
         ``standardizer``, else the arrays converted (no copy when they already are)."""
@@ -465,8 +479,8 @@ class MLP(DeviceModel):
 
     def loss(self, X, Y) -> float:
         """f = (1/m) ||A[L] - Y||_F^2 as a Python float. With a ``standardizer``, X and Y are in raw units
-        and so is the error (that of ``predict``, in the targets' units; training's loss is in standardized
-        units: see :meth:`loss_and_gradients`)."""
+        and so is the error (that of ``predict``, in the targets' units, as ``evaluate``'s; training's loss is
+        in standardized units: see :meth:`loss_and_gradients`)."""
         with self.backend.use():
             Y = self._raw_target(Y)
             A = self.predict(X)
@@ -485,19 +499,20 @@ class MLP(DeviceModel):
 
     def score(self, X, Y) -> float:
         """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition)."""
-        return self.evaluate(X, Y)["r2"]  # R² is the same in standardized units
+        return self.evaluate(X, Y)["r2"]
 
     def evaluate(self, X, Y) -> dict:
-        """{"loss", "mse", "mae", "r2"} on (X, Y), in one pass and one host read: what validation logs each
-        epoch. ``loss`` is the training loss's f = (1/m)||A - Y||_F^2 (with k outputs, k x ``mse``); ``mse``
-        and ``mae`` are means over every value; ``r2`` is averaged over outputs. A model with a
-        ``standardizer`` takes raw X and Y and reports in standardized units, as its validation does."""
-        from .metrics import RegressionEvaluator
+        """{"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y, in one pass and one host read: the metrics
+        validation logs each epoch. ``loss`` is the training loss's f = (1/m)||A - Y||_F^2 (with k outputs, k x
+        ``mse``); ``mse`` and ``mae`` are means over every value; ``r2`` is averaged over outputs.
 
+        They are in Y's units, as ``predict`` and ``loss`` are: ``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``.
+        For a model with a ``standardizer`` (fit on a source made with standardize=True) that is not the
+        units its history's ``loss`` and ``val_*`` are in: training's, the standardized targets' (the
+        ``val_r2`` of the same rows agrees). Without one, on the validation rows, these are the last epoch's
+        ``val_loss``, ``val_mse``, ``val_mae`` and ``val_r2`` exactly."""
         with self.backend.use():
-            X, Y = self._checked(X, Y)
-            check_rows_match(X, Y)
-            logs = RegressionEvaluator(self, X, Y, PREDICT_CHUNK_ROWS).evaluate(self)
+            logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     fit = as_method(_fit, "Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X: "

@@ -645,6 +645,38 @@ def test_evaluate_gives_what_validation_logs_on_any_rows(data):
     assert ens.evaluate(Xv, Yv2)["loss"] == ens_history["val_loss"][-1]  # lists of K
 
 
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_evaluate_of_a_standardized_model_is_in_the_targets_units_as_loss_and_predict(tmp_path, ensemble):
+    """A model fit on a source made with standardize=True takes raw X and Y everywhere, and evaluate now answers in
+    Y's units as loss, predict and score do: its loss is loss()'s, its mse and mae those of predict's errors
+    (mut12e's find: evaluate reported the standardized units training logs, so its mse was the targets' variance
+    times smaller than loss()'s, on the same rows). The history keeps training's units: on the validation rows its
+    val_mse is evaluate's mse over the targets' variance, and its val_r2 evaluate's r2."""
+    from sklearn.metrics import r2_score
+
+    rng = numpy.random.default_rng(1)
+    X = rng.standard_normal((400, 4))
+    Y = 500 + 30 * (numpy.sin(X[:, :1]) + 0.1 * X[:, 1:2])
+    Xv, Yv = X[300:], Y[300:]
+    numpy.save(tmp_path / "x.npy", X[:300])
+    numpy.save(tmp_path / "y.npy", Y[:300])
+    model = (gpunn.Ensemble([4, 16, 1], 2, seed=0, device="cpu", dtype="float64") if ensemble
+             else MLP([4, 16, 1], seed=0, device="cpu", dtype="float64"))
+    history = model.fit(gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", standardize=True, chunk_rows=50),
+                        validation_data=(Xv, Yv), epochs=3, batch_size=32, verbose=False)
+    result, P = model.evaluate(Xv, Yv), model.predict(Xv)
+    numpy.testing.assert_allclose(result["loss"], model.loss(Xv, Yv), rtol=1e-12)
+    numpy.testing.assert_allclose(result["mse"], ((P - Yv) ** 2).mean(axis=(-2, -1)), rtol=1e-12)
+    numpy.testing.assert_allclose(result["mae"], numpy.abs(P - Yv).mean(axis=(-2, -1)), rtol=1e-12)
+    numpy.testing.assert_allclose(result["r2"], [r2_score(Yv, p) for p in P] if ensemble else r2_score(Yv, P),
+                                  rtol=1e-9)
+    numpy.testing.assert_allclose(result["r2"], model.score(Xv, Yv), rtol=0)
+    variance = float(model.standardizer.y_scale[0]) ** 2  # of the training targets, the history's unit
+    assert variance > 100
+    numpy.testing.assert_allclose(numpy.multiply(history["val_mse"][-1], variance), result["mse"], rtol=1e-9)
+    numpy.testing.assert_allclose(history["val_r2"][-1], result["r2"], rtol=1e-9)
+
+
 def test_evaluate_in_chunks_of_rows_is_the_whole_pass(data, monkeypatch):
     """Validation and evaluate take PREDICT_CHUNK_ROWS rows at a time (65,536): cut into chunks of 7 rows, the 500
     rows give the metrics of one pass (mut12m's R10 and R16: a row skipped after each chunk, or the rows counted

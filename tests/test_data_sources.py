@@ -824,7 +824,8 @@ def test_a_csv_with_decimal_commas_reads_with_decimal_comma_as_its_points_twin(t
     for a, b in zip(epoch(de), epoch(en), strict=True):
         numpy.testing.assert_array_equal(a[0], b[0])
         numpy.testing.assert_array_equal(a[1], b[1])
-    with pytest.raises(DataError, match=r"line 2: column 'a': '-?\d+,\d+' is not a number.*decimal commas \(0,5\): pass "
+    with pytest.raises(DataError, match=r"line 2: column 'a': '-?\d+,\d+' is not a number.*decimal commas \(0,5\): "
+                                        r"pass "
                                         r"decimal=',' to gpunn.data.csv"):
         data.csv(tmp_path / "de.csv", target="y", delimiter=";", block_size=1 << 10)
     (tmp_path / "mixed.csv").write_text("a;y\n" + "1,5;2\n" * 300 + "2.5;3\n")  # past the block types are read from
