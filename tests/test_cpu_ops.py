@@ -262,6 +262,23 @@ def test_pieces_on_gpunns_threads_run_under_the_callers_floating_point_error_sta
         run_pieces(invalid, [(0,), (1,)], name="errstate-test")
 
 
+def waiting_for_the_pieces(thread, most_s=5.0):
+    """Until ``thread`` waits inside gpunn.ops.cpu.wait_uninterrupted (at most ``most_s``: code without it never
+    does), so that a signal sent now comes while it waits, not a few bytecodes before."""
+    import sys
+    import time
+
+    end = time.monotonic() + most_s
+    while time.monotonic() < end:
+        frame, names = sys._current_frames().get(thread), []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if "wait_uninterrupted" in names[1:]:  # in what it calls: its try
+            return
+        time.sleep(0.001)
+
+
 @pytest.mark.parametrize("interrupt", [False, True], ids=["the-callers-piece-raises", "ctrl-c-while-it-waits"])
 @pytest.mark.parametrize("workers", ["pool", "spinning"])
 def test_no_piece_outlives_the_call_that_hands_it_to_gpunns_threads(workers, interrupt):
@@ -299,6 +316,7 @@ def test_no_piece_outlives_the_call_that_hands_it_to_gpunns_threads(workers, int
             return
         caller_in.wait(10)
         if interrupt:
+            waiting_for_the_pieces(threading.main_thread().ident)
             pthread_kill(threading.main_thread().ident, SIGINT)
         time.sleep(0.3)  # still at work when the caller's piece has ended
         finished.set()
@@ -311,6 +329,32 @@ def test_no_piece_outlives_the_call_that_hands_it_to_gpunns_threads(workers, int
     finally:
         signal.signal(signal.SIGINT, previous)
     assert finished.is_set()
+
+
+def test_a_child_forked_after_its_parent_used_gpunns_threads_runs_pieces_on_threads_of_its_own():
+    """A child forked (multiprocessing's default start on Linux: a Pool that predicts with an ensemble fitted in
+    the parent) inherited the parent's pool without its worker threads, which took the child's pieces and never
+    ran them: its first run_pieces hung (here: SIGALRM after 20 s). A fresh process, as a fork from pytest's
+    own threads could deadlock."""
+    import sys
+
+    import waiting
+
+    code = ("import os, signal\n"
+            "from gpunn.ops.cpu import run_pieces\n"
+            "def say(word):\n"
+            "    os.write(1, word + b'\\n')  # one write: two threads' lines never interleave\n"
+            "run_pieces(say, [(b'parent',), (b'parent',)])\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    signal.alarm(20)\n"
+            "    run_pieces(say, [(b'child',), (b'child',)])\n"
+            "    os._exit(0)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "raise SystemExit(os.waitstatus_to_exitcode(status))")
+    proc = waiting.run([sys.executable, "-c", code], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["parent"] * 2 + ["child"] * 2
 
 
 def test_the_bias_gradient_of_a_large_batch_is_summed_in_float64_as_on_the_gpu():

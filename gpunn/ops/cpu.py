@@ -162,6 +162,9 @@ def default_threads() -> int:
 
 
 _POOLS: dict[tuple, ThreadPoolExecutor] = {}
+# A forked child (multiprocessing's default start on Linux) has none of its parent's worker threads: a pool
+# it inherited took its pieces and never ran them, so its first run_pieces hung. It makes its own.
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _pool(threads: int, name: str = "cpu") -> ThreadPoolExecutor:
