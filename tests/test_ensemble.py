@@ -943,20 +943,21 @@ def test_member_groups_on_threads_give_the_same_products(groups_for_any_work):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
-@pytest.mark.parametrize("activation", ["relu", "tanh"])  # tanh: no one-call group pass, the update runs after it
+# leaky_relu: no one-call group pass, the update runs after it
+@pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu"])
 def test_a_fit_whose_groups_also_update_their_members_equals_one_pass_bit_for_bit(optimizer, activation,
                                                                                    groups_for_any_work):
     """In member groups the training loop hands forward, backward and each group's own Adam update to the
     threads at once (Ensemble.train_step_and_update); the weights and losses after a fit with per-member rates
     and decay and members frozen by early stopping are those of one pass through train_step and then the
     optimizer's step (K=5 over 1-3 groups). Also where the groups run Ensemble._forward and _backward in Python
-    (tanh), each group's update after its pass (mut12e N23: an update skipped there trained no member at all)."""
+    (leaky_relu), each group's update after its pass (mut12e N23: an update skipped there trained no member at all)."""
     X, Y = gpunn.datasets.make("teacher", 120, 4, 1, seed=2, device="cpu")
     results = {}
     for threads in (1, 2, 3):
         ens = gpunn.Ensemble([4, 9, 6, 1], 5, activation=activation, device="cpu", dtype="float32", seed=3)
         one_call = ens.member_ops.one_call_applies(X[:16], Y[:16], ens.weights, ens.biases, ens.activations)
-        assert one_call == (activation == "relu" and ens.member_ops.fused)
+        assert one_call == (activation != "leaky_relu" and ens.member_ops.fused)
         ens.member_ops.threads = threads
         steps = []
         if threads > 1:  # the loop takes the fused step (and with it the Numba update)
@@ -991,13 +992,13 @@ def test_each_thread_gets_its_own_scratch_buffer():
     assert other[0] is not mine and ops.scratch((3, 4), np.float32) is mine  # reused on its own thread
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu"])
 def test_member_groups_outside_fit_compute_subnormals_as_one_thread(activation, groups_for_any_work):
     """Outside fit the calling thread computes IEEE subnormals; the groups' worker threads flushed them to 0 (FTZ
     and DAZ set for good), so members on a worker predicted 0 and had a first-layer gradient of 0 where one thread
     gives subnormals. Now a worker takes the caller's mode: predict (each product split into groups),
-    loss_and_gradients through the one-call pass (ReLU: _SpinningWorkers) and the Python pass (tanh: gpunn's pool)
-    give one thread's bits."""
+    loss_and_gradients through the one-call pass (ReLU, tanh: _SpinningWorkers) and the Python pass (elu: gpunn's
+    pool) give one thread's bits."""
     from gpunn.ops import denormals
 
     if not denormals.supported():
@@ -1016,14 +1017,16 @@ def test_member_groups_outside_fit_compute_subnormals_as_one_thread(activation, 
         np.testing.assert_array_equal(two, one)
 
 
-def test_groups_of_equal_size_train_a_tanh_ensemble_as_one_pass_bit_for_bit(groups_for_any_work):
+@pytest.mark.parametrize("activation", ["elu", "tanh"])
+def test_groups_of_equal_size_train_an_ensemble_as_one_pass_bit_for_bit(groups_for_any_work, activation):
     """K=6 in 2 groups of 3 (one shape): tanh's g'(Z) went to one scratch buffer for both groups' threads, so
     the weights differed from run to run and from one thread's (onecall12's finding: 3 runs, 3 hashes at load
-    0.6). The one-call pass (ReLU) never used it; the groups' Python pass (tanh) does."""
+    0.6). The one-call pass never used it; the groups' Python pass does (elu; tanh ran there until its groups ran as
+    one call each)."""
     X, Y = gpunn.datasets.make("teacher", 256, 16, 1, seed=2, device="cpu")
     results = []
     for threads in (1, 2, 2, 2):
-        ens = gpunn.Ensemble([16, 64, 64, 1], 6, activation="tanh", device="cpu", seed=3)
+        ens = gpunn.Ensemble([16, 64, 64, 1], 6, activation=activation, device="cpu", seed=3)
         ens.member_ops.threads = threads
         assert (ens._groups(X[:64], Y[:64]) is None) == (threads == 1)
         ens.fit(X, Y, epochs=3, batch_size=64, seed=5, verbose=False)
@@ -1055,17 +1058,23 @@ def test_a_step_in_member_groups_equals_one_pass_bit_for_bit(bootstrap, groups_f
 
 
 
-@pytest.mark.parametrize("dtype, sizes, bootstrap, rows", [
-    ("float32", [5, 8, 6, 1], False, 16), ("float64", [5, 8, 6, 1], True, 13), ("float32", [3, 4, 1], True, 2),
-    ("float64", [4, 6, 5, 7, 1], False, 9)])
+@pytest.mark.parametrize("dtype, sizes, bootstrap, rows, activation", [
+    ("float32", [5, 8, 6, 1], False, 16, "relu"), ("float64", [5, 8, 6, 1], True, 13, "relu"),
+    ("float32", [3, 4, 1], True, 2, "relu"), ("float64", [4, 6, 5, 7, 1], False, 9, "relu"),
+    ("float32", [5, 8, 6, 1], False, 16, "tanh"), ("float32", [5, 8, 6, 1], True, 13, "sigmoid"),
+    ("float64", [5, 8, 6, 1], False, 16, "tanh"), ("float64", [4, 6, 5, 7, 1], True, 9, "sigmoid"),
+    ("float32", [4, 6, 5, 7, 1], False, 9, ["sigmoid", "relu", "tanh"]), ("float32", [3, 4, 1], False, 2, "tanh")])
+@pytest.mark.parametrize("scale", [1, 30])  # 30: pre-activations that saturate tanh and sigmoid
 def test_the_one_call_group_pass_equals_the_plain_forward_and_backward_bit_for_bit(dtype, sizes, bootstrap, rows,
+                                                                                     activation, scale,
                                                                                      groups_for_any_work):
     """A member group's whole pass in one Numba call with NumPy's BLAS (CpuEnsembleOps.group_pass) gives the
-    gradients, sums and output-layer buffers of Ensemble._forward and _backward (K=5 in 2 groups)."""
+    gradients, sums and output-layer buffers of Ensemble._forward and _backward (K=5 in 2 groups), also with tanh
+    and sigmoid hidden layers (NumPy's tanh loop called from the kernel: gpunn.ops.ufuncs)."""
     rng = np.random.default_rng(4)
-    ens = gpunn.Ensemble(sizes, 5, device="cpu", dtype=dtype, seed=3)
+    ens = gpunn.Ensemble(sizes, 5, device="cpu", dtype=dtype, seed=3, activation=activation)
     ens.member_ops.threads = 2
-    X = rng.standard_normal((5, rows, sizes[0]) if bootstrap else (rows, sizes[0])).astype(dtype)
+    X = scale * rng.standard_normal((5, rows, sizes[0]) if bootstrap else (rows, sizes[0])).astype(dtype)
     Y = rng.standard_normal((5, rows, 1) if bootstrap else (rows, 1)).astype(dtype)
     groups = ens._groups(X, Y)
     assert len(groups) == 2
@@ -1077,7 +1086,7 @@ def test_the_one_call_group_pass_equals_the_plain_forward_and_backward_bit_for_b
     ens.member_ops.group_pass = lambda *args: None  # the plain path
     plain = (np.array(ens._step(X, Y, groups)), ens.grads.copy(), ws.Z[-1].copy(), ws.dA[-1].copy())
     for a, b in zip(one_call, plain):
-        np.testing.assert_array_equal(a, b)
+        assert a.tobytes() == b.tobytes()
     assert np.abs(plain[1]).sum() > 0
 
 
@@ -1163,12 +1172,17 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
                                          ens._workspace(X.shape[0]), np.empty(3)) is not None
 
     assert one_call()
-    assert not one_call(activation="tanh") and not one_call(sizes=(4, 6, 2)) and not one_call(bias=False)
-    assert one_call(sizes=(4, 6, 5, 1)) and not one_call(sizes=(4, 6, 5, 1), activation=["relu", "tanh"])  # mut12e M50
+    assert one_call(activation="tanh") and one_call(activation="sigmoid") and not one_call(activation="elu")
+    assert not one_call(sizes=(4, 6, 2)) and not one_call(bias=False) and not one_call(activation="tanh", bias=False)
+    assert one_call(sizes=(4, 6, 5, 1)) and not one_call(sizes=(4, 6, 5, 1), activation=["relu", "elu"])  # mut12e M50
+    assert one_call(sizes=(4, 6, 5, 1), activation=["sigmoid", "tanh"])
+    assert not one_call(sizes=(4, 6, 5, 1), activation=["tanh", "gelu"])
     assert not one_call(rows=1) and not one_call(sizes=(4, 1)) and not one_call(sizes=(1, 6, 1))
     assert not one_call(X=np.ones((8, 8), np.float32)[:, ::2])
     monkeypatch.setattr(ens_ops, "GEMM_INT_MAX", 7, raising=False)  # a batch over a CBLAS's C int rows (2**31 - 1), made small
     assert not one_call() and one_call(rows=7)
+    monkeypatch.setattr(ens_ops, "numpy_tanh", lambda dtype: None)  # NumPy's tanh loop not bound: ReLU alone
+    assert one_call(rows=7) and not one_call(rows=7, activation="tanh") and not one_call(rows=7, activation="sigmoid")
     monkeypatch.setattr(ens_ops, "numpy_blas", lambda dtype: None)
     assert not one_call(rows=7)
 
@@ -1214,17 +1228,16 @@ def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypa
         bad = blas.copy()
         bad[2] = address(functions(dtype, ctypes.c_int64)[2], off)
         assert not cblas._probe(np.dtype(dtype), bad)
-    monkeypatch.setattr(cblas, "_BOUND", {})
 
     def not_compiled(*args):  # a Numba on which the intrinsics do not compile
         from numba.core.errors import TypingError
         raise TypingError("no such intrinsic here")
 
+    find = cblas.numpy_blas.__wrapped__  # numpy_blas without its cache per dtype
     monkeypatch.setattr(cblas, "_probe_products", not_compiled)
-    assert cblas.numpy_blas(np.float64) is None
+    assert find(np.dtype(np.float64)) is None
     monkeypatch.setattr(cblas, "_libraries", lambda: [])
-    monkeypatch.setattr(cblas, "_BOUND", {})
-    assert cblas.numpy_blas(np.float32) is None
+    assert find(np.dtype(np.float32)) is None
 
 
 def test_spinning_workers_run_every_group_raise_its_error_and_wake_from_sleep():
@@ -1302,7 +1315,8 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     """Two groups of small nets at batch 128 ran slower than one pass up to K=8 (2.3x slower at K=2) and
     faster from K=16 on the 2-core machine: a step splits its members only from MIN_GROUP_FLOPS of work per
     group, the optimizer's update on its own (a data-parallel step's) from MIN_GROUP_ELEMENTS parameters per group.
-    Groups that each run as one call on spinning threads (ReLU, one output) paid from K=6: MIN_GROUP_FLOPS_ONE_CALL."""
+    Groups that each run as one call on spinning threads (ReLU, one output) paid from K=6: MIN_GROUP_FLOPS_ONE_CALL
+    (tanh and sigmoid nets' groups also run as one call each)."""
     from gpunn.ops.ensemble import MIN_GROUP_ELEMENTS, MIN_GROUP_FLOPS, MIN_GROUP_FLOPS_ONE_CALL
 
     def split_steps(n_models, sizes, rows=128, activation="relu"):
@@ -1320,7 +1334,8 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     # one hand-off per step: each group's Adam update runs on its thread after its backward pass
     assert split_steps(6, small) == [2] and split_steps(8, small) == [2] and split_steps(32, small) == [2]
     # where the groups cannot run as one call each, the pool's hand-off: from K=16
-    assert split_steps(8, small, activation="tanh") == [] and split_steps(16, small, activation="tanh") == [2]
+    assert split_steps(8, small, activation="elu") == [] and split_steps(16, small, activation="elu") == [2]
+    assert split_steps(6, small, activation="tanh") == [2]  # tanh's groups run as one call each
     assert split_steps(2, [64, 256, 256, 1], rows=256) == [2]  # medium: one member per group pays
     mops = gpunn.Ensemble(small, 4, device="cpu").member_ops
     mops.threads = 2

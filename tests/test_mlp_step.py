@@ -39,9 +39,9 @@ def generic(m):
     m.setattr(gpunn.model, "one_call_gradients", lambda *args: None)
 
 
-def data(rows=300, inputs=16, outputs=1, dtype="float32"):
+def data(rows=300, inputs=16, outputs=1, dtype="float32", scale=1):
     rng = numpy.random.default_rng(0)
-    X = rng.standard_normal((rows, inputs))
+    X = scale * rng.standard_normal((rows, inputs))
     Y = numpy.sin(X[:, :outputs]) + 0.1 * rng.standard_normal((rows, outputs))
     return X.astype(dtype), Y.astype(dtype)
 
@@ -51,7 +51,8 @@ def trained(monkeypatch, generic_step, sizes=(16, 32, 24, 1), optimizer="adam", 
     with monkeypatch.context() as m:
         if generic_step:
             generic(m)
-        X, Y = data(rows, sizes[0], sizes[-1], options.get("dtype", "float32"))
+        scale = options.pop("scale", 1)
+        X, Y = data(rows, sizes[0], sizes[-1], options.get("dtype", "float32"), scale)
         model = gpunn.MLP(list(sizes), device="cpu", seed=3, **options)
         opt = optimizer() if callable(optimizer) else optimizer
         history = model.fit(X, Y, optimizer=opt, verbose=False, handle_interrupt=False, seed=5,
@@ -87,6 +88,19 @@ RUNS = {  # the one call runs every step of these: with the optimizer's step in 
     "batch 9": dict(sizes=(16, 64, 64, 1), rows=45, fit=dict(batch_size=9)),
     "partial last batch, cosine, validation": dict(rows=301, fit=dict(schedule="cosine", validation_fraction=0.2)),
     "full batch": dict(fit=dict(batch_size=None)),
+    # tanh and sigmoid hidden layers: NumPy's tanh loop called from the kernel (gpunn.ops.ufuncs)
+    "tanh": dict(activation="tanh"),
+    "sigmoid": dict(activation="sigmoid"),
+    "tanh sgd": dict(activation="tanh", optimizer="sgd"),
+    "sigmoid momentum": dict(activation="sigmoid", optimizer="momentum"),
+    "tanh adamw float64": dict(activation="tanh", dtype="float64", optimizer=lambda: gpunn.AdamW(weight_decay=0.1)),
+    "sigmoid float64": dict(activation="sigmoid", dtype="float64"),
+    "tanh saturating": dict(activation="tanh", scale=30),
+    "sigmoid saturating float64": dict(activation="sigmoid", scale=30, dtype="float64"),
+    "sigmoid, relu, tanh": dict(sizes=(16, 48, 32, 24, 1), activation=["sigmoid", "relu", "tanh"]),
+    "tanh batch 128 width 64": dict(activation="tanh", sizes=(16, 64, 64, 1), fit=dict(batch_size=128)),
+    "sigmoid batch 9": dict(activation="sigmoid", sizes=(16, 64, 64, 1), rows=45, fit=dict(batch_size=9)),
+    "tanh narrow 16-3-5-1": dict(activation="tanh", sizes=(16, 3, 5, 1)),
 }
 
 
@@ -120,9 +134,13 @@ def test_a_second_fit_with_the_same_optimizer_goes_on_as_the_generic_one(monkeyp
 
 
 NOT_RUN = {  # the generic path computes these otherwise (or the net is not small): the one call must not run
-    "tanh": dict(activation="tanh"),
-    "relu then tanh": dict(sizes=(16, 8, 8, 1), activation=["relu", "tanh"]),
+    "gelu": dict(activation="gelu"),
+    "elu": dict(activation="elu"),
+    "relu then softplus": dict(sizes=(16, 8, 8, 1), activation=["relu", "softplus"]),
+    "tanh then leaky_relu": dict(sizes=(16, 8, 8, 1), activation=["tanh", "leaky_relu"]),
     "no bias": dict(bias=False),
+    "tanh without bias": dict(activation="tanh", bias=False),
+    "sigmoid output": dict(activation="tanh", output_activation="sigmoid"),
     "relu output": dict(output_activation="relu"),
     "two outputs": dict(sizes=(16, 32, 2)),
     "no hidden layer": dict(sizes=(16, 1)),
@@ -263,3 +281,16 @@ def test_loss_and_gradients_take_the_gradients_call_with_the_generic_bits(monkey
     assert one_call[0] == plain[0]
     for a, b in zip(one_call[1] + one_call[2], plain[1] + plain[2]):
         assert a.tobytes() == b.tobytes()
+
+
+def test_tanh_and_sigmoid_nets_take_the_generic_step_where_numpys_tanh_loop_is_not_bound(monkeypatch, kernel_calls):
+    """The kernel computes tanh with NumPy's own loop (gpunn.ops.ufuncs.numpy_tanh): where that could not be bound,
+    tanh and sigmoid nets train by the generic step, ReLU nets still by the one call."""
+    import gpunn.ops.ensemble as ens_ops
+
+    monkeypatch.setattr(ens_ops, "numpy_tanh", lambda dtype: None)
+    for activation in ("tanh", "sigmoid"):
+        trained(monkeypatch, False, activation=activation, fit=dict(epochs=1))
+    assert not kernel_calls
+    trained(monkeypatch, False, fit=dict(epochs=1))
+    assert kernel_calls == ["step"] * 5

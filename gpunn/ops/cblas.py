@@ -17,6 +17,7 @@ and a ctypes function the kernel read as a global would keep it from being cache
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 import threading
@@ -29,9 +30,7 @@ ROW_MAJOR, COL_MAJOR, NO_TRANS, TRANS = 101, 102, 111, 112
 _SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64),
             ("scipy_cblas_", "", ctypes.c_int), ("cblas_", "", ctypes.c_int))
 
-_LOCK = threading.Lock()
-_BOUND: dict = {}
-_LIBRARIES: list = []  # the libraries bound (kept loaded: their addresses are in _BOUND)
+_LIBRARIES: list = []  # the libraries bound (kept loaded: numpy_blas holds their addresses)
 
 try:
     from llvmlite import ir as _ir
@@ -187,17 +186,31 @@ def _probe(dtype, blas) -> bool:
     return all(numpy.array_equal(o, e) for o, e in zip(outs, expected)) and dots[0] == numpy.dot(d, d)
 
 
+def once_per_float_dtype(find):
+    """``find(dtype)`` (a binding and its probe) as a function of any dtype: None for all but float32 and float64,
+    found once per dtype (under a lock: the member groups' threads may ask at once), and None where ``find``
+    raised OSError, AttributeError, TypeError or ValueError (an odd library)."""
+    bound, lock = {}, threading.Lock()
+
+    @functools.wraps(find)
+    def once(dtype):
+        dtype = numpy.dtype(dtype)
+        if dtype not in (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)):
+            return None
+        with lock:
+            if dtype not in bound:
+                try:
+                    bound[dtype] = find(dtype)
+                except (OSError, AttributeError, TypeError, ValueError):  # pragma: no cover - an odd library
+                    bound[dtype] = None
+            return bound[dtype]
+
+    return once
+
+
+@once_per_float_dtype
 def numpy_blas(dtype):
     """[gemm, gemv, dot, ilp64] of NumPy's BLAS for float32 or float64 (dot is always ddot), or None (see the
     module docstring). Bound and probed once per dtype."""
-    dtype = numpy.dtype(dtype)
-    if dtype not in (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)):
-        return None
-    with _LOCK:
-        if dtype not in _BOUND:
-            try:
-                blas = _bind(dtype)
-                _BOUND[dtype] = blas if blas is not None and _probe(dtype, blas) else None
-            except (OSError, AttributeError, TypeError, ValueError):  # pragma: no cover - an odd library
-                _BOUND[dtype] = None
-        return _BOUND[dtype]
+    blas = _bind(dtype)
+    return blas if blas is not None and _probe(dtype, blas) else None

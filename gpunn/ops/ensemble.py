@@ -26,12 +26,13 @@ import time
 
 import numpy
 
-from ..activations import Activation
+from ..activations import ACTIVATIONS, Activation
 from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
 from .cpu import _bounds, run_pieces, usable_cores, wait_uninterrupted
+from .ufuncs import numpy_tanh
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
 LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
@@ -282,8 +283,29 @@ try:
         from numba import njit
 
         from .cpu import _adam, _adam_l2, _bias_relu_inplace, _column_sums, _jit, _relu_backward_bias_inplace
+        from .ufuncs import tanh_inplace
 except ImportError:  # pragma: no cover
     numba = None
+
+# The hidden-layer activations the member-group pass computes, by their kernel ids (gpunn.activations): ReLU with its
+# fused kernels; tanh and sigmoid in Ops.bias_activation's and Ops.activation_backward's arithmetic, numpy.tanh
+# called as NumPy's own loop (gpunn.ops.ufuncs)
+RELU, SIGMOID, TANH = (ACTIVATIONS[name].kernel_id for name in ("relu", "sigmoid", "tanh"))
+_NO_TANH = numpy.zeros(2, numpy.int64)  # the tanh argument of a pass with ReLU hidden layers alone (never called)
+
+
+def group_pass_activations(acts, dtype):
+    """(tanh, kinds) for _member_group_pass: NumPy's tanh loop for ``dtype`` (gpunn.ops.ufuncs.numpy_tanh) and the
+    hidden layers' activation ids (int64); None where a hidden layer's activation (all of ``acts`` but the output
+    layer's) is not ReLU, tanh or sigmoid, or is tanh or sigmoid where NumPy's tanh loop could not be bound."""
+    kinds = numpy.array([a.kernel_id for a in acts[:-1]], numpy.int64)
+    if not numpy.isin(kinds, (RELU, SIGMOID, TANH)).all():
+        return None
+    if (kinds == RELU).all():
+        return _NO_TANH, kinds
+    tanh = numpy_tanh(dtype)
+    return None if tanh is None else (tanh, kinds)
+
 
 if numba is not None:
 
@@ -323,6 +345,60 @@ if numba is not None:
         """_outer_relu_backward_bias for every member k: dz (K, rows), w (K, n), S and D (K, rows, n), db (K, n)."""
         for k in range(D.shape[0]):
             _outer_relu_backward_bias(dz[k], w[k], S[k], D[k], db[k])
+
+    @njit(**_jit)
+    def _bias_activation_inplace(Z, b, kind, tanh, one):
+        """Z <- g(Z + b) in place for a hidden layer's activation ``kind`` (RELU, TANH or SIGMOID), in
+        Ops.bias_activation's arithmetic: ReLU by its kernel; tanh(Z + b) and sigmoid's 0.5 * (1 + tanh(0.5 * (Z + b)))
+        (gpunn.activations) with numpy.tanh's own loop (``tanh``: gpunn.ops.ufuncs), each operation rounded to Z's
+        dtype as NumPy's ufuncs round it (``one``: 1 in that dtype)."""
+        if kind == RELU:
+            _bias_relu_inplace(Z, b, 0, Z.shape[0])
+            return
+        half, sigmoid = one / (one + one), kind == SIGMOID
+        for i in range(Z.shape[0]):
+            for j in range(Z.shape[1]):
+                z = Z[i, j] + b[j]
+                Z[i, j] = z * half if sigmoid else z
+        tanh_inplace(tanh, Z)
+        if sigmoid:
+            for i in range(Z.shape[0]):
+                for j in range(Z.shape[1]):
+                    Z[i, j] = (Z[i, j] + one) * half
+
+    @njit(**_jit)
+    def _activation_backward_bias(dZ, S, sums, kind, one):
+        """dZ <- dZ * g'(A) in place, from the layer's output S = A, and sums <- dZ's column sums (in row order, in
+        float64, rounded once): ReLU by its kernel; tanh's 1 - A * A and sigmoid's A * (1 - A) formed as
+        gpunn.activations forms them, then the product, as Ops.activation_backward; the sums as _column_sums."""
+        if kind == RELU:
+            _relu_backward_bias_inplace(dZ, S, sums, 0, dZ.shape[0])
+            return
+        acc, tanh = numpy.zeros(dZ.shape[1], numpy.float64), kind == TANH
+        for i in range(dZ.shape[0]):
+            for j in range(dZ.shape[1]):
+                a = S[i, j]
+                d = dZ[i, j] * ((one - a * a) if tanh else (a * (one - a)))
+                dZ[i, j] = d
+                acc[j] += d
+        sums[:] = acc
+
+    @njit(**_jit)
+    def _outer_backward_bias(dz, w, S, D, sums, kind, one):
+        """D <- (dz outer w) * g'(A) from the layer's output S = A, and sums <- D's column sums: the product (one term
+        per element) followed by _activation_backward_bias, element for element."""
+        if kind == RELU:
+            _outer_relu_backward_bias(dz, w, S, D, sums)
+            return
+        acc, tanh = numpy.zeros(D.shape[1], numpy.float64), kind == TANH
+        for i in range(D.shape[0]):
+            x = dz[i]
+            for j in range(D.shape[1]):
+                a = S[i, j]
+                d = (x * w[j]) * ((one - a * a) if tanh else (a * (one - a)))
+                D[i, j] = d
+                acc[j] += d
+        sums[:] = acc
 
     @njit(**_jit)
     def _member_adam(w, g, m, v, beta1, omb1, beta2, omb2, inv_sqrt_bc2, eps, lr_bc1, decay, l2, active):
@@ -370,13 +446,14 @@ if numba is not None:
         _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, 0, row.size)
 
     @njit(**_jit)
-    def _member_group_pass(blas, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av, rates, pow1,
-                           pow2, eps, flags, Zh, dAh, d64, k0, k1, signal, slot, value):
+    def _member_group_pass(blas, tanh, kinds, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av,
+                           rates, pow1, pow2, eps, flags, Zh, dAh, d64, k0, k1, signal, slot, value):
         """Members k0..k1's forward and backward pass, member after member, with no Python (and no GIL)
-        between its products: the arithmetic of Ensemble._forward and _backward for ReLU hidden layers with
-        bias, an identity output layer of one column, each product the BLAS call numpy.matmul makes for it
-        (gemm, gemv, dot at the addresses in ``blas``: gpunn.ops.cblas) and each elementwise pass the kernel those
-        methods call.
+        between its products: the arithmetic of Ensemble._forward and _backward for ReLU, tanh or sigmoid hidden
+        layers with bias (``kinds``: each hidden layer's RELU, TANH or SIGMOID; ``tanh``: NumPy's tanh loop, from
+        group_pass_activations), an identity output layer of one column, each product the BLAS call numpy.matmul
+        makes for it (gemm, gemv, dot at the addresses in ``blas``: gpunn.ops.cblas) and each elementwise pass the
+        kernel or NumPy operations those methods run.
 
         X (1 or K, rows, n0) and Y (1 or K, rows, 1): shared by the K members or one per member; W, b, dW, db:
         tuples of the (K, n_in, n_out) / (K, n_out) parameter and gradient views; Zo, dAo (K, rows, 1): the
@@ -395,12 +472,12 @@ if numba is not None:
         for k in range(k0, k1):
             Xk = X[k if X.shape[0] > 1 else 0]
             a, lda = Xk.ctypes.data, Xk.shape[1]
-            for l in range(L - 1):  # hidden layers: Z = A_prev @ W (gemm), then bias + ReLU in place
+            for l in range(L - 1):  # hidden layers: Z = A_prev @ W (gemm), then bias + activation in place
                 Wl, Z = W[l][k], Zh[l]
                 n = Z.shape[1]
                 cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n, zero,
                            Z.ctypes.data, n)
-                _bias_relu_inplace(Z, numpy.ascontiguousarray(b[l][k]), 0, m)  # a contiguous row: the loop vectorises
+                _bias_activation_inplace(Z, numpy.ascontiguousarray(b[l][k]), kinds[l], tanh, one)  # a contiguous row
                 a, lda = Z.ctypes.data, n
             # the output layer: matrix @ vector, numpy.matmul's gemv (column-major, transposed); + bias
             Zk, dk, Yk = Zo[k], dAo[k], Y[k if Y.shape[0] > 1 else 0]
@@ -421,13 +498,13 @@ if numba is not None:
                 out_bias += dk[i, 0]
             db[L - 1][k, 0] = out_bias
             # backward: dW[L-1] = A^T @ dZ (gemv, row-major transposed), dA below = the outer product dZ w^T,
-            # fused with the ReLU backward and bias sums; then each hidden layer's dW = A_prev^T @ dZ and
-            # dA_prev = dZ @ W^T (gemm), with the ReLU backward and bias sums of the layer below
+            # fused with the activation's backward and bias sums; then each hidden layer's dW = A_prev^T @ dZ and
+            # dA_prev = dZ @ W^T (gemm), with the activation's backward and bias sums of the layer below
             top = L - 2
             cblas.gemv(gemv, ilp, ROW_MAJOR, TRANS, m, Zh[top].shape[1], one, Zh[top].ctypes.data, Zh[top].shape[1],
                        dk.ctypes.data, 1, zero, dW[L - 1][k].ctypes.data, 1)
-            _outer_relu_backward_bias(numpy.ascontiguousarray(dk[:, 0]), numpy.ascontiguousarray(W[L - 1][k][:, 0]),
-                                      Zh[top], dAh[top], db[top][k])
+            _outer_backward_bias(numpy.ascontiguousarray(dk[:, 0]), numpy.ascontiguousarray(W[L - 1][k][:, 0]),
+                                 Zh[top], dAh[top], db[top][k], kinds[top], one)
             for l in range(top, -1, -1):
                 dZ = dAh[l]
                 n = dZ.shape[1]
@@ -440,7 +517,7 @@ if numba is not None:
                 if l:
                     cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, TRANS, m, n_prev, n, one, dZ.ctypes.data, n,
                                W[l][k].ctypes.data, n, zero, dAh[l - 1].ctypes.data, n_prev)
-                    _relu_backward_bias_inplace(dAh[l - 1], Zh[l - 1], db[l - 1][k], 0, m)
+                    _activation_backward_bias(dAh[l - 1], Zh[l - 1], db[l - 1][k], kinds[l - 1], one)
             _member_adam_in_pass(k, aw, ag, am, av, rates, pow1, pow2, eps, flags, c)
 
 
@@ -701,10 +778,11 @@ class CpuEnsembleOps(EnsembleOps):
         """A member group's whole forward and backward pass in one Numba call without the GIL
         (_member_group_pass), as a _GroupPass: ``run(group, signal)`` for each group (a slice of the members), which
         writes the gradients, ws's output-layer buffers and ``sums``. Or None where that pass
-        does not apply: then the caller runs Ensemble._forward and _backward. It applies to ReLU hidden layers with
-        bias, an identity output layer of one column, no other size under 2, at least 2 rows, C-ordered X and Y,
-        where NumPy's own BLAS could be bound (gpunn.ops.cblas): the same products (the calls numpy.matmul makes),
-        the same kernels, the same bits as the two methods. Each group's hidden-layer buffers are one member's,
+        does not apply: then the caller runs Ensemble._forward and _backward. It applies to ReLU, tanh or sigmoid
+        hidden layers with bias, an identity output layer of one column, no other size under 2, at least 2 rows,
+        C-ordered X and Y, where NumPy's own BLAS could be bound (gpunn.ops.cblas), and for tanh or sigmoid NumPy's
+        tanh loop (gpunn.ops.ufuncs): the same products (the calls numpy.matmul makes), the same kernels and
+        per-element arithmetic, the same bits as the two methods. Each group's hidden-layer buffers are one member's,
         reused member after member (``ws.group_buffers``), so they stay in cache: with two groups on the 2-core
         machine the K=64 small-net step took 1.53-1.55 ms instead of 1.59-1.64 (bench/RESULTS.md).
 
@@ -714,24 +792,26 @@ class CpuEnsembleOps(EnsembleOps):
         worker's thread between the hand-off and the kernel (bench/RESULTS.md)."""
         if not self.one_call_applies(X, Y, weights, biases, acts):
             return None
-        return _GroupPass(self, X, Y, weights, biases, dW, db, ws, sums, update)
+        return _GroupPass(self, X, Y, weights, biases, dW, db, self._one_call_network(weights, biases, acts), ws, sums,
+                          update)
 
     def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
         """Whether group_pass gives a function for these arguments (see there)."""
         return (2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
                 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
-                and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts))
+                and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts) is not None)
 
-    def _one_call_network(self, weights, biases, acts) -> bool:
-        """one_call_applies' conditions on the network (asked twice a step: remembered for the last one)."""
+    def _one_call_network(self, weights, biases, acts):
+        """one_call_applies' conditions on the network (asked twice a step: remembered for the last one): the
+        hidden layers' (tanh, kinds) of group_pass_activations where they hold, else None."""
         key = (id(weights), id(biases), id(acts), self.ops.precision, self.fused)
         memo = getattr(self, "_network_memo", None)
         if memo is None or memo[0] != key:
             applies = (self.fused and biases is not None and len(weights) >= 2 and self.ops.precision == "float32"
-                       and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
-                       and weights[-1].shape[-1] == 1 and min(w.shape[1] for w in weights) >= 2
-                       and numpy_blas(weights[0].dtype) is not None)
-            memo = self._network_memo = (key, applies, (weights, biases, acts))  # holding them keeps the ids theirs
+                       and acts[-1].name == "identity" and weights[-1].shape[-1] == 1
+                       and min(w.shape[1] for w in weights) >= 2 and numpy_blas(weights[0].dtype) is not None)
+            hidden = group_pass_activations(acts, weights[0].dtype) if applies else None
+            memo = self._network_memo = (key, hidden, (weights, biases, acts))  # holding them keeps the ids theirs
         return memo[1]
 
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
@@ -756,13 +836,14 @@ class CpuEnsembleOps(EnsembleOps):
             self.run_groups(members, groups)
         return w
 
-    def _pass_arguments(self, ws, weights, biases, dW, db, dt):
-        """(blas, W, b, dW, db, Zo, dAo) for _member_group_pass: cached per workspace while the views are the same."""
-        key = (id(weights), id(biases), id(dW), id(db), dt)
+    def _pass_arguments(self, ws, weights, biases, dW, db, hidden, dt):
+        """(blas, tanh, kinds, W, b, dW, db, Zo, dAo) for _member_group_pass (``hidden``: (tanh, kinds)): cached per
+        workspace while the views are the same."""
+        key = (id(weights), id(biases), id(dW), id(db), id(hidden), dt)
         cached = ws.pass_arguments
         if cached is None or cached[0] != key:
-            cached = ws.pass_arguments = (key, (numpy_blas(dt), tuple(weights), tuple(biases), tuple(dW), tuple(db),
-                                                ws.Z[-1], ws.dA[-1]), (weights, biases, dW, db))
+            cached = ws.pass_arguments = (key, (numpy_blas(dt), *hidden, tuple(weights), tuple(biases), tuple(dW),
+                                                tuple(db), ws.Z[-1], ws.dA[-1]), (weights, biases, dW, db, hidden))
         return cached[1]
 
     def _adam_flags(self, adam):
@@ -831,7 +912,7 @@ class _GroupPass:
     ``pure``: run is the Numba kernel alone (no NumPy calls, so no errstate to carry to a worker).
     The kernel takes the whole (K, ...) arrays and the group's range of members: nothing is sliced per step."""
 
-    def __init__(self, mops, X, Y, weights, biases, dW, db, ws, sums, update):
+    def __init__(self, mops, X, Y, weights, biases, dW, db, hidden, ws, sums, update):
         self.ws = ws
         dt = X.dtype
         # the kernel steps Adam's parameters and gradients only where they are these views' rows
@@ -842,7 +923,7 @@ class _GroupPass:
                           and update.g.base is not None) else None
         self.adam, self.update = adam, (None if adam is not None else update)
         self.pure = update is None or adam is not None
-        fixed = mops._pass_arguments(ws, weights, biases, dW, db, dt)
+        fixed = mops._pass_arguments(ws, weights, biases, dW, db, hidden, dt)
         if adam is None:
             optimizer = no_optimizer_arguments(dt)
         else:
@@ -850,7 +931,7 @@ class _GroupPass:
                          mops._adam_flags(adam))
         X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
         # dA *= 2/rows, as loss_gradient
-        self.args = (fixed[0], X3, Y3, *fixed[1:], sums, dt.type(1), dt.type(0), dt.type(2.0 / X.shape[-2]),
+        self.args = (*fixed[:3], X3, Y3, *fixed[3:], sums, dt.type(1), dt.type(0), dt.type(2.0 / X.shape[-2]),
                      *optimizer)
 
     def run(self, sl, signal=None):

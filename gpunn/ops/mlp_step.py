@@ -20,7 +20,7 @@ from ..optim import Adam, AdamW
 
 if numba is not None:
     from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY, _member_group_pass,
-                           no_optimizer_arguments)
+                           group_pass_activations, no_optimizer_arguments)
 
 _ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
 # the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),
@@ -38,15 +38,16 @@ def _blas_product(k, rows, cols) -> bool:
     return not (k <= SMALL_K and rows * cols >= _SMALL_K_MIN_OUT)
 
 
-def _network_applies(model, ops) -> bool:
-    """The conditions on the model that do not change between steps (see one_call_step)."""
+def _network_applies(model, ops):
+    """The conditions on the model that do not change between steps (see one_call_step): the hidden layers'
+    (tanh, kinds) for the kernel where they hold (group_pass_activations), else None."""
     sizes, acts = model.layer_sizes, model.activations
-    return (numba is not None and type(ops) is CpuOps and ops.fused and ops._numpy_only
-            and model.steps_as_mlp() and model.bias and not model._bf16
-            and model.precision == "float32" and len(sizes) >= 3 and sizes[-1] == 1 and min(sizes[:-1]) >= 2
-            and acts[-1].name == "identity" and all(a.name == "relu" for a in acts[:-1])
-            and model.params.size < PARALLEL_MIN_ELEMENTS
-            and numpy_blas(model.dtype) is not None)
+    applies = (numba is not None and type(ops) is CpuOps and ops.fused and ops._numpy_only
+               and model.steps_as_mlp() and model.bias and not model._bf16
+               and model.precision == "float32" and len(sizes) >= 3 and sizes[-1] == 1 and min(sizes[:-1]) >= 2
+               and acts[-1].name == "identity" and model.params.size < PARALLEL_MIN_ELEMENTS
+               and numpy_blas(model.dtype) is not None)
+    return group_pass_activations(acts, model.dtype) if applies else None
 
 
 def _batch_applies(sizes, rows) -> bool:
@@ -78,7 +79,8 @@ class _Net:
 
     def __init__(self, model, ws):
         self.params, self.grads, self.weights, self.dW = model.params, model.grads, model.weights, model._dW
-        self.runs = (_network_applies(model, model.ops) and model.params.flags.c_contiguous
+        activations = _network_applies(model, model.ops)
+        self.runs = (activations is not None and model.params.flags.c_contiguous
                      and model.grads.flags.c_contiguous and _batch_applies(model.layer_sizes, ws.Z[-1].shape[0]))
         if not self.runs:
             return
@@ -87,7 +89,7 @@ class _Net:
         hidden = len(model.layer_sizes) - 2
         rows = ws.Z[-1].shape[0]
         d64 = numpy.empty(rows, numpy.float64)
-        self.blas, self.sums = numpy_blas(dt), numpy.zeros(1)
+        self.lead, self.sums = (numpy_blas(dt), *activations), numpy.zeros(1)  # blas, tanh, kinds
         # W, b, dW, db, Zo, dAo, sums, one, zero, scale (dA *= 2/rows, as loss_gradient)
         self.head = (one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
                      ws.dA[-1][None], self.sums, dt.type(1), dt.type(0), dt.type(2.0 / rows))
@@ -158,7 +160,8 @@ def one_call_step(model, X, Y, optimizer, lr):
     nothing, where the generic path would not make exactly its calls, or where the net is not small. It runs only
     for a gpunn.MLP whose train_step, _forward and _backward are MLP's (not a subclass's, not set on the model), on
     CpuOps with Numba's kernels and NumPy's BLAS alone (no other GEMM library; no method set on the ops), with bias,
-    ReLU hidden layers, an identity output of one column, no size under 2, float32 precision and under
+    ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh loop could be bound:
+    gpunn.ops.ufuncs), an identity output of one column, no size under 2, float32 precision and under
     PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
     with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
     product one the generic path gives to BLAS and every layer's rows x width under PARALLEL_MIN_ELEMENTS
@@ -177,7 +180,7 @@ def one_call_step(model, X, Y, optimizer, lr):
     step = optimizer.steps
     plan.pow1[0], plan.pow2[0] = optimizer.beta1**step, optimizer.beta2**step  # Python's pow, as Adam.step's
     plan.rates[0, LR] = lr
-    _member_group_pass(net.blas, X[None], Y[None], *plan.args)
+    _member_group_pass(*net.lead, X[None], Y[None], *plan.args)
     return net.sums[0]
 
 
@@ -190,5 +193,5 @@ def one_call_gradients(model, X, Y):
     net = _net(model, model._workspace(X.shape[0]))
     if not (net.runs and _takes(model, X, Y)):
         return None
-    _member_group_pass(net.blas, X[None], Y[None], *net.gradients)
+    _member_group_pass(*net.lead, X[None], Y[None], *net.gradients)
     return net.sums[0]
