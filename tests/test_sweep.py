@@ -43,6 +43,10 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     assert [r["val_mse"] for r in a] == sorted(r["val_mse"] for r in a)  # ranked
     key = lambda r: (r["lr"], r["weight_decay"], r["seed"])  # noqa: E731
     assert {key(r) for r in a} == {(lr, wd, s) for lr in (1e-3, 1e-2) for wd in (0.0, 1e-2) for s in (0, 1)}
+    # members are numbered lr x weight decay x seed, in that order: a saved sweep's ensemble g resumes members g x
+    # per ..., so the order is part of its checkpoints (their check compares the seeds alone)
+    assert [key(r) for r in sorted(a, key=lambda r: r["member"])] == [
+        (lr, wd, s) for lr in (1e-3, 1e-2) for wd in (0.0, 1e-2) for s in (0, 1)]
     # members are independent: the same member in another ensemble trains to the same result
     numpy.testing.assert_allclose([r["val_mse"] for r in sorted(a, key=key)], [r["val_mse"] for r in sorted(b, key=key)],
                                   rtol=1e-10)
@@ -222,6 +226,33 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
     assert gpunn.load_checkpoint(saved / "ensemble-2.npz").epoch == 3
 
 
+def test_a_sweep_extended_then_interrupted_resumes_to_its_new_epochs_whatever_order_the_directory_lists(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """Its options are read from ensemble 0's checkpoint, the one resumed first: --epochs 2, where ensemble 2's (not
+    reached before Ctrl-C) still records 1, which would refuse to shorten ensemble 0."""
+    from gpunn import checkpoint
+
+    saved, straight, resumed = tmp_path / "sweep", tmp_path / "straight.json", tmp_path / "resumed.json"
+    run(GRID + ["--epochs", "2", "--json", str(straight)], capsys)
+    run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+    resume, calls = checkpoint.Checkpoint.resume, []
+
+    def second_ensemble_interrupted(self, *args, **kwargs):  # Ctrl-C in epoch 2 of the second ensemble
+        calls.append(1)
+        if len(calls) == 2:
+            kwargs["callbacks"] = [*kwargs["callbacks"], interrupt_at(1, 3)]
+        return resume(self, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "resume", second_ensemble_interrupted)
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys, status=130)
+    monkeypatch.undo()
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: sorted(listdir(path), reverse=True))
+    out = run(["sweep", "--resume", str(saved), "--json", str(resumed), "--quiet"], capsys)
+    assert "ensemble 0: 2 of 2 epochs done" in out and "ensemble 2: 1 of 2 epochs done" in out
+    assert members(resumed) == members(straight)
+
+
 def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, monkeypatch):
     """--resume read the first ensemble's checkpoint whole three times: for its recorded options, for its
     metadata, and to resume it. Only the last needs the arrays; the first two read the metadata alone."""
@@ -366,6 +397,13 @@ def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     assert blown["lr"] == 1e10 and blown["diverged"] and blown["val_mse"] is None and blown["val_curve"] == [None] * 2
 
 
+def test_a_report_and_the_best_member_on_one_file_are_refused_before_training(tmp_path, capsys):
+    path = tmp_path / "best.npz"
+    assert cli.main(GRID + ["--epochs", "1", "--json", str(path), "--save-best", str(path)]) == 2
+    assert f"--json and --save-best both name {path}; give each its own file" in capsys.readouterr().err
+    assert not path.exists()
+
+
 def test_patience_without_early_stopping_is_refused_not_ignored(capsys):
     assert cli.main(GRID + ["--epochs", "1", "--patience", "3"]) == 2
     assert "--patience 3 sets early stopping, which this run does not use" in capsys.readouterr().err
@@ -464,6 +502,31 @@ def test_a_file_sweep_started_in_one_process_is_not_resumed_under_mpiexec_before
     monkeypatch.undo()
     run(["sweep", "--resume", str(saved), "--quiet"], capsys)  # in one process it goes on
     assert (saved / "ensemble-1.npz").exists()
+
+
+@pytest.mark.parametrize("started", ["task in one process", "file data parallel"])
+def test_a_sweep_resumed_under_mpiexec_before_all_its_ensembles_start_goes_on_unless_a_file_was_read_whole(
+        files, tmp_path, capsys, monkeypatch, started):
+    """The refusal above is for a --data sweep started in one process, whose ensembles not started would read the
+    file as rank shards; a synthetic task's sweep, or a --data sweep that started data parallel (its checkpoints
+    record the shards, which the ensembles not started then read too), goes on to train (here: stopped there)."""
+    saved = tmp_path / "sweep"
+    if started == "task in one process":
+        run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+    else:
+        run(DATA + files + ["--max-members", "2", "--save", str(saved)], capsys)
+        rewrite_meta(saved / "ensemble-0.npz", saved / "ensemble-0.npz",  # as saved by mpiexec -n 2 gpunn sweep
+                     lambda meta: meta["training"]["source"].update(shards=2))
+    (saved / "ensemble-1.npz").unlink()
+
+    def training(*args, **kwargs):
+        raise RuntimeError("resumed ensemble 0")
+
+    monkeypatch.setattr(gpunn.cli.sweep, "_resume_group", training)
+    monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, True, device))  # as under mpiexec -n 2
+    assert cli.main(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "resumed ensemble 0" in err and "started in one process" not in err
 
 
 @pytest.mark.parametrize("extra, match", [
