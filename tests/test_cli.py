@@ -213,6 +213,18 @@ def test_a_rank_other_than_0_does_not_evaluate_the_held_out_rows_after_training(
     capsys.readouterr()
 
 
+def test_under_a_launcher_auto_and_cuda_take_the_gpu_of_the_local_rank_and_a_named_device_stays(monkeypatch, capsys):
+    import gpunn.distributed
+    from gpunn.cli import train
+
+    monkeypatch.setattr(gpunn.distributed, "launched_size", lambda: 2)  # as rank 0 of mpiexec -n 2, local rank 1
+    monkeypatch.setattr(gpunn.distributed, "launched_rank", lambda: 0)
+    monkeypatch.setattr(gpunn.distributed, "local_device", lambda default: "cuda:1" if default != "cpu" else "cpu")
+    assert [train._launch(device) for device in ("auto", "cuda", "cuda:0", "cpu")] == [
+        (True, True, "cuda:1"), (True, True, "cuda:1"), (True, True, "cuda:0"), (True, True, "cpu")]
+    assert "launched by MPI with 2 processes: training data parallel" in capsys.readouterr().out
+
+
 def test_only_rank_0_checks_the_outputs_it_alone_writes(monkeypatch, tmp_path, capsys):
     # under mpiexec on several nodes, --json's directory may exist on rank 0's node only: the other ranks,
     # which write nothing, refused the run ('--json ...: no such directory') and so ended the job
@@ -283,6 +295,22 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
     monkeypatch.setattr(gpunn.MLP, "fit", fit)
     assert cli.main(["train", "--resume", str(path), "--json", str(js), "--quiet"]) == 0
     assert json.loads(js.read_text())["result"]["epochs"] == 1
+
+
+def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_checkpoint_interval(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """Ctrl-C after an epoch's last batch: the checkpoint is at that epoch's end, said without a batch; a resume
+    that writes its checkpoint (to the --resume file) takes --checkpoint-every, which the run recorded."""
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(0, 5)]}))  # batch 6 of 6
+    path = tmp_path / "run.npz"
+    assert cli.main(with_options(["train", *TINY, "--batch-size", "32", "--save", str(path)], "--epochs", "2")) == 130
+    assert (f"interrupted after 1 complete epoch; checkpoint in {path} (continue with --resume {path})\n"
+            in capsys.readouterr().out)
+    monkeypatch.setattr(gpunn.MLP, "fit", fit)
+    assert cli.main(["train", "--resume", str(path), "--checkpoint-every", "1", "--quiet"]) == 0
+    assert gpunn.load_checkpoint(path).epoch == 2
 
 
 @pytest.mark.parametrize("optimizer, lr, weight_decay, momentum", [("sgd", 1e-2, 0.0, 0.0), ("nesterov", 1e-2, 0.0, 0.9),
