@@ -752,6 +752,41 @@ def test_a_missing_or_non_numeric_column_is_refused_listing_the_columns(tmp_path
         read(path, target="y")  # features default to every other column, label included
 
 
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_column_lists_skip_blank_names_and_refuse_a_name_given_twice_or_none(tmp_path, table, kind):
+    """--features "a, b," (a trailing comma) names a and b; a name given twice would read one column twice as two
+    features, and is refused, as is a list of no names."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    t, _, _ = table
+    path = tmp_path / f"t.{kind}"
+    (pq.write_table if kind == "parquet" else pcsv.write_csv)(t, path)
+    read = getattr(data, kind)
+    assert read(path, target="y", features="a, b,").feature_names == ["a", "b"]
+    assert read(path, target=["y", ""], features=["a", "b"]).target_names == ["y"]
+    with pytest.raises(ValueError, match=r"features names a column twice: \['a', 'b', 'a'\]"):
+        read(path, target="y", features=["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"target names a column twice: \['y', 'y'\]"):
+        read(path, target="y, y", features=["a"])
+    with pytest.raises(ValueError, match="features lists no column names"):
+        read(path, target="y", features=" , ")
+    with pytest.raises(ValueError, match=r"\['y'\] is both a feature and a target"):
+        read(path, target="y", features=["a", "y"])
+    only = tmp_path / f"only.{kind}"
+    (pq.write_table if kind == "parquet" else pcsv.write_csv)(t.select(["y"]), only)
+    with pytest.raises(DataError, match=r"only\.\w+: no feature columns are left besides the target\(s\) \['y'\]"):
+        read(only, target="y")
+
+
+def test_a_csv_column_named_only_by_spaces_is_refused_as_unnamed(tmp_path):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "s.csv").write_text("a,  ,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"s\.csv: column 2 has no name"):
+        data.csv(tmp_path / "s.csv", target="y")
+    assert data.csv(tmp_path / "s.csv", target="y", features=["a"]).feature_names == ["a"]
+
+
 def test_a_null_in_a_parquet_file_names_the_file_and_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
