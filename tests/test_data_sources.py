@@ -779,6 +779,31 @@ def test_column_lists_skip_blank_names_and_refuse_a_name_given_twice_or_none(tmp
         read(only, target="y")
 
 
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_boolean_column_is_read_as_zeros_and_ones_for_training_and_prediction(tmp_path, kind):
+    """Booleans are numbers to gpunn (the module's promise). A CSV file's true/false column was taken (pyarrow
+    infers bool) and then refused by the float64 parse: "line 2: column 'flag': ... invalid value 'true'"."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from gpunn.data.files import read_rows
+
+    flag = numpy.arange(30) % 3 == 0
+    path = tmp_path / f"b.{kind}"
+    (pq.write_table if kind == "parquet" else pcsv.write_csv)(
+        pa.table({"flag": flag, "a": numpy.arange(30.0), "y": numpy.arange(30.0)}), path)
+    source = getattr(data, kind)(path, target="y", shuffle=False, device="cpu", dtype="float64")
+    X, _ = stacked(epoch(source, 0, 30))
+    expected = numpy.column_stack([flag, numpy.arange(30.0)])
+    numpy.testing.assert_array_equal(X, expected)
+    numpy.testing.assert_array_equal(numpy.concatenate(list(read_rows(path, 2, ["flag", "a"])[1])), expected)
+    if kind == "csv":  # a value that is not a boolean past the first block is named on its line
+        path.write_text("flag,a,y\n" + "true,1,2\nfalse,3,4\n" * 200 + "maybe,5,6\n")
+        with pytest.raises(DataError, match=r"b\.csv line 402: column 'flag': 'maybe' is not a number$"):
+            data.csv(path, target="y", block_size=1 << 10)
+
+
 def test_a_csv_column_named_only_by_spaces_is_refused_as_unnamed(tmp_path):
     pytest.importorskip("pyarrow")
     (tmp_path / "s.csv").write_text("a,  ,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(20)))

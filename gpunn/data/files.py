@@ -53,7 +53,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 yield out
         return f.rows, chunks(), None
     from ..csvtext import delimiter_hint
-    from .tables import copy_columns, pick_columns, pyarrow_module
+    from .tables import copy_columns, csv_column_types, pick_columns, pyarrow_module
 
     if kind == "parquet":
         from .tables import ParquetSource, open_parquet
@@ -70,7 +70,6 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 except Exception as exc:
                     raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
     else:
-        pyarrow = pyarrow_module()
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
@@ -88,7 +87,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
             names, _ = pick_columns(path, schema, None, features if header else None,
                                     lambda i: csv_first_text(path, i, header))
             reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
-                include_columns=names, column_types={c: pyarrow.float64() for c in names}))
+                include_columns=names, column_types=csv_column_types(schema, names)))
         except DataError as exc:
             raise DataError(f"{exc}{delimiter_hint(path)}") from None
         except Exception as exc:  # a row of another width in the first block: said on its line, as past it
@@ -107,7 +106,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 except StopIteration:
                     return
                 except Exception as exc:
-                    raise DataError(_refused(path, header, done, schema.names, names, exc)) from None
+                    raise DataError(_refused(path, header, done, schema, names, exc)) from None
                 done += batch.num_rows
                 yield batch
     if len(names) != n_features:  # a ";"-delimited CSV gives one column (its first row taken for a header)
@@ -123,14 +122,14 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     return rows, chunks(), names if kind == "parquet" or header else None
 
 
-def _refused(path, header, done, columns, names, exc) -> str:
+def _refused(path, header, done, schema, names, exc) -> str:
     """The error of a CSV input whose batch after data row ``done`` pyarrow refused (``exc``), at the line of the
     row it refuses (tables.first_refused over the two blocks from that row: the batch's bytes and a row longer
-    than a block); ``columns``: the file's, ``names``: those read."""
+    than a block); ``schema``: the file's (its first block's), ``names``: the columns read."""
     from ..csvtext import csv_column, csv_rows, data_start
-    from .tables import first_refused, pyarrow_module
+    from .tables import csv_column_types, first_refused, pyarrow_module
 
-    pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
+    csv, columns = pyarrow_module("csv"), schema.names
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         start = next((offset for n, (_, offset) in enumerate(csv_rows(fh, data_start(fh, header))) if n == done), size)
@@ -138,7 +137,7 @@ def _refused(path, header, done, columns, names, exc) -> str:
     def read(buffer):
         return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns, block_size=max(len(buffer), 1)),
                             convert_options=csv.ConvertOptions(include_columns=names,
-                                                               column_types={c: pyarrow.float64() for c in names}))
+                                                               column_types=csv_column_types(schema, names)))
 
     line, problem = first_refused(path, start, min(size, start + 2 * CSV_BLOCK), read,
                                   lambda i: csv_column(columns if header else None, i))

@@ -83,6 +83,13 @@ def pick_columns(path, schema, target, features, text_at=None):
     return features, targets
 
 
+def csv_column_types(schema, names) -> dict:
+    """The types pyarrow's CSV reader parses the picked columns ``names`` as, the same in every block: float64, or
+    bool for a column ``schema`` (the first block's) gives as one (true/false, which float64 refused as invalid)."""
+    pyarrow = pyarrow_module()
+    return {c: pyarrow.bool_() if pyarrow.types.is_boolean(schema.field(c).type) else pyarrow.float64() for c in names}
+
+
 def first_refused(path, start, end, read, column):
     """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
@@ -379,6 +386,7 @@ class CsvSource(ChunkedSource):
             raise ValueError("target: name the target column(s)")
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self._column_names = list(schema.names)
+        self._column_types = csv_column_types(schema, self.feature_names + self.target_names)
         if index is None:
             index = self._build_index(schema)
         self._starts, sizes = index["starts"], index["rows"]
@@ -519,14 +527,12 @@ class CsvSource(ChunkedSource):
 
     def _read(self, buffer):
         """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
-        pyarrow = pyarrow_module()
-        columns = self.feature_names + self.target_names
         return self._csv.read_csv(
             buffer,
             read_options=self._csv.ReadOptions(column_names=self._column_names, block_size=max(len(buffer), 1)),
             parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
-            convert_options=self._csv.ConvertOptions(include_columns=columns, decimal_point=self.decimal,
-                                                     column_types={c: pyarrow.float64() for c in columns}))
+            convert_options=self._csv.ConvertOptions(include_columns=self.feature_names + self.target_names,
+                                                     decimal_point=self.decimal, column_types=self._column_types))
 
     def _first_refused(self, start, end):
         """(line, complaint) of the first row in the bytes [start, end) that pyarrow refuses (first_refused)."""
