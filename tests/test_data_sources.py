@@ -933,6 +933,48 @@ def test_an_unclosed_quote_in_a_header_ends_it_at_its_first_line_end_past_the_li
         assert csv_header_end(fh, len(body)) == len(body)  # under the limit: the quote runs to the end
 
 
+def test_a_headerless_csv_that_begins_with_a_utf8_mark_keeps_its_first_row(tmp_path):
+    """Excel writes a UTF-8 mark first: a column of numbers '\\ufeff1.5' is still a row, not a header's name."""
+    pytest.importorskip("pyarrow")
+    from gpunn.csvtext import csv_has_header
+    from gpunn.data.files import read_rows
+
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbf1.5\n3\n")
+    assert not csv_has_header(tmp_path / "m.csv")
+    _, chunks, names = read_rows(tmp_path / "m.csv", 1)
+    numpy.testing.assert_array_equal(numpy.concatenate(list(chunks)), [[1.5], [3]])
+    assert names is None
+
+
+def test_a_header_whose_crlf_is_cut_by_the_first_read_ends_after_both_bytes(tmp_path):
+    """csv_header_end reads 64 KiB first: a header whose \\r is that read's last byte ends after the \\n that
+    follows it, so the data's lines are counted as an editor shows them."""
+    pytest.importorskip("pyarrow")
+    from gpunn.csvtext import csv_header_end
+
+    header = "a" * ((1 << 16) - 3) + ",y\r\n"  # its \r is byte 65,535, the first read's last
+    path = tmp_path / "h.csv"
+    path.write_bytes((header + "1,2\r\n2,x\r\n").encode())
+    with open(path, "rb") as fh:
+        assert csv_header_end(fh, path.stat().st_size) == len(header)
+    with pytest.raises(DataError, match=r"h\.csv line 3: column 'y': 'x' is not a number$"):
+        data.csv(path, target="y")
+
+
+def test_a_crlf_cut_by_a_read_is_one_line_end(tmp_path):
+    """csvtext lists lines 1 MiB at a time and counts them 16 MiB at a time: a \\r\\n whose \\r ends one read is one
+    line end, not two (a line too many in every later line an error names). 16 MiB of file, for the second."""
+    from gpunn.csvtext import csv_rows, lines_before
+
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"x" * ((1 << 20) - 1) + b"\r\ny\r\n")
+    with open(path, "rb") as fh:
+        assert list(csv_rows(fh, 0)) == [(1, 0), (2, (1 << 20) + 1)]
+    path.write_bytes(b"x" * ((1 << 24) - 1) + b"\r\ny\r\n")
+    with open(path, "rb") as fh:
+        assert (lines_before(fh, (1 << 24) + 1), lines_before(fh, (1 << 24) + 4)) == (1, 2)
+
+
 def test_a_quote_inside_a_header_name_is_a_character(tmp_path):
     """As pyarrow parses it, a quote opens a quoted field only at the field's start: in 'a,b"c,y' it is part of the
     name, and the header ends at its line end (mut9: a quote anywhere taken to open one swallowed the file)."""
@@ -1228,6 +1270,31 @@ def test_a_huge_row_group_is_read_in_pieces_in_order_and_resumes_exactly(tmp_pat
         numpy.testing.assert_array_equal(numpy.sort(numpy.concatenate([Xs[:, 0], held])), ids)
         for (a, _), (b, _) in zip(full[13:], epoch(source, e, 1000, 13)):  # resumes in the middle of the run
             numpy.testing.assert_array_equal(a, b)
+
+
+def test_the_pieces_of_a_row_group_read_in_order_decode_it_once(tmp_path, monkeypatch):
+    """Each piece read after the one before it continues the row group's reader: a reader made again for every
+    piece would decode the row group from its start each time (work quadratic in its pieces)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data import tables
+
+    made = []
+
+    class Counted(tables._RowGroupCursor):
+        def __init__(self, *args):
+            made.append(args[1])
+            super().__init__(*args)
+
+    monkeypatch.setattr(tables, "_RowGroupCursor", Counted)
+    ids = numpy.arange(10_000, dtype=numpy.float64)
+    pq.write_table(pa.table({"id": ids, "y": 2 * ids}), tmp_path / "one.parquet", row_group_size=6_000)
+    source = data.parquet(tmp_path / "one.parquet", target="y", chunk_rows=1000, shuffle=False, device="cpu",
+                          dtype="float64")
+    X, _ = stacked(epoch(source, 0, 500))
+    numpy.testing.assert_array_equal(X[:, 0], ids)
+    assert made == [(0, 0), (0, 1)]
 
 
 _PEAK_SCRIPT = """
