@@ -510,6 +510,18 @@ def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newli
         list(read_rows(path, 3)[1])
 
 
+def test_a_bad_last_row_without_a_line_end_is_named_by_its_own_line(tmp_path):
+    """The file's last row, with no line end after it, is a row to the line counts too (it was named as the row
+    before it): a short row in the first block, a word past it."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "s.csv").write_text("a,b,y\n0.1,0.2,0.3\n0.4,0.5,0.6\n0.1,0.2")
+    with pytest.raises(DataError, match=r"s\.csv line 4: CSV parse error: Expected 3 columns, got 2: 0\.1,0\.2$"):
+        data.csv(tmp_path / "s.csv", target="y", device="cpu")
+    (tmp_path / "w.csv").write_text("x,y\n" + "1,2\n" * 3000 + "3,oops")
+    with pytest.raises(DataError, match=r"w\.csv line 3002: column 'y': 'oops' is not a number$"):
+        data.csv(tmp_path / "w.csv", target="y", block_size=1 << 12)
+
+
 class _CountingList(list):
     """A list that counts the items its indexing and slicing hand out (iteration is not counted)."""
     handed = 0
@@ -610,6 +622,24 @@ def test_a_directory_of_parquet_files_is_one_dataset(tmp_path, table):
     pq.write_table(t.slice(4000), tmp_path / "parts" / "b.parquet", row_group_size=2000)
     source = data.parquet(tmp_path / "parts", target=["y"], features="a,b", chunk_rows=65536, device="cpu")
     assert source.rows == 9000 and len(source.files) == 2 and source.chunk_sizes == [2000, 2000, 2000, 2000, 1000]
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_the_held_out_pieces_of_a_directory_are_each_files_own_rows(tmp_path, seed):
+    """Two files of one row group each, in pieces: a held-out piece of the second file read after one of the first
+    at the same row group number comes from the second file (every row trained on or held out, once)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    ids = numpy.arange(8000.0)
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table({"id": ids[:4000], "y": ids[:4000]}), tmp_path / "p" / "a.parquet")
+    pq.write_table(pa.table({"id": ids[4000:], "y": ids[4000:]}), tmp_path / "p" / "b.parquet")
+    source = data.parquet(tmp_path / "p", target="y", chunk_rows=1000, window=1, validation_fraction=0.25, seed=seed,
+                          device="cpu", dtype="float64")
+    held = numpy.concatenate([host(X)[:, 0] for X, _ in source.validation_windows()])
+    trained, _ = stacked(epoch(source, 0, 500))
+    numpy.testing.assert_array_equal(numpy.sort(numpy.concatenate([trained[:, 0], held])), ids)
 
 
 def test_a_csv_file_streams_its_blocks_shuffled_and_resumes_exactly(tmp_path, table, device):
@@ -961,12 +991,16 @@ def test_a_header_whose_crlf_is_cut_by_the_first_read_ends_after_both_bytes(tmp_
         data.csv(path, target="y")
 
 
-def test_a_crlf_cut_by_a_read_is_one_line_end(tmp_path):
-    """csvtext lists lines 1 MiB at a time and counts them 16 MiB at a time: a \\r\\n whose \\r ends one read is one
-    line end, not two (a line too many in every later line an error names). 16 MiB of file, for the second."""
+def test_a_line_or_crlf_cut_by_a_read_is_read_whole(tmp_path):
+    """csvtext lists lines 1 MiB at a time and counts them 16 MiB at a time: a line that one read cuts is one row
+    at its own offset, and a \\r\\n whose \\r ends one read is one line end, not two (a line too many in every
+    later line an error names). 16 MiB of file, for the last."""
     from gpunn.csvtext import csv_rows, lines_before
 
     path = tmp_path / "c.csv"
+    path.write_bytes(b"a\n" + b"x" * (1 << 20) + b"\nz\n")
+    with open(path, "rb") as fh:
+        assert list(csv_rows(fh, 0)) == [(1, 0), (2, 2), (3, (1 << 20) + 3)]
     path.write_bytes(b"x" * ((1 << 20) - 1) + b"\r\ny\r\n")
     with open(path, "rb") as fh:
         assert list(csv_rows(fh, 0)) == [(1, 0), (2, (1 << 20) + 1)]
