@@ -624,6 +624,23 @@ def test_a_directory_of_parquet_files_is_one_dataset(tmp_path, table):
     assert source.rows == 9000 and len(source.files) == 2 and source.chunk_sizes == [2000, 2000, 2000, 2000, 1000]
 
 
+def test_a_directory_reads_every_parquet_extension_and_checks_each_files_columns(tmp_path, table):
+    """.parquet, .parq and .pq files are all the dataset's (other files are not); a file whose columns differ
+    from the first's is refused naming it when the source is made, not when its rows are reached."""
+    import pyarrow.parquet as pq
+
+    t, _, _ = table
+    (tmp_path / "parts").mkdir()
+    for name, part in (("a.parquet", t.slice(0, 3000)), ("b.parq", t.slice(3000, 3000)), ("c.pq", t.slice(6000))):
+        pq.write_table(part, tmp_path / "parts" / name)
+    (tmp_path / "parts" / "notes.txt").write_text("not data")
+    source = data.parquet(tmp_path / "parts", target="y", features="a,b", device="cpu")
+    assert [os.path.basename(f) for f in source.files] == ["a.parquet", "b.parq", "c.pq"] and source.rows == 9000
+    pq.write_table(t.slice(6000).drop_columns(["b"]), tmp_path / "parts" / "c.pq")
+    with pytest.raises(DataError, match=r"c\.pq: no column 'b'; the columns are: a, n, y, label"):
+        data.parquet(tmp_path / "parts", target="y", features="a,b", device="cpu")
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_the_held_out_pieces_of_a_directory_are_each_files_own_rows(tmp_path, seed):
     """Two files of one row group each, in pieces: a held-out piece of the second file read after one of the first
@@ -961,6 +978,13 @@ def test_an_unclosed_quote_in_a_header_ends_it_at_its_first_line_end_past_the_li
     with open(tmp_path / "u.csv", "rb") as fh:
         assert csv_header_end(fh, len(body), limit=1024) == len('a,"b,y\n')
         assert csv_header_end(fh, len(body)) == len(body)  # under the limit: the quote runs to the end
+
+
+def test_a_csvs_header_names_are_read_past_empty_lines_before_it(tmp_path):
+    from gpunn.csvtext import csv_names
+
+    (tmp_path / "e.csv").write_text("\n\na,b,y\n1,2,3\n")
+    assert csv_names(tmp_path / "e.csv") == ["a", "b", "y"]
 
 
 def test_a_headerless_csv_that_begins_with_a_utf8_mark_keeps_its_first_row(tmp_path):
