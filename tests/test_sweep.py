@@ -67,6 +67,16 @@ def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
     # --max-members above what the memory holds lowers nothing: the memory's split stands
     out = run(ARGS + ["--max-members", "5"], capsys)
     assert "the grid is split into 3 ensembles of up to 3 members (0.4 MiB per member, 1.5 MiB free on cpu)" in out
+    # saved, the sweep resumes in the split it started with, whatever memory is free now
+    saved = tmp_path / "sweep"
+    run(with_options(ARGS, "--epochs", "1", "--save", str(saved)), capsys)
+    monkeypatch.undo()
+    out = run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys)
+    assert "the grid is split into 3 ensembles of up to 3 members (as the sweep being resumed was split)" in out
+    assert [gpunn.load_checkpoint(saved / f"ensemble-{g}.npz").epoch for g in range(3)] == [2, 2, 2]
+    # a split in two says so too
+    out = run(ARGS + ["--max-members", "4"], capsys)
+    assert "the grid is split into 2 ensembles of up to 4 members (--max-members 4)" in out
     # memory for less than one member: ensembles of one, which the Ensemble's own check then refuses in its words
     monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 100_000)
     assert cli.main(ARGS) == 2
@@ -88,6 +98,24 @@ def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memor
         2, "0.1 MiB per member, 0.20 GiB free on cuda:1 (rank 1)")
     assert split_over_ranks(8, "", Ranks()) == (6, "0.1 MiB per member, 0.60 GiB free on cuda:0")
     assert split_over_ranks(6, "", Ranks()) == (6, "0.1 MiB per member, 0.60 GiB free on cuda:0")  # the first
+
+
+def test_a_data_parallel_sweep_takes_that_split(capsys, monkeypatch):
+    import gpunn.distributed
+
+    class Ranks:  # rank 1 of 2 has room for two members an ensemble
+        def allgather(self, mine, label=None):
+            return [mine, (2, "0.4 MiB per member, 1.0 MiB free on cuda:1")]
+
+    def training(*args, **kwargs):
+        raise RuntimeError("training")
+
+    monkeypatch.setattr(gpunn.distributed, "world", lambda: Ranks())
+    monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, True, device))  # as rank 0 of mpiexec -n 2
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", training)
+    assert cli.main(ARGS) == 1
+    assert ("the grid is split into 4 ensembles of up to 2 members (0.4 MiB per member, 1.0 MiB free on cuda:1 "
+            "(rank 1))") in capsys.readouterr().out
 
 
 def test_saved_best_member_is_the_mlp_its_settings_train(tmp_path, capsys):
