@@ -126,6 +126,19 @@ def test_tensor_core_precision_on_the_cpu_fails_with_a_message_and_status_2(caps
     assert "data:" not in captured.out  # refused before the rows are generated (minutes for --rows 1e9)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_tensor_core_precision_in_float64_is_refused_on_the_gpu_before_the_data(capsys, monkeypatch, command):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were generated before --precision was refused")
+
+    monkeypatch.setattr(gpunn.datasets, "make", no_data)
+    args = with_options([command, *SMALL, "--quiet"], "--device", "cuda", "--precision", "bf16", "--dtype", "float64")
+    assert cli.main(args) == 2
+    assert "--precision bf16 keeps float32 master weights and needs --dtype float32, got float64" in \
+        capsys.readouterr().err
+
+
 def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):
     assert cli.main(["train", *SMALL, "--quiet", "--graph"]) == 0
     assert "no CUDA graph (no GPU: the step runs eagerly), batch 64" in capsys.readouterr().out
@@ -279,6 +292,24 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
 
 
+def test_saves_config_beside_it_is_checked_before_training(tmp_path, capsys):
+    """--save PATH also writes PATH.toml once the run has a checkpoint: a directory there is refused at the start,
+    not after the training it would have cost."""
+    path = tmp_path / "run.npz"
+    (tmp_path / "run.npz.toml").mkdir()
+    assert cli.main(["train", *TINY, "--save", str(path)]) == 2
+    assert f"--save (its config) {path}.toml is a directory; give a file name" in capsys.readouterr().err
+    assert not path.exists()
+
+
+def test_a_report_over_the_config_file_the_run_reads_is_refused(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("epochs = 1\n")
+    assert cli.main(["train", *TINY, "--config", str(config), "--json", str(config)]) == 2
+    assert f"--json and --config both name {config}; give each its own file" in capsys.readouterr().err
+    assert config.read_text() == "epochs = 1\n"
+
+
 def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_path, capsys, monkeypatch,
                                                                             interrupt_at):
     """Ctrl-C before the first epoch ended: no held-out line and no reports, as before, now said (a --json left
@@ -300,7 +331,8 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
 def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_checkpoint_interval(
         tmp_path, capsys, monkeypatch, interrupt_at):
     """Ctrl-C after an epoch's last batch: the checkpoint is at that epoch's end, said without a batch; a resume
-    that writes its checkpoint (to the --resume file) takes --checkpoint-every, which the run recorded."""
+    that writes its checkpoint (to the --resume file) takes --checkpoint-every, which the run recorded, and --save
+    may name that file."""
     fit = gpunn.MLP.fit
     monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
         *k["callbacks"], interrupt_at(0, 5)]}))  # batch 6 of 6
@@ -311,6 +343,9 @@ def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_
     monkeypatch.setattr(gpunn.MLP, "fit", fit)
     assert cli.main(["train", "--resume", str(path), "--checkpoint-every", "1", "--quiet"]) == 0
     assert gpunn.load_checkpoint(path).epoch == 2
+    # --save may name the checkpoint being resumed: the run goes on in place (any other output may not overwrite it)
+    assert cli.main(["train", "--resume", str(path), "--save", str(path), "--epochs", "3", "--quiet"]) == 0
+    assert gpunn.load_checkpoint(path).epoch == 3
 
 
 @pytest.mark.parametrize("optimizer, lr, weight_decay, momentum", [("sgd", 1e-2, 0.0, 0.0), ("nesterov", 1e-2, 0.0, 0.9),
