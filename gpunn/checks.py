@@ -1,6 +1,7 @@
 """Input checks: bad data gets a clear error naming what was wrong, never a silent result."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy
@@ -115,11 +116,24 @@ def check_rows_match(X, Y, x_name="X", y_name="Y"):
         raise ValueError(f"{x_name} has {X.shape[0]} rows but {y_name} has {Y.shape[0]}; they must match")
 
 
-def is_real(value) -> bool:
-    """A real number: int, float or a NumPy scalar of either (numpy.float32(0.1) too), not a bool or a string."""
-    if type(value) in (float, int):  # the common case, without the ABC check (an optimizer's fit checks 5 values)
-        return True
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, numpy.bool_))
+def real(value) -> float | None:
+    """The Python float a real number holds, or None for anything else. A real number is an int, a float, a NumPy
+    integer or floating scalar (numpy.float32(0.1) too), a Fraction, or a 0-d integer or floating array
+    (numpy.array(1e-2), which NumPy takes as the number it holds, as an Ensemble's per-member values and every int
+    argument do); never a bool (numpy.True_ and numpy.array(True) too), a complex, a string or an array of shape
+    (1,) or more. Every real-valued option (lr, weight_decay, momentum, betas, eps, min_delta, factor,
+    validation_fraction, noise...) is checked, and then kept, as this float: never the array or scalar given, which
+    would go on into hyperparameters, histories and a checkpoint's JSON. An int too large for a float is infinite."""
+    if type(value) is float:  # the common case, without the ABC check (an optimizer's fit checks 5 values)
+        return value
+    if isinstance(value, numpy.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]  # the NumPy scalar it holds
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # 10**400
+        return math.inf if value > 0 else -math.inf
 
 
 def flag(value, name: str, allow_none: bool = False):

@@ -15,7 +15,7 @@ import numpy
 
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng
-from .checks import canonical_dtype, is_real, positive_int, seed_int
+from .checks import canonical_dtype, positive_int, real, seed_int
 
 __all__ = ["make", "stream", "get_task", "TASKS", "Task", "Teacher", "Linear", "Friedman1", "Sinusoid", "CHUNK_ROWS"]
 
@@ -30,9 +30,9 @@ class Task:
     def __init__(self, n_features, n_outputs=1, noise=0.1, seed=0):
         self.n_features = positive_int(n_features, "n_features")
         self.n_outputs = positive_int(n_outputs, "n_outputs")
-        if not (is_real(noise) and math.isfinite(noise) and noise >= 0):
+        self.noise = real(noise)
+        if self.noise is None or not math.isfinite(self.noise) or self.noise < 0:
             raise ValueError(f"noise must be a non-negative number, got {noise!r}")
-        self.noise = float(noise)
         self.seed = seed_int(seed)
         self._on_device = {}  # (device, dtype) -> the task's constants there
 

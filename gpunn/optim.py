@@ -9,19 +9,21 @@ import inspect
 import math
 from dataclasses import dataclass
 
-from .checks import flag, is_real, non_negative_int, positive_int
+from .checks import flag, non_negative_int, positive_int, real
 
 
-def _check_lr(lr):
-    if not is_real(lr) or not math.isfinite(lr) or lr <= 0:
+def _check_lr(lr) -> float:
+    number = real(lr)
+    if number is None or not math.isfinite(number) or number <= 0:
         raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
-    return float(lr)
+    return number
 
 
-def _check_nonneg(name, value):
-    if not is_real(value) or not math.isfinite(value) or value < 0:
+def _check_nonneg(name, value) -> float:
+    number = real(value)
+    if number is None or not math.isfinite(number) or number < 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    return number
 
 
 class Optimizer:
@@ -148,12 +150,14 @@ class Adam(Optimizer):
 
     def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not is_real(beta) or not 0 <= beta < 1:
+        betas = real(beta1), real(beta2)
+        for label, beta, number in (("beta1", beta1, betas[0]), ("beta2", beta2, betas[1])):
+            if number is None or not 0 <= number < 1:
                 raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
-        if not is_real(eps) or not 0 < eps < math.inf:
+        self.eps = real(eps)
+        if self.eps is None or not 0 < self.eps < math.inf:
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1, self.beta2 = betas
 
     def state_names(self):
         return ("m", "v")
@@ -253,10 +257,13 @@ class Schedule:
         # Python ints (a NumPy integer was refused, and would not go into a checkpoint's JSON)
         object.__setattr__(self, "step_size", positive_int(self.step_size, "step_size"))
         object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))
-        if not is_real(self.gamma) or not 0 < self.gamma <= 1:
+        gamma, min_factor = real(self.gamma), real(self.min_factor)  # floats, as the checkpoint's JSON records them
+        if gamma is None or not 0 < gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if not is_real(self.min_factor) or not 0 <= self.min_factor <= 1:
+        if min_factor is None or not 0 <= min_factor <= 1:
             raise ValueError(f"min_factor must be in [0, 1], got {self.min_factor!r}")
+        object.__setattr__(self, "gamma", gamma)
+        object.__setattr__(self, "min_factor", min_factor)
 
     def factor(self, epoch: int, epochs: int) -> float:
         if self.name == "constant":

@@ -1,4 +1,7 @@
 """Bad input gets a clear error naming what was wrong and where, never a silent result."""
+import json
+import re
+
 import numpy
 import pytest
 
@@ -438,7 +441,7 @@ def test_a_data_sources_shuffle_is_a_bool(make, tmp_path):
 
 def test_data_sources_take_numpy_scalars():
     """validation_fraction=numpy.float32(0.25) was refused as "must be in [0, 1), got np.float32(0.25)", as was
-    noise=numpy.float32(0.1); fit's checks take NumPy scalars (is_real)."""
+    noise=numpy.float32(0.1); fit's checks take NumPy scalars (checks.real)."""
     source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3, noise=numpy.float32(0.1),
                                   validation_fraction=numpy.float32(0.25), seed=numpy.int64(2))
     assert source.validation_rows == 65536 and source.seed == 2
@@ -462,3 +465,124 @@ def test_a_float32_validation_fraction_is_recorded_as_written(tmp_path):
               callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
     history = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").resume(source(0.1), epochs=2, verbose=False)
     assert history["epoch"] == [1, 2]
+
+
+def _floats_only(value):
+    """Whether ``value`` (a dict, list or scalar) holds Python floats, ints, bools, strings and None only."""
+    if isinstance(value, dict):
+        return all(_floats_only(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_floats_only(v) for v in value)
+    return value is None or type(value) in (float, int, bool, str)
+
+
+def test_a_0d_real_array_is_the_float_it_holds_for_every_real_option(data, tmp_path):
+    """An Ensemble's lr took numpy.array(1e-2) as one value and every int argument takes a 0-d integer array, but
+    MLP.fit(lr=numpy.array(1e-2)) and every real-valued option (weight_decay, momentum, betas, eps, min_delta,
+    factor, min_lr, gamma, min_factor, validation_fraction) refused it ("learning rate must be a positive finite
+    number, got array(0.01)"). Each is now the float it holds: the run is the floats' run, its optimizer, schedule,
+    callbacks and history hold floats, its checkpoint's JSON is written, and its resume is exact."""
+    from gpunn.checkpoint import META
+
+    a = numpy.array
+
+    def run(x, epochs, path=None):
+        model = MLP([3, 4, 2], device="cpu", seed=0)
+        callbacks = [gpunn.EarlyStopping(min_delta=x(1e-9), patience=5),
+                     gpunn.ReduceLROnPlateau(factor=x(0.5), min_lr=x(1e-6), min_delta=x(0.0), patience=1)]
+        if path is not None:
+            callbacks.append(gpunn.ModelCheckpoint(path))
+        history = model.fit(*data, epochs=epochs, batch_size=4, lr=x(1e-2), validation_fraction=x(0.2), verbose=False,
+                            optimizer=gpunn.Adam(weight_decay=x(1e-3), beta1=x(0.8), beta2=x(0.99), eps=x(1e-7)),
+                            schedule=gpunn.Schedule("cosine", total_epochs=3, min_factor=x(0.1)), callbacks=callbacks)
+        return model, history
+
+    floats, floats_history = run(float, 3)
+    arrays, history = run(a, 3)
+    numpy.testing.assert_array_equal(arrays.params, floats.params)
+    assert history["loss"] == floats_history["loss"] and history["lr"] == floats_history["lr"]
+    assert _floats_only(dict(history)) and _floats_only(arrays.optimizer.config())
+    assert all(type(v) is float for v in (arrays.optimizer.lr, arrays.optimizer.weight_decay, arrays.optimizer.eps))
+    schedule = gpunn.Schedule("step", step_size=1, gamma=a(0.5, numpy.float32))
+    assert type(schedule.gamma) is float and schedule.factor(2, 3) == 0.25
+
+    _, _ = run(a, 2, tmp_path / "run.npz")
+    with numpy.load(tmp_path / "run.npz") as saved:
+        meta = json.loads(bytes(saved[META]))
+    assert meta["training"]["settings"]["validation_fraction"] == 0.2
+    assert meta["training"]["settings"]["schedule"]["min_factor"] == 0.1
+    resumed = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    resumed_history = resumed.resume(*data, epochs=3, verbose=False)
+    numpy.testing.assert_array_equal(resumed.model.params, floats.params)  # exact: as the 3-epoch run of floats
+    assert resumed_history["loss"] == floats_history["loss"]
+
+    sgd = [MLP([3, 4, 2], device="cpu", seed=0).fit(*data, epochs=2, verbose=False, optimizer=gpunn.SGD(
+        lr=x(1e-2), momentum=x(0.9), nesterov=True, weight_decay=x(1e-3)))["loss"] for x in (float, a)]
+    assert sgd[0] == sgd[1]
+    ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
+    ens_history = ens.fit(*data, epochs=1, lr=[a(1e-2), a(2e-2)], weight_decay=[a(0.0), 1e-3], verbose=False)
+    assert ens_history["lr"] == [[1e-2, 2e-2]] and _floats_only(dict(ens_history))
+    task = datasets.get_task("teacher", n_features=3, noise=a(0.5))
+    assert type(task.noise) is float and task.noise == 0.5
+
+
+def test_a_0d_float32_array_validation_fraction_is_recorded_as_written():
+    # as numpy.float32(0.1) is (the float it holds is 0.10000000149, which a resume given 0.1 did not match)
+    source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3, validation_fraction=numpy.array(0.25),
+                                  noise=numpy.array(0.1, numpy.float32))
+    assert source.validation_rows == 65536
+    held = source.hold_out(numpy.array(0.1, numpy.float32)).config()["validation_fraction"]
+    assert type(held) is float and held == 0.1
+
+
+REAL_OPTIONS = {
+    "lr": (lambda v: gpunn.SGD(lr=v), "learning rate must be a positive finite number"),
+    "weight_decay": (lambda v: gpunn.Adam(weight_decay=v), "weight_decay must be a non-negative number"),
+    "momentum": (lambda v: gpunn.SGD(momentum=v), "momentum must be a non-negative number"),
+    "beta1": (lambda v: gpunn.Adam(beta1=v), r"beta1 must be in \[0, 1\)"),
+    "beta2": (lambda v: gpunn.Adam(beta2=v), r"beta2 must be in \[0, 1\)"),
+    "eps": (lambda v: gpunn.Adam(eps=v), "eps must be a positive finite number"),
+    "gamma": (lambda v: gpunn.Schedule("step", gamma=v), r"gamma must be in \(0, 1\]"),
+    "min_factor": (lambda v: gpunn.Schedule("cosine", min_factor=v), r"min_factor must be in \[0, 1\]"),
+    "min_delta": (lambda v: gpunn.EarlyStopping(min_delta=v), "min_delta must be a non-negative number"),
+    "factor": (lambda v: gpunn.ReduceLROnPlateau(factor=v), r"factor must be in \(0, 1\)"),
+    "min_lr": (lambda v: gpunn.ReduceLROnPlateau(min_lr=v), "min_lr must be a non-negative number"),
+    "noise": (lambda v: datasets.get_task("teacher", n_features=3, noise=v), "noise must be a non-negative number"),
+    "source validation_fraction": (lambda v: gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3,
+                                                                  validation_fraction=v),
+                                   r"validation_fraction must be a number in \[0, 1\)"),
+}
+
+
+@pytest.mark.parametrize("value", [True, numpy.True_, numpy.array(True), 0.5 + 0j, numpy.array(0.5 + 0j),
+                                   numpy.array(numpy.nan), numpy.array([0.5]), numpy.array([0.5, 0.5]), "0.5"])
+@pytest.mark.parametrize("option", list(REAL_OPTIONS))
+def test_a_bool_complex_nan_or_array_of_values_is_refused_by_every_real_option(option, value):
+    make, message = REAL_OPTIONS[option]
+    with pytest.raises(ValueError, match=f"^{message}, got {re.escape(repr(value))}$"):
+        make(value)
+
+
+@pytest.mark.parametrize("value", [True, numpy.array(True), numpy.array(0.5 + 0j), numpy.array(numpy.nan),
+                                   numpy.array([0.5])])
+def test_fit_refuses_them_as_lr_and_validation_fraction(model, data, value):
+    shown = re.escape(repr(value))
+    with pytest.raises(ValueError, match=f"^learning rate must be a positive finite number, got {shown}$"):
+        model.fit(*data, epochs=1, lr=value, verbose=False)
+    with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
+        model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
+
+
+@pytest.mark.parametrize("x", [numpy.float32, lambda v: numpy.array(v, numpy.float32)], ids=["scalar", "0-d"])
+def test_a_float32_validation_fraction_or_schedule_gamma_goes_into_the_checkpoint_as_a_float(data, tmp_path, x):
+    """numpy.float32(0.2) was kept as given by fit's settings and the Schedule, and the checkpoint's write failed:
+    "Object of type float32 is not JSON serializable"."""
+    from gpunn.checkpoint import META
+
+    model = MLP([3, 4, 2], device="cpu", seed=0)
+    model.fit(*data, epochs=1, validation_fraction=x(0.2), schedule=gpunn.Schedule("step", gamma=x(0.5)),
+              callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")], verbose=False)
+    with numpy.load(tmp_path / "run.npz") as saved:
+        settings = json.loads(bytes(saved[META]))["training"]["settings"]
+    assert settings["validation_fraction"] == float(numpy.float32(0.2))
+    assert settings["schedule"]["gamma"] == 0.5

@@ -36,7 +36,7 @@ import numpy
 from .. import backend as _backend
 from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
-from ..checks import flag, is_real, positive_int, seed_int
+from ..checks import flag, positive_int, real, seed_int
 from .errors import DataError
 from .stats import Standardizer, standardizing_dtype
 
@@ -321,16 +321,19 @@ def held_count(chunks, fraction) -> int:
 
 
 def _fraction(value):
-    """``validation_fraction`` checked: a number in [0, 1) (a NumPy scalar too), as a float, or None for none."""
+    """``validation_fraction`` checked: a number in [0, 1) (a NumPy scalar or a 0-d array too), as a float, or None
+    for none."""
     if value is None:
         return None
-    if not (is_real(value) and 0 <= value < 1):
+    number = real(value)
+    if number is None or not 0 <= number < 1:
         raise ValueError(f"validation_fraction must be a number in [0, 1), got {value!r}")
-    if isinstance(value, numpy.floating) and value.dtype.itemsize < 8:
+    held = value[()] if isinstance(value, numpy.ndarray) else value
+    if isinstance(held, numpy.floating) and held.dtype.itemsize < 8:
         # the number the user wrote (numpy.float32(0.1) is 0.10000000149 as a float): recorded in the
         # checkpoint's source config, it must equal the 0.1 a resume is given
-        value = numpy.format_float_positional(value, unique=True)
-    return float(value) or None  # 0: nothing held out
+        number = float(numpy.format_float_positional(held, unique=True))
+    return number or None  # 0: nothing held out  # 0: nothing held out
 
 
 def standardize_option(value):

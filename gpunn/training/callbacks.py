@@ -16,7 +16,7 @@ import time
 import numpy
 
 from ..backend import host_array
-from ..checks import flag, is_real, non_negative_int, verbosity
+from ..checks import flag, non_negative_int, real, verbosity
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -281,9 +281,10 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
 
 def checked_min_delta(min_delta) -> float:
     """A monitoring callback's ``min_delta`` as a float: a finite number >= 0, else ValueError."""
-    if not (is_real(min_delta) and math.isfinite(min_delta) and min_delta >= 0):
+    number = real(min_delta)
+    if number is None or not math.isfinite(number) or number < 0:
         raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
-    return float(min_delta)
+    return number
 
 
 def improves(value, best, mode: str, min_delta: float) -> bool:
@@ -486,12 +487,13 @@ class ReduceLROnPlateau(_Monitoring):
 
     def __init__(self, monitor=None, factor=0.1, patience=10, min_delta=1e-4, mode="auto", cooldown=0, min_lr=0.0):
         super().__init__(monitor, min_delta, mode)
-        if not (is_real(factor) and 0 < factor < 1):
+        self.factor = real(factor)
+        if self.factor is None or not 0 < self.factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        patience, cooldown = non_negative_int(patience, "patience"), non_negative_int(cooldown, "cooldown")
-        if not (is_real(min_lr) and math.isfinite(min_lr) and min_lr >= 0):
+        self.patience, self.cooldown = non_negative_int(patience, "patience"), non_negative_int(cooldown, "cooldown")
+        self.min_lr = real(min_lr)
+        if self.min_lr is None or not math.isfinite(self.min_lr) or self.min_lr < 0:
             raise ValueError(f"min_lr must be a non-negative number, got {min_lr!r}")
-        self.factor, self.patience, self.cooldown, self.min_lr = float(factor), patience, cooldown, float(min_lr)
 
     def _reset(self):
         super()._reset()

@@ -7,7 +7,7 @@ import inspect
 
 import numpy
 
-from ..checks import check_rows_match, flag, is_real, positive_int, seed_int
+from ..checks import check_rows_match, flag, positive_int, real, seed_int
 from ..metrics import RegressionEvaluator, check_validation_rows
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -53,13 +53,14 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
         return X, Y, RegressionEvaluator(model, Xv, Yv)
     if not validation_fraction:
         return X, Y, None
-    if not (is_real(validation_fraction) and 0 < validation_fraction < 1):
+    fraction = real(validation_fraction)
+    if fraction is None or not 0 < fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
     m = X.shape[0]
-    n_val = max(1, int(round(validation_fraction * m)))
+    n_val = max(1, int(round(fraction * m)))
     if n_val >= m:
-        raise ValueError(f"validation_fraction={validation_fraction} of {m} rows leaves no rows to train on")
-    check_validation_rows(n_val, f"validation_fraction={validation_fraction} of {m} rows")
+        raise ValueError(f"validation_fraction={fraction} of {m} rows leaves no rows to train on")
+    check_validation_rows(n_val, f"validation_fraction={fraction} of {m} rows")
     order = host_rng(seed, "validation").permutation(m)
     xp = model.xp
     val_idx, train_idx = xp.asarray(numpy.sort(order[:n_val])), xp.asarray(numpy.sort(order[n_val:]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..checks import real
 from ..optim import Schedule, make_schedule
 from .callbacks import History
 
@@ -37,6 +38,11 @@ class FitSettings:
     def __post_init__(self):
         if self.validation not in VALIDATION_KINDS:
             raise ValueError(f"validation must be one of {VALIDATION_KINDS}, got {self.validation!r}")
+        if self.validation_fraction is not None:  # the float it holds (fit's numpy.array(0.2) too): JSON, and exact
+            fraction = real(self.validation_fraction)
+            if fraction is None:
+                raise ValueError(f"validation_fraction must be a number, got {self.validation_fraction!r}")
+            object.__setattr__(self, "validation_fraction", fraction)
 
     def to_dict(self) -> dict:
         """JSON-able: the schedule as its fields."""
