@@ -101,6 +101,14 @@ RUNS = {  # the one call runs every step of these: with the optimizer's step in 
     "tanh batch 128 width 64": dict(activation="tanh", sizes=(16, 64, 64, 1), fit=dict(batch_size=128)),
     "sigmoid batch 9": dict(activation="sigmoid", sizes=(16, 64, 64, 1), rows=45, fit=dict(batch_size=9)),
     "tanh narrow 16-3-5-1": dict(activation="tanh", sizes=(16, 3, 5, 1)),
+    # a hidden layer's forward product of k <= 8 into >= 4096 elements: CpuOps.matmul's small-k kernel, not BLAS
+    "input 4: a small-k forward product": dict(sizes=(4, 64, 64, 1), rows=256, fit=dict(batch_size=128)),
+    "input 8, sgd": dict(sizes=(8, 64, 64, 1), rows=256, optimizer="sgd", fit=dict(batch_size=128)),
+    "input 2, tanh, float64": dict(sizes=(2, 64, 64, 1), rows=256, activation="tanh", dtype="float64",
+                                   fit=dict(batch_size=128)),
+    "hidden width 8 into 64, sigmoid": dict(sizes=(16, 8, 64, 1), rows=256, activation="sigmoid",
+                                            fit=dict(batch_size=128)),
+    "input 3, 600 rows": dict(sizes=(3, 8, 1), rows=600, fit=dict(batch_size=None)),
 }
 
 
@@ -145,7 +153,6 @@ NOT_RUN = {  # the generic path computes these otherwise (or the net is not smal
     "two outputs": dict(sizes=(16, 32, 2)),
     "no hidden layer": dict(sizes=(16, 1)),
     "not fused": dict(fused=False),
-    "input 4: a small-k product": dict(sizes=(4, 64, 64, 1), rows=256, fit=dict(batch_size=128)),
     "hidden width 4 under 64: a small-k dA": dict(sizes=(16, 64, 4, 8, 1), rows=256, fit=dict(batch_size=128)),
     "batch 8: small-k dW": dict(sizes=(16, 64, 64, 1), rows=64, fit=dict(batch_size=8)),
     "a width of 1": dict(sizes=(16, 1, 8, 1)),
@@ -263,9 +270,9 @@ def test_a_plan_follows_the_optimizer_and_its_settings(monkeypatch, kernel_calls
 
 
 def test_a_fit_mixes_the_two_by_batch_size(monkeypatch, kernel_calls):
-    """Input width 4: the generic step computes the first layer's product outside BLAS at 128 rows (a small-k
+    """Hidden width 4 under 64: the generic step computes the dA below it outside BLAS at 128 rows (a small-k
     product, 128 x 64 out) but by BLAS at the last batch's 44 rows; the one call runs only that batch."""
-    options = dict(sizes=(4, 64, 64, 1), fit=dict(batch_size=128))
+    options = dict(sizes=(16, 64, 4, 8, 1), fit=dict(batch_size=128))
     assert_same(trained(monkeypatch, False, **options), trained(monkeypatch, True, **options))
     assert kernel_calls == ["step"] * 3  # 300 rows: 128, 128, 44 in each of 3 epochs
 

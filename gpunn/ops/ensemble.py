@@ -282,7 +282,8 @@ try:
     if numba is not None:
         from numba import njit
 
-        from .cpu import _adam, _adam_l2, _bias_relu_inplace, _column_sums, _jit, _relu_backward_bias_inplace
+        from .cpu import (_adam, _adam_l2, _bias_relu_inplace, _column_sums, _jit, _relu_backward_bias_inplace,
+                          _small_k_matmul)
         from .ufuncs import tanh_inplace
 except ImportError:  # pragma: no cover
     numba = None
@@ -291,20 +292,25 @@ except ImportError:  # pragma: no cover
 # fused kernels; tanh and sigmoid in Ops.bias_activation's and Ops.activation_backward's arithmetic, numpy.tanh
 # called as NumPy's own loop (gpunn.ops.ufuncs)
 RELU, SIGMOID, TANH = (ACTIVATIONS[name].kernel_id for name in ("relu", "sigmoid", "tanh"))
+# The columns of the group pass's table of hidden layers: the activation's kernel id; 1 where the layer's forward
+# product is CpuOps.matmul's small-k product (_small_k_matmul, not BLAS: a single model's, gpunn.ops.mlp_step)
+LAYER_ACTIVATION, LAYER_SMALL_K = 0, 1
 _NO_TANH = numpy.zeros(2, numpy.int64)  # the tanh argument of a pass with ReLU hidden layers alone (never called)
 
 
 def group_pass_activations(acts, dtype):
-    """(tanh, kinds) for _member_group_pass: NumPy's tanh loop for ``dtype`` (gpunn.ops.ufuncs.numpy_tanh) and the
-    hidden layers' activation ids (int64); None where a hidden layer's activation (all of ``acts`` but the output
-    layer's) is not ReLU, tanh or sigmoid, or is tanh or sigmoid where NumPy's tanh loop could not be bound."""
-    kinds = numpy.array([a.kernel_id for a in acts[:-1]], numpy.int64)
-    if not numpy.isin(kinds, (RELU, SIGMOID, TANH)).all():
+    """(tanh, layers) for _member_group_pass: NumPy's tanh loop for ``dtype`` (gpunn.ops.ufuncs.numpy_tanh) and the
+    hidden layers' table (int64, a row per layer: LAYER_ACTIVATION, the activation's id; LAYER_SMALL_K, 0: each
+    product by BLAS); None where a hidden layer's activation (all of ``acts`` but the output layer's) is not ReLU,
+    tanh or sigmoid, or is tanh or sigmoid where NumPy's tanh loop could not be bound."""
+    layers = numpy.zeros((len(acts) - 1, 2), numpy.int64)
+    layers[:, LAYER_ACTIVATION] = [a.kernel_id for a in acts[:-1]]
+    if not numpy.isin(layers[:, LAYER_ACTIVATION], (RELU, SIGMOID, TANH)).all():
         return None
-    if (kinds == RELU).all():
-        return _NO_TANH, kinds
+    if (layers[:, LAYER_ACTIVATION] == RELU).all():
+        return _NO_TANH, layers
     tanh = numpy_tanh(dtype)
-    return None if tanh is None else (tanh, kinds)
+    return None if tanh is None else (tanh, layers)
 
 
 if numba is not None:
@@ -446,14 +452,15 @@ if numba is not None:
         _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, 0, row.size)
 
     @njit(**_jit)
-    def _member_group_pass(blas, tanh, kinds, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av,
+    def _member_group_pass(blas, tanh, layers, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av,
                            rates, pow1, pow2, eps, flags, Zh, dAh, d64, k0, k1, signal, slot, value):
         """Members k0..k1's forward and backward pass, member after member, with no Python (and no GIL)
         between its products: the arithmetic of Ensemble._forward and _backward for ReLU, tanh or sigmoid hidden
-        layers with bias (``kinds``: each hidden layer's RELU, TANH or SIGMOID; ``tanh``: NumPy's tanh loop, from
-        group_pass_activations), an identity output layer of one column, each product the BLAS call numpy.matmul
-        makes for it (gemm, gemv, dot at the addresses in ``blas``: gpunn.ops.cblas) and each elementwise pass the
-        kernel or NumPy operations those methods run.
+        layers with bias (``layers``: each hidden layer's RELU, TANH or SIGMOID and whether its forward product is a
+        small-k one; ``tanh``: NumPy's tanh loop; from group_pass_activations), an identity output layer of one
+        column, each product the BLAS call numpy.matmul makes for it (gemm, gemv, dot at the addresses in ``blas``:
+        gpunn.ops.cblas), or for a single model's small-k forward product the kernel CpuOps.matmul calls
+        (_small_k_matmul), and each elementwise pass the kernel or NumPy operations those methods run.
 
         X (1 or K, rows, n0) and Y (1 or K, rows, 1): shared by the K members or one per member; W, b, dW, db:
         tuples of the (K, n_in, n_out) / (K, n_out) parameter and gradient views; Zo, dAo (K, rows, 1): the
@@ -475,9 +482,13 @@ if numba is not None:
             for l in range(L - 1):  # hidden layers: Z = A_prev @ W (gemm), then bias + activation in place
                 Wl, Z = W[l][k], Zh[l]
                 n = Z.shape[1]
-                cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n, zero,
-                           Z.ctypes.data, n)
-                _bias_activation_inplace(Z, numpy.ascontiguousarray(b[l][k]), kinds[l], tanh, one)  # a contiguous row
+                if layers[l, LAYER_SMALL_K]:  # as CpuOps.matmul computes k <= SMALL_K into >= 4096 elements
+                    _small_k_matmul(Xk if l == 0 else Zh[l - 1], Wl, Z, 0, m)
+                else:
+                    cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n,
+                               zero, Z.ctypes.data, n)
+                bl = numpy.ascontiguousarray(b[l][k])  # a contiguous row: the loops vectorise
+                _bias_activation_inplace(Z, bl, layers[l, LAYER_ACTIVATION], tanh, one)
                 a, lda = Z.ctypes.data, n
             # the output layer: matrix @ vector, numpy.matmul's gemv (column-major, transposed); + bias
             Zk, dk, Yk = Zo[k], dAo[k], Y[k if Y.shape[0] > 1 else 0]
@@ -504,7 +515,7 @@ if numba is not None:
             cblas.gemv(gemv, ilp, ROW_MAJOR, TRANS, m, Zh[top].shape[1], one, Zh[top].ctypes.data, Zh[top].shape[1],
                        dk.ctypes.data, 1, zero, dW[L - 1][k].ctypes.data, 1)
             _outer_backward_bias(numpy.ascontiguousarray(dk[:, 0]), numpy.ascontiguousarray(W[L - 1][k][:, 0]),
-                                 Zh[top], dAh[top], db[top][k], kinds[top], one)
+                                 Zh[top], dAh[top], db[top][k], layers[top, LAYER_ACTIVATION], one)
             for l in range(top, -1, -1):
                 dZ = dAh[l]
                 n = dZ.shape[1]
@@ -517,7 +528,8 @@ if numba is not None:
                 if l:
                     cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, TRANS, m, n_prev, n, one, dZ.ctypes.data, n,
                                W[l][k].ctypes.data, n, zero, dAh[l - 1].ctypes.data, n_prev)
-                    _activation_backward_bias(dAh[l - 1], Zh[l - 1], db[l - 1][k], kinds[l - 1], one)
+                    _activation_backward_bias(dAh[l - 1], Zh[l - 1], db[l - 1][k], layers[l - 1, LAYER_ACTIVATION],
+                                              one)
             _member_adam_in_pass(k, aw, ag, am, av, rates, pow1, pow2, eps, flags, c)
 
 
@@ -803,7 +815,7 @@ class CpuEnsembleOps(EnsembleOps):
 
     def _one_call_network(self, weights, biases, acts):
         """one_call_applies' conditions on the network (asked twice a step: remembered for the last one): the
-        hidden layers' (tanh, kinds) of group_pass_activations where they hold, else None."""
+        hidden layers' (tanh, layers) of group_pass_activations where they hold, else None."""
         key = (id(weights), id(biases), id(acts), self.ops.precision, self.fused)
         memo = getattr(self, "_network_memo", None)
         if memo is None or memo[0] != key:
@@ -837,7 +849,7 @@ class CpuEnsembleOps(EnsembleOps):
         return w
 
     def _pass_arguments(self, ws, weights, biases, dW, db, hidden, dt):
-        """(blas, tanh, kinds, W, b, dW, db, Zo, dAo) for _member_group_pass (``hidden``: (tanh, kinds)): cached per
+        """(blas, tanh, layers, W, b, dW, db, Zo, dAo) for _member_group_pass (``hidden``: (tanh, layers)): cached per
         workspace while the views are the same."""
         key = (id(weights), id(biases), id(dW), id(db), id(hidden), dt)
         cached = ws.pass_arguments

@@ -3,8 +3,9 @@ MLP.train_step), with Adam's or AdamW's step in the same call (one_call_step, fo
 
 A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._forward, MLP._backward,
 ``CpuOps`` and Adam.step. Here it is the Ensemble's member-group kernel (gpunn.ops.ensemble._member_group_pass)
-run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas) with the same operands, the same
-elementwise kernels, the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
+run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas) with the same operands (or
+CpuOps.matmul's small-k kernel where it computes a forward product), the same elementwise kernels (NumPy's own tanh
+loop for tanh and sigmoid: gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
 are those of the generic path, and it is taken only where that path makes exactly these calls (one_call_step
 lists where); everywhere else the generic step runs.
 """
@@ -19,8 +20,8 @@ from .cpu import PARALLEL_MIN_ELEMENTS, SMALL_K, CpuOps, numba
 from ..optim import Adam, AdamW
 
 if numba is not None:
-    from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY, _member_group_pass,
-                           group_pass_activations, no_optimizer_arguments)
+    from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LAYER_SMALL_K, LR, WEIGHT_DECAY,
+                           _member_group_pass, group_pass_activations, no_optimizer_arguments)
 
 _ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
 # the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),
@@ -51,21 +52,30 @@ def _network_applies(model, ops):
 
 
 def _batch_applies(sizes, rows) -> bool:
-    """The conditions on a batch of ``rows``: each product one the generic path gives to BLAS (the output
-    layer's dA = dZ w^T, k = 1, may be either: a broadcast multiply or BLAS, a product of one term each) and
-    every layer's buffers under PARALLEL_MIN_ELEMENTS (no elementwise pass split over threads)."""
+    """The conditions on a batch of ``rows``: each product one the generic path gives to BLAS, but a hidden layer's
+    Z = A W, which the kernel also computes as CpuOps.matmul's small-k product (_small_k_forward), and the output
+    layer's dA = dZ w^T, k = 1 (a broadcast multiply or BLAS, a product of one term each); every layer's buffers
+    under PARALLEL_MIN_ELEMENTS (no elementwise pass split over threads)."""
     if not 2 <= rows <= GEMM_INT_MAX:
         return False
     L = len(sizes) - 1
     for l in range(L):
         n_in, n_out = sizes[l], sizes[l + 1]
-        if not (_blas_product(n_in, rows, n_out) and _blas_product(rows, n_in, n_out)):  # Z = A W, dW = A^T dZ
+        if not _blas_product(rows, n_in, n_out):  # dW = A^T dZ
+            return False
+        if l == L - 1 and not _blas_product(n_in, rows, n_out):  # the output layer's Z = A w (gemv)
             return False
         if 0 < l < L - 1 and not _blas_product(n_out, rows, n_in):  # a hidden layer's dA below = dZ W^T
             return False
         if rows * n_out >= PARALLEL_MIN_ELEMENTS:
             return False
     return True
+
+
+def _small_k_forward(sizes, rows) -> list:
+    """Per hidden layer, whether the generic path computes its Z = A W outside BLAS: CpuOps.matmul's small-k product
+    (an input or hidden width up to SMALL_K, rows x width of at least _SMALL_K_MIN_OUT)."""
+    return [not _blas_product(sizes[l], rows, sizes[l + 1]) for l in range(len(sizes) - 2)]
 
 
 def _settings(optimizer) -> tuple:
@@ -89,7 +99,10 @@ class _Net:
         hidden = len(model.layer_sizes) - 2
         rows = ws.Z[-1].shape[0]
         d64 = numpy.empty(rows, numpy.float64)
-        self.lead, self.sums = (numpy_blas(dt), *activations), numpy.zeros(1)  # blas, tanh, kinds
+        tanh, layers = activations
+        layers = layers.copy()  # this batch size's products
+        layers[:, LAYER_SMALL_K] = _small_k_forward(model.layer_sizes, rows)
+        self.lead, self.sums = (numpy_blas(dt), tanh, layers), numpy.zeros(1)
         # W, b, dW, db, Zo, dAo, sums, one, zero, scale (dA *= 2/rows, as loss_gradient)
         self.head = (one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
                      ws.dA[-1][None], self.sums, dt.type(1), dt.type(0), dt.type(2.0 / rows))
@@ -164,7 +177,8 @@ def one_call_step(model, X, Y, optimizer, lr):
     gpunn.ops.ufuncs), an identity output of one column, no size under 2, float32 precision and under
     PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
     with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
-    product one the generic path gives to BLAS and every layer's rows x width under PARALLEL_MIN_ELEMENTS
+    product one the generic path gives to BLAS, but a hidden layer's forward product, which may be its small-k
+    product (an input or hidden width up to SMALL_K), and every layer's rows x width under PARALLEL_MIN_ELEMENTS
     (_batch_applies)."""
     if type(optimizer) not in _ADAMS or type(lr) is not float or "step" in optimizer.__dict__ or \
             not _steps_as_made(model):
