@@ -980,6 +980,23 @@ def test_an_unclosed_quote_in_a_header_ends_it_at_its_first_line_end_past_the_li
         assert csv_header_end(fh, len(body)) == len(body)  # under the limit: the quote runs to the end
 
 
+def test_a_word_where_types_are_inferred_is_named_on_the_line_its_row_begins(tmp_path):
+    """csv_first_text: past missing-value marks (NA), on the first line of a row that a quoted value continues on
+    the next, and in the first row of a file without a header."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import read_rows
+
+    (tmp_path / "w.csv").write_text('a,b,y\n1,2,3\n4,NA,6\n"p\nq",oops,9\n1,2,3\n')
+    with pytest.raises(DataError, match=r"w\.csv line 4: column 'b': 'oops' is not a number$"):
+        data.csv(tmp_path / "w.csv", target="y", features=["b"])
+    (tmp_path / "h.csv").write_text("1,x\n2,3\n")
+    with pytest.raises(DataError, match=r"h\.csv line 1: value 2 of the line: 'x' is not a number"):
+        read_rows(tmp_path / "h.csv", 2)
+    (tmp_path / "u.csv").write_text("a,y\n1,2\n1_000,3\n")  # a number to Python's float, not to pyarrow
+    with pytest.raises(DataError, match=r"u\.csv line 3: column 'a': '1_000' is not a number$"):
+        data.csv(tmp_path / "u.csv", target="y")
+
+
 def test_a_csvs_header_names_are_read_past_empty_lines_before_it(tmp_path):
     from gpunn.csvtext import csv_names
 
