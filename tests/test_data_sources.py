@@ -1370,6 +1370,12 @@ def test_the_pieces_of_a_row_group_read_in_order_decode_it_once(tmp_path, monkey
     X, _ = stacked(epoch(source, 0, 500))
     numpy.testing.assert_array_equal(X[:, 0], ids)
     assert made == [(0, 0), (0, 1)]
+    pq.write_table(pa.table({"id": ids, "y": 2 * ids}), tmp_path / "one.parquet")  # one row group
+    source = data.parquet(tmp_path / "one.parquet", target="y", chunk_rows=1000, shuffle=False, device="cpu",
+                          dtype="float64")
+    for e in (0, 1):  # the next epoch begins the row group again
+        X, _ = stacked(epoch(source, e, 500))
+        numpy.testing.assert_array_equal(X[:, 0], ids)
 
 
 _PEAK_SCRIPT = """
