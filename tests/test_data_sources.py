@@ -943,6 +943,14 @@ def test_a_csv_with_decimal_commas_reads_with_decimal_comma_as_its_points_twin(t
             data.csv(tmp_path / "en.csv", target="y", decimal=decimal)
 
 
+def test_the_decimal_comma_hint_is_for_a_file_read_with_points_and_sees_signs_and_leading_commas(tmp_path):
+    from gpunn.csvtext import delimiter_hint
+
+    (tmp_path / "de.csv").write_text("a;b;y\n-1,5;,25;-3,0\n")
+    assert "decimal commas" in delimiter_hint(tmp_path / "de.csv", ";")
+    assert "decimal commas" not in delimiter_hint(tmp_path / "de.csv", ";", decimal=",")
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
 @pytest.mark.parametrize("name, read", [('"b{}x ""quoted"""', 'b{}x "quoted"'), ('"""b""{}x"', '"b"{}x')])
 def test_a_quoted_column_name_holding_a_line_end_is_read(tmp_path, newline, name, read):
