@@ -201,6 +201,15 @@ def test_the_default_cut_of_a_small_or_far_off_synthetic_source(recwarn):
     assert any(issubclass(w.category, data.HeldOutShareWarning) for w in recwarn)
 
 
+def test_a_resumed_synthetic_source_takes_makes_chunks_where_the_checkpoint_recorded_no_cut():
+    """A checkpoint written before pieces (or of a run on make's chunks) records no chunk_rows: the resume's
+    source, cut into pieces by default, takes make's chunks, as the run had them."""
+    source = data.synthetic("teacher", rows=140_000, n_features=3, validation_fraction=0.1, device="cpu")
+    assert source.chunk_rows == 8192
+    source.follow_saved_cut({"kind": "synthetic"})
+    assert source.chunk_rows == 65536 and source.chunk_sizes == [65536, 65536, 8928]
+
+
 def test_a_synthetic_source_keeps_the_chunk_rows_given_when_it_holds_out_later():
     """hold_out (what gpunn train and fit(validation_fraction=) call on a source made without one) cuts finer by
     default, but never a cut the user chose."""
@@ -1003,6 +1012,16 @@ def test_a_word_where_types_are_inferred_is_named_on_the_line_its_row_begins(tmp
     (tmp_path / "u.csv").write_text("a,y\n1,2\n1_000,3\n")  # a number to Python's float, not to pyarrow
     with pytest.raises(DataError, match=r"u\.csv line 3: column 'a': '1_000' is not a number$"):
         data.csv(tmp_path / "u.csv", target="y")
+
+
+def test_a_nan_in_a_csv_without_a_header_is_named_on_its_own_line(tmp_path):
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import predict_file
+
+    (tmp_path / "h.csv").write_text("1,2\n3,nan\n5,6\n")
+    with pytest.raises(DataError, match=r"h\.csv: NaN or infinite values .*the first at line 2 \(value 2 of the "
+                                        r"line\)"):
+        predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "h.csv", tmp_path / "p.npy")
 
 
 def test_a_csvs_header_names_are_read_past_empty_lines_before_it(tmp_path):

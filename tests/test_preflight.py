@@ -1,6 +1,7 @@
 """gpunn.preflight: the memory estimate against what the host or the GPU has free."""
 import types
 
+import numpy
 import pytest
 
 from gpunn import preflight
@@ -131,6 +132,13 @@ def test_a_csv_input_that_is_not_numbers_is_located_as_the_streamed_reader_locat
     with pytest.raises(preflight.PreflightError) as raised:
         preflight.read_matrix(tmp_path / "in.csv", "IN")
     assert str(raised.value) == f"IN {tmp_path / 'in.csv'} {said}"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_csv_input_whose_quoted_header_name_holds_a_line_end_is_read_past_the_header(tmp_path, newline):
+    """numpy.loadtxt skips the header by lines: a name on two lines is two to skip, whatever the line ends."""
+    (tmp_path / "in.csv").write_bytes(f'a,"b{newline}c",y{newline}1,2,3{newline}4,5,6{newline}'.encode())
+    numpy.testing.assert_array_equal(preflight.read_matrix(tmp_path / "in.csv"), [[1, 2, 3], [4, 5, 6]])
 
 
 def test_an_output_named_as_a_directory_not_made_yet_is_refused_before_any_work(tmp_path, capsys):
