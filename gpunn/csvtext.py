@@ -180,10 +180,35 @@ def csv_first_text(path, index, header=True, delimiter=",") -> str:
 def not_a_number(value, column) -> str:
     """The refusal of a CSV value that is not a number, after "path line N: ", in the one wording every gpunn
     reader gives it (gpunn predict reading IN whole or streamed, gpunn.data.csv and ``train --data`` where the
-    column's type is inferred and past it): "column 'b': 'oops' is not a number". ``value``: the field as read
-    (unquoted), ``column``: :func:`csv_column`'s words."""
+    column's type is inferred and past it): "column 'b': 'oops' is not a number", and for an empty value (which
+    pyarrow reads as a missing one, then NaN) "column 'b': an empty value (a missing number) is not a number".
+    ``value``: the field as read (unquoted), ``column``: :func:`csv_column`'s words."""
     shown = "an empty value (a missing number)" if value == "" else repr(value)
     return f"{column}: {shown} is not a number"
+
+
+def wrong_width(count, expected) -> str:
+    """The refusal of a CSV row of ``count`` values in a file whose lines before it (the header row's too) have
+    ``expected``, after "path line N: ", in the one wording every gpunn reader gives it (gpunn predict reading IN
+    whole or streamed, gpunn.data.csv and ``train --data``, in the first block pyarrow reads and past it):
+    "1 value, where the lines before it have 2"."""
+    return f"{count} value{'s' * (count != 1)}, where the lines before it have {expected}"
+
+
+def csv_field(path, row, index, header=True, delimiter=",") -> str | None:
+    """The text of value ``index`` (from 0) of data row ``row`` (from 0 after the header row, empty lines skipped,
+    as gpunn's readers count rows) of the CSV file ``path``, unquoted: "" where the row has fewer values, None
+    past the last row. Read for an error's message: the text pyarrow took for a missing value ("", "NA")."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        rows = (values for values in csv.reader(fh, delimiter=delimiter) if values)
+        if header:
+            next(rows, None)
+        for n, values in enumerate(rows):
+            if n == row:
+                return values[index] if index < len(values) else ""
+    return None
 
 
 def pyarrow_csv_null_values() -> list:

@@ -17,7 +17,8 @@ import stat
 
 import numpy
 
-from .csvtext import csv_column, csv_has_header, csv_line, csv_names, delimiter_hint, header_lines, not_a_number
+from .csvtext import (csv_column, csv_has_header, csv_line, csv_names, delimiter_hint, header_lines, not_a_number,
+                      wrong_width)
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -176,7 +177,8 @@ def _loadtxt_problem(exc, path) -> str:
     """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words, after the path: the line an editor
     shows (from 1, the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where.
     A value that is not a number reads as the streamed readers say it (csvtext.not_a_number): "line 3: column
-    'b': 'oops' is not a number". NumPy counts a value's row from 0 after the header but its column from 1, and
+    'b': 'oops' is not a number", a row of another width as they do (csvtext.wrong_width): "line 4: 1 value, where
+    the lines before it have 2". NumPy counts a value's row from 0 after the header but its column from 1, and
     the row whose column count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands do not
     have."""
     import ast
@@ -194,9 +196,8 @@ def _loadtxt_problem(exc, path) -> str:
                 f"{not_a_number(field, csv_column(names, int(value[3]) - 1))}")
     width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
     if width:
-        line, n = csv_line(path, int(width[3]) - 1, header=csv_has_header(path)), int(width[2])
-        return f"is text but not comma-separated numbers (line {line} has {n} value{'s' * (n != 1)}, the lines " \
-               f"before it {width[1]})"
+        line = csv_line(path, int(width[3]) - 1, header=csv_has_header(path))
+        return f"line {line}: {wrong_width(int(width[2]), int(width[1]))}"
     return f"is text but not comma-separated numbers ({text})"
 
 

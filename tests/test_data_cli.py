@@ -207,16 +207,29 @@ def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, ca
     assert not capsys.readouterr().err.startswith("gpunn: error: IN ")
 
 
+@pytest.mark.parametrize("bad, problem", [
+    ("1.5,oops", "{b}: 'oops' is not a number"),
+    ("1.5", "1 value, where the lines before it have 2"),
+    ("1.5,2.5,3.5", "3 values, where the lines before it have 2"),
+    ("1.5,", "{b}: an empty value (a missing number) is not a number"),
+    ("NA,2.5", "{a}: 'NA' is not a number"),
+], ids=["not a number", "too few values", "too many values", "an empty value", "NA"])
 @pytest.mark.parametrize("header", [True, False])
-def test_predict_words_a_value_that_is_not_a_number_alike_read_whole_or_streamed(tmp_path, capsys, monkeypatch,
-                                                                                 header):
-    """One bad value, one wording, whichever way gpunn predict reads IN (small12's find: read whole it was "IN x.csv
-    is text but not comma-separated numbers ('oops' on line 3 (column 'b') is not a number)", streamed "IN x.csv:
-    column 'b' is string, not numeric (its first value that is not a number: 'oops' on line 3); every feature and
-    target column must hold numbers", and past the rows pyarrow infers types from "IN x.csv line 3: column 'b': CSV
-    conversion error to double: invalid value 'oops'"): read whole, streamed (by --features, or a file over
-    STREAM_BYTES) with the value in the first block pyarrow reads and past it; a file with a header row and one
-    without (its column then by place)."""
+@pytest.mark.parametrize("at", [2, 800], ids=["row 2", "row 800"])
+def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, capsys, monkeypatch, bad, problem, header,
+                                                                  at):
+    """One bad row, one wording, whichever way gpunn predict reads IN: whole, streamed (by --features, or a file over
+    STREAM_BYTES) with the row in the first block pyarrow reads (row 2; row 800 with the default block) and past it
+    (row 800 in 4 KiB blocks: rows of 8 bytes, from byte 6,400); a file with a header row and one without (its
+    column then by place). A value that is not a number had three wordings (small12's find: read whole "IN x.csv is
+    text but not comma-separated numbers ('oops' on line 3 (column 'b') is not a number)", streamed "IN x.csv:
+    column 'b' is string, not numeric (...)", past the rows pyarrow infers types from "IN x.csv line 3: column 'b':
+    CSV conversion error to double: invalid value 'oops'"). A row with too few or too many values had two (whole "IN
+    x.csv is text but not comma-separated numbers (line 3 has 1 value, the lines before it 2)", streamed "IN x.csv
+    line 3: CSV parse error: Expected 2 columns, got 1: 1.5"), and so had an empty value or NA (whole "IN x.csv line
+    3: column 'b': an empty value (a missing number) is not a number", streamed, where pyarrow reads it as a missing
+    value, "IN x.csv: NaN or infinite values after conversion to float32, the first at line 3 (column 'b'); clean or
+    impute them first")."""
     pytest.importorskip("pyarrow")
     from gpunn.cli import predict
     from gpunn.data import files
@@ -224,11 +237,11 @@ def test_predict_words_a_value_that_is_not_a_number_alike_read_whole_or_streamed
     model = str(tmp_path / "m.npz")
     gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
     rows = ["1.5,2.5"] * 1000
-    rows[800] = "1.5,oops"  # past 4 KiB: rows of 8 bytes, the bad one from byte 6,400 (+ the header's 4)
+    rows[at] = bad
     path = str(tmp_path / "x.csv")
     (tmp_path / "x.csv").write_text(("a,b\n" if header else "") + "\n".join(rows) + "\n")
-    column = "column 'b'" if header else "value 2 of the line"
-    said = [f"gpunn: error: IN {path} line {801 + header}: {column}: 'oops' is not a number"]
+    columns = {"a": "column 'a'", "b": "column 'b'"} if header else {"a": "value 1 of the line", "b": "value 2 of the line"}
+    said = [f"gpunn: error: IN {path} line {at + 1 + header}: {problem.format(**columns)}"]
 
     def refusal(*options, stream_bytes=predict.STREAM_BYTES, block=files.CSV_BLOCK):
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
@@ -236,14 +249,33 @@ def test_predict_words_a_value_that_is_not_a_number_alike_read_whole_or_streamed
         assert main(["predict", model, path, str(tmp_path / "p.npy"), *options]) == 2
         return [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
 
-    ways = {"read whole": {}, "streamed, value in the first block": {"stream_bytes": 0},
-            "streamed, value past the first block": {"stream_bytes": 0, "block": 1 << 12}}
+    ways = {"read whole": {}, "streamed": {"stream_bytes": 0}, "streamed in 4 KiB blocks": {"stream_bytes": 0,
+                                                                                            "block": 1 << 12}}
     for way, options in ways.items():
-        err = refusal(**options)
-        assert err == said, way
+        assert refusal(**options) == said, way
         if header:  # --features streams too
             assert refusal("--features", "a,b", **{k: v for k, v in options.items() if k == "block"}) == said, way
     assert not (tmp_path / "p.npy").exists()
+
+
+def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_reads(tmp_path, capsys):
+    """Streamed, a Parquet column of strings was refused with "every feature and target column must hold numbers",
+    though gpunn predict reads no targets; a training source's refusal still names both."""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": ["x", "y"]}), tmp_path / "x.parquet")
+    path = str(tmp_path / "x.parquet")
+    assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+    assert err == [f"gpunn: error: IN {path}: column 'b' is string, not numeric; every feature column must hold "
+                   "numbers"]
+    with pytest.raises(gpunn.data.DataError, match="column 'b' is string, not numeric; every feature and target "
+                                                   "column must hold numbers$"):
+        gpunn.data.parquet(path, target="a")
 
 
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):

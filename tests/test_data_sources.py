@@ -487,7 +487,7 @@ def test_a_csv_error_names_the_line_an_editor_shows(tmp_path):
         with pytest.raises(DataError, match=rf"word\.csv line {line}: column 'b': 'two' is not a number$"):
             data.csv(tmp_path / "word.csv", target="y", features=["b"], block_size=1 << 12)
     line = write("short.csv", 2999, "1,2")
-    with pytest.raises(DataError, match=rf"short\.csv line {line}: CSV parse error: Expected 3 columns, got 2"):
+    with pytest.raises(DataError, match=rf"short\.csv line {line}: 2 values, where the lines before it have 3$"):
         data.csv(tmp_path / "short.csv", target="y", features=["b"], block_size=1 << 12)
 
 
@@ -507,15 +507,15 @@ def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newli
         return str(tmp_path / name)
 
     rows = ['"a\nx",b,y', "0.1,0.2,0.3", '0.4,"0.5\n",0.6', "", "0.7,0.8,0.9"]  # lines 1-2, 3, 4-5, 6, 7
-    for bad, said in (("0.1,0.2", "Expected 3 columns, got 2: 0.1,0.2"),
-                      ("0.1,0.2,0.3,0.4", "Expected 3 columns, got 4: 0.1,0.2,0.3,0.4")):
+    for bad, said in (("0.1,0.2", "2 values, where the lines before it have 3"),  # pyarrow's "CSV parse error:
+                      ("0.1,0.2,0.3,0.4", "4 values, where the lines before it have 3")):  # Expected 3 columns, got 2"
         path = write("t.csv", rows + [bad, "1,2,3"])  # line 8
-        with pytest.raises(DataError, match=rf"t\.csv line 8: CSV parse error: {re.escape(said)}$"):
+        with pytest.raises(DataError, match=rf"t\.csv line 8: {re.escape(said)}$"):
             data.csv(path, target="y", device="cpu")
-        with pytest.raises(DataError, match=rf"t\.csv line 8: CSV parse error: {re.escape(said)}$"):
+        with pytest.raises(DataError, match=rf"t\.csv line 8: {re.escape(said)}$"):
             list(read_rows(path, 2, ["a\nx", "b"])[1])
     path = write("h.csv", ["0.1,0.2,0.3", "", "0.1,0.2", "1,2,3"])
-    with pytest.raises(DataError, match=r"h\.csv line 3: CSV parse error: Expected 3 columns, got 2: 0\.1,0\.2$"):
+    with pytest.raises(DataError, match=r"h\.csv line 3: 2 values, where the lines before it have 3$"):
         list(read_rows(path, 3)[1])
 
 
@@ -524,7 +524,7 @@ def test_a_bad_last_row_without_a_line_end_is_named_by_its_own_line(tmp_path):
     before it): a short row in the first block, a word past it."""
     pytest.importorskip("pyarrow")
     (tmp_path / "s.csv").write_text("a,b,y\n0.1,0.2,0.3\n0.4,0.5,0.6\n0.1,0.2")
-    with pytest.raises(DataError, match=r"s\.csv line 4: CSV parse error: Expected 3 columns, got 2: 0\.1,0\.2$"):
+    with pytest.raises(DataError, match=r"s\.csv line 4: 2 values, where the lines before it have 3$"):
         data.csv(tmp_path / "s.csv", target="y", device="cpu")
     (tmp_path / "w.csv").write_text("x,y\n" + "1,2\n" * 3000 + "3,oops")
     with pytest.raises(DataError, match=r"w\.csv line 3002: column 'y': 'oops' is not a number$"):
@@ -911,7 +911,7 @@ def test_a_csv_delimited_otherwise_says_so_and_reads_with_the_delimiter_it_names
     source = data.csv(path, target="y", delimiter=sep)
     assert (source.rows, source.feature_names) == (40, ["a", "b"])
     (tmp_path / "de.csv").write_text("a;b;y\n" + "1,5;2,25;3\n" * 40)  # decimal commas: pyarrow's parse error
-    with pytest.raises(DataError, match=r"de\.csv line 2: CSV parse error: Expected 1 columns, got 3: .*pass "
+    with pytest.raises(DataError, match=r"de\.csv line 2: 3 values, where the lines before it have 1; .*pass "
                                         r"delimiter=';'.*decimal commas"):
         data.csv(tmp_path / "de.csv", target="y")
     (tmp_path / "c.csv").write_text("a,b;c,y\n1,2,3\n")  # a ";" inside a name of a comma-separated header: no hint

@@ -117,17 +117,17 @@ def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
     ("a,b,c\n1,2,3\n4,,6\n", "line 3: column 'b': an empty value (a missing number) is not a number"),
     ("a,b,c\n1,2,3\n\n4,,6\n", "line 4: column 'b': an empty value (a missing number) is not a number"),
     ('a,b,c\n1,2,3\n4,"o\'k ""x""",6\n', "line 3: column 'b': 'o\\'k \"x\"' is not a number"),  # unquoted, as read
-    ("1,2,3\n4,5,6\n7,8\n", "is text but not comma-separated numbers (line 3 has 2 values, the lines before it 3)"),
-    ("a,b,c\n1,2,3\n4,5,6,7\n", "is text but not comma-separated numbers (line 3 has 4 values, the lines before it 3)"),
-    ('"a","b\nc",d\r\n1,2,3\r\n4,5\r\n', "is text but not comma-separated numbers (line 4 has 2 values, the lines "
-                                          "before it 3)"),
+    ("1,2,3\n4,5,6\n7,8\n", "line 3: 2 values, where the lines before it have 3"),
+    ("a,b,c\n1,2,3\n4,5,6,7\n", "line 3: 4 values, where the lines before it have 3"),
+    ('"a","b\nc",d\r\n1,2,3\r\n4,5\r\n', "line 4: 2 values, where the lines before it have 3"),
 ])
 def test_a_csv_input_that_is_not_numbers_is_located_as_the_streamed_reader_locates_a_bad_value(tmp_path, text, said):
     """numpy.loadtxt's own words: a value's row counted from 0 after the header but its column from 1, the row of
     a changed column count from 1, and advice to use loadtxt's usecols, which no gpunn command has. Then rows and
     columns counted from 0 after the header; now the line an editor shows (from 1, the header's lines and an empty
     line counted) and the column's name (its place on the line in a file without a header), as every CSV error; a
-    value that is not a number in the streamed readers' words ("line 3: column 'b': 'x' is not a number")."""
+    value that is not a number and a row of another width in the streamed readers' words ("line 3: column 'b': 'x'
+    is not a number", "line 3: 2 values, where the lines before it have 3")."""
     (tmp_path / "in.csv").write_bytes(text.encode())
     with pytest.raises(preflight.PreflightError) as raised:
         preflight.read_matrix(tmp_path / "in.csv", "IN")

@@ -265,16 +265,31 @@ class TableWriter(_Output):
         self.writer.close()
 
 
+def _file_column(path, names, index) -> int:
+    """The place (from 0) in the CSV file ``path`` of column ``index`` of those read (``names``: their names, or
+    None for every column of a file without a header row, in order)."""
+    if names is None:
+        return index
+    from ..csvtext import csv_names
+
+    return (csv_names(path) or []).index(names[index])
+
+
 def not_finite_in_file(path, exc, row, names, csv) -> str:
     """The refusal of the NaN or infinite values an input file's rows hold (``exc``: checks.NotFinite), the first
     at data row ``row`` of the file (from 0) and its column ``exc.column`` among those read (``names``, or None):
     a CSV file's (``csv``) line (from 1, the header's counted, as an editor shows it), another file's row (from
-    0, as NumPy and pandas index it)."""
+    0, as NumPy and pandas index it). A CSV value that is no number but a missing one to pyarrow (an empty value,
+    "NA") is refused as one that is not a number (csvtext.not_a_number), as when IN is read whole."""
     path = os.fspath(path)
     if csv:
-        from ..csvtext import csv_column, csv_line
+        from ..csvtext import csv_column, csv_field, csv_line, is_number, not_a_number
 
-        place = f"line {csv_line(path, row, header=names is not None)} ({csv_column(names, exc.column)})"
+        line, column = csv_line(path, row, header=names is not None), csv_column(names, exc.column)
+        text = csv_field(path, row, _file_column(path, names, exc.column), header=names is not None)
+        if text is not None and not is_number(text):  # "" or "NA", which pyarrow read as a missing value (NaN)
+            return f"{path} line {line}: {not_a_number(text, column)}"  # as read whole (loadtxt refuses it)
+        place = f"line {line} ({column})"
     else:
         place = f"row {row} (column {repr(names[exc.column]) if names else exc.column})"
     return (f"{path}: NaN or infinite values after conversion to {exc.dtype}, the first at {place}; clean or impute "

@@ -78,8 +78,8 @@ def pick_columns(path, schema, target, features, text_at=None):
             found = text_at(available.index(name)) if text_at else ""
             if found:  # "x.csv line 3: column 'b': 'oops' is not a number", as past the rows types are inferred from
                 raise DataError(f"{path} {found}")
-            raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every feature and target column must "
-                            "hold numbers")
+            read = "feature and target" if targets is not None else "feature"  # (gpunn predict reads no targets)
+            raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every {read} column must hold numbers")
     return features, targets
 
 
@@ -96,11 +96,12 @@ def first_refused(path, start, end, read, column):
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
     header's counted, as an editor shows it), not where its chunk or batch began. The complaint is pyarrow's,
     naming a column by ``column`` (its index -> words: csvtext.csv_column) where pyarrow says "In CSV column #2",
-    counted from 0; a value that is not a number in csvtext.not_a_number's words, as every reader says it. (None,
-    "") where the rows there all read (a caller's guess at the bytes missed them)."""
+    counted from 0; a value that is not a number in csvtext.not_a_number's words and a row of another width in
+    csvtext.wrong_width's, as every reader says them. (None, "") where the rows there all read (a caller's guess
+    at the bytes missed them)."""
     import re
 
-    from ..csvtext import csv_rows, is_number, not_a_number
+    from ..csvtext import csv_rows, is_number, not_a_number, wrong_width
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
@@ -133,6 +134,9 @@ def first_refused(path, start, end, read, column):
     value = re.fullmatch(r"In CSV column #(\d+): CSV conversion error to \w+: invalid value '(.*)'", problem, re.S)
     if value and not is_number(value[2]):  # in the words a value refused where types are inferred gets
         return rows[bad - 1][0], not_a_number(value[2], column(int(value[1])))
+    width = re.fullmatch(r"CSV parse error: Expected (\d+) columns, got (\d+):.*", problem, re.S)
+    if width:  # in the words gpunn predict's whole read gives it
+        return rows[bad - 1][0], wrong_width(int(width[2]), int(width[1]))
     numbered = re.compile(r"In CSV column #(\d+): ")
     return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
