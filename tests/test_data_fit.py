@@ -488,6 +488,17 @@ def test_predict_files_round_trip_npy_parquet_and_csv(tmp_path, linear_pair):
             numpy.testing.assert_allclose(P, expected, rtol=1e-6 if dst == "csv" else 0)
 
 
+def test_predict_files_know_their_format_by_an_extension_in_capitals_too(tmp_path):
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import predict_file
+
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    X = numpy.arange(8.0).reshape(4, 2)
+    numpy.savetxt(tmp_path / "IN.CSV", X, delimiter=",")
+    assert predict_file(model, tmp_path / "IN.CSV", tmp_path / "OUT.NPY") == 4
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "OUT.NPY"), host(model.predict(X)))
+
+
 def test_a_failed_prediction_leaves_no_output_file(tmp_path):
     X = numpy.ones((100, 2))
     X[70, 1] = numpy.nan

@@ -208,6 +208,8 @@ def test_a_resumed_synthetic_source_takes_makes_chunks_where_the_checkpoint_reco
     assert source.chunk_rows == 8192
     source.follow_saved_cut({"kind": "synthetic"})
     assert source.chunk_rows == 65536 and source.chunk_sizes == [65536, 65536, 8928]
+    assert sorted(source.train_chunks + source.validation_chunks) == [0, 1, 2]
+    assert source.rows + source.validation_rows == 140_000
 
 
 def test_a_synthetic_source_keeps_the_chunk_rows_given_when_it_holds_out_later():
@@ -344,6 +346,7 @@ def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     (lambda p: numpy.save(p, numpy.zeros((3, 2, 2))), "must be a 2-D array"),
     (lambda p: numpy.save(p, numpy.array([{"a": 1}] * 4, dtype=object), allow_pickle=True), "must be numbers"),
     (lambda p: numpy.save(p, numpy.array(["a", "b"])), "must be numbers"),
+    (lambda p: numpy.save(p, numpy.ones((4, 2), numpy.complex64)), "must be numbers"),
     (lambda p: p.write_bytes(b"not an npy file at all"), "not a readable .npy"),
     (lambda p: numpy.save(p, numpy.zeros((0, 3))), "empty"),
 ])
@@ -723,6 +726,18 @@ def test_a_csv_resume_parses_only_the_windows_it_reads_and_the_index_is_kept_for
         epoch(source, 0, 500)
     parsed.clear()
     assert data.csv(path, **options).chunk_sizes == first.chunk_sizes and len(parsed) == len(first.chunk_sizes)
+
+
+def test_a_block_of_empty_lines_is_no_chunk(tmp_path):
+    """Empty lines are no rows (pyarrow skips them): a block of nothing else makes no chunk, which could be held
+    out as a validation set of no rows."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i},{2 * i}\n" for i in range(100))
+    (tmp_path / "e.csv").write_text("a,y\n" + rows + "\n" * 3000 + rows)
+    source = data.csv(tmp_path / "e.csv", target="y", block_size=1 << 10, shuffle=False, device="cpu")
+    assert 0 not in source.chunk_sizes and source.rows == 200
+    X, _ = stacked(epoch(source, 0, 50))
+    numpy.testing.assert_array_equal(X[:, 0], numpy.tile(numpy.arange(100), 2))
 
 
 def test_a_csv_row_longer_than_a_block_stays_whole(tmp_path):
