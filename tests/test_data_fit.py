@@ -499,6 +499,24 @@ def test_predict_files_know_their_format_by_an_extension_in_capitals_too(tmp_pat
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "OUT.NPY"), host(model.predict(X)))
 
 
+def test_predict_file_reads_every_file_of_a_directory_and_refuses_an_npy_of_other_width(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data.files import predict_file
+
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    X = numpy.arange(20.0).reshape(10, 2)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"a": X[:6, 0], "b": X[:6, 1]}), tmp_path / "in" / "1.parquet")
+    pq.write_table(pa.table({"a": X[6:, 0], "b": X[6:, 1]}), tmp_path / "in" / "2.parquet")
+    assert predict_file(model, tmp_path / "in", tmp_path / "p.npy") == 10
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), host(model.predict(X)))
+    numpy.save(tmp_path / "wide.npy", numpy.zeros((4, 3)))
+    with pytest.raises(DataError, match=r"wide\.npy: 3 columns, the model takes 2 features"):
+        predict_file(model, tmp_path / "wide.npy", tmp_path / "q.npy")
+
+
 def test_a_failed_prediction_leaves_no_output_file(tmp_path):
     X = numpy.ones((100, 2))
     X[70, 1] = numpy.nan

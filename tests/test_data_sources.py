@@ -349,6 +349,8 @@ def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     (lambda p: numpy.save(p, numpy.ones((4, 2), numpy.complex64)), "must be numbers"),
     (lambda p: p.write_bytes(b"not an npy file at all"), "not a readable .npy"),
     (lambda p: numpy.save(p, numpy.zeros((0, 3))), "empty"),
+    (lambda p: numpy.save(p, numpy.zeros((4, 0))), "empty"),
+    (lambda p: numpy.save(p, numpy.zeros(4)), "must be a 2-D array"),  # (a targets file may be 1-D)
 ])
 def test_a_bad_features_file_is_refused_naming_it(tmp_path, make_bad, message):
     bad = tmp_path / "bad.npy"
