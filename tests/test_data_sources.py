@@ -742,6 +742,17 @@ def test_a_block_of_empty_lines_is_no_chunk(tmp_path):
     numpy.testing.assert_array_equal(X[:, 0], numpy.tile(numpy.arange(100), 2))
 
 
+def test_a_chunk_after_a_crlf_row_longer_than_a_block_names_its_lines_rightly(tmp_path):
+    """A row longer than a block is cut after its line end, both bytes of a \\r\\n: a chunk begun between them
+    counted one line too many in every line its errors name."""
+    pytest.importorskip("pyarrow")
+    rows = ["a,y,n", *(f"{i},{2 * i},z" for i in range(100)), "1,2," + "x" * 3000, "3,4,z", "5,oops,z", "6,7,z"]
+    with open(tmp_path / "l.csv", "w", newline="") as fh:
+        fh.write("\r\n".join(rows) + "\r\n")
+    with pytest.raises(DataError, match=r"l\.csv line 104: column 'y': 'oops' is not a number$"):
+        data.csv(tmp_path / "l.csv", target="y", features=["a"], block_size=1 << 10)
+
+
 def test_a_csv_row_longer_than_a_block_stays_whole(tmp_path):
     pytest.importorskip("pyarrow")
     wide = ",".join(f"c{j}" for j in range(300))
