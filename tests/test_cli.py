@@ -77,6 +77,19 @@ def test_twenty_rows_are_the_fewest_train_and_sweep_take(capsys):
     assert "--rows must be at least 20 (a tenth is held out), got 19" in capsys.readouterr().err
 
 
+def test_the_memory_check_counts_the_standardized_copy_of_the_rows(capsys, monkeypatch):
+    from gpunn import preflight
+
+    need = {scaled: sum(preflight.train_memory(3000, 6, 1, 4, [6, 16, 16, 1], 64, standardize=scaled).values())
+            for scaled in (False, True)}
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: (need[False] + need[True]) // 2)
+    args = with_options(["train", *SMALL, "--quiet"], "--epochs", "1", "--stream", "off")
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(args + ["--standardize"]) == 2
+    assert "--rows 3,000 needs about" in capsys.readouterr().err
+
+
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--device", "tpu")) == 2
     assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err

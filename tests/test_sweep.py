@@ -52,6 +52,9 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
                                   rtol=1e-10)
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert len(rows) == 8 and float(rows[0]["val_mse"]) == a[0]["val_mse"]
+    lines = list(csv.reader((tmp_path / "t.csv").open()))  # the table's columns, no curve: one field per column
+    assert lines[0] == ["member", "lr", "weight_decay", "seed", "val_mse", "val_r2", "best_epoch", "stopped_early",
+                        "diverged"] and {len(line) for line in lines} == {9}
 
 
 def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
@@ -579,8 +582,9 @@ def test_a_standardized_one_member_sweep_is_the_standardized_gpunn_train_run(fil
     data = files if where == "file" else ["--rows", "400", "--features", "4"]
     common = [*data, "--hidden", "8", "--epochs", "2", "--batch-size", "32", "--lr", "3e-3", "--standardize",
               "--device", "cpu", "--dtype", "float64", "--quiet"]
-    out = run(["sweep", *common, "--save-best", str(swept)], capsys)
+    out = run(["sweep", *common, "--save-best", str(swept), "--json", str(tmp_path / "s.json")], capsys)
     assert "validation MSE in standardized target units" in out
+    assert json.loads((tmp_path / "s.json").read_text())["units"] == "standardized targets"
     run(["train", *common, "--save", str(alone)], capsys)
     best, reference = gpunn.load(swept, device="cpu"), gpunn.load(alone, device="cpu")
     numpy.testing.assert_allclose(best.params, reference.params, rtol=1e-10)
@@ -677,6 +681,12 @@ def test_a_sweep_member_takes_the_optimizers_weight_decay_as_gpunn_train_does(tm
     run(["train", *common, "--save", str(alone)], capsys)
     # to rounding, as every member is (README: the ensemble's arithmetic is not the MLP's bit for bit); a weight
     # decay of 0 instead of 0.01 moves the weights by ~1e-4 relative
+    numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
+                                  rtol=1e-12)
+    # and a --weight-decay given is each command's: the sweep's member and the train run
+    given = with_options(common, "--optimizer", "sgd", "--weight-decay", "0.1")
+    run(["sweep", *given, "--save-best", str(swept)], capsys)
+    run(["train", *given, "--save", str(alone)], capsys)
     numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
                                   rtol=1e-12)
 
