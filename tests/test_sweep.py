@@ -132,6 +132,15 @@ def test_saved_best_member_is_the_mlp_its_settings_train(tmp_path, capsys):
     numpy.testing.assert_allclose(gpunn.load(path, device="cpu").params, twin.params, rtol=1e-10)
 
 
+def test_the_network_options_reach_every_member(tmp_path, capsys):
+    path = tmp_path / "best.npz"
+    run(with_options(ARGS, "--lr", "1e-2", "--weight-decay", "0", "--seeds", "1", "--epochs", "1", "--no-bias",
+                     "--activation", "tanh", "--output-activation", "sigmoid", "--save-best", str(path)), capsys)
+    best = gpunn.load(path, device="cpu")
+    assert best.layer_sizes == [5, 8, 8, 1] and best.biases is None
+    assert [a.name for a in best.activations] == ["tanh", "tanh", "sigmoid"]
+
+
 def test_the_saved_best_member_says_when_its_weights_are_not_its_best_epochs(tmp_path, capsys):
     path = tmp_path / "best.npz"
     grid = ["sweep", "--lr", "0.1", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",
@@ -328,6 +337,26 @@ def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, ca
     out = run(["sweep", "--resume", str(saved), "--json", str(js), "--quiet"], capsys)
     assert "ensemble 0: 0 of 2 epochs and 3 of 9 batches of epoch 1 done" in out
     assert members(js) == members(straight)
+
+
+def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_exits_130(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """Resumed without --save it keeps saving to the --resume directory, which its hint names; under mpiexec the
+    ranks other than 0, which print nothing, end with Ctrl-C's status too."""
+    from gpunn import checkpoint
+
+    saved = tmp_path / "sweep"
+    run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+    resume = checkpoint.Checkpoint.resume
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C in the second epoch of the first ensemble
+        return resume(self, *args, **{**kwargs, "callbacks": [*kwargs["callbacks"], interrupt_at(1, 2)]})
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "resume", interrupted)
+    out = run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
+    assert f"interrupted: the table ranks what was trained so far; continue with gpunn sweep --resume {saved}\n" in out
+    monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, False, device))  # rank 1 of mpiexec -n 2
+    run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
 
 
 def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, capsys):
