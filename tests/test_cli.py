@@ -90,6 +90,27 @@ def test_the_memory_check_counts_the_standardized_copy_of_the_rows(capsys, monke
     assert "--rows 3,000 needs about" in capsys.readouterr().err
 
 
+def test_reduce_lr_patience_halves_the_rate_after_an_epoch_without_improvement(tmp_path, capsys):
+    js = tmp_path / "run.json"
+    assert cli.main(["train", "--rows", "300", "--features", "3", "--hidden", "4", "--optimizer", "sgd", "--lr", "0.5",
+                     "--epochs", "5", "--batch-size", "128", "--reduce-lr-patience", "1", "--quiet", "--device", "cpu",
+                     "--dtype", "float64", "--json", str(js)]) == 0
+    history = json.loads(js.read_text())["history"]
+    assert history["val_loss"][2] > history["val_loss"][1]  # epoch 3 did not improve: epoch 4 trains at half
+    assert history["lr"] == [0.5, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_a_network_too_big_for_the_memory_is_refused_before_training_on_a_data_file(tmp_path, capsys, monkeypatch):
+    from gpunn import preflight
+
+    numpy.save(tmp_path / "x.npy", numpy.ones((30, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.ones((30, 1)))
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: 3_000_000)
+    assert cli.main(["train", "--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy"), "--hidden",
+                     "2048,2048", "--epochs", "1", "--quiet", "--device", "cpu"]) == 2
+    assert "the network [2, 2048, 2048, 1] alone needs about 65.4 MiB of host memory" in capsys.readouterr().err
+
+
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--device", "tpu")) == 2
     assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err
