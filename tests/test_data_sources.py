@@ -1052,6 +1052,28 @@ def test_a_nan_in_a_csv_without_a_header_is_named_on_its_own_line(tmp_path):
         predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "h.csv", tmp_path / "p.npy")
 
 
+def test_predict_reads_a_csv_without_a_header_by_position_whatever_columns_it_is_given(tmp_path):
+    """A model that knows its feature names reads a headerless file by position (its columns have no names)."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import read_rows
+
+    (tmp_path / "h.csv").write_text("1,2\n3,4\n")
+    _, chunks, names = read_rows(tmp_path / "h.csv", 2, ["a", "b"])
+    numpy.testing.assert_array_equal(numpy.concatenate(list(chunks)), [[1, 2], [3, 4]])
+    assert names is None
+
+
+def test_a_bad_value_megabytes_into_a_streamed_csv_is_named_on_its_line(tmp_path):
+    """gpunn predict's streamed read names the line of a refused row in a later batch (from the rows read before
+    it), as in the first: 3 MB of rows, the bad one past the first two batches."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import read_rows
+
+    (tmp_path / "big.csv").write_text("a,b\n" + "1,2\n" * 750_000 + "3,x\n" + "1,2\n" * 10)
+    with pytest.raises(DataError, match=r"big\.csv line 750002: column 'b': 'x' is not a number$"):
+        list(read_rows(tmp_path / "big.csv", 2, ["a", "b"])[1])
+
+
 def test_a_csvs_header_names_are_read_past_empty_lines_before_it(tmp_path):
     from gpunn.csvtext import csv_names
 
