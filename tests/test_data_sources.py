@@ -414,6 +414,20 @@ def test_a_truncated_file_is_refused_before_training_and_when_cut_during_a_run(t
     assert str(x) in str(info.value)
     with pytest.raises(DataError, match="truncated"):  # and the next epoch fails before its first step
         next(source.batches(1, 1000))
+    numpy.save(x, numpy.zeros((23_456, 5)))
+    source = data.npy(x, y, chunk_rows=2000, window=1, device="cpu")
+    with open(y, "r+b") as fh:  # the targets file too, from its header's row count
+        fh.truncate(os.path.getsize(y) - 4)
+    with pytest.raises(DataError, match=r"y\.npy: truncated: its header describes 23456 rows"):
+        next(source.batches(1, 1000))
+
+
+def test_an_npy_sources_stored_dtype_is_the_wider_of_its_two_files(tmp_path):
+    """The dtype standardization and the model's dtype are weighed against: float64 targets beside float32
+    features are float64 data."""
+    numpy.save(tmp_path / "x.npy", numpy.ones((10, 2), numpy.float32))
+    numpy.save(tmp_path / "y.npy", numpy.ones(10))
+    assert data.npy(tmp_path / "x.npy", tmp_path / "y.npy").stored_dtype == numpy.float64
 
 
 def test_a_nan_in_a_chunk_names_the_file_and_the_row(tmp_path):
