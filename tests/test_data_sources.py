@@ -1077,14 +1077,16 @@ def test_predict_reads_a_csv_without_a_header_by_position_whatever_columns_it_is
     assert names is None
 
 
-def test_a_bad_value_megabytes_into_a_streamed_csv_is_named_on_its_line(tmp_path):
+@pytest.mark.parametrize("before", [262_143, 750_000])
+def test_a_bad_value_megabytes_into_a_streamed_csv_is_named_on_its_line(tmp_path, before):
     """gpunn predict's streamed read names the line of a refused row in a later batch (from the rows read before
-    it), as in the first: 3 MB of rows, the bad one past the first two batches."""
+    it), as in the first: the first row of the second batch (pyarrow's 1 MiB blocks: 262,143 rows of 4 bytes
+    after the header), and one 3 MB in, past the two blocks searched from the failed batch's first row."""
     pytest.importorskip("pyarrow")
     from gpunn.data.files import read_rows
 
-    (tmp_path / "big.csv").write_text("a,b\n" + "1,2\n" * 750_000 + "3,x\n" + "1,2\n" * 10)
-    with pytest.raises(DataError, match=r"big\.csv line 750002: column 'b': 'x' is not a number$"):
+    (tmp_path / "big.csv").write_text("a,b\n" + "1,2\n" * before + "3,x\n" + "1,2\n" * 10)
+    with pytest.raises(DataError, match=rf"big\.csv line {before + 2}: column 'b': 'x' is not a number$"):
         list(read_rows(tmp_path / "big.csv", 2, ["a", "b"])[1])
 
 
