@@ -499,6 +499,17 @@ def test_predict_files_know_their_format_by_an_extension_in_capitals_too(tmp_pat
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "OUT.NPY"), host(model.predict(X)))
 
 
+def test_a_parquet_prediction_file_holds_a_float32_models_values_as_float32(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data.files import predict_file
+
+    numpy.save(tmp_path / "in.npy", numpy.arange(8.0).reshape(4, 2))
+    predict_file(gpunn.MLP([2, 1], device="cpu", seed=0), tmp_path / "in.npy", tmp_path / "out.parquet")
+    assert pq.read_schema(tmp_path / "out.parquet").field("y0").type == "float"
+
+
 def test_predict_file_reads_every_file_of_a_directory_and_refuses_an_npy_of_other_width(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
