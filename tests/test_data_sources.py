@@ -1090,6 +1090,15 @@ def test_a_bad_value_megabytes_into_a_streamed_csv_is_named_on_its_line(tmp_path
         list(read_rows(tmp_path / "big.csv", 2, ["a", "b"])[1])
 
 
+def test_a_bad_value_past_the_first_block_of_a_csv_without_a_header_is_named_by_its_place(tmp_path):
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import read_rows
+
+    (tmp_path / "h.csv").write_text("1,2\n" * 300_000 + "3,x\n")
+    with pytest.raises(DataError, match=r"h\.csv line 300001: value 2 of the line: 'x' is not a number$"):
+        list(read_rows(tmp_path / "h.csv", 2)[1])
+
+
 def test_a_csvs_header_names_are_read_past_empty_lines_before_it(tmp_path):
     from gpunn.csvtext import csv_names
 
