@@ -359,6 +359,26 @@ def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_
     run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
 
 
+def test_a_data_parallel_sweep_stopped_by_ctrl_c_ignores_a_late_one_while_it_writes(tmp_path, capsys, monkeypatch,
+                                                                                     interrupt_at):
+    """mpiexec hands Ctrl-C to each rank in turn: once the ranks agreed to stop, another arriving while rank 0
+    writes the table would end the job, so the sweep ignores it from there, as gpunn train does."""
+    import signal
+
+    fit = gpunn.ensemble.Ensemble.fit
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *args, **kwargs: fit(
+        self, *args, **{**kwargs, "callbacks": [*kwargs["callbacks"], interrupt_at(1, 2)]}))
+    monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, True, device))  # as rank 0 of mpiexec -n 2
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        run(GRID + ["--epochs", "2", "--json", str(tmp_path / "s.json")], capsys, status=130)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert len(members(tmp_path / "s.json")) == 3  # the first ensemble's, ranked
+
+
 def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, capsys):
     saved, straight, extended = tmp_path / "sweep", tmp_path / "s.json", tmp_path / "e.json"
     run(GRID + ["--epochs", "2", "--save", str(saved)], capsys)
@@ -712,8 +732,8 @@ def test_a_sweep_member_takes_the_optimizers_weight_decay_as_gpunn_train_does(tm
     # decay of 0 instead of 0.01 moves the weights by ~1e-4 relative
     numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
                                   rtol=1e-12)
-    # and a --weight-decay given is each command's: the sweep's member and the train run
-    given = with_options(common, "--optimizer", "sgd", "--weight-decay", "0.1")
+    # and a --weight-decay and --schedule given are each command's: the sweep's member and the train run
+    given = with_options(common, "--optimizer", "sgd", "--weight-decay", "0.1", "--schedule", "cosine")
     run(["sweep", *given, "--save-best", str(swept)], capsys)
     run(["train", *given, "--save", str(alone)], capsys)
     numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
