@@ -100,6 +100,40 @@ def test_reduce_lr_patience_halves_the_rate_after_an_epoch_without_improvement(t
     assert history["lr"] == [0.5, 0.5, 0.5, 0.25, 0.25]
 
 
+@pytest.fixture
+def npy_pair(tmp_path):
+    X, Y = gpunn.datasets.make("teacher", 300, 3, 1, seed=2, device="cpu", dtype="float64")
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", Y)
+    return ["--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy")]
+
+
+@pytest.mark.parametrize("where", ["task", "file"])
+def test_the_schedule_and_a_resumes_save_reach_the_run_on_a_task_and_on_a_file(tmp_path, capsys, npy_pair, where):
+    """--schedule cosine halves the rate in epoch 2 of 2; resumed with --save elsewhere, the continuation is written
+    there and the checkpoint resumed stays as it was."""
+    data = ["--rows", "300", "--features", "3"] if where == "task" else npy_pair
+    js, first, moved = tmp_path / "run.json", tmp_path / "run.npz", tmp_path / "moved.npz"
+    args = ["train", *data, "--hidden", "4", "--optimizer", "sgd", "--schedule", "cosine", "--epochs", "2",
+            "--batch-size", "64", "--device", "cpu", "--quiet"]
+    assert cli.main([*args, "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["history"]["lr"] == pytest.approx([1e-2, 5e-3], rel=1e-12)
+    assert cli.main(with_options(args, "--epochs", "1", "--save", str(first))) == 0
+    assert cli.main(["train", "--resume", str(first), "--epochs", "2", "--save", str(moved), "--quiet"]) == 0
+    assert [gpunn.load_checkpoint(p).epoch for p in (first, moved)] == [1, 2]
+
+
+def test_checkpoint_every_writes_the_checkpoint_every_that_many_epochs_and_at_the_end(tmp_path, capsys, monkeypatch):
+    from gpunn import checkpoint
+
+    saves, save = [], checkpoint.ModelCheckpoint.save
+    monkeypatch.setattr(checkpoint.ModelCheckpoint, "save",
+                        lambda self, trainer, logs=None: saves.append(1) or save(self, trainer, logs))
+    assert cli.main(with_options(["train", *TINY, "--save", str(tmp_path / "run.npz"), "--checkpoint-every", "2"],
+                                 "--epochs", "4")) == 0
+    assert len(saves) == 3  # after epochs 2 and 4, and the end's
+
+
 def test_a_network_too_big_for_the_memory_is_refused_before_training_on_a_data_file(tmp_path, capsys, monkeypatch):
     from gpunn import preflight
 
