@@ -196,8 +196,10 @@ def _loadtxt_problem(exc, path) -> str:
                 f"{not_a_number(field, csv_column(names, int(value[3]) - 1))}")
     width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
     if width:
-        line = csv_line(path, int(width[3]) - 1, header=csv_has_header(path))
-        return f"line {line}: {wrong_width(int(width[2]), int(width[1]))}"
+        names, before, count, row = csv_names(path), int(width[1]), int(width[2]), int(width[3]) - 1
+        if names is not None and before != len(names):  # the first data row already differs from the header row,
+            before, count, row = len(names), before, 0  # which loadtxt skipped: that row is named, as streamed
+        return f"line {csv_line(path, row, header=names is not None)}: {wrong_width(count, before)}"
     return f"is text but not comma-separated numbers ({text})"
 
 

@@ -258,6 +258,24 @@ def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, caps
     assert not (tmp_path / "p.npy").exists()
 
 
+def test_predict_names_a_first_row_narrower_than_the_header_alike_read_whole_or_streamed(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """Read whole (numpy.loadtxt, which skips the header row) the rows after a short first one were named: "line 3:
+    2 values, where the lines before it have 1", though the header before it has 2; streamed, pyarrow names the
+    first row, against the header."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import predict
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    (tmp_path / "x.csv").write_text("a,b\n1.5\n" + "1.5,2.5\n" * 5)
+    said = [f"gpunn: error: IN {tmp_path / 'x.csv'} line 2: 1 value, where the lines before it have 2"]
+    for stream_bytes in (predict.STREAM_BYTES, 0):
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
+        assert [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")] == said
+
+
 def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_reads(tmp_path, capsys):
     """Streamed, a Parquet column of strings was refused with "every feature and target column must hold numbers",
     though gpunn predict reads no targets; a training source's refusal still names both."""
