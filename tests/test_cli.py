@@ -30,6 +30,18 @@ def test_train_prints_device_first_and_metrics_and_throughput_last(capsys, tmp_p
     assert saved["result"]["val_r2"] > 0.5
 
 
+def test_the_result_is_the_last_epochs_loss_and_the_saved_models_held_out_metrics(capsys, tmp_path):
+    out_json, path = tmp_path / "run.json", tmp_path / "run.npz"
+    assert cli.main(["train", *SMALL, "--quiet", "--dtype", "float64", "--json", str(out_json), "--save", str(path)]) == 0
+    saved = json.loads(out_json.read_text())
+    result, history = saved["result"], saved["history"]
+    assert result["train_loss"] == history["loss"][-1] and result["train_loss"] != history["loss"][0]
+    X, Y = gpunn.datasets.make("teacher", 3000, 6, 1, seed=0, device="cpu", dtype="float64")  # the first tenth held out
+    held_out = gpunn.load(path, device="cpu").evaluate(X[:300], Y[:300])
+    assert [result[k] for k in ("val_mse", "val_mae", "val_r2")] == pytest.approx(
+        [held_out["mse"], held_out["mae"], held_out["r2"]], rel=1e-12)
+
+
 @pytest.mark.parametrize("args", [
     ["--activation", "gelu", "--optimizer", "nesterov", "--lr", "0.01", "--schedule", "cosine"],
     ["--task", "friedman1", "--features", "8", "--dtype", "float64", "--optimizer", "adamw"],
