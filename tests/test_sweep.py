@@ -293,6 +293,17 @@ def test_a_sweep_extended_then_interrupted_resumes_to_its_new_epochs_whatever_or
     assert members(resumed) == members(straight)
 
 
+def test_a_sweep_saved_with_early_stopping_resumes(tmp_path, capsys):
+    """Its checkpoints list EarlyStopping before the callback that records the sweep's options: those are found by
+    their class, not as the first callback's state."""
+    saved, straight, resumed = tmp_path / "sweep", tmp_path / "straight.json", tmp_path / "resumed.json"
+    stopping = GRID + ["--early-stopping", "--patience", "2"]
+    run(stopping + ["--epochs", "2", "--json", str(straight)], capsys)
+    run(stopping + ["--epochs", "1", "--save", str(saved)], capsys)
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--json", str(resumed)], capsys)
+    assert members(resumed) == members(straight)
+
+
 def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, monkeypatch):
     """--resume read the first ensemble's checkpoint whole three times: for its recorded options, for its
     metadata, and to resume it. Only the last needs the arrays; the first two read the metadata alone."""
