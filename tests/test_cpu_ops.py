@@ -331,6 +331,69 @@ def test_no_piece_outlives_the_call_that_hands_it_to_gpunns_threads(workers, int
     assert finished.is_set()
 
 
+@pytest.mark.parametrize("worker", ["spinning", "asleep"])
+def test_a_ctrl_c_during_the_hand_off_to_the_spinning_workers_waits_for_their_groups(monkeypatch, worker):
+    """A Ctrl-C that comes while _SpinningWorkers.run hands the groups over (its spin until every worker has started,
+    Numba without the GIL, after which Python raises it; or its notify of sleeping workers) is raised only once every
+    group handed over has ended: it was raised before the wait's try, and the worker's group went on writing."""
+    import signal
+    import threading
+    import time
+
+    from gpunn.ops import ensemble
+
+    spinning = ensemble._spinning_workers(1)
+    if spinning is None:
+        pytest.skip("no Numba")
+    fired = []
+
+    def with_ctrl_c(real, way, before):
+        def call(*args):
+            if threading.current_thread() is threading.main_thread() and not fired:  # (the worker calls it too)
+                fired.append(way)
+                if before:  # between the store of the task and the notify of the sleeping worker
+                    signal.raise_signal(signal.SIGINT)
+                result = real(*args)
+                signal.raise_signal(signal.SIGINT)  # as a signal delivered meanwhile: raised here, on return
+                return result
+            return real(*args)
+        return call
+
+    finished = threading.Event()
+
+    def piece(i, signal=None):
+        signal[0][signal[1]] = signal[2]
+        if i == 1:
+            time.sleep(0.3)  # still at work when the caller's Ctrl-C comes
+            finished.set()
+
+    # the hand-off takes one of two ways (the worker spinning or asleep): a Ctrl-C at the end of either
+    if worker == "spinning":
+        spinning.run(piece, [2, 2])  # the worker spins for the next task (about a millisecond)
+    else:
+        time.sleep(0.2)  # it has gone to sleep
+    monkeypatch.setattr(ensemble, "_store_and_wait", with_ctrl_c(ensemble._store_and_wait, "spinning", False))
+    monkeypatch.setattr(spinning.cond, "notify_all", with_ctrl_c(spinning.cond.notify_all, "asleep", True))
+    rescued = []
+
+    def rescue():  # where nothing woke the sleeping worker, the wait would last for ever: the test fails instead
+        rescued.append(True)
+        with spinning.cond:
+            spinning.cond.notify_all()
+
+    rescuer = threading.Timer(20, rescue)
+    rescuer.start()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            spinning.run(piece, [0, 1])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        rescuer.cancel()
+    assert fired and finished.is_set() and not rescued  # (fired: which way, mostly the one asked for; a loaded machine may differ)
+
+
 def test_a_child_forked_after_its_parent_used_gpunns_threads_runs_pieces_on_threads_of_its_own():
     """A child forked (multiprocessing's default start on Linux: a Pool that predicts with an ensemble fitted in
     the parent) inherited the parent's pool without its worker threads, which took the child's pieces and never

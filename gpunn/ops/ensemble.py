@@ -629,19 +629,22 @@ class _SpinningWorkers:
             seq, errors, flush = self.seq, (numpy.geterr() if errstate else None), denormals.flush_mode()
             for w, group in enumerate(groups[1:]):
                 self.tasks[w] = (fn, group, errors, flush)
-            if any(self.sleeping):
-                with self.cond:
-                    self.state[:, GO] = seq
-                    self.cond.notify_all()
-            else:
-                _store_and_wait(self.state, GO, seq, STARTED, seq, self.SPINS_START, self.pause)
-                with self.cond:  # one that went to sleep just before the store
-                    if any(self.sleeping):
-                        self.cond.notify_all()
             try:
+                if any(self.sleeping):
+                    with self.cond:
+                        self.state[:, GO] = seq
+                        self.cond.notify_all()
+                else:
+                    _store_and_wait(self.state, GO, seq, STARTED, seq, self.SPINS_START, self.pause)
+                    with self.cond:  # one that went to sleep just before the store
+                        if any(self.sleeping):
+                            self.cond.notify_all()
                 fn(groups[0], signal=(self.mine, STARTED, seq))
-            finally:  # every group ended, also where the caller's raised or Ctrl-C comes meanwhile
-                wait_uninterrupted(lambda: self._wait_done(seq))
+            finally:  # every group ended, also where the caller's raised or Ctrl-C comes meanwhile (a Ctrl-C in
+                # the spin above is raised as it returns); where none was handed over (GO is stored in one step,
+                # for every worker at once), none is waited for
+                if self.state[0, GO] == seq:
+                    wait_uninterrupted(lambda: self._wait_done(seq))
                 self.tasks = [None] * len(self.tasks)
             for w, exc in enumerate(self.errors):
                 if exc is not None:
@@ -653,8 +656,12 @@ class _SpinningWorkers:
 
 
     def _wait_done(self, seq):
-        """Until every worker has stored the end of task ``seq``."""
+        """Until every worker has stored the end of task ``seq``, waking any asleep: a Ctrl-C may have come between
+        run's store of the task and its notify."""
         while not _wait_for(self.state, DONE, seq, self.SPINS_IDLE, self.pause):
+            if any(self.sleeping):
+                with self.cond:
+                    self.cond.notify_all()
             time.sleep(50e-6)
 
 

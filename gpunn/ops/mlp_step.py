@@ -41,7 +41,7 @@ def _blas_product(k, rows, cols) -> bool:
 
 def _network_applies(model, ops):
     """The conditions on the model that do not change between steps (see one_call_step): the hidden layers'
-    (tanh, kinds) for the kernel where they hold (group_pass_activations), else None."""
+    (tanh, layers) for the kernel where they hold (group_pass_activations), else None."""
     sizes, acts = model.layer_sizes, model.activations
     applies = (numba is not None and type(ops) is CpuOps and ops.fused and ops._numpy_only
                and model.steps_as_mlp() and model.bias and not model._bf16
