@@ -84,7 +84,8 @@ def _settings(optimizer) -> tuple:
 
 class _Net:
     """The model's part of the kernel's arguments for one workspace, made for the model's buffers (by identity):
-    ``gradients``, the arguments after X and Y of a pass with no optimizer step; ``head`` and ``tail``, those
+    ``lead``, those before X and Y (NumPy's BLAS, its tanh loop, the hidden layers' table for this batch size);
+    ``gradients``, those after X and Y of a pass with no optimizer step; ``head`` and ``tail``, those
     before and after the optimizer's. ``runs`` False: the kernel does not apply (the generic step runs)."""
 
     def __init__(self, model, ws):
