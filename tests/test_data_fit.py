@@ -1,5 +1,7 @@
 """Training on gpunn.data sources: fit(source), validation by chunks, standardization, predict files, the CLI."""
 import copy
+import subprocess
+import sys
 import warnings
 
 import numpy
@@ -526,6 +528,45 @@ def test_predict_file_reads_every_file_of_a_directory_and_refuses_an_npy_of_othe
     numpy.save(tmp_path / "wide.npy", numpy.zeros((4, 3)))
     with pytest.raises(DataError, match=r"wide\.npy: 3 columns, the model takes 2 features"):
         predict_file(model, tmp_path / "wide.npy", tmp_path / "q.npy")
+
+
+def test_a_prediction_file_replaces_a_killed_writers_temporary_and_leaves_none_when_the_rename_fails(tmp_path):
+    from gpunn.data.files import predict_file
+
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    numpy.save(tmp_path / "in.npy", numpy.ones((4, 2)))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / f".out.npy.{dead}.x1.tmp").write_bytes(b"left by a killed run")
+    predict_file(model, tmp_path / "in.npy", tmp_path / "out.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "out.npy"]
+    (tmp_path / "taken.npy").mkdir()  # a directory the output cannot be renamed over
+    (tmp_path / "taken.npy" / "keep").write_text("")
+    with pytest.raises(OSError):
+        predict_file(model, tmp_path / "in.npy", tmp_path / "taken.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "out.npy", "taken.npy"]
+
+
+def test_an_npy_prediction_files_header_is_64_byte_aligned_as_numpy_writes_it(tmp_path):
+    from gpunn.data.files import NpyWriter, write_rows
+
+    for columns in range(1, 40):
+        path = tmp_path / f"p{columns}.npy"
+        write_rows(NpyWriter(path, columns, "float32"), [numpy.ones((3, columns))])
+        with open(path, "rb") as fh:
+            numpy.lib.format.read_magic(fh)
+            assert numpy.lib.format.read_array_header_1_0(fh)[0] == (3, columns) and fh.tell() % 64 == 0
+
+
+def test_a_nan_in_a_parquet_input_names_its_row_and_column(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data.files import predict_file
+
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 2.0, 3.0, float("nan")]}), tmp_path / "in.parquet")
+    with pytest.raises(DataError, match=r"in\.parquet: NaN or infinite values .*the first at row 3 \(column 'b'\)"):
+        predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "in.parquet", tmp_path / "out.npy")
 
 
 def test_a_failed_prediction_leaves_no_output_file(tmp_path):
