@@ -1189,6 +1189,17 @@ def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
         epoch(source, 0, 1000, 1)
 
 
+def test_an_iterables_pieces_are_checked_for_matching_rows_and_the_rows_promised():
+    uneven = data.iterable([(numpy.ones((4, 2)), numpy.zeros(3))], rows=4, n_features=2, n_outputs=1)
+    with pytest.raises(DataError, match="batch 0: X has 4 rows but Y has 3"):
+        epoch(uneven)
+    short = data.iterable(lambda e: [(numpy.ones((4, 2)), numpy.zeros(4))] * (2 - e), rows=8, n_features=2,
+                          n_outputs=1)
+    assert sum(X.shape[0] for X, _ in epoch(short, 0, 3)) == 8
+    with pytest.raises(DataError, match="the iterable gave 4 rows this epoch; rows=8 was expected"):
+        epoch(short, 1, 3)
+
+
 def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
     def gen():
         for _ in range(3):
