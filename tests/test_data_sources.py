@@ -212,6 +212,14 @@ def test_a_resumed_synthetic_source_takes_makes_chunks_where_the_checkpoint_reco
     assert source.rows + source.validation_rows == 140_000
 
 
+def test_a_synthetic_source_refuses_a_bad_fraction_to_hold_out_before_it_cuts_anew():
+    source = data.synthetic("teacher", rows=140_000, n_features=3, device="cpu")
+    for bad in (1.5, "x"):
+        with pytest.raises(ValueError, match="validation_fraction must be a number in"):
+            source.hold_out(bad)
+        assert source.chunk_rows == 65536
+
+
 def test_a_synthetic_source_keeps_the_chunk_rows_given_when_it_holds_out_later():
     """hold_out (what gpunn train and fit(validation_fraction=) call on a source made without one) cuts finer by
     default, but never a cut the user chose."""
@@ -1198,6 +1206,16 @@ def test_an_iterables_pieces_are_checked_for_matching_rows_and_the_rows_promised
     assert sum(X.shape[0] for X, _ in epoch(short, 0, 3)) == 8
     with pytest.raises(DataError, match="the iterable gave 4 rows this epoch; rows=8 was expected"):
         epoch(short, 1, 3)
+
+
+def test_an_iterables_piece_must_be_a_pair_and_standardized_pieces_are_in_the_models_dtype():
+    with pytest.raises(DataError, match=r"batch 0 of the iterable must be an \(X, Y\) pair; got a str of 2"):
+        data.iterable(["ab"])
+    pieces = [(numpy.arange(20.0).reshape(10, 2), numpy.arange(10.0))]
+    source = data.iterable(pieces, standardize=True).bind("cpu", "float32")
+    X, Y = next(source.batches(0, 10))
+    assert (X.dtype, Y.dtype) == (numpy.float32, numpy.float32)
+    numpy.testing.assert_allclose(X.mean(axis=0), 0, atol=1e-6)
 
 
 def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
