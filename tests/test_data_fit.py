@@ -547,7 +547,7 @@ def test_a_prediction_file_replaces_a_killed_writers_temporary_and_leaves_none_w
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "out.npy", "taken.npy"]
 
 
-def test_an_npy_prediction_files_header_is_64_byte_aligned_as_numpy_writes_it(tmp_path):
+def test_an_npy_prediction_file_has_numpys_aligned_header_and_its_rows_in_the_files_dtype(tmp_path):
     from gpunn.data.files import NpyWriter, write_rows
 
     for columns in range(1, 40):
@@ -556,6 +556,9 @@ def test_an_npy_prediction_files_header_is_64_byte_aligned_as_numpy_writes_it(tm
         with open(path, "rb") as fh:
             numpy.lib.format.read_magic(fh)
             assert numpy.lib.format.read_array_header_1_0(fh)[0] == (3, columns) and fh.tell() % 64 == 0
+    write_rows(NpyWriter(tmp_path / "cast.npy", 2, "float32"), [numpy.full((2, 2), 0.1), numpy.ones((1, 2), int)])
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "cast.npy"), numpy.array([[0.1, 0.1]] * 2 + [[1, 1]],
+                                                                                    numpy.float32))
 
 
 def test_a_nan_in_a_parquet_input_names_its_row_and_column(tmp_path):
