@@ -293,6 +293,16 @@ def test_a_sweep_extended_then_interrupted_resumes_to_its_new_epochs_whatever_or
     assert members(resumed) == members(straight)
 
 
+def test_a_train_checkpoint_named_as_a_sweeps_is_refused_as_not_a_sweeps(tmp_path, capsys):
+    saved = tmp_path / "sweep"
+    saved.mkdir()
+    run(["train", "--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
+         "--save", str(saved / "ensemble-0.npz")], capsys)
+    assert cli.main(["sweep", "--resume", str(saved), "--quiet"]) == 2
+    assert (f"--resume {saved / 'ensemble-0.npz'} is not a checkpoint of gpunn sweep (written by gpunn sweep --save)"
+            in capsys.readouterr().err)
+
+
 def test_a_sweep_saved_with_early_stopping_resumes(tmp_path, capsys):
     """Its checkpoints list EarlyStopping before the callback that records the sweep's options: those are found by
     their class, not as the first callback's state."""
