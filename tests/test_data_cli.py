@@ -448,6 +448,25 @@ def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch)
     numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
 
 
+def test_a_resumed_csv_run_reads_its_file_in_the_blocks_it_was_saved_with(tmp_path, monkeypatch):
+    """As an .npy file's chunk rows (above), a CSV file's block size is the recorded one, whatever the default."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data import tables
+
+    X, Y = datasets.make("linear", 1500, 2, seed=1, device="cpu", dtype="float64")
+    numpy.savetxt(tmp_path / "t.csv", numpy.hstack([X, Y]), delimiter=",", header="a,b,y", comments="", fmt="%.17g")
+    run = ["--data", str(tmp_path / "t.csv"), "--target", "y", "--hidden", "4", "--batch-size", "100", "--device",
+           "cpu", "--dtype", "float64", "--quiet"]
+    straight, first = tmp_path / "straight.npz", tmp_path / "first.npz"
+    with monkeypatch.context() as m:  # blocks of twice the default's bytes
+        default = tables.default_chunk_rows
+        m.setattr(tables, "default_chunk_rows", lambda size, largest: 2 * default(size, largest))
+        assert main(["train", *run, "--epochs", "2", "--save", str(straight)]) == 0
+        assert main(["train", *run, "--epochs", "1", "--save", str(first)]) == 0
+    assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0
+    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+
+
 def test_column_options_that_do_not_fit_the_data_file_are_refused(pair, tmp_path, capsys):
     """--features names, --target with an .npy pair, or --targets with a table would be ignored: refused."""
     tmp_path, _, _ = pair

@@ -108,6 +108,7 @@ def make_source(args, backend, ckpt=None):
             _check_files_there(args)
         kind = os.path.splitext(args.data)[1].lower()
         cut = _saved_cut(ckpt)
+        common["window"] = _saved_window(args, ckpt)
         _check_column_options(args, kind)
         if kind == ".npy":
             source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
@@ -211,6 +212,15 @@ def _saved_cut(ckpt) -> dict:
     same way whatever the default is now; {} for a new run."""
     saved = (ckpt.training.get("source") or {}) if ckpt else {}
     return {k: saved[k] for k in ("chunk_rows", "block_size") if isinstance(saved.get(k), int)}
+
+
+def _saved_window(args, ckpt) -> int:
+    """The window a resumed file run's source is rebuilt with: --window, or the recorded one where it is larger.
+    gpunn.data shuffles a small file cut small by default whole (its window widened to all its chunks); rebuilt
+    with the recorded cut (_saved_cut) after the default cut changed, that cut no longer counts as the default
+    one, and the resume was refused ('window was 17, now 16')."""
+    saved = ((ckpt.training.get("source") or {}).get("window") if ckpt else None)
+    return max(args.window, saved) if isinstance(saved, int) else args.window
 
 
 def _hold_out(source):
