@@ -36,6 +36,7 @@ def test_the_result_is_the_last_epochs_loss_and_the_saved_models_held_out_metric
     saved = json.loads(out_json.read_text())
     result, history = saved["result"], saved["history"]
     assert result["train_loss"] == history["loss"][-1] and result["train_loss"] != history["loss"][0]
+    assert result["train_seconds"] == sum(history["time_s"])  # every epoch's, the first too
     X, Y = gpunn.datasets.make("teacher", 3000, 6, 1, seed=0, device="cpu", dtype="float64")  # the first tenth held out
     held_out = gpunn.load(path, device="cpu").evaluate(X[:300], Y[:300])
     assert [result[k] for k in ("val_mse", "val_mae", "val_r2")] == pytest.approx(
@@ -131,6 +132,10 @@ def test_the_schedule_and_a_resumes_save_reach_the_run_on_a_task_and_on_a_file(t
     assert cli.main([*args, "--json", str(js)]) == 0
     assert json.loads(js.read_text())["history"]["lr"] == pytest.approx([1e-2, 5e-3], rel=1e-12)
     assert cli.main(with_options(args, "--epochs", "1", "--save", str(first))) == 0
+    if where == "task":  # files given to a run that read none would change it: refused by name
+        assert cli.main(["train", "--resume", str(first), "--epochs", "2", *npy_pair, "--quiet"]) == 2
+        assert ("--data " + npy_pair[1] + ", --targets " + npy_pair[3] + " would change the run, which has --data "
+                "unset, --targets unset") in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(first), "--epochs", "2", "--save", str(moved), "--quiet"]) == 0
     assert [gpunn.load_checkpoint(p).epoch for p in (first, moved)] == [1, 2]
 

@@ -92,6 +92,25 @@ def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, caps
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == '"price"'  # named targets: a header
 
 
+def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = datasets.make("linear", 2000, 2, seed=1, device="cpu")
+    (tmp_path / "parts").mkdir()
+    for i in (0, 1):
+        rows = slice(1000 * i, 1000 * (i + 1))
+        pq.write_table(pa.table({"a": X[rows, 0], "b": X[rows, 1], "y": Y[rows, 0]}),
+                       tmp_path / "parts" / f"part-{i}.parquet", row_group_size=250)
+    assert main(["train", "--data", str(tmp_path / "parts"), "--target", "y", *SMALL]) == 0
+    assert "training rows in" in capsys.readouterr().out
+    for name, array in (("X.NPY", X), ("Y.NPY", Y)):  # (numpy.save would add .npy to the name)
+        with open(tmp_path / name, "wb") as fh:
+            numpy.save(fh, array)
+    assert main(["train", "--data", str(tmp_path / "X.NPY"), "--targets", str(tmp_path / "Y.NPY"), *SMALL]) == 0
+    assert "training rows in" in capsys.readouterr().out
+
+
 def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsys):
     pytest.importorskip("pyarrow")
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
