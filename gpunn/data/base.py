@@ -333,7 +333,7 @@ def _fraction(value):
         # the number the user wrote (numpy.float32(0.1) is 0.10000000149 as a float): recorded in the
         # checkpoint's source config, it must equal the 0.1 a resume is given
         number = float(numpy.format_float_positional(held, unique=True))
-    return number or None  # 0: nothing held out  # 0: nothing held out
+    return number or None  # 0: nothing held out
 
 
 def standardize_option(value):
