@@ -162,6 +162,19 @@ def test_a_network_too_big_for_the_memory_is_refused_before_training_on_a_data_f
     assert "the network [2, 2048, 2048, 1] alone needs about 65.4 MiB of host memory" in capsys.readouterr().err
 
 
+def test_seed_starts_the_model_as_mlp_seed_does_and_plot_is_never_standard_output(tmp_path, capsys):
+    path = tmp_path / "run.npz"
+    args = ["train", "--rows", "300", "--features", "3", "--hidden", "4", "--epochs", "1", "--batch-size", "64",
+            "--device", "cpu", "--dtype", "float64", "--quiet"]
+    assert cli.main([*args, "--seed", "3", "--save", str(path)]) == 0
+    X, Y = gpunn.datasets.make("teacher", 300, 3, 1, seed=3, device="cpu", dtype="float64")
+    twin = gpunn.MLP([3, 4, 1], seed=3, device="cpu", dtype="float64")
+    twin.fit(X[30:], Y[30:], epochs=1, batch_size=64, validation_data=(X[:30], Y[:30]), verbose=False)
+    numpy.testing.assert_array_equal(gpunn.load(path, device="cpu").params, twin.params)
+    assert cli.main([*args, "--plot", "-"]) == 2  # - is standard output for --json and --csv only
+    assert "--plot -: the name must end in .png, .pdf or .svg" in capsys.readouterr().err
+
+
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--device", "tpu")) == 2
     assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err

@@ -493,9 +493,11 @@ def test_a_sweep_that_recorded_an_unset_momentum_as_null_resumes_as_the_sweep_th
 def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     path = tmp_path / "s.json"
     run(["sweep", "--lr", "1e-3,1e10", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden", "4",
-         "--epochs", "2", "--quiet", "--device", "cpu", "--json", str(path)], capsys)
+         "--epochs", "2", "--quiet", "--device", "cpu", "--json", str(path), "--csv", str(tmp_path / "t.csv")], capsys)
     blown = json.loads(path.read_text(), parse_constant=_not_json)["members"][1]  # no NaN/Infinity tokens
     assert blown["lr"] == 1e10 and blown["diverged"] and blown["val_mse"] is None and blown["val_curve"] == [None] * 2
+    last = list(csv.DictReader((tmp_path / "t.csv").open()))[1]  # and the CSV's NaN fields are empty, as null
+    assert last["lr"] == "10000000000.0" and last["val_mse"] == last["val_r2"] == ""
 
 
 def test_a_report_and_the_best_member_on_one_file_are_refused_before_training(tmp_path, capsys):
@@ -556,8 +558,10 @@ def test_a_sweep_on_a_table_saves_a_best_member_that_predicts_the_table(tmp_path
     pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0]}), tmp_path / "t.parquet",
                    row_group_size=100)
     best = tmp_path / "best.npz"
-    run(DATA + ["--data", str(tmp_path / "t.parquet"), "--target", "y", "--features", "c,a", "--save-best", str(best)],
-        capsys)
+    js = tmp_path / "s.json"
+    run(DATA + ["--data", str(tmp_path / "t.parquet"), "--target", "y", "--features", "c,a", "--save-best", str(best),
+                "--json", str(js)], capsys)
+    assert json.loads(js.read_text())["config"]["features"] == ["c", "a"]  # the columns, where a count is dropped
     model = gpunn.load(best, device="cpu")
     assert model.layer_sizes[0] == 2 and model.data_columns == {"features": ["c", "a"], "targets": ["y"]}
     assert cli.main(["predict", str(best), str(tmp_path / "t.parquet"), str(tmp_path / "p.npy")]) == 0
