@@ -394,6 +394,32 @@ def test_a_ctrl_c_during_the_hand_off_to_the_spinning_workers_waits_for_their_gr
     assert fired and finished.is_set() and not rescued  # (fired: which way, mostly the one asked for; a loaded machine may differ)
 
 
+def test_a_workers_error_in_a_step_whose_caller_raised_is_not_raised_by_the_next_step():
+    """Where the caller's own group raised (Ctrl-C, an error) and a worker's group raised too, the caller's error
+    leaves _SpinningWorkers.run; the worker's was kept and raised by the next run, a later step that did not fail.
+    Likewise the second of two workers' errors in one step."""
+    from gpunn.ops.ensemble import _spinning_workers
+
+    spinning = _spinning_workers(1)
+    if spinning is None:
+        pytest.skip("no Numba")
+
+    def piece(fails, signal=None):
+        signal[0][signal[1]] = signal[2]
+        if fails:
+            raise fails
+
+    with pytest.raises(RuntimeError):
+        spinning.run(piece, [RuntimeError("the caller's group"), ValueError("the worker's group")])
+    assert spinning.run(piece, [None, None])  # the next step runs, raising nothing
+    with pytest.raises(ValueError):  # (a worker's error alone is still raised)
+        spinning.run(piece, [None, ValueError("the worker's group")])
+    two = _spinning_workers(2)  # two workers' errors in one step: the first raised, the second not kept either
+    with pytest.raises(ValueError, match="first"):
+        two.run(piece, [None, ValueError("first"), KeyError("second")])
+    assert two.run(piece, [None, None, None])
+
+
 def test_a_child_forked_after_its_parent_used_gpunns_threads_runs_pieces_on_threads_of_its_own():
     """A child forked (multiprocessing's default start on Linux: a Pool that predicts with an ensemble fitted in
     the parent) inherited the parent's pool without its worker threads, which took the child's pieces and never

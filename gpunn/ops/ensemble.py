@@ -646,9 +646,10 @@ class _SpinningWorkers:
                 if self.state[0, GO] == seq:
                     wait_uninterrupted(lambda: self._wait_done(seq))
                 self.tasks = [None] * len(self.tasks)
-            for w, exc in enumerate(self.errors):
+                # this step's, and only its: where the caller's raised, the workers' are dropped with the step
+                errors, self.errors = self.errors, [None] * len(self.errors)
+            for exc in errors:
                 if exc is not None:
-                    self.errors[w] = None
                     raise exc
             return True
         finally:
