@@ -215,6 +215,9 @@ def _read_csv(path, option):
         raise PreflightError(f"{option} {path} {_loadtxt_problem(exc, path)}{delimiter_hint(path)}") from None
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")
+    names = csv_names(path)
+    if names is not None and X.shape[1] != len(names):  # loadtxt skipped the header row; the streamed read refuses
+        raise PreflightError(f"{option} {path} line {csv_line(path, 0)}: {wrong_width(X.shape[1], len(names))}")
     return X
 
 

@@ -277,22 +277,29 @@ def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, caps
     assert not (tmp_path / "p.npy").exists()
 
 
-def test_predict_names_a_first_row_narrower_than_the_header_alike_read_whole_or_streamed(tmp_path, capsys,
-                                                                                        monkeypatch):
+@pytest.mark.parametrize("text, width, problem", [
+    ("a,b\n1.5\n" + "1.5,2.5\n" * 5, 2, "line 2: 1 value, where the lines before it have 2"),
+    ("a,b\n\n" + "1.5,2.5,3.5\n" * 5, 3, "line 3: 3 values, where the lines before it have 2"),
+], ids=["a first row narrower", "every row wider"])
+def test_predict_names_a_row_of_another_width_than_the_header_alike_read_whole_or_streamed(tmp_path, capsys,
+                                                                                          monkeypatch, text, width,
+                                                                                          problem):
     """Read whole (numpy.loadtxt, which skips the header row) the rows after a short first one were named: "line 3:
-    2 values, where the lines before it have 1", though the header before it has 2; streamed, pyarrow names the
-    first row, against the header."""
+    2 values, where the lines before it have 1", though the header before it has 2; and rows that all hold 3 values
+    under a header of 2 names were read, predicting for a model of 3 features. Streamed, pyarrow names the first
+    row, against the header; read whole too now."""
     pytest.importorskip("pyarrow")
     from gpunn.cli import predict
 
     model = str(tmp_path / "m.npz")
-    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
-    (tmp_path / "x.csv").write_text("a,b\n1.5\n" + "1.5,2.5\n" * 5)
-    said = [f"gpunn: error: IN {tmp_path / 'x.csv'} line 2: 1 value, where the lines before it have 2"]
+    gpunn.save(model, gpunn.MLP([width, 1], seed=0, device="cpu"))
+    (tmp_path / "x.csv").write_text(text)
+    said = [f"gpunn: error: IN {tmp_path / 'x.csv'} {problem}"]
     for stream_bytes in (predict.STREAM_BYTES, 0):
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
         assert [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")] == said
+    assert not (tmp_path / "p.npy").exists()
 
 
 def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_reads(tmp_path, capsys):
