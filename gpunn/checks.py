@@ -136,6 +136,15 @@ def real(value) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
+def no_array(value, name: str, what: str) -> None:
+    """Refuse an array of one or more values (shape (1,) or more) given as the one number ``name``, as :func:`real`
+    refuses it ("validation_fraction must be in (0, 1), got array([0.1, 0.2])"), before an option's truth test
+    (``if not validation_fraction``) reads it: NumPy's "truth value of an array with more than one element is
+    ambiguous" for 2 values, none asked for ``[0.0]``."""
+    if isinstance(value, numpy.ndarray) and value.ndim:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
 def flag(value, name: str, allow_none: bool = False):
     """True or False (a NumPy bool, 0 or 1 too; None where ``allow_none``); anything else, such as the
     string "no" that bool() reads as True, raises TypeError naming ``name``."""

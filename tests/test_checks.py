@@ -564,13 +564,29 @@ def test_a_bool_complex_nan_or_array_of_values_is_refused_by_every_real_option(o
 
 
 @pytest.mark.parametrize("value", [True, numpy.array(True), numpy.array(0.5 + 0j), numpy.array(numpy.nan),
-                                   numpy.array([0.5])])
+                                   numpy.array([0.5]), numpy.array([0.1, 0.2]), numpy.array([0.0])])
 def test_fit_refuses_them_as_lr_and_validation_fraction(model, data, value):
+    """validation_fraction=numpy.array([0.1, 0.2]) failed with NumPy's "The truth value of an array with more than
+    one element is ambiguous", and numpy.array([0.0]) held nothing out: fit's `if not validation_fraction` read the
+    array before the check."""
     shown = re.escape(repr(value))
     with pytest.raises(ValueError, match=f"^learning rate must be a positive finite number, got {shown}$"):
         model.fit(*data, epochs=1, lr=value, verbose=False)
     with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
         model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
+
+
+@pytest.mark.parametrize("value", [numpy.array([0.1, 0.2]), numpy.array([0.0])])
+def test_an_array_of_values_as_validation_fraction_is_refused_by_an_ensemble_and_with_a_source(data, value):
+    shown = re.escape(repr(value))
+    ensemble = gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0)
+    with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
+        ensemble.fit(*data, epochs=1, validation_fraction=value, verbose=False)
+    for model in (MLP([3, 4, 1], device="cpu", seed=0), gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0)):
+        source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3)
+        with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
+            model.fit(source, epochs=1, validation_fraction=value, verbose=False)
+        assert not source.validation_fraction
 
 
 @pytest.mark.parametrize("x", [numpy.float32, lambda v: numpy.array(v, numpy.float32)], ids=["scalar", "0-d"])

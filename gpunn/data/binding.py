@@ -1,7 +1,7 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..checks import check_rows_match
+from ..checks import check_rows_match, no_array
 from ..metrics import RegressionEvaluator, SourceEvaluator, check_validation_rows
 
 
@@ -20,6 +20,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     """
     name = type(source).__name__
     _check_widths(model, source, name)
+    no_array(validation_fraction, "validation_fraction", "a number in [0, 1)")  # as the source's hold_out says
     if validation_data is not None and validation_fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None and getattr(source, "validation_rows", 0):  # left out of training, scored by none

@@ -7,7 +7,7 @@ import inspect
 
 import numpy
 
-from ..checks import check_rows_match, flag, positive_int, real, seed_int
+from ..checks import check_rows_match, flag, no_array, positive_int, real, seed_int
 from ..metrics import RegressionEvaluator, check_validation_rows
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -40,6 +40,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     A fraction holds out that share of rows, chosen by the stream (seed, "validation"), so a
     resumed run with the same data and seed gets the same split.
     """
+    no_array(validation_fraction, "validation_fraction", "in (0, 1)")
     if validation_data is not None and validation_fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None:
