@@ -175,6 +175,16 @@ def test_seed_starts_the_model_as_mlp_seed_does_and_plot_is_never_standard_outpu
     assert "--plot -: the name must end in .png, .pdf or .svg" in capsys.readouterr().err
 
 
+def test_a_report_is_written_to_a_temp_file_renamed_into_place(tmp_path, capsys):
+    """README: an output that is not a device or a pipe is written to a temp file that is renamed into place, so a
+    run killed while writing leaves the old one whole; another name for the old file (a hard link) keeps it."""
+    out, kept = tmp_path / "run.json", tmp_path / "kept.json"
+    out.write_text("{}\n")
+    os.link(out, kept)
+    assert cli.main(["train", *TINY, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["history"]["epoch"] == [1] and kept.read_text() == "{}\n"
+
+
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--device", "tpu")) == 2
     assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err

@@ -532,6 +532,25 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     assert "was trained on another source: n_outputs was 1, now 2" in capsys.readouterr().err
 
 
+def test_a_resumed_stream_holds_out_as_it_was_saved(tmp_path, monkeypatch, capsys):
+    """A stream saved when its rows could not be cut to hold out a tenth (gpunn before pieces: none under 131,072
+    rows) held out nothing; resumed now, it still holds out nothing, where a new stream of its rows would."""
+    from gpunn.cli import data
+
+    run = ["train", "--rows", "50000", "--features", "2", "--stream", "on", "--hidden", "2", "--batch-size", "5000",
+           "--device", "cpu", "--dtype", "float64", "--quiet"]
+    straight, first = tmp_path / "straight.npz", tmp_path / "first.npz"
+    with monkeypatch.context() as m:  # as when no cut of these rows held out a tenth
+        m.setattr(data, "piece_cut", lambda rows, fraction: (rows, 0))
+        assert main([*run, "--epochs", "2", "--save", str(straight)]) == 0
+        assert main([*run, "--epochs", "1", "--save", str(first)]) == 0
+    assert "0 validation rows" in capsys.readouterr().out
+    assert main([*run, "--epochs", "1"]) == 0
+    assert "0 validation rows" not in capsys.readouterr().out  # a new stream of 50,000 rows holds out a tenth
+    assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0
+    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+
+
 def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stopping(capsys):
     run = ["train", "--rows", "2000", "--features", "4", "--stream", "on", *SMALL]
     assert main(run) == 0
