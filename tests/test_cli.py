@@ -247,6 +247,20 @@ def test_a_tensor_core_precision_in_float64_is_refused_on_the_gpu_before_the_dat
         capsys.readouterr().err
 
 
+@pytest.mark.gpu
+def test_a_run_saved_on_the_cpu_resumes_there_where_auto_would_take_the_gpu(tmp_path, capsys, monkeypatch):
+    """Another kind of device draws other random data: --device auto, resolved to the CPU when the run started
+    (here by GPUNN_DEVICE), resumes on the recorded kind, not where auto resolves now."""
+    path = tmp_path / "run.npz"
+    with monkeypatch.context() as m:
+        m.setenv("GPUNN_DEVICE", "cpu")
+        assert cli.main(with_options(["train", *SMALL, "--quiet", "--save", str(path)], "--epochs", "1", "--device",
+                                     "auto")) == 0
+    assert "device: cpu" in capsys.readouterr().out
+    assert cli.main(["train", "--resume", str(path), "--epochs", "2", "--quiet"]) == 0
+    assert "device: cpu" in capsys.readouterr().out and gpunn.load_checkpoint(path).epoch == 2
+
+
 def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):
     assert cli.main(["train", *SMALL, "--quiet", "--graph"]) == 0
     assert "no CUDA graph (no GPU: the step runs eagerly), batch 64" in capsys.readouterr().out

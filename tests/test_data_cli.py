@@ -551,6 +551,23 @@ def test_a_resumed_stream_holds_out_as_it_was_saved(tmp_path, monkeypatch, capsy
     numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
 
 
+def test_a_run_that_streamed_for_want_of_memory_resumes_streaming_where_the_rows_would_fit(tmp_path, monkeypatch,
+                                                                                           capsys):
+    from gpunn import preflight
+
+    run = ["train", "--rows", "50000", "--features", "2", "--hidden", "2", "--batch-size", "5000", "--device", "cpu",
+           "--dtype", "float64", "--quiet"]  # --stream auto
+    straight, first = tmp_path / "straight.npz", tmp_path / "first.npz"
+    with monkeypatch.context() as m:
+        m.setattr(preflight, "host_available_bytes", lambda: 4_000_000)  # under twice the 2.6 MiB the rows need
+        assert main([*run, "--epochs", "2", "--save", str(straight)]) == 0
+        assert main([*run, "--epochs", "1", "--save", str(first)]) == 0
+    assert "data: streaming teacher" in capsys.readouterr().out
+    assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0
+    assert "data: streaming teacher" in capsys.readouterr().out
+    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+
+
 def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stopping(capsys):
     run = ["train", "--rows", "2000", "--features", "4", "--stream", "on", *SMALL]
     assert main(run) == 0
