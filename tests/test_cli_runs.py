@@ -113,6 +113,7 @@ def test_a_resume_stopped_before_its_first_epoch_ended_says_its_throughput_is_th
     assert main(["train", "--resume", save, "--epochs", "4", "--quiet"]) == 130
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("throughput:"))
     assert "training before the resume (none since)" in line and "since the resume" not in line
+    assert float(line.split()[1].replace(",", "")) > 0  # the earlier run's rate (of no epoch: NaN)
 
 
 def test_an_interrupted_run_and_its_resume_say_where_in_an_epoch_the_run_is(tmp_path, capsys, monkeypatch):

@@ -559,8 +559,8 @@ def test_a_sweep_on_a_table_saves_a_best_member_that_predicts_the_table(tmp_path
                    row_group_size=100)
     best = tmp_path / "best.npz"
     js = tmp_path / "s.json"
-    run(DATA + ["--data", str(tmp_path / "t.parquet"), "--target", "y", "--features", "c,a", "--save-best", str(best),
-                "--json", str(js)], capsys)
+    run(DATA + ["--data", str(tmp_path / "t.parquet"), "--target", "y", "--features", "c, a", "--save-best", str(best),
+                "--json", str(js)], capsys)  # (a space after the comma is no part of a name)
     assert json.loads(js.read_text())["config"]["features"] == ["c", "a"]  # the columns, where a count is dropped
     model = gpunn.load(best, device="cpu")
     assert model.layer_sizes[0] == 2 and model.data_columns == {"features": ["c", "a"], "targets": ["y"]}
