@@ -551,6 +551,16 @@ def test_a_resumed_stream_holds_out_as_it_was_saved(tmp_path, monkeypatch, capsy
     numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
 
 
+def test_the_memory_an_in_memory_run_needs_counts_its_dtype(capsys):
+    from gpunn import preflight
+
+    assert main(["train", "--rows", "30000", "--features", "6", "--hidden", "16,16", "--epochs", "1", "--batch-size",
+                 "64", "--device", "cpu", "--quiet", "--dtype", "float64"]) == 0
+    need = preflight.size_text(sum(preflight.train_memory(30000, 6, 1, 8, [6, 16, 16, 1], 64).values()))
+    assert f"data: 30,000 rows materialized on cpu ({need} with their shuffled copy" in capsys.readouterr().out
+    assert need == "3.3 MiB"  # (in float32: 1.7 MiB)
+
+
 def test_a_run_that_streamed_for_want_of_memory_resumes_streaming_where_the_rows_would_fit(tmp_path, monkeypatch,
                                                                                            capsys):
     from gpunn import preflight
