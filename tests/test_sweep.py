@@ -364,6 +364,8 @@ def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_
         tmp_path, capsys, monkeypatch, interrupt_at):
     """Resumed without --save it keeps saving to the --resume directory, which its hint names; under mpiexec the
     ranks other than 0, which print nothing, end with Ctrl-C's status too."""
+    import signal
+
     from gpunn import checkpoint
 
     saved = tmp_path / "sweep"
@@ -377,7 +379,12 @@ def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_
     out = run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
     assert f"interrupted: the table ranks what was trained so far; continue with gpunn sweep --resume {saved}\n" in out
     monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, False, device))  # rank 1 of mpiexec -n 2
-    run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:  # (a data-parallel sweep stopped by Ctrl-C ignores the signals from there: restored for the next tests)
+        run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
 
 
 def test_a_data_parallel_sweep_stopped_by_ctrl_c_ignores_a_late_one_while_it_writes(tmp_path, capsys, monkeypatch,
