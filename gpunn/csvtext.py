@@ -158,10 +158,13 @@ def csv_first_text(path, index, header=True, delimiter=",") -> str:
     """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
     value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as the refusal
     reads after the path: "line 6: column 'b': 'x' is not a number" (:func:`not_a_number`); "" where none is
-    found."""
+    found. In a column of booleans (its first value that is not missing, nor "0" or "1", is one of pyarrow's
+    true/false words), which gpunn reads as 1 and 0, that is the first value that is neither a boolean nor a
+    number: the word that made pyarrow read the column as text ("maybe" among "true"s), not the first "true"."""
     import csv
 
-    missing = set(pyarrow_csv_null_values())
+    missing, booleans = set(pyarrow_csv_null_values()), set(pyarrow_csv_boolean_values())
+    first, boolean = "", None  # the first value that is not a number; whether the column holds booleans
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader, before, names = csv.reader(fh, delimiter=delimiter), 0, None
         for row in reader:
@@ -172,9 +175,18 @@ def csv_first_text(path, index, header=True, delimiter=",") -> str:
                 names = row
                 continue
             value = row[index] if index < len(row) else ""
-            if value not in missing and not is_number(value):
-                return f"line {line}: {not_a_number(value, csv_column(names, index))}"
-    return ""
+            if value in missing:
+                continue
+            number = is_number(value)
+            if boolean is None and not (number and value in booleans):  # ("0" and "1" are either)
+                boolean = value in booleans
+            if number:
+                continue
+            said = f"line {line}: {not_a_number(value, csv_column(names, index))}"
+            if not boolean or value not in booleans:
+                return said
+            first = first or said  # booleans and numbers other than 0 and 1, no word: the first boolean's at fault
+    return first
 
 
 def not_a_number(value, column) -> str:
@@ -216,6 +228,14 @@ def pyarrow_csv_null_values() -> list:
     import pyarrow.csv
 
     return list(pyarrow.csv.ConvertOptions().null_values)
+
+
+def pyarrow_csv_boolean_values() -> list:
+    """The values pyarrow's CSV reader takes for True and for False ("1" and "0" among them)."""
+    import pyarrow.csv
+
+    options = pyarrow.csv.ConvertOptions()
+    return list(options.true_values) + list(options.false_values)
 
 
 def is_number(text) -> bool:

@@ -910,6 +910,28 @@ def test_a_boolean_column_is_read_as_zeros_and_ones_for_training_and_prediction(
             data.csv(path, target="y", block_size=1 << 10)
 
 
+@pytest.mark.parametrize("values, line, word", [
+    (["true", "false", "true", "maybe", "false"], 5, "maybe"),
+    (["1", "0", "", "true", "maybe", "false"], 6, "maybe"),
+    (["1.5", "true", "maybe"], 3, "true"),
+    (["true", "2.5", "false"], 2, "true"),
+], ids=["a word among booleans", "after 0, 1 and an empty value", "a number column", "no word: the first boolean"])
+def test_a_word_among_booleans_in_the_first_block_is_named_on_its_line(tmp_path, values, line, word):
+    """pyarrow reads the column as text for the one word; its refusal named the first value that is not a number,
+    'true' (csv_first_text did not know booleans), not the word. In a column of numbers a boolean is the value at
+    fault, and so is the first one where booleans and numbers mix without a word."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.files import read_rows
+
+    path = tmp_path / "b.csv"
+    path.write_text("flag,y\n" + "".join(f"{value},{n}\n" for n, value in enumerate(values)))
+    said = rf"b\.csv line {line}: column 'flag': '{word}' is not a number$"
+    with pytest.raises(DataError, match=said):
+        data.csv(path, target="y")
+    with pytest.raises(DataError, match=said):
+        read_rows(path, 1, ["flag"])
+
+
 def test_a_csv_column_named_only_by_spaces_is_refused_as_unnamed(tmp_path):
     pytest.importorskip("pyarrow")
     (tmp_path / "s.csv").write_text("a,  ,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(20)))
