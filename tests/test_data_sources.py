@@ -1531,6 +1531,44 @@ def test_the_pieces_of_a_row_group_read_in_order_decode_it_once(tmp_path, monkey
         numpy.testing.assert_array_equal(X[:, 0], ids)
 
 
+def test_an_empty_slice_of_a_row_group_is_an_internal_error_naming_it_not_a_hang(tmp_path, monkeypatch):
+    """_RowGroupCursor.take asked a batch for rows until it had them: a slice of 0 rows (an off-by-one to come)
+    would have looped for ever (mut13d's T34). Forced here: each batch's slice gives no rows (and, so that the loop
+    fails rather than hangs where nothing stops it, an AssertionError after 100 of them)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data import tables
+
+    class Emptied:
+        calls = 0
+
+        def __init__(self, batch):
+            self.batch, self.num_rows = batch, batch.num_rows
+
+        def slice(self, offset, length):
+            Emptied.calls += 1
+            assert Emptied.calls < 100, "take() looped"
+            return self.batch.slice(offset, 0)
+
+    class Cursor(tables._RowGroupCursor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self._batches = map(Emptied, self._batches)
+
+    monkeypatch.setattr(tables, "_RowGroupCursor", Cursor)
+    ids = numpy.arange(100, dtype=numpy.float64)
+    pq.write_table(pa.table({"id": ids, "y": 2 * ids}), tmp_path / "one.parquet", row_group_size=60)
+    source = data.parquet(tmp_path / "one.parquet", target="y", chunk_rows=20, shuffle=False, device="cpu",
+                          dtype="float64")
+    with pytest.raises(RuntimeError, match=rf"^{re.escape(str(tmp_path / 'one.parquet'))} \(row group 0, rows 0-19\): "
+                                           r"an empty slice at row 0 of the row group, in its batch of rows 0-19 "
+                                           r"\(a bug in gpunn's Parquet reader\)$") as raised:
+        stacked(epoch(source, 0, 20))
+    assert not isinstance(raised.value, DataError)
+    assert Emptied.calls == 1
+
+
 _PEAK_SCRIPT = """
 import sys
 import pyarrow

@@ -267,6 +267,9 @@ class ParquetSource(ChunkedSource):
                     cursor = self._cursor = _RowGroupCursor(self._open[i], (i, g), self.feature_names
                                                             + self.target_names, self.chunk_rows)
                 parts = cursor.take(start, X.shape[0])
+            except _EmptySlice as exc:  # gpunn's bug, not the file's: an internal error (no DataError), naming where
+                self._cursor = None
+                raise RuntimeError(f"{self._where(k)}: {exc}") from None
             except Exception as exc:
                 self._cursor = None
                 raise DataError(f"{self._where(k)}: could not be read ({type(exc).__name__}: {exc})") from None
@@ -293,6 +296,11 @@ class ParquetSource(ChunkedSource):
                 "features": self.feature_names, "chunk_rows": self.chunk_rows}
 
 
+class _EmptySlice(RuntimeError):
+    """A row group's batch gave no rows where rows were asked of it: without this, take() would ask again for
+    ever."""
+
+
 class _RowGroupCursor:
     """Rows of one Parquet row group, read forward in record batches of about ``batch_rows`` rows."""
 
@@ -316,6 +324,9 @@ class _RowGroupCursor:
                 continue
             offset = start - self._batch_start
             part = self._batch.slice(offset, min(end - start, self._batch.num_rows - offset))
+            if not part.num_rows:
+                raise _EmptySlice(f"an empty slice at row {start} of the row group, in its batch of rows {self._batch_start}-"
+                                  f"{self._batch_start + self._batch.num_rows - 1} (a bug in gpunn's Parquet reader)")
             parts.append(part)
             start += part.num_rows
         self.position = end
