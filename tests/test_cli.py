@@ -35,6 +35,7 @@ def test_the_result_is_the_last_epochs_loss_and_the_saved_models_held_out_metric
     assert cli.main(["train", *SMALL, "--quiet", "--dtype", "float64", "--json", str(out_json), "--save", str(path)]) == 0
     saved = json.loads(out_json.read_text())
     result, history = saved["result"], saved["history"]
+    assert not {"func", "debug"} & set(saved["config"])  # the run's options, not the process's
     assert result["train_loss"] == history["loss"][-1] and result["train_loss"] != history["loss"][0]
     assert result["train_seconds"] == sum(history["time_s"])  # every epoch's, the first too
     X, Y = gpunn.datasets.make("teacher", 3000, 6, 1, seed=0, device="cpu", dtype="float64")  # the first tenth held out
@@ -183,6 +184,14 @@ def test_a_report_is_written_to_a_temp_file_renamed_into_place(tmp_path, capsys)
     os.link(out, kept)
     assert cli.main(["train", *TINY, "--json", str(out)]) == 0
     assert json.loads(out.read_text())["history"]["epoch"] == [1] and kept.read_text() == "{}\n"
+
+
+def test_where_the_memory_free_is_unknown_the_rows_are_held_in_memory(capsys, monkeypatch):
+    from gpunn import preflight
+
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: None)
+    assert cli.main(with_options(["train", *SMALL, "--quiet"], "--epochs", "1")) == 0
+    assert "data: 3,000 rows materialized on cpu (" in capsys.readouterr().out
 
 
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
@@ -463,8 +472,8 @@ def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_
     assert (f"interrupted after 1 complete epoch; checkpoint in {path} (continue with --resume {path})\n"
             in capsys.readouterr().out)
     monkeypatch.setattr(gpunn.MLP, "fit", fit)
-    assert cli.main(["train", "--resume", str(path), "--checkpoint-every", "1", "--quiet"]) == 0
-    assert gpunn.load_checkpoint(path).epoch == 2
+    assert cli.main(["train", "--resume", str(path), "--checkpoint-every", "1", "--quiet", "--debug"]) == 0  # (this
+    assert gpunn.load_checkpoint(path).epoch == 2  # process's traceback on an error: not the run's, never compared)
     # --save may name the checkpoint being resumed: the run goes on in place (any other output may not overwrite it)
     assert cli.main(["train", "--resume", str(path), "--save", str(path), "--epochs", "3", "--quiet"]) == 0
     assert gpunn.load_checkpoint(path).epoch == 3

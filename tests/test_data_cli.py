@@ -114,6 +114,8 @@ def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tm
 def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsys):
     pytest.importorskip("pyarrow")
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), *SMALL]) == 2  # no --target at all
+    assert f"--data {tmp_path / 't.csv'}: name the target column(s) with --target" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", *SMALL]) == 2
     assert "t.csv: no column 'price'; the columns are: a, b, y" in capsys.readouterr().err
 
