@@ -747,6 +747,16 @@ def test_every_command_refuses_an_abbreviated_option_and_names_it_in_full(argv, 
     assert not cli.train.standalone_parser().allow_abbrev and not cli.sweep.standalone_parser().allow_abbrev
 
 
+def test_an_option_given_three_times_says_so_and_a_repeat_at_the_end_without_its_value_too(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--lr", "1e-3", "--lr", "3e-3", "--lr", "1e-2"])
+    assert exc.value.code == 2
+    assert "--lr is given 3 times (1e-3, then 3e-3, then 1e-2), and only the last would count" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--lr", "1e-3", "--lr"])  # the repeat check reads no value past the end
+    assert exc.value.code == 2 and "--lr is given twice (1e-3, then )" in capsys.readouterr().err
+
+
 def test_every_command_refuses_an_option_given_twice_and_names_it(capsys):
     """argparse kept the last of ``--lr 1e-3 --lr 3e-3`` without a word. Every option of every command that takes a
     value is refused when repeated, before its values are parsed (so any two values do); a flag with its other form
