@@ -387,6 +387,11 @@ def sigint_in_a_fit(monkeypatch):
     from gpunn.training import loop
 
     run_epoch = loop.Trainer.run_epoch
+    # Python raises KeyboardInterrupt on SIGINT only where it started with SIGINT at its default; a process started in
+    # the background of a shell without job control (nohup cmd &, CI runners) inherits it ignored, and raise_signal
+    # then did nothing: these tests failed there (DID NOT RAISE). The stage's SIGINT in gpu_check.sh reaches a hook
+    # started in the foreground, with the default handler, which this puts back for the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def interrupted(self, *args, **kwargs):
         if self.hook is None:
@@ -394,6 +399,8 @@ def sigint_in_a_fit(monkeypatch):
         return run_epoch(self, *args, **kwargs)
 
     monkeypatch.setattr(loop.Trainer, "run_epoch", interrupted)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 HOOK_FITS = {  # each hook's code that trains, called as the hook calls it (small sizes)
