@@ -373,6 +373,12 @@ if numba is not None:
                     Z[i, j] = (Z[i, j] + one) * half
 
     @njit(**_jit)
+    def _derivative_from_output(a, tanh, one):
+        """g'(Z) from the layer's output A = g(Z): tanh's 1 - A * A or sigmoid's A * (1 - A), formed as
+        gpunn.activations forms them (each operation rounded to A's dtype)."""
+        return (one - a * a) if tanh else (a * (one - a))
+
+    @njit(**_jit)
     def _activation_backward_bias(dZ, S, sums, kind, one):
         """dZ <- dZ * g'(A) in place, from the layer's output S = A, and sums <- dZ's column sums (in row order, in
         float64, rounded once): ReLU by its kernel; tanh's 1 - A * A and sigmoid's A * (1 - A) formed as
@@ -383,8 +389,7 @@ if numba is not None:
         acc, tanh = numpy.zeros(dZ.shape[1], numpy.float64), kind == TANH
         for i in range(dZ.shape[0]):
             for j in range(dZ.shape[1]):
-                a = S[i, j]
-                d = dZ[i, j] * ((one - a * a) if tanh else (a * (one - a)))
+                d = dZ[i, j] * _derivative_from_output(S[i, j], tanh, one)
                 dZ[i, j] = d
                 acc[j] += d
         sums[:] = acc
@@ -400,8 +405,7 @@ if numba is not None:
         for i in range(D.shape[0]):
             x = dz[i]
             for j in range(D.shape[1]):
-                a = S[i, j]
-                d = (x * w[j]) * ((one - a * a) if tanh else (a * (one - a)))
+                d = (x * w[j]) * _derivative_from_output(S[i, j], tanh, one)
                 D[i, j] = d
                 acc[j] += d
         sums[:] = acc
