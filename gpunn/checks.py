@@ -116,6 +116,14 @@ def check_rows_match(X, Y, x_name="X", y_name="Y"):
         raise ValueError(f"{x_name} has {X.shape[0]} rows but {y_name} has {Y.shape[0]}; they must match")
 
 
+def _held(value, kinds: str):
+    """The NumPy scalar a 0-d array of a dtype kind in ``kinds`` holds (NumPy takes numpy.array(3) for 3, and an
+    Ensemble's per-member lists unwrap 0-d arrays alike); any other value as given."""
+    if isinstance(value, numpy.ndarray) and value.ndim == 0 and value.dtype.kind in kinds:
+        return value[()]
+    return value
+
+
 def real(value) -> float | None:
     """The Python float a real number holds, or None for anything else. A real number is an int, a float, a NumPy
     integer or floating scalar (numpy.float32(0.1) too), a Fraction, or a 0-d integer or floating array
@@ -126,8 +134,7 @@ def real(value) -> float | None:
     would go on into hyperparameters, histories and a checkpoint's JSON. An int too large for a float is infinite."""
     if type(value) is float:  # the common case, without the ABC check (an optimizer's fit checks 5 values)
         return value
-    if isinstance(value, numpy.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-        value = value[()]  # the NumPy scalar it holds
+    value = _held(value, "iuf")
     if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
         return None
     try:
@@ -168,9 +175,7 @@ def _int_from(value, least: int, name: str, what: str) -> int:
     """``value`` as a Python int when it is an int (a NumPy integer or a 0-d integer array too, as NumPy takes
     numpy.array(3) for 3; never a bool, a float or a bool array) >= ``least``; else ValueError saying ``name``
     must be ``what``."""
-    given = value
-    if isinstance(value, numpy.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
-        value = value[()]  # the NumPy integer it holds (an Ensemble's per-member lists unwrap 0-d arrays alike)
+    given, value = value, _held(value, "iu")
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < least:
         raise ValueError(f"{name} must be {what}, got {given!r}")
     return int(value)
