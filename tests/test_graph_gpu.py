@@ -203,6 +203,34 @@ def test_a_fit_on_another_thread_runs_an_eager_step_there_before_it_captures():
     _agree(m, ref, h, h_ref, 1e-4)
 
 
+def test_an_interrupt_inside_the_capture_ends_it_and_the_next_fit_on_the_thread_captures():
+    """A KeyboardInterrupt can land anywhere in the step's Python, also between begin_capture and end_capture: a
+    second Ctrl-C, or a fit with handle_interrupt=False (gpu_check's hooks, gpunn bench) at its first. CUDA records
+    what is issued to a capturing stream and runs none of it (CuPy: begin_capture 'must be paired with a call to
+    end_capture', cupy/cuda/stream.pyx), and the capture stream is shared by every fit on the thread
+    (capture_resources). Left capturing (before the fix), the next fit's eager steps were recorded, not run, and its
+    capture raised cudaErrorIllegalState ('already capturing')."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+    m = gpunn.MLP([16, 64, 2], device="cuda", seed=0)
+    opt = gpunn.optim.Adam(lr=1e-3)
+    update = opt.graph_update
+
+    def interrupted_in_capture(*args):  # the signal arriving while the step is being recorded
+        if cupy.cuda.get_current_stream().is_capturing():
+            raise KeyboardInterrupt
+        return update(*args)
+
+    opt.graph_update = interrupted_in_capture
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False, handle_interrupt=False)
+    stream = m.graph_trainer.stream
+    assert not stream.is_capturing()
+    ref, h_ref = _train(False, epochs=2)
+    after, h = _train(None, epochs=2)  # its own model and optimizer, the same capture stream
+    assert after.graph_trainer.stream is stream and after.graph_trainer.captured, after.graph_trainer.reason
+    _agree(after, ref, h, h_ref, 1e-4)
+
+
 class _FortranBatches:
     """A user's DataSource whose batches are column-major views (the protocol allows any layout: 'may be views of a
     buffer the source reuses'), as none of gpunn's own sources hands them."""

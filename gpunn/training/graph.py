@@ -245,11 +245,16 @@ class GraphTrainer:
         graph = None
         try:
             step.record()
-        except Exception as exc:  # noqa: BLE001 - any failure means: run without a graph
+        except BaseException as exc:  # noqa: BLE001 - any failure means: run without a graph
+            # the capture ends whatever was raised, a KeyboardInterrupt too (Ctrl-C; a fit with handle_interrupt=False
+            # lets it land anywhere): CUDA records what is issued to a capturing stream and never runs it, and this
+            # stream is every fit's on this thread (capture_resources), so left capturing it would swallow their steps
             try:
                 stream.end_capture()
             except Exception:  # noqa: BLE001
                 pass
+            if not isinstance(exc, Exception):
+                raise
             self._give_up(f"capture failed: {type(exc).__name__}: {exc}")
             return
         try:
