@@ -344,6 +344,35 @@ def mismatch(out, tmp):
         out["order_error"] = str(exc)
 
 
+def broadcast(out, tmp):
+    """Rank 1 starts from other parameters (and, resuming, other optimizer moments) than rank 0's, which the
+    configuration check does not compare: rank 0's are broadcast before the first step, so both ranks train
+    the one-process run from rank 0's state."""
+    comm = world()
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    model = MLP(**ARCH)
+    if comm.rank == 1:
+        model.params[:] = 0.5
+    history = model.fit(X, Y, epochs=2, batch_size=8, distributed=True, **FIT)
+    out["same_on_ranks"] = len(set(comm.allgather(model.params.tobytes()))) == 1
+    # rank 0's epoch logs on every rank, the per-rank timings too
+    out["histories_same_on_ranks"] = len(set(comm.allgather(json.dumps(dict(history), sort_keys=True)))) == 1
+    path = f"{tmp}/run.npz"
+    MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, callbacks=[gpunn.ModelCheckpoint(path)], **FIT)
+    comm.barrier()
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    if comm.rank == 1:
+        for name in ckpt.optimizer.state_names():
+            ckpt.optimizer.state[name][:] = 1.0
+    ckpt.resume(X, Y, epochs=2, distributed=True, verbose=False, checkpoint=False)
+    out["resumed_same_on_ranks"] = len(set(comm.allgather(ckpt.model.params.tobytes()))) == 1
+    if comm.rank == 0:
+        ref = MLP(**ARCH)
+        ref.fit(X, Y, epochs=2, batch_size=16, **FIT)
+        out["params_rel"] = rel(model.params, ref.params)
+        out["resumed_params_rel"] = rel(ckpt.model.params, ref.params)
+
+
 def reference(out, tmp):
     """Rank 1's piece of the first batch has targets about 1000 times rank 0's (unshuffled: rank 0 trains rows 0-7
     of each 16, rank 1 rows 8-15), and so does the rest of the data: the epoch's loss is over 10^4 times rank 0's

@@ -418,6 +418,38 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     assert capsys.readouterr().err == "gpunn: error: distributed training needs mpi4py\n"
 
 
+def test_a_launchers_variables_give_the_size_and_rank_without_starting_mpi(monkeypatch):
+    from gpunn.distributed.comm import launched_rank, launched_size
+
+    sizes = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+    ranks = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+    for name in sizes + ranks:
+        monkeypatch.delenv(name, raising=False)
+    assert (launched_size(), launched_rank()) == (1, 0)  # no launcher: one process, rank 0
+    for n, (size, rank) in enumerate(zip(sizes, ranks), start=2):  # MPICH/Slurm PMI, Open MPI, MVAPICH, PMIx
+        monkeypatch.setenv(size, str(n))
+        monkeypatch.setenv(rank, "1")
+        assert (launched_size(), launched_rank()) == (n, 1), size
+        monkeypatch.delenv(size)
+        monkeypatch.delenv(rank)
+    monkeypatch.setenv("PMI_SIZE", "")  # a variable set to something else is passed over, not an error
+    monkeypatch.setenv("PMI_RANK", "x")
+    monkeypatch.setenv("PMIX_SIZE", "3")
+    monkeypatch.setenv("PMIX_RANK", "2")
+    assert (launched_size(), launched_rank()) == (3, 2)
+
+
+def test_a_timeout_given_to_world_is_taken_over_the_environment_and_a_refusal_names_the_default(monkeypatch):
+    from gpunn.distributed.comm import DistributedError, _timeout_from_env
+
+    monkeypatch.setenv("GPUNN_DIST_TIMEOUT", "abc")
+    assert _timeout_from_env(7) == 7.0  # world(timeout=7): the environment is not read
+    with pytest.raises(DistributedError, match=r"before it aborts the job; default 300\)$"):
+        _timeout_from_env(None)
+    monkeypatch.delenv("GPUNN_DIST_TIMEOUT")
+    assert _timeout_from_env(None) == 300.0
+
+
 class _Clock:
     """time.monotonic and time.sleep for the watchdog: each sleep lasts ``late`` longer than asked (a loaded
     machine), and the one ending look ``stopped_at`` lasts ``stopped`` seconds more (the process was stopped:
@@ -695,6 +727,16 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
     assert "data.validation_fingerprint: " in json.loads((tmp_path / "out.json").read_text())["validation_error"]
     # training rows in another order on one rank: the checksum a checkpoint records tells them apart
     assert "\n  data.fingerprint: " in json.loads((tmp_path / "out.json").read_text())["order_error"]
+
+
+@needs_mpi
+def test_every_rank_starts_from_rank_0s_parameters_and_moments_and_ends_each_epoch_with_its_logs(tmp_path):
+    code, _, err = _run("broadcast", tmp_path)
+    assert code == 0, err
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["same_on_ranks"] and result["params_rel"] < 1e-10  # rank 1's own start was replaced by rank 0's
+    assert result["histories_same_on_ranks"]
+    assert result["resumed_same_on_ranks"] and result["resumed_params_rel"] < 1e-10  # ... and its own moments
 
 
 @needs_mpi
