@@ -284,6 +284,18 @@ def issue11(run):
     return rows
 
 
+def step_words(entry):
+    """(words, comparable) for a streams throughput entry's two fits: how their steps ran where either ran
+    eagerly (the default graph falls back silently; streams.py's step_kind), and False where one side was a CUDA
+    graph and the other eager (the ratio then measures the step, not the data path)."""
+    steps = {side: kind for side, kind in (entry.get("steps") or {}).items() if kind}
+    if all(kind == "graph" for kind in steps.values()):
+        return "", True
+    comparable = len({kind.split(":")[0] for kind in steps.values()}) < 2
+    words = ", ".join(f"{side}'s step {kind}" for side, kind in steps.items())
+    return (f"; {words}" if comparable else f"; not judged: {words}"), comparable
+
+
 def issue12(run):
     s = run.hooks.get("streams")
     texts = ("a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput",
@@ -305,12 +317,13 @@ def issue12(run):
     else:
         text = (f"{long['stream_samples_per_s']:,.0f} samples/s = {long['ratio']:.2f}× in memory "
                 f"({long['memory_samples_per_s']:,.0f}) on {long['rows']:,} rows, peak RSS {long['peak_rss_gib']:.2f} GiB")
+        steps, comparable = step_words(long) if gpu else ("", True)
         if long["rows"] < 10 ** 9:
-            rows.append((texts[0], text + ": not 10^9 rows" + (f"; {cut}" if cut else ""), ""))
+            rows.append((texts[0], text + ": not 10^9 rows" + (f"; {cut}" if cut else "") + steps, ""))
         elif not gpu:
             rows.append((texts[0], text + f": not measured on a GPU ({s.get('device')})", ""))
         else:
-            rows.append((texts[0], text, MET if long["ratio"] >= 0.9 else NOT_MET))
+            rows.append((texts[0], text + steps, "" if not comparable else MET if long["ratio"] >= 0.9 else NOT_MET))
     large = s.get("throughput", {}).get("npy_large")
     if large is None:
         rows.append((texts[1], "not measured: no npy_large part in streams.json (the hook ran out of time before it, "
@@ -323,7 +336,8 @@ def issue12(run):
         if not gpu:  # as the 10^9-row stream's: the value measured, no verdict (it read as one)
             rows.append((texts[1], text + f": not measured on a GPU ({s.get('device')})", ""))
         else:
-            rows.append((texts[1], text, MET if large["ratio"] >= 0.9 else NOT_MET))
+            steps, comparable = step_words(large)
+            rows.append((texts[1], text + steps, "" if not comparable else MET if large["ratio"] >= 0.9 else NOT_MET))
     return rows
 
 

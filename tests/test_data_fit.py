@@ -792,6 +792,10 @@ def test_the_streams_hook_measures_every_part_on_the_gpu_at_small_sizes(gpu, tmp
     large = report["throughput"]["npy_large"]
     assert large["h2d_gbps_pinned"] > 0 and 0 < large["copy_share"] and large["window_rows"] == 512
     assert "npy_large:" in capsys.readouterr().out
+    # every timed fit, from a source or from memory, ran the default CUDA graph, which falls back silently: a
+    # ratio of an eager stream fit to a captured in-memory one would measure the step, not the data path
+    steps = {name: t["steps"] for name, t in report["throughput"].items()}
+    assert all(set(s.values()) == {"graph"} and len(s) == 2 for s in steps.values()), steps
 
 
 def test_a_file_cut_short_between_epochs_stops_the_run_naming_it_and_the_checkpoint_stays(tmp_path):

@@ -179,6 +179,31 @@ def test_a_cpu_streams_large_npy_part_is_measured_without_a_verdict(tmp_path, ca
         assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (measured, verdict)
 
 
+def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_path, capsys):
+    """The default CUDA graph falls back silently. Where one of the two timed fits ran eagerly and the other as a
+    graph (about 10x apart for the small net on the H200), the ratio measures the step, not the data path: no
+    verdict, and the steps named with the fallback's reason; both eager is a fair ratio, said beside it."""
+    eager = "eager: capture failed: CUDARuntimeError: cudaErrorStreamCaptureUnsupported"
+    cases = (({"npy": "graph", "memory": "graph"}, "", "met"),
+             ({"npy": eager, "memory": "graph"}, f"; not judged: npy's step {eager}, memory's step graph", ""),
+             ({"npy": eager, "memory": eager}, f"; npy's step {eager}, memory's step {eager}", "met"))
+    for steps, words, verdict in cases:
+        large = {"config": "large", "rows": 40_000, "ratio": 0.95, "steps": steps}
+        (tmp_path / "streams.json").write_text(json.dumps({"device": "cuda:0 (NVIDIA H200, CuPy 14.2.0)",
+                                                           "throughput": {"npy_large": large}}))
+        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                             capsys=capsys))
+        assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (
+            "0.95× in memory (large, 40,000 rows)" + words, verdict)
+    long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    entry = long["throughput"]["synthetic_long"]
+    entry["steps"] = {"memory": "graph", "stream": eager}
+    (tmp_path / "streams.json").write_text(json.dumps(long))
+    measured, verdict = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                                         capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+    assert verdict == "" and measured.endswith(f"; not judged: memory's step graph, stream's step {eager}"), measured
+
+
 def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
     for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
         (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
