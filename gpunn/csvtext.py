@@ -3,11 +3,15 @@ is a header, where the header ends, on which line (as an editor counts it, from 
 column in words, and what a refused file looks like instead (another delimiter, decimal commas).
 
 gpunn's readers count data rows from 0 after the header; an error message names the line. These helpers read
-the file again only to word an error or to find the data's first byte, never to parse the numbers.
+the file again only to word an error or to find the data's first byte, never to parse the numbers. One rule
+for every reader of a CSV file, streamed or whole: a column is read as pyarrow types it from the file's first
+block (first_block_schema, read_as): numbers, booleans as 1 and 0, or refused.
 """
 from __future__ import annotations
 
 import os
+
+CSV_BLOCK = 1 << 20  # the bytes pyarrow's CSV reader reads a batch from (its default); the first block's types hold
 
 
 def csv_has_header(path, delimiter=",") -> bool:
@@ -163,7 +167,7 @@ def csv_first_text(path, index, header=True, delimiter=",") -> str:
     number: the word that made pyarrow read the column as text ("maybe" among "true"s), not the first "true"."""
     import csv
 
-    missing, booleans = set(pyarrow_csv_null_values()), set(pyarrow_csv_boolean_values())
+    missing, booleans = set(pyarrow_csv_null_values()), set(pyarrow_csv_booleans())
     first, boolean = "", None  # the first value that is not a number; whether the column holds booleans
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader, before, names = csv.reader(fh, delimiter=delimiter), 0, None
@@ -199,6 +203,14 @@ def not_a_number(value, column) -> str:
     return f"{column}: {shown} is not a number"
 
 
+def not_a_boolean(value, column) -> str:
+    """The refusal of a number other than 1 and 0 in a CSV column read as booleans (its first rows true/false:
+    :func:`read_as`), after "path line N: ", in the one wording gpunn's readers give it (a word there is
+    :func:`not_a_number`): "column 'flag': '2.5' is not a boolean (true/false or 1/0, as the column's first rows
+    are)"."""
+    return f"{column}: {value!r} is not a boolean (true/false or 1/0, as the column's first rows are)"
+
+
 def wrong_width(count, expected) -> str:
     """The refusal of a CSV row of ``count`` values in a file whose lines before it (the header row's too) have
     ``expected``, after "path line N: ", in the one wording every gpunn reader gives it (gpunn predict reading IN
@@ -230,12 +242,37 @@ def pyarrow_csv_null_values() -> list:
     return list(pyarrow.csv.ConvertOptions().null_values)
 
 
-def pyarrow_csv_boolean_values() -> list:
-    """The values pyarrow's CSV reader takes for True and for False ("1" and "0" among them)."""
+def first_block_schema(path, header, block_size=None):
+    """The columns pyarrow's CSV reader finds in the first ``block_size`` bytes (default CSV_BLOCK) of the CSV file
+    ``path`` (their names, f0, f1, ... without a header row) and the types it infers from those rows, which gpunn's
+    readers then parse every row by (:func:`read_as`): gpunn predict's, streamed and read whole. Raises pyarrow's
+    error where that block does not read (a row of another width), ImportError without pyarrow."""
+    import pyarrow.csv
+
+    options = pyarrow.csv.ReadOptions(autogenerate_column_names=not header, block_size=block_size or CSV_BLOCK)
+    return pyarrow.csv.open_csv(path, read_options=options).schema
+
+
+def read_as(kind) -> str:
+    """How gpunn reads a table's column that pyarrow types ``kind`` (a CSV file's, from its first block:
+    :func:`first_block_schema`): "number" (integers, floats, or only missing values), "boolean" (true/false, and
+    1/0, read as 1 and 0: pyarrow's words, :func:`pyarrow_csv_booleans`) or "other" (refused: text, dates,
+    ...; in a CSV file naming its first value that is not a number, :func:`csv_first_text`)."""
+    import pyarrow
+
+    if pyarrow.types.is_boolean(kind):
+        return "boolean"
+    numeric = pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_null(kind)
+    return "number" if numeric else "other"
+
+
+def pyarrow_csv_booleans() -> dict:
+    """The values pyarrow's CSV reader takes for True and for False ("1" and "0" among them), each with the number
+    gpunn reads it as: 1.0 or 0.0."""
     import pyarrow.csv
 
     options = pyarrow.csv.ConvertOptions()
-    return list(options.true_values) + list(options.false_values)
+    return {**dict.fromkeys(options.true_values, 1.0), **dict.fromkeys(options.false_values, 0.0)}
 
 
 def is_number(text) -> bool:

@@ -17,8 +17,9 @@ import stat
 
 import numpy
 
-from .csvtext import (csv_column, csv_has_header, csv_line, csv_names, delimiter_hint, header_lines, not_a_number,
-                      wrong_width)
+from .csvtext import (csv_column, csv_first_text, csv_has_header, csv_line, csv_names, delimiter_hint,
+                      first_block_schema, header_lines, is_number, not_a_boolean, not_a_number, pyarrow_csv_booleans,
+                      read_as, wrong_width)
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -173,14 +174,16 @@ def file_kind(path) -> str:
     return "binary"
 
 
-def _loadtxt_problem(exc, path) -> str:
+def _loadtxt_problem(exc, path, kinds=None) -> str:
     """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words, after the path: the line an editor
     shows (from 1, the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where.
     A value that is not a number reads as the streamed readers say it (csvtext.not_a_number): "line 3: column
     'b': 'oops' is not a number", a row of another width as they do (csvtext.wrong_width): "line 4: 1 value, where
-    the lines before it have 2". NumPy counts a value's row from 0 after the header but its column from 1, and
-    the row whose column count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands do not
-    have."""
+    the lines before it have 2". In a column the streamed readers refuse from its first block (``kinds``, each
+    column's csvtext.read_as, "other": a word among booleans, text after a missing value) the value named is
+    theirs, csvtext.csv_first_text's; a number in a column of booleans is refused in csvtext.not_a_boolean's
+    words. NumPy counts a value's row from 0 after the header but its column from 1, and the row whose column
+    count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands do not have."""
     import ast
     import re
 
@@ -191,9 +194,12 @@ def _loadtxt_problem(exc, path) -> str:
             field = ast.literal_eval(value[1])  # NumPy shows it as repr() does, cut to 100 characters
         except (ValueError, SyntaxError):
             field = value[1][1:-1]
-        names = csv_names(path)
-        return (f"line {csv_line(path, int(value[2]), header=names is not None)}: "
-                f"{not_a_number(field, csv_column(names, int(value[3]) - 1))}")
+        names, column = csv_names(path), int(value[3]) - 1
+        kind = kinds[column] if kinds and column < len(kinds) else "number"
+        said = csv_first_text(path, column, header=names is not None) if kind == "other" else ""
+        refusal = not_a_boolean if kind == "boolean" and is_number(field) else not_a_number
+        return said or (f"line {csv_line(path, int(value[2]), header=names is not None)}: "
+                        f"{refusal(field, csv_column(names, column))}")
     width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
     if width:
         names, before, count, row = csv_names(path), int(width[1]), int(width[2]), int(width[3]) - 1
@@ -203,16 +209,49 @@ def _loadtxt_problem(exc, path) -> str:
     return f"is text but not comma-separated numbers ({text})"
 
 
-def _read_csv(path, option):
+def _first_block_kinds(path, header) -> list:
+    """How the streamed read (gpunn.data.files) takes each column of the CSV file ``path``, by pyarrow's types of
+    its first block (csvtext.read_as): "number", "boolean" or "other"; none without pyarrow, or where that block
+    does not read (a row of another width: numpy.loadtxt then says where)."""
+    try:
+        return [read_as(kind) for kind in first_block_schema(path, header).types]
+    except Exception:  # ImportError without pyarrow, or pyarrow's refusal of the block
+        return []
+
+
+def _loadtxt(path, header, kinds=()):
+    """The CSV file ``path`` as float64 rows (numpy.loadtxt), a column of ``kinds`` "boolean" as 1 and 0."""
     import warnings
 
+    booleans = pyarrow_csv_booleans() if "boolean" in kinds else {}
+
+    def boolean(text):
+        if text not in booleans:  # refused as the streamed read refuses it, on its line (_loadtxt_problem)
+            raise ValueError(text)
+        return booleans[text]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said by the caller, in one line
+        return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
+                             skiprows=header_lines(path) if header else 0, encoding="utf-8-sig",
+                             converters={i: boolean for i, kind in enumerate(kinds) if kind == "boolean"})
+
+
+def _read_csv(path, option):
+    """A CSV file read whole, as the streamed read takes it: a column of true/false (csvtext.read_as "boolean",
+    from the first block) as 1 and 0, and a file it refuses in its words. pyarrow, which says how the streamed read
+    takes each column, is asked only for a file of more than numbers."""
+    header, kinds = csv_has_header(path), []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
-            X = numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
-                              skiprows=header_lines(path) if csv_has_header(path) else 0, encoding="utf-8-sig")
+        try:
+            X = _loadtxt(path, header)
+        except ValueError:
+            kinds = _first_block_kinds(path, header)
+            if "boolean" not in kinds:
+                raise
+            X = _loadtxt(path, header, kinds)
     except ValueError as exc:
-        raise PreflightError(f"{option} {path} {_loadtxt_problem(exc, path)}{delimiter_hint(path)}") from None
+        raise PreflightError(f"{option} {path} {_loadtxt_problem(exc, path, kinds)}{delimiter_hint(path)}") from None
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")
     names = csv_names(path)

@@ -304,6 +304,79 @@ def test_predict_names_a_row_of_another_width_than_the_header_alike_read_whole_o
     assert not (tmp_path / "p.npy").exists()
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_predict_reads_a_true_false_column_as_one_and_zero_read_whole_or_streamed(tmp_path, monkeypatch, header):
+    """A CSV column of booleans (pyarrow's words, 1 and 0 among them, quoted or not) is 1 and 0 to gpunn predict
+    whichever way it reads IN. Streamed it was (0b05ce5); read whole (numpy.loadtxt: a model without column
+    names, a file under STREAM_BYTES) it was refused: "line 2: column 'flag': 'true' is not a number"."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import predict
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    words = ["true", "false", "True", "FALSE", '"true"', "1", "0", "TRUE", "False", '"false"']
+    (tmp_path / "x.csv").write_text(("a,flag\n" if header else "") + "".join(f"{n}.5,{w}\n" for n, w in enumerate(words)))
+    X = numpy.column_stack([numpy.arange(len(words)) + 0.5, [1, 0, 1, 0, 1, 1, 0, 1, 0, 0]])
+    expected = gpunn.load(model, device="cpu").predict(X)
+    for stream_bytes in (predict.STREAM_BYTES, 0):  # read whole, then streamed
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 0
+        numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
+
+
+@pytest.mark.parametrize("bad, at, block, line, problem", [
+    ("maybe", 3, None, 5, "column 'flag': 'maybe' is not a number"),
+    ("2.5", 3, None, 2, "column 'flag': 'false' is not a number"),
+    ("maybe", 800, 1 << 12, 802, "column 'flag': 'maybe' is not a number"),
+    ("2.5", 800, 1 << 12, 802, "column 'flag': '2.5' is not a boolean (true/false or 1/0, as the column's first rows "
+                               "are)"),
+    ("", 800, 1 << 12, 802, "column 'flag': an empty value (a missing number) is not a number"),
+], ids=["a word among them", "a number among them", "a word past the first block", "a number past the first block",
+        "an empty value past the first block"])
+def test_predict_refuses_a_bad_value_among_booleans_alike_read_whole_or_streamed(tmp_path, capsys, monkeypatch, bad,
+                                                                                 at, block, line, problem):
+    """A column whose first block (the bytes pyarrow infers its types from) holds booleans is read as booleans in
+    every block, read whole as streamed; one with a word among them (text to pyarrow) is refused naming the word,
+    and one of booleans and numbers without a word naming its first boolean, as the streamed read does
+    (csvtext.csv_first_text). Read whole every such file named its first boolean; streamed a number past the
+    first block was "CSV conversion error to bool: invalid value '2.5'"."""
+    pytest.importorskip("pyarrow")
+    from gpunn import csvtext
+    from gpunn.cli import predict
+    from gpunn.data import files
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    values = ["true" if n % 3 else "false" for n in range(1000)]
+    values[at] = bad
+    path = str(tmp_path / "x.csv")
+    (tmp_path / "x.csv").write_text("a,flag\n" + "".join(f"{n % 10}.5,{value}\n" for n, value in enumerate(values)))
+    for module in (csvtext, files):  # the first block of the read whole and of the streamed read
+        monkeypatch.setattr(module, "CSV_BLOCK", block or module.CSV_BLOCK)
+    for stream_bytes in (predict.STREAM_BYTES, 0):  # read whole, then streamed
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
+        said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+        assert said == [f"gpunn: error: IN {path} line {line}: {problem}"], stream_bytes
+    assert not (tmp_path / "p.npy").exists()
+
+
+def test_predict_names_text_after_a_missing_value_alike_read_whole_or_streamed(tmp_path, capsys, monkeypatch):
+    """A column pyarrow reads as text from its first block is refused naming its first value that is not a number
+    nor missing (csvtext.csv_first_text), read whole as streamed: read whole it named the empty value before it."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import predict
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    (tmp_path / "x.csv").write_text("a,b\n1.5,\n2.5,oops\n3.5,4.5\n")
+    for stream_bytes in (predict.STREAM_BYTES, 0):  # read whole, then streamed
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn: error: IN {tmp_path / 'x.csv'} line 3: column 'b': "
+                                                            "'oops' is not a number")
+
+
 def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_reads(tmp_path, capsys):
     """Streamed, a Parquet column of strings was refused with "every feature and target column must hold numbers",
     though gpunn predict reads no targets; a training source's refusal still names both."""

@@ -12,9 +12,9 @@ import tempfile
 import numpy
 
 from ..checks import NotFinite
+from ..csvtext import CSV_BLOCK
 from .base import DataError
 
-CSV_BLOCK = 1 << 20  # the bytes pyarrow's CSV reader reads a batch from (its default)
 FORMATS = {".npy": "npy", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
@@ -74,7 +74,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..preflight import NOT_UTF8, file_kind
-        from ..csvtext import csv_first_text, csv_has_header
+        from ..csvtext import csv_first_text, csv_has_header, first_block_schema
 
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
@@ -83,7 +83,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         read_options = csv.ReadOptions(autogenerate_column_names=not header,  # no header: f0, f1, ... in order
                                        block_size=CSV_BLOCK)
         try:
-            schema = csv.open_csv(path, read_options=read_options).schema
+            schema = first_block_schema(path, header, CSV_BLOCK)
             names, _ = pick_columns(path, schema, None, features if header else None,
                                     lambda i: csv_first_text(path, i, header))
             reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(

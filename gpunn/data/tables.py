@@ -14,6 +14,7 @@ import threading
 import numpy
 
 from ..checks import MissingExtra, positive_int
+from ..csvtext import read_as
 from .base import ChunkedSource, DataError, default_chunk_rows, pread_full
 
 
@@ -44,8 +45,6 @@ def pick_columns(path, schema, target, features, text_at=None):
     """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
     file, where a column read as text first holds a value that is not a number (its index in ``schema`` ->
     csvtext.csv_first_text's "line 3: column 'b': 'oops' is not a number", the refusal then)."""
-    pyarrow = pyarrow_module()
-
     targets = _names(target, "target")
     features = _names(features, "features")
     available = list(schema.names)
@@ -73,8 +72,7 @@ def pick_columns(path, schema, target, features, text_at=None):
                         "one (or name the columns to use, leaving out the repeated name)")
     for name in features + (targets or []):
         kind = schema.field(name).type
-        if not (pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_boolean(kind)
-                or pyarrow.types.is_null(kind)):
+        if read_as(kind) == "other":
             found = text_at(available.index(name)) if text_at else ""
             if found:  # "x.csv line 3: column 'b': 'oops' is not a number", as past the rows types are inferred from
                 raise DataError(f"{path} {found}")
@@ -85,9 +83,10 @@ def pick_columns(path, schema, target, features, text_at=None):
 
 def csv_column_types(schema, names) -> dict:
     """The types pyarrow's CSV reader parses the picked columns ``names`` as, the same in every block: float64, or
-    bool for a column ``schema`` (the first block's) gives as one (true/false, which float64 refused as invalid)."""
+    bool for a column ``schema`` (the first block's) gives as one (csvtext.read_as: true/false, which float64
+    refused as invalid)."""
     pyarrow = pyarrow_module()
-    return {c: pyarrow.bool_() if pyarrow.types.is_boolean(schema.field(c).type) else pyarrow.float64() for c in names}
+    return {c: pyarrow.bool_() if read_as(schema.field(c).type) == "boolean" else pyarrow.float64() for c in names}
 
 
 def first_refused(path, start, end, read, column):
@@ -96,12 +95,13 @@ def first_refused(path, start, end, read, column):
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
     header's counted, as an editor shows it), not where its chunk or batch began. The complaint is pyarrow's,
     naming a column by ``column`` (its index -> words: csvtext.csv_column) where pyarrow says "In CSV column #2",
-    counted from 0; a value that is not a number in csvtext.not_a_number's words and a row of another width in
-    csvtext.wrong_width's, as every reader says them. (None, "") where the rows there all read (a caller's guess
+    counted from 0; a value that is not a number in csvtext.not_a_number's words (a number in a column of
+    booleans in csvtext.not_a_boolean's) and a row of another width in csvtext.wrong_width's, as every reader
+    says them. (None, "") where the rows there all read (a caller's guess
     at the bytes missed them)."""
     import re
 
-    from ..csvtext import csv_rows, is_number, not_a_number, wrong_width
+    from ..csvtext import csv_rows, is_number, not_a_boolean, not_a_number, wrong_width
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
@@ -131,9 +131,11 @@ def first_refused(path, start, end, read, column):
             good = middle
         else:
             bad, problem = middle, found
-    value = re.fullmatch(r"In CSV column #(\d+): CSV conversion error to \w+: invalid value '(.*)'", problem, re.S)
-    if value and not is_number(value[2]):  # in the words a value refused where types are inferred gets
-        return rows[bad - 1][0], not_a_number(value[2], column(int(value[1])))
+    value = re.fullmatch(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", problem, re.S)
+    if value and not is_number(value[3]):  # in the words a value refused where types are inferred gets
+        return rows[bad - 1][0], not_a_number(value[3], column(int(value[1])))
+    if value and value[2] == "bool":  # a number in a column of booleans
+        return rows[bad - 1][0], not_a_boolean(value[3], column(int(value[1])))
     width = re.fullmatch(r"CSV parse error: Expected (\d+) columns, got (\d+):.*", problem, re.S)
     if width:  # in the words gpunn predict's whole read gives it
         return rows[bad - 1][0], wrong_width(int(width[2]), int(width[1]))
