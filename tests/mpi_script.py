@@ -348,7 +348,12 @@ def broadcast(out, tmp):
     """Rank 1 starts from other parameters (and, resuming, other optimizer moments) than rank 0's, which the
     configuration check does not compare: rank 0's are broadcast before the first step, so both ranks train
     the one-process run from rank 0's state."""
+    from mpi4py import MPI
+
     comm = world()
+    # gpunn's messages on a communicator of its own (the same ranks), never mixed with the caller's COMM_WORLD
+    out["own_communicator"] = MPI.Comm.Compare(comm.comm, MPI.COMM_WORLD) == MPI.CONGRUENT
+    out["timeout"] = comm.timeout  # GPUNN_DIST_TIMEOUT, set by the test
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
     model = MLP(**ARCH)
     if comm.rank == 1:

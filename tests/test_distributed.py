@@ -730,10 +730,13 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
 
 
 @needs_mpi
-def test_every_rank_starts_from_rank_0s_parameters_and_moments_and_ends_each_epoch_with_its_logs(tmp_path):
+def test_every_rank_starts_from_rank_0s_parameters_and_moments_and_ends_each_epoch_with_its_logs(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.setenv("GPUNN_DIST_TIMEOUT", "250")
     code, _, err = _run("broadcast", tmp_path)
     assert code == 0, err
     result = json.loads((tmp_path / "out.json").read_text())
+    assert result["own_communicator"] and result["timeout"] == 250.0
     assert result["same_on_ranks"] and result["params_rel"] < 1e-10  # rank 1's own start was replaced by rank 0's
     assert result["histories_same_on_ranks"]
     assert result["resumed_same_on_ranks"] and result["resumed_params_rel"] < 1e-10  # ... and its own moments
@@ -754,10 +757,13 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode,says", [("fail", r"rank 1/2\]: this rank failed"),
+@pytest.mark.parametrize("mode,says", [("fail", r"rank 1/2\]: this rank failed; aborting all ranks\.\nTraceback "
+                                                r"[\s\S]*\nRuntimeError: rank 1 fails on purpose\n"),  # its traceback
                                        # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting
-                                       # at most 1 s (a late one on a loaded machine)
-                                       ("hang", r"rank 0/2\]: waited [23] s in the stop-flag exchange"),
+                                       # at most 1 s (a late one on a loaded machine); world(timeout=2)'s, not 300
+                                       ("hang", r"rank 0/2\]: waited [23] s in the stop-flag exchange; another rank "
+                                                r"has stopped \(failed, hung or killed\)\. Aborting the job "
+                                                r"\(GPUNN_DIST_TIMEOUT=2 s\)\.\n"),
                                        ("die", "")])  # mpiexec's own report of the killed rank
 def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_path, mode, says):
     deadline = waiting.Deadline(60)  # the time this process ran (not the minutes it may be stopped for)
