@@ -203,6 +203,53 @@ def test_a_fit_on_another_thread_runs_an_eager_step_there_before_it_captures():
     _agree(m, ref, h, h_ref, 1e-4)
 
 
+def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stream_alone():
+    """capture_resources gives each thread one capture stream and cuBLAS workspace, shared by that thread's graphs
+    because they run one at a time. A trainer taken up on another thread (a fit continued there with the same
+    optimizer) kept the first thread's stream (before the fix), which that thread may meanwhile use for another
+    model's step, capturing on it even: CUDA then records what the second thread issues into that graph instead of
+    running it (here: its replay launched into the capture, which CUDA nests as a child graph, never run, and the
+    stand-in refuses). Now each step runs on its own thread's stream, and the moved fit trains as graph=False."""
+    from gpunn.training.graph import capture_resources
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+
+    def run(graph, busy_stream_meanwhile):
+        m = gpunn.MLP([16, 64, 2], device="cuda", seed=0, graph=graph)
+        opt = gpunn.optim.Adam(lr=1e-3)  # one optimizer: the second fit takes up the first's trainer and graphs
+        m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
+        errors, histories = [], []
+
+        def continue_there():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", GraphWarning)
+                    histories.append(m.fit(X, Y, epochs=2, batch_size=128, optimizer=opt, verbose=False))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        thread = threading.Thread(target=continue_there)
+        if busy_stream_meanwhile:  # this thread captures another step on its stream while the other thread trains
+            stream = capture_resources(m.backend.device)[0]
+            with stream:
+                stream.begin_capture()
+                try:
+                    thread.start()
+                    thread.join()
+                finally:
+                    stream.end_capture()
+        else:
+            thread.start()
+            thread.join()
+        assert not errors, errors
+        return m, histories[-1]
+
+    (m, h), (ref, h_ref) = run(True, True), run(False, False)
+    trainer = m.graph_trainer
+    assert trainer.reason is None and all(step.graph is not None for step in trainer._steps.values())
+    _agree(m, ref, h, h_ref, 1e-4)
+
+
 def test_an_interrupt_inside_the_capture_ends_it_and_the_next_fit_on_the_thread_captures():
     """A KeyboardInterrupt can land anywhere in the step's Python, also between begin_capture and end_capture: a
     second Ctrl-C, or a fit with handle_interrupt=False (gpu_check's hooks, gpunn bench) at its first. CUDA records

@@ -186,6 +186,8 @@ class GraphTrainer:
                 self._steps.pop(next(iter(self._steps)))
             step = self._steps[shape] = _Step(self, X.shape, Y.shape)
         self._set_lr(lr)
+        if self.stream is not None:
+            self._follow_thread()
         if self.stream is None:  # the eager form (CPU, or nothing to capture with)
             step.load(X, Y)
             step.record()
@@ -200,6 +202,24 @@ class GraphTrainer:
         self.optimizer.steps += 1
         self._host_steps = self.optimizer.steps
         return step.sum_sq
+
+    def _follow_thread(self):
+        """Capture and replay on the stream and cuBLAS handle of the thread running this step. capture_resources
+        shares them among one thread's graphs because those run one at a time; a trainer taken up on another thread
+        (a fit continued there with the same optimizer) must not keep the first thread's, which that thread may be
+        using meanwhile for another model, capturing on it even: CUDA would record this step's work into that graph
+        instead of running it, and two threads' replays would share one cuBLAS workspace. The graphs are made again
+        on this thread's stream (after an eager step here, as any thread's first)."""
+        try:
+            stream, blas = capture_resources(self.model.backend.device)
+        except Exception as exc:  # noqa: BLE001 - as _set_up_stream's
+            self.stream = None
+            self._give_up(f"cuBLAS could not be set up for capture: {type(exc).__name__}: {exc}")
+            return
+        if stream is not self.stream:
+            self.stream, self.blas = stream, blas
+            for step in self._steps.values():
+                step.graph = None
 
     def _set_lr(self, lr):
         if lr != self._lr:
