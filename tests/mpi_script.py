@@ -376,6 +376,15 @@ def broadcast(out, tmp):
         ref.fit(X, Y, epochs=2, batch_size=16, **FIT)
         out["params_rel"] = rel(model.params, ref.params)
         out["resumed_params_rel"] = rel(ckpt.model.params, ref.params)
+    world(timeout=20)  # a rank that trained on while the other stopped ends the job by the watchdog
+
+    class StopOnRankOne(gpunn.Callback):  # a callback's stop on one rank (rank 0's EarlyStopping sees the same logs)
+        def on_epoch_end(self, trainer, epoch, logs):
+            if comm.rank == 1 and epoch == 1:
+                trainer.stop = True
+
+    history = MLP(**ARCH).fit(X, Y, epochs=5, batch_size=8, distributed=True, callbacks=[StopOnRankOne()], **FIT)
+    out["epochs_after_a_stop_on_rank_1"] = comm.allgather(history["epoch"])
 
 
 def reference(out, tmp):

@@ -740,6 +740,19 @@ def test_every_rank_starts_from_rank_0s_parameters_and_moments_and_ends_each_epo
     assert result["same_on_ranks"] and result["params_rel"] < 1e-10  # rank 1's own start was replaced by rank 0's
     assert result["histories_same_on_ranks"]
     assert result["resumed_same_on_ranks"] and result["resumed_params_rel"] < 1e-10  # ... and its own moments
+    assert result["epochs_after_a_stop_on_rank_1"] == [[1, 2], [1, 2]]  # every rank stops with it
+
+
+@needs_mpi
+def test_a_script_run_without_a_launcher_is_one_rank_over_mpi():
+    code = ("from mpi4py import MPI; from gpunn.distributed import world; c = world(); "
+            "print(c.engine, c.rank, c.size, c.local_rank, c.local_size, c.describe()); "
+            "print(MPI.Get_library_version().splitlines()[0])")
+    run = waiting.run([sys.executable, "-c", code], timeout=60,
+                      env=dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent)))
+    said, library = run.stdout.splitlines()
+    # the library's first line ('MPICH Version:      5.0.2') as words, not its release date, device, configure...
+    assert said == f"mpi 0 1 0 1 1 rank(s) over MPI ({' '.join(library.split())})", run.stderr
 
 
 @needs_mpi
