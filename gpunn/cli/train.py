@@ -116,7 +116,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
     r.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before stopping (default: %(default)s)")
     r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="with --early-stopping: the smallest fall of the validation loss that counts as an improvement (default: %(default)s)")
-    r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement of the validation loss (default: off)")
+    r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement of the validation loss (of the "
+                        "training loss where no rows are held out: see the data: line) (default: off)")
     r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves: .png, .pdf or .svg "
                    "(needs matplotlib: gpunn[plot])")
     data_cli.add_arguments(t)
