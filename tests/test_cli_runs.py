@@ -272,3 +272,43 @@ def test_a_run_that_ran_out_of_epochs_says_early_stopping_kept_an_earlier_epochs
             in capsys.readouterr().out)
     assert main(["train", *SMALL, "--epochs", "2", "--early-stopping"]) == 0
     assert "early stopping" not in capsys.readouterr().out  # the last epoch was the best: nothing to say
+
+
+@pytest.mark.slow
+def test_readmes_config_resume_and_predict_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """README's console example under "Training runs you can trust" (`cat run.toml`, then `gpunn train --config
+    run.toml --epochs 4 --save run.npz`, `gpunn train --resume run.npz --epochs 8 --plot loss.png`, `gpunn predict
+    run.npz in.npy out.npy`), run as written in an empty directory on the CPU (GPUNN_DEVICE=cpu: the commands
+    leave --device at auto), but for the file's rows, 5,000 here (README's 100,000 cost 30 s of CPU; run by hand
+    as written). Each command succeeds; the saved config holds the file's options and the resumed total; the
+    resume trains past epoch 4 and draws loss.png; predict writes a prediction per row of in.npy (made here, with
+    the file's feature count). A renamed option or config key, or an output README shows and the command no
+    longer writes, fails here."""
+    import re
+    import shlex
+    import tomllib
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("## Training runs you can trust", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    config, cut = re.subn(r"^rows = \d+$", "rows = 5000", block.split("$ cat run.toml\n", 1)[1].split("$ ", 1)[0],
+                          flags=re.M)
+    assert cut == 1
+    commands = [shlex.split(line[2:].split("#", 1)[0]) for line in block.splitlines() if line.startswith("$ gpunn ")]
+    assert [command[:2] for command in commands] == [["gpunn", "train"], ["gpunn", "train"], ["gpunn", "predict"]]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUNN_DEVICE", "cpu")
+    (tmp_path / "run.toml").write_text(config)
+    written = tomllib.loads(config)
+    rows = numpy.random.default_rng(0).normal(size=(50, written["features"])).astype(numpy.float32)
+    numpy.save(tmp_path / "in.npy", rows)
+    for command in commands:
+        assert main(command[1:]) == 0, capsys.readouterr().err
+    saved = tomllib.loads((tmp_path / "run.npz.toml").read_text())
+    run_options = {key: value for key, value in {**written, "epochs": 8}.items() if key != "quiet"}
+    assert {key: saved.get(key) for key in run_options} == run_options
+    assert "quiet" not in saved  # a command's own display, not the run's (README)
+    assert gpunn.load_checkpoint(tmp_path / "run.npz").epoch > 4
+    assert (tmp_path / "loss.png").stat().st_size > 0
+    assert numpy.load(tmp_path / "out.npy").shape == (50, 1)
