@@ -25,6 +25,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 HOOKS = ("precision", "ensemble", "streams", "nccl")
 MET, NOT_MET = "met", "**not met**"
+# CUDA errors after which every later CUDA call of the process fails the same way (the context is unusable), in
+# CuPy's runtime (CUDARuntimeError: 'cudaError...: text') and driver (CUDADriverError: 'CUDA_ERROR_...: text') words
+STICKY = ("cudaErrorIllegalAddress", "cudaErrorLaunchFailure", "cudaErrorMisalignedAddress", "cudaErrorAssert",
+          "cudaErrorIllegalInstruction", "cudaErrorInvalidAddressSpace", "cudaErrorInvalidPc",
+          "cudaErrorHardwareStackError", "cudaErrorLaunchTimeout", "CUDA_ERROR_ILLEGAL_ADDRESS",
+          "CUDA_ERROR_LAUNCH_FAILED", "CUDA_ERROR_MISALIGNED_ADDRESS", "CUDA_ERROR_ASSERT",
+          "CUDA_ERROR_ILLEGAL_INSTRUCTION", "CUDA_ERROR_INVALID_ADDRESS_SPACE", "CUDA_ERROR_INVALID_PC",
+          "CUDA_ERROR_HARDWARE_STACK_ERROR", "CUDA_ERROR_LAUNCH_TIMEOUT")
 
 
 def _read(path):
@@ -43,6 +51,24 @@ def _json(path):
         return json.loads(text)
     except ValueError:
         return None
+
+
+def sticky_error(text):
+    """The name of the sticky CUDA error ``text`` holds, or None."""
+    return next((name for name in STICKY if name in (text or "")), None)
+
+
+def sticky_words(e):
+    """Where the ensemble hook's benchmark failed with a sticky CUDA error: words saying that nothing after it could
+    run, and where it came first (the exactness check runs before the benchmark); else ''."""
+    name = sticky_error(e.get("benchmark_error"))
+    if name is None:
+        return ""
+    first = ("the exactness check (an Ensemble against its members' MLPs) failed with it before"
+             if sticky_error(e.get("exactness_error")) else "a row of the first benchmark run (the bf16 row, the "
+             "ensemble's graph or eager rows, a peer) caused it")
+    return (f" ({name} is a sticky CUDA error: every later CUDA call of the process fails with it, the retry "
+            f"without the bf16 row included; {first})")
 
 
 def _x(value, digits=2):
@@ -264,7 +290,7 @@ def issue11(run):
         graph = e.get("graph_targets", {}).get(peer)
         if got is None:
             stage = run.line("ensemble") or ""
-            failed = f": the benchmark failed: {e['benchmark_error']}" if e.get("benchmark_error") else ""
+            failed = f": the benchmark failed: {e['benchmark_error']}{sticky_words(e)}" if e.get("benchmark_error") else ""
             rows.append((text, f"not measured: no {peer} row in ensemble.json{failed}" +
                          (f" (`{stage.strip()}`)" if stage and not stage.startswith("ok") else ""), ""))
             continue
@@ -419,6 +445,9 @@ def questions(run):
     seconds = run.stage_seconds().get("ensemble")
     if e.get("bf16_error"):  # the benchmark raised with the bf16 row, and ran without it
         rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)", f"the row failed: {e['bf16_error']}"))
+    elif e.get("benchmark_error") and sticky_error(e["benchmark_error"]):  # the retry could not clear the row
+        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
+                     f"not measured: the ensemble benchmark failed: {e['benchmark_error']}{sticky_words(e)}"))
     elif e.get("benchmark_error"):  # it raised, and again without the bf16 row (or had none): not the row's doing
         rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
                      f"not measured: the ensemble benchmark failed (not because of the bf16 row): "

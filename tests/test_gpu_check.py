@@ -204,6 +204,28 @@ def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_
     assert verdict == "" and measured.endswith(f"; not judged: memory's step graph, stream's step {eager}"), measured
 
 
+def test_a_sticky_cuda_error_in_the_ensemble_benchmark_is_not_cleared_by_the_retry(tmp_path, capsys):
+    """After a sticky CUDA error (an illegal address, a kernel's assert...) every later CUDA call of the process fails
+    with it, so the ensemble hook's run without the bf16 row fails too whatever the cause: the report said "not
+    because of the bf16 row", which that retry cannot tell. It names the error as sticky, and where it came first."""
+    sticky = ("CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered")
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    saved = tmp_path / "run" / "ensemble" / "ensemble.json"
+    for exactness, first in ((None, "a row of the first benchmark run (the bf16 row, the ensemble's graph or eager "
+                                    "rows, a peer) caused it"),
+                             (sticky, "the exactness check (an Ensemble against its members' MLPs) failed with it "
+                                      "before")):
+        saved.write_text(json.dumps({"device": "cuda", "exact": exactness is None, "exactness_error": exactness,
+                                     "benchmark_error": sticky}))
+        out = _report(tmp_path / "run", capsys=capsys)
+        words = (f" (cudaErrorIllegalAddress is a sticky CUDA error: every later CUDA call of the process fails "
+                 f"with it, the retry without the bf16 row included; {first})")
+        assert f"not measured: the ensemble benchmark failed: {sticky}{words}" in out
+        assert "not because of the bf16 row" not in out
+        assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
+            f"not measured: no sequential row in ensemble.json: the benchmark failed: {sticky}{words}")
+
+
 def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
     for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
         (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
