@@ -32,7 +32,9 @@ Why NumPy is the default:
 An earlier measurement blamed mixing libraries within one step for a 2-3x slower medium step. The
 cause was MKL's OpenMP workers spinning for 200 ms after every call (KMP_BLOCKTIME), holding the
 cores the next OpenBLAS product needed; gpunn now sets KMP_BLOCKTIME=0 before loading MKL, and the
-per-shape choice runs as fast as NumPy alone here (medium 0.37-0.40M, small 2.0M samples/s).
+per-shape choice runs about as fast as NumPy alone here (3 alternating runs each, 2026-11-28: medium
+0.27-0.40M samples/s against 0.27-0.41M, small 1.96-2.02M against 2.11-2.13M; bench/RESULTS.md,
+"Quiet-machine runs for issues 8 and 9").
 """
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ class _Mkl:
     def __init__(self):
         # Intel OpenMP's workers spin for KMP_BLOCKTIME (200 ms by default) after each parallel call,
         # holding the cores that OpenBLAS's threads, gpunn's pool and the next product need. On the
-        # 2-core EPYC, merely timing MKL in the same process made medium's NumPy-only step 1.5x slower
+        # 2-core EPYC, merely timing MKL in the same process made medium's NumPy-only step 1.6x slower
         # (gpunn bench medium: 1.39x the naive peer with KMP_BLOCKTIME=0, 0.88x without). Read when
         # the OpenMP runtime starts, so it must be set before the library is loaded; a user's value wins.
         os.environ.setdefault("KMP_BLOCKTIME", "0")
