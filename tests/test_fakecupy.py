@@ -170,6 +170,44 @@ def test_two_stage_bias_gradient_and_empty_batches(fake_cupy):
     Ops(numpy).bias_gradient(numpy.zeros((0, 2)), numpy.ones(2))
 
 
+def test_launch_shapes_are_the_documented_ones(fake_cupy, monkeypatch):
+    """What gpunn/ops/cuda.py says of its launches, which no value shows (a grid-stride kernel computes the same on
+    any grid): a block of 256 threads and a grid of one block per 256 elements up to 16 per multiprocessor; no
+    launch for nothing; the bias gradient in one launch of (32, 32) threads up to 1024 rows, above in row chunks
+    (enough blocks for 4 per multiprocessor, no more than one chunk per 64 rows) and a second launch, or in
+    ``bias_grad_chunks`` chunks when set."""
+    from gpunn.activations import ACTIVATIONS
+    from gpunn.ops.cuda import CupyOps
+
+    monkeypatch.setattr(fakecupy.state, "sm_count", 2)
+    relu = ACTIVATIONS["relu"]
+
+    def launches(call):
+        fakecupy.state.launches.clear()
+        call()
+        return [(name.split("<")[0].removeprefix("gpunn::"), grid, block) for name, grid, block in fakecupy.state.launches]
+
+    ops = CupyOps()
+    for n, blocks in [(1, 1), (300, 2), (2560, 10), (8192, 32), (8193, 32)]:  # a grid cap of 32 blocks
+        Z = fake_cupy.zeros((1, n))
+        assert launches(lambda: ops.bias_activation(Z, None, relu, Z, False)) == [("bias_act_forward", (blocks,), (256,))]
+    Z = fake_cupy.zeros((0, 4))
+    assert launches(lambda: ops.bias_activation(Z, fake_cupy.ones(4), relu, Z, False)) == []
+    for rows, cols in [(1024, 70), (1025, 70), (5000, 33), (100_000, 1)]:
+        got = launches(lambda: ops.bias_gradient(fake_cupy.zeros((rows, cols)), fake_cupy.zeros(cols)))
+        col_blocks = -(-cols // 32)
+        if rows <= 1024:
+            assert got == [("bias_grad", (col_blocks, 1), (32, 32))], (rows, cols)
+            continue
+        (name, (gx, chunks), block), finish = got
+        assert (name, gx, block, finish[0]) == ("bias_grad", col_blocks, (32, 16), "bias_grad_finish"), (rows, cols)
+        assert gx * chunks >= 4 * 2 and chunks <= -(-rows // 64), (rows, cols, chunks)
+    for chunks, want in [(3, 3), (50, 5)]:  # 300 rows: 5 chunks at most
+        ops.bias_grad_chunks = chunks
+        got = launches(lambda: ops.bias_gradient(fake_cupy.zeros((300, 5)), fake_cupy.zeros(5)))
+        assert [(name, grid) for name, grid, _ in got] == [("bias_grad", (1, want)), ("bias_grad_finish", (1,))]
+
+
 def test_device_attributes_are_queried_once(fake_cupy):
     from gpunn import MLP, Ensemble
 
