@@ -68,7 +68,7 @@ class Task:
 
 
 class Teacher(Task):
-    """A random MLP (tanh hidden layers) scaled so each output has unit variance."""
+    """A random MLP (tanh hidden layers) standardized so each output has mean 0 and unit variance."""
 
     name = "teacher"
 
@@ -213,7 +213,7 @@ def make(task="teacher", n_samples=10000, n_features=None, n_outputs=1, noise=No
     always 2-D.
 
     task: "teacher" (a random MLP with tanh hidden layers of widths ``hidden=(32, 32)``, each output
-    scaled to unit variance; X ~ N(0, 1)), "linear" (Y = X B, B ~ N(0, 1/n_features); X ~ N(0, 1)),
+    standardized to mean 0 and unit variance; X ~ N(0, 1)), "linear" (Y = X B, B ~ N(0, 1/n_features); X ~ N(0, 1)),
     "friedman1" (Friedman #1 on its first 5 features, the others noise; X ~ U(0, 1); one output) or
     "sinusoid" (y_k = sin(frequency x . d_k + phase_k) for random unit directions d_k, ``frequency=1.0``;
     X ~ U(-pi, pi)). n_features: the input width; teacher and linear need it, friedman1 defaults to 10

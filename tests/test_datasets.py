@@ -58,3 +58,128 @@ def test_data_is_born_on_the_gpu(gpu):
     X, Y = datasets.make("teacher", 1000, 4, device="cuda")
     assert isinstance(X, cupy.ndarray) and isinstance(Y, cupy.ndarray)
     assert float(Y.std()) == pytest.approx(1.0, abs=0.2)
+
+
+def test_each_chunk_and_each_task_draws_from_a_stream_of_its_own(monkeypatch):
+    """Chunk k is drawn from the stream (seed, task, k): chunks of one dataset are not the same rows over again,
+    and two tasks of one seed (both X ~ N(0, 1)) do not share their inputs."""
+    monkeypatch.setattr(datasets, "CHUNK_ROWS", 100)
+    X, _ = datasets.make("linear", 300, 3, seed=5, device="cpu", dtype="float64")
+    assert not numpy.array_equal(X[:100], X[100:200]) and not numpy.array_equal(X[100:200], X[200:])
+    X_teacher, _ = datasets.make("teacher", 300, 3, seed=5, device="cpu", dtype="float64")
+    assert not numpy.isin(X, X_teacher).any()
+
+
+def test_a_task_used_in_both_dtypes_computes_its_targets_in_each_from_its_own_constants():
+    """A Task keeps its constants on the device per dtype: the float64 rows of a task first used in float32 are
+    those of a fresh task, not targets computed from constants rounded to float32."""
+    task = datasets.get_task("linear", 6, seed=2)
+    datasets.make(task, 50, device="cpu", dtype="float32")
+    _, Y = datasets.make(task, 50, device="cpu", dtype="float64")
+    _, fresh = datasets.make("linear", 50, 6, seed=2, device="cpu", dtype="float64")
+    numpy.testing.assert_array_equal(Y, fresh)
+
+
+@pytest.mark.gpu
+def test_a_task_used_on_two_gpus_keeps_its_constants_on_each(gpu):
+    """A Task's constants are copied once per device: a task first used on cuda:0 and then on cuda:1 computes
+    cuda:1's targets from constants there, as a fresh task does."""
+    from gpunn import backend
+
+    if backend.probe_cuda()[1] < 2:
+        pytest.skip("needs two GPUs")
+    task = datasets.get_task("linear", 4, seed=2)
+    datasets.make(task, 50, device="cuda:0")
+    _, Y = datasets.make(task, 50, device="cuda:1")
+    _, fresh = datasets.make("linear", 50, 4, seed=2, device="cuda:1")
+    assert Y.device.id == 1
+    assert [c.device.id for c in task.constants(backend.resolve("cuda:1"), numpy.float32)] == [1]
+    numpy.testing.assert_array_equal(Y.get(), fresh.get())
+
+
+def test_the_noise_is_gaussian_centred_and_drawn_for_each_output_apart():
+    """noise: the standard deviation of Gaussian noise added to Y. Standardized, the difference from the noiseless
+    rows has mean 0, about 4.55% of its values beyond 2 (a Gaussian's two-sided tail), and no correlation between
+    two outputs."""
+    _, clean = datasets.make("linear", 20000, 4, n_outputs=2, noise=0, seed=1, device="cpu", dtype="float64")
+    _, noisy = datasets.make("linear", 20000, 4, n_outputs=2, noise=0.5, seed=1, device="cpu", dtype="float64")
+    E = (noisy - clean) / 0.5
+    numpy.testing.assert_allclose(E.mean(axis=0), 0, atol=0.03)  # 4 standard errors (1/sqrt(20000))
+    numpy.testing.assert_allclose((abs(E) > 2).mean(axis=0), 0.0455, atol=0.006)  # 4 standard errors
+    assert abs(numpy.corrcoef(E.T)[0, 1]) < 0.03
+
+
+def _affine_residual(X, Y):
+    """The largest residual of the least-squares fit of Y by X and an intercept, and the fit's coefficients."""
+    A = numpy.hstack([X, numpy.ones((len(X), 1))])
+    coef = numpy.linalg.lstsq(A, Y, rcond=None)[0]
+    return abs(A @ coef - Y).max(), coef
+
+
+def test_a_teacher_is_an_mlp_of_its_hidden_widths_with_standardized_outputs():
+    """hidden=() leaves one affine layer (no tanh on the output); the default (32, 32) is no affine map. Each
+    output has mean 0 and variance 1 (up to the 4,096 rows the scaling is measured on), whatever the seed."""
+    X, Y = datasets.make("teacher", 500, 4, n_outputs=2, noise=0, hidden=(), seed=1, device="cpu", dtype="float64")
+    assert _affine_residual(X, Y)[0] < 1e-9
+    X, Y = datasets.make("teacher", 500, 4, noise=0, seed=1, device="cpu", dtype="float64")
+    assert _affine_residual(X, Y)[0] > 0.1
+    for seed in range(3):
+        _, Y = datasets.make("teacher", 20000, 5, n_outputs=3, noise=0, seed=seed, device="cpu", dtype="float64")
+        numpy.testing.assert_allclose(Y.mean(axis=0), 0, atol=0.06)
+        numpy.testing.assert_allclose(Y.std(axis=0), 1, atol=0.06)
+
+
+def test_a_teachers_weights_and_a_linear_tasks_coefficients_follow_the_seed():
+    """The seed draws the task itself, not only its inputs: one X maps to other targets under another seed, and
+    not to the same ones scaled and shifted (a teacher's outputs are standardized per seed)."""
+    from gpunn.backend import CPU
+
+    X = numpy.random.default_rng(0).standard_normal((20, 4))
+    for name in ("teacher", "linear"):
+        one, two = (datasets.get_task(name, 4, noise=0, seed=s) for s in (1, 2))
+        Y1, Y2 = (t.targets(numpy, X, t.constants(CPU, numpy.float64)) for t in (one, two))
+        assert _affine_residual(Y1, Y2)[0] > 0.1, name
+
+
+def test_a_linear_task_is_x_times_a_dense_gaussian_b_of_variance_one_over_n():
+    """Y = X B exactly (no intercept), every feature counts, and B's entries have standard deviation
+    1/sqrt(n_features), so each output's variance is about 1."""
+    n = 100
+    X, Y = datasets.make("linear", 300, n, n_outputs=2, noise=0, seed=3, device="cpu", dtype="float64")
+    residual, coef = _affine_residual(X, Y)
+    assert residual < 1e-9 and abs(coef[-1]).max() < 1e-9
+    B = coef[:-1]
+    assert abs(B).min() > 1e-9  # no feature left out
+    assert B.std() * numpy.sqrt(n) == pytest.approx(1, abs=0.2)  # 200 draws: 0.2 is 4 standard errors
+    numpy.testing.assert_allclose(Y.std(axis=0), 1, atol=0.35)
+
+
+def test_a_sinusoid_of_one_feature_is_a_unit_sine_of_the_frequency_asked_with_a_phase_per_output():
+    """y_k = sin(frequency x d_k + phase_k) with d_k a unit direction (+1 or -1 for one feature): each output is
+    exactly a sin(f x) + b cos(f x) with a^2 + b^2 = 1, its phases differ, and x spans (-pi, pi)."""
+    f = 2.0
+    X, Y = datasets.make("sinusoid", 2000, 1, n_outputs=3, noise=0, frequency=f, seed=4, device="cpu",
+                         dtype="float64")
+    assert -numpy.pi <= X.min() < -3 and 3 < X.max() <= numpy.pi
+    A = numpy.hstack([numpy.sin(f * X), numpy.cos(f * X)])
+    (a, b), residual = numpy.linalg.lstsq(A, Y, rcond=None)[:2]
+    assert residual.max() < 1e-18
+    numpy.testing.assert_allclose(a**2 + b**2, 1, rtol=1e-9)
+    phases = numpy.sort(numpy.arctan2(b, a) % (2 * numpy.pi))
+    assert numpy.diff(phases).min() > 1e-3
+
+
+def test_rebatch_cuts_pieces_of_any_size_into_whole_batches_in_order():
+    """Batches of exactly batch_size rows (the last shorter) over pieces shorter and longer than a batch, the
+    first skip rows dropped: the rows of the concatenated pieces, cut in order."""
+    sizes, batch, skip = [3, 1, 4, 2, 12, 1], 5, 2
+    X = numpy.arange(sum(sizes) * 2.0).reshape(-1, 2)
+    Y = -numpy.arange(sum(sizes) * 1.0).reshape(-1, 1)
+    cuts = numpy.cumsum([0, *sizes])
+    pieces = [(X[lo:hi], Y[lo:hi]) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    got = list(datasets.rebatch(pieces, batch, numpy, skip=skip))
+    want = [(X[i:i + batch], Y[i:i + batch]) for i in range(skip, len(X), batch)]
+    assert [len(b[0]) for b in got] == [len(b[0]) for b in want] == [5, 5, 5, 5, 1]
+    for (gx, gy), (wx, wy) in zip(got, want):
+        numpy.testing.assert_array_equal(gx, wx)
+        numpy.testing.assert_array_equal(gy, wy)
