@@ -316,6 +316,17 @@ def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(one_process
     assert runs[0]["loss"] == runs[1]["loss"]
 
 
+def test_early_stopping_in_one_process_without_mpi_stops_as_the_plain_fit(one_process):
+    # the ranks' early-stopping agreement is this process's own stop here
+    import gpunn
+
+    X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
+    runs = [gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0).fit(
+        X, Y, epochs=6, batch_size=32, verbose=False, validation_fraction=0.2, distributed=d,
+        callbacks=[gpunn.EarlyStopping(patience=1, min_delta=1e9)]) for d in (True, False)]
+    assert runs[0]["epoch"] == runs[1]["epoch"] == [1, 2]
+
+
 def test_a_data_parallel_checkpoint_records_the_training_rows_checksum_that_a_resume_compares(one_process, tmp_path):
     """The data-parallel run's arrays (gpunn.distributed.ShardedArraySource) are checksummed by the rule of a
     one-process run's (gpunn.training.sources.fingerprint), once: the ranks' configuration check compares it
@@ -782,6 +793,8 @@ def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_p
     deadline = waiting.Deadline(60)  # the time this process ran (not the minutes it may be stopped for)
     code, _, err = _run(mode, tmp_path, timeout=deadline)
     assert code != 0 and re.search(says, err), err
+    if mode != "die":  # MPI_Abort's status, which mpiexec returns: 1 for a rank's error, 3 for a timeout
+        assert code == {"fail": 1, "hang": 3}[mode]
     assert deadline.spent < 30
 
 
