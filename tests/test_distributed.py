@@ -327,6 +327,60 @@ def test_early_stopping_in_one_process_without_mpi_stops_as_the_plain_fit(one_pr
     assert runs[0]["epoch"] == runs[1]["epoch"] == [1, 2]
 
 
+def test_the_ranks_compare_the_model_optimizer_schedule_data_and_where_the_run_starts(one_process, tmp_path):
+    """What each rank hands the configuration check (gpunn.distributed.digest): a setting left out would let ranks
+    that differ in it train apart, each with its own model, unnoticed."""
+    import gpunn
+    from gpunn.distributed import training
+    from gpunn.distributed.digest import flatten
+    from gpunn.training.sources import fingerprint
+
+    seen = []
+    one_process.setattr(training, "check_same_config", lambda comm, settings: seen.append(flatten(settings)))
+    X, Y = gpunn.datasets.make("teacher", 300, 5, 2, device="cpu", dtype="float64", seed=1)
+
+    class StopAfterBatch3(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            if batch == 3:
+                trainer.interrupt()
+
+    path = str(tmp_path / "run.npz")
+    gpunn.MLP([5, 8, 2], activation="tanh", dtype="float64", device="cpu", seed=4).fit(
+        X[50:], Y[50:], epochs=1, batch_size=32, lr=0.01, verbose=False, distributed=True,
+        validation_data=(X[:50], Y[:50]), callbacks=[StopAfterBatch3(), gpunn.ModelCheckpoint(path)])
+    first = seen[0]
+    assert {k: first[k] for k in ("backend", "model.layer_sizes", "model.activations", "model.dtype", "model.bias",
+                                  "model.seed", "optimizer.name", "optimizer.lr", "fit.batch_size", "fit.epochs",
+                                  "fit.schedule.name", "start.epoch", "start.batch", "start.steps")} == {
+        "backend": "cpu", "model.layer_sizes": [5, 8, 2], "model.activations": ["tanh", "identity"],
+        "model.dtype": "float64", "model.bias": True, "model.seed": 4, "optimizer.name": "adam",
+        "optimizer.lr": 0.01, "fit.batch_size": 32, "fit.epochs": 1, "fit.schedule.name": "constant",
+        "start.epoch": 0, "start.batch": 0, "start.steps": 0}
+    assert first["data.fingerprint"] == fingerprint(numpy, X[50:], Y[50:])
+    assert first["data.validation_fingerprint"] == fingerprint(numpy, X[:50], Y[:50])
+    gpunn.load_checkpoint(path, device="cpu").resume(X[50:], Y[50:], epochs=2, validation_data=(X[:50], Y[:50]),
+                                                     verbose=False, distributed=True, checkpoint=False)
+    assert {k: v for k, v in seen[-1].items() if k.startswith("start.")} == {"start.epoch": 0, "start.batch": 4,
+                                                                           "start.steps": 4}
+    gpunn.Ensemble([5, 8, 2], 2, dtype="float64", device="cpu", seed=[0, 1]).fit(
+        X, Y, epochs=1, batch_size=32, verbose=False, distributed=True)
+    assert (seen[-1]["model.n_models"], seen[-1]["model.seeds"]) == (2, [0, 1])
+
+
+def test_validation_split_over_ranks_reads_every_row_of_its_piece_in_chunks():
+    # in chunks of 7 rows (65,536 by default: a validation set that fits in one chunk hid a lost row per chunk)
+    import gpunn
+    from gpunn.distributed.comm import LocalComm
+    from gpunn.distributed.training import _ShardedValidation
+    from gpunn.metrics import RegressionEvaluator
+
+    X, Y = gpunn.datasets.make("teacher", 50, 5, 2, device="cpu", dtype="float64", seed=1)
+    model = gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0)
+    evaluator = RegressionEvaluator(model, X, Y, chunk_rows=7)
+    split = _ShardedValidation(evaluator, LocalComm()).evaluate(model)
+    assert split == pytest.approx(evaluator.evaluate(model), rel=1e-12)
+
+
 def test_a_data_parallel_checkpoint_records_the_training_rows_checksum_that_a_resume_compares(one_process, tmp_path):
     """The data-parallel run's arrays (gpunn.distributed.ShardedArraySource) are checksummed by the rule of a
     one-process run's (gpunn.training.sources.fingerprint), once: the ranks' configuration check compares it
