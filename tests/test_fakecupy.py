@@ -765,6 +765,16 @@ def _event_pair(cp, timing):
     ("gemmEx with an lda past a C int", OverflowError, lambda cp, a: _gemm_ex(cp, lda=2**31)),
     ("gemmStridedBatchedEx with a stride past a C long long", OverflowError,
      lambda cp, a: _gemm_batched(cp, stride=2**63)),
+    # cuBLAS's own refusals, from its own values (mut14c: the stand-in took a null handle and any algo, and judged
+    # the types by gpunn's compute_type, the function under test)
+    ("gemmEx on a handle that is not the current device's", fakecupy._CUBLASError,
+     lambda cp, a: _gemm_ex(cp, lda=2, handle=0)),
+    ("gemmEx on device 1's handle with device 0 current", fakecupy._CUBLASError,
+     lambda cp, a: _gemm_ex(cp, lda=2, handle=_handle_of_1(cp))),
+    ("gemmEx with an algorithm cuBLAS lacks", fakecupy._CUBLASError, lambda cp, a: _gemm_ex(cp, lda=2, algo=1000)),
+    ("gemmEx of float32 in CUBLAS_COMPUTE_64F", fakecupy._CUBLASError, lambda cp, a: _gemm_ex(cp, lda=2, compute=70)),
+    ("gemmEx of bfloat16 in CUBLAS_COMPUTE_32F_FAST_TF32", fakecupy._CUBLASError,
+     lambda cp, a: _gemm_ex(cp, lda=2, types=14, compute=77)),
     ("an NCCL rank past a C int", OverflowError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 2**31)),
     ("an NCCL bcast count as a float", TypeError, lambda cp, a: _nccl().NcclCommunicator(1, _nccl().get_unique_id(), 0)
      .bcast(a.data.ptr, 4.0, 7, 0, 0)),    # signatures as CuPy 14's (cupyapi11: the stand-in took these, CuPy raises TypeError or AttributeError)
@@ -797,14 +807,15 @@ def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
         run(fake_cupy, a)
 
 
-def _gemm_ex(cp, lda):
+def _gemm_ex(cp, lda, handle=None, types=0, compute=68, algo=-1):
     import ctypes
 
     from cupy_backends.cuda.libs import cublas
 
+    handle = cp.cuda.device.get_cublas_handle() if handle is None else handle
     x, out, one, zero = cp.ones((2, 2), "float32"), cp.empty((2, 2), "float32"), ctypes.c_float(1), ctypes.c_float(0)
-    cublas.gemmEx(1, 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, 0, lda, x.data.ptr, 0, 2,
-                  ctypes.addressof(zero), out.data.ptr, 0, 2, 68, -1)
+    cublas.gemmEx(handle, 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, types, lda, x.data.ptr, types, 2,
+                  ctypes.addressof(zero), out.data.ptr, types, 2, compute, algo)
     return out
 
 
@@ -814,7 +825,7 @@ def _gemm_batched(cp, stride):
     from cupy_backends.cuda.libs import cublas
 
     x, out, one, zero = cp.ones((2, 2, 2), "float32"), cp.empty((2, 2, 2), "float32"), ctypes.c_float(1), ctypes.c_float(0)
-    cublas.gemmStridedBatchedEx(1, 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, 0, 2, stride, x.data.ptr, 0, 2, 4,
+    cublas.gemmStridedBatchedEx(cp.cuda.device.get_cublas_handle(), 0, 0, 2, 2, 2, ctypes.addressof(one), x.data.ptr, 0, 2, stride, x.data.ptr, 0, 2, 4,
                                 ctypes.addressof(zero), out.data.ptr, 0, 2, 4, 2, 68, -1)
     return out
 
@@ -823,6 +834,11 @@ def _nccl():
     import fakecupy.nccl
 
     return fakecupy.nccl
+
+
+def _handle_of_1(cp):
+    with cp.cuda.Device(1):
+        return cp.cuda.device.get_cublas_handle()
 
 
 def _stream_on_1(cp):

@@ -18,7 +18,8 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   NumPy reference (see ``fakecupy.kernels``, which also says how to add a kernel);
 - ``cupy_backends.cuda.libs.cublas.gemmEx`` and ``gemmStridedBatchedEx`` (gpunn's tf32/bf16 products: one
   model's, and an Ensemble's batched ones) resolve their raw device addresses to live allocations, check
-  the operand/compute types and compute the column-major product (TF32 rounds the float32 operands to
+  the handle (the current device's), the operand and compute types and the algorithm against cuBLAS's own
+  values (not gpunn's constants or its ``compute_type``, which they check) and compute the column-major product (TF32 rounds the float32 operands to
   10 mantissa bits; a plain float32/float64 product is NumPy's matmul of the same row-major views, so it
   equals what ``cupy.matmul`` computes here); what cuBLAS answers with an error status raises CuPy's
   ``CUBLASError`` (the ctypes library returns the status), and ``state.cublas_refuses`` makes it refuse every
@@ -954,6 +955,15 @@ random = _Random(RandomState=RandomState)
 
 _CUDA_DTYPES = {0: numpy.dtype(numpy.float32), 1: numpy.dtype(numpy.float64)}
 _COMPUTE = {68: "32F", 77: "32F_FAST_TF32", 70: "64F"}
+# cublasGemmEx's table of supported types (cuBLAS docs, cublasGemmEx), the rows gpunn can use: compute type ->
+# {(Atype = Btype, Ctype)}, cudaDataType values (library_types.h: R_32F 0, R_64F 1, R_16BF 14). The stand-in's
+# own, not gpunn.ops.cublas.compute_type, which it checks
+_GEMM_TYPES = {68: {(0, 0), (14, 14), (14, 0)}, 77: {(0, 0)}, 70: {(1, 1)}}
+# cublasGemmAlgo_t (cublas_api.h): CUBLAS_GEMM_DEFAULT -1, ALGO0..23 0..23, DEFAULT_TENSOR_OP 99, ALGO0..15_TENSOR_OP
+# 100..115; another value: CUBLAS_STATUS_NOT_SUPPORTED ("the algorithm algo is not supported")
+_GEMM_ALGOS = {-1, 99, *range(24), *range(100, 116)}
+_OP_N, _OP_T = 0, 1  # cublasOperation_t (cublas_api.h), not gpunn's constants: the stand-in checks those
+_CUPY_HANDLES = 0xCB1A5000  # cupy.cuda.device.get_cublas_handle(): this + the current device's id
 
 
 def _bf16():
@@ -972,8 +982,9 @@ def gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb
                      ("transa", transa), ("transb", transb), ("m", m), ("n", n), ("k", k), ("Atype", Atype),
                      ("lda", lda), ("Btype", Btype), ("ldb", ldb), ("Ctype", Ctype), ("ldc", ldc),
                      ("computeType", computeType), ("algo", algo))})
+    _cupy_handle(handle)
     alpha_v, beta_v = _scalars(alpha, beta, computeType)
-    _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc, computeType)
+    _gemm(transa, transb, m, n, k, alpha_v, A, Atype, lda, B, Btype, ldb, beta_v, C, Ctype, ldc, computeType, algo=algo)
 
 
 def gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB,
@@ -988,13 +999,14 @@ def gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, A, Atype, ld
                      ("transa", transa), ("transb", transb), ("m", m), ("n", n), ("k", k), ("Atype", Atype),
                      ("lda", lda), ("Btype", Btype), ("ldb", ldb), ("Ctype", Ctype), ("ldc", ldc),
                      ("batchCount", batchCount), ("computeType", computeType), ("algo", algo))})
+    _cupy_handle(handle)
     if batchCount < 1 or min(strideA, strideB, strideC) < 0:
         raise _CUBLASError(_INVALID_VALUE, f"batchCount {batchCount}, strides {strideA}, {strideB}, {strideC}")
     alpha_v, beta_v = _scalars(alpha, beta, computeType)
     sizes = [{0: 4, 1: 8, 14: 2}.get(t, 1) for t in (Atype, Btype, Ctype)]  # float32, float64, bf16 bytes
     for i in range(batchCount):
         _gemm(transa, transb, m, n, k, alpha_v, A + i * strideA * sizes[0], Atype, lda, B + i * strideB * sizes[1],
-              Btype, ldb, beta_v, C + i * strideC * sizes[2], Ctype, ldc, computeType)
+              Btype, ldb, beta_v, C + i * strideC * sizes[2], Ctype, ldc, computeType, algo=algo)
 
 
 _C_RANGES = {"int": (-2**31, 2**31), "size_t": (0, 2**64), "intptr_t": (-2**63, 2**63), "long long": (-2**63, 2**63)}
@@ -1010,6 +1022,14 @@ def _cython_ints(fn, **args):
         lo, hi = _C_RANGES[ctype]
         if not lo <= int(value) < hi:
             raise OverflowError(f"{fn}: argument {name!r} = {value} does not fit a C {ctype}")
+
+
+def _cupy_handle(handle):
+    """CuPy keeps one cuBLAS handle per device (``cupy.cuda.device.get_cublas_handle()``, of the current device):
+    another value (none, a stale one, another device's) is no handle of the current device's context."""
+    if handle != _CUPY_HANDLES + state.current:
+        raise _CUBLASError(_NOT_INITIALIZED, f"handle {handle:#x} is not device {state.current}'s "
+                                             "(cupy.cuda.device.get_cublas_handle())")
 
 
 def _scalars(alpha, beta, computeType):
@@ -1032,39 +1052,40 @@ _NOT_SUPPORTED = 15
 
 
 def _gemm(transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType,
-          compute=True, stream=None):
+          compute=True, stream=None, algo=-1):
     """cublasGemmEx, column-major, on raw device addresses; checks the types against the compute type
     and the operands' addresses (``compute=False``: the checks only). What cuBLAS answers with an error status
     raises CUBLASError (CuPy's binding raises it; the ctypes library returns its status); ``state.cublas_refuses``
     (compute type -> status) makes cuBLAS refuse every product of a compute type."""
-    from gpunn.ops import cublas as gc
-
     types_ = [_CUDA_DTYPES.get(t) or (_bf16() if t == 14 else None) for t in (Atype, Btype, Ctype)]
     if any(t is None for t in types_) or Atype != Btype:  # (not "None in": dtype("float64") == None)
         raise _CUBLASError(_NOT_SUPPORTED, f"types {Atype}, {Btype}, {Ctype}")
-    want = gc.compute_type(types_[0], types_[2], "tf32" if computeType == 77 else "float32")
-    if computeType not in _COMPUTE or (want != computeType and not (want == 77 and computeType == 68)):
+    if (Atype, Ctype) not in _GEMM_TYPES.get(computeType, ()):
         raise _CUBLASError(_NOT_SUPPORTED, f"compute type {computeType} for {types_}")
+    if algo not in _GEMM_ALGOS:
+        raise _CUBLASError(_NOT_SUPPORTED, f"algo {algo}")
     if state.cublas_refuses.get(computeType):
         raise _CUBLASError(state.cublas_refuses[computeType], f"compute type {computeType} (state.cublas_refuses)")
     if alpha != 1 or beta != 0:
         raise CUDARuntimeError("fakecupy's gemmEx does alpha = 1, beta = 0 only")
-    for name, val, rows in (("transa", transa, m if transa == gc.OP_N else k), ("transb", transb, k if transb == gc.OP_N else n)):
-        if val not in (gc.OP_N, gc.OP_T):
+    if min(m, n, k) < 0:
+        raise _CUBLASError(_INVALID_VALUE, f"m {m}, n {n}, k {k}")
+    for name, val, rows in (("transa", transa, m if transa == _OP_N else k), ("transb", transb, k if transb == _OP_N else n)):
+        if val not in (_OP_N, _OP_T):
             raise _CUBLASError(_INVALID_VALUE, f"{name} {val}")
-    cols_a = k if transa == gc.OP_N else m
-    cols_b = n if transb == gc.OP_N else k
-    first = _flat_memory(A, types_[0], lda * (cols_a - 1) + (m if transa == gc.OP_N else k))
-    second = _flat_memory(B, types_[1], ldb * (cols_b - 1) + (k if transb == gc.OP_N else n))
+    cols_a = k if transa == _OP_N else m
+    cols_b = n if transb == _OP_N else k
+    first = _flat_memory(A, types_[0], lda * (cols_a - 1) + (m if transa == _OP_N else k))
+    second = _flat_memory(B, types_[1], ldb * (cols_b - 1) + (k if transb == _OP_N else n))
     out = _flat_memory(C, types_[2], ldc * (n - 1) + m)
     if not compute:
         return
     _ordering.access(_issuing(stream), "cublasGemmEx", reads=[first, second], writes=[out])
     state.gemms.append(_COMPUTE[computeType])
     # column-major X[i, j] = buf[i + j*ld], as strided views (written independently of gpunn's emulate_gemm)
-    a = _column_major(first, *((m, k) if transa == gc.OP_N else (k, m)), lda)
-    b = _column_major(second, *((k, n) if transb == gc.OP_N else (n, k)), ldb)
-    op_a, op_b, c = (a if transa == gc.OP_N else a.T), (b if transb == gc.OP_N else b.T), _column_major(out, m, n, ldc)
+    a = _column_major(first, *((m, k) if transa == _OP_N else (k, m)), lda)
+    b = _column_major(second, *((k, n) if transb == _OP_N else (n, k)), ldb)
+    op_a, op_b, c = (a if transa == _OP_N else a.T), (b if transb == _OP_N else b.T), _column_major(out, m, n, ldc)
     if (computeType, types_[0], types_[2]) in _PLAIN:
         # the row-major product C^T = op(b)^T op(a)^T that the caller meant, in NumPy's matmul on the same
         # views: what cupy.matmul computes here (so a captured step equals the eager one bit for bit)
@@ -1209,7 +1230,7 @@ def cublas_library():
                 _flat_memory(workspace[0], numpy.uint8, workspace[1])  # freed workspace: fails here
             for a, b, c in products:
                 _gemm(transa, transb, m, n, k, alpha_v, a, Atype, lda, b, Btype, ldb, beta_v, c, Ctype, ldc,
-                      computeType, compute=compute, stream=h.stream)
+                      computeType, compute=compute, stream=h.stream, algo=algo)
         try:
             if recording is None:
                 run()
@@ -1254,7 +1275,7 @@ _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
 _cublas_module.gemmEx = gemm_ex
 _cublas_module.gemmStridedBatchedEx = gemm_strided_batched_ex
 _cublas_module.CUBLASError = _CUBLASError
-cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
+cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: _CUPY_HANDLES + state.current)
 
 # ---- kernels -------------------------------------------------------------------------------
 
