@@ -84,6 +84,10 @@ def test_gemm_plan_refuses_what_cublas_cannot_read():
         cublas.plan_for(a, np.zeros((6, 3), np.float32), np.zeros((3, 4), np.float32).T)
     with pytest.raises(cublas.GemmError, match="do not match"):
         cublas.plan_for(a, np.zeros((5, 3), np.float32), np.zeros((4, 3), np.float32))
+    with pytest.raises(cublas.GemmError, match="do not match"):  # cuBLAS would write 4 rows into 2
+        cublas.plan_for(a, np.zeros((6, 3), np.float32), np.zeros((2, 3), np.float32))
+    with pytest.raises(cublas.GemmError, match="share a dtype"):  # GemmEx takes one type for both operands
+        cublas.product_type(np.zeros((2, 2), BF16), np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32), "bf16")
 
 
 def test_compute_types_per_precision():
@@ -93,9 +97,13 @@ def test_compute_types_per_precision():
     assert cublas.compute_type(BF16, BF16, "bf16") == cublas.COMPUTE_32F  # float32 accumulation
     assert cublas.compute_type(BF16, f32, "bf16") == cublas.COMPUTE_32F
     assert cublas.compute_type(f64, f64, "tf32") == cublas.COMPUTE_64F
+    # a float32 product in a bf16 model (none today) keeps float32's compute type: TF32 only where asked for
+    assert cublas.compute_type(f32, f32, "bf16") == cublas.COMPUTE_32F
     assert cublas.cuda_type(BF16) == cublas.CUDA_R_16BF == 14
     with pytest.raises(cublas.GemmError):
         cublas.compute_type(f32, BF16, "bf16")
+    with pytest.raises(cublas.GemmError):  # no cuBLAS product of float64 operands into float32
+        cublas.compute_type(f64, f32, "float32")
 
 
 def test_round_to_tf32():
