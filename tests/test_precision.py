@@ -64,6 +64,21 @@ def test_gemm_plan_handles_row_slices_of_a_bigger_matrix():
     np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
+def test_gemm_plan_writes_a_one_row_or_one_column_result_inside_a_bigger_buffer():
+    """A result of one row whose row stride is a wider buffer's, or of one column whose column stride is, is still
+    C-contiguous (its elements are adjacent): planned, not refused as strided."""
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((1, 4)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
+    wide = np.zeros((3, 9), np.float32)
+    C = wide[1:2, 2:7]  # 1 x 5, row stride 9
+    cublas.emulate_gemm(cublas.plan_for(A, B, C), B.reshape(-1), A.reshape(-1), wide.reshape(-1)[_offset(C, wide):])
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+    A, B = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((4, 1)).astype(np.float32)
+    C = np.lib.stride_tricks.as_strided(wide, (5, 1), (4, 36))  # 5 x 1, column stride 9
+    cublas.emulate_gemm(cublas.plan_for(A, B, C), B.reshape(-1), A.reshape(-1), wide.reshape(-1))
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+
+
 def test_gemm_plan_takes_the_empty_views_of_an_empty_data_parallel_piece():
     """A rank's empty piece of the last batch: Z = X @ W with 0 rows, and dW = A^T dZ over 0 rows (k = 0,
     which the callers answer with a zeroed dW and no cuBLAS call). NumPy 2 gives empty views strides of 0

@@ -168,6 +168,25 @@ def test_a_strided_operand_is_copied_contiguous_and_the_product_retried(members)
     assert np.linalg.norm(_host(out) - want) / np.linalg.norm(want) < 3e-3  # TF32's rounding
 
 
+def test_on_the_capture_handle_a_strided_operand_is_refused_not_copied():
+    """On the graph's own handle (CapturableBlas) the GemmError goes up instead of the contiguous copy and retry:
+    in a capture, the copy would be an allocation and a CuPy kernel on the capturing stream; the graph path gives
+    the capture up on a GemmError instead."""
+    from gpunn.ops.cublas import CapturableBlas, GemmError
+
+    ops = _cupy_ops("tf32")
+    stream = cupy.cuda.Stream(non_blocking=True)  # kept alive while its handle is
+    ops.blas = CapturableBlas(stream.ptr)
+    rng = np.random.default_rng(7)
+    a = cupy.asarray(rng.standard_normal((33, 34)).astype(np.float32))[:, ::2]
+    b = cupy.asarray(rng.standard_normal((17, 9)).astype(np.float32))
+    try:
+        with pytest.raises(GemmError, match="neither C- nor F-ordered"):
+            ops.matmul(a, b, cupy.empty((33, 9), np.float32))
+    finally:
+        ops.blas.close()
+
+
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_the_products_of_an_empty_piece_run_and_its_weight_gradient_is_zero(precision):
     """A rank's empty piece of the last batch (0 rows): Z = X @ W runs (nothing to write), and dW = A^T dZ
