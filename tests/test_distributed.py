@@ -381,6 +381,47 @@ def test_validation_split_over_ranks_reads_every_row_of_its_piece_in_chunks():
     assert split == pytest.approx(evaluator.evaluate(model), rel=1e-12)
 
 
+@pytest.mark.parametrize("shards", [0, 2])
+def test_a_run_on_a_source_resumes_in_one_distributed_process_on_the_shards_its_checkpoint_says(one_process, tmp_path,
+                                                                                               shards):
+    # 0: a one-process run that read the source whole; 2: a data-parallel run's two rank shards (here one rank
+    # read both). Resumed with distributed=True on one rank: the batches of the resume without it.
+    import gpunn
+    from gpunn.distributed import ShardedSource
+
+    def source():
+        return gpunn.data.synthetic("teacher", 1024, 5, 2, seed=1, chunk_rows=128, dtype="float64", device="cpu")
+
+    path = str(tmp_path / "run.npz")
+    gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0).fit(
+        ShardedSource(source(), 2) if shards else source(), epochs=1, batch_size=16, verbose=False,
+        distributed=bool(shards), callbacks=[gpunn.ModelCheckpoint(path)])
+    assert gpunn.load_checkpoint(path, device="cpu").training["source"].get("shards", 0) == shards
+    alone = gpunn.load_checkpoint(path, device="cpu")
+    alone.resume(source(), epochs=2, verbose=False, checkpoint=False)
+    for data in (source(), ShardedSource(source(), 4)):  # the checkpoint's shards, not the source's
+        resumed = gpunn.load_checkpoint(path, device="cpu")
+        resumed.resume(data, epochs=2, verbose=False, checkpoint=False, distributed=True)
+        assert numpy.array_equal(resumed.model.params, alone.model.params)
+
+
+def test_each_rank_takes_its_run_of_the_shards_and_a_count_it_cannot_share_out_is_refused(monkeypatch):
+    import gpunn
+    from gpunn.distributed import training
+
+    class Rank:  # rank 1 of 2: what DataParallel asks of its communicator before training
+        engine, rank, size, local_rank, local_size = "stub", 1, 2, 1, 2
+
+    monkeypatch.setattr(training, "world", lambda backend, timeout: Rank())
+    model = gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0)
+    source = gpunn.data.synthetic("teacher", 1024, 5, 2, seed=1, chunk_rows=128, dtype="float64", device="cpu")
+    dp = training.DataParallel(model, source=source, shards=4, batch_size=8, verbose=False)
+    assert (dp.source.shards, dp.source.owned) == (4, [2, 3])
+    with pytest.raises(ValueError, match=r"^this run's data were read as 3 shard\(s\), one per rank of the run that "
+                                         r"started it; 2 ranks cannot share them out evenly"):
+        training.DataParallel(model, source=source, shards=3, batch_size=8, verbose=False)
+
+
 def test_a_data_parallel_checkpoint_records_the_training_rows_checksum_that_a_resume_compares(one_process, tmp_path):
     """The data-parallel run's arrays (gpunn.distributed.ShardedArraySource) are checksummed by the rule of a
     one-process run's (gpunn.training.sources.fingerprint), once: the ranks' configuration check compares it
