@@ -57,10 +57,13 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                             f"or none when pieces of {SMALLEST_PIECE:,} rows cannot (some --rows under 40,000)")
     else:
         parser.set_defaults(stream="off")
+    held = ("rows held in memory are shuffled whole: with them --window is refused (--stream off), or said unused on "
+            "the data: line (--stream auto, or a --config file)" if stream else
+            "a synthetic task's rows are held in memory and shuffled whole: with one --window is refused, or said "
+            "unused on the data: line where a --config file sets it")
     g.add_argument("--window", type=positive(int), default=WINDOW,
                    help="chunks whose rows are shuffled together, for --data" + (" and streams" if stream else "") +
-                        " (default: %(default)s); rows held in memory are shuffled whole, and the data: line says "
-                        "when --window goes unused")
+                        f" (default: %(default)s); {held}")
 
 
 def unused_window(args) -> str:
