@@ -218,28 +218,36 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
         m = gpunn.MLP([16, 64, 2], device="cuda", seed=0, graph=graph)
         opt = gpunn.optim.Adam(lr=1e-3)  # one optimizer: the second fit takes up the first's trainer and graphs
         m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
-        errors, histories = [], []
+        errors, histories, ready, go = [], [], threading.Event(), threading.Event()
 
         def continue_there():
             try:
+                # its stream and cuBLAS handles made first, as by an earlier fit there (only the fit overlaps the capture)
+                capture_resources(m.backend.device)
+                ready.set()
+                go.wait()
                 with warnings.catch_warnings():
                     warnings.simplefilter("error", GraphWarning)
                     histories.append(m.fit(X, Y, epochs=2, batch_size=128, optimizer=opt, verbose=False))
             except Exception as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
+            finally:
+                ready.set()
 
         thread = threading.Thread(target=continue_there)
+        thread.start()
+        ready.wait()
         if busy_stream_meanwhile:  # this thread captures another step on its stream while the other thread trains
             stream = capture_resources(m.backend.device)[0]
             with stream:
                 stream.begin_capture()
                 try:
-                    thread.start()
+                    go.set()
                     thread.join()
                 finally:
                     stream.end_capture()
         else:
-            thread.start()
+            go.set()
             thread.join()
         assert not errors, errors
         return m, histories[-1]
