@@ -73,8 +73,11 @@ def test_each_chunk_and_each_task_draws_from_a_stream_of_its_own(monkeypatch):
 def test_a_task_used_in_both_dtypes_computes_its_targets_in_each_from_its_own_constants():
     """A Task keeps its constants on the device per dtype: the float64 rows of a task first used in float32 are
     those of a fresh task, not targets computed from constants rounded to float32."""
+    from gpunn.backend import CPU
+
     task = datasets.get_task("linear", 6, seed=2)
     datasets.make(task, 50, device="cpu", dtype="float32")
+    assert [c.dtype for c in task.constants(CPU, numpy.float32)] == [numpy.float32]
     _, Y = datasets.make(task, 50, device="cpu", dtype="float64")
     _, fresh = datasets.make("linear", 50, 6, seed=2, device="cpu", dtype="float64")
     numpy.testing.assert_array_equal(Y, fresh)
@@ -83,7 +86,7 @@ def test_a_task_used_in_both_dtypes_computes_its_targets_in_each_from_its_own_co
 @pytest.mark.gpu
 def test_a_task_used_on_two_gpus_keeps_its_constants_on_each(gpu):
     """A Task's constants are copied once per device: a task first used on cuda:0 and then on cuda:1 computes
-    cuda:1's targets from constants there, as a fresh task does."""
+    cuda:1's targets from constants there, as a fresh task does, in make and in stream (each on cuda:1)."""
     from gpunn import backend
 
     if backend.probe_cuda()[1] < 2:
@@ -95,6 +98,9 @@ def test_a_task_used_on_two_gpus_keeps_its_constants_on_each(gpu):
     assert Y.device.id == 1
     assert [c.device.id for c in task.constants(backend.resolve("cuda:1"), numpy.float32)] == [1]
     numpy.testing.assert_array_equal(Y.get(), fresh.get())
+    _, Y_streamed = next(datasets.stream(task, 50, 50, device="cuda:1"))
+    assert Y_streamed.device.id == 1
+    numpy.testing.assert_array_equal(Y_streamed.get(), fresh.get())
 
 
 def test_the_noise_is_gaussian_centred_and_drawn_for_each_output_apart():
@@ -183,3 +189,26 @@ def test_rebatch_cuts_pieces_of_any_size_into_whole_batches_in_order():
     for (gx, gy), (wx, wy) in zip(got, want):
         numpy.testing.assert_array_equal(gx, wx)
         numpy.testing.assert_array_equal(gy, wy)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(task="friedman1", n_features=4), "friedman1 needs at least 5 features"),
+    (dict(task="friedman1", n_features=5, n_outputs=2), "friedman1 has one output"),
+    (dict(task=["teacher"]), r"unknown task \['teacher'\]; choose one of: teacher, linear, friedman1, sinusoid"),
+])
+def test_friedman1s_bounds_and_a_task_that_is_no_name_are_refused(kwargs, match):
+    """Friedman #1 reads features 0-4 and gives one output: 4 features or 2 outputs are refused as such (4 had
+    NumPy's IndexError at the first chunk; 2 outputs were one column written twice); a list is no task name."""
+    with pytest.raises(ValueError, match=match):
+        datasets.make(**{"n_samples": 10, "device": "cpu", **kwargs})
+    datasets.make("friedman1", 10, 5, device="cpu")  # the least it takes
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_samples=0), "n_samples must be a positive integer"), (dict(batch_size=0), "batch_size must be a positive"),
+    (dict(dtype="float16"), "dtype must be one of .*got 'float16'")])
+def test_stream_refuses_what_make_refuses(kwargs, match):
+    """stream takes make's options and checks them as make does (at its first batch: it is a generator); a
+    batch_size of 0 would yield empty batches for ever."""
+    with pytest.raises(ValueError, match=match):
+        next(datasets.stream(**{"n_samples": 10, "batch_size": 4, "n_features": 3, "device": "cpu", **kwargs}))
