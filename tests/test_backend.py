@@ -1,4 +1,5 @@
 """Device resolution: auto fallback (said once, with the reason), explicit requests, the env override."""
+import contextlib
 import sys
 import types
 import warnings
@@ -227,3 +228,125 @@ def test_everything_stays_on_the_gpu(gpu):
     assert model.device == "cuda:0" and isinstance(model.params, cupy.ndarray)
     model.fit(X, Y, epochs=2, verbose=False)
     assert isinstance(model.predict(X), cupy.ndarray)
+
+
+class _SmokeStub:
+    """Just what backend._smoke_test touches of CuPy, on NumPy, failing at the stage named (or computing wrong)."""
+
+    def __init__(self, fail=None, error=None, wrong=None):
+        self.fail, self.error, self.wrong = fail, error or RuntimeError("CUDA_ERROR_FILE_NOT_FOUND: no such file"), wrong
+        stub = self
+
+        class Array:
+            def __init__(self, values):
+                self.values = values
+
+            def __mul__(self, k):
+                stub._maybe_fail("elementwise")
+                return Array(self.values * k + (1 if stub.wrong == "values" else 0))
+
+            def get(self):
+                stub._maybe_fail("copy")
+                return self.values
+
+        class Kernel:
+            def __init__(self, code, name):
+                self.compiled = False
+
+            @property
+            def attributes(self):
+                stub._maybe_fail("compile")
+                self.compiled = True
+                return {}
+
+            def __call__(self, grid, block, args):
+                if not self.compiled:  # a kernel that compiles at its first launch fails there
+                    stub._maybe_fail("compile")
+                stub._maybe_fail("launch")
+                args[0].values[:] = 2 * args[0].values + 1
+
+        class RandomState:
+            def __init__(self, seed):
+                stub._maybe_fail("curand")
+
+            def standard_normal(self, n, dtype):
+                return Array(numpy.full(n, numpy.nan if stub.wrong == "draws" else 0.5, dtype))
+
+        def device(index):
+            stub._maybe_fail("context")
+            return contextlib.nullcontext()
+
+        self.Array, self.RawKernel = Array, Kernel
+        self.cuda = types.SimpleNamespace(Device=device)
+        self.random = types.SimpleNamespace(RandomState=RandomState)
+
+    def _maybe_fail(self, stage):
+        if stage == self.fail:
+            raise self.error
+
+    def asarray(self, values):
+        self._maybe_fail("alloc")
+        return self.Array(numpy.array(values))
+
+
+@pytest.mark.parametrize("fail, stage, hint", [
+    ("context", "creating a CUDA context", False), ("alloc", "allocating device memory", False),
+    ("compile", "compiling a kernel with NVRTC", True), ("launch", "running a kernel", False),
+    ("elementwise", "running CuPy's own elementwise kernels", True),
+    ("curand", "drawing random numbers with cuRAND", True), ("copy", "copying results back", False)])
+def test_the_smoke_test_names_the_stage_that_failed_and_the_toolkit_where_one_is_missing(fail, stage, hint):
+    """A stage that needs the CUDA toolkit's libraries (NVRTC for compiling, which CuPy's own elementwise kernels
+    use too; cuRAND) adds how to get them; a failure elsewhere (a context, memory, a launch) does not."""
+    reason = backend._smoke_test(_SmokeStub(fail))
+    assert reason.startswith(f"CuPy sees a CUDA device but {stage} failed (RuntimeError: CUDA_ERROR_FILE_NOT_FOUND")
+    assert (backend._TOOLKIT_HINT in reason) == hint
+
+
+def test_the_smoke_tests_reason_is_one_line_of_at_most_300_characters_of_the_error_or_its_type():
+    long = RuntimeError("nvrtc: error:\n  " + "x" * 400 + "\n\tend")
+    reason = backend._smoke_test(_SmokeStub("launch", long))
+    text = " ".join(str(long).split())[:300]
+    assert reason == f"CuPy sees a CUDA device but running a kernel failed (RuntimeError: {text})"
+    assert backend._smoke_test(_SmokeStub("launch", MemoryError())) == (
+        "CuPy sees a CUDA device but running a kernel failed (MemoryError: MemoryError)")
+
+
+@pytest.mark.parametrize("wrong", ["values", "draws"])
+def test_the_smoke_test_refuses_a_device_that_computes_wrong_values_or_draws_non_finite_numbers(wrong):
+    assert backend._smoke_test(_SmokeStub()) == ""
+    assert backend._smoke_test(_SmokeStub(wrong=wrong)) == "CuPy sees a CUDA device but a test kernel computed wrong results"
+
+
+def test_a_cupy_that_fails_to_import_with_another_error_falls_back_with_it(fresh_probe, tmp_path):
+    """A broken CuPy install (one raising something other than ImportError, as a missing libcudart can) must not
+    break the CPU path: "auto" falls back naming the error, "cuda" is refused with it."""
+    (tmp_path / "cupy").mkdir()
+    (tmp_path / "cupy" / "__init__.py").write_text("raise RuntimeError('libcudart.so.12: cannot open shared object')\n")
+    fresh_probe.delitem(sys.modules, "cupy", raising=False)
+    fresh_probe.syspath_prepend(str(tmp_path))
+    reason = "CuPy failed to import: libcudart.so.12: cannot open shared object"
+    assert backend.probe_cuda() == (None, 0, reason)
+    with pytest.warns(backend.CPUFallbackWarning, match=reason):
+        assert backend.resolve("auto") is backend.CPU
+    with pytest.raises(backend.DeviceError, match=reason):
+        backend.resolve("cuda")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("cudaErrorStubLibrary: CUDA driver is a stub library", "the NVIDIA driver is missing or too old for this CuPy build"),
+    ("cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version",
+     "the NVIDIA driver is missing or too old for this CuPy build"),
+    ("cudaErrorNoDevice: no CUDA-capable device is detected", "no CUDA device is usable")])
+def test_a_failed_device_count_is_said_with_the_runtimes_words(fresh_probe, text, reason):
+    _cupy_without_device(fresh_probe, RuntimeError(text))
+    assert backend.probe_cuda() == (None, 0, f"{reason} ({text})")
+
+
+def test_a_gpu_backend_describes_its_device_by_name_and_cupys_version(fresh_probe):
+    import fakecupy
+
+    fakecupy.install(fresh_probe)
+    assert backend.CPU.describe() == "cpu (NumPy)"
+    name = fakecupy.cuda.runtime.getDeviceProperties(1)["name"]  # bytes, as CuPy gives it
+    assert isinstance(name, bytes)
+    assert backend.resolve("cuda:1").describe() == f"cuda:1 ({name.decode()}, CuPy {fakecupy.__version__})"
