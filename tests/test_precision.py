@@ -79,6 +79,20 @@ def test_gemm_plan_writes_a_one_row_or_one_column_result_inside_a_bigger_buffer(
     np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
+def test_gemm_plan_reads_a_one_column_operand_whatever_its_column_stride():
+    """A (p, 1) view of every other column of a wider buffer (row stride 10, column stride 2): one column, read
+    row-major at its row stride, not refused as neither C- nor F-ordered."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((6, 10)).astype(np.float32)
+    B = base[:, ::2][:, 1:2]  # 6 x 1
+    A = rng.standard_normal((3, 6)).astype(np.float32)
+    C = np.full((3, 1), np.nan, np.float32)
+    plan = cublas.plan_for(A, B, C)
+    assert (plan.transa, plan.lda) == (cublas.OP_N, 10)
+    cublas.emulate_gemm(plan, base.reshape(-1), A.reshape(-1), C.reshape(-1), offset_first=_offset(B, base))
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+
+
 def test_gemm_plan_takes_the_empty_views_of_an_empty_data_parallel_piece():
     """A rank's empty piece of the last batch: Z = X @ W with 0 rows, and dW = A^T dZ over 0 rows (k = 0,
     which the callers answer with a zeroed dW and no cuBLAS call). NumPy 2 gives empty views strides of 0
