@@ -3,14 +3,14 @@
 OpenBLAS starts as many threads as the process may use cores, in every rank, and its threads wait for
 work by spinning: P ranks on one node then run P times as many BLAS threads as there are cores, and
 each product waits for threads that another rank holds. Measured on the project's idle 2-core machine,
-``mpiexec -n 2 gpunn train --rows 20000``: 5,500-12,000 samples/s with two BLAS threads per rank, 267,000
-with one (one process alone: 251,000). So while a data-parallel fit runs on the CPU, each rank's BLAS
-(an ensemble's member groups; its BLAS runs on one thread anyway) uses its share of the cores it may
-run on: those cores divided by the ranks of the same machine that may run on them too. The ranks compare
-their affinity sets, so ranks a launcher bound to cores of their own keep all of theirs, and ranks that
-share a set (no binding, or ``taskset`` around the whole job) split it. A thread count the user set
-(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS, or GPUNN_CPU_THREADS for the member groups)
-is left as it is.
+``mpiexec -n 2 gpunn train --rows 20000``: 5,500-12,000 samples/s with two BLAS threads per rank,
+267,000-268,000 with one (one process alone: 251,000; 2026-11-28, bench/RESULTS.md). So while a
+data-parallel fit runs on the CPU, each rank's BLAS (an ensemble's member groups; its BLAS runs on one
+thread anyway) uses its share of the cores it may run on: those cores divided by the ranks of the same
+machine that may run on them too. The ranks compare their affinity sets, so ranks a launcher bound to
+cores of their own keep all of theirs, and ranks that share a set (no binding, or ``taskset`` around the
+whole job) split it. A thread count the user set (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS,
+MKL_NUM_THREADS, or GPUNN_CPU_THREADS for the member groups) is left as it is.
 """
 from __future__ import annotations
 
