@@ -556,6 +556,34 @@ def test_a_timeout_given_to_world_is_taken_over_the_environment_and_a_refusal_na
     assert _timeout_from_env(None) == 300.0
 
 
+def test_each_rank_trains_on_the_gpu_its_local_rank_picks(monkeypatch):
+    from gpunn import backend
+    from gpunn.distributed.comm import local_device
+
+    for name in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
+                 "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(backend, "probe_cuda", lambda: (None, 0, "no CuPy"))
+    assert [local_device(d) for d in ("auto", "cpu", "cuda:1")] == ["cpu", "cpu", "cuda:1"]  # a named device stays
+    monkeypatch.setattr(backend, "probe_cuda", lambda: (object(), 2, ""))  # two GPUs
+    assert [local_device(d) for d in ("auto", "cpu")] == ["cuda:0", "cpu"]
+    for name in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"):
+        monkeypatch.setenv(name, "3")  # the fourth rank of its node: GPU 3 mod 2
+        assert local_device() == "cuda:1", name
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PMI_RANK", "1")  # no local rank given: the job's rank
+    assert local_device() == "cuda:1"
+
+
+def test_a_job_launched_without_mpi4py_is_refused_not_trained_as_separate_processes(one_process):
+    from gpunn.distributed.comm import DistributedError, world
+
+    one_process.setenv("PMI_SIZE", "2")
+    with pytest.raises(DistributedError, match=r'^distributed training needs mpi4py and an MPI runtime: pip install '
+                                               r'"gpunn\[mpi\]"'):
+        world()
+
+
 class _Clock:
     """time.monotonic and time.sleep for the watchdog: each sleep lasts ``late`` longer than asked (a loaded
     machine), and the one ending look ``stopped_at`` lasts ``stopped`` seconds more (the process was stopped:

@@ -709,7 +709,44 @@ def test_nccl_sums_the_gradients_and_broadcasts_rank_0s_parameters_on_the_caller
     for g, p, said in _thread_ranks(2, rank):
         numpy.testing.assert_array_equal(g, grads[0] + grads[1])
         numpy.testing.assert_array_equal(p, params[0])
-        assert said.startswith("2 rank(s) over NCCL 2.21.5")
+        assert said == "2 rank(s) over NCCL 2.21.5 (control: threads)"
+
+
+def test_nccl_is_made_once_per_device_and_aborts_with_the_status_given(fake_cupy, monkeypatch):
+    """world(backend) keeps one NcclComm per device (each made costs an NCCL communicator and a control broadcast);
+    its abort ends NCCL's communicator and then the job through the control channel, with the caller's status."""
+    import fakecupy.nccl
+
+    from gpunn import backend
+    from gpunn.distributed import comm as dcomm
+
+    monkeypatch.setattr(dcomm, "_load_nccl", lambda: fakecupy.nccl)
+    monkeypatch.setattr(dcomm, "_WORLD", {"control": dcomm.LocalComm()})  # one process without MPI
+    first, second = backend.resolve("cuda:0"), backend.resolve("cuda:1")
+    assert dcomm.world(first) is dcomm.world(first) is not dcomm.world(second)
+    aborted = []
+    nccl = dcomm.world(first)
+    monkeypatch.setattr(nccl.control, "abort", aborted.append)
+    monkeypatch.setattr(nccl.gpu_comm, "abort", lambda: aborted.append("nccl"))
+    nccl.abort(3)
+    assert aborted == ["nccl", 3]
+
+
+def test_a_cupy_whose_nccl_is_unavailable_is_refused_saying_what_to_install(fake_cupy, monkeypatch):
+    import sys
+    import types
+
+    from gpunn import backend
+    from gpunn.distributed.comm import DistributedError, LocalComm, NcclComm
+
+    unavailable = types.ModuleType("cupy.cuda.nccl")  # CuPy built without NCCL: the module, available False
+    unavailable.available = False
+    monkeypatch.setitem(sys.modules, "cupy.cuda", fake_cupy.cuda)  # importable as a module, as CuPy's is
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", unavailable)
+    monkeypatch.setattr(fake_cupy.cuda, "nccl", unavailable, raising=False)
+    monkeypatch.setitem(sys.modules, "nvidia", None)
+    with pytest.raises(DistributedError, match="CuPy cannot load NCCL: pip install nvidia-nccl-cu12"):
+        NcclComm(backend.resolve("cuda"), LocalComm())
 
 
 # ---- where NumPy is more permissive than CuPy 14 (each as cupy/_core/core.pyx, cuda/stream.pyx, raw.pyx says) ---
