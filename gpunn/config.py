@@ -3,7 +3,10 @@
 A config file sets any ``gpunn train`` (``gpunn sweep``) option by its long name (``batch-size`` or
 ``batch_size``); values are checked exactly as the command line checks them, and flags given
 on the command line override the file. The resolved configuration of a run is written beside
-its checkpoint (``run.npz`` -> ``run.npz.toml``) in the same format, so it can be fed back in.
+its checkpoint (``run.npz`` -> ``run.npz.toml``) in the same format, so it can be fed back in: the options
+the run used. A file is shared between runs, so a key the run would not use (``patience`` without
+``early-stopping``, a synthetic task's ``rows`` with ``data``) is a note naming the file and key, where the
+same option on the command line is refused (gpunn.cli.train.refuse_idle_options).
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
 
             names = sorted(d.replace("_", "-") for d in options)
             found = meant(key.replace("_", "-"), names)  # epoch = 3: epochs; batchsize: batch-size; gpu: device
-            hint = f" ({found.hint(_as_key)})" if found else ""
+            hint = f" ({found.hint(as_key)})" if found else ""
             raise ConfigError(f"{source}: unknown option {key!r}{hint}; valid options: {', '.join(names)}")
         flag = action.option_strings[-1]
         if action.nargs == 0:  # store_true flags
@@ -80,7 +83,7 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
     return out
 
 
-def _as_key(name, value) -> str:
+def as_key(name, value) -> str:
     """A key as a config file writes it, given ``value`` (None: the key alone, quoted as the messages do)."""
     return repr(name) if value is None else f"{name} = {_toml_value(value)}"
 

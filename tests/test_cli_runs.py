@@ -29,6 +29,68 @@ def test_config_file_flags_override_and_the_resolved_config_is_saved(tmp_path, c
     assert again["history"]["loss"] == out["history"]["loss"]
 
 
+def test_a_config_files_key_that_the_run_leaves_unused_is_a_note_naming_the_file_and_key(tmp_path, capsys):
+    """A config file is shared between runs (--save writes one to be fed back in; flags override it): its keys
+    that this run would not use are noted, by file and key, where the same option on the command line is
+    refused. They were dropped without a word: a synthetic run's task with --data, patience without
+    early-stopping. The run goes ahead on its other keys."""
+    X, Y = gpunn.datasets.make("linear", 600, 3, seed=0, device="cpu")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    config = tmp_path / "run.toml"
+    config.write_text('rows = 3000\nfeatures = 6\nnoise = 0.2\nhidden = [8]\nepochs = 1\ndevice = "cpu"\n'
+                      'quiet = true\npatience = 3\nmin-delta = 0.01\n')
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    assert main(["train", "--config", str(config), *files, "--json", str(tmp_path / "a.json")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ") and "CuPy" not in line]
+    assert notes == [f"note: {config}: rows = 3000, features = 6, noise = 0.2 not used: --data replaces the synthetic task",
+                     f"note: {config}: patience = 3, min-delta = 0.01 not used: this run does not use early stopping"]
+    assert json.loads((tmp_path / "a.json").read_text())["config"]["hidden"] == [8]
+    # a key the command line overrides is its own: refused or used there, never noted
+    assert main(["train", "--config", str(config), *files, "--early-stopping", "--patience", "2"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ") and "CuPy" not in line]
+    assert notes == [f"note: {config}: rows = 3000, features = 6, noise = 0.2 not used: --data replaces the synthetic task"]
+    assert main(["train", "--config", str(config), *files, "--min-delta", "0.1"]) == 2
+    assert "--min-delta 0.1 sets early stopping, which this run does not use" in capsys.readouterr().err
+
+
+def test_a_task_option_on_the_command_line_is_refused_where_data_comes_from_the_config_file(tmp_path, capsys):
+    """--rows with a config file's data = "X.npy" trained on the file and dropped --rows without a word (the
+    refusal read --data from the command line only)."""
+    X, Y = gpunn.datasets.make("linear", 600, 3, seed=0, device="cpu")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    (tmp_path / "run.toml").write_text(f'data = "{tmp_path / "X.npy"}"\ntargets = "{tmp_path / "Y.npy"}"\n'
+                                       'hidden = [8]\nepochs = 1\ndevice = "cpu"\nquiet = true\n')
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--rows", "500"]) == 2
+    assert capsys.readouterr().err == ("gpunn: error: --rows 500 sets up a synthetic task, which --data replaces; drop "
+                                       "it (the file gives the rows, features and outputs)\n")
+
+
+def test_the_saved_config_leaves_out_the_options_its_run_did_not_use(tmp_path, capsys):
+    """PATH.toml held every option, those the run did not use too: a --data run's task = "teacher", rows =
+    2000000, features = 32..., patience and min-delta without early stopping. Fed back in with --config, each
+    would now be noted as unused; the saved file holds the run, and reproduces it without a note."""
+    import tomllib
+
+    X, Y = gpunn.datasets.make("linear", 600, 3, seed=0, device="cpu")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    save = str(tmp_path / "run.npz")
+    files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    assert main(["train", *files, "--hidden", "8", "--epochs", "1", "--device", "cpu", "--quiet", "--save", save,
+                 "--json", str(tmp_path / "a.json")]) == 0
+    saved = tomllib.loads((tmp_path / "run.npz.toml").read_text())
+    assert not {"task", "rows", "features", "outputs", "noise", "stream", "patience", "min-delta"} & set(saved)
+    assert saved["data"] == str(tmp_path / "X.npy") and saved["early-stopping"] is False and saved["hidden"] == [8]
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz"),
+                 "--json", str(tmp_path / "b.json")]) == 0
+    assert "not used" not in capsys.readouterr().err
+    first, again = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert again["history"]["loss"] == first["history"]["loss"]
+
+
 def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
     straight, first = str(tmp_path / "straight.npz"), str(tmp_path / "first.npz")
     assert main(["train", *SMALL, "--epochs", "4", "--save", straight]) == 0
@@ -65,8 +127,11 @@ def test_the_saved_config_holds_the_run_not_a_processs_outputs(tmp_path, capsys)
     resumed = tomllib.loads((tmp_path / "run.npz.toml").read_text())
     for config in (first, resumed):
         assert not {"json", "csv", "plot", "quiet", "resume"} & set(config) and config["save"] == save
+    # a resume records --stream as it resolved (auto held the rows in memory: off), and so leaves out --window,
+    # which such a run does not use
+    assert resumed["stream"] == "off" and "window" not in resumed
     assert {k: v for k, v in resumed.items() if k not in ("epochs", "stream")} == \
-        {k: v for k, v in first.items() if k not in ("epochs", "stream")} and resumed["epochs"] == 2
+        {k: v for k, v in first.items() if k not in ("epochs", "stream", "window")} and resumed["epochs"] == 2
     capsys.readouterr()
     assert main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz")]) == 0
     assert "epoch,loss" not in capsys.readouterr().out

@@ -75,10 +75,7 @@ def parse_args(argv=None):
         return args
     command = parser.commands[args.command]
     given = resume.explicit(argv, build_parser().commands[args.command])  # the options written out
-    if args.data and not args.resume:
-        from .data import refuse_task_options
-
-        refuse_task_options(given)
+    from_config = {}
     if args.config or args.resume:  # defaults: the run's recorded options, then --config's; the flags override both
         from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config)
                        if args.config else {})
@@ -92,7 +89,7 @@ def parse_args(argv=None):
         args = parser.parse_args(argv)
     from .train import refuse_idle_options
 
-    refuse_idle_options(given, args)
+    refuse_idle_options(given, args, from_config, args.config)
     return args
 
 

@@ -184,16 +184,6 @@ def json_config(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in unused}
 
 
-def refuse_task_options(given: dict) -> None:
-    """With --data, the synthetic task's options (written on the command line: ``given``) would be
-    ignored: refuse them by name. --features is a count for a task, column names for a table."""
-    for dest in TASK_OPTIONS + ("features",):
-        value = given.get(dest)
-        if value is not None and not (dest == "features" and isinstance(value, list)):
-            raise ValueError(f"--{dest} {value} sets up a synthetic task, which --data replaces; drop it (the file "
-                             "gives the rows, features and outputs)")
-
-
 def _check_column_options(args, kind):
     """--targets goes with an .npy pair, --target and --features names with a table: an option the
     file's kind would ignore is refused rather than dropped."""

@@ -118,7 +118,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "a --data sweep started in one process resumes only once each of its ensembles has started")
     s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
-                   "command line override it")
+                   "command line override it; a key this sweep would not use is noted, not refused")
     s.add_argument("--quiet", action="store_true", help="no progress: neither the bar (on a terminal) nor the line per epoch (in a file or pipe)")
     data_cli.add_arguments(s, stream=False)
     add_debug(s)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy
@@ -103,10 +104,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress: neither the bar (on a terminal) nor the line per epoch (in a file or pipe)")
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
-                   "names); flags on the command line override it")
+                   "names); flags on the command line override it; a key this run would not use (patience without "
+                   "early-stopping, a synthetic task's with --data) is noted, not refused")
     r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
-                   "--quiet: each command's own)")
+                   "--quiet: each command's own; nor the options the run did not use)")
     r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save/--json/--csv/--plot/--quiet/--device (same kind) apply, "
                    "--data/--targets may say where its files are now (the same data), "
@@ -177,32 +179,59 @@ def _graph_note(model) -> str:
     return ""
 
 
-def refuse_idle_options(given: dict, args) -> None:
-    """Options written on the command line (``given``) that this run would ignore are refused by name:
-    early stopping's settings without --early-stopping, --checkpoint-every without a checkpoint to write,
-    a table's or file's targets (or --features column names) without --data, --window for rows held in memory (``gpunn train``; ``gpunn
-    sweep``'s too)."""
+def idle_options(args) -> dict:
+    """The options this run would not use, whoever set them, as dest -> (what the option does, what would use it,
+    why this run does not): early stopping's settings without --early-stopping, --checkpoint-every without a
+    checkpoint to write, a table's or file's targets without --data, --window for rows held in memory (--stream
+    off; every synthetic task of ``gpunn sweep``), and with --data (not resumed: the resume's own check compares
+    them) the synthetic task's options, --features as a count among them."""
+    idle = {}
     if not getattr(args, "data", None):
         for dest in ("target", "targets"):
-            if dest in given:
-                raise ValueError(f"--{dest} {given[dest]} names the targets of a --data file, and this run trains on "
-                                 f"the synthetic task {args.task}: add --data PATH (or drop it)")
-        if isinstance(args.features, list):  # the one check, for train and sweep (parse_args calls this before
-            # run): before the task is built from it (friedman1's own check) or a stream is sized by it
-            raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
-        if "window" in given and getattr(args, "stream", None) == "off":
+            idle[dest] = (f"names the targets of a --data file, and this run trains on the synthetic task {args.task}",
+                          ": add --data PATH (or drop it)", f"this run trains on the synthetic task {args.task}")
+        if getattr(args, "stream", None) == "off":
             sweep = getattr(args, "command", None) == "sweep"  # which has no --stream
             held, add = ("", "--data") if sweep else (" (--stream off)", "--data or --stream on")
-            raise ValueError(f"--window {given['window']} sets how many chunks of a --data file or a stream are "
-                             f"shuffled together, and this run holds its rows in memory{held}: add {add} (or drop it)")
+            idle["window"] = ("sets how many chunks of a --data file or a stream are shuffled together, and this run "
+                              f"holds its rows in memory{held}", f": add {add} (or drop it)",
+                              f"this run holds its rows in memory{held}")
+    elif not getattr(args, "resume", None):
+        for dest in data_cli.TASK_OPTIONS + (() if isinstance(args.features, list) else ("features",)):
+            idle[dest] = ("sets up a synthetic task, which --data replaces",
+                          "; drop it (the file gives the rows, features and outputs)", "--data replaces the synthetic task")
     if not args.early_stopping:
         for dest in ("patience", "min_delta"):
-            if dest in given:
-                raise ValueError(f"--{dest.replace('_', '-')} {given[dest]} sets early stopping, which this run does "
-                                 "not use: add --early-stopping (or drop it)")
-    if "checkpoint_every" in given and not (args.save or args.resume):
-        raise ValueError(f"--checkpoint-every {given['checkpoint_every']} sets how often the checkpoint is written, "
-                         "and this run writes none: add --save PATH (or drop it)")
+            idle[dest] = ("sets early stopping, which this run does not use", ": add --early-stopping (or drop it)",
+                          "this run does not use early stopping")
+    if not (args.save or args.resume):
+        idle["checkpoint_every"] = ("sets how often the checkpoint is written, and this run writes none",
+                                    ": add --save PATH (or drop it)", "this run writes no checkpoint")
+    return idle
+
+
+def refuse_idle_options(given: dict, args, config=None, path=None) -> None:
+    """An option written on the command line (``given``) that this run would not use (idle_options) is refused by
+    name. One that a --config file (``path``, its options ``config``) gives is a note on stderr naming the file
+    and key, not a refusal: a config file is shared between runs (--save writes one to be fed back in, with flags
+    that override it: --data over a synthetic run's task, say), and a key the run leaves unused says so. A
+    table's --features names without --data are refused whoever gives them (they would fail the task)."""
+    from ..config import as_key
+
+    if not getattr(args, "data", None) and isinstance(args.features, list):
+        # the one check, for train and sweep (parse_args calls this before run): before the task is built from it
+        # (friedman1's own check) or a stream is sized by it
+        raise ValueError("--features names columns of a --data table; for a synthetic task give a count")
+    idle = idle_options(args)
+    for dest, (what, use, _) in idle.items():
+        if dest in given:
+            raise ValueError(f"--{dest.replace('_', '-')} {given[dest]} {what}{use}")
+    unused = {}
+    for dest, value in (config or {}).items():
+        if dest in idle and dest not in given and dest != "window":  # (the data: line says so: data.unused_window)
+            unused.setdefault(idle[dest][2], []).append(as_key(dest.replace("_", "-"), value))
+    for why, keys in unused.items():
+        print(f"note: {path}: {', '.join(keys)} not used: {why}", file=sys.stderr, flush=True)
 
 
 def saved_position(path) -> str:
@@ -445,8 +474,11 @@ def run(args) -> int:
         # written once the run has a checkpoint: a run that fails validation rewrites nothing. It holds the
         # run (what the checkpoint records, and where it is saved), not this process's own outputs and display
         # (--json, --csv, --plot, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
-        # --config would print a CSV
-        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items() if k not in resume.RUN_LOCAL}
+        # --config would print a CSV; nor the options it left unused (idle_options: with --data, the synthetic
+        # task's), which the file fed back in would note
+        idle = idle_options(args)
+        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items()
+                    if k not in resume.RUN_LOCAL and k not in idle}
         resolved["save"] = save_path
         for name in resume.MOVABLE:  # absolute, as the checkpoint records them: --config works from anywhere
             if resolved.get(name):
