@@ -312,12 +312,12 @@ def issue11(run):
 
 def step_words(entry):
     """(words, comparable) for a streams throughput entry's two fits: how their steps ran where either ran
-    eagerly (the default graph falls back silently; streams.py's step_kind), and False where one side was a CUDA
-    graph and the other eager (the ratio then measures the step, not the data path)."""
-    steps = {side: kind for side, kind in (entry.get("steps") or {}).items() if kind}
+    eagerly (the default graph falls back silently; streams.py's step_kind), and the hook's ``same_step``: False
+    where one side was a CUDA graph and the other eager (the ratio then measures the step, not the data path)."""
+    steps = entry.get("steps") or {}
     if all(kind == "graph" for kind in steps.values()):
         return "", True
-    comparable = len({kind.split(":")[0] for kind in steps.values()}) < 2
+    comparable = entry.get("same_step", True)  # decided by the hook (streams.py with_steps)
     words = ", ".join(f"{side}'s step {kind}" for side, kind in steps.items())
     return (f"; {words}" if comparable else f"; not judged: {words}"), comparable
 

@@ -184,11 +184,12 @@ def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_
     graph (about 10x apart for the small net on the H200), the ratio measures the step, not the data path: no
     verdict, and the steps named with the fallback's reason; both eager is a fair ratio, said beside it."""
     eager = "eager: capture failed: CUDARuntimeError: cudaErrorStreamCaptureUnsupported"
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
     cases = (({"npy": "graph", "memory": "graph"}, "", "met"),
              ({"npy": eager, "memory": "graph"}, f"; not judged: npy's step {eager}, memory's step graph", ""),
              ({"npy": eager, "memory": eager}, f"; npy's step {eager}, memory's step {eager}", "met"))
     for steps, words, verdict in cases:
-        large = {"config": "large", "rows": 40_000, "ratio": 0.95, "steps": steps}
+        large = hook.with_steps({"config": "large", "rows": 40_000, "ratio": 0.95}, **steps)
         (tmp_path / "streams.json").write_text(json.dumps({"device": "cuda:0 (NVIDIA H200, CuPy 14.2.0)",
                                                            "throughput": {"npy_large": large}}))
         t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
@@ -196,8 +197,8 @@ def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_
         assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (
             "0.95× in memory (large, 40,000 rows)" + words, verdict)
     long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
-    entry = long["throughput"]["synthetic_long"]
-    entry["steps"] = {"memory": "graph", "stream": eager}
+    long["throughput"]["synthetic_long"] = hook.with_steps(long["throughput"]["synthetic_long"], memory="graph",
+                                                           stream=eager)
     (tmp_path / "streams.json").write_text(json.dumps(long))
     measured, verdict = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
                                          capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
