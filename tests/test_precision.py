@@ -79,9 +79,10 @@ def test_gemm_plan_writes_a_one_row_or_one_column_result_inside_a_bigger_buffer(
     np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
-def test_gemm_plan_reads_a_one_column_operand_whatever_its_column_stride():
-    """A (p, 1) view of every other column of a wider buffer (row stride 10, column stride 2): one column, read
-    row-major at its row stride, not refused as neither C- nor F-ordered."""
+def test_gemm_plan_reads_a_one_column_or_one_row_operand_whatever_its_other_stride():
+    """Views of every other column of a wider buffer (row stride 10, column stride 2 elements): a (p, 1) one is
+    read row-major at its row stride, a (1, q) one column-major at its column stride; neither is refused as
+    neither C- nor F-ordered."""
     rng = np.random.default_rng(5)
     base = rng.standard_normal((6, 10)).astype(np.float32)
     B = base[:, ::2][:, 1:2]  # 6 x 1
@@ -90,6 +91,13 @@ def test_gemm_plan_reads_a_one_column_operand_whatever_its_column_stride():
     plan = cublas.plan_for(A, B, C)
     assert (plan.transa, plan.lda) == (cublas.OP_N, 10)
     cublas.emulate_gemm(plan, base.reshape(-1), A.reshape(-1), C.reshape(-1), offset_first=_offset(B, base))
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+    A = base[1:2, ::2]  # 1 x 5
+    B = rng.standard_normal((5, 3)).astype(np.float32)
+    C = np.full((1, 3), np.nan, np.float32)
+    plan = cublas.plan_for(A, B, C)
+    assert (plan.transb, plan.ldb) == (cublas.OP_T, 2)
+    cublas.emulate_gemm(plan, B.reshape(-1), base.reshape(-1), C.reshape(-1), offset_second=_offset(A, base))
     np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
