@@ -405,14 +405,56 @@ def test_a_run_on_a_source_resumes_in_one_distributed_process_on_the_shards_its_
         assert numpy.array_equal(resumed.model.params, alone.model.params)
 
 
+class _RankOfTwo:
+    """What DataParallel asks of its communicator before training, as rank ``rank`` of 2 (no MPI)."""
+
+    engine, size, local_size = "stub", 2, 2
+
+    def __init__(self, rank=1):
+        self.rank = self.local_rank = rank
+
+    def describe(self):
+        return "2 stub ranks"
+
+
+def test_a_data_parallel_batch_is_capped_at_one_global_batch_of_every_row_and_the_data_shared_by_rows(monkeypatch,
+                                                                                                     capsys):
+    import gpunn
+    from gpunn.distributed import training
+    from gpunn.training.sources import ArraySource
+
+    ranks = {"rank": 1}
+    monkeypatch.setattr(training, "world", lambda backend, timeout: _RankOfTwo(ranks["rank"]))
+    X, Y = gpunn.datasets.make("teacher", 17, 5, 2, device="cpu", dtype="float64", seed=1)
+    model = gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0)
+    assert [training.DataParallel(model, X, Y, batch_size=b, verbose=False).batch_size
+            for b in (None, 100, 4)] == [9, 9, 4]  # 17 rows on 2 ranks: 9 a rank holds every row in one global batch
+    with pytest.raises(ValueError, match="needs a source whose batches are a pure function of"):
+        training.DataParallel(model, source=gpunn.data.iterable([(X, Y)]), batch_size=4, verbose=False)
+    ranks["rank"] = 0  # rank 0 says how it runs
+    resumed = training.DataParallel(model, source=ArraySource(X, Y, model.backend, seed=7), batch_size=4, verbose=True)
+    assert type(resumed.source) is ShardedArraySource  # a resume's arrays shared by rows as fit's, not whole batches
+    assert capsys.readouterr().out == "data parallel: 2 stub ranks; batch 4 per rank, 8 global\n"
+
+
+def test_the_engine_asked_for_must_fit_the_models_device(one_process, fake_cupy):
+    import gpunn
+
+    X, Y = gpunn.datasets.make("teacher", 40, 5, 2, device="cpu", dtype="float64", seed=1)
+    cpu = gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"^distributed must be True, 'mpi' or 'nccl', got 'gloo'$"):
+        cpu.fit(X, Y, epochs=1, verbose=False, distributed="gloo")
+    with pytest.raises(ValueError, match=r"^distributed='nccl' needs a model on a GPU"):
+        cpu.fit(X, Y, epochs=1, verbose=False, distributed="nccl")
+    with pytest.raises(ValueError, match=r"^distributed='mpi' needs a CPU model"):
+        gpunn.MLP([5, 8, 2], device="cuda", seed=0).fit(X, Y, epochs=1, verbose=False, distributed="mpi")
+
+
 def test_each_rank_takes_its_run_of_the_shards_and_a_count_it_cannot_share_out_is_refused(monkeypatch):
     import gpunn
     from gpunn.distributed import training
 
-    class Rank:  # rank 1 of 2: what DataParallel asks of its communicator before training
-        engine, rank, size, local_rank, local_size = "stub", 1, 2, 1, 2
-
-    monkeypatch.setattr(training, "world", lambda backend, timeout: Rank())
+    monkeypatch.setattr(training, "world", lambda backend, timeout: _RankOfTwo())
     model = gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0)
     source = gpunn.data.synthetic("teacher", 1024, 5, 2, seed=1, chunk_rows=128, dtype="float64", device="cpu")
     dp = training.DataParallel(model, source=source, shards=4, batch_size=8, verbose=False)
