@@ -85,20 +85,18 @@ def test_gemm_plan_reads_a_one_column_or_one_row_operand_whatever_its_other_stri
     neither C- nor F-ordered."""
     rng = np.random.default_rng(5)
     base = rng.standard_normal((6, 10)).astype(np.float32)
-    B = base[:, ::2][:, 1:2]  # 6 x 1
-    A = rng.standard_normal((3, 6)).astype(np.float32)
-    C = np.full((3, 1), np.nan, np.float32)
-    plan = cublas.plan_for(A, B, C)
-    assert (plan.transa, plan.lda) == (cublas.OP_N, 10)
-    cublas.emulate_gemm(plan, base.reshape(-1), A.reshape(-1), C.reshape(-1), offset_first=_offset(B, base))
-    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
-    A = base[1:2, ::2]  # 1 x 5
-    B = rng.standard_normal((5, 3)).astype(np.float32)
-    C = np.full((1, 3), np.nan, np.float32)
-    plan = cublas.plan_for(A, B, C)
-    assert (plan.transb, plan.ldb) == (cublas.OP_T, 2)
-    cublas.emulate_gemm(plan, B.reshape(-1), base.reshape(-1), C.reshape(-1), offset_second=_offset(A, base))
-    np.testing.assert_allclose(C, A @ B, rtol=1e-5)
+    column, row = base[:, ::2][:, 1:2], base[1:2, ::2]  # 6 x 1, 1 x 5
+    for A, B, strided, op_ld in [(rng.standard_normal((3, 6)).astype(np.float32), column, "B", (cublas.OP_N, 10)),
+                                 (row, rng.standard_normal((5, 3)).astype(np.float32), "A", (cublas.OP_T, 2))]:
+        C = np.full((A.shape[0], B.shape[1]), np.nan, np.float32)
+        plan = cublas.plan_for(A, B, C)
+        # cuBLAS's first operand is the caller's B
+        assert ((plan.transa, plan.lda) if strided == "B" else (plan.transb, plan.ldb)) == op_ld
+        first, second = (base, A) if strided == "B" else (B, base)
+        at = _offset(B if strided == "B" else A, base)
+        cublas.emulate_gemm(plan, first.reshape(-1), second.reshape(-1), C.reshape(-1),
+                            **({"offset_first": at} if strided == "B" else {"offset_second": at}))
+        np.testing.assert_allclose(C, A @ B, rtol=1e-5)
 
 
 def test_gemm_plan_takes_the_empty_views_of_an_empty_data_parallel_piece():
