@@ -136,6 +136,20 @@ def terminal_stderr(capsys, monkeypatch):
 
 
 @pytest.fixture
+def progress_clock(monkeypatch):
+    """ProgressBar's clock advanced a millisecond at each reading, so that the lines a log gets do not depend on this
+    machine's speed: on a loaded (or stopped) machine an epoch outlasted ProgressBar.line_every_s (60 s) and the log
+    gained a line inside it (a process's first fit with Numba's cache cold took 283 s at load 26). The line inside a
+    long epoch has its own test (test_training.py)."""
+    import itertools
+    import types
+
+    from gpunn.training import callbacks
+
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=itertools.count(0.0, 0.001).__next__))
+
+
+@pytest.fixture
 def to_host():
     def convert(a):
         return a.get() if hasattr(a, "get") else numpy.asarray(a)

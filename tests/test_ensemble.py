@@ -527,7 +527,7 @@ def test_the_progress_bar_keeps_the_members_losses_beside_the_epochs_time_left(e
     assert second and all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s for s in second)
 
 
-def test_in_a_log_an_ensemble_gets_a_line_per_epoch_with_its_best_member(ensemble_data, capsys):
+def test_in_a_log_an_ensemble_gets_a_line_per_epoch_with_its_best_member(ensemble_data, capsys, progress_clock):
     X, Y = ensemble_data
     gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=2, batch_size=30, validation_fraction=0.2)
     lines = capsys.readouterr().err.splitlines()

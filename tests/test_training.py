@@ -153,7 +153,7 @@ def test_the_bar_shows_the_time_left_in_the_epoch_when_the_run_has_several(teach
     assert "epoch_eta" not in capsys.readouterr().err  # one epoch: the bar's own time left is the epoch's
 
 
-def test_progress_in_a_log_is_one_line_per_epoch_without_carriage_returns(teacher, capsys):
+def test_progress_in_a_log_is_one_line_per_epoch_without_carriage_returns(teacher, capsys, progress_clock):
     """stderr not a terminal (Slurm, nohup, > log 2>&1): a line per epoch with what the bar shows, no redraws."""
     X, Y = teacher[0][:600], teacher[1][:600]
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, validation_fraction=0.2)
@@ -181,7 +181,7 @@ def test_a_long_epoch_in_a_log_also_gets_a_line_every_line_every_s(teacher, caps
     assert all("rows/s" in line for line in lines) and sum("loss=" in line for line in lines) == 2
 
 
-def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch):
+def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch, progress_clock):
     from gpunn.training import callbacks
     from gpunn.training.callbacks import ProgressBar
 
@@ -196,7 +196,7 @@ def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch):
         ProgressBar(lines="yes")
 
 
-def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data):
+def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data, progress_clock):
     """Keras' verbose=2; verbose=1 and True draw the bar there."""
     X, Y = teacher[0][:300], teacher[1][:300]
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=2)
