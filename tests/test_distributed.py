@@ -955,12 +955,13 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
                                                 r"\(GPUNN_DIST_TIMEOUT=2 s\)\.\n"),
                                        ("die", "")])  # mpiexec's own report of the killed rank
 def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_path, mode, says):
-    deadline = waiting.Deadline(60)  # the time this process ran (not the minutes it may be stopped for)
-    code, _, err = _run(mode, tmp_path, timeout=deadline)
+    code, _, err = _run(mode, tmp_path, timeout=60)  # the time this process ran (not the minutes it may be stopped for)
     assert code != 0 and re.search(says, err), err
     if mode != "die":  # MPI_Abort's status, which mpiexec returns: 1 for a rank's error, 3 for a timeout
         assert code == {"fail": 1, "hang": 3}[mode]
-    assert deadline.spent < 30
+    # a failed or killed rank ends the job itself (its abort; the launcher), not the other rank's watchdog after
+    # world(timeout=20): told by what the ranks wrote, not by a clock that a loaded machine runs past
+    assert mode == "hang" or "waited" not in err, err
 
 
 @needs_mpi
