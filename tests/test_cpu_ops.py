@@ -263,13 +263,16 @@ def test_pieces_on_gpunns_threads_run_under_the_callers_floating_point_error_sta
 
 
 def waiting_for_the_pieces(thread, most_s=5.0):
-    """Until ``thread`` waits inside gpunn.ops.cpu.wait_uninterrupted (at most ``most_s``: code without it never
-    does), so that a signal sent now comes while it waits, not a few bytecodes before."""
+    """Until ``thread`` waits inside gpunn.ops.cpu.wait_uninterrupted (at most ``most_s`` of the time this process ran,
+    as tests/waiting.py counts it: code without it never does), so that a signal sent now comes while it waits, not a
+    few bytecodes before (a wall-clock limit would run out at once after the machine had stopped the process)."""
     import sys
     import time
 
-    end = time.monotonic() + most_s
-    while time.monotonic() < end:
+    import waiting
+
+    deadline = waiting.Deadline(most_s)
+    while not deadline.expired():
         frame, names = sys._current_frames().get(thread), []
         while frame is not None:
             names.append(frame.f_code.co_name)
