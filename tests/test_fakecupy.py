@@ -208,6 +208,34 @@ def test_launch_shapes_are_the_documented_ones(fake_cupy, monkeypatch):
         assert [(name, grid) for name, grid, _ in got] == [("bias_grad", (1, want)), ("bias_grad_finish", (1,))]
 
 
+def test_unfused_ops_launch_no_kernel_and_bf16_always_does(fake_cupy):
+    """CupyOps(fused=False) runs the generic code (what the fused kernels are compared with): no kernel of its own,
+    the optimizer's device tick included; bf16 arrays have no generic path and always go to the kernels, the bias
+    gradient summing into float32."""
+    from gpunn.activations import ACTIVATIONS
+    from gpunn.ops.base import bf16_dtype
+    from gpunn.ops.cuda import CupyOps
+
+    def kernels_run(ops, dtype):
+        fakecupy.state.launches.clear()
+        Z, b = fake_cupy.ones((8, 5), dtype), fake_cupy.ones(5, dtype)
+        ops.bias_activation(Z, b, ACTIVATIONS["tanh"], Z, False)
+        ops.activation_backward(Z, ACTIVATIONS["tanh"], Z, True, Z)
+        ops.bias_gradient(Z, fake_cupy.zeros(5, "float32" if dtype != "float64" else dtype))
+        return {name.split("<")[0].removeprefix("gpunn::") for name, _, _ in fakecupy.state.launches}
+
+    unfused = CupyOps(fused=False)
+    assert kernels_run(unfused, "float64") == set()
+    w, g = fake_cupy.ones(6), fake_cupy.ones(6)
+    m, v, state = fake_cupy.zeros(6), fake_cupy.zeros(6), fake_cupy.zeros(4)
+    fakecupy.state.launches.clear()
+    unfused.sgd_step(w, g, fake_cupy.zeros(6), 0.1, 0.9, False, 0.0)
+    unfused.adam_step(w, g, m, v, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, False)
+    unfused.optimizer_tick(state, 0.9, 0.999)
+    assert fakecupy.state.launches == [] and state.get().tolist()[0] == 1.0
+    assert kernels_run(unfused, bf16_dtype()) == {"bias_act_forward", "act_backward_from_output", "bias_grad"}
+
+
 def test_device_attributes_are_queried_once(fake_cupy):
     from gpunn import MLP, Ensemble
 
