@@ -350,3 +350,76 @@ def test_a_gpu_backend_describes_its_device_by_name_and_cupys_version(fresh_prob
     name = fakecupy.cuda.runtime.getDeviceProperties(1)["name"]  # bytes, as CuPy gives it
     assert isinstance(name, bytes)
     assert backend.resolve("cuda:1").describe() == f"cuda:1 ({name.decode()}, CuPy {fakecupy.__version__})"
+
+
+def test_none_is_auto_and_an_empty_env_variable_overrides_nothing(fresh_probe):
+    """resolve(None) is resolve("auto"), the env override included; GPUNN_DEVICE set to "" is as unset."""
+    fresh_probe.setenv(backend.ENV_DEVICE, "cpu")
+    _without_cupy(fresh_probe)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the override: no fallback
+        assert backend.resolve(None) is backend.CPU
+    fresh_probe.setenv(backend.ENV_DEVICE, "")
+    with pytest.warns(backend.CPUFallbackWarning, match="CuPy is not installed"):
+        assert backend.resolve(None) is backend.CPU
+
+
+def test_host_array_is_a_c_contiguous_numpy_copy_of_host_values():
+    X = numpy.arange(12.0).reshape(3, 4)
+    got = backend.host_array(X.T)
+    assert got.flags.c_contiguous and type(got) is numpy.ndarray
+    numpy.testing.assert_array_equal(got, X.T)
+
+
+@pytest.mark.gpu
+def test_host_array_copies_a_device_array_to_the_host(gpu):
+    X = gpu.xp.arange(12.0).reshape(3, 4)
+    got = backend.host_array(X.T)
+    assert type(got) is numpy.ndarray and got.flags.c_contiguous
+    numpy.testing.assert_array_equal(got, numpy.arange(12.0).reshape(3, 4).T)
+
+
+@pytest.mark.parametrize("name, taken", [
+    ("cuda", True), (" CUDA:1 ", True), ("Gpu:0", True), ("cpu\n", True), ("AUTO", True), ("auto:2", True),
+    ("tpu", False), ("cuda:x", False), ("cuda:", False), ("", False), ("cuda:1:2", False)])
+def test_is_device_name_takes_what_resolve_takes_however_written(fresh_probe, name, taken):
+    """is_device_name (gpunn bench's check before its own 'all') says whether resolve takes the name as written,
+    in any case and with spaces around, as resolve itself reads it."""
+    import fakecupy
+
+    fakecupy.install(fresh_probe)
+    fakecupy.state.device_count = 3
+    assert backend.is_device_name(name) == taken
+    if taken:
+        backend.resolve(name)
+    else:
+        with pytest.raises(ValueError, match="unknown device"):
+            backend.resolve(name)
+
+
+@pytest.mark.parametrize("device", [0, b"cuda", ["cpu"]])
+def test_a_device_that_is_no_string_is_a_type_error_saying_what_a_device_is(fresh_probe, device):
+    with pytest.raises(TypeError, match=r"^device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not "):
+        backend.resolve(device)
+
+
+def test_a_gpu_past_the_last_is_refused_naming_the_devices_there_are(fresh_probe):
+    import fakecupy
+
+    fakecupy.install(fresh_probe)
+    fakecupy.state.device_count = 2
+    with pytest.raises(backend.DeviceError, match=r"^device 'cuda:2' was requested but only 2 CUDA device\(s\) exist "
+                                                  r"\(cuda:0\.\.cuda:1\)$"):
+        backend.resolve("cuda:2")
+
+
+@pytest.mark.gpu
+def test_backend_of_an_array_is_the_device_it_lives_on(gpu):
+    from gpunn import backend as b
+
+    if b.probe_cuda()[1] < 2:
+        pytest.skip("needs two GPUs")
+    with gpu.xp.cuda.Device(1):
+        X = gpu.xp.ones(3)
+    assert b.backend_of(X).device == "cuda:1" and b.backend_of(X).xp is gpu.xp
+    assert b.backend_of(numpy.ones(3)) is b.CPU
