@@ -1,0 +1,64 @@
+"""gpunn.ops.base's helpers on their own: products cut to what one GEMM call takes, TF32 rounding's non-finite
+values. The methods of Ops, the reference, are tested against CpuOps and torch's formulas in test_cpu_ops.py."""
+import numpy
+import pytest
+
+from gpunn.ops.base import GEMM_INT_MAX, Ops, blocks, round_to_tf32
+
+
+@pytest.mark.parametrize("n, limit", [(10, 4), (9, 4), (130, 40), (8, 4), (1, 4), (4, 4), (2**31 + 5, GEMM_INT_MAX)])
+def test_blocks_cover_the_range_in_the_fewest_pieces_of_near_equal_sizes(n, limit):
+    cut = blocks(n, limit)
+    assert len(cut) == -(-n // limit)
+    assert [lo for lo, _ in cut] == [0] + [hi for _, hi in cut[:-1]] and cut[-1][1] == n
+    sizes = [hi - lo for lo, hi in cut]
+    assert max(sizes) <= limit and max(sizes) - min(sizes) <= 1
+
+
+def test_one_gemm_call_takes_dimensions_up_to_a_c_int():
+    """cuBLAS's and LP64 CBLAS's m, n and k are C ints: the reference's limit is the largest one."""
+    assert Ops.gemm_limit == GEMM_INT_MAX == numpy.iinfo(numpy.int32).max
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((10, 3), (3, 2)), ((3, 10), (10, 2)), ((11, 9), (9, 3)), ((2, 10, 3), (2, 3, 2)), ((2, 3, 9), (2, 9, 4)),
+    ((4, 4), (4, 4))])
+def test_a_product_over_the_gemm_limit_is_the_whole_product_by_calls_within_it(a_shape, b_shape):
+    """Rows over the limit are cut into row blocks, a k over it into blocks summed into out (float32/float64):
+    every call's m, k and n within the limit, out the product a @ b."""
+    rng = numpy.random.default_rng(1)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    ops, calls = Ops(), []
+    ops.gemm_limit = 4
+
+    def product(x, y, out):
+        calls.append(x.shape[-2:] + y.shape[-1:])
+        return numpy.matmul(x, y, out=out)
+
+    out = numpy.full(a_shape[:-1] + b_shape[-1:], numpy.nan)
+    assert ops.in_gemm_blocks(product, a, b, out) is out
+    numpy.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+    assert max(max(c) for c in calls) <= 4
+
+
+def test_a_product_the_gemm_limit_cannot_cut_is_refused():
+    """More columns than one call takes (never cut), or a k over the limit summed into a dtype other than
+    float32/float64 (the sum of the blocks would round at each), are refused rather than passed whole."""
+    ops = Ops()
+    ops.gemm_limit = 4
+    product = lambda x, y, out: numpy.matmul(x, y, out=out)  # noqa: E731
+    with pytest.raises(ValueError, match="a product with 5 columns: over the 4 a GEMM call takes"):
+        ops.in_gemm_blocks(product, numpy.ones((3, 3)), numpy.ones((3, 5)), numpy.empty((3, 5)))
+    with pytest.raises(ValueError, match="a product summing 6 terms .* into float16"):
+        ops.in_gemm_blocks(product, numpy.ones((3, 6), numpy.float16), numpy.ones((6, 2), numpy.float16),
+                           numpy.empty((3, 2), numpy.float16))
+
+
+def test_tf32_rounding_keeps_nan_and_infinity():
+    """A NaN whose mantissa is all ones would carry into the sign bit (-0.0) if rounded as a number; it stays a
+    NaN, and infinities stay themselves."""
+    bits = numpy.array([0x7FFFFFFF, 0xFFFFFFFF, 0x7FC00000, 0x7F800000, 0xFF800000], numpy.uint32)
+    x = bits.view(numpy.float32)
+    got = round_to_tf32(x)
+    assert numpy.isnan(got[:3]).all()
+    assert got[3] == numpy.inf and got[4] == -numpy.inf
