@@ -288,7 +288,9 @@ def test_resuming_on_another_number_of_ranks_needs_an_even_split_of_the_global_b
     settings = FitSettings(epochs=1, batch_size=6, train_rows=100, ranks=2)  # global batch 12
     assert per_rank_batch_on_resume("run.npz", settings, 1) == 12
     assert per_rank_batch_on_resume("run.npz", settings, 4) == 3
-    with pytest.raises(ValueError, match="5 ranks cannot split it evenly"):
+    with pytest.raises(ValueError, match=r"^run.npz was written by 2 rank\(s\) at a global batch of 12 rows; 5 ranks "
+                                         r"cannot split it evenly, so the run would change\. Resume with a number of "
+                                         r"ranks that divides 12 \(e\.g\. 2\)\.$"):
         per_rank_batch_on_resume("run.npz", settings, 5)
 
 
@@ -435,6 +437,49 @@ def test_a_data_parallel_batch_is_capped_at_one_global_batch_of_every_row_and_th
     resumed = training.DataParallel(model, source=ArraySource(X, Y, model.backend, seed=7), batch_size=4, verbose=True)
     assert type(resumed.source) is ShardedArraySource  # a resume's arrays shared by rows as fit's, not whole batches
     assert capsys.readouterr().out == "data parallel: 2 stub ranks; batch 4 per rank, 8 global\n"
+
+
+def test_a_validation_source_and_held_out_chunks_are_split_over_the_ranks_by_chunks(monkeypatch):
+    import gpunn
+    from gpunn.distributed import training
+    from gpunn.metrics import SourceEvaluator
+
+    monkeypatch.setattr(training, "world", lambda backend, timeout: _RankOfTwo())  # rank 1 of 2
+    model = gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0)
+    X, Y = gpunn.datasets.make("teacher", 40, 5, 2, device="cpu", dtype="float64", seed=1)
+    dp = training.DataParallel(model, X, Y, batch_size=4, verbose=False)
+
+    def source(**options):
+        made = gpunn.data.synthetic("teacher", 1024, 5, 2, seed=2, chunk_rows=128, **options)
+        made.bind(model.backend, model.dtype)
+        return made
+
+    validation = source()  # validation_data=: its 8 chunks, rank 1 the second half
+    assert dp.validation(SourceEvaluator(validation, windows=validation.ordered_windows)).chunks == [4, 5, 6, 7]
+    held = source(validation_fraction=0.5)  # a source's held-out chunks: rank 1 the second half of them
+    assert dp.validation(SourceEvaluator(held)).chunks == list(held.validation_chunks)[2:]
+
+
+@pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])
+def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device(monkeypatch, fake_cupy, other):
+    import gpunn
+    from gpunn.distributed import training
+    from gpunn.distributed.digest import ConfigMismatch
+
+    class Gathers(_RankOfTwo):  # rank 0; rank 1 (running the same code) tells where it trains
+        def allgather(self, mine, label=None):
+            if other == "same GPU" or not isinstance(mine, tuple):
+                return [mine, mine]
+            return [mine, (mine[0], mine[1] + 1) if other == "next GPU" else ("another-node", mine[1])]
+
+    monkeypatch.setattr(training, "world", lambda backend, timeout: Gathers(0))
+    X, Y = gpunn.datasets.make("teacher", 40, 5, 2, device="cpu", dtype="float32", seed=1)
+    model = gpunn.MLP([5, 8, 2], device="cuda:0", seed=0)
+    if other != "same GPU":
+        training.DataParallel(model, X, Y, batch_size=4, verbose=False)
+        return
+    with pytest.raises(ConfigMismatch, match=r"^ranks \[0, 1\] all train on cuda:0; give each rank its own GPU"):
+        training.DataParallel(model, X, Y, batch_size=4, verbose=False)
 
 
 def test_the_engine_asked_for_must_fit_the_models_device(one_process, fake_cupy):
@@ -1125,6 +1170,50 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     says = "missing.npy: no such file" if where == "before" else "NaN or infinite features value(s)"
     assert re.search(r"^gpunn \[rank 1/2\]: error: .*" + re.escape(says), err, re.M), err
     assert "Traceback" not in err
+    line = next(line for line in err.splitlines() if line.startswith("gpunn [rank 1/2]: error: "))
+    assert "Abort(" not in line  # a line of its own: MPI's report of the abort follows on the next
+
+
+def test_a_second_ctrl_c_in_a_distributed_fit_ends_the_process_with_status_2_and_its_traceback():
+    # one process without MPI (LocalComm): the second Ctrl-C (KeyboardInterrupt) is this rank's failure, which
+    # ends the job at once with the status of an interrupted command
+    code = ("import sys; sys.modules['mpi4py'] = None\n"
+            "import gpunn\n"
+            "class SecondCtrlC(gpunn.Callback):\n"
+            "    def on_batch_end(self, trainer, batch):\n"
+            "        raise KeyboardInterrupt\n"
+            "X, Y = gpunn.datasets.make('teacher', 40, 5, 2, device='cpu', seed=1)\n"
+            "gpunn.MLP([5, 8, 2], device='cpu', seed=0).fit(X, Y, epochs=1, verbose=False, distributed=True,\n"
+            "                                               callbacks=[SecondCtrlC()])\n"
+            "print('after the fit')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                                                            "PMIX_SIZE")}
+    run = waiting.run([sys.executable, "-c", code], timeout=60, env=dict(env, PYTHONPATH=str(SCRIPT.parent.parent)))
+    assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
+    assert run.stderr.startswith("gpunn [rank 0/1]: this rank failed; aborting all ranks.\nTraceback ")
+    assert run.stderr.endswith("\nKeyboardInterrupt\n"), run.stderr
+
+
+@needs_mpi
+def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_others_left_without_mpi(tmp_path):
+    # end_launched_job initialises MPI to abort; with no other process there to initialise it too, MPI_Init
+    # never finishes, and an alarm after GPUNN_DIST_TIMEOUT seconds (2 here) ends the process instead
+    code = ("import sys\n"
+            "from gpunn.distributed.comm import end_launched_job, launched_rank\n"
+            "if launched_rank() == 1:\n"
+            "    sys.exit(0)\n"
+            "end_launched_job(2)\n"
+            "print('not reached')\n")
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DIST_TIMEOUT="2")
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, _ = waiting.communicate(proc, 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the process waited in MPI_Init for ranks that had left")
+    assert proc.returncode != 0 and "not reached" not in out and "Alarm clock" in out, out
 
 
 def test_nccl_unloadable_without_any_nvidia_wheel_says_what_to_install(fake_cupy, monkeypatch):
