@@ -358,10 +358,17 @@ def broadcast(out, tmp):
     model = MLP(**ARCH)
     if comm.rank == 1:
         model.params[:] = 0.5
-    history = model.fit(X, Y, epochs=2, batch_size=8, distributed=True, **FIT)
+    seen = []
+
+    class Logs(gpunn.Callback):  # every callback of every rank sees rank 0's logs, timings included
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(json.dumps(logs, sort_keys=True))
+
+    history = model.fit(X, Y, epochs=2, batch_size=8, distributed=True, callbacks=[Logs()], **FIT)
     out["same_on_ranks"] = len(set(comm.allgather(model.params.tobytes()))) == 1
     # rank 0's epoch logs on every rank, the per-rank timings too
     out["histories_same_on_ranks"] = len(set(comm.allgather(json.dumps(dict(history), sort_keys=True)))) == 1
+    out["callbacks_saw_the_same_logs"] = len(set(comm.allgather(tuple(seen)))) == 1
     path = f"{tmp}/run.npz"
     MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, callbacks=[gpunn.ModelCheckpoint(path)], **FIT)
     comm.barrier()

@@ -959,7 +959,7 @@ def test_every_rank_starts_from_rank_0s_parameters_and_moments_and_ends_each_epo
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["own_communicator"] and result["timeout"] == 250.0
     assert result["same_on_ranks"] and result["params_rel"] < 1e-10  # rank 1's own start was replaced by rank 0's
-    assert result["histories_same_on_ranks"]
+    assert result["histories_same_on_ranks"] and result["callbacks_saw_the_same_logs"]
     assert result["resumed_same_on_ranks"] and result["resumed_params_rel"] < 1e-10  # ... and its own moments
     assert result["epochs_after_a_stop_on_rank_1"] == [[1, 2], [1, 2]]  # every rank stops with it
 
