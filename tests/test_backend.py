@@ -411,6 +411,8 @@ def test_a_gpu_past_the_last_is_refused_naming_the_devices_there_are(fresh_probe
     with pytest.raises(backend.DeviceError, match=r"^device 'cuda:2' was requested but only 2 CUDA device\(s\) exist "
                                                   r"\(cuda:0\.\.cuda:1\)$"):
         backend.resolve("cuda:2")
+    with pytest.raises(backend.DeviceError, match=r"^device 'gpu:12' was requested but only 2 CUDA device"):
+        backend.resolve("gpu:12")  # a device of two digits is a number, not an unknown name
 
 
 @pytest.mark.gpu
