@@ -3,7 +3,7 @@ values. The methods of Ops, the reference, are tested against CpuOps and torch's
 import numpy
 import pytest
 
-from gpunn.ops.base import GEMM_INT_MAX, Ops, blocks, round_to_tf32
+from gpunn.ops.base import GEMM_INT_MAX, Ops, blocks, round_to_tf32, squares64, sums_of_squares64
 
 
 @pytest.mark.parametrize("n, limit", [(10, 4), (9, 4), (130, 40), (8, 4), (1, 4), (4, 4), (2**31 + 5, GEMM_INT_MAX)])
@@ -62,3 +62,36 @@ def test_tf32_rounding_keeps_nan_and_infinity():
     got = round_to_tf32(x)
     assert numpy.isnan(got[:3]).all()
     assert got[3] == numpy.inf and got[4] == -numpy.inf
+
+
+def test_squares_of_float32_errors_are_formed_in_float64():
+    """In float32 an error of 1e-20 squares to 0 and one of 1e20 to inf; squares64 and sums_of_squares64 form each
+    square in float64 (as the CUDA kernels do), for a vector and for each row of a (K, n) matrix."""
+    D = numpy.array([[1e-20, -3e-20, 2e-20], [1e20, -1e20, 4.0]], numpy.float32)
+    want = D.astype(numpy.float64) ** 2
+    got = squares64(numpy, D)
+    assert got.dtype == numpy.float64
+    numpy.testing.assert_array_equal(got, want)
+    rows = sums_of_squares64(numpy, D)
+    assert rows.dtype == numpy.float64 and rows.shape == (2,)
+    numpy.testing.assert_allclose(rows, want.sum(axis=1), rtol=1e-15)
+    for d, w in zip(D, want):
+        assert sums_of_squares64(numpy, d) == pytest.approx(w.sum(), rel=1e-15)
+
+
+def test_a_scratch_buffer_is_one_per_shape_dtype_slot_and_thread():
+    """Ops.scratch gives the same buffer for the same shape, dtype and slot on one thread, and another for another
+    dtype, slot or thread: an Ensemble's member groups run the same ops on threads of their own."""
+    import threading
+
+    ops = Ops()
+    a = ops.scratch((3, 4), numpy.float32)
+    assert ops.scratch([3, 4], "float32") is a and a.shape == (3, 4) and a.dtype == numpy.float32
+    wide = ops.scratch((3, 4), numpy.float64)
+    assert wide is not a and wide.dtype == numpy.float64
+    assert ops.scratch((3, 4), numpy.float32, slot=1) is not a
+    other = []
+    thread = threading.Thread(target=lambda: other.append(ops.scratch((3, 4), numpy.float32)))
+    thread.start()
+    thread.join()
+    assert other[0] is not a and other[0].shape == (3, 4)
