@@ -159,7 +159,7 @@ def test_two_stage_bias_gradient_and_empty_batches(fake_cupy):
 
     ops = ops_for(backend.resolve("cuda"))
     rng = numpy.random.default_rng(1)
-    for rows, cols, chunks in [(1000, 70, 7), (65, 3, None), (1, 1, None), (0, 5, None), (3, 0, None)]:
+    for rows, cols, chunks in [(1000, 70, 7), (65, 3, None), (1, 1, None), (0, 5, None), (0, 5, 3), (3, 0, None)]:
         ops.bias_grad_chunks = chunks
         dZ = rng.standard_normal((rows, cols))
         db = fake_cupy.full(cols, numpy.nan)
@@ -168,6 +168,8 @@ def test_two_stage_bias_gradient_and_empty_batches(fake_cupy):
     Z = fake_cupy.zeros((0, 4))
     ops.bias_activation(Z, fake_cupy.ones(4), ACTIVATIONS["relu"], Z, keep_z=False)
     Ops(numpy).bias_gradient(numpy.zeros((0, 2)), numpy.ones(2))
+    # a rank's empty piece of the last batch: its loss and gradient (2/m with m = 0 rows: no division by 0)
+    assert float(ops.loss_gradient(Z, Z, fake_cupy.empty((0, 4)))) == 0.0 and float(ops.squared_error(Z, Z)) == 0.0
 
 
 def test_launch_shapes_are_the_documented_ones(fake_cupy, monkeypatch):
