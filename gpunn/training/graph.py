@@ -217,7 +217,8 @@ class GraphTrainer:
             self._give_up(f"cuBLAS could not be set up for capture: {type(exc).__name__}: {exc}")
             return
         if stream is not self.stream:
-            self.stream, self.blas = stream, blas
+            # a trainer that gave up capturing keeps its eager form on CuPy's products (blas None) on the new stream
+            self.stream, self.blas = stream, blas if self.reason is None else None
             for step in self._steps.values():
                 step.graph = None
 
