@@ -334,6 +334,130 @@ def test_no_piece_outlives_the_call_that_hands_it_to_gpunns_threads(workers, int
     assert finished.is_set()
 
 
+class Injected(BaseException):
+    """An exception raised into the calling thread where a signal handler's would come: a Ctrl-C's
+    KeyboardInterrupt, a SIGALRM timeout, sys.exit in a SIGTERM handler."""
+
+
+def test_wait_uninterrupted_waits_through_any_exception_and_raises_the_first():
+    """Any exception that comes while it waits, not only KeyboardInterrupt, is raised once the wait has ended (it
+    left at once, a piece still running); and a wait that fails of itself ends once the pieces have."""
+    from gpunn.ops.cpu import wait_uninterrupted
+
+    calls = []
+
+    def wait():
+        calls.append(len(calls))
+        if len(calls) < 3:
+            raise (Injected, KeyboardInterrupt)[len(calls) - 1]("meanwhile")
+
+    with pytest.raises(Injected):
+        wait_uninterrupted(wait, lambda: False)
+    assert calls == [0, 1, 2]  # waited to its end after both
+
+    checks = []
+
+    def broken():
+        raise RuntimeError("a wait that fails of itself")
+
+    with pytest.raises(RuntimeError, match="fails of itself"):
+        wait_uninterrupted(broken, lambda: checks.append(None) or len(checks) == 3)  # settled at the third check
+    assert len(checks) == 3
+
+
+@pytest.mark.parametrize("workers", ["pool", "spinning"])
+def test_an_exception_at_any_call_of_a_hand_off_leaves_no_piece_running(workers):
+    """An exception raised in the calling thread at the entry of any function it runs while it hands pieces to
+    gpunn's threads and waits for them (where a signal handler's lands: Python runs the handler as a function is
+    entered, a loop turns or a C call returns) leaves only once every piece handed over has ended, or will never
+    start. Each such point in turn, by sys.settrace (but those in threading.py), on a thread of the test's own, so
+    that a call that hangs fails the test. run_pieces left a piece running after a KeyboardInterrupt inside
+    ThreadPoolExecutor.submit once it had queued the piece (no future to wait for) or one that came as the wait was
+    entered (before wait_uninterrupted's try), and hung where one came inside concurrent.futures.wait (a future's
+    lock left held, which the worker then waited on); _SpinningWorkers.run left its group running after one that
+    came as its wait was entered, or any exception but KeyboardInterrupt while it waited."""
+    import sys
+    import threading
+    import time
+
+    from gpunn.ops import ensemble
+    from gpunn.ops.cpu import run_pieces
+
+    log = []  # (call, piece, "start" or "end"), appended by the workers
+
+    def piece(call, i, signal=None):
+        if signal is not None:  # _SpinningWorkers' start signal, which its caller waits for
+            signal[0][signal[1]] = signal[2]
+        if i:
+            log.append((call, i, "start"))
+            time.sleep(0.002)
+            log.append((call, i, "end"))
+
+    if workers == "pool":
+        def run(call):
+            run_pieces(piece, [(call, 0), (call, 1), (call, 2)], name="inject-test")
+    else:
+        pause = ensemble._sched_yield()
+        if ensemble.numba is None or pause is None:
+            pytest.skip("no Numba")
+        spinning = ensemble._SpinningWorkers(1, pause)  # the test's own: a hang here leaves the others' as they are
+
+        def run(call):
+            assert spinning.run(lambda group, signal: piece(*group, signal=signal), [(call, 0), (call, 1)])
+
+    def calls_made(call, at=None):
+        """run(call), raising Injected at the entry of its ``at``-th function call; how many it made."""
+        made = 0
+
+        def trace(frame, event, arg):
+            nonlocal made
+            if frame.f_code.co_filename == threading.__file__:  # Python's own windows (an exception as a lock's
+                return  # Condition.__exit__ is entered leaves it held), which no caller of them can close
+            made += 1
+            if made == at:
+                sys.settrace(None)
+                raise Injected(at)
+
+        sys.settrace(trace)  # this thread's 'call' events (no line events: trace returns None)
+        try:
+            run(call)
+        finally:
+            sys.settrace(None)
+        return made
+
+    left, failed = {}, []
+
+    def every_call():
+        try:
+            calls_made(-1)  # the pool's threads started
+            at = 0
+            while True:  # (the spinning workers' path, and so its calls, depend on whether a worker sleeps)
+                at += 1
+                try:
+                    calls_made(at, at)
+                except Injected:
+                    pass
+                else:
+                    break  # it made fewer calls: ran through
+                left[at] = len(log)
+                started = {i for call, i, what in log if call == at and what == "start"}
+                assert started == {i for call, i, what in log if call == at and what == "end"}, f"an exception at call {at}"
+                assert at < 1000
+            assert at > 10
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=every_call, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), f"a call hung after an exception at call {max(left, default=0) + 1}"
+    if failed:
+        raise failed[0]
+    time.sleep(0.05)  # a piece queued but never waited for starts late
+    late = [(call, i) for n, (call, i, what) in enumerate(log) if call in left and n >= left[call]]
+    assert not late, f"pieces that started after their call had left: {late}"
+
+
 @pytest.mark.parametrize("worker", ["spinning", "asleep"])
 def test_a_ctrl_c_during_the_hand_off_to_the_spinning_workers_waits_for_their_groups(monkeypatch, worker):
     """A Ctrl-C that comes while _SpinningWorkers.run hands the groups over (its spin until every worker has started,

@@ -644,14 +644,25 @@ class _SpinningWorkers:
                         if any(self.sleeping):
                             self.cond.notify_all()
                 fn(groups[0], signal=(self.mine, STARTED, seq))
-            finally:  # every group ended, also where the caller's raised or Ctrl-C comes meanwhile (a Ctrl-C in
-                # the spin above is raised as it returns); where none was handed over (GO is stored in one step,
+            finally:  # every group ended, also where the caller's raised or an exception comes meanwhile (a Ctrl-C
+                # in the spin above is raised as it returns); where none was handed over (GO is stored in one step,
                 # for every worker at once), none is waited for
-                if self.state[0, GO] == seq:
-                    wait_uninterrupted(lambda: self._wait_done(seq))
-                self.tasks = [None] * len(self.tasks)
-                # this step's, and only its: where the caller's raised, the workers' are dropped with the step
-                errors, self.errors = self.errors, [None] * len(self.errors)
+                try:
+                    if self.state[0, GO] == seq:
+                        def wait():
+                            self._wait_done(seq)
+
+                        def settled():
+                            return bool((self.state[:, DONE] >= seq).all())
+                        try:
+                            wait_uninterrupted(wait, settled)
+                        except BaseException:  # one that came as the wait began, before its try: wait, then raise it
+                            wait_uninterrupted(wait, settled)
+                            raise
+                finally:  # also where the wait raises what came meanwhile
+                    self.tasks = [None] * len(self.tasks)
+                    # this step's, and only its: where the caller's raised, the workers' are dropped with the step
+                    errors, self.errors = self.errors, [None] * len(self.errors)
             for exc in errors:
                 if exc is not None:
                     raise exc
