@@ -501,14 +501,20 @@ def test_a_ctrl_c_during_the_hand_off_to_the_spinning_workers_waits_for_their_gr
         time.sleep(0.2)  # it has gone to sleep
     monkeypatch.setattr(ensemble, "_store_and_wait", with_ctrl_c(ensemble._store_and_wait, "spinning", False))
     monkeypatch.setattr(spinning.cond, "notify_all", with_ctrl_c(spinning.cond.notify_all, "asleep", True))
-    rescued = []
+    rescued, over = [], threading.Event()
 
     def rescue():  # where nothing woke the sleeping worker, the wait would last for ever: the test fails instead
-        rescued.append(True)
-        with spinning.cond:
-            spinning.cond.notify_all()
+        import waiting
 
-    rescuer = threading.Timer(20, rescue)
+        deadline = waiting.Deadline(20)  # the time this process ran (a wall-clock timer fires at once after a stop)
+        while not over.wait(waiting.POLL):
+            if deadline.expired():
+                rescued.append(True)
+                with spinning.cond:
+                    spinning.cond.notify_all()
+                return
+
+    rescuer = threading.Thread(target=rescue, name="rescuer", daemon=True)
     rescuer.start()
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -517,7 +523,8 @@ def test_a_ctrl_c_during_the_hand_off_to_the_spinning_workers_waits_for_their_gr
             spinning.run(piece, [0, 1])
     finally:
         signal.signal(signal.SIGINT, previous)
-        rescuer.cancel()
+        over.set()
+        rescuer.join()
     assert fired and finished.is_set() and not rescued  # (fired: which way, mostly the one asked for; a loaded machine may differ)
 
 
