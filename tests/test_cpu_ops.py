@@ -380,6 +380,8 @@ def test_an_exception_at_any_call_of_a_hand_off_leaves_no_piece_running(workers)
     import threading
     import time
 
+    import waiting
+
     from gpunn.ops import ensemble
     from gpunn.ops.cpu import run_pieces
 
@@ -449,7 +451,9 @@ def test_an_exception_at_any_call_of_a_hand_off_leaves_no_piece_running(workers)
 
     thread = threading.Thread(target=every_call, daemon=True)
     thread.start()
-    thread.join(120)
+    deadline = waiting.Deadline(120)  # the time this process ran (tests/waiting.py), not the wall clock
+    while thread.is_alive() and not deadline.expired():
+        thread.join(waiting.POLL)
     assert not thread.is_alive(), f"a call hung after an exception at call {max(left, default=0) + 1}"
     if failed:
         raise failed[0]
