@@ -91,6 +91,27 @@ def test_the_saved_config_leaves_out_the_options_its_run_did_not_use(tmp_path, c
     assert again["history"]["loss"] == first["history"]["loss"]
 
 
+def test_a_resumed_data_runs_saved_config_leaves_out_the_synthetic_tasks_options(tmp_path, capsys):
+    """The same of a --data run resumed: its PATH.toml wrote the checkpoint's recorded task = "teacher", rows =
+    2000000, features = 32... (idle_options leaves a resume's task options to the resume's own check), and fed
+    back in with --config noted them all as unused."""
+    import tomllib
+
+    X, Y = gpunn.datasets.make("linear", 600, 3, seed=0, device="cpu")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    first, resumed = str(tmp_path / "run.npz"), str(tmp_path / "resumed.npz")
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--hidden", "8",
+                 "--epochs", "1", "--device", "cpu", "--quiet", "--save", first]) == 0
+    assert main(["train", "--resume", first, "--epochs", "2", "--quiet", "--save", resumed]) == 0
+    saved = tomllib.loads((tmp_path / "resumed.npz.toml").read_text())
+    assert not {"task", "rows", "features", "outputs", "noise", "stream"} & set(saved)
+    assert saved["data"] == str(tmp_path / "X.npy") and saved["epochs"] == 2
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "resumed.npz.toml"), "--save", str(tmp_path / "again.npz")]) == 0
+    assert "not used" not in capsys.readouterr().err
+
+
 def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
     straight, first = str(tmp_path / "straight.npz"), str(tmp_path / "first.npz")
     assert main(["train", *SMALL, "--epochs", "4", "--save", straight]) == 0

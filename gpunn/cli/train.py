@@ -179,12 +179,13 @@ def _graph_note(model) -> str:
     return ""
 
 
-def idle_options(args) -> dict:
+def idle_options(args, resumed_too=False) -> dict:
     """The options this run would not use, whoever set them, as dest -> (what the option does, what would use it,
     why this run does not): early stopping's settings without --early-stopping, --checkpoint-every without a
     checkpoint to write, a table's or file's targets without --data, --window for rows held in memory (--stream
-    off; every synthetic task of ``gpunn sweep``), and with --data (not resumed: the resume's own check compares
-    them) the synthetic task's options, --features as a count among them."""
+    off; every synthetic task of ``gpunn sweep``), and with --data the synthetic task's options, --features as a
+    count among them: not those of a resumed run, which the resume's own check compares, unless ``resumed_too``
+    (the saved PATH.toml, which leaves them out as the first run's did)."""
     idle = {}
     if not getattr(args, "data", None):
         for dest in ("target", "targets"):
@@ -196,7 +197,7 @@ def idle_options(args) -> dict:
             idle["window"] = ("sets how many chunks of a --data file or a stream are shuffled together, and this run "
                               f"holds its rows in memory{held}", f": add {add} (or drop it)",
                               f"this run holds its rows in memory{held}")
-    elif not getattr(args, "resume", None):
+    elif resumed_too or not getattr(args, "resume", None):
         for dest in data_cli.TASK_OPTIONS + (() if isinstance(args.features, list) else ("features",)):
             idle[dest] = ("sets up a synthetic task, which --data replaces",
                           "; drop it (the file gives the rows, features and outputs)", "--data replaces the synthetic task")
@@ -475,8 +476,8 @@ def run(args) -> int:
         # run (what the checkpoint records, and where it is saved), not this process's own outputs and display
         # (--json, --csv, --plot, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
         # --config would print a CSV; nor the options it left unused (idle_options: with --data, the synthetic
-        # task's), which the file fed back in would note
-        idle = idle_options(args)
+        # task's, also where a resume's checkpoint recorded them), which the file fed back in would note
+        idle = idle_options(args, resumed_too=True)
         resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items()
                     if k not in resume.RUN_LOCAL and k not in idle}
         resolved["save"] = save_path
