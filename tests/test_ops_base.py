@@ -95,3 +95,53 @@ def test_a_scratch_buffer_is_one_per_shape_dtype_slot_and_thread():
     thread.start()
     thread.join()
     assert other[0] is not a and other[0].shape == (3, 4)
+
+
+def test_tf32_rounds_float32_operands_only():
+    """precision "tf32" is a float32 product's: float64 operands are multiplied as they are (cuBLAS's COMPUTE_64F)."""
+    rng = numpy.random.default_rng(2)
+    a, b = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
+    out = numpy.empty((5, 4))
+    Ops(precision="tf32").matmul(a, b, out)
+    numpy.testing.assert_array_equal(out, numpy.matmul(a, b))
+
+
+@pytest.mark.parametrize("keep_z", [False, True])
+def test_a_bf16_identity_layer_written_in_place_gets_its_bias(keep_z):
+    """bias_activation(Z, b, identity, A=Z): Z <- Z + b rounded to bf16 once, as the bf16 kernel stores it, whether
+    or not Z is kept (the output layer's A is its Z)."""
+    from gpunn.activations import get_activation
+
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = numpy.dtype(ml_dtypes.bfloat16)
+    rng = numpy.random.default_rng(3)
+    Z = rng.standard_normal((6, 3)).astype(bf16)
+    b = rng.standard_normal(3).astype(bf16)
+    want = (Z.astype(numpy.float32) + b.astype(numpy.float32)).astype(bf16)
+    assert Ops().bias_activation(Z, b, get_activation("identity"), Z, keep_z) is Z
+    numpy.testing.assert_array_equal(Z.astype(numpy.float32), want.astype(numpy.float32))
+
+
+def test_the_loss_gradient_of_an_empty_batch_is_empty_and_its_sum_zero():
+    """A data-parallel rank may get an empty last batch: its loss gradient is (2/m)(A - Y) of no rows, no division
+    by zero, and the sum of squares 0 (written into sum_sq when given)."""
+    A, Y = numpy.empty((0, 2), numpy.float32), numpy.empty((0, 2), numpy.float32)
+    dA = numpy.empty_like(A)
+    assert Ops().loss_gradient(A, Y, dA) == 0
+    sum_sq = numpy.full((), numpy.nan)
+    assert Ops().loss_gradient(A, Y, dA, sum_sq) is sum_sq and sum_sq == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_loss_gradient_is_two_over_the_rows_times_the_error_and_the_sums_are_of_squares(dtype):
+    """loss_gradient: dA = (2/m)(A - Y) for m rows, whatever the number of outputs, and the sum of squared errors;
+    squared_error: that sum alone, from the errors in A's dtype (float64 errors kept to float64's digits)."""
+    rng = numpy.random.default_rng(4)
+    A, Y = (rng.standard_normal((5, 3)).astype(dtype) for _ in range(2))
+    E = A.astype(numpy.float64) - Y.astype(numpy.float64)
+    dA = numpy.empty_like(A)
+    total = Ops().loss_gradient(A, Y, dA)
+    numpy.testing.assert_allclose(dA, 2 / 5 * E, rtol=1e-6 if dtype == "float32" else 1e-12, atol=0)
+    rel = 1e-6 if dtype == "float32" else 1e-12
+    assert float(total) == pytest.approx((E**2).sum(), rel=rel, abs=0)
+    assert float(Ops().squared_error(A, Y)) == pytest.approx((E**2).sum(), rel=rel, abs=0)
