@@ -336,6 +336,11 @@ def mismatch(out, tmp):
         MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, validation_data=(Xv, Yv), **FIT)
     except ConfigMismatch as exc:
         out["validation_error"] = str(exc)
+    try:  # models of other sizes: compared before rank 0's parameters are broadcast (MPI refused that broadcast)
+        MLP(**dict(ARCH, layer_sizes=[5, 16 + comm.rank, 2])).fit(X, Y, epochs=1, batch_size=8, distributed=True,
+                                                                  **FIT)
+    except ConfigMismatch as exc:
+        out["shape_error"] = str(exc)
     X, Y = numpy.round(X * 8) / 8, numpy.round(Y * 8) / 8  # sums exact in any order: plain sums could not tell
     try:  # the same training rows, in another order on rank 1
         MLP(**ARCH).fit(X if comm.rank == 0 else X[::-1].copy(), Y if comm.rank == 0 else Y[::-1].copy(), epochs=1,

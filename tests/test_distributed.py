@@ -944,6 +944,8 @@ def test_ranks_that_disagree_stop_before_the_first_step_naming_the_setting(tmp_p
     assert code == 0, err
     error = json.loads((tmp_path / "out.json").read_text())["error"]
     assert "optimizer.lr: 0.01 on rank 0; 0.02 on rank 1" in error
+    shapes = json.loads((tmp_path / "out.json").read_text())["shape_error"]
+    assert "model.layer_sizes: [5, 16, 2] on rank 0; [5, 17, 2] on rank 1" in shapes
     # validation_data=(Xv, Yv) that differ between ranks: each rank scored its piece of its own rows
     assert "data.validation_fingerprint: " in json.loads((tmp_path / "out.json").read_text())["validation_error"]
     # training rows in another order on one rank: the checksum a checkpoint records tells them apart

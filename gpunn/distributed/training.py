@@ -3,8 +3,8 @@
 * The per-rank batch is ``batch_size``; the global batch is ``size x batch_size`` and each rank
   trains its piece of it (:mod:`gpunn.distributed.shard`), so training is the single-process
   run at the global batch size, summed in another order.
-* Before the first step (``on_train_begin``): rank 0's parameters (and optimizer moments, when
-  resuming) are broadcast, and the ranks compare a digest of their settings (:mod:`.digest`).
+* Before the first step (``on_train_begin``): the ranks compare a digest of their settings
+  (:mod:`.digest`), then rank 0's parameters (and optimizer moments, when resuming) are broadcast.
 * Rank 0 does all output: callbacks marked ``rank_zero_only`` (the progress bar, checkpoint
   writers; set it on your own) run on rank 0 alone. In-memory validation data and a source's
   held-out chunks are split over the ranks and their sums reduced (other evaluators run on rank 0);
@@ -32,15 +32,17 @@ from .threads import rank_threads
 
 
 class _Start(Callback):
-    """First of all: before the first step, rank 0's state everywhere and the settings compared;
+    """First of all: before the first step, the settings compared and rank 0's state everywhere;
     at each epoch end, every rank takes rank 0's logs (loss, timing, validation)."""
 
     def __init__(self, dp):
         self.dp = dp
 
     def on_train_begin(self, trainer):
-        self.dp.hook.broadcast_parameters(trainer.model, trainer.optimizer if trainer.optimizer.steps else None)
+        # the settings first: ranks whose models differ in size would meet in a broadcast of another length,
+        # which MPI refuses ("message sizes do not match") and which aborts the job without naming the setting
         check_same_config(self.dp.comm, self.dp.settings(trainer))
+        self.dp.hook.broadcast_parameters(trainer.model, trainer.optimizer if trainer.optimizer.steps else None)
 
     def on_epoch_end(self, trainer, epoch, logs):
         comm = self.dp.comm
