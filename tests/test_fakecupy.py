@@ -159,7 +159,9 @@ def test_two_stage_bias_gradient_and_empty_batches(fake_cupy):
 
     ops = ops_for(backend.resolve("cuda"))
     rng = numpy.random.default_rng(1)
-    for rows, cols, chunks in [(1000, 70, 7), (65, 3, None), (1, 1, None), (0, 5, None), (0, 5, 3), (3, 0, None)]:
+    # (100_001 rows in 1000 chunks: 101 rows each, so 991 chunks, none starting past the last row)
+    for rows, cols, chunks in [(1000, 70, 7), (65, 3, None), (1, 1, None), (0, 5, None), (0, 5, 3), (3, 0, None),
+                               (100_001, 1, 1000)]:
         ops.bias_grad_chunks = chunks
         dZ = rng.standard_normal((rows, cols))
         db = fake_cupy.full(cols, numpy.nan)
@@ -204,10 +206,28 @@ def test_launch_shapes_are_the_documented_ones(fake_cupy, monkeypatch):
         (name, (gx, chunks), block), finish = got
         assert (name, gx, block, finish[0]) == ("bias_grad", col_blocks, (32, 16), "bias_grad_finish"), (rows, cols)
         assert gx * chunks >= 4 * 2 and chunks <= -(-rows // 64), (rows, cols, chunks)
-    for chunks, want in [(3, 3), (50, 5)]:  # 300 rows: 5 chunks at most
+    for chunks, want in [(3, 3), (50, 5)]:  # 301 rows: 5 chunks at most; 300 columns: 2 blocks of the second launch
         ops.bias_grad_chunks = chunks
-        got = launches(lambda: ops.bias_gradient(fake_cupy.zeros((300, 5)), fake_cupy.zeros(5)))
-        assert [(name, grid) for name, grid, _ in got] == [("bias_grad", (1, want)), ("bias_grad_finish", (1,))]
+        got = launches(lambda: ops.bias_gradient(fake_cupy.zeros((301, 300)), fake_cupy.zeros(300)))
+        assert [(name, grid) for name, grid, _ in got] == [("bias_grad", (10, want)), ("bias_grad_finish", (2,))]
+
+
+def test_adams_scalars_are_rounded_once_from_double(fake_cupy, monkeypatch):
+    """adam_step's 1 - beta and bias corrections 1 - beta^t are computed in double and rounded once to the
+    kernel's T (as torch does), not computed in float32 from rounded betas."""
+    from gpunn.ops import cuda, kernels
+
+    got, get_kernel = [], kernels.get_kernel
+
+    def recording(name, dtype, act=None):
+        kernel = get_kernel(name, dtype, act)
+        return lambda grid, block, args: (got.append(args), kernel(grid, block, args))
+
+    monkeypatch.setattr(cuda.kernels, "get_kernel", recording)
+    w, g, m, v = (fake_cupy.ones(4, "float32") for _ in range(4))
+    cuda.CupyOps().adam_step(w, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 3, 0.0, False)
+    f32 = numpy.float32
+    assert got[0][5:10] == (f32(1 - 0.9), f32(1 - 0.999), f32(1e-8), f32(1 - 0.9**3), f32(1 - 0.999**3))
 
 
 def test_unfused_ops_launch_no_kernel_and_bf16_always_does(fake_cupy):
