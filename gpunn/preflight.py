@@ -174,7 +174,7 @@ def file_kind(path) -> str:
     return "binary"
 
 
-def _loadtxt_problem(exc, path, kinds=None) -> str:
+def _loadtxt_problem(exc, path, kinds=()) -> str:
     """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words, after the path: the line an editor
     shows (from 1, the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where.
     A value that is not a number reads as the streamed readers say it (csvtext.not_a_number): "line 3: column
@@ -182,7 +182,8 @@ def _loadtxt_problem(exc, path, kinds=None) -> str:
     the lines before it have 2". In a column the streamed readers refuse from its first block (``kinds``, each
     column's csvtext.read_as, "other": a word among booleans, text after a missing value) the value named is
     theirs, csvtext.csv_first_text's; a number in a column of booleans is refused in csvtext.not_a_boolean's
-    words. NumPy counts a value's row from 0 after the header but its column from 1, and the row whose column
+    words; without pyarrow (``kinds`` None), which reads a column of true/false as 1 and 0, a refused true or false
+    says so. NumPy counts a value's row from 0 after the header but its column from 1, and the row whose column
     count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands do not have."""
     import ast
     import re
@@ -198,8 +199,10 @@ def _loadtxt_problem(exc, path, kinds=None) -> str:
         kind = kinds[column] if kinds and column < len(kinds) else "number"
         said = csv_first_text(path, column, header=names is not None) if kind == "other" else ""
         refusal = not_a_boolean if kind == "boolean" and is_number(field) else not_a_number
+        reads_it = (" (a column of true/false is read as 1 and 0 with pyarrow, which is not installed: pip install "
+                    '"gpunn[data]")' if kinds is None and field.lower() in ("true", "false") else "")
         return said or (f"line {csv_line(path, int(value[2]), header=names is not None)}: "
-                        f"{refusal(field, csv_column(names, column))}")
+                        f"{refusal(field, csv_column(names, column))}{reads_it}")
     width = re.fullmatch(r"the number of columns changed from (\d+) to (\d+) at row (\d+);.*", text, re.S)
     if width:
         names, before, count, row = csv_names(path), int(width[1]), int(width[2]), int(width[3]) - 1
@@ -209,13 +212,15 @@ def _loadtxt_problem(exc, path, kinds=None) -> str:
     return f"is text but not comma-separated numbers ({text})"
 
 
-def _first_block_kinds(path, header) -> list:
+def _first_block_kinds(path, header):
     """How the streamed read (gpunn.data.files) takes each column of the CSV file ``path``, by pyarrow's types of
-    its first block (csvtext.read_as): "number", "boolean" or "other"; none without pyarrow, or where that block
-    does not read (a row of another width: numpy.loadtxt then says where)."""
+    its first block (csvtext.read_as): "number", "boolean" or "other"; none where that block does not read (a row
+    of another width: numpy.loadtxt then says where), None without pyarrow."""
     try:
         return [read_as(kind) for kind in first_block_schema(path, header).types]
-    except Exception:  # ImportError without pyarrow, or pyarrow's refusal of the block
+    except ImportError:
+        return None
+    except Exception:  # pyarrow's refusal of the block
         return []
 
 
@@ -247,7 +252,7 @@ def _read_csv(path, option):
             X = _loadtxt(path, header)
         except ValueError:
             kinds = _first_block_kinds(path, header)
-            if "boolean" not in kinds:
+            if "boolean" not in (kinds or ()):
                 raise
             X = _loadtxt(path, header, kinds)
     except ValueError as exc:

@@ -377,6 +377,30 @@ def test_predict_names_text_after_a_missing_value_alike_read_whole_or_streamed(t
                                                             "'oops' is not a number")
 
 
+@pytest.mark.parametrize("word", ["true", "FALSE", "True"])
+def test_without_pyarrow_a_true_false_column_read_whole_is_refused_saying_what_reads_it(tmp_path, capsys,
+                                                                                        monkeypatch, word):
+    """gpunn predict reads a small CSV file's true/false column as 1 and 0 by pyarrow's types (an optional extra);
+    without pyarrow its first word was refused as any word is ("'true' is not a number"), though --help says
+    true/false read as 1 and 0: the refusal now says what reads them."""
+    import sys
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    path = tmp_path / "x.csv"
+    path.write_text(f"1.5,{word}\n2.5,0\n")
+    for name in ("pyarrow", "pyarrow.csv"):  # import pyarrow.csv fails, as where it is not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"gpunn: error: IN {path} line 1: value 2 of the line: {word!r} is not a number (a column of true/false is "
+        "read as 1 and 0 with pyarrow, which is not installed: pip install \"gpunn[data]\")")
+    path.write_text("1.5,oops\n2.5,0\n")  # another word: as before
+    assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn: error: IN {path} line 1: value 2 of the line: "
+                                                        "'oops' is not a number")
+
+
 def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_reads(tmp_path, capsys):
     """Streamed, a Parquet column of strings was refused with "every feature and target column must hold numbers",
     though gpunn predict reads no targets; a training source's refusal still names both."""

@@ -14,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict with a saved model: gpunn predict MODEL IN OUT (.npy, .csv, .parquet)",
                        description="Load a checkpoint (from --save or gpunn.save), predict the rows of IN "
                                    "(rows x features: a .npy array, a CSV file of numbers (UTF-8, comma-separated; "
-                                   "true/false read as 1 and 0), or a Parquet file or directory) and write OUT (rows x "
+                                   "true/false read as 1 and 0 with pyarrow), or a Parquet file or directory) and write OUT (rows x "
                                    "outputs: .npy, .csv or .parquet, by name). "
                                    "OUT may not be MODEL or IN. Parquet files, .npy and CSV inputs over 256 MiB and "
                                    "tables with a header row for a model trained on named columns are streamed a "
