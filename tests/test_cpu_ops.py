@@ -584,6 +584,65 @@ def test_a_child_forked_after_its_parent_used_gpunns_threads_runs_pieces_on_thre
     assert proc.stdout.split() == ["parent"] * 2 + ["child"] * 2
 
 
+FORK_WHILE_HELD = """
+import os, signal, sys, threading
+import numpy
+from gpunn.ops import cblas, ensemble, gemm
+
+def blocking_find(dtype):  # a binding being found, under once_per_float_dtype's lock, by the parent's thread
+    if threading.current_thread() is not threading.main_thread():
+        held.set()
+        release.wait()
+
+slow = cblas.once_per_float_dtype(blocking_find)
+
+def under(lock):
+    def hold():
+        with lock:
+            held.set()
+            release.wait()
+    return hold
+
+cases = {  # name: (what the parent's thread holds, what the child then calls)
+    "spinning workers": (under(ensemble._SPINNERS_LOCK), lambda: ensemble._spinning_workers(1)),
+    "gemm libraries": (under(gemm._LOAD_LOCK), lambda: gemm.library("numpy")),
+    "cblas bindings": (lambda: slow(numpy.float32), lambda: slow(numpy.float64)),
+}
+for name in sys.argv[1:]:
+    hold, call = cases[name]
+    held, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)
+        call()
+        os._exit(0)
+    release.set()
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    print(name, os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork here")
+def test_a_child_forked_while_another_thread_holds_one_of_gpunns_locks_finds_it_released():
+    """A lock another thread holds at the fork stays held for ever in the child, which has only the forking thread:
+    the first call there that takes one of gpunn's module-level locks (the spinning workers' registry, the GEMM
+    libraries' loading, each CBLAS binding's finding) hung (here: SIGALRM after 10 s, exit status -14). A child
+    gets new ones, beside its new thread pools (d224d62). A fresh process, as a fork from pytest's own threads
+    could deadlock."""
+    import sys
+
+    import waiting
+
+    names = ["spinning workers", "gemm libraries", "cblas bindings"]
+    proc = waiting.run([sys.executable, "-c", FORK_WHILE_HELD, *names], timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [f"{name} 0" for name in names]
+
+
 def test_the_bias_gradient_of_a_large_batch_is_summed_in_float64_as_on_the_gpu():
     """float32 column sums of 2**17 rows drift (each add rounds to the running sum's ulp, 2**-10 past 8,192);
     the GPU's bias_grad sums in double and rounds once. Every CPU path does too now: the NumPy reference, the

@@ -188,9 +188,15 @@ def _probe(dtype, blas) -> bool:
 
 def once_per_float_dtype(find):
     """``find(dtype)`` (a binding and its probe) as a function of any dtype: None for all but float32 and float64,
-    found once per dtype (under a lock: the member groups' threads may ask at once), and None where ``find``
-    raised OSError, AttributeError, TypeError or ValueError (an odd library)."""
+    found once per dtype (under a lock: the member groups' threads may ask at once; a forked child gets a new
+    one), and None where ``find`` raised OSError, AttributeError, TypeError or ValueError (an odd library)."""
     bound, lock = {}, threading.Lock()
+
+    def new_lock():  # in a child forked while another thread held it, where it would stay held for ever
+        nonlocal lock
+        lock = threading.Lock()
+
+    os.register_at_fork(after_in_child=new_lock)
 
     @functools.wraps(find)
     def once(dtype):

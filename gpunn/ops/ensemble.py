@@ -685,6 +685,17 @@ _SPINNERS: dict = {}
 _SPINNERS_LOCK = threading.Lock()
 
 
+def _new_spinners_lock():
+    """A child forked while another thread held _SPINNERS_LOCK (making its spinning workers) would wait on it for
+    ever in its first member-group step (it has only the forking thread): it gets a new one, and makes workers of
+    its own (_spinning_workers), as it makes pools (gpunn.ops.cpu)."""
+    global _SPINNERS_LOCK
+    _SPINNERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_spinners_lock)
+
+
 def _spinning_workers(workers: int):
     """The process's _SpinningWorkers with ``workers`` threads (made again in a forked child), or None without
     Numba or sched_yield."""

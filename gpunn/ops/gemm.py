@@ -185,6 +185,16 @@ _LOADED: dict = {}
 _LOAD_LOCK = threading.Lock()
 
 
+def _new_load_lock():
+    """A child forked while another thread held _LOAD_LOCK (loading a library) has only the forking thread: the
+    lock would stay held, and its first library() wait, for ever. It gets a new one."""
+    global _LOAD_LOCK
+    _LOAD_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_load_lock)
+
+
 def library(name: str):
     """The candidate ``name`` (loaded once), or None where it is not installed."""
     with _LOAD_LOCK:
