@@ -54,6 +54,21 @@ def test_a_config_files_key_that_the_run_leaves_unused_is_a_note_naming_the_file
     assert "--min-delta 0.1 sets early stopping, which this run does not use" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("rank, noted", [("0", True), ("1", False)])
+def test_a_config_files_unused_keys_are_noted_by_rank_0_alone(tmp_path, capsys, monkeypatch, rank, noted):
+    """Under mpiexec every rank parses the command line before the launch silences ranks 1..P-1: the note printed
+    once per rank. Rank 0 says it; the others say nothing (the launcher's variables give the rank)."""
+    from gpunn.cli import parse_args
+
+    monkeypatch.setenv("PMI_RANK", rank)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    config = tmp_path / "run.toml"
+    config.write_text('patience = 3\nhidden = [8]\n')
+    parse_args(["train", "--config", str(config), "--rows", "100"])
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert notes == ([f"note: {config}: patience = 3 not used: this run does not use early stopping"] if noted else [])
+
+
 def test_a_task_option_on_the_command_line_is_refused_where_data_comes_from_the_config_file(tmp_path, capsys):
     """--rows with a config file's data = "X.npy" trained on the file and dropped --rows without a word (the
     refusal read --data from the command line only)."""

@@ -218,6 +218,7 @@ def refuse_idle_options(given: dict, args, config=None, path=None) -> None:
     that override it: --data over a synthetic run's task, say), and a key the run leaves unused says so. A
     table's --features names without --data are refused whoever gives them (they would fail the task)."""
     from ..config import as_key
+    from ..distributed import launched_rank
 
     if not getattr(args, "data", None) and isinstance(args.features, list):
         # the one check, for train and sweep (parse_args calls this before run): before the task is built from it
@@ -231,6 +232,8 @@ def refuse_idle_options(given: dict, args, config=None, path=None) -> None:
     for dest, value in (config or {}).items():
         if dest in idle and dest not in given and dest != "window":  # (the data: line says so: data.unused_window)
             unused.setdefault(idle[dest][2], []).append(as_key(dest.replace("_", "-"), value))
+    if unused and launched_rank() != 0:  # under mpiexec rank 0 says it, once; the other ranks are silent
+        return
     for why, keys in unused.items():
         print(f"note: {path}: {', '.join(keys)} not used: {why}", file=sys.stderr, flush=True)
 
