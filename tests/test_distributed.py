@@ -1212,8 +1212,10 @@ def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_ot
     try:
         out, _ = waiting.communicate(proc, 60)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        try:  # what outlived mpiexec, which communicate killed
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         pytest.fail("the process waited in MPI_Init for ranks that had left")
     assert proc.returncode != 0 and "not reached" not in out and "Alarm clock" in out, out
 
