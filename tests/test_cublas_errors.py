@@ -25,7 +25,8 @@ def test_a_tf32_product_cublas_refuses_says_which_product_failed(fake_cupy):
         model.fit(X, Y, epochs=1, batch_size=128, verbose=False)
     said = str(caught.value)
     assert said.startswith("cublasGemmEx of (128, 8) float32 @ (8, 16) float32 -> (128, 16) float32, compute type "
-                           "CUBLAS_COMPUTE_32F_FAST_TF32 (column-major m=16 n=128 k=8")
+                           "CUBLAS_COMPUTE_32F_FAST_TF32 (column-major m=16 n=128 k=8, transa=0 transb=0, lda=16 ldb=8 "
+                           "ldc=16) failed")
     assert said.endswith("failed: CUBLAS_STATUS_NOT_SUPPORTED (15)") and caught.value.status == NOT_SUPPORTED
     assert type(caught.value.__cause__).__name__ == "_CUBLASError"  # CuPy's CUBLASError, kept as the cause
 
