@@ -302,7 +302,7 @@ class DataParallel:
 
     def run(self, train):
         """``train()`` (the loop) on this rank's share of the node's cores (:mod:`.threads`), turning a
-        one-rank failure into the end of the whole job."""
+        one-rank failure into the end of the whole job (of more than one process; one alone raises it)."""
         with rank_threads(self.comm, self.model) as threads:
             if threads and self.verbose and self.is_root:
                 print(f"data parallel on the CPU: {threads}", flush=True)
@@ -311,7 +311,8 @@ class DataParallel:
             except (ConfigMismatch, TrainingDiverged):
                 raise  # every rank raises the same error at the same point
             except BaseException as exc:
-                abort_on_error(self.comm, exc)
+                if self.comm.size > 1:  # alone, no rank waits for this one: the caller gets the error, as from fit
+                    abort_on_error(self.comm, exc)
                 raise
 
 
