@@ -242,13 +242,18 @@ def stream(task="teacher", n_samples=10**9, batch_size=1024, n_features=None, n_
     """Yield (X, Y) batches of ``batch_size`` rows (the last may be shorter) of a dataset of n_samples
     rows, holding one chunk of 65,536 rows in memory at a time.
 
-    The rows are exactly those ``make`` would return for the same arguments; the options are make's.
+    The rows are exactly those ``make`` would return for the same arguments; the options are make's,
+    checked here, as make checks them, not at the first batch.
     """
     backend = _backend.resolve(device)
     dtype = canonical_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")
     n_samples = positive_int(n_samples, "n_samples")
     task = get_task(task, n_features, n_outputs, noise, seed, **kwargs)
+    return _batches(task, backend, n_samples, dtype, batch_size)
+
+
+def _batches(task, backend, n_samples, dtype, batch_size):
     with backend.use():
         yield from rebatch(_chunks(task, backend, n_samples, dtype), batch_size, backend.xp)
 

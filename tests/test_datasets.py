@@ -208,7 +208,7 @@ def test_friedman1s_bounds_and_a_task_that_is_no_name_are_refused(kwargs, match)
     (dict(n_samples=0), "n_samples must be a positive integer"), (dict(batch_size=0), "batch_size must be a positive"),
     (dict(dtype="float16"), "dtype must be one of .*got 'float16'")])
 def test_stream_refuses_what_make_refuses(kwargs, match):
-    """stream takes make's options and checks them as make does (at its first batch: it is a generator); a
-    batch_size of 0 would yield empty batches for ever."""
+    """stream takes make's options and checks them as make does, when it is called (it checked them only at the
+    first batch, being a generator itself); a batch_size of 0 would yield empty batches for ever."""
     with pytest.raises(ValueError, match=match):
-        next(datasets.stream(**{"n_samples": 10, "batch_size": 4, "n_features": 3, "device": "cpu", **kwargs}))
+        datasets.stream(**{"n_samples": 10, "batch_size": 4, "n_features": 3, "device": "cpu", **kwargs})
