@@ -234,7 +234,9 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
             finally:
                 ready.set()
 
-        thread = threading.Thread(target=continue_there)
+        # a daemon: where this thread fails before go.set() (begin_capture refused on a GPU), the other waits on go
+        # for ever, and a thread of its own would hold pytest's exit until gpu_check's cap (a 'timed out' stage)
+        thread = threading.Thread(target=continue_there, daemon=True)
         thread.start()
         ready.wait()
         if busy_stream_meanwhile:  # this thread captures another step on its stream while the other thread trains
