@@ -1476,6 +1476,23 @@ def load_as_cupy():
     return module
 
 
+def _first_numba_compile():
+    """numba registers the NumPy functions it compiles by the objects numpy holds at its first compile in the
+    process: one under a test's wrappers (a CPU predict in a fake_cupy test) left it refusing
+    numpy.ascontiguousarray & co. in every later CPU compile. So the first compile happens here, unwrapped."""
+    if _NUMBA_READY or getattr(numpy.ascontiguousarray, "__wrapped__", None) is not None:
+        return  # done, or wrapped for the session (GPUNN_FAKE_CUPY: numba sees the wrappers throughout)
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.njit(lambda a: numpy.ascontiguousarray(a))(numpy.zeros(1))
+    _NUMBA_READY.append(True)
+
+
+_NUMBA_READY: list = []
+
+
 def install(monkeypatch):
     """Make ``import cupy`` give this module for the rest of a test (with pytest's monkeypatch)."""
     import gpunn.ops.cublas
@@ -1485,6 +1502,7 @@ def install(monkeypatch):
     monkeypatch.setattr(gpunn.ops.cublas, "load_cublas", cublas_library)
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    _first_numba_compile()
     refuse_host_conversions(monkeypatch)
     for name, mod in {**_backends_modules(), "cupyx.profiler": cupyx.profiler}.items():
         monkeypatch.setitem(sys.modules, name, mod)
