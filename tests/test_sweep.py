@@ -28,6 +28,17 @@ def test_a_member_count_is_singular_for_one_member_only():
     assert [counted(n, "member") for n in (1, 2, 3, 1000)] == ["1 member", "2 members", "3 members", "1,000 members"]
 
 
+@pytest.mark.parametrize("max_members, names", [(None, "ensemble-0.npz"), ("3", "ensemble-0.npz ... ensemble-2.npz")])
+def test_the_checkpoints_line_names_the_files_written(tmp_path, capsys, max_members, names):
+    """It printed DIR/ensemble-G.npz, a pattern named nowhere in the output: the files it writes are named."""
+    split = ["--max-members", max_members] if max_members else []
+    out = run([*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:], *split,
+               "--save", str(tmp_path / "run")], capsys)
+    assert f"checkpoints: {tmp_path / 'run'}/{names} (continue with gpunn sweep --resume {tmp_path / 'run'})" in out
+    written = sorted(f for f in os.listdir(tmp_path / "run") if f.startswith("ensemble-"))
+    assert written[0] == "ensemble-0.npz" and written[-1] == names.split(" ... ")[-1]
+
+
 def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     one, split = tmp_path / "one.json", tmp_path / "split.json"
     out = run(ARGS + ["--json", str(one), "--csv", str(tmp_path / "t.csv"), "--save-best", str(tmp_path / "b.npz")],

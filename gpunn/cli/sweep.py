@@ -108,7 +108,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
                    ".pdf or .svg (needs matplotlib: gpunn[plot])")
     s.add_argument("--save-best", metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
-    s.add_argument("--save", metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-G.npz, every "
+    s.add_argument("--save", metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-0.npz, -1, ..., every "
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
     s.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
@@ -420,8 +420,9 @@ def run(args) -> int:
         print(f"the grid is split into {len(groups)} ensembles of up to {counted(per, 'member')} ({why})", flush=True)
     record = None
     if save_dir:
-        print(f"checkpoints: {os.path.join(save_dir, CHECKPOINT.format('G'))} (continue with gpunn sweep --resume "
-              f"{save_dir})", flush=True)
+        names = CHECKPOINT.format(0) + (f" ... {CHECKPOINT.format(len(groups) - 1)}" if len(groups) > 1 else "")
+        print(f"checkpoints: {os.path.join(save_dir, names)} (continue with gpunn sweep --resume {save_dir})",
+              flush=True)
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
     rows, models, interrupted, all_diverged = [], [], False, None
