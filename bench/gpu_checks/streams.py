@@ -65,10 +65,10 @@ def replay_ok(source, epoch, batch_size, first):
         numpy.array_equal(a, c) and numpy.array_equal(b, d) for (a, b), (c, d) in zip(full[first:], tail)), full
 
 
-def timed_fit(model_args, train, batch_size, epochs=2, steps=None):
-    """samples/s of the last epoch: by default one epoch after a warm-up epoch on the same rows
-    (kernels compiled, pools warm); ``epochs=1`` when an earlier fit in the process warmed them. ``steps``, a
-    list, gets how the fit's step ran (``step_kind``)."""
+def timed_fit(model_args, train, batch_size, epochs=2):
+    """(samples/s of the last epoch, how the fit's step ran: ``step_kind``): by default one epoch after a
+    warm-up epoch on the same rows (kernels compiled, pools warm); ``epochs=1`` when an earlier fit in the process
+    warmed them."""
     import gpunn
 
     model = gpunn.MLP(*model_args)
@@ -76,9 +76,7 @@ def timed_fit(model_args, train, batch_size, epochs=2, steps=None):
     # that handled it would stop part-trained and return, and what the hook compares or times next would be false
     history = model.fit(*train, epochs=epochs, batch_size=batch_size, verbose=False, lr=1e-3,
                         handle_interrupt=False)
-    if steps is not None:
-        steps.append(step_kind(model))
-    return history["samples_per_s"][-1]
+    return history["samples_per_s"][-1], step_kind(model)
 
 
 def step_kind(model):
@@ -189,12 +187,11 @@ def main(argv=None) -> int:
         n = (1 << 23) if big else (1 << 13) if args.quick else (1 << 15)  # CPU: the plumbing, fast in CI
         if "synthetic" in parts and left() > 12:
             Xm, Ym = datasets.make("teacher", n, 32, 1, seed=0, device=backend)
-            steps = []
-            memory = timed_fit(model_args, (Xm, Ym), batch, steps=steps)
+            memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
             del Xm, Ym
-            stream = timed_fit(model_args, (data.synthetic("teacher", n, 32, 1, seed=0), None), batch, steps=steps)
+            stream, stream_step = timed_fit(model_args, (data.synthetic("teacher", n, 32, 1, seed=0), None), batch)
             entry = with_steps({"rows": n, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
-                                "ratio": stream / memory}, memory=steps[0], stream=steps[1])
+                                "ratio": stream / memory}, memory=memory_step, stream=stream_step)
             if gpu:  # on the CPU generation runs on the reader thread, not the training thread
                 chunks = 16 if big else 2  # a window of the default 16 chunks
                 issue = generation_host_seconds(backend, datasets.get_task("teacher", 32, 1, seed=0), chunks)
@@ -212,16 +209,15 @@ def main(argv=None) -> int:
             make_npy(directory, large_rows, features, 1, device=backend)
             files = (os.path.join(directory, "X.npy"), os.path.join(directory, "Y.npy"))
             large_args = ([features, *hidden, 1], "relu", "identity", True, "float32", backend, 0)
-            steps = []
-            npy = timed_fit(large_args, (data.npy(*files, chunk_rows=chunk, window=2), None), large_batch, steps=steps)
+            npy, npy_step = timed_fit(large_args, (data.npy(*files, chunk_rows=chunk, window=2), None), large_batch)
             Xm, Ym = load_on(backend, files)
-            memory = timed_fit(large_args, (Xm, Ym), large_batch, steps=steps)
+            memory, memory_step = timed_fit(large_args, (Xm, Ym), large_batch)
             del Xm, Ym
             window_rows = 2 * chunk
             entry = with_steps({"rows": large_rows, "window_rows": window_rows,
                                 "config": f"{'-'.join(map(str, [features, *hidden, 1]))}, batch {large_batch}",
                                 "npy_samples_per_s": npy, "memory_samples_per_s": memory, "ratio": npy / memory},
-                               npy=steps[0], memory=steps[1])
+                               npy=npy_step, memory=memory_step)
             if gpu:
                 with backend.use():
                     gbps = copy_bandwidth(backend, window_rows, features + 1)
@@ -236,13 +232,12 @@ def main(argv=None) -> int:
             m = n // 4
             make_npy(tmp, m, 32, 1)
             files = (os.path.join(tmp, "X.npy"), os.path.join(tmp, "Y.npy"))
-            steps = []
-            npy = timed_fit(model_args, (data.npy(*files), None), batch, steps=steps)
+            npy, npy_step = timed_fit(model_args, (data.npy(*files), None), batch)
             Xm, Ym = load_on(backend, files)
-            memory = timed_fit(model_args, (Xm, Ym), batch, steps=steps)
+            memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
             del Xm, Ym
             entry = with_steps({"rows": m, "npy_samples_per_s": npy, "memory_samples_per_s": memory,
-                                "ratio": npy / memory}, npy=steps[0], memory=steps[1])
+                                "ratio": npy / memory}, npy=npy_step, memory=memory_step)
             if gpu:
                 with backend.use():
                     entry["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536 if big else 8192, 33)
@@ -261,14 +256,13 @@ def main(argv=None) -> int:
                     "rows": long_rows, "at_s": round(time.monotonic() - t0, 1),
                     "expected_s": round(long_rows / synthetic["stream_samples_per_s"], 1)}}
                 save(report)
-                steps = []
-                stream = timed_fit(model_args, (data.synthetic("teacher", long_rows, 32, 1, seed=0), None), batch,
-                                   epochs=1, steps=steps)
+                stream, stream_step = timed_fit(model_args, (data.synthetic("teacher", long_rows, 32, 1, seed=0), None),
+                                                batch, epochs=1)
                 memory = synthetic["memory_samples_per_s"]
                 report["throughput"]["synthetic_long"] = with_steps({
                     "rows": long_rows, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
                     "ratio": stream / memory, "peak_rss_gib": peak_rss_bytes() / 2**30},
-                    memory=synthetic["steps"]["memory"], stream=steps[0])
+                    memory=synthetic["steps"]["memory"], stream=stream_step)
                 report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
             else:
                 report["skipped"] = {"synthetic_long": f"10^9 rows need about "
