@@ -4,7 +4,9 @@ Rows are made in fixed chunks of CHUNK_ROWS, chunk k drawn from the stream
 (seed, task, k). So ``make(...)`` and ``stream(...)`` give the same rows for the
 same seed, and a stream can run far past device memory, one chunk at a time.
 Values are identical for a seed on one backend; CuPy's generator differs from
-NumPy's, so CPU and GPU draw different (equally distributed) data.
+NumPy's, so CPU and GPU draw different (equally distributed) data. Targets are computed in
+X's dtype; the teacher's go through BLAS matrix products, whose last bits can change with the
+BLAS thread count (float32 did between 1 and 2 OpenBLAS threads).
 """
 from __future__ import annotations
 
