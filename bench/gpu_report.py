@@ -7,8 +7,9 @@ It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_t
 kernels.json and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory,
 driver, CuPy and torch versions, date, commit), the summary, one table of the open issues' GPU targets
 (10-13), each with its measured value and "met", "not met" or "not measured" (saying why: a stage skipped,
-killed or not run, a CPU dry run), one table answering the questions the ensemble-precision review left
-for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets
+killed or not run, a CPU dry run; "incomplete" where a stage cut short part-way finished only some of what a
+target needs: the nccl hook's checks, train.json's configurations), one table answering the questions the
+ensemble-precision review left for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets
 are "not measured". Ratios of two rows are the ratio of their median samples/s.
 """
 from __future__ import annotations
@@ -96,12 +97,14 @@ class Run:
         self.kernels = _json(os.path.join(out, "kernels.json"))
         self.hooks = {name: _json(os.path.join(out, name, f"{name}.json")) for name in HOOKS}
         self.added, self.unread = [], []
+        self.added_json = {}  # {hook: its last --add file's JSON, before the merge}
         for name, path in added:
             extra = _json(path)
             if not isinstance(extra, dict):  # cut short while it was written, or not the hook's file
                 self.unread.append((name, path))
                 continue
             self.added.append((name, path))
+            self.added_json[name] = extra
             self.hooks[name] = _merge(self.hooks.get(name), extra)
         self.tests = self._tests()
 
@@ -271,9 +274,13 @@ def _graph(run):
                 graph["samples_per_s"] / r["samples_per_s"])
     text = ("graph over eager: " + ", ".join(f"{k} {_x(v)}" for k, v in speedups.items())) if speedups else \
         "captured (no eager rows to compare)"
+    cut = ""
+    if run.train.get("complete") is False:  # gpunn bench rewrites train.json after each configuration
+        done = ", ".join(dict.fromkeys(r["config"] for r in run.train["results"]))
+        cut = f"; incomplete: train.json was last written after {done} (the bench was cut before its end)"
     if missing:
-        return f"NOT captured: {'; '.join(missing)}; {text}", NOT_MET
-    return text, NOT_MET if any(v < 0.95 for v in speedups.values()) else MET
+        return f"NOT captured: {'; '.join(missing)}; {text}{cut}", NOT_MET
+    return text + cut, NOT_MET if any(v < 0.95 for v in speedups.values()) else "" if cut else MET
 
 
 def issue11(run):
@@ -382,7 +389,22 @@ def issue13(run):
         got += f"; the hook costs {n['hook_cost_us_per_step']} us per medium float32 step"
     if not checks.get("NCCL communicator"):
         return [(text, f"not measured on a GPU with NCCL: {got}", NOT_MET if failed else "")]
-    return [(text, got, NOT_MET if failed else MET)]
+    cut = "" if failed else _unfinished(run, "nccl", "medium_float32_step_us")
+    return [(text, got + (f"; {cut}" if cut else ""), NOT_MET if failed else "" if cut else MET)]
+
+
+def _unfinished(run, hook, last):
+    """'' when the hook ran to its end, else why its JSON, rewritten after each check, may hold only the checks
+    before a cut: its stage line is not "ok" (ended at its cap, or failed outside a check), or missing (the run
+    was killed in it). A file merged with --add, which no summary line speaks for, ran to its end when it holds
+    ``last``, the hook's last record."""
+    if hook in run.added_json:
+        return "" if last in run.added_json[hook] else (
+            f"incomplete: the --add file has no {last} (the hook's last record)")
+    line = run.line(hook)
+    if line is None:
+        return f"incomplete: no {hook} line in summary.txt (the run stopped in it)"
+    return "" if line.startswith("ok") else f"incomplete: `{line.strip()}`"
 
 
 # ---- the review's questions --------------------------------------------------------------------------------

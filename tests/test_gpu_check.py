@@ -241,6 +241,57 @@ def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, 
     assert "member vs MLP" in out and "no precision line in summary.txt" in out
 
 
+def test_a_nccl_hook_cut_short_after_passing_checks_is_not_met(tmp_path, capsys):
+    """The nccl hook rewrites nccl.json after each check, so a hook ended part-way (its stage timed out, or the call
+    ran out of time in it) leaves only the checks before the cut, all passed: the report counted them and said
+    "met" for issue 13, whose later checks (a source's shards, the Ensemble's fits) never ran. Only a hook that
+    finished (its stage line "ok", or, for an --add file no summary line speaks for, the last thing it writes)
+    gets a verdict; a failed check is "not met" whether or not it finished."""
+    target = "a one-rank NCCL run: communicator, all-reduce and broadcast, distributed fits equal to one process"
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    summary = tmp_path / "run" / "summary.txt"
+    lines = summary.read_text().splitlines()
+    cut = "FAIL nccl: timed out, partial: /tmp/gc/nccl.txt"
+    for text, words in (("\n".join(line if not line.startswith("ok   nccl") else cut for line in lines),
+                         f"incomplete: `{cut}`"),  # the stage ended at its cap
+                        ("\n".join(lines[:6]), "incomplete: no nccl line in summary.txt (the run stopped in it)")):
+        summary.write_text(text + "\n")
+        measured, verdict = _targets(_report(tmp_path / "run", capsys=capsys))[target]
+        assert measured == f"3 of 3 checks passed; {words}" and verdict == "", measured
+    saved = tmp_path / "run" / "nccl" / "nccl.json"
+    nccl = json.loads(saved.read_text())
+    saved.write_text(json.dumps(dict(nccl, checks=dict(nccl["checks"], **{"NCCL communicator": False}))))
+    assert _targets(_report(tmp_path / "run", capsys=capsys))[target][1] == "**not met**"
+    saved.unlink()  # a later call's nccl.json: finished when it holds the step timing, written after the last check
+    added = tmp_path / "nccl.json"
+    for extra, verdict in (({}, ""), ({"medium_float32_step_us": {"plain": 410.2, "distributed": 431.0}}, "met")):
+        added.write_text(json.dumps({**nccl, **extra}))
+        measured, got = _targets(_report(tmp_path / "run", "--add", f"nccl={added}", capsys=capsys))[target]
+        assert got == verdict, measured
+
+
+def test_a_train_json_cut_short_gets_no_graph_verdict_for_every_configuration(tmp_path, capsys):
+    """gpunn bench rewrites train.json after each configuration ("complete": false until the end), so a train stage
+    ended at its cap leaves the first configurations' rows: issue 10's "captured CUDA graph on every configuration"
+    read them and said "met" for configurations that never ran. Now no verdict, saying so; one slower than its
+    eager row is still "not met"."""
+    target = ("the default step is a captured CUDA graph on every configuration, never slower than eager (≥ 0.95×: "
+              "at large the GEMMs dominate and the two are equal)")
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    train = json.loads((tmp_path / "run" / "train.json").read_text())
+    small_medium = [r for r in train["results"] if r["config"] in ("small", "medium")]
+    for complete, verdict in ((False, ""), (True, "met")):
+        (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=small_medium, complete=complete)))
+        measured, got = _targets(_report(tmp_path / "run", capsys=capsys))[target]
+        assert got == verdict and "medium float32 9.00×" in measured and "deep" not in measured, measured
+        assert measured.endswith("; incomplete: train.json was last written after small, medium (the bench was cut "
+                                 "before its end)") == (not complete), measured
+    slow = next(r for r in small_medium if r["config"] == "small" and r["graph"] == "eager" and r["dtype"] == "bf16")
+    slow["graph_speedup"] = 0.9
+    (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=small_medium, complete=False)))
+    measured, got = _targets(_report(tmp_path / "run", capsys=capsys))[target]
+    assert got == "**not met**" and "small bf16 0.90×" in measured, measured
+
 def test_a_failed_r2_test_is_not_met_when_the_precision_hook_did_not_run(tmp_path, capsys):
     """Without precision.json the R² target falls back to the GPU test's outcome; _test_outcome reports a
     failure as 'failed: ids', which the fallback read as no outcome at all ('not measured')."""
