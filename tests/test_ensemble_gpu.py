@@ -207,3 +207,18 @@ def test_an_ensemble_on_a_file_source_trains_each_member_as_its_mlp_on_cuda(gpu,
         h = twin.fit(source(), epochs=2, batch_size=32, lr=lr, verbose=False)
         assert _rel(ens.member_params[k], twin.params) <= TOL["float64"]
         numpy.testing.assert_allclose([e[k] for e in history["val_loss"]], h["val_loss"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype,precision", [("float64", "float32"), ("float32", "float32"), ("float32", "bf16")])
+def test_a_step_on_an_empty_piece_leaves_zero_gradients_on_cuda(gpu, dtype, precision):
+    """A data-parallel rank's empty piece of the last batch (0 rows): its step's gradients are zero, as on the
+    CPU, not what the previous batch left in the gradient buffer (the member bias-gradient kernel, skipped
+    for 0 rows, left the biases' gradients as they were: the ranks' sum then added a stale piece's)."""
+    X, Y = _data(20)
+    ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, device="cuda", seed=0, precision=precision, graph=False)
+    Xd, Yd = ens.xp.asarray(X, dtype), ens.xp.asarray(Y, dtype)
+    ens.train_step(Xd, Yd)
+    assert float(abs(ens.grads).max()) > 0
+    sums = ens.train_step(Xd[:0], Yd[:0])
+    assert sums.get().tolist() == [0.0, 0.0, 0.0]
+    assert float(abs(ens.grads).max()) == 0.0

@@ -70,7 +70,7 @@ class CupyEnsembleOps(EnsembleOps):
     # ---- backward --------------------------------------------------------------------
     def bias_gradient(self, dZ, db):
         """db[k] <- column sums of dZ[k], in double: one launch for all members (a bf16 dZ sums into the
-        float32 gradient buffer)."""
+        float32 gradient buffer). No rows (a data-parallel rank's empty piece): the sums are zero."""
         dtype = self._dtype(dZ, bf16=True)
         master = numpy.dtype(numpy.float32) if dtype is not None and is_bf16(dtype) else dtype
         db_stride = self._rows_stride(db)
@@ -78,7 +78,7 @@ class CupyEnsembleOps(EnsembleOps):
                 or not dZ.flags.c_contiguous):
             return super().bias_gradient(dZ, db)
         members, rows, cols = dZ.shape
-        if dZ.size:
+        if members and cols:  # 0 rows too: the kernel writes the empty sums (0), as CupyOps.bias_gradient does
             grid = (-(-cols // BIAS_GRAD_BLOCK[0]), min(members, MAX_GRID_Y))
             kernels.get_kernel("member_bias_grad", dtype)(grid, BIAS_GRAD_BLOCK, (
                 dZ, db, numpy.int64(db_stride), numpy.int64(members), numpy.int64(rows), numpy.int64(cols)))
