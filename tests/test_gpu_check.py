@@ -292,6 +292,30 @@ def test_a_train_json_cut_short_gets_no_graph_verdict_for_every_configuration(tm
     measured, got = _targets(_report(tmp_path / "run", capsys=capsys))[target]
     assert got == "**not met**" and "small bf16 0.90×" in measured, measured
 
+def test_a_default_row_that_ran_without_its_graph_is_not_captured(tmp_path, capsys):
+    """gpunn bench writes a default (graph) row whose CUDA graph was not captured as graph "eager", with the note
+    "graph not captured: why" (gpu_check.sh's train stage fails on it). The report took every "eager" row for the
+    --eager step: the fallen-back row left issue 10's "captured CUDA graph on every configuration" target, which
+    said "met", and the bench's own order (the default row first) made it the eager step's row."""
+    note = "graph not captured: CUDARuntimeError: cudaErrorStreamCaptureUnsupported"
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    train = json.loads((tmp_path / "run" / "train.json").read_text())
+    rows = train["results"]
+    default = next(r for r in rows if r["config"] == "small" and r["dtype"] == "float32" and r["graph"] == "graph")
+    eager = next(r for r in rows if r["config"] == "small" and r["dtype"] == "float32" and r["graph"] == "eager")
+    default.update(graph="eager", note=note, samples_per_s=0.9 * eager["samples_per_s"])
+    rows.remove(default)
+    (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=[default, *rows])))
+    t = _targets(_report(tmp_path / "run", capsys=capsys))
+    measured, verdict = next(v for k, v in t.items() if k.startswith("the default step is a captured"))
+    assert measured.startswith(f"NOT captured: small float32 ({note}); graph over eager: small tf32") and (
+        verdict == "**not met**"), measured
+    torch = next(r for r in rows if r["config"] == "small" and r["impl"] == "torch")["samples_per_s"]
+    assert t["small ≥ 1.2× PyTorch eager (the eager step)"][0].startswith(f"{eager['samples_per_s']:,.0f} / ")
+    assert t["small ≥ 3× PyTorch eager with the graph (the default step)"][0] == (
+        f"{default['samples_per_s']:,.0f} / {torch:,.0f} = {default['samples_per_s'] / torch:.2f}× (small float32's "
+        f"default step ran eagerly: {note})")
+
 def test_a_failed_r2_test_is_not_met_when_the_precision_hook_did_not_run(tmp_path, capsys):
     """Without precision.json the R² target falls back to the GPU test's outcome; _test_outcome reports a
     failure as 'failed: ids', which the fallback read as no outcome at all ('not measured')."""
