@@ -60,16 +60,16 @@ def sticky_error(text):
 
 
 def sticky_words(e):
-    """Where the ensemble hook's benchmark failed with a sticky CUDA error: words saying that nothing after it could
-    run, and where it came first (the exactness check runs before the benchmark); else ''."""
+    """Where the ensemble hook's float32 benchmark failed with a sticky CUDA error: words saying that nothing after
+    it could run in that process, and where it came first (the checks run before the benchmark); else ''."""
     name = sticky_error(e.get("benchmark_error"))
     if name is None:
         return ""
     first = ("the exactness check (an Ensemble against its members' MLPs) failed with it before"
-             if sticky_error(e.get("exactness_error")) else "a row of the first benchmark run (the bf16 row, the "
-             "ensemble's graph or eager rows, a peer) caused it")
-    return (f" ({name} is a sticky CUDA error: every later CUDA call of the process fails with it, the retry "
-            f"without the bf16 row included; {first})")
+             if sticky_error(e.get("exactness_error")) else
+             "the ensemble's CUDA graph check failed with it before"
+             if sticky_error((e.get("graph") or {}).get("error")) else "a row of the benchmark (the ensemble's graph or eager rows, a peer) caused it")
+    return f" ({name} is a sticky CUDA error: every later CUDA call of the process fails with it; {first})"
 
 
 def _x(value, digits=2):
@@ -474,23 +474,17 @@ def questions(run):
         captured + [f"{contract}: " + _test_outcome(run, f"test_ensemble_precision::{contract}")])))
     e = run.hooks.get("ensemble") or {}
     seconds = run.stage_seconds().get("ensemble")
-    if e.get("bf16_error"):  # the benchmark raised with the bf16 row, and ran without it
-        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)", f"the row failed: {e['bf16_error']}"))
-    elif e.get("benchmark_error") and sticky_error(e["benchmark_error"]):  # the retry could not clear the row
-        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
-                     f"not measured: the ensemble benchmark failed: {e['benchmark_error']}{sticky_words(e)}"))
-    elif e.get("benchmark_error"):  # it raised, and again without the bf16 row (or had none): not the row's doing
-        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
-                     f"not measured: the ensemble benchmark failed (not because of the bf16 row): "
-                     f"{e['benchmark_error']}"))
+    bf16 = "the bf16 ensemble row's speed (small-x256, CUDA graph)"
+    took = f"; the ensemble hook took {seconds} s" if seconds is not None else ""
+    if e.get("bf16_error"):  # in a process of its own (ensemble.py --bf16-row), after issue 11's rows were saved
+        rows.append((bf16, f"the row failed: {e['bf16_error']}"))
     elif e.get("bf16"):
-        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
-                     ", ".join(f"{_x(v)} {k}" for k, v in e["bf16"].items())
-                     + (f"; the ensemble hook took {seconds} s" if seconds is not None else "")))
+        rows.append((bf16, ", ".join(f"{_x(v)} {k}" for k, v in e["bf16"].items()) + took))
+    elif e.get("bf16_skipped"):
+        rows.append((bf16, f"not measured: {e['bf16_skipped']}{took}"))
     else:
-        rows.append(("the bf16 ensemble row's speed (small-x256, CUDA graph)",
-                     "not measured: no bf16 row (it needs GPUNN_CHECK_ENSEMBLE_SECONDS=60 or more, on a GPU)"
-                     + (f"; the ensemble hook took {seconds} s" if seconds is not None else "")))
+        rows.append((bf16, "not measured: no bf16 row (it needs GPUNN_CHECK_ENSEMBLE_SECONDS=60 or more, on a GPU)"
+                     + took))
     a = p.get("alignment")
     if a and "error" in a:
         rows.append(("5,313-parameter members not 16-byte aligned: do the bf16 products slow down?",

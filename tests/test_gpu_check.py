@@ -206,24 +206,23 @@ def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_
     assert verdict == "" and measured.endswith(f"; not judged: memory's step graph, stream's step {eager}"), measured
 
 
-def test_a_sticky_cuda_error_in_the_ensemble_benchmark_is_not_cleared_by_the_retry(tmp_path, capsys):
+def test_a_sticky_cuda_error_in_the_ensemble_benchmark_is_named_with_where_it_came_first(tmp_path, capsys):
     """After a sticky CUDA error (an illegal address, a kernel's assert...) every later CUDA call of the process fails
-    with it, so the ensemble hook's run without the bf16 row fails too whatever the cause: the report said "not
-    because of the bf16 row", which that retry cannot tell. It names the error as sticky, and where it came first."""
+    with it, so a benchmark that failed with one may have been poisoned by a check before it: the report names the
+    error as sticky, and where it came first (the exactness check, the graph check, or the benchmark's rows)."""
     sticky = ("CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered")
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     saved = tmp_path / "run" / "ensemble" / "ensemble.json"
-    for exactness, first in ((None, "a row of the first benchmark run (the bf16 row, the ensemble's graph or eager "
-                                    "rows, a peer) caused it"),
-                             (sticky, "the exactness check (an Ensemble against its members' MLPs) failed with it "
-                                      "before")):
+    for exactness, graph, first in (
+            (None, None, "a row of the benchmark (the ensemble's graph or eager rows, a peer) caused it"),
+            (sticky, None, "the exactness check (an Ensemble against its members' MLPs) failed with it before"),
+            (None, sticky, "the ensemble's CUDA graph check failed with it before")):
         saved.write_text(json.dumps({"device": "cuda", "exact": exactness is None, "exactness_error": exactness,
+                                     "graph": {"error": graph} if graph else {"captured": True},
                                      "benchmark_error": sticky}))
         out = _report(tmp_path / "run", capsys=capsys)
-        words = (f" (cudaErrorIllegalAddress is a sticky CUDA error: every later CUDA call of the process fails "
-                 f"with it, the retry without the bf16 row included; {first})")
-        assert f"not measured: the ensemble benchmark failed: {sticky}{words}" in out
-        assert "not because of the bf16 row" not in out
+        words = (f" (cudaErrorIllegalAddress is a sticky CUDA error: every later CUDA call of the process fails with "
+                 f"it; {first})")
         assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
             f"not measured: no sequential row in ensemble.json: the benchmark failed: {sticky}{words}")
 
@@ -721,79 +720,181 @@ def test_a_nccl_hook_check_that_raises_fails_alone_and_the_next_ones_still_run(t
         "source) == one process (rel < 1e-10) (RuntimeError: made to fail by the test)" in measured
 
 
-@pytest.mark.gpu
-def test_an_ensemble_hook_check_or_bf16_row_that_raises_still_measures_the_issues_targets(gpu, tmp_path, monkeypatch,
-                                                                                           capsys):
-    """bench/gpu_checks/ensemble.py with GPUNN_CHECK_ENSEMBLE_SECONDS=90 (the next GPU session) benchmarks a bf16
-    ensemble row whose path (Ensemble(precision="bf16", graph=True): packed bf16 members, strided batched GemmEx) has
-    never run on a GPU, in the same run_ensembles call as issue 11's rows; and its exactness check runs before it
-    all. An exception in either ended the hook: no targets measured (and before the first save, no ensemble.json).
-    Now a check's exception is kept as its error, and a benchmark that raises with the bf16 row runs again
-    without it."""
+def _ensemble_rows(**rates):
+    """gpunn.bench.run_ensembles' rows (dicts of its Results) with these member-samples/s, by impl."""
+    from dataclasses import asdict
+
+    from gpunn.bench.runners import Result
+
+    rows = [asdict(Result("small-x256", "16-64-64-1 x256", "cuda:0", impl, impl, "bf16" if "bf16" in impl else
+                          "float32", 128, rate, (rate, rate), gpunn_speedup=rates["gpunn"] / rate,
+                          fraction_of_peak=0.1, fraction_of_gemm=0.2)) for impl, rate in rates.items()]
+    # as a JSON file holds them (no NaN: a row read back then equals the row)
+    return json.loads(json.dumps([{k: 0.0 if v != v else v for k, v in row.items()} for row in rows]))
+
+
+def _ensemble_hook(monkeypatch, benchmark_error=None, checks_pass=True):
+    """bench/gpu_checks/ensemble.py with run_ensembles giving issue 11's float32 rows (or raising ``benchmark_error``),
+    and the precisions of each call made in this process. Its checks pass, or (``checks_pass`` False) the exactness
+    check raises and the graph check runs as it is."""
     from gpunn import bench
 
     hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
-
-    def broken(device):
-        raise RuntimeError("made to fail by the test")
-
     calls = []
 
-    def run_ensembles(configs, backends, precisions=(), **kwargs):
+    def run_ensembles(configs, backends, peers=(), precisions=(), **kwargs):
         calls.append(tuple(precisions))
-        if precisions:
-            raise RuntimeError("the bf16 row made to fail by the test")
-        return []
+        if benchmark_error is not None:
+            raise benchmark_error
+        return _ensemble_rows(**{"gpunn": 36e6, "gpunn-graph": 48e6, "sequential": 0.2e6, "torch-vmap": 14e6})
 
-    monkeypatch.setattr(hook, "exactness", broken)
+    def broken(device):
+        raise RuntimeError("the check made to fail by the test")
+
+    monkeypatch.setattr(hook, "exactness", (lambda device: 0.0) if checks_pass else broken)
+    if checks_pass:
+        monkeypatch.setattr(hook, "graph_check", lambda device: {"captured": True, "reason": None, "max_rel_err": 0.0})
     monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
+    return hook, calls
+
+
+def _python(code, *argv):
+    import sys
+
+    return lambda args, seconds: [sys.executable, "-c", code, *argv]
+
+
+# the bf16 row's process, made to die as a sticky CUDA fault (or a driver's) may end it: after checking that the
+# float32 rows were in ensemble.json before it started (else it exits 3)
+DIES = ("import json, os, sys; saved = json.load(open(sys.argv[1]))\n"
+        "if 'torch-vmap' not in saved.get('targets', {}): sys.exit(3)\n"
+        "os.abort()")
+WRITES = "import sys; open(sys.argv[2], 'w').write(sys.argv[1])"  # a bf16 process that wrote its rows
+
+
+@pytest.mark.gpu
+def test_a_bf16_ensemble_row_that_kills_its_process_costs_none_of_issue_11s_targets(gpu, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """With GPUNN_CHECK_ENSEMBLE_SECONDS=90 (the next GPU session) the hook benchmarks a bf16 ensemble row whose path
+    (Ensemble(precision="bf16", graph=True): packed bf16 members, strided batched GemmEx) has never run on a GPU. It
+    ran in the same run_ensembles call as issue 11's rows, and on failure again without it in the same process: after
+    a sticky CUDA fault (an illegal address...) in it, every later CUDA call of the process fails, the retry too, and
+    issue 11's targets were lost for the run. Now the float32 rows are measured and saved first, and the bf16 row
+    runs in a process of its own (here one that ends by SIGABRT), whose end costs nothing of them."""
+    hook, calls = _ensemble_hook(monkeypatch)
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     out_dir = tmp_path / "run" / "ensemble"
-    assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"]) == 1
-    assert calls == [("bf16",), ()]  # the benchmark again, without the bf16 row
+    monkeypatch.setattr(hook, "bf16_command", _python(DIES, str(out_dir / "ensemble.json")))
+    assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"]) == 0
+    assert calls == [()]  # no bf16 row in this process
     saved = json.loads((out_dir / "ensemble.json").read_text())
-    assert saved["exact"] is False and saved["exactness_error"] == "RuntimeError: made to fail by the test"
-    assert saved["bf16_error"] == "RuntimeError: the bf16 row made to fail by the test"
-    assert "benchmark_error" not in saved  # the run without the row passed: the error was the row's
-    # the graph check ran after the failed one and reported; whether it captured is not this test's question (on a
-    # GPU, where Ensemble(graph=True) has yet to run, a capture refused would fail here as well as in its own tests)
+    assert saved["bf16_error"] == "its process was ended by SIGABRT without writing its rows"
+    assert saved["targets"]["sequential"]["met"] and saved["graph_targets"]["torch-vmap"]["met"]
+    capsys.readouterr()
+    out = _report(tmp_path / "run", capsys=capsys)
+    t = _targets(out)
+    assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == ("eager 2.57×, graph 3.43×", "met")
+    assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][1] == "met"
+    assert "the row failed: its process was ended by SIGABRT without writing its rows" in out
+
+
+@pytest.mark.gpu
+def test_the_bf16_ensemble_rows_process_is_compared_with_its_own_graph_row_and_the_hooks_torch_vmap(
+        gpu, tmp_path, monkeypatch, capsys):
+    """The bf16 row's speed-up over the float32 graph row is within its process's rounds; over torch vmap it is
+    against the float32 benchmark's torch vmap row (medians of two processes). Its process runs this hook with
+    --bf16-row (the hook's own command, checked here), killed when --max-seconds runs out."""
+    import sys
+
+    hook, _ = _ensemble_hook(monkeypatch)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    out_dir = tmp_path / "run" / "ensemble"
+    command = hook.bf16_command(type("Args", (), {"device": "cuda", "out": str(out_dir)}), 70.25)
+    assert command == [sys.executable, str(ROOT / "bench" / "gpu_checks" / "ensemble.py"), "--bf16-row", "--device",
+                       "cuda", "--out", str(out_dir), "--max-seconds", "70.2"]
+    rows = _ensemble_rows(**{"gpunn": 30e6, "gpunn-graph": 40e6, "gpunn-graph-bf16": 60e6})
+    monkeypatch.setattr(hook, "bf16_command", _python(WRITES, json.dumps({"results": rows}),
+                                                      str(out_dir / "ensemble-bf16.json")))
+    assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"]) == 0
+    saved = json.loads((out_dir / "ensemble.json").read_text())
+    assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 14)}
+    assert saved["bf16_results"] == rows
+    assert "bf16_error" not in saved and saved["targets"]["torch-vmap"]["speedup"] == pytest.approx(36 / 14)
+    capsys.readouterr()
+    assert "1.50× gpunn-graph, 4.29× torch-vmap" in _report(tmp_path / "run", capsys=capsys)
+
+
+@pytest.mark.gpu
+def test_the_bf16_row_alone_writes_its_rows_or_its_error_for_the_hook(gpu, tmp_path, monkeypatch):
+    """ensemble.py --bf16-row (what the hook's bf16 process runs): a benchmark of the bf16 row beside its float32
+    graph and eager rows, no peers, into DIR/ensemble-bf16.json; an exception is written there as its error."""
+    from gpunn import bench
+
+    hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
+    calls, rows = [], _ensemble_rows(**{"gpunn": 30e6, "gpunn-graph": 40e6, "gpunn-graph-bf16": 60e6})
+
+    def run_ensembles(configs, backends, peers=(), precisions=(), graph=False, **kwargs):
+        calls.append((configs[0].name, tuple(peers), tuple(precisions), graph))
+        if len(calls) > 1:
+            raise RuntimeError("made to fail by the test")
+        return rows
+
+    monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
+    argv = ["--bf16-row", "--device", "cuda", "--out", str(tmp_path), "--max-seconds", "30"]
+    assert hook.main(argv) == 0
+    assert calls == [("small-x256", (), ("bf16",), True)]
+    assert json.loads((tmp_path / "ensemble-bf16.json").read_text()) == {"results": rows}
+    assert hook.main(argv) == 1
+    assert json.loads((tmp_path / "ensemble-bf16.json").read_text()) == {
+        "error": "RuntimeError: made to fail by the test"}
+    assert not (tmp_path / "ensemble.json").exists()
+
+
+def test_a_bf16_row_process_that_outlives_the_hooks_time_is_killed_and_said_so(tmp_path, monkeypatch):
+    """A bf16 process stuck in a CUDA call (or in a hang) is killed at --max-seconds less 2 s, and that is its error;
+    with under BF16_MIN_SECONDS left it is not started. (bf16_row alone: the hook's main needs 60 s for the row.)"""
+    import argparse
+    import time
+
+    hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
+    monkeypatch.setattr(hook, "BF16_MIN_SECONDS", 1)
+    monkeypatch.setattr(hook, "bf16_command", _python("import time; time.sleep(600)"))
+    args = argparse.Namespace(device="cuda", out=str(tmp_path), max_seconds=4.0)
+    assert hook.bf16_row(args, time.monotonic(), []) == {
+        "bf16_error": "its process was still running after 2 s, and was killed"}
+    monkeypatch.setattr(hook, "BF16_MIN_SECONDS", 15)
+    args.max_seconds = 16.0
+    assert hook.bf16_row(args, time.monotonic(), []) == {
+        "bf16_skipped": "14 s of --max-seconds 16 left, under the 15 s it needs"}
+
+
+@pytest.mark.gpu
+def test_an_ensemble_benchmark_that_fails_is_saved_and_raised_after_the_bf16_rows_process(gpu, tmp_path, monkeypatch,
+                                                                                          capsys):
+    """The float32 benchmark raised (a torch peer, the graph row...): ensemble.json keeps its error as benchmark_error
+    and the hook fails with it, after the bf16 row, which runs in a fresh process whatever this one's state (its
+    speed-up then over its own graph row alone); the report says the targets were not measured and why. An exactness
+    check that raised before is kept as its error, and the graph check and the benchmark still ran."""
+    hook, calls = _ensemble_hook(monkeypatch, RuntimeError("made to fail by the test"), checks_pass=False)
+    rows = _ensemble_rows(**{"gpunn": 30e6, "gpunn-graph": 40e6, "gpunn-graph-bf16": 60e6})
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    out_dir = tmp_path / "run" / "ensemble"
+    monkeypatch.setattr(hook, "bf16_command", _python(WRITES, json.dumps({"results": rows}),
+                                                      str(out_dir / "ensemble-bf16.json")))
+    with pytest.raises(RuntimeError, match="made to fail by the test"):
+        hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"])
+    assert calls == [()]
+    saved = json.loads((out_dir / "ensemble.json").read_text())
+    assert saved["benchmark_error"] == "RuntimeError: made to fail by the test" and "targets" not in saved
+    assert saved["bf16"] == {"gpunn-graph": 1.5}
+    assert saved["exact"] is False and saved["exactness_error"] == "RuntimeError: the check made to fail by the test"
+    # whether it captured is not this test's question (on a GPU, where Ensemble(graph=True) has yet to run, a capture
+    # refused would fail here as well as in its own tests)
     assert "captured" in saved["graph"] and "error" not in saved["graph"], saved["graph"]
     capsys.readouterr()
     out = _report(tmp_path / "run", capsys=capsys)
-    assert _targets(out)["each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)"] == (
-        "failed: RuntimeError: made to fail by the test (cuda)", "**not met**")
-    assert "the row failed: RuntimeError: the bf16 row made to fail by the test" in out
-
-
-@pytest.mark.gpu
-def test_an_ensemble_benchmark_that_fails_without_the_bf16_row_too_is_not_blamed_on_that_row(gpu, tmp_path,
-                                                                                             monkeypatch, capsys):
-    """The benchmark raised with the bf16 row and raises again without it: the error is the benchmark's (a torch peer,
-    the graph row...), so ensemble.json keeps it as benchmark_error, not as the bf16 row's, and the hook fails with
-    it; the report says the targets were not measured and why."""
-    from gpunn import bench
-
-    hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
-    calls = []
-
-    def run_ensembles(configs, backends, precisions=(), **kwargs):
-        calls.append(tuple(precisions))
-        raise RuntimeError(f"run {len(calls)} made to fail by the test")
-
-    monkeypatch.setattr(hook, "exactness", lambda device: 0.0)
-    monkeypatch.setattr(hook, "graph_check", lambda device: {"captured": True, "reason": None, "max_rel_err": 0.0})
-    monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
-    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
-    out_dir = tmp_path / "run" / "ensemble"
-    with pytest.raises(RuntimeError, match="run 2 made to fail"):
-        hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"])
-    assert calls == [("bf16",), ()]
-    saved = json.loads((out_dir / "ensemble.json").read_text())
-    assert "bf16_error" not in saved and saved["benchmark_error"] == "RuntimeError: run 1 made to fail by the test"
-    capsys.readouterr()
-    out = _report(tmp_path / "run", capsys=capsys)
     assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
-        "not measured: no sequential row in ensemble.json: the benchmark failed: RuntimeError: run 1 made to fail by "
-        "the test")
-    assert ("not measured: the ensemble benchmark failed (not because of the bf16 row): RuntimeError: run 1 made to "
-            "fail by the test") in out
+        "not measured: no sequential row in ensemble.json: the benchmark failed: RuntimeError: made to fail by the test")
+    assert "1.50× gpunn-graph" in out
+    assert _targets(out)["each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)"] == (
+        "failed: RuntimeError: the check made to fail by the test (cuda)", "**not met**")

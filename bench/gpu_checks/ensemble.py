@@ -13,20 +13,26 @@
    (whether it captured, and the largest relative difference: the graph's products are cuBLAS strided
    batched calls where the eager step uses CuPy's matmul), and a "graph" row in the benchmark; the 3x
    torch-vmap target is reported for the faster of the two gpunn rows.
-4. on a GPU with --max-seconds 60 or more, a bf16 row (``Ensemble(precision="bf16", graph=True)``) and its
-   speed-up over torch vmap and over the float32 graph row; left out under gpu_check.sh's default 40 s cap
-   (its first step compiles the bf16 kernels), GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
-Exit 0 when the exactness check passes and the benchmark ran. DIR/ensemble.json is written after the checks
-and again at the end. A check that raises is kept as its error and the benchmark still runs; a benchmark that
-raises with the bf16 row (whose path first meets a GPU here) runs again without it, so the issue's targets are
-measured either way: the error is ``bf16_error`` when the run without the row passes, else ``benchmark_error``
-(a benchmark that raises is saved as that, and the hook fails with its traceback).
+4. on a GPU with --max-seconds 60 or more, after the float32 rows are saved: a bf16 row (``Ensemble(precision=
+   "bf16", graph=True)``, a path no GPU has run yet) in a process of its own (``--bf16-row``), beside that
+   process's own float32 graph row, within what is left of --max-seconds (it is killed there); its speed-up over
+   that graph row (same rounds) and over the torch vmap row of step 2 (medians of the two processes). Left out
+   under gpu_check.sh's default 40 s cap (its first step compiles the bf16 kernels);
+   GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
+Exit 0 when the exactness check passes and the benchmark ran (the bf16 row is reported, not judged).
+DIR/ensemble.json is written after the checks, after the benchmark, and at the end. A check that raises is kept
+as its error and the benchmark still runs; a benchmark that raises is saved as ``benchmark_error`` and the hook
+fails with its traceback (after the bf16 row's process, which it cannot reach). The bf16 row's failure is
+``bf16_error`` (its exception, a signal that ended its process, or its time running out): a sticky CUDA fault
+in it (an illegal address...) poisons only its own process's CUDA context, never issue 11's rows.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -34,6 +40,10 @@ import traceback
 import numpy
 
 TARGETS = {"cuda": {"sequential": 50.0, "torch-vmap": 3.0}, "cpu": {"sequential": 3.0, "torch-vmap": 2.5}}
+# The bf16 row's process: kept free of --max-seconds by the float32 benchmark (start-up: imports and a CUDA
+# context, ~5 s; its runners' warm-ups and captures; three rounds of four rows, ~0.3 s each), and the least it
+# is started with
+BF16_SECONDS, BF16_MIN_SECONDS = 30, 15
 
 
 def exactness(device) -> float:
@@ -80,10 +90,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", default=".")
     parser.add_argument("--max-seconds", type=float, default=90.0)
+    parser.add_argument("--bf16-row", action="store_true", help="the bf16 row alone, into DIR/ensemble-bf16.json "
+                        "(what the hook runs in a process of its own)")
     args = parser.parse_args(argv)
+    if args.bf16_row:
+        return bf16_main(args)
     t0 = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
-    from gpunn import backend as _backend, bench
+    from gpunn import bench
 
     kind = "cpu" if args.device == "cpu" else "cuda"
     report = {"device": args.device}
@@ -125,69 +139,134 @@ def main(argv=None) -> int:
     save()
     cfg = bench.parse_config("small-x256" if kind == "cuda" else "tiny:8:32x32:1:64-x4")
     # The K torch models in a loop (379x slower than the ensemble on the H200) cost most of gpu_check.sh's
-    # 40 s hook in warm-up and two rounds alone; they run when the budget allows (--max-seconds 60 and up).
+    # 40 s hook in warm-up and two rounds alone; they run when the budget allows (--max-seconds 60 and up), as
+    # does the bf16 row.
     roomy = kind == "cuda" and args.max_seconds >= 60
     peers = ("sequential", "torch-vmap") + (("torch-loop",) if roomy else ())
-
-    def benchmark(precisions):  # on the CPU (plumbing only): no torch loop, torch on one thread (two fight
-        budget = max(10.0, args.max_seconds - (time.monotonic() - t0) - 5)  # OpenBLAS for 2 cores)
-        return bench.run_ensembles([cfg], [_backend.resolve(args.device)],
-                                   peers=peers,
-                                   repeats=3 if kind == "cuda" else 2, seconds=0.3 if kind == "cuda" else 0.05,
-                                   max_seconds=budget, threads=None if kind == "cuda" else 1,
-                                   log=lambda msg: print(msg, flush=True), graph=kind == "cuda",
-                                   precisions=precisions)
-
-    def measured(precisions):  # the benchmark, or its error saved before it goes up
-        try:
-            return benchmark(precisions)
-        except Exception as exc:
-            report.setdefault("benchmark_error", error(exc))
-            save()
-            raise
-
-    if not roomy:
-        results = measured(())
+    failure = None
+    try:
+        results = benchmark(args, t0, cfg, peers, (), reserve=BF16_SECONDS if roomy else 0)
+    except Exception as exc:  # saved, and raised after the bf16 row's process (which a fault here cannot reach)
+        report["benchmark_error"], failure = error(exc), exc
     else:
-        try:
-            results = benchmark(("bf16",))
-        except Exception as exc:  # noqa: BLE001 - the bf16 row must not cost the issue's targets
-            report["benchmark_error"] = error(exc)  # the bf16 row's only if the run without it passes
-            save()
-            print(f"the benchmark with the bf16 row failed ({report['benchmark_error']}); again without it", flush=True)
-            results = measured(())  # raises the same way: the error was not the bf16 row's (benchmark_error stays)
-            report["bf16_error"] = report.pop("benchmark_error")
-            print(f"without the bf16 row it ran: the error was the bf16 row's ({report['bf16_error']})", flush=True)
+        report.update(summary(results, kind))
+    save()  # issue 11's rows, before anything else runs
+    if roomy:
+        report.update(bf16_row(args, t0, report.get("results", [])))
+        if "bf16_error" in report:
+            print(f"the bf16 row failed: {report['bf16_error']}", flush=True)
+        save()
+    if failure is not None:
+        raise failure
+    return 0 if report["exact"] and report.get("ran") else 1
+
+
+def benchmark(args, t0, cfg, peers, precisions, reserve=0):
+    """bench.run_ensembles on ``cfg``: its rounds end ``reserve`` + 5 s before --max-seconds (warm-ups are not
+    bounded). On the CPU (plumbing only): no torch loop, torch on one thread (two fight OpenBLAS for 2 cores)."""
+    from gpunn import backend as _backend, bench
+
+    gpu = args.device != "cpu"
+    budget = max(10.0, args.max_seconds - (time.monotonic() - t0) - 5 - reserve)
+    return bench.run_ensembles([cfg], [_backend.resolve(args.device)], peers=peers,
+                               repeats=3 if gpu else 2, seconds=0.3 if gpu else 0.05,
+                               max_seconds=budget, threads=None if gpu else 1,
+                               log=lambda msg: print(msg, flush=True), graph=gpu, precisions=precisions)
+
+
+def summary(results, kind) -> dict:
+    """ensemble.json's keys from the float32 benchmark's rows: the targets (eager and graph), '% of peak', ran."""
+    from gpunn import bench
+
     print(bench.format_table(results), flush=True)
     print(bench.gemm_note(results), flush=True)  # the GFLOP/s behind "% of peak" and "% of GEMM"
     ours = {r["impl"]: r for r in results}
-    report["peak_column_ok"] = all(0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] for r in results)
-    if not report["peak_column_ok"]:
+    out = {"peak_column_ok": all(0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] for r in results),
+           "results": results, "targets": {}}
+    if not out["peak_column_ok"]:
         print("'% of peak' is missing or above '% of GEMM' in a row: a bug in gpunn.bench.ensemble", flush=True)
-    report["results"] = results
-    report["targets"] = {}
     graph_row = ours.get("gpunn-graph")
     for peer, target in TARGETS[kind].items():
         if peer in ours:
             speedup = ours[peer]["gpunn_speedup"]  # the eager ensemble's, paired by round
             if graph_row is not None:  # the graph row's, from the medians
                 graph_speedup = graph_row["samples_per_s"] / ours[peer]["samples_per_s"]
-                report.setdefault("graph_targets", {})[peer] = {"speedup": graph_speedup, "target": target,
-                                                               "met": graph_speedup >= target}
+                out.setdefault("graph_targets", {})[peer] = {"speedup": graph_speedup, "target": target,
+                                                            "met": graph_speedup >= target}
                 print(f"gpunn Ensemble graph vs {peer}: {graph_speedup:.2f}x (target >= {target}x: "
                       f"{'met' if graph_speedup >= target else 'not met'})", flush=True)
-            report["targets"][peer] = {"speedup": speedup, "target": target, "met": speedup >= target}
+            out["targets"][peer] = {"speedup": speedup, "target": target, "met": speedup >= target}
             print(f"gpunn Ensemble vs {peer}: {speedup:.2f}x (target >= {target}x: "
                   f"{'met' if speedup >= target else 'not met'})", flush=True)
-    bf16_row = ours.get("gpunn-graph-bf16")
-    if bf16_row is not None:  # tensor cores for the K members (not a target of the issue: reported)
-        report["bf16"] = {peer: bf16_row["samples_per_s"] / ours[peer]["samples_per_s"]
-                          for peer in ("gpunn-graph", "torch-vmap") if peer in ours}
-        print("gpunn Ensemble bf16 (graph): " + ", ".join(f"{v:.2f}x {k}" for k, v in report["bf16"].items()),
-              flush=True)
-    save()
-    ran = "gpunn" in ours and ours["gpunn"]["samples_per_s"] > 0
-    return 0 if report["exact"] and ran else 1
+    out["ran"] = "gpunn" in ours and ours["gpunn"]["samples_per_s"] > 0
+    return out
+
+
+def bf16_command(args, seconds) -> list:
+    """The bf16 row's process: this hook with --bf16-row, on the gpunn this process imported."""
+    return [sys.executable, os.path.abspath(__file__), "--bf16-row", "--device", args.device, "--out", args.out,
+            "--max-seconds", f"{seconds:.1f}"]
+
+
+def bf16_row(args, t0, results) -> dict:
+    """ensemble.json's keys for the bf16 row, run in a process of its own (``--bf16-row``) and killed when
+    --max-seconds is spent: ``bf16`` (its speed-up over its process's float32 graph row and over ``results``'
+    torch vmap row) and ``bf16_results`` (its process's rows), else ``bf16_error`` or ``bf16_skipped``."""
+    import gpunn
+
+    left = args.max_seconds - (time.monotonic() - t0) - 2  # 2 s to save and exit
+    if left < BF16_MIN_SECONDS:
+        why = f"{max(left, 0):.0f} s of --max-seconds {args.max_seconds:g} left, under the {BF16_MIN_SECONDS} s it needs"
+        print(f"the bf16 row: skipped ({why})", flush=True)
+        return {"bf16_skipped": why}
+    path = os.path.join(args.out, "ensemble-bf16.json")
+    if os.path.exists(path):
+        os.remove(path)
+    env = dict(os.environ)  # the same gpunn as this process
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gpunn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    print(f"the bf16 row, in a process of its own ({left:.0f} s):", flush=True)
+    try:
+        rc = subprocess.run(bf16_command(args, left), env=env, timeout=left).returncode
+    except subprocess.TimeoutExpired:
+        return {"bf16_error": f"its process was still running after {left:.0f} s, and was killed"}
+    try:
+        with open(path) as fh:
+            got = json.load(fh)
+    except (OSError, ValueError):
+        got = {}
+    if "results" not in got:
+        ended = (f"was ended by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals()
+                 else f"exited with status {rc}")
+        return {"bf16_error": got.get("error") or f"its process {ended} without writing its rows"}
+    rows = {r["impl"]: r for r in got["results"]}
+    if "gpunn-graph-bf16" not in rows:
+        return {"bf16_error": "its process ran no gpunn-graph-bf16 row", "bf16_results": got["results"]}
+    peers = {"gpunn-graph": rows.get("gpunn-graph"), "torch-vmap": next(
+        (r for r in results if r["impl"] == "torch-vmap"), None)}
+    speed = rows["gpunn-graph-bf16"]["samples_per_s"]
+    out = {"bf16": {k: speed / r["samples_per_s"] for k, r in peers.items() if r}, "bf16_results": got["results"]}
+    print("gpunn Ensemble bf16 (graph): " + ", ".join(f"{v:.2f}x {k}" for k, v in out["bf16"].items()), flush=True)
+    return out
+
+
+def bf16_main(args) -> int:
+    """--bf16-row: the bf16 row and this process's float32 rows (eager, graph) in DIR/ensemble-bf16.json."""
+    from gpunn import bench
+
+    t0 = time.monotonic()
+    os.makedirs(args.out, exist_ok=True)
+    cfg = bench.parse_config("small-x256" if args.device != "cpu" else "tiny:8:32x32:1:64-x4")
+    try:
+        got = {"results": benchmark(args, t0, cfg, (), ("bf16",))}
+    except Exception as exc:  # noqa: BLE001 - written for the hook, which reports it
+        traceback.print_exc()
+        got = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+    else:
+        print(bench.format_table(got["results"]), flush=True)
+    with open(os.path.join(args.out, "ensemble-bf16.json"), "w") as fh:
+        json.dump(got, fh, indent=2)
+    return 0 if "results" in got else 1
 
 
 if __name__ == "__main__":
