@@ -68,7 +68,8 @@ def sticky_words(e):
     first = ("the exactness check (an Ensemble against its members' MLPs) failed with it before"
              if sticky_error(e.get("exactness_error")) else
              "the ensemble's CUDA graph check failed with it before"
-             if sticky_error((e.get("graph") or {}).get("error")) else "a row of the benchmark (the ensemble's graph or eager rows, a peer) caused it")
+             if sticky_error((e.get("graph") or {}).get("error"))
+             else "a row of the benchmark (the ensemble's graph or eager rows, a peer) caused it")
     return f" ({name} is a sticky CUDA error: every later CUDA call of the process fails with it; {first})"
 
 
@@ -353,8 +354,12 @@ def issue12(run):
     cut = started and (long is None or started["rows"] > long["rows"]) and (
         f"a {started['rows']:,}-row stream started {started['at_s']:.0f} s into the hook (about "
         f"{started['expected_s']:.0f} s long) did not finish: the call's time ran out in it, or the hook failed there")
+    errors = s.get("errors") or {}  # a part that raised (the hook went on to the next)
     if long is None:
-        why = cut or s.get("skipped", {}).get("synthetic_long") or ("a GPU measurement" if not gpu else "not run")
+        why = (errors.get("synthetic_long") and f"the part failed: {errors['synthetic_long']}" or cut
+               or s.get("skipped", {}).get("synthetic_long")
+               or errors.get("synthetic") and f"the synthetic part it starts from failed: {errors['synthetic']}"
+               or ("a GPU measurement" if not gpu else "not run"))
         rows.append((texts[0], f"not measured: {why}", ""))
     else:
         text = (f"{long['stream_samples_per_s']:,.0f} samples/s = {long['ratio']:.2f}× in memory "
@@ -368,8 +373,9 @@ def issue12(run):
             rows.append((texts[0], text + steps, "" if not comparable else MET if long["ratio"] >= 0.9 else NOT_MET))
     large = s.get("throughput", {}).get("npy_large")
     if large is None:
-        rows.append((texts[1], "not measured: no npy_large part in streams.json (the hook ran out of time before it, "
-                               "or predates it)", ""))
+        rows.append((texts[1], f"not measured: the part failed: {errors['npy_large']}" if "npy_large" in errors else
+                     "not measured: no npy_large part in streams.json (the hook ran out of time before it, or predates "
+                     "it)", ""))
     else:
         text = f"{large['ratio']:.2f}× in memory ({large['config']}, {large['rows']:,} rows)"
         if "h2d_gbps_pinned" in large:

@@ -720,6 +720,66 @@ def test_a_nccl_hook_check_that_raises_fails_alone_and_the_next_ones_still_run(t
         "source) == one process (rel < 1e-10) (RuntimeError: made to fail by the test)" in measured
 
 
+def test_a_streams_hook_part_that_raises_fails_alone_and_the_next_parts_still_run(tmp_path, monkeypatch, capsys):
+    """bench/gpu_checks/streams.py runs its correctness checks before issue 12's throughput parts, in both GPU calls
+    (the second is the 10^9-row stream alone). A check or part that raised ended the hook: the npy check (the pinned
+    side-stream pipeline) took the synthetic check's results with it (streams.json was first written after both) and
+    every throughput part after it, the 10^9-row stream included. Now each part's exception is its error in
+    streams.json, the hook fails, and the next parts run; the report names the error. (The CPU sizes.)"""
+    from gpunn.bench import stream
+
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    replay_ok, make_npy, made = hook.replay_ok, stream.make_npy, []
+
+    def npy_check_fails(source, epoch, batch_size, first):
+        if epoch == 0:  # the npy check's (the synthetic check replays epoch 1)
+            raise RuntimeError("the npy check made to fail by the test")
+        return replay_ok(source, epoch, batch_size, first)
+
+    def first_fails(*args, **kwargs):  # npy_large's file; npy's, the next, is made
+        made.append(args)
+        if len(made) == 1:
+            raise RuntimeError("npy_large made to fail by the test")
+        return make_npy(*args, **kwargs)
+
+    monkeypatch.setattr(hook, "replay_ok", npy_check_fails)
+    monkeypatch.setattr(stream, "make_npy", first_fails)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    out_dir = tmp_path / "run" / "streams"
+    argv = ["--device", "cpu", "--out", str(out_dir), "--max-seconds", "600", "--parts", "npy_large,npy"]
+    assert hook.main(argv) == 1
+    saved = json.loads((out_dir / "streams.json").read_text())
+    assert saved["checks"] == {"synthetic_rows_are_makes": True, "synthetic_resume_replays": True}
+    assert saved["errors"] == {"npy checks": "RuntimeError: the npy check made to fail by the test",
+                               "npy_large": "RuntimeError: npy_large made to fail by the test"}
+    assert set(saved["throughput"]) == {"npy"} and len(made) == 2
+    out = capsys.readouterr().out
+    assert "FAIL npy checks: RuntimeError: the npy check made to fail by the test" in out and "streams: FAIL" in out
+    measured, verdict = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
+                             if k.startswith(".npy on the large configuration"))
+    assert (measured, verdict) == ("not measured: the part failed: RuntimeError: npy_large made to fail by the test",
+                                   "")
+
+
+def test_a_10_9_row_stream_that_raised_is_reported_with_its_error(tmp_path, capsys):
+    """The 10^9-row stream's part saves 'started' before its epoch; one that raised there is reported with its error,
+    not as a call whose time ran out; where the synthetic part it starts from failed, the report says that."""
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "streams")  # the second call's streams.json alone
+    calls = json.loads((RUNS / "h200-2026-11-28" / "streams" / "streams.json").read_text())
+    started = {"rows": 10 ** 9, "at_s": 20.0, "expected_s": 150.0}
+    for throughput, errors, why in (
+            ({"synthetic": calls["throughput"]["synthetic"]},
+             {"synthetic_long": "CUDARuntimeError: cudaErrorMemoryAllocation: out of memory"},
+             "the part failed: CUDARuntimeError: cudaErrorMemoryAllocation: out of memory"),
+            ({}, {"synthetic": "RuntimeError: made to fail"},
+             "the synthetic part it starts from failed: RuntimeError: made to fail")):
+        (tmp_path / "streams.json").write_text(json.dumps(dict(
+            calls, throughput=throughput, errors=errors, started={"synthetic_long": started} if throughput else {})))
+        t = _targets(_report(tmp_path / "run", "--add", f"streams={tmp_path / 'streams.json'}", capsys=capsys))
+        assert t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"] == (f"not measured: {why}", "")
+
+
 def _ensemble_rows(**rates):
     """gpunn.bench.run_ensembles' rows (dicts of its Results) with these member-samples/s, by impl."""
     from dataclasses import asdict

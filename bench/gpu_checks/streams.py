@@ -7,8 +7,10 @@
     python bench/gpu_checks/streams.py --device cpu --out DIR                        # the plumbing, no GPU
     python bench/gpu_checks/streams.py --device cuda --out DIR --quick               # the GPU code, CPU sizes
 
-Checks (exit 0 when the correctness checks pass; DIR/streams.json holds the details, rewritten after
-each part, so a kill keeps what finished):
+Checks (exit 0 when the correctness checks pass and no part raised; DIR/streams.json holds the details,
+rewritten after each part, so a kill keeps what finished; a part that raises is kept as its error in
+streams.json's "errors" and the next parts still run, so a failure in the checks cannot cost issue 12's
+throughput parts, the 10^9-row stream of gpu_check.sh's second command included):
 1. a synthetic source on the device holds exactly ``datasets.make``'s rows (as a multiset), and a resume
    part-way through an epoch replays the same batches;
 2. a .npy pair read through the pinned buffers and the side stream arrives intact, and a resume part-way
@@ -34,12 +36,14 @@ judged (the line says "NOT judged", bench/gpu_report.py gives no verdict).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 
 import numpy
 
@@ -151,130 +155,144 @@ def main(argv=None) -> int:
     backend = _backend.resolve(args.device)
     gpu = backend.is_gpu
     big = gpu and not args.quick  # the sizes worth timing
-    report = {"device": backend.describe(), "checks": {}, "throughput": {}}
-    ok = True
+    report = {"device": backend.describe(), "checks": {}, "throughput": {}, "errors": {}}
 
-    # 1. synthetic: make's rows, exact replay
+    @contextlib.contextmanager
+    def part(name):
+        """A part that raises fails the hook, its error kept in streams.json; the next parts still run (after a
+        sticky CUDA error they fail too, each saying so). streams.json is saved after each part."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - reported as this part's failure
+            traceback.print_exc()
+            report["errors"][name] = f"{type(exc).__name__}: {exc}"[:400]
+        save(report)
+
     rows = 3 * 65536 + 1000
-    src = data.synthetic("teacher", rows, 8, 2, seed=5, window=2, device=backend)
-    replay, full = replay_ok(src, 1, 4096, 17)
-    X, Y = datasets.make("teacher", rows, 8, 2, seed=5, device=backend)
-    same = numpy.array_equal(sorted_rows(numpy.concatenate([b[0] for b in full]), numpy.concatenate([b[1] for b in full])),
-                             sorted_rows(X, Y))
-    report["checks"]["synthetic_rows_are_makes"] = bool(same)
-    report["checks"]["synthetic_resume_replays"] = bool(replay)
-    ok &= same and replay
+    X, Y = datasets.make("teacher", rows, 8, 2, seed=5, device=backend)  # the rows of both checks
+    # 1. synthetic: make's rows, exact replay
+    with part("synthetic checks"):
+        src = data.synthetic("teacher", rows, 8, 2, seed=5, window=2, device=backend)
+        replay, full = replay_ok(src, 1, 4096, 17)
+        same = numpy.array_equal(sorted_rows(numpy.concatenate([b[0] for b in full]),
+                                             numpy.concatenate([b[1] for b in full])), sorted_rows(X, Y))
+        report["checks"]["synthetic_rows_are_makes"] = bool(same)
+        report["checks"]["synthetic_resume_replays"] = bool(replay)
 
-    # 2. npy through the pinned side-stream pipeline
     tmp = tempfile.mkdtemp(prefix="gpunn-streams-")
     try:
-        Xh, Yh = host(X), host(Y)
-        numpy.save(os.path.join(tmp, "x.npy"), Xh)
-        numpy.save(os.path.join(tmp, "y.npy"), Yh)
-        src = data.npy(os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy"), chunk_rows=20000, window=3, seed=2,
-                       device=backend)
-        replay, full = replay_ok(src, 0, 3000, 11)
-        same = numpy.array_equal(sorted_rows(numpy.concatenate([b[0] for b in full]),
-                                             numpy.concatenate([b[1] for b in full])), sorted_rows(Xh, Yh))
-        report["checks"]["npy_rows_arrive_intact"] = bool(same)
-        report["checks"]["npy_resume_replays"] = bool(replay)
-        ok &= same and replay
+        # 2. npy through the pinned side-stream pipeline
+        with part("npy checks"):
+            Xh, Yh = host(X), host(Y)
+            numpy.save(os.path.join(tmp, "x.npy"), Xh)
+            numpy.save(os.path.join(tmp, "y.npy"), Yh)
+            src = data.npy(os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy"), chunk_rows=20000, window=3,
+                           seed=2, device=backend)
+            replay, full = replay_ok(src, 0, 3000, 11)
+            same = numpy.array_equal(sorted_rows(numpy.concatenate([b[0] for b in full]),
+                                                 numpy.concatenate([b[1] for b in full])), sorted_rows(Xh, Yh))
+            report["checks"]["npy_rows_arrive_intact"] = bool(same)
+            report["checks"]["npy_resume_replays"] = bool(replay)
 
         # 3. throughput (reported, not judged)
-        save(report)
         batch, sizes = 4096, [32, 32, 1] if args.quick else [32, 256, 256, 1]
         model_args = (sizes, "relu", "identity", True, "float32", backend, 0)
         n = (1 << 23) if big else (1 << 13) if args.quick else (1 << 15)  # CPU: the plumbing, fast in CI
         if "synthetic" in parts and left() > 12:
-            Xm, Ym = datasets.make("teacher", n, 32, 1, seed=0, device=backend)
-            memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
-            del Xm, Ym
-            stream, stream_step = timed_fit(model_args, (data.synthetic("teacher", n, 32, 1, seed=0), None), batch)
-            entry = with_steps({"rows": n, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
-                                "ratio": stream / memory}, memory=memory_step, stream=stream_step)
-            if gpu:  # on the CPU generation runs on the reader thread, not the training thread
-                chunks = 16 if big else 2  # a window of the default 16 chunks
-                issue = generation_host_seconds(backend, datasets.get_task("teacher", 32, 1, seed=0), chunks)
-                entry.update(generation_host_s_per_window=issue * 16 / chunks,
-                             generation_host_share=issue / (chunks * 65536 / memory))
-            report["throughput"]["synthetic"] = entry
-            save(report)
+            with part("synthetic"):
+                Xm, Ym = datasets.make("teacher", n, 32, 1, seed=0, device=backend)
+                memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
+                del Xm, Ym
+                stream, stream_step = timed_fit(model_args, (data.synthetic("teacher", n, 32, 1, seed=0), None),
+                                                batch)
+                entry = with_steps({"rows": n, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
+                                    "ratio": stream / memory}, memory=memory_step, stream=stream_step)
+                if gpu:  # on the CPU generation runs on the reader thread, not the training thread
+                    chunks = 16 if big else 2  # a window of the default 16 chunks
+                    issue = generation_host_seconds(backend, datasets.get_task("teacher", 32, 1, seed=0), chunks)
+                    entry.update(generation_host_s_per_window=issue * 16 / chunks,
+                                 generation_host_share=issue / (chunks * 65536 / memory))
+                report["throughput"]["synthetic"] = entry
 
         # the large configuration from a .npy pair: is the host-to-device copy hidden behind compute?
         large_rows, features, hidden, large_batch, chunk = (
             ((1 << 18), 1024, [4096] * 4, 8192, 16384) if big else
             ((1 << 11), 64, [32], 256, 256) if args.quick else ((1 << 13), 64, [64, 64], 512, 1024))
         if "npy_large" in parts and left() > (25 if big else 8):
-            directory = os.path.join(tmp, "large")
-            make_npy(directory, large_rows, features, 1, device=backend)
-            files = (os.path.join(directory, "X.npy"), os.path.join(directory, "Y.npy"))
-            large_args = ([features, *hidden, 1], "relu", "identity", True, "float32", backend, 0)
-            npy, npy_step = timed_fit(large_args, (data.npy(*files, chunk_rows=chunk, window=2), None), large_batch)
-            Xm, Ym = load_on(backend, files)
-            memory, memory_step = timed_fit(large_args, (Xm, Ym), large_batch)
-            del Xm, Ym
-            window_rows = 2 * chunk
-            entry = with_steps({"rows": large_rows, "window_rows": window_rows,
-                                "config": f"{'-'.join(map(str, [features, *hidden, 1]))}, batch {large_batch}",
-                                "npy_samples_per_s": npy, "memory_samples_per_s": memory, "ratio": npy / memory},
-                               npy=npy_step, memory=memory_step)
-            if gpu:
-                with backend.use():
-                    gbps = copy_bandwidth(backend, window_rows, features + 1)
-                copy_s = window_rows * (features + 1) * 4 / (gbps * 1e9)
-                entry.update(h2d_gbps_pinned=gbps, window_copy_ms=1e3 * copy_s,
-                             window_train_ms=1e3 * window_rows / memory, copy_share=copy_s * memory / window_rows)
-            report["throughput"]["npy_large"] = entry
-            shutil.rmtree(directory, ignore_errors=True)
-            save(report)
+            with part("npy_large"):
+                directory = os.path.join(tmp, "large")
+                make_npy(directory, large_rows, features, 1, device=backend)
+                files = (os.path.join(directory, "X.npy"), os.path.join(directory, "Y.npy"))
+                large_args = ([features, *hidden, 1], "relu", "identity", True, "float32", backend, 0)
+                npy, npy_step = timed_fit(large_args, (data.npy(*files, chunk_rows=chunk, window=2), None),
+                                          large_batch)
+                Xm, Ym = load_on(backend, files)
+                memory, memory_step = timed_fit(large_args, (Xm, Ym), large_batch)
+                del Xm, Ym
+                window_rows = 2 * chunk
+                entry = with_steps({"rows": large_rows, "window_rows": window_rows,
+                                    "config": f"{'-'.join(map(str, [features, *hidden, 1]))}, batch {large_batch}",
+                                    "npy_samples_per_s": npy, "memory_samples_per_s": memory, "ratio": npy / memory},
+                                   npy=npy_step, memory=memory_step)
+                if gpu:
+                    with backend.use():
+                        gbps = copy_bandwidth(backend, window_rows, features + 1)
+                    copy_s = window_rows * (features + 1) * 4 / (gbps * 1e9)
+                    entry.update(h2d_gbps_pinned=gbps, window_copy_ms=1e3 * copy_s,
+                                 window_train_ms=1e3 * window_rows / memory, copy_share=copy_s * memory / window_rows)
+                report["throughput"]["npy_large"] = entry
+                shutil.rmtree(directory, ignore_errors=True)
 
         if "npy" in parts and left() > 12:
-            m = n // 4
-            make_npy(tmp, m, 32, 1)
-            files = (os.path.join(tmp, "X.npy"), os.path.join(tmp, "Y.npy"))
-            npy, npy_step = timed_fit(model_args, (data.npy(*files), None), batch)
-            Xm, Ym = load_on(backend, files)
-            memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
-            del Xm, Ym
-            entry = with_steps({"rows": m, "npy_samples_per_s": npy, "memory_samples_per_s": memory,
-                                "ratio": npy / memory}, npy=npy_step, memory=memory_step)
-            if gpu:
-                with backend.use():
-                    entry["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536 if big else 8192, 33)
-            report["throughput"]["npy"] = entry
-            save(report)
+            with part("npy"):
+                m = n // 4
+                make_npy(tmp, m, 32, 1)
+                files = (os.path.join(tmp, "X.npy"), os.path.join(tmp, "Y.npy"))
+                npy, npy_step = timed_fit(model_args, (data.npy(*files), None), batch)
+                Xm, Ym = load_on(backend, files)
+                memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
+                del Xm, Ym
+                entry = with_steps({"rows": m, "npy_samples_per_s": npy, "memory_samples_per_s": memory,
+                                    "ratio": npy / memory}, npy=npy_step, memory=memory_step)
+                if gpu:
+                    with backend.use():
+                        entry["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536 if big else 8192, 33)
+                report["throughput"]["npy"] = entry
 
         # the issue's 10^9-row stream, as far as the time left allows (GPU only: CI's dry run stays short)
         synthetic = report["throughput"].get("synthetic")
         if big and synthetic and "synthetic_long" in parts:
-            fits = int(synthetic["stream_samples_per_s"] * (left() - 15))
-            long_rows = min(10 ** 9, fits)
-            if long_rows >= 4 * n:
-                # saved before the epoch: a call whose time runs out in it (gpu_check.sh's second command has a
-                # margin of about 20 s) leaves this, which bench/gpu_report.py reports, instead of nothing
-                report["started"] = {"synthetic_long": {
-                    "rows": long_rows, "at_s": round(time.monotonic() - t0, 1),
-                    "expected_s": round(long_rows / synthetic["stream_samples_per_s"], 1)}}
-                save(report)
-                stream, stream_step = timed_fit(model_args, (data.synthetic("teacher", long_rows, 32, 1, seed=0), None),
-                                                batch, epochs=1)
-                memory = synthetic["memory_samples_per_s"]
-                report["throughput"]["synthetic_long"] = with_steps({
-                    "rows": long_rows, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
-                    "ratio": stream / memory, "peak_rss_gib": peak_rss_bytes() / 2**30},
-                    memory=synthetic["steps"]["memory"], stream=stream_step)
-                report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
-            else:
-                report["skipped"] = {"synthetic_long": f"10^9 rows need about "
-                                     f"{10 ** 9 / synthetic['stream_samples_per_s'] + 15:.0f} s more than this hook had"}
-            save(report)
+            with part("synthetic_long"):
+                fits = int(synthetic["stream_samples_per_s"] * (left() - 15))
+                long_rows = min(10 ** 9, fits)
+                if long_rows >= 4 * n:
+                    # saved before the epoch: a call whose time runs out in it (gpu_check.sh's second command has a
+                    # margin of about 20 s) leaves this, which bench/gpu_report.py reports, instead of nothing
+                    report["started"] = {"synthetic_long": {
+                        "rows": long_rows, "at_s": round(time.monotonic() - t0, 1),
+                        "expected_s": round(long_rows / synthetic["stream_samples_per_s"], 1)}}
+                    save(report)
+                    stream, stream_step = timed_fit(
+                        model_args, (data.synthetic("teacher", long_rows, 32, 1, seed=0), None), batch, epochs=1)
+                    memory = synthetic["memory_samples_per_s"]
+                    report["throughput"]["synthetic_long"] = with_steps({
+                        "rows": long_rows, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
+                        "ratio": stream / memory, "peak_rss_gib": peak_rss_bytes() / 2**30},
+                        memory=synthetic["steps"]["memory"], stream=stream_step)
+                    report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
+                else:
+                    need = 10 ** 9 / synthetic["stream_samples_per_s"] + 15
+                    report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s more than this hook had"}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     report["seconds"] = time.monotonic() - t0
     save(report)
+    ok = all(report["checks"].values()) and not report["errors"]
     for name, passed in report["checks"].items():
         print(f"{'ok  ' if passed else 'FAIL'} {name}")
+    for name, error in report["errors"].items():
+        print(f"FAIL {name}: {error}")
     for name, t in report["throughput"].items():
         rate = t.get("stream_samples_per_s", t.get("npy_samples_per_s"))
         met = "met" if t["ratio"] >= 0.9 else "NOT met"
