@@ -222,3 +222,75 @@ def test_a_step_on_an_empty_piece_leaves_zero_gradients_on_cuda(gpu, dtype, prec
     sums = ens.train_step(Xd[:0], Yd[:0])
     assert sums.get().tolist() == [0.0, 0.0, 0.0]
     assert float(abs(ens.grads).max()) == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leaves_it_to_them(gpu, dtype):
+    """CupyEnsembleOps against the generic EnsembleOps on the same device, op by op: on the arrays an Ensemble
+    gives it (bias rows of the flat parameter buffer, targets shared by the members or one set each, a frozen
+    member) and on those its kernels do not take and must leave to the generic ops (strided views, a bias or
+    gradient buffer of another dtype). Every array the op is given ends equal (but Z of a forward pass with
+    A apart and without keep_z: scratch, which the generic ops overwrite and the kernel leaves), and so does
+    what it returns (the members' sums of squares)."""
+    from gpunn.activations import ACTIVATIONS
+    from gpunn.ops import ensemble_ops_for, ops_for
+    from gpunn.ops.ensemble import EnsembleOps, MemberRates
+
+    xp, rng = gpu.xp, numpy.random.default_rng(5)
+    ops = ops_for(gpu)
+    fused, generic = ensemble_ops_for(ops), EnsembleOps(ops)
+    K, rows, cols, P = 3, 37, 5, 24  # rows != cols: the loss gradient's 2/rows; P values of parameters per member
+    other = "float32" if dtype == "float64" else "float64"
+    host = {"Z": (K, rows, cols), "A": (K, rows, cols), "Zt": (K, cols, rows), "flat": (K * P,), "flat2": (K * P,),
+            "other": (K * P,), "Y": (rows, cols), "Yk": (K, rows, cols), "Yw": (rows, 2 * cols), "wide": (K, P + 3),
+            "g": (K, P), "m": (K, P), "v": (K, P)}
+    host = {name: rng.standard_normal(shape).astype(other if name == "other" else dtype) for name, shape in host.items()}
+    host["v"] = abs(host["v"])
+    tanh, relu = ACTIVATIONS["tanh"], ACTIVATIONS["relu"]
+    rates = MemberRates(xp, [[1e-2, 1e-3, 0.9, 0.9, 0.999, 1], [3e-2, 0.0, 0.5, 0.8, 0.99, 0],
+                             [5e-2, 1e-2, 0.3, 0.7, 0.9, 1]])  # member 1 frozen
+    no_momentum = MemberRates(xp, [[1e-2, 1e-3, 0.0, 0.9, 0.999, 1]] * K)
+
+    def row_view(d, name="flat", start=2, step=1):  # member k's cols values of a flat buffer, P values apart
+        return d[name].reshape(K, P)[:, start:start + step * cols:step]
+
+    cases = {
+        "forward, A apart": lambda o, d: o.bias_activation(d["Z"], row_view(d), tanh, d["A"], False),
+        "forward, keeping Z": lambda o, d: o.bias_activation(d["Z"], row_view(d), tanh, d["A"], True),
+        "forward in place, no bias": lambda o, d: o.bias_activation(d["Z"], None, relu, d["Z"], False),
+        "forward, strided bias": lambda o, d: o.bias_activation(d["Z"], row_view(d, step=2), tanh, d["A"], True),
+        "forward, strided Z": lambda o, d: o.bias_activation(d["Zt"].swapaxes(1, 2), row_view(d), tanh, d["A"], True),
+        "forward, strided A": lambda o, d: o.bias_activation(d["Z"], row_view(d), tanh, d["Zt"].swapaxes(1, 2), True),
+        "forward, bias of another dtype": lambda o, d: o.bias_activation(d["Z"], row_view(d, "other"), tanh, d["A"],
+                                                                         True),
+        "bias gradient": lambda o, d: o.bias_gradient(d["Z"], row_view(d)),
+        "bias gradient of a strided dZ": lambda o, d: o.bias_gradient(d["Zt"].swapaxes(1, 2), row_view(d)),
+        "bias gradient, strided": lambda o, d: o.bias_gradient(d["Z"], row_view(d, step=2)),
+        "bias gradient into another dtype": lambda o, d: o.bias_gradient(d["Z"], row_view(d, "other")),
+        "loss, shared targets": lambda o, d: o.loss_gradient(d["Z"], d["Y"], d["A"]),
+        "loss, each member's targets": lambda o, d: o.loss_gradient(d["Z"], d["Yk"], d["A"]),
+        "loss, strided targets": lambda o, d: o.loss_gradient(d["Z"], d["Yw"][:, ::2], d["A"]),
+        "loss, strided dA": lambda o, d: o.loss_gradient(d["Z"], d["Y"], d["Zt"].swapaxes(1, 2)),
+        "squared error": lambda o, d: o.squared_error(d["Z"], d["Yk"]),
+        "sgd": lambda o, d: o.sgd_step(d["flat"].reshape(K, P), d["g"], d["m"], rates, False),
+        "nesterov": lambda o, d: o.sgd_step(d["flat"].reshape(K, P), d["g"], d["m"], rates, True),
+        "sgd without momentum": lambda o, d: o.sgd_step(d["flat"].reshape(K, P), d["g"], None, no_momentum, False),
+        "sgd, strided": lambda o, d: o.sgd_step(d["wide"][:, :P], d["g"], d["m"], rates, False),
+        "adam": lambda o, d: o.adam_step(d["flat"].reshape(K, P), d["g"], d["m"], d["v"], rates, 1e-8, 3, False),
+        "adamw": lambda o, d: o.adam_step(d["flat"].reshape(K, P), d["g"], d["m"], d["v"], rates, 1e-8, 3, True),
+        "adam at the device's step": lambda o, d: o.adam_step_dev(d["flat"].reshape(K, P), d["g"], d["m"], d["v"],
+                                                                  rates, 1e-8, xp.asarray([3.0, 0, 0, 0]), True),
+        "adam, strided": lambda o, d: o.adam_step(d["wide"][:, :P], d["g"], d["m"], d["v"], rates, 1e-8, 2, False),
+    }
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
+    for name, case in cases.items():
+        got = []
+        for o in (fused, generic):
+            d = {key: xp.asarray(value) for key, value in host.items()}
+            out = case(o, d)
+            got.append((None if out is None or out.ndim != 1 else out.get(), {key: a.get() for key, a in d.items()}))
+        (out1, arrays1), (out2, arrays2) = got
+        if out2 is not None:
+            numpy.testing.assert_allclose(out1, out2, **tol, err_msg=name)
+        for key in host.keys() - ({"Z"} if name == "forward, A apart" else set()):
+            numpy.testing.assert_allclose(arrays1[key], arrays2[key], **tol, err_msg=f"{name}: {key}")
