@@ -212,6 +212,49 @@ def test_launch_shapes_are_the_documented_ones(fake_cupy, monkeypatch):
         assert [(name, grid) for name, grid, _ in got] == [("bias_grad", (10, want)), ("bias_grad_finish", (2,))]
 
 
+def test_the_member_kernels_launch_shapes_are_the_documented_ones(fake_cupy, monkeypatch):
+    """What gpunn/ops/ensemble_cuda.py says of its launches, which no value shows (the member kernels step through
+    the members by gridDim.y and through a member's values by a grid-stride loop): one launch per op for all
+    members, the grid's y one per member up to CUDA's 65535 (more members: the kernels step through them), x
+    enough 256-thread blocks for a member's values but about 16 blocks per multiprocessor in all; the bias
+    gradient one (32, 16) block per 32 columns and member (cuda.BIAS_GRAD_BLOCK); no launch for nothing."""
+    from gpunn.activations import ACTIVATIONS
+    from gpunn.ops.cuda import CupyOps
+    from gpunn.ops.ensemble import MemberRates
+    from gpunn.ops.ensemble_cuda import CupyEnsembleOps
+
+    monkeypatch.setattr(fakecupy.state, "sm_count", 2)  # 32 blocks in all
+    relu, members = ACTIVATIONS["relu"], CupyEnsembleOps(CupyOps())
+
+    def launches(call):
+        fakecupy.state.launches.clear()
+        call()
+        return [(name.split("<")[0].removeprefix("gpunn::"), grid, block) for name, grid, block in fakecupy.state.launches]
+
+    # (K, rows, cols) -> grid: 1, 3 or 40 blocks of 256 per member; at most 32 // K of them, and one at least
+    for (K, rows, cols), grid in [((3, 1, 1), (1, 3)), ((3, 2, 300), (3, 3)), ((3, 100, 100), (10, 3)),
+                                  ((40, 100, 100), (1, 40)), ((65536, 1, 1), (1, 65535))]:
+        Z = fake_cupy.zeros((K, rows, cols))
+        assert launches(lambda: members.bias_activation(Z, None, relu, Z, False)) == [
+            ("member_bias_act_forward", grid, (256,))], (K, rows, cols)
+        if K > 3:
+            continue
+        assert launches(lambda: members.loss_gradient(Z, Z, Z)) == [("member_mse_grad", grid, (256,))]
+        w = fake_cupy.zeros((K, rows * cols))
+        rates = MemberRates(fake_cupy, [[0.1, 0.0, 0.9, 0.9, 0.999, 1]] * K)
+        assert launches(lambda: members.sgd_step(w, w, w, rates, False)) == [("member_sgd_step", grid, (256,))]
+        assert launches(lambda: members.adam_step(w, w, w, w, rates, 1e-8, 1, False)) == [
+            ("member_adam_step", grid, (256,))]
+    for K, cols, grid in [(3, 40, (2, 3)), (3, 64, (2, 3)), (65536, 1, (1, 65535))]:
+        dZ = fake_cupy.ones((K, 2, cols))
+        db = fake_cupy.zeros((K, cols))
+        assert launches(lambda: members.bias_gradient(dZ, db)) == [("member_bias_grad", grid, (32, 16))], (K, cols)
+        assert db.get().tolist() == [[2.0] * cols] * K  # every member's sums, past the 65535th too
+    Z = fake_cupy.zeros((3, 0, 4))
+    assert launches(lambda: members.bias_activation(Z, fake_cupy.ones((3, 4)), relu, Z, False)) == []
+    assert launches(lambda: members.bias_gradient(fake_cupy.zeros((3, 4, 0)), fake_cupy.zeros((3, 0)))) == []
+
+
 def test_adams_scalars_are_rounded_once_from_double(fake_cupy, monkeypatch):
     """adam_step's 1 - beta and bias corrections 1 - beta^t are computed in double and rounded once to the
     kernel's T (as torch does), not computed in float32 from rounded betas."""
