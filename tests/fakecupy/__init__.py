@@ -169,6 +169,8 @@ class Device:
 class _Runtime:
     cudaDevAttrMultiProcessorCount = 16
     CUDARuntimeError = CUDARuntimeError
+    # cudaStreamCaptureMode, as cupy.cuda.runtime holds it (cupy_backends/cuda/api/runtime.pxd, v14.2.0 l.126-128)
+    streamCaptureModeGlobal, streamCaptureModeThreadLocal, streamCaptureModeRelaxed = 0, 1, 2
 
     @staticmethod
     def getDeviceCount():
@@ -332,6 +334,8 @@ class _Stream:
 
     # ---- CUDA graphs ---------------------------------------------------------------------------
     def begin_capture(self, mode=None):
+        if mode not in (None, 0, 1, 2):  # CUDA's three cudaStreamCaptureMode values (None: CuPy's relaxed)
+            raise CUDARuntimeError(f"cudaErrorInvalidValue: stream capture mode {mode!r}")
         if self.ptr == 0:
             raise CUDARuntimeError("cudaErrorStreamCaptureUnsupported: the legacy null stream cannot be captured")
         if self._capture is not None:
