@@ -204,3 +204,15 @@ def test_readme_design_table_names_every_module():
         if not named:
             missing.append(path.relative_to(PACKAGE).as_posix())
     assert not missing, f"README's Design table does not name {missing}"
+
+
+def test_locks_a_forked_child_renews_are_renewed_in_one_place():
+    """A forked child renews gpunn's locks through gpunn.forksafe (one hook for all), and drops its inherited thread
+    pools in gpunn.ops.cpu: no other module registers an at-fork hook. Three modules had each their own copy of "a
+    new lock in the child" (ops/gemm, ops/ensemble, ops/cblas, 8509c79)."""
+    hooks = set()
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "register_at_fork":
+                hooks.add(name)
+    assert hooks == {"gpunn.forksafe", "gpunn.ops.cpu"}

@@ -598,7 +598,7 @@ slow = cblas.once_per_float_dtype(blocking_find)
 
 def under(lock):
     def hold():
-        with lock:
+        with lock.current:
             held.set()
             release.wait()
     return hold

@@ -20,9 +20,10 @@ import ctypes
 import functools
 import glob
 import os
-import threading
 
 import numpy
+
+from ..forksafe import ForkSafeLock
 
 ROW_MAJOR, COL_MAJOR, NO_TRANS, TRANS = 101, 102, 111, 112
 
@@ -190,20 +191,14 @@ def once_per_float_dtype(find):
     """``find(dtype)`` (a binding and its probe) as a function of any dtype: None for all but float32 and float64,
     found once per dtype (under a lock: the member groups' threads may ask at once; a forked child gets a new
     one), and None where ``find`` raised OSError, AttributeError, TypeError or ValueError (an odd library)."""
-    bound, lock = {}, threading.Lock()
-
-    def new_lock():  # in a child forked while another thread held it, where it would stay held for ever
-        nonlocal lock
-        lock = threading.Lock()
-
-    os.register_at_fork(after_in_child=new_lock)
+    bound, lock = {}, ForkSafeLock()
 
     @functools.wraps(find)
     def once(dtype):
         dtype = numpy.dtype(dtype)
         if dtype not in (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)):
             return None
-        with lock:
+        with lock.current:
             if dtype not in bound:
                 try:
                     bound[dtype] = find(dtype)

@@ -27,6 +27,7 @@ import time
 import numpy
 
 from ..activations import ACTIVATIONS, Activation
+from ..forksafe import ForkSafeLock
 from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
@@ -682,18 +683,9 @@ class _SpinningWorkers:
 
 
 _SPINNERS: dict = {}
-_SPINNERS_LOCK = threading.Lock()
-
-
-def _new_spinners_lock():
-    """A child forked while another thread held _SPINNERS_LOCK (making its spinning workers) would wait on it for
-    ever in its first member-group step (it has only the forking thread): it gets a new one, and makes workers of
-    its own (_spinning_workers), as it makes pools (gpunn.ops.cpu)."""
-    global _SPINNERS_LOCK
-    _SPINNERS_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_spinners_lock)
+# A child forked while another thread made spinning workers gets a new lock, and makes workers of its own
+# (_spinning_workers), as it makes pools (gpunn.ops.cpu).
+_SPINNERS_LOCK = ForkSafeLock()
 
 
 def _spinning_workers(workers: int):
@@ -701,7 +693,7 @@ def _spinning_workers(workers: int):
     Numba or sched_yield."""
     if numba is None:
         return None
-    with _SPINNERS_LOCK:
+    with _SPINNERS_LOCK.current:
         pool = _SPINNERS.get(workers)
         if pool is None or pool.pid != os.getpid():
             pause = _sched_yield()

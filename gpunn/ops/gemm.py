@@ -43,11 +43,11 @@ import glob
 import os
 import statistics
 import sys
-import threading
 import time
 
 import numpy
 
+from ..forksafe import ForkSafeLock
 from .base import GEMM_INT_MAX
 
 ENV = "GPUNN_GEMM"
@@ -182,22 +182,12 @@ class _Numpy:
 
 
 _LOADED: dict = {}
-_LOAD_LOCK = threading.Lock()
-
-
-def _new_load_lock():
-    """A child forked while another thread held _LOAD_LOCK (loading a library) has only the forking thread: the
-    lock would stay held, and its first library() wait, for ever. It gets a new one."""
-    global _LOAD_LOCK
-    _LOAD_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_load_lock)
+_LOAD_LOCK = ForkSafeLock()  # a child forked while another thread loaded a library gets a new one
 
 
 def library(name: str):
     """The candidate ``name`` (loaded once), or None where it is not installed."""
-    with _LOAD_LOCK:
+    with _LOAD_LOCK.current:
         if name not in _LOADED:
             try:
                 _LOADED[name] = {"numpy": _Numpy, "blis": _Blis, "mkl": _Mkl}[name]()
@@ -327,11 +317,11 @@ _SHARED: dict = {}
 def shared_chooser(split=None) -> GemmChooser:
     """The process-wide chooser for the current GPUNN_GEMM: a shape is measured once per process."""
     env = os.environ.get(ENV, DEFAULT).strip().lower() or DEFAULT
-    with _LOAD_LOCK:
+    with _LOAD_LOCK.current:
         chooser = _SHARED.get(env)
     if chooser is None:
         chooser = GemmChooser(split)
-        with _LOAD_LOCK:
+        with _LOAD_LOCK.current:
             chooser = _SHARED.setdefault(env, chooser)
     return chooser
 
