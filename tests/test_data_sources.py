@@ -6,6 +6,7 @@ side-stream generation of gpunn.data.pipeline.
 """
 import os
 import re
+import sys
 import threading
 import warnings
 
@@ -648,6 +649,59 @@ def test_a_parquet_file_streams_its_row_groups_and_resumes_exactly(tmp_path, tab
     numpy.testing.assert_array_equal(sorted_rows(Xs, Ys), sorted_rows(expected, y.astype(numpy.float32)[:, None]))
     for (a, _), (b, _) in zip(full[5:], epoch(source, 1, 512, 5)):
         numpy.testing.assert_array_equal(a, b)
+
+
+PARQUET_FORK_WHILE_READING = """
+import os, signal, sys, threading
+import numpy, pyarrow, pyarrow.parquet
+from gpunn import data
+from gpunn.data import tables
+
+path, parent = sys.argv[1], os.getpid()
+pyarrow.parquet.write_table(pyarrow.table({"a": numpy.arange(400.0), "y": numpy.arange(400.0)}), path,
+                            row_group_size=100)
+held, release = threading.Event(), threading.Event()
+
+def stopping(batches):  # the parent's reader thread stops inside its first batch's read, as inside pyarrow's decoding
+    for batch in batches:
+        if os.getpid() == parent and not held.is_set():
+            held.set()
+            release.wait()
+        yield batch
+
+new_cursor = tables._RowGroupCursor.__init__
+
+def cursor(self, *args):
+    new_cursor(self, *args)
+    self._batches = stopping(self._batches)
+
+tables._RowGroupCursor.__init__ = cursor
+source = data.parquet(path, target="y", chunk_rows=100, device="cpu")
+reading = threading.Thread(target=lambda: list(source.ordered_windows()))  # its reader thread holds the source's lock
+reading.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)
+    rows = numpy.concatenate([X[:, 0] for X, _ in source.ordered_windows()])
+    os._exit(0 if numpy.array_equal(rows, numpy.arange(400.0)) else 3)
+release.set()
+reading.join()
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_child_forked_while_a_thread_reads_a_parquet_source_reads_it_too(tmp_path):
+    """A child forked (a multiprocessing worker given the source, forked while the parent's reader thread read a row
+    group) inherited the source's lock held by a thread it does not have: its first read waited for ever (here:
+    SIGALRM after 10 s, exit status -14). Nor may it go on with the row group that thread was reading (its batches
+    stopped part-way: "generator already executing"). A fresh process, as a fork from pytest's own threads could
+    deadlock."""
+    pytest.importorskip("pyarrow")
+    proc = waiting.run([sys.executable, "-c", PARQUET_FORK_WHILE_READING, str(tmp_path / "t.parquet")], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_a_directory_of_parquet_files_is_one_dataset(tmp_path, table):

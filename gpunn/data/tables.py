@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import bisect
 import os
-import threading
 
 import numpy
 
 from ..checks import MissingExtra, positive_int
 from ..csvtext import read_as
+from ..forksafe import ForkSafeLock
 from .base import ChunkedSource, DataError, default_chunk_rows, pread_full
 
 
@@ -239,7 +239,7 @@ class ParquetSource(ChunkedSource):
                     for start in range(0, rows, self.chunk_rows):
                         self._chunks.append((i, g, start))
                         sizes.append(min(self.chunk_rows, rows - start))
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._cursor = None  # the row group being read front to back
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
@@ -262,10 +262,10 @@ class ParquetSource(ChunkedSource):
 
     def _fill(self, k, X, Y):
         i, g, start = self._chunks[k]
-        with self._lock:
+        with self._lock.current:
             try:
                 cursor = self._cursor
-                if cursor is None or cursor.group != (i, g) or cursor.position > start:
+                if cursor is None or cursor.group != (i, g) or cursor.position > start or cursor.pid != os.getpid():
                     cursor = self._cursor = _RowGroupCursor(self._open[i], (i, g), self.feature_names
                                                             + self.target_names, self.chunk_rows)
                 parts = cursor.take(start, X.shape[0])
@@ -308,6 +308,8 @@ class _RowGroupCursor:
 
     def __init__(self, parquet_file, group, columns, batch_rows):
         self.group = group
+        # a forked child makes its own: its parent's reader thread may have stopped inside these batches at the fork
+        self.pid = os.getpid()
         self._batches = parquet_file.iter_batches(batch_size=batch_rows, row_groups=[group[1]], columns=columns)
         self._batch, self._batch_start = None, 0
         self.position = 0  # the first row a take() may still ask for
