@@ -28,7 +28,8 @@
 #              reach issue 12's 10^9-row stream (about 150 s on an H200). Each hook keeps 30 s for
 #              each later one, so a raised cap cannot starve the hooks after it.
 #   report     bench/gpu_report.py OUT_DIR > OUT_DIR/report.md: the run as a bench/RESULTS.md section
-#              (card, driver, versions, the summary, each issue's target with its value, met or not)
+#              (card, driver, versions, the summary, each issue's target with its value: met, not met, or no
+#              verdict where it was not measured or its stage was cut short part-way, saying why)
 #
 # The next GPU session: two calls that answer every owed GPU question of issues 10-13 (15 minutes of
 # device time, start-up included: ~2-3 min start + 480 + 200 s at worst, ~380 + ~165 s expected; the
