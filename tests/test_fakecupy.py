@@ -731,6 +731,40 @@ def test_the_ctypes_cublas_checks_its_calls_and_captures_gemms(fake_cupy):
     blas.close()
 
 
+def test_the_ctypes_cublas_resets_a_handles_workspace_at_cublas_set_stream(fake_cupy):
+    """cublasSetStream resets the handle's workspace to cuBLAS's default pool (cuBLAS docs, cublasSetStream), so
+    cublasSetWorkspace must come after it: a workspace set first is dropped, and the graph's products then run on
+    the default pool, which allocates in the capture, not on CapturableBlas's 32 MiB shared by one thread's graphs.
+    CapturableBlas sets the stream, then the workspace; the stand-in resets the workspace as cuBLAS does and reports
+    a product captured without a workspace of its own as a hazard (the tests' conftest fails on it)."""
+    import ctypes
+
+    from gpunn.ops.cublas import CapturableBlas
+
+    s = fake_cupy.cuda.Stream(non_blocking=True)
+    blas = CapturableBlas(s.ptr)
+    a, b, out = fake_cupy.ones((2, 3), "float32"), fake_cupy.ones((3, 4), "float32"), fake_cupy.zeros((2, 4), "float32")
+
+    def captured():
+        with s:
+            s.begin_capture()
+            blas.gemm(a, b, out)
+            s.end_capture()
+        found = list(fakecupy.ordering.hazards)
+        fakecupy.ordering.hazards.clear()
+        return found
+
+    assert captured() == []  # CapturableBlas's order: the stream, then the workspace
+    assert blas._lib.cublasSetStream_v2(blas.handle, ctypes.c_void_p(s.ptr)) == 0  # after it: the swapped order's end
+    assert captured() == [f"a cuBLAS product captured on handle {blas.handle.value:#x} with cuBLAS's default "
+                          "workspace pool, not a workspace of its own (cublasSetStream resets the handle's workspace: "
+                          "cublasSetWorkspace must come after it)"]
+    assert blas._lib.cublasSetWorkspace_v2(blas.handle, ctypes.c_void_p(blas.workspace.data.ptr),
+                                           blas.workspace.nbytes) == 0
+    assert captured() == []
+    blas.close()
+
+
 # ---- NCCL: gradients and parameters between ranks (threads here; fakecupy/nccl.py) ----------------------
 
 def _thread_ranks(size, work):

@@ -1195,7 +1195,9 @@ def cublas_library():
             return _NOT_INITIALIZED
         if stream is None:
             return _INVALID_VALUE
-        h.stream = stream
+        # "unconditionally resets the cuBLAS library workspace back to the default workspace pool" (cuBLAS docs,
+        # cublasSetStream): a workspace set before it is dropped, so cublasSetWorkspace must come after it
+        h.stream, h.workspace = stream, None
         return 0
 
     def set_workspace(handle, ptr, size):
@@ -1225,6 +1227,11 @@ def cublas_library():
         if current is not None and current is not recording:
             current.invalidate("a cuBLAS call on a handle bound to another stream than the capturing one")
         workspace = h.workspace
+        if recording is not None and workspace is None:  # runs on the GPU, so nothing is raised: a hazard
+            _ordering.hazards.append(
+                f"a cuBLAS product captured on handle {handle:#x} with cuBLAS's default workspace pool, not a "
+                "workspace of its own (cublasSetStream resets the handle's workspace: cublasSetWorkspace must come "
+                "after it)")
         sizes = [{0: 4, 1: 8, 14: 2}.get(t, 1) for t in (Atype, Btype, Ctype)]  # float32, float64, bf16 bytes
         products = [(A + i * strideA * sizes[0], B + i * strideB * sizes[1], C + i * strideC * sizes[2])
                     for i in range(batchCount)]
