@@ -4,14 +4,15 @@ column in words, and what a refused file looks like instead (another delimiter, 
 
 gpunn's readers count data rows from 0 after the header; an error message names the line. These helpers read
 the file again only to word an error or to find the data's first byte, never to parse the numbers. One rule
-for every reader of a CSV file, streamed or whole: a column is read as pyarrow types it from the file's first
-block (first_block_schema, read_as): numbers, booleans as 1 and 0, or refused.
+for every reader of a CSV file, for training or prediction, streamed or whole: a column is read as pyarrow types
+it from the file's first MiB (typing_block, first_block_schema, read_as): numbers, booleans as 1 and 0, or
+refused.
 """
 from __future__ import annotations
 
 import os
 
-CSV_BLOCK = 1 << 20  # the bytes pyarrow's CSV reader reads a batch from (its default); the first block's types hold
+CSV_BLOCK = 1 << 20  # the bytes every reader types a file's columns from (typing_block; pyarrow's default block)
 
 
 def csv_has_header(path, delimiter=",") -> bool:
@@ -158,13 +159,14 @@ def csv_names(path, delimiter=",") -> list | None:
         return next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
 
 
-def csv_first_text(path, index, header=True, delimiter=",") -> str:
+def csv_first_text(path, index, header=True, delimiter=",", decimal=".") -> str:
     """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
     value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as the refusal
     reads after the path: "line 6: column 'b': 'x' is not a number" (:func:`not_a_number`); "" where none is
     found. In a column of booleans (its first value that is not missing, nor "0" or "1", is one of pyarrow's
     true/false words), which gpunn reads as 1 and 0, that is the first value that is neither a boolean nor a
-    number: the word that made pyarrow read the column as text ("maybe" among "true"s), not the first "true"."""
+    number: the word that made pyarrow read the column as text ("maybe" among "true"s), not the first "true".
+    ``decimal``: the numbers' decimal mark (gpunn.data.csv's), by which 1,5 is a number and 2.5 is not."""
     import csv
 
     missing, booleans = set(pyarrow_csv_null_values()), set(pyarrow_csv_booleans())
@@ -181,7 +183,7 @@ def csv_first_text(path, index, header=True, delimiter=",") -> str:
             value = row[index] if index < len(row) else ""
             if value in missing:
                 continue
-            number = is_number(value)
+            number = is_number(value, decimal)
             if boolean is None and not (number and value in booleans):  # ("0" and "1" are either)
                 boolean = value in booleans
             if number:
@@ -242,15 +244,33 @@ def pyarrow_csv_null_values() -> list:
     return list(pyarrow.csv.ConvertOptions().null_values)
 
 
-def first_block_schema(path, header, block_size=None):
-    """The columns pyarrow's CSV reader finds in the first ``block_size`` bytes (default CSV_BLOCK) of the CSV file
-    ``path`` (their names, f0, f1, ... without a header row) and the types it infers from those rows, which gpunn's
-    readers then parse every row by (:func:`read_as`): gpunn predict's, streamed and read whole. Raises pyarrow's
-    error where that block does not read (a row of another width), ImportError without pyarrow."""
+def typing_block(path, header=True, delimiter=",") -> int:
+    """How many bytes from the start of the CSV file ``path`` gpunn's readers type its columns from
+    (:func:`first_block_schema`): CSV_BLOCK, or twice the header and first data row where they are longer (a wide
+    table's row of numbers may be far longer than its header of names: a block twice the header's failed with
+    pyarrow's "straddling object straddles two block boundaries" on 5 rows of 1,000 numbers). The same bytes for
+    every reader: gpunn.data.csv and ``train --data`` (whatever ``block_size`` cuts the file into), gpunn predict
+    streamed and read whole, so a file's columns are typed alike for training and prediction."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        rows = csv_rows(fh, data_start(fh, header, delimiter))
+        next(rows, None)
+        first_row_end = next(rows, (None, size))[1]  # the second data row's first byte
+    return max(CSV_BLOCK, 2 * first_row_end)
+
+
+def first_block_schema(path, header, delimiter=",", decimal="."):
+    """The columns pyarrow's CSV reader finds in the first :func:`typing_block` bytes of the CSV file ``path``
+    (their names, f0, f1, ... without a header row) and the types it infers from those rows, which every gpunn
+    reader then parses every row by (:func:`read_as`): gpunn.data.csv and ``train --data``, gpunn predict streamed
+    and read whole. Raises pyarrow's error where those bytes do not read (a row of another width), ImportError
+    without pyarrow."""
     import pyarrow.csv
 
-    options = pyarrow.csv.ReadOptions(autogenerate_column_names=not header, block_size=block_size or CSV_BLOCK)
-    return pyarrow.csv.open_csv(path, read_options=options).schema
+    options = pyarrow.csv.ReadOptions(autogenerate_column_names=not header,
+                                      block_size=typing_block(path, header, delimiter))
+    return pyarrow.csv.open_csv(path, read_options=options, parse_options=pyarrow.csv.ParseOptions(delimiter=delimiter),
+                                convert_options=pyarrow.csv.ConvertOptions(decimal_point=decimal)).schema
 
 
 def read_as(kind) -> str:
@@ -275,8 +295,13 @@ def pyarrow_csv_booleans() -> dict:
     return {**dict.fromkeys(options.true_values, 1.0), **dict.fromkeys(options.false_values, 0.0)}
 
 
-def is_number(text) -> bool:
-    """Whether a CSV field reads as a number (as pyarrow reads one: no "_" between digits)."""
+def is_number(text, decimal=".") -> bool:
+    """Whether a CSV field reads as a number (as pyarrow reads one: no "_" between digits), its decimal mark
+    ``decimal`` (gpunn.data.csv's: "." or ","; the other mark refused)."""
+    if decimal != ".":
+        if "." in text:
+            return False
+        text = text.replace(decimal, ".")
     try:
         float(text.replace("_", "?"))  # (Python's float takes 1_0, pyarrow does not)
     except ValueError:

@@ -35,8 +35,8 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     task_options = ", ".join(["--task", "--rows", "--outputs", "--noise"] + ["--stream"] * stream) + " and a --features count"
     g.add_argument("--data", metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
-                   "Y.npy), a .parquet file or a directory of them, or a .csv with a header (UTF-8, comma-separated; "
-                   "with --target); read "
+                   "Y.npy), a .parquet file or a directory of them, or a .csv with a header (UTF-8, comma-separated, "
+                   "true/false read as 1 and 0 as gpunn predict reads them; with --target); read "
                    "chunk by chunk, 10%% of the chunks held out for validation (a synthetic task's "
                    f"{task_options} are refused with it)")
     g.add_argument("--targets", metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")

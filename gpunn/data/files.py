@@ -74,7 +74,8 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..preflight import NOT_UTF8, file_kind
-        from ..csvtext import csv_first_text, csv_has_header, first_block_schema
+        from ..csvtext import csv_first_text, csv_has_header
+        from .tables import csv_schema
 
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
@@ -83,19 +84,16 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         read_options = csv.ReadOptions(autogenerate_column_names=not header,  # no header: f0, f1, ... in order
                                        block_size=CSV_BLOCK)
         try:
-            schema = first_block_schema(path, header, CSV_BLOCK)
+            schema = csv_schema(path, header)
             names, _ = pick_columns(path, schema, None, features if header else None,
                                     lambda i: csv_first_text(path, i, header))
-            reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
-                include_columns=names, column_types=csv_column_types(schema, names)))
         except DataError as exc:
             raise DataError(f"{exc}{delimiter_hint(path)}") from None
-        except Exception as exc:  # a row of another width in the first block: said on its line, as past it
-            from .tables import refused_in_first_block
-
-            line, problem = refused_in_first_block(path, CSV_BLOCK, header)
-            said = f"{path} line {line}: {problem}" if line is not None else f"{path}: not a readable CSV file ({exc})"
-            raise DataError(f"{said}{delimiter_hint(path)}") from None
+        try:
+            reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
+                include_columns=names, column_types=csv_column_types(schema, names)))
+        except Exception as exc:  # its first batch refused as a later one is (a hexadecimal 0x10 typed int64)
+            raise DataError(f"{_refused(path, header, 0, schema, names, exc)}{delimiter_hint(path)}") from None
         rows = None
 
         def batches():

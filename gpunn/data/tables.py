@@ -89,7 +89,7 @@ def csv_column_types(schema, names) -> dict:
     return {c: pyarrow.bool_() if read_as(schema.field(c).type) == "boolean" else pyarrow.float64() for c in names}
 
 
-def first_refused(path, start, end, read, column):
+def first_refused(path, start, end, read, column, decimal="."):
     """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
@@ -97,7 +97,7 @@ def first_refused(path, start, end, read, column):
     naming a column by ``column`` (its index -> words: csvtext.csv_column) where pyarrow says "In CSV column #2",
     counted from 0; a value that is not a number in csvtext.not_a_number's words (a number in a column of
     booleans in csvtext.not_a_boolean's) and a row of another width in csvtext.wrong_width's, as every reader
-    says them. (None, "") where the rows there all read (a caller's guess
+    says them (a number by the decimal mark ``decimal``). (None, "") where the rows there all read (a caller's guess
     at the bytes missed them)."""
     import re
 
@@ -132,7 +132,7 @@ def first_refused(path, start, end, read, column):
         else:
             bad, problem = middle, found
     value = re.fullmatch(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", problem, re.S)
-    if value and not is_number(value[3]):  # in the words a value refused where types are inferred gets
+    if value and not is_number(value[3], decimal):  # in the words a value refused where types are inferred gets
         return rows[bad - 1][0], not_a_number(value[3], column(int(value[1])))
     if value and value[2] == "bool":  # a number in a column of booleans
         return rows[bad - 1][0], not_a_boolean(value[3], column(int(value[1])))
@@ -163,7 +163,23 @@ def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal
                             parse_options=csv.ParseOptions(delimiter=delimiter),
                             convert_options=csv.ConvertOptions(decimal_point=decimal))
 
-    return first_refused(path, begin, end, read, lambda i: csv_column(None, i))
+    return first_refused(path, begin, end, read, lambda i: csv_column(None, i), decimal)
+
+
+def csv_schema(path, header=True, delimiter=",", decimal="."):
+    """The columns of the CSV file ``path`` and their types, as every gpunn reader takes them
+    (csvtext.first_block_schema: from the file's first MiB, csvtext.typing_block), or a DataError naming the line
+    of a row of another width there."""
+    from ..csvtext import first_block_schema, typing_block
+
+    try:
+        return first_block_schema(path, header, delimiter, decimal)
+    except Exception as exc:  # a row of another width: said on its line, as past the typed bytes
+        line, problem = refused_in_first_block(path, typing_block(path, header, delimiter), header, delimiter, decimal)
+        if line is not None:
+            raise DataError(f"{path} line {line}: {problem}") from None
+        header_row = " with a header row" if header else ""
+        raise DataError(f"{path}: not a readable CSV file{header_row} ({exc})") from None
 
 
 def _pandas_index_columns(schema) -> list:
@@ -348,7 +364,9 @@ class CsvSource(ChunkedSource):
     resume reads only the windows it still needs. The offsets are kept in an index file in the
     cache directory (``$GPUNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpunn`` or ``~/.cache/gpunn``),
     used again only while the file's size and modification time are unchanged: a second run or a
-    resume on the same file parses nothing at construction. Like pyarrow's own CSV reader (with
+    resume on the same file parses nothing at construction. The columns are typed from the file's first MiB
+    (csvtext.typing_block), whatever ``block_size``, as gpunn predict types them: numbers, or true/false read as 1
+    and 0. Like pyarrow's own CSV reader (with
     its default ``newlines_in_values=False``), a line end inside a quoted value is not supported in the
     data rows; a quoted column name in the header may hold one.
     ``target`` and ``features`` name columns, as for Parquet; ``delimiter`` separates the fields (``";"``
@@ -362,7 +380,7 @@ class CsvSource(ChunkedSource):
 
     kind = "csv"
     stored_dtype = numpy.dtype("float64")  # numbers are parsed as float64
-    INDEX_FORMAT = 1
+    INDEX_FORMAT = 2  # 2: the schema typed from csvtext.typing_block's bytes (1: from block_size's)
     BLOCK, MIN_BLOCK = 1 << 22, 1 << 10  # bytes per chunk: the default, and the least a small file is cut into
 
     def __init__(self, path, target, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
@@ -396,9 +414,9 @@ class CsvSource(ChunkedSource):
         self.block_size, self.delimiter, self.decimal = positive_int(block_size, "block_size"), delimiter, decimal
         index = self._load_index()
         try:
-            schema = index["schema"] if index else self._infer_schema()
+            schema = index["schema"] if index else csv_schema(self.path, True, self.delimiter, self.decimal)
             self.feature_names, self.target_names = pick_columns(
-                self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter))
+                self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal))
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
             raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter, self.decimal)}") from None
         if self.target_names is None:
@@ -414,32 +432,6 @@ class CsvSource(ChunkedSource):
         self._ready(sizes, device, dtype, window_by_rows=True, small=small)
 
     # ---- the first pass and its index ---------------------------------------------------------
-    def _infer_schema(self):
-        """Column names and types, as pyarrow infers them from the first block, which must hold the header
-        row and the first data row after it: twice their length at least (a wide table's row of numbers may
-        be far longer than its header of names: a block twice the header's failed with pyarrow's "straddling
-        object straddles two block boundaries" on 5 rows of 1,000 numbers)."""
-        from ..csvtext import csv_header_end
-
-        size = self._stamp[0]
-        with open(self.path, "rb") as fh:
-            end = csv_header_end(fh, size, self.delimiter)  # past the header (a quoted name may hold a line end)
-            while end < size:  # past the first line that is not blank
-                start, end = end, _line_end(fh, end, size)
-                fh.seek(start)
-                if fh.read(end - start).strip():
-                    break
-        block_size = max(self.block_size, 2 * end)
-        try:
-            return self._csv.open_csv(self.path, read_options=self._csv.ReadOptions(block_size=block_size),
-                                      parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
-                                      convert_options=self._csv.ConvertOptions(decimal_point=self.decimal)).schema
-        except Exception as exc:  # a row of another width: said on its line, as past the first block
-            line, problem = refused_in_first_block(self.path, block_size, True, self.delimiter, self.decimal)
-            if line is not None:
-                raise DataError(f"{self.path} line {line}: {problem}") from None
-            raise DataError(f"{self.path}: not a readable CSV file with a header row ({exc})") from None
-
     def _build_index(self, schema):
         """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows."""
         from ..csvtext import csv_header_end
@@ -557,7 +549,8 @@ class CsvSource(ChunkedSource):
         """(line, complaint) of the first row in the bytes [start, end) that pyarrow refuses (first_refused)."""
         from ..csvtext import csv_column
 
-        return first_refused(self.path, start, end, self._read, lambda i: csv_column(self._column_names, i))
+        return first_refused(self.path, start, end, self._read, lambda i: csv_column(self._column_names, i),
+                             self.decimal)
 
     def _line(self, row, start, first_row):
         """The line (from 1, the header's counted) data row ``row`` begins on, counted from the byte ``start`` where

@@ -1,0 +1,196 @@
+"""One CSV file, one reading: training (gpunn.data.csv, as gpunn train --data reads it) and gpunn predict (streamed
+through pyarrow, or read whole through numpy.loadtxt, with pyarrow installed or not) take the same columns as the
+same types, read each value as the same number, and refuse a value in the same words on the same line."""
+import sys
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn import data
+from gpunn.cli import main
+from gpunn.data import DataError
+from gpunn.data.files import read_rows  # imported before any test patches csvtext.CSV_BLOCK
+
+pytest.importorskip("pyarrow")
+
+
+def trained_on(path, target="b", **options):
+    """Every row of the CSV file as training reads it (gpunn.data.csv), in file order: features then the target."""
+    source = data.csv(path, target, shuffle=False, **options).bind("cpu", "float64")
+    X, Y = (numpy.concatenate([numpy.asarray(A) for A in arrays]) for arrays in zip(*source.ordered_windows()))
+    return numpy.hstack([X, Y])
+
+
+def streamed(path, columns):
+    """Every row as gpunn predict streams it (gpunn.data.files.read_rows), ``columns`` its features."""
+    _, chunks, _ = read_rows(path, len(columns), columns)
+    return numpy.concatenate(list(chunks))
+
+
+def read_whole(path, monkeypatch=None):
+    """Every row as gpunn predict reads a small file whole (preflight.read_matrix: numpy.loadtxt); with
+    ``monkeypatch``, as where pyarrow is not installed."""
+    from gpunn import preflight
+
+    if monkeypatch is None:
+        return preflight.read_matrix(path, "IN")
+    with monkeypatch.context() as patch:
+        for name in ("pyarrow", "pyarrow.csv"):
+            patch.setitem(sys.modules, name, None)
+        return preflight.read_matrix(path, "IN")
+
+
+def refusal(read, *args, **options):
+    """What ``read(*args, **options)`` refuses, the file named first ("x.csv line 3: ..."): gpunn predict's whole read says
+    "IN x.csv", the readers gpunn.data's "x.csv"."""
+    with pytest.raises((DataError, ValueError)) as caught:
+        read(*args, **options)
+    return str(caught.value).removeprefix("IN ")
+
+
+# ---- the bytes a column is typed from -------------------------------------------------------------------
+def flag_file(tmp_path, values):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n" + "".join(f"{n % 10}.5,{value}\n" for n, value in enumerate(values)))
+    return str(path)
+
+
+def test_a_column_of_ones_and_zeros_then_true_is_read_alike_by_training_and_predict(tmp_path, monkeypatch):
+    """A 60 KB file whose column b holds 1 and 0, then true further down: training typed it from its own first
+    block (a 32nd of a small file: 1.9 KB here, all 1 and 0: numbers) and refused the true ("line 5002: column 'b':
+    'true' is not a number"), gpunn predict from the file's first 1 MiB (all of it: booleans) and read the true as
+    1. Both now type it from the same bytes (csvtext.typing_block), whatever block_size cuts the file: booleans,
+    the true read as 1 everywhere."""
+    values = ["1" if n % 3 else "0" for n in range(10_000)]
+    values[5000] = "true"
+    path = flag_file(tmp_path, values)
+    expected = numpy.column_stack([numpy.arange(10_000) % 10 + 0.5, [1.0 if v in ("1", "true") else 0.0 for v in values]])
+    for block_size in (None, 1 << 10, 1 << 22):
+        numpy.testing.assert_array_equal(trained_on(path, block_size=block_size), expected, err_msg=str(block_size))
+    numpy.testing.assert_array_equal(streamed(path, ["a", "b"]), expected)
+    numpy.testing.assert_array_equal(read_whole(path), expected)
+
+
+@pytest.mark.parametrize("first, bad, problem", [
+    ("01", "true", "'true' is not a number"),
+    ("tf", "2.5", "'2.5' is not a boolean (true/false or 1/0, as the column's first rows are)"),
+    ("tf", "maybe", "'maybe' is not a number"),
+], ids=["true after numbers", "a number after booleans", "a word after booleans"])
+def test_a_value_past_the_typed_bytes_is_refused_alike_by_training_and_predict(tmp_path, monkeypatch, first, bad,
+                                                                               problem):
+    """Past the bytes the columns are typed from (4 KiB here, 1 MiB by default) a value that does not fit the
+    column's type is refused by every reader on its line, in one wording; training cut in blocks smaller and
+    larger than those bytes types the file as gpunn predict does (it typed from its block_size: 1 KiB and 64 KiB
+    saw other rows)."""
+    from gpunn import csvtext
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 12)
+    words = {"01": ("0", "1"), "tf": ("false", "true")}[first]
+    values = [words[n % 3 > 0] for n in range(10_000)]
+    values[8000] = bad
+    path = flag_file(tmp_path, values)
+    said = f"{path} line 8002: column 'b': {problem}"
+    for block_size in (None, 1 << 10, 1 << 16):
+        assert refusal(trained_on, path, "b", block_size=block_size) == said, block_size
+    assert refusal(streamed, path, ["a", "b"]) == said
+    assert refusal(read_whole, path) == said
+
+
+def test_numbers_then_decimals_past_the_typed_bytes_are_read_alike(tmp_path, monkeypatch):
+    """A column of integers in the typed bytes and decimals past them (int64 to pyarrow there) is read as float64
+    numbers by every reader, the decimals exact."""
+    from gpunn import csvtext
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 12)
+    values = [str(n % 7) for n in range(5_000)] + [f"{n % 7}.25" for n in range(5_000)]
+    path = flag_file(tmp_path, values)
+    expected = numpy.column_stack([numpy.arange(10_000) % 10 + 0.5, [float(v) for v in values]])
+    for block_size in (None, 1 << 10):
+        numpy.testing.assert_array_equal(trained_on(path, block_size=block_size), expected)
+    numpy.testing.assert_array_equal(streamed(path, ["a", "b"]), expected)
+    numpy.testing.assert_array_equal(read_whole(path), expected)
+
+
+def test_train_then_predict_on_one_csv_file_take_its_columns_alike(tmp_path, capsys):
+    """The command line: gpunn train --data x.csv, then gpunn predict on that file (streamed: the model knows its
+    columns) and on its rows without the header row (read whole, by position). Training refused the file's
+    'true' ("line 5002: column 'flag': 'true' is not a number"), which predict read as 1."""
+    flags = ["1" if n % 3 else "0" for n in range(10_000)]
+    flags[5000] = "true"
+    rows = "".join(f"{flag},{n % 10}.5,{n % 4}\n" for n, flag in enumerate(flags))
+    (tmp_path / "x.csv").write_text("flag,a,y\n" + rows)
+    model = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "x.csv"), "--target", "y", "--hidden", "4", "--epochs", "1",
+                 "--batch-size", "500", "--device", "cpu", "--quiet", "--save", model]) == 0
+    X = numpy.column_stack([[1.0 if f in ("1", "true") else 0.0 for f in flags], numpy.arange(10_000) % 10 + 0.5])
+    expected = gpunn.load(model, device="cpu").predict(X)
+    (tmp_path / "rows.csv").write_text("".join(f"{flag},{n % 10}.5\n" for n, flag in enumerate(flags)))
+    for given in ("x.csv", "rows.csv"):  # streamed by the model's column names; read whole by position
+        assert main(["predict", model, str(tmp_path / given), str(tmp_path / "p.npy")]) == 0
+        numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected, err_msg=given)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("at", [3, 800], ids=["in the typed bytes", "past them"])
+def test_a_number_written_with_the_other_decimal_mark_is_named_alike_in_and_past_the_typed_bytes(tmp_path,
+                                                                                                 monkeypatch, at):
+    """data.csv(..., decimal=","): a 2.5 among 1,5s is the value refused, in one wording, where the column is typed
+    (it named the first 1,5, a number by that mark: "line 2: column 'a': '1,5' is not a number") and past it (it
+    was pyarrow's "CSV conversion error to double: invalid value '2.5'")."""
+    from gpunn import csvtext
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 12)
+    rows = ["1,5;2"] * 1000
+    rows[at] = "2.5;3"
+    (tmp_path / "de.csv").write_text("a;y\n" + "\n".join(rows) + "\n")
+    assert refusal(trained_on, str(tmp_path / "de.csv"), "y", delimiter=";", decimal=",") == (
+        f"{tmp_path / 'de.csv'} line {at + 2}: column 'a': '2.5' is not a number")
+
+
+# ---- one number rule ------------------------------------------------------------------------------------
+NUMBERS = {" 1.5": 1.5, "1.5\t": 1.5, '"1.5"': 1.5, '" -2"': -2.0, "1e3": 1000.0, "1E-3": 0.001, "+2": 2.0,
+           "-0": -0.0, "1.": 1.0, ".5": 0.5, "007": 7.0, "9007199254740993": 9007199254740992.0,
+           "4.9e-324": 5e-324, "1e400": numpy.inf, "-inf": -numpy.inf, "Infinity": numpy.inf, "NAN": numpy.nan,
+           "nan": numpy.nan}
+NOT_NUMBERS = ["0x10"]
+
+
+def value_file(tmp_path, value, header=True):
+    path = tmp_path / "x.csv"
+    path.write_text(("a,b\n" if header else "") + f"{value},1\n2,3\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("value", NUMBERS)
+def test_a_number_reads_as_one_value_whichever_reader_reads_it(tmp_path, monkeypatch, value):
+    """Spaces and tabs around a number, quotes, signs, exponents, a number past float64's range or precision:
+    training, gpunn predict streamed and read whole (with pyarrow or without) read one value, -0 and NaN as
+    such."""
+    expected = numpy.array([[NUMBERS[value], 1.0], [2.0, 3.0]])
+    path = value_file(tmp_path, value)
+    readings = {"training": trained_on(path) if numpy.isfinite(NUMBERS[value]) else None,  # (which refuses NaN)
+                "streamed": streamed(path, ["a", "b"]), "whole": read_whole(path),
+                "whole without pyarrow": read_whole(path, monkeypatch)}
+    for reader, got in readings.items():
+        if got is not None:
+            numpy.testing.assert_array_equal(got, expected, err_msg=reader)
+            assert numpy.signbit(got[0, 0]) == numpy.signbit(expected[0, 0]), reader
+
+
+@pytest.mark.parametrize("header", [True, False])
+@pytest.mark.parametrize("value", NOT_NUMBERS)
+def test_a_value_that_is_not_a_number_is_refused_alike_whichever_reader_reads_it(tmp_path, monkeypatch, value,
+                                                                                  header):
+    """A value one parser took for a number and another refused, refused by every reader on its line, naming its
+    column. 0x10: pyarrow types it int64 (hexadecimal) in the bytes it types columns from, then refuses it as a
+    float64; streamed, gpunn predict said "not a readable CSV file (In CSV column #0: CSV conversion error to
+    double: invalid value '0x10')"."""
+    path = value_file(tmp_path, value, header)
+    column = "column 'a'" if header else "value 1 of the line"
+    said = f"{path} line {1 + header}: {column}: {value!r} is not a number"
+    if header:
+        assert refusal(trained_on, path) == said
+    assert refusal(streamed, path, ["a", "b"] if header else ["f0", "f1"]) == said
+    assert refusal(read_whole, path) == said
+    assert refusal(read_whole, path, monkeypatch) == said
