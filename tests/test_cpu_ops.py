@@ -679,3 +679,126 @@ def test_the_bias_gradient_of_a_large_batch_is_summed_in_float64_as_on_the_gpu()
                                                   numpy.ones_like(dA), True, dA, db) == (numba is not None)
     if numba is not None:
         close(db[0], numpy.full(3, exact[0]))
+
+
+class PieceError(BaseException):
+    """Not an Exception: what a worker's piece may raise besides errors (SystemExit, a signal handler's)."""
+
+
+def test_run_pieces_raises_a_workers_error_the_first_in_the_pieces_order():
+    """An error raised only by a piece on a worker is raised by run_pieces once every piece has ended (not lost
+    with the worker's future); of two workers' errors the first piece's; a BaseException too."""
+    from gpunn.ops.cpu import run_pieces
+
+    ran = []
+
+    def piece(i, error=None):
+        ran.append(i)
+        if error is not None:
+            raise error
+
+    with pytest.raises(ValueError, match="worker's"):
+        run_pieces(piece, [(0,), (1, ValueError("the worker's"))], name="errors-test")
+    assert sorted(ran) == [0, 1]
+    ran.clear()
+    with pytest.raises(KeyError, match="first"):
+        run_pieces(piece, [(0,), (1, KeyError("first")), (2, ValueError("second"))], name="errors-test")
+    assert sorted(ran) == [0, 1, 2]
+    with pytest.raises(PieceError):
+        run_pieces(piece, [(0,), (1, PieceError())], name="errors-test")
+    run_pieces(piece, [(0,), (1,)], name="errors-test")  # nothing kept from the calls before
+
+
+def _busy_pool(name, release):
+    """gpunn's pool for two pieces of ``name`` (one worker), that worker held by a task until ``release()``
+    returns; the pool."""
+    from gpunn.ops import cpu
+
+    pool = cpu._pool(2, name)
+    held = __import__("threading").Event()
+
+    def hold():
+        held.set()
+        release()
+
+    pool.submit(hold)
+    assert held.wait(60)
+    return pool
+
+
+def test_a_piece_queued_behind_a_busy_worker_runs_before_run_pieces_returns():
+    """run_pieces returns only once every piece has run, also those a worker takes only after the caller's own
+    piece has ended (here the pool's worker is busy until the caller waits)."""
+    import threading
+
+    from gpunn.ops.cpu import run_pieces
+
+    caller = threading.get_ident()
+    _busy_pool("queued-test", lambda: waiting_for_the_pieces(caller))
+    ran = []
+    run_pieces(ran.append, [(0,), (1,)], name="queued-test")
+    assert sorted(ran) == [0, 1]
+
+
+def test_a_piece_no_worker_started_is_cancelled_when_the_callers_piece_raises():
+    """Where the caller's own piece raises, a piece still queued (the pool's worker busy) never runs: run_pieces
+    raises at once, not after the worker has got to the piece and run it."""
+    import threading
+
+    from gpunn.ops.cpu import run_pieces
+
+    released, ran = threading.Event(), []
+    pool = _busy_pool("cancel-test", lambda: released.wait(10))
+
+    def piece(i):
+        ran.append(i)
+        if i == 0:
+            raise RuntimeError("the caller's piece")
+
+    try:
+        with pytest.raises(RuntimeError, match="caller's"):
+            run_pieces(piece, [(0,), (1,)], name="cancel-test")
+    finally:
+        released.set()
+    pool.submit(lambda: None).result(60)  # the worker has been through the queue
+    assert ran == [0]
+
+
+def test_run_pieces_keeps_one_pool_per_name_and_size():
+    """The calls of one name and piece count share one pool of count - 1 workers, started as needed, that stay for
+    the next call: a hundred calls start no hundred threads."""
+    import threading
+
+    from gpunn.ops.cpu import run_pieces
+
+    workers = set()
+    run_pieces(lambda i: None, [(0,), (1,), (2,)], name="reuse-test")
+    before = threading.active_count()
+    for _ in range(100):
+        run_pieces(lambda i: workers.add(threading.get_ident()) if i else None, [(0,), (1,), (2,)], name="reuse-test")
+    assert len(workers) <= 2 and threading.active_count() <= before + 1  # the first call started one at least
+
+
+def test_pieces_that_run_pieces_on_a_pool_of_another_name_do_not_wait_on_themselves():
+    """A piece on a pool's worker that itself runs pieces (an ensemble's member group splitting a kernel) hands
+    them to the pool of its own name: handed to the pool it runs on, they would queue behind it for ever."""
+    import threading
+
+    import waiting
+
+    from gpunn.ops.cpu import run_pieces
+
+    ran, done = [], threading.Event()
+
+    def outer(i):
+        run_pieces(ran.append, [(2 * i,), (2 * i + 1,)], name="nested-inner")
+
+    def call():
+        run_pieces(outer, [(0,), (1,)], name="nested-outer")
+        done.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    deadline = waiting.Deadline(30)
+    while not done.wait(waiting.POLL) and not deadline.expired():
+        pass
+    assert done.is_set() and sorted(ran) == [0, 1, 2, 3]
