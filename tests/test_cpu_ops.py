@@ -802,3 +802,94 @@ def test_pieces_that_run_pieces_on_a_pool_of_another_name_do_not_wait_on_themsel
     while not done.wait(waiting.POLL) and not deadline.expired():
         pass
     assert done.is_set() and sorted(ran) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("value, threads", [(None, 1), ("", 1), ("  ", 1), (" 3 ", 3), ("2", 2), ("0", 1), ("-4", 1)])
+def test_gpunn_cpu_threads_sets_the_kernels_threads_one_by_default_and_at_least_one(monkeypatch, value, threads):
+    from gpunn.ops import cpu
+
+    if value is None:
+        monkeypatch.delenv("GPUNN_CPU_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("GPUNN_CPU_THREADS", value)
+    assert cpu.default_threads() == threads
+    assert CpuOps().threads == threads  # unless given: CpuOps(threads=...)
+    assert CpuOps(threads=5).threads == 5 and CpuOps(threads=0).threads == 1
+
+
+def test_usable_cores_are_those_this_process_may_run_on(monkeypatch):
+    from gpunn.ops import cpu
+
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {3, 5, 7}, raising=False)
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 64)
+    assert cpu.usable_cores() == 3
+
+
+def test_without_numba_cpu_ops_is_the_reference(monkeypatch):
+    from gpunn.ops import cpu
+
+    monkeypatch.setattr(cpu, "numba", None)
+    ops = CpuOps(fused=True)
+    assert not ops.fused
+    monkeypatch.setattr(Ops, "bias_activation", lambda *args: "the reference's")
+    Z = numpy.ones((4, 3), numpy.float32)
+    assert ops.bias_activation(Z, numpy.ones(3, numpy.float32), ACTIVATIONS["relu"], Z, False) == "the reference's"
+
+
+@pytest.mark.parametrize("n, threads", [(10, 3), (2, 3), (7, 1), (1, 4), (2**16 + 1, 2)])
+def test_split_rows_calls_fn_over_contiguous_nearly_equal_pieces_one_per_thread(n, threads):
+    """_split_rows (BLIS's row split) gives fn(lo, hi) pieces that cover [0, n) in order, one per thread but no
+    more than the rows (none empty), their sizes within one row of each other; a single one on the calling thread."""
+    import threading
+
+    from gpunn.ops.cpu import _split_rows
+
+    calls = []
+    _split_rows(lambda lo, hi: calls.append((lo, hi, threading.get_ident())), n, threads=threads)
+    pieces = sorted(call[:2] for call in calls)
+    assert len(pieces) == min(n, threads)
+    assert [lo for lo, _ in pieces] == [0] + [hi for _, hi in pieces[:-1]] and pieces[-1][1] == n
+    sizes = [hi - lo for lo, hi in pieces]
+    assert min(sizes) >= max(sizes) - 1 >= 0
+    if len(pieces) == 1:
+        assert calls[0][2] == threading.get_ident()
+
+
+def test_split_rows_takes_a_piece_per_usable_core_by_default(monkeypatch):
+    from gpunn.ops import cpu
+
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 3)
+    calls = []
+    cpu._split_rows(lambda lo, hi: calls.append((lo, hi)), 9)
+    assert sorted(calls) == [(0, 3), (3, 6), (6, 9)]  # (nine rows split in three)
+
+
+@pytest.mark.skipif(numba is None, reason="no Numba")
+def test_gpunn_cpu_threads_splits_the_kernels_work_from_parallel_min_elements_on(monkeypatch):
+    """With threads > 1 a kernel's work of at least PARALLEL_MIN_ELEMENTS elements is split into one piece of rows
+    (of elements, for Adam) per thread, but no more pieces than rows; less work runs on the calling thread alone."""
+    from gpunn.ops import cpu
+
+    handed = []
+
+    def recording(fn, pieces, name="cpu"):
+        handed.append([piece[-2:] for piece in pieces])
+        return run_pieces(fn, pieces, name)
+
+    run_pieces = cpu.run_pieces
+    monkeypatch.setattr(cpu, "run_pieces", recording)
+    ops, relu, f32 = CpuOps(threads=3), ACTIVATIONS["relu"], numpy.float32
+    thirds = lambda n: [[(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]]  # noqa: E731
+    assert PARALLEL_MIN_ELEMENTS == 2**10 * 2**6
+    for rows, cols, want in [(2**10, 2**6 - 1, []), (2**10, 2**6, thirds(2**10)), (2, 2**15, [[(0, 1), (1, 2)]])]:
+        Z, db = numpy.ones((rows, cols), f32), numpy.empty(cols, f32)
+        for call in (lambda: ops.bias_activation(Z, db, relu, Z, False), lambda: ops.bias_gradient(Z, db),
+                     lambda: ops.activation_backward(Z, relu, Z, True, Z),
+                     lambda: ops.activation_bias_backward(Z, relu, Z, True, Z, db)):
+            handed.clear()
+            call()
+            assert handed == want, (rows, cols)
+    for n, want in [(PARALLEL_MIN_ELEMENTS - 1, []), (PARALLEL_MIN_ELEMENTS, thirds(PARALLEL_MIN_ELEMENTS))]:
+        handed.clear()
+        ops.adam_step(*_state(numpy.random.default_rng(0), n, "float32"), 3e-3, 0.9, 0.999, 1e-8, 1, 0.0, False)
+        assert handed == want
