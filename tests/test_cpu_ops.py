@@ -239,12 +239,14 @@ def test_training_matches_the_reference_ops(dtype):
 
 
 def test_nan_propagates_like_the_reference():
-    Z = numpy.array([[numpy.nan, -1.0, 2.0]] * 4, numpy.float32)
-    b = numpy.zeros(3, numpy.float32)
+    """And ReLU(-0.0) is the reference's +0.0: the same bits."""
+    Z = numpy.array([[numpy.nan, -1.0, 2.0, -0.0]] * 4, numpy.float32)
+    b = numpy.array([0.0, 0.0, 0.0, -0.0], numpy.float32)
     ref, got = Z.copy(), Z.copy()
     Ops().bias_activation(ref, b, ACTIVATIONS["relu"], ref, False)
     CpuOps().bias_activation(got, b, ACTIVATIONS["relu"], got, False)
-    numpy.testing.assert_array_equal(got, ref)
+    numpy.testing.assert_array_equal(got.view(numpy.uint32), ref.view(numpy.uint32))
+    assert numpy.isnan(got[:, 0]).all() and not numpy.signbit(got[:, 3]).any()
 
 
 def test_pieces_on_gpunns_threads_run_under_the_callers_floating_point_error_state():
@@ -893,3 +895,126 @@ def test_gpunn_cpu_threads_splits_the_kernels_work_from_parallel_min_elements_on
         handed.clear()
         ops.adam_step(*_state(numpy.random.default_rng(0), n, "float32"), 3e-3, 0.9, 0.999, 1e-8, 1, 0.0, False)
         assert handed == want
+
+
+@pytest.mark.skipif(numba is None, reason="no Numba")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_kernels_take_every_case_they_are_written_for(monkeypatch, dtype, threads):
+    """In-place ReLU forward and backward (with and without the bias gradient), column sums, small-k products
+    (k = 1..8 into >= 4096 elements, W^T too) and Adam / AdamW on C-contiguous float32 and float64 arrays run
+    the fused kernels, on one thread and split over two, and none of the reference's methods."""
+    for name in ("bias_activation", "activation_backward", "activation_bias_backward", "bias_gradient",
+                 "adam_step", "matmul"):
+        monkeypatch.setattr(Ops, name, lambda *args, name=name: pytest.fail(f"the reference's {name}"))
+    monkeypatch.setattr(numpy, "matmul", lambda *args, **kwargs: pytest.fail("numpy.matmul"))
+    ops, relu = CpuOps(threads=threads), ACTIVATIONS["relu"]
+    rng = numpy.random.default_rng(10)
+    Z, b = rand(rng, (300, 256), dtype), rand(rng, 256, dtype)
+    assert ops.bias_activation(Z, b, relu, Z, False) is Z  # each returns what it wrote, as the reference does
+    assert ops.activation_backward(Z, relu, Z, True, Z) is Z
+    assert ops.activation_bias_backward(Z, relu, Z, True, Z, b) is Z
+    assert ops.bias_gradient(Z, b) is b
+    for k in range(1, 9):  # into 4096 elements, the least
+        a, w = rand(rng, (256, k), dtype), rand(rng, (16, k), dtype)
+        out = numpy.empty((256, 16), dtype)
+        assert ops.matmul(a, w.T, out) is out
+        assert ops.matmul(a, numpy.ascontiguousarray(w.T), out) is out
+    for weight_decay, decoupled in [(0.0, False), (0.01, False), (0.01, True)]:
+        state = _state(rng, PARALLEL_MIN_ELEMENTS + 101, dtype)
+        assert ops.adam_step(*state, 3e-3, 0.9, 0.999, 1e-8, 1, weight_decay, decoupled) is state[0]
+
+
+def _unfused_cases(rng):
+    """(method, args, indices of the arrays it writes) for calls the kernels do not take: no bias, a stack of
+    members (3-D), out-of-place, a strided or Fortran-ordered array, mixed dtypes, float16, 2-D Adam buffers, a
+    1-D bias gradient. Each large enough to be split over two threads were it fused."""
+    relu = ACTIVATIONS["relu"]
+    f32, f64 = numpy.float32, numpy.float64
+    Z, Z3, b = rand(rng, (300, 256), f32), rand(rng, (2, 150, 256), f32), rand(rng, 256, f32)
+    wide, Z16 = rand(rng, (300, 512), f32), rand(rng, (300, 256), numpy.float16)
+    big = _state(rng, PARALLEL_MIN_ELEMENTS + 1, f32)
+    cases = {
+        "forward, no bias": ("bias_activation", (Z, None, relu, Z, False), [0]),
+        "forward, members": ("bias_activation", (Z3, b, relu, Z3, False), [0]),
+        "forward, strided": ("bias_activation", (wide[:, ::2], b, relu, wide[:, ::2], False), [0]),
+        "forward, float64 bias": ("bias_activation", (Z, b.astype(f64), relu, Z, False), [0]),
+        "forward, float16": ("bias_activation", (Z16, b.astype(numpy.float16), relu, Z16, False), [0]),
+        "backward, members": ("activation_backward", (Z3, relu, -Z3, False, Z3), [0]),
+        "backward, Fortran order": ("activation_backward", (numpy.asfortranarray(Z), relu, Z, False, None), [0]),
+        "backward, float64 source": ("activation_backward", (Z, relu, Z.astype(f64), False, None), [0]),
+        "backward, out of place": ("activation_backward", (Z, relu, -Z, False, numpy.empty_like(Z)), [4]),
+        "backward + bias, out of place": ("activation_bias_backward",
+                                          (Z, relu, -Z, False, numpy.empty_like(Z), numpy.empty(256, f32)), [4, 5]),
+        "backward + bias, members": ("activation_bias_backward",
+                                     (Z3, relu, -Z3, False, Z3, numpy.empty((150, 256), f32)), [0, 5]),
+        "backward + bias, float64 db": ("activation_bias_backward", (Z, relu, -Z, False, Z, numpy.empty(256, f64)),
+                                        [0, 5]),
+        "backward + bias, no db": ("activation_bias_backward", (Z, relu, -Z, False, Z, None), [0]),
+        "bias gradient, members": ("bias_gradient", (Z3, numpy.empty((150, 256), f32)), [1]),
+        "bias gradient, 1-D": ("bias_gradient", (rand(rng, 2**17, f32), numpy.empty((), f32)), [1]),
+        "bias gradient, strided": ("bias_gradient", (wide[:, ::2], numpy.empty(256, f32)), [1]),
+        "bias gradient, float64 db": ("bias_gradient", (Z, numpy.empty(256, f64)), [1]),
+        "small-k product, float64 weights": ("matmul", (Z[:, :4], rand(rng, (4, 256), f64), Z.copy()), [2]),
+        "small-k product, strided out": ("matmul", (Z[:, :4], rand(rng, (4, 256), f32), wide[:, ::2]), [2]),
+        "small-k product, float16": ("matmul", (Z16[:, :4], rand(rng, (4, 256), numpy.float16), Z16.copy()), [2]),
+        "adam, 2-D": ("adam_step", (*(a.reshape(300, -1) for a in _state(rng, 300 * 256, f32)), 3e-3, 0.9, 0.999,
+                                    1e-8, 2, 0.01, False), [0, 2, 3]),
+        "adam, float64 moments": ("adam_step", (*big[:2], *(a.astype(f64) for a in big[2:]), 3e-3, 0.9, 0.999, 1e-8, 2,
+                                                0.0, False), [0, 2, 3]),
+    }
+    for name, (method, args, written) in cases.items():
+        if method == "activation_backward" and args[4] is None:  # in place
+            args = (*args[:4], args[0])
+        cases[name] = (method, args, written)
+    return cases
+
+
+@pytest.mark.parametrize("case", sorted(_unfused_cases(numpy.random.default_rng(0))))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_calls_the_kernels_do_not_take_give_the_references_numbers(case, threads):
+    """The reference's results, exactly, for every call the fused kernels are not written for (where one went to
+    a kernel it raised, wrote into the wrong array or summed at another precision)."""
+    results = []
+    for ops in (Ops(), CpuOps(threads=threads)):
+        method, args, written = _unfused_cases(numpy.random.default_rng(11))[case]
+        getattr(ops, method)(*args)
+        results.append([args[i] for i in written])
+    for got, want in zip(*results):
+        numpy.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_adam_is_the_references_bit_for_bit(dtype, threads):
+    """The fused Adam and AdamW do the reference's arithmetic in its order with its roundings (the scalars rounded
+    to the array's dtype, as NumPy rounds a Python float): the same bits, one thread or two."""
+    rng = numpy.random.default_rng(12)
+    for weight_decay, decoupled in [(0.0, False), (0.01, False), (0.01, True)]:
+        ref = _state(rng, PARALLEL_MIN_ELEMENTS + 101, dtype)
+        got = tuple(a.copy() for a in ref)
+        for step in (1, 2, 50):
+            Ops().adam_step(*ref, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
+            CpuOps(threads=threads).adam_step(*got, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
+        for r, g in zip(ref, got):
+            numpy.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_single_row_of_many_columns(threads):
+    """One row of more than PARALLEL_MIN_ELEMENTS columns (nothing to split by rows): the reference's numbers."""
+    rng = numpy.random.default_rng(13)
+    relu, cols = ACTIVATIONS["relu"], PARALLEL_MIN_ELEMENTS + 3
+    results = []
+    for ops in (Ops(), CpuOps(threads=threads)):
+        Z, b = rand(rng, (1, cols), "float32"), rand(rng, cols, "float32")
+        ops.bias_activation(Z, b, relu, Z, False)
+        dA, db = rand(rng, (1, cols), "float32"), numpy.empty(cols, numpy.float32)
+        ops.activation_bias_backward(dA, relu, Z, True, dA, db)
+        dA2 = rand(rng, (1, cols), "float32")
+        ops.activation_backward(dA2, relu, Z, True, dA2)
+        db2 = ops.bias_gradient(dA2, numpy.empty(cols, numpy.float32)).copy()
+        results.append((Z, dA, db, dA2, db2))
+        rng = numpy.random.default_rng(13)
+    for got, want in zip(*results):
+        numpy.testing.assert_array_equal(got, want)
