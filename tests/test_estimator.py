@@ -619,3 +619,23 @@ def test_readme_names_every_solver_the_estimator_takes():
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     said = readme.split("`solver` ", 1)[1].split(", `alpha`", 1)[0]
     assert all(solver in said for solver in SOLVERS), (said, SOLVERS)
+
+
+def test_every_setting_readme_says_the_estimator_refuses_is_refused(data):
+    """README lists the settings MLPRegressor refuses by name (`solver="lbfgs"`, ...): each code span there, as
+    keyword arguments, is refused on fit, naming the value. It said `learning_rate="invscaling"`, which is refused
+    with sgd only: with adam scikit-learn ignores learning_rate, and so does gpunn (the test above)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    said = readme.split("refused by name where gpunn has no equivalent (", 1)[1].split(")", 1)[0]
+    spans = re.findall(r"`([^`]+)`", said.split(";", 1)[0])
+    assert len(spans) >= 3, said
+    for span in spans:
+        call = ast.parse(f"f({span})", mode="eval").body
+        params = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        assert params and not call.args, span
+        with pytest.raises(ValueError, match=re.escape(repr(params[next(reversed(params))]))):
+            MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, device="cpu", **params).fit(data[0][:50], data[1][:50])
