@@ -856,6 +856,50 @@ def test_readme_command_line_lists_every_option_of_every_command():
         assert not unknown, f"README's gpunn {name} usage names options it does not take: {sorted(unknown)}"
 
 
+def test_every_option_readmes_prose_names_is_an_option_of_the_command_it_gives():
+    """The usage block is checked above; README's prose and examples name options too (`gpunn bench --eager`,
+    `--stream auto`, `mpiexec -n 2 gpunn train --rows 20000 ...`). Each `--option` README writes is an option of
+    some gpunn command (or one of the other tools' below), and each in a command README writes out (a code span
+    or an example's line `gpunn CMD ...`) is CMD's own: an option renamed or removed (bench's --graph became
+    --eager) or moved to another command leaves no sentence behind."""
+    import re
+
+    others = {"--batch": "the abbreviation README shows refused", "--timeout": "pytest-timeout's",
+              "--pch": "NVRTC's", "--device-as-default-execution-space": "NVRTC's",
+              "--out": "bench/gpu_checks/NAME.py's"}
+    text = (ROOT / "README.md").read_text()
+    commands = cli.build_parser().commands
+    flags = {name: {s for a in sub._actions for s in a.option_strings if s.startswith("--")}
+             for name, sub in commands.items()}
+    named = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", text))
+    unknown = named - set().union(*flags.values()) - set(others)
+    assert not unknown, f"README names options no gpunn command takes: {sorted(unknown)}"
+    fenced = re.findall(r"^```\w*\n(.*?)^```", text, re.S | re.M)
+    spans = re.findall(r"`([^`]+)`", re.sub(r"^```\w*\n.*?^```", "", text, flags=re.S | re.M))
+    written = 0
+    for line in (" ".join(s.split()) for s in spans + [line for block in fenced for line in block.splitlines()]):
+        for command, rest in re.findall(r"\bgpunn (train|predict|sweep|bench|info)\b([^#|;]*)", line):
+            wrong = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", rest)) - flags[command]
+            assert not wrong, f"README writes gpunn {command} with {sorted(wrong)}, which it does not take: {line}"
+            written += 1
+    assert written >= 50, written
+
+
+def test_every_option_a_help_text_names_is_one_gpunn_takes():
+    """A command's --help prose names options besides its own (predict: a model trained "with --standardize"); each
+    is an option of the command or of another gpunn command, so a rename leaves no help text behind."""
+    import re
+
+    commands = cli.build_parser().commands
+    flags = {s for sub in commands.values() for a in sub._actions for s in a.option_strings}
+    named = 0
+    for name, sub in commands.items():
+        texts = [sub.description or "", *(str(a.help) for a in sub._actions if a.help)]
+        found = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", " ".join(texts)))
+        assert not found - flags, f"gpunn {name} --help names options no command takes: {sorted(found - flags)}"
+        named += len(found)
+    assert named >= 30, named
+
 
 def test_a_value_readmes_command_line_gives_an_option_is_its_default():
     """README's usage writes an option with a default as that default (`[--hidden 256,256]`, `[--optimizer adam]`,
