@@ -106,6 +106,19 @@ def test_readme_gives_the_gpu_check_dry_run_as_ci_runs_it():
     assert readme and readme.group(1) in (ROOT / ".ci" / "run").read_text()
 
 
+def test_every_file_readme_names_in_the_repository_exists():
+    """README points at files (`bench/dist_bench.py`, `tests/test_ensemble_gpu.py`, `kernels/*.cu`,
+    `scripts/cuda_extra.py`...): each path under gpunn/, bench/, tests/, kernels/, scripts/ or .ci/ matches a file or
+    folder, so a file renamed or removed leaves no pointer behind. A path with a placeholder in capitals
+    (`bench/gpu_checks/NAME.py`) is a pattern, not a file."""
+    import re
+
+    paths = set(re.findall(r"(?<![\w/.$-])((?:gpunn|bench|tests|kernels|scripts|\.ci)/[\w./*-]*[\w*/])",
+                           (ROOT / "README.md").read_text()))
+    files = {p for p in paths if not re.search(r"[A-Z]{3,}", p.replace("RESULTS.md", ""))}
+    missing = sorted(p for p in files if not list(ROOT.glob(p.rstrip("/"))))
+    assert len(files) > 40 and not missing, f"README names {missing}, which the repository does not have"
+
 @pytest.mark.parametrize("doc", ["README.md", "CHANGELOG.md"])
 def test_every_dotted_gpunn_name_the_docs_give_exists(doc):
     """Each ``gpunn.x.y`` README or CHANGELOG names (a module, class, function or constant:
