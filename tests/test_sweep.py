@@ -99,6 +99,19 @@ def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
     assert "out of memory: an ensemble of 1 x [5, 8, 8, 1] (float64) needs about 0.4 MiB" in captured.err
 
 
+def test_a_task_too_large_for_the_memory_is_refused_before_its_rows_are_generated(capsys, monkeypatch):
+    """README: memory is checked before any work, the data and their shuffled copy with the model, saying how
+    many rows would fit. gpunn sweep split its grid by memory but generated any --rows: a task larger than the
+    memory failed in NumPy's allocation ('out of memory: Unable to allocate 596. GiB'), or, where Linux
+    overcommits, was killed later without a word."""
+    made = []
+    monkeypatch.setattr(gpunn.datasets, "make", lambda *a, **k: made.append(a))
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 10 * 2**20)
+    assert cli.main(with_options(ARGS, "--rows", "1_000_000")) == 2
+    err = capsys.readouterr().err
+    assert "--rows 1,000,000 needs about" in err and "10.0 MiB is available; about" in err and "rows would fit" in err
+    assert "--data" in err and not made  # refused before a row was generated; a file is read chunk by chunk
+
 def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memory_free():
     # under mpiexec each rank holds the whole ensemble on its own GPU: rank 0's split (what every rank took)
     # would not fit on a rank whose GPU has less memory free
