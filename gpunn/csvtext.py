@@ -25,11 +25,8 @@ def csv_has_header(path, delimiter=",") -> bool:
     except OSError:
         return False
     for field in first.strip().split(delimiter):
-        try:
-            float(field.strip().strip("\"'"))  # a quoted number is a number too
+        if is_number(field.strip().strip("\"'")):  # a quoted number is a number too
             return False
-        except ValueError:
-            pass
     return True
 
 
@@ -167,10 +164,29 @@ def csv_first_text(path, index, header=True, delimiter=",", decimal=".") -> str:
     true/false words), which gpunn reads as 1 and 0, that is the first value that is neither a boolean nor a
     number: the word that made pyarrow read the column as text ("maybe" among "true"s), not the first "true".
     ``decimal``: the numbers' decimal mark (gpunn.data.csv's), by which 1,5 is a number and 2.5 is not."""
-    import csv
-
     missing, booleans = set(pyarrow_csv_null_values()), set(pyarrow_csv_booleans())
     first, boolean = "", None  # the first value that is not a number; whether the column holds booleans
+    for line, names, row in _data_rows(path, header, delimiter):
+        value = row[index] if index < len(row) else ""
+        if value in missing:
+            continue
+        number = is_number(value, decimal)
+        if boolean is None and not (number and value in booleans):  # ("0" and "1" are either)
+            boolean = value in booleans
+        if number:
+            continue
+        said = f"line {line}: {not_a_number(value, csv_column(names, index))}"
+        if not boolean or value not in booleans:
+            return said
+        first = first or said  # booleans and numbers other than 0 and 1, no word: the first boolean's at fault
+    return first
+
+
+def _data_rows(path, header=True, delimiter=","):
+    """(line, names, values) of each data row of the CSV file ``path`` read as text (empty lines skipped): the line
+    it begins on (from 1, as an editor shows it), the header row's values (None without one), its values."""
+    import csv
+
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader, before, names = csv.reader(fh, delimiter=delimiter), 0, None
         for row in reader:
@@ -180,19 +196,7 @@ def csv_first_text(path, index, header=True, delimiter=",", decimal=".") -> str:
             if header and names is None:
                 names = row
                 continue
-            value = row[index] if index < len(row) else ""
-            if value in missing:
-                continue
-            number = is_number(value, decimal)
-            if boolean is None and not (number and value in booleans):  # ("0" and "1" are either)
-                boolean = value in booleans
-            if number:
-                continue
-            said = f"line {line}: {not_a_number(value, csv_column(names, index))}"
-            if not boolean or value not in booleans:
-                return said
-            first = first or said  # booleans and numbers other than 0 and 1, no word: the first boolean's at fault
-    return first
+            yield line, names, row
 
 
 def not_a_number(value, column) -> str:
@@ -221,20 +225,23 @@ def wrong_width(count, expected) -> str:
     return f"{count} value{'s' * (count != 1)}, where the lines before it have {expected}"
 
 
-def csv_field(path, row, index, header=True, delimiter=",") -> str | None:
-    """The text of value ``index`` (from 0) of data row ``row`` (from 0 after the header row, empty lines skipped,
-    as gpunn's readers count rows) of the CSV file ``path``, unquoted: "" where the row has fewer values, None
-    past the last row. Read for an error's message: the text pyarrow took for a missing value ("", "NA")."""
-    import csv
-
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        rows = (values for values in csv.reader(fh, delimiter=delimiter) if values)
-        if header:
-            next(rows, None)
-        for n, values in enumerate(rows):
-            if n == row:
-                return values[index] if index < len(values) else ""
+def csv_values(path, row, header=True, delimiter=",") -> list | None:
+    """The values of data row ``row`` (from 0 after the header row, empty lines skipped, as gpunn's readers count
+    rows) of the CSV file ``path``, unquoted; None past the last row. Read for an error's message."""
+    for n, (_, _, values) in enumerate(_data_rows(path, header, delimiter)):
+        if n == row:
+            return values
     return None
+
+
+def csv_field(path, row, index, header=True, delimiter=",") -> str | None:
+    """The text of value ``index`` (from 0) of data row ``row`` of the CSV file ``path`` (:func:`csv_values`): ""
+    where the row has fewer values, None past the last row. Read for an error's message: the text pyarrow took for
+    a missing value ("", "NA")."""
+    values = csv_values(path, row, header, delimiter)
+    if values is None:
+        return None
+    return values[index] if index < len(values) else ""
 
 
 def pyarrow_csv_null_values() -> list:
@@ -296,17 +303,49 @@ def pyarrow_csv_booleans() -> dict:
 
 
 def is_number(text, decimal=".") -> bool:
-    """Whether a CSV field reads as a number (as pyarrow reads one: no "_" between digits), its decimal mark
-    ``decimal`` (gpunn.data.csv's: "." or ","; the other mark refused)."""
+    """Whether a CSV field reads as a number to every gpunn reader, as pyarrow reads one: ASCII digits, a sign, an
+    exponent, inf or nan, spaces and tabs around it but no other whitespace (a no-break space, a form feed:
+    numpy.loadtxt and Python's float skip those), no "_" between digits (Python's float takes 1_0); its decimal
+    mark ``decimal`` (gpunn.data.csv's: "." or ","; the other mark refused)."""
+    text = text.strip(" \t")
+    if not text.isascii() or "_" in text or not text or text[0].isspace() or text[-1].isspace():
+        return False
     if decimal != ".":
         if "." in text:
             return False
         text = text.replace(decimal, ".")
     try:
-        float(text.replace("_", "?"))  # (Python's float takes 1_0, pyarrow does not)
+        float(text)
     except ValueError:
         return False
     return True
+
+
+def csv_first_foreign(path, header=True, delimiter=",") -> str:
+    """Where the CSV file ``path``'s data rows first hold a value with a character that no number has around it
+    but numpy.loadtxt skips there (whitespace other than a space or a tab: a no-break space, a form feed), which
+    every other gpunn reader refuses (:func:`is_number`): "line 3: column 'b': '\\xa01.5' is not a number", as the
+    refusal reads after the path; "" where there is none. A byte scan first (most files hold none: "" without
+    parsing them, in about a tenth of loadtxt's time); the rows only then."""
+    import re
+
+    text_bytes = bytes([9, 10, 13, *range(0x20, 0x7f)])  # tab, line ends, printable ASCII
+    with open(path, "rb") as fh:
+        start = data_start(fh, header, delimiter)
+        if start == 0 and fh.read(3) == b"\xef\xbb\xbf":  # a UTF-8 mark before a first row of data
+            start = 3
+        fh.seek(start)
+        while True:
+            block = fh.read(1 << 24)
+            if not block:
+                return ""
+            if block.translate(None, text_bytes):  # a byte left that is none of them (10x faster than a regex)
+                break
+    for line, names, row in _data_rows(path, header, delimiter):
+        for index, value in enumerate(row):
+            if re.search(r"[^\t\x20-\x7e]", value):
+                return f"line {line}: {not_a_number(value, csv_column(names, index))}"
+    return ""
 
 
 def csv_column(names, index) -> str:

@@ -17,9 +17,9 @@ import stat
 
 import numpy
 
-from .csvtext import (csv_column, csv_first_text, csv_has_header, csv_line, csv_names, delimiter_hint,
-                      first_block_schema, header_lines, is_number, not_a_boolean, not_a_number, pyarrow_csv_booleans,
-                      read_as, wrong_width)
+from .csvtext import (csv_column, csv_first_foreign, csv_first_text, csv_has_header, csv_line, csv_names,
+                      csv_values, delimiter_hint, first_block_schema, header_lines, is_number, not_a_boolean,
+                      not_a_number, pyarrow_csv_booleans, read_as, wrong_width)
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -183,8 +183,10 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
     column's csvtext.read_as, "other": a word among booleans, text after a missing value) the value named is
     theirs, csvtext.csv_first_text's; a number in a column of booleans is refused in csvtext.not_a_boolean's
     words; without pyarrow (``kinds`` None), which reads a column of true/false as 1 and 0, a refused true or false
-    says so. NumPy counts a value's row from 0 after the header but its column from 1, and the row whose column
-    count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands do not have."""
+    says so. A first data row of another width than the header row (which loadtxt skips) is named for its width,
+    as pyarrow names it, before any value in it. NumPy counts a value's row from 0 after the header but its column
+    from 1, and the row whose column count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands
+    do not have."""
     import ast
     import re
 
@@ -196,6 +198,9 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
         except (ValueError, SyntaxError):
             field = value[1][1:-1]
         names, column = csv_names(path), int(value[3]) - 1
+        first = csv_values(path, 0) if names is not None else None
+        if first is not None and len(first) != len(names):  # loadtxt skipped the header row; pyarrow refuses the
+            return f"line {csv_line(path, 0)}: {wrong_width(len(first), len(names))}"  # first row's width first
         kind = kinds[column] if kinds and column < len(kinds) else "number"
         said = csv_first_text(path, column, header=names is not None) if kind == "other" else ""
         refusal = not_a_boolean if kind == "boolean" and is_number(field) else not_a_number
@@ -237,15 +242,17 @@ def _loadtxt(path, header, kinds=()):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said by the caller, in one line
-        return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"',
+        return numpy.loadtxt(path, delimiter=",", ndmin=2, dtype=numpy.float64, quotechar='"', comments=None,
                              skiprows=header_lines(path) if header else 0, encoding="utf-8-sig",
                              converters={i: boolean for i, kind in enumerate(kinds) if kind == "boolean"})
 
 
 def _read_csv(path, option):
     """A CSV file read whole, as the streamed read takes it: a column of true/false (csvtext.read_as "boolean",
-    from the first block) as 1 and 0, and a file it refuses in its words. pyarrow, which says how the streamed read
-    takes each column, is asked only for a file of more than numbers."""
+    from the first block) as 1 and 0, and a file it refuses in its words: a value pyarrow refuses that
+    numpy.loadtxt reads (a number after a no-break space: csvtext.csv_first_foreign; a "#", loadtxt's comment mark
+    unless told none) is refused too. pyarrow, which says how the streamed read takes each column, is asked only
+    for a file of more than numbers."""
     header, kinds = csv_has_header(path), []
     try:
         try:
@@ -257,6 +264,9 @@ def _read_csv(path, option):
             X = _loadtxt(path, header, kinds)
     except ValueError as exc:
         raise PreflightError(f"{option} {path} {_loadtxt_problem(exc, path, kinds)}{delimiter_hint(path)}") from None
+    foreign = csv_first_foreign(path, header)  # a number loadtxt read past a no-break space, which pyarrow refuses
+    if foreign:
+        raise PreflightError(f"{option} {path} {foreign}")
     if X.shape[0] == 0:
         raise PreflightError(f"{option} {path} has no rows (a header line only)")
     names = csv_names(path)
