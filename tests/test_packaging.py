@@ -317,10 +317,20 @@ def _window_default():
     (r"`window` chunks \((\d+) by default;", _window_default),
     (r"within a (\d+) s budget that every stage shares", _gpu_check_budget),
     (r"A test still running after (\d+) minutes", _pytest_timeout_minutes),
+    (r"one ([\d,]+)-row chunk in memory at a time", lambda: __import__("gpunn.datasets").datasets.CHUNK_ROWS),
+    (r"where pieces of ([\d,]+) rows cannot", lambda: __import__("gpunn.data.sources").data.sources.SMALLEST_PIECE),
+    (r"cut by default into about (\d+) smaller chunks", lambda: __import__("gpunn.data.base").data.base.SPLIT_CHUNKS),
+    (r"into blocks \((\d+) MiB by default", lambda: __import__("gpunn.data.tables").data.tables.CsvSource.BLOCK / 2**20),
+    (r"or (\d+) MiB of CSV\)", lambda: __import__("gpunn.data.base").data.base.SPLIT_CHUNKS
+     * __import__("gpunn.data.tables").data.tables.CsvSource.BLOCK / 2**20),
+    (r"counted when it is built for ([\d,]+) rows a member", lambda: __import__("gpunn.ensemble").ensemble.Ensemble
+     .chunk_rows),
+    (r"leaky_relu \(slope ([\d.]+)\)", lambda: __import__("gpunn.activations").activations.LEAKY_SLOPE),
 ])
 def test_readme_quotes_the_codes_own_constants(words, code):
     """Numbers README gives for a setting in the code (divergence at 10,000 times the first loss, the collective
     timeout, the member-group thresholds, the GEMM chooser's margin, the graph's cuBLAS workspace, predict's
-    streaming size, the stream window, gpu_check.sh's budget, the test time limit) are the code's: a constant
-    changed in the code, or a number typed otherwise in README, fails here."""
+    streaming size, the stream window, gpu_check.sh's budget, the test time limit; a task's chunk, a stream's
+    smallest piece, a small file's chunks and a CSV block, the rows an Ensemble's memory check counts, leaky_relu's
+    slope) are the code's: a constant changed in the code, or a number typed otherwise in README, fails here."""
     assert _readme_says(words) == code()
