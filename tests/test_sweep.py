@@ -807,3 +807,21 @@ def test_an_adamw_sweep_saved_with_the_old_default_weight_decay_resumes_with_it(
     assert "--weight-decay 0.01 would change the run, which has --weight-decay 0.0" in capsys.readouterr().err
     run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--json", str(js)], capsys)
     assert [r["weight_decay"] for r in json.loads(js.read_text())["members"]] == [0.0]
+
+
+def test_the_defaults_sweeps_help_calls_smaller_are_those_that_differ_from_gpunn_trains():
+    """gpunn sweep --help: 'some defaults here are smaller (--rows, --hidden, ...)' than gpunn train's. The options
+    it names are the ones whose defaults differ between the two commands (and --features, which both resolve per
+    task: 16 against 32 for teacher and linear), each smaller, so a default changed on one side is named here."""
+    import re
+
+    commands = cli.build_parser().commands
+    defaults = {name: {s: a.default for a in commands[name]._actions for s in a.option_strings}
+                for name in ("train", "sweep")}
+    said = " ".join(commands["sweep"].description.split()).split("some defaults here are smaller (", 1)[1]
+    named = set(re.findall(r"--[a-z][\w-]*", said.split(")", 1)[0]))
+    differ = {o for o in defaults["sweep"].keys() & defaults["train"].keys()
+              if defaults["sweep"][o] != defaults["train"][o]}
+    assert named == differ | {"--features"}, (named, differ)
+    size = lambda v: sum(int(x) for x in v.split(",")) if isinstance(v, str) else v  # noqa: E731 -- --hidden
+    assert all(size(defaults["sweep"][o]) < size(defaults["train"][o]) for o in differ)
