@@ -266,3 +266,41 @@ def test_is_number_takes_what_pyarrow_reads_as_a_float64_and_nothing_else():
     texts = ["".join(p) for n in (1, 2, 3) for p in itertools.product(pieces, repeat=n)]
     differ = [text for text in texts if is_number(text) != pyarrow_reads(text)]
     assert not differ and any(map(is_number, texts)), differ[:10]
+
+
+def test_rows_longer_than_a_streamed_block_are_read_alike_by_training_and_predict(tmp_path, monkeypatch):
+    """A wide table whose every row is longer than the block gpunn predict streams in (1 MiB; 4 KiB here): training
+    read it (its first chunk holds the header and first row twice over), gpunn predict streamed refused it, "bad data
+    from line 4 on (straddling object straddles two block boundaries (try to increase block size?))". Its blocks now
+    hold twice the header and first row, as the bytes its columns are typed from do."""
+    from gpunn import csvtext
+    from gpunn.data import files
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 12)
+    monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)
+    names = [f"c{i}" for i in range(400)] + ["y"]
+    X = numpy.arange(4 * 401).reshape(4, 401) / 7
+    (tmp_path / "wide.csv").write_text(",".join(names) + "\n" + "".join(",".join(map(repr, row.tolist())) + "\n" for row in X))
+    path = str(tmp_path / "wide.csv")
+    assert len(repr(X[1, 0]) + ",") * 401 > 1 << 12  # every row over a block
+    numpy.testing.assert_array_equal(trained_on(path, "y"), X)
+    numpy.testing.assert_array_equal(streamed(path, names), X)
+    numpy.testing.assert_array_equal(read_whole(path), X)
+
+
+def test_a_row_longer_than_a_streamed_block_further_down_is_not_said_to_be_of_another_width(tmp_path, monkeypatch):
+    """gpunn predict streams in blocks that hold twice the header and first row; a row far longer further down is
+    refused by pyarrow ("straddling object"), and the rows were then read again in bytes that cut that row, which
+    was named for a width it does not have ("line 1502: 2 values, where the lines before it have 3"). Now said as
+    bad data from the batch's first line, with pyarrow's words (training reads the file: its chunks are cut at line
+    ends)."""
+    from gpunn.data import files
+
+    monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)
+    rows = ["1,2,3"] * 2000
+    rows[1500] = "1,2." + "0" * 9000 + ",3"
+    (tmp_path / "x.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    path = str(tmp_path / "x.csv")
+    assert trained_on(path, "y")[1500].tolist() == [1.0, 2.0, 3.0]
+    said = refusal(streamed, path, ["a", "b", "y"])
+    assert said.startswith(f"{path}: bad data from line ") and "values, where the lines" not in said, said

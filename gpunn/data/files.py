@@ -74,15 +74,16 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..preflight import NOT_UTF8, file_kind
-        from ..csvtext import csv_first_text, csv_has_header
+        from ..csvtext import csv_first_text, csv_has_header, typing_block
         from .tables import csv_schema
 
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
 
         header = csv_has_header(path)
+        block = typing_block(path, header, least=CSV_BLOCK)  # a block holds a whole row: pyarrow's "straddling object"
         read_options = csv.ReadOptions(autogenerate_column_names=not header,  # no header: f0, f1, ... in order
-                                       block_size=CSV_BLOCK)
+                                       block_size=block)
         try:
             schema = csv_schema(path, header)
             names, _ = pick_columns(path, schema, None, features if header else None,
@@ -93,7 +94,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
             reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
                 include_columns=names, column_types=csv_column_types(schema, names)))
         except Exception as exc:  # its first batch refused as a later one is (a hexadecimal 0x10 typed int64)
-            raise DataError(f"{_refused(path, header, 0, schema, names, exc)}{delimiter_hint(path)}") from None
+            raise DataError(f"{_refused(path, header, 0, schema, names, exc, block)}{delimiter_hint(path)}") from None
         rows = None
 
         def batches():
@@ -104,7 +105,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 except StopIteration:
                     return
                 except Exception as exc:
-                    raise DataError(_refused(path, header, done, schema, names, exc)) from None
+                    raise DataError(_refused(path, header, done, schema, names, exc, block)) from None
                 done += batch.num_rows
                 yield batch
     if len(names) != n_features:  # a ";"-delimited CSV gives one column (its first row taken for a header)
@@ -120,24 +121,28 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     return rows, chunks(), names if kind == "parquet" or header else None
 
 
-def _refused(path, header, done, schema, names, exc) -> str:
+def _refused(path, header, done, schema, names, exc, block) -> str:
     """The error of a CSV input whose batch after data row ``done`` pyarrow refused (``exc``), at the line of the
     row it refuses (tables.first_refused over the two blocks from that row: the batch's bytes and a row longer
-    than a block); ``schema``: the file's (its first block's), ``names``: the columns read."""
+    than a block); ``schema``: the file's (its first block's), ``names``: the columns read, ``block``: the bytes
+    a batch is read from."""
     from ..csvtext import csv_column, csv_rows, data_start
     from .tables import csv_column_types, first_refused, pyarrow_module
 
     csv, columns = pyarrow_module("csv"), schema.names
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        start = next((offset for n, (_, offset) in enumerate(csv_rows(fh, data_start(fh, header))) if n == done), size)
+        rows = enumerate(csv_rows(fh, data_start(fh, header)))
+        start = next((offset for n, (_, offset) in rows if n == done), size)
+        # at a row's start: a row cut there was refused for its width ("91 values, where the lines before it have 401")
+        end = next((offset for _, (_, offset) in rows if offset >= start + 2 * block), size)
 
     def read(buffer):
         return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns, block_size=max(len(buffer), 1)),
                             convert_options=csv.ConvertOptions(include_columns=names,
                                                                column_types=csv_column_types(schema, names)))
 
-    line, problem = first_refused(path, start, min(size, start + 2 * CSV_BLOCK), read,
+    line, problem = first_refused(path, start, end, read,
                                   lambda i: csv_column(columns if header else None, i))
     if line is None:
         from ..csvtext import csv_line
