@@ -15,19 +15,22 @@ import os
 CSV_BLOCK = 1 << 20  # the bytes every reader types a file's columns from (typing_block; pyarrow's default block)
 
 
-def csv_has_header(path, delimiter=",") -> bool:
+def csv_has_header(path, delimiter=",", columns=None) -> bool:
     """Whether the first line of the CSV file ``path`` that is not empty (pyarrow and numpy.loadtxt skip
     empty lines) is a header row: none of its fields is a number (a first row with numbers and a gap,
-    "1.5,NA,3", is data). False for a file that cannot be read (its reader says why)."""
+    "1.5,NA,3", is data), or, given ``columns`` (the names a caller picks: a model's feature columns), it holds
+    them all, whatever else it holds (columns named 2020 and 2021, which training took from the header row). False
+    for a file that cannot be read (its reader says why)."""
+    import csv
+
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # a UTF-8 mark (Excel's) is no field
-            first = next((line for line in fh if line != "\n"), "")  # (\r\n and \r read as \n)
-    except OSError:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:  # a UTF-8 mark is no field
+            first = next((row for row in csv.reader(fh, delimiter=delimiter) if row), [])
+    except (OSError, csv.Error):
         return False
-    for field in first.strip().split(delimiter):
-        if is_number(field.strip().strip("\"'")):  # a quoted number is a number too
-            return False
-    return True
+    if columns and set(columns) <= set(first):
+        return True
+    return not any(is_number(field.strip().strip("\"'")) for field in first)  # a quoted number is a number too
 
 
 def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
@@ -146,11 +149,12 @@ def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> 
     return line + 1
 
 
-def csv_names(path, delimiter=",") -> list | None:
-    """The column names of a CSV file's header row, or None for a file without one (csv_has_header)."""
+def csv_names(path, delimiter=",", columns=None) -> list | None:
+    """The column names of a CSV file's header row, or None for a file without one (csv_has_header, ``columns``
+    as there)."""
     import csv
 
-    if not csv_has_header(path, delimiter):
+    if not csv_has_header(path, delimiter, columns):
         return None
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         return next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)

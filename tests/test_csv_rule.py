@@ -304,3 +304,24 @@ def test_a_row_longer_than_a_streamed_block_further_down_is_not_said_to_be_of_an
     assert trained_on(path, "y")[1500].tolist() == [1.0, 2.0, 3.0]
     said = refusal(streamed, path, ["a", "b", "y"])
     assert said.startswith(f"{path}: bad data from line ") and "values, where the lines" not in said, said
+
+
+@pytest.mark.parametrize("features", ["2020,2021", "x,1_000"], ids=["years", "a number to Python"])
+def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, capsys, features):
+    """Training reads a CSV file's first row as its header whatever it holds; gpunn predict took a first row holding
+    a number for data, so a model trained on columns named 2020 and 2021 could not predict from its own file (the
+    row of names read as values: "line 1: value 3 of the line: 'y' is not a number"), with --features neither
+    ("--features names columns, and x.csv has no header row"). A first row that holds every column the model (or
+    --features) names is a header row to gpunn predict too. 1_000 is no number to any reader (pyarrow's rule:
+    csvtext.is_number), where Python's float took it."""
+    a, b = features.split(",")
+    (tmp_path / "x.csv").write_text(f"{features},y\n" + "".join(f"{n % 5}.5,{n % 3},{n % 4}\n" for n in range(300)))
+    model = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "x.csv"), "--target", "y", "--hidden", "4", "--epochs", "1",
+                 "--batch-size", "100", "--device", "cpu", "--quiet", "--save", model]) == 0
+    X = numpy.column_stack([numpy.arange(300) % 5 + 0.5, numpy.arange(300) % 3])
+    expected = gpunn.load(model, device="cpu").predict(X)
+    for options in ([], ["--features", f"{a},{b}"]):
+        assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy"), *options]) == 0, options
+        numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
+    capsys.readouterr()

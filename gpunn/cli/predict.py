@@ -51,10 +51,11 @@ def run(args) -> int:
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
-    if args.features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
+    features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
+    if features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
         from ..csvtext import csv_has_header
 
-        if not csv_has_header(args.input):
+        if not csv_has_header(args.input, columns=features):
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
                              "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
@@ -62,7 +63,6 @@ def run(args) -> int:
         from ..data.errors import DataError
         from ..data.files import predict_file
 
-        features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
         try:
             rows = predict_file(model, args.input, args.output, features=features)
         except DataError as exc:
@@ -107,7 +107,8 @@ def _streams(args, model) -> bool:
     tables = (".parquet", ".parq", ".pq")
     if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):
         return True
-    if getattr(model, "data_columns", None) and args.input.lower().endswith(".csv") and csv_has_header(args.input):
+    columns = getattr(model, "data_columns", None)
+    if columns and args.input.lower().endswith(".csv") and csv_has_header(args.input, columns=columns.get("features")):
         return True
     return bool(args.features) or (args.input.lower().endswith((".npy", ".csv")) and os.path.isfile(args.input)
                                    and os.path.getsize(args.input) > STREAM_BYTES)

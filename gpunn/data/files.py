@@ -35,8 +35,8 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
 
     For a table, ``features`` names the columns (default: all of them, which must then be
     ``n_features`` numeric columns). An ``.npy`` file, or a CSV file without a header row (its
-    first line holds a number: gpunn.csvtext.csv_has_header), is read by position: every column,
-    in order."""
+    first line holds a number and not every column ``features`` names: gpunn.csvtext.csv_has_header), is read by
+    position: every column, in order."""
     from .sources import _NpyFile
 
     path = os.fspath(path)
@@ -80,7 +80,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
 
-        header = csv_has_header(path)
+        header = csv_has_header(path, columns=features)  # a row holding the columns asked for: a header
         block = typing_block(path, header, least=CSV_BLOCK)  # a block holds a whole row: pyarrow's "straddling object"
         read_options = csv.ReadOptions(autogenerate_column_names=not header,  # no header: f0, f1, ... in order
                                        block_size=block)
@@ -275,7 +275,7 @@ def _file_column(path, names, index) -> int:
         return index
     from ..csvtext import csv_names
 
-    return (csv_names(path) or []).index(names[index])
+    return (csv_names(path, columns=names) or []).index(names[index])
 
 
 def not_finite_in_file(path, exc, row, names, csv) -> str:
