@@ -1,7 +1,7 @@
 // elementwise.cu -- the activation kernels: bias + activation forward, and dZ = dA * g'.
 //
 // Templates (no extern "C") instantiated by name, e.g. "gpunn::bias_act_forward<float, 6>",
-// through cupy.RawModule(name_expressions=...) -- see gpunn/kernels.py for the full list.
+// through cupy.RawModule(name_expressions=...) -- see gpunn/ops/kernels.py for the full list.
 // T is float, double or bf16 (bfloat16 storage, math in float: bfloat16.cuh); ACT is an
 // ActivationId from activations.cuh, where all per-element math lives. Every kernel is a
 // grid-stride loop over row-major, C-contiguous arrays and works for any launch shape.

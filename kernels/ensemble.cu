@@ -6,7 +6,7 @@
 // each member's settings from a K x kHyperFields double vector (ensemble.cuh). Every kernel runs
 // on a grid whose y index walks the members (blockIdx.y, stepping by gridDim.y) and whose x index
 // is a grid-stride loop inside one member, so no element index is ever divided by a member size.
-// Templates instantiated by name ("gpunn::member_adam_step<float>", ...); see gpunn/kernels.py.
+// Templates instantiated by name ("gpunn::member_adam_step<float>", ...); see gpunn/ops/kernels.py.
 // The per-element math is the single-model one: activations.cuh and optimizers.cuh. T is float or
 // double, and for the forward and bias-gradient kernels also bf16 (Ensemble(precision="bf16"):
 // bfloat16 activations, math in float, float32 bias gradients; bfloat16.cuh).

@@ -1,7 +1,7 @@
 // reductions.cu -- kernels that sum: the MSE gradient with its loss, and the bias gradient.
 //
 // Templates instantiated by name ("gpunn::mse_grad<float>", ...) through cupy.RawModule;
-// see gpunn/kernels.py. T is float or double (mse_grad), or also bf16 (bias_grad, whose db is then
+// see gpunn/ops/kernels.py. T is float or double (mse_grad), or also bf16 (bias_grad, whose db is then
 // float: master_t<T>, bfloat16.cuh).
 #include "activations.cuh"
 #include "bfloat16.cuh"
