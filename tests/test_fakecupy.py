@@ -765,6 +765,54 @@ def test_the_ctypes_cublas_resets_a_handles_workspace_at_cublas_set_stream(fake_
     blas.close()
 
 
+def test_a_capture_refuses_allocations_as_its_capture_mode_rules_them(fake_cupy):
+    """CUDA forbids a thread "potentially unsafe" calls (cudaMalloc among them, which CuPy's pool may make for any new
+    array) while that thread has a capture not begun in relaxed mode, or another thread one begun in global mode (a
+    thread's own mode is global unless it exchanges it: cudaThreadExchangeStreamCaptureMode): the call fails with
+    cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing", and a capture refused so on
+    its own thread is invalidated. CuPy's begin_capture defaults to relaxed (cupy/cuda/stream.pyx v14.2.0
+    l.395-403), as gpunn's captures and tests/test_graph_gpu's moved-fit test use it: in global mode that test's
+    second thread would fail for the test's doing. A device-wide synchronize is refused while any stream captures,
+    whatever the mode (CUDA Programming Guide, stream capture's prohibited operations), and a capture not begun in
+    relaxed mode ends on its own thread only."""
+    import threading
+
+    rt = fake_cupy.cuda.runtime
+    before = fake_cupy.zeros(8, "float32")
+
+    def outcome(call):
+        try:
+            call()
+        except fake_cupy.CUDARuntimeError as exc:
+            return str(exc).split(":")[0]
+        return "ok"
+
+    def elsewhere(call):
+        box = []
+        thread = threading.Thread(target=lambda: box.append(outcome(call)))
+        thread.start()
+        thread.join()
+        return box[0]
+
+    refused = "cudaErrorStreamCaptureUnsupported"
+    s = fake_cupy.cuda.Stream(non_blocking=True)
+    for mode, here, there in ((None, "ok", "ok"), (rt.streamCaptureModeRelaxed, "ok", "ok"),
+                              (rt.streamCaptureModeThreadLocal, refused, "ok"),
+                              (rt.streamCaptureModeGlobal, refused, refused)):
+        relaxed = mode in (None, rt.streamCaptureModeRelaxed)
+        s.begin_capture(mode)
+        assert elsewhere(lambda: fake_cupy.zeros(4, "float32")) == there, mode  # another thread's new array
+        assert elsewhere(lambda: before[2:]) == "ok"  # a view allocates nothing
+        assert elsewhere(fake_cupy.cuda.Device(0).synchronize) == refused  # in any mode: the device holds s
+        assert elsewhere(fake_cupy.cuda.Device(1).synchronize) == "ok"
+        assert outcome(lambda: fake_cupy.zeros(4, "float32")) == here, mode  # this thread's, in its own capture
+        assert elsewhere(s.end_capture) == ("ok" if relaxed else "cudaErrorStreamCaptureWrongThread"), mode
+        if not relaxed:
+            with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated: a device "
+                                                                  "allocation in a capture begun in mode"):
+                s.end_capture()
+
+
 # ---- NCCL: gradients and parameters between ranks (threads here; fakecupy/nccl.py) ----------------------
 
 def _thread_ranks(size, work):

@@ -31,8 +31,13 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   memory at those addresses (freed memory fails). Anything else on a capturing stream -- a CuPy
   expression, an allocation, a read-back, CuPy's own cuBLAS -- invalidates the capture and raises,
   which is stricter than CuPy (it would capture a plain CuPy kernel) but is what gpunn's captured
-  step promises. cuBLAS for capture (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets
-  ``cublas_library()``: the six cuBLAS functions it uses, checking ctypes ``argtypes`` and values;
+  step promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
+  refused on a thread while it has a capture not begun in relaxed mode or another thread one begun in global
+  mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures, and a
+  capture not begun in relaxed mode ends on its own thread only. cuBLAS for capture
+  (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets ``cublas_library()``: the six cuBLAS
+  functions it uses, checking ctypes ``argtypes`` and values; cublasSetStream resets the handle's workspace
+  (as cuBLAS does), and a product captured without a workspace of its own is a hazard;
 - stream order (``fakecupy.ordering``): everything runs at once here, so a missing event wait would
   never show as a wrong number; instead each stream keeps a logical clock, events and waits carry
   it, and an access to device memory that another stream's unfinished work may still use raises
@@ -160,6 +165,12 @@ class Device:
 
     def synchronize(self):
         _refuse_in_capture("a device synchronize")
+        # CUDA: a device (or context) cannot be synchronized while any of its streams captures, on any thread, in
+        # any mode
+        if any(recording.device == self.id for recording in list(_OPEN_CAPTURES.values())):
+            raise CUDARuntimeError(
+                "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing (a device "
+                "synchronize while a stream captures)")
         _ordering.host_saw_everything()
 
     def __repr__(self):
@@ -340,7 +351,8 @@ class _Stream:
             raise CUDARuntimeError("cudaErrorStreamCaptureUnsupported: the legacy null stream cannot be captured")
         if self._capture is not None:
             raise CUDARuntimeError("cudaErrorIllegalState: the stream is already capturing")
-        self._capture = _Recording(state.current)
+        self._capture = _Recording(state.current, _Runtime.streamCaptureModeRelaxed if mode is None else mode)
+        _OPEN_CAPTURES[id(self)] = self._capture
 
     def is_capturing(self):
         return self._capture is not None
@@ -348,7 +360,11 @@ class _Stream:
     def end_capture(self):
         if self._capture is None:
             raise CUDARuntimeError("cudaErrorIllegalState: end_capture on a stream that is not capturing")
+        if self._capture.mode != _Runtime.streamCaptureModeRelaxed and self._capture.thread != threading.get_ident():
+            raise CUDARuntimeError("cudaErrorStreamCaptureWrongThread: a capture not begun in relaxed mode ended on "
+                                   "another thread than the one that began it")
         recording, self._capture = self._capture, None
+        _OPEN_CAPTURES.pop(id(self), None)
         if recording.invalid:
             raise CUDARuntimeError(f"cudaErrorStreamCaptureInvalidated: {recording.invalid}")
         state.captures += 1
@@ -359,10 +375,12 @@ _STREAMS = weakref.WeakValueDictionary()  # stream handle -> stream, so cuBLAS's
 
 
 class _Recording:
-    """What a capturing stream has recorded: closures run in order by Graph.launch."""
+    """What a capturing stream has recorded: closures run in order by Graph.launch; and how it was begun (the
+    cudaStreamCaptureMode, the thread)."""
 
-    def __init__(self, device):
+    def __init__(self, device, mode=2):
         self.device, self.nodes, self.invalid = device, [], None
+        self.mode, self.thread = mode, threading.get_ident()
 
     def invalidate(self, what):
         self.invalid = self.invalid or what
@@ -398,6 +416,28 @@ def _capturing():
     """The recording of this thread's current stream, or None."""
     stream = state.stream
     return None if stream is None else stream._capture
+
+
+_OPEN_CAPTURES: dict = {}  # id(stream) -> its _Recording, while it captures
+
+
+def _check_capture_mode(what):
+    """A "potentially unsafe" call (``what``: a device allocation, which may cudaMalloc) under the captures in
+    progress, as CUDA rules it for a thread in its default (global) mode (cudaThreadExchangeStreamCaptureMode):
+    refused where this thread has a capture not begun in relaxed mode (which that refusal invalidates), or another
+    thread has one begun in global mode. CuPy's begin_capture defaults to relaxed, as gpunn's captures use it."""
+    if not _OPEN_CAPTURES:
+        return
+    me = threading.get_ident()
+    for recording in list(_OPEN_CAPTURES.values()):
+        own = recording.thread == me
+        if own and recording.mode != _Runtime.streamCaptureModeRelaxed:
+            recording.invalid = recording.invalid or f"{what} in a capture begun in mode {recording.mode}"
+        elif own or recording.mode != _Runtime.streamCaptureModeGlobal:
+            continue
+        raise CUDARuntimeError(f"cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing "
+                               f"({what} while {'this' if own else 'another'} thread captures in "
+                               f"{'global' if recording.mode == 0 else 'thread-local'} mode)")
 
 
 def _refuse_in_capture(what):
@@ -473,6 +513,8 @@ class ndarray(numpy.ndarray):
         root = self
         while isinstance(root.base, numpy.ndarray):
             root = root.base
+        if _OPEN_CAPTURES and _ALLOCATIONS.get(_address(root)) is not root:
+            _check_capture_mode("a device allocation")  # new memory: CuPy's pool may cudaMalloc it
         _ALLOCATIONS[_address(root)] = root  # so raw pointers (cuBLAS) resolve
         _ordering.allocated(root, _issuing())  # a view of a known allocation changes nothing
 
@@ -1457,6 +1499,7 @@ def reset():
     state._tls.streams = {}
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
     state.captures = state.graph_launches = 0
+    _OPEN_CAPTURES.clear()
     state.cublas_refuses = {}
     _ordering.reset()
 
