@@ -350,6 +350,35 @@ def test_a_failed_precision_part_is_reported_as_failed(tmp_path, capsys):
         "the precision hook's R² part failed: RuntimeError: boom", "**not met**")
 
 
+def test_an_r2_part_failed_by_an_earlier_parts_sticky_cuda_error_takes_the_gpu_tests_verdict(tmp_path, capsys):
+    """The precision hook's parts share one process: after a sticky CUDA error (an illegal address...) in its gemm
+    part (raw cuBLAS calls with a shared X, never run on a GPU), the R² part fails with it too whatever tf32 and bf16
+    do, and the report gave issue 10's held-out R² target "not met" from that. It then takes the verdict of
+    tests/test_precision_gpu.py's R² test (the tests stage, other processes), saying why; an R² part that failed on
+    its own (no sticky error before it) stays "not met"."""
+    sticky = "CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered"
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    path = tmp_path / "run" / "precision" / "precision.json"
+    p = json.loads(path.read_text())
+    p["r2"] = {"error": sticky}
+    name = "test_tf32_and_bf16_train_to_the_float32_r2"
+    for gemm, kid, want in (
+            ({"bf16 -> float32, eager": {"bound": 0.012, "accepted": False, "error": sticky, "ok": False}}, "",
+             (f"tests/test_precision_gpu.py::{name} passed (the precision hook's R² part failed with "
+              "cudaErrorIllegalAddress, a sticky CUDA error its gemm part met first)", "met")),
+            ({"error": sticky}, "<failure/>", (f"tests/test_precision_gpu.py::{name} failed: {name} (the precision "
+                                               "hook's R² part failed with cudaErrorIllegalAddress, a sticky CUDA "
+                                               "error its gemm part met first)", "**not met**")),
+            ({"error": "GemmError: refused"}, "", (f"the precision hook's R² part failed: {sticky}", "**not met**"))):
+        path.write_text(json.dumps(dict(p, gemm=gemm)))
+        (tmp_path / "run" / "gpu_tests.xml").write_text(
+            f'<testsuites><testsuite><testcase classname="tests.test_precision_gpu" name="{name}">{kid}</testcase>'
+            "</testsuite></testsuites>")
+        got = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
+                   if k.startswith("tf32 and bf16 reach"))
+        assert got == want
+
+
 def test_the_precision_hook_leaves_the_cpu_emulation_off_behind_it(tmp_path):
     import gpunn.model
 
