@@ -563,6 +563,41 @@ class CsvSource(ChunkedSource):
         first = self._row_offset(k)
         return f"line {self._line(first + row, self._starts[k], first)}"
 
+    def _check_finite(self, k, X, Y):
+        """ChunkedSource's check, with a missing value (pyarrow's null: "", NA) refused in the words gpunn predict
+        gives it, read whole or streamed ("x.csv line 3: column 'a': 'NA' is not a number"), not as a NaN the
+        file does not hold."""
+        try:
+            super()._check_finite(k, X, Y)
+        except DataError:
+            said = self._missing_value(k, X, Y)
+            if not said:
+                raise
+            raise DataError(said) from None
+
+    def _missing_value(self, k, X, Y) -> str:
+        """The refusal of the first value of chunk ``k`` that is not finite (features first, as _check_finite looks)
+        where its text is no number (csvtext.not_a_number); "" where it is one (nan, inf, 1e999)."""
+        import csv
+        import io
+
+        from ..csvtext import csv_column, is_number, not_a_number
+
+        for A, names in ((X, self.feature_names), (Y, self.target_names)):
+            bad = numpy.argwhere(~numpy.isfinite(A))
+            if not len(bad):
+                continue
+            row, index = int(bad[0][0]), self._column_names.index(names[int(bad[0][1])])
+            chunk = bytearray(self._starts[k + 1] - self._starts[k])
+            pread_full(self._fd, memoryview(chunk), self._starts[k])
+            text = io.StringIO(chunk.decode("utf-8", "replace"), newline="")
+            values = [r for r in csv.reader(text, delimiter=self.delimiter) if r][row]  # rows as pyarrow counts them
+            value = values[index] if index < len(values) else ""
+            if is_number(value, self.decimal):
+                return ""
+            return f"{self.path} {self._at_row(k, row)}: {not_a_number(value, csv_column(self._column_names, index))}"
+        return ""
+
     def batches(self, epoch, batch_size, first_batch=0):
         if (os.fstat(self._fd).st_size, os.stat(self.path).st_mtime_ns) != self._stamp:
             raise DataError(f"{self.path}: the file changed since it was indexed (size or modification time); "
