@@ -46,3 +46,14 @@ def test_the_stream_benchmark_refuses_a_repeated_or_shortened_option(capsys):
         assert exited.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("python -m gpunn.bench.stream: error: ") and said in err, err
+
+
+def test_the_stream_benchmark_in_memory_without_rows_says_it_needs_them(capsys):
+    """synthetic-memory has no row count of its own (the suite passes --memory-rows): without --rows it ended in
+    a traceback, 'n_samples must be a positive integer, got None', from datasets.make."""
+    from gpunn.bench import stream
+
+    with pytest.raises(SystemExit) as exited:
+        stream.main(["synthetic-memory", "--device", "cpu"])
+    assert exited.value.code == 2
+    assert "synthetic-memory needs --rows" in capsys.readouterr().err

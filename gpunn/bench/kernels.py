@@ -128,11 +128,15 @@ def main(argv=None):
     # gpunn's commands' parser and rules: one-line errors, options in full (--rep: --repeat named), an option
     # given twice refused (plain argparse kept the last: --sizes 12 --sizes 20 measured 2^20 alone)
     parser = Parser(prog="python -m gpunn.bench.kernels", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="the device to measure: auto, cpu, cuda or cuda:N (default: "
+                        "%(default)s; on the CPU only the reference ops run)")
     parser.add_argument("--sizes", default="24", help="comma-separated log2 element counts (default: 24)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                        help="the arrays' dtype (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs of each op at each size, of which the "
+                        "median counts (default: %(default)s)")
+    parser.add_argument("--json", help="write the rows here (rewritten after each size, so a killed run keeps the "
+                        "sizes that finished)")
     args = parser.parse_strictly(argv)
 
     def save(result):  # after each size, atomically: a killed run keeps the sizes that finished

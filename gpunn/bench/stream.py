@@ -149,18 +149,22 @@ def main(argv=None) -> int:
     p = Parser(prog="python -m gpunn.bench.stream", description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("make-npy", "npy", "memory", "synthetic", "synthetic-memory", "suite"))
     p.add_argument("dir", nargs="?", default="bench/out/stream", help="folder of X.npy and Y.npy (default: %(default)s)")
-    p.add_argument("--rows", type=int, default=None, help="rows (make-npy, synthetic: all; npy, memory: a prefix)")
-    p.add_argument("--features", type=int, default=CONFIG["features"])
-    p.add_argument("--outputs", type=int, default=CONFIG["outputs"])
-    p.add_argument("--hidden", default=CONFIG["hidden"])
-    p.add_argument("--batch-size", type=int, default=CONFIG["batch_size"])
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--rows", type=int, default=None, help="rows (make-npy: all, default 2,000,000; synthetic: all, "
+                   "default 10,000,000; synthetic-memory: all, needed; npy, memory: a prefix, default every row)")
+    p.add_argument("--features", type=int, default=CONFIG["features"], help="(default: %(default)s)")
+    p.add_argument("--outputs", type=int, default=CONFIG["outputs"], help="(default: %(default)s)")
+    p.add_argument("--hidden", default=CONFIG["hidden"], help="hidden layer sizes (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=CONFIG["batch_size"], help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=1, help="timed epochs (default: %(default)s)")
     p.add_argument("--window", type=int, default=16, help="chunks shuffled together (default: %(default)s)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="(default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="append the result line to PATH")
-    p.add_argument("--stream-rows", type=int, default=100_000_000, help="suite: rows of the synthetic stream")
-    p.add_argument("--memory-rows", type=int, default=2_000_000, help="suite: rows of the in-memory baselines")
-    p.add_argument("--npy-rows", type=int, default=2_000_000, help="suite: rows of the .npy pair (made if absent)")
+    p.add_argument("--stream-rows", type=int, default=100_000_000, help="suite: rows of the synthetic stream "
+                   "(default: 100,000,000)")
+    p.add_argument("--memory-rows", type=int, default=2_000_000, help="suite: rows of the in-memory baselines "
+                   "(default: 2,000,000)")
+    p.add_argument("--npy-rows", type=int, default=2_000_000, help="suite: rows of the .npy pair, made if absent "
+                   "(default: 2,000,000)")
     args = p.parse_strictly(argv)
     if args.mode == "suite":
         return suite(args)
@@ -172,6 +176,8 @@ def main(argv=None) -> int:
         return 0
     if args.mode == "synthetic" and not args.rows:
         args.rows = 10_000_000
+    if args.mode == "synthetic-memory" and not args.rows:
+        p.error("synthetic-memory needs --rows (the suite gives it --memory-rows)")
     result = run(args)
     line = json.dumps(result)
     print(line)
