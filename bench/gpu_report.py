@@ -107,6 +107,7 @@ class Run:
             self.added.append((name, path))
             self.added_json[name] = extra
             self.hooks[name] = _merge(self.hooks.get(name), extra)
+        self.sticky_tests = {}  # test id -> the sticky CUDA error it failed with (gpu_tests.xml)
         self.tests = self._tests()
 
     def line(self, stage):
@@ -159,7 +160,12 @@ class Run:
                 continue
             kids = {child.tag for child in case}
             outcome = "failed" if kids & {"failure", "error"} else "skipped" if "skipped" in kids else "passed"
-            out[f"{case.get('classname', '')}::{case.get('name', '')}"] = outcome
+            test = f"{case.get('classname', '')}::{case.get('name', '')}"
+            out[test] = outcome
+            for child in case:
+                name = sticky_error(f"{child.get('message', '')} {child.text or ''}") if outcome == "failed" else None
+                if name:
+                    self.sticky_tests[test] = name
         return out
 
     # ---- train.json rows ------------------------------------------------------------------------------
@@ -435,7 +441,7 @@ def _unfinished(run, hook, last):
 
 def _test_outcome(run, name):
     """'passed' when every test of that name ("module::test" or "test") passed, 'failed: ids' when one
-    failed, else a reason."""
+    failed (naming a sticky CUDA error it failed with), else a reason."""
     if run.tests is None:
         return "unknown: no gpu_tests.xml"
     module, _, name = name.rpartition("::")
@@ -445,7 +451,11 @@ def _test_outcome(run, name):
         return "not collected"
     failed = [k.split("::", 1)[1] for k, v in hits.items() if v == "failed"]
     if failed:
-        return "failed: " + ", ".join(failed)
+        sticky = sorted({run.sticky_tests[k] for k, v in hits.items() if v == "failed" and k in run.sticky_tests})
+        return "failed: " + ", ".join(failed) + (
+            f" (with {', '.join(sticky)}, a sticky CUDA error: a fault in it, or in an earlier test of the same "
+            f"pytest process (an xdist worker), whose later tests all fail with it; {len(run.sticky_tests)} of the "
+            "stage's tests failed with one)" if sticky else "")
     if all(v == "skipped" for v in hits.values()):
         return "skipped"
     return "passed"

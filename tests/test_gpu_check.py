@@ -330,6 +330,30 @@ def test_a_failed_r2_test_is_not_met_when_the_precision_hook_did_not_run(tmp_pat
         assert got == verdict, measured
 
 
+def test_a_gpu_test_that_failed_with_a_sticky_cuda_error_says_so(tmp_path, capsys):
+    """The GPU tests stage runs the tests in a few pytest processes (xdist workers): after a sticky CUDA error (an
+    illegal address...) in one test, every later test of that process fails with it, the proofs the report reads
+    among them (the R² test where the precision hook did not run, the contract and resume tests). A failed test's
+    outcome now names the sticky error it failed with and what that means; the verdict stays not met."""
+    for name in ("summary.txt", "device.txt"):
+        (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
+    name, sticky = "test_tf32_and_bf16_train_to_the_float32_r2", "cudaErrorIllegalAddress: an illegal memory access"
+    for message, words in ((f"cupy_backends.cuda.api.runtime.CUDARuntimeError: {sticky}",
+                            " (with cudaErrorIllegalAddress, a sticky CUDA error: a fault in it, or in an earlier test "
+                            "of the same pytest process (an xdist worker), whose later tests all fail with it; 2 of "
+                            "the stage's tests failed with one)"),
+                           ("AssertionError: R² 0.80 against 0.81", "")):
+        (tmp_path / "gpu_tests.xml").write_text(
+            '<testsuites><testsuite><testcase classname="tests.test_graph_gpu" name="test_x">'
+            f'<failure message="CUDARuntimeError: {sticky}">trace</failure></testcase>'
+            f'<testcase classname="tests.test_precision_gpu" name="{name}"><failure message="{message}">E ...'
+            "</failure></testcase></testsuite></testsuites>")
+        measured, got = next(v for k, v in _targets(_report(tmp_path, capsys=capsys)).items()
+                             if k.startswith("tf32 and bf16 reach"))
+        assert (measured, got) == (f"tests/test_precision_gpu.py::{name} failed: {name}{words} (the values are in "
+                                   "the precision hook, which did not run)", "**not met**")
+
+
 def test_the_report_refuses_a_bad_add(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _load("bench/gpu_report.py", "gpu_report").main([str(tmp_path), "--add", "bogus=x.json"])
