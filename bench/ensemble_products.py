@@ -66,4 +66,7 @@ def main():
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
+        print(__doc__.strip())
+        sys.exit(0)
     main()

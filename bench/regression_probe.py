@@ -106,5 +106,8 @@ def partial_fit():
 PARTS = {"small": small, "stream": stream, "ens": ens, "medium": medium, "predict": predict, "partial_fit": partial_fit}
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
+        print(__doc__.strip())
+        sys.exit(0)
     for part in sys.argv[1:] or [p for p in PARTS if p != "partial_fit"]:
         print(PARTS[part](), flush=True)

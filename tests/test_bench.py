@@ -432,3 +432,20 @@ def test_every_fit_the_bench_times_goes_through_timed_fit():
                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fit"
                    and id(node) not in inside and ast.unparse(node.func.value) != "self"]  # self.fit: Runner.fit
     assert direct == []
+
+
+@pytest.mark.parametrize("script", ["dist_bench.py", "ensemble_products.py", "regression_probe.py"])
+def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(script):
+    """bench/'s three CPU measurement scripts (README's Design table) read sys.argv by position: --help ended in a
+    traceback (IndexError, ValueError, KeyError) where a reader expects the usage. It prints the docstring."""
+    import ast
+    import os
+    from pathlib import Path
+
+    import waiting
+
+    path = Path(__file__).resolve().parents[1] / "bench" / script
+    done = waiting.run([sys.executable, str(path), "--help"], timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(path.parents[1])})
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert done.stdout.strip() == ast.get_docstring(ast.parse(path.read_text())).strip()
