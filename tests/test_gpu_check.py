@@ -130,6 +130,7 @@ def test_the_report_of_the_cpu_dry_run_measures_no_gpu_target(capsys):
     assert held_out.startswith("not measured on a GPU: float32 0.1360") and "cpu (NumPy)" in held_out
     assert "tf32 relu adam: 0 (bound 0.0001, within)" in out  # the precision hook's values
     assert "**precision hook**" in out and "**nccl hook**" in out and "| adam step | 2^12 |" in out
+    assert '"communicator":' not in out  # nccl.txt's JSON dump is left out of the hook's lines
 
 
 def test_a_cpu_runs_large_rows_get_no_gpu_verdict(tmp_path, capsys):
@@ -259,14 +260,20 @@ def test_a_nccl_hook_cut_short_after_passing_checks_is_not_met(tmp_path, capsys)
         assert measured == f"3 of 3 checks passed; {words}" and verdict == "", measured
     saved = tmp_path / "run" / "nccl" / "nccl.json"
     nccl = json.loads(saved.read_text())
-    saved.write_text(json.dumps(dict(nccl, checks=dict(nccl["checks"], **{"NCCL communicator": False}))))
-    assert _targets(_report(tmp_path / "run", capsys=capsys))[target][1] == "**not met**"
+    for check, words in (("NCCL communicator", "not measured on a GPU with NCCL: 2 of 3 checks passed; failed: "),
+                         ("in-place all-reduce and broadcast", "2 of 3 checks passed; failed: ")):
+        saved.write_text(json.dumps(dict(nccl, checks=dict(nccl["checks"], **{check: False}))))
+        measured, verdict = _targets(_report(tmp_path / "run", capsys=capsys))[target]
+        assert measured == words + check and verdict == "**not met**", measured  # the failure, not the cut, named
     saved.unlink()  # a later call's nccl.json: finished when it holds the step timing, written after the last check
     added = tmp_path / "nccl.json"
-    for extra, verdict in (({}, ""), ({"medium_float32_step_us": {"plain": 410.2, "distributed": 431.0}}, "met")):
+    for extra, verdict in (({}, ""), ({"medium_float32_step_us": {"plain": 410.2, "distributed": 431.0},
+                                       "hook_cost_us_per_step": 20.8}, "met")):
         added.write_text(json.dumps({**nccl, **extra}))
         measured, got = _targets(_report(tmp_path / "run", "--add", f"nccl={added}", capsys=capsys))[target]
-        assert got == verdict, measured
+        assert got == verdict and measured == "3 of 3 checks passed" + (
+            "; the hook costs 20.8 us per medium float32 step" if extra else
+            "; incomplete: the --add file has no medium_float32_step_us (the hook's last record)"), measured
 
 
 def test_a_train_json_cut_short_gets_no_graph_verdict_for_every_configuration(tmp_path, capsys):
@@ -279,17 +286,20 @@ def test_a_train_json_cut_short_gets_no_graph_verdict_for_every_configuration(tm
     shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
     train = json.loads((tmp_path / "run" / "train.json").read_text())
     small_medium = [r for r in train["results"] if r["config"] in ("small", "medium")]
-    for complete, verdict in ((False, ""), (True, "met")):
-        (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=small_medium, complete=complete)))
+    for complete, verdict in ((False, ""), (True, "met"), (None, "met")):  # None: a bench before "complete" (c00b728),
+        kept = {"complete": complete} if complete is not None else {}  # which wrote train.json once, at its end
+        (tmp_path / "run" / "train.json").write_text(json.dumps(
+            dict({k: v for k, v in train.items() if k != "complete"}, results=small_medium, **kept)))
         measured, got = _targets(_report(tmp_path / "run", capsys=capsys))[target]
         assert got == verdict and "medium float32 9.00×" in measured and "deep" not in measured, measured
         assert measured.endswith("; incomplete: train.json was last written after small, medium (the bench was cut "
-                                 "before its end)") == (not complete), measured
+                                 "before its end)") == (complete is False), measured
     slow = next(r for r in small_medium if r["config"] == "small" and r["graph"] == "eager" and r["dtype"] == "bf16")
-    slow["graph_speedup"] = 0.9
-    (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=small_medium, complete=False)))
-    measured, got = _targets(_report(tmp_path / "run", capsys=capsys))[target]
-    assert got == "**not met**" and "small bf16 0.90×" in measured, measured
+    for speedup, complete, verdict in ((0.9, False, "**not met**"), (0.95, True, "met"), (0.9499, True, "**not met**")):
+        slow["graph_speedup"] = speedup  # never slower than eager: at least 0.95x
+        (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=small_medium, complete=complete)))
+        measured, got = _targets(_report(tmp_path / "run", capsys=capsys))[target]
+        assert got == verdict and f"small bf16 {speedup:.2f}×" in measured, measured
 
 def test_a_default_row_that_ran_without_its_graph_is_not_captured(tmp_path, capsys):
     """gpunn bench writes a default (graph) row whose CUDA graph was not captured as graph "eager", with the note
@@ -354,10 +364,182 @@ def test_a_gpu_test_that_failed_with_a_sticky_cuda_error_says_so(tmp_path, capsy
                                    "the precision hook, which did not run)", "**not met**")
 
 
+def test_an_errored_or_skipped_r2_test_is_not_met(tmp_path, capsys):
+    """Without precision.json the R² target reads the GPU test's outcome in gpu_tests.xml: a test that errored (in
+    its set-up, say) failed, and one skipped (no usable GPU) measured nothing; neither is "met". A parametrized
+    test passed where its cases passed and the others were skipped."""
+    for name in ("summary.txt", "device.txt"):
+        (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
+    name = "test_tf32_and_bf16_train_to_the_float32_r2"
+
+    def case(kid, param=""):
+        return f'<testcase classname="tests.test_precision_gpu" name="{name}{param}">{kid}</testcase>'
+
+    for cases, words, verdict in (([case('<error message="fixture failed"/>')], f"failed: {name}", "**not met**"),
+                                  ([case('<skipped message="no usable GPU"/>')], "not measured", ""),
+                                  ([case("", "[a]"), case("<skipped/>", "[b]"), case("<failure/>", "_on_x")],
+                                   f"{name} passed", "met")):  # (another test, its name longer: not this one)
+        (tmp_path / "gpu_tests.xml").write_text("<testsuites><testsuite>" + "".join(cases) + "</testsuite></testsuites>")
+        measured, got = next(v for k, v in _targets(_report(tmp_path, capsys=capsys)).items()
+                             if k.startswith("tf32 and bf16 reach"))
+        assert got == verdict and words in measured, measured
+
+
+def test_a_sticky_driver_error_is_named_and_blamed_on_the_exactness_check_only_when_it_had_it(tmp_path, capsys):
+    """CuPy's driver wording of a sticky error (CUDADriverError: 'CUDA_ERROR_ILLEGAL_ADDRESS: ...', what a RawKernel
+    launch raises) is named as the runtime's is; an exactness check that failed with another error did not cause
+    it."""
+    sticky = "CUDADriverError: CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered"
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    (tmp_path / "run" / "ensemble" / "ensemble.json").write_text(json.dumps(
+        {"device": "cuda", "exact": False, "exactness_error": "RuntimeError: made to fail by the test",
+         "benchmark_error": sticky, "peak_column_ok": False}))
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "| the ensemble's '% of peak' column is finite on the GPU | NO |" in out
+    assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
+        f"not measured: no sequential row in ensemble.json: the benchmark failed: {sticky} (CUDA_ERROR_ILLEGAL_ADDRESS "
+        "is a sticky CUDA error: every later CUDA call of the process fails with it; a row of the benchmark (the "
+        "ensemble's graph or eager rows, a peer) caused it)")
+
+
+def test_an_add_file_replaces_only_its_own_parts_and_one_not_an_object_is_not_merged(tmp_path, capsys):
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    added = tmp_path / "precision.json"
+    added.write_text(json.dumps({"device": "cpu (NumPy)", "alignment": {
+        "members": 256, "batch": 128, "packed_us": 10.0, "padded": 5320, "padded_us": 8.0, "packed_over_padded": 1.25}}))
+    out = _report(tmp_path / "run", "--add", f"precision={added}", capsys=capsys)
+    assert "K=256, batch 128: packed 10.0 us, padded to 5,320 elements 8.0 us: packed/padded 1.25×" in out
+    assert "tf32 relu adam: 0 (bound 0.0001, within)" in out  # the folder's own part stays
+    added.write_text("[1, 2]")  # JSON, but not a hook's object
+    out = _report(tmp_path / "run", "--add", f"precision={added}", capsys=capsys)
+    assert f"**Not merged** (not a JSON object: a file cut short while it was written?): precision ({added})." in out
+    assert "tf32 relu adam: 0 (bound 0.0001, within)" in out
+
+
+def test_a_stage_not_landed_or_failed_is_named_where_its_targets_are_not_measured(tmp_path, capsys):
+    for name in ("summary.txt", "device.txt", "gpu_tests.xml"):
+        (tmp_path / name).write_bytes((RUNS / "cpu-dry-run" / name).read_bytes())
+    summary = tmp_path / "summary.txt"
+    text = re.sub(r"(?m)^ok   nccl: .*$", "--   nccl: not landed (bench/gpu_checks/nccl.py absent)", summary.read_text())
+    summary.write_text(re.sub(r"(?m)^ok   train: .*$", "FAIL train (exit 1): /tmp/gc/train.txt, /tmp/gc/train.json", text))
+    t = _targets(_report(tmp_path, capsys=capsys))
+    assert next(v for k, v in t.items() if k.startswith("a one-rank NCCL run")) == (
+        "not measured: `--   nccl: not landed (bench/gpu_checks/nccl.py absent)`", "")
+    assert t["large bf16 ≥ 5× float32"] == ("not measured: `FAIL train (exit 1): /tmp/gc/train.txt, /tmp/gc/train.json`",
+                                            "")
+
+
+def test_issue_10s_ratios_are_met_at_their_targets_and_not_below(tmp_path, capsys):
+    """Each of issue 10's throughput targets is "at least": a ratio exactly at it is met, one just below is not (the
+    quotients of these round rates are the targets' own doubles). A GPU row against a peer's CPU row is no GPU
+    ratio."""
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    path = tmp_path / "run" / "train.json"
+    train = json.loads(path.read_text())
+    targets = ("large float32 ≥ 85% of the same-shape SGEMM", "large float32 ≥ 0.95× PyTorch eager",
+               "large tf32 ≥ 3× float32", "large bf16 ≥ 5× float32", "large bf16 ≥ 1.0× PyTorch bf16 autocast",
+               *(f"{c} ≥ {t}" for c in ("small", "medium") for t in (
+                   "1.2× PyTorch eager (the eager step)", "3× PyTorch eager with the graph (the default step)")))
+    for rates, fraction, verdict in (
+            (dict(torch=1000, bf16_peer=4750, float32=950, tf32=2850, bf16=4750, eager=1200, default=3000), 0.85, "met"),
+            (dict(torch=1000, bf16_peer=4751, float32=949, tf32=2846, bf16=4744, eager=1199, default=2999), 0.8499,
+             "**not met**")):
+        for r in train["results"]:
+            if r["impl"] != "gpunn":
+                r["samples_per_s"] = float(rates["torch" if r["impl"] == "torch" else "bf16_peer"])
+            elif r["config"] == "large" and r["graph"] == "graph":
+                r["samples_per_s"] = float(rates[r["dtype"]])
+                r["fraction_of_gemm"] = fraction
+            elif r["config"] in ("small", "medium") and r["dtype"] == "float32":
+                r["samples_per_s"] = float(rates["eager" if r["graph"] == "eager" else "default"])
+        path.write_text(json.dumps(train))
+        t = _targets(_report(tmp_path / "run", capsys=capsys))
+        assert {k: t[k][1] for k in targets} == {k: verdict for k in targets}
+    torch = next(r for r in train["results"] if r["config"] == "large" and r["impl"] == "torch")
+    torch["backend"] = "cpu"
+    path.write_text(json.dumps(train))
+    measured, verdict = _targets(_report(tmp_path / "run", capsys=capsys))["large float32 ≥ 0.95× PyTorch eager"]
+    assert measured == "not measured on a GPU: 949 / 1,000 = 0.95× (cpu)" and verdict == "", measured
+
+def test_the_gpu_r2_is_met_only_where_tf32_and_bf16_are_both_within(tmp_path, capsys):
+    """Issue 10's R² target names both precisions: one of them outside, or missing from the hook's "within", is not
+    met; the --quick sizes measure the plumbing, not the target."""
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    path = tmp_path / "run" / "precision" / "precision.json"
+    p = dict(json.loads(path.read_text()), device="cuda:0 (NVIDIA H200, CuPy 14.2.0)")
+    for within, quick, verdict in (({"tf32": True, "bf16": True}, False, "met"),
+                                   ({"tf32": True, "bf16": False}, False, "**not met**"),
+                                   ({"tf32": True}, False, "**not met**"),
+                                   ({"tf32": True, "bf16": True}, True, "")):
+        path.write_text(json.dumps(dict(p, quick=quick, r2=dict(p["r2"], within=within))))
+        measured, got = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
+                             if k.startswith("tf32 and bf16 reach"))
+        assert got == verdict and measured.startswith("not measured on a GPU: ") == quick, measured
+
+
+def test_issue_11s_ensemble_targets_take_the_better_of_eager_and_graph_and_are_met_at_their_bounds(tmp_path, capsys):
+    """The ensemble hook times the eager ensemble (targets) and its CUDA graph (graph_targets) against each peer; a
+    target is met when either reaches it, at the bound itself too, and the exactness check at 1e-10."""
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    path = tmp_path / "run" / "ensemble" / "ensemble.json"
+    texts = ("K=256 small nets ≥ 50× K sequential gpunn fits", "K=256 small nets ≥ 3× the torch vmap ensemble",
+             "each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)")
+    for sequential, vmap, err, verdicts in (((40.0, 60.0), (3.0, 2.0), 1e-10, ("met", "met", "met")),
+                                            ((40.0, 49.9), (2.9, 2.99), 1.01e-10, ("**not met**",) * 3)):
+        path.write_text(json.dumps({
+            "device": "cuda", "exact": err <= 1e-10, "exactness_max_rel_err": err,
+            "targets": {"sequential": {"speedup": sequential[0], "target": 50.0},
+                        "torch-vmap": {"speedup": vmap[0], "target": 3.0}},
+            "graph_targets": {"sequential": {"speedup": sequential[1], "target": 50.0},
+                              "torch-vmap": {"speedup": vmap[1], "target": 3.0}}}))
+        t = _targets(_report(tmp_path / "run", capsys=capsys))
+        assert tuple(t[k][1] for k in texts) == verdicts, t
+        assert t[texts[0]][0] == f"eager {sequential[0]:.2f}×, graph {sequential[1]:.2f}×"
+
+
+def test_issue_12s_ratios_are_met_at_0_9_and_not_below(tmp_path, capsys):
+    long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    path = tmp_path / "streams.json"
+    for ratio, verdict in ((0.9, "met"), (0.8999, "**not met**")):
+        throughput = {"synthetic_long": dict(long["throughput"]["synthetic_long"], ratio=ratio),
+                      "npy_large": {"config": "large", "rows": 40_000, "ratio": ratio}}
+        path.write_text(json.dumps(dict(long, throughput=throughput)))
+        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={path}", capsys=capsys))
+        assert t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"][1] == verdict
+        assert next(v for k, v in t.items() if k.startswith(".npy on the large"))[1] == verdict
+
+
+def test_a_skipped_stage_is_counted_with_the_failed_ones(tmp_path, capsys):
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    summary = tmp_path / "run" / "summary.txt"
+    text = re.sub(r"(?m)^ok   nccl: .*$", "SKIP nccl: no budget left (the run is incomplete: it fails)",
+                  summary.read_text())
+    summary.write_text(text.replace("budget: PASSED", "budget: FAILED"))
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "**FAILED in 71 s** of a 330 s budget; 1 stage(s) failed or skipped." in out
+
+def test_a_ratio_with_a_row_missing_names_the_row(tmp_path, capsys):
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    path = tmp_path / "run" / "train.json"
+    train = json.loads(path.read_text())
+    train["results"] = [r for r in train["results"] if r["config"] != "large" or (
+        r["impl"] != "torch" and not (r["dtype"] == "tf32" and r["graph"] == "graph"))]
+    path.write_text(json.dumps(train))
+    t = _targets(_report(tmp_path / "run", capsys=capsys))
+    assert t["large tf32 ≥ 3× float32"] == ("not measured: no gpunn tf32 row for large in train.json", "")
+    assert t["large float32 ≥ 0.95× PyTorch eager"] == ("not measured: no torch eager row for large in train.json", "")
+
+
 def test_the_report_refuses_a_bad_add(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _load("bench/gpu_report.py", "gpu_report").main([str(tmp_path), "--add", "bogus=x.json"])
     assert "HOOK=PATH" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a file that is not there: a mistyped path, not a hook cut short
+        _load("bench/gpu_report.py", "gpu_report").main([str(tmp_path), "--add", f"streams={tmp_path / 'x.json'}"])
+    assert f"--add streams={tmp_path / 'x.json'}: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _load("bench/gpu_report.py", "gpu_report").main([str(tmp_path / "gc")])
+    assert f"{tmp_path / 'gc'}: no such folder" in capsys.readouterr().err
 
 
 def test_a_failed_precision_part_is_reported_as_failed(tmp_path, capsys):
@@ -367,9 +549,15 @@ def test_a_failed_precision_part_is_reported_as_failed(tmp_path, capsys):
     p = json.loads(path.read_text())
     p["gemm"] = {"error": "GemmError: cublasGemmStridedBatchedEx failed with cuBLAS status 15"}
     p["r2"] = {"error": "RuntimeError: boom"}
+    p["alignment"] = {"error": "RuntimeError: the alignment part made to fail"}
+    p["members"]["bf16 relu adam"].update(worst=0.03, ok=False, captured=False, reason="made to fail by the test")
     path.write_text(json.dumps(p))
     out = _report(tmp_path / "run", capsys=capsys)
     assert "the part failed: GemmError: cublasGemmStridedBatchedEx failed with cuBLAS status 15" in out
+    assert "| 5,313-parameter members not 16-byte aligned: do the bf16 products slow down? | the part failed: " \
+        "RuntimeError: the alignment part made to fail |" in out
+    assert "bf16 relu adam: 0.03 (bound 0.02, NOT within)" in out
+    assert "bf16 relu adam: NOT captured (made to fail by the test)" in out
     assert _targets(out)[next(k for k in _targets(out) if k.startswith("tf32 and bf16 reach"))] == (
         "the precision hook's R² part failed: RuntimeError: boom", "**not met**")
 
@@ -426,6 +614,9 @@ def test_the_owed_tests_are_read_from_gpu_tests_xml_by_module_and_name(tmp_path,
     assert ("test_set_precision_between_fits_captures_anew: failed: "
             "test_set_precision_between_fits_captures_anew[ensemble]") in out
     assert "test_an_interrupted_run_resumes_in_its_precision: not collected" in out
+    assert ("(2 passed, 2 failed, 0 skipped in gpu_tests.xml)\n- failed: `tests.test_ensemble_gpu::test_each_member_"
+            "trains_as_its_own_mlp_on_cuda[float32-adam]`\n- failed: `tests.test_ensemble_precision::test_set_precision_"
+            "between_fits_captures_anew[ensemble]`") in out  # the stages' GPU tests line
 
 
 def test_the_report_reads_the_gpu_rows_gpunn_bench_writes(tmp_path, capsys, monkeypatch):
@@ -771,6 +962,7 @@ def test_a_nccl_hook_check_that_raises_fails_alone_and_the_next_ones_still_run(t
                              if k.startswith("a one-rank NCCL run"))
     assert "1 of 4 checks passed" in measured and "Ensemble distributed fit (arrays, bootstrapped, .npy " \
         "source) == one process (rel < 1e-10) (RuntimeError: made to fail by the test)" in measured
+    assert verdict == "**not met**"  # a check that failed, on the CPU too
 
 
 def test_a_streams_hook_part_that_raises_fails_alone_and_the_next_parts_still_run(tmp_path, monkeypatch, capsys):
