@@ -164,6 +164,32 @@ def test_graph_replay_is_repeatable_and_models_share_the_capture_stream():
     assert a.graph_trainer.stream is b.graph_trainer.stream and a.graph_trainer.blas is b.graph_trainer.blas
 
 
+def test_another_thread_allocates_while_a_fit_captures_its_step(monkeypatch):
+    """gpunn begins its captures in relaxed mode (by name, not by CuPy's default): in CUDA's global mode another
+    thread's potentially unsafe call (a device allocation, a sync) is refused while the capture runs, and invalidates
+    it, so a data pipeline or a second model on another thread would break the first one's capture."""
+    begin = cupy.cuda.Stream.begin_capture
+    elsewhere = []
+
+    def begin_then_allocate_on_another_thread(stream, *args, **kwargs):
+        begin(stream, *args, **kwargs)
+
+        def allocate():
+            try:
+                elsewhere.append(cupy.ones(1 << 20, dtype=cupy.float32).sum().item())
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                elsewhere.append(exc)
+
+        thread = threading.Thread(target=allocate)
+        thread.start()
+        thread.join()
+
+    monkeypatch.setattr(cupy.cuda.Stream, "begin_capture", begin_then_allocate_on_another_thread)
+    m, _ = _train(None, epochs=2)  # a capture that falls back fails here (GraphWarning as an error)
+    assert elsewhere and all(value == float(1 << 20) for value in elsewhere), elsewhere
+    assert m.graph_trainer.reason is None and all(step.graph is not None for step in m.graph_trainer._steps.values())
+
+
 def test_a_fit_on_another_thread_runs_an_eager_step_there_before_it_captures():
     """Ops.scratch is per thread (3023ed2), so a thread's first step of a shape allocates its scratch (here the bias
     gradient's row chunks); a thread that continues a run whose graph for a shape was not captured yet (the last

@@ -112,7 +112,7 @@ def gemm_calls(backend, quick) -> dict:
                 else:
                     stream, blas = capture_resources(backend.device)
                     xp.cuda.get_current_stream().synchronize()
-                    stream.begin_capture()
+                    stream.begin_capture(mode=xp.cuda.runtime.streamCaptureModeRelaxed)
                     try:
                         blas.gemm_batched(dX, dW, C, precision)
                     finally:

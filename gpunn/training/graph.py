@@ -262,7 +262,10 @@ class GraphTrainer:
     def _capture(self, step):
         stream = self.stream
         step.graph = None
-        stream.begin_capture()
+        import cupy
+
+        # relaxed, by name (CuPy's default): another thread's allocations and syncs go on while this one captures
+        stream.begin_capture(mode=cupy.cuda.runtime.streamCaptureModeRelaxed)
         graph = None
         try:
             step.record()
