@@ -255,20 +255,19 @@ def pyarrow_csv_null_values() -> list:
     return list(pyarrow.csv.ConvertOptions().null_values)
 
 
-def typing_block(path, header=True, delimiter=",", least=None) -> int:
+def typing_block(path, header=True, delimiter=",") -> int:
     """How many bytes from the start of the CSV file ``path`` gpunn's readers type its columns from
     (:func:`first_block_schema`): CSV_BLOCK, or twice the header and first data row where they are longer (a wide
     table's row of numbers may be far longer than its header of names: a block twice the header's failed with
     pyarrow's "straddling object straddles two block boundaries" on 5 rows of 1,000 numbers). The same bytes for
     every reader: gpunn.data.csv and ``train --data`` (whatever ``block_size`` cuts the file into), gpunn predict
-    streamed and read whole, so a file's columns are typed alike for training and prediction. ``least``: another
-    least size than CSV_BLOCK (the blocks gpunn predict streams in, which must hold a whole row)."""
+    streamed and read whole, so a file's columns are typed alike for training and prediction."""
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         rows = csv_rows(fh, data_start(fh, header, delimiter))
         next(rows, None)
         first_row_end = next(rows, (None, size))[1]  # the second data row's first byte
-    return max(least or CSV_BLOCK, 2 * first_row_end)
+    return max(CSV_BLOCK, 2 * first_row_end)
 
 
 def first_block_schema(path, header, delimiter=",", decimal="."):

@@ -270,9 +270,9 @@ def test_is_number_takes_what_pyarrow_reads_as_a_float64_and_nothing_else():
 
 def test_rows_longer_than_a_streamed_block_are_read_alike_by_training_and_predict(tmp_path, monkeypatch):
     """A wide table whose every row is longer than the block gpunn predict streams in (1 MiB; 4 KiB here): training
-    read it (its first chunk holds the header and first row twice over), gpunn predict streamed refused it, "bad data
-    from line 4 on (straddling object straddles two block boundaries (try to increase block size?))". Its blocks now
-    hold twice the header and first row, as the bytes its columns are typed from do."""
+    read it (its chunks are cut at line ends), gpunn predict streamed refused it, "bad data from line 4 on
+    (straddling object straddles two block boundaries (try to increase block size?))" (in 4 KiB blocks "line 3: 91
+    values, where the lines before it have 401"). Its batches are now cut at line ends too (tables.row_ranges)."""
     from gpunn import csvtext
     from gpunn.data import files
 
@@ -288,12 +288,11 @@ def test_rows_longer_than_a_streamed_block_are_read_alike_by_training_and_predic
     numpy.testing.assert_array_equal(read_whole(path), X)
 
 
-def test_a_row_longer_than_a_streamed_block_further_down_is_not_said_to_be_of_another_width(tmp_path, monkeypatch):
-    """gpunn predict streams in blocks that hold twice the header and first row; a row far longer further down is
-    refused by pyarrow ("straddling object"), and the rows were then read again in bytes that cut that row, which
-    was named for a width it does not have ("line 1502: 2 values, where the lines before it have 3"). Now said as
-    bad data from the batch's first line, with pyarrow's words (training reads the file: its chunks are cut at line
-    ends)."""
+def test_a_far_longer_row_past_a_streamed_block_is_read_alike_by_training_and_predict(tmp_path, monkeypatch):
+    """A row far longer than the others, past the first block: training reads it (its chunks are cut at line ends),
+    gpunn predict streamed refused it, through pyarrow's streaming reader (each row inside a block: "straddling
+    object"), and named it for a width it does not have ("line 1502: 2 values, where the lines before it have 3"):
+    its batches are now cut at line ends as training's chunks are (tables.row_ranges)."""
     from gpunn.data import files
 
     monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)
@@ -301,9 +300,10 @@ def test_a_row_longer_than_a_streamed_block_further_down_is_not_said_to_be_of_an
     rows[1500] = "1,2." + "0" * 9000 + ",3"
     (tmp_path / "x.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
     path = str(tmp_path / "x.csv")
-    assert trained_on(path, "y")[1500].tolist() == [1.0, 2.0, 3.0]
-    said = refusal(streamed, path, ["a", "b", "y"])
-    assert said.startswith(f"{path}: bad data from line ") and "values, where the lines" not in said, said
+    expected = numpy.tile([1.0, 2.0, 3.0], (2000, 1))
+    numpy.testing.assert_array_equal(trained_on(path, "y"), expected)
+    numpy.testing.assert_array_equal(streamed(path, ["a", "b", "y"]), expected)
+    numpy.testing.assert_array_equal(read_whole(path), expected)
 
 
 @pytest.mark.parametrize("features", ["2020,2021", "x,1_000"], ids=["years", "a number to Python"])

@@ -74,40 +74,41 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..preflight import NOT_UTF8, file_kind
-        from ..csvtext import csv_first_text, csv_has_header, typing_block
-        from .tables import csv_schema
+        from ..csvtext import csv_first_text, csv_has_header, data_start
+        from .tables import csv_schema, read_range, row_ranges
 
         if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
             raise DataError(f"{path}: {NOT_UTF8}")
 
         header = csv_has_header(path, columns=features)  # a row holding the columns asked for: a header
-        block = typing_block(path, header, least=CSV_BLOCK)  # a block holds a whole row: pyarrow's "straddling object"
-        read_options = csv.ReadOptions(autogenerate_column_names=not header,  # no header: f0, f1, ... in order
-                                       block_size=block)
         try:
             schema = csv_schema(path, header)
             names, _ = pick_columns(path, schema, None, features if header else None,
                                     lambda i: csv_first_text(path, i, header))
         except DataError as exc:
             raise DataError(f"{exc}{delimiter_hint(path)}") from None
-        try:
-            reader = csv.open_csv(path, read_options=read_options, convert_options=csv.ConvertOptions(
-                include_columns=names, column_types=csv_column_types(schema, names)))
-        except Exception as exc:  # its first batch refused as a later one is (a hexadecimal 0x10 typed int64)
-            raise DataError(f"{_refused(path, header, 0, schema, names, exc, block)}{delimiter_hint(path)}") from None
-        rows = None
+        columns, types, rows = schema.names, csv_column_types(schema, names), None  # (no header: f0, f1, ...)
 
-        def batches():
-            done = 0
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    raise DataError(_refused(path, header, done, schema, names, exc, block)) from None
-                done += batch.num_rows
-                yield batch
+        def read(buffer):  # whole rows, as CsvSource reads its chunks
+            return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns,
+                                                                     block_size=max(len(buffer), 1)),
+                                convert_options=csv.ConvertOptions(include_columns=names, column_types=types))
+
+        def batches():  # pieces of CSV_BLOCK bytes cut at line ends (tables.row_ranges): a row of any length reads
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                for n, (start, end) in enumerate(row_ranges(fh, data_start(fh, header), size, CSV_BLOCK)):
+                    buffer = read_range(fh.fileno(), start, end)
+                    if buffer is None:
+                        raise DataError(f"{path}: truncated or shrunk while reading it (bytes {start}-{end - 1})")
+                    try:
+                        table = read(buffer)
+                    except Exception as exc:  # a value that is not a number, a row of another width
+                        hint = delimiter_hint(path) if n == 0 else ""
+                        raise DataError(f"{_refused(path, start, end, read, columns if header else None, exc)}"
+                                        f"{hint}") from None
+                    if table.num_rows:
+                        yield table
     if len(names) != n_features:  # a ";"-delimited CSV gives one column (its first row taken for a header)
         hint = delimiter_hint(path) if kind == "csv" else ""
         raise DataError(f"{path}: {len(names)} feature columns ({', '.join(names)}), the model takes {n_features}; "
@@ -121,33 +122,16 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     return rows, chunks(), names if kind == "parquet" or header else None
 
 
-def _refused(path, header, done, schema, names, exc, block) -> str:
-    """The error of a CSV input whose batch after data row ``done`` pyarrow refused (``exc``), at the line of the
-    row it refuses (tables.first_refused over the two blocks from that row: the batch's bytes and a row longer
-    than a block); ``schema``: the file's (its first block's), ``names``: the columns read, ``block``: the bytes
-    a batch is read from."""
-    from ..csvtext import csv_column, csv_rows, data_start
-    from .tables import csv_column_types, first_refused, pyarrow_module
+def _refused(path, start, end, read, names, exc) -> str:
+    """The error of a CSV input whose rows in the bytes [start, end) ``read`` refused (``exc``), at the line of the
+    row it refuses (tables.first_refused); ``names``: the file's column names (None without a header row)."""
+    from ..csvtext import csv_column, lines_before
+    from .tables import first_refused
 
-    csv, columns = pyarrow_module("csv"), schema.names
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        rows = enumerate(csv_rows(fh, data_start(fh, header)))
-        start = next((offset for n, (_, offset) in rows if n == done), size)
-        # at a row's start: a row cut there was refused for its width ("91 values, where the lines before it have 401")
-        end = next((offset for _, (_, offset) in rows if offset >= start + 2 * block), size)
-
-    def read(buffer):
-        return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns, block_size=max(len(buffer), 1)),
-                            convert_options=csv.ConvertOptions(include_columns=names,
-                                                               column_types=csv_column_types(schema, names)))
-
-    line, problem = first_refused(path, start, end, read,
-                                  lambda i: csv_column(columns if header else None, i))
+    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i))
     if line is None:
-        from ..csvtext import csv_line
-
-        return f"{path}: bad data from line {csv_line(path, done, header=header)} on ({exc})"
+        with open(path, "rb") as fh:
+            return f"{path}: bad data from line {1 + lines_before(fh, start)} on ({exc})"
     return f"{path} line {line}: {problem}"
 
 

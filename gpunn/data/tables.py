@@ -438,20 +438,12 @@ class CsvSource(ChunkedSource):
 
         size = self._stamp[0]
         starts, rows = [], []
-        with open(self.path, "rb") as fh:
-            position = csv_header_end(fh, size, self.delimiter)  # past the header row
-            while position < size:
-                fh.seek(position)
-                block = fh.read(self.block_size)
-                end = position + len(block)
-                if end < size:  # cut after the block's last line end (read on while a row is longer)
-                    cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
-                    end = position + cut + 1 if cut >= 0 else _line_end(fh, end, size)
+        with open(self.path, "rb") as fh:  # from past the header row
+            for position, end in row_ranges(fh, csv_header_end(fh, size, self.delimiter), size, self.block_size):
                 n = self._parse(position, end, sum(rows)).num_rows
                 if n:
                     starts.append(position)
                     rows.append(n)
-                position = end
         starts.append(size)  # the end of the last chunk
         if not rows:
             raise DataError(f"{self.path}: no rows")
@@ -513,20 +505,11 @@ class CsvSource(ChunkedSource):
 
     # ---- reading ----------------------------------------------------------------------------
     def _parse(self, start, end, first_row):
-        """The bytes [start, end) of the file (whole rows) as a table of the picked columns.
-
-        The bytes are read into Arrow's own memory, not a Python object: pyarrow's threads hold the input
-        past read_csv's return and drop it there about half the time, and dropping a Python object's buffer
-        takes the GIL. While the interpreter exits, Python ends a thread that asks for the GIL
-        (pthread_exit), which inside that C++ destructor aborts the process: "terminate called without an
-        active exception" after all of a command's output."""
-        pyarrow = pyarrow_module()
-
-        buffer = pyarrow.allocate_buffer(end - start)
-        with memoryview(buffer) as view:
-            if pread_full(self._fd, view, start) < len(view):
-                raise DataError(f"{self.path}: truncated or shrunk while reading the rows from line "
-                                f"{self._line(first_row, start, first_row)} (bytes {start}-{end - 1})")
+        """The bytes [start, end) of the file (whole rows) as a table of the picked columns."""
+        buffer = read_range(self._fd, start, end)
+        if buffer is None:
+            raise DataError(f"{self.path}: truncated or shrunk while reading the rows from line "
+                            f"{self._line(first_row, start, first_row)} (bytes {start}-{end - 1})")
         try:
             return self._read(buffer)
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
@@ -631,6 +614,38 @@ class CsvSource(ChunkedSource):
         fd = getattr(self, "_fd", None)
         if fd is not None:
             os.close(fd)
+
+
+def row_ranges(fh, start, size, block_size):
+    """(start, end) of each piece of whole rows of the CSV file ``fh`` (binary) from the byte ``start`` (a row's
+    start) to ``size``: about ``block_size`` bytes each, cut after the last line end in them (read on to the next
+    line end where a row is longer): CsvSource's chunks, gpunn predict's streamed batches. A row of any length
+    reads, where pyarrow's streaming reader needs each row inside its block ("straddling object")."""
+    while start < size:
+        fh.seek(start)
+        block = fh.read(block_size)
+        end = start + len(block)
+        if end < size:
+            cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
+            end = start + cut + 1 if cut >= 0 else _line_end(fh, end, size)
+        yield start, end
+        start = end
+
+
+def read_range(fd, start, end):
+    """The bytes [start, end) of the open file ``fd`` as a pyarrow buffer for read_csv, or None where the file ends
+    before ``end`` (truncated or shrunk).
+
+    The bytes are read into Arrow's own memory, not a Python object: pyarrow's threads hold the input
+    past read_csv's return and drop it there about half the time, and dropping a Python object's buffer
+    takes the GIL. While the interpreter exits, Python ends a thread that asks for the GIL
+    (pthread_exit), which inside that C++ destructor aborts the process: "terminate called without an
+    active exception" after all of a command's output."""
+    buffer = pyarrow_module().allocate_buffer(end - start)
+    with memoryview(buffer) as view:
+        if pread_full(fd, view, start) < len(view):
+            return None
+    return buffer
 
 
 def _line_end(fh, position, size):
