@@ -764,14 +764,9 @@ def test_on_the_gpu_file_windows_go_through_pinned_buffers_and_arrive_intact(gpu
 
 
 def _streams_hook():
-    import importlib.util
-    import pathlib
+    from bench_scripts import load
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "gpu_checks" / "streams.py"
-    spec = importlib.util.spec_from_file_location("streams_hook", path)
-    hook = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hook)
-    return hook
+    return load("bench/gpu_checks/streams.py", "streams_hook")
 
 
 def test_the_streams_gpu_check_hook_runs_its_checks_on_the_cpu(tmp_path, capsys):

@@ -6,7 +6,6 @@ run, and one rebuilt from the H200 run that bench/RESULTS.md records.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,14 +16,9 @@ import numpy
 import pytest
 import waiting
 
+from bench_scripts import load as _load
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_precision_hook_measures_the_emulated_precisions_on_the_cpu(tmp_path, capsys):
@@ -1203,3 +1197,21 @@ def test_an_ensemble_benchmark_that_fails_is_saved_and_raised_after_the_bf16_row
     assert "1.50× gpunn-graph" in out
     assert _targets(out)["each member equals its MLP on the GPU (float64, 3 members, ≤ 1e-10 relative)"] == (
         "failed: RuntimeError: the check made to fail by the test (cuda)", "**not met**")
+
+
+@pytest.mark.parametrize("hook", ["precision", "ensemble", "streams", "nccl"])
+def test_each_hooks_help_says_what_its_contract_options_mean_and_their_defaults(hook):
+    """`python bench/gpu_checks/NAME.py --help`, as a person on the GPU machine would read it, names gpu_check.sh's
+    three options with a word on each and its default (the hook's own time cap differs per hook)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_checks" / f"{hook}.py"), "--help"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    options = re.split(r"\n  (?=-)", out.split("options:", 1)[1])
+    for name, default in (("--device", "cuda"), ("--out", "."), ("--max-seconds", None)):
+        (text,) = [o for o in options if o.startswith(name)]
+        said = " ".join(text.split())
+        assert len(said) > len(name) + 20 and "(default: " in said, said
+        if default is not None:
+            assert f"(default: {default})" in said, said

@@ -28,7 +28,6 @@ in it (an illegal address...) poisons only its own process's CUDA context, never
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -38,6 +37,7 @@ import time
 import traceback
 
 import numpy
+from hook_args import hook_parser
 
 TARGETS = {"cuda": {"sequential": 50.0, "torch-vmap": 3.0}, "cpu": {"sequential": 3.0, "torch-vmap": 2.5}}
 # The bf16 row's process: kept free of --max-seconds by the float32 benchmark (start-up: imports and a CUDA
@@ -86,10 +86,7 @@ def graph_check(device) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--out", default=".")
-    parser.add_argument("--max-seconds", type=float, default=90.0)
+    parser = hook_parser(__doc__, max_seconds=90.0)
     parser.add_argument("--bf16-row", action="store_true", help="the bf16 row alone, into DIR/ensemble-bf16.json "
                         "(what the hook runs in a process of its own)")
     args = parser.parse_args(argv)

@@ -24,7 +24,6 @@ With --device cpu the same fit goes over MPI or the one-process communicator (ch
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -33,6 +32,7 @@ import time
 import traceback
 
 import numpy
+from hook_args import hook_parser
 
 
 def shard_reads_interleave(device, out, synthetic_rows=70_001) -> bool:
@@ -77,10 +77,7 @@ def shard_reads_interleave(device, out, synthetic_rows=70_001) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--out", default=".")
-    parser.add_argument("--max-seconds", type=float, default=35.0)
+    parser = hook_parser(__doc__, max_seconds=35.0)
     args = parser.parse_args(argv)
     t_start = time.monotonic()
 

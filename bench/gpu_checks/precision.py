@@ -26,7 +26,6 @@ Exit 0 when every part that ran is within its bound (1: the contract's bounds an
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -34,6 +33,7 @@ import sys
 import time
 
 import numpy
+from hook_args import hook_parser
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, ROOT)
@@ -192,10 +192,7 @@ def alignment(backend, quick) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--out", default=".")
-    parser.add_argument("--max-seconds", type=float, default=40.0)
+    parser = hook_parser(__doc__, max_seconds=40.0)
     parser.add_argument("--quick", action="store_true", help="small sizes on any device (a test of the code "
                         "paths, e.g. on tests/fakecupy)")
     args = parser.parse_args(argv)

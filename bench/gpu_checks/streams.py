@@ -35,7 +35,6 @@ judged (the line says "NOT judged", bench/gpu_report.py gives no verdict).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -46,6 +45,7 @@ import time
 import traceback
 
 import numpy
+from hook_args import hook_parser
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -127,10 +127,7 @@ def load_on(backend, files):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--out", default=".")
-    parser.add_argument("--max-seconds", type=float, default=35.0)
+    parser = hook_parser(__doc__, max_seconds=35.0)
     parser.add_argument("--parts", default=",".join(PARTS), help="the throughput parts to run, comma-separated "
                         f"(default: all, {','.join(PARTS)}); synthetic_long needs synthetic's rates")
     parser.add_argument("--quick", action="store_true", help="the small sizes of a CPU run on any device (a test of "
