@@ -882,8 +882,10 @@ def test_gpunn_cpu_threads_splits_the_kernels_work_from_parallel_min_elements_on
     monkeypatch.setattr(cpu, "run_pieces", recording)
     ops, relu, f32 = CpuOps(threads=3), ACTIVATIONS["relu"], numpy.float32
     thirds = lambda n: [[(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]]  # noqa: E731
-    assert PARALLEL_MIN_ELEMENTS == 2**10 * 2**6
-    for rows, cols, want in [(2**10, 2**6 - 1, []), (2**10, 2**6, thirds(2**10)), (2, 2**15, [[(0, 1), (1, 2)]])]:
+    assert PARALLEL_MIN_ELEMENTS % 2**10 == 0  # (so that these shapes sit at the threshold and just under it)
+    at = PARALLEL_MIN_ELEMENTS // 2**10
+    shapes = [(2**10, at - 1, []), (2**10, at, thirds(2**10)), (2, PARALLEL_MIN_ELEMENTS // 2, [[(0, 1), (1, 2)]])]
+    for rows, cols, want in shapes:
         Z, db = numpy.ones((rows, cols), f32), numpy.zeros(cols, f32)
         for call in (lambda: ops.bias_activation(Z, db, relu, Z, False), lambda: ops.bias_gradient(Z, db),
                      lambda: ops.activation_backward(Z, relu, Z, True, Z),
