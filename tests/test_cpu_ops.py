@@ -1020,3 +1020,75 @@ def test_a_single_row_of_many_columns(threads):
         rng = numpy.random.default_rng(13)
     for got, want in zip(*results):
         numpy.testing.assert_array_equal(got, want)
+
+
+def _a_started_piece(handed, i):
+    """Piece i of ``handed`` started on a worker thread of the test's own, running until the event returned is set."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    threading.Thread(target=handed.run, args=(i, lambda: started.set() or release.wait(60), ()), daemon=True).start()
+    assert started.wait(60)
+    return release
+
+
+def test_handed_pieces_are_settled_once_each_has_ended_or_was_cancelled():
+    """_Handed.settled (the check wait_uninterrupted makes after an exception) is true once every piece has ended
+    or was cancelled, not while one runs or waits; a cancelled piece never runs."""
+    import threading
+
+    from gpunn.ops.cpu import _Handed
+
+    handed, ran = _Handed(3), []
+    handed.run(0, ran.append, (0,))
+    release = _a_started_piece(handed, 1)
+    assert not handed.settled()
+    cancelled = _Handed(2)
+    cancelled.cancel_and_wait()  # (no worker started either piece)
+    assert cancelled.settled()
+    late = threading.Thread(target=cancelled.run, args=(0, ran.append, ("cancelled",)))  # a worker getting to it
+    late.start()
+    late.join(60)
+    release.set()
+    handed.cancel_and_wait()  # piece 2 cancelled, piece 1 waited for
+    assert handed.settled() and ran == [0] and handed.ended == [True, True, False]
+
+
+def test_a_cancel_interrupted_and_tried_again_keeps_the_pieces_it_cancelled():
+    """Where an exception interrupts the caller's cancel (after it claimed the pieces no worker had started, while
+    it waited for those started), its next try takes those claims again (a reentrant lock): it counts them as
+    cancelled and waits only for the started ones, instead of waiting for ever on pieces that will never run."""
+    import threading
+
+    import waiting
+
+    from gpunn.ops.cpu import _Handed, wait_uninterrupted
+
+    handed, done, failed = _Handed(2), threading.Event(), []
+    release = _a_started_piece(handed, 1)
+    wait, tries = handed.wait, []
+
+    def interrupted_once():
+        tries.append(None)
+        if len(tries) == 1:
+            raise KeyboardInterrupt  # as a Ctrl-C between the claims and the wait
+        release.set()
+        wait()
+
+    handed.wait = interrupted_once
+
+    def cancel():
+        try:
+            wait_uninterrupted(handed.cancel_and_wait, handed.settled)
+        except KeyboardInterrupt:
+            done.set()
+        except BaseException as exc:
+            failed.append(exc)
+
+    threading.Thread(target=cancel, daemon=True).start()
+    deadline = waiting.Deadline(30)
+    while not done.wait(waiting.POLL) and not failed and not deadline.expired():
+        pass
+    release.set()
+    assert done.is_set() and not failed and len(tries) == 2
+    assert handed.cancelled == [True, False] and handed.ended == [False, True]
