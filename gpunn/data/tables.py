@@ -8,6 +8,7 @@ nulls count as NaN and stop the run with the file and row range named.
 from __future__ import annotations
 
 import bisect
+import collections
 import os
 
 import numpy
@@ -48,13 +49,15 @@ def pick_columns(path, schema, target, features, text_at=None):
     targets = _names(target, "target")
     features = _names(features, "features")
     available = list(schema.names)
+    counts = collections.Counter(available)  # sets and counts, not list scans: a file may have 10^5 columns
     wanted = (targets or []) + (features or [])
-    missing = [n for n in wanted if n not in available]
+    missing = [n for n in wanted if n not in counts]
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are: {', '.join(available)}")
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
-        features = [n for n in available if n not in (targets or []) and n not in index]
+        left_out = set(targets or []) | set(index)
+        features = [n for n in available if n not in left_out]
         if not features:
             raise DataError(f"{path}: no feature columns are left besides the target(s) {targets}")
         unnamed = [available.index(n) + 1 for n in features if not n.strip()]
@@ -65,7 +68,7 @@ def pick_columns(path, schema, target, features, text_at=None):
     overlap = set(features) & set(targets or [])
     if overlap:
         raise ValueError(f"{sorted(overlap)} is both a feature and a target")
-    twice = [n for n in features + (targets or []) if available.count(n) > 1]
+    twice = [n for n in features + (targets or []) if counts[n] > 1]
     if twice:  # pyarrow's lookup by name then failed with "KeyError: 'Column a does not exist in schema'"
         where = [i + 1 for i, n in enumerate(available) if n == twice[0]]
         raise DataError(f"{path}: the header names columns {' and '.join(map(str, where))} both {twice[0]!r}; rename "
