@@ -1,6 +1,7 @@
 """One CSV file, one reading: training (gpunn.data.csv, as gpunn train --data reads it) and gpunn predict (streamed
 through pyarrow, or read whole through numpy.loadtxt, with pyarrow installed or not) take the same columns as the
 same types, read each value as the same number, and refuse a value in the same words on the same line."""
+import re
 import sys
 
 import numpy
@@ -362,3 +363,23 @@ def test_a_missing_value_is_refused_in_one_wording_by_training_and_predict(tmp_p
             monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
             assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
             assert capsys.readouterr().err.splitlines()[-1] == f"gpunn: error: IN {said}"
+
+
+# ---- a file that is not CSV text --------------------------------------------------------------------------
+@pytest.mark.parametrize("content, what", [
+    (b"a,b\n1\x00,2\n3,4\n", r"not a CSV file \(binary, not text\)"),
+    (b"\x93NUMPY\x01\x00rest,of,it\n", r"not a CSV file \(a \.npy array, not text\)"),
+    (b"PK\x03\x04a,b\n1,2\n", r"not a CSV file \(an \.npz/zip archive, not text\)"),
+    (b"\x1f\x8b\x08\x00a,b\n1,2\n", r"gzip-compressed; gpunn reads a CSV file uncompressed"),
+    ("é,b\n1,2\n".encode("cp1252"), r"text, but not UTF-8"),
+], ids=["NUL byte", "npy", "zip", "gzip", "cp1252"])
+def test_a_file_named_csv_that_is_not_csv_text_is_refused_alike_by_training_and_predict_streamed(tmp_path, content,
+                                                                                                   what):
+    """Training checks the file's kind before reading it (gpunn.data.csv); gpunn predict's streamed read did not:
+    a NUL byte (a binary file given as CSV) was refused at its value ("line 2: column 'a': '1\\x00' is not a
+    number"), an .npy array at its header ("not a readable CSV file"). One check, one wording, now."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    said = refusal(trained_on, str(path))
+    assert said.startswith(f"{path}: ") and re.search(what, said), said
+    assert refusal(streamed, str(path), ["a"]) == said

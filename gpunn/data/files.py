@@ -73,12 +73,10 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         csv = pyarrow_module("csv")
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
-        from ..preflight import NOT_UTF8, file_kind
         from ..csvtext import csv_first_text, csv_has_header, data_start
-        from .tables import csv_schema, read_range, row_ranges
+        from .tables import check_csv_kind, csv_schema, read_range, row_ranges
 
-        if file_kind(path) == "text-8bit":  # pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
-            raise DataError(f"{path}: {NOT_UTF8}")
+        check_csv_kind(path)  # as training words it; pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
 
         header = csv_has_header(path, columns=features)  # a row holding the columns asked for: a header
         try:

@@ -169,6 +169,23 @@ def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal
     return first_refused(path, begin, end, read, lambda i: csv_column(None, i), decimal)
 
 
+def check_csv_kind(path) -> None:
+    """Refuse a file named as CSV whose bytes are not UTF-8 text (preflight.file_kind): a binary file, an .npy
+    array, a compressed file, text in an 8-bit encoding. One wording for training (CsvSource) and gpunn predict's
+    streamed read, which refused a binary file only at its first value ("'1\\x00' is not a number")."""
+    from ..preflight import NOT_UTF8, compression, file_kind
+
+    kind = file_kind(path)
+    if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
+        raise DataError(f"{path}: {NOT_UTF8}")
+    if kind == "compressed":
+        raise DataError(f"{path}: {compression(path)}-compressed; gpunn reads a CSV file uncompressed "
+                        "(its chunks at byte offsets): decompress it, or convert it to Parquet")
+    if kind not in ("text", "empty"):
+        what = {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle"}.get(kind, kind)
+        raise DataError(f"{path}: not a CSV file ({what}, not text)")
+
+
 def csv_schema(path, header=True, delimiter=",", decimal="."):
     """The columns of the CSV file ``path`` and their types, as every gpunn reader takes them
     (csvtext.first_block_schema: from the file's first MiB, csvtext.typing_block), or a DataError naming the line
@@ -396,18 +413,9 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..preflight import NOT_UTF8, compression, file_kind
         from ..csvtext import csv_first_text, delimiter_hint
 
-        kind = file_kind(self.path)
-        if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
-            raise DataError(f"{self.path}: {NOT_UTF8}")
-        if kind == "compressed":
-            raise DataError(f"{self.path}: {compression(self.path)}-compressed; gpunn reads a CSV file uncompressed "
-                            "(its chunks at byte offsets): decompress it, or convert it to Parquet")
-        if kind not in ("text", "empty"):
-            what = {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle"}.get(kind, kind)
-            raise DataError(f"{self.path}: not a CSV file ({what}, not text)")
+        check_csv_kind(self.path)
         self._fd = os.open(self.path, os.O_RDONLY)
         stat = os.fstat(self._fd)
         self._stamp = (stat.st_size, stat.st_mtime_ns)
