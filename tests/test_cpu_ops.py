@@ -1092,3 +1092,12 @@ def test_a_cancel_interrupted_and_tried_again_keeps_the_pieces_it_cancelled():
     release.set()
     assert done.is_set() and not failed and len(tries) == 2
     assert handed.cancelled == [True, False] and handed.ended == [False, True]
+
+
+def test_cpu_ops_hands_its_gemm_chooser_the_row_split_over_gpunns_threads(monkeypatch):
+    """The GEMM chooser CpuOps makes gives a library that takes it (BLIS) the row split over the usable cores."""
+    from gpunn.ops import gemm
+    from gpunn.ops.cpu import _split_rows
+
+    monkeypatch.setattr(gemm, "_SHARED", {})  # the process-wide choosers: CpuOps makes the one for GPUNN_GEMM
+    assert CpuOps().gemm.split is _split_rows
