@@ -1108,3 +1108,18 @@ def test_cpu_ops_hands_its_gemm_chooser_the_row_split_over_gpunns_threads(monkey
 
     monkeypatch.setattr(gemm, "_SHARED", {})  # the process-wide choosers: CpuOps makes the one for GPUNN_GEMM
     assert CpuOps().gemm.split is _split_rows
+
+
+def test_products_the_gemm_chooser_does_not_take_are_numpys(monkeypatch):
+    """With GEMM libraries to choose from (GPUNN_GEMM), a stack of products (3-D) and a product without ``out``
+    are still NumPy's, as the reference computes them (the chooser keys and calls 2-D products into ``out``)."""
+    from gpunn.ops import gemm
+
+    monkeypatch.setenv(gemm.ENV, "auto")
+    ops = CpuOps()
+    ops._numpy_only = False  # (where only NumPy is installed)
+    rng = numpy.random.default_rng(14)
+    a, b = rand(rng, (3, 40, 32), "float32"), rand(rng, (3, 32, 24), "float32")
+    out = numpy.empty((3, 40, 24), numpy.float32)
+    numpy.testing.assert_array_equal(ops.matmul(a, b, out), Ops().matmul(a, b, numpy.empty_like(out)))
+    numpy.testing.assert_array_equal(ops.matmul(a[0], b[0], None), Ops().matmul(a[0], b[0], None))
