@@ -868,8 +868,9 @@ def test_split_rows_takes_a_piece_per_usable_core_by_default(monkeypatch):
 
 @pytest.mark.skipif(numba is None, reason="no Numba")
 def test_gpunn_cpu_threads_splits_the_kernels_work_from_parallel_min_elements_on(monkeypatch):
-    """With threads > 1 a kernel's work of at least PARALLEL_MIN_ELEMENTS elements is split into one piece of rows
-    (of elements, for Adam) per thread, but no more pieces than rows; less work runs on the calling thread alone."""
+    """With threads > 1 a kernel's work of at least PARALLEL_MIN_ELEMENTS elements (multiply-adds, for a small-k
+    product) is split into one piece of rows (of elements, for Adam) per thread, but no more pieces than rows; less
+    work runs on the calling thread alone."""
     from gpunn.ops import cpu
 
     handed = []
@@ -890,7 +891,7 @@ def test_gpunn_cpu_threads_splits_the_kernels_work_from_parallel_min_elements_on
     run_pieces = cpu.run_pieces
     monkeypatch.setattr(cpu, "run_pieces", recording)
     ops, relu, f32 = CpuOps(threads=3), ACTIVATIONS["relu"], numpy.float32
-    assert PARALLEL_MIN_ELEMENTS % 2**10 == 0  # (so that these shapes sit at the threshold and just under it)
+    assert PARALLEL_MIN_ELEMENTS % 2**13 == 0  # (so that these shapes sit at the threshold and just under it)
     at = PARALLEL_MIN_ELEMENTS // 2**10
     for rows, cols, parts in [(2**10, at - 1, 0), (2**10, at, 3), (2, PARALLEL_MIN_ELEMENTS // 2, 2)]:
         Z, db = numpy.ones((rows, cols), f32), numpy.zeros(cols, f32)
@@ -900,6 +901,12 @@ def test_gpunn_cpu_threads_splits_the_kernels_work_from_parallel_min_elements_on
             handed.clear()
             call()
             assert split(rows, parts) if parts else handed == [], (rows, cols, handed)
+    k = 8  # a small-k product's work: its multiply-adds, out.size * k
+    cols = PARALLEL_MIN_ELEMENTS // (2**10 * k)
+    for rows, parts in [(2**10 - 1, 0), (2**10, 3)]:
+        handed.clear()
+        ops.matmul(numpy.ones((rows, k), f32), numpy.ones((k, cols), f32), numpy.empty((rows, cols), f32))
+        assert split(rows, parts) if parts else handed == [], (rows, handed)
     for n, parts in [(PARALLEL_MIN_ELEMENTS - 1, 0), (PARALLEL_MIN_ELEMENTS, 3)]:
         handed.clear()
         ops.adam_step(*_state(numpy.random.default_rng(0), n, "float32"), 3e-3, 0.9, 0.999, 1e-8, 1, 0.0, False)
