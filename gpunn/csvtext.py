@@ -213,6 +213,23 @@ def not_a_number(value, column) -> str:
     return f"{column}: {shown} is not a number"
 
 
+def not_finite(value, column, dtype, decimal=".") -> str:
+    """The refusal of a CSV number that is NaN or infinite as ``dtype`` holds it, after "path line N: ", in the one
+    wording training (gpunn.data.csv, ``train --data``) and gpunn predict (read whole or streamed) give it:
+    "column 'b': 'nan' is NaN; clean or impute it first" ('inf' is infinite, '1e39' is "infinite in float32 (past
+    its largest value)"). ``value``: the field as read (:func:`is_number`); "" where it is finite in ``dtype``."""
+    import numpy
+
+    number = float(value.strip(" \t").replace(decimal, "."))
+    with numpy.errstate(over="ignore"):  # 1e39 in float32: the overflow is what is said
+        held = numpy.dtype(dtype).type(number)
+    if numpy.isfinite(held):
+        return ""
+    what = ("NaN" if number != number else "infinite" if abs(number) == float("inf")
+            else f"infinite in {numpy.dtype(dtype).name} (past its largest value)")
+    return f"{column}: {value!r} is {what}; clean or impute it first"
+
+
 def not_a_boolean(value, column) -> str:
     """The refusal of a number other than 1 and 0 in a CSV column read as booleans (its first rows true/false:
     :func:`read_as`), after "path line N: ", in the one wording gpunn's readers give it (a word there is

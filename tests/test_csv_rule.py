@@ -42,6 +42,21 @@ def read_whole(path, monkeypatch=None):
         return preflight.read_matrix(path, "IN")
 
 
+def predict_refusals(tmp_path, monkeypatch, capsys, path) -> list:
+    """The last line gpunn predict writes to stderr refusing the CSV file ``path`` of 2 features, read whole and
+    streamed (STREAM_BYTES 0)."""
+    from gpunn.cli import predict
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    said = []
+    for stream_bytes in (predict.STREAM_BYTES, 0):
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
+        said.append(capsys.readouterr().err.splitlines()[-1])
+    return said
+
+
 def refusal(read, *args, **options):
     """What ``read(*args, **options)`` refuses, the file named first ("x.csv line 3: ..."): gpunn predict's whole read says
     "IN x.csv", the readers gpunn.data's "x.csv"."""
@@ -341,8 +356,6 @@ def test_a_missing_value_is_refused_in_one_wording_by_training_and_predict(tmp_p
     so in one wording read whole or streamed ("line 3: column 'a': 'NA' is not a number"), and training said "1
     NaN or infinite features value(s), the first at line 3 (column 'a'); clean or impute them before training" of
     a file that holds no NaN. Now in predict's words (a NaN written nan stays one)."""
-    from gpunn.cli import predict
-
     rows = [["1.5", "2"], ["2.5", "3"], ["3.5", "4"]]
     rows[1][column == "b"] = value
     (tmp_path / "x.csv").write_text("a,b\n" + "".join(",".join(row) + "\n" for row in rows))
@@ -353,16 +366,11 @@ def test_a_missing_value_is_refused_in_one_wording_by_training_and_predict(tmp_p
     assert str(caught.value) == said
     rows[1][column == "b"] = "nan"
     (tmp_path / "nan.csv").write_text("a,b\n" + "".join(",".join(row) + "\n" for row in rows))
-    with pytest.raises(DataError, match=rf"nan\.csv \(lines 2-4\): 1 NaN or infinite (features|targets) value\(s\), "
-                                        rf"the first at line 3 \(column '{column}'\)"):
+    with pytest.raises(DataError, match=rf"nan\.csv line 3: column '{column}': 'nan' is NaN; clean or impute it "
+                                        "first$"):
         trained_on(str(tmp_path / "nan.csv"), "b")  # a NaN written so is one
     if column == "a":  # gpunn predict reads features only
-        model = str(tmp_path / "m.npz")
-        gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
-        for stream_bytes in (predict.STREAM_BYTES, 0):
-            monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
-            assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
-            assert capsys.readouterr().err.splitlines()[-1] == f"gpunn: error: IN {said}"
+        assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn: error: IN {said}"] * 2
 
 
 # ---- a file that is not CSV text --------------------------------------------------------------------------
@@ -383,3 +391,31 @@ def test_a_file_named_csv_that_is_not_csv_text_is_refused_alike_by_training_and_
     said = refusal(trained_on, str(path))
     assert said.startswith(f"{path}: ") and re.search(what, said), said
     assert refusal(streamed, str(path), ["a"]) == said
+
+
+# ---- a NaN or infinite number ------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, what", [
+    ("nan", "NaN"),
+    ("-inf", "infinite"),
+    ("Infinity", "infinite"),
+    ("1e999", "infinite"),
+    ("1e39", "infinite in float32 (past its largest value)"),
+], ids=["nan", "-inf", "Infinity", "1e999", "past float32"])
+@pytest.mark.parametrize("header", [True, False])
+def test_a_nan_or_infinite_number_is_refused_in_one_wording_by_training_and_predict(tmp_path, monkeypatch, capsys,
+                                                                                     value, what, header):
+    """Training said "x.csv (lines 2-4): 1 NaN or infinite features value(s), the first at line 3 (column 'a');
+    clean or impute them before training", gpunn predict "IN x.csv: NaN or infinite values after conversion to
+    float32, the first at line 3 (column 'a'); clean or impute them first": one wording now (csvtext.not_finite),
+    with the file, the line, the column and the value, read whole or streamed (a file without a header row only
+    by predict: training needs its target's name)."""
+    rows = [["1.5", "2"], ["2.5", "3"], ["3.5", "4"]]
+    rows[1][0] = value
+    (tmp_path / "x.csv").write_text(("a,b\n" if header else "") + "".join(",".join(row) + "\n" for row in rows))
+    path = str(tmp_path / "x.csv")
+    column = "column 'a'" if header else "value 1 of the line"
+    said = f"{path} line {2 + header}: {column}: {value!r} is {what}; clean or impute it first"
+    if header:
+        source = data.csv(path, "b", shuffle=False).bind("cpu", "float32")
+        assert refusal(lambda: list(source.ordered_windows())) == said
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn: error: IN {said}"] * 2

@@ -194,10 +194,10 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
     rows[249] = "1,nan"
     (tmp_path / "x.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
     (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
-    said = "NaN or infinite values after conversion to float32, the first at line {} ({}); clean or impute them first"
-    for args, words in ((["x.csv"], "IN {}x.csv: " + said.format(251, "column 'b'")),  # read whole
-                        (["x.csv", "--features", "a,b"], "IN {}x.csv: " + said.format(251, "column 'b'")),  # streamed
-                        (["h.csv"], "IN {}h.csv: " + said.format(250, "value 2 of the line"))):
+    said = "line {}: {}: 'nan' is NaN; clean or impute it first"
+    for args, words in ((["x.csv"], "IN {}x.csv " + said.format(251, "column 'b'")),  # read whole
+                        (["x.csv", "--features", "a,b"], "IN {}x.csv " + said.format(251, "column 'b'")),  # streamed
+                        (["h.csv"], "IN {}h.csv " + said.format(250, "value 2 of the line"))):
         args = [str(tmp_path / args[0]), *args[1:]]
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
         assert capsys.readouterr().err == f"gpunn: error: {words.format(str(tmp_path) + '/')}\n"

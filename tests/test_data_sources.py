@@ -483,8 +483,8 @@ def test_an_infinite_or_missing_value_in_a_csv_names_the_file_and_the_rows(tmp_p
     (tmp_path / "v.csv").write_text("x,y\n" + "\n".join(lines) + "\n")
     source = data.csv(tmp_path / "v.csv", target="y", block_size=1 << 12, shuffle=False, device="cpu")
     # (the line an editor shows: data row 2345 is line 2347, after the header's)
-    with pytest.raises(DataError, match=r"v\.csv \(lines \d+-\d+\): 1 NaN or infinite features .*first at line 2347 "
-                                        r"\(column 'x'\)"):
+    with pytest.raises(DataError, match=r"v\.csv line 2347: column 'x': 'inf' is infinite; clean or impute it "
+                                        r"first$"):
         list(source.batches(0, 100))
 
 
@@ -507,8 +507,8 @@ def test_a_csv_error_names_the_line_an_editor_shows(tmp_path):
 
     line = write("nan.csv", 2345, "1,nan,3")
     assert line == 2350 and csv_line(tmp_path / "nan.csv", 2345) == line
-    with pytest.raises(DataError, match=rf"nan\.csv \(lines \d+-\d+\): 1 NaN .* the first at line {line} "
-                                        r"\(column 'b'\)"):
+    with pytest.raises(DataError, match=rf"nan\.csv line {line}: column 'b': 'nan' is NaN; clean or impute it "
+                                        r"first$"):
         epoch(data.csv(tmp_path / "nan.csv", target="y", features=["b"], block_size=1 << 12, shuffle=False,
                        device="cpu"))
     for newline in ("\n", "\r\n", "\r"):
@@ -596,7 +596,7 @@ def test_a_csv_epoch_in_many_chunks_reads_its_rows_in_file_order_with_work_linea
     numpy.testing.assert_array_equal(numpy.sort(Xs[:, 0]), numpy.setdiff1d(numpy.arange(rows), held))
     (tmp_path / "bad.csv").write_text("id,y\n" + "".join(f"{i},{-i}\n" if i != 2777 else "inf,0\n"
                                                           for i in range(rows)))
-    with pytest.raises(DataError, match=r"bad\.csv \(lines \d+-\d+\): 1 NaN .*first at line 2779 "):
+    with pytest.raises(DataError, match=r"bad\.csv line 2779: column 'id': 'inf' is infinite; "):
         epoch(data.csv(tmp_path / "bad.csv", target="y", block_size=64, shuffle=False, device="cpu"), 0, 128)
     (tmp_path / "parts").mkdir()  # a Parquet directory counts rows within each file
     for name, lo in (("a", 0), ("b", 1000)):
@@ -1146,8 +1146,8 @@ def test_a_nan_in_a_csv_without_a_header_is_named_on_its_own_line(tmp_path):
     from gpunn.data.files import predict_file
 
     (tmp_path / "h.csv").write_text("1,2\n3,nan\n5,6\n")
-    with pytest.raises(DataError, match=r"h\.csv: NaN or infinite values .*the first at line 2 \(value 2 of the "
-                                        r"line\)"):
+    with pytest.raises(DataError, match=r"h\.csv line 2: value 2 of the line: 'nan' is NaN; clean or impute it "
+                                        r"first$"):
         predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "h.csv", tmp_path / "p.npy")
 
 

@@ -263,17 +263,21 @@ def _file_column(path, names, index) -> int:
 def not_finite_in_file(path, exc, row, names, csv) -> str:
     """The refusal of the NaN or infinite values an input file's rows hold (``exc``: checks.NotFinite), the first
     at data row ``row`` of the file (from 0) and its column ``exc.column`` among those read (``names``, or None):
-    a CSV file's (``csv``) line (from 1, the header's counted, as an editor shows it), another file's row (from
-    0, as NumPy and pandas index it). A CSV value that is no number but a missing one to pyarrow (an empty value,
-    "NA") is refused as one that is not a number (csvtext.not_a_number), as when IN is read whole."""
+    a CSV file's (``csv``) line (from 1, the header's counted, as an editor shows it) and column, in training's
+    words (csvtext.not_finite: "x.csv line 3: column 'b': 'nan' is NaN; clean or impute it first"), another file's
+    row (from 0, as NumPy and pandas index it). A CSV value that is no number but a missing one to pyarrow (an
+    empty value, "NA") is refused as one that is not a number (csvtext.not_a_number), as when IN is read whole."""
     path = os.fspath(path)
     if csv:
-        from ..csvtext import csv_column, csv_field, csv_line, is_number, not_a_number
+        from ..csvtext import csv_column, csv_field, csv_line, is_number, not_a_number, not_finite
 
         line, column = csv_line(path, row, header=names is not None), csv_column(names, exc.column)
         text = csv_field(path, row, _file_column(path, names, exc.column), header=names is not None)
         if text is not None and not is_number(text):  # "" or "NA", which pyarrow read as a missing value (NaN)
             return f"{path} line {line}: {not_a_number(text, column)}"  # as read whole (loadtxt refuses it)
+        said = not_finite(text, column, exc.dtype) if text is not None else ""
+        if said:
+            return f"{path} line {line}: {said}"
         place = f"line {line} ({column})"
     else:
         place = f"row {row} (column {repr(names[exc.column]) if names else exc.column})"

@@ -558,24 +558,26 @@ class CsvSource(ChunkedSource):
         return f"line {self._line(first + row, self._starts[k], first)}"
 
     def _check_finite(self, k, X, Y):
-        """ChunkedSource's check, with a missing value (pyarrow's null: "", NA) refused in the words gpunn predict
-        gives it, read whole or streamed ("x.csv line 3: column 'a': 'NA' is not a number"), not as a NaN the
-        file does not hold."""
+        """ChunkedSource's check, with the value refused at its line and column in the words gpunn predict gives
+        it, read whole or streamed: a missing value (pyarrow's null: "", NA) as one that is not a number ("x.csv
+        line 3: column 'a': 'NA' is not a number"), not as a NaN the file does not hold; a NaN or infinite number
+        as csvtext.not_finite says it ("x.csv line 3: column 'a': 'nan' is NaN; clean or impute it first")."""
         try:
             super()._check_finite(k, X, Y)
         except DataError:
-            said = self._missing_value(k, X, Y)
+            said = self._not_finite(k, X, Y)
             if not said:
                 raise
             raise DataError(said) from None
 
-    def _missing_value(self, k, X, Y) -> str:
-        """The refusal of the first value of chunk ``k`` that is not finite (features first, as _check_finite looks)
-        where its text is no number (csvtext.not_a_number); "" where it is one (nan, inf, 1e999)."""
+    def _not_finite(self, k, X, Y) -> str:
+        """The refusal of the first value of chunk ``k`` that is not finite (features first, as _check_finite looks):
+        csvtext.not_a_number where its text is no number, else csvtext.not_finite; "" where its text reads as a
+        finite number (the file changed since it was read)."""
         import csv
         import io
 
-        from ..csvtext import csv_column, is_number, not_a_number
+        from ..csvtext import csv_column, is_number, not_a_number, not_finite
 
         for A, names in ((X, self.feature_names), (Y, self.target_names)):
             bad = numpy.argwhere(~numpy.isfinite(A))
@@ -587,9 +589,11 @@ class CsvSource(ChunkedSource):
             text = io.StringIO(chunk.decode("utf-8", "replace"), newline="")
             values = [r for r in csv.reader(text, delimiter=self.delimiter) if r][row]  # rows as pyarrow counts them
             value = values[index] if index < len(values) else ""
+            column = csv_column(self._column_names, index)
             if is_number(value, self.decimal):
-                return ""
-            return f"{self.path} {self._at_row(k, row)}: {not_a_number(value, csv_column(self._column_names, index))}"
+                said = not_finite(value, column, A.dtype, self.decimal)
+                return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
+            return f"{self.path} {self._at_row(k, row)}: {not_a_number(value, column)}"
         return ""
 
     def batches(self, epoch, batch_size, first_batch=0):
