@@ -692,6 +692,47 @@ raise SystemExit(os.waitstatus_to_exitcode(status))
 """
 
 
+CHILD_GOES_ON_WITH_THE_PARENTS_PASS = """
+import os, signal, sys
+import numpy
+from gpunn import data
+
+x, y = sys.argv[1], sys.argv[2]
+numpy.save(x, numpy.arange(400.0).reshape(400, 1))
+numpy.save(y, numpy.zeros((400, 1)))
+source = data.npy(x, y, chunk_rows=10, window=1, shuffle=False, device="cpu")
+rows, pid = [], None
+try:
+    for X, _ in source.batches(0, 10):  # 40 windows: the reader thread is at most 2 ahead
+        rows.extend(numpy.asarray(X)[:, 0].tolist())
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(10)  # the child goes on with the loop: its next batch waited for ever
+except Exception as exc:
+    print(type(exc).__name__, exc, flush=True)
+    os._exit(0 if pid == 0 else 5)
+if pid == 0:
+    os._exit(4)  # the child read the parent's pass to its end
+_, status = os.waitpid(pid, 0)
+assert rows == list(range(400)), rows[:20]  # the parent's pass goes on, every row once
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_child_forked_during_a_pass_that_goes_on_with_it_is_told_to_start_its_own(tmp_path):
+    """A child forked (plain os.fork()) inside the parent's ``for X, Y in source.batches(...)`` that goes on looping
+    waited for ever for the parent's reader thread, which it does not have (here: SIGALRM after 10 s, exit status
+    -14). It gets pipeline.ForkedReaderError now, saying to start its own pass; the parent's pass reads every row.
+    A fresh process, as a fork from pytest's own threads could deadlock."""
+    proc = waiting.run([sys.executable, "-c", CHILD_GOES_ON_WITH_THE_PARENTS_PASS, str(tmp_path / "x.npy"),
+                        str(tmp_path / "y.npy")], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ForkedReaderError this process (pid ") and "was forked from pid" in proc.stdout
+    assert "a forked child must start its own pass" in proc.stdout
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
 def test_a_child_forked_while_a_thread_reads_a_parquet_source_reads_it_too(tmp_path):
     """A child forked (a multiprocessing worker given the source, forked while the parent's reader thread read a row

@@ -34,6 +34,7 @@ stream, or a pinned buffer freed while its copy may be in flight fails the test.
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 
@@ -44,15 +45,24 @@ class _Stopped(Exception):
     pass
 
 
+class ForkedReaderError(RuntimeError):
+    """A forked child went on with a pass its parent's reader thread was reading (:class:`Reader`)."""
+
+
 class Reader:
     """Runs ``produce(index, item)`` for each item on a thread, at most ``depth`` results ahead.
 
     Iterating yields the results in order; an exception in ``produce`` is re-raised in the
     consumer. ``close()`` (also on garbage collection of the consuming generator) stops the
     thread after its current item.
+
+    The thread is the process's that made the Reader: a child forked (plain ``os.fork()``) while a pass
+    was read, and going on with the parent's loop, gets :class:`ForkedReaderError` from its next item
+    (it waited for ever for results no thread of its own would make, or on the queue's lock).
     """
 
     def __init__(self, produce, items, depth=1, setup=None):
+        self._pid = os.getpid()
         self._queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, args=(produce, list(items), setup),
@@ -103,6 +113,11 @@ class Reader:
 
     def __iter__(self):
         while True:
+            if os.getpid() != self._pid:  # before the queue: its lock may be held by the parent's thread
+                raise ForkedReaderError(f"this process (pid {os.getpid()}) was forked from pid {self._pid} while "
+                                        "a pass over a data source was being read: its reader thread is the "
+                                        "parent's; a forked child must start its own pass (batches(), "
+                                        "ordered_windows(), a new epoch), not go on with the parent's")
             kind, value = self._queue.get()
             if kind == "done":
                 return
