@@ -351,4 +351,6 @@ def test_the_kernel_loader_tells_bf16_from_every_spelling():
     for d in dtypes:
         assert kernels.is_bf16(d) == is_bf16(d) == (d.name in ("bfloat16", "uint16")), d
     assert kernels.is_bf16("bfloat16") and kernels.is_bf16(np.dtype(bf16_dtype()).type)
+    assert kernels.is_bf16("uint16") and kernels.is_bf16(np.uint16)  # bf16 bits without ml_dtypes
     assert not kernels.is_bf16("float32") and not kernels.is_bf16(np.float32)
+    assert not kernels.is_bf16("int16") and not kernels.is_bf16(np.float16)
