@@ -192,6 +192,71 @@ def test_load_source_inlines_headers_once_with_line_markers():
                 assert lines[i + 1] == original[int(m.group(1)) - 1]
 
 
+def test_every_line_of_an_inlined_source_is_marked_with_its_file_and_line():
+    """NVRTC's errors name the file and line the #line markers give: each line of load_source's text is that
+    line of that file (an include directive gives way to the header's text, or to nothing the second time;
+    an inlined header ends with an empty line)."""
+    include = re.compile(r'\s*#\s*include\s+"')
+    for source in gk.SOURCES:
+        files, where = {}, None
+        for line in gk.load_source(source).splitlines():
+            marker = re.fullmatch(r'#line (\d+) "(.+)"', line)
+            if marker:
+                where = [marker.group(2), int(marker.group(1))]
+                continue
+            assert where is not None, f"{source}: {line!r} comes before any #line marker"
+            name, number = where
+            if name not in files:
+                files[name] = (gk.kernel_dir() / name).read_text().splitlines()
+            original = files[name][number - 1] if number <= len(files[name]) else ""
+            assert line == original or (line == "" and include.match(original)), (source, name, number, line)
+            where[1] += 1
+
+
+def test_each_module_is_built_once_and_float32_never_builds_the_bf16_instances(monkeypatch):
+    """get_kernel builds a source's module on first use and keeps it (one NVRTC compile per process), the
+    bfloat16 instances as a module of their own: float32 and float64 kernels never wait for their compile,
+    and a bf16 kernel is looked up in a module that holds only bf16 instances. A kernel is looked up once."""
+    built = []
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            built.append(list(name_expressions))
+            self.names = set(name_expressions)
+
+        def compile(self):
+            pass
+
+        def get_function(self, name):
+            assert name in self.names, name
+            return object()
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cuda = types.SimpleNamespace(compiler=types.SimpleNamespace(CompileException=Exception))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpunn.activations import ACTIVATIONS
+
+    gk.module.cache_clear()
+    gk._get.cache_clear()
+    try:
+        relu = ACTIVATIONS["relu"]
+        first = gk.get_kernel("bias_act_forward", "float32", relu)
+        assert gk.get_kernel("bias_act_forward", "float32", relu.kernel_id) is first
+        gk.get_kernel("bias_act_forward", "float64", relu)
+        gk.get_kernel("act_backward_from_input", "float32", relu)
+        gk.get_kernel("member_bias_grad", "float32")
+        assert built == [gk.name_expressions("elementwise.cu", False), gk.name_expressions("ensemble.cu", False)]
+        assert not any("bf16" in name for names in built for name in names)
+        gk.get_kernel("bias_act_forward", "bfloat16", relu)
+        gk.get_kernel("member_bias_grad", "bfloat16")
+        gk.get_kernel("bias_act_forward", "float32", relu)
+        assert built[2:] == [gk.name_expressions("elementwise.cu", True), gk.name_expressions("ensemble.cu", True)]
+    finally:
+        gk.module.cache_clear()
+        gk._get.cache_clear()
+
+
 def test_import_does_not_import_cupy():
     code = "import sys, gpunn.ops.kernels; gpunn.ops.kernels.all_name_expressions(); print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
