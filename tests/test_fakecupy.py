@@ -1089,6 +1089,17 @@ def test_what_cupy_gives_where_numpy_gives_host_values(fake_cupy):
             s.end_capture()
 
 
+def test_empty_arrays_hold_no_zeros_as_cupys_pool_memory_need_not(fake_cupy):
+    """cupy.empty / empty_like give a block of the memory pool as its last user left it; the stand-in's are
+    all bytes 0xFF (NaN, -1), so a read of an element nobody wrote shows (numpy.empty often gives zeros)."""
+    from gpunn.ops.base import bf16_dtype
+
+    assert numpy.isnan(fake_cupy.empty((2, 3)).get()).all()
+    assert numpy.isnan(fake_cupy.empty(4, bf16_dtype()).get().astype("float32")).all()
+    assert fake_cupy.empty_like(fake_cupy.zeros((3, 2), "int32").T).get().tolist() == [[-1] * 3] * 2
+    assert fake_cupy.empty((2, 2), order="F").flags.f_contiguous and fake_cupy.zeros(3).get().tolist() == [0.0] * 3
+
+
 def test_matmul_in_place_makes_a_new_array_as_cupy_does(fake_cupy):
     """cupy.ndarray has no __imatmul__, so ``w @= x`` is ``w = w @ x`` there: a view into a parameter buffer is
     rebound to a new array and the buffer keeps its values (NumPy would write into it)."""

@@ -43,7 +43,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   it, and an access to device memory that another stream's unfinished work may still use raises
   StreamOrderError -- including a block CuPy's memory pool may hand over from a stream that still
   uses it, and a pinned host buffer freed while a copy from it may be in flight (the tests'
-  conftest fails the test).
+  conftest fails the test);
+- ``empty`` / ``empty_like`` arrays hold all bytes 0xFF (NaN, -1), not NumPy's often-zero fresh pages: on a
+  GPU they hold whatever the pool block last held, so code that reads an element it never wrote fails here.
 
 - where NumPy (which these arrays are) is more lenient than CuPy 14, it refuses as CuPy does (each from
   CuPy v14.2.0's source; tests/test_fakecupy.py::test_the_stand_in_refuses_what_cupy_refuses lists them):
@@ -867,6 +869,22 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocki
 def ascontiguousarray(a, dtype=None):
     _check_operands("ascontiguousarray", [a])
     return _wrap(numpy.ascontiguousarray(_host_view(a), dtype=dtype))
+
+
+def _uninitialised(a):
+    """CuPy's empty arrays hold whatever the memory pool's block last held (another array's values, freed
+    earlier in the step): here all bytes 0xFF (NaN in every float dtype, -1 or the top value in an integer
+    one), so that code reading an element it never wrote fails here too (numpy.empty often gives zeros)."""
+    _host_view(a).reshape(-1, order="A").view(numpy.uint8)[...] = 0xFF  # C or F order: a view of all of it
+    return a
+
+
+def empty(*args, **kwargs):
+    return _uninitialised(_creator("empty")(*args, **kwargs))
+
+
+def empty_like(*args, **kwargs):
+    return _uninitialised(_creator("empty_like")(*args, **kwargs))
 
 
 def asnumpy(a, stream=None, order="C", out=None):
