@@ -52,14 +52,14 @@ def emulate(monkeypatch):
     monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)
 
 
-def _contract(device, precision, act, optimizer, graph=False):
+def _contract(device, precision, act, optimizer, graph=False, members=3):
     """(largest relative difference of a member from its MLP, the ensemble): 3 members, 2 epochs."""
     X, Y = _data()
     kwargs = dict(epochs=2, batch_size=64, seed=4, validation_fraction=0.1, verbose=False, optimizer=optimizer)
-    ens = gpunn.Ensemble(SIZES, 3, activation=act, device=device, seed=10, precision=precision, graph=graph)
-    history = ens.fit(X, Y, lr=LRS, **kwargs)
+    ens = gpunn.Ensemble(SIZES, members, activation=act, device=device, seed=10, precision=precision, graph=graph)
+    history = ens.fit(X, Y, lr=LRS[:members], **kwargs)
     worst = 0.0
-    for k in range(3):
+    for k in range(members):
         twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
         h = twin.fit(X, Y, lr=LRS[k], **kwargs)
         worst = max(worst, _rel(ens.member_params[k], twin.params))
@@ -162,6 +162,21 @@ def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, precision, act, optimize
         names = " ".join(str(launch[0]) for launch in fakecupy.state.launches)
         assert ("member_bias_act_forward<gpunn::bf16" in names) == (precision == "bf16")
         assert ("member_bias_grad<gpunn::bf16>" in names) == (precision == "bf16")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_a_one_member_ensemble_trains_as_its_mlp_on_cuda(gpu, precision):
+    """K = 1: the member axis of every product is one long, still the batched GemmEx of the precision."""
+    fakecupy = __import__("sys").modules.get("fakecupy")
+    if fakecupy is not None and not fakecupy.in_use():
+        fakecupy = None
+    if fakecupy is not None:
+        fakecupy.state.gemms.clear()
+    worst, _ = _contract("cuda", precision, "tanh", "adam", members=1)
+    assert worst <= (0.0 if FAKE else GPU_TOL[precision]), worst
+    if fakecupy is not None:
+        assert set(fakecupy.state.gemms) == {"32F_FAST_TF32" if precision == "tf32" else "32F"}
 
 
 @pytest.mark.gpu
