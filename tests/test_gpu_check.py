@@ -381,15 +381,17 @@ def test_an_errored_or_skipped_r2_test_is_not_met(tmp_path, capsys):
 
 def test_a_sticky_driver_error_is_named_and_blamed_on_the_exactness_check_only_when_it_had_it(tmp_path, capsys):
     """CuPy's driver wording of a sticky error (CUDADriverError: 'CUDA_ERROR_ILLEGAL_ADDRESS: ...', what a RawKernel
-    launch raises) is named as the runtime's is; an exactness check that failed with another error did not cause
-    it."""
+    launch raises) is named as the runtime's is; an exactness or graph check that failed with another error did not
+    cause it."""
     sticky = "CUDADriverError: CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered"
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     (tmp_path / "run" / "ensemble" / "ensemble.json").write_text(json.dumps(
         {"device": "cuda", "exact": False, "exactness_error": "RuntimeError: made to fail by the test",
-         "benchmark_error": sticky, "peak_column_ok": False}))
+         "graph": {"error": "RuntimeError: the graph check made to fail by the test"}, "benchmark_error": sticky,
+         "peak_column_ok": False, "bf16_skipped": "under 15 s left for its process"}))
     out = _report(tmp_path / "run", capsys=capsys)
     assert "| the ensemble's '% of peak' column is finite on the GPU | NO |" in out
+    assert "| the bf16 ensemble row's speed (small-x256, CUDA graph) | not measured: under 15 s left for its process" in out
     assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
         f"not measured: no sequential row in ensemble.json: the benchmark failed: {sticky} (CUDA_ERROR_ILLEGAL_ADDRESS "
         "is a sticky CUDA error: every later CUDA call of the process fails with it; a row of the benchmark (the "
@@ -584,6 +586,37 @@ def test_an_r2_part_failed_by_an_earlier_parts_sticky_cuda_error_takes_the_gpu_t
                    if k.startswith("tf32 and bf16 reach"))
         assert got == want
 
+
+def test_an_r2_part_failed_after_a_sticky_error_needs_the_gpu_test_to_have_passed(tmp_path, capsys):
+    """The fallback to tests/test_precision_gpu.py's R² test where the precision hook's R² part failed after an
+    earlier part's sticky CUDA error: met only where that test passed; not collected or skipped is no verdict; an
+    R² part that failed with an error of its own stays not met, a sticky error before it or not. A sticky error
+    named only in a failure's text (the traceback) counts; a skipped test's words do not."""
+    sticky = "CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered"
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    path = tmp_path / "run" / "precision" / "precision.json"
+    p = dict(json.loads(path.read_text()), gemm={"error": sticky})
+    name = "test_tf32_and_bf16_train_to_the_float32_r2"
+    skipped = f'<testcase classname="tests.test_x" name="test_y"><skipped message="{sticky}"/></testcase>'
+    for r2, cases, want in (
+            ("RuntimeError: boom", f'<testcase classname="tests.test_precision_gpu" name="{name}"/>',
+             ("the precision hook's R² part failed: RuntimeError: boom", "**not met**")),
+            (sticky, skipped, (f"tests/test_precision_gpu.py::{name} not collected (the precision hook's R² part "
+                               "failed with cudaErrorIllegalAddress, a sticky CUDA error its gemm part met first)", "")),
+            (sticky, f'<testcase classname="tests.test_precision_gpu" name="{name}"><skipped/></testcase>',
+             (f"tests/test_precision_gpu.py::{name} skipped (the precision hook's R² part failed with "
+              "cudaErrorIllegalAddress, a sticky CUDA error its gemm part met first)", "")),
+            (sticky, skipped + f'<testcase classname="tests.test_precision_gpu" name="{name}"><failure message="E">'
+                               f"{sticky}</failure></testcase>",
+             (f"tests/test_precision_gpu.py::{name} failed: {name} (with cudaErrorIllegalAddress, a sticky CUDA error: "
+              "a fault in it, or in an earlier test of the same pytest process (an xdist worker), whose later tests "
+              "all fail with it; 1 of the stage's tests failed with one) (the precision hook's R² part failed with "
+              "cudaErrorIllegalAddress, a sticky CUDA error its gemm part met first)", "**not met**"))):
+        path.write_text(json.dumps(dict(p, r2={"error": r2})))
+        (tmp_path / "run" / "gpu_tests.xml").write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
+        got = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
+                   if k.startswith("tf32 and bf16 reach"))
+        assert got == want, got
 
 def test_the_precision_hook_leaves_the_cpu_emulation_off_behind_it(tmp_path):
     import gpunn.model
