@@ -1130,3 +1130,18 @@ def test_products_the_gemm_chooser_does_not_take_are_numpys(monkeypatch):
     out = numpy.empty((3, 40, 24), numpy.float32)
     numpy.testing.assert_array_equal(ops.matmul(a, b, out), Ops().matmul(a, b, numpy.empty_like(out)))
     numpy.testing.assert_array_equal(ops.matmul(a[0], b[0], None), Ops().matmul(a[0], b[0], None))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_column_sums_split_over_threads_are_rounded_once(threads):
+    """The fused column sums, split over threads or not, keep each piece's sum in float64 and round the total once:
+    the float64 sum rounded once, bit for bit (these sums are exact in float64: 2**12 float32 terms near 0.1)."""
+    rng = numpy.random.default_rng(15)
+    dZ = (0.1 + 0.01 * rng.random((2**12, 64))).astype(numpy.float32)
+    assert dZ.size >= PARALLEL_MIN_ELEMENTS
+    exact = dZ.astype(numpy.float64).sum(axis=0).astype(numpy.float32)
+    ops = CpuOps(threads=threads)
+    numpy.testing.assert_array_equal(ops.bias_gradient(dZ, numpy.empty(64, numpy.float32)), exact)
+    dA, db = dZ.copy(), numpy.empty(64, numpy.float32)
+    ops.activation_bias_backward(dA, ACTIVATIONS["relu"], numpy.ones_like(dZ), True, dA, db)
+    numpy.testing.assert_array_equal(db, exact)
