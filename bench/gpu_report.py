@@ -371,6 +371,16 @@ def issue12(run):
         f"a {started['rows']:,}-row stream started {started['at_s']:.0f} s into the hook (about "
         f"{started['expected_s']:.0f} s long) did not finish: the call's time ran out in it, or the hook failed there")
     errors = s.get("errors") or {}  # a part that raised (the hook went on to the next)
+
+    def verdict(ratio, source):
+        """MET / NOT_MET for a ratio, not met where the source's own data checks failed or raised: a fast stream of
+        wrong rows meets nothing."""
+        failed = [k for k, ok in (s.get("checks") or {}).items() if k.startswith(source) and not ok]
+        failed += [f"{k} ({errors[k]})" for k in errors if k == f"{source} checks"]
+        if failed:
+            return f"; its data checks failed: {', '.join(failed)}", NOT_MET
+        return "", MET if ratio >= 0.9 else NOT_MET
+
     if long is None:
         why = (errors.get("synthetic_long") and f"the part failed: {errors['synthetic_long']}" or cut
                or s.get("skipped", {}).get("synthetic_long")
@@ -386,7 +396,8 @@ def issue12(run):
         elif not gpu:
             rows.append((texts[0], text + f": not measured on a GPU ({s.get('device')})", ""))
         else:
-            rows.append((texts[0], text + steps, "" if not comparable else MET if long["ratio"] >= 0.9 else NOT_MET))
+            failed, judged = verdict(long["ratio"], "synthetic")
+            rows.append((texts[0], text + steps + failed, "" if not comparable and not failed else judged))
     large = s.get("throughput", {}).get("npy_large")
     if large is None:
         rows.append((texts[1], f"not measured: the part failed: {errors['npy_large']}" if "npy_large" in errors else
@@ -401,7 +412,8 @@ def issue12(run):
             rows.append((texts[1], text + f": not measured on a GPU ({s.get('device')})", ""))
         else:
             steps, comparable = step_words(large)
-            rows.append((texts[1], text + steps, "" if not comparable else MET if large["ratio"] >= 0.9 else NOT_MET))
+            failed, judged = verdict(large["ratio"], "npy")
+            rows.append((texts[1], text + steps + failed, "" if not comparable and not failed else judged))
     return rows
 
 

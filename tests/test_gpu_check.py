@@ -201,6 +201,31 @@ def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_
     assert verdict == "" and measured.endswith(f"; not judged: memory's step graph, stream's step {eager}"), measured
 
 
+def test_a_gpu_streams_ratio_whose_data_checks_failed_is_not_met(tmp_path, capsys):
+    """A fast stream of wrong rows meets nothing: where the streams hook's checks of a source's rows (made's rows,
+    exact replay; rows arriving intact through the .npy pipeline) failed or raised, its throughput target is not met,
+    whatever the ratio, and the row says which check. The other source's checks do not count against it."""
+    large = {"config": "large", "rows": 40_000, "ratio": 0.95}
+    long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())["throughput"]["synthetic_long"]
+    long = dict(long, ratio=0.95)  # (the H200's 10^9-row stream ran 0.86x: not met on its own)
+    cases = (({"npy_rows_arrive_intact": True, "synthetic_rows_are_makes": True}, {}, "met", "met", ""),
+             ({"npy_rows_arrive_intact": False, "synthetic_rows_are_makes": True}, {}, "met", "**not met**",
+              "; its data checks failed: npy_rows_arrive_intact"),
+             ({"synthetic_resume_replays": False}, {}, "**not met**", "met", ""),
+             ({}, {"npy checks": "RuntimeError: boom"}, "met", "**not met**",
+              "; its data checks failed: npy checks (RuntimeError: boom)"))
+    for checks, errors, long_verdict, npy_verdict, npy_words in cases:
+        (tmp_path / "streams.json").write_text(json.dumps({
+            "device": "cuda:0 (NVIDIA H200, CuPy 14.2.0)", "checks": checks, "errors": errors,
+            "throughput": {"npy_large": large, "synthetic_long": long}}))
+        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                             capsys=capsys))
+        measured, verdict = next(v for k, v in t.items() if k.startswith(".npy on the large"))
+        assert (measured, verdict) == ("0.95× in memory (large, 40,000 rows)" + npy_words, npy_verdict)
+        measured, verdict = t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+        assert verdict == long_verdict and ("data checks failed" in measured) == (long_verdict != "met"), measured
+
+
 def test_a_sticky_cuda_error_in_the_ensemble_benchmark_is_named_with_where_it_came_first(tmp_path, capsys):
     """After a sticky CUDA error (an illegal address, a kernel's assert...) every later CUDA call of the process fails
     with it, so a benchmark that failed with one may have been poisoned by a check before it: the report names the
