@@ -432,7 +432,7 @@ def issue13(run):
         got += f"; the hook costs {n['hook_cost_us_per_step']} us per medium float32 step"
     if not checks.get("NCCL communicator"):
         return [(text, f"not measured on a GPU with NCCL: {got}", NOT_MET if failed else "")]
-    cut = "" if failed else _unfinished(run, "nccl", "medium_float32_step_us")
+    cut = "" if failed else _unfinished(run, "nccl", "finished")
     return [(text, got + (f"; {cut}" if cut else ""), NOT_MET if failed else "" if cut else MET)]
 
 
@@ -440,10 +440,10 @@ def _unfinished(run, hook, last):
     """'' when the hook ran to its end, else why its JSON, rewritten after each check, may hold only the checks
     before a cut: its stage line is not "ok" (ended at its cap, or failed outside a check), or missing (the run
     was killed in it). A file merged with --add, which no summary line speaks for, ran to its end when it holds
-    ``last``, the hook's last record."""
+    ``last``, the hook's last record (nccl.py writes ``"finished": true`` at its end)."""
     if hook in run.added_json:
-        return "" if last in run.added_json[hook] else (
-            f"incomplete: the --add file has no {last} (the hook's last record)")
+        return "" if run.added_json[hook].get(last) else (
+            f"incomplete: the --add file has no {last!r} (the hook's last record)")
     line = run.line(hook)
     if line is None:
         return f"incomplete: no {hook} line in summary.txt (the run stopped in it)"

@@ -284,15 +284,16 @@ def test_a_nccl_hook_cut_short_after_passing_checks_is_not_met(tmp_path, capsys)
         saved.write_text(json.dumps(dict(nccl, checks=dict(nccl["checks"], **{check: False}))))
         measured, verdict = _targets(_report(tmp_path / "run", capsys=capsys))[target]
         assert measured == words + check and verdict == "**not met**", measured  # the failure, not the cut, named
-    saved.unlink()  # a later call's nccl.json: finished when it holds the step timing, written after the last check
+    saved.unlink()  # a later call's nccl.json: finished when the hook's last save wrote "finished": true
     added = tmp_path / "nccl.json"
-    for extra, verdict in (({}, ""), ({"medium_float32_step_us": {"plain": 410.2, "distributed": 431.0},
-                                       "hook_cost_us_per_step": 20.8}, "met")):
-        added.write_text(json.dumps({**nccl, **extra}))
+    timing = {"medium_float32_step_us": {"plain": 410.2, "distributed": 431.0}, "hook_cost_us_per_step": 20.8}
+    for extra, verdict in (({}, ""), (timing, ""), ({**timing, "finished": False}, ""),
+                           ({**timing, "finished": True}, "met")):
+        added.write_text(json.dumps({**{k: v for k, v in nccl.items() if k != "finished"}, **extra}))
         measured, got = _targets(_report(tmp_path / "run", "--add", f"nccl={added}", capsys=capsys))[target]
-        assert got == verdict and measured == "3 of 3 checks passed" + (
-            "; the hook costs 20.8 us per medium float32 step" if extra else
-            "; incomplete: the --add file has no medium_float32_step_us (the hook's last record)"), measured
+        cost = "; the hook costs 20.8 us per medium float32 step" if extra else ""
+        assert got == verdict and measured == "3 of 3 checks passed" + cost + (
+            "" if verdict else "; incomplete: the --add file has no 'finished' (the hook's last record)"), measured
 
 
 def test_a_train_json_cut_short_gets_no_graph_verdict_for_every_configuration(tmp_path, capsys):
@@ -1006,6 +1007,7 @@ def test_a_nccl_hook_check_that_raises_fails_alone_and_the_next_ones_still_run(t
     saved = json.loads((tmp_path / "run" / "nccl" / "nccl.json").read_text())
     failed = {k for k, v in saved["checks"].items() if not v}
     assert len(saved["checks"]) == 4 and len(failed) == 3 and failed == set(saved["errors"])
+    assert saved["finished"] is True  # its last save (gpu_report reads an --add'ed file without it as cut short)
     assert saved["checks"]["shard reads on the device (generated, .npy row ranges) interleave exactly"]
     assert set(saved["errors"].values()) == {"RuntimeError: made to fail by the test"}
     assert "FAIL: distributed fit == plain fit at the global batch (rel < 1e-10) (RuntimeError: made to fail" in (
