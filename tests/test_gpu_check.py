@@ -1275,3 +1275,27 @@ def test_each_hooks_help_says_what_its_contract_options_mean_and_their_defaults(
         assert len(said) > len(name) + 20 and "(default: " in said, said
         if default is not None:
             assert f"(default: {default})" in said, said
+
+
+def test_every_stage_line_gpu_check_writes_ends_with_the_runs_seconds_so_far(tmp_path):
+    """gpu_report charges each stage the seconds between its summary line and the line before (Run.stage_seconds):
+    FAIL and SKIP lines without "(Ns)" left the next stage charged with the failed one's time too (mut15c). Each
+    line outcome() and skip() write, and every other FAIL line of a stage that goes on, ends with it."""
+    import subprocess
+
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    body = script.split("\nset -uo pipefail", 1)[1]
+    functions = [re.search(rf"^{name}\(\) \{{.*?\}}$", body, re.M | re.S).group(0) for name in ("record", "outcome", "skip")]
+    calls = 'outcome precision 0 "p.txt"; SECONDS=$((SECONDS + 5)); outcome ensemble 1 "e.txt"; outcome streams 124 ' \
+            '"s.txt"; skip nccl'
+    summary = tmp_path / "summary.txt"
+    subprocess.run(["bash", "-c", "\n".join([f"SUMMARY={summary}; t0=$SECONDS; failed=0", *functions, calls])],
+                   check=True, capture_output=True, timeout=60)
+    lines = summary.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["ok", "FAIL", "FAIL", "SKIP"], lines
+    assert all(re.search(r"\(\d+s\)$", line) for line in lines), lines
+    seconds = _load("bench/gpu_report.py", "gpu_report").Run.stage_seconds(type("R", (), {"summary": "\n".join(lines)}))
+    assert set(seconds) == {"precision", "ensemble", "streams", "nccl"} and seconds["ensemble"] >= 5, seconds
+    others = [line for line in body.splitlines() if 'record "FAIL' in line and "device:" not in line
+              and "report:" not in line]
+    assert others and all(line.rstrip().split("; failed=1")[0].endswith('($((SECONDS - t0))s)"') for line in others), others
