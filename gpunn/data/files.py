@@ -70,11 +70,11 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 except Exception as exc:
                     raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
     else:
-        csv = pyarrow_module("csv")
+        pyarrow_module("csv")  # without pyarrow: MissingExtra, before the file is looked at
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..csvtext import csv_first_text, csv_has_header, data_start
-        from .tables import check_csv_kind, csv_schema, read_range, row_ranges
+        from .tables import check_csv_kind, csv_schema, parse_rows, read_range, row_ranges
 
         check_csv_kind(path)  # as training words it; pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
 
@@ -88,9 +88,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         columns, types, rows = schema.names, csv_column_types(schema, names), None  # (no header: f0, f1, ...)
 
         def read(buffer):  # whole rows, as CsvSource reads its chunks
-            return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns,
-                                                                     block_size=max(len(buffer), 1)),
-                                convert_options=csv.ConvertOptions(include_columns=names, column_types=types))
+            return parse_rows(buffer, columns, names, types)
 
         def batches():  # pieces of CSV_BLOCK bytes cut at line ends (tables.row_ranges): a row of any length reads
             with open(path, "rb") as fh:

@@ -413,7 +413,7 @@ class CsvSource(ChunkedSource):
         if not (isinstance(decimal, str) and len(decimal) == 1) or decimal in (delimiter, '"', "\n", "\r"):
             raise ValueError(f"decimal is the numbers' decimal mark, one character other than the delimiter "
                              f"({delimiter!r}) and a quote or line end: '.' or ',', got {decimal!r}")
-        self._csv = pyarrow_module("csv")
+        pyarrow_module("csv")  # without pyarrow: MissingExtra, before the file is looked at
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
@@ -536,12 +536,8 @@ class CsvSource(ChunkedSource):
 
     def _read(self, buffer):
         """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
-        return self._csv.read_csv(
-            buffer,
-            read_options=self._csv.ReadOptions(column_names=self._column_names, block_size=max(len(buffer), 1)),
-            parse_options=self._csv.ParseOptions(delimiter=self.delimiter),
-            convert_options=self._csv.ConvertOptions(include_columns=self.feature_names + self.target_names,
-                                                     decimal_point=self.decimal, column_types=self._column_types))
+        return parse_rows(buffer, self._column_names, self.feature_names + self.target_names, self._column_types,
+                          self.delimiter, self.decimal)
 
     def _first_refused(self, start, end):
         """(line, complaint) of the first row in the bytes [start, end) that pyarrow refuses (first_refused)."""
@@ -649,6 +645,17 @@ def row_ranges(fh, start, size, block_size):
             end = start + cut + 1 if cut >= 0 else _line_end(fh, end, size)
         yield start, end
         start = end
+
+
+def parse_rows(buffer, columns, picked, types, delimiter=",", decimal="."):
+    """The whole rows of a CSV file in ``buffer`` (read_range's) as a table of the columns ``picked``, parsed by
+    ``types`` (csv_column_types); ``columns``: the file's column names (its header's, or f0, f1, ...). How every
+    gpunn reader parses a CSV file's rows: CsvSource's chunks, gpunn predict's streamed batches."""
+    csv = pyarrow_module("csv")
+    return csv.read_csv(buffer, read_options=csv.ReadOptions(column_names=columns, block_size=max(len(buffer), 1)),
+                        parse_options=csv.ParseOptions(delimiter=delimiter),
+                        convert_options=csv.ConvertOptions(include_columns=picked, decimal_point=decimal,
+                                                           column_types=types))
 
 
 def read_range(fd, start, end):
