@@ -18,7 +18,7 @@ from .common import (DEVICE_NAMES, Parser, add_debug, check_report_outputs, coun
                      non_negative, positive, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
-                    features_help, ignore_late_interrupts, optimizer_of, resolve_task)
+                    check_task_memory, features_help, ignore_late_interrupts, optimizer_of, resolve_task)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
@@ -212,18 +212,6 @@ def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, st
     return limit, why
 
 
-def _check_memory(args, backend) -> None:
-    """Refuse a task whose rows, their shuffled copy and one member cannot all fit, before a row is generated
-    (Linux overcommits: NumPy's allocation may succeed and the process be killed later). The members are the
-    grid's split (members_per_ensemble), counted once the data are made."""
-    from .. import preflight
-
-    sizes = [args.features, *args.hidden, args.outputs]
-    need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
-                                  args.batch_size, standardize=args.standardize)
-    preflight.check_train_memory(need, args.rows, backend, hint=", or sweep over a file, read chunk by chunk (--data)")
-
-
 def split_over_ranks(per, why, comm) -> tuple[int, str]:
     """The split of a data-parallel sweep (under mpiexec), from each rank's own ``members_per_ensemble``: the
     smallest, as every rank holds the whole ensemble on its own device (rank 0's alone would not fit on a
@@ -402,7 +390,7 @@ def run(args) -> int:
         train, validation = (source,), None
         sizes, n_val = [source.n_features, *args.hidden, source.n_outputs], source.validation_rows
     else:
-        _check_memory(args, backend)
+        check_task_memory(args, backend, args.hidden, ", or sweep over a file, read chunk by chunk (--data)")
         X, Y = datasets.make(args.task, args.rows, args.features, args.outputs, noise=args.noise, seed=args.seed,
                              device=backend, dtype=args.dtype)
         n_val = max(2, args.rows // 10)

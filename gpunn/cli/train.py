@@ -350,14 +350,17 @@ def _optimizer(args):
     return optimizer_of(args.optimizer, args.momentum, lr=args.lr, weight_decay=args.weight_decay)
 
 
-def _check_memory(args, backend, hidden):
+def check_task_memory(args, backend, hidden, hint, graph=False):
+    """Refuse a synthetic task whose rows, their shuffled copy and a model of ``hidden`` layers (a CUDA graph's
+    buffers with ``graph``) cannot all fit, before a row is generated (Linux overcommits: NumPy's allocation may
+    succeed and the process be killed later); ``hint``: the command's way out. gpunn train and gpunn sweep (one
+    member: the grid's split, members_per_ensemble, is counted once the data are made)."""
     from .. import preflight
 
     sizes = [args.features, *hidden, args.outputs]
     need = preflight.train_memory(args.rows, args.features, args.outputs, numpy.dtype(args.dtype).itemsize, sizes,
-                                  args.batch_size, graph=data_cli.counts_graph(args, backend),
-                                  standardize=args.standardize)
-    preflight.check_train_memory(need, args.rows, backend, hint=", or stream the rows instead (--stream auto or on)")
+                                  args.batch_size, graph=graph, standardize=args.standardize)
+    preflight.check_train_memory(need, args.rows, backend, hint=hint)
 
 
 def throughput(history, done_before=0) -> tuple[float, float, bool]:
@@ -405,7 +408,8 @@ def run(args) -> int:
     t0 = time.perf_counter()  # the set-up: a file's source is made here (a CSV file parsed to index it), a task's
     source, chosen = data_cli.make_source(args, backend, ckpt)  # rows are generated below
     if source is None:
-        _check_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden)
+        check_task_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden,
+                          ", or stream the rows instead (--stream auto or on)", data_cli.counts_graph(args, backend))
     print(f"device: {backend.describe()}", flush=True)
     print(chosen, flush=True)
     if source is None:
