@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 import time
@@ -650,11 +651,7 @@ class _SpinningWorkers:
                 # for every worker at once), none is waited for
                 try:
                     if self.state[0, GO] == seq:
-                        def wait():
-                            self._wait_done(seq)
-
-                        def settled():
-                            return bool((self.state[:, DONE] >= seq).all())
+                        wait, settled = functools.partial(self._wait_done, seq), functools.partial(self._done, seq)
                         try:
                             wait_uninterrupted(wait, settled)
                         except BaseException:  # one that came as the wait began, before its try: wait, then raise it
@@ -671,6 +668,10 @@ class _SpinningWorkers:
         finally:
             self.busy.release()
 
+
+    def _done(self, seq) -> bool:
+        """Whether every worker has stored the end of task ``seq``: a check that neither blocks nor fails."""
+        return bool((self.state[:, DONE] >= seq).all())
 
     def _wait_done(self, seq):
         """Until every worker has stored the end of task ``seq``, waking any asleep: a Ctrl-C may have come between
