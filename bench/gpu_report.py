@@ -184,11 +184,15 @@ class Run:
 
 # ---- the targets -----------------------------------------------------------------------------------------
 
+def _fell_back(r):
+    """Whether a gpunn train.json row is the default step's whose CUDA graph was not captured: the bench writes it as
+    graph "eager" with the note "graph not captured: why" (gpu_check.sh's train stage fails on that note)."""
+    return r.get("graph") == "eager" and str(r.get("note") or "").startswith("graph not captured")
+
+
 def _eager_step(r):
-    """Whether a gpunn train.json row is the eager step (--eager). The bench writes graph "eager" for a default row
-    too when its CUDA graph was not captured, with the note "graph not captured: why" (gpu_check.sh's train stage
-    fails on that note): that row is still the default step's."""
-    return r.get("graph") == "eager" and not str(r.get("note") or "").startswith("graph not captured")
+    """Whether a gpunn train.json row is the eager step (--eager), not a default row that fell back to it."""
+    return r.get("graph") == "eager" and not _fell_back(r)
 
 
 def _on_gpu(*rows):
@@ -218,7 +222,7 @@ def _ratio_target(run, config, num, den, target, label_num, label_den):
     ratio = a["samples_per_s"] / b["samples_per_s"]
     text = f"{a['samples_per_s']:,.0f} / {b['samples_per_s']:,.0f} = {_x(ratio)}"
     text += "".join(f" ({r['config']} {r['dtype']}'s default step ran eagerly: {r['note']})" for r in (a, b)
-                    if r["impl"] == "gpunn" and r.get("graph") == "eager" and not _eager_step(r))
+                    if r["impl"] == "gpunn" and _fell_back(r))
     if not _on_gpu(a, b):
         return _not_on_gpu(text, a, b)
     return text, MET if ratio >= target else NOT_MET
