@@ -214,12 +214,16 @@ def not_a_number(value, column) -> str:
 
 
 def not_finite(value, column, dtype, decimal=".") -> str:
-    """The refusal of a CSV number that is NaN or infinite as ``dtype`` holds it, after "path line N: ", in the one
-    wording training (gpunn.data.csv, ``train --data``) and gpunn predict (read whole or streamed) give it:
-    "column 'b': 'nan' is NaN; clean or impute it first" ('inf' is infinite, '1e39' is "infinite in float32 (past
-    its largest value)"). ``value``: the field as read (:func:`is_number`); "" where it is finite in ``dtype``."""
+    """The refusal of a CSV value that a reader took for NaN or an infinite number, after "path line N: ", in the
+    one wording training (gpunn.data.csv, ``train --data``) and gpunn predict (read whole or streamed) give it: a
+    value that is no number (:func:`is_number`: a missing one to pyarrow, "" or "NA") in :func:`not_a_number`'s
+    words; a number NaN or infinite as ``dtype`` holds it as "column 'b': 'nan' is NaN; clean or impute it first"
+    ('inf' is infinite, '1e39' is "infinite in float32 (past its largest value)"). ``value``: the field as written;
+    "" where it is a finite number in ``dtype`` (the file changed since it was read)."""
     import numpy
 
+    if not is_number(value, decimal):
+        return not_a_number(value, column)
     number = float(value.strip(" \t").replace(decimal, "."))
     with numpy.errstate(over="ignore"):  # 1e39 in float32: the overflow is what is said
         held = numpy.dtype(dtype).type(number)

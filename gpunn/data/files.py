@@ -267,13 +267,11 @@ def not_finite_in_file(path, exc, row, names, csv) -> str:
     empty value, "NA") is refused as one that is not a number (csvtext.not_a_number), as when IN is read whole."""
     path = os.fspath(path)
     if csv:
-        from ..csvtext import csv_column, csv_field, csv_line, is_number, not_a_number, not_finite
+        from ..csvtext import csv_column, csv_field, csv_line, not_finite
 
         line, column = csv_line(path, row, header=names is not None), csv_column(names, exc.column)
         text = csv_field(path, row, _file_column(path, names, exc.column), header=names is not None)
-        if text is not None and not is_number(text):  # "" or "NA", which pyarrow read as a missing value (NaN)
-            return f"{path} line {line}: {not_a_number(text, column)}"  # as read whole (loadtxt refuses it)
-        said = not_finite(text, column, exc.dtype) if text is not None else ""
+        said = not_finite(text, column, exc.dtype) if text is not None else ""  # "" or "NA": not a number, as read whole
         if said:
             return f"{path} line {line}: {said}"
         place = f"line {line} ({column})"

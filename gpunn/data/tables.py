@@ -571,13 +571,13 @@ class CsvSource(ChunkedSource):
             raise DataError(said) from None
 
     def _not_finite(self, k, X, Y) -> str:
-        """The refusal of the first value of chunk ``k`` that is not finite (features first, as _check_finite looks):
-        csvtext.not_a_number where its text is no number, else csvtext.not_finite; "" where its text reads as a
-        finite number (the file changed since it was read)."""
+        """The refusal of the first value of chunk ``k`` that is not finite (features first, as _check_finite looks),
+        in csvtext.not_finite's words; "" where its text reads as a finite number (the file changed since it was
+        read)."""
         import csv
         import io
 
-        from ..csvtext import csv_column, is_number, not_a_number, not_finite
+        from ..csvtext import csv_column, not_finite
 
         for A, names in ((X, self.feature_names), (Y, self.target_names)):
             bad = numpy.argwhere(~numpy.isfinite(A))
@@ -589,11 +589,8 @@ class CsvSource(ChunkedSource):
             text = io.StringIO(chunk.decode("utf-8", "replace"), newline="")
             values = [r for r in csv.reader(text, delimiter=self.delimiter) if r][row]  # rows as pyarrow counts them
             value = values[index] if index < len(values) else ""
-            column = csv_column(self._column_names, index)
-            if is_number(value, self.decimal):
-                said = not_finite(value, column, A.dtype, self.decimal)
-                return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
-            return f"{self.path} {self._at_row(k, row)}: {not_a_number(value, column)}"
+            said = not_finite(value, csv_column(self._column_names, index), A.dtype, self.decimal)
+            return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
         return ""
 
     def batches(self, epoch, batch_size, first_batch=0):
