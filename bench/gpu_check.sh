@@ -67,6 +67,9 @@ SUMMARY="$OUT/summary.txt"
 
 stage() { echo "== $1 ($((SECONDS - t0))s)"; }
 record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, written at once
+# a stage's line, ending with the run's seconds so far (gpu_report charges each stage the difference from the line
+# before: a line without them would charge the next stage with this one's time)
+ended() { record "$1 ($((SECONDS - t0))s)"; }
 # a stage's command, ended after $1 seconds by SIGINT, which pytest answers by writing its junit XML and its counts
 # of what ran and a Python hook by printing where it was (SIGTERM ends either without a word); SIGKILL 10 s later
 # for one stuck in a CUDA or NCCL call or that handles the signal and goes on, as gpunn's own commands do. timeout
@@ -74,15 +77,14 @@ record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, wri
 # first SIGINT only (GPUNN_TESTS_ONE_SIGINT, tests/conftest.py), so the second cannot cut its reporting short
 bounded() { timeout -s INT -k 10 "$@"; }
 # a stage's line from its exit code (124: ended by its time limit; what it wrote so far stays in OUT)
-# every line ends with the run's seconds so far (gpu_report charges each stage the difference from the line before)
-outcome() { if [ "$2" -eq 0 ]; then record "ok   $1: $3 ($((SECONDS - t0))s)"
-            elif [ "$2" -eq 124 ]; then record "FAIL $1: timed out, partial: $3 ($((SECONDS - t0))s)"; failed=1
-            else record "FAIL $1 (exit $2): $3 ($((SECONDS - t0))s)"; failed=1; fi; }
+outcome() { if [ "$2" -eq 0 ]; then ended "ok   $1: $3"
+            elif [ "$2" -eq 124 ]; then ended "FAIL $1: timed out, partial: $3"; failed=1
+            else ended "FAIL $1 (exit $2): $3"; failed=1; fi; }
 # seconds a stage may take: min(cap, what is left of the budget less what later stages reserve);
 # 0 when under 10 s would be left
 allow() { local left=$((BUDGET - (SECONDS - t0) - ${2:-0})); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
           [ "$cap" -lt 10 ] && cap=0; echo "$cap"; }
-skip() { record "SKIP $1: no budget left (the run is incomplete: it fails) ($((SECONDS - t0))s)"; failed=1; }
+skip() { ended "SKIP $1: no budget left (the run is incomplete: it fails)"; failed=1; }
 HOOKS="precision ensemble streams nccl"
 present=0; for hook in $HOOKS; do [ -f "bench/gpu_checks/$hook.py" ] && present=$((present + 1)); done
 HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their share
@@ -105,7 +107,7 @@ if [ "$DRY" = 0 ]; then
     exit 3
   fi
 fi
-record "ok   device: $(head -n 1 "$OUT/device.txt") ($((SECONDS - t0))s)"
+ended "ok   device: $(head -n 1 "$OUT/device.txt")"
 
 stage "GPU tests"
 cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))
@@ -123,10 +125,10 @@ if [ "$cap" -eq 0 ]; then skip "tests"; else
   tail -n 15 "$OUT/gpu_tests.log"
   counts=$(grep -E "[0-9]+ (passed|failed|error)" "$OUT/gpu_tests.log" | tail -n 1)
   passed=$(echo "$counts" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
-  if [ "$rc" -eq 124 ]; then record "FAIL tests: timed out after ${cap}s${serial:-}: $counts ($((SECONDS - t0))s)"; failed=1
-  elif [ "$rc" -ne 0 ]; then record "FAIL tests (exit $rc): $counts ($((SECONDS - t0))s)"; failed=1
-  elif [ "${passed:-0}" -eq 0 ]; then record "FAIL tests: no GPU test passed (all skipped: CuPy unusable?): $counts ($((SECONDS - t0))s)"; failed=1
-  else record "ok   tests: $counts ($((SECONDS - t0))s)"; fi
+  if [ "$rc" -eq 124 ]; then ended "FAIL tests: timed out after ${cap}s${serial:-}: $counts"; failed=1
+  elif [ "$rc" -ne 0 ]; then ended "FAIL tests (exit $rc): $counts"; failed=1
+  elif [ "${passed:-0}" -eq 0 ]; then ended "FAIL tests: no GPU test passed (all skipped: CuPy unusable?): $counts"; failed=1
+  else ended "ok   tests: $counts"; fi
 fi
 
 stage "kernel benchmarks"
@@ -168,7 +170,7 @@ rows = json.load(open(sys.argv[1]))['results']
 print('; '.join(f\"{r['config']} {r['dtype']}: {r['note']}\" for r in rows if r.get('note', '').startswith('graph not captured')))
 " "$OUT/train.json" 2>/dev/null)
   if [ "$rc" -eq 0 ] && [ -n "$fell_back" ]; then
-    record "FAIL train: the default CUDA graph was not captured: $fell_back ($((SECONDS - t0))s)"; failed=1
+    ended "FAIL train: the default CUDA graph was not captured: $fell_back"; failed=1
   else
     outcome train "$rc" "$OUT/train.txt, $OUT/train.json$(grep -o 'CUDA graph vs eager step.*' "$OUT/train.txt" | sed 's/^/; /')"
   fi
