@@ -87,8 +87,10 @@ def parse_args(argv=None):
         command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command)
                                 if resume_path else from_config))
         args = parser.parse_args(argv)
+    from .common import settle_progress
     from .train import refuse_idle_options
 
+    settle_progress(args, given, args.config)
     refuse_idle_options(given, args, from_config, args.config)
     return args
 

@@ -208,6 +208,35 @@ DEVICE_NAMES = ("cpu, cuda or cuda:N (gpu and gpu:N are the same as cuda and cud
                 "usable and the CPU otherwise; cpu:0 is cpu)")
 
 
+PROGRESS_LEVELS = {"auto": True, "lines": 2, "off": False}  # fit's verbose for each --progress
+
+
+def add_progress(parser) -> None:
+    """--progress and --quiet (its older, shorter "off"), not both on one command line."""
+    either = parser.add_mutually_exclusive_group()
+    either.add_argument("--progress", choices=tuple(PROGRESS_LEVELS), default=None,
+                        help="progress on stderr: auto, a bar on a terminal and a line per epoch in a file or pipe; "
+                             "lines, a line per epoch wherever stderr goes; off, none (default: auto)")
+    either.add_argument("--quiet", action="store_true", help="no progress (--progress off)")
+
+
+def settle_progress(args, given: dict, config_path=None) -> None:
+    """The command line's --progress or --quiet (``given``) overrides the other one set in a --config file; the
+    file giving both ``quiet = true`` and a progress other than off is refused: which one it means is a guess."""
+    if "progress" in given:
+        args.quiet = False
+    elif "quiet" in given:
+        args.progress = None
+    elif args.quiet and args.progress not in (None, "off"):
+        raise ValueError(f"{config_path}: quiet = true and progress = {json.dumps(args.progress)} disagree: "
+                         "give one")
+
+
+def verbose_of(args):
+    """fit's ``verbose`` for a command's --progress / --quiet: True, 2 (lines everywhere) or False."""
+    return False if args.quiet else PROGRESS_LEVELS[args.progress or "auto"]
+
+
 def add_debug(parser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the full traceback (also: environment variable GPUNN_DEBUG=1)")

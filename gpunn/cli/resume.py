@@ -9,7 +9,7 @@ An option given with ``--resume`` (on the command line or in ``--config``) eithe
 changes the continuation, or is refused, by name, before anything is generated, trained or written:
 
 - ``--epochs`` raises the total (it must exceed the epochs already done);
-- ``--save`` writes the continuation elsewhere; ``--json``, ``--csv``, ``--plot``, ``--quiet``, ``--debug``
+- ``--save`` writes the continuation elsewhere; ``--json``, ``--csv``, ``--plot``, ``--progress``, ``--quiet``, ``--debug``
   concern this process's output only; ``--device`` may name another device of the same kind
   (``auto`` as it resolves here; CuPy's generator is not NumPy's, so the synthetic data, and a data file's
   shuffle, depend on the kind); ``--data`` and ``--targets`` may say where the run's files are now (they are recorded as absolute paths, and the
@@ -33,7 +33,7 @@ from .common import counted
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
 # (csv and save_best are gpunn sweep's)
-RUN_LOCAL = frozenset({"resume", "save", "json", "csv", "plot", "save_best", "quiet", "config", "debug"})
+RUN_LOCAL = frozenset({"resume", "save", "json", "csv", "plot", "save_best", "progress", "quiet", "config", "debug"})
 BACKEND_KEY = "data_backend"  # recorded beside the options: "cpu" or "cuda", the generator of the data
 # where the data files are: recorded as absolute paths; with --resume they may name where the files are
 # now (the checkpoint then checks that the source holds the same data: rows, columns, chunks, ...)

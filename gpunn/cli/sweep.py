@@ -14,8 +14,8 @@ from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from ..training.state import position_words
 from . import data as data_cli
-from .common import (DEVICE_NAMES, Parser, add_debug, check_report_outputs, counted, csv_text, dtype, json_text,
-                     non_negative, positive, write_output)
+from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
+                     json_text, non_negative, positive, verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     check_task_memory, features_help, ignore_late_interrupts, optimizer_of, resolve_task)
@@ -112,14 +112,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
     s.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
-                   "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--quiet/--device (same kind) "
+                   "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--progress/--quiet/--device (same kind) "
                    "apply, --data/--targets may say where its files are now (the same data), any other option that differs "
                    "from the recorded one is refused; keeps saving to DIR unless --save says otherwise. Under mpiexec "
                    "a --data sweep started in one process resumes only once each of its ensembles has started")
     s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
                    "command line override it; a key this sweep would not use is noted, not refused")
-    s.add_argument("--quiet", action="store_true", help="no progress: neither the bar (on a terminal) nor the line per epoch (in a file or pipe)")
+    add_progress(s)
     data_cli.add_arguments(s, stream=False)
     add_debug(s)
     s.set_defaults(func=run)
@@ -289,8 +289,8 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch, args.epochs)
     print(f"ensemble {g}: {done} done ({path})", flush=True)
     left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
-    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=left and not args.quiet,
-                          checkpoint=save_to, callbacks=[record], distributed=distributed)
+    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation,
+                          verbose=verbose_of(args) if left else False, checkpoint=save_to, callbacks=[record], distributed=distributed)
     return ckpt.model, history
 
 
@@ -448,7 +448,7 @@ def run(args) -> int:
                                   optimizer=optimizer, lr=[s["lr"] for s in group],
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
                                   **({} if args.data else {"seed": args.seed}), validation_data=validation,
-                                  callbacks=callbacks, verbose=not args.quiet, distributed=distributed)
+                                  callbacks=callbacks, verbose=verbose_of(args), distributed=distributed)
         except TrainingDiverged as exc:  # every member of this ensemble diverged: in one ensemble of the whole
             all_diverged = exc           # grid they would be frozen and listed as diverged, and so they are here
             print(f"ensemble {g}: every member diverged; they are ranked last", flush=True)

@@ -13,8 +13,8 @@ from ..activations import ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
 from ..training.state import position_words
 from . import data as data_cli
-from .common import (DEVICE_NAMES, Parser, add_debug, bounded, check_report_outputs, counted, csv_text, dtype,
-                     json_text, non_negative, number, positive, write_output)
+from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, bounded, check_report_outputs, counted, csv_text,
+                     dtype, json_text, non_negative, number, positive, verbose_of, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
@@ -101,16 +101,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "output: the lines of text then go to stderr, so gpunn train --json - | jq works)")
     t.add_argument("--csv", metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
                    "output)")
-    t.add_argument("--quiet", action="store_true", help="no progress: neither the bar (on a terminal) nor the line per epoch (in a file or pipe)")
+    add_progress(t)
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names); flags on the command line override it; a key this run would not use (patience without "
                    "early-stopping, a synthetic task's with --data) is noted, not refused")
     r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
-                   "--quiet: each command's own; nor the options the run did not use)")
+                   "--progress, --quiet: each command's own; nor the options the run did not use)")
     r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
-                   "every option; --epochs can extend it, --save/--json/--csv/--plot/--quiet/--device (same kind) apply, "
+                   "every option; --epochs can extend it, --save/--json/--csv/--plot/--progress/--quiet/--device (same kind) apply, "
                    "--data/--targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
                    "--save says otherwise")
@@ -450,11 +450,11 @@ def run(args) -> int:
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
         # (the progress bar of verbose runs counts rows per batch: no second, per-epoch bar)
         if ckpt:
-            history = ckpt.resume(source, epochs=args.epochs, verbose=not args.quiet, checkpoint=args.save or True,
+            history = ckpt.resume(source, epochs=args.epochs, verbose=verbose_of(args), checkpoint=args.save or True,
                                   callbacks=extra, distributed=distributed)
         else:
             history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                                schedule=args.schedule, verbose=not args.quiet, callbacks=callbacks,
+                                schedule=args.schedule, verbose=verbose_of(args), callbacks=callbacks,
                                 distributed=distributed)
 
         def held_out_evaluator():  # the held-out chunks, streamed again
@@ -470,18 +470,18 @@ def run(args) -> int:
             return metrics.RegressionEvaluator(model, Xv, Yv)
         if ckpt:
             history = ckpt.resume(X_train, Y_train, epochs=args.epochs, validation_data=validation,
-                                  verbose=not args.quiet, checkpoint=args.save or True, callbacks=extra,
+                                  verbose=verbose_of(args), checkpoint=args.save or True, callbacks=extra,
                                   distributed=distributed)
         else:
             history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                                schedule=args.schedule, verbose=not args.quiet, validation_data=validation,
+                                schedule=args.schedule, verbose=verbose_of(args), validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
     if distributed and history.interrupted:
         ignore_late_interrupts()
     if save_path and root and os.path.exists(save_path):
         # written once the run has a checkpoint: a run that fails validation rewrites nothing. It holds the
         # run (what the checkpoint records, and where it is saved), not this process's own outputs and display
-        # (--json, --csv, --plot, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
+        # (--json, --csv, --plot, --progress, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
         # --config would print a CSV; nor the options it left unused (idle_options: with --data, the synthetic
         # task's, also where a resume's checkpoint recorded them), which the file fed back in would note
         idle = idle_options(args, resumed_too=True)
