@@ -169,9 +169,9 @@ def main(argv=None) -> int:
     if args.mode == "suite":
         return suite(args)
     if args.mode == "make-npy":
-        t0 = time.perf_counter()
-        make_npy(args.dir, args.rows or 2_000_000, args.features, args.outputs)
-        print(json.dumps({"mode": "make-npy", "rows": args.rows, "seconds": time.perf_counter() - t0,
+        t0, rows = time.perf_counter(), args.rows or 2_000_000
+        make_npy(args.dir, rows, args.features, args.outputs)
+        print(json.dumps({"mode": "make-npy", "rows": rows, "seconds": time.perf_counter() - t0,
                           "bytes": sum(os.path.getsize(os.path.join(args.dir, f)) for f in ("X.npy", "Y.npy"))}))
         return 0
     if args.mode == "synthetic" and not args.rows:

@@ -1,0 +1,201 @@
+"""python -m gpunn.bench.stream's arithmetic and plumbing, on injected fits and timings (nothing timed): the rows it
+trains on, the rates it prints, the suite's pairs, and the pieces bench/gpu_checks/streams.py takes from it for issue
+12 (make_npy's rows, the pinned copy's GB/s, the peak RSS)."""
+import functools
+import json
+import subprocess
+
+import numpy
+import pytest
+
+from gpunn.bench import stream
+
+
+def test_make_npy_writes_the_rows_datasets_make_returns(tmp_path):
+    from gpunn import datasets
+
+    stream.make_npy(tmp_path, 1000, 3, 2, seed=7)
+    X, Y = numpy.load(tmp_path / "X.npy"), numpy.load(tmp_path / "Y.npy")
+    want_x, want_y = datasets.make("teacher", 1000, 3, 2, seed=7, dtype="float32")
+    assert X.dtype == Y.dtype == numpy.float32 and X.shape == (1000, 3) and Y.shape == (1000, 2)
+    numpy.testing.assert_array_equal(X, want_x)
+    numpy.testing.assert_array_equal(Y, want_y)
+
+
+def test_make_npy_says_how_many_rows_it_made(tmp_path, monkeypatch, capsys):
+    """Without --rows, make-npy makes its default 2,000,000 rows; its JSON line said "rows": null."""
+    made = []
+
+    def small(directory, rows, features, outputs):
+        made.append(rows)
+        for name in ("X.npy", "Y.npy"):
+            numpy.save(tmp_path / name, numpy.zeros((4, 1), "float32"))
+
+    monkeypatch.setattr(stream, "make_npy", small)
+    for argv, rows in (([], 2_000_000), (["--rows", "123"], 123)):
+        assert stream.main(["make-npy", str(tmp_path), *argv]) == 0
+        line = json.loads(capsys.readouterr().out)
+        assert line["rows"] == rows == made[-1] and line["bytes"] == 2 * (tmp_path / "X.npy").stat().st_size
+
+
+def test_the_peak_rss_is_the_kernels_high_water_mark_in_bytes():
+    """ru_maxrss is in KiB on Linux: the same figure as /proc's VmHWM (kB there means KiB)."""
+    with open("/proc/self/status") as fh:
+        before = stream.peak_rss_bytes()
+        hwm = next(int(line.split()[1]) for line in fh.read().splitlines() if line.startswith("VmHWM:")) * 1024
+    after = stream.peak_rss_bytes()
+    assert before <= hwm <= after
+
+
+def test_the_pinned_copy_bandwidth_is_the_bytes_copied_between_its_events_over_their_time(fake_cupy, monkeypatch):
+    """copy_bandwidth's GB/s: the bytes of the copies between its two events over the time between them, with
+    the events on the stream that made the copies (on another they would time nothing of them). The stand-in's
+    event time is injected: 2 ms per copy made between two events."""
+    from gpunn import backend
+
+    cp, copies, events = fake_cupy, [], []
+    set_, record = cp.ndarray.set, cp.cuda.Event.record
+
+    def counted_set(self, arr, stream=None):
+        copies.append((arr.nbytes, stream))
+        return set_(self, arr, stream=stream)
+
+    def counted_record(self, stream=None):
+        self._copies_before = len(copies)
+        events.append(stream)
+        return record(self, stream)
+
+    monkeypatch.setattr(cp.ndarray, "set", counted_set)
+    monkeypatch.setattr(cp.cuda.Event, "record", counted_record)
+    monkeypatch.setattr(cp.cuda, "get_elapsed_time", lambda a, b: 2.0 * (b._copies_before - a._copies_before))
+    gpu = backend.resolve("cuda")
+    with gpu.use():
+        gbps = stream.copy_bandwidth(gpu, 1000, 33, repeats=3)
+    window = 1000 * 33 * 4
+    assert gbps == pytest.approx(window / 2e-3 / 1e9)
+    assert {n for n, _ in copies} == {window} and len(events) == 2
+    assert all(on is not None and on is copies[-1][1] for on in events)  # the copies' stream, recorded on
+
+
+class _FakeFits:
+    """gpunn.bench.runners.timed_fit as run() calls it: the warm-up fit, then the timed one, whose history is
+    injected (two epochs of 0.5 s and 1.5 s); what each was given is kept."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, model, *data, **options):
+        self.calls.append((data, options))
+        n = options["epochs"]
+        return {"time_s": [0.5, 1.5][:n], "samples_per_s": [7.0, 5.0][:n], "loss": [3.0, 2.0][:n]}
+
+
+def _run(monkeypatch, *argv):
+    from gpunn.bench import runners
+
+    fits, clock = _FakeFits(), iter([10.0, 14.0])  # 4 CPU seconds in the timed fit
+    monkeypatch.setattr(runners, "timed_fit", fits)
+    monkeypatch.setattr(stream, "_cpu_seconds", lambda: next(clock))
+    monkeypatch.setattr(stream, "peak_rss_bytes", lambda: 3 * 2**30)
+    result = stream.run(stream_args(*argv))
+    return result, fits.calls
+
+
+def stream_args(*argv):
+    """main's arguments, parsed by main's own parser (main stopped before it runs anything)."""
+    seen = []
+    real_run = stream.run
+    try:
+        stream.run = lambda args: seen.append(args) or {}
+        stream.main([*argv, "--hidden", "8", "--batch-size", "64", "--device", "cpu"])
+    finally:
+        stream.run = real_run
+    return seen[0]
+
+
+def test_a_runs_rates_are_its_rows_times_its_epochs_over_the_fits_seconds(monkeypatch):
+    result, calls = _run(monkeypatch, "synthetic-memory", "--rows", "640", "--epochs", "2")
+    (warm, warm_options), (data, options) = calls
+    assert warm_options["epochs"] == 1 and options["epochs"] == 2 and options["batch_size"] == 64
+    assert data[0].shape == (640, 32) and data[1].shape == (640, 1)
+    assert (result["rows"], result["epochs"], result["hidden"]) == (640, 2, [8])
+    assert result["seconds"] == 2.0 and result["samples_per_s"] == 640 * 2 / 2.0
+    assert result["cpu_seconds"] == 4.0 and result["samples_per_cpu_s"] == 640 * 2 / 4.0
+    assert result["epoch_samples_per_s"] == [7.0, 5.0] and result["loss"] == 2.0 and result["peak_rss_gib"] == 3.0
+
+
+@pytest.mark.parametrize("mode", ["npy", "memory"])
+def test_npy_and_memory_train_on_the_first_rows_of_the_pair(tmp_path, monkeypatch, mode):
+    """--rows on npy/memory: a prefix of the files (npy: whole chunks, the last one cut), the same rows both ways."""
+    from gpunn import data
+
+    X = numpy.arange(3000 * 2, dtype="float32").reshape(3000, 2)
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X[:, :1] * 2)
+    monkeypatch.setattr(data, "npy", functools.partial(data.npy, chunk_rows=400))  # 1000 rows: 2.5 chunks
+    result, calls = _run(monkeypatch, mode, str(tmp_path), "--rows", "1000")
+    (train, options) = calls[1]
+    if mode == "npy":
+        source = train[0]
+        source.bind("cpu", "float32")
+        got = numpy.concatenate([b[0] for b in source.batches(0, 64, 0)])
+    else:
+        got = train[0]
+    assert result["rows"] == 1000 and got.shape == (1000, 2)
+    numpy.testing.assert_array_equal(numpy.sort(got[:, 0]), X[:1000, 0])
+    assert result["samples_per_s"] == 1000 * 1 / 0.5  # one epoch of 0.5 s
+
+
+def test_a_runs_json_line_is_appended_to_the_file(tmp_path, monkeypatch, capsys):
+    """--json appends (the suite's runs share one file)."""
+    from gpunn.bench import runners
+
+    monkeypatch.setattr(runners, "timed_fit", _FakeFits())
+    path = tmp_path / "runs.jsonl"
+    for rows in (64, 128):
+        assert stream.main(["synthetic-memory", "--rows", str(rows), "--hidden", "4", "--batch-size", "64",
+                            "--device", "cpu", "--json", str(path)]) == 0
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["rows"] for r in lines] == [64, 128]
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == lines[-1]
+
+
+def test_the_suite_pairs_each_source_with_the_same_rows_in_memory(tmp_path, monkeypatch, capsys):
+    """suite: each run in its own process (their JSON lines injected here), the .npy pair made when missing, and
+    each source's samples/s over its in-memory peer's."""
+    rates = {"synthetic-memory": (200_000, 2.0), "synthetic": (50_000, 1.0), "npy": (90_000, 1.5),
+             "memory": (100_000, 2.5), "make-npy": None}
+    commands = []
+
+    def fake_run(command, **kwargs):
+        mode = command[3]
+        commands.append(command[3:])
+        rate = rates[mode]
+        line = {"mode": mode} if rate is None else {"mode": mode, "samples_per_s": rate[0], "peak_rss_gib": rate[1]}
+        if mode == "npy":
+            line["h2d_gbps_pinned"] = 12.5
+        return subprocess.CompletedProcess(command, 0, json.dumps(line) + "\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    path = tmp_path / "suite.jsonl"
+    assert stream.main(["suite", str(tmp_path), "--stream-rows", "3000", "--memory-rows", "2000", "--npy-rows", "1000",
+                        "--epochs", "2", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = {c[0]: c[c.index("--rows") + 1] for c in commands}
+    assert [c[0] for c in commands] == ["synthetic-memory", "synthetic", "make-npy", "npy", "memory"]
+    assert rows == {"synthetic-memory": "2000", "synthetic": "3000", "make-npy": "1000", "npy": "1000", "memory": "1000"}
+    assert all(c[c.index("--json") + 1] == str(path) and c[c.index("--epochs") + 1] == "2" for c in commands)
+    assert all(c[1] == str(tmp_path) for c in commands if c[0] in ("make-npy", "npy", "memory"))
+    assert ("stream: 50,000 samples/s = 0.25x in memory (200,000); peak RSS 1.00 GiB (in memory 2.00 GiB)\n"
+            in out)
+    assert ("npy: 90,000 samples/s = 0.90x in memory (100,000); peak RSS 1.50 GiB (in memory 2.50 GiB); "
+            "H2D 12.5 GB/s pinned\n" in out)
+    # a pair already there, with enough rows, is not made again
+    numpy.save(tmp_path / "X.npy", numpy.zeros((1000, 1), "float32"))
+    commands.clear()
+    stream.main(["suite", str(tmp_path), "--npy-rows", "1000"])
+    assert "make-npy" not in [c[0] for c in commands]
+    numpy.save(tmp_path / "X.npy", numpy.zeros((999, 1), "float32"))
+    commands.clear()
+    stream.main(["suite", str(tmp_path), "--npy-rows", "1000"])
+    assert "make-npy" in [c[0] for c in commands]
