@@ -91,6 +91,9 @@ HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their sha
 # a dry run checks the plumbing, not the budget: its hooks get the GPU's --max-seconds but 60 s more before they
 # are cut (on a loaded CI machine the nccl hook's CPU stand-in, two MPI ranks, took ~45 s and was cut at 40)
 HOOK_SLACK=0; [ "$DRY" = 1 ] && HOOK_SLACK=60
+# and the ensemble hook the next GPU session's cap (call 1 below the header), under which it starts its graph rows'
+# process, as it will there (under the default 40 s it may have too little left to start it)
+[ "$DRY" = 1 ] && GPUNN_CHECK_ENSEMBLE_SECONDS=${GPUNN_CHECK_ENSEMBLE_SECONDS:-90}
 RESERVE_TRAIN=90; RESERVE_KERNELS=30
 
 stage "device"

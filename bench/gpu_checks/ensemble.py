@@ -3,28 +3,35 @@
     python bench/gpu_checks/ensemble.py --device cuda --out DIR --max-seconds 90    # what gpu_check.sh runs
     python bench/gpu_checks/ensemble.py --device cpu --out DIR --max-seconds 60     # the plumbing, no GPU
 
-1. exactness: a 3-member float64 ensemble (Adam, per-member learning rates and weight decays) against
-   three MLP fits on the same device, to 1e-10 relative (tests/test_ensemble_gpu.py has the full set);
-2. the benchmark: ``gpunn bench --config small-x256`` (K=256 small nets; a tiny-x4 with --device cpu)
-   against K sequential gpunn fits, the torch vmap ensemble and K torch models in a loop, in
-   member-samples/s (the torch loop only with --max-seconds 60 or more). The issue's GPU targets (>= 50x sequential, >= 3x torch vmap) are reported in
-   DIR/ensemble.json as met or not; they do not change the exit status.
-3. on a GPU, the ensemble's CUDA graph (``Ensemble(graph=True)``, opt-in): the same fit with and without it
-   (whether it captured, and the largest relative difference: the graph's products are cuBLAS strided
-   batched calls where the eager step uses CuPy's matmul), and a "graph" row in the benchmark; the 3x
-   torch-vmap target is reported for the faster of the two gpunn rows.
-4. on a GPU with --max-seconds 60 or more, after the float32 rows are saved: a bf16 row (``Ensemble(precision=
-   "bf16", graph=True)``, a path no GPU has run yet) in a process of its own (``--bf16-row``), beside that
-   process's own float32 graph row, within what is left of --max-seconds (it is killed there); its speed-up over
-   that graph row (same rounds) and over the torch vmap row of step 2 (medians of the two processes). Left out
-   under gpu_check.sh's default 40 s cap (its first step compiles the bf16 kernels);
-   GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
-Exit 0 when the exactness check passes and the benchmark ran (the bf16 row is reported, not judged).
-DIR/ensemble.json is written after the checks, after the benchmark, and at the end. A check that raises is kept
-as its error and the benchmark still runs; a benchmark that raises is saved as ``benchmark_error`` and the hook
-fails with its traceback (after the bf16 row's process, which it cannot reach). The bf16 row's failure is
-``bf16_error`` (its exception, a signal that ended its process, or its time running out): a sticky CUDA fault
-in it (an illegal address...) poisons only its own process's CUDA context, never issue 11's rows.
+Up to three processes, each started after the one before has saved its results into DIR/ensemble.json, so that
+a sticky CUDA fault (an illegal address, a kernel's assert: every later CUDA call of its process fails with it)
+in a path no GPU has run yet poisons only its own process's CUDA context, never what was measured before it:
+1. this process, the eager ensemble: exactness (a 3-member float64 ensemble, Adam, per-member learning rates and
+   weight decays, against three MLP fits on the same device, to 1e-10 relative; tests/test_ensemble_gpu.py has
+   the full set), then the benchmark: ``gpunn bench --config small-x256`` (K=256 small nets; a tiny-x4 with
+   --device cpu) against K sequential gpunn fits and the torch vmap ensemble (and K torch models in a loop with
+   --max-seconds 120 or more), in member-samples/s: issue 11's targets (>= 50x sequential, >= 3x torch vmap on
+   a GPU) as met or not, saved before anything else runs;
+2. the ensemble's CUDA graph (``Ensemble(graph=True)``, opt-in), in a process of its own (``--graph-rows``,
+   DIR/ensemble-graph.json): the graph check (the same fit with and without it: whether it captured, and the
+   largest relative difference; the graph's products are cuBLAS strided batched calls where the eager step uses
+   CuPy's matmul), then the "graph" row in rounds of its own beside the eager ensemble and the torch vmap
+   ensemble: its speed-up over torch vmap from those rounds, over the sequential fits against step 1's row
+   (medians of two processes), the targets reported for the faster of the two gpunn rows. On the CPU (the dry
+   run) the process runs its check and rows too, with no graph row (a CPU has no CUDA graph): the plumbing;
+3. on a GPU with --max-seconds 60 or more: a bf16 row (``Ensemble(precision="bf16", graph=True)``, a path no
+   GPU has run yet) in a process of its own (``--bf16-row``, DIR/ensemble-bf16.json), beside that process's
+   own float32 graph row; its speed-up over that graph row (same rounds) and over step 1's torch vmap row
+   (medians of the two processes). Left out under gpu_check.sh's default 40 s cap (its first step compiles the
+   bf16 kernels); GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
+Each later process is killed when its share of --max-seconds runs out (step 1 keeps GRAPH_SECONDS and
+BF16_SECONDS free for them) and is not started with under its minimum left (``graph_skipped``,
+``bf16_skipped``); its failure (its exception, a signal that ended it, its time) is ``graph_error`` /
+``bf16_error``, a graph check's own exception ``graph["error"]``. A check that raises in step 1 is kept as its
+error and the benchmark still runs; a benchmark that raises is saved as ``benchmark_error`` and the hook fails
+with its traceback after the later processes, which it cannot reach.
+Exit 0 when the exactness check passes, the eager benchmark ran and the graph rows did not fail (the targets and
+the bf16 row are reported, not judged).
 """
 from __future__ import annotations
 
@@ -40,10 +47,15 @@ import numpy
 from hook_args import hook_parser
 
 TARGETS = {"cuda": {"sequential": 50.0, "torch-vmap": 3.0}, "cpu": {"sequential": 3.0, "torch-vmap": 2.5}}
-# The bf16 row's process: kept free of --max-seconds by the float32 benchmark (start-up: imports and a CUDA
-# context, ~5 s; its runners' warm-ups and captures; three rounds of four rows, ~0.3 s each), and the least it
-# is started with
+# The later processes' shares of --max-seconds, kept free by the eager benchmark, and the least each is started
+# with. Graph: start-up (imports, torch's included, and a CUDA context, ~5-8 s), the graph check (two float64
+# fits, one captured), its runners' warm-ups and capture, three rounds of five runners (~0.3 s each). bf16:
+# start-up, its runners' warm-ups and captures (the bf16 kernels compiled), three rounds of four rows.
+GRAPH_SECONDS, GRAPH_MIN_SECONDS = 25, 10
 BF16_SECONDS, BF16_MIN_SECONDS = 30, 15
+# The K torch models in a loop (379x slower than the ensemble on the H200: ~2.7 s an epoch, ~15 s of warm-up and
+# rounds) are no target of issue 11: they run only with this much time
+LOOP_SECONDS = 120
 
 
 def exactness(device) -> float:
@@ -87,14 +99,17 @@ def graph_check(device) -> dict:
 
 def main(argv=None) -> int:
     parser = hook_parser(__doc__, max_seconds=90.0)
+    parser.add_argument("--graph-rows", action="store_true", help="the graph check and the graph row alone, into "
+                        "DIR/ensemble-graph.json (what the hook runs in a process of its own)")
     parser.add_argument("--bf16-row", action="store_true", help="the bf16 row alone, into DIR/ensemble-bf16.json "
                         "(what the hook runs in a process of its own)")
     args = parser.parse_args(argv)
+    if args.graph_rows:
+        return graph_main(args)
     if args.bf16_row:
         return bf16_main(args)
     t0 = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
-    from gpunn import bench
 
     kind = "cpu" if args.device == "cpu" else "cuda"
     report = {"device": args.device}
@@ -102,10 +117,6 @@ def main(argv=None) -> int:
     def save():  # after each part: a hook killed in the benchmark's warm-ups keeps the checks before it
         with open(os.path.join(args.out, "ensemble.json"), "w") as fh:
             json.dump(report, fh, indent=2)
-
-    def error(exc):
-        traceback.print_exc()
-        return f"{type(exc).__name__}: {exc}"[:400]
 
     try:
         err = exactness(args.device)
@@ -124,30 +135,23 @@ def main(argv=None) -> int:
         report["exact"] = err <= 1e-10
         print(f"ensemble exactness ({args.device}, float64, 3 members vs 3 MLP fits): max relative error {err:.3g} "
               f"({'ok' if report['exact'] else 'FAILED'})", flush=True)
-    if kind == "cuda":
-        try:
-            report["graph"] = g = graph_check(args.device)
-        except Exception as exc:  # noqa: BLE001 - reported (not a pass/fail check)
-            report["graph"] = {"error": error(exc)}
-            print(f"ensemble CUDA graph: FAILED: {report['graph']['error']}", flush=True)
-        else:
-            print(f"ensemble CUDA graph: {'captured' if g['captured'] else 'NOT captured (' + str(g['reason']) + ')'}, "
-                  f"max relative difference from the eager fit {g['max_rel_err']:.3g}", flush=True)
     save()
-    cfg = bench.parse_config("small-x256" if kind == "cuda" else "tiny:8:32x32:1:64-x4")
-    # The K torch models in a loop (379x slower than the ensemble on the H200) cost most of gpu_check.sh's
-    # 40 s hook in warm-up and two rounds alone; they run when the budget allows (--max-seconds 60 and up), as
-    # does the bf16 row.
     roomy = kind == "cuda" and args.max_seconds >= 60
-    peers = ("sequential", "torch-vmap") + (("torch-loop",) if roomy else ())
+    peers = ("sequential", "torch-vmap") + (("torch-loop",) if kind == "cuda" and args.max_seconds >= LOOP_SECONDS
+                                            else ())
     failure = None
     try:
-        results = benchmark(args, t0, cfg, peers, (), reserve=BF16_SECONDS if roomy else 0)
-    except Exception as exc:  # saved, and raised after the bf16 row's process (which a fault here cannot reach)
+        results = benchmark(args, t0, _config(args), peers, (), graph=False,
+                            reserve=GRAPH_SECONDS + (BF16_SECONDS if roomy else 0))
+    except Exception as exc:  # saved, and raised after the later processes (which a fault here cannot reach)
         report["benchmark_error"], failure = error(exc), exc
     else:
         report.update(summary(results, kind))
-    save()  # issue 11's rows, before anything else runs
+    save()  # issue 11's eager rows, before anything else runs
+    report.update(graph_rows(args, t0, kind, report.get("results", []), reserve=BF16_SECONDS if roomy else 0))
+    if "graph_error" in report:
+        print(f"the graph rows failed: {report['graph_error']}", flush=True)
+    save()
     if roomy:
         report.update(bf16_row(args, t0, report.get("results", [])))
         if "bf16_error" in report:
@@ -155,10 +159,22 @@ def main(argv=None) -> int:
         save()
     if failure is not None:
         raise failure
-    return 0 if report["exact"] and report.get("ran") else 1
+    return 0 if report["exact"] and report.get("ran") and "graph_error" not in report else 1
 
 
-def benchmark(args, t0, cfg, peers, precisions, reserve=0):
+def error(exc) -> str:
+    """An exception as ensemble.json holds it, its traceback printed."""
+    traceback.print_exc()
+    return f"{type(exc).__name__}: {exc}"[:400]
+
+
+def _config(args):
+    from gpunn import bench
+
+    return bench.parse_config("small-x256" if args.device != "cpu" else "tiny:8:32x32:1:64-x4")
+
+
+def benchmark(args, t0, cfg, peers, precisions, graph, reserve=0):
     """bench.run_ensembles on ``cfg``: its rounds end ``reserve`` + 5 s before --max-seconds (warm-ups are not
     bounded). On the CPU (plumbing only): no torch loop, torch on one thread (two fight OpenBLAS for 2 cores)."""
     from gpunn import backend as _backend, bench
@@ -168,30 +184,27 @@ def benchmark(args, t0, cfg, peers, precisions, reserve=0):
     return bench.run_ensembles([cfg], [_backend.resolve(args.device)], peers=peers,
                                repeats=3 if gpu else 2, seconds=0.3 if gpu else 0.05,
                                max_seconds=budget, threads=None if gpu else 1,
-                               log=lambda msg: print(msg, flush=True), graph=gpu, precisions=precisions)
+                               log=lambda msg: print(msg, flush=True), graph=graph and gpu, precisions=precisions)
+
+
+def peak_ok(results) -> bool:
+    """Whether every row's '% of peak' is finite, above 0 and at most its '% of GEMM'."""
+    return all(0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] for r in results)
 
 
 def summary(results, kind) -> dict:
-    """ensemble.json's keys from the float32 benchmark's rows: the targets (eager and graph), '% of peak', ran."""
+    """ensemble.json's keys from the eager benchmark's rows: the targets, '% of peak', ran."""
     from gpunn import bench
 
     print(bench.format_table(results), flush=True)
     print(bench.gemm_note(results), flush=True)  # the GFLOP/s behind "% of peak" and "% of GEMM"
     ours = {r["impl"]: r for r in results}
-    out = {"peak_column_ok": all(0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] for r in results),
-           "results": results, "targets": {}}
+    out = {"peak_column_ok": peak_ok(results), "results": results, "targets": {}}
     if not out["peak_column_ok"]:
         print("'% of peak' is missing or above '% of GEMM' in a row: a bug in gpunn.bench.ensemble", flush=True)
-    graph_row = ours.get("gpunn-graph")
     for peer, target in TARGETS[kind].items():
         if peer in ours:
             speedup = ours[peer]["gpunn_speedup"]  # the eager ensemble's, paired by round
-            if graph_row is not None:  # the graph row's, from the medians
-                graph_speedup = graph_row["samples_per_s"] / ours[peer]["samples_per_s"]
-                out.setdefault("graph_targets", {})[peer] = {"speedup": graph_speedup, "target": target,
-                                                            "met": graph_speedup >= target}
-                print(f"gpunn Ensemble graph vs {peer}: {graph_speedup:.2f}x (target >= {target}x: "
-                      f"{'met' if graph_speedup >= target else 'not met'})", flush=True)
             out["targets"][peer] = {"speedup": speedup, "target": target, "met": speedup >= target}
             print(f"gpunn Ensemble vs {peer}: {speedup:.2f}x (target >= {target}x: "
                   f"{'met' if speedup >= target else 'not met'})", flush=True)
@@ -199,42 +212,128 @@ def summary(results, kind) -> dict:
     return out
 
 
-def bf16_command(args, seconds) -> list:
-    """The bf16 row's process: this hook with --bf16-row, on the gpunn this process imported."""
-    return [sys.executable, os.path.abspath(__file__), "--bf16-row", "--device", args.device, "--out", args.out,
+def child_command(args, flag, seconds) -> list:
+    """A later step's process: this hook with ``flag`` (--graph-rows, --bf16-row), on the gpunn this process
+    imported."""
+    return [sys.executable, os.path.abspath(__file__), flag, "--device", args.device, "--out", args.out,
             "--max-seconds", f"{seconds:.1f}"]
+
+
+def run_child(args, flag, name, left) -> tuple:
+    """This hook with ``flag`` in a process of its own, killed after ``left`` seconds: (what it wrote into
+    DIR/``name``, or {}, and how its process ended, in words)."""
+    import gpunn
+
+    path = os.path.join(args.out, name)
+    if os.path.exists(path):
+        os.remove(path)
+    env = dict(os.environ)  # the same gpunn as this process
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gpunn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    try:
+        rc = subprocess.run(child_command(args, flag, left), env=env, timeout=left).returncode
+    except subprocess.TimeoutExpired:
+        ended = f"was still running after {left:.0f} s, and was killed"
+    else:
+        ended = (f"was ended by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals()
+                 else f"exited with status {rc}")
+    try:
+        with open(path) as fh:
+            got = json.load(fh)
+    except (OSError, ValueError):
+        got = {}
+    return (got if isinstance(got, dict) else {}), ended
+
+
+def time_left(args, t0, reserve, least, what) -> tuple:
+    """(seconds a later step's process may run: what is left of --max-seconds less ``reserve`` and 2 s to save and
+    exit, or None, why it is not started: under ``least``)."""
+    left = args.max_seconds - (time.monotonic() - t0) - 2 - reserve
+    if left < least:
+        why = f"{max(left, 0):.0f} s of --max-seconds {args.max_seconds:g} left, under the {least} s it needs"
+        print(f"{what}: skipped ({why})", flush=True)
+        return None, why
+    return left, ""
+
+
+def graph_rows(args, t0, kind, results, reserve=0) -> dict:
+    """ensemble.json's keys for the graph check and the graph row, run in a process of its own (``--graph-rows``)
+    killed when its share of --max-seconds is spent: ``graph`` (the check), ``graph_targets`` (the graph row's
+    speed-up over each peer: torch vmap in its process's rounds, the sequential fits in ``results``) and
+    ``graph_results`` (its process's rows), else ``graph_error`` or ``graph_skipped``."""
+    left, why = time_left(args, t0, reserve, GRAPH_MIN_SECONDS, "the graph rows")
+    if left is None:
+        return {"graph_skipped": why}
+    print(f"the graph check and rows, in a process of their own ({left:.0f} s):", flush=True)
+    got, ended = run_child(args, "--graph-rows", "ensemble-graph.json", left)
+    out = {"graph": got.get("graph") or {"error": f"its process {ended} before the check's result was written"}}
+    if "results" not in got:
+        out["graph_error"] = got.get("error") or f"its process {ended} without writing its rows"
+        return out
+    out["graph_results"] = rows = got["results"]
+    out["peak_column_ok"] = peak_ok(results) and peak_ok(rows)
+    ours = {r["impl"]: r for r in rows}
+    graph = ours.get("gpunn-graph")
+    if graph is None:
+        if kind == "cuda":
+            out["graph_error"] = "its process ran no gpunn-graph row"
+        return out
+    eager = {r["impl"]: r for r in results}
+    for peer, target in TARGETS[kind].items():
+        peer_row, processes = (ours[peer], 1) if peer in ours else (eager.get(peer), 2)
+        if peer_row is None:
+            continue
+        speedup = graph["samples_per_s"] / peer_row["samples_per_s"]  # the medians (of one or of two processes)
+        out.setdefault("graph_targets", {})[peer] = {"speedup": speedup, "target": target, "met": speedup >= target,
+                                                     "processes": processes}
+        print(f"gpunn Ensemble graph vs {peer}: {speedup:.2f}x (target >= {target}x: "
+              f"{'met' if speedup >= target else 'not met'})"
+              + ("" if processes == 1 else " (medians of two processes)"), flush=True)
+    return out
+
+
+def graph_main(args) -> int:
+    """--graph-rows: the graph check, then the graph row beside the eager ensemble and the torch vmap ensemble,
+    into DIR/ensemble-graph.json (written after each)."""
+    from gpunn import bench
+
+    t0 = time.monotonic()
+    os.makedirs(args.out, exist_ok=True)
+    got = {}
+
+    def save():
+        with open(os.path.join(args.out, "ensemble-graph.json"), "w") as fh:
+            json.dump(got, fh, indent=2)
+
+    try:
+        got["graph"] = g = graph_check(args.device)
+    except Exception as exc:  # noqa: BLE001 - reported (not a pass/fail check); the rows still run
+        got["graph"] = {"error": error(exc)}
+        print(f"ensemble CUDA graph: FAILED: {got['graph']['error']}", flush=True)
+    else:
+        print(f"ensemble CUDA graph: {'captured' if g['captured'] else 'NOT captured (' + str(g['reason']) + ')'}, "
+              f"max relative difference from the eager fit {g['max_rel_err']:.3g}", flush=True)
+    save()
+    try:
+        got["results"] = benchmark(args, t0, _config(args), ("torch-vmap",), (), graph=True)
+    except Exception as exc:  # noqa: BLE001 - written for the hook, which reports it
+        got["error"] = error(exc)
+    else:
+        print(bench.format_table(got["results"]), flush=True)
+    save()
+    return 0 if "results" in got else 1
 
 
 def bf16_row(args, t0, results) -> dict:
     """ensemble.json's keys for the bf16 row, run in a process of its own (``--bf16-row``) and killed when
     --max-seconds is spent: ``bf16`` (its speed-up over its process's float32 graph row and over ``results``'
     torch vmap row) and ``bf16_results`` (its process's rows), else ``bf16_error`` or ``bf16_skipped``."""
-    import gpunn
-
-    left = args.max_seconds - (time.monotonic() - t0) - 2  # 2 s to save and exit
-    if left < BF16_MIN_SECONDS:
-        why = f"{max(left, 0):.0f} s of --max-seconds {args.max_seconds:g} left, under the {BF16_MIN_SECONDS} s it needs"
-        print(f"the bf16 row: skipped ({why})", flush=True)
+    left, why = time_left(args, t0, 0, BF16_MIN_SECONDS, "the bf16 row")
+    if left is None:
         return {"bf16_skipped": why}
-    path = os.path.join(args.out, "ensemble-bf16.json")
-    if os.path.exists(path):
-        os.remove(path)
-    env = dict(os.environ)  # the same gpunn as this process
-    root = os.path.dirname(os.path.dirname(os.path.abspath(gpunn.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     print(f"the bf16 row, in a process of its own ({left:.0f} s):", flush=True)
-    try:
-        rc = subprocess.run(bf16_command(args, left), env=env, timeout=left).returncode
-    except subprocess.TimeoutExpired:
-        return {"bf16_error": f"its process was still running after {left:.0f} s, and was killed"}
-    try:
-        with open(path) as fh:
-            got = json.load(fh)
-    except (OSError, ValueError):
-        got = {}
+    got, ended = run_child(args, "--bf16-row", "ensemble-bf16.json", left)
     if "results" not in got:
-        ended = (f"was ended by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals()
-                 else f"exited with status {rc}")
         return {"bf16_error": got.get("error") or f"its process {ended} without writing its rows"}
     rows = {r["impl"]: r for r in got["results"]}
     if "gpunn-graph-bf16" not in rows:
@@ -253,12 +352,10 @@ def bf16_main(args) -> int:
 
     t0 = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
-    cfg = bench.parse_config("small-x256" if args.device != "cpu" else "tiny:8:32x32:1:64-x4")
     try:
-        got = {"results": benchmark(args, t0, cfg, (), ("bf16",))}
+        got = {"results": benchmark(args, t0, _config(args), (), ("bf16",), graph=True)}
     except Exception as exc:  # noqa: BLE001 - written for the hook, which reports it
-        traceback.print_exc()
-        got = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+        got = {"error": error(exc)}
     else:
         print(bench.format_table(got["results"]), flush=True)
     with open(os.path.join(args.out, "ensemble-bf16.json"), "w") as fh:
