@@ -2,6 +2,7 @@
 
     python bench/gpu_report.py OUT_DIR                                  # gpu_check.sh writes OUT_DIR/report.md so
     python bench/gpu_report.py OUT_DIR --add streams=streams.json  # with a later hook run's JSON merged in
+                                                                   # (on the same kind of device: GPU, CPU)
 
 It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json,
 kernels.json and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory,
@@ -79,6 +80,29 @@ def sticky_words(e, key="benchmark_error"):
 
 def _x(value, digits=2):
     return f"{value:.{digits}f}×"
+
+
+def device_kind(device):
+    """"GPU" for a hook JSON's device on CUDA ("cuda", "cuda:0 (NVIDIA H200, CuPy 14.2.0)"), else "CPU"."""
+    return "GPU" if str(device).startswith("cuda") else "CPU"
+
+
+def add_conflict(out, name, extra):
+    """Why the --add file ``extra`` (hook ``name``'s JSON object) may not be merged into the folder ``out``, or None.
+    The merge keeps the folder's other parts and takes the file's device, by which the report judges them all: a GPU
+    file over a CPU run's folder had the CPU's parts (the stand-in's stream ratios, its .npy part) judged as a GPU's,
+    and a CPU file over a GPU run's had the GPU's parts given no verdict. So the file must have been measured on the
+    kind of device every hook of the folder names."""
+    if "device" not in extra:
+        return "it names no device (every hook's JSON does), so it cannot be checked against the folder's"
+    kind = device_kind(extra["device"])
+    for hook in sorted(HOOKS, key=lambda h: h != name):  # its own hook's file first
+        mine = _json(os.path.join(out, hook, f"{hook}.json"))
+        if isinstance(mine, dict) and "device" in mine and device_kind(mine["device"]) != kind:
+            return (f"it was measured on {extra['device']} ({kind}), the folder's {hook}/{hook}.json on "
+                    f"{mine['device']} ({device_kind(mine['device'])}): merged, the folder's parts would be judged as "
+                    f"{kind} measurements; report the two apart")
+    return None
 
 
 def _merge(base, extra):
@@ -336,8 +360,8 @@ def issue11(run):
         graph = e.get("graph_targets", {}).get(peer)
         if got is None and graph is None:
             stage = run.line("ensemble") or ""
-            rows.append((text, f"not measured: no {peer} row in ensemble.json" + (f": {eager_lost}" if eager_lost else "")
-                         + (f"; {graph_lost}" if graph_lost else "") +
+            rows.append((text, f"not measured: no {peer} row in ensemble.json"
+                         + (f": {eager_lost}" if eager_lost else "") + (f"; {graph_lost}" if graph_lost else "") +
                          (f" (`{stage.strip()}`)" if stage and not stage.startswith("ok") else ""), ""))
             continue
         parts = [f"eager {_x(got['speedup'])}" if got else f"eager not measured ({eager_lost or 'no row'})"]
@@ -663,7 +687,8 @@ def main(argv=None) -> int:
     parser.add_argument("out", help="the folder bench/gpu_check.sh wrote")
     parser.add_argument("--add", action="append", default=[], metavar="HOOK=PATH",
                         help=f"a later run's hook JSON ({', '.join(HOOKS)}), merged over the folder's: e.g. "
-                        "streams=streams.json from the second GPU command (bench/gpu_check.sh's header)")
+                        "streams=streams.json from the second GPU command (bench/gpu_check.sh's header); refused "
+                        "where it was measured on another kind of device (GPU, CPU) than the folder's hooks")
     args = parser.parse_args(argv)
     added = []
     for item in args.add:
@@ -675,6 +700,11 @@ def main(argv=None) -> int:
         added.append((name, path))
     if not os.path.isdir(args.out):
         parser.error(f"{args.out}: no such folder")
+    for (name, path), item in zip(added, args.add):
+        extra = _json(path)  # one that is not a JSON object is said in the report (Run.unread), not refused
+        conflict = add_conflict(args.out, name, extra) if isinstance(extra, dict) else None
+        if conflict:
+            parser.error(f"--add {item}: not merged: {conflict}")
     sys.stdout.write(report(Run(args.out, added)))
     return 0
 

@@ -149,13 +149,17 @@ def test_a_cpu_runs_large_rows_get_no_gpu_verdict(tmp_path, capsys):
     assert t["large float32 ≥ 85% of the same-shape SGEMM"] == ("62% (15 of 27 GFLOP/s)", "**not met**")
 
 
+def _folder_of(device):
+    """A checked-in run's folder on the kind of device a hook JSON's ``device`` names (--add refuses another kind)."""
+    return RUNS / ("h200-2026-11-28" if device.startswith("cuda") else "cpu-dry-run")
+
+
 def test_a_cpu_streams_10_9_rows_get_no_gpu_verdict(tmp_path, capsys):
     """Issue 12's 10^9-row target read the row count, not the device: a CPU stream that long was judged."""
     streams = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
     for device, verdict in (("cpu (NumPy)", ""), (streams["device"], "**not met**")):
         (tmp_path / "streams.json").write_text(json.dumps(dict(streams, device=device)))
-        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
-                             capsys=capsys))
+        t = _targets(_report(_folder_of(device), "--add", f"streams={tmp_path / 'streams.json'}", capsys=capsys))
         measured, got = t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
         assert got == verdict and "1,000,000,000 rows" in measured, measured
     assert measured.endswith("GiB") and "not measured on a GPU (cpu (NumPy))" not in measured
@@ -170,8 +174,7 @@ def test_a_cpu_streams_large_npy_part_is_measured_without_a_verdict(tmp_path, ca
                                       ("cuda:0 (NVIDIA H200, CuPy 14.2.0)", "0.95× in memory (large, 40,000 rows)",
                                        "met")):
         (tmp_path / "streams.json").write_text(json.dumps({"device": device, "throughput": {"npy_large": large}}))
-        t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
-                             capsys=capsys))
+        t = _targets(_report(_folder_of(device), "--add", f"streams={tmp_path / 'streams.json'}", capsys=capsys))
         assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (measured, verdict)
 
 
@@ -445,6 +448,41 @@ def test_an_add_file_replaces_only_its_own_parts_and_one_not_an_object_is_not_me
     out = _report(tmp_path / "run", "--add", f"precision={added}", capsys=capsys)
     assert f"**Not merged** (not a JSON object: a file cut short while it was written?): precision ({added})." in out
     assert "tf32 relu adam: 0 (bound 0.0001, within)" in out
+
+
+def test_an_add_file_from_another_kind_of_device_than_the_folders_is_refused(tmp_path, capsys):
+    """--add keeps the folder's other parts and takes the file's device, by which the report judges them all: the
+    second GPU call's streams.json (the 10^9-row stream alone) over today's CPU dry run's folder had the CPU's .npy
+    part (2.33x in memory) judged "met" as a GPU's, its row checks standing for the GPU stream's, and a CPU file over
+    a GPU run's folder left the GPU's parts unjudged. Such a
+    merge is refused, naming both devices; a file that names no device cannot be checked and is refused too. The
+    same file over a folder of its own kind is merged."""
+    report = _load("bench/gpu_report.py", "gpu_report")
+    call2 = tmp_path / "streams-long.json"
+    call2.write_text((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    with pytest.raises(SystemExit):
+        report.main([str(RUNS / "cpu-dry-run"), "--add", f"streams={call2}"])
+    err = capsys.readouterr().err
+    assert (f"--add streams={call2}: not merged: it was measured on cuda:0 (NVIDIA H200, CuPy 14.2.0) (GPU), the "
+            "folder's streams/streams.json on cpu (NumPy) (CPU): merged, the folder's parts would be judged as GPU "
+            "measurements; report the two apart") in err, err
+    on_cpu = tmp_path / "nccl.json"
+    on_cpu.write_text((RUNS / "cpu-dry-run" / "nccl" / "nccl.json").read_text())
+    with pytest.raises(SystemExit):
+        report.main([str(RUNS / "h200-2026-11-28"), "--add", f"nccl={on_cpu}"])
+    assert "it was measured on cpu (CPU), the folder's nccl/nccl.json on cuda:0 (GPU)" in capsys.readouterr().err
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "streams")  # no streams.json of its own: the other hooks' devices decide
+    with pytest.raises(SystemExit):
+        report.main([str(tmp_path / "run"), "--add", f"streams={call2}"])
+    assert "the folder's precision/precision.json on cpu (NumPy) (CPU)" in capsys.readouterr().err
+    nameless = tmp_path / "nameless.json"
+    nameless.write_text(json.dumps({"throughput": {}}))
+    with pytest.raises(SystemExit):
+        report.main([str(RUNS / "h200-2026-11-28"), "--add", f"streams={nameless}"])
+    assert "it names no device (every hook's JSON does)" in capsys.readouterr().err
+    out = _report(RUNS / "h200-2026-11-28", "--add", f"streams={call2}", capsys=capsys)
+    assert "Merged from a later call: streams (streams-long.json)." in out
 
 
 def test_a_stage_not_landed_or_failed_is_named_where_its_targets_are_not_measured(tmp_path, capsys):
