@@ -39,6 +39,17 @@ def generic(m):
     m.setattr(gpunn.model, "one_call_gradients", lambda *args: None)
 
 
+def each_way(monkeypatch, run):
+    """[run() as it is, run() with the generic step forced]."""
+    results = []
+    for generic_step in (False, True):
+        with monkeypatch.context() as m:
+            if generic_step:
+                generic(m)
+            results.append(run())
+    return results
+
+
 def data(rows=300, inputs=16, outputs=1, dtype="float32", scale=1):
     rng = numpy.random.default_rng(0)
     X = scale * rng.standard_normal((rows, inputs))
@@ -109,6 +120,12 @@ RUNS = {  # the one call runs every step of these: with the optimizer's step in 
     "hidden width 8 into 64, sigmoid": dict(sizes=(16, 8, 64, 1), rows=256, activation="sigmoid",
                                             fit=dict(batch_size=128)),
     "input 3, 600 rows": dict(sizes=(3, 8, 1), rows=600, fit=dict(batch_size=None)),
+    # the small-k forward product from exactly 4096 elements out: 65 x 63 = 4095 by BLAS, 64 x 64 = 4096 not
+    "input 5, 65 rows x 63 = 4095: BLAS": dict(sizes=(5, 63, 16, 1), rows=65, fit=dict(batch_size=None)),
+    "input 5, 64 rows x 64 = 4096: small-k": dict(sizes=(5, 64, 16, 1), rows=64, fit=dict(batch_size=None)),
+    # the first hidden layer has no dA below it: a width of 8 over 128 x 64 inputs is no small-k product
+    "first hidden width 8 over input 64": dict(sizes=(64, 8, 16, 1), rows=256, fit=dict(batch_size=128)),
+    "65535 parameters": dict(sizes=(432, 151, 1), rows=128, fit=dict(batch_size=64, epochs=1)),
 }
 
 
@@ -127,16 +144,14 @@ def one_call_optimizer(options):
 
 
 def test_a_second_fit_with_the_same_optimizer_goes_on_as_the_generic_one(monkeypatch, kernel_calls):
-    runs = []
-    for generic_step in (False, True):
-        with monkeypatch.context() as m:
-            if generic_step:
-                generic(m)
-            X, Y = data()
-            model, opt = gpunn.MLP([16, 32, 1], device="cpu", seed=1), gpunn.Adam(lr=2e-3)
-            losses = [model.fit(X, Y, optimizer=opt, epochs=2, batch_size=50, verbose=False, seed=s)["loss"]
-                      for s in (1, 2)]
-            runs.append((model.params.copy(), losses, {k: v.copy() for k, v in opt.state.items()}, opt.steps))
+    def run():
+        X, Y = data()
+        model, opt = gpunn.MLP([16, 32, 1], device="cpu", seed=1), gpunn.Adam(lr=2e-3)
+        losses = [model.fit(X, Y, optimizer=opt, epochs=2, batch_size=50, verbose=False, seed=s)["loss"]
+                  for s in (1, 2)]
+        return model.params.copy(), losses, {k: v.copy() for k, v in opt.state.items()}, opt.steps
+
+    runs = each_way(monkeypatch, run)
     assert kernel_calls == ["step"] * 24
     assert_same(*runs)
 
@@ -158,6 +173,11 @@ NOT_RUN = {  # the generic path computes these otherwise (or the net is not smal
     "a width of 1": dict(sizes=(16, 1, 8, 1)),
     "65536 parameters": dict(sizes=(16, 256, 256, 1)),
     "rows x width 65536": dict(sizes=(16, 64, 1), rows=1024, fit=dict(batch_size=1024, epochs=1)),
+    "65536 parameters (255 x 255 + 511)": dict(sizes=(255, 255, 1), rows=128, fit=dict(batch_size=64, epochs=1)),
+    "batch 1": dict(sizes=(16, 32, 1), rows=6, fit=dict(batch_size=1, epochs=1)),
+    # the output layer's Z = A w, k = 8 into 4096 rows: CpuOps.matmul's small-k product, not the kernel's gemv
+    "4096 rows into an output layer over width 8": dict(sizes=(16, 8, 1), rows=4096, fit=dict(batch_size=None,
+                                                                                                epochs=1)),
 }
 
 
@@ -214,6 +234,8 @@ def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):
     same_as_generic(mlp, X=wide[:, ::2])
     same_as_generic(mlp, Y=numpy.repeat(Y, 2, 1)[:, :1])
     step(mlp(), X=X.astype("float64"), Y=Y.astype("float64"))
+    same_as_generic(mlp, X=X.astype("float64"))  # X alone of another dtype: the kernel would read it as float32
+    same_as_generic(mlp, Y=Y.astype("float64"))
     model = mlp()
     model.train_step = lambda X, Y: model.__class__.train_step(model, X, Y)
     step(model)
@@ -226,7 +248,22 @@ def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):
     assert len(kernel_calls) == 4
 
 
-@pytest.mark.parametrize("method", ["matmul", "bias_activation", "loss_gradient", "adam_step"])
+def test_a_target_of_another_shape_raises_as_in_the_generic_step(kernel_calls):
+    """Y of two columns or of twice the rows: the generic step's loss gradient cannot broadcast it (ValueError); the
+    one call, which reads Y's first column and first rows, must not run on it."""
+    X, Y = data(64)
+    for wrong in (numpy.repeat(Y, 2, 1), numpy.concatenate([Y, Y])):
+        model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+        opt = gpunn.Adam().bind(model.params, model.ops)
+        with pytest.raises(ValueError):
+            model.train_step_and_update(X, wrong, opt, 1e-3)
+        with pytest.raises(ValueError):
+            model.train_step(X, wrong)
+    assert not kernel_calls
+
+
+@pytest.mark.parametrize("method", ["matmul", "bias_activation", "activation_bias_backward",
+                                    "bias_gradient", "loss_gradient", "adam_step", "_split", "_sum_rows"])
 def test_a_method_set_on_the_ops_runs_from_the_next_step_on(kernel_calls, method):
     """An ops method replaced on the model's ops (a spy, gpunn bench's timed profile run) is what the one call
     would stand in for: the generic step runs from then on and calls it, and the one call again once it goes."""
@@ -244,6 +281,45 @@ def test_a_method_set_on_the_ops_runs_from_the_next_step_on(kernel_calls, method
     model.train_step_and_update(X, Y, opt, 1e-3)
     model.train_step(X, Y)
     assert kernel_calls == ["step", "step", "gradients"]
+
+
+def test_not_on_a_subclass_of_cpu_ops(monkeypatch, kernel_calls):
+    """The one call stands in for CpuOps' own methods: on a subclass's ops (which may compute otherwise) the generic
+    step runs, with the subclass's methods."""
+    from gpunn.ops.cpu import CpuOps
+
+    seen = []
+
+    class Counted(CpuOps):
+        def matmul(self, *args, **kwargs):
+            seen.append(1)
+            return super().matmul(*args, **kwargs)
+
+    X, Y = data(64)
+    runs = []
+    for ops in (Counted(), CpuOps()):
+        model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+        model.ops = ops
+        opt = gpunn.Adam().bind(model.params, model.ops)
+        runs.append((model.train_step_and_update(X, Y, opt, 1e-3), model.train_step(X, Y), model.params.copy()))
+    assert seen and kernel_calls == ["step", "gradients"]  # the subclass's steps: its products; CpuOps': the one call
+    assert runs[0][:2] == runs[1][:2] and runs[0][2].tobytes() == runs[1][2].tobytes()
+
+
+def test_optimizer_settings_that_are_not_python_floats_take_the_generic_step(monkeypatch, kernel_calls):
+    """The kernel takes beta1, beta2, eps and weight_decay as float64 (eps in the model's dtype); Adam.step computes
+    with the objects it is given, so a NumPy float32 setting runs the gradients' call, then Adam.step."""
+    X, Y = data(64)
+    for name in ("beta1", "beta2", "eps", "weight_decay"):
+        def run():
+            model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+            opt = gpunn.AdamW(lr=1e-2, weight_decay=0.3).bind(model.params, model.ops)
+            setattr(opt, name, numpy.float32(getattr(opt, name)))
+            return [model.train_step_and_update(X, Y, opt, 1e-2) for _ in range(2)] + [model.params.copy()]
+
+        runs = each_way(monkeypatch, run)
+        assert runs[0][:2] == runs[1][:2] and runs[0][2].tobytes() == runs[1][2].tobytes(), name
+    assert kernel_calls == ["gradients"] * 8
 
 
 def test_a_plan_follows_the_optimizer_and_its_settings(monkeypatch, kernel_calls):
