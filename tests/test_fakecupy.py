@@ -1099,6 +1099,11 @@ def test_empty_arrays_hold_no_zeros_as_cupys_pool_memory_need_not(fake_cupy):
     assert numpy.isnan(fake_cupy.empty(4, bf16_dtype()).get().astype("float32")).all()
     assert fake_cupy.empty_like(fake_cupy.zeros((3, 2), "int32").T).get().tolist() == [[-1] * 3] * 2
     assert fake_cupy.empty((2, 2), order="F").flags.f_contiguous and fake_cupy.zeros(3).get().tolist() == [0.0] * 3
+    # empty_like keeps a permuted prototype's axis order (order "K": CuPy 14's _creation/basic.py,
+    # _get_strides_for_order_K): neither C nor F contiguous, and all of it uninitialised too
+    like = fake_cupy.empty_like(fake_cupy.zeros((2, 3, 4)).transpose(0, 2, 1))
+    assert like.strides == (96, 8, 32) and not (like.flags.c_contiguous or like.flags.f_contiguous)
+    assert numpy.isnan(like.get()).all()
 
 
 def test_matmul_in_place_makes_a_new_array_as_cupy_does(fake_cupy):

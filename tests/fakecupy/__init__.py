@@ -874,8 +874,11 @@ def ascontiguousarray(a, dtype=None):
 def _uninitialised(a):
     """CuPy's empty arrays hold whatever the memory pool's block last held (another array's values, freed
     earlier in the step): here all bytes 0xFF (NaN in every float dtype, -1 or the top value in an integer
-    one), so that code reading an element it never wrote fails here too (numpy.empty often gives zeros)."""
-    _host_view(a).reshape(-1, order="A").view(numpy.uint8)[...] = 0xFF  # C or F order: a view of all of it
+    one), so that code reading an element it never wrote fails here too (numpy.empty often gives zeros). Copied
+    element by element, so every layout takes it: empty_like's order "K" gives a permuted 3-D prototype's axis
+    order, neither C nor F, where a flat reshape is a copy (and the array kept numpy.empty's bytes)."""
+    host = _host_view(a)
+    numpy.copyto(host, numpy.frombuffer(b"\xff" * host.dtype.itemsize, host.dtype).reshape(()), casting="no")
     return a
 
 
