@@ -1168,11 +1168,16 @@ def _python(code, *argv):
     return [sys.executable, "-c", code, *argv]
 
 
-def _children(graph, bf16=None):
+def _children(graph, bf16=None, started=None):
     """child_command for the hook's later processes: ``graph`` / ``bf16`` are _python() commands (bf16 None: one that
-    exits 1 having written nothing)."""
+    exits 1 having written nothing); ``started`` gets each process's flag and --max-seconds."""
     commands = {"--graph-rows": graph, "--bf16-row": bf16 or _python("raise SystemExit(1)")}
-    return lambda args, flag, seconds: commands[flag]
+
+    def command(args, flag, seconds):
+        if started is not None:
+            started[flag] = seconds
+        return commands[flag]
+    return command
 
 
 GRAPH_CHECK = {"captured": True, "reason": None, "max_rel_err": 1e-16}
@@ -1240,11 +1245,16 @@ def test_a_graph_process_that_dies_costs_none_of_the_eager_targets_and_keeps_its
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
     out_dir = tmp_path / "run" / "ensemble"
     bf16_rows = _ensemble_rows(**{"gpunn": 30e6, "gpunn-graph": 40e6, "gpunn-graph-bf16": 60e6})
+    started = {}
     monkeypatch.setattr(hook, "child_command", _children(
         _dies(out_dir, "ensemble-graph.json", {"graph": GRAPH_CHECK}),
-        _writes(out_dir, "ensemble-bf16.json", {"results": bf16_rows})))
+        _writes(out_dir, "ensemble-bf16.json", {"results": bf16_rows}), started))
     assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"]) == 1
     assert calls == [((), False)]
+    # the graph process may take all of the 90 s but 2 s to save and the bf16 process's least (its row decides a
+    # target, the bf16 row none); the bf16 process what the graph process left
+    assert 70 < started["--graph-rows"] <= 90 - 2 - hook.BF16_MIN_SECONDS, started
+    assert hook.BF16_MIN_SECONDS <= started["--bf16-row"] <= 90 - 2, started
     saved = json.loads((out_dir / "ensemble.json").read_text())
     assert saved["graph_error"] == "its process was ended by SIGABRT without writing its rows"
     assert saved["graph"] == GRAPH_CHECK and "graph_targets" not in saved

@@ -24,12 +24,13 @@ in a path no GPU has run yet poisons only its own process's CUDA context, never 
    own float32 graph row; its speed-up over that graph row (same rounds) and over step 1's torch vmap row
    (medians of the two processes). Left out under gpu_check.sh's default 40 s cap (its first step compiles the
    bf16 kernels); GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
-Each later process is killed when its share of --max-seconds runs out (step 1 keeps GRAPH_SECONDS and
-BF16_SECONDS free for them) and is not started with under its minimum left (``graph_skipped``,
-``bf16_skipped``); its failure (its exception, a signal that ended it, its time) is ``graph_error`` /
-``bf16_error``, a graph check's own exception ``graph["error"]``. A check that raises in step 1 is kept as its
-error and the benchmark still runs; a benchmark that raises is saved as ``benchmark_error`` and the hook fails
-with its traceback after the later processes, which it cannot reach.
+Each later process is killed when the time left for it runs out and is not started with under its minimum left
+(``graph_skipped``, ``bf16_skipped``): step 1's rounds end in time to leave GRAPH_SECONDS and BF16_SECONDS, and the
+graph process may take all but the bf16 process's least (its row decides a target, the bf16 row none); its failure
+(its exception, a signal that ended it, its time) is ``graph_error`` / ``bf16_error``, a graph check's own exception
+``graph["error"]``. A check that raises in step 1 is kept as its error and the benchmark still runs; a benchmark
+that raises is saved as ``benchmark_error`` and the hook fails with its traceback after the later processes, which
+it cannot reach.
 Exit 0 when the exactness check passes, the eager benchmark ran and the graph rows did not fail (the targets and
 the bf16 row are reported, not judged).
 """
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
     else:
         report.update(summary(results, kind))
     save()  # issue 11's eager rows, before anything else runs
-    report.update(graph_rows(args, t0, kind, report.get("results", []), reserve=BF16_SECONDS if roomy else 0))
+    report.update(graph_rows(args, t0, kind, report.get("results", []), reserve=BF16_MIN_SECONDS if roomy else 0))
     if "graph_error" in report:
         print(f"the graph rows failed: {report['graph_error']}", flush=True)
     save()
