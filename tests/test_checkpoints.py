@@ -560,6 +560,65 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["m.npz"]  # the temp file was removed
 
 
+def test_a_write_is_made_durable_before_the_rename_and_the_rename_after_it(tmp_path, monkeypatch):
+    """The module docstring's order (mut16c K50, K51: either fsync dropped passed every test): the temp file's
+    whole bytes are fsynced, then it is renamed over the path, then the directory is fsynced so that the rename
+    itself survives a power cut. A write's file has the mode a plain open gives it (0o666 less the umask,
+    not mkstemp's 0o600: K52)."""
+    import stat
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync dir",) if stat.S_ISDIR(st.st_mode) else ("fsync file", st.st_size))
+        fsync(fd)
+
+    def recording_replace(src, dst):
+        events.append(("replace", os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    path = tmp_path / "m.npz"
+    gio.save(path, MLP([2, 3, 1], device="cpu", seed=0))
+    assert events == [("fsync file", path.stat().st_size), ("replace", "m.npz"), ("fsync dir",)]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~gio._UMASK
+
+
+def test_a_write_removes_only_temp_files_of_writers_that_are_gone(tmp_path, monkeypatch):
+    """Before it writes, a checkpoint write removes ``.NAME.PID.*.tmp`` files whose PID no longer runs, and nothing
+    else: not the temp file of a PID it may not signal (EPERM: another user's running writer, mut16c K55), nor a
+    file of the same prefix that is not a temp file (K56)."""
+    kill = os.kill
+
+    def kill_as_another_user(pid, sig):
+        if pid == 999_999_001:  # runs, but not as us
+            raise PermissionError(1, "Operation not permitted")
+        if pid in (999_999_002, 999_999_003):  # gone
+            raise ProcessLookupError(3, "No such process")
+        return kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill_as_another_user)
+    for name in (".m.npz.999999001.abc.tmp", ".m.npz.999999002.abc.tmp", ".m.npz.999999003.notes"):
+        (tmp_path / name).write_bytes(b"x")
+    gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
+    assert sorted(os.listdir(tmp_path)) == [".m.npz.999999001.abc.tmp", ".m.npz.999999003.notes", "m.npz"]
+
+
+def test_a_rename_that_fails_names_the_checkpoint_not_the_temp_file_and_removes_it(tmp_path):
+    """The rename over ``path`` fails (a directory holds that name): the error says which file could not be
+    written, not the hidden temp file's name (mut16c K57), and the temp file is gone."""
+    (tmp_path / "m.npz").mkdir()
+    (tmp_path / "m.npz" / "keep").write_text("")
+    with pytest.raises(OSError) as raised:
+        gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
+    assert str(raised.value).startswith(f"[Errno {raised.value.errno}] cannot write {tmp_path / 'm.npz'}: ")
+    assert ".tmp" not in str(raised.value)
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
 # ---- refusing what is not a checkpoint ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def good_bytes(tmp_path_factory, data):
@@ -644,6 +703,10 @@ def test_a_pickle_bearing_npz_is_refused_without_unpickling(tmp_path, good_bytes
                           "npy.npz": evil.getvalue()}.items():
         with pytest.raises(CheckpointError, match="pickle|not a gpunn checkpoint|params"):
             _load_bytes(tmp_path, payload, name)
+    # a pickle file itself is named one, whichever protocol wrote it (mut16c K74: it was "not an .npz/zip file")
+    for protocol, value in ((0, {"a": 1}), (0, [1]), (1, {"a": 1}), (pickle.HIGHEST_PROTOCOL, SideEffect(marker))):
+        with pytest.raises(CheckpointError, match="looks like a Python pickle; gpunn checkpoints never contain"):
+            _load_bytes(tmp_path, pickle.dumps(value, protocol=protocol), "p.pkl")
     # and an .npz holding only a pickled array, as numpy.savez writes it
     extra = io.BytesIO()
     numpy.savez(extra, gpunn_meta=numpy.array([SideEffect(marker)], dtype=object))
@@ -688,10 +751,64 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"].update(validation_data={"kind": "arrays", "rows": 5, "fingerprint": [1.0] * 5}),
      "invalid validation_data record"),  # a fingerprint is 6 numbers
     (lambda m, a: m["training"].update(validation_data={"kind": "arrays", "rows": 5}), "invalid validation_data record"),
+    # mut16c: each of these loaded, or failed later by another check's words (the parameter count, the array's
+    # shape), or outside the checks (the MLP's own ValueError, not a CheckpointError)
+    (lambda m, a: m.update(format_version=0), "unsupported format version 0"),  # K77
+    (lambda m, a: a.update(params=numpy.zeros(a["params"].size + 2048, a["params"].dtype)),  # 8 kB past its shape
+     "array 'params' is larger than its shape allows"),  # K79 (the manifest still says its shape)
+    (lambda m, a: m["arrays"].update(ghost={"shape": [3], "dtype": "<f4"}),
+     r"do not match what the metadata describes"),  # K81
+    (lambda m, a: m["model"].update(layer_sizes=[6, 0, 2]), r"invalid layer_sizes \[6, 0, 2\]"),  # K87
+    (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
+    (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
+     "invalid precision 'bf16' for dtype 'float64'"),  # K89
+    (lambda m, a: m["model"].update(seed="7"), "invalid seed"),  # K90
+    (lambda m, a: m["training"]["history"].update(loss=0.5), "invalid history"),  # K92
+    (lambda m, a: m["optimizer"].update(steps=-1), "invalid optimizer step count"),  # K97
+    (lambda m, a: m["optimizer"].update(state=["m"]), "optimizer state does not match its kind"),  # K98: Adam's
 ])
 def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):
     with pytest.raises(CheckpointError, match=message):
         _load_bytes(tmp_path, _rewrite_meta(good_bytes[0], change))
+
+
+def test_a_flipped_bit_in_the_parameters_is_named_a_crc_failure_of_their_member(tmp_path, good_bytes):
+    """The zip's CRC-32 of each member is checked before anything is read (mut16c K75: without that check
+    zipfile's own CRC error came out as 'corrupt, truncated or foreign file (BadZipFile: ...)')."""
+    blob, params = good_bytes
+    at = blob.find(params.tobytes())
+    assert at > 0
+    corrupt = bytearray(blob)
+    corrupt[at + 5] ^= 0x01  # a low mantissa bit of the first weight: a finite, plausible, wrong value
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint: member 'params.npy' fails its CRC check"):
+        _load_bytes(tmp_path, bytes(corrupt))
+
+
+def test_metadata_past_the_limit_is_refused_before_it_is_read(tmp_path, good_bytes, monkeypatch):
+    """The metadata member's size is capped before it is read and parsed (MAX_META_BYTES; mut16c K76: a larger
+    one loaded). Here the cap is lowered to below this checkpoint's metadata."""
+    monkeypatch.setattr(gio, "MAX_META_BYTES", 256)
+    with pytest.raises(CheckpointError, match="metadata too large"):
+        _load_bytes(tmp_path, good_bytes[0])
+
+
+@pytest.mark.parametrize("name, value", [("x_scale", 0.0), ("y_scale", -1.0)])
+def test_standardization_statistics_that_cannot_scale_are_refused(tmp_path, name, value):
+    """A saved model's standardization scales must be positive and finite (mut16c K80: a zero scale loaded and
+    divided the features by zero)."""
+    from gpunn.data.stats import Standardizer
+
+    model = MLP([2, 3, 1], device="cpu", seed=0)
+    model.standardizer = Standardizer.from_state({"targets": True}, {"x_mean": numpy.zeros(2), "x_scale": numpy.ones(2),
+                                                                      "y_mean": numpy.zeros(1), "y_scale": numpy.ones(1)})
+    gio.save(tmp_path / "m.npz", model)
+    assert gpunn.load(tmp_path / "m.npz").standardizer is not None  # the untouched file loads
+
+    def edit(meta, arrays):
+        arrays[f"standardizer.{name}"][0] = value
+
+    with pytest.raises(CheckpointError, match=f"invalid standardization statistics in 'standardizer.{name}'"):
+        _load_bytes(tmp_path, _rewrite_meta((tmp_path / "m.npz").read_bytes(), edit))
 
 
 def test_a_foreign_npz_is_rejected(tmp_path):

@@ -221,8 +221,29 @@ def _mixed_eps(meta, arrays):
     meta["optimizer"]["config"]["members"][1]["eps"] = 1e-3  # one eps for all: the step passes one
 
 
+def _restored_not_diverged(meta, arrays):
+    meta["training"]["ensemble"]["restored"] = [1]  # put back to its best epoch, yet it never diverged
+
+
+def _frozen_twice(meta, arrays):
+    meta["optimizer"]["frozen"] = [0, 0]
+
+
+def _no_members(meta, arrays):
+    meta["model"]["members"] = 0
+
+
+def _one_seed(meta, arrays):
+    meta["model"]["seeds"] = [0]  # for 2 members
+
+
 @pytest.mark.parametrize("edit, match", [
     (_position, "invalid training position"),
+    # mut16c K86, K94, K83, K84: each loaded, or failed outside the checks (the Ensemble's own ValueError)
+    (_restored_not_diverged, "restored members must be a list of diverged members"),
+    (_frozen_twice, "frozen members should be a list of distinct indices"),
+    (_no_members, "invalid member count 0"),
+    (_one_seed, "invalid member seeds"),
     (_frozen_past_the_members, r"frozen members \[2\] are not indices of 2 members"),  # mut12e T9: IndexError
     (_mixed_kinds, "every member must use one optimizer kind"),  # mut12e T10: refused only past two kinds
     (_mixed_eps, "every member must use one optimizer kind with one nesterov flag and eps"),
@@ -238,6 +259,16 @@ def test_a_forged_ensemble_checkpoint_is_refused(ensemble_data, tmp_path, interr
     assert gpunn.load_checkpoint(path).state.batch == 1  # the untouched file loads
     with pytest.raises(gpunn.CheckpointError, match=match):
         gpunn.load_checkpoint(_forge(path, tmp_path / "bad.npz", edit))
+
+
+def test_a_saved_models_file_that_lists_members_is_refused(tmp_path):
+    """A file of one model (gpunn.save of an MLP) whose model section names members or seeds is neither one
+    model's nor an Ensemble's (mut16c K82: it went on to build a 2-member Ensemble and failed outside the checks)."""
+    path = tmp_path / "m.npz"
+    gpunn.save(path, gpunn.MLP(SIZES, device="cpu", seed=0))
+    for extra in ({"members": 2, "seeds": [0, 1]}, {"seeds": [0]}):
+        with pytest.raises(gpunn.CheckpointError, match="a 'model' file describes one model, not members"):
+            gpunn.load(_forge(path, tmp_path / "bad.npz", lambda meta, arrays: meta["model"].update(extra)))
 
 
 @pytest.fixture
