@@ -386,6 +386,18 @@ def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_
         assert "n/a" not in format_table([r])
 
 
+def _refuse_graph_capture(monkeypatch):
+    """On tests/fakecupy: cuBLAS cannot be set up for stream capture, so a graph=True step falls back to eager."""
+    import gpunn.ops.cublas as cublas_mod
+    from gpunn.training import graph as graph_mod
+
+    def no_capture(stream_ptr):
+        raise cublas_mod.GemmError("made to fail by the test")
+
+    monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
+    graph_mod.release_capture_resources()
+
+
 @pytest.mark.parametrize("captured", [True, False])
 def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, captured):
     """bench_config's arithmetic on injected timings (seconds per epoch of each runner in each round; nothing timed),
@@ -412,14 +424,7 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
 
     try:
         if not captured:
-            import gpunn.ops.cublas as cublas_mod
-            from gpunn.training import graph as graph_mod
-
-            def no_capture(stream_ptr):
-                raise cublas_mod.GemmError("made to fail by the test")
-
-            monkeypatch.setattr(cublas_mod, "CapturableBlas", no_capture)
-            graph_mod.release_capture_resources()
+            _refuse_graph_capture(monkeypatch)
         monkeypatch.setattr(runners, "_dataset_rows", lambda cfg, backend: 4 * cfg.batch)
         monkeypatch.setattr(runners, "interleaved_rounds", rounds)
         cfg = bench.QUICK_CONFIG
@@ -534,3 +539,305 @@ def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(scrip
                        env={**os.environ, "PYTHONPATH": str(path.parents[1])})
     assert done.returncode == 0 and not done.stderr, done.stderr
     assert done.stdout.strip() == ast.get_docstring(ast.parse(path.read_text())).strip()
+
+
+def test_an_ensembles_epoch_is_the_single_models_budget_shared_by_its_members():
+    """ensemble_rows: the K members together train the rows of one network's epoch (runners._dataset_rows: its FLOPs
+    budget, 1.2e11 on a CPU, 2e12 on a GPU, and at most 65,536 rows), each member rounded up to whole batches, at
+    least 8 of them and at most 512."""
+    import types
+
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench import runners
+
+    cfg = bench.parse_config("m:64:1024x1024:1:256")  # 6.7 MFLOPs a sample: the CPU's budget, not the 65,536 rows
+    for backend in (types.SimpleNamespace(is_gpu=False), types.SimpleNamespace(is_gpu=True)):
+        one = runners._dataset_rows(cfg, backend)  # whole batches, rounded up
+        for k in (2, 4):
+            rows = eb.ensemble_rows(cfg.ensemble(k), backend)
+            assert rows % cfg.batch == 0 and one - cfg.batch < k * rows < one + k * cfg.batch, (backend, k, rows, one)
+    cpu = types.SimpleNamespace(is_gpu=False)
+    tiny = bench.parse_config("t:4:8:1:16")
+    assert eb.ensemble_rows(tiny.ensemble(2), cpu) == 512 * 16  # 32,768 rows a member would be 2,048 batches
+    assert eb.ensemble_rows(tiny.ensemble(10_000), cpu) == 8 * 16  # 6.5 rows a member: 8 batches all the same
+
+
+def test_the_ensemble_benchmarks_runners_fit_what_they_time():
+    """One "epoch" of a runner: gpunn's ensemble one fit of all K members; the sequential peer K fits, one per
+    member, each of its own network; every fit n epochs of the configuration's batch, Adam."""
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+
+    cfg = bench.parse_config("lin:4:8:1:16-x3")
+    X, Y = numpy.zeros((64, 4), "float32"), numpy.zeros((64, 1), "float32")
+    for runner, fits in ((eb.EnsembleRunner(cfg, backend.CPU, X, Y), 1), (eb.SequentialRunner(cfg, backend.CPU, X, Y), 3)):
+        calls = []
+        runner.fit = lambda model, *data, **options: calls.append((model, data, options))
+        runner.epochs(5)
+        assert len(calls) == fits and len({id(model) for model, _, _ in calls}) == fits, runner.label
+        for model, data, options in calls:
+            assert data[0] is X and data[1] is Y
+            assert (options["epochs"], options["batch_size"], options["optimizer"]) == (5, 16, "adam")
+    assert [m.seed for m in runner.models] == [0, 1, 2]  # K different networks, as K users' fits would be
+
+
+def test_an_ensemble_graph_row_says_when_its_graph_was_not_captured():
+    import types
+
+    from gpunn.bench import ensemble as eb
+
+    runner = object.__new__(eb.EnsembleRunner)
+    runner.model = types.SimpleNamespace(graph_trainer=types.SimpleNamespace(captured=True, reason=None))
+    assert runner.graph_note() == ""
+    runner.model.graph_trainer = types.SimpleNamespace(captured=False, reason="the step synchronizes")
+    assert runner.graph_note() == ", graph not captured: the step synchronizes"
+    runner.model.graph_trainer = None  # the step never ran as a graph
+    assert runner.graph_note() == ", graph not captured: None"
+
+
+@pytest.mark.parametrize("timed", [True, False])
+def test_an_ensemble_rows_percentages_are_medians_of_the_rounds_paired_rates(monkeypatch, timed):
+    """bench_ensemble_config's arithmetic on injected timings (nothing timed), each per round and then the median:
+    the GEMM baseline the fastest strategy of the round (the one fastest in most rounds named), '% of peak' over
+    the fastest of it and the square products, samples/s in member-samples. ``timed=False``: every strategy's
+    repeats too short to time: '% of GEMM' n/a, and the baseline's rate is 0 in '% of peak' (never its peak)."""
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench import runners
+
+    us = 1e-6
+    strategy_times = [[0.5 * us, 0.4 * us, 0.6 * us], [0.6 * us, 0.2 * us, 0.3 * us]] + [[9 * us] * 3] * 2
+    peak_times = [4 * us, 20 * us, 100 * us] if timed else [100.0] * 3
+    seen = {}
+
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+        gemms = list(min_seconds)
+        times = {}
+        for r in rs:
+            times[r] = (strategy_times[gemms.index(r)] if r in gemms else peak_times if isinstance(r, runners.GemmRunner)
+                        else [1.0, 1.4, 1.2] if isinstance(r, eb.EnsembleRunner) else [4.0, 3.0, 8.0])
+        seen.update(gemms=gemms, peaks=[r for r in rs if type(r) is runners.GemmRunner])
+        return {r: 10**5 if r in gemms and timed else 1 for r in rs}, times
+
+    monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
+    cfg = bench.parse_config("lin:4:8:1:16-x2")
+    ours, seq = [vars(x) for x in eb.bench_ensemble_config(cfg, backend.CPU, peers=("sequential",), repeats=3,
+                                                             seconds=0.01, log=lambda msg: None, profile=False)]
+    gemms, peaks = seen["gemms"], seen["peaks"]
+    rows = eb.ensemble_rows(cfg, backend.CPU)
+    work = cfg.flops_per_sample * cfg.members * rows  # FLOPs of an epoch, all members
+    flops = gemms[0].flops
+    assert all(g.flops == flops for g in gemms) and all(p.flops == peaks[0].flops for p in peaks)
+    best = [flops / min(t[i] for t in strategy_times[:len(gemms)]) for i in range(3)]
+    peak = [max(best[i] if timed else 0.0, peaks[0].flops / peak_times[i]) for i in range(3)]
+    for r, t in ((ours, [1.0, 1.4, 1.2]), (seq, [4.0, 3.0, 8.0])):
+        assert r["samples_per_s"] == pytest.approx(statistics.median(cfg.members * rows / x for x in t))
+        assert r["spread"] == pytest.approx([cfg.members * rows / max(t), cfg.members * rows / min(t)])
+        assert r["gflops"] == pytest.approx(cfg.flops_per_sample * r["samples_per_s"] / 1e9)
+        assert r["peak_gflops"] == pytest.approx(statistics.median(peak) / 1e9)
+        assert r["fraction_of_peak"] == pytest.approx(statistics.median(work / x / p for x, p in zip(t, peak)))
+        assert r["gemm_strategies"] == {g.chosen(): round(statistics.median(flops / x for x in strategy_times[i]) / 1e9, 1)
+                                        for i, g in enumerate(gemms)}
+        if timed:
+            assert r["gemm_gflops"] == pytest.approx(statistics.median(best) / 1e9) and r["gemm_na"] == ""
+            assert r["fraction_of_gemm"] == pytest.approx(statistics.median(work / x / b for x, b in zip(t, best)))
+            assert r["gemm_library"] == gemms[1].chosen()  # the fastest in rounds 2 and 3
+            assert r["peak_gemm"] == f"{gemms[1].shape} {gemms[1].chosen()}"  # the peak in rounds 2 and 3
+        else:
+            assert r["gemm_na"] and math.isnan(r["fraction_of_gemm"])
+            assert r["peak_gemm"] == f"{peaks[0].shape} {peaks[0].chosen()}"
+    assert ours["noisy"]  # 1.4 s against 1.0 s: over 30% apart
+    assert seq["gpunn_speedup"] == pytest.approx(4.0)  # 4/1, 3/1.4, 8/1.2: not the medians' 4/1.2, nor rounds mispaired
+    assert "member-samples/s" in ours["note"] and "member-samples/s" in seq["note"]
+
+
+@pytest.mark.parametrize("captured", [True, False])
+def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypatch, captured):
+    """On tests/fakecupy's GPU: the graph row and each other precision's (graph) row of an ensemble, each run once (a
+    tiny epoch; the rounds' timings injected). A row whose step fell back to eager says so in its note, the tf32
+    or bf16 one too (gpunn-graph-bf16: issue 11's bf16 row)."""
+    import fakecupy
+
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+
+    fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+        for r in rs:
+            if isinstance(r, eb.EnsembleRunner):
+                r.epochs(1)
+        return {r: 1 for r in rs}, {r: [1.0, 1.0] for r in rs}
+
+    try:
+        if not captured:
+            _refuse_graph_capture(monkeypatch)
+        monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
+        monkeypatch.setattr(eb, "ensemble_rows", lambda cfg, backend: 2 * cfg.batch)
+        results = [vars(r) for r in eb.bench_ensemble_config(
+            bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=2, seconds=0.001,
+            log=lambda msg: None, profile=False, graph=True, precisions=("float32", "tf32"))]
+    finally:
+        fakecupy.forget_gpunn_state(None)
+    # float32 among the precisions (gpunn bench --precision float32 --eager gives it) is the graph row, not a second
+    assert [r["impl"] for r in results] == ["gpunn", "gpunn-graph", "gpunn-graph-tf32"]
+    notes = {r["impl"]: r["note"] for r in results}
+    assert "not captured" not in notes["gpunn"]
+    for impl in ("gpunn-graph", "gpunn-graph-tf32"):
+        assert ("graph not captured: " in notes[impl]) != captured, notes
+        assert captured or "made to fail by the test" in notes[impl], notes
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(monkeypatch, device):
+    """BatchedGemmRunner.epochs(n): n x inner batched products (its FLOPs count that many), each through what the
+    ensemble's step runs it with: gpunn's member ops on the GPU (cuBLAS's batched product, as the step) and under
+    the step's BLAS limit; NumPy's stacked matmul at BLAS's own threads; NumPy per member group."""
+    import threading
+
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+    from gpunn.ops import ensemble_ops_for, ops_for
+
+    if device == "cuda":
+        import fakecupy
+
+        fakecupy.install(monkeypatch)
+        fakecupy.forget_gpunn_state(monkeypatch)
+    else:
+        monkeypatch.setenv("GPUNN_CPU_THREADS", "2")
+    try:
+        b = backend.resolve(device)
+        mops = ensemble_ops_for(ops_for(b))
+        calls, lock, local = [], threading.Lock(), threading.local()
+
+        def counted(name, real):
+            def call(*args, **kwargs):  # the outermost call only (member ops' own matmul may call NumPy's)
+                if getattr(local, "inside", False):
+                    return real(*args, **kwargs)
+                with lock:
+                    calls.append(name)
+                local.inside = True
+                try:
+                    return real(*args, **kwargs)
+                finally:
+                    local.inside = False
+            return call
+
+        monkeypatch.setattr(mops, "matmul", counted("member ops", mops.matmul))
+        monkeypatch.setattr(numpy, "matmul", counted("numpy", numpy.matmul))
+        want = {"cuBLAS batched": "member ops", eb.STACKED: "numpy", eb.STACKED_STEP_BLAS: "member ops",
+                eb.GROUPS: "numpy"}
+        for strategy in eb.gemm_strategies(b, mops, 3):
+            g = eb.BatchedGemmRunner(b, "float32", 3, 5, 4, 6, strategy=strategy, inner=7, member_ops=mops)
+            calls.clear()
+            g.epochs(2)
+            per_call = len(g.groups) if strategy == eb.GROUPS else 1  # a group's product is its share of one
+            assert calls == [want[strategy]] * (2 * 7 * per_call), strategy
+    finally:
+        if device == "cuda":
+            fakecupy.forget_gpunn_state(None)
+
+
+def test_an_ensemble_gemm_strategy_is_used_when_its_median_repeat_is_min_timed_or_longer():
+    """A strategy's repeat: its epochs per repeat x the median of its rounds' seconds per epoch (one stalled or
+    short round does not decide), usable at ``min_timed`` seconds and over."""
+    from gpunn.bench.ensemble import gemm_baseline
+
+    a = _fake_gemm("a")
+    assert gemm_baseline({a: [0.005, 0.005]}, {a: 2}, min_timed=0.01)[0] == [2e11, 2e11]  # 10 ms: enough
+    best, top, why = gemm_baseline({a: [0.001, 0.02, 0.02]}, {a: 1}, min_timed=0.01)  # one short round
+    assert best == [1e12, 5e10, 5e10] and top is a and why == ""
+    assert gemm_baseline({a: [0.02, 0.001, 0.001]}, {a: 1}, min_timed=0.01)[0] is None  # one long round
+
+
+# ---- gpunn.bench.report: the table, the notes and the JSON, on hand-made rows -------------------------------------
+
+def _row(**fields):
+    row = dict(config="small", backend="cuda:0", impl="gpunn", label="gpunn (cuda:0)", dtype="float32",
+               samples_per_s=1234567.0, spread=[999.0, 1500000.0], gflops=12.34, fraction_of_peak=0.256,
+               fraction_of_gemm=0.5, gpunn_speedup=1.0, profile=None, note="", noisy=False, gemm_gflops=1000.4,
+               gemm_library="cuBLAS", gemm_na="", peak_gflops=50000.2, peak_gemm="4096x4096x4096 cuBLAS")
+    row.update(fields)
+    return row
+
+
+def _report_rows():
+    nan = float("nan")
+    return [_row(label="gpunn (cuda:0) graph", graph="graph", graph_speedup=nan,
+                 profile={"matmul": 0.5, "elementwise": 0.25, "optimizer": 0.15, "other": 0.1}),
+            _row(label="gpunn (cuda:0) eager", graph="eager", graph_speedup=1.75, noisy=True, note="a note"),
+            _row(impl="torch", label="torch eager", dtype="bf16", gpunn_speedup=0.4, graph="", graph_speedup=2.0,
+                 fraction_of_peak=nan, fraction_of_gemm=nan, samples_per_s=1000.0, spread=[1000.0, math.inf]),
+            _row(config="medium", gemm_na="its repeats took 2.0 ms, under the 10 ms needed to time them",
+                 gemm_gflops=None, gemm_library=None, peak_gflops=70000.0, peak_gemm="")]
+
+
+def test_the_results_table_gives_each_rows_numbers_in_their_columns():
+    from gpunn.bench.report import format_table
+
+    lines = format_table(_report_rows()).splitlines()
+    assert lines[0].split()[:2] == ["config", "device"] and set(lines[1]) == {"-", " "}
+    assert lines[5] == "" and "" not in lines[:5] + lines[6:]  # a blank line between configurations only
+    cells = [[c.strip() for c in line.split("  ") if c.strip()] for line in lines[2:5]]
+    assert cells[0] == ["small", "cuda:0", "gpunn (cuda:0) graph", "float32", "1,234,567", "999-1.5M",
+                        "12.3", "26%", "50%", "—", "50% / 25% / 15% / 10%"]
+    assert cells[1][2] == "gpunn (cuda:0) eager, a note" and cells[1][5] == "999-1.5M (!)" and cells[1][9] == "—"
+    assert cells[2][2:] == ["torch eager", "bf16", "1,000", "1k--", "12.3", "n/a", "n/a", "0.40x"]
+    assert lines[2].index("1,234,567") + len("1,234,567") == lines[3].index("1,234,567") + len("1,234,567")  # right
+    md = format_table(_report_rows(), markdown=True).splitlines()
+    assert md[0].startswith("| config | device |") and md[1].startswith("|---|---|")
+    assert md[4] == "| small | cuda:0 | torch eager | bf16 | 1,000 | 1k-- | 12.3 | n/a | n/a | 0.40x |  |"
+
+
+def test_the_graph_note_gives_each_eager_rows_graph_speedup():
+    from gpunn.bench.report import graph_note
+
+    rows = _report_rows()
+    assert graph_note(rows) == ("CUDA graph vs eager step (the default graph row's samples/s over the eager row's, "
+                                "same precision, median of per-round ratios): small float32 1.75x.")
+    rows[1]["graph_speedup"] = float("nan")  # an eager row without its graph row
+    assert graph_note(rows) == ""
+
+
+def test_the_gemm_note_gives_each_configurations_baselines_once():
+    from gpunn.bench.report import gemm_note
+
+    rows = _report_rows()
+    text = gemm_note(rows)
+    assert ("GFLOP/s: small [cuda:0] 50000 (4096x4096x4096 cuBLAS), medium [cuda:0] 70000.\n" in text
+            and "GFLOP/s: small [cuda:0] 1000 (cuBLAS).\n" in text)
+    assert ("\n% of GEMM n/a (the baseline could not be timed well): medium [cuda:0]: its repeats took 2.0 ms, "
+            "under the 10 ms needed to time them.\n") in text
+    assert text.endswith("\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet.")
+    quiet = gemm_note([dict(r, noisy=False) for r in rows[3:]])
+    assert "(!)" not in quiet and "them), timed in the same rounds, GFLOP/s: none.\n" in quiet
+
+
+def test_the_setup_block_gives_the_runs_conditions():
+    from gpunn.bench.report import format_setup
+
+    setup = {"gpunn": "0.1.0", "date": "2026-11-30", "machine": "x86_64", "cores": 2, "devices": ["cpu", "cuda:0"],
+             "blas": "openblas", "gpunn_cpu_path": "numba", "python": "3.12", "numpy": "2.1", "torch": "no",
+             "sklearn": "1.5", "dtype": "float32", "gemm": "numpy", "subnormals": "flushed",
+             "gemm_choices": "64x32 numpy", "sustain_steps": 600, "env": {"OMP_NUM_THREADS": "2"},
+             "peak_gemm_gflops": {"cpu": 123.4, "cuda:0": 50000.0}}
+    lines = format_setup(setup).splitlines()
+    assert lines[1] == "machine: x86_64, 2 cores; devices: cpu; cuda:0"
+    assert lines[4:] == ["CPU GEMM: numpy; subnormals: flushed", "CPU GEMM chosen per shape: 64x32 numpy",
+                         "timed after 600+ more training steps of each implementation (--sustain)",
+                         "env: OMP_NUM_THREADS=2",
+                         "best float32 GEMM rate measured in the run (the '% of peak' base): cpu 123 GFLOP/s, "
+                         "cuda:0 50000 GFLOP/s"]
+    for key in ("gemm", "gemm_choices", "sustain_steps", "env", "peak_gemm_gflops"):
+        assert len(format_setup(dict(setup, **{key: None})).splitlines()) == len(lines) - 1
+
+
+def test_the_json_writes_numpy_numbers_as_numbers(tmp_path):
+    from gpunn.bench.report import json_bytes, write_json
+
+    data = {"rate": numpy.float32(1.5), "rows": [numpy.float64(2.0)]}
+    assert json.loads(json_bytes(data)) == {"rate": 1.5, "rows": [2.0]}
+    write_json(data, tmp_path / "b.json")
+    assert (tmp_path / "b.json").read_bytes() == json_bytes(data)
