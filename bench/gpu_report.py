@@ -520,6 +520,19 @@ def _test_outcome(run, name):
     return "passed"
 
 
+def _graph_check(e):
+    """The ensemble hook's graph check (its graph process, ensemble.py --graph-rows), in words."""
+    g = e.get("graph")
+    if not g:
+        return f"not measured: {e['graph_skipped']}" if e.get("graph_skipped") else "not measured: no graph check"
+    if "error" in g:
+        return f"the check failed: {g['error']}"
+    err = g.get("max_rel_err")
+    return (("captured" if g.get("captured") else f"NOT captured ({g.get('reason')})")
+            + (f"; largest relative difference from the eager fit {err:.3g}" if err is not None else "")
+            + f" ({e.get('device')})")
+
+
 def questions(run):
     p = run.hooks.get("precision") or {}
     why = "" if p else run.why_missing("precision", "no precision/precision.json")
@@ -557,6 +570,8 @@ def questions(run):
     rows.append(("the bf16 (and tf32) ensemble graph is captured", "; ".join(
         captured + [f"{contract}: " + _test_outcome(run, f"test_ensemble_precision::{contract}")])))
     e = run.hooks.get("ensemble") or {}
+    rows.append(("the ensemble's CUDA graph (Ensemble(graph=True), float64, 3 members) is captured and trains as the "
+                 "eager step", _graph_check(e) if e else run.why_missing("ensemble", "no ensemble/ensemble.json")))
     seconds = run.stage_seconds().get("ensemble")
     bf16 = "the bf16 ensemble row's speed (small-x256, CUDA graph)"
     took = f"; the ensemble hook took {seconds} s" if seconds is not None else ""

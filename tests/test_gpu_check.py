@@ -254,9 +254,11 @@ def test_a_sticky_cuda_error_in_the_ensemble_benchmark_is_named_with_where_it_ca
         saved.write_text(json.dumps({"device": "cuda", "exact": exactness is None, "exactness_error": exactness,
                                      "targets": eager, "graph": {"error": graph} if graph else {"captured": True},
                                      "graph_error": sticky}))
-        t = _targets(_report(tmp_path / "run", capsys=capsys))
-        assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == (
+        out = _report(tmp_path / "run", capsys=capsys)
+        assert _targets(out)["K=256 small nets ≥ 3× the torch vmap ensemble"] == (
             f"eager 2.50×, the graph rows failed: {sticky} ({words}; {first})", "")
+        check = f"the check failed: {graph}" if graph else "captured (cuda)"
+        assert f"is captured and trains as the eager step | {check} |" in out
 
 
 def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, capsys):
@@ -1261,7 +1263,10 @@ def test_a_graph_process_that_dies_costs_none_of_the_eager_targets_and_keeps_its
     assert saved["targets"]["sequential"]["met"] and not saved["targets"]["torch-vmap"]["met"]
     assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 14)}
     capsys.readouterr()
-    t = _targets(_report(tmp_path / "run", capsys=capsys))
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert ("| the ensemble's CUDA graph (Ensemble(graph=True), float64, 3 members) is captured and trains as the eager "
+            "step | captured; largest relative difference from the eager fit 1e-16 (cuda) |") in out
+    t = _targets(out)
     lost = "the graph rows failed: its process was ended by SIGABRT without writing its rows"
     assert t["K=256 small nets ≥ 50× K sequential gpunn fits"] == (f"eager 180.00×, {lost}", "met")
     assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == (f"eager 2.57×, {lost}", "")
