@@ -31,8 +31,22 @@ ARCHS = ("sm_80", "sm_90")
 NO_COMPILER_ENV = "GPUNN_NO_CUDA_COMPILER"
 
 
+# Where the nvcc tests look for nvcc, in this order, as README's Set-up and the failure below name them: the
+# PATH, then the bin/ of $CUDA_HOME, of $CUDA_PATH and of /usr/local/cuda. (gpunn itself never runs nvcc: CuPy
+# compiles its kernels with NVRTC at run time.)
+NVCC_PLACES = ("PATH", "$CUDA_HOME", "$CUDA_PATH", "/usr/local/cuda")
+
+
+def _nvcc_place(place):
+    if place == "PATH":
+        return shutil.which("nvcc")
+    if place.startswith("$"):
+        return os.environ.get(place[1:])
+    return place
+
+
 def _find_nvcc():
-    for candidate in (shutil.which("nvcc"), os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+    for candidate in map(_nvcc_place, NVCC_PLACES):
         if not candidate:
             continue
         path = Path(candidate)
@@ -54,9 +68,31 @@ def nvcc():
         if backend.probe_cuda()[0] is not None:  # a usable GPU: CuPy's NVRTC compiles every kernel here
             pytest.skip("no nvcc on this GPU machine (a driver and pip's CUDA libraries need none): NVRTC "
                         "compiles every kernel instance in this run's GPU tests, and test_nvrtc_* where installed")
-        pytest.fail(f"nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda): the CUDA kernels cannot be "
+        pytest.fail(f"nvcc not found ({', '.join(NVCC_PLACES)}): the CUDA kernels cannot be "
                     f"compile-checked. Install the CUDA toolkit, or set {NO_COMPILER_ENV}=1 to skip.")
     return path
+
+
+def test_readme_names_every_place_the_nvcc_tests_look():
+    """README's Set-up tells a machine without the toolkit where nvcc is looked for: those places, in order
+    (it left out $CUDA_PATH, which _find_nvcc reads)."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    found = re.findall(r"\(no `nvcc` on the PATH([^)]*)\)", text)
+    assert len(found) == 1, found
+    assert ("PATH", *re.findall(r"`(\$\w+|/[^`]+)`", found[0])) == NVCC_PLACES
+
+
+@pytest.mark.parametrize("place", NVCC_PLACES[1:3])
+def test_nvcc_is_found_in_the_bin_of_each_variable_readme_names(place, tmp_path, monkeypatch):
+    nvcc_file = tmp_path / "bin" / "nvcc"
+    nvcc_file.parent.mkdir()
+    nvcc_file.write_text("#!/bin/sh\n")
+    nvcc_file.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    for variable in NVCC_PLACES[1:3]:
+        monkeypatch.delenv(variable[1:], raising=False)
+    monkeypatch.setenv(place[1:], str(tmp_path))
+    assert _find_nvcc() == str(nvcc_file)
 
 
 @pytest.mark.parametrize("source", list(gk.SOURCES))
