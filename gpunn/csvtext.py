@@ -220,18 +220,25 @@ def not_finite(value, column, dtype, decimal=".") -> str:
     words; a number NaN or infinite as ``dtype`` holds it as "column 'b': 'nan' is NaN; clean or impute it first"
     ('inf' is infinite, '1e39' is "infinite in float32 (past its largest value)"). ``value``: the field as written;
     "" where it is a finite number in ``dtype`` (the file changed since it was read)."""
-    import numpy
-
     if not is_number(value, decimal):
         return not_a_number(value, column)
-    number = float(value.strip(" \t").replace(decimal, "."))
+    return number_not_finite(float(value.strip(" \t").replace(decimal, ".")), repr(value), column, dtype)
+
+
+def number_not_finite(number, shown, column, dtype) -> str:
+    """:func:`not_finite`'s words for a value read as ``number`` (a float) and shown as ``shown`` (a CSV field's
+    text in quotes; a number an .npy or Parquet file stores, as Python writes it: nan, -inf, 1e+39), which an .npy
+    or Parquet file's refusal shares (gpunn.data.errors.not_finite_value): "column 'b': 'nan' is NaN; clean or
+    impute it first"; "" where ``number`` is finite in ``dtype``."""
+    import numpy
+
     with numpy.errstate(over="ignore"):  # 1e39 in float32: the overflow is what is said
         held = numpy.dtype(dtype).type(number)
     if numpy.isfinite(held):
         return ""
     what = ("NaN" if number != number else "infinite" if abs(number) == float("inf")
             else f"infinite in {numpy.dtype(dtype).name} (past its largest value)")
-    return f"{column}: {value!r} is {what}; clean or impute it first"
+    return f"{column}: {shown} is {what}; clean or impute it first"
 
 
 def not_a_boolean(value, column) -> str:

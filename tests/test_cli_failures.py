@@ -62,7 +62,7 @@ CASES = [
     ("csv of a header only", ["predict", "m.npz", "header.csv", "o.npy"], "IN header.csv has no rows"),
     ("npz as input", ["predict", "m.npz", "m.npz", "o.npy"], "is an .npz/zip archive"),
     ("pickled input", ["predict", "m.npz", "obj.npy", "o.npy"], "holds Python objects (dtype object)"),
-    ("NaN input", ["predict", "m.npz", "nan.npy", "o.npy"], "NaN or infinite value(s) (first at row 2, column 1)"),
+    ("NaN input", ["predict", "m.npz", "nan.npy", "o.npy"], "IN nan.npy row 2: column 1: nan is NaN; clean or impute it first"),
     ("wrong width", ["predict", "m.npz", "wide.npy", "o.npy"], "has 7 columns but the model expects 3"),
     ("output over the model", ["predict", "m.npz", "in.npy", "m.npz"], "OUT m.npz is the MODEL this command reads"),
     ("output over the input", ["predict", "m.npz", "in.npy", "in.npy"], "OUT in.npy is the input this command reads"),

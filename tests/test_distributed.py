@@ -209,7 +209,7 @@ def test_a_nan_read_by_a_shard_is_named_by_its_row_in_the_file(tmp_path):
     numpy.save(tmp_path / "y.npy", numpy.ones((1000, 1)))
     source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, shuffle=False, device="cpu")
     for read in (source, ShardedSource(source, 2, [1])):
-        with pytest.raises(DataError, match=r"the first at row 550 \(features column 1\)"):
+        with pytest.raises(DataError, match=r"x\.npy row 550: column 1: nan is NaN; clean or impute it first$"):
             list(read.batches(0, 100))
 
 
@@ -1172,7 +1172,7 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
         proc.communicate()
         pytest.fail("the job hung after one rank failed")
     assert proc.returncode == 2, err
-    says = "missing.npy: no such file" if where == "before" else "NaN or infinite features value(s)"
+    says = "missing.npy: no such file" if where == "before" else "X.npy row 390: column 1: nan is NaN"
     assert re.search(r"^gpunn \[rank 1/2\]: error: .*" + re.escape(says), err, re.M), err
     assert "Traceback" not in err
     line = next(line for line in err.splitlines() if line.startswith("gpunn [rank 1/2]: error: "))

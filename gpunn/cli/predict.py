@@ -74,12 +74,11 @@ def run(args) -> int:
     try:
         P = numpy.asarray(model.backend.to_host(model.predict(X)))
     except NotFinite as exc:
-        if preflight.file_kind(args.input) != "text":  # an .npy array's row and column, as NumPy indexes them
-            raise ValueError(f"IN {args.input}: {exc}") from None
         from ..data.files import not_finite_in_file
 
-        names = csvtext.csv_names(args.input)
-        raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv=True)}") from None
+        csv = preflight.file_kind(args.input) == "text"  # else an .npy array's row and column, as NumPy indexes them
+        names = csvtext.csv_names(args.input) if csv else None
+        raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {args.input}: {exc}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)

@@ -249,15 +249,27 @@ class ChunkedSource:
                             dtype, depth=self.prefetch)
 
     def _check_finite(self, k, X, Y):
+        """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y): as the source's
+        file holds it where it has one (``_not_finite``), else by the chunk's count of them."""
         columns = (getattr(self, "feature_names", None), getattr(self, "target_names", None))  # a table's
         for (name, A), names in zip((("features", X), ("targets", Y)), columns):
             finite = numpy.isfinite(A)
             if not finite.all():
                 row, col = (int(i) for i in numpy.argwhere(~finite)[0])
+                said = self._not_finite(k, name, row, col, A.dtype)
+                if said:
+                    raise DataError(said)
                 where = f"column {names[col]!r}" if names else f"{name} column {col}"
                 raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} NaN or infinite "
                                 f"{name} value(s), the first at {self._at_row(k, row)} ({where}); "
                                 "clean or impute them before training")
+
+    def _not_finite(self, k, role, row, column, dtype) -> str:
+        """The refusal of the value at ``row`` of chunk ``k`` and ``column`` of its ``role`` ("features" or
+        "targets"), NaN or infinite as ``dtype``, read again from the source's file and worded as gpunn predict
+        words it (a CSV file's: gpunn.csvtext.not_finite; an .npy or Parquet file's: errors.not_finite_value).
+        "" for a source without a file, or where the value read again is finite (the file changed since)."""
+        return ""
 
     def _at_row(self, k, row) -> str:
         """Where row ``row`` of chunk ``k`` is in the source's file, as a message says it: "row 512", counted from

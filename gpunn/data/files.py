@@ -260,11 +260,14 @@ def _file_column(path, names, index) -> int:
 
 def not_finite_in_file(path, exc, row, names, csv) -> str:
     """The refusal of the NaN or infinite values an input file's rows hold (``exc``: checks.NotFinite), the first
-    at data row ``row`` of the file (from 0) and its column ``exc.column`` among those read (``names``, or None):
-    a CSV file's (``csv``) line (from 1, the header's counted, as an editor shows it) and column, in training's
-    words (csvtext.not_finite: "x.csv line 3: column 'b': 'nan' is NaN; clean or impute it first"), another file's
-    row (from 0, as NumPy and pandas index it). A CSV value that is no number but a missing one to pyarrow (an
-    empty value, "NA") is refused as one that is not a number (csvtext.not_a_number), as when IN is read whole."""
+    at data row ``row`` of the file (from 0) and its column ``exc.column`` among those read (``names``, or None),
+    in training's words: a CSV file's (``csv``) line (from 1, the header's counted, as an editor shows it) and
+    column (csvtext.not_finite: "x.csv line 3: column 'b': 'nan' is NaN; clean or impute it first"), an .npy or
+    Parquet file's row (from 0, as NumPy and pandas index it; in a directory of Parquet files, the file's) and
+    column with the value it holds (errors.not_finite_value: "x.parquet row 5: column 'b': nan is NaN; ...").
+    A CSV value that is no number but a missing one to pyarrow (an empty value, "NA") is refused as one that is
+    not a number (csvtext.not_a_number), as when IN is read whole. Where the value read again is finite (the file
+    changed since), the values are said by their count's words, without it."""
     path = os.fspath(path)
     if csv:
         from ..csvtext import csv_column, csv_field, csv_line, not_finite
@@ -272,13 +275,34 @@ def not_finite_in_file(path, exc, row, names, csv) -> str:
         line, column = csv_line(path, row, header=names is not None), csv_column(names, exc.column)
         text = csv_field(path, row, _file_column(path, names, exc.column), header=names is not None)
         said = not_finite(text, column, exc.dtype) if text is not None else ""  # "" or "NA": not a number, as read whole
-        if said:
-            return f"{path} line {line}: {said}"
-        place = f"line {line} ({column})"
+        said, place = said and f"{path} line {line}: {said}", f"line {line} ({column})"
     else:
+        said = _stored_not_finite(path, exc, row, names)
         place = f"row {row} (column {repr(names[exc.column]) if names else exc.column})"
-    return (f"{path}: NaN or infinite values after conversion to {exc.dtype}, the first at {place}; clean or impute "
-            "them first")
+    return said or (f"{path}: NaN or infinite values after conversion to {exc.dtype}, the first at {place}; clean or "
+                    "impute them first")
+
+
+def _stored_not_finite(path, exc, row, names) -> str:
+    """not_finite_in_file's words for an .npy or Parquet file (errors.not_finite_value); "" where the value read
+    again is finite or cannot be read."""
+    from .errors import not_finite_value
+
+    try:
+        if names is None:  # an .npy array, by position (whatever its name: IN read whole is read by its bytes)
+            from .sources import _NpyFile
+
+            array = _NpyFile(path, "inputs", allow_1d=True)
+            try:
+                return not_finite_value(path, row, exc.column, array.value(row, exc.column), exc.dtype)
+            finally:
+                array.close()
+        from .tables import ParquetSource, parquet_cell
+
+        file, row, number = parquet_cell(ParquetSource.list_files(path), row, names[exc.column])
+        return not_finite_value(file, row, names[exc.column], number, exc.dtype)
+    except (IndexError, DataError):
+        return ""
 
 
 def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> int:

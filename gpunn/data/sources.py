@@ -245,6 +245,12 @@ class _NpyFile:
         with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
             out[...] = buffer
 
+    def value(self, row, column):
+        """The value at ``row`` and ``column`` as the file stores it (for an error's message)."""
+        out = numpy.empty((1, self.columns), self.dtype)
+        self.read(row, out)
+        return out[0, column]
+
     def _read_into(self, buffer, position, start, n):
         """The bytes at ``position`` of the data into the contiguous ``buffer`` (rows start.. of n, for the message)."""
         view = memoryview(buffer.reshape(-1).view(numpy.uint8))
@@ -314,6 +320,16 @@ class NpySource(ChunkedSource):
     def _where(self, k):
         start = k * self.chunk_rows
         return f"{self.x.path} / {self.y.path} (rows {start}-{start + self.chunk_sizes[k] - 1})"
+
+    def _not_finite(self, k, role, row, column, dtype):
+        from .errors import not_finite_value
+
+        file, row = (self.x if role == "features" else self.y), k * self.chunk_rows + row
+        try:
+            number = file.value(row, column)
+        except DataError:  # cut short since: said by the chunk's count
+            return ""
+        return not_finite_value(file.path, row, column, number, dtype)
 
     def _name(self):
         return self.x.path

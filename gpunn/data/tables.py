@@ -235,6 +235,28 @@ def open_parquet(name):
         raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
 
 
+def parquet_cell(files, row, name):
+    """(file, row in it, value) of the Parquet dataset ``files`` (one file, or a directory's, in order) at ``row``
+    (from 0, over the files) of column ``name``, read again for an error's message: the row's row group in
+    batches up to it, so memory stays a batch's whatever the row group's size. The value as Python reads it
+    (None: a null). Raises IndexError past the last row, DataError where a file cannot be read."""
+    for path in files:
+        pf = open_parquet(path)
+        if row >= pf.metadata.num_rows:
+            row -= pf.metadata.num_rows
+            continue
+        at = row
+        for g in range(pf.metadata.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if at < rows:
+                for batch in pf.iter_batches(batch_size=65536, row_groups=[g], columns=[name]):
+                    if at < batch.num_rows:
+                        return path, row, batch.column(0)[at].as_py()
+                    at -= batch.num_rows
+            at -= rows
+    raise IndexError(f"row {row} is past the dataset's last row")
+
+
 class ParquetSource(ChunkedSource):
     """A Parquet file, or a directory of them read as one dataset, in chunks of at most ``chunk_rows`` rows.
 
@@ -329,6 +351,16 @@ class ParquetSource(ChunkedSource):
         i, g, _ = self._chunks[k]
         start = self._row_offset(k)
         return f"{self.files[i]} (row group {g}, rows {start}-{start + self.chunk_sizes[k] - 1})"
+
+    def _not_finite(self, k, role, row, column, dtype):
+        from .errors import not_finite_value
+
+        name = (self.feature_names if role == "features" else self.target_names)[column]
+        try:
+            path, row, number = parquet_cell([self.files[self._chunks[k][0]]], self._row_offset(k) + row, name)
+        except (IndexError, DataError):  # changed or cut short since: said by the chunk's count
+            return ""
+        return not_finite_value(path, row, name, number, dtype)
 
     def _name(self):
         return self.path
@@ -557,41 +589,26 @@ class CsvSource(ChunkedSource):
         first = self._row_offset(k)
         return f"line {self._line(first + row, self._starts[k], first)}"
 
-    def _check_finite(self, k, X, Y):
-        """ChunkedSource's check, with the value refused at its line and column in the words gpunn predict gives
-        it, read whole or streamed: a missing value (pyarrow's null: "", NA) as one that is not a number ("x.csv
-        line 3: column 'a': 'NA' is not a number"), not as a NaN the file does not hold; a NaN or infinite number
-        as csvtext.not_finite says it ("x.csv line 3: column 'a': 'nan' is NaN; clean or impute it first")."""
-        try:
-            super()._check_finite(k, X, Y)
-        except DataError:
-            said = self._not_finite(k, X, Y)
-            if not said:
-                raise
-            raise DataError(said) from None
-
-    def _not_finite(self, k, X, Y) -> str:
-        """The refusal of the first value of chunk ``k`` that is not finite (features first, as _check_finite looks),
-        in csvtext.not_finite's words; "" where its text reads as a finite number (the file changed since it was
-        read)."""
+    def _not_finite(self, k, role, row, column, dtype):
+        """The value refused at its line and column in the words gpunn predict gives it, read whole or streamed:
+        a missing value (pyarrow's null: "", NA) as one that is not a number ("x.csv line 3: column 'a': 'NA' is
+        not a number"), not as a NaN the file does not hold; a NaN or infinite number as csvtext.not_finite says
+        it ("x.csv line 3: column 'a': 'nan' is NaN; clean or impute it first")."""
         import csv
         import io
 
         from ..csvtext import csv_column, not_finite
 
-        for A, names in ((X, self.feature_names), (Y, self.target_names)):
-            bad = numpy.argwhere(~numpy.isfinite(A))
-            if not len(bad):
-                continue
-            row, index = int(bad[0][0]), self._column_names.index(names[int(bad[0][1])])
-            chunk = bytearray(self._starts[k + 1] - self._starts[k])
-            pread_full(self._fd, memoryview(chunk), self._starts[k])
-            text = io.StringIO(chunk.decode("utf-8", "replace"), newline="")
-            values = [r for r in csv.reader(text, delimiter=self.delimiter) if r][row]  # rows as pyarrow counts them
-            value = values[index] if index < len(values) else ""
-            said = not_finite(value, csv_column(self._column_names, index), A.dtype, self.decimal)
-            return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
-        return ""
+        index = self._column_names.index((self.feature_names if role == "features" else self.target_names)[column])
+        chunk = bytearray(self._starts[k + 1] - self._starts[k])
+        pread_full(self._fd, memoryview(chunk), self._starts[k])
+        text = io.StringIO(chunk.decode("utf-8", "replace"), newline="")
+        rows = [r for r in csv.reader(text, delimiter=self.delimiter) if r]  # rows as pyarrow counts them
+        if row >= len(rows):  # cut short since: said by the chunk's count
+            return ""
+        value = rows[row][index] if index < len(rows[row]) else ""
+        said = not_finite(value, csv_column(self._column_names, index), dtype, self.decimal)
+        return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
 
     def batches(self, epoch, batch_size, first_batch=0):
         if (os.fstat(self._fd).st_size, os.stat(self.path).st_mtime_ns) != self._stamp:

@@ -1,0 +1,127 @@
+"""A NaN or infinite value in a data file is refused in one wording by training (gpunn.data, ``gpunn train --data``)
+and ``gpunn predict`` (read whole or streamed), naming the file, where in it, the column and the value: a CSV
+file's line as csvtext.not_finite words it (tests/test_csv_rule.py), an .npy or Parquet file's row in the same words
+(errors.not_finite_value)."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn import data
+from gpunn.cli import main
+from gpunn.data import DataError
+
+ROWS = 24
+BAD_ROW = 7
+VALUES = [  # (stored, as the message shows it, what it is as float32)
+    (float("nan"), "nan", "NaN"),
+    (float("-inf"), "-inf", "infinite"),
+    (1e39, "1e+39", "infinite in float32 (past its largest value)"),
+]
+
+
+def columns(bad=None):
+    """Features a and b and target y of ROWS rows; b's BAD_ROW holds ``bad``."""
+    a = numpy.linspace(-1.0, 1.0, ROWS)
+    b = numpy.linspace(2.0, 3.0, ROWS)
+    if bad is not None:
+        b[BAD_ROW] = bad
+    return a, b, a - numpy.linspace(2.0, 3.0, ROWS)
+
+
+def write(tmp_path, kind, bad=None, name="t"):
+    """The table (a, b; y) as an .npy pair (X, Y), a Parquet file of row groups of 5 rows or a CSV file; the
+    features' path."""
+    a, b, y = columns(bad)
+    if kind == "csv":
+        pytest.importorskip("pyarrow")
+        rows = zip(*(column.tolist() for column in (a, b, y)))
+        (tmp_path / f"{name}.csv").write_text("a,b,y\n" + "".join(",".join(map(repr, row)) + "\n" for row in rows))
+        return str(tmp_path / f"{name}.csv")
+    if kind == "npy":
+        numpy.save(tmp_path / f"{name}X.npy", numpy.column_stack([a, b]))
+        numpy.save(tmp_path / f"{name}Y.npy", y.reshape(-1, 1))
+        return str(tmp_path / f"{name}X.npy")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": a, "b": b, "y": y}), tmp_path / f"{name}.parquet", row_group_size=5)
+    return str(tmp_path / f"{name}.parquet")
+
+
+def source(path, **options):
+    if path.endswith(".npy"):
+        return data.npy(path, path.replace("X.npy", "Y.npy"), chunk_rows=4, shuffle=False, **options)
+    if path.endswith(".csv"):
+        return data.csv(path, "y", shuffle=False, **options)
+    return data.parquet(path, "y", chunk_rows=4, shuffle=False, **options)
+
+
+def training_refusal(path, **options):
+    """What training, bound float32, refuses in the file at ``path``."""
+    read = source(path, **options).bind("cpu", "float32")
+    with pytest.raises(DataError) as caught:
+        list(read.ordered_windows())
+    return str(caught.value)
+
+
+def predict_refusals(tmp_path, monkeypatch, capsys, path, model=None) -> list:
+    """gpunn predict's last stderr line refusing ``path`` for ``model`` (default: a float32 model of features a, b):
+    read whole (an .npy under STREAM_BYTES) and streamed."""
+    from gpunn.cli import predict
+
+    if model is None:
+        model = gpunn.MLP([2, 1], seed=0, device="cpu", dtype="float32")
+        model.data_columns = {"features": ["a", "b"], "targets": ["y"]}
+    gpunn.save(str(tmp_path / "m.npz"), model)
+    said = []
+    for stream_bytes in ((predict.STREAM_BYTES, 0) if path.endswith(".npy") else (0,)):
+        monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+        assert main(["predict", str(tmp_path / "m.npz"), path, str(tmp_path / "p.npy")]) == 2
+        said.append(capsys.readouterr().err.splitlines()[-1])
+    return said
+
+
+@pytest.mark.parametrize("stored, shown, what", VALUES, ids=["nan", "-inf", "past float32"])
+@pytest.mark.parametrize("kind", ["npy", "parquet"])
+def test_a_nan_or_infinite_value_of_an_npy_or_parquet_file_is_refused_in_one_wording_by_training_and_predict(
+        tmp_path, monkeypatch, capsys, kind, stored, shown, what):
+    """Training said "x.parquet (row group 1, rows 5-9): 1 NaN or infinite features value(s), the first at row 7
+    (column 'b'); clean or impute them before training" (an .npy pair "X.npy / Y.npy (rows 4-7): ... (features
+    column 1)"), gpunn predict "x.parquet: NaN or infinite values after conversion to float32, the first at row 7
+    (column 'b'); clean or impute them first", and read whole "X contains 1 NaN or infinite value(s) (first at row 7,
+    column 1) after conversion to float32": now all say it as a CSV file's value is said, by its row."""
+    path = write(tmp_path, kind, stored)
+    column = "column 1" if kind == "npy" else "column 'b'"
+    said = f"{path} row {BAD_ROW}: {column}: {shown} is {what}; clean or impute it first"
+    assert training_refusal(path) == said
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn: error: IN {said}"] * (1 + (kind == "npy"))
+
+
+def test_a_nan_target_and_a_parquet_null_are_named_by_their_file_row_and_column(tmp_path):
+    """A target's value names the targets' file (an .npy pair's Y) and column; a Parquet null is a missing number,
+    as a CSV file's empty value is (not a NaN the file does not hold)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = write(tmp_path, "npy")
+    Y = numpy.load(tmp_path / "tY.npy")
+    Y[BAD_ROW, 0] = numpy.nan
+    numpy.save(tmp_path / "tY.npy", Y)
+    assert training_refusal(path) == f"{tmp_path / 'tY.npy'} row {BAD_ROW}: column 0: nan is NaN; clean or impute it first"
+    a, b, y = columns()
+    pq.write_table(pa.table({"a": a, "b": pa.array([*b[:BAD_ROW], None, *b[BAD_ROW + 1:]]), "y": y}),
+                   tmp_path / "n.parquet", row_group_size=5)
+    assert training_refusal(str(tmp_path / "n.parquet")) == (f"{tmp_path / 'n.parquet'} row {BAD_ROW}: column 'b': a "
+                                                             "null (a missing number) is not a number")
+
+
+def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(tmp_path, monkeypatch, capsys):
+    """Training names a directory's file and its row in that file; gpunn predict, which reads the directory as one
+    dataset, names the same file and row (not the row counted over the dataset)."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write(folder, "parquet", name="0")
+    path = write(folder, "parquet", float("nan"), name="1")
+    said = f"{path} row {BAD_ROW}: column 'b': nan is NaN; clean or impute it first"
+    assert training_refusal(str(folder)) == said
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn: error: IN {said}"]
