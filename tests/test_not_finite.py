@@ -1,14 +1,17 @@
 """A NaN or infinite value in a data file is refused in one wording by training (gpunn.data, ``gpunn train --data``)
 and ``gpunn predict`` (read whole or streamed), naming the file, where in it, the column and the value: a CSV
 file's line as csvtext.not_finite words it (tests/test_csv_rule.py), an .npy or Parquet file's row in the same words
-(errors.not_finite_value)."""
+(errors.not_finite_value); where the value read again is finite (the file changed since it was read), the count's
+words without it."""
 import numpy
 import pytest
 
 import gpunn
 from gpunn import data
+from gpunn.checks import NotFinite
 from gpunn.cli import main
 from gpunn.data import DataError
+from gpunn.data.files import not_finite_in_file
 
 ROWS = 24
 BAD_ROW = 7
@@ -125,3 +128,57 @@ def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(
     said = f"{path} row {BAD_ROW}: column 'b': nan is NaN; clean or impute it first"
     assert training_refusal(str(folder)) == said
     assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn: error: IN {said}"]
+
+
+# ---- the file changed since it was read: the value read again is finite --------------------------------------
+def changed_after_reading(monkeypatch, read, rewrite):
+    """``read``'s class reads its chunks, then the file is rewritten (``rewrite()``) before a refusal is worded."""
+    fill = type(read)._fill
+
+    def fill_then_change(self, k, X, Y):
+        fill(self, k, X, Y)
+        if not numpy.isfinite(X).all():
+            rewrite()
+
+    monkeypatch.setattr(type(read), "_fill", fill_then_change)
+    return read
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_training_words_a_value_that_is_finite_when_read_again_by_the_chunk_s_count(tmp_path, monkeypatch, kind):
+    """A value read as NaN whose file holds a number by the time the refusal is worded (rewritten in between) is
+    refused by the chunk's count of such values, without the value, which the file no longer holds."""
+    if kind == "csv":
+        pytest.importorskip("pyarrow")
+        path = tmp_path / "t.csv"
+        path.write_text("a,b,y\n" + "".join(f"{i}.5,{'nan' if i == BAD_ROW else '2.5'},1\n" for i in range(ROWS)))
+        read = data.csv(path, "y", block_size=40, shuffle=False)  # chunks of a few lines: lines 6-9 hold row 7
+        rewrite = lambda: path.write_text(path.read_text().replace("nan", "7.5"))  # noqa: E731 (same size)
+        where = f"{path} (lines 6-9): 1 NaN or infinite features value(s), the first at line 9 (column 'b')"
+    else:
+        path = write(tmp_path, kind, float("nan"))
+        read = source(path)
+        rewrite = lambda: write(tmp_path, kind, 7.5)  # noqa: E731
+        where = (f"{path} / {path.replace('X.npy', 'Y.npy')} (rows 4-7): 1 NaN or infinite features value(s), the first "
+                 f"at row 7 (features column 1)" if kind == "npy" else
+                 f"{path} (row group 1, rows 5-8): 1 NaN or infinite features value(s), the first at row 7 (column 'b')")
+    read = changed_after_reading(monkeypatch, read, rewrite).bind("cpu", "float32")
+    with pytest.raises(DataError) as caught:
+        list(read.ordered_windows())
+    assert str(caught.value) == f"{where}; clean or impute them before training"
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_predict_words_a_value_that_is_finite_when_read_again_by_its_place(tmp_path, kind):
+    """gpunn predict's refusal of row 7's NaN, worded after the file was rewritten with a number there: the place,
+    without the value."""
+    if kind == "csv":
+        path = tmp_path / "t.csv"
+        path.write_text("a,b\n" + "".join(f"{i}.5,2.5\n" for i in range(ROWS)))
+        names, place = ["a", "b"], "line 9 (column 'b')"
+    else:
+        path, names = write(tmp_path, kind), (None if kind == "npy" else ["a", "b"])
+        place = f"row {BAD_ROW} (column {1 if kind == 'npy' else repr('b')})"
+    exc = NotFinite("X", 1, BAD_ROW, 1, "float32")
+    assert not_finite_in_file(path, exc, BAD_ROW, names, csv=kind == "csv") == (
+        f"{path}: NaN or infinite values after conversion to float32, the first at {place}; clean or impute them first")
