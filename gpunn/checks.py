@@ -19,12 +19,15 @@ class MissingExtra(ImportError):
 
 class NotFinite(ValueError):
     """An array's NaN or infinite values (``count``; the first at ``row``, ``column``, counted from 0 as the array
-    indexes them), after conversion to ``dtype``: a caller that read the array from a file can say where in it."""
+    indexes them), after conversion to ``dtype``, or, given ``scaled`` (the first one's standardized value, finite in
+    float64), once standardized: a caller that read the array from a file can say where in it."""
 
-    def __init__(self, name, count, row, column, dtype):
-        super().__init__(f"{name} contains {count} NaN or infinite value(s) (first at row {row}, column {column}) "
-                         f"after conversion to {dtype}; clean or impute them first")
-        self.count, self.row, self.column, self.dtype = count, row, column, dtype
+    def __init__(self, name, count, row, column, dtype, scaled=None):
+        what = (f"{count} NaN or infinite value(s) (first at row {row}, column {column}) after conversion to {dtype}"
+                if scaled is None else f"{count} value(s) infinite in {dtype} once standardized (first at row {row}, "
+                f"column {column}: {scaled:.2g})")
+        super().__init__(f"{name} contains {what}; clean or impute them first")
+        self.count, self.row, self.column, self.dtype, self.scaled = count, row, column, dtype, scaled
 
 
 def _kind_of(array) -> str:

@@ -213,31 +213,34 @@ def not_a_number(value, column) -> str:
     return f"{column}: {shown} is not a number"
 
 
-def not_finite(value, column, dtype, decimal=".") -> str:
+def not_finite(value, column, dtype, decimal=".", scaled=None) -> str:
     """The refusal of a CSV value that a reader took for NaN or an infinite number, after "path line N: ", in the
     one wording training (gpunn.data.csv, ``train --data``) and gpunn predict (read whole or streamed) give it: a
     value that is no number (:func:`is_number`: a missing one to pyarrow, "" or "NA") in :func:`not_a_number`'s
     words; a number NaN or infinite as ``dtype`` holds it as "column 'b': 'nan' is NaN; clean or impute it first"
     ('inf' is infinite, '1e39' is "infinite in float32 (past its largest value)"). ``value``: the field as written;
-    "" where it is a finite number in ``dtype`` (the file changed since it was read)."""
+    ``scaled``: the number standardized, where that is what ``dtype`` cannot hold ("'1e+38' is 3.3e+39 once
+    standardized, infinite in float32 (past its largest value)"); "" where it is finite in ``dtype`` (the file changed
+    since it was read)."""
     if not is_number(value, decimal):
         return not_a_number(value, column)
-    return number_not_finite(float(value.strip(" \t").replace(decimal, ".")), repr(value), column, dtype)
+    return number_not_finite(float(value.strip(" \t").replace(decimal, ".")), repr(value), column, dtype, scaled)
 
 
-def number_not_finite(number, shown, column, dtype) -> str:
+def number_not_finite(number, shown, column, dtype, scaled=None) -> str:
     """:func:`not_finite`'s words for a value read as ``number`` (a float) and shown as ``shown`` (a CSV field's
     text in quotes; a number an .npy or Parquet file stores, as Python writes it: nan, -inf, 1e+39), which an .npy
     or Parquet file's refusal shares (gpunn.data.errors.not_finite_value): "column 'b': 'nan' is NaN; clean or
-    impute it first"; "" where ``number`` is finite in ``dtype``."""
+    impute it first"; ``scaled``, as :func:`not_finite`'s; "" where ``number`` (``scaled``) is finite in ``dtype``."""
     import numpy
 
     with numpy.errstate(over="ignore"):  # 1e39 in float32: the overflow is what is said
-        held = numpy.dtype(dtype).type(number)
+        held = numpy.dtype(dtype).type(number if scaled is None else scaled)
     if numpy.isfinite(held):
         return ""
-    what = ("NaN" if number != number else "infinite" if abs(number) == float("inf")
-            else f"infinite in {numpy.dtype(dtype).name} (past its largest value)")
+    past = f"infinite in {numpy.dtype(dtype).name} (past its largest value)"
+    what = (f"{scaled:.2g} once standardized, {past}" if scaled is not None and numpy.isfinite(scaled)
+            else "NaN" if number != number else "infinite" if abs(number) == float("inf") else past)
     return f"{column}: {shown} is {what}; clean or impute it first"
 
 

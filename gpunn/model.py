@@ -25,7 +25,8 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
-from .checks import DTYPES, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int, seed_int
+from .checks import (DTYPES, NotFinite, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int,
+                     seed_int)
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -139,11 +140,21 @@ class RawUnits:
         backend = self.backend if wide == self.dtype else _backend.backend_of(data)
         return as_matrix(data, name, backend, wide, allow_1d=target, n_columns=self.layer_sizes[-1 if target else 0])
 
-    def _scaled_rows(self, A, start, stop, target=False):
+    def _scaled_rows(self, A, start, stop, target=False, name="X"):
         """Rows start:stop of a ``_raw_input`` array, standardized (in A's dtype: float64 for wide
-        values), then cast to the model's dtype on its device: a new array."""
+        values), then cast to the model's dtype on its device: a new array. A value standardized past the
+        model's dtype (1e39 for a float32 model whose statistics are of values near 1) raises NotFinite
+        naming its row in A: it was checked finite raw, and a model fed inf would predict NaN without a word."""
         chunk = self.xp.array(A[start:stop], copy=True)  # on the model's device, still in A's dtype: scaled in place
-        return self._scale_(chunk, target).astype(self.dtype, copy=False)
+        scaled = self._scale_(chunk, target)
+        with numpy.errstate(over="ignore"):  # the overflow is refused below, with its place
+            out = scaled.astype(self.dtype, copy=False)
+        finite = self.xp.isfinite(out)
+        if not bool(finite.all()):
+            row, col = (int(i) for i in self.xp.argwhere(~finite)[0])
+            raise NotFinite(name, int(out.size - int(finite.sum())), start + row, col, numpy.dtype(self.dtype).name,
+                            scaled=float(scaled[row, col]))
+        return out
 
     def _scale_(self, A, target=False):
         """A standardized in place by the ``standardizer``'s statistics of the targets (``target``) or of the
@@ -163,7 +174,7 @@ class RawUnits:
             out = self.xp.empty(A.shape, self.dtype)
             for start in range(0, A.shape[0], STANDARDIZE_CHUNK_ROWS):
                 out[start:start + STANDARDIZE_CHUNK_ROWS] = self._scaled_rows(A, start, start + STANDARDIZE_CHUNK_ROWS,
-                                                                              target)
+                                                                              target, name)
             return out
 
         return load(X, x_name, False), load(Y, y_name, True)

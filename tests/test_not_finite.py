@@ -2,7 +2,9 @@
 and ``gpunn predict`` (read whole or streamed), naming the file, where in it, the column and the value: a CSV
 file's line as csvtext.not_finite words it (tests/test_csv_rule.py), an .npy or Parquet file's row in the same words
 (errors.not_finite_value); where the value read again is finite (the file changed since it was read), the count's
-words without it."""
+words without it; and a value past float32's range that standardize=True scales in float64 first is no refusal."""
+import re
+
 import numpy
 import pytest
 
@@ -182,3 +184,53 @@ def test_predict_words_a_value_that_is_finite_when_read_again_by_its_place(tmp_p
     exc = NotFinite("X", 1, BAD_ROW, 1, "float32")
     assert not_finite_in_file(path, exc, BAD_ROW, names, csv=kind == "csv") == (
         f"{path}: NaN or infinite values after conversion to float32, the first at {place}; clean or impute them first")
+
+
+# ---- standardize: a value past float32's range is scaled in float64 first ------------------------------------
+def fitted(path, **options):
+    """A float32 model of 4 hidden units fitted for an epoch on the file at ``path`` (its columns recorded, as
+    gpunn train records them)."""
+    model = gpunn.MLP([2, 4, 1], device="cpu", dtype="float32", seed=0)
+    model.fit(source(path, **options), epochs=1, batch_size=4, verbose=False)
+    model.data_columns = {"features": ["a", "b"], "targets": ["y"]}
+    return model
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_a_value_past_float32_among_the_rows_standardized_trains_and_predicts(tmp_path, kind):
+    """1e39 in a float64 file is refused for a float32 model as "infinite in float32" (above), but not where
+    standardize=True scales the file's values in float64 before the cast: its column's statistics count it, and
+    the model reads it as about 4.7 (its spread's multiple), finite. gpunn predict with that model scales it so too."""
+    path = write(tmp_path, kind, 1e39)
+    gpunn.save(str(tmp_path / "m.npz"), fitted(path, standardize=True))
+    assert main(["predict", str(tmp_path / "m.npz"), path, str(tmp_path / "p.npy")]) == 0
+    assert numpy.isfinite(numpy.load(tmp_path / "p.npy")).all()
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_a_value_standardized_past_float32_is_refused_alike_by_training_and_predict(tmp_path, monkeypatch, capsys,
+                                                                                    kind):
+    """A model whose statistics are of values near 2.5 (spread 0.3) scales a later file's 1e39 to about 3e39, which
+    float32 cannot hold: training on that file (a later fit, which scales its rows by the model's statistics) cast
+    it to inf without a word and trained on it, as a held-out chunk's made its metrics NaN, and gpunn predict
+    predicted NaN for its row. Both refuse it now, in one wording."""
+    model = fitted(write(tmp_path, kind, name="c"), standardize=True)
+    path = write(tmp_path, kind, 1e39)
+    with pytest.raises(DataError) as caught:
+        model.fit(source(path), epochs=1, batch_size=4, verbose=False)
+    said = str(caught.value)
+    place = "line 9: column 'b': '1e+39'" if kind == "csv" else f"row 7: column {1 if kind == 'npy' else repr('b')}: 1e+39"
+    assert re.fullmatch(rf"{re.escape(f'{path} {place}')} is 3\.\de\+39 once standardized, infinite in float32 \(past its "
+                        r"largest value\); clean or impute it first", said), said
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn: error: IN {said}"
+
+
+def test_predict_refuses_an_array_value_standardized_past_float32_naming_its_row(tmp_path, device):
+    """model.predict on arrays (the raw units' float64, scaled a chunk of rows at a time before the cast) returned
+    NaN for such a row without a word; now NotFinite, with the row, the column and the standardized value."""
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    model.fit(source(write(tmp_path, "npy", name="c"), standardize=True), epochs=1, batch_size=4, verbose=False)
+    X = numpy.column_stack(columns(1e39)[:2])
+    with pytest.raises(NotFinite, match=r"^X contains 1 value\(s\) infinite in float32 once standardized \(first at row "
+                                        r"7, column 1: 3\.\de\+39\); clean or impute them first$"):
+        model.predict(X)

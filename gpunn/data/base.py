@@ -234,7 +234,9 @@ class ChunkedSource:
             self._fill(k, Xw, Yw)
             self._check_finite(k, Xw, Yw)
             scaler.transform_(numpy, Xw, Yw)
-            X[...], Y[...] = Xw, Yw
+            with numpy.errstate(over="ignore"):  # a value standardized past the model's dtype: refused just below
+                X[...], Y[...] = Xw, Yw
+            self._check_finite(k, X, Y, scaled=(Xw, Yw))
 
         def fill(window, X, Y):
             n = 0
@@ -248,27 +250,31 @@ class ChunkedSource:
         return host_windows(self.backend, windows, fill, capacity, self.n_features, self.n_outputs,
                             dtype, depth=self.prefetch)
 
-    def _check_finite(self, k, X, Y):
-        """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y): as the source's
+    def _check_finite(self, k, X, Y, scaled=None):
+        """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y), or, given
+        ``scaled`` (X and Y standardized in float64, of which X, Y are the cast), once standardized: as the source's
         file holds it where it has one (``_not_finite``), else by the chunk's count of them."""
         columns = (getattr(self, "feature_names", None), getattr(self, "target_names", None))  # a table's
-        for (name, A), names in zip((("features", X), ("targets", Y)), columns):
+        for part, ((name, A), names) in enumerate(zip((("features", X), ("targets", Y)), columns)):
             finite = numpy.isfinite(A)
             if not finite.all():
                 row, col = (int(i) for i in numpy.argwhere(~finite)[0])
-                said = self._not_finite(k, name, row, col, A.dtype)
+                said = self._not_finite(k, name, row, col, A.dtype,
+                                        scaled=None if scaled is None else float(scaled[part][row, col]))
                 if said:
                     raise DataError(said)
                 where = f"column {names[col]!r}" if names else f"{name} column {col}"
-                raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} NaN or infinite "
-                                f"{name} value(s), the first at {self._at_row(k, row)} ({where}); "
-                                "clean or impute them before training")
+                what = (f"NaN or infinite {name} value(s)" if scaled is None else
+                        f"{name} value(s) infinite in {numpy.dtype(A.dtype).name} once standardized")
+                raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} {what}, the first at "
+                                f"{self._at_row(k, row)} ({where}); clean or impute them before training")
 
-    def _not_finite(self, k, role, row, column, dtype) -> str:
+    def _not_finite(self, k, role, row, column, dtype, scaled=None) -> str:
         """The refusal of the value at ``row`` of chunk ``k`` and ``column`` of its ``role`` ("features" or
-        "targets"), NaN or infinite as ``dtype``, read again from the source's file and worded as gpunn predict
-        words it (a CSV file's: gpunn.csvtext.not_finite; an .npy or Parquet file's: errors.not_finite_value).
-        "" for a source without a file, or where the value read again is finite (the file changed since)."""
+        "targets"), NaN or infinite as ``dtype`` (or, standardized, ``scaled``: not finite in ``dtype``), read again
+        from the source's file and worded as gpunn predict words it (a CSV file's: gpunn.csvtext.not_finite; an .npy
+        or Parquet file's: errors.not_finite_value). "" for a source without a file, or where the value read
+        again is finite (the file changed since)."""
         return ""
 
     def _at_row(self, k, row) -> str:

@@ -6,18 +6,20 @@ class DataError(ValueError):
     """Bad data in a file or a stream; the message names the file (and the rows, when it can)."""
 
 
-def not_finite_value(path, row, column, number, dtype) -> str:
+def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     """The refusal of the value an .npy or Parquet file ``path`` holds at ``row`` (from 0, as NumPy and pandas index
     the file's rows) of ``column`` (a Parquet column's name, an .npy file's column index from 0), read there as
     ``number`` (None: a Parquet null) and NaN or infinite as ``dtype``, in the words of a CSV file's
     (gpunn.csvtext.not_finite), by training and gpunn predict alike: "x.parquet row 5: column 'b': nan is NaN;
     clean or impute it first" ("-inf is infinite", "1e+39 is infinite in float32 (past its largest value)",
-    "a null (a missing number) is not a number"). "" where ``number`` is finite in ``dtype`` (the file changed
-    since it was read: the caller words it without the value)."""
+    "a null (a missing number) is not a number"; with ``scaled``, the number standardized, where that is what
+    ``dtype`` cannot hold: "1e+38 is 3.3e+39 once standardized, infinite in float32 ..."). "" where ``number``
+    (``scaled``) is finite in ``dtype`` (the file changed since it was read: the caller words it without the
+    value)."""
     from ..csvtext import number_not_finite
 
     column = f"column {column!r}" if isinstance(column, str) else f"column {column}"
     if number is None:
         return f"{path} row {row}: {column}: a null (a missing number) is not a number"
-    said = number_not_finite(float(number), repr(float(number)), column, dtype)
+    said = number_not_finite(float(number), repr(float(number)), column, dtype, scaled)
     return f"{path} row {row}: {said}" if said else ""

@@ -274,13 +274,14 @@ def not_finite_in_file(path, exc, row, names, csv) -> str:
 
         line, column = csv_line(path, row, header=names is not None), csv_column(names, exc.column)
         text = csv_field(path, row, _file_column(path, names, exc.column), header=names is not None)
-        said = not_finite(text, column, exc.dtype) if text is not None else ""  # "" or "NA": not a number, as read whole
+        said = not_finite(text, column, exc.dtype, scaled=exc.scaled) if text is not None else ""  # "NA": not a number
         said, place = said and f"{path} line {line}: {said}", f"line {line} ({column})"
     else:
         said = _stored_not_finite(path, exc, row, names)
         place = f"row {row} (column {repr(names[exc.column]) if names else exc.column})"
-    return said or (f"{path}: NaN or infinite values after conversion to {exc.dtype}, the first at {place}; clean or "
-                    "impute them first")
+    what = (f"NaN or infinite values after conversion to {exc.dtype}" if exc.scaled is None
+            else f"values infinite in {exc.dtype} once standardized")
+    return said or f"{path}: {what}, the first at {place}; clean or impute them first"
 
 
 def _stored_not_finite(path, exc, row, names) -> str:
@@ -294,13 +295,13 @@ def _stored_not_finite(path, exc, row, names) -> str:
 
             array = _NpyFile(path, "inputs", allow_1d=True)
             try:
-                return not_finite_value(path, row, exc.column, array.value(row, exc.column), exc.dtype)
+                return not_finite_value(path, row, exc.column, array.value(row, exc.column), exc.dtype, exc.scaled)
             finally:
                 array.close()
         from .tables import ParquetSource, parquet_cell
 
         file, row, number = parquet_cell(ParquetSource.list_files(path), row, names[exc.column])
-        return not_finite_value(file, row, names[exc.column], number, exc.dtype)
+        return not_finite_value(file, row, names[exc.column], number, exc.dtype, exc.scaled)
     except (IndexError, DataError):
         return ""
 

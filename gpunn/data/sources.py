@@ -321,7 +321,7 @@ class NpySource(ChunkedSource):
         start = k * self.chunk_rows
         return f"{self.x.path} / {self.y.path} (rows {start}-{start + self.chunk_sizes[k] - 1})"
 
-    def _not_finite(self, k, role, row, column, dtype):
+    def _not_finite(self, k, role, row, column, dtype, scaled=None):
         from .errors import not_finite_value
 
         file, row = (self.x if role == "features" else self.y), k * self.chunk_rows + row
@@ -329,7 +329,7 @@ class NpySource(ChunkedSource):
             number = file.value(row, column)
         except DataError:  # cut short since: said by the chunk's count
             return ""
-        return not_finite_value(file.path, row, column, number, dtype)
+        return not_finite_value(file.path, row, column, number, dtype, scaled)
 
     def _name(self):
         return self.x.path

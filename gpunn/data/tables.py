@@ -352,7 +352,7 @@ class ParquetSource(ChunkedSource):
         start = self._row_offset(k)
         return f"{self.files[i]} (row group {g}, rows {start}-{start + self.chunk_sizes[k] - 1})"
 
-    def _not_finite(self, k, role, row, column, dtype):
+    def _not_finite(self, k, role, row, column, dtype, scaled=None):
         from .errors import not_finite_value
 
         name = (self.feature_names if role == "features" else self.target_names)[column]
@@ -360,7 +360,7 @@ class ParquetSource(ChunkedSource):
             path, row, number = parquet_cell([self.files[self._chunks[k][0]]], self._row_offset(k) + row, name)
         except (IndexError, DataError):  # changed or cut short since: said by the chunk's count
             return ""
-        return not_finite_value(path, row, name, number, dtype)
+        return not_finite_value(path, row, name, number, dtype, scaled)
 
     def _name(self):
         return self.path
@@ -589,7 +589,7 @@ class CsvSource(ChunkedSource):
         first = self._row_offset(k)
         return f"line {self._line(first + row, self._starts[k], first)}"
 
-    def _not_finite(self, k, role, row, column, dtype):
+    def _not_finite(self, k, role, row, column, dtype, scaled=None):
         """The value refused at its line and column in the words gpunn predict gives it, read whole or streamed:
         a missing value (pyarrow's null: "", NA) as one that is not a number ("x.csv line 3: column 'a': 'NA' is
         not a number"), not as a NaN the file does not hold; a NaN or infinite number as csvtext.not_finite says
@@ -607,7 +607,7 @@ class CsvSource(ChunkedSource):
         if row >= len(rows):  # cut short since: said by the chunk's count
             return ""
         value = rows[row][index] if index < len(rows[row]) else ""
-        said = not_finite(value, csv_column(self._column_names, index), dtype, self.decimal)
+        said = not_finite(value, csv_column(self._column_names, index), dtype, self.decimal, scaled)
         return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
 
     def batches(self, epoch, batch_size, first_batch=0):

@@ -280,9 +280,9 @@ class _ShardView(ChunkedSource):
         k, lo, _ = self.parts[j]
         return self.parent._at_row(k, lo + row)
 
-    def _not_finite(self, j, role, row, column, dtype):
+    def _not_finite(self, j, role, row, column, dtype, scaled=None):
         k, lo, _ = self.parts[j]
-        return self.parent._not_finite(k, role, lo + row, column, dtype)
+        return self.parent._not_finite(k, role, lo + row, column, dtype, scaled)
 
     def _name(self):
         return self.parent._name()
