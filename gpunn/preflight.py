@@ -174,6 +174,13 @@ def file_kind(path) -> str:
     return "binary"
 
 
+def not_csv_text(kind) -> str:
+    """Why a file named as CSV whose bytes are of ``kind`` (file_kind's; not text) is not one, in the words of every
+    gpunn reader (training, gpunn predict read whole or streamed): "not a CSV file (binary, not text)"."""
+    what = {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle"}.get(kind, kind)
+    return f"not a CSV file ({what}, not text)"
+
+
 def _loadtxt_problem(exc, path, kinds=()) -> str:
     """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words, after the path: the line an editor
     shows (from 1, the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where.
@@ -296,8 +303,9 @@ def read_matrix(path, option="input"):
         return _read_csv(path, option)
     if kind == "text-8bit":  # it said "is neither a .npy array nor a CSV file"
         raise PreflightError(f"{option} {path} is {NOT_UTF8}")
-    if kind != "npy":
-        raise PreflightError(f"{option} {path} is neither a .npy array nor a CSV file")
+    if kind != "npy":  # binary, said against what its name says it is (not "is neither a .npy array nor a CSV file")
+        what = not_csv_text(kind) if path.lower().endswith(".csv") else "not a .npy array (no .npy header), and binary"
+        raise PreflightError(f"{option} {path}: {what}")
     try:
         return numpy.load(path, allow_pickle=False)
     except ValueError as exc:

@@ -393,6 +393,21 @@ def test_a_file_named_csv_that_is_not_csv_text_is_refused_alike_by_training_and_
     assert refusal(streamed, str(path), ["a"]) == said
 
 
+@pytest.mark.parametrize("content", [b"a,b\n1\x00,2\n", b"\x01\x02\xff\xfebinary" * 10], ids=["NUL byte", "control bytes"])
+def test_a_binary_file_named_csv_is_refused_alike_by_gpunn_predict_read_whole(tmp_path, monkeypatch, capsys, content):
+    """gpunn predict reading a small file whole (by its bytes: an .npy array or CSV text) said "IN x.csv is neither
+    a .npy array nor a CSV file" of a binary file named .csv, which training and the streamed read call "not a CSV
+    file (binary, not text)": those words now. One not named .csv says it is no .npy array."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    said = refusal(trained_on, str(path))
+    assert said == f"{path}: not a CSV file (binary, not text)"
+    assert refusal(read_whole, str(path)) == said
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(path)) == [f"gpunn: error: IN {said}"] * 2
+    (tmp_path / "x.dat").write_bytes(content)
+    assert refusal(read_whole, str(tmp_path / "x.dat")) == f"{tmp_path / 'x.dat'}: not a .npy array (no .npy header), and binary"
+
+
 # ---- a NaN or infinite number ------------------------------------------------------------------------------
 @pytest.mark.parametrize("value, what", [
     ("nan", "NaN"),

@@ -434,12 +434,12 @@ def test_a_csv_file_in_windows_1252_is_said_to_be_text_that_is_not_utf8(tmp_path
     for extra in ([], ["--features", "café,thé,prix"]):  # read whole, and streamed
         assert main(["predict", str(tmp_path / "m.npz"), str(path), str(tmp_path / "p.npy"), *extra]) == 2
         assert re.search(r"prices\.csv(:| is) text, but not UTF-8 \(Windows-1252", capsys.readouterr().err)
-    path.write_bytes(b"\x00\x01binary" * 10)  # still "neither", not "text"
+    path.write_bytes(b"\x00\x01binary" * 10)  # binary, not "text"
     assert main(["predict", str(tmp_path / "m.npz"), str(path), str(tmp_path / "p.npy")]) == 2
-    assert "is neither a .npy array nor a CSV file" in capsys.readouterr().err
+    assert "prices.csv: not a CSV file (binary, not text)" in capsys.readouterr().err
     path.write_bytes(b"\x01\x02\xff\xfebinary" * 10)  # no NUL, not UTF-8: control bytes make it binary, not 8-bit
     assert main(["predict", str(tmp_path / "m.npz"), str(path), str(tmp_path / "p.npy")]) == 2  # text (mut9)
-    assert "is neither a .npy array nor a CSV file" in capsys.readouterr().err
+    assert "prices.csv: not a CSV file (binary, not text)" in capsys.readouterr().err
 
 
 @FEW

@@ -173,7 +173,7 @@ def check_csv_kind(path) -> None:
     """Refuse a file named as CSV whose bytes are not UTF-8 text (preflight.file_kind): a binary file, an .npy
     array, a compressed file, text in an 8-bit encoding. One wording for training (CsvSource) and gpunn predict's
     streamed read, which refused a binary file only at its first value ("'1\\x00' is not a number")."""
-    from ..preflight import NOT_UTF8, compression, file_kind
+    from ..preflight import NOT_UTF8, compression, file_kind, not_csv_text
 
     kind = file_kind(path)
     if kind == "text-8bit":  # it said "not a CSV file (binary, not text)"
@@ -182,8 +182,7 @@ def check_csv_kind(path) -> None:
         raise DataError(f"{path}: {compression(path)}-compressed; gpunn reads a CSV file uncompressed "
                         "(its chunks at byte offsets): decompress it, or convert it to Parquet")
     if kind not in ("text", "empty"):
-        what = {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle"}.get(kind, kind)
-        raise DataError(f"{path}: not a CSV file ({what}, not text)")
+        raise DataError(f"{path}: {not_csv_text(kind)}")
 
 
 def csv_schema(path, header=True, delimiter=",", decimal="."):
