@@ -373,6 +373,26 @@ def test_a_missing_value_is_refused_in_one_wording_by_training_and_predict(tmp_p
         assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn: error: IN {said}"] * 2
 
 
+# ---- the line of a refused row's fallback -----------------------------------------------------------------
+def test_rows_refused_where_no_single_row_is_named_are_placed_on_one_line_by_training_and_predict(tmp_path,
+                                                                                                 monkeypatch, capsys):
+    """Where first_refused names no row (the rows read again one by one all read), training and gpunn predict say
+    "bad data from line N on (...)": training with N the line of the chunk's first data row, predict streamed the
+    line of its batch's first byte, an empty line here (line 2, where the rows begin on line 4). One rule now,
+    tables.refused_rows: the first data row's line, empty lines skipped, as every reader skips them."""
+    from gpunn import csvtext
+    from gpunn.data import tables
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 4)  # the columns typed from the first rows: 'oops' past them
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n\n\n1.5,2\n" + "2.5,3\n" * 20 + "oops,4\n")
+    monkeypatch.setattr(tables, "first_refused", lambda *args, **kwargs: (None, ""))
+    said = refusal(trained_on, str(path), block_size=1 << 20)  # one chunk, as predict reads it in one batch
+    assert said.startswith(f"{path}: bad data from line 4 on ("), said
+    assert refusal(streamed, str(path), ["a"]) == said
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(path))[1] == f"gpunn: error: IN {said}"
+
+
 # ---- a file that is not CSV text --------------------------------------------------------------------------
 @pytest.mark.parametrize("content, what", [
     (b"a,b\n1\x00,2\n3,4\n", r"not a CSV file \(binary, not text\)"),

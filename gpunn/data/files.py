@@ -74,7 +74,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..csvtext import csv_first_text, csv_has_header, data_start
-        from .tables import check_csv_kind, csv_schema, parse_rows, read_range, row_ranges
+        from .tables import check_csv_kind, csv_schema, parse_rows, read_range, refused_rows, row_ranges
 
         check_csv_kind(path)  # as training words it; pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
 
@@ -101,7 +101,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                         table = read(buffer)
                     except Exception as exc:  # a value that is not a number, a row of another width
                         hint = delimiter_hint(path) if n == 0 else ""
-                        raise DataError(f"{_refused(path, start, end, read, columns if header else None, exc)}"
+                        raise DataError(f"{refused_rows(path, start, end, read, columns if header else None, exc)}"
                                         f"{hint}") from None
                     if table.num_rows:
                         yield table
@@ -116,19 +116,6 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
             copy_columns(batch, names, out)
             yield out
     return rows, chunks(), names if kind == "parquet" or header else None
-
-
-def _refused(path, start, end, read, names, exc) -> str:
-    """The error of a CSV input whose rows in the bytes [start, end) ``read`` refused (``exc``), at the line of the
-    row it refuses (tables.first_refused); ``names``: the file's column names (None without a header row)."""
-    from ..csvtext import csv_column, lines_before
-    from .tables import first_refused
-
-    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i))
-    if line is None:
-        with open(path, "rb") as fh:
-            return f"{path}: bad data from line {1 + lines_before(fh, start)} on ({exc})"
-    return f"{path} line {line}: {problem}"
 
 
 class _Output:

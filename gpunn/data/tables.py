@@ -92,6 +92,20 @@ def csv_column_types(schema, names) -> dict:
     return {c: pyarrow.bool_() if read_as(schema.field(c).type) == "boolean" else pyarrow.float64() for c in names}
 
 
+def refused_rows(path, start, end, read, names, exc, decimal=".") -> str:
+    """The error of a CSV file whose rows in the bytes [start, end) (whole rows: a training chunk, a batch gpunn
+    predict streams) ``read`` refused with ``exc``, in one rule for both: "x.csv line 5: column 'b': 'oops' is not
+    a number" at the row first_refused finds (``names``: the file's column names, None without a header row), or,
+    where the rows read again all read, "x.csv: bad data from line 4 on (exc)", the line of the first data row
+    from ``start`` (csvtext.csv_line: empty lines skipped, as the readers skip them)."""
+    from ..csvtext import csv_column, csv_line
+
+    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i), decimal)
+    if line is None:
+        return f"{path}: bad data from line {csv_line(path, 0, start)} on ({exc})"
+    return f"{path} line {line}: {problem}"
+
+
 def first_refused(path, start, end, read, column, decimal="."):
     """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
@@ -559,23 +573,13 @@ class CsvSource(ChunkedSource):
         try:
             return self._read(buffer)
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
-            line, problem = self._first_refused(start, end)
-            if line is None:  # (not met: the bytes that failed whole read row by row)
-                raise DataError(f"{self.path}: bad data from line {self._line(first_row, start, first_row)} on "
-                                f"({exc})") from None
-            raise DataError(f"{self.path} line {line}: {problem}") from None
+            raise DataError(refused_rows(self.path, start, end, self._read, self._column_names, exc,
+                                         self.decimal)) from None
 
     def _read(self, buffer):
         """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
         return parse_rows(buffer, self._column_names, self.feature_names + self.target_names, self._column_types,
                           self.delimiter, self.decimal)
-
-    def _first_refused(self, start, end):
-        """(line, complaint) of the first row in the bytes [start, end) that pyarrow refuses (first_refused)."""
-        from ..csvtext import csv_column
-
-        return first_refused(self.path, start, end, self._read, lambda i: csv_column(self._column_names, i),
-                             self.decimal)
 
     def _line(self, row, start, first_row):
         """The line (from 1, the header's counted) data row ``row`` begins on, counted from the byte ``start`` where
