@@ -764,6 +764,7 @@ def _rewrite_meta(blob, change):
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
     (lambda m, a: m["model"].update(seed="7"), "invalid seed"),  # K90
     (lambda m, a: m["training"]["history"].update(loss=0.5), "invalid history"),  # K92
+    (lambda m, a: m["training"]["settings"]["schedule"].pop("gamma"), "invalid schedule"),  # K91: gamma 0.1 came back
     (lambda m, a: m["optimizer"].update(steps=-1), "invalid optimizer step count"),  # K97
     (lambda m, a: m["optimizer"].update(state=["m"]), "optimizer state does not match its kind"),  # K98: Adam's
 ])

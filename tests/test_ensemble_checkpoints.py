@@ -173,7 +173,9 @@ def test_what_an_ensemble_run_cannot_do_is_refused_by_name(ensemble_data, tmp_pa
     path = tmp_path / "run.npz"
     ens.fit(X, Y, epochs=1, batch_size=50, bootstrap=True, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
     ckpt = gpunn.load_checkpoint(path)  # (resumed data parallel: tests/mpi_script.py)
-    with pytest.raises(ValueError, match="in-memory arrays"):
+    # (named a bootstrapped run, before the general 'trained on in-memory arrays' refusal: mut16c K105)
+    with pytest.raises(ValueError, match=r"holds a bootstrapped ensemble's run \(each member its own resample of "
+                                         r"in-memory arrays\): resume it with the same X and Y"):
         ckpt.resume(gdata.iterable([(X, Y)]), verbose=False)
     with pytest.raises(ValueError, match="same X and Y"):
         ckpt.resume(X[:100], Y[:100], verbose=False)
@@ -259,6 +261,19 @@ def test_a_forged_ensemble_checkpoint_is_refused(ensemble_data, tmp_path, interr
     assert gpunn.load_checkpoint(path).state.batch == 1  # the untouched file loads
     with pytest.raises(gpunn.CheckpointError, match=match):
         gpunn.load_checkpoint(_forge(path, tmp_path / "bad.npz", edit))
+
+
+def test_a_checkpoint_records_member_0s_seed_every_members_seed_and_the_runs_shuffle_seed(ensemble_data, tmp_path):
+    """The model section's ``seed`` is member 0's and ``seeds`` every member's; ``training.rng`` names the run's
+    shuffle seed, the whole RNG state with the position (module docstring; mut16c K72: seed was the last member's,
+    K73: rng's seed 0)."""
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, seed=[5, 9], device="cpu").fit(X, Y, epochs=1, batch_size=50, seed=3,
+                                                            callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    meta = gpunn.checkpoint.read_meta(path)
+    assert (meta["model"]["seed"], meta["model"]["seeds"]) == (5, [5, 9])
+    assert meta["training"]["settings"]["seed"] == meta["training"]["rng"]["seed"] == 3
 
 
 def test_a_saved_models_file_that_lists_members_is_refused(tmp_path):
