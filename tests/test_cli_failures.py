@@ -49,6 +49,7 @@ def workdir(tmp_path_factory):
     numpy.save(d / "wide.npy", numpy.ones((4, 7)))
     numpy.save(d / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
     (d / "notes.txt").write_text("my notes, not a checkpoint\n")
+    (d / "adir").mkdir()
     model = gpunn.load(d / "m.npz", device="cpu")
     gpunn.save(d / "model_only.npz", model)
     model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(d / "from_python.npz")])
@@ -63,12 +64,13 @@ CASES = [
     ("npz as input", ["predict", "m.npz", "m.npz", "o.npy"], "is an .npz/zip archive"),
     ("pickled input", ["predict", "m.npz", "obj.npy", "o.npy"], "holds Python objects (dtype object)"),
     ("NaN input", ["predict", "m.npz", "nan.npy", "o.npy"], "IN nan.npy row 2: column 1: nan is NaN; clean or impute it first"),
-    ("wrong width", ["predict", "m.npz", "wide.npy", "o.npy"], "has 7 columns but the model expects 3"),
+    ("wrong width", ["predict", "m.npz", "wide.npy", "o.npy"], "IN wide.npy: X has 7 columns but the model expects 3"),
     ("output over the model", ["predict", "m.npz", "in.npy", "m.npz"], "OUT m.npz is the MODEL this command reads"),
     ("output over the input", ["predict", "m.npz", "in.npy", "in.npy"], "OUT in.npy is the input this command reads"),
     ("output of unknown kind", ["predict", "m.npz", "in.npy", "out.txt"], "the name must end in .npy, .csv, .parquet, .parq or .pq"),
     ("output in a missing directory", ["predict", "m.npz", "in.npy", "nodir/o.npy"], "nodir does not exist"),
     ("missing model", ["predict", "nope.npz", "in.npy", "o.npy"], "MODEL nope.npz does not exist"),
+    ("model a directory", ["predict", "adir", "in.npy", "o.npy"], "MODEL adir is not a file"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
     ("too little memory", ["train", "--rows", "2000000000", "--features", "64", "--device", "cpu", "--stream", "off"],
      "--rows 2,000,000,000 needs about"),

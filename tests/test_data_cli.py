@@ -822,6 +822,10 @@ def test_predict_writes_one_csv_on_both_paths_whose_digits_read_back_exactly(tmp
     numpy.save(tmp_path / "X.npy", X)
     argv = ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy")]
     assert main(argv + [str(tmp_path / "whole.csv")]) == 0
+    assert main(argv + [str(tmp_path / "whole.npy")]) == 0  # an .npy OUT holds the model's dtype too
+    whole = numpy.load(tmp_path / "whole.npy")
+    assert whole.dtype == dtype
+    numpy.testing.assert_array_equal(whole, gpunn.load(tmp_path / "m.npz", device="cpu").predict(X))
     monkeypatch.setattr(predict_cli, "STREAM_BYTES", 100)  # as for an input of gigabytes
     assert main(argv + [str(tmp_path / "streamed.csv")]) == 0
     assert "streamed" in capsys.readouterr().out
@@ -925,3 +929,30 @@ def test_a_compressed_csv_is_refused_saying_to_decompress_it(tmp_path, capsys):
     gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 1], seed=0, device="cpu"))
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "t.csv"), str(tmp_path / "P.npy")]) == 2
     assert "t.csv is gzip-compressed" in capsys.readouterr().err
+
+
+def test_predict_reads_features_given_with_spaces_and_a_trailing_comma_and_knows_a_suffix_in_capitals(tmp_path, capsys):
+    """--features "a, b ,c," names the columns a, b and c (spaces and empty names dropped, as a hand-typed list
+    has them); a file's suffix is read whatever its case: --features is refused for X.NPY as for X.npy, and for a
+    T.CSV without a header row as for t.csv, each in the words of its lower-case spelling; P.CSV is written as CSV."""
+    pytest.importorskip("pyarrow")
+    model = gpunn.MLP([3, 4, 1], seed=0, device="cpu")
+    model.data_columns = {"features": ["a", "b", "c"], "targets": ["y"]}
+    gpunn.save(tmp_path / "m.npz", model)
+    X = numpy.random.default_rng(3).standard_normal((20, 3))
+    numpy.savetxt(tmp_path / "t.csv", X[:, [2, 0, 1]], delimiter=",", header="c,a,b", comments="", fmt="%.17g")
+    model_path = str(tmp_path / "m.npz")
+    assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", " a, b ,c,"]) == 0
+    numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), model.predict(X), rtol=1e-6)
+    numpy.save(tmp_path / "x.npy", X)
+    assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "P.CSV")]) == 0
+    header, *lines = (tmp_path / "P.CSV").read_text().splitlines()  # CSV text, as for p.csv, not an .npy array
+    assert header == '"y"'
+    numpy.testing.assert_allclose(numpy.array(lines, float), model.predict(X)[:, 0], rtol=1e-6)
+    numpy.save(tmp_path / "X.NPY", X)
+    assert main(["predict", model_path, str(tmp_path / "X.NPY"), str(tmp_path / "q.npy"), "--features", "a,b,c"]) == 2
+    assert "--features names columns of a table (CSV or Parquet); X.NPY has none" in capsys.readouterr().err
+    numpy.savetxt(tmp_path / "T.CSV", X, delimiter=",", fmt="%.17g")
+    assert main(["predict", model_path, str(tmp_path / "T.CSV"), str(tmp_path / "q.npy"), "--features", "a,b,c"]) == 2
+    assert "--features names columns, and T.CSV has no header row" in capsys.readouterr().err
+    assert not (tmp_path / "q.npy").exists()
