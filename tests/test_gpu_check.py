@@ -1274,6 +1274,43 @@ def test_a_graph_process_that_dies_costs_none_of_the_eager_targets_and_keeps_its
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("flag", ["--graph-rows", "--bf16-row"])
+def test_a_hook_ended_while_a_later_process_runs_says_so_and_its_target_gets_no_verdict(gpu, tmp_path, monkeypatch,
+                                                                                        capsys, flag):
+    """The stage's SIGINT at its cap ends the hook wherever it is: in the graph process, ensemble.json then held the
+    eager targets alone, and the report judged the torch-vmap target "not met" from the eager row (2.55x on the
+    H200), as if no graph row had been meant to run. Each later process's error is saved before it starts, and
+    replaced by its outcome."""
+    hook, _ = _ensemble_hook(monkeypatch)
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    out_dir = tmp_path / "run" / "ensemble"
+    run_child = hook.run_child
+    monkeypatch.setattr(hook, "child_command", _children(
+        _writes(out_dir, "ensemble-graph.json", {"graph": GRAPH_CHECK, "results": GRAPH_ROWS})))
+
+    def ended_in(args, child, name, left):
+        if child != flag:
+            return run_child(args, child, name, left)
+        raise KeyboardInterrupt  # the stage's SIGINT, while that process runs
+
+    monkeypatch.setattr(hook, "run_child", ended_in)
+    with pytest.raises(KeyboardInterrupt):
+        hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"])
+    saved = json.loads((out_dir / "ensemble.json").read_text())
+    key = "graph_error" if flag == "--graph-rows" else "bf16_error"
+    assert re.fullmatch(r"the hook was ended while its process ran \(started \d+ s into the hook\)", saved[key]), saved
+    assert ("graph_error" in saved) == (flag == "--graph-rows") and saved["targets"]["sequential"]["met"]
+    capsys.readouterr()
+    out = _report(tmp_path / "run", capsys=capsys)
+    measured, verdict = _targets(out)["K=256 small nets ≥ 3× the torch vmap ensemble"]
+    if flag == "--graph-rows":
+        assert (measured, verdict) == (f"eager 2.57×, the graph rows failed: {saved[key]}", "")
+    else:
+        assert (measured, verdict) == ("eager 2.57×, graph 4.00×", "met")
+        assert f"| the bf16 ensemble row's speed (small-x256, CUDA graph) | the row failed: {saved[key]} |" in out
+
+
+@pytest.mark.gpu
 def test_the_graph_rows_vmap_target_is_from_its_own_rounds_and_the_sequential_one_across_processes(
         gpu, tmp_path, monkeypatch, capsys):
     """The graph row's speed-up over torch vmap is from its process's own rounds (its own vmap row, not the eager

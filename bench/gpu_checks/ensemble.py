@@ -27,10 +27,10 @@ in a path no GPU has run yet poisons only its own process's CUDA context, never 
 Each later process is killed when the time left for it runs out and is not started with under its minimum left
 (``graph_skipped``, ``bf16_skipped``): step 1's rounds end in time to leave GRAPH_SECONDS and BF16_SECONDS, and the
 graph process may take all but the bf16 process's least (its row decides a target, the bf16 row none); its failure
-(its exception, a signal that ended it, its time) is ``graph_error`` / ``bf16_error``, a graph check's own exception
-``graph["error"]``. A check that raises in step 1 is kept as its error and the benchmark still runs; a benchmark
-that raises is saved as ``benchmark_error`` and the hook fails with its traceback after the later processes, which
-it cannot reach.
+(its exception, a signal that ended it, its time) is ``graph_error`` / ``bf16_error``, saved as the hook's end in it
+before it starts (the stage's time limit may end the hook there), a graph check's own exception ``graph["error"]``.
+A check that raises in step 1 is kept as its error and the benchmark still runs; a benchmark that raises is saved as
+``benchmark_error`` and the hook fails with its traceback after the later processes, which it cannot reach.
 Exit 0 when the exactness check passes, the eager benchmark ran and the graph rows did not fail (the targets and
 the bf16 row are reported, not judged).
 """
@@ -149,15 +149,23 @@ def main(argv=None) -> int:
     else:
         report.update(summary(results, kind))
     save()  # issue 11's eager rows, before anything else runs
-    report.update(graph_rows(args, t0, kind, report.get("results", []), reserve=BF16_MIN_SECONDS if roomy else 0))
-    if "graph_error" in report:
-        print(f"the graph rows failed: {report['graph_error']}", flush=True)
-    save()
-    if roomy:
-        report.update(bf16_row(args, t0, report.get("results", [])))
-        if "bf16_error" in report:
-            print(f"the bf16 row failed: {report['bf16_error']}", flush=True)
+
+    def later(key, run):
+        """A later process's keys into ensemble.json: saved first as its error should the hook be ended while it
+        runs (the stage's time limit), so that a missing graph row is never read as one that was not meant to run."""
+        report[key] = f"the hook was ended while its process ran (started {time.monotonic() - t0:.0f} s into the hook)"
         save()
+        got = run()
+        del report[key]
+        report.update(got)
+        if key in report:
+            print(f"the {'graph rows' if key == 'graph_error' else 'bf16 row'} failed: {report[key]}", flush=True)
+        save()
+
+    later("graph_error", lambda: graph_rows(args, t0, kind, report.get("results", []),
+                                            reserve=BF16_MIN_SECONDS if roomy else 0))
+    if roomy:
+        later("bf16_error", lambda: bf16_row(args, t0, report.get("results", [])))
     if failure is not None:
         raise failure
     return 0 if report["exact"] and report.get("ran") and "graph_error" not in report else 1
