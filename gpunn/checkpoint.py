@@ -901,8 +901,9 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             if entry is not None and hasattr(cb, "load_state_dict"):
                 _warn_other_settings(ckpt, cb, entry)
                 cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
-        if checkpoint not in (True, False) and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
-            restored.append(ModelCheckpoint(checkpoint))
+        if checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
+            # no writer restored (the run's was the user's own subclass, not passed again): True still writes here
+            restored.append(ModelCheckpoint(ckpt.path if checkpoint is True else checkpoint))
         callbacks = order_callbacks(restored + user, verbose)
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:

@@ -223,6 +223,41 @@ def test_resume_can_extend_the_run(data, tmp_path):
     assert history["epoch"] == [1, 2, 3, 4]
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 4
 
+
+def test_a_run_without_shuffling_resumes_without_shuffling(data, tmp_path, interrupt_at):
+    """shuffle=False is part of the run: resumed part-way through an epoch, the batches are still in row order
+    and the result is the uninterrupted run's (mut16c K114: the resumed source shuffled)."""
+    X, Y = data[0][:300], data[1][:300]
+    fit = dict(epochs=3, batch_size=50, shuffle=False, verbose=False)
+    straight = MLP([6, 8, 2], device="cpu", seed=0)
+    straight.fit(X, Y, **fit)
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 2)], **fit)
+    ckpt = gpunn.load_checkpoint(path)
+    assert (ckpt.epoch, ckpt.state.batch, ckpt.settings.shuffle) == (1, 3, False)
+    ckpt.resume(X, Y, verbose=False)
+    numpy.testing.assert_array_equal(ckpt.model.params, straight.params)
+
+
+def test_a_resume_writes_its_checkpoint_when_the_run_was_written_by_a_writer_of_its_own(data, tmp_path):
+    """``checkpoint=PATH`` writes the resumed run to PATH and ``checkpoint=True`` to the file resumed, also when no
+    built-in ModelCheckpoint was restored (the run's writer was the user's own subclass, which the resume does not
+    rebuild; mut16c K110: nothing was written to PATH)."""
+    X, Y = data
+
+    class Writer(gpunn.ModelCheckpoint):
+        pass
+
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, callbacks=[Writer(tmp_path / "c.npz")],
+                                             verbose=False)
+    gpunn.load_checkpoint(tmp_path / "c.npz").resume(X, Y, epochs=2, checkpoint=tmp_path / "more.npz", verbose=False)
+    assert gpunn.load_checkpoint(tmp_path / "more.npz").epoch == 2
+    assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 1
+    # and checkpoint=True (the default) keeps writing to the file resumed: it wrote nothing, and the file stayed
+    # at epoch 1 while the run went on to 3 (mut16c, found beside K110)
+    gpunn.load_checkpoint(tmp_path / "c.npz").resume(X, Y, epochs=3, verbose=False)
+    assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 3
+
 def test_a_checkpoint_object_resumes_once_and_the_file_loaded_again_continues(data, tmp_path, interrupt_at):
     """A second resume() of the same Checkpoint (after a Ctrl-C, or to extend the run, as in a notebook) started
     again from the position it was loaded at, with the model and optimizer it had already trained on: the run

@@ -263,6 +263,21 @@ def test_a_forged_ensemble_checkpoint_is_refused(ensemble_data, tmp_path, interr
         gpunn.load_checkpoint(_forge(path, tmp_path / "bad.npz", edit))
 
 
+def test_an_ensemble_run_without_shuffling_resumes_without_shuffling(ensemble_data, tmp_path, interrupt_at):
+    """shuffle=False is part of an Ensemble's run too (mut16c K115: the resumed members' batches were shuffled)."""
+    X, Y = ensemble_data
+    fit = dict(epochs=3, batch_size=50, shuffle=False, verbose=False)
+    straight = gpunn.Ensemble(SIZES, 2, seed=0, device="cpu")
+    straight.fit(X, Y, **fit)
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, seed=0, device="cpu").fit(
+        X, Y, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 0)], **fit)
+    ckpt = gpunn.load_checkpoint(path)
+    assert (ckpt.epoch, ckpt.state.batch, ckpt.settings.shuffle) == (1, 1, False)
+    ckpt.resume(X, Y, verbose=False)
+    np.testing.assert_array_equal(ckpt.model.params, straight.params)
+
+
 def test_a_checkpoint_records_member_0s_seed_every_members_seed_and_the_runs_shuffle_seed(ensemble_data, tmp_path):
     """The model section's ``seed`` is member 0's and ``seeds`` every member's; ``training.rng`` names the run's
     shuffle seed, the whole RNG state with the position (module docstring; mut16c K72: seed was the last member's,
