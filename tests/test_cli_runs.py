@@ -248,6 +248,7 @@ def test_where_a_run_is_has_one_phrasing_with_or_without_the_total():
     from gpunn.training.state import position_words
 
     assert position_words(1, 0, 9) == "1 epoch" and position_words(3, 0, 9) == "3 epochs"
+    assert position_words(0, 0, 9) == "0 epochs" and position_words(0, 0, 9, epochs=10) == "0 of 10 epochs"
     assert position_words(3, 518, 704) == "3 epochs and 518 of 704 batches of epoch 4"
     assert position_words(0, 2, 6) == "2 of 6 batches of epoch 1"
     assert position_words(1, 0, 9, epochs=1) == "1 of 1 epoch"

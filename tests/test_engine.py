@@ -88,8 +88,35 @@ def test_settings_and_state_round_trip_through_json():
     state.history.append({"epoch": 1, "loss": 0.5})
     back = TrainState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert back == state and back.history == {"epoch": [1], "loss": [0.5]}
+    saved = {**state.to_dict(), "reference_loss": 2.5}
+    assert TrainState.from_dict(saved).reference_loss == 2.5
+    for no_number in (True, "2.5", None):  # hand-edited: none, the resumed run takes its first batch's
+        assert TrainState.from_dict({**saved, "reference_loss": no_number}).reference_loss is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.epochs = 6
+
+
+def test_fit_settings_refuse_an_unknown_validation_and_hold_the_fraction_as_a_float():
+    """``validation`` is one of three kinds; ``validation_fraction`` a number, kept as the Python float it holds
+    (fit's numpy.array(0.2) too: a checkpoint stores to_dict() as JSON)."""
+    for kind in ("holdout", "", "Data"):
+        with pytest.raises(ValueError, match=rf"validation must be one of \(None, 'data', 'fraction'\), got '{kind}'$"):
+            FitSettings(epochs=1, batch_size=8, train_rows=10, validation=kind)
+    with pytest.raises(ValueError, match="validation_fraction must be a number, got 'a tenth'"):
+        FitSettings(epochs=1, batch_size=8, train_rows=10, validation="fraction", validation_fraction="a tenth")
+    for given in (numpy.array(0.2), numpy.float32(0.25), numpy.array(0.0)):
+        settings = FitSettings(epochs=1, batch_size=8, train_rows=10, validation="fraction", validation_fraction=given)
+        assert type(settings.validation_fraction) is float and settings.validation_fraction == float(given)
+        assert json.loads(json.dumps(settings.to_dict()))["validation_fraction"] == float(given)
+
+
+def test_a_data_parallel_runs_settings_keep_their_ranks_and_count_global_batches():
+    """``ranks`` processes each train ``batch_size`` rows of a global batch: an epoch of 100 rows at 6 rows on each
+    of 2 ranks is 9 global batches (the last one short), and the ranks go through a checkpoint's JSON."""
+    settings = FitSettings(epochs=2, batch_size=6, train_rows=100, ranks=2)
+    assert settings.batches_per_epoch == 9
+    assert FitSettings(epochs=2, batch_size=6, train_rows=96, ranks=2).batches_per_epoch == 8
+    assert FitSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
 
 
 def test_a_checkpoint_holds_the_settings_and_the_state(data, tmp_path, interrupt_at):
