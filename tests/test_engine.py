@@ -170,6 +170,46 @@ def test_the_built_ins_implement_the_protocols(data):
     assert isinstance(CountingHook(), GradientHook)
 
 
+def test_an_array_sources_shuffle_is_keyed_by_its_seed_which_its_config_records(data):
+    """Epoch e's order is drawn from (seed, "shuffle", e): two sources of one seed agree, another seed's differs;
+    config() (what a checkpoint stores and a resume compares) holds the seed and shuffle given."""
+    X, Y = data
+    backend = MLP([5, 2], device="cpu", seed=0).backend
+    first = [next(ArraySource(X, Y, backend, seed=seed).batches(1, 64))[0].copy() for seed in (3, 3, 4)]
+    numpy.testing.assert_array_equal(first[0], first[1])
+    assert not numpy.array_equal(first[0], first[2])
+    config = ArraySource(X, Y, backend, seed=3, shuffle=False).config()
+    assert (config["seed"], config["shuffle"]) == (3, False)
+
+
+def test_an_array_source_tries_its_shuffled_copy_once_and_gathers_each_batch_when_it_does_not_fit(data):
+    """Where the shuffled copy of (X, Y) does not fit (MemoryError), every later epoch gathers batch by batch
+    without asking for the memory again; the batches are the copy's."""
+    import dataclasses
+
+    class NoRoomForACopy:
+        def __init__(self):
+            self.asked = 0
+
+        def __getattr__(self, name):
+            return getattr(numpy, name)
+
+        def empty_like(self, a):
+            self.asked += 1
+            raise MemoryError("no room")
+
+    X, Y = data
+    backend = MLP([5, 2], device="cpu", seed=0).backend
+    xp = NoRoomForACopy()
+    tight = ArraySource(X, Y, dataclasses.replace(backend, xp=xp), seed=3)
+    roomy = ArraySource(X, Y, backend, seed=3)
+    for epoch in (0, 1, 2):
+        for (xb, yb), (xc, yc) in zip(tight.batches(epoch, 64), roomy.batches(epoch, 64), strict=True):
+            numpy.testing.assert_array_equal(xb, xc)
+            numpy.testing.assert_array_equal(yb, yc)
+    assert xp.asked == 1
+
+
 def test_array_source_batch_i_of_epoch_e_depends_only_on_seed_epoch_and_i(data):
     X, Y = data
     model = MLP([5, 2], device="cpu", seed=0)
@@ -377,6 +417,24 @@ def test_the_data_fingerprint_takes_memory_by_blocks_of_rows_not_by_the_row_coun
     want = [s.sum(), s @ (numpy.arange(1, rows + 1) / rows), numpy.abs(s).sum()]
     assert numpy.allclose(got, want, rtol=1e-12, atol=0) and same_fingerprint(got, want)
     assert not same_fingerprint(got, fingerprint(numpy, X[::-1]))  # the rows in another order show
+
+
+def test_two_fingerprints_match_to_rtol_of_the_larger_sum_of_absolute_row_sums():
+    """same_fingerprint compares each array's three sums at rtol times max(|sum |s_i||) of the two (not of the
+    plain sum, which centered data brings near 0: another device's summation order must still match), all
+    three of them, every array; either way round."""
+    from gpunn.training.sources import same_fingerprint
+
+    saved = [1e-12, 3.0, 100.0, 5.0, 2.5, 7.0]  # two arrays: sum s_i, sum (i + 1) s_i / m, sum |s_i|
+    assert same_fingerprint(saved, list(saved))
+    summed_elsewhere = [-2e-12, 3.0 + 1e-11, 100.0 - 1e-11, 5.0, 2.5, 7.0]
+    assert same_fingerprint(saved, summed_elsewhere) and same_fingerprint(summed_elsewhere, saved)
+    for i, value in ((0, 1.0), (1, 3.5), (2, 90.0), (5, 7.5)):
+        other = list(saved)
+        other[i] = value
+        assert not same_fingerprint(saved, other) and not same_fingerprint(other, saved), i
+    assert not same_fingerprint(saved, saved[:3]) and not same_fingerprint(saved[:3], saved)
+    assert same_fingerprint([0, 0, 10.0], [0, 0, 6.0], rtol=0.5) and same_fingerprint([0, 0, 6.0], [0, 0, 10.0], rtol=0.5)
 
 
 @pytest.mark.parametrize("validated", [False, True])
