@@ -112,7 +112,7 @@ def test_the_probe_refuses_a_library_off_in_any_one_call_form(dtype):
         def ulp_off(name, called, args, out, which=which, form=form):
             if out is None:
                 return args
-            return float(numpy.nextafter(dtype.type(out), numpy.inf)) if (name, called) == (which, form) else out
+            return float(numpy.nextafter(dtype.type(out), dtype.type(numpy.inf))) if (name, called) == (which, form) else out
 
         library, keep = _library(dtype, ulp_off)
         assert not cblas._probe(dtype, library), label
