@@ -39,12 +39,13 @@ def test_make_npy_says_how_many_rows_it_made(tmp_path, monkeypatch, capsys):
 
 
 def test_the_peak_rss_is_the_kernels_high_water_mark_in_bytes():
-    """ru_maxrss is in KiB on Linux: the same figure as /proc's VmHWM (kB there means KiB)."""
+    """ru_maxrss is in KiB on Linux: about /proc's VmHWM (kB there means KiB), not 1024 times it or a 1024th. Not
+    equal, nor ordered: ru_maxrss also keeps the high-water mark of the memory this process had before its exec
+    (the forked parent's pages: pytest's main process for an xdist worker), and the kernel's per-thread RSS
+    counters are folded into VmHWM in batches (a full run saw ru_maxrss 104 KiB above VmHWM)."""
     with open("/proc/self/status") as fh:
-        before = stream.peak_rss_bytes()
         hwm = next(int(line.split()[1]) for line in fh.read().splitlines() if line.startswith("VmHWM:")) * 1024
-    after = stream.peak_rss_bytes()
-    assert before <= hwm <= after
+    assert hwm / 4 <= stream.peak_rss_bytes() <= hwm * 4
 
 
 def test_the_pinned_copy_bandwidth_is_the_bytes_copied_between_its_events_over_their_time(fake_cupy, monkeypatch):
