@@ -416,6 +416,15 @@ def test_a_built_in_callback_with_other_settings_on_resume_takes_over_the_saved_
             warnings.simplefilter("always")
             gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=passed)
         assert not [w for w in caught if "takes over" in str(w.message)], passed
+    # a run without validation: its default monitor resolved to 'loss', which passed as such is no other setting
+    # (mut16c K124: the saved default was resolved as a validated run's, 'val_loss', and the warning said so)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[EarlyStopping(patience=6), gpunn.ModelCheckpoint(path)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False,
+                                           callbacks=[EarlyStopping(patience=6, monitor="loss", mode="min")])
+    assert not [w for w in caught if "takes over" in str(w.message)]
 
 
 def test_a_hand_edited_callback_mode_is_a_checkpoint_error_with_or_without_a_callback_passed(data, tmp_path):
