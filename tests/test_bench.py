@@ -230,6 +230,8 @@ def test_bench_ensemble_against_sequential_fits(tmp_path, capsys, monkeypatch):
         assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and r["peak_gflops"] >= r["gemm_gflops"] * 0.999
         assert r["peak_gemm"]
     assert "gpunn Ensemble K=3" in out and "3 sequential gpunn fits" in out
+    # the step's profile is the ensemble's, on its row (the table's last column)
+    assert set(results[0]["profile"]) == {"matmul", "elementwise", "optimizer", "other"} and not results[1]["profile"]
 
 
 def test_bench_ensemble_torch_peers_run():
@@ -841,3 +843,51 @@ def test_the_json_writes_numpy_numbers_as_numbers(tmp_path):
     assert json.loads(json_bytes(data)) == {"rate": 1.5, "rows": [2.0]}
     write_json(data, tmp_path / "b.json")
     assert (tmp_path / "b.json").read_bytes() == json_bytes(data)
+
+
+def test_run_ensembles_gives_each_configuration_a_deadline_within_max_seconds(monkeypatch):
+    import time
+
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+
+    deadlines = []
+    monkeypatch.setattr(eb, "bench_ensemble_config", lambda cfg, b, peers, repeats, seconds, deadline, *rest:
+                        deadlines.append(deadline) or [])
+    cfg = bench.parse_config("lin:4:8:1:16-x2")
+    eb.run_ensembles([cfg], [backend.CPU], max_seconds=50, log=lambda msg: None)
+    assert deadlines[-1] is not None and deadlines[-1] <= time.perf_counter() + 50
+    eb.run_ensembles([cfg], [backend.CPU], log=lambda msg: None)
+    assert deadlines[-1] is None  # no budget: no deadline
+
+
+def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_path, capsys, monkeypatch):
+    """What `gpunn bench` asks of bench.run and bench.run_ensembles (both recorded, nothing timed): the variants
+    from --precision and --eager, the ensembles' graph row and precisions, --max-seconds shared by the number of
+    configurations, the ensembles' share what the single ones left; the JSON holds both runs' rows."""
+    asked = {}
+    setup = {"gpunn": "0", "date": "today", "machine": "m", "cores": 2, "devices": ["cpu"], "blas": "b",
+             "gpunn_cpu_path": "p", "python": "3", "numpy": "2", "torch": "no", "sklearn": "no", "dtype": "float32"}
+
+    def run(configs, backends, **kwargs):
+        asked["run"] = ([c.name for c in configs], kwargs)
+        return {"setup": dict(setup, wall_seconds=30.0), "results": [_row(config="small")], "complete": True}
+
+    def run_ensembles(configs, backends, **kwargs):
+        asked["ensembles"] = ([c.name for c in configs], kwargs)
+        return [_row(config="small-x4")]
+
+    monkeypatch.setattr(bench, "run", run)
+    monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
+    path = tmp_path / "b.json"
+    run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
+             "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--repeats", "3", "--peers", "none",
+             "--json", str(path)], capsys)
+    names, single = asked["run"]
+    assert names == ["small", "medium"] and single["max_seconds"] == 60  # 2 of the 3 configurations
+    assert single["variants"] == [("float32", False), ("bf16", None), ("bf16", False)]
+    assert (single["repeats"], single["seconds"], single["peers"]) == (3, 0.3, [])
+    names, ensembles = asked["ensembles"]
+    assert names == ["small-x4"] and ensembles["max_seconds"] == 60  # 90 s less the 30 s the single runs took
+    assert ensembles["graph"] is True and set(ensembles["precisions"]) == {"float32", "bf16"}
+    assert [r["config"] for r in json.loads(path.read_text())["results"]] == ["small", "small-x4"]

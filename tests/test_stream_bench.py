@@ -3,6 +3,7 @@ trains on, the rates it prints, the suite's pairs, and the pieces bench/gpu_chec
 12 (make_npy's rows, the pinned copy's GB/s, the peak RSS)."""
 import functools
 import json
+import os
 import subprocess
 
 import numpy
@@ -46,6 +47,18 @@ def test_the_peak_rss_is_the_kernels_high_water_mark_in_bytes():
     with open("/proc/self/status") as fh:
         hwm = next(int(line.split()[1]) for line in fh.read().splitlines() if line.startswith("VmHWM:")) * 1024
     assert hwm / 4 <= stream.peak_rss_bytes() <= hwm * 4
+
+
+def test_the_cpu_seconds_are_the_processs_user_and_system_time():
+    """samples_per_cpu_s's CPU time: user and system (the reader thread's pread, the kernel's page copies)."""
+    start = os.times().system
+    with open("/dev/urandom", "rb") as fh:  # system time: the kernel makes the bytes
+        for _ in range(20000):
+            if os.times().system - start > 0.1:
+                break
+            fh.read(1 << 20)
+    times, cpu = os.times(), stream._cpu_seconds()
+    assert times.system - start > 0.1 and cpu == pytest.approx(times.user + times.system, abs=0.03)
 
 
 def test_the_pinned_copy_bandwidth_is_the_bytes_copied_between_its_events_over_their_time(fake_cupy, monkeypatch):
@@ -108,17 +121,24 @@ def stream_args(*argv):
     real_run = stream.run
     try:
         stream.run = lambda args: seen.append(args) or {}
-        stream.main([*argv, "--hidden", "8", "--batch-size", "64", "--device", "cpu"])
+        device = [] if "--device" in argv else ["--device", "cpu"]
+        stream.main([*argv, "--hidden", "8", "--batch-size", "64", *device])
     finally:
         stream.run = real_run
     return seen[0]
 
 
 def test_a_runs_rates_are_its_rows_times_its_epochs_over_the_fits_seconds(monkeypatch):
+    from gpunn import datasets
+
     result, calls = _run(monkeypatch, "synthetic-memory", "--rows", "640", "--epochs", "2")
     (warm, warm_options), (data, options) = calls
-    assert warm_options["epochs"] == 1 and options["epochs"] == 2 and options["batch_size"] == 64
+    # the warm-up: one epoch of two batches of the timed size (the kernels compiled, the workspaces that size)
+    assert warm[0].shape == (128, 32) and (warm_options["epochs"], warm_options["batch_size"]) == (1, 64)
+    assert options["epochs"] == 2 and options["batch_size"] == 64
     assert data[0].shape == (640, 32) and data[1].shape == (640, 1)
+    # the rows of the synthetic stream's task (seed 0), made in memory
+    numpy.testing.assert_array_equal(data[0], datasets.make("teacher", 640, 32, 1, seed=0)[0])
     assert (result["rows"], result["epochs"], result["hidden"]) == (640, 2, [8])
     assert result["seconds"] == 2.0 and result["samples_per_s"] == 640 * 2 / 2.0
     assert result["cpu_seconds"] == 4.0 and result["samples_per_cpu_s"] == 640 * 2 / 4.0
@@ -138,6 +158,7 @@ def test_npy_and_memory_train_on_the_first_rows_of_the_pair(tmp_path, monkeypatc
     (train, options) = calls[1]
     if mode == "npy":
         source = train[0]
+        assert max(source.chunk_sizes) <= 400  # whole chunks, the last one cut, none longer than a chunk
         source.bind("cpu", "float32")
         got = numpy.concatenate([b[0] for b in source.batches(0, 64, 0)])
     else:
@@ -200,3 +221,15 @@ def test_the_suite_pairs_each_source_with_the_same_rows_in_memory(tmp_path, monk
     commands.clear()
     stream.main(["suite", str(tmp_path), "--npy-rows", "1000"])
     assert "make-npy" in [c[0] for c in commands]
+
+
+def test_a_gpu_run_adds_the_pools_peak_and_a_windows_pinned_copy_rate(fake_cupy, monkeypatch):
+    """On tests/fakecupy's GPU: the pinned copy timed is one window of the stream, 16 chunks of 65,536 rows of
+    the features and the outputs (copy_bandwidth recorded, not run); the pool's peak in GiB."""
+    copies = []
+    monkeypatch.setattr(stream, "copy_bandwidth", lambda backend, rows, columns: copies.append((rows, columns)) or 9.5)
+    monkeypatch.setattr(fake_cupy.get_default_memory_pool(), "total_bytes", lambda: 2**30)
+    result, calls = _run(monkeypatch, "synthetic-memory", "--rows", "640", "--features", "6", "--outputs", "2",
+                         "--device", "cuda")
+    assert copies == [(16 * 65536, 8)] and result["h2d_gbps_pinned"] == 9.5 and result["pool_peak_gib"] == 1.0
+    assert result["device"].startswith("cuda")
