@@ -788,6 +788,10 @@ def test_the_results_table_gives_each_rows_numbers_in_their_columns():
     assert cells[1][2] == "gpunn (cuda:0) eager, a note" and cells[1][5] == "999-1.5M (!)" and cells[1][9] == "—"
     assert cells[2][2:] == ["torch eager", "bf16", "1,000", "1k--", "12.3", "n/a", "n/a", "0.40x"]
     assert lines[2].index("1,234,567") + len("1,234,567") == lines[3].index("1,234,567") + len("1,234,567")  # right
+    # an ensemble's other gpunn rows (graph, a precision) against its eager row, which "gpunn is" is measured by
+    ensemble = format_table([_row(config="small-x4"), _row(config="small-x4", impl="gpunn-graph", gpunn_speedup=0.8)])
+    assert [line.split()[-1] for line in ensemble.splitlines()[2:]] == ["—", "0.80x"]
+    assert format_table([_row(backend="cpu"), _row(backend="cuda:0")]).splitlines()[3] == ""  # one config, 2 devices
     md = format_table(_report_rows(), markdown=True).splitlines()
     assert md[0].startswith("| config | device |") and md[1].startswith("|---|---|")
     assert md[4] == "| small | cuda:0 | torch eager | bf16 | 1,000 | 1k-- | 12.3 | n/a | n/a | 0.40x |  |"
@@ -881,13 +885,30 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
     path = tmp_path / "b.json"
     run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
-             "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--repeats", "3", "--peers", "none",
-             "--json", str(path)], capsys)
+             "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json", str(path)],
+            capsys)
     names, single = asked["run"]
     assert names == ["small", "medium"] and single["max_seconds"] == 60  # 2 of the 3 configurations
     assert single["variants"] == [("float32", False), ("bf16", None), ("bf16", False)]
-    assert (single["repeats"], single["seconds"], single["peers"]) == (3, 0.3, [])
+    assert (single["repeats"], single["seconds"], single["peers"]) == (5, 0.3, [])  # --help's defaults
     names, ensembles = asked["ensembles"]
     assert names == ["small-x4"] and ensembles["max_seconds"] == 60  # 90 s less the 30 s the single runs took
     assert ensembles["graph"] is True and set(ensembles["precisions"]) == {"float32", "bf16"}
     assert [r["config"] for r in json.loads(path.read_text())["results"]] == ["small", "small-x4"]
+    # the default --peers: the single networks' peers, or the ensemble peers when every configuration is an ensemble
+    run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "small-x4"], capsys)
+    assert asked["run"][1]["peers"] == ["naive", "torch", "sklearn"] and asked["ensembles"][1]["peers"] == []
+    run_cli(["bench", "--device", "cpu", "--config", "small-x4"], capsys)
+    assert asked["ensembles"][1]["peers"] == list(bench.ENSEMBLE_PEERS)
+
+
+def test_gpunn_bench_rewrites_its_json_after_each_configuration_only_into_a_file(tmp_path):
+    """--json is rewritten after each configuration (a killed run keeps what finished) only where a rename can put
+    a whole file: not standard output, a named pipe, or a device (which would get one JSON document per rewrite)."""
+    import os
+
+    from gpunn.cli.bench import _rewrites
+
+    os.mkfifo(tmp_path / "pipe")
+    assert _rewrites(str(tmp_path / "b.json")) and not _rewrites(None) and not _rewrites("-")
+    assert not _rewrites(str(tmp_path / "pipe")) and not _rewrites("/dev/null")
