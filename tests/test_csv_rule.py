@@ -428,6 +428,23 @@ def test_a_binary_file_named_csv_is_refused_alike_by_gpunn_predict_read_whole(tm
     assert refusal(read_whole, str(tmp_path / "x.dat")) == f"{tmp_path / 'x.dat'}: not a .npy array (no .npy header), and binary"
 
 
+
+@pytest.mark.parametrize("content", [b"1\x00,2\n3,4\n", b"\x01\x02\xff\xfebinary" * 10, b"1,\xe9\n2,3\n"],
+                         ids=["NUL byte", "control bytes", "cp1252"])
+def test_a_file_named_csv_that_is_not_csv_text_is_refused_for_it_by_gpunn_predict_with_features(tmp_path, capsys,
+                                                                                                content):
+    """gpunn predict --features a,b of a binary file named .csv whose first line holds a number said "--features names
+    columns, and x.csv has no header row": the header check read the bytes as CSV before anything asked whether they
+    were text. It is refused as training and the reads without --features refuse it now, for what it is."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    said = refusal(trained_on, str(path))
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    assert main(["predict", model, str(path), str(tmp_path / "p.npy"), "--features", "a,b"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn: error: IN {said}"
+
+
 # ---- a NaN or infinite number ------------------------------------------------------------------------------
 @pytest.mark.parametrize("value, what", [
     ("nan", "NaN"),

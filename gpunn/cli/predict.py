@@ -54,7 +54,13 @@ def run(args) -> int:
     features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
     if features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
         from ..csvtext import csv_has_header
+        from ..data.errors import DataError
+        from ..data.tables import check_csv_kind
 
+        try:  # a binary file is no CSV file, header or not: said so, as training and the streamed read say it
+            check_csv_kind(args.input)
+        except DataError as exc:
+            raise _named_in(exc, args.input) from None
         if not csv_has_header(args.input, columns=features):
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
                              "columns are the model's features, in order")
