@@ -237,6 +237,23 @@ def test_help_lists_every_option():
         assert flag in text
 
 
+
+@pytest.mark.parametrize("columns", [60, 80, 100, 120])
+def test_help_never_splits_a_word(monkeypatch, columns):
+    """argparse wraps help with textwrap, which breaks a line inside a hyphenated word (and anywhere in one longer
+    than the line): at 80 columns gpunn sweep --help printed "--save-" and "best" on two lines, gpunn bench --help
+    "torch-" and "loop", gpunn train --help "--no-" and "graph", names a reader copies. Lines break between words
+    only: every word of a help text is a word of the output."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    parser = cli.build_parser()
+    for name, command in [("gpunn", parser), *parser.commands.items()]:
+        words = set(command.format_help().split())
+        actions = [*command._actions, *(a for action in command._actions for a in getattr(action, "_choices_actions", ()))]
+        texts = [command.description or ""] + [action.help or "" for action in actions]
+        split = {word for text in texts for word in text.split() if "%" not in word and word not in words}
+        assert not split, (name, sorted(split))
+
+
 def test_tensor_core_precision_on_the_cpu_fails_with_a_message_and_status_2(capsys):
     assert cli.main(["train", *SMALL, "--quiet", "--precision", "bf16"]) == 2
     captured = capsys.readouterr()

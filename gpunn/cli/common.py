@@ -11,15 +11,34 @@ import sys
 from ..preflight import is_stdout
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, wrapped between words only: textwrap's default also breaks inside a hyphenated word, and
+    anywhere in one longer than the line, which put an option's name on two lines ("--save-" and "best", "--no-"
+    and "graph"); a word longer than the line overflows it instead."""
+
+    def _split_lines(self, text, width):
+        import textwrap
+
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False,
+                             break_long_words=False)
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        return textwrap.fill(self._whitespace_matcher.sub(" ", text).strip(), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the message and where to look, never the whole usage block; and no
-    abbreviated options (argparse's allow_abbrev, off here: ``--batch 1`` would run as ``--batch-size 1``,
-    and a new option could change what an old abbreviation means). ``sub.add_parser`` makes each
-    subcommand's parser a Parser too, so all of gpunn's refuse them; the refusal names the option in full
-    (refuse_unknown)."""
+    """argparse with one-line errors: the message and where to look, never the whole usage block; help wrapped
+    between words (HelpFormatter); and no abbreviated options (argparse's allow_abbrev, off here: ``--batch 1``
+    would run as ``--batch-size 1``, and a new option could change what an old abbreviation means).
+    ``sub.add_parser`` makes each subcommand's parser a Parser too, so all of gpunn's refuse them; the refusal
+    names the option in full (refuse_unknown)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     stray = ()  # the command line's options this command has not (gpunn.cli.parse_args sets them)

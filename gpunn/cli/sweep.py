@@ -112,8 +112,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
     s.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
-                   "--epochs can extend it, --json/--csv/--plot/--save-best/--save/--progress/--quiet/--device (same kind) "
-                   "apply, --data/--targets may say where its files are now (the same data), any other option that differs "
+                   "--epochs can extend it, --json, --csv, --plot, --save-best, --save, --progress, --quiet and --device (same kind) "
+                   "apply, --data and --targets may say where its files are now (the same data), any other option that differs "
                    "from the recorded one is refused; keeps saving to DIR unless --save says otherwise. Under mpiexec "
                    "a --data sweep started in one process resumes only once each of its ensembles has started")
     s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "

@@ -110,8 +110,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
                    "--progress, --quiet: each command's own; nor the options the run did not use)")
     r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
-                   "every option; --epochs can extend it, --save/--json/--csv/--plot/--progress/--quiet/--device (same kind) apply, "
-                   "--data/--targets may say where its files are now (the same data), "
+                   "every option; --epochs can extend it, --save, --json, --csv, --plot, --progress, --quiet and --device (same kind) apply, "
+                   "--data and --targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
                    "--save says otherwise")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between the checkpoints --save writes (default: %(default)s)")
