@@ -751,6 +751,8 @@ def test_a_pickle_bearing_npz_is_refused_without_unpickling(tmp_path, good_bytes
     for protocol, value in ((0, {"a": 1}), (0, [1]), (1, {"a": 1}), (pickle.HIGHEST_PROTOCOL, SideEffect(marker))):
         with pytest.raises(CheckpointError, match="looks like a Python pickle; gpunn checkpoints never contain"):
             _load_bytes(tmp_path, pickle.dumps(value, protocol=protocol), "p.pkl")
+    with pytest.raises(CheckpointError, match="looks like a Python pickle"):  # the metadata alone, as gpunn train
+        gio.read_meta(tmp_path / "p.pkl")  # --resume reads it first (K141: 'corrupt, truncated or foreign file')
     # and an .npz holding only a pickled array, as numpy.savez writes it
     extra = io.BytesIO()
     numpy.savez(extra, gpunn_meta=numpy.array([SideEffect(marker)], dtype=object))
