@@ -258,6 +258,7 @@ def test_a_resume_writes_its_checkpoint_when_the_run_was_written_by_a_writer_of_
     gpunn.load_checkpoint(tmp_path / "c.npz").resume(X, Y, epochs=3, verbose=False)
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 3
 
+
 def test_a_checkpoint_object_resumes_once_and_the_file_loaded_again_continues(data, tmp_path, interrupt_at):
     """A second resume() of the same Checkpoint (after a Ctrl-C, or to extend the run, as in a notebook) started
     again from the position it was loaded at, with the model and optimizer it had already trained on: the run
