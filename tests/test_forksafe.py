@@ -56,3 +56,29 @@ def test_a_lock_goes_with_its_owner():
     del lock
     gc.collect()
     assert gone() is None
+
+
+EVERY_LOCK_RENEWED_IN_THE_CHILD_ONLY = """
+import os
+from gpunn.forksafe import ForkSafeLock
+
+locks = [ForkSafeLock() for _ in range(3)]
+taken = [lock.current for lock in locks]
+for held in taken:
+    held.acquire()  # held at the fork, as by another thread of the parent
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if all(lock.current is not held and not lock.current.locked() for lock, held in zip(locks, taken)) else 1)
+_, status = os.waitpid(pid, 0)
+print("child renewed every lock:", os.waitstatus_to_exitcode(status) == 0, flush=True)
+print("parent kept its locks:", all(lock.current is held and held.locked() for lock, held in zip(locks, taken)), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_the_child_gets_every_lock_anew_and_the_parent_keeps_its_own():
+    """Each of a process's ForkSafeLocks is new and free in the child; the parent's are the very locks it held
+    (renewing them there too would let a second thread into a block another thread is in)."""
+    proc = waiting.run([sys.executable, "-c", EVERY_LOCK_RENEWED_IN_THE_CHILD_ONLY], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["child renewed every lock: True", "parent kept its locks: True"]
