@@ -361,12 +361,18 @@ def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path)
                                          r"training source's \['a', 'b', 'c'\]"):
         model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,
                   validation_data=data.csv(tmp_path / "v.csv", target="y"))
+    numpy.savetxt(tmp_path / "z.csv", numpy.column_stack([X, y]), delimiter=",", header="a,b,c,z", comments="")
+    with pytest.raises(ValueError, match=r"validation source's target columns \['z'\] are not the training source's "
+                                         r"\['y'\]: make it with target=\['y'\]"):
+        model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,
+                  validation_data=data.csv(tmp_path / "z.csv", target="z"))
     with pytest.raises(ValueError, match=r"the validation source \(CsvSource\) gives 2 features and 1 output"):
         model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,
                   validation_data=data.csv(tmp_path / "w.csv", target="y"))
     history = model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,  # named in order: fine
                         validation_data=data.csv(tmp_path / "v.csv", target="y", features=["a", "b", "c"]))
     assert history["val_r2"][-1] == pytest.approx(model.score(X, y), abs=1e-6)
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["y"]}  # what gpunn predict picks by
 
 
 def test_a_source_holding_out_chunks_and_validation_data_too_is_refused(linear_pair):
@@ -843,6 +849,22 @@ def test_a_table_damaged_between_epochs_stops_the_run_naming_it_and_the_checkpoi
     assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1  # the last good state, still loadable
 
 
+def _written_by_hand(X, Y):
+    """A DataSource class with the protocol's members alone: (X, Y) in order, batch by batch."""
+
+    class ByHand:
+        rows, n_features, n_outputs, resumable = X.shape[0], X.shape[1], Y.shape[1], True
+
+        def batches(self, epoch, batch_size, first_batch=0):
+            for start in range(first_batch * batch_size, self.rows, batch_size):
+                yield X[start:start + batch_size], Y[start:start + batch_size]
+
+        def config(self):
+            return {"kind": "by hand"}
+
+    return ByHand
+
+
 def test_a_data_source_written_by_hand_with_the_protocols_members_alone_trains():
     """gpunn.training.protocols.DataSource lists rows, n_features, n_outputs, resumable, batches and config; fit
     called the source's bind as well, which gpunn's sources have and the protocol does not: AttributeError. A
@@ -850,18 +872,64 @@ def test_a_data_source_written_by_hand_with_the_protocols_members_alone_trains()
     does on the same batches in the same order."""
     X, Y = gpunn.datasets.make("teacher", n_samples=300, n_features=5, n_outputs=1, seed=0, device="cpu")
 
-    class InOrder:
-        rows, n_features, n_outputs, resumable = 300, 5, 1, True
-
-        def batches(self, epoch, batch_size, first_batch=0):
-            for start in range(first_batch * batch_size, self.rows, batch_size):
-                yield X[start:start + batch_size], Y[start:start + batch_size]
-
-        def config(self):
-            return {"kind": "in order"}
-
+    InOrder = _written_by_hand(X, Y)
     by_hand, arrays = (gpunn.MLP([5, 8, 1], device="cpu", seed=0) for _ in range(2))
     h = by_hand.fit(InOrder(), epochs=2, batch_size=64, verbose=False)
     h_arrays = arrays.fit(X, Y, epochs=2, batch_size=64, shuffle=False, verbose=False)
     numpy.testing.assert_array_equal(by_hand.params, arrays.params)
     assert h["loss"] == h_arrays["loss"]
+
+
+def test_a_source_written_by_hand_is_refused_what_it_cannot_do_saying_what_to_pass():
+    """A DataSource with the protocol's members (and bind) alone cannot hold out chunks (validation_fraction),
+    serve as validation data (no ordered_windows) or apply a model's standardization statistics (that model
+    takes raw units): each refused, naming it and what to pass instead. standardize_arrays gives a model the
+    statistics of (X, Y) once: a model that has them (a resume) keeps its own."""
+    from gpunn.data.binding import standardize_arrays
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=300, n_features=5, n_outputs=1, seed=0, device="cpu")
+
+    class ByHand(_written_by_hand(X, Y)):
+        def bind(self, backend, dtype):
+            pass
+
+    model = gpunn.MLP([5, 8, 1], device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"^ByHand cannot hold out chunks; pass validation_data$"):
+        model.fit(ByHand(), epochs=1, validation_fraction=0.2, verbose=False)
+    with pytest.raises(ValueError, match=r"^ByHand cannot serve as validation data; pass a chunked source or arrays$"):
+        model.fit(ByHand(), epochs=1, validation_data=ByHand(), verbose=False)
+    standardize_arrays(model, X, Y)
+    statistics = model.standardizer
+    assert statistics is not None
+    standardize_arrays(model, 2 * X, Y)
+    assert model.standardizer is statistics
+    with pytest.raises(ValueError, match=r"^the model has standardization statistics \(it takes raw units\) and ByHand "
+                                         r"cannot apply them: pass a gpunn.data source or arrays \(X, Y\)$"):
+        model.fit(ByHand(), epochs=1, verbose=False)
+
+
+def test_fit_holds_out_a_sources_chunks_for_validation_fraction_but_not_with_validation_data_too(tmp_path):
+    """fit(source, validation_fraction=f) holds out whole chunks of the source (about f of its rows), scored each
+    epoch; with validation_data as well it is refused (either would be the validation, not both), as validation_data
+    that is neither a pair of arrays nor a source is, or a pair of other row counts or of one row, or a model of
+    another width."""
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "x.npy", rng.standard_normal((1000, 3)).astype("float32"))
+    numpy.save(tmp_path / "y.npy", rng.standard_normal((1000, 1)).astype("float32"))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100)
+    model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+    with pytest.raises(ValueError, match="^pass validation_data or validation_fraction, not both$"):
+        model.fit(source, epochs=1, validation_fraction=0.3, verbose=False,
+                  validation_data=(numpy.ones((5, 3), "float32"), numpy.ones((5, 1), "float32")))
+    for no_pair in (numpy.ones((3, 3), "float32"), 5):  # three rows unpack as three values; a number as none
+        with pytest.raises(ValueError, match=r"^validation_data must be a pair \(X_val, Y_val\) or a data source$"):
+            model.fit(source, epochs=1, validation_data=no_pair, verbose=False)
+    ones = numpy.ones((5, 3), "float32")
+    with pytest.raises(ValueError, match="^X_val has 5 rows but Y_val has 4; they must match$"):
+        model.fit(source, epochs=1, validation_data=(ones, ones[:4, :1]), verbose=False)
+    with pytest.raises(ValueError, match="^validation_data gives a validation set of 1 row; R² needs at least 2"):
+        model.fit(source, epochs=1, validation_data=(ones[:1], ones[:1, :1]), verbose=False)
+    with pytest.raises(ValueError, match=r"^NpySource gives 3 features and 1 output\(s\); the model takes 3 and gives 2$"):
+        gpunn.MLP([3, 4, 2], device="cpu").fit(source, epochs=1, verbose=False)
+    history = model.fit(source, epochs=2, batch_size=100, validation_fraction=0.3, verbose=False)
+    assert source.validation_rows == 300 and source.rows == 700 and len(history["val_loss"]) == 2

@@ -318,6 +318,36 @@ def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(one_process
     assert runs[0]["loss"] == runs[1]["loss"]
 
 
+def test_a_distributed_fit_standardizes_a_source_by_the_ranks_statistics_and_leaves_the_source_as_made(one_process,
+                                                                                                      tmp_path):
+    """A data-parallel fit of a source made with standardize=True takes its statistics from the ranks' shards
+    (gpunn.distributed.shard.statistics_over_ranks; in one process, the whole source's): the model gets the plain
+    fit's statistics and weights, and the source still says standardize=True. A model that has statistics (a
+    later fit, on other rows) keeps its own."""
+    import gpunn
+    from gpunn import data
+
+    rng = numpy.random.default_rng(0)
+    for name, loc in (("a", 5.0), ("b", -2.0)):
+        numpy.save(tmp_path / f"x{name}.npy", rng.normal(loc, 3.0, (400, 3)))
+        numpy.save(tmp_path / f"y{name}.npy", rng.normal(loc, 2.0, (400, 1)))
+
+    def source(name="a"):
+        return data.npy(tmp_path / f"x{name}.npy", tmp_path / f"y{name}.npy", chunk_rows=100, standardize=True)
+
+    models = [gpunn.MLP([3, 4, 1], device="cpu", dtype="float64", seed=0) for _ in range(2)]
+    sources = [source(), source()]
+    for model, src, distributed in zip(models, sources, (True, False)):
+        model.fit(src, epochs=1, batch_size=50, verbose=False, distributed=distributed)
+    ranks, plain = (model.standardizer for model in models)
+    for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
+        numpy.testing.assert_allclose(getattr(ranks, name), getattr(plain, name), rtol=1e-12)
+    numpy.testing.assert_allclose(models[0].params, models[1].params, rtol=1e-9)
+    assert sources[0].standardize is True
+    models[0].fit(source("b"), epochs=1, batch_size=50, verbose=False, distributed=True)
+    assert models[0].standardizer is ranks
+
+
 def test_early_stopping_in_one_process_without_mpi_stops_as_the_plain_fit(one_process):
     # the ranks' early-stopping agreement is this process's own stop here
     import gpunn
