@@ -484,6 +484,18 @@ def test_the_gpu_benchmarks_run_on_the_cupy_path(fake_cupy, tmp_path, capsys, mo
     assert {"32F_FAST_TF32", "32F"} <= set(fakecupy.state.gemms)  # tf32 and bf16 went through gemmEx
 
 
+def test_the_kernel_benchmark_times_the_fused_ops_and_their_speedup_over_the_unfused(fake_cupy, monkeypatch):
+    """On the GPU a row's seconds and GB/s are CupyOps' fused kernels', its fused_speedup unfused / fused (each op
+    and the timer replaced: 1 s fused, 4 s unfused)."""
+    from gpunn.bench import kernels as kb
+
+    monkeypatch.setattr(kb, "cases", lambda backend, ops, n, dtype: [("op", ops, 1000)])
+    monkeypatch.setattr(kb, "timer", lambda backend, fn, repeat: (4.0, 1.0)[fn.fused] if hasattr(fn, "fused") else 0.5)
+    row, = kb.run("cuda", (10,), repeat=1)["rows"]
+    assert (row["seconds"], row["unfused_seconds"], row["fused_speedup"]) == (1.0, 4.0, 4.0)
+    assert row["gb_per_s"] == 1000 / 1.0 / 1e9
+
+
 # ---- CUDA graphs: stream capture and replay ----------------------------------------------------
 
 def _sgd_args(cp, w, g, lr):

@@ -1,4 +1,5 @@
-"""The kernel benchmark (python -m gpunn.bench.kernels) keeps working (run tiny, on the CPU; its numbers are not asserted)."""
+"""The kernel benchmark (python -m gpunn.bench.kernels) keeps working (run tiny, on the CPU; its timings are not
+asserted, the arithmetic on them is, with the timer replaced)."""
 import json
 import sys
 
@@ -57,3 +58,100 @@ def test_the_stream_benchmark_in_memory_without_rows_says_it_needs_them(capsys):
         stream.main(["synthetic-memory", "--device", "cpu"])
     assert exited.value.code == 2
     assert "synthetic-memory needs --rows" in capsys.readouterr().err
+
+
+class _RecordedOps:
+    """Ops that record each call's arguments instead of computing."""
+
+    def __init__(self):
+        self.calls = {}
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.setdefault(name, args)
+
+
+def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked():
+    """Every input read once, every output written once; the data is n elements laid out as (n/cols) x cols,
+    random (a second moment, Adam's v, non-negative)."""
+    import numpy
+
+    from gpunn import backend
+
+    ops = _RecordedOps()
+    got = kernels.cases(backend.CPU, ops, 4096, "float64", cols=64)
+    size = 8 * 4096
+    assert {name: nbytes for name, _, nbytes in got} == {
+        "forward relu (A=g(Z+b), in place)": 2 * size, "forward gelu (keep Z, write A)": 3 * size,
+        "backward relu from A": 3 * size, "backward tanh from A": 3 * size, "backward gelu from Z": 3 * size,
+        "loss + dA[L]": 3 * size, "bias gradient (column sums)": size, "sgd momentum step": 5 * size,
+        "adam step": 7 * size}
+    for _, run_op, _ in got:
+        run_op()
+    Z, b = ops.calls["bias_activation"][:2]
+    assert Z.shape == (64, 64) and Z.dtype == numpy.float64 and b.shape == (64,) and Z.std() > 0.5
+    w, g, m, v = ops.calls["adam_step"][:4]
+    assert w.shape == v.shape == (4096,) and (v >= 0).all() and v.max() > 0
+
+
+def test_the_cpu_timer_runs_once_to_warm_up_then_takes_the_median(monkeypatch):
+    from gpunn import backend
+
+    clock, durations = [0.0], iter([0.5, 5.0, 6.0, 7.0, 8.0, 9.0])
+
+    def op():  # takes the next duration on a clock of its own: no real time measured
+        clock[0] += next(durations)
+
+    monkeypatch.setattr(kernels.time, "perf_counter", lambda: clock[0])
+    assert kernels.timer(backend.CPU, op, 5) == 7.0
+    assert next(durations, None) is None
+
+
+def test_the_copy_is_the_faster_of_the_copy_kernel_and_cudamemcpy(monkeypatch):
+    import types
+
+    import numpy
+
+    for times, how in (([2.0, 1.0], "cudaMemcpy"), ([1.0, 2.0], "copy kernel")):
+        seconds = iter(times)
+        monkeypatch.setattr(kernels, "timer", lambda backend, fn, repeat: next(seconds))
+        assert kernels.copy_seconds(types.SimpleNamespace(is_gpu=True), numpy, 1024, "float32", 3) == \
+            (1.0, 2 * 4 * 1024, how)  # read + write
+    seconds = iter([3.0])
+    assert kernels.copy_seconds(types.SimpleNamespace(is_gpu=False), numpy, 1024, "float64", 3) == \
+        (3.0, 2 * 8 * 1024, "copy kernel")
+
+
+def test_the_rows_are_each_ops_bandwidth_against_the_copys_at_each_size(monkeypatch, tmp_path, capsys):
+    """With every timing 0.5 s (timer replaced): each size's nine ops, GB/s = bytes / seconds, the copy's the
+    same way, their ratio; the JSON rewritten after each size and at the end, in the dtype asked."""
+    saved = []
+    monkeypatch.setattr(kernels, "timer", lambda backend, fn, repeat: 0.5)
+    real_replace = kernels.Path.replace
+    monkeypatch.setattr(kernels.Path, "replace",
+                        lambda self, target: (saved.append(json.loads(self.read_text())), real_replace(self, target))[1])
+    out = tmp_path / "k.json"
+    kernels.main(["--device", "cpu", "--sizes", "10,11", "--dtype", "float64", "--repeat", "1", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["dtype"] == "float64" and len(result["rows"]) == 18
+    assert [len(s["rows"]) for s in saved] == [9, 18, 18]  # after each size, then the whole
+    for r in result["rows"]:
+        n = r["elements"]
+        copy = 2 * 8 * n / 0.5 / 1e9
+        assert r["seconds"] == 0.5 and r["copy_gb_per_s"] == pytest.approx(copy) and r["copy_by"] == "copy kernel"
+        assert r["gb_per_s"] * 0.5 * 1e9 / (8 * n) in (1, 2, 3, 5, 7) and r["dtype"] == "float64"
+        assert r["fraction_of_copy"] == pytest.approx(r["gb_per_s"] / copy) and "fused_speedup" not in r
+    assert sorted({r["elements"] for r in result["rows"]}) == [1024, 2048]
+    assert "device-to-device copy at 2^10: " in capsys.readouterr().out
+
+
+def test_the_table_gives_each_rows_size_as_a_power_of_two_and_one_copy_line_per_size():
+    result = {"device": "cuda:0", "dtype": "float32", "rows": [
+        {"op": "adam step", "elements": 1024, "gb_per_s": 10.0, "copy_gb_per_s": 20.0, "fraction_of_copy": 0.5},
+        {"op": "adam step", "elements": 2048, "gb_per_s": 30.0, "copy_gb_per_s": 40.0, "fraction_of_copy": 0.75,
+         "fused_speedup": 1.5, "copy_by": "cudaMemcpy"}]}
+    lines = kernels.table(result).splitlines()
+    assert lines[0].startswith("elementwise ops on cuda:0, float32")
+    assert lines[2].split() == ["adam", "step", "10", "10.0", "20.0", "50%", "-"]
+    assert lines[3].split() == ["adam", "step", "11", "30.0", "40.0", "75%", "1.50x"]
+    assert lines[4:] == ["device-to-device copy at 2^10: 20.0 GB/s (read + write, copy kernel)",
+                         "device-to-device copy at 2^11: 40.0 GB/s (read + write, cudaMemcpy)"]
