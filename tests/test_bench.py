@@ -912,3 +912,124 @@ def test_gpunn_bench_rewrites_its_json_after_each_configuration_only_into_a_file
     os.mkfifo(tmp_path / "pipe")
     assert _rewrites(str(tmp_path / "b.json")) and not _rewrites(None) and not _rewrites("-")
     assert not _rewrites(str(tmp_path / "pipe")) and not _rewrites("/dev/null")
+
+
+# ---- the machine a benchmark ran on (gpunn.bench.system) --------------------------------------------------------
+
+NUMPYS_POOL = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.27", "architecture": "SkylakeX",
+               "num_threads": 2, "filepath": "/venv/numpy.libs/libscipy_openblas64_.so"}
+SCIPYS_POOL = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.21", "architecture": "Haswell",
+               "num_threads": 8, "filepath": "/venv/scipy.libs/libopenblasp.so"}
+TORCHS_POOL = {"user_api": "blas", "internal_api": "mkl", "version": "2024.2", "architecture": None,
+               "num_threads": 4, "filepath": "/venv/torch/lib/libmkl.so"}
+OPENMP_POOL = {"user_api": "openmp", "internal_api": "openmp", "version": None, "num_threads": 16,
+               "filepath": "/venv/torch/lib/libgomp.so"}
+
+
+def test_the_setup_names_the_blas_numpy_itself_calls_among_the_loaded_ones(monkeypatch):
+    """threadpoolctl lists every BLAS loaded (SciPy's and torch's own copies too) and the OpenMP runtimes: the
+    setup's BLAS is NumPy's (found by its path), else the first BLAS listed; `gpunn info`'s line the first BLAS."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gpunn.bench import system
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL, SCIPYS_POOL, NUMPYS_POOL, TORCHS_POOL])
+    assert system.numpy_blas_pool() is NUMPYS_POOL and system.blas_threads() == 2
+    assert system._blas() == "openblas 0.3.27, SkylakeX kernels, 2 threads"
+    assert system.blas_info() == "openblas 0.3.21 (8 threads, Haswell)"
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL, SCIPYS_POOL, TORCHS_POOL])
+    assert system.numpy_blas_pool() is SCIPYS_POOL and system.blas_threads() == 8
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL])
+    assert system.numpy_blas_pool() is None and system.blas_threads() is None
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # not installed: NumPy's build configuration
+    assert system.numpy_blas_pool() is None and system.blas_threads() is None
+    blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    assert system.blas_info() == system._blas() == f"{blas['name']} {blas['version']}"
+
+
+def test_the_setup_names_the_cpu_from_proc_cpuinfo_else_from_platform(monkeypatch):
+    import io
+    import platform
+
+    from gpunn.bench import system
+
+    cpuinfo = "processor\t: 0\nmodel\t\t: 85\nmodel name\t: Intel(R) Xeon(R) Gold 6130 \nflags\t\t: fpu\n"
+    monkeypatch.setattr(system, "open", lambda path: io.StringIO(cpuinfo), raising=False)
+    assert system._cpu_name() == "Intel(R) Xeon(R) Gold 6130"
+
+    def unreadable(path):
+        raise PermissionError(path)
+
+    monkeypatch.setattr(system, "open", unreadable, raising=False)
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert system._cpu_name() == "aarch64"
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert system._cpu_name() == "arm"
+
+
+def test_the_setup_records_the_devices_cores_thread_settings_cpu_path_and_peer_versions(monkeypatch):
+    """setup_info: every device given, gpunn's usable cores, the thread variables that are set (an empty one
+    is unset), the CPU path in words, and the peers' versions from the package metadata (torch's threads once
+    it is loaded; "not installed" for one that is not)."""
+    import datetime
+    import importlib.metadata
+    import types
+
+    from gpunn.bench import system
+    from gpunn.ops import cpu, denormals, gemm
+
+    monkeypatch.setattr(system, "usable_cores", lambda: 3)
+    monkeypatch.setenv("GPUNN_CPU_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "")
+    installed = {"scikit-learn": "1.6.1"}
+
+    def version(dist):
+        if dist not in installed:
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return installed[dist]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.delitem(sys.modules, "sklearn", raising=False)
+    devices = [types.SimpleNamespace(describe=lambda: "cpu (NumPy)"), types.SimpleNamespace(describe=lambda: "cuda:0")]
+    info = system.setup_info(devices)
+    when = datetime.datetime.strptime(info["date"], "%Y-%m-%d %H:%M UTC").replace(tzinfo=datetime.timezone.utc)
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - when) < datetime.timedelta(days=1)
+    assert info["devices"] == ["cpu (NumPy)", "cuda:0"] and info["cores"] == 3
+    assert info["env"]["GPUNN_CPU_THREADS"] == "1" and "MKL_NUM_THREADS" not in info["env"]
+    assert info["torch"] == "not installed" and info["sklearn"] == "1.6.1"
+    assert info["subnormals"] == denormals.describe() and info["gemm"] == gemm.describe()
+    if cpu.numba is not None:
+        assert info["gpunn_cpu_path"] == f"fused Numba {cpu.numba.__version__} kernels, 1 thread"
+        monkeypatch.setenv("GPUNN_CPU_THREADS", "2")
+        assert system.setup_info([])["gpunn_cpu_path"] == f"fused Numba {cpu.numba.__version__} kernels, 2 threads"
+    monkeypatch.setattr(cpu, "numba", None)
+    assert system.setup_info([])["gpunn_cpu_path"] == "NumPy reference (Numba not installed)"
+    torch = types.SimpleNamespace(__version__="2.5.1", get_num_threads=lambda: 4)
+    monkeypatch.setitem(sys.modules, "torch", torch)  # loaded: its own version and threads
+    assert system.setup_info([])["torch"] == "2.5.1 (4 threads)"
+
+
+def test_a_configurations_shape_words_and_its_ensembles():
+    """gemm_shape is batch x widest x widest (the inputs or outputs when there is no hidden layer), its spec the
+    NAME:IN:H1xH2:OUT:BATCH text parse_config reads back; an ensemble of an ensemble is named for its base and keeps
+    gpu_only; -xK needs K >= 1 and the whole suffix; the error names the configurations there are."""
+    cfg = bench.parse_config("mine:4:8x32x16:2:100")
+    assert cfg.gemm_shape == (100, 32, 32) and cfg.gemm_batch == 1 and cfg.flops_per_sample == 6 * cfg.n_weights
+    assert cfg.n_weights == 4 * 8 + 8 * 32 + 32 * 16 + 16 * 2
+    assert cfg.spec() == "mine:4:8x32x16:2:100" and bench.parse_config(cfg.spec()) == cfg
+    assert bench.parse_config("lin:3::7:16").gemm_shape == (16, 7, 7)
+    assert bench.CONFIGS["small"].gemm_shape == (128, 64, 64)
+    k4 = bench.CONFIGS["small"].ensemble(64).ensemble(4)
+    assert k4.name == "small-x4" and k4.members == 4 and k4.gemm_batch == 4
+    assert bench.CONFIGS["large"].ensemble(2).gpu_only and bench.parse_config("small-x256").gpu_only
+    assert bench.parse_config("my-xl:4:8:1:16").ensemble(2).name == "my-xl-x2"
+    one = bench.parse_config("small-x1")
+    assert one.name == "small-x1" and one.members == 1 and one.sizes == [16, 64, 64, 1]
+    known = "use one of small, medium, wide, deep, large, or name:inputs:h1xh2:outputs:batch"
+    for bad in ("small-x0", "small-x3y", "a:1:2:1:8:9"):
+        with pytest.raises(ValueError, match=f"unknown configuration '{bad}': {known}"):
+            bench.parse_config(bad)
+    for bad in ("a:4:8:1:0", "a:0:8:1:4", "a:4:8:0:4"):  # each size, the batch too
+        with pytest.raises(ValueError, match=f"^configuration '{bad}': needs a name and positive sizes$"):
+            bench.parse_config(bad)
