@@ -227,6 +227,29 @@ def test_a_terminal_draws_the_bar_and_a_file_or_pipe_gets_lines():
     assert not draws_bar(object())  # no isatty at all
 
 
+def test_a_terminal_of_no_columns_gets_lines():
+    """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
+    all, not even the epoch's end: lines there; once sized, the bar."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from gpunn.training.callbacks import draws_bar
+
+    leader, follower = pty.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as stream:
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            assert stream.isatty() and not draws_bar(stream)
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            assert draws_bar(stream)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
 @pytest.mark.slow
 def test_a_terminal_gets_the_bar():
     """A real terminal (a pseudo-terminal as stderr): the bar, redrawn with carriage returns."""

@@ -10,6 +10,7 @@ same patience counters, best value and best weights.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -95,16 +96,22 @@ class History(dict):
 def draws_bar(stream) -> bool:
     """Whether progress on ``stream`` is a bar redrawn in place (a terminal; a notebook, whose tqdm draws a widget) or
     lines of text (a file, a pipe: a log of Slurm, nohup or ``> log 2>&1``, where a bar's carriage-return
-    redraws piled up, some 2.5 MB an hour, with no line per epoch). The one place that decides it."""
+    redraws piled up, some 2.5 MB an hour, with no line per epoch). The one place that decides it. A terminal of
+    no columns (a pseudo-terminal never sized: ``script`` run from a pipe) gets the lines: tqdm draws nothing there."""
     import tqdm.auto  # noqa: F401 (imports tqdm.autonotebook, which picks the notebook's tqdm or the plain one)
     from tqdm import autonotebook, std
 
     if autonotebook.tqdm is not std.tqdm:
         return True
     try:
-        return bool(stream.isatty())
+        if not stream.isatty():
+            return False
     except (AttributeError, ValueError):  # a stream without isatty, or a closed one
         return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):  # a terminal-like stream without a descriptor: the bar, as it asks
+        return True
 
 
 class ProgressBar(Callback):
