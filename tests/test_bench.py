@@ -4,8 +4,11 @@ Speed is never asserted here; only that the numbers exist, are consistent and ar
 """
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -243,6 +246,25 @@ def test_bench_ensemble_torch_peers_run():
                             log=lambda msg: None)
     assert [r["impl"] for r in results] == ["gpunn", "torch-vmap", "torch-loop"]
     assert all(r["samples_per_s"] > 0 for r in results)
+
+
+def test_bench_ensembles_alone_give_the_torch_that_ran_in_the_setup(tmp_path):
+    """With ensemble configurations only, the setup was the one taken before torch was loaded: its version
+    from the package metadata (without the build's local tag, +cu130) and no thread count, where a run with
+    single networks gives both. In a process of its own, where torch is not loaded yet."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "e.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "gpunn", "bench", "--device", "cpu", "--config", "lin:4:8:1:16-x2",
+                           "--peers", "torch-vmap", "--repeats", "1", "--seconds", "0.01", "--no-profile",
+                           "--json", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(path.read_text())
+    peer = data["results"][-1]
+    assert peer["impl"] == "torch-vmap"
+    threads = peer["note"].split(", ")[-1]  # "member-samples/s, N threads": what the peer ran with
+    assert data["setup"]["torch"] == f"{torch.__version__} ({threads})"
+    assert f"torch {torch.__version__} ({threads})" in proc.stdout
 
 
 @pytest.mark.parametrize("args, message", [

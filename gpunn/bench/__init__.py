@@ -20,7 +20,8 @@ from .ensemble import ENSEMBLE_PEERS, run_ensembles
 from .plot import plot
 from .report import format_setup, format_table, gemm_note, graph_note, json_bytes, write_json
 from .runners import PEERS, available_backends, load_naive, run
-from .system import blas_info, setup_info
+from .system import blas_info, peer_versions, setup_info
 
 __all__ = ["CONFIGS", "ENSEMBLE_CONFIGS", "ENSEMBLE_PEERS", "run_ensembles", "QUICK_CONFIG", "Config", "parse_config", "plot", "format_setup", "format_table", "gemm_note", "graph_note",
-           "write_json", "json_bytes", "PEERS", "available_backends", "load_naive", "run", "blas_info", "setup_info"]
+           "write_json", "json_bytes", "PEERS", "available_backends", "load_naive", "run", "blas_info", "peer_versions",
+           "setup_info"]

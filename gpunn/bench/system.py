@@ -41,9 +41,16 @@ def setup_info(backends, threads=None) -> dict:
 
     info["gemm"] = gemm.describe()
     info["subnormals"] = denormals.describe()
+    info.update(peer_versions())
+    return info
+
+
+def peer_versions() -> dict:
+    """The setup's "torch" and "sklearn": each one's version, and torch's threads once it is loaded.
+    Before that, versions from the package metadata (importing torch only to print its version can take
+    longer than a whole --max-seconds budget on a cold machine), without the build's local tag (+cu130)."""
+    info = {}
     for mod, dist in (("torch", "torch"), ("sklearn", "scikit-learn")):
-        # Versions from the package metadata: importing torch only to print its version can take
-        # longer than a whole --max-seconds budget on a cold machine. Its threads once it is loaded.
         m = sys.modules.get(mod)
         try:
             version = m.__version__ if m is not None else importlib.metadata.version(dist)
