@@ -651,7 +651,7 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
     threads = blas_threads() or usable_cores()
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
-    setup = setup_info(backends, threads)
+    setup = setup_info(backends)
     results = []
     for cfg, backend, job_deadline in scheduled_jobs(configs, backends, deadline, log):
         log(f"  {cfg.name} [{backend.device}] {cfg.sizes} batch {cfg.batch} ...")
@@ -663,7 +663,7 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
             setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
             on_result({"setup": setup, "results": [asdict(r) for r in results], "complete": False},
                       [asdict(r) for r in new])
-    setup = setup_info(backends, threads)  # again: torch's threads are known once it is loaded
+    setup = setup_info(backends)  # again: torch's threads are known once it is loaded
     setup["sustain_steps"] = sustain_steps
     # The device's practical peak: the best float32 GEMM rate measured in any configuration's rounds
     # (square products through every GEMM library installed; no extra time).

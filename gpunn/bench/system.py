@@ -16,7 +16,7 @@ from .._version import __version__
 from ..ops.cpu import usable_cores
 
 
-def setup_info(backends, threads=None) -> dict:
+def setup_info(backends) -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "gpunn": __version__,
