@@ -1034,6 +1034,8 @@ def test_the_setup_records_the_devices_cores_thread_settings_cpu_path_and_peer_v
     torch = types.SimpleNamespace(__version__="2.5.1", get_num_threads=lambda: 4)
     monkeypatch.setitem(sys.modules, "torch", torch)  # loaded: its own version and threads
     assert system.setup_info([])["torch"] == "2.5.1 (4 threads)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert system.setup_info([])["torch"] == "2.5.1 (1 thread)"  # (it said "1 threads")
 
 
 def test_a_configurations_shape_words_and_its_ensembles():

@@ -36,7 +36,7 @@ import numpy
 from .. import backend as _backend, datasets
 from ..ops.cpu import usable_cores
 from .configs import Config
-from .system import blas_threads, setup_info
+from .system import blas_threads, setup_info, threads_words
 
 # ---- devices and clocks ------------------------------------------------------------------
 
@@ -611,7 +611,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         if isinstance(r, SklearnRunner):
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
-            res.note = f"{r.threads} threads"
+            res.note = threads_words(r.threads)
         if isinstance(r, GpunnRunner) and backend.is_gpu:
             res.graph = "graph" if r.captured() else "eager"
             trainer = r.model.graph_trainer

@@ -57,7 +57,7 @@ def peer_versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             info[mod] = "not installed"
             continue
-        info[mod] = version + (f" ({m.get_num_threads()} threads)" if mod == "torch" and m is not None else "")
+        info[mod] = version + (f" ({threads_words(m.get_num_threads())})" if mod == "torch" and m is not None else "")
     return info
 
 
@@ -86,8 +86,13 @@ def numpy_blas_pool() -> dict | None:
 def _blas() -> str:
     p = numpy_blas_pool()
     if p:
-        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {p.get('num_threads')} threads"
+        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {threads_words(p.get('num_threads'))}"
     return blas_info()
+
+
+def threads_words(n) -> str:
+    """"1 thread", "4 threads" (and "None threads" where a library does not say)."""
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def blas_threads() -> int | None:
@@ -103,7 +108,7 @@ def blas_info() -> str:
         pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
         if pools:
             p = pools[0]
-            return f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('architecture')})"
+            return f"{p.get('internal_api')} {p.get('version')} ({threads_words(p.get('num_threads'))}, {p.get('architecture')})"
     except ImportError:
         pass
     try:
