@@ -866,6 +866,20 @@ def test_the_setup_block_gives_the_runs_conditions():
         assert len(format_setup(dict(setup, **{key: None})).splitlines()) == len(lines) - 1
 
 
+def test_a_run_whose_products_no_chooser_picked_has_no_chosen_per_shape_line(monkeypatch):
+    """A GPU's run and an ensemble's (their products are not chosen per shape) said "CPU GEMM chosen per shape: no
+    products yet", as if nothing had run."""
+    from gpunn.bench.report import format_setup
+    from gpunn.ops import gemm
+
+    monkeypatch.setattr(gemm, "_SHARED", {})
+    assert gemm.choices_summary() == ""
+    setup = {"gpunn": "0.1.0", "date": "d", "machine": "m", "cores": 2, "devices": ["cuda:0"], "blas": "b",
+             "gpunn_cpu_path": "p", "python": "3.12", "numpy": "2", "torch": "t", "sklearn": "s", "dtype": "float32",
+             "gemm_choices": gemm.choices_summary()}
+    assert "chosen per shape" not in format_setup(setup)
+
+
 def test_the_json_writes_numpy_numbers_as_numbers(tmp_path):
     from gpunn.bench.report import json_bytes, write_json
 

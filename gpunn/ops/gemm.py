@@ -327,9 +327,9 @@ def shared_chooser(split=None) -> GemmChooser:
 
 
 def choices_summary() -> str:
-    """The shapes measured so far in this process and where they went (for the bench's setup line)."""
-    parts = [c.summary() for c in _SHARED.values() if c.choices]
-    return "; ".join(parts) if parts else "no products yet"
+    """The shapes measured so far in this process and where they went (for the bench's setup line); "" where no
+    product went through a chooser (a GPU's run, an ensemble's: their products are not chosen per shape)."""
+    return "; ".join(c.summary() for c in _SHARED.values() if c.choices)
 
 
 def describe() -> str:
