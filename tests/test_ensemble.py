@@ -1423,3 +1423,88 @@ def test_score_gives_each_members_r2_as_mlp_score_gives_one():
     assert len(scores) == 3
     for k in range(3):
         assert scores[k] == pytest.approx(ens[k].score(X, Y), rel=1e-6)
+
+
+def _record_group_passes(monkeypatch):
+    """Spies on the one-call kernel (each call's member range and thread) and on Ensemble._forward (the plain pass)."""
+    import threading
+
+    import gpunn.ops.ensemble as ens_ops
+
+    calls, plain = [], []
+    kernel = ens_ops._member_group_pass
+
+    def spy(*args):
+        calls.append((args[-5], args[-4], threading.get_ident()))  # k0, k1 (then signal, slot, value)
+        return kernel(*args)
+
+    forward = gpunn.Ensemble._forward
+    monkeypatch.setattr(ens_ops, "_member_group_pass", spy)
+    monkeypatch.setattr(gpunn.Ensemble, "_forward", lambda self, *a, **k: (plain.append(1), forward(self, *a, **k))[1])
+    return calls, plain
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_step_too_small_to_split_runs_the_one_call_pass_over_every_member_on_the_calling_thread(
+        monkeypatch, optimizer, threads):
+    """Below MIN_GROUP_FLOPS_ONE_CALL (or on one thread) a step does not split its members; where the one-call
+    group pass applies it is still one call of it over all K members, on the calling thread, not Ensemble._forward
+    and _backward in Python (~7 calls per layer: the K=4 tiny-net step took 77 us that way, 46 us as one call).
+    Adam's step runs inside it (no separate optimizer step); SGD's after it."""
+    import threading
+
+    import gpunn.ops.ensemble as ens_ops
+
+    if not ensemble_ops_for(gpunn.MLP([2, 3, 1]).ops).fused:
+        pytest.skip("the one-call pass needs Numba")
+    calls, plain = _record_group_passes(monkeypatch)
+    X, Y = gpunn.datasets.make("teacher", 64, 8, 1, seed=2, device="cpu")
+    ens = gpunn.Ensemble([8, 32, 32, 1], 4, device="cpu", dtype="float32", seed=3)
+    ens.member_ops.threads = threads
+    assert ens._groups(X[:16], Y[:16]) is None  # too little work to split
+    steps = []
+    monkeypatch.setattr(ens_ops.CpuEnsembleOps, "adam_step",
+                        lambda self, *a: (steps.append(1), ens_ops.EnsembleOps.adam_step(self, *a))[1])
+    ens.fit(X, Y, optimizer=optimizer, lr=1e-2, epochs=2, batch_size=16, seed=1, verbose=False)
+    assert len(calls) == 8 and not plain
+    assert {c[:2] for c in calls} == {(0, 4)} and {c[2] for c in calls} == {threading.get_ident()}
+    assert not steps  # Adam's update inside the kernel; SGD's is sgd_step
+    calls.clear()
+    elu = gpunn.Ensemble([8, 32, 32, 1], 4, device="cpu", dtype="float32", seed=3, activation="elu")
+    elu.fit(X, Y, optimizer=optimizer, lr=1e-2, epochs=1, batch_size=16, seed=1, verbose=False)
+    assert not calls and len(plain) == 4  # no one-call pass for ELU: the plain pass
+
+
+@pytest.mark.parametrize("optimizer, activation, bootstrap", [
+    ("adam", "relu", False), ("adamw", "tanh", True), ("sgd", "sigmoid", False), ("momentum", "relu", True)])
+def test_the_unsplit_one_call_pass_trains_the_bits_of_the_plain_pass_and_of_each_members_mlp(
+        optimizer, activation, bootstrap):
+    """The one call over every member (a step too small to split) trains the weights and losses of
+    Ensemble._forward and _backward then the optimizer's step, bit for bit (per-member rates and decay, a
+    schedule); and without bootstrap member k's weights are its own MLP's, bit for bit."""
+    X, Y = gpunn.datasets.make("teacher", 96, 8, 1, seed=2, device="cpu")
+    lrs, wds = [1e-3, 1e-2, 3e-2, 0.1], [0.0, 1e-3, 0.0, 1e-2]
+    fit = dict(optimizer=optimizer, epochs=3, batch_size=16, seed=1, verbose=False,
+               schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))
+    runs = []
+    for one_call in (True, False):
+        ens = gpunn.Ensemble([8, 12, 6, 1], 4, device="cpu", dtype="float32", seed=3, activation=activation)
+        assert ens._groups(X[:16], Y[:16]) is None
+        assert ens._one_pass(X[:16], Y[:16]) == ens.member_ops.fused
+        if not one_call:  # the plain pass
+            ens.member_ops.one_call_applies = lambda *a: False
+            assert not ens._one_pass(X[:16], Y[:16])
+        h = ens.fit(X, Y, lr=lrs, weight_decay=wds, bootstrap=bootstrap, **fit)
+        runs.append((ens.params.copy(), np.asarray(h["loss"])))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    if bootstrap:
+        return
+    ens = gpunn.Ensemble([8, 12, 6, 1], 4, device="cpu", dtype="float32", seed=3, activation=activation)
+    ens.fit(X, Y, lr=lrs, weight_decay=wds, **fit)
+    for k in range(4):
+        twin = gpunn.MLP([8, 12, 6, 1], dtype="float32", seed=ens.seeds[k], activation=activation)
+        twin.fit(X, Y, optimizer=make_optimizer(optimizer, weight_decay=wds[k]), lr=lrs[k],
+                 **{key: v for key, v in fit.items() if key != "optimizer"})
+        np.testing.assert_array_equal(ens.member_params[k], twin.params)
