@@ -718,6 +718,10 @@ MIN_GROUP_FLOPS = 24e6
 # small nets with groups against the rule above (gpunn's bench data, batch 128, quiet runs of 6 alternating
 # pairs, 2026-11-29): K=8 (16 MFLOP per group) 3.38-4.16M / 2.74-2.76M, K=6 (12 MFLOP) 4.25M / 2.66M; K=4
 # (8 MFLOP) 3.44-3.45M / 2.45-2.50M in two runs but 2.32M / 2.40M in a third, K=2 as often slower as faster.
+# Since session 16 the unsplit step is one call too (Ensemble._one_pass). Fits of the ensemble alone, 4 alternating
+# pairs (2026-11-30): two groups still won from K=4 (3.8-4.2M / 2.8-2.9M; K=6 5.0M / 3.1M; K=16 6.0-6.2M / 3.3M),
+# but right after sequential MLP fits they lost at K=6 (2.4-2.8M / 3.1M): an MLP's small-net products run on
+# OpenBLAS's own threads, whose worker spins ~100 ms after its last call, on the core a group's thread needs.
 MIN_GROUP_FLOPS_ONE_CALL = 12e6
 MIN_GROUP_ELEMENTS = 65536  # the optimizer's update (memory-bound): parameters per group
 SPIN = True  # the one-call group pass hands its groups to _SpinningWorkers (False: gpunn's pool)
