@@ -1508,3 +1508,21 @@ def test_the_unsplit_one_call_pass_trains_the_bits_of_the_plain_pass_and_of_each
         twin.fit(X, Y, optimizer=make_optimizer(optimizer, weight_decay=wds[k]), lr=lrs[k],
                  **{key: v for key, v in fit.items() if key != "optimizer"})
         np.testing.assert_array_equal(ens.member_params[k], twin.params)
+
+
+def test_members_equal_their_mlps_bit_for_bit_with_the_ensembles_one_blas_thread():
+    """An ensemble runs NumPy's BLAS on one thread (gpunn.ops.ensemble.member_blas_threads); an MLP at OpenBLAS's
+    default threads may round a product otherwise (16-64-64-1 at batch 128 on the 2-core machine: up to 6e-8 apart,
+    perf16). With the MLPs under the same one-thread BLAS, every member holds its MLP's weights bit for bit."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1024, 16)).astype(np.float32)
+    Y = rng.normal(size=(1024, 1)).astype(np.float32)
+    fit = dict(epochs=2, batch_size=128, seed=1, verbose=False)
+    ens = gpunn.Ensemble([16, 64, 64, 1], 2, device="cpu", dtype="float32", seed=0)
+    ens.fit(X, Y, **fit)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        for k in range(2):
+            twin = gpunn.MLP([16, 64, 64, 1], dtype="float32", seed=ens.seeds[k], device="cpu")
+            twin.fit(X, Y, **fit)
+            np.testing.assert_array_equal(ens.member_params[k], twin.params)
