@@ -146,14 +146,21 @@ class RawUnits:
         model's dtype (1e39 for a float32 model whose statistics are of values near 1) raises NotFinite
         naming its row in A: it was checked finite raw, and a model fed inf would predict NaN without a word."""
         chunk = self.xp.array(A[start:stop], copy=True)  # on the model's device, still in A's dtype: scaled in place
-        scaled = self._scale_(chunk, target)
         with numpy.errstate(over="ignore"):  # the overflow is refused below, with its place
-            out = scaled.astype(self.dtype, copy=False)
+            out = self._scale_(chunk, target).astype(self.dtype, copy=False)
+        return self._refuse_overflow(out, lambda: A, name, target, start)
+
+    def _refuse_overflow(self, out, raw, name, target, start=0):
+        """``out`` (rows from row ``start`` of the raw input ``raw()``, named ``name``, standardized in the model's
+        dtype), or NotFinite for its first value that is not finite: the input was checked finite, so standardizing
+        took it past the dtype. The message gives that value standardized in float64 (its row read again from
+        ``raw()``: on the error's path only)."""
         finite = self.xp.isfinite(out)
         if not bool(finite.all()):
             row, col = (int(i) for i in self.xp.argwhere(~finite)[0])
+            wide = self.xp.asarray(raw()[start + row:start + row + 1], numpy.float64)
             raise NotFinite(name, int(out.size - int(finite.sum())), start + row, col, numpy.dtype(self.dtype).name,
-                            scaled=float(scaled[row, col]))
+                            scaled=float(self._scale_(wide, target)[0, col]))
         return out
 
     def _scale_(self, A, target=False):
@@ -165,12 +172,15 @@ class RawUnits:
     def _standardized(self, X, Y, x_name="X", y_name="Y"):
         """Raw-unit (X, Y) as a model with a ``standardizer`` trains on them: checked, standardized
         (see ``_raw_input``), in the model's dtype; new arrays, the caller's are left as they are.
-        Values in the model's dtype are scaled in one copy; wider ones a chunk of rows at a time."""
+        Values in the model's dtype are scaled in one copy; wider ones a chunk of rows at a time. A value scaled
+        past the model's dtype raises NotFinite (_refuse_overflow)."""
         def load(data, name, target):
             A = self._raw_input(data, name, target)
             if A.dtype == self.dtype:  # one copy (none more when checking converted it), scaled in place
                 A = A.copy() if _may_share_memory(A, data) else A
-                return self._scale_(A, target)
+                with numpy.errstate(over="ignore"):  # a value scaled past the dtype: refused just below
+                    A = self._scale_(A, target)
+                return self._refuse_overflow(A, lambda: self._raw_input(data, name, target), name, target)
             out = self.xp.empty(A.shape, self.dtype)
             for start in range(0, A.shape[0], STANDARDIZE_CHUNK_ROWS):
                 out[start:start + STANDARDIZE_CHUNK_ROWS] = self._scaled_rows(A, start, start + STANDARDIZE_CHUNK_ROWS,

@@ -225,6 +225,22 @@ def test_a_value_standardized_past_float32_is_refused_alike_by_training_and_pred
     assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn: error: IN {said}"
 
 
+def test_a_float32_value_standardized_past_float32_is_refused_by_predict_and_fit(tmp_path, device):
+    """Values already float32 are standardized in float32 (one copy, in place): 3e38 with statistics of spread 0.3
+    became inf without a word, predict gave NaN for its row and a fit trained on it. Now NotFinite, with the row,
+    the column and the value standardized in float64 (1e39), as for wider values."""
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    model.fit(source(write(tmp_path, "npy", name="c"), standardize=True), epochs=1, batch_size=4, verbose=False)
+    X = numpy.column_stack(columns(3e38)[:2]).astype(numpy.float32)
+    said = (r"^X contains 1 value\(s\) infinite in float32 once standardized \(first at row 7, column 1: 1(\.\d)?e\+39\); "
+            r"clean or impute them first$")
+    with pytest.raises(NotFinite, match=said):
+        model.predict(X)
+    assert numpy.isfinite(numpy.asarray(model.backend.to_host(model.predict(X[:7])))).all()  # the rows before it
+    with pytest.raises(NotFinite, match=said):
+        model.fit(X, numpy.ones((len(X), 1), numpy.float32), epochs=1, batch_size=4, verbose=False)
+
+
 def test_predict_refuses_an_array_value_standardized_past_float32_naming_its_row(tmp_path, device):
     """model.predict on arrays (the raw units' float64, scaled a chunk of rows at a time before the cast) returned
     NaN for such a row without a word; now NotFinite, with the row, the column and the standardized value."""
