@@ -296,7 +296,7 @@ class Ensemble(DeviceModel):
     def train_step(self, X, Y):
         """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
         returns the (K,) device sums of squared errors of the batch."""
-        return self._step(X, Y, self._groups(X, Y))
+        return self._step(X, Y, *self._plan(X, Y))
 
     def _groups(self, X, Y):
         """The member groups a CPU training step on the batch (X, Y) runs on threads of their own, or None (one
@@ -317,17 +317,21 @@ class Ensemble(DeviceModel):
         return self.precision == "float32" and \
             self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations)
 
-    def _step(self, X, Y, groups, update=None):
-        """train_step in ``groups`` (``_groups``; None: one pass); with ``update``, each group (or the one pass)
-        also runs update(group), its members' optimizer step, right after its backward pass."""
+    def _plan(self, X, Y):
+        """(groups, one_pass) of a step on (X, Y): its member groups (``_groups``), and where there are none,
+        whether it is the group pass's one call over every member (``_one_pass``) rather than Ensemble._forward and
+        _backward, after which the optimizer steps as a whole."""
+        groups = self._groups(X, Y)
+        return groups, groups is None and self._one_pass(X, Y)
+
+    def _step(self, X, Y, groups, one_pass=False, update=None):
+        """train_step as ``_plan`` says: in ``groups``, or, with none, in one pass (the group pass's one call, or
+        Ensemble._forward and _backward); with ``update`` (not for the last), each group (or the one call) also runs
+        update(group), its members' optimizer step, right after its backward pass."""
         ws = self._workspace(X.shape[-2])
-        every = slice(0, self.n_models)
-        if groups is None and not self._one_pass(X, Y):
+        if groups is None and not one_pass:
             self._forward(X, ws)
-            sums = self._backward(X, Y, ws)
-            if update is not None:
-                update(every)
-            return sums
+            return self._backward(X, Y, ws)
         # On the CPU: each group of members runs its whole forward and backward pass on its own
         # thread (one sync per step, elementwise passes in parallel too), not each product split.
         sums = self.xp.empty(self.n_models, numpy.float64)
@@ -336,7 +340,7 @@ class Ensemble(DeviceModel):
         one_call = self.member_ops.group_pass(X, Y, self.weights, self.biases, self._dW, self._db, self.activations,
                                               ws, sums, update)
         if one_call is not None and groups is None:  # one pass, on this thread
-            one_call.run(every)
+            one_call.run(slice(0, self.n_models))
             return sums
         if one_call is not None:
             self.member_ops.run_groups(one_call.run, groups, signals=True, errstate=not one_call.pure)
@@ -349,7 +353,7 @@ class Ensemble(DeviceModel):
             if update is not None:
                 update(sl)
 
-        self.member_ops.run_groups(run, groups or [every])
+        self.member_ops.run_groups(run, groups)
         return sums
 
     def train_step_and_update(self, X, Y, optimizer, lr):
@@ -359,10 +363,10 @@ class Ensemble(DeviceModel):
         gradients); where the groups run as one call each, Adam's step runs inside that call, each member's right
         after its own backward pass (CpuEnsembleOps.group_pass). Returns the (K,) device sums of squared errors of
         the batch."""
-        groups = self._groups(X, Y)
-        update = None if groups is None and not self._one_pass(X, Y) else getattr(
+        groups, one_pass = self._plan(X, Y)
+        update = None if groups is None and not one_pass else getattr(
             optimizer, "member_update", lambda *a: None)(self.params, self.grads, lr)
-        sums = self._step(X, Y, groups, update)
+        sums = self._step(X, Y, groups, one_pass, update)
         if update is None:
             optimizer.step(self.params, self.grads, lr)
         return sums
