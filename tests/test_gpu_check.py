@@ -1527,3 +1527,29 @@ def test_every_stage_line_gpu_check_writes_ends_with_the_runs_seconds_so_far(tmp
     others = [line for line in body.splitlines() if re.search(r'\b(record|ended) "(ok|FAIL|SKIP)', line)
               and "device: CuPy" not in line and "report:" not in line]
     assert len(others) >= 6 and all(re.search(r'\bended "', line) for line in others), others
+
+
+def test_a_hook_json_cut_while_written_leaves_the_last_whole_one(tmp_path, monkeypatch):
+    """Each hook rewrites its JSON as it goes (after each part, the streams hook every few seconds of its long epoch),
+    and the stage's SIGINT, the call's SIGTERM or its SIGKILL can land while it writes: written in place, the file was
+    then cut short and the report read nothing of it (gpu_report: "not a JSON object"), the parts saved before
+    included. hook_args.write_json writes beside it and renames: the last whole file stays."""
+    hook_args = _load("bench/gpu_checks/hook_args.py", "hook_args_for_test")
+    path = tmp_path / "streams.json"
+    hook_args.write_json(path, {"checks": {"synthetic_rows_are_makes": True}})
+    dump = hook_args.json.dump
+
+    def interrupted(obj, fh, **kw):  # half the text written, then the stage's SIGINT
+        text = json.dumps(obj, **kw)
+        fh.write(text[:len(text) // 2])
+        fh.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hook_args.json, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hook_args.write_json(path, {"checks": {"synthetic_rows_are_makes": True}, "throughput": {"synthetic": 1}})
+    assert json.loads(path.read_text()) == {"checks": {"synthetic_rows_are_makes": True}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streams.json"]  # nothing left beside it
+    monkeypatch.setattr(hook_args.json, "dump", dump)
+    hook_args.write_json(path, {"throughput": {}})
+    assert json.loads(path.read_text()) == {"throughput": {}}

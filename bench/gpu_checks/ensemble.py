@@ -45,7 +45,7 @@ import time
 import traceback
 
 import numpy
-from hook_args import hook_parser
+from hook_args import hook_parser, write_json
 
 TARGETS = {"cuda": {"sequential": 50.0, "torch-vmap": 3.0}, "cpu": {"sequential": 3.0, "torch-vmap": 2.5}}
 # The later processes' shares of --max-seconds, kept free by the eager benchmark, and the least each is started
@@ -116,8 +116,7 @@ def main(argv=None) -> int:
     report = {"device": args.device}
 
     def save():  # after each part: a hook killed in the benchmark's warm-ups keeps the checks before it
-        with open(os.path.join(args.out, "ensemble.json"), "w") as fh:
-            json.dump(report, fh, indent=2)
+        write_json(os.path.join(args.out, "ensemble.json"), report)
 
     try:
         err = exactness(args.device)
@@ -311,8 +310,7 @@ def graph_main(args) -> int:
     got = {}
 
     def save():
-        with open(os.path.join(args.out, "ensemble-graph.json"), "w") as fh:
-            json.dump(got, fh, indent=2)
+        write_json(os.path.join(args.out, "ensemble-graph.json"), got)
 
     try:
         got["graph"] = g = graph_check(args.device)
@@ -367,8 +365,7 @@ def bf16_main(args) -> int:
         got = {"error": error(exc)}
     else:
         print(bench.format_table(got["results"]), flush=True)
-    with open(os.path.join(args.out, "ensemble-bf16.json"), "w") as fh:
-        json.dump(got, fh, indent=2)
+    write_json(os.path.join(args.out, "ensemble-bf16.json"), got)
     return 0 if "results" in got else 1
 
 

@@ -1,7 +1,10 @@
-"""What every gpu_check hook takes (bench/gpu_check.sh's contract): ``--device DEV --out DIR --max-seconds S``."""
+"""What every gpu_check hook shares (bench/gpu_check.sh's contract): ``--device DEV --out DIR --max-seconds S`` in,
+its JSON out (``write_json``)."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 
 def hook_parser(doc: str, max_seconds: float) -> argparse.ArgumentParser:
@@ -14,3 +17,21 @@ def hook_parser(doc: str, max_seconds: float) -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, default=max_seconds, help="the hook's time cap, which it keeps "
                         "to itself as it goes (default: %(default)s)")
     return parser
+
+
+def write_json(path, obj) -> None:
+    """``obj`` as JSON at ``path``, whole or not at all: written beside it, then renamed over it. A hook rewrites its
+    JSON as it goes, and the stage's SIGINT (a KeyboardInterrupt), the call's SIGTERM or SIGKILL can land while it
+    writes: written in place, the file was then cut short, and the report read none of it (not even the parts
+    saved before). A kill before the rename leaves ``path`` as it was and ``path.tmp`` beside it."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise

@@ -25,14 +25,13 @@ With --device cpu the same fit goes over MPI or the one-process communicator (ch
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
 import traceback
 
 import numpy
-from hook_args import hook_parser
+from hook_args import hook_parser, write_json
 
 
 def shard_reads_interleave(device, out, synthetic_rows=70_001) -> bool:
@@ -97,9 +96,8 @@ def main(argv=None) -> int:
     def save():
         if comm.rank == 0:
             os.makedirs(args.out, exist_ok=True)
-            with open(os.path.join(args.out, "nccl.json"), "w") as fh:
-                json.dump({**result, "checks": checks, "errors": errors,
-                           "seconds": round(time.monotonic() - t_start, 1)}, fh, indent=2)
+            write_json(os.path.join(args.out, "nccl.json"), {**result, "checks": checks, "errors": errors,
+                                                             "seconds": round(time.monotonic() - t_start, 1)})
 
     @contextlib.contextmanager
     def check(name):

@@ -26,14 +26,13 @@ Exit 0 when every part that ran is within its bound (1: the contract's bounds an
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
 
 import numpy
-from hook_args import hook_parser
+from hook_args import hook_parser, write_json
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, ROOT)
@@ -218,8 +217,7 @@ def _run(args, backend, t0) -> int:
 
     def save():
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "precision.json"), "w") as fh:
-            json.dump({**report, "seconds": time.monotonic() - t0}, fh, indent=2)
+        write_json(os.path.join(args.out, "precision.json"), {**report, "seconds": time.monotonic() - t0})
 
     parts = [("members", lambda: member_contract(args.device, args.quick), 0),
              ("gemm", (lambda: gemm_calls(backend, args.quick)) if gpu else None, 0),

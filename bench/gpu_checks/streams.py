@@ -36,7 +36,6 @@ judged (the line says "NOT judged", bench/gpu_report.py gives no verdict).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -45,7 +44,7 @@ import time
 import traceback
 
 import numpy
-from hook_args import hook_parser
+from hook_args import hook_parser, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -146,8 +145,7 @@ def main(argv=None) -> int:
 
     def save(report):
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "streams.json"), "w") as fh:
-            json.dump({**report, "seconds": time.monotonic() - t0}, fh, indent=2)
+        write_json(os.path.join(args.out, "streams.json"), {**report, "seconds": time.monotonic() - t0})
 
     backend = _backend.resolve(args.device)
     gpu = backend.is_gpu
