@@ -1553,3 +1553,136 @@ def test_a_hook_json_cut_while_written_leaves_the_last_whole_one(tmp_path, monke
     monkeypatch.setattr(hook_args.json, "dump", dump)
     hook_args.write_json(path, {"throughput": {}})
     assert json.loads(path.read_text()) == {"throughput": {}}
+
+
+class _Ticks:
+    """A clock that moves one second at each read: an epoch's progress without timing anything."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_the_long_streams_epoch_saves_its_progress_and_stops_itself_at_its_deadline():
+    """gpu_check.sh's second GPU call had ~20 s to spare over an H200's 10^9-row epoch (143 s): a stream ~12% slower
+    was killed in it, and the call left only 'started, did not finish', the stream's rate lost. The epoch now saves
+    its progress (the device's rows so far, their rate after the first report) as a partial entry, and stops itself
+    at the hook's deadline with that entry; a whole epoch keeps the fit's own rate."""
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    args = ([32, 8, 1], "relu", "identity", True, "float32", "cpu", 0)
+    synthetic = {"memory_samples_per_s": 1000.0, "steps": {"memory": "eager: no GPU"}}
+    kept, synced = [], []
+    clock = _Ticks()
+    # batches of 64 over 2,560 rows: 40 batches, a clock read at each (a report reads it twice: before and after the
+    # device's sync); the epoch begins at 1 and reports at batches 5, 10 and 15 (ticks 7, 13 and 19), then at the
+    # deadline, 20: batch 16, tick 21
+    entry = hook.long_epoch(args, 2560, 64, synthetic, 20.0, kept.append, "stopped {seconds} s in",
+                            lambda: synced.append(1), clock, every=5)
+    assert entry["partial"] == "stopped 20 s in" and entry["rows_asked"] == 2560, entry
+    assert [e["rows"] for e in kept] == [320, 640, 960, 1024] and entry["rows"] == 1024 and len(synced) == 4
+    assert all(e["partial"].startswith("the last progress saved") for e in kept)
+    assert kept[0]["rate_leaves_out_the_start"] is False and kept[0]["stream_samples_per_s"] == 320 / 6
+    # after the first report: (rows since it) / (ticks since it); the ratio against the memory rate given
+    assert entry["rate_leaves_out_the_start"] and entry["stream_samples_per_s"] == (1024 - 320) / (21 - 7)
+    assert entry["ratio"] == entry["stream_samples_per_s"] / 1000.0 and entry["steps"]["memory"] == "eager: no GPU"
+    kept.clear()
+    whole = hook.long_epoch(args, 2560, 64, synthetic, float("inf"), kept.append, "unused", clock=_Ticks(), every=5)
+    assert whole["rows"] == 2560 and "partial" not in whole and whole["stream_samples_per_s"] > 0
+    assert [e["rows"] for e in kept] == [320 * k for k in range(1, 9)] and whole["ratio"] == whole[
+        "stream_samples_per_s"] / 1000.0
+    line = hook.throughput_line("synthetic_long", dict(entry, ratio=1.5))
+    assert "target 0.9x NOT judged: a partial epoch, 1,024 of 2,560 rows (stopped 20 s in)" in line, line
+
+
+def test_the_long_streams_part_is_saved_started_then_done_and_a_failure_keeps_its_last_progress(tmp_path, monkeypatch,
+                                                                                               capsys):
+    """The synthetic_long part (streams.py long_part): 'started' saved before the epoch and None after it, the
+    epoch's progress saved as it goes; an epoch that raises part-way leaves 'started' and its last progress, which
+    the report gives with the error and no verdict. Skipped, saying what 10^9 rows need, when too few rows fit."""
+    import time
+
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    monkeypatch.setattr(hook, "LONG_ROWS", 4096)
+    monkeypatch.setattr(hook, "PROGRESS_SECONDS", 0.0)  # a report at every batch
+    args = ([32, 8, 1], "relu", "identity", True, "float32", "cpu", 0)
+    h200 = json.loads((RUNS / "h200-2026-11-28" / "streams" / "streams.json").read_text())
+    synthetic = dict(h200["throughput"]["synthetic"], steps={"memory": "eager: no GPU: the step runs eagerly"})
+    saved = []
+
+    def save(report):
+        saved.append(json.loads(json.dumps(report)))
+
+    report = {"throughput": {}}
+    hook.long_part(report, save, 600.0, time.monotonic(), args, 256, 1, synthetic, lambda: None)
+    assert saved[0]["started"]["synthetic_long"]["rows"] == 4096 and "synthetic_long" not in saved[0]["throughput"]
+    assert [s["throughput"]["synthetic_long"]["rows"] for s in saved[1:]] == [256 * k for k in range(1, 17)]
+    assert report["started"] == {"synthetic_long": None} and "partial" not in report["throughput"]["synthetic_long"]
+
+    calls = []
+
+    def sync():  # the device fails at the third report
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("cudaErrorLaunchFailure: unspecified launch failure")
+
+    report, saved[:] = {"throughput": {}}, []
+    with pytest.raises(RuntimeError):
+        hook.long_part(report, save, 600.0, time.monotonic(), args, 256, 1, synthetic, sync)
+    last = saved[-1]
+    assert last["started"]["synthetic_long"]["rows"] == 4096 and last["throughput"]["synthetic_long"]["rows"] == 512
+    (tmp_path / "streams.json").write_text(json.dumps(dict(h200, throughput={"synthetic": synthetic, **last[
+        "throughput"]}, started=last["started"], errors={"synthetic_long": "RuntimeError: cudaErrorLaunchFailure"})))
+    measured, verdict = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                                         capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+    assert "over the first 512 rows of a 4,096-row epoch (the last progress saved" in measured, measured
+    assert "the part failed: RuntimeError: cudaErrorLaunchFailure" in measured and "did not finish" in measured
+    assert verdict == ""
+
+    monkeypatch.setattr(hook, "LONG_ROWS", 10 ** 9)
+    report = {"throughput": {}}  # 10 s, less the 5 s kept to end in, at 6.88M rows/s: under a 10^9-row least
+    hook.long_part(report, save, 10.0, time.monotonic(), args, 256, 10 ** 9, synthetic, lambda: None)
+    assert report == {"throughput": {}, "skipped": {"synthetic_long": "10^9 rows need about 150 s more than this "
+                                                                      "hook had"}}, report
+
+
+def test_a_long_stream_stopped_at_the_hooks_time_limit_gets_its_rate_and_no_verdict(tmp_path, capsys):
+    """A 10^9-row epoch that the hook stopped at its deadline (streams.py long_epoch) gives the rate of the rows it
+    trained, however fast, without a verdict: the target is a 10^9-row epoch; not a cut ('did not finish'), since
+    the hook ended it itself ('started' is None)."""
+    long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    entry = dict(long["throughput"]["synthetic_long"], rows=912_000_000, rows_asked=10 ** 9, seconds=205.0,
+                 stream_samples_per_s=7_400_000.0, ratio=0.95, rate_leaves_out_the_start=True, partial=(
+                     "stopped 205 s into the epoch by the hook's time limit (--max-seconds 210 less 5 s)"))
+    (tmp_path / "streams.json").write_text(json.dumps(dict(long, throughput={"synthetic_long": entry},
+                                                            started={"synthetic_long": None})))
+    measured, verdict = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                                         capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+    assert measured.startswith("7,400,000 samples/s = 0.95× in memory (8,106,972) over the first 912,000,000 rows of "
+                               "a 1,000,000,000-row epoch (stopped 205 s into the epoch by the hook's time limit "
+                               "(--max-seconds 210 less 5 s); the rate after its first progress report, the start-up "
+                               "left out), peak RSS"), measured
+    assert measured.endswith(": a partial epoch, not the 10^9-row target") and verdict == "", measured
+
+
+@pytest.mark.gpu
+def test_the_long_streams_progress_waits_for_the_device_between_captured_steps(gpu, monkeypatch):
+    """On a GPU the epoch's progress reports synchronize the device between the captured steps' replays (as
+    gpu_check.sh's second call runs it, its main()'s sync): the rows they count are the device's, the CUDA graph
+    stays captured, and the whole epoch's steps are 'graph' on both sides."""
+    import time
+
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    monkeypatch.setattr(hook, "LONG_ROWS", 8192)
+    monkeypatch.setattr(hook, "PROGRESS_SECONDS", 0.0)
+    saved = []
+    report = {"throughput": {}}
+    hook.long_part(report, lambda r: saved.append(json.loads(json.dumps(r))), 600.0, time.monotonic(),
+                   ([32, 16, 1], "relu", "identity", True, "float32", gpu, 0), 1024, 1,
+                   {"stream_samples_per_s": 1e6, "memory_samples_per_s": 1e6, "steps": {"memory": "graph"}},
+                   lambda: gpu.xp.cuda.Device().synchronize())
+    long = report["throughput"]["synthetic_long"]
+    assert long["rows"] == 8192 and "partial" not in long and long["steps"] == {"memory": "graph", "stream": "graph"}
+    assert [s["throughput"]["synthetic_long"]["rows"] for s in saved[1:]] == [1024 * k for k in range(1, 9)]

@@ -25,9 +25,12 @@ throughput parts, the 10^9-row stream of gpu_check.sh's second command included)
      bandwidth of one window measured in the same run and the window's copy time as a share of its
      training time (the copy is hidden when the ratio is ~1 and the share is small);
    - npy: the small configuration on a 2^21-row .npy pair, against memory;
-   - synthetic_long: the issue's 10^9-row stream (one epoch), against the in-memory rate above, when
-     the time left allows it (about 150 s on an H200); otherwise the rows that fit, or skipped when
-     under 4x the 2^23 rows (with the seconds it would need: gpu_check.sh's
+   - synthetic_long: the issue's 10^9-row stream (one epoch, about 145 s on an H200), against the
+     in-memory rate above. Its progress is saved into streams.json every 5 s (the rows the device has
+     trained, and their rate after the first report, the start-up left out), so a kill keeps the last;
+     not done 5 s before --max-seconds, it is stopped there, and its entry is that partial epoch
+     ("partial": why; bench/gpu_report.py gives it no verdict: not 10^9 rows). Skipped when under 4x
+     the 2^23 rows would fit (with the seconds 10^9 rows need: gpu_check.sh's
      GPUNN_CHECK_STREAMS_SECONDS gives the hook more).
 Each measured part says how many rows it ran, and how each of its two fits' step ran ("steps": "graph", or
 "eager: <why>": the default CUDA graph falls back silently); a ratio of a graph step and an eager one is not
@@ -47,9 +50,13 @@ import numpy
 from hook_args import hook_parser, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from gpunn import Callback  # noqa: E402 - from this checkout (the line above)
 
 
 PARTS = ("synthetic", "npy_large", "npy", "synthetic_long")  # the throughput parts, in the order they run
+LONG_ROWS = 10 ** 9  # issue 12's stream: one epoch of it
+PROGRESS_SECONDS = 5.0  # the long epoch's progress is saved this often: a kill loses at most this much of it
+STOP_RESERVE_SECONDS = 5.0  # it stops this long before --max-seconds, to save, print and exit inside the cap
 
 
 def host(a):
@@ -90,6 +97,136 @@ def step_kind(model):
     if trainer is not None and trainer.captured:
         return "graph"
     return f"eager: {trainer.reason or 'not captured' if trainer is not None else 'no graph trainer'}"
+
+
+class EpochProgress(Callback):
+    """A gpunn callback for a long epoch: its progress as it goes, and its end at a deadline.
+
+    Every ``every`` seconds of ``clock`` (default PROGRESS_SECONDS) it waits for the device (``sync``) and calls
+    ``report(rows, seconds, steady)``: the rows trained so far, the seconds since the epoch began, and the samples/s
+    since its first report (the start-up, the graph's capture and the first windows, left out; None at the first
+    report). At ``deadline``
+    (a ``clock`` time) it reports once more and stops the fit after that batch (``trainer.interrupt()``, as Ctrl-C
+    does: the fit returns with ``history.interrupted``); ``stopped`` says so."""
+
+    def __init__(self, batch_size, rows, deadline, report, sync=lambda: None, every=None, clock=time.monotonic):
+        self.batch_size, self.rows, self.deadline, self.report = batch_size, rows, deadline, report
+        self.sync, self.clock = sync, clock
+        self.every = PROGRESS_SECONDS if every is None else every
+        self.stopped = False
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.start = self.clock()
+        self.next, self.first = self.start + self.every, None
+
+    def on_batch_end(self, trainer, batch):
+        now = self.clock()
+        if now < self.next and now < self.deadline:
+            return
+        self.sync()  # the rows counted are the rows the device has trained
+        now = self.clock()
+        rows = min((batch + 1) * self.batch_size, self.rows)
+        if self.first is None:
+            self.first, steady = (rows, now), None
+        else:
+            steady = (rows - self.first[0]) / (now - self.first[1]) if now > self.first[1] else None
+        self.report(rows, now - self.start, steady)
+        self.next = now + self.every
+        if now >= self.deadline:
+            self.stopped = True
+            trainer.interrupt()
+
+
+def partial_entry(rows, asked, seconds, steady, why):
+    """The entry of an ``asked``-row epoch before its end: ``rows`` trained in ``seconds``, at ``steady`` samples/s
+    after its first progress report (else, with the start-up, ``rows / seconds``), with ``partial`` saying why it
+    holds fewer rows than asked (bench/gpu_report.py gives it no verdict)."""
+    rate = steady if steady is not None else rows / seconds if seconds > 0 else 0.0
+    return {"rows": rows, "rows_asked": asked, "seconds": round(seconds, 1), "partial": why,
+            "stream_samples_per_s": rate, "rate_leaves_out_the_start": steady is not None}
+
+
+def long_epoch(model_args, rows, batch, synthetic, deadline, keep, stop_words, sync=lambda: None,
+               clock=time.monotonic, every=None):
+    """The entry of one epoch of a ``rows``-row synthetic stream (the 32-1 teacher task, as the synthetic part's),
+    set against ``synthetic``'s in-memory rate (that part's entry, with its memory fit's step).
+
+    ``keep(entry)`` gets a partial entry at each progress report (EpochProgress; the hook saves it, so a kill keeps
+    the last one); the epoch is stopped at ``deadline`` (a ``clock`` time), and then the entry is partial, its
+    ``partial`` the words ``stop_words`` ("{seconds}" filled in). Whole, it has the fit's own samples/s (the start-up
+    in it), as every other part."""
+    import gpunn
+    from gpunn import data
+    from gpunn.bench.stream import peak_rss_bytes
+
+    memory = synthetic["memory_samples_per_s"]
+    model = gpunn.MLP(*model_args)
+    last = []
+
+    def entry(got):
+        return with_steps({**got, "memory_samples_per_s": memory, "ratio": got["stream_samples_per_s"] / memory,
+                           "peak_rss_gib": peak_rss_bytes() / 2**30},
+                          memory=synthetic["steps"]["memory"], stream=step_kind(model))
+
+    def progress(done, seconds, steady):
+        last[:] = done, seconds, steady
+        keep(entry(partial_entry(done, rows, seconds, steady, f"the last progress saved, {seconds:.0f} s into the "
+                                 "epoch")))
+
+    watch = EpochProgress(batch, rows, deadline, progress, sync, every, clock)
+    # handle_interrupt=False: as timed_fit's (the stage's SIGINT ends the hook); the deadline stops it by interrupt()
+    history = model.fit(data.synthetic("teacher", rows, 32, 1, seed=0), None, epochs=1, batch_size=batch,
+                        verbose=False, lr=1e-3, handle_interrupt=False, callbacks=[watch])
+    if history["samples_per_s"]:  # the whole epoch (a stop at its last batch comes after it)
+        return entry({"rows": rows, "stream_samples_per_s": history["samples_per_s"][-1]})
+    done, seconds, steady = last
+    return entry(partial_entry(done, rows, seconds, steady, stop_words.format(seconds=f"{seconds:.0f}")))
+
+
+def throughput_line(name, t):
+    """The printed line of throughput entry ``t``: its rate against memory and the 0.9x target, which is not judged
+    where its two fits' steps differ (one a CUDA graph, one eager) or where it is part of an epoch."""
+    rate = t.get("stream_samples_per_s", t.get("npy_samples_per_s"))
+    met = "met" if t["ratio"] >= 0.9 else "NOT met"
+    if not t["same_step"]:
+        met = "NOT judged: " + ", ".join(f"{side}'s step {kind}" for side, kind in t["steps"].items())
+    elif "partial" in t:
+        met = f"NOT judged: a partial epoch, {t['rows']:,} of {t['rows_asked']:,} rows ({t['partial']})"
+    extra = f", pinned H2D {t['h2d_gbps_pinned']:.1f} GB/s" if "h2d_gbps_pinned" in t else ""
+    if "copy_share" in t:
+        extra += (f"; a window's copy {t['window_copy_ms']:.1f} ms = {100 * t['copy_share']:.1f}% of its "
+                  f"training ({t['window_train_ms']:.0f} ms)")
+    if "generation_host_share" in t:
+        extra += f"; issuing a window's generation takes {100 * t['generation_host_share']:.1f}% of its training"
+    return (f"{name}: {rate:,.0f} samples/s = {t['ratio']:.2f}x in memory ({t['memory_samples_per_s']:,.0f}) "
+            f"on {t['rows']:,} rows{' (' + t['config'] + ')' if 'config' in t else ''}; target 0.9x {met}{extra}")
+
+
+def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synthetic, sync):
+    """The synthetic_long part into ``report`` (saved by ``save(report)``): an epoch of LONG_ROWS rows until
+    STOP_RESERVE_SECONDS before the hook's ``max_seconds`` (from ``t0``, a time.monotonic()), where at
+    ``synthetic``'s stream rate at least ``least_rows`` rows fit; else ``skipped`` says what 10^9 rows need."""
+    rate = synthetic["stream_samples_per_s"]
+    stop_at = max_seconds - STOP_RESERVE_SECONDS  # seconds into the hook
+    if rate * (stop_at - (time.monotonic() - t0)) < least_rows:
+        need = LONG_ROWS / rate + STOP_RESERVE_SECONDS
+        report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s more than this hook had"}
+        return
+    # saved before the epoch, None after it: a call killed in it (its time ran out before the hook's) leaves this and
+    # the epoch's last progress saved, which bench/gpu_report.py reports as such
+    report["started"] = {"synthetic_long": {"rows": LONG_ROWS, "at_s": round(time.monotonic() - t0, 1),
+                                            "expected_s": round(LONG_ROWS / rate, 1), "stops_at_s": stop_at}}
+    save(report)
+
+    def keep(entry):
+        report["throughput"]["synthetic_long"] = entry
+        save(report)
+
+    report["throughput"]["synthetic_long"] = long_epoch(
+        model_args, LONG_ROWS, batch, synthetic, t0 + stop_at, keep,
+        f"stopped {{seconds}} s into the epoch by the hook's time limit (--max-seconds {max_seconds:g} less "
+        f"{STOP_RESERVE_SECONDS:g} s)", sync)
+    report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
 
 
 def with_steps(entry, **steps):
@@ -254,30 +391,12 @@ def main(argv=None) -> int:
                         entry["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536 if big else 8192, 33)
                 report["throughput"]["npy"] = entry
 
-        # the issue's 10^9-row stream, as far as the time left allows (GPU only: CI's dry run stays short)
+        # the issue's 10^9-row stream, until the hook's time is up (GPU only: CI's dry run stays short)
         synthetic = report["throughput"].get("synthetic")
         if big and synthetic and "synthetic_long" in parts:
             with part("synthetic_long"):
-                fits = int(synthetic["stream_samples_per_s"] * (left() - 15))
-                long_rows = min(10 ** 9, fits)
-                if long_rows >= 4 * n:
-                    # saved before the epoch: a call whose time runs out in it (gpu_check.sh's second command has a
-                    # margin of about 20 s) leaves this, which bench/gpu_report.py reports, instead of nothing
-                    report["started"] = {"synthetic_long": {
-                        "rows": long_rows, "at_s": round(time.monotonic() - t0, 1),
-                        "expected_s": round(long_rows / synthetic["stream_samples_per_s"], 1)}}
-                    save(report)
-                    stream, stream_step = timed_fit(
-                        model_args, (data.synthetic("teacher", long_rows, 32, 1, seed=0), None), batch, epochs=1)
-                    memory = synthetic["memory_samples_per_s"]
-                    report["throughput"]["synthetic_long"] = with_steps({
-                        "rows": long_rows, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
-                        "ratio": stream / memory, "peak_rss_gib": peak_rss_bytes() / 2**30},
-                        memory=synthetic["steps"]["memory"], stream=stream_step)
-                    report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
-                else:
-                    need = 10 ** 9 / synthetic["stream_samples_per_s"] + 15
-                    report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s more than this hook had"}
+                long_part(report, save, args.max_seconds, t0, model_args, batch, 4 * n, synthetic,
+                          lambda: backend.xp.cuda.Device().synchronize())  # (inside the fit: the model's device)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -289,18 +408,7 @@ def main(argv=None) -> int:
     for name, error in report["errors"].items():
         print(f"FAIL {name}: {error}")
     for name, t in report["throughput"].items():
-        rate = t.get("stream_samples_per_s", t.get("npy_samples_per_s"))
-        met = "met" if t["ratio"] >= 0.9 else "NOT met"
-        extra = f", pinned H2D {t['h2d_gbps_pinned']:.1f} GB/s" if "h2d_gbps_pinned" in t else ""
-        if "copy_share" in t:
-            extra += (f"; a window's copy {t['window_copy_ms']:.1f} ms = {100 * t['copy_share']:.1f}% of its "
-                      f"training ({t['window_train_ms']:.0f} ms)")
-        if "generation_host_share" in t:
-            extra += f"; issuing a window's generation takes {100 * t['generation_host_share']:.1f}% of its training"
-        if not t["same_step"]:
-            met = "NOT judged: " + ", ".join(f"{side}'s step {kind}" for side, kind in t["steps"].items())
-        print(f"{name}: {rate:,.0f} samples/s = {t['ratio']:.2f}x in memory ({t['memory_samples_per_s']:,.0f}) "
-              f"on {t['rows']:,} rows{' (' + t['config'] + ')' if 'config' in t else ''}; target 0.9x {met}{extra}")
+        print(throughput_line(name, t))
     for name, why in report.get("skipped", {}).items():
         print(f"{name}: skipped: {why}")
     print(f"streams: {'pass' if ok else 'FAIL'} in {report['seconds']:.1f}s on {report['device']}")
