@@ -25,23 +25,36 @@
 #              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
 #              no file = "not landed", not a failure. GPUNN_CHECK_<NAME>_SECONDS raises one hook's cap,
 #              e.g. GPUNN_CHECK_STREAMS_SECONDS=240 (with GPUNN_CHECK_BUDGET=600) lets the streams hook
-#              reach issue 12's 10^9-row stream (about 150 s on an H200). Each hook keeps 30 s for
-#              each later one, so a raised cap cannot starve the hooks after it.
+#              reach issue 12's 10^9-row stream (about 150 s on an H200; given less, the hook stops the
+#              stream at its cap, a partial epoch). Each hook keeps 30 s for each later one, so a raised cap
+#              cannot starve the hooks after it.
 #   report     bench/gpu_report.py OUT_DIR > OUT_DIR/report.md: the run as a bench/RESULTS.md section
 #              (card, driver, versions, the summary, each issue's target with its value: met, not met, or no
 #              verdict where it was not measured or its stage was cut short part-way, saying why)
 #
-# The next GPU session: two calls that answer every owed GPU question of issues 10-13 (15 minutes of
-# device time, start-up included: ~2-3 min start + 480 + 200 s at worst, ~380 + ~165 s expected; the
-# machine stays warm only 30 s after a call, so send the second at once, then give it back; at most 8
-# files come back from $OUT, hence the tar). A call that outlives its timeout_s brings back nothing but
-# what is already under $OUT, so each ends itself first (`timeout`, 15 s and 10 s before timeout_s): a
-# killed run still returns its summary, console and tar, and the streams hook saves into $OUT as it goes.
+# The next GPU session: two calls that answer every owed GPU question of issues 10-13 in 15 minutes (900 s)
+# of device time, counted from the machine's start (2-3 min) to its give-back, the gaps included: at worst
+# 180 s start + 480 + ~20 s between the calls + 200 = 880 s (the rest: transfers, give_back). The machine
+# stays warm only 30 s after a call: send the second at once, then give it back. At most 8 files come back
+# from $OUT, hence the tar. A call that outlives its timeout_s (or the device time left, to which the tool
+# lowers it) brings back nothing but what is already under $OUT, so each ends itself first (`timeout`, 15 s
+# and 10 s before timeout_s): a killed run still returns its summary, console and tar, and the streams hook
+# saves into $OUT as it goes.
 # 1. everything but the 10^9-row stream, with the bf16 ensemble row and room for the streams hook's
-#    large-configuration .npy part (timeout_s 480):
+#    large-configuration .npy part (timeout_s 480; expected ~350-400 s: its own budget, 440 s, ends it
+#    before the 460 s backstop, and stages that run late squeeze the last hooks, not the call):
 #    timeout -k 5 460 env GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
-# 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200):
+# 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200, the most that fits after call 1's
+#    worst; give it what call 1 actually left, below):
 #    timeout -k 5 185 python3 bench/gpu_checks/streams.py --device cuda --out $OUT --max-seconds 180 --parts synthetic,synthetic_long > $OUT/streams-long.txt 2>&1; rc=$?; cat $OUT/streams-long.txt; exit $rc
+#    The hook takes ~10 s before the epoch (the checks; the 2^23-row stream and in-memory fits whose rates the
+#    epoch is set against) and stops the epoch 5 s before --max-seconds: at 180, 10^9 rows finish while the
+#    stream runs at 6.1M samples/s or more (the H200's: 6.98M, 143 s); a slower one is reported as a partial
+#    epoch, no verdict, with the rate of the rows it trained (its progress is saved every 5 s). Call 1 ends
+#    at its budget at the latest, so call 2 can have more: with B = `status`'s budget_left_s just before it
+#    (less 180 where warm is false: a fresh start), use timeout_s min(600, B - 20), and in the command
+#    `timeout -k 5` 15 s and `--max-seconds` 20 s below that (B = 300: 280, 265, 260, enough for 10^9 rows
+#    down to 4.1M samples/s). Then give the machine back at once.
 # Then, here, with gc.tgz unpacked into GC_DIR: python bench/gpu_report.py GC_DIR --add
 # streams=CALL2/streams.json > section.md is the bench/RESULTS.md section of both calls (CALL2: where the
 # second call's files came back). A run killed part-way still reports what it finished.

@@ -804,8 +804,11 @@ def test_the_next_gpu_sessions_two_calls_end_themselves_before_the_device_tool_k
     import re
 
     header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
-    calls = re.findall(r"\(timeout_s (\d+)\):\n#    (.+)\n", header)
+    calls = re.findall(r"\(timeout_s (\d+)[;,:)][^\n]*(?:\n#    [^\n]*?)*?:\n#    (timeout .+)\n", header)
     assert len(calls) == 2, calls
+    # the session's 900 s of device time: a start of up to 180 s, the two calls, ~20 s between them, and 20 s for
+    # the transfers and the give-back
+    assert 180 + sum(int(limit) for limit, _ in calls) + 20 <= 900 - 20, calls
     for limit, command in calls:
         assert len(command) <= 2000 and "$OUT" in command
         ends = re.match(r"timeout -k (\d+) (\d+) ", command)
