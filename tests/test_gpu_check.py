@@ -1689,3 +1689,24 @@ def test_the_long_streams_progress_waits_for_the_device_between_captured_steps(g
     long = report["throughput"]["synthetic_long"]
     assert long["rows"] == 8192 and "partial" not in long and long["steps"] == {"memory": "graph", "stream": "graph"}
     assert [s["throughput"]["synthetic_long"]["rows"] for s in saved[1:]] == [1024 * k for k in range(1, 9)]
+
+
+@pytest.mark.gpu
+def test_the_synthetic_generation_timing_that_raises_keeps_the_rates_the_long_stream_needs(gpu, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """The synthetic part's timing of a window's generation (GPU only, never yet run on one) was taken before its
+    entry was kept: raising, it took the part's stream and in-memory rates with it, and the 10^9-row stream, which
+    runs only against those rates, was lost too. It is now a part of its own, after the rates are kept."""
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+
+    def fails(*args):
+        raise TypeError("made to fail by the test")
+
+    monkeypatch.setattr(hook, "generation_host_seconds", fails)
+    assert hook.main(["--device", "cuda", "--out", str(tmp_path), "--quick", "--parts", "synthetic",
+                      "--max-seconds", "600"]) == 1
+    saved = json.loads((tmp_path / "streams.json").read_text())
+    assert saved["errors"] == {"synthetic generation": "TypeError: made to fail by the test"}, saved["errors"]
+    synthetic = saved["throughput"]["synthetic"]
+    assert synthetic["rows"] == 8192 and synthetic["stream_samples_per_s"] > 0 and synthetic["memory_samples_per_s"] > 0
+    assert "generation_host_share" not in synthetic and "FAIL synthetic generation" in capsys.readouterr().out
