@@ -52,6 +52,7 @@ def test_the_precision_hook_answers_each_question_on_the_cupy_path(gpu, tmp_path
     assert {k.rsplit(", ", 1)[1] for k in report["gemm"]} == {"eager", "captured"}
     assert report["alignment"]["per_member"] == 5313 and report["alignment"]["padded"] == 5320
     assert report["alignment"]["packed_us"] > 0 and not report["skipped"]
+    assert report["quick"] is True  # gpu_report gives --quick's sizes no verdict
     assert "precision: pass" in capsys.readouterr().out
 
 

@@ -1,0 +1,200 @@
+"""bench/gpu_check.sh's budget: the cap each stage runs under and the --max-seconds each hook is given, on a GPU
+run (GPUNN_CHECK_DEVICE=cuda, which no CPU dry run takes) and on the dry run.
+
+The script runs for real from a copy of it, every stage a stand-in that answers at once: PYTHON is a script that logs
+its arguments (the probe says ok, pytest prints its counts), and `timeout` a shim on PATH that logs the limit it was
+given before it runs the command. With no time spent in the stages, each cap is the budget's arithmetic alone, less
+the few seconds the run itself took (the closing line's), which the assertions allow.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import stat
+
+import pytest
+import waiting
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HOOKS = ("precision", "ensemble", "streams", "nccl")
+
+PYTHON = """#!/usr/bin/env bash
+echo "RUN $*" >> "$STUB_LOG"
+case "$*" in
+  *probe_cuda*) echo "${STUB_PROBE-ok}" ;;
+  "-m gpunn bench --help") echo "--precision P --eager" ;;
+  "-m pytest "*) echo "${STUB_TESTS-3 passed in 0.01s}" ;;
+  "-c import "*) exit 1 ;;  # no matplotlib, no pytest-xdist
+  bench/gpu_checks/*) hook=${1#bench/gpu_checks/}; rc=STUB_RC_${hook%.py}; exit "${!rc:-0}" ;;
+  bench/gpu_report.py*) exit "${STUB_RC_report:-0}" ;;
+esac
+exit 0
+"""
+TIMEOUT = """#!/usr/bin/env bash
+echo "CAP $*" >> "$STUB_LOG"
+exec {real} "$@"
+"""
+
+
+def _executable(path, text):
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def _run(tmp_path, device="cuda", hooks=HOOKS, **env):
+    """(caps: stage -> the limit `bounded` gave it, in the order they ran; runs: the stand-in's argument lines;
+    summary lines; exit code; the run's seconds from its closing line) of gpu_check.sh from a copy with ``hooks``."""
+    root = tmp_path / "root"
+    (root / "bench" / "gpu_checks").mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "gpu_check.sh", root / "bench" / "gpu_check.sh")
+    for hook in hooks:
+        (root / "bench" / "gpu_checks" / f"{hook}.py").write_text("")
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    _executable(shims / "python", PYTHON)
+    _executable(shims / "timeout", TIMEOUT.format(real=shutil.which("timeout")))
+    log, out = tmp_path / "log", tmp_path / "out"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUNN_CHECK_")}
+    environ.update(PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHON=str(shims / "python"), STUB_LOG=str(log),
+                   GPUNN_CHECK_DEVICE=device, **env)
+    ran = waiting.run(["bash", str(root / "bench" / "gpu_check.sh"), str(out)], timeout=120, env=environ)
+    lines = log.read_text().splitlines()
+    caps = []
+    for line in lines:
+        if line.startswith("CAP "):
+            words = line.split()
+            assert words[1:5] == ["-s", "INT", "-k", "10"], line  # bounded(): SIGINT, SIGKILL 10 s later
+            command = " ".join(words[6:])
+            stage = next((h for h in HOOKS if f"bench/gpu_checks/{h}.py" in command), None) or next(
+                name for key, name in (("nvidia-smi", "nvidia-smi"), ("gpunn info", "info"), ("probe_cuda", "probe"),
+                                       ("-m pytest", "tests"), ("gpunn.bench.kernels", "kernels"),
+                                       ("-m gpunn bench", "train")) if key in command)
+            caps.append((stage, int(words[5])))
+    summary = (out / "summary.txt").read_text().splitlines()
+    closing = [line for line in summary if line.startswith("gpu_check on ")]
+    seconds = int(re.search(r", (\d+)s of a \d+s budget", closing[0])[1]) if closing else None
+    return caps, [line[4:] for line in lines if line.startswith("RUN ")], summary, ran.returncode, seconds
+
+
+def _max_seconds(runs, what):
+    """The --max-seconds of the stand-in's run whose arguments contain ``what``."""
+    (line,) = [line for line in runs if what in line]
+    return int(re.search(r"--max-seconds (\d+)", line)[1])
+
+
+def _about(got, want, seconds):
+    """``got`` is ``want`` less at most the ``seconds`` the run had spent when it was computed."""
+    return want - seconds <= got <= want
+
+
+def test_a_gpu_runs_stages_get_their_caps_under_the_default_budget(tmp_path):
+    """330 s: the tests stage keeps 30 for the kernels, 90 for train and 30 per hook (90 - t of its 130); every
+    later stage its own cap; the train stage's gpunn bench 15% less (190 -> 162); each hook 5 s less than its cap."""
+    caps, runs, summary, rc, seconds = _run(tmp_path)
+    assert rc == 0 and summary[-1].endswith("330s budget: PASSED"), summary
+    assert [stage for stage, _ in caps] == ["nvidia-smi", "info", "probe", "tests", "kernels", "train", *HOOKS]
+    cap = dict(caps)
+    assert (cap["nvidia-smi"], cap["info"], cap["probe"]) == (30, 60, 60)
+    assert _about(cap["tests"], 90, seconds), cap
+    assert (cap["kernels"], cap["train"]) == (45, 190)
+    assert _max_seconds(runs, "-m gpunn bench --device cuda") == 162
+    for hook in HOOKS:
+        assert cap[hook] == 40 and _max_seconds(runs, f"gpu_checks/{hook}.py") == 35, (hook, caps)
+
+
+def test_the_next_gpu_sessions_first_call_gives_each_hook_its_raised_cap(tmp_path):
+    """The environment of call 1 in the script's header (the planned GPU run): every stage its full cap, the ensemble
+    hook 90 s and the streams hook 60 s, each hook 5 s less as its --max-seconds."""
+    header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
+    call = re.search(r"^#    (timeout .* bash bench/gpu_check\.sh .*)$", header, re.M)[1]
+    settings = dict(re.findall(r"\b(GPUNN_CHECK_\w+)=(\d+)", call))
+    assert set(settings) == {"GPUNN_CHECK_BUDGET", "GPUNN_CHECK_ENSEMBLE_SECONDS", "GPUNN_CHECK_STREAMS_SECONDS"}
+    caps, runs, summary, rc, seconds = _run(tmp_path, **settings)
+    assert rc == 0, summary
+    cap = dict(caps)
+    want = {"tests": 130, "kernels": 45, "train": 190, "precision": 40, "ensemble": int(
+        settings["GPUNN_CHECK_ENSEMBLE_SECONDS"]), "streams": int(settings["GPUNN_CHECK_STREAMS_SECONDS"]), "nccl": 40}
+    assert {k: cap[k] for k in want} == want
+    assert {h: _max_seconds(runs, f"gpu_checks/{h}.py") for h in HOOKS} == {h: want[h] - 5 for h in HOOKS}
+
+
+def test_a_short_budget_skips_the_stages_it_cannot_fit_and_the_run_fails(tmp_path):
+    """150 s: the tests (130 less 240 reserved) and kernels (45 less 210) stages are skipped, saying so, train gets
+    what the hooks' 120 s leave it, the hooks their caps; a run with a skipped stage fails. At 120 s train is skipped
+    too and the first hook gets what the three after it leave (30 - t)."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_BUDGET="150")
+    assert rc == 1 and summary[-1].endswith("150s budget: FAILED"), summary
+    skipped = [line.split()[1] for line in summary if line.startswith("SKIP")]
+    assert skipped == ["tests:", "kernels:"], summary
+    cap = dict(caps)
+    assert "tests" not in cap and "kernels" not in cap and not any("-m pytest" in run for run in runs)
+    assert _about(cap["train"], 30, seconds) and all(cap[h] == 40 for h in HOOKS), caps
+    assert _max_seconds(runs, "-m gpunn bench --device cuda") == cap["train"] - 5  # 15% of under 34 s is under 5
+
+    caps, runs, summary, rc, seconds = _run(tmp_path / "120", GPUNN_CHECK_BUDGET="120")
+    assert rc == 1 and [line.split()[1] for line in summary if line.startswith("SKIP")] == [
+        "tests:", "kernels:", "train:"], summary
+    cap = dict(caps)
+    assert _about(cap["precision"], 30, seconds) and _max_seconds(runs, "gpu_checks/precision.py") == cap[
+        "precision"] - 5
+    assert [cap[h] for h in HOOKS[1:]] == [40, 40, 40], caps
+
+
+def test_a_raised_hook_cap_leaves_30_s_to_each_hook_after_it(tmp_path):
+    """GPUNN_CHECK_STREAMS_SECONDS above what the budget has left: the streams hook gets the budget less the 30 s
+    the nccl hook after it keeps, and the nccl hook still runs; the hooks before it keep theirs."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_STREAMS_SECONDS="600")
+    cap = dict(caps)
+    assert _about(cap["streams"], 330 - 30, seconds) and cap["nccl"] == 40, caps
+    assert cap["precision"] == cap["ensemble"] == 40 and rc == 0
+
+
+def test_the_reserves_count_only_the_hooks_that_landed(tmp_path):
+    """A hook absent from bench/gpu_checks is 'not landed' (no failure) and reserves nothing: with two hooks the
+    tests stage keeps 30 + 90 + 2 x 30 s, so it gets its full 130 s of 330."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, hooks=("precision", "streams"))
+    assert rc == 0 and summary[-1].endswith("PASSED"), summary
+    assert [line for line in summary if line.startswith("--")] == [
+        "--   ensemble: not landed (bench/gpu_checks/ensemble.py absent)",
+        "--   nccl: not landed (bench/gpu_checks/nccl.py absent)"]
+    cap = dict(caps)
+    assert cap["tests"] == 130 and set(cap) & set(HOOKS) == {"precision", "streams"}, caps
+
+
+def test_the_dry_run_gives_its_hooks_the_gpus_max_seconds_and_60_s_more_before_the_cut(tmp_path):
+    """GPUNN_CHECK_DEVICE=cpu: each hook's --max-seconds is the GPU's (its cap less 5 s) and it is cut 60 s after its
+    cap; the ensemble hook gets the next GPU session's 90 s unless told otherwise; the train stage wants 30 s (25 for
+    gpunn bench, which runs --device cpu --quick --peers naive); the tests stage runs tests/test_backend.py."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, device="cpu")
+    assert rc == 0, summary
+    cap = dict(caps)
+    assert "probe" not in cap and not any("probe_cuda" in run for run in runs)
+    assert {h: cap[h] for h in HOOKS} == {"precision": 100, "ensemble": 150, "streams": 100, "nccl": 100}
+    assert {h: _max_seconds(runs, f"gpu_checks/{h}.py") for h in HOOKS} == {
+        "precision": 35, "ensemble": 85, "streams": 35, "nccl": 35}
+    assert cap["train"] == 30 and _max_seconds(runs, "-m gpunn bench --device cpu --quick --peers naive") == 25
+    assert any(run.startswith("-m pytest -q -m gpu") and "tests/test_backend.py" in run for run in runs), runs
+    caps, runs, summary, rc, seconds = _run(tmp_path / "40", device="cpu", GPUNN_CHECK_ENSEMBLE_SECONDS="40")
+    assert dict(caps)["ensemble"] == 100 and _max_seconds(runs, "gpu_checks/ensemble.py") == 35
+
+
+@pytest.mark.parametrize("case", ["no GPU test passed", "probe", "hook", "report"])
+def test_a_gpu_run_fails_on_what_it_could_not_show(tmp_path, case):
+    """A tests stage in which no GPU test passed (all skipped: CuPy unusable), a probe that is not ok (the run stops
+    at once, exit 3, nothing else run), a hook that fails, a report that cannot be built: each fails the run."""
+    env = {"no GPU test passed": dict(STUB_TESTS="12 skipped in 0.50s"), "probe": dict(STUB_PROBE="no CUDA device"),
+           "hook": dict(STUB_RC_streams="1"), "report": dict(STUB_RC_report="1")}[case]
+    caps, runs, summary, rc, seconds = _run(tmp_path, **env)
+    assert rc == (3 if case == "probe" else 1), summary
+    if case == "probe":
+        assert summary == ["FAIL device: CuPy is not usable, nothing else was run: no CUDA device"]
+        assert [stage for stage, _ in caps] == ["nvidia-smi", "info", "probe"]
+        return
+    assert summary[-1].startswith("FAIL report" if case == "report" else "gpu_check on"), summary
+    failed = [line for line in summary if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith({"no GPU test passed": "FAIL tests: no GPU test passed",
+                                                      "hook": "FAIL streams (exit 1):",
+                                                      "report": "FAIL report:"}[case]), summary
+    assert [stage for stage, _ in caps][-4:] == list(HOOKS)  # the stages after it still ran
