@@ -228,6 +228,18 @@ def test_a_callback_passed_to_a_second_fit_starts_that_run_afresh(data):
     assert run([es], 1)["epoch"] == [1, 2, 3]
 
 
+def test_a_run_stopped_before_its_first_epoch_returns_the_logs_it_would_have_kept_empty(data):
+    X, Y, Xv, Yv = data
+
+    class StopAtOnce(Callback):
+        def on_train_begin(self, trainer):
+            trainer.stop = True
+
+    h = MLP([5, 1], device="cpu").fit(X[:100], Y[:100], epochs=2, validation_data=(Xv[:50], Yv[:50]),
+                                      callbacks=[StopAtOnce()], verbose=False)
+    assert h["epoch"] == h["loss"] == h["lr"] == h["val_loss"] == h["val_r2"] == [] and h.last == {}
+
+
 def test_an_unknown_mode_is_refused_when_the_callback_is_made():
     for make in (EarlyStopping, ReduceLROnPlateau, lambda mode: gpunn.ModelCheckpoint("x.npz", mode=mode)):
         with pytest.raises(ValueError, match="mode must be 'auto', 'min' or 'max', got 'maximise'"):

@@ -227,6 +227,48 @@ def test_a_terminal_draws_the_bar_and_a_file_or_pipe_gets_lines():
     assert not draws_bar(object())  # no isatty at all
 
 
+def test_a_notebook_draws_the_bar_whatever_its_stream(monkeypatch):
+    """In a notebook tqdm.autonotebook picks the widget's tqdm, which draws though the cell's stream is no terminal."""
+    import io
+
+    from tqdm import autonotebook
+
+    from gpunn.training.callbacks import draws_bar
+
+    assert not draws_bar(io.StringIO())
+    monkeypatch.setattr(autonotebook, "tqdm", type("NotebookTqdm", (autonotebook.tqdm,), {}))
+    assert draws_bar(io.StringIO())
+
+
+def _progress_trainer(rows, batch_size, epochs, start_epoch=0, batch=0, ranks=1):
+    """What ProgressBar reads of a trainer: the epoch's training rows (every rank's), the per-rank batch, the ranks
+    and where the run starts."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(settings=SimpleNamespace(train_rows=rows, ranks=ranks), batch_size=batch_size,
+                           epochs=epochs, start_epoch=start_epoch, stop=False,
+                           model=SimpleNamespace(device="cpu"), state=SimpleNamespace(batch=batch))
+
+
+def test_the_bar_moves_by_every_ranks_rows_and_a_resumed_epoch_starts_at_its_batches_done():
+    """Data parallel (2 ranks of batch 100), rank 0's bar moves by the global batch (200 rows) each step over the
+    rows of every rank; a run resumed after batch 3 of its last epoch starts its bar at the 300 rows done."""
+    from gpunn.training.callbacks import ProgressBar
+
+    trainer = _progress_trainer(rows=1000, batch_size=100, epochs=2, ranks=2)
+    progress = ProgressBar(lines=False)
+    progress.on_train_begin(trainer)
+    progress.on_epoch_begin(trainer, 0)
+    for batch in range(5):
+        progress.on_batch_end(trainer, batch)
+    assert (progress.bar.n, progress.bar.total) == (1000, 2000)
+    progress.on_train_end(trainer)
+    resumed = ProgressBar(lines=False)
+    resumed.on_train_begin(_progress_trainer(rows=1000, batch_size=100, epochs=2, start_epoch=1, batch=3))
+    assert (resumed.bar.n, resumed.bar.total) == (300, 1000)
+    resumed.on_train_end(trainer)
+
+
 def test_a_terminal_of_no_columns_gets_lines():
     """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
     all, not even the epoch's end: lines there; once sized, the bar."""
