@@ -269,6 +269,38 @@ def test_the_bar_moves_by_every_ranks_rows_and_a_resumed_epoch_starts_at_its_bat
     resumed.on_train_end(trainer)
 
 
+def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_most_every_line_every_s(
+        monkeypatch, capsys):
+    """Lines (a log): within an epoch a line once line_every_s (60 s) has passed since the last line, with the
+    epoch's time left at the run's rate; at each epoch's end a line with the epoch's own rate and the run's
+    time left. The clock is the test's: epoch 1 takes 100 s, epoch 2 50 s, epoch 3 90 s."""
+    import types
+
+    from gpunn.training import callbacks
+    from gpunn.training.callbacks import ProgressBar
+
+    times = iter([0,                          # train begins
+                  0, 30, 70, 80, 100, 100,    # epoch 1: begin, 4 batches of 250 rows, end
+                  100, 110, 140, 145, 150, 150,
+                  150, 160, 212, 220, 230, 240])
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: float(next(times))))
+    trainer = _progress_trainer(rows=1000, batch_size=250, epochs=3)
+    progress = ProgressBar(lines=True)
+    progress.on_train_begin(trainer)
+    for epoch in range(3):
+        progress.on_epoch_begin(trainer, epoch)
+        for batch in range(4):
+            progress.on_batch_end(trainer, batch)
+        progress.on_epoch_end(trainer, epoch, {"loss": 0.5})
+    progress.on_train_end(trainer)
+    assert capsys.readouterr().err.splitlines() == [
+        "train [cpu] epoch 1/3: 500/1,000 rows, 7.14 rows/s, epoch left 01:10",  # at 70 s: 500 rows in 70 s
+        "train [cpu] epoch 1/3: loss=0.5; 10.0 rows/s, elapsed 01:40, left 03:20",
+        "train [cpu] epoch 2/3: loss=0.5; 20.0 rows/s, elapsed 02:30, left 01:15",  # 1000 rows left at 2000 / 150 s
+        "train [cpu] epoch 3/3: 500/1,000 rows, 11.8 rows/s, epoch left 00:42",  # at 212 s: 2500 rows in 212 s
+        "train [cpu] epoch 3/3: loss=0.5; 11.1 rows/s, elapsed 04:00, left 00:00"]
+
+
 def test_a_terminal_of_no_columns_gets_lines():
     """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
     all, not even the epoch's end: lines there; once sized, the bar."""
