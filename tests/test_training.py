@@ -301,6 +301,36 @@ def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_mo
         "train [cpu] epoch 3/3: loss=0.5; 11.1 rows/s, elapsed 04:00, left 00:00"]
 
 
+def test_an_epoch_shows_its_loss_and_validation_metrics_and_not_val_mse_again():
+    """val_mse is val_loss over the outputs: not shown beside it; the lr and timings are not the bar's."""
+    from gpunn.training.callbacks import ProgressBar
+
+    logs = {"epoch": 1, "loss": 0.123456, "lr": 0.001, "time_s": 2.0, "samples_per_s": 500.0, "val_loss": 0.25,
+            "val_mse": 0.25, "val_mae": 0.375, "val_r2": 0.875}
+    assert ProgressBar().shown(None, logs) == {"loss": "0.1235", "val_loss": "0.25", "val_mae": "0.375",
+                                               "val_r2": "0.875"}
+
+
+def test_only_verbose_2_asks_for_lines_and_the_bar_ends_on_a_line_of_its_own(teacher, terminal_stderr):
+    """lines_for: Keras' verbose=2 is a line per epoch; 1, True and scikit-learn's higher levels leave it to
+    draws_bar. The bar is closed when training ends (what stderr gets next starts a line), though a reference to
+    it is kept."""
+    from gpunn.training.callbacks import ProgressBar, lines_for
+
+    assert lines_for(2) is True and lines_for(numpy.int64(2)) is True
+    assert all(lines_for(verbose) is None for verbose in (1, 3, True, numpy.bool_(True)))
+    bars = []
+
+    class Keep(ProgressBar):
+        def on_train_end(self, trainer):
+            super().on_train_end(trainer)
+            bars.append(self.bar)
+
+    MLP([8, 4, 1], device="cpu", seed=0).fit(teacher[0][:300], teacher[1][:300], epochs=1, verbose=False,
+                                            callbacks=[Keep(lines=False)])
+    assert bars and terminal_stderr.readouterr().err.endswith("\n")
+
+
 def test_a_terminal_of_no_columns_gets_lines():
     """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
     all, not even the epoch's end: lines there; once sized, the bar."""
