@@ -37,13 +37,14 @@
 # 180 s start + 480 + ~20 s between the calls + 200 = 880 s (the rest: transfers, give_back). The machine
 # stays warm only 30 s after a call: send the second at once, then give it back. At most 8 files come back
 # from $OUT, hence the tar. A call that outlives its timeout_s (or the device time left, to which the tool
-# lowers it) brings back nothing but what is already under $OUT, so each ends itself first (`timeout`, 15 s
-# and 10 s before timeout_s): a killed run still returns its summary, console and tar, and the streams hook
-# saves into $OUT as it goes.
+# lowers it where starts ate the budget) brings back nothing but what is already under $OUT, so each ends
+# itself first (`timeout`, 15 s and 10 s before timeout_s): a killed run still returns its summary, console
+# and tar; call 1 also leaves a tar of what it has so far every 20 s (gc-partial.tgz, removed once gc.tgz is
+# written: unpack it where the tool's kill came first), and the streams hook saves into $OUT as it goes.
 # 1. everything but the 10^9-row stream, with the bf16 ensemble row and room for the streams hook's
 #    large-configuration .npy part (timeout_s 480; expected ~350-400 s: its own budget, 440 s, ends it
 #    before the 460 s backstop, and stages that run late squeeze the last hooks, not the call):
-#    timeout -k 5 460 env GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc .; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
+#    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) & timeout -k 5 460 env GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
 # 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200, the most that fits after call 1's
 #    worst; give it what call 1 actually left, below):
 #    timeout -k 5 185 python3 bench/gpu_checks/streams.py --device cuda --out $OUT --max-seconds 180 --parts synthetic,synthetic_long > $OUT/streams-long.txt 2>&1; rc=$?; cat $OUT/streams-long.txt; exit $rc

@@ -805,14 +805,14 @@ def test_the_next_gpu_sessions_two_calls_end_themselves_before_the_device_tool_k
     import re
 
     header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
-    calls = re.findall(r"\(timeout_s (\d+)[;,:)][^\n]*(?:\n#    [^\n]*?)*?:\n#    (timeout .+)\n", header)
+    calls = re.findall(r"\(timeout_s (\d+)[;,:)][^\n]*(?:\n#    [^\n]*?)*?:\n#    (.*timeout -k .+)\n", header)
     assert len(calls) == 2, calls
     # the session's 900 s of device time: a start of up to 180 s, the two calls, ~20 s between them, and 20 s for
     # the transfers and the give-back
     assert 180 + sum(int(limit) for limit, _ in calls) + 20 <= 900 - 20, calls
     for limit, command in calls:
         assert len(command) <= 2000 and "$OUT" in command
-        ends = re.match(r"timeout -k (\d+) (\d+) ", command)
+        ends = re.search(r"(?:^|& )timeout -k (\d+) (\d+) ", command)
         assert ends and int(ends[1]) + int(ends[2]) + 10 <= int(limit), command  # 10 s to copy what it made
         own = re.search(r"GPUNN_CHECK_BUDGET=(\d+)|--max-seconds (\d+)", command)
         assert int(own[1] or own[2]) + 5 <= int(ends[2]), command  # the run's own budget ends it before that
@@ -1711,3 +1711,55 @@ def test_the_synthetic_generation_timing_that_raises_keeps_the_rates_the_long_st
     synthetic = saved["throughput"]["synthetic"]
     assert synthetic["rows"] == 8192 and synthetic["stream_samples_per_s"] > 0 and synthetic["memory_samples_per_s"] > 0
     assert "generation_host_share" not in synthetic and "FAIL synthetic generation" in capsys.readouterr().out
+
+
+def _first_call(tmp_path, stage_seconds):
+    """gpu_check.sh's header's first GPU command, as the device tool runs it (bash -c, $OUT set), with /tmp/ in
+    ``tmp_path``, its snapshots every 0.2 s instead of 20, and for the script a stand-in that writes a summary line
+    every ``stage_seconds``, 8 of them, then report.md."""
+    header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
+    command = re.search(r"^#    (\(while .*timeout -k .*)$", header, re.M)[1]
+    stand_in = tmp_path / "stand_in.sh"
+    tmp_path.mkdir(exist_ok=True)
+    stand_in.write_text(f'mkdir -p "$1"; for i in 1 2 3 4 5 6 7 8; do echo "ok   stage$i" >> "$1/summary.txt"; '
+                        f'echo "stage $i"; sleep {stage_seconds}; done; '
+                        'echo "# report" > "$1/report.md"\n')
+    assert command.count("bash bench/gpu_check.sh") == 1 and command.count("sleep 20") == 1
+    command = command.replace("/tmp/", f"{tmp_path}/").replace("sleep 20", "sleep 0.2")
+    out = tmp_path / "OUT"
+    out.mkdir(parents=True)
+    return command.replace("bash bench/gpu_check.sh", f"bash {stand_in}"), out
+
+
+def test_the_first_gpu_calls_command_leaves_a_tar_of_what_ran_when_the_device_tool_kills_it(tmp_path):
+    """The device tool lowers a call's limit to the device time left (machine starts that failed or ran long eat it),
+    and kills the command there with everything in it: the first call wrote its tar into $OUT only after the
+    script's own end, so such a kill brought back nothing. It now leaves a tar of what ran so far every 20 s
+    (gc-partial.tgz), removed once the whole one is written."""
+    import signal
+    import subprocess
+    import tarfile
+    import time
+
+    command, out = _first_call(tmp_path, 1.0)
+    run = subprocess.Popen(["bash", "-c", command], env={**os.environ, "OUT": str(out)}, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "gc-partial.tgz").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)  # a stage or two of 8 written, and snapshots of them taken
+    os.killpg(run.pid, signal.SIGKILL)  # the tool's kill: the command and everything it started
+    run.wait(timeout=60)
+    with tarfile.open(out / "gc-partial.tgz") as tar:
+        summary = tar.extractfile("./summary.txt").read().decode()
+    assert summary.startswith("ok   stage1\n") and "ok   stage8" not in summary, summary
+    assert not (out / "gc.tgz").exists() and "stage 1" in (out / "console.log").read_text()
+
+    command, out = _first_call(tmp_path / "whole", 0.05)
+    ran = subprocess.run(["bash", "-c", command], env={**os.environ, "OUT": str(out)}, capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0 and "# report" in ran.stdout, ran.stderr
+    with tarfile.open(out / "gc.tgz") as tar:
+        assert tar.extractfile("./summary.txt").read().decode().count("ok   stage") == 8
+    assert {"console.log", "summary.txt", "report.md", "gc.tgz"} <= {p.name for p in out.iterdir()}
+    assert len(list(out.iterdir())) <= 8
