@@ -165,6 +165,12 @@ def test_non_positive_sizes(sizes, match):
     (dict(optimizer=lambda: gpunn.Adam(weight_decay=-1)), "weight_decay must be a non-negative number"),
     (dict(schedule=lambda: gpunn.Schedule("step", gamma=2)), r"gamma must be in \(0, 1\]"),
     (dict(schedule=lambda: gpunn.Schedule("cosine", min_factor=1.5)), r"min_factor must be in \[0, 1\], got 1.5"),
+    # more open ends and zero sizes (mut17b's O40 O44 O62 O63: each was taken; step_size 0 then divided by zero)
+    (dict(optimizer=lambda: gpunn.Adam(beta2=1)), r"beta2 must be in \[0, 1\), got 1"),
+    (dict(optimizer=lambda: gpunn.Adam(beta1=1.0)), r"beta1 must be in \[0, 1\), got 1.0"),
+    (dict(optimizer=lambda: gpunn.Nesterov(momentum=0)), "nesterov=True needs a momentum > 0"),
+    (dict(schedule=lambda: gpunn.Schedule("exponential", gamma=0)), r"gamma must be in \(0, 1\], got 0"),
+    (dict(schedule=lambda: gpunn.Schedule("step", step_size=0)), "step_size must be a positive integer, got 0"),
     (dict(schedule=3), "schedule must be a name"),
     # fit's seed is checked as MLP's: -1 got NumPy's "expected non-negative integer", 1.5 and "3" were taken
     (dict(seed=-1), "seed must be a non-negative int, got -1"),
@@ -369,6 +375,15 @@ def test_optimizer_options_belong_to_the_optimizer(model, data):
         model.fit(*data, epochs=1, optimizer="sgd", momentum=0.9, verbose=False)
     with pytest.raises(ValueError, match="optimizer 'adam' does not take momentum"):
         gpunn.optim.make_optimizer("adam", momentum=0.9)
+
+
+def test_a_none_option_by_name_is_its_default():
+    """make_optimizer and make_schedule take a name and its options, an option of None meaning its default (code
+    that passes its own optional settings through; mut17b's O68: make_schedule passed None on to the Schedule)."""
+    adam = gpunn.optim.make_optimizer("adam", lr=None, beta1=None, weight_decay=0.1)
+    assert adam.config() == gpunn.Adam(weight_decay=0.1).config()
+    step = gpunn.optim.make_schedule("step", step_size=None, gamma=0.5, total_epochs=None)
+    assert step == gpunn.Schedule("step", gamma=0.5) and step.step_size == 10
 
 
 def test_assigning_a_parameter_checks_its_shape(model):

@@ -82,6 +82,49 @@ def test_optimizer_defaults_are_torchs():
     assert Momentum().momentum == Nesterov().momentum == 0.9 and Nesterov().nesterov
 
 
+# (the optimizer as made, torch.optim's options written out: not read back from the object, so a default counts)
+TORCH_CASES = {
+    "SGD()": (lambda: SGD(), "sgd", dict(momentum=0.0, weight_decay=0.0, nesterov=False)),
+    "SGD(decay)": (lambda: SGD(weight_decay=0.1), "sgd", dict(momentum=0.0, weight_decay=0.1, nesterov=False)),
+    "Momentum()": (lambda: Momentum(), "sgd", dict(momentum=0.9, weight_decay=0.0, nesterov=False)),
+    "Momentum(nesterov)": (lambda: Momentum(nesterov=True, weight_decay=0.1), "sgd",
+                           dict(momentum=0.9, weight_decay=0.1, nesterov=True)),
+    "Nesterov()": (lambda: Nesterov(momentum=0.8), "sgd", dict(momentum=0.8, weight_decay=0.0, nesterov=True)),
+    "Adam()": (lambda: Adam(), "adam", dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False)),
+    "Adam(beta1 0, decay)": (lambda: Adam(beta1=0, beta2=0.5, eps=1e-3, weight_decay=0.1), "adam",
+                             dict(beta1=0.0, beta2=0.5, eps=1e-3, weight_decay=0.1, decoupled=False)),
+    "AdamW()": (lambda: AdamW(), "adam", dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, decoupled=True)),
+    "AdamW(decay)": (lambda: AdamW(beta1=0.8, weight_decay=0.5), "adam",
+                     dict(beta1=0.8, beta2=0.999, eps=1e-8, weight_decay=0.5, decoupled=True)),
+}
+
+
+@pytest.mark.parametrize("case", list(TORCH_CASES))
+def test_each_optimizers_steps_are_torch_optims_formulas(case):
+    """Optimizer.step over four steps at changing rates is torch.optim's update (tests/torch_formulas, float64)
+    with the options the object was made with: AdamW's decay decoupled, Adam's coupled, the bias corrections
+    at steps 1, 2, 3, 4, Nesterov's look-ahead, a velocity only with momentum (mut17b's O36, O43, O45, O74)."""
+    from torch_formulas import torch_adam, torch_sgd
+    from gpunn.ops import Ops
+
+    make, kind, options = TORCH_CASES[case]
+    rng = numpy.random.default_rng(3)
+    params = rng.standard_normal(40)
+    optimizer = make().bind(params, Ops())
+    assert set(optimizer.state) == ({"m", "v"} if kind == "adam" else {"velocity"} if options["momentum"] else set())
+    want, moments = params.copy(), [numpy.zeros(40), numpy.zeros(40)]
+    for t, lr in enumerate((0.05, 0.05, 0.02, 0.01), 1):  # a schedule's rates: lr is the step's, not the object's
+        grads = rng.standard_normal(40)
+        optimizer.step(params, grads, lr)
+        if kind == "sgd":
+            want, moments[0] = torch_sgd(want, grads, moments[0], lr, options["momentum"], options["weight_decay"],
+                                         options["nesterov"])
+        else:
+            want, *moments = torch_adam(want, grads, *moments, t, lr, **options)
+        numpy.testing.assert_allclose(params, want, rtol=1e-12, atol=1e-14)
+    assert optimizer.steps == 4
+
+
 def test_lr_given_with_an_optimizer_object_replaces_its_rate(teacher):
     X, Y = teacher[0][:200], teacher[1][:200]
     history = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, optimizer=SGD(lr=0.5),
