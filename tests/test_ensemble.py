@@ -1343,6 +1343,7 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2) is not None
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2 - 1) is None
     assert mops.member_groups(4, elements=MIN_GROUP_ELEMENTS / 2 - 1) is None
+    assert mops.member_groups(4, elements=MIN_GROUP_ELEMENTS / 2) is not None  # per group (mut17a A99, A99b)
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2, one_call=True) is not None
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2 - 1, one_call=True) is None
 
@@ -1526,3 +1527,48 @@ def test_members_equal_their_mlps_bit_for_bit_with_the_ensembles_one_blas_thread
             twin = gpunn.MLP([16, 64, 64, 1], dtype="float32", seed=ens.seeds[k], device="cpu")
             twin.fit(X, Y, **fit)
             np.testing.assert_array_equal(ens.member_params[k], twin.params)
+
+
+def test_the_ensembles_blas_threads_follow_gpunn_ensemble_blas_threads(monkeypatch):
+    """GPUNN_ENSEMBLE_BLAS_THREADS: unset or blank, one BLAS thread; 0 leaves NumPy's BLAS as it is; on CuPy nothing
+    is limited (mut17a A2: 0 asked threadpoolctl for 0 threads, which OpenBLAS takes as every core; A3: a blank
+    value gave 0)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gpunn.ops.ensemble import ENV_BLAS_THREADS, member_blas_threads
+
+    def threads():
+        return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+
+    if not threads():
+        pytest.skip("no BLAS threadpoolctl knows")
+    for outer in (1, 3):
+        with threadpoolctl.threadpool_limits(limits=outer, user_api="blas"):
+            outside = threads()
+            for value, expected in ((None, {1}), (" ", {1}), ("0", outside), ("2", {2})):
+                if value is None:
+                    monkeypatch.delenv(ENV_BLAS_THREADS, raising=False)
+                else:
+                    monkeypatch.setenv(ENV_BLAS_THREADS, value)
+                with member_blas_threads(np):
+                    assert threads() == expected, (outer, value)
+                assert threads() == outside
+            monkeypatch.setenv(ENV_BLAS_THREADS, "1")
+            with member_blas_threads(object()):  # another array module (CuPy): NumPy's BLAS untouched
+                assert threads() == outside
+
+
+def test_per_member_betas_in_the_one_call_pass_step_each_member_with_its_own():
+    """Adam inside the one-call pass takes each member's beta1**t and beta2**t (mut17a A58: member 0's for all,
+    unseen while every member had the default betas): the bits of the plain pass and its optimizer step."""
+    X, Y = gpunn.datasets.make("teacher", 64, 8, 1, seed=2, device="cpu")
+    betas = {"beta1": [0.9, 0.8, 0.5], "beta2": [0.999, 0.99, 0.9]}
+    runs = []
+    for one_call in (True, False):
+        ens = gpunn.Ensemble([8, 12, 1], 3, device="cpu", dtype="float32", seed=3)
+        if not one_call:
+            ens.member_ops.one_call_applies = lambda *a: False
+        elif not ens._one_pass(X[:16], Y[:16]):
+            pytest.skip("the one-call pass needs Numba")
+        ens.fit(X, Y, optimizer="adam", lr=1e-2, epochs=2, batch_size=16, seed=1, verbose=False, **betas)
+        runs.append(ens.params.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
