@@ -108,7 +108,7 @@ def test_the_next_gpu_sessions_first_call_gives_each_hook_its_raised_cap(tmp_pat
     """The environment of call 1 in the script's header (the planned GPU run): every stage its full cap, the ensemble
     hook 90 s and the streams hook 60 s, each hook 5 s less as its --max-seconds."""
     header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
-    call = re.search(r"^#    (timeout .* bash bench/gpu_check\.sh .*)$", header, re.M)[1]
+    call = re.search(r"^#    (.*timeout .* bash bench/gpu_check\.sh .*)$", header, re.M)[1]
     settings = dict(re.findall(r"\b(GPUNN_CHECK_\w+)=(\d+)", call))
     assert set(settings) == {"GPUNN_CHECK_BUDGET", "GPUNN_CHECK_ENSEMBLE_SECONDS", "GPUNN_CHECK_STREAMS_SECONDS"}
     caps, runs, summary, rc, seconds = _run(tmp_path, **settings)

@@ -105,15 +105,14 @@ class EpochProgress(Callback):
     Every ``every`` seconds of ``clock`` (default PROGRESS_SECONDS) it waits for the device (``sync``) and calls
     ``report(rows, seconds, steady)``: the rows trained so far, the seconds since the epoch began, and the samples/s
     since its first report (the start-up, the graph's capture and the first windows, left out; None at the first
-    report). At ``deadline``
-    (a ``clock`` time) it reports once more and stops the fit after that batch (``trainer.interrupt()``, as Ctrl-C
-    does: the fit returns with ``history.interrupted``); ``stopped`` says so."""
+    report). At ``deadline`` (a ``clock`` time) it reports once more and stops the fit after that batch
+    (``trainer.interrupt()``, as Ctrl-C does: the fit returns with ``history.interrupted``).
+    The deadline is read at batch ends: a batch stuck in a CUDA call is left to the call's own ``timeout``."""
 
     def __init__(self, batch_size, rows, deadline, report, sync=lambda: None, every=None, clock=time.monotonic):
         self.batch_size, self.rows, self.deadline, self.report = batch_size, rows, deadline, report
         self.sync, self.clock = sync, clock
         self.every = PROGRESS_SECONDS if every is None else every
-        self.stopped = False
 
     def on_epoch_begin(self, trainer, epoch):
         self.start = self.clock()
@@ -133,7 +132,6 @@ class EpochProgress(Callback):
         self.report(rows, now - self.start, steady)
         self.next = now + self.every
         if now >= self.deadline:
-            self.stopped = True
             trainer.interrupt()
 
 
