@@ -24,8 +24,9 @@ PYTHON = """#!/usr/bin/env bash
 echo "RUN $*" >> "$STUB_LOG"
 case "$*" in
   *probe_cuda*) echo "${STUB_PROBE-ok}" ;;
+  "-m gpunn info "*) sleep "${STUB_INFO_SECONDS:-0}" ;;  # the device stage, the one that takes time here
   "-m gpunn bench --help") echo "--precision P --eager" ;;
-  "-m pytest "*) echo "${STUB_TESTS-3 passed in 0.01s}" ;;
+  "-m pytest "*) echo "${STUB_TESTS-3 passed in 0.01s}"; exit "${STUB_RC_pytest:-0}" ;;
   "-c import "*) exit 1 ;;  # no matplotlib, no pytest-xdist
   bench/gpu_checks/*) hook=${1#bench/gpu_checks/}; rc=STUB_RC_${hook%.py}; exit "${!rc:-0}" ;;
   bench/gpu_report.py*) exit "${STUB_RC_report:-0}" ;;
@@ -123,7 +124,8 @@ def test_the_next_gpu_sessions_first_call_gives_each_hook_its_raised_cap(tmp_pat
 def test_a_short_budget_skips_the_stages_it_cannot_fit_and_the_run_fails(tmp_path):
     """150 s: the tests (130 less 240 reserved) and kernels (45 less 210) stages are skipped, saying so, train gets
     what the hooks' 120 s leave it, the hooks their caps; a run with a skipped stage fails. At 120 s train is skipped
-    too and the first hook gets what the three after it leave (30 - t)."""
+    too and the first hook gets what the three after it leave (30 - t); at 95 s it is skipped, not run (under 10 s),
+    and at 245 s the tests stage (5 s)."""
     caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_BUDGET="150")
     assert rc == 1 and summary[-1].endswith("150s budget: FAILED"), summary
     skipped = [line.split()[1] for line in summary if line.startswith("SKIP")]
@@ -140,6 +142,22 @@ def test_a_short_budget_skips_the_stages_it_cannot_fit_and_the_run_fails(tmp_pat
     assert _about(cap["precision"], 30, seconds) and _max_seconds(runs, "gpu_checks/precision.py") == cap[
         "precision"] - 5
     assert [cap[h] for h in HOOKS[1:]] == [40, 40, 40], caps
+
+    caps, runs, summary, rc, seconds = _run(tmp_path / "95", GPUNN_CHECK_BUDGET="95")  # precision: 5 s, under 10
+    assert "SKIP precision: no budget left (the run is incomplete: it fails)" in " ".join(summary), summary
+    assert not any("gpu_checks/precision.py" in run for run in runs) and "precision" not in dict(caps)
+    assert _about(dict(caps)["ensemble"], 35, seconds) and rc == 1
+
+    caps, runs, summary, rc, seconds = _run(tmp_path / "245", GPUNN_CHECK_BUDGET="245")  # tests: 5 s, under 10
+    assert [line.split()[1] for line in summary if line.startswith("SKIP")] == ["tests:"], summary
+    assert _about(dict(caps)["kernels"], 35, seconds), caps
+
+
+def test_the_seconds_a_stage_took_come_off_the_later_stages_caps(tmp_path):
+    """At 120 s the precision hook gets what the three hooks after it leave (30 s) less the seconds already run: here
+    the device stage's 3 s at least."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_BUDGET="120", STUB_INFO_SECONDS="3")
+    assert 10 <= dict(caps)["precision"] <= 27 and dict(caps)["ensemble"] == 40, caps
 
 
 def test_a_raised_hook_cap_leaves_30_s_to_each_hook_after_it(tmp_path):
@@ -180,12 +198,15 @@ def test_the_dry_run_gives_its_hooks_the_gpus_max_seconds_and_60_s_more_before_t
     assert dict(caps)["ensemble"] == 100 and _max_seconds(runs, "gpu_checks/ensemble.py") == 35
 
 
-@pytest.mark.parametrize("case", ["no GPU test passed", "probe", "hook", "report"])
+@pytest.mark.parametrize("case", ["no GPU test passed", "tests cut", "probe", "hook", "hook cut", "report"])
 def test_a_gpu_run_fails_on_what_it_could_not_show(tmp_path, case):
-    """A tests stage in which no GPU test passed (all skipped: CuPy unusable), a probe that is not ok (the run stops
-    at once, exit 3, nothing else run), a hook that fails, a report that cannot be built: each fails the run."""
-    env = {"no GPU test passed": dict(STUB_TESTS="12 skipped in 0.50s"), "probe": dict(STUB_PROBE="no CUDA device"),
-           "hook": dict(STUB_RC_streams="1"), "report": dict(STUB_RC_report="1")}[case]
+    """A tests stage in which no GPU test passed (all skipped: CuPy unusable), or ended by its time limit (exit 124:
+    its line keeps the cap, why it may have been slow and the counts pytest printed), a probe that is not ok (the run
+    stops at once, exit 3, nothing else run), a hook that fails or is cut at its cap, a report that cannot be built:
+    each fails the run, and the stages after it still run."""
+    env = {"no GPU test passed": dict(STUB_TESTS="12 skipped in 0.50s"), "tests cut": dict(STUB_RC_pytest="124"),
+           "probe": dict(STUB_PROBE="no CUDA device"), "hook": dict(STUB_RC_streams="1"),
+           "hook cut": dict(STUB_RC_streams="124"), "report": dict(STUB_RC_report="1")}[case]
     caps, runs, summary, rc, seconds = _run(tmp_path, **env)
     assert rc == (3 if case == "probe" else 1), summary
     if case == "probe":
@@ -194,7 +215,10 @@ def test_a_gpu_run_fails_on_what_it_could_not_show(tmp_path, case):
         return
     assert summary[-1].startswith("FAIL report" if case == "report" else "gpu_check on"), summary
     failed = [line for line in summary if line.startswith("FAIL")]
-    assert len(failed) == 1 and failed[0].startswith({"no GPU test passed": "FAIL tests: no GPU test passed",
-                                                      "hook": "FAIL streams (exit 1):",
-                                                      "report": "FAIL report:"}[case]), summary
+    assert len(failed) == 1 and failed[0].startswith({
+        "no GPU test passed": "FAIL tests: no GPU test passed",
+        "tests cut": f"FAIL tests: timed out after {dict(caps)['tests']}s (one at a time: no pytest-xdist): 3 passed in "
+                     "0.01s (", "hook": "FAIL streams (exit 1):",
+        "hook cut": f"FAIL streams: timed out, partial: {tmp_path / 'out' / 'streams.txt'} (",
+        "report": "FAIL report:"}[case]), summary
     assert [stage for stage, _ in caps][-4:] == list(HOOKS)  # the stages after it still ran
