@@ -79,6 +79,23 @@ def test_every_built_in_callback_follows_the_state_protocol():
 
 
 # ---- state as values ------------------------------------------------------------------------
+def test_a_callbacks_lr_scale_is_held_as_a_float_and_its_checkpoint_written(data, tmp_path):
+    """A callback may set ``trainer.lr_scale`` (the docstring's ReduceLROnPlateau way) to a NumPy scalar: the state
+    holds it as a Python float, so the checkpoint, which is JSON, is written (mut17b's L47: numpy.float32 was
+    kept and the write failed)."""
+    X, Y = data
+
+    class Halve(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.lr_scale = numpy.float32(0.5)
+
+    path = tmp_path / "run.npz"
+    history = MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, lr=0.01, verbose=False,
+                                                      callbacks=[Halve(), gpunn.ModelCheckpoint(path)])
+    assert history["lr"] == [0.01, 0.005]
+    assert gpunn.load_checkpoint(path, device="cpu").state.lr_scale == 0.5
+
+
 def test_settings_and_state_round_trip_through_json():
     settings = FitSettings(epochs=5, batch_size=32, train_rows=100, seed=7, shuffle=False,
                            schedule=Schedule("step", step_size=2, gamma=0.5), validation="fraction",
@@ -294,6 +311,17 @@ def test_a_hook_gives_every_process_the_same_divergence_reference(data):
     assert hook.asked == 1 and len(history["loss"]) == 3
     with pytest.raises(gpunn.TrainingDiverged, match="times its reference 1e-20"):
         _run(X, Y, Root(1e-20))  # rank 0's reference is what counts, not this process's own
+
+
+def test_an_epoch_resumed_part_way_counts_the_rows_it_trained_in_its_throughput(data):
+    """samples_per_s of an epoch resumed at batch 4 of 10 is the 6 batches trained in this call over its time_s,
+    not the epoch's 600 rows (mut17b's L65 passed the suite)."""
+    X, Y = data
+    model = MLP([5, 8, 2], device="cpu", seed=0)
+    settings = FitSettings(epochs=1, batch_size=64, train_rows=X.shape[0], seed=1)
+    history = train(model, ArraySource(X, Y, model.backend, seed=1), Adam(lr=1e-2), settings,
+                    TrainState(batch=4, partial_sum_sq=1.0), handle_interrupt=False)
+    assert history["samples_per_s"][0] * history["time_s"][0] == pytest.approx(600 - 4 * 64)
 
 
 def test_fit_takes_at_most_15_keyword_arguments():

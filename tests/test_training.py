@@ -446,6 +446,22 @@ def test_a_loss_that_grows_past_its_first_value_by_1e4_is_divergence(teacher):
         model.fit(X, Y, epochs=5, lr=10.0, verbose=False)
 
 
+def test_divergence_is_a_loss_more_than_10000_times_the_reference():
+    """README: "more than 10,000 times the run's first batch loss": 10,000 times is not divergence, a little more
+    is (mut17b's L40 L41 L62: a factor of 1e5 or 1e3, or >=, passed the suite)."""
+    import time
+
+    from gpunn.training.loop import Trainer
+    from gpunn.training.state import FitSettings, TrainState
+
+    trainer = Trainer(None, None, None, FitSettings(epochs=1, batch_size=10, train_rows=100),
+                      TrainState(reference_loss=0.5))
+    logs = trainer.epoch_logs(0, numpy.float64(0.5 * 10_000 * 100), 100, 100, 0.1, time.perf_counter())
+    assert logs["loss"] == 5000.0
+    with pytest.raises(TrainingDiverged, match="times its reference 0.5"):
+        trainer.epoch_logs(0, numpy.float64(0.5 * 10_001 * 100), 100, 100, 0.1, time.perf_counter())
+
+
 def test_a_first_batch_that_fits_almost_exactly_does_not_make_a_run_look_diverged():
     """Divergence is measured against the first batch's loss or, when larger, the loss of predicting
     zero: a model that starts on its target for the first batch (fine-tuning) may end its epoch far
