@@ -56,9 +56,10 @@
 #    (less 180 where warm is false: a fresh start), use timeout_s min(600, B - 20), and in the command
 #    `timeout -k 5` 15 s and `--max-seconds` 20 s below that (B = 300: 280, 265, 260, enough for 10^9 rows
 #    down to 4.1M samples/s). Then give the machine back at once.
-# Then, here, with gc.tgz unpacked into GC_DIR: python bench/gpu_report.py GC_DIR --add
-# streams=CALL2/streams.json > section.md is the bench/RESULTS.md section of both calls (CALL2: where the
-# second call's files came back). A run killed part-way still reports what it finished.
+# Then, here, with gc.tgz (or, where only it came back, gc-partial.tgz) unpacked into GC_DIR:
+# python bench/gpu_report.py GC_DIR --add streams=CALL2/streams.json > section.md is the bench/RESULTS.md
+# section of both calls (CALL2: where the second call's files came back). A run killed part-way still
+# reports what it finished.
 #
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
