@@ -240,6 +240,19 @@ def test_a_run_stopped_before_its_first_epoch_returns_the_logs_it_would_have_kep
     assert h["epoch"] == h["loss"] == h["lr"] == h["val_loss"] == h["val_r2"] == [] and h.last == {}
 
 
+def test_callbacks_run_users_first_then_checkpoint_writers_then_the_progress_bar(tmp_path):
+    from gpunn.training.callbacks import ProgressBar, order_callbacks
+
+    bar, writer, mine = ProgressBar(), gpunn.ModelCheckpoint(tmp_path / "m.npz"), Recorder()
+    assert order_callbacks([bar, writer, mine], verbose=False) == [mine, writer, bar]
+
+
+def test_auto_mode_maximises_a_name_that_ends_in_r2_only():
+    from gpunn.training.callbacks import monitor_mode
+
+    assert [monitor_mode(name) for name in ("val_r2", "r2", "r2_gap", "val_r2_drop")] == ["max", "max", "min", "min"]
+
+
 def test_an_unknown_mode_is_refused_when_the_callback_is_made():
     for make in (EarlyStopping, ReduceLROnPlateau, lambda mode: gpunn.ModelCheckpoint("x.npz", mode=mode)):
         with pytest.raises(ValueError, match="mode must be 'auto', 'min' or 'max', got 'maximise'"):

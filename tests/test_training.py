@@ -374,6 +374,16 @@ def test_only_verbose_2_asks_for_lines_and_the_bar_ends_on_a_line_of_its_own(tea
     assert bars and terminal_stderr.readouterr().err.endswith("\n")
 
 
+def test_a_progress_bar_of_ones_own_replaces_the_one_verbose_adds(teacher, capsys, progress_clock):
+    from gpunn.training.callbacks import ProgressBar, order_callbacks
+
+    mine = ProgressBar(lines=True)
+    assert order_callbacks([mine], verbose=True) == [mine]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(teacher[0][:300], teacher[1][:300], epochs=2, verbose=True,
+                                            callbacks=[mine])
+    assert len(capsys.readouterr().err.splitlines()) == 2  # a line per epoch, once
+
+
 def test_a_terminal_of_no_columns_gets_lines():
     """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
     all, not even the epoch's end: lines there; once sized, the bar."""
