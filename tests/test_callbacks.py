@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 
 import numpy
 import pytest
@@ -332,6 +333,31 @@ def test_a_monitored_value_a_users_callback_logs_before_it_is_taken(data):
     plateau = ReduceLROnPlateau(monitor="val_loss", patience=1, min_delta=1e9, factor=0.5)
     h = MLP([5, 1], device="cpu").fit(X, Y, epochs=3, lr=0.01, callbacks=[writer, plateau], verbose=False)
     assert h["lr"] == pytest.approx([0.01, 0.01, 0.005])
+
+
+def test_a_callback_from_a_package_whose_name_begins_with_gpunn_may_log_what_a_monitor_reads(data):
+    """Only gpunn's own modules (gpunn, gpunn.*) are known to add no logs: a gpunn_extras module is someone else's."""
+    X, Y, Xv, Yv = data
+    writer = WritesValLoss(Xv, Yv)
+
+    def hook(trainer, epoch, logs):
+        WritesValLoss.on_epoch_end(writer, trainer, epoch, logs)
+
+    hook.__module__ = "gpunn_extras.callbacks"
+    writer.on_epoch_end = hook
+    h = MLP([5, 1], device="cpu").fit(X[:100], Y[:100], epochs=2, verbose=False,
+                                      callbacks=[writer, EarlyStopping(monitor="val_loss")])
+    assert h["epoch"] == [1, 2] and len(h["val_loss"]) == 2
+
+
+def test_a_trainer_of_ones_own_without_log_keys_is_not_checked_before_the_first_epoch():
+    """check_logged knows what an epoch's logs hold only from gpunn's loop (trainer.log_keys); a trainer of one's
+    own that drives the callbacks without it is not refused (its epochs' logs are checked as they come)."""
+    stopping = EarlyStopping(monitor="val_loss")
+    trainer = types.SimpleNamespace(callbacks=[stopping], validation=None, stop=False)
+    stopping.on_train_begin(trainer)
+    with pytest.raises(ValueError, match="EarlyStopping monitors 'val_loss', which the logs lack"):
+        stopping.on_epoch_end(trainer, 0, {"loss": 1.0})
 
 
 def test_a_misspelt_monitor_is_named_with_the_metric_meant(data):
