@@ -141,6 +141,20 @@ def test_early_stopping_restores_the_best_epochs_weights(data):
     numpy.testing.assert_array_equal(model.params, rec.snapshots[1])
 
 
+def test_early_stopping_without_restore_keeps_no_copy_of_the_weights_and_ends_with_the_last(data):
+    """restore_best_weights=False: no device copy of the parameters (a model's size in memory) and none in the
+    checkpoint's state; the model ends with its last epoch's weights."""
+    X, Y, Xv, Yv = data
+    rec = Recorder()
+    model = MLP([5, 32, 1], device="cpu", seed=0)
+    stopping = EarlyStopping(patience=3, min_delta=1e6, restore_best_weights=False)
+    h = model.fit(X, Y, epochs=20, batch_size=50, lr=1e-2, validation_data=(Xv, Yv), callbacks=[stopping, rec],
+                  verbose=False)
+    assert h["epoch"] == [1, 2, 3, 4] and h.best_epoch == 1 and stopping.stopped_epoch == 4  # (counted as h's)
+    assert stopping.best_params is None and stopping.state_dict()[1] == {}
+    numpy.testing.assert_array_equal(model.params, rec.snapshots[4])
+
+
 def test_a_run_that_diverges_ends_with_its_best_epochs_weights_under_early_stopping(data):
     """TrainingDiverged still raises, but the model is not left holding the garbage the diverged epoch
     made of it: EarlyStopping(restore_best_weights=True) puts back the best epoch's parameters."""
