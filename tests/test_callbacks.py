@@ -431,6 +431,19 @@ def test_reduce_lr_on_plateau_counts_its_patience_afresh_after_each_reduction(da
     assert plateau.reductions == 2
 
 
+def test_a_plateau_reduction_before_a_schedules_zero_rate_is_taken_and_its_state_round_trips(data):
+    """The cosine schedule's rate after its last epoch is 0: min_lr cannot bound a reduction of it (min_lr / 0), so
+    the factor applies. The state a checkpoint keeps (best, wait, cooldown left, reductions) loads back whole."""
+    X, Y = data[0][:200], data[1][:200]
+    plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e6, cooldown=3, min_lr=1e-4)
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, lr=0.1, schedule="cosine", callbacks=[plateau],
+                                                 verbose=False)
+    assert h["epoch"] == [1, 2] and plateau.reductions == 1 and plateau.cooldown_left == 3
+    again = ReduceLROnPlateau(**plateau.get_config())
+    again.load_state_dict(*plateau.state_dict())
+    assert again.state_dict() == plateau.state_dict()
+
+
 def test_in_max_mode_an_epoch_improves_only_by_more_than_min_delta(data):
     """mode 'max' (an R², a score): an epoch improves when it is above the best by more than min_delta. With
     min_delta 0.5 after a best of 1.0, neither a fall to 0.8 nor a rise to 1.2 improves: epoch 1 stays the best.

@@ -188,6 +188,8 @@ def test_non_positive_sizes(sizes, match):
     # at the end of the first epoch with a broadcasting error)
     (dict(validation_data=lambda: (numpy.ones((4, 3)), numpy.ones((3, 2)))), "X_val has 4 rows but Y_val has 3"),
     (dict(validation_data=lambda: numpy.ones((4, 3))), r"validation_data must be a pair \(X_val, Y_val\)"),
+    # mut17e's E67: a plateau factor of 1, which reduces nothing, was taken
+    (dict(callbacks=lambda: [gpunn.ReduceLROnPlateau(factor=1)]), r"factor must be in \(0, 1\), got 1"),
 ])
 def test_bad_training_options(model, data, kwargs, match):
     with pytest.raises(ValueError, match=match):
