@@ -384,6 +384,13 @@ def test_a_progress_bar_of_ones_own_replaces_the_one_verbose_adds(teacher, capsy
     assert len(capsys.readouterr().err.splitlines()) == 2  # a line per epoch, once
 
 
+def test_a_progress_bar_says_its_setting_in_its_repr():
+    from gpunn.training.callbacks import ProgressBar
+
+    assert [repr(ProgressBar(lines=lines)) for lines in (None, True)] == ["ProgressBar(lines=None)",
+                                                                          "ProgressBar(lines=True)"]
+
+
 def test_a_terminal_of_no_columns_gets_lines():
     """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
     all, not even the epoch's end: lines there; once sized, the bar."""
