@@ -285,10 +285,11 @@ def test_a_notebook_draws_the_bar_whatever_its_stream(monkeypatch):
 
 def _progress_trainer(rows, batch_size, epochs, start_epoch=0, batch=0, ranks=1):
     """What ProgressBar reads of a trainer: the epoch's training rows (every rank's), the per-rank batch, the ranks
-    and where the run starts."""
+    and where the run starts; the source is this rank's share (rows / ranks), as a data-parallel fit's is."""
     from types import SimpleNamespace
 
     return SimpleNamespace(settings=SimpleNamespace(train_rows=rows, ranks=ranks), batch_size=batch_size,
+                           source=SimpleNamespace(rows=rows // ranks),
                            epochs=epochs, start_epoch=start_epoch, stop=False,
                            model=SimpleNamespace(device="cpu"), state=SimpleNamespace(batch=batch))
 
