@@ -1764,3 +1764,25 @@ def test_the_first_gpu_calls_command_leaves_a_tar_of_what_ran_when_the_device_to
         assert tar.extractfile("./summary.txt").read().decode().count("ok   stage") == 8
     assert {"console.log", "summary.txt", "report.md", "gc.tgz"} <= {p.name for p in out.iterdir()}
     assert len(list(out.iterdir())) <= 8
+
+
+def test_the_first_gpu_calls_snapshot_loop_does_not_hold_the_calls_output_open(tmp_path):
+    """The snapshot loop runs in the background and its `sleep` outlives the `kill $!` that ends the loop: with the
+    loop on the command's stdout, that orphaned sleep held the device tool's pipe open up to 20 s after the command
+    ended, device time spent on nothing (and past timeout_s at the worst). Its output goes to /dev/null now: the
+    command's reader sees the end as soon as the command ends, the last sleep still running."""
+    import signal
+    import subprocess
+
+    command, out = _first_call(tmp_path, 0.05)
+    command = command.replace("sleep 0.2", "sleep 60")  # a sleep that is sure to be running at the end
+    run = subprocess.Popen(["bash", "-c", command], env={**os.environ, "OUT": str(out)}, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed, _ = run.communicate(timeout=30)  # the stand-in takes ~0.4 s; a held pipe, 60 s
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)  # the orphaned sleep
+        except ProcessLookupError:
+            pass
+    assert run.returncode == 0 and "# report" in printed
