@@ -313,17 +313,6 @@ def test_a_hook_gives_every_process_the_same_divergence_reference(data):
         _run(X, Y, Root(1e-20))  # rank 0's reference is what counts, not this process's own
 
 
-def test_an_epoch_resumed_part_way_counts_the_rows_it_trained_in_its_throughput(data):
-    """samples_per_s of an epoch resumed at batch 4 of 10 is the 6 batches trained in this call over its time_s,
-    not the epoch's 600 rows (mut17b's L65 passed the suite)."""
-    X, Y = data
-    model = MLP([5, 8, 2], device="cpu", seed=0)
-    settings = FitSettings(epochs=1, batch_size=64, train_rows=X.shape[0], seed=1)
-    history = train(model, ArraySource(X, Y, model.backend, seed=1), Adam(lr=1e-2), settings,
-                    TrainState(batch=4, partial_sum_sq=1.0), handle_interrupt=False)
-    assert history["samples_per_s"][0] * history["time_s"][0] == pytest.approx(600 - 4 * 64)
-
-
 def test_fit_takes_at_most_15_keyword_arguments():
     params = inspect.signature(gpunn.fit).parameters.values()
     assert len([p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]) <= 15
