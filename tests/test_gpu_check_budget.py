@@ -8,11 +8,13 @@ the few seconds the run itself took (the closing line's), which the assertions a
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
 import shutil
 import stat
+import sys
 
 import pytest
 import waiting
@@ -23,6 +25,8 @@ HOOKS = ("precision", "ensemble", "streams", "nccl")
 PYTHON = """#!/usr/bin/env bash
 echo "RUN $*" >> "$STUB_LOG"
 case "$*" in
+  *"import json, sys"*) exec "$STUB_REAL_PYTHON" "$@" ;;  # the train stage's look at train.json, run for real
+  "-m gpunn bench --device "*) [ -z "${STUB_TRAIN_JSON:-}" ] || cp "$STUB_TRAIN_JSON" "${@: -1}" ;;  # (--json PATH)
   *probe_cuda*) echo "${STUB_PROBE-ok}" ;;
   "-m gpunn info "*) sleep "${STUB_INFO_SECONDS:-0}" ;;  # the device stage, the one that takes time here
   "-m gpunn bench --help") echo "--precision P --eager" ;;
@@ -59,7 +63,7 @@ def _run(tmp_path, device="cuda", hooks=HOOKS, **env):
     log, out = tmp_path / "log", tmp_path / "out"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUNN_CHECK_")}
     environ.update(PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHON=str(shims / "python"), STUB_LOG=str(log),
-                   GPUNN_CHECK_DEVICE=device, **env)
+                   STUB_REAL_PYTHON=sys.executable, GPUNN_CHECK_DEVICE=device, **env)
     ran = waiting.run(["bash", str(root / "bench" / "gpu_check.sh"), str(out)], timeout=120, env=environ)
     lines = log.read_text().splitlines()
     caps = []
@@ -222,3 +226,19 @@ def test_a_gpu_run_fails_on_what_it_could_not_show(tmp_path, case):
         "hook cut": f"FAIL streams: timed out, partial: {tmp_path / 'out' / 'streams.txt'} (",
         "report": "FAIL report:"}[case]), summary
     assert [stage for stage, _ in caps][-4:] == list(HOOKS)  # the stages after it still ran
+
+
+def test_a_gpu_runs_default_row_without_its_graph_fails_the_train_stage_naming_it(tmp_path):
+    """The train stage reads train.json (its own Python, run here for real): a default row whose graph was not
+    captured ("graph not captured: why", gpunn bench's note) fails the stage with the configuration, dtype and why;
+    rows with an empty note or none pass."""
+    rows = [{"config": "small", "dtype": "float32", "note": "graph not captured: CUDARuntimeError: capture refused"},
+            {"config": "small", "dtype": "bf16", "note": ""}, {"config": "large", "dtype": "float32"}]
+    for name, results, want in (("fell back", rows, "FAIL train: the default CUDA graph was not captured: small "
+                                 "float32: graph not captured: CUDARuntimeError: capture refused ("),
+                                ("captured", rows[1:], "ok   train: ")):
+        train = tmp_path / f"{name}.json"
+        train.write_text(json.dumps({"results": results}))
+        caps, runs, summary, rc, seconds = _run(tmp_path / name, STUB_TRAIN_JSON=str(train))
+        (line,) = [line for line in summary if " train" in line]
+        assert line.startswith(want) and rc == (1 if name == "fell back" else 0), summary

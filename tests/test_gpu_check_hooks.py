@@ -402,7 +402,7 @@ def test_a_timed_fit_is_the_last_epochs_rate_after_its_warm_up_epoch(monkeypatch
 
         def fit(self, *train, **kwargs):
             made.append(("fit", train, kwargs))
-            return {"samples_per_s": [1.0, 7.0][-kwargs["epochs"]:]}
+            return {"samples_per_s": [9.0, 7.0][-kwargs["epochs"]:]}  # (the warm-up epoch is not the rate)
 
     monkeypatch.setattr(gpunn, "MLP", Recorded)
     args, train = ([4, 8, 1], "relu", "identity", True, "float32", "cpu", 0), ("X", "Y")
@@ -412,6 +412,32 @@ def test_a_timed_fit_is_the_last_epochs_rate_after_its_warm_up_epoch(monkeypatch
     made.clear()
     assert hook.timed_fit(args, train, 32, epochs=1) == (7.0, "eager: made eager by the test")
     assert made[1][2]["epochs"] == 1 and made[1][2]["batch_size"] == 32
+
+
+def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_chunk_with_the_device_idle(monkeypatch):
+    """generation_host_seconds: one chunk first (compiled, constants on the device), the device idle, then the host
+    seconds to issue ``chunks`` chunks of 65,536 rows, read before the device is waited for (what the training thread
+    pays per window, not the generation itself)."""
+    from gpunn import backend
+    from gpunn.bench import runners
+
+    hook = _streams()
+    clock, events = [0.0], []
+
+    class Task:
+        def chunk(self, backend, k, rows, dtype):
+            events.append(f"c{k}")
+            assert (rows, dtype) == (65536, "float32")
+            clock[0] += 0.25
+
+    def perf_counter():
+        events.append("t")
+        return clock[0]
+
+    monkeypatch.setattr(runners, "synchronize", lambda backend: events.append("s"))
+    monkeypatch.setattr(hook, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    assert hook.generation_host_seconds(backend.resolve("cpu"), Task(), chunks=3) == 0.75
+    assert events == ["c0", "s", "t", "c0", "c1", "c2", "t", "s"]
 
 
 def test_a_source_whose_rows_or_resume_are_wrong_fails_its_checks_alone(tmp_path, monkeypatch, capsys):
@@ -488,6 +514,8 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
                 "synthetic" if (len(source) > 300 if memory else type(source).__name__ == "SyntheticSource") else "npy")
         side = "memory" if memory else "stream" if part == "synthetic" else "npy"
         seen["fits"].append((part, side, sizes, batch_size, epochs, getattr(source, "rows", None)))
+        if memory and model_args[5].is_gpu:  # in memory is on the device, as the stream's batches are
+            assert all(isinstance(a, model_args[5].xp.ndarray) for a in train), part
         clock[0] += timed_fit.seconds
         return RATES[part, side]
 
@@ -586,6 +614,7 @@ def test_the_streams_hooks_gpu_sizes_give_issue_12s_numbers_and_the_report_reads
 
 
 @pytest.mark.gpu
+@pytest.mark.slow
 def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream_before_its_epoch(gpu, tmp_path,
                                                                                                   monkeypatch):
     """With the clock moved 3 s by each timed fit alone, --max-seconds less those is what each part finds left: the
@@ -619,3 +648,38 @@ def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream
     assert saved["started"] == {"synthetic_long": {"rows": 10 ** 9, "at_s": 18.0, "expected_s": 105.3,
                                                    "stops_at_s": 195.0}}
     assert "synthetic_long" not in saved["throughput"] and set(saved["throughput"]) == {"synthetic", "npy_large", "npy"}
+
+
+@pytest.mark.slow
+def test_the_cpu_dry_run_times_its_own_small_sizes_and_no_long_stream(tmp_path, monkeypatch):
+    """--device cpu (gpu_check.sh's dry run): the plumbing at CPU sizes (2^15 rows, the large configuration as
+    64-64-64-1 in windows of 2 x 1,024), no copy bandwidth or generation timing, no 10^9-row stream."""
+    from gpunn.bench import stream
+
+    hook = _streams()
+    fits, made = [], []
+    monkeypatch.setattr(hook, "time", types.SimpleNamespace(monotonic=lambda: 500.0))
+    monkeypatch.setattr(hook, "timed_fit", lambda args, train, batch, epochs=2: fits.append(
+        (args[0], batch, train[0].rows if train[1] is None else len(train[0]), train[1] is None)) or (1e6, "eager: cpu"))
+    make_npy = stream.make_npy
+    monkeypatch.setattr(stream, "make_npy", lambda d, rows, *a, **k: made.append((rows, *a)) or make_npy(d, rows, *a, **k))
+    monkeypatch.setattr(stream, "copy_bandwidth", lambda *a: pytest.fail("a copy timed on the CPU"))
+    monkeypatch.setattr(hook, "generation_host_seconds", lambda *a: pytest.fail("generation timed on the CPU"))
+    assert hook.main(["--device", "cpu", "--out", str(tmp_path), "--max-seconds", "600"]) == 0
+    small, large = [32, 256, 256, 1], [64, 64, 64, 1]
+    assert fits == [(small, 4096, 1 << 15, False), (small, 4096, 1 << 15, True), (large, 512, 1 << 13, True),
+                    (large, 512, 1 << 13, False), (small, 4096, 1 << 13, True), (small, 4096, 1 << 13, False)]
+    assert made == [(1 << 13, 64, 1), (1 << 13, 32, 1)]
+    saved = json.loads((tmp_path / "streams.json").read_text())
+    assert set(saved["throughput"]) == {"synthetic", "npy_large", "npy"} and "started" not in saved
+    assert saved["throughput"]["npy_large"]["window_rows"] == 2 * 1024
+
+
+def test_the_parts_named_must_be_the_hooks_and_the_long_stream_needs_the_synthetic_rates(tmp_path, capsys):
+    hook = _streams()
+    for parts in ("synthetic_long", "npy,bogus"):
+        with pytest.raises(SystemExit):
+            hook.main(["--device", "cpu", "--out", str(tmp_path), "--parts", parts])
+        assert "--parts: a comma-separated choice of synthetic, npy_large, npy, synthetic_long (synthetic_long with " \
+            "synthetic)" in capsys.readouterr().err
+    assert not (tmp_path / "streams.json").exists()
