@@ -114,7 +114,8 @@ class SourceEvaluator:
                 for start in range(0, X.shape[0], self.chunk_rows):
                     yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
 
-        return evaluate_pieces(model, pieces(), lambda: self._ss_tot(model, moments))
+        return evaluate_pieces(model, pieces(), lambda: self._ss_tot(model, moments),
+                               watch=getattr(self.source, "overflow_watch", None))
 
     def _ss_tot(self, model, moments):
         if self.ss_tot is None:
@@ -159,13 +160,21 @@ def error_sums(model, pieces, predict=None):
     return ss_res, abs_sum, rows
 
 
-def evaluate_pieces(model, pieces, ss_tot, predict=None) -> dict:
+def evaluate_pieces(model, pieces, ss_tot, predict=None, watch=None) -> dict:
     """MSE, MAE and R² of ``model`` over (X, Y) device pieces; ``ss_tot`` per output (or a callable
     giving it once the pieces are consumed); ``predict``: see :func:`error_sums`. An ensemble's forward pass
-    gives (K, rows, outputs): its sums are per member, and the logs lists of K."""
+    gives (K, rows, outputs): its sums are per member, and the logs lists of K. ``watch``: the pieces' source's
+    gpunn.data.overflow.OverflowWatch, whose flag is read with the sums (a value it standardized past the model's
+    dtype is refused)."""
     xp = model.xp
     ss_res, abs_sum, rows = error_sums(model, pieces, predict)
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
     r2 = r2_per_output(xp, ss_res, ss_tot, rows)
-    packed = model.backend.to_host(xp.stack([ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]))  # the one host sync
-    return validation_logs(*packed, rows, ss_res.shape[-1])
+    sums = [ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]
+    flag = None if watch is None else watch.take(xp)
+    if flag is not None:
+        sums.append(xp.broadcast_to(flag, abs_sum.shape))
+    packed = model.backend.to_host(xp.stack(sums))  # the one host sync
+    if flag is not None and not numpy.isfinite(packed[3]).all():
+        watch.refuse(model.backend)
+    return validation_logs(*packed[:3], rows, ss_res.shape[-1])

@@ -250,3 +250,167 @@ def test_predict_refuses_an_array_value_standardized_past_float32_naming_its_row
     with pytest.raises(NotFinite, match=r"^X contains 1 value\(s\) infinite in float32 once standardized \(first at row "
                                         r"7, column 1: 3\.\de\+39\); clean or impute them first$"):
         model.predict(X)
+
+
+# ---- standardized on the device: values stored in the model's dtype (gpunn.data.overflow) ---------------------
+def float32_pair(tmp_path, bad=None, name="f"):
+    """The table (a, b; y) as a float32 .npy pair, b's BAD_ROW holding ``bad``: standardized where it trains (in
+    float32, on the model's device), not in float64 on the host. The features' path."""
+    a, b, y = columns(bad)
+    numpy.save(tmp_path / f"{name}X.npy", numpy.column_stack([a, b]).astype(numpy.float32))
+    numpy.save(tmp_path / f"{name}Y.npy", y.reshape(-1, 1).astype(numpy.float32))
+    return str(tmp_path / f"{name}X.npy")
+
+
+def model_of_clean_values(tmp_path, device, members=None):
+    """A float32 model (an ensemble of ``members``) fitted for an epoch on the clean float32 pair standardized:
+    its statistics have b's spread, 0.3, which scales 3e38 to 1e39."""
+    model = (gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0) if members is None else
+             gpunn.Ensemble([2, 4, 1], n_models=members, device=device, dtype="float32", seed=0))
+    model.fit(source(float32_pair(tmp_path, name="c"), standardize=True), epochs=1, batch_size=4, verbose=False)
+    return model
+
+
+PAST = "3e+38 is 1e+39 once standardized, infinite in float32 (past its largest value); clean or impute it first"
+
+
+@pytest.mark.parametrize("members, sign", [(None, 1), (2, 1), (None, -1)], ids=["mlp", "ensemble", "-3e38"])
+def test_a_float32_file_value_standardized_past_float32_on_the_device_is_refused_naming_it_and_the_epoch(
+        tmp_path, device, members, sign):
+    """A float32 file is standardized in float32 on the model's device: a later fit scaling its 3e38 by the model's
+    statistics (spread 0.3) trained on inf and stopped with "training loss became nan ...; lower the learning rate,
+    or standardize the targets and inputs" (it was standardized; an ensemble: "every member ... diverged"). Now the
+    file, row, column and value, and the epoch that read it; on a GPU at the epoch's loss read (no read of its own).
+    -3e38 goes to -inf."""
+    model = model_of_clean_values(tmp_path, device, members)
+    path = float32_pair(tmp_path, sign * 3e38)
+    with pytest.raises(DataError) as caught:
+        model.fit(source(path), epochs=2, batch_size=4, verbose=False)
+    said = PAST if sign > 0 else f"-{PAST.replace(' is ', ' is -', 1)}"
+    assert str(caught.value) == f"{path} row {BAD_ROW}: column 1: {said} (read in epoch 1)"
+
+
+def test_a_held_out_float32_value_standardized_past_float32_is_refused_not_scored_nan(tmp_path, device):
+    """Held-out chunks are standardized by the training chunks' statistics: a 3e38 there became inf and every
+    epoch's val_loss, val_mae and val_r2 were NaN without a word. Now refused by the validation that read it."""
+    path = float32_pair(tmp_path, 3e38)
+    held = next(s for s in range(100) if BAD_ROW // 4 in source(path, validation_fraction=0.2, seed=s).validation_chunks)
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    with pytest.raises(DataError) as caught:
+        model.fit(source(path, validation_fraction=0.2, seed=held, standardize=True), epochs=2, batch_size=4,
+                  verbose=False)
+    assert re.fullmatch(rf"{re.escape(path)} row {BAD_ROW}: column 1: 3e\+38 is \d\.\de\+38 once standardized, infinite "
+                        r"in float32 \(past its largest value\); clean or impute it first", str(caught.value))
+
+
+class PutsBadValue(gpunn.Callback):
+    """After epoch ``after`` (from 0), writes 3e38 at b's BAD_ROW of the float32 file at ``path`` in place (the
+    source reads the same file again next epoch)."""
+
+    def __init__(self, path, after=0):
+        self.path, self.after = path, after
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.after:
+            X = numpy.load(self.path, mmap_mode="r+")
+            X[BAD_ROW, 1] = 3e38
+            X.flush()
+
+
+def test_a_value_met_in_a_later_epoch_leaves_the_last_checkpoint_and_the_best_weights(tmp_path, device):
+    """3e38 met in epoch 2: the run stops with the refusal, the checkpoint stays epoch 1's (finite), and early
+    stopping's best weights are the model's (on a GPU the epoch's steps took the inf before its loss read
+    found it: those weights are dropped, as a diverged run's)."""
+    path = float32_pair(tmp_path)
+    saved = str(tmp_path / "run.npz")
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    callbacks = [PutsBadValue(path), gpunn.EarlyStopping(monitor="loss", patience=5), gpunn.ModelCheckpoint(saved)]
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} row {BAD_ROW}: column 1: {PAST} (read in epoch 2)')}$"):
+        model.fit(source(path, standardize=True), epochs=3, batch_size=4, verbose=False, callbacks=callbacks)
+    checkpoint = gpunn.load_checkpoint(saved, device="cpu")
+    assert checkpoint.state.epoch == 1 and numpy.isfinite(checkpoint.model.params).all()
+    assert numpy.array_equal(model.backend.to_host(model.params), checkpoint.model.params)
+
+
+@pytest.mark.parametrize("stored", [numpy.float32, numpy.float64])
+def test_an_iterable_batch_standardized_past_float32_is_refused_naming_the_batch_and_the_epoch(tmp_path, device,
+                                                                                               stored):
+    """An iterable's pieces are standardized on the device (float64 ones in float64, then cast): 3e38 (1e39 in
+    float64) under statistics of spread 0.3 trained on inf; now NotFinite naming the batch, the epoch, the row and
+    column in it and the value standardized in float64."""
+    model = model_of_clean_values(tmp_path, device)
+    a, b, y = columns(3e38 if stored is numpy.float32 else 1e39)
+    X, Y = numpy.column_stack([a, b]).astype(stored), y.reshape(-1, 1).astype(stored)
+    pieces = [(X[i:i + 4], Y[i:i + 4]) for i in range(0, ROWS, 4)]
+    with pytest.raises(NotFinite, match=r"^X of batch 1 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
+                                        rf"standardized \(first at row 3, column 1: {1 if stored is numpy.float32 else 3}"
+                                        r"(\.\d)?e\+39\); clean or impute them first$"):
+        model.fit(data.iterable(pieces), epochs=2, batch_size=4, verbose=False)
+
+
+def test_an_iterable_float64_target_cast_to_float32_with_inputs_standardized_is_refused(tmp_path, device):
+    """standardize="inputs" checks float64 targets in float64, as the inputs, and casts them after: a target of
+    1e39 became inf without a word; now NotFinite naming it."""
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    a, b, y = columns()
+    X, Y = numpy.column_stack([a, b]), y.reshape(-1, 1).copy()
+    Y[BAD_ROW, 0] = 1e39
+    pieces = [(X[i:i + 4], Y[i:i + 4]) for i in range(0, ROWS, 4)]
+    with pytest.raises(NotFinite, match=r"^Y of batch 1 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
+                                        r"standardized \(first at row 3, column 0: 1e\+39\); clean or impute them first$"):
+        model.fit(data.iterable(pieces, standardize="inputs"), epochs=1, batch_size=4, verbose=False)
+
+
+def test_the_shards_of_a_source_are_refused_alike(tmp_path, device):
+    """A source read as shards (gpunn.distributed.ShardedSource: a data-parallel rank's, or all of them in one
+    process) standardizes each shard's windows: the value is refused naming the source's file and row."""
+    from gpunn.distributed import ShardedSource
+
+    model = model_of_clean_values(tmp_path, device)
+    path = float32_pair(tmp_path, 3e38)
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} row {BAD_ROW}: column 1: {PAST} (read in epoch 1)')}$"):
+        model.fit(ShardedSource(source(path), 2), epochs=2, batch_size=4, verbose=False)
+
+
+def host_reads(fake_cupy, monkeypatch):
+    """A list that gets an entry per synchronous read of a device array (tests/fakecupy's)."""
+    reads, read = [], fake_cupy._synchronous_read
+    monkeypatch.setattr(fake_cupy, "_synchronous_read", lambda *args: (reads.append(args[1]), read(*args))[1])
+    return reads
+
+
+def test_on_a_gpu_the_check_reads_nothing_back_per_window(tmp_path, fake_cupy, monkeypatch):
+    """The windows' check stays on the device and is read with the epoch's loss: a fit of three epochs reads as
+    many arrays back over 6 windows as over 2, and a value past float32 is refused at the loss read."""
+    model = model_of_clean_values(tmp_path, "cuda")
+    reads = host_reads(fake_cupy, monkeypatch)
+    counts = []
+    for rows in (8, ROWS):  # windows of one chunk of 4 rows
+        float32_pair(tmp_path, name=f"r{rows}")
+        for name in ("X", "Y"):
+            numpy.save(tmp_path / f"r{rows}{name}.npy", numpy.load(tmp_path / f"r{rows}{name}.npy")[:rows])
+        reads.clear()
+        model.fit(source(str(tmp_path / f"r{rows}X.npy"), window=1), epochs=3, batch_size=4, verbose=False)
+        counts.append(len(reads))
+    assert counts[0] == counts[1] and counts[0] > 0
+    path = float32_pair(tmp_path, 3e38)
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} row {BAD_ROW}: column 1: {PAST} (read in epoch 1)')}$"):
+        model.fit(source(path, window=1), epochs=3, batch_size=4, verbose=False)
+
+
+def test_on_a_gpu_a_run_interrupted_after_the_value_is_refused_and_writes_no_checkpoint(tmp_path, fake_cupy):
+    """Stopped part-way through the epoch (Ctrl-C) after the window that held the value: the partial loss read
+    finds it, and the run ends with the refusal, not with a checkpoint of the weights it spoiled."""
+    model = model_of_clean_values(tmp_path, "cuda")
+    path = float32_pair(tmp_path, 3e38)
+
+    class StopAfterBatch(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            if batch == 2:  # batch 1 held row 7
+                trainer.interrupt()
+
+    saved = tmp_path / "run.npz"
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} row {BAD_ROW}: column 1: {PAST} (read in epoch 1)')}$"):
+        model.fit(source(path, window=1), epochs=2, batch_size=4, verbose=False,
+                  callbacks=[StopAfterBatch(), gpunn.ModelCheckpoint(str(saved))])
+    assert not saved.exists()

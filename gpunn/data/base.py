@@ -38,6 +38,7 @@ from ..datasets import rebatch
 from ..rng import DeviceRNG, host_rng
 from ..checks import flag, positive_int, real, seed_int
 from .errors import DataError
+from .overflow import OverflowWatch
 from .stats import Standardizer, standardizing_dtype
 
 
@@ -74,6 +75,7 @@ class ChunkedSource:
         self.standardizer: Standardizer | None = None
         self.backend = None  # set by bind(), which fit() calls with the model's device and dtype
         self.dtype = None
+        self.overflow_watch = OverflowWatch()  # windows standardized on the device (gpunn.data.overflow)
 
     # ---- set-up ------------------------------------------------------------------------
     def _set_chunks(self, sizes, runs=None):
@@ -193,9 +195,11 @@ class ChunkedSource:
         return None if wide == self.dtype else wide
 
     def _windows(self, windows, epoch, first_index, shuffle):
-        """Device (X, Y) per window, permuted (when ``shuffle``) and standardized."""
+        """Device (X, Y) per window, permuted (when ``shuffle``) and standardized. ``epoch``: the training
+        epoch (None: a pass in file order, validation's). Standardized on the device, each window is seen by
+        ``overflow_watch`` (a value taken past the model's dtype is refused: gpunn.data.overflow)."""
         xp = self.backend.xp
-        scaled_on_host = self._wide_dtype() is not None  # see _device_windows
+        scaler = None if self._wide_dtype() is not None else self.standardizer  # wide: see _device_windows
         for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
             if shuffle and X.shape[0] > 1:
                 order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
@@ -204,9 +208,38 @@ class ChunkedSource:
                 X, Y = X.copy(), Y.copy()  # the pipeline's buffer is about to be reused
             if release is not None:
                 release()
-            if self.standardizer is not None and not scaled_on_host:
-                self.standardizer.transform_(xp, X, Y)
+            if scaler is not None:
+                with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
+                    scaler.transform_(xp, X, Y)
+                chunks = windows[w - first_index]
+                self.overflow_watch.see(xp, (X, Y) if scaler.scales_targets else (X,),
+                                        lambda chunks=chunks: self._refuse_standardized(chunks, epoch))
             yield X, Y
+
+    def _refuse_standardized(self, chunks, epoch):
+        """Raise the DataError naming the first value of ``chunks`` (a window's, read in ``epoch``; None: in file
+        order) that standardizing in the model's dtype takes past it, as the wide path words it
+        (``_check_finite(scaled=)``, the value standardized in float64): the chunks are read again, one at a time,
+        and standardized on the host as the device does (the same operations in the same dtype). The error's path
+        only (gpunn.data.overflow)."""
+        scaler, to_host = self.standardizer, self.backend.to_host
+        when = "" if epoch is None else f" (read in epoch {int(epoch) + 1})"
+        try:
+            for k in chunks:
+                for X, Y, release in self._device_windows([[k]]):
+                    X, Y = numpy.array(to_host(X)), numpy.array(to_host(Y))  # copies: the buffer may be reused
+                    if release is not None:
+                        release()
+                wide = [A.astype(numpy.float64) for A in (X, Y)]
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    scaler.transform_(numpy, X, Y)
+                    scaler.transform_(numpy, *wide)
+                self._check_finite(k, X, Y, scaled=wide)
+        except DataError as exc:
+            raise DataError(f"{exc}{when}") from None
+        places = ", ".join(self._where(k) for k in chunks)
+        raise DataError(f"{places}: a value standardized past {self.dtype.name} on the device{when}; read again, the "
+                        "rows standardize within it (the data changed since); clean or impute them before training")
 
     def _device_windows(self, windows):
         """(X, Y, release) per window on the device (see gpunn.data.pipeline): read by a thread,
@@ -296,7 +329,7 @@ class ChunkedSource:
         """Device (X, Y) per chunk (default: every chunk), in file order, standardized."""
         self._need_bound()
         chunks = range(len(self.chunk_sizes)) if chunks is None else chunks
-        return self._windows([[k] for k in chunks], 0, 0, shuffle=False)
+        return self._windows([[k] for k in chunks], None, 0, shuffle=False)
 
     def compute_standardizer(self) -> Standardizer:
         """Mean and spread per column of the training chunks, in one streaming pass."""

@@ -1,5 +1,6 @@
 """gpunn.data's error: a module of its own, so that every part of gpunn.data (the statistics too, which
 gpunn.data.base imports) raises the same class without an import cycle."""
+import numpy
 
 
 class DataError(ValueError):
@@ -9,7 +10,7 @@ class DataError(ValueError):
 def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     """The refusal of the value an .npy or Parquet file ``path`` holds at ``row`` (from 0, as NumPy and pandas index
     the file's rows) of ``column`` (a Parquet column's name, an .npy file's column index from 0), read there as
-    ``number`` (None: a Parquet null) and NaN or infinite as ``dtype``, in the words of a CSV file's
+    ``number`` (None: a Parquet null; a float32 one is shown as float32 writes it) and NaN or infinite as ``dtype``, in the words of a CSV file's
     (gpunn.csvtext.not_finite), by training and gpunn predict alike: "x.parquet row 5: column 'b': nan is NaN;
     clean or impute it first" ("-inf is infinite", "1e+39 is infinite in float32 (past its largest value)",
     "a null (a missing number) is not a number"; with ``scaled``, the number standardized, where that is what
@@ -21,5 +22,6 @@ def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     column = f"column {column!r}" if isinstance(column, str) else f"column {column}"
     if number is None:
         return f"{path} row {row}: {column}: a null (a missing number) is not a number"
-    said = number_not_finite(float(number), repr(float(number)), column, dtype, scaled)
+    narrow = isinstance(number, numpy.floating) and number.dtype.itemsize < 8  # 3e+38, not 3.0000000054977558e+38
+    said = number_not_finite(float(number), str(number) if narrow else repr(float(number)), column, dtype, scaled)
     return f"{path} row {row}: {said}" if said else ""

@@ -9,6 +9,7 @@ from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_array, as_matrix, positive_int
 from .base import (ChunkedSource, DataError, _fraction, chunk_sizes, default_chunk_rows, held_count, pread_full,
                    standardize_option)
+from .overflow import OverflowWatch
 from .stats import Standardizer, dtype_of, standardizing_dtype
 
 
@@ -367,6 +368,7 @@ class IterableSource:
         self.backend = None
         self.dtype = None
         self.standardizer = None
+        self.overflow_watch = OverflowWatch()  # pieces standardized on the device (gpunn.data.overflow)
         if rows is None or n_features is None or n_outputs is None:
             if self._one_shot and rows is None:
                 raise ValueError("an iterator can be read only once: pass rows= (rows per epoch) with it, "
@@ -432,15 +434,49 @@ class IterableSource:
         else:
             items = self._make(epoch)
         with self.backend.use():
-            yield from rebatch(self._scaled(self._checked(items)), batch_size, self.backend.xp)
+            yield from rebatch(self._scaled(self._checked(items), epoch), batch_size, self.backend.xp)
 
-    def _scaled(self, pieces):
-        """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are."""
-        for X, Y in pieces:
+    def _scaled(self, pieces, epoch):
+        """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
+        standardized past the model's dtype is refused (``overflow_watch``, gpunn.data.overflow)."""
+        for i, (X, Y) in enumerate(pieces):
             if self.standardizer is not None:
-                X, Y = self.standardizer.transform_(self.backend.xp, X.copy(), Y.copy())
-                X, Y = X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
+                X, Y = self._standardized(X, Y)  # Y too: float64 targets are cast, standardized or not
+                self.overflow_watch.see(self.backend.xp, (X, Y), lambda i=i: self._refuse_standardized(epoch, i))
             yield X, Y
+
+    def _standardized(self, X, Y):
+        """Checked (X, Y) standardized (in their dtype: float64 for values the model's would not hold exactly,
+        ``_piece_dtype``), then cast to the model's: new arrays."""
+        with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
+            X, Y = self.standardizer.transform_(self.backend.xp, X.copy(), Y.copy())
+            return X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
+
+    def _refuse_standardized(self, epoch, i):
+        """Raise NotFinite for the first value of batch ``i`` of ``epoch`` that standardizing takes past the model's
+        dtype: the batch is made again (``batches`` given as a list or a callable: standardize=True refuses a
+        one-shot iterator) and standardized on the host as the device does, with the value standardized in float64.
+        The error's path only (gpunn.data.overflow)."""
+        from ..checks import NotFinite
+
+        to_host = self.backend.to_host
+        for j, (X, Y) in enumerate(self._checked(self._make(epoch))):
+            if j < i:
+                continue
+            Xs, Ys = (to_host(A) for A in self._standardized(X, Y))
+            for name, raw, out, target in (("X", X, Xs, False), ("Y", Y, Ys, True)):
+                finite = numpy.isfinite(out)
+                if not finite.all():
+                    row, col = (int(a) for a in numpy.argwhere(~finite)[0])
+                    wide = numpy.array(to_host(raw[row:row + 1]), numpy.float64)
+                    scaler = self.standardizer
+                    (scaler.transform_y_ if target else scaler.transform_x_)(numpy, wide)
+                    raise NotFinite(f"{name} of batch {i} (epoch {int(epoch) + 1})", int(out.size - finite.sum()),
+                                    row, col, self.dtype.name, scaled=float(wide[0, col]))
+            break
+        raise DataError(f"batch {i} of the iterable held a value standardized past {self.dtype.name} in epoch "
+                        f"{int(epoch) + 1}, and made again it holds none (the iterable gives other batches now); "
+                        "clean or impute the data first")
 
     def _piece_dtype(self, A):
         """The dtype a piece is checked in: float64 for pieces to be standardized that the model's dtype

@@ -252,7 +252,8 @@ def parquet_cell(files, row, name):
     """(file, row in it, value) of the Parquet dataset ``files`` (one file, or a directory's, in order) at ``row``
     (from 0, over the files) of column ``name``, read again for an error's message: the row's row group in
     batches up to it, so memory stays a batch's whatever the row group's size. The value as Python reads it
-    (None: a null). Raises IndexError past the last row, DataError where a file cannot be read."""
+    (None: a null; a float32 column's as numpy.float32, ``_as_stored``). Raises IndexError past the last row,
+    DataError where a file cannot be read."""
     for path in files:
         pf = open_parquet(path)
         if row >= pf.metadata.num_rows:
@@ -264,10 +265,19 @@ def parquet_cell(files, row, name):
             if at < rows:
                 for batch in pf.iter_batches(batch_size=65536, row_groups=[g], columns=[name]):
                     if at < batch.num_rows:
-                        return path, row, batch.column(0)[at].as_py()
+                        cell = batch.column(0)[at]
+                        return path, row, _as_stored(cell.as_py(), cell.type)
                     at -= batch.num_rows
             at -= rows
     raise IndexError(f"row {row} is past the dataset's last row")
+
+
+def _as_stored(value, arrow_type):
+    """A Parquet cell's Python value as the column stores it: a float32 column's a numpy.float32 (3e+38 as
+    written, not its float64 3.0000000054977558e+38), others as Python reads them."""
+    if value is not None and str(arrow_type) in ("float", "halffloat"):
+        return numpy.dtype(arrow_type.to_pandas_dtype()).type(value)
+    return value
 
 
 class ParquetSource(ChunkedSource):

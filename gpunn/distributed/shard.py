@@ -212,6 +212,7 @@ class _ShardView(ChunkedSource):
     def sync(self):
         """Take the parent's binding and statistics (set after the view was made)."""
         self.backend, self.dtype, self.standardizer = self.parent.backend, self.parent.dtype, self.parent.standardizer
+        self.overflow_watch = self.parent.overflow_watch  # what reads the source's epoch takes the shards' windows too
         return self
 
     def _wide_dtype(self):  # the shard is read as its source is (standardized in float64 or not)

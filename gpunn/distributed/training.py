@@ -132,7 +132,7 @@ class _ShardedSourceValidation:
                 for start in range(0, X.shape[0], self.chunk_rows):
                     yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
 
-        sums = _error_sums(model, pieces())  # the windows read (and the moments taken) before reducing
+        sums = _error_sums(model, pieces(), self.source.overflow_watch)  # the windows read (and the moments taken)
         if self.ss_tot is None:
             merged = Moments(outputs)
             for part in self.comm.allgather(moments, label="the validation target moments"):
@@ -142,12 +142,20 @@ class _ShardedSourceValidation:
         return _metrics(ss_res, abs_sum, self.ss_tot, self.n_rows, outputs)
 
 
-def _error_sums(model, pieces):
+def _error_sums(model, pieces, watch=None):
     """This rank's (squared-error sums per output, absolute-error sum) of ``model`` over the (X, Y) device
-    ``pieces`` (gpunn.metrics.error_sums), on the host. A rank without rows has zeros."""
+    ``pieces`` (gpunn.metrics.error_sums), on the host. A rank without rows has zeros. ``watch``: the pieces'
+    source's gpunn.data.overflow.OverflowWatch, whose flag is read with the sums (a value this rank
+    standardized past the model's dtype is refused, and the job aborts)."""
     ss_res, abs_sum, _ = error_sums(model, pieces)
-    host = model.backend.to_host
-    return host(ss_res), host(abs_sum)
+    host, xp = model.backend.to_host, model.xp
+    flag = None if watch is None else watch.take(xp)
+    if flag is None:
+        return host(ss_res), host(abs_sum)
+    packed = host(xp.concatenate([abs_sum.reshape(-1), flag.reshape(1)]))
+    if not numpy.isfinite(packed[-1]):
+        watch.refuse(model.backend)
+    return host(ss_res), packed[:-1].reshape(abs_sum.shape)
 
 
 def _sum_over_ranks(sums, comm):

@@ -386,6 +386,8 @@ class EnsembleTrainer(Trainer):
         model, opt = self.model, self.optimizer
         losses = model.backend.to_host(total) / rows  # the one host synchronisation of the epoch
         seconds = time.perf_counter() - t0
+        if not numpy.isfinite(losses[opt.active]).all():  # (a frozen member's NaN: not news)
+            self.refuse_bad_data()
         ref = self.state.reference_loss
         with numpy.errstate(invalid="ignore"):
             grew = losses > DIVERGENCE_FACTOR * ref if ref is not None and ref > 0 else numpy.zeros(losses.shape, bool)

@@ -68,7 +68,8 @@ class Trainer:
         self.start_epoch = self.epoch = self.state.epoch
         self.stop = False
         self.failed = False  # an exception is ending the run
-        self.diverged = False  # ... and it was TrainingDiverged
+        self.diverged = False  # ... and the weights are garbage: TrainingDiverged, or spoiled
+        self.spoiled = False  # steps took a value the source standardized past the dtype (refuse_bad_data)
         self._halt = False
         self._reference_shared = False  # see run_epoch: a data-parallel run's divergence reference is rank 0's
         self._graph, self._graph_decided = None, False  # see _graph_trainer
@@ -194,10 +195,16 @@ class Trainer:
             if self._halt:
                 break
         done = batch + 1
+        watch = getattr(source, "overflow_watch", None)  # windows the source standardized on the device
+        flag = None if watch is None or total is None else watch.take(xp)
+        if flag is not None:  # 0.0, or NaN where one held a value standardized past the dtype: read with the loss
+            total = total + flag
         if done < self.settings.batches_per_epoch:  # interrupted before the epoch's last batch
             if hook is not None and total is not None:  # the checkpoint holds every process's part
                 total, _ = hook.reduce_epoch(total, source.rows)
             partial = start_sum_sq if total is None else (float(total) if total.ndim == 0 else total.tolist())
+            if not numpy.isfinite(partial).all():
+                self.refuse_bad_data()
             self.state.epoch, self.state.batch, self.state.partial_sum_sq = epoch, done, partial
             return None
         rows = source.rows
@@ -218,6 +225,8 @@ class Trainer:
         seconds = time.perf_counter() - t0
         ref = self.state.reference_loss
         grew = ref is not None and ref > 0 and loss > DIVERGENCE_FACTOR * ref
+        if not math.isfinite(loss):
+            self.refuse_bad_data()
         if not math.isfinite(loss) or grew:
             how = (f"{loss:.4g}, {loss / ref:.3g} times its reference {ref:.4g} (the first batch's loss, or the "
                    "loss of predicting zero if larger)," if grew else f"{loss}")
@@ -228,6 +237,19 @@ class Trainer:
             )
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
+
+    def refuse_bad_data(self):
+        """Where the epoch's loss came back NaN or infinite: the source's refusal of a value it standardized past
+        the model's dtype on the device in the epoch (gpunn.data.overflow: its flag was added to the loss), if
+        there was one, which steps have spread into the weights (``spoiled``). One more host read, on this
+        error's path only; nothing where the source saw no such value (a diverged run)."""
+        watch = getattr(self.source, "overflow_watch", None)
+        if watch is not None:
+            try:
+                watch.refuse(self.model.backend)
+            except ValueError:  # the source's DataError (an iterable's NotFinite)
+                self.spoiled = True
+                raise
 
     def run(self):
         # Divergence is detected and reported once per epoch (TrainingDiverged); NumPy's
@@ -267,7 +289,8 @@ class Trainer:
                     break
         except BaseException as exc:
             self.failed = True  # e.g. TrainingDiverged: callbacks must not save this state as good
-            self.diverged = isinstance(exc, TrainingDiverged)  # the weights are garbage (EarlyStopping restores)
+            # the weights are garbage (EarlyStopping restores, no checkpoint is written)
+            self.diverged = isinstance(exc, TrainingDiverged) or self.spoiled
             raise
         finally:
             for cb in self.callbacks:

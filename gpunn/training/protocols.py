@@ -28,6 +28,9 @@ class DataSource(Protocol):
       trainable's backend and dtype, starting at batch ``first_batch`` of ``epoch``. The arrays may be
       views of a buffer the source reuses: valid until the next batch is drawn.
     - ``config()``: a JSON-able dict describing the source, stored in checkpoints (and compared on resume).
+    - optional ``overflow_watch``: a :class:`gpunn.data.overflow.OverflowWatch` of the windows the source
+      standardized on the device; the loop adds its ``take`` to the epoch's loss before reading it and calls
+      its ``refuse`` where that loss is not finite (the gpunn.data sources have one).
 
     :class:`gpunn.training.sources.ArraySource` (in-memory arrays with the per-epoch device-side shuffle)
     is the one built in; ``fit`` builds one from (X, Y).
