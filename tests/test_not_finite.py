@@ -321,6 +321,16 @@ def test_a_value_met_in_a_later_epoch_leaves_the_last_checkpoint_and_the_best_we
     """3e38 met in epoch 2: the run stops with the refusal, the checkpoint stays epoch 1's (finite), and early
     stopping's best weights are the model's (on a GPU the epoch's steps took the inf before its loss read
     found it: those weights are dropped, as a diverged run's)."""
+    value_met_in_epoch_2(tmp_path, device)
+
+
+def test_on_a_gpu_the_steps_a_value_spoiled_are_dropped(tmp_path, fake_cupy):
+    """The test above on tests/fakecupy, so that every run checks the GPU's path, not only the stand-in's GPU pass:
+    the epoch's steps took the inf before its loss read found it, and early stopping puts epoch 1's weights back."""
+    value_met_in_epoch_2(tmp_path, "cuda")
+
+
+def value_met_in_epoch_2(tmp_path, device):
     path = float32_pair(tmp_path)
     saved = str(tmp_path / "run.npz")
     model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
