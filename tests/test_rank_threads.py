@@ -1,0 +1,127 @@
+"""gpunn.distributed.threads.rank_threads in one process: a stand-in communicator says where the other ranks run
+(the same contract under mpiexec: tests/test_distributed.py's test_ranks_on_one_node_share_its_cores_out...)."""
+import sys
+import types
+
+import pytest
+
+from gpunn.distributed import threads
+
+FOUR = ("node", [0, 1, 2, 3])
+
+
+class Gathers:
+    def __init__(self, others):
+        self.others, self.labels = others, []
+
+    def allgather(self, obj, label=None):
+        self.labels.append(label)
+        return [obj, *self.others]
+
+
+def _model(gpu=False, member_threads=None):
+    model = types.SimpleNamespace(backend=types.SimpleNamespace(is_gpu=gpu))
+    if member_threads is not None:
+        model.member_ops = types.SimpleNamespace(threads=member_threads)
+    return model
+
+
+@pytest.fixture
+def on_four_cores(monkeypatch):
+    monkeypatch.setattr(threads, "_placement", lambda: FOUR)
+    for name in (*threads.BLAS_ENV, "GPUNN_CPU_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    pools = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    if not pools:
+        pytest.skip("no BLAS threadpoolctl knows")
+    return pools
+
+
+def _blas_threads_not_one():
+    before = _blas_threads()
+    if set(before) == {1}:
+        pytest.skip("BLAS runs on one thread already: a limit to one would not show")
+    return before
+
+
+def test_four_ranks_on_four_shared_cores_run_one_blas_thread_each_during_the_fit(on_four_cores):
+    before = _blas_threads_not_one()
+    comm = Gathers([FOUR, FOUR, FOUR])
+    with threads.rank_threads(comm, _model()) as said:
+        assert set(_blas_threads()) == {1}
+    assert said == "1 BLAS thread(s) per rank (its 4 cores shared with other ranks of this machine)"
+    assert comm.labels == ["the core-placement exchange"] and _blas_threads() == before
+
+
+@pytest.mark.parametrize("others", [[], [("other-node", [0, 1, 2, 3])], [("node", [4, 5])]])
+def test_a_rank_alone_on_its_cores_changes_nothing(on_four_cores, others):
+    before = _blas_threads_not_one()
+    with threads.rank_threads(Gathers(others), _model()) as said:
+        assert _blas_threads() == before
+    assert said is None
+
+
+def test_a_gpu_rank_exchanges_nothing():
+    comm = Gathers([FOUR])
+    with threads.rank_threads(comm, _model(gpu=True)) as said:
+        pass
+    assert said is None and comm.labels == []
+
+
+@pytest.mark.parametrize("name", threads.BLAS_ENV)
+def test_a_blas_thread_count_the_user_set_is_left_as_it_is(on_four_cores, monkeypatch, name):
+    monkeypatch.setenv(name, "3")
+    before = _blas_threads_not_one()
+    with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
+        assert _blas_threads() == before
+    assert said is None
+
+
+def test_a_blank_thread_setting_is_no_setting(on_four_cores, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", " ")
+    _blas_threads_not_one()
+    with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
+        assert set(_blas_threads()) == {1}
+    assert said.startswith("1 BLAS thread(s) per rank")
+
+
+def test_without_threadpoolctl_the_start_line_says_what_to_set(on_four_cores, monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:  # 4 ranks share the 4 cores
+        pass
+    assert said == ("BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS=1, to give each rank "
+                    "1 core(s)) (its 4 cores shared with other ranks of this machine)")
+
+
+def test_an_ensembles_member_groups_take_the_share_and_get_their_threads_back(on_four_cores):
+    before = _blas_threads_not_one()
+    model = _model(member_threads=3)
+    with threads.rank_threads(Gathers([FOUR]), model) as said:
+        assert model.member_ops.threads == 2
+        assert _blas_threads() == before  # its BLAS runs on one thread already: left to the ensemble
+    assert said == "member groups on 2 thread(s) (its 4 cores shared with other ranks of this machine)"
+    assert model.member_ops.threads == 3
+    fewer = _model(member_threads=1)  # already fewer than the share
+    with threads.rank_threads(Gathers([FOUR]), fewer) as said:
+        assert fewer.member_ops.threads == 1
+    assert said == "member groups on 1 thread(s) (its 4 cores shared with other ranks of this machine)"
+
+
+def test_member_groups_the_user_sized_are_left_as_they_are(on_four_cores, monkeypatch):
+    monkeypatch.setenv("GPUNN_CPU_THREADS", "3")
+    model = _model(member_threads=3)
+    with threads.rank_threads(Gathers([FOUR]), model) as said:
+        assert model.member_ops.threads == 3
+    assert said is None
+
+
+def test_member_groups_without_a_thread_count_are_left_alone(on_four_cores):
+    model = _model()
+    model.member_ops = types.SimpleNamespace()  # ops that run no thread pool of their own
+    with threads.rank_threads(Gathers([FOUR]), model) as said:
+        pass
+    assert said is None and vars(model.member_ops) == {}
