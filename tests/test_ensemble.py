@@ -1344,9 +1344,30 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS / 2 - 1) is None
     assert mops.member_groups(4, elements=MIN_GROUP_ELEMENTS / 2 - 1) is None
     assert mops.member_groups(4, elements=MIN_GROUP_ELEMENTS / 2) is not None  # per group (mut17a A99, A99b)
+    assert mops.member_groups(5, flops=MIN_GROUP_FLOPS / 2.5) is not None  # 2.5 members a group (mut17a A96)
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2, one_call=True) is not None
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2 - 1, one_call=True) is None
 
+
+def test_a_product_outside_a_step_splits_its_members_from_min_group_flops_per_group(monkeypatch):
+    """Outside a training step (predict) each batched product splits into member groups where a group's share,
+    2 x rows x n x k flops a member, reaches MIN_GROUP_FLOPS (mut17a A104: counted as rows x n x k)."""
+    import gpunn.ops.ensemble as ens_ops
+    from gpunn.ops.cpu import CpuOps
+
+    mops = ensemble_ops_for(CpuOps(fused=True))
+    mops.threads = 2
+    splits = []
+    monkeypatch.setattr(ens_ops, "run_pieces", lambda fn, pieces, **kw: splits.append(len(pieces)) or
+                        [fn(*piece) for piece in pieces])
+    rng = np.random.default_rng(0)
+    A, W = rng.standard_normal((4, 9, 5)), rng.standard_normal((4, 5, 3))
+    per_group = 2 * (2.0 * 9 * 3 * 5)  # two members a group
+    for threshold, expected in ((per_group, [2]), (per_group + 1, [])):
+        monkeypatch.setattr(ens_ops, "MIN_GROUP_FLOPS", threshold)
+        splits.clear()
+        np.testing.assert_array_equal(mops.matmul(A, W, out=np.empty((4, 9, 3))), np.matmul(A, W))
+        assert splits == expected, threshold
 
 def _base_and_offset(view):
     """The flat buffer a view reads and the view's first element's offset in it."""

@@ -287,3 +287,25 @@ def test_set_precision_between_fits_captures_anew(gpu, kind):
     for step in captured.graph_trainer._steps.values():  # the second fit's steps, in float32
         assert step.ws.Z[0].dtype == np.float32
     assert _rel(captured.params, eager.params) <= (0.0 if FAKE else 1e-5)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_emulated_precisions_never_split_their_members_into_groups(emulate, monkeypatch, precision):
+    """tf32 and bf16 run as one pass on the CPU however much work there is: a step has no member groups (mut17a B1),
+    and predict's products are the single-model emulated ones, not split into groups of NumPy float32 products
+    (mut17a A105b), so two threads predict the bits of one."""
+    import gpunn.ops.ensemble as ens_ops
+
+    for name in ("MIN_GROUP_FLOPS", "MIN_GROUP_FLOPS_ONE_CALL", "MIN_GROUP_ELEMENTS"):
+        monkeypatch.setattr(ens_ops, name, 0)  # groups however small the work
+    X, _ = _data(64)
+    Y = X[:, :1].copy()
+    predictions = []
+    for threads in (1, 2):
+        ens = gpunn.Ensemble([6, 16, 1], 4, device="cpu", seed=1, precision=precision)
+        ens.member_ops.threads = threads
+        assert ens._groups(X, Y) is None
+        predictions.append(ens.predict(X))
+    np.testing.assert_array_equal(predictions[1], predictions[0])
+    float32 = gpunn.Ensemble([6, 16, 1], 4, device="cpu", seed=1)
+    assert not np.array_equal(float32.predict(X), predictions[0])  # the emulation rounds
