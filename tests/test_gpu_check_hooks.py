@@ -517,6 +517,8 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
         if memory and model_args[5].is_gpu:  # in memory is on the device, as the stream's batches are
             assert all(isinstance(a, model_args[5].xp.ndarray) for a in train), part
         clock[0] += timed_fit.seconds
+        if part == timed_fit.interrupt:
+            raise KeyboardInterrupt
         return RATES[part, side]
 
     class LongEpoch:  # gpunn.MLP for the 10^9-row epoch (long_epoch), a whole epoch at RATES' rate
@@ -527,7 +529,7 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
 
         def fit(self, source, Y, epochs, batch_size, **kwargs):
             seen["fits"].append(("synthetic_long", "stream", self.sizes, batch_size, epochs, source.rows))
-            if timed_fit.interrupt:
+            if timed_fit.interrupt == "synthetic_long":
                 raise KeyboardInterrupt
             return {"samples_per_s": [RATES["synthetic_long", "stream"][0]]}
 
@@ -539,7 +541,7 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
         seen["generation"].append((task.n_features, task.n_outputs, chunks))
         return 0.016
 
-    timed_fit.interrupt, timed_fit.seconds = False, 0
+    timed_fit.interrupt, timed_fit.seconds = None, 0  # interrupt: the part whose fit the stage's SIGINT ends
     monkeypatch.setattr(gpunn.datasets, "make", small_make)
     monkeypatch.setattr(gpunn, "MLP", LongEpoch)
     monkeypatch.setattr(stream, "make_npy", small_npy)
@@ -558,9 +560,21 @@ def test_the_streams_hooks_gpu_sizes_give_issue_12s_numbers_and_the_report_reads
     configuration timed as the docstring says, each ratio stream (or .npy) over memory, the copy and generation
     shares from the same run's rates, the 10^9-row stream against the synthetic part's in-memory rate, with 'started'
     saved before its epoch; and bench/gpu_report.py's issue 12 rows from that streams.json."""
+    from gpunn import backend
+
     hook, seen, timed_fit = _streams_at_gpu_sizes(monkeypatch, tmp_path)
+    replay_ok, checked = hook.replay_ok, []
+
+    def on_the_device(source, epoch, batch_size, first):  # the checks read the GPU pipelines, not the host's
+        checked.append(all(isinstance(a, backend.resolve("cuda").xp.ndarray) for a in next(source.batches(epoch,
+                                                                                                      batch_size))))
+        return replay_ok(source, epoch, batch_size, first)
+
+    monkeypatch.setattr(hook, "replay_ok", on_the_device)
+    monkeypatch.setenv("GPUNN_DEVICE", "cpu")  # a source left to the default device would be read on the host
     out_dir = tmp_path / "out"
     assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "200"]) == 0
+    assert checked == [True, True]
     saved = json.loads((out_dir / "streams.json").read_text())
     assert saved["checks"] == dict.fromkeys(["synthetic_rows_are_makes", "synthetic_resume_replays",
                                              "npy_rows_arrive_intact", "npy_resume_replays"], True)
@@ -621,7 +635,7 @@ def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream
     synthetic and npy parts need more than 12 s, npy_large (at GPU sizes) more than 25; the 10^9-row stream runs where
     at the synthetic stream's rate 4 x 2^23 rows fit before its stop (5 s before --max-seconds), else is skipped,
     saying how long 10^9 rows take. A stage cut in its epoch leaves 'started' (rows, when, how long it should take,
-    when it stops) in streams.json."""
+    when it stops) in streams.json; one cut in an earlier part leaves the parts before it."""
     hook, seen, timed_fit = _streams_at_gpu_sizes(monkeypatch, tmp_path)
     timed_fit.seconds = 3
     # the correctness checks' rows, not compared here (the test above does): fast, each check then False
@@ -641,13 +655,18 @@ def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream
     assert set(saved["throughput"]) == {"synthetic", "npy_large", "npy", "synthetic_long"} and "skipped" not in saved
     rc, saved = run(31, "31")
     assert set(saved["throughput"]) == {"synthetic", "npy", "synthetic_long"}
-    timed_fit.interrupt = True
+    timed_fit.interrupt = "synthetic_long"
     with pytest.raises(KeyboardInterrupt):
         run(200, "cut")
     saved = json.loads((tmp_path / "cut" / "streams.json").read_text())
     assert saved["started"] == {"synthetic_long": {"rows": 10 ** 9, "at_s": 18.0, "expected_s": 105.3,
                                                    "stops_at_s": 195.0}}
     assert "synthetic_long" not in saved["throughput"] and set(saved["throughput"]) == {"synthetic", "npy_large", "npy"}
+    timed_fit.interrupt = "npy"  # in a part before it: streams.json holds what was saved after each part before
+    with pytest.raises(KeyboardInterrupt):
+        run(200, "cut in npy")
+    saved = json.loads((tmp_path / "cut in npy" / "streams.json").read_text())
+    assert set(saved["throughput"]) == {"synthetic", "npy_large"} and len(saved["checks"]) == 4
 
 
 @pytest.mark.slow
