@@ -166,6 +166,29 @@ def test_graph_with_emulated_bf16_matches_bf16_training(data, monkeypatch):
     np.testing.assert_array_equal(out[0], out[1])
 
 
+def test_a_fit_that_reuses_the_graph_trainer_takes_its_own_graph_mode(data):
+    """The trainer an optimizer's earlier fit made is reused with the graph= of this fit: the default first, then
+    graph=True warns that it cannot capture and runs the eager form, then the default again the ordinary step
+    (fit's graph= sets model.graph for later fits; mut17b's L94: the reused trainer kept the first fit's mode,
+    and graph=True said nothing)."""
+    from gpunn.optim import Adam
+
+    X, Y = data
+    m, opt = gpunn.MLP([6, 8, 2], device="cpu", seed=0), Adam()
+
+    def fit(**graph):
+        m.fit(X[:256], Y[:256], epochs=1, batch_size=64, optimizer=opt, verbose=False, **graph)
+
+    fit()
+    first = m.graph_trainer
+    assert not first.active
+    with pytest.warns(GraphWarning, match="graph=True: not capturing"):
+        fit(graph=True)
+    assert m.graph_trainer is first and first.active
+    fit(graph="auto")
+    assert not first.active
+
+
 def test_resumed_run_with_graph_continues_the_step_count(data, tmp_path):
     """A checkpointed run resumed with graph=True ends with the weights of an uninterrupted run."""
     X, Y = data

@@ -149,6 +149,18 @@ def test_divergence_stops_with_an_actionable_error(teacher):
         model.fit(X, Y, epochs=3, optimizer="sgd", lr=10.0, verbose=False)
 
 
+def test_a_diverging_run_reports_training_diverged_alone_not_numpys_overflow_warnings(teacher):
+    """Trainer.run: NumPy's overflow and invalid-value warnings on the way to a diverged epoch are noise, the
+    report is TrainingDiverged (mut17b's L68: without the errstate the run warned "overflow encountered")."""
+    import warnings
+
+    X, Y = teacher[0][:500], teacher[1][:500] * 1e30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(TrainingDiverged):
+            MLP([8, 16, 1], device="cpu", seed=0).fit(X, Y, epochs=3, optimizer="sgd", lr=10.0, verbose=False)
+
+
 def test_history_records_loss_and_throughput(teacher):
     X, Y = teacher[0][:500], teacher[1][:500]
     h = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=64, verbose=False)
