@@ -33,7 +33,7 @@ def test_the_ranks_pieces_make_up_the_single_process_batches_in_order(rows, rank
     order = DeviceRNG(CPU, 5, "shuffle", 2).permutation(rows) if shuffle else numpy.arange(rows)
     per_rank = [list(s.batches(2, batch)) for s in sources]
     B = ranks * batch
-    assert {len(b) for b in per_rank} == {-(-rows // B)}  # every rank takes the same number of steps
+    assert {len(b) for b in per_rank} == {s.n_batches(batch) for s in sources} == {-(-rows // B)}  # the same steps
     for i in range(len(per_rank[0])):
         joined = numpy.concatenate([per_rank[r][i][0][:, 0] for r in range(ranks)])
         assert joined.tolist() == order[i * B:(i + 1) * B].tolist()
@@ -41,6 +41,13 @@ def test_the_ranks_pieces_make_up_the_single_process_batches_in_order(rows, rank
     # resuming at batch 3 gives the same later batches
     later = list(sources[-1].batches(2, batch, first_batch=3))
     assert [b[0].tolist() for b in later] == [b[0].tolist() for b in per_rank[-1][3:]]
+
+
+def test_a_rank_outside_the_ranks_is_refused():
+    X = numpy.zeros((4, 1))
+    for rank in (-1, 2):  # (a rank of -1 took the last rank's rows, as a list's index does)
+        with pytest.raises(ValueError, match=rf"rank {rank} is not in \[0, 2\)"):
+            ShardedArraySource(CPU, X, X, rank=rank, size=2, seed=0)
 
 
 @pytest.mark.parametrize("rows,ranks,batch", [(203, 2, 8), (17, 2, 8), (50, 3, 4)])
