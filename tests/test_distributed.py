@@ -150,6 +150,19 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
     assert all(numpy.array_equal(a, to_host(b[0][:, 0])) for a, b in zip(single, source().batches(2, B), strict=True))
 
 
+def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
+    """shuffle=False: each shard is read in file order, as its source is; a batch is b rows of each shard."""
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    numpy.save(tmp_path / "x.npy", numpy.arange(1000.0)[:, None])
+    numpy.save(tmp_path / "y.npy", numpy.zeros((1000, 1)))
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=64, window=3, shuffle=False,
+                            device="cpu")
+    ids = numpy.stack([b[0][:, 0] for b in ShardedSource(source, 2).batches(1, 100)])
+    assert numpy.array_equal(ids.reshape(10, 2, 50), numpy.arange(1000.0).reshape(2, 10, 50).transpose(1, 0, 2))
+
+
 def test_each_shard_is_shuffled_from_a_seed_of_its_own(tmp_path):
     """Two shards alike (2 chunks of 1000 rows each, a window per chunk) are shuffled differently: with one
     seed for both, the rows at the same place of the two shards would always be 2000 apart."""
