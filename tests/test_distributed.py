@@ -233,6 +233,36 @@ def test_a_nan_read_by_a_shard_is_named_by_its_row_in_the_file(tmp_path):
             list(read.batches(0, 100))
 
 
+def test_a_nan_read_by_a_shard_of_a_source_without_a_file_is_named_by_its_chunk_and_row():
+    """A chunked source of one's own (no file to read the value again: ChunkedSource._not_finite says nothing) is
+    named by its own _where and row: the shard's part of chunk 1 (rows 500-599), as the source read whole names
+    it, not the shard's chunk 0 and row 50 of it (or row 350, the part's row from the chunk's start)."""
+    from gpunn.data import DataError
+    from gpunn.data.base import ChunkedSource, chunk_sizes
+    from gpunn.distributed.shard import ShardedSource
+
+    class Memory(ChunkedSource):
+        def __init__(self, X, Y):
+            super().__init__(shuffle=False)
+            self.X, self.Y, self.n_features, self.n_outputs = X, Y, X.shape[1], Y.shape[1]
+            self._ready(chunk_sizes(len(X), 300), device="cpu", dtype="float64")
+
+        def _fill(self, k, X, Y):
+            start = self._row_offset(k)
+            X[...], Y[...] = self.X[start:start + len(X)], self.Y[start:start + len(Y)]
+
+        def _where(self, k):
+            return f"memory chunk {k}"
+
+    X = numpy.ones((1000, 2))
+    X[550, 1] = numpy.nan
+    source = Memory(X, numpy.ones((1000, 1)))
+    for read in (source, ShardedSource(source, 2, [1])):
+        with pytest.raises(DataError, match=r"^memory chunk 1: 1 NaN or infinite features value\(s\), the first at row "
+                                            r"550 \(features column 1\); clean or impute them before training$"):
+            list(read.batches(0, 100))
+
+
 def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
     """A float32 model on float64 data: each shard's statistics and rows are standardized before the
     cast, as the whole source's are (gpunn.data.base.ChunkedSource._wide_dtype)."""
