@@ -151,7 +151,8 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
 
 
 def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
-    """shuffle=False: each shard is read in file order, as its source is; a batch is b rows of each shard."""
+    """shuffle=False: each shard is read in file order, as its source is; a batch is b rows of each shard, and a
+    batch that does not split into equal pieces is refused."""
     import gpunn.data
     from gpunn.distributed.shard import ShardedSource
 
@@ -161,6 +162,9 @@ def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
                             device="cpu")
     ids = numpy.stack([b[0][:, 0] for b in ShardedSource(source, 2).batches(1, 100)])
     assert numpy.array_equal(ids.reshape(10, 2, 50), numpy.arange(1000.0).reshape(2, 10, 50).transpose(1, 0, 2))
+    with pytest.raises(ValueError, match="batch_size 101 does not split into 2 shards of equal batches; use a "
+                                         "multiple of 2"):
+        next(ShardedSource(source, 2).batches(1, 101))  # (it trained 2 x 50 rows a batch)
 
 
 def test_each_shard_is_shuffled_from_a_seed_of_its_own(tmp_path):
