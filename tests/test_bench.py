@@ -79,6 +79,47 @@ def test_naive_baseline_adam_matches_gpunn_adam():
     numpy.testing.assert_allclose(W.reshape(-1), w, rtol=1e-12)
 
 
+
+def test_naive_baseline_starts_as_gpunn_does_he_weights_and_zero_biases():
+    naive = bench.load_naive()
+    net = naive.NaiveMLP([400, 300, 2], dtype="float64", seed=0)
+    assert [W.shape for W in net.W] == [(400, 300), (300, 2)] and all(W.dtype == numpy.float64 for W in net.W)
+    assert net.W[0].std() == pytest.approx(numpy.sqrt(2.0 / 400), rel=0.02)  # gpunn.MLP's ReLU init (He)
+    assert [b.tolist() for b in net.b] == [[0.0] * 300, [0.0] * 2]
+    again = naive.NaiveMLP([400, 300, 2], dtype="float64", seed=0)
+    assert numpy.array_equal(again.W[1], net.W[1]) and not numpy.array_equal(
+        naive.NaiveMLP([400, 300, 2], dtype="float64", seed=1).W[1], net.W[1])
+
+
+def test_naive_baseline_step_is_its_gradients_then_gpunns_adam_on_every_weight_and_bias():
+    from gpunn.ops import Ops
+
+    naive = bench.load_naive()
+    rng = numpy.random.default_rng(2)
+    X, Y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
+    net, ref = (naive.NaiveMLP([3, 5, 2], dtype="float64", seed=4, lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6)
+                for _ in range(2))
+    moments = [(numpy.zeros(p.size), numpy.zeros(p.size)) for p in ref.W + ref.b]
+    for step in (1, 2, 3):
+        loss, dW, db = ref.gradients(X, Y)
+        for p, g, (m, v) in zip(ref.W + ref.b, dW + db, moments):
+            Ops().adam_step(p.reshape(-1), g.reshape(-1), m, v, 1e-2, 0.8, 0.99, 1e-6, step, 0.0, False)
+        assert net.train_step(X, Y) == pytest.approx(loss, rel=1e-12)  # the loss before the step
+        assert net.t == step
+        for a, b in zip(net.W + net.b, ref.W + ref.b):
+            numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_naive_baseline_epoch_visits_each_row_once_in_the_rngs_order_and_returns_the_mean_batch_loss():
+    naive = bench.load_naive()
+    net = naive.NaiveMLP([1, 2, 1], dtype="float64")
+    X = numpy.arange(10.0)[:, None]
+    seen, losses = [], iter([1.0, 2.0, 6.0])
+    net.train_step = lambda Xb, Yb: (seen.append((Xb[:, 0].tolist(), Yb[:, 0].tolist())), next(losses))[1]
+    assert net.train_epoch(X, -X, 4, numpy.random.default_rng(7)) == 3.0  # batches of 4, 4 and 2 rows
+    order = numpy.random.default_rng(7).permutation(10).astype(float).tolist()
+    assert seen == [(order[i:i + 4], [-x for x in order[i:i + 4]]) for i in (0, 4, 8)]
+
 def run_cli(args, capsys):
     code = cli.main(args)
     out = capsys.readouterr()
@@ -156,6 +197,38 @@ def test_bench_plot(tmp_path):
     bench.plot(data, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_bench_plot_draws_each_implementations_bars_at_its_configurations(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    def row(config, backend, impl, label, rate, frac):
+        return dict(config=config, backend=backend, impl=impl, label=label, samples_per_s=rate, fraction_of_gemm=frac)
+
+    data = {"setup": {"date": "2026-11-30", "machine": "box", "cores": 2, "blas": "OpenBLAS 0.3"},
+            "results": [row("small", "cpu", "gpunn", "gpunn (cpu)", 1000.0, 0.5),
+                        row("small", "cpu", "naive", "naive numpy loop", 100.0, 0.05),
+                        row("wide", "cpu", "gpunn", "gpunn (cpu)", 400.0, 0.8),
+                        row("wide", "cpu", "gpunn", "gpunn graph", 500.0, 1.0)]}
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    path = tmp_path / "b.png"
+    bench.plot(data, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(figures) == 1 and not plt.get_fignums()
+    rates, fractions = figures[0].axes
+    width = 0.8 / 3  # three (implementation, label) pairs, side by side around each configuration's tick
+    for ax, values in ((rates, [1000.0, 400.0, 100.0, 500.0]), (fractions, [50.0, 80.0, 5.0, 100.0])):
+        bars = [(b.get_x() + b.get_width() / 2, b.get_height(), b.get_width()) for b in ax.patches]
+        assert [h for _, h, _ in bars] == pytest.approx(values)
+        assert [x for x, _, _ in bars] == pytest.approx([-width, 1 - width, 0, 1 + width])
+        assert [w for _, _, w in bars] == pytest.approx([width] * 4)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["small\n[cpu]", "wide\n[cpu]"]
+    assert rates.get_yscale() == "log" and fractions.get_yscale() == "linear"
+    assert [t.get_text() for t in fractions.get_legend().get_texts()] == ["gpunn (cpu)", "naive numpy loop", "gpunn graph"]
+    assert [line.get_ydata()[0] for line in fractions.lines] == [100]  # the GEMM rate's line
+    assert figures[0]._suptitle.get_text() == "gpunn bench, 2026-11-30: box (2 cores), OpenBLAS 0.3"
 
 def test_sklearn_peer_runs_in_float64(tmp_path):
     pytest.importorskip("sklearn")
