@@ -336,10 +336,28 @@ def test_a_one_dimensional_target_file_is_one_column(tmp_path):
     numpy.testing.assert_array_equal(Xb[:, 1], numpy.arange(1.0, 20.0, 2))
 
 
+def test_a_source_given_only_a_dtype_is_bound_at_once_and_one_of_chunks_without_rows_is_refused(npy_pair):
+    from gpunn.data.base import ChunkedSource
+
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, dtype="float64")  # device "auto", as a device alone binds to dtype float32
+    assert source.backend is not None and source.dtype == numpy.float64
+    assert data.npy(x, y).backend is None  # (fit binds it to the model's)
+
+    class Empty(ChunkedSource):  # a source of one's own whose chunks are all empty
+        n_features, n_outputs = 1, 1
+
+    with pytest.raises(DataError, match="^chunks: no rows$"):
+        Empty()._ready([0, 0])
+
+
 def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     x, y, X, Y = npy_pair
     source = data.npy(x, y, chunk_rows=2000, validation_fraction=0.25, seed=5, device="cpu")
     assert len(source.validation_chunks) == 3 and source.rows + source.validation_rows == 23_456
+    from gpunn.rng import host_rng  # the chunks the stream (seed, "validation-chunks") draws, in file order
+
+    assert source.validation_chunks == sorted(int(k) for k in host_rng(5, "validation-chunks").permutation(12)[:3])
     train = stacked(epoch(source, 0, 1000))
     val = [(host(a), host(b)) for a, b in source.validation_windows()]
     Xv = numpy.concatenate([v[0] for v in val])
@@ -1571,6 +1589,14 @@ def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
     pq.write_table(pa.table({"x": values, "y": values}), tmp_path / "big.parquet", row_group_size=140_000)
     source = data.parquet(tmp_path / "big.parquet", target="y", chunk_rows=200_000)
     assert source.chunk_sizes == [140_000, 140_000] and source.window == 7  # 7 x 140,000 ~ 16 x 65,536 rows
+    # row groups of other sizes: the window follows the largest chunk; one chunk over window x 65,536 rows is a
+    # window of its own (not 0 chunks)
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(pa.table({"x": values[:140_000], "y": values[:140_000]}), tmp_path / "mixed" / "a.parquet")
+    pq.write_table(pa.table({"x": values[:1000], "y": values[:1000]}), tmp_path / "mixed" / "b.parquet")
+    mixed = data.parquet(tmp_path / "mixed", target="y", chunk_rows=200_000)
+    assert mixed.chunk_sizes == [140_000, 1000] and mixed.window == 7
+    assert data.parquet(tmp_path / "big.parquet", target="y", chunk_rows=200_000, window=1).window == 1
 
 
 def test_a_huge_row_group_is_read_in_pieces_in_order_and_resumes_exactly(tmp_path):
