@@ -167,6 +167,21 @@ def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
         next(ShardedSource(source, 2).batches(1, 101))  # (it trained 2 x 50 rows a batch)
 
 
+def test_a_shard_with_no_rows_left_gives_an_empty_piece_so_every_rank_steps_together(tmp_path):
+    """1001 rows in 2 shards (500, 501) at b = 500: the last global batch is shard 1's one row; rank 0's share of
+    it is an empty batch (it takes the step with the others), not the end of its batches. The source is bound
+    when first read (device "auto", float32), as a source fit has not bound."""
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    numpy.save(tmp_path / "x.npy", numpy.arange(1001.0)[:, None])
+    numpy.save(tmp_path / "y.npy", numpy.zeros((1001, 1)))
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100)
+    assert [len(X) for X, _ in ShardedSource(source, 2).batches(0, 1000)] == [1000, 1]
+    assert [X.shape for X, _ in ShardedSource(source, 2, [0]).batches(0, 500)] == [(500, 1), (0, 1)]
+    assert source.dtype == numpy.float32
+
+
 def test_each_shard_is_shuffled_from_a_seed_of_its_own(tmp_path):
     """Two shards alike (2 chunks of 1000 rows each, a window per chunk) are shuffled differently: with one
     seed for both, the rows at the same place of the two shards would always be 2000 apart."""
