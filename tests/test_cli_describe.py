@@ -1,0 +1,124 @@
+"""gpunn.cli's failure words in process: the status and one line each kind of failure gets, --debug's traceback,
+the notes gpunn's own warnings become, and which command line is a data-parallel run (the same end to end, as
+processes: tests/test_cli_failures.py)."""
+import signal
+import threading
+
+import pytest
+
+from gpunn import cli
+from gpunn.backend import CPUFallbackWarning, DeviceError
+from gpunn.checks import MissingExtra
+from gpunn.data.base import HeldOutShareWarning
+from gpunn.distributed.comm import DistributedError
+from gpunn.training.graph import GraphWarning
+
+
+def test_a_failures_line_is_its_words_on_one_line_or_its_type():
+    assert cli.one_line(ValueError("rows 3\n  and   4\tdiffer ")) == "rows 3 and 4 differ"
+    assert cli.one_line(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize("argv,env,asked", [(["train", "--debug"], None, True), (["train"], " ON ", True),
+                                             (["train"], " Off ", False), (["train"], "no", False),
+                                             (["train"], "", False), (["train"], None, False)])
+def test_debug_is_the_flag_or_the_environment(monkeypatch, argv, env, asked):
+    if env is None:
+        monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    else:
+        monkeypatch.setenv(cli.DEBUG_ENV, env)
+    assert cli.debug_requested(argv) is asked
+
+
+@pytest.mark.parametrize("exc,status", [(ValueError("v"), 2), (TypeError("v"), 2), (DeviceError("v"), 2),
+                                        (FloatingPointError("v"), 2), (OSError("v"), 2), (MissingExtra("v"), 2),
+                                        (DistributedError("v"), 2)])
+def test_a_refused_or_failed_command_is_status_2_in_its_own_words(exc, status, capsys):
+    assert cli._describe(exc, debug=False) == (status, "gpunn: error: v")
+    assert capsys.readouterr().err == ""
+
+
+def test_out_of_memory_is_status_2_and_says_so():
+    assert cli._describe(MemoryError("Unable to allocate 8 GiB"), debug=False) == (
+        2, "gpunn: error: out of memory: Unable to allocate 8 GiB")
+
+
+def test_a_bug_in_gpunn_is_status_1_and_points_to_debug_unless_debug_is_on(capsys):
+    assert cli._describe(RuntimeError("x\ny"), debug=False) == (
+        1, "gpunn: internal error: RuntimeError: x y (rerun with --debug for the traceback)")
+    assert capsys.readouterr().err == ""
+    try:
+        raise RuntimeError("x")
+    except RuntimeError as exc:
+        assert cli._describe(exc, debug=True) == (1, "gpunn: internal error: RuntimeError: x")
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and err.endswith("RuntimeError: x\n")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "predict", "bench", None])
+def test_ctrl_c_and_sigterm_say_what_the_command_leaves(command):
+    left = {"train": "; any checkpoint is the last one completely written",
+            "sweep": "; any checkpoint is the last one completely written",
+            "predict": "; OUT is as it was (it is written only once complete)",
+            "bench": "; a --json file holds the configurations that finished, if any did", None: ""}[command]
+    assert cli._describe(KeyboardInterrupt(), False, command) == (130, f"gpunn: interrupted (Ctrl-C){left}")
+    assert cli._describe(cli.Terminated(), False, command) == (130, f"gpunn: interrupted (SIGTERM){left}")
+
+
+def test_gpunns_own_warnings_are_notes_and_others_keep_pythons_form(capsys, monkeypatch):
+    others = []
+    monkeypatch.setattr(cli, "_default_showwarning", lambda *args: others.append(args))
+    for category in (CPUFallbackWarning, GraphWarning, HeldOutShareWarning):
+        cli._show_note(category(f"gpunn: {category.__name__} said"), category, "x.py", 1)
+    message = UserWarning("gpunn: someone else's")
+    cli._show_note(message, UserWarning, "x.py", 7)
+    assert capsys.readouterr().err.splitlines() == ["note: CPUFallbackWarning said", "note: GraphWarning said",
+                                                    "note: HeldOutShareWarning said"]
+    assert others == [(message, UserWarning, "x.py", 7, None, None)]
+
+
+def test_the_command_is_the_first_word_that_is_no_option():
+    assert cli._command(["--debug", "-q", "train", "--rows", "5"]) == "train"
+    assert cli._command(["--version"]) is None
+
+
+@pytest.mark.parametrize("size,argv,launched", [(1, ["train"], False), (2, ["train"], True), (2, ["sweep"], True),
+                                                (2, ["--debug", "sweep"], True), (2, ["predict"], False),
+                                                (3, ["bench"], False)])
+def test_a_data_parallel_run_is_train_or_sweep_under_a_launcher_of_several_processes(monkeypatch, size, argv,
+                                                                                    launched):
+    from gpunn import distributed
+
+    monkeypatch.setattr(distributed, "launched_size", lambda: size)
+    assert cli._in_launched_run(argv) is launched
+
+
+def test_sigterm_interrupts_the_command_then_the_handler_before_is_back():
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with cli.sigterm_interrupts():
+            with pytest.raises(cli.Terminated):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_interrupts_changes_nothing_outside_the_main_thread():
+    seen = []
+
+    def in_thread():
+        try:
+            with cli.sigterm_interrupts():
+                seen.append(signal.getsignal(signal.SIGTERM))
+        except Exception as exc:  # signal.signal refuses other threads (ValueError)
+            seen.append(exc)
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert seen == [before]
