@@ -104,6 +104,22 @@ def test_a_shape_chosen_for_a_library_is_numpys_where_the_library_cannot_take_th
     assert not wide[:, 1::2].any()
 
 
+@pytest.mark.parametrize("name", ["blis", "mkl"])
+def test_operands_a_library_does_not_take_go_to_numpy(name):
+    """An operand neither C- nor F-contiguous (every other column of a wider matrix), or an output of another dtype
+    than the operands', is NumPy's product: each library checks both operands and the output (mut17b's G23: BLIS
+    did not check b, and failed unpacking its layout; G35: MKL did not check the output's dtype, and its sgemm
+    wrote float32 into a float64 buffer)."""
+    need(name)
+    chooser = gemm.GemmChooser(candidates=[name])
+    a, b = operands(64, 16, 32, False, False, "float32")
+    strided = numpy.repeat(b, 2, axis=1)[:, ::2]
+    for x, y, out in ((a, strided, numpy.empty((64, 32), "float32")), (strided.T, b, numpy.empty((32, 32), "float32")),
+                      (a, b, numpy.full((64, 32), numpy.nan))):
+        chooser.matmul(x, y, out)
+        numpy.testing.assert_allclose(out, x.astype("float64") @ y.astype("float64"), **TOL["float32"])
+
+
 def test_a_product_over_c_int_dimensions_is_numpys_not_a_library_of_int_arguments(monkeypatch):
     """MKL's CBLAS (through ctypes c_int, which wraps a larger value silently) and BLIS take C int dimensions: a
     product with one over 2**31 - 1 (a full batch of 2**31 rows) is NumPy's, which takes any size. The limit is
@@ -200,3 +216,7 @@ def test_mkl_workers_do_not_spin_after_a_call():
     env = {k: v for k, v in os.environ.items() if k != "KMP_BLOCKTIME"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"  # the OpenMP runtime's own setting, read in the child
+    # a user's own value wins (mut17b's G28: it was overwritten)
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "KMP_BLOCKTIME": "7"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "7"
