@@ -152,7 +152,7 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
 
 def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
     """shuffle=False: each shard is read in file order, as its source is; a batch is b rows of each shard, and a
-    batch that does not split into equal pieces is refused."""
+    batch that does not split into equal pieces is refused, as are shards that are not the source's."""
     import gpunn.data
     from gpunn.distributed.shard import ShardedSource
 
@@ -165,6 +165,9 @@ def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
     with pytest.raises(ValueError, match="batch_size 101 does not split into 2 shards of equal batches; use a "
                                          "multiple of 2"):
         next(ShardedSource(source, 2).batches(1, 101))  # (it trained 2 x 50 rows a batch)
+    for owned in ([-1], [2], []):  # (shard -1 was taken, and read no rows)
+        with pytest.raises(ValueError, match=rf"owned shards {re.escape(str(owned))} must be some of 0\.\.1"):
+            ShardedSource(source, 2, owned)
 
 
 def test_a_shard_with_no_rows_left_gives_an_empty_piece_so_every_rank_steps_together(tmp_path):
