@@ -75,6 +75,15 @@ def test_chooser_measures_once_per_shape_and_picks_an_installed_library(monkeypa
     assert chooser.choices[key] in chooser.summary()
 
 
+def test_a_choice_is_keyed_by_the_dtypes_name_the_sizes_and_each_operands_layout():
+    """shape_key is (dtype, m, k, n, a transposed, b transposed), as describe_key writes it for the bench's setup line
+    (mut17b's G46: the dtype's one-letter code; G47: b's flag taken from a; G48: the marks on the wrong operand)."""
+    for ta, tb, words in ((False, True, "8x4·4x3ᵀ float32"), (True, False, "8x4ᵀ·4x3 float32")):
+        a, b = operands(8, 4, 3, ta, tb, "float32")
+        assert gemm.shape_key(a, b) == ("float32", 8, 4, 3, ta, tb)
+        assert gemm.describe_key(gemm.shape_key(a, b)) == words
+
+
 def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
     """Noise must not move a shape off NumPy: a tie stays with NumPy."""
     need("blis")
@@ -120,6 +129,21 @@ def test_operands_a_library_does_not_take_go_to_numpy(name):
         numpy.testing.assert_allclose(out, x.astype("float64") @ y.astype("float64"), **TOL["float32"])
 
 
+@pytest.mark.parametrize("error", [ImportError, OSError, AttributeError])
+def test_a_library_that_fails_to_load_counts_as_not_installed(monkeypatch, error):
+    """library(): a missing package (ImportError), a shared library that does not load (OSError) or one without a
+    symbol ctypes looks up (AttributeError: cblas_sgemm) is not installed, and NumPy serves (mut17b's G38: only
+    ImportError was caught, the others raised out of library() and so out of every chooser; G39: available()
+    listed every library, installed or not)."""
+    class Broken:
+        def __init__(self):
+            raise error("broken install")
+
+    monkeypatch.setattr(gemm, "_LOADED", {})
+    monkeypatch.setattr(gemm, "_Mkl", Broken)
+    assert gemm.library("mkl") is None and "mkl" not in gemm.available()
+
+
 def test_a_product_over_c_int_dimensions_is_numpys_not_a_library_of_int_arguments(monkeypatch):
     """MKL's CBLAS (through ctypes c_int, which wraps a larger value silently) and BLIS take C int dimensions: a
     product with one over 2**31 - 1 (a full batch of 2**31 rows) is NumPy's, which takes any size. The limit is
@@ -155,6 +179,10 @@ def test_gpunn_gemm_env(monkeypatch):
     assert gemm.requested() == (["numpy"], True)
     monkeypatch.setenv(gemm.ENV, "mkl,blis")
     assert gemm.requested() == (["numpy", "blis", "mkl"], False)
+    monkeypatch.setenv(gemm.ENV, " MKL , Blis,")  # case, spaces and an empty item (mut17b's G40 G42)
+    assert gemm.requested() == (["numpy", "blis", "mkl"], False)
+    monkeypatch.setenv(gemm.ENV, "")  # set but empty: the default (G41)
+    assert gemm.requested() == (["numpy"], True)
     monkeypatch.setenv(gemm.ENV, "openblas")
     with pytest.raises(ValueError, match="GPUNN_GEMM"):
         gemm.requested()
