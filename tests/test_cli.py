@@ -765,6 +765,15 @@ def test_every_command_refuses_an_abbreviated_option_and_names_it_in_full(argv, 
     assert not cli.train.standalone_parser().allow_abbrev and not cli.sweep.standalone_parser().allow_abbrev
 
 
+
+def test_a_value_given_to_a_flag_of_gpunn_itself_is_refused_as_that_not_as_an_unknown_option(capsys):
+    for flag in ("--version", "--debug"):  # no command: each token's name before '=' is checked, not the token
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args([f"{flag}=2"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"argument {flag}: ignored explicit argument '2'" in err, err
+        assert "unrecognized" not in err and "command is required" not in err, err
+
 def test_an_option_given_three_times_says_so_and_a_repeat_at_the_end_without_its_value_too(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["train", "--lr", "1e-3", "--lr", "3e-3", "--lr", "1e-2"])
