@@ -3,6 +3,7 @@ the notes gpunn's own warnings become, and which command line is a data-parallel
 processes: tests/test_cli_failures.py)."""
 import signal
 import threading
+import warnings
 
 import pytest
 
@@ -122,3 +123,22 @@ def test_sigterm_interrupts_changes_nothing_outside_the_main_thread():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_no_command_is_refused_as_the_missing_argument(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("gpunn: error: the following arguments are required: command "
+                                                        "(see gpunn --help)")
+
+
+def test_a_command_shows_gpunns_own_warnings_as_notes(capsys, monkeypatch):
+    from gpunn.cli import info
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main sets it for the process: put it back
+    monkeypatch.setattr(info, "run", lambda args: warnings.warn(GraphWarning("gpunn: no capture here")) or 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["info"]) == 0
+    assert "note: no capture here" in capsys.readouterr().err.splitlines()

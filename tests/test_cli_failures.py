@@ -196,6 +196,8 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
     (["/x/gpunn.exe", "train"], ["python", "/x/gpunn.exe", "train"], "/x/gpunn.exe", True),
     (["/x/gpunn", "train"], ["python", "/x/gpunn", "train"], None, False),  # python -c, imported from a REPL
     (["fit.py"], ["python", "fit.py"], "fit.py", False),
+    (["other"], ["python", "other"], "/venv/bin/gpunn", False),  # __main__ a gpunn script, argv[0] another's
+    ([], ["python"], None, False),  # an embedding's empty sys.argv
 ])
 def test_only_the_command_changes_the_signal_handlers_while_it_starts(monkeypatch, argv, orig, main_file, command):
     import types
@@ -252,6 +254,37 @@ def test_the_startup_handlers_leave_an_ignored_signal_and_a_handler_set_since_al
         for s, handler in before.items():
             signal.signal(s, handler)
 
+
+
+def test_the_startup_handlers_are_set_once_not_when_debug_asks_for_the_traceback_nor_outside_the_main_thread(
+        monkeypatch):
+    import threading
+
+    from gpunn import _startup
+
+    monkeypatch.setattr(_startup, "_previous", {})
+    monkeypatch.setattr(_startup, "_is_the_command", lambda: True)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        monkeypatch.setattr(_startup, "_debug_requested", lambda: True)
+        _startup.install()
+        assert (signal.getsignal(signal.SIGINT), _startup._previous) == (signal.default_int_handler, {})
+        failed = []
+        monkeypatch.setattr(_startup, "_debug_requested", lambda: False)
+        thread = threading.Thread(target=lambda: failed.append(_startup.install()))  # signal refuses: ValueError
+        thread.start()
+        thread.join()
+        assert failed == [None] and _startup._previous == {}
+        _startup.install()
+        _startup.install()  # a second call: the handlers are its own now, so it takes nothing (_previous kept)
+        _startup.started()
+        assert {s: signal.getsignal(s) for s in before} == {signal.SIGINT: signal.default_int_handler,
+                                                            signal.SIGTERM: signal.SIG_DFL}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
