@@ -1435,6 +1435,10 @@ def test_standardize_computes_training_statistics_and_scales_batches(npy_pair):
     numpy.testing.assert_allclose(Ys.std(axis=0), 1, atol=1e-5)
     inputs_only = data.npy(x, y, chunk_rows=5000, standardize="inputs", device="cpu")
     assert not inputs_only.standardizer.scales_targets
+    # statistics computed again on request are returned; the source keeps scaling by its own meanwhile
+    again = source.compute_standardizer()
+    assert source.standardizer is s and again is not s
+    numpy.testing.assert_array_equal(again.x_mean, s.x_mean)
     # chunks held out after the statistics were computed (fit(source, validation_fraction=...)) leave them:
     # the statistics are the training chunks' again, as for a source made with that validation_fraction
     source.hold_out(0.4)
