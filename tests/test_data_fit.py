@@ -663,6 +663,13 @@ def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_
         gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=5), epochs=2)
     with pytest.raises(ValueError, match=r"another source: window was 16, now 2"):  # (the chunks shuffled together)
         gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4, window=2), epochs=2)
+    # standardized now, not then: bind would compute statistics the run never trained in (mut17e's F42)
+    with pytest.raises(ValueError, match=r"another source: standardize was False, now True"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4, standardize=True),
+                                                         epochs=2)
+    with pytest.raises(ValueError, match=r"another source: shuffle was True, now False"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4, shuffle=False),
+                                                         epochs=2)
     # the same files moved elsewhere are the same data
     moved = tmp_path / "moved"
     moved.mkdir()
