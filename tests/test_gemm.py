@@ -98,6 +98,24 @@ def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
     assert chooser.choices[gemm.shape_key(a, b)] == "blis"
 
 
+def test_the_rates_and_the_summary_of_the_choices(monkeypatch):
+    """rates: GFLOP/s of each library, 2 m k n flops over its median time; summary: each library's shapes, the
+    library with the most first, "; " between libraries (mut17b's G58 G59: rates off by 1e3, or of m k k flops;
+    G61 G62 G63: no words before a product, alphabetical order, another separator)."""
+    need("blis")
+    chooser = gemm.GemmChooser(candidates=["numpy", "blis"])
+    assert chooser.summary() == "no products yet"
+    seconds = {"numpy": 0.5, "blis": 0.25}
+    monkeypatch.setattr(chooser, "_time", lambda lib, a, b, out, calls: seconds[lib.name] * (
+        1 if a.shape[0] > 8 else 1 / seconds[lib.name] ** 2))  # blis wins at 64 rows, numpy at 8
+    for m, k, n in ((64, 32, 16), (8, 4, 3), (8, 4, 5)):
+        a, b = operands(m, k, n, False, False, "float32")
+        chooser.matmul(a, b, numpy.empty((m, n), "float32"))
+    assert chooser.rates[("float32", 64, 32, 16, False, False)] == pytest.approx(
+        {"numpy": 2 * 64 * 32 * 16 / 0.5 / 1e9, "blis": 2 * 64 * 32 * 16 / 0.25 / 1e9})
+    assert chooser.summary() == "numpy: 8x4·4x3 float32, 8x4·4x5 float32; blis: 64x32·32x16 float32"
+
+
 def test_a_shape_chosen_for_a_library_is_numpys_where_the_library_cannot_take_the_output():
     """A choice is cached by the operands' dtype, shape and layout, not by the output's: a later product of the
     same key into an output BLIS does not take (not C-contiguous: every other column of a wider buffer) is
