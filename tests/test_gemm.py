@@ -208,6 +208,18 @@ def test_gpunn_gemm_env(monkeypatch):
     assert "measured at first use" in gemm.describe()
 
 
+def test_describe_names_the_libraries_gpunn_gemm_leaves_out_and_the_setup_line_only_choosers_that_chose(monkeypatch):
+    """describe(): an installed library GPUNN_GEMM does not allow is "(off: GPUNN_GEMM)"; choices_summary(): a
+    chooser that has chosen nothing yet is not in the bench's setup line (mut17b's G67 G69 G65)."""
+    need("mkl")
+    monkeypatch.setenv(gemm.ENV, "numpy")
+    assert "(off: GPUNN_GEMM)" in gemm.describe().split("mkl", 1)[1]
+    monkeypatch.setenv(gemm.ENV, "mkl")  # one library named: forced (G69 said "fastest per shape")
+    assert gemm.describe().startswith("forced by GPUNN_GEMM; ")
+    monkeypatch.setattr(gemm, "_SHARED", {"numpy": gemm.GemmChooser(candidates=["numpy"])})
+    assert gemm.choices_summary() == ""
+
+
 @pytest.mark.parametrize("name", ["blis", "mkl"])
 def test_training_through_a_library_matches_numpy(monkeypatch, name):
     """A short run with every product through the library ends where the NumPy run ends (float32 rounding)."""
