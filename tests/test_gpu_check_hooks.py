@@ -495,7 +495,7 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
     from gpunn.bench import stream
 
     hook = _streams()
-    seen = {"fits": [], "npy": [], "copies": [], "generation": []}
+    seen = {"fits": [], "npy": [], "copies": [], "generation": [], "windows": []}
     clock = [500.0]
     monkeypatch.setattr(hook, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     make, make_npy = gpunn.datasets.make, stream.make_npy
@@ -514,6 +514,8 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
                 "synthetic" if (len(source) > 300 if memory else type(source).__name__ == "SyntheticSource") else "npy")
         side = "memory" if memory else "stream" if part == "synthetic" else "npy"
         seen["fits"].append((part, side, sizes, batch_size, epochs, getattr(source, "rows", None)))
+        if side == "npy":
+            seen["windows"].append((source.chunk_rows, source.window))
         if memory and model_args[5].is_gpu:  # in memory is on the device, as the stream's batches are
             assert all(isinstance(a, model_args[5].xp.ndarray) for a in train), part
         clock[0] += timed_fit.seconds
@@ -585,7 +587,7 @@ def test_the_streams_hooks_gpu_sizes_give_issue_12s_numbers_and_the_report_reads
                             ("npy", "npy", [32, 256, 256, 1], 4096, 2, 300),
                             ("npy", "memory", [32, 256, 256, 1], 4096, 2, None),
                             ("synthetic_long", "stream", [32, 256, 256, 1], 4096, 1, 10 ** 9)]
-    assert seen["npy"] == [(1 << 18, 1024, 1), (n // 4, 32, 1)]
+    assert seen["npy"] == [(1 << 18, 1024, 1), (n // 4, 32, 1)] and seen["windows"][0] == (16384, 2)
     assert seen["copies"] == [(2 * 16384, 1025), (16 * 65536, 33)] and seen["generation"] == [(32, 1, 16)]
     t = saved["throughput"]
     graphs = {"memory": "graph", "stream": "graph"}
