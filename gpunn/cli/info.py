@@ -33,7 +33,11 @@ def cpu_kernels() -> str:
 
     if cpu.numba is None:
         return "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
-    if not ops_for(_b.resolve("cpu")).fused:
+    try:
+        fused = ops_for(_b.resolve("cpu")).fused
+    except ValueError as exc:  # a bad GPUNN_GEMM (the CPU ops choose their GEMM library as they start)
+        return f"error: {exc}"
+    if not fused:
         return f"off: {ENV_FUSED}=0; the NumPy reference runs"
     names = sorted(name.strip("_") for name, f in vars(cpu).items() if hasattr(f, "py_func"))
     return f"fused (Numba {cpu.numba.__version__}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
@@ -43,8 +47,8 @@ def _gemm_info() -> str:
     """The GEMM libraries and, measured now, where the products of `gpunn train`'s default net go."""
     from ..ops.cpu import CpuOps
 
-    text = gemm.describe()
     try:
+        text = gemm.describe()  # in the try too: it reads GPUNN_GEMM first
         ops, rng = CpuOps(), numpy.random.default_rng(0)
         for m, k, n, ta in ((256, 32, 256, False), (256, 256, 256, False), (256, 256, 256, True)):
             a = rng.standard_normal((k, m) if ta else (m, k), dtype=numpy.float32)

@@ -1,0 +1,64 @@
+"""``gpunn info``: its lines, in order and aligned, the device it resolves (status 2 where it cannot) and the CPU
+kernels' line (more in tests/test_cli.py's test_info_*)."""
+import pytest
+
+from gpunn import cli
+from gpunn.cli import info
+
+KEYS = ["gpunn", "python", "numpy", "blas", "cpu gemm", "cpu subnormals", "cupy", "cuda devices", "cpu kernels",
+        "device"]
+
+
+def _info(capsys, *argv):
+    status = cli.main(["info", *argv])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {}
+    for line in lines:
+        if not line.startswith(" "):  # a value's further lines are indented to its column
+            key, _, value = line.partition("  ")
+            rows[key.rstrip()] = value.lstrip()
+    return status, lines, rows
+
+
+def test_info_shows_every_line_in_order_with_the_values_in_one_column(capsys, monkeypatch):
+    from gpunn import backend
+
+    monkeypatch.setattr(backend, "probe_cuda", lambda: (None, 0, "no CuPy here"))
+    status, lines, rows = _info(capsys, "--device", "cpu")
+    assert status == 0 and list(rows) == KEYS
+    column = len("cpu subnormals") + 2
+    assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines if not line.startswith(" "))
+    assert (rows["cupy"], rows["cuda devices"]) == ("unavailable: no CuPy here", "0")
+    step = next(line for line in lines if line.startswith(" "))  # the CPU GEMM's products, measured now
+    assert step.startswith(" " * 16 + "default net's step: ") and "ᵀ" in step  # the transposed product too
+    assert rows["device"] == "cpu (NumPy)"
+
+
+@pytest.mark.parametrize("device,says", [("bogus", "error: unknown device 'bogus'"),
+                                         ("cuda:99", "error: ")])
+def test_a_device_info_cannot_resolve_is_its_error_line_and_status_2(capsys, device, says):
+    status, _, rows = _info(capsys, "--device", device)
+    assert status == 2 and rows["device"].startswith(says)
+
+
+def test_info_resolves_auto_unless_told(capsys):
+    assert cli.parse_args(["info"]).device == "auto"
+
+
+def test_the_cpu_kernels_line_names_them_without_underscores_or_says_why_none(monkeypatch):
+    from gpunn.ops import cpu
+
+    pytest.importorskip("numba")
+    names = info.cpu_kernels().split("): ", 1)[1].split(", ")
+    assert "adam" in names and not any(name.startswith("_") or name.endswith("_") for name in names)
+    monkeypatch.setattr(cpu, "numba", None)
+    assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
+
+
+def test_a_bad_gpunn_gemm_is_the_cpu_gemm_lines_error_and_info_shows_the_rest(capsys, monkeypatch):
+    # the whole command failed on it (status 2, one line): gemm.describe() read it outside the try meant for it
+    monkeypatch.setenv("GPUNN_GEMM", "bogus")
+    status, _, rows = _info(capsys, "--device", "cpu")
+    assert status == 0 and list(rows) == KEYS
+    assert rows["cpu gemm"].startswith("error: GPUNN_GEMM='bogus': unknown")
+    assert rows["cpu kernels"].startswith("error: GPUNN_GEMM='bogus': unknown") and rows["device"] == "cpu (NumPy)"
