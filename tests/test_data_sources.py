@@ -351,6 +351,12 @@ def test_a_source_given_only_a_dtype_is_bound_at_once_and_one_of_chunks_without_
         Empty()._ready([0, 0])
 
 
+def test_a_validation_fraction_of_0_holds_out_nothing_and_is_the_source_made_without_one(npy_pair):
+    x, y, _, _ = npy_pair
+    none, zero = data.npy(x, y), data.npy(x, y, validation_fraction=0)
+    assert zero.validation_chunks == [] and zero.config() == none.config()  # (a resume of one takes the other)
+
+
 def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     x, y, X, Y = npy_pair
     source = data.npy(x, y, chunk_rows=2000, validation_fraction=0.25, seed=5, device="cpu")
