@@ -441,6 +441,8 @@ def npy_pair(tmp_path, **kw):
     (dict(seed=-1), "seed must be a non-negative int, got -1"),
     (dict(validation_fraction="0.1"), r"validation_fraction must be a number in \[0, 1\), got '0.1'"),
     (dict(validation_fraction=1), r"validation_fraction must be a number in \[0, 1\), got 1"),
+    # mut17e's F48: any standardize was taken ('yes' standardized the inputs alone: targets only for True)
+    (dict(standardize="yes"), r"standardize must be True, False or 'inputs', got 'yes'"),
 ])
 def test_bad_data_source_options(make, kwargs, match, tmp_path):
     with pytest.raises(ValueError, match=match):
