@@ -357,6 +357,14 @@ def test_a_validation_fraction_of_0_holds_out_nothing_and_is_the_source_made_wit
     assert zero.validation_chunks == [] and zero.config() == none.config()  # (a resume of one takes the other)
 
 
+def test_a_files_default_chunks_are_about_32_up_to_the_largest_chunk():
+    from gpunn.data.base import SPLIT_CHUNKS, default_chunk_rows
+
+    assert [default_chunk_rows(rows) for rows in (1, 100, 32 * 1000)] == [1, 4, 1000]
+    assert default_chunk_rows(SPLIT_CHUNKS * 65536 + 1) == default_chunk_rows(10 ** 9) == 65536
+    assert default_chunk_rows(10 ** 9, largest=1 << 20) == 1 << 20
+
+
 def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     x, y, X, Y = npy_pair
     source = data.npy(x, y, chunk_rows=2000, validation_fraction=0.25, seed=5, device="cpu")
