@@ -418,6 +418,13 @@ def test_a_distributed_fit_standardizes_a_source_by_the_ranks_statistics_and_lea
     assert sources[0].standardize is True
     models[0].fit(source("b"), epochs=1, batch_size=50, verbose=False, distributed=True)
     assert models[0].standardizer is ranks
+    # a source already cut into 2 shards (as a 2-rank run's): this one process reads both for the statistics
+    from gpunn.distributed.shard import ShardedSource
+
+    sharded = gpunn.MLP([3, 4, 1], device="cpu", dtype="float64", seed=0)
+    sharded.fit(ShardedSource(source(), 2), epochs=1, batch_size=50, verbose=False, distributed=True)
+    for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
+        numpy.testing.assert_allclose(getattr(sharded.standardizer, name), getattr(plain, name), rtol=1e-12)
 
 
 def test_early_stopping_in_one_process_without_mpi_stops_as_the_plain_fit(one_process):
