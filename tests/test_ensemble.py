@@ -1164,10 +1164,10 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
     _backward."""
     import gpunn.ops.ensemble as ens_ops
 
-    def one_call(sizes=(4, 6, 1), rows=8, X=None, **options):
+    def one_call(sizes=(4, 6, 1), rows=8, X=None, y_dtype=np.float32, **options):
         ens = gpunn.Ensemble(list(sizes), 3, device="cpu", seed=0, **options)
         X = np.ones((rows, sizes[0]), np.float32) if X is None else X
-        Y = np.ones((X.shape[0], sizes[-1]), np.float32)
+        Y = np.ones((X.shape[0], sizes[-1]), y_dtype)
         return ens.member_ops.group_pass(X, Y, ens.weights, ens.biases, ens._dW, ens._db, ens.activations,
                                          ens._workspace(X.shape[0]), np.empty(3)) is not None
 
@@ -1179,6 +1179,8 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
     assert not one_call(sizes=(4, 6, 5, 1), activation=["tanh", "gelu"])
     assert not one_call(rows=1) and not one_call(sizes=(4, 1)) and not one_call(sizes=(1, 6, 1))
     assert not one_call(X=np.ones((8, 8), np.float32)[:, ::2])
+    assert not one_call(y_dtype=np.float64)  # targets of another dtype than X and the weights (mut17a A118)
+    assert not one_call(output_activation="tanh") and not one_call(output_activation="relu")  # (mut17a A123)
     monkeypatch.setattr(ens_ops, "GEMM_INT_MAX", 7, raising=False)  # a batch over a CBLAS's C int rows (2**31 - 1), made small
     assert not one_call() and one_call(rows=7)
     monkeypatch.setattr(ens_ops, "numpy_tanh", lambda dtype: None)  # NumPy's tanh loop not bound: ReLU alone
