@@ -816,7 +816,12 @@ def test_each_active_members_step_is_torchs_with_its_own_settings_and_a_frozen_o
     table = np.array([[0.05, 0.1, 0.9, 0.9, 0.999, 1], [0.05, 0.1, 0.9, 0.9, 0.999, 0],
                       [0.02, 0.01, 0.5, 0.8, 0.95, 1]])
     grads = [rng.standard_normal((K, P)) for _ in range(3)]
+    given = [g.copy() for g in grads]
     w0 = rng.standard_normal((K, P))
+    # the generic case is EnsembleOps' NumPy update, not the Numba kernel's (mut17a A128)
+    kernel = ops.adam_members(w0.copy(), grads[0], np.zeros((K, P)), np.zeros((K, P)), MemberRates(np, table), 1e-3, 1,
+                              False)
+    assert (kernel is None) == (not ops.fused) and (fused or kernel is None)
     for nesterov in (False, True):
         w, vel = w0.copy(), np.zeros((K, P))
         for g in grads:
@@ -829,6 +834,10 @@ def test_each_active_members_step_is_torchs_with_its_own_settings_and_a_frozen_o
             np.testing.assert_allclose(vel[k], buf, rtol=1e-13, atol=1e-15)
         np.testing.assert_array_equal(w[1], w0[1])
         np.testing.assert_array_equal(vel[1], 0)
+    every = table.copy()
+    every[:, 5] = 1  # every member active: no copy of the active rows
+    ops.sgd_step(w0.copy(), grads[0], np.zeros((K, P)), MemberRates(np, every), False)
+    np.testing.assert_array_equal(grads, given)  # the gradients read, not changed (mut17a A19: decay added into them)
     for decoupled in (False, True):
         w, m, v = w0.copy(), np.zeros((K, P)), np.zeros((K, P))
         for t, g in enumerate(grads, 1):
@@ -1595,3 +1604,22 @@ def test_per_member_betas_in_the_one_call_pass_step_each_member_with_its_own():
         ens.fit(X, Y, optimizer="adam", lr=1e-2, epochs=2, batch_size=16, seed=1, verbose=False, **betas)
         runs.append(ens.params.copy())
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_adamw_after_adam_on_one_ensemble_decays_inside_the_one_call_pass():
+    """A second fit with another kind of Adam (AdamW with decay after Adam without) takes its own flags into the
+    one-call pass's kernel, not those cached for the first (mut17a A132: the first fit's kept): the bits of the plain
+    pass."""
+    import copy
+
+    X, Y = gpunn.datasets.make("teacher", 64, 8, 1, seed=2, device="cpu")
+    ens = gpunn.Ensemble([8, 12, 1], 2, device="cpu", dtype="float32", seed=3)
+    if not ens._one_pass(X[:16], Y[:16]):
+        pytest.skip("the one-call pass needs Numba")
+    fit = dict(lr=1e-2, epochs=1, batch_size=16, seed=1, verbose=False)
+    ens.fit(X, Y, optimizer="adam", **fit)
+    plain = copy.deepcopy(ens)
+    plain.member_ops.one_call_applies = lambda *a: False
+    for model in (ens, plain):
+        model.fit(X, Y, optimizer="adamw", weight_decay=[0.1, 0.3], **fit)
+    np.testing.assert_array_equal(ens.params, plain.params)
