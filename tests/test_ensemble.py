@@ -1623,3 +1623,19 @@ def test_adamw_after_adam_on_one_ensemble_decays_inside_the_one_call_pass():
     for model in (ens, plain):
         model.fit(X, Y, optimizer="adamw", weight_decay=[0.1, 0.3], **fit)
     np.testing.assert_array_equal(ens.params, plain.params)
+
+
+def test_member_adam_constants_follow_a_new_table_at_a_freed_ones_address():
+    """CpuEnsembleOps caches the members' Adam constants by the table's id and version. It kept no reference to
+    the table, so a new table (a new ensemble optimizer bound to the same ops) made where a freed one had been,
+    at the same version, got the freed one's betas and weight decay: here from the second table on."""
+    from gpunn.ops.cpu import CpuOps
+    from gpunn.ops.ensemble import BETA1, HYPER_FIELDS, WEIGHT_DECAY
+
+    mops = ensemble_ops_for(CpuOps(fused=True))
+    for i in range(20):
+        table = np.zeros((3, HYPER_FIELDS))
+        table[:, BETA1], table[:, WEIGHT_DECAY] = 0.5 + i / 100, [0.0, i / 10, 0.0]
+        b1, _, _, _, decay, any_decay = mops._adam_constants(MemberRates(np, table), np.float32)
+        assert np.array_equal(b1, table[:, BETA1].astype(np.float32)), i
+        assert np.array_equal(decay, table[:, WEIGHT_DECAY].astype(np.float32)) and any_decay == (i > 0), i

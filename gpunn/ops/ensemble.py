@@ -905,7 +905,7 @@ class CpuEnsembleOps(EnsembleOps):
             self._adam_fixed = tuple(numpy.ascontiguousarray(x.astype(dt)) for x in (
                 h[:, BETA1], 1.0 - h[:, BETA1], h[:, BETA2], 1.0 - h[:, BETA2], h[:, WEIGHT_DECAY])) + (
                 bool(h[:, WEIGHT_DECAY].any()),)
-            self._adam_key = key
+            self._adam_key, self._adam_rates = key, rates  # holding it keeps the id its own
         return self._adam_fixed
 
 
