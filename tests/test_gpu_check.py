@@ -1732,6 +1732,13 @@ def _first_call(tmp_path, stage_seconds):
     return command.replace("bash bench/gpu_check.sh", f"bash {stand_in}"), out
 
 
+def _read_or_empty(path):
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def test_the_first_gpu_calls_command_leaves_a_tar_of_what_ran_when_the_device_tool_kills_it(tmp_path):
     """The device tool lowers a call's limit to the device time left (machine starts that failed or ran long eat it),
     and kills the command there with everything in it: the first call wrote its tar into $OUT only after the
@@ -1742,13 +1749,21 @@ def test_the_first_gpu_calls_command_leaves_a_tar_of_what_ran_when_the_device_to
     import tarfile
     import time
 
-    command, out = _first_call(tmp_path, 1.0)
+    def snapshot_summary():
+        try:
+            with tarfile.open(out / "gc-partial.tgz") as tar:
+                return tar.extractfile("./summary.txt").read().decode()
+        except (OSError, KeyError, tarfile.TarError, AttributeError):  # none yet, or of nothing yet
+            return ""
+
+    command, out = _first_call(tmp_path, 2.0)
     run = subprocess.Popen(["bash", "-c", command], env={**os.environ, "OUT": str(out)}, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "gc-partial.tgz").exists():
+    # a snapshot with the first stage in it, its console too (waited for, not slept for: a loaded machine is slow)
+    while time.monotonic() < deadline and not (
+            "ok   stage1" in snapshot_summary() and "stage 1" in _read_or_empty(out / "console.log")):
         time.sleep(0.1)
-    time.sleep(1.0)  # a stage or two of 8 written, and snapshots of them taken
     os.killpg(run.pid, signal.SIGKILL)  # the tool's kill: the command and everything it started
     run.wait(timeout=60)
     with tarfile.open(out / "gc-partial.tgz") as tar:
