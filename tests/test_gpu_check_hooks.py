@@ -671,6 +671,30 @@ def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream
     assert set(saved["throughput"]) == {"synthetic", "npy_large"} and len(saved["checks"]) == 4
 
 
+@pytest.mark.gpu
+def test_a_failed_synthetic_part_leaves_one_error_and_no_generation_timing_or_long_stream(gpu, tmp_path, monkeypatch):
+    """The generation timing and the 10^9-row stream run only against the synthetic part's rates: with that part
+    failed, neither runs, and streams.json holds its one error (mut17c's L24: a generation part run anyway added a
+    second, a NameError on the synthetic entry it never had)."""
+    hook, seen, timed_fit = _streams_at_gpu_sizes(monkeypatch, tmp_path)
+    monkeypatch.setattr(hook, "replay_ok", lambda *args: (True, [(numpy.zeros((1, 8)), numpy.zeros((1, 2)))]))
+    injected = hook.timed_fit
+
+    def failing(model_args, train, batch_size, epochs=2):
+        rate = injected(model_args, train, batch_size, epochs)
+        if seen["fits"][-1][:2] == ("synthetic", "stream"):
+            raise RuntimeError("the stream's fit failed")
+        return rate
+
+    monkeypatch.setattr(hook, "timed_fit", failing)
+    out = tmp_path / "out"
+    assert hook.main(["--device", "cuda", "--out", str(out), "--max-seconds", "200"]) == 1
+    saved = json.loads((out / "streams.json").read_text())
+    assert saved["errors"] == {"synthetic": "RuntimeError: the stream's fit failed"}, saved["errors"]
+    assert seen["generation"] == [] and "synthetic_long" not in {f[0] for f in seen["fits"]}
+    assert set(saved["throughput"]) == {"npy_large", "npy"}
+
+
 @pytest.mark.slow
 def test_the_cpu_dry_run_times_its_own_small_sizes_and_no_long_stream(tmp_path, monkeypatch):
     """--device cpu (gpu_check.sh's dry run): the plumbing at CPU sizes (2^15 rows, the large configuration as
