@@ -465,6 +465,8 @@ def issue12(run):
                      f"= {100 * large['copy_share']:.1f}% of its training")
         if not gpu:  # as the 10^9-row stream's: the value measured, no verdict (it read as one)
             rows.append((texts[1], text + f": not measured on a GPU ({s.get('device')})", ""))
+        elif s.get("quick"):  # a hand-made --quick run: the CPU's sizes, not the large configuration
+            rows.append((texts[1], text + ": not the large configuration (--quick)", ""))
         else:
             steps, comparable = step_words(large)
             failed, judged = verdict(large["ratio"], "npy")

@@ -1801,3 +1801,19 @@ def test_the_first_gpu_calls_snapshot_loop_does_not_hold_the_calls_output_open(t
         except ProcessLookupError:
             pass
     assert run.returncode == 0 and "# report" in printed
+
+
+@pytest.mark.gpu
+def test_a_quick_streams_run_on_a_gpu_gives_the_large_npy_target_no_verdict(gpu, tmp_path, monkeypatch, capsys):
+    """--quick runs the GPU code at the CPU's sizes (its npy_large part a 32-256-256-1 net on 2,048 rows): merged
+    into a report by hand (`--add streams=`), its ratio was judged as issue 12's large-configuration target, as
+    streams.json did not say it was quick (precision.json does). It says so now, and the report gives no verdict."""
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    assert hook.main(["--device", "cuda", "--out", str(tmp_path), "--quick", "--parts", "npy_large",
+                      "--max-seconds", "600"]) == 0
+    saved = json.loads((tmp_path / "streams.json").read_text())
+    assert saved["quick"] is True and "npy_large" in saved["throughput"]
+    capsys.readouterr()
+    rows = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}", capsys=capsys))
+    value, judged = next(v for k, v in rows.items() if k.startswith(".npy on the large"))
+    assert judged == "" and value.endswith(": not the large configuration (--quick)"), (value, judged)

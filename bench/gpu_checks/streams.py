@@ -285,7 +285,7 @@ def main(argv=None) -> int:
     backend = _backend.resolve(args.device)
     gpu = backend.is_gpu
     big = gpu and not args.quick  # the sizes worth timing
-    report = {"device": backend.describe(), "checks": {}, "throughput": {}, "errors": {}}
+    report = {"device": backend.describe(), "quick": args.quick, "checks": {}, "throughput": {}, "errors": {}}
 
     @contextlib.contextmanager
     def part(name):
