@@ -136,9 +136,25 @@ def test_no_command_is_refused_as_the_missing_argument(capsys):
 def test_a_command_shows_gpunns_own_warnings_as_notes(capsys, monkeypatch):
     from gpunn.cli import info
 
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main sets it for the process: put it back
     monkeypatch.setattr(info, "run", lambda args: warnings.warn(GraphWarning("gpunn: no capture here")) or 0)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         assert cli.main(["info"]) == 0
     assert "note: no capture here" in capsys.readouterr().err.splitlines()
+
+
+def test_a_program_that_runs_a_command_in_process_keeps_its_way_of_showing_warnings(monkeypatch):
+    """main's notes are its own: it set warnings.showwarning for the rest of the process, so a program (or test)
+    that called cli.main showed every later gpunn warning as a bare 'note:' line."""
+    from gpunn.cli import info
+
+    def mine(*args, **kwargs):
+        pass
+
+    monkeypatch.setattr(warnings, "showwarning", mine)  # (monkeypatch puts it back whatever main did)
+    monkeypatch.setattr(info, "run", lambda args: 0)
+    assert cli.main(["info"]) == 0
+    assert warnings.showwarning is mine
+    monkeypatch.setattr(info, "run", lambda args: 1 / 0)  # a command that fails: the same
+    assert cli.main(["info"]) == 1
+    assert warnings.showwarning is mine

@@ -236,8 +236,16 @@ def _silence_stdout() -> None:
 
 
 def _main(argv) -> int:
-    debug = debug_requested(argv)
+    shown = warnings.showwarning  # put back at the end: main(argv) is also called in-process (tests, programs)
     warnings.showwarning = _show_note
+    try:
+        return _run(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(argv) -> int:
+    debug = debug_requested(argv)
     if _in_launched_run(argv):  # a rank that fails inside the fit says so in the same one line, and aborts
         from ..distributed.comm import report_failures_with
 
