@@ -1649,8 +1649,9 @@ def test_the_long_streams_part_is_saved_started_then_done_and_a_failure_keeps_it
     monkeypatch.setattr(hook, "LONG_ROWS", 10 ** 9)
     report = {"throughput": {}}  # 10 s, less the 5 s kept to end in, at 6.88M rows/s: under a 10^9-row least
     hook.long_part(report, save, 10.0, time.monotonic(), args, 256, 10 ** 9, synthetic, lambda: None)
-    assert report == {"throughput": {}, "skipped": {"synthetic_long": "10^9 rows need about 150 s more than this "
-                                                                      "hook had"}}, report
+    assert set(report) == {"throughput", "skipped"} and report["throughput"] == {}, report
+    assert re.fullmatch(r"10\^9 rows need about 150 s; this hook had (5\.0|4\.9) s left for them",
+                        report["skipped"]["synthetic_long"]), report  # (4.9: 50 ms gone on a loaded machine)
 
 
 def test_a_long_stream_stopped_at_the_hooks_time_limit_gets_its_rate_and_no_verdict(tmp_path, capsys):

@@ -652,7 +652,9 @@ def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream
     assert saved["throughput"] == {} and "skipped" not in saved
     rc, saved = run(12.5, "12.5")  # 1.5 s before the stop: 14M rows, under 4 x 2^23
     assert set(saved["throughput"]) == {"synthetic"}
-    assert saved["skipped"] == {"synthetic_long": "10^9 rows need about 110 s more than this hook had"}
+    # the seconds 10^9 rows need and the seconds there were (it said "110 s more than this hook had": the need, not
+    # the shortfall)
+    assert saved["skipped"] == {"synthetic_long": "10^9 rows need about 110 s; this hook had 1.5 s left for them"}
     rc, saved = run(31.5, "31.5")  # 8.5 s before the stop: 81M rows
     assert set(saved["throughput"]) == {"synthetic", "npy_large", "npy", "synthetic_long"} and "skipped" not in saved
     rc, saved = run(31, "31")

@@ -206,9 +206,11 @@ def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synt
     ``synthetic``'s stream rate at least ``least_rows`` rows fit; else ``skipped`` says what 10^9 rows need."""
     rate = synthetic["stream_samples_per_s"]
     stop_at = max_seconds - STOP_RESERVE_SECONDS  # seconds into the hook
-    if rate * (stop_at - (time.monotonic() - t0)) < least_rows:
+    left = stop_at - (time.monotonic() - t0)
+    if rate * left < least_rows:
         need = LONG_ROWS / rate + STOP_RESERVE_SECONDS
-        report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s more than this hook had"}
+        report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s; this hook had {max(left, 0):.1f} s "
+                                               "left for them"}
         return
     # saved before the epoch, None after it: a call killed in it (its time ran out before the hook's) leaves this and
     # the epoch's last progress saved, which bench/gpu_report.py reports as such
