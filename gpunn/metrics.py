@@ -170,11 +170,7 @@ def evaluate_pieces(model, pieces, ss_tot, predict=None, watch=None) -> dict:
     ss_res, abs_sum, rows = error_sums(model, pieces, predict)
     ss_tot = ss_tot() if callable(ss_tot) else ss_tot
     r2 = r2_per_output(xp, ss_res, ss_tot, rows)
-    sums = [ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)]
-    flag = None if watch is None else watch.take(xp)
-    if flag is not None:
-        sums.append(xp.broadcast_to(flag, abs_sum.shape))
-    packed = model.backend.to_host(xp.stack(sums))  # the one host sync
-    if flag is not None and not numpy.isfinite(packed[3]).all():
-        watch.refuse(model.backend)
-    return validation_logs(*packed[:3], rows, ss_res.shape[-1])
+    sums = xp.stack([ss_res.sum(axis=-1), abs_sum, r2.mean(axis=-1)])
+    backend = model.backend  # the one host sync (the watch's flag in it)
+    packed = backend.to_host(sums) if watch is None else watch.to_host_with(backend, sums)
+    return validation_logs(*packed, rows, ss_res.shape[-1])

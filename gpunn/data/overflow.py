@@ -32,7 +32,7 @@ class OverflowWatch:
 
     def __init__(self):
         self._seen = []  # (device 0-d bool: every value of the window finite, the window's refuse())
-        self._taken = []
+        self._taken = None  # (the flags stacked, their windows' refuse()) of the last take
 
     def see(self, xp, arrays, refuse):
         """Record the standardized ``arrays`` of one window (device arrays of ``xp``). On the host the flag is
@@ -53,22 +53,35 @@ class OverflowWatch:
         """A device 0-d float64 to add to a value the caller reads from the device anyway: 0.0 (the sum is
         unchanged, to the bit), or NaN where a window seen since the last call held a value that is not finite;
         None where no window was seen (nothing standardized on the device)."""
-        if not self._seen:
-            self._taken = []
+        seen, self._seen = self._seen, []
+        if not seen:
+            self._taken = None
             return None
-        self._taken, self._seen = self._seen, []
-        finite = xp.stack([flag for flag, _ in self._taken]).all()
-        return xp.where(finite, 0.0, numpy.nan)
+        flags = xp.stack([flag for flag, _ in seen])
+        self._taken = (flags, [refuse for _, refuse in seen])  # refuse() reads these flags, stacked once
+        return xp.where(flags.all(), 0.0, numpy.nan)
+
+    def to_host_with(self, backend, array):
+        """``array`` on the host, the flag of :meth:`take` read in the same transfer (one host read, not two),
+        and refused (:meth:`refuse`) where it says a window held a value that is not finite."""
+        xp = backend.xp
+        flag = self.take(xp)
+        if flag is None:
+            return backend.to_host(array)
+        packed = backend.to_host(xp.concatenate([array.reshape(-1), flag.reshape(1).astype(array.dtype)]))
+        if not numpy.isfinite(packed[-1]):
+            self.refuse(backend)
+        return packed[:-1].reshape(array.shape)
 
     def refuse(self, backend):
         """Raise the refusal of the first window of the last :meth:`take` that held a value that is not finite;
         nothing where none did (the sum read was not finite for another reason: a diverged run). One host read:
         call it only where the value the flag was added to came back not finite."""
-        taken, self._taken = self._taken, []
-        if not taken:
+        taken, self._taken = self._taken, None
+        if taken is None:
             return
-        finite = backend.to_host(backend.xp.stack([flag for flag, _ in taken]))
-        for ok, (_, refuse) in zip(finite, taken):
+        flags, refusals = taken
+        for ok, refuse in zip(backend.to_host(flags), refusals):
             if not ok:
                 _refused(refuse)
 

@@ -148,14 +148,9 @@ def _error_sums(model, pieces, watch=None):
     source's gpunn.data.overflow.OverflowWatch, whose flag is read with the sums (a value this rank
     standardized past the model's dtype is refused, and the job aborts)."""
     ss_res, abs_sum, _ = error_sums(model, pieces)
-    host, xp = model.backend.to_host, model.xp
-    flag = None if watch is None else watch.take(xp)
-    if flag is None:
-        return host(ss_res), host(abs_sum)
-    packed = host(xp.concatenate([abs_sum.reshape(-1), flag.reshape(1)]))
-    if not numpy.isfinite(packed[-1]):
-        watch.refuse(model.backend)
-    return host(ss_res), packed[:-1].reshape(abs_sum.shape)
+    backend = model.backend
+    return backend.to_host(ss_res), (backend.to_host(abs_sum) if watch is None else
+                                     watch.to_host_with(backend, abs_sum))
 
 
 def _sum_over_ranks(sums, comm):
