@@ -660,12 +660,19 @@ def test_a_ctrl_c_during_a_fit_inside_another_fit_stops_both(data):
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path):
+# how Python reports a SIGTERM handler set before it started, outside Python (a C program embedding it): None
+OUTSIDE_PYTHON = "signal.getsignal = (lambda get: lambda s: None if s == signal.SIGTERM else get(s))(signal.getsignal)"
+
+
+@pytest.mark.parametrize("handler_before", ["default", "outside Python"])
+def test_sigterm_during_fit_ends_the_process_after_the_checkpoint(tmp_path, handler_before):
     """A script under `timeout` or Slurm (no SIGTERM handler of its own): fit stops after the batch, writes
     its checkpoint, then the process ends by SIGTERM as it would have at once. It used to return, so the
-    script ran on (its next fit, its next benchmark) past the time it was given."""
+    script ran on (its next fit, its next benchmark) past the time it was given. A handler set outside Python
+    (getsignal's None) cannot be put back from Python: the default action is restored, and SIGTERM passed on."""
     script = textwrap.dedent(f"""
         import os, signal, numpy, gpunn
+        {OUTSIDE_PYTHON if handler_before == "outside Python" else ""}
 
         class Term(gpunn.Callback):
             def on_batch_end(self, trainer, batch):

@@ -328,7 +328,9 @@ def sigint_stops(trainer, enabled=True):
     the previous handlers are restored on exit, and a fit running inside another's (from a callback) passes
     the stop on to the outer fit. A SIGTERM is then passed on when the process had no
     handler of its own for it (the default action: the process ends, status 143), so a script under
-    ``timeout`` or Slurm still ends, after the checkpoint, instead of running on past its time."""
+    ``timeout`` or Slurm still ends, after the checkpoint, instead of running on past its time. So it is
+    when the handler was set outside Python (``signal.getsignal`` gives None: a program embedding Python),
+    which Python cannot put back: the default action is restored, and the signal ends the process."""
     if not flag(enabled, "handle_interrupt") or threading.current_thread() is not threading.main_thread():
         yield
         return
