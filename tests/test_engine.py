@@ -178,6 +178,43 @@ def test_a_version_1_checkpoint_still_loads_and_resumes(data, tmp_path, interrup
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
 
 
+def test_a_checkpoint_without_a_divergence_reference_takes_the_first_batch_it_trains_after_the_resume(tmp_path):
+    """A file written before gpunn recorded the run's divergence reference (version 1, and early version 2
+    files) cannot give back the run's first batch loss: resumed part-way through epoch 2, the run takes the
+    loss of the first batch it trains (batch 6, before its step; not counting the 5 batches done before the
+    stop), or of predicting zero when larger (not here: targets scaled to 1/100)."""
+    from checkpoint_edits import rewrite_meta
+
+    X, Y = datasets.make("teacher", 600, 5, n_outputs=2, noise=0.1, seed=0, device="cpu")
+    Y = 0.01 * Y
+    path = tmp_path / "run.npz"
+
+    class StopAt(Callback):
+        def on_batch_end(self, trainer, batch):
+            if (trainer.epoch, batch) == (1, 4):
+                trainer.interrupt()
+
+    MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, optimizer="sgd", lr=1e-3, verbose=False,
+                                            callbacks=[StopAt(), gpunn.ModelCheckpoint(path)])
+    saved = gpunn.load_checkpoint(path, device="cpu").state.reference_loss
+    rewrite_meta(path, path, lambda meta: meta["training"].pop("reference_loss"))
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert (ckpt.state.epoch, ckpt.state.batch, ckpt.state.reference_loss) == (1, 5, None)
+    Xb, Yb = next(ArraySource(X, Y, ckpt.model.backend, seed=0).batches(1, 50, 5))
+    first = float(numpy.sum((ckpt.model.predict(Xb) - Yb) ** 2, dtype=numpy.float64)) / 50
+    assert first > float(numpy.sum(Yb * Yb, dtype=numpy.float64)) / 50  # larger than predicting zero's
+
+    seen = []
+
+    class Reference(Callback):
+        def on_batch_end(self, trainer, batch):
+            seen.append(trainer.state.reference_loss)
+
+    ckpt.resume(X, Y, verbose=False, checkpoint=False, callbacks=[Reference()])
+    assert seen[0] == pytest.approx(first, rel=1e-6) and set(seen) == {seen[0]}
+    assert abs(seen[0] - saved) > 0.1 * saved  # not the run's first batch: that loss is not in the file
+
+
 # ---- the seams ------------------------------------------------------------------------------
 def test_the_built_ins_implement_the_protocols(data):
     X, Y = data

@@ -34,8 +34,10 @@ EPOCH_KEYS = ("epoch", "loss", "lr", "time_s", "samples_per_s")  # epoch_logs' (
 def reference_loss(xp, sum_sq, Yb) -> float:
     """What divergence is measured against: the first batch's loss before any step (the largest
     member's, for K), or the loss of predicting zero (the mean squared norm of a target row) when
-    that is larger. A run that starts converged (fine-tuning a trained model: a first loss near
-    float rounding) may then move its loss up by far more than DIVERGENCE_FACTOR without diverging.
+    that is larger. Taken once a run, at its first batch (a run resumed from a checkpoint that holds no
+    reference, an older file, takes it at the first batch after the resume: see TrainState.reference_loss).
+    A run that starts converged (fine-tuning a trained model: a first loss near float rounding) may then
+    move its loss up by far more than DIVERGENCE_FACTOR without diverging.
     A bootstrapped ensemble's batch is (K, rows, columns), each member its own rows: a loss is per row."""
     first = xp.max(sum_sq).astype("float64") / Yb.shape[-2]
     zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)

@@ -71,7 +71,9 @@ class TrainState:
     schedule; ``history``: the completed epochs' logs; ``interrupted``: the run stopped on Ctrl-C /
     ``trainer.interrupt()``; ``reference_loss``: the loss of the run's first batch, before any step
     (or of predicting zero, when larger: gpunn.training.loop.reference_loss), which divergence is
-    measured against (an epoch loss past 1e4 times it). The random state needs
+    measured against (an epoch loss past 1e4 times it); a run resumed from a checkpoint that does not hold it
+    (written before gpunn recorded it: version 1 and early version 2 files) takes the first batch it trains
+    after the resume instead, that run's first batch loss being lost. The random state needs
     nothing more: shuffles are keyed by (seed, epoch).
     """
 
