@@ -235,6 +235,8 @@ def shards(out, tmp):
         out["resumed_params_rel"] = rel(resumed.model.params, ref.params)
         # the stopped epoch's loss: the part before the stop (in the checkpoint) counted once, not once a rank
         out["resumed_loss_rel"] = rel(numpy.array(resumed_history["loss"]), numpy.array(ref_history["loss"]))
+        # the rows its throughput counts in the stopped epoch (samples_per_s = rows / time_s): what the ranks trained
+        out["resumed_rows_timed"] = resumed_history["samples_per_s"][1] * resumed_history["time_s"][1]
         ref_validated = MLP(**ARCH).fit(ShardedSource(source(), comm.size), epochs=2, batch_size=8 * comm.size,
                                         validation_fraction=0.25, **FIT)
         out["val_rel"] = max(rel(numpy.array(validated[k]), numpy.array(ref_validated[k]))

@@ -1025,6 +1025,8 @@ def test_each_rank_reads_only_its_shard_of_a_file_and_trains_the_one_process_run
     assert result["stopped"] and result["stopped_at"] == [1, 21]
     assert result["resumed_params_rel"] < 1e-10  # the mid-epoch checkpoint resumed on 2 ranks
     assert result["resumed_loss_rel"] < 1e-10  # ... reporting the one-process epoch losses
+    # ... and the throughput of the rows both ranks trained after the resume: 1000 less 21 global batches of 16
+    assert result["resumed_rows_timed"] == pytest.approx(1000 - 21 * 16)
     assert result["one_process_resume_params_rel"] < 1e-10  # ... and in one process
 
 
