@@ -4,14 +4,20 @@
 
 CONFIG is a ``gpunn bench`` configuration (medium, wide, ...; ``small-x16``: a gpunn.Ensemble of 16 small
 nets); BATCH the per-rank batch; an epoch has STEPS steps (default 60) of P x BATCH rows, from in-memory
-arrays, or with ``source`` from a ``gpunn.data.synthetic`` teacher stream (each rank generating its
-shard). Run without mpiexec (P = 1) it trains the plain loop (no hook): the baseline. Each step is timed on its own (the CPU path is synchronous), and so is each
-gradient all-reduce (including any wait for the slower rank); rank 0 prints one JSON line with the
-minimum and the median of both over 3 epochs after a warm-up epoch, and the CPU seconds all ranks
-spent (samples per CPU-second). On a shared machine the minimum step and the samples per CPU-second
-are the numbers to read: the first is the step when neither rank was descheduled, the second does not
-count the time the scheduler gave to others (but counts MPI's and BLAS's busy-waiting). Threads come from the
-environment (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS); bench/RESULTS.md has the commands.
+arrays (made before the timed fit: every rank makes them all and trains its shard), or with ``source`` from a
+``gpunn.data.synthetic`` teacher stream (each rank generating its shard as it trains). Run without mpiexec
+(P = 1) it trains the plain loop (no hook): the baseline, which is a separate run, so the script prints no
+ratio; alternate the runs you compare (bench/RESULTS.md). Each step is timed on its own (the CPU path is
+synchronous), and so is each gradient all-reduce (including any wait for the slower rank); rank 0 prints one
+JSON line with the setup (ranks, batches, steps, members, dtype, optimizer, the thread variables set, the BLAS
+threads during the fit, the MPI library, the load), the minimum and the median of both over 3 epochs after a
+warm-up epoch (the all-reduce null for one process, which has none), and the CPU seconds all ranks spent
+(samples per CPU-second). Samples are rows; an ensemble's member-samples are ``members`` times as many. On a
+shared machine the minimum step and the samples per CPU-second are the numbers to read: the first is the step
+when neither rank was descheduled, the second does not count the time the scheduler gave to others (but counts
+MPI's and BLAS's busy-waiting). Threads: as the environment sets them (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS,
+...), else a data-parallel fit gives each rank its share of the cores (README, "Cores per rank");
+bench/RESULTS.md has the commands.
 """
 import json
 import os
@@ -20,16 +26,63 @@ import time
 
 import numpy
 
+import gpunn
 
-def main():
-    import gpunn
+SETUP_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GPUNN_CPU_THREADS",
+                   "OPENBLAS_CORETYPE")
+EPOCHS = 3  # timed, after one warm-up epoch
+
+
+class StepTimes(gpunn.Callback):
+    """Times each step and, data parallel, each gradient all-reduce; notes the setup the fit ran with (the BLAS
+    threads while it trains: a data-parallel fit sets each rank's share; the MPI library)."""
+
+    def __init__(self):
+        self.steps, self.allreduce, self.setup = [], [], {}
+        self._restore = None
+
+    def on_train_begin(self, trainer):
+        from gpunn.bench.system import blas_threads
+
+        self.steps.clear()
+        self.allreduce.clear()
+        self.setup = {"blas_threads_in_fit": blas_threads()}
+        hook = trainer.hook
+        if hook is not None:  # time each all-reduce call, until on_train_end puts the comm's own back
+            comm = hook.comm
+            inner = comm.allreduce_sum_
+            self._restore = comm, inner
+
+            def timed(array):
+                t = time.perf_counter()
+                inner(array)
+                self.allreduce.append(time.perf_counter() - t)
+            comm.allreduce_sum_ = timed
+            self.setup["mpi"] = comm.describe()
+        self.t = time.perf_counter()
+
+    def on_batch_end(self, trainer, batch):
+        now = time.perf_counter()
+        self.steps.append(now - self.t)
+        self.t = now
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.t = time.perf_counter()  # leave the epoch-end work out of the next step
+
+    def on_train_end(self, trainer):
+        if self._restore is not None:  # the next fit's comm is this one (world()): a wrapper left would time twice
+            comm, inner = self._restore
+            comm.allreduce_sum_ = inner
+            self._restore = None
+
+
+def measure(name, batch, steps=60, streamed=False):
+    """The result rank 0 prints: the fit of ``name`` at ``batch`` rows per rank, ``steps`` steps an epoch,
+    ``EPOCHS`` epochs after a warm-up epoch, on arrays (or a synthetic source if ``streamed``)."""
     import gpunn.data
     from gpunn.bench.configs import parse_config
-    from gpunn.distributed import launched_rank, launched_size
+    from gpunn.distributed import launched_size
 
-    name, batch = sys.argv[1], int(sys.argv[2])
-    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 60
-    streamed = len(sys.argv) > 4 and sys.argv[4] == "source"
     config = parse_config(name)
     ranks = launched_size()
     rows = steps * batch * ranks
@@ -41,57 +94,45 @@ def main():
         X, Y = gpunn.datasets.make("teacher", n, config.inputs, config.outputs, device="cpu", seed=0)
         return X, Y
 
-    class StepTimes(gpunn.Callback):
-        def __init__(self):
-            self.steps, self.allreduce = [], []
-
-        def on_train_begin(self, trainer):
-            self.steps.clear()
-            self.allreduce.clear()
-            hook = trainer.hook
-            if hook is not None:  # time each all-reduce call
-                comm, inner = hook.comm, hook.comm.allreduce_sum_
-
-                def timed(array):
-                    t = time.perf_counter()
-                    inner(array)
-                    self.allreduce.append(time.perf_counter() - t)
-                comm.allreduce_sum_ = timed
-            self.t = time.perf_counter()
-
-        def on_batch_end(self, trainer, batch):
-            now = time.perf_counter()
-            self.steps.append(now - self.t)
-            self.t = now
-
-        def on_epoch_end(self, trainer, epoch, logs):
-            self.t = time.perf_counter()  # leave the epoch-end work out of the next step
-
     probe = StepTimes()
     if config.members > 1:
         model = gpunn.Ensemble(config.sizes, config.members, device="cpu", seed=0)
     else:
         model = gpunn.MLP(config.sizes, device="cpu", seed=0)
-    kw = dict(batch_size=batch, verbose=False, callbacks=[probe], distributed=ranks > 1)
+    kw = dict(batch_size=batch, optimizer="adam", verbose=False, callbacks=[probe], distributed=ranks > 1)
     model.fit(*data(batch * ranks * 5), epochs=1, **kw)  # warm-up: JIT, workspaces
+    timed_data = data(rows)  # made before the CPU clock starts (a source generates its rows as it trains)
     cpu0 = time.process_time()
-    history = model.fit(*data(rows), epochs=3, **kw)
+    history = model.fit(*timed_data, epochs=EPOCHS, **kw)
     cpu = time.process_time() - cpu0  # this process's CPU seconds, every thread (BLAS's spinning ones too)
     if ranks > 1:
         from gpunn.distributed import world
 
         cpu = float(sum(world().allgather(cpu)))
     step = numpy.array(probe.steps)
-    ar = numpy.array(probe.allreduce) if probe.allreduce else numpy.zeros(1)
-    result = {"config": name, "data": "source" if streamed else "arrays", "ranks": ranks, "batch_per_rank": batch,
-              "global_batch": batch * ranks,
-              "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "GPUNN_CPU_THREADS")},
-              "step_ms_min": step.min() * 1e3, "step_ms_median": float(numpy.median(step)) * 1e3,
-              "samples_per_s_at_min": batch * ranks / step.min(),  # rows; times the members for an ensemble's
-              "samples_per_s_epoch_median": float(numpy.median(history["samples_per_s"])),
-              "allreduce_ms_min": ar.min() * 1e3, "allreduce_ms_median": float(numpy.median(ar)) * 1e3,
-              "cpu_s": round(cpu, 3), "samples_per_cpu_s": 3 * rows / cpu if cpu else None,
-              "members": config.members, "params": model.params.size, "load": round(os.getloadavg()[0], 1)}
+    ar = numpy.array(probe.allreduce) if probe.allreduce else None  # one process has no all-reduce
+    epoch_rows_per_s = numpy.array(history["samples_per_s"]) / config.members  # an ensemble's are member-samples
+    return {"config": name, "data": "source" if streamed else "arrays", "ranks": ranks, "batch_per_rank": batch,
+            "global_batch": batch * ranks, "steps_per_epoch": steps, "epochs": EPOCHS, "steps_timed": len(step),
+            "allreduce_timed": 0 if ar is None else len(ar), "members": config.members, "params": model.params.size,
+            "dtype": str(model.params.dtype), "optimizer": "adam",
+            "threads": {k: os.environ.get(k) for k in SETUP_VARIABLES}, **probe.setup,
+            "step_ms_min": step.min() * 1e3, "step_ms_median": float(numpy.median(step)) * 1e3,
+            "samples_per_s_at_min": batch * ranks / step.min(),  # rows: times the members for member-samples
+            "samples_per_s_epoch_median": float(numpy.median(epoch_rows_per_s)),  # rows too
+            "allreduce_ms_min": None if ar is None else ar.min() * 1e3,
+            "allreduce_ms_median": None if ar is None else float(numpy.median(ar)) * 1e3,
+            "cpu_s": round(cpu, 3), "samples_per_cpu_s": EPOCHS * rows / cpu if cpu else None,
+            "load": round(os.getloadavg()[0], 1)}
+
+
+def main():
+    from gpunn.distributed import launched_rank
+
+    name, batch = sys.argv[1], int(sys.argv[2])
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 60
+    streamed = len(sys.argv) > 4 and sys.argv[4] == "source"
+    result = measure(name, batch, steps, streamed)
     if launched_rank() == 0:
         print(json.dumps(result), flush=True)
 
@@ -124,7 +165,9 @@ def overlap():
     are timed alone (the non-blocking MPI_Iallreduce too, waited for at once), one after the other,
     and overlapped: a non-blocking MPI_Iallreduce started
     before the compute and waited for after it, once with no MPI call in between and once polled
-    (MPI_Test) between the GEMMs, the way a bucketed hook would progress it. Best of N repeats."""
+    (MPI_Test) between the GEMMs, the way a bucketed hook would progress it. Best of N repeats, each run of its
+    own; hidden_share = (sequential - overlapped, polled) / the all-reduce alone, the share of the all-reduce
+    that overlap hid (negative where the overlapped run was the slower; under load, noise can exceed 1)."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD

@@ -1,0 +1,92 @@
+"""bench/dist_bench.py, the data-parallel CPU benchmark: what its JSON line says beside its numbers, in one
+process (the baseline) and under ``mpiexec -n 2``."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+import waiting
+from bench_scripts import ROOT, load
+from test_distributed import THREAD_ENV, _mpiexec, needs_mpi
+
+import gpunn
+
+TINY = "t:4:8:1:8"  # 4-8-1, 89 parameters
+
+
+@pytest.fixture(scope="module")
+def dist_bench():
+    return load("bench/dist_bench.py", "dist_bench")
+
+
+def test_one_process_times_every_step_and_has_no_all_reduce(dist_bench):
+    r = dist_bench.measure(TINY, 8, steps=3)
+    assert (r["ranks"], r["batch_per_rank"], r["global_batch"], r["steps_per_epoch"]) == (1, 8, 8, 3)
+    assert r["steps_timed"] == r["epochs"] * 3 == 9  # the warm-up fit's steps are not among them
+    assert r["allreduce_timed"] == 0
+    assert r["allreduce_ms_min"] is None and r["allreduce_ms_median"] is None  # none, not a 0 ms one
+    assert (r["members"], r["params"], r["dtype"], r["optimizer"]) == (1, 4 * 8 + 8 + 8 + 1, "float32", "adam")
+    assert "mpi" not in r and set(r["threads"]) == set(dist_bench.SETUP_VARIABLES)
+    assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))
+    assert r["step_ms_min"] <= r["step_ms_median"]
+    json.dumps(r)  # one JSON line
+
+
+def test_an_ensembles_epoch_rate_is_in_rows_as_its_rate_at_the_minimum_step(dist_bench, monkeypatch):
+    # the history's samples_per_s of an Ensemble counts member-samples; the line beside it counts rows
+    histories = []
+    fit = gpunn.Ensemble.fit
+
+    def keep(self, *args, **kw):
+        histories.append(fit(self, *args, **kw))
+        return histories[-1]
+    monkeypatch.setattr(gpunn.Ensemble, "fit", keep)
+    r = dist_bench.measure(TINY + "-x3", 8, steps=3)
+    assert r["members"] == 3
+    member_samples = histories[-1]["samples_per_s"]
+    assert len(member_samples) == r["epochs"]
+    assert r["samples_per_s_epoch_median"] == pytest.approx(float(numpy.median(member_samples)) / 3)
+    assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))
+
+
+def test_the_cpu_seconds_leave_out_making_the_arrays(dist_bench, monkeypatch):
+    # each rank makes all the rows: counted, it charged a 2-rank run twice what it charged one process
+    clock = [0.0]
+
+    def process_time():
+        clock[0] += 1.0
+        return clock[0]
+    make = gpunn.datasets.make
+
+    def costly_make(*args, **kw):
+        clock[0] += 100.0
+        return make(*args, **kw)
+    monkeypatch.setattr(dist_bench.time, "process_time", process_time)
+    monkeypatch.setattr(gpunn.datasets, "make", costly_make)
+    r = dist_bench.measure(TINY, 8, steps=3)
+    assert r["cpu_s"] == 1.0  # the two readings around the timed fit only
+    assert r["samples_per_cpu_s"] == r["epochs"] * 3 * 8 / 1.0
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_two_ranks_time_one_all_reduce_a_step_and_name_the_mpi_library(tmp_path):
+    # the second fit wrapped the first fit's wrapper (world() keeps one comm): every all-reduce was timed twice
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", PYTHONWARNINGS="ignore")
+    for name in THREAD_ENV:
+        env.pop(name, None)
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "bench" / "dist_bench.py"), TINY, "4", "3"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    out, err = waiting.communicate(proc, 120)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1  # rank 0's line only
+    r = json.loads(lines[0])
+    assert (r["ranks"], r["batch_per_rank"], r["global_batch"]) == (2, 4, 8)
+    assert r["steps_timed"] == r["allreduce_timed"] == r["epochs"] * 3
+    assert 0 < r["allreduce_ms_min"] <= r["allreduce_ms_median"]
+    assert r["mpi"].startswith("2 rank(s) over MPI (") and r["blas_threads_in_fit"] == 1
+    assert r["threads"]["OPENBLAS_NUM_THREADS"] == "1"
