@@ -290,15 +290,31 @@ def test_a_float32_file_value_standardized_past_float32_on_the_device_is_refused
     assert str(caught.value) == f"{path} row {BAD_ROW}: column 1: {said} (read in epoch 1)"
 
 
-def test_a_held_out_float32_value_standardized_past_float32_is_refused_not_scored_nan(tmp_path, device):
+@pytest.mark.parametrize("distributed", [False, True], ids=["one-process", "data-parallel"])
+def test_a_held_out_float32_value_standardized_past_float32_is_refused_not_scored_nan(tmp_path, device, distributed,
+                                                                                     monkeypatch):
     """Held-out chunks are standardized by the training chunks' statistics: a 3e38 there became inf and every
-    epoch's val_loss, val_mae and val_r2 were NaN without a word. Now refused by the validation that read it."""
+    epoch's val_loss, val_mae and val_r2 were NaN without a word. Now refused by the validation that read it; data
+    parallel too, where each rank validates its share of the held-out chunks and reads the flag with its sums (one
+    process here, all of them; on a GPU over the stand-in's NCCL; the last epoch's: no later read would see it)."""
+    if distributed and device != "cpu":
+        import importlib
+
+        import cupy
+
+        from gpunn.distributed import comm
+
+        if not hasattr(cupy, "load_as_cupy"):
+            pytest.skip("a data-parallel fit in one process on the stand-in's NCCL; a GPU's: bench/gpu_checks/nccl.py")
+        nccl = importlib.import_module("cupy.nccl")  # the stand-in's, of the copy that is cupy
+        monkeypatch.setattr(comm, "_load_nccl", lambda: nccl)
+        monkeypatch.setattr(comm, "_WORLD", {"control": comm.LocalComm()})  # one process without MPI
     path = float32_pair(tmp_path, 3e38)
     held = next(s for s in range(100) if BAD_ROW // 4 in source(path, validation_fraction=0.2, seed=s).validation_chunks)
     model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
     with pytest.raises(DataError) as caught:
-        model.fit(source(path, validation_fraction=0.2, seed=held, standardize=True), epochs=2, batch_size=4,
-                  verbose=False)
+        model.fit(source(path, validation_fraction=0.2, seed=held, standardize=True), epochs=1, batch_size=4,
+                  verbose=False, distributed=distributed)
     assert re.fullmatch(rf"{re.escape(path)} row {BAD_ROW}: column 1: 3e\+38 is \d\.\de\+38 once standardized, infinite "
                         r"in float32 \(past its largest value\); clean or impute it first", str(caught.value))
 
