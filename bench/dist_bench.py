@@ -12,12 +12,12 @@ synchronous), and so is each gradient all-reduce (including any wait for the slo
 JSON line with the setup (ranks, batches, steps, members, dtype, optimizer, the thread variables set, the BLAS
 threads during the fit, the MPI library, the load), the minimum and the median of both over 3 epochs after a
 warm-up epoch (the all-reduce null for one process, which has none), and the CPU seconds all ranks spent
-(samples per CPU-second). Samples are rows; an ensemble's member-samples are ``members`` times as many. On a
-shared machine the minimum step and the samples per CPU-second are the numbers to read: the first is the step
-when neither rank was descheduled, the second does not count the time the scheduler gave to others (but counts
-MPI's and BLAS's busy-waiting). Threads: as the environment sets them (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS,
-...), else a data-parallel fit gives each rank its share of the cores (README, "Cores per rank");
-bench/RESULTS.md has the commands.
+(each rank's too; samples per CPU-second). Samples are rows; an ensemble's member-samples are ``members``
+times as many. On a shared machine the minimum step and the samples per CPU-second are the numbers to read:
+the first is the step when neither rank was descheduled, the second does not count the time the scheduler
+gave to others (but counts MPI's and BLAS's busy-waiting). Threads: as the environment sets them
+(OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS, ...), else a data-parallel fit gives each rank its share of the
+cores (README, "Cores per rank"); bench/RESULTS.md has the commands.
 """
 import json
 import os
@@ -76,6 +76,18 @@ class StepTimes(gpunn.Callback):
             self._restore = None
 
 
+def timings(steps, allreduce, rows_per_step) -> dict:
+    """The line's timing fields from the durations (seconds) of each step and each all-reduce (none: one
+    process); rows_per_step is the global batch."""
+    step = numpy.array(steps)
+    ar = numpy.array(allreduce) if len(allreduce) else None
+    return {"steps_timed": len(step), "allreduce_timed": 0 if ar is None else len(ar),
+            "step_ms_min": step.min() * 1e3, "step_ms_median": float(numpy.median(step)) * 1e3,
+            "samples_per_s_at_min": rows_per_step / step.min(),  # rows: times the members for member-samples
+            "allreduce_ms_min": None if ar is None else ar.min() * 1e3,
+            "allreduce_ms_median": None if ar is None else float(numpy.median(ar)) * 1e3}
+
+
 def measure(name, batch, steps=60, streamed=False):
     """The result rank 0 prints: the fit of ``name`` at ``batch`` rows per rank, ``steps`` steps an epoch,
     ``EPOCHS`` epochs after a warm-up epoch, on arrays (or a synthetic source if ``streamed``)."""
@@ -104,26 +116,20 @@ def measure(name, batch, steps=60, streamed=False):
     timed_data = data(rows)  # made before the CPU clock starts (a source generates its rows as it trains)
     cpu0 = time.process_time()
     history = model.fit(*timed_data, epochs=EPOCHS, **kw)
-    cpu = time.process_time() - cpu0  # this process's CPU seconds, every thread (BLAS's spinning ones too)
+    cpu = [time.process_time() - cpu0]  # this process's CPU seconds, every thread (BLAS's spinning ones too)
     if ranks > 1:
         from gpunn.distributed import world
 
-        cpu = float(sum(world().allgather(cpu)))
-    step = numpy.array(probe.steps)
-    ar = numpy.array(probe.allreduce) if probe.allreduce else None  # one process has no all-reduce
+        cpu = [float(c) for c in world().allgather(cpu[0])]
     epoch_rows_per_s = numpy.array(history["samples_per_s"]) / config.members  # an ensemble's are member-samples
     return {"config": name, "data": "source" if streamed else "arrays", "ranks": ranks, "batch_per_rank": batch,
-            "global_batch": batch * ranks, "steps_per_epoch": steps, "epochs": EPOCHS, "steps_timed": len(step),
-            "allreduce_timed": 0 if ar is None else len(ar), "members": config.members, "params": model.params.size,
-            "dtype": str(model.params.dtype), "optimizer": "adam",
+            "global_batch": batch * ranks, "steps_per_epoch": steps, "epochs": EPOCHS, "members": config.members,
+            "params": model.params.size, "dtype": str(model.params.dtype), "optimizer": "adam",
             "threads": {k: os.environ.get(k) for k in SETUP_VARIABLES}, **probe.setup,
-            "step_ms_min": step.min() * 1e3, "step_ms_median": float(numpy.median(step)) * 1e3,
-            "samples_per_s_at_min": batch * ranks / step.min(),  # rows: times the members for member-samples
+            **timings(probe.steps, probe.allreduce, batch * ranks),
             "samples_per_s_epoch_median": float(numpy.median(epoch_rows_per_s)),  # rows too
-            "allreduce_ms_min": None if ar is None else ar.min() * 1e3,
-            "allreduce_ms_median": None if ar is None else float(numpy.median(ar)) * 1e3,
-            "cpu_s": round(cpu, 3), "samples_per_cpu_s": EPOCHS * rows / cpu if cpu else None,
-            "load": round(os.getloadavg()[0], 1)}
+            "cpu_s": round(sum(cpu), 3), "cpu_s_per_rank": [round(c, 3) for c in cpu],
+            "samples_per_cpu_s": EPOCHS * rows / sum(cpu) if sum(cpu) else None, "load": round(os.getloadavg()[0], 1)}
 
 
 def main():

@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import types
 
 import numpy
 import pytest
@@ -21,6 +23,56 @@ def dist_bench():
     return load("bench/dist_bench.py", "dist_bench")
 
 
+def test_the_timing_fields_are_the_minimum_and_median_of_each_list_in_ms(dist_bench):
+    t = dist_bench.timings([0.004, 0.001, 0.002], [0.0005, 0.0001, 0.0002], rows_per_step=8)
+    assert (t["steps_timed"], t["allreduce_timed"]) == (3, 3)
+    assert t["step_ms_min"] == pytest.approx(1.0) and t["step_ms_median"] == pytest.approx(2.0)  # (mean 2.33)
+    assert t["samples_per_s_at_min"] == pytest.approx(8000.0)
+    assert t["allreduce_ms_min"] == pytest.approx(0.1) and t["allreduce_ms_median"] == pytest.approx(0.2)
+    alone = dist_bench.timings([0.002], [], rows_per_step=8)
+    assert (alone["allreduce_timed"], alone["allreduce_ms_min"], alone["allreduce_ms_median"]) == (0, None, None)
+
+
+class FakeClock:
+    """dist_bench's ``time``: perf_counter reads ``now``, which the test moves."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_a_step_is_timed_from_the_last_batch_or_epoch_end_and_each_all_reduce_once_per_fit(dist_bench,
+                                                                                             monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(dist_bench, "time", clock)
+
+    class Comm:
+        def allreduce_sum_(self, array):
+            clock.now += 0.25
+
+        def describe(self):
+            return "2 rank(s) over a stand-in"
+    comm = Comm()
+    trainer = types.SimpleNamespace(hook=types.SimpleNamespace(comm=comm))
+    probe = dist_bench.StepTimes()
+    for fit in range(2):  # the warm-up fit, then the timed one: the same comm (world() keeps one)
+        probe.on_train_begin(trainer)
+        assert probe.setup["mpi"] == "2 rank(s) over a stand-in"
+        clock.now += 1.0
+        comm.allreduce_sum_(None)
+        probe.on_batch_end(trainer, 0)
+        clock.now += 5.0  # the epoch's end: validation, logs, the next epoch's shuffle
+        probe.on_epoch_end(trainer, 0, {})
+        clock.now += 2.0
+        probe.on_batch_end(trainer, 0)
+        probe.on_train_end(trainer)
+        assert probe.steps == [1.25, 2.0] and probe.allreduce == [0.25]  # (the step holds its all-reduce)
+    comm.allreduce_sum_(None)  # after the fits: the comm's own, untimed
+    assert probe.allreduce == [0.25]
+
+
 def test_one_process_times_every_step_and_has_no_all_reduce(dist_bench):
     r = dist_bench.measure(TINY, 8, steps=3)
     assert (r["ranks"], r["batch_per_rank"], r["global_batch"], r["steps_per_epoch"]) == (1, 8, 8, 3)
@@ -31,7 +83,19 @@ def test_one_process_times_every_step_and_has_no_all_reduce(dist_bench):
     assert "mpi" not in r and set(r["threads"]) == set(dist_bench.SETUP_VARIABLES)
     assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))
     assert r["step_ms_min"] <= r["step_ms_median"]
+    assert r["data"] == "arrays" and len(r["cpu_s_per_rank"]) == 1
     json.dumps(r)  # one JSON line
+
+
+def test_the_command_line_reads_config_batch_steps_and_source(dist_bench, monkeypatch, capsys):
+    def no_arrays(*args, **kw):
+        raise AssertionError("a source run made arrays")
+    monkeypatch.setattr(gpunn.datasets, "make", no_arrays)
+    monkeypatch.setattr(sys, "argv", ["dist_bench.py", TINY, "8", "2", "source"])
+    dist_bench.main()
+    r = json.loads(capsys.readouterr().out)
+    assert (r["config"], r["batch_per_rank"], r["steps_per_epoch"], r["data"]) == (TINY, 8, 2, "source")
+    assert r["steps_timed"] == r["epochs"] * 2
 
 
 def test_an_ensembles_epoch_rate_is_in_rows_as_its_rate_at_the_minimum_step(dist_bench, monkeypatch):
@@ -63,10 +127,11 @@ def test_the_cpu_seconds_leave_out_making_the_arrays(dist_bench, monkeypatch):
     def costly_make(*args, **kw):
         clock[0] += 100.0
         return make(*args, **kw)
-    monkeypatch.setattr(dist_bench.time, "process_time", process_time)
+    monkeypatch.setattr(dist_bench, "time", types.SimpleNamespace(process_time=process_time,
+                                                                  perf_counter=time.perf_counter))
     monkeypatch.setattr(gpunn.datasets, "make", costly_make)
     r = dist_bench.measure(TINY, 8, steps=3)
-    assert r["cpu_s"] == 1.0  # the two readings around the timed fit only
+    assert r["cpu_s"] == 1.0 and r["cpu_s_per_rank"] == [1.0]  # the two readings around the timed fit only
     assert r["samples_per_cpu_s"] == r["epochs"] * 3 * 8 / 1.0
 
 
@@ -89,4 +154,5 @@ def test_two_ranks_time_one_all_reduce_a_step_and_name_the_mpi_library(tmp_path)
     assert r["steps_timed"] == r["allreduce_timed"] == r["epochs"] * 3
     assert 0 < r["allreduce_ms_min"] <= r["allreduce_ms_median"]
     assert r["mpi"].startswith("2 rank(s) over MPI (") and r["blas_threads_in_fit"] == 1
-    assert r["threads"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert r["threads"]["OPENBLAS_NUM_THREADS"] == "1" and r["data"] == "arrays"
+    assert len(r["cpu_s_per_rank"]) == 2 and r["cpu_s"] == pytest.approx(sum(r["cpu_s_per_rank"]), abs=2e-3)
