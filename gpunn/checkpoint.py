@@ -24,7 +24,7 @@ checkpoint's ``restored``: those of them early stopping put back to their best e
 
 Random state: shuffles are drawn from streams keyed by (seed, epoch) and the validation
 split from (seed, "validation"), so the seed and the position are the whole RNG state;
-no generator state is stored. Model initialisation is drawn from ``model.seed``.
+no generator state is stored. (Older files hold ``training.rng``, a copy of the seed with a note: ignored.) Model initialisation is drawn from ``model.seed``.
 
 Writing is atomic (temp file in the same directory, flush, fsync, ``os.replace``, fsync of
 the directory): a process killed mid-write leaves the previous checkpoint intact. Loading
@@ -285,8 +285,6 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         **state.to_dict(),
         "source": None if source is None else source.config(),
         **_validation_record(settings, validation),
-        "rng": {"kind": "keyed-streams", "seed": settings.seed,
-                "note": "shuffles are keyed by (seed, epoch); the seed and position are the whole RNG state"},
         "callbacks": saved_callbacks,
     }
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}

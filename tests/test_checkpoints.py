@@ -105,6 +105,31 @@ def test_a_run_that_died_resumes_exactly_from_the_checkpoint_of_its_last_finishe
     assert _no_timing(resumed) == _no_timing(ref_hist)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
 
+
+def test_a_file_with_the_rng_record_of_older_checkpoints_resumes_exactly(data, tmp_path, interrupt_at):
+    """Checkpoints no longer write ``training.rng`` (the seed again, and a note; nothing read it: shuffles are
+    keyed by the settings' seed and the position). Files that hold it, every one written before, resume as
+    they did, bit for bit."""
+    from checkpoint_edits import rewrite_meta
+
+    X, Y = data
+    fit = {**FIT, "epochs": 3}
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    reference.fit(X, Y, **fit)
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)], **fit)
+    assert "rng" not in gio.read_meta(path)["training"]
+
+    def as_before(meta):
+        meta["training"]["rng"] = {"kind": "keyed-streams", "seed": 0, "note": "shuffles are keyed by (seed, epoch); "
+                                   "the seed and position are the whole RNG state"}
+
+    rewrite_meta(path, path, as_before)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    ckpt.resume(X, Y, verbose=False, checkpoint=False)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
 _SMALL = datasets.make("teacher", 150, 4, n_outputs=2, noise=0.1, seed=5, device="cpu")
 
 
