@@ -690,11 +690,14 @@ class Checkpoint:
         """Continue training on the same (X, Y), or the same data source passed alone as X, from
         where the checkpoint was written.
 
-        The optimizer, schedule, batch size, seed, validation split and built-in callbacks come
-        from the checkpoint (a built-in callback passed in ``callbacks`` takes over its class's saved state,
-        with a warning when its settings differ); ``epochs`` (the run's total) may raise it, never below the epochs done.
+        The optimizer, schedule, batch size, seed, validation split and built-in callbacks (and subclasses of
+        them defined in this process, a writer of your own included) come from the checkpoint; a callback passed
+        in ``callbacks`` takes over its class's saved state instead (a built-in one with a warning when its
+        settings differ), the k-th passed of a class the k-th saved: another number of a class than the run
+        had (but none) is refused. ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
-        checkpointing. Other data are refused: another row count, or in-memory arrays whose values or
+        checkpointing; a run saved with several writers (whose paths the file does not hold) needs them passed
+        in ``callbacks``, or False. Other data are refused: another row count, or in-memory arrays whose values or
         row order differ from the run's (the checkpoint keeps a checksum of them); so are other
         ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
         and ``validation_data`` for a run that had none or held out ``validation_fraction``. On the CPU the result
@@ -874,35 +877,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         _check_validation(ckpt, evaluator)
-        restored = []
-        saved = {cb["index"]: cb for cb in training.get("callbacks", [])}
-        user = list(callbacks)
-        user_classes = {type(cb).__name__ for cb in user}
-        for index, entry in sorted(saved.items()):
-            cls = CALLBACKS.get(entry["class"])
-            if cls is None or entry["class"] in user_classes:
-                continue
-            if cls is ModelCheckpoint and checkpoint is False:
-                continue
-            with _saved_state_of(ckpt, entry):
-                if cls is ModelCheckpoint:
-                    cb = cls(ckpt.path if checkpoint is True else checkpoint, **entry["config"])
-                else:
-                    cb = cls(**entry["config"])
-                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, index, entry))
-            restored.append(cb)
-        by_class = {}
-        for index, entry in sorted(saved.items()):
-            by_class.setdefault(entry["class"], entry | {"index": index})
-        for cb in user:  # a user's own stateful callback picks up the state saved for its class
-            entry = by_class.get(type(cb).__name__)
-            if entry is not None and hasattr(cb, "load_state_dict"):
-                _warn_other_settings(ckpt, cb, entry)
-                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
-        if checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
-            # no writer restored (the run's was the user's own subclass, not passed again): True still writes here
-            restored.append(ModelCheckpoint(ckpt.path if checkpoint is True else checkpoint))
-        callbacks = order_callbacks(restored + user, verbose)
+        callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint), verbose)
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
             from .distributed import world
@@ -933,6 +908,112 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                                              validation=evaluator, handle_interrupt=handle_interrupt)
         return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
                      handle_interrupt=handle_interrupt)
+
+
+def _resumed_callbacks(ckpt, user, checkpoint) -> list:
+    """The resumed run's callbacks: the ``user``'s, each stateful one given the state saved for it, and the run's
+    others rebuilt from their saved settings and state, with a writer to ``checkpoint`` (True: the file loaded)
+    unless it is False.
+
+    Saved states go to callbacks by class name, in the run's order: the k-th callback of a class passed takes
+    over the k-th state the run saved for that class. Another number of a class than the run saved (other than
+    none) is refused: which state would go to which callback is not known. A class none of which is passed is
+    rebuilt, each callback from its settings and state, where it is a built-in callback or a subclass of one
+    defined in this process (found by its name, so a user's own ModelCheckpoint keeps its rule); writers go to
+    ``checkpoint``, so a run saved with several is refused (they would all write one file). With no writer
+    restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here, with a
+    warning."""
+    target = ckpt.path if checkpoint is True else checkpoint
+    saved, passed = {}, {}
+    for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
+        saved.setdefault(entry["class"], []).append(entry)
+    for cb in user:
+        passed.setdefault(type(cb).__name__, []).append(cb)
+    rebuilt, missing, writers = [], [], []
+    for name, entries in saved.items():
+        if name in passed:
+            stateful = [cb for cb in passed[name] if hasattr(cb, "load_state_dict")]
+            if stateful and len(stateful) != len(entries):
+                _refuse_other_count(ckpt, name, entries, len(stateful))
+            for cb, entry in zip(stateful, entries):
+                _warn_other_settings(ckpt, cb, entry)
+                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
+            continue
+        cls = _callback_class(name)
+        if cls is None:
+            missing.append(name)
+            continue
+        writes = issubclass(cls, ModelCheckpoint)
+        if writes and checkpoint is False:
+            continue
+        writers += entries if writes else []
+        for entry in entries:
+            cb = _rebuilt(ckpt, cls, entry, target if writes else None)
+            if cb is not None:
+                rebuilt.append((entry["index"], cb))
+    if len(writers) > 1:
+        raise ValueError(f"{ckpt.path}'s run had {len(writers)} checkpoint writers ({_said(writers)}), and a "
+                         f"resume would point them all at {target} (their paths are not saved): pass them in "
+                         "callbacks, each with its path, in the run's order, or resume with checkpoint=False")
+    restored = [cb for _, cb in sorted(rebuilt, key=lambda pair: pair[0])]
+    if checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
+        if missing:  # one of them may have been the run's writer: its rule is not known here
+            warnings.warn(f"{ckpt.path}'s run had callbacks of classes not defined in this process ("
+                          f"{', '.join(missing)}): they are not restored, and a plain ModelCheckpoint writes "
+                          f"{target} every epoch; to keep a writer's own rule, define its class before resuming, or "
+                          "pass it in callbacks", UserWarning, stacklevel=_backend.user_stacklevel())
+        restored.append(ModelCheckpoint(target))
+    return restored + user
+
+
+def _callback_class(name):
+    """The class a saved callback's ``name`` stands for: gpunn's built-in one, or the one subclass of a built-in
+    of that name defined in this process (a user's ModelCheckpoint, say); None when there is none, or several."""
+    if name in CALLBACKS:
+        return CALLBACKS[name]
+    found, todo = set(), list(CALLBACKS.values())
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__name__ == name:
+                found.add(sub)
+            todo.append(sub)
+    return found.pop() if len(found) == 1 else None
+
+
+def _rebuilt(ckpt, cls, entry, path):
+    """``cls`` made again from a saved ``entry`` (a writer's ``path`` first) and given its state. A built-in
+    class that refuses them: the file's fault (CheckpointError); a user's subclass: a warning, and None."""
+    args = () if path is None else (path,)
+    if cls in CALLBACKS.values():
+        with _saved_state_of(ckpt, entry):
+            cb = cls(*args, **entry["config"])
+            cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
+        return cb
+    try:
+        cb = cls(*args, **(entry["config"] or {}))
+        cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
+    except (TypeError, ValueError, KeyError) as exc:
+        warnings.warn(f"{ckpt.path}: the run's {entry['class']} cannot be made again from its saved settings "
+                      f"{entry['config']!r} ({exc}): it is not restored; pass it in callbacks", UserWarning,
+                      stacklevel=_backend.user_stacklevel())
+        return None
+    return cb
+
+
+def _refuse_other_count(ckpt, name, entries, count) -> None:
+    """Refuse callbacks of class ``name`` passed ``count`` times where the run saved ``entries``: which state
+    goes to which is not known."""
+    otherwise = "or none to have the run's restored" if _callback_class(name) else "or none to leave them out"
+    saved = f"{len(entries)} {name} callback{'s' if len(entries) > 1 else ''}"
+    raise ValueError(f"{ckpt.path}: the run saved the state of {saved} ({_said(entries)}), and {count} "
+                     f"{'were' if count > 1 else 'was'} passed to resume; the k-th passed takes over the k-th saved: "
+                     f"pass {len(entries)}, in the run's order, {otherwise}")
+
+
+def _said(entries) -> str:
+    """Saved callbacks as their settings read: "EarlyStopping(monitor='loss', patience=3, ...); ..."."""
+    return "; ".join(f"{entry['class']}({', '.join(f'{k}={v!r}' for k, v in (entry['config'] or {}).items())})"
+                     for entry in entries)
 
 
 @contextlib.contextmanager

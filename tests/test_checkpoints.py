@@ -15,6 +15,7 @@ import zipfile
 import numpy
 import pytest
 import waiting
+from checkpoint_edits import rewrite_meta
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import gpunn
@@ -110,8 +111,6 @@ def test_a_file_with_the_rng_record_of_older_checkpoints_resumes_exactly(data, t
     """Checkpoints no longer write ``training.rng`` (the seed again, and a note; nothing read it: shuffles are
     keyed by the settings' seed and the position). Files that hold it, every one written before, resume as
     they did, bit for bit."""
-    from checkpoint_edits import rewrite_meta
-
     X, Y = data
     fit = {**FIT, "epochs": 3}
     reference = MLP([6, 8, 2], device="cpu", seed=1)
@@ -282,6 +281,126 @@ def test_a_resume_writes_its_checkpoint_when_the_run_was_written_by_a_writer_of_
     # at epoch 1 while the run went on to 3 (mut16c, found beside K110)
     gpunn.load_checkpoint(tmp_path / "c.npz").resume(X, Y, epochs=3, verbose=False)
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 3
+
+
+class _LoggedWriter(gpunn.ModelCheckpoint):
+    """A user's own writer, defined at module level (so defined in the process that resumes): logs its writes."""
+
+    writes = []
+
+    def save(self, trainer, logs=None):
+        _LoggedWriter.writes.append((self.path, self.every, trainer.epoch))
+        super().save(trainer, logs)
+
+
+def test_a_users_writer_not_passed_again_is_made_again_with_its_settings_when_its_class_is_defined(data, tmp_path):
+    """A run written by the user's own ModelCheckpoint subclass, resumed without passing it: the subclass is made
+    again (looked up by its name among the built-ins' subclasses defined in this process) with its saved settings
+    and writes the resumed file by its own rule. It was replaced by a plain ModelCheckpoint writing every epoch."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False,
+                                             callbacks=[_LoggedWriter(path, every=2)])
+    del _LoggedWriter.writes[:]
+    gpunn.load_checkpoint(path).resume(X, Y, epochs=5, verbose=False)
+    assert _LoggedWriter.writes == [(str(path), 2, 3), (str(path), 2, 4)]  # epoch 4's end, and the run's end
+    assert gpunn.load_checkpoint(path).epoch == 5
+
+
+def test_a_writer_whose_class_is_not_defined_here_is_replaced_by_a_plain_one_with_a_warning(data, tmp_path):
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_LoggedWriter(path, every=2)])
+
+    def renamed(meta):
+        meta["training"]["callbacks"][0]["class"] = "WriterOfAnotherProgram"
+
+    rewrite_meta(path, path, renamed)
+    with pytest.warns(UserWarning, match=r"c\.npz's run had callbacks of classes not defined in this process "
+                                         r"\(WriterOfAnotherProgram\): they are not restored, and a plain "
+                                         r"ModelCheckpoint writes .*c\.npz every epoch"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(path).epoch == 2
+
+
+def _stoppers():
+    return [EarlyStopping(monitor="loss", patience=50), EarlyStopping(monitor="val_loss", patience=4,
+                                                                      restore_best_weights=False)]
+
+
+def test_each_of_two_callbacks_of_one_class_takes_over_its_own_saved_state(data, tmp_path, interrupt_at):
+    """The k-th callback of a class passed to resume takes over the k-th state the run saved for that class (both
+    took the first: the val_loss stopper went on from the best training loss). Passed again or restored by the
+    resume, the run ends as the one never stopped."""
+    import shutil
+
+    X, Y = data
+    fit = {**FIT, "epochs": 5}
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    ref_hist = reference.fit(X, Y, callbacks=_stoppers(), **fit)
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(2, 3), *_stoppers(),
+                                                              gpunn.ModelCheckpoint(path)], **fit)
+    shutil.copy(path, tmp_path / "copy.npz")
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    saved = [entry["state"] for entry in ckpt.training["callbacks"] if entry["class"] == "EarlyStopping"]
+    assert len(saved) == 2 and saved[0]["best"] != saved[1]["best"]
+    passed, seen = _stoppers(), []
+
+    class Probe(gpunn.Callback):  # listed first: sees the states the resume gave them
+        def on_train_begin(self, trainer):
+            seen.extend((cb.best, cb.best_epoch, cb.wait) for cb in passed)
+
+    resumed = ckpt.resume(X, Y, verbose=False, checkpoint=False, callbacks=[Probe(), *passed])
+    assert seen == [(state["best"], state["best_epoch"], state["wait"]) for state in saved]
+    assert _no_timing(resumed) == _no_timing(ref_hist)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    restored = gpunn.load_checkpoint(tmp_path / "copy.npz", device="cpu")
+    assert _no_timing(restored.resume(X, Y, verbose=False, checkpoint=False)) == _no_timing(ref_hist)
+    numpy.testing.assert_array_equal(restored.model.params, reference.params)
+
+
+def test_another_number_of_a_stateful_class_than_the_run_saved_is_refused_and_the_resume_may_be_retried(data,
+                                                                                                        tmp_path):
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[*_stoppers(), gpunn.ModelCheckpoint(path)],
+                                             **{**FIT, "epochs": 1})
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    with pytest.raises(ValueError, match=r"c\.npz: the run saved the state of 2 EarlyStopping callbacks "
+                                         r"\(EarlyStopping\(monitor='loss', patience=50, .*\); EarlyStopping\("
+                                         r"monitor='val_loss', patience=4, .*\)\), and 1 was passed to resume; the "
+                                         r"k-th passed takes over the k-th saved: pass 2, in the run's order, or none "
+                                         r"to have the run's restored"):
+        ckpt.resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=[EarlyStopping(monitor="loss")])
+    assert ckpt.resume(X, Y, epochs=2, verbose=False, checkpoint=False)["epoch"] == [1, 2]  # refused before training
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[ReduceLROnPlateau(), gpunn.ModelCheckpoint(path)],
+                                             **{**FIT, "epochs": 1})
+    with pytest.raises(ValueError, match=r"state of 1 ReduceLROnPlateau callback \(.*\), and 2 were passed"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False,
+                                           callbacks=[ReduceLROnPlateau(), ReduceLROnPlateau(patience=3)])
+
+
+def test_a_run_with_two_writers_resumes_with_them_passed_or_without_writing_and_is_refused_otherwise(data,
+                                                                                                    tmp_path):
+    """The writers' paths are not saved: made again, both would write the file resumed (the every-epoch one over
+    a best-only file, say). Passed again each with its path, each takes over its own state."""
+    X, Y = data
+    path, best = tmp_path / "c.npz", tmp_path / "best.npz"
+
+    def writers():
+        return [gpunn.ModelCheckpoint(path), gpunn.ModelCheckpoint(best, save_best_only=True)]
+
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=writers(), **{**FIT, "epochs": 1})
+    with pytest.raises(ValueError, match=r"c\.npz's run had 2 checkpoint writers \(ModelCheckpoint\(every=1, "
+                                         r"save_best_only=False, .*\); ModelCheckpoint\(every=1, save_best_only=True"
+                                         r", .*\)\), and a resume would point them all at .*c\.npz \(their paths "
+                                         r"are not saved\): pass them in callbacks"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False)["epoch"] == [1, 2]
+    gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, callbacks=writers())
+    assert gpunn.load_checkpoint(path).epoch == 3 and gpunn.load_checkpoint(best).epoch >= 1
 
 
 def test_a_checkpoint_object_resumes_once_and_the_file_loaded_again_continues(data, tmp_path, interrupt_at):

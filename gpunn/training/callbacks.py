@@ -42,10 +42,13 @@ class Callback:
       arrays: move them to the device in ``on_train_begin`` (``trainer.model.xp.asarray``) if needed;
     - ``get_config(self)`` returns the JSON-able keyword arguments of its constructor.
 
-    A checkpoint stores all three per callback. On resume a built-in callback is rebuilt as
-    ``cls(**config)`` and given its state; a callback you pass to ``resume(callbacks=[...])`` receives,
-    through ``load_state_dict``, the state saved for its class name (a built-in one whose settings differ
-    from the saved one's takes it over with a warning naming them: the run goes on by other rules).
+    A checkpoint stores all three per callback. On resume a built-in callback, or a subclass of one defined
+    in the resuming process (found by its class name), is rebuilt as ``cls(**config)`` (a ModelCheckpoint's
+    as ``cls(path, **config)``) and given its state; a callback you pass to ``resume(callbacks=[...])``
+    receives, through ``load_state_dict``, the state saved for its class name: the k-th one of a class the
+    k-th state saved for that class, so pass as many of a class as the run had, in its order, or none (a
+    built-in one whose settings differ from the saved one's takes it over with a warning naming them: the
+    run goes on by other rules).
     """
 
     def __repr__(self):
