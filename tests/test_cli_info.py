@@ -41,6 +41,15 @@ def test_a_device_info_cannot_resolve_is_its_error_line_and_status_2(capsys, dev
     assert status == 2 and rows["device"].startswith(says)
 
 
+def test_no_gpu_under_auto_is_no_error_and_status_0(capsys, monkeypatch):
+    from gpunn import backend
+
+    monkeypatch.setattr(backend, "probe_cuda", lambda: (None, 0, "no CuPy here"))
+    status, _, rows = _info(capsys)
+    assert status == 0 and rows["cupy"] == "unavailable: no CuPy here" and rows["device"].startswith("cpu")
+    assert not [key for key, value in rows.items() if value.startswith("error")]
+
+
 def test_info_resolves_auto_unless_told(capsys):
     assert cli.parse_args(["info"]).device == "auto"
 
@@ -55,10 +64,11 @@ def test_the_cpu_kernels_line_names_them_without_underscores_or_says_why_none(mo
     assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
 
 
-def test_a_bad_gpunn_gemm_is_the_cpu_gemm_lines_error_and_info_shows_the_rest(capsys, monkeypatch):
-    # the whole command failed on it (status 2, one line): gemm.describe() read it outside the try meant for it
+def test_a_bad_gpunn_gemm_is_the_cpu_gemm_lines_error_and_info_shows_the_rest_with_status_2(capsys, monkeypatch):
+    # the whole command failed on it (status 2, one line): gemm.describe() read it outside the try meant for it;
+    # then it showed every line with status 0, so a script checking the status took the setting for fine
     monkeypatch.setenv("GPUNN_GEMM", "bogus")
     status, _, rows = _info(capsys, "--device", "cpu")
-    assert status == 0 and list(rows) == KEYS
+    assert status == 2 and list(rows) == KEYS
     assert rows["cpu gemm"].startswith("error: GPUNN_GEMM='bogus': unknown")
     assert rows["cpu kernels"].startswith("error: GPUNN_GEMM='bogus': unknown") and rows["device"] == "cpu (NumPy)"

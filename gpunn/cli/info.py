@@ -17,7 +17,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "BLAS and its threads, the CPU GEMM library chosen for the default net's "
-                                   "products, the active Numba CPU kernels and the subnormal mode.")
+                                   "products, the active Numba CPU kernels and the subnormal mode. Exits with status 2 "
+                                   "when a line says error: a setting gpunn refuses (a bad GPUNN_GEMM or GPUNN_DEVICE) "
+                                   "or a --device that cannot run here (--device cuda without CuPy); no GPU under "
+                                   "--device auto is no error (status 0).")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
                                                          "GPUNN_DEVICE)")
     add_debug(i)
@@ -82,4 +85,5 @@ def run(args) -> int:
     width = max(map(len, lines))
     for key, value in lines.items():
         print(f"{key:<{width}}  {value}")
-    return 0 if not str(lines["device"]).startswith("error") else 2
+    # a script's check: 2 for what gpunn refuses here; a machine without a GPU (auto resolving to the CPU) is fine
+    return 2 if any(str(value).startswith("error: ") for value in lines.values()) else 0
