@@ -7,6 +7,7 @@ import pytest
 
 import gpunn
 from gpunn import MLP, datasets
+from gpunn.checks import NotFinite
 
 
 @pytest.fixture
@@ -60,8 +61,10 @@ def test_one_dimensional_y_is_never_broadcast(data):
 
 @pytest.mark.parametrize("bad, error, match", [
     (numpy.array([["a", "b", "c"]]), TypeError, "X must hold real numbers; got dtype <U1"),
-    (numpy.ones((2, 3), dtype=complex), TypeError, "real numbers"),
+    (numpy.ones((2, 3), dtype=complex), TypeError, "X must hold real numbers; got dtype complex128$"),  # no objects
+    (numpy.array([[1 + 2j, 3, 4]], dtype=object), TypeError, r"X must hold real numbers; got dtype object \(strings"),
     (numpy.empty((0, 3)), ValueError, r"X is empty: shape \(0, 3\)"),
+    (numpy.empty((3, 0)), ValueError, r"X is empty: shape \(3, 0\)"),  # not "has 0 columns"
     (numpy.ones(3), ValueError, r"X must be 2-D .*X\.reshape\(1, -1\) for a single row"),  # the model takes 3
     (numpy.ones(6), ValueError, r"X must be 2-D .*X\.reshape\(-1, 3\) for rows of 3 features"),
     (numpy.ones((2, 3, 1)), ValueError, "X must be 2-D"),
@@ -75,6 +78,87 @@ def test_non_numeric_empty_or_misshapen_inputs(model, bad, error, match):
 
 def test_python_lists_are_accepted(model):
     assert model.predict([[1.0, 2.0, 3.0]]).shape == (1, 2)
+
+
+def test_a_bool_matrix_is_read_as_zeros_and_ones(model):
+    flags = numpy.array([[True, False, True], [False, False, True]])
+    numpy.testing.assert_array_equal(model.predict(flags), model.predict(flags.astype(numpy.float32)))
+
+
+def test_every_non_finite_value_is_counted_and_the_first_in_row_order_is_named(model):
+    X = numpy.ones((5, 3))
+    X[3, 0], X[1, 2], X[4, 1] = numpy.inf, numpy.nan, -numpy.inf
+    with pytest.raises(NotFinite, match=r"X contains 3 NaN or infinite value\(s\) \(first at row 1, column 2\)"):
+        model.predict(X)
+
+
+def test_a_value_that_overflows_the_models_dtype_is_refused_without_numpys_overflow_warning(model):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's "overflow encountered in cast" said it first, without a place
+        with pytest.raises(NotFinite, match=r"first at row 0, column 1\) after conversion to float32"):
+            model.predict(numpy.array([[1.0, -1e300, 1.0]]))
+
+
+class _Subclass(numpy.ndarray):
+    """An ndarray subclass, as a memmap (tied to its file) or a numpy.matrix is."""
+
+
+@pytest.mark.parametrize("make", [numpy.asfortranarray, lambda a: a.view(_Subclass), lambda a: a[:, ::-1]],
+                         ids=["fortran", "subclass", "strided"])
+def test_the_checked_matrix_is_a_plain_c_ordered_array_whatever_array_came_in(make):
+    from gpunn.backend import resolve
+    from gpunn.checks import as_matrix
+
+    given = make(numpy.arange(12, dtype=numpy.float32).reshape(4, 3))
+    checked = as_matrix(given, "X", resolve("cpu"), "float32")
+    assert type(checked) is numpy.ndarray and checked.flags.c_contiguous
+    numpy.testing.assert_array_equal(checked, numpy.asarray(given))
+
+
+class _FrameLike:
+    """What a pandas DataFrame looks like to the checks: ``__array__`` (an object array for mixed columns) and
+    ``to_numpy(dtype, na_value)``, which raises where a column holds words."""
+
+    def __init__(self, values, to_numpy_error=None):
+        self.values, self.to_numpy_error, self.to_numpy_calls = values, to_numpy_error, 0
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def to_numpy(self, dtype=None, na_value=None):
+        self.to_numpy_calls += 1
+        if self.to_numpy_error:
+            raise self.to_numpy_error
+        return numpy.where(self.values == None, na_value, self.values).astype(dtype)  # noqa: E711
+
+
+def test_a_frame_of_one_numpy_dtype_keeps_it_and_one_of_mixed_columns_is_read_in_float64():
+    from gpunn.checks import as_array
+
+    frame = _FrameLike(numpy.ones((4, 3), numpy.float32))
+    assert as_array(frame).dtype == numpy.float32 and frame.to_numpy_calls == 0  # (a float64 copy of float32 data)
+    mixed = _FrameLike(numpy.array([[1, 2.5, None]], dtype=object))
+    read = as_array(mixed)
+    assert read.dtype == numpy.float64 and mixed.to_numpy_calls == 1
+    numpy.testing.assert_array_equal(read, [[1.0, 2.5, numpy.nan]])
+
+
+@pytest.mark.parametrize("error", [TypeError("words"), ValueError("could not convert string to float: 'x'")])
+def test_a_frame_of_words_is_refused_by_its_dtype_whatever_to_numpy_raised(model, error):
+    words = _FrameLike(numpy.array([[1.0, "x", 2.0]], dtype=object), to_numpy_error=error)
+    with pytest.raises(TypeError, match="X must hold real numbers; got dtype object .strings or other Python objects"):
+        model.predict(words)
+
+
+def test_a_tensor_that_cannot_be_read_as_an_array_is_a_value_error_naming_the_argument(model):
+    class RequiresGrad:  # torch: "Can't call numpy() on Tensor that requires grad"
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+    with pytest.raises(ValueError, match="X could not be read as a numeric array: Can't call numpy"):
+        model.predict(RequiresGrad())
 
 
 class _SeriesLike:
