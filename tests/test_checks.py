@@ -40,6 +40,16 @@ def test_row_counts_differ(model, data):
     X, Y = data
     with pytest.raises(ValueError, match="X has 10 rows but Y has 9"):
         model.fit(X, Y[:9], epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="X has 9 rows but Y has 10"):  # more targets than rows too
+        model.fit(X[:9], Y, epochs=1, verbose=False)
+
+
+def test_a_1d_array_given_to_a_one_feature_model_is_told_to_be_a_column():
+    model = MLP([1, 4, 1], device="cpu", seed=0)
+    for rows in (5, 1):
+        with pytest.raises(ValueError, match=r"X must be 2-D .*got shape \(%d,\) \(use X\.reshape\(-1, 1\) for a "
+                                             r"single feature\)$" % rows):
+            model.predict(numpy.ones(rows))
 
 
 def test_wrong_feature_count_at_predict(model, data):
@@ -215,6 +225,9 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
     (dict(activation=["relu"] * 3), "activation lists 3 names but the net has 2 hidden layers"),
     (dict(activation=["relu"]), "activation lists 1 names but the net has 2 hidden layers"),
     (dict(dtype="float16"), "dtype must be one of"),
+    (dict(dtype="f2"), r"dtype must be one of .*got 'f2'"),  # as given, not as NumPy names it (float16)
+    (dict(dtype="foo"), r"dtype must be one of .*got 'foo'"),  # numpy.dtype("foo") raises TypeError
+    (dict(dtype=None), r"dtype must be one of .*got None"),  # numpy.dtype(None) is float64
 ])
 def test_bad_model_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -353,11 +366,14 @@ def test_optimizer_none_is_the_default_as_schedule_none_is(model, data):
     # bool("no") is True: these trained with a bias, fused kernels and shuffling
     (dict(bias="no"), TypeError, "bias must be True or False, got 'no'"),
     (dict(fused="false"), TypeError, "fused must be True or False or None, got 'false'"),
+    (dict(bias=2), TypeError, "bias must be True or False, got 2"),  # an int other than 0 and 1
+    (dict(bias=None), TypeError, "bias must be True or False, got None"),  # None only where it means a default
 ])
 def test_a_flag_is_a_bool_not_any_truthy_value(kwargs, error, match):
     with pytest.raises(error, match=match):
         MLP([3, 4, 1], device="cpu", **kwargs)
     assert MLP([3, 4, 1], device="cpu", bias=numpy.bool_(False), fused=0).biases is None
+    assert MLP([3, 4, 1], device="cpu", bias=numpy.int64(0)).biases is None
 
 
 def test_fit_refuses_a_shuffle_flag_that_is_not_a_bool(model, data):
@@ -408,9 +424,21 @@ def test_an_ensemble_member_out_of_range_and_gpunn_fit_of_an_ensemble_say_so(dat
     history = ens.fit(*data, epochs=1, verbose=False)
     with pytest.raises(IndexError, match=r"member 5 is out of range: the ensemble has 2 members \(0\.\.1\)"):
         history.member(5)  # "list index out of range"
-    assert history.member(-1) == history.member(1)
+    assert history.member(-1) == history.member(1) and history.member(-2) == history.member(0)
+    for k in (2, -3):
+        with pytest.raises(IndexError, match=f"member {k} is out of range"):
+            ens.member(k)
+    with pytest.raises(TypeError, match="members are indexed by an int, got True"):
+        ens.member(True)
     with pytest.raises(TypeError, match=r"gpunn.fit trains one MLP; train an Ensemble with its own fit, ens.fit"):
         gpunn.fit(ens, *data, epochs=1, verbose=False)  # "'Ensemble' object has no attribute 'seed'"
+
+
+def test_a_members_index_counted_from_the_end_is_its_index_from_0():
+    from gpunn.checks import member_index
+
+    assert [member_index(k, 3) for k in (-3, -2, -1, 0, 2)] == [0, 1, 2, 0, 2]
+    assert type(member_index(numpy.int64(-1), 3)) is int
 
 
 def test_init_parameters_checks_its_seed(model):
@@ -429,6 +457,15 @@ def test_verbose_takes_a_verbosity_level_as_keras_and_scikit_learn_do(model, dat
     assert capsys.readouterr().err == ""
     model.fit(*data, epochs=1, verbose=2)
     assert "epoch 1/1" in capsys.readouterr().err
+    with pytest.raises(TypeError, match=r"verbose must be True or False \(or a verbosity level, an int >= 0\), got -1"):
+        model.fit(*data, epochs=1, verbose=-1)
+
+
+def test_a_real_option_is_kept_as_a_python_float_and_an_int_past_floats_range_as_an_infinity_of_its_sign():
+    from gpunn.checks import real
+
+    assert type(gpunn.Adam(lr=numpy.float64(0.01)).config()["lr"]) is float  # NumPy's float64 is a float subclass
+    assert type(real(numpy.float64(0.5))) is float and real(10**400) == float("inf") and real(-10**400) == -float("inf")
 
 
 def test_one_callback_outside_a_list_says_to_write_a_list(model, data):
