@@ -434,6 +434,25 @@ def test_an_ensemble_member_out_of_range_and_gpunn_fit_of_an_ensemble_say_so(dat
         gpunn.fit(ens, *data, epochs=1, verbose=False)  # "'Ensemble' object has no attribute 'seed'"
 
 
+def test_a_string_given_as_an_ensembles_setting_is_one_value_for_all_members_not_a_list_of_letters(data):
+    ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
+    with pytest.raises(ValueError, match="member 0: learning rate must be a positive finite number, got '0.01'"):
+        ens.fit(*data, epochs=1, lr="0.01", verbose=False)  # not "lr lists 4 values but the ensemble has 2 members"
+
+
+def test_a_device_array_is_taken_as_it_is_never_read_into_a_numpy_array():
+    """A CuPy array is no NumPy array (tests/fakecupy's are NumPy subclasses, so the GPU-marked tests pass either
+    way): it is told by its type's module, and numpy.asarray of it would raise or make a host copy."""
+    from gpunn.checks import as_array
+
+    class DeviceArray:
+        __module__ = "cupy._core.core"
+        dtype, ndim, shape = numpy.dtype("float32"), 2, (2, 3)
+
+    on_device = DeviceArray()
+    assert as_array(on_device) is on_device
+
+
 def test_a_members_index_counted_from_the_end_is_its_index_from_0():
     from gpunn.checks import member_index
 
