@@ -919,7 +919,7 @@ def _resumed_callbacks(ckpt, user, checkpoint) -> list:
     over the k-th state the run saved for that class. Another number of a class than the run saved (other than
     none) is refused: which state would go to which callback is not known. A class none of which is passed is
     rebuilt, each callback from its settings and state, where it is a built-in callback or a subclass of one
-    defined in this process (found by its name, so a user's own ModelCheckpoint keeps its rule); writers go to
+    defined once in this process (found by its name, so a user's own ModelCheckpoint keeps its rule); writers go to
     ``checkpoint``, so a run saved with several is refused (they would all write one file). With no writer
     restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here, with a
     warning."""
@@ -958,10 +958,11 @@ def _resumed_callbacks(ckpt, user, checkpoint) -> list:
     restored = [cb for _, cb in sorted(rebuilt, key=lambda pair: pair[0])]
     if checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
         if missing:  # one of them may have been the run's writer: its rule is not known here
-            warnings.warn(f"{ckpt.path}'s run had callbacks of classes not defined in this process ("
-                          f"{', '.join(missing)}): they are not restored, and a plain ModelCheckpoint writes "
-                          f"{target} every epoch; to keep a writer's own rule, define its class before resuming, or "
-                          "pass it in callbacks", UserWarning, stacklevel=_backend.user_stacklevel())
+            warnings.warn(f"{ckpt.path}'s run had callbacks of classes not found in this process ("
+                          f"{', '.join(missing)}; not defined, defined twice, or not a built-in callback's subclass): "
+                          f"they are not restored, and a plain ModelCheckpoint writes {target} every epoch; to keep "
+                          "a writer's own rule, define its class (once) before resuming, or pass it in callbacks",
+                          UserWarning, stacklevel=_backend.user_stacklevel())
         restored.append(ModelCheckpoint(target))
     return restored + user
 

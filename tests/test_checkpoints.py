@@ -307,21 +307,37 @@ def test_a_users_writer_not_passed_again_is_made_again_with_its_settings_when_it
     assert gpunn.load_checkpoint(path).epoch == 5
 
 
-def test_a_writer_whose_class_is_not_defined_here_is_replaced_by_a_plain_one_with_a_warning(data, tmp_path):
+class _PathOnlyWriter(gpunn.ModelCheckpoint):
+    """A user's writer whose constructor takes a path alone (not the settings its get_config gives)."""
+
+    def __init__(self, path):
+        super().__init__(path, every=1)
+
+
+@pytest.mark.parametrize("how", ["not defined", "defined twice", "refuses its settings"])
+def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_warning(data, tmp_path, how):
     X, Y = data
     path = tmp_path / "c.npz"
-    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
-                                             callbacks=[_LoggedWriter(path, every=2)])
-
-    def renamed(meta):
-        meta["training"]["callbacks"][0]["class"] = "WriterOfAnotherProgram"
-
-    rewrite_meta(path, path, renamed)
-    with pytest.warns(UserWarning, match=r"c\.npz's run had callbacks of classes not defined in this process "
-                                         r"\(WriterOfAnotherProgram\): they are not restored, and a plain "
-                                         r"ModelCheckpoint writes .*c\.npz every epoch"):
+    if how == "defined twice":
+        writer = type("_TwiceWriter", (gpunn.ModelCheckpoint,), {})(path)
+    else:
+        writer = (_PathOnlyWriter if how == "refuses its settings" else _LoggedWriter)(path)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False, callbacks=[writer])
+    if how == "not defined":
+        rewrite_meta(path, path, lambda meta: meta["training"]["callbacks"][0].update({"class": "AnotherProgramsWriter"}))
+        says = (r"c\.npz's run had callbacks of classes not found in this process \(AnotherProgramsWriter; not defined, "
+                r"defined twice, or not a built-in callback's subclass\): they are not restored, and a plain "
+                r"ModelCheckpoint writes .*c\.npz every epoch")
+    elif how == "defined twice":
+        redefined = type("_TwiceWriter", (gpunn.ModelCheckpoint,), {})  # a notebook's cell run again, say
+        assert redefined.__name__ == type(writer).__name__ and redefined is not type(writer)
+        says = r"classes not found in this process \(_TwiceWriter; not defined, defined twice"
+    else:
+        says = (r"c\.npz: the run's _PathOnlyWriter cannot be made again from its saved settings \{'every': 1, .*\} "
+                r"\(.*unexpected keyword argument 'every'\): it is not restored; pass it in callbacks")
+    with pytest.warns(UserWarning, match=says):
         gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
-    assert gpunn.load_checkpoint(path).epoch == 2
+    assert gpunn.load_checkpoint(path).epoch == 2  # written all the same, by a plain writer
 
 
 def _stoppers():
