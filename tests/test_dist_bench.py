@@ -135,24 +135,41 @@ def test_the_cpu_seconds_leave_out_making_the_arrays(dist_bench, monkeypatch):
     assert r["samples_per_cpu_s"] == r["epochs"] * 3 * 8 / 1.0
 
 
-@needs_mpi
-@pytest.mark.slow
-def test_two_ranks_time_one_all_reduce_a_step_and_name_the_mpi_library(tmp_path):
-    # the second fit wrapped the first fit's wrapper (world() keeps one comm): every all-reduce was timed twice
+def _on_two_ranks(tmp_path, *args):
+    """The one line ``mpiexec -n 2 python bench/dist_bench.py ARGS`` prints, as a dict (rank 0's line only)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", PYTHONWARNINGS="ignore")
     for name in THREAD_ENV:
         env.pop(name, None)
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    cmd = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "bench" / "dist_bench.py"), TINY, "4", "3"]
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "bench" / "dist_bench.py"), *args]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     out, err = waiting.communicate(proc, 120)
     assert proc.returncode == 0, err
     lines = out.splitlines()
-    assert len(lines) == 1  # rank 0's line only
-    r = json.loads(lines[0])
+    assert len(lines) == 1, out
+    return json.loads(lines[0])
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_two_ranks_time_one_all_reduce_a_step_and_name_the_mpi_library(tmp_path):
+    # the second fit wrapped the first fit's wrapper (world() keeps one comm): every all-reduce was timed twice
+    r = _on_two_ranks(tmp_path, TINY, "4", "3")
     assert (r["ranks"], r["batch_per_rank"], r["global_batch"]) == (2, 4, 8)
     assert r["steps_timed"] == r["allreduce_timed"] == r["epochs"] * 3
     assert 0 < r["allreduce_ms_min"] <= r["allreduce_ms_median"]
     assert r["mpi"].startswith("2 rank(s) over MPI (") and r["blas_threads_in_fit"] == 1
     assert r["threads"]["OPENBLAS_NUM_THREADS"] == "1" and r["data"] == "arrays"
     assert len(r["cpu_s_per_rank"]) == 2 and r["cpu_s"] == pytest.approx(sum(r["cpu_s_per_rank"]), abs=2e-3)
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_the_all_reduce_alone_times_the_gradient_buffers_and_the_stop_flag(tmp_path):
+    r = _on_two_ranks(tmp_path, "allreduce")
+    assert r["ranks"] == 2
+    sizes = {"medium": 82_689 * 4, "wide": 2_363_393 * 4, "flag": 4}  # float32 gradients, the int32 flag
+    for name, nbytes in sizes.items():
+        t = r[name]
+        assert t["bytes"] == nbytes and 0 < t["min_us"] <= t["median_us"]
+        assert t["GB_per_s_at_min"] == pytest.approx(nbytes / t["min_us"] / 1e3, abs=0.01, rel=0.01)
