@@ -143,6 +143,14 @@ def main():
         print(json.dumps(result), flush=True)
 
 
+def allreduce_entry(nbytes, seconds) -> dict:
+    """One buffer's entry in allreduce()'s line from each all-reduce's duration (seconds): the repeats, the best
+    and the median in µs, GB/s at the best."""
+    us = numpy.array(seconds) * 1e6
+    return {"bytes": nbytes, "repeats": len(us), "min_us": round(float(us.min()), 1),
+            "median_us": round(float(numpy.median(us)), 1), "GB_per_s_at_min": round(nbytes / us.min() / 1e3, 2)}
+
+
 def allreduce():
     """MPI_Allreduce of the medium and wide gradient buffers and of the 4-byte stop flag, alone."""
     from mpi4py import MPI
@@ -158,9 +166,7 @@ def allreduce():
             t = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, a, op=op)
             times.append(time.perf_counter() - t)
-        us = numpy.array(times) * 1e6
-        out[name] = {"bytes": a.nbytes, "min_us": round(float(us.min()), 1),
-                     "median_us": round(float(numpy.median(us)), 1), "GB_per_s_at_min": round(a.nbytes / us.min() / 1e3, 2)}
+        out[name] = allreduce_entry(a.nbytes, times)
     if comm.rank == 0:
         print(json.dumps(dict(out, ranks=comm.size, load=round(os.getloadavg()[0], 1))), flush=True)
 

@@ -33,6 +33,11 @@ def test_the_timing_fields_are_the_minimum_and_median_of_each_list_in_ms(dist_be
     assert (alone["allreduce_timed"], alone["allreduce_ms_min"], alone["allreduce_ms_median"]) == (0, None, None)
 
 
+def test_an_all_reduce_entry_is_the_best_and_median_of_its_repeats(dist_bench):
+    e = dist_bench.allreduce_entry(330_756, [0.0003, 0.0001, 0.0002])
+    assert e == {"bytes": 330_756, "repeats": 3, "min_us": 100.0, "median_us": 200.0, "GB_per_s_at_min": 3.31}
+
+
 class FakeClock:
     """dist_bench's ``time``: perf_counter reads ``now``, which the test moves."""
 
@@ -67,13 +72,16 @@ def test_a_step_is_timed_from_the_last_batch_or_epoch_end_and_each_all_reduce_on
         probe.on_epoch_end(trainer, 0, {})
         clock.now += 2.0
         probe.on_batch_end(trainer, 0)
+        clock.now += 3.0
+        probe.on_batch_end(trainer, 1)
         probe.on_train_end(trainer)
-        assert probe.steps == [1.25, 2.0] and probe.allreduce == [0.25]  # (the step holds its all-reduce)
+        assert probe.steps == [1.25, 2.0, 3.0] and probe.allreduce == [0.25]  # (the step holds its all-reduce)
     comm.allreduce_sum_(None)  # after the fits: the comm's own, untimed
     assert probe.allreduce == [0.25]
 
 
-def test_one_process_times_every_step_and_has_no_all_reduce(dist_bench):
+def test_one_process_times_every_step_and_has_no_all_reduce(dist_bench, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.25, 2.0, 3.0))
     r = dist_bench.measure(TINY, 8, steps=3)
     assert (r["ranks"], r["batch_per_rank"], r["global_batch"], r["steps_per_epoch"]) == (1, 8, 8, 3)
     assert r["steps_timed"] == r["epochs"] * 3 == 9  # the warm-up fit's steps are not among them
@@ -84,6 +92,7 @@ def test_one_process_times_every_step_and_has_no_all_reduce(dist_bench):
     assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))
     assert r["step_ms_min"] <= r["step_ms_median"]
     assert r["data"] == "arrays" and len(r["cpu_s_per_rank"]) == 1
+    assert r["load"] == 1.2  # the last minute's
     json.dumps(r)  # one JSON line
 
 
@@ -107,11 +116,11 @@ def test_an_ensembles_epoch_rate_is_in_rows_as_its_rate_at_the_minimum_step(dist
         histories.append(fit(self, *args, **kw))
         return histories[-1]
     monkeypatch.setattr(gpunn.Ensemble, "fit", keep)
-    r = dist_bench.measure(TINY + "-x3", 8, steps=3)
-    assert r["members"] == 3
+    r = dist_bench.measure(TINY + "-x2", 8, steps=3)  # (2: the fewest members an ensemble has)
+    assert r["members"] == 2 and r["params"] == 2 * (4 * 8 + 8 + 8 + 1)
     member_samples = histories[-1]["samples_per_s"]
     assert len(member_samples) == r["epochs"]
-    assert r["samples_per_s_epoch_median"] == pytest.approx(float(numpy.median(member_samples)) / 3)
+    assert r["samples_per_s_epoch_median"] == pytest.approx(float(numpy.median(member_samples)) / 2)
     assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))
 
 
@@ -133,6 +142,8 @@ def test_the_cpu_seconds_leave_out_making_the_arrays(dist_bench, monkeypatch):
     r = dist_bench.measure(TINY, 8, steps=3)
     assert r["cpu_s"] == 1.0 and r["cpu_s_per_rank"] == [1.0]  # the two readings around the timed fit only
     assert r["samples_per_cpu_s"] == r["epochs"] * 3 * 8 / 1.0
+    monkeypatch.setattr(dist_bench.time, "process_time", lambda: 5.0)  # a clock that did not move: no rate
+    assert dist_bench.measure(TINY, 8, steps=3)["samples_per_cpu_s"] is None
 
 
 def _on_two_ranks(tmp_path, *args):
@@ -156,6 +167,7 @@ def test_two_ranks_time_one_all_reduce_a_step_and_name_the_mpi_library(tmp_path)
     # the second fit wrapped the first fit's wrapper (world() keeps one comm): every all-reduce was timed twice
     r = _on_two_ranks(tmp_path, TINY, "4", "3")
     assert (r["ranks"], r["batch_per_rank"], r["global_batch"]) == (2, 4, 8)
+    assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))  # the global batch's rows
     assert r["steps_timed"] == r["allreduce_timed"] == r["epochs"] * 3
     assert 0 < r["allreduce_ms_min"] <= r["allreduce_ms_median"]
     assert r["mpi"].startswith("2 rank(s) over MPI (") and r["blas_threads_in_fit"] == 1
@@ -172,4 +184,5 @@ def test_the_all_reduce_alone_times_the_gradient_buffers_and_the_stop_flag(tmp_p
     for name, nbytes in sizes.items():
         t = r[name]
         assert t["bytes"] == nbytes and 0 < t["min_us"] <= t["median_us"]
+        assert t["repeats"] == (40 if name == "wide" else 200)  # as bench/RESULTS.md quotes them
         assert t["GB_per_s_at_min"] == pytest.approx(nbytes / t["min_us"] / 1e3, abs=0.01, rel=0.01)
