@@ -398,6 +398,70 @@ def test_the_shards_of_a_source_are_refused_alike(tmp_path, device):
         model.fit(ShardedSource(source(path), 2), epochs=2, batch_size=4, verbose=False)
 
 
+def device_arrays_held(watch, xp):
+    """How many ``xp`` arrays ``watch`` holds in its lists, tuples and dicts."""
+    def count(value):
+        if isinstance(value, xp.ndarray):
+            return 1
+        if isinstance(value, dict):
+            return sum(count(k) + count(v) for k, v in value.items())
+        return sum(map(count, value)) if isinstance(value, (list, tuple)) else 0
+    return count(list(vars(watch).values()))
+
+
+def bound_by_hand(tmp_path, device):
+    """A standardized float32 source (6 windows of one chunk an epoch) bound to ``device``, to read by hand; the
+    features' path."""
+    path = float32_pair(tmp_path)
+    return source(path, standardize=True, window=1).bind(device, "float32"), path
+
+
+def read_by_hand(read, path, epochs=3):
+    """``batches()`` of ``read`` read by hand (no fit: no reader takes its watch's flag) for ``epochs`` epochs, 3e38
+    written at b's BAD_ROW of the file at ``path`` after the first: the device arrays its watch holds after each."""
+    held = []
+    for epoch in range(epochs):
+        for _ in read.batches(epoch, 4):
+            pass
+        held.append(device_arrays_held(read.overflow_watch, read.backend.xp))
+        if epoch == 0:
+            PutsBadValue(path).on_epoch_end(None, 0, {})
+    return held
+
+
+MET_IN_EPOCH_2 = f"row {BAD_ROW}: column 1: {PAST} (read in epoch 2)"
+
+
+def test_batches_read_by_hand_hold_one_device_flag_not_one_per_window(tmp_path, device):
+    """A user reading ``batches()`` by hand on a GPU: each window's check was kept, a 0-d device array, until a fit
+    or a validation took them, so they piled up epoch after epoch; now they are folded into one as they come, and a
+    later take still finds the first window not finite (epoch 2's, not 3's). On the CPU the window is refused as
+    it is read."""
+    read, path = bound_by_hand(tmp_path, device)
+    if device == "cpu":
+        with pytest.raises(DataError, match=rf"^{re.escape(f'{path} {MET_IN_EPOCH_2}')}$"):
+            read_by_hand(read, path)
+        return
+    assert read_by_hand(read, path) == [1, 1, 1]
+    watch, backend = read.overflow_watch, read.backend
+    assert numpy.isnan(backend.to_host(watch.take(backend.xp)))
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} {MET_IN_EPOCH_2}')}$"):
+        watch.refuse(backend)
+    assert device_arrays_held(watch, backend.xp) == 0 and watch.take(backend.xp) is None
+
+
+def test_on_a_gpu_batches_read_by_hand_read_nothing_back_and_hold_one_flag(tmp_path, fake_cupy, monkeypatch):
+    """The test above on tests/fakecupy in every run, counting the host reads too: none while the batches are read
+    by hand (the checks stay on the device), one for the take's flag and one for the refusal's key."""
+    read, path = bound_by_hand(tmp_path, "cuda")
+    reads = host_reads(fake_cupy, monkeypatch)
+    assert read_by_hand(read, path) == [1, 1, 1] and reads == []
+    watch, backend = read.overflow_watch, read.backend
+    assert numpy.isnan(backend.to_host(watch.take(backend.xp))) and len(reads) == 1
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} {MET_IN_EPOCH_2}')}$"):
+        watch.refuse(backend)
+
+
 def host_reads(fake_cupy, monkeypatch):
     """A list that gets an entry per synchronous read of a device array (tests/fakecupy's)."""
     reads, read = [], fake_cupy._synchronous_read

@@ -182,7 +182,8 @@ class ChunkedSource:
         w0 = bisect.bisect_right(ends, start_row)
         skip = start_row - (ends[w0 - 1] if w0 else 0)
         with self.backend.use():
-            pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle)
+            pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle,
+                                   window_chunks=lambda w: self.plan(epoch)[w])
             yield from rebatch(pieces, batch_size, self.backend.xp, skip=skip)
 
     def _wide_dtype(self):
@@ -194,12 +195,19 @@ class ChunkedSource:
         wide = standardizing_dtype(stored, self.dtype)
         return None if wide == self.dtype else wide
 
-    def _windows(self, windows, epoch, first_index, shuffle):
+    def _windows(self, windows, epoch, first_index, shuffle, window_chunks=None):
         """Device (X, Y) per window, permuted (when ``shuffle``) and standardized. ``epoch``: the training
         epoch (None: a pass in file order, validation's). Standardized on the device, each window is seen by
-        ``overflow_watch`` (a value taken past the model's dtype is refused: gpunn.data.overflow)."""
+        ``overflow_watch`` (a value taken past the model's dtype is refused: gpunn.data.overflow), which keeps
+        the pass's ``window_chunks`` (window w's chunks made again, on the refusal's path) until it is taken: a
+        callable that holds less than ``windows`` (default: ``windows[w - first_index]``)."""
         xp = self.backend.xp
         scaler = None if self._wide_dtype() is not None else self.standardizer  # wide: see _device_windows
+        if scaler is not None:
+            chunks_of = window_chunks or (lambda w: windows[w - first_index])
+
+            def refuse_at(w):  # one per pass
+                self._refuse_standardized(chunks_of(w), epoch)
         for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
             if shuffle and X.shape[0] > 1:
                 order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
@@ -211,9 +219,7 @@ class ChunkedSource:
             if scaler is not None:
                 with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
                     scaler.transform_(xp, X, Y)
-                chunks = windows[w - first_index]
-                self.overflow_watch.see(xp, (X, Y) if scaler.scales_targets else (X,),
-                                        lambda chunks=chunks: self._refuse_standardized(chunks, epoch))
+                self.overflow_watch.see(xp, (X, Y) if scaler.scales_targets else (X,), refuse_at, w)
             yield X, Y
 
     def _refuse_standardized(self, chunks, epoch):
@@ -329,7 +335,8 @@ class ChunkedSource:
         """Device (X, Y) per chunk (default: every chunk), in file order, standardized."""
         self._need_bound()
         chunks = range(len(self.chunk_sizes)) if chunks is None else chunks
-        return self._windows([[k] for k in chunks], None, 0, shuffle=False)
+        chunks = chunks if isinstance(chunks, (list, tuple, range)) else list(chunks)
+        return self._windows([[k] for k in chunks], None, 0, shuffle=False, window_chunks=lambda w: [chunks[w]])
 
     def compute_standardizer(self) -> Standardizer:
         """Mean and spread per column of the training chunks, in one streaming pass."""

@@ -1,6 +1,7 @@
 """Sources that need nothing beyond NumPy: a synthetic task, a pair of ``.npy`` files, any iterable."""
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy
@@ -439,10 +440,11 @@ class IterableSource:
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
         standardized past the model's dtype is refused (``overflow_watch``, gpunn.data.overflow)."""
+        refuse_at = functools.partial(self._refuse_standardized, epoch)  # of piece i: one per pass
         for i, (X, Y) in enumerate(pieces):
             if self.standardizer is not None:
                 X, Y = self._standardized(X, Y)  # Y too: float64 targets are cast, standardized or not
-                self.overflow_watch.see(self.backend.xp, (X, Y), lambda i=i: self._refuse_standardized(epoch, i))
+                self.overflow_watch.see(self.backend.xp, (X, Y), refuse_at, i)
             yield X, Y
 
     def _standardized(self, X, Y):
