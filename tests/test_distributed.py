@@ -15,6 +15,7 @@ import pytest
 import waiting
 
 from gpunn.backend import CPU
+from gpunn.data import DataError
 from gpunn.distributed.digest import describe_differences, digest
 from gpunn.distributed.shard import ShardedArraySource
 from gpunn.distributed.threads import cores_per_rank
@@ -567,6 +568,51 @@ def test_a_validation_source_and_held_out_chunks_are_split_over_the_ranks_by_chu
     assert dp.validation(SourceEvaluator(validation, windows=validation.ordered_windows)).chunks == [4, 5, 6, 7]
     held = source(validation_fraction=0.5)  # a source's held-out chunks: rank 1 the second half of them
     assert dp.validation(SourceEvaluator(held)).chunks == list(held.validation_chunks)[2:]
+
+
+def held_out_value_past_float32_scored_by_the_ranks_validation(monkeypatch, tmp_path, device):
+    """What a data-parallel fit's validation of held-out chunks (split over the ranks by chunks, each rank scoring
+    its own: here the one rank of a LocalComm) gives for a float32 .npy pair standardized on the device, 3e38 in a
+    held-out chunk (about 1e39 under the training chunks' spread)."""
+    import gpunn
+    from gpunn.distributed import training
+    from gpunn.distributed.comm import LocalComm
+    from gpunn.metrics import SourceEvaluator
+
+    monkeypatch.setattr(training, "world", lambda backend, timeout: LocalComm())
+    X = numpy.column_stack([numpy.linspace(-1, 1, 24), numpy.linspace(2, 3, 24)]).astype(numpy.float32)
+    X[7, 1] = 3e38  # chunk 1 of 4 rows
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X[:, :1] - numpy.linspace(2, 3, 24, dtype=numpy.float32)[:, None])
+
+    def source(seed):
+        return gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=4, shuffle=False,
+                              validation_fraction=0.2, seed=seed, standardize=True)
+
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    held = source(next(s for s in range(100) if 1 in source(s).validation_chunks)).bind(model.backend, model.dtype)
+    validation = training.DataParallel(model, source=held, batch_size=4, verbose=False).validation(SourceEvaluator(held))
+    assert type(validation) is training._ShardedSourceValidation
+    with numpy.errstate(invalid="ignore"):  # the stand-in's forward pass over inf, as fit's loop has it
+        return validation.evaluate(model)
+
+
+PAST_FLOAT32_HELD_OUT = r"X\.npy row 7: column 1: 3e\+38 is \S+ once standardized, infinite in float32 "
+
+
+def test_a_held_out_value_standardized_past_float32_is_refused_by_the_ranks_validation(monkeypatch, tmp_path,
+                                                                                        device):
+    """The ranks' validation of held-out chunks reads the source's check of the windows it standardized with its
+    sums: without it, on a GPU, the value became inf and the metrics NaN without a word (the CPU refuses the
+    window as it is read)."""
+    with pytest.raises(DataError, match=PAST_FLOAT32_HELD_OUT):
+        held_out_value_past_float32_scored_by_the_ranks_validation(monkeypatch, tmp_path, device)
+
+
+def test_on_a_gpu_the_ranks_validation_reads_the_check_with_its_sums(monkeypatch, tmp_path, fake_cupy):
+    """The test above on tests/fakecupy in every run (the CPU's window refusal would pass without the check)."""
+    with pytest.raises(DataError, match=PAST_FLOAT32_HELD_OUT):
+        held_out_value_past_float32_scored_by_the_ranks_validation(monkeypatch, tmp_path, "cuda")
 
 
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])
