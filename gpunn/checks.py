@@ -17,16 +17,39 @@ class MissingExtra(ImportError):
     adds it (the command line reports it as a user's error, not an internal one)."""
 
 
+def on_the_way(dtype) -> str:
+    """Why a value was not finite standardized in ``dtype`` though its standardized value (float64's) is: standardizing
+    computes (x - mean) * (1 / spread) in the dtype (gpunn.data.stats.Standardizer), and x - mean (3e38 in a column
+    of -3e38) or 1 / spread (a spread under about 3e-39) can leave float32 on the way. The words after "but"."""
+    return f"infinite in {dtype} on the way there: x - mean, or 1 / spread, is past its largest value"
+
+
+AS_FLOAT64 = "or give the values as float64 (standardized in float64, then cast)"  # what on_the_way's value needs
+
+
+def finite_in(dtype, number) -> bool:
+    """Whether ``dtype`` holds ``number`` (a float) finite."""
+    with numpy.errstate(over="ignore"):  # 1e39 in float32: the overflow is the answer
+        return bool(numpy.isfinite(numpy.dtype(dtype).type(number)))
+
+
 class NotFinite(ValueError):
     """An array's NaN or infinite values (``count``; the first at ``row``, ``column``, counted from 0 as the array
     indexes them), after conversion to ``dtype``, or, given ``scaled`` (the first one's standardized value, finite in
-    float64), once standardized: a caller that read the array from a file can say where in it."""
+    float64), once standardized in ``dtype``: a caller that read the array from a file can say where in it. A
+    ``scaled`` that ``dtype`` holds left it on the way there (:func:`on_the_way`)."""
 
     def __init__(self, name, count, row, column, dtype, scaled=None):
-        what = (f"{count} NaN or infinite value(s) (first at row {row}, column {column}) after conversion to {dtype}"
-                if scaled is None else f"{count} value(s) infinite in {dtype} once standardized (first at row {row}, "
-                f"column {column}: {scaled:.2g})")
-        super().__init__(f"{name} contains {what}; clean or impute them first")
+        first, how = f"first at row {row}, column {column}", "clean or impute them first"
+        if scaled is None:
+            what = f"{count} NaN or infinite value(s) ({first}) after conversion to {dtype}"
+        elif not finite_in(dtype, scaled):
+            what = f"{count} value(s) infinite in {dtype} once standardized ({first}: {scaled:.2g})"
+        else:
+            what = (f"{count} value(s) infinite in {dtype} once standardized ({first}: {scaled:.2g} in float64, "
+                    f"but {on_the_way(dtype)})")
+            how = f"{how}, {AS_FLOAT64}"
+        super().__init__(f"{name} contains {what}; {how}")
         self.count, self.row, self.column, self.dtype, self.scaled = count, row, column, dtype, scaled
 
 

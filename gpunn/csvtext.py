@@ -219,9 +219,11 @@ def not_finite(value, column, dtype, decimal=".", scaled=None) -> str:
     value that is no number (:func:`is_number`: a missing one to pyarrow, "" or "NA") in :func:`not_a_number`'s
     words; a number NaN or infinite as ``dtype`` holds it as "column 'b': 'nan' is NaN; clean or impute it first"
     ('inf' is infinite, '1e39' is "infinite in float32 (past its largest value)"). ``value``: the field as written;
-    ``scaled``: the number standardized, where that is what ``dtype`` cannot hold ("'1e+38' is 3.3e+39 once
-    standardized, infinite in float32 (past its largest value)"); "" where it is finite in ``dtype`` (the file changed
-    since it was read)."""
+    ``scaled``: the number standardized (in float64), where standardizing it in ``dtype`` gave a value that is not
+    finite: one ``dtype`` cannot hold ("'1e+38' is 3.3e+39 once standardized, infinite in float32 (past its largest
+    value)"), or one it holds, left on the way there ("'3e+38' is 4.8 once standardized, but infinite in float32 on
+    the way there: x - mean, or 1 / spread, is past its largest value; ...": gpunn.checks.on_the_way); "" where the
+    number (no ``scaled``) is finite in ``dtype`` (the file changed since it was read)."""
     if not is_number(value, decimal):
         return not_a_number(value, column)
     return number_not_finite(float(value.strip(" \t").replace(decimal, ".")), repr(value), column, dtype, scaled)
@@ -231,12 +233,16 @@ def number_not_finite(number, shown, column, dtype, scaled=None) -> str:
     """:func:`not_finite`'s words for a value read as ``number`` (a float) and shown as ``shown`` (a CSV field's
     text in quotes; a number an .npy or Parquet file stores, as Python writes it: nan, -inf, 1e+39), which an .npy
     or Parquet file's refusal shares (gpunn.data.errors.not_finite_value): "column 'b': 'nan' is NaN; clean or
-    impute it first"; ``scaled``, as :func:`not_finite`'s; "" where ``number`` (``scaled``) is finite in ``dtype``."""
+    impute it first"; ``scaled``, as :func:`not_finite`'s; "" where ``number`` is finite in ``dtype`` (and no
+    ``scaled`` is given)."""
     import numpy
 
-    with numpy.errstate(over="ignore"):  # 1e39 in float32: the overflow is what is said
-        held = numpy.dtype(dtype).type(number if scaled is None else scaled)
-    if numpy.isfinite(held):
+    from .checks import AS_FLOAT64, finite_in, on_the_way
+
+    if scaled is not None and finite_in(dtype, scaled):  # not finite standardized in dtype, whose value it holds
+        return (f"{column}: {shown} is {scaled:.2g} once standardized, but {on_the_way(numpy.dtype(dtype).name)}; "
+                f"clean or impute it first, {AS_FLOAT64}")
+    if scaled is None and finite_in(dtype, number):
         return ""
     past = f"infinite in {numpy.dtype(dtype).name} (past its largest value)"
     what = (f"{scaled:.2g} once standardized, {past}" if scaled is not None and numpy.isfinite(scaled)

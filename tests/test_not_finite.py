@@ -319,6 +319,48 @@ def test_a_held_out_float32_value_standardized_past_float32_is_refused_not_score
                         r"in float32 \(past its largest value\); clean or impute it first", str(caught.value))
 
 
+WHY = "infinite in float32 on the way there: x - mean, or 1 / spread, is past its largest value"
+AS_FLOAT64 = "or give the values as float64 (standardized in float64, then cast)"
+ON_THE_WAY = f"3e+38 is 4.8 once standardized, but {WHY}; clean or impute it first, {AS_FLOAT64}"
+
+
+def test_a_value_left_past_float32_on_the_way_to_its_standardized_value_is_named_by_fit_and_predict(
+        tmp_path, device, monkeypatch, capsys):
+    """b is -3e38 but at BAD_ROW, 3e38: under its own statistics (mean -2.75e38, spread 1.2e38) 3e38 is 4.8
+    standardized in float64, but in float32 x - mean is past float32's largest value. The value is named, with why
+    and what to do (float64 values are standardized in float64): fit on the float32 file said it by the chunk's
+    count ("1 features value(s) infinite in float32 once standardized, the first at row 7"), gpunn predict by the
+    file's ("values infinite in float32 once standardized, the first at row 7"), an iterable's pieces and
+    model.predict gave 4.8 as if float32 could not hold it."""
+    a, b, y = columns()
+    b[:] = -3e38
+    b[BAD_ROW] = 3e38
+    X, Y = numpy.column_stack([a, b]), y.reshape(-1, 1)
+    for name, dtype in (("f", numpy.float32), ("w", numpy.float64)):
+        numpy.save(tmp_path / f"{name}X.npy", X.astype(dtype))
+        numpy.save(tmp_path / f"{name}Y.npy", Y.astype(dtype))
+    path = str(tmp_path / "fX.npy")
+    with pytest.raises(DataError, match=rf"^{re.escape(f'{path} row {BAD_ROW}: column 1: {ON_THE_WAY} (read in epoch 1)')}$"):
+        gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0).fit(source(path, standardize=True), epochs=1,
+                                                                          batch_size=4, verbose=False)
+    X = X.astype(numpy.float32)
+    pieces = [(X[i:i + 4], Y[i:i + 4].astype(numpy.float32)) for i in range(0, ROWS, 4)]
+    with pytest.raises(NotFinite) as caught:
+        gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0).fit(data.iterable(pieces, standardize=True),
+                                                                          epochs=1, batch_size=4, verbose=False)
+    assert str(caught.value) == ("X of batch 1 (epoch 1) contains 1 value(s) infinite in float32 once standardized "
+                                 f"(first at row 3, column 1: 4.8 in float64, but {WHY}); clean or impute them first, "
+                                 f"{AS_FLOAT64}")
+    model = fitted(str(tmp_path / "wX.npy"), standardize=True)  # float64: standardized in float64, then cast
+    with pytest.raises(NotFinite, match=re.escape(f"X contains 1 value(s) infinite in float32 once standardized (first "
+                                                  f"at row 7, column 1: 4.8 in float64, but {WHY}); clean or impute "
+                                                  f"them first, {AS_FLOAT64}")):
+        model.predict(X)
+    if device == "cpu":  # gpunn predict, on the CPU
+        assert predict_refusals(tmp_path, monkeypatch, capsys, path, model) == [
+            f"gpunn: error: IN {path} row {BAD_ROW}: column 1: {ON_THE_WAY}"] * 2
+
+
 class PutsBadValue(gpunn.Callback):
     """After epoch ``after`` (from 0), writes 3e38 at b's BAD_ROW of the float32 file at ``path`` in place (the
     source reads the same file again next epoch)."""

@@ -13,10 +13,11 @@ def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     ``number`` (None: a Parquet null; a float32 one is shown as float32 writes it) and NaN or infinite as ``dtype``, in the words of a CSV file's
     (gpunn.csvtext.not_finite), by training and gpunn predict alike: "x.parquet row 5: column 'b': nan is NaN;
     clean or impute it first" ("-inf is infinite", "1e+39 is infinite in float32 (past its largest value)",
-    "a null (a missing number) is not a number"; with ``scaled``, the number standardized, where that is what
-    ``dtype`` cannot hold: "1e+38 is 3.3e+39 once standardized, infinite in float32 ..."). "" where ``number``
-    (``scaled``) is finite in ``dtype`` (the file changed since it was read: the caller words it without the
-    value)."""
+    "a null (a missing number) is not a number"; with ``scaled``, the number standardized in float64, where
+    standardizing it in ``dtype`` gave a value that is not finite: "1e+38 is 3.3e+39 once standardized, infinite in
+    float32 ...", or "3e+38 is 4.8 once standardized, but infinite in float32 on the way there ..." where ``dtype``
+    holds that value, gpunn.checks.on_the_way). "" where ``number`` (no ``scaled``) is finite in ``dtype`` (the file
+    changed since it was read: the caller words it without the value)."""
     from ..csvtext import number_not_finite
 
     column = f"column {column!r}" if isinstance(column, str) else f"column {column}"
