@@ -168,6 +168,31 @@ def test_npy_and_memory_train_on_the_first_rows_of_the_pair(tmp_path, monkeypatc
     assert result["samples_per_s"] == 1000 * 1 / 0.5  # one epoch of 0.5 s
 
 
+@pytest.mark.parametrize("mode", ["npy", "memory", "synthetic", "synthetic-memory"])
+def test_standardize_trains_on_standardized_rows_with_the_statistics_taken_before_the_timing(tmp_path, monkeypatch,
+                                                                                             mode):
+    """--standardize, as gpunn train --standardize: a source made with standardize=True and bound (its statistics
+    pass done) before the timed fit, which then standardizes each window as it trains; in-memory arrays
+    standardized once, in place, before it. Either way the rows trained on have columns of mean 0 and spread 1."""
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(5.0, 3.0, (1000, 2)).astype("float32")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X[:, :1] * 2 + 7)
+    where = [str(tmp_path)] if mode in ("npy", "memory") else []
+    result, calls = _run(monkeypatch, mode, *where, "--rows", "1000", "--features", "2", "--standardize")
+    (train, _) = calls[1]
+    if train[1] is None:  # a source: bound by the set-up, so fit's bind keeps its statistics
+        source = train[0]
+        assert source.standardize and source.standardizer is not None
+        train = [numpy.concatenate(part) for part in zip(*source.batches(0, 64, 0))]
+    assert result["standardize"] is True and result["rows"] == 1000
+    for A in train:
+        A = numpy.asarray(A, "float64")
+        numpy.testing.assert_allclose(A.mean(axis=0), 0, atol=1e-4)
+        numpy.testing.assert_allclose(A.std(axis=0), 1, rtol=1e-4)
+    assert _run(monkeypatch, mode, *where, "--rows", "1000", "--features", "2")[0]["standardize"] is False
+
+
 def test_a_runs_json_line_is_appended_to_the_file(tmp_path, monkeypatch, capsys):
     """--json appends (the suite's runs share one file)."""
     from gpunn.bench import runners
@@ -208,6 +233,7 @@ def test_the_suite_pairs_each_source_with_the_same_rows_in_memory(tmp_path, monk
     assert rows == {"synthetic-memory": "2000", "synthetic": "3000", "make-npy": "1000", "npy": "1000", "memory": "1000"}
     assert all(c[c.index("--json") + 1] == str(path) and c[c.index("--epochs") + 1] == "2" for c in commands)
     assert all(c[1] == str(tmp_path) for c in commands if c[0] in ("make-npy", "npy", "memory"))
+    assert not any("--standardize" in c for c in commands)
     assert ("stream: 50,000 samples/s = 0.25x in memory (200,000); peak RSS 1.00 GiB (in memory 2.00 GiB)\n"
             in out)
     assert ("npy: 90,000 samples/s = 0.90x in memory (100,000); peak RSS 1.50 GiB (in memory 2.50 GiB); "
@@ -221,6 +247,9 @@ def test_the_suite_pairs_each_source_with_the_same_rows_in_memory(tmp_path, monk
     commands.clear()
     stream.main(["suite", str(tmp_path), "--npy-rows", "1000"])
     assert "make-npy" in [c[0] for c in commands]
+    commands.clear()
+    stream.main(["suite", str(tmp_path), "--npy-rows", "1000", "--standardize"])  # each run standardizes
+    assert all("--standardize" in c for c in commands if c[0] != "make-npy") and len(commands) == 5
 
 
 def test_a_gpu_run_adds_the_pools_peak_and_a_windows_pinned_copy_rate(fake_cupy, monkeypatch):
@@ -233,3 +262,21 @@ def test_a_gpu_run_adds_the_pools_peak_and_a_windows_pinned_copy_rate(fake_cupy,
                          "--device", "cuda")
     assert copies == [(16 * 65536, 8)] and result["h2d_gbps_pinned"] == 9.5 and result["pool_peak_gib"] == 1.0
     assert result["device"].startswith("cuda")
+
+
+@pytest.mark.parametrize("mode", ["synthetic", "synthetic-memory"])
+def test_standardize_on_a_gpu_standardizes_on_the_device(fake_cupy, monkeypatch, mode):
+    """--standardize on tests/fakecupy's GPU: the in-memory arrays standardized where they are, on the device; the
+    source bound to the device, its statistics taken there, before the timed fit."""
+    monkeypatch.setattr(stream, "copy_bandwidth", lambda backend, rows, columns: 9.5)
+    result, calls = _run(monkeypatch, mode, "--rows", "640", "--features", "3", "--device", "cuda", "--standardize")
+    (train, _) = calls[1]
+    if train[1] is None:
+        source = train[0]
+        assert source.backend.is_gpu and source.standardizer is not None
+        train = [numpy.concatenate([source.backend.to_host(b[k]) for b in source.batches(0, 64, 0)]) for k in (0, 1)]
+    else:
+        assert all(isinstance(A, fake_cupy.ndarray) for A in train)
+        train = [A.get() for A in train]
+    for A in train:
+        numpy.testing.assert_allclose(numpy.asarray(A, "float64").mean(axis=0), 0, atol=1e-4)

@@ -6,6 +6,7 @@
     python -m gpunn.bench.stream synthetic --rows 100000000 --epochs 1  # a task generated chunk by chunk
     python -m gpunn.bench.stream synthetic-memory --rows 2000000        # the same task made in memory
     python -m gpunn.bench.stream suite DIR --device cuda                # all of it, one process per run
+    python -m gpunn.bench.stream npy DIR --standardize                  # standardized, as gpunn train --standardize
 
 Each run is one process (so its peak resident memory, ru_maxrss, is its own) and prints one JSON
 line: rows trained, seconds, samples/s (after a warm-up fit of two batches that compiles the CPU
@@ -13,6 +14,11 @@ kernels), peak RSS; on a GPU also the peak of CuPy's memory pool and
 the host-to-device bandwidth of a pinned copy of one window, timed in the same run. ``--rows`` on
 npy/memory takes the first rows of the pair (a source over a prefix of the files). The step is
 fit's (gpunn.training): ``model.fit(source)`` for sources, ``model.fit(X, Y)`` for arrays.
+
+``--standardize`` times the path ``gpunn train --standardize`` takes: a source made with standardize=True
+standardizes each window on the model's device as it trains (float32 values: the .npy pair, the synthetic task)
+and checks it (gpunn.data.overflow); its statistics pass is set-up (``setup_s``), outside the timing. The
+in-memory runs standardize their arrays once, before the timing, as the ideal the sources are measured against.
 """
 from __future__ import annotations
 
@@ -84,6 +90,19 @@ def copy_bandwidth(backend, rows, columns, dtype="float32", repeats=5):
     return host.nbytes * repeats / seconds / 1e9
 
 
+def _standardize(train, backend):
+    """--standardize's set-up: a source's statistics pass (bound as fit binds it, which then keeps them), or the
+    in-memory arrays (X, Y) standardized in place, once."""
+    if train[1] is None:  # (source, None)
+        train[0].bind(backend, "float32")  # the model's dtype (fit binds it again: the statistics are kept)
+        return
+    from ..data.stats import Standardizer
+
+    X, Y = train
+    with backend.use():
+        Standardizer.from_pieces([train], X.shape[1], Y.shape[1]).transform_(backend.xp, X, Y)
+
+
 def run(args) -> dict:
     from .. import data
     from ..backend import resolve
@@ -93,10 +112,11 @@ def run(args) -> dict:
     backend = resolve(args.device)
     hidden = [int(h) for h in args.hidden.split(",")]
     result = {"mode": args.mode, "device": backend.device, "epochs": args.epochs, "batch_size": args.batch_size,
-              "hidden": hidden}
+              "hidden": hidden, "standardize": args.standardize}
     t0 = time.perf_counter()
     if args.mode == "synthetic":
-        source = data.synthetic("teacher", args.rows, args.features, args.outputs, seed=0, window=args.window)
+        source = data.synthetic("teacher", args.rows, args.features, args.outputs, seed=0, window=args.window,
+                                standardize=args.standardize)
         n_in, n_out, rows = source.n_features, source.n_outputs, source.rows
         train = (source, None)
     elif args.mode == "synthetic-memory":
@@ -106,7 +126,7 @@ def run(args) -> dict:
         n_in, n_out, rows = args.features, args.outputs, args.rows
     elif args.mode == "npy":
         x, y = os.path.join(args.dir, "X.npy"), os.path.join(args.dir, "Y.npy")
-        source = data.npy(x, y, window=args.window)
+        source = data.npy(x, y, window=args.window, standardize=args.standardize)
         if args.rows and args.rows < source.rows:  # train on a prefix: keep the first chunks
             keep = -(-args.rows // source.chunk_rows)
             source.chunk_sizes = source.chunk_sizes[:keep]
@@ -123,6 +143,8 @@ def run(args) -> dict:
             with backend.use():
                 X, Y = backend.xp.asarray(X), backend.xp.asarray(Y)
         train = (X, Y)
+    if args.standardize:
+        _standardize(train, backend)
     result["setup_s"] = time.perf_counter() - t0
     model = MLP([n_in, *hidden, n_out], device=backend, seed=0)
     warm = numpy.random.default_rng(0).standard_normal((2 * args.batch_size, n_in + n_out)).astype("float32")
@@ -158,6 +180,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1, help="timed epochs (default: %(default)s)")
     p.add_argument("--window", type=int, default=16, help="chunks shuffled together (default: %(default)s)")
     p.add_argument("--device", default="auto", help="(default: %(default)s)")
+    p.add_argument("--standardize", action="store_true", help="standardize inputs and targets, as gpunn train "
+                   "--standardize: sources on the device, window by window, as they train (their statistics pass "
+                   "untimed); in-memory arrays once, before the timing")
     p.add_argument("--json", metavar="PATH", help="append the result line to PATH")
     p.add_argument("--stream-rows", type=int, default=100_000_000, help="suite: rows of the synthetic stream "
                    "(default: 100,000,000)")
@@ -195,7 +220,8 @@ def suite(args) -> int:
 
     common = ["--features", str(args.features), "--outputs", str(args.outputs), "--hidden", args.hidden,
               "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--window", str(args.window),
-              "--device", args.device] + (["--json", args.json] if args.json else [])
+              "--device", args.device] + (["--json", args.json] if args.json else []) + \
+        (["--standardize"] if args.standardize else [])
 
     def one(mode, *extra):
         out = subprocess.run([sys.executable, "-m", "gpunn.bench.stream", mode, *extra, *common],
