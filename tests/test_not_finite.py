@@ -319,6 +319,23 @@ def test_a_held_out_float32_value_standardized_past_float32_is_refused_not_score
                         r"in float32 \(past its largest value\); clean or impute it first", str(caught.value))
 
 
+def test_a_held_out_value_is_named_in_whichever_held_out_chunk_holds_it(tmp_path, device):
+    """Validation reads the held-out chunks a window each, and the refusal reads the window that held the value again
+    (its chunks made again from the pass's, gpunn.data.overflow): the value's, not the first held-out chunk's, which
+    would read finite and say the data changed."""
+    path = float32_pair(tmp_path, 3e38)
+
+    def held_out(seed):
+        return list(source(path, validation_fraction=0.5, seed=seed).validation_chunks)
+
+    seed = next(s for s in range(200) if BAD_ROW // 4 in held_out(s)[1:])
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    with pytest.raises(DataError, match=rf"^{re.escape(path)} row {BAD_ROW}: column 1: 3e\+38 is \S+ once standardized, "
+                                        r"infinite in float32 \(past its largest value\); clean or impute it first$"):
+        model.fit(source(path, validation_fraction=0.5, seed=seed, standardize=True), epochs=1, batch_size=4,
+                  verbose=False)
+
+
 WHY = "infinite in float32 on the way there: x - mean, or 1 / spread, is past its largest value"
 AS_FLOAT64 = "or give the values as float64 (standardized in float64, then cast)"
 ON_THE_WAY = f"3e+38 is 4.8 once standardized, but {WHY}; clean or impute it first, {AS_FLOAT64}"
