@@ -151,6 +151,47 @@ def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_pat
     assert all(numpy.array_equal(a, to_host(b[0][:, 0])) for a, b in zip(single, source().batches(2, B), strict=True))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("read", ["shard of a generated source", "generated source", "shard of a file"])
+def test_on_the_gpu_an_epoch_read_as_training_reads_it_frees_no_window_the_training_stream_may_still_read(
+        gpu, read, tmp_path):
+    """The pipeline (gpunn.data.pipeline) hands each window over with a release, called once the training stream
+    has enqueued its last read of the window: only after that may the window's memory (CuPy's pool, on the side
+    stream) go to a later window's generation, or its device buffer take a later copy. A rank's shard of a
+    generated source cuts the generated windows its boundaries split (_ShardView._sliced_windows: a fresh array
+    of the parts) and releases them itself. Read as training reads (device arrays, no host synchronisation until
+    the epoch has ended), a release not called or an event not waited for fails the test under tests/fakecupy
+    (its stream-order check: a block the side stream's next allocation gets while the training stream may still
+    read it). The shape matters: a shard's cut window left unreleased is covered by the next window's release,
+    unless that window is cut too; rank 1 of 3 ranks of this source has both its cut windows first in epoch 2,
+    and two more windows after them."""
+    from gpunn import data
+    from gpunn.distributed.shard import ShardedSource
+
+    epoch, b = 2, 4096
+    if read == "shard of a file":
+        X = numpy.arange(30000, dtype="float32")[:, None]
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", -X)
+        source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=2000, window=1, seed=7, device=gpu)
+        b = 1000
+    else:
+        source = data.synthetic("linear", rows=10 * 65536, n_features=1, seed=7, window=1, device=gpu,
+                                dtype="float32")
+    reader = source if read == "generated source" else ShardedSource(source, 3, [1])
+    if read == "shard of a generated source":
+        view = reader.views()[0]
+        cut = [any(lo > 0 or hi < source.chunk_sizes[k] for k, lo, hi in (view.parts[j] for j in w))
+               for w in view.plan(epoch)]
+        assert cut == [True, True, False, False], "not the shape this test needs (see its docstring)"
+    got = list(reader.batches(epoch, b))
+    synced = [(Xb.get(), Yb.get()) for Xb, Yb in reader.batches(epoch, b)]  # each batch on the host at once
+    assert len(got) == len(synced) == -(-reader.rows // b)
+    for (Xb, Yb), (want_X, want_Y) in zip(got, synced):
+        numpy.testing.assert_array_equal(Xb.get(), want_X)
+        numpy.testing.assert_array_equal(Yb.get(), want_Y)
+
+
 def test_the_shards_of_an_unshuffled_source_keep_the_file_order(tmp_path):
     """shuffle=False: each shard is read in file order, as its source is; a batch is b rows of each shard, and a
     batch that does not split into equal pieces is refused, as are shards that are not the source's."""
