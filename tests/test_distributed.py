@@ -375,6 +375,43 @@ def test_a_configuration_difference_names_the_setting_and_the_ranks():
     assert text.strip() == "optimizer.lr: 0.01 on ranks 0, 1; 0.02 on rank 2"
 
 
+class _Ranks:
+    """The communicator of one rank among ranks holding ``settings`` (one dict per rank): allgather hands back every
+    rank's value of the collective it stands for, and each collective is counted."""
+
+    def __init__(self, settings):
+        self.settings, self.gathered = settings, []
+
+    def allgather(self, value):
+        self.gathered.append(value)
+        return [digest(s) for s in self.settings] if isinstance(value, str) else list(self.settings)
+
+
+def test_the_configuration_check_gathers_the_settings_only_when_a_digest_differs_and_names_them():
+    from gpunn.distributed.digest import ConfigMismatch, check_same_config
+
+    same, other = {"optimizer": {"lr": 0.01}}, {"optimizer": {"lr": 0.02}}
+    ranks = _Ranks([same, same, same])
+    assert check_same_config(ranks, same) is None and ranks.gathered == [digest(same)]  # one string gathered
+    ranks = _Ranks([same, other, same])  # the first and last ranks agree
+    with pytest.raises(ConfigMismatch, match=r"these settings differ \(before the first step\):\n"
+                                             r"  optimizer.lr: 0.01 on ranks 0, 2; 0.02 on rank 1$"):
+        check_same_config(ranks, same)
+    assert ranks.gathered == [digest(same), same]
+
+
+def test_a_settings_order_is_no_difference_and_a_setting_one_rank_lacks_is_one():
+    assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
+    assert describe_differences([{"a": None}, {}]).strip() == 'a: null on rank 0; "<missing>" on rank 1'
+    assert describe_differences([{}, {"a": None}]).strip() == 'a: "<missing>" on rank 0; null on rank 1'
+
+
+@pytest.mark.parametrize("ranks, listed", [(9, "0, 1, 2, 3, 4, 5, 6, 7"), (12, "0..10 (11)")])
+def test_a_value_held_by_many_ranks_lists_up_to_8_of_them_and_counts_more(ranks, listed):
+    per_rank = [{"seed": 0}] * (ranks - 1) + [{"seed": 1}]
+    assert describe_differences(per_rank).strip() == f"seed: 0 on ranks {listed}; 1 on rank {ranks - 1}"
+
+
 def test_gpunn_distributed_is_reachable_from_import_gpunn_and_picks_the_cpu_here():
     import gpunn
 
