@@ -1,5 +1,6 @@
 """gpunn train --config/--save/--resume/--plot and gpunn predict."""
 import json
+import re
 import sys
 
 import numpy
@@ -22,6 +23,7 @@ def test_config_file_flags_override_and_the_resolved_config_is_saved(tmp_path, c
     assert len(out["history"]["val_r2"]) == 2  # validation curves in the history
     saved = (tmp_path / "run.npz.toml").read_text()
     assert "epochs = 2" in saved and "hidden = [16, 8]" in saved and "seed = 4" in saved
+    assert not re.search(r"^(config|debug|json) = ", saved, re.M)  # the process's options, not the run's
     # the saved config reproduces the run
     assert main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz"),
                  "--json", str(tmp_path / "again.json")]) == 0
@@ -325,11 +327,33 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ("hidden = [16, 'a']", "must list integers"),
     ("quiet = 1", "true or false"),
     ("rows = ", "not valid TOML"),
+    # --debug is the process's, as GPUNN_DEBUG is; (epochs = -2: a run that took the key would stop there at once)
+    ("debug = true\nepochs = -2", "unknown option 'debug'"),
+    ('config = "other.toml"\nepochs = -2', "unknown option 'config'"),
 ])
 def test_bad_config_files_get_a_clear_error(tmp_path, capsys, text, message):
     (tmp_path / "bad.toml").write_text(text + "\n")
     assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_config_file_that_is_not_utf8_is_named_as_not_valid_toml(tmp_path, capsys):
+    (tmp_path / "run.toml").write_bytes(b"epochs = 3  # \xe9t\xe9 in Latin-1\n")
+    assert main(["train", "--config", str(tmp_path / "run.toml")]) == 2
+    assert f"{tmp_path / 'run.toml'} is not valid TOML: 'utf-8' codec can't decode" in capsys.readouterr().err
+
+
+def test_a_train_table_overrides_the_files_top_level_and_a_train_key_that_is_no_table_is_an_unknown_option(tmp_path,
+                                                                                                         capsys):
+    from gpunn.cli import parse_args
+
+    config = tmp_path / "run.toml"
+    config.write_text("epochs = 5\nlr = 0.5\n[train]\nepochs = 2\n")
+    args = parse_args(["train", "--config", str(config)])
+    assert (args.epochs, args.lr) == (2, 0.5)
+    config.write_text("train = 3\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert f"{config}: unknown option 'train'; valid options: " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("key, option, config_hint, option_hint", [
