@@ -82,6 +82,17 @@ def test_an_epochs_squared_errors_and_rows_are_summed_over_ranks_in_one_reductio
     assert rows == 11 and type(rows) is int  # rounded, not truncated to 10
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(), (3,)], ids=["model", "ensemble"])
+def test_on_a_gpu_the_epochs_sums_come_back_on_the_device_where_the_loop_reads_them(gpu, shape):
+    # an ensemble's epoch_logs reads them with backend.to_host (.get()): host sums there raised AttributeError
+    sum_sq = gpu.xp.asarray(numpy.full(shape, 2.5))
+    comm = TwoRanks(other_sums=[*numpy.full(shape, 0.5).reshape(-1), 3.0])
+    total, rows = GradientAllReduce(comm).reduce_epoch(sum_sq, 4)
+    assert rows == 7 and total.shape == shape
+    assert gpu.to_host(total).tolist() == numpy.full(shape, 3.0).tolist()
+
+
 def test_rank_0s_reference_and_parameters_reach_every_rank():
     comm = TwoRanks()
     hook = GradientAllReduce(comm)
