@@ -159,7 +159,7 @@ def allreduce():
     out = {}
     for name, n, dtype, op in (("medium", 82_689, numpy.float32, MPI.SUM), ("wide", 2_363_393, numpy.float32, MPI.SUM),
                                ("flag", 1, numpy.int32, MPI.MAX)):
-        a = numpy.ones(n, dtype)
+        a = numpy.zeros(n, dtype)  # a sum of zeros stays 0 (ones, summed in place, reach inf in float32 at call 128)
         times = []
         for _ in range(200 if n < 1_000_000 else 40):
             comm.Barrier()
@@ -188,7 +188,7 @@ def overlap():
     # (name, gradient floats, per-rank batch, layer widths): medium 64-256-256-1 at 128, wide 256-1024x3-1 at 512
     for name, n, batch, widths, repeats in (("medium", 82_689, 128, [64, 256, 256, 1], 200),
                                             ("wide", 2_363_393, 512, [256, 1024, 1024, 1024, 1], 30)):
-        grads = numpy.ones(n, numpy.float32)
+        grads = numpy.zeros(n, numpy.float32)  # summed in place again and again: zeros stay finite
         acts = [rng.standard_normal((batch, w), dtype=numpy.float32) for w in widths]
         weights = [rng.standard_normal((a, b), dtype=numpy.float32) for a, b in zip(widths, widths[1:])]
 
