@@ -325,7 +325,10 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ('optimizer = "rmsprop"', "not one of"),
     ("epochs = -2", "invalid epochs"),
     ("hidden = [16, 'a']", "must list integers"),
-    ("quiet = 1", "true or false"),
+    ("quiet = 1\nepochs = -2", "quiet must be true or false, got 1"),
+    ("epochs = true", "epochs cannot be True"),  # not "invalid epochs = True": a TOML bool for a value
+    ("epochs = {a = 1}", "epochs cannot be {'a': 1}"),  # nor a table
+    ("hidden = [true, 8]", "hidden must list integers, got [True, 8]"),  # True is an int to Python
     ("rows = ", "not valid TOML"),
     # --debug is the process's, as GPUNN_DEBUG is; (epochs = -2: a run that took the key would stop there at once)
     ("debug = true\nepochs = -2", "unknown option 'debug'"),
