@@ -24,6 +24,7 @@ def test_config_file_flags_override_and_the_resolved_config_is_saved(tmp_path, c
     saved = (tmp_path / "run.npz.toml").read_text()
     assert "epochs = 2" in saved and "hidden = [16, 8]" in saved and "seed = 4" in saved
     assert not re.search(r"^(config|debug|json) = ", saved, re.M)  # the process's options, not the run's
+    assert "batch-size = 100" in saved  # written as the command line spells it
     # the saved config reproduces the run
     assert main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz"),
                  "--json", str(tmp_path / "again.json")]) == 0
@@ -323,6 +324,7 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ("Hidden = [16]", "unknown option 'Hidden' (did you mean 'hidden'?)"),
     ("colour = 3", "unknown option 'colour'; valid options: "),
     ('optimizer = "rmsprop"', "not one of"),
+    ("optimizer = 3", "optimizer = 3 is not one of"),  # the value as the file has it
     ("epochs = -2", "invalid epochs"),
     ("hidden = [16, 'a']", "must list integers"),
     ("quiet = 1\nepochs = -2", "quiet must be true or false, got 1"),
@@ -338,6 +340,15 @@ def test_bad_config_files_get_a_clear_error(tmp_path, capsys, text, message):
     (tmp_path / "bad.toml").write_text(text + "\n")
     assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_saved_configs_strings_read_back_as_written_whatever_characters_they_hold():
+    import tomllib
+
+    from gpunn.config import dumps
+
+    paths = {"data": "C:\\runs\\x.npy", "targets": 'a "quoted" name\'s.npy', "save": "d\u00e9j\u00e0/run.npz"}
+    assert tomllib.loads(dumps(paths)) == paths
 
 
 def test_a_config_file_that_is_not_utf8_is_named_as_not_valid_toml(tmp_path, capsys):
