@@ -5,12 +5,14 @@ Ctrl-C then printed Python's KeyboardInterrupt traceback of whichever import it 
 ``__init__`` calls :func:`install` first: only when this process is the command (the ``gpunn`` script, or
 ``python -m gpunn``) it sets a handler that prints the line and ends the process at once (nothing has been
 read or written yet); :func:`started`, at the start of ``gpunn.cli.main``, puts the previous handlers back.
-``import gpunn`` in any other program changes no handler. Cheap: os, signal and sys, which gpunn imports anyway.
+``import gpunn`` in any other program changes no handler. Cheap: os, signal, sys and gpunn.environment (os alone).
 ``gpunn/__init__.py`` imports this module first, and the import calls :func:`install`.
 """
 import os
 import signal
 import sys
+
+from . import environment
 
 
 def _is_the_command() -> bool:
@@ -29,9 +31,12 @@ def _is_the_command() -> bool:
 
 
 def _debug_requested() -> bool:
-    """--debug or GPUNN_DEBUG (gpunn.cli.debug_requested, which cannot be imported yet): keep the traceback."""
-    return "--debug" in sys.argv or os.environ.get("GPUNN_DEBUG", "").strip().lower() not in ("", "0", "false",
-                                                                                             "no", "off")
+    """--debug or GPUNN_DEBUG (as gpunn.cli.debug_requested takes it, which cannot be imported yet; a value neither on
+    nor off counts as on, and the command notes it): keep the traceback."""
+    try:
+        return "--debug" in sys.argv or environment.flag("GPUNN_DEBUG", False)
+    except environment.SettingError:
+        return True
 
 
 def _interrupted(signum, frame):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy
 
+from . import environment
+
 ENV_DEVICE = "GPUNN_DEVICE"
 
 
@@ -170,7 +172,7 @@ def resolve(device: str | Backend | None = "auto") -> Backend:
     if isinstance(device, Backend):
         return device
     if device is None or device == "auto":
-        device = os.environ.get(ENV_DEVICE, "auto") or "auto"
+        device = environment.text(ENV_DEVICE) or "auto"  # unset or blank: auto
         if device != "auto":  # an error must say the device came from the environment, not the caller
             try:
                 return _resolve(device)

@@ -6,7 +6,7 @@ from gpunn import cli
 from gpunn.cli import info
 
 KEYS = ["gpunn", "python", "numpy", "blas", "cpu gemm", "cpu subnormals", "cupy", "cuda devices", "cpu kernels",
-        "device"]
+        "environment", "device"]
 
 
 def _info(capsys, *argv):
@@ -70,5 +70,5 @@ def test_a_bad_gpunn_gemm_is_the_cpu_gemm_lines_error_and_info_shows_the_rest_wi
     monkeypatch.setenv("GPUNN_GEMM", "bogus")
     status, _, rows = _info(capsys, "--device", "cpu")
     assert status == 2 and list(rows) == KEYS
-    assert rows["cpu gemm"].startswith("error: GPUNN_GEMM='bogus': unknown")
-    assert rows["cpu kernels"].startswith("error: GPUNN_GEMM='bogus': unknown") and rows["device"] == "cpu (NumPy)"
+    assert rows["cpu gemm"].startswith("error: GPUNN_GEMM='bogus' is not auto, ")
+    assert rows["cpu kernels"].startswith("error: GPUNN_GEMM='bogus' is not auto, ") and rows["device"] == "cpu (NumPy)"

@@ -125,3 +125,10 @@ def test_member_groups_without_a_thread_count_are_left_alone(on_four_cores):
     with threads.rank_threads(Gathers([FOUR]), model) as said:
         pass
     assert said is None and vars(model.member_ops) == {}
+
+
+def test_a_blank_gpunn_cpu_threads_is_as_unset_and_the_member_groups_take_the_share(on_four_cores, monkeypatch):
+    monkeypatch.setenv("GPUNN_CPU_THREADS", " ")  # it counted as set: the groups kept 3 threads on 2 cores' share
+    model = _model(member_threads=3)
+    with threads.rank_threads(Gathers([FOUR]), model):
+        assert model.member_ops.threads == 2

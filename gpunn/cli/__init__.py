@@ -13,11 +13,12 @@ import traceback
 import warnings
 
 from .. import backend as _backend
+from .. import environment
 from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import Parser, add_debug, option_names, refuse_repeated, refuse_unknown, text_to_stderr
+from .common import DEBUG_ENV, Parser, add_debug, option_names, refuse_repeated, refuse_unknown, text_to_stderr
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -37,7 +38,8 @@ def _show_note(message, category, filename, lineno, file=None, line=None):
     from ..training.graph import GraphWarning
 
     # what gpunn says, not where in it
-    if issubclass(category, (_backend.CPUFallbackWarning, GraphWarning, HeldOutShareWarning)):
+    notes = (_backend.CPUFallbackWarning, GraphWarning, HeldOutShareWarning, environment.SettingWarning)
+    if issubclass(category, notes):
         print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
@@ -95,15 +97,20 @@ def parse_args(argv=None):
     return args
 
 
-DEBUG_ENV = "GPUNN_DEBUG"
 EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError, MissingExtra,
                    DistributedError)
 
 
 def debug_requested(argv) -> bool:
-    """--debug anywhere on the command line, or GPUNN_DEBUG set to something other than 0/false/no/off."""
-    env = os.environ.get(DEBUG_ENV, "").strip().lower()
-    return "--debug" in argv or env not in ("", "0", "false", "no", "off")
+    """--debug anywhere on the command line, or GPUNN_DEBUG on (1, true, yes, on). A value neither on nor off (0,
+    false, no, off, or unset) is taken as on, with a note: it only adds tracebacks, and gpunn._startup has taken it
+    so before anything could be said."""
+    try:
+        env = environment.flag(DEBUG_ENV, False)
+    except environment.SettingError as exc:
+        warnings.warn(f"{exc}; taken as on", environment.SettingWarning)
+        env = True
+    return "--debug" in argv or env
 
 
 def one_line(exc: BaseException) -> str:

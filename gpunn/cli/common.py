@@ -256,9 +256,12 @@ def verbose_of(args):
     return False if args.quiet else PROGRESS_LEVELS[args.progress or "auto"]
 
 
+DEBUG_ENV = "GPUNN_DEBUG"
+
+
 def add_debug(parser) -> None:
     parser.add_argument("--debug", action="store_true",
-                        help="on an error, show the full traceback (also: environment variable GPUNN_DEBUG=1)")
+                        help=f"on an error, show the full traceback (also: environment variable {DEBUG_ENV}=1)")
 
 
 def number(text, kind):

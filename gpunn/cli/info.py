@@ -1,4 +1,4 @@
-"""``gpunn info``: the backend, device, versions, BLAS and CPU GEMM choice in use."""
+"""``gpunn info``: the backend, device, versions, BLAS and CPU GEMM choice in use, and the environment variables."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,10 @@ import platform
 import numpy
 
 from .. import backend as _backend
+from .. import environment
 from .._version import __version__
 from ..ops import denormals, gemm
-from .common import DEVICE_NAMES, add_debug
+from .common import DEBUG_ENV, DEVICE_NAMES, add_debug
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,10 +18,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "BLAS and its threads, the CPU GEMM library chosen for the default net's "
-                                   "products, the active Numba CPU kernels and the subnormal mode. Exits with status 2 "
-                                   "when a line says error: a setting gpunn refuses (a bad GPUNN_GEMM or GPUNN_DEVICE) "
-                                   "or a --device that cannot run here (--device cuda without CuPy); no GPU under "
-                                   "--device auto is no error (status 0).")
+                                   "products, the active Numba CPU kernels, the subnormal mode and the GPUNN_ "
+                                   "environment variables set. Exits with status 2 when a line says error: a setting "
+                                   "gpunn refuses (a GPUNN_ variable with a value it does not take) or a --device that "
+                                   "cannot run here (--device cuda without CuPy); no GPU under --device auto is no "
+                                   "error (status 0).")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
                                                          "GPUNN_DEVICE)")
     add_debug(i)
@@ -46,6 +48,13 @@ def cpu_kernels() -> str:
     return f"fused (Numba {cpu.numba.__version__}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 
 
+def _or_error(describe) -> str:
+    try:
+        return describe()
+    except environment.SettingError as exc:
+        return f"error: {exc}"
+
+
 def _gemm_info() -> str:
     """The GEMM libraries and, measured now, where the products of `gpunn train`'s default net go."""
     from ..ops.cpu import CpuOps
@@ -62,6 +71,43 @@ def _gemm_info() -> str:
         return f"error: {exc}"
 
 
+def _device_setting():
+    """GPUNN_DEVICE as a device name (whether that device is here is the device line's to say)."""
+    name = environment.text(_backend.ENV_DEVICE) or "auto"
+    if not _backend.is_device_name(name):  # in the words of the refusal of GPUNN_DEVICE that resolve gives
+        raise ValueError(f"{_backend.ENV_DEVICE}={name!r}: {_backend.unknown_device(name)}")
+
+
+def settings() -> str:
+    """Each of gpunn's environment variables that is set: an ``error:`` line for a value gpunn refuses (first, so
+    that the line reads as an error), then NAME=value for the others (a GPUNN_DEBUG neither on nor off is taken as
+    on, with a note: gpunn.cli.debug_requested)."""
+    from ..data.tables import cache_directory
+    from ..distributed.comm import DistributedError, _timeout_from_env
+    from ..ops import cpu, ensemble, fused_setting
+
+    readers = {"GPUNN_DEVICE": _device_setting, "GPUNN_GEMM": gemm.requested, "GPUNN_CPU_THREADS": cpu.threads_setting,
+               "GPUNN_ENSEMBLE_BLAS_THREADS": ensemble.blas_threads_setting, "GPUNN_FUSED_KERNELS": fused_setting,
+               "GPUNN_FLUSH_DENORMALS": denormals.enabled, "GPUNN_DIST_TIMEOUT": lambda: _timeout_from_env(None),
+               "GPUNN_CACHE_DIR": cache_directory, DEBUG_ENV: lambda: environment.flag(DEBUG_ENV, False)}
+    errors, values = [], []
+    for name in environment.NAMES:
+        if environment.text(name) is None:
+            continue
+        value = f"{name}={environment.text(name)}"
+        try:
+            readers[name]()
+        except (ValueError, DistributedError) as exc:
+            if name == DEBUG_ENV:
+                value += " (taken as on)"
+            else:
+                errors.append(f"error: {exc}")
+                continue
+        values.append(value)
+    lines = errors + ([", ".join(values)] if values else [])
+    return f"\n{'':16}".join(lines) or "no GPUNN_ variable set"
+
+
 def run(args) -> int:
     from ..bench.system import blas_info  # here: importing gpunn.bench loads the whole benchmark
 
@@ -72,10 +118,11 @@ def run(args) -> int:
         "numpy": numpy.__version__,
         "blas": blas_info(),
         "cpu gemm": _gemm_info(),
-        "cpu subnormals": denormals.describe(),
+        "cpu subnormals": _or_error(denormals.describe),
         "cupy": getattr(cupy, "__version__", None) or f"unavailable: {reason}",
         "cuda devices": count,
         "cpu kernels": cpu_kernels(),
+        "environment": settings(),
     }
     try:
         resolved = _backend.resolve(args.device)

@@ -13,6 +13,7 @@ import os
 
 import numpy
 
+from .. import environment
 from ..checks import MissingExtra, positive_int
 from ..csvtext import read_as
 from ..forksafe import ForkSafeLock
@@ -432,6 +433,18 @@ class _RowGroupCursor:
         return parts
 
 
+CACHE_ENV = "GPUNN_CACHE_DIR"
+
+
+def cache_directory() -> str:
+    """Where CSV indexes are kept: $GPUNN_CACHE_DIR (``~`` expanded), else $XDG_CACHE_HOME/gpunn or
+    ~/.cache/gpunn (an unset or blank variable is as none)."""
+    root = environment.text(CACHE_ENV)
+    if root is not None:
+        return os.path.expanduser(root)
+    return os.path.join(environment.text("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "gpunn")
+
+
 class CsvSource(ChunkedSource):
     """A CSV file (UTF-8) with a header row, in chunks of about ``block_size`` bytes read at their byte offsets
     (default 4 MiB, less for a file under 128 MiB, so that it has about 32 chunks to shuffle and hold
@@ -524,8 +537,7 @@ class CsvSource(ChunkedSource):
     def _index_path(self):
         import hashlib
 
-        root = os.environ.get("GPUNN_CACHE_DIR") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "gpunn")
+        root = cache_directory()
         key = hashlib.sha256(repr((os.path.abspath(self.path), self.block_size, self.delimiter,
                                    self.decimal)).encode()).hexdigest()
         return os.path.join(root, "csv-index", key[:32] + ".json")
@@ -570,8 +582,12 @@ class CsvSource(ChunkedSource):
             with os.fdopen(fd, "w") as fh:
                 json.dump(record, fh)
             os.replace(tmp, path)
-        except OSError:
-            pass
+        except OSError as exc:
+            import warnings
+
+            warnings.warn(f"the index of {self.path} is not kept: {os.path.dirname(path)}: {exc.strerror or exc}; "
+                          f"the next run parses the file again (set {CACHE_ENV} to a directory gpunn may write)",
+                          environment.SettingWarning)
 
     # ---- reading ----------------------------------------------------------------------------
     def _parse(self, start, end, first_row):

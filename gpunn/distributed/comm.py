@@ -25,6 +25,8 @@ import traceback
 
 import numpy
 
+from .. import environment
+
 ENV_TIMEOUT = "GPUNN_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
 # Environment variables by which MPI launchers tell a process how many ranks were started
@@ -58,16 +60,17 @@ def launched_rank() -> int:
 def _timeout_from_env(timeout):
     if timeout is not None:
         return float(timeout)
-    text = os.environ.get(ENV_TIMEOUT)
-    if not text:
+    text = environment.text(ENV_TIMEOUT)
+    if text is None:
         return DEFAULT_TIMEOUT_S
     try:
         seconds = float(text)
     except ValueError:
         seconds = float("nan")
     if not seconds > 0:  # 0 or less would abort any collective that has to wait at all; NaN never would
-        raise DistributedError(f"{ENV_TIMEOUT}={text!r} is not a positive number of seconds (how long a rank "
-                               f"waits in a collective before it aborts the job; default {DEFAULT_TIMEOUT_S:g})")
+        raise environment.refusal(ENV_TIMEOUT, "a positive number of seconds, or inf (how long a rank waits in a "
+                                               f"collective before it aborts the job; default {DEFAULT_TIMEOUT_S:g})",
+                                  DistributedError)
     return seconds
 
 

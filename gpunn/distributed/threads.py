@@ -18,7 +18,7 @@ import contextlib
 import os
 import socket
 
-from ..ops.cpu import usable_cores
+from ..ops.cpu import threads_setting, usable_cores
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -66,7 +66,7 @@ def rank_threads(comm, model):
             else:
                 stack.enter_context(threadpool_limits(limits=share, user_api="blas"))
                 said.append(f"{share} BLAS thread(s) per rank")
-        if member_ops is not None and hasattr(member_ops, "threads") and not os.environ.get("GPUNN_CPU_THREADS"):
+        if member_ops is not None and hasattr(member_ops, "threads") and threads_setting() is None:
             before = member_ops.threads
             member_ops.threads = min(before, share)
             stack.callback(setattr, member_ops, "threads", before)

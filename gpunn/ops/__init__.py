@@ -14,23 +14,28 @@ without an import cycle.
 """
 from __future__ import annotations
 
-import os
-
+from .. import environment
 from .base import NumpyOps, Ops
 
-__all__ = ["Ops", "NumpyOps", "ops_for", "ensemble_ops_for", "ENV_FUSED"]
+__all__ = ["Ops", "NumpyOps", "ops_for", "ensemble_ops_for", "ENV_FUSED", "fused_setting"]
 
 ENV_FUSED = "GPUNN_FUSED_KERNELS"
+
+
+def fused_setting() -> bool:
+    """GPUNN_FUSED_KERNELS: on unless 0, false, no or off (a value neither on nor off is refused)."""
+    return environment.flag(ENV_FUSED, True)
 
 
 def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> Ops:
     """The Ops for a backend: ``CpuOps`` on the CPU (the NumPy reference plus fused Numba kernels
     where Numba is installed), ``CupyOps``' fused CUDA kernels on the GPU.
 
-    ``fused=False`` (or GPUNN_FUSED_KERNELS=0) runs the unfused reference expressions instead, to compare.
+    ``fused=False`` (or GPUNN_FUSED_KERNELS=0, false, no or off) runs the unfused reference expressions instead, to
+    compare.
     """
     if fused is None:
-        fused = os.environ.get(ENV_FUSED, "1").strip().lower() not in ("0", "false", "no", "off")
+        fused = fused_setting()
     if not backend.is_gpu:
         if precision != "float32":  # only the tests' emulation of tf32/bf16 gets here (see gpunn.model)
             return Ops(precision=precision)

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 
 from . import denormals, gemm
+from .. import environment
 from ..activations import Activation
 from .base import Ops
 
@@ -148,6 +149,12 @@ def _fusable(*arrays) -> bool:
     return True
 
 
+def threads_setting() -> int | None:
+    """GPUNN_CPU_THREADS (a whole number, 1 or more), None where unset or blank; any other value is refused."""
+    return environment.whole(ENV_THREADS, None, 1, "a whole number of threads, 1 or more (unset: 1 for a model's "
+                                                   "CPU kernels, every usable core for an Ensemble's member groups)")
+
+
 def default_threads() -> int:
     """Threads for the fused kernels: GPUNN_CPU_THREADS, else 1.
 
@@ -157,8 +164,8 @@ def default_threads() -> int:
     own threads finishing or spinning after the previous GEMM). Larger machines may differ:
     set GPUNN_CPU_THREADS and measure with ``gpunn bench``.
     """
-    env = os.environ.get(ENV_THREADS, "").strip()
-    return max(1, int(env)) if env else 1
+    threads = threads_setting()
+    return 1 if threads is None else threads
 
 
 _POOLS: dict[tuple, ThreadPoolExecutor] = {}

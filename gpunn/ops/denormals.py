@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import platform
 import sys
+
+from .. import environment
 
 ENV = "GPUNN_FLUSH_DENORMALS"
 FTZ = 1 << 15
@@ -59,8 +60,8 @@ def supported() -> bool:
 
 
 def enabled() -> bool:
-    """GPUNN_FLUSH_DENORMALS=0 turns the flush off (to compare); it is on by default."""
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """GPUNN_FLUSH_DENORMALS=0 (false, no, off) turns the flush off (to compare); it is on by default."""
+    return environment.flag(ENV, True)
 
 
 def mxcsr() -> int | None:

@@ -27,13 +27,14 @@ import time
 
 import numpy
 
+from .. import environment
 from ..activations import ACTIVATIONS, Activation
 from ..forksafe import ForkSafeLock
 from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
-from .cpu import _bounds, run_pieces, usable_cores, wait_uninterrupted
+from .cpu import _bounds, run_pieces, threads_setting, usable_cores, wait_uninterrupted
 from .ufuncs import numpy_tanh
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
@@ -42,6 +43,12 @@ HYPER_FIELDS = 6
 
 
 ENV_BLAS_THREADS = "GPUNN_ENSEMBLE_BLAS_THREADS"
+
+
+def blas_threads_setting() -> int:
+    """GPUNN_ENSEMBLE_BLAS_THREADS: a whole number, 0 or more (0: leave NumPy's BLAS alone), 1 where unset or blank."""
+    return environment.whole(ENV_BLAS_THREADS, 1, 0, "a whole number of BLAS threads, 0 or more (0: NumPy's BLAS "
+                                                     "as it is; unset: 1)")
 
 
 def member_blas_threads(xp):
@@ -53,9 +60,8 @@ def member_blas_threads(xp):
     under load 15-19 (bench/RESULTS.md): a K=64 small-net step 20x faster with one BLAS thread than
     with two. To use both cores, split the members instead (GPUNN_CPU_THREADS=2, CpuEnsembleOps).
     """
-    env = os.environ.get(ENV_BLAS_THREADS, "1").strip()
-    threads = int(env) if env else 1
-    if xp is not numpy or threads <= 0:
+    threads = blas_threads_setting()
+    if xp is not numpy or threads == 0:
         return contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_limits
@@ -742,8 +748,8 @@ class CpuEnsembleOps(EnsembleOps):
     def __init__(self, ops):
         super().__init__(ops)
         self.fused = bool(getattr(ops, "fused", False)) and numba is not None
-        env = os.environ.get("GPUNN_CPU_THREADS", "").strip()
-        self.threads = max(1, int(env)) if env else usable_cores()
+        threads = threads_setting()
+        self.threads = usable_cores() if threads is None else threads
 
     def member_groups(self, members: int, flops=None, elements=None, one_call=False):
         """``threads`` contiguous slices of the members (None for one thread or one member, or for work

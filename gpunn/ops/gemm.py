@@ -47,6 +47,7 @@ import time
 
 import numpy
 
+from .. import environment
 from ..forksafe import ForkSafeLock
 from .base import GEMM_INT_MAX
 
@@ -204,14 +205,15 @@ def available() -> list:
 def requested() -> tuple:
     """(the candidates GPUNN_GEMM allows, in LIBRARIES order with numpy always in as the fallback,
     whether it forces one library)."""
-    text = os.environ.get(ENV, DEFAULT).strip().lower() or DEFAULT
+    text = (environment.text(ENV) or DEFAULT).lower()
     if text == "auto":
         names = list(LIBRARIES)
     else:
         names = [t.strip() for t in text.split(",") if t.strip()]
         unknown = [t for t in names if t not in LIBRARIES]
-        if unknown:
-            raise ValueError(f"{ENV}={text!r}: unknown {unknown}; use auto or any of {', '.join(LIBRARIES)}")
+        if unknown or not names:
+            raise environment.refusal(ENV, f"auto, one of {', '.join(LIBRARIES)}, or a comma list of them (unknown: "
+                                           f"{', '.join(unknown) or 'no name'}; unset: {DEFAULT})")
     return [n for n in LIBRARIES if n in names or n == "numpy"], (text != "auto" and len(names) == 1)
 
 
@@ -316,7 +318,7 @@ _SHARED: dict = {}
 
 def shared_chooser(split=None) -> GemmChooser:
     """The process-wide chooser for the current GPUNN_GEMM: a shape is measured once per process."""
-    env = os.environ.get(ENV, DEFAULT).strip().lower() or DEFAULT
+    env = (environment.text(ENV) or DEFAULT).lower()
     with _LOAD_LOCK.current:
         chooser = _SHARED.get(env)
     if chooser is None:

@@ -1,0 +1,194 @@
+"""gpunn's environment variables (gpunn.environment): each refuses a value it does not take where it is read, naming
+itself, the value and what it takes; blank is the default; README's table and `gpunn info` cover every one."""
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy
+import pytest
+
+from gpunn import backend, cli, environment
+from gpunn.distributed.comm import DistributedError, _timeout_from_env
+from gpunn.ops import cpu, denormals, ensemble, gemm, ops_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def clean(monkeypatch):
+    """None of gpunn's variables set (the tests' cache directory kept: conftest's)."""
+    for name in environment.NAMES:
+        if name != "GPUNN_CACHE_DIR":
+            monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _fused():
+    return ops_for(backend.resolve("cpu")).fused
+
+
+def _member_threads():
+    return ensemble.CpuEnsembleOps(cpu.CpuOps(threads=1)).threads
+
+
+def _blas_threads():
+    with ensemble.member_blas_threads(numpy):  # a refusal before any limit is set
+        return ensemble.blas_threads_setting()
+
+
+BAD = [  # (variable, value, where gpunn reads it, what the refusal says it takes)
+    ("GPUNN_CPU_THREADS", "abc", cpu.default_threads, "a whole number of threads, 1 or more (unset: 1 "),
+    ("GPUNN_CPU_THREADS", "0", cpu.default_threads, "a whole number of threads, 1 or more"),
+    ("GPUNN_CPU_THREADS", "-2", _member_threads, "a whole number of threads, 1 or more"),
+    ("GPUNN_CPU_THREADS", "1.5", _member_threads, "every usable core for an Ensemble's member groups)"),
+    ("GPUNN_ENSEMBLE_BLAS_THREADS", "-1", _blas_threads, "a whole number of BLAS threads, 0 or more (0: "),
+    ("GPUNN_ENSEMBLE_BLAS_THREADS", "one", _blas_threads, "unset: 1)"),
+    ("GPUNN_FUSED_KERNELS", "maybe", _fused, "on or off: 1, true, yes or on; 0, false, no or off (unset: on)"),
+    ("GPUNN_FUSED_KERNELS", "2", _fused, "on or off: "),
+    ("GPUNN_FLUSH_DENORMALS", "maybe", denormals.enabled, "on or off: 1, true, yes or on; 0, false, no or off"),
+    ("GPUNN_FLUSH_DENORMALS", "-1", lambda: denormals.flush_denormals().__enter__(), "on or off: "),
+    ("GPUNN_GEMM", ",", gemm.requested, "auto, one of numpy, blis, mkl, or a comma list of them (unknown: no name; "
+                                        "unset: numpy)"),
+    ("GPUNN_GEMM", " ON ", gemm.requested, "(unknown: on; unset: numpy)"),
+    ("GPUNN_DIST_TIMEOUT", "nan", lambda: _timeout_from_env(None), "a positive number of seconds, or inf (how long"),
+]
+
+
+@pytest.mark.parametrize("name, value, read, takes", BAD, ids=[f"{n}={v!r}" for n, v, _, _ in BAD])
+def test_a_bad_value_is_refused_where_it_is_read_naming_the_variable_the_value_and_what_it_takes(
+        clean, name, value, read, takes):
+    # before: GPUNN_CPU_THREADS=abc failed with int()'s words, 0 and -2 were taken as 1; GPUNN_FUSED_KERNELS=maybe
+    # and GPUNN_FLUSH_DENORMALS=maybe were taken as on; GPUNN_GEMM=, was NumPy alone
+    clean.setenv(name, value)
+    with pytest.raises((ValueError, DistributedError)) as refused:
+        read()
+    assert str(refused.value).startswith(f"{name}={value!r} is not ") and takes in str(refused.value)
+
+
+GOOD = [  # (variable, value, where gpunn reads it, what it comes to)
+    *[("GPUNN_FUSED_KERNELS", v, _fused, on) for v, on in
+      [(None, True), ("", True), ("  ", True), ("1", True), (" TRUE ", True), ("Yes", True), ("on", True),
+       ("0", False), ("False", False), ("NO", False), (" off ", False)]],
+    *[("GPUNN_FLUSH_DENORMALS", v, denormals.enabled, on) for v, on in [(None, True), (" ", True), ("On", True),
+                                                                          ("0", False), ("OFF", False)]],
+    *[("GPUNN_CPU_THREADS", v, cpu.default_threads, n) for v, n in [(None, 1), (" ", 1), (" 3 ", 3), ("1", 1)]],
+    ("GPUNN_CPU_THREADS", " 3 ", _member_threads, 3),
+    ("GPUNN_CPU_THREADS", " ", _member_threads, cpu.usable_cores()),
+    *[("GPUNN_ENSEMBLE_BLAS_THREADS", v, ensemble.blas_threads_setting, n) for v, n in
+      [(None, 1), ("", 1), (" 0 ", 0), ("2", 2)]],
+    *[("GPUNN_GEMM", v, lambda: gemm.requested()[0], names) for v, names in
+      [(None, ["numpy"]), (" ", ["numpy"]), (" Auto ", list(gemm.LIBRARIES)), ("numpy,", ["numpy"])]],
+    *[("GPUNN_DIST_TIMEOUT", v, lambda: _timeout_from_env(None), s) for v, s in
+      [(None, 300.0), (" ", 300.0), (" 2.5 ", 2.5), ("inf", float("inf"))]],
+    *[("GPUNN_DEVICE", v, lambda: backend.resolve("auto").name, "cpu") for v in (" ", " CPU ", "cpu:0")],
+]
+
+
+@pytest.mark.parametrize("name, value, read, expected", GOOD, ids=[f"{n}={v!r}" for n, v, _, _ in GOOD])
+def test_good_values_keep_working_and_blank_is_the_default(clean, name, value, read, expected):
+    # a blank GPUNN_DEVICE or GPUNN_DIST_TIMEOUT was refused, where an empty one was the default
+    if value is not None:
+        clean.setenv(name, value)
+    if name == "GPUNN_DEVICE":
+        clean.setattr(backend, "probe_cuda", lambda: (None, 0, "no CuPy here"))
+    assert read() == expected
+
+
+def test_a_bad_setting_stops_gpunn_train_with_one_line_naming_it(clean, capsys):
+    clean.setenv("GPUNN_CPU_THREADS", "abc")  # it said: invalid literal for int() with base 10: 'abc'
+    status = cli.main(["train", "--rows", "64", "--features", "4", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+                       "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and err[-1] == ("gpunn: error: GPUNN_CPU_THREADS='abc' is not a whole number of threads, 1 or "
+                                       "more (unset: 1 for a model's CPU kernels, every usable core for an Ensemble's "
+                                       "member groups)")
+
+
+def test_gpunn_info_shows_each_refused_variable_as_an_error_line_and_exits_2(clean, capsys):
+    bad = {"GPUNN_DEVICE": "tpu", "GPUNN_GEMM": "bogus", "GPUNN_CPU_THREADS": "0",
+           "GPUNN_ENSEMBLE_BLAS_THREADS": "-1", "GPUNN_FUSED_KERNELS": "maybe", "GPUNN_FLUSH_DENORMALS": "2",
+           "GPUNN_DIST_TIMEOUT": "0"}
+    for name, value in bad.items():
+        clean.setenv(name, value)
+    clean.setenv("GPUNN_DEBUG", "maybe")
+    status = cli.main(["info", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("environment "))
+    block = [lines[start][16:]] + [line[16:] for line in lines[start + 1:] if line.startswith(" " * 16)]
+    assert status == 2 and lines[-1] == "device          cpu (NumPy)"  # every line still printed
+    assert [re.match(r"error: (GPUNN_\w+)=", line).group(1) for line in block[:-1]] == list(bad)  # NAMES' order
+    assert block[0] == "error: GPUNN_DEVICE='tpu': unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    assert block[2].startswith("error: GPUNN_CPU_THREADS='0' is not a whole number of threads, 1 or more")
+    # GPUNN_DEBUG is taken as on, with a note; the tests' cache directory is fine
+    assert block[-1] == f"GPUNN_CACHE_DIR={os.environ['GPUNN_CACHE_DIR']}, GPUNN_DEBUG=maybe (taken as on)"
+    assert "note: GPUNN_DEBUG='maybe' is not on or off: 1, true, yes or on; 0, false, no or off (unset: off); " \
+           "taken as on" in err
+    rows = {line[:16].rstrip(): line[16:] for line in lines if not line.startswith(" ")}
+    assert rows["cpu subnormals"].startswith("error: GPUNN_FLUSH_DENORMALS='2' is not on or off")  # info failed whole
+    assert rows["cpu kernels"].startswith("error: GPUNN_FUSED_KERNELS='maybe'")
+
+
+def test_gpunn_info_lists_the_variables_set_and_exits_0_when_gpunn_takes_them(clean, capsys):
+    clean.setenv("GPUNN_FUSED_KERNELS", " Off ")
+    clean.setenv("GPUNN_CPU_THREADS", "2")
+    clean.setenv("GPUNN_DEBUG", "")  # blank: as unset, not listed
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    environment_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("environment "))
+    assert environment_line[16:] == (f"GPUNN_CPU_THREADS=2, GPUNN_FUSED_KERNELS=Off, "
+                                     f"GPUNN_CACHE_DIR={os.environ['GPUNN_CACHE_DIR']}")
+    clean.delenv("GPUNN_CACHE_DIR")
+    clean.delenv("GPUNN_FUSED_KERNELS")
+    clean.delenv("GPUNN_CPU_THREADS")
+    from gpunn.cli import info
+
+    assert info.settings() == "no GPUNN_ variable set"
+
+
+@pytest.mark.parametrize("value, on, noted", [("maybe", True, True), ("2", True, True), (" Yes ", True, False),
+                                              ("OFF", False, False), (" ", False, False)])
+def test_a_gpunn_debug_neither_on_nor_off_is_taken_as_on_with_a_note(clean, value, on, noted):
+    from gpunn import _startup
+
+    clean.setenv("GPUNN_DEBUG", value)
+    clean.setattr("sys.argv", ["gpunn", "train"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.debug_requested(["train"]) is on and _startup._debug_requested() is on
+    notes = [str(w.message) for w in caught if issubclass(w.category, environment.SettingWarning)]
+    assert notes == ([f"GPUNN_DEBUG={value!r} is not on or off: 1, true, yes or on; 0, false, no or off (unset: "
+                      "off); taken as on"] if noted else [])
+
+
+def test_a_csv_index_gpunn_cannot_write_is_a_note_naming_the_directory(clean, tmp_path):
+    pytest.importorskip("pyarrow")
+    from gpunn import data
+    from gpunn.data.tables import cache_directory
+
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    clean.setenv("GPUNN_CACHE_DIR", str(not_a_directory))  # the index was silently not kept
+    path = tmp_path / "t.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(50)))
+    with pytest.warns(environment.SettingWarning, match=re.escape(f"the index of {path} is not kept: "
+                                                                  f"{not_a_directory}/csv-index: ") +
+                      r".*set GPUNN_CACHE_DIR to a directory gpunn may write"):
+        source = data.csv(path, target="y", device="cpu")
+    assert sum(source.chunk_sizes) == 50  # the source works without its index
+    clean.setenv("GPUNN_CACHE_DIR", "~/gpunn-cache")  # quoted in a shell, the ~ is gpunn's to expand
+    assert cache_directory() == os.path.expanduser("~/gpunn-cache")
+    clean.setenv("GPUNN_CACHE_DIR", " ")
+    clean.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_directory() == str(tmp_path / "xdg" / "gpunn")
+
+
+def test_every_variable_gpunn_reads_is_in_names_readmes_table_and_gpunn_infos_check():
+    code = "\n".join(p.read_text() for p in (ROOT / "gpunn").rglob("*.py"))
+    read = set(re.findall(r"GPUNN_[A-Z0-9_]*[A-Z0-9]", code))
+    assert read == set(environment.NAMES)
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(GPUNN_\w+)` \| (.+?) \| (.+?) \| (.+?) \|$", section, re.M)
+    assert [name for name, *_ in rows] == list(environment.NAMES)  # each with what it takes, its default, its use
+    assert all(takes and unset and sets for _, takes, unset, sets in rows)
