@@ -93,6 +93,18 @@ def test_exact_with_one_output(ensemble_data, dtype, bias):
     check_members(ens, X, Y[:, :1], "adam", {"lr": LRS}, {"bias": bias}, fit_kwargs, dtype)
 
 
+def test_a_batch_of_one_row_steps_each_member_as_its_mlp(ensemble_data):
+    """A last batch of one row (121 rows in batches of 40): the loss gradient's 2 / rows is 2 there, as one
+    model's (mut18a A13: 2 / max(rows, 2) halved that step's gradient)."""
+    X, Y = ensemble_data
+    X, Y = X[:121], Y[:121]
+    lrs = [1e-2, 3e-2, 0.1]
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=3)
+    fit_kwargs = dict(epochs=2, batch_size=40, seed=1)
+    ens.fit(X, Y, optimizer="sgd", lr=lrs, verbose=False, **fit_kwargs)
+    check_members(ens, X, Y, "sgd", {"lr": lrs}, {}, fit_kwargs, "float64")
+
+
 def test_per_member_betas_and_momentum(ensemble_data):
     X, Y = ensemble_data
     betas = {"beta1": [0.9, 0.8, 0.5], "beta2": [0.999, 0.99, 0.9]}
@@ -770,6 +782,13 @@ def test_member_kernels_match_the_generic_member_ops():
         fast.bias_activation(Z1, b, gpunn.ACTIVATIONS["relu"], Z1, False)
         ref.bias_activation(Z2, b, gpunn.ACTIVATIONS["relu"], Z2, False)
         np.testing.assert_array_equal(Z1, Z2)
+        for keep_z in (False, True):  # A apart from Z: not the in-place kernel's case (mut18a A108)
+            got = [(Z.copy(), np.zeros_like(Z)) for _ in range(2)]
+            for ops, (z, a) in zip((fast, ref), got):
+                ops.bias_activation(z, b, gpunn.ACTIVATIONS["relu"], a, keep_z)
+            np.testing.assert_array_equal(got[0][1], Z2)
+            if keep_z:
+                np.testing.assert_array_equal(got[0][0], got[1][0])
         dA = rng.standard_normal((K, rows, cols)).astype(dtype)
         d1, d2 = dA.copy(), dA.copy()
         g1, g2 = np.zeros((K, P), dtype), np.zeros((K, P), dtype)
@@ -801,6 +820,14 @@ def test_member_kernels_match_the_generic_member_ops():
             np.testing.assert_array_equal(states[0][0], states[1][0])
             np.testing.assert_array_equal(states[0][0][1], w[1])  # the frozen member did not move
             np.testing.assert_array_equal(states[0][1][1], 0)
+            # moments of the other float dtype: not the kernel's arrays, so the generic update (mut18a A85)
+            other = np.float64 if dtype == np.float32 else np.float32
+            states = [[w.copy(), np.zeros((K, P), other), np.zeros((K, P), other)] for _ in range(2)]
+            for step in (1, 2):
+                for ops, (ws, m, v) in zip((fast, ref), states):
+                    ops.adam_step(ws, g, m, v, MemberRates(np, table), 1e-8, step, decoupled)
+            for got, want in zip(*states):
+                np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["generic", "fused"])
@@ -1639,3 +1666,29 @@ def test_member_adam_constants_follow_a_new_table_at_a_freed_ones_address():
         b1, _, _, _, decay, any_decay = mops._adam_constants(MemberRates(np, table), np.float32)
         assert np.array_equal(b1, table[:, BETA1].astype(np.float32)), i
         assert np.array_equal(decay, table[:, WEIGHT_DECAY].astype(np.float32)) and any_decay == (i > 0), i
+
+
+def test_the_members_adam_step_follows_a_change_of_its_table_and_of_the_weights_dtype():
+    """One table, changed in place between steps (MemberRates.update counts each change in its version), then used
+    for weights of the other dtype: the Numba step equals the generic one each time (mut18a A133: the constants
+    cached by the table's id alone kept the old betas and decay; A133b: float64 weights got float32's constants)."""
+    from gpunn.ops.cpu import CpuOps
+    from gpunn.ops.ensemble import ACTIVE, BETA1, BETA2, EnsembleOps, HYPER_FIELDS, LR, WEIGHT_DECAY
+
+    fast, ref = ensemble_ops_for(CpuOps(fused=True)), EnsembleOps(CpuOps(fused=False))
+    if not fast.fused:
+        pytest.skip("Numba is not installed")
+    table = np.zeros((3, HYPER_FIELDS))
+    table[:, LR], table[:, BETA1], table[:, BETA2], table[:, ACTIVE] = 1e-2, 0.9, 0.999, 1
+    rates = MemberRates(np, table)
+    rng = np.random.default_rng(4)
+    for dtype, change in ((np.float32, False), (np.float32, True), (np.float64, False)):
+        if change:
+            rates.update(BETA1, [0.7, 0.8, 0.85])
+            rates.update(WEIGHT_DECAY, [0.0, 0.1, 0.0])
+        w, g = rng.standard_normal((2, 3, 16)).astype(dtype)
+        states = [[w.copy(), np.zeros_like(w), np.zeros_like(w)] for _ in range(2)]
+        for ops, (ws, m, v) in zip((fast, ref), states):
+            ops.adam_step(ws, g, m, v, rates, 1e-8, 2, False)
+        for got, want in zip(*states):
+            np.testing.assert_array_equal(got, want, err_msg=f"{dtype.__name__}, changed: {change}")

@@ -193,6 +193,22 @@ def test_the_ensemble_step_as_a_cuda_graph_trains_as_the_eager_step(gpu, optimiz
         assert _rel(graphed.optimizer.state[name], eager.optimizer.state[name]) <= 1e-10, name
 
 
+def test_the_members_table_is_rewritten_at_its_device_address(gpu):
+    """MemberRates.device: made once, then each change copied into it in place, so the address a captured graph
+    read it at stays the table's (EnsembleGraphTrainer: one graph for the run; mut18a A5: a table made again at a
+    new address on each change made every new epoch's rates cost a capture)."""
+    from gpunn.ops.ensemble import ACTIVE, LR, MemberRates
+
+    rates = MemberRates(gpu.xp, [[0.1, 0.0, 0.9, 0.9, 0.999, 1]] * 3)
+    table = rates.device
+    address = table.data.ptr
+    rates.update(LR, [0.2, 0.3, 0.4])
+    rates.update(ACTIVE, [1, 0, 1])
+    assert rates.device.data.ptr == address
+    numpy.testing.assert_array_equal(table.get(), [[0.2, 0.0, 0.9, 0.9, 0.999, 1], [0.3, 0.0, 0.9, 0.9, 0.999, 0],
+                                                   [0.4, 0.0, 0.9, 0.9, 0.999, 1]])
+
+
 def test_an_ensemble_on_a_file_source_trains_each_member_as_its_mlp_on_cuda(gpu, tmp_path):
     """gpunn.data on the GPU (pinned buffers, a side stream) feeding K members: member k equals the MLP
     fitted on the same source, and validation runs over the held-out chunks."""
@@ -247,7 +263,7 @@ def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leave
     other = "float32" if dtype == "float64" else "float64"
     host = {"Z": (K, rows, cols), "A": (K, rows, cols), "Zt": (K, cols, rows), "flat": (K * P,), "flat2": (K * P,),
             "other": (K * P,), "Y": (rows, cols), "Yk": (K, rows, cols), "Yw": (rows, 2 * cols), "wide": (K, P + 3),
-            "g": (K, P), "m": (K, P), "v": (K, P)}
+            "g": (K, P), "m": (K, P), "v": (K, P), "Z1": (K, 1, cols), "A1": (K, 1, cols), "Y1": (1, cols)}
     host = {name: rng.standard_normal(shape).astype(other if name == "other" else dtype) for name, shape in host.items()}
     host["v"] = abs(host["v"])
     tanh, relu = ACTIVATIONS["tanh"], ACTIVATIONS["relu"]
@@ -275,6 +291,7 @@ def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leave
         "loss, each member's targets": lambda o, d: o.loss_gradient(d["Z"], d["Yk"], d["A"]),
         "loss, strided targets": lambda o, d: o.loss_gradient(d["Z"], d["Yw"][:, ::2], d["A"]),
         "loss, strided dA": lambda o, d: o.loss_gradient(d["Z"], d["Y"], d["Zt"].swapaxes(1, 2)),
+        "loss, one row": lambda o, d: o.loss_gradient(d["Z1"], d["Y1"], d["A1"]),  # 2 / rows: 2 (mut18a A13)
         "squared error": lambda o, d: o.squared_error(d["Z"], d["Yk"]),
         "sgd": lambda o, d: o.sgd_step(d["flat"].reshape(K, P), d["g"], d["m"], rates, False),
         "nesterov": lambda o, d: o.sgd_step(d["flat"].reshape(K, P), d["g"], d["m"], rates, True),
