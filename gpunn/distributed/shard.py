@@ -75,10 +75,6 @@ class ShardedArraySource:
         """Rows this rank trains on per epoch at per-rank batch ``batch_size``."""
         return sum(hi - lo for _, lo, hi in self._plan(batch_size))
 
-    def n_batches(self, batch_size: int) -> int:
-        B = self.size * batch_size
-        return -(-self.total_rows // B)
-
     def _plan(self, batch_size):
         """(global start, lo, hi) of this rank's piece, for each global batch of an epoch."""
         N, B = self.total_rows, self.size * batch_size
@@ -149,9 +145,6 @@ class PieceOfEachBatch:
         lo, hi = piece(tail, self.rank, self.size)
         self.rows = full * batch_size + (hi - lo)
         self.global_batch_rows = 0
-
-    def n_batches(self, batch_size: int) -> int:
-        return -(-self.total_rows // (self.size * batch_size))
 
     def config(self) -> dict:
         return self.source.config()  # the data, as one process sees it (the ranks are in FitSettings)
