@@ -234,7 +234,10 @@ class _ShardView(ChunkedSource):
         return self._sliced_windows(windows)
 
     def _sliced_windows(self, windows):
-        """A source generated on the device: its windows of whole chunks, cut to the parts."""
+        """A source generated on the device: its windows of whole chunks, cut to the parts. A window of whole
+        parts goes on as generated, with its release; one with a part cut goes on as a fresh array of the parts,
+        the consumer's to keep (no release), and the generated window is released here once the cut, its last
+        read, is enqueued (gpunn.data.pipeline: its memory goes to a later generation only after that)."""
         xp, parent = self.backend.xp, self.parent
         whole = [[self.parts[j][0] for j in w] for w in windows]
         for w, (X, Y, release) in zip(windows, parent._device_windows(whole)):
