@@ -694,7 +694,9 @@ class Checkpoint:
         them defined in this process, a writer of your own included) come from the checkpoint; a callback passed
         in ``callbacks`` takes over its class's saved state instead (a built-in one with a warning when its
         settings differ), the k-th passed of a class the k-th saved: another number of a class than the run
-        had (but none) is refused. ``epochs`` (the run's total) may raise it, never below the epochs done.
+        had (but none) is refused. The run's callbacks of other classes (your own Callback with a state) are not
+        made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
+        do not hold their state). ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a run saved with several writers (whose paths the file does not hold) needs them passed
         in ``callbacks``, or False. Other data are refused: another row count, or in-memory arrays whose values or
@@ -920,9 +922,10 @@ def _resumed_callbacks(ckpt, user, checkpoint) -> list:
     none) is refused: which state would go to which callback is not known. A class none of which is passed is
     rebuilt, each callback from its settings and state, where it is a built-in callback or a subclass of one
     defined once in this process (found by its name, so a user's own ModelCheckpoint keeps its rule); writers go to
-    ``checkpoint``, so a run saved with several is refused (they would all write one file). With no writer
-    restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here, with a
-    warning."""
+    ``checkpoint``, so a run saved with several is refused (they would all write one file). A class not found
+    here is not restored, with a warning (its saved state is dropped: a user's own Callback must be passed). With
+    no writer restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here,
+    with a warning."""
     target = ckpt.path if checkpoint is True else checkpoint
     saved, passed = {}, {}
     for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
@@ -956,13 +959,19 @@ def _resumed_callbacks(ckpt, user, checkpoint) -> list:
                          f"resume would point them all at {target} (their paths are not saved): pass them in "
                          "callbacks, each with its path, in the run's order, or resume with checkpoint=False")
     restored = [cb for _, cb in sorted(rebuilt, key=lambda pair: pair[0])]
-    if checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user):
-        if missing:  # one of them may have been the run's writer: its rule is not known here
-            warnings.warn(f"{ckpt.path}'s run had callbacks of classes not found in this process ("
-                          f"{', '.join(missing)}; not defined, defined twice, or not a built-in callback's subclass): "
-                          f"they are not restored, and a plain ModelCheckpoint writes {target} every epoch; to keep "
-                          "a writer's own rule, define its class (once) before resuming, or pass it in callbacks",
+    plain = checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user)
+    if missing:
+        found = (f"{ckpt.path}'s run had callbacks of classes not found in this process ({', '.join(missing)}; not "
+                 "defined, defined twice, or not a built-in callback's subclass): they are not restored")
+        if plain:  # one of them may have been the run's writer: its rule is not known here
+            warnings.warn(f"{found}, and a plain ModelCheckpoint writes {target} every epoch; to keep a writer's own "
+                          "rule, define its class (once) before resuming, or pass it in callbacks", UserWarning,
+                          stacklevel=_backend.user_stacklevel())
+        else:  # their saved state would be dropped without a word, from this run and the files it writes
+            warnings.warn(f"{found}, and the checkpoints this resume writes do not hold their saved state; to go on "
+                          "from it, pass them in callbacks (as many of a class as the run had, in its order)",
                           UserWarning, stacklevel=_backend.user_stacklevel())
+    if plain:
         restored.append(ModelCheckpoint(target))
     return restored + user
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 import zipfile
 
 import numpy
@@ -338,6 +339,46 @@ def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_wa
     with pytest.warns(UserWarning, match=says):
         gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
     assert gpunn.load_checkpoint(path).epoch == 2  # written all the same, by a plain writer
+
+
+class _EpochCounter(gpunn.Callback):
+    """A user's own stateful callback, no built-in's subclass: counts the epochs it has seen, across resumes."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen += 1
+
+    def get_config(self):
+        return {}
+
+    def state_dict(self):
+        return {"seen": self.seen}, {}
+
+    def load_state_dict(self, state, arrays):
+        self.seen = state["seen"]
+
+
+def test_a_users_own_callback_not_passed_again_is_left_out_with_a_warning(data, tmp_path):
+    """A run's callback of a class resume does not make again (a user's own, subclassing no built-in), not passed
+    to resume where a writer is restored: its saved state was dropped without a word, from the run and from every
+    file it wrote after. Now a warning says so and what to do; passed again, it goes on from its state, silently."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False,
+                                             callbacks=[_EpochCounter(), gpunn.ModelCheckpoint(path)])
+    passed = _EpochCounter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, callbacks=[passed])
+    assert passed.seen == 3
+    with pytest.warns(UserWarning, match=r"c\.npz's run had callbacks of classes not found in this process "
+                                         r"\(_EpochCounter; .*\): they are not restored, and the checkpoints this "
+                                         r"resume writes do not hold their saved state; to go on from it, pass them "
+                                         r"in callbacks"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=4, verbose=False)
+    assert [cb["class"] for cb in gpunn.load_checkpoint(path).training["callbacks"]] == ["ModelCheckpoint"]
 
 
 def _stoppers():

@@ -48,7 +48,8 @@ class Callback:
     receives, through ``load_state_dict``, the state saved for its class name: the k-th one of a class the
     k-th state saved for that class, so pass as many of a class as the run had, in its order, or none (a
     built-in one whose settings differ from the saved one's takes it over with a warning naming them: the
-    run goes on by other rules).
+    run goes on by other rules). Any other callback of the run (one of your own that subclasses no built-in)
+    is not rebuilt: pass it again, or the resume leaves it and its state out, with a warning.
     """
 
     def __repr__(self):
