@@ -144,11 +144,15 @@ NOT_UTF8 = ("text, but not UTF-8 (Windows-1252 or Latin-1, as Excel's \"CSV (Com
             "reads CSV files as UTF-8; save it as \"CSV UTF-8\", or convert it (iconv -f cp1252 -t utf-8)")
 
 
+KIND_WINDOW = 4096  # the bytes file_kind reads
+
+
 def file_kind(path) -> str:
     """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'compressed', 'text', 'text-8bit' (text in an 8-bit
     encoding, not UTF-8: :data:`NOT_UTF8`), 'empty' or 'binary', from the bytes."""
     with open(path, "rb") as fh:
-        head = fh.read(4096)
+        head = fh.read(KIND_WINDOW)
+        cut = bool(fh.read(1))  # the file goes on past the window, which may then end inside a character
     if not head:
         return "empty"
     if head.startswith(NPY_MAGIC):
@@ -164,7 +168,9 @@ def file_kind(path) -> str:
             head.decode("utf-8")
             return "text"
         except UnicodeDecodeError as exc:
-            if exc.start >= len(head) - 3:  # a multi-byte character cut by the 4096-byte window
+            # a multi-byte character cut by the window (a Latin-1 "é" in a file's last bytes, or before a line
+            # end, is no cut character)
+            if cut and exc.reason == "unexpected end of data":
                 return "text"
         try:  # printable in Windows-1252 (a superset of Latin-1's printable characters): "café,prix\r\n1,2"
             if all(ch >= " " or ch in "\t\r\n" for ch in head.decode("cp1252")):

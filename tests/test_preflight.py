@@ -213,3 +213,26 @@ def test_two_outputs_that_both_name_standard_output_are_refused(tmp_path, capsys
     assert cli.main(["train", "--rows", "100", "--features", "2", "--hidden", "4", "--epochs", "1", "--device", "cpu",
                      "--quiet", "--json", "/dev/stdout", "--csv", "-"]) == 2
     assert "--json and --csv both name standard output" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("before", [4093, 4094, 4095])
+def test_a_utf8_character_cut_by_the_first_4096_bytes_is_still_text(tmp_path, before):
+    """file_kind reads 4096 bytes: a character of up to 4 bytes that starts in the last 3 is cut, not foreign."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"1" * before + "\U0001F600".encode() + b"\n")  # 4 bytes: cut after 3, 2 or 1 of them
+    assert preflight.file_kind(path) == "text"
+
+
+@pytest.mark.parametrize("text", [b"a,b\n1,2\n3,caf\xe9\n", b"a,b\n1,2\n3,caf\xe9", b"1" * 4093 + b"\xe9\n1,2\n",
+                                  b"1" * 4095 + b"\xe9"], ids=["last-line", "last-byte", "window", "4096-bytes"])
+def test_a_latin1_byte_near_the_end_of_a_file_or_of_the_window_is_not_taken_for_a_cut_character(tmp_path, text):
+    """A file that ends within the 4096 bytes has no character cut by them, nor has a window whose last bytes decode
+    as far as they go: a Latin-1 'é' in a file's last 3 bytes (or followed by a line end in the window's) was taken
+    for a cut character and the file for UTF-8 text, then refused in the codec's words ("can't decode byte 0xe9")
+    instead of NOT_UTF8's, which the same file with its 'é' elsewhere gets."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(text)
+    assert preflight.file_kind(path) == "text-8bit"
+    with pytest.raises(preflight.PreflightError, match="is text, but not UTF-8"):
+        preflight.read_matrix(path)
