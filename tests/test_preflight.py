@@ -236,3 +236,14 @@ def test_a_latin1_byte_near_the_end_of_a_file_or_of_the_window_is_not_taken_for_
     assert preflight.file_kind(path) == "text-8bit"
     with pytest.raises(preflight.PreflightError, match="is text, but not UTF-8"):
         preflight.read_matrix(path)
+
+
+@pytest.mark.parametrize("protocol, obj", [(0, {"X": 1}), (0, [1, 2]), (1, {"X": 1}), (2, [1, 2]), (5, {"X": 1})])
+def test_a_pickle_is_told_by_its_first_bytes(tmp_path, protocol, obj):
+    import pickle
+
+    path = tmp_path / "x.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))  # (d (l }q or \x80: never unpickled to find out
+    assert preflight.file_kind(path) == "pickle"
+    with pytest.raises(preflight.PreflightError, match="is a Python pickle; gpunn never unpickles"):
+        preflight.read_matrix(path)
