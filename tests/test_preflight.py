@@ -247,3 +247,13 @@ def test_a_pickle_is_told_by_its_first_bytes(tmp_path, protocol, obj):
     assert preflight.file_kind(path) == "pickle"
     with pytest.raises(preflight.PreflightError, match="is a Python pickle; gpunn never unpickles"):
         preflight.read_matrix(path)
+
+
+@pytest.mark.parametrize("name, said", [("x.csv", r"not a CSV file \(binary, not text\)"),
+                                        ("X.CSV", r"not a CSV file \(binary, not text\)"),
+                                        ("x.dat", r"not a .npy array \(no .npy header\), and binary")])
+def test_a_binary_file_is_refused_against_what_its_name_says_it_is_in_any_letter_case(tmp_path, name, said):
+    path = tmp_path / name
+    path.write_bytes(b"\x01\x02\x00\x03" * 8)
+    with pytest.raises(preflight.PreflightError, match=f"{name}: {said}"):
+        preflight.read_matrix(path)
