@@ -257,3 +257,17 @@ def test_a_binary_file_is_refused_against_what_its_name_says_it_is_in_any_letter
     path.write_bytes(b"\x01\x02\x00\x03" * 8)
     with pytest.raises(preflight.PreflightError, match=f"{name}: {said}"):
         preflight.read_matrix(path)
+
+
+def test_without_pyarrow_a_word_numpy_cut_to_100_characters_is_named_without_numpys_quote(tmp_path, monkeypatch):
+    """NumPy quotes the value it could not convert as repr() does, cut to 100 characters (no closing quote, so not
+    a literal to evaluate): the name given is the value's own text, not NumPy's quote before it."""
+    import sys
+
+    for name in ("pyarrow", "pyarrow.csv"):  # without pyarrow the column's first block is not typed: NumPy's value
+        monkeypatch.setitem(sys.modules, name, None)
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n3," + "w" * 150 + "\n")
+    with pytest.raises(preflight.PreflightError, match="line 3: column 'b': 'wwwww") as refused:
+        preflight.read_matrix(path)
+    assert "\"'w" not in str(refused.value)
