@@ -4,7 +4,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 import numpy
 import pytest
 import waiting
+from mpi_launch import THREAD_ENV, mpiexec, needs_mpi
 
 from gpunn.backend import CPU
 from gpunn.data import DataError
@@ -1018,34 +1018,13 @@ def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(mo
 
 
 # ---- under mpiexec ------------------------------------------------------------------------------
-def _mpiexec():
-    here = pathlib.Path(sys.executable).parent / "mpiexec"
-    return str(here) if here.exists() else shutil.which("mpiexec")
-
-
-def _needs_mpi():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return 'mpi4py is not installed (pip install "gpunn[mpi]")'
-    if _mpiexec() is None:
-        return "no mpiexec on PATH or beside the Python executable"
-    return None
-
-
-needs_mpi = pytest.mark.skipif(_needs_mpi() is not None, reason=str(_needs_mpi()))
-
-
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "GPUNN_CPU_THREADS")
-
-
 def _launch(mode, tmp_path, timeout=120, threads_set=True, **popen):
     env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DEVICE="cpu", PYTHONWARNINGS="ignore")
     for name in THREAD_ENV:
         env.pop(name, None)
     if threads_set:
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    cmd = [_mpiexec(), "-n", "2", sys.executable, str(SCRIPT), mode, str(tmp_path)]
+    cmd = [mpiexec(), "-n", "2", sys.executable, str(SCRIPT), mode, str(tmp_path)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -1285,7 +1264,7 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     rows = ["--rows", "3000"] if data == "arrays" else ["--rows", "70000", "--stream", "on"]  # 17 pieces, 2 held out
-    cmd = [_mpiexec(), "-n", "2", str(gpunn_cli), "train", *rows, "--features", "4", "--hidden", "8",
+    cmd = [mpiexec(), "-n", "2", str(gpunn_cli), "train", *rows, "--features", "4", "--hidden", "8",
            "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet",
            "--save", str(tmp_path / "run.npz"), "--json", str(tmp_path / "run.json")]
     proc = waiting.run(cmd, env=env, timeout=120)
@@ -1314,7 +1293,7 @@ def _sweep_on_two_ranks(tmp_path, *options):
     (tmp_path / "other").mkdir()
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     rank = ["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet", *options]
-    cmd = [_mpiexec(), "-n", "1", "-wdir", str(tmp_path), gpunn_cli, *rank,
+    cmd = [mpiexec(), "-n", "1", "-wdir", str(tmp_path), gpunn_cli, *rank,
            ":", "-n", "1", "-wdir", str(tmp_path / "other"), gpunn_cli, *rank]
     proc = waiting.run(cmd, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -1395,7 +1374,7 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
         return ["-n", "1", str(gpunn_cli), command, "--data", str(tmp_path / data), "--targets",
                 str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
 
-    proc = subprocess.Popen([_mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
+    proc = subprocess.Popen([mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:  # a job that failed to end waits in MPI_Init forever, or until the 300 s watchdog
         _, err = waiting.communicate(proc, 120)
@@ -1449,7 +1428,7 @@ def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_ot
             "end_launched_job(2)\n"
             "print('not reached')\n")
     env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DIST_TIMEOUT="2")
-    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True,
+    proc = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, _ = waiting.communicate(proc, 60)
