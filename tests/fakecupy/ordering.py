@@ -29,7 +29,9 @@ the host. That is CUDA's rule; these are the ways gpunn could break it:
 
 A hazard found at an access raises StreamOrderError; one found when memory is freed (a finalizer,
 where nothing can be raised) is appended to ``hazards``, which the tests' conftest checks after
-each test. Work on the legacy null stream waits for the blocking streams' work before it and the
+each test. Before that check, after a test that used the stand-in (``ops`` moved), the conftest
+collects the garbage (memory held by a reference cycle is freed now, not in a later test) and
+calls :func:`settle` (the pinned bytes of copies in flight compared now, not at the next copy). Work on the legacy null stream waits for the blocking streams' work before it and the
 other way round (gpunn's own streams are non-blocking: they wait only for events).
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ _LOCK = threading.RLock()
 HOST: dict = {}  # stream key -> the last tick of that stream the host has seen finish
 POOLS: dict = {}  # stream key -> {stream key: tick}: accesses to freed blocks of that stream's arena
 hazards: list = []  # hazards found where nothing could be raised (memory freed)
+ops = 0  # operations and allocations so far (tests/conftest.py settles the checks after a test that made any)
 _BLOCKS: dict = {}  # id(root array) -> _Block
 _PINNED: dict = {}  # id(pinned host array) -> _Block
 _STREAMS = weakref.WeakValueDictionary()  # stream key -> stream, for a device synchronize
@@ -93,7 +96,9 @@ def _merge(into, vc):
 
 def issue(stream) -> int:
     """One operation on ``stream``: its tick (the legacy null stream and blocking streams wait for each other)."""
+    global ops
     with _LOCK:
+        ops += 1
         if stream._key == 0:
             for other in list(_BLOCKING):
                 _merge(stream._seen, other._seen)
@@ -147,7 +152,9 @@ def _ordered(stream, key, tick) -> bool:
 
 def allocated(root, stream, label="device memory"):
     """A new device allocation on ``stream`` (CuPy's pool: it may be a block freed on that stream)."""
+    global ops
     with _LOCK:
+        ops += 1
         if id(root) in _BLOCKS:
             return
         ghosts = {k: t for k, t in POOLS.get(stream._key, {}).items() if HOST.get(k, 0) < t}
@@ -173,7 +180,9 @@ def _freed(ident, block):
 
 def pinned(root):
     """A pinned host buffer (cupyx.empty_pinned): freed, it goes back to CuPy's pinned pool at once."""
+    global ops
     with _LOCK:
+        ops += 1
         block = _Block(None, "pinned host memory", {})
         _PINNED[id(root)] = block
         weakref.finalize(root, _pinned_freed, id(root), block, root.nbytes)
@@ -222,6 +231,13 @@ def host_access(stream, tick, host_array, write):
 
 def _checksum(root, offset, nbytes):
     return zlib.crc32(root.reshape(-1).view(numpy.uint8)[offset:offset + nbytes])
+
+
+def settle():
+    """The checks that wait for a later copy or host wait, made now: pinned bytes written while a copy from them
+    may still be in flight (``hazards``). What stays in flight is checked again later."""
+    with _LOCK:
+        _check_in_flight()
 
 
 def _check_in_flight():
