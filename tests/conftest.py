@@ -56,6 +56,11 @@ def pytest_configure(config):
         import gpunn.ops.cublas
 
         gpunn.ops.cublas.load_cublas = stand_in.cublas_library  # libcublas through ctypes, for graph capture
+    # a pass whose reader thread can no longer hand anything over (a window never released) fails its test within
+    # seconds, rather than waiting until pytest-timeout ends the whole run (gpunn.data.pipeline.ReaderDeadlock)
+    from gpunn.data import pipeline
+
+    pipeline._DEADLOCK_POLL_S = 1.0
 
 
 @pytest.hookimpl(tryfirst=True)

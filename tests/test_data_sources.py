@@ -1586,6 +1586,53 @@ def test_closing_the_reader_stops_its_thread_part_way():
     assert len(produced) < 10
 
 
+class _ThreadEnds(BaseException):
+    """Not an Exception: what ends a thread past ``except Exception``."""
+
+
+@pytest.mark.parametrize("where", ["produce", "setup"])
+def test_a_reader_thread_that_dies_raises_its_error_in_the_consumer(where):
+    def fail(*args):
+        raise _ThreadEnds(where)
+
+    reader = Reader(fail if where == "produce" else lambda index, item: item, range(3),
+                    setup=fail if where == "setup" else None)
+    with pytest.raises(_ThreadEnds, match=where):
+        list(reader.start())
+
+
+def test_a_reader_thread_that_ends_without_a_word_fails_the_pass_in_the_tests(monkeypatch):
+    """Under the tests' watchdog (tests/conftest.py), a consumer waiting on a thread that can no longer hand it
+    anything raises ReaderDeadlock, not waits for ever."""
+    from gpunn.data.pipeline import ReaderDeadlock
+
+    monkeypatch.setattr(Reader, "_work", lambda self, produce, items, setup: None)
+    with pytest.raises(ReaderDeadlock, match="the reader thread is not running"):
+        list(Reader(lambda index, item: item, range(3)).start())
+
+
+def test_a_window_never_released_fails_the_pass_in_the_tests(fake_cupy):
+    """A consumer of the file-copy path that never calls release() (the two device buffers stay its own): under the
+    tests' watchdog the third window raises ReaderDeadlock instead of waiting for ever on the reader, which waits
+    for a free device buffer; the reader thread ends with the pass."""
+    from gpunn import backend
+    from gpunn.data.pipeline import ReaderDeadlock, host_windows
+
+    def fill(window, X, Y):
+        X[:4], Y[:4] = window, -window
+        return 4
+
+    before = set(threading.enumerate())
+    windows = host_windows(backend.resolve("cuda"), [1, 2, 3], fill, 4, 2, 1, "float32")
+    held = [next(windows), next(windows)]  # the first two windows fill the two buffers; none released
+    [reader] = [t for t in threading.enumerate() if t not in before and t.name == "gpunn-data-reader"]
+    with pytest.raises(ReaderDeadlock, match="release\\(\\) was not called"):
+        next(windows)
+    assert not reader.is_alive()
+    assert [float(X[0, 0]) for X, _, _ in held] == [1.0, 2.0]
+    fake_cupy.cuda.Device().synchronize()
+
+
 def test_an_epoch_of_a_file_stopped_part_way_stops_its_reader_thread(npy_pair):
     """A consumer that stops early (an interrupted fit, a closed generator) ends the reader thread that was
     reading windows ahead; left running it would wait for ever to hand over its next window, holding it."""

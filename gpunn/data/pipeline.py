@@ -39,10 +39,19 @@ import queue
 import threading
 
 _STOP_POLL_S = 0.1
+# None: the consumer waits for the reader's next result for as long as the read takes. tests/conftest.py sets it
+# (seconds): the consumer then looks that often whether the reader can still hand anything over, and raises
+# ReaderDeadlock when it cannot (its thread ended without a word, or it has waited three looks running for a
+# window that only the waiting consumer can release), so that a window never released fails a test, not hangs it.
+_DEADLOCK_POLL_S = None
 
 
 class _Stopped(Exception):
     pass
+
+
+class ReaderDeadlock(RuntimeError):
+    """The consumer waits for a result that the reader thread cannot give (looked for in the tests only)."""
 
 
 class ForkedReaderError(RuntimeError):
@@ -67,6 +76,8 @@ class Reader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, args=(produce, list(items), setup),
                                         name="gpunn-data-reader", daemon=True)
+        self._awaiting = None  # (queue, how many waits so far) while the thread waits in get()
+        self._waits = 0
 
     def start(self) -> "Reader":
         self._thread.start()
@@ -84,14 +95,20 @@ class Reader:
                 continue
 
     def get(self, q):
-        """Get from a queue, giving up when the reader is being stopped."""
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                return q.get(timeout=_STOP_POLL_S)
-            except queue.Empty:
-                continue
+        """Get from a queue that only the consumer fills (a window's release), giving up when the reader is being
+        stopped."""
+        self._waits += 1
+        self._awaiting = (q, self._waits)
+        try:
+            while True:
+                if self._stop.is_set():
+                    raise _Stopped
+                try:
+                    return q.get(timeout=_STOP_POLL_S)
+                except queue.Empty:
+                    continue
+        finally:
+            self._awaiting = None
 
     def _work(self, produce, items, setup):
         try:
@@ -118,12 +135,30 @@ class Reader:
                                         "a pass over a data source was being read: its reader thread is the "
                                         "parent's; a forked child must start its own pass (batches(), "
                                         "ordered_windows(), a new epoch), not go on with the parent's")
-            kind, value = self._queue.get()
+            kind, value = self._queue.get() if _DEADLOCK_POLL_S is None else self._next_or_deadlock()
             if kind == "done":
                 return
             if kind == "error":
                 raise value
             yield value
+
+    def _next_or_deadlock(self):
+        same_wait = 0
+        while True:
+            awaiting = self._awaiting
+            try:
+                return self._queue.get(timeout=_DEADLOCK_POLL_S)
+            except queue.Empty:
+                pass
+            if not self._thread.is_alive() and self._queue.empty():
+                raise ReaderDeadlock("the reader thread is not running (it ended, or never started), and it handed "
+                                     "over no result, error or end")
+            # the same wait of the thread, on a queue still empty, at consecutive looks: a result is not coming
+            same_wait = same_wait + 1 if awaiting is not None and awaiting is self._awaiting and awaiting[0].empty() \
+                else 0
+            if same_wait == 3:
+                raise ReaderDeadlock("the reader thread waits for a window to be released, and the consumer, which "
+                                     "releases them, waits for the reader's next window: release() was not called")
 
     def close(self):
         self._stop.set()
