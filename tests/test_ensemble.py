@@ -1225,6 +1225,24 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
     assert not one_call(rows=7)
 
 
+def test_the_one_call_group_pass_writes_the_gradient_views_it_is_given():
+    """group_pass keeps its kernel's arguments per workspace while the views are the same ones: given other gradient
+    views with the same weights and workspace, it writes those (mut18a A130: kept without the gradients' ids, the
+    second pass wrote the first one's buffer)."""
+    ens = gpunn.Ensemble([4, 6, 1], 3, device="cpu", seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((8, 1)).astype(np.float32)
+    ws, grads = ens._workspace(8), []
+    for _ in range(2):
+        flat = np.zeros_like(ens.grads)
+        dW, db = ens._member_views(flat)
+        one_call = ens.member_ops.group_pass(X, Y, ens.weights, ens.biases, dW, db, ens.activations, ws, np.empty(3))
+        one_call.run(slice(0, 3))
+        grads.append(flat)
+    assert np.count_nonzero(grads[0]) > 0
+    np.testing.assert_array_equal(grads[1], grads[0])
+
+
 def test_numpy_blas_is_refused_when_it_does_not_give_numpy_matmuls_bits(monkeypatch):
     """gpunn.ops.cblas binds NumPy's BLAS only after a probe of every call form the group pass makes, through the
     calls the kernel makes (the addresses it is given; 32-bit integers for a library that takes them)."""
