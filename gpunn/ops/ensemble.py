@@ -79,10 +79,6 @@ class MemberRates:
         self._device, self._stale = None, False
         self.version = 0  # counts changes, for caches of values derived from the table
 
-    @property
-    def members(self) -> int:
-        return self.host.shape[0]
-
     def column(self, field):
         return self.host[:, field]
 
