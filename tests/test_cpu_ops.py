@@ -565,24 +565,40 @@ def test_a_workers_error_in_a_step_whose_caller_raised_is_not_raised_by_the_next
     assert two.run(piece, [None, None, None])
 
 
-def test_a_child_forked_after_its_parent_used_gpunns_threads_runs_pieces_on_threads_of_its_own():
+@pytest.mark.parametrize("hand_off", ["pool", "spinning workers"])
+def test_a_child_forked_after_its_parent_used_gpunns_threads_runs_pieces_on_threads_of_its_own(hand_off):
     """A child forked (multiprocessing's default start on Linux: a Pool that predicts with an ensemble fitted in
     the parent) inherited the parent's pool without its worker threads, which took the child's pieces and never
-    ran them: its first run_pieces hung (here: SIGALRM after 20 s). A fresh process, as a fork from pytest's
-    own threads could deadlock."""
+    ran them: its first run_pieces hung (here: SIGALRM after 20 s). The same for the one-call group pass's
+    _SpinningWorkers (mut18a A83: the child's run waited for a group handed to a thread that is not there). A
+    fresh process, as a fork from pytest's own threads could deadlock."""
     import sys
 
     import waiting
 
-    code = ("import os, signal\n"
-            "from gpunn.ops.cpu import run_pieces\n"
-            "def say(word):\n"
-            "    os.write(1, word + b'\\n')  # one write: two threads' lines never interleave\n"
-            "run_pieces(say, [(b'parent',), (b'parent',)])\n"
+    if hand_off == "pool":
+        run = ("from gpunn.ops.cpu import run_pieces\n"
+               "def say(word):\n"
+               "    os.write(1, word + b'\\n')  # one write: two threads' lines never interleave\n"
+               "def run(words):\n"
+               "    run_pieces(say, [(w,) for w in words])\n")
+    else:
+        from gpunn.ops import ensemble
+
+        if ensemble._spinning_workers(1) is None:
+            pytest.skip("no Numba or sched_yield")
+        run = ("from gpunn.ops import ensemble\n"
+               "def say(word, signal):\n"
+               "    signal[0][signal[1]] = signal[2]  # what the group pass's kernel does on entry\n"
+               "    os.write(1, word + b'\\n')\n"
+               "def run(words):\n"
+               "    assert ensemble._spinning_workers(1).run(say, words)\n")
+    code = ("import os, signal\n" + run +
+            "run([b'parent', b'parent'])\n"
             "pid = os.fork()\n"
             "if pid == 0:\n"
             "    signal.alarm(20)\n"
-            "    run_pieces(say, [(b'child',), (b'child',)])\n"
+            "    run([b'child', b'child'])\n"
             "    os._exit(0)\n"
             "_, status = os.waitpid(pid, 0)\n"
             "raise SystemExit(os.waitstatus_to_exitcode(status))")

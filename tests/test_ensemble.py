@@ -1349,6 +1349,42 @@ def test_spinning_workers_run_a_group_under_the_callers_floating_point_error_sta
         assert workers.run(group, ["caller's", "worker's"])
 
 
+def test_exceptions_while_the_caller_waits_for_the_spinning_groups_are_raised_once_every_group_has_ended(
+        monkeypatch):
+    """Exceptions that come while _SpinningWorkers.run waits for the groups' ends (here two Ctrl-Cs once the first
+    worker has ended, the second still at work; run waits once more after the first) are raised after the second's
+    end too: the wait has settled when every worker has stored its end, not when one has (mut18a A81: the caller
+    left with a group still writing)."""
+    import threading
+    import time
+
+    import gpunn.ops.ensemble as ens_ops
+
+    workers = ens_ops._SpinningWorkers(2, ens_ops._sched_yield())
+    finished, interrupted = threading.Event(), []
+
+    def group(g, signal):
+        signal[0][signal[1]] = signal[2]  # what the group pass's kernel does on entry
+        if g == "slow":
+            time.sleep(0.3)  # still at work when the Ctrl-C comes
+            finished.set()
+
+    wait_done = workers._wait_done
+
+    def interrupted_wait(seq):
+        if len(interrupted) == 2:
+            return wait_done(seq)
+        while workers.state[0, ens_ops.DONE] < seq:  # the first worker's end
+            time.sleep(0.001)
+        interrupted.append(finished.is_set())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workers, "_wait_done", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        workers.run(group, ["caller's", "quick", "slow"])
+    assert len(interrupted) == 2 and finished.is_set()
+
+
 def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
     """The spinning workers are daemon threads that sleep when idle: the interpreter exits after a fit."""
     import sys
@@ -1365,6 +1401,21 @@ def test_a_process_that_trained_in_spinning_groups_exits_cleanly(tmp_path):
     result = waiting.run([sys.executable, "-c", code], timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done" and "terminate" not in result.stderr
+
+
+def test_gpunn_cpu_threads_sets_the_member_groups_and_unset_they_are_every_usable_core(monkeypatch):
+    """CpuEnsembleOps.threads: GPUNN_CPU_THREADS where set (1: one pass, no groups), else the cores this process may
+    use (mut18a A92: 1 counted as 2; A92b: unset counted as 1)."""
+    from gpunn.ops.cpu import CpuOps, usable_cores
+
+    for env, threads in (("1", 1), ("3", 3), (None, usable_cores())):
+        if env is None:
+            monkeypatch.delenv("GPUNN_CPU_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("GPUNN_CPU_THREADS", env)
+        mops = ensemble_ops_for(CpuOps(fused=True))
+        groups = mops.member_groups(64, flops=1e9)  # work enough for any number of groups
+        assert mops.threads == threads and (groups is None if threads == 1 else len(groups) == threads), env
 
 
 def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
