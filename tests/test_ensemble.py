@@ -1325,6 +1325,11 @@ def test_spinning_workers_run_every_group_raise_its_error_and_wake_from_sleep():
         assert workers.run(group, ["a", "b", "c"]) and sorted(ran) == ["a", "b", "c"]
     with workers.busy:
         assert not workers.run(group, ["a", "b", "c"])
+    for groups in (["a", "b"], ["a", "b", "c", "d"]):  # one group per worker and the caller's: else refused, not hung
+        with pytest.raises(ValueError, match="member groups for the caller and 2 spinning workers"):
+            workers.run(group, groups)
+    ran.clear()
+    assert workers.run(group, ["a", "b", "c"]) and sorted(ran) == ["a", "b", "c"]
 
 
 def test_spinning_workers_run_a_group_under_the_callers_floating_point_error_state():

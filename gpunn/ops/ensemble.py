@@ -630,6 +630,8 @@ class _SpinningWorkers:
         """fn(group, signal=...) for every group, the first on the calling thread; False (nothing run) when
         another thread is using the workers. The workers run fn in the caller's subnormal mode (FTZ/DAZ), and
         under its numpy.errstate unless ``errstate`` is False (a function that calls no NumPy)."""
+        if len(groups) != len(self.tasks) + 1:  # a worker without a task would die outside its try, unwaited for
+            raise ValueError(f"{len(groups)} member groups for the caller and {len(self.tasks)} spinning workers")
         if not self.busy.acquire(blocking=False):
             return False
         try:
