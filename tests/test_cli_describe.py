@@ -8,6 +8,7 @@ import warnings
 import pytest
 
 from gpunn import cli
+from gpunn.cli import common
 from gpunn.backend import CPUFallbackWarning, DeviceError
 from gpunn.checks import MissingExtra
 from gpunn.data.base import HeldOutShareWarning
@@ -68,11 +69,11 @@ def test_ctrl_c_and_sigterm_say_what_the_command_leaves(command):
 
 def test_gpunns_own_warnings_are_notes_and_others_keep_pythons_form(capsys, monkeypatch):
     others = []
-    monkeypatch.setattr(cli, "_default_showwarning", lambda *args: others.append(args))
+    monkeypatch.setattr(common, "_default_showwarning", lambda *args: others.append(args))
     for category in (CPUFallbackWarning, GraphWarning, HeldOutShareWarning):
-        cli._show_note(category(f"gpunn: {category.__name__} said"), category, "x.py", 1)
+        common.show_note(category(f"gpunn: {category.__name__} said"), category, "x.py", 1)
     message = UserWarning("gpunn: someone else's")
-    cli._show_note(message, UserWarning, "x.py", 7)
+    common.show_note(message, UserWarning, "x.py", 7)
     assert capsys.readouterr().err.splitlines() == ["note: CPUFallbackWarning said", "note: GraphWarning said",
                                                     "note: HeldOutShareWarning said"]
     assert others == [(message, UserWarning, "x.py", 7, None, None)]

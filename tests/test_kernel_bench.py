@@ -60,6 +60,33 @@ def test_the_stream_benchmark_in_memory_without_rows_says_it_needs_them(capsys):
     assert "synthetic-memory needs --rows" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module,argv", [("kernels", ["--device", "auto", "--sizes", "10", "--repeat", "1"]),
+                                         ("stream", ["synthetic", "--rows", "10", "--device", "auto"])])
+def test_the_benchmarks_show_the_cpu_fallback_as_gpunns_commands_do(module, argv, monkeypatch, capsys):
+    """As `gpunn bench` does (cli.common.notes_shown): the warning read `<frozen runpy>:88: CPUFallbackWarning: gpunn:
+    running on CPU ...` under python -m, its stack level landing in runpy; and each main puts the caller's
+    warnings.showwarning back, as gpunn's main does (it is called in process too)."""
+    import importlib
+    import warnings
+
+    from gpunn.backend import CPUFallbackWarning
+
+    bench = importlib.import_module(f"gpunn.bench.{module}")
+
+    def run(*args, **kwargs):
+        warnings.warn(CPUFallbackWarning("gpunn: running on CPU (stand-in)"))
+        return {}
+
+    monkeypatch.setattr(bench, "run", run)
+    monkeypatch.setattr(bench, "table", lambda result: "", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown = warnings.showwarning
+        bench.main(argv)
+        assert warnings.showwarning is shown
+    assert "note: running on CPU (stand-in)" in capsys.readouterr().err.splitlines()
+
+
 class _RecordedOps:
     """Ops that record each call's arguments instead of computing."""
 

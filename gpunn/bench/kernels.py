@@ -123,6 +123,13 @@ def table(result) -> str:
 
 
 def main(argv=None):
+    from ..cli.common import notes_shown
+
+    with notes_shown():  # gpunn's own warnings as its commands show them: one note: line each
+        _main(argv)
+
+
+def _main(argv):
     from ..cli.common import Parser
 
     # gpunn's commands' parser and rules: one-line errors, options in full (--rep: --repeat named), an option

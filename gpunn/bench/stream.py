@@ -165,6 +165,13 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
+    from ..cli.common import notes_shown
+
+    with notes_shown():  # gpunn's own warnings as its commands show them: one note: line each
+        return _main(argv)
+
+
+def _main(argv) -> int:
     from ..cli.common import Parser
 
     # gpunn's commands' rules (Parser.parse_strictly): options in full, one given twice refused, one-line errors

@@ -18,7 +18,8 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import DEBUG_ENV, Parser, add_debug, option_names, refuse_repeated, refuse_unknown, text_to_stderr
+from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refuse_repeated, refuse_unknown,
+                     text_to_stderr)
 
 COMMANDS = (train, predict, sweep, bench, info)
 
@@ -31,21 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = {command.__name__.rsplit(".", 1)[1]: command.add_parser(sub) for command in COMMANDS}
     parser.train_parser = parser.commands["train"]
     return parser
-
-
-def _show_note(message, category, filename, lineno, file=None, line=None):
-    from ..data import HeldOutShareWarning
-    from ..training.graph import GraphWarning
-
-    # what gpunn says, not where in it
-    notes = (_backend.CPUFallbackWarning, GraphWarning, HeldOutShareWarning, environment.SettingWarning)
-    if issubclass(category, notes):
-        print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
-    else:
-        _default_showwarning(message, category, filename, lineno, file, line)
-
-
-_default_showwarning = warnings.showwarning
 
 
 def parse_args(argv=None):
@@ -243,12 +229,8 @@ def _silence_stdout() -> None:
 
 
 def _main(argv) -> int:
-    shown = warnings.showwarning  # put back at the end: main(argv) is also called in-process (tests, programs)
-    warnings.showwarning = _show_note
-    try:
+    with notes_shown():
         return _run(argv)
-    finally:
-        warnings.showwarning = shown
 
 
 def _run(argv) -> int:

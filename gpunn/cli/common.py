@@ -7,8 +7,38 @@ import json
 import math
 import os
 import sys
+import warnings
 
 from ..preflight import is_stdout
+
+
+def show_note(message, category, filename, lineno, file=None, line=None):
+    """gpunn's own warnings as one ``note:`` line (what gpunn says, not where in it); others in Python's form."""
+    from .. import environment
+    from ..backend import CPUFallbackWarning
+    from ..data import HeldOutShareWarning
+    from ..training.graph import GraphWarning
+
+    notes = (CPUFallbackWarning, GraphWarning, HeldOutShareWarning, environment.SettingWarning)
+    if issubclass(category, notes):
+        print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+@contextlib.contextmanager
+def notes_shown():
+    """Warnings shown by show_note while a command runs (gpunn's, and python -m gpunn.bench.stream's and
+    .kernels'), then the caller's way put back: a main is also called in process (tests, programs)."""
+    shown = warnings.showwarning
+    warnings.showwarning = show_note
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 class HelpFormatter(argparse.HelpFormatter):
