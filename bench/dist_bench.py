@@ -11,13 +11,13 @@ ratio; alternate the runs you compare (bench/RESULTS.md). Each step is timed on 
 synchronous), and so is each gradient all-reduce (including any wait for the slower rank); rank 0 prints one
 JSON line with the setup (ranks, batches, steps, members, dtype, optimizer, the thread variables set, the BLAS
 threads during the fit, the MPI library, the load), the minimum and the median of both over 3 epochs after a
-warm-up epoch (the all-reduce null for one process, which has none), and the CPU seconds all ranks spent
-(each rank's too; samples per CPU-second). Samples are rows; an ensemble's member-samples are ``members``
-times as many. On a shared machine the minimum step and the samples per CPU-second are the numbers to read:
-the first is the step when neither rank was descheduled, the second does not count the time the scheduler
-gave to others (but counts MPI's and BLAS's busy-waiting). Threads: as the environment sets them
-(OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS, ...), else a data-parallel fit gives each rank its share of the
-cores (README, "Cores per rank"); bench/RESULTS.md has the commands.
+warm-up epoch (the MPI library and the all-reduce null for one process, which has neither), and the CPU
+seconds all ranks spent (each rank's too; samples per CPU-second). Samples are rows; an ensemble's
+member-samples are ``members`` times as many. On a shared machine the minimum step and the samples per
+CPU-second are the numbers to read: the first is the step when neither rank was descheduled, the second does
+not count the time the scheduler gave to others (but counts MPI's and BLAS's busy-waiting). Threads: as the
+environment sets them (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS, ...), else a data-parallel fit gives each rank
+its share of the cores (README, "Cores per rank"); bench/RESULTS.md has the commands.
 """
 import json
 import os
@@ -35,7 +35,7 @@ EPOCHS = 3  # timed, after one warm-up epoch
 
 class StepTimes(gpunn.Callback):
     """Times each step and, data parallel, each gradient all-reduce; notes the setup the fit ran with (the BLAS
-    threads while it trains: a data-parallel fit sets each rank's share; the MPI library)."""
+    threads while it trains: a data-parallel fit sets each rank's share; the MPI library, None without one)."""
 
     def __init__(self):
         self.steps, self.allreduce, self.setup = [], [], {}
@@ -46,7 +46,7 @@ class StepTimes(gpunn.Callback):
 
         self.steps.clear()
         self.allreduce.clear()
-        self.setup = {"blas_threads_in_fit": blas_threads()}
+        self.setup = {"blas_threads_in_fit": blas_threads(), "mpi": None}  # one process: no MPI library
         hook = trainer.hook
         if hook is not None:  # time each all-reduce call, until on_train_end puts the comm's own back
             comm = hook.comm
