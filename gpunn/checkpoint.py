@@ -879,7 +879,8 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         _check_validation(ckpt, evaluator)
-        callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint), verbose)
+        callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, _over(ckpt, settings)),
+                                    verbose)
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
             from .distributed import world
@@ -912,7 +913,25 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                      handle_interrupt=handle_interrupt)
 
 
-def _resumed_callbacks(ckpt, user, checkpoint) -> list:
+def _over(ckpt, settings) -> str | None:
+    """Why the run saved in ``ckpt`` trains no more when resumed with ``settings`` (its epochs as passed), in words;
+    None when it has epochs to train. A run early stopping ended stays ended (EarlyStopping's saved stop, every
+    member's in an ensemble), whatever the callbacks passed."""
+    for entry in ckpt.training.get("callbacks", []):
+        cls = _callback_class(entry["class"])
+        if cls is None or not issubclass(cls, (cbmod.EarlyStopping, MemberEarlyStopping)):
+            continue
+        stopped = entry["state"].get("stopped_epoch") if isinstance(entry.get("state"), dict) else None
+        if stopped is not None and (not isinstance(stopped, list) or all(e is not None for e in stopped)):
+            return (f"early stopping ended the run after epoch {ckpt.state.epoch}, and this resume trains no more "
+                    "(a stopped run stays stopped)")
+    if settings.epochs == ckpt.state.epoch and not ckpt.state.batch:
+        return (f"the run has done its {position_words(ckpt.state.epoch, 0, 0, settings.epochs)}, and this resume "
+                "trains no more (pass more epochs to train on by them)")
+    return None
+
+
+def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     """The resumed run's callbacks: the ``user``'s, each stateful one given the state saved for it, and the run's
     others rebuilt from their saved settings and state, with a writer to ``checkpoint`` (True: the file loaded)
     unless it is False.
@@ -925,7 +944,7 @@ def _resumed_callbacks(ckpt, user, checkpoint) -> list:
     ``checkpoint``, so a run saved with several is refused (they would all write one file). A class not found
     here is not restored, with a warning (its saved state is dropped: a user's own Callback must be passed). With
     no writer restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here,
-    with a warning."""
+    with a warning. ``over``: why the run trains no more (_over), said in a warning of other settings."""
     target = ckpt.path if checkpoint is True else checkpoint
     saved, passed = {}, {}
     for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
@@ -939,7 +958,7 @@ def _resumed_callbacks(ckpt, user, checkpoint) -> list:
             if stateful and len(stateful) != len(entries):
                 _refuse_other_count(ckpt, name, entries, len(stateful))
             for cb, entry in zip(stateful, entries):
-                _warn_other_settings(ckpt, cb, entry)
+                _warn_other_settings(ckpt, cb, entry, over)
                 cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
             continue
         cls = _callback_class(name)
@@ -1036,11 +1055,12 @@ def _saved_state_of(ckpt, entry):
         raise CheckpointError(f"{ckpt.path}: invalid saved state for {entry['class']} ({exc})") from None
 
 
-def _warn_other_settings(ckpt, cb, entry) -> None:
+def _warn_other_settings(ckpt, cb, entry, over=None) -> None:
     """Warn when a built-in callback passed to resume (``cb``) takes over the state the run saved for its class
     (``entry``) with other settings: EarlyStopping(patience=1) for a run saved with patience 6 goes on from the
     saved wait and best by other rules, so the resumed run is not the run saved. ModelCheckpoint aside: where and
-    when the run is written does not change it."""
+    when the run is written does not change it. ``over``: why the resume trains no more (_over), which the warning
+    says instead of "the run goes on by these"."""
     if CALLBACKS.get(entry["class"]) is not type(cb) or type(cb) is ModelCheckpoint or not isinstance(entry["config"],
                                                                                                     dict):
         return
@@ -1051,10 +1071,11 @@ def _warn_other_settings(ckpt, cb, entry) -> None:
     now = _as_run(json.loads(json.dumps(cb.get_config())), validated)  # as the checkpoint holds it (tuples as lists)
     changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in now.items() if saved.get(key) != value]
     if changed:
+        effect = (f", which change nothing: {over}" if over else
+                  ": the run goes on by these, not as the run saved would. Pass it with the saved settings, or leave "
+                  "it out to have the saved one restored")
         warnings.warn(f"{cb!r} takes over the state of the {entry['class']} that {ckpt.path} saved, with other "
-                      f"settings ({', '.join(changed)}): the run goes on by these, not as the run saved would. Pass "
-                      "it with the saved settings, or leave it out to have the saved one restored", UserWarning,
-                      stacklevel=_backend.user_stacklevel())
+                      f"settings ({', '.join(changed)}){effect}", UserWarning, stacklevel=_backend.user_stacklevel())
 
 
 def _as_run(config: dict, validated: bool) -> dict:

@@ -629,6 +629,33 @@ def test_a_built_in_callback_with_other_settings_on_resume_takes_over_the_saved_
     assert not [w for w in caught if "takes over" in str(w.message)]
 
 
+def test_other_settings_for_a_run_with_nothing_left_to_train_are_said_to_change_nothing(data, tmp_path):
+    """The takeover warning said "the run goes on by these" of a resume that trains nothing: a run early stopping
+    ended (its saved stop stands, whatever patience is passed now) or one whose epochs are all done."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    history = MLP([6, 8, 2], device="cpu", seed=0).fit(
+        X, Y, epochs=8, batch_size=200, verbose=False,
+        callbacks=[EarlyStopping(patience=1, min_delta=1e6), gpunn.ModelCheckpoint(path)])
+    assert history.stopped_early and history["epoch"] == [1, 2]
+    with pytest.warns(UserWarning, match=r"with other settings \(patience 1 -> 50\), which change nothing: early "
+                                         r"stopping ended the run after epoch 2, and this resume trains no more"
+                                         r" \(a stopped run stays stopped\)") as caught:
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, verbose=False, checkpoint=False,
+                                                     callbacks=[EarlyStopping(patience=50, min_delta=1e6)])
+    assert resumed["epoch"] == [1, 2] and not [w for w in caught if "goes on" in str(w.message)]
+
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False,
+                                             callbacks=[EarlyStopping(patience=6), gpunn.ModelCheckpoint(path)])
+    with pytest.warns(UserWarning, match=r"with other settings \(patience 6 -> 1\), which change nothing: the run "
+                                         r"has done its 2 of 2 epochs, and this resume trains no more \(pass more "
+                                         r"epochs to train on by them\)"):
+        gpunn.load_checkpoint(path).resume(X, Y, verbose=False, checkpoint=False, callbacks=[EarlyStopping(patience=1)])
+    with pytest.warns(UserWarning, match=r"\(patience 6 -> 1\): the run goes on by these"):  # epochs left: as before
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, checkpoint=False,
+                                           callbacks=[EarlyStopping(patience=1)])
+
+
 def test_a_hand_edited_callback_mode_is_a_checkpoint_error_with_or_without_a_callback_passed(data, tmp_path):
     """mode="sideways" in the saved EarlyStopping's settings is the file's fault: a CheckpointError naming the
     callback and the field, whether the saved callback is restored or a passed one takes over its state (that
