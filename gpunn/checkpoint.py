@@ -707,6 +707,10 @@ class Checkpoint:
         parallel (every rank loads this file) on any number of ranks that divides the run's global
         batch; without it a data-parallel run continues in one process at its global batch.
 
+        ``verbose`` and ``handle_interrupt`` are this call's, with fit's defaults, not the run's: the checkpoint
+        records neither (no result depends on them), so a script that fit with ``verbose=False`` passes it here
+        too; with ``verbose=True`` a run fit on a terminal (a bar) and resumed into a log shows lines there.
+
         An Ensemble's run resumes the same way on the same (X, Y) (a bootstrapped run redraws its
         members' resamples from the seed): frozen and diverged members stay frozen, each member's early
         stopping continues, and the result is bit-identical on the CPU. ``distributed=True`` resumes it
