@@ -207,10 +207,13 @@ def not_a_number(value, column) -> str:
     """The refusal of a CSV value that is not a number, after "path line N: ", in the one wording every gpunn
     reader gives it (gpunn predict reading IN whole or streamed, gpunn.data.csv and ``train --data`` where the
     column's type is inferred and past it): "column 'b': 'oops' is not a number", and for an empty value (which
-    pyarrow reads as a missing one, then NaN) "column 'b': an empty value (a missing number) is not a number".
-    ``value``: the field as read (unquoted), ``column``: :func:`csv_column`'s words."""
+    pyarrow reads as a missing one, then NaN) "column 'b': an empty value (a missing number) is not a number", and
+    for a value holding a line end (only quotes hold one: most often a quote never closed, which runs to the file's
+    end) "column 'b': '4\\n' is not a number (a line end inside quotes: is a quote left open?)". ``value``: the
+    field as read (unquoted), ``column``: :func:`csv_column`'s words."""
     shown = "an empty value (a missing number)" if value == "" else repr(value)
-    return f"{column}: {shown} is not a number"
+    quoted = " (a line end inside quotes: is a quote left open?)" if "\n" in value or "\r" in value else ""
+    return f"{column}: {shown} is not a number{quoted}"
 
 
 def not_finite(value, column, dtype, decimal=".", scaled=None) -> str:
@@ -364,10 +367,11 @@ def is_number(text, decimal=".") -> bool:
 
 def csv_first_foreign(path, header=True, delimiter=",") -> str:
     """Where the CSV file ``path``'s data rows first hold a value with a character that no number has around it
-    but numpy.loadtxt skips there (whitespace other than a space or a tab: a no-break space, a form feed), which
-    every other gpunn reader refuses (:func:`is_number`): "line 3: column 'b': '\\xa01.5' is not a number", as the
-    refusal reads after the path; "" where there is none. A byte scan first (most files hold none: "" without
-    parsing them, in about a tenth of loadtxt's time); the rows only then."""
+    but numpy.loadtxt skips there (whitespace other than a space or a tab: a no-break space, a form feed; a line end
+    inside quotes, as a quote never closed leaves one), which every other gpunn reader refuses (:func:`is_number`):
+    "line 3: column 'b': '\\xa01.5' is not a number", as the refusal reads after the path; "" where there is none.
+    A byte scan first (most files hold none: "" without parsing them, in about a tenth of loadtxt's time); the rows
+    only then."""
     import re
 
     text_bytes = bytes([9, 10, 13, *range(0x20, 0x7f)])  # tab, line ends, printable ASCII
@@ -382,6 +386,8 @@ def csv_first_foreign(path, header=True, delimiter=",") -> str:
                 return ""
             if block.translate(None, text_bytes):  # a byte left that is none of them (10x faster than a regex)
                 break
+            if b'"' in block and any(line.count(b'"') % 2 for line in block.splitlines()):  # a line end in quotes
+                break  # (a line a block cuts holds an odd count in one of its two parts if in all)
     for line, names, row in _data_rows(path, header, delimiter):
         for index, value in enumerate(row):
             if re.search(r"[^\t\x20-\x7e]", value):
