@@ -13,6 +13,7 @@ Every failure is a :class:`PreflightError` (a ``ValueError``) whose message is o
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import numpy
@@ -145,11 +146,15 @@ NOT_UTF8 = ("text, but not UTF-8 (Windows-1252 or Latin-1, as Excel's \"CSV (Com
 
 
 KIND_WINDOW = 4096  # the bytes file_kind reads
+# A protocol-0 or 1 pickle's first global ("cnumpy._core.multiarray\n_reconstruct\n" of an array) and the memo or
+# mark after it: a one-column CSV has the first two lines' shape ("count\n3\n") but no such third
+PICKLE_GLOBAL = re.compile(rb"c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n(?:p\d+\n|[qr()])")
 
 
 def file_kind(path) -> str:
-    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle', 'compressed', 'text', 'text-8bit' (text in an 8-bit
-    encoding, not UTF-8: :data:`NOT_UTF8`), 'empty' or 'binary', from the bytes."""
+    """'npy', 'zip' (.npz and gpunn checkpoints), 'pickle' (protocol 2 and later; 0 and 1 by a dict, a list or a
+    global first: :data:`PICKLE_GLOBAL`), 'compressed', 'text', 'text-8bit' (text in an 8-bit encoding, not UTF-8:
+    :data:`NOT_UTF8`), 'empty' or 'binary', from the bytes."""
     with open(path, "rb") as fh:
         head = fh.read(KIND_WINDOW)
         cut = bool(fh.read(1))  # the file goes on past the window, which may then end inside a character
@@ -161,7 +166,7 @@ def file_kind(path) -> str:
         return "zip"
     if any(head.startswith(magic) for magic in COMPRESSED):
         return "compressed"
-    if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q"):
+    if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q", b"]q") or PICKLE_GLOBAL.match(head):
         return "pickle"
     if b"\0" not in head:
         try:
@@ -201,7 +206,6 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
     from 1, and the row whose column count changed from 1, and advises loadtxt's `usecols`, which gpunn's commands
     do not have."""
     import ast
-    import re
 
     text = str(exc)
     value = re.fullmatch(r"could not convert string (.*) to float64 at row (\d+), column (\d+)\.?", text, re.S)
@@ -209,7 +213,7 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
         try:
             field = ast.literal_eval(value[1])  # NumPy shows it as repr() does, cut to 100 characters
         except (ValueError, SyntaxError):
-            field = value[1][1:-1]
+            field = value[1][1:]  # NumPy's quote opens it; the characters after it are the value's
         names, column = csv_names(path), int(value[3]) - 1
         first = csv_values(path, 0) if names is not None else None
         if first is not None and len(first) != len(names):  # loadtxt skipped the header row; pyarrow refuses the
