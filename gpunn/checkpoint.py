@@ -51,7 +51,7 @@ from ._version import __version__
 from .activations import ACTIVATIONS
 from .checks import check_rows_match, flag, positive_int
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from .preflight import writes_in_place
+from .preflight import same_file, writes_in_place
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training import ensemble as ens_training
@@ -698,8 +698,9 @@ class Checkpoint:
         made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
         do not hold their state). ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
-        checkpointing; a run saved with several writers (whose paths the file does not hold) needs them passed
-        in ``callbacks``, or False. Other data are refused: another row count, or in-memory arrays whose values or
+        checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
+        leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
+        (whose paths the file does not hold) needs them passed in ``callbacks``, or False. Other data are refused: another row count, or in-memory arrays whose values or
         row order differ from the run's (the checkpoint keeps a checksum of them); so are other
         ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
         and ``validation_data`` for a run that had none or held out ``validation_fraction``. On the CPU the result
@@ -883,8 +884,11 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         _check_validation(ckpt, evaluator)
-        callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, _over(ckpt, settings)),
-                                    verbose)
+        over = _over(ckpt, settings)
+        callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, over), verbose)
+        if over:  # nothing trains: a writer of the file resumed would only put this call's settings in it (patience
+            # 50 for the 1 that stopped the run), and the file would no longer say which run it holds
+            callbacks = [cb for cb in callbacks if not _writes_to(cb, ckpt.path)]
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
             from .distributed import world
@@ -933,6 +937,11 @@ def _over(ckpt, settings) -> str | None:
         return (f"the run has done its {position_words(ckpt.state.epoch, 0, 0, settings.epochs)}, and this resume "
                 "trains no more (pass more epochs to train on by them)")
     return None
+
+
+def _writes_to(cb, path) -> bool:
+    """Whether callback ``cb`` is a checkpoint writer of the file ``path``."""
+    return isinstance(cb, ModelCheckpoint) and same_file(cb.path, path)
 
 
 def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:

@@ -31,7 +31,8 @@ class PreflightError(ValueError):
 
 
 # ---- paths -------------------------------------------------------------------------------
-def _same_file(a, b) -> bool:
+def same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (by their resolved names where one does not exist)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -67,7 +68,7 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
     if path.endswith(("/", os.sep)):  # a directory not made yet: its parent passed, and the write failed at the end
         raise PreflightError(f"{option} {path} names a directory (it ends in {path[-1]}); give a file name")
     for other, what in reads:
-        if other and os.path.exists(path) and _same_file(path, other):
+        if other and os.path.exists(path) and same_file(path, other):
             raise PreflightError(f"{option} {path} is the {what} this command reads; choose another output file")
     if suffixes and not path.lower().endswith(tuple(suffixes)):
         *others, last = suffixes  # ".png, .pdf or .svg" (it said ".png or .pdf or .svg")

@@ -656,6 +656,42 @@ def test_other_settings_for_a_run_with_nothing_left_to_train_are_said_to_change_
                                            callbacks=[EarlyStopping(patience=1)])
 
 
+def test_a_resume_that_trains_nothing_leaves_the_file_it_resumed_as_it_was(data, tmp_path):
+    """A resume of a run early stopping ended, or of one whose epochs are all done, trains nothing; it rewrote the
+    file it was loaded from with the settings passed now (patience 50 for the patience 1 that stopped the run), so
+    the file no longer said which stopped it. It is left as it was; a writer to another file still writes there."""
+    X, Y = data
+    path, other = tmp_path / "c.npz", tmp_path / "other.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=8, batch_size=200, verbose=False,
+                                             callbacks=[EarlyStopping(patience=1, min_delta=1e6),
+                                                        gpunn.ModelCheckpoint(path)])
+    before = path.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the other settings' warning (tested above)
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, verbose=False,
+                                                     callbacks=[EarlyStopping(patience=50, min_delta=1e6)])
+        assert resumed["epoch"] == [1, 2] and path.read_bytes() == before
+        gpunn.load_checkpoint(path).resume(X, Y, verbose=False, callbacks=[EarlyStopping(patience=50, min_delta=1e6),
+                                                                           gpunn.ModelCheckpoint(str(path))])
+        assert path.read_bytes() == before  # passed for the same file: as the run's own writer
+        gpunn.load_checkpoint(path).resume(X, Y, verbose=False, checkpoint=other,
+                                           callbacks=[EarlyStopping(patience=50, min_delta=1e6)])
+    assert path.read_bytes() == before
+    assert gpunn.load_checkpoint(other).training["callbacks"][0]["config"]["patience"] == 50  # asked for there
+    assert gpunn.load_checkpoint(path).training["callbacks"][0]["config"]["patience"] == 1
+
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False,
+                                             callbacks=[EarlyStopping(patience=6), gpunn.ModelCheckpoint(path)])
+    before = path.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        gpunn.load_checkpoint(path).resume(X, Y, verbose=False, callbacks=[EarlyStopping(patience=1)])
+        assert path.read_bytes() == before  # its 2 of 2 epochs done
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, callbacks=[EarlyStopping(patience=1)])
+    ckpt = gpunn.load_checkpoint(path)  # an epoch trained: written, by the settings it trained by
+    assert ckpt.epoch == 3 and ckpt.training["callbacks"][0]["config"]["patience"] == 1
+
+
 def test_a_hand_edited_callback_mode_is_a_checkpoint_error_with_or_without_a_callback_passed(data, tmp_path):
     """mode="sideways" in the saved EarlyStopping's settings is the file's fault: a CheckpointError naming the
     callback and the field, whether the saved callback is restored or a passed one takes over its state (that

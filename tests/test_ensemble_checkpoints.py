@@ -120,9 +120,12 @@ def test_resuming_a_run_whose_members_all_stopped_trains_no_further(ensemble_dat
     done = ens.fit(X, Y, epochs=40, batch_size=30, lr=[0.3, 0.5], validation_fraction=0.2, verbose=False,
                    callbacks=[gpunn.EarlyStopping(patience=1, min_delta=1.0), gpunn.ModelCheckpoint(path)])
     assert all(done.stopped_early) and len(done["epoch"]) < 40
+    before = path.read_bytes()
     ckpt = gpunn.load_checkpoint(path)
-    resumed = ckpt.resume(X, Y, verbose=False)
+    with pytest.warns(UserWarning, match=r"\(patience 1 -> 50\), which change nothing: early stopping ended"):
+        resumed = ckpt.resume(X, Y, verbose=False, callbacks=[gpunn.EarlyStopping(patience=50, min_delta=1.0)])
     assert resumed["epoch"] == done["epoch"] and resumed.stopped_epoch == done.stopped_epoch  # no extra epoch
+    assert path.read_bytes() == before  # nothing trained: the file keeps the patience that stopped the run
     np.testing.assert_array_equal(ckpt.model.params, ens.params)
     assert ckpt.optimizer.steps == ens.optimizer.steps
 
