@@ -924,15 +924,23 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
 def _over(ckpt, settings) -> str | None:
     """Why the run saved in ``ckpt`` trains no more when resumed with ``settings`` (its epochs as passed), in words;
     None when it has epochs to train. A run early stopping ended stays ended (EarlyStopping's saved stop, every
-    member's in an ensemble), whatever the callbacks passed."""
+    member's in an ensemble; or an ensemble's members all frozen, some stopped early and the others diverged),
+    whatever the callbacks passed."""
     for entry in ckpt.training.get("callbacks", []):
         cls = _callback_class(entry["class"])
         if cls is None or not issubclass(cls, (cbmod.EarlyStopping, MemberEarlyStopping)):
             continue
         stopped = entry["state"].get("stopped_epoch") if isinstance(entry.get("state"), dict) else None
-        if stopped is not None and (not isinstance(stopped, list) or all(e is not None for e in stopped)):
+        if stopped is None:
+            continue
+        if not isinstance(stopped, list) or all(e is not None for e in stopped):
             return (f"early stopping ended the run after epoch {ckpt.state.epoch}, and this resume trains no more "
                     "(a stopped run stays stopped)")
+        if len(ckpt.optimizer.frozen) == len(stopped):  # every member frozen (the others diverged): it is over too
+            early = [k for k, e in enumerate(stopped) if e is not None]
+            diverged = [k for k, e in enumerate(stopped) if e is None]
+            return (f"early stopping ended members {early} and divergence members {diverged} by epoch "
+                    f"{ckpt.state.epoch}, and this resume trains no more (a stopped run stays stopped)")
     if settings.epochs == ckpt.state.epoch and not ckpt.state.batch:
         return (f"the run has done its {position_words(ckpt.state.epoch, 0, 0, settings.epochs)}, and this resume "
                 "trains no more (pass more epochs to train on by them)")

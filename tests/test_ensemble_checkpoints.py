@@ -129,6 +129,26 @@ def test_resuming_a_run_whose_members_all_stopped_trains_no_further(ensemble_dat
     np.testing.assert_array_equal(ckpt.model.params, ens.params)
     assert ckpt.optimizer.steps == ens.optimizer.steps
 
+def test_resuming_a_run_whose_members_stopped_early_or_diverged_trains_no_further(ensemble_data, tmp_path):
+    """Member 0 stopped early, member 1 diverged: no member trains on. The warning of other settings said "the run
+    goes on by these" (only a stop of every member counted), and the file was rewritten with patience 50."""
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
+        done = gpunn.Ensemble(SIZES, 2, dtype="float64", seed=1).fit(
+            X, Y * 1e3, optimizer="sgd", lr=[1e-4, 50.0], epochs=8, batch_size=50, validation_fraction=0.2,
+            verbose=False, callbacks=[gpunn.EarlyStopping(patience=1, min_delta=1e9), gpunn.ModelCheckpoint(path)])
+    assert done.stopped_epoch == [2, None] and done.diverged == [1] and done["epoch"] == [1, 2]
+    before = path.read_bytes()
+    with pytest.warns(UserWarning, match=r"\(patience 1 -> 50\), which change nothing: early stopping ended "
+                                         r"members \[0\] and divergence members \[1\] by epoch 2, and this resume "
+                                         r"trains no more") as caught:
+        resumed = gpunn.load_checkpoint(path).resume(X, Y * 1e3, verbose=False,
+                                                     callbacks=[gpunn.EarlyStopping(patience=50, min_delta=1e9)])
+    assert not [w for w in caught if "goes on" in str(w.message)]
+    assert resumed["epoch"] == [1, 2] and resumed.stopped_epoch == [2, None]
+    assert path.read_bytes() == before
+
 def test_resuming_on_other_validation_data_is_refused(ensemble_data, tmp_path):
     X, Y = ensemble_data
     path = tmp_path / "run.npz"
