@@ -375,19 +375,24 @@ def csv_first_foreign(path, header=True, delimiter=",") -> str:
     import re
 
     text_bytes = bytes([9, 10, 13, *range(0x20, 0x7f)])  # tab, line ends, printable ASCII
+    not_quotes = bytes(b for b in range(256) if b not in b'"\r\n')
     with open(path, "rb") as fh:
         start = data_start(fh, header, delimiter)
         if start == 0 and fh.read(3) == b"\xef\xbb\xbf":  # a UTF-8 mark before a first row of data
             start = 3
         fh.seek(start)
+        odd = 0  # whether the line the last block cut holds an odd count of quotes so far
         while True:
             block = fh.read(1 << 24)
-            if not block:
+            if not block:  # (a last line of an odd count, no line end after it: its quote reads to its end alike)
                 return ""
             if block.translate(None, text_bytes):  # a byte left that is none of them (10x faster than a regex)
                 break
-            if b'"' in block and any(line.count(b'"') % 2 for line in block.splitlines()):  # a line end in quotes
-                break  # (a line a block cuts holds an odd count in one of its two parts if in all)
+            quotes = b'"' * odd + block.translate(None, not_quotes)  # each line's quotes, between line ends
+            last = max(quotes.rfind(b"\n"), quotes.rfind(b"\r"))
+            odd = (len(quotes) - last - 1) % 2
+            if b'"' in quotes[:last + 1].replace(b'""', b""):  # a line of an odd count of quotes: a line end in
+                break  # quotes (a quote never closed, or closed on a later line)
     for line, names, row in _data_rows(path, header, delimiter):
         for index, value in enumerate(row):
             if re.search(r"[^\t\x20-\x7e]", value):
