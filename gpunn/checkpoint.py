@@ -700,8 +700,9 @@ class Checkpoint:
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
         leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
-        (whose paths the file does not hold) needs them passed in ``callbacks``, or False. Other data are refused: another row count, or in-memory arrays whose values or
-        row order differ from the run's (the checkpoint keeps a checksum of them); so are other
+        (whose paths the file does not hold) needs them passed in ``callbacks``, or False. Other data are refused:
+        another row count, or in-memory arrays whose values or row order differ from the run's (the checkpoint
+        keeps a checksum of them); so are other
         ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
         and ``validation_data`` for a run that had none or held out ``validation_fraction``. On the CPU the result
         is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
