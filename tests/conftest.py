@@ -109,11 +109,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def fake_cupy(monkeypatch):
+def fake_cupy(monkeypatch, request):
     """tests/fakecupy as ``cupy`` for one test (with gpunn's CuPy state forgotten before and after)."""
     import fakecupy
 
     cp = fakecupy.install(monkeypatch)
+    fakecupy.ordering.current_test = request.node.nodeid  # imported only now in some runs (stream_order_hazards)
     fakecupy.forget_gpunn_state(monkeypatch)
     yield cp
     fakecupy.forget_gpunn_state(None)
@@ -199,7 +200,7 @@ def _stand_ins():
 
 
 @pytest.fixture(autouse=True)
-def stream_order_hazards():
+def stream_order_hazards(request):
     """Under tests/fakecupy: the test fails when a CUDA stream-ordering hazard was found in it (fakecupy.ordering:
     pinned memory freed while a copy may be in flight, or one that a finalizer or a thread swallowed).
 
@@ -209,8 +210,14 @@ def stream_order_hazards():
     pinned bytes of copies in flight are compared (ordering.settle). What was alive before the test is frozen
     meanwhile (gc.freeze), so that the collection looks at the test's own objects only: a full one took 0.36 s
     here (load 5), times the stand-in pass's 650 tests; with the freeze the pass took less CPU time than without
-    these collections (the collections Python makes inside a test skip the frozen objects too)."""
+    these collections (the collections Python makes inside a test skip the frozen objects too).
+
+    The stand-in knows which test runs (ordering.current_test), so that a block of CuPy's pool freed while another
+    stream may still use it, a hazard only when a later allocation gets the block (often in a later test), names
+    the test that freed it."""
     stand_ins = _stand_ins()
+    for fake in stand_ins:
+        fake.ordering.current_test = request.node.nodeid
     ops_before = {id(m): m.ordering.ops for m in stand_ins}
     if stand_ins:
         gc.freeze()
@@ -224,6 +231,8 @@ def stream_order_hazards():
     finally:
         if stand_ins:
             gc.unfreeze()
+        for fake in _stand_ins():
+            fake.ordering.current_test = None  # frees between tests (a module's fixtures) are no test's
     found = []
     for fake in _stand_ins():
         found += fake.ordering.hazards

@@ -614,6 +614,34 @@ def test_stream_order_is_checked_as_cuda_and_cupys_pools_need_it(fake_cupy):
     ordering.hazards.clear()  # the hazards raised above were expected
 
 
+def test_a_device_synchronize_finishes_the_work_of_streams_since_dropped(fake_cupy):
+    """cudaDeviceSynchronize waits for all the device's work, on streams already destroyed too (cudaStreamDestroy
+    lets their work finish): after it, what a dropped stream wrote or copied is neither a hazard to read nor to
+    free, nor is writing its pinned source."""
+    import gc
+    import weakref
+
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    side = cp.cuda.Stream(non_blocking=True)
+    x = cp.zeros(8, "float32")
+    side.wait_event(cp.cuda.Stream.null.record())
+    pinned = fakecupy.cupyx.empty_pinned((8,), "float32")
+    pinned[...] = 1
+    x.set(pinned, stream=side)  # in flight on side, which nothing waits for
+    dropped = weakref.ref(side)
+    del side
+    gc.collect()
+    assert dropped() is None
+    cp.cuda.Device().synchronize()
+    pinned[...] = 2  # the copy from it has finished
+    assert float((x + 1)[0]) == 2.0  # the null stream reads what side wrote
+    del pinned
+    gc.collect()
+    assert ordering.hazards == []
+
+
 def test_a_graph_launch_on_freed_memory_fails(fake_cupy):
     from gpunn.ops import kernels as gk
 

@@ -5,7 +5,8 @@ here. This module proves the order instead, with one logical clock per stream (a
 operation on stream S gets the next tick of S; ``event.record(S)`` keeps what S has reached (and
 what S had waited for); ``T.wait_event(event)`` and the legacy null stream's implicit waits carry
 it over to T; a host synchronisation (``event.synchronize()``, ``stream.synchronize()``,
-``.get()``, ``float()``...) tells the host. Every device allocation remembers, per stream, the last
+``.get()``, ``float()``...) tells the host; a device synchronize tells it all the streams' work, of streams
+already dropped too (CUDA finishes a destroyed stream's work). Every device allocation remembers, per stream, the last
 tick that read and that wrote it, and an access on stream S is a hazard when another stream's
 conflicting access (a write, or any access for a write) is not known to come before it, on S or on
 the host. That is CUDA's rule; these are the ways gpunn could break it:
@@ -17,7 +18,8 @@ the host. That is CUDA's rule; these are the ways gpunn could break it:
   at once, with no wait for other streams that still use it. So the accesses of every freed block
   stay on as *ghosts* of its stream's arena, and a new allocation on that stream inherits them
   (all of them: this does not model block sizes): its first accesses, on any stream, must be
-  ordered after them. That catches a block freed while another stream still reads it, and a
+  ordered after them; the hazard names the test that freed the block (``current_test``, which the
+  tests' conftest sets), as it is found only when a block is allocated again, often in a later test. That catches a block freed while another stream still reads it, and a
   fresh buffer written on a side stream before the side stream waited for its allocating stream;
 - CuPy's pinned pool (cupy/cuda/pinned_memory.pyx, PinnedMemoryPool.free): a freed pinned buffer
   is handed to the next ``empty_pinned`` at once. CuPy keeps its own staging buffers alive until
@@ -45,11 +47,16 @@ import numpy
 _LOCK = threading.RLock()
 HOST: dict = {}  # stream key -> the last tick of that stream the host has seen finish
 POOLS: dict = {}  # stream key -> {stream key: tick}: accesses to freed blocks of that stream's arena
+FREED_IN: dict = {}  # stream key -> {stream key: the test that freed the block of POOLS' access}, for the message
+current_test = None  # the test running (tests/conftest.py sets it): a ghost's hazard names the test that freed it
 hazards: list = []  # hazards found where nothing could be raised (memory freed)
 ops = 0  # operations and allocations so far (tests/conftest.py settles the checks after a test that made any)
 _BLOCKS: dict = {}  # id(root array) -> _Block
 _PINNED: dict = {}  # id(pinned host array) -> _Block
-_STREAMS = weakref.WeakValueDictionary()  # stream key -> stream, for a device synchronize
+_STREAMS = weakref.WeakValueDictionary()  # stream key -> stream (the null stream's implicit waits)
+# stream key -> that stream's vector clock (its ``_seen``, updated in place), kept past the stream: a device
+# synchronize finishes the work of streams already dropped too (cudaStreamDestroy lets their work run)
+_CLOCKS: dict = {}
 _BLOCKING = weakref.WeakSet()  # the blocking streams (cupy.cuda.Stream() without non_blocking)
 # copies from pinned host memory that the host has not seen finish: (stream key, tick, weakref to the pinned
 # buffer, byte offset, byte count, checksum of those bytes when the copy was issued)
@@ -61,11 +68,12 @@ class StreamOrderError(RuntimeError):
 
 
 class _Block:
-    __slots__ = ("stream", "label", "reads", "writes", "ghosts", "__weakref__")
+    __slots__ = ("stream", "label", "reads", "writes", "ghosts", "freed_in", "__weakref__")
 
-    def __init__(self, stream, label, ghosts):
+    def __init__(self, stream, label, ghosts, freed_in=None):
         self.stream, self.label = stream, label
         self.reads, self.writes, self.ghosts = {}, {}, ghosts
+        self.freed_in = freed_in or {}  # stream key -> the test that freed the block whose access is that ghost
 
 
 def reset():
@@ -73,12 +81,16 @@ def reset():
         _IN_FLIGHT.clear()
         HOST.clear()
         POOLS.clear()
+        FREED_IN.clear()
+        _CLOCKS.clear()  # the dropped streams' work is done; the live ones (the null stream) stay known
+        _CLOCKS.update((key, stream._seen) for key, stream in list(_STREAMS.items()))
         hazards.clear()
 
 
 def register_stream(stream):
     stream._tick, stream._seen = 0, {}
     _STREAMS[stream._key] = stream
+    _CLOCKS[stream._key] = stream._seen
     if stream._blocking:
         _BLOCKING.add(stream)
 
@@ -129,15 +141,18 @@ def host_saw(vc):
         _check_in_flight()  # a pinned buffer written before the host knew its copy had read it
         _merge(HOST, vc or {})
         _IN_FLIGHT[:] = [c for c in _IN_FLIGHT if HOST.get(c[0], 0) < c[1]]
-        for pool in POOLS.values():
+        for arena, pool in POOLS.items():
             for key in [k for k, t in pool.items() if HOST.get(k, 0) >= t]:
                 del pool[key]
+                FREED_IN.get(arena, {}).pop(key, None)
 
 
 def host_saw_everything():
+    """A device synchronize: the work of every stream, alive or dropped, is finished."""
     with _LOCK:
-        for stream in list(_STREAMS.values()):
-            host_saw(stream._seen)
+        host_saw({key: seen.get(key, 0) for key, seen in _CLOCKS.items()})
+        for key in [k for k in _CLOCKS if k not in _STREAMS]:
+            del _CLOCKS[key]  # dropped and now all seen: it has no more work
 
 
 def _root(a):
@@ -158,11 +173,14 @@ def allocated(root, stream, label="device memory"):
         if id(root) in _BLOCKS:
             return
         ghosts = {k: t for k, t in POOLS.get(stream._key, {}).items() if HOST.get(k, 0) < t}
+        freed_in = {k: test for k, test in FREED_IN.get(stream._key, {}).items() if k in ghosts}
         # the allocation point: work on another stream is ordered after it only by an event recorded since
         # (before it, the pool may hand over a block earlier work on this stream still uses, and an operation
         # that made the array is still writing it)
-        ghosts[stream._key] = max(ghosts.get(stream._key, 0), stream._tick)
-        block = _Block(stream._key, label, ghosts)
+        if stream._tick > ghosts.get(stream._key, 0):
+            ghosts[stream._key] = stream._tick
+            freed_in.pop(stream._key, None)
+        block = _Block(stream._key, label, ghosts, freed_in)
         _BLOCKS[id(root)] = block
         weakref.finalize(root, _freed, id(root), block)
 
@@ -172,10 +190,17 @@ def _freed(ident, block):
         if _BLOCKS.get(ident) is block:
             del _BLOCKS[ident]
         pool = POOLS.setdefault(block.stream, {})
+        freed_in = FREED_IN.setdefault(block.stream, {})
         for accesses in (block.reads, block.writes, block.ghosts):
             for key, tick in accesses.items():
                 if HOST.get(key, 0) < tick and pool.get(key, 0) < tick:
                     pool[key] = tick
+                    # a ghost passed on keeps the test that freed the block it came from
+                    test = block.freed_in.get(key, current_test) if accesses is block.ghosts else current_test
+                    if test is None:
+                        freed_in.pop(key, None)
+                    else:
+                        freed_in[key] = test
 
 
 def pinned(root):
@@ -275,6 +300,8 @@ def _touch(stream, tick, a, write, what):
                                f"not ordered after {_name(key)}'s work up to its op {last}: CuPy's memory pool hands "
                                f"a block freed on {_name(block.stream)} to the next allocation there at once, and "
                                f"that work (on the block's previous array, or making this one) may not have run")
+                    if key in block.freed_in:
+                        message += f" (that block freed in {block.freed_in[key]})"
                 else:
                     kind = "wrote" if accesses is block.writes else "read"
                     message = (f"{what} on {_name(stream)} {verb} {block.label} (allocated on {_name(block.stream)}) "
