@@ -270,7 +270,7 @@ def test_standardize_on_a_gpu_standardizes_on_the_device(fake_cupy, monkeypatch,
     source bound to the device, its statistics taken there, before the timed fit."""
     monkeypatch.setattr(stream, "copy_bandwidth", lambda backend, rows, columns: 9.5)
     result, calls = _run(monkeypatch, mode, "--rows", "640", "--features", "3", "--device", "cuda", "--standardize")
-    (train, _) = calls[1]
+    (train, _) = calls[-1]  # the timed fit (after the warm-ups: a spare model's too, on a GPU)
     if train[1] is None:
         source = train[0]
         assert source.backend.is_gpu and source.standardizer is not None
@@ -280,3 +280,67 @@ def test_standardize_on_a_gpu_standardizes_on_the_device(fake_cupy, monkeypatch,
         train = [A.get() for A in train]
     for A in train:
         numpy.testing.assert_allclose(numpy.asarray(A, "float64").mean(axis=0), 0, atol=1e-4)
+
+
+def first_calls_in_the_timed_fit(fake_cupy, monkeypatch, *argv):
+    """(the CuPy calls python -m gpunn.bench.stream ``argv`` makes for the first time inside its timed fit, the last
+    one; the operations it called; the timed fit's model; its source's statistics as that fit started), on
+    tests/fakecupy's GPU with the fits run. A call is keyed as CuPy keys the kernel it compiles at a first call: the
+    operation, each array's dtype, dimensions and layout (cupy/_core/_kernel.pyx, ``_ArgInfo``: dtype, ndim,
+    c_contiguous, index_32_bits), the other arguments' types."""
+    from gpunn.bench import runners
+
+    seen, fits, check = [], [], fake_cupy._check_operands
+
+    def key(x):
+        if isinstance(x, fake_cupy.ndarray):
+            return x.dtype.str, x.ndim, x.flags.c_contiguous
+        return x.dtype.str if isinstance(x, numpy.generic) else type(x).__name__
+
+    def recorded(what, operands, writes=()):
+        seen.append((what, tuple(key(x) for x in operands)))
+        return check(what, operands, writes)
+
+    def timed(model, *data, **options):
+        start, statistics = len(seen), getattr(data[0], "standardizer", None)  # a source's, from the set-up
+        try:
+            return runners.timed_fit.__wrapped__(model, *data, **options)
+        finally:
+            fits.append((start, len(seen), model, statistics))
+
+    timed.__wrapped__ = runners.timed_fit
+    monkeypatch.setattr(fake_cupy, "_check_operands", recorded)
+    monkeypatch.setattr(runners, "timed_fit", timed)
+    monkeypatch.setattr(stream, "copy_bandwidth", lambda backend, rows, columns: 9.5)
+    try:
+        stream.run(stream_args(*argv, "--device", "cuda"))
+    finally:
+        monkeypatch.setattr(runners, "timed_fit", timed.__wrapped__)
+    start, end, model, statistics = fits[-1]
+    return set(seen[start:end]) - set(seen[:start]), {what for what, _ in seen}, model, statistics
+
+
+@pytest.mark.parametrize("mode", ["npy", "synthetic"])
+def test_on_a_gpu_standardize_makes_no_first_cupy_call_in_the_timing_that_the_plain_run_does_not(
+        tmp_path, fake_cupy, monkeypatch, mode):
+    """CuPy compiles a kernel at an operation's first call with given dtypes and dimensions (kept in
+    ~/.cupy/kernel_cache for later processes, none on a fresh GPU machine): a first call inside the timed fit times
+    a compile. A standardized source runs calls the in-memory warm-up never makes (the transform of each window,
+    gpunn.data.overflow's check and its flag read with the loss); they compiled in the first timed epoch, where
+    --standardize is to measure their cost against the plain run. Now the set-up makes them first (a spare model's
+    fit on the warm-up rows as a standardized source): the timed fit of a standardized source makes no first call
+    the plain one does not."""
+    where = []
+    if mode == "npy":
+        X = numpy.random.default_rng(0).normal(5.0, 3.0, (640, 3)).astype("float32")
+        numpy.save(tmp_path / "X.npy", X)
+        numpy.save(tmp_path / "Y.npy", X[:, :1] * 2 + 7)
+        where = [str(tmp_path)]
+    (plain, *_), (standardized, ran, model, statistics) = (
+        first_calls_in_the_timed_fit(fake_cupy, monkeypatch, mode, *where, "--rows", "640", "--features", "3", *extra)
+        for extra in ([], ["--standardize"]))
+    assert {"ufunc subtract", "isfinite", "where", "ufunc minimum"} <= ran  # the transform and the check ran
+    assert standardized - plain == set()
+    # the timed model trained on the statistics the set-up took of the source (a model fit on a standardized source
+    # keeps its statistics and scales a later source by them: a warm-up of this model would have left the warm-up's)
+    assert model.standardizer is statistics is not None
