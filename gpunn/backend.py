@@ -172,13 +172,24 @@ def resolve(device: str | Backend | None = "auto") -> Backend:
     if isinstance(device, Backend):
         return device
     if device is None or device == "auto":
-        device = environment.text(ENV_DEVICE) or "auto"  # unset or blank: auto
+        device = device_setting()
         if device != "auto":  # an error must say the device came from the environment, not the caller
             try:
                 return _resolve(device)
-            except (ValueError, DeviceError) as exc:
-                raise type(exc)(f"{ENV_DEVICE}={device!r}: {exc}") from None
+            except DeviceError as exc:
+                raise DeviceError(f"{ENV_DEVICE}={device!r}: {exc}") from None
     return _resolve(device)
+
+
+def device_setting() -> str:
+    """GPUNN_DEVICE as written, "auto" where unset or blank. A value resolve does not take as a device name is
+    refused (a SettingError naming the variable); whether the device is here is resolve's to say."""
+    device = environment.text(ENV_DEVICE) or "auto"
+    try:
+        _parsed(device)
+    except ValueError as exc:
+        raise environment.SettingError(f"{ENV_DEVICE}={device!r}: {exc} (unset: auto)") from None
+    return device
 
 
 DEVICE_NAMES = ("'auto'", "'cpu'", "'cuda'", "'cuda:N'")  # what resolve takes, as its refusal lists them
@@ -194,16 +205,22 @@ def unknown_device(device, names=DEVICE_NAMES) -> ValueError:
     return ValueError(f"unknown device {device!r}; use {', '.join(names[:-1])} or {names[-1]}")
 
 
-def _resolve(device) -> Backend:
+def _parsed(device) -> tuple[str, str | None]:
+    """(kind, index or None) of a device name resolve takes; any other is refused."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not {device!r}")
     match = _DEVICE_RE.match(device.strip().lower())
     if not match:
         raise unknown_device(device)
     kind, index = match.group(1), match.group(2)
+    if kind == "cpu" and index not in (None, "0"):
+        raise ValueError(f"unknown device {device!r}; the CPU backend has one device, 'cpu'")
+    return kind, index
+
+
+def _resolve(device) -> Backend:
+    kind, index = _parsed(device)
     if kind == "cpu":
-        if index not in (None, "0"):
-            raise ValueError(f"unknown device {device!r}; the CPU backend has one device, 'cpu'")
         return CPU
     cupy, count, reason = probe_cuda()
     wanted = int(index) if index is not None else None

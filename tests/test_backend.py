@@ -189,8 +189,10 @@ def test_an_env_device_that_fails_names_the_variable(fresh_probe, env, error):
     # the user passed no device (or "auto"): the error must say where the device came from
     fresh_probe.setenv(backend.ENV_DEVICE, env)
     _without_cupy(fresh_probe)
-    with pytest.raises(error, match=f"^{backend.ENV_DEVICE}={env!r}: "):
+    with pytest.raises(error, match=f"^{backend.ENV_DEVICE}={env!r}: ") as refused:
         backend.resolve("auto")
+    # a name resolve does not take is refused saying what unset means, as the other variables' refusals do
+    assert str(refused.value).endswith(" (unset: auto)") == (error is ValueError)
 
 
 @pytest.mark.parametrize("bad", ["tpu", "cuda:x", "cpu:1", ""])

@@ -137,7 +137,7 @@ def test_gpunn_flush_denormals_turns_the_flush_off_with_0_false_no_or_off(monkey
         monkeypatch.setenv(denormals.ENV, value)
     assert denormals.enabled() is on
     assert denormals.describe() == ("FTZ+DAZ on the training thread and gpunn's CPU threads" if on
-                                    else f"off ({denormals.ENV}=0)") or not denormals.supported()
+                                    else f"off ({denormals.ENV}={value.strip()})") or not denormals.supported()
 
 
 @needs_flush

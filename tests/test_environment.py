@@ -95,14 +95,102 @@ def test_good_values_keep_working_and_blank_is_the_default(clean, name, value, r
     assert read() == expected
 
 
-def test_a_bad_setting_stops_gpunn_train_with_one_line_naming_it(clean, capsys):
-    clean.setenv("GPUNN_CPU_THREADS", "abc")  # it said: invalid literal for int() with base 10: 'abc'
-    status = cli.main(["train", "--rows", "64", "--features", "4", "--hidden", "4", "--epochs", "1", "--device", "cpu",
-                       "--quiet"])
-    err = capsys.readouterr().err.splitlines()
-    assert status == 2 and err[-1] == ("gpunn: error: GPUNN_CPU_THREADS='abc' is not a whole number of threads, 1 or "
-                                       "more (unset: 1 for a model's CPU kernels, every usable core for an Ensemble's "
-                                       "member groups)")
+REFUSALS = {  # a bad value of each variable gpunn refuses, and the one line each command gives for it
+    "GPUNN_DEVICE": ("tpu", "GPUNN_DEVICE='tpu': unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N' "
+                            "(unset: auto)"),
+    "GPUNN_GEMM": ("bogus", "GPUNN_GEMM='bogus' is not auto, one of numpy, blis, mkl, or a comma list of them "
+                            "(unknown: bogus; unset: numpy)"),
+    "GPUNN_CPU_THREADS": ("abc", "GPUNN_CPU_THREADS='abc' is not a whole number of threads, 1 or more (unset: 1 for "
+                                 "a model's CPU kernels, every usable core for an Ensemble's member groups)"),
+    "GPUNN_ENSEMBLE_BLAS_THREADS": ("-1", "GPUNN_ENSEMBLE_BLAS_THREADS='-1' is not a whole number of BLAS threads, 0 "
+                                          "or more (0: NumPy's BLAS as it is; unset: 1)"),
+    "GPUNN_FUSED_KERNELS": ("maybe", "GPUNN_FUSED_KERNELS='maybe' is not on or off: 1, true, yes or on; 0, false, no "
+                                     "or off (unset: on)"),
+    "GPUNN_FLUSH_DENORMALS": ("2", "GPUNN_FLUSH_DENORMALS='2' is not on or off: 1, true, yes or on; 0, false, no or "
+                                   "off (unset: on)"),
+    "GPUNN_DIST_TIMEOUT": ("0", "GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds, or inf (how long a rank "
+                                "waits in a collective before it aborts the job; default 300)"),
+}
+MISSING = "/nonexistent-gpunn-input"  # each command below, with good settings, fails on this path
+COMMANDS = {
+    "train": ["train", "--data", f"{MISSING}/t.csv", "--target", "y", "--epochs", "1", "--device", "cpu"],
+    "train --config": ["train", "--config", f"{MISSING}/c.toml"],
+    "train --resume": ["train", "--resume", f"{MISSING}/r.npz"],
+    "predict": ["predict", f"{MISSING}/m.npz", f"{MISSING}/x.npy", f"{MISSING}/p.npy", "--device", "cpu"],
+    "sweep": ["sweep", "--data", f"{MISSING}/t.csv", "--target", "y", "--epochs", "1", "--lr", "1e-3", "--device",
+              "cpu"],
+    "sweep --resume": ["sweep", "--resume", f"{MISSING}/dir"],
+    "bench": ["bench", "--config", "small", "--device", "cpu", "--json", f"{MISSING}/b.json"],
+}
+CASES = [(command, name) for command in COMMANDS for name in REFUSALS]
+
+
+def test_the_commands_fail_on_the_missing_path_with_good_settings(clean, capsys):
+    for command, argv in COMMANDS.items():
+        assert cli.main(argv) == 2, command
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1].startswith("gpunn: error: ") and MISSING in err[-1], command
+
+
+@pytest.mark.parametrize("command, name", CASES, ids=[f"{c}-{n}" for c, n in CASES])
+def test_every_command_refuses_a_bad_setting_as_it_starts_before_it_reads_a_file(clean, capsys, command, name):
+    # before: train read its data first (GPUNN_CPU_THREADS, _FUSED_KERNELS, _GEMM were refused after its data
+    # line); GPUNN_ENSEMBLE_BLAS_THREADS only as an ensemble trained, GPUNN_DIST_TIMEOUT only under mpiexec;
+    # GPUNN_DEVICE not at all under --device cpu; predict and bench read their files first
+    value, refusal = REFUSALS[name]
+    clean.setenv(name, value)
+    status = cli.main(COMMANDS[command])
+    out, err = capsys.readouterr()
+    assert (status, out, err.splitlines()) == (2, "", [f"gpunn: error: {refusal}"])
+
+
+def test_several_bad_settings_are_refused_together_in_one_line(clean, capsys):
+    for name, (value, _) in REFUSALS.items():
+        clean.setenv(name, value)
+    assert cli.main(COMMANDS["train"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["gpunn: error: " + "; ".join(r for _, r in REFUSALS.values())]
+
+
+def test_a_bad_setting_leaves_help_and_the_command_lines_own_errors_first(clean, capsys):
+    clean.setenv("GPUNN_CPU_THREADS", "abc")
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "--help"])
+    assert done.value.code == 0 and "usage: gpunn train" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        cli.main(["predict", "--bogus", "m.npz", "x.npy", "p.npy"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "--bogus" in err and "GPUNN_CPU_THREADS" not in err
+
+
+def test_the_start_check_reads_each_variable_gpunn_refuses_in_the_readers_own_words(clean):
+    from gpunn.cli.common import setting_readers
+
+    readers = setting_readers()
+    assert list(readers) == [n for n in environment.NAMES if n not in ("GPUNN_CACHE_DIR", "GPUNN_DEBUG")]
+    assert list(readers) == list(REFUSALS)
+    for name, (value, refusal) in REFUSALS.items():
+        clean.setenv(name, value)
+        with pytest.raises((ValueError, DistributedError)) as refused:
+            readers[name]()
+        assert str(refused.value) == refusal
+        clean.delenv(name)
+
+
+def test_the_library_refuses_a_setting_where_it_reads_it_and_leaves_those_it_does_not_read(clean):
+    """gpunn.fit checks no variable up front: a fit on the CPU does not read GPUNN_DIST_TIMEOUT (a data-parallel
+    run's) nor, for one model, GPUNN_ENSEMBLE_BLAS_THREADS; GPUNN_DEVICE is not read where the code names its
+    device. A variable it reads is refused there, as the model is built."""
+    import gpunn
+
+    x = numpy.random.default_rng(0).standard_normal((32, 3)).astype(numpy.float32)
+    y = x[:, :1].copy()
+    for name in ("GPUNN_DIST_TIMEOUT", "GPUNN_ENSEMBLE_BLAS_THREADS", "GPUNN_DEVICE"):
+        clean.setenv(name, REFUSALS[name][0])
+    gpunn.fit(gpunn.MLP([3, 4, 1], device="cpu", seed=0), x, y, epochs=1, batch_size=16, verbose=False)
+    clean.setenv("GPUNN_FUSED_KERNELS", "maybe")
+    with pytest.raises(ValueError, match=re.escape(REFUSALS["GPUNN_FUSED_KERNELS"][1])):
+        gpunn.MLP([3, 4, 1], device="cpu", seed=0)
 
 
 def test_gpunn_info_shows_each_refused_variable_as_an_error_line_and_exits_2(clean, capsys):
@@ -119,7 +207,8 @@ def test_gpunn_info_shows_each_refused_variable_as_an_error_line_and_exits_2(cle
     block = [lines[start][16:]] + [line[16:] for line in lines[start + 1:] if line.startswith(" " * 16)]
     assert status == 2 and lines[-1] == "device          cpu (NumPy)"  # every line still printed
     assert [re.match(r"error: (GPUNN_\w+)=", line).group(1) for line in block[:-1]] == list(bad)  # NAMES' order
-    assert block[0] == "error: GPUNN_DEVICE='tpu': unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    assert block[0] == "error: GPUNN_DEVICE='tpu': unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N' " \
+                       "(unset: auto)"  # it did not say what unset means, as the others do
     assert block[2].startswith("error: GPUNN_CPU_THREADS='0' is not a whole number of threads, 1 or more")
     # GPUNN_DEBUG is taken as on, with a note; the tests' cache directory is fine
     assert block[-1] == f"GPUNN_CACHE_DIR={os.environ['GPUNN_CACHE_DIR']}, GPUNN_DEBUG=maybe (taken as on)"
@@ -144,6 +233,19 @@ def test_gpunn_info_lists_the_variables_set_and_exits_0_when_gpunn_takes_them(cl
     from gpunn.cli import info
 
     assert info.settings() == "no GPUNN_ variable set"
+
+
+def test_gpunn_info_shows_an_off_word_as_it_was_set(clean, capsys):
+    # before: any off word read as =0 on the cpu kernels and cpu subnormals lines (GPUNN_FUSED_KERNELS=0 for off)
+    pytest.importorskip("numba")
+    clean.setenv("GPUNN_FUSED_KERNELS", " off ")
+    clean.setenv("GPUNN_FLUSH_DENORMALS", "False")
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    rows = {line[:16].rstrip(): line[16:] for line in capsys.readouterr().out.splitlines() if line[:1] != " "}
+    assert rows["cpu kernels"] == "off: GPUNN_FUSED_KERNELS=off; the NumPy reference runs"
+    assert rows["cpu subnormals"] == "off (GPUNN_FLUSH_DENORMALS=False)" or not denormals.supported()
+    assert rows["environment"] == (f"GPUNN_FUSED_KERNELS=off, GPUNN_FLUSH_DENORMALS=False, "
+                                   f"GPUNN_CACHE_DIR={os.environ['GPUNN_CACHE_DIR']}")
 
 
 @pytest.mark.parametrize("value, on, noted", [("maybe", True, True), ("2", True, True), (" Yes ", True, False),

@@ -18,14 +18,17 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refuse_repeated, refuse_unknown,
-                     text_to_stderr)
+from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refuse_bad_settings, refuse_repeated,
+                     refuse_unknown, text_to_stderr)
 
 COMMANDS = (train, predict, sweep, bench, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="gpunn", description="Train regression MLPs on a CUDA GPU or the CPU.")
+    parser = Parser(prog="gpunn", description="Train regression MLPs on a CUDA GPU or the CPU.",
+                    epilog="The GPUNN_ environment variables (README: Environment variables) are checked as a "
+                           "command starts: one set to a value gpunn does not take stops train, predict, sweep and "
+                           "bench before they read a file, in one line naming it (status 2). gpunn info lists them.")
     parser.add_argument("--version", action="version", version=f"gpunn {__version__}")
     add_debug(parser)  # gpunn --debug train ... as well as gpunn train ... --debug
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None):
     """Parse the command line; for ``train``, defaults come from --resume's checkpoint (its recorded
     options, every option given checked against them: see gpunn.cli.resume), then --config, and
-    flags on the command line override both; for ``sweep --resume DIR``, from DIR's first ensemble's."""
+    flags on the command line override both; for ``sweep --resume DIR``, from DIR's first ensemble's.
+    A GPUNN_ variable gpunn does not take is refused here, once the command line itself parses, for every
+    command but ``info`` (gpunn.cli.common.refuse_bad_settings)."""
     from .. import config as cfgmod
     from . import resume
 
@@ -59,6 +64,8 @@ def parse_args(argv=None):
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         refuse_unknown(parser.commands[args.command], unknown)
+    if args.command != "info":  # which reports them; the others refuse them before --config, --resume or data is read
+        refuse_bad_settings()
     if args.command not in ("train", "sweep"):
         return args
     command = parser.commands[args.command]

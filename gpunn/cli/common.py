@@ -289,6 +289,46 @@ def verbose_of(args):
 DEBUG_ENV = "GPUNN_DEBUG"
 
 
+def setting_readers() -> dict:
+    """Each GPUNN_ variable whose value gpunn can refuse, in gpunn.environment.NAMES' order, with the reader gpunn
+    uses for it (which raises the refusal). GPUNN_CACHE_DIR takes any directory (one that cannot be written is a
+    note where an index is written) and GPUNN_DEBUG any value (neither on nor off is on, with a note), so
+    neither is here."""
+    from ..backend import device_setting
+    from ..distributed.comm import _timeout_from_env
+    from ..ops import cpu, denormals, ensemble, fused_setting, gemm
+
+    return {"GPUNN_DEVICE": device_setting, "GPUNN_GEMM": gemm.requested, "GPUNN_CPU_THREADS": cpu.threads_setting,
+            "GPUNN_ENSEMBLE_BLAS_THREADS": ensemble.blas_threads_setting, "GPUNN_FUSED_KERNELS": fused_setting,
+            "GPUNN_FLUSH_DENORMALS": denormals.enabled, "GPUNN_DIST_TIMEOUT": lambda: _timeout_from_env(None)}
+
+
+def refused_setting(read):
+    """The refusal ``read`` raises (a SettingError, or GPUNN_DIST_TIMEOUT's DistributedError), or None."""
+    from ..distributed.comm import DistributedError
+
+    try:
+        read()
+    except (ValueError, DistributedError) as exc:
+        return exc
+    return None
+
+
+def refuse_bad_settings() -> None:
+    """Refuse every GPUNN_ variable set to a value gpunn does not take, as a command starts (before it reads a
+    file), in the words of each variable's reader: that refusal itself where one variable is bad, the refusals
+    joined by '; ' where several are. The same values would be refused where they are read, but only after the
+    data was read, or only in the run that reads them (an ensemble's, a data-parallel one's). gpunn info does
+    not refuse them: it reports them (gpunn.cli.info.settings)."""
+    from .. import environment
+
+    refused = [exc for exc in map(refused_setting, setting_readers().values()) if exc is not None]
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        raise environment.SettingError("; ".join(map(str, refused)))
+
+
 def add_debug(parser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help=f"on an error, show the full traceback (also: environment variable {DEBUG_ENV}=1)")

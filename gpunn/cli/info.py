@@ -10,7 +10,7 @@ from .. import backend as _backend
 from .. import environment
 from .._version import __version__
 from ..ops import denormals, gemm
-from .common import DEBUG_ENV, DEVICE_NAMES, add_debug
+from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, refused_setting, setting_readers
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,10 +19,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "BLAS and its threads, the CPU GEMM library chosen for the default net's "
                                    "products, the active Numba CPU kernels, the subnormal mode and the GPUNN_ "
-                                   "environment variables set. Exits with status 2 when a line says error: a setting "
-                                   "gpunn refuses (a GPUNN_ variable with a value it does not take) or a --device that "
-                                   "cannot run here (--device cuda without CuPy); no GPU under --device auto is no "
-                                   "error (status 0).")
+                                   "environment variables set, each as it was set. Exits with status 2 when a line "
+                                   "says error: a setting gpunn refuses (a GPUNN_ variable with a value it does not "
+                                   "take, which the other commands refuse as they start) or a --device that cannot run "
+                                   "here (--device cuda without CuPy); no GPU under --device auto is no error (status "
+                                   "0).")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
                                                          "GPUNN_DEVICE)")
     add_debug(i)
@@ -43,7 +44,7 @@ def cpu_kernels() -> str:
     except ValueError as exc:  # a bad GPUNN_GEMM (the CPU ops choose their GEMM library as they start)
         return f"error: {exc}"
     if not fused:
-        return f"off: {ENV_FUSED}=0; the NumPy reference runs"
+        return f"off: {ENV_FUSED}={environment.text(ENV_FUSED)}; the NumPy reference runs"
     names = sorted(name.strip("_") for name, f in vars(cpu).items() if hasattr(f, "py_func"))
     return f"fused (Numba {cpu.numba.__version__}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 
@@ -71,38 +72,22 @@ def _gemm_info() -> str:
         return f"error: {exc}"
 
 
-def _device_setting():
-    """GPUNN_DEVICE as a device name (whether that device is here is the device line's to say)."""
-    name = environment.text(_backend.ENV_DEVICE) or "auto"
-    if not _backend.is_device_name(name):  # in the words of the refusal of GPUNN_DEVICE that resolve gives
-        raise ValueError(f"{_backend.ENV_DEVICE}={name!r}: {_backend.unknown_device(name)}")
-
-
 def settings() -> str:
     """Each of gpunn's environment variables that is set: an ``error:`` line for a value gpunn refuses (first, so
-    that the line reads as an error), then NAME=value for the others (a GPUNN_DEBUG neither on nor off is taken as
-    on, with a note: gpunn.cli.debug_requested)."""
-    from ..data.tables import cache_directory
-    from ..distributed.comm import DistributedError, _timeout_from_env
-    from ..ops import cpu, ensemble, fused_setting
-
-    readers = {"GPUNN_DEVICE": _device_setting, "GPUNN_GEMM": gemm.requested, "GPUNN_CPU_THREADS": cpu.threads_setting,
-               "GPUNN_ENSEMBLE_BLAS_THREADS": ensemble.blas_threads_setting, "GPUNN_FUSED_KERNELS": fused_setting,
-               "GPUNN_FLUSH_DENORMALS": denormals.enabled, "GPUNN_DIST_TIMEOUT": lambda: _timeout_from_env(None),
-               "GPUNN_CACHE_DIR": cache_directory, DEBUG_ENV: lambda: environment.flag(DEBUG_ENV, False)}
+    that the line reads as an error), then NAME=value, as set, for the others (a GPUNN_DEBUG neither on nor off is
+    taken as on, with a note: gpunn.cli.debug_requested). The refusals are those each command gives as it starts
+    (gpunn.cli.common.refuse_bad_settings)."""
+    readers = setting_readers()
     errors, values = [], []
     for name in environment.NAMES:
         if environment.text(name) is None:
             continue
         value = f"{name}={environment.text(name)}"
-        try:
-            readers[name]()
-        except (ValueError, DistributedError) as exc:
-            if name == DEBUG_ENV:
-                value += " (taken as on)"
-            else:
-                errors.append(f"error: {exc}")
-                continue
+        if name == DEBUG_ENV:
+            value += "" if refused_setting(lambda: environment.flag(DEBUG_ENV, False)) is None else " (taken as on)"
+        elif name in readers and (exc := refused_setting(readers[name])) is not None:
+            errors.append(f"error: {exc}")
+            continue
         values.append(value)
     lines = errors + ([", ".join(values)] if values else [])
     return f"\n{'':16}".join(lines) or "no GPUNN_ variable set"

@@ -150,5 +150,5 @@ def describe() -> str:
     if _LIBM is None:
         return "not available on this platform (subnormals computed as IEEE)"
     if not enabled():
-        return f"off ({ENV}=0)"
+        return f"off ({ENV}={environment.text(ENV)})"
     return "FTZ+DAZ on the training thread and gpunn's CPU threads"
