@@ -9,7 +9,9 @@
 # Stages, each writing its files into OUT_DIR and its line into OUT_DIR/summary.txt as soon as it ends
 # (a kill keeps what finished):
 #   device     nvidia-smi, gpunn info, and CuPy must be usable (gpunn's probe compiles and runs a kernel):
-#              otherwise the script stops at once, failing, with the reason
+#              otherwise the script stops at once, failing, with the reason; so when gpunn info exits 2 (a
+#              GPUNN_ setting it refuses: the FAIL line names info's error lines; unset or fix it and send the
+#              call again); info failing otherwise fails the stage and the run goes on
 #   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable); a test
 #              still running after 60 s dumps every thread's stack into gpu_tests.log (what a hang leaves to read)
 #   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24)
@@ -115,7 +117,8 @@ stage "device"
 { bounded 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   date -u "+%F %H:%M UTC"
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ', with uncommitted changes')"
-  bounded 60 "$PY" -m gpunn info --device "$DEVICE"; } > "$OUT/device.txt" 2>&1
+  info=$(bounded 60 "$PY" -m gpunn info --device "$DEVICE" 2>&1); info_rc=$?
+  echo "$info"; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 if [ "$DRY" = 0 ]; then
   reason=$(bounded 60 "$PY" -c "from gpunn import backend; c, n, r = backend.probe_cuda(); print(r or 'ok')" 2>&1 | tail -n 1)
@@ -125,7 +128,27 @@ if [ "$DRY" = 0 ]; then
     exit 3
   fi
 fi
-ended "ok   device: $(head -n 1 "$OUT/device.txt")"
+# gpunn info's status 2: a line says error, a GPUNN_ setting gpunn refuses (or a --device it cannot run). Every stage
+# that reads that setting would fail where it reads it (GPUNN_FUSED_KERNELS: every fit), spending the device call
+# (call 1: ~440 s) on failures; stopped here it costs ~20 s, and the call can be sent again with the setting unset or
+# fixed. Another status (info itself crashed, or hung: 124) says nothing of the settings: the stage fails, the run
+# goes on
+if [ "$info_rc" -eq 2 ]; then
+  # info's error lines ("KEY  error: ..." or indented under KEY) as "KEY: error: ...", each error once (a bad
+  # GPUNN_GEMM is the cpu gemm line's and the environment line's)
+  info_errors=$(echo "$info" | awk '!/^ / { key = /  / ? $0 : ""; sub(/  .*/, "", key) }
+    /error: / { said = substr($0, index($0, "error: ")); if (!seen[said]++) print (key == "" ? "" : key ": ") said }')
+  [ -n "$info_errors" ] || info_errors=$(echo "$info" | tail -n 1)
+  record "FAIL device: gpunn info says error (exit 2: a setting it refuses), nothing else was run: \
+${info_errors//$'\n'/; }"
+  exit 3
+elif [ "$info_rc" -ne 0 ]; then
+  [ "$info_rc" -eq 124 ] && info_rc="124: timed out after 60 s"
+  ended "FAIL device: gpunn info (exit $info_rc): $(echo "$info" | tail -n 1)"
+  failed=1
+else
+  ended "ok   device: $(head -n 1 "$OUT/device.txt")"
+fi
 
 stage "GPU tests"
 cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))

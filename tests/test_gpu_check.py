@@ -847,6 +847,25 @@ def test_the_gpu_runs_own_command_lines_still_parse_and_its_probe_line_runs(tmp_
     assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr[-2000:]
 
 
+def test_the_dry_run_stops_at_a_setting_gpunn_info_refuses_naming_it(tmp_path):
+    """The device stage with the real `gpunn info` (tests/test_gpu_check_budget.py has its stand-in): a GPUNN_
+    variable it refuses (exit 2) ends the run after the device stage (exit 3), the summary's one line naming each
+    refusal once, with the line of info's that said it (the environment line's second error is indented under it).
+    The stage ignored info's status: on the GPU every stage would have run under the setting."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUNN_CHECK_", "GPUNN_FAKE_CUPY"))}
+    env.update(GPUNN_CHECK_DEVICE="cpu", PYTHON=sys.executable, GPUNN_FUSED_KERNELS="maybe", GPUNN_DIST_TIMEOUT="0")
+    ran = waiting.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), str(tmp_path)], timeout=120, env=env)
+    (line,) = (tmp_path / "summary.txt").read_text().splitlines()
+    assert ran.returncode == 3 and line.startswith("FAIL device: gpunn info says error (exit 2: a setting it refuses), "
+                                                   "nothing else was run: "), ran.stdout[-2000:]
+    assert line.count("error: GPUNN_FUSED_KERNELS='maybe' is not on or off: ") == 1  # cpu kernels' and environment's
+    assert "environment: error: GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds" in line
+    assert "error: GPUNN_DIST_TIMEOUT='0'" in (tmp_path / "device.txt").read_text()  # info's lines kept in full
+    assert not (tmp_path / "gpu_tests.log").exists()
+
+
 @pytest.fixture
 def sigint_in_a_fit(monkeypatch):
     """gpu_check.sh's SIGINT at a hook stage's cap (bounded: timeout -s INT) arriving while the hook trains: at the
@@ -1529,7 +1548,7 @@ def test_every_stage_line_gpu_check_writes_ends_with_the_runs_seconds_so_far(tmp
     seconds = _load("bench/gpu_report.py", "gpu_report").Run.stage_seconds(type("R", (), {"summary": "\n".join(lines)}))
     assert set(seconds) == {"precision", "ensemble", "streams", "nccl"} and seconds["ensemble"] >= 5, seconds
     others = [line for line in body.splitlines() if re.search(r'\b(record|ended) "(ok|FAIL|SKIP)', line)
-              and "device: CuPy" not in line and "report:" not in line]
+              and "nothing else was run" not in line and "report:" not in line]  # (the device stage's stops)
     assert len(others) >= 6 and all(re.search(r'\bended "', line) for line in others), others
 
 

@@ -28,7 +28,7 @@ case "$*" in
   *"import json, sys"*) exec "$STUB_REAL_PYTHON" "$@" ;;  # the train stage's look at train.json, run for real
   "-m gpunn bench --device "*) [ -z "${STUB_TRAIN_JSON:-}" ] || cp "$STUB_TRAIN_JSON" "${@: -1}" ;;  # (--json PATH)
   *probe_cuda*) echo "${STUB_PROBE-ok}" ;;
-  "-m gpunn info "*) sleep "${STUB_INFO_SECONDS:-0}" ;;  # the device stage, the one that takes time here
+  "-m gpunn info "*) sleep "${STUB_INFO_SECONDS:-0}"; printf '%b' "${STUB_INFO-}"; exit "${STUB_RC_info:-0}" ;;
   "-m gpunn bench --help") echo "--precision P --eager" ;;
   "-m pytest "*) echo "${STUB_TESTS-3 passed in 0.01s}"; exit "${STUB_RC_pytest:-0}" ;;
   "-c import "*) exit 1 ;;  # no matplotlib, no pytest-xdist
@@ -242,3 +242,42 @@ def test_a_gpu_runs_default_row_without_its_graph_fails_the_train_stage_naming_i
         caps, runs, summary, rc, seconds = _run(tmp_path / name, STUB_TRAIN_JSON=str(train))
         (line,) = [line for line in summary if " train" in line]
         assert line.startswith(want) and rc == (1 if name == "fell back" else 0), summary
+
+
+REFUSED_GEMM = "GPUNN_GEMM='bogus' is not auto, one of numpy, blis, mkl, or a comma list of them"
+REFUSED_TIMEOUT = "GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds"
+# gpunn info's lines with two refused settings, as it prints them: a bad GPUNN_GEMM on its cpu gemm line and again in
+# the environment line's block, whose second error line is indented under it
+INFO_REFUSING = (f"gpunn           0.1.0\\ncpu gemm        error: {REFUSED_GEMM}\\ncupy            14.2.0\\n"
+                 f"environment     error: {REFUSED_GEMM}\\n                error: {REFUSED_TIMEOUT}\\n"
+                 "device          cuda:0 (NVIDIA H200)\\n")
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_a_setting_gpunn_info_refuses_stops_the_run_naming_each_error_once(tmp_path, device):
+    """gpunn info exits 2 when a line says error (a GPUNN_ variable it refuses): the device stage ignored the status,
+    so the GPU's one call ran every stage under the setting, each that reads it failing there. Now the run stops
+    after the device stage (exit 3, as for CuPy not usable), its one line naming each of info's errors once with its
+    line's name; the dry run alike. CuPy not usable is said first: it is why nothing could run."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, device, STUB_INFO=INFO_REFUSING, STUB_RC_info="2")
+    assert rc == 3 and summary == [
+        "FAIL device: gpunn info says error (exit 2: a setting it refuses), nothing else was run: "
+        f"cpu gemm: error: {REFUSED_GEMM}; environment: error: {REFUSED_TIMEOUT}"], summary
+    assert [stage for stage, _ in caps] == ["nvidia-smi", "info", "probe"][:3 if device == "cuda" else 2]
+    assert not any("-m pytest" in run or "gpu_report" in run for run in runs)
+    caps, runs, summary, rc, seconds = _run(tmp_path / "no-cupy", STUB_INFO=INFO_REFUSING, STUB_RC_info="2",
+                                            STUB_PROBE="CuPy is not installed")
+    assert rc == 3 and summary == ["FAIL device: CuPy is not usable, nothing else was run: CuPy is not installed"]
+
+
+@pytest.mark.parametrize("status, said", [("1", "gpunn info (exit 1): RuntimeError: boom ("),
+                                          ("124", "gpunn info (exit 124: timed out after 60 s): RuntimeError: boom (")])
+def test_gpunn_info_failing_otherwise_fails_the_device_stage_and_the_run_goes_on(tmp_path, status, said):
+    """Another status of gpunn info (its own crash, or its 60 s cap: 124) says nothing of the settings, and CuPy was
+    found usable: the device stage's line fails with the status and info's last line, and the stages after it run."""
+    crashed = "Traceback (most recent call last):\\nRuntimeError: boom\\n"
+    caps, runs, summary, rc, seconds = _run(tmp_path, STUB_INFO=crashed, STUB_RC_info=status)
+    assert rc == 1 and summary[0].startswith(f"FAIL device: {said}"), summary
+    assert [line.split()[0] for line in summary[:-1]] == ["FAIL"] + ["ok"] * (len(summary) - 2), summary
+    assert [stage for stage, _ in caps][-7:] == ["tests", "kernels", "train", *HOOKS]
+    assert summary[-1].endswith("FAILED")
