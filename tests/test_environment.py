@@ -294,3 +294,40 @@ def test_every_variable_gpunn_reads_is_in_names_readmes_table_and_gpunn_infos_ch
     rows = re.findall(r"^\| `(GPUNN_\w+)` \| (.+?) \| (.+?) \| (.+?) \|$", section, re.M)
     assert [name for name, *_ in rows] == list(environment.NAMES)  # each with what it takes, its default, its use
     assert all(takes and unset and sets for _, takes, unset, sets in rows)
+
+
+@pytest.mark.gpu
+def test_the_gpu_paths_read_gpunn_device_and_gpunn_fused_kernels_by_the_same_rules(clean, gpu):
+    """backend.resolve and ops_for's CUDA branch read their variables through gpunn.environment, as the CPU's readers
+    do, but each test of them ran without a GPU (GPUNN_DEVICE naming one only where none is found). On a GPU
+    machine: GPUNN_DEVICE wins over auto alone, in any case and spacing, and a GPU the machine lacks is refused
+    naming the variable; GPUNN_FUSED_KERNELS off gives a model the CUDA ops' unfused expressions, which train as the
+    fused kernels do, and a value neither on nor off is refused there too."""
+    import gpunn
+    from gpunn.ops.cuda import CupyOps
+
+    for value in (" CUDA ", "gpu", "cuda:0"):
+        clean.setenv("GPUNN_DEVICE", value)
+        assert backend.resolve("auto") == gpu and backend.resolve(None) == gpu, value
+    clean.setenv("GPUNN_DEVICE", "cpu")
+    assert backend.resolve("auto") is backend.CPU and backend.resolve("cuda") == gpu  # named devices keep theirs
+    count = backend.probe_cuda()[1]
+    clean.setenv("GPUNN_DEVICE", f"cuda:{count}")
+    with pytest.raises(backend.DeviceError, match=rf"^GPUNN_DEVICE='cuda:{count}': device 'cuda:{count}' was "
+                                                  rf"requested but only {count} CUDA device\(s\) exist"):
+        backend.resolve("auto")
+    clean.delenv("GPUNN_DEVICE")
+
+    XY = numpy.random.default_rng(0).standard_normal((64, 4)).astype(numpy.float32)
+    losses = {}
+    for value in (None, " Off "):
+        if value is not None:
+            clean.setenv("GPUNN_FUSED_KERNELS", value)
+        model = gpunn.MLP([3, 8, 1], device=gpu, seed=0)
+        assert type(model.ops) is CupyOps and model.ops.fused == (value is None), value
+        losses[value] = model.fit(XY[:, :3], XY[:, 3:], epochs=2, batch_size=32, verbose=False)["loss"]
+    numpy.testing.assert_allclose(losses[" Off "], losses[None], rtol=1e-5)
+    clean.setenv("GPUNN_FUSED_KERNELS", "maybe")
+    for make in (lambda: ops_for(gpu), lambda: gpunn.MLP([3, 8, 1], device=gpu)):
+        with pytest.raises(environment.SettingError, match=r"^GPUNN_FUSED_KERNELS='maybe' is not on or off: "):
+            make()

@@ -440,6 +440,17 @@ def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_chunk_with_th
     assert events == ["c0", "s", "t", "c0", "c1", "c2", "t", "s"]
 
 
+@pytest.mark.gpu
+def test_a_windows_generation_is_timed_on_the_gpu_with_the_synthetic_parts_task(gpu):
+    """generation_host_seconds as the streams hook calls it, on a GPU only (the test above and the hook's tests at GPU
+    sizes stand in for it or for the task): its task's chunks issued on the device and the device waited for, two
+    chunks of 65,536 rows here. It had never run on a GPU."""
+    from gpunn import datasets
+
+    seconds = _streams().generation_host_seconds(gpu, datasets.get_task("teacher", 32, 1, seed=0), chunks=2)
+    assert isinstance(seconds, float) and 0 < seconds < float("inf")
+
+
 def test_a_source_whose_rows_or_resume_are_wrong_fails_its_checks_alone(tmp_path, monkeypatch, capsys):
     """The synthetic source yielding a row that is not datasets.make's and a resume from batch 0; the .npy source
     missing its last batch (its resume then one batch longer than the rest of a full pass): each check that should

@@ -563,3 +563,59 @@ def test_on_a_gpu_a_run_interrupted_after_the_value_is_refused_and_writes_no_che
         model.fit(source(path, window=1), epochs=2, batch_size=4, verbose=False,
                   callbacks=[StopAfterBatch(), gpunn.ModelCheckpoint(str(saved))])
     assert not saved.exists()
+
+
+class Named(Exception):
+    """What a pass's ``refuse_at`` raises in the test below: the pass's name and the window."""
+
+
+def refuser(name):
+    def refuse_at(w):
+        raise Named(name, w)
+    return refuse_at
+
+
+@pytest.mark.gpu
+def test_the_watch_keeps_the_first_window_not_finite_in_one_device_key(gpu):
+    """OverflowWatch on CuPy itself (the fits above reach it through the sources): the key of the first window not
+    finite, pass * 2**32 + window, folded on the device by xp.where with Python ints and xp.minimum, which CuPy
+    types by its own rules (an int32 key holds neither a second pass's 2**32 nor 2**62); a window not finite seen by
+    its arrays' max and min, whose NaN CuPy must carry (a NaN at a row that is neither's; -inf in the min alone),
+    empty arrays left out; the take exactly 0.0 after finite windows; to_host_with reading the flag with the sums.
+    The earliest pass wins over a lower window number of a later one."""
+    from gpunn.data.overflow import OverflowWatch
+
+    xp = gpu.xp
+    with gpu.use():
+        ok = xp.arange(12, dtype=xp.float32).reshape(4, 3)
+        empty = xp.zeros((0, 3), xp.float32)
+        nan, minus_inf, plus_inf = ok.copy(), ok.copy(), ok.copy()
+        nan[1, 1], minus_inf[2, 0], plus_inf[3, 2] = float("nan"), -float("inf"), float("inf")
+        first, second, third = refuser("first"), refuser("second"), refuser("third")
+        watch = OverflowWatch()
+        for w in range(3):
+            watch.see(xp, (ok, empty), first, w)
+        flag = watch.take(xp)
+        assert flag.shape == () and flag.dtype == numpy.float64
+        assert float(gpu.to_host(flag)) == 0.0 and not numpy.signbit(gpu.to_host(flag))
+        watch.refuse(gpu)  # finite: nothing to refuse
+
+        for w in range(2):
+            watch.see(xp, (ok,), first, w)
+        for w, A in enumerate((ok, ok, nan, minus_inf)):
+            watch.see(xp, (ok, A), second, w)
+        watch.see(xp, (plus_inf,), third, 0)
+        assert numpy.isnan(gpu.to_host(watch.take(xp)))
+        with pytest.raises(Named) as named:
+            watch.refuse(gpu)
+        assert named.value.args == ("second", 2)
+
+        sums = xp.asarray([1.5, 2.5], xp.float32)
+        watch.see(xp, (ok,), first, 0)
+        got = watch.to_host_with(gpu, sums)
+        assert isinstance(got, numpy.ndarray) and got.dtype == numpy.float32 and got.tolist() == [1.5, 2.5]
+        watch.see(xp, (ok,), first, 0)
+        watch.see(xp, (minus_inf, empty), first, 1)
+        with pytest.raises(Named) as named:
+            watch.to_host_with(gpu, sums)
+        assert named.value.args == ("first", 1)

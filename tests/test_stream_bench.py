@@ -344,3 +344,41 @@ def test_on_a_gpu_standardize_makes_no_first_cupy_call_in_the_timing_that_the_pl
     # the timed model trained on the statistics the set-up took of the source (a model fit on a standardized source
     # keeps its statistics and scales a later source by them: a warm-up of this model would have left the warm-up's)
     assert model.standardizer is statistics is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["npy", "memory", "synthetic", "synthetic-memory"])
+def test_standardize_runs_on_the_gpu_as_a_whole(gpu, tmp_path, monkeypatch, mode):
+    """`python -m gpunn.bench.stream MODE --standardize --device cuda` with its fits (its warm-ups included) and its
+    pinned copy run, at a few hundred rows, on the GPU: the tests above run on tests/fakecupy alone (not gpu-marked,
+    so gpu_check.sh's tests stage leaves them out) or stand in for the fits, and gpu_check.sh does not run the path.
+    Sources standardize each window on the device as they train (gpunn.data.overflow's check included), arrays once
+    on the device before the fit; either way the rows trained have columns of mean 0 and spread 1, and the JSON
+    line has a finite loss, rates and the copy's GB/s."""
+    from gpunn.bench import runners
+
+    trained, timed_fit = [], runners.timed_fit
+    monkeypatch.setattr(runners, "timed_fit", lambda model, *data, **options: trained.append(data) or timed_fit(
+        model, *data, **options))
+    where = []
+    if mode in ("npy", "memory"):
+        stream.make_npy(str(tmp_path), 640, 3, 1, device=gpu)
+        where = [str(tmp_path)]
+    out = tmp_path / "run.jsonl"
+    assert stream.main([mode, *where, "--rows", "640", "--features", "3", "--hidden", "8", "--batch-size", "64",
+                        "--device", "cuda", "--standardize", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["standardize"] is True and result["rows"] == 640 and result["device"] == gpu.device
+    assert numpy.isfinite(result["loss"]) and result["samples_per_s"] > 0 and result["h2d_gbps_pinned"] > 0
+    data = trained[-1]  # the timed fit's, after the warm-ups
+    if data[1] is None:
+        source = data[0]
+        assert source.backend == gpu and source.standardizer is not None
+        data = [numpy.concatenate([gpu.to_host(b[k]) for b in source.batches(0, 64, 0)]) for k in (0, 1)]
+    else:
+        assert all(isinstance(A, gpu.xp.ndarray) for A in data)
+        data = [gpu.to_host(A) for A in data]
+    for A in data:
+        assert A.shape[0] == 640
+        numpy.testing.assert_allclose(numpy.asarray(A, "float64").mean(axis=0), 0, atol=1e-4)
+        numpy.testing.assert_allclose(numpy.asarray(A, "float64").std(axis=0), 1, rtol=1e-4)
