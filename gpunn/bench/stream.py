@@ -10,17 +10,17 @@
 
 Each run is one process (so its peak resident memory, ru_maxrss, is its own) and prints one JSON
 line: rows trained, seconds, samples/s (after a warm-up fit of two batches that compiles the CPU
-kernels), peak RSS; on a GPU also the peak of CuPy's memory pool and
+kernels; on a GPU a source's run also fits a spare model on two batches of a source made as its own, so that CuPy
+compiles that path's kernels, which it does at their first call, before the timing), peak RSS; on a GPU also the
+peak of CuPy's memory pool and
 the host-to-device bandwidth of a pinned copy of one window, timed in the same run. ``--rows`` on
 npy/memory takes the first rows of the pair (a source over a prefix of the files). The step is
 fit's (gpunn.training): ``model.fit(source)`` for sources, ``model.fit(X, Y)`` for arrays.
 
 ``--standardize`` times the path ``gpunn train --standardize`` takes: a source made with standardize=True
 standardizes each window on the model's device as it trains (float32 values: the .npy pair, the synthetic task)
-and checks it (gpunn.data.overflow); its statistics pass is set-up (``setup_s``), outside the timing, and so, on a
-GPU, is a spare model's fit on the warm-up rows standardized, which makes CuPy compile that path's kernels there
-rather than in the first timed epoch. The in-memory runs standardize their arrays once, before the timing, as the
-ideal the sources are measured against.
+and checks it (gpunn.data.overflow); its statistics pass is set-up (``setup_s``), outside the timing. The
+in-memory runs standardize their arrays once, before the timing, as the ideal the sources are measured against.
 """
 from __future__ import annotations
 
@@ -105,25 +105,39 @@ def _standardize(train, backend):
         Standardizer.from_pieces([train], X.shape[1], Y.shape[1]).transform_(backend.xp, X, Y)
 
 
-def _warm_standardized(backend, sizes, warm, batch_size):
-    """--standardize's warm-up on a GPU: a spare model's fit on the warm-up rows as a standardized source
-    (gpunn.data.iterable). CuPy compiles a kernel at an operation's first call with given dtypes and dimensions (kept
-    in ~/.cupy/kernel_cache for later processes; a fresh GPU machine has none), and a source standardizing on the
-    device makes calls the in-memory warm-up does not (each window's transform, gpunn.data.overflow's check and its
-    flag read with the loss): they compiled in the first timed epoch, counted as the cost of standardizing. A spare
-    model: one fit on a standardized source keeps its statistics, and would scale the timed source by them."""
+def _source(args, rows):
+    """The run's data source (modes synthetic and npy) over its first ``rows`` rows (None: the files' all), made as
+    the run makes it, standardized or not."""
     from .. import data
+
+    if args.mode == "synthetic":
+        return data.synthetic("teacher", rows, args.features, args.outputs, seed=0, window=args.window,
+                              standardize=args.standardize)
+    x, y = os.path.join(args.dir, "X.npy"), os.path.join(args.dir, "Y.npy")
+    source = data.npy(x, y, window=args.window, standardize=args.standardize)
+    if rows and rows < source.rows:  # train on a prefix: keep the first chunks
+        keep = -(-rows // source.chunk_rows)
+        source.chunk_sizes = source.chunk_sizes[:keep]
+        source.chunk_sizes[-1] = rows - (keep - 1) * source.chunk_rows
+        source.hold_out(None)
+    return source
+
+
+def _warm_source(args, backend, sizes):
+    """A source's warm-up on a GPU: a spare model's fit on a source made as the run's over two batches of rows.
+    CuPy compiles a kernel at an operation's first call with given dtypes and dimensions (kept in
+    ~/.cupy/kernel_cache for later processes; a fresh GPU machine has none), and a source's path makes calls the
+    in-memory warm-up does not (the synthetic task's generation, each window's shuffle; standardized, each window's
+    transform, gpunn.data.overflow's check and its flag read with the loss): they compiled in the first timed epoch.
+    A spare model: one fit on a standardized source keeps its statistics, and would scale the timed source by them."""
     from ..model import MLP
     from .runners import timed_fit
 
-    n_in = sizes[0]
-    pieces = [(warm[:, :n_in], warm[:, n_in:])]
-    timed_fit(MLP(sizes, device=backend, seed=0), data.iterable(pieces, standardize=True), epochs=1,
-              batch_size=batch_size)
+    timed_fit(MLP(sizes, device=backend, seed=0), _source(args, 2 * args.batch_size), epochs=1,
+              batch_size=args.batch_size)
 
 
 def run(args) -> dict:
-    from .. import data
     from ..backend import resolve
     from ..model import MLP
     from .runners import timed_fit
@@ -133,9 +147,8 @@ def run(args) -> dict:
     result = {"mode": args.mode, "device": backend.device, "epochs": args.epochs, "batch_size": args.batch_size,
               "hidden": hidden, "standardize": args.standardize}
     t0 = time.perf_counter()
-    if args.mode == "synthetic":
-        source = data.synthetic("teacher", args.rows, args.features, args.outputs, seed=0, window=args.window,
-                                standardize=args.standardize)
+    if args.mode in ("synthetic", "npy"):
+        source = _source(args, args.rows)
         n_in, n_out, rows = source.n_features, source.n_outputs, source.rows
         train = (source, None)
     elif args.mode == "synthetic-memory":
@@ -143,16 +156,6 @@ def run(args) -> dict:
 
         train = datasets.make("teacher", args.rows, args.features, args.outputs, seed=0, device=backend)
         n_in, n_out, rows = args.features, args.outputs, args.rows
-    elif args.mode == "npy":
-        x, y = os.path.join(args.dir, "X.npy"), os.path.join(args.dir, "Y.npy")
-        source = data.npy(x, y, window=args.window, standardize=args.standardize)
-        if args.rows and args.rows < source.rows:  # train on a prefix: keep the first chunks
-            keep = -(-args.rows // source.chunk_rows)
-            source.chunk_sizes = source.chunk_sizes[:keep]
-            source.chunk_sizes[-1] = args.rows - (keep - 1) * source.chunk_rows
-            source.hold_out(None)
-        n_in, n_out, rows = source.n_features, source.n_outputs, source.rows
-        train = (source, None)
     else:
         x, y = os.path.join(args.dir, "X.npy"), os.path.join(args.dir, "Y.npy")
         rows = args.rows or numpy.load(x, mmap_mode="r").shape[0]
@@ -168,8 +171,8 @@ def run(args) -> dict:
     model = MLP([n_in, *hidden, n_out], device=backend, seed=0)
     warm = numpy.random.default_rng(0).standard_normal((2 * args.batch_size, n_in + n_out)).astype("float32")
     timed_fit(model, warm[:, :n_in], warm[:, n_in:], epochs=1, batch_size=args.batch_size)  # JIT, workspaces
-    if args.standardize and train[1] is None and backend.is_gpu:  # a source standardizing on the device
-        _warm_standardized(backend, [n_in, *hidden, n_out], warm, args.batch_size)
+    if train[1] is None and backend.is_gpu:  # a source: its own path's kernels
+        _warm_source(args, backend, [n_in, *hidden, n_out])
     model.init_parameters()
     cpu0 = _cpu_seconds()
     history = timed_fit(model, *train, epochs=args.epochs, batch_size=args.batch_size, lr=1e-3)
