@@ -366,12 +366,12 @@ def _check_training(training, path, members=None, diverged=()):
         settings = FitSettings.from_dict(st)
     except (TypeError, ValueError) as exc:
         _fail(path, f"invalid fit settings ({exc})")
-    # a position the run can be at: within its epochs, a batch inside the epoch, a real partial sum
-    epoch, batch = pos["epoch"], pos["batch"]
-    _require(batch < settings.batches_per_epoch, path,
-             f"impossible position: batch {batch} of an epoch of {settings.batches_per_epoch} batches")
-    _require(epoch < settings.epochs or (epoch == settings.epochs and batch == 0), path,
-             f"impossible position: epoch {epoch} (from 0) of a {settings.epochs}-epoch run")
+    # a position the run can be at: within its epochs, a batch inside the epoch, a real partial sum; said as the
+    # counts done that it stores, in the words of every other message (epochs and batches counted from 1)
+    epoch, batch, per_epoch = pos["epoch"], pos["batch"], settings.batches_per_epoch
+    _require(batch < per_epoch and (epoch < settings.epochs or (epoch == settings.epochs and batch == 0)), path,
+             f"impossible position: {position_words(epoch, batch, per_epoch, settings.epochs)} done (a run stands "
+             f"within its epochs, fewer than {per_epoch} batches into one)")
     sane = [p for k, p in enumerate(partials) if len(partials) == 1 or k not in diverged]
     _require(all(math.isfinite(p) and p >= 0 for p in sane) and (batch > 0 or not any(p != 0 for p in partials)),
              path, "impossible position: invalid partial squared error")

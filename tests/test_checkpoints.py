@@ -1050,12 +1050,16 @@ def _rewrite_meta(blob, change):
     # hand edits that used to load without complaint
     (lambda m, a: a["params"].__setitem__(3, numpy.nan), "'params' holds NaN or infinite values"),
     (lambda m, a: a["optimizer.m"].__setitem__(0, numpy.inf), "'optimizer.m' holds NaN or infinite"),
-    (lambda m, a: m["training"]["position"].update(epoch=99), "impossible position: epoch 99"),
-    (lambda m, a: m["training"]["position"].update(batch=10**6), "impossible position: batch 1000000"),
-    # the edges (mut11's mutation check: each loaded): 200 rows in batches of 50 are batches 0-3 of an epoch, and
-    # a 1-epoch run that is done is at epoch 1, batch 0
-    (lambda m, a: m["training"]["position"].update(epoch=0, batch=4), "impossible position: batch 4 of an epoch of 4"),
-    (lambda m, a: m["training"]["position"].update(batch=2), "impossible position: epoch 1 .from 0. of a 1-epoch run"),
+    (lambda m, a: m["training"]["position"].update(epoch=99), "impossible position: 99 of 1 epoch done"),
+    (lambda m, a: m["training"]["position"].update(batch=10**6),
+     "impossible position: 1 of 1 epoch and 1,000,000 of 4 batches of epoch 2 done"),
+    # the edges (mut11's mutation check: each loaded): 200 rows in batches of 50 are 4 batches an epoch, stored as
+    # 0-3 done, and a 1-epoch run that is done is at 1 epoch, 0 batches done; said in the counts every message uses
+    (lambda m, a: m["training"]["position"].update(epoch=0, batch=4),
+     r"impossible position: 0 of 1 epoch and 4 of 4 batches of epoch 1 done \(a run stands within its epochs, fewer "
+     r"than 4 batches into one\)"),
+    (lambda m, a: m["training"]["position"].update(batch=2),
+     "impossible position: 1 of 1 epoch and 2 of 4 batches of epoch 2 done"),
     (lambda m, a: m["training"]["position"].update(partial_sum_sq=-1.0), "invalid partial squared error"),
     (lambda m, a: m["training"]["position"].update(partial_sum_sq=5.0), "invalid partial squared error"),  # at batch 0
     (lambda m, a: m["training"].update(lr_scale=0), "invalid lr scale"),

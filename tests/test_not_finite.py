@@ -365,7 +365,7 @@ def test_a_value_left_past_float32_on_the_way_to_its_standardized_value_is_named
     with pytest.raises(NotFinite) as caught:
         gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0).fit(data.iterable(pieces, standardize=True),
                                                                           epochs=1, batch_size=4, verbose=False)
-    assert str(caught.value) == ("X of batch 1 (epoch 1) contains 1 value(s) infinite in float32 once standardized "
+    assert str(caught.value) == ("X of batch 2 (epoch 1) contains 1 value(s) infinite in float32 once standardized "
                                  f"(first at row 3, column 1: 4.8 in float64, but {WHY}); clean or impute them first, "
                                  f"{AS_FLOAT64}")
     model = fitted(str(tmp_path / "wX.npy"), standardize=True)  # float64: standardized in float64, then cast
@@ -427,7 +427,7 @@ def test_an_iterable_batch_standardized_past_float32_is_refused_naming_the_batch
     a, b, y = columns(3e38 if stored is numpy.float32 else 1e39)
     X, Y = numpy.column_stack([a, b]).astype(stored), y.reshape(-1, 1).astype(stored)
     pieces = [(X[i:i + 4], Y[i:i + 4]) for i in range(0, ROWS, 4)]
-    with pytest.raises(NotFinite, match=r"^X of batch 1 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
+    with pytest.raises(NotFinite, match=r"^X of batch 2 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
                                         rf"standardized \(first at row 3, column 1: {1 if stored is numpy.float32 else 3}"
                                         r"(\.\d)?e\+39\); clean or impute them first$"):
         model.fit(data.iterable(pieces), epochs=2, batch_size=4, verbose=False)
@@ -441,9 +441,32 @@ def test_an_iterable_float64_target_cast_to_float32_with_inputs_standardized_is_
     X, Y = numpy.column_stack([a, b]), y.reshape(-1, 1).copy()
     Y[BAD_ROW, 0] = 1e39
     pieces = [(X[i:i + 4], Y[i:i + 4]) for i in range(0, ROWS, 4)]
-    with pytest.raises(NotFinite, match=r"^Y of batch 1 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
+    with pytest.raises(NotFinite, match=r"^Y of batch 2 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
                                         r"standardized \(first at row 3, column 0: 1e\+39\); clean or impute them first$"):
         model.fit(data.iterable(pieces, standardize="inputs"), epochs=1, batch_size=4, verbose=False)
+
+
+@pytest.mark.parametrize("bad_epoch, bad_row, words", [(0, 1, "X of batch 1 (epoch 1)"), (1, 9, "X of batch 3 (epoch 2)")])
+def test_an_iterables_refusal_counts_its_batches_from_1_as_its_epochs(tmp_path, bad_epoch, bad_row, words):
+    """The first piece of the first epoch was "X of batch 0 (epoch 1)": batches counted from 0, epochs from 1 (as
+    the progress line and history["epoch"] count them). Both count from 1 now; the callable is still called with
+    0 for the first epoch, as DataSource.batches is. Here a value of the model's statistics' 1e39 in row 1 of the
+    first piece of the first epoch, or of the third piece (rows 8-11) of the second."""
+    model = model_of_clean_values(tmp_path, "cpu")
+    a, b, y = columns()
+    X, Y = numpy.column_stack([a, b]).astype(numpy.float32), y.reshape(-1, 1).astype(numpy.float32)
+    bad = X.copy()
+    bad[bad_row, 1] = 3e38
+    called = []
+
+    def pieces(epoch):
+        called.append(epoch)
+        return [((bad if epoch == bad_epoch else X)[i:i + 4], Y[i:i + 4]) for i in range(0, ROWS, 4)]
+
+    with pytest.raises(NotFinite, match=rf"^{re.escape(words)} contains 1 value\(s\) infinite in float32 once "
+                                        r"standardized \(first at row 1, column 1: 1(\.\d)?e\+39\)"):
+        model.fit(data.iterable(pieces, rows=ROWS, n_features=2, n_outputs=1), epochs=2, batch_size=4, verbose=False)
+    assert called[:bad_epoch + 1] == list(range(bad_epoch + 1))
 
 
 def test_the_shards_of_a_source_are_refused_alike(tmp_path, device):

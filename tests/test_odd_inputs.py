@@ -350,13 +350,13 @@ def test_csv_columns_named_with_spaces_or_unicode_are_picked_by_name(tmp_path, h
 
 
 @pytest.mark.parametrize("items, message", [
-    ([numpy.ones((4, 3))], r"batch 0 of the iterable must be an \(X, Y\) pair; got an array of shape \(4, 3\)"),
-    ([(numpy.ones((4, 3)), numpy.ones(4), numpy.ones(4))], r"batch 0 .* got a tuple of 3"),
-    ([None], r"batch 0 of the iterable must be an \(X, Y\) pair; got None"),
-    ([{"X": 1, "Y": 2}], r"batch 0 .* got a dict of 2"),
-    ([(numpy.ones(4), numpy.ones(4))], r"^X of batch 0 must be 2-D \(rows x columns\); got shape \(4,\)"),
-    ([(numpy.ones((1, 4, 3)), numpy.ones((1, 4)))], r"^X of batch 0 must be 2-D .*got shape \(1, 4, 3\)"),
-    ([(numpy.ones((4, 3)), numpy.ones((4, 1, 1)))], r"^Y of batch 0 must be 2-D .*got shape \(4, 1, 1\)"),
+    ([numpy.ones((4, 3))], r"batch 1 of the iterable must be an \(X, Y\) pair; got an array of shape \(4, 3\)"),
+    ([(numpy.ones((4, 3)), numpy.ones(4), numpy.ones(4))], r"batch 1 .* got a tuple of 3"),
+    ([None], r"batch 1 of the iterable must be an \(X, Y\) pair; got None"),
+    ([{"X": 1, "Y": 2}], r"batch 1 .* got a dict of 2"),
+    ([(numpy.ones(4), numpy.ones(4))], r"^X of batch 1 must be 2-D \(rows x columns\); got shape \(4,\)"),
+    ([(numpy.ones((1, 4, 3)), numpy.ones((1, 4)))], r"^X of batch 1 must be 2-D .*got shape \(1, 4, 3\)"),
+    ([(numpy.ones((4, 3)), numpy.ones((4, 1, 1)))], r"^Y of batch 1 must be 2-D .*got shape \(4, 1, 1\)"),
 ])
 def test_an_iterable_of_things_that_are_not_pairs_of_matrices_is_refused_naming_the_batch(items, message):
     """Python's "too many values to unpack", "cannot unpack non-iterable NoneType" or "tuple index out of range"
@@ -368,7 +368,7 @@ def test_an_iterable_of_things_that_are_not_pairs_of_matrices_is_refused_naming_
         source = gpunn.data.iterable(items, rows=4, n_features=3, n_outputs=1)
         with pytest.raises(gpunn.data.DataError, match=message):
             gpunn.MLP([3, 2, 1], device="cpu", seed=0).fit(source, epochs=1, verbose=False)
-    if "got shape (4,)" in message.replace("\\", ""):  # the hint names the variable, not "X of batch 0.reshape"
+    if "got shape (4,)" in message.replace("\\", ""):  # the hint names the variable, not "X of batch 1.reshape"
         source = gpunn.data.iterable(items, rows=4, n_features=3, n_outputs=1)
         with pytest.raises(ValueError, match=r"\(use X\.reshape\(-1, 3\) for rows of 3 features\)$"):
             gpunn.MLP([3, 2, 1], device="cpu", seed=0).fit(source, epochs=1, verbose=False)

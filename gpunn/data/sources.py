@@ -348,8 +348,11 @@ class IterableSource:
     (``resumable`` is False): such a run's checkpoints are the ends of its epochs (a Ctrl-C part-way through
     one leaves the last epoch's file), and a resume from one is exact when the iterable gives the same
     pieces again. ``batches`` may also
-    be a callable ``epoch -> iterable``. A one-shot iterator serves one epoch; pass ``rows`` with it.
-    ``standardize`` (as for the chunked sources) takes one more pass, over epoch 0's pieces, for
+    be a callable ``epoch -> iterable`` (called with 0 for the first epoch, as ``DataSource.batches`` is). A
+    one-shot iterator serves one epoch; pass ``rows`` with it. Errors name a piece as a batch counted from 1 in
+    an epoch counted from 1 ("X of batch 1 (epoch 1)" for the first piece of the first), as the progress line
+    and ``history["epoch"]`` count epochs.
+    ``standardize`` (as for the chunked sources) takes one more pass, over the first epoch's pieces, for
     the statistics, so it needs a list or a callable: a one-shot iterator is refused.
     """
 
@@ -376,7 +379,7 @@ class IterableSource:
                                  "or pass a list or a callable epoch -> iterable")
             first, count = None, 0
             items = self._make(0) if not self._one_shot else [self._peek(batches)]
-            for i, item in enumerate(items):
+            for i, item in enumerate(items, 1):  # batches counted from 1, as epochs are (IterableSource)
                 X, Y = _pair(item, i)
                 shapes = (as_array(X, f"X of batch {i}").shape, as_array(Y, f"Y of batch {i}").shape)
                 if len(shapes[0]) != 2 or len(shapes[1]) not in (1, 2):  # sizes are read from them just below
@@ -441,7 +444,7 @@ class IterableSource:
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
         standardized past the model's dtype is refused (``overflow_watch``, gpunn.data.overflow)."""
         refuse_at = functools.partial(self._refuse_standardized, epoch)  # of piece i: one per pass
-        for i, (X, Y) in enumerate(pieces):
+        for i, (X, Y) in enumerate(pieces, 1):
             if self.standardizer is not None:
                 X, Y = self._standardized(X, Y)  # Y too: float64 targets are cast, standardized or not
                 self.overflow_watch.see(self.backend.xp, (X, Y), refuse_at, i)
@@ -455,14 +458,14 @@ class IterableSource:
             return X.astype(self.dtype, copy=False), Y.astype(self.dtype, copy=False)
 
     def _refuse_standardized(self, epoch, i):
-        """Raise NotFinite for the first value of batch ``i`` of ``epoch`` that standardizing takes past the model's
-        dtype: the batch is made again (``batches`` given as a list or a callable: standardize=True refuses a
-        one-shot iterator) and standardized on the host as the device does, with the value standardized in float64.
-        The error's path only (gpunn.data.overflow)."""
+        """Raise NotFinite for the first value of batch ``i`` (from 1) of ``epoch`` (from 0) that standardizing
+        takes past the model's dtype: the batch is made again (``batches`` given as a list or a callable:
+        standardize=True refuses a one-shot iterator) and standardized on the host as the device does, with the
+        value standardized in float64. The error's path only (gpunn.data.overflow)."""
         from ..checks import NotFinite
 
         to_host = self.backend.to_host
-        for j, (X, Y) in enumerate(self._checked(self._make(epoch))):
+        for j, (X, Y) in enumerate(self._checked(self._make(epoch)), 1):
             if j < i:
                 continue
             Xs, Ys = (to_host(A) for A in self._standardized(X, Y))
@@ -489,7 +492,7 @@ class IterableSource:
 
     def _checked(self, items):
         count = 0
-        for i, item in enumerate(items):
+        for i, item in enumerate(items, 1):
             X, Y = _pair(item, i)
             X = as_matrix(X, f"X of batch {i}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
             Y = as_matrix(Y, f"Y of batch {i}", self.backend, self._piece_dtype(Y), allow_1d=True,
@@ -514,7 +517,7 @@ class IterableSource:
 
 
 def _pair(item, i):
-    """Item ``i`` of an iterable source as (X, Y), or a DataError saying what it is instead (a bare array, a
+    """Item ``i`` (from 1) of an iterable source as (X, Y), or a DataError saying what it is instead (a bare array, a
     triple, None, a dict: Python's "too many values to unpack" named neither the item nor what to pass). A
     dict or a string of two is refused too (it unpacks into its keys or characters)."""
     if not isinstance(item, (dict, str, bytes)):
