@@ -54,6 +54,38 @@ def test_callbacks_fire_in_order(data):
     assert rec.events == ["train_begin", *epoch(0), *epoch(1), "train_end"]
 
 
+class Numbers(Callback):
+    """The numbers each hook is given, with the epoch's logs["epoch"]."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.seen.append(("begin", epoch))
+
+    def on_batch_end(self, trainer, batch):
+        self.seen.append(("batch", batch))
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append(("end", epoch, logs["epoch"]))
+
+
+def test_hooks_get_indexes_from_0_where_the_logs_and_history_count_from_1(data, tmp_path, interrupt_at):
+    """As README and Callback's docstring say: a hook's ``epoch`` and ``batch`` are indexes from 0 (as Keras
+    passes them), ``logs["epoch"]`` and the history count from 1; a run resumed part-way through an epoch passes
+    its batches' indexes within that epoch, not from the resume."""
+    X, Y = data[0][:250], data[1][:250]
+    path = str(tmp_path / "run.npz")
+    whole, cut = Numbers(), Numbers()
+    h = MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, callbacks=[whole], verbose=False)
+    epoch = lambda e: [("begin", e), ("batch", 0), ("batch", 1), ("batch", 2), ("end", e, e + 1)]
+    assert whole.seen == [*epoch(0), *epoch(1)] and h["epoch"] == [1, 2]
+    MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=False,
+                                             callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 0)])
+    h = gpunn.load_checkpoint(path).resume(X, Y, callbacks=[cut], verbose=False)
+    assert cut.seen == [("begin", 1), ("batch", 1), ("batch", 2), ("end", 1, 2)] and h["epoch"] == [1, 2]
+
+
 def test_validation_metrics_match_the_host_definitions(data):
     X, Y, Xv, Yv = data
     model = MLP([5, 16, 1], device="cpu", seed=0)

@@ -30,7 +30,10 @@ class Callback:
     (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
     on_train_end (also after an interruption or an error). ``trainer.interrupt()`` stops after
     the current batch, as Ctrl-C does. on_batch_end is called only for callbacks that override
-    it, so epoch-level callbacks add no per-batch work.
+    it, so epoch-level callbacks add no per-batch work. ``epoch`` and ``batch`` are indexes from 0, as
+    Keras passes them (``batch`` within its epoch, a resumed one's too), where ``logs["epoch"]``,
+    ``history["epoch"]``, the progress line and every message count from 1: ``on_epoch_end(trainer, 0,
+    logs)`` ends the epoch they call epoch 1 (``logs["epoch"] == 1``).
 
     Callback state (what a checkpoint keeps). A callback whose progress must survive a checkpoint
     defines three methods:
