@@ -472,6 +472,8 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
     assert (f"interrupted after 0 complete epochs: no epoch to report, no held-out metrics (--json not written); "
             f"checkpoint in {path}, at 2 of 6 batches of epoch 1 (continue with --resume {path})") in out
     assert "held-out" not in out.replace("no held-out", "") and not js.exists()
+    state = gpunn.load_checkpoint(str(path), device="cpu").state  # README: the next step's indexes from 0
+    assert (state.epoch, state.batch) == (0, 2)  # stopped after the hook's batch 1, "2 of 6 batches of epoch 1"
     monkeypatch.setattr(gpunn.MLP, "fit", fit)
     assert cli.main(["train", "--resume", str(path), "--json", str(js), "--quiet"]) == 0
     assert json.loads(js.read_text())["result"]["epochs"] == 1
