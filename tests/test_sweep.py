@@ -58,6 +58,7 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     # per ..., so the order is part of its checkpoints (their check compares the seeds alone)
     assert [key(r) for r in sorted(a, key=lambda r: r["member"])] == [
         (lr, wd, s) for lr in (1e-3, 1e-2) for wd in (0.0, 1e-2) for s in (0, 1)]
+    assert sorted(r["member"] for r in a) == list(range(8))  # from 0, as README says (best_epoch from 1)
     # members are independent: the same member in another ensemble trains to the same result
     numpy.testing.assert_allclose([r["val_mse"] for r in sorted(a, key=key)], [r["val_mse"] for r in sorted(b, key=key)],
                                   rtol=1e-10)
