@@ -302,7 +302,8 @@ def test_the_gpu_paths_read_gpunn_device_and_gpunn_fused_kernels_by_the_same_rul
     do, but each test of them ran without a GPU (GPUNN_DEVICE naming one only where none is found). On a GPU
     machine: GPUNN_DEVICE wins over auto alone, in any case and spacing, and a GPU the machine lacks is refused
     naming the variable; GPUNN_FUSED_KERNELS off gives a model the CUDA ops' unfused expressions, which train as the
-    fused kernels do, and a value neither on nor off is refused there too."""
+    fused kernels do (test_gpu_agreement.py: float64 steps agree to 1e-10), and a value neither on nor off is refused
+    there too."""
     import gpunn
     from gpunn.ops.cuda import CupyOps
 
@@ -318,15 +319,15 @@ def test_the_gpu_paths_read_gpunn_device_and_gpunn_fused_kernels_by_the_same_rul
         backend.resolve("auto")
     clean.delenv("GPUNN_DEVICE")
 
-    XY = numpy.random.default_rng(0).standard_normal((64, 4)).astype(numpy.float32)
+    XY = numpy.random.default_rng(0).standard_normal((64, 4))
     losses = {}
     for value in (None, " Off "):
         if value is not None:
             clean.setenv("GPUNN_FUSED_KERNELS", value)
-        model = gpunn.MLP([3, 8, 1], device=gpu, seed=0)
+        model = gpunn.MLP([3, 8, 1], device=gpu, dtype="float64", seed=0)  # float64: fused and not agree to ~1e-12
         assert type(model.ops) is CupyOps and model.ops.fused == (value is None), value
         losses[value] = model.fit(XY[:, :3], XY[:, 3:], epochs=2, batch_size=32, verbose=False)["loss"]
-    numpy.testing.assert_allclose(losses[" Off "], losses[None], rtol=1e-5)
+    numpy.testing.assert_allclose(losses[" Off "], losses[None], rtol=1e-8)
     clean.setenv("GPUNN_FUSED_KERNELS", "maybe")
     for make in (lambda: ops_for(gpu), lambda: gpunn.MLP([3, 8, 1], device=gpu)):
         with pytest.raises(environment.SettingError, match=r"^GPUNN_FUSED_KERNELS='maybe' is not on or off: "):
