@@ -47,7 +47,7 @@ class _Workspace:
             self.A.append(xp.empty((members, rows, n), dt) if act.needs_input_for_grad else Z)
             self.dA.append(xp.empty((members, rows, n), dt))
         self.xp, self.storage, self._inputs16, self._groups = xp, storage, {}, {}
-        self.pass_arguments = None  # CpuEnsembleOps.group_pass's cache
+        self.group_pass = None  # CpuEnsembleOps.group_pass's last _GroupPass, kept for the next step
         if storage != dtype:
             self.dZ16 = xp.empty((members, rows, sizes[-1]), storage)
 
@@ -298,13 +298,15 @@ class Ensemble(DeviceModel):
         returns the (K,) device sums of squared errors of the batch."""
         return self._step(X, Y, *self._plan(X, Y))
 
-    def _groups(self, X, Y):
+    def _groups(self, X, Y, one_call=None):
         """The member groups a CPU training step on the batch (X, Y) runs on threads of their own, or None (one
         pass; always on a GPU, and for tf32/bf16, which run on one). A step whose groups each run as one call
-        (CpuEnsembleOps.group_pass) splits from less work."""
+        (CpuEnsembleOps.group_pass; ``one_call``: whether they do, where the caller asked already) splits from less
+        work."""
         if self.precision != "float32":
             return None
-        one_call = self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations)
+        if one_call is None:
+            one_call = self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations)
         # forward 2 and backward 4 multiply-adds' flops per parameter and row (weights; biases alike)
         return self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2],
                                              one_call=one_call)
@@ -321,8 +323,9 @@ class Ensemble(DeviceModel):
         """(groups, one_pass) of a step on (X, Y): its member groups (``_groups``), and where there are none,
         whether it is the group pass's one call over every member (``_one_pass``) rather than Ensemble._forward and
         _backward, after which the optimizer steps as a whole."""
-        groups = self._groups(X, Y)
-        return groups, groups is None and self._one_pass(X, Y)
+        one_call = self._one_pass(X, Y)
+        groups = self._groups(X, Y, one_call)
+        return groups, groups is None and one_call
 
     def _step(self, X, Y, groups, one_pass=False, update=None):
         """train_step as ``_plan`` says: in ``groups``, or, with none, in one pass (the group pass's one call, or

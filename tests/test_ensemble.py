@@ -1644,6 +1644,129 @@ def test_the_unsplit_one_call_pass_trains_the_bits_of_the_plain_pass_and_of_each
         np.testing.assert_array_equal(ens.member_params[k], twin.params)
 
 
+class _NewStateArrays(Callback):
+    """Replaces the optimizer's state arrays by copies at the end of epoch ``after_epoch``, as loading a checkpoint
+    into the optimizer does (gpunn.checkpoint): the training must go on in the new arrays."""
+
+    def __init__(self, after_epoch):
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.after_epoch:
+            state = trainer.optimizer.state
+            for name in list(state):
+                state[name] = state[name].copy()
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_the_kept_one_call_step_trains_the_bits_of_a_step_that_keeps_nothing(monkeypatch, split):
+    """The one-call step keeps its kernel's arguments from step to step (CpuEnsembleOps.group_pass's _GroupPass per
+    workspace, adam_members' _MemberAdam). Through a partial last batch (a workspace of its own), a schedule's new
+    rates, a member frozen part-way, the optimizer's state arrays replaced (as a checkpoint's load does) and a second
+    fit on the same ensemble with a new optimizer and batch size (whose partial batch finds the first fit's
+    workspace), it trains the parameters and losses of the plain pass with NumPy's generic Adam step, which keep
+    nothing, bit for bit; in one pass over all the members, and in member groups."""
+    import gpunn.ops.ensemble as ens_ops
+
+    if not ensemble_ops_for(gpunn.MLP([2, 3, 1]).ops).fused:
+        pytest.skip("the one-call pass needs Numba")
+    if split:
+        for name in ("MIN_GROUP_FLOPS", "MIN_GROUP_FLOPS_ONE_CALL", "MIN_GROUP_ELEMENTS"):
+            monkeypatch.setattr(ens_ops, name, 0)
+    calls, _ = _record_group_passes(monkeypatch)
+    X, Y = gpunn.datasets.make("teacher", 100, 8, 1, seed=2, device="cpu")  # batches of 16 and one of 4
+    first = dict(optimizer="adam", lr=[1e-3, 1e-2, 3e-2, 0.1], weight_decay=[0.0, 1e-3, 0.0, 1e-2], epochs=4,
+                 batch_size=16, seed=1, verbose=False, schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))
+    second = dict(optimizer="adamw", lr=3e-3, weight_decay=[1e-2, 0.0, 1e-1, 0.0], epochs=2, batch_size=32, seed=2,
+                  verbose=False)  # batches of 32 and one of 4
+    runs = []
+    for kept in (True, False):
+        ens = gpunn.Ensemble([8, 12, 6, 1], 4, device="cpu", dtype="float32", seed=3)
+        ens.member_ops.threads = 2 if split else 1
+        if not kept:  # the plain pass and the generic update
+            ens.member_ops.one_call_applies = lambda *a: False
+            ens.member_ops.adam_members = lambda *a: None
+        calls.clear()
+        losses = ens.fit(X, Y, callbacks=[_FreezeMember(2, after_epoch=1), _NewStateArrays(after_epoch=0)],
+                         **first)["loss"]
+        losses += ens.fit(X, Y, **second)["loss"]
+        assert bool(calls) == kept and {c[:2] for c in calls} <= ({(0, 2), (2, 4)} if split else {(0, 4)})
+        runs.append((ens.params.copy(), np.asarray(losses)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_consecutive_steps_keep_the_group_pass_and_the_members_adam_step():
+    """A step of the same shapes and optimizer keeps the last step's _GroupPass (per workspace) and _MemberAdam,
+    and moves them to its batch and step; another batch size has a _GroupPass of its own, and new optimizer
+    state a new _MemberAdam (made anew each step, they took about 5 of the 11 us of Python in a tiny-x4 step)."""
+    from gpunn.training.ensemble import EnsembleOptimizer
+
+    ens = gpunn.Ensemble([8, 12, 6, 1], 4, device="cpu", dtype="float32", seed=3)
+    if not ens.member_ops.fused:
+        pytest.skip("the one-call pass needs Numba")
+    X, Y = gpunn.datasets.make("teacher", 40, 8, 1, seed=2, device="cpu")
+    optimizer = EnsembleOptimizer("adam", 4, np, lr=1e-2).bind(ens.params, ens.ops)
+    lr = np.full(4, 1e-2)
+    ens.train_step_and_update(X[:16], Y[:16], optimizer, lr)
+    ws = ens._workspace(16)
+    made, adam = ws.group_pass, ens.member_ops._member_adam
+    assert made.adam is adam and adam.m is optimizer.state["m"]
+    sums = ens.train_step_and_update(X[16:32], Y[16:32], optimizer, lr)
+    assert ws.group_pass is made and ens.member_ops._member_adam is adam
+    assert np.array_equal(made.args[3][0], X[16:32]) and made.args[11] is sums  # this step's batch and sums
+    np.testing.assert_array_equal(adam.pow1, np.full(4, 0.9) ** 2)  # step 2's beta1**2
+    ens.train_step_and_update(X[32:], Y[32:], optimizer, lr)  # 8 rows
+    assert ens._workspace(8).group_pass is not made and ens.member_ops._member_adam is adam
+    optimizer.state["m"] = optimizer.state["m"].copy()
+    ens.train_step_and_update(X[:16], Y[:16], optimizer, lr)
+    assert ens.member_ops._member_adam is not adam and ws.group_pass is not made
+    assert ws.group_pass.adam.m is optimizer.state["m"]
+    other = gpunn.Ensemble([8, 12, 6, 1], 4, device="cpu", dtype="float32", seed=4)  # the optimizer's update of
+    before, grads = ens.params.copy(), np.random.default_rng(0).standard_normal(other.grads.size)  # other buffers
+    other.grads[...], start = grads, other.params.copy()
+    optimizer.step(other.params, other.grads, lr)
+    np.testing.assert_array_equal(ens.params, before)
+    assert not np.array_equal(other.params, start)
+
+
+def test_the_kept_members_adam_step_follows_its_table_and_settings_between_steps():
+    """adam_members keeps its _MemberAdam for the same arrays, table and settings: a new table, a change of the table
+    (weight decay from none, a frozen member: MemberRates.update), of eps or of AdamW's decoupling between two steps
+    of the same arrays steps as the generic update does, bit for bit."""
+    from gpunn.ops.cpu import CpuOps
+    from gpunn.ops.ensemble import ACTIVE, BETA1, BETA2, EnsembleOps, HYPER_FIELDS, LR, WEIGHT_DECAY
+
+    fast, ref = ensemble_ops_for(CpuOps(fused=True)), EnsembleOps(CpuOps(fused=False))
+    if not fast.fused:
+        pytest.skip("Numba is not installed")
+    table = np.zeros((3, HYPER_FIELDS))
+    table[:, LR], table[:, BETA1], table[:, BETA2], table[:, ACTIVE] = [1e-2, 3e-2, 1e-1], 0.9, 0.999, 1
+    rates = MemberRates(np, table)
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((3, 16)).astype(np.float32)
+    g = np.empty_like(w)  # one gradient buffer, as a fit's
+    states = [[w.copy(), np.zeros_like(w), np.zeros_like(w)] for _ in range(2)]
+    eps, decoupled = 1e-8, False
+    for step, change in enumerate(("", "new table", "weight decay", "frozen", "eps", "decoupled"), 1):
+        if change == "new table":  # at the same version as the first
+            table[:, LR], table[:, BETA1] = [3e-2, 1e-2, 1e-3], 0.8
+            rates = MemberRates(np, table)
+        elif change == "weight decay":
+            rates.update(WEIGHT_DECAY, [0.0, 0.1, 0.3])
+        elif change == "frozen":
+            rates.update(ACTIVE, [1.0, 0.0, 1.0])
+        elif change == "eps":
+            eps = 1e-1
+        elif change == "decoupled":
+            decoupled = True
+        g[...] = rng.standard_normal((3, 16))
+        for ops, (ws, m, v) in zip((fast, ref), states):
+            ops.adam_step(ws, g, m, v, rates, eps, step, decoupled)
+        for got, want in zip(*states):
+            np.testing.assert_array_equal(got, want, err_msg=change)
+
+
 def test_members_equal_their_mlps_bit_for_bit_with_the_ensembles_one_blas_thread():
     """An ensemble runs NumPy's BLAS on one thread (gpunn.ops.ensemble.member_blas_threads); an MLP at OpenBLAS's
     default threads may round a product otherwise (16-64-64-1 at batch 128 on the 2-core machine: up to 6e-8 apart,

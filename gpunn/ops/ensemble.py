@@ -24,6 +24,7 @@ import functools
 import os
 import threading
 import time
+import weakref
 
 import numpy
 
@@ -748,6 +749,7 @@ class CpuEnsembleOps(EnsembleOps):
         self.fused = bool(getattr(ops, "fused", False)) and numba is not None
         threads = threads_setting()
         self.threads = usable_cores() if threads is None else threads
+        self._member_adam = None  # adam_members' last answer
 
     def member_groups(self, members: int, flops=None, elements=None, one_call=False):
         """``threads`` contiguous slices of the members (None for one thread or one member, or for work
@@ -836,11 +838,19 @@ class CpuEnsembleOps(EnsembleOps):
         ``update``: the members' optimizer step (Ensemble.train_step_and_update), run on each group's thread after
         its pass; an Adam step of adam_members (_MemberAdam) runs inside the kernel, each member's right after its
         backward pass (its gradients still in cache), and ``run`` is then the kernel alone: no Python on the
-        worker's thread between the hand-off and the kernel (bench/RESULTS.md)."""
+        worker's thread between the hand-off and the kernel (bench/RESULTS.md).
+
+        The _GroupPass is kept on the workspace while it was made for the same views, network, update (by identity)
+        and class; a step then writes only its batch and ``sums`` into it. With adam_members' kept update, the
+        Python around the kernel in a tiny-x4 step (8-32-32-1 at batch 64, K=4; the kernel 31.5 us) took 6 us of
+        CPU time instead of 11 (2-core AMD EPYC, 2026-11-30)."""
         if not self.one_call_applies(X, Y, weights, biases, acts):
             return None
-        return _GroupPass(self, X, Y, weights, biases, dW, db, self._one_call_network(weights, biases, acts), ws, sums,
-                          update)
+        cls, hidden = _GroupPass, self._one_call_network(weights, biases, acts)
+        made = ws.group_pass
+        if not (type(made) is cls and made.made_for(weights, biases, dW, db, hidden, update)):
+            made = ws.group_pass = cls(self, weights, biases, dW, db, hidden, ws, X.shape[-2], update)
+        return made.on(X, Y, sums)
 
     def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
         """Whether group_pass gives a function for these arguments (see there)."""
@@ -864,10 +874,16 @@ class CpuEnsembleOps(EnsembleOps):
     def adam_members(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         """adam_step as a function of a slice of the members (a _MemberAdam), which updates those members' rows
         (each member's update is its own: any split of the members gives the same bits); None where the Numba
-        kernel does not apply (then adam_step runs the generic update)."""
-        if not (self.fused and _contiguous_floats(w, g, m, v)):
+        kernel does not apply (then adam_step runs the generic update). Kept while it is for the same arrays, table
+        (and its version) and settings, and moved to each ``step`` (_MemberAdam.at): the object of the last call."""
+        if not self.fused:
             return None
-        return _MemberAdam(self, w, g, m, v, rates, eps, step, decoupled)
+        made = self._member_adam
+        if made is None or not made.made_for(w, g, m, v, rates, eps, decoupled):
+            if not _contiguous_floats(w, g, m, v):
+                return None
+            made = self._member_adam = _MemberAdam(self, w, g, m, v, rates, eps, decoupled)
+        return made.at(step)
 
     def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         members = self.adam_members(w, g, m, v, rates, eps, step, decoupled)
@@ -882,16 +898,6 @@ class CpuEnsembleOps(EnsembleOps):
         else:
             self.run_groups(members, groups)
         return w
-
-    def _pass_arguments(self, ws, weights, biases, dW, db, hidden, dt):
-        """(blas, tanh, layers, W, b, dW, db, Zo, dAo) for _member_group_pass (``hidden``: (tanh, layers)): cached per
-        workspace while the views are the same."""
-        key = (id(weights), id(biases), id(dW), id(db), id(hidden), dt)
-        cached = ws.pass_arguments
-        if cached is None or cached[0] != key:
-            cached = ws.pass_arguments = (key, (numpy_blas(dt), *hidden, tuple(weights), tuple(biases), tuple(dW),
-                                                tuple(db), ws.Z[-1], ws.dA[-1]), (weights, biases, dW, db, hidden))
-        return cached[1]
 
     def _adam_flags(self, adam):
         """_member_group_pass's flags for a _MemberAdam step: [1, coupled L2, AdamW] (cached while the same)."""
@@ -915,18 +921,34 @@ class CpuEnsembleOps(EnsembleOps):
 
 class _MemberAdam:
     """One Adam step of the members as a function of a slice of them (CpuEnsembleOps.adam_members): ``update(sl)``
-    steps the rows of ``sl``. Its per-member constants are formed on the first call, unless a one-call group pass
-    runs the step inside its kernel (_GroupPass), which forms them there from the members' table and ``pow1``,
-    ``pow2`` (beta1**step and beta2**step, formed here by NumPy for both ways: the same bits either way)."""
+    steps the rows of ``sl``. Made for its arrays, table and settings (``made_for``), then moved to each step by
+    ``at(step)``, which writes ``pow1``, ``pow2`` (beta1**step and beta2**step, by NumPy's power as before, for
+    both ways: the same bits either way) in place. Its per-member constants are formed on the step's first call,
+    unless a one-call group pass runs the step inside its kernel (_GroupPass), which forms them there from the
+    members' table and ``pow1``, ``pow2``, read where they stay."""
 
-    def __init__(self, mops, w, g, m, v, rates, eps, step, decoupled):
+    def __init__(self, mops, w, g, m, v, rates, eps, decoupled):
         dt = w.dtype
-        self.mops, self.w, self.g, self.m, self.v, self.rates = mops, w, g, m, v, rates
+        self.w, self.g, self.m, self.v, self.rates = w, g, m, v, rates
+        self.version, self.eps_given = rates.version, eps
         self.eps, self.decoupled = dt.type(eps), decoupled
         h = rates.host
-        self.pow1, self.pow2 = h[:, BETA1] ** step, h[:, BETA2] ** step
-        self.wd_any = mops._adam_constants(rates, dt)[-1]
+        self.beta1, self.beta2 = h[:, BETA1], h[:, BETA2]
+        self.pow1, self.pow2 = numpy.empty(h.shape[0]), numpy.empty(h.shape[0])
+        self.constants = mops._adam_constants(rates, dt)  # for this table's version, which made_for checks
+        self.wd_any = self.constants[-1]
         self._members = None
+
+    def made_for(self, w, g, m, v, rates, eps, decoupled) -> bool:
+        """Whether it steps these arrays with this table, unchanged since (its version), and these settings."""
+        return (self.w is w and self.g is g and self.m is m and self.v is v and self.rates is rates
+                and self.version == rates.version and self.eps_given == eps and self.decoupled == decoupled)
+
+    def at(self, step):
+        """This object as step ``step``'s update."""
+        self.pow1[...], self.pow2[...] = self.beta1 ** step, self.beta2 ** step
+        self._members = None
+        return self
 
     def __call__(self, sl):
         (self._members or self._prepare())(sl)
@@ -938,7 +960,7 @@ class _MemberAdam:
         lr, wd = h[:, LR], h[:, WEIGHT_DECAY]
         # AdamW: w *= 1 - lr * wd first, as the single-model path does
         scale = numpy.where(active, 1.0 - lr * wd, 1.0).astype(dt)[:, None] if self.wd_any and self.decoupled else None
-        b1, omb1, b2, omb2, decay, _ = self.mops._adam_constants(rates, dt)  # the same until the table changes
+        b1, omb1, b2, omb2, decay, _ = self.constants
         inv_sqrt_bc2 = (1.0 / numpy.sqrt(1.0 - self.pow2)).astype(dt)
         lr_bc1 = (lr / (1.0 - self.pow1)).astype(dt)
         eps, l2 = self.eps, bool(self.wd_any and not self.decoupled)
@@ -957,32 +979,49 @@ class _GroupPass:
     """CpuEnsembleOps.group_pass's answer: ``run(group, signal=None)`` runs a group's pass (from any thread): its
     gradients, and its members' Adam step where that runs inside the kernel, or else the ``update`` after it.
     ``pure``: run is the Numba kernel alone (no NumPy calls, so no errstate to carry to a worker).
-    The kernel takes the whole (K, ...) arrays and the group's range of members: nothing is sliced per step."""
+    The kernel takes the whole (K, ...) arrays and the group's range of members: nothing is sliced per step.
+    Made for one workspace (one batch size: ``rows``), the network's views and the update (``made_for``); ``on``
+    sets the step's batch and sums. An Adam update inside the kernel (``adam``, a _MemberAdam) writes each step's
+    beta**step where ``args`` holds them."""
 
-    def __init__(self, mops, X, Y, weights, biases, dW, db, hidden, ws, sums, update):
-        self.ws = ws
-        dt = X.dtype
+    def __init__(self, mops, weights, biases, dW, db, hidden, ws, rows, update):
+        # the workspace keeps this pass (group_pass): a reference back would keep a dropped workspace's buffers
+        # until the cyclic garbage collector ran (loss_and_gradients on many rows: test_gradients)
+        self.ws = weakref.ref(ws)
+        self.made = (weights, biases, dW, db, hidden, update)
+        dt = weights[0].dtype
         # the kernel steps Adam's parameters and gradients only where they are these views' rows
         # (a C-ordered (K, P) view of a flat buffer of K * P values starts where the buffer does, as do W[0], dW[0])
+        members = weights[0].shape[0]
         adam = update if (isinstance(update, _MemberAdam) and update.w.dtype == dt and update.w.base is not None
                           and update.w.base is weights[0].base and update.g.base is dW[0].base
-                          and update.w.shape == update.g.shape == (sums.shape[0], update.w.base.size // sums.shape[0])
+                          and update.w.shape == update.g.shape == (members, update.w.base.size // members)
                           and update.g.base is not None) else None
         self.adam, self.update = adam, (None if adam is not None else update)
         self.pure = update is None or adam is not None
-        fixed = mops._pass_arguments(ws, weights, biases, dW, db, hidden, dt)
         if adam is None:
             optimizer = no_optimizer_arguments(dt)
         else:
             optimizer = (adam.w, adam.g, adam.m, adam.v, adam.rates.host, adam.pow1, adam.pow2, adam.eps,
                          mops._adam_flags(adam))
-        X3, Y3 = X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None]
-        # dA *= 2/rows, as loss_gradient
-        self.args = (*fixed[:3], X3, Y3, *fixed[3:], sums, dt.type(1), dt.type(0), dt.type(2.0 / X.shape[-2]),
-                     *optimizer)
+        # the arguments before X and Y, between them and sums (dA *= 2/rows, as loss_gradient), and after sums
+        self.lead = (numpy_blas(dt), *hidden)
+        self.mid = (tuple(weights), tuple(biases), tuple(dW), tuple(db), ws.Z[-1], ws.dA[-1])
+        self.tail = (dt.type(1), dt.type(0), dt.type(2.0 / rows), *optimizer)
+        self.args = None
+
+    def made_for(self, weights, biases, dW, db, hidden, update) -> bool:
+        w, b, gw, gb, h, u = self.made
+        return w is weights and b is biases and gw is dW and gb is db and h is hidden and u is update
+
+    def on(self, X, Y, sums):
+        """This pass for the batch (X, Y), writing its members' sums of squared errors into ``sums``."""
+        self.args = (*self.lead, X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None], *self.mid, sums,
+                     *self.tail)
+        return self
 
     def run(self, sl, signal=None):
-        buffers = self.ws.group_buffers(sl.start)
+        buffers = self.ws().group_buffers(sl.start)
         _member_group_pass(*self.args, *buffers, sl.start, sl.stop,
                            *(signal or (buffers[2].view(numpy.int64), 0, 0)))  # without signal: a slot nobody reads
         if self.update is not None:  # an update that is not the kernel's: after this group's pass
