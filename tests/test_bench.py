@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy
 import pytest
 
+import gpunn
 from gpunn import bench, cli
+
+from cupy_calls import record_cupy_calls
 
 
 def test_named_configurations_are_the_issue_table():
@@ -672,11 +675,42 @@ def test_the_ensemble_benchmarks_runners_fit_what_they_time():
         calls = []
         runner.fit = lambda model, *data, **options: calls.append((model, data, options))
         runner.epochs(5)
-        assert len(calls) == fits and len({id(model) for model, _, _ in calls}) == fits, runner.label
+        runner.epochs(5)
+        assert len(calls) == 2 * fits and len({id(model) for model, _, _ in calls}) == fits, runner.label
         for model, data, options in calls:
             assert data[0] is X and data[1] is Y
-            assert (options["epochs"], options["batch_size"], options["optimizer"]) == (5, 16, "adam")
+            assert (options["epochs"], options["batch_size"]) == (5, 16)
+            if runner.key == "gpunn":  # the ensemble's Adam by name (fit_ensemble makes one for its K members)
+                assert options["optimizer"] == "adam"
     assert [m.seed for m in runner.models] == [0, 1, 2]  # K different networks, as K users' fits would be
+    # each model's own Adam, the same object in every fit of it (its CUDA graph is kept: see the test below)
+    optimizers = [options["optimizer"] for _, _, options in calls]
+    assert all(isinstance(opt, gpunn.Adam) and opt.lr == 1e-3 for opt in optimizers)
+    assert optimizers[:3] == optimizers[3:] and len({id(opt) for opt in optimizers}) == 3
+
+
+def test_on_a_gpu_the_ensemble_benchmarks_timed_repeats_capture_no_graph_and_make_no_first_cupy_call(fake_cupy,
+                                                                                                   monkeypatch):
+    """CuPy compiles a kernel at an operation's first call per dtype and dimensions, and a CUDA graph's capture
+    (with the eager step before it) costs its own time: neither belongs in a repeat that the rounds time. On
+    tests/fakecupy, after timed_rounds' warm-up epoch, an epoch of the eager ensemble or of the sequential fits makes
+    no first CuPy call and captures nothing. The sequential fits captured every model's step again in each repeat
+    (a fresh optimizer per fit: a new graph trainer), which the ensemble's eager row never pays."""
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+
+    seen = record_cupy_calls(fake_cupy, monkeypatch)
+    gpu = backend.resolve("cuda")
+    cfg = bench.parse_config("lin:4:8:1:16-x3")
+    with gpu.use():
+        X, Y = gpunn.datasets.make("teacher", 64, 4, 1, seed=0, device=gpu, dtype="float32")
+        for runner in (eb.EnsembleRunner(cfg, gpu, X, Y), eb.SequentialRunner(cfg, gpu, X, Y)):
+            runner.epochs(1)  # timed_rounds' warm-up
+            start, captures = len(seen), fake_cupy.state.captures
+            runner.epochs(2)  # a timed repeat
+            assert set(seen[start:]) - set(seen[:start]) == set(), runner.label
+            assert fake_cupy.state.captures == captures, runner.label
+    assert all(model.graph_trainer.captured for model in runner.models)  # captured, in the warm-up
 
 
 def test_an_ensemble_graph_row_says_when_its_graph_was_not_captured():

@@ -11,6 +11,8 @@ import pytest
 
 from gpunn.bench import stream
 
+from cupy_calls import record_cupy_calls
+
 
 def test_make_npy_writes_the_rows_datasets_make_returns(tmp_path):
     from gpunn import datasets
@@ -285,21 +287,11 @@ def test_standardize_on_a_gpu_standardizes_on_the_device(fake_cupy, monkeypatch,
 def first_calls_in_the_timed_fit(fake_cupy, monkeypatch, *argv):
     """(the CuPy calls python -m gpunn.bench.stream ``argv`` makes for the first time inside its timed fit, the last
     one; the operations it called; the timed fit's model; its source's statistics as that fit started), on
-    tests/fakecupy's GPU with the fits run. A call is keyed as CuPy keys the kernel it compiles at a first call: the
-    operation, each array's dtype, dimensions and layout (cupy/_core/_kernel.pyx, ``_ArgInfo``: dtype, ndim,
-    c_contiguous, index_32_bits), the other arguments' types."""
+    tests/fakecupy's GPU with the fits run. A call is keyed as CuPy keys the kernel it compiles at a first call
+    (cupy_calls.record_cupy_calls)."""
     from gpunn.bench import runners
 
-    seen, fits, check = [], [], fake_cupy._check_operands
-
-    def key(x):
-        if isinstance(x, fake_cupy.ndarray):
-            return x.dtype.str, x.ndim, x.flags.c_contiguous
-        return x.dtype.str if isinstance(x, numpy.generic) else type(x).__name__
-
-    def recorded(what, operands, writes=()):
-        seen.append((what, tuple(key(x) for x in operands)))
-        return check(what, operands, writes)
+    seen, fits = record_cupy_calls(fake_cupy, monkeypatch), []
 
     def timed(model, *data, **options):
         start, statistics = len(seen), getattr(data[0], "standardizer", None)  # a source's, from the set-up
@@ -309,7 +301,6 @@ def first_calls_in_the_timed_fit(fake_cupy, monkeypatch, *argv):
             fits.append((start, len(seen), model, statistics))
 
     timed.__wrapped__ = runners.timed_fit
-    monkeypatch.setattr(fake_cupy, "_check_operands", recorded)
     monkeypatch.setattr(runners, "timed_fit", timed)
     monkeypatch.setattr(stream, "copy_bandwidth", lambda backend, rows, columns: 9.5)
     try:

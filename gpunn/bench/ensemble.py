@@ -3,7 +3,9 @@
 For a configuration with ``members`` = K > 1 (``small-x64``, or ``gpunn bench --ensemble K``), on the
 same data and batches of ``batch`` rows, Adam, float32, interleaved rounds as in gpunn.bench.runners:
 - gpunn: ``Ensemble(sizes, K).fit`` (one step for all members);
-- ``sequential``: K ``gpunn.MLP`` fits one after another (what a user does without an ensemble);
+- ``sequential``: K ``gpunn.MLP`` fits one after another (what a user does without an ensemble), each
+  model with an Adam of its own kept from fit to fit (on a GPU its step's CUDA graph is captured once, in
+  the warm-up, as a user's run of many epochs captures it once);
 - ``torch-vmap``: PyTorch's recipe, the K models stacked by ``torch.func.stack_module_state`` and
   stepped through ``vmap(functional_call)`` with one ``torch.optim.Adam`` over the stacked parameters;
 - ``torch-loop``: K PyTorch models and K Adam optimizers stepped in a Python loop.
@@ -162,18 +164,23 @@ class SequentialRunner(Runner):
 
     def __init__(self, cfg, backend, X, Y, lr=1e-3):
         from ..model import MLP
+        from ..optim import Adam
 
-        self.backend, self.X, self.Y, self.batch, self.lr = backend, X, Y, cfg.batch, lr
+        self.backend, self.X, self.Y, self.batch = backend, X, Y, cfg.batch
         self.models = [MLP(cfg.sizes, activation="relu", dtype="float32", device=backend, seed=k)
                        for k in range(cfg.members)]
+        # each model's own Adam, kept from fit to fit as GpunnRunner keeps its one: on a GPU a model's step is
+        # captured as a CUDA graph once per (model, optimizer), so a fresh optimizer per fit ("adam") captured all
+        # K steps again in every timed repeat (and ran each model's first step eagerly), a cost no other row's
+        # timing holds; now they are captured in the warm-up and replayed in the rounds
+        self.optimizers = [Adam(lr=lr) for _ in self.models]
         self.label = f"{cfg.members} sequential gpunn fits ({backend.device})"
         self._seed = 0
 
     def epochs(self, n):
         self._seed += 1
-        for model in self.models:
-            self.fit(model, self.X, self.Y, epochs=n, batch_size=self.batch, optimizer="adam", lr=self.lr,
-                     seed=self._seed)
+        for model, optimizer in zip(self.models, self.optimizers):
+            self.fit(model, self.X, self.Y, epochs=n, batch_size=self.batch, optimizer=optimizer, seed=self._seed)
         synchronize(self.backend)
 
 
