@@ -540,6 +540,10 @@ def test_a_captured_graph_records_launches_and_replays_them(fake_cupy):
     ("CuPy's binding", lambda cp, a, out, blas: blas.gemm(a.reshape(2, 2), a.reshape(2, 2), out, "tf32")),
     ("cuRAND generator created", lambda cp, a, out, blas: cp.random.RandomState(0)),
     ("CuPy's fill", lambda cp, a, out, blas: out.fill(0)),
+    ("an event recorded on the capturing stream", lambda cp, a, out, blas: cp.cuda.get_current_stream().record()),
+    # an event of work outside the capture: CUDA refuses the dependency (cudaErrorStreamCaptureIsolation)
+    ("a wait for an event", lambda cp, a, out, blas: cp.cuda.get_current_stream().wait_event(
+        cp.cuda.Stream(non_blocking=True).record())),
 ])
 def test_what_a_captured_step_must_not_do_invalidates_the_capture(fake_cupy, what, run):
     from gpunn.ops.cublas import CupyBlas
@@ -640,6 +644,96 @@ def test_a_device_synchronize_finishes_the_work_of_streams_since_dropped(fake_cu
     del pinned
     gc.collect()
     assert ordering.hazards == []
+
+
+def test_a_device_synchronize_waits_for_that_devices_streams_only(fake_cupy):
+    """CuPy's Device(i).synchronize() is cudaDeviceSynchronize with device i current: it waits for device i's
+    streams (and what they waited for, on any device), not for another device's. (The stand-in's used to mark
+    every device's work finished, which hid this hazard.)"""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        side = cp.cuda.Stream(non_blocking=True)
+        x = cp.zeros(8, "float32")
+        side.wait_event(cp.cuda.Stream.null.record())
+        x.set(numpy.ones(8, "float32"), stream=side)  # device 1's side stream writes x
+    cp.cuda.Device(0).synchronize()  # device 0's work: not side's
+    with cp.cuda.Device(1), pytest.raises(ordering.StreamOrderError, match="wrote in its op"):
+        x + 1
+    ordering.hazards.clear()  # the hazard raised above was expected
+    cp.cuda.Device(1).synchronize()
+    with cp.cuda.Device(1):
+        assert float((x + 1)[0]) == 2.0
+        x.set(numpy.full(8, 3, "float32"), stream=side)
+        copied = side.record()
+    s0 = cp.cuda.Stream(non_blocking=True)  # a stream of device 0 that waits for side's copy
+    s0.wait_event(copied)
+    cp.cuda.Device(0).synchronize()  # s0's wait has run, so side's copy before it has
+    with cp.cuda.Device(1):
+        assert float((x + 1)[0]) == 4.0
+    assert ordering.hazards == []
+
+
+def test_each_device_has_its_own_null_stream(fake_cupy):
+    """cupy.cuda.Stream.null is one object (handle 0), but CUDA takes handle 0 as the current device's legacy
+    stream: device 0's null stream does not wait for device 1's work, on its null stream or its blocking streams;
+    an event of device 0 cannot be recorded on device 1's null stream."""
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    y = cp.zeros(8, "float32")  # on device 0
+    with cp.cuda.Device(1):
+        x = cp.ones(8, "float32")  # made on device 1's null stream
+    with pytest.raises(ordering.StreamOrderError, match="on the null stream reads .* the null stream of device 1"):
+        y.data.copy_from_device_async(x.data, x.nbytes)  # a peer copy on device 0's null stream
+    with cp.cuda.Device(1):
+        made = null.record()
+        blocking = cp.cuda.Stream()
+        x.set(numpy.full(8, 2, "float32"), stream=blocking)  # waits for device 1's null stream, not device 0's
+    null.wait_event(made)
+    with pytest.raises(ordering.StreamOrderError, match=f"that stream {blocking.ptr:#x} wrote"):
+        y.data.copy_from_device_async(x.data, x.nbytes)
+    ordering.hazards.clear()  # the hazards raised above were expected
+    with cp.cuda.Device(1):
+        copied = null.record()  # device 1's null stream waits for its blocking stream's copy first
+    null.wait_event(copied)
+    y.data.copy_from_device_async(x.data, x.nbytes)
+    assert float(y[0]) == 2.0
+    x.set(numpy.full(8, 5, "float32"))  # CuPy makes x's device current for the copy: device 1's null stream
+    with cp.cuda.Device(1):
+        assert float((x + 1)[0]) == 6.0
+    device0_event = cp.cuda.Event()
+    with cp.cuda.Device(1), pytest.raises(cp.CUDARuntimeError, match="event of device 0 on a stream of device 1"):
+        device0_event.record()  # on the current stream: device 1's null stream
+    assert ordering.hazards == []
+
+
+def test_the_null_stream_waits_for_the_work_of_blocking_streams_since_dropped(fake_cupy):
+    """The legacy null stream waits for the work of the device's blocking streams before it, of one destroyed
+    meanwhile too (cudaStreamDestroy lets its work run); a non-blocking stream's work it never waits for."""
+    import gc
+    import weakref
+
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    x = cp.zeros(8, "float32")
+    blocking = cp.cuda.Stream()  # waits for the null stream's work before its own: x is made
+    x.set(numpy.ones(8, "float32"), stream=blocking)
+    dropped = weakref.ref(blocking)
+    del blocking
+    gc.collect()
+    assert dropped() is None
+    assert float((x + 1)[0]) == 2.0  # the null stream reads what the dropped stream wrote, after it
+    side = cp.cuda.Stream(non_blocking=True)
+    side.wait_event(cp.cuda.Stream.null.record())
+    x.set(numpy.full(8, 2, "float32"), stream=side)
+    del side
+    gc.collect()
+    with pytest.raises(ordering.StreamOrderError, match="wrote in its op"):
+        x + 1
+    ordering.hazards.clear()  # the hazard raised above was expected
 
 
 def test_a_graph_launch_on_freed_memory_fails(fake_cupy):

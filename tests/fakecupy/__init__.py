@@ -29,9 +29,10 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   GemmEx calls issued on it are recorded, not run, with their device addresses and scalar values
   (as CUDA records them); ``graph.launch()`` runs them in order, checking every launch again on the
   memory at those addresses (freed memory fails). Anything else on a capturing stream -- a CuPy
-  expression, an allocation, a read-back, CuPy's own cuBLAS -- invalidates the capture and raises,
-  which is stricter than CuPy (it would capture a plain CuPy kernel) but is what gpunn's captured
-  step promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
+  expression, an allocation, a read-back, CuPy's own cuBLAS, an event recorded or waited for --
+  invalidates the capture and raises, which is stricter than CuPy (it would capture a plain CuPy kernel,
+  and an event of a fork inside the capture; a wait for an event recorded outside it CUDA refuses too) but
+  is what gpunn's captured step promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
   refused on a thread while it has a capture not begun in relaxed mode or another thread one begun in global
   mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures, and a
   capture not begun in relaxed mode ends on its own thread only. cuBLAS for capture
@@ -43,7 +44,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   it, and an access to device memory that another stream's unfinished work may still use raises
   StreamOrderError -- including a block CuPy's memory pool may hand over from a stream that still
   uses it, and a pinned host buffer freed while a copy from it may be in flight (the tests'
-  conftest fails the test);
+  conftest fails the test); ``cupy.cuda.Stream.null`` is one object, but its work goes to the current
+  device's own legacy stream (CUDA resolves handle 0 at each call; ``get``/``set`` make the array's device
+  current, as CuPy does), and ``Device(i).synchronize()`` waits for device i's streams only;
 - ``empty`` / ``empty_like`` arrays hold all bytes 0xFF (NaN, -1), not NumPy's often-zero fresh pages: on a
   GPU they hold whatever the pool block last held, so code that reads an element it never wrote fails here.
 
@@ -74,6 +77,7 @@ drives the kernels and CuPy correctly.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ctypes
 import itertools
 import sys
@@ -173,7 +177,7 @@ class Device:
             raise CUDARuntimeError(
                 "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing (a device "
                 "synchronize while a stream captures)")
-        _ordering.host_saw_everything()
+        _ordering.device_synchronized(self.id)  # CuPy: cudaDeviceSynchronize with this device current
 
     def __repr__(self):
         return f"<CUDA Device {self.id}>"
@@ -259,12 +263,15 @@ class Event:
 
     def record(self, stream=None):
         on = stream or _current_stream()
-        if on._device is not None and on._device != self._device:
+        device = state.current if on._device is None else on._device  # the null stream: the current device's
+        if device != self._device:
             raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: cudaEventRecord of an event of device "
-                                   f"{self._device} on a stream of device {on._device}")
+                                   f"{self._device} on a stream of device {device}")
+        if on._capture is not None:  # CUDA makes it a dependency inside the graph: not modelled, so refused
+            on._capture.invalidate("an event recorded on the capturing stream")
         self._recorded = True
         self._time = time.perf_counter()  # the work before it has run: wall time is the device's
-        self._seen = _ordering.recorded(stream or _current_stream())
+        self._seen = _ordering.recorded(on)
 
     def synchronize(self):
         if not self._recorded:
@@ -295,12 +302,19 @@ class _Stream:
         _Stream._count += 1
         self.ptr = 0 if null else 0x5000 + _Stream._count
         # fakecupy.ordering's keys have underscore names, as the device: cupy.cuda.Stream has only ptr and device_id
-        self._key, self._blocking = self.ptr, not (null or non_blocking)
         self._device = None if null else state.current  # the legacy null stream: each device's own
         self._previous = []
         self._capture = None  # a _Recording while begin_capture .. end_capture
         _STREAMS[self.ptr] = self
-        _ordering.register_stream(self)
+        if not null:  # the null stream's order is its device's (_order)
+            self._key, self._blocking = self.ptr, not non_blocking
+            _ordering.register_stream(self)
+
+    @property
+    def _order(self):
+        """The stream whose order fakecupy.ordering keeps: this one; for the null stream (handle 0, which CUDA takes
+        as the current device's legacy stream), the current device's."""
+        return _ordering.null_clock(state.current) if self._device is None else self
 
     @property
     def device_id(self):
@@ -333,7 +347,7 @@ class _Stream:
     def synchronize(self):
         if self._capture is not None:
             self._capture.invalidate("synchronize on a capturing stream")
-        _ordering.host_saw(self._seen)
+        _ordering.synchronized(self)
 
     def record(self, event=None):
         event = event or Event()
@@ -343,6 +357,9 @@ class _Stream:
     def wait_event(self, event):
         if not isinstance(event, Event):
             raise TypeError(f"wait_event needs an Event, got {type(event).__name__}")
+        if self._capture is not None:  # CUDA: cudaErrorStreamCaptureIsolation for an event recorded outside it
+            self._capture.invalidate("a wait for an event (one recorded outside the capture: a dependency CUDA refuses "
+                                     "to let cross it)")
         _ordering.wait(self, event._seen)
 
     # ---- CUDA graphs ---------------------------------------------------------------------------
@@ -560,8 +577,9 @@ class ndarray(numpy.ndarray):
         if not (self.flags.c_contiguous or self.flags.f_contiguous):
             raise RuntimeError("Cannot set to non-contiguous array")
         on = _issuing(stream)
-        _ordering.access(on, "a copy from the host (set)", writes=[self])
-        _ordering.host_access(on, on._tick, arr, write=False)  # pinned: asynchronous, in flight until waited for
+        with _device_current(self._device_id):  # CuPy: the copy with the array's device current
+            _ordering.access(on, "a copy from the host (set)", writes=[self])
+            _ordering.host_access(on, arr, write=False)  # pinned: asynchronous, in flight until waited for
         self.view(numpy.ndarray)[...] = arr
 
     def fill(self, value):  # a CuPy fill kernel on the current stream
@@ -787,17 +805,28 @@ def _flatten(items):
 
 
 def _synchronous_read(a, what, stream=None):
-    """A synchronous copy to the host on the current stream: the host waits for that stream."""
+    """A synchronous copy to the host on the current stream: the host waits for that stream. CuPy (ndarray.get)
+    takes the current stream, then makes the array's device current for the copy and the wait: the null stream
+    is then the array's device's."""
     on = _issuing(stream)
-    _ordering.access(on, what, reads=[a])
-    _ordering.host_saw(on._seen)
+    with _device_current(a._device_id):
+        _ordering.access(on, what, reads=[a])
+        _ordering.synchronized(on)
+
+
+@contextlib.contextmanager
+def _device_current(device):
+    """``device`` current for a while (CuPy's runtime.setDevice .. setDevice(prev_device))."""
+    previous, state.current = state.current, device
+    try:
+        yield
+    finally:
+        state.current = previous
 
 
 def _check_operands(what, operands, writes=()):
     _refuse_in_capture(f"CuPy's {what}")
-    _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
-                     writes=[x for x in writes if isinstance(x, ndarray)])
-    for x in operands:
+    for x in operands:  # checked first: an operation CuPy refuses never runs on a stream
         if isinstance(x, ndarray):
             if x._device_id != state.current:
                 raise ValueError(f"{what}: array is on device {x._device_id} but the current device is "
@@ -805,6 +834,8 @@ def _check_operands(what, operands, writes=()):
         elif isinstance(x, numpy.ndarray):
             raise TypeError(f"{what}: unsupported type {type(x)}: a host NumPy array mixed with device arrays "
                             "(CuPy does not convert implicitly; use cupy.asarray)")
+    _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
+                     writes=[x for x in writes if isinstance(x, ndarray)])
 
 
 def _refuse_device(x, what):
@@ -1419,8 +1450,9 @@ class RawKernel:
         recording = (stream or _current_stream())._capture
         if recording is None:
             state.launches.append((self.name, tuple(grid), tuple(block)))
+            run = _kernels.prepare(self, grid, block, args, ndarray, state)  # a launch CUDA refuses never runs
             self._accesses(_launch_stream(stream), args)
-            _kernels.launch(self, grid, block, args, ndarray, state)
+            run()
             return
         # captured: checked now; the graph keeps the arguments' addresses (not the arrays) and the
         # scalars' values, as CUDA does, and launches the kernel on whatever memory is there then

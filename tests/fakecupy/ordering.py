@@ -5,8 +5,9 @@ here. This module proves the order instead, with one logical clock per stream (a
 operation on stream S gets the next tick of S; ``event.record(S)`` keeps what S has reached (and
 what S had waited for); ``T.wait_event(event)`` and the legacy null stream's implicit waits carry
 it over to T; a host synchronisation (``event.synchronize()``, ``stream.synchronize()``,
-``.get()``, ``float()``...) tells the host; a device synchronize tells it all the streams' work, of streams
-already dropped too (CUDA finishes a destroyed stream's work). Every device allocation remembers, per stream, the last
+``.get()``, ``float()``...) tells the host; ``Device(i).synchronize()`` (cudaDeviceSynchronize on device i) tells
+it the work of device i's streams, of streams already dropped too (CUDA finishes a destroyed stream's work), and
+of what they waited for; the other devices' streams are not waited for. Every device allocation remembers, per stream, the last
 tick that read and that wrote it, and an access on stream S is a hazard when another stream's
 conflicting access (a write, or any access for a write) is not known to come before it, on S or on
 the host. That is CUDA's rule; these are the ways gpunn could break it:
@@ -33,8 +34,13 @@ A hazard found at an access raises StreamOrderError; one found when memory is fr
 where nothing can be raised) is appended to ``hazards``, which the tests' conftest checks after
 each test. Before that check, after a test that used the stand-in (``ops`` moved), the conftest
 collects the garbage (memory held by a reference cycle is freed now, not in a later test) and
-calls :func:`settle` (the pinned bytes of copies in flight compared now, not at the next copy). Work on the legacy null stream waits for the blocking streams' work before it and the
-other way round (gpunn's own streams are non-blocking: they wait only for events).
+calls :func:`settle` (the pinned bytes of copies in flight compared now, not at the next copy).
+
+The legacy null stream is one object in CuPy (``cupy.cuda.Stream.null``, handle 0), but CUDA takes handle 0 as
+the *current device's* own legacy stream: its order is kept per device (:func:`null_clock`; the stream object
+hands over the current device's through ``_order``). Work on a device's null stream waits for the work before it
+of that device's blocking streams, of those already dropped too (their work still runs, and the legacy stream
+waits for it), and the other way round (gpunn's own streams are non-blocking: they wait only for events).
 """
 from __future__ import annotations
 
@@ -53,11 +59,14 @@ hazards: list = []  # hazards found where nothing could be raised (memory freed)
 ops = 0  # operations and allocations so far (tests/conftest.py settles the checks after a test that made any)
 _BLOCKS: dict = {}  # id(root array) -> _Block
 _PINNED: dict = {}  # id(pinned host array) -> _Block
-_STREAMS = weakref.WeakValueDictionary()  # stream key -> stream (the null stream's implicit waits)
-# stream key -> that stream's vector clock (its ``_seen``, updated in place), kept past the stream: a device
+_STREAMS = weakref.WeakValueDictionary()  # stream key -> the live stream (or a device's null stream clock)
+# stream key -> (its device, its vector clock: its ``_seen``, updated in place), kept past the stream: a device
 # synchronize finishes the work of streams already dropped too (cudaStreamDestroy lets their work run)
 _CLOCKS: dict = {}
-_BLOCKING = weakref.WeakSet()  # the blocking streams (cupy.cuda.Stream() without non_blocking)
+# the blocking streams (cupy.cuda.Stream() without non_blocking): key -> (device, vector clock), a dropped one's
+# kept until its device's null stream has waited for its work (the legacy stream waits for it too)
+_BLOCKING: dict = {}
+_NULLS: dict = {}  # device -> that device's legacy null stream (_NullClock)
 # copies from pinned host memory that the host has not seen finish: (stream key, tick, weakref to the pinned
 # buffer, byte offset, byte count, checksum of those bytes when the copy was issued)
 _IN_FLIGHT: list = []
@@ -76,28 +85,59 @@ class _Block:
         self.freed_in = freed_in or {}  # stream key -> the test that freed the block whose access is that ghost
 
 
+class _NullClock:
+    """One device's legacy null stream, as ordering keeps it (its key: minus the device, 0 for device 0)."""
+
+    _blocking = False
+
+    def __init__(self, device):
+        self._device, self._key = device, -device
+
+    @property
+    def _order(self):
+        return self
+
+
+def null_clock(device):
+    """Device ``device``'s legacy null stream (``cupy.cuda.Stream.null`` while that device is current)."""
+    with _LOCK:
+        clock = _NULLS.get(device)
+        if clock is None:
+            clock = _NULLS[device] = _NullClock(device)
+            register_stream(clock)
+        return clock
+
+
 def reset():
     with _LOCK:
         _IN_FLIGHT.clear()
         HOST.clear()
         POOLS.clear()
         FREED_IN.clear()
-        _CLOCKS.clear()  # the dropped streams' work is done; the live ones (the null stream) stay known
-        _CLOCKS.update((key, stream._seen) for key, stream in list(_STREAMS.items()))
+        # the dropped streams' work is done; the live ones (the null streams) stay known
+        live = list(_STREAMS.items())
+        _CLOCKS.clear()
+        _CLOCKS.update((key, (stream._device, stream._seen)) for key, stream in live)
+        _BLOCKING.clear()
+        _BLOCKING.update((key, (stream._device, stream._seen)) for key, stream in live if stream._blocking)
         hazards.clear()
 
 
 def register_stream(stream):
-    stream._tick, stream._seen = 0, {}
-    _STREAMS[stream._key] = stream
-    _CLOCKS[stream._key] = stream._seen
-    if stream._blocking:
-        _BLOCKING.add(stream)
+    """A new stream (``stream._device``: the device it was made on) or a device's null stream clock."""
+    with _LOCK:
+        stream._tick, stream._seen = 0, {}
+        _STREAMS[stream._key] = stream
+        _CLOCKS[stream._key] = (stream._device, stream._seen)
+        if stream._blocking:
+            _BLOCKING[stream._key] = (stream._device, stream._seen)
 
 
 def _name(stream_or_key):
     key = getattr(stream_or_key, "_key", stream_or_key)
-    return "the null stream" if key == 0 else f"stream {key:#x}"
+    if key <= 0:
+        return "the null stream" if key == 0 else f"the null stream of device {-key}"
+    return f"stream {key:#x}"
 
 
 def _merge(into, vc):
@@ -109,15 +149,17 @@ def _merge(into, vc):
 def issue(stream) -> int:
     """One operation on ``stream``: its tick (the legacy null stream and blocking streams wait for each other)."""
     global ops
+    stream = stream._order
     with _LOCK:
         ops += 1
-        if stream._key == 0:
-            for other in list(_BLOCKING):
-                _merge(stream._seen, other._seen)
+        if isinstance(stream, _NullClock):
+            for key, (device, seen) in list(_BLOCKING.items()):
+                if device == stream._device:
+                    _merge(stream._seen, seen)
+                    if key not in _STREAMS:
+                        del _BLOCKING[key]  # dropped: all its work is now before this stream's
         elif stream._blocking:
-            null = _STREAMS.get(0)
-            if null is not None:
-                _merge(stream._seen, null._seen)
+            _merge(stream._seen, null_clock(stream._device)._seen)
         stream._tick += 1
         stream._seen[stream._key] = stream._tick
         return stream._tick
@@ -127,12 +169,17 @@ def recorded(stream) -> dict:
     """What an event recorded on ``stream`` now stands for."""
     with _LOCK:
         issue(stream)
-        return dict(stream._seen)
+        return dict(stream._order._seen)
 
 
 def wait(stream, event_vc):
     with _LOCK:
-        _merge(stream._seen, event_vc or {})
+        _merge(stream._order._seen, event_vc or {})
+
+
+def synchronized(stream):
+    """The host has waited for ``stream`` (the null stream: the current device's)."""
+    host_saw(stream._order._seen)
 
 
 def host_saw(vc):
@@ -147,12 +194,19 @@ def host_saw(vc):
                 FREED_IN.get(arena, {}).pop(key, None)
 
 
-def host_saw_everything():
-    """A device synchronize: the work of every stream, alive or dropped, is finished."""
+def device_synchronized(device):
+    """cudaDeviceSynchronize on ``device``: the work of its streams, alive or dropped, its null stream's, and what
+    they waited for (on any device) is finished; the other devices' own work is not."""
     with _LOCK:
-        host_saw({key: seen.get(key, 0) for key, seen in _CLOCKS.items()})
-        for key in [k for k in _CLOCKS if k not in _STREAMS]:
-            del _CLOCKS[key]  # dropped and now all seen: it has no more work
+        mine = [key for key, (on, _) in _CLOCKS.items() if on == device]
+        seen: dict = {}
+        for key in mine:
+            _merge(seen, _CLOCKS[key][1])
+        host_saw(seen)
+        for key in mine:
+            if key not in _STREAMS:
+                del _CLOCKS[key]  # dropped and now all seen: it has no more work
+                _BLOCKING.pop(key, None)
 
 
 def _root(a):
@@ -168,6 +222,7 @@ def _ordered(stream, key, tick) -> bool:
 def allocated(root, stream, label="device memory"):
     """A new device allocation on ``stream`` (CuPy's pool: it may be a block freed on that stream)."""
     global ops
+    stream = stream._order
     with _LOCK:
         ops += 1
         if id(root) in _BLOCKS:
@@ -230,19 +285,23 @@ def _pinned_freed(ident, block, nbytes):
 def access(stream, what, reads=(), writes=()):
     """One operation on ``stream`` that reads and writes these device arrays (others are ignored);
     raises StreamOrderError when it is not ordered after another stream's conflicting access."""
+    stream = stream._order
     with _LOCK:
         tick = issue(stream)
         for a, write in [(a, False) for a in reads] + [(a, True) for a in writes]:
             _touch(stream, tick, a, write, what)
 
 
-def host_access(stream, tick, host_array, write):
+def host_access(stream, host_array, write):
     """A copy on ``stream`` between the device and ``host_array``: tracked when it is pinned memory. A copy
     from it is in flight until the host has waited for it: the host must not write those bytes meanwhile
-    (the copy could read the new values), which ``_check_in_flight`` finds at the next copy or wait."""
+    (the copy could read the new values), which ``_check_in_flight`` finds at the next copy or wait. The copy is
+    the operation just issued on ``stream``."""
     if not isinstance(host_array, numpy.ndarray):
         return
+    stream = stream._order
     with _LOCK:
+        tick = stream._tick
         root = _root(host_array)
         block = _PINNED.get(id(root))
         if block is not None:
