@@ -241,7 +241,8 @@ def test_a_first_row_of_another_width_holding_a_word_is_refused_for_its_width_by
     ('1,2\n"3","4\n', "4\n"),
     ('1,2\n3,"4\n"\n5,6\n', "4\n"),
     ('1,2\r\n3,"4\r\n', "4\r\n"),
-], ids=["quote left open at the end", "line end inside quotes", "quote left open, CRLF"])
+    ('1,2\r3,"4\r', "4\r"),
+], ids=["quote left open at the end", "line end inside quotes", "quote left open, CRLF", "quote left open, CR"])
 @pytest.mark.parametrize("header", [True, False])
 def test_a_quoted_value_holding_a_line_end_is_refused_on_its_line_by_every_reader(tmp_path, monkeypatch, text, value,
                                                                                    header):
@@ -258,6 +259,43 @@ def test_a_quoted_value_holding_a_line_end_is_refused_on_its_line_by_every_reade
     assert refusal(streamed, path, ["a", "b"] if header else ["f0", "f1"]) == said
     assert refusal(read_whole, path) == said
     assert refusal(read_whole, path, monkeypatch) == said
+
+
+
+def test_a_quote_left_open_on_a_line_the_byte_scans_block_cuts_is_refused(tmp_path):
+    """csvtext.csv_first_foreign scans a file read whole in blocks of 16 MiB, carrying the quotes of the line a
+    block cuts into the next: a quote opened before the cut and never closed is found, as on a line no block cuts
+    (without the carry the next block's part of the line held no quote, and the file read as numbers)."""
+    from gpunn.csvtext import csv_first_foreign
+
+    block, line = 1 << 24, 4096
+    padding = "1," + " " * (line - 4) + "2\n"  # wide lines: few rows to parse once the scan finds the quote
+    cut = '3,"' + "4" * (line - 3)  # the block's last bytes: the quote opens before the cut, its line ends after
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n" + padding * (block // line - 1) + cut + "\n5,6\n")
+    assert path.stat().st_size > 4 + block and len(padding) == len(cut) == line
+    value = "4" * (line - 3) + "\n5,6\n"  # the quoted value runs to the file's end
+    assert csv_first_foreign(str(path)) == (f"line {block // line + 1}: column 'b': {value!r} is not a number (a line "
+                                            "end inside quotes: is a quote left open?)")
+
+
+def test_quoted_numbers_are_passed_by_the_byte_scan_without_parsing_a_row(tmp_path, monkeypatch):
+    """A file of quoted numbers, each line's quotes in pairs: csv_first_foreign says "" from its byte scan, in a
+    fraction of a row parse's time, whatever the line ends; only a line of an odd count of quotes (a line end inside
+    quotes) makes it parse the rows."""
+    from gpunn import csvtext
+
+    def no_parse(*args):
+        raise AssertionError("the rows were parsed")
+
+    monkeypatch.setattr(csvtext, "_data_rows", no_parse)
+    path = tmp_path / "x.csv"
+    for newline in ("\n", "\r\n", "\r"):
+        path.write_text(newline.join(['a,b', '"1","2"', '" 3",4', '5,"6"']), newline="")
+        assert csvtext.csv_first_foreign(str(path)) == ""
+    path.write_text('a,b\n"1","2\n3",4\n')
+    with pytest.raises(AssertionError, match="the rows were parsed"):
+        csvtext.csv_first_foreign(str(path))
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
