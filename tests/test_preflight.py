@@ -242,26 +242,38 @@ def test_a_latin1_byte_near_the_end_of_a_file_or_of_the_window_is_not_taken_for_
 
 @pytest.mark.parametrize("protocol, obj", [(0, {"X": 1}), (0, [1, 2]), (1, {"X": 1}), (1, [1, 2]), (2, [1, 2]),
                                            (5, {"X": 1}), (0, numpy.arange(3.0)), (1, numpy.arange(3.0)),
-                                           (0, collections.OrderedDict(a=1.5)), (1, fractions.Fraction(1, 3))],
+                                           (0, collections.OrderedDict(a=1.5)), (1, fractions.Fraction(1, 3)),
+                                           ("0 optimized", numpy.arange(3.0)),
+                                           ("1 optimized", collections.OrderedDict(a=1.5))],
                          ids=["0-dict", "0-list", "1-dict", "1-list", "2-list", "5-dict", "0-array", "1-array",
-                              "0-global", "1-global"])
+                              "0-global", "1-global", "0-global-mark", "1-global-empty-tuple"])
 def test_a_pickle_is_told_by_its_first_bytes(tmp_path, protocol, obj):
     """A protocol-1 list (]q) was "binary", and a protocol-0 or 1 pickle that starts with a global (an array's
-    "cnumpy._core.multiarray\\n_reconstruct\\np0\\n") "text, but not UTF-8 (... as Excel ... writes)"."""
+    "cnumpy._core.multiarray\\n_reconstruct\\np0\\n") "text, but not UTF-8 (... as Excel ... writes)". A pickle
+    without memo entries (pickletools.optimize's) has a mark or an empty tuple after its global instead."""
     import pickle
+    import pickletools
 
+    pickled = pickle.dumps(obj, protocol=int(str(protocol).split()[0]))
+    if "optimized" in str(protocol):
+        pickled = pickletools.optimize(pickled)
+        after_global = pickled.split(b"\n", 2)[2]
+        assert after_global[:1] in (b"(", b")")
     path = tmp_path / "x.pkl"
-    path.write_bytes(pickle.dumps(obj, protocol=protocol))  # (d (l }q ]q, a global or \x80: never unpickled to find out
+    path.write_bytes(pickled)  # (d (l }q ]q, a global or \x80: never unpickled to find out
     assert preflight.file_kind(path) == "pickle"
     with pytest.raises(preflight.PreflightError, match="is a Python pickle; gpunn never unpickles"):
         preflight.read_matrix(path)
 
 
 @pytest.mark.parametrize("text, kind", [(b"count\n3\n", "text"), (b"cost\nprice\n1\n", "text"),
-                                        (b"c\xe9\nx\np\n", "text-8bit"), (b"cnumpy\nndarray\n", "text")])
+                                        (b"c\xe9\nx\np\n", "text-8bit"), (b"cnumpy\nndarray\n", "text"),
+                                        (b"cost\n5\n(n/a)\n", "text"), (b"c1\nNA\n(n/a)\n", "text"),
+                                        (b"x\ncat\ndog\n(n/a)\n", "text")])
 def test_a_one_column_csv_starting_with_c_is_not_taken_for_a_pickle_global(tmp_path, text, kind):
     """A pickle's global is "c" module, a line end, a name, a line end, then a memo or a mark: a one-column CSV has
-    the first two lines' shape (a header starting with c, a number), so the third is checked too."""
+    the first two lines' shape (a header starting with c, a number), so the third is checked too; the module and
+    the name start as Python's do (not "c1", "5"), and the global is the file's first bytes (not a later "cat")."""
     path = tmp_path / "x.csv"
     path.write_bytes(text)
     assert preflight.file_kind(path) == kind
