@@ -696,7 +696,9 @@ class Checkpoint:
         settings differ), the k-th passed of a class the k-th saved: another number of a class than the run
         had (but none) is refused. The run's callbacks of other classes (your own Callback with a state) are not
         made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
-        do not hold their state). ``epochs`` (the run's total) may raise it, never below the epochs done.
+        do not hold their state). The callbacks passed run first, then those made again, in the run's order (a
+        stopper made again sees what a callback of yours logs). ``epochs`` (the run's total) may raise it, never
+        below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
         leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
@@ -966,7 +968,11 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     ``checkpoint``, so a run saved with several is refused (they would all write one file). A class not found
     here is not restored, with a warning (its saved state is dropped: a user's own Callback must be passed). With
     no writer restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here,
-    with a warning. ``over``: why the run trains no more (_over), said in a warning of other settings."""
+    with a warning. ``over``: why the run trains no more (_over), said in a warning of other settings.
+
+    Order: the ``user``'s callbacks as passed, then the rebuilt ones in the run's order. The file does not say where
+    the run's callbacks without a state were, and one that logs a metric (a user's own) comes before those that
+    monitor it: a rebuilt EarlyStopping listed first would not find it in the logs (it was refused so)."""
     target = ckpt.path if checkpoint is True else checkpoint
     saved, passed = {}, {}
     for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
@@ -1014,7 +1020,7 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
                           UserWarning, stacklevel=_backend.user_stacklevel())
     if plain:
         restored.append(ModelCheckpoint(target))
-    return restored + user
+    return user + restored
 
 
 def _callback_class(name):

@@ -568,6 +568,39 @@ def test_a_resume_with_nothing_left_to_train_says_so_instead_of_drawing_an_empty
     assert gpunn.load_checkpoint(tmp_path / "es.npz").resume(X, Y)["epoch"] == [1, 2]
     assert capsys.readouterr().err == "train [cpu]: nothing left to train (early stopping ended it after epoch 2)\n"
 
+
+def test_the_stoppers_a_resume_makes_again_monitor_what_the_callbacks_passed_log_in_the_runs_order(data, tmp_path,
+                                                                                                      interrupt_at):
+    """A run's EarlyStopping that monitors a value a callback of the user's logs (listed before it), resumed with
+    that callback passed and the stoppers left to the file: the stoppers made again ran before the callbacks
+    passed, and the resume failed ("EarlyStopping monitors 'score', which the logs lack"). They run after them now,
+    in the run's order (of two that restore their best weights at the end, the last one's are the run's), and the
+    run ends as the one never interrupted."""
+    X, Y = data
+
+    class _ScriptedOther(_Scripted):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["other"] = self.values[epoch]
+
+    def scripts():
+        return [_Scripted([5.0, 1.0, 3.0, 4.0, 0.5, 6.0]), _ScriptedOther([3.0, 1.0, 2.0, 4.0, 5.0, 6.0])]
+
+    def stoppers():
+        return [EarlyStopping(monitor="score", patience=10), EarlyStopping(monitor="other", patience=10)]
+
+    fit = {**FIT, "epochs": 6}
+    reference, used = MLP([6, 8, 2], device="cpu", seed=1), stoppers()
+    ref_hist = reference.fit(X, Y, callbacks=[*scripts(), *used], **fit)
+    assert [cb.best_epoch for cb in used] == [5, 2]  # each restores its best at the end: the last one's stay
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[*scripts(), *stoppers(), interrupt_at(2, 0),
+                                                              gpunn.ModelCheckpoint(path)], **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    resumed = ckpt.resume(X, Y, callbacks=scripts(), verbose=False)
+    assert _no_timing(resumed) == _no_timing(ref_hist)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
 def test_a_resumed_run_ends_with_the_best_weights_of_an_epoch_before_the_resume(data, tmp_path, interrupt_at):
     """EarlyStopping's best weights travel in the checkpoint: the best epoch (1) came before the stop, no
     epoch after the resume beats it, and the resumed run ends with epoch 1's weights as the straight one."""
