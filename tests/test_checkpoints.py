@@ -294,18 +294,45 @@ class _LoggedWriter(gpunn.ModelCheckpoint):
         super().save(trainer, logs)
 
 
-def test_a_users_writer_not_passed_again_is_made_again_with_its_settings_when_its_class_is_defined(data, tmp_path):
+class _LoggedWriterOfItsOwn(_LoggedWriter):
+    """A subclass of a user's writer (of a subclass of ModelCheckpoint)."""
+
+
+@pytest.mark.parametrize("where", ["subclass", "subclass of a subclass", "class made in a function"])
+def test_a_users_writer_not_passed_again_is_made_again_with_its_settings_when_its_class_is_defined(data, tmp_path,
+                                                                                                 where):
     """A run written by the user's own ModelCheckpoint subclass, resumed without passing it: the subclass is made
-    again (looked up by its name among the built-ins' subclasses defined in this process) with its saved settings
-    and writes the resumed file by its own rule. It was replaced by a plain ModelCheckpoint writing every epoch."""
+    again (looked up by its name among the built-ins' subclasses defined in this process, at any depth, wherever
+    it was defined) with its saved settings and writes the resumed file by its own rule. It was replaced by a plain
+    ModelCheckpoint writing every epoch."""
     X, Y = data
     path = tmp_path / "c.npz"
+    if where == "class made in a function":
+        class _LoggedWriterInATest(_LoggedWriter):  # its __qualname__ says where: not the name saved
+            pass
+
+        writer = _LoggedWriterInATest
+    else:
+        writer = _LoggedWriter if where == "subclass" else _LoggedWriterOfItsOwn
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False,
-                                             callbacks=[_LoggedWriter(path, every=2)])
+                                             callbacks=[writer(path, every=2)])
     del _LoggedWriter.writes[:]
     gpunn.load_checkpoint(path).resume(X, Y, epochs=5, verbose=False)
     assert _LoggedWriter.writes == [(str(path), 2, 3), (str(path), 2, 4)]  # epoch 4's end, and the run's end
     assert gpunn.load_checkpoint(path).epoch == 5
+
+
+def test_a_users_best_only_writer_made_again_goes_on_from_the_best_it_saved(data, tmp_path):
+    """The user's writer made again from the file takes its saved state too: a save_best_only one writes at epoch
+    4's 0.5, not at epoch 3's 2.0, which is no better than epoch 1's 1.0 (made without its state, it wrote both),
+    and at the run's end."""
+    X, Y = data
+    path, scores = tmp_path / "c.npz", [1.0, 3.0, 2.0, 0.5]
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False, callbacks=[
+        _Scripted(scores), _LoggedWriter(path, save_best_only=True, monitor="score")])
+    del _LoggedWriter.writes[:]
+    gpunn.load_checkpoint(path).resume(X, Y, epochs=4, verbose=False, callbacks=[_Scripted(scores)])
+    assert _LoggedWriter.writes == [(str(path), 1, 3), (str(path), 1, 3)]  # epoch 4's end, and the run's end
 
 
 class _PathOnlyWriter(gpunn.ModelCheckpoint):
@@ -315,7 +342,16 @@ class _PathOnlyWriter(gpunn.ModelCheckpoint):
         super().__init__(path, every=1)
 
 
-@pytest.mark.parametrize("how", ["not defined", "defined twice", "refuses its settings"])
+class _EveryOtherWriter(gpunn.ModelCheckpoint):
+    """A user's writer whose constructor refuses the value of a setting its run saved (its code changed since)."""
+
+    def __init__(self, path, every=2, **settings):
+        if every % 2:
+            raise ValueError(f"every must be even, got {every}")
+        super().__init__(path, every=every, **settings)
+
+
+@pytest.mark.parametrize("how", ["not defined", "defined twice", "refuses its settings", "refuses their values"])
 def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_warning(data, tmp_path, how):
     X, Y = data
     path = tmp_path / "c.npz"
@@ -323,7 +359,11 @@ def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_wa
         writer = type("_TwiceWriter", (gpunn.ModelCheckpoint,), {})(path)
     else:
         writer = (_PathOnlyWriter if how == "refuses its settings" else _LoggedWriter)(path)
+    if how == "refuses their values":
+        writer = _EveryOtherWriter(path)
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False, callbacks=[writer])
+    if how == "refuses their values":
+        rewrite_meta(path, path, lambda meta: meta["training"]["callbacks"][0]["config"].update({"every": 3}))
     if how == "not defined":
         rewrite_meta(path, path, lambda meta: meta["training"]["callbacks"][0].update({"class": "AnotherProgramsWriter"}))
         says = (r"c\.npz's run had callbacks of classes not found in this process \(AnotherProgramsWriter; not defined, "
@@ -333,6 +373,9 @@ def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_wa
         redefined = type("_TwiceWriter", (gpunn.ModelCheckpoint,), {})  # a notebook's cell run again, say
         assert redefined.__name__ == type(writer).__name__ and redefined is not type(writer)
         says = r"classes not found in this process \(_TwiceWriter; not defined, defined twice"
+    elif how == "refuses their values":
+        says = (r"c\.npz: the run's _EveryOtherWriter cannot be made again from its saved settings \{'every': 3, .*\} "
+                r"\(every must be even, got 3\): it is not restored; pass it in callbacks")
     else:
         says = (r"c\.npz: the run's _PathOnlyWriter cannot be made again from its saved settings \{'every': 1, .*\} "
                 r"\(.*unexpected keyword argument 'every'\): it is not restored; pass it in callbacks")
@@ -437,6 +480,57 @@ def test_another_number_of_a_stateful_class_than_the_run_saved_is_refused_and_th
     with pytest.raises(ValueError, match=r"state of 1 ReduceLROnPlateau callback \(.*\), and 2 were passed"):
         gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False,
                                            callbacks=[ReduceLROnPlateau(), ReduceLROnPlateau(patience=3)])
+    # a class of the user's own (no get_config: no settings saved), which the resume cannot make again: none
+    # passed leaves them out
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[_Tally(), _Tally(), gpunn.ModelCheckpoint(path)],
+                                             **{**FIT, "epochs": 1})
+    with pytest.raises(ValueError, match=r"state of 2 _Tally callbacks \(_Tally\(\); _Tally\(\)\), and 1 was passed to "
+                                         r"resume; .*: pass 2, in the run's order, or none to leave them out$"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[_Tally()])
+
+
+class _Tally(gpunn.Callback):
+    """A user's stateful callback without get_config (its checkpoint entry holds no settings)."""
+
+    def state_dict(self):
+        return {"epochs": 0}, {}
+
+    def load_state_dict(self, state, arrays):
+        self.state = state
+
+
+class _Noted(gpunn.Callback):
+    """A user's callback that notes something in each checkpoint (state_dict) and reads nothing back."""
+
+    def state_dict(self):
+        return {"note": "seen"}, {}
+
+
+def test_a_callback_that_only_writes_a_state_is_passed_again_without_a_count_to_match(data, tmp_path):
+    """A callback whose class has state_dict but no load_state_dict is saved with the run, and passed to resume it
+    takes no state: the k-th-passed rule counts only callbacks that take one, so one passed is no refusal."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_Noted(), _Noted(), gpunn.ModelCheckpoint(path)])
+    assert [cb["class"] for cb in gpunn.load_checkpoint(path).training["callbacks"]] == ["_Noted", "_Noted",
+                                                                                         "ModelCheckpoint"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[_Noted()])
+    assert gpunn.load_checkpoint(path).epoch == 2
+
+
+def test_a_writer_passed_to_resume_takes_over_from_the_runs_and_the_file_loaded_is_not_written(data, tmp_path):
+    """checkpoint=True writes the file loaded only where no writer is passed: a ModelCheckpoint passed takes over
+    the run's writer's state (the k-th passed the k-th saved), so it alone writes, to its own path."""
+    X, Y = data
+    path, other = tmp_path / "c.npz", tmp_path / "other.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[gpunn.ModelCheckpoint(path)])
+    before = path.read_bytes()
+    gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[gpunn.ModelCheckpoint(other)])
+    assert path.read_bytes() == before and gpunn.load_checkpoint(other).epoch == 2
 
 
 def test_a_run_with_two_writers_resumes_with_them_passed_or_without_writing_and_is_refused_otherwise(data,
@@ -707,6 +801,10 @@ def test_a_resume_that_trains_nothing_leaves_the_file_it_resumed_as_it_was(data,
         gpunn.load_checkpoint(path).resume(X, Y, verbose=False, callbacks=[EarlyStopping(patience=50, min_delta=1e6),
                                                                            gpunn.ModelCheckpoint(str(path))])
         assert path.read_bytes() == before  # passed for the same file: as the run's own writer
+        same_file = gpunn.ModelCheckpoint(f"{tmp_path}/./c.npz")  # the same file by another spelling of its path
+        gpunn.load_checkpoint(path).resume(X, Y, verbose=False,
+                                           callbacks=[EarlyStopping(patience=50, min_delta=1e6), same_file])
+        assert path.read_bytes() == before
         gpunn.load_checkpoint(path).resume(X, Y, verbose=False, checkpoint=other,
                                            callbacks=[EarlyStopping(patience=50, min_delta=1e6)])
     assert path.read_bytes() == before

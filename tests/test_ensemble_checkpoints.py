@@ -149,6 +149,22 @@ def test_resuming_a_run_whose_members_stopped_early_or_diverged_trains_no_furthe
     assert resumed["epoch"] == [1, 2] and resumed.stopped_epoch == [2, None]
     assert path.read_bytes() == before
 
+def test_a_run_only_some_of_whose_members_stopped_early_trains_on_and_writes_its_file(ensemble_data, tmp_path,
+                                                                                      interrupt_at):
+    """Member 1 stopped early and stays frozen, members 0 and 2 train on: not a resume that trains nothing (that
+    needs every member frozen), so a stopper passed with other settings goes on by them, and the file is written."""
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 3, dtype="float64", seed=7).fit(
+        X, Y, callbacks=[_stopper(), interrupt_at(2, 4), gpunn.ModelCheckpoint(path)], **FIT)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert ckpt.optimizer.frozen == [1] and (ckpt.state.epoch, ckpt.state.batch) == (3, 0)
+    with pytest.warns(UserWarning, match=r"\(patience 1 -> 2\): the run goes on by these") as caught:
+        resumed = ckpt.resume(X, Y, verbose=False, callbacks=[gpunn.EarlyStopping(patience=2, min_delta=0.01)])
+    assert not [w for w in caught if "change nothing" in str(w.message)]
+    assert len(resumed["epoch"]) > 3 and gpunn.load_checkpoint(path).epoch == len(resumed["epoch"])
+
+
 def test_resuming_on_other_validation_data_is_refused(ensemble_data, tmp_path):
     X, Y = ensemble_data
     path = tmp_path / "run.npz"
