@@ -544,6 +544,51 @@ def test_on_a_gpu_batches_read_by_hand_read_nothing_back_and_hold_one_flag(tmp_p
         watch.refuse(backend)
 
 
+def test_on_a_gpu_the_watch_names_the_first_bad_window_of_its_passes_and_keeps_no_pass_it_took(fake_cupy):
+    """OverflowWatch alone, on tests/fakecupy: of the passes seen since a take (each with its refuse_at), the key
+    names the first window not finite of the first pass that had one (pass 1 window 3 here, after a finite pass 0);
+    a take of finite windows, or of none, leaves refuse() nothing to raise (the loss was not finite for another
+    reason: a diverged run); and a pass taken is let go at the next take (the watch does not grow with the epochs
+    of batches read by hand)."""
+    import gc
+    import weakref
+
+    from gpunn.data.overflow import OverflowWatch
+
+    backend = gpunn.backend.resolve("cuda")
+    xp, watch = backend.xp, OverflowWatch()
+
+    def refusal(name):
+        def refuse_at(w):
+            raise DataError(f"{name} window {w}")
+        return refuse_at
+
+    finite, bad = xp.ones((2, 3)), xp.asarray([[1.0, numpy.inf, 2.0]])
+    first, second = refusal("pass 0"), refusal("pass 1")
+    for w in range(3):
+        watch.see(xp, (finite,), first, w)
+    for w in range(6):
+        watch.see(xp, (bad if w in (3, 5) else finite,), second, w)
+    assert numpy.isnan(backend.to_host(watch.take(xp)))
+    with pytest.raises(DataError, match="^pass 1 window 3$"):
+        watch.refuse(backend)
+
+    watch.see(xp, (finite,), first, 0)
+    assert backend.to_host(watch.take(xp)) == 0.0
+    watch.refuse(backend)  # nothing
+    assert watch.take(xp) is None
+    watch.refuse(backend)  # nothing
+
+    taken = weakref.ref(second)
+    watch.see(xp, (finite,), second, 0)
+    watch.take(xp)
+    del second
+    watch.see(xp, (finite,), first, 0)
+    watch.take(xp)
+    gc.collect()
+    assert taken() is None
+
+
 def host_reads(fake_cupy, monkeypatch):
     """A list that gets an entry per synchronous read of a device array (tests/fakecupy's)."""
     reads, read = [], fake_cupy._synchronous_read
