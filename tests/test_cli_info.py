@@ -41,12 +41,15 @@ def test_a_device_info_cannot_resolve_is_its_error_line_and_status_2(capsys, dev
     assert status == 2 and rows["device"].startswith(says)
 
 
-def test_no_gpu_under_auto_is_no_error_and_status_0(capsys, monkeypatch):
+@pytest.mark.parametrize("reason", ["no CuPy here", "cudaGetDeviceCount: error: no CUDA-capable device"])
+def test_no_gpu_under_auto_is_no_error_and_status_0(capsys, monkeypatch, reason):
+    """Whatever words CuPy's failure has (an "error: " inside them too): only a line that starts with "error: "
+    is gpunn's refusal of a setting."""
     from gpunn import backend
 
-    monkeypatch.setattr(backend, "probe_cuda", lambda: (None, 0, "no CuPy here"))
+    monkeypatch.setattr(backend, "probe_cuda", lambda: (None, 0, reason))
     status, _, rows = _info(capsys)
-    assert status == 0 and rows["cupy"] == "unavailable: no CuPy here" and rows["device"].startswith("cpu")
+    assert status == 0 and rows["cupy"] == f"unavailable: {reason}" and rows["device"].startswith("cpu")
     assert not [key for key, value in rows.items() if value.startswith("error")]
 
 
