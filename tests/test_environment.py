@@ -283,6 +283,9 @@ def test_a_csv_index_gpunn_cannot_write_is_a_note_naming_the_directory(clean, tm
     clean.setenv("GPUNN_CACHE_DIR", " ")
     clean.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_directory() == str(tmp_path / "xdg" / "gpunn")
+    clean.setenv("XDG_CACHE_HOME", " ")  # blank too: as unset, not a directory named " "
+    clean.setenv("HOME", str(tmp_path / "home"))
+    assert cache_directory() == str(tmp_path / "home" / ".cache" / "gpunn")
 
 
 def test_every_variable_gpunn_reads_is_in_names_readmes_table_and_gpunn_infos_check():
