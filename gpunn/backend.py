@@ -177,18 +177,19 @@ def resolve(device: str | Backend | None = "auto") -> Backend:
             try:
                 return _resolve(device)
             except DeviceError as exc:
-                raise DeviceError(f"{ENV_DEVICE}={device!r}: {exc}") from None
+                raise DeviceError(f"{ENV_DEVICE}={os.environ.get(ENV_DEVICE)!r}: {exc}") from None
     return _resolve(device)
 
 
 def device_setting() -> str:
-    """GPUNN_DEVICE as written, "auto" where unset or blank. A value resolve does not take as a device name is
-    refused (a SettingError naming the variable); whether the device is here is resolve's to say."""
+    """GPUNN_DEVICE as written (less the spaces around it), "auto" where unset or blank. A value resolve does not
+    take as a device name is refused (a SettingError naming the variable and quoting its value as set, spaces
+    included, as every variable's refusal does); whether the device is here is resolve's to say."""
     device = environment.text(ENV_DEVICE) or "auto"
     try:
         _parsed(device)
     except ValueError as exc:
-        raise environment.SettingError(f"{ENV_DEVICE}={device!r}: {exc} (unset: auto)") from None
+        raise environment.SettingError(f"{ENV_DEVICE}={os.environ.get(ENV_DEVICE)!r}: {exc} (unset: auto)") from None
     return device
 
 

@@ -5,7 +5,8 @@ default (tests/test_environment.py checks both). Each is read where it is used. 
 only spaces means the default; spaces around a value do not count, nor does the case of a word. Any other value
 must be one the variable takes, or it is refused where it is read: a SettingError (a ValueError) naming the
 variable, its value and what it takes, which the command line prints as its one line. The command line also
-refuses every such value as a command starts, before it reads a file (gpunn.cli.common.refuse_bad_settings).
+refuses every such value as a command starts, before it reads a file (gpunn.cli.common.refuse_bad_settings), and so
+do the ``python -m gpunn.bench.*`` tools and the GPU check's hooks (gpunn.cli.common.exit_on_bad_settings).
 """
 from __future__ import annotations
 

@@ -184,9 +184,11 @@ def test_every_command_whose_device_is_auto_names_the_variable_that_overrides_it
     assert capsys.readouterr().err.count(f"{backend.ENV_DEVICE}='tpu': unknown device 'tpu'") == 2
 
 
-@pytest.mark.parametrize("env, error", [("tpu", ValueError), ("cpu:1", ValueError), ("cuda", backend.DeviceError)])
+@pytest.mark.parametrize("env, error", [("tpu", ValueError), ("cpu:1", ValueError), ("cuda", backend.DeviceError),
+                                        (" tpu ", ValueError), (" cuda ", backend.DeviceError)])
 def test_an_env_device_that_fails_names_the_variable(fresh_probe, env, error):
-    # the user passed no device (or "auto"): the error must say where the device came from
+    # the user passed no device (or "auto"): the error must say where the device came from, quoting the variable as
+    # set (spaces included, as every variable's refusal does; it was quoted less its spaces)
     fresh_probe.setenv(backend.ENV_DEVICE, env)
     _without_cupy(fresh_probe)
     with pytest.raises(error, match=f"^{backend.ENV_DEVICE}={env!r}: ") as refused:

@@ -870,7 +870,7 @@ def test_a_timeout_given_to_world_is_taken_over_the_environment_and_a_refusal_na
 
     monkeypatch.setenv("GPUNN_DIST_TIMEOUT", "abc")
     assert _timeout_from_env(7) == 7.0  # world(timeout=7): the environment is not read
-    with pytest.raises(DistributedError, match=r"before it aborts the job; default 300\)$"):
+    with pytest.raises(DistributedError, match=r"before it aborts the job; unset: 300\)$"):
         _timeout_from_env(None)
     monkeypatch.delenv("GPUNN_DIST_TIMEOUT")
     assert _timeout_from_env(None) == 300.0

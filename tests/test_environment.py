@@ -109,7 +109,7 @@ REFUSALS = {  # a bad value of each variable gpunn refuses, and the one line eac
     "GPUNN_FLUSH_DENORMALS": ("2", "GPUNN_FLUSH_DENORMALS='2' is not on or off: 1, true, yes or on; 0, false, no or "
                                    "off (unset: on)"),
     "GPUNN_DIST_TIMEOUT": ("0", "GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds, or inf (how long a rank "
-                                "waits in a collective before it aborts the job; default 300)"),
+                                "waits in a collective before it aborts the job; unset: 300)"),
 }
 MISSING = "/nonexistent-gpunn-input"  # each command below, with good settings, fails on this path
 COMMANDS = {
@@ -177,6 +177,67 @@ def test_the_start_check_reads_each_variable_gpunn_refuses_in_the_readers_own_wo
         clean.delenv(name)
 
 
+def _hook(name):
+    def main(argv):
+        from bench_scripts import load
+
+        return load(f"bench/gpu_checks/{name}.py", f"{name}_hook").main(argv)
+    return main
+
+
+def _bench(name):
+    def main(argv):
+        import importlib
+
+        return importlib.import_module(f"gpunn.bench.{name}").main(argv)
+    return main
+
+
+TOOLS = {  # the entry points beside gpunn's commands: (their prog, main, argv writing into OUT, what they write)
+    "bench.kernels": ("python -m gpunn.bench.kernels", _bench("kernels"),
+                      ["--device", "cpu", "--sizes", "10", "--repeat", "1", "--json", "OUT"], "OUT"),
+    "bench.stream": ("python -m gpunn.bench.stream", _bench("stream"), ["make-npy", "OUT", "--rows", "100"],
+                     "OUT/X.npy"),
+    **{f"hook {name}": (f"{name}.py", _hook(name), ["--device", "cpu", "--out", "OUT"], "OUT")
+       for name in ("ensemble", "nccl", "precision", "streams")},
+}
+TOOL_CASES = [(tool, name) for tool in TOOLS for name in ("GPUNN_DEVICE", "GPUNN_CPU_THREADS", "GPUNN_DIST_TIMEOUT")]
+
+
+@pytest.mark.parametrize("tool, name", TOOL_CASES, ids=[f"{t}-{n}" for t, n in TOOL_CASES])
+def test_the_benchmarks_and_gpu_check_hooks_refuse_a_bad_setting_as_they_start(clean, capsys, tmp_path, tool, name):
+    # before: python -m gpunn.bench.stream made its data and its model first and then failed with a traceback where a
+    # variable was read; bench.kernels and the hooks measured on past a variable they did not read (a hook's parts
+    # each failing on one they read, into its JSON)
+    import sys
+
+    prog, main, argv, written = TOOLS[tool]
+    out = tmp_path / "out"
+    value, refusal = REFUSALS[name]
+    clean.setenv(name, value)
+    clean.setattr(sys, "argv", [prog])  # argparse's prog for the hooks (python bench/gpu_checks/NAME.py)
+    with pytest.raises(SystemExit) as stopped:
+        main([str(out) if a == "OUT" else a for a in argv])
+    assert stopped.value.code == 2
+    assert capsys.readouterr() == ("", f"{prog}: error: {refusal}\n")
+    assert not Path(written.replace("OUT", str(out))).exists()  # stopped before it did anything
+    with pytest.raises(SystemExit) as helped:  # --help still comes first
+        main(["--help"])
+    assert helped.value.code == 0 and capsys.readouterr().out.startswith("usage: ")
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_every_refusal_quotes_the_value_as_it_was_set_spaces_included(clean, name):
+    # before: GPUNN_DEVICE=' tpu ' was quoted less its spaces ('tpu'), where the other variables quote theirs as set
+    from gpunn.cli.common import setting_readers
+
+    value = f" {REFUSALS[name][0]} "
+    clean.setenv(name, value)
+    with pytest.raises((ValueError, DistributedError)) as refused:
+        setting_readers()[name]()
+    assert str(refused.value).startswith(f"{name}={value!r}")
+
+
 def test_the_library_refuses_a_setting_where_it_reads_it_and_leaves_those_it_does_not_read(clean):
     """gpunn.fit checks no variable up front: a fit on the CPU does not read GPUNN_DIST_TIMEOUT (a data-parallel
     run's) nor, for one model, GPUNN_ENSEMBLE_BLAS_THREADS; GPUNN_DEVICE is not read where the code names its
@@ -191,6 +252,24 @@ def test_the_library_refuses_a_setting_where_it_reads_it_and_leaves_those_it_doe
     clean.setenv("GPUNN_FUSED_KERNELS", "maybe")
     with pytest.raises(ValueError, match=re.escape(REFUSALS["GPUNN_FUSED_KERNELS"][1])):
         gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+
+
+def test_an_ensemble_on_a_gpu_does_not_read_gpunn_ensemble_blas_threads_which_sets_the_cpus_blas(clean, fake_cupy):
+    """GPUNN_ENSEMBLE_BLAS_THREADS sets NumPy's BLAS threads while an Ensemble trains on the CPU; on a GPU it does
+    nothing, and a GPU ensemble's fit refused a bad value all the same. The library reads it, and so refuses it,
+    only where it acts, as GPUNN_FLUSH_DENORMALS (read on the CPU alone); the command line refuses both anywhere."""
+    import gpunn
+
+    x = numpy.random.default_rng(0).standard_normal((32, 3))
+    y = x[:, :1].copy()
+    for name in ("GPUNN_ENSEMBLE_BLAS_THREADS", "GPUNN_FLUSH_DENORMALS"):
+        clean.setenv(name, REFUSALS[name][0])
+    on_gpu = gpunn.Ensemble([3, 4, 1], n_models=2, device="cuda", seed=0)
+    assert on_gpu.fit(x, y, epochs=1, batch_size=16, verbose=False)["loss"]
+    assert gpunn.MLP([3, 4, 1], device="cuda", seed=0).fit(x, y, epochs=1, batch_size=16, verbose=False)["loss"]
+    clean.delenv("GPUNN_FLUSH_DENORMALS")
+    with pytest.raises(environment.SettingError, match=re.escape(REFUSALS["GPUNN_ENSEMBLE_BLAS_THREADS"][1])):
+        gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0).fit(x, y, epochs=1, batch_size=16, verbose=False)
 
 
 def test_gpunn_info_shows_each_refused_variable_as_an_error_line_and_exits_2(clean, capsys):

@@ -7,9 +7,22 @@ import json
 import os
 
 
+class HookParser(argparse.ArgumentParser):
+    """argparse whose parse_args also refuses a GPUNN_ variable gpunn does not take, as gpunn's commands do as they
+    start: one line, ``HOOK.py: error: ...``, status 2, before the hook measures or writes anything (a hook run by
+    hand on a lent GPU; under gpu_check.sh the device stage has stopped the run already, on gpunn info's status 2)."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        from gpunn.cli.common import exit_on_bad_settings
+
+        exit_on_bad_settings(self.prog)
+        return parsed
+
+
 def hook_parser(doc: str, max_seconds: float) -> argparse.ArgumentParser:
     """The hook's parser with the three options of the contract; ``doc``'s first line is its description."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = HookParser(description=doc.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (or cuda:N) on a GPU, cpu for a dry run of the "
                         "plumbing (default: %(default)s)")
     parser.add_argument("--out", default=".", help="the folder the hook writes its JSON and files into "

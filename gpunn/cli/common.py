@@ -82,12 +82,14 @@ class Parser(argparse.ArgumentParser):
     def parse_strictly(self, argv=None) -> argparse.Namespace:
         """parse_args for a parser without subcommands (the ``python -m gpunn.bench.*`` tools), by the rules
         gpunn.cli.parse_args keeps for every command: an option given twice refused (refuse_repeated, before
-        the values are parsed), an unknown one named with the option meant (refuse_unknown)."""
+        the values are parsed), an unknown one named with the option meant (refuse_unknown), and then a GPUNN_
+        variable gpunn does not take (exit_on_bad_settings), before the tool does anything."""
         argv = list(sys.argv[1:] if argv is None else argv)
         refuse_repeated(self, argv[:argv.index("--")] if "--" in argv else argv)
         args, unknown = self.parse_known_args(argv)
         if unknown:
             refuse_unknown(self, unknown)
+        exit_on_bad_settings(self.prog)
         return args
 
 
@@ -327,6 +329,20 @@ def refuse_bad_settings() -> None:
         raise refused[0]
     if refused:
         raise environment.SettingError("; ".join(map(str, refused)))
+
+
+def exit_on_bad_settings(prog: str) -> None:
+    """refuse_bad_settings for a tool that is no gpunn command (``python -m gpunn.bench.stream`` and ``.kernels``,
+    bench/gpu_checks' hooks): the refusal as the tool's one line, ``PROG: error: ...``, and status 2, as its
+    command-line errors; without this, a bad value was a traceback wherever the tool first read it, after its
+    set-up (data written, a model built) or part-way through its parts."""
+    from ..distributed.comm import DistributedError
+
+    try:
+        refuse_bad_settings()
+    except (ValueError, DistributedError) as exc:
+        sys.stderr.write(f"{prog}: error: {' '.join(str(exc).split())}\n")
+        raise SystemExit(2) from None
 
 
 def add_debug(parser) -> None:

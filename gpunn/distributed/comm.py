@@ -69,7 +69,7 @@ def _timeout_from_env(timeout):
         seconds = float("nan")
     if not seconds > 0:  # 0 or less would abort any collective that has to wait at all; NaN never would
         raise environment.refusal(ENV_TIMEOUT, "a positive number of seconds, or inf (how long a rank waits in a "
-                                               f"collective before it aborts the job; default {DEFAULT_TIMEOUT_S:g})",
+                                               f"collective before it aborts the job; unset: {DEFAULT_TIMEOUT_S:g})",
                                   DistributedError)
     return seconds
 

@@ -54,15 +54,19 @@ def blas_threads_setting() -> int:
 
 def member_blas_threads(xp):
     """A context in which NumPy's BLAS runs on GPUNN_ENSEMBLE_BLAS_THREADS threads (default 1; 0 leaves it
-    alone) while an ensemble trains on the CPU, through threadpoolctl (a no-op without it).
+    alone) while an ensemble trains on the CPU, through threadpoolctl (a no-op without it). On a GPU the variable
+    is not read, so a bad value is not refused there: the library reads each variable only where it acts (so is
+    GPUNN_FLUSH_DENORMALS read on the CPU alone); gpunn's commands refuse it anywhere as they start.
 
     One thread, because the batched products of an ensemble are many small GEMMs (K of batch x n x n):
     OpenBLAS's threads cost more per product than they give. Measured on the project's 2-core machine
     under load 15-19 (bench/RESULTS.md): a K=64 small-net step 20x faster with one BLAS thread than
     with two. To use both cores, split the members instead (GPUNN_CPU_THREADS=2, CpuEnsembleOps).
     """
+    if xp is not numpy:  # a GPU's ensemble: NumPy's BLAS does not train it, so the variable is not read (nor refused)
+        return contextlib.nullcontext()
     threads = blas_threads_setting()
-    if xp is not numpy or threads == 0:
+    if threads == 0:
         return contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_limits
