@@ -687,3 +687,82 @@ def test_the_watch_keeps_the_first_window_not_finite_in_one_device_key(gpu):
         with pytest.raises(Named) as named:
             watch.to_host_with(gpu, sums)
         assert named.value.args == ("first", 1)
+
+
+class _OneOfTwoRanks:
+    """The communicator of rank ``rank`` of a 2-rank job (no MPI, each rank on a GPU of its own node): the other
+    rank's parts are this one's, but where ``partner`` says what that rank's source met. "value": its window held
+    the value standardized past float32, so its flag makes the reduced epoch loss NaN, and its refusal is
+    ``said``; "diverged": both ranks' losses are NaN with no value refused; None: its data trained clean."""
+
+    engine, size, local_size = "stub", 2, 2
+
+    def __init__(self, rank, partner, said):
+        self.rank = self.local_rank = rank
+        self.partner, self.said, self.aborted = partner, said, []
+
+    def describe(self):
+        return "2 stub ranks"
+
+    def allreduce_sum_(self, array):
+        array *= 2
+
+    def broadcast_(self, array, root=0):
+        pass
+
+    def any(self, flag, label=None):
+        return bool(flag)
+
+    def sum_host(self, values, label="the epoch-sum reduction"):
+        out = 2 * numpy.asarray(values, numpy.float64)
+        if label == "the epoch-sum reduction" and self.partner in ("value", "diverged"):
+            out[:-1] = numpy.nan
+        return out
+
+    def allgather(self, obj, label=None):
+        other = obj
+        if label == "the device check":
+            other = ("another node", obj[1])
+        elif label == "the data refusal":
+            other = self.said if self.partner == "value" else None
+        return [obj, other] if self.rank == 0 else [other, obj]
+
+    def bcast_object(self, obj, root=0, label=None):
+        return obj
+
+    def barrier(self, label=None):
+        pass
+
+    def abort(self, code=1):
+        self.aborted.append(code)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("met_by", ["this rank", "the other rank", "no rank"])
+def test_on_gpus_every_data_parallel_rank_raises_the_refusal_of_a_value_one_ranks_window_met(
+        tmp_path, fake_cupy, monkeypatch, rank, met_by):
+    """Data parallel on GPUs, a value standardized past float32 in one rank's window makes that rank's flag NaN,
+    and the epoch's reduction gives every rank that NaN loss: only that rank's source can name the value. The other
+    ranks raised TrainingDiverged ("lower the learning rate, or standardize": it was standardized), and the job's
+    one printed line was whichever rank's came first. Now every rank raises the refusal (the others in the words of
+    the rank that met it), at the same point, none aborting the job for it (as with TrainingDiverged); a run no
+    rank's data spoiled still diverges."""
+    from gpunn.distributed import training
+
+    clean = source(float32_pair(tmp_path, name="c"), standardize=True)
+    model = gpunn.MLP([2, 4, 1], device="cuda", dtype="float32", seed=0)
+    model.fit(clean, epochs=1, batch_size=4, verbose=False)  # statistics with b's spread 0.3: 3e38 goes to 1e39
+    path = float32_pair(tmp_path, 3e38 if met_by == "this rank" else None)
+    for name in (path, path.replace("X.npy", "Y.npy")):  # the rows turned by half: rank r's shard holds BAD_ROW + 12r
+        numpy.save(name, numpy.roll(numpy.load(name), ROWS // 2 * rank, axis=0))
+    holder = rank if met_by == "this rank" else 1 - rank
+    said = f"{path} row {BAD_ROW + ROWS // 2 * holder}: column 1: {PAST} (read in epoch 1)"
+    comm = _OneOfTwoRanks(rank, {"the other rank": "value", "no rank": "diverged"}.get(met_by), said)
+    monkeypatch.setattr(training, "world", lambda backend, timeout: comm)
+    bad = source(path)
+    expected = {"this rank": (DataError, said), "the other rank": (DataError, f"rank {holder} of 2 refused its data: {said}"),
+                "no rank": (gpunn.TrainingDiverged, "training loss became nan in epoch 1 ")}[met_by]
+    with pytest.raises(expected[0]) as caught:
+        model.fit(bad, epochs=1, batch_size=4, verbose=False, distributed=True)
+    assert str(caught.value).startswith(expected[1]) and (met_by == "no rank" or str(caught.value) == expected[1])
+    assert comm.aborted == []

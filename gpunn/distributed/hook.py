@@ -24,6 +24,7 @@ class GradientAllReduce:
     def __init__(self, comm, source=None):
         self.comm, self.source = comm, source
         self.steps = 0
+        self.refusal = None  # the data refusal first_refusal gave every rank to raise
 
     def on_gradients(self, trainable, rows):
         total = getattr(self.source, "global_batch_rows", 0)
@@ -52,6 +53,23 @@ class GradientAllReduce:
         """Rank 0's ``value`` on every rank (the divergence reference: each rank took its own from its piece
         of the first batch, and ranks that disagreed on divergence would not stop together)."""
         return self.comm.bcast_object(value, label="the divergence reference")
+
+    def first_refusal(self, error):
+        """The data refusal every rank raises where the reduced epoch loss is not finite (None: no rank's source
+        refused a value; the run diverged): this rank's own ``error``, else the first refusing rank's words as a
+        DataError. On a GPU a value standardized past the model's dtype is refused at the loss read, and the
+        reduction gives every rank the NaN that one rank's window made, so the others said "training loss became
+        nan ...; lower the learning rate, or standardize" (gpunn.data.overflow). One gather, on this error path."""
+        said = self.comm.allgather(None if error is None else str(error), label="the data refusal")
+        if error is None:
+            refused = [(rank, text) for rank, text in enumerate(said) if text is not None]
+            if refused:
+                from ..data.errors import DataError
+
+                rank, text = refused[0]
+                error = DataError(f"rank {rank} of {len(said)} refused its data: {text}")
+        self.refusal = error
+        return error
 
     def broadcast_parameters(self, trainable, optimizer=None):
         """Make every rank start from rank 0's parameters (and optimizer moments, when resuming)."""

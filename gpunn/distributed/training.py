@@ -314,7 +314,9 @@ class DataParallel:
             except (ConfigMismatch, TrainingDiverged):
                 raise  # every rank raises the same error at the same point
             except BaseException as exc:
-                if self.comm.size > 1:  # alone, no rank waits for this one: the caller gets the error, as from fit
+                # alone, no rank waits for this one: the caller gets the error, as from fit; so too a data refusal
+                # the ranks agreed on (the hook's first_refusal), which every rank raises at the same point
+                if self.comm.size > 1 and exc is not self.hook.refusal:
                     abort_on_error(self.comm, exc)
                 raise
 

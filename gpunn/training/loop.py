@@ -244,14 +244,23 @@ class Trainer:
         """Where the epoch's loss came back NaN or infinite: the source's refusal of a value it standardized past
         the model's dtype on the device in the epoch (gpunn.data.overflow: its flag was added to the loss), if
         there was one, which steps have spread into the weights (``spoiled``). One more host read, on this
-        error's path only; nothing where the source saw no such value (a diverged run)."""
+        error's path only; nothing where the source saw no such value (a diverged run). Data parallel, the
+        epoch's reduction spreads one rank's flag to every rank's loss, and only that rank's source can name the
+        value: every rank raises a refusal (the hook's ``first_refusal``), not "training diverged" on the others."""
         watch = getattr(self.source, "overflow_watch", None)
-        if watch is not None:
-            try:
-                watch.refuse(self.model.backend)
-            except ValueError:  # the source's DataError (an iterable's NotFinite)
-                self.spoiled = True
-                raise
+        if watch is None:
+            return
+        error = None
+        try:
+            watch.refuse(self.model.backend)
+        except ValueError as exc:  # the source's DataError (an iterable's NotFinite)
+            error = exc
+        agree = getattr(self.hook, "first_refusal", None)
+        if agree is not None:  # (every rank is here: each read the same reduced loss)
+            error = agree(error)
+        if error is not None:
+            self.spoiled = True
+            raise error
 
     def run(self):
         # Divergence is detected and reported once per epoch (TrainingDiverged); NumPy's

@@ -115,6 +115,8 @@ class GradientHook(Protocol):
       processes), from which the loop computes the epoch's loss.
     - ``from_root(value)`` (optional): the value every process should use, once per run, for the
       divergence reference (gpunn.training.loop.reference_loss): rank 0's, so that all stop together.
+    - ``first_refusal(error)`` (optional): where the reduced epoch loss is not finite, this process's refusal of
+      its data (an exception, or None) in, the one every process should raise out (None: none refused).
     """
 
     def on_gradients(self, trainable: Trainable, rows: int) -> None: ...
