@@ -342,11 +342,14 @@ class Ensemble(DeviceModel):
         # when it is Adam's (CpuEnsembleOps.group_pass)
         one_call = self.member_ops.group_pass(X, Y, self.weights, self.biases, self._dW, self._db, self.activations,
                                               ws, sums, update)
-        if one_call is not None and groups is None:  # one pass, on this thread
-            one_call.run(slice(0, self.n_models))
-            return sums
         if one_call is not None:
-            self.member_ops.run_groups(one_call.run, groups, signals=True, errstate=not one_call.pure)
+            try:
+                if groups is None:  # one pass, on this thread
+                    one_call.run(slice(0, self.n_models))
+                else:
+                    self.member_ops.run_groups(one_call.run, groups, signals=True, errstate=not one_call.pure)
+            finally:
+                one_call.done()
             return sums
         matmul = self.member_ops.unsplit_matmul
 
@@ -358,6 +361,13 @@ class Ensemble(DeviceModel):
 
         self.member_ops.run_groups(run, groups)
         return sums
+
+    def _forget_kept_steps(self):
+        """Drops the one-call steps kept from step to step (each workspace's _GroupPass, the member ops' _MemberAdam):
+        a fit starts with its own optimizer, and those made for an earlier one would keep its state alive."""
+        for ws in self._workspaces.values():
+            ws.group_pass = None
+        self.member_ops.forget_kept()
 
     def train_step_and_update(self, X, Y, optimizer, lr):
         """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient

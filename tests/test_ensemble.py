@@ -1714,7 +1714,7 @@ def test_consecutive_steps_keep_the_group_pass_and_the_members_adam_step():
     assert made.adam is adam and adam.m is optimizer.state["m"]
     sums = ens.train_step_and_update(X[16:32], Y[16:32], optimizer, lr)
     assert ws.group_pass is made and ens.member_ops._member_adam is adam
-    assert np.array_equal(made.args[3][0], X[16:32]) and made.args[11] is sums  # this step's batch and sums
+    assert made.args is None and sums.shape == (4,)  # the step's batch and sums are let go after it (done)
     np.testing.assert_array_equal(adam.pow1, np.full(4, 0.9) ** 2)  # step 2's beta1**2
     ens.train_step_and_update(X[32:], Y[32:], optimizer, lr)  # 8 rows
     assert ens._workspace(8).group_pass is not made and ens.member_ops._member_adam is adam
@@ -1728,6 +1728,45 @@ def test_consecutive_steps_keep_the_group_pass_and_the_members_adam_step():
     optimizer.step(other.params, other.grads, lr)
     np.testing.assert_array_equal(ens.params, before)
     assert not np.array_equal(other.params, start)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_the_kept_one_call_step_keeps_no_batch_and_no_earlier_optimizers_state_alive(monkeypatch, split):
+    """The one-call step kept on the workspace and the member ops (review19) lets go of its batch after each step
+    and of an optimizer's state when the next fit starts: an unshuffled fit's batches are views of the caller's
+    arrays, and loss_and_gradients at a training batch's size passes the caller's own, which a kept pass held until
+    the model went; a fit with SGD after one with Adam kept Adam's moments (two copies of the parameters)."""
+    import gc
+    import weakref
+
+    import gpunn.ops.ensemble as ens_ops
+
+    ens = gpunn.Ensemble([8, 12, 6, 1], 4, device="cpu", dtype="float32", seed=3)
+    if not ens.member_ops.fused:
+        pytest.skip("the one-call pass needs Numba")
+    if split:
+        for name in ("MIN_GROUP_FLOPS", "MIN_GROUP_FLOPS_ONE_CALL", "MIN_GROUP_ELEMENTS"):
+            monkeypatch.setattr(ens_ops, name, 0)
+    ens.member_ops.threads = 2 if split else 1
+    calls, _ = _record_group_passes(monkeypatch)
+    X, Y = gpunn.datasets.make("teacher", 72, 8, 1, seed=2, device="cpu")  # batches of 32 and one of 8
+
+    def dropped(make):
+        arrays = [np.ascontiguousarray(a, np.float32).copy() for a in (X, Y)]
+        refs = [weakref.ref(a) for a in arrays]
+        make(*arrays)
+        del arrays
+        gc.collect()
+        return [ref() is None for ref in refs]
+
+    assert dropped(lambda x, y: ens.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=False)) == [True, True]
+    assert dropped(lambda x, y: ens.loss_and_gradients(x[:32], y[:32])) == [True, True]
+    assert calls and {c[:2] for c in calls} <= ({(0, 2), (2, 4)} if split else {(0, 4)})  # the one-call step ran
+    moments = weakref.ref(ens.optimizer.state["m"])
+    assert ens._workspace(8).group_pass.adam.m is moments()  # kept for the partial batch's size
+    ens.fit(X, Y, epochs=1, batch_size=24, optimizer="sgd", lr=1e-3, verbose=False)  # 72 = 3 x 24: no 8-row batch
+    gc.collect()
+    assert moments() is None
 
 
 def test_the_kept_members_adam_step_follows_its_table_and_settings_between_steps():

@@ -269,6 +269,9 @@ class EnsembleOps:
         """adam_step as a function of a slice of the members (CpuEnsembleOps); None here: no such form."""
         return None
 
+    def forget_kept(self):
+        """Drops what is kept between steps for an optimizer's arrays (CpuEnsembleOps: adam_members' _MemberAdam)."""
+
     def adam_step_dev(self, w, g, m, v, rates: MemberRates, eps, state, decoupled: bool):
         """adam_step at the step t = state[0], a float64 device array (a CUDA graph's step counter, advanced
         by ``Ops.optimizer_tick``); here read back, the eager form of the graph's launch."""
@@ -889,6 +892,9 @@ class CpuEnsembleOps(EnsembleOps):
             made = self._member_adam = _MemberAdam(self, w, g, m, v, rates, eps, decoupled)
         return made.at(step)
 
+    def forget_kept(self):
+        self._member_adam = None  # it holds the optimizer's moments
+
     def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         members = self.adam_members(w, g, m, v, rates, eps, step, decoupled)
         if members is None:
@@ -1019,10 +1025,16 @@ class _GroupPass:
         return w is weights and b is biases and gw is dW and gb is db and h is hidden and u is update
 
     def on(self, X, Y, sums):
-        """This pass for the batch (X, Y), writing its members' sums of squared errors into ``sums``."""
+        """This pass for the batch (X, Y), writing its members' sums of squared errors into ``sums``; ``done`` after
+        the step."""
         self.args = (*self.lead, X if X.ndim == 3 else X[None], Y if Y.ndim == 3 else Y[None], *self.mid, sums,
                      *self.tail)
         return self
+
+    def done(self):
+        """Lets go of the step's batch and sums: kept on the workspace, this pass would otherwise keep the caller's
+        X and Y alive after the step (an unshuffled fit's batches are views of all its rows)."""
+        self.args = None
 
     def run(self, sl, signal=None):
         buffers = self.ws().group_buffers(sl.start)

@@ -476,6 +476,7 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
                      handle_interrupt=handle_interrupt, trainer_class=EnsembleTrainer)
 
     model.check_fit_memory(settings.batch_size)  # (rows a step on this rank) before the optimizer binds its state
+    model._forget_kept_steps()
     model.diverged = sorted(int(k) for k in getattr(state.history, "diverged", ()))  # this run's (a resume's: so far)
     with member_blas_threads(model.xp):
         history = dp.run(loop) if dp is not None else loop()
