@@ -987,7 +987,9 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
                 _refuse_other_count(ckpt, name, entries, len(stateful))
             for cb, entry in zip(stateful, entries):
                 _warn_other_settings(ckpt, cb, entry, over)
-                cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
+                # a state a built-in refuses is the file's fault, as where it is restored; a user's class: its own
+                with _saved_state_of(ckpt, entry) if CALLBACKS.get(name) is type(cb) else contextlib.nullcontext():
+                    cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
             continue
         cls = _callback_class(name)
         if cls is None:

@@ -823,23 +823,27 @@ def test_a_resume_that_trains_nothing_leaves_the_file_it_resumed_as_it_was(data,
     assert ckpt.epoch == 3 and ckpt.training["callbacks"][0]["config"]["patience"] == 1
 
 
-def test_a_hand_edited_callback_mode_is_a_checkpoint_error_with_or_without_a_callback_passed(data, tmp_path):
-    """mode="sideways" in the saved EarlyStopping's settings is the file's fault: a CheckpointError naming the
-    callback and the field, whether the saved callback is restored or a passed one takes over its state (that
-    raised a plain ValueError, "mode must be ...")."""
+@pytest.mark.parametrize("edit, says", [
+    (lambda entry: entry["config"].update(mode="sideways"), r"mode must be 'auto', 'min' or 'max', got 'sideways'"),
+    (lambda entry: entry["state"].pop("best_epoch"), r"'best_epoch'"),
+], ids=["mode sideways", "state without best_epoch"])
+def test_a_hand_edited_callback_setting_or_state_is_a_checkpoint_error_with_or_without_a_callback_passed(
+        data, tmp_path, edit, says):
+    """mode="sideways" in the saved EarlyStopping's settings, or its state without best_epoch, is the file's fault:
+    a CheckpointError naming the callback and the field, whether the saved callback is restored or a passed one
+    takes over its state (that raised a plain ValueError, "mode must be ...", and KeyError: 'best_epoch')."""
     X, Y = data
     path = tmp_path / "c.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
                                              callbacks=[EarlyStopping(patience=6), gpunn.ModelCheckpoint(path)])
 
-    def sideways(meta, arrays):
+    def edited(meta, arrays):
         entry, = [cb for cb in meta["training"]["callbacks"] if cb["class"] == "EarlyStopping"]
-        entry["config"]["mode"] = "sideways"
+        edit(entry)
 
-    path.write_bytes(_rewrite_meta(path.read_bytes(), sideways))
+    path.write_bytes(_rewrite_meta(path.read_bytes(), edited))
     for passed in ([], [EarlyStopping(patience=6)]):
-        with pytest.raises(CheckpointError, match=r"c\.npz: invalid saved state for EarlyStopping \(mode must be "
-                                                  r"'auto', 'min' or 'max', got 'sideways'\)"):
+        with pytest.raises(CheckpointError, match=rf"c\.npz: invalid saved state for EarlyStopping \({says}\)"):
             gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=passed)
 
 
