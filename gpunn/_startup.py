@@ -39,10 +39,21 @@ def _debug_requested() -> bool:
         return True
 
 
+# the gpunn command's subcommands (gpunn.cli.COMMAND_NAMES, which cannot be imported yet: a test keeps them equal)
+COMMAND_NAMES = ("train", "predict", "sweep", "bench", "info")
+
+
+def _prog() -> str:
+    """Who speaks, as gpunn.cli.prog_of says it: ``gpunn train`` where the command line names a command, else
+    ``gpunn``. The command is the first argument that is no option (gpunn's own options take no value)."""
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    return f"gpunn {command}" if command in COMMAND_NAMES else "gpunn"
+
+
 def _interrupted(signum, frame):
     how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     try:
-        sys.stderr.write(f"gpunn: interrupted ({how}) while starting; nothing was read or written\n")
+        sys.stderr.write(f"{_prog()}: interrupted ({how}) while starting; nothing was read or written\n")
         sys.stderr.flush()
     finally:
         os._exit(130)

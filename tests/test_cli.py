@@ -196,7 +196,7 @@ def test_where_the_memory_free_is_unknown_the_rows_are_held_in_memory(capsys, mo
 
 def test_bad_device_fails_with_a_message_and_status_2(capsys):
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--device", "tpu")) == 2
-    assert "gpunn: error: unknown device 'tpu'" in capsys.readouterr().err
+    assert "gpunn train: error: unknown device 'tpu'" in capsys.readouterr().err
 
 
 def test_info_names_backend_and_blas(capsys):
@@ -257,7 +257,7 @@ def test_help_never_splits_a_word(monkeypatch, columns):
 def test_tensor_core_precision_on_the_cpu_fails_with_a_message_and_status_2(capsys):
     assert cli.main(["train", *SMALL, "--quiet", "--precision", "bf16"]) == 2
     captured = capsys.readouterr()
-    assert "gpunn: error: --precision bf16 runs the matrix products" in captured.err and "needs a CUDA GPU" in captured.err
+    assert "gpunn train: error: --precision bf16 runs the matrix products" in captured.err and "needs a CUDA GPU" in captured.err
     assert "data:" not in captured.out  # refused before the rows are generated (minutes for --rows 1e9)
 
 
@@ -300,7 +300,7 @@ def test_train_with_graph_on_the_cpu_runs_without_capture(capsys):
 def test_bench_names_its_own_device_all_when_it_refuses_an_unknown_device(capsys):
     """gpunn bench --device tpu listed 'auto', 'cpu', 'cuda' or 'cuda:N', not the 'all' it takes by default."""
     assert cli.main(["bench", "--device", "tpu", "--quick"]) == 2
-    assert capsys.readouterr().err.strip() == ("gpunn: error: unknown device 'tpu'; use 'all' (the default), 'auto', "
+    assert capsys.readouterr().err.strip() == ("gpunn bench: error: unknown device 'tpu'; use 'all' (the default), 'auto', "
                                                "'cpu', 'cuda' or 'cuda:N'")
     assert cli.main(["train", "--device", "tpu"]) == 2
     assert "'all'" not in capsys.readouterr().err  # (train takes no 'all')
@@ -312,7 +312,7 @@ def test_bench_device_refusal_lists_resolves_names_not_its_words(capsys, monkeyp
 
     monkeypatch.setattr(backend, "DEVICE_NAMES", ("'cpu'", "'cuda'"))
     assert cli.main(["bench", "--device", "tpu", "--quick"]) == 2
-    assert capsys.readouterr().err.strip() == "gpunn: error: unknown device 'tpu'; use 'all' (the default), 'cpu' or 'cuda'"
+    assert capsys.readouterr().err.strip() == "gpunn bench: error: unknown device 'tpu'; use 'all' (the default), 'cpu' or 'cuda'"
     with pytest.raises(ValueError, match=r"^unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'$"):
         backend.resolve("tpu")  # (its default argument is the tuple as defined)
 
@@ -651,7 +651,7 @@ def test_a_mistake_is_named_in_the_commands_words_before_any_data(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert cli.main(with_options(["train", *TINY], *args)) == 2
     captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and captured.err.startswith("gpunn: error: ")
+    assert captured.err.count("\n") == 1 and captured.err.startswith("gpunn train: error: ")
     assert message in captured.err and "data:" not in captured.out
 
 
@@ -667,7 +667,7 @@ def test_sweep_refuses_feature_names_without_data_as_train_does(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert cli.main(["sweep", "--rows", "200", "--epochs", "1", "--quiet", "--device", "cpu", "--features", "a,b"]) == 2
     err = capsys.readouterr().err
-    assert err == "gpunn: error: --features names columns of a --data table; for a synthetic task give a count\n"
+    assert err == "gpunn sweep: error: --features names columns of a --data table; for a synthetic task give a count\n"
 
 
 def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
@@ -834,7 +834,7 @@ def test_ctrl_c_says_what_each_command_leaves(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(preflight, "read_matrix", ctrl_c)
     assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.npy"), str(tmp_path / "o.npy")]) == 130
-    assert capsys.readouterr().err == "gpunn: interrupted (Ctrl-C); OUT is as it was (it is written only once complete)\n"
+    assert capsys.readouterr().err == "gpunn predict: interrupted (Ctrl-C); OUT is as it was (it is written only once complete)\n"
 
 
 def test_too_few_or_many_feature_columns_named_for_predict(tmp_path, capsys):

@@ -36,23 +36,23 @@ def test_debug_is_the_flag_or_the_environment(monkeypatch, argv, env, asked):
                                         (FloatingPointError("v"), 2), (OSError("v"), 2), (MissingExtra("v"), 2),
                                         (DistributedError("v"), 2)])
 def test_a_refused_or_failed_command_is_status_2_in_its_own_words(exc, status, capsys):
-    assert cli._describe(exc, debug=False) == (status, "gpunn: error: v")
+    assert cli._describe(exc, debug=False, command="predict") == (status, "gpunn predict: error: v")
     assert capsys.readouterr().err == ""
 
 
 def test_out_of_memory_is_status_2_and_says_so():
     assert cli._describe(MemoryError("Unable to allocate 8 GiB"), debug=False) == (
-        2, "gpunn: error: out of memory: Unable to allocate 8 GiB")
+        2, "gpunn train: error: out of memory: Unable to allocate 8 GiB")
 
 
 def test_a_bug_in_gpunn_is_status_1_and_points_to_debug_unless_debug_is_on(capsys):
     assert cli._describe(RuntimeError("x\ny"), debug=False) == (
-        1, "gpunn: internal error: RuntimeError: x y (rerun with --debug for the traceback)")
+        1, "gpunn train: internal error: RuntimeError: x y (rerun with --debug for the traceback)")
     assert capsys.readouterr().err == ""
     try:
         raise RuntimeError("x")
     except RuntimeError as exc:
-        assert cli._describe(exc, debug=True) == (1, "gpunn: internal error: RuntimeError: x")
+        assert cli._describe(exc, debug=True, command="sweep") == (1, "gpunn sweep: internal error: RuntimeError: x")
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and err.endswith("RuntimeError: x\n")
 
@@ -63,8 +63,9 @@ def test_ctrl_c_and_sigterm_say_what_the_command_leaves(command):
             "sweep": "; any checkpoint is the last one completely written",
             "predict": "; OUT is as it was (it is written only once complete)",
             "bench": "; a --json file holds the configurations that finished, if any did", None: ""}[command]
-    assert cli._describe(KeyboardInterrupt(), False, command) == (130, f"gpunn: interrupted (Ctrl-C){left}")
-    assert cli._describe(cli.Terminated(), False, command) == (130, f"gpunn: interrupted (SIGTERM){left}")
+    prog = f"gpunn {command}" if command else "gpunn"
+    assert cli._describe(KeyboardInterrupt(), False, command) == (130, f"{prog}: interrupted (Ctrl-C){left}")
+    assert cli._describe(cli.Terminated(), False, command) == (130, f"{prog}: interrupted (SIGTERM){left}")
 
 
 def test_gpunns_own_warnings_are_notes_and_others_keep_pythons_form(capsys, monkeypatch):
@@ -159,3 +160,67 @@ def test_a_program_that_runs_a_command_in_process_keeps_its_way_of_showing_warni
     monkeypatch.setattr(info, "run", lambda args: 1 / 0)  # a command that fails: the same
     assert cli.main(["info"]) == 1
     assert warnings.showwarning is mine
+
+
+@pytest.mark.parametrize("command", cli.COMMAND_NAMES)
+def test_every_failure_of_a_command_starts_with_its_prog_as_argparses_own_refusals_do(capsys, monkeypatch, command):
+    """argparse refused an option as 'gpunn train: error: ...' and gpunn refused a value as 'gpunn: error: ...'; a
+    command's every line of failure now names it (refused, failed, a bug, Ctrl-C)."""
+    module = dict(zip(cli.COMMAND_NAMES, cli.COMMANDS))[command]
+    argv = [command, "m.npz", "x.npy", "o.npy"] if command == "predict" else [command]
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--bogus"])
+    said = [capsys.readouterr().err.splitlines()[-1]]
+    for exc in (ValueError("refused"), RuntimeError("a bug"), KeyboardInterrupt()):
+        def run(args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(module, "run", run)
+        cli.main(argv)
+        said.append(capsys.readouterr().err.strip())
+    assert [line.split(": ", 1)[0] for line in said] == [f"gpunn {command}"] * 4, said
+    assert said[1:] == [f"gpunn {command}: error: refused",
+                        f"gpunn {command}: internal error: RuntimeError: a bug (rerun with --debug for the traceback)",
+                        cli._describe(KeyboardInterrupt(), False, command)[1]]
+
+
+def test_a_command_line_that_names_no_command_fails_as_gpunn():
+    assert cli.prog_of(None) == cli.prog_of("trian") == "gpunn"
+    assert cli._describe(ValueError("v"), False, None) == (2, "gpunn: error: v")
+
+
+def test_the_startup_line_names_the_command_as_the_commands_own_lines_do(monkeypatch):
+    from gpunn import _startup
+
+    assert _startup.COMMAND_NAMES == cli.COMMAND_NAMES
+    for argv, prog in ((["gpunn", "--debug", "sweep", "--lr", "1"], "gpunn sweep"), (["-m", "predict"], "gpunn predict"),
+                       (["gpunn", "--version"], "gpunn"), (["gpunn", "trian"], "gpunn")):
+        monkeypatch.setattr("sys.argv", argv)
+        assert _startup._prog() == prog == cli.prog_of(cli._command(argv[1:]))
+
+
+def test_a_ranks_line_names_it_from_0_with_the_ranks_there_are(monkeypatch):
+    """'gpunn [rank 1/2]' read as the first of two, where it was the second (MPI counts ranks from 0)."""
+    from gpunn.distributed import comm
+
+    monkeypatch.setattr(comm, "launched_rank", lambda: 1)
+    monkeypatch.setattr(comm, "launched_size", lambda: 2)
+    assert cli._with_rank(cli._describe(ValueError("v: w"), False, "sweep")[1]) == \
+        "gpunn sweep [rank 1 of ranks 0-1]: error: v: w"
+    assert comm.rank_words(0, 8) == "rank 0 of ranks 0-7"
+
+
+def test_a_failing_rank_without_the_commands_report_names_itself_from_0(monkeypatch, capsys):
+    from gpunn.distributed import comm
+
+    class Comm:
+        rank, size = 2, 3
+        aborted = None
+
+        def abort(self, code):
+            Comm.aborted = code
+
+    monkeypatch.setattr(comm, "_REPORT", [])
+    comm.abort_on_error(Comm(), RuntimeError("x"))
+    assert capsys.readouterr().err.startswith("gpunn [rank 2 of ranks 0-2]: this rank failed; aborting all ranks.\n")
+    assert Comm.aborted == 1

@@ -129,7 +129,7 @@ def test_debug_shows_the_traceback_then_the_same_line(workdir, how):
         gpunn_process(*args, cwd=workdir, env={"GPUNN_DEBUG": "1"})
     assert proc.returncode == 2
     assert proc.stderr.startswith("Traceback") and "PreflightError" in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("gpunn: error: IN empty.npy is empty")
+    assert proc.stderr.strip().splitlines()[-1].startswith("gpunn predict: error: IN empty.npy is empty")
 
 
 def test_a_killed_writers_temp_file_is_removed_by_the_next_write(workdir, tmp_path):
@@ -181,7 +181,7 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
     out, err = waiting.communicate(proc, 60)
     how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     assert (proc.returncode, err.strip().splitlines()) == (
-        130, [f"gpunn: interrupted ({how}) while starting; nothing was read or written"]), err
+        130, [f"gpunn train: interrupted ({how}) while starting; nothing was read or written"]), err
     assert out == "" and os.listdir(run) == []
 
 
@@ -302,7 +302,7 @@ def test_ctrl_c_during_data_generation_is_one_line(tmp_path, signum):
     assert "model:" not in out, "the signal came after the data was generated: the test measured nothing"
     assert proc.returncode == 130
     how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-    assert err.strip().splitlines() == [f"gpunn: interrupted ({how}); any checkpoint is the last one completely written"]
+    assert err.strip().splitlines() == [f"gpunn train: interrupted ({how}); any checkpoint is the last one completely written"]
     assert os.listdir(tmp_path) == []  # no checkpoint, no config, no temp file
 
 
@@ -350,7 +350,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(t
     # interpreter has begun to exit and restored SIGINT's default action (seen once under load 10)
     assert proc.returncode in (130, -signal.SIGINT)
     # one line when the second Ctrl-C cut the run short (none when it came after the run had stopped)
-    assert err.strip().splitlines() in ([], ["gpunn: interrupted (Ctrl-C); any checkpoint is the last one completely "
+    assert err.strip().splitlines() in ([], ["gpunn train: interrupted (Ctrl-C); any checkpoint is the last one completely "
                                              "written"]), err
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")  # complete and consistent
     assert ckpt.epoch >= 1

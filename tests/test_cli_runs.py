@@ -81,7 +81,7 @@ def test_a_task_option_on_the_command_line_is_refused_where_data_comes_from_the_
     (tmp_path / "run.toml").write_text(f'data = "{tmp_path / "X.npy"}"\ntargets = "{tmp_path / "Y.npy"}"\n'
                                        'hidden = [8]\nepochs = 1\ndevice = "cpu"\nquiet = true\n')
     assert main(["train", "--config", str(tmp_path / "run.toml"), "--rows", "500"]) == 2
-    assert capsys.readouterr().err == ("gpunn: error: --rows 500 sets up a synthetic task, which --data replaces; drop "
+    assert capsys.readouterr().err == ("gpunn train: error: --rows 500 sets up a synthetic task, which --data replaces; drop "
                                        "it (the file gives the rows, features and outputs)\n")
 
 

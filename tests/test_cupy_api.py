@@ -433,5 +433,5 @@ def test_the_command_line_asked_for_cuda_without_a_usable_gpu_says_why_in_one_li
 
     assert main(["train", "--device", "cuda", "--rows", "2000", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("gpunn: error: device 'cuda' was requested but") and "\n" not in err
+    assert err.startswith("gpunn train: error: device 'cuda' was requested but") and "\n" not in err
     assert no_usable_gpu in err and "Traceback" not in err

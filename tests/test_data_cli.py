@@ -200,7 +200,7 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
                         (["h.csv"], "IN {}h.csv " + said.format(250, "value 2 of the line"))):
         args = [str(tmp_path / args[0]), *args[1:]]
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
-        assert capsys.readouterr().err == f"gpunn: error: {words.format(str(tmp_path) + '/')}\n"
+        assert capsys.readouterr().err == f"gpunn predict: error: {words.format(str(tmp_path) + '/')}\n"
 
 
 def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, capsys):
@@ -222,10 +222,10 @@ def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, ca
                        ([c, "--features", "a,b,c"], f"IN {c}: 3 feature columns (a, b, c), the model takes 2"),
                        ([directory], f"IN {directory}/1.parquet: not a readable Parquet file")):
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
-        assert capsys.readouterr().err.startswith(f"gpunn: error: {said}"), args
+        assert capsys.readouterr().err.startswith(f"gpunn predict: error: {said}"), args
     (tmp_path / "p.npy").mkdir()  # OUT that cannot be written, as a directory
     assert main(["predict", model, directory, str(tmp_path / "p.npy")]) == 2
-    assert not capsys.readouterr().err.startswith("gpunn: error: IN ")
+    assert not capsys.readouterr().err.startswith("gpunn predict: error: IN ")
 
 
 @pytest.mark.parametrize("bad, problem", [
@@ -262,7 +262,7 @@ def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, caps
     path = str(tmp_path / "x.csv")
     (tmp_path / "x.csv").write_text(("a,b\n" if header else "") + "\n".join(rows) + "\n")
     columns = {"a": "column 'a'", "b": "column 'b'"} if header else {"a": "value 1 of the line", "b": "value 2 of the line"}
-    said = [f"gpunn: error: IN {path} line {at + 1 + header}: {problem.format(**columns)}"]
+    said = [f"gpunn predict: error: IN {path} line {at + 1 + header}: {problem.format(**columns)}"]
 
     def refusal(*options, stream_bytes=predict.STREAM_BYTES, block=files.CSV_BLOCK):
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
@@ -296,7 +296,7 @@ def test_predict_names_a_row_of_another_width_than_the_header_alike_read_whole_o
     model = str(tmp_path / "m.npz")
     gpunn.save(model, gpunn.MLP([width, 1], seed=0, device="cpu"))
     (tmp_path / "x.csv").write_text(text)
-    said = [f"gpunn: error: IN {tmp_path / 'x.csv'} {problem}"]
+    said = [f"gpunn predict: error: IN {tmp_path / 'x.csv'} {problem}"]
     for stream_bytes in (predict.STREAM_BYTES, 0):
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
@@ -357,7 +357,7 @@ def test_predict_refuses_a_bad_value_among_booleans_alike_read_whole_or_streamed
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
         said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-        assert said == [f"gpunn: error: IN {path} line {line}: {problem}"], stream_bytes
+        assert said == [f"gpunn predict: error: IN {path} line {line}: {problem}"], stream_bytes
     assert not (tmp_path / "p.npy").exists()
 
 
@@ -373,7 +373,7 @@ def test_predict_names_text_after_a_missing_value_alike_read_whole_or_streamed(t
     for stream_bytes in (predict.STREAM_BYTES, 0):  # read whole, then streamed
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
-        assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn: error: IN {tmp_path / 'x.csv'} line 3: column 'b': "
+        assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn predict: error: IN {tmp_path / 'x.csv'} line 3: column 'b': "
                                                             "'oops' is not a number")
 
 
@@ -393,11 +393,11 @@ def test_without_pyarrow_a_true_false_column_read_whole_is_refused_saying_what_r
         monkeypatch.setitem(sys.modules, name, None)
     assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"gpunn: error: IN {path} line 1: value 2 of the line: {word!r} is not a number (a column of true/false is "
+        f"gpunn predict: error: IN {path} line 1: value 2 of the line: {word!r} is not a number (a column of true/false is "
         "read as 1 and 0 with pyarrow, which is not installed: pip install \"gpunn[data]\")")
     path.write_text("1.5,oops\n2.5,0\n")  # another word: as before
     assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn: error: IN {path} line 1: value 2 of the line: "
+    assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn predict: error: IN {path} line 1: value 2 of the line: "
                                                         "'oops' is not a number")
 
 
@@ -414,7 +414,7 @@ def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_re
     path = str(tmp_path / "x.parquet")
     assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-    assert err == [f"gpunn: error: IN {path}: column 'b' is string, not numeric; every feature column must hold "
+    assert err == [f"gpunn predict: error: IN {path}: column 'b' is string, not numeric; every feature column must hold "
                    "numbers"]
     with pytest.raises(gpunn.data.DataError, match="column 'b' is string, not numeric; every feature and target "
                                                    "column must hold numbers$"):
@@ -776,7 +776,7 @@ def test_without_pyarrow_a_table_is_a_one_line_error_naming_the_extra(pair, monk
                  ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.parquet")]):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert err.startswith("gpunn: error: ") and 'pip install "gpunn[data]"' in err, err
+        assert err.startswith(f"gpunn {argv[0]}: error: ") and 'pip install "gpunn[data]"' in err, err
 
 
 def test_predict_streams_a_csv_without_a_header_by_position_keeping_its_first_row(pair, monkeypatch, capsys):

@@ -841,7 +841,7 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
 
     monkeypatch.setattr(cli.train, "run", fails)
     assert cli.main(["train"]) == 2
-    assert capsys.readouterr().err == "gpunn: error: distributed training needs mpi4py\n"
+    assert capsys.readouterr().err == "gpunn train: error: distributed training needs mpi4py\n"
 
 
 def test_a_launchers_variables_give_the_size_and_rank_without_starting_mpi(monkeypatch):
@@ -1008,7 +1008,7 @@ def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(mo
     monkeypatch.setenv("PMI_SIZE", "2")  # what mpiexec -n 2 sets: each process would run the whole command
     monkeypatch.setenv("PMI_RANK", "0")
     assert cli.main(command) == 2
-    assert capsys.readouterr().err.startswith(f"gpunn: error: gpunn {command[0]} runs in one process, and an MPI "
+    assert capsys.readouterr().err.startswith(f"gpunn {command[0]}: error: this command runs in one process, and an MPI "
                                               "launcher started 2")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("PMI_RANK", "1")  # the other ranks stop without a word
@@ -1207,11 +1207,11 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode,says", [("fail", r"rank 1/2\]: this rank failed; aborting all ranks\.\nTraceback "
+@pytest.mark.parametrize("mode,says", [("fail", r"\[rank 1 of ranks 0-1\]: this rank failed; aborting all ranks\.\nTraceback "
                                                 r"[\s\S]*\nRuntimeError: rank 1 fails on purpose\n"),  # its traceback
                                        # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting
                                        # at most 1 s (a late one on a loaded machine); world(timeout=2)'s, not 300
-                                       ("hang", r"rank 0/2\]: waited [23] s in the stop-flag exchange; another rank "
+                                       ("hang", r"\[rank 0 of ranks 0-1\]: waited [23] s in the stop-flag exchange; another rank "
                                                 r"has stopped \(failed, hung or killed\)\. Aborting the job "
                                                 r"\(GPUNN_DIST_TIMEOUT=2 s\)\.\n"),
                                        ("die", "")])  # mpiexec's own report of the killed rank
@@ -1387,9 +1387,9 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
         pytest.fail("the job hung after one rank failed")
     assert proc.returncode == 2, err
     says = "missing.npy: no such file" if where == "before" else "X.npy row 390: column 1: nan is NaN"
-    assert re.search(r"^gpunn \[rank 1/2\]: error: .*" + re.escape(says), err, re.M), err
+    assert re.search(rf"^gpunn {command} \[rank 1 of ranks 0-1\]: error: .*" + re.escape(says), err, re.M), err
     assert "Traceback" not in err
-    line = next(line for line in err.splitlines() if line.startswith("gpunn [rank 1/2]: error: "))
+    line = next(line for line in err.splitlines() if line.startswith(f"gpunn {command} [rank 1 of ranks 0-1]: error: "))
     assert "Abort(" not in line  # a line of its own: MPI's report of the abort follows on the next
 
 

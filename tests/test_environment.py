@@ -129,7 +129,7 @@ def test_the_commands_fail_on_the_missing_path_with_good_settings(clean, capsys)
     for command, argv in COMMANDS.items():
         assert cli.main(argv) == 2, command
         err = capsys.readouterr().err.splitlines()
-        assert err[-1].startswith("gpunn: error: ") and MISSING in err[-1], command
+        assert err[-1].startswith(f"gpunn {argv[0]}: error: ") and MISSING in err[-1], command
 
 
 @pytest.mark.parametrize("command, name", CASES, ids=[f"{c}-{n}" for c, n in CASES])
@@ -141,14 +141,14 @@ def test_every_command_refuses_a_bad_setting_as_it_starts_before_it_reads_a_file
     clean.setenv(name, value)
     status = cli.main(COMMANDS[command])
     out, err = capsys.readouterr()
-    assert (status, out, err.splitlines()) == (2, "", [f"gpunn: error: {refusal}"])
+    assert (status, out, err.splitlines()) == (2, "", [f"gpunn {COMMANDS[command][0]}: error: {refusal}"])
 
 
 def test_several_bad_settings_are_refused_together_in_one_line(clean, capsys):
     for name, (value, _) in REFUSALS.items():
         clean.setenv(name, value)
     assert cli.main(COMMANDS["train"]) == 2
-    assert capsys.readouterr().err.splitlines() == ["gpunn: error: " + "; ".join(r for _, r in REFUSALS.values())]
+    assert capsys.readouterr().err.splitlines() == ["gpunn train: error: " + "; ".join(r for _, r in REFUSALS.values())]
 
 
 def test_a_bad_setting_leaves_help_and_the_command_lines_own_errors_first(clean, capsys):

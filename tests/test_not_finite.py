@@ -99,7 +99,7 @@ def test_a_nan_or_infinite_value_of_an_npy_or_parquet_file_is_refused_in_one_wor
     column = "column 1" if kind == "npy" else "column 'b'"
     said = f"{path} row {BAD_ROW}: {column}: {shown} is {what}; clean or impute it first"
     assert training_refusal(path) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn: error: IN {said}"] * (1 + (kind == "npy"))
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}"] * (1 + (kind == "npy"))
 
 
 def test_a_nan_target_and_a_parquet_null_are_named_by_their_file_row_and_column(tmp_path):
@@ -129,7 +129,7 @@ def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(
     path = write(folder, "parquet", float("nan"), name="1")
     said = f"{path} row {BAD_ROW}: column 'b': nan is NaN; clean or impute it first"
     assert training_refusal(str(folder)) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn: error: IN {said}"]
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn predict: error: IN {said}"]
 
 
 # ---- the file changed since it was read: the value read again is finite --------------------------------------
@@ -222,7 +222,7 @@ def test_a_value_standardized_past_float32_is_refused_alike_by_training_and_pred
     place = "line 9: column 'b': '1e+39'" if kind == "csv" else f"row 7: column {1 if kind == 'npy' else repr('b')}: 1e+39"
     assert re.fullmatch(rf"{re.escape(f'{path} {place}')} is 3\.\de\+39 once standardized, infinite in float32 \(past its "
                         r"largest value\); clean or impute it first", said), said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn: error: IN {said}"
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn predict: error: IN {said}"
 
 
 def test_a_float32_value_standardized_past_float32_is_refused_by_predict_and_fit(tmp_path, device):
@@ -375,7 +375,7 @@ def test_a_value_left_past_float32_on_the_way_to_its_standardized_value_is_named
         model.predict(X)
     if device == "cpu":  # gpunn predict, on the CPU
         assert predict_refusals(tmp_path, monkeypatch, capsys, path, model) == [
-            f"gpunn: error: IN {path} row {BAD_ROW}: column 1: {ON_THE_WAY}"] * 2
+            f"gpunn predict: error: IN {path} row {BAD_ROW}: column 1: {ON_THE_WAY}"] * 2
 
 
 class PutsBadValue(gpunn.Callback):

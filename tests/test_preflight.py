@@ -155,7 +155,7 @@ def test_an_output_named_as_a_directory_not_made_yet_is_refused_before_any_work(
     assert cli.main(["train", "--rows", "100", "--features", "2", "--hidden", "4", "--epochs", "1", "--device", "cpu",
                      "--quiet", "--json", out]) == 2
     captured = capsys.readouterr()
-    assert captured.err.strip() == f"gpunn: error: --json {out} names a directory (it ends in /); give a file name"
+    assert captured.err.strip() == f"gpunn train: error: --json {out} names a directory (it ends in /); give a file name"
     assert "device:" not in captured.out  # refused before the data were made
 
 

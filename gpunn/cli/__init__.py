@@ -22,6 +22,7 @@ from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, re
                      refuse_unknown, text_to_stderr)
 
 COMMANDS = (train, predict, sweep, bench, info)
+COMMAND_NAMES = tuple(command.__name__.rsplit(".", 1)[1] for command in COMMANDS)  # gpunn._startup's, before import
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpunn {__version__}")
     add_debug(parser)  # gpunn --debug train ... as well as gpunn train ... --debug
     sub = parser.add_subparsers(dest="command", required=True)
-    parser.commands = {command.__name__.rsplit(".", 1)[1]: command.add_parser(sub) for command in COMMANDS}
+    parser.commands = {name: command.add_parser(sub) for name, command in zip(COMMAND_NAMES, COMMANDS)}
     parser.train_parser = parser.commands["train"]
     return parser
 
@@ -146,15 +147,17 @@ def _check_launch(command: str) -> None:
     if command in ("predict", "bench") and launched_size() > 1:
         if launched_rank() != 0:  # rank 0 says why, once
             raise SystemExit(2)
-        raise ValueError(f"gpunn {command} runs in one process, and an MPI launcher started {launched_size()}: "
+        raise ValueError(f"this command runs in one process, and an MPI launcher started {launched_size()}: "
                          f"each would run all of it and write the same files. Run it without mpiexec (only gpunn "
                          "train and gpunn sweep train data parallel: mpiexec -n P gpunn train ...)")
 
 
 def _with_rank(text: str) -> str:
-    from ..distributed.comm import launched_rank, launched_size
+    """A command's one line with this process's rank after its prog: ``gpunn train [rank 1 of ranks 0-1]: ...``."""
+    from ..distributed.comm import launched_rank, launched_size, rank_words
 
-    return text.replace("gpunn: ", f"gpunn [rank {launched_rank()}/{launched_size()}]: ", 1)
+    prog, _, said = text.partition(": ")
+    return f"{prog} [{rank_words(launched_rank(), launched_size())}]: {said}"
 
 
 def _failed(status: int, text: str, argv) -> int:
@@ -186,6 +189,12 @@ def _command(argv) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def prog_of(command: str | None) -> str:
+    """Who speaks in a failure's line: the subcommand's prog (``gpunn train``), as argparse's own refusals of its
+    options say it, wherever the command line names a command gpunn has; ``gpunn`` where it names none."""
+    return f"gpunn {command}" if command in COMMAND_NAMES else "gpunn"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``timeout``, Slurm, ``docker stop``) outside a fit: ends the command as Ctrl-C does."""
 
@@ -211,18 +220,20 @@ def sigterm_interrupts():
 
 
 def _describe(exc: BaseException, debug: bool, command: str | None = "train") -> tuple[int, str]:
-    """(status, one line) for a failure of ``command``: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn."""
+    """(status, one line) for a failure of ``command``: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn. The line
+    starts with the command's prog (prog_of: ``gpunn train: error: ...``)."""
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
+    prog = prog_of(command)
     if isinstance(exc, KeyboardInterrupt):
         left = INTERRUPTED.get(command)
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        return 130, f"gpunn: interrupted ({how})" + (f"; {left}" if left else "")
+        return 130, f"{prog}: interrupted ({how})" + (f"; {left}" if left else "")
     if isinstance(exc, MemoryError):
-        return 2, f"gpunn: error: out of memory: {one_line(exc)}"
+        return 2, f"{prog}: error: out of memory: {one_line(exc)}"
     if isinstance(exc, EXPECTED_ERRORS):
-        return 2, f"gpunn: error: {one_line(exc)}"
-    return 1, (f"gpunn: internal error: {type(exc).__name__}: {one_line(exc)}"  # still one line
+        return 2, f"{prog}: error: {one_line(exc)}"
+    return 1, (f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)}"  # still one line
                + ("" if debug else " (rerun with --debug for the traceback)"))
 
 

@@ -57,6 +57,12 @@ def launched_rank() -> int:
     return _from_launcher(_RANK_VARIABLES, 0)
 
 
+def rank_words(rank: int, size: int) -> str:
+    """Which process a line is from: ``rank 1 of ranks 0-1``. Ranks count from 0, as MPI numbers them; "rank 1/2"
+    read as the first of two."""
+    return f"rank {rank} of ranks 0-{size - 1}"
+
+
 def _timeout_from_env(timeout):
     if timeout is not None:
         return float(timeout)
@@ -159,7 +165,7 @@ class MpiComm:
             self._watchdog.end()
 
     def _timed_out(self, label, seconds):
-        sys.stderr.write(f"gpunn [rank {self.rank}/{self.size}]: waited {seconds:.0f} s in {label}; another rank has "
+        sys.stderr.write(f"gpunn [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; another rank has "
                          f"stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
         sys.stderr.flush()
         self.abort(3)
@@ -348,7 +354,7 @@ def abort_on_error(comm, exc: BaseException) -> None:
         text += "\n"
     else:
         code = 2 if isinstance(exc, KeyboardInterrupt) else 1
-        text = (f"gpunn [rank {comm.rank}/{comm.size}]: this rank failed; aborting all ranks.\n"
+        text = (f"gpunn [{rank_words(comm.rank, comm.size)}]: this rank failed; aborting all ranks.\n"
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     sys.stderr.write(text)
     sys.stderr.flush()
