@@ -511,8 +511,9 @@ class Ensemble(DeviceModel):
         values = per_member[kept]
         return kept[int(numpy.argmax(values) if maximise else numpy.argmin(values))]
 
-    fit = as_method(fit_ensemble, "Train all members on (X, Y), or on a data source passed alone as X. Returns the "
-                                  "history.")
+    fit = as_method(fit_ensemble, "Ensemble.fit", "ens.fit(X, Y, ...) trains all members on (X, Y), or on a data "
+                                                  "source passed alone as X, and returns the history, as told below "
+                                                  "(``model`` being this Ensemble).")
 
     # and the last fit's history (MLP's copy has none)
     _COPIED = (*DeviceModel._COPIED, "history", "diverged")

@@ -536,8 +536,9 @@ class MLP(DeviceModel):
             logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
-    fit = as_method(_fit, "Train on (X, Y), or on a data source (``gpunn.data``) passed alone as X: "
-                          "gpunn.fit(model, X, Y, ...). Returns the history.")
+    fit = as_method(_fit, "MLP.fit", "model.fit(X, Y, ...) trains on (X, Y), or on a data source (``gpunn.data``) "
+                                     "passed alone as X, and returns the history. It is gpunn.fit(model, X, Y, ...), "
+                                     "told below, ``model`` being this MLP.")
 
     _REPR_NAME, _PICKLE_NAMES = "MLP", ("an MLP", "model")
 

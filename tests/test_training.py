@@ -552,6 +552,23 @@ def test_help_of_model_fit_lists_every_option_with_its_default():
     assert "epochs: passes over the training rows (default 10)" in inspect.getdoc(gpunn.MLP.fit)
 
 
+@pytest.mark.parametrize("cls,module,user", [(gpunn.MLP, "gpunn.model", "model.fit(X, Y, ...)"),
+                                             (gpunn.Ensemble, "gpunn.ensemble", "ens.fit(X, Y, ...)")])
+def test_help_of_model_fit_names_the_method_the_user_calls(cls, module, user):
+    """help(gpunn.Ensemble.fit) showed 'fit_ensemble(self, X, ...)' in module gpunn.training.fit (the function the
+    method wraps); MLP.fit said 'fit' of that module, where gpunn.fit lives."""
+    import inspect
+    import pickle
+    import pydoc
+
+    method = cls.fit
+    assert (method.__name__, method.__qualname__, method.__module__) == ("fit", f"{cls.__name__}.fit", module)
+    shown = pydoc.render_doc(method, renderer=pydoc.plaintext)
+    assert f"function fit in module {module}" in shown and "\nfit(self, X, Y=None, *, epochs=10" in shown
+    assert "fit_ensemble" not in shown and inspect.getdoc(method).startswith(user)
+    assert pickle.loads(pickle.dumps(method)) is method  # found where it says it is
+
+
 def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
     """R² is undefined on 1 row: fit reported 0 for such a validation set and trained on; scikit-learn refuses
     (its MLPRegressor) or gives NaN (r2_score). Every fit refuses it by the parameter; a score is NaN."""

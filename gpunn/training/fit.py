@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 
 import numpy
 
@@ -19,17 +20,20 @@ from .sources import ArraySource
 from .state import FitSettings
 
 
-def as_method(function, summary):
-    """``function(model, ...)`` as a method (``MLP.fit``, ``Ensemble.fit``) with the function's parameters,
-    ``self`` for ``model``, and ``summary`` above its docstring, so that ``help(model.fit)`` and an editor
-    list every option with its default, as ``help(gpunn.fit)`` does (``**kwargs`` showed none)."""
+def as_method(function, qualname, summary):
+    """``function(model, ...)`` as the method ``qualname`` (``"MLP.fit"``, ``"Ensemble.fit"``) of a class of the
+    calling module, with the function's parameters, ``self`` for ``model``, and ``summary`` above its docstring, so
+    that ``help(model.fit)`` and an editor list every option with its default, as ``help(gpunn.fit)`` does
+    (``**kwargs`` showed none), under the name the user calls (``fit_ensemble`` showed for ``Ensemble.fit``)."""
     def method(self, *args, **kwargs):
         return function(self, *args, **kwargs)
 
     signature = inspect.signature(function)
     model, *rest = signature.parameters.values()
     method.__signature__ = signature.replace(parameters=[model.replace(name="self"), *rest])
-    method.__name__ = method.__qualname__ = function.__name__
+    method.__qualname__ = qualname
+    method.__name__ = qualname.rsplit(".", 1)[-1]
+    method.__module__ = sys._getframe(1).f_globals["__name__"]  # where the class is, as collections.namedtuple does
     method.__doc__ = f"{summary}\n\n{inspect.getdoc(function)}"
     return method
 
