@@ -1,5 +1,7 @@
 """``gpunn info``: its lines, in order and aligned, the device it resolves (status 2 where it cannot) and the CPU
 kernels' line (more in tests/test_cli.py's test_info_*)."""
+import warnings
+
 import pytest
 
 from gpunn import cli
@@ -51,6 +53,28 @@ def test_no_gpu_under_auto_is_no_error_and_status_0(capsys, monkeypatch, reason)
     status, _, rows = _info(capsys)
     assert status == 0 and rows["cupy"] == f"unavailable: {reason}" and rows["device"].startswith("cpu")
     assert not [key for key, value in rows.items() if value.startswith("error")]
+
+
+def test_the_cpu_fallback_is_said_once_on_the_cupy_line_not_again_as_a_note(capsys, monkeypatch):
+    """gpunn info printed 'note: running on CPU (NumPy): <reason>' on stderr besides its cupy line's
+    'unavailable: <reason>'; the cupy line says it, on stdout, where a script reading info looks."""
+    from gpunn import backend
+
+    monkeypatch.setattr(backend, "probe_cuda", lambda: (None, 0, "no CuPy here"))
+    monkeypatch.setattr(backend, "_fallback_announced", False)  # as in a fresh process
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", backend.CPUFallbackWarning)  # as outside pytest (tests/conftest.py ignores it)
+        status = cli.main(["info"])
+        out, err = capsys.readouterr()
+        assert (status, err) == (0, "")
+        assert [line for line in out.splitlines() if "no CuPy here" in line] == [
+            "cupy            unavailable: no CuPy here"]
+        status = cli.main(["info", "--device", "cuda"])  # an error: the device line says it too (status 2)
+        out, err = capsys.readouterr()
+        assert (status, err) == (2, "") and "device          error: device 'cuda' was requested but no CuPy here" in out
+        monkeypatch.setattr(backend, "_fallback_announced", False)
+        with pytest.warns(backend.CPUFallbackWarning, match="no CuPy here"):  # elsewhere the fallback is still said
+            backend.resolve("auto")
 
 
 def test_info_resolves_auto_unless_told(capsys):

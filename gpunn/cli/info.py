@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import warnings
 
 import numpy
 
@@ -110,7 +111,9 @@ def run(args) -> int:
         "environment": settings(),
     }
     try:
-        resolved = _backend.resolve(args.device)
+        with warnings.catch_warnings():  # the CPU fallback's note: its reason is the cupy line's, said once
+            warnings.simplefilter("ignore", _backend.CPUFallbackWarning)
+            resolved = _backend.resolve(args.device)
         lines["device"] = resolved.describe()
     except (_backend.DeviceError, ValueError) as exc:
         lines["device"] = f"error: {exc}"
