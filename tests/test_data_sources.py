@@ -1349,17 +1349,17 @@ def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
 
 def test_an_iterables_pieces_are_checked_for_matching_rows_and_the_rows_promised():
     uneven = data.iterable([(numpy.ones((4, 2)), numpy.zeros(3))], rows=4, n_features=2, n_outputs=1)
-    with pytest.raises(DataError, match="batch 1: X has 4 rows but Y has 3"):
+    with pytest.raises(DataError, match=r"^batch 1 \(epoch 1\): X has 4 rows but Y has 3$"):
         epoch(uneven)
     short = data.iterable(lambda e: [(numpy.ones((4, 2)), numpy.zeros(4))] * (2 - e), rows=8, n_features=2,
                           n_outputs=1)
     assert sum(X.shape[0] for X, _ in epoch(short, 0, 3)) == 8
-    with pytest.raises(DataError, match="the iterable gave 4 rows this epoch; rows=8 was expected"):
+    with pytest.raises(DataError, match="the iterable gave 4 rows in epoch 2; rows=8 was expected"):
         epoch(short, 1, 3)
 
 
 def test_an_iterables_piece_must_be_a_pair_and_standardized_pieces_are_in_the_models_dtype():
-    with pytest.raises(DataError, match=r"batch 1 of the iterable must be an \(X, Y\) pair; got a str of 2"):
+    with pytest.raises(DataError, match=r"batch 1 \(epoch 1\) of the iterable must be an \(X, Y\) pair; got a str of 2"):
         data.iterable(["ab"])
     pieces = [(numpy.arange(20.0).reshape(10, 2), numpy.arange(10.0))]
     source = data.iterable(pieces, standardize=True).bind("cpu", "float32")

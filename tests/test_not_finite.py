@@ -469,6 +469,29 @@ def test_an_iterables_refusal_counts_its_batches_from_1_as_its_epochs(tmp_path, 
     assert called[:bad_epoch + 1] == list(range(bad_epoch + 1))
 
 
+def test_an_iterables_nan_or_uneven_piece_is_named_by_its_batch_and_its_epoch():
+    """A NaN in an iterable's piece was "X of batch 3 contains 1 NaN or infinite value(s) ...": which epoch's third piece
+    went unsaid, where a callable gives other pieces each epoch; only the standardized overflow named it."""
+    X, Y = numpy.ones((12, 2)), numpy.ones((12, 1))
+
+    def pieces(epoch, bad=None):
+        out = [(X[i:i + 4].copy(), Y[i:i + 4]) for i in range(0, 12, 4)]
+        if epoch == 1 and bad == "nan":
+            out[2][0][1, 0] = numpy.nan
+        elif epoch == 1 and bad == "rows":
+            out[2] = (out[2][0], out[2][1][:3])
+        return out
+
+    model = gpunn.MLP([2, 3, 1], device="cpu", seed=0)
+    with pytest.raises(NotFinite, match=r"^X of batch 3 \(epoch 2\) contains 1 NaN or infinite value\(s\) \(first at "
+                                        r"row 1, column 0\)"):
+        model.fit(data.iterable(lambda e: pieces(e, "nan"), rows=12, n_features=2, n_outputs=1), epochs=2,
+                  batch_size=4, verbose=False)
+    with pytest.raises(data.DataError, match=r"^batch 3 \(epoch 2\): X has 4 rows but Y has 3$"):
+        model.fit(data.iterable(lambda e: pieces(e, "rows"), rows=12, n_features=2, n_outputs=1), epochs=2,
+                  batch_size=4, verbose=False)
+
+
 def test_the_shards_of_a_source_are_refused_alike(tmp_path, device):
     """A source read as shards (gpunn.distributed.ShardedSource: a data-parallel rank's, or all of them in one
     process) standardizes each shard's windows: the value is refused naming the source's file and row."""

@@ -350,13 +350,13 @@ def test_csv_columns_named_with_spaces_or_unicode_are_picked_by_name(tmp_path, h
 
 
 @pytest.mark.parametrize("items, message", [
-    ([numpy.ones((4, 3))], r"batch 1 of the iterable must be an \(X, Y\) pair; got an array of shape \(4, 3\)"),
+    ([numpy.ones((4, 3))], r"batch 1 \(epoch 1\) of the iterable must be an \(X, Y\) pair; got an array of shape \(4, 3\)"),
     ([(numpy.ones((4, 3)), numpy.ones(4), numpy.ones(4))], r"batch 1 .* got a tuple of 3"),
-    ([None], r"batch 1 of the iterable must be an \(X, Y\) pair; got None"),
+    ([None], r"batch 1 \(epoch 1\) of the iterable must be an \(X, Y\) pair; got None"),
     ([{"X": 1, "Y": 2}], r"batch 1 .* got a dict of 2"),
-    ([(numpy.ones(4), numpy.ones(4))], r"^X of batch 1 must be 2-D \(rows x columns\); got shape \(4,\)"),
-    ([(numpy.ones((1, 4, 3)), numpy.ones((1, 4)))], r"^X of batch 1 must be 2-D .*got shape \(1, 4, 3\)"),
-    ([(numpy.ones((4, 3)), numpy.ones((4, 1, 1)))], r"^Y of batch 1 must be 2-D .*got shape \(4, 1, 1\)"),
+    ([(numpy.ones(4), numpy.ones(4))], r"^X of batch 1 \(epoch 1\) must be 2-D \(rows x columns\); got shape \(4,\)"),
+    ([(numpy.ones((1, 4, 3)), numpy.ones((1, 4)))], r"^X of batch 1 \(epoch 1\) must be 2-D .*got shape \(1, 4, 3\)"),
+    ([(numpy.ones((4, 3)), numpy.ones((4, 1, 1)))], r"^Y of batch 1 \(epoch 1\) must be 2-D .*got shape \(4, 1, 1\)"),
 ])
 def test_an_iterable_of_things_that_are_not_pairs_of_matrices_is_refused_naming_the_batch(items, message):
     """Python's "too many values to unpack", "cannot unpack non-iterable NoneType" or "tuple index out of range"

@@ -350,8 +350,8 @@ class IterableSource:
     pieces again. ``batches`` may also
     be a callable ``epoch -> iterable`` (called with 0 for the first epoch, as ``DataSource.batches`` is). A
     one-shot iterator serves one epoch; pass ``rows`` with it. Errors name a piece as a batch counted from 1 in
-    an epoch counted from 1 ("X of batch 1 (epoch 1)" for the first piece of the first), as the progress line
-    and ``history["epoch"]`` count epochs.
+    an epoch counted from 1 ("X of batch 1 (epoch 1)" for the first piece of the first; ``piece_words``), as the
+    progress line and ``history["epoch"]`` count epochs: every message about a piece names both.
     ``standardize`` (as for the chunked sources) takes one more pass, over the first epoch's pieces, for
     the statistics, so it needs a list or a callable: a one-shot iterator is refused.
     """
@@ -379,13 +379,14 @@ class IterableSource:
                                  "or pass a list or a callable epoch -> iterable")
             first, count = None, 0
             items = self._make(0) if not self._one_shot else [self._peek(batches)]
-            for i, item in enumerate(items, 1):  # batches counted from 1, as epochs are (IterableSource)
-                X, Y = _pair(item, i)
-                shapes = (as_array(X, f"X of batch {i}").shape, as_array(Y, f"Y of batch {i}").shape)
+            for i, item in enumerate(items, 1):  # the first epoch's pieces
+                piece = piece_words(i, 0)
+                X, Y = _pair(item, piece)
+                shapes = (as_array(X, f"X of {piece}").shape, as_array(Y, f"Y of {piece}").shape)
                 if len(shapes[0]) != 2 or len(shapes[1]) not in (1, 2):  # sizes are read from them just below
                     name, shape = ("X", shapes[0]) if len(shapes[0]) != 2 else ("Y", shapes[1])
                     also = ", or 1-D" if name == "Y" else ""
-                    raise ValueError(f"{name} of batch {i} must be 2-D (rows x columns{also}); got shape {shape}")
+                    raise ValueError(f"{name} of {piece} must be 2-D (rows x columns{also}); got shape {shape}")
                 first = first or shapes
                 count += shapes[0][0]
             if first is None:
@@ -416,7 +417,7 @@ class IterableSource:
         self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(dtype)
         if self.standardize and self.standardizer is None:
             with self.backend.use():
-                self.standardizer = Standardizer.from_pieces(self._checked(self._make(0)), self.n_features,
+                self.standardizer = Standardizer.from_pieces(self._checked(self._make(0), 0), self.n_features,
                                                              self.n_outputs, targets=self.standardize is True)
         return self
 
@@ -438,7 +439,7 @@ class IterableSource:
         else:
             items = self._make(epoch)
         with self.backend.use():
-            yield from rebatch(self._scaled(self._checked(items), epoch), batch_size, self.backend.xp)
+            yield from rebatch(self._scaled(self._checked(items, epoch), epoch), batch_size, self.backend.xp)
 
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
@@ -465,7 +466,7 @@ class IterableSource:
         from ..checks import NotFinite
 
         to_host = self.backend.to_host
-        for j, (X, Y) in enumerate(self._checked(self._make(epoch)), 1):
+        for j, (X, Y) in enumerate(self._checked(self._make(epoch), epoch), 1):
             if j < i:
                 continue
             Xs, Ys = (to_host(A) for A in self._standardized(X, Y))
@@ -476,12 +477,12 @@ class IterableSource:
                     wide = numpy.array(to_host(raw[row:row + 1]), numpy.float64)
                     scaler = self.standardizer
                     (scaler.transform_y_ if target else scaler.transform_x_)(numpy, wide)
-                    raise NotFinite(f"{name} of batch {i} (epoch {int(epoch) + 1})", int(out.size - finite.sum()),
+                    raise NotFinite(f"{name} of {piece_words(i, epoch)}", int(out.size - finite.sum()),
                                     row, col, self.dtype.name, scaled=float(wide[0, col]))
             break
-        raise DataError(f"batch {i} of the iterable held a value standardized past {self.dtype.name} in epoch "
-                        f"{int(epoch) + 1}, and made again it holds none (the iterable gives other batches now); "
-                        "clean or impute the data first")
+        raise DataError(f"{piece_words(i, epoch)} of the iterable held a value standardized past {self.dtype.name}, "
+                        "and made again it holds none (the iterable gives other batches now); clean or impute the data "
+                        "first")
 
     def _piece_dtype(self, A):
         """The dtype a piece is checked in: float64 for pieces to be standardized that the model's dtype
@@ -490,19 +491,21 @@ class IterableSource:
             return self.dtype
         return standardizing_dtype(dtype_of(A), self.dtype)
 
-    def _checked(self, items):
+    def _checked(self, items, epoch):
+        """The pieces of ``epoch`` (from 0) as checked matrices; a refusal names the piece (piece_words)."""
         count = 0
         for i, item in enumerate(items, 1):
-            X, Y = _pair(item, i)
-            X = as_matrix(X, f"X of batch {i}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
-            Y = as_matrix(Y, f"Y of batch {i}", self.backend, self._piece_dtype(Y), allow_1d=True,
+            piece = piece_words(i, epoch)
+            X, Y = _pair(item, piece)
+            X = as_matrix(X, f"X of {piece}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
+            Y = as_matrix(Y, f"Y of {piece}", self.backend, self._piece_dtype(Y), allow_1d=True,
                           n_columns=self.n_outputs)
             if X.shape[0] != Y.shape[0]:
-                raise DataError(f"batch {i}: X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+                raise DataError(f"{piece}: X has {X.shape[0]} rows but Y has {Y.shape[0]}")
             count += X.shape[0]
             yield X, Y
         if count != self.rows:
-            raise DataError(f"the iterable gave {count} rows this epoch; rows={self.rows} was expected")
+            raise DataError(f"the iterable gave {count} rows in epoch {int(epoch) + 1}; rows={self.rows} was expected")
 
     def validation_windows(self):
         return iter(())
@@ -516,10 +519,16 @@ class IterableSource:
                 "standardize": self.standardize, "resumable": False}
 
 
-def _pair(item, i):
-    """Item ``i`` (from 1) of an iterable source as (X, Y), or a DataError saying what it is instead (a bare array, a
-    triple, None, a dict: Python's "too many values to unpack" named neither the item nor what to pass). A
-    dict or a string of two is refused too (it unpacks into its keys or characters)."""
+def piece_words(i, epoch) -> str:
+    """Piece ``i`` (from 1) of ``epoch`` (from 0, as ``batches`` takes it) of an iterable source, in the words of its
+    messages: "batch 3 (epoch 2)", both counted from 1 as the progress line counts epochs."""
+    return f"batch {i} (epoch {int(epoch) + 1})"
+
+
+def _pair(item, piece):
+    """An item of an iterable source (``piece``: piece_words) as (X, Y), or a DataError saying what it is instead (a
+    bare array, a triple, None, a dict: Python's "too many values to unpack" named neither the item nor what to
+    pass). A dict or a string of two is refused too (it unpacks into its keys or characters)."""
     if not isinstance(item, (dict, str, bytes)):
         try:
             X, Y = item
@@ -528,7 +537,7 @@ def _pair(item, i):
             pass
     what = f"an array of shape {item.shape}" if isinstance(item, numpy.ndarray) else (
         f"a {type(item).__name__} of {len(item)}" if hasattr(item, "__len__") else repr(item))
-    raise DataError(f"batch {i} of the iterable must be an (X, Y) pair; got {what}")
+    raise DataError(f"{piece} of the iterable must be an (X, Y) pair; got {what}")
 
 
 def _chain_first(first, rest):
