@@ -25,7 +25,7 @@ import numpy
 from .. import datasets
 from .configs import Config
 from .system import threads_words
-from .runners import (Result, Runner, _median_rate, peak_runners, peak_size_for, profile_step, round_peaks,
+from .runners import (Result, Runner, _median_rate, differ, peak_runners, peak_size_for, profile_step, round_peaks,
                       scheduled_jobs, synchronize, timed_rounds, torch_device)
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
@@ -339,7 +339,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / p
                                                  for t, p in zip(times[r], peak_rates))
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
-        res.noisy = spread[1] > 1.3 * spread[0]
+        res.noisy, res.gemm_noisy = differ(spread), best is not None and differ(best)
         res.note = "member-samples/s" + (f", {threads_words(r.threads)}" if hasattr(r, "threads") else "")
         if r.key.startswith("gpunn-graph"):
             res.note += r.graph_note()

@@ -51,7 +51,8 @@ def format_table(results, markdown=False) -> str:
         label = r["label"] + (f", {r['note']}" if r.get("note") else "")
         rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
                      f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}",
-                     _percent(r.get("fraction_of_peak", float("nan"))), _percent(r.get("fraction_of_gemm", float("nan"))),
+                     _percent(r.get("fraction_of_peak", float("nan"))),
+                     _percent(r.get("fraction_of_gemm", float("nan"))) + (" (!)" if r.get("gemm_noisy") else ""),
                      speed, prof_text])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -102,9 +103,19 @@ def gemm_note(results) -> str:
             + (", ".join(parts) or "none") + ".")
     if missing:
         text += "\n% of GEMM n/a (the baseline could not be timed well): " + "; ".join(missing) + "."
+    over = [f"{r['config']} {r['label']} {_percent(r['fraction_of_gemm'])}" for r in results
+            if (r.get("fraction_of_gemm") or 0) > 1]  # (None: a JSON's null)
+    if over:
+        text += ("\n% of GEMM over 100% (" + ", ".join(over) + ") is as measured: the base is one float32 product "
+                 "of the hidden shape per call, which a tf32 or bf16 row's tensor cores can outrun, and on a small "
+                 "shape each call's fixed cost (NumPy's dispatch; a kernel launch on a GPU) is much of its time, which a "
+                 "step may pay less of per FLOP (gpunn's compiled kernels; a CUDA graph). On a loaded machine a short "
+                 "run's base can also be slowed by other processes, in some rounds ((!) beside it: they differed by "
+                 "over 30%) or in all: rerun when it is quiet.")
     text += "\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds."
-    if any(r.get("noisy") for r in results):
-        text += "\n(!) repeats differ by over 30%: background load on the machine; rerun when it is quiet."
+    if any(r.get("noisy") or r.get("gemm_noisy") for r in results):
+        text += ("\n(!) repeats differ by over 30% (beside the spread: the row's own; beside % of GEMM: its GEMM "
+                 "baseline's): background load on the machine; rerun when it is quiet.")
     return text
 
 

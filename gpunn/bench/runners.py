@@ -447,6 +447,7 @@ class Result:
     fraction_of_peak: float = float("nan")
     gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's, median of per-round ratios
     noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
+    gemm_noisy: bool = False  # so did the "% of GEMM" baseline's, in the same rounds: that percentage is as noisy
     profile: dict | None = None
     note: str = ""
     graph: str = ""  # gpunn on a GPU: "graph" (the step ran as a replayed CUDA graph) or "eager"
@@ -456,6 +457,11 @@ class Result:
 def _median_rate(times, samples):
     rates = sorted(samples / t for t in times)
     return statistics.median(rates), (rates[0], rates[-1]), rates
+
+
+def differ(rates) -> bool:
+    """Whether the fastest of a runner's repeats beat the slowest by over 30%: background load (a Result's noisy)."""
+    return max(rates) > 1.3 * min(rates)
 
 
 def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
@@ -589,7 +595,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     # background load hits both sides of a ratio), then the median over rounds is taken.
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
-    gemm_rate = _median_rate(gemm_times, gemm.flops)[0]
+    gemm_rate, _, gemm_rates = _median_rate(gemm_times, gemm.flops)
     peak_rates, peak_label = round_peaks(gemm, gemm_times, peaks, times, runners)
     base_times = times[gpunn]
     graphs = {r.dtype: r for r in runners if isinstance(r, GpunnRunner) and r.captured()}
@@ -607,7 +613,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         res.fraction_of_peak = statistics.median(cfg.flops_per_sample * rows / t / p
                                                  for t, p in zip(times[r], peak_rates))
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], base_times))
-        res.noisy = spread[1] > 1.3 * spread[0]
+        res.noisy, res.gemm_noisy = differ(spread), differ(gemm_rates)
         if isinstance(r, SklearnRunner):
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
