@@ -89,6 +89,18 @@ class _Scripted(gpunn.Callback):
         logs["score"] = self.values[epoch]
 
 
+class _ScriptedOther(_Scripted):
+    """Logs ``other`` as _Scripted logs ``score``."""
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        logs["other"] = self.values[epoch]
+
+
+def _two_scripts():
+    """The resume-order tests' loggers: ``score``, lowest at epoch 5, and ``other``, lowest at epoch 2."""
+    return [_Scripted([5.0, 1.0, 3.0, 4.0, 0.5, 6.0]), _ScriptedOther([3.0, 1.0, 2.0, 4.0, 5.0, 6.0])]
+
+
 def test_a_run_that_died_resumes_exactly_from_the_checkpoint_of_its_last_finished_epoch(data, tmp_path):
     """What ModelCheckpoint is for: the process dies (an exception here, so no write at the end) and the
     file written at the end of epoch 2, with that epoch's logs and callback state, continues to the
@@ -672,12 +684,7 @@ def test_the_stoppers_a_resume_makes_again_monitor_what_the_callbacks_passed_log
     run ends as the one never interrupted."""
     X, Y = data
 
-    class _ScriptedOther(_Scripted):
-        def on_epoch_end(self, trainer, epoch, logs):
-            logs["other"] = self.values[epoch]
-
-    def scripts():
-        return [_Scripted([5.0, 1.0, 3.0, 4.0, 0.5, 6.0]), _ScriptedOther([3.0, 1.0, 2.0, 4.0, 5.0, 6.0])]
+    scripts = _two_scripts
 
     def stoppers():
         return [EarlyStopping(monitor="score", patience=10), EarlyStopping(monitor="other", patience=10)]
@@ -693,6 +700,36 @@ def test_the_stoppers_a_resume_makes_again_monitor_what_the_callbacks_passed_log
     resumed = ckpt.resume(X, Y, callbacks=scripts(), verbose=False)
     assert _no_timing(resumed) == _no_timing(ref_hist)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
+class _OtherStopper(EarlyStopping):
+    """A user's EarlyStopping of its own (a resume makes it again from its saved state where it is not passed)."""
+
+
+def test_a_resume_runs_the_stoppers_passed_and_made_again_in_the_runs_order(data, tmp_path, interrupt_at):
+    """Of a run's two stoppers that restore their best weights at the end (the last one's stay), one passed to the
+    resume and one left to the file: the one made again ran after the callbacks passed (19b5845), so the first
+    stopper's weights stayed, not the run's. The callbacks that take a saved state and those made again run in the
+    run's order (review19), after the other callbacks passed (the loggers, whose place the file does not hold)."""
+    X, Y = data
+
+    scripts = _two_scripts
+
+    fit = {**FIT, "epochs": 6}
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    used = [EarlyStopping(monitor="score", patience=10), _OtherStopper(monitor="other", patience=10)]
+    ref_hist = reference.fit(X, Y, callbacks=[*scripts(), *used], **fit)
+    assert [cb.best_epoch for cb in used] == [5, 2]
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(
+        X, Y, callbacks=[*scripts(), EarlyStopping(monitor="score", patience=10),
+                         _OtherStopper(monitor="other", patience=10), interrupt_at(2, 0), gpunn.ModelCheckpoint(path)],
+        **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    passed = _OtherStopper(monitor="other", patience=10)  # the second stopper passed, the first left to the file
+    resumed = ckpt.resume(X, Y, callbacks=[*scripts(), passed], verbose=False)
+    assert passed.best_epoch == 2 and _no_timing(resumed) == _no_timing(ref_hist)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)  # epoch 2's, the last stopper's
 
 
 def test_a_resumed_run_ends_with_the_best_weights_of_an_epoch_before_the_resume(data, tmp_path, interrupt_at):
