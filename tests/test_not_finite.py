@@ -783,7 +783,7 @@ def test_on_gpus_every_data_parallel_rank_raises_the_refusal_of_a_value_one_rank
     comm = _OneOfTwoRanks(rank, {"the other rank": "value", "no rank": "diverged"}.get(met_by), said)
     monkeypatch.setattr(training, "world", lambda backend, timeout: comm)
     bad = source(path)
-    expected = {"this rank": (DataError, said), "the other rank": (DataError, f"rank {holder} of 2 refused its data: {said}"),
+    expected = {"this rank": (DataError, said), "the other rank": (DataError, f"rank {holder} of ranks 0-1 refused its data: {said}"),
                 "no rank": (gpunn.TrainingDiverged, "training loss became nan in epoch 1 ")}[met_by]
     with pytest.raises(expected[0]) as caught:
         model.fit(bad, epochs=1, batch_size=4, verbose=False, distributed=True)

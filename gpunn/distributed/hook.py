@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy
 
+from .comm import rank_words
+
 
 class GradientAllReduce:
     """GradientHook: ``on_gradients`` makes every rank's ``grads`` the global batch's gradient;
@@ -67,7 +69,7 @@ class GradientAllReduce:
                 from ..data.errors import DataError
 
                 rank, text = refused[0]
-                error = DataError(f"rank {rank} of {len(said)} refused its data: {text}")
+                error = DataError(f"{rank_words(rank, len(said))} refused its data: {text}")
         self.refusal = error
         return error
 
