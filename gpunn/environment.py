@@ -47,15 +47,12 @@ def flag(name: str, default: bool) -> bool:
 
 
 def whole(name: str, default, least: int, takes: str):
-    """A whole number, ``least`` or more; ``default`` where unset or blank. ``takes`` says what it counts, its
-    least value and its default, for the refusal."""
+    """A whole number in plain decimal digits (0-9, nothing else: no sign, no "_"), ``least`` or more; ``default``
+    where unset or blank. ``takes`` says what it counts, its least value and its default, for the refusal."""
     value = text(name)
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:  # "1.5", "abc", "on"
-        number = None
-    if number is None or number < least:
+    # digits only, not int()'s rule: it takes "1_0" as 10, "+3", and other scripts' digits ("٣", "１０")
+    if not (value.isascii() and value.isdigit()) or int(value) < least:
         raise refusal(name, takes)
-    return number
+    return int(value)

@@ -44,6 +44,11 @@ BAD = [  # (variable, value, where gpunn reads it, what the refusal says it take
     ("GPUNN_CPU_THREADS", "1.5", _member_threads, "every usable core for an Ensemble's member groups)"),
     ("GPUNN_ENSEMBLE_BLAS_THREADS", "-1", _blas_threads, "a whole number of BLAS threads, 0 or more (0: "),
     ("GPUNN_ENSEMBLE_BLAS_THREADS", "one", _blas_threads, "unset: 1)"),
+    # digits 0-9 alone: int() took each of these (1_0 as 10 threads, +3 as 3, other scripts' digits)
+    *[("GPUNN_CPU_THREADS", v, cpu.default_threads, "a whole number of threads, 1 or more") for v in
+      ["1_0", "+3", " +3 ", "\u0663", "\uff11\uff10"]],
+    *[("GPUNN_ENSEMBLE_BLAS_THREADS", v, _blas_threads, "a whole number of BLAS threads, 0 or more") for v in
+      ["0_0", "+0", "\u0662"]],
     ("GPUNN_FUSED_KERNELS", "maybe", _fused, "on or off: 1, true, yes or on; 0, false, no or off (unset: on)"),
     ("GPUNN_FUSED_KERNELS", "2", _fused, "on or off: "),
     ("GPUNN_FLUSH_DENORMALS", "maybe", denormals.enabled, "on or off: 1, true, yes or on; 0, false, no or off"),
@@ -72,7 +77,8 @@ GOOD = [  # (variable, value, where gpunn reads it, what it comes to)
        ("0", False), ("False", False), ("NO", False), (" off ", False)]],
     *[("GPUNN_FLUSH_DENORMALS", v, denormals.enabled, on) for v, on in [(None, True), (" ", True), ("On", True),
                                                                           ("0", False), ("OFF", False)]],
-    *[("GPUNN_CPU_THREADS", v, cpu.default_threads, n) for v, n in [(None, 1), (" ", 1), (" 3 ", 3), ("1", 1)]],
+    *[("GPUNN_CPU_THREADS", v, cpu.default_threads, n) for v, n in [(None, 1), (" ", 1), (" 3 ", 3), ("1", 1),
+                                                                      ("10", 10), ("007", 7)]],
     ("GPUNN_CPU_THREADS", " 3 ", _member_threads, 3),
     ("GPUNN_CPU_THREADS", " ", _member_threads, cpu.usable_cores()),
     *[("GPUNN_ENSEMBLE_BLAS_THREADS", v, ensemble.blas_threads_setting, n) for v, n in
