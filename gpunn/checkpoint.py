@@ -961,15 +961,18 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     others rebuilt from their saved settings and state, with a writer to ``checkpoint`` (True: the file loaded)
     unless it is False.
 
-    Saved states go to callbacks by class name, in the run's order: the k-th callback of a class passed takes
-    over the k-th state the run saved for that class. Another number of a class than the run saved (other than
-    none) is refused: which state would go to which callback is not known. A class none of which is passed is
-    rebuilt, each callback from its settings and state, where it is a built-in callback or a subclass of one
-    defined once in this process (found by its name, so a user's own ModelCheckpoint keeps its rule); writers go to
-    ``checkpoint``, so a run saved with several is refused (they would all write one file). A class not found
-    here is not restored, with a warning (its saved state is dropped: a user's own Callback must be passed). With
-    no writer restored, a plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here,
-    with a warning. ``over``: why the run trains no more (_over), said in a warning of other settings.
+    Saved states go to callbacks by class, in the run's order: the k-th callback of a class passed takes over the
+    k-th state the run saved for that class. The file holds the class's name: a callback passed of another class of
+    that name (a user's own "EarlyStopping") takes the state only where none of the class the name stands for here
+    is passed and its own has a state (_passed_for); one without a state leaves the run's restored. Another number
+    of a class than the run saved (other than none) is refused: which state would go to which callback is not
+    known. A class none of which is passed is rebuilt, each callback from its settings and state, where it is a
+    built-in callback or a subclass of one defined once in this process (found by its name, so a user's own
+    ModelCheckpoint keeps its rule); writers go to ``checkpoint``, so a run saved with several is refused (they
+    would all write one file). A class not found here is not restored, with a warning (its saved state is dropped:
+    a user's own Callback must be passed). With no writer restored, a plain ModelCheckpoint writes ``checkpoint``:
+    the run's, when its class is not found here, with a warning. ``over``: why the run trains no more (_over), said
+    in a warning of other settings.
 
     Order: the ``user``'s callbacks that take no saved state, as passed, then those that take one and the rebuilt
     ones, all in the run's order (the index each was saved at). The file does not say where the run's callbacks
@@ -984,8 +987,10 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
         passed.setdefault(type(cb).__name__, []).append(cb)
     rebuilt, missing, writers = [], [], []  # rebuilt: (the run's index, callback), as the passed ones that take a state
     for name, entries in saved.items():
-        if name in passed:
-            stateful = [cb for cb in passed[name] if hasattr(cb, "load_state_dict")]
+        cls = _callback_class(name)
+        takers = _passed_for(passed.get(name, []), cls)
+        if takers is not None:
+            stateful = [cb for cb in takers if hasattr(cb, "load_state_dict")]
             if stateful and len(stateful) != len(entries):
                 _refuse_other_count(ckpt, name, entries, len(stateful))
             for cb, entry in zip(stateful, entries):
@@ -995,7 +1000,6 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
                     cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
                 rebuilt.append((entry["index"], cb))
             continue
-        cls = _callback_class(name)
         if cls is None:
             missing.append(name)
             continue
@@ -1028,6 +1032,18 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     if plain:
         restored.append(ModelCheckpoint(target))
     return user + restored
+
+
+def _passed_for(named, cls):
+    """Which of the callbacks passed whose class has a saved callback's name (``named``) stand for the run's of that
+    name, whose class here is ``cls`` (_callback_class; None: not found): those of ``cls`` where any is passed; else
+    those that have a state (a user's own class of that name, which may have saved it), or with no ``cls``, all of
+    them; None where none does: the run's are made again (a class without a state saved none, whatever its name)."""
+    if cls is None:
+        return named or None
+    of_class = [cb for cb in named if type(cb) is cls]
+    stated = [cb for cb in named if hasattr(cb, "state_dict") or hasattr(cb, "load_state_dict")]
+    return of_class or stated or None
 
 
 def _callback_class(name):

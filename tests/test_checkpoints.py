@@ -533,6 +533,25 @@ def test_a_callback_that_only_writes_a_state_is_passed_again_without_a_count_to_
     assert gpunn.load_checkpoint(path).epoch == 2
 
 
+def test_a_stateless_callback_of_a_built_in_callbacks_name_passed_to_resume_leaves_the_built_in_restored(data,
+                                                                                                      tmp_path):
+    """Saved states went to the callbacks passed by class name alone: a user's own stateless class named like a
+    built-in (here "EarlyStopping") passed to resume took the run's EarlyStopping's place, which was then neither
+    made again nor refused, without a word, and the resume trained past where the run's stopper ends it. A class
+    without a state never saved one: the built-in is made again beside it."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    logged = type("EarlyStopping", (gpunn.Callback,), {"on_epoch_end": lambda self, trainer, epoch, logs: None})
+    callbacks = [logged(), EarlyStopping(patience=0, min_delta=1e9), gpunn.ModelCheckpoint(path)]
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, lr=0.3, validation_fraction=0.2,
+                                             verbose=False, callbacks=callbacks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[logged()])
+    assert resumed.stopped_early and resumed["epoch"] == [1, 2]  # before: [1, ..., 6]
+    assert gpunn.load_checkpoint(path).training["callbacks"][0]["state"]["stopped_epoch"] == 2
+
+
 def test_a_writer_passed_to_resume_takes_over_from_the_runs_and_the_file_loaded_is_not_written(data, tmp_path):
     """checkpoint=True writes the file loaded only where no writer is passed: a ModelCheckpoint passed takes over
     the run's writer's state (the k-th passed the k-th saved), so it alone writes, to its own path."""
