@@ -277,9 +277,10 @@ def test_a_run_without_shuffling_resumes_without_shuffling(data, tmp_path, inter
 
 
 def test_a_resume_writes_its_checkpoint_when_the_run_was_written_by_a_writer_of_its_own(data, tmp_path):
-    """``checkpoint=PATH`` writes the resumed run to PATH and ``checkpoint=True`` to the file resumed, also when no
-    built-in ModelCheckpoint was restored (the run's writer was the user's own subclass, which the resume does not
-    rebuild; mut16c K110: nothing was written to PATH)."""
+    """``checkpoint=PATH`` writes the resumed run to PATH and ``checkpoint=True`` to the file resumed, also where
+    the run's writer was the user's own subclass (mut16c K110: nothing was written to PATH). Since session 18 the
+    resume makes that subclass again (defined once in this process, it is found by its name), pointed at PATH; one
+    not found is replaced by a plain ModelCheckpoint (test_a_writer_that_cannot_be_made_again_...)."""
     X, Y = data
 
     class Writer(gpunn.ModelCheckpoint):
