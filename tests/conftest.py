@@ -9,8 +9,10 @@ import gc
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 
 import numpy
 import pytest
@@ -33,9 +35,31 @@ settings.load_profile("gpunn")
 
 
 _SESSION_CACHE = []  # the cache directory this session made, removed when it ends
+_CTRL_C = []  # the SIGINTs that reached the run's handler during a test, however the code under test took them
+
+
+def _ctrl_c_ends_the_run(signum, frame):
+    """The run's SIGINT handler (pytest_configure): Ctrl-C raises KeyboardInterrupt, as Python's own handler does, and
+    is remembered, so that the run ends after the test where the code under test caught it (gpunn's command line,
+    called in the test's process, answers it with status 130 and returns). A fit takes SIGINT itself while it runs
+    (gpunn.training.loop.sigint_stops: stop after the batch and return, as in a user's script, where one Ctrl-C then
+    ends the script); marked as a handler that stops a fit, this one is passed the signal once the fit has stopped,
+    as an outer fit would be, and raises there. Python's handler alone left the test, and the run, going on."""
+    _CTRL_C.append(signum)
+    if frame is None:  # passed on by a fit (it has no frame to give)
+        raise KeyboardInterrupt("Ctrl-C during a fit, which stopped after its batch")
+    raise KeyboardInterrupt
+
+
+_ctrl_c_ends_the_run.stops_a_fit = True
 
 
 def pytest_configure(config):
+    # one Ctrl-C ends the run, also while a test trains; left alone where pytest started with SIGINT ignored (a
+    # background job) or handled by the program that runs it
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _ctrl_c_ends_the_run)
     # device="auto" falling back to NumPy is expected here; tests/test_backend.py checks the warning itself
     config.addinivalue_line("filterwarnings", "ignore::gpunn.backend.CPUFallbackWarning")
     # indexes of CSV files (gpunn.data.tables) go to a directory of this session, not the user's cache
@@ -69,15 +93,32 @@ def pytest_keyboard_interrupt(excinfo):
     pytest reports it and writes its junit XML and counts: the stage's `timeout -s INT` signals pytest and then its
     process group, so a second SIGINT can land inside that reporting and cut it short (seen under load). The
     stage's SIGKILL, 10 s later, still ends a run that does not finish. Elsewhere a second Ctrl-C keeps its effect."""
+    _CTRL_C.clear()  # the run is ending: no test's teardown is to raise it again
     if os.environ.get("GPUNN_TESTS_ONE_SIGINT") == "1":
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A Ctrl-C that the code under test caught (see _ctrl_c_ends_the_run) ends the run once the test is torn down."""
+    if _CTRL_C:
+        raise KeyboardInterrupt(f"Ctrl-C during {item.nodeid}, which caught it")
+
+
+@pytest.fixture
+def sends_itself_sigint():
+    """For a test that sends its own process SIGINT (a Ctrl-C it plays, to test how gpunn takes one): Python's own
+    handler while it runs, so that the run's handler, which ends the run, does not take it for the user's."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 def pytest_unconfigure(config):
     for directory in _SESSION_CACHE:
         shutil.rmtree(directory, ignore_errors=True)
+    if signal.getsignal(signal.SIGINT) is _ctrl_c_ends_the_run:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _gpu_reason():

@@ -577,7 +577,7 @@ def test_the_sigint_handler_is_installed_only_during_fit(data):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_sigint_during_fit_in_process_returns_the_history(data, signum):
+def test_a_sigint_during_fit_in_process_returns_the_history(data, signum, sends_itself_sigint):
     """Ctrl-C, or SIGTERM (timeout, Slurm at the end of a job's time, docker stop) in a program that
     handles SIGTERM itself (as gpunn's command line does): stop after the batch and return."""
     X, Y = data[0], data[1]
@@ -669,7 +669,7 @@ def test_an_interrupt_at_an_epochs_end_stops_before_the_next_epochs_first_batch(
     assert h.interrupted and h["epoch"] == [1, 2] and stop.batches_after == []
 
 
-def test_a_ctrl_c_during_a_fit_inside_another_fit_stops_both(data):
+def test_a_ctrl_c_during_a_fit_inside_another_fit_stops_both(data, sends_itself_sigint):
     """A callback that fits a second model (a probe each epoch): the Ctrl-C that lands in the inner fit stops the
     inner one and then the outer one after its batch; the outer fit used to train on to its last epoch."""
     X, Y = data[0], data[1]

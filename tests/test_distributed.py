@@ -797,7 +797,7 @@ def test_a_data_parallel_resume_on_arrays_checksums_them_once(one_process, tmp_p
     assert sorted(summed) == [60, 240]
 
 
-def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_first(one_process):
+def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_first(one_process, sends_itself_sigint):
     # mpiexec forwards Ctrl-C to each rank in turn: rank 0's can stop both ranks (they agree after each
     # batch) before rank 1's own arrives. Rank 1 took that as a second Ctrl-C, raised KeyboardInterrupt
     # and so aborted the job (status 2, rank 0 killed while it wrote the checkpoint)

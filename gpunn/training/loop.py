@@ -359,7 +359,7 @@ def sigint_stops(trainer, enabled=True):
         asked.append(signum)
         trainer.interrupt()
 
-    handler.stops_a_fit = True
+    handler.stops_a_fit = True  # passed the stop when it is a fit's outer one (tests/conftest.py's handler says so too)
     for s in STOP_SIGNALS:
         signal.signal(s, handler)
     try:
