@@ -696,9 +696,9 @@ class Checkpoint:
         settings differ), the k-th passed of a class the k-th saved: another number of a class than the run
         had (but none) is refused. The run's callbacks of other classes (your own Callback with a state) are not
         made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
-        do not hold their state). The callbacks passed that take no saved state run first, as passed; then those
-        that take one and those made again, in the run's order (a stopper made again sees what a callback of yours
-        logs, and of two stoppers that restore their best weights the run's last one's stay). ``epochs`` (the run's total) may raise it, never
+        do not hold their state). The callbacks passed run in the order passed, and each one made again just before
+        the first passed one that the run had after it, else after them all (a stopper made again sees what a
+        callback of yours logs, and of two stoppers that restore their best weights the run's last one's stay). ``epochs`` (the run's total) may raise it, never
         below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
@@ -974,18 +974,15 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     the run's, when its class is not found here, with a warning. ``over``: why the run trains no more (_over), said
     in a warning of other settings.
 
-    Order: the ``user``'s callbacks that take no saved state, as passed, then those that take one and the rebuilt
-    ones, all in the run's order (the index each was saved at). The file does not say where the run's callbacks
-    without a state were, and one that logs a metric (a user's own) comes before those that monitor it: a rebuilt
-    EarlyStopping listed first would not find it in the logs (it was refused so). Of two stoppers that restore
-    their best weights at the end, one passed and one rebuilt, the run's last one's weights stay, as in the run."""
+    Order: the ``user``'s callbacks as passed, each rebuilt one placed among them by the run's order
+    (_in_the_runs_order)."""
     target = ckpt.path if checkpoint is True else checkpoint
     saved, passed = {}, {}
     for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
         saved.setdefault(entry["class"], []).append(entry)
     for cb in user:
         passed.setdefault(type(cb).__name__, []).append(cb)
-    rebuilt, missing, writers = [], [], []  # rebuilt: (the run's index, callback), as the passed ones that take a state
+    rebuilt, taken, missing, writers = [], {}, [], []  # rebuilt: (the run's index, callback); taken: id -> index
     for name, entries in saved.items():
         cls = _callback_class(name)
         takers = _passed_for(passed.get(name, []), cls)
@@ -998,7 +995,7 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
                 # a state a built-in refuses is the file's fault, as where it is restored; a user's class: its own
                 with _saved_state_of(ckpt, entry) if CALLBACKS.get(name) is type(cb) else contextlib.nullcontext():
                     cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
-                rebuilt.append((entry["index"], cb))
+                taken[id(cb)] = entry["index"]
             continue
         if cls is None:
             missing.append(name)
@@ -1015,9 +1012,8 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
         raise ValueError(f"{ckpt.path}'s run had {len(writers)} checkpoint writers ({_said(writers)}), and a "
                          f"resume would point them all at {target} (their paths are not saved): pass them in "
                          "callbacks, each with its path, in the run's order, or resume with checkpoint=False")
-    placed = {id(cb) for _, cb in rebuilt}
-    user, restored = [cb for cb in user if id(cb) not in placed], [cb for _, cb in sorted(rebuilt, key=lambda p: p[0])]
-    plain = checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in restored + user)
+    ordered = _in_the_runs_order(user, taken, sorted(rebuilt, key=lambda pair: pair[0]))
+    plain = checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in ordered)
     if missing:
         found = (f"{ckpt.path}'s run had callbacks of classes not found in this process ({', '.join(missing)}; not "
                  "defined, defined twice, or not a built-in callback's subclass): they are not restored")
@@ -1030,8 +1026,24 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
                           "from it, pass them in callbacks (as many of a class as the run had, in its order)",
                           UserWarning, stacklevel=_backend.user_stacklevel())
     if plain:
-        restored.append(ModelCheckpoint(target))
-    return user + restored
+        ordered.append(ModelCheckpoint(target))
+    return ordered
+
+
+def _in_the_runs_order(user, taken, rebuilt) -> list:
+    """The callbacks passed (``user``) in the order passed, each one made again (``rebuilt``: (the run's index,
+    callback), sorted) just before the first passed one that took a state the run saved after it (``taken``: id ->
+    the run's index), the others after them all. The file does not say where the run's callbacks without a state
+    were, and one that logs a metric (a user's own) comes before those that monitor it: a rebuilt EarlyStopping
+    listed first would not find it in the logs (it was refused so); and a rebuilt stopper run after a passed one the
+    run had after it would restore its best weights last, where the run's last stopper's stay."""
+    out, pending = [], list(rebuilt)
+    for cb in user:
+        index = taken.get(id(cb))
+        while index is not None and pending and pending[0][0] < index:
+            out.append(pending.pop(0)[1])
+        out.append(cb)
+    return out + [cb for _, cb in pending]
 
 
 def _passed_for(named, cls):

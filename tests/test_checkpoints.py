@@ -726,29 +726,41 @@ class _OtherStopper(EarlyStopping):
     """A user's EarlyStopping of its own (a resume makes it again from its saved state where it is not passed)."""
 
 
-def test_a_resume_runs_the_stoppers_passed_and_made_again_in_the_runs_order(data, tmp_path, interrupt_at):
+class _WaitProbe(gpunn.Callback):
+    """Records a stopper's ``wait`` at each epoch's end (no state: a resume does not know where it stood)."""
+
+    def __init__(self, stopper):
+        self.stopper, self.seen = stopper, []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append((epoch, self.stopper.wait))
+
+
+def test_a_resume_runs_the_callbacks_passed_and_made_again_in_the_runs_order(data, tmp_path, interrupt_at):
     """Of a run's two stoppers that restore their best weights at the end (the last one's stay), one passed to the
-    resume and one left to the file: the one made again ran after the callbacks passed (19b5845), so the first
-    stopper's weights stayed, not the run's. The callbacks that take a saved state and those made again run in the
-    run's order (review19), after the other callbacks passed (the loggers, whose place the file does not hold)."""
+    resume and one left to the file: the one made again ran after every callback passed (19b5845), so the first
+    stopper's weights stayed, not the run's; a callback passed without a state (whose place the file does not
+    hold) ran before the stopper passed ahead of it (afb5ee8), and read its wait of the epoch before. Now the
+    callbacks passed run as passed, each one made again just before the first passed one the run had after it
+    (review19)."""
     X, Y = data
-
-    scripts = _two_scripts
-
     fit = {**FIT, "epochs": 6}
     reference = MLP([6, 8, 2], device="cpu", seed=1)
     used = [EarlyStopping(monitor="score", patience=10), _OtherStopper(monitor="other", patience=10)]
-    ref_hist = reference.fit(X, Y, callbacks=[*scripts(), *used], **fit)
+    ref_probe = _WaitProbe(used[1])
+    ref_hist = reference.fit(X, Y, callbacks=[*_two_scripts(), *used, ref_probe], **fit)
     assert [cb.best_epoch for cb in used] == [5, 2]
     path = tmp_path / "c.npz"
+    stoppers = [EarlyStopping(monitor="score", patience=10), _OtherStopper(monitor="other", patience=10)]
     MLP([6, 8, 2], device="cpu", seed=1).fit(
-        X, Y, callbacks=[*scripts(), EarlyStopping(monitor="score", patience=10),
-                         _OtherStopper(monitor="other", patience=10), interrupt_at(2, 0), gpunn.ModelCheckpoint(path)],
-        **fit)
+        X, Y, callbacks=[*_two_scripts(), *stoppers, _WaitProbe(stoppers[1]), interrupt_at(2, 0),
+                         gpunn.ModelCheckpoint(path)], **fit)
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     passed = _OtherStopper(monitor="other", patience=10)  # the second stopper passed, the first left to the file
-    resumed = ckpt.resume(X, Y, callbacks=[*scripts(), passed], verbose=False)
+    probe = _WaitProbe(passed)
+    resumed = ckpt.resume(X, Y, callbacks=[*_two_scripts(), passed, probe], verbose=False)
     assert passed.best_epoch == 2 and _no_timing(resumed) == _no_timing(ref_hist)
+    assert probe.seen == ref_probe.seen[2:] and [wait for _, wait in probe.seen] == [1, 2, 3, 4]
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)  # epoch 2's, the last stopper's
 
 
