@@ -139,7 +139,7 @@ if [ "$info_rc" -eq 2 ]; then
   info_errors=$(echo "$info" | awk '!/^ / { key = /  / ? $0 : ""; sub(/  .*/, "", key) }
     /error: / { said = substr($0, index($0, "error: ")); if (!seen[said]++) print (key == "" ? "" : key ": ") said }')
   [ -n "$info_errors" ] || info_errors=$(echo "$info" | tail -n 1)
-  record "FAIL device: gpunn info says error (exit 2: a setting it refuses), nothing else was run: \
+  record "FAIL device: gpunn info says error (exit 2: a setting it refuses, or a device it cannot run), nothing else was run: \
 ${info_errors//$'\n'/; }"
   exit 3
 elif [ "$info_rc" -ne 0 ]; then

@@ -858,7 +858,7 @@ def test_the_dry_run_stops_at_a_setting_gpunn_info_refuses_naming_it(tmp_path):
     env.update(GPUNN_CHECK_DEVICE="cpu", PYTHON=sys.executable, GPUNN_FUSED_KERNELS="maybe", GPUNN_DIST_TIMEOUT="0")
     ran = waiting.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), str(tmp_path)], timeout=120, env=env)
     (line,) = (tmp_path / "summary.txt").read_text().splitlines()
-    assert ran.returncode == 3 and line.startswith("FAIL device: gpunn info says error (exit 2: a setting it refuses), "
+    assert ran.returncode == 3 and line.startswith("FAIL device: gpunn info says error (exit 2: a setting it refuses, or a device it cannot run), "
                                                    "nothing else was run: "), ran.stdout[-2000:]
     assert line.count("error: GPUNN_FUSED_KERNELS='maybe' is not on or off: ") == 1  # cpu kernels' and environment's
     assert "environment: error: GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds" in line

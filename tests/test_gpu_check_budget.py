@@ -261,7 +261,7 @@ def test_a_setting_gpunn_info_refuses_stops_the_run_naming_each_error_once(tmp_p
     line's name; the dry run alike. CuPy not usable is said first: it is why nothing could run."""
     caps, runs, summary, rc, seconds = _run(tmp_path, device, STUB_INFO=INFO_REFUSING, STUB_RC_info="2")
     assert rc == 3 and summary == [
-        "FAIL device: gpunn info says error (exit 2: a setting it refuses), nothing else was run: "
+        "FAIL device: gpunn info says error (exit 2: a setting it refuses, or a device it cannot run), nothing else was run: "
         f"cpu gemm: error: {REFUSED_GEMM}; environment: error: {REFUSED_TIMEOUT}"], summary
     assert [stage for stage, _ in caps] == ["nvidia-smi", "info", "probe"][:3 if device == "cuda" else 2]
     assert not any("-m pytest" in run or "gpu_report" in run for run in runs)
