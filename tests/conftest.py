@@ -46,6 +46,8 @@ def _ctrl_c_ends_the_run(signum, frame):
     ends the script); marked as a handler that stops a fit, this one is passed the signal once the fit has stopped,
     as an outer fit would be, and raises there. Python's handler alone left the test, and the run, going on."""
     _CTRL_C.append(signum)
+    if os.environ.get("GPUNN_TESTS_ONE_SIGINT") == "1":  # as pytest_keyboard_interrupt below, but from the first
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # signal on: none of the unwinding before that hook is exposed
     if frame is None:  # passed on by a fit (it has no frame to give)
         raise KeyboardInterrupt("Ctrl-C during a fit, which stopped after its batch")
     raise KeyboardInterrupt
@@ -92,7 +94,9 @@ def pytest_keyboard_interrupt(excinfo):
     """With GPUNN_TESTS_ONE_SIGINT=1 (bench/gpu_check.sh's tests stage), SIGINTs after the first are ignored while
     pytest reports it and writes its junit XML and counts: the stage's `timeout -s INT` signals pytest and then its
     process group, so a second SIGINT can land inside that reporting and cut it short (seen under load). The
-    stage's SIGKILL, 10 s later, still ends a run that does not finish. Elsewhere a second Ctrl-C keeps its effect."""
+    stage's SIGKILL, 10 s later, still ends a run that does not finish. Elsewhere a second Ctrl-C keeps its effect.
+    Where the run's handler took the first (_ctrl_c_ends_the_run), it has already ignored the rest; here is for a
+    first SIGINT that a fit's handler took, or one that reached Python's own."""
     _CTRL_C.clear()  # the run is ending: no test's teardown is to raise it again
     if os.environ.get("GPUNN_TESTS_ONE_SIGINT") == "1":
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -81,3 +81,26 @@ def test_one_ctrl_c_ends_the_test_run_where_the_code_under_test_took_it(tmp_path
     out, err = waiting.communicate(proc, 300)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out + err
     assert "KeyboardInterrupt" in out and "the run went on" not in out, out + err
+
+
+def test_under_gpu_checks_one_sigint_the_runs_handler_ignores_the_signals_after_the_first(monkeypatch):
+    """bench/gpu_check.sh's tests stage (GPUNN_TESTS_ONE_SIGINT=1): its timeout signals pytest and then the process
+    group, and a second SIGINT landing while pytest unwinds, before pytest_keyboard_interrupt ignores the rest, cut
+    its junit XML and counts short (test_gpu_check's cap test, once under load). The run's handler ignores them from
+    the first on; without the setting a second Ctrl-C keeps its effect."""
+    import conftest
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        for one_sigint, after in (("1", signal.SIG_IGN), (None, conftest._ctrl_c_ends_the_run)):
+            if one_sigint is None:
+                monkeypatch.delenv("GPUNN_TESTS_ONE_SIGINT", raising=False)
+            else:
+                monkeypatch.setenv("GPUNN_TESTS_ONE_SIGINT", one_sigint)
+            signal.signal(signal.SIGINT, conftest._ctrl_c_ends_the_run)
+            with pytest.raises(KeyboardInterrupt):
+                conftest._ctrl_c_ends_the_run(signal.SIGINT, None)
+            assert signal.getsignal(signal.SIGINT) == after, one_sigint
+    finally:
+        signal.signal(signal.SIGINT, before)
+        conftest._CTRL_C.clear()  # what the calls above remembered: this test's teardown is not to end the run
