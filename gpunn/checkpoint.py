@@ -698,8 +698,8 @@ class Checkpoint:
         made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
         do not hold their state). The callbacks passed run in the order passed, and each one made again just before
         the first passed one that the run had after it, else after them all (a stopper made again sees what a
-        callback of yours logs, and of two stoppers that restore their best weights the run's last one's stay). ``epochs`` (the run's total) may raise it, never
-        below the epochs done.
+        callback of yours logs, and of two stoppers that restore their best weights the run's last one's stay).
+        ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
         leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers

@@ -108,8 +108,8 @@ def gemm_note(results) -> str:
     if over:
         text += ("\n% of GEMM over 100% (" + ", ".join(over) + ") is as measured: the base is one float32 product "
                  "of the hidden shape per call, which a tf32 or bf16 row's tensor cores can outrun, and on a small "
-                 "shape each call's fixed cost (NumPy's dispatch; a kernel launch on a GPU) is much of its time, which a "
-                 "step may pay less of per FLOP (gpunn's compiled kernels; a CUDA graph). On a loaded machine a short "
+                 "shape each call's fixed cost (NumPy's dispatch; a kernel launch on a GPU) is much of its time, "
+                 "which a step may pay less of per FLOP (gpunn's compiled kernels; a CUDA graph). On a loaded machine a short "
                  "run's base can also be slowed by other processes, in some rounds ((!) beside it: they differed by "
                  "over 30%) or in all: rerun when it is quiet.")
     text += "\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds."

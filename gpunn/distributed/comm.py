@@ -165,8 +165,8 @@ class MpiComm:
             self._watchdog.end()
 
     def _timed_out(self, label, seconds):
-        sys.stderr.write(f"gpunn [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; another rank has "
-                         f"stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
+        sys.stderr.write(f"gpunn [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; another "
+                         f"rank has stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
         sys.stderr.flush()
         self.abort(3)
 

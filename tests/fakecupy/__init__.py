@@ -24,21 +24,21 @@ where CuPy is strict, so a bug that would fail on a GPU fails here:
   equals what ``cupy.matmul`` computes here); what cuBLAS answers with an error status raises CuPy's
   ``CUBLASError`` (the ctypes library returns the status), and ``state.cublas_refuses`` makes it refuse every
   product of a compute type;
-- CUDA graphs: ``Stream.begin_capture`` / ``end_capture`` / ``Graph.launch``. While a stream
-  captures, the RawKernel launches (checked as above when captured), memsets/copies and cuBLAS
-  GemmEx calls issued on it are recorded, not run, with their device addresses and scalar values
-  (as CUDA records them); ``graph.launch()`` runs them in order, checking every launch again on the
-  memory at those addresses (freed memory fails). Anything else on a capturing stream -- a CuPy
-  expression, an allocation, a read-back, CuPy's own cuBLAS, an event recorded or waited for --
-  invalidates the capture and raises, which is stricter than CuPy (it would capture a plain CuPy kernel,
-  and an event of a fork inside the capture; a wait for an event recorded outside it CUDA refuses too) but
-  is what gpunn's captured step promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
-  refused on a thread while it has a capture not begun in relaxed mode or another thread one begun in global
-  mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures, and a
-  capture not begun in relaxed mode ends on its own thread only. cuBLAS for capture
+- CUDA graphs: ``Stream.begin_capture`` / ``end_capture`` / ``Graph.launch``. While a stream captures, the
+  RawKernel launches (checked as above when captured), memsets/copies and cuBLAS GemmEx calls issued on it
+  are recorded, not run, with their device addresses and scalar values (as CUDA records them);
+  ``graph.launch()`` runs them in order, checking every launch again on the memory at those addresses
+  (freed memory fails). Anything else on a capturing stream -- a CuPy expression, an allocation, a
+  read-back, CuPy's own cuBLAS, an event recorded or waited for -- invalidates the capture and raises,
+  which is stricter than CuPy (it would capture a plain CuPy kernel, and an event of a fork inside the
+  capture; a wait for an event recorded outside it CUDA refuses too) but is what gpunn's captured step
+  promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
+  refused on a thread while it has a capture not begun in relaxed mode or another thread one begun in
+  global mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures,
+  and a capture not begun in relaxed mode ends on its own thread only. cuBLAS for capture
   (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets ``cublas_library()``: the six cuBLAS
-  functions it uses, checking ctypes ``argtypes`` and values; cublasSetStream resets the handle's workspace
-  (as cuBLAS does), and a product captured without a workspace of its own is a hazard;
+  functions it uses, checking ctypes ``argtypes`` and values; cublasSetStream resets the handle's
+  workspace (as cuBLAS does), and a product captured without a workspace of its own is a hazard;
 - stream order (``fakecupy.ordering``): everything runs at once here, so a missing event wait would
   never show as a wrong number; instead each stream keeps a logical clock, events and waits carry
   it, and an access to device memory that another stream's unfinished work may still use raises

@@ -3,25 +3,27 @@
 fakecupy runs every operation at once, so a missing event wait never shows up as a wrong number
 here. This module proves the order instead, with one logical clock per stream (a vector clock): an
 operation on stream S gets the next tick of S; ``event.record(S)`` keeps what S has reached (and
-what S had waited for); ``T.wait_event(event)`` and the legacy null stream's implicit waits carry
-it over to T; a host synchronisation (``event.synchronize()``, ``stream.synchronize()``,
-``.get()``, ``float()``...) tells the host; ``Device(i).synchronize()`` (cudaDeviceSynchronize on device i) tells
-it the work of device i's streams, of streams already dropped too (CUDA finishes a destroyed stream's work), and
-of what they waited for; the other devices' streams are not waited for. Every device allocation remembers, per stream, the last
-tick that read and that wrote it, and an access on stream S is a hazard when another stream's
-conflicting access (a write, or any access for a write) is not known to come before it, on S or on
-the host. That is CUDA's rule; these are the ways gpunn could break it:
+what S had waited for); ``T.wait_event(event)`` and the legacy null stream's implicit waits carry it
+over to T; a host synchronisation (``event.synchronize()``, ``stream.synchronize()``, ``.get()``,
+``float()``...) tells the host; ``Device(i).synchronize()`` (cudaDeviceSynchronize on device i)
+tells it the work of device i's streams, of streams already dropped too (CUDA finishes a destroyed
+stream's work), and of what they waited for; the other devices' streams are not waited for. Every
+device allocation remembers, per stream, the last tick that read and that wrote it, and an access on
+stream S is a hazard when another stream's conflicting access (a write, or any access for a write)
+is not known to come before it, on S or on the host. That is CUDA's rule; these are the ways gpunn
+could break it:
 
 - a missing event wait: the training stream reads a window that a side stream's copy or kernel
   is still writing;
-- CuPy's memory pool (cupy/cuda/memory.pyx, SingleDeviceMemoryPool): a freed block goes back to
-  the arena of the stream it was allocated on and is handed to the next allocation on that stream
-  at once, with no wait for other streams that still use it. So the accesses of every freed block
-  stay on as *ghosts* of its stream's arena, and a new allocation on that stream inherits them
-  (all of them: this does not model block sizes): its first accesses, on any stream, must be
-  ordered after them; the hazard names the test that freed the block (``current_test``, which the
-  tests' conftest sets), as it is found only when a block is allocated again, often in a later test. That catches a block freed while another stream still reads it, and a
-  fresh buffer written on a side stream before the side stream waited for its allocating stream;
+- CuPy's memory pool (cupy/cuda/memory.pyx, SingleDeviceMemoryPool): a freed block goes back to the
+  arena of the stream it was allocated on and is handed to the next allocation on that stream at
+  once, with no wait for other streams that still use it. So the accesses of every freed block stay
+  on as *ghosts* of its stream's arena, and a new allocation on that stream inherits them (all of
+  them: this does not model block sizes): its first accesses, on any stream, must be ordered after
+  them; the hazard names the test that freed the block (``current_test``, which the tests' conftest
+  sets), as it is found only when a block is allocated again, often in a later test. That catches a
+  block freed while another stream still reads it, and a fresh buffer written on a side stream
+  before the side stream waited for its allocating stream;
 - CuPy's pinned pool (cupy/cuda/pinned_memory.pyx, PinnedMemoryPool.free): a freed pinned buffer
   is handed to the next ``empty_pinned`` at once. CuPy keeps its own staging buffers alive until
   their copy's event is done (``_add_to_watch_list``); a buffer of gpunn's must not be freed while
