@@ -8,6 +8,8 @@ read or written yet); :func:`started`, at the start of ``gpunn.cli.main``, puts 
 ``import gpunn`` in any other program changes no handler. Cheap: os, signal, sys and gpunn.environment (os alone).
 ``gpunn/__init__.py`` imports this module first, and the import calls :func:`install`.
 """
+from __future__ import annotations
+
 import os
 import signal
 import sys
@@ -43,11 +45,22 @@ def _debug_requested() -> bool:
 COMMAND_NAMES = ("train", "predict", "sweep", "bench", "info")
 
 
-def _prog() -> str:
-    """Who speaks, as gpunn.cli.prog_of says it: ``gpunn train`` where the command line names a command, else
-    ``gpunn``. The command is the first argument that is no option (gpunn's own options take no value)."""
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+def command_of(argv) -> str | None:
+    """The subcommand named on the command line ``argv`` (its arguments): the first that is no option (gpunn's own
+    options take no value), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def prog_of(command: str | None) -> str:
+    """Who speaks in a failure's line: the subcommand's prog (``gpunn train``), as argparse's own refusals of its
+    options say it, wherever the command line names a command gpunn has; ``gpunn`` where it names none. Here, not
+    in gpunn.cli, so that the line said while starting (before gpunn.cli is imported) says it the same way."""
     return f"gpunn {command}" if command in COMMAND_NAMES else "gpunn"
+
+
+def _prog() -> str:
+    """Who speaks while the command starts (prog_of)."""
+    return prog_of(command_of(sys.argv[1:]))
 
 
 def _interrupted(signum, frame):

@@ -14,6 +14,7 @@ import warnings
 
 from .. import backend as _backend
 from .. import environment
+from .._startup import command_of as _command, prog_of
 from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
@@ -182,17 +183,6 @@ INTERRUPTED = {  # what a Ctrl-C leaves, per command
     "predict": "OUT is as it was (it is written only once complete)",
     "bench": "a --json file holds the configurations that finished, if any did",
 }
-
-
-def _command(argv) -> str | None:
-    """The subcommand named on the command line, or None."""
-    return next((a for a in argv if not a.startswith("-")), None)
-
-
-def prog_of(command: str | None) -> str:
-    """Who speaks in a failure's line: the subcommand's prog (``gpunn train``), as argparse's own refusals of its
-    options say it, wherever the command line names a command gpunn has; ``gpunn`` where it names none."""
-    return f"gpunn {command}" if command in COMMAND_NAMES else "gpunn"
 
 
 class Terminated(KeyboardInterrupt):
