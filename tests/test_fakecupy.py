@@ -399,29 +399,97 @@ def test_graphs_on_cuda_0_then_cuda_1_capture_on_their_own_devices_stream(fake_c
         assert model.graph_trainer.stream.device_id == int(device[-1])
 
 
+def _standardized_cuda_1_source(kind, tmp_path):
+    """A synthetic or .npy source made with device="cuda:1" and standardize=True (it binds at once)."""
+    import gpunn
+
+    if kind == "synthetic":
+        return gpunn.data.synthetic("teacher", rows=2 * 65536 + 300, n_features=4, n_outputs=1, seed=3, window=1,
+                                    standardize=True, validation_fraction=0.4, device="cuda:1", dtype="float64")
+    X = numpy.random.default_rng(0).standard_normal((3000, 4))
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1] * 2 + 1)
+    return gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, window=2, standardize=True,
+                          validation_fraction=0.2, device="cuda:1", dtype="float64")
+
+
 @pytest.mark.parametrize("kind", ["synthetic", "npy"])
 def test_a_source_bound_to_cuda_1_when_made_reads_and_standardizes_on_cuda_1(fake_cupy, tmp_path, kind):
     """A source made with device="cuda:1" binds at once, outside any use(): its standardization pass (and
     hold_out's, again) must still run on device 1. It ran on the current device 0: a synthetic chunk drew
     from device 1's cuRAND generator with device 0 current, and a file's side stream was made on device 0
     and kept for device 1 (a kernel or event of device 1 on it fails, as in CUDA)."""
-    import gpunn
     from gpunn import MLP
 
-    if kind == "synthetic":
-        source = gpunn.data.synthetic("teacher", rows=2 * 65536 + 300, n_features=4, n_outputs=1, seed=3, window=1,
-                                      standardize=True, validation_fraction=0.4, device="cuda:1", dtype="float64")
-    else:
-        X = numpy.random.default_rng(0).standard_normal((3000, 4))
-        numpy.save(tmp_path / "x.npy", X)
-        numpy.save(tmp_path / "y.npy", X[:, :1] * 2 + 1)
-        source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, window=2, standardize=True,
-                                validation_fraction=0.2, device="cuda:1", dtype="float64")
+    source = _standardized_cuda_1_source(kind, tmp_path)
     assert fakecupy.state.current == 0 and source.standardizer is not None
     source.hold_out(0.3)  # statistics again, from the new training chunks
     model = MLP([4, 8, 1], device="cuda:1", seed=0, dtype="float64")
     history = model.fit(source, epochs=1, batch_size=512, verbose=False)
     assert numpy.isfinite(history["val_loss"][-1]) and fakecupy.state.current == 0
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "npy"])
+def test_a_cuda_1_sources_windows_read_with_device_0_current_stay_on_cuda_1(fake_cupy, tmp_path, kind):
+    """ordered_windows() and validation_windows() of a cuda:1 source, iterated with device 0 current (they make no
+    device current while the consumer holds a window): each window is copied, standardized and released on device
+    1, as read with device 1 current. The copy ran on the current device: refused here, and in CuPy a copy to
+    device 0 (standardized there with device 1's statistics)."""
+    source = _standardized_cuda_1_source(kind, tmp_path)
+    for windows in (source.ordered_windows, source.validation_windows):
+        with source.backend.use():
+            expected = [(X.get(), Y.get()) for X, Y in windows()]
+        got = []
+        for X, Y in windows():
+            assert X.device.id == Y.device.id == 1 and fakecupy.state.current == 0
+            got.append((X, Y))
+        with source.backend.use():
+            assert len(got) == len(expected) > 0
+            for (X, Y), (eX, eY) in zip(got, expected):
+                numpy.testing.assert_array_equal(X.get(), eX)
+                numpy.testing.assert_array_equal(Y.get(), eY)
+
+
+@pytest.mark.parametrize("path", ["generated", "copied"])
+@pytest.mark.parametrize("device_0_for", ["release", "everything"])
+def test_a_pass_on_cuda_1_keeps_to_device_1_whatever_device_is_current(fake_cupy, path, device_0_for):
+    """gpunn.data.pipeline's passes on cuda:1 driven with device 0 current: the consumer reads each window with
+    device 1 current (on device 1's null stream, its training stream) and calls release() with device 0 current,
+    and, for "everything", asks for the next window with device 0 current too. The pass took the null stream at its
+    start and recorded on it later, which CUDA resolves to the *current* device's null stream: release() ordered
+    the reuse of a window's memory after device 0's work, not after the consumer's reads on device 1 (a
+    StreamOrderError here); and a pass resumed with device 0 current entered its device-1 side stream there
+    (refused, as in CuPy) or made its device buffers on device 0."""
+    from gpunn import backend
+    from gpunn.data.pipeline import generated_windows, host_windows
+
+    cp, gpu1, windows = fake_cupy, backend.resolve("cuda:1"), [1, 2, 3, 4]
+    if path == "generated":
+        def generate(w):
+            X, Y = cp.empty((4, 2), "float32"), cp.empty((4, 1), "float32")
+            X.fill(w), Y.fill(-w)  # kernels writing them (the stand-in checks a kernel's writes, not an op's result)
+            return X, Y
+        passes = generated_windows(gpu1, windows, generate)
+    else:
+        def fill(w, X, Y):
+            X[:4], Y[:4] = w, -w
+            return 4
+        passes = host_windows(gpu1, windows, fill, 4, 2, 1, "float32")
+    copies = []
+    while True:
+        with gpu1.use() if device_0_for == "release" else cp.cuda.Device(0):
+            item = next(passes, None)
+        if item is None:
+            break
+        X, Y, release = item
+        assert X.device.id == 1 and fakecupy.state.current == 0
+        with gpu1.use():
+            copies.append((X.copy(), Y.copy()))  # no host read here: it would order everything before it
+        del X, Y, item
+        release()
+    with gpu1.use():
+        assert [(float(X[0, 0]), float(Y[-1, 0])) for X, Y in copies] == [(w, -w) for w in windows]
+    assert fakecupy.state.current == 0
 
 
 def test_cli_train_and_predict_on_cuda_1(fake_cupy, tmp_path, capsys):

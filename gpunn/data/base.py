@@ -209,17 +209,18 @@ class ChunkedSource:
             def refuse_at(w):  # one per pass
                 self._refuse_standardized(chunks_of(w), epoch)
         for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
-            if shuffle and X.shape[0] > 1:
-                order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
-                X, Y = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
-            elif release is not None:
-                X, Y = X.copy(), Y.copy()  # the pipeline's buffer is about to be reused
-            if release is not None:
-                release()
-            if scaler is not None:
-                with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
-                    scaler.transform_(xp, X, Y)
-                self.overflow_watch.see(xp, (X, Y) if scaler.scales_targets else (X,), refuse_at, w)
+            with self.backend.use():  # on the source's device, whichever the consumer has current (ordered_windows)
+                if shuffle and X.shape[0] > 1:
+                    order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
+                    X, Y = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
+                elif release is not None:
+                    X, Y = X.copy(), Y.copy()  # the pipeline's buffer is about to be reused
+                if release is not None:
+                    release()
+                if scaler is not None:
+                    with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
+                        scaler.transform_(xp, X, Y)
+                    self.overflow_watch.see(xp, (X, Y) if scaler.scales_targets else (X,), refuse_at, w)
             yield X, Y
 
     def _refuse_standardized(self, chunks, epoch):

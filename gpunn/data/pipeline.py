@@ -28,6 +28,10 @@ that copies them into a fresh buffer), or None when the arrays are the consumer'
   generation still in flight: it reads the task's constants, which the training stream may have
   made (a task also given to ``datasets.make``) and free.
 
+Each pass issues its work with its backend's device current, whichever device the consumer has current when it
+asks for the next window or calls ``release()``: the training stream is that device's current stream when the pass
+starts, often the legacy null stream, which CUDA takes at each call as the current device's.
+
 tests/fakecupy checks these orders (tests/fakecupy/ordering.py): a stream touching memory another
 stream may still use, a fresh buffer written on a side stream before it waited for the training
 stream, or a pinned buffer freed while its copy may be in flight fails the test.
@@ -191,14 +195,15 @@ def _cuda_host_windows(backend, windows, fill, capacity_rows, n_features, n_outp
     cp = backend.xp
     import cupyx
 
-    main = cp.cuda.get_current_stream()
-    side = side_stream(backend, "copy")
-    pinned = [[cupyx.empty_pinned((capacity_rows, n_features), dtype),
-               cupyx.empty_pinned((capacity_rows, n_outputs), dtype), None] for _ in range(2)]
-    device = [(cp.empty((capacity_rows, n_features), dtype), cp.empty((capacity_rows, n_outputs), dtype))
-              for _ in range(2)]
+    with backend.use():  # the training stream and the buffers: the backend's device's (the module's docstring)
+        main = cp.cuda.get_current_stream()
+        side = side_stream(backend, "copy")
+        pinned = [[cupyx.empty_pinned((capacity_rows, n_features), dtype),
+                   cupyx.empty_pinned((capacity_rows, n_outputs), dtype), None] for _ in range(2)]
+        device = [(cp.empty((capacity_rows, n_features), dtype), cp.empty((capacity_rows, n_outputs), dtype))
+                  for _ in range(2)]
+        allocated = main.record()  # the first fill of each: after what the training stream issued before
     free_device = queue.Queue()  # events after which a device buffer may be overwritten
-    allocated = main.record()  # the first fill of each: after what the training stream issued before
     free_device.put(allocated)
     free_device.put(allocated)
     reader = None
@@ -220,10 +225,12 @@ def _cuda_host_windows(backend, windows, fill, capacity_rows, n_features, n_outp
     reader.start()
     try:
         for X, Y, ready in reader:
-            main.wait_event(ready)
+            with backend.use():
+                main.wait_event(ready)
 
             def release():
-                free_device.put(main.record())
+                with backend.use():
+                    free_device.put(main.record())
 
             yield X, Y, release
     finally:
@@ -272,10 +279,13 @@ def generated_windows(backend, windows, generate):
             reader.close()
         return
     cp = backend.xp
-    main = cp.cuda.get_current_stream()
-    side = side_stream(backend, "generate")
-    key = _side_key(backend, "generate")
-    _CONSUMED[key] = main.record()  # windows of an earlier generator, consumed before now
+    # with the backend's device current (the module's docstring): the null stream recorded or waited for with
+    # another device current would order against that device's work
+    with backend.use():
+        main = cp.cuda.get_current_stream()
+        side = side_stream(backend, "generate")
+        key = _side_key(backend, "generate")
+        _CONSUMED[key] = main.record()  # windows of an earlier generator, consumed before now
 
     def start(window):
         side.wait_event(_CONSUMED[key])  # memory of the windows consumed so far is recycled only after this
@@ -284,17 +294,21 @@ def generated_windows(backend, windows, generate):
             return X, Y, side.record()
 
     def release():
-        _CONSUMED[key] = main.record()
+        with backend.use():
+            _CONSUMED[key] = main.record()
 
-    pending = start(windows[0]) if windows else None
+    with backend.use():
+        pending = start(windows[0]) if windows else None
     try:
         for i in range(len(windows)):
             X, Y, ready = pending
-            main.wait_event(ready)
-            # issued now, window i+1's generation overlaps window i's training
-            pending = start(windows[i + 1]) if i + 1 < len(windows) else None
+            with backend.use():
+                main.wait_event(ready)
+                # issued now, window i+1's generation overlaps window i's training
+                pending = start(windows[i + 1]) if i + 1 < len(windows) else None
             yield X, Y, release
             del X, Y
     finally:
         if pending is not None:  # stopped part-way: the next window's generation is still in flight, reading
-            main.wait_event(pending[2])  # the task's constants; what the training stream frees waits for it
+            with backend.use():  # the task's constants; what the training stream frees waits for it
+                main.wait_event(pending[2])
