@@ -10,8 +10,13 @@ writes them.
   included), the :class:`~gpunn.training.state.TrainState` (``position``: epoch, batches done in it
   and their summed squared error; ``lr_scale``; ``history``; ``interrupted``), the data source's
   ``config()``, ``validation_data`` (a run given validation data: arrays' row count and checksum, or a
-  validation source's ``config()``), and each stateful callback's class, ``get_config()`` and ``state_dict()``.
-  (Version 1 kept the schedule beside the settings rather than in them.)
+  validation source's ``config()``), each stateful callback's class name, place in the run (``index``),
+  ``get_config()`` and ``state_dict()`` (``callbacks``), and ``callback_order``: every callback of the run in the
+  order it ran, stateless ones too, each its class's ``class`` (name), ``module`` and ``qualname``, which a resume
+  compares with the classes it defines (never imports) to give each state to its own class and put every callback
+  back in its place. (Version 1 kept the schedule beside the settings rather than in them. Files from before
+  ``callback_order``, version 2 as well, name a state's class alone, and a resume goes by that name as it did; an
+  older gpunn reading a newer file ignores ``callback_order`` the same way: the version stays 2.)
 * ``params``: the flat parameter buffer; ``optimizer.<moment>``: the flat optimizer
   moments; ``callback.<i>.<name>``: callback arrays (early stopping's best weights).
 
@@ -270,8 +275,9 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
     arrays = _model_arrays(model)
     for name in opt.state_names():
         arrays[f"optimizer.{name}"] = _backend.host_array(opt.state[name]).reshape(-1)
-    saved_callbacks = []
+    saved_callbacks, order = [], []
     for i, cb in enumerate(callbacks):
+        order.append(_class_record(type(cb)))
         if not hasattr(cb, "state_dict"):
             continue
         cb_state, cb_arrays = cb.state_dict()
@@ -286,6 +292,7 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         "source": None if source is None else source.config(),
         **_validation_record(settings, validation),
         "callbacks": saved_callbacks,
+        "callback_order": order,
     }
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
     if _members(model) is not None:
@@ -297,6 +304,13 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
             training["ensemble"]["restored"] = restored
     _write(path, {"kind": "training", "device": model.device, "model": model_config(model, trained_in=True),
                   "optimizer": optimizer, "training": training}, arrays)
+
+
+def _class_record(cls) -> dict:
+    """A callback's class as ``callback_order`` holds it: its name, module and qualified name (compared with the
+    classes a resuming process defines, never imported)."""
+    module = getattr(cls, "__module__", None)
+    return {"class": cls.__name__, "module": module if isinstance(module, str) else "", "qualname": cls.__qualname__}
 
 
 def _validation_record(settings, validation) -> dict:
@@ -390,6 +404,12 @@ def _check_training(training, path, members=None, diverged=()):
         and isinstance(c.get("state"), dict) and isinstance(c.get("arrays"), list)
         and all(isinstance(a, str) and a.isidentifier() for a in c["arrays"]) for c in cbs), path,
         "invalid callback states")
+    order = training.get("callback_order")  # every callback of the run, in its order (absent in files from before it)
+    _require(order is None or (isinstance(order, list) and all(
+        isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("class", "module", "qualname")) for c in order)
+        and len({c["index"] for c in cbs}) == len(cbs)
+        and all(c["index"] < len(order) and order[c["index"]]["class"] == c["class"] for c in cbs)), path,
+        "invalid callback order (each callback's class, and the saved states' places in it)")
 
 
 def optimizer_from_config(config):
@@ -694,11 +714,14 @@ class Checkpoint:
         them defined in this process, a writer of your own included) come from the checkpoint; a callback passed
         in ``callbacks`` takes over its class's saved state instead (a built-in one with a warning when its
         settings differ), the k-th passed of a class the k-th saved: another number of a class than the run
-        had (but none) is refused. The run's callbacks of other classes (your own Callback with a state) are not
+        had (but none) is refused. A class is the same class by module and qualified name (a class of your own
+        named ``EarlyStopping`` is not gpunn's); a file written before gpunn recorded them goes by the class name.
+        The run's callbacks of other classes (your own Callback with a state) are not
         made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
         do not hold their state). The callbacks passed run in the order passed, and each one made again just before
         the first passed one that the run had after it, else after them all (a stopper made again sees what a
-        callback of yours logs, and of two stoppers that restore their best weights the run's last one's stay).
+        callback of yours logs, and of two stoppers that restore their best weights the run's last one's stay; a
+        callback passed without a state counts at its place in the run, except in a file from before that).
         ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
@@ -930,8 +953,9 @@ def _over(ckpt, settings) -> str | None:
     None when it has epochs to train. A run early stopping ended stays ended (EarlyStopping's saved stop, every
     member's in an ensemble; or an ensemble's members all frozen, some stopped early and the others diverged),
     whatever the callbacks passed."""
+    order = _run_order(ckpt)
     for entry in ckpt.training.get("callbacks", []):
-        cls = _callback_class(entry["class"])
+        cls = _callback_class(_saved_key(entry, order))
         if cls is None or not issubclass(cls, (cbmod.EarlyStopping, MemberEarlyStopping)):
             continue
         stopped = entry["state"].get("stopped_epoch") if isinstance(entry.get("state"), dict) else None
@@ -962,43 +986,50 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     unless it is False.
 
     Saved states go to callbacks by class, in the run's order: the k-th callback of a class passed takes over the
-    k-th state the run saved for that class. The file holds the class's name: a callback passed of another class of
-    that name (a user's own "EarlyStopping") takes the state only where none of the class the name stands for here
-    is passed and its own has a state (_passed_for); one without a state leaves the run's restored. Another number
-    of a class than the run saved (other than none) is refused: which state would go to which callback is not
-    known. A class none of which is passed is rebuilt, each callback from its settings and state, where it is a
-    built-in callback or a subclass of one defined once in this process (found by its name, so a user's own
-    ModelCheckpoint keeps its rule); writers go to ``checkpoint``, so a run saved with several is refused (they
-    would all write one file). A class not found here is not restored, with a warning (its saved state is dropped:
-    a user's own Callback must be passed). With no writer restored, a plain ModelCheckpoint writes ``checkpoint``:
-    the run's, when its class is not found here, with a warning. ``over``: why the run trains no more (_over), said
-    in a warning of other settings.
+    k-th state the run saved for that class. The file names each class by module and qualified name
+    (``callback_order``; gpunn's own by qualified name alone, _class_key), so a user's own class that shares a
+    built-in's name ("EarlyStopping") is another class. A file from before it names a state's class alone: there a
+    callback passed of another class of that name takes the state only where none of the class the name stands for
+    here is passed and its own has a state (_passed_for); one without a state leaves the run's restored. Another
+    number of a class than the run saved (other than none) is refused: which state would go to which callback is
+    not known. A class none of which is passed is rebuilt, each callback from its settings and state, where it is a
+    built-in callback or a subclass of one defined once in this process (found by its module and qualified name, in
+    an older file by its name, so a user's own ModelCheckpoint keeps its rule); writers go to ``checkpoint``, so a
+    run saved with several is refused (they would all write one file). A class not found here is not restored,
+    with a warning (its saved state is dropped: a user's own Callback must be passed). With no writer restored, a
+    plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here, with a warning.
+    ``over``: why the run trains no more (_over), said in a warning of other settings.
 
     Order: the ``user``'s callbacks as passed, each rebuilt one placed among them by the run's order
-    (_in_the_runs_order)."""
+    (_in_the_runs_order): where the file has ``callback_order``, every callback passed that the run had (the k-th
+    of a class passed at the k-th place of that class, with a state or not) counts at its place there; in an older
+    file only those that took a saved state do."""
     target = ckpt.path if checkpoint is True else checkpoint
+    order = _run_order(ckpt)
     saved, passed = {}, {}
     for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
-        saved.setdefault(entry["class"], []).append(entry)
+        saved.setdefault(_saved_key(entry, order), []).append(entry)
     for cb in user:
-        passed.setdefault(type(cb).__name__, []).append(cb)
+        passed.setdefault(_passed_key(cb, order), []).append(cb)
     rebuilt, taken, missing, writers = [], {}, [], []  # rebuilt: (the run's index, callback); taken: id -> index
-    for name, entries in saved.items():
-        cls = _callback_class(name)
-        takers = _passed_for(passed.get(name, []), cls)
+    for key, entries in saved.items():
+        name, cls = entries[0]["class"], _callback_class(key)
+        takers = _passed_for(passed.get(key, []), cls) if order is None else passed.get(key)
         if takers is not None:
             stateful = [cb for cb in takers if hasattr(cb, "load_state_dict")]
             if stateful and len(stateful) != len(entries):
-                _refuse_other_count(ckpt, name, entries, len(stateful))
+                _refuse_other_count(ckpt, name, entries, len(stateful), cls is not None)
             for cb, entry in zip(stateful, entries):
                 _warn_other_settings(ckpt, cb, entry, over)
                 # a state a built-in refuses is the file's fault, as where it is restored; a user's class: its own
                 with _saved_state_of(ckpt, entry) if CALLBACKS.get(name) is type(cb) else contextlib.nullcontext():
                     cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
                 taken[id(cb)] = entry["index"]
+            if order is not None and not stateful:  # (a class that writes a state and reads none back) its places
+                taken.update((id(cb), entry["index"]) for cb, entry in zip(takers, entries))
             continue
-        if cls is None:
-            missing.append(name)
+        if cls is None:  # (by its module too where the file has it: one of that name may be found, not this one)
+            missing.append(name if order is None or key[0] == "gpunn" else ".".join(key))
             continue
         writes = issubclass(cls, ModelCheckpoint)
         if writes and checkpoint is False:
@@ -1012,6 +1043,13 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
         raise ValueError(f"{ckpt.path}'s run had {len(writers)} checkpoint writers ({_said(writers)}), and a "
                          f"resume would point them all at {target} (their paths are not saved): pass them in "
                          "callbacks, each with its path, in the run's order, or resume with checkpoint=False")
+    if order is not None:  # the callbacks passed that the run had without a state: the k-th of a class its k-th place
+        places = {}
+        for index, key in enumerate(order):
+            if key not in saved:
+                places.setdefault(key, []).append(index)
+        for key, cbs in passed.items():
+            taken.update((id(cb), index) for cb, index in zip(cbs, places.get(key, ())))
     ordered = _in_the_runs_order(user, taken, sorted(rebuilt, key=lambda pair: pair[0]))
     plain = checkpoint is not False and not any(isinstance(cb, ModelCheckpoint) for cb in ordered)
     if missing:
@@ -1032,11 +1070,13 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
 
 def _in_the_runs_order(user, taken, rebuilt) -> list:
     """The callbacks passed (``user``) in the order passed, each one made again (``rebuilt``: (the run's index,
-    callback), sorted) just before the first passed one that took a state the run saved after it (``taken``: id ->
-    the run's index), the others after them all. The file does not say where the run's callbacks without a state
-    were, and one that logs a metric (a user's own) comes before those that monitor it: a rebuilt EarlyStopping
-    listed first would not find it in the logs (it was refused so); and a rebuilt stopper run after a passed one the
-    run had after it would restore its best weights last, where the run's last stopper's stay."""
+    callback), sorted) just before the first passed one whose place in the run (``taken``: id -> the run's index)
+    is after it, the others after them all. One that logs a metric (a user's own) comes before those that monitor
+    it: a rebuilt EarlyStopping listed first would not find it in the logs (it was refused so); a rebuilt stopper
+    run after a passed one the run had after it would restore its best weights last, where the run's last
+    stopper's stay; and a callback passed that reads what a rebuilt one did (``trainer.stop``) sees it as the run
+    did. A file from before ``callback_order`` does not say where the run's callbacks without a state were: there
+    ``taken`` holds only those that took a saved state."""
     out, pending = [], list(rebuilt)
     for cb in user:
         index = taken.get(id(cb))
@@ -1058,18 +1098,54 @@ def _passed_for(named, cls):
     return of_class or stated or None
 
 
-def _callback_class(name):
-    """The class a saved callback's ``name`` stands for: gpunn's built-in one, or the one subclass of a built-in
-    of that name defined in this process (a user's ModelCheckpoint, say); None when there is none, or several."""
-    if name in CALLBACKS:
-        return CALLBACKS[name]
-    found, todo = set(), list(CALLBACKS.values())
+def _callback_class(key):
+    """The class a saved callback's ``key`` (_saved_key) stands for: gpunn's built-in one, or the one subclass of a
+    built-in with that key defined in this process (a user's ModelCheckpoint, say); None when there is none, or
+    several. A file from before ``callback_order`` keys by class name alone, which for a built-in's name is the
+    built-in, whatever else has it; a file with it by module and qualified name, so a class of the user's own that
+    shares a built-in's name is not the built-in."""
+    if isinstance(key, str) and key in CALLBACKS:
+        return CALLBACKS[key]
+
+    def stands_for(cls):
+        return cls.__name__ == key if isinstance(key, str) else _class_key_of(cls) == key
+
+    found, todo = {cls for cls in CALLBACKS.values() if stands_for(cls)}, list(CALLBACKS.values())
     while todo:
         for sub in todo.pop().__subclasses__():
-            if sub.__name__ == name:
+            if stands_for(sub):
                 found.add(sub)
             todo.append(sub)
     return found.pop() if len(found) == 1 else None
+
+
+def _class_key(module, qualname) -> tuple:
+    """Which class a record of ``callback_order`` stands for: one of gpunn's own by its qualified name, wherever in
+    gpunn it lives (a later gpunn may move it), and any other by its module and qualified name."""
+    return ("gpunn" if module == "gpunn" or module.startswith("gpunn.") else module, qualname)
+
+
+def _class_key_of(cls) -> tuple:
+    record = _class_record(cls)
+    return _class_key(record["module"], record["qualname"])
+
+
+def _run_order(ckpt):
+    """The class keys (_class_key) of the run's callbacks in the order they ran, or None for a file from before
+    ``callback_order`` (whose saved states name their class alone)."""
+    order = ckpt.training.get("callback_order")
+    return None if order is None else [_class_key(c["module"], c["qualname"]) for c in order]
+
+
+def _saved_key(entry, order):
+    """A saved state's key to its class: its class name in a file without the run's ``order``, else its class's
+    key there (_class_key)."""
+    return entry["class"] if order is None else order[entry["index"]]
+
+
+def _passed_key(cb, order):
+    """A passed callback's key, as _saved_key's of the same file."""
+    return type(cb).__name__ if order is None else _class_key_of(type(cb))
 
 
 def _rebuilt(ckpt, cls, entry, path):
@@ -1092,10 +1168,10 @@ def _rebuilt(ckpt, cls, entry, path):
     return cb
 
 
-def _refuse_other_count(ckpt, name, entries, count) -> None:
+def _refuse_other_count(ckpt, name, entries, count, found) -> None:
     """Refuse callbacks of class ``name`` passed ``count`` times where the run saved ``entries``: which state
-    goes to which is not known."""
-    otherwise = "or none to have the run's restored" if _callback_class(name) else "or none to leave them out"
+    goes to which is not known. ``found``: whether the class is found here (the run's are made again)."""
+    otherwise = "or none to have the run's restored" if found else "or none to leave them out"
     saved = f"{len(entries)} {name} callback{'s' if len(entries) > 1 else ''}"
     raise ValueError(f"{ckpt.path}: the run saved the state of {saved} ({_said(entries)}), and {count} "
                      f"{'were' if count > 1 else 'was'} passed to resume; the k-th passed takes over the k-th saved: "

@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from gpunn import MLP, CheckpointError, EarlyStopping, ReduceLROnPlateau, datase
 from gpunn import checkpoint as gio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = re.escape(__name__)  # the module of this file's callback classes, as a resume's warnings name them
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,52 @@ def test_a_file_with_the_rng_record_of_older_checkpoints_resumes_exactly(data, t
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     ckpt.resume(X, Y, verbose=False, checkpoint=False)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
+def written_before_callback_order(name, tmp_path):
+    """A copy of tests/data/NAME in ``tmp_path``: a checkpoint the gpunn of main at 9f42c8e wrote (format version 2,
+    before ``callback_order``: its saved states name their class alone; tests/data/README.md says how)."""
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copy(os.path.join(REPO, "tests", "data", name), copy)
+    return copy
+
+
+def test_a_file_written_before_callback_order_loads_and_resumes_bit_for_bit_as_then(data, tmp_path, interrupt_at):
+    """tests/data/main-v2-run.npz was written by main at 9f42c8e, by this test's run: a resume finds its callbacks
+    by class name as gpunn then did, made again or passed, and ends bit for bit as the run never interrupted. The
+    same run written now holds what it held and ``callback_order`` besides. Where this machine's arithmetic does
+    not reproduce the file's first epochs (other BLAS kernels), no run here can be compared with it bit for bit:
+    skipped."""
+    X, Y = data
+    fit = {**FIT, "epochs": 5}
+    plateau = dict(factor=0.5, patience=0, min_delta=10.0, cooldown=2)
+    path = written_before_callback_order("main-v2-run.npz", tmp_path)
+    here = tmp_path / "here.npz"
+    MLP([6, 8, 2], activation="tanh", device="cpu", seed=1).fit(
+        X, Y, callbacks=[ReduceLROnPlateau(**plateau), interrupt_at(2, 4), EarlyStopping(patience=50),
+                         gpunn.ModelCheckpoint(here)], **fit)
+    before, now = gpunn.load_checkpoint(path, device="cpu"), gpunn.load_checkpoint(here, device="cpu")
+    if not numpy.array_equal(before.model.params, now.model.params):
+        pytest.skip("this machine's arithmetic is not the one that wrote tests/data/main-v2-run.npz")
+    assert before.meta["format_version"] == now.meta["format_version"] == 2
+    assert set(now.training) - set(before.training) == {"callback_order"} and set(before.training) <= set(now.training)
+    assert before.training["callbacks"] == now.training["callbacks"]
+    reference = MLP([6, 8, 2], activation="tanh", device="cpu", seed=1)
+    ref_hist = reference.fit(X, Y, callbacks=[ReduceLROnPlateau(**plateau), EarlyStopping(patience=50)], **fit)
+    for passed in ([], [ReduceLROnPlateau(**plateau), EarlyStopping(patience=50)]):
+        ckpt = gpunn.load_checkpoint(path, device="cpu")
+        resumed = ckpt.resume(X, Y, verbose=False, checkpoint=False, callbacks=passed)
+        assert _no_timing(resumed) == _no_timing(ref_hist)
+        numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+        for name in ("m", "v"):
+            numpy.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
+
+
+def _as_before_callback_order(path):
+    """Rewrite the checkpoint ``path`` as a gpunn from before ``callback_order`` wrote it (all it lacked)."""
+    rewrite_meta(path, path, lambda meta: meta["training"].pop("callback_order"))
 
 
 _SMALL = datasets.make("teacher", 150, 4, n_outputs=2, noise=0.1, seed=5, device="cpu")
@@ -364,7 +412,18 @@ class _EveryOtherWriter(gpunn.ModelCheckpoint):
         super().__init__(path, every=every, **settings)
 
 
-@pytest.mark.parametrize("how", ["not defined", "defined twice", "refuses its settings", "refuses their values"])
+def _another_programs_writer(meta, older=False):
+    """A file's writer made a class this process does not define, in the file's records of it; ``older``: as a gpunn
+    from before ``callback_order`` wrote it (the class's name alone)."""
+    meta["training"]["callbacks"][0]["class"] = "AnotherProgramsWriter"
+    meta["training"]["callback_order"][0] = {"class": "AnotherProgramsWriter", "module": "another_program",
+                                             "qualname": "AnotherProgramsWriter"}
+    if older:
+        del meta["training"]["callback_order"]
+
+
+@pytest.mark.parametrize("how", ["not defined", "not defined, in a file from before callback_order", "defined twice",
+                                 "refuses its settings", "refuses their values"])
 def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_warning(data, tmp_path, how):
     X, Y = data
     path = tmp_path / "c.npz"
@@ -377,15 +436,17 @@ def test_a_writer_that_cannot_be_made_again_is_replaced_by_a_plain_one_with_a_wa
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False, callbacks=[writer])
     if how == "refuses their values":
         rewrite_meta(path, path, lambda meta: meta["training"]["callbacks"][0]["config"].update({"every": 3}))
-    if how == "not defined":
-        rewrite_meta(path, path, lambda meta: meta["training"]["callbacks"][0].update({"class": "AnotherProgramsWriter"}))
-        says = (r"c\.npz's run had callbacks of classes not found in this process \(AnotherProgramsWriter; not defined, "
+    if how.startswith("not defined"):  # another program's writer, by its name (and module, where the file has them)
+        older = how == "not defined, in a file from before callback_order"
+        rewrite_meta(path, path, lambda meta: _another_programs_writer(meta, older))
+        named = "AnotherProgramsWriter" if older else r"another_program\.AnotherProgramsWriter"
+        says = (rf"c\.npz's run had callbacks of classes not found in this process \({named}; not defined, "
                 r"defined twice, or not a built-in callback's subclass\): they are not restored, and a plain "
                 r"ModelCheckpoint writes .*c\.npz every epoch")
     elif how == "defined twice":
         redefined = type("_TwiceWriter", (gpunn.ModelCheckpoint,), {})  # a notebook's cell run again, say
         assert redefined.__name__ == type(writer).__name__ and redefined is not type(writer)
-        says = r"classes not found in this process \(_TwiceWriter; not defined, defined twice"
+        says = rf"classes not found in this process \({HERE}\._TwiceWriter; not defined, defined twice"
     elif how == "refuses their values":
         says = (r"c\.npz: the run's _EveryOtherWriter cannot be made again from its saved settings \{'every': 3, .*\} "
                 r"\(every must be even, got 3\): it is not restored; pass it in callbacks")
@@ -430,9 +491,9 @@ def test_a_users_own_callback_not_passed_again_is_left_out_with_a_warning(data, 
         gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, callbacks=[passed])
     assert passed.seen == 3
     with pytest.warns(UserWarning, match=r"c\.npz's run had callbacks of classes not found in this process "
-                                         r"\(_EpochCounter; .*\): they are not restored, and the checkpoints this "
-                                         r"resume writes do not hold their saved state; to go on from it, pass them "
-                                         r"in callbacks"):
+                                         rf"\({HERE}\._EpochCounter; .*\): they are not restored, and the "
+                                         r"checkpoints this resume writes do not hold their saved state; to go on from "
+                                         r"it, pass them in callbacks"):
         gpunn.load_checkpoint(path).resume(X, Y, epochs=4, verbose=False)
     assert [cb["class"] for cb in gpunn.load_checkpoint(path).training["callbacks"]] == ["ModelCheckpoint"]
 
@@ -534,8 +595,9 @@ def test_a_callback_that_only_writes_a_state_is_passed_again_without_a_count_to_
     assert gpunn.load_checkpoint(path).epoch == 2
 
 
+@pytest.mark.parametrize("older", [False, True], ids=["file", "file from before callback_order"])
 def test_a_stateless_callback_of_a_built_in_callbacks_name_passed_to_resume_leaves_the_built_in_restored(data,
-                                                                                                      tmp_path):
+                                                                                                      tmp_path, older):
     """Saved states went to the callbacks passed by class name alone: a user's own stateless class named like a
     built-in (here "EarlyStopping") passed to resume took the run's EarlyStopping's place, which was then neither
     made again nor refused, without a word, and the resume trained past where the run's stopper ends it. A class
@@ -546,11 +608,99 @@ def test_a_stateless_callback_of_a_built_in_callbacks_name_passed_to_resume_leav
     callbacks = [logged(), EarlyStopping(patience=0, min_delta=1e9), gpunn.ModelCheckpoint(path)]
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, lr=0.3, validation_fraction=0.2,
                                              verbose=False, callbacks=callbacks)
+    if older:
+        _as_before_callback_order(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[logged()])
     assert resumed.stopped_early and resumed["epoch"] == [1, 2]  # before: [1, ..., 6]
     assert gpunn.load_checkpoint(path).training["callbacks"][0]["state"]["stopped_epoch"] == 2
+
+
+# a user's own stateful callback (no built-in's subclass) whose class shares a built-in's name
+_OwnEarlyStopping = type("EarlyStopping", (_EpochCounter,), {"__doc__": "Counts epochs; named like the built-in."})
+
+
+def test_a_users_stateful_class_named_like_a_built_in_keeps_its_own_state_and_the_built_in_its_own(data, tmp_path):
+    """The file held a saved state's class name alone, so a user's stateful ``EarlyStopping`` (their own class) and
+    gpunn's were one class to a resume: with both in the run, passing theirs was refused (2 states, 1 passed) and
+    passing none rebuilt theirs as gpunn's from their state (a CheckpointError); with gpunn's alone in the run,
+    theirs passed took gpunn's state (a KeyError in their load_state_dict). The file now holds each callback's
+    module and qualified name: theirs takes its own state or none, and gpunn's is made again, which stops the run."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    fit = dict(batch_size=100, lr=0.3, validation_fraction=0.2, verbose=False)
+
+    def run(*callbacks):
+        MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, **fit, callbacks=[
+            *callbacks, EarlyStopping(patience=0, min_delta=1e9), gpunn.ModelCheckpoint(path)])
+
+    run(_OwnEarlyStopping())
+    passed = _OwnEarlyStopping()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, checkpoint=False,
+                                                     callbacks=[passed])
+    assert resumed.stopped_early and resumed["epoch"] == [1, 2] and passed.seen == 2
+    with pytest.warns(UserWarning, match=rf"classes not found in this process \({HERE}\.EarlyStopping; .*\): "
+                                         r"they are not restored"):
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False)
+    assert resumed.stopped_early and resumed["epoch"] == [1, 2]
+    assert [(cb["class"], cb["state"].get("stopped_epoch")) for cb in gpunn.load_checkpoint(path).training["callbacks"]
+            ] == [("EarlyStopping", 2), ("ModelCheckpoint", None)]  # gpunn's, made again; theirs left out, as warned
+
+    run()
+    passed = _OwnEarlyStopping()
+    resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[passed])
+    assert resumed.stopped_early and resumed["epoch"] == [1, 2] and passed.seen == 1  # from 0: the run had none
+
+
+def test_a_class_is_found_by_the_module_the_file_names_which_is_compared_never_imported(data, tmp_path):
+    """``callback_order`` names each class by module and qualified name. A resume compares them with the classes
+    this process defines: a module the file names is not imported (nothing of it runs), and a class of the same
+    name from another module does not take its state; the run's is left out with a warning naming it."""
+    X, Y = data
+    path, module = tmp_path / "c.npz", "gpunn_tests_never_imported"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_EpochCounter(), gpunn.ModelCheckpoint(path)])
+    rewrite_meta(path, path, lambda meta: meta["training"]["callback_order"][0].update(module=module))
+    passed = _EpochCounter()
+    with pytest.warns(UserWarning, match=rf"classes not found in this process \({module}\._EpochCounter; not defined"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[passed])
+    assert passed.seen == 1 and module not in sys.modules  # from 0, not the run's 1
+
+
+class _StopSeen(gpunn.Callback):
+    """Notes at each epoch's end whether the run stops there (as a stopper listed before it decided); no state."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append(trainer.stop)
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
+def test_a_callback_without_a_state_passed_to_resume_runs_where_the_run_had_it(data, tmp_path, ensemble):
+    """The file did not say where the run's callbacks without a state were, so one passed to resume ran before the
+    run's stopper made again (after the callbacks passed), where the run had it after the stopper: it saw the run
+    go on at the epoch the stopper ended it. The file now records every callback's place, and it runs there."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+
+    def model():
+        return (gpunn.Ensemble([6, 8, 2], 2, device="cpu", seed=0) if ensemble
+                else MLP([6, 8, 2], device="cpu", seed=0))
+
+    fit = dict(batch_size=100, lr=0.3, validation_fraction=0.2, verbose=False)
+    straight = _StopSeen()
+    model().fit(X, Y, epochs=6, **fit, callbacks=[EarlyStopping(patience=0, min_delta=1e9), straight])
+    assert straight.seen == [False, True]
+    model().fit(X, Y, epochs=1, **fit, callbacks=[EarlyStopping(patience=0, min_delta=1e9), _StopSeen(),
+                                                  gpunn.ModelCheckpoint(path)])
+    passed = _StopSeen()
+    resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[passed])
+    assert resumed["epoch"] == [1, 2] and passed.seen == straight.seen[1:]  # before: [False]
 
 
 def test_a_writer_passed_to_resume_takes_over_from_the_runs_and_the_file_loaded_is_not_written(data, tmp_path):
@@ -695,8 +845,9 @@ def test_a_resume_with_nothing_left_to_train_says_so_instead_of_drawing_an_empty
     assert capsys.readouterr().err == "train [cpu]: nothing left to train (early stopping ended it after epoch 2)\n"
 
 
-def test_the_stoppers_a_resume_makes_again_monitor_what_the_callbacks_passed_log_in_the_runs_order(data, tmp_path,
-                                                                                                      interrupt_at):
+@pytest.mark.parametrize("older", [False, True], ids=["file", "file from before callback_order"])
+def test_the_stoppers_a_resume_makes_again_monitor_what_the_callbacks_passed_log_in_the_runs_order(
+        data, tmp_path, interrupt_at, older):
     """A run's EarlyStopping that monitors a value a callback of the user's logs (listed before it), resumed with
     that callback passed and the stoppers left to the file: the stoppers made again ran before the callbacks
     passed, and the resume failed ("EarlyStopping monitors 'score', which the logs lack"). They run after them now,
@@ -716,6 +867,8 @@ def test_the_stoppers_a_resume_makes_again_monitor_what_the_callbacks_passed_log
     path = tmp_path / "c.npz"
     MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[*scripts(), *stoppers(), interrupt_at(2, 0),
                                                               gpunn.ModelCheckpoint(path)], **fit)
+    if older:
+        _as_before_callback_order(path)
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     resumed = ckpt.resume(X, Y, callbacks=scripts(), verbose=False)
     assert _no_timing(resumed) == _no_timing(ref_hist)
@@ -736,7 +889,8 @@ class _WaitProbe(gpunn.Callback):
         self.seen.append((epoch, self.stopper.wait))
 
 
-def test_a_resume_runs_the_callbacks_passed_and_made_again_in_the_runs_order(data, tmp_path, interrupt_at):
+@pytest.mark.parametrize("older", [False, True], ids=["file", "file from before callback_order"])
+def test_a_resume_runs_the_callbacks_passed_and_made_again_in_the_runs_order(data, tmp_path, interrupt_at, older):
     """Of a run's two stoppers that restore their best weights at the end (the last one's stay), one passed to the
     resume and one left to the file: the one made again ran after every callback passed (19b5845), so the first
     stopper's weights stayed, not the run's; a callback passed without a state (whose place the file does not
@@ -755,6 +909,8 @@ def test_a_resume_runs_the_callbacks_passed_and_made_again_in_the_runs_order(dat
     MLP([6, 8, 2], device="cpu", seed=1).fit(
         X, Y, callbacks=[*_two_scripts(), *stoppers, _WaitProbe(stoppers[1]), interrupt_at(2, 0),
                          gpunn.ModelCheckpoint(path)], **fit)
+    if older:
+        _as_before_callback_order(path)
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     passed = _OtherStopper(monitor="other", patience=10)  # the second stopper passed, the first left to the file
     probe = _WaitProbe(passed)
@@ -1286,6 +1442,14 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["settings"]["schedule"].pop("gamma"), "invalid schedule"),  # K91: gamma 0.1 came back
     (lambda m, a: m["optimizer"].update(steps=-1), "invalid optimizer step count"),  # K97
     (lambda m, a: m["optimizer"].update(state=["m"]), "optimizer state does not match its kind"),  # K98: Adam's
+    # the run's callbacks in order: each a class name, module and qualified name, every saved state at its place
+    (lambda m, a: m["training"].update(callback_order={"0": "EarlyStopping"}), "invalid callback order"),
+    (lambda m, a: m["training"]["callback_order"][0].pop("module"), "invalid callback order"),
+    (lambda m, a: m["training"]["callback_order"][1].update(qualname=None), "invalid callback order"),
+    (lambda m, a: m["training"]["callback_order"].pop(), "invalid callback order"),  # the writer's index past it
+    (lambda m, a: m["training"]["callback_order"][0].update({"class": "ReduceLROnPlateau"}), "invalid callback order"),
+    (lambda m, a: m["training"]["callbacks"][1].update({"class": "EarlyStopping", "index": 0}),
+     "invalid callback order"),  # two states at one place
 ])
 def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):
     with pytest.raises(CheckpointError, match=message):

@@ -45,14 +45,16 @@ class Callback:
       arrays: move them to the device in ``on_train_begin`` (``trainer.model.xp.asarray``) if needed;
     - ``get_config(self)`` returns the JSON-able keyword arguments of its constructor.
 
-    A checkpoint stores all three per callback. On resume a built-in callback, or a subclass of one defined
-    in the resuming process (found by its class name), is rebuilt as ``cls(**config)`` (a ModelCheckpoint's
-    as ``cls(path, **config)``) and given its state; a callback you pass to ``resume(callbacks=[...])``
-    receives, through ``load_state_dict``, the state saved for its class name: the k-th one of a class the
-    k-th state saved for that class, so pass as many of a class as the run had, in its order, or none (a
-    built-in one whose settings differ from the saved one's takes it over with a warning naming them: the
-    run goes on by other rules). Any other callback of the run (one of your own that subclasses no built-in)
-    is not rebuilt: pass it again, or the resume leaves it and its state out, with a warning.
+    A checkpoint stores all three per callback, and every callback's class (module and qualified name) in the
+    run's order. On resume a built-in callback, or a subclass of one defined in the resuming process (found by
+    its module and qualified name; in a file from before they were recorded, by its class name), is rebuilt as
+    ``cls(**config)`` (a ModelCheckpoint's as ``cls(path, **config)``) and given its state; a callback you pass
+    to ``resume(callbacks=[...])`` receives, through ``load_state_dict``, the state saved for its class: the
+    k-th one of a class the k-th state saved for that class, so pass as many of a class as the run had, in its
+    order, or none (a built-in one whose settings differ from the saved one's takes it over with a warning
+    naming them: the run goes on by other rules). Any other callback of the run (one of your own that subclasses
+    no built-in) is not rebuilt: pass it again, or the resume leaves it and its state out, with a warning. A
+    class of your own named like a built-in (``EarlyStopping``) is not the built-in: each takes its own state.
     """
 
     def __repr__(self):
