@@ -670,6 +670,23 @@ def test_a_class_is_found_by_the_module_the_file_names_which_is_compared_never_i
     assert passed.seen == 1 and module not in sys.modules  # from 0, not the run's 1
 
 
+def test_a_built_in_recorded_in_another_gpunn_module_is_still_the_built_in(data, tmp_path):
+    """gpunn's own classes are found by qualified name wherever in gpunn a file says they lived (a later gpunn may
+    move one): the run's EarlyStopping, recorded in another gpunn module, is made again and ends the run."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, lr=0.3, validation_fraction=0.2,
+                                             verbose=False, callbacks=[EarlyStopping(patience=0, min_delta=1e9),
+                                                                       gpunn.ModelCheckpoint(path)])
+    assert gpunn.load_checkpoint(path).training["callback_order"][0] == {
+        "class": "EarlyStopping", "module": "gpunn.training.callbacks", "qualname": "EarlyStopping"}
+    rewrite_meta(path, path, lambda meta: meta["training"]["callback_order"][0].update(module="gpunn.stopping"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, checkpoint=False)
+    assert resumed.stopped_early and resumed["epoch"] == [1, 2]
+
+
 class _StopSeen(gpunn.Callback):
     """Notes at each epoch's end whether the run stops there (as a stopper listed before it decided); no state."""
 
@@ -680,11 +697,20 @@ class _StopSeen(gpunn.Callback):
         self.seen.append(trainer.stop)
 
 
+class _StopSeenNoted(_StopSeen):
+    """_StopSeen that notes something in each checkpoint (state_dict) and reads nothing back (no load_state_dict)."""
+
+    def state_dict(self):
+        return {"note": "seen"}, {}
+
+
+@pytest.mark.parametrize("probe", [_StopSeen, _StopSeenNoted], ids=["stateless", "writes a state only"])
 @pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
-def test_a_callback_without_a_state_passed_to_resume_runs_where_the_run_had_it(data, tmp_path, ensemble):
+def test_a_callback_without_a_state_passed_to_resume_runs_where_the_run_had_it(data, tmp_path, ensemble, probe):
     """The file did not say where the run's callbacks without a state were, so one passed to resume ran before the
     run's stopper made again (after the callbacks passed), where the run had it after the stopper: it saw the run
-    go on at the epoch the stopper ended it. The file now records every callback's place, and it runs there."""
+    go on at the epoch the stopper ended it. The file now records every callback's place, and it runs there (one
+    that writes a state and takes none back as well: it takes no saved state to place it by)."""
     X, Y = data
     path = tmp_path / "c.npz"
 
@@ -693,12 +719,12 @@ def test_a_callback_without_a_state_passed_to_resume_runs_where_the_run_had_it(d
                 else MLP([6, 8, 2], device="cpu", seed=0))
 
     fit = dict(batch_size=100, lr=0.3, validation_fraction=0.2, verbose=False)
-    straight = _StopSeen()
+    straight = probe()
     model().fit(X, Y, epochs=6, **fit, callbacks=[EarlyStopping(patience=0, min_delta=1e9), straight])
     assert straight.seen == [False, True]
-    model().fit(X, Y, epochs=1, **fit, callbacks=[EarlyStopping(patience=0, min_delta=1e9), _StopSeen(),
+    model().fit(X, Y, epochs=1, **fit, callbacks=[EarlyStopping(patience=0, min_delta=1e9), probe(),
                                                   gpunn.ModelCheckpoint(path)])
-    passed = _StopSeen()
+    passed = probe()
     resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[passed])
     assert resumed["epoch"] == [1, 2] and passed.seen == straight.seen[1:]  # before: [False]
 
