@@ -844,6 +844,30 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     assert capsys.readouterr().err == "gpunn train: error: distributed training needs mpi4py\n"
 
 
+@pytest.mark.parametrize("value, alarm", [("2", 2), ("0.2", 1), ("1" + "0" * 12, None), ("inf", None)])
+def test_a_launched_process_ending_the_job_sets_its_alarm_from_the_timeout_and_none_under_inf(monkeypatch, value,
+                                                                                              alarm):
+    # the alarm that ends the process should MPI_Init never finish took int(timeout): GPUNN_DIST_TIMEOUT=inf (never
+    # abort) raised OverflowError, and so did 1e12 s (past a C int), out of the failing rank's one line
+    import types
+
+    from gpunn.distributed import comm
+
+    pytest.importorskip("mpi4py")
+    import mpi4py
+
+    aborted, alarms = [], []
+    fake = types.SimpleNamespace(COMM_WORLD=types.SimpleNamespace(Abort=aborted.append))
+    monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
+    monkeypatch.setattr(signal, "alarm", alarms.append)
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("GPUNN_DIST_TIMEOUT", value)
+    comm.end_launched_job(2)
+    assert (aborted, alarms) == ([2], [] if alarm is None else [alarm])
+
+
 def test_a_launchers_variables_give_the_size_and_rank_without_starting_mpi(monkeypatch):
     from gpunn.distributed.comm import launched_rank, launched_size
 

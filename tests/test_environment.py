@@ -56,11 +56,16 @@ BAD = [  # (variable, value, where gpunn reads it, what the refusal says it take
     ("GPUNN_GEMM", ",", gemm.requested, "auto, one of numpy, blis, mkl, or a comma list of them (unknown: no name; "
                                         "unset: numpy)"),
     ("GPUNN_GEMM", " ON ", gemm.requested, "(unknown: on; unset: numpy)"),
-    ("GPUNN_DIST_TIMEOUT", "nan", lambda: _timeout_from_env(None), "a positive number of seconds, or inf (how long"),
+    ("GPUNN_DIST_TIMEOUT", "nan", lambda: _timeout_from_env(None), "a positive number of seconds in the digits 0-9 "
+                                                                   "and one point at most, or inf (how long"),
+    # plain decimal or inf: float() took each of these (1_0 as 10 s, infinity and 1e400 as inf, other scripts' digits)
+    *[("GPUNN_DIST_TIMEOUT", v, lambda: _timeout_from_env(None), "a positive number of seconds") for v in
+      ["1_0", "+5", "1e3", "infinity", " Infinity ", "-inf", "\u0661\u0660", "\uff15", "0.0", "1" + "0" * 400, "."]],
 ]
 
 
-@pytest.mark.parametrize("name, value, read, takes", BAD, ids=[f"{n}={v!r}" for n, v, _, _ in BAD])
+@pytest.mark.parametrize("name, value, read, takes", BAD,
+                         ids=[f"{n}={v!r}" if len(v) < 20 else f"{n}={v[:3]}...({len(v)} chars)" for n, v, _, _ in BAD])
 def test_a_bad_value_is_refused_where_it_is_read_naming_the_variable_the_value_and_what_it_takes(
         clean, name, value, read, takes):
     # before: GPUNN_CPU_THREADS=abc failed with int()'s words, 0 and -2 were taken as 1; GPUNN_FUSED_KERNELS=maybe
@@ -86,7 +91,8 @@ GOOD = [  # (variable, value, where gpunn reads it, what it comes to)
     *[("GPUNN_GEMM", v, lambda: gemm.requested()[0], names) for v, names in
       [(None, ["numpy"]), (" ", ["numpy"]), (" Auto ", list(gemm.LIBRARIES)), ("numpy,", ["numpy"])]],
     *[("GPUNN_DIST_TIMEOUT", v, lambda: _timeout_from_env(None), s) for v, s in
-      [(None, 300.0), (" ", 300.0), (" 2.5 ", 2.5), ("inf", float("inf"))]],
+      [(None, 300.0), (" ", 300.0), (" 2.5 ", 2.5), ("inf", float("inf")), (" INF ", float("inf")), ("007", 7.0),
+       (".5", 0.5), ("5.", 5.0), ("1" + "0" * 12, 1e12)]],
     *[("GPUNN_DEVICE", v, lambda: backend.resolve("auto").name, "cpu") for v in (" ", " CPU ", "cpu:0")],
 ]
 
@@ -114,8 +120,9 @@ REFUSALS = {  # a bad value of each variable gpunn refuses, and the one line eac
                                      "or off (unset: on)"),
     "GPUNN_FLUSH_DENORMALS": ("2", "GPUNN_FLUSH_DENORMALS='2' is not on or off: 1, true, yes or on; 0, false, no or "
                                    "off (unset: on)"),
-    "GPUNN_DIST_TIMEOUT": ("0", "GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds, or inf (how long a rank "
-                                "waits in a collective before it aborts the job; unset: 300)"),
+    "GPUNN_DIST_TIMEOUT": ("0", "GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds in the digits 0-9 and one "
+                                "point at most, or inf (how long a rank waits in a collective before it aborts the job; "
+                                "unset: 300)"),
 }
 MISSING = "/nonexistent-gpunn-input"  # each command below, with good settings, fails on this path
 COMMANDS = {

@@ -17,7 +17,9 @@ rank that is killed is noticed by the launcher (mpiexec ends the others).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -63,20 +65,25 @@ def rank_words(rank: int, size: int) -> str:
     return f"rank {rank} of ranks 0-{size - 1}"
 
 
+# plain decimal seconds (2, 2.5, .5): float() also took 1_0, +5, 1e3, infinity and other scripts' digits (١٠)
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
 def _timeout_from_env(timeout):
+    """world(timeout=)'s ``timeout``, else GPUNN_DIST_TIMEOUT: a positive number of seconds in the digits 0-9 and
+    one point at most, or inf (never abort); unset or blank, 300."""
     if timeout is not None:
         return float(timeout)
     text = environment.text(ENV_TIMEOUT)
     if text is None:
         return DEFAULT_TIMEOUT_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:  # 0 or less would abort any collective that has to wait at all; NaN never would
-        raise environment.refusal(ENV_TIMEOUT, "a positive number of seconds, or inf (how long a rank waits in a "
-                                               f"collective before it aborts the job; unset: {DEFAULT_TIMEOUT_S:g})",
-                                  DistributedError)
+    if text.lower() == "inf":
+        return math.inf
+    seconds = float(text) if _SECONDS.fullmatch(text) else math.nan
+    if not 0 < seconds < math.inf:  # 0 would abort any collective that has to wait at all; 400 digits are inf
+        raise environment.refusal(ENV_TIMEOUT, "a positive number of seconds in the digits 0-9 and one point at most, "
+                                               "or inf (how long a rank waits in a collective before it aborts the "
+                                               f"job; unset: {DEFAULT_TIMEOUT_S:g})", DistributedError)
     return seconds
 
 
@@ -367,8 +374,8 @@ def end_launched_job(code: int) -> None:
     error status, and they would wait for it forever in ``MPI_Init`` (which every rank must enter) or in
     a collective. Initialises MPI here if this process had not (the others are in, or on their way to,
     ``MPI_Init``); should they all have exited without MPI, the initialisation cannot finish, and an
-    alarm after ``GPUNN_DIST_TIMEOUT`` seconds ends this process instead. Nothing without mpi4py or a
-    launcher."""
+    alarm after ``GPUNN_DIST_TIMEOUT`` seconds ends this process instead (none under ``inf``, which waits, as it
+    says). Nothing without mpi4py or a launcher."""
     if launched_size() <= 1:
         return
     try:
@@ -381,7 +388,8 @@ def end_launched_job(code: int) -> None:
         timeout = _timeout_from_env(None)
     except DistributedError:
         timeout = DEFAULT_TIMEOUT_S
-    if threading.current_thread() is threading.main_thread():
+    # inf: never (the alarm took no inf, nor seconds past a C int: 1e12 failed too); 2**31 s is 68 years
+    if threading.current_thread() is threading.main_thread() and timeout < 2**31:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process
         signal.alarm(max(1, int(timeout)))
     from mpi4py import MPI
