@@ -188,8 +188,9 @@ def device_setting() -> str:
     device = environment.text(ENV_DEVICE) or "auto"
     try:
         _parsed(device)
-    except ValueError as exc:
-        raise environment.SettingError(f"{ENV_DEVICE}={os.environ.get(ENV_DEVICE)!r}: {exc} (unset: auto)") from None
+    except ValueError:  # in the form every variable's refusal has: NAME='value' is not what it takes (...; unset: ...)
+        one_cpu = "the CPU backend has one device, cpu; " if _DEVICE_RE.match(device.lower()) else ""
+        raise environment.refusal(ENV_DEVICE, f"auto, cpu, cuda or cuda:N ({one_cpu}unset: auto)") from None
     return device
 
 

@@ -108,8 +108,7 @@ def test_good_values_keep_working_and_blank_is_the_default(clean, name, value, r
 
 
 REFUSALS = {  # a bad value of each variable gpunn refuses, and the one line each command gives for it
-    "GPUNN_DEVICE": ("tpu", "GPUNN_DEVICE='tpu': unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N' "
-                            "(unset: auto)"),
+    "GPUNN_DEVICE": ("tpu", "GPUNN_DEVICE='tpu' is not auto, cpu, cuda or cuda:N (unset: auto)"),
     "GPUNN_GEMM": ("bogus", "GPUNN_GEMM='bogus' is not auto, one of numpy, blis, mkl, or a comma list of them "
                             "(unknown: bogus; unset: numpy)"),
     "GPUNN_CPU_THREADS": ("abc", "GPUNN_CPU_THREADS='abc' is not a whole number of threads, 1 or more (unset: 1 for "
@@ -299,8 +298,8 @@ def test_gpunn_info_shows_each_refused_variable_as_an_error_line_and_exits_2(cle
     block = [lines[start][16:]] + [line[16:] for line in lines[start + 1:] if line.startswith(" " * 16)]
     assert status == 2 and lines[-1] == "device          cpu (NumPy)"  # every line still printed
     assert [re.match(r"error: (GPUNN_\w+)=", line).group(1) for line in block[:-1]] == list(bad)  # NAMES' order
-    assert block[0] == "error: GPUNN_DEVICE='tpu': unknown device 'tpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N' " \
-                       "(unset: auto)"  # it did not say what unset means, as the others do
+    # it did not say what unset means, as the others do, and was worded NAME='value': reason
+    assert block[0] == "error: GPUNN_DEVICE='tpu' is not auto, cpu, cuda or cuda:N (unset: auto)"
     assert block[2].startswith("error: GPUNN_CPU_THREADS='0' is not a whole number of threads, 1 or more")
     # GPUNN_DEBUG is taken as on, with a note; the tests' cache directory is fine
     assert block[-1] == f"GPUNN_CACHE_DIR={os.environ['GPUNN_CACHE_DIR']}, GPUNN_DEBUG=maybe (taken as on)"
