@@ -210,6 +210,33 @@ def test_a_ranks_line_names_it_from_0_with_the_ranks_there_are(monkeypatch):
     assert comm.rank_words(0, 8) == "rank 0 of ranks 0-7"
 
 
+def test_a_rank_that_waited_too_long_is_led_by_the_command_it_runs_and_by_gpunn_in_a_program(monkeypatch, capsys):
+    # the watchdog's line said 'gpunn [rank 0 of ranks 0-1]: waited ...' under gpunn train too, where every other line
+    # of the command is led by 'gpunn train'
+    from gpunn import distributed
+    from gpunn.distributed import comm
+
+    class Rank:
+        rank, size, timeout = 0, 2, 2.0
+        aborted = None
+
+        def abort(self, code):
+            Rank.aborted = code
+
+    def waited():
+        comm.MpiComm._timed_out(Rank(), "the stop-flag exchange", 3.4)
+        return capsys.readouterr().err
+
+    said = ("[rank 0 of ranks 0-1]: waited 3 s in the stop-flag exchange; another rank has stopped (failed, hung or "
+            "killed). Aborting the job (GPUNN_DIST_TIMEOUT=2 s).\n")
+    monkeypatch.setattr(comm, "_REPORT", [])
+    assert waited() == "gpunn " + said and Rank.aborted == 3  # a distributed fit in a program: no command
+    monkeypatch.setattr(distributed, "launched_size", lambda: 2)  # as a rank of mpiexec -n 2 gpunn sweep
+    assert cli.main(["sweep", "--data", "/nonexistent-gpunn-input/t.csv", "--target", "y", "--lr", "1e-3"]) == 2
+    capsys.readouterr()
+    assert waited() == "gpunn sweep " + said
+
+
 def test_a_failing_rank_without_the_commands_report_names_itself_from_0(monkeypatch, capsys):
     from gpunn.distributed import comm
 

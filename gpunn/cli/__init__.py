@@ -250,7 +250,7 @@ def _run(argv) -> int:
             status, text = _describe(exc, debug, _command(argv))
             return status, _with_rank(text)
 
-        report_failures_with(report)
+        report_failures_with(report, prog_of(_command(argv)))  # the watchdog's line led by the command too
     try:
         args = parse_args(argv)
         _check_launch(args.command)

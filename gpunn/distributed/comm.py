@@ -172,8 +172,9 @@ class MpiComm:
             self._watchdog.end()
 
     def _timed_out(self, label, seconds):
-        sys.stderr.write(f"gpunn [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; another "
-                         f"rank has stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
+        sys.stderr.write(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; "
+                         "another rank has stopped (failed, hung or killed). Aborting the job "
+                         f"({ENV_TIMEOUT}={self.timeout:g} s).\n")
         sys.stderr.flush()
         self.abort(3)
 
@@ -340,14 +341,21 @@ class NcclComm:
         self.gpu_comm.bcast(array.data.ptr, array.size, self._types[array.dtype], root, self._stream())
 
 
-_REPORT = []
+_REPORT = []  # (report, prog) of the gpunn command this process runs, once it has said them
 
 
-def report_failures_with(report) -> None:
-    """How :func:`abort_on_error` reports a rank's failure from now on: ``report(exc) -> (status, line)``.
-    The gpunn command sets it, so that a rank failing inside the fit prints the command's one line (and
-    exits with its status) rather than a traceback."""
-    _REPORT[:] = [report]
+def report_failures_with(report, prog: str = "gpunn") -> None:
+    """How :func:`abort_on_error` reports a rank's failure from now on: ``report(exc) -> (status, line)``; and
+    ``prog``, who speaks in the watchdog's line (``gpunn train``). The gpunn command sets them, so that a rank
+    failing inside the fit prints the command's one line (and exits with its status) rather than a traceback,
+    and a rank that waited too long is led by the command, as every other line of it is."""
+    _REPORT[:] = [(report, prog)]
+
+
+def _speaker() -> str:
+    """Who speaks in a rank's line: the command's prog where the gpunn command runs (gpunn._startup.prog_of), else
+    ``gpunn`` (a distributed fit in a program of its own)."""
+    return _REPORT[0][1] if _REPORT else "gpunn"
 
 
 def abort_on_error(comm, exc: BaseException) -> None:
@@ -357,7 +365,7 @@ def abort_on_error(comm, exc: BaseException) -> None:
     forever: MPI offers no way to tell them, so the job ends here.
     """
     if _REPORT:
-        code, text = _REPORT[0](exc)
+        code, text = _REPORT[0][0](exc)
         text += "\n"
     else:
         code = 2 if isinstance(exc, KeyboardInterrupt) else 1
