@@ -882,11 +882,29 @@ def test_a_launchers_variables_give_the_size_and_rank_without_starting_mpi(monke
         assert (launched_size(), launched_rank()) == (n, 1), size
         monkeypatch.delenv(size)
         monkeypatch.delenv(rank)
-    monkeypatch.setenv("PMI_SIZE", "")  # a variable set to something else is passed over, not an error
-    monkeypatch.setenv("PMI_RANK", "x")
+    monkeypatch.setenv("PMI_SIZE", "")  # a blank variable is as unset: the next one says
+    monkeypatch.setenv("PMI_RANK", " ")
     monkeypatch.setenv("PMIX_SIZE", "3")
     monkeypatch.setenv("PMIX_RANK", "2")
     assert (launched_size(), launched_rank()) == (3, 2)
+
+
+@pytest.mark.parametrize("name, value, read, says", [
+    ("PMI_SIZE", "\u00b2", "launched_size", "how many processes it started"),
+    ("OMPI_COMM_WORLD_SIZE", "x", "launched_size", "how many processes it started"),
+    ("PMI_RANK", "-1", "launched_rank", "this process's rank"),
+    ("PMIX_RANK", "\u0661", "launched_rank", "this process's rank"),
+    ("SLURM_LOCALID", "1_0", "launched_local_rank", "this process's rank on its node")])
+def test_a_launchers_variable_that_is_no_whole_number_is_refused_naming_it(monkeypatch, name, value, read, says):
+    # PMI_SIZE='²' passed str.isdigit and failed in int() with a bare ValueError; 'x' and '-1' were passed over
+    from gpunn.distributed import comm
+
+    for other in comm._SIZE_VARIABLES + comm._RANK_VARIABLES + comm._LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(comm.DistributedError) as refused:
+        getattr(comm, read)()
+    assert str(refused.value) == f"{name}={value!r} is not a whole number (an MPI launcher's variable: {says})"
 
 
 def test_a_timeout_given_to_world_is_taken_over_the_environment_and_a_refusal_names_the_default(monkeypatch):

@@ -163,6 +163,24 @@ def test_several_bad_settings_are_refused_together_in_one_line(clean, capsys):
     assert capsys.readouterr().err.splitlines() == ["gpunn train: error: " + "; ".join(r for _, r in REFUSALS.values())]
 
 
+LAUNCHER_REFUSAL = "PMI_SIZE='\u00b2' is not a whole number (an MPI launcher's variable: how many processes it started)"
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "sweep --resume"])
+def test_an_mpi_launchers_variable_that_is_no_whole_number_is_refused_as_a_command_starts(clean, capsys, command):
+    # before: PMI_SIZE='²' (str.isdigit takes it) failed every command with a bare ValueError of int()'s, a traceback
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        clean.delenv(name, raising=False)
+    clean.setenv("PMI_SIZE", "\u00b2")
+    status = cli.main(COMMANDS[command])
+    out, err = capsys.readouterr()
+    assert (status, out, err.splitlines()) == (2, "", [f"gpunn {COMMANDS[command][0]}: error: {LAUNCHER_REFUSAL}"])
+    clean.setenv("GPUNN_CPU_THREADS", "abc")  # with a GPUNN_ variable's refusal: one line, the launcher's after
+    assert cli.main(COMMANDS[command]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"gpunn {COMMANDS[command][0]}: error: {REFUSALS['GPUNN_CPU_THREADS'][1]}; {LAUNCHER_REFUSAL}"]
+
+
 def test_a_bad_setting_leaves_help_and_the_command_lines_own_errors_first(clean, capsys):
     clean.setenv("GPUNN_CPU_THREADS", "abc")
     with pytest.raises(SystemExit) as done:
@@ -236,6 +254,20 @@ def test_the_benchmarks_and_gpu_check_hooks_refuse_a_bad_setting_as_they_start(c
     with pytest.raises(SystemExit) as helped:  # --help still comes first
         main(["--help"])
     assert helped.value.code == 0 and capsys.readouterr().out.startswith("usage: ")
+
+
+def test_the_benchmarks_refuse_an_mpi_launchers_variable_that_is_no_whole_number_as_they_start(clean, capsys,
+                                                                                                 tmp_path):
+    import sys
+
+    prog, main, argv, written = TOOLS["bench.stream"]
+    clean.delenv("OMPI_COMM_WORLD_SIZE", raising=False)
+    clean.setenv("PMI_SIZE", "\u00b2")
+    clean.setattr(sys, "argv", [prog])
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path) if a == "OUT" else a for a in argv])
+    assert (stopped.value.code, capsys.readouterr()) == (2, ("", f"{prog}: error: {LAUNCHER_REFUSAL}\n"))
+    assert not Path(written.replace("OUT", str(tmp_path))).exists()
 
 
 @pytest.mark.parametrize("name", REFUSALS)

@@ -134,10 +134,14 @@ DATA_PARALLEL = ("train", "sweep")  # the commands that train data parallel unde
 
 
 def _in_launched_run(argv) -> bool:
-    """``gpunn train`` or ``gpunn sweep`` started by an MPI launcher with several processes: a data-parallel run."""
+    """``gpunn train`` or ``gpunn sweep`` started by an MPI launcher with several processes: a data-parallel run.
+    Not where the launcher's variables cannot be read (PMI_SIZE='x'): the start check refuses them in one line."""
     from ..distributed import launched_size
 
-    return launched_size() > 1 and _command(argv) in DATA_PARALLEL
+    try:
+        return launched_size() > 1 and _command(argv) in DATA_PARALLEL
+    except DistributedError:
+        return False
 
 
 def _check_launch(command: str) -> None:

@@ -321,10 +321,13 @@ def refuse_bad_settings() -> None:
     file), in the words of each variable's reader: that refusal itself where one variable is bad, the refusals
     joined by '; ' where several are. The same values would be refused where they are read, but only after the
     data was read, or only in the run that reads them (an ensemble's, a data-parallel one's). gpunn info does
-    not refuse them: it reports them (gpunn.cli.info.settings)."""
+    not refuse them: it reports them (gpunn.cli.info.settings). An MPI launcher's variable that gpunn reads
+    (PMI_SIZE, PMI_RANK, ...) and that is no whole number is refused with them (gpunn.distributed.comm)."""
     from .. import environment
+    from ..distributed.comm import LAUNCHER_READERS
 
-    refused = [exc for exc in map(refused_setting, setting_readers().values()) if exc is not None]
+    readers = [*setting_readers().values(), *LAUNCHER_READERS]
+    refused = [exc for exc in map(refused_setting, readers) if exc is not None]
     if len(refused) == 1:
         raise refused[0]
     if refused:

@@ -35,28 +35,43 @@ DEFAULT_TIMEOUT_S = 300.0
 # (MPICH/Intel MPI/Slurm PMI, Open MPI, MVAPICH), read without initialising MPI.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+_LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 
 
 class DistributedError(RuntimeError):
     """Data-parallel training cannot start or continue (no MPI, no NCCL, a mismatch...)."""
 
 
-def _from_launcher(names, default: int) -> int:
+def _from_launcher(names, default: int, says: str) -> int:
+    """The first of the launcher variables ``names`` that is set (not blank), a whole number in the digits 0-9 as
+    launchers write it; ``default`` where none is. Another value is refused naming it (``says``: what the launcher
+    says in it), where it was passed over (``x``), or a bare ValueError of int()'s (``²``, which str.isdigit takes)."""
     for name in names:
-        value = os.environ.get(name)
-        if value and value.isdigit():
-            return int(value)
+        value = environment.text(name)
+        if value is None:
+            continue
+        if not (value.isascii() and value.isdigit()):
+            raise environment.refusal(name, f"a whole number (an MPI launcher's variable: {says})", DistributedError)
+        return int(value)
     return default
 
 
 def launched_size() -> int:
     """How many processes an MPI launcher started (1 when not launched by one). Does not import MPI."""
-    return _from_launcher(_SIZE_VARIABLES, 1)
+    return _from_launcher(_SIZE_VARIABLES, 1, "how many processes it started")
 
 
 def launched_rank() -> int:
     """This process's rank as the launcher says (0 when not launched by one). Does not import MPI."""
-    return _from_launcher(_RANK_VARIABLES, 0)
+    return _from_launcher(_RANK_VARIABLES, 0, "this process's rank")
+
+
+def launched_local_rank() -> int:
+    """This process's rank among those on its node, as the launcher says (its rank where it says none)."""
+    return _from_launcher(_LOCAL_RANK_VARIABLES, launched_rank(), "this process's rank on its node")
+
+
+LAUNCHER_READERS = (launched_size, launched_rank, launched_local_rank)  # each refuses a variable it cannot read
 
 
 def rank_words(rank: int, size: int) -> str:
@@ -443,6 +458,4 @@ def local_device(default="auto") -> str:
     cupy, count, _ = _backend.probe_cuda()
     if cupy is None or count == 0 or default == "cpu":
         return "cpu" if default in ("auto", "cpu") else default
-    local = _from_launcher(("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK",
-                            "SLURM_LOCALID"), launched_rank())
-    return f"cuda:{local % count}"
+    return f"cuda:{launched_local_rank() % count}"
