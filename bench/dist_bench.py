@@ -232,4 +232,7 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)
+    from gpunn.cli.common import exit_on_bad_settings
+
+    exit_on_bad_settings(os.path.basename(sys.argv[0]))  # a bad GPUNN_ variable: one line on each rank, status 2
     {"allreduce": allreduce, "overlap": overlap}.get(sys.argv[1], main)()

@@ -105,9 +105,22 @@ def partial_fit():
 
 PARTS = {"small": small, "stream": stream, "ens": ens, "medium": medium, "predict": predict, "partial_fit": partial_fit}
 
+
+def refuse_bad_settings():
+    """A GPUNN_ variable the checkout on the path does not take, refused in one line (status 2) before any part
+    runs, as gpunn's commands and tools do; a checkout older than that check (session 20) refuses it where it
+    reads it, if at all."""
+    try:
+        from gpunn.cli.common import exit_on_bad_settings
+    except ImportError:
+        return
+    exit_on_bad_settings(os.path.basename(sys.argv[0]))
+
+
 if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)
+    refuse_bad_settings()
     for part in sys.argv[1:] or [p for p in PARTS if p != "partial_fit"]:
         print(PARTS[part](), flush=True)

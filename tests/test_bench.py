@@ -643,6 +643,24 @@ def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(scrip
     assert done.stdout.strip() == ast.get_docstring(ast.parse(path.read_text())).strip()
 
 
+@pytest.mark.parametrize("script, argv", [("dist_bench.py", ["t:4:8:1:8", "4", "3"]), ("regression_probe.py", ["small"])])
+def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_start(script, argv):
+    """As gpunn's commands and its python -m gpunn.bench.* tools: one line in the script's name and status 2 before
+    it measures, where it failed with a traceback as its first fit read the variable. bench/ensemble_products.py
+    times NumPy's products alone, imports no gpunn and reads no GPUNN_ variable, so it checks none."""
+    import waiting
+
+    from gpunn import environment
+
+    path = Path(__file__).resolve().parents[1] / "bench" / script
+    env = {k: v for k, v in os.environ.items() if k not in environment.NAMES or k == "GPUNN_CACHE_DIR"}
+    done = waiting.run([sys.executable, str(path), *argv], timeout=120,
+                       env={**env, "PYTHONPATH": str(path.parents[1]), "GPUNN_CPU_THREADS": "abc"})
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"{script}: error: GPUNN_CPU_THREADS='abc' is not a whole number of threads, 1 or more "
+                           "(unset: 1 for a model's CPU kernels, every usable core for an Ensemble's member groups)\n")
+
+
 def test_an_ensembles_epoch_is_the_single_models_budget_shared_by_its_members():
     """ensemble_rows: the K members together train the rows of one network's epoch (runners._dataset_rows: its FLOPs
     budget, 1.2e11 on a CPU, 2e12 on a GPU, and at most 65,536 rows), each member rounded up to whole batches, at
