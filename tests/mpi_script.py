@@ -428,6 +428,18 @@ def fail(out, tmp):
     MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Boom()], **FIT)
 
 
+def nan_in_a_shard(out, tmp):
+    comm = world(timeout=20)
+    if comm.rank == 0:  # a NaN in rank 1's shard (the second half of the rows), read by it alone
+        X = numpy.column_stack([numpy.linspace(0, 1, 40), numpy.ones(40)])
+        X[30, 1] = numpy.nan
+        numpy.save(f"{tmp}/X.npy", X)
+        numpy.save(f"{tmp}/Y.npy", X[:, :1])
+    comm.barrier()
+    source = gpunn.data.npy(f"{tmp}/X.npy", f"{tmp}/Y.npy", chunk_rows=5, standardize=True)  # statistics: a pass
+    MLP([2, 4, 1], device="cpu", seed=0).fit(source, epochs=1, batch_size=4, distributed=True, verbose=False)
+
+
 def die(out, tmp):
     comm = world(timeout=20)
 

@@ -693,6 +693,31 @@ def test_on_a_gpu_the_ranks_validation_reads_the_check_with_its_sums(monkeypatch
         held_out_value_past_float32_scored_by_the_ranks_validation(monkeypatch, tmp_path, "cuda")
 
 
+def test_on_gpus_a_nan_in_one_ranks_shard_read_for_the_statistics_ends_the_job_naming_it(tmp_path, fake_cupy,
+                                                                                          monkeypatch, capsys):
+    """A source standardized data parallel: each rank reads its own shard for the statistics, before the fit's loop.
+    A NaN in rank 1's shard was refused there, outside the loop's failure handling: rank 1 left the fit with its
+    error, and rank 0 waited in the statistics' gather until GPUNN_DIST_TIMEOUT (300 s) aborted the job saying
+    "another rank has stopped". Now rank 1 ends the job at once with its error, as it would in the loop. Two ranks
+    on the stand-in's two GPUs (tests/thread_ranks.py); on the CPU under mpiexec: the nan_in_a_shard mode above."""
+    import gpunn
+    from thread_ranks import run_ranks
+
+    X = numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)]).astype(numpy.float32)
+    X[20, 1] = numpy.nan  # rank 1's shard: rows 12-23
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X[:, :1])
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([2, 4, 1], device=f"cuda:{rank}",
+                                                                         dtype="float32", seed=0).fit(
+        gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=4, standardize=True),
+        epochs=1, batch_size=4, verbose=False, distributed=True))
+    assert aborted[:1] == [(1, 1)] and type(outcomes[1][1]) is DataError, (aborted, outcomes)
+    said = capsys.readouterr().err.split("\ngpunn [rank 0 of ranks 0-1]")[0]  # the rest: rank 0's, which the abort ends
+    assert said.startswith("gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\nTraceback "), said
+    assert said.rstrip().endswith(f"DataError: {tmp_path / 'X.npy'} row 20: column 1: nan is NaN; clean or impute it "
+                                  "first"), said
+
+
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])
 def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device(monkeypatch, fake_cupy, other):
     import gpunn
@@ -1256,12 +1281,17 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
                                        ("hang", r"\[rank 0 of ranks 0-1\]: waited [23] s in the stop-flag exchange; another rank "
                                                 r"has stopped \(failed, hung or killed\)\. Aborting the job "
                                                 r"\(GPUNN_DIST_TIMEOUT=2 s\)\.\n"),
-                                       ("die", "")])  # mpiexec's own report of the killed rank
+                                       ("die", ""),  # mpiexec's own report of the killed rank
+                                       # before the loop: the standardization statistics' pass over each rank's shard
+                                       ("nan_in_a_shard", r"\[rank 1 of ranks 0-1\]: this rank failed; aborting all "
+                                                          r"ranks\.\nTraceback [\s\S]*\ngpunn\.data\.errors\.DataError: "
+                                                          r"\S*X\.npy row 30: column 1: nan is NaN; clean or impute it "
+                                                          r"first\n")])
 def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_path, mode, says):
     code, _, err = _run(mode, tmp_path, timeout=60)  # the time this process ran (not the minutes it may be stopped for)
     assert code != 0 and re.search(says, err), err
     if mode != "die":  # MPI_Abort's status, which mpiexec returns: 1 for a rank's error, 3 for a timeout
-        assert code == {"fail": 1, "hang": 3}[mode]
+        assert code == {"fail": 1, "hang": 3, "nan_in_a_shard": 1}[mode]
     # a failed or killed rank ends the job itself (its abort; the launcher), not the other rank's watchdog after
     # world(timeout=20): told by what the ranks wrote, not by a clock that a loaded machine runs past
     assert mode == "hang" or "waited" not in err, err
@@ -1399,22 +1429,40 @@ def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_on
 
 
 @needs_mpi
-@pytest.mark.parametrize("command,where", [("train", "before"), ("train", "inside"), ("sweep", "inside")])
+@pytest.mark.parametrize("command,where", [("train", "before"), ("train", "inside"), ("sweep", "inside"),
+                                           ("train", "held out")])
 def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_path, command, where):
     # before the fit: a file that one rank cannot read (another node's disk, a typo in a per-rank command),
     # so that rank fails before MPI starts and the other waited for it in MPI_Init forever (mpiexec does
     # not end it). Inside the fit: a NaN in one rank's shard, found as it reads it, which printed a
-    # traceback where gpunn train prints one line (gpunn sweep under mpiexec the same, 8e1ccbe)
+    # traceback where gpunn train prints one line (gpunn sweep under mpiexec the same, 8e1ccbe). Held out: a
+    # float32 value that the training chunks' statistics take past float32, in rank 1's share of the validation
+    # chunks, refused by that rank's validation alone (the sharded validation's check)
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     X = numpy.ones((400, 3))
     X[390, 1] = numpy.nan  # in the second half: rank 1's shard
     numpy.save(tmp_path / "X.npy", X if where == "inside" else numpy.ones((400, 3)))
     numpy.save(tmp_path / "Y.npy", numpy.ones((400, 1)))
+    standardize = []
+    says = {"before": "missing.npy: no such file", "inside": "X.npy row 390: column 1: nan is NaN"}.get(where)
+    if where == "held out":  # gpunn train holds out a tenth of the chunks (seed 0); rank 1 scores the second half
+        import gpunn.data
+        from gpunn.distributed.shard import piece
+
+        X = numpy.column_stack([numpy.linspace(0, 1, 400), numpy.linspace(0, 0.1, 400), numpy.linspace(2, 3, 400)])
+        numpy.save(tmp_path / "Y.npy", X[:, :1].astype(numpy.float32))
+        numpy.save(tmp_path / "X.npy", X.astype(numpy.float32))
+        held = gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), validation_fraction=0.1)
+        chunks = list(held.validation_chunks)
+        row = sum(held.chunk_sizes[:chunks[slice(*piece(len(chunks), 1, 2))][0]]) + 3
+        X[row, 1] = 3e38  # about 1e40 under the training chunks' spread of 0.03
+        numpy.save(tmp_path / "X.npy", X.astype(numpy.float32))
+        standardize, says = ["--standardize"], f"X.npy row {row}: column 1: 3e+38 is "
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
     def rank(data):
         return ["-n", "1", str(gpunn_cli), command, "--data", str(tmp_path / data), "--targets",
-                str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+                str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet", *standardize]
 
     proc = subprocess.Popen([mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -1428,7 +1476,6 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
         proc.communicate()
         pytest.fail("the job hung after one rank failed")
     assert proc.returncode == 2, err
-    says = "missing.npy: no such file" if where == "before" else "X.npy row 390: column 1: nan is NaN"
     assert re.search(rf"^gpunn {command} \[rank 1 of ranks 0-1\]: error: .*" + re.escape(says), err, re.M), err
     assert "Traceback" not in err
     line = next(line for line in err.splitlines() if line.startswith(f"gpunn {command} [rank 1 of ranks 0-1]: error: "))

@@ -789,3 +789,53 @@ def test_on_gpus_every_data_parallel_rank_raises_the_refusal_of_a_value_one_rank
         model.fit(bad, epochs=1, batch_size=4, verbose=False, distributed=True)
     assert str(caught.value).startswith(expected[1]) and (met_by == "no rank" or str(caught.value) == expected[1])
     assert comm.aborted == []
+
+
+@pytest.mark.parametrize("holder", [0, 1])
+def test_two_ranks_on_the_stand_ins_gpus_both_raise_the_refusal_of_a_value_one_ranks_window_met(
+        tmp_path, fake_cupy, monkeypatch, holder):
+    """The test above with two ranks that train (threads on cuda:0 and cuda:1, NCCL and control between them:
+    tests/thread_ranks.py), no reduction stubbed: the holder's flag makes its epoch loss NaN, the reduction gives
+    the other rank that NaN, and both raise the refusal, the other naming the holder; no rank aborts the job."""
+    from thread_ranks import run_ranks
+
+    path = float32_pair(tmp_path, 3e38)
+    for name in (path, path.replace("X.npy", "Y.npy")):  # the rows turned by half: rank r's shard holds BAD_ROW + 12r
+        numpy.save(name, numpy.roll(numpy.load(name), ROWS // 2 * holder, axis=0))
+    models = [model_of_clean_values(tmp_path, f"cuda:{rank}") for rank in range(2)]  # here, not in the threads
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: models[rank].fit(
+        source(path), epochs=2, batch_size=4, verbose=False, distributed=True))
+    said = f"{path} row {BAD_ROW + ROWS // 2 * holder}: column 1: {PAST} (read in epoch 1)"
+    assert [type(raised) for _, raised in outcomes] == [DataError, DataError], outcomes
+    assert [str(raised) for _, raised in outcomes] == [
+        said if rank == holder else f"rank {holder} of ranks 0-1 refused its data: {said}" for rank in (0, 1)]
+    assert aborted == []
+
+
+def test_two_ranks_on_the_stand_ins_gpus_a_held_out_value_is_refused_by_the_rank_that_scored_it_ending_the_job(
+        tmp_path, fake_cupy, monkeypatch, capsys):
+    """A held-out value standardized past float32 in one rank's share of the validation chunks: that rank's
+    validation reads its flag with its sums and refuses it, naming the value, and ends the job (its error, then the
+    abort) while the other waits for its sums; the job says nothing else before the abort (what follows is the
+    other thread's, whose process MPI_Abort ends)."""
+    from thread_ranks import run_ranks
+
+    from gpunn.distributed.shard import piece
+
+    path = float32_pair(tmp_path, 3e38)
+
+    def rank_1s_share(seed):
+        chunks = list(source(path, validation_fraction=0.5, seed=seed).validation_chunks)
+        return chunks[slice(*piece(len(chunks), 1, 2))]
+
+    seed = next(s for s in range(100) if BAD_ROW // 4 in rank_1s_share(s))
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([2, 4, 1], device=f"cuda:{rank}",
+                                                                         dtype="float32", seed=0).fit(
+        source(path, validation_fraction=0.5, seed=seed, standardize=True), epochs=1, batch_size=4, verbose=False,
+        distributed=True))
+    assert aborted[0] == (1, 1) and type(outcomes[1][1]) is DataError, (aborted, outcomes)
+    said = capsys.readouterr().err.split("\ngpunn [rank 0 of ranks 0-1]")[0]
+    assert said.startswith("gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\nTraceback "), said
+    assert re.search(rf"\ngpunn\.data\.errors\.DataError: {re.escape(path)} row {BAD_ROW}: column 1: 3e\+38 is \S+ once "
+                     r"standardized, infinite in float32 \(past its largest value\); clean or impute it first\n?$",
+                     said), said

@@ -389,12 +389,23 @@ class ShardedSource:
 
 def statistics_over_ranks(source):
     """For ``prepare_source`` in a data-parallel fit: a chunked source's standardization statistics
-    computed from every rank's own shard (one shard per rank, as the fit will read them)."""
-    from .comm import world
+    computed from every rank's own shard (one shard per rank, as the fit will read them).
+
+    This pass comes before the fit's loop, whose failure handling (DataParallel.run) it is not under, and only
+    the rank whose shard holds a NaN reads it: that rank's failure ends the job as one inside the fit does
+    (comm.abort_on_error: its error, then MPI_Abort). It left the fit alone, and the others waited for its moments
+    until GPUNN_DIST_TIMEOUT (300 s by default) ended them with "another rank has stopped"."""
+    from .comm import abort_on_error, world
 
     comm = world()
     shards = source.shards if isinstance(source, ShardedSource) else comm.size
     if not isinstance(source, (ChunkedSource, ShardedSource)) or shards % comm.size:
-        return source.compute_standardizer()
+        return source.compute_standardizer()  # every rank reads every row: each raises the same error
     own = shards // comm.size
-    return ShardedSource(source, shards, range(comm.rank * own, (comm.rank + 1) * own)).standardizer_over_shards(comm)
+    try:
+        return ShardedSource(source, shards, range(comm.rank * own, (comm.rank + 1) * own)).standardizer_over_shards(
+            comm)
+    except BaseException as exc:
+        if comm.size > 1:
+            abort_on_error(comm, exc)
+        raise
