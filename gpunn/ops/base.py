@@ -305,11 +305,13 @@ class Ops:
     # ---- the same updates with per-step scalars in a device array (CUDA-graph replay) --
     # state = [step t, lr, 1 - beta1^t, 1 - beta2^t] (float64); see kernels/optimizers.cu.
     def optimizer_tick(self, state, beta1, beta2):
-        """state[0] += 1 and the bias corrections of that step (no host read)."""
-        xp = self.xp
+        """state[0] += 1 and the bias corrections of that step, 1 - beta**t by Python's pow of the step read back,
+        exactly as adam_step_dev here forms them (it reads the step back too, so the generic form is never
+        captured). Not NumPy's power: it may be an ulp off Python's (0.999 at t = 7 on the AMD EPYC)."""
         state[0] += 1.0
-        state[2] = 1.0 - xp.power(beta1, state[0])
-        state[3] = 1.0 - xp.power(beta2, state[0])
+        step = int(state[0])
+        state[2] = 1.0 - beta1**step
+        state[3] = 1.0 - beta2**step
         return state
 
     def sgd_step_dev(self, w, g, velocity, state, momentum, nesterov, weight_decay):
