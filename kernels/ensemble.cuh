@@ -4,14 +4,15 @@
 // kHyperFields doubles (gpunn/ensemble_ops.py writes it, once per epoch): row k holds member k's
 // learning rate for the epoch, weight decay, momentum, Adam's beta1 and beta2, and whether it is
 // still training. The rules below turn a row into the arguments of sgd_update / adam_update
-// (optimizers.cuh) exactly as one model's host code does: each value rounded once to T, and
-// 1 - beta and the bias corrections 1 - beta^t computed in double first.
+// (optimizers.cuh) exactly as one model's launch does: each value rounded once to T, and
+// 1 - beta and the bias corrections 1 - beta^t (adam_bias_correction, on the device as one
+// model's adam_step and optimizer_tick form them) computed in double first.
 // Compiles as CUDA and as plain C++ (tests/test_kernel_math_host.py checks it against NumPy).
 #pragma once
 
 #include "activations.cuh"  // act_forward
 #include "bfloat16.cuh"     // load, store, compute_t, master_t (bfloat16 storage)
-#include "optimizers.cuh"   // sgd_update, adam_update, GPUNN_HD (and <math.h>'s pow)
+#include "optimizers.cuh"   // sgd_update, adam_update, adam_bias_correction, GPUNN_HD
 
 namespace gpunn {
 
@@ -39,8 +40,8 @@ GPUNN_HD MemberSgd<T> member_sgd(const double* h) {
 // step: the optimizer step t, counted from 1.
 template <typename T>
 GPUNN_HD MemberAdam<T> member_adam(const double* h, double step) {
-    return {T(h[kLr]), T(1.0 - h[kBeta1]), T(1.0 - h[kBeta2]), T(1.0 - pow(h[kBeta1], step)),
-            T(1.0 - pow(h[kBeta2], step)), T(h[kWeightDecay])};
+    return {T(h[kLr]), T(1.0 - h[kBeta1]), T(1.0 - h[kBeta2]), T(adam_bias_correction(h[kBeta1], step)),
+            T(adam_bias_correction(h[kBeta2], step)), T(h[kWeightDecay])};
 }
 
 // One element of member_bias_act_forward (ensemble.cu): z = Z_in (+ b) in compute_t<T> (a bf16 value

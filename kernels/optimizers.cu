@@ -32,7 +32,7 @@ __global__ void sgd_step(T* w, const T* g, T* vel, T lr, T momentum, T weight_de
 //   m [n] first-moment buffer, updated in place
 //   v [n] second-moment buffer, updated in place
 //   one_minus_beta1/2 = 1 - beta1/2, computed in double by the caller
-//   bias_c1 = 1 - beta1^t, bias_c2 = 1 - beta2^t for step t (counted from 1)
+//   bias_c1 = 1 - beta1^t, bias_c2 = 1 - beta2^t for step t (counted from 1): adam_bias_correction rounded to T
 template <typename T>
 __device__ __forceinline__ void adam_loop(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1, T one_minus_beta2,
                                           T eps, T bias_c1, T bias_c2, T weight_decay, int decoupled, long long n) {
@@ -46,10 +46,13 @@ __device__ __forceinline__ void adam_loop(T* w, const T* g, T* m, T* v, T lr, T 
     }
 }
 
+// adam_step at step t = step, with the betas beta1, beta2 themselves (double): each thread forms the bias
+// corrections on the device, as optimizer_tick does for the graph form.
 template <typename T>
 __global__ void adam_step(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1, T one_minus_beta2, T eps,
-                          T bias_c1, T bias_c2, T weight_decay, int decoupled, long long n) {
-    adam_loop(w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled, n);
+                          double beta1, double beta2, double step, T weight_decay, int decoupled, long long n) {
+    adam_loop(w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, T(adam_bias_correction(beta1, step)),
+              T(adam_bias_correction(beta2, step)), weight_decay, decoupled, n);
 }
 
 // ---- the same updates with their per-step scalars in device memory (CUDA-graph replay) --------
@@ -67,8 +70,8 @@ __global__ void optimizer_tick(double* state, double beta1, double beta2) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     const double t = state[0] + 1.0;
     state[0] = t;
-    state[2] = 1.0 - pow(beta1, t);
-    state[3] = 1.0 - pow(beta2, t);
+    state[2] = adam_bias_correction(beta1, t);
+    state[3] = adam_bias_correction(beta2, t);
 }
 
 // sgd_step with lr = state[1].

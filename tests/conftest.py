@@ -171,6 +171,20 @@ def gpu():
     return _backend.resolve("cuda")
 
 
+@pytest.fixture
+def device_pow_an_ulp_low(monkeypatch):
+    """The stand-in's emulation of the device's pow, from which every kernel forms Adam's bias corrections
+    (fakecupy.kernels.device_pow), made 1 ulp below the C library's (Python's) at every step: a device whose pow
+    is not the host's, as CUDA's double pow (documented to 2 ulp) need not be. Skips where cupy is not the stand-in."""
+    import math
+
+    kernels = getattr(sys.modules.get("cupy"), "_kernels", None)  # the copy in use (GPUNN_FAKE_CUPY=gpu: the second)
+    if not hasattr(kernels, "device_pow"):
+        pytest.skip("replaces tests/fakecupy's emulation of the device's pow")
+    exact = kernels.device_pow
+    monkeypatch.setattr(kernels, "device_pow", lambda beta, t: math.nextafter(exact(beta, t), 0.0))
+
+
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request):
     """Runs a test on the CPU and, where there is one, on the GPU."""

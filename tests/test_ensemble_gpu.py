@@ -193,6 +193,27 @@ def test_the_ensemble_step_as_a_cuda_graph_trains_as_the_eager_step(gpu, optimiz
         assert _rel(graphed.optimizer.state[name], eager.optimizer.state[name]) <= 1e-10, name
 
 
+def test_members_and_their_mlps_take_adams_bias_corrections_from_the_devices_pow(gpu, device_pow_an_ulp_low):
+    """On a device, an ensemble's members (eager and graph) and one MLP's eager step form Adam's 1 - beta**t by the
+    same rule (kernels/optimizers.cuh, adam_bias_correction): with the stand-in's device pow an ulp off the host's,
+    float64 members with their own beta2 still equal their MLPs bit for bit (the MLP's eager step took the host's
+    pow before: up to 5e-15 apart). The stand-in only (the fixture skips elsewhere): on a GPU the products differ."""
+    X, Y = _data()
+    lrs, beta2s = [1e-3, 3e-3, 1e-2], [0.999, 0.99, 0.999]
+    kwargs = dict(epochs=3, batch_size=64, seed=4, verbose=False)
+    twins = []
+    for k in range(3):
+        twin = gpunn.MLP(SIZES, dtype="float64", device="cuda", seed=10 + k, graph=False)
+        twin.fit(X, Y, optimizer=make_optimizer("adam", beta2=beta2s[k]), lr=lrs[k], **kwargs)
+        twins.append(twin.params.get())
+    for graph in (False, True):
+        ens = gpunn.Ensemble(SIZES, 3, dtype="float64", device="cuda", seed=10, graph=graph)
+        ens.fit(X, Y, optimizer="adam", lr=lrs, beta2=beta2s, **kwargs)
+        assert not graph or ens.graph_trainer.captured, ens.graph_trainer.reason
+        for k in range(3):
+            numpy.testing.assert_array_equal(ens.member_params[k].get(), twins[k], err_msg=f"member {k}, graph {graph}")
+
+
 def test_the_members_table_is_rewritten_at_its_device_address(gpu):
     """MemberRates.device: made once, then each change copied into it in place, so the address a captured graph
     read it at stays the table's (EnsembleGraphTrainer: one graph for the run; mut18a A5: a table made again at a

@@ -257,8 +257,9 @@ def test_the_member_kernels_launch_shapes_are_the_documented_ones(fake_cupy, mon
 
 
 def test_adams_scalars_are_rounded_once_from_double(fake_cupy, monkeypatch):
-    """adam_step's 1 - beta and bias corrections 1 - beta^t are computed in double and rounded once to the
-    kernel's T (as torch does), not computed in float32 from rounded betas."""
+    """adam_step's 1 - beta are computed in double and rounded once to the kernel's T (as torch does), not computed
+    in float32 from rounded betas; the betas and the step go as doubles, from which the kernel forms the bias
+    corrections 1 - beta^t in double on the device (adam_bias_correction), as the graph's tick does."""
     from gpunn.ops import cuda, kernels
 
     got, get_kernel = [], kernels.get_kernel
@@ -270,8 +271,10 @@ def test_adams_scalars_are_rounded_once_from_double(fake_cupy, monkeypatch):
     monkeypatch.setattr(cuda.kernels, "get_kernel", recording)
     w, g, m, v = (fake_cupy.ones(4, "float32") for _ in range(4))
     cuda.CupyOps().adam_step(w, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 3, 0.0, False)
-    f32 = numpy.float32
-    assert got[0][5:10] == (f32(1 - 0.9), f32(1 - 0.999), f32(1e-8), f32(1 - 0.9**3), f32(1 - 0.999**3))
+    f32, f64 = numpy.float32, numpy.float64
+    scalars = got[0][5:11]
+    assert scalars == (f32(1 - 0.9), f32(1 - 0.999), f32(1e-8), 0.9, 0.999, 3.0)
+    assert [type(a) for a in scalars] == [f32, f32, f32, f64, f64, f64]
 
 
 def test_unfused_ops_launch_no_kernel_and_bf16_always_does(fake_cupy):

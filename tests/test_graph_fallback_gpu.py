@@ -3,8 +3,9 @@
 With the capture set-up made to fail, GraphTrainer says so (GraphWarning, ``reason``) and runs the
 step eagerly with the graph's own launches -- the fixed batch buffers, the preallocated loss, and
 the device-side optimizer state (optimizer_tick, sgd_step_dev, adam_step_dev) -- which must train
-like the ordinary step. Adam's bias corrections come from the device's pow (host: Python's), so the
-weights agree to float32 rounding rather than bit for bit.
+like the ordinary step. Adam's bias corrections come from the device's pow in both (kernels/optimizers.cuh's
+adam_bias_correction; before, the ordinary step took Python's); the weights are checked to float32 rounding,
+not yet bit for bit: no GPU has run the two since.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_eager_graph_step_on_the_gpu_path_is_ordinary_training(monkeypatch, opti
 
 def test_the_default_falls_back_to_the_ordinary_step_silently(monkeypatch):
     """graph=None (the default) where capture cannot be set up: no warning, the reason kept on the
-    model, and the ordinary step itself (host-side Adam scalars), so the weights equal graph=False's
+    model, and the ordinary step itself (its Adam scalars passed to adam_step), so the weights equal graph=False's
     bit for bit."""
     import warnings
 

@@ -1,7 +1,7 @@
 """The CUDA-graph training step on a GPU (marked gpu): captured, replayed, and training as the eager step.
 
 On a GPU the graph calls cuBLAS on its own handle (other workspace, so possibly other GEMM kernels than
-CuPy's matmul) and computes Adam's bias corrections with the device's pow: weights agree to float32
+CuPy's matmul; Adam's bias corrections are the device's pow in both forms): weights agree to float32
 rounding accumulated over the steps, not bit for bit. On tests/fakecupy (GPUNN_FAKE_CUPY=1, CI) the
 capture is emulated -- the graph records the kernel launches and GemmEx calls of the step and replays
 them at each launch, checking every launch again -- and its products are what its cupy.matmul
@@ -154,6 +154,21 @@ def test_the_default_captures_float64_too():
     m, h = _train(None, epochs=2, dtype="float64")
     assert m.graph_trainer.captured, m.graph_trainer.reason
     _agree(m, ref, h, h_ref, 1e-10)
+
+
+def test_the_eager_and_the_captured_adam_take_the_devices_pow(request):
+    """Both forms of the step form Adam's bias corrections 1 - beta**t on the device, by one rule
+    (kernels/optimizers.cuh, adam_bias_correction): the eager adam_step kernel from the betas and the step it is
+    given, the graph from optimizer_tick's. So with a device pow an ulp off the host's (the stand-in only), the
+    float64 eager and captured steps still train the same bits (the eager step's host pow, as before, did not),
+    and those bits are not the ones of the usual pow: the ulp reaches the weights."""
+    usual, _ = _train(False, epochs=2, dtype="float64")
+    request.getfixturevalue("device_pow_an_ulp_low")
+    ref, h_ref = _train(False, epochs=2, dtype="float64")
+    m, h = _train(None, epochs=2, dtype="float64")
+    assert m.graph_trainer.captured, m.graph_trainer.reason
+    _agree(m, ref, h, h_ref, 0.0)
+    assert not np.array_equal(cupy.asnumpy(ref.params), cupy.asnumpy(usual.params))
 
 
 def test_graph_replay_is_repeatable_and_models_share_the_capture_stream():

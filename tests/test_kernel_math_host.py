@@ -43,6 +43,7 @@ def harness(tmp_path_factory):
         dptr, ll = ctypes.POINTER(ctypes.c_double), ctypes.c_longlong
         getattr(h, f"member_sgd_{suffix}").argtypes = [ptr, ptr, ptr, dptr, ctypes.c_int, ll, ll]
         getattr(h, f"member_adam_{suffix}").argtypes = [ptr] * 4 + [dptr, ct, ctypes.c_double, ctypes.c_int, ll, ll]
+    h.bias_correction.argtypes, h.bias_correction.restype = [ctypes.c_double, ctypes.c_double], ctypes.c_double
     u16 = ctypes.POINTER(ctypes.c_uint16)
     h.act_bf16.argtypes = [ctypes.c_int, ctypes.c_int, u16, u16, ctypes.c_longlong]
     h.act_bf16.restype = ctypes.c_int
@@ -289,6 +290,24 @@ def test_adam_update(harness, dtype, weight_decay, decoupled):
         _check_state(w, rw, scale_w, dtype, f"w at step {t}")
         _check_state(m, rm, scale_m, dtype, f"m at step {t}")
         _check_state(v, rv, scale_v, dtype, f"v at step {t}")
+
+
+def test_the_kernels_bias_correction_is_one_minus_pythons_pow_at_every_step(harness):
+    """adam_bias_correction (optimizers.cuh), the one rule of every kernel that forms Adam's 1 - beta^t (adam_step,
+    optimizer_tick, member_adam), is 1 - pow(beta, t) in double: on the host, where pow is the C library's, exactly
+    Python's 1 - beta**t, as the CPU's Adam takes it. Steps 1..3000 cover steps where NumPy's array power was an ulp
+    off Python's (0.999 first at t = 7, 0.9 at t = 12, on the AMD EPYC) and where a running product
+    beta^(t-1) * beta is (checked here), which the rule is not."""
+    betas = (0.9, 0.99, 0.999, 0.9999, 0.5, 0.0)
+    running = dict.fromkeys(betas, 1.0)
+    product_differs = set()
+    for t in range(1, 3001):
+        for beta in betas:
+            running[beta] *= beta
+            if running[beta] != beta**t:
+                product_differs.add(beta)
+            assert harness.bias_correction(beta, float(t)) == 1.0 - beta**t, (beta, t)
+    assert {0.9, 0.999} <= product_differs
 
 
 # ---- bfloat16 (kernels/bfloat16.cuh) against ml_dtypes ---------------------------------------------

@@ -215,10 +215,11 @@ class CupyOps(Ops):
         if dtype is None or not (w.shape == g.shape == m.shape == v.shape):
             return super().adam_step(w, g, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled)
         t = dtype.type
-        # 1 - beta and the bias corrections in double, then rounded once (as torch does)
-        args = (w, g, m, v, t(lr), t(1.0 - beta1), t(1.0 - beta2), t(eps),
-                t(1.0 - beta1**step), t(1.0 - beta2**step), t(weight_decay), numpy.int32(bool(decoupled)),
-                numpy.int64(w.size))
+        # 1 - beta in double, then rounded once (as torch does); the bias corrections 1 - beta**step likewise, but
+        # on the device (kernels/optimizers.cuh, adam_bias_correction): the device's pow, as the graph's
+        # optimizer_tick and the ensemble's member_adam_step take it, which Python's may be an ulp off
+        args = (w, g, m, v, t(lr), t(1.0 - beta1), t(1.0 - beta2), t(eps), numpy.float64(beta1), numpy.float64(beta2),
+                numpy.float64(step), t(weight_decay), numpy.int32(bool(decoupled)), numpy.int64(w.size))
         self._launch("adam_step", dtype, None, w.size, args)
         return w
 

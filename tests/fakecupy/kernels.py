@@ -358,11 +358,22 @@ def _to_storage(launch, T, src, dst, n):
     launch.write("dst", n)[...] = launch.read("src", n)  # numpy's cast to bfloat16 rounds to nearest even
 
 
+def device_pow(beta, t):
+    """CUDA's double pow(beta, t) in kernels/optimizers.cuh's adam_bias_correction, emulated by the C library's (the
+    pow of Python floats). Every kernel that forms Adam's bias corrections calls this one: a test that replaces it
+    (tests/test_graph_gpu.py) tells the device's pow from a host's pow in the launch arguments."""
+    return float(beta) ** float(t)
+
+
+def _bias_correction(beta, t):
+    return 1.0 - device_pow(beta, t)
+
+
 @reference("optimizer_tick")
 def _optimizer_tick(launch, T, state, beta1, beta2):
     s = launch.write("state", 4)
     s[0] += 1.0
-    s[2], s[3] = 1.0 - beta1 ** s[0], 1.0 - beta2 ** s[0]
+    s[2], s[3] = _bias_correction(beta1, s[0]), _bias_correction(beta2, s[0])
 
 
 @reference("sgd_step_dev")
@@ -373,8 +384,8 @@ def _sgd_step_dev(launch, T, w, g, vel, state, momentum, weight_decay, nesterov,
 @reference("adam_step_dev")
 def _adam_step_dev(launch, T, w, g, m, v, state, one_minus_beta1, one_minus_beta2, eps, weight_decay, decoupled, n):
     s = launch.read("state", 4)
-    _adam_step(launch, T, w, g, m, v, T.type(s[1]), one_minus_beta1, one_minus_beta2, eps, T.type(s[2]), T.type(s[3]),
-               weight_decay, decoupled, n)
+    _adam_flat(launch, T, T.type(s[1]), one_minus_beta1, one_minus_beta2, eps, T.type(s[2]), T.type(s[3]), weight_decay,
+               decoupled, n)
 
 
 @reference("sgd_step")
@@ -388,8 +399,14 @@ def _sgd_step(launch, T, w, g, vel, lr, momentum, weight_decay, nesterov, n):
 
 
 @reference("adam_step")
-def _adam_step(launch, T, w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay,
+def _adam_step(launch, T, w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, beta1, beta2, step, weight_decay,
                decoupled, n):
+    _adam_flat(launch, T, lr, one_minus_beta1, one_minus_beta2, eps, T.type(_bias_correction(beta1, step)),
+               T.type(_bias_correction(beta2, step)), weight_decay, decoupled, n)
+
+
+def _adam_flat(launch, T, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled, n):
+    """adam_loop (optimizers.cu) over the launch's n parameters w, g, m, v."""
     W, G, M, V = (launch.write(k, n) for k in ("w", "g", "m", "v"))
     _adam_math(T, W, G, M, V, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled)
 
@@ -491,7 +508,7 @@ def _member_adam_step(launch, T, w, g, m, v, hyper, eps, step, decoupled, member
             continue
         part = slice(k * p, (k + 1) * p)
         _adam_math(T, W[part], G[part], M[part], V[part], T.type(lr), T.type(1.0 - beta1), T.type(1.0 - beta2), eps,
-                   T.type(1.0 - beta1 ** step), T.type(1.0 - beta2 ** step), T.type(wd), decoupled)
+                   T.type(_bias_correction(beta1, step)), T.type(_bias_correction(beta2, step)), T.type(wd), decoupled)
 
 
 @reference("member_adam_step_dev")

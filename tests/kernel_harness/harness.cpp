@@ -175,6 +175,8 @@ void adam_f64(double* w, const double* g, double* m, double* v, double lr, doubl
               double c1, double c2, double wd, int decoupled, long long n) {
     adam(w, g, m, v, lr, omb1, omb2, eps, c1, c2, wd, decoupled, n);
 }
+// optimizers.cuh's rule for Adam's bias correction 1 - beta^t, which every kernel forming it calls.
+double bias_correction(double beta, double t) { return adam_bias_correction(beta, t); }
 void member_sgd_f32(float* w, const float* g, float* vel, const double* hyper, int nesterov, long long members,
                     long long per_member) {
     members_sgd(w, g, vel, hyper, nesterov, members, per_member);

@@ -91,10 +91,10 @@ int k_sgd_step(unsigned gx, unsigned bx, D* w, const D* g, D* vel, D lr, D momen
     return run(gx, 1, bx, 1, [&] { sgd_step<D>(w, g, vel, lr, momentum, weight_decay, nesterov, n); });
 }
 
-int k_adam_step(unsigned gx, unsigned bx, D* w, const D* g, D* m, D* v, D lr, D omb1, D omb2, D eps, D bias_c1,
-                D bias_c2, D weight_decay, int decoupled, LL n) {
+int k_adam_step(unsigned gx, unsigned bx, D* w, const D* g, D* m, D* v, D lr, D omb1, D omb2, D eps, double beta1,
+                double beta2, double step, D weight_decay, int decoupled, LL n) {
     return run(gx, 1, bx, 1, [&] {
-        adam_step<D>(w, g, m, v, lr, omb1, omb2, eps, bias_c1, bias_c2, weight_decay, decoupled, n);
+        adam_step<D>(w, g, m, v, lr, omb1, omb2, eps, beta1, beta2, step, weight_decay, decoupled, n);
     });
 }
 
