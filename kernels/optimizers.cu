@@ -46,13 +46,20 @@ __device__ __forceinline__ void adam_loop(T* w, const T* g, T* m, T* v, T lr, T 
     }
 }
 
-// adam_step at step t = step, with the betas beta1, beta2 themselves (double): each thread forms the bias
-// corrections on the device, as optimizer_tick does for the graph form.
+// adam_step at step t = step, with the betas beta1, beta2 themselves (double): the bias corrections are formed
+// on the device, as optimizer_tick forms them for the graph form; once per block, by its thread 0 (two double
+// pows per block, not per thread: a GPU's double rate may be 1/64 of its float rate).
 template <typename T>
 __global__ void adam_step(T* w, const T* g, T* m, T* v, T lr, T one_minus_beta1, T one_minus_beta2, T eps,
                           double beta1, double beta2, double step, T weight_decay, int decoupled, long long n) {
-    adam_loop(w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, T(adam_bias_correction(beta1, step)),
-              T(adam_bias_correction(beta2, step)), weight_decay, decoupled, n);
+    __shared__ double bias_c[2];  // 1 - beta1^t, 1 - beta2^t
+    if (threadIdx.x == 0) {
+        bias_c[0] = adam_bias_correction(beta1, step);
+        bias_c[1] = adam_bias_correction(beta2, step);
+    }
+    __syncthreads();
+    adam_loop(w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps, T(bias_c[0]), T(bias_c[1]), weight_decay,
+              decoupled, n);
 }
 
 // ---- the same updates with their per-step scalars in device memory (CUDA-graph replay) --------

@@ -263,9 +263,10 @@ def _adam_reference(w, grad, m, v, lr, b1, b2, eps, step, wd, decoupled):
     return w, m, v
 
 
+@BOTH_ORDERS  # adam_step's thread 0 forms the bias corrections for its block: the other warps wait for them
 @pytest.mark.parametrize("grid, block", SHAPES_1D)
 @pytest.mark.parametrize("weight_decay, decoupled", [(0.0, 0), (0.01, 0), (0.01, 1)])
-def test_adam_step_and_its_graph_form_update_every_parameter_and_both_moments(k, grid, block, weight_decay,
+def test_adam_step_and_its_graph_form_update_every_parameter_and_both_moments(k, schedule, grid, block, weight_decay,
                                                                               decoupled):
     n, lr, b1, b2, eps = 150, 0.01, 0.9, 0.999, 1e-8
     r = rng(6)
