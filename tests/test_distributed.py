@@ -740,6 +740,48 @@ def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device(monkeypatc
         training.DataParallel(model, X, Y, batch_size=4, verbose=False)
 
 
+def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypatch, fake_cupy):
+    """Ranks 0 and 2 on cuda:0, rank 1 on cuda:1 (three thread ranks on the stand-in, tests/thread_ranks.py): every
+    rank refuses, rank 1 too, in the same words. Only the ranks that shared a GPU refused: rank 1 went on alone into
+    the configuration check's gather and waited there (here until the barrier's timeout; on MPI until
+    GPUNN_DIST_TIMEOUT)."""
+    import gpunn
+    from gpunn.distributed.digest import ConfigMismatch
+    from thread_ranks import run_ranks
+
+    X, Y = gpunn.datasets.make("teacher", 24, 3, 1, device="cpu", dtype="float32", seed=1)
+    outcomes, aborted = run_ranks(monkeypatch, 3, lambda rank: gpunn.MLP(
+        [3, 4, 1], device=f"cuda:{rank % 2}", seed=0).fit(X, Y, epochs=1, batch_size=4, verbose=False,
+                                                          distributed=True), timeout=10.0)
+    said = "ranks [0, 2] all train on cuda:0; give each rank its own GPU with MLP(..., device=gpunn.distributed.local_device())"
+    assert [(type(exc), str(exc)) for _, exc in outcomes] == [(ConfigMismatch, said)] * 3, outcomes
+    assert aborted == []  # a consistent refusal: raised, as every rank raises it, no rank ends the job
+
+
+def test_every_shared_gpu_is_named_and_the_node_where_the_job_spans_several():
+    from gpunn.distributed.digest import ConfigMismatch
+    from gpunn.distributed.training import _check_one_gpu_per_rank
+
+    class Gathers:
+        def __init__(self, devices):
+            self.devices = devices
+
+        def allgather(self, mine, label=None):
+            return self.devices
+
+    class OnDevice:
+        device_id = 0
+
+    refusals = []
+    for devices in ([("a", 0), ("a", 1), ("a", 0), ("a", 1)], [("a", 0), ("b", 0), ("b", 0)]):
+        with pytest.raises(ConfigMismatch) as refused:
+            _check_one_gpu_per_rank(Gathers(devices), OnDevice())
+        refusals.append(str(refused.value).split("; give")[0])
+    assert refusals == ["ranks [0, 2] all train on cuda:0; ranks [1, 3] all train on cuda:1",
+                        "ranks [1, 2] all train on cuda:0 of b"]
+    _check_one_gpu_per_rank(Gathers([("a", 0), ("b", 0), ("a", 1)]), OnDevice())  # one GPU each: no refusal
+
+
 def test_the_engine_asked_for_must_fit_the_models_device(one_process, fake_cupy):
     import gpunn
 

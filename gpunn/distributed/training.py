@@ -334,12 +334,19 @@ def per_rank_batch_on_resume(path, settings, size):
 
 
 def _check_one_gpu_per_rank(comm, backend):
-    """NCCL needs a distinct GPU per rank of a node; say which device to use when two share one."""
+    """NCCL needs a distinct GPU per rank of a node; say which device to use when two share one. Every rank
+    refuses, with the same line naming every shared GPU, not only the ranks that share one: a rank on a GPU of
+    its own went on alone (three ranks on two GPUs) and waited in the next collective."""
     import socket
 
-    here = (socket.gethostname(), backend.device_id)
-    devices = comm.allgather(here, label="the device check")
-    mine = [rank for rank, where in enumerate(devices) if where == here]
-    if len(mine) > 1:
-        raise ConfigMismatch(f"ranks {mine} all train on cuda:{backend.device_id}; give each rank its own GPU with "
+    devices = comm.allgather((socket.gethostname(), backend.device_id), label="the device check")
+    sharing = {}
+    for rank, where in enumerate(devices):
+        sharing.setdefault(where, []).append(rank)
+    shared = [(where, ranks) for where, ranks in sharing.items() if len(ranks) > 1]
+    if shared:
+        nodes = len({host for host, _ in devices}) > 1  # name the node only where the job spans several
+        said = "; ".join(f"ranks {ranks} all train on cuda:{device}" + (f" of {host}" if nodes else "")
+                         for (host, device), ranks in shared)
+        raise ConfigMismatch(f"{said}; give each rank its own GPU with "
                              "MLP(..., device=gpunn.distributed.local_device())")
