@@ -746,6 +746,47 @@ def test_a_device_synchronize_waits_for_that_devices_streams_only(fake_cupy):
     assert ordering.hazards == []
 
 
+def test_a_query_answers_not_done_until_asked_again_or_the_host_knows_the_work_has_run(fake_cupy):
+    """Event.done and Stream.done (cudaEventQuery, cudaStreamQuery) of work the host has not seen finish answer False
+    the first time, as a GPU may while it runs (code's not-done branch runs here), then True, which tells the host,
+    as a wait does. (Event.done was always True here, and the stand-in had no Stream.done.) An event never recorded
+    is done, and a synchronize on it returns at once, as in CUDA: it tells the host nothing, so a wait taken for
+    one fails at the access it was to order."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    side, other = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    x = cp.zeros(8, "float32")
+    made = cp.cuda.Stream.null.record()
+    side.wait_event(made), other.wait_event(made)
+    never = cp.cuda.Event()
+    assert never.done is True
+    x.set(numpy.ones(8, "float32"), stream=side)
+    never.synchronize()  # returns (CUDA: cudaSuccess at once), and orders nothing
+    with other, pytest.raises(ordering.StreamOrderError, match="wrote in its op"):
+        x + 1
+    ordering.hazards.clear()  # the hazard raised above was expected
+    written = side.record()
+    assert written.done is False and side.done is False  # each asked once: not yet
+    assert written.done is True  # asked again: it has run, and the host knows
+    with other:
+        assert float((x + 1)[0]) == 2.0  # ordered by the host: no hazard
+    x.set(numpy.full(8, 3, "float32"), stream=side)
+    assert side.done is False and side.done is True  # its new work: not yet, then done
+    with other:
+        assert float((x + 1)[0]) == 4.0
+    again = side.record()
+    side.synchronize()
+    assert again.done is True and side.done is True  # the host already knows: done at the first ask
+    with side:
+        side.begin_capture()
+        with pytest.raises(fake_cupy.cuda.runtime.CUDARuntimeError, match="a query of the capturing stream"):
+            side.done
+        with pytest.raises(fake_cupy.cuda.runtime.CUDARuntimeError, match="Invalidated"):
+            side.end_capture()
+    assert ordering.hazards == []
+
+
 def test_each_device_has_its_own_null_stream(fake_cupy):
     """cupy.cuda.Stream.null is one object (handle 0), but CUDA takes handle 0 as the current device's legacy
     stream: device 0's null stream does not wait for device 1's work, on its null stream or its blocking streams;
@@ -1322,13 +1363,15 @@ def test_matmul_in_place_makes_a_new_array_as_cupy_does(fake_cupy):
 
 
 def test_events_and_streams_answer_as_cupys_do(fake_cupy):
-    """Event.done is a property (cudaEventQuery): True once recorded here, and for an event never recorded, as in
-    CUDA; a stream's device_id is the device it was made on, -1 for the null stream (cupy/cuda/stream.pyx)."""
+    """Event.done and Stream.done are properties (cudaEventQuery, cudaStreamQuery): True for an event never recorded,
+    as in CUDA, and once the host has waited; a stream's device_id is the device it was made on, -1 for the null
+    stream (cupy/cuda/stream.pyx)."""
     cuda = fake_cupy.cuda
     event = cuda.Event()
     assert event.done is True and event.ptr
     cuda.get_current_stream().record(event)
-    assert event.done is True
+    event.synchronize()
+    assert event.done is True and cuda.Stream.null.done is True
     with cuda.Device(1):
         assert cuda.Stream(non_blocking=True).device_id == 1
     assert cuda.Stream.null.device_id == -1 and cuda.get_current_stream(0) is cuda.Stream.null

@@ -247,7 +247,8 @@ def get_default_memory_pool():
 
 
 class Event:
-    """cupy.cuda.Event: everything here runs synchronously, so an event is done once recorded."""
+    """cupy.cuda.Event: its work is what the stream it was recorded on had reached (fakecupy.ordering); ``done``
+    answers as a GPU may while that work runs (see there)."""
 
     # Its own state has underscore names: a public attribute that cupy.cuda.Event lacks would let gpunn use it
     # here and fail on a GPU (tests/test_cupy_api.py compares the public names with the real CuPy's).
@@ -256,6 +257,7 @@ class Event:
             raise ValueError("Timing must be disabled for interprocess events")
         self._timing = not disable_timing  # cudaEventElapsedTime refuses an event made with disable_timing
         self._recorded = False
+        self._asked = False  # ``done`` has answered False since the last record
         self._time = None
         self._seen = {}  # what the work before its record had reached, stream by stream (fakecupy.ordering)
         self._device = state.current
@@ -269,22 +271,28 @@ class Event:
                                    f"{self._device} on a stream of device {device}")
         if on._capture is not None:  # CUDA makes it a dependency inside the graph: not modelled, so refused
             on._capture.invalidate("an event recorded on the capturing stream")
-        self._recorded = True
+        self._recorded, self._asked = True, False
         self._time = time.perf_counter()  # the work before it has run: wall time is the device's
         self._seen = _ordering.recorded(on)
 
     def synchronize(self):
-        if not self._recorded:
-            raise CUDARuntimeError("synchronize on an event that was never recorded")
+        """cudaEventSynchronize: the host waits for the event's work. An event never recorded stands for no work
+        (CUDA returns at once): the host learns nothing, so code that took it for a wait fails at the access."""
         _ordering.host_saw(self._seen)
 
     @property
     def done(self):
-        """cupy.cuda.Event.done (a property, cudaEventQuery): True once recorded here, where work runs at once.
-        An event never recorded is done in CUDA too."""
-        if self._recorded:
+        """cupy.cuda.Event.done (a property, cudaEventQuery). True for an event never recorded (an empty set of
+        work, in CUDA too) and for one whose work the host knows has finished. Otherwise False the first time it is
+        asked after a record, as a GPU answers while that work runs, so that code's not-done branch runs here;
+        True the next time (the work has run by then: the host knows it now), so that a loop waiting on it ends."""
+        if not self._recorded or _ordering.finished(self._seen):
+            return True
+        if self._asked:
             _ordering.host_saw(self._seen)
-        return True
+            return True
+        self._asked = True
+        return False
 
 
 _EVENT_IDS = itertools.count(1)
@@ -348,6 +356,15 @@ class _Stream:
         if self._capture is not None:
             self._capture.invalidate("synchronize on a capturing stream")
         _ordering.synchronized(self)
+
+    @property
+    def done(self):
+        """cupy.cuda.Stream.done (a property, cudaStreamQuery): whether all the work issued to the stream (the null
+        stream: the current device's) has finished, and what it waited for; answered as ``Event.done`` is. CUDA
+        refuses a query of a capturing stream (cudaErrorStreamCaptureUnsupported), which invalidates the capture."""
+        if self._capture is not None:
+            self._capture.invalidate("a query of the capturing stream (done)")
+        return _ordering.stream_done(self)
 
     def record(self, event=None):
         event = event or Event()

@@ -5,9 +5,11 @@ here. This module proves the order instead, with one logical clock per stream (a
 operation on stream S gets the next tick of S; ``event.record(S)`` keeps what S has reached (and
 what S had waited for); ``T.wait_event(event)`` and the legacy null stream's implicit waits carry it
 over to T; a host synchronisation (``event.synchronize()``, ``stream.synchronize()``, ``.get()``,
-``float()``...) tells the host; ``Device(i).synchronize()`` (cudaDeviceSynchronize on device i)
-tells it the work of device i's streams, of streams already dropped too (CUDA finishes a destroyed
-stream's work), and of what they waited for; the other devices' streams are not waited for. Every
+``float()``...) tells the host, and so does a query (``event.done``, ``stream.done``) that answers True (of
+work the host has not seen finish it answers False the first time, as a GPU may while that work runs, then
+True); ``Device(i).synchronize()`` (cudaDeviceSynchronize on device i) tells it the work of device i's
+streams, of streams already dropped too (CUDA finishes a destroyed stream's work), and of what they waited
+for; the other devices' streams are not waited for. Every
 device allocation remembers, per stream, the last tick that read and that wrote it, and an access on
 stream S is a hazard when another stream's conflicting access (a write, or any access for a write)
 is not known to come before it, on S or on the host. That is CUDA's rule; these are the ways gpunn
@@ -69,6 +71,7 @@ _CLOCKS: dict = {}
 # kept until its device's null stream has waited for its work (the legacy stream waits for it too)
 _BLOCKING: dict = {}
 _NULLS: dict = {}  # device -> that device's legacy null stream (_NullClock)
+_ASKED: dict = {}  # stream key -> its last tick when a query (Stream.done) answered that it had not finished
 # copies from pinned host memory that the host has not seen finish: (stream key, tick, weakref to the pinned
 # buffer, byte offset, byte count, checksum of those bytes when the copy was issued)
 _IN_FLIGHT: list = []
@@ -114,6 +117,7 @@ def reset():
     with _LOCK:
         _IN_FLIGHT.clear()
         HOST.clear()
+        _ASKED.clear()
         POOLS.clear()
         FREED_IN.clear()
         # the dropped streams' work is done; the live ones (the null streams) stay known
@@ -194,6 +198,27 @@ def host_saw(vc):
             for key in [k for k, t in pool.items() if HOST.get(k, 0) >= t]:
                 del pool[key]
                 FREED_IN.get(arena, {}).pop(key, None)
+
+
+def finished(vc) -> bool:
+    """Whether the host knows that the work ``vc`` stands for (an event's) has finished."""
+    with _LOCK:
+        return all(HOST.get(key, 0) >= tick for key, tick in (vc or {}).items())
+
+
+def stream_done(stream) -> bool:
+    """cudaStreamQuery of ``stream`` (the null stream: the current device's): True when the host knows all its work
+    (and what it waited for) has finished; else False the first time it is asked at its last operation, as a GPU
+    answers while that work runs, and True the next time (it has run by then: the host knows it now)."""
+    stream = stream._order
+    with _LOCK:
+        if finished(stream._seen):
+            return True
+        if _ASKED.get(stream._key) == stream._tick:
+            host_saw(stream._seen)
+            return True
+        _ASKED[stream._key] = stream._tick
+        return False
 
 
 def device_synchronized(device):
