@@ -1134,6 +1134,24 @@ def test_nccl_sums_the_gradients_and_broadcasts_rank_0s_parameters_on_the_caller
         assert said == "2 rank(s) over NCCL 2.21.5 (control: threads)"
 
 
+def test_an_nccl_collective_on_stream_0_runs_on_its_communicators_devices_null_stream(fake_cupy):
+    """NCCL makes its communicator's device current before it enqueues a collective (src/enqueue.cc,
+    ncclEnqueueCheck: cudaSetDevice(comm->cudaDev); its docs' group example drives several devices' communicators
+    from one thread without a cudaSetDevice), so stream 0 is that device's legacy stream, whichever device the
+    caller has current. (The stand-in took the current device's: device 0's null stream reading device 1's fresh
+    array, a false hazard.)"""
+    cp, nccl = fake_cupy, _nccl()
+    with cp.cuda.Device(1):
+        comm = nccl.NcclCommunicator(1, nccl.get_unique_id(), 0)
+        a = cp.arange(4, dtype="float32")  # made on device 1's null stream
+    comm.allReduce(a.data.ptr, a.data.ptr, 4, nccl.NCCL_FLOAT32, nccl.NCCL_SUM, 0)  # device 0 current
+    comm.bcast(a.data.ptr, 4, nccl.NCCL_FLOAT32, 0, 0)
+    with cp.cuda.Device(1):
+        b = a + 1  # device 1's null stream, after the collectives there
+        assert b.get().tolist() == [1, 2, 3, 4]
+    assert fakecupy.state.current == 0
+
+
 def test_nccl_is_made_once_per_device_and_aborts_with_the_status_given(fake_cupy, monkeypatch):
     """world(backend) keeps one NcclComm per device (each made costs an NCCL communicator and a control broadcast);
     its abort ends NCCL's communicator and then the job through the control channel, with the caller's status."""

@@ -7,9 +7,9 @@ check for its caller:
 
 - the buffer at the address is a live allocation of that data type, and holds ``count`` elements (a
   count in bytes, or a float32 code for a float64 buffer, fails here);
-- the stream (a ``cupy.cuda.Stream.ptr``; 0 is the legacy null stream) belongs to the communicator's
-  device (a communicator made with another device current fails here), and the collective is ordered
-  on it like a kernel (tests/fakecupy/ordering.py): gradients written on one stream and reduced on
+- the stream (a ``cupy.cuda.Stream.ptr``; 0 is the legacy null stream of the communicator's device, which
+  NCCL makes current to enqueue) belongs to the communicator's device (a communicator made with another
+  device current fails here), and the collective is ordered on it like a kernel (tests/fakecupy/ordering.py): gradients written on one stream and reduced on
   another without an event fail;
 - then every rank waits for the others (a thread barrier), and each receives the reduction of all ranks'
   buffers in rank order (``NCCL_SUM``, ``NCCL_MAX``...) or the root's buffer.
@@ -25,7 +25,7 @@ import threading
 
 import numpy
 
-from . import _ALLOCATIONS, _STREAMS, CUDARuntimeError, _cython_ints, _issuing, _ordering, state
+from . import _ALLOCATIONS, _STREAMS, CUDARuntimeError, _cython_ints, _device_current, _issuing, _ordering, state
 
 available = True
 NCCL_SUM, NCCL_PROD, NCCL_MAX, NCCL_MIN = 0, 1, 2, 3  # ncclRedOp_t
@@ -106,6 +106,12 @@ class NcclCommunicator:
                                    f"{self._device} (make the communicator with its device current)")
         return _issuing(stream)
 
+    def _enqueue(self, what, stream, reads, writes):
+        """The collective on ``stream``, enqueued with the communicator's device current, as NCCL enqueues it
+        (src/enqueue.cc, ncclEnqueueCheck: cudaSetDevice(comm->cudaDev)): stream 0 is that device's null stream."""
+        with _device_current(self._device):
+            _ordering.access(self._stream(what, stream), what, reads=reads, writes=writes)
+
     def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
         what = "ncclAllReduce"
         _cython_ints(what, sendbuf=("intptr_t", sendbuf), recvbuf=("intptr_t", recvbuf), count=("size_t", count),
@@ -114,7 +120,7 @@ class NcclCommunicator:
         send, recv = self._buffer(what, sendbuf, count, datatype), self._buffer(what, recvbuf, count, datatype)
         if op not in _REDUCE:
             raise NcclError(f"{what}: NCCL_ERROR_INVALID_ARGUMENT: op {op}")
-        _ordering.access(self._stream(what, stream), what, reads=[send], writes=[recv])
+        self._enqueue(what, stream, reads=[send], writes=[recv])
         parts = self._clique.exchange(self._rank, send.copy())
         total = parts[0].copy()
         for part in parts[1:]:
@@ -129,7 +135,7 @@ class NcclCommunicator:
         buf = self._buffer(what, buff, count, datatype)
         if not 0 <= root < self._size:
             raise NcclError(f"{what}: NCCL_ERROR_INVALID_ARGUMENT: root {root} of {self._size}")
-        _ordering.access(self._stream(what, stream), what, reads=[buf], writes=[buf])
+        self._enqueue(what, stream, reads=[buf], writes=[buf])
         buf[...] = self._clique.exchange(self._rank, buf.copy())[root]
 
     def abort(self):
