@@ -145,8 +145,9 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
         assert r["samples_per_s"] > 0 and r["gflops"] > 0 and r["gemm_gflops"] > 0
         assert r["spread"][0] <= r["samples_per_s"] <= r["spread"][1]
         assert r["fraction_of_gemm"] > 0 and len(r["repeats"]) == 2
-        # the peak of a round is the fastest GEMM of the round, the same-shape one included
-        assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and r["peak_gflops"] >= r["gemm_gflops"] * 0.999
+        # the peak is the fastest median GEMM rate, the same-shape one's included
+        assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["peak_gflops"]) and r["fraction_of_peak"] > 0
+        assert r["peak_gflops"] >= r["gemm_gflops"]
         assert r["gemm_library"] in ("numpy", "blis", "mkl") and r["peak_gemm"]
     assert gp["gpunn_speedup"] == 1.0 and nv["gpunn_speedup"] > 0  # per-round pairs, so not exactly a ratio of medians
     shares = gp["profile"]
@@ -306,8 +307,9 @@ def test_bench_ensemble_against_sequential_fits(tmp_path, capsys, monkeypatch):
     for r in results:
         assert r["config"] == "lin-x3" and r["samples_per_s"] > 0 and r["fraction_of_gemm"] > 0
         assert "member-samples/s" in r["note"]
-        # "% of peak" as for one model: the fastest GEMM of each round, the same-shape (batched) one included
-        assert 0 < r["fraction_of_peak"] <= r["fraction_of_gemm"] and r["peak_gflops"] >= r["gemm_gflops"] * 0.999
+        # "% of peak" as for one model: over the fastest median GEMM rate, the same-shape (batched) one's included
+        assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["peak_gflops"]) and r["fraction_of_peak"] > 0
+        assert r["peak_gflops"] >= r["gemm_gflops"]
         assert r["peak_gemm"]
     assert "gpunn Ensemble K=3" in out and "3 sequential gpunn fits" in out
     # the step's profile is the ensemble's, on its row (the table's last column)
@@ -458,7 +460,9 @@ def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_
     from gpunn.bench.report import format_table, gemm_note
 
     def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
-        assert min_seconds and all(isinstance(g, eb.BatchedGemmRunner) for g in min_seconds)
+        if min_seconds is None:  # the square GEMMs, in rounds of their own
+            return {r: 1 for r in runners}, {r: [1.0, 1.0] for r in runners}
+        assert all(isinstance(g, eb.BatchedGemmRunner) for g in min_seconds)
         times = {}
         for r in runners:
             if isinstance(r, eb.BatchedGemmRunner):  # strategies i = 0, 1, ...: i + 1 times gemm_seconds
@@ -487,6 +491,84 @@ def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_
         assert "n/a" not in format_table([r])
 
 
+class _SpinClock:
+    """time as gpunn.bench.runners.settle reads it: each sleep advances the wall clock, and the process's CPU time
+    by ``spin`` of it (a BLAS worker spinning on the other core) for the first ``spinning`` sleeps, then by nothing."""
+
+    def __init__(self, spinning, spin=1.0):
+        self.now = self.cpu = 0.0
+        self.sleeps, self.spinning, self.spin = 0, spinning, spin
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.cpu += self.spin * seconds if self.sleeps < self.spinning else 0.0
+        self.sleeps += 1
+
+    def perf_counter(self):
+        return self.now
+
+    def process_time(self):
+        return self.cpu
+
+
+@pytest.mark.parametrize("spinning, sleeps", [(0, 1), (9, 10), (1000, 50)])
+def test_settle_waits_until_the_process_stops_using_the_cpu_while_it_sleeps(monkeypatch, spinning, sleeps):
+    """After a threaded product, OpenBLAS's workers spin for about 0.1 s (9-10 polls of 10 ms here, measured):
+    settle() polls until a sleep of the main thread passes with no CPU time used, at most SETTLE_MAX_SECONDS."""
+    from gpunn.bench import runners
+
+    clock = _SpinClock(spinning)
+    monkeypatch.setattr(runners, "time", clock)
+    waited = runners.settle()
+    assert clock.sleeps == sleeps and waited == pytest.approx(sleeps * runners.SETTLE_POLL_SECONDS)
+    assert waited <= runners.SETTLE_MAX_SECONDS + 1e-9
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_the_square_gemms_are_timed_after_the_rest_then_their_threads_settle_before_the_profile(monkeypatch, ensemble):
+    """The square "peak" GEMMs are threaded BLAS products: timed in the same rounds as the rest, right before gpunn,
+    their workers left spinning slowed gpunn's epoch (3x under load on 2 cores). They are warmed up and timed in
+    rounds of their own after the others' rounds, and settle() waits for their threads before the profile run
+    (CPU, tiny sizes: the order of the phases is asserted, not their times)."""
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench import runners
+
+    events = []
+    rounds, profile = runners.interleaved_rounds, runners.profile_step
+
+    def recorded(rs, *args, **kwargs):
+        # on the CPU a square GEMM names its library; the same-shape one goes through gpunn's chooser (None)
+        events.append(("rounds", ["square" if type(r) is runners.GemmRunner and r.library else r.key for r in rs]))
+        return rounds(rs, *args, **kwargs)
+
+    monkeypatch.setattr(runners, "interleaved_rounds", recorded)
+    monkeypatch.setattr(runners, "settle", lambda: events.append(("settle",)) or 0.0)
+    monkeypatch.setattr(eb if ensemble else runners, "profile_step",
+                        lambda *args, **kwargs: events.append(("profile",)) or profile(*args, **kwargs))
+    log = lambda msg: None  # noqa: E731
+    if ensemble:
+        eb.bench_ensemble_config(bench.parse_config("lin:4:8:1:16-x2"), gpunn.backend.CPU, peers=("sequential",),
+                                 repeats=2, seconds=0.001, log=log)
+    else:
+        runners.bench_config(bench.QUICK_CONFIG, gpunn.backend.CPU, peers=["naive"], repeats=2, seconds=0.001,
+                             log=log, peak_size=64)
+    (_, rest), (_, squares), *after = events
+    assert "square" not in rest and set(squares) == {"square"} and len(squares) == len(gpunn.ops.gemm.available())
+    assert after == [("settle",), ("profile",)]
+
+
+class _Load:
+    """gpunn.bench.system.OthersCpu as a test sets it: other processes took 62.5% of the CPU in the window."""
+
+    share = 0.625
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _refuse_graph_capture(monkeypatch):
     """On tests/fakecupy: cuBLAS cannot be set up for stream capture, so a graph=True step falls back to eager."""
     import gpunn.ops.cublas as cublas_mod
@@ -504,9 +586,11 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
     """bench_config's arithmetic on injected timings (seconds per epoch of each runner in each round; nothing timed),
     on tests/fakecupy's GPU: a peer's "gpunn is" is its time over gpunn's default row's in the same round, an eager
     row's graph_speedup its time over the same precision's graph row's, % of GEMM gpunn's FLOP/s over the
-    same-shape GEMM's of the round, % of peak over the fastest GEMM's of the round; each the median over rounds.
-    gpu_report judges issue 10's 85%-of-SGEMM and graph-over-eager targets from these. A default row whose graph
-    was not captured is an "eager" row with the note gpu_check.sh and gpu_report read, and no graph/eager ratio."""
+    same-shape GEMM's of the round; each the median over rounds. % of peak is over the fastest median rate of the
+    same-shape GEMM and the square one, which is timed in rounds of its own after the rest (its BLAS workers, left
+    spinning, would slow the runner after it). gpu_report judges issue 10's 85%-of-SGEMM and graph-over-eager
+    targets from these. A default row whose graph was not captured is an "eager" row with the note gpu_check.sh
+    and gpu_report read, and no graph/eager ratio."""
     import fakecupy
 
     from gpunn import backend
@@ -514,11 +598,11 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
 
     fakecupy.install(monkeypatch)
     fakecupy.forget_gpunn_state(monkeypatch)
-    seen = []
+    calls = []
 
     def rounds(rs, counts, repeats, deadline=None, on_budget=None):
-        seen.extend(rs)
-        gemm = rs[0]  # the same-shape product, then the square one (peak_runners)
+        calls.append(list(rs))
+        gemm = calls[0][0]  # the same-shape product, in the first rounds; the square one in rounds of its own
         return {r: [0.5, 0.25] if r is gemm else [0.4, 0.5] if isinstance(r, runners.GemmRunner) else
                 [2.0, 3.0] if r.label.endswith("eager") else [1.0, 2.0] if isinstance(r, runners.GpunnRunner) else
                 [3.0, 8.0] for r in rs}
@@ -528,6 +612,7 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
             _refuse_graph_capture(monkeypatch)
         monkeypatch.setattr(runners, "_dataset_rows", lambda cfg, backend: 4 * cfg.batch)
         monkeypatch.setattr(runners, "interleaved_rounds", rounds)
+        monkeypatch.setattr(runners, "OthersCpu", _Load)
         cfg = bench.QUICK_CONFIG
         results = [vars(r) for r in runners.bench_config(
             cfg, backend.resolve("cuda"), peers=["naive"], repeats=2, seconds=0.001, profile=False,
@@ -543,18 +628,21 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
     else:
         assert "made to fail by the test" in graph["note"] and math.isnan(eager["graph_speedup"])
     assert graph["gpunn_speedup"] == 1.0 and math.isnan(graph["graph_speedup"])
-    gemm, square = seen[0], seen[1]
+    (gemm, *others), (square,) = calls  # the square GEMM alone, in the second rounds
+    assert not any(isinstance(r, runners.GemmRunner) for r in others) and square.shape == "64x64x64"
     work = cfg.flops_per_sample * 4 * cfg.batch  # FLOPs of an epoch
     assert graph["fraction_of_gemm"] == pytest.approx(statistics.median(
         [work / 1.0 / (gemm.flops / 0.5), work / 2.0 / (gemm.flops / 0.25)]))
-    peaks = [max(gemm.flops / 0.5, square.flops / 0.4), max(gemm.flops / 0.25, square.flops / 0.5)]
-    assert graph["peak_gflops"] == pytest.approx(statistics.median(peaks) / 1e9)
-    assert graph["fraction_of_peak"] == pytest.approx(statistics.median([work / 1.0 / peaks[0], work / 2.0 / peaks[1]]))
+    peak = max(statistics.median([gemm.flops / 0.5, gemm.flops / 0.25]),
+               statistics.median([square.flops / 0.4, square.flops / 0.5]))
+    assert graph["peak_gflops"] == pytest.approx(peak / 1e9) and graph["peak_gemm"] == f"64x64x64 {square.chosen()}"
+    assert graph["fraction_of_peak"] == pytest.approx(statistics.median([work / 1.0 / peak, work / 2.0 / peak]))
     rows = 4 * cfg.batch
     assert graph["samples_per_s"] == pytest.approx((rows / 1.0 + rows / 2.0) / 2)
     assert graph["gflops"] == pytest.approx(cfg.flops_per_sample * graph["samples_per_s"] / 1e9)
     assert graph["spread"] == pytest.approx([rows / 2.0, rows / 1.0])
     assert all(r["gemm_noisy"] for r in results)  # the same-shape GEMM's rounds 0.5 s and 0.25 s: over 30% apart
+    assert [r["others_cpu"] for r in results] == [0.625] * 3  # as measured over the rounds (_Load)
 
 def test_an_ensemble_rows_speedup_over_a_peer_is_the_median_of_the_rounds_paired_timings(monkeypatch):
     """The ensemble hook judges issue 11's >= 50x sequential and >= 3x torch vmap from the peers' rows'
@@ -750,8 +838,9 @@ def test_an_ensemble_graph_row_says_when_its_graph_was_not_captured():
 def test_an_ensemble_rows_percentages_are_medians_of_the_rounds_paired_rates(monkeypatch, timed):
     """bench_ensemble_config's arithmetic on injected timings (nothing timed), each per round and then the median:
     the GEMM baseline the fastest strategy of the round (the one fastest in most rounds named), '% of peak' over
-    the fastest of it and the square products, samples/s in member-samples. ``timed=False``: every strategy's
-    repeats too short to time: '% of GEMM' n/a, and the baseline's rate is 0 in '% of peak' (never its peak)."""
+    the faster median of it and of the square product (timed in rounds of its own, after the rest), samples/s in
+    member-samples. ``timed=False``: every strategy's repeats too short to time: '% of GEMM' n/a, and the
+    baseline's rate is 0 in '% of peak' (never its peak)."""
     from gpunn import backend
     from gpunn.bench import ensemble as eb
     from gpunn.bench import runners
@@ -762,38 +851,45 @@ def test_an_ensemble_rows_percentages_are_medians_of_the_rounds_paired_rates(mon
     seen = {}
 
     def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+        if min_seconds is None:  # the square GEMMs' rounds, after the rest
+            seen.update(peaks=list(rs))
+            return {r: 1 for r in rs}, {r: peak_times for r in rs}
         gemms = list(min_seconds)
         times = {}
         for r in rs:
-            times[r] = (strategy_times[gemms.index(r)] if r in gemms else peak_times if isinstance(r, runners.GemmRunner)
-                        else [1.0, 1.4, 1.2] if isinstance(r, eb.EnsembleRunner) else [4.0, 3.0, 8.0])
-        seen.update(gemms=gemms, peaks=[r for r in rs if type(r) is runners.GemmRunner])
+            times[r] = (strategy_times[gemms.index(r)] if r in gemms else
+                        [1.0, 1.4, 1.2] if isinstance(r, eb.EnsembleRunner) else [4.0, 3.0, 8.0])
+        seen.update(gemms=gemms, others=[r for r in rs if r not in gemms])
         return {r: 10**5 if r in gemms and timed else 1 for r in rs}, times
 
     monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
+    monkeypatch.setattr(eb, "OthersCpu", _Load)
     cfg = bench.parse_config("lin:4:8:1:16-x2")
     ours, seq = [vars(x) for x in eb.bench_ensemble_config(cfg, backend.CPU, peers=("sequential",), repeats=3,
                                                              seconds=0.01, log=lambda msg: None, profile=False)]
     gemms, peaks = seen["gemms"], seen["peaks"]
+    assert peaks and all(type(p) is runners.GemmRunner for p in peaks)
+    assert not any(isinstance(r, runners.GemmRunner) for r in seen["others"])  # no square GEMM among the rest
     rows = eb.ensemble_rows(cfg, backend.CPU)
     work = cfg.flops_per_sample * cfg.members * rows  # FLOPs of an epoch, all members
     flops = gemms[0].flops
     assert all(g.flops == flops for g in gemms) and all(p.flops == peaks[0].flops for p in peaks)
     best = [flops / min(t[i] for t in strategy_times[:len(gemms)]) for i in range(3)]
-    peak = [max(best[i] if timed else 0.0, peaks[0].flops / peak_times[i]) for i in range(3)]
+    # the same-shape baseline's median (7.0 TFLOP/s) beats the square's (1.7) when it is timed
+    peak = max(statistics.median(best) if timed else 0.0, statistics.median(peaks[0].flops / t for t in peak_times))
     for r, t in ((ours, [1.0, 1.4, 1.2]), (seq, [4.0, 3.0, 8.0])):
         assert r["samples_per_s"] == pytest.approx(statistics.median(cfg.members * rows / x for x in t))
         assert r["spread"] == pytest.approx([cfg.members * rows / max(t), cfg.members * rows / min(t)])
         assert r["gflops"] == pytest.approx(cfg.flops_per_sample * r["samples_per_s"] / 1e9)
-        assert r["peak_gflops"] == pytest.approx(statistics.median(peak) / 1e9)
-        assert r["fraction_of_peak"] == pytest.approx(statistics.median(work / x / p for x, p in zip(t, peak)))
+        assert r["peak_gflops"] == pytest.approx(peak / 1e9)
+        assert r["fraction_of_peak"] == pytest.approx(statistics.median(work / x / peak for x in t))
         assert r["gemm_strategies"] == {g.chosen(): round(statistics.median(flops / x for x in strategy_times[i]) / 1e9, 1)
                                         for i, g in enumerate(gemms)}
         if timed:
             assert r["gemm_gflops"] == pytest.approx(statistics.median(best) / 1e9) and r["gemm_na"] == ""
             assert r["fraction_of_gemm"] == pytest.approx(statistics.median(work / x / b for x, b in zip(t, best)))
             assert r["gemm_library"] == gemms[1].chosen()  # the fastest in rounds 2 and 3
-            assert r["peak_gemm"] == f"{gemms[1].shape} {gemms[1].chosen()}"  # the peak in rounds 2 and 3
+            assert r["peak_gemm"] == f"{gemms[1].shape} {gemms[1].chosen()}"  # the baseline's top strategy
         else:
             assert r["gemm_na"] and math.isnan(r["fraction_of_gemm"])
             assert r["peak_gemm"] == f"{peaks[0].shape} {peaks[0].chosen()}"
@@ -801,6 +897,7 @@ def test_an_ensemble_rows_percentages_are_medians_of_the_rounds_paired_rates(mon
     assert ours["gemm_noisy"] is seq["gemm_noisy"] is timed  # the baseline's rounds 0.5, 0.2, 0.3 us: over 30% apart
     assert seq["gpunn_speedup"] == pytest.approx(4.0)  # 4/1, 3/1.4, 8/1.2: not the medians' 4/1.2, nor rounds mispaired
     assert "member-samples/s" in ours["note"] and "member-samples/s" in seq["note"]
+    assert ours["others_cpu"] == seq["others_cpu"] == 0.625  # as measured over the rounds (_Load)
 
 
 @pytest.mark.parametrize("captured", [True, False])
@@ -969,8 +1066,9 @@ def test_the_gemm_note_gives_each_configurations_baselines_once():
             and "GFLOP/s: small [cuda:0] 1000 (cuBLAS).\n" in text)
     assert ("\n% of GEMM n/a (the baseline could not be timed well): medium [cuda:0]: its repeats took 2.0 ms, "
             "under the 10 ms needed to time them.\n") in text
-    assert text.endswith("\n(!) repeats differ by over 30% (beside the spread: the row's own; beside % of GEMM: its "
-                         "GEMM baseline's): background load on the machine; rerun when it is quiet.")
+    assert text.endswith("\n(!) beside the spread: the row's repeats differ by over 30%; beside % of GEMM: its GEMM "
+                         "baseline's do, or other processes took over 25% of the CPU during the rounds: background "
+                         "load on the machine; rerun when it is quiet.")
     quiet = gemm_note([dict(r, noisy=False) for r in rows[3:]])
     assert "(!)" not in quiet and "them), timed in the same rounds, GFLOP/s: none.\n" in quiet
     assert "over 100%" not in text + quiet
@@ -982,24 +1080,37 @@ def test_a_row_is_noisy_where_its_fastest_repeat_beat_its_slowest_by_over_30_per
     assert not differ([1.0, 1.3, 1.1]) and differ([1.0, 1.31]) and differ([2.0, 1.0, 1.5])
 
 
+def _tiny_rows(ours, naive, **fields) -> list:
+    """A tiny CPU configuration's gpunn and naive rows, with these "% of GEMM" and ``fields``."""
+    return [_row(config="tiny", backend="cpu", label="gpunn (cpu)", fraction_of_gemm=ours, **fields),
+            _row(config="tiny", backend="cpu", label="naive", impl="naive", fraction_of_gemm=naive, gpunn_speedup=9.0,
+                 **fields)]
+
+
+def _marks_and_note(rows) -> tuple:
+    """(each row's "% of GEMM" cell, the first row's spread cell, gemm_note) of the table of ``rows``."""
+    from gpunn.bench.report import format_table, gemm_note
+
+    cells = [[c.strip() for c in line.split("  ") if c.strip()] for line in format_table(rows).splitlines()[2:]]
+    return [row[8] for row in cells], cells[0][5], gemm_note(rows)
+
+
 def test_a_percent_of_gemm_over_100_is_shown_as_measured_and_said_why():
     """gpunn bench --quick showed tiny's '% of GEMM' at 174% without a word: the base, one 64x32x32 product per call,
     is mostly call cost on the CPU (about 2 of the 3 us it took; its arithmetic about 1 us at the run's best GEMM
     rate), and --quick's two 20 ms rounds on a loaded machine gave 43%-226% for the same code, the baseline's
     rounds 2-5x apart while its row's own spread was under 30% (no mark). Now the figure stays, marked (!) where
     its baseline's repeats differ, and the note says why it can pass 100%."""
-    from gpunn.bench.report import format_table, gemm_note
+    from gpunn.bench.report import gemm_note
 
-    rows = [_row(config="tiny", backend="cpu", label="gpunn (cpu)", fraction_of_gemm=1.74, gemm_noisy=True),
-            _row(config="tiny", backend="cpu", label="naive", impl="naive", fraction_of_gemm=0.3, gpunn_speedup=9.0)]
-    cells = [[c.strip() for c in line.split("  ") if c.strip()] for line in format_table(rows).splitlines()[2:]]
-    assert [row[8] for row in cells] == ["174% (!)", "30%"] and "(!)" not in cells[0][5]
-    text = gemm_note(rows)
+    rows = _tiny_rows(1.74, 0.3)
+    rows[0]["gemm_noisy"] = True
+    percents, spread, text = _marks_and_note(rows)
+    assert percents == ["174% (!)", "30%"] and "(!)" not in spread
     assert ("\n% of GEMM over 100% (tiny gpunn (cpu) 174%) is as measured: the base is one float32 product of the "
             "hidden shape per call, which a tf32 or bf16 row's tensor cores can outrun, and on a small shape each "
             "call's fixed cost") in text
-    assert text.endswith("beside % of GEMM: its GEMM baseline's): background load on the machine; rerun when it is "
-                         "quiet.")
+    assert text.endswith("the rounds: background load on the machine; rerun when it is quiet.")
     calm = gemm_note([dict(rows[0], fraction_of_gemm=0.89, gemm_noisy=False)])
     assert "over 100%" not in calm and "(!)" not in calm
     # an H200's (tests/gpu_check_runs/h200-2026-11-28): CUDA graph rows 137-266%, bf16 up to 1078% (tensor cores)
@@ -1007,6 +1118,63 @@ def test_a_percent_of_gemm_over_100_is_shown_as_measured_and_said_why():
     said = gemm_note(h200["results"]).split("\n% of GEMM over 100% (", 1)[1].split(") is as measured", 1)[0]
     assert "small gpunn (cuda:0) graph 159%" in said and "large gpunn (cuda:0) bf16 graph 1078%" in said
     assert "small gpunn (cuda:0) 14%" not in said
+
+
+def test_a_percent_of_gemm_timed_while_other_processes_kept_the_machine_busy_is_marked_and_said():
+    """--quick's "% of GEMM" for the same code came out 15-441% (40 tries) while other processes took about 80% of
+    this 2-core machine's CPU, often with its baseline's two rounds alike (no (!) from their spread). A row whose
+    rounds ran while other processes took over a quarter of the CPU (others_cpu) is marked, and the note names
+    its configuration and that share; a quiet run's and an old JSON's (no others_cpu) are not."""
+    from gpunn.bench.report import format_table, gemm_note
+
+    rows = _tiny_rows(2.26, 0.3, others_cpu=0.8)
+    percents, spread, text = _marks_and_note(rows)
+    assert percents == ["226% (!)", "30% (!)"] and "(!)" not in spread
+    assert ("\nOther processes took tiny [cpu] 80% of the machine's CPU time during the rounds (over 25%): every "
+            "timing there got what they left, unevenly, and % of GEMM most ((!) beside it); rerun when the machine is "
+            "quiet.\n") in text
+    assert "or other processes took over 25% of the CPU during the rounds" in text
+    for others in (0.25, 0.02, float("nan"), None):
+        calm = [dict(r, others_cpu=others) for r in rows]
+        note = gemm_note(calm)
+        assert "(!)" not in format_table(calm) and "Other processes" not in note and "\n(!) beside" not in note
+    assert "(!)" not in format_table([{k: v for k, v in r.items() if k != "others_cpu"} for r in rows])
+
+
+def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_own(monkeypatch, tmp_path):
+    """OthersCpu: /proc/stat's busy ticks (all but idle and iowait; steal counts) less this process's CPU time, over
+    all the cores' ticks, between entering and leaving; nan where /proc/stat cannot be read or no tick passed."""
+    import types
+
+    from gpunn.bench import system
+
+    def stat(user, nice, system_, idle, iowait, irq, softirq, steal):
+        return f"cpu  {user} {nice} {system_} {idle} {iowait} {irq} {softirq} {steal} 0 0\ncpu0 1 2 3\n"
+
+    hz = system.os.sysconf("SC_CLK_TCK")
+    lines = iter([stat(100, 50, 20, 1000, 10, 1, 1, 0), stat(100 + hz, 50 + hz, 20, 1000 + hz // 2, 10 + hz // 2,
+                                                              1, 1, hz)])
+    path = tmp_path / "stat"
+    cpu = iter([5.0, 5.5, 6.0, 6.0])  # this process's CPU seconds, as each window's start and end read them
+    monkeypatch.setattr(system, "time", types.SimpleNamespace(process_time=lambda: next(cpu)))
+    real = system.machine_cpu_seconds
+
+    def reads():
+        path.write_text(next(lines))
+        return real(str(path))
+
+    monkeypatch.setattr(system, "machine_cpu_seconds", reads)
+    with system.OthersCpu() as load:
+        pass
+    # 4 s of the cores' time passed (1 user, 1 nice, 0.5 idle, 0.5 iowait, 1 steal): 3 busy, 0.5 of them ours
+    assert load.share == pytest.approx(2.5 / 4)
+    assert real(str(tmp_path / "missing")) is None
+    path.write_text("intr 1 2 3\n")
+    assert real(str(path)) is None
+    monkeypatch.setattr(system, "machine_cpu_seconds", lambda: None)  # no /proc/stat
+    with system.OthersCpu() as unknown:
+        pass
+    assert math.isnan(unknown.share)
 
 
 def test_the_setup_block_gives_the_runs_conditions():

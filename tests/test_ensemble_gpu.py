@@ -126,11 +126,13 @@ def test_bootstrap_and_bench_runner_on_cuda(gpu):
     assert bf16["dtype"] == "bf16" and bf16["label"].endswith("graph bf16") and "not captured" not in bf16["note"]
     for r in results:  # the H200 run's ensemble rows read "% of peak" = nan: every row has it, on cuda too
         assert 0 < r["fraction_of_peak"] and "cuBLAS" in r["peak_gemm"], r
-        # "% of GEMM" is at least "% of peak", or n/a with the reason when its baseline could not be timed well
+        # the "% of peak" base is at least the "% of GEMM" one, or that is n/a with the reason when its baseline
+        # could not be timed well
+        assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / r["peak_gflops"]), r
         if r["gemm_na"]:
             assert math.isnan(r["fraction_of_gemm"]), r
         else:
-            assert r["fraction_of_peak"] <= r["fraction_of_gemm"], r
+            assert r["peak_gflops"] >= r["gemm_gflops"], r
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -24,9 +24,9 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .system import threads_words
-from .runners import (Result, Runner, _median_rate, differ, peak_runners, peak_size_for, profile_step, round_peaks,
-                      scheduled_jobs, synchronize, timed_rounds, torch_device)
+from .system import OthersCpu, threads_words
+from .runners import (Result, Runner, _median_rate, best_gemm, differ, peak_runners, peak_size_for, profile_step,
+                      scheduled_jobs, synchronize, timed_peaks, timed_rounds, torch_device)
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -287,8 +287,9 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     gemms = [BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape, strategy=s, inner=rows // cfg.batch,
                                member_ops=gpunn.model.member_ops)
              for s in gemm_strategies(backend, gpunn.model.member_ops, cfg.members)]
-    peaks = peak_runners(backend, "float32", peak_size_for(seconds))  # square GEMMs, as the single-model rows use
-    runners = [*gemms, *peaks, gpunn]
+    # square GEMMs, as the single-model rows use: timed in rounds of their own, after the rest (timed_peaks)
+    peaks = peak_runners(backend, "float32", peak_size_for(seconds))
+    runners = [*gemms, gpunn]
     if graph and backend.is_gpu:
         runners.append(EnsembleRunner(cfg, backend, X, Y, graph=True))
     for precision in dict.fromkeys(p for p in precisions if p != "float32"):
@@ -302,25 +303,25 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
             log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
-    counts, times = timed_rounds(runners, repeats, seconds, deadline,
-                                 lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} repeats"),
-                                 min_seconds={g: GEMM_MIN_REPEAT_SECONDS for g in gemms})
+    with OthersCpu() as load:  # (the warm-ups' time too: a few epochs against the rounds')
+        counts, times = timed_rounds(runners, repeats, seconds, deadline,
+                                     lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} "
+                                                   "repeats"),
+                                     min_seconds={g: GEMM_MIN_REPEAT_SECONDS for g in gemms})
+    peak_times = timed_peaks(peaks, repeats, seconds, deadline, rounds=timed_rounds)
     gemm_times = {g: times.pop(g) for g in gemms}
     for g in gemms:
         runners.remove(g)
     best, top, why = gemm_baseline(gemm_times, counts)
     if best is None:
         log(f"  {cfg.name} [{backend.device}]: % of GEMM n/a ({why})")
-        top, best_times = gemms[0], [math.inf] * len(times[gpunn])  # rate 0: never the round's peak
-    else:
-        best_times = [top.flops / b for b in best]
-    peak_rates, peak_label = round_peaks(top, best_times, peaks, times, runners)
+        top = gemms[0]
+    peak_rate, peak_label = best_gemm(top, best or [0.0], peak_times)  # an n/a baseline's rate 0: never the peak
     member_samples = cfg.members * rows
     flops_per_member_sample = cfg.flops_per_sample
     # the same for every row: the GEMM baseline's median, each way of running the batched product, the peak
     baseline_gflops = statistics.median(best) / 1e9 if best is not None else None
     strategy_gflops = {g.chosen(): round(_median_rate(t, g.flops)[0] / 1e9, 1) for g, t in gemm_times.items()}
-    peak_median = statistics.median(peak_rates) / 1e9
     results = []
     for r in runners:
         med, spread, rates = _median_rate(times[r], member_samples)
@@ -334,12 +335,12 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             res.gemm_library = top.chosen()
         res.gemm_na = why
         res.gemm_strategies = dict(strategy_gflops)
-        res.peak_gflops = peak_median
+        res.peak_gflops = peak_rate / 1e9
         res.peak_gemm = peak_label
-        res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / p
-                                                 for t, p in zip(times[r], peak_rates))
+        res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / peak_rate
+                                                 for t in times[r])
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
-        res.noisy, res.gemm_noisy = differ(spread), best is not None and differ(best)
+        res.noisy, res.gemm_noisy, res.others_cpu = differ(spread), best is not None and differ(best), load.share
         res.note = "member-samples/s" + (f", {threads_words(r.threads)}" if hasattr(r, "threads") else "")
         if r.key.startswith("gpunn-graph"):
             res.note += r.graph_note()

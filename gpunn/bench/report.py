@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 
+from .system import BUSY_SHARE, busy
+
 
 def _si(x: float) -> str:
     if not math.isfinite(x):
@@ -38,6 +40,12 @@ def format_setup(setup: dict) -> str:
     return "\n".join(lines)
 
 
+def _gemm_marked(r) -> bool:
+    """Whether a row's "% of GEMM" gets (!): its baseline's repeats differed by over 30%, or other processes kept the
+    machine busy during the rounds."""
+    return bool(r.get("gemm_noisy")) or busy(r.get("others_cpu"))
+
+
 def format_table(results, markdown=False) -> str:
     head = ["config", "device", "implementation", "dtype", "samples/s", "spread (min-max)", "GFLOP/s",
             "% of peak", "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
@@ -52,7 +60,7 @@ def format_table(results, markdown=False) -> str:
         rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
                      f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}",
                      _percent(r.get("fraction_of_peak", float("nan"))),
-                     _percent(r.get("fraction_of_gemm", float("nan"))) + (" (!)" if r.get("gemm_noisy") else ""),
+                     _percent(r.get("fraction_of_gemm", float("nan"))) + (" (!)" if _gemm_marked(r) else ""),
                      speed, prof_text])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -83,11 +91,13 @@ def graph_note(results) -> str:
 
 
 def gemm_note(results) -> str:
-    seen, parts, peaks, missing = set(), [], [], []
+    seen, parts, peaks, missing, loaded = set(), [], [], [], []
     for r in results:
         key = (r["config"], r["backend"])
         if key not in seen and r["impl"] == "gpunn":
             seen.add(key)
+            if busy(r.get("others_cpu")):
+                loaded.append(f"{r['config']} [{r['backend']}] {_percent(r['others_cpu'])}")
             if r.get("gemm_na"):
                 missing.append(f"{r['config']} [{r['backend']}]: {r['gemm_na']}")
             else:
@@ -95,8 +105,9 @@ def gemm_note(results) -> str:
                              + (f" ({r['gemm_library']})" if r.get("gemm_library") else ""))
             peaks.append(f"{r['config']} [{r['backend']}] {r.get('peak_gflops', float('nan')):.0f}"
                          + (f" ({r['peak_gemm']})" if r.get("peak_gemm") else ""))
-    text = ("% of peak: of the best float32 GEMM rate in the same rounds (square products through every GEMM "
-            "library installed, and the same-shape one; the fastest per round), GFLOP/s: " + ", ".join(peaks) +
+    text = ("% of peak: of the best float32 GEMM rate measured (the fastest median of square products through every "
+            "GEMM library installed, timed in rounds of their own after the rest, and of the same-shape one), "
+            "GFLOP/s: " + ", ".join(peaks) +
             ".\n% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest) "
             "through the library gpunn chose for it (for an ensemble NAME-xK: K such products, the fastest per "
             "round of the ways the ensemble's step may run them), timed in the same rounds, GFLOP/s: "
@@ -109,13 +120,19 @@ def gemm_note(results) -> str:
         text += ("\n% of GEMM over 100% (" + ", ".join(over) + ") is as measured: the base is one float32 product "
                  "of the hidden shape per call, which a tf32 or bf16 row's tensor cores can outrun, and on a small "
                  "shape each call's fixed cost (NumPy's dispatch; a kernel launch on a GPU) is much of its time, "
-                 "which a step may pay less of per FLOP (gpunn's compiled kernels; a CUDA graph). On a loaded machine a short "
-                 "run's base can also be slowed by other processes, in some rounds ((!) beside it: they differed by "
-                 "over 30%) or in all: rerun when it is quiet.")
-    text += "\nRatios and percentages are medians of per-round pairs; samples/s the median over rounds."
-    if any(r.get("noisy") or r.get("gemm_noisy") for r in results):
-        text += ("\n(!) repeats differ by over 30% (beside the spread: the row's own; beside % of GEMM: its GEMM "
-                 "baseline's): background load on the machine; rerun when it is quiet.")
+                 "which a step may pay less of per FLOP (gpunn's compiled kernels; a CUDA graph). On a loaded "
+                 "machine a short run's base can also be slowed by other processes, in some rounds or in all ((!) "
+                 "beside it): rerun when it is quiet.")
+    if loaded:
+        text += ("\nOther processes took " + ", ".join(loaded) + " of the machine's CPU time during the rounds (over "
+                 f"{_percent(BUSY_SHARE)}): every timing there got what they left, unevenly, and % of GEMM most ((!) "
+                 "beside it); rerun when the machine is quiet.")
+    text += ("\nRatios and % of GEMM are medians of per-round pairs; samples/s the median over rounds, % of peak its "
+             "FLOP/s over the best median GEMM rate.")
+    if any(r.get("noisy") or _gemm_marked(r) for r in results):
+        text += ("\n(!) beside the spread: the row's repeats differ by over 30%; beside % of GEMM: its GEMM baseline's "
+                 f"do, or other processes took over {_percent(BUSY_SHARE)} of the CPU during the rounds: background "
+                 "load on the machine; rerun when it is quiet.")
     return text
 
 

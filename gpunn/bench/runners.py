@@ -4,11 +4,11 @@ For each configuration and backend it measures, interleaved so that background l
 every implementation alike:
 - gpunn's steady-state training samples/s (``MLP.fit`` on shuffled mini-batches, Adam, float32),
   the median over repeats after a warm-up, with the spread;
-- achieved FLOP/s = 6 * weights * samples/s, as a fraction of the best float32 GEMM rate measured
-  in the same interleaved rounds ("% of peak": a large square product through every GEMM library
-  installed, and the same-shape product below; the fastest in each round), and as a fraction of
-  one GEMM of the configuration's own hidden-layer shape (batch x widest x widest) through the
-  library gpunn chose for that shape ("% of GEMM");
+- achieved FLOP/s = 6 * weights * samples/s, as a fraction of one GEMM of the configuration's own
+  hidden-layer shape (batch x widest x widest) through the library gpunn chose for that shape, timed
+  in the same interleaved rounds ("% of GEMM"), and of the best float32 GEMM rate measured ("% of
+  peak": the faster median of that product and of a large square product through every GEMM library
+  installed, which is timed in rounds of its own after the others: see timed_peaks);
 - the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
   instrumented run that times each ``ops`` method, synchronising the GPU around each);
 - the peers on the same data: the plain-NumPy loop of the seed's equations (gpunn/bench/naive.py),
@@ -16,7 +16,7 @@ every implementation alike:
   MLPRegressor (CPU, float64 input), each as a ratio to gpunn.
 
 ``max_seconds`` bounds the whole run: configurations share the budget, and within one the warm-ups,
-the peers' set-up (the torch import included), the repeats, the profile run and the final peak GEMM
+the peers' set-up (the torch import included), the repeats, the square GEMMs' rounds and the profile run
 are each skipped or cut when the budget is spent. ``on_result`` receives the data so far after each
 configuration, so a run killed part-way keeps what it finished.
 """
@@ -36,7 +36,7 @@ import numpy
 from .. import backend as _backend, datasets
 from ..ops.cpu import usable_cores
 from .configs import Config
-from .system import blas_threads, setup_info, threads_words
+from .system import OthersCpu, blas_threads, setup_info, threads_words
 
 # ---- devices and clocks ------------------------------------------------------------------
 
@@ -156,20 +156,52 @@ class GemmRunner(Runner):
         synchronize(self.backend)
 
 
-def round_peaks(gemm, gemm_times, peaks, times, runners) -> tuple[list, str]:
-    """(the best GEMM rate of each round, which GEMM that was most often): the fastest of the square
-    products ``peaks`` and the same-shape product ``gemm`` (already taken out of ``times``) in each round,
-    the base of "% of peak". Takes the square products out of ``times`` and ``runners``. Single-model and
-    ensemble rows both use it, so the column means the same in both."""
-    gemms = [gemm, *peaks]
-    round_rates = [[g.flops / t for t in (gemm_times if g is gemm else times.pop(g))] for g in gemms]
-    for g in peaks:
-        runners.remove(g)
-    rounds = len(gemm_times)
-    peak_rates = [max(rates[i] for rates in round_rates) for i in range(rounds)]
-    winners = [max(range(len(gemms)), key=lambda j: round_rates[j][i]) for i in range(rounds)]
-    top = gemms[max(set(winners), key=winners.count)]
-    return peak_rates, f"{top.shape} {top.chosen()}"
+def best_gemm(gemm, gemm_rates, peak_times) -> tuple[float, str]:
+    """(the best float32 GEMM rate measured, which GEMM that was), the base of "% of peak": the fastest median
+    rate of the square products (``peak_times[g]``: seconds per product of each of their own rounds, timed_peaks)
+    and of the same-shape product ``gemm`` (``gemm_rates``: FLOP/s of each of the rest's rounds), so never below
+    the "% of GEMM" base. Single-model and ensemble rows both use it, so the column means the same in both."""
+    medians = {g: statistics.median(g.flops / t for t in times) for g, times in peak_times.items()}
+    medians[gemm] = statistics.median(gemm_rates)
+    top = max(medians, key=medians.get)
+    return medians[top], f"{top.shape} {top.chosen()}"
+
+
+# The square "peak" products were timed in the same rounds as the rest, between the same-shape baseline and gpunn:
+# under --quick 3 x 20 ms (numpy, blis, mkl) separated the two sides of every "% of GEMM" pair, so a change of load
+# in between counted as a difference. And a threaded BLAS product leaves its workers spinning after it returns
+# (OpenBLAS: about 0.1 s, its THREAD_TIMEOUT of 2^28 cycles; measured here as the process's CPU time growing for
+# 9-10 polls of 10 ms while its main thread slept), taking CPU from whatever runs next. So the square products are
+# timed in rounds of their own after the rest, and the next measurement waits for their workers (settle). In one
+# process under other helpers' load (about 80% of the 2 cores), --quick-sized rounds alternated in the two orders
+# gave "% of GEMM" quartiles of 22-169% the old way and 28-100% the new (40 each; bench20, 2026-11-30).
+SETTLE_POLL_SECONDS = 0.01
+SETTLE_MAX_SECONDS = 0.5
+
+
+def settle(poll=SETTLE_POLL_SECONDS, most=SETTLE_MAX_SECONDS) -> float:
+    """Wait until this process's threads stop using the CPU while it sleeps (BLAS workers still spinning after a
+    threaded product), polling every ``poll`` seconds, at most ``most``; returns the seconds waited."""
+    start = time.perf_counter()
+    last = time.process_time()
+    while time.perf_counter() - start < most:
+        time.sleep(poll)
+        now = time.process_time()
+        if now - last < 0.1 * poll:
+            break
+        last = now
+    return time.perf_counter() - start
+
+
+def timed_peaks(peaks, repeats, seconds, deadline=None, rounds=None) -> dict:
+    """Seconds per product of each repeat of each square GEMM ``peaks``, warmed up, calibrated and timed in
+    interleaved rounds of their own (``rounds``: timed_rounds, or a module's stand-in for it), then settle():
+    their BLAS workers left spinning slow whatever runs next, so nothing else is timed among or right after them."""
+    if not peaks:
+        return {}
+    _, times = (rounds or timed_rounds)(peaks, repeats, seconds, deadline)
+    settle()
+    return times
 
 
 def peak_size_for(seconds, peak_size=None):
@@ -442,12 +474,13 @@ class Result:
     gemm_library: str = ""  # the library that ran the same-shape product (an ensemble's: the fastest strategy)
     gemm_strategies: dict = field(default_factory=dict)  # an ensemble's: GFLOP/s of each way to run the baseline
     gemm_na: str = ""  # why fraction_of_gemm is n/a (nan): the baseline could not be timed well
-    peak_gflops: float = float("nan")  # median over rounds of the fastest GEMM of the round
-    peak_gemm: str = ""  # which GEMM that was, most often
+    peak_gflops: float = float("nan")  # the fastest median rate of the square GEMMs and the same-shape one
+    peak_gemm: str = ""  # which GEMM that was
     fraction_of_peak: float = float("nan")
     gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's, median of per-round ratios
     noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
     gemm_noisy: bool = False  # so did the "% of GEMM" baseline's, in the same rounds: that percentage is as noisy
+    others_cpu: float = float("nan")  # the share of the machine's CPU time other processes took during the rounds
     profile: dict | None = None
     note: str = ""
     graph: str = ""  # gpunn on a GPU: "graph" (the step ran as a replayed CUDA graph) or "eager"
@@ -547,8 +580,8 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
                          dtype="float32")
     gemm = GemmRunner(backend, "float32", *cfg.gemm_shape)  # timed in the same rounds as the rest
-    peaks = peak_runners(backend, "float32", peak_size)
-    runners, results = [gemm, *peaks], []
+    peaks = peak_runners(backend, "float32", peak_size)  # timed in rounds of their own, after them (timed_peaks)
+    runners, results = [gemm], []
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
     where = f"{cfg.name} [{backend.device}]"
@@ -586,17 +619,19 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             if not isinstance(r, GemmRunner):
                 r.epochs(ageing)
     per_repeat = seconds
-    if deadline is not None:  # every runner's repeats, at least two rounds, within what is left
-        per_repeat = min(seconds, max(0.0, _left(deadline)) / (max(2, repeats) * len(runners)))
+    if deadline is not None:  # every runner's repeats and the square GEMMs', at least two rounds, within what is left
+        per_repeat = min(seconds, max(0.0, _left(deadline)) / (max(2, repeats) * (len(runners) + len(peaks))))
     counts = {r: max(1, round(per_repeat / once)) for r, once in counts.items()}
-    times = interleaved_rounds(runners, counts, repeats, deadline,
-                               lambda done: log(f"  {where}: time budget reached after {done} repeats"))
+    with OthersCpu() as load:
+        times = interleaved_rounds(runners, counts, repeats, deadline,
+                                   lambda done: log(f"  {where}: time budget reached after {done} repeats"))
+    peak_times = timed_peaks(peaks, repeats, per_repeat, deadline)
     # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
     # background load hits both sides of a ratio), then the median over rounds is taken.
     gemm_times = times.pop(gemm)
     runners.remove(gemm)
     gemm_rate, _, gemm_rates = _median_rate(gemm_times, gemm.flops)
-    peak_rates, peak_label = round_peaks(gemm, gemm_times, peaks, times, runners)
+    peak_rate, peak_label = best_gemm(gemm, gemm_rates, peak_times)
     base_times = times[gpunn]
     graphs = {r.dtype: r for r in runners if isinstance(r, GpunnRunner) and r.captured()}
     for r in runners:
@@ -608,12 +643,11 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         res.fraction_of_gemm = statistics.median(
             cfg.flops_per_sample * rows / t / (gemm.flops / g) for t, g in zip(times[r], gemm_times))
         res.gemm_library = gemm.chosen()
-        res.peak_gflops = statistics.median(peak_rates) / 1e9
+        res.peak_gflops = peak_rate / 1e9
         res.peak_gemm = peak_label
-        res.fraction_of_peak = statistics.median(cfg.flops_per_sample * rows / t / p
-                                                 for t, p in zip(times[r], peak_rates))
+        res.fraction_of_peak = statistics.median(cfg.flops_per_sample * rows / t / peak_rate for t in times[r])
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], base_times))
-        res.noisy, res.gemm_noisy = differ(spread), differ(gemm_rates)
+        res.noisy, res.gemm_noisy, res.others_cpu = differ(spread), differ(gemm_rates), load.share
         if isinstance(r, SklearnRunner):
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
@@ -671,8 +705,8 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
                       [asdict(r) for r in new])
     setup = setup_info(backends)  # again: torch's threads are known once it is loaded
     setup["sustain_steps"] = sustain_steps
-    # The device's practical peak: the best float32 GEMM rate measured in any configuration's rounds
-    # (square products through every GEMM library installed; no extra time).
+    # The device's practical peak: the best float32 GEMM rate measured for any configuration (square products
+    # through every GEMM library installed, and the same-shape ones).
     setup["peak_gemm_gflops"] = {}
     for r in results:
         if r.impl == "gpunn" and math.isfinite(r.peak_gflops):
