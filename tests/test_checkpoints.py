@@ -345,6 +345,33 @@ def test_a_resume_writes_its_checkpoint_when_the_run_was_written_by_a_writer_of_
     assert gpunn.load_checkpoint(tmp_path / "c.npz").epoch == 3
 
 
+class _Nightly:
+    """Holds a writer class named Writer; so does _Hourly: one module, one name, two qualified names."""
+
+    class Writer(gpunn.ModelCheckpoint):
+        pass
+
+
+class _Hourly:
+    class Writer(gpunn.ModelCheckpoint):
+        pass
+
+
+def test_two_classes_of_one_name_in_one_module_are_told_apart_by_qualified_name(data, tmp_path):
+    """The file records each class's qualified name: a writer of the user's nested in a class of theirs
+    (_Nightly.Writer) is made again on resume, though another (_Hourly.Writer) shares its name and module."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_Nightly.Writer(path)])
+    assert gpunn.load_checkpoint(path).training["callback_order"] == [
+        {"class": "Writer", "module": __name__, "qualname": "_Nightly.Writer"}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # (not found: a warning, and a plain ModelCheckpoint writes)
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(path).epoch == 2
+
+
 class _LoggedWriter(gpunn.ModelCheckpoint):
     """A user's own writer, defined at module level (so defined in the process that resumes): logs its writes."""
 
@@ -687,6 +714,74 @@ def test_a_built_in_recorded_in_another_gpunn_module_is_still_the_built_in(data,
     assert resumed.stopped_early and resumed["epoch"] == [1, 2]
 
 
+def _stopper_run(data, path, *callbacks):
+    """One epoch of a run with ``callbacks`` (by default an EarlyStopping that would end it at epoch 2: patience 0,
+    no gain counts) and a writer of ``path``."""
+    X, Y = data
+    callbacks = callbacks or (EarlyStopping(patience=0, min_delta=1e9),)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, lr=0.3, validation_fraction=0.2,
+                                             verbose=False, callbacks=[*callbacks, gpunn.ModelCheckpoint(path)])
+
+
+def test_a_gpunn_callback_this_gpunn_lacks_is_named_by_its_class_alone(data, tmp_path):
+    """A file written by a gpunn with a built-in callback this one lacks (here "Later", in gpunn's callbacks module):
+    it is not restored, and the warning names it as gpunn's classes are named, by class alone."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    _stopper_run(data, path)
+
+    def later(meta):
+        meta["training"]["callback_order"][0].update({"class": "Later", "qualname": "Later"})
+        meta["training"]["callbacks"][0]["class"] = "Later"
+
+    rewrite_meta(path, path, later)
+    with pytest.warns(UserWarning, match=r"classes not found in this process \(Later; not defined"):
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, checkpoint=False)
+    assert resumed["epoch"] == [1, 2, 3]
+
+
+def test_a_users_class_named_early_stopping_whose_state_holds_a_stopped_epoch_does_not_end_the_run(data, tmp_path):
+    """A resume of a run its EarlyStopping stopped (its saved stopped_epoch) trains nothing and leaves the file
+    loaded as it was (_over). A user's own class named "EarlyStopping" is another class (the file records its
+    module), whatever its state holds: the run trains on, and its writer writes the file."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    noted = type("EarlyStopping", (gpunn.Callback,), {"state_dict": lambda self: ({"stopped_epoch": 1}, {}),
+                                                      "load_state_dict": lambda self, state, arrays: None})
+    _stopper_run(data, path, noted())
+    resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=3, verbose=False, callbacks=[noted()])
+    assert not resumed.stopped_early and resumed["epoch"] == [1, 2, 3]
+    assert gpunn.load_checkpoint(path).epoch == 3
+
+
+def test_a_callback_class_without_a_module_name_is_recorded_with_an_empty_one_and_resumes(data, tmp_path):
+    """A class whose ``__module__`` is not a string (None here) is recorded with module "" (the record's fields are
+    strings, which a load checks): the file loads, and the class passed again takes its state."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    nameless = type("_Nameless", (_EpochCounter,), {"__module__": None})
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[nameless(), gpunn.ModelCheckpoint(path)])
+    assert gpunn.load_checkpoint(path).training["callback_order"][0] == {"class": "_Nameless", "module": "",
+                                                                         "qualname": "_Nameless"}
+    passed = nameless()
+    gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[passed])
+    assert passed.seen == 2
+
+
+def test_two_of_a_users_class_named_like_a_built_in_one_passed_is_refused_saying_none_leaves_them_out(data,
+                                                                                                       tmp_path):
+    """Another number of a class than the run had is refused; for a user's own class named like a built-in
+    ("EarlyStopping") the refusal says passing none leaves them out (it is not found here: nothing is made again)."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    _stopper_run(data, path, _OwnEarlyStopping(), _OwnEarlyStopping())
+    with pytest.raises(ValueError, match=r"state of 2 EarlyStopping callbacks \(EarlyStopping\(\); "
+                                         r"EarlyStopping\(\)\), and 1 was passed to resume; .*: pass 2, in the "
+                                         r"run's order, or none to leave them out$"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[_OwnEarlyStopping()])
+
+
 class _StopSeen(gpunn.Callback):
     """Notes at each epoch's end whether the run stops there (as a stopper listed before it decided); no state."""
 
@@ -727,6 +822,18 @@ def test_a_callback_without_a_state_passed_to_resume_runs_where_the_run_had_it(d
     passed = probe()
     resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[passed])
     assert resumed["epoch"] == [1, 2] and passed.seen == straight.seen[1:]  # before: [False]
+
+
+def test_two_callbacks_of_a_class_without_a_state_passed_to_resume_run_each_at_its_own_place(data, tmp_path):
+    """The k-th passed of a class without a state runs at the k-th place the run had one: with the run's stopper
+    between two _StopSeen, the first passed sees the run go on at the epoch the stopper ends it, the second sees
+    it stop (as in the run)."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    _stopper_run(data, path, _StopSeen(), EarlyStopping(patience=0, min_delta=1e9), _StopSeen())
+    first, second = _StopSeen(), _StopSeen()
+    resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[first, second])
+    assert resumed["epoch"] == [1, 2] and first.seen == [False] and second.seen == [True]
 
 
 def test_a_writer_passed_to_resume_takes_over_from_the_runs_and_the_file_loaded_is_not_written(data, tmp_path):
@@ -1476,6 +1583,10 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["callback_order"][0].update({"class": "ReduceLROnPlateau"}), "invalid callback order"),
     (lambda m, a: m["training"]["callbacks"][1].update({"class": "EarlyStopping", "index": 0}),
      "invalid callback order"),  # two states at one place
+    # mut20: a record that is no list (R05: TypeError), of class names alone (R06: AttributeError), or without a class
+    (lambda m, a: m["training"].update(callback_order=5), "invalid callback order"),
+    (lambda m, a: m["training"].update(callback_order=["EarlyStopping", "ModelCheckpoint"]), "invalid callback order"),
+    (lambda m, a: m["training"]["callback_order"][0].pop("class"), "invalid callback order"),
 ])
 def test_inconsistent_checkpoints_are_rejected_with_a_reason(tmp_path, good_bytes, change, message):
     with pytest.raises(CheckpointError, match=message):
