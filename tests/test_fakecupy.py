@@ -495,6 +495,69 @@ def test_a_pass_on_cuda_1_keeps_to_device_1_whatever_device_is_current(fake_cupy
     assert fakecupy.state.current == 0
 
 
+def test_a_second_generated_pass_on_cuda_1_started_with_device_0_current_waits_for_the_first_ones_reads(fake_cupy):
+    """A generated pass orders its first generation after the windows an earlier pass gave were read (their memory
+    goes back to the side stream's arena, which hands it to the next allocation there at once): it records the
+    training stream when it starts, with its backend's device current. With device 0 current it recorded device 0's
+    null stream, and the second pass's first window was written over memory device 1's reads of the first pass's
+    last window were not known to be done with (mut20 D04: a StreamOrderError)."""
+    from gpunn import backend
+    from gpunn.data.pipeline import generated_windows
+
+    cp, gpu1 = fake_cupy, backend.resolve("cuda:1")
+
+    def generate(w):
+        X, Y = cp.empty((4, 2), "float32"), cp.empty((4, 1), "float32")
+        X.fill(w), Y.fill(-w)
+        return X, Y
+
+    copies = []
+    for windows in ([1, 2], [3, 4]):
+        passes = generated_windows(gpu1, windows, generate)
+        while True:
+            with cp.cuda.Device(0):
+                item = next(passes, None)
+            if item is None:
+                break
+            X, Y, release = item
+            with gpu1.use():
+                copies.append((X.copy(), Y.copy()))  # (no host read: it would order everything before it)
+            del X, Y, item
+            release()
+    with gpu1.use():
+        assert [(float(X[0, 0]), float(Y[-1, 0])) for X, Y in copies] == [(w, -w) for w in [1, 2, 3, 4]]
+
+
+def test_a_generated_pass_on_cuda_1_stopped_with_device_0_current_has_device_1_wait_for_its_generation(fake_cupy):
+    """A generated pass stopped part-way has the next window's generation in flight, reading the task's constants:
+    the training stream waits for it, so what it frees next is not reused under that read. Stopped with device 0
+    current, that wait went to device 0's null stream, and device 1's reuse of the freed constants was not ordered
+    after the generation's read (mut20 D08: a StreamOrderError)."""
+    from gpunn import backend
+    from gpunn.data.pipeline import generated_windows
+
+    cp, gpu1 = fake_cupy, backend.resolve("cuda:1")
+    with gpu1.use():
+        constants = cp.ones((4, 2), "float32")  # on device 1's null stream, the training stream
+
+    def generate(w):
+        return constants * w, constants[:, :1] * -w
+
+    passes = generated_windows(gpu1, [1, 2, 3], generate)
+    with gpu1.use():
+        X, Y, release = next(passes)
+        first = X.copy()
+    del X, Y
+    release()
+    with cp.cuda.Device(0):
+        passes.close()  # window 2's generation still in flight
+    with gpu1.use():
+        del constants
+        reused = cp.empty((4, 2), "float32")  # the freed block, handed on at once
+        reused.fill(5)
+        assert float(first[0, 0]) == 1 and float(reused[0, 0]) == 5
+
+
 def test_cli_train_and_predict_on_cuda_1(fake_cupy, tmp_path, capsys):
     from gpunn import cli
 
