@@ -1472,21 +1472,24 @@ def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_on
 
 @needs_mpi
 @pytest.mark.parametrize("command,where", [("train", "before"), ("train", "inside"), ("sweep", "inside"),
-                                           ("train", "held out")])
+                                           ("train", "held out"), ("train", "option"), ("sweep", "option")])
 def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_path, command, where):
     # before the fit: a file that one rank cannot read (another node's disk, a typo in a per-rank command),
     # so that rank fails before MPI starts and the other waited for it in MPI_Init forever (mpiexec does
     # not end it). Inside the fit: a NaN in one rank's shard, found as it reads it, which printed a
     # traceback where gpunn train prints one line (gpunn sweep under mpiexec the same, 8e1ccbe). Held out: a
     # float32 value that the training chunks' statistics take past float32, in rank 1's share of the validation
-    # chunks, refused by that rank's validation alone (the sharded validation's check)
+    # chunks, refused by that rank's validation alone (the sharded validation's check). An option one rank's
+    # command line has and gpunn does not: argparse's refusal (SystemExit, which the command's except did not
+    # take) left the rank without ending the job, and the other waited for it (killed at 30 s)
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     X = numpy.ones((400, 3))
     X[390, 1] = numpy.nan  # in the second half: rank 1's shard
     numpy.save(tmp_path / "X.npy", X if where == "inside" else numpy.ones((400, 3)))
     numpy.save(tmp_path / "Y.npy", numpy.ones((400, 1)))
     standardize = []
-    says = {"before": "missing.npy: no such file", "inside": "X.npy row 390: column 1: nan is NaN"}.get(where)
+    says = {"before": "missing.npy: no such file", "inside": "X.npy row 390: column 1: nan is NaN",
+            "option": f"unrecognized arguments: --bogus (see gpunn {command} --help)"}.get(where)
     if where == "held out":  # gpunn train holds out a tenth of the chunks (seed 0); rank 1 scores the second half
         import gpunn.data
         from gpunn.distributed.shard import piece
@@ -1506,7 +1509,8 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
         return ["-n", "1", str(gpunn_cli), command, "--data", str(tmp_path / data), "--targets",
                 str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet", *standardize]
 
-    proc = subprocess.Popen([mpiexec(), *rank("X.npy"), ":", *rank("missing.npy" if where == "before" else "X.npy")],
+    second = rank("missing.npy" if where == "before" else "X.npy") + (["--bogus"] if where == "option" else [])
+    proc = subprocess.Popen([mpiexec(), *rank("X.npy"), ":", *second],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:  # a job that failed to end waits in MPI_Init forever, or until the 300 s watchdog
         _, err = waiting.communicate(proc, 120)

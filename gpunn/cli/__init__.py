@@ -19,8 +19,8 @@ from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError
 from . import bench, info, predict, sweep, train
-from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refuse_bad_settings, refuse_repeated,
-                     refuse_unknown, text_to_stderr)
+from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refusals_said_by, refuse_bad_settings,
+                     refuse_repeated, refuse_unknown, text_to_stderr)
 
 COMMANDS = (train, predict, sweep, bench, info)
 COMMAND_NAMES = tuple(command.__name__.rsplit(".", 1)[1] for command in COMMANDS)  # gpunn._startup's, before import
@@ -247,7 +247,8 @@ def _main(argv) -> int:
 
 def _run(argv) -> int:
     debug = debug_requested(argv)
-    if _in_launched_run(argv):  # a rank that fails inside the fit says so in the same one line, and aborts
+    launched = _in_launched_run(argv)
+    if launched:  # a rank that fails inside the fit says so in the same one line, and aborts
         from ..distributed.comm import report_failures_with
 
         def report(exc):
@@ -256,10 +257,18 @@ def _run(argv) -> int:
 
         report_failures_with(report, prog_of(_command(argv)))  # the watchdog's line led by the command too
     try:
-        args = parse_args(argv)
+        with refusals_said_by(_with_rank) if launched else contextlib.nullcontext():
+            args = parse_args(argv)
         _check_launch(args.command)
         with text_to_stderr(args), sigterm_interrupts():  # --json -: stdout holds the JSON alone
             return args.func(args)
+    except SystemExit as exc:  # argparse's refusal of the command line (its line said): under mpiexec, end the job
+        # too, or the other ranks wait for this one in MPI_Init or their first collective (as after _failed's line)
+        if launched and exc.code not in (0, None):
+            from ..distributed.comm import end_launched_job
+
+            end_launched_job(exc.code if isinstance(exc.code, int) else 1)
+        raise
     except BrokenPipeError:  # the reader of stdout went away (gpunn train | head -1): end quietly, as Unix tools do
         _silence_stdout()
         return 128 + signal.SIGPIPE

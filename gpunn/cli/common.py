@@ -59,6 +59,20 @@ class HelpFormatter(argparse.HelpFormatter):
                              subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
 
 
+_SAID = []  # how Parser.error says its line while refusals_said_by holds
+
+
+@contextlib.contextmanager
+def refusals_said_by(say):
+    """While it holds, a Parser's refusal of the command line says ``say(line)``: gpunn.cli, under an MPI launcher,
+    names the rank in it (``gpunn train [rank 1 of ranks 0-1]: error: ...``), as in the command's other lines."""
+    _SAID.append(say)
+    try:
+        yield
+    finally:
+        _SAID.pop()
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to look, never the whole usage block; help wrapped
     between words (HelpFormatter); and no abbreviated options (argparse's allow_abbrev, off here: ``--batch 1``
@@ -77,7 +91,8 @@ class Parser(argparse.ArgumentParser):
         if self.stray and message.startswith("the following arguments are required"):
             stray, self.stray = self.stray, ()
             refuse_unknown(self, stray, f"and {message}")  # gpunn predict --hel: the option meant too
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        line = f"{self.prog}: error: {message} (see {self.prog} --help)"
+        self.exit(2, (_SAID[-1](line) if _SAID else line) + "\n")
 
     def parse_strictly(self, argv=None) -> argparse.Namespace:
         """parse_args for a parser without subcommands (the ``python -m gpunn.bench.*`` tools), by the rules
