@@ -158,7 +158,9 @@ def _announce_fallback(reason: str) -> None:
         warnings.warn(f"gpunn: running on CPU (NumPy): {reason}", CPUFallbackWarning, stacklevel=user_stacklevel())
 
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")
+# the index in the digits 0-9 only, as every number gpunn reads from a name or the environment: \d took other
+# scripts' digits too (cuda:٣ ran as cuda:3)
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|gpu)(?::([0-9]+))?$")
 
 
 def resolve(device: str | Backend | None = "auto") -> Backend:

@@ -186,7 +186,8 @@ def test_every_command_whose_device_is_auto_names_the_variable_that_overrides_it
 
 
 @pytest.mark.parametrize("env, error", [("tpu", ValueError), ("cpu:1", ValueError), ("cuda", backend.DeviceError),
-                                        (" tpu ", ValueError), (" cuda ", backend.DeviceError)])
+                                        (" tpu ", ValueError), (" cuda ", backend.DeviceError),
+                                        ("cuda:١", ValueError)])  # an Arabic-Indic 1: ran as cuda:1
 def test_an_env_device_that_fails_names_the_variable(fresh_probe, env, error):
     # the user passed no device (or "auto"): the error must say where the device came from, quoting the variable as
     # set (spaces included, as every variable's refusal does; it was quoted less its spaces)
@@ -390,7 +391,8 @@ def test_host_array_copies_a_device_array_to_the_host(gpu):
 
 @pytest.mark.parametrize("name, taken", [
     ("cuda", True), (" CUDA:1 ", True), ("Gpu:0", True), ("cpu\n", True), ("AUTO", True), ("auto:2", True),
-    ("tpu", False), ("cuda:x", False), ("cuda:", False), ("", False), ("cuda:1:2", False)])
+    ("tpu", False), ("cuda:x", False), ("cuda:", False), ("", False), ("cuda:1:2", False),
+    ("cuda:١", False), ("gpu:１", False), ("auto:٢", False), ("cpu:٠", False)])  # other scripts' digits: were 0-9
 def test_is_device_name_takes_what_resolve_takes_however_written(fresh_probe, name, taken):
     """is_device_name (gpunn bench's check before its own 'all') says whether resolve takes the name as written,
     in any case and with spaces around, as resolve itself reads it."""
