@@ -181,6 +181,47 @@ def test_an_mpi_launchers_variable_that_is_no_whole_number_is_refused_as_a_comma
         f"gpunn {COMMANDS[command][0]}: error: {REFUSALS['GPUNN_CPU_THREADS'][1]}; {LAUNCHER_REFUSAL}"]
 
 
+LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_RANK",
+                      "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID",
+                      "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+
+
+def test_a_bad_rank_variable_is_refused_once_though_the_local_rank_falls_back_on_it(clean, capsys):
+    # with no local rank set, the local rank is read from the rank's variable: its refusal was said twice in one line
+    for name in LAUNCHER_VARIABLES:
+        clean.delenv(name, raising=False)
+    clean.setenv("PMI_RANK", "\u00b2")
+    assert cli.main(COMMANDS["train"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "gpunn train: error: PMI_RANK='\u00b2' is not a whole number (an MPI launcher's variable: this process's rank)"]
+
+
+def test_gpunn_info_shows_a_launchers_variable_it_refuses_as_an_error_line_and_exits_2(clean, capsys):
+    # info neither refused nor showed one (status 0) where every other command refuses it as it starts
+    for name in LAUNCHER_VARIABLES:
+        clean.delenv(name, raising=False)
+    clean.setenv("PMI_SIZE", "2")  # taken: not listed (a launcher sets many; only a refused one is)
+    clean.setenv("PMI_RANK", "x")
+    clean.setenv("SLURM_LOCALID", "\u0661")
+    clean.setenv("GPUNN_CPU_THREADS", "abc")
+    clean.setenv("GPUNN_FUSED_KERNELS", "off")
+    status = cli.main(["info", "--device", "cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("environment "))
+    block = [lines[start][16:]] + [line[16:] for line in lines[start + 1:] if line.startswith(" " * 16)]
+    assert status == 2 and block == [  # the GPUNN_ refusals, the launcher's, then the GPUNN_ variables taken
+        f"error: {REFUSALS['GPUNN_CPU_THREADS'][1]}",
+        "error: PMI_RANK='x' is not a whole number (an MPI launcher's variable: this process's rank)",
+        "error: SLURM_LOCALID='\u0661' is not a whole number (an MPI launcher's variable: this process's rank on its "
+        "node)",
+        f"GPUNN_FUSED_KERNELS=off, GPUNN_CACHE_DIR={os.environ['GPUNN_CACHE_DIR']}"]
+    clean.delenv("GPUNN_CPU_THREADS")
+    clean.delenv("PMI_RANK")
+    clean.delenv("SLURM_LOCALID")
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    assert "PMI_SIZE" not in capsys.readouterr().out
+
+
 def test_a_bad_setting_leaves_help_and_the_command_lines_own_errors_first(clean, capsys):
     clean.setenv("GPUNN_CPU_THREADS", "abc")
     with pytest.raises(SystemExit) as done:

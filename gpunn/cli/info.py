@@ -22,7 +22,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "products, the active Numba CPU kernels, the subnormal mode and the GPUNN_ "
                                    "environment variables set, each as it was set. Exits with status 2 when a line "
                                    "says error: a setting gpunn refuses (a GPUNN_ variable with a value it does not "
-                                   "take, which the other commands refuse as they start) or a --device that cannot run "
+                                   "take, or an MPI launcher's PMI_SIZE, PMI_RANK, ... that is no whole number, which "
+                                   "the other commands refuse as they start) or a --device that cannot run "
                                    "here (--device cuda without CuPy); no GPU under --device auto is no error (status "
                                    "0).")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
@@ -76,8 +77,11 @@ def _gemm_info() -> str:
 def settings() -> str:
     """Each of gpunn's environment variables that is set: an ``error:`` line for a value gpunn refuses (first, so
     that the line reads as an error), then NAME=value, as set, for the others (a GPUNN_DEBUG neither on nor off is
-    taken as on, with a note: gpunn.cli.debug_requested). The refusals are those each command gives as it starts
-    (gpunn.cli.common.refuse_bad_settings)."""
+    taken as on, with a note: gpunn.cli.debug_requested). An MPI launcher's variable gpunn reads (PMI_SIZE, ...) is
+    listed only where it is refused, with an ``error:`` line too. The refusals are those each command gives as it
+    starts (gpunn.cli.common.refuse_bad_settings)."""
+    from ..distributed.comm import LAUNCHER_READERS
+
     readers = setting_readers()
     errors, values = [], []
     for name in environment.NAMES:
@@ -90,6 +94,9 @@ def settings() -> str:
             errors.append(f"error: {exc}")
             continue
         values.append(value)
+    # an MPI launcher's variable that is no whole number, as the other commands refuse it (only then: a launcher
+    # sets many, and info runs outside one)
+    errors += [f"error: {exc}" for exc in map(refused_setting, LAUNCHER_READERS) if exc is not None]
     lines = errors + ([", ".join(values)] if values else [])
     return f"\n{'':16}".join(lines) or "no GPUNN_ variable set"
 

@@ -66,12 +66,20 @@ def launched_rank() -> int:
     return _from_launcher(_RANK_VARIABLES, 0, "this process's rank")
 
 
+def _launched_local_rank_variable() -> int | None:
+    """The local rank as a launcher's variable says it; None where none is set."""
+    return _from_launcher(_LOCAL_RANK_VARIABLES, None, "this process's rank on its node")
+
+
 def launched_local_rank() -> int:
     """This process's rank among those on its node, as the launcher says (its rank where it says none)."""
-    return _from_launcher(_LOCAL_RANK_VARIABLES, launched_rank(), "this process's rank on its node")
+    local = _launched_local_rank_variable()
+    return launched_rank() if local is None else local
 
 
-LAUNCHER_READERS = (launched_size, launched_rank, launched_local_rank)  # each refuses a variable it cannot read
+# each refuses the variables of its own kind that it cannot read: each bad variable once (launched_local_rank also
+# reads the rank's where no local rank is set, and PMI_RANK='²' was said twice in one line)
+LAUNCHER_READERS = (launched_size, launched_rank, _launched_local_rank_variable)
 
 
 def rank_words(rank: int, size: int) -> str:
