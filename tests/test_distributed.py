@@ -1,6 +1,7 @@
 """Data-parallel training (gpunn.distributed): the sharding and the configuration check in process,
 and the whole contract under ``mpiexec -n 2`` (tests/mpi_script.py) where mpi4py and mpiexec exist."""
 import json
+import math
 import os
 import pathlib
 import re
@@ -983,6 +984,36 @@ def test_a_timeout_given_to_world_is_taken_over_the_environment_and_a_refusal_na
         _timeout_from_env(None)
     monkeypatch.delenv("GPUNN_DIST_TIMEOUT")
     assert _timeout_from_env(None) == 300.0
+
+
+@pytest.mark.parametrize("timeout", [0, -1, -0.5, math.nan, -math.inf, "5", True, None])
+def test_a_timeout_given_to_world_that_is_no_positive_number_of_seconds_is_refused_before_mpi_starts(monkeypatch,
+                                                                                                    timeout):
+    # float() took 0 and negatives (every collective that waits at all aborts the job) and nan (none ever aborts);
+    # inf is taken, as GPUNN_DIST_TIMEOUT=inf: never
+    from gpunn.distributed import comm
+
+    started = []
+    monkeypatch.setattr(comm, "_control", lambda seconds: started.append(seconds) or comm.LocalComm())
+    if timeout is None:  # the environment's, then: the check is on what was given only
+        comm.world(timeout=timeout)
+        assert started == [None]
+        return
+    with pytest.raises(ValueError) as refused:
+        comm.world(timeout=timeout)
+    assert str(refused.value) == ("timeout must be a positive number of seconds, or math.inf (never abort), "
+                                  f"got {timeout!r}")
+    assert started == []  # refused before the communicator (MPI) was made
+    with pytest.raises(ValueError, match="^timeout must be"):
+        comm._timeout_from_env(timeout)
+
+
+@pytest.mark.parametrize("timeout, seconds", [(math.inf, math.inf), (2.5, 2.5), (7, 7.0), (numpy.float32(0.5), 0.5),
+                                              (numpy.array(3), 3.0)])
+def test_a_timeout_given_to_world_is_taken_as_seconds_inf_included(timeout, seconds):
+    from gpunn.distributed.comm import _timeout_from_env
+
+    assert _timeout_from_env(timeout) == seconds and type(_timeout_from_env(timeout)) is float
 
 
 def test_each_rank_trains_on_the_gpu_its_local_rank_picks(monkeypatch):

@@ -28,6 +28,7 @@ import traceback
 import numpy
 
 from .. import environment
+from ..checks import real
 
 ENV_TIMEOUT = "GPUNN_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -92,11 +93,21 @@ def rank_words(rank: int, size: int) -> str:
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
+def _seconds_given(timeout) -> float:
+    """world(timeout=)'s ``timeout`` as a float: a positive number of seconds, or math.inf (never abort), as
+    GPUNN_DIST_TIMEOUT takes them. float() took 0 (every collective that has to wait at all aborts the job),
+    a negative number (the same) and nan (no collective ever aborts, as inf, unsaid)."""
+    seconds = real(timeout)
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, or math.inf (never abort), got {timeout!r}")
+    return seconds
+
+
 def _timeout_from_env(timeout):
-    """world(timeout=)'s ``timeout``, else GPUNN_DIST_TIMEOUT: a positive number of seconds in the digits 0-9 and
-    one point at most, or inf (never abort); unset or blank, 300."""
+    """world(timeout=)'s ``timeout`` (_seconds_given), else GPUNN_DIST_TIMEOUT: a positive number of seconds in the
+    digits 0-9 and one point at most, or inf (never abort); unset or blank, 300."""
     if timeout is not None:
-        return float(timeout)
+        return _seconds_given(timeout)
     text = environment.text(ENV_TIMEOUT)
     if text is None:
         return DEFAULT_TIMEOUT_S
@@ -442,13 +453,17 @@ def _control(timeout):
             have_mpi = False
         comm = _WORLD["control"] = MpiComm(timeout=timeout) if have_mpi or launched_size() > 1 else LocalComm()
     elif timeout is not None and isinstance(comm, MpiComm):
-        comm.timeout = comm._watchdog.timeout = float(timeout)
+        comm.timeout = comm._watchdog.timeout = _seconds_given(timeout)
     return comm
 
 
 def world(backend=None, timeout=None):
     """The communicator for this process's job (made once): NCCL for a GPU backend, with control
-    over MPI; MPI for the CPU. Without mpi4py and without a launcher, one process on its own."""
+    over MPI; MPI for the CPU. Without mpi4py and without a launcher, one process on its own.
+    ``timeout``: how many seconds a rank waits in a collective before it aborts the job, a positive number or
+    math.inf (never), over GPUNN_DIST_TIMEOUT; 0, a negative number or nan is a ValueError, before MPI starts."""
+    if timeout is not None:
+        _seconds_given(timeout)
     control = _control(timeout)
     if backend is None or not backend.is_gpu:
         return control
