@@ -132,13 +132,41 @@ def measure(name, batch, steps=60, streamed=False):
             "samples_per_cpu_s": EPOCHS * rows / sum(cpu) if sum(cpu) else None, "load": round(os.getloadavg()[0], 1)}
 
 
-def main():
+def refuse(message):
+    """A command line the script cannot run: one line and status 2, as argparse's refusals (it was a traceback:
+    IndexError, ValueError, or one from the first fit for a batch of 0)."""
+    prog = os.path.basename(sys.argv[0])
+    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
+    raise SystemExit(2)
+
+
+def whole(text, what) -> int:
+    """A positional argument that counts something: digits 0-9 only, 1 or more."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        refuse(f"{what} must be a whole number, 1 or more, got {text!r}")
+    return int(text)
+
+
+def arguments(argv) -> tuple:
+    """(CONFIG, BATCH, STEPS, whether from a source) from the arguments ``argv``: CONFIG BATCH [STEPS [source]]."""
+    from gpunn.bench.configs import parse_config
+
+    if not 2 <= len(argv) <= 4:
+        refuse(f"takes CONFIG BATCH [STEPS [source]], allreduce or overlap; got {len(argv)} argument(s)")
+    try:
+        parse_config(argv[0])
+    except ValueError as exc:
+        refuse(str(exc))
+    if len(argv) == 4 and argv[3] != "source":  # any other word measured arrays without a word
+        refuse(f"the fourth argument is source or none, got {argv[3]!r}")
+    return argv[0], whole(argv[1], "BATCH"), whole(argv[2], "STEPS") if len(argv) > 2 else 60, len(argv) == 4
+
+
+def main(args=None):
+    """Measure and print: ``args`` as arguments() gives them, else read from the command line."""
     from gpunn.distributed import launched_rank
 
-    name, batch = sys.argv[1], int(sys.argv[2])
-    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 60
-    streamed = len(sys.argv) > 4 and sys.argv[4] == "source"
-    result = measure(name, batch, steps, streamed)
+    result = measure(*(arguments(sys.argv[1:]) if args is None else args))
     if launched_rank() == 0:
         print(json.dumps(result), flush=True)
 
@@ -234,5 +262,10 @@ if __name__ == "__main__":
         sys.exit(0)
     from gpunn.cli.common import exit_on_bad_settings
 
-    exit_on_bad_settings(os.path.basename(sys.argv[0]))  # a bad GPUNN_ variable: one line on each rank, status 2
-    {"allreduce": allreduce, "overlap": overlap}.get(sys.argv[1], main)()
+    # the command line first, then the GPUNN_ variables, as gpunn's commands refuse them; one line on each rank
+    alone = {"allreduce": allreduce, "overlap": overlap}.get(sys.argv[1] if len(sys.argv) > 1 else None)
+    if alone is not None and len(sys.argv) > 2:
+        refuse(f"{sys.argv[1]} takes no other argument, got {' '.join(sys.argv[2:])}")
+    args = None if alone else arguments(sys.argv[1:])
+    exit_on_bad_settings(os.path.basename(sys.argv[0]))  # a bad GPUNN_ variable: status 2
+    alone() if alone else main(args)

@@ -7,6 +7,7 @@ lays them out) it times NumPy's stacked matmul, one BLAS call per member from a 
 the first layer the shared-X form as one wide GEMM (with the two layout copies it needs). The median
 of 5 repeats of 30 calls each, in microseconds. Needs threadpoolctl. Results: bench/RESULTS.md.
 """
+import os
 import sys
 import time
 
@@ -25,9 +26,25 @@ def timed(f, n=30):
     return float(np.median(runs))
 
 
+def whole(at, what, default) -> int:
+    """The command line's argument ``at`` (``default`` where not given): digits 0-9 only, 1 or more. Another
+    is one line and status 2, as argparse's refusals: int() gave a traceback for x, K=0 timed nothing."""
+    if len(sys.argv) <= at:
+        return default
+    text = sys.argv[at]
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        prog = os.path.basename(sys.argv[0])
+        sys.stderr.write(f"{prog}: error: {what} must be a whole number, 1 or more, got {text!r} (see {prog} --help)\n")
+        sys.exit(2)
+    return int(text)
+
+
 def main():
-    K = int(sys.argv[1]) if len(sys.argv) > 1 else 64
-    m = int(sys.argv[2]) if len(sys.argv) > 2 else 128
+    if len(sys.argv) > 3:
+        prog = os.path.basename(sys.argv[0])
+        sys.stderr.write(f"{prog}: error: takes [K] [batch], got {len(sys.argv) - 1} arguments (see {prog} --help)\n")
+        sys.exit(2)
+    K, m = whole(1, "K", 64), whole(2, "batch", 128)
     dt = np.float32
     rng = np.random.default_rng(0)
     P = 16 * 64 + 64 + 64 * 64 + 64 + 64 + 1

@@ -121,6 +121,12 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)
+    unknown = [part for part in sys.argv[1:] if part not in PARTS]
+    if unknown:  # before any part runs (it was a KeyError once the parts before it had run)
+        prog = os.path.basename(sys.argv[0])
+        sys.stderr.write(f"{prog}: error: unknown PART {', '.join(map(repr, unknown))}: use {', '.join(PARTS)} "
+                         f"(see {prog} --help)\n")
+        sys.exit(2)
     refuse_bad_settings()
     for part in sys.argv[1:] or [p for p in PARTS if p != "partial_fit"]:
         print(PARTS[part](), flush=True)

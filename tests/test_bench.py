@@ -749,6 +749,33 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
                            "(unset: 1 for a model's CPU kernels, every usable core for an Ensemble's member groups)\n")
 
 
+@pytest.mark.parametrize("script, argv, says", [
+    ("dist_bench.py", [], "takes CONFIG BATCH [STEPS [source]], allreduce or overlap; got 0 argument(s)"),
+    ("dist_bench.py", ["medium", "x"], "BATCH must be a whole number, 1 or more, got 'x'"),
+    ("dist_bench.py", ["medium", "8", "\u0663"], "STEPS must be a whole number, 1 or more, got '\u0663'"),
+    ("dist_bench.py", ["nosuch", "8"], "unknown configuration 'nosuch': use one of small, medium, wide, deep, large, "
+                                       "or name:inputs:h1xh2:outputs:batch (e.g. mine:32:128x128:1:256)"),
+    ("dist_bench.py", ["medium", "8", "5", "sauce"], "the fourth argument is source or none, got 'sauce'"),
+    ("dist_bench.py", ["allreduce", "8"], "allreduce takes no other argument, got 8"),
+    ("regression_probe.py", ["small", "nosuch"], "unknown PART 'nosuch': use small, stream, ens, medium, predict, "
+                                                 "partial_fit"),
+    ("ensemble_products.py", ["0"], "K must be a whole number, 1 or more, got '0'"),
+    ("ensemble_products.py", ["4", "-3"], "batch must be a whole number, 1 or more, got '-3'"),
+    ("ensemble_products.py", ["4", "8", "9"], "takes [K] [batch], got 3 arguments")])
+def test_the_measurement_scripts_refuse_arguments_they_cannot_run_in_one_line_before_they_measure(script, argv, says):
+    """They read their arguments by position: a missing or malformed one was a traceback (IndexError, ValueError,
+    KeyError; regression_probe's after the parts before it had run), a batch or K of 0 failed in the first fit or
+    timed nothing, and dist_bench measured arrays for any fourth word. Now one line and status 2, as argparse's
+    refusals, before anything is measured, and before a GPUNN_ variable is checked (set bad here), as gpunn's
+    commands order them."""
+    import waiting
+
+    path = Path(__file__).resolve().parents[1] / "bench" / script
+    done = waiting.run([sys.executable, str(path), *argv], timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(path.parents[1]), "GPUNN_CPU_THREADS": "abc"})
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"{script}: error: {says} (see {script} --help)\n")
+
+
 def test_an_ensembles_epoch_is_the_single_models_budget_shared_by_its_members():
     """ensemble_rows: the K members together train the rows of one network's epoch (runners._dataset_rows: its FLOPs
     budget, 1.2e11 on a CPU, 2e12 on a GPU, and at most 65,536 rows), each member rounded up to whole batches, at
