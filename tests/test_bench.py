@@ -799,7 +799,8 @@ def test_an_ensembles_epoch_is_the_single_models_budget_shared_by_its_members():
 
 def test_the_ensemble_benchmarks_runners_fit_what_they_time():
     """One "epoch" of a runner: gpunn's ensemble one fit of all K members; the sequential peer K fits, one per
-    member, each of its own network; every fit n epochs of the configuration's batch, Adam."""
+    member, each of its own network; every fit n epochs of the configuration's batch, Adam, each runner's optimizers
+    kept from fit to fit (a CUDA graph is captured once per model and optimizer)."""
     from gpunn import backend
     from gpunn.bench import ensemble as eb
 
@@ -814,8 +815,9 @@ def test_the_ensemble_benchmarks_runners_fit_what_they_time():
         for model, data, options in calls:
             assert data[0] is X and data[1] is Y
             assert (options["epochs"], options["batch_size"]) == (5, 16)
-            if runner.key == "gpunn":  # the ensemble's Adam by name (fit_ensemble makes one for its K members)
-                assert options["optimizer"] == "adam"
+            if runner.key == "gpunn":  # one Adam for the K members, at 1e-3 each, the same object in every fit
+                assert options["optimizer"] is runner.optimizer and runner.optimizer.name == "adam"
+                assert list(runner.optimizer.lr) == [1e-3] * 3 and runner.optimizer.n_models == 3
     assert [m.seed for m in runner.models] == [0, 1, 2]  # K different networks, as K users' fits would be
     # each model's own Adam, the same object in every fit of it (its CUDA graph is kept: see the test below)
     optimizers = [options["optimizer"] for _, _, options in calls]
@@ -827,9 +829,10 @@ def test_on_a_gpu_the_ensemble_benchmarks_timed_repeats_capture_no_graph_and_mak
                                                                                                    monkeypatch):
     """CuPy compiles a kernel at an operation's first call per dtype and dimensions, and a CUDA graph's capture
     (with the eager step before it) costs its own time: neither belongs in a repeat that the rounds time. On
-    tests/fakecupy, after timed_rounds' warm-up epoch, an epoch of the eager ensemble or of the sequential fits makes
-    no first CuPy call and captures nothing. The sequential fits captured every model's step again in each repeat
-    (a fresh optimizer per fit: a new graph trainer), which the ensemble's eager row never pays."""
+    tests/fakecupy, after timed_rounds' warm-up epoch, an epoch of the eager ensemble, of its graph rows (float32,
+    bf16) or of the sequential fits makes no first CuPy call and captures nothing. The sequential fits, and the
+    graph rows, captured their step again in each repeat (a fresh optimizer per fit: a new graph trainer), which
+    the eager rows and the torch peers never pay."""
     from gpunn import backend
     from gpunn.bench import ensemble as eb
 
@@ -838,13 +841,15 @@ def test_on_a_gpu_the_ensemble_benchmarks_timed_repeats_capture_no_graph_and_mak
     cfg = bench.parse_config("lin:4:8:1:16-x3")
     with gpu.use():
         X, Y = gpunn.datasets.make("teacher", 64, 4, 1, seed=0, device=gpu, dtype="float32")
-        for runner in (eb.EnsembleRunner(cfg, gpu, X, Y), eb.SequentialRunner(cfg, gpu, X, Y)):
+        graphs = [eb.EnsembleRunner(cfg, gpu, X, Y, graph=True, precision=p) for p in ("float32", "bf16")]
+        for runner in (eb.EnsembleRunner(cfg, gpu, X, Y), *graphs, eb.SequentialRunner(cfg, gpu, X, Y)):
             runner.epochs(1)  # timed_rounds' warm-up
             start, captures = len(seen), fake_cupy.state.captures
             runner.epochs(2)  # a timed repeat
             assert set(seen[start:]) - set(seen[:start]) == set(), runner.label
             assert fake_cupy.state.captures == captures, runner.label
     assert all(model.graph_trainer.captured for model in runner.models)  # captured, in the warm-up
+    assert all(g.model.graph_trainer.captured for g in graphs)
 
 
 def test_an_ensemble_graph_row_says_when_its_graph_was_not_captured():

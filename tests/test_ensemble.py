@@ -1548,6 +1548,79 @@ def test_graph_true_trains_exactly_as_the_eager_step(ensemble_data, optimizer):
     assert graphed.optimizer.steps == eager.optimizer.steps and h_graph["loss"] == h_eager["loss"]
 
 
+def _twice(ens, X, Y, second, **fit):
+    """``ens`` fitted two epochs with Adam at LRS (seed 1), then two more given ``second`` as its optimizer (seed 2)."""
+    ens.fit(X, Y, optimizer="adam", lr=LRS, epochs=2, batch_size=32, seed=1, verbose=False)
+    ens.fit(X, Y, optimizer=second(ens), epochs=2, batch_size=32, seed=2, verbose=False, **fit)
+    return ens
+
+
+def test_a_fit_given_the_last_fits_optimizer_continues_it_as_each_members_mlp_continues_its_adam(ensemble_data):
+    """``ens.fit(optimizer=ens.optimizer)`` goes on with the last fit's optimizer (moments, step count), as an MLP's
+    second fit given the same Adam does: member k ends as its MLP fitted twice with one Adam, to 1e-10. It was
+    refused ("member 0: unknown optimizer <...EnsembleOptimizer object...>"), so an ensemble's fit always started a
+    fresh optimizer, and on a GPU captured its step again."""
+    X, Y = ensemble_data
+    ens = _twice(gpunn.Ensemble(SIZES, 3, dtype="float64", seed=10), X, Y, lambda e: e.optimizer)
+    batches = -(-X.shape[0] // 32)
+    assert ens.optimizer.steps == 4 * batches
+    fresh = _twice(gpunn.Ensemble(SIZES, 3, dtype="float64", seed=10), X, Y, lambda e: "adam", lr=LRS)
+    for k in range(3):
+        twin, adam = gpunn.MLP(SIZES, dtype="float64", seed=10 + k), gpunn.Adam(lr=LRS[k])
+        for seed in (1, 2):
+            twin.fit(X, Y, optimizer=adam, epochs=2, batch_size=32, seed=seed, verbose=False)
+        assert rel_err(ens.member_params[k], twin.params) <= TOL["float64"], f"member {k}"
+        assert rel_err(fresh.member_params[k], twin.params) > 1e-6  # a fresh Adam the second time is another run
+
+
+def test_a_continued_optimizer_keeps_its_frozen_members_and_starts_afresh_on_another_ensemble(ensemble_data):
+    """Given again to the ensemble it trained, a member it froze (early stopping, divergence) stays as it was;
+    given to another ensemble of K members, it starts afresh (moments, steps, every member training), as one
+    model's Adam given to another model does: bit for bit a fit with a fresh Adam of its settings."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=10)
+    ens.fit(X, Y, lr=LRS, epochs=1, batch_size=32, seed=1, verbose=False)
+    opt = ens.optimizer
+    opt.freeze([1])
+    before = [ens.member_params[k].copy() for k in range(3)]
+    ens.fit(X, Y, optimizer=opt, epochs=1, batch_size=32, seed=2, verbose=False)
+    np.testing.assert_array_equal(ens.member_params[1], before[1])
+    assert rel_err(ens.member_params[0], before[0]) > 1e-6 and rel_err(ens.member_params[2], before[2]) > 1e-6
+    other, fresh = (gpunn.Ensemble(SIZES, 3, dtype="float64", seed=20) for _ in range(2))
+    other.fit(X, Y, optimizer=opt, epochs=2, batch_size=32, seed=3, verbose=False)
+    fresh.fit(X, Y, optimizer="adam", lr=LRS, epochs=2, batch_size=32, seed=3, verbose=False)
+    np.testing.assert_array_equal(other.params, fresh.params)
+    assert opt.steps == fresh.optimizer.steps and opt.frozen == []
+
+
+def test_a_loaded_checkpoints_optimizer_continues_as_the_live_one(ensemble_data, tmp_path):
+    """gpunn.load_checkpoint(path).model.optimizer holds the run's moments and steps: a fit given it goes on as the
+    run's own ensemble given ens.optimizer does, bit for bit."""
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=10)
+    ens.fit(X, Y, lr=LRS, epochs=2, batch_size=32, seed=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    loaded = gpunn.load_checkpoint(path).model
+    for model in (ens, loaded):
+        model.fit(X, Y, optimizer=model.optimizer, epochs=1, batch_size=32, seed=2, verbose=False)
+    np.testing.assert_array_equal(loaded.params, ens.params)
+    assert loaded.optimizer.steps == ens.optimizer.steps == 3 * -(-X.shape[0] // 32)
+
+
+@pytest.mark.parametrize("given, match", [
+    (dict(lr=1e-3), "lr with an ensemble's optimizer"),
+    (dict(weight_decay=[0.0, 0.1, 0.0], beta2=0.9), "weight_decay, beta2 with an ensemble's optimizer"),
+    (dict(members=2), "holds 3 members' settings; this ensemble has 2 members"),
+])
+def test_a_continued_optimizer_is_refused_with_settings_or_another_member_count(ensemble_data, given, match):
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, seed=0)
+    ens.fit(X, Y, epochs=1, batch_size=64, verbose=False)
+    target = gpunn.Ensemble(SIZES, given.pop("members", 3), seed=0)
+    with pytest.raises(ValueError, match=match):
+        target.fit(X, Y, optimizer=ens.optimizer, epochs=1, batch_size=64, verbose=False, **given)
+
+
 def test_score_gives_each_members_r2_as_mlp_score_gives_one():
     # an Ensemble had predict, loss and evaluate as one MLP has, but no score
     X, Y = gpunn.datasets.make("linear", 200, 4, n_outputs=2, seed=0, device="cpu")

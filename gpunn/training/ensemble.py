@@ -135,9 +135,19 @@ class EnsembleOptimizer:
         self.steps = 0
         self.state = {}
         self._rows = None  # (params, grads, their (K, P) views): _member_rows
+        self._params = None  # the buffer it was last bound to
 
     def bind(self, params, ops):
-        """State for the flat buffer of K members (gpunn.training.loop.train calls this)."""
+        """State for the flat buffer of K members (gpunn.training.loop.train calls this). Bound again to the same
+        buffer (a later fit of the same ensemble given this optimizer), its moments, step count and frozen members
+        go on; bound to another buffer, it starts afresh, as one model's Optimizer does. State given before the first
+        bind (a checkpoint's) is kept."""
+        if self._params is not None and self._params is not params:
+            for moment in self.state.values():  # in place: a CUDA graph captured with them keeps working
+                moment.fill(0)
+            self.steps = 0
+            self.rates.update(ACTIVE, numpy.ones(self.n_models))
+        self._params = params
         self.member_ops = ensemble_ops_for(ops)
         shape = (self.n_models, params.size // self.n_models)
         for key in self.state_names():
@@ -500,6 +510,21 @@ def ensemble_history(history, diverged=()) -> EnsembleHistory:
     return out
 
 
+def continued(optimizer, model, **settings) -> EnsembleOptimizer:
+    """``optimizer`` (an EnsembleOptimizer: ``ens.optimizer``, the last fit's), checked for a fit of ``model`` that
+    continues it. Its members' settings are its own, so none of ``settings`` may be given with it."""
+    given = [name for name, value in settings.items() if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} with an ensemble's optimizer (ens.optimizer): it goes on with its "
+                         "members' own settings; give a name or a gpunn Optimizer to set them")
+    if optimizer.n_models != model.n_models:
+        raise ValueError(f"the optimizer given holds {optimizer.n_models} members' settings; this ensemble has "
+                         f"{model.n_models} members")
+    if optimizer.rates.xp is not model.xp:
+        raise ValueError("the optimizer given was made for an ensemble on another device")
+    return optimizer
+
+
 def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
                  momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
                  callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True,
@@ -509,7 +534,11 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
 
     The options are :func:`gpunn.fit`'s; ``lr``, ``weight_decay``, ``momentum``, ``beta1`` and
     ``beta2`` take one value or K values (one per member), over the settings of ``optimizer`` (a name
-    or an Optimizer). All members see the same batches in the same order, shuffled by ``seed``
+    or an Optimizer, from which each fit makes a fresh optimizer for the K members). ``optimizer=ens.optimizer``
+    (the last fit's, or a loaded checkpoint's) continues that one, as an Optimizer object continues for one
+    model: its moments, step count and frozen members (early-stopped or diverged), and on a GPU the CUDA graphs
+    captured with it (a fresh optimizer means a new capture); its settings are its own, and the five above are
+    refused with it. All members see the same batches in the same order, shuffled by ``seed``
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
@@ -547,8 +576,10 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
             validation, rows = ensemble_evaluator(model, validation), X.shape[0]
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
-        opt = EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
-                                weight_decay=weight_decay, beta1=beta1, beta2=beta2)
+        opt = (continued(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay, beta1=beta1,
+                         beta2=beta2) if isinstance(optimizer, EnsembleOptimizer) else
+               EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
+                                 weight_decay=weight_decay, beta1=beta1, beta2=beta2))
         settings = FitSettings(epochs=epochs, batch_size=rows if batch_size is None else min(batch_size, rows),
                                train_rows=int(rows), seed=seed, shuffle=bool(shuffle),
                                schedule=make_schedule(schedule),
