@@ -11,10 +11,10 @@ from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer, Schedule
 from .training.callbacks import Callback, EarlyStopping, History, ReduceLROnPlateau
 from .training.fit import fit
 from .training.graph import GraphWarning
-from .training.loop import TrainingDiverged
+from .training.loop import TrainingDiverged, ValidationNotFinite
 
 __all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", "Callback", "History", "TrainingDiverged",
-           "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "save", "load", "load_checkpoint",
+           "ValidationNotFinite", "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "save", "load", "load_checkpoint",
            "CheckpointError", "DeviceError", "CPUFallbackWarning", "GraphWarning", "__version__",
            "Optimizer", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Schedule"]
 

@@ -14,7 +14,8 @@
   after the same step and rank 0's checkpoint is a valid resume point; no rank leaves the stopped fit
   before rank 0 has written it (a SIGTERM, passed on as the fit returns, then ends every rank after it).
 * A rank that raises prints its error and aborts the job; consistent errors that every rank
-  raises at the same point (a configuration mismatch, a diverged loss) are raised normally.
+  raises at the same point (a configuration mismatch, a diverged loss, validation metrics that are not finite:
+  every rank checks the same validation logs) are raised normally.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy
 
 from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
 from ..training.callbacks import Callback
-from ..training.loop import TrainingDiverged
+from ..training.loop import TrainingDiverged, ValidationNotFinite
 from ..training.sources import ArraySource
 from .comm import abort_on_error, world
 from .digest import ConfigMismatch, check_same_config
@@ -186,13 +187,19 @@ def _source_validation_chunks(evaluator):
 
 
 class _ValidatedOnRankZero:
-    """A validation evaluator for ranks > 0: no work; rank 0's val_* logs arrive in the epoch-log broadcast."""
+    """Validation that cannot be split by rank (any other evaluator): rank 0 evaluates, and every rank takes its
+    val_* logs in one broadcast, so that every rank checks the same logs (the loop's check_validation) and raises
+    alike (the others did no work, and took the logs only in the epoch-log broadcast, after that check)."""
 
-    def __init__(self, n_rows):
-        self.n_rows = n_rows
+    def __init__(self, evaluator, comm):
+        self.evaluator, self.comm = evaluator, comm
+        self.n_rows = getattr(evaluator, "n_rows", None)
+        if hasattr(evaluator, "describe"):  # what a checkpoint records of a validation source (rank 0 writes it)
+            self.describe = evaluator.describe
 
     def evaluate(self, model) -> dict:
-        return {}
+        logs = self.evaluator.evaluate(model) if self.comm.rank == 0 else None
+        return self.comm.bcast_object(logs, label="the validation logs")
 
 
 class DataParallel:
@@ -273,9 +280,9 @@ class DataParallel:
     def validation(self, evaluator):
         """In-memory validation data (a RegressionEvaluator: a model's or an ensemble's) is split over
         the ranks by rows, a chunked source's held-out chunks (or a chunked validation source) by
-        chunks. Other evaluators run on rank 0, and the others get a stand-in, so that every rank's
-        callbacks see a run with validation (EarlyStopping monitors val_loss everywhere); every rank
-        then takes rank 0's logs."""
+        chunks. Other evaluators run on rank 0, which broadcasts their logs, so that every rank's
+        callbacks see a run with validation (EarlyStopping monitors val_loss everywhere) and every rank checks
+        them; every rank then takes rank 0's logs."""
         if isinstance(evaluator, RegressionEvaluator):  # in-memory rows: a model's or an ensemble's
             # their checksum joins the configuration check, as the training arrays': the one a checkpoint records
             # (describe() computes it once, so the checkpoint's writes reuse it)
@@ -284,9 +291,7 @@ class DataParallel:
         chunks = _source_validation_chunks(evaluator)
         if chunks is not None:
             return _ShardedSourceValidation(evaluator, chunks, self.comm)
-        if self.is_root or evaluator is None:
-            return evaluator
-        return _ValidatedOnRankZero(getattr(evaluator, "n_rows", None))
+        return None if evaluator is None else _ValidatedOnRankZero(evaluator, self.comm)
 
     def settings(self, trainer) -> dict:
         """What every rank must agree on before the first step (see :mod:`.digest`)."""
@@ -311,8 +316,8 @@ class DataParallel:
                 print(f"data parallel on the CPU: {threads}", flush=True)
             try:
                 return train()
-            except (ConfigMismatch, TrainingDiverged):
-                raise  # every rank raises the same error at the same point
+            except (ConfigMismatch, TrainingDiverged, ValidationNotFinite):
+                raise  # every rank raises the same error at the same point (each validates with the same logs)
             except BaseException as exc:
                 # alone, no rank waits for this one: the caller gets the error, as from fit; so too a data refusal
                 # the ranks agreed on (the hook's first_refusal), which every rank raises at the same point

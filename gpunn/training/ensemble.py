@@ -28,7 +28,7 @@ import numpy
 from ..backend import host_array
 from ..checks import (check_rows_match, flag, member_index, non_negative_int, per_member, positive_int, seed_int,
                       verbosity)
-from ..metrics import RegressionEvaluator, SourceEvaluator
+from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
@@ -39,7 +39,7 @@ from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLRO
                         order_callbacks, writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
-from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, train
+from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, not_finite_validation, train
 from .sources import ArraySource
 from .state import FitSettings, TrainState
 
@@ -414,22 +414,64 @@ class EnsembleTrainer(Trainer):
             grew = losses > DIVERGENCE_FACTOR * ref if ref is not None and ref > 0 else numpy.zeros(losses.shape, bool)
         bad = [int(k) for k in numpy.flatnonzero(~numpy.isfinite(losses) | grew) if opt.active[k]]
         if bad:
-            history = self.history
-            history.diverged = sorted(set(history.diverged) | set(bad))
-            model.diverged = list(history.diverged)  # (set here too: a fit whose members all diverge raises)
-            opt.freeze(bad)
-            if len(history.diverged) == model.n_models:
-                raise TrainingDiverged(
-                    f"the training loss of every member became NaN, infinite or over {DIVERGENCE_FACTOR:,g} times "
-                    f"its reference{f' {ref:.4g}' if ref is not None and numpy.isfinite(ref) else ''} (the first batch's loss, or the loss of "
-                    f"predicting zero if larger; by epoch {epoch + 1}); lower the learning rates, or standardize the targets and "
-                    "inputs (a gpunn.data source's standardize=True, gpunn sweep --standardize)")
-            warnings.warn(f"members {bad} diverged in epoch {epoch + 1} (loss NaN, infinite or exploding) and are "
-                          "frozen; the others go on", RuntimeWarning, stacklevel=2)
-            if not opt.active.any():
-                self.stop = True
+            shown = f" {ref:.4g}" if ref is not None and numpy.isfinite(ref) else ""
+            self._freeze_diverged(bad, epoch, "loss NaN, infinite or exploding", lambda: (
+                f"the training loss of every member became NaN, infinite or over {DIVERGENCE_FACTOR:,g} times its "
+                f"reference{shown} (the first batch's loss, or the loss of predicting zero if larger; by epoch "
+                f"{epoch + 1}); lower the learning rates, or standardize the targets and inputs (a gpunn.data source's "
+                "standardize=True, gpunn sweep --standardize)"))
         return {"epoch": epoch + 1, "loss": losses.tolist(), "lr": [float(x) for x in lr], "time_s": seconds,
                 "samples_per_s": model.n_models * seen / seconds if seconds > 0 else float("inf")}
+
+    def _freeze_diverged(self, bad, epoch, how, every):
+        """Members ``bad`` diverged in ``epoch`` (``how``): listed in the history (and ``model.diverged``) and
+        frozen, with a RuntimeWarning; TrainingDiverged (``every()``'s words) when no member is left."""
+        model, opt, history = self.model, self.optimizer, self.history
+        history.diverged = sorted(set(history.diverged) | set(bad))
+        model.diverged = list(history.diverged)  # (set here too: a fit whose members all diverge raises)
+        opt.freeze(bad)
+        if len(history.diverged) == model.n_models:
+            raise TrainingDiverged(every())
+        warnings.warn(f"members {bad} diverged in epoch {epoch + 1} ({how}) and are frozen; the others go on",
+                      RuntimeWarning, stacklevel=3)
+        if not opt.active.any():
+            self.stop = True
+
+    def check_validation(self, epoch, logs):
+        """The loop's check of the validation metrics, per member still training (a frozen member's NaN is not
+        news). Where a member still training scored the rows finitely, the members that did not diverged (their
+        weights NaN or infinite in the epoch's last steps, or their outputs past the dtype where the others' are
+        not): frozen, as by their training loss (TrainingDiverged when none is left). Where none did and a member's
+        weights are finite, the rows overflow every member: ValidationNotFinite."""
+        model, active = self.model, self.optimizer.active
+        bad = numpy.zeros(model.n_models, bool)
+        for key in VALIDATION_KEYS:
+            if key in logs:
+                bad |= ~numpy.isfinite(numpy.asarray(logs[key], "float64"))
+        bad &= active
+        if not bad.any():
+            return
+        finite = model.backend.to_host(model.xp.isfinite(model.member_params).all(axis=1))  # (this path only)
+
+        def every():
+            return (f"the weights of every member became NaN or infinite in the last steps of epoch {epoch + 1} (its "
+                    "validation metrics are not finite); lower the learning rates, or standardize the targets and "
+                    "inputs (a gpunn.data source's standardize=True, gpunn sweep --standardize)")
+
+        if (bad & ~finite).any():  # their weights: NaN or infinite
+            self._freeze_diverged([int(k) for k in numpy.flatnonzero(bad & ~finite)], epoch,
+                                  "weights NaN or infinite in its last steps", every)
+        overflowed = [int(k) for k in numpy.flatnonzero(bad & finite)]
+        if not overflowed:
+            return
+        if not (active & ~bad).any():  # no member scored the rows finitely
+            metrics = {key: [logs[key][k] for k in overflowed] for key in VALIDATION_KEYS
+                       if key in logs and not numpy.isfinite(numpy.asarray(logs[key], "float64")[overflowed]).all()}
+            losses = ", ".join(f"{logs['loss'][k]:.4g}" for k in overflowed)
+            raise ValidationNotFinite(not_finite_validation(epoch, metrics, losses, model.dtype.name,
+                                                            f"members {overflowed}: their "))
+        self._freeze_diverged(overflowed, epoch, "validation metrics NaN or infinite, where the others' are finite",
+                              every)
 
 
 def bootstrap_rows(backend, seed, member, rows):

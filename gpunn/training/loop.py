@@ -46,7 +46,31 @@ def reference_loss(xp, sum_sq, Yb) -> float:
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite, or grew past DIVERGENCE_FACTOR times its first value
-    (or the loss of predicting zero, when larger: see reference_loss)."""
+    (or the loss of predicting zero, when larger: see reference_loss); or the weights did, in an epoch's last steps
+    (its validation metrics are not finite: see Trainer.check_validation)."""
+
+
+class ValidationNotFinite(FloatingPointError):
+    """An epoch's validation metric became NaN or infinite while its training loss and the weights stayed finite:
+    the model's output overflows its dtype on validation rows (a value far outside the training rows' range; or
+    weights grown huge in the epoch's last steps). No later epoch's validation would mean anything (EarlyStopping
+    never sees an improvement, ReduceLROnPlateau lowers the rate for nothing), so the fit stops there, before the
+    callbacks see the epoch, as for TrainingDiverged; the weights are the epoch's."""
+
+
+def not_finite_validation(epoch, metrics, training, dtype, who="") -> str:
+    """ValidationNotFinite's words for ``epoch`` (from 0): ``metrics`` {name: value} of its validation logs that are
+    not finite, ``training`` its training loss(es) as shown, ``who`` whose they are ("members [0, 1]: their ")."""
+    said = ", ".join(f"{name} {value}" for name, value in metrics.items())
+    return (f"{who}validation metrics became NaN or infinite in epoch {epoch + 1} ({said}) while the training loss "
+            f"({training}) and the weights stayed finite: the model's output overflows {dtype} on validation rows. "
+            "A validation value far outside the training rows' range does that (find the rows where predict(X) is not "
+            "finite, and clean them), or weights grown huge in the epoch's last steps (lower the learning rate)")
+
+
+def not_finite_metrics(logs) -> dict:
+    """The validation metrics of one model's epoch ``logs`` that are NaN or infinite, by name."""
+    return {key: logs[key] for key in VALIDATION_KEYS if key in logs and not math.isfinite(logs[key])}
 
 
 class Trainer:
@@ -240,6 +264,23 @@ class Trainer:
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
 
+    def check_validation(self, epoch, logs):
+        """Refuse an epoch whose validation metrics (in ``logs``, read already) are NaN or infinite, before any
+        callback sees them: TrainingDiverged where the weights are not finite (the epoch's last steps diverged,
+        which its training loss, each batch's taken before its step, cannot show), else ValidationNotFinite. One
+        more host read, on that path only. An ensemble's trainer overrides it (per member)."""
+        bad = not_finite_metrics(logs)
+        if not bad:
+            return
+        model = self.model
+        if not bool(model.xp.isfinite(model.params).all()):
+            raise TrainingDiverged(
+                f"the weights became NaN or infinite in the last steps of epoch {epoch + 1} (learning rate "
+                f"{logs['lr']:.3g}; its validation loss is {logs.get('val_loss')}); lower the learning rate, or "
+                "standardize the targets and inputs (a gpunn.data source's standardize=True, gpunn train "
+                "--standardize)")
+        raise ValidationNotFinite(not_finite_validation(epoch, bad, f"{logs['loss']:.4g}", model.dtype.name))
+
     def refuse_bad_data(self):
         """Where the epoch's loss came back NaN or infinite: the source's refusal of a value it standardized past
         the model's dtype on the device in the epoch (gpunn.data.overflow: its flag was added to the loss), if
@@ -291,6 +332,7 @@ class Trainer:
                     break
                 if self.validation is not None:
                     logs.update(self.validation.evaluate(self.model))  # one more host sync per epoch
+                    self.check_validation(epoch, logs)
                 state.epoch, state.batch, state.partial_sum_sq = epoch + 1, 0, 0.0
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, logs)

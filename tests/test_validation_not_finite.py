@@ -1,0 +1,165 @@
+"""A validation metric that is NaN or infinite is never a result: the fit stops at the epoch that met it, before the
+callbacks see it (gpunn.training.loop.Trainer.check_validation, from the logs already read: no read of its own).
+A validation value far outside the training rows' range (3e38, which a float32 model takes, and which a spread near
+1 leaves finite once standardized) makes the model's output overflow: ValidationNotFinite, where the fit, and
+``gpunn train`` with status 0, reported val_loss=inf. Weights that became NaN or infinite in an epoch's last steps
+(its training loss, each batch's taken before its step, cannot show them): TrainingDiverged; an ensemble's member
+diverged so is frozen, as by its training loss."""
+import re
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn.cli import main
+
+HUGE = 3e38  # finite in float32
+
+
+def rows(dtype="float32"):
+    """(X, Y, X_val, Y_val): 40 training rows of a linear target, 10 validation rows whose row 3 holds HUGE."""
+    X, Y = gpunn.datasets.make("teacher", 50, 3, 1, device="cpu", dtype=dtype, seed=1)
+    X, Y = numpy.asarray(X), numpy.asarray(Y)
+    X_val = X[40:].copy()
+    X_val[3] = HUGE
+    return X[:40], Y[:40], X_val, Y[40:]
+
+
+class Seen(gpunn.Callback):
+    """The epochs whose end the callbacks saw, with their val_loss."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append((epoch, logs.get("val_loss")))
+
+
+REFUSAL = (r"validation metrics became NaN or infinite in epoch 1 \((?P<metrics>[^)]*)\) while the training loss "
+           r"\((?P<losses>[^)]*)\) and the weights stayed finite: the model's output overflows float32 on validation "
+           r"rows\. A validation value far outside the training rows' range does that \(find the rows where "
+           r"predict\(X\) is not finite, and clean them\), or weights grown huge in the epoch's last steps \(lower "
+           r"the learning rate\)")
+
+
+@pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
+def test_a_validation_value_the_models_output_overflows_on_stops_the_fit_before_the_callbacks_see_it(
+        tmp_path, device, members):
+    """The fit went on with val_loss=inf, val_r2=-inf: EarlyStopping saw no improvement and stopped with no best
+    epoch to restore, a checkpoint was written of the epoch, and nothing said why."""
+    X, Y, X_val, Y_val = rows()
+    model = (gpunn.MLP([3, 8, 1], device=device, seed=0) if members is None else
+             gpunn.Ensemble([3, 8, 1], n_models=members, device=device, seed=0))
+    seen, path = Seen(), tmp_path / "run.npz"
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        model.fit(X, Y, epochs=3, batch_size=8, validation_data=(X_val, Y_val), verbose=False,
+                  callbacks=[seen, gpunn.EarlyStopping(patience=1), gpunn.ModelCheckpoint(str(path))])
+    said = str(caught.value)
+    if members is None:
+        found = re.fullmatch(REFUSAL, said)
+        assert found and found["metrics"] == "val_loss inf, val_mse inf, val_mae inf, val_r2 -inf", said
+    else:
+        found = re.fullmatch(r"members \[0, 1\]: their " + REFUSAL, said)
+        assert found and found["metrics"].startswith("val_loss [inf, inf]"), said
+    assert seen.seen == [] and not path.exists()
+    assert isinstance(caught.value, FloatingPointError)  # as TrainingDiverged: what an overflow raises
+
+
+def test_gpunn_train_refuses_a_held_out_value_that_stays_finite_standardized_in_one_line(tmp_path, capsys):
+    """3e38 in a held-out chunk of a column whose spread is about 1.4: standardized (by the training chunks'
+    statistics) it is 2e38, finite in float32, which the model's output overflows on. gpunn train printed
+    "held-out (standardized targets): mse inf  mae inf  r2 -inf" and exited 0."""
+    from gpunn import data
+    from gpunn.cli.data import VALIDATION_FRACTION
+
+    n = 400
+    X = numpy.column_stack([numpy.linspace(-1.7, 1.7, n), 2 * numpy.cos(numpy.arange(n))]).astype(numpy.float32)
+    Y = (X[:, :1] - X[:, 1:]).astype(numpy.float32)
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    held = data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), seed=0)
+    held.hold_out(VALIDATION_FRACTION)  # as gpunn train holds chunks out
+    row = sum(held.chunk_sizes[:list(held.validation_chunks)[0]]) + 2
+    X[row] = HUGE
+    numpy.save(tmp_path / "X.npy", X)
+    status = main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--hidden", "8",
+                   "--epochs", "1", "--device", "cpu", "--quiet", "--standardize", "--seed", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and re.fullmatch("gpunn train: error: " + REFUSAL, err[-1]), err
+
+
+@pytest.mark.parametrize("lr", [1e308, 1e307], ids=["weights not finite", "weights huge"])
+def test_an_ensemble_member_whose_validation_alone_is_not_finite_diverged_and_is_frozen(lr):
+    """Member 0's one step of the epoch (the whole batch) takes its weights past float64 (1e308) or so far that its
+    outputs overflow (1e307); its training loss, taken before the step, is finite. Member 1 scores the rows finitely.
+    Member 0 ended the fit with NaN or huge weights, not listed as diverged, its val_loss inf."""
+    X, Y, _, _ = rows("float64")
+    model = gpunn.Ensemble([3, 8, 1], n_models=2, dtype="float64", device="cpu", seed=0)
+    with pytest.warns(RuntimeWarning, match=r"^members \[0\] diverged in epoch 1 \((weights NaN or infinite in its "
+                                            r"last steps|validation metrics NaN or infinite, where the others' are "
+                                            r"finite)\) and are frozen; the others go on$"):
+        history = model.fit(X, Y, epochs=2, batch_size=40, optimizer="sgd", lr=[lr, 1e-3], validation_data=(X, Y),
+                            verbose=False)
+    assert history.diverged == [0] and model.diverged == [0] and history["epoch"] == [1, 2]
+    assert not numpy.isfinite(history["val_loss"][0][0]) and numpy.isfinite(history["val_loss"][1][1])
+
+
+def test_one_models_weights_that_became_nan_in_the_epochs_last_step_are_divergence(tmp_path):
+    """One step (the whole batch) takes the weights past float64: the epoch's training loss is finite, the validation
+    NaN. TrainingDiverged, and EarlyStopping puts back the best epoch's weights (the first), as for a diverged loss."""
+    X, Y, _, _ = rows("float64")
+    model = gpunn.MLP([3, 8, 1], dtype="float64", device="cpu", seed=0)
+
+    class Blow(gpunn.Callback):  # epoch 2 with a rate that takes the weights past float64
+        def on_epoch_begin(self, trainer, epoch):
+            trainer.optimizer.lr = 1e-3 if epoch == 0 else 1e308
+
+    with pytest.raises(gpunn.TrainingDiverged, match=r"^the weights became NaN or infinite in the last steps of epoch "
+                                                     r"2 \(learning rate 1e\+308; its validation loss is nan\); lower "
+                                                     r"the learning rate"):
+        model.fit(X, Y, epochs=3, batch_size=40, optimizer="sgd", validation_data=(X, Y), verbose=False,
+                  callbacks=[Blow(), gpunn.EarlyStopping(patience=5)])
+    assert numpy.isfinite(model.params).all()
+
+
+def test_two_ranks_on_the_stand_ins_gpus_both_refuse_a_validation_value_the_output_overflows_on(
+        fake_cupy, monkeypatch):
+    """Data parallel, each rank validates its share of the rows (rank 1: the one holding 3e38) and the sums are added
+    over the ranks: every rank holds the same logs and raises the same refusal; nobody ends the job."""
+    from thread_ranks import run_ranks
+
+    X, Y, X_val, Y_val = rows()
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([3, 8, 1], device=f"cuda:{rank}", seed=0).fit(
+        X, Y, epochs=2, batch_size=4, validation_data=(X_val, Y_val), verbose=False, distributed=True))
+    assert [type(raised) for _, raised in outcomes] == [gpunn.ValidationNotFinite] * 2, outcomes
+    assert str(outcomes[0][1]) == str(outcomes[1][1]) and aborted == []
+
+
+def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_logs_to_check(monkeypatch):
+    """An evaluator that cannot be split by rank (a hand-written source's) runs on rank 0 alone. The other ranks took
+    its logs only in the epoch-log broadcast, after the loop's check: rank 0 alone would refuse a val_loss of inf
+    (and alone raise TrainingDiverged, which is not aborted on, leaving the others in that broadcast). Now every rank
+    takes rank 0's validation logs in a broadcast of their own, and checks them."""
+    from thread_ranks import run_ranks
+
+    from gpunn.distributed import training
+
+    class Evaluator:
+        n_rows = 10
+
+        def __init__(self, rank):
+            self.rank, self.calls = rank, 0
+
+        def evaluate(self, model):
+            self.calls += 1
+            return {"val_loss": float("inf"), "rank": self.rank}
+
+    evaluators = [Evaluator(rank) for rank in range(2)]
+
+    def work(rank):
+        validation = training._ValidatedOnRankZero(evaluators[rank], training.world(None))
+        return validation.n_rows, validation.evaluate(None)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, work)
+    assert outcomes == [((10, {"val_loss": float("inf"), "rank": 0}), None)] * 2 and aborted == []
+    assert [e.calls for e in evaluators] == [1, 0]
