@@ -468,10 +468,8 @@ def test_a_pass_on_cuda_1_keeps_to_device_1_whatever_device_is_current(fake_cupy
 
     cp, gpu1, windows = fake_cupy, backend.resolve("cuda:1"), [1, 2, 3, 4]
     if path == "generated":
-        def generate(w):
-            X, Y = cp.empty((4, 2), "float32"), cp.empty((4, 1), "float32")
-            X.fill(w), Y.fill(-w)  # kernels writing them (the stand-in checks a kernel's writes, not an op's result)
-            return X, Y
+        def generate(w):  # each output written by the op that makes it, on the side stream
+            return cp.full((4, 2), w, "float32"), cp.full((4, 1), -w, "float32")
         passes = generated_windows(gpu1, windows, generate)
     else:
         def fill(w, X, Y):
@@ -750,6 +748,67 @@ def test_stream_order_is_checked_as_cuda_and_cupys_pools_need_it(fake_cupy):
     side.synchronize()
     assert [h for h in ordering.hazards if "pinned" in h] == []
     ordering.hazards.clear()  # the hazards raised above were expected
+
+
+@pytest.mark.parametrize("make", [
+    "full", "concatenate", "arithmetic", "astype", "copy", "asarray from the host", "cuRAND draw", "array index"])
+def test_an_op_making_its_output_in_a_block_another_stream_still_reads_is_a_hazard_at_that_op(fake_cupy, make):
+    """CuPy allocates an op's output on the current stream, from that stream's arena of its pool, and the op's kernel
+    writes it: a block freed there while another stream may still read it, taken over by the op, is written under
+    that read. Flagged at the op, though nothing but the reading stream touches the new array afterwards (its own
+    earlier read is no hazard to it); an ``empty`` array is flagged at its first write instead."""
+    import gc
+
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    with side:
+        operand = cp.arange(4, dtype="float32")
+        rng = cp.random.RandomState(0)
+        window = cp.full(8, 1.0, "float32")
+    null.wait_event(side.record())
+    total = window.sum()  # the null stream reads the window, and (release) gives it back before that read is done
+    del window
+    gc.collect()
+    makers = {
+        "full": lambda: cp.full(8, 2.0, "float32"),
+        "concatenate": lambda: cp.concatenate([operand, operand]),
+        "arithmetic": lambda: operand * 2,
+        "astype": lambda: operand.astype("float64"),
+        "copy": lambda: operand.copy(),
+        "asarray from the host": lambda: cp.asarray(numpy.ones(8, "float32")),
+        "cuRAND draw": lambda: rng.standard_normal(8, dtype="float32"),
+        "array index": lambda: operand[[1, 0, 3]],
+    }
+    with side, pytest.raises(ordering.StreamOrderError, match=r"\(writing its new output\) on stream 0x\w+ writes "
+                             "device memory allocated on stream .*not ordered after the null stream's work"):
+        makers[make]()
+    ordering.hazards.clear()  # the hazard raised above was expected
+    null.wait_event(side.record())
+    float(total)  # the null stream's work is done and the host knows it: the block is free to take over
+    with side:
+        makers[make]()  # no hazard now
+
+
+def test_empty_memory_taken_over_from_a_block_another_stream_reads_is_a_hazard_at_its_first_write(fake_cupy):
+    import gc
+
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    with side:
+        window = cp.full(8, 1.0, "float32")
+    null.wait_event(side.record())
+    window.sum()
+    del window
+    gc.collect()
+    with side:
+        buffer = cp.empty(8, "float32")  # no write yet: CuPy's empty launches nothing
+        with pytest.raises(ordering.StreamOrderError, match="CuPy's fill on stream"):
+            buffer.fill(0)
+    ordering.hazards.clear()
 
 
 def test_a_device_synchronize_finishes_the_work_of_streams_since_dropped(fake_cupy):

@@ -552,7 +552,11 @@ class ndarray(numpy.ndarray):
         if _OPEN_CAPTURES and _ALLOCATIONS.get(_address(root)) is not root:
             _check_capture_mode("a device allocation")  # new memory: CuPy's pool may cudaMalloc it
         _ALLOCATIONS[_address(root)] = root  # so raw pointers (cuBLAS) resolve
-        _ordering.allocated(root, _issuing())  # a view of a known allocation changes nothing
+        # a view of a known allocation changes nothing; a new one is the output the op making it writes, on the
+        # current stream (CuPy allocates it there, then launches the op), unless it is ``empty`` memory
+        tls = state._tls
+        written_by = None if obj is None or getattr(tls, "unwritten", False) else getattr(tls, "op", "a CuPy op")
+        _ordering.allocated(root, _issuing(), written_by=written_by and f"{written_by} (writing its new output)")
 
     @property
     def device(self):
@@ -646,6 +650,7 @@ class ndarray(numpy.ndarray):
         """CuPy's indexing gives a 0-d device array where NumPy's gives a NumPy scalar (a host value): a[i] of a
         1-d array is a view on the device, not a number (it is passed to a kernel as a pointer, is unhashable,
         and numpy.asarray refuses it)."""
+        state._tls.op = "CuPy's indexing"  # an array index gathers into a new output
         result = numpy.ndarray.__getitem__(self, key)
         if isinstance(result, numpy.generic):
             result = numpy.ndarray.__getitem__(self, (key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
@@ -843,6 +848,7 @@ def _device_current(device):
 
 def _check_operands(what, operands, writes=()):
     _refuse_in_capture(f"CuPy's {what}")
+    state._tls.op = f"CuPy's {what}"  # the name a new output's write goes by (ndarray.__array_finalize__)
     for x in operands:  # checked first: an operation CuPy refuses never runs on a stream
         if isinstance(x, ndarray):
             if x._device_id != state.current:
@@ -900,6 +906,7 @@ def _to_device(a, dtype=None, copy=True):
     if host.dtype == object:
         raise ValueError("Unsupported dtype object")
     _ordering.issue(_issuing())  # the copy to the new allocation, on the current stream
+    state._tls.op = "a copy from the host (asarray)"
     return host.view(ndarray)
 
 
@@ -930,12 +937,24 @@ def _uninitialised(a):
     return a
 
 
+@contextlib.contextmanager
+def _unwritten():
+    """The arrays made meanwhile are memory nothing writes yet (``empty``): no write at their allocation."""
+    state._tls.unwritten = True
+    try:
+        yield
+    finally:
+        state._tls.unwritten = False
+
+
 def empty(*args, **kwargs):
-    return _uninitialised(_creator("empty")(*args, **kwargs))
+    with _unwritten():
+        return _uninitialised(_creator("empty")(*args, **kwargs))
 
 
 def empty_like(*args, **kwargs):
-    return _uninitialised(_creator("empty_like")(*args, **kwargs))
+    with _unwritten():
+        return _uninitialised(_creator("empty_like")(*args, **kwargs))
 
 
 def asnumpy(a, stream=None, order="C", out=None):
@@ -1036,6 +1055,7 @@ class RandomState:
             raise ValueError(f"RandomState of device {self._device_id} used on device {state.current}")
         _refuse_in_capture("a cuRAND draw (CuPy allocates its output)")
         _ordering.issue(_issuing())  # the draw into a new allocation, on the current stream
+        state._tls.op = "a cuRAND draw"
 
     def standard_normal(self, size=None, dtype=float):
         dtype = _random_dtype(dtype)

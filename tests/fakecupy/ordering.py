@@ -21,7 +21,8 @@ could break it:
   arena of the stream it was allocated on and is handed to the next allocation on that stream at
   once, with no wait for other streams that still use it. So the accesses of every freed block stay
   on as *ghosts* of its stream's arena, and a new allocation on that stream inherits them (all of
-  them: this does not model block sizes): its first accesses, on any stream, must be ordered after
+  them: this does not model block sizes): the operation that makes it writes it there (not ``empty``, whose
+  first write comes later), and that write and its later accesses, on any stream, must be ordered after
   them; the hazard names the test that freed the block (``current_test``, which the tests' conftest
   sets), as it is found only when a block is allocated again, often in a later test. That catches a
   block freed while another stream still reads it, and a fresh buffer written on a side stream
@@ -246,8 +247,11 @@ def _ordered(stream, key, tick) -> bool:
     return key == stream._key or stream._seen.get(key, 0) >= tick or HOST.get(key, 0) >= tick
 
 
-def allocated(root, stream, label="device memory"):
-    """A new device allocation on ``stream`` (CuPy's pool: it may be a block freed on that stream)."""
+def allocated(root, stream, label="device memory", written_by=None):
+    """A new device allocation on ``stream`` (CuPy's pool: it may be a block freed on that stream). ``written_by``:
+    the operation on ``stream`` that allocated it for its output and writes it (its last op there), checked as
+    a write now, so that a block another stream may still use fails at the op that takes it over, not only at a
+    later access on a stream not ordered after that use; None for memory nothing writes yet (``empty``)."""
     global ops
     stream = stream._order
     with _LOCK:
@@ -265,6 +269,8 @@ def allocated(root, stream, label="device memory"):
         block = _Block(stream._key, label, ghosts, freed_in)
         _BLOCKS[id(root)] = block
         weakref.finalize(root, _freed, id(root), block)
+        if written_by is not None:
+            _touch(stream, stream._tick, root, True, written_by)
 
 
 def _freed(ident, block):
