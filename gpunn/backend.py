@@ -49,6 +49,26 @@ class Backend:
             return self.xp.cuda.Device(self.device_id)
         return _NullContext()
 
+    def made_on_device(self, items):
+        """The items of the iterator ``items``, each made (its ``next()``) with this backend's device current, and
+        ``items`` closed so too: the device is not held across a yield, so between ``next()`` calls the consumer
+        has its own device current (a ``with use():`` around a ``yield`` would leave it switched until the
+        generator ends or is collected)."""
+        items = iter(items)
+        try:
+            while True:
+                with self.use():
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                with self.use():
+                    close()
+
     def to_host(self, array):
         return array.get() if self.is_gpu else array
 

@@ -256,8 +256,7 @@ def stream(task="teacher", n_samples=10**9, batch_size=1024, n_features=None, n_
 
 
 def _batches(task, backend, n_samples, dtype, batch_size):
-    with backend.use():
-        yield from rebatch(_chunks(task, backend, n_samples, dtype), batch_size, backend.xp)
+    return backend.made_on_device(rebatch(_chunks(task, backend, n_samples, dtype), batch_size, backend.xp))
 
 
 def rebatch(pieces, batch_size, xp, skip=0):

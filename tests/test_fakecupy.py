@@ -15,6 +15,8 @@ source. Running every GPU-marked test against the stand-in: ``GPUNN_FAKE_CUPY=1 
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy
 import pytest
 
@@ -451,6 +453,37 @@ def test_a_cuda_1_sources_windows_read_with_device_0_current_stay_on_cuda_1(fake
             for (X, Y), (eX, eY) in zip(got, expected):
                 numpy.testing.assert_array_equal(X.get(), eX)
                 numpy.testing.assert_array_equal(Y.get(), eY)
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "npy", "sharded", "iterable", "datasets.stream"])
+def test_batches_of_a_cuda_1_source_leave_the_consumers_device_current_between_next_calls(fake_cupy, tmp_path, kind):
+    """A cuda:1 source's batches, iterated with device 0 current: each batch is made with device 1 current, but
+    between next() calls the consumer has its own device current (its arrays are made there). The pass held
+    device 1 current across its yields, until the generator ended or was collected (a half-read pass: at some
+    later garbage collection, switching the device under whatever ran then)."""
+    import gpunn
+    from gpunn.distributed.shard import ShardedSource
+
+    if kind == "iterable":
+        pieces = [(numpy.full((50, 4), i, "float64"), numpy.full((50, 1), -i, "float64")) for i in range(4)]
+        source = gpunn.data.iterable(pieces).bind("cuda:1", "float64")
+        batches = source.batches(0, 64)
+    elif kind == "datasets.stream":
+        batches = gpunn.datasets.stream("linear", n_samples=300, batch_size=64, n_features=4, device="cuda:1")
+    else:
+        source = _standardized_cuda_1_source("npy" if kind == "sharded" else kind, tmp_path)
+        batches = (ShardedSource(source, 2) if kind == "sharded" else source).batches(0, 256)
+    X, Y = next(batches)
+    assert X.device.id == Y.device.id == 1 and fakecupy.state.current == 0
+    mine = fake_cupy.ones(2)  # the consumer's own work, between next() calls
+    assert mine.device.id == 0
+    read = 1
+    for X, Y in itertools.islice(batches, 2):
+        assert X.device.id == 1 and fakecupy.state.current == 0
+        read += 1
+    assert read == 3
+    batches.close()  # a half-read pass closed: its pipeline stops (on device 1), and device 0 stays current
+    assert fakecupy.state.current == 0
 
 
 @pytest.mark.parametrize("path", ["generated", "copied"])

@@ -181,10 +181,9 @@ class ChunkedSource:
             return
         w0 = bisect.bisect_right(ends, start_row)
         skip = start_row - (ends[w0 - 1] if w0 else 0)
-        with self.backend.use():
-            pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle,
-                                   window_chunks=lambda w: self.plan(epoch)[w])
-            yield from rebatch(pieces, batch_size, self.backend.xp, skip=skip)
+        pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle,
+                               window_chunks=lambda w: self.plan(epoch)[w])
+        yield from self.backend.made_on_device(rebatch(pieces, batch_size, self.backend.xp, skip=skip))
 
     def _wide_dtype(self):
         """float64 when the values are standardized and stored wider than the model's dtype

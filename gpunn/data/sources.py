@@ -438,8 +438,8 @@ class IterableSource:
                 items = _chain_first(first, items)
         else:
             items = self._make(epoch)
-        with self.backend.use():
-            yield from rebatch(self._scaled(self._checked(items, epoch), epoch), batch_size, self.backend.xp)
+        yield from self.backend.made_on_device(
+            rebatch(self._scaled(self._checked(items, epoch), epoch), batch_size, self.backend.xp))
 
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value

@@ -375,16 +375,20 @@ class ShardedSource:
         b, N = batch_size // n, self.total_rows
         B = self.shards * b
         streams = [iter(()) if v is None else v.batches(epoch, b, first_batch) for v in self.views()]
+        yield from source.backend.made_on_device(self._joined(streams, first_batch, N, B))
+
+    def _joined(self, streams, first_batch, N, B):
+        """The global batches from each owned shard's stream of batches (``batches``)."""
+        source = self.source
         xp = source.backend.xp
-        with source.backend.use():
-            empty = (xp.empty((0, source.n_features), source.dtype), xp.empty((0, source.n_outputs), source.dtype))
-            for i in range(first_batch, -(-N // B)):
-                pieces = [next(stream, empty) for stream in streams]
-                self.global_batch_rows = min(B, N - i * B)
-                if n == 1:
-                    yield pieces[0]
-                else:
-                    yield xp.concatenate([p[0] for p in pieces]), xp.concatenate([p[1] for p in pieces])
+        empty = (xp.empty((0, source.n_features), source.dtype), xp.empty((0, source.n_outputs), source.dtype))
+        for i in range(first_batch, -(-N // B)):
+            pieces = [next(stream, empty) for stream in streams]
+            self.global_batch_rows = min(B, N - i * B)
+            if len(streams) == 1:
+                yield pieces[0]
+            else:
+                yield xp.concatenate([p[0] for p in pieces]), xp.concatenate([p[1] for p in pieces])
 
 
 def statistics_over_ranks(source):
