@@ -3,13 +3,18 @@
 ``fakecupy.install(monkeypatch)`` (or the ``fake_cupy`` fixture of tests/test_fakecupy.py) puts it in
 ``sys.modules["cupy"]``, so ``device="cuda"`` resolves to it and the whole CuPy code path of gpunn runs
 on the CPU: ``CupyOps``, the kernel loader, training, datasets, checkpoints and predict. It is strict
-where CuPy is strict, so a bug that would fail on a GPU fails here:
+where CuPy is strict, so a bug that would fail on a GPU fails here (and, where said below, stricter):
 
 - device arrays are ``fakecupy.ndarray`` (a NumPy subclass that knows its device); mixing a host
   ``numpy.ndarray`` into a CuPy function or ufunc raises ``TypeError``, as CuPy does;
 - every array an operation touches must live on the current device (``cupy.cuda.Device(i)``), else
-  ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable; a
-  stream belongs to the device current when it was made, and a kernel launched on it, or an event
+  ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable. Stricter than
+  CuPy here: ``a.copy()``, and ``cupy.asarray``/``array`` of ``a``, are refused too when ``a`` is on another
+  device, where CuPy 14 copies it to the current device (cupy/_core/core.pyx, ``copy``: "Even when a given array
+  is located in another device, you can copy it to the current device"; ``_array_from_cupy_ndarray`` copies so even
+  for ``copy=False``). gpunn means no copy between devices, and such a copy is always work issued on the wrong
+  device (a997daa's ``ordered_windows``: each window copied to device 0), so the stand-in fails it at that line.
+  A stream belongs to the device current when it was made, and a kernel launched on it, or an event
   recorded on it, while another device is current fails (CUDA: cudaErrorInvalidResourceHandle); the
   current stream is kept per thread and per device, as CuPy keeps it;
 - every ``RawModule``/``RawKernel`` launch is checked against the kernel's signature parsed from the
@@ -608,7 +613,7 @@ class ndarray(numpy.ndarray):
         self.view(numpy.ndarray).fill(value)
 
     def copy(self, order="C"):
-        _check_operands("copy", [self])
+        _check_operands("copy", [self])  # across devices: refused, where CuPy copies (the module's docstring)
         return _wrap(numpy.array(self.view(numpy.ndarray), order=order, copy=True))
 
     def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
