@@ -458,6 +458,38 @@ def one_process(monkeypatch):
     return monkeypatch
 
 
+def _save_columns(tmp_path, X):
+    """X.npy, and Y.npy of X's first column, for _fit_standardized."""
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X[:, :1])
+
+
+def _fit_standardized(tmp_path, device):
+    """One epoch of a data-parallel fit on ``device`` of the standardized npy source that _save_columns wrote."""
+    import gpunn
+
+    return gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0).fit(
+        gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=4, standardize=True),
+        epochs=1, batch_size=4, verbose=False, distributed=True)
+
+
+def test_a_nan_in_the_statistics_pass_of_a_one_process_distributed_fit_is_raised_to_the_caller(one_process,
+                                                                                                 tmp_path):
+    """Alone there are no other ranks to end: a one-process distributed fit raises the statistics pass's DataError
+    as any fit does, and aborts no job (the one process's abort is os._exit: the caller's Python would end without
+    a word of it; mut20 L02)."""
+    from gpunn.distributed import comm
+
+    aborts = []
+    one_process.setattr(comm, "abort_on_error", lambda c, exc: aborts.append(exc))
+    X = numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)]).astype(numpy.float32)
+    X[20, 1] = numpy.nan
+    _save_columns(tmp_path, X)
+    with pytest.raises(DataError, match="row 20: column 1: nan is NaN"):
+        _fit_standardized(tmp_path, "cpu")
+    assert aborts == []
+
+
 def test_distributed_fit_in_one_process_without_mpi_is_the_plain_fit(one_process):
     import gpunn
     from gpunn.distributed import comm
@@ -701,22 +733,39 @@ def test_on_gpus_a_nan_in_one_ranks_shard_read_for_the_statistics_ends_the_job_n
     error, and rank 0 waited in the statistics' gather until GPUNN_DIST_TIMEOUT (300 s) aborted the job saying
     "another rank has stopped". Now rank 1 ends the job at once with its error, as it would in the loop. Two ranks
     on the stand-in's two GPUs (tests/thread_ranks.py); on the CPU under mpiexec: the nan_in_a_shard mode above."""
-    import gpunn
     from thread_ranks import run_ranks
 
     X = numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)]).astype(numpy.float32)
     X[20, 1] = numpy.nan  # rank 1's shard: rows 12-23
-    numpy.save(tmp_path / "X.npy", X)
-    numpy.save(tmp_path / "Y.npy", X[:, :1])
-    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([2, 4, 1], device=f"cuda:{rank}",
-                                                                         dtype="float32", seed=0).fit(
-        gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=4, standardize=True),
-        epochs=1, batch_size=4, verbose=False, distributed=True))
+    _save_columns(tmp_path, X)
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: _fit_standardized(tmp_path, f"cuda:{rank}"))
     assert aborted[:1] == [(1, 1)] and type(outcomes[1][1]) is DataError, (aborted, outcomes)
     said = capsys.readouterr().err.split("\ngpunn [rank 0 of ranks 0-1]")[0]  # the rest: rank 0's, which the abort ends
     assert said.startswith("gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\nTraceback "), said
     assert said.rstrip().endswith(f"DataError: {tmp_path / 'X.npy'} row 20: column 1: nan is NaN; clean or impute it "
                                   "first"), said
+
+
+def test_on_gpus_an_interrupt_one_rank_meets_in_the_statistics_pass_ends_the_job_with_status_2(tmp_path, fake_cupy,
+                                                                                                monkeypatch):
+    """A KeyboardInterrupt one rank meets while it reads its shard for the statistics (Ctrl-C on its terminal) ends
+    the job as one in the fit's loop does, with status 2: it is no Exception, and caught as one it left the others
+    waiting in the statistics' gather until GPUNN_DIST_TIMEOUT (mut20 L01). Two ranks on the stand-in's GPUs."""
+    from gpunn.distributed import shard
+    from thread_ranks import run_ranks
+
+    reads = shard.ShardedSource.standardizer_over_shards
+
+    def interrupted_on_rank_1(self, comm):
+        if comm.rank == 1:
+            raise KeyboardInterrupt
+        return reads(self, comm)
+
+    monkeypatch.setattr(shard.ShardedSource, "standardizer_over_shards", interrupted_on_rank_1)
+    X = numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)]).astype(numpy.float32)
+    _save_columns(tmp_path, X)
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: _fit_standardized(tmp_path, f"cuda:{rank}"))
+    assert aborted[:1] == [(1, 2)] and type(outcomes[1][1]) is KeyboardInterrupt, (aborted, outcomes)
 
 
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])
