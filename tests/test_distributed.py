@@ -769,32 +769,32 @@ def test_on_gpus_an_interrupt_one_rank_meets_in_the_statistics_pass_ends_the_job
 
 
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])
-def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device(monkeypatch, fake_cupy, other):
-    import gpunn
-    from gpunn.distributed import training
+def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device_before_nccls_init(monkeypatch, fake_cupy, other):
+    """Over the control collectives, before NCCL's init: NCCL refuses a shared GPU itself (ncclInvalidUsage,
+    "Duplicate GPU detected"), but only on the ranks that share it, leaving a rank on a GPU of its own in its init.
+    Here a device check passed reaches the NCCL load (stubbed as missing)."""
+    from gpunn import backend
+    from gpunn.distributed import comm
     from gpunn.distributed.digest import ConfigMismatch
 
     class Gathers(_RankOfTwo):  # rank 0; rank 1 (running the same code) tells where it trains
         def allgather(self, mine, label=None):
-            if other == "same GPU" or not isinstance(mine, tuple):
+            if other == "same GPU":
                 return [mine, mine]
             return [mine, (mine[0], mine[1] + 1) if other == "next GPU" else ("another-node", mine[1])]
 
-    monkeypatch.setattr(training, "world", lambda backend, timeout: Gathers(0))
-    X, Y = gpunn.datasets.make("teacher", 40, 5, 2, device="cpu", dtype="float32", seed=1)
-    model = gpunn.MLP([5, 8, 2], device="cuda:0", seed=0)
-    if other != "same GPU":
-        training.DataParallel(model, X, Y, batch_size=4, verbose=False)
-        return
-    with pytest.raises(ConfigMismatch, match=r"^ranks \[0, 1\] all train on cuda:0; give each rank its own GPU"):
-        training.DataParallel(model, X, Y, batch_size=4, verbose=False)
+    monkeypatch.setattr(comm, "_load_nccl", lambda: None)
+    expected = {"same GPU": (ConfigMismatch, r"^ranks \[0, 1\] all train on cuda:0; give each rank its own GPU")}.get(
+        other, (comm.DistributedError, r"^CuPy cannot load NCCL"))
+    with pytest.raises(expected[0], match=expected[1]):
+        comm.NcclComm(backend.resolve("cuda:0"), Gathers(0))
 
 
 def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypatch, fake_cupy):
     """Ranks 0 and 2 on cuda:0, rank 1 on cuda:1 (three thread ranks on the stand-in, tests/thread_ranks.py): every
     rank refuses, rank 1 too, in the same words. Only the ranks that shared a GPU refused: rank 1 went on alone into
     the configuration check's gather and waited there (here until the barrier's timeout; on MPI until
-    GPUNN_DIST_TIMEOUT)."""
+    GPUNN_DIST_TIMEOUT; on a GPU NCCL's init refused first, on the ranks that share alone)."""
     import gpunn
     from gpunn.distributed.digest import ConfigMismatch
     from thread_ranks import run_ranks
@@ -803,14 +803,15 @@ def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypat
     outcomes, aborted = run_ranks(monkeypatch, 3, lambda rank: gpunn.MLP(
         [3, 4, 1], device=f"cuda:{rank % 2}", seed=0).fit(X, Y, epochs=1, batch_size=4, verbose=False,
                                                           distributed=True), timeout=10.0)
-    said = "ranks [0, 2] all train on cuda:0; give each rank its own GPU with MLP(..., device=gpunn.distributed.local_device())"
+    said = ("ranks [0, 2] all train on cuda:0; give each rank its own GPU with "
+            "MLP(..., device=gpunn.distributed.local_device())")
     assert [(type(exc), str(exc)) for _, exc in outcomes] == [(ConfigMismatch, said)] * 3, outcomes
     assert aborted == []  # a consistent refusal: raised, as every rank raises it, no rank ends the job
 
 
 def test_every_shared_gpu_is_named_and_the_node_where_the_job_spans_several():
+    from gpunn.distributed.comm import check_one_gpu_per_rank
     from gpunn.distributed.digest import ConfigMismatch
-    from gpunn.distributed.training import _check_one_gpu_per_rank
 
     class Gathers:
         def __init__(self, devices):
@@ -825,11 +826,11 @@ def test_every_shared_gpu_is_named_and_the_node_where_the_job_spans_several():
     refusals = []
     for devices in ([("a", 0), ("a", 1), ("a", 0), ("a", 1)], [("a", 0), ("b", 0), ("b", 0)]):
         with pytest.raises(ConfigMismatch) as refused:
-            _check_one_gpu_per_rank(Gathers(devices), OnDevice())
+            check_one_gpu_per_rank(Gathers(devices), OnDevice())
         refusals.append(str(refused.value).split("; give")[0])
     assert refusals == ["ranks [0, 2] all train on cuda:0; ranks [1, 3] all train on cuda:1",
                         "ranks [1, 2] all train on cuda:0 of b"]
-    _check_one_gpu_per_rank(Gathers([("a", 0), ("b", 0), ("a", 1)]), OnDevice())  # one GPU each: no refusal
+    check_one_gpu_per_rank(Gathers([("a", 0), ("b", 0), ("a", 1)]), OnDevice())  # one GPU each: no refusal
 
 
 def test_the_engine_asked_for_must_fit_the_models_device(one_process, fake_cupy):

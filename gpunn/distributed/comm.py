@@ -29,6 +29,7 @@ import numpy
 
 from .. import environment
 from ..checks import real
+from .digest import ConfigMismatch
 
 ENV_TIMEOUT = "GPUNN_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -321,6 +322,27 @@ def _load_nccl():
         return None
 
 
+def check_one_gpu_per_rank(control, backend):
+    """NCCL needs a distinct GPU per rank of a node; say which device to use when two share one, over the
+    ``control`` collectives, before NCCL's init (which refuses a shared GPU only on the ranks that share it,
+    ncclInvalidUsage "Duplicate GPU detected", and leaves a rank on a GPU of its own in its init). Every rank
+    refuses, with the same line naming every shared GPU: a rank on a GPU of its own went on alone (three ranks
+    on two GPUs) and waited in the next collective."""
+    import socket
+
+    devices = control.allgather((socket.gethostname(), backend.device_id), label="the device check")
+    sharing = {}
+    for rank, where in enumerate(devices):
+        sharing.setdefault(where, []).append(rank)
+    shared = [(where, ranks) for where, ranks in sharing.items() if len(ranks) > 1]
+    if shared:
+        nodes = len({host for host, _ in devices}) > 1  # name the node only where the job spans several
+        said = "; ".join(f"ranks {ranks} all train on cuda:{device}" + (f" of {host}" if nodes else "")
+                         for (host, device), ranks in shared)
+        raise ConfigMismatch(f"{said}; give each rank its own GPU with "
+                             "MLP(..., device=gpunn.distributed.local_device())")
+
+
 class NcclComm:
     """Gradients and parameters over NCCL on the model's GPU; control (the NCCL id, flags, epoch
     sums) over ``control``: an MpiComm, or a LocalComm for one process without MPI.
@@ -337,6 +359,8 @@ class NcclComm:
         self.control, self.backend = control, backend
         self.rank, self.size = control.rank, control.size
         self.local_rank, self.local_size = control.local_rank, control.local_size
+        if self.local_size > 1:
+            check_one_gpu_per_rank(control, backend)
         nccl = _load_nccl()
         if nccl is None:
             raise DistributedError("CuPy cannot load NCCL: pip install nvidia-nccl-cu12 (or -cu13, matching your "

@@ -226,10 +226,8 @@ class DataParallel:
         if distributed == "nccl" and not backend.is_gpu:
             raise ValueError("distributed='nccl' needs a model on a GPU (device=gpunn.distributed.local_device())")
         self.model, self.verbose = model, verbose
-        self.comm = world(backend, timeout)
+        self.comm = world(backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
         self.rank, self.size = self.comm.rank, self.comm.size
-        if backend.is_gpu and self.comm.local_size > 1:
-            _check_one_gpu_per_rank(self.comm, backend)
         rows = int(source.rows if source is not None else X.shape[0])
         cap = -(-rows // self.size)  # one global batch holds every row
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
@@ -336,22 +334,3 @@ def per_rank_batch_on_resume(path, settings, size):
                          f"{size} ranks cannot split it evenly, so the run would change. Resume with a number of "
                          f"ranks that divides {global_batch} (e.g. {settings.ranks}).")
     return global_batch // size
-
-
-def _check_one_gpu_per_rank(comm, backend):
-    """NCCL needs a distinct GPU per rank of a node; say which device to use when two share one. Every rank
-    refuses, with the same line naming every shared GPU, not only the ranks that share one: a rank on a GPU of
-    its own went on alone (three ranks on two GPUs) and waited in the next collective."""
-    import socket
-
-    devices = comm.allgather((socket.gethostname(), backend.device_id), label="the device check")
-    sharing = {}
-    for rank, where in enumerate(devices):
-        sharing.setdefault(where, []).append(rank)
-    shared = [(where, ranks) for where, ranks in sharing.items() if len(ranks) > 1]
-    if shared:
-        nodes = len({host for host, _ in devices}) > 1  # name the node only where the job spans several
-        said = "; ".join(f"ranks {ranks} all train on cuda:{device}" + (f" of {host}" if nodes else "")
-                         for (host, device), ranks in shared)
-        raise ConfigMismatch(f"{said}; give each rank its own GPU with "
-                             "MLP(..., device=gpunn.distributed.local_device())")
