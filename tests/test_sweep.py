@@ -256,6 +256,30 @@ def _not_json(token):
     raise ValueError(f"{token} is not JSON")
 
 
+@pytest.mark.filterwarnings("ignore:members .* diverged")
+def test_an_ensemble_that_scores_no_held_out_row_finitely_is_ranked_last_as_a_diverged_one(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """A split sweep's ensemble whose members all score the held-out rows as not finite (ValidationNotFinite: in
+    one ensemble of the whole grid they would be frozen beside members that scored) is ranked last as a diverged
+    one, and the sweep goes on; where that is every member of the grid, the sweep fails with that error."""
+    fit = gpunn.Ensemble.fit
+
+    def overflowing_at_lr_100(self, *args, lr=None, **kwargs):
+        if lr is not None and 100.0 in list(lr):
+            raise gpunn.ValidationNotFinite("epoch 1's validation is not finite (val_loss inf)")
+        return fit(self, *args, lr=lr, **kwargs)
+
+    monkeypatch.setattr(gpunn.Ensemble, "fit", overflowing_at_lr_100)
+    grid = ["sweep", "--lr", "1e-3,100,3e-3", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden", "4",
+            "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64", "--max-members", "1"]
+    out = run(grid + ["--json", str(tmp_path / "s.json")], capsys)
+    assert "ensemble 1: no member scored the held-out rows finitely; they are ranked last" in out
+    assert [(r["lr"], r["diverged"]) for r in members(tmp_path / "s.json")] == \
+           [(3e-3, False), (1e-3, False), (100.0, True)]
+    assert cli.main(with_options(grid, "--lr", "100")) == 2
+    assert "epoch 1's validation is not finite" in capsys.readouterr().err
+
+
 def members(path):
     return json.loads(path.read_text())["members"]
 

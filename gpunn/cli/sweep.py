@@ -361,7 +361,7 @@ def run(args) -> int:
     from ..data.stats import Standardizer
     from ..ensemble import Ensemble
     from ..training.callbacks import EarlyStopping
-    from ..training.loop import TrainingDiverged
+    from ..training.loop import TrainingDiverged, ValidationNotFinite
     from . import resume
 
     if args.rows < MIN_ROWS and not args.data:
@@ -449,9 +449,11 @@ def run(args) -> int:
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
                                   **({} if args.data else {"seed": args.seed}), validation_data=validation,
                                   callbacks=callbacks, verbose=verbose_of(args), distributed=distributed)
-        except TrainingDiverged as exc:  # every member of this ensemble diverged: in one ensemble of the whole
-            all_diverged = exc           # grid they would be frozen and listed as diverged, and so they are here
-            print(f"ensemble {g}: every member diverged; they are ranked last", flush=True)
+        except (TrainingDiverged, ValidationNotFinite) as exc:  # every member of this ensemble diverged, or none
+            all_diverged = exc  # scores the rows finitely: in one ensemble of the whole grid they would be frozen
+            # and listed as diverged (where another member scored), and so they are here
+            print(f"ensemble {g}: " + ("no member scored the held-out rows finitely" if isinstance(
+                exc, ValidationNotFinite) else "every member diverged") + "; they are ranked last", flush=True)
             rows += [{"member": offset + k, **s, "val_mse": float("nan"), "val_r2": float("nan"), "best_epoch": None,
                       "stopped_early": False, "diverged": True, "val_curve": []} for k, s in enumerate(group)]
             models.append(None)
