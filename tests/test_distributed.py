@@ -1551,6 +1551,35 @@ def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_on
     _same_table(*[json.loads((tmp_path / name).read_text())["members"] for name in ("resumed.json", "one.json")])
 
 
+def test_a_refused_command_line_names_the_rank_and_ends_the_job_only_in_a_launched_run(monkeypatch, capsys):
+    """A rank of mpiexec gpunn train whose command line argparse refuses says so naming its rank and ends the job
+    (end_launched_job, stubbed here). Outside a launch, and in a later command of the same process, the line is
+    argparse's own and nothing ends (mut20: F04 named the rank outside a launch, F06 left the rank's words in place
+    after a refusal, F03 ended the job outside a launch)."""
+    from gpunn import cli
+    from gpunn.distributed import comm
+
+    ended = []
+    monkeypatch.setattr(comm, "end_launched_job", ended.append)
+    monkeypatch.setattr(comm, "_REPORT", [])  # the launched command sets how a rank's failure is said: not for later
+    for name in comm._SIZE_VARIABLES + comm._RANK_VARIABLES + comm._LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    argv = ["train", "--data", "X.npy", "--targets", "Y.npy", "--bogus"]
+    said = "error: unrecognized arguments: --bogus (see gpunn train --help)"
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    with pytest.raises(SystemExit) as refused:
+        cli.main(argv)
+    assert refused.value.code == 2 and ended == [2]
+    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn train [rank 1 of ranks 0-1]: {said}"
+    monkeypatch.delenv("PMI_SIZE")
+    monkeypatch.delenv("PMI_RANK")
+    with pytest.raises(SystemExit) as refused:
+        cli.main(argv)
+    assert refused.value.code == 2 and ended == [2]
+    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn train: {said}"
+
+
 @needs_mpi
 @pytest.mark.parametrize("command,where", [("train", "before"), ("train", "inside"), ("sweep", "inside"),
                                            ("train", "held out"), ("train", "option"), ("sweep", "option")])
