@@ -12,7 +12,9 @@ Each run is one process (so its peak resident memory, ru_maxrss, is its own) and
 line: rows trained, seconds, samples/s (after a warm-up fit of two batches that compiles the CPU
 kernels; on a GPU a source's run also fits a spare model on two batches of a source made as its own, so that CuPy
 compiles that path's kernels, which it does at their first call, before the timing), peak RSS; on a GPU also the
-peak of CuPy's memory pool and
+device memory CuPy's pool holds at the end (``pool_held_gib``: its ``total_bytes()``, blocks in use and the freed
+ones it keeps for reuse; gpunn never frees the pool's blocks, so this is the most the pool held in the process, the
+set-up and warm-up included: at least the peak in use, not that peak, which CuPy does not record) and
 the host-to-device bandwidth of a pinned copy of one window, timed in the same run. ``--rows`` on
 npy/memory takes the first rows of the pair (a source over a prefix of the files). The step is
 fit's (gpunn.training): ``model.fit(source)`` for sources, ``model.fit(X, Y)`` for arrays.
@@ -183,7 +185,7 @@ def run(args) -> dict:
                   peak_rss_gib=peak_rss_bytes() / 2**30)
     if backend.is_gpu:
         with backend.use():
-            result["pool_peak_gib"] = backend.xp.get_default_memory_pool().total_bytes() / 2**30
+            result["pool_held_gib"] = backend.xp.get_default_memory_pool().total_bytes() / 2**30
             result["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536, n_in + n_out)
     return result
 
