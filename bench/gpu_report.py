@@ -11,7 +11,10 @@ driver, CuPy and torch versions, date, commit), the summary, one table of the op
 killed or not run, a CPU dry run; "incomplete" where a stage cut short part-way finished only some of what a
 target needs: the nccl hook's checks, train.json's configurations), one table answering the questions the
 ensemble-precision review left for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets
-are "not measured". Ratios of two rows are the ratio of their median samples/s.
+are "not measured". A ratio of two rows is the median over rounds of their ratio in each round ("paired by
+round"), as gpunn bench's own "gpunn is" column, where the JSON holds the rows' rounds (gpunn bench's since
+2026-11-30); in older JSON it is the ratio of their median samples/s, written "a / b = r×" or marked "ratio of
+medians".
 """
 from __future__ import annotations
 
@@ -80,6 +83,24 @@ def sticky_words(e, key="benchmark_error"):
 
 def _x(value, digits=2):
     return f"{value:.{digits}f}×"
+
+
+def _paired(a, b):
+    """Row ``a``'s samples/s over ``b``'s paired by round (gpunn.bench's paired_speedup), nan without rounds."""
+    from gpunn.bench.runners import paired_speedup
+
+    return paired_speedup(a, b)
+
+
+def _how(target):
+    """How an ensemble.json speed-up (graph_targets', bf16's) was taken, in words: "" where paired by round, as
+    the eager targets always are. ensemble.json from before 2026-11-30 has no "statistic": ratios of medians."""
+    how = target.get("statistic", "medians")
+    if how == "chained":
+        return " (paired by round in each of two processes, through the eager row both ran)"
+    if how == "medians":
+        return " (medians of two processes)" if target.get("processes") == 2 else " (ratio of medians)"
+    return ""
 
 
 def device_kind(device):
@@ -249,6 +270,9 @@ def _ratio_target(run, config, num, den, target, label_num, label_den):
         return _train_missing(run, config, label_num if a is None else label_den), ""
     ratio = a["samples_per_s"] / b["samples_per_s"]
     text = f"{a['samples_per_s']:,.0f} / {b['samples_per_s']:,.0f} = {_x(ratio)}"
+    paired = _paired(a, b)
+    if math.isfinite(paired):  # the rows' rounds (gpunn bench since 2026-11-30): the target is judged on these
+        ratio, text = paired, f"{_x(paired)} paired by round (medians {text})"
     text += "".join(f" ({r['config']} {r['dtype']}'s default step ran eagerly: {r['note']})" for r in (a, b)
                     if r["impl"] == "gpunn" and _fell_back(r))
     if not _on_gpu(a, b):
@@ -328,17 +352,20 @@ def _graph(run):
         graph = run.row(r["config"], dtype=r["dtype"]) if r["impl"] == "gpunn" and _eager_step(r) else None
         if graph is not None and graph.get("graph") == "graph":  # the bench's per-round median, or the medians'
             ratio = r.get("graph_speedup", float("nan"))
-            speedups[f"{r['config']} {r['dtype']}"] = ratio if math.isfinite(ratio) else (
-                graph["samples_per_s"] / r["samples_per_s"])
-    text = ("graph over eager: " + ", ".join(f"{k} {_x(v)}" for k, v in speedups.items())) if speedups else \
-        "captured (no eager rows to compare)"
+            ratio = ratio if math.isfinite(ratio) else _paired(graph, r)
+            speedups[f"{r['config']} {r['dtype']}"] = (ratio, "") if math.isfinite(ratio) else (
+                graph["samples_per_s"] / r["samples_per_s"], " (ratio of medians)")
+    medians = all(how for _, how in speedups.values())  # said once where every figure is (older JSON)
+    text = (("graph over eager (ratios of medians): " if medians else "graph over eager: ") + ", ".join(
+        f"{k} {_x(v)}{'' if medians else how}" for k, (v, how) in speedups.items())) if speedups \
+        else "captured (no eager rows to compare)"
     cut = ""
     if run.train.get("complete") is False:  # gpunn bench rewrites train.json after each configuration
         done = ", ".join(dict.fromkeys(r["config"] for r in run.train["results"]))
         cut = f"; incomplete: train.json was last written after {done} (the bench was cut before its end)"
     if missing:
         return f"NOT captured: {'; '.join(missing)}; {text}{cut}", NOT_MET
-    return text + cut, NOT_MET if any(v < 0.95 for v in speedups.values()) else "" if cut else MET
+    return text + cut, NOT_MET if any(v < 0.95 for v, _ in speedups.values()) else "" if cut else MET
 
 
 def issue11(run):
@@ -366,8 +393,7 @@ def issue11(run):
             continue
         parts = [f"eager {_x(got['speedup'])}" if got else f"eager not measured ({eager_lost or 'no row'})"]
         if graph:
-            parts.append(f"graph {_x(graph['speedup'])}" + (" (medians of two processes)"
-                                                             if graph.get("processes") == 2 else ""))
+            parts.append(f"graph {_x(graph['speedup'])}{_how(graph)}")
         elif graph_lost:
             parts.append(graph_lost)
         text_got = ", ".join(parts)
@@ -589,7 +615,9 @@ def questions(run):
     if e.get("bf16_error"):  # in a process of its own (ensemble.py --bf16-row), after issue 11's rows were saved
         rows.append((bf16, f"the row failed: {e['bf16_error']}"))
     elif e.get("bf16"):
-        rows.append((bf16, ", ".join(f"{_x(v)} {k}" for k, v in e["bf16"].items()) + took))
+        how = e.get("bf16_statistic") or {}  # none before 2026-11-30: each a ratio of medians
+        rows.append((bf16, ", ".join(f"{_x(v)} {k}{_how({'statistic': how.get(k, 'medians')})}"
+                                     for k, v in e["bf16"].items()) + took))
     elif e.get("bf16_skipped"):
         rows.append((bf16, f"not measured: {e['bf16_skipped']}{took}"))
     else:

@@ -623,6 +623,11 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
     assert (graph["graph"], eager["graph"], naive["impl"]) == ("graph" if captured else "eager", "eager", "naive")
     assert graph["note"].startswith("graph not captured: ") != captured and eager["note"] == ""
     assert naive["gpunn_speedup"] == pytest.approx(3.5)  # rounds 3/1 and 8/2 (the medians' ratio: 5.5/1.5)
+    # each round's samples/s in the order run (repeats: sorted), which gpu_report pairs as gpunn_speedup does
+    assert naive["rounds"] == pytest.approx([4 * cfg.batch / 3.0, 4 * cfg.batch / 8.0])
+    assert runners.paired_speedup(graph, naive) == pytest.approx(3.5)
+    assert math.isnan(runners.paired_speedup(graph, dict(naive, rounds=[])))  # JSON from before rounds were kept
+    assert math.isnan(runners.paired_speedup(graph, dict(naive, rounds=naive["rounds"][:1])))  # not the same rounds
     if captured:
         assert eager["graph_speedup"] == pytest.approx(1.75)  # 2/1 and 3/2
     else:
@@ -649,6 +654,7 @@ def test_an_ensemble_rows_speedup_over_a_peer_is_the_median_of_the_rounds_paired
     gpunn_speedup: each round's peer time over the ensemble's, the median over rounds (injected timings)."""
     from gpunn import backend
     from gpunn.bench import ensemble as eb
+    from gpunn.bench.runners import paired_speedup
 
     def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
         return {r: 1 for r in runners}, {r: [0.5, 0.5] if isinstance(r, eb.BatchedGemmRunner) else
@@ -662,6 +668,11 @@ def test_an_ensemble_rows_speedup_over_a_peer_is_the_median_of_the_rounds_paired
     ours, sequential = [vars(x) for x in results]
     assert (ours["impl"], sequential["impl"]) == ("gpunn", "sequential")
     assert ours["gpunn_speedup"] == 1.0 and sequential["gpunn_speedup"] == pytest.approx(3.5)  # 3/1, 8/2 (not 5.5/1.5)
+    # each round's member-samples/s in the order run, so that the gpu_check hook pairs rows of one run (its graph row
+    # and a peer) as gpunn_speedup does
+    samples = 2 * eb.ensemble_rows(bench.parse_config("lin:4:8:1:16-x2"), backend.CPU)
+    assert sequential["rounds"] == pytest.approx([samples / 3.0, samples / 8.0])
+    assert paired_speedup(ours, sequential) == pytest.approx(3.5)
 
 
 @pytest.mark.parametrize("runner", ["GpunnRunner", "EnsembleRunner", "SequentialRunner"])

@@ -11,6 +11,7 @@ import os
 import pathlib
 import re
 import shutil
+import statistics
 
 import numpy
 import pytest
@@ -352,13 +353,42 @@ def test_a_default_row_that_ran_without_its_graph_is_not_captured(tmp_path, caps
     (tmp_path / "run" / "train.json").write_text(json.dumps(dict(train, results=[default, *rows])))
     t = _targets(_report(tmp_path / "run", capsys=capsys))
     measured, verdict = next(v for k, v in t.items() if k.startswith("the default step is a captured"))
-    assert measured.startswith(f"NOT captured: small float32 ({note}); graph over eager: small tf32") and (
+    assert measured.startswith(f"NOT captured: small float32 ({note}); graph over eager (ratios of medians): "
+                               "small tf32") and (
         verdict == "**not met**"), measured
     torch = next(r for r in rows if r["config"] == "small" and r["impl"] == "torch")["samples_per_s"]
     assert t["small ≥ 1.2× PyTorch eager (the eager step)"][0].startswith(f"{eager['samples_per_s']:,.0f} / ")
     assert t["small ≥ 3× PyTorch eager with the graph (the default step)"][0] == (
         f"{default['samples_per_s']:,.0f} / {torch:,.0f} = {default['samples_per_s'] / torch:.2f}× (small float32's "
         f"default step ran eagerly: {note})")
+
+def test_issue_10s_ratios_are_paired_by_round_where_train_json_holds_the_rounds(tmp_path, capsys):
+    """gpunn bench records each row's samples/s per round ("rounds"); issue 10's ratios of two rows are then the
+    median of the per-round ratios, as the bench's own "gpunn is" column, not the ratio of the medians. Here the
+    large float32 default row's medians beat torch eager's (1.01x, met) while its rounds give 0.94x, 0.94x, 1.11x
+    (not met); graph over eager likewise. Rows without rounds (the recorded H200 run) keep the medians, said so."""
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    path = tmp_path / "run" / "train.json"
+    train = json.loads(path.read_text())
+    target = "large float32 ≥ 0.95× PyTorch eager"
+    graph_target = next(k for k in _targets(_report(tmp_path / "run", capsys=capsys))
+                        if k.startswith("the default step is a captured CUDA graph"))
+    measured, verdict = _targets(_report(tmp_path / "run", capsys=capsys))[graph_target]
+    assert measured.startswith("graph over eager (ratios of medians): small float32 11.53×, ") and verdict == "met"
+    rows = {(r["config"], r["impl"], r["dtype"], r["graph"]): r for r in train["results"]}
+    rows["large", "gpunn", "float32", "graph"]["rounds"] = [145000.0, 160000.0, 155556.0]
+    rows["large", "torch", "float32", ""]["rounds"] = [154659.0, 170000.0, 140000.0]
+    rows["large", "gpunn", "float32", "eager"]["rounds"] = [155148.0, 170000.0, 150000.0]
+    path.write_text(json.dumps(train))
+    t = _targets(_report(tmp_path / "run", capsys=capsys))
+    assert t[target] == ("0.94× paired by round (medians 155,556 / 154,659 = 1.01×)", "**not met**")
+    measured, verdict = t[graph_target]  # 145/155.148, 160/170, 155.556/150: 0.94x (under 0.95x)
+    assert "large float32 0.94×," in measured and "small float32 11.53× (ratio of medians)" in measured, measured
+    assert measured.startswith("graph over eager: ") and verdict == "**not met**", measured
+    rows["large", "torch", "float32", ""]["rounds"] = [154659.0, 170000.0]  # not the same rounds: the medians
+    path.write_text(json.dumps(train))
+    assert _targets(_report(tmp_path / "run", capsys=capsys))[target] == ("155,556 / 154,659 = 1.01×", "met")
+
 
 def test_a_failed_r2_test_is_not_met_when_the_precision_hook_did_not_run(tmp_path, capsys):
     """Without precision.json the R² target falls back to the GPU test's outcome; _test_outcome reports a
@@ -562,8 +592,8 @@ def test_issue_11s_ensemble_targets_take_the_better_of_eager_and_graph_and_are_m
             "device": "cuda", "exact": err <= 1e-10, "exactness_max_rel_err": err,
             "targets": {"sequential": {"speedup": sequential[0], "target": 50.0},
                         "torch-vmap": {"speedup": vmap[0], "target": 3.0}},
-            "graph_targets": {"sequential": {"speedup": sequential[1], "target": 50.0},
-                              "torch-vmap": {"speedup": vmap[1], "target": 3.0}}}))
+            "graph_targets": {"sequential": {"speedup": sequential[1], "target": 50.0, "statistic": "paired"},
+                              "torch-vmap": {"speedup": vmap[1], "target": 3.0, "statistic": "paired"}}}))
         t = _targets(_report(tmp_path / "run", capsys=capsys))
         assert tuple(t[k][1] for k in texts) == verdicts, t
         assert t[texts[0]][0] == f"eager {sequential[0]:.2f}×, graph {sequential[1]:.2f}×"
@@ -1151,15 +1181,19 @@ def test_a_10_9_row_stream_that_raised_is_reported_with_its_error(tmp_path, caps
         assert t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"] == (f"not measured: {why}", "")
 
 
-def _ensemble_rows(**rates):
-    """gpunn.bench.run_ensembles' rows (dicts of its Results) with these member-samples/s, by impl."""
+def _ensemble_rows(rounds=None, **rates):
+    """gpunn.bench.run_ensembles' rows (dicts of its Results) with these member-samples/s, by impl: in each of
+    three rounds, or as ``rounds`` gives them (impl: samples/s per round; the median is the row's samples/s)."""
     from dataclasses import asdict
 
     from gpunn.bench.runners import Result
 
+    rounds = {impl: (rounds or {}).get(impl, [rate] * 3) for impl, rate in rates.items()}
     rows = [asdict(Result("small-x256", "16-64-64-1 x256", "cuda:0", impl, impl, "bf16" if "bf16" in impl else
-                          "float32", 128, rate, (rate, rate), gpunn_speedup=rates["gpunn"] / rate,
-                          fraction_of_peak=0.1, fraction_of_gemm=0.2)) for impl, rate in rates.items()]
+                          "float32", 128, rate, (rate, rate), gpunn_speedup=statistics.median(
+                              g / r for g, r in zip(rounds["gpunn"], rounds[impl])),
+                          fraction_of_peak=0.1, fraction_of_gemm=0.2, rounds=rounds[impl]))
+            for impl, rate in rates.items()]
     # as a JSON file holds them (no NaN: a row read back then equals the row)
     return json.loads(json.dumps([{k: 0.0 if v != v else v for k, v in row.items()} for row in rows]))
 
@@ -1252,7 +1286,7 @@ def test_a_bf16_ensemble_row_that_kills_its_process_costs_none_of_issue_11s_targ
     t = _targets(out)
     assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == ("eager 2.57×, graph 4.00×", "met")
     assert t["K=256 small nets ≥ 50× K sequential gpunn fits"] == (
-        "eager 180.00×, graph 240.00× (medians of two processes)", "met")
+        "eager 180.00×, graph 246.86× (paired by round in each of two processes, through the eager row both ran)", "met")
     assert "the row failed: its process was ended by SIGABRT without writing its rows" in out
 
 
@@ -1284,7 +1318,7 @@ def test_a_graph_process_that_dies_costs_none_of_the_eager_targets_and_keeps_its
     assert saved["graph_error"] == "its process was ended by SIGABRT without writing its rows"
     assert saved["graph"] == GRAPH_CHECK and "graph_targets" not in saved
     assert saved["targets"]["sequential"]["met"] and not saved["targets"]["torch-vmap"]["met"]
-    assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 14)}
+    assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 30 * 36 / 14)}
     capsys.readouterr()
     out = _report(tmp_path / "run", capsys=capsys)
     assert ("| the ensemble's CUDA graph (Ensemble(graph=True), float64, 3 members) is captured and trains as the eager "
@@ -1337,8 +1371,8 @@ def test_a_hook_ended_while_a_later_process_runs_says_so_and_its_target_gets_no_
 def test_the_graph_rows_vmap_target_is_from_its_own_rounds_and_the_sequential_one_across_processes(
         gpu, tmp_path, monkeypatch, capsys):
     """The graph row's speed-up over torch vmap is from its process's own rounds (its own vmap row, not the eager
-    benchmark's); over the sequential fits, which its process does not run, against the eager benchmark's row, said
-    so. A process that wrote rows without a graph row failed; one killed at its time is said so, with what it wrote
+    benchmark's), paired by round; over the sequential fits, which its process does not run, chained through the
+    eager row both processes ran (each factor paired by round), said so. A process that wrote rows without a graph row failed; one killed at its time is said so, with what it wrote
     of its check kept. Its process runs this hook with --graph-rows (the hook's own command, checked here)."""
     import sys
 
@@ -1353,9 +1387,10 @@ def test_the_graph_rows_vmap_target_is_from_its_own_rounds_and_the_sequential_on
         _writes(out_dir, "ensemble-graph.json", {"graph": GRAPH_CHECK, "results": GRAPH_ROWS})))
     assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "50"]) == 0
     saved = json.loads((out_dir / "ensemble.json").read_text())
-    assert saved["graph_targets"] == {
-        "sequential": {"speedup": 48 / 0.2, "target": 50.0, "met": True, "processes": 2},
-        "torch-vmap": {"speedup": 4.0, "target": 3.0, "met": True, "processes": 1}}
+    assert saved["graph_targets"] == {  # over the sequential fits: graph/eager in its rounds x eager/sequential
+        "sequential": {"speedup": pytest.approx(48 / 35 * 36 / 0.2), "target": 50.0, "met": True, "processes": 2,
+                       "statistic": "chained"},
+        "torch-vmap": {"speedup": 4.0, "target": 3.0, "met": True, "processes": 1, "statistic": "paired"}}
     assert saved["graph"] == GRAPH_CHECK and saved["graph_results"] == GRAPH_ROWS and "bf16_skipped" not in saved
     assert "bf16_error" not in saved and "bf16" not in saved  # under 60 s: no bf16 process
     rows = [r for r in GRAPH_ROWS if r["impl"] != "gpunn-graph"]
@@ -1410,10 +1445,35 @@ def test_the_graph_rows_alone_write_their_check_and_rows_or_their_errors_for_the
 
 
 @pytest.mark.gpu
+def test_the_graph_targets_are_paired_by_round_not_a_ratio_of_medians(gpu, tmp_path, monkeypatch, capsys):
+    """The eager targets were the median of per-round ratios (gpunn_speedup) and the graph row's a ratio of the two
+    rows' medians, which a burst of load in one round can move past the target though no round's pair reaches it.
+    Here torch vmap's slow round is a different round from the graph row's: the medians give 48/12 = 4.0x (met),
+    while the rounds give 3.5x, 1.5x, 2.4x: 2.4x (not met; the eager row 2.57x leaves the target not met). Rounds of
+    unequal counts (never written by the bench) fall back to the medians, said so."""
+    hook, _ = _ensemble_hook(monkeypatch)
+    out_dir = tmp_path / "ensemble"
+    rounds = {"gpunn": [35e6, 35e6, 35e6], "gpunn-graph": [42e6, 48e6, 60e6], "torch-vmap": [12e6, 32e6, 25e6]}
+    rows = _ensemble_rows(rounds, **{"gpunn": 35e6, "gpunn-graph": 48e6, "torch-vmap": 25e6})
+    rows[2]["samples_per_s"] = 12e6  # the medians' ratio 4.0, as a burst in one round may leave it
+    monkeypatch.setattr(hook, "child_command", _children(
+        _writes(out_dir, "ensemble-graph.json", {"graph": GRAPH_CHECK, "results": rows})))
+    assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "50"]) == 0
+    got = json.loads((out_dir / "ensemble.json").read_text())["graph_targets"]["torch-vmap"]
+    assert got == {"speedup": pytest.approx(2.4), "target": 3.0, "met": False, "processes": 1, "statistic": "paired"}
+    rows[2]["rounds"] = [12e6, 32e6]
+    monkeypatch.setattr(hook, "child_command", _children(
+        _writes(out_dir, "ensemble-graph.json", {"graph": GRAPH_CHECK, "results": rows})))
+    assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "50"]) == 0
+    got = json.loads((out_dir / "ensemble.json").read_text())["graph_targets"]["torch-vmap"]
+    assert got == {"speedup": 4.0, "target": 3.0, "met": True, "processes": 1, "statistic": "medians"}
+
+
+@pytest.mark.gpu
 def test_the_bf16_ensemble_rows_process_is_compared_with_its_own_graph_row_and_the_hooks_torch_vmap(
         gpu, tmp_path, monkeypatch, capsys):
     """The bf16 row's speed-up over the float32 graph row is within its process's rounds; over torch vmap it is
-    against the eager benchmark's torch vmap row (medians of two processes). Its process runs this hook with
+    against the eager benchmark's torch vmap row, chained through the eager row both processes ran. Its process runs this hook with
     --bf16-row, killed when --max-seconds runs out."""
     hook, _ = _ensemble_hook(monkeypatch)
     shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
@@ -1424,11 +1484,12 @@ def test_the_bf16_ensemble_rows_process_is_compared_with_its_own_graph_row_and_t
         _writes(out_dir, "ensemble-bf16.json", {"results": rows})))
     assert hook.main(["--device", "cuda", "--out", str(out_dir), "--max-seconds", "90"]) == 0
     saved = json.loads((out_dir / "ensemble.json").read_text())
-    assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 14)}
+    assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 30 * 36 / 14)}
+    assert saved["bf16_statistic"] == {"gpunn-graph": "paired", "torch-vmap": "chained"}
     assert saved["bf16_results"] == rows
     assert "bf16_error" not in saved and saved["targets"]["torch-vmap"]["speedup"] == pytest.approx(36 / 14)
     capsys.readouterr()
-    assert "1.50× gpunn-graph, 4.29× torch-vmap" in _report(tmp_path / "run", capsys=capsys)
+    assert "1.50× gpunn-graph, 5.14× torch-vmap (paired by round in each of two processes, through the eager row both ran)" in _report(tmp_path / "run", capsys=capsys)
 
 
 @pytest.mark.gpu
@@ -1495,7 +1556,8 @@ def test_an_ensemble_benchmark_that_fails_is_saved_and_raised_after_the_later_pr
     assert calls == [((), False)]
     saved = json.loads((out_dir / "ensemble.json").read_text())
     assert saved["benchmark_error"] == "RuntimeError: made to fail by the test" and "targets" not in saved
-    assert saved["graph_targets"] == {"torch-vmap": {"speedup": 4.0, "target": 3.0, "met": True, "processes": 1}}
+    assert saved["graph_targets"] == {"torch-vmap": {"speedup": 4.0, "target": 3.0, "met": True, "processes": 1,
+                                                     "statistic": "paired"}}
     assert saved["bf16"] == {"gpunn-graph": 1.5}
     assert saved["exact"] is False and saved["exactness_error"] == "RuntimeError: the check made to fail by the test"
     capsys.readouterr()

@@ -478,6 +478,9 @@ class Result:
     peak_gemm: str = ""  # which GEMM that was
     fraction_of_peak: float = float("nan")
     gpunn_speedup: float = float("nan")  # gpunn's samples/s over this one's, median of per-round ratios
+    # samples/s of each round, in the order run: every row of one configuration and backend ran in the same rounds,
+    # so any two pair up round by round (paired_speedup); empty in JSON written before it was recorded
+    rounds: list = field(default_factory=list)
     noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
     gemm_noisy: bool = False  # so did the "% of GEMM" baseline's, in the same rounds: that percentage is as noisy
     others_cpu: float = float("nan")  # the share of the machine's CPU time other processes took during the rounds
@@ -490,6 +493,16 @@ class Result:
 def _median_rate(times, samples):
     rates = sorted(samples / t for t in times)
     return statistics.median(rates), (rates[0], rates[-1]), rates
+
+
+def paired_speedup(a, b) -> float:
+    """Row ``a``'s samples/s over row ``b``'s (Result dicts), paired by round: the median over rounds of the two
+    rows' ratio in each, as gpunn_speedup. The rows must have run in the same rounds (one configuration and backend
+    of one run); nan where either holds no rounds (JSON from before they were recorded) or their counts differ."""
+    ra, rb = a.get("rounds") or [], b.get("rounds") or []
+    if not ra or len(ra) != len(rb):
+        return float("nan")
+    return statistics.median(x / y for x, y in zip(ra, rb))
 
 
 def differ(rates) -> bool:
@@ -638,6 +651,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         med, spread, rates = _median_rate(times[r], rows)
         res = Result(cfg.name, cfg.spec(), backend.device, r.key, r.label, getattr(r, "dtype", "float32"),
                      cfg.batch, med, spread, rates)
+        res.rounds = [rows / t for t in times[r]]
         res.gflops = cfg.flops_per_sample * med / 1e9
         res.gemm_gflops = gemm_rate / 1e9
         res.fraction_of_gemm = statistics.median(
