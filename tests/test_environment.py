@@ -196,6 +196,24 @@ def test_a_bad_rank_variable_is_refused_once_though_the_local_rank_falls_back_on
         "gpunn train: error: PMI_RANK='\u00b2' is not a whole number (an MPI launcher's variable: this process's rank)"]
 
 
+@pytest.mark.parametrize("argv", [COMMANDS["train"], ["train", "--bogus"]], ids=["start check", "option error"])
+def test_a_bad_rank_variable_beside_a_launchers_size_is_refused_in_one_line_not_a_traceback(clean, capsys, argv):
+    # PMI_SIZE=2 made the run a launched one, whose lines name the rank: reading PMI_RANK='x' for that raised again
+    # in _with_rank, and the refusal became two tracebacks (status 1); an option error likewise
+    for name in LAUNCHER_VARIABLES:
+        clean.delenv(name, raising=False)
+    clean.setenv("PMI_SIZE", "2")
+    clean.setenv("PMI_RANK", "x")
+    refusal = "PMI_RANK='x' is not a whole number (an MPI launcher's variable: this process's rank)"
+    if argv[-1] == "--bogus":
+        with pytest.raises(SystemExit) as done:
+            cli.main(argv)
+        status, refusal = done.value.code, "unrecognized arguments: --bogus (see gpunn train --help)"
+    else:
+        status = cli.main(argv)
+    assert (status, capsys.readouterr().err.splitlines()) == (2, [f"gpunn train: error: {refusal}"])
+
+
 def test_gpunn_info_shows_a_launchers_variable_it_refuses_as_an_error_line_and_exits_2(clean, capsys):
     # info neither refused nor showed one (status 0) where every other command refuses it as it starts
     for name in LAUNCHER_VARIABLES:

@@ -135,11 +135,12 @@ DATA_PARALLEL = ("train", "sweep")  # the commands that train data parallel unde
 
 def _in_launched_run(argv) -> bool:
     """``gpunn train`` or ``gpunn sweep`` started by an MPI launcher with several processes: a data-parallel run.
-    Not where the launcher's variables cannot be read (PMI_SIZE='x'): the start check refuses them in one line."""
-    from ..distributed import launched_size
+    Not where the launcher's variables cannot be read (PMI_SIZE='x', or PMI_RANK='x' beside a size): the start check
+    refuses them in one line, which could not name the rank."""
+    from ..distributed import launched_rank, launched_size
 
     try:
-        return launched_size() > 1 and _command(argv) in DATA_PARALLEL
+        return launched_size() > 1 and _command(argv) in DATA_PARALLEL and launched_rank() >= 0
     except DistributedError:
         return False
 
