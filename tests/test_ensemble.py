@@ -1621,6 +1621,21 @@ def test_a_continued_optimizer_is_refused_with_settings_or_another_member_count(
         target.fit(X, Y, optimizer=ens.optimizer, epochs=1, batch_size=64, verbose=False, **given)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_continued_optimizer_is_refused_by_an_ensemble_on_another_gpu(ensemble_data, fake_cupy, optimizer):
+    """Its moments and members' table live on the device of the ensemble it trained: given to one on cuda:1, it
+    was taken (the device check compared the array modules alone) and failed inside bind ("fill: array is on
+    device 0 but the current device is 1"; plain SGD, with no moments, would have read its table from cuda:0)."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, device="cuda:0", seed=0)
+    ens.fit(X, Y, optimizer=optimizer, epochs=1, batch_size=64, verbose=False)
+    target = gpunn.Ensemble(SIZES, 3, device="cuda:1", seed=0)
+    with pytest.raises(ValueError, match="made for an ensemble on cuda:0; this ensemble is on cuda:1"):
+        target.fit(X, Y, optimizer=ens.optimizer, epochs=1, batch_size=64, verbose=False)
+    ens.fit(X, Y, optimizer=ens.optimizer, epochs=1, batch_size=64, verbose=False)  # still its own ensemble's
+    assert ens.optimizer.steps == 2 * -(-X.shape[0] // 64)
+
+
 def test_score_gives_each_members_r2_as_mlp_score_gives_one():
     # an Ensemble had predict, loss and evaluate as one MLP has, but no score
     X, Y = gpunn.datasets.make("linear", 200, 4, n_outputs=2, seed=0, device="cpu")

@@ -100,6 +100,11 @@ class MemberRates:
         self.version += 1
 
     @property
+    def device_copy(self):
+        """The table's device copy where made (``device`` makes it), else None."""
+        return self._device
+
+    @property
     def device(self):
         """The table on the device (one small copy after each change: at most once per epoch), always at
         the same address once made (a captured CUDA graph reads it there)."""

@@ -25,7 +25,7 @@ import warnings
 
 import numpy
 
-from ..backend import host_array
+from ..backend import backend_of, host_array
 from ..checks import (check_rows_match, flag, member_index, non_negative_int, per_member, positive_int, seed_int,
                       verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator
@@ -564,6 +564,12 @@ def continued(optimizer, model, **settings) -> EnsembleOptimizer:
                          f"{model.n_models} members")
     if optimizer.rates.xp is not model.xp:
         raise ValueError("the optimizer given was made for an ensemble on another device")
+    # its moments and members' table stay on the device they were made on (one xp for every GPU)
+    held = (optimizer._params, *optimizer.state.values(), optimizer.rates.device_copy)
+    elsewhere = {backend_of(array).device for array in held if array is not None} - {model.backend.device}
+    if elsewhere:
+        raise ValueError(f"the optimizer given was made for an ensemble on {min(elsewhere)}; this ensemble is on "
+                         f"{model.backend.device}: give it a name or a gpunn Optimizer")
     return optimizer
 
 
@@ -580,7 +586,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     (the last fit's, or a loaded checkpoint's) continues that one, as an Optimizer object continues for one
     model: its moments, step count and frozen members (early-stopped or diverged), and on a GPU the CUDA graphs
     captured with it (a fresh optimizer means a new capture); its settings are its own, and the five above are
-    refused with it. All members see the same batches in the same order, shuffled by ``seed``
+    refused with it (as is an ensemble of another member count or device). All members see the same batches in the same order, shuffled by ``seed``
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
