@@ -790,6 +790,25 @@ def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device_before_ncc
         comm.NcclComm(backend.resolve("cuda:0"), Gathers(0))
 
 
+def test_a_rank_alone_on_its_node_takes_part_in_the_device_check_and_refuses_with_the_others(monkeypatch, fake_cupy):
+    """Three ranks, two of them on node a sharing cuda:0, rank 2 alone on node b: the device check is a collective
+    of every rank, so rank 2 (local_size 1) must gather too, and refuse as the others do. It skipped the check (taken
+    where its node held several ranks) and went on to NCCL's init while the others waited in the check's gather."""
+    from gpunn import backend
+    from gpunn.distributed import comm
+    from gpunn.distributed.digest import ConfigMismatch
+
+    class AloneOnItsNode(_RankOfTwo):
+        size, local_size = 3, 1
+
+        def allgather(self, mine, label=None):
+            return [("a", 0), ("a", 0), mine]
+
+    monkeypatch.setattr(comm, "_load_nccl", lambda: None)
+    with pytest.raises(ConfigMismatch, match=r"^ranks \[0, 1\] all train on cuda:0 of a; give each rank its own GPU"):
+        comm.NcclComm(backend.resolve("cuda:0"), AloneOnItsNode(2))
+
+
 def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypatch, fake_cupy):
     """Ranks 0 and 2 on cuda:0, rank 1 on cuda:1 (three thread ranks on the stand-in, tests/thread_ranks.py): every
     rank refuses, rank 1 too, in the same words. Only the ranks that shared a GPU refused: rank 1 went on alone into

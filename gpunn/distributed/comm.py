@@ -359,7 +359,7 @@ class NcclComm:
         self.control, self.backend = control, backend
         self.rank, self.size = control.rank, control.size
         self.local_rank, self.local_size = control.local_rank, control.local_size
-        if self.local_size > 1:
+        if self.size > 1:  # a collective: every rank takes part, one alone on its node too (its node's size is 1)
             check_one_gpu_per_rank(control, backend)
         nccl = _load_nccl()
         if nccl is None:
