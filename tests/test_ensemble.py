@@ -1621,6 +1621,25 @@ def test_a_continued_optimizer_is_refused_with_settings_or_another_member_count(
         target.fit(X, Y, optimizer=ens.optimizer, epochs=1, batch_size=64, verbose=False, **given)
 
 
+def test_a_member_that_diverged_stays_listed_while_a_continued_optimizer_keeps_it_frozen(ensemble_data):
+    """A member that diverged in the last fit holds the weights it diverged with; a fit given ens.optimizer keeps it
+    frozen, so it holds them still: ens.diverged and the history list it, and predict's mean leaves it out. The
+    continued fit started a history of its own, so it was forgotten (ens.diverged == []) and its exploded
+    predictions went into the mean and std."""
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged"):
+        ens.fit(X, Y, lr=[1e-3, 1e3, 1e-3], epochs=3, batch_size=32, verbose=False)
+    assert ens.diverged == [1] and ens.optimizer.frozen == [1]
+    history = ens.fit(X, Y, optimizer=ens.optimizer, epochs=1, batch_size=32, verbose=False)
+    assert (ens.diverged, list(history.diverged), ens.optimizer.frozen) == ([1], [1], [1])
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in the last fit"):
+        mean, _ = ens.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, ens.predict(X)[[0, 2]].mean(axis=0))
+    ens.fit(X, Y, lr=LRS, epochs=1, batch_size=32, verbose=False)  # a fresh optimizer trains every member again
+    assert ens.diverged == [] and ens.optimizer.frozen == []
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_a_continued_optimizer_is_refused_by_an_ensemble_on_another_gpu(ensemble_data, fake_cupy, optimizer):
     """Its moments and members' table live on the device of the ensemble it trained: given to one on cuda:1, it

@@ -584,7 +584,8 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     ``beta2`` take one value or K values (one per member), over the settings of ``optimizer`` (a name
     or an Optimizer, from which each fit makes a fresh optimizer for the K members). ``optimizer=ens.optimizer``
     (the last fit's, or a loaded checkpoint's) continues that one, as an Optimizer object continues for one
-    model: its moments, step count and frozen members (early-stopped or diverged), and on a GPU the CUDA graphs
+    model: its moments, step count and frozen members (early-stopped or diverged: one that diverged stays in
+    ``ens.diverged`` and the history's ``diverged``), and on a GPU the CUDA graphs
     captured with it (a fresh optimizer means a new capture); its settings are its own, and the five above are
     refused with it (as is an ensemble of another member count or device). All members see the same batches in the same order, shuffled by ``seed``
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
@@ -647,5 +648,8 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         elif source is None:
             source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
 
-        return run_ensemble(model, source, opt, settings, TrainState(history=EnsembleHistory()), callbacks=callbacks,
+        history = EnsembleHistory()
+        if opt is optimizer:  # continued: a member that diverged and stays frozen holds the weights it diverged with
+            history.diverged = [k for k in model.diverged if k in opt.frozen]
+        return run_ensemble(model, source, opt, settings, TrainState(history=history), callbacks=callbacks,
                             validation=validation, hook=hook, handle_interrupt=handle_interrupt, dp=dp)
