@@ -824,6 +824,87 @@ def test_an_op_making_its_output_in_a_block_another_stream_still_reads_is_a_haza
         makers[make]()  # no hazard now
 
 
+_GATHERS = {
+    "a[device index]": lambda a, idx: a[idx],
+    "a[host list]": lambda a, idx: a[[1, 0, 3]],
+    "a[:, device index]": lambda a, idx: a.reshape(1, 4)[:, idx],
+    "take": lambda a, idx: a.take(idx),
+    "permutation(array)": lambda a, idx: _permutation_of(a),
+}
+
+
+def _permutation_of(a):
+    import cupy
+
+    return cupy.random.RandomState(0).permutation(a)
+
+
+@pytest.mark.parametrize("gather", list(_GATHERS))
+@pytest.mark.parametrize("unordered", ["source", "index"])
+def test_an_array_index_reads_its_source_and_index_in_stream_order(fake_cupy, gather, unordered):
+    """An array index is a gather kernel on the current stream (CuPy's _take): reading an array another stream
+    wrote, or a device index another stream wrote, needs that stream's event waited for, as any kernel does.
+    Ints and slices make views, and launch nothing."""
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    source, index = cp.arange(4, dtype="float32"), cp.asarray(numpy.array([3, 1, 0]))
+    if gather in ("a[host list]", "permutation(array)") and unordered == "index":
+        pytest.skip("no device index to write")
+    side.wait_event(null.record())
+    with side:
+        (source if unordered == "source" else index).fill(2 if unordered == "index" else 5)
+        source[1:3]  # a view: no read, so no hazard even here
+    with pytest.raises(ordering.StreamOrderError, match=r"CuPy's (indexing \(a gather\)|take) on the null stream reads"):
+        _GATHERS[gather](source, index)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    null.wait_event(side.record())
+    _GATHERS[gather](source, index)  # ordered now
+
+
+@pytest.mark.parametrize("gather", list(_GATHERS))
+@pytest.mark.parametrize("elsewhere", ["source", "index"])
+def test_an_array_index_reads_only_arrays_of_the_current_device(fake_cupy, gather, elsewhere):
+    """CuPy launches a gather on the current device: an array or device index of another device is refused there
+    ('Array device must be same as the current device'). A view (ints, slices) of another device's array is not."""
+    cp = fake_cupy
+    if gather in ("a[host list]", "permutation(array)") and elsewhere == "index":
+        pytest.skip("no device index")
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32"), cp.asarray(numpy.array([3, 1, 0]))
+    here = cp.arange(4, dtype="float32"), cp.asarray(numpy.array([3, 1, 0]))
+    source, index = (there[0], here[1]) if elsewhere == "source" else (here[0], there[1])
+    assert source[1:3].device.id == source.device.id  # a view: allowed from any device
+    with pytest.raises(ValueError, match="current device"):
+        _GATHERS[gather](source, index)
+    with cp.cuda.Device(1):
+        _GATHERS[gather](*there)  # its own device current: fine
+
+
+def test_an_array_index_written_into_reads_its_device_index_in_stream_order(fake_cupy):
+    """a[idx] = v is a scatter kernel: it reads the device index, and another stream's write of it needs
+    waiting for; an index of another device is refused."""
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    target, index = cp.zeros(4, "float32"), cp.asarray(numpy.array([3, 1]))
+    side.wait_event(null.record())
+    with side:
+        index.fill(2)
+    with pytest.raises(ordering.StreamOrderError, match="CuPy's __setitem__ on the null stream reads"):
+        target[index] = 1.0
+    ordering.hazards.clear()
+    null.wait_event(side.record())
+    target[index] = 1.0
+    with cp.cuda.Device(1):
+        elsewhere = cp.asarray(numpy.array([0]))
+    with pytest.raises(ValueError, match="current device"):
+        target[elsewhere] = 1.0
+    assert target.get().tolist() == [0, 0, 1, 0]
+
+
 def test_empty_memory_taken_over_from_a_block_another_stream_reads_is_a_hazard_at_its_first_write(fake_cupy):
     import gc
 

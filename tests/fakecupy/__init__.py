@@ -647,19 +647,28 @@ class ndarray(numpy.ndarray):
             return out
         return _wrap(result)
 
-    def __setitem__(self, key, value):  # a copy kernel on the current device
-        _check_operands("__setitem__", [self, value], writes=[self])
+    def __setitem__(self, key, value):  # a copy kernel on the current device (a scatter: it reads a device index)
+        _check_operands("__setitem__", [self, value] + _device_indices(key), writes=[self])
         numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
 
     def __getitem__(self, key):
         """CuPy's indexing gives a 0-d device array where NumPy's gives a NumPy scalar (a host value): a[i] of a
         1-d array is a view on the device, not a number (it is passed to a kernel as a pointer, is unhashable,
-        and numpy.asarray refuses it)."""
-        state._tls.op = "CuPy's indexing"  # an array index gathers into a new output
+        and numpy.asarray refuses it). An array index (a device array, a list or a NumPy array, which CuPy first
+        copies to the device) is a gather kernel (cupy/_core/_routines_indexing.pyx): it reads this array and the
+        index on the current stream and device, like any other op; ints and slices make a view and launch
+        nothing."""
+        if _gathers(key):
+            _check_operands("indexing (a gather)", [self] + _device_indices(key))
+        else:
+            state._tls.op = "CuPy's indexing"
         result = numpy.ndarray.__getitem__(self, key)
         if isinstance(result, numpy.generic):
-            result = numpy.ndarray.__getitem__(self, (key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
+            result = numpy.ndarray.__getitem__(self, _index_parts(key) + (Ellipsis,))
         return result
+
+    def take(self, indices, axis=None, out=None):  # NumPy's method bypasses __array_function__: cupy.take's checks
+        return take(self, indices, axis=axis, out=out)
 
     def __round__(self, ndigits=None):  # cupy.ndarray has no __round__: round(a) is a TypeError (use a.round())
         raise TypeError("type cupy.ndarray doesn't define __round__ method")
@@ -864,6 +873,20 @@ def _check_operands(what, operands, writes=()):
                             "(CuPy does not convert implicitly; use cupy.asarray)")
     _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
                      writes=[x for x in writes if isinstance(x, ndarray)])
+
+
+def _index_parts(key):
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _gathers(key):
+    """Whether indexing with ``key`` is advanced (an array index): anything but ints, slices, None and Ellipsis."""
+    return any(isinstance(k, bool) or not isinstance(k, (int, numpy.integer, slice, type(None), type(Ellipsis)))
+               for k in _index_parts(key))
+
+
+def _device_indices(key):
+    return [k for k in _index_parts(key) if isinstance(k, ndarray)]
 
 
 def _refuse_device(x, what):
