@@ -486,6 +486,55 @@ def test_batches_of_a_cuda_1_source_leave_the_consumers_device_current_between_n
     assert fakecupy.state.current == 0
 
 
+def _in_memory_cuda_1_source(kind, shuffle):
+    """An in-memory source of 70 rows on cuda:1, made with device 1 current (as fit makes it)."""
+    from gpunn import backend
+    from gpunn.distributed.shard import PieceOfEachBatch, ShardedArraySource
+    from gpunn.training.ensemble import BootstrapSource
+    from gpunn.training.sources import ArraySource
+
+    gpu1 = backend.resolve("cuda:1")
+    with gpu1.use():
+        X = gpu1.xp.asarray(numpy.arange(140, dtype="float64").reshape(70, 2))
+        Y = gpu1.xp.asarray(numpy.arange(70, dtype="float64").reshape(70, 1))
+        if kind == "arrays":
+            return ArraySource(X, Y, gpu1, seed=3, shuffle=shuffle)
+        if kind == "bootstrap":
+            return BootstrapSource(X, Y, gpu1, 2, seed=3, shuffle=shuffle)
+        if kind == "sharded arrays":
+            return ShardedArraySource(gpu1, X, Y, rank=1, size=2, seed=3, shuffle=shuffle)
+        inner = (BootstrapSource(X, Y, gpu1, 2, seed=3, shuffle=shuffle) if kind == "piece of bootstrap"
+                 else ArraySource(X, Y, gpu1, seed=3, shuffle=shuffle))
+        return PieceOfEachBatch(inner, rank=1, size=2, batch_size=8)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("kind", ["arrays", "bootstrap", "sharded arrays", "piece of arrays", "piece of bootstrap"])
+def test_in_memory_cuda_1_sources_make_their_batches_on_device_1_whatever_device_is_current(fake_cupy, kind,
+                                                                                           shuffle):
+    """ArraySource, BootstrapSource, ShardedArraySource and PieceOfEachBatch (of either) on cuda:1, iterated by hand
+    with device 0 current: each batch is gathered on device 1 (the batches read with device 1 current), and device
+    0 stays current between next() calls. Their shuffle and gathers ran on the current device: a device mismatch
+    ('Array device must be same as the current device'), or a permutation drawn on device 0."""
+    source = _in_memory_cuda_1_source(kind, shuffle)
+    with source.source.backend.use() if kind.startswith("piece") else source.backend.use():
+        expected = [(X.get(), Y.get()) for X, Y in source.batches(1, 8, first_batch=1)]
+    got = []
+    batches = source.batches(1, 8, first_batch=1)
+    for X, Y in batches:
+        assert X.device.id == Y.device.id == 1 and fakecupy.state.current == 0
+        assert fake_cupy.ones(1).device.id == 0  # the consumer's own work, between next() calls
+        got.append((X.get(), Y.get()))
+    assert len(got) == len(expected) > 1
+    for (X, Y), (eX, eY) in zip(got, expected):
+        numpy.testing.assert_array_equal(X, eX)
+        numpy.testing.assert_array_equal(Y, eY)
+    half_read = source.batches(2, 8)
+    next(half_read)
+    half_read.close()
+    assert fakecupy.state.current == 0
+
+
 @pytest.mark.parametrize("path", ["generated", "copied"])
 @pytest.mark.parametrize("device_0_for", ["release", "everything"])
 def test_a_pass_on_cuda_1_keeps_to_device_1_whatever_device_is_current(fake_cupy, path, device_0_for):

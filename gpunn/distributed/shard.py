@@ -106,7 +106,11 @@ class ShardedArraySource:
         return xp.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else perm[:0])
 
     def batches(self, epoch, batch_size, first_batch=0):
-        """This rank's (X_b, Y_b) for global batches ``first_batch``, ... of ``epoch``."""
+        """This rank's (X_b, Y_b) for global batches ``first_batch``, ... of ``epoch``, each made with the arrays'
+        device current, whichever device is current when it is asked for."""
+        return self.backend.made_on_device(self._batches(epoch, batch_size, first_batch))
+
+    def _batches(self, epoch, batch_size, first_batch):
         xp = self.backend.xp
         order = self._order(epoch, batch_size)
         m = int(order.shape[0])

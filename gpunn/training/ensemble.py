@@ -388,6 +388,9 @@ class BootstrapSource(ArraySource):
         return {**super().config(), "kind": "bootstrap", "members": self.members}
 
     def batches(self, epoch, batch_size, first_batch=0, cut=None):
+        return self.backend.made_on_device(self._batches(epoch, batch_size, first_batch, cut))
+
+    def _batches(self, epoch, batch_size, first_batch, cut=None):
         xp, rows = self.backend.xp, self.rows_of
         if self.shuffle:
             rows = rows[:, DeviceRNG(self.backend, self.seed, "shuffle", epoch).permutation(self.rows)]

@@ -32,7 +32,11 @@ class ArraySource:
                 "shuffle": self.shuffle, "seed": self.seed, "fingerprint": self._fingerprint}
 
     def batches(self, epoch, batch_size, first_batch=0):
-        """Device batches (X_b, Y_b) of ``epoch`` from batch ``first_batch`` on; views valid until the next."""
+        """Device batches (X_b, Y_b) of ``epoch`` from batch ``first_batch`` on; views valid until the next. Each
+        is made with the arrays' device current, whichever device is current when it is asked for."""
+        return self.backend.made_on_device(self._batches(epoch, batch_size, first_batch))
+
+    def _batches(self, epoch, batch_size, first_batch):
         X, Y, b, m = self.X, self.Y, batch_size, self.rows
         if not self.shuffle:
             for start in range(first_batch * b, m, b):
