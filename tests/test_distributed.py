@@ -828,6 +828,28 @@ def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypat
     assert aborted == []  # a consistent refusal: raised, as every rank raises it, no rank ends the job
 
 
+def test_the_device_check_tells_the_ranks_its_host_so_one_device_index_on_two_nodes_is_no_shared_gpu(monkeypatch):
+    """Each rank gives the device check its host and device index: two ranks on two nodes, each on cuda:0, share no
+    GPU (mut20 G06: without the host, every rank's cuda:0 was one GPU, and a job over two nodes was refused)."""
+    import socket
+
+    from gpunn.distributed.comm import check_one_gpu_per_rank
+
+    given = []
+
+    class Gathers:  # rank 0 of two; rank 1 runs on another node, on its cuda:0 too
+        def allgather(self, mine, label=None):
+            given.append(mine)
+            return [mine, ("node-b", mine[1])]
+
+    class OnDevice:
+        device_id = 0
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-a")
+    check_one_gpu_per_rank(Gathers(), OnDevice())
+    assert given == [("node-a", 0)]
+
+
 def test_every_shared_gpu_is_named_and_the_node_where_the_job_spans_several():
     from gpunn.distributed.comm import check_one_gpu_per_rank
     from gpunn.distributed.digest import ConfigMismatch
