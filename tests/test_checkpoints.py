@@ -327,8 +327,9 @@ def test_a_run_without_shuffling_resumes_without_shuffling(data, tmp_path, inter
 def test_a_resume_writes_its_checkpoint_when_the_run_was_written_by_a_writer_of_its_own(data, tmp_path):
     """``checkpoint=PATH`` writes the resumed run to PATH and ``checkpoint=True`` to the file resumed, also where
     the run's writer was the user's own subclass (mut16c K110: nothing was written to PATH). Since session 18 the
-    resume makes that subclass again (defined once in this process, it is found by its name), pointed at PATH; one
-    not found is replaced by a plain ModelCheckpoint (test_a_writer_that_cannot_be_made_again_...)."""
+    resume makes that subclass again (found by its module and qualified name, which files record since session
+    20), pointed at PATH; one not found is replaced by a plain ModelCheckpoint
+    (test_a_writer_that_cannot_be_made_again_...)."""
     X, Y = data
 
     class Writer(gpunn.ModelCheckpoint):
