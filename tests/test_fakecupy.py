@@ -954,6 +954,70 @@ def test_an_array_index_written_into_reads_its_device_index_in_stream_order(fake
     assert target.get().tolist() == [0, 0, 1, 0]
 
 
+# NumPy's C methods that bypass __array_function__ (found by calling each ndarray method on another device's
+# array): each is a CuPy kernel on the current device and stream
+_KERNEL_METHODS = {
+    "argmax": lambda a: a.argmax(),
+    "argmin": lambda a: a.argmin(axis=0),
+    "argsort": lambda a: a.argsort(),
+    "argpartition": lambda a: a.argpartition(1),
+    "sort": lambda a: a.sort(),
+    "partition": lambda a: a.partition(1),
+    "repeat": lambda a: a.repeat(2),
+    "nonzero": lambda a: a.nonzero(),
+    "compress": lambda a: a.compress([True, False, True, True]),
+    "searchsorted": lambda a: a.searchsorted(a[:2]),
+    "dot": lambda a: a.dot(a),
+    "put": lambda a: a.put([0], 7.0),
+    "flatten": lambda a: a.flatten(),
+    "ravel (a copy)": lambda a: a.reshape(2, 2).T.ravel(),
+    "reshape (a copy)": lambda a: a.reshape(2, 2).T.reshape(4),
+    "copy.copy": lambda a: __import__("copy").copy(a),
+}
+
+
+@pytest.mark.parametrize("method", list(_KERNEL_METHODS))
+def test_an_array_method_that_launches_a_kernel_reads_only_arrays_of_the_current_device(fake_cupy, method):
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32")
+    with pytest.raises(ValueError, match="current device"):
+        _KERNEL_METHODS[method](there)
+    with cp.cuda.Device(1):
+        _KERNEL_METHODS[method](there)  # its own device current: fine
+
+
+@pytest.mark.parametrize("method", list(_KERNEL_METHODS))
+def test_an_array_method_that_launches_a_kernel_reads_its_array_in_stream_order(fake_cupy, method):
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    side = cp.cuda.Stream(non_blocking=True)
+    a = cp.arange(4, dtype="float32")
+    side.wait_event(null.record())
+    with side:
+        a.fill(3)
+    with pytest.raises(ordering.StreamOrderError, match="on the null stream reads"):
+        _KERNEL_METHODS[method](a)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    null.wait_event(side.record())
+    _KERNEL_METHODS[method](a)  # ordered now
+
+
+def test_a_reshape_or_ravel_that_is_a_view_launches_nothing_and_is_allowed_on_any_device(fake_cupy):
+    """CuPy reshapes a contiguous array as a view (no kernel), as a slice; only a copy is a kernel. A deepcopy
+    copies with the array's own device current (cupy/_core/core.pyx, __deepcopy__)."""
+    import copy
+
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32")
+    assert there.reshape(2, 2).device.id == there.ravel().device.id == there.reshape(-1).device.id == 1
+    twin = copy.deepcopy(there)
+    assert twin.device.id == 1 and twin.get().tolist() == [0, 1, 2, 3]
+    assert cp.cuda.Device().id == 0
+
+
 def test_empty_memory_taken_over_from_a_block_another_stream_reads_is_a_hazard_at_its_first_write(fake_cupy):
     import gc
 

@@ -670,6 +670,74 @@ class ndarray(numpy.ndarray):
     def take(self, indices, axis=None, out=None):  # NumPy's method bypasses __array_function__: cupy.take's checks
         return take(self, indices, axis=axis, out=out)
 
+    # NumPy's C methods below bypass __array_function__ and __array_ufunc__, so they checked neither device nor
+    # stream order: each is the cupy function's kernel (cupy/_core/core.pyx hands them to it) on the current stream
+    def argmax(self, axis=None, out=None, keepdims=False):
+        return _creator("argmax")(self, axis=axis, out=out, keepdims=keepdims)
+
+    def argmin(self, axis=None, out=None, keepdims=False):
+        return _creator("argmin")(self, axis=axis, out=out, keepdims=keepdims)
+
+    def argsort(self, axis=-1, kind=None):
+        return _creator("argsort")(self, axis=axis, kind=kind)
+
+    def argpartition(self, kth, axis=-1):
+        return _creator("argpartition")(self, kth, axis=axis)
+
+    def repeat(self, repeats, axis=None):
+        return _creator("repeat")(self, repeats, axis=axis)
+
+    def nonzero(self):
+        return _creator("nonzero")(self)
+
+    def compress(self, condition, axis=None, out=None):
+        return _creator("compress")(condition, self, axis=axis, out=out)
+
+    def searchsorted(self, v, side="left", sorter=None):
+        return _creator("searchsorted")(self, v, side=side, sorter=sorter)
+
+    def dot(self, b, out=None):
+        return _creator("dot")(self, b, out=out)
+
+    def sort(self, axis=-1, kind=None):  # in place: a kernel writing this array
+        _check_operands("sort", [self], writes=[self])
+        numpy.ndarray.sort(self.view(numpy.ndarray), axis=axis, kind=kind)
+
+    def partition(self, kth, axis=-1):  # in place
+        _check_operands("partition", [self], writes=[self])
+        numpy.ndarray.partition(self.view(numpy.ndarray), kth, axis=axis)
+
+    def put(self, indices, values, mode="wrap"):  # a scatter into this array
+        _check_operands("put", [self, indices, values], writes=[self])
+        numpy.ndarray.put(self.view(numpy.ndarray), _unwrap(indices), _unwrap(values), mode=mode)
+
+    def flatten(self, order="C"):  # always a copy kernel (across devices refused, as ``copy``)
+        _check_operands("flatten", [self])
+        return _wrap(numpy.ndarray.flatten(self.view(numpy.ndarray), order=order))
+
+    def ravel(self, order="C"):
+        return self._view_or_copy("ravel", order=order)
+
+    def reshape(self, *shape, order="C"):
+        return self._view_or_copy("reshape", *shape, order=order)
+
+    def _view_or_copy(self, method, *args, **kwargs):
+        """A view where the strides allow one (no kernel: allowed on any device, as ``a[1:3]``), else a copy
+        kernel (CuPy's _reshape copies a non-contiguous array first) on the current device and stream."""
+        host = getattr(numpy.ndarray, method)(self.view(numpy.ndarray), *args, **kwargs)
+        if host.size == 0 or _memory_owner(host) is _memory_owner(self):  # (not may_share_memory: tests patch it)
+            state._tls.op = "CuPy's indexing"  # a view: no write at its allocation (as __getitem__'s views)
+            return getattr(numpy.ndarray, method)(self, *args, **kwargs)
+        _check_operands(f"{method} (a copy)", [self])
+        return _wrap(host)
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):  # CuPy: ``with self.device: return self.copy()``
+        with _device_current(self._device_id):
+            return self.copy()
+
     def __round__(self, ndigits=None):  # cupy.ndarray has no __round__: round(a) is a TypeError (use a.round())
         raise TypeError("type cupy.ndarray doesn't define __round__ method")
 
@@ -873,6 +941,12 @@ def _check_operands(what, operands, writes=()):
                             "(CuPy does not convert implicitly; use cupy.asarray)")
     _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
                      writes=[x for x in writes if isinstance(x, ndarray)])
+
+
+def _memory_owner(a):
+    while isinstance(a.base, numpy.ndarray):
+        a = a.base
+    return a
 
 
 def _index_parts(key):
