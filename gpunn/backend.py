@@ -53,8 +53,13 @@ class Backend:
         """The items of the iterator ``items``, each made (its ``next()``) with this backend's device current, and
         ``items`` closed so too: the device is not held across a yield, so between ``next()`` calls the consumer
         has its own device current (a ``with use():`` around a ``yield`` would leave it switched until the
-        generator ends or is collected)."""
-        items = iter(items)
+        generator ends or is collected). On the CPU, with no device to make current, ``items`` itself (no layer
+        on every batch of the hot path: 0.2 of 0.5 us per batch)."""
+        if not self.is_gpu:
+            return iter(items)
+        return self._made_on_device(iter(items))
+
+    def _made_on_device(self, items):
         try:
             while True:
                 with self.use():
