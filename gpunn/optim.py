@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .checks import flag, non_negative_int, positive_int, real
 
 
-def _check_lr(lr) -> float:
+def check_lr(lr) -> float:
     number = real(lr)
     if number is None or not math.isfinite(number) or number <= 0:
         raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
@@ -40,7 +40,7 @@ class Optimizer:
     default_lr = 1e-3
 
     def __init__(self, lr=None, weight_decay=0.0):
-        self.lr = _check_lr(self.default_lr if lr is None else lr)
+        self.lr = check_lr(self.default_lr if lr is None else lr)
         self.weight_decay = _check_nonneg("weight_decay", weight_decay)
         self.steps = 0
         self.state = {}  # name -> flat device array, shaped like the parameters
@@ -219,7 +219,7 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
         optimizer = "adam"
     if isinstance(optimizer, Optimizer):
         if kwargs.get("lr") is not None:
-            optimizer.lr = _check_lr(kwargs["lr"])
+            optimizer.lr = check_lr(kwargs["lr"])
         return optimizer
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
         raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance, {optimizer.__name__}(lr=...), "

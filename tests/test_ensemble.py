@@ -1573,6 +1573,26 @@ def test_a_fit_given_the_last_fits_optimizer_continues_it_as_each_members_mlp_co
         assert rel_err(fresh.member_params[k], twin.params) > 1e-6  # a fresh Adam the second time is another run
 
 
+def test_a_continued_optimizer_given_lr_goes_on_at_those_rates_as_each_members_mlp_given_its_adam_and_lr(
+        ensemble_data):
+    """``ens.fit(optimizer=ens.optimizer, lr=[...])`` goes on with the optimizer's moments and steps at the rates
+    given, as an MLP's ``fit(optimizer=adam, lr=r)`` replaces its Adam's rate (to 1e-10 per member); the rates stay
+    the optimizer's (a later fit without lr keeps them, a checkpoint saves them). It was refused ("lr with an
+    ensemble's optimizer"), so an ensemble could not continue at a lower rate."""
+    X, Y = ensemble_data
+    lower = [r / 10 for r in LRS]
+    ens = _twice(gpunn.Ensemble(SIZES, 3, dtype="float64", seed=10), X, Y, lambda e: e.optimizer, lr=lower)
+    assert ens.optimizer.lr.tolist() == lower and [m.lr for m in ens.optimizer.members] == lower
+    assert ens.history["lr"][-1] == lower
+    for k in range(3):
+        twin, adam = gpunn.MLP(SIZES, dtype="float64", seed=10 + k), gpunn.Adam(lr=LRS[k])
+        twin.fit(X, Y, optimizer=adam, epochs=2, batch_size=32, seed=1, verbose=False)
+        twin.fit(X, Y, optimizer=adam, lr=lower[k], epochs=2, batch_size=32, seed=2, verbose=False)
+        assert rel_err(ens.member_params[k], twin.params) <= TOL["float64"], f"member {k}"
+    unchanged = _twice(gpunn.Ensemble(SIZES, 3, dtype="float64", seed=10), X, Y, lambda e: e.optimizer)
+    assert rel_err(unchanged.member_params[0], ens.member_params[0]) > 1e-6  # the rate given made a difference
+
+
 def test_a_continued_optimizer_keeps_its_frozen_members_and_starts_afresh_on_another_ensemble(ensemble_data):
     """Given again to the ensemble it trained, a member it froze (early stopping, divergence) stays as it was;
     given to another ensemble of K members, it starts afresh (moments, steps, every member training), as one
@@ -1608,7 +1628,9 @@ def test_a_loaded_checkpoints_optimizer_continues_as_the_live_one(ensemble_data,
 
 
 @pytest.mark.parametrize("given, match", [
-    (dict(lr=1e-3), "lr with an ensemble's optimizer"),
+    (dict(lr=1e-3, beta1=0.8), "beta1 with an ensemble's optimizer"),
+    (dict(lr=[1e-3, float("nan"), 1e-3]), "member 1: learning rate must be a positive finite number, got nan"),
+    (dict(lr=[1e-3, 1e-3]), "lr lists 2 values but the ensemble has 3 members"),
     (dict(weight_decay=[0.0, 0.1, 0.0], beta2=0.9), "weight_decay, beta2 with an ensemble's optimizer"),
     (dict(members=2), "holds 3 members' settings; this ensemble has 2 members"),
 ])

@@ -32,7 +32,7 @@ from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
-from ..optim import Adam, Optimizer, make_optimizer, make_schedule, options_of
+from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
                         checked_min_delta, default_monitor, improves, lines_for, missing_monitor, monitor_mode,
@@ -555,13 +555,14 @@ def ensemble_history(history, diverged=()) -> EnsembleHistory:
     return out
 
 
-def continued(optimizer, model, **settings) -> EnsembleOptimizer:
+def continued(optimizer, model, *, lr=None, **settings) -> EnsembleOptimizer:
     """``optimizer`` (an EnsembleOptimizer: ``ens.optimizer``, the last fit's), checked for a fit of ``model`` that
-    continues it. Its members' settings are its own, so none of ``settings`` may be given with it."""
+    continues it. ``lr`` (one rate, or K) replaces its members' base rates, as one model's ``fit(optimizer=adam,
+    lr=...)`` replaces the Adam's; its members' other settings are its own, so none of ``settings`` may be given."""
     given = [name for name, value in settings.items() if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)} with an ensemble's optimizer (ens.optimizer): it goes on with its "
-                         "members' own settings; give a name or a gpunn Optimizer to set them")
+                         "members' own settings (lr alone may be given); give a name or a gpunn Optimizer to set them")
     if optimizer.n_models != model.n_models:
         raise ValueError(f"the optimizer given holds {optimizer.n_models} members' settings; this ensemble has "
                          f"{model.n_models} members")
@@ -573,6 +574,16 @@ def continued(optimizer, model, **settings) -> EnsembleOptimizer:
     if elsewhere:
         raise ValueError(f"the optimizer given was made for an ensemble on {min(elsewhere)}; this ensemble is on "
                          f"{model.backend.device}: give it a name or a gpunn Optimizer")
+    if lr is not None:  # every rate checked before any is set
+        rates = []
+        for k, rate in enumerate(per_member(lr, model.n_models, "lr")):
+            try:
+                rates.append(check_lr(rate))
+            except ValueError as exc:
+                raise ValueError(f"member {k}: {exc}" if model.n_models > 1 else str(exc)) from None
+        for member, rate in zip(optimizer.members, rates):
+            member.lr = rate  # what a checkpoint of the run saves
+        optimizer.lr = numpy.array(rates)  # the table takes this epoch's rates at its first step (set_rates)
     return optimizer
 
 
@@ -589,8 +600,10 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     (the last fit's, or a loaded checkpoint's) continues that one, as an Optimizer object continues for one
     model: its moments, step count and frozen members (early-stopped or diverged: one that diverged stays in
     ``ens.diverged`` and the history's ``diverged``), and on a GPU the CUDA graphs
-    captured with it (a fresh optimizer means a new capture); its settings are its own, and the five above are
-    refused with it (as is an ensemble of another member count or device). All members see the same batches in the same order, shuffled by ``seed``
+    captured with it (a fresh optimizer means a new capture); ``lr`` replaces its members' base rates (as one
+    model's ``fit(optimizer=adam, lr=...)``), its other settings are its own, and the other four above are refused
+    with it (as is an ensemble of another member count or device). All members see the same batches in the same
+    order, shuffled by ``seed``
     (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
