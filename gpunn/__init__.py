@@ -13,9 +13,9 @@ from .training.fit import fit
 from .training.graph import GraphWarning
 from .training.loop import TrainingDiverged, ValidationNotFinite
 
-__all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", "Callback", "History", "TrainingDiverged",
-           "ValidationNotFinite", "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "save", "load", "load_checkpoint",
-           "CheckpointError", "DeviceError", "CPUFallbackWarning", "GraphWarning", "__version__",
+__all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", "Callback", "History",
+           "TrainingDiverged", "ValidationNotFinite", "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "save",
+           "load", "load_checkpoint", "CheckpointError", "DeviceError", "CPUFallbackWarning", "GraphWarning", "__version__",
            "Optimizer", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Schedule"]
 
 

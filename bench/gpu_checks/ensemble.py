@@ -24,8 +24,8 @@ in a path no GPU has run yet poisons only its own process's CUDA context, never 
 3. on a GPU with --max-seconds 60 or more: a bf16 row (``Ensemble(precision="bf16", graph=True)``, a path no
    GPU has run yet) in a process of its own (``--bf16-row``, DIR/ensemble-bf16.json), beside that process's
    own float32 graph row; its speed-up over that graph row (paired in its rounds) and over step 1's torch vmap row
-   (chained through the eager row, as the graph row's over the sequential fits). Left out under gpu_check.sh's default 40 s cap (its first step compiles the
-   bf16 kernels); GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
+   (chained through the eager row, as the graph row's over the sequential fits). Left out under gpu_check.sh's
+   default 40 s cap (its first step compiles the bf16 kernels); GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
 Each later process is killed when the time left for it runs out and is not started with under its minimum left
 (``graph_skipped``, ``bf16_skipped``): step 1's rounds end in time to leave GRAPH_SECONDS and BF16_SECONDS, and the
 graph process may take all but the bf16 process's least (its row decides a target, the bf16 row none); its failure

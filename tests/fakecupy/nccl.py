@@ -9,8 +9,8 @@ check for its caller:
   count in bytes, or a float32 code for a float64 buffer, fails here);
 - the stream (a ``cupy.cuda.Stream.ptr``; 0 is the legacy null stream of the communicator's device, which
   NCCL makes current to enqueue) belongs to the communicator's device (a communicator made with another
-  device current fails here), and the collective is ordered on it like a kernel (tests/fakecupy/ordering.py): gradients written on one stream and reduced on
-  another without an event fail;
+  device current fails here), and the collective is ordered on it like a kernel (tests/fakecupy/ordering.py):
+  gradients written on one stream and reduced on another without an event fail;
 - then every rank waits for the others (a thread barrier), and each receives the reduction of all ranks'
   buffers in rank order (``NCCL_SUM``, ``NCCL_MAX``...) or the root's buffer.
 
