@@ -376,6 +376,16 @@ def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, mo
     assert sorted(whole) == [str(saved / "ensemble-0.npz"), str(saved / "ensemble-1.npz")]
 
 
+def test_a_saved_sweeps_checkpoints_are_numbered_in_the_digits_0_to_9_only(tmp_path):
+    """``ensemble-٣.npz`` (an Arabic-Indic 3) or ``ensemble-３.npz`` (full width) is no checkpoint gpunn sweep wrote:
+    ``\\d`` took it as ensemble 3, so --resume read it and --save refused the directory."""
+    from gpunn.cli.sweep import saved_checkpoints
+
+    for name in ("ensemble-\u0663.npz", "ensemble-\uff13.npz", "ensemble-10.npz", "ensemble-2.npz", "ensemble-x.npz"):
+        (tmp_path / name).write_bytes(b"")
+    assert saved_checkpoints(tmp_path) == [str(tmp_path / "ensemble-2.npz"), str(tmp_path / "ensemble-10.npz")]
+
+
 def test_a_finished_sweep_resumed_says_once_that_its_ensembles_are_done(tmp_path, capsys):
     """Its line "ensemble 0: 1 of 1 epoch done" was followed by the progress bar's "nothing left to train
     (1 of 1 epochs done)"; an ensemble with epochs left still draws its bar."""

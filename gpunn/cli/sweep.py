@@ -133,8 +133,8 @@ def standalone_parser() -> argparse.ArgumentParser:
 
 def saved_checkpoints(directory) -> list[str]:
     """The ensembles' checkpoints in ``directory``, in ensemble order (one whose members all diverged in
-    their first epoch has none)."""
-    pattern = re.compile(re.escape(CHECKPOINT).replace(r"\{\}", r"(\d+)") + "$")
+    their first epoch has none). Ensemble numbers in the digits 0-9 only (``\\d`` took ``ensemble-٣.npz`` as 3)."""
+    pattern = re.compile(re.escape(CHECKPOINT).replace(r"\{\}", r"([0-9]+)") + "$")
     found = [(int(m.group(1)), name) for name in (os.listdir(directory) if os.path.isdir(directory) else ())
              if (m := pattern.match(name))]
     return [os.path.join(directory, name) for _, name in sorted(found)]
