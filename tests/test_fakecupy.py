@@ -486,6 +486,29 @@ def test_batches_of_a_cuda_1_source_leave_the_consumers_device_current_between_n
     assert fakecupy.state.current == 0
 
 
+def test_a_cuda_1_iterables_factory_is_called_with_device_1_current(fake_cupy):
+    """A callable epoch -> iterable of a cuda:1 source, whose batches are read with device 0 current, is called
+    with device 1 current: a factory that makes its device arrays at once makes them on the source's device. It
+    was called on the consumer's device (the pieces then crossed devices, refused here)."""
+    import gpunn
+
+    called_on = []
+
+    def pieces(epoch):
+        called_on.append(fakecupy.state.current)
+        return [(fake_cupy.full((20, 3), epoch + i, "float64"), fake_cupy.full((20, 1), -i, "float64"))
+                for i in range(3)]
+
+    # rows and widths given: the source reads no piece to count them (made before it knows its device)
+    source = gpunn.data.iterable(pieces, rows=60, n_features=3, n_outputs=1).bind("cuda:1", "float64")
+    for epoch in (0, 1):
+        batches = source.batches(epoch, 32)
+        X, Y = next(batches)
+        assert X.device.id == 1 and fakecupy.state.current == 0
+        assert len(list(batches)) == 1  # 60 rows in batches of 32
+    assert called_on == [1, 1]
+
+
 def _in_memory_cuda_1_source(kind, shuffle):
     """An in-memory source of 70 rows on cuda:1, made with device 1 current (as fit makes it)."""
     from gpunn import backend

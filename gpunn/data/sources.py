@@ -432,12 +432,14 @@ class IterableSource:
                 raise DataError("the iterator of batches is exhausted (it served one epoch); pass a list or "
                                 "a callable epoch -> iterable to train for more")
             self._used = True
-            items = self._make(epoch)
+            with self.backend.use():  # a factory that makes device arrays at once makes them on this device
+                items = self._make(epoch)
             if self._first is not None:
                 first, self._first = self._first, None
                 items = _chain_first(first, items)
         else:
-            items = self._make(epoch)
+            with self.backend.use():
+                items = self._make(epoch)
         yield from self.backend.made_on_device(
             rebatch(self._scaled(self._checked(items, epoch), epoch), batch_size, self.backend.xp))
 
