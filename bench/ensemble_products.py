@@ -26,24 +26,27 @@ def timed(f, n=30):
     return float(np.median(runs))
 
 
+def refuse(message):
+    """A command line the script cannot run: one line and status 2, as argparse's refusals."""
+    prog = os.path.basename(sys.argv[0])
+    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
+    sys.exit(2)
+
+
 def whole(at, what, default) -> int:
     """The command line's argument ``at`` (``default`` where not given): digits 0-9 only, 1 or more. Another
-    is one line and status 2, as argparse's refusals: int() gave a traceback for x, K=0 timed nothing."""
+    is refused (int() gave a traceback for x, K=0 timed nothing)."""
     if len(sys.argv) <= at:
         return default
     text = sys.argv[at]
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        prog = os.path.basename(sys.argv[0])
-        sys.stderr.write(f"{prog}: error: {what} must be a whole number, 1 or more, got {text!r} (see {prog} --help)\n")
-        sys.exit(2)
+        refuse(f"{what} must be a whole number, 1 or more, got {text!r}")
     return int(text)
 
 
 def main():
     if len(sys.argv) > 3:
-        prog = os.path.basename(sys.argv[0])
-        sys.stderr.write(f"{prog}: error: takes [K] [batch], got {len(sys.argv) - 1} arguments (see {prog} --help)\n")
-        sys.exit(2)
+        refuse(f"takes [K] [batch], got {len(sys.argv) - 1} arguments")
     K, m = whole(1, "K", 64), whole(2, "batch", 128)
     dt = np.float32
     rng = np.random.default_rng(0)
