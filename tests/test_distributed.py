@@ -1739,3 +1739,44 @@ def test_nccl_unloadable_without_any_nvidia_wheel_says_what_to_install(fake_cupy
     monkeypatch.setitem(sys.modules, "nvidia", None)  # import nvidia fails, as with no such package
     with pytest.raises(DistributedError, match="CuPy cannot load NCCL: pip install nvidia-nccl-cu12"):
         NcclComm(backend.resolve("cuda"), LocalComm())
+
+
+def test_a_sharded_pass_closes_every_shards_pass_when_it_ends_early(tmp_path, monkeypatch):
+    """A pass over a ShardedSource that ends early closes each shard's pass it opened (its reader thread, its
+    pipeline's buffers), as a generator's close() would: when one shard raises (a NaN in shard 1) the other's is
+    closed before the error reaches the caller (it stayed open for as long as the traceback lived: in a notebook,
+    until the next error); a close that raises does not keep the others open, and is raised from close()."""
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource, _ShardView
+
+    opened, closed, failing = [], [], []
+    real = _ShardView.batches
+
+    def batches(view, *args):  # the real pass, which says when it is closed
+        opened.append(view)
+        try:
+            yield from real(view, *args)
+        finally:
+            closed.append(view)
+            if view in failing:
+                raise RuntimeError("shard 0's close failed")
+
+    monkeypatch.setattr(_ShardView, "batches", batches)
+    Y = numpy.zeros((40, 1))
+    Y[30] = numpy.nan  # in shard 1: rows 20-39
+    numpy.save(tmp_path / "x.npy", numpy.arange(40.0)[:, None])
+    numpy.save(tmp_path / "y.npy", Y)
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=5, window=1, shuffle=False,
+                            device="cpu")
+    with pytest.raises(DataError, match="row 30") as caught:  # (caught holds the traceback, as a notebook does)
+        for _ in ShardedSource(source, 2).batches(0, 10):
+            pass
+    assert len(opened) == len(closed) == 2 and set(closed) == set(opened)
+    opened.clear(), closed.clear()
+    batches = ShardedSource(source, 2).batches(0, 10)
+    next(batches)
+    failing.append(opened[0])
+    with pytest.raises(RuntimeError, match="shard 0's close failed"):
+        batches.close()
+    assert len(opened) == len(closed) == 2 and set(closed) == set(opened)
+    del caught

@@ -24,6 +24,8 @@ holds exactly P x b rows, as at batch P x b.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 
 from ..data.base import ChunkedSource
@@ -378,21 +380,33 @@ class ShardedSource:
                              f"use a multiple of {n}")
         b, N = batch_size // n, self.total_rows
         B = self.shards * b
-        streams = [iter(()) if v is None else v.batches(epoch, b, first_batch) for v in self.views()]
-        yield from source.backend.made_on_device(self._joined(streams, first_batch, N, B))
+        yield from source.backend.made_on_device(self._joined(self.views(), epoch, b, first_batch, N, B))
 
-    def _joined(self, streams, first_batch, N, B):
-        """The global batches from each owned shard's stream of batches (``batches``)."""
+    def _joined(self, views, epoch, b, first_batch, N, B):
+        """The global batches from each owned shard's pass (``batches``). The passes are closed when this one ends,
+        also early (a break, an error in a shard or in the consumer), with the source's device current (this runs
+        under made_on_device): each of them, even when one's close raises, as contextlib.ExitStack closes what it
+        holds (an error raised by a close is raised from here, the ones before it as its ``__context__``). Left to
+        the garbage collector, the others stayed open, reader threads and buffers held, while an error's
+        traceback held this frame."""
         source = self.source
         xp = source.backend.xp
         empty = (xp.empty((0, source.n_features), source.dtype), xp.empty((0, source.n_outputs), source.dtype))
-        for i in range(first_batch, -(-N // B)):
-            pieces = [next(stream, empty) for stream in streams]
-            self.global_batch_rows = min(B, N - i * B)
-            if len(streams) == 1:
-                yield pieces[0]
-            else:
-                yield xp.concatenate([p[0] for p in pieces]), xp.concatenate([p[1] for p in pieces])
+        with contextlib.ExitStack() as passes:
+            streams = []
+            for view in views:
+                if view is None:  # an empty shard
+                    streams.append(iter(()))
+                else:
+                    streams.append(view.batches(epoch, b, first_batch))
+                    passes.callback(streams[-1].close)
+            for i in range(first_batch, -(-N // B)):
+                pieces = [next(stream, empty) for stream in streams]
+                self.global_batch_rows = min(B, N - i * B)
+                if len(streams) == 1:
+                    yield pieces[0]
+                else:
+                    yield xp.concatenate([p[0] for p in pieces]), xp.concatenate([p[1] for p in pieces])
 
 
 def statistics_over_ranks(source):
