@@ -739,8 +739,9 @@ def test_on_gpus_a_nan_in_one_ranks_shard_read_for_the_statistics_ends_the_job_n
     X[20, 1] = numpy.nan  # rank 1's shard: rows 12-23
     _save_columns(tmp_path, X)
     outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: _fit_standardized(tmp_path, f"cuda:{rank}"))
-    assert aborted[:1] == [(1, 1)] and type(outcomes[1][1]) is DataError, (aborted, outcomes)
-    said = capsys.readouterr().err.split("\ngpunn [rank 0 of ranks 0-1]")[0]  # the rest: rank 0's, which the abort ends
+    # rank 0, which read its shard, waits for rank 1's abort (which ends it), and aborts nothing of its own
+    assert aborted == [(1, 1)] and type(outcomes[1][1]) is DataError, (aborted, outcomes)
+    said = capsys.readouterr().err
     assert said.startswith("gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\nTraceback "), said
     assert said.rstrip().endswith(f"DataError: {tmp_path / 'X.npy'} row 20: column 1: nan is NaN; clean or impute it "
                                   "first"), said
@@ -754,18 +755,60 @@ def test_on_gpus_an_interrupt_one_rank_meets_in_the_statistics_pass_ends_the_job
     from gpunn.distributed import shard
     from thread_ranks import run_ranks
 
-    reads = shard.ShardedSource.standardizer_over_shards
+    reads = shard.ShardedSource.owned_moments
 
-    def interrupted_on_rank_1(self, comm):
-        if comm.rank == 1:
+    def interrupted_on_rank_1(self):
+        if list(self.owned) == [1]:  # rank 1's shard
             raise KeyboardInterrupt
-        return reads(self, comm)
+        return reads(self)
 
-    monkeypatch.setattr(shard.ShardedSource, "standardizer_over_shards", interrupted_on_rank_1)
+    monkeypatch.setattr(shard.ShardedSource, "owned_moments", interrupted_on_rank_1)
     X = numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)]).astype(numpy.float32)
     _save_columns(tmp_path, X)
     outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: _fit_standardized(tmp_path, f"cuda:{rank}"))
-    assert aborted[:1] == [(1, 2)] and type(outcomes[1][1]) is KeyboardInterrupt, (aborted, outcomes)
+    assert aborted == [(1, 2)] and type(outcomes[1][1]) is KeyboardInterrupt, (aborted, outcomes)
+
+
+@pytest.mark.parametrize("where", ["both shards", "merged spread", "every row"])
+def test_on_gpus_an_error_every_rank_meets_in_the_statistics_pass_is_raised_on_each_and_ends_no_job(
+        tmp_path, fake_cupy, monkeypatch, where):
+    """An error every rank meets in the statistics pass is raised on every rank as a one-process fit raises it: a
+    script can catch it, and no rank waits for another, so nothing aborts the job. Each rank raised it before
+    d99e428; since then any error there aborted the job. The ranks agree on who failed in the statistics' own gather
+    (comm.agreeing_on_failure). Both shards: a NaN in each, each rank its own row. Merged spread: each shard's
+    values are alike, rank 0's 1e200 and rank 1's -1e200, and their merged spread overflows float64 (the same
+    error from the same gathered bits). Every row: a source of 3 shards, which 2 ranks cannot share, read whole
+    by each (the ranks agree on failure in a gather of flags)."""
+    from gpunn.distributed import comm
+    from gpunn.distributed.shard import ShardedSource
+    from thread_ranks import run_ranks
+
+    X = numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)])
+    if where == "merged spread":
+        X[:, 1] = numpy.repeat([1e200, -1e200], 12)  # rows 0-11: rank 0's shard, 12-23: rank 1's
+    else:
+        X[[5, 20], 1] = numpy.nan
+    _save_columns(tmp_path, X)
+
+    def fit(rank):
+        import gpunn
+
+        source = gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=4, standardize=True)
+        try:
+            gpunn.MLP([2, 4, 1], device=f"cuda:{rank}", seed=0).fit(
+                ShardedSource(source, 3) if where == "every row" else source, epochs=1, batch_size=4, verbose=False,
+                distributed=True)
+        except DataError as caught:  # as a script catches it
+            return str(caught), comm.is_raised_on_every_rank(caught)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit)
+    assert aborted == [] and [exc for _, exc in outcomes] == [None, None], (aborted, outcomes)
+    said = [value for value, _ in outcomes]
+    assert all(marked for _, marked in said), said  # gpunn train says an error every rank raised once (gpunn.cli)
+    expected = {"both shards": ["row 5: column 1: nan is NaN", "row 20: column 1: nan is NaN"],
+                "merged spread": ["features column 1 cannot be standardized: its spread overflows float64"] * 2,
+                "every row": ["row 5: column 1: nan is NaN"] * 2}[where]
+    assert all(part in text for (text, _), part in zip(said, expected)), said
 
 
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])

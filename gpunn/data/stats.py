@@ -56,8 +56,9 @@ class Moments:
         """Merge a part with count n, mean and M2 of (its data - self.shift)."""
         total = self.count + n
         delta = mean - self._mean
-        self._mean = self._mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta * delta * (self.count * n / total)
+        with numpy.errstate(over="ignore", invalid="ignore"):  # a spread past float64: Standardizer.from_moments
+            self._mean = self._mean + delta * (n / total)
+            self.m2 = self.m2 + m2 + delta * delta * (self.count * n / total)
         self.count = total
         return self
 

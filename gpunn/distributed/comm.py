@@ -434,6 +434,45 @@ def abort_on_error(comm, exc: BaseException) -> None:
     comm.abort(code)
 
 
+def raised_on_every_rank(exc: BaseException) -> BaseException:
+    """Mark ``exc`` as raised by every rank of the job at the same point, so that no rank waits for another (the
+    command then says it once where the ranks' lines are the same: gpunn.cli); ``exc`` back."""
+    with contextlib.suppress(AttributeError, TypeError):  # (an exception that takes no attribute stays unmarked)
+        exc.gpunn_every_rank = True
+    return exc
+
+
+def is_raised_on_every_rank(exc: BaseException) -> bool:
+    """Whether every rank raised ``exc`` at the same point: marked by :func:`raised_on_every_rank`, or a
+    ConfigMismatch (every rank refuses with it, by design)."""
+    return isinstance(exc, ConfigMismatch) or getattr(exc, "gpunn_every_rank", False) is True
+
+
+def agreeing_on_failure(comm, compute, label, gather=True):
+    """``compute()`` on every rank, the ranks agreeing on who failed in one gather (that of the results, where
+    ``gather``: every rank's result in rank order back; else this rank's result alone, the gather only of whether
+    each failed). A failure every rank has (each its own error, alike or not) is raised on every rank as it is, marked
+    :func:`raised_on_every_rank`: a script can catch it, and no rank waits for another. A failure of some ranks ends
+    the job: each failed rank prints its error and aborts (:func:`abort_on_error`); the others, who have no part of
+    the result to go on with, wait in a barrier for that abort (timed, as every collective)."""
+    error = part = None
+    try:
+        part = compute()
+    except BaseException as exc:  # noqa: BLE001 - a Ctrl-C too: the ranks agree on it as on any failure
+        error = exc
+    gathered = comm.allgather((part if gather else None, error is not None), label=label)
+    failed = [rank for rank, (_, fails) in enumerate(gathered) if fails]
+    if error is not None:
+        if len(failed) < comm.size:
+            abort_on_error(comm, error)
+            raise error  # (where the abort returns: a test's stand-in)
+        raise raised_on_every_rank(error)
+    if failed:
+        comm.barrier(label=f"{label} (waiting for {rank_words(failed[0], comm.size)}, which failed, to end the job)")
+        raise DistributedError(f"{rank_words(failed[0], comm.size)} failed in {label}")  # (its abort ends this rank)
+    return [p for p, _ in gathered] if gather else part
+
+
 def end_launched_job(code: int) -> None:
     """End every process of this MPI-launched job now (``MPI_Abort`` with ``code``), from a process that
     failed outside a distributed fit: ``mpiexec`` does not end the others when a process exits with an

@@ -354,20 +354,29 @@ class ShardedSource:
             self.__dict__["_views"] = (tuple(source.train_chunks), views)
         return [v.sync() if v is not None else None for v in views]
 
+    def owned_moments(self):
+        """The (features, targets) Moments of each owned shard's training rows (None for an empty shard)."""
+        return [v.training_moments() if v is not None else None for v in self.views()]
+
     def standardizer_over_shards(self, comm):
         """The source's standardization statistics with each rank reading only its shards: the
         owned shards' moments, gathered from every rank over ``comm`` and merged in shard order
-        (so every rank gets the same bits). Equal to the one-pass statistics up to rounding."""
+        (so every rank gets the same bits). Equal to the one-pass statistics up to rounding. The ranks
+        agree on a failure in the same gather (comm.agreeing_on_failure): one every rank meets is raised on
+        every rank; one some ranks meet ends the job."""
         from ..data.stats import Moments, Standardizer
+        from .comm import agreeing_on_failure, raised_on_every_rank
 
         source = self.source
-        mine = [v.training_moments() if v is not None else None for v in self.views()]
+        gathered = agreeing_on_failure(comm, self.owned_moments, "the standardization statistics")
         mx, my = Moments(source.n_features), Moments(source.n_outputs)
-        for part in (p for gathered in comm.allgather(mine, label="the standardization statistics")
-                     for p in gathered if p is not None):
+        for part in (p for owned in gathered for p in owned if p is not None):
             mx.merge(part[0])
             my.merge(part[1])
-        return Standardizer.from_moments(mx, my if source.standardize is True else None)
+        try:
+            return Standardizer.from_moments(mx, my if source.standardize is True else None)
+        except Exception as exc:  # from the same gathered bits on every rank: every rank raises it
+            raise raised_on_every_rank(exc) from None
 
     def batches(self, epoch, batch_size, first_batch=0):
         """Global batches ``first_batch``, ... of ``epoch``: this process's share of each, b =
@@ -411,23 +420,22 @@ class ShardedSource:
 
 def statistics_over_ranks(source):
     """For ``prepare_source`` in a data-parallel fit: a chunked source's standardization statistics
-    computed from every rank's own shard (one shard per rank, as the fit will read them).
+    computed from every rank's own shard (one shard per rank, as the fit will read them); another source's
+    from every row, on every rank.
 
-    This pass comes before the fit's loop, whose failure handling (DataParallel.run) it is not under, and only
-    the rank whose shard holds a NaN reads it: that rank's failure ends the job as one inside the fit does
-    (comm.abort_on_error: its error, then MPI_Abort). It left the fit alone, and the others waited for its moments
-    until GPUNN_DIST_TIMEOUT (300 s by default) ended them with "another rank has stopped"."""
-    from .comm import abort_on_error, world
+    This pass comes before the fit's loop, whose failure handling (DataParallel.run) it is not under, and a rank
+    may meet an error the others do not (a NaN in its shard; a file that differs on its node): the ranks agree on
+    who failed (comm.agreeing_on_failure, in the gather of the statistics). An error every rank meets is raised on
+    every rank as it is, as a one-process fit raises it (a script can catch it); one that some ranks meet ends the
+    job with their error (comm.abort_on_error: its error, then MPI_Abort), as one inside the fit does. Before, the
+    rank left the fit alone and the others waited for its moments until GPUNN_DIST_TIMEOUT (300 s by default), and
+    after that (d99e428) any error aborted the job, one every rank raised too."""
+    from .comm import agreeing_on_failure, world
 
     comm = world()
     shards = source.shards if isinstance(source, ShardedSource) else comm.size
     if not isinstance(source, (ChunkedSource, ShardedSource)) or shards % comm.size:
-        return source.compute_standardizer()  # every rank reads every row: each raises the same error
+        # every rank reads every row: only whether each failed is gathered
+        return agreeing_on_failure(comm, source.compute_standardizer, "the standardization statistics", gather=False)
     own = shards // comm.size
-    try:
-        return ShardedSource(source, shards, range(comm.rank * own, (comm.rank + 1) * own)).standardizer_over_shards(
-            comm)
-    except BaseException as exc:
-        if comm.size > 1:
-            abort_on_error(comm, exc)
-        raise
+    return ShardedSource(source, shards, range(comm.rank * own, (comm.rank + 1) * own)).standardizer_over_shards(comm)

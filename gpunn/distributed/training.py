@@ -25,7 +25,7 @@ from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation
 from ..training.callbacks import Callback
 from ..training.loop import TrainingDiverged, ValidationNotFinite
 from ..training.sources import ArraySource
-from .comm import abort_on_error, world
+from .comm import abort_on_error, raised_on_every_rank, world
 from .digest import ConfigMismatch, check_same_config
 from .hook import GradientAllReduce
 from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
@@ -314,12 +314,15 @@ class DataParallel:
                 print(f"data parallel on the CPU: {threads}", flush=True)
             try:
                 return train()
-            except (ConfigMismatch, TrainingDiverged, ValidationNotFinite):
-                raise  # every rank raises the same error at the same point (each validates with the same logs)
+            except (ConfigMismatch, TrainingDiverged, ValidationNotFinite) as exc:
+                raised_on_every_rank(exc)  # every rank raises it at the same point (each validates the same logs)
+                raise
             except BaseException as exc:
-                # alone, no rank waits for this one: the caller gets the error, as from fit; so too a data refusal
-                # the ranks agreed on (the hook's first_refusal), which every rank raises at the same point
-                if self.comm.size > 1 and exc is not self.hook.refusal:
+                # a data refusal the ranks agreed on (the hook's first_refusal) every rank raises at the same point;
+                # another error ends the job (alone, no rank waits for this one: the caller gets it, as from fit)
+                if exc is self.hook.refusal:
+                    raised_on_every_rank(exc)
+                elif self.comm.size > 1:
                     abort_on_error(self.comm, exc)
                 raise
 
