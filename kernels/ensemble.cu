@@ -120,14 +120,21 @@ __global__ void member_sgd_step(T* w, const T* g, T* vel, const double* hyper, i
 //   w, m, v [K x per_member] parameters and moments, updated in place
 //   g       [K x per_member] gradients (read)
 //   hyper   [K x kHyperFields] member settings (read)
+// Thread 0 of each block forms the member's two bias corrections (double pows: a GPU's double rate may be
+// 1/64 of its float rate) into shared memory, as optimizers.cu's adam_step does; every thread of the block
+// meets it at both barriers (the member and whether it is active are the same for the whole block).
 template <typename T>
 __device__ void member_adam_loop(T* w, const T* g, T* m, T* v, const double* hyper, T eps, double step,
                                  int decoupled, long long members, long long per_member) {
+    __shared__ double bias_c[2];  // this member's 1 - beta1^t, 1 - beta2^t
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long k = blockIdx.y; k < members; k += gridDim.y) {
         const double* h = hyper + k * kHyperFields;
         if (!member_active(h)) continue;
-        const MemberAdam<T> a = member_adam<T>(h, step);
+        if (threadIdx.x == 0) member_bias_corrections(h, step, bias_c);
+        __syncthreads();
+        const MemberAdam<T> a = member_adam<T>(h, bias_c);
+        __syncthreads();  // every thread has read bias_c before thread 0 writes the block's next member's
         const long long base = k * per_member;
         for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < per_member; i += stride) {
             T mi = m[base + i], vi = v[base + i];

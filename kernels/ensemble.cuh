@@ -37,11 +37,17 @@ GPUNN_HD MemberSgd<T> member_sgd(const double* h) {
     return {T(h[kLr]), T(h[kMomentum]), T(h[kWeightDecay])};
 }
 
-// step: the optimizer step t, counted from 1.
+// Member row h's bias corrections at the optimizer step t (counted from 1): bias_c[0] = 1 - beta1^t,
+// bias_c[1] = 1 - beta2^t, in double (adam_bias_correction). ensemble.cu forms them once per block and member.
+GPUNN_HD void member_bias_corrections(const double* h, double step, double* bias_c) {
+    bias_c[0] = adam_bias_correction(h[kBeta1], step);
+    bias_c[1] = adam_bias_correction(h[kBeta2], step);
+}
+
+// bias_c: member_bias_corrections of row h at this step.
 template <typename T>
-GPUNN_HD MemberAdam<T> member_adam(const double* h, double step) {
-    return {T(h[kLr]), T(1.0 - h[kBeta1]), T(1.0 - h[kBeta2]), T(adam_bias_correction(h[kBeta1], step)),
-            T(adam_bias_correction(h[kBeta2], step)), T(h[kWeightDecay])};
+GPUNN_HD MemberAdam<T> member_adam(const double* h, const double* bias_c) {
+    return {T(h[kLr]), T(1.0 - h[kBeta1]), T(1.0 - h[kBeta2]), T(bias_c[0]), T(bias_c[1]), T(h[kWeightDecay])};
 }
 
 // One element of member_bias_act_forward (ensemble.cu): z = Z_in (+ b) in compute_t<T> (a bf16 value

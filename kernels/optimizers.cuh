@@ -23,9 +23,10 @@ GPUNN_HD T sgd_update(T w, T g, T& v, T lr, T momentum, T weight_decay, int nest
 
 // Adam's bias correction 1 - beta^t at step t (counted from 1), in double, by the device's pow (CUDA's double
 // pow; the C library's when compiled as C++, which is Python's float pow). The one rule of every kernel that
-// forms it (optimizers.cu's adam_step and optimizer_tick, ensemble.cuh's member_adam), so that one model's eager
-// and graph steps and an ensemble's members take the same bits on a device: no host pow, which can be an ulp
-// off the device's, and no running product beta^(t-1) * beta, which is not pow either (see README, "Exact").
+// forms it (optimizers.cu's adam_step and optimizer_tick, ensemble.cuh's member_bias_corrections), so that one
+// model's eager and graph steps and an ensemble's members take the same bits on a device: no host pow, which can
+// be an ulp off the device's, and no running product beta^(t-1) * beta, which is not pow either (see README,
+// "Exact").
 GPUNN_HD double adam_bias_correction(double beta, double t) { return 1.0 - pow(beta, t); }
 
 // Adam. coupled (decoupled == 0): g += wd*w (L2, torch.optim.Adam);

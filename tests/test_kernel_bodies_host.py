@@ -89,6 +89,7 @@ def k(tmp_path_factory):
         getattr(h, name).restype = ctypes.c_int
     h.last_error.restype = ctypes.c_char_p
     h.set_schedule.argtypes = [ctypes.c_int]
+    h.take_pow_calls.restype = ctypes.c_longlong
     h.add_shared.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
     for name, size in _shared_statics(lib):
         h.add_shared(ctypes.addressof(ctypes.c_char.in_dll(h, name)), size)
@@ -274,8 +275,10 @@ def test_adam_step_and_its_graph_form_update_every_parameter_and_both_moments(k,
     for step in (1, 4, 7):  # 0.999**7: NumPy's array power was an ulp off the C library's (the AMD EPYC)
         ew, em, ev = _adam_reference(w, grad, m, v, lr, b1, b2, eps, step, weight_decay, decoupled)
         eager = [w.copy(), m.copy(), v.copy()]
+        k.lib.take_pow_calls()
         k.adam_step(grid, block, eager[0], grad, eager[1], eager[2], lr, 1 - b1, 1 - b2, eps, b1, b2, float(step),
                     weight_decay, decoupled, n)
+        assert k.lib.take_pow_calls() == 2 * grid  # 1 - beta1^t, 1 - beta2^t once per block, not per thread
         for a, b in zip(eager, (ew, em, ev)):
             close(a, b)
         # the graph form: optimizer_tick advances the step and the bias corrections, adam_step_dev reads them;
@@ -359,23 +362,40 @@ def test_member_sgd_step_follows_each_members_row_and_leaves_a_frozen_one(k, gx,
     close(vel, ev)
 
 
+# thread 0 of each block forms its member's bias corrections: the block's other warps wait for them, and thread 0
+# waits for every thread to have read them before it forms the block's next member's (gy < K)
+@BOTH_ORDERS
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
 @pytest.mark.parametrize("decoupled", [0, 1])
 @pytest.mark.parametrize("on_device", [False, True])
-def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, gx, gy, block, decoupled, on_device):
+def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, schedule, gx, gy, block, decoupled,
+                                                                           on_device):
     K, per, eps, step = 4, 90, 1e-8, 3
     r = rng(11)
     w, grad, m, v = (r.standard_normal((K, per)), r.standard_normal((K, per)), r.standard_normal((K, per)),
                      r.random((K, per)))
     H = _hyper(K)
+    before = [w.copy(), m.copy(), v.copy()]
     expect = [w.copy(), m.copy(), v.copy()]
     for i, (lr, wd, _, b1, b2, active) in enumerate(H):
         if active:
             for a, b in zip(expect, _adam_reference(w[i], grad[i], m[i], v[i], lr, b1, b2, eps, step, wd, decoupled)):
                 a[i] = b
+    k.lib.take_pow_calls()
     if on_device:
         k.member_adam_step_dev(gx, gy, block, w, grad, m, v, H, eps, np.array([float(step), 0, 0, 0]), decoupled, K, per)
     else:
         k.member_adam_step(gx, gy, block, w, grad, m, v, H, eps, float(step), decoupled, K, per)
     for a, b in zip((w, m, v), expect):
         close(a, b)
+    # each member's 1 - beta1^t, 1 - beta2^t: two pows in each of the gx blocks that step it, none per thread
+    # (per-thread pows were 2 * gx * block per member: double pows, slow on a GPU); none for the frozen member
+    assert k.lib.take_pow_calls() == 2 * gx * int(H[:, 5].sum())
+    # and the bits of one model's adam_step kernel with the member's row (the same bias corrections and update)
+    for i, (lr, wd, _, b1, b2, active) in enumerate(H):
+        one = [a[i].copy() for a in before]
+        if active:
+            k.adam_step(gx, block, one[0], grad[i].copy(), one[1], one[2], lr, 1 - b1, 1 - b2, eps, b1, b2,
+                        float(step), wd, decoupled, per)
+        for a, b in zip((w, m, v), one):
+            np.testing.assert_array_equal(a[i], b)

@@ -294,10 +294,10 @@ def test_adam_update(harness, dtype, weight_decay, decoupled):
 
 def test_the_kernels_bias_correction_is_one_minus_pythons_pow_at_every_step(harness):
     """adam_bias_correction (optimizers.cuh), the one rule of every kernel that forms Adam's 1 - beta^t (adam_step,
-    optimizer_tick, member_adam), is 1 - pow(beta, t) in double: on the host, where pow is the C library's, exactly
-    Python's 1 - beta**t, as the CPU's Adam takes it. Steps 1..3000 cover steps where NumPy's array power was an ulp
-    off Python's (0.999 first at t = 7, 0.9 at t = 12, on the AMD EPYC) and where a running product
-    beta^(t-1) * beta is (checked here), which the rule is not."""
+    optimizer_tick, member_bias_corrections), is 1 - pow(beta, t) in double: on the host, where pow is the C
+    library's, exactly Python's 1 - beta**t, as the CPU's Adam takes it. Steps 1..3000 cover steps where NumPy's
+    array power was an ulp off Python's (0.999 first at t = 7, 0.9 at t = 12, on the AMD EPYC) and where a running
+    product beta^(t-1) * beta is (checked here), which the rule is not."""
     betas = (0.9, 0.99, 0.999, 0.9999, 0.5, 0.0)
     running = dict.fromkeys(betas, 1.0)
     product_differs = set()

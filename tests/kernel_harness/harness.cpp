@@ -109,7 +109,9 @@ void members_adam(T* w, const T* g, T* m, T* v, const double* hyper, T eps, doub
     for (long long k = 0; k < members; ++k) {
         const double* h = hyper + k * kHyperFields;
         if (!member_active(h)) continue;
-        const MemberAdam<T> a = member_adam<T>(h, step);
+        double bias_c[2];
+        member_bias_corrections(h, step, bias_c);
+        const MemberAdam<T> a = member_adam<T>(h, bias_c);
         const long long o = k * per_member;
         adam(w + o, g + o, m + o, v + o, a.lr, a.one_minus_beta1, a.one_minus_beta2, eps, a.bias_c1, a.bias_c2,
              a.weight_decay, decoupled, per_member);

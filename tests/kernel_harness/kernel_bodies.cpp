@@ -5,7 +5,20 @@
 // not built here. Built with g++ -std=c++17 -I kernels.
 #include "cuda_host.h"
 
+#include <math.h>
+
 #include <type_traits>
+
+// Every pow a kernel calls, counted, for the tests of how many a launch forms (Adam's bias corrections: two per
+// block and member, not per thread). adam_bias_correction's unqualified pow, inside namespace gpunn, finds this
+// one before the C library's; a rule that named ::pow or std::pow would count none, and those tests would fail.
+namespace gpunn {
+inline long long pow_calls = 0;
+inline double pow(double x, double y) {
+    ++pow_calls;
+    return ::pow(x, y);
+}
+}  // namespace gpunn
 
 #include "elementwise.cu"
 #include "ensemble.cu"
@@ -56,6 +69,13 @@ extern "C" {
 const char* last_error() { return cuda_host::error ? cuda_host::error : ""; }
 
 void set_schedule(int schedule) { cuda_host::schedule = schedule; }
+
+// The pows the kernels called since the last call (see gpunn::pow above).
+long long take_pow_calls() {
+    const long long n = gpunn::pow_calls;
+    gpunn::pow_calls = 0;
+    return n;
+}
 
 void add_shared(void* address, unsigned long bytes) { cuda_host::add_shared(address, bytes); }
 
@@ -138,7 +158,9 @@ int k_member_sgd_step(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D
 
 int k_member_adam_step(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D* m, D* v, const double* hyper,
                        D eps, double step, int decoupled, LL members, LL per_member) {
-    return run(gx, gy, bx, 1, [&] { member_adam_step<D>(w, g, m, v, hyper, eps, step, decoupled, members, per_member); });
+    return run(gx, gy, bx, 1, [&] {
+        member_adam_step<D>(w, g, m, v, hyper, eps, step, decoupled, members, per_member);
+    });
 }
 
 int k_member_adam_step_dev(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D* m, D* v,
