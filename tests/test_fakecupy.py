@@ -509,6 +509,32 @@ def test_a_cuda_1_iterables_factory_is_called_with_device_1_current(fake_cupy):
     assert called_on == [1, 1]
 
 
+@pytest.mark.parametrize("given", ["callable", "iterator"])
+def test_a_cuda_1_iterables_pass_closed_early_closes_your_iterator_with_device_1_current(fake_cupy, given):
+    """A cuda:1 iterable source's pass, read with device 0 current and closed half-read, closes the iterator it
+    read (a generator's finally runs, with device 1 current, as every other step of the pass) and leaves device 0
+    current. The callable's generator was closed when the collector took it, with device 0 current; a one-shot
+    iterator was never closed (the source holds it)."""
+    import gpunn
+
+    closed_on = []
+
+    def pieces(epoch=0):
+        try:
+            for i in range(3):
+                yield fake_cupy.full((20, 3), i, "float64"), fake_cupy.full((20, 1), -i, "float64")
+        finally:
+            closed_on.append(fakecupy.state.current)
+
+    with gpunn.backend.resolve("cuda:1").use():  # (a one-shot iterator's first piece is read by the constructor)
+        made = pieces if given == "callable" else pieces()
+        source = gpunn.data.iterable(made, rows=60, n_features=3, n_outputs=1).bind("cuda:1", "float64")
+    batches = source.batches(0, 20)
+    next(batches)
+    batches.close()
+    assert closed_on == [1] and fakecupy.state.current == 0
+
+
 def _in_memory_cuda_1_source(kind, shuffle):
     """An in-memory source of 70 rows on cuda:1, made with device 1 current (as fit makes it)."""
     from gpunn import backend

@@ -353,7 +353,9 @@ class IterableSource:
     an epoch counted from 1 ("X of batch 1 (epoch 1)" for the first piece of the first; ``piece_words``), as the
     progress line and ``history["epoch"]`` count epochs: every message about a piece names both.
     ``standardize`` (as for the chunked sources) takes one more pass, over the first epoch's pieces, for
-    the statistics, so it needs a list or a callable: a one-shot iterator is refused.
+    the statistics, so it needs a list or a callable: a one-shot iterator is refused. A pass that ends, also
+    early (a break, an error, ``close()``), closes the iterator it read, as ``yield from`` does: a generator's
+    ``close()`` runs (its ``finally``), with the source's device current; an iterable's iterator, not the iterable.
     """
 
     resumable = False
@@ -432,16 +434,17 @@ class IterableSource:
                 raise DataError("the iterator of batches is exhausted (it served one epoch); pass a list or "
                                 "a callable epoch -> iterable to train for more")
             self._used = True
-            with self.backend.use():  # a factory that makes device arrays at once makes them on this device
-                items = self._make(epoch)
-            if self._first is not None:
-                first, self._first = self._first, None
-                items = _chain_first(first, items)
-        else:
-            with self.backend.use():
-                items = self._make(epoch)
-        yield from self.backend.made_on_device(
-            rebatch(self._scaled(self._checked(items, epoch), epoch), batch_size, self.backend.xp))
+        with self.backend.use():  # a factory that makes device arrays at once makes them on this device
+            items = iter(self._make(epoch))
+        pieces = items
+        if self._first is not None:  # a one-shot iterator's, read by the constructor
+            first, self._first = self._first, None
+            pieces = _chain_first(first, items)
+        try:
+            yield from self.backend.made_on_device(
+                rebatch(self._scaled(self._checked(pieces, epoch), epoch), batch_size, self.backend.xp))
+        finally:  # also ended early: the iterator read is closed, as yield from closes it (not an iterable: a list)
+            _closed(items, self.backend)
 
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
@@ -545,3 +548,13 @@ def _pair(item, piece):
 def _chain_first(first, rest):
     yield first
     yield from rest
+
+
+def _closed(iterator, backend):
+    """``iterator`` closed, where it has a ``close()`` (a generator), with ``backend``'s device current, as the
+    pass's other steps run; the consumer's device is current again after. It was left to the garbage collector:
+    closed with the consumer's device current, or, a one-shot iterator, which the source holds, not at all."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        with backend.use():
+            close()
