@@ -21,6 +21,7 @@ import warnings
 import numpy
 
 from . import preflight
+from .backend import user_stacklevel
 from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
 from .model import MLP, DeviceModel, ParamList, gradients_over
 from .ops import ensemble_ops_for
@@ -447,16 +448,41 @@ class Ensemble(DeviceModel):
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
     def score(self, X, Y) -> list:
-        """Every member's R² on (X, Y), averaged over outputs (a list of K), as ``MLP.score`` gives one."""
+        """Every member's R² on (X, Y), averaged over outputs (a list of K), as ``MLP.score`` gives one; NaN for a
+        member with no score (see ``evaluate``)."""
         return self.evaluate(X, Y)["r2"]
 
     def evaluate(self, X, Y) -> dict:
         """Every member's {"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y (lists of K), in one pass and
         one host read: the metrics validation logs each epoch, in Y's units as ``predict`` and ``loss`` are
         (``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``; with a ``standardizer``, not the standardized units of
-        the history: see MLP.evaluate)."""
+        the history: see MLP.evaluate).
+
+        A member whose metrics are not finite (its weights NaN or infinite, as a member diverged in the last fit
+        may hold, or its ``predict(X)`` NaN or infinite on some rows) has no score: its four are NaN (as
+        scikit-learn's ``error_score``; ``numpy.nanargmax`` skips them), with a RuntimeWarning naming it and why,
+        so the others are still scored. Where no member has a score, MLP.evaluate's error: TrainingDiverged
+        where every member's weights are NaN or infinite, else ValidationNotFinite."""
+        from .metrics import unscored
+
         with self.backend.use():
             logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
+            bad = unscored(self, logs, X, self.chunk_rows, (self.n_models,))
+        if bad:
+            said = "; ".join(f"member {k}: {why}" + (" (in ens.diverged)" if k in self.diverged else "")
+                             for k, (_, why) in bad.items())
+            if len(bad) == self.n_models:
+                from .training.loop import TrainingDiverged, ValidationNotFinite
+
+                if not any(finite for finite, _ in bad.values()):
+                    raise TrainingDiverged(f"no member of the ensemble has a score on (X, Y): {said}; fit it again "
+                                           "with lower learning rates, or standardize the targets and inputs")
+                raise ValidationNotFinite(f"no member of the ensemble has a score on (X, Y): {said}")
+            warnings.warn(f"members {sorted(bad)} have no score on (X, Y): their metrics are NaN ({said})",
+                          RuntimeWarning, stacklevel=user_stacklevel())
+            for values in logs.values():
+                for k in bad:
+                    values[k] = float("nan")
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     def loss_and_gradients(self, X, Y):

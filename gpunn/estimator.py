@@ -64,6 +64,11 @@ except ImportError:  # a minimal stand-in with the same conventions
 
             y = numpy.asarray(y, dtype=numpy.float64)
             P = self.predict(X).reshape(y.shape[0], -1)
+            for values in (y, P):  # scikit-learn's r2_score refuses them, in these words (a diverged model's NaN)
+                if numpy.isnan(values).any():
+                    raise ValueError("Input contains NaN.")
+                if not numpy.isfinite(values).all():
+                    raise ValueError("Input contains infinity or a value too large for dtype('float64').")
             return r2(numpy, P, y.reshape(y.shape[0], -1))
 
     class NotFittedError(ValueError, AttributeError):

@@ -174,3 +174,37 @@ def evaluate_pieces(model, pieces, ss_tot, predict=None, watch=None) -> dict:
     backend = model.backend  # the one host sync (the watch's flag in it)
     packed = backend.to_host(sums) if watch is None else watch.to_host_with(backend, sums)
     return validation_logs(*packed, rows, ss_res.shape[-1])
+
+
+def unscored(model, logs, X, chunk_rows, members=()) -> dict:
+    """What ``evaluate`` checks of its ``logs`` (validation_logs' names, lists of K with ``members=(K,)``): {member:
+    (whether its weights are finite, why its metrics are not, in words)} for each member (0 for one model) whose
+    metrics are not all finite; {} when every one is. The model's output over X (``predict``'s, ``chunk_rows`` at a
+    time) is NaN or infinite, or the errors against Y overflow. On that path only, the weights are read and X
+    predicted again, to say where (one host read each); X as ``evaluate`` took it. Call inside
+    ``model.backend.use()``."""
+    host = model.backend.to_host
+    bad = numpy.zeros(members or (1,), bool)
+    for key in ("val_loss", "val_mse", "val_mae"):  # (R² is NaN of one row, as scikit-learn's; else finite with them)
+        bad |= ~numpy.isfinite(numpy.asarray(logs[key], "float64")).reshape(bad.shape)
+    if not bad.any():
+        return {}
+    xp = model.xp
+    params = model.params.reshape(bad.size, -1)
+    finite = host(xp.isfinite(params).all(axis=1))
+    P = ~xp.isfinite(model._predicted(X, chunk_rows, members)).reshape(bad.size, -1, model.layer_sizes[-1])
+    counts = host(P.sum(axis=(1, 2)))
+    first = host(P.reshape(bad.size, -1).argmax(axis=1))  # the first NaN or infinite value's place, row-major
+    dtype, out = numpy.dtype(model._prediction_dtype()).name, {}
+    for k in map(int, numpy.flatnonzero(bad)):
+        if not finite[k]:
+            why = "the weights are NaN or infinite"
+        elif counts[k]:
+            row, column = divmod(int(first[k]), P.shape[-1])
+            why = (f"predict(X) is NaN or infinite at {int(counts[k])} value(s) (first at row {row}, column {column}) "
+                   f"while the weights are finite: the output overflows {dtype} on such rows (an input far outside "
+                   "the training rows' range; clean them)")
+        else:
+            why = f"the errors predict(X) - Y overflow {dtype} (predictions and targets far apart near its limits)"
+        out[k] = bool(finite[k]), why
+    return out

@@ -519,7 +519,8 @@ class MLP(DeviceModel):
             return float(sum_sq) / rows, dW, db
 
     def score(self, X, Y) -> float:
-        """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition)."""
+        """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition); raises as
+        ``evaluate`` does where the predictions are NaN or infinite."""
         return self.evaluate(X, Y)["r2"]
 
     def evaluate(self, X, Y) -> dict:
@@ -531,9 +532,26 @@ class MLP(DeviceModel):
         For a model with a ``standardizer`` (fit on a source made with standardize=True) that is not the
         units its history's ``loss`` and ``val_*`` are in: training's, the standardized targets' (the
         ``val_r2`` of the same rows agrees). Without one, on the validation rows, these are the last epoch's
-        ``val_loss``, ``val_mse``, ``val_mae`` and ``val_r2`` exactly."""
+        ``val_loss``, ``val_mse``, ``val_mae`` and ``val_r2`` exactly.
+
+        Where they are not finite (``predict(X)`` NaN or infinite on some rows), there is no score, as for
+        scikit-learn's metrics ("Input contains NaN"), and the error says where, as a fit's validation does:
+        TrainingDiverged where the weights are NaN or infinite, else ValidationNotFinite naming the count and the
+        first row and column of ``predict(X)`` that are not finite (``loss`` returns the NaN or infinity)."""
+        from .metrics import unscored
+
         with self.backend.use():
             logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
+            bad = unscored(self, logs, X, PREDICT_CHUNK_ROWS)
+        if bad:
+            from .training.loop import TrainingDiverged, ValidationNotFinite
+
+            (finite, why), = bad.values()
+            said = ", ".join(f"{name.removeprefix('val_')} {value}" for name, value in logs.items())
+            if not finite:
+                raise TrainingDiverged(f"the model has no score on (X, Y) ({said}): {why} (it diverged in training); "
+                                       "fit it again with a lower learning rate, or standardize the targets and inputs")
+            raise ValidationNotFinite(f"the model has no score on (X, Y) ({said}): {why}")
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     fit = as_method(_fit, "MLP.fit", "model.fit(X, Y, ...) trains on (X, Y), or on a data source (``gpunn.data``) "

@@ -138,6 +138,16 @@ def test_an_estimator_pickled_for_a_gpu_unpickles_without_one_and_says_how_to_ch
     numpy.testing.assert_array_equal(again.set_params(device="cpu").predict(X), P)
 
 
+def test_a_diverged_networks_score_is_refused_as_scikit_learn_refuses_nan_predictions(data):
+    """With scikit-learn, its RegressorMixin.score (r2_score) refuses NaN predictions: so does the stand-in now
+    (test_works_without_scikit_learn), which returned NaN."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, random_state=0, device="cpu").fit(X, y)
+    est.model_.params[...] = numpy.nan
+    with pytest.raises(ValueError, match=r"^Input contains NaN\.$"):
+        est.score(X, y)
+
+
 def test_works_without_scikit_learn():
     code = textwrap.dedent("""
         import sys
@@ -160,6 +170,13 @@ def test_works_without_scikit_learn():
             assert "'seven' cannot be used to seed" in str(exc), exc
         else:
             raise AssertionError("random_state='seven' was taken")
+        est.model_.params[...] = numpy.nan  # a diverged network: scikit-learn's r2_score refuses its predictions
+        try:
+            est.score(X, y)
+        except ValueError as exc:
+            assert str(exc) == "Input contains NaN.", exc
+        else:
+            raise AssertionError("the stand-in scored NaN predictions")
     """)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = waiting.run([sys.executable, "-c", code], env=env, timeout=120)  # the time this process ran

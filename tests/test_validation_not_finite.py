@@ -163,3 +163,71 @@ def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_log
     outcomes, aborted = run_ranks(monkeypatch, 2, work)
     assert outcomes == [((10, {"val_loss": float("inf"), "rank": 0}), None)] * 2 and aborted == []
     assert [e.calls for e in evaluators] == [1, 0]
+
+
+# ---- evaluate() and score(): no score where the metrics are not finite (they returned inf/NaN, or R² 0, silently)
+
+NO_SCORE = r"the model has no score on \(X, Y\) \(loss (?P<loss>\S+), mse \S+, mae \S+, r2 \S+\): "
+OVERFLOW = (r"predict\(X\) is NaN or infinite at 1 value\(s\) \(first at row 3, column 0\) while the weights are "
+            r"finite: the output overflows float32 on such rows \(an input far outside the training rows' range; "
+            r"clean them\)")
+
+
+def test_an_mlps_score_on_rows_its_output_overflows_on_is_refused_naming_the_first_row(device):
+    """scikit-learn's r2_score refuses NaN or infinite predictions ("Input contains NaN"); evaluate() returned
+    {"loss": inf, ..., "r2": -inf} and score() -inf. Now ValidationNotFinite, as the fit's validation on the same
+    rows raises, naming how many values of predict(X) are not finite and the first one's row and column."""
+    X, Y, X_val, Y_val = rows()
+    model = gpunn.MLP([3, 8, 1], device=device, seed=0)
+    model.fit(X, Y, epochs=1, batch_size=8, verbose=False)
+    for call in (model.evaluate, model.score):
+        with pytest.raises(gpunn.ValidationNotFinite, match="^" + NO_SCORE + OVERFLOW + "$") as caught:
+            call(X_val, Y_val)
+        assert re.match(NO_SCORE, str(caught.value))["loss"] == "inf"
+    assert numpy.isfinite(model.score(X_val[:3], Y_val[:3]))  # the rows before it score
+
+
+def test_an_mlp_whose_weights_are_nan_has_no_score_where_a_constant_target_gave_it_a_perfect_zero(device):
+    """A diverged model's (fit raised TrainingDiverged; the user kept it) evaluate() was all NaN, and its score() on
+    a constant target 0.0 (R²'s convention for a constant target, predicted "not exactly"): TrainingDiverged now."""
+    X, Y, _, _ = rows()
+    model = gpunn.MLP([3, 8, 1], device=device, seed=0)
+    model.params[...] = numpy.nan
+    for target in (Y, numpy.ones_like(Y)):
+        with pytest.raises(gpunn.TrainingDiverged, match="^" + NO_SCORE + r"the weights are NaN or infinite \(it "
+                                                         r"diverged in training\); fit it again with a lower learning "
+                                                         r"rate, or standardize the targets and inputs$"):
+            model.score(X, target)
+
+
+def test_one_row_still_scores_its_r2_as_nan_as_scikit_learn_does():
+    """R² of one row is undefined (NaN, scikit-learn's r2_score too): not a model with no score."""
+    X, Y, _, _ = rows()
+    logs = gpunn.MLP([3, 8, 1], device="cpu", seed=0).evaluate(X[:1], Y[:1])
+    assert numpy.isfinite(logs["loss"]) and numpy.isnan(logs["r2"])
+
+
+def test_an_ensemble_scores_its_other_members_and_gives_nan_with_a_warning_for_one_without_a_score(device):
+    """One member's weights NaN (a member diverged in the last fit holds them): ens.score gave NaN for it without a
+    word, and on rows one member's output overflows on, -inf. Its four metrics are NaN now (scikit-learn's
+    error_score), a warning says which member and why, at the user's line, and the others score as their MLPs do."""
+    X, Y, X_val, Y_val = rows()
+    ens = gpunn.Ensemble([3, 8, 1], n_models=3, device=device, seed=0)
+    ens.fit(X, Y, epochs=1, batch_size=8, verbose=False)
+    ens.member_params[1] = numpy.nan
+    with pytest.warns(RuntimeWarning, match=r"^members \[1\] have no score on \(X, Y\): their metrics are NaN "
+                                            r"\(member 1: the weights are NaN or infinite\)$") as caught:
+        logs = ens.evaluate(X, Y)
+    assert [w.filename for w in caught] == [__file__]
+    assert all(numpy.isnan(logs[key][1]) for key in ("loss", "mse", "mae", "r2"))
+    assert [logs["r2"][k] for k in (0, 2)] == [ens.member(k).score(X, Y) for k in (0, 2)]
+    with pytest.warns(RuntimeWarning, match=r"members \[1\]"):
+        scores = ens.score(X, Y)
+    assert numpy.isnan(scores[1]) and numpy.nanargmax(scores) in (0, 2)
+    with pytest.raises(gpunn.ValidationNotFinite, match=r"^no member of the ensemble has a score on \(X, Y\): member "
+                                                        r"0: " + OVERFLOW + r"; member 1: the weights are NaN or "
+                                                        r"infinite; member 2: " + OVERFLOW + "$"):
+        ens.score(X_val, Y_val)
+    ens.member_params[...] = numpy.nan
+    with pytest.raises(gpunn.TrainingDiverged, match=r"^no member of the ensemble has a score on \(X, Y\): member 0"):
+        ens.evaluate(X, Y)
