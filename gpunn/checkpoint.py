@@ -718,10 +718,11 @@ class Checkpoint:
         named ``EarlyStopping`` is not gpunn's); a file written before gpunn recorded them goes by the class name.
         The run's callbacks of other classes (your own Callback with a state) are not
         made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
-        do not hold their state). The callbacks passed run in the order passed, and each one made again just before
-        the first passed one that the run had after it, else after them all (a stopper made again sees what a
-        callback of yours logs, and of two stoppers that restore their best weights the run's last one's stay; a
-        callback passed without a state counts at its place in the run, except in a file from before that).
+        do not hold their state). The run's callbacks run in the run's order, those passed and those made again
+        alike, whatever order they are passed in (a stopper made again sees what a callback of yours logs, and of
+        two stoppers that restore their best weights the run's last one's stay); one passed that the run did not
+        have, or, in a file from before the run's order was recorded, one without a saved state, runs just after the
+        callback passed before it (first, if none was).
         ``epochs`` (the run's total) may raise it, never below the epochs done.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
@@ -1000,10 +1001,10 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     plain ModelCheckpoint writes ``checkpoint``: the run's, when its class is not found here, with a warning.
     ``over``: why the run trains no more (_over), said in a warning of other settings.
 
-    Order: the ``user``'s callbacks as passed, each rebuilt one placed among them by the run's order
-    (_in_the_runs_order): where the file has ``callback_order``, every callback passed that the run had (the k-th
-    of a class passed at the k-th place of that class, with a state or not) counts at its place there; in an older
-    file only those that took a saved state do."""
+    Order: the run's (_in_the_runs_order), whatever the order passed: each rebuilt one at its place, and where the
+    file has ``callback_order`` every callback passed that the run had (the k-th of a class passed at the k-th place
+    of that class, with a state or not); in an older file only those passed that saved a state have a place (those
+    that took one, and those of its name that write one and read none back), by their saved states' indexes."""
     target = ckpt.path if checkpoint is True else checkpoint
     order = _run_order(ckpt)
     saved, passed = {}, {}
@@ -1025,8 +1026,11 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
                 with _saved_state_of(ckpt, entry) if CALLBACKS.get(name) is type(cb) else contextlib.nullcontext():
                     cb.load_state_dict(entry["state"], _callback_arrays(ckpt, entry["index"], entry))
                 taken[id(cb)] = entry["index"]
-            if order is not None and not stateful:  # (a class that writes a state and reads none back) its places
-                taken.update((id(cb), entry["index"]) for cb, entry in zip(takers, entries))
+            if not stateful:  # (a class that writes a state and reads none back) the places its states were saved at:
+                # in a file from before callback_order, of those passed of its name that write a state (one that does
+                # not cannot be the run's that did)
+                writers_of = takers if order is not None else [cb for cb in takers if hasattr(cb, "state_dict")]
+                taken.update((id(cb), entry["index"]) for cb, entry in zip(writers_of, entries))
             continue
         if cls is None:  # (by its module too where the file has it: one of that name may be found, not this one)
             missing.append(name if order is None or key[0] == "gpunn" else ".".join(key))
@@ -1069,21 +1073,27 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
 
 
 def _in_the_runs_order(user, taken, rebuilt) -> list:
-    """The callbacks passed (``user``) in the order passed, each one made again (``rebuilt``: (the run's index,
-    callback), sorted) just before the first passed one whose place in the run (``taken``: id -> the run's index)
-    is after it, the others after them all. One that logs a metric (a user's own) comes before those that monitor
-    it: a rebuilt EarlyStopping listed first would not find it in the logs (it was refused so); a rebuilt stopper
-    run after a passed one the run had after it would restore its best weights last, where the run's last
-    stopper's stay; and a callback passed that reads what a rebuilt one did (``trainer.stop``) sees it as the run
-    did. A file from before ``callback_order`` does not say where the run's callbacks without a state were: there
-    ``taken`` holds only those that took a saved state."""
-    out, pending = [], list(rebuilt)
+    """The resumed run's callbacks in the run's order, whatever order they were passed in: those passed whose place
+    in the run is known (``taken``: id -> the run's index) and those made again (``rebuilt``: (the run's index,
+    callback)) by that place; each passed one whose place is not known (the run did not have it, or a file from
+    before ``callback_order`` does not say: there only those that saved a state have one) just after the callback
+    passed before it, first where none was. So a rebuilt EarlyStopping runs after the callback that logs what it
+    monitors wherever that one is passed (passed after one the run had after the stopper, it ran first, and the
+    stopper found nothing in the logs), of two stoppers that restore their best weights the run's last one's stay,
+    and a callback that reads what another did (``trainer.stop``) sees it as in the run."""
+    after, anchor = {None: []}, None  # the passed callbacks of no known place, by the placed one passed before them
     for cb in user:
-        index = taken.get(id(cb))
-        while index is not None and pending and pending[0][0] < index:
-            out.append(pending.pop(0)[1])
-        out.append(cb)
-    return out + [cb for _, cb in pending]
+        if id(cb) in taken:
+            anchor = id(cb)
+            after[anchor] = []
+        else:
+            after[anchor].append(cb)
+    placed = sorted([(taken[id(cb)], n, cb) for n, cb in enumerate(user) if id(cb) in taken]
+                    + [(index, len(user) + n, cb) for n, (index, cb) in enumerate(rebuilt)], key=lambda t: t[:2])
+    out = list(after[None])
+    for _, _, cb in placed:
+        out += [cb, *after.get(id(cb), ())]
+    return out
 
 
 def _passed_for(named, cls):

@@ -1054,6 +1054,81 @@ def test_a_resume_runs_the_callbacks_passed_and_made_again_in_the_runs_order(dat
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)  # epoch 2's, the last stopper's
 
 
+class _KeysSeen(gpunn.Callback):
+    """Records which of ``score`` and ``other`` each epoch's logs hold when it runs (one the run did not have)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append(sorted({"score", "other"} & set(logs)))
+
+
+def test_callbacks_passed_in_another_order_than_the_runs_run_in_the_runs_order(data, tmp_path, interrupt_at):
+    """The run had the ``score`` logger, an EarlyStopping monitoring it, then the ``other`` logger; resumed with the
+    loggers passed the other way round and the stopper left to the file, the stopper was made again just before the
+    first logger passed (the run had it after the stopper), before the one it monitors: "EarlyStopping monitors
+    'score', which the logs lack". The run's callbacks run in the run's order now, whatever the order passed; one
+    the run did not have runs just after the callback passed before it."""
+    X, Y = data
+    fit = {**FIT, "epochs": 6}
+
+    def run_callbacks(scripts):
+        return [scripts[0], EarlyStopping(monitor="score", patience=10), scripts[1]]
+
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    ref_hist = reference.fit(X, Y, callbacks=run_callbacks(_two_scripts()), **fit)
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(
+        X, Y, callbacks=[*run_callbacks(_two_scripts()), interrupt_at(2, 0), gpunn.ModelCheckpoint(path)], **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    score, other = _two_scripts()
+    keys = _KeysSeen()
+    resumed = ckpt.resume(X, Y, callbacks=[other, keys, score], verbose=False)
+    assert _no_timing(resumed) == _no_timing(ref_hist) and resumed.best_epoch == 5
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    assert keys.seen == [["other", "score"]] * 4  # after the ``other`` logger, which runs after the ``score`` one
+
+
+class _WaitWriter(gpunn.Callback):
+    """Writes the run's EarlyStopping's ``wait`` at each epoch's end into the checkpoints, and reads nothing back."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append(next(cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)).wait)
+
+    def state_dict(self):
+        return {"seen": list(self.seen)}, {}
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["file", "file from before callback_order"])
+def test_a_callback_passed_that_writes_a_state_and_reads_none_runs_at_its_place_in_the_run(
+        data, tmp_path, interrupt_at, older):
+    """A callback that writes a state and reads none back (R21, mut20): a file from before callback_order says its
+    place (its saved state's index), which a resume did not use, so it ran before the EarlyStopping made again that
+    the run had before it, and read that stopper's wait of the epoch before. It runs at its saved place now, as in a
+    file that records the run's order."""
+    X, Y = data
+    fit = {**FIT, "epochs": 5}
+
+    def stopper():
+        return EarlyStopping(monitor="loss", patience=10, min_delta=1e9)  # never improves: its wait counts the epochs
+
+    reference = _WaitWriter()
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[stopper(), reference], **fit)
+    assert reference.seen == [0, 1, 2, 3, 4]
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(
+        X, Y, callbacks=[stopper(), _WaitWriter(), interrupt_at(2, 0), gpunn.ModelCheckpoint(path)], **fit)
+    if older:
+        _as_before_callback_order(path)
+    passed = _WaitWriter()
+    gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=[passed], verbose=False)
+    assert passed.seen == reference.seen[2:]
+
+
 def test_a_resumed_run_ends_with_the_best_weights_of_an_epoch_before_the_resume(data, tmp_path, interrupt_at):
     """EarlyStopping's best weights travel in the checkpoint: the best epoch (1) came before the stop, no
     epoch after the resume beats it, and the resumed run ends with epoch 1's weights as the straight one."""
