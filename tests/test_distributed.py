@@ -1,5 +1,6 @@
 """Data-parallel training (gpunn.distributed): the sharding and the configuration check in process,
 and the whole contract under ``mpiexec -n 2`` (tests/mpi_script.py) where mpi4py and mpiexec exist."""
+import contextlib
 import json
 import math
 import os
@@ -1720,6 +1721,54 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     assert "Traceback" not in err
     line = next(line for line in err.splitlines() if line.startswith(f"gpunn {command} [rank 1 of ranks 0-1]: error: "))
     assert "Abort(" not in line  # a line of its own: MPI's report of the abort follows on the next
+
+
+def _gpunn_train_ranks(tmp_path, *ranks):
+    """(status, stderr) of ``mpiexec -n 1 gpunn train ARGS : ...``, one rank per ``ranks`` entry (its own
+    arguments after the common ones), within 120 s; a job that does not end fails the test."""
+    gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
+    env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = [mpiexec()]
+    for own in ranks:
+        cmd += [":"] if len(cmd) > 1 else []
+        cmd += ["-n", "1", str(gpunn_cli), "train", *own]
+    proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd=tmp_path)
+    try:
+        _, err = waiting.communicate(proc, 120)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the job hung")
+    return proc.returncode, err
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["alike", "each its own"])
+def test_gpunn_train_says_an_error_every_rank_raises_alike_once(tmp_path, case):
+    """An error every rank raises at the same point (here the settings check: ranks given different --lr) was said
+    by every rank, each line naming its rank, and each rank then aborted the job (MPI's "Abort(2) on node ..." lines
+    after them, and a line lost where one rank's abort ended another before it wrote). Now the ranks compare their
+    lines: one the ranks share is said once by rank 0, naming the ranks, and each rank's own where they differ (a NaN
+    in each rank's shard, met in the statistics pass, each at its own row); every rank exits with status 2, and
+    nothing aborts."""
+    X = numpy.random.default_rng(0).normal(size=(400, 3))
+    if case == "each its own":
+        X[[5, 390], 1] = numpy.nan  # rank 0's shard and rank 1's
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", numpy.ones((400, 1)))
+    common = ["--data", "X.npy", "--targets", "Y.npy", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+    own = [["--lr", "0.01"], ["--lr", "0.02"]] if case == "alike" else [["--standardize"]] * 2
+    code, err = _gpunn_train_ranks(tmp_path, *[common + o for o in own])
+    said = [line for line in err.splitlines() if line.startswith("gpunn train [")]
+    if case == "alike":
+        assert said == ["gpunn train [ranks 0-1]: error: the ranks are not training the same run; these settings "
+                        "differ (before the first step): optimizer.lr: 0.01 on rank 0; 0.02 on rank 1"], err
+    else:
+        assert sorted(said) == [f"gpunn train [rank {r} of ranks 0-1]: error: X.npy row {row}: column 1: nan is NaN; "
+                                "clean or impute it first" for r, row in ((0, 5), (1, 390))], err
+    assert code == 2 and "Abort(" not in err and "Traceback" not in err, err
 
 
 def test_a_failure_in_a_one_process_distributed_fit_reaches_the_caller():

@@ -166,19 +166,31 @@ def _with_rank(text: str) -> str:
     return f"{prog} [{rank_words(launched_rank(), launched_size())}]: {said}"
 
 
-def _failed(status: int, text: str, argv) -> int:
+def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> int:
     """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` (or sweep) the line names this
     process's rank, and the whole job ends here (MPI_Abort): the other ranks may be waiting for this one in
-    MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status."""
+    MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status. An error
+    ``exc`` that every rank raised at the same point (gpunn.distributed.comm.is_raised_on_every_rank) waits for no
+    rank: the ranks compare their lines, rank 0 says a line every rank has once (``gpunn train [ranks 0-1]: ...``),
+    each rank says its own where they differ, and every rank exits with its status."""
     if not _in_launched_run(argv):
         print(text, file=sys.stderr, flush=True)
         return status
-    from ..distributed.comm import end_launched_job
+    from ..distributed.comm import end_launched_job, is_raised_on_every_rank, started_world
 
+    control = started_world() if exc is not None and is_raised_on_every_rank(exc) else None
+    lines = None if control is None else control.allgather(text, label="the comparison of the ranks' error lines")
+    if lines is not None and len(set(lines)) == 1:
+        if control.rank == 0:
+            prog, _, said = text.partition(": ")
+            sys.stderr.write(f"{prog} [ranks 0-{control.size - 1}]: {said}\n")
+            sys.stderr.flush()
+        return status
     # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
     sys.stderr.write(_with_rank(text) + "\n")
     sys.stderr.flush()
-    end_launched_job(status)
+    if lines is None:
+        end_launched_job(status)
     return status
 
 
@@ -274,7 +286,7 @@ def _run(argv) -> int:
         _silence_stdout()
         return 128 + signal.SIGPIPE
     except (KeyboardInterrupt, Exception) as exc:
-        return _failed(*_describe(exc, debug, _command(argv)), argv)
+        return _failed(*_describe(exc, debug, _command(argv)), argv, exc)
 
 
 if __name__ == "__main__":

@@ -520,6 +520,13 @@ def _control(timeout):
     return comm
 
 
+def started_world():
+    """The control communicator of this process's job where a distributed fit has made it (:func:`world`), with
+    more than one rank; else None."""
+    comm = _WORLD.get("control")
+    return comm if comm is not None and comm.size > 1 else None
+
+
 def world(backend=None, timeout=None):
     """The communicator for this process's job (made once): NCCL for a GPU backend, with control
     over MPI; MPI for the CPU. Without mpi4py and without a launcher, one process on its own.
