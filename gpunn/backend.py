@@ -26,7 +26,8 @@ class DeviceError(RuntimeError):
 
 
 class CPUFallbackWarning(RuntimeWarning):
-    """device="auto" found no usable GPU and runs on NumPy."""
+    """device="auto" found no usable GPU and runs on NumPy: CuPy is installed but cannot use a GPU, or an NVIDIA
+    driver is here but CuPy is not (a machine with neither runs on NumPy without it)."""
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,28 @@ class _NullContext:
 CPU = Backend("cpu", numpy)
 
 
+# The reason where neither a GPU nor CuPy is here: "auto" then runs on the CPU without a CPUFallbackWarning. Nothing
+# asked for a GPU (no driver, no gpunn[cuda1X]), so there is nothing to fix, and a note on every run of a laptop
+# (with a pip hint that cannot help there) is noise; JAX warns likewise only where a GPU may be present.
+NO_GPU_HERE = "this machine has no NVIDIA driver (no nvidia-smi on the PATH) and CuPy is not installed"
+
+
+def nvidia_driver_found() -> bool:
+    """Whether the machine shows an NVIDIA driver: nvidia-smi on the PATH, where the Makefile's
+    scripts/cuda_extra.py looks, or the Linux kernel module's /proc/driver/nvidia."""
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None or os.path.isdir("/proc/driver/nvidia")
+
+
 @functools.lru_cache(maxsize=1)
 def probe_cuda() -> tuple[object | None, int, str]:
     """Return (cupy module or None, device count, reason when unusable). Runs once."""
     try:
         import cupy
     except ImportError:
+        if not nvidia_driver_found():
+            return None, 0, NO_GPU_HERE
         return None, 0, "CuPy is not installed (pip install 'gpunn[cuda12]' or 'gpunn[cuda13]')"
     except Exception as exc:  # a broken CuPy install must not break the CPU path
         return None, 0, f"CuPy failed to import: {exc}"
@@ -254,7 +271,8 @@ def _resolve(device) -> Backend:
     cupy, count, reason = probe_cuda()
     wanted = int(index) if index is not None else None
     if kind == "auto" and cupy is None:
-        _announce_fallback(reason)
+        if reason != NO_GPU_HERE:
+            _announce_fallback(reason)
         return CPU
     if cupy is None:
         # device 'cpu', as the request itself is written: the words of MLP(device=...) and gpunn's --device alike

@@ -23,8 +23,11 @@ def fresh_probe(monkeypatch):
     backend.probe_cuda.cache_clear()
 
 
-def _without_cupy(monkeypatch):
+def _without_cupy(monkeypatch, driver=True):
+    """CuPy not installed, on a machine with an NVIDIA driver (a GPU gpunn could use with CuPy) or, driver=False,
+    without one (a laptop)."""
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    monkeypatch.setattr(backend, "nvidia_driver_found", lambda: driver)
 
 
 def _cupy_without_device(monkeypatch, error=None):
@@ -47,6 +50,42 @@ def test_auto_without_cupy_runs_on_numpy_and_says_why_once(fresh_probe):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MLP([2, 3, 1], device="auto")  # said once only
+
+
+def test_auto_on_a_machine_with_neither_gpu_nor_cupy_runs_on_numpy_without_a_note(fresh_probe, capsys):
+    """A laptop: no NVIDIA driver and no CuPy. Nothing asked for a GPU, so "auto" is the CPU without a
+    CPUFallbackWarning (every script and command printed one, telling to pip install CuPy, which cannot help
+    there); an explicit GPU is refused saying there is none, and gpunn info's cupy line says why."""
+    from gpunn import cli
+
+    _without_cupy(fresh_probe, driver=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MLP([2, 3, 1], device="auto")
+        assert model.device == "cpu" and backend.resolve(None) is backend.CPU
+    with pytest.raises(backend.DeviceError, match="was requested but this machine has no NVIDIA driver .* and CuPy "
+                                                  "is not installed. Use device 'cpu' or 'auto'.$"):
+        MLP([2, 1], device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", backend.CPUFallbackWarning)  # as outside pytest (tests/conftest.py ignores it)
+        assert cli.main(["train", "--rows", "64", "--features", "2", "--hidden", "4", "--epochs", "1", "--quiet"]) == 0
+        out, err = capsys.readouterr()
+        assert err == "" and out.startswith("device: cpu (NumPy)\n")
+        assert cli.main(["info"]) == 0
+        assert f"cupy            unavailable: {backend.NO_GPU_HERE}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_driver_is_found_by_nvidia_smi_on_the_path(tmp_path, monkeypatch):
+    """As the Makefile's scripts/cuda_extra.py finds one (tests/test_packaging.py); /proc/driver/nvidia is the
+    machine's own, so only the PATH half is checked where this machine has no driver."""
+    import os
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert backend.nvidia_driver_found() == os.path.isdir("/proc/driver/nvidia")
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n")
+    smi.chmod(0o755)
+    assert backend.nvidia_driver_found()
 
 
 @pytest.mark.parametrize("make", [lambda: MLP([2, 3, 1]), lambda: datasets.make("linear", 10, 2),
