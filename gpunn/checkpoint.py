@@ -1262,7 +1262,7 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
         source = ens_training.ensemble_source(model, X, Y, seed=settings.seed, shuffle=settings.shuffle,
                                               bootstrap=saved.get("kind") == "bootstrap")
         if evaluator is not None:
-            evaluator = ens_training.EnsembleEvaluator(model, evaluator.X, evaluator.Y)
+            evaluator = ens_training.ensemble_evaluator(model, evaluator)
     # a run saved before the fingerprint existed (a data-parallel one before ShardedArraySource recorded it) has
     # none: rows are all it checks
     if "fingerprint" in saved and not same_fingerprint(saved["fingerprint"], source.config()["fingerprint"]):

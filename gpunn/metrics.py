@@ -55,11 +55,12 @@ class RegressionEvaluator:
     The sums are accumulated on the model's device in float64 and read back in a single
     transfer, so one evaluation costs one host synchronisation. R²'s denominator (the
     target's total sum of squares per output) is computed once, here. X and Y must already
-    be checked device matrices (``model._as_input`` / ``model._as_target``).
+    be checked device matrices (``model._as_input`` / ``model._as_target``). ``rows_in``: where the rows
+    are, for an error's words: the user's array's name and their rows in it (a host index array; None: 0, 1, ...).
     """
 
-    def __init__(self, model, X, Y, chunk_rows=65536):
-        self.X, self.Y, self.chunk_rows = X, Y, int(chunk_rows)
+    def __init__(self, model, X, Y, chunk_rows=65536, rows_in=("X_val", None)):
+        self.X, self.Y, self.chunk_rows, self.rows_in = X, Y, int(chunk_rows), rows_in
         self.ss_tot = total_squares(Y)  # float64, per output, stays on the device
         self._xp, self._described = model.xp, None
 
@@ -83,6 +84,17 @@ class RegressionEvaluator:
 
     def evaluate(self, model) -> dict:
         return evaluate_pieces(model, self._pieces(), self.ss_tot)
+
+    def not_finite_places(self, model) -> dict:
+        """{member: words} for each member (0 for one model) whose output on these rows, as validation computes it,
+        is NaN or infinite: how many values, and the first one's row in the user's array and column. One more pass
+        over the rows: ValidationNotFinite's path only."""
+        name, rows = self.rows_in
+        outputs = (model._forward(X, model._workspace(X.shape[0])) for X, _ in self._pieces())
+        places = not_finite_places(model, outputs, getattr(model, "n_models", 1))
+        return {k: f"{count} value{'s' if count > 1 else ''}, the first at row "
+                   f"{row if rows is None else int(rows[row])} of {name}, column {column}"
+                for k, (count, (row, column)) in enumerate(places) if count}
 
 
 class SourceEvaluator:
@@ -189,22 +201,35 @@ def unscored(model, logs, X, chunk_rows, members=()) -> dict:
         bad |= ~numpy.isfinite(numpy.asarray(logs[key], "float64")).reshape(bad.shape)
     if not bad.any():
         return {}
-    xp = model.xp
-    params = model.params.reshape(bad.size, -1)
-    finite = host(xp.isfinite(params).all(axis=1))
-    P = ~xp.isfinite(model._predicted(X, chunk_rows, members)).reshape(bad.size, -1, model.layer_sizes[-1])
-    counts = host(P.sum(axis=(1, 2)))
-    first = host(P.reshape(bad.size, -1).argmax(axis=1))  # the first NaN or infinite value's place, row-major
+    finite = host(model.xp.isfinite(model.params.reshape(bad.size, -1)).all(axis=1))
+    places = not_finite_places(model, [model._predicted(X, chunk_rows, members)], bad.size)
     dtype, out = numpy.dtype(model._prediction_dtype()).name, {}
     for k in map(int, numpy.flatnonzero(bad)):
+        count, (row, column) = places[k]
         if not finite[k]:
             why = "the weights are NaN or infinite"
-        elif counts[k]:
-            row, column = divmod(int(first[k]), P.shape[-1])
-            why = (f"predict(X) is NaN or infinite at {int(counts[k])} value(s) (first at row {row}, column {column}) "
+        elif count:
+            why = (f"predict(X) is NaN or infinite at {count} value(s) (first at row {row}, column {column}) "
                    f"while the weights are finite: the output overflows {dtype} on such rows (an input far outside "
                    "the training rows' range; clean them)")
         else:
             why = f"the errors predict(X) - Y overflow {dtype} (predictions and targets far apart near its limits)"
         out[k] = bool(finite[k]), why
     return out
+
+
+def not_finite_places(model, outputs, members=1) -> list:
+    """Per member of ``model``'s output chunks ``outputs`` (device arrays in row order: (rows, k), or (K, rows, k)
+    for ``members`` K): (how many values are NaN or infinite, (row, column) of the first, or (None, None)). One host
+    read a chunk: an error's path only."""
+    xp, counts, first, offset = model.xp, numpy.zeros(members, "int64"), [(None, None)] * members, 0
+    for P in outputs:
+        bad = ~xp.isfinite(P).reshape(members, -1, P.shape[-1])
+        n, at = model.backend.to_host(xp.stack([bad.sum(axis=(1, 2)), bad.reshape(members, -1).argmax(axis=1)]))
+        for k in numpy.flatnonzero(n):
+            if first[k][0] is None:
+                row, column = divmod(int(at[k]), P.shape[-1])
+                first[k] = offset + row, column
+        counts += n
+        offset += P.shape[-2]
+    return [(int(count), place) for count, place in zip(counts, first)]

@@ -37,9 +37,9 @@ class Seen(gpunn.Callback):
 
 REFUSAL = (r"validation metrics became NaN or infinite in epoch 1 \((?P<metrics>[^)]*)\) while the training loss "
            r"\((?P<losses>[^)]*)\) and the weights stayed finite: the model's output overflows float32 on validation "
-           r"rows\. A validation value far outside the training rows' range does that \(find the rows where "
-           r"predict\(X\) is not finite, and clean them\), or weights grown huge in the epoch's last steps \(lower "
-           r"the learning rate\)")
+           r"rows(?: \((?P<where>[^)]*)\))?\. A validation value far outside the training rows' range does that "
+           r"\(find the rows where predict\(X\) is not finite, and clean them\), or weights grown huge in the epoch's "
+           r"last steps \(lower the learning rate\)")
 
 
 @pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
@@ -54,13 +54,15 @@ def test_a_validation_value_the_models_output_overflows_on_stops_the_fit_before_
     with pytest.raises(gpunn.ValidationNotFinite) as caught:
         model.fit(X, Y, epochs=3, batch_size=8, validation_data=(X_val, Y_val), verbose=False,
                   callbacks=[seen, gpunn.EarlyStopping(patience=1), gpunn.ModelCheckpoint(str(path))])
-    said = str(caught.value)
+    said, first = str(caught.value), "1 value, the first at row 3 of X_val, column 0"
     if members is None:
         found = re.fullmatch(REFUSAL, said)
         assert found and found["metrics"] == "val_loss inf, val_mse inf, val_mae inf, val_r2 -inf", said
+        assert found["where"] == first
     else:
         found = re.fullmatch(r"members \[0, 1\]: their " + REFUSAL, said)
         assert found and found["metrics"].startswith("val_loss [inf, inf]"), said
+        assert found["where"] == f"member 0: {first}; member 1: {first}"
     assert seen.seen == [] and not path.exists()
     assert isinstance(caught.value, FloatingPointError)  # as TrainingDiverged: what an overflow raises
 
@@ -85,7 +87,28 @@ def test_gpunn_train_refuses_a_held_out_value_that_stays_finite_standardized_in_
     status = main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--hidden", "8",
                    "--epochs", "1", "--device", "cpu", "--quiet", "--standardize", "--seed", "0"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and re.fullmatch("gpunn train: error: " + REFUSAL, err[-1]), err
+    found = re.fullmatch("gpunn train: error: " + REFUSAL, err[-1])
+    assert status == 2 and found and found["where"] is None, err  # a source's rows: a second pass would read them
+
+
+@pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
+def test_the_refusal_names_the_first_validation_row_the_output_overflows_on_as_a_row_of_x(members):
+    """ValidationNotFinite named the epoch and the metrics but no row: with validation_fraction, the held-out rows are
+    a random draw from X, so the user could not find the 3e38 the output overflows on. It names how many output
+    values are not finite and the first one's row of X (and column) now, from one more pass over the rows."""
+    from gpunn.rng import host_rng
+
+    X, Y, _, _ = rows()
+    held = numpy.sort(host_rng(0, "validation").permutation(40)[:8])  # fit's split of 40 rows, validation_fraction 0.2
+    X[held[5]], X[held[2]] = HUGE, -HUGE
+    model = (gpunn.MLP([3, 8, 1], device="cpu", seed=0) if members is None else
+             gpunn.Ensemble([3, 8, 1], n_models=members, device="cpu", seed=0))
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        model.fit(X, Y, epochs=2, batch_size=8, validation_fraction=0.2, seed=0, verbose=False)
+    who = "" if members is None else r"members \[0, 1\]: their "
+    where, first = re.fullmatch(who + REFUSAL, str(caught.value))["where"], f"the first at row {held[2]} of X, column 0"
+    other = f"1 value, the first at row {held[5]} of X, column 0"  # (member 1's output on -3e38 stays finite)
+    assert where == (f"2 values, {first}" if members is None else f"member 0: 2 values, {first}; member 1: {other}")
 
 
 @pytest.mark.parametrize("lr", [1e308, 1e307], ids=["weights not finite", "weights huge"])

@@ -233,8 +233,8 @@ class EnsembleEvaluator(RegressionEvaluator):
     """Validation MSE, MAE and R² of every member on one fixed (X, Y): lists of K, one host read. Rows go
     through in the ensemble's ``chunk_rows`` per member, as its memory check counts them."""
 
-    def __init__(self, model, X, Y, chunk_rows=None):
-        super().__init__(model, X, Y, model.chunk_rows if chunk_rows is None else chunk_rows)
+    def __init__(self, model, X, Y, chunk_rows=None, rows_in=("X_val", None)):
+        super().__init__(model, X, Y, model.chunk_rows if chunk_rows is None else chunk_rows, rows_in)
 
 
 
@@ -471,8 +471,10 @@ class EnsembleTrainer(Trainer):
             metrics = {key: [logs[key][k] for k in overflowed] for key in VALIDATION_KEYS
                        if key in logs and not numpy.isfinite(numpy.asarray(logs[key], "float64")[overflowed]).all()}
             losses = ", ".join(f"{logs['loss'][k]:.4g}" for k in overflowed)
+            places = self.not_finite_places()
+            where = "; ".join(f"member {k}: {places[k]}" for k in overflowed if k in places)
             raise ValidationNotFinite(not_finite_validation(epoch, metrics, losses, model.dtype.name,
-                                                            f"members {overflowed}: their "))
+                                                            f"members {overflowed}: their ", where))
         self._freeze_diverged(overflowed, epoch, "validation metrics NaN or infinite, where the others' are finite",
                               every)
 
@@ -511,7 +513,8 @@ def ensemble_evaluator(model, evaluator):
     if isinstance(evaluator, SourceEvaluator):
         evaluator.chunk_rows = model.chunk_rows
         return evaluator
-    return None if evaluator is None else EnsembleEvaluator(model, evaluator.X, evaluator.Y)
+    return None if evaluator is None else EnsembleEvaluator(model, evaluator.X, evaluator.Y,
+                                                            rows_in=evaluator.rows_in)
 
 
 def ensemble_source(model, X, Y, *, seed, shuffle, bootstrap):

@@ -67,10 +67,11 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
         raise ValueError(f"validation_fraction={fraction} of {m} rows leaves no rows to train on")
     check_validation_rows(n_val, f"validation_fraction={fraction} of {m} rows")
     order = host_rng(seed, "validation").permutation(m)
-    xp = model.xp
-    val_idx, train_idx = xp.asarray(numpy.sort(order[:n_val])), xp.asarray(numpy.sort(order[n_val:]))
+    xp, held = model.xp, numpy.sort(order[:n_val])
+    val_idx, train_idx = xp.asarray(held), xp.asarray(numpy.sort(order[n_val:]))
     Xv, Yv = xp.take(X, val_idx, axis=0), xp.take(Y, val_idx, axis=0)
-    return xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0), RegressionEvaluator(model, Xv, Yv)
+    return (xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0),
+            RegressionEvaluator(model, Xv, Yv, rows_in=("X", held)))
 
 
 def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,

@@ -47,7 +47,8 @@ def reference_loss(xp, sum_sq, Yb) -> float:
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite, or grew past DIVERGENCE_FACTOR times its first value
     (or the loss of predicting zero, when larger: see reference_loss); or the weights did, in an epoch's last steps
-    (its validation metrics are not finite: see Trainer.check_validation)."""
+    (its validation metrics are not finite: see Trainer.check_validation). Also what ``score``/``evaluate`` raise
+    for a model whose weights are NaN or infinite (an ensemble's: every member's), which has no score."""
 
 
 class ValidationNotFinite(FloatingPointError):
@@ -55,15 +56,21 @@ class ValidationNotFinite(FloatingPointError):
     the model's output overflows its dtype on validation rows (a value far outside the training rows' range; or
     weights grown huge in the epoch's last steps). No later epoch's validation would mean anything (EarlyStopping
     never sees an improvement, ReduceLROnPlateau lowers the rate for nothing), so the fit stops there, before the
-    callbacks see the epoch, as for TrainingDiverged; the weights are the epoch's."""
+    callbacks see the epoch, as for TrainingDiverged; the weights are the epoch's. The words name the epoch, the
+    metrics, an ensemble's members and, for in-memory validation rows, the first row and column the output overflows
+    on. Also what ``score``/``evaluate`` raise where ``predict(X)`` is NaN or infinite and the weights are finite (an
+    ensemble's: for no member a score), naming the first such row and column of X."""
 
 
-def not_finite_validation(epoch, metrics, training, dtype, who="") -> str:
+def not_finite_validation(epoch, metrics, training, dtype, who="", where="") -> str:
     """ValidationNotFinite's words for ``epoch`` (from 0): ``metrics`` {name: value} of its validation logs that are
-    not finite, ``training`` its training loss(es) as shown, ``who`` whose they are ("members [0, 1]: their ")."""
+    not finite, ``training`` its training loss(es) as shown, ``who`` whose they are ("members [0, 1]: their "),
+    ``where`` the validation rows' values that are not (Trainer.not_finite_places), if known."""
     said = ", ".join(f"{name} {value}" for name, value in metrics.items())
+    where = f" ({where})" if where else ""
     return (f"{who}validation metrics became NaN or infinite in epoch {epoch + 1} ({said}) while the training loss "
-            f"({training}) and the weights stayed finite: the model's output overflows {dtype} on validation rows. "
+            f"({training}) and the weights stayed finite: the model's output overflows {dtype} on validation "
+            f"rows{where}. "
             "A validation value far outside the training rows' range does that (find the rows where predict(X) is not "
             "finite, and clean them), or weights grown huge in the epoch's last steps (lower the learning rate)")
 
@@ -279,7 +286,16 @@ class Trainer:
                 f"{logs['lr']:.3g}; its validation loss is {logs.get('val_loss')}); lower the learning rate, or "
                 "standardize the targets and inputs (a gpunn.data source's standardize=True, gpunn train "
                 "--standardize)")
-        raise ValidationNotFinite(not_finite_validation(epoch, bad, f"{logs['loss']:.4g}", model.dtype.name))
+        raise ValidationNotFinite(not_finite_validation(epoch, bad, f"{logs['loss']:.4g}", model.dtype.name,
+                                                        where=self.not_finite_places().get(0, "")))
+
+    def not_finite_places(self) -> dict:
+        """{member: words} naming how many of the validation rows' output values are NaN or infinite and the first
+        one's place in the user's array (0 for one model): the evaluator's, in one more pass over the rows, on
+        ValidationNotFinite's path only; {} where it cannot say (a source's rows, which a second pass would read
+        again; data parallel, whose ranks must raise the same words)."""
+        find = getattr(self.validation, "not_finite_places", None)
+        return {} if find is None else find(self.model)
 
     def refuse_bad_data(self):
         """Where the epoch's loss came back NaN or infinite: the source's refusal of a value it standardized past
