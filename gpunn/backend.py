@@ -51,29 +51,15 @@ class Backend:
         return _NullContext()
 
     def made_on_device(self, items):
-        """The items of the iterator ``items``, each made (its ``next()``) with this backend's device current, and
-        ``items`` closed so too: the device is not held across a yield, so between ``next()`` calls the consumer
-        has its own device current (a ``with use():`` around a ``yield`` would leave it switched until the
-        generator ends or is collected). On the CPU, with no device to make current, ``items`` itself (no layer
-        on every batch of the hot path: 0.2 of 0.5 us per batch)."""
+        """The iterator ``items`` with this backend's device current whenever it runs: ``next()``, ``send()``,
+        ``throw()`` and ``close()`` go on to ``items`` (as through a ``yield from``; on the CPU it is ``items``), each
+        with the device current, and ``items`` is closed so too when this is dropped unclosed. The device is not
+        held between calls, so the consumer has its own device current between them (a ``with use():`` around a
+        ``yield`` would leave it switched until the generator ends or is collected). On the CPU, with no device to
+        make current, ``items`` itself (no layer on every batch of the hot path: 0.2 of 0.5 us per batch)."""
         if not self.is_gpu:
             return iter(items)
-        return self._made_on_device(iter(items))
-
-    def _made_on_device(self, items):
-        try:
-            while True:
-                with self.use():
-                    try:
-                        item = next(items)
-                    except StopIteration:
-                        return
-                yield item
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                with self.use():
-                    close()
+        return _MadeOnDevice(self, iter(items))
 
     def to_host(self, array):
         return array.get() if self.is_gpu else array
@@ -84,6 +70,42 @@ class Backend:
         props = self.xp.cuda.runtime.getDeviceProperties(self.device_id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         return f"cuda:{self.device_id} ({name}, CuPy {self.xp.__version__})"
+
+
+class _MadeOnDevice:
+    """Backend.made_on_device's iterator on a GPU: each call into ``items`` with the backend's device current. A
+    class, not a wrapping generator, which takes send() and throw() at its own ``yield`` (a value sent was lost, an
+    error thrown raised there and ``items`` closed) where the CPU's ``items`` takes them. As fast: 0.42 against
+    0.40 us per item with a null device context (best of 15 x 20 x 2000 items, interleaved, loaded 2-core EPYC)."""
+
+    __slots__ = ("_items", "_use")
+
+    def __init__(self, backend, items):
+        self._items, self._use = items, backend.use
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._use():
+            return next(self._items)
+
+    def send(self, value):
+        with self._use():
+            return self._items.send(value)
+
+    def throw(self, *exception):
+        with self._use():
+            return self._items.throw(*exception)
+
+    def close(self):
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            with self._use():
+                close()
+
+    def __del__(self):  # dropped unclosed (a loop left by a break or an error): closed, as a generator is
+        self.close()
 
 
 class _NullContext:

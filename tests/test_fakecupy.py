@@ -535,6 +535,38 @@ def test_a_cuda_1_iterables_pass_closed_early_closes_your_iterator_with_device_1
     assert closed_on == [1] and fakecupy.state.current == 0
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda:1"])
+def test_made_on_device_passes_send_throw_and_close_to_the_iterator_with_its_device_current(fake_cupy, device):
+    """Backend.made_on_device(items) is ``items`` itself on the CPU, so send(), throw() and close() reach it; on a
+    GPU they reach it too (as through a ``yield from``), each with the backend's device current, the consumer's
+    current again after, and so is ``items`` closed when it is dropped unclosed. The GPU's wrapper took a value sent
+    as next() (None reached items) and raised a thrown error itself, closing items, which never saw it."""
+    from gpunn import backend
+
+    inside = 1 if device == "cuda:1" else 0  # (on the CPU no device is made current)
+    seen = []
+
+    def items():
+        try:
+            while True:
+                try:
+                    seen.append(((yield len(seen)), fakecupy.state.current))
+                except KeyError as exc:
+                    seen.append((exc.args[0], fakecupy.state.current))
+        finally:
+            seen.append(("closed", fakecupy.state.current))
+
+    made = backend.resolve(device).made_on_device(items())
+    assert next(made) == 0 and made.send("sent") == 1 and made.throw(KeyError("thrown")) == 2
+    assert fakecupy.state.current == 0
+    made.close()
+    assert seen == [("sent", inside), ("thrown", inside), ("closed", inside)] and fakecupy.state.current == 0
+    made = backend.resolve(device).made_on_device(items())
+    next(made)
+    del made  # dropped unclosed (a loop left by a break): items is closed so too
+    assert seen[-1] == ("closed", inside) and fakecupy.state.current == 0
+
+
 def _in_memory_cuda_1_source(kind, shuffle):
     """An in-memory source of 70 rows on cuda:1, made with device 1 current (as fit makes it)."""
     from gpunn import backend
