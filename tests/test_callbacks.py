@@ -807,3 +807,36 @@ def test_evaluate_in_chunks_of_rows_is_the_whole_pass(data, monkeypatch):
     monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", 7)
     chunked = model.evaluate(Xv, Yv2)
     assert chunked == pytest.approx(whole, rel=1e-12)
+
+
+@pytest.mark.parametrize("stop", ["interrupt", "KeyboardInterrupt", "error"])
+def test_a_run_stopped_part_way_through_an_epoch_has_closed_its_batches(stop, interrupt_at):
+    """fit stopped mid-epoch (interrupt(), as Ctrl-C or a callback asks; an error or a KeyboardInterrupt raised in
+    a step or a callback) has closed the pass over the source it was reading (a generator's finally has run: its
+    files, reader threads and buffers freed) before it returns or raises, also while the error is held. A guard: it
+    holds on main, as the loop drops its only reference; a loop that kept the pass in a local would leave it open
+    for as long as the error's traceback is kept (in a notebook, until the next error)."""
+    closed = []
+
+    def pieces(epoch):
+        try:
+            for i in range(6):
+                yield numpy.full((20, 3), float(i)), numpy.full((20, 1), float(i))
+        finally:
+            closed.append(epoch)
+
+    class Raise(Callback):
+        def on_batch_end(self, trainer, batch):
+            if batch == 1:
+                raise KeyboardInterrupt if stop == "KeyboardInterrupt" else RuntimeError("a step failed")
+
+    source = gpunn.data.iterable(pieces, rows=120, n_features=3, n_outputs=1)
+    callback = interrupt_at(0, 1) if stop == "interrupt" else Raise()
+    fit = dict(epochs=2, batch_size=20, verbose=False, callbacks=[callback])
+    if stop == "interrupt":
+        assert MLP([3, 4, 1], device="cpu", seed=0).fit(source, **fit).interrupted
+    else:
+        with pytest.raises(KeyboardInterrupt if stop == "KeyboardInterrupt" else RuntimeError) as caught:
+            MLP([3, 4, 1], device="cpu", seed=0).fit(source, **fit)
+        assert caught.value is not None  # (the error and its traceback held here)
+    assert closed == [0]
