@@ -463,14 +463,14 @@ class Ensemble(DeviceModel):
         scikit-learn's ``error_score``; ``numpy.nanargmax`` skips them), with a RuntimeWarning naming it and why,
         so the others are still scored. Where no member has a score, MLP.evaluate's error: TrainingDiverged
         where every member's weights are NaN or infinite, else ValidationNotFinite."""
-        from .metrics import unscored
+        from .metrics import by_member, unscored
 
         with self.backend.use():
             logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
             bad = unscored(self, logs, X, self.chunk_rows, (self.n_models,))
         if bad:
-            said = "; ".join(f"member {k}: {why}" + (" (in ens.diverged)" if k in self.diverged else "")
-                             for k, (_, why) in bad.items())
+            said = by_member({k: why + (" (in ens.diverged)" if k in self.diverged else "")
+                              for k, (_, why) in bad.items()})
             if len(bad) == self.n_models:
                 from .training.loop import TrainingDiverged, ValidationNotFinite
 

@@ -233,3 +233,13 @@ def not_finite_places(model, outputs, members=1) -> list:
         counts += n
         offset += P.shape[-2]
     return [(int(count), place) for count, place in zip(counts, first)]
+
+
+def by_member(words: dict) -> str:
+    """{member: words} said once per distinct words: "member 1: ...; members [0, 2]: ..." (an ensemble of 256
+    members whose output overflows on one row says it once)."""
+    grouped = {}
+    for k, said in words.items():
+        grouped.setdefault(said, []).append(k)
+    return "; ".join(f"member {ks[0]}: {said}" if len(ks) == 1 else f"members {ks}: {said}"
+                     for said, ks in grouped.items())

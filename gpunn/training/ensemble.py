@@ -28,7 +28,7 @@ import numpy
 from ..backend import backend_of, host_array
 from ..checks import (check_rows_match, flag, member_index, non_negative_int, per_member, positive_int, seed_int,
                       verbosity)
-from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator
+from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
@@ -472,7 +472,7 @@ class EnsembleTrainer(Trainer):
                        if key in logs and not numpy.isfinite(numpy.asarray(logs[key], "float64")[overflowed]).all()}
             losses = ", ".join(f"{logs['loss'][k]:.4g}" for k in overflowed)
             places = self.not_finite_places()
-            where = "; ".join(f"member {k}: {places[k]}" for k in overflowed if k in places)
+            where = by_member({k: places[k] for k in overflowed if k in places})
             raise ValidationNotFinite(not_finite_validation(epoch, metrics, losses, model.dtype.name,
                                                             f"members {overflowed}: their ", where))
         self._freeze_diverged(overflowed, epoch, "validation metrics NaN or infinite, where the others' are finite",
