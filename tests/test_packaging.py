@@ -41,20 +41,48 @@ def test_wheel_ships_the_kernels_and_loads_them_from_the_package(wheel, tmp_path
     assert Path(where) == tmp_path / "gpunn" / "kernels" and int(length) > 1000
 
 
-@pytest.mark.parametrize("smi_output, extra", [
-    ("| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |", ",cuda13,nvrtc"),
-    ("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4 |", ",cuda12"),  # no CUDA 13 NVRTC
-    ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", ",nvrtc"),
-    (None, ",nvrtc"),  # no nvidia-smi at all: NVRTC alone, for the compile tests
+@pytest.mark.parametrize("smi_output, extra, train_extra", [
+    ("| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |", ",cuda13,nvrtc", ",cuda13"),
+    ("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4 |", ",cuda12", ",cuda12"),  # no 13 NVRTC
+    ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", ",nvrtc", ""),
+    (None, ",nvrtc", ""),  # no nvidia-smi at all: NVRTC alone, for the compile tests; make train needs none
 ])
-def test_make_installs_the_cupy_matching_the_driver(tmp_path, smi_output, extra):
+def test_make_installs_the_cupy_matching_the_driver(tmp_path, smi_output, extra, train_extra):
     if smi_output is not None:
         smi = tmp_path / "nvidia-smi"
         smi.write_text(f"#!/bin/sh\necho '{smi_output}'\n")
         smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}/usr/bin{os.pathsep}/bin"}
-    proc = waiting.run([sys.executable, str(ROOT / "scripts" / "cuda_extra.py")], env=env, timeout=60)
-    assert proc.returncode == 0 and proc.stdout == extra
+    for args, said in [([], extra), (["--train"], train_extra)]:
+        proc = waiting.run([sys.executable, str(ROOT / "scripts" / "cuda_extra.py"), *args], env=env, timeout=60)
+        assert proc.returncode == 0 and proc.stdout == said, args
+
+
+def test_make_train_installs_what_training_uses_and_make_test_the_test_extra(tmp_path):
+    """A new user's first command, `make train`, installed the test extra (scikit-learn, MPI, MKL, BLIS, NVRTC,
+    hypothesis...): a 2.0 GB venv on a laptop without a GPU. It installs gpunn[cpu,plot,data] and the CuPy extra
+    of the driver now; `make test` (CI) and `make bench` the test extra as before, and a venv that has it trains
+    without another pip run. Read from make's dry run (-n), which prints the commands without running them."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on the PATH")
+
+    def dry_run(target, venv):
+        proc = waiting.run(["make", "-n", "-C", str(ROOT), target, f"VENV={venv}", "PYTHON=python3"], timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stdout.splitlines() if "pip install" in line and " -e " in line]
+
+    fresh = tmp_path / "venv"
+    assert dry_run("train", fresh) == [
+        f'{fresh}/bin/python -m pip install --quiet -e ".[cpu,plot,data$(python3 scripts/cuda_extra.py --train)]"']
+    for target in ("test", "bench"):
+        assert dry_run(target, fresh) == [
+            f'{fresh}/bin/python -m pip install --quiet -e ".[test$(python3 scripts/cuda_extra.py)]"'], target
+    (fresh / "bin").mkdir(parents=True)
+    (fresh / "bin" / "python").touch()
+    (fresh / ".installed-stamp").touch()  # make test filled it, after pyproject.toml
+    assert dry_run("train", fresh) == []
 
 
 def test_extras_bring_a_toolkit_and_keep_cuda_13_nvrtc_out_of_cuda12():
