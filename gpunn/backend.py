@@ -61,6 +61,14 @@ class Backend:
             return iter(items)
         return _MadeOnDevice(self, iter(items))
 
+    def close_on_device(self, items):
+        """``items.close()``, where it has one (a generator: its ``finally`` runs), with this backend's device
+        current, the consumer's current again after: how a pass closes what it opened, also when it ends early."""
+        close = getattr(items, "close", None)
+        if close is not None:
+            with self.use():
+                close()
+
     def to_host(self, array):
         return array.get() if self.is_gpu else array
 
@@ -78,31 +86,28 @@ class _MadeOnDevice:
     error thrown raised there and ``items`` closed) where the CPU's ``items`` takes them. As fast: 0.42 against
     0.40 us per item with a null device context (best of 15 x 20 x 2000 items, interleaved, loaded 2-core EPYC)."""
 
-    __slots__ = ("_items", "_use")
+    __slots__ = ("_items", "_backend")
 
     def __init__(self, backend, items):
-        self._items, self._use = items, backend.use
+        self._items, self._backend = items, backend
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        with self._use():
+        with self._backend.use():
             return next(self._items)
 
     def send(self, value):
-        with self._use():
+        with self._backend.use():
             return self._items.send(value)
 
     def throw(self, *exception):
-        with self._use():
+        with self._backend.use():
             return self._items.throw(*exception)
 
     def close(self):
-        close = getattr(self._items, "close", None)
-        if close is not None:
-            with self._use():
-                close()
+        self._backend.close_on_device(self._items)
 
     def __del__(self):  # dropped unclosed (a loop left by a break or an error): closed, as a generator is
         self.close()

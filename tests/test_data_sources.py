@@ -1646,6 +1646,30 @@ def test_an_epoch_of_a_file_stopped_part_way_stops_its_reader_thread(npy_pair):
     assert len(started) == 1 and not started[0].is_alive()
 
 
+def test_an_epoch_of_a_file_that_fails_in_its_batching_stops_its_reader_thread(npy_pair, monkeypatch):
+    """An error in the batching of a source's windows (on a GPU: out of memory joining a batch across two windows)
+    ends the reader thread that was reading windows ahead before the error reaches the caller. It ran on, holding
+    its window (and on a GPU the pipeline's pinned and device buffers), for as long as the error's traceback lived:
+    in a notebook, until the next error."""
+    import gpunn.data.base
+
+    real = gpunn.data.base.rebatch
+
+    def rebatch(*args, **kwargs):  # one batch, then the error
+        yield next(real(*args, **kwargs))
+        raise MemoryError("out of memory joining a batch")
+
+    monkeypatch.setattr(gpunn.data.base, "rebatch", rebatch)
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=1, seed=3, device="cpu")
+    before, started = set(threading.enumerate()), []
+    with pytest.raises(MemoryError) as caught:  # (caught holds the traceback, as a notebook does)
+        for _ in source.batches(0, 500):
+            started += [t for t in threading.enumerate() if t not in before and t.name == "gpunn-data-reader"]
+    assert len(started) == 1 and not started[0].is_alive()
+    del caught
+
+
 def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -183,7 +183,10 @@ class ChunkedSource:
         skip = start_row - (ends[w0 - 1] if w0 else 0)
         pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle,
                                window_chunks=lambda w: self.plan(epoch)[w])
-        yield from self.backend.made_on_device(rebatch(pieces, batch_size, self.backend.xp, skip=skip))
+        try:
+            yield from self.backend.made_on_device(rebatch(pieces, batch_size, self.backend.xp, skip=skip))
+        finally:  # also after an error in the batching (out of memory): the pipeline, its reader and buffers, ends
+            self.backend.close_on_device(pieces)
 
     def _wide_dtype(self):
         """float64 when the values are standardized and stored wider than the model's dtype

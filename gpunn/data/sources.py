@@ -444,7 +444,7 @@ class IterableSource:
             yield from self.backend.made_on_device(
                 rebatch(self._scaled(self._checked(pieces, epoch), epoch), batch_size, self.backend.xp))
         finally:  # also ended early: the iterator read is closed, as yield from closes it (not an iterable: a list)
-            _closed(items, self.backend)
+            self.backend.close_on_device(items)
 
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
@@ -549,12 +549,3 @@ def _chain_first(first, rest):
     yield first
     yield from rest
 
-
-def _closed(iterator, backend):
-    """``iterator`` closed, where it has a ``close()`` (a generator), with ``backend``'s device current, as the
-    pass's other steps run; the consumer's device is current again after. It was left to the garbage collector:
-    closed with the consumer's device current, or, a one-shot iterator, which the source holds, not at all."""
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        with backend.use():
-            close()
