@@ -50,14 +50,16 @@
 # 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200, the most that fits after call 1's
 #    worst; give it what call 1 actually left, below):
 #    timeout -k 5 185 python3 bench/gpu_checks/streams.py --device cuda --out $OUT --max-seconds 180 --parts synthetic,synthetic_long > $OUT/streams-long.txt 2>&1; rc=$?; cat $OUT/streams-long.txt; exit $rc
-#    The hook takes ~10 s before the epoch (the checks; the 2^23-row stream and in-memory fits whose rates the
-#    epoch is set against) and stops the epoch 5 s before --max-seconds: at 180, 10^9 rows finish while the
-#    stream runs at 6.1M samples/s or more (the H200's: 6.98M, 143 s); a slower one is reported as a partial
-#    epoch, no verdict, with the rate of the rows it trained (its progress is saved every 5 s). Call 1 ends
+#    The hook takes ~16 s before the epoch (the checks; 3 rounds of a 2^23-row stream epoch and an in-memory epoch,
+#    alternated, after a warm-up epoch of each; the in-memory epoch just before the long one) and stops the epoch
+#    5 s before --max-seconds, less twice an in-memory epoch's ~1.3 s (for the one just after it: the epoch's
+#    ratio is the median of its ratios to those two): at 180, 10^9 rows finish while the stream runs at 6.4M
+#    samples/s or more (the H200's: 6.98M, 143 s); a slower one is reported as a partial epoch, no verdict, with
+#    the rate of the rows it trained (its progress is saved every 5 s). Call 1 ends
 #    at its budget at the latest, so call 2 can have more: with B = `status`'s budget_left_s just before it
 #    (less 180 where warm is false: a fresh start), use timeout_s min(600, B - 20), and in the command
 #    `timeout -k 5` 15 s and `--max-seconds` 20 s below that (B = 300: 280, 265, 260, enough for 10^9 rows
-#    down to 4.1M samples/s). Then give the machine back at once.
+#    down to 4.2M samples/s). Then give the machine back at once.
 # Then, here, with gc.tgz (or, where only it came back, gc-partial.tgz) unpacked into GC_DIR:
 # python bench/gpu_report.py GC_DIR --add streams=CALL2/streams.json > section.md is the bench/RESULTS.md
 # section of both calls (CALL2: where the second call's files came back). A run killed part-way still

@@ -14,7 +14,9 @@ ensemble-precision review left for the GPU (notes revprec-s6), and the stages' o
 are "not measured". A ratio of two rows is the median over rounds of their ratio in each round ("paired by
 round"), as gpunn bench's own "gpunn is" column, where the JSON holds the rows' rounds (gpunn bench's since
 2026-11-30); in older JSON it is the ratio of their median samples/s, written "a / b = r×" or marked "ratio of
-medians".
+medians". Issue 12's ratios are the streams hook's: since 2026-11-30 the median over rounds of alternated epochs of a
+source and memory, with their spread, and the 10^9-row epoch's against the in-memory epochs just before and after
+it; older streams.json holds one epoch of each, said so.
 """
 from __future__ import annotations
 
@@ -427,6 +429,23 @@ def step_words(entry):
     return (f"; {words}" if comparable else f"; not judged: {words}"), comparable
 
 
+def stream_pairing(entry):
+    """How a streams throughput entry's ratio to memory was taken, in words, with its spread (the hook's
+    ``statistic``, since 2026-11-30): the median over rounds of alternated epochs ("paired"), the 10^9-row epoch's
+    ratios to the in-memory epochs just before and after it ("bracketed") or to the one before ("before"); older
+    JSON holds one epoch of each side, not paired."""
+    how = entry.get("statistic")
+    lo, hi = entry.get("ratio_spread") or (entry["ratio"], entry["ratio"])
+    if how == "paired":
+        rounds = len(next(iter(entry["rounds"].values())))
+        return f"paired by round over {rounds} round{'s' if rounds > 1 else ''}, {lo:.2f}-{_x(hi)}"
+    if how == "bracketed":
+        return f"the median of its ratios to the in-memory epochs just before and after it, {lo:.2f}-{_x(hi)}"
+    if how == "before":
+        return "against the in-memory epoch just before it (one pair)"
+    return "one epoch of each, not paired"
+
+
 def issue12(run):
     s = run.hooks.get("streams")
     texts = ("a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput",
@@ -466,7 +485,8 @@ def issue12(run):
                   "rate_leaves_out_the_start") else "; the rate with the start-up") + ")"
               if partial else f"on {long['rows']:,} rows")
         text = (f"{long['stream_samples_per_s']:,.0f} samples/s = {long['ratio']:.2f}× in memory "
-                f"({long['memory_samples_per_s']:,.0f}) {on}, peak RSS {long['peak_rss_gib']:.2f} GiB")
+                f"({long['memory_samples_per_s']:,.0f}; {stream_pairing(long)}) {on}, peak RSS "
+                f"{long['peak_rss_gib']:.2f} GiB")
         steps, comparable = step_words(long) if gpu else ("", True)
         if partial:  # a rate of part of the epoch: no verdict, however fast
             failed = f"; the part failed: {errors['synthetic_long']}" if errors.get("synthetic_long") else ""
@@ -485,7 +505,7 @@ def issue12(run):
                      "not measured: no npy_large part in streams.json (the hook ran out of time before it, or predates "
                      "it)", ""))
     else:
-        text = f"{large['ratio']:.2f}× in memory ({large['config']}, {large['rows']:,} rows)"
+        text = f"{large['ratio']:.2f}× in memory ({stream_pairing(large)}; {large['config']}, {large['rows']:,} rows)"
         if "h2d_gbps_pinned" in large:
             text += (f"; pinned H2D {large['h2d_gbps_pinned']:.1f} GB/s, a window's copy {large['window_copy_ms']:.1f} ms "
                      f"= {100 * large['copy_share']:.1f}% of its training")

@@ -171,10 +171,9 @@ def test_a_cpu_streams_large_npy_part_is_measured_without_a_verdict(tmp_path, ca
     """Issue 12's .npy row of a CPU run put "not measured on a GPU" in the verdict column, where every other row
     puts it beside the value measured, and leaves the verdict empty."""
     large = {"config": "large", "rows": 40_000, "ratio": 0.95}
-    for device, measured, verdict in (("cpu (NumPy)", "0.95× in memory (large, 40,000 rows): not measured on a GPU "
-                                                      "(cpu (NumPy))", ""),
-                                      ("cuda:0 (NVIDIA H200, CuPy 14.2.0)", "0.95× in memory (large, 40,000 rows)",
-                                       "met")):
+    old = "0.95× in memory (one epoch of each, not paired; large, 40,000 rows)"  # (its JSON has no rounds)
+    for device, measured, verdict in (("cpu (NumPy)", old + ": not measured on a GPU (cpu (NumPy))", ""),
+                                      ("cuda:0 (NVIDIA H200, CuPy 14.2.0)", old, "met")):
         (tmp_path / "streams.json").write_text(json.dumps({"device": device, "throughput": {"npy_large": large}}))
         t = _targets(_report(_folder_of(device), "--add", f"streams={tmp_path / 'streams.json'}", capsys=capsys))
         assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (measured, verdict)
@@ -196,7 +195,7 @@ def test_a_gpu_streams_ratio_of_a_graph_step_and_an_eager_one_is_not_judged(tmp_
         t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
                              capsys=capsys))
         assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (
-            "0.95× in memory (large, 40,000 rows)" + words, verdict)
+            "0.95× in memory (one epoch of each, not paired; large, 40,000 rows)" + words, verdict)
     long = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
     long["throughput"]["synthetic_long"] = hook.with_steps(long["throughput"]["synthetic_long"], memory="graph",
                                                            stream=eager)
@@ -226,7 +225,8 @@ def test_a_gpu_streams_ratio_whose_data_checks_failed_is_not_met(tmp_path, capsy
         t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
                              capsys=capsys))
         measured, verdict = next(v for k, v in t.items() if k.startswith(".npy on the large"))
-        assert (measured, verdict) == ("0.95× in memory (large, 40,000 rows)" + npy_words, npy_verdict)
+        unpaired = "0.95× in memory (one epoch of each, not paired; large, 40,000 rows)"  # (no rounds in its JSON)
+        assert (measured, verdict) == (unpaired + npy_words, npy_verdict)
         measured, verdict = t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
         assert verdict == long_verdict and ("data checks failed" in measured) == (long_verdict != "met"), measured
 
@@ -927,8 +927,8 @@ HOOK_FITS = {  # each hook's code that trains, called as the hook calls it (smal
     "precision held-out R²": lambda hook: hook.held_out_r2("cpu", True),
     "ensemble exactness": lambda hook: hook.exactness("cpu"),
     "ensemble graph check": lambda hook: hook.graph_check("cpu"),
-    "streams timed fit": lambda hook: hook.timed_fit(([4, 8, 1], "relu", "identity", True, "float32", "cpu", 0), (
-        numpy.ones((256, 4), numpy.float32), numpy.ones((256, 1), numpy.float32)), 64),
+    "streams timed fit": lambda hook: hook.epoch_fitter(([4, 8, 1], "relu", "identity", True, "float32", "cpu", 0), (
+        numpy.ones((256, 4), numpy.float32), numpy.ones((256, 1), numpy.float32)), 64)(),
 }
 
 
@@ -1735,6 +1735,83 @@ def test_the_long_streams_part_is_saved_started_then_done_and_a_failure_keeps_it
                         report["skipped"]["synthetic_long"]), report  # (4.9: 50 ms gone on a loaded machine)
 
 
+def test_the_long_streams_epoch_lies_between_two_in_memory_epochs_and_its_ratio_is_the_median_of_the_two(
+        tmp_path, monkeypatch, capsys):
+    """The 10^9-row epoch's ratio was its rate over the in-memory rate of one epoch timed earlier (the synthetic part's,
+    tens of seconds before it in the second GPU call): one pair of single epochs, apart in time. long_part now trains
+    the synthetic part's in-memory side one epoch just before it and one just after it (A, B, A), keeps both rates,
+    and takes the median of the two ratios, their spread beside it ("bracketed"); the epoch stops early enough to
+    leave the one after twice its last seconds. A partial epoch keeps its ratio over the one before ("before"). The
+    report gives the pairing and judges the bracketed ratio."""
+    import time
+
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    monkeypatch.setattr(hook, "LONG_ROWS", 4096)
+    args = ([32, 8, 1], "relu", "identity", True, "float32", "cpu", 0)
+    synthetic = {"stream_samples_per_s": 1e6, "memory_samples_per_s": 1e6,
+                 "steps": {"memory": "eager: no GPU: the step runs eagerly"}}
+    calls, saved = [], []
+
+    def memory_epoch():
+        calls.append(1)
+        return (3e5, 7e5)[len(calls) - 1], "eager: no GPU: the step runs eagerly"
+
+    def save(report):
+        saved.append((len(calls), json.loads(json.dumps(report))))
+
+    report = {"throughput": {}}
+    hook.long_part(report, save, 600.0, time.monotonic(), args, 256, 1, synthetic, lambda: None, memory_epoch, 2.0)
+    started = saved[0][1]["started"]["synthetic_long"]
+    assert saved[0][0] == 1 and started["stops_at_s"] == 600 - 5 - 2 * 2.0, saved[0]  # after the epoch before it
+    assert all(n == 1 for n, _ in saved[:-1]) and saved[-1][0] == 2 and len(calls) == 2  # and the one after it
+    long = report["throughput"]["synthetic_long"]
+    rate = long["stream_samples_per_s"]
+    assert "partial" not in long and long["rows"] == 4096 and long["memory_before_after"] == [3e5, 7e5]
+    assert long["statistic"] == "bracketed" and long["memory_samples_per_s"] == 5e5
+    assert long["ratio"] == pytest.approx((rate / 3e5 + rate / 7e5) / 2) and long["ratio_spread"] == [rate / 7e5,
+                                                                                                        rate / 3e5]
+    assert saved[-1][1]["throughput"]["synthetic_long"] == long and report["started"] == {"synthetic_long": None}
+    line = hook.throughput_line("synthetic_long", long)
+    assert (f"in memory (500,000; against the in-memory epochs just before and after it, {rate / 7e5:.2f}-"
+            f"{rate / 3e5:.2f}x) on 4,096 rows") in line, line
+
+    # judged on the bracketed ratio, the pairing said: 0.95 met, where the old single pair's 0.86 was not
+    h200 = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    entry = dict(h200["throughput"]["synthetic_long"], memory_before_after=[7.9e6, 7.5e6], ratio=0.95,
+                 ratio_spread=[0.93, 0.97], statistic="bracketed")
+    (tmp_path / "streams.json").write_text(json.dumps(dict(h200, throughput={"synthetic_long": entry})))
+    measured, verdict = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                                         capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+    assert measured.startswith("6,977,072 samples/s = 0.95× in memory (8,106,972; the median of its ratios to the "
+                               "in-memory epochs just before and after it, 0.93-0.97×) on 1,000,000,000 rows"), measured
+    assert verdict == "met"
+
+    # stopped at its deadline (5 s before --max-seconds, and 2 x 0.25 s): a partial epoch, no epoch after it
+    monkeypatch.setattr(hook, "LONG_ROWS", 10 ** 9)
+    calls.clear()
+    report = {"throughput": {}}
+    hook.long_part(report, save, 5.8, time.monotonic(), args, 256, 1, dict(synthetic, stream_samples_per_s=1e12),
+                   lambda: None, memory_epoch, 0.25)
+    long = report["throughput"]["synthetic_long"]
+    assert "partial" in long and len(calls) == 1 and long["statistic"] == "before"
+    assert long["memory_before_after"] == [3e5] and long["ratio"] == long["stream_samples_per_s"] / 3e5
+    assert "--max-seconds 5.8 less 5 s and the in-memory epoch after it" in long["partial"], long["partial"]
+
+
+def test_a_paired_npy_ratio_is_judged_with_its_rounds_said(tmp_path, capsys):
+    """Issue 12's .npy row reads the hook's paired ratio (the median over rounds of npy over memory in each round) and
+    gives its rounds and spread; where the medians' ratio would say otherwise (0.50 here), the paired one judges."""
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    rates = {"npy": [5.0, 10.0, 4.0], "memory": [10.0, 10.0, 4.0]}
+    large = hook.with_steps({"config": "large", "rows": 40_000, **hook.paired_entry(rates, "npy")}, npy="graph",
+                            memory="graph")
+    (tmp_path / "streams.json").write_text(json.dumps({"device": "cuda:0 (NVIDIA H200, CuPy 14.2.0)",
+                                                       "throughput": {"npy_large": large}}))
+    t = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}", capsys=capsys))
+    assert next(v for k, v in t.items() if k.startswith(".npy on the large")) == (
+        "1.00× in memory (paired by round over 3 rounds, 0.50-1.00×; large, 40,000 rows)", "met")
+
+
 def test_a_long_stream_stopped_at_the_hooks_time_limit_gets_its_rate_and_no_verdict(tmp_path, capsys):
     """A 10^9-row epoch that the hook stopped at its deadline (streams.py long_epoch) gives the rate of the rows it
     trained, however fast, without a verdict: the target is a 10^9-row epoch; not a cut ('did not finish'), since
@@ -1747,8 +1824,8 @@ def test_a_long_stream_stopped_at_the_hooks_time_limit_gets_its_rate_and_no_verd
                                                             started={"synthetic_long": None})))
     measured, verdict = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
                                          capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
-    assert measured.startswith("7,400,000 samples/s = 0.95× in memory (8,106,972) over the first 912,000,000 rows of "
-                               "a 1,000,000,000-row epoch (stopped 205 s into the epoch by the hook's time limit "
+    assert measured.startswith("7,400,000 samples/s = 0.95× in memory (8,106,972; one epoch of each, not paired) over "
+                               "the first 912,000,000 rows of a 1,000,000,000-row epoch (stopped 205 s into the epoch by the hook's time limit "
                                "(--max-seconds 210 less 5 s); the rate after its first progress report, the start-up "
                                "left out), peak RSS"), measured
     assert measured.endswith(": a partial epoch, not the 10^9-row target") and verdict == "", measured

@@ -389,7 +389,10 @@ def test_a_fits_step_is_graph_only_where_captured_and_two_eager_steps_are_the_sa
     assert hook.with_steps(entry, npy="graph", memory="graph")["same_step"] is True
 
 
-def test_a_timed_fit_is_the_last_epochs_rate_after_its_warm_up_epoch(monkeypatch):
+def test_an_epoch_fitter_trains_one_model_with_one_optimizer_its_first_call_after_a_warm_up_epoch(monkeypatch):
+    """epoch_fitter: one model for all of a side's epochs, one Adam kept from fit to fit (a fresh optimizer per fit
+    would capture the CUDA graph again in each timed epoch), two epochs in the first fit (the warm-up's rate is not
+    the one returned), one in each later; a seed per fit, the stage's SIGINT left to end the hook."""
     import gpunn
 
     hook = _streams()
@@ -406,12 +409,64 @@ def test_a_timed_fit_is_the_last_epochs_rate_after_its_warm_up_epoch(monkeypatch
 
     monkeypatch.setattr(gpunn, "MLP", Recorded)
     args, train = ([4, 8, 1], "relu", "identity", True, "float32", "cpu", 0), ("X", "Y")
-    assert hook.timed_fit(args, train, 64) == (7.0, "eager: made eager by the test")
-    assert made == [("init", args), ("fit", train, dict(epochs=2, batch_size=64, verbose=False, lr=1e-3,
-                                                         handle_interrupt=False))]
-    made.clear()
-    assert hook.timed_fit(args, train, 32, epochs=1) == (7.0, "eager: made eager by the test")
-    assert made[1][2]["epochs"] == 1 and made[1][2]["batch_size"] == 32
+    epoch = hook.epoch_fitter(args, train, 64)
+    assert made == [("init", args)]
+    assert [epoch(), epoch(), epoch()] == 3 * [(7.0, "eager: made eager by the test")]
+    fits = [m[2] for m in made[1:]]
+    assert [m[:2] for m in made[1:]] == 3 * [("fit", train)] and [f["epochs"] for f in fits] == [2, 1, 1]
+    optimizer = fits[0]["optimizer"]
+    assert isinstance(optimizer, gpunn.Adam) and optimizer.lr == 1e-3
+    assert fits == [dict(epochs=e, batch_size=64, optimizer=optimizer, seed=k, verbose=False, handle_interrupt=False)
+                    for k, e in ((1, 2), (2, 1), (3, 1))]
+
+
+def test_paired_rounds_alternate_the_sides_and_stop_where_one_more_round_would_pass_the_deadline():
+    """paired_rounds: A, B, A, B, ... one epoch each per round in the order given, up to ``rounds``; after a round, one
+    more only if it would end by the deadline at the last round's length (the first, with its warm-ups, longer), and
+    one at least; each side's rate of each round kept in order, its step, and its last call's seconds."""
+    hook = _streams()
+    clock, calls = [0.0], []
+
+    def side(name, rates, seconds):
+        def epoch():
+            calls.append(name)
+            clock[0] += seconds.pop(0) if len(seconds) > 1 else seconds[0]
+            return rates[len([c for c in calls if c == name]) - 1], f"graph {name}"
+        return epoch
+
+    def sides():
+        calls.clear()
+        clock[0] = 0.0
+        return {"memory": side("memory", [10.0, 11.0, 12.0, 13.0, 14.0, 15.0], [4.0, 1.0]),
+                "stream": side("stream", [9.0, 9.0, 12.0, 13.0, 7.0, 15.0], [4.0, 1.0])}
+
+    rates, steps, took = hook.paired_rounds(sides(), deadline=100.0, rounds=5, clock=lambda: clock[0])
+    assert calls == ["memory", "stream"] * 5 and rates == {"memory": [10.0, 11.0, 12.0, 13.0, 14.0],
+                                                          "stream": [9.0, 9.0, 12.0, 13.0, 7.0]}
+    assert steps == {"memory": "graph memory", "stream": "graph stream"} and took == {"memory": 1.0, "stream": 1.0}
+    # rounds end at 8 (the first 8 s long), 10, 12, 14, 16: by 16 a sixth would end at 18
+    rates, _, _ = hook.paired_rounds(sides(), deadline=16.0, rounds=6, clock=lambda: clock[0])
+    assert calls == ["memory", "stream"] * 5 and len(rates["memory"]) == 5
+    rates, _, _ = hook.paired_rounds(sides(), deadline=15.9, rounds=6, clock=lambda: clock[0])
+    assert calls == ["memory", "stream"] and rates == {"memory": [10.0], "stream": [9.0]}
+
+
+def test_a_throughput_entrys_ratio_is_paired_by_round_with_its_spread_not_a_ratio_of_medians():
+    """paired_entry: each side's median rate, the ratio the median over rounds of the two rates' ratio in each round,
+    the lowest and highest round's, and the rounds. A load burst that slows both sides of one round moves the medians'
+    ratio (here 1.0 against 0.75 paired), not the paired one."""
+    hook = _streams()
+    rates = {"stream": [6.0, 6.0, 2.0, 9.0, 9.0], "memory": [8.0, 8.0, 3.0, 12.0, 12.0]}
+    entry = hook.paired_entry(rates, "stream")
+    assert entry == {"stream_samples_per_s": 6.0, "memory_samples_per_s": 8.0, "ratio": 0.75,
+                     "ratio_spread": [2.0 / 3.0, 0.75], "rounds": rates, "statistic": "paired"}
+    rates = {"npy": [5.0, 10.0, 4.0], "memory": [10.0, 10.0, 4.0]}  # medians 5/10, rounds 0.5, 1.0, 1.0
+    assert hook.paired_entry(rates, "npy")["ratio"] == 1.0 and hook.paired_entry(rates, "npy")["ratio_spread"] == [
+        0.5, 1.0]
+    line = hook.throughput_line("npy", hook.with_steps({"rows": 8, **hook.paired_entry(rates, "npy")}, npy="graph",
+                                                       memory="graph"))
+    assert line == ("npy: 5 samples/s = 1.00x in memory (10; paired over 3 rounds, 0.50-1.00x) on 8 rows; target 0.9x "
+                    "met"), line
 
 
 def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_chunk_with_the_device_idle(monkeypatch):
@@ -498,10 +553,11 @@ def _matches(got, want):
 
 
 def _streams_at_gpu_sizes(monkeypatch, tmp_path):
-    """The streams hook at its GPU sizes on tests/fakecupy (its correctness checks for real), with every timed fit,
-    rate and size-dependent step replaced, and the 10^9-row epoch's fit (a whole epoch, or the stage's SIGINT in it
-    where ``fit.interrupt``); the hook's clock stopped but for ``fit.seconds`` per timed fit. Returns (hook, what the
-    injected pieces were called with, the injected timed fit)."""
+    """The streams hook at its GPU sizes on tests/fakecupy (its correctness checks for real), with every timed epoch
+    (epoch_fitter's), rate and size-dependent step replaced, and the 10^9-row epoch's fit (a whole epoch, or the
+    stage's SIGINT in it where ``fit.interrupt``); the hook's clock stopped but for ``fit.seconds`` per timed epoch.
+    Returns (hook, what the injected pieces were called with: "fits" holds (part, side, sizes, batch, the side's
+    epoch count, a source's rows) for each timed epoch, the injected epoch_fitter)."""
     import gpunn
     from gpunn.bench import stream
 
@@ -518,21 +574,27 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
         seen["npy"].append((rows, features, outputs))
         return make_npy(directory, 300, features, outputs, **kwargs)
 
-    def timed_fit(model_args, train, batch_size, epochs=2):
+    def timed_fit(model_args, train, batch_size):  # (epoch_fitter)
         sizes, source = model_args[0], train[0]
         memory = train[1] is not None  # arrays: the synthetic part's made rows, or a .npy pair's 300 loaded
         part = ("npy_large" if sizes[0] == 1024 else
                 "synthetic" if (len(source) > 300 if memory else type(source).__name__ == "SyntheticSource") else "npy")
         side = "memory" if memory else "stream" if part == "synthetic" else "npy"
-        seen["fits"].append((part, side, sizes, batch_size, epochs, getattr(source, "rows", None)))
         if side == "npy":
             seen["windows"].append((source.chunk_rows, source.window))
         if memory and model_args[5].is_gpu:  # in memory is on the device, as the stream's batches are
             assert all(isinstance(a, model_args[5].xp.ndarray) for a in train), part
-        clock[0] += timed_fit.seconds
-        if part == timed_fit.interrupt:
-            raise KeyboardInterrupt
-        return RATES[part, side]
+        epochs = []
+
+        def epoch():
+            epochs.append(1)
+            seen["fits"].append((part, side, sizes, batch_size, len(epochs), getattr(source, "rows", None)))
+            clock[0] += timed_fit.seconds
+            if part == timed_fit.interrupt:
+                raise KeyboardInterrupt
+            return RATES[part, side]
+
+        return epoch
 
     class LongEpoch:  # gpunn.MLP for the 10^9-row epoch (long_epoch), a whole epoch at RATES' rate
         graph_trainer = types.SimpleNamespace(captured=True, reason=None)
@@ -560,7 +622,7 @@ def _streams_at_gpu_sizes(monkeypatch, tmp_path):
     monkeypatch.setattr(stream, "make_npy", small_npy)
     monkeypatch.setattr(stream, "copy_bandwidth", copy_bandwidth)
     monkeypatch.setattr(stream, "peak_rss_bytes", lambda: 3 * 2 ** 30)
-    monkeypatch.setattr(hook, "timed_fit", timed_fit)
+    monkeypatch.setattr(hook, "epoch_fitter", timed_fit)
     monkeypatch.setattr(hook, "generation_host_seconds", generation_host_seconds)
     return hook, seen, timed_fit
 
@@ -591,91 +653,116 @@ def test_the_streams_hooks_gpu_sizes_give_issue_12s_numbers_and_the_report_reads
     saved = json.loads((out_dir / "streams.json").read_text())
     assert saved["checks"] == dict.fromkeys(["synthetic_rows_are_makes", "synthetic_resume_replays",
                                              "npy_rows_arrive_intact", "npy_resume_replays"], True)
-    n, large = 1 << 23, [1024, 4096, 4096, 4096, 4096, 1]
-    assert seen["fits"] == [("synthetic", "memory", [32, 256, 256, 1], 4096, 2, None),
-                            ("synthetic", "stream", [32, 256, 256, 1], 4096, 2, n),
-                            ("npy_large", "npy", large, 8192, 2, 300), ("npy_large", "memory", large, 8192, 2, None),
-                            ("npy", "npy", [32, 256, 256, 1], 4096, 2, 300),
-                            ("npy", "memory", [32, 256, 256, 1], 4096, 2, None),
-                            ("synthetic_long", "stream", [32, 256, 256, 1], 4096, 1, 10 ** 9)]
+    n, large, small = 1 << 23, [1024, 4096, 4096, 4096, 4096, 1], [32, 256, 256, 1]
+    # each part's two sides alternate, one epoch each per round: the synthetic part's LONG_ROUNDS (the 10^9-row stream
+    # follows, and takes the time), the others' ROUNDS; the 10^9-row epoch between two of the in-memory side's
+    assert seen["fits"] == (
+        [("synthetic", side, small, 4096, k, rows) for k in (1, 2, 3)
+         for side, rows in (("memory", None), ("stream", n))]
+        + [("npy_large", side, large, 8192, k, rows) for k in range(1, 6) for side, rows in (("npy", 300),
+                                                                                              ("memory", None))]
+        + [("npy", side, small, 4096, k, rows) for k in range(1, 6) for side, rows in (("npy", 300), ("memory", None))]
+        + [("synthetic", "memory", small, 4096, 4, None), ("synthetic_long", "stream", small, 4096, 1, 10 ** 9),
+           ("synthetic", "memory", small, 4096, 5, None)]), seen["fits"]
     assert seen["npy"] == [(1 << 18, 1024, 1), (n // 4, 32, 1)] and seen["windows"][0] == (16384, 2)
     assert seen["copies"] == [(2 * 16384, 1025), (16 * 65536, 33)] and seen["generation"] == [(32, 1, 16)]
     t = saved["throughput"]
     graphs = {"memory": "graph", "stream": "graph"}
     assert _matches(t["synthetic"], dict(
         rows=n, stream_samples_per_s=9.5e6, memory_samples_per_s=10e6, ratio=0.95, steps=graphs, same_step=True,
+        rounds={"stream": [9.5e6] * 3, "memory": [10e6] * 3}, ratio_spread=[0.95, 0.95], statistic="paired",
         generation_host_s_per_window=0.016, generation_host_share=0.016 / (16 * 65536 / 10e6)))
     copy_s = 2 * 16384 * 1025 * 4 / 20e9
     assert _matches(t["npy_large"], dict(
         rows=1 << 18, window_rows=32768, config="1024-4096-4096-4096-4096-1, batch 8192", npy_samples_per_s=1.9e6,
         memory_samples_per_s=2e6, ratio=0.95, steps={"npy": "graph", "memory": "graph"}, same_step=True,
+        rounds={"npy": [1.9e6] * 5, "memory": [2e6] * 5}, ratio_spread=[0.95, 0.95], statistic="paired",
         h2d_gbps_pinned=20.0, window_copy_ms=1e3 * copy_s, window_train_ms=1e3 * 32768 / 2e6,
         copy_share=copy_s * 2e6 / 32768))
     assert _matches(t["npy"], dict(
         rows=n // 4, npy_samples_per_s=6e6, memory_samples_per_s=12e6, ratio=0.5, same_step=False,
+        rounds={"npy": [6e6] * 5, "memory": [12e6] * 5}, ratio_spread=[0.5, 0.5], statistic="paired",
         steps={"npy": "eager: made eager by the test", "memory": "graph"}, h2d_gbps_pinned=20.0))
     assert _matches(t["synthetic_long"], dict(
         rows=10 ** 9, stream_samples_per_s=8.7e6, memory_samples_per_s=10e6, ratio=0.87, peak_rss_gib=3.0,
-        steps=graphs, same_step=True))
+        steps=graphs, same_step=True, memory_before_after=[10e6, 10e6], ratio_spread=[0.87, 0.87],
+        statistic="bracketed"))
     assert saved["started"] == {"synthetic_long": None} and "skipped" not in saved
     out = capsys.readouterr().out
-    assert ("synthetic_long: 8,700,000 samples/s = 0.87x in memory (10,000,000) on 1,000,000,000 rows; target 0.9x "
-            "NOT met") in out
-    assert ("npy: 6,000,000 samples/s = 0.50x in memory (12,000,000) on 2,097,152 rows; target 0.9x NOT judged: "
-            "npy's step eager: made eager by the test, memory's step graph, pinned H2D 20.0 GB/s") in out
-    assert ("npy_large: 1,900,000 samples/s = 0.95x in memory (2,000,000) on 262,144 rows (1024-4096-4096-4096-4096-1"
-            ", batch 8192); target 0.9x met, pinned H2D 20.0 GB/s; a window's copy 6.7 ms = 41.0% of its training "
-            "(16 ms)") in out
-    assert "synthetic: 9,500,000 samples/s = 0.95x in memory (10,000,000) on 8,388,608 rows; target 0.9x met; " \
-        "issuing a window's generation takes 15.3% of its training" in out
+    assert ("synthetic_long: 8,700,000 samples/s = 0.87x in memory (10,000,000; against the in-memory epochs just "
+            "before and after it, 0.87-0.87x) on 1,000,000,000 rows; target 0.9x NOT met") in out
+    assert ("npy: 6,000,000 samples/s = 0.50x in memory (12,000,000; paired over 5 rounds, 0.50-0.50x) on 2,097,152 "
+            "rows; target 0.9x NOT judged: npy's step eager: made eager by the test, memory's step graph, pinned H2D "
+            "20.0 GB/s") in out
+    assert ("npy_large: 1,900,000 samples/s = 0.95x in memory (2,000,000; paired over 5 rounds, 0.95-0.95x) on "
+            "262,144 rows (1024-4096-4096-4096-4096-1, batch 8192); target 0.9x met, pinned H2D 20.0 GB/s; a window's "
+            "copy 6.7 ms = 41.0% of its training (16 ms)") in out
+    assert "synthetic: 9,500,000 samples/s = 0.95x in memory (10,000,000; paired over 3 rounds, 0.95-0.95x) on " \
+        "8,388,608 rows; target 0.9x met; issuing a window's generation takes 15.3% of its training" in out
 
     from test_gpu_check import RUNS, _report, _targets
 
     rows = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={out_dir / 'streams.json'}", capsys=capsys))
     long = rows["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
-    assert long == ("8,700,000 samples/s = 0.87× in memory (10,000,000) on 1,000,000,000 rows, peak RSS 3.00 GiB",
+    assert long == ("8,700,000 samples/s = 0.87× in memory (10,000,000; the median of its ratios to the in-memory "
+                    "epochs just before and after it, 0.87-0.87×) on 1,000,000,000 rows, peak RSS 3.00 GiB",
                     "**not met**"), long
     npy_row = next(v for k, v in rows.items() if k.startswith(".npy on the large"))
-    assert npy_row == ("0.95× in memory (1024-4096-4096-4096-4096-1, batch 8192, 262,144 rows); pinned H2D 20.0 GB/s, "
-                       "a window's copy 6.7 ms = 41.0% of its training", "met"), npy_row
+    assert npy_row == ("0.95× in memory (paired by round over 5 rounds, 0.95-0.95×; 1024-4096-4096-4096-4096-1, batch "
+                       "8192, 262,144 rows); pinned H2D 20.0 GB/s, a window's copy 6.7 ms = 41.0% of its training",
+                       "met"), npy_row
 
 
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_the_streams_hook_runs_the_parts_its_time_allows_and_saves_a_long_stream_before_its_epoch(gpu, tmp_path,
                                                                                                   monkeypatch):
-    """With the clock moved 3 s by each timed fit alone, --max-seconds less those is what each part finds left: the
-    synthetic and npy parts need more than 12 s, npy_large (at GPU sizes) more than 25; the 10^9-row stream runs where
-    at the synthetic stream's rate 4 x 2^23 rows fit before its stop (5 s before --max-seconds), else is skipped,
-    saying how long 10^9 rows take. A stage cut in its epoch leaves 'started' (rows, when, how long it should take,
-    when it stops) in streams.json; one cut in an earlier part leaves the parts before it."""
+    """With the clock moved 3 s by each timed epoch alone, --max-seconds less those is what each part finds left: the
+    synthetic and npy parts need more than 12 s, npy_large (at GPU sizes) more than 25; a part's rounds go on while one
+    more ends before --max-seconds less 5 s and the later parts' needs (1 s more each). The 10^9-row stream runs where
+    at the synthetic stream's rate 4 x 2^23 rows fit before its stop (5 s before --max-seconds, and twice the
+    in-memory epoch's 3 s before that for the epoch after it), the epoch before it counted, else is skipped, saying how
+    long 10^9 rows take. A stage cut in its epoch leaves 'started' (rows, when, how long it should take, when it
+    stops) in streams.json; one cut in an earlier part leaves the parts before it."""
     hook, seen, timed_fit = _streams_at_gpu_sizes(monkeypatch, tmp_path)
     timed_fit.seconds = 3
     # the correctness checks' rows, not compared here (the test above does): fast, each check then False
     monkeypatch.setattr(hook, "replay_ok", lambda *args: (True, [(numpy.zeros((1, 8)), numpy.zeros((1, 2)))]))
 
-    def run(max_seconds, name):
+    def run(max_seconds, name, *more):
         out = tmp_path / name
-        rc = hook.main(["--device", "cuda", "--out", str(out), "--max-seconds", str(max_seconds)])
+        seen["fits"].clear()
+        rc = hook.main(["--device", "cuda", "--out", str(out), "--max-seconds", str(max_seconds), *more])
         return rc, json.loads((out / "streams.json").read_text())
+
+    def rounds(part):
+        return max((f[4] for f in seen["fits"] if f[0] == part), default=0)
 
     rc, saved = run(12, "12")
     assert saved["throughput"] == {} and "skipped" not in saved
-    rc, saved = run(12.5, "12.5")  # 1.5 s before the stop: 14M rows, under 4 x 2^23
-    assert set(saved["throughput"]) == {"synthetic"}
-    # the seconds 10^9 rows need and the seconds there were (it said "110 s more than this hook had": the need, not
-    # the shortfall)
-    assert saved["skipped"] == {"synthetic_long": "10^9 rows need about 110 s; this hook had 1.5 s left for them"}
-    rc, saved = run(31.5, "31.5")  # 8.5 s before the stop: 81M rows
-    assert set(saved["throughput"]) == {"synthetic", "npy_large", "npy", "synthetic_long"} and "skipped" not in saved
-    rc, saved = run(31, "31")
-    assert set(saved["throughput"]) == {"synthetic", "npy", "synthetic_long"}
+    rc, saved = run(31, "31")  # npy_large finds 25 s left, under its 25+
+    assert set(saved["throughput"]) == {"synthetic", "npy"} and (rounds("synthetic"), rounds("npy")) == (1, 3)
+    rc, saved = run(31.5, "31.5")  # each part leaves the later ones theirs
+    assert set(saved["throughput"]) == {"synthetic", "npy_large", "npy"}
+    assert (rounds("synthetic"), rounds("npy_large"), rounds("npy")) == (1, 1, 2)
+    # the second GPU call's parts: the synthetic part's 3 rounds end at 18 s; at 35 s the stream stops at 24 s, and
+    # after the epoch before it (3 s) 3 s are left: 28.5M rows, under 4 x 2^23
+    long = ("--parts", "synthetic,synthetic_long")
+    rc, saved = run(35, "35", *long)
+    assert set(saved["throughput"]) == {"synthetic"} and rounds("synthetic") == 3
+    # the seconds 10^9 rows need (its stop's 5 s and the epoch after it's 6 s in them) and the seconds there were
+    assert saved["skipped"] == {"synthetic_long": "10^9 rows need about 116 s; this hook had 3.0 s left for them"}
+    rc, saved = run(36, "36", *long)  # 4 s: 38M rows
+    assert set(saved["throughput"]) == {"synthetic", "synthetic_long"} and "skipped" not in saved
+    assert [f[:2] + (f[4],) for f in seen["fits"][-3:]] == [("synthetic", "memory", 4), ("synthetic_long", "stream", 1),
+                                                            ("synthetic", "memory", 5)]
     timed_fit.interrupt = "synthetic_long"
     with pytest.raises(KeyboardInterrupt):
         run(200, "cut")
     saved = json.loads((tmp_path / "cut" / "streams.json").read_text())
-    assert saved["started"] == {"synthetic_long": {"rows": 10 ** 9, "at_s": 18.0, "expected_s": 105.3,
-                                                   "stops_at_s": 195.0}}
+    # after 3 + 5 + 5 rounds of two 3 s epochs and the in-memory epoch before it; stopping 5 + 6 s before the end
+    assert saved["started"] == {"synthetic_long": {"rows": 10 ** 9, "at_s": 81.0, "expected_s": 105.3,
+                                                   "stops_at_s": 189.0}}
     assert "synthetic_long" not in saved["throughput"] and set(saved["throughput"]) == {"synthetic", "npy_large", "npy"}
     timed_fit.interrupt = "npy"  # in a part before it: streams.json holds what was saved after each part before
     with pytest.raises(KeyboardInterrupt):
@@ -691,15 +778,20 @@ def test_a_failed_synthetic_part_leaves_one_error_and_no_generation_timing_or_lo
     second, a NameError on the synthetic entry it never had)."""
     hook, seen, timed_fit = _streams_at_gpu_sizes(monkeypatch, tmp_path)
     monkeypatch.setattr(hook, "replay_ok", lambda *args: (True, [(numpy.zeros((1, 8)), numpy.zeros((1, 2)))]))
-    injected = hook.timed_fit
+    injected = hook.epoch_fitter
 
-    def failing(model_args, train, batch_size, epochs=2):
-        rate = injected(model_args, train, batch_size, epochs)
-        if seen["fits"][-1][:2] == ("synthetic", "stream"):
-            raise RuntimeError("the stream's fit failed")
-        return rate
+    def failing(model_args, train, batch_size):
+        epoch = injected(model_args, train, batch_size)
 
-    monkeypatch.setattr(hook, "timed_fit", failing)
+        def failing_epoch():
+            rate = epoch()
+            if seen["fits"][-1][:2] == ("synthetic", "stream"):
+                raise RuntimeError("the stream's fit failed")
+            return rate
+
+        return failing_epoch
+
+    monkeypatch.setattr(hook, "epoch_fitter", failing)
     out = tmp_path / "out"
     assert hook.main(["--device", "cuda", "--out", str(out), "--max-seconds", "200"]) == 1
     saved = json.loads((out / "streams.json").read_text())
@@ -717,7 +809,7 @@ def test_the_cpu_dry_run_times_its_own_small_sizes_and_no_long_stream(tmp_path, 
     hook = _streams()
     fits, made = [], []
     monkeypatch.setattr(hook, "time", types.SimpleNamespace(monotonic=lambda: 500.0))
-    monkeypatch.setattr(hook, "timed_fit", lambda args, train, batch, epochs=2: fits.append(
+    monkeypatch.setattr(hook, "epoch_fitter", lambda args, train, batch: lambda: fits.append(
         (args[0], batch, train[0].rows if train[1] is None else len(train[0]), train[1] is None)) or (1e6, "eager: cpu"))
     make_npy = stream.make_npy
     monkeypatch.setattr(stream, "make_npy", lambda d, rows, *a, **k: made.append((rows, *a)) or make_npy(d, rows, *a, **k))
@@ -725,8 +817,10 @@ def test_the_cpu_dry_run_times_its_own_small_sizes_and_no_long_stream(tmp_path, 
     monkeypatch.setattr(hook, "generation_host_seconds", lambda *a: pytest.fail("generation timed on the CPU"))
     assert hook.main(["--device", "cpu", "--out", str(tmp_path), "--max-seconds", "600"]) == 0
     small, large = [32, 256, 256, 1], [64, 64, 64, 1]
-    assert fits == [(small, 4096, 1 << 15, False), (small, 4096, 1 << 15, True), (large, 512, 1 << 13, True),
-                    (large, 512, 1 << 13, False), (small, 4096, 1 << 13, True), (small, 4096, 1 << 13, False)]
+    # (the clock stopped: every part's ROUNDS rounds)
+    assert fits == (5 * [(small, 4096, 1 << 15, False), (small, 4096, 1 << 15, True)]
+                    + 5 * [(large, 512, 1 << 13, True), (large, 512, 1 << 13, False)]
+                    + 5 * [(small, 4096, 1 << 13, True), (small, 4096, 1 << 13, False)]), fits
     assert made == [(1 << 13, 64, 1), (1 << 13, 32, 1)]
     saved = json.loads((tmp_path / "streams.json").read_text())
     assert set(saved["throughput"]) == {"synthetic", "npy_large", "npy"} and "started" not in saved

@@ -15,8 +15,12 @@ throughput parts, the 10^9-row stream of gpu_check.sh's second command included)
    part-way through an epoch replays the same batches;
 2. a .npy pair read through the pinned buffers and the side stream arrives intact, and a resume part-way
    replays the same batches;
-3. throughput, reported against the issue's targets (>= 0.9x in memory) but not failing the hook, one
-   epoch each after a warm-up epoch, in this order while time is left:
+3. throughput, reported against the issue's targets (>= 0.9x in memory) but not failing the hook, in this order
+   while time is left. Each part's two fits (a source, and the same rows in memory) each train a warm-up epoch,
+   then alternate one epoch each (A, B, A, B, ...) for up to ROUNDS rounds, as long as another round fits in the
+   part's share of --max-seconds; each round's pair is kept ("rounds"), and the part's ratio is the median over
+   rounds of the two rates' ratio in each ("paired by round", as gpunn bench's ratios), with its spread
+   ("ratio_spread": the lowest and highest round's):
    - synthetic: a 2^23-row stream against the same task materialized, float32 32-256-256-1, batch 4096;
      with the host seconds spent issuing one window's generation (16 chunks), as a share of the
      window's training time (the stream's main-thread overhead);
@@ -25,13 +29,16 @@ throughput parts, the 10^9-row stream of gpu_check.sh's second command included)
      bandwidth of one window measured in the same run and the window's copy time as a share of its
      training time (the copy is hidden when the ratio is ~1 and the share is small);
    - npy: the small configuration on a 2^21-row .npy pair, against memory;
-   - synthetic_long: the issue's 10^9-row stream (one epoch, about 145 s on an H200), against the
-     in-memory rate above. Its progress is saved into streams.json every 5 s (the rows the device has
+   - synthetic_long: the issue's 10^9-row stream (one epoch, about 145 s on an H200), against the synthetic
+     part's in-memory fit, which trains one epoch just before it and one just after it (A, B, A): the ratio is
+     the median of the epoch's rate over each of the two ("bracketed"; "before" where the epoch was stopped, or
+     the one after failed). Its progress is saved into streams.json every 5 s (the rows the device has
      trained, and their rate after the first report, the start-up left out), so a kill keeps the last;
-     not done 5 s before --max-seconds, it is stopped there, and its entry is that partial epoch
-     ("partial": why; bench/gpu_report.py gives it no verdict: not 10^9 rows). Skipped when under 4x
-     the 2^23 rows would fit (with the seconds 10^9 rows need: gpu_check.sh's
-     GPUNN_CHECK_STREAMS_SECONDS gives the hook more).
+     not done 5 s (and the in-memory epoch after it) before --max-seconds, it is stopped there, and its entry is
+     that partial epoch ("partial": why; bench/gpu_report.py gives it no verdict: not 10^9 rows). Skipped when
+     under 4x the 2^23 rows would fit (with the seconds 10^9 rows need: gpu_check.sh's
+     GPUNN_CHECK_STREAMS_SECONDS gives the hook more). With it to follow, the synthetic part runs LONG_ROUNDS
+     rounds at most, leaving the epoch the time.
 Each measured part says how many rows it ran, and how each of its two fits' step ran ("steps": "graph", or
 "eager: <why>": the default CUDA graph falls back silently); a ratio of a graph step and an eager one is not
 judged (the line says "NOT judged", bench/gpu_report.py gives no verdict).
@@ -41,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -57,6 +65,11 @@ PARTS = ("synthetic", "npy_large", "npy", "synthetic_long")  # the throughput pa
 LONG_ROWS = 10 ** 9  # issue 12's stream: one epoch of it
 PROGRESS_SECONDS = 5.0  # the long epoch's progress is saved this often: a kill loses at most this much of it
 STOP_RESERVE_SECONDS = 5.0  # it stops this long before --max-seconds, to save, print and exit inside the cap
+ROUNDS = 5  # a throughput part's two fits alternate this many rounds at most (one epoch each per round)
+LONG_ROUNDS = 3  # the synthetic part's rounds at most where the 10^9-row stream follows (its epoch wants the time)
+# the in-memory epoch after the 10^9-row one is kept this many times the seconds the part's last took, the fit's
+# set-up included (a GPU that slowed as it heated would otherwise leave it no time)
+AFTER_EPOCH_FACTOR = 2.0
 
 
 def host(a):
@@ -75,18 +88,60 @@ def replay_ok(source, epoch, batch_size, first):
         numpy.array_equal(a, c) and numpy.array_equal(b, d) for (a, b), (c, d) in zip(full[first:], tail)), full
 
 
-def timed_fit(model_args, train, batch_size, epochs=2):
-    """(samples/s of the last epoch, how the fit's step ran: ``step_kind``): by default one epoch after a
-    warm-up epoch on the same rows (kernels compiled, pools warm); ``epochs=1`` when an earlier fit in the process
-    warmed them."""
+def epoch_fitter(model_args, train, batch_size):
+    """One side of a throughput part's pair: a model made once, and a function that trains it one more epoch on
+    ``train`` and returns (that epoch's samples/s, how the fit's step ran: ``step_kind``). Its first call trains a
+    warm-up epoch before the timed one (kernels compiled, the CUDA graph captured, pools warm). One optimizer is
+    kept from call to call, as gpunn bench's runners keep theirs: the step is captured once per (model, optimizer),
+    so a fresh optimizer per fit would capture it again (after an eager step) in every timed epoch."""
     import gpunn
 
     model = gpunn.MLP(*model_args)
-    # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a fit
-    # that handled it would stop part-trained and return, and what the hook compares or times next would be false
-    history = model.fit(*train, epochs=epochs, batch_size=batch_size, verbose=False, lr=1e-3,
-                        handle_interrupt=False)
-    return history["samples_per_s"][-1], step_kind(model)
+    optimizer = gpunn.Adam(lr=1e-3)
+    calls = []
+
+    def epoch():
+        calls.append(len(calls))
+        # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a
+        # fit that handled it would stop part-trained and return, and what the hook compares or times next would be
+        # false
+        history = model.fit(*train, epochs=2 if len(calls) == 1 else 1, batch_size=batch_size, optimizer=optimizer,
+                            seed=len(calls), verbose=False, handle_interrupt=False)
+        return history["samples_per_s"][-1], step_kind(model)
+
+    return epoch
+
+
+def paired_rounds(sides, deadline, rounds=None, clock=None):
+    """Alternate the epochs of ``sides`` ({name: epoch_fitter's function}, in the order they run in each round):
+    up to ``rounds`` rounds (default ROUNDS), more while one more, as long as the last, would end before
+    ``deadline`` (a ``clock`` time, default time.monotonic); one round at least. Returns ({name: samples/s of its
+    epoch in each round}, {name: how its step ran}, {name: seconds its last call took, the fit's set-up too})."""
+    rounds = ROUNDS if rounds is None else rounds
+    clock = clock or time.monotonic
+    rates, steps, took = {name: [] for name in sides}, {}, {}
+    for _ in range(rounds):
+        began = clock()
+        for name, epoch in sides.items():
+            t = clock()
+            rate, steps[name] = epoch()
+            rates[name].append(rate)
+            took[name] = clock() - t
+        now = clock()
+        if now + (now - began) > deadline:
+            break
+    return rates, steps, took
+
+
+def paired_entry(rates, side, base="memory"):
+    """A throughput entry's rates from paired_rounds' ``rates``: each side's median samples/s, ``ratio`` (``side``
+    over ``base``) paired by round, the median over rounds of the two rates' ratio in each, its ``ratio_spread``
+    (the lowest and highest round's) and the ``rounds`` themselves."""
+    ratios = [a / b for a, b in zip(rates[side], rates[base])]
+    return {f"{side}_samples_per_s": statistics.median(rates[side]),
+            f"{base}_samples_per_s": statistics.median(rates[base]), "ratio": statistics.median(ratios),
+            "ratio_spread": [min(ratios), max(ratios)], "rounds": {side: rates[side], base: rates[base]},
+            "statistic": "paired"}
 
 
 def step_kind(model):
@@ -145,9 +200,11 @@ def partial_entry(rows, asked, seconds, steady, why):
 
 
 def long_epoch(model_args, rows, batch, synthetic, deadline, keep, stop_words, sync=lambda: None,
-               clock=time.monotonic, every=None):
+               clock=time.monotonic, every=None, before=None):
     """The entry of one epoch of a ``rows``-row synthetic stream (the 32-1 teacher task, as the synthetic part's),
-    set against ``synthetic``'s in-memory rate (that part's entry, with its memory fit's step).
+    set against ``synthetic``'s in-memory rate (that part's entry, with its memory fit's step): ``before``, the rate
+    of the in-memory epoch run just before it (then held in ``memory_before_after``, to which long_part adds the one
+    after), else the entry's own.
 
     ``keep(entry)`` gets a partial entry at each progress report (EpochProgress; the hook saves it, so a kill keeps
     the last one); the epoch is stopped at ``deadline`` (a ``clock`` time), and then the entry is partial, its
@@ -157,13 +214,16 @@ def long_epoch(model_args, rows, batch, synthetic, deadline, keep, stop_words, s
     from gpunn import data
     from gpunn.bench.stream import peak_rss_bytes
 
-    memory = synthetic["memory_samples_per_s"]
+    memory = synthetic["memory_samples_per_s"] if before is None else before
     model = gpunn.MLP(*model_args)
     last = []
 
     def entry(got):
-        return with_steps({**got, "memory_samples_per_s": memory, "ratio": got["stream_samples_per_s"] / memory,
-                           "peak_rss_gib": peak_rss_bytes() / 2**30},
+        ratio = got["stream_samples_per_s"] / memory
+        paired = {} if before is None else {"memory_before_after": [before], "ratio_spread": [ratio, ratio],
+                                            "statistic": "before"}
+        return with_steps({**got, "memory_samples_per_s": memory, "ratio": ratio,
+                           "peak_rss_gib": peak_rss_bytes() / 2**30, **paired},
                           memory=synthetic["steps"]["memory"], stream=step_kind(model))
 
     def progress(done, seconds, steady):
@@ -172,7 +232,7 @@ def long_epoch(model_args, rows, batch, synthetic, deadline, keep, stop_words, s
                                  "epoch")))
 
     watch = EpochProgress(batch, rows, deadline, progress, sync, every, clock)
-    # handle_interrupt=False: as timed_fit's (the stage's SIGINT ends the hook); the deadline stops it by interrupt()
+    # handle_interrupt=False: as epoch_fitter's (the stage's SIGINT ends the hook); the deadline stops it by interrupt()
     history = model.fit(data.synthetic("teacher", rows, 32, 1, seed=0), None, epochs=1, batch_size=batch,
                         verbose=False, lr=1e-3, handle_interrupt=False, callbacks=[watch])
     if history["samples_per_s"]:  # the whole epoch (a stop at its last batch comes after it)
@@ -196,22 +256,44 @@ def throughput_line(name, t):
                   f"training ({t['window_train_ms']:.0f} ms)")
     if "generation_host_share" in t:
         extra += f"; issuing a window's generation takes {100 * t['generation_host_share']:.1f}% of its training"
-    return (f"{name}: {rate:,.0f} samples/s = {t['ratio']:.2f}x in memory ({t['memory_samples_per_s']:,.0f}) "
-            f"on {t['rows']:,} rows{' (' + t['config'] + ')' if 'config' in t else ''}; target 0.9x {met}{extra}")
+    return (f"{name}: {rate:,.0f} samples/s = {t['ratio']:.2f}x in memory ({t['memory_samples_per_s']:,.0f}"
+            f"{pairing(t)}) on {t['rows']:,} rows{' (' + t['config'] + ')' if 'config' in t else ''}; target 0.9x "
+            f"{met}{extra}")
 
 
-def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synthetic, sync):
+def pairing(t) -> str:
+    """How entry ``t``'s ratio was taken, in words (its ``statistic``; paired_entry, long_part), with its spread."""
+    lo, hi = t.get("ratio_spread") or (t["ratio"], t["ratio"])
+    how = t.get("statistic")
+    if how == "paired":
+        rounds = len(next(iter(t["rounds"].values())))
+        return f"; paired over {rounds} round{'s' if rounds > 1 else ''}, {lo:.2f}-{hi:.2f}x"
+    if how == "bracketed":
+        return f"; against the in-memory epochs just before and after it, {lo:.2f}-{hi:.2f}x"
+    return "; against the in-memory epoch just before it" if how == "before" else ""
+
+
+def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synthetic, sync, memory_epoch=None,
+              memory_seconds=0.0):
     """The synthetic_long part into ``report`` (saved by ``save(report)``): an epoch of LONG_ROWS rows until
     STOP_RESERVE_SECONDS before the hook's ``max_seconds`` (from ``t0``, a time.monotonic()), where at
-    ``synthetic``'s stream rate at least ``least_rows`` rows fit; else ``skipped`` says what 10^9 rows need."""
+    ``synthetic``'s stream rate at least ``least_rows`` rows fit; else ``skipped`` says what 10^9 rows need.
+
+    ``memory_epoch`` (the synthetic part's in-memory epoch_fitter function, whose last epoch took ``memory_seconds``)
+    trains one epoch just before the long one and one just after it (A, B, A): the entry's ratio is the median of the
+    long epoch's rate over each ("bracketed"), its spread the two; the epoch stops early enough to leave the one
+    after AFTER_EPOCH_FACTOR times ``memory_seconds``. A partial epoch, or one whose epoch after fails or is cut,
+    keeps the ratio over the one before ("before"). Without ``memory_epoch``: over ``synthetic``'s in-memory rate."""
     rate = synthetic["stream_samples_per_s"]
-    stop_at = max_seconds - STOP_RESERVE_SECONDS  # seconds into the hook
-    left = stop_at - (time.monotonic() - t0)
+    after = AFTER_EPOCH_FACTOR * memory_seconds if memory_epoch is not None else 0.0
+    stop_at = max_seconds - STOP_RESERVE_SECONDS - after  # seconds into the hook
+    left = stop_at - (time.monotonic() - t0) - (memory_seconds if memory_epoch is not None else 0.0)
     if rate * left < least_rows:
-        need = LONG_ROWS / rate + STOP_RESERVE_SECONDS
+        need = LONG_ROWS / rate + STOP_RESERVE_SECONDS + after
         report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s; this hook had {max(left, 0):.1f} s "
                                                "left for them"}
         return
+    before = memory_epoch()[0] if memory_epoch is not None else None
     # saved before the epoch, None after it: a call killed in it (its time ran out before the hook's) leaves this and
     # the epoch's last progress saved, which bench/gpu_report.py reports as such
     report["started"] = {"synthetic_long": {"rows": LONG_ROWS, "at_s": round(time.monotonic() - t0, 1),
@@ -222,11 +304,21 @@ def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synt
         report["throughput"]["synthetic_long"] = entry
         save(report)
 
-    report["throughput"]["synthetic_long"] = long_epoch(
+    entry = report["throughput"]["synthetic_long"] = long_epoch(
         model_args, LONG_ROWS, batch, synthetic, t0 + stop_at, keep,
         f"stopped {{seconds}} s into the epoch by the hook's time limit (--max-seconds {max_seconds:g} less "
-        f"{STOP_RESERVE_SECONDS:g} s)", sync)
+        f"{STOP_RESERVE_SECONDS:g} s{' and the in-memory epoch after it' if after else ''})", sync, before=before)
     report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
+    if memory_epoch is not None and "partial" not in entry:
+        save(report)
+        rate_after, step_after = memory_epoch()
+        ratios = [entry["stream_samples_per_s"] / m for m in (before, rate_after)]
+        entry.update(memory_before_after=[before, rate_after],
+                     memory_samples_per_s=statistics.median([before, rate_after]),
+                     ratio=statistics.median(ratios), ratio_spread=[min(ratios), max(ratios)], statistic="bracketed")
+        if step_after != entry["steps"]["memory"]:  # (the same model as before it: the same step, unless it fell back)
+            entry.update(with_steps(entry, **entry["steps"], memory_after=step_after))
+        save(report)
 
 
 def with_steps(entry, **steps):
@@ -287,6 +379,19 @@ def main(argv=None) -> int:
     backend = _backend.resolve(args.device)
     gpu = backend.is_gpu
     big = gpu and not args.quick  # the sizes worth timing
+    long_follows = big and "synthetic_long" in parts
+    memory_epoch, memory_seconds = None, 0.0  # the synthetic part's in-memory side, for the 10^9-row stream's pairs
+    # each part starts only with more than this much of --max-seconds left; the rounds of a part leave the later ones
+    # theirs (the 10^9-row stream takes what is left)
+    gates = {"synthetic": 12, "npy_large": 25 if big else 8, "npy": 12}
+    order = [p for p in PARTS if p in parts]
+
+    def deadline(name):
+        """When the part's rounds end (paired_rounds): --max-seconds less STOP_RESERVE_SECONDS and, for each later
+        part, its gate and 1 s more (so that it still starts)."""
+        later = order[order.index(name) + 1:]
+        return t0 + args.max_seconds - STOP_RESERVE_SECONDS - sum(gates[p] + 1 for p in later if p in gates)
+
     report = {"device": backend.describe(), "quick": args.quick, "checks": {}, "throughput": {}, "errors": {}}
 
     @contextlib.contextmanager
@@ -330,16 +435,18 @@ def main(argv=None) -> int:
         batch, sizes = 4096, [32, 32, 1] if args.quick else [32, 256, 256, 1]
         model_args = (sizes, "relu", "identity", True, "float32", backend, 0)
         n = (1 << 23) if big else (1 << 13) if args.quick else (1 << 15)  # CPU: the plumbing, fast in CI
-        if "synthetic" in parts and left() > 12:
+        if "synthetic" in parts and left() > gates["synthetic"]:
             with part("synthetic"):
-                Xm, Ym = datasets.make("teacher", n, 32, 1, seed=0, device=backend)
-                memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
-                del Xm, Ym
-                stream, stream_step = timed_fit(model_args, (data.synthetic("teacher", n, 32, 1, seed=0), None),
-                                                batch)
+                sides = {"memory": epoch_fitter(model_args, datasets.make("teacher", n, 32, 1, seed=0, device=backend),
+                                                batch),
+                         "stream": epoch_fitter(model_args, (data.synthetic("teacher", n, 32, 1, seed=0), None), batch)}
+                rates, steps, took = paired_rounds(sides, deadline("synthetic"),
+                                                   LONG_ROUNDS if long_follows else ROUNDS)
                 entry = report["throughput"]["synthetic"] = with_steps(
-                    {"rows": n, "stream_samples_per_s": stream, "memory_samples_per_s": memory,
-                     "ratio": stream / memory}, memory=memory_step, stream=stream_step)
+                    {"rows": n, **paired_entry(rates, "stream")}, memory=steps["memory"], stream=steps["stream"])
+                if long_follows:  # its in-memory epochs, before and after it (the rows stay on the device till then)
+                    memory_epoch, memory_seconds = sides["memory"], took["memory"]
+                del sides
             # on the CPU generation runs on the reader thread, not the training thread. A part of its own, after the
             # rates are kept: it has never run on a GPU, and the 10^9-row stream needs those rates (it is not run
             # without them)
@@ -348,28 +455,28 @@ def main(argv=None) -> int:
                     chunks = 16 if big else 2  # a window of the default 16 chunks
                     issue = generation_host_seconds(backend, datasets.get_task("teacher", 32, 1, seed=0), chunks)
                     entry.update(generation_host_s_per_window=issue * 16 / chunks,
-                                 generation_host_share=issue / (chunks * 65536 / memory))
+                                 generation_host_share=issue / (chunks * 65536 / entry["memory_samples_per_s"]))
 
         # the large configuration from a .npy pair: is the host-to-device copy hidden behind compute?
         large_rows, features, hidden, large_batch, chunk = (
             ((1 << 18), 1024, [4096] * 4, 8192, 16384) if big else
             ((1 << 11), 64, [32], 256, 256) if args.quick else ((1 << 13), 64, [64, 64], 512, 1024))
-        if "npy_large" in parts and left() > (25 if big else 8):
+        if "npy_large" in parts and left() > gates["npy_large"]:
             with part("npy_large"):
                 directory = os.path.join(tmp, "large")
                 make_npy(directory, large_rows, features, 1, device=backend)
                 files = (os.path.join(directory, "X.npy"), os.path.join(directory, "Y.npy"))
                 large_args = ([features, *hidden, 1], "relu", "identity", True, "float32", backend, 0)
-                npy, npy_step = timed_fit(large_args, (data.npy(*files, chunk_rows=chunk, window=2), None),
-                                          large_batch)
-                Xm, Ym = load_on(backend, files)
-                memory, memory_step = timed_fit(large_args, (Xm, Ym), large_batch)
-                del Xm, Ym
+                sides = {"npy": epoch_fitter(large_args, (data.npy(*files, chunk_rows=chunk, window=2), None),
+                                             large_batch),
+                         "memory": epoch_fitter(large_args, load_on(backend, files), large_batch)}
+                rates, steps, _ = paired_rounds(sides, deadline("npy_large"))
+                del sides
                 window_rows = 2 * chunk
                 entry = with_steps({"rows": large_rows, "window_rows": window_rows,
                                     "config": f"{'-'.join(map(str, [features, *hidden, 1]))}, batch {large_batch}",
-                                    "npy_samples_per_s": npy, "memory_samples_per_s": memory, "ratio": npy / memory},
-                                   npy=npy_step, memory=memory_step)
+                                    **paired_entry(rates, "npy")}, npy=steps["npy"], memory=steps["memory"])
+                memory = entry["memory_samples_per_s"]
                 if gpu:
                     with backend.use():
                         gbps = copy_bandwidth(backend, window_rows, features + 1)
@@ -379,17 +486,16 @@ def main(argv=None) -> int:
                 report["throughput"]["npy_large"] = entry
                 shutil.rmtree(directory, ignore_errors=True)
 
-        if "npy" in parts and left() > 12:
+        if "npy" in parts and left() > gates["npy"]:
             with part("npy"):
                 m = n // 4
                 make_npy(tmp, m, 32, 1)
                 files = (os.path.join(tmp, "X.npy"), os.path.join(tmp, "Y.npy"))
-                npy, npy_step = timed_fit(model_args, (data.npy(*files), None), batch)
-                Xm, Ym = load_on(backend, files)
-                memory, memory_step = timed_fit(model_args, (Xm, Ym), batch)
-                del Xm, Ym
-                entry = with_steps({"rows": m, "npy_samples_per_s": npy, "memory_samples_per_s": memory,
-                                    "ratio": npy / memory}, npy=npy_step, memory=memory_step)
+                sides = {"npy": epoch_fitter(model_args, (data.npy(*files), None), batch),
+                         "memory": epoch_fitter(model_args, load_on(backend, files), batch)}
+                rates, steps, _ = paired_rounds(sides, deadline("npy"))
+                del sides
+                entry = with_steps({"rows": m, **paired_entry(rates, "npy")}, npy=steps["npy"], memory=steps["memory"])
                 if gpu:
                     with backend.use():
                         entry["h2d_gbps_pinned"] = copy_bandwidth(backend, 16 * 65536 if big else 8192, 33)
@@ -400,7 +506,8 @@ def main(argv=None) -> int:
         if big and synthetic and "synthetic_long" in parts:
             with part("synthetic_long"):
                 long_part(report, save, args.max_seconds, t0, model_args, batch, 4 * n, synthetic,
-                          lambda: backend.xp.cuda.Device().synchronize())  # (inside the fit: the model's device)
+                          lambda: backend.xp.cuda.Device().synchronize(),  # (inside the fit: the model's device)
+                          memory_epoch, memory_seconds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
