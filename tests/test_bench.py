@@ -984,6 +984,48 @@ def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypat
         assert captured or "made to fail by the test" in notes[impl], notes
 
 
+@pytest.mark.parametrize("captured", [True, False])
+def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(monkeypatch, captured):
+    """As gpunn bench's single-model rows (runners.bench_config): on tests/fakecupy's GPU each ensemble row says how
+    its step ran (graph: "graph" or "eager") and the eager row the float32 graph row's speed-up over it, the median of
+    the rounds' ratios (2.0 here, where the medians' ratio is 3.0), which the bench's graph note then lists; none where
+    the graph row fell back to eager. The ensemble rows had neither, so the note never gave an ensemble's."""
+    import fakecupy
+
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb
+
+    fakecupy.install(monkeypatch)
+    fakecupy.forget_gpunn_state(monkeypatch)
+
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+        for r in rs:
+            if isinstance(r, eb.EnsembleRunner):
+                r.epochs(1)  # (captured here, or not)
+        return {r: 1 for r in rs}, {r: ([2.0, 4.0, 3.0] if isinstance(r, eb.EnsembleRunner) and not r.graph else
+                                        [1.0, 1.0, 2.0]) for r in rs}
+
+    try:
+        if not captured:
+            _refuse_graph_capture(monkeypatch)
+        monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
+        monkeypatch.setattr(eb, "ensemble_rows", lambda cfg, backend: 2 * cfg.batch)
+        with contextlib.nullcontext() if captured else pytest.warns(Warning):
+            results = [vars(r) for r in eb.bench_ensemble_config(
+                bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=3, seconds=0.001,
+                log=lambda msg: None, profile=False, graph=True)]
+    finally:
+        fakecupy.forget_gpunn_state(None)
+    rows = {r["impl"]: r for r in results}
+    assert rows["gpunn"]["graph"] == "eager" and rows["gpunn-graph"]["graph"] == ("graph" if captured else "eager")
+    assert math.isnan(rows["gpunn-graph"]["graph_speedup"])
+    if captured:
+        assert rows["gpunn"]["graph_speedup"] == 2.0  # 2/1, 4/1, 3/2: not the medians' 3/1
+        assert bench.graph_note(results).endswith(": lin-x2 float32 2.00x."), bench.graph_note(results)
+    else:
+        assert math.isnan(rows["gpunn"]["graph_speedup"]) and bench.graph_note(results) == ""
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(monkeypatch, device):
     """BatchedGemmRunner.epochs(n): n x inner batched products (its FLOPs count that many), each through what the
@@ -1260,6 +1302,45 @@ def test_the_json_writes_numpy_numbers_as_numbers(tmp_path):
     assert json.loads(json_bytes(data)) == {"rate": 1.5, "rows": [2.0]}
     write_json(data, tmp_path / "b.json")
     assert (tmp_path / "b.json").read_bytes() == json_bytes(data)
+
+
+def test_the_square_gemms_keep_to_the_budget_and_none_is_timed_once_it_is_spent(monkeypatch):
+    """The ensemble bench timed its square "peak" GEMMs after its rounds with the ``seconds`` asked, whatever was left
+    of --max-seconds: a warm-up, a calibration and at least two rounds of each, past the budget (the ensemble hook's
+    processes are killed at their share). timed_peaks now sizes each repeat to what is left over the rounds (two at
+    least) of every product, times none once the deadline has passed and says so; "% of peak" is then over the
+    same-shape product alone."""
+    import time
+
+    from gpunn import backend
+    from gpunn.bench import ensemble as eb, runners
+
+    asked = []
+
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+        asked.append(seconds)
+        return {r: 1 for r in rs}, {r: [1e-3] * repeats for r in rs}
+
+    peaks = ["a", "b"]
+    assert runners.timed_peaks(peaks, 5, 3.0, None, rounds=fake_rounds) == {p: [1e-3] * 5 for p in peaks}
+    runners.timed_peaks(peaks, 5, 3.0, time.perf_counter() + 10.0, rounds=fake_rounds)
+    runners.timed_peaks(peaks, 1, 3.0, time.perf_counter() + 10.0, rounds=fake_rounds)  # two rounds run at least
+    assert asked[0] == 3.0 and 0.9 < asked[1] <= 1.0 and 2.4 < asked[2] <= 2.5, asked
+    logs = []
+    assert runners.timed_peaks(peaks, 5, 3.0, time.perf_counter(), rounds=fake_rounds, log=logs.append) == {}
+    assert len(asked) == 3 and logs == ["square GEMMs not timed (--max-seconds budget spent): '% of peak' is over the "
+                                        "same-shape GEMM"]
+
+    ran = []  # the ensemble bench given a spent budget: its rows, and no square GEMM product
+    monkeypatch.setattr(runners.GemmRunner, "epochs", lambda self, n: ran.append(self.shape))
+    cfg = bench.parse_config("lin:4:8:1:16-x2")
+    rows = eb.bench_ensemble_config(cfg, backend.CPU, peers=(), repeats=2, seconds=0.01,
+                                    deadline=time.perf_counter(), log=logs.append, profile=False)
+    assert ran == [] and f"  {cfg.name} [cpu]: square GEMMs not timed (--max-seconds budget spent)" in logs[-1]
+    for row in rows:  # the base of '% of peak' is the batched same-shape product's (its median), or none at all
+        assert row.peak_gemm.startswith(f"{cfg.members}x(") and "256x256x256" not in row.peak_gemm, row.peak_gemm
+        assert (row.peak_gflops == pytest.approx(row.gemm_gflops) and row.fraction_of_peak > 0 if not row.gemm_na
+                else row.peak_gflops == 0 and math.isnan(row.fraction_of_peak)), vars(row)
 
 
 def test_run_ensembles_gives_each_configuration_a_deadline_within_max_seconds(monkeypatch):

@@ -146,17 +146,19 @@ class EnsembleRunner(Runner):
         # one per model: a graph row's step is captured once per (ensemble, optimizer), so a fresh optimizer per fit
         # captured it again (after an eager step) in every timed repeat, a cost the torch peers' timings do not hold
         self.optimizer = EnsembleOptimizer("adam", cfg.members, self.model.xp, lr=lr)
-        self._seed, self.precision = 0, precision
+        self._seed, self.precision, self.graph = 0, precision, bool(graph)
         extra = " ".join(x for x in ("graph" if graph else "", "" if precision == "float32" else precision) if x)
         self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})" + (f" {extra}" if extra else "")
         self.key = "-".join(["gpunn"] + (["graph"] if graph else []) + ([precision] if precision != "float32" else []))
 
+    def captured(self) -> bool:
+        """Whether the steps ran as a replayed CUDA graph."""
+        trainer = self.model.graph_trainer
+        return trainer is not None and trainer.captured
+
     def graph_note(self) -> str:
         """For a graph row: "" when the step ran as a replayed CUDA graph, else why not."""
-        trainer = self.model.graph_trainer
-        if trainer is not None and trainer.captured:
-            return ""
-        return f", graph not captured: {getattr(trainer, 'reason', None)}"
+        return "" if self.captured() else f", graph not captured: {getattr(self.model.graph_trainer, 'reason', None)}"
 
     def epochs(self, n):
         self._seed += 1
@@ -313,7 +315,8 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
                                      lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} "
                                                    "repeats"),
                                      min_seconds={g: GEMM_MIN_REPEAT_SECONDS for g in gemms})
-    peak_times = timed_peaks(peaks, repeats, seconds, deadline, rounds=timed_rounds)
+    peak_times = timed_peaks(peaks, repeats, seconds, deadline, rounds=timed_rounds,
+                             log=lambda msg: log(f"  {cfg.name} [{backend.device}]: {msg}"))
     gemm_times = {g: times.pop(g) for g in gemms}
     for g in gemms:
         runners.remove(g)
@@ -327,6 +330,9 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     # the same for every row: the GEMM baseline's median, each way of running the batched product, the peak
     baseline_gflops = statistics.median(best) / 1e9 if best is not None else None
     strategy_gflops = {g.chosen(): round(_median_rate(t, g.flops)[0] / 1e9, 1) for g, t in gemm_times.items()}
+    # as gpunn bench's single-model rows (runners.bench_config): on a GPU each ensemble row says how its step ran, and
+    # an eager row the same precision's graph row's speed-up over it, paired by round
+    graphs = {r.precision: r for r in runners if isinstance(r, EnsembleRunner) and r.graph and r.captured()}
     results = []
     for r in runners:
         med, spread, rates = _median_rate(times[r], member_samples)
@@ -343,13 +349,18 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.gemm_strategies = dict(strategy_gflops)
         res.peak_gflops = peak_rate / 1e9
         res.peak_gemm = peak_label
+        # (no base where the baseline was n/a and the square products were not timed: the budget was spent)
         res.fraction_of_peak = statistics.median(flops_per_member_sample * member_samples / t / peak_rate
-                                                 for t in times[r])
+                                                 for t in times[r]) if peak_rate > 0 else float("nan")
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
         res.noisy, res.gemm_noisy, res.others_cpu = differ(spread), best is not None and differ(best), load.share
         res.note = "member-samples/s" + (f", {threads_words(r.threads)}" if hasattr(r, "threads") else "")
         if r.key.startswith("gpunn-graph"):
             res.note += r.graph_note()
+        if isinstance(r, EnsembleRunner) and backend.is_gpu:
+            res.graph = "graph" if r.graph and r.captured() else "eager"
+            if not r.graph and r.precision in graphs:
+                res.graph_speedup = statistics.median(t / g for t, g in zip(times[r], times[graphs[r.precision]]))
         results.append(res)
     if profile and (deadline is None or time.perf_counter() < deadline):
         results[0].profile = profile_step(gpunn, 1, ops=gpunn.model.member_ops)

@@ -193,12 +193,23 @@ def settle(poll=SETTLE_POLL_SECONDS, most=SETTLE_MAX_SECONDS) -> float:
     return time.perf_counter() - start
 
 
-def timed_peaks(peaks, repeats, seconds, deadline=None, rounds=None) -> dict:
+def timed_peaks(peaks, repeats, seconds, deadline=None, rounds=None, log=None) -> dict:
     """Seconds per product of each repeat of each square GEMM ``peaks``, warmed up, calibrated and timed in
     interleaved rounds of their own (``rounds``: timed_rounds, or a module's stand-in for it), then settle():
-    their BLAS workers left spinning slow whatever runs next, so nothing else is timed among or right after them."""
+    their BLAS workers left spinning slow whatever runs next, so nothing else is timed among or right after them.
+
+    Within ``deadline``: each repeat is at most what is left over ``repeats`` rounds (two at least, which the rounds
+    run past a deadline) of every product, and none is timed once it has passed ({}: best_gemm's "% of peak" base is
+    then the same-shape product alone, and ``log`` says so). Timed with ``seconds`` as asked, after the rest had
+    spent the budget, they ran past it: the ensemble hook's processes are killed at their share of --max-seconds."""
     if not peaks:
         return {}
+    left = _left(deadline)
+    if left <= 0:
+        if log is not None:
+            log("square GEMMs not timed (--max-seconds budget spent): '% of peak' is over the same-shape GEMM")
+        return {}
+    seconds = min(seconds, left / (max(2, repeats) * len(peaks)))
     _, times = (rounds or timed_rounds)(peaks, repeats, seconds, deadline)
     settle()
     return times
@@ -638,7 +649,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     with OthersCpu() as load:
         times = interleaved_rounds(runners, counts, repeats, deadline,
                                    lambda done: log(f"  {where}: time budget reached after {done} repeats"))
-    peak_times = timed_peaks(peaks, repeats, per_repeat, deadline)
+    peak_times = timed_peaks(peaks, repeats, per_repeat, deadline, log=lambda msg: log(f"  {where}: {msg}"))
     # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
     # background load hits both sides of a ratio), then the median over rounds is taken.
     gemm_times = times.pop(gemm)

@@ -14,7 +14,11 @@ kernels; on a GPU a source's run also fits a spare model on two batches of a sou
 compiles that path's kernels, which it does at their first call, before the timing), peak RSS; on a GPU also the
 device memory CuPy's pool holds at the end (``pool_held_gib``: its ``total_bytes()``, blocks in use and the freed
 ones it keeps for reuse; gpunn never frees the pool's blocks, so this is the most the pool held in the process, the
-set-up and warm-up included: at least the peak in use, not that peak, which CuPy does not record) and
+set-up and warm-up included: at least the peak in use, not that peak, which CuPy does not record; the device pool
+alone: the pinned host buffers a source stages its windows through (two per pipeline, gpunn.data.pipeline) and the
+bandwidth copy's come from CuPy's pinned memory pool, which keeps its freed blocks too but counts no bytes
+(``PinnedMemoryPool`` has ``n_free_blocks()`` alone), so no figure here is of them: they are page-locked host memory,
+and whether the OS counts them in ``peak_rss_gib`` was not checked on a GPU) and
 the host-to-device bandwidth of a pinned copy of one window, timed in the same run. ``--rows`` on
 npy/memory takes the first rows of the pair (a source over a prefix of the files). The step is
 fit's (gpunn.training): ``model.fit(source)`` for sources, ``model.fit(X, Y)`` for arrays.
