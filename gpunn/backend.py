@@ -83,8 +83,9 @@ class Backend:
 class _MadeOnDevice:
     """Backend.made_on_device's iterator on a GPU: each call into ``items`` with the backend's device current. A
     class, not a wrapping generator, which takes send() and throw() at its own ``yield`` (a value sent was lost, an
-    error thrown raised there and ``items`` closed) where the CPU's ``items`` takes them. As fast: 0.42 against
-    0.40 us per item with a null device context (best of 15 x 20 x 2000 items, interleaved, loaded 2-core EPYC)."""
+    error thrown raised there and ``items`` closed) where the CPU's ``items`` takes them. Within 10% of the
+    generator's cost per item with a null device context (0.42 against 0.40 us, best of 15 x 20 x 2000 items,
+    interleaved, loaded 2-core EPYC; 1.31 against 1.22 under heavier load; the device switch itself not counted)."""
 
     __slots__ = ("_items", "_backend")
 
