@@ -201,9 +201,9 @@ def test_every_dotted_gpunn_name_the_docs_give_exists(doc, least):
 
 
 def test_every_signature_readme_writes_out_is_the_codes():
-    """README writes some signatures out in full (`MLP(layer_sizes, activation="relu", ...)`, `model.fit(X, Y,
+    """README writes some signatures out in full (`MLP(layer_sizes, activation="relu", ...)`, `model.fit(X, Y, *,
     epochs, ...)`, `gpunn.SGD(lr, momentum=0, ...)`): each names the code's parameters in its order, none left
-    out, with the code's defaults, so a parameter added, renamed or given another default leaves no README
+    out, with the code's defaults and its keyword-only marker `*` (without it a reader calls fit(X, Y, 10, 256)), so a parameter added, renamed or given another default leaves no README
     signature behind. A signature is a code span `callable(...)` of three or more parameters, each a name or
     name=literal, of a gpunn callable (`model.` an MLP's method, `ens.` an Ensemble's); calls with values
     (`gpunn.Schedule("step", step_size=5)`, `fit(..., graph=True)`) are examples, not signatures."""
@@ -222,6 +222,8 @@ def test_every_signature_readme_writes_out_is_the_codes():
 
     def parameter(text):  # (name, default or inspect's empty), or None for anything else: an example's value
         name, eq, value = (t.strip() for t in text.partition("="))
+        if name == "*" and not eq:  # the keyword-only marker, where the code has one
+            return name, inspect.Parameter.empty
         if not name.isidentifier():
             return None
         try:
@@ -236,8 +238,12 @@ def test_every_signature_readme_writes_out_is_the_codes():
         target = resolve(name)
         if len(written) < 3 or None in written or target is None:
             continue
-        code = [(p.name, p.default) for p in inspect.signature(target).parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        code = []
+        for p in inspect.signature(target).parameters.values():
+            if p.kind is p.KEYWORD_ONLY and ("*", p.empty) not in code:
+                code.append(("*", p.empty))  # fit(X, Y, epochs, ...) read as positional: fit(X, Y, 10) is a TypeError
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                code.append((p.name, p.default))
         assert [n for n, _ in written] == [n for n, _ in code], f"README's {name}({args}) is not the code's {code}"
         defaults = dict(code)
         wrong = [(n, d, defaults[n]) for n, d in written if d is not inspect.Parameter.empty and d != defaults[n]]
