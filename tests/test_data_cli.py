@@ -112,10 +112,19 @@ def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tm
 
 
 def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsys):
-    pytest.importorskip("pyarrow")
+    pyarrow = pytest.importorskip("pyarrow")
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
     assert main(["train", "--data", str(tmp_path / "t.csv"), *SMALL]) == 2  # no --target at all
-    assert f"--data {tmp_path / 't.csv'}: name the target column(s) with --target" in capsys.readouterr().err
+    # the columns to choose from, as for a target that is not there (it said only "name the target column(s)")
+    assert (f"--data {tmp_path / 't.csv'}: name the target column(s) with --target; the columns are: a, b, y"
+            in capsys.readouterr().err)
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pyarrow.table({"a": [1.0, 2.0], "price": [3.0, 4.0]}), tmp_path / "t.parquet")
+    assert main(["train", "--data", str(tmp_path / "t.parquet"), *SMALL]) == 2
+    assert "t.parquet: name the target column(s) with --target; the columns are: a, price" in capsys.readouterr().err
+    for make, path in ((gpunn.data.csv, "t.csv"), (gpunn.data.parquet, "t.parquet")):  # in Python, target=None
+        with pytest.raises(ValueError, match="^target: name the target column.s.; the columns are: a, "):
+            make(tmp_path / path, None)
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", *SMALL]) == 2
     assert "t.csv: no column 'price'; the columns are: a, b, y" in capsys.readouterr().err
 

@@ -116,11 +116,9 @@ def make_source(args, backend, ckpt=None):
         if kind == ".npy":
             source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind in (".parquet", ".parq", ".pq") or os.path.isdir(args.data):
-            source = data.parquet(args.data, _target(args), _feature_names(args), chunk_rows=cut.get("chunk_rows"),
-                                  **common)
+            source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind == ".csv":
-            source = data.csv(args.data, _target(args), _feature_names(args), block_size=cut.get("block_size"),
-                              **common)
+            source = _table(data.csv, args, block_size=cut.get("block_size"), **common)
         elif kind in (".gz", ".bz2", ".xz", ".zst"):
             raise ValueError(f"--data {args.data} is compressed ({kind}): decompress it first (gpunn reads .npy, "
                              ".parquet and .csv files uncompressed)")
@@ -233,10 +231,16 @@ def _stream_fraction(rows, ckpt=None):
     return VALIDATION_FRACTION if piece_cut(rows, VALIDATION_FRACTION)[1] else None
 
 
-def _target(args):
-    if not args.target:
-        raise ValueError(f"--data {args.data}: name the target column(s) with --target")
-    return args.target
+def _table(make, args, **options):
+    """data.parquet or data.csv on --data, --target and --features; without --target, the refusal lists the
+    table's columns to choose from."""
+    from ..data.tables import NoTarget, columns_are
+
+    try:
+        return make(args.data, args.target or None, _feature_names(args), **options)
+    except NoTarget as exc:
+        raise ValueError(f"--data {args.data}: name the target column(s) with --target; {columns_are(exc.columns)}") \
+            from None
 
 
 def _feature_names(args):

@@ -31,6 +31,19 @@ def pyarrow_module(name=None):
                            'pip install "gpunn[data]"') from None
 
 
+def columns_are(names) -> str:
+    return f"the columns are: {', '.join(names)}"
+
+
+class NoTarget(ValueError):
+    """A table source given no target column. The message lists the table's columns, as a target that is not
+    among them is refused; ``columns`` keeps them for gpunn train, which names its --target option."""
+
+    def __init__(self, columns):
+        self.columns = list(columns)
+        super().__init__(f"target: name the target column(s); {columns_are(self.columns)}")
+
+
 def _names(value, what):
     if value is None:
         return None
@@ -54,7 +67,7 @@ def pick_columns(path, schema, target, features, text_at=None):
     wanted = (targets or []) + (features or [])
     missing = [n for n in wanted if n not in counts]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are: {', '.join(available)}")
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(available)}")
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
         left_out = set(targets or []) | set(index)
@@ -309,7 +322,7 @@ class ParquetSource(ChunkedSource):
             if i == 0:
                 self.feature_names, self.target_names = pick_columns(name, schema, target, features)
                 if self.target_names is None:
-                    raise ValueError("target: name the target column(s)")
+                    raise NoTarget(schema.names)
             else:
                 pick_columns(name, schema, self.target_names, self.feature_names)
             self._open.append(pf)
@@ -503,7 +516,7 @@ class CsvSource(ChunkedSource):
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
             raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter, self.decimal)}") from None
         if self.target_names is None:
-            raise ValueError("target: name the target column(s)")
+            raise NoTarget(schema.names)
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self._column_names = list(schema.names)
         self._column_types = csv_column_types(schema, self.feature_names + self.target_names)
