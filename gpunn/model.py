@@ -283,7 +283,7 @@ class MLP(DeviceModel):
     ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
     ``activation`` applies to hidden layers (one name, or a list with one per hidden
     layer); ``output_activation`` to the last. With ``bias=False`` and
-    ``optimizer="sgd"`` training is exactly the seed's W <- W - lr * dW.
+    ``optimizer="sgd"`` training is exactly W <- W - lr * dW (README, "The math").
     ``fused=False`` runs the GPU's elementwise stages as plain CuPy expressions instead of
     the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable).
     ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
@@ -509,7 +509,7 @@ class MLP(DeviceModel):
             return float(self.ops.squared_error(A, Y)) / A.shape[0]
 
     def loss_and_gradients(self, X, Y):
-        """(loss, dW, db) by the seed's backward equations over all rows of X; db is None without bias.
+        """(loss, dW, db) by the backward equations of README's "The math" over all rows of X; db is None without bias.
 
         With a ``standardizer``, X and Y are taken in raw units and standardized first: the loss and
         gradients are those training follows (standardized units), while ``loss`` is the mean squared

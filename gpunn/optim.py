@@ -84,7 +84,7 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """W <- W - lr * dW (the seed's update), with optional (Nesterov) momentum and L2 decay, as torch.optim.SGD.
+    """W <- W - lr * dW (README's "The math"), with optional (Nesterov) momentum and L2 decay, as torch.optim.SGD.
 
     ``lr`` default 1e-2. ``momentum`` in [0, 1) (0: none): v <- momentum v + dW, W <- W - lr v.
     ``nesterov`` (needs momentum > 0): W <- W - lr (dW + momentum v). ``weight_decay``: L2,

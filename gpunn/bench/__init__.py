@@ -7,7 +7,7 @@
   a torch vmap ensemble and K torch models in a loop;
 - :mod:`gpunn.bench.system`: the machine (CPU, BLAS, versions), also used by ``gpunn info``;
 - :mod:`gpunn.bench.report`, :mod:`gpunn.bench.plot`: the table, JSON and chart;
-- :mod:`gpunn.bench.naive`: the naive NumPy baseline (the seed's equations, written plainly);
+- :mod:`gpunn.bench.naive`: the naive NumPy baseline (README's "The math", written plainly);
 - :mod:`gpunn.bench.kernels`: the elementwise-kernel bandwidth benchmark
   (``python -m gpunn.bench.kernels``).
 

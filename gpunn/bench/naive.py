@@ -1,4 +1,4 @@
-"""The naive baseline: the seed's equations in plain NumPy, written as one would first write them.
+"""The naive baseline: the equations of README's "The math" in plain NumPy, written as one would first write them.
 
 Every step allocates its arrays afresh; nothing is fused, no buffer is reused, no
 ``out=``. The same algorithm as gpunn's benchmark runs: ReLU hidden layers, identity
@@ -37,7 +37,7 @@ class NaiveMLP:
         return Zs, As
 
     def gradients(self, X, Y):
-        """(loss, dW, db) by the seed's equations."""
+        """(loss, dW, db) by those equations."""
         m = X.shape[0]
         Zs, As = self.forward(X)
         diff = As[-1] - Y

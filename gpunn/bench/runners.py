@@ -11,7 +11,7 @@ every implementation alike:
   installed, which is timed in rounds of its own after the others: see timed_peaks);
 - the share of a step spent in matrix products, elementwise work and the optimizer (a separate,
   instrumented run that times each ``ops`` method, synchronising the GPU around each);
-- the peers on the same data: the plain-NumPy loop of the seed's equations (gpunn/bench/naive.py),
+- the peers on the same data: the plain-NumPy loop of README's "The math" (gpunn/bench/naive.py),
   PyTorch eager (same device), PyTorch eager under bfloat16 autocast (GPU) and scikit-learn's
   MLPRegressor (CPU, float64 input), each as a ratio to gpunn.
 
