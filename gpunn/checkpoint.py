@@ -1085,14 +1085,14 @@ def _in_the_runs_order(user, taken, rebuilt) -> list:
     for cb in user:
         if id(cb) in taken:
             anchor = id(cb)
-            after[anchor] = []
+            after.setdefault(anchor, [])  # (one object passed twice: those after either place follow its first)
         else:
             after[anchor].append(cb)
     placed = sorted([(taken[id(cb)], n, cb) for n, cb in enumerate(user) if id(cb) in taken]
                     + [(index, len(user) + n, cb) for n, (index, cb) in enumerate(rebuilt)], key=lambda t: t[:2])
-    out = list(after[None])
+    out = after.pop(None)
     for _, _, cb in placed:
-        out += [cb, *after.get(id(cb), ())]
+        out += [cb, *after.pop(id(cb), ())]
     return out
 
 

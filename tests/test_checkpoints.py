@@ -1090,6 +1090,20 @@ def test_callbacks_passed_in_another_order_than_the_runs_run_in_the_runs_order(d
     assert keys.seen == [["other", "score"]] * 4  # after the ``other`` logger, which runs after the ``score`` one
 
 
+def test_a_callback_passed_twice_keeps_the_callbacks_passed_between_its_two_places(data, tmp_path, interrupt_at):
+    """A run that had one logger object twice, resumed with the same list and a callback it did not have between the
+    two: that callback runs after the first (it sees the score) and is not dropped. The run's-order placing kept the
+    callbacks passed after a placed one under its id, and the logger's second place emptied the first's."""
+    X, Y = data
+    score = _Scripted([5.0, 1.0, 3.0, 4.0])
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(
+        X, Y, callbacks=[score, score, interrupt_at(1, 0), gpunn.ModelCheckpoint(path)], **{**FIT, "epochs": 4})
+    keys = _KeysSeen()
+    resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=[score, keys, score], verbose=False)
+    assert resumed["epoch"] == [1, 2, 3, 4] and keys.seen == [["score"]] * 3
+
+
 class _WaitWriter(gpunn.Callback):
     """Writes the run's EarlyStopping's ``wait`` at each epoch's end into the checkpoints, and reads nothing back."""
 
