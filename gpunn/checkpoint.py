@@ -436,6 +436,10 @@ def _check_head(path, head: bytes):
     """The file's first bytes: a zip file's, not a pickle's."""
     if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q"):
         _fail(path, "looks like a Python pickle; gpunn checkpoints never contain pickles and are not unpickled")
+    if head[:4] != _ZIP_MAGIC and os.fspath(path).lower().endswith(".toml"):  # what --save writes beside a checkpoint
+        beside = os.fspath(path)[:-len(".toml")]
+        _fail(path, f"a run's config (gpunn train --config {os.fspath(path)}), not a checkpoint"
+                    + (f": the checkpoint beside it is {beside}" if os.path.isfile(beside) else ""))
     _require(head[:4] == _ZIP_MAGIC, path, "not a gpunn checkpoint (not an .npz/zip file)")
 
 

@@ -72,6 +72,11 @@ CASES = [
     ("missing model", ["predict", "nope.npz", "in.npy", "o.npy"], "MODEL nope.npz does not exist"),
     ("model a directory", ["predict", "adir", "in.npy", "o.npy"], "MODEL adir is not a file"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
+    # the config --save writes beside the checkpoint (run.npz.toml), taken for it: say which file is the checkpoint
+    ("config as model", ["predict", "m.npz.toml", "in.npy", "o.npy"],
+     "m.npz.toml: a run's config (gpunn train --config m.npz.toml), not a checkpoint: the checkpoint beside it is m.npz"),
+    ("resume a config", ["train", "--resume", "m.npz.toml"],
+     "m.npz.toml: a run's config (gpunn train --config m.npz.toml), not a checkpoint: the checkpoint beside it is m.npz"),
     ("too little memory", ["train", "--rows", "2000000000", "--features", "64", "--device", "cpu", "--stream", "off"],
      "--rows 2,000,000,000 needs about"),
     ("one row", with_options(["train", *TINY], "--rows", "1"), "argument --rows: must be at least 20"),
