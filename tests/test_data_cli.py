@@ -127,6 +127,13 @@ def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsy
             make(tmp_path / path, None)
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", *SMALL]) == 2
     assert "t.csv: no column 'price'; the columns are: a, b, y" in capsys.readouterr().err
+    # a table with a column of text (an id): the target is asked for first, not the text refused (the columns'
+    # checks, which ran first once the source was made without a target, said "'bob' is not a number")
+    (tmp_path / "ids.csv").write_text("name,a,y\nbob,1,2\ncat,3,4\n")
+    pq.write_table(pyarrow.table({"name": ["bob", "cat"], "a": [1.0, 2.0], "y": [3.0, 4.0]}), tmp_path / "ids.parquet")
+    for name in ("ids.csv", "ids.parquet"):
+        assert main(["train", "--data", str(tmp_path / name), *SMALL]) == 2
+        assert f"{name}: name the target column(s) with --target; the columns are: name, a, y" in capsys.readouterr().err
 
 
 def test_a_semicolon_delimited_csv_says_so_in_train_and_predict(tmp_path, capsys):

@@ -320,9 +320,9 @@ class ParquetSource(ChunkedSource):
             pf = open_parquet(name)
             schema = pf.schema_arrow
             if i == 0:
-                self.feature_names, self.target_names = pick_columns(name, schema, target, features)
-                if self.target_names is None:
+                if target is None:  # before the columns' checks, which a text column would fail first
                     raise NoTarget(schema.names)
+                self.feature_names, self.target_names = pick_columns(name, schema, target, features)
             else:
                 pick_columns(name, schema, self.target_names, self.feature_names)
             self._open.append(pf)
@@ -511,12 +511,12 @@ class CsvSource(ChunkedSource):
         index = self._load_index()
         try:
             schema = index["schema"] if index else csv_schema(self.path, True, self.delimiter, self.decimal)
+            if target is None:  # before the columns' checks: an id column of text would be refused first
+                raise NoTarget(schema.names)
             self.feature_names, self.target_names = pick_columns(
                 self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal))
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
             raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter, self.decimal)}") from None
-        if self.target_names is None:
-            raise NoTarget(schema.names)
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self._column_names = list(schema.names)
         self._column_types = csv_column_types(schema, self.feature_names + self.target_names)
