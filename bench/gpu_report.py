@@ -329,6 +329,7 @@ def _r2(run):
         r2 = p["r2"]["r2"]
         text = ", ".join(f"{k} {v:.4f}" + ("" if k == "float32" else f" ({v - r2['float32']:+.4f})") for k, v in r2.items())
         text += f" ({p['r2']['rows']:,} rows, {p['r2']['layers']}, {p['r2']['epochs']} epochs; {p['device']})"
+        text += "".join(f"; {k}: {v}" for k, v in p["r2"].get("errors", {}).items())  # score() refused its predictions
         if not str(p.get("device", "cpu")).startswith("cuda") or p.get("quick"):
             # the CPU's NumPy emulation of the precisions, or --quick's sizes: the plumbing, not the target
             return f"not measured on a GPU: {text}" + (" (--quick)" if p.get("quick") else ""), ""

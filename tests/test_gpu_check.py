@@ -577,6 +577,12 @@ def test_the_gpu_r2_is_met_only_where_tf32_and_bf16_are_both_within(tmp_path, ca
         measured, got = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
                              if k.startswith("tf32 and bf16 reach"))
         assert got == verdict and measured.startswith("not measured on a GPU: ") == quick, measured
+    r2 = dict(p["r2"], r2=dict(p["r2"]["r2"], bf16=float("nan")), within={"tf32": True, "bf16": False},
+              errors={"bf16": "ValidationNotFinite: 3 predictions are not finite"})
+    path.write_text(json.dumps(dict(p, quick=False, r2=r2)))  # score() refused bf16's predictions: said, not met
+    measured, got = next(v for k, v in _targets(_report(tmp_path / "run", capsys=capsys)).items()
+                         if k.startswith("tf32 and bf16 reach"))
+    assert got == "**not met**" and measured.endswith("; bf16: ValidationNotFinite: 3 predictions are not finite"), measured
 
 
 def test_issue_11s_ensemble_targets_take_the_better_of_eager_and_graph_and_are_met_at_their_bounds(tmp_path, capsys):

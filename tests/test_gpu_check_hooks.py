@@ -121,6 +121,13 @@ def test_the_r2_part_fits_on_the_rest_and_scores_the_held_out_rows_of_each_preci
     assert hook.held_out_r2("cpu", quick=True)["within"] == {"tf32": True, "bf16": True}
     scores.update(tf32=0.95)
     assert hook.held_out_r2("cpu", quick=True)["within"] == {"tf32": False, "bf16": True}
+    scores.update(tf32=0.9)  # a precision whose predictions overflow: score() refuses them, the others still judged
+    scores["bf16"] = gpunn.ValidationNotFinite("predictions not finite")
+    monkeypatch.setattr(gpunn.MLP, "score", lambda self, X, Y: (_ for _ in ()).throw(scores[self.precision])
+                        if isinstance(scores[self.precision], Exception) else scores[self.precision])
+    got = hook.held_out_r2("cpu", quick=True)
+    assert got["within"] == {"tf32": True, "bf16": False} and got["r2"]["tf32"] == 0.9
+    assert got["errors"] == {"bf16": "ValidationNotFinite: predictions not finite"}
 
 
 def _members(*oks):
