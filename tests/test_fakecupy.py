@@ -1054,6 +1054,11 @@ _KERNEL_METHODS = {
     "ravel (a copy)": lambda a: a.reshape(2, 2).T.ravel(),
     "reshape (a copy)": lambda a: a.reshape(2, 2).T.reshape(4),
     "copy.copy": lambda a: __import__("copy").copy(a),
+    # CuPy 14.1's byteswap, its choose and its round (NumPy's C method skips the ufunc for integers) are kernels too
+    "byteswap": lambda a: a.byteswap(),
+    "byteswap (in place)": lambda a: a.byteswap(True),
+    "choose": lambda a: a.view("int32").choose(a[None], mode="clip"),
+    "round (integers)": lambda a: a.view("int32").round(),
 }
 
 
@@ -1068,16 +1073,22 @@ def test_an_array_method_that_launches_a_kernel_reads_only_arrays_of_the_current
         _KERNEL_METHODS[method](there)  # its own device current: fine
 
 
+def _written_on_a_side_stream(cp):
+    """An array that a side stream (which waited for the null stream) wrote last, and that stream."""
+    side = cp.cuda.Stream(non_blocking=True)
+    a = cp.arange(4, dtype="float32")
+    side.wait_event(cp.cuda.Stream.null.record())
+    with side:
+        a.fill(3)
+    return a, side
+
+
 @pytest.mark.parametrize("method", list(_KERNEL_METHODS))
 def test_an_array_method_that_launches_a_kernel_reads_its_array_in_stream_order(fake_cupy, method):
     from fakecupy import ordering
 
-    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
-    side = cp.cuda.Stream(non_blocking=True)
-    a = cp.arange(4, dtype="float32")
-    side.wait_event(null.record())
-    with side:
-        a.fill(3)
+    null = fake_cupy.cuda.Stream.null
+    a, side = _written_on_a_side_stream(fake_cupy)
     with pytest.raises(ordering.StreamOrderError, match="on the null stream reads"):
         _KERNEL_METHODS[method](a)
     ordering.hazards.clear()  # the hazard raised above was expected
@@ -1096,6 +1107,36 @@ def test_a_reshape_or_ravel_that_is_a_view_launches_nothing_and_is_allowed_on_an
     assert there.reshape(2, 2).device.id == there.ravel().device.id == there.reshape(-1).device.id == 1
     twin = copy.deepcopy(there)
     assert twin.device.id == 1 and twin.get().tolist() == [0, 1, 2, 3]
+    assert str(there) == "[0. 1. 2. 3.]"  # CuPy's str(self.get()); NumPy's ran isfinite on the current device
+    assert cp.cuda.Device().id == 0
+
+
+# NumPy's C methods that copy to the host: CuPy's are self.get() and then NumPy's (cupy/_core/core.pyx)
+_HOST_COPIES = {
+    "tobytes": lambda a, tmp_path: a.tobytes(),
+    "tofile": lambda a, tmp_path: a.tofile(str(tmp_path / "a.bin")),
+    "bytes()": lambda a, tmp_path: bytes(a),
+    "complex()": lambda a, tmp_path: complex(a[:1].reshape(())),
+}
+
+
+@pytest.mark.parametrize("method", list(_HOST_COPIES))
+def test_an_array_method_that_copies_to_the_host_reads_in_stream_order_with_its_device_current(fake_cupy, tmp_path,
+                                                                                                 method):
+    """A copy to the host on the current stream (as get()): reading what another stream wrote needs its event waited
+    for; then the host has waited for that stream. Made with the array's device current: allowed from another."""
+    from fakecupy import ordering
+
+    cp, null = fake_cupy, fake_cupy.cuda.Stream.null
+    a, side = _written_on_a_side_stream(cp)
+    with pytest.raises(ordering.StreamOrderError, match=r"on the null stream reads"):
+        _HOST_COPIES[method](a, tmp_path)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    null.wait_event(side.record())
+    _HOST_COPIES[method](a, tmp_path)
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32")
+    _HOST_COPIES[method](there, tmp_path)
     assert cp.cuda.Device().id == 0
 
 

@@ -699,6 +699,28 @@ class ndarray(numpy.ndarray):
     def dot(self, b, out=None):
         return _creator("dot")(self, b, out=out)
 
+    def round(self, decimals=0, out=None):  # NumPy's C method skips the ufunc for an integer array
+        return _creator("round")(self, decimals=decimals, out=out)
+
+    def choose(self, choices, out=None, mode="raise"):
+        if not isinstance(choices, ndarray):  # CuPy reads choices.shape first (_indexing._ndarray_choose)
+            raise AttributeError(f"'{type(choices).__name__}' object has no attribute 'shape' (cupy.ndarray.choose "
+                                 "takes its choices as one device array)")
+        return _creator("choose")(self, choices, out=out, mode=mode)
+
+    def byteswap(self, inplace=False):
+        """CuPy 14.1's (cupy/_core/core.pyx): a kernel on the current device and stream that reads the array and,
+        in place, writes it back; one-byte items: the array itself in place, else a copy."""
+        if self.dtype.names is not None:
+            raise TypeError("byteswap is not supported for structured dtypes")
+        if self.dtype.itemsize == 1:
+            return self if inplace else self.copy()
+        if self.dtype.itemsize not in (2, 4, 8) and self.dtype.kind != "c":
+            raise TypeError(f"byteswap not supported for dtype with itemsize {self.dtype.itemsize}")
+        _check_operands("byteswap", [self], writes=[self] if inplace else [])
+        swapped = numpy.ndarray.byteswap(self.view(numpy.ndarray), inplace=inplace)
+        return self if inplace else _wrap(swapped)
+
     def sort(self, axis=-1, kind=None):  # in place: a kernel writing this array
         _check_operands("sort", [self], writes=[self])
         numpy.ndarray.sort(self.view(numpy.ndarray), axis=axis, kind=kind)
@@ -778,29 +800,40 @@ class ndarray(numpy.ndarray):
         _synchronous_read(self, "format()")
         return format(self.view(numpy.ndarray), spec)
 
-    def __float__(self):  # a read-back (a synchronising copy to the host)
-        _refuse_in_capture("float() of a device array (a copy to the host)")
-        _synchronous_read(self, "float()")
-        return float(self.view(numpy.ndarray))
+    def _to_host(self, what):
+        """This array read back by ``what`` (a synchronising copy to the host, as CuPy's get()): its host view."""
+        _refuse_in_capture(f"{what} of a device array (a copy to the host)")
+        _synchronous_read(self, what)
+        return self.view(numpy.ndarray)
+
+    def __float__(self):
+        return float(self._to_host("float()"))
 
     def __int__(self):
-        _refuse_in_capture("int() of a device array (a copy to the host)")
-        _synchronous_read(self, "int()")
-        return int(self.view(numpy.ndarray))
+        return int(self._to_host("int()"))
 
     def item(self, *args):
         if args:
             raise TypeError("cupy.ndarray.item() takes no arguments (cupy/_core/core.pyx)")
         if self.size != 1:
             raise ValueError("can only convert an array of size 1 to a Python scalar")
-        _refuse_in_capture("item() of a device array (a copy to the host)")
-        _synchronous_read(self, "item()")
-        return self.view(numpy.ndarray).item(*args)
+        return self._to_host("item()").item()
 
     def tolist(self):
-        _refuse_in_capture("tolist() of a device array (a copy to the host)")
-        _synchronous_read(self, "tolist()")
-        return self.view(numpy.ndarray).tolist()
+        return self._to_host("tolist()").tolist()
+
+    # CuPy's are self.get() and then NumPy's: a synchronous copy to the host, as tolist (NumPy's C code read nothing)
+    def tobytes(self, order="C"):
+        return self._to_host("tobytes()").tobytes(order)
+
+    def tofile(self, fid, sep="", format="%s"):
+        self._to_host("tofile()").tofile(fid, sep, format)
+
+    def __bytes__(self):
+        return bytes(self._to_host("bytes()"))
+
+    def __complex__(self):
+        return complex(self._to_host("complex()"))
 
     def __iter__(self):  # CuPy iterates over the first axis, yielding device arrays
         for i in range(len(self)):
@@ -808,6 +841,9 @@ class ndarray(numpy.ndarray):
 
     def __repr__(self):
         return f"fakecupy.{numpy.ndarray.__repr__(self.view(numpy.ndarray))}"
+
+    def __str__(self):  # CuPy's is str(self.get()); NumPy's ran isfinite, refused on another device. Unchecked, as repr
+        return numpy.ndarray.__str__(self.view(numpy.ndarray))
 
 
 class _Flags:
