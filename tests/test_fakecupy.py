@@ -1035,6 +1035,76 @@ def test_an_array_index_written_into_reads_its_device_index_in_stream_order(fake
     assert target.get().tolist() == [0, 0, 1, 0]
 
 
+def test_a_host_index_is_copied_to_the_device_as_cupy_array_copies_it_straight_from_pinned_memory(fake_cupy):
+    """CuPy copies a NumPy index to the device first (cupy.array, on the current stream): from pinned memory, an
+    asynchronous copy straight from the buffer (which CuPy keeps alive until it is done), so the host must not write
+    the buffer before it has waited for that copy; freeing it is no hazard. ``cupy.asarray`` copies so too."""
+    import gc
+
+    import fakecupy
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    side = cp.cuda.Stream(non_blocking=True)
+    a = cp.arange(4, dtype="float32")
+    side.wait_event(cp.cuda.Stream.null.record())
+    index = fakecupy.cupyx.empty_pinned((2,), "int64")
+    index[...] = [3, 1]
+    with side:
+        taken = a[index]
+    index[...] = [0, 0]  # the next permutation written into the buffer, before the host waited for the copy
+    ordering.settle()
+    assert any("pinned host memory (16 bytes) was written while a copy from it" in h for h in ordering.hazards)
+    ordering.hazards.clear()
+    side.synchronize()
+    assert taken.get().tolist() == [3, 1]
+    with side:
+        a[index], cp.asarray(index)
+    del index
+    gc.collect()
+    side.synchronize()
+    assert ordering.hazards == []  # freed in flight: CuPy keeps the buffer until its copy is done
+
+
+def test_a_boolean_index_waits_on_the_host_for_the_current_stream_as_cupy_counts_it(fake_cupy):
+    """CuPy sizes a boolean index's result with int() of a scan of it: the host waits for the current stream there,
+    so work issued on another stream after it is ordered after that stream's work (an integer index waits for
+    nothing). A host mask is copied to the device first."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    side = cp.cuda.Stream(non_blocking=True)
+    a = cp.arange(4, dtype="float32")
+    for index, waits in [(numpy.array([0, 2]), False), (numpy.array([True, False, True, False]), True),
+                         (cp.asarray(numpy.array([True, False, True, False])), True)]:
+        x = cp.zeros(4, "float32")  # written on the null stream
+        taken = a[index]
+        with side:
+            if waits:
+                x.fill(1)
+            else:
+                with pytest.raises(ordering.StreamOrderError, match="CuPy's fill on stream 0x"):
+                    x.fill(1)
+                ordering.hazards.clear()  # the hazard raised above was expected
+        side.synchronize()
+        assert taken.get().tolist() == [0, 2]
+
+
+def test_a_host_value_stored_through_an_array_index_is_copied_to_the_device_and_refused_through_a_slice(fake_cupy):
+    """CuPy's scatter takes a host value as cupy.array(value) (a copy to the device); through ints and slices it
+    fills, which takes a scalar only: a host array that is not 0-d is refused (ValueError)."""
+    cp = fake_cupy
+    a = cp.zeros(4, "float32")
+    a[numpy.array([1, 3])] = numpy.array([5.0, 7.0])
+    a[numpy.array([True, False, False, False])] = [2.0]
+    a[1:2] = numpy.array(9.0)  # 0-d: a fill
+    assert a.get().tolist() == [2, 9, 0, 7]
+    with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used for fill"):
+        a[...] = numpy.ones(4, "float32")
+    with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used for fill"):
+        a[:2] = [1.0, 2.0]
+
+
 # NumPy's C methods that bypass __array_function__ (found by calling each ndarray method on another device's
 # array): each is a CuPy kernel on the current device and stream
 _KERNEL_METHODS = {

@@ -51,7 +51,10 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   uses it, and a pinned host buffer freed while a copy from it may be in flight (the tests'
   conftest fails the test); ``cupy.cuda.Stream.null`` is one object, but its work goes to the current
   device's own legacy stream (CUDA resolves handle 0 at each call; ``get``/``set`` make the array's device
-  current, as CuPy does), and ``Device(i).synchronize()`` waits for device i's streams only;
+  current, as CuPy does), and ``Device(i).synchronize()`` waits for device i's streams only; an array index is
+  CuPy's gather or scatter kernel, after a copy to the device of a host index or value (``cupy.array``: from pinned
+  memory, asynchronously, so the host must not write that buffer before it waits) and, for a boolean index, a host
+  wait for the current stream (CuPy counts its True values with ``int()``);
 - ``empty`` / ``empty_like`` arrays hold all bytes 0xFF (NaN, -1), not NumPy's often-zero fresh pages: on a
   GPU they hold whatever the pool block last held, so code that reads an element it never wrote fails here.
 
@@ -647,7 +650,23 @@ class ndarray(numpy.ndarray):
             return out
         return _wrap(result)
 
-    def __setitem__(self, key, value):  # a copy kernel on the current device (a scatter: it reads a device index)
+    def __setitem__(self, key, value):
+        """CuPy's _scatter_op (cupy/_core/_routines_indexing.pyx): with an array index (a host one copied to the device
+        first, a boolean one counted first), a scatter kernel on the current device and stream that reads the index
+        and the value, taken to the device as ``cupy.array(value)`` when it is not there (a copy from the host);
+        with ints and slices, a copy of a device value or a fill with a scalar, where a host array that is not 0-d
+        is refused (CuPy's fill: "non-scalar numpy.ndarray cannot be used for fill")."""
+        if _gathers(key):
+            key = _device_key(key)
+            _count_masks(key, "__setitem__")
+            if not isinstance(value, ndarray):
+                value = _to_device(value, self.dtype)
+        elif not isinstance(value, ndarray):
+            value = numpy.asarray(value, dtype=self.dtype)
+            if value.shape != ():
+                raise ValueError("non-scalar numpy.ndarray cannot be used for fill (CuPy's ndarray.__setitem__ takes "
+                                 "a host value only as a scalar: copy it to the device first)")
+            value = value[()]  # a scalar, a kernel's argument
         _check_operands("__setitem__", [self, value] + _device_indices(key), writes=[self])
         numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
 
@@ -657,8 +676,10 @@ class ndarray(numpy.ndarray):
         and numpy.asarray refuses it). An array index (a device array, a list or a NumPy array, which CuPy first
         copies to the device) is a gather kernel (cupy/_core/_routines_indexing.pyx): it reads this array and the
         index on the current stream and device, like any other op; ints and slices make a view and launch
-        nothing."""
+        nothing. A host index is copied to the device first, and a boolean one counted (``_device_key``)."""
         if _gathers(key):
+            key = _device_key(key)
+            _count_masks(key, "indexing")
             _check_operands("indexing (a gather)", [self] + _device_indices(key))
         else:
             state._tls.op = "CuPy's indexing"
@@ -999,6 +1020,33 @@ def _device_indices(key):
     return [k for k in _index_parts(key) if isinstance(k, ndarray)]
 
 
+def _device_key(key):
+    """CuPy's _prepare_slice_list: each index part that is not an int, a slice, None, Ellipsis or a device array (a
+    list, a NumPy array, a bool) is copied to the device first, as ``cupy.array`` copies it (on the current stream
+    and device; straight from pinned memory, asynchronously); an empty list is an int32 index there."""
+    parts = []
+    for k in _index_parts(key):
+        if k is None or k is Ellipsis or isinstance(k, (slice, ndarray)) or (
+                isinstance(k, (int, numpy.integer)) and not isinstance(k, bool)):
+            parts.append(k)
+            continue
+        index = _to_device(k)
+        if isinstance(k, (list, tuple)) and index.size == 0:
+            index = index.astype(numpy.int32)
+        parts.append(index)
+    return tuple(parts) if isinstance(key, tuple) else parts[0]
+
+
+def _count_masks(key, what):
+    """CuPy sizes the result of a boolean index first: a scan kernel reads it on the current stream, and ``int()`` of
+    the scan's last element copies it to the host, which waits for that stream (cupy/_core/_routines_indexing.pyx,
+    "synchronize!"): work on other streams after it is ordered after that stream's work before it."""
+    for k in _index_parts(key):
+        if isinstance(k, ndarray) and k.dtype == numpy.bool_:
+            _check_operands(f"{what} (a boolean index's scan)", [k])
+            _ordering.synchronized(_launch_stream())
+
+
 def _refuse_device(x, what):
     if isinstance(x, ndarray):
         raise TypeError(f"{what}: expected host data, got a device array")
@@ -1043,7 +1091,13 @@ def _to_device(a, dtype=None, copy=True):
     host = numpy.array(a, dtype=dtype, copy=True)
     if host.dtype == object:
         raise ValueError("Unsupported dtype object")
-    _ordering.issue(_issuing())  # the copy to the new allocation, on the current stream
+    on = _issuing()
+    _ordering.issue(on)  # the copy to the new allocation, on the current stream
+    if isinstance(a, numpy.ndarray) and a.ndim and host.dtype == a.dtype and (a.flags.c_contiguous or
+                                                                                a.flags.f_contiguous):
+        # CuPy (_array_default) copies such an array straight from pinned memory, asynchronously, keeping the buffer
+        # alive until the copy is done (its watch list): the host must not write it meanwhile
+        _ordering.host_access(on, a, write=False, kept=True)
     state._tls.op = "a copy from the host (asarray)"
     return host.view(ndarray)
 

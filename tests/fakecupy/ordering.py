@@ -325,11 +325,12 @@ def access(stream, what, reads=(), writes=()):
             _touch(stream, tick, a, write, what)
 
 
-def host_access(stream, host_array, write):
+def host_access(stream, host_array, write, kept=False):
     """A copy on ``stream`` between the device and ``host_array``: tracked when it is pinned memory. A copy
     from it is in flight until the host has waited for it: the host must not write those bytes meanwhile
     (the copy could read the new values), which ``_check_in_flight`` finds at the next copy or wait. The copy is
-    the operation just issued on ``stream``."""
+    the operation just issued on ``stream``. ``kept``: CuPy keeps the buffer until the copy is done (cupy.asarray's
+    watch list), so freeing it meanwhile is no hazard; writing it still is."""
     if not isinstance(host_array, numpy.ndarray):
         return
     stream = stream._order
@@ -338,7 +339,8 @@ def host_access(stream, host_array, write):
         root = _root(host_array)
         block = _PINNED.get(id(root))
         if block is not None:
-            (block.writes if write else block.reads)[stream._key] = tick
+            if not kept:
+                (block.writes if write else block.reads)[stream._key] = tick
             _check_in_flight()
             if not write and host_array.flags.c_contiguous and host_array.nbytes:
                 offset = host_array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
