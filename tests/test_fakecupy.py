@@ -1132,7 +1132,11 @@ _KERNEL_METHODS = {
 }
 
 
-@pytest.mark.parametrize("method", list(_KERNEL_METHODS))
+# CuPy's flatten and copying reshape/ravel take ndarray.copy, which copies another device's array to the current one
+_COPIES_BETWEEN_DEVICES = ("flatten", "ravel (a copy)", "reshape (a copy)")
+
+
+@pytest.mark.parametrize("method", [m for m in _KERNEL_METHODS if m not in _COPIES_BETWEEN_DEVICES])
 def test_an_array_method_that_launches_a_kernel_reads_only_arrays_of_the_current_device(fake_cupy, method):
     cp = fake_cupy
     with cp.cuda.Device(1):
@@ -1178,6 +1182,39 @@ def test_a_reshape_or_ravel_that_is_a_view_launches_nothing_and_is_allowed_on_an
     twin = copy.deepcopy(there)
     assert twin.device.id == 1 and twin.get().tolist() == [0, 1, 2, 3]
     assert str(there) == "[0. 1. 2. 3.]"  # CuPy's str(self.get()); NumPy's ran isfinite on the current device
+    assert cp.cuda.Device().id == 0
+
+
+@pytest.mark.parametrize("method", _COPIES_BETWEEN_DEVICES)
+def test_flatten_or_a_copying_reshape_of_another_devices_array_copies_it_between_devices_as_cupy_does(fake_cupy,
+                                                                                                       method):
+    """CuPy's flatten, and a reshape or ravel that cannot be a view, take ndarray.copy (cupy/_core/core.pyx), which
+    copies an array of another device to the current one: a cudaMemcpyAsync on the current device's stream, which
+    CUDA orders after nothing on the array's device, so that device's work on it must have been waited for; a
+    non-contiguous array is first made contiguous by a copy kernel on its own device, which nothing orders before
+    that copy: CuPy's own race, always a hazard. A 1-d ravel copies with a kernel on the current device (refused)."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32")  # written on device 1's null stream
+    contiguous, strided = {"flatten": (there.flatten, there.reshape(2, 2).T.flatten),
+                           "ravel (a copy)": (None, there.reshape(2, 2).T.ravel),
+                           "reshape (a copy)": (None, there.reshape(2, 2).T.reshape)}[method]
+    args = (4,) if method == "reshape (a copy)" else ()
+    if contiguous is not None:
+        with pytest.raises(ordering.StreamOrderError, match=r"copy from device 1 \(cudaMemcpyAsync\) on the null "):
+            contiguous()
+        ordering.hazards.clear()  # the hazard raised above was expected
+    cp.cuda.Device(1).synchronize()
+    if contiguous is not None:
+        copied = contiguous()
+        assert copied.device.id == 0 and copied.get().tolist() == [0, 1, 2, 3]
+    with pytest.raises(ordering.StreamOrderError, match="of what its copy kernel there wrote on the null stream"):
+        strided(*args)
+    ordering.hazards.clear()
+    with pytest.raises(ValueError, match="current device"):
+        there[::2].ravel()
     assert cp.cuda.Device().id == 0
 
 

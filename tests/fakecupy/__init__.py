@@ -14,6 +14,10 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   is located in another device, you can copy it to the current device"; ``_array_from_cupy_ndarray`` copies so even
   for ``copy=False``). gpunn means no copy between devices, and such a copy is always work issued on the wrong
   device (a997daa's ``ordered_windows``: each window copied to device 0), so the stand-in fails it at that line.
+  ``flatten`` and a copying ``reshape``/``ravel`` of such an array copy it as CuPy's ``copy`` does, though
+  (``_copy_from_another_device``): a copy kernel on its own device first when it is not contiguous, then a copy on
+  the current device's stream that CUDA orders after nothing on the other device, so a hazard unless that work
+  was waited for (always, after CuPy's own kernel).
   A stream belongs to the device current when it was made, and a kernel launched on it, or an event
   recorded on it, while another device is current fails (CUDA: cudaErrorInvalidResourceHandle); the
   current stream is kept per thread and per device, as CuPy keeps it;
@@ -754,9 +758,12 @@ class ndarray(numpy.ndarray):
         _check_operands("put", [self, indices, values], writes=[self])
         numpy.ndarray.put(self.view(numpy.ndarray), _unwrap(indices), _unwrap(values), mode=mode)
 
-    def flatten(self, order="C"):  # always a copy kernel (across devices refused, as ``copy``)
+    def flatten(self, order="C"):  # always a copy (CuPy's copy(order="C") of the array in that order)
+        host = numpy.ndarray.flatten(self.view(numpy.ndarray), order=order)
+        if self._device_id != state.current and self.size:
+            return _copy_from_another_device(self, host, "flatten", _in_order(self, order))
         _check_operands("flatten", [self])
-        return _wrap(numpy.ndarray.flatten(self.view(numpy.ndarray), order=order))
+        return _wrap(host)
 
     def ravel(self, order="C"):
         return self._view_or_copy("ravel", order=order)
@@ -765,12 +772,16 @@ class ndarray(numpy.ndarray):
         return self._view_or_copy("reshape", *shape, order=order)
 
     def _view_or_copy(self, method, *args, **kwargs):
-        """A view where the strides allow one (no kernel: allowed on any device, as ``a[1:3]``), else a copy
-        kernel (CuPy's _reshape copies a non-contiguous array first) on the current device and stream."""
+        """A view where the strides allow one (no kernel: allowed on any device, as ``a[1:3]``), else a copy on the
+        current device and stream: CuPy's _reshape takes ``self.copy()`` (of another device's array: the copy between
+        devices), but a 1-d ravel copies with a kernel on the current device (_internal_ascontiguousarray)."""
         host = getattr(numpy.ndarray, method)(self.view(numpy.ndarray), *args, **kwargs)
         if host.size == 0 or _memory_owner(host) is _memory_owner(self):  # (not may_share_memory: tests patch it)
             state._tls.op = "CuPy's indexing"  # a view: no write at its allocation (as __getitem__'s views)
             return getattr(numpy.ndarray, method)(self, *args, **kwargs)
+        if self._device_id != state.current and (method == "reshape" or self.ndim > 1):
+            order = kwargs.get("order", "C")
+            return _copy_from_another_device(self, host, f"{method} (a copy)", _in_order(self, order))
         _check_operands(f"{method} (a copy)", [self])
         return _wrap(host)
 
@@ -998,6 +1009,39 @@ def _check_operands(what, operands, writes=()):
                             "(CuPy does not convert implicitly; use cupy.asarray)")
     _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
                      writes=[x for x in writes if isinstance(x, ndarray)])
+
+
+def _in_order(a, order):
+    """``a`` as a host view whose C order is the order ``order`` reads it in (CuPy copies that view in C order):
+    'F' reversed, 'A' as 'F' for a Fortran-only array, 'K' by decreasing strides (as NumPy's iterator orders)."""
+    host = a.view(numpy.ndarray)
+    order = (order or "C").upper()
+    if order == "A":
+        order = "F" if host.flags.f_contiguous and not host.flags.c_contiguous else "C"
+    if order == "F":
+        return host.T
+    if order == "K":
+        return host.transpose(sorted(range(host.ndim), key=lambda axis: -abs(host.strides[axis])))
+    return host
+
+
+def _copy_from_another_device(a, result, what, ordered):
+    """CuPy's ``ndarray.copy`` of an array of another device (cupy/_core/core.pyx), which its flatten and a copying
+    reshape or ravel take: with the array's device current, a copy kernel makes ``ordered`` (the array in the
+    copy's order) contiguous on that device's current stream, unless it is; then a cudaMemcpyAsync on the current
+    device's current stream copies that to the new array (``result``, computed by NumPy). CUDA orders that copy
+    after nothing on the other device: the array's last writes there must have been waited for (an event, or the
+    host), and CuPy's own kernel never is, so copying a non-contiguous array between devices is always a hazard."""
+    source, copied = a, f"a copy from device {a._device_id} (cudaMemcpyAsync)"
+    if not ordered.flags.c_contiguous:
+        with _device_current(a._device_id):
+            _check_operands(f"{what}: a copy kernel on device {a._device_id}", [a])
+            source = _wrap(numpy.ascontiguousarray(ordered))
+        copied += " of what its copy kernel there wrote"
+    _refuse_in_capture(f"CuPy's {what}: a copy between devices")
+    _ordering.access(_launch_stream(), f"CuPy's {what}: {copied}", reads=[source])
+    state._tls.op = f"CuPy's {what}: a copy from device {a._device_id}"
+    return _wrap(result)
 
 
 def _memory_owner(a):
