@@ -1,8 +1,10 @@
-"""Launching ``mpiexec`` from the tests: where it is, whether MPI tests can run, and the thread variables a launch
-sets itself (shared by tests/test_distributed.py and tests/test_dist_bench.py; a plain module, so that no test
-module imports another)."""
+"""Launching ``mpiexec`` from the tests: where it is, whether MPI tests can run, the thread variables a launch
+sets itself, and a job in a session of its own that still ends with the test run (shared by
+tests/test_distributed.py and tests/test_dist_bench.py; a plain module, so that no test module imports another)."""
+import os
 import pathlib
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -25,6 +27,28 @@ def _missing_mpi():
 
 
 needs_mpi = pytest.mark.skipif(_missing_mpi() is not None, reason=str(_missing_mpi()))
+
+
+# run as ``python -S -c`` before the command: the kernel kills it when its parent dies (prctl PR_SET_PDEATHSIG,
+# SIGKILL; kept across exec), unless the parent has died already
+_DIE_WITH_PARENT = ("import ctypes, os, sys\n"
+                    "ctypes.CDLL(None).prctl(1, 9)\n"
+                    "if os.getppid() != int(sys.argv[1]):\n"
+                    "    os._exit(137)\n"
+                    "os.execvp(sys.argv[2], sys.argv[2:])\n")
+
+
+def own_session(args, **popen):
+    """``subprocess.Popen(args, start_new_session=True, **popen)``, whose process the kernel kills when this one
+    ends, however it ends. A test starts an mpiexec job in a session of its own to kill the whole job
+    (``os.killpg``) without killing pytest, which also takes it out of the process group that a runner kills when it
+    ends the run (a mutation harness's or CI's timeout, SIGTERM or SIGKILL): the job lived on, its ranks waiting in
+    MPI. mpiexec so killed ends its ranks (each in a session of its own, under a proxy that sees it gone). On Linux
+    (prctl; elsewhere a plain new session); call it from the test's own thread: the kernel acts when the thread that
+    started the child ends."""
+    if sys.platform.startswith("linux"):
+        args = [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *map(str, args)]
+    return subprocess.Popen(args, start_new_session=True, **popen)
 
 
 # the variables that set a process's thread counts: a launch removes them from its environment and sets its own

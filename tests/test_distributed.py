@@ -14,7 +14,7 @@ import time
 import numpy
 import pytest
 import waiting
-from mpi_launch import THREAD_ENV, mpiexec, needs_mpi
+from mpi_launch import THREAD_ENV, mpiexec, needs_mpi, own_session
 
 from gpunn.backend import CPU
 from gpunn.data import DataError
@@ -1705,8 +1705,8 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
                 str(tmp_path / "Y.npy"), "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet", *standardize]
 
     second = rank("missing.npy" if where == "before" else "X.npy") + (["--bogus"] if where == "option" else [])
-    proc = subprocess.Popen([mpiexec(), *rank("X.npy"), ":", *second],
-                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = own_session([mpiexec(), *rank("X.npy"), ":", *second], env=env, text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
     try:  # a job that failed to end waits in MPI_Init forever, or until the 300 s watchdog
         _, err = waiting.communicate(proc, 120)
     except subprocess.TimeoutExpired:
@@ -1806,8 +1806,8 @@ def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_ot
             "end_launched_job(2)\n"
             "print('not reached')\n")
     env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DIST_TIMEOUT="2")
-    proc = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = own_session([mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
     try:
         out, _ = waiting.communicate(proc, 60)
     except subprocess.TimeoutExpired:
@@ -1817,6 +1817,57 @@ def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_ot
             pass
         pytest.fail("the process waited in MPI_Init for ranks that had left")
     assert proc.returncode != 0 and "not reached" not in out and "Alarm clock" in out, out
+
+
+def _marked(marker):
+    """The processes whose command line holds ``marker``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if marker.encode() in cmdline.read():
+                    found.append(int(pid))
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+@needs_mpi
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; own_session's prctl is Linux's")
+def test_an_mpiexec_job_a_test_starts_in_its_own_session_ends_when_the_test_run_is_killed():
+    """A runner that ends a test run (a mutation harness's timeout) kills pytest's process group; an mpiexec job that
+    a test started in a session of its own (mpi_launch.own_session) is not in it, and lived on with its ranks. Now
+    the kernel kills mpiexec with the process that started it, and mpiexec's ranks end with it."""
+    import uuid
+
+    marker = f"gpunn-own-session-{uuid.uuid4().hex}"
+    tests = str(pathlib.Path(__file__).parent)
+    code = ("import sys, time\n"
+            f"sys.path.insert(0, {tests!r})\n"
+            "from mpi_launch import mpiexec, own_session\n"
+            f"own_session([mpiexec(), '-n', '2', sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}])\n"
+            "print('launched', flush=True)\n"
+            "time.sleep(300)\n")
+    runner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        waiting.read_until(runner, "launched", 60)
+        deadline = waiting.Deadline(60)
+        while len(_marked(marker)) < 3 and not deadline.expired():  # mpiexec and its two ranks
+            time.sleep(0.1)
+        assert len(_marked(marker)) >= 3, "the job did not start"
+        runner.kill()  # as a harness's SIGKILL ends pytest
+        runner.wait()
+        deadline = waiting.Deadline(30)
+        while _marked(marker) and not deadline.expired():
+            time.sleep(0.1)
+        assert _marked(marker) == [], "the job outlived the process that started it"
+    finally:
+        runner.kill()
+        for pid in _marked(marker):  # only this test's own job
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_nccl_unloadable_without_any_nvidia_wheel_says_what_to_install(fake_cupy, monkeypatch):
