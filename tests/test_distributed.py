@@ -1723,25 +1723,32 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     assert "Abort(" not in line  # a line of its own: MPI's report of the abort follows on the next
 
 
-def _gpunn_train_ranks(tmp_path, *ranks):
-    """(status, stderr) of ``mpiexec -n 1 gpunn train ARGS : ...``, one rank per ``ranks`` entry (its own
-    arguments after the common ones), within 120 s; a job that does not end fails the test."""
+def _gpunn_ranks(tmp_path, *ranks):
+    """(status, stdout, stderr) of ``mpiexec -n 1 gpunn ARGS : ...``, one rank per ``ranks`` entry (its arguments),
+    in ``tmp_path``, within 120 s; a job that does not end fails the test."""
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
     env = dict(os.environ, GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cmd = [mpiexec()]
     for own in ranks:
         cmd += [":"] if len(cmd) > 1 else []
-        cmd += ["-n", "1", str(gpunn_cli), "train", *own]
+        cmd += ["-n", "1", str(gpunn_cli), *own]
     proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, cwd=tmp_path)
     try:
-        _, err = waiting.communicate(proc, 120)
+        out, err = waiting.communicate(proc, 120)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("the job hung")
-    return proc.returncode, err
+    return proc.returncode, out, err
+
+
+def _save_train_files(tmp_path, X):
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", numpy.ones((X.shape[0], 1)))
+    return ["train", "--data", "X.npy", "--targets", "Y.npy", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+            "--quiet"]
 
 
 @needs_mpi
@@ -1756,11 +1763,9 @@ def test_gpunn_train_says_an_error_every_rank_raises_alike_once(tmp_path, case):
     X = numpy.random.default_rng(0).normal(size=(400, 3))
     if case == "each its own":
         X[[5, 390], 1] = numpy.nan  # rank 0's shard and rank 1's
-    numpy.save(tmp_path / "X.npy", X)
-    numpy.save(tmp_path / "Y.npy", numpy.ones((400, 1)))
-    common = ["--data", "X.npy", "--targets", "Y.npy", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+    train = _save_train_files(tmp_path, X)
     own = [["--lr", "0.01"], ["--lr", "0.02"]] if case == "alike" else [["--standardize"]] * 2
-    code, err = _gpunn_train_ranks(tmp_path, *[common + o for o in own])
+    code, _, err = _gpunn_ranks(tmp_path, *[train + o for o in own])
     said = [line for line in err.splitlines() if line.startswith("gpunn train [")]
     if case == "alike":
         assert said == ["gpunn train [ranks 0-1]: error: the ranks are not training the same run; these settings "
@@ -1769,6 +1774,33 @@ def test_gpunn_train_says_an_error_every_rank_raises_alike_once(tmp_path, case):
         assert sorted(said) == [f"gpunn train [rank {r} of ranks 0-1]: error: X.npy row {row}: column 1: nan is NaN; "
                                 "clean or impute it first" for r, row in ((0, 5), (1, 390))], err
     assert code == 2 and "Abort(" not in err and "Traceback" not in err, err
+
+
+@needs_mpi
+@pytest.mark.parametrize("asks,who", [(["train", "-h"], "one rank"), (["--version"], "one rank"),
+                                      (["train", "--help"], "every rank"), (["--version"], "every rank")])
+def test_help_or_version_on_one_rank_of_an_mpmd_launch_refuses_the_job_and_on_every_rank_prints_it(tmp_path, asks,
+                                                                                                   who):
+    """mpiexec -n 1 gpunn train --help : -n 1 gpunn train ...: the rank that printed its help left with status 0, and
+    the other waited for it in MPI_Init forever (no abort, no timeout reaches there). Every rank of a launched gpunn
+    train now says what it does in one gather before it reads data, the rank that printed help or version too: where
+    they differ, every rank is refused in one line said once, status 2; where every rank asked for help alike, each
+    prints it and the job ends with status 0, as gpunn train --help does."""
+    train = _save_train_files(tmp_path, numpy.ones((40, 3)))
+    code, out, err = _gpunn_ranks(tmp_path, *([asks, train] if who == "one rank" else [asks, asks]))
+    from gpunn import __version__
+
+    printed = f"gpunn {__version__}" if asks == ["--version"] else "usage: gpunn train "
+    if who == "every rank":
+        assert code == 0 and out.count(printed) == 2 and "error" not in err, (out, err)
+        return
+    said = " ".join(a if a != "-h" else "--help" for a in asks)
+    assert code == 2 and out.count(printed) == 1, (out, err)
+    prog = "gpunn" if asks == ["--version"] else "gpunn train"  # rank 0's, which says it
+    assert [line for line in err.splitlines() if "error" in line] == [
+        f'{prog} [ranks 0-1]: error: the ranks do not all run the same command, and one that prints its help or '
+        'version and leaves would leave the others waiting for it; give every rank the same command: command: '
+        f'"{said}" on rank 0; "train" on rank 1'], err
 
 
 def test_a_failure_in_a_one_process_distributed_fit_reaches_the_caller():

@@ -158,6 +158,30 @@ def _check_launch(command: str) -> None:
                          "train and gpunn sweep train data parallel: mpiexec -n P gpunn train ...)")
 
 
+def _printed_on_every_rank(argv) -> None:
+    """After ``gpunn train --help`` (or sweep's, or ``gpunn --help``/``--version``) printed its text: under an MPI
+    launcher with several processes, the ranks' check that each runs the same command (gpunn.distributed.comm.
+    same_command_on_every_rank), which every rank of gpunn train and sweep takes before reading data. Every rank that
+    asked alike leaves with status 0; one that asked alone while others train is refused with them (ConfigMismatch,
+    said once), where it left them waiting for it forever."""
+    command = _command(argv)
+    if command not in (*DATA_PARALLEL, None):
+        return
+    from ..distributed import launched_size
+
+    try:
+        if launched_size() <= 1:
+            return
+    except DistributedError:  # a launcher's variable gpunn cannot read: the training ranks refuse it themselves
+        return
+    tokens = argv[:argv.index("--")] if "--" in argv else argv
+    printed = next((t for t in tokens if t in ("-h", "--help", "--version")), "--help")
+    from ..distributed.comm import same_command_on_every_rank
+
+    same_command_on_every_rank(" ".join(filter(None, (command, "--help" if printed == "-h" else printed))),
+                               bounded=True)
+
+
 def _with_rank(text: str) -> str:
     """A command's one line with this process's rank after its prog: ``gpunn train [rank 1 of ranks 0-1]: ...``."""
     from ..distributed.comm import launched_rank, launched_size, rank_words
@@ -173,16 +197,16 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
     ``exc`` that every rank raised at the same point (gpunn.distributed.comm.is_raised_on_every_rank) waits for no
     rank: the ranks compare their lines, rank 0 says a line every rank has once (``gpunn train [ranks 0-1]: ...``),
     each rank says its own where they differ, and every rank exits with its status."""
-    if not _in_launched_run(argv):
-        print(text, file=sys.stderr, flush=True)
-        return status
     from ..distributed.comm import end_launched_job, is_raised_on_every_rank, started_world
 
     control = started_world() if exc is not None and is_raised_on_every_rank(exc) else None
-    lines = None if control is None else control.allgather(text, label="the comparison of the ranks' error lines")
+    if control is None and not _in_launched_run(argv):
+        print(text, file=sys.stderr, flush=True)
+        return status
+    prog, _, said = text.partition(": ")  # (a rank that printed gpunn --version speaks as gpunn: its words compared)
+    lines = None if control is None else control.allgather(said, label="the comparison of the ranks' error lines")
     if lines is not None and len(set(lines)) == 1:
         if control.rank == 0:
-            prog, _, said = text.partition(": ")
             sys.stderr.write(f"{prog} [ranks 0-{control.size - 1}]: {said}\n")
             sys.stderr.flush()
         return status
@@ -270,9 +294,18 @@ def _run(argv) -> int:
 
         report_failures_with(report, prog_of(_command(argv)))  # the watchdog's line led by the command too
     try:
-        with refusals_said_by(_with_rank) if launched else contextlib.nullcontext():
-            args = parse_args(argv)
+        try:
+            with refusals_said_by(_with_rank) if launched else contextlib.nullcontext():
+                args = parse_args(argv)
+        except SystemExit as exc:
+            if exc.code in (0, None):  # --help or --version printed: under a launcher, agreed on (or refused) first
+                _printed_on_every_rank(argv)
+            raise
         _check_launch(args.command)
+        if launched:  # before any data is read: a rank of the job that printed --help instead waits here too
+            from ..distributed.comm import same_command_on_every_rank
+
+            same_command_on_every_rank(args.command)
         with text_to_stderr(args), sigterm_interrupts():  # --json -: stdout holds the JSON alone
             return args.func(args)
     except SystemExit as exc:  # argparse's refusal of the command line (its line said): under mpiexec, end the job

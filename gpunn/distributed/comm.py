@@ -487,6 +487,16 @@ def end_launched_job(code: int) -> None:
         import mpi4py  # noqa: F401
     except ImportError:
         return
+    _alarm_ends_this_process()
+    from mpi4py import MPI
+
+    MPI.COMM_WORLD.Abort(code)
+
+
+def _alarm_ends_this_process() -> bool:
+    """Have SIGALRM end this process after ``GPUNN_DIST_TIMEOUT`` seconds (300 where it is unset or unreadable), for a
+    wait that no watchdog times: MPI_Init, which cannot finish where a process of the job never enters it. Not under
+    ``inf``, nor off the main thread. Whether it was armed (``signal.alarm(0)`` disarms it)."""
     import signal
 
     try:
@@ -494,12 +504,42 @@ def end_launched_job(code: int) -> None:
     except DistributedError:
         timeout = DEFAULT_TIMEOUT_S
     # inf: never (the alarm took no inf, nor seconds past a C int: 1e12 failed too); 2**31 s is 68 years
-    if threading.current_thread() is threading.main_thread() and timeout < 2**31:
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process
-        signal.alarm(max(1, int(timeout)))
-    from mpi4py import MPI
+    if threading.current_thread() is not threading.main_thread() or timeout >= 2**31:
+        return False
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process
+    signal.alarm(max(1, int(timeout)))
+    return True
 
-    MPI.COMM_WORLD.Abort(code)
+
+def same_command_on_every_rank(doing: str, bounded: bool = False) -> None:
+    """Under an MPI launcher with several processes, before any of them reads data: every process says what it does
+    (``doing``: its command, ``train``; or what it printed instead of running one, ``train --help``) in one gather
+    over the control communicator (:func:`world`, which starts MPI), and where they differ every rank raises the same
+    ConfigMismatch naming them. A rank of an MPMD launch (``mpiexec -n 1 gpunn train --help : -n 1 gpunn train ...``)
+    that printed its help and left, alone, left the others waiting for it forever (in MPI_Init, where no watchdog
+    reaches). ``bounded``: an alarm ends this process should MPI never start (a process of the job that does not take
+    part: one that is no gpunn train). Nothing without a launcher or mpi4py (a training rank then refuses the run in
+    world())."""
+    if launched_size() <= 1:
+        return
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return
+    armed = bounded and _alarm_ends_this_process()
+    try:
+        said = world().allgather(doing, label="the check that every rank runs the same command")
+    finally:
+        if armed:
+            import signal
+
+            signal.alarm(0)
+    if len(set(said)) > 1:
+        from .digest import describe_differences
+
+        raise ConfigMismatch("the ranks do not all run the same command, and one that prints its help or version and "
+                             "leaves would leave the others waiting for it; give every rank the same command:\n"
+                             + describe_differences([{"command": what} for what in said]))
 
 
 _WORLD = {}
