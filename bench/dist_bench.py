@@ -17,7 +17,8 @@ member-samples are ``members`` times as many. On a shared machine the minimum st
 CPU-second are the numbers to read: the first is the step when neither rank was descheduled, the second does
 not count the time the scheduler gave to others (but counts MPI's and BLAS's busy-waiting). Threads: as the
 environment sets them (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS, ...), else a data-parallel fit gives each rank
-its share of the cores (README, "Cores per rank"); bench/RESULTS.md has the commands.
+its share of the cores (README, "Cores per rank"); bench/RESULTS.md has the commands. Under mpiexec the ranks
+compare their arguments before anything else: ranks given different ones (an MPMD launch) stop, status 2.
 """
 import json
 import os
@@ -140,6 +141,24 @@ def refuse(message):
     raise SystemExit(2)
 
 
+def same_arguments_on_every_rank(argv):
+    """Under mpiexec with several processes, before anything else: the ranks compare their arguments in one gather
+    (gpunn.distributed.comm.same_command_on_every_rank). A rank of an MPMD launch given others (``--help``, which
+    prints the docstring and leaves; an argument refused on that rank alone) left the rest waiting for it in
+    MPI_Init forever; every rank now stops with status 2, rank 0 saying which differ. Nothing without a launcher."""
+    from gpunn.distributed import ConfigMismatch, DistributedError, launched_rank
+    from gpunn.distributed.comm import same_command_on_every_rank
+
+    try:
+        same_command_on_every_rank(" ".join(argv) or "(no arguments)", bounded=True)
+    except ConfigMismatch as exc:
+        if launched_rank() != 0:  # rank 0 says it, once
+            raise SystemExit(2) from None
+        refuse(" ".join(str(exc).split()))
+    except DistributedError as exc:  # a launcher's variable or GPUNN_DIST_TIMEOUT it cannot read
+        refuse(" ".join(str(exc).split()))
+
+
 def whole(text, what) -> int:
     """A positional argument that counts something: digits 0-9 only, 1 or more."""
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
@@ -257,6 +276,7 @@ def overlap():
 
 
 if __name__ == "__main__":
+    same_arguments_on_every_rank(sys.argv[1:])
     if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)

@@ -11,7 +11,7 @@ import numpy
 import pytest
 import waiting
 from bench_scripts import ROOT, load
-from mpi_launch import THREAD_ENV, mpiexec, needs_mpi
+from mpi_launch import THREAD_ENV, mpiexec, needs_mpi, own_session
 
 import gpunn
 
@@ -159,6 +159,35 @@ def _on_two_ranks(tmp_path, *args):
     lines = out.splitlines()
     assert len(lines) == 1, out
     return json.loads(lines[0])
+
+
+@needs_mpi
+@pytest.mark.parametrize("first,second,status", [(["--help"], [TINY, "4", "3"], 2),
+                                                 ([TINY, "0", "3"], [TINY, "4", "3"], 2), (["--help"], ["--help"], 0)])
+def test_ranks_of_an_mpmd_launch_given_other_arguments_stop_together(tmp_path, first, second, status):
+    """mpiexec -n 1 python bench/dist_bench.py --help : -n 1 python bench/dist_bench.py CONFIG BATCH: the rank that
+    printed the docstring (or refused its own arguments) left, and the other waited for it in MPI_Init forever. The
+    ranks compare their arguments first (gpunn.distributed.comm.same_command_on_every_rank): where they differ every
+    rank stops, rank 0 saying which, status 2; every rank given --help alike prints it, status 0."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    script = [sys.executable, str(ROOT / "bench" / "dist_bench.py")]
+    proc = own_session([mpiexec(), "-n", "1", *script, *first, ":", "-n", "1", *script, *second], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        out, err = waiting.communicate(proc, 120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail("the job hung")
+    assert proc.returncode == status, err
+    said = [line for line in err.splitlines() if "error" in line]
+    if status == 0:
+        assert out.count("Data-parallel throughput on the CPU") == 2 and said == [], (out, err)
+    else:
+        assert said == ["dist_bench.py: error: the ranks do not all run the same command, and one that prints its help "
+                        "or version and leaves would leave the others waiting for it; give every rank the same "
+                        f'command: command: "{" ".join(first)}" on rank 0; "{" ".join(second)}" on rank 1 (see '
+                        "dist_bench.py --help)"], err
 
 
 @needs_mpi

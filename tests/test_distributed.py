@@ -1732,8 +1732,7 @@ def _gpunn_ranks(tmp_path, *ranks):
     for own in ranks:
         cmd += [":"] if len(cmd) > 1 else []
         cmd += ["-n", "1", str(gpunn_cli), *own]
-    proc = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, cwd=tmp_path)
+    proc = own_session(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         out, err = waiting.communicate(proc, 120)
     except subprocess.TimeoutExpired:
