@@ -1,5 +1,5 @@
 """Launching ``mpiexec`` from the tests: where it is, whether MPI tests can run, the thread variables a launch
-sets itself, and a job in a session of its own that still ends with the test run (shared by
+sets itself, and a job that ends with the test run, in a session of its own too (shared by
 tests/test_distributed.py and tests/test_dist_bench.py; a plain module, so that no test module imports another)."""
 import os
 import pathlib
@@ -38,17 +38,23 @@ _DIE_WITH_PARENT = ("import ctypes, os, sys\n"
                     "os.execvp(sys.argv[2], sys.argv[2:])\n")
 
 
+def ending_with_this_process(args):
+    """``args`` (an mpiexec command line) made so that the kernel kills that process when this one ends, however it
+    ends: a runner that ends the test run (a mutation harness's or CI's timeout, SIGTERM or SIGKILL) may kill pytest
+    alone, or its process group, which a job started in a session of its own (``own_session``) is not in; either
+    way the job lived on, its ranks waiting in MPI. mpiexec so killed ends its ranks (each in a session of its own,
+    under a proxy that sees it gone). Linux only (prctl; elsewhere ``args`` as they are). Start it from the test's
+    own thread: the kernel acts when the thread that started the child ends."""
+    if not sys.platform.startswith("linux"):
+        return list(args)
+    return [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *map(str, args)]
+
+
 def own_session(args, **popen):
-    """``subprocess.Popen(args, start_new_session=True, **popen)``, whose process the kernel kills when this one
-    ends, however it ends. A test starts an mpiexec job in a session of its own to kill the whole job
-    (``os.killpg``) without killing pytest, which also takes it out of the process group that a runner kills when it
-    ends the run (a mutation harness's or CI's timeout, SIGTERM or SIGKILL): the job lived on, its ranks waiting in
-    MPI. mpiexec so killed ends its ranks (each in a session of its own, under a proxy that sees it gone). On Linux
-    (prctl; elsewhere a plain new session); call it from the test's own thread: the kernel acts when the thread that
-    started the child ends."""
-    if sys.platform.startswith("linux"):
-        args = [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *map(str, args)]
-    return subprocess.Popen(args, start_new_session=True, **popen)
+    """``subprocess.Popen(args, start_new_session=True, **popen)`` that ends with this process
+    (``ending_with_this_process``): a test starts an mpiexec job in a session of its own to kill the whole job
+    (``os.killpg``) without killing pytest."""
+    return subprocess.Popen(ending_with_this_process(args), start_new_session=True, **popen)
 
 
 # the variables that set a process's thread counts: a launch removes them from its environment and sets its own

@@ -11,7 +11,7 @@ import numpy
 import pytest
 import waiting
 from bench_scripts import ROOT, load
-from mpi_launch import THREAD_ENV, mpiexec, needs_mpi, own_session
+from mpi_launch import THREAD_ENV, ending_with_this_process, mpiexec, needs_mpi, own_session
 
 import gpunn
 
@@ -152,7 +152,7 @@ def _on_two_ranks(tmp_path, *args):
     for name in THREAD_ENV:
         env.pop(name, None)
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    cmd = [mpiexec(), "-n", "2", sys.executable, str(ROOT / "bench" / "dist_bench.py"), *args]
+    cmd = ending_with_this_process([mpiexec(), "-n", "2", sys.executable, str(ROOT / "bench" / "dist_bench.py"), *args])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     out, err = waiting.communicate(proc, 120)
     assert proc.returncode == 0, err

@@ -14,7 +14,7 @@ import time
 import numpy
 import pytest
 import waiting
-from mpi_launch import THREAD_ENV, mpiexec, needs_mpi, own_session
+from mpi_launch import THREAD_ENV, ending_with_this_process, mpiexec, needs_mpi, own_session
 
 from gpunn.backend import CPU
 from gpunn.data import DataError
@@ -1299,7 +1299,7 @@ def _launch(mode, tmp_path, timeout=120, threads_set=True, **popen):
         env.pop(name, None)
     if threads_set:
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    cmd = [mpiexec(), "-n", "2", sys.executable, str(SCRIPT), mode, str(tmp_path)]
+    cmd = ending_with_this_process([mpiexec(), "-n", "2", sys.executable, str(SCRIPT), mode, str(tmp_path)])
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -1547,7 +1547,7 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
     cmd = [mpiexec(), "-n", "2", str(gpunn_cli), "train", *rows, "--features", "4", "--hidden", "8",
            "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--quiet",
            "--save", str(tmp_path / "run.npz"), "--json", str(tmp_path / "run.json")]
-    proc = waiting.run(cmd, env=env, timeout=120)
+    proc = waiting.run(ending_with_this_process(cmd), env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("launched by MPI with 2 processes") == 1
     assert proc.stdout.count("held-out:") == 1  # rank 1 prints nothing
@@ -1575,7 +1575,7 @@ def _sweep_on_two_ranks(tmp_path, *options):
     rank = ["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet", *options]
     cmd = [mpiexec(), "-n", "1", "-wdir", str(tmp_path), gpunn_cli, *rank,
            ":", "-n", "1", "-wdir", str(tmp_path / "other"), gpunn_cli, *rank]
-    proc = waiting.run(cmd, env=env, timeout=120)
+    proc = waiting.run(ending_with_this_process(cmd), env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("launched by MPI with 2 processes") == 1 and proc.stdout.count("stopped early") == 1  # the table, once
     assert list((tmp_path / "other").iterdir()) == []  # rank 1 wrote nothing
@@ -1864,29 +1864,34 @@ def _marked(marker):
 
 
 @needs_mpi
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; own_session's prctl is Linux's")
-def test_an_mpiexec_job_a_test_starts_in_its_own_session_ends_when_the_test_run_is_killed():
-    """A runner that ends a test run (a mutation harness's timeout) kills pytest's process group; an mpiexec job that
-    a test started in a session of its own (mpi_launch.own_session) is not in it, and lived on with its ranks. Now
-    the kernel kills mpiexec with the process that started it, and mpiexec's ranks end with it."""
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kernel's parent-death signal")
+@pytest.mark.parametrize("launch", ["own_session(job)", "subprocess.Popen(ending_with_this_process(job))"])
+def test_an_mpiexec_job_a_test_starts_ends_when_the_test_run_is_killed(launch):
+    """A runner that ends a test run (a mutation harness's timeout) kills pytest, or its process group; an mpiexec
+    job that a test started in a session of its own (mpi_launch.own_session) is in neither, and lived on with its
+    ranks, as one in pytest's group did when pytest alone was killed. Now the kernel kills mpiexec with the process
+    that started it, and mpiexec's ranks end with it."""
     import uuid
 
     marker = f"gpunn-own-session-{uuid.uuid4().hex}"
     tests = str(pathlib.Path(__file__).parent)
-    code = ("import sys, time\n"
+    code = ("import os, subprocess, sys, time\n"
             f"sys.path.insert(0, {tests!r})\n"
-            "from mpi_launch import mpiexec, own_session\n"
-            f"own_session([mpiexec(), '-n', '2', sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}])\n"
+            "from mpi_launch import ending_with_this_process, mpiexec, own_session\n"
+            "job = [mpiexec(), '-n', '2', sys.executable, '-c', 'import time; time.sleep(300)', os.environ['MARKER']]\n"
+            f"{launch}\n"
             "print('launched', flush=True)\n"
             "time.sleep(300)\n")
-    runner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    # the marker in the job's command lines only (the runner's holds the code, which reads it from its environment)
+    runner = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, MARKER=marker), stdout=subprocess.PIPE,
+                              text=True)
     try:
         waiting.read_until(runner, "launched", 60)
         deadline = waiting.Deadline(60)
         while len(_marked(marker)) < 3 and not deadline.expired():  # mpiexec and its two ranks
             time.sleep(0.1)
         assert len(_marked(marker)) >= 3, "the job did not start"
-        runner.kill()  # as a harness's SIGKILL ends pytest
+        runner.kill()  # as a harness's SIGKILL ends pytest (alone: the job in its group is not signalled either)
         runner.wait()
         deadline = waiting.Deadline(30)
         while _marked(marker) and not deadline.expired():
