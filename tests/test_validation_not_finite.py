@@ -158,6 +158,30 @@ def test_two_ranks_on_the_stand_ins_gpus_both_refuse_a_validation_value_the_outp
     assert str(outcomes[0][1]) == str(outcomes[1][1]) and aborted == []
 
 
+def test_a_score_one_rank_refuses_in_a_callback_ends_the_job_as_any_one_rank_error(fake_cupy, monkeypatch):
+    """A rank_zero_only callback of the user's that scores held-out rows its output overflows on: score() raises
+    ValidationNotFinite on rank 0 alone (33f931a). The job's run took every ValidationNotFinite for the loop's own
+    check, which every rank raises at the same point, and neither aborted nor let the caller's error end the job:
+    the other rank waited in the next collective until the timeout. The loop's checks mark their errors now, and a
+    ValidationNotFinite of anything else ends the job at once, as any error of one rank."""
+    from thread_ranks import run_ranks
+
+    X, Y, X_val, _ = rows()
+
+    class TestScore(gpunn.Callback):
+        rank_zero_only = True
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["test_r2"] = trainer.model.score(X_val, numpy.zeros((len(X_val), 1), "float32"))
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([3, 8, 1], device=f"cuda:{rank}", seed=0).fit(
+        X, Y, epochs=2, batch_size=4, callbacks=[TestScore()], verbose=False, distributed=True), timeout=10)
+    # rank 0 aborts the job at once (what rank 1 does after its broken collective is not the job's: its process
+    # would be gone); before, rank 0 aborted nothing and rank 1 waited until the timeout
+    assert aborted[:1] == [(0, 1)] and type(outcomes[0][1]) is gpunn.ValidationNotFinite, (aborted, outcomes)
+    assert not gpunn.distributed.comm.is_raised_on_every_rank(outcomes[0][1])
+
+
 def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_logs_to_check(monkeypatch):
     """An evaluator that cannot be split by rank (a hand-written source's) runs on rank 0 alone. The other ranks took
     its logs only in the epoch-log broadcast, after the loop's check: rank 0 alone would refuse a val_loss of inf

@@ -23,10 +23,9 @@ import numpy
 
 from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
 from ..training.callbacks import Callback
-from ..training.loop import TrainingDiverged, ValidationNotFinite
 from ..training.sources import ArraySource
-from .comm import abort_on_error, raised_on_every_rank, world
-from .digest import ConfigMismatch, check_same_config
+from .comm import abort_on_error, is_raised_on_every_rank, raised_on_every_rank, world
+from .digest import check_same_config
 from .hook import GradientAllReduce
 from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
 from .threads import rank_threads
@@ -314,15 +313,15 @@ class DataParallel:
                 print(f"data parallel on the CPU: {threads}", flush=True)
             try:
                 return train()
-            except (ConfigMismatch, TrainingDiverged, ValidationNotFinite) as exc:
-                raised_on_every_rank(exc)  # every rank raises it at the same point (each validates the same logs)
-                raise
             except BaseException as exc:
-                # a data refusal the ranks agreed on (the hook's first_refusal) every rank raises at the same point;
-                # another error ends the job (alone, no rank waits for this one: the caller gets it, as from fit)
+                # every rank raises at the same point the settings check's ConfigMismatch, the loop's own checks'
+                # TrainingDiverged and ValidationNotFinite (training.loop.agreed: each rank checks the same sums, logs
+                # and weights) and a data refusal the ranks agreed on (the hook's first_refusal); another error ends
+                # the job (alone, no rank waits for this one: the caller gets it, as from fit), a ValidationNotFinite
+                # of score() in a callback of one rank too
                 if exc is self.hook.refusal:
                     raised_on_every_rank(exc)
-                elif self.comm.size > 1:
+                elif self.comm.size > 1 and not is_raised_on_every_rank(exc):
                     abort_on_error(self.comm, exc)
                 raise
 

@@ -39,7 +39,8 @@ from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLRO
                         order_callbacks, writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
-from .loop import DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, not_finite_validation, train
+from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
+                   train)
 from .sources import ArraySource
 from .state import FitSettings, TrainState
 
@@ -434,7 +435,7 @@ class EnsembleTrainer(Trainer):
         model.diverged = list(history.diverged)  # (set here too: a fit whose members all diverge raises)
         opt.freeze(bad)
         if len(history.diverged) == model.n_models:
-            raise TrainingDiverged(every())
+            raise agreed(TrainingDiverged(every()))
         warnings.warn(f"members {bad} diverged in epoch {epoch + 1} ({how}) and are frozen; the others go on",
                       RuntimeWarning, stacklevel=3)
         if not opt.active.any():
@@ -473,8 +474,8 @@ class EnsembleTrainer(Trainer):
             losses = ", ".join(f"{logs['loss'][k]:.4g}" for k in overflowed)
             places = self.not_finite_places()
             where = by_member({k: places[k] for k in overflowed if k in places})
-            raise ValidationNotFinite(not_finite_validation(epoch, metrics, losses, model.dtype.name,
-                                                            f"members {overflowed}: their ", where))
+            raise agreed(ValidationNotFinite(not_finite_validation(epoch, metrics, losses, model.dtype.name,
+                                                                   f"members {overflowed}: their ", where)))
         self._freeze_diverged(overflowed, epoch, "validation metrics NaN or infinite, where the others' are finite",
                               every)
 

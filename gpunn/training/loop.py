@@ -62,6 +62,16 @@ class ValidationNotFinite(FloatingPointError):
     ensemble's: for no member a score), naming the first such row and column of X."""
 
 
+def agreed(exc: BaseException) -> BaseException:
+    """``exc``, an error of the loop's own checks of what every rank of a data-parallel fit holds alike (the epoch's
+    summed losses, the validation logs, the weights), marked so (gpunn.distributed.comm.raised_on_every_rank): the
+    fit's ranks raise it at the same point and end no job. The same classes raised elsewhere (score() in a callback
+    of one rank) are one rank's errors."""
+    from ..distributed.comm import raised_on_every_rank
+
+    return raised_on_every_rank(exc)
+
+
 def not_finite_validation(epoch, metrics, training, dtype, who="", where="") -> str:
     """ValidationNotFinite's words for ``epoch`` (from 0): ``metrics`` {name: value} of its validation logs that are
     not finite, ``training`` its training loss(es) as shown, ``who`` whose they are ("members [0, 1]: their "),
@@ -263,11 +273,11 @@ class Trainer:
         if not math.isfinite(loss) or grew:
             how = (f"{loss:.4g}, {loss / ref:.3g} times its reference {ref:.4g} (the first batch's loss, or the "
                    "loss of predicting zero if larger)," if grew else f"{loss}")
-            raise TrainingDiverged(
+            raise agreed(TrainingDiverged(
                 f"training loss became {how} in epoch {epoch + 1} (learning rate {lr:.3g}); "
                 "lower the learning rate, or standardize the targets and inputs (a gpunn.data source's standardize=True, "
                 "gpunn train --standardize)"
-            )
+            ))
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
 
@@ -281,13 +291,13 @@ class Trainer:
             return
         model = self.model
         if not bool(model.xp.isfinite(model.params).all()):
-            raise TrainingDiverged(
+            raise agreed(TrainingDiverged(
                 f"the weights became NaN or infinite in the last steps of epoch {epoch + 1} (learning rate "
                 f"{logs['lr']:.3g}; its validation loss is {logs.get('val_loss')}); lower the learning rate, or "
                 "standardize the targets and inputs (a gpunn.data source's standardize=True, gpunn train "
-                "--standardize)")
-        raise ValidationNotFinite(not_finite_validation(epoch, bad, f"{logs['loss']:.4g}", model.dtype.name,
-                                                        where=self.not_finite_places().get(0, "")))
+                "--standardize)"))
+        raise agreed(ValidationNotFinite(not_finite_validation(epoch, bad, f"{logs['loss']:.4g}", model.dtype.name,
+                                                               where=self.not_finite_places().get(0, ""))))
 
     def not_finite_places(self) -> dict:
         """{member: words} naming how many of the validation rows' output values are NaN or infinite and the first
