@@ -193,8 +193,8 @@ def unscored(model, logs, X, chunk_rows, members=()) -> dict:
     (whether its weights are finite, why its metrics are not, in words)} for each member (0 for one model) whose
     metrics are not all finite; {} when every one is. The model's output over X (``predict``'s, ``chunk_rows`` at a
     time) is NaN or infinite, or the errors against Y overflow. On that path only, the weights are read and X
-    predicted again, to say where (one host read each); X as ``evaluate`` took it. Call inside
-    ``model.backend.use()``."""
+    predicted again, ``chunk_rows`` at a time as evaluate's pass, to say where (one host read each, and one a chunk);
+    X as ``evaluate`` took it. Call inside ``model.backend.use()``."""
     host = model.backend.to_host
     bad = numpy.zeros(members or (1,), bool)
     for key in ("val_loss", "val_mse", "val_mae"):  # (R² is NaN of one row, as scikit-learn's; else finite with them)
@@ -202,7 +202,10 @@ def unscored(model, logs, X, chunk_rows, members=()) -> dict:
     if not bad.any():
         return {}
     finite = host(model.xp.isfinite(model.params.reshape(bad.size, -1)).all(axis=1))
-    places = not_finite_places(model, [model._predicted(X, chunk_rows, members)], bad.size)
+    X = model._as_input(X) if model.standardizer is None else model._raw_input(X)  # (converted once, as _evaluated)
+    outputs = (model._predicted(X[start:start + chunk_rows], chunk_rows, members)  # no K x rows x outputs at once
+               for start in range(0, X.shape[0], chunk_rows))
+    places = not_finite_places(model, outputs, bad.size)
     dtype, out = numpy.dtype(model._prediction_dtype()).name, {}
     for k in map(int, numpy.flatnonzero(bad)):
         count, (row, column) = places[k]

@@ -247,6 +247,22 @@ def test_an_mlp_whose_weights_are_nan_has_no_score_where_a_constant_target_gave_
             model.score(X, target)
 
 
+def test_where_no_member_has_a_score_the_rows_are_predicted_again_chunk_rows_at_a_time(monkeypatch):
+    """evaluate() goes chunk_rows rows at a time (an ensemble's memory check counts them); on its no-score path the
+    rows were predicted again whole, K x rows x outputs at once and a mask of it, so rows evaluate could score could
+    raise out of memory there instead of the error naming the row. The first row is still found across chunks."""
+    X, Y, X_val, Y_val = rows()
+    ens = gpunn.Ensemble([3, 8, 1], n_models=2, device="cpu", seed=0)
+    ens.fit(X, Y, epochs=1, batch_size=8, verbose=False)
+    ens.chunk_rows = 2
+    predicted, real = [], ens._predicted
+    monkeypatch.setattr(ens, "_predicted", lambda X, *args: predicted.append(len(X)) or real(X, *args))
+    with pytest.raises(gpunn.ValidationNotFinite, match=r"^no member of the ensemble has a score on \(X, Y\): members "
+                                                        r"\[0, 1\]: " + OVERFLOW + "$"):
+        ens.evaluate(X_val, Y_val)
+    assert max(predicted) == 2 and sum(predicted) == 2 * len(X_val)  # evaluate's pass, then the error's
+
+
 def test_one_row_still_scores_its_r2_as_nan_as_scikit_learn_does():
     """R² of one row is undefined (NaN, scikit-learn's r2_score too): not a model with no score."""
     X, Y, _, _ = rows()
