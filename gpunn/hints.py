@@ -21,6 +21,10 @@ OTHER_NAMES = {
     "layers": _HIDDEN, "hidden-layers": _HIDDEN, "hidden-layer-sizes": _HIDDEN,
     "gpu": _DEVICE, "cuda": _DEVICE,
     "load": ("resume", "did you mean {0} (continue a saved run)?", (None,)),
+    # Keras's (nb-epoch: Keras 1's) and scikit-learn's names; difflib took validation-split for validation-data
+    "validation-split": ("validation-fraction", "did you mean {0}?", (None,)),
+    "nb-epoch": ("epochs", "did you mean {0}?", (None,)), "max-iter": ("epochs", "did you mean {0}?", (None,)),
+    "random-state": ("seed", "did you mean {0}?", (None,)),
 }
 
 
@@ -63,3 +67,17 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
         return Meant(shortened, "shortened")
     close = difflib.get_close_matches(low, folded, n=1, cutoff=CUTOFF)
     return Meant((folded[close[0]],), "close") if close else None
+
+
+def _as_keyword(name, value):
+    name = name.replace("-", "_")
+    return name if value is None else f"{name}={value!r}"
+
+
+def unexpected_keyword(call: str, key: str, names) -> TypeError:
+    """Python's TypeError for a keyword argument ``call`` (``"MLP.fit"``) does not take, with the parameter of
+    ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
+    said only ``got an unexpected keyword argument``."""
+    found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
+    hint = f" ({found.hint(_as_keyword)})" if found else ""
+    return TypeError(f"{call}() got an unexpected keyword argument {key!r}{hint}")

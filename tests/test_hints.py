@@ -4,7 +4,8 @@ import pytest
 
 from gpunn.hints import meant
 
-OPTIONS = ["batch-size", "data", "device", "epochs", "eps", "hidden", "lr", "quiet", "resume"]
+OPTIONS = ["batch-size", "data", "device", "epochs", "eps", "hidden", "lr", "quiet", "resume", "seed",
+           "validation-fraction"]
 
 
 @pytest.mark.parametrize("name, names, how, found", [
@@ -27,6 +28,8 @@ def test_every_known_name_a_shortened_one_begins_is_hinted():
 @pytest.mark.parametrize("other, option", [
     ("learning-rate", "lr"), ("verbose", "quiet"), ("-v", "quiet"), ("layers", "hidden"), ("hidden-layers", "hidden"),
     ("hidden-layer-sizes", "hidden"), ("gpu", "device"), ("cuda", "device"), ("load", "resume"),
+    ("validation-split", "validation-fraction"), ("nb-epoch", "epochs"), ("max-iter", "epochs"),
+    ("random-state", "seed"),
 ])
 def test_another_tools_name_is_hinted_as_the_option_it_stands_for(other, option):
     found = meant(other, OPTIONS)

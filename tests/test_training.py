@@ -569,6 +569,25 @@ def test_help_of_model_fit_names_the_method_the_user_calls(cls, module, user):
     assert pickle.loads(pickle.dumps(method)) is method  # found where it says it is
 
 
+@pytest.mark.parametrize("call, key, hint", [
+    ("MLP.fit", "validation_split", " (did you mean validation_fraction?)"),  # Keras's name (difflib: validation_data)
+    ("MLP.fit", "nb_epoch", " (did you mean epochs?)"),
+    ("fit", "learning_rate", " (did you mean lr?)"),
+    ("Ensemble.fit", "max_iter", " (did you mean epochs?)"),  # scikit-learn's
+    ("Ensemble.fit", "validation", " (did you mean validation_data or validation_fraction?)"),
+    ("Ensemble.fit", "batchsize", " (did you mean batch_size?)"),
+    ("MLP.fit", "colour", ""),  # nothing meant: Python's words alone
+])
+def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(call, key, hint):
+    """fit(X, Y, validation_split=0.1) said only "fit() got an unexpected keyword argument 'validation_split'"."""
+    X, Y = numpy.zeros((8, 2)), numpy.zeros((8, 1))
+    fits = {"MLP.fit": MLP([2, 1], device="cpu").fit, "Ensemble.fit": gpunn.Ensemble([2, 1], 2, device="cpu").fit,
+            "fit": lambda *args, **kw: gpunn.fit(MLP([2, 1], device="cpu"), *args, **kw)}
+    with pytest.raises(TypeError) as raised:
+        fits[call](X, Y, verbose=False, **{key: 0.1})
+    assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
+
+
 def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
     """R² is undefined on 1 row: fit reported 0 for such a validation set and trained on; scikit-learn refuses
     (its MLPRegressor) or gives NaN (r2_score). Every fit refuses it by the parameter; a score is NaN."""

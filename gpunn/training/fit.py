@@ -3,12 +3,14 @@ resumption) use."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 
 import numpy
 
 from ..checks import check_rows_match, flag, no_array, positive_int, real, seed_int
+from ..hints import unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -20,13 +22,31 @@ from .sources import ArraySource
 from .state import FitSettings
 
 
+def keywords_checked(function, name=None):
+    """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
+    (``validation_split``, Keras's name: ``validation_fraction``); ``name``: the call's in the message."""
+    function = inspect.unwrap(function)
+    parameters = inspect.signature(function).parameters
+    known = {p for p, spec in parameters.items() if spec.kind not in (spec.POSITIONAL_ONLY, spec.VAR_POSITIONAL)}
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        for key in kwargs:
+            if key not in known:
+                raise unexpected_keyword(name or function.__name__, key, list(parameters)[1:])
+        return function(*args, **kwargs)
+    return checked
+
+
 def as_method(function, qualname, summary):
     """``function(model, ...)`` as the method ``qualname`` (``"MLP.fit"``, ``"Ensemble.fit"``) of a class of the
     calling module, with the function's parameters, ``self`` for ``model``, and ``summary`` above its docstring, so
     that ``help(model.fit)`` and an editor list every option with its default, as ``help(gpunn.fit)`` does
     (``**kwargs`` showed none), under the name the user calls (``fit_ensemble`` showed for ``Ensemble.fit``)."""
+    call = keywords_checked(function, qualname)
+
     def method(self, *args, **kwargs):
-        return function(self, *args, **kwargs)
+        return call(self, *args, **kwargs)
 
     signature = inspect.signature(function)
     model, *rest = signature.parameters.values()
@@ -74,6 +94,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             RegressionEvaluator(model, Xv, Yv, rows_in=("X", held)))
 
 
+@keywords_checked
 def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True,
         distributed=False, graph=None):
