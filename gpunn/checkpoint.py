@@ -923,12 +923,10 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             callbacks = [cb for cb in callbacks if not _writes_to(cb, ckpt.path)]
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
-            from .distributed import world
-            from .distributed.training import DataParallel, per_rank_batch_on_resume
+            from .distributed.training import DataParallel
 
-            batch = per_rank_batch_on_resume(ckpt.path, settings, world(model.backend).size)
-            dp = DataParallel(model, distributed=distributed, batch_size=batch, verbose=verbose, source=source,
-                              shards=shards)
+            dp = DataParallel(model, distributed=distributed, batch_size=None, verbose=verbose, source=source,
+                              shards=shards, resuming=(ckpt.path, settings))  # the per-rank batch: the run's global one
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)

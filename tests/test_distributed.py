@@ -640,6 +640,9 @@ class _RankOfTwo:
     def describe(self):
         return "2 stub ranks"
 
+    def allgather(self, mine, label=None):  # the other rank, running the same code, gives the same
+        return [mine] * self.size
+
 
 def test_a_data_parallel_batch_is_capped_at_one_global_batch_of_every_row_and_the_data_shared_by_rows(monkeypatch,
                                                                                                      capsys):
@@ -810,6 +813,65 @@ def test_on_gpus_an_error_every_rank_meets_in_the_statistics_pass_is_raised_on_e
                 "merged spread": ["features column 1 cannot be standardized: its spread overflows float64"] * 2,
                 "every row": ["row 5: column 1: nan is NaN"] * 2}[where]
     assert all(part in text for (text, _), part in zip(said, expected)), said
+
+
+@pytest.mark.parametrize("who", ["every rank", "one rank"])
+def test_a_source_the_ranks_cannot_share_out_is_refused_alike_on_every_rank_without_an_abort(tmp_path, fake_cupy,
+                                                                                             monkeypatch, who):
+    """DataParallel's own refusals (here 3 shards, which 2 ranks cannot share out) come before any collective of the
+    fit: every rank raised its error unmarked, so gpunn train said it once per rank and aborted the job; and a rank
+    that refused alone (another source on it) left the other waiting in the fit's first collective until the
+    watchdog. The ranks now agree on who refused in one gather of flags: where every rank refuses, each raises its
+    error marked as raised on every rank (said once, no abort); where one does, it ends the job as before. Two thread
+    ranks on the CPU (tests/thread_ranks.py)."""
+    import gpunn
+    from gpunn.distributed import comm
+    from gpunn.distributed.shard import ShardedSource
+    from thread_ranks import run_ranks
+
+    monkeypatch.setattr(comm, "_REPORT", [])  # (a launched command's way of saying a rank's failure: not here)
+    _save_columns(tmp_path, numpy.column_stack([numpy.linspace(0, 1, 24), numpy.ones(24)]))
+
+    def fit(rank):
+        source = gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=4)
+        gpunn.MLP([2, 4, 1], device="cpu", seed=0).fit(
+            ShardedSource(source, 3) if who == "every rank" or rank == 1 else source, epochs=1, batch_size=4,
+            verbose=False, distributed=True)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=10.0)
+    said = "this run's data were read as 3 shard(s), one per rank of the run that started it; 2 ranks cannot share"
+    if who == "every rank":
+        assert aborted == [], aborted
+        for _, exc in outcomes:
+            assert type(exc) is ValueError and said in str(exc) and comm.is_raised_on_every_rank(exc), outcomes
+    else:
+        assert aborted == [(1, 1)], (aborted, outcomes)
+        assert said in str(outcomes[1][1]) and not comm.is_raised_on_every_rank(outcomes[1][1]), outcomes
+
+
+def test_a_data_refusal_of_one_rank_is_said_once_by_that_rank(fake_cupy, monkeypatch, capsys):
+    """The data refusal the ranks agree on (the hook's first_refusal: every rank raises it) was said by gpunn train
+    in two lines that said the same thing in other words, the holder's own and the other's "rank 1 of ranks 0-1
+    refused its data: ...". The holder now says it alone; every rank exits with status 2, and nothing aborts. Two
+    thread ranks (tests/thread_ranks.py) each running the command's last step (gpunn.cli._failed)."""
+    from gpunn import cli
+    from gpunn.distributed import comm
+    from gpunn.distributed.hook import GradientAllReduce
+    from thread_ranks import run_ranks
+
+    monkeypatch.setattr(comm, "started_world", lambda: comm.world())  # (run_ranks's world: this thread's rank)
+    monkeypatch.setattr(comm, "launched_rank", lambda: comm.world().rank)
+    monkeypatch.setattr(comm, "launched_size", lambda: 2)
+    said = "X.npy row 19: column 1: 3e+38 is past float32 once standardized"
+
+    def refused(rank):
+        error = GradientAllReduce(comm.world()).first_refusal(DataError(said) if rank == 1 else None)
+        comm.raised_on_every_rank(error)  # as DataParallel.run marks it
+        return cli._failed(*cli._describe(error, False, "train"), ["train"], error)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, refused)
+    assert outcomes == [(2, None), (2, None)] and aborted == [], (outcomes, aborted)
+    assert capsys.readouterr().err.splitlines() == [f"gpunn train [rank 1 of ranks 0-1]: error: {said}"]
 
 
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])

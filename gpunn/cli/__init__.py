@@ -196,7 +196,8 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
     MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status. An error
     ``exc`` that every rank raised at the same point (gpunn.distributed.comm.is_raised_on_every_rank) waits for no
     rank: the ranks compare their lines, rank 0 says a line every rank has once (``gpunn train [ranks 0-1]: ...``),
-    each rank says its own where they differ, and every rank exits with its status."""
+    each rank says its own where they differ (but for a rank that only repeats another's refusal of its data, which
+    that rank says), and every rank exits with its status."""
     from ..distributed.comm import end_launched_job, is_raised_on_every_rank, started_world
 
     control = started_world() if exc is not None and is_raised_on_every_rank(exc) else None
@@ -210,6 +211,8 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
             sys.stderr.write(f"{prog} [ranks 0-{control.size - 1}]: {said}\n")
             sys.stderr.flush()
         return status
+    if lines is not None and getattr(exc, "gpunn_said_by", None) is not None:  # another rank's refusal of its data
+        return status  # in other words: that rank says it
     # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
     sys.stderr.write(_with_rank(text) + "\n")
     sys.stderr.flush()

@@ -70,6 +70,7 @@ class GradientAllReduce:
 
                 rank, text = refused[0]
                 error = DataError(f"{rank_words(rank, len(said))} refused its data: {text}")
+                error.gpunn_said_by = rank  # the words of that rank, which says them itself (gpunn train: once)
         self.refusal = error
         return error
 

@@ -15,7 +15,8 @@
   before rank 0 has written it (a SIGTERM, passed on as the fit returns, then ends every rank after it).
 * A rank that raises prints its error and aborts the job; consistent errors that every rank
   raises at the same point (a configuration mismatch, a diverged loss, validation metrics that are not finite:
-  every rank checks the same validation logs) are raised normally.
+  every rank checks the same validation logs) are raised normally. So are DataParallel's refusals of its arguments
+  where every rank refuses them: the ranks agree on who refused in one gather of flags before the fit.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy
 from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
 from ..training.callbacks import Callback
 from ..training.sources import ArraySource
-from .comm import abort_on_error, is_raised_on_every_rank, raised_on_every_rank, world
+from .comm import abort_on_error, agreeing_on_failure, is_raised_on_every_rank, raised_on_every_rank, world
 from .digest import check_same_config
 from .hook import GradientAllReduce
 from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
@@ -216,7 +217,27 @@ class DataParallel:
     """
 
     def __init__(self, model, X=None, Y=None, *, distributed=True, batch_size, seed=0, shuffle=True, verbose,
-                 timeout=None, source=None, shards=None):
+                 timeout=None, source=None, shards=None, resuming=None):
+        control = world(None, timeout)
+        self.rank, self.size = control.rank, control.size
+        # every rank checks the same arguments here, and the ranks agree on who refused them in one small gather:
+        # where every rank refuses (the same arguments, as mpiexec -n P gives them), each raises its error as one
+        # process does, marked as raised on every rank (gpunn train says it once), and no rank aborts; where some do,
+        # they end the job, as before, and the others, which cannot train without them, wait for that
+        self.source = agreeing_on_failure(control, lambda: self._set_up(model, X, Y, distributed, batch_size, seed,
+                                                                        shuffle, source, shards, resuming),
+                                          "the check of the data-parallel settings", gather=False)
+        self.model, self.verbose = model, verbose
+        self.comm = world(model.backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
+        self.hook = GradientAllReduce(self.comm, self.source)
+        self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
+        if verbose and self.is_root:
+            print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
+                  f"{self.batch_size * self.size} global", flush=True)
+
+    def _set_up(self, model, X, Y, distributed, batch_size, seed, shuffle, source, shards, resuming):
+        """This rank's share of the data, after the checks of the arguments (the same on every rank);
+        ``resuming``: (checkpoint path, its FitSettings), whose global batch sets the per-rank one."""
         if distributed not in (True, "mpi", "nccl"):
             raise ValueError(f"distributed must be True, 'mpi' or 'nccl', got {distributed!r}")
         backend = model.backend
@@ -224,25 +245,19 @@ class DataParallel:
             raise ValueError("distributed='mpi' needs a CPU model; a GPU model's gradients go over NCCL")
         if distributed == "nccl" and not backend.is_gpu:
             raise ValueError("distributed='nccl' needs a model on a GPU (device=gpunn.distributed.local_device())")
-        self.model, self.verbose = model, verbose
-        self.comm = world(backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
-        self.rank, self.size = self.comm.rank, self.comm.size
+        if resuming is not None:
+            batch_size = per_rank_batch_on_resume(*resuming, self.size)
+        self.model = model
         rows = int(source.rows if source is not None else X.shape[0])
         cap = -(-rows // self.size)  # one global batch holds every row
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
-        if source is not None:
-            if not getattr(source, "resumable", False):
-                raise ValueError("data-parallel training needs a source whose batches are a pure function of "
-                                 "(seed, epoch, batch) (resumable), so that every rank draws the same ones")
-            self.source = self._split(source, shards)
-        else:
-            self.source = ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed,
-                                             shuffle=shuffle, batch_size=self.batch_size)
-        self.hook = GradientAllReduce(self.comm, self.source)
-        self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
-        if verbose and self.is_root:
-            print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
-                  f"{self.batch_size * self.size} global", flush=True)
+        if source is None:
+            return ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed, shuffle=shuffle,
+                                      batch_size=self.batch_size)
+        if not getattr(source, "resumable", False):
+            raise ValueError("data-parallel training needs a source whose batches are a pure function of "
+                             "(seed, epoch, batch) (resumable), so that every rank draws the same ones")
+        return self._split(source, shards)
 
     def _split(self, source, shards):
         """This rank's share of a source: its shards of a chunked one, its piece of each batch otherwise."""
