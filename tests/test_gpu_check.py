@@ -6,6 +6,7 @@ run, and one rebuilt from the H200 run that bench/RESULTS.md records.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -1751,8 +1752,13 @@ def test_the_long_streams_epoch_lies_between_two_in_memory_epochs_and_its_ratio_
     report gives the pairing and judges the bracketed ratio."""
     import time
 
+    import gpunn.data
+
     hook = _load("bench/gpu_checks/streams.py", "streams_hook")
     monkeypatch.setattr(hook, "LONG_ROWS", 4096)
+    # the stream's windows of one of make's chunks (65,536 rows), not 16: the 10^9-row epoch below stops at its
+    # deadline after its first window, which it generated whole first (about 6 s for 16 chunks on 2 loaded cores)
+    monkeypatch.setattr(gpunn.data, "synthetic", functools.partial(gpunn.data.synthetic, window=1))
     args = ([32, 8, 1], "relu", "identity", True, "float32", "cpu", 0)
     synthetic = {"stream_samples_per_s": 1e6, "memory_samples_per_s": 1e6,
                  "steps": {"memory": "eager: no GPU: the step runs eagerly"}}
