@@ -187,6 +187,24 @@ def test_early_stopping_without_restore_keeps_no_copy_of_the_weights_and_ends_wi
     numpy.testing.assert_array_equal(model.params, rec.snapshots[4])
 
 
+def test_without_early_stopping_the_best_epoch_is_the_least_val_loss_of_one_model_as_of_an_ensemble(data):
+    """One model's history.best_epoch was None for a validated run without EarlyStopping, an Ensemble's the
+    least val_loss's epoch per member: both are that epoch now, the model keeping its last epoch's weights."""
+    X, Y, Xv, Yv = data
+    rec = Recorder()
+    model = MLP([5, 32, 1], device="cpu", seed=0)
+    h = model.fit(X, Y, epochs=6, batch_size=50, lr=0.3, validation_data=(Xv, Yv), callbacks=[rec], verbose=False)
+    assert h.best_epoch == 1 + int(numpy.argmin(h["val_loss"])) < 6 and not h.stopped_early  # val_loss rose after it
+    numpy.testing.assert_array_equal(model.params, rec.snapshots[6])
+    ens = gpunn.Ensemble([5, 32, 1], 2, device="cpu", seed=0)
+    he = ens.fit(X, Y, epochs=6, batch_size=50, lr=0.3, validation_data=(Xv, Yv), verbose=False)
+    assert he.best_epoch == (1 + numpy.argmin(he["val_loss"], axis=0)).tolist()
+    assert model.fit(X, Y, epochs=2, verbose=False).best_epoch is None  # no validation: none
+    stopping = EarlyStopping("loss", patience=9)  # EarlyStopping's monitor decides, not val_loss
+    h = model.fit(X, Y, epochs=3, lr=1e-3, validation_data=(Xv, Yv), callbacks=[stopping], verbose=False)
+    assert h.best_epoch == stopping.best_epoch == 1 + int(numpy.argmin(h["loss"]))
+
+
 def test_a_run_that_diverges_ends_with_its_best_epochs_weights_under_early_stopping(data):
     """TrainingDiverged still raises, but the model is not left holding the garbage the diverged epoch
     made of it: EarlyStopping(restore_best_weights=True) puts back the best epoch's parameters."""

@@ -414,6 +414,17 @@ def test_a_run_that_ran_out_of_epochs_says_early_stopping_kept_an_earlier_epochs
     assert "early stopping" not in capsys.readouterr().out  # the last epoch was the best: nothing to say
 
 
+def test_a_run_without_early_stopping_records_its_least_val_loss_epoch_and_keeps_the_last_weights(tmp_path, capsys):
+    """best_epoch was null without --early-stopping, though every epoch is validated (a sweep's members had one);
+    it is the least val_loss's epoch now, and no early stopping is said: the model keeps the last epoch's weights."""
+    assert main(["train", *SMALL, "--epochs", "4", "--lr", "0.1", "--json", str(tmp_path / "o.json")]) == 0
+    out = json.loads((tmp_path / "o.json").read_text())
+    val_loss = out["history"]["val_loss"]
+    assert out["result"]["best_epoch"] == 1 + int(numpy.argmin(val_loss)) < 4  # this run's val_loss rose after it
+    assert out["result"]["val_mse"] == pytest.approx(val_loss[-1], rel=1e-5)  # the held-out line is the last epoch's
+    assert "early stopping" not in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_readmes_config_resume_and_predict_example_runs_as_written(tmp_path, monkeypatch, capsys):
     """README's console example under "Training runs you can trust" (`cat run.toml`, then `gpunn train --config

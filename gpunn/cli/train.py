@@ -530,7 +530,8 @@ def run(args) -> int:
     best, last = getattr(history, "best_epoch", None), history["epoch"][-1]
     if history.stopped_early:
         print(f"early stopping: best epoch {best} of {last}; its weights are kept")
-    elif best is not None and best != last:  # the held-out metrics below are that epoch's, not the last one's
+    elif args.early_stopping and best is not None and best != last:  # the held-out metrics below are that epoch's
+        # (without early stopping best_epoch is the least val_loss's, and the model keeps the last epoch's weights)
         print(f"early stopping: best epoch {best} of {last} (the epochs ran out before its patience); its weights "
               "are kept")
     print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "

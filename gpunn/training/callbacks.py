@@ -80,11 +80,22 @@ class History(dict):
     completed epochs are listed: a run stopped in its first epoch returns a History whose lists are empty,
     ``history["epoch"] == []``, as Keras's ``history.epoch`` lists the epochs completed);
     ``stopped_early`` when early stopping ended it.
+
+    ``best_epoch`` (from 1): EarlyStopping's best epoch by its monitor, whose weights the model ends with
+    (``restore_best_weights``); without EarlyStopping, the epoch of the least ``val_loss`` where the run was
+    validated (the model then ends with the last epoch's weights), as an Ensemble's history gives; else None.
     """
 
     interrupted = False
     stopped_early = False
-    best_epoch = None  # set by EarlyStopping: the epoch whose weights the model ends with
+    best_epoch = None
+
+    def settle_best(self):
+        """best_epoch for a validated run without EarlyStopping: the least val_loss's epoch (the first of equals,
+        as EarlyStopping counts only a fall), where an epoch ended."""
+        values = numpy.asarray(self.get("val_loss", []), dtype=numpy.float64)
+        if self.best_epoch is None and values.size:
+            self.best_epoch = int(numpy.where(numpy.isfinite(values), values, numpy.inf).argmin()) + 1
 
     def expect(self, keys):
         """An empty list for each of ``keys`` it has not yet: the logs a run will append, so that a run stopped

@@ -57,6 +57,15 @@ class EnsembleHistory(History):
     diverged = ()
     stopped_epoch = None
 
+    def settle_best(self):
+        """best_epoch and best per member for a validated run without early stopping: each member's least
+        val_loss (a member's NaN or infinite epochs never the best)."""
+        values = numpy.asarray(self.get("val_loss", []), dtype=numpy.float64)
+        if self.best is None and values.size:
+            filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
+            self.best_epoch = (filled.argmin(axis=0) + 1).tolist()
+            self.best = filled.min(axis=0).tolist()
+
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
         # the member count: from the losses, or, where no epoch finished, the per-member flags a fit sets (an
@@ -541,12 +550,6 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
         history = dp.run(loop) if dp is not None else loop()
     if not isinstance(history.stopped_early, list):  # per member, also without early stopping
         history.stopped_early = [False] * model.n_models
-    if history.best is None and validation is not None:  # best per member without early stopping
-        values = numpy.asarray(history.get("val_loss", []), dtype=numpy.float64)
-        if values.size:
-            filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
-            history.best_epoch = (filled.argmin(axis=0) + 1).tolist()
-            history.best = filled.min(axis=0).tolist()
     model.history = history
     return history
 

@@ -23,7 +23,7 @@ import numpy
 from ..checks import flag
 from ..metrics import VALIDATION_KEYS
 from ..ops.denormals import flush_denormals
-from .callbacks import Callback, History
+from .callbacks import Callback, EarlyStopping, History
 from .state import FitSettings, TrainState
 
 
@@ -393,6 +393,8 @@ def train(trainable, source, optimizer, settings: FitSettings, state: TrainState
     with sigint_stops(trainer, handle_interrupt):
         history = trainer.run()
     history.interrupted = trainer.interrupted
+    if validation is not None and not any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks):
+        history.settle_best()  # the least val_loss's epoch, where no EarlyStopping names one
     return history
 
 
