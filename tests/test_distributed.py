@@ -1837,6 +1837,54 @@ def test_gpunn_train_says_an_error_every_rank_raises_alike_once(tmp_path, case):
     assert code == 2 and "Abort(" not in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("failed", [(0, 1), (1,), ()])
+def test_ranks_that_failed_before_any_collective_agree_on_it_with_the_others(fake_cupy, monkeypatch, failed):
+    """comm.agreeing_before_any_collective, on two thread ranks (tests/thread_ranks.py) that have begun no collective
+    since the command check: every rank failed -> each gets its error back marked as raised on every rank, nothing
+    aborts; one rank -> it aborts the job, the other (whose command ended with no fit) waits for that; none -> one
+    gather, nothing raised. A rank that has begun a collective since takes no part (it failed inside the fit)."""
+    from gpunn.distributed import comm
+    from thread_ranks import run_ranks
+
+    monkeypatch.setattr(comm, "started_world", lambda: comm.world())  # (run_ranks's world: this thread's rank)
+    monkeypatch.setattr(comm, "_REPORT", [])
+
+    def rank(r):
+        control = comm.world()
+        control.collectives = control.collectives_at_command_check = 3
+        error = ValueError("missing.npy: no such file") if r in failed else None
+        comm.agreeing_before_any_collective(error)
+        control.collectives += 1  # one collective begun since: no part in any agreement (no gather here to wait in)
+        comm.agreeing_before_any_collective(error)
+        return error is not None and comm.is_raised_on_every_rank(error)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, rank, timeout=10.0)
+    if len(failed) == 2:
+        assert outcomes == [(True, None), (True, None)] and aborted == [], (outcomes, aborted)
+    elif failed:
+        assert aborted == [(1, 1)] and outcomes[1] == (False, None), (outcomes, aborted)
+        assert type(outcomes[0][1]).__name__ == "BrokenBarrierError", outcomes  # waited for the abort
+    else:
+        assert outcomes == [(False, None), (False, None)] and aborted == [], (outcomes, aborted)
+
+
+@needs_mpi
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_gpunn_train_or_sweep_failing_alike_on_every_rank_before_the_fit_says_it_once(tmp_path, command):
+    """An error every rank meets before the fit (here a --data file no rank can read; also the command's own checks)
+    was said by every rank, each then aborting the job (MPI's "Abort(2) ..." lines after them): nothing marked it as
+    raised on every rank. A rank that failed before any collective since the command check now says so in the
+    others' first one, an agreement on who failed (the statistics pass, the data-parallel settings, the sweep's
+    split): where every rank failed, the line they share is said once, status 2, nothing aborts. One rank alone still
+    ends the job (test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line, "before")."""
+    train = _save_train_files(tmp_path, numpy.ones((40, 3)))
+    train[0:3] = [command, "--data", "missing.npy"]
+    code, _, err = _gpunn_ranks(tmp_path, train, train)
+    assert [line for line in err.splitlines() if "error" in line] == [
+        f"gpunn {command} [ranks 0-1]: error: missing.npy: no such file (features)"], err
+    assert code == 2 and "Abort(" not in err, err
+
+
 @needs_mpi
 @pytest.mark.parametrize("asks,who", [(["train", "-h"], "one rank"), (["--version"], "one rank"),
                                       (["train", "--help"], "every rank"), (["--version"], "every rank")])

@@ -118,9 +118,9 @@ def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memor
     # would not fit on a rank whose GPU has less memory free
     from gpunn.cli.sweep import split_over_ranks
 
-    class Ranks:  # the 3 ranks' own members_per_ensemble, this one rank 1
+    class Ranks:  # the 3 ranks' own members_per_ensemble, this one rank 1, each with whether it failed (none)
         def allgather(self, mine, label=None):
-            return [(6, "0.1 MiB per member, 0.60 GiB free on cuda:0"), mine, (6, "")]
+            return [((6, "0.1 MiB per member, 0.60 GiB free on cuda:0"), False), mine, ((6, ""), False)]
 
     assert split_over_ranks(2, "0.1 MiB per member, 0.20 GiB free on cuda:1", Ranks()) == (
         2, "0.1 MiB per member, 0.20 GiB free on cuda:1 (rank 1)")
@@ -131,9 +131,9 @@ def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memor
 def test_a_data_parallel_sweep_takes_that_split(capsys, monkeypatch):
     import gpunn.distributed
 
-    class Ranks:  # rank 1 of 2 has room for two members an ensemble
+    class Ranks:  # rank 1 of 2 has room for two members an ensemble (and failed in none: the split's agreement)
         def allgather(self, mine, label=None):
-            return [mine, (2, "0.4 MiB per member, 1.0 MiB free on cuda:1")]
+            return [mine, ((2, "0.4 MiB per member, 1.0 MiB free on cuda:1"), False)]
 
     def training(*args, **kwargs):
         raise RuntimeError("training")

@@ -194,12 +194,16 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
     """``text`` as one line on stderr, and ``status``. Under ``mpiexec -n P gpunn train`` (or sweep) the line names this
     process's rank, and the whole job ends here (MPI_Abort): the other ranks may be waiting for this one in
     MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status. An error
-    ``exc`` that every rank raised at the same point (gpunn.distributed.comm.is_raised_on_every_rank) waits for no
-    rank: the ranks compare their lines, rank 0 says a line every rank has once (``gpunn train [ranks 0-1]: ...``),
-    each rank says its own where they differ (but for a rank that only repeats another's refusal of its data, which
-    that rank says), and every rank exits with its status."""
-    from ..distributed.comm import end_launched_job, is_raised_on_every_rank, started_world
+    ``exc`` that every rank raised at the same point (gpunn.distributed.comm.is_raised_on_every_rank; or raised before
+    any collective since the ranks' command check, where the ranks agree on who failed in the first one of the others:
+    agreeing_before_any_collective) waits for no rank: the ranks compare their lines, rank 0 says a line every rank
+    has once (``gpunn train [ranks 0-1]: ...``), each rank says its own where they differ (but for a rank that only
+    repeats another's refusal of its data, which that rank says), and every rank exits with its status."""
+    from ..distributed.comm import (agreeing_before_any_collective, end_launched_job, is_raised_on_every_rank,
+                                    started_world)
 
+    if exc is not None and not is_raised_on_every_rank(exc) and _in_launched_run(argv):
+        agreeing_before_any_collective(exc)  # failed before the fit's first collective: the ranks agree on it there
     control = started_world() if exc is not None and is_raised_on_every_rank(exc) else None
     if control is None and not _in_launched_run(argv):
         print(text, file=sys.stderr, flush=True)
@@ -310,7 +314,12 @@ def _run(argv) -> int:
 
             same_command_on_every_rank(args.command)
         with text_to_stderr(args), sigterm_interrupts():  # --json -: stdout holds the JSON alone
-            return args.func(args)
+            status = args.func(args)
+        if launched:  # a command that trained nothing meets a rank that failed before its fit, as a fit would
+            from ..distributed.comm import agreeing_before_any_collective
+
+            agreeing_before_any_collective(None)
+        return status
     except SystemExit as exc:  # argparse's refusal of the command line (its line said): under mpiexec, end the job
         # too, or the other ranks wait for this one in MPI_Init or their first collective (as after _failed's line)
         if launched and exc.code not in (0, None):

@@ -216,7 +216,10 @@ def split_over_ranks(per, why, comm) -> tuple[int, str]:
     """The split of a data-parallel sweep (under mpiexec), from each rank's own ``members_per_ensemble``: the
     smallest, as every rank holds the whole ensemble on its own device (rank 0's alone would not fit on a
     rank whose GPU has less memory free), and the same on every rank."""
-    splits = comm.allgather((per, why), label="the sweep's split")
+    from ..distributed.comm import agreeing_on_failure
+
+    # an agreement on who failed, as a fit's first collective is (a rank that failed before it joins it: gpunn.cli)
+    splits = agreeing_on_failure(comm, lambda: (per, why), "the sweep's split")
     r = min(range(len(splits)), key=lambda i: splits[i][0])
     per, why = splits[r]
     return per, (f"{why} (rank {r})" if r and why else why)

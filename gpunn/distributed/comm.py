@@ -194,12 +194,14 @@ class MpiComm:
         self.timeout = _timeout_from_env(timeout)
         self._watchdog = _Watchdog(self.timeout, self._timed_out)
         self._flag = numpy.zeros(1, numpy.int32)
+        self.collectives = 0  # begun on this rank (a rank that failed before any since the command check: cli)
 
     def describe(self) -> str:
         return f"{self.size} rank(s) over MPI ({' '.join(self.MPI.Get_library_version().splitlines()[0].split())})"
 
     @contextlib.contextmanager
     def _guard(self, label):
+        self.collectives += 1
         self._watchdog.begin(label)
         try:
             yield
@@ -473,6 +475,30 @@ def agreeing_on_failure(comm, compute, label, gather=True):
     return [p for p, _ in gathered] if gather else part
 
 
+def agreeing_before_any_collective(exc: BaseException | None) -> None:
+    """For a rank of gpunn train or sweep that has begun no collective since the ranks' command check (each rank's
+    first one after it is an agreement on who failed: :func:`agreeing_on_failure`, at the statistics pass, the
+    data-parallel settings or the sweep's split): this rank's failure ``exc`` (None: the command ended without
+    one, and without any collective) told in that agreement. Where every rank failed, ``exc`` comes back marked
+    :func:`raised_on_every_rank`; where only some did, the failed ones end the job (:func:`abort_on_error`) and the
+    others wait for that. Nothing for a rank that has begun a collective since (one that failed inside the fit)."""
+    control = started_world()
+    checked = getattr(control, "collectives_at_command_check", None)
+    if checked is None or checked != control.collectives:
+        return
+
+    def told():
+        if exc is not None:
+            raise exc
+
+    label = "the agreement on who failed before the fit" if exc is not None else "the end of a command with no fit"
+    try:
+        agreeing_on_failure(control, told, label, gather=False)
+    except BaseException as raised:  # noqa: BLE001 - exc back (marked where every rank failed): the caller says it
+        if raised is not exc:
+            raise
+
+
 def end_launched_job(code: int) -> None:
     """End every process of this MPI-launched job now (``MPI_Abort`` with ``code``), from a process that
     failed outside a distributed fit: ``mpiexec`` does not end the others when a process exits with an
@@ -528,7 +554,9 @@ def same_command_on_every_rank(doing: str, bounded: bool = False) -> None:
         return
     armed = bounded and _alarm_ends_this_process()
     try:
-        said = world().allgather(doing, label="the check that every rank runs the same command")
+        control = world()
+        said = control.allgather(doing, label="the check that every rank runs the same command")
+        control.collectives_at_command_check = control.collectives
     finally:
         if armed:
             import signal
