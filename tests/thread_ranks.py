@@ -65,6 +65,22 @@ class _Job:
         self.barrier = threading.Barrier(size, timeout=timeout)  # a rank that never joins fails the others
 
 
+def _import_before_the_threads():
+    """Import the gpunn modules a rank imports lazily (gpunn.ops.cuda on its first GPU array, the data and
+    distributed modules in fit) here, in one thread: two threads compiling one module's source at once (a fresh
+    checkout has no .pyc) can fail in CPython 3.11's compiler with "SystemError: AST constructor recursion depth
+    mismatch" (gh-106905), a failure of the test's threads, not of gpunn."""
+    import pkgutil
+
+    for package in ("ops", "data", "distributed", "training"):
+        module = importlib.import_module(f"gpunn.{package}")
+        for info in pkgutil.iter_modules(module.__path__, f"{module.__name__}."):
+            try:
+                importlib.import_module(info.name)
+            except ImportError:  # an optional extra's module (the test that needs it skips without it)
+                pass
+
+
 def run_ranks(monkeypatch, size, work, timeout=30.0):
     """``work(rank)`` on ``size`` threads, each a rank of a data-parallel job: gpunn.distributed's ``world`` gives
     the thread its NcclComm (on the model's device) over its ThreadControl. Returns ([(value returned, exception
@@ -95,6 +111,7 @@ def run_ranks(monkeypatch, size, work, timeout=30.0):
         except BaseException as exc:  # noqa: BLE001 - the test reads it
             outcomes[rank] = (None, exc)
 
+    _import_before_the_threads()
     threads = [threading.Thread(target=run, args=(rank,)) for rank in range(size)]
     for thread in threads:
         thread.start()
