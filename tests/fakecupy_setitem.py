@@ -28,6 +28,7 @@ import importlib.abc
 import importlib.machinery
 import operator
 import sys
+import threading
 
 import numpy
 
@@ -174,10 +175,19 @@ def _helper(attribute):
     return ast.Attribute(value=_load(HELPER), attr=attribute, ctx=ast.Load())
 
 
+# Python 3.11 keeps the AST converter's recursion depth per interpreter, not per thread: two threads importing
+# gpunn modules at once (the thread ranks of tests/thread_ranks.py, each its first import of gpunn.ops.cuda) could
+# switch inside ast.parse (a garbage collection running Python code) and one failed, "SystemError: AST constructor
+# recursion depth mismatch", the other then finding the module half made (seen in threaded programs: CPython
+# gh-106905). One parse at a time.
+_PARSING = threading.RLock()
+
+
 def rewrite(source: str, path: str):
     """The code object of a module's source with its subscript assignments checked."""
-    tree = _Rewrite().visit(ast.parse(source, path))
-    return compile(tree, path, "exec", dont_inherit=True)
+    with _PARSING:
+        tree = _Rewrite().visit(ast.parse(source, path))
+        return compile(tree, path, "exec", dont_inherit=True)
 
 
 class _Loader(importlib.machinery.SourceFileLoader):
