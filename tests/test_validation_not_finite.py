@@ -220,6 +220,7 @@ OVERFLOW = (r"predict\(X\) is NaN or infinite at 1 value\(s\) \(first at row 3, 
             r"clean them\)")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the rows made to overflow
 def test_an_mlps_score_on_rows_its_output_overflows_on_is_refused_naming_the_first_row(device):
     """scikit-learn's r2_score refuses NaN or infinite predictions ("Input contains NaN"); evaluate() returned
     {"loss": inf, ..., "r2": -inf} and score() -inf. Now ValidationNotFinite, as the fit's validation on the same
@@ -247,6 +248,7 @@ def test_an_mlp_whose_weights_are_nan_has_no_score_where_a_constant_target_gave_
             model.score(X, target)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the rows made to overflow
 def test_where_no_member_has_a_score_the_rows_are_predicted_again_chunk_rows_at_a_time(monkeypatch):
     """evaluate() goes chunk_rows rows at a time (an ensemble's memory check counts them); on its no-score path the
     rows were predicted again whole, K x rows x outputs at once and a mask of it, so rows evaluate could score could
@@ -270,6 +272,7 @@ def test_one_row_still_scores_its_r2_as_nan_as_scikit_learn_does():
     assert numpy.isfinite(logs["loss"]) and numpy.isnan(logs["r2"])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the rows made to overflow
 def test_an_ensemble_scores_its_other_members_and_gives_nan_with_a_warning_for_one_without_a_score(device):
     """One member's weights NaN (a member diverged in the last fit holds them): ens.score gave NaN for it without a
     word, and on rows one member's output overflows on, -inf. Its four metrics are NaN now (scikit-learn's
