@@ -659,7 +659,8 @@ def questions(run):
                  "test_set_precision_between_fits_captures_anew: "
                  + _test_outcome(run, "test_ensemble_precision::test_set_precision_between_fits_captures_anew")))
     rows.append(("the ensemble's '% of peak' column is finite on the GPU",
-                 ("yes" if e.get("peak_column_ok") else "NO") if "peak_column_ok" in e else "not measured"))
+                 ("yes" if e.get("peak_column_ok") else "NO" + (f" ({e['peak_column_why']})" if e.get("peak_column_why")
+                                                                else "")) if "peak_column_ok" in e else "not measured"))
     return rows
 
 

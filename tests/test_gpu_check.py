@@ -463,6 +463,10 @@ def test_a_sticky_driver_error_is_named_and_blamed_on_the_exactness_check_only_w
          "peak_column_ok": False, "bf16_skipped": "under 15 s left for its process"}))
     out = _report(tmp_path / "run", capsys=capsys)
     assert "| the ensemble's '% of peak' column is finite on the GPU | NO |" in out
+    e = json.loads((tmp_path / "run" / "ensemble" / "ensemble.json").read_text())
+    (tmp_path / "run" / "ensemble" / "ensemble.json").write_text(json.dumps(dict(e, peak_column_why="no base: why")))
+    assert "| the ensemble's '% of peak' column is finite on the GPU | NO (no base: why) |" in _report(
+        tmp_path / "run", capsys=capsys)
     assert "| the bf16 ensemble row's speed (small-x256, CUDA graph) | not measured: under 15 s left for its process" in out
     assert _targets(out)["K=256 small nets ≥ 50× K sequential gpunn fits"][0] == (
         f"not measured: no sequential row in ensemble.json: the benchmark failed: {sticky} (CUDA_ERROR_ILLEGAL_ADDRESS "

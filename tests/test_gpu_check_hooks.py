@@ -842,3 +842,13 @@ def test_the_parts_named_must_be_the_hooks_and_the_long_stream_needs_the_synthet
         assert "--parts: a comma-separated choice of synthetic, npy_large, npy, synthetic_long (synthetic_long with " \
             "synthetic)" in capsys.readouterr().err
     assert not (tmp_path / "streams.json").exists()
+
+
+def test_an_ensemble_peak_column_without_a_base_says_so_rather_than_a_bug():
+    """'% of peak' is NaN where the GEMM baseline was n/a and the square GEMMs were not timed (the budget spent,
+    226007e): the hook says the column has no base, and blames gpunn.bench.ensemble only where a base was measured."""
+    hook = load("bench/gpu_checks/ensemble.py", "ensemble_hook")
+    row = {"fraction_of_peak": float("nan"), "gemm_na": "no GEMM baseline here", "peak_gflops": 0.0, "gemm_gflops": 0}
+    assert not hook.peak_ok([row]) and "has no base" in hook.why_no_peak([row])
+    row.update(peak_gflops=100.0, gemm_na=None, gemm_gflops=200.0, fraction_of_peak=0.5)
+    assert not hook.peak_ok([row]) and "a bug in gpunn.bench.ensemble" in hook.why_no_peak([row])

@@ -204,6 +204,14 @@ def peak_ok(results) -> bool:
     return all(0 < r["fraction_of_peak"] and (r["gemm_na"] or r["peak_gflops"] >= r["gemm_gflops"]) for r in results)
 
 
+def why_no_peak(results) -> str:
+    """Why peak_ok is False: no base (the GEMM baseline n/a and the square products not timed, the budget spent:
+    gpunn.bench.ensemble leaves '% of peak' NaN then), else a bug."""
+    if any(not r["peak_gflops"] for r in results):
+        return "'% of peak' has no base: the GEMM baseline was n/a and the square GEMMs were not timed (budget spent)"
+    return "'% of peak' is missing, or its base below '% of GEMM''s, in a row: a bug in gpunn.bench.ensemble"
+
+
 def summary(results, kind) -> dict:
     """ensemble.json's keys from the eager benchmark's rows: the targets, '% of peak', ran."""
     from gpunn import bench
@@ -213,8 +221,8 @@ def summary(results, kind) -> dict:
     ours = {r["impl"]: r for r in results}
     out = {"peak_column_ok": peak_ok(results), "results": results, "targets": {}}
     if not out["peak_column_ok"]:
-        print("'% of peak' is missing, or its base below '% of GEMM''s, in a row: a bug in gpunn.bench.ensemble",
-              flush=True)
+        out["peak_column_why"] = why_no_peak(results)
+        print(out["peak_column_why"], flush=True)
     for peer, target in TARGETS[kind].items():
         if peer in ours:
             speedup = ours[peer]["gpunn_speedup"]  # the eager ensemble's, paired by round
@@ -286,6 +294,8 @@ def graph_rows(args, t0, kind, results, reserve=0) -> dict:
         return out
     out["graph_results"] = rows = got["results"]
     out["peak_column_ok"] = peak_ok(results) and peak_ok(rows)
+    if not peak_ok(rows):
+        out["peak_column_why"] = why_no_peak(rows)
     ours = {r["impl"]: r for r in rows}
     graph = ours.get("gpunn-graph")
     if graph is None:
