@@ -220,6 +220,7 @@ class DataParallel:
                  timeout=None, source=None, shards=None, resuming=None):
         control = world(None, timeout)
         self.rank, self.size = control.rank, control.size
+        self.model, self.verbose = model, verbose
         # every rank checks the same arguments here, and the ranks agree on who refused them in one small gather:
         # where every rank refuses (the same arguments, as mpiexec -n P gives them), each raises its error as one
         # process does, marked as raised on every rank (gpunn train says it once), and no rank aborts; where some do,
@@ -227,7 +228,6 @@ class DataParallel:
         self.source = agreeing_on_failure(control, lambda: self._set_up(model, X, Y, distributed, batch_size, seed,
                                                                         shuffle, source, shards, resuming),
                                           "the check of the data-parallel settings", gather=False)
-        self.model, self.verbose = model, verbose
         self.comm = world(model.backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
         self.hook = GradientAllReduce(self.comm, self.source)
         self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
@@ -247,7 +247,6 @@ class DataParallel:
             raise ValueError("distributed='nccl' needs a model on a GPU (device=gpunn.distributed.local_device())")
         if resuming is not None:
             batch_size = per_rank_batch_on_resume(*resuming, self.size)
-        self.model = model
         rows = int(source.rows if source is not None else X.shape[0])
         cap = -(-rows // self.size)  # one global batch holds every row
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
