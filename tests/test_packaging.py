@@ -255,20 +255,23 @@ def test_every_signature_readme_writes_out_is_the_codes():
 @pytest.mark.parametrize("section, lines", [
     ("## Use", 2),
     pytest.param("## Training runs you can trust", 2, marks=pytest.mark.slow),
-    pytest.param("## Many models at once: ensembles and sweeps", 0, marks=pytest.mark.slow)])
+    pytest.param("## Many models at once: ensembles and sweeps", 0, marks=pytest.mark.slow),
+    ("## Data beyond memory", 0)])
 def test_readmes_examples_run_and_print_what_readme_says_they_print(tmp_path, monkeypatch, capsys, section, lines):
     """README's examples, run as README gives them, print the lines README's comments say ("Use": `20 epochs, last
     loss 3.49`, `(200, 1) R² 0.84`; "Training runs you can trust": `61 epochs, best 53, stopped early: True`, `test
-    R² 0.9565`; the ensemble example prints nothing): an API change that breaks an example, or a
+    R² 0.9565`; the ensemble and data sources' examples print nothing): an API change that breaks an example, or a
     change of results that leaves README's numbers behind, fails here. A section's Python blocks run in turn in one
-    namespace. The data sources' example (files it does not make) is not run. CPU (device
+    namespace (the data sources' first makes the files its second reads: copied verbatim, it ran). CPU (device
     "auto" through GPUNN_DEVICE, as a reader without a GPU runs them), float32, fixed seeds: the same numbers on
     every run (also with OpenBLAS's own kernel choice and with GPUNN_FUSED_KERNELS=0, checked by hand)."""
     text = (ROOT / "README.md").read_text()
     body = text.split(section + "\n", 1)[1].split("\n## ", 1)[0]
     blocks = [block.split("```", 1)[0] for block in body.split("```python")[1:]]
+    if section == "## Data beyond memory":
+        pytest.importorskip("pyarrow")  # its Parquet and CSV sources: gpunn[data], as README says
     said = [line[2:] for block in blocks for line in block.splitlines() if line.startswith("# ")]
-    monkeypatch.chdir(tmp_path)  # ModelCheckpoint("run.npz")
+    monkeypatch.chdir(tmp_path)  # ModelCheckpoint("run.npz"), the data sources' files
     monkeypatch.setenv("GPUNN_DEVICE", "cpu")
     namespace = {}
     for block in blocks:
