@@ -475,16 +475,32 @@ def agreeing_on_failure(comm, compute, label, gather=True):
     return [p for p, _ in gathered] if gather else part
 
 
-def agreeing_before_any_collective(exc: BaseException | None) -> None:
-    """For a rank of gpunn train or sweep that has begun no collective since the ranks' command check (each rank's
-    first one after it is an agreement on who failed: :func:`agreeing_on_failure`, at the statistics pass, the
-    data-parallel settings or the sweep's split): this rank's failure ``exc`` (None: the command ended without
-    one, and without any collective) told in that agreement. Where every rank failed, ``exc`` comes back marked
-    :func:`raised_on_every_rank`; where only some did, the failed ones end the job (:func:`abort_on_error`) and the
-    others wait for that. Nothing for a rank that has begun a collective since (one that failed inside the fit)."""
+AGREEMENT_NEXT = "collectives_before_agreement"  # the control communicator's count where next_collective_agrees
+
+
+def next_collective_agrees() -> None:
+    """Note that from here every rank's next collective is an agreement on who failed (:func:`agreeing_on_failure`,
+    of one shape: an allgather of (part, failed)), so that a rank that fails before it, having begun no other since,
+    can join it with its failure (:func:`agreeing_before_any_collective`). Every rank must be at the same point: after
+    the ranks' command check (same_command_on_every_rank), where the fit's first collective is one (the statistics
+    pass, the data-parallel settings, the sweep's split). A collective added after such a point that is not an
+    agreement breaks it (tests/test_agreement_points.py walks the commands' paths). Nothing without a started world of
+    several ranks."""
     control = started_world()
-    checked = getattr(control, "collectives_at_command_check", None)
-    if checked is None or checked != control.collectives:
+    if control is not None:
+        setattr(control, AGREEMENT_NEXT, control.collectives)
+
+
+def agreeing_before_any_collective(exc: BaseException | None) -> None:
+    """For a rank of gpunn train or sweep that has begun no collective since the last point from which every rank's
+    next one is an agreement on who failed (:func:`next_collective_agrees`: the ranks' command check): this rank's
+    failure ``exc`` (None: the command ended without one, and without any collective since) told in that agreement.
+    Where every rank failed, ``exc`` comes back marked :func:`raised_on_every_rank`; where only some did, the failed
+    ones end the job (:func:`abort_on_error`) and the others wait for that. Nothing for a rank that has begun a
+    collective since (one that failed inside the fit)."""
+    control = started_world()
+    noted = getattr(control, AGREEMENT_NEXT, None)
+    if noted is None or noted != control.collectives:
         return
 
     def told():
@@ -556,7 +572,7 @@ def same_command_on_every_rank(doing: str, bounded: bool = False) -> None:
     try:
         control = world()
         said = control.allgather(doing, label="the check that every rank runs the same command")
-        control.collectives_at_command_check = control.collectives
+        next_collective_agrees()  # (a ConfigMismatch below is raised on every rank: no rank joins it)
     finally:
         if armed:
             import signal
