@@ -188,8 +188,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       ``validation_fraction`` of the rows has not beaten its best by more than ``tol`` for more than
       ``n_iter_no_change`` epochs, by scikit-learn's rule (so after the same epochs for the same values);
       with early_stopping the best epoch's weights are kept (a warm fit in which no epoch beats an earlier
-      early-stopping fit's best keeps that fit's weights and ``history_.best_epoch``, which counts in the fit
-      that found it; scikit-learn ends that warm fit on its last epoch). ``learning_rate="adaptive"`` (sgd) divides
+      early-stopping fit's best keeps that fit's weights, ``history_.best`` and ``history_.best_epoch``, which
+      counts in the fit that found it; scikit-learn ends that warm fit on its last epoch). ``learning_rate="adaptive"`` (sgd) divides
       the rate by 5 on that plateau instead, and stops there once the rate is at most 1e-6, as
       scikit-learn does; "invscaling" is refused (gpunn's schedules are per epoch);
       for adam, learning_rate and power_t are ignored, as in scikit-learn. As scikit-learn's, the count
@@ -386,14 +386,15 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self._no_improvement_state = rule.state()
         if kept is not None and not max(history.get("val_r2", ()), default=-math.inf) > kept[0]:
             model.params[...] = kept[1]  # no epoch of this warm fit beat the earlier best: its weights stay
-            history.best_epoch = kept[2]
+            history.best_epoch, history.best = kept[2], kept[3]
         if not history.stopped_early and len(history.get("epoch", ())) == self.max_iter:  # as scikit-learn warns
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization "
                           "hasn't converged yet.", ConvergenceWarning, stacklevel=2)
         if previous is not None:  # warm start: the curves go on
             for key, values in history.items():
                 previous.setdefault(key, []).extend(values)
-            previous.stopped_early, previous.best_epoch = history.stopped_early, history.best_epoch
+            previous.stopped_early, previous.best_epoch, previous.best = (history.stopped_early, history.best_epoch,
+                                                                          history.best)
             history = previous
         self._set_fitted(model, history, Y.shape[1], X.shape[0], warm)
         return self
@@ -431,7 +432,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _kept_best(self, model, previous):
-        """(best validation R², a copy of the weights, their epoch) for a warm fit with early stopping after one
+        """(best validation R², a copy of the weights, their epoch and the history's best) for a warm fit with early stopping after one
         with it, whose weights are the best epoch's so far: a warm fit in which no epoch beats that R² keeps
         them, so that ``coefs_`` are the weights ``best_validation_score_`` describes. scikit-learn means to
         (it restores its ``_best_coefs``), but they are the arrays its warm fit goes on training in place, so
@@ -439,7 +440,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         state = getattr(self, "_no_improvement_state", None) if previous is not None else None
         if not (self.early_stopping and state is not None and state[0]):
             return None
-        return state[2], model.params.copy(), previous.best_epoch
+        return state[2], model.params.copy(), previous.best_epoch, previous.best
 
     def _no_improvement(self, n_outputs, continued, partial=False):
         """The callback for tol and n_iter_no_change: carrying on from the earlier fits' count, best value

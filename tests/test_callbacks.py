@@ -205,6 +205,27 @@ def test_without_early_stopping_the_best_epoch_is_the_least_val_loss_of_one_mode
     assert h.best_epoch == stopping.best_epoch == 1 + int(numpy.argmin(h["loss"]))
 
 
+def test_one_models_history_has_a_best_value_beside_its_best_epoch_as_an_ensembles_per_member(data):
+    """An Ensemble's history had ``best`` (per member: the best monitored value) beside ``best_epoch``; one model's
+    had no ``best`` (AttributeError). It is the value at best_epoch now: EarlyStopping's by its monitor (its mode's
+    best: the most val_r2), else the least val_loss where validated; else None, as an Ensemble's per member."""
+    X, Y, Xv, Yv = data
+    model = MLP([5, 32, 1], device="cpu", seed=0)
+    h = model.fit(X, Y, epochs=6, batch_size=50, lr=0.3, validation_data=(Xv, Yv), verbose=False)
+    assert h.best == min(h["val_loss"]) == h["val_loss"][h.best_epoch - 1] and type(h.best) is float
+    ens = gpunn.Ensemble([5, 32, 1], 2, device="cpu", seed=0)
+    he = ens.fit(X, Y, epochs=6, batch_size=50, lr=0.3, validation_data=(Xv, Yv), verbose=False)
+    assert he.best == numpy.min(he["val_loss"], axis=0).tolist()  # (per member)
+    stopping = EarlyStopping("val_r2", patience=9)
+    h = model.fit(X, Y, epochs=4, batch_size=50, lr=0.3, validation_data=(Xv, Yv), callbacks=[stopping], verbose=False)
+    assert h.best == stopping.best == max(h["val_r2"]) == h["val_r2"][h.best_epoch - 1]
+    he = ens.fit(X, Y, epochs=4, batch_size=50, lr=0.3, validation_data=(Xv, Yv), callbacks=[EarlyStopping("val_r2")],
+                 verbose=False)
+    assert he.best == numpy.max(he["val_r2"], axis=0).tolist()
+    h = model.fit(X, Y, epochs=2, verbose=False)
+    assert h.best is None and h.best_epoch is None  # no validation and no EarlyStopping: none
+
+
 def test_a_run_that_diverges_ends_with_its_best_epochs_weights_under_early_stopping(data):
     """TrainingDiverged still raises, but the model is not left holding the garbage the diverged epoch
     made of it: EarlyStopping(restore_best_weights=True) puts back the best epoch's parameters."""

@@ -72,6 +72,26 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, i
     assert gpunn.load_checkpoint(path).state.reference_loss == ckpt.state.reference_loss
 
 
+@pytest.mark.parametrize("stopping", [False, True], ids=["least val_loss", "early stopping"])
+def test_a_resumed_runs_best_is_the_whole_runs_as_the_run_never_stopped(data, tmp_path, interrupt_at, stopping):
+    """history.best and best_epoch of a run stopped and resumed from its checkpoint: those of the whole run (the
+    epochs before the stop counted), with EarlyStopping (its saved best) or without (the least val_loss)."""
+    X, Y = data
+
+    def callbacks():
+        return [EarlyStopping("val_r2", patience=50)] if stopping else []
+
+    fit = {**FIT, "lr": 0.2, "schedule": "constant"}  # the best epoch is the 6th of 7: the last is worse
+    ref_hist = MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=callbacks(), **fit)
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=callbacks() + [interrupt_at(6, 3),
+                                                                              gpunn.ModelCheckpoint(path)], **fit)
+    resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=callbacks(), verbose=False)
+    key, pick = ("val_r2", max) if stopping else ("val_loss", min)
+    assert _no_timing(resumed) == _no_timing(ref_hist) and resumed.best == pick(ref_hist[key]) == ref_hist.best
+    assert resumed.best_epoch == ref_hist.best_epoch == ref_hist[key].index(resumed.best) + 1 == 6  # before the stop
+
+
 class _PowerCut(gpunn.Callback):
     def __init__(self, epoch=2):
         self.epoch = epoch
@@ -245,7 +265,8 @@ def test_a_run_stopped_at_random_batches_and_resumed_each_time_ends_as_the_run_n
         numpy.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
     assert ckpt.optimizer.steps == reference.optimizer.steps
     assert _no_timing(resumed) == _no_timing(expected)
-    assert (resumed.best_epoch, resumed.stopped_early) == (expected.best_epoch, expected.stopped_early)
+    assert (resumed.best_epoch, resumed.best, resumed.stopped_early) == (expected.best_epoch, expected.best,
+                                                                         expected.stopped_early)
 
 
 

@@ -429,15 +429,16 @@ def test_a_warm_fit_that_never_beats_the_best_validation_score_keeps_its_weights
                        warm_start=True, random_state=0, device="cpu").fit(X, y)
     first, best, coefs = len(est.validation_scores_), est.best_validation_score_, [w.copy() for w in est.coefs_]
     best_epoch = est.history_.best_epoch
-    assert est.validation_scores_[best_epoch - 1] == best
+    assert est.validation_scores_[best_epoch - 1] == best == est.history_.best
     est.set_params(learning_rate_init=0.5, max_iter=6, n_iter_no_change=50).fit(X, y)
     assert est.n_iter_ == 6 and max(est.validation_scores_[first:]) < best == est.best_validation_score_
     for kept, before in zip(est.coefs_, coefs):
         numpy.testing.assert_array_equal(kept, before)
-    assert est.history_.best_epoch == best_epoch
+    assert est.history_.best_epoch == best_epoch and est.history_.best == best  # (the warm fit's own best: below it)
     est.set_params(learning_rate_init=1e-3, max_iter=20).fit(X, y)  # one that does beat it keeps its own best
     assert est.best_validation_score_ > best
     assert est.validation_scores_[first + 6 + est.history_.best_epoch - 1] == est.best_validation_score_
+    assert est.history_.best == est.best_validation_score_
     assert not numpy.array_equal(est.coefs_[0], coefs[0])
 
 

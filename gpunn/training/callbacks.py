@@ -81,21 +81,26 @@ class History(dict):
     ``history["epoch"] == []``, as Keras's ``history.epoch`` lists the epochs completed);
     ``stopped_early`` when early stopping ended it.
 
-    ``best_epoch`` (from 1): EarlyStopping's best epoch by its monitor, whose weights the model ends with
-    (``restore_best_weights``); without EarlyStopping, the epoch of the least ``val_loss`` where the run was
-    validated (the model then ends with the last epoch's weights), as an Ensemble's history gives; else None.
+    ``best_epoch`` (from 1) and ``best`` (its value): EarlyStopping's best epoch and value by its monitor, whose
+    weights the model ends with (``restore_best_weights``); without EarlyStopping, the epoch and value of the least
+    ``val_loss`` where the run was validated (the model then ends with the last epoch's weights), as an Ensemble's
+    history gives per member; else None.
     """
 
     interrupted = False
     stopped_early = False
     best_epoch = None
+    best = None
 
     def settle_best(self):
-        """best_epoch for a validated run without EarlyStopping: the least val_loss's epoch (the first of equals,
-        as EarlyStopping counts only a fall), where an epoch ended."""
+        """best_epoch and best for a validated run without EarlyStopping: the least val_loss and its epoch (the
+        first of equals, as EarlyStopping counts only a fall; a NaN or infinite epoch never the best), where an
+        epoch ended. An ensemble's val_loss is epochs x K: per member, lists of K."""
         values = numpy.asarray(self.get("val_loss", []), dtype=numpy.float64)
-        if self.best_epoch is None and values.size:
-            self.best_epoch = int(numpy.where(numpy.isfinite(values), values, numpy.inf).argmin()) + 1
+        if self.best_epoch is None and self.best is None and values.size:
+            filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
+            self.best_epoch = (filled.argmin(axis=0) + 1).tolist()  # (a Python int, or a list of K)
+            self.best = filled.min(axis=0).tolist()
 
     def expect(self, keys):
         """An empty list for each of ``keys`` it has not yet: the logs a run will append, so that a run stopped
@@ -478,7 +483,7 @@ class EarlyStopping(_Monitoring):
         diverged = getattr(trainer, "diverged", False)  # the weights are garbage: the best epoch's are kept
         if trainer.interrupted or (trainer.failed and not diverged):
             return
-        trainer.history.best_epoch = self.best_epoch
+        trainer.history.best_epoch, trainer.history.best = self.best_epoch, self.best
         last = trainer.history["epoch"][-1] if trainer.history.get("epoch") else None
         if self.restore_best_weights and self.best_params is not None and (diverged or self.best_epoch != last):
             if not diverged and writes_checkpoints(trainer):  # for the checkpoint written now: a resume that

@@ -48,23 +48,14 @@ from .state import FitSettings, TrainState
 class EnsembleHistory(History):
     """Per-epoch lists as :class:`gpunn.History`; per-member entries (loss, lr, val_*) are lists of K.
 
-    After fit: ``best_epoch`` and ``best`` (per member: the epoch and value of the best monitored
-    result), ``stopped_early`` (per member), ``diverged`` (indices of members whose loss became
+    After fit: ``best_epoch`` and ``best`` (per member, lists of K, as one model's History has them: the epoch
+    and value of the best monitored result, early stopping's monitor, else the least val_loss where validated;
+    None without either), ``stopped_early`` (per member), ``diverged`` (indices of members whose loss became
     NaN or infinite) and ``interrupted``.
     """
 
-    best = None
     diverged = ()
     stopped_epoch = None
-
-    def settle_best(self):
-        """best_epoch and best per member for a validated run without early stopping: each member's least
-        val_loss (a member's NaN or infinite epochs never the best)."""
-        values = numpy.asarray(self.get("val_loss", []), dtype=numpy.float64)
-        if self.best is None and values.size:
-            filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
-            self.best_epoch = (filled.argmin(axis=0) + 1).tolist()
-            self.best = filled.min(axis=0).tolist()
 
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""

@@ -106,8 +106,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     in a file or pipe (a log); verbose=2 (Keras') a line per epoch wherever stderr goes. callbacks: a list of
     :class:`gpunn.Callback` (below). Returns the history: per epoch ``epoch``, ``loss`` (the mean of each
     batch's loss before its step, over the epoch's rows), ``lr``, ``time_s``, ``samples_per_s``, and the
-    validation metrics; ``best_epoch`` (EarlyStopping's best, else the least val_loss's where validated),
-    ``stopped_early``, ``interrupted``.
+    validation metrics; ``best_epoch`` and ``best`` (EarlyStopping's best epoch and value, else the least val_loss
+    and its epoch where validated), ``stopped_early``, ``interrupted``.
 
     X may instead be a data source (``gpunn.data.synthetic/npy/parquet/csv/iterable``) with Y
     omitted: the source then owns batching, shuffling (its own seed and shuffle) and the
