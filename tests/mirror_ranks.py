@@ -69,9 +69,9 @@ def _in_agreement() -> bool:
 
 
 class MirrorComm(_comm.MpiComm):
-    """MpiComm on rank ``rank`` of ``size`` mirrored ranks (``broadcasts``: rank 0's, for another rank); ``log``: ("collective", label, is an agreement) per
-    collective begun, ("agreement next",) where comm.next_collective_agrees said every rank's next one is an
-    agreement (its attribute written)."""
+    """MpiComm on rank ``rank`` of ``size`` mirrored ranks (``broadcasts``: rank 0's, for another rank); ``log``:
+    ("collective", label, is an agreement) per collective begun, ("agreement next",) where
+    comm.next_collective_agrees said every rank's next one is an agreement (its attribute written)."""
 
     def __init__(self, rank, size=2, broadcasts=None):  # noqa: super().__init__ would start MPI
         self.MPI, self.comm = _MPI, _Mirror(rank, size, [] if broadcasts is None else list(broadcasts))

@@ -1,10 +1,10 @@
 """The collectives a data-parallel gpunn command begins, on each of its paths: from each point where every rank's next
 collective must be an agreement on who failed (gpunn.distributed.comm.next_collective_agrees: the ranks' command
-check), the next one is one. A rank that failed before it joins it with its failure
-(comm.agreeing_before_any_collective, from gpunn.cli), so an error every rank meets there is said once and a rank that
-failed alone ends the job; a collective of another kind put in between would leave such a rank in a gather the others
-are not in, until the watchdog (GPUNN_DIST_TIMEOUT, 300 s). Each command runs whole, in this process, as rank 0 and
-as rank 1 of two ranks that do the same (tests/mirror_ranks.py)."""
+check; in gpunn sweep, each ensemble after the first), the next one is one. A rank that failed before it joins it with
+its failure (comm.agreeing_before_any_collective, from gpunn.cli), so an error every rank meets there is said once
+and a rank that failed alone ends the job; a collective of another kind put in between would leave such a rank in a
+gather the others are not in, until the watchdog (GPUNN_DIST_TIMEOUT, 300 s). Each command runs whole, in this
+process, as rank 0 and as rank 1 of two ranks that do the same (tests/mirror_ranks.py)."""
 import pathlib
 import runpy
 import sys
@@ -56,10 +56,10 @@ PATHS = {  # the command line, and the agreement expected first after each point
                                             [STATISTICS]),
     "train --data --standardize": (lambda tmp, mp: [*TRAIN, *_files(tmp), "--standardize"], [STATISTICS]),
     "train --resume": (_resumed_run, [SETTINGS]),
-    "sweep a task, two ensembles": (lambda tmp, mp: [*SWEEP, *TASK], [SPLIT]),
+    "sweep a task, two ensembles": (lambda tmp, mp: [*SWEEP, *TASK], [SPLIT, SETTINGS]),
     "sweep --data --standardize, two ensembles": (lambda tmp, mp: [*SWEEP, *_files(tmp), "--standardize"],
-                                                  [SPLIT]),
-    "sweep --resume, two ensembles": (_resumed_sweep, [SETTINGS]),
+                                                  [SPLIT, SETTINGS]),
+    "sweep --resume, two ensembles": (_resumed_sweep, [SETTINGS, SETTINGS]),
 }
 
 
@@ -112,3 +112,23 @@ def test_a_collective_put_before_the_agreement_is_found(tmp_path, monkeypatch):
     monkeypatch.setattr(training.DataParallel, "__init__", barrier_first)
     assert cli.main([*TRAIN, *TASK]) == 0
     assert control.first_after_each_point() == [("a new collective", False)]
+
+
+def test_an_error_every_rank_meets_between_a_sweeps_ensembles_is_said_once(tmp_path, monkeypatch, capsys):
+    """A checkpoint of a resumed sweep's second ensemble that no rank can read: met after the first ensemble's
+    collectives, so it was not told in an agreement, and every rank said it and ended the job (MPI_Abort; under
+    mpiexec the first rank's line, then MPI's "Abort(2) ..."). The ranks now agree on who failed in the next
+    ensemble's first collective: rank 0 says the line they share once, every rank exits with status 2, none aborts
+    (test_distributed.py has one rank failing there, which still ends the job)."""
+    monkeypatch.chdir(tmp_path)
+    argv = _resumed_sweep(tmp_path, monkeypatch)
+    (tmp_path / "saved" / "ensemble-1.npz").write_bytes(b"not a checkpoint")
+    said = []
+
+    def run():
+        assert cli.main(argv) == 2
+        said.append(capsys.readouterr().err.splitlines())
+
+    _first_after_each_point(monkeypatch, run)  # (neither rank aborts: the mirror's MPI_Abort fails the test)
+    assert said == [[f"gpunn sweep [ranks 0-1]: error: {tmp_path}/saved/ensemble-1.npz: not a gpunn checkpoint (not "
+                     "an .npz/zip file)"], []], said

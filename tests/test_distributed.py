@@ -1886,6 +1886,34 @@ def test_gpunn_train_or_sweep_failing_alike_on_every_rank_before_the_fit_says_it
 
 
 @needs_mpi
+@pytest.mark.slow
+def test_gpunn_sweep_failing_on_one_rank_between_its_ensembles_ends_the_job(tmp_path, monkeypatch):
+    """The ranks agree on who failed in each ensemble's first collective after the first (an error every rank meets
+    there is said once: test_agreement_points.py). A rank that alone cannot read the second ensemble's checkpoint
+    (here rank 0 resumes a copy of the sweep whose ensemble-1.npz is not one, rank 1 the sweep) still ends the job at
+    once with its line, where rank 1 waits for it in that agreement (the watchdog's 300 s otherwise)."""
+    from gpunn import cli
+
+    sweep = ["sweep", "--lr", "1e-3,1e-2", "--max-members", "1", "--hidden", "4", "--epochs", "1", "--batch-size",
+             "16", "--rows", "200", "--features", "3", "--device", "cpu", "--quiet"]
+    for name in ("PMI_SIZE", "PMI_RANK"):  # (saved by one process)
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main([*sweep, "--save", str(tmp_path / "good")]) == 0
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ensemble-0.npz").write_bytes((tmp_path / "good" / "ensemble-0.npz").read_bytes())
+    (tmp_path / "bad" / "ensemble-1.npz").write_bytes(b"not a checkpoint")
+
+    def rank(saved):
+        return ["sweep", "--resume", saved, "--epochs", "2", "--save", f"{saved}-2", "--quiet"]
+
+    code, _, err = _gpunn_ranks(tmp_path, rank("bad"), rank("good"))
+    assert [line for line in err.splitlines() if "error" in line] == [
+        "gpunn sweep [rank 0 of ranks 0-1]: error: bad/ensemble-1.npz: not a gpunn checkpoint (not an .npz/zip "
+        "file)"], err
+    assert code == 2 and "Abort(" in err, err
+
+
+@needs_mpi
 @pytest.mark.parametrize("asks,who", [(["train", "-h"], "one rank"), (["--version"], "one rank"),
                                       (["train", "--help"], "every rank"), (["--version"], "every rank")])
 def test_help_or_version_on_one_rank_of_an_mpmd_launch_refuses_the_job_and_on_every_rank_prints_it(tmp_path, asks,

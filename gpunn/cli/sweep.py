@@ -434,6 +434,11 @@ def run(args) -> int:
         path = os.path.join(save_dir, CHECKPOINT.format(g)) if save_dir else None
         saved = os.path.join(args.resume, CHECKPOINT.format(g)) if args.resume else None
         offset = g * per
+        if distributed and g:  # an error every rank meets from here to the next fit's first collective (a checkpoint
+            # of this ensemble they cannot read) said once, one rank's ending the job, as before the first fit
+            from ..distributed.comm import next_collective_agrees
+
+            next_collective_agrees()
         try:
             if saved and os.path.exists(saved):
                 ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,

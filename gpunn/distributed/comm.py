@@ -483,9 +483,9 @@ def next_collective_agrees() -> None:
     of one shape: an allgather of (part, failed)), so that a rank that fails before it, having begun no other since,
     can join it with its failure (:func:`agreeing_before_any_collective`). Every rank must be at the same point: after
     the ranks' command check (same_command_on_every_rank), where the fit's first collective is one (the statistics
-    pass, the data-parallel settings, the sweep's split). A collective added after such a point that is not an
-    agreement breaks it (tests/test_agreement_points.py walks the commands' paths). Nothing without a started world of
-    several ranks."""
+    pass, the data-parallel settings, the sweep's split), and in gpunn sweep before each ensemble after the first,
+    where that ensemble's fit's is. A collective added after such a point that is not an agreement breaks it
+    (tests/test_agreement_points.py walks the commands' paths). Nothing without a started world of several ranks."""
     control = started_world()
     if control is not None:
         setattr(control, AGREEMENT_NEXT, control.collectives)
@@ -493,11 +493,11 @@ def next_collective_agrees() -> None:
 
 def agreeing_before_any_collective(exc: BaseException | None) -> None:
     """For a rank of gpunn train or sweep that has begun no collective since the last point from which every rank's
-    next one is an agreement on who failed (:func:`next_collective_agrees`: the ranks' command check): this rank's
-    failure ``exc`` (None: the command ended without one, and without any collective since) told in that agreement.
-    Where every rank failed, ``exc`` comes back marked :func:`raised_on_every_rank`; where only some did, the failed
-    ones end the job (:func:`abort_on_error`) and the others wait for that. Nothing for a rank that has begun a
-    collective since (one that failed inside the fit)."""
+    next one is an agreement on who failed (:func:`next_collective_agrees`: the ranks' command check, a sweep's next
+    ensemble): this rank's failure ``exc`` (None: the command ended without one, and without any collective since)
+    told in that agreement. Where every rank failed, ``exc`` comes back marked :func:`raised_on_every_rank`; where
+    only some did, the failed ones end the job (:func:`abort_on_error`) and the others wait for that. Nothing for a
+    rank that has begun a collective since (one that failed inside the fit)."""
     control = started_world()
     noted = getattr(control, AGREEMENT_NEXT, None)
     if noted is None or noted != control.collectives:
