@@ -1,9 +1,18 @@
 """Regression metrics on device arrays, returned as Python floats."""
 from __future__ import annotations
 
+import warnings
+
 import numpy
 
+from .backend import user_stacklevel
 from .ops.base import squares64
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric asked of rows it is not defined on: R² of fewer than 2 rows, which is NaN (scikit-learn's
+    ``sklearn.exceptions.UndefinedMetricWarning``, which its r2_score raises there, under gpunn's name: gpunn does
+    not import scikit-learn)."""
 
 
 def mse(xp, P, Y) -> float:
@@ -28,11 +37,16 @@ def check_validation_rows(rows, what):
 def r2_per_output(xp, ss_res, ss_tot, rows):
     """R² per output (the last axis) from the squared-error sums ``ss_res`` and the targets' total sums of
     squares ``ss_tot`` over ``rows`` rows, with scikit-learn's conventions: a constant target scores 1 if
-    predicted exactly, else 0; NaN for under 2 rows, where R² is undefined (scikit-learn's r2_score gives
-    NaN and a warning; fit refuses such a validation set, check_validation_rows)."""
+    predicted exactly, else 0; NaN for under 2 rows, where R² is undefined, with one UndefinedMetricWarning
+    (as scikit-learn's r2_score gives; fit refuses such a validation set, check_validation_rows)."""
     ok = ss_tot > 0
     score = xp.where(ok, 1 - ss_res / xp.where(ok, ss_tot, 1), xp.where(ss_res == 0, 1.0, 0.0))
-    return xp.full_like(score, numpy.nan) if rows < 2 else score
+    if rows >= 2:
+        return score
+    warnings.warn(f"R² is not defined on {rows} row{'' if rows == 1 else 's'}: the targets' sum of squares about "
+                  "their mean, its denominator, is 0 there, so r2 is NaN (as scikit-learn's r2_score gives); score "
+                  "at least 2 rows", UndefinedMetricWarning, stacklevel=user_stacklevel())
+    return xp.full_like(score, numpy.nan)
 
 
 def r2(xp, P, Y) -> float:

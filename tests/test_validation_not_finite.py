@@ -6,6 +6,7 @@ A validation value far outside the training rows' range (3e38, which a float32 m
 (its training loss, each batch's taken before its step, cannot show them): TrainingDiverged; an ensemble's member
 diverged so is frozen, as by its training loss."""
 import re
+import warnings
 
 import numpy
 import pytest
@@ -265,11 +266,31 @@ def test_where_no_member_has_a_score_the_rows_are_predicted_again_chunk_rows_at_
     assert max(predicted) == 2 and sum(predicted) == 2 * len(X_val)  # evaluate's pass, then the error's
 
 
-def test_one_row_still_scores_its_r2_as_nan_as_scikit_learn_does():
-    """R² of one row is undefined (NaN, scikit-learn's r2_score too): not a model with no score."""
+ONE_ROW = (r"^R² is not defined on 1 row: the targets' sum of squares about their mean, its denominator, is 0 there, "
+           r"so r2 is NaN \(as scikit-learn's r2_score gives\); score at least 2 rows$")
+
+
+def test_one_row_still_scores_its_r2_as_nan_as_scikit_learn_does_with_one_warning_naming_why():
+    """R² of one row is undefined (NaN, scikit-learn's r2_score too): not a model with no score. It came without a
+    word, where scikit-learn's r2_score warns (UndefinedMetricWarning, "R^2 score is not well-defined with less than
+    two samples."): one gpunn.UndefinedMetricWarning a call now, at the user's line, an ensemble's for all its members,
+    and MLPRegressor's score without scikit-learn (gpunn.metrics.r2) the same."""
+    from gpunn.metrics import r2
+
     X, Y, _, _ = rows()
-    logs = gpunn.MLP([3, 8, 1], device="cpu", seed=0).evaluate(X[:1], Y[:1])
-    assert numpy.isfinite(logs["loss"]) and numpy.isnan(logs["r2"])
+    model, ens = gpunn.MLP([3, 8, 1], device="cpu", seed=0), gpunn.Ensemble([3, 8, 1], n_models=3, device="cpu", seed=0)
+    calls = {"evaluate": lambda: model.evaluate(X[:1], Y[:1])["r2"], "score": lambda: model.score(X[:1], Y[:1]),
+             "ensemble": lambda: ens.score(X[:1], Y[:1]), "metrics.r2": lambda: r2(numpy, Y[:1] + 1, Y[:1])}
+    for name, call in calls.items():
+        with pytest.warns(gpunn.UndefinedMetricWarning, match=ONE_ROW) as caught:
+            assert numpy.isnan(call()).all(), name
+        assert [w.filename for w in caught] == [__file__], name  # one, at the line above
+    assert issubclass(gpunn.UndefinedMetricWarning, UserWarning)  # as scikit-learn's
+    with pytest.warns(gpunn.UndefinedMetricWarning):
+        assert numpy.isfinite(model.evaluate(X[:1], Y[:1])["loss"])  # the other metrics are defined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert numpy.isfinite(model.score(X[:2], Y[:2]))  # 2 rows: scored, without a word
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the rows made to overflow
