@@ -1381,6 +1381,48 @@ def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
         epoch(source, 1)
 
 
+@pytest.mark.parametrize("refused_in", ["counting pass", "one-shot counting", "statistics pass", "value read again"])
+def test_a_pass_an_iterable_source_stops_with_a_refusal_has_closed_your_generator(refused_in):
+    """The passes an iterable source makes besides its epochs (the constructor's count of rows and columns, bind()'s
+    statistics for standardize, and the batch made again to name a value standardized past float32) close the
+    generator they read when a refusal stops them part-way, while the error is still held (a handler, a debugger,
+    ``sys.last_exc``): its ``finally`` runs then, not when the traceback goes. They left it to the collector."""
+    made, closed = [], []
+
+    def pieces(epoch=0):
+        call = len(made)
+        made.append(call)
+        try:
+            for i in range(3):
+                X = numpy.arange(8, dtype=numpy.float32).reshape(4, 2) * 0.01  # a spread under 1
+                if "counting" in refused_in and i == (0 if refused_in == "one-shot counting" else 1):
+                    X = X.reshape(4, 2, 1)
+                if refused_in == "statistics pass" and i == 1:
+                    X[0, 0] = numpy.nan
+                if refused_in == "value read again" and epoch == 1 and i == 1:
+                    X[1, 1] = numpy.nan if call == 2 else 3e38  # changed since the batch was read: a NaN now
+                yield X, numpy.ones(4, numpy.float32)
+        finally:
+            closed.append(call)
+
+    sizes = dict(rows=12, n_features=2, n_outputs=1)
+    with pytest.raises((ValueError, DataError)) as caught:
+        if refused_in == "counting pass":
+            data.iterable(pieces)
+        elif refused_in == "one-shot counting":  # the source took the iterator, and reads its first piece only
+            data.iterable(pieces(), rows=12)
+        elif refused_in == "statistics pass":
+            data.iterable(pieces, **sizes, standardize=True).bind("cpu", "float32")
+        else:  # bind's pass (call 0), epoch 2's (call 1), then batch 2 of epoch 2 made again (call 2)
+            epoch(data.iterable(pieces, **sizes, standardize=True).bind("cpu", "float32"), 1, 4)
+    assert str(caught.value).startswith("X of batch 2 (epoch 2) contains 1 NaN" if refused_in == "value read again"
+                                        else "X of batch 2 (epoch 1) contains 1 NaN" if refused_in == "statistics pass"
+                                        else "X of batch 1 (epoch 1) must be 2-D" if refused_in == "one-shot counting"
+                                        else "X of batch 2 (epoch 1) must be 2-D")
+    assert made == ([0, 1, 2] if refused_in == "value read again" else [0])
+    assert sorted(closed) == made
+
+
 # ---- statistics ---------------------------------------------------------------------------------
 def test_an_iterable_standardizes_from_one_more_pass_and_a_one_shot_iterator_is_refused():
     rng = numpy.random.default_rng(3)

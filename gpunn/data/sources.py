@@ -1,6 +1,7 @@
 """Sources that need nothing beyond NumPy: a synthetic task, a pair of ``.npy`` files, any iterable."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -356,6 +357,8 @@ class IterableSource:
     the statistics, so it needs a list or a callable: a one-shot iterator is refused. A pass that ends, also
     early (a break, an error, ``close()``), closes the iterator it read, as ``yield from`` does: a generator's
     ``close()`` runs (its ``finally``), with the source's device current; an iterable's iterator, not the iterable.
+    So do the passes besides the epochs' (the constructor's count, the statistics, a batch made again to name a
+    value) when a refusal stops them: before the error reaches the caller, not when its traceback goes.
     """
 
     resumable = False
@@ -379,20 +382,16 @@ class IterableSource:
             if self._one_shot and rows is None:
                 raise ValueError("an iterator can be read only once: pass rows= (rows per epoch) with it, "
                                  "or pass a list or a callable epoch -> iterable")
-            first, count = None, 0
-            items = self._make(0) if not self._one_shot else [self._peek(batches)]
-            for i, item in enumerate(items, 1):  # the first epoch's pieces
-                piece = piece_words(i, 0)
-                X, Y = _pair(item, piece)
-                shapes = (as_array(X, f"X of {piece}").shape, as_array(Y, f"Y of {piece}").shape)
-                if len(shapes[0]) != 2 or len(shapes[1]) not in (1, 2):  # sizes are read from them just below
-                    name, shape = ("X", shapes[0]) if len(shapes[0]) != 2 else ("Y", shapes[1])
-                    also = ", or 1-D" if name == "Y" else ""
-                    raise ValueError(f"{name} of {piece} must be 2-D (rows x columns{also}); got shape {shape}")
-                first = first or shapes
-                count += shapes[0][0]
-            if first is None:
-                raise DataError("the iterable of batches is empty")
+            # the first epoch's pieces; the iterator read is closed when a refusal stops the count (no device known
+            # here); a one-shot iterator only then: the source keeps it for the epoch
+            items = batches if self._one_shot else iter(self._make(0))
+            try:
+                first, count = _shapes_and_rows([self._peek(items)] if self._one_shot else items)
+            except BaseException:
+                _close(items)
+                raise
+            if not self._one_shot:
+                _close(items)
             rows = rows if rows is not None else count
             n_features = n_features or first[0][1]
             n_outputs = n_outputs or (first[1][1] if len(first[1]) == 2 else 1)
@@ -418,10 +417,21 @@ class IterableSource:
 
         self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(dtype)
         if self.standardize and self.standardizer is None:
-            with self.backend.use():
-                self.standardizer = Standardizer.from_pieces(self._checked(self._make(0), 0), self.n_features,
+            with self.backend.use(), self._reading(0) as items:
+                self.standardizer = Standardizer.from_pieces(self._checked(items, 0), self.n_features,
                                                              self.n_outputs, targets=self.standardize is True)
         return self
+
+    @contextlib.contextmanager
+    def _reading(self, epoch):
+        """The iterator of ``epoch``'s pieces (made with the source's device current), closed on leaving, also early
+        (a refusal raised part-way, a break): as ``yield from`` closes it, not when the error's traceback goes."""
+        with self.backend.use():  # a factory that makes device arrays at once makes them on this device
+            items = iter(self._make(epoch))
+        try:
+            yield items
+        finally:
+            self.backend.close_on_device(items)
 
     def batches(self, epoch, batch_size, first_batch=0):
         if first_batch:
@@ -434,17 +444,13 @@ class IterableSource:
                 raise DataError("the iterator of batches is exhausted (it served one epoch); pass a list or "
                                 "a callable epoch -> iterable to train for more")
             self._used = True
-        with self.backend.use():  # a factory that makes device arrays at once makes them on this device
-            items = iter(self._make(epoch))
-        pieces = items
-        if self._first is not None:  # a one-shot iterator's, read by the constructor
-            first, self._first = self._first, None
-            pieces = _chain_first(first, items)
-        try:
+        with self._reading(epoch) as items:  # also ended early: closed (the iterator read, not an iterable: a list)
+            pieces = items
+            if self._first is not None:  # a one-shot iterator's, read by the constructor
+                first, self._first = self._first, None
+                pieces = _chain_first(first, items)
             yield from self.backend.made_on_device(
                 rebatch(self._scaled(self._checked(pieces, epoch), epoch), batch_size, self.backend.xp))
-        finally:  # also ended early: the iterator read is closed, as yield from closes it (not an iterable: a list)
-            self.backend.close_on_device(items)
 
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
@@ -471,20 +477,21 @@ class IterableSource:
         from ..checks import NotFinite
 
         to_host = self.backend.to_host
-        for j, (X, Y) in enumerate(self._checked(self._make(epoch), epoch), 1):
-            if j < i:
-                continue
-            Xs, Ys = (to_host(A) for A in self._standardized(X, Y))
-            for name, raw, out, target in (("X", X, Xs, False), ("Y", Y, Ys, True)):
-                finite = numpy.isfinite(out)
-                if not finite.all():
-                    row, col = (int(a) for a in numpy.argwhere(~finite)[0])
-                    wide = numpy.array(to_host(raw[row:row + 1]), numpy.float64)
-                    scaler = self.standardizer
-                    (scaler.transform_y_ if target else scaler.transform_x_)(numpy, wide)
-                    raise NotFinite(f"{name} of {piece_words(i, epoch)}", int(out.size - finite.sum()),
-                                    row, col, self.dtype.name, scaled=float(wide[0, col]))
-            break
+        with self._reading(epoch) as items:
+            for j, (X, Y) in enumerate(self._checked(items, epoch), 1):
+                if j < i:
+                    continue
+                Xs, Ys = (to_host(A) for A in self._standardized(X, Y))
+                for name, raw, out, target in (("X", X, Xs, False), ("Y", Y, Ys, True)):
+                    finite = numpy.isfinite(out)
+                    if not finite.all():
+                        row, col = (int(a) for a in numpy.argwhere(~finite)[0])
+                        wide = numpy.array(to_host(raw[row:row + 1]), numpy.float64)
+                        scaler = self.standardizer
+                        (scaler.transform_y_ if target else scaler.transform_x_)(numpy, wide)
+                        raise NotFinite(f"{name} of {piece_words(i, epoch)}", int(out.size - finite.sum()),
+                                        row, col, self.dtype.name, scaled=float(wide[0, col]))
+                break
         raise DataError(f"{piece_words(i, epoch)} of the iterable held a value standardized past {self.dtype.name}, "
                         "and made again it holds none (the iterable gives other batches now); clean or impute the data "
                         "first")
@@ -543,6 +550,31 @@ def _pair(item, piece):
     what = f"an array of shape {item.shape}" if isinstance(item, numpy.ndarray) else (
         f"a {type(item).__name__} of {len(item)}" if hasattr(item, "__len__") else repr(item))
     raise DataError(f"{piece} of the iterable must be an (X, Y) pair; got {what}")
+
+
+def _shapes_and_rows(pieces):
+    """(the shapes of the first piece's X and Y, the rows of all) of an iterable source's first epoch (``pieces``)."""
+    first, count = None, 0
+    for i, item in enumerate(pieces, 1):
+        piece = piece_words(i, 0)
+        X, Y = _pair(item, piece)
+        shapes = (as_array(X, f"X of {piece}").shape, as_array(Y, f"Y of {piece}").shape)
+        if len(shapes[0]) != 2 or len(shapes[1]) not in (1, 2):  # sizes are read from them by the caller
+            name, shape = ("X", shapes[0]) if len(shapes[0]) != 2 else ("Y", shapes[1])
+            also = ", or 1-D" if name == "Y" else ""
+            raise ValueError(f"{name} of {piece} must be 2-D (rows x columns{also}); got shape {shape}")
+        first = first or shapes
+        count += shapes[0][0]
+    if first is None:
+        raise DataError("the iterable of batches is empty")
+    return first, count
+
+
+def _close(items):
+    """``items.close()`` where it has one (a generator: its ``finally`` runs), with the device current as it is."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
 
 
 def _chain_first(first, rest):
