@@ -567,6 +567,44 @@ def test_made_on_device_passes_send_throw_and_close_to_the_iterator_with_its_dev
     assert seen[-1] == ("closed", inside) and fakecupy.state.current == 0
 
 
+def test_a_cuda_1_pass_alive_at_the_interpreters_exit_is_closed_with_device_1_current_without_a_word():
+    """A python process that exits with a cuda:1 pass half-read (made_on_device's iterator), in __main__ or held by
+    a module imported before cupy and gpunn (the teardown of modules clears that one's names after theirs): each
+    is closed with device 1 current, nothing on stderr. Its __del__ ran during the teardown, cupy's names None:
+    "Exception ignored in: <function _MadeOnDevice.__del__ ...> AttributeError: 'NoneType' object has no
+    attribute 'Device'", and the items closed later with device 0 current, or not at all."""
+    import os
+    import pathlib
+    import sys
+    import textwrap
+
+    import waiting
+
+    tests = pathlib.Path(__file__).parent
+    code = textwrap.dedent("""
+        import os, sys
+        import fakecupy
+        sys.modules["cupy"], sys.modules["cupyx"] = fakecupy, fakecupy.cupyx
+        sys.modules.update(fakecupy._backends_modules())
+        from gpunn import backend
+
+        def items(where, state=fakecupy.state, out=sys.__stdout__):  # (names bound now: __main__'s are cleared)
+            try:
+                yield from range(3)
+            finally:
+                out.write(f"{where} closed with device {state.current} current\\n")
+
+        in_main = backend.resolve("cuda:1").made_on_device(items("in __main__"))
+        os.kept = [backend.resolve("cuda:1").made_on_device(items("held by os"))]
+        next(in_main), next(os.kept[0])
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    done = waiting.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert sorted(done.stdout.splitlines()) == ["held by os closed with device 1 current",
+                                                "in __main__ closed with device 1 current"]
+
+
 def _in_memory_cuda_1_source(kind, shuffle):
     """An in-memory source of 70 rows on cuda:1, made with device 1 current (as fit makes it)."""
     from gpunn import backend
