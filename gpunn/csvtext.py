@@ -320,8 +320,13 @@ def first_block_schema(path, header, delimiter=",", decimal="."):
 
     options = pyarrow.csv.ReadOptions(autogenerate_column_names=not header,
                                       block_size=typing_block(path, header, delimiter))
-    return pyarrow.csv.open_csv(path, read_options=options, parse_options=pyarrow.csv.ParseOptions(delimiter=delimiter),
-                                convert_options=pyarrow.csv.ConvertOptions(decimal_point=decimal)).schema
+    # a file of its own, closed on return: given the path, pyarrow's I/O thread closed it a moment later (still open
+    # on return 5-10% of the time), and an error raised then held it; a NativeFile (not a Python one, which pyarrow's
+    # threads would drop without the GIL: tables.read_range)
+    with pyarrow.OSFile(os.fspath(path)) as file:
+        return pyarrow.csv.open_csv(file, read_options=options,
+                                    parse_options=pyarrow.csv.ParseOptions(delimiter=delimiter),
+                                    convert_options=pyarrow.csv.ConvertOptions(decimal_point=decimal)).schema
 
 
 def read_as(kind) -> str:

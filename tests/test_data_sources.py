@@ -497,6 +497,59 @@ def test_a_missing_file_is_refused_naming_it(tmp_path, kind):
     assert str(missing) in str(info.value)
 
 
+def open_descriptors(paths):
+    """This process's file descriptors open on any of ``paths`` (Linux's /proc/self/fd), as 'path (fd N)'."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("reads the open descriptors from /proc/self/fd (Linux)")
+    wanted, found = {os.path.realpath(p) for p in paths}, []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # (the directory's own descriptor, closed once listed)
+            continue
+        if target in wanted:
+            found.append(f"{target} (fd {fd})")
+    return found
+
+
+@pytest.mark.parametrize("refusal", ["npy rows differ", "npy targets cut short", "npy chunk_rows", "parquet no target",
+                                     "parquet no column", "parquet second file", "parquet one chunk held out",
+                                     "csv no target", "csv no column", "csv window"])
+def test_a_source_whose_construction_is_refused_has_closed_its_files(tmp_path, refusal):
+    """A table or .npy source refused by its constructor (a column, a target, an option, the data) has closed the
+    files it opened before the error reaches you: none stays open while the error is held (in a notebook, until
+    the next error). They stayed open until the collector took the half-made source from the traceback."""
+    kind = refusal.split()[0]
+    X, Y = numpy.arange(40.0).reshape(20, 2), numpy.arange(20.0)
+    if kind == "npy":
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", Y[:19] if refusal == "npy rows differ" else Y)
+        if refusal == "npy targets cut short":
+            os.truncate(tmp_path / "y.npy", os.path.getsize(tmp_path / "y.npy") - 8)
+        paths = [tmp_path / "x.npy", tmp_path / "y.npy"]
+        make = lambda: data.npy(*paths, chunk_rows=0 if refusal == "npy chunk_rows" else None)  # noqa: E731
+    else:
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        table, paths = pa.table({"a": X[:, 0], "b": X[:, 1], "y": Y}), [tmp_path / f"t.{kind}"]
+        (pq.write_table if kind == "parquet" else pcsv.write_csv)(table, paths[0])
+        if refusal == "parquet second file":  # a directory of two, the second without y
+            (tmp_path / "d").mkdir()
+            paths = [tmp_path / "d" / "1.parquet", tmp_path / "d" / "2.parquet"]
+            os.replace(tmp_path / "t.parquet", paths[0])
+            pq.write_table(table.drop_columns(["y"]), paths[1])
+        target = None if refusal.endswith("no target") else "price" if refusal.endswith("no column") else "y"
+        options = dict(validation_fraction=0.1, chunk_rows=64) if refusal.endswith("held out") else dict(window=0) \
+            if refusal.endswith("window") else {}  # (chunks of 64 rows: the 20 rows are one, none to hold out)
+        given = tmp_path / "d" if refusal == "parquet second file" else paths[0]
+        make = lambda: getattr(data, kind)(given, target=target, **options)  # noqa: E731
+    with pytest.raises((DataError, ValueError)) as caught:
+        make()
+    assert caught.value.__traceback__ is not None and open_descriptors(paths) == []
+
+
 def test_a_targets_file_that_is_not_2_d_or_not_numbers_is_refused_naming_it(tmp_path):
     numpy.save(tmp_path / "x.npy", numpy.zeros((4, 2)))
     numpy.save(tmp_path / "y.npy", numpy.zeros((4, 2, 2)))

@@ -27,6 +27,7 @@ chunks so that they hold out about the share asked; files by default into about 
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import os
 import warnings
@@ -373,6 +374,20 @@ class ChunkedSource:
         held = (f", validation_rows={self.validation_rows}, validation_chunks={len(self.validation_chunks)}"
                 if self.validation_chunks else "")
         return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.train_chunks)}{held})"
+
+
+def closes_files_when_refused(init):
+    """A file source's ``__init__`` that closes the files it opened (its ``_close_files()``, which takes a half-made
+    source) when it raises, before the error reaches the caller: the error's traceback holds the half-made source,
+    and its files with it, for as long as the error is kept (in a notebook, until the next error)."""
+    @functools.wraps(init)
+    def closing_init(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            self._close_files()
+            raise
+    return closing_init
 
 
 def held_count(chunks, fraction) -> int:

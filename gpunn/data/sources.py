@@ -9,8 +9,8 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_array, as_matrix, positive_int
-from .base import (ChunkedSource, DataError, _fraction, chunk_sizes, default_chunk_rows, held_count, pread_full,
-                   standardize_option)
+from .base import (ChunkedSource, DataError, _fraction, chunk_sizes, closes_files_when_refused, default_chunk_rows,
+                   held_count, pread_full, standardize_option)
 from .overflow import OverflowWatch
 from .stats import Standardizer, dtype_of, standardizing_dtype
 
@@ -222,7 +222,11 @@ class _NpyFile:
         self.fortran = bool(fortran) and self.columns > 1  # (one column is the same bytes in either order)
         self.dtype = dtype
         self.row_bytes = self.columns * dtype.itemsize
-        self.check_size()
+        try:
+            self.check_size()
+        except BaseException:  # closed now, not when the error's traceback goes
+            self.close()
+            raise
 
     def check_size(self):
         expected = self.offset + self.rows * self.row_bytes
@@ -287,6 +291,7 @@ class NpySource(ChunkedSource):
 
     kind = "npy"
 
+    @closes_files_when_refused
     def __init__(self, x_path, y_path, *, chunk_rows=None, seed=0, shuffle=True, window=16,
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.x = _NpyFile(x_path, "features")
@@ -301,6 +306,11 @@ class NpySource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype, small=small)
+
+    def _close_files(self):
+        for file in (self.__dict__.get("x"), self.__dict__.get("y")):
+            if file is not None:
+                file.close()
 
     @property
     def stored_dtype(self):

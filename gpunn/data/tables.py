@@ -17,7 +17,7 @@ from .. import environment
 from ..checks import MissingExtra, positive_int
 from ..csvtext import read_as
 from ..forksafe import ForkSafeLock
-from .base import ChunkedSource, DataError, default_chunk_rows, pread_full
+from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
 
 
 def pyarrow_module(name=None):
@@ -311,6 +311,7 @@ class ParquetSource(ChunkedSource):
     kind = "parquet"
     stored_dtype = numpy.dtype("float64")  # columns are read as float64 (see copy_columns)
 
+    @closes_files_when_refused
     def __init__(self, path, target, features=None, *, chunk_rows=None, seed=0, shuffle=True, window=16,
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.path = os.fspath(path)
@@ -318,6 +319,7 @@ class ParquetSource(ChunkedSource):
         self.files, self._open, sizes, runs, self._chunks = files, [], [], [], []
         for i, name in enumerate(files):
             pf = open_parquet(name)
+            self._open.append(pf)
             schema = pf.schema_arrow
             if i == 0:
                 if target is None:  # before the columns' checks, which a text column would fail first
@@ -325,7 +327,6 @@ class ParquetSource(ChunkedSource):
                 self.feature_names, self.target_names = pick_columns(name, schema, target, features)
             else:
                 pick_columns(name, schema, self.target_names, self.feature_names)
-            self._open.append(pf)
         default = default_chunk_rows(sum(pf.metadata.num_rows for pf in self._open))
         chunk_rows = default if chunk_rows is None else chunk_rows
         small = chunk_rows == default < 65536  # cut small by default
@@ -344,6 +345,10 @@ class ParquetSource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(sizes, device, dtype, window_by_rows=True, runs=runs, small=small)
+
+    def _close_files(self):
+        for pf in self.__dict__.get("_open", ()):
+            pf.close()
 
     @staticmethod
     def list_files(path):
@@ -488,6 +493,7 @@ class CsvSource(ChunkedSource):
     INDEX_FORMAT = 2  # 2: the schema typed from csvtext.typing_block's bytes (1: from block_size's)
     BLOCK, MIN_BLOCK = 1 << 22, 1 << 10  # bytes per chunk: the default, and the least a small file is cut into
 
+    @closes_files_when_refused
     def __init__(self, path, target, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
                  shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1, device=None,
                  dtype=None):
@@ -681,10 +687,13 @@ class CsvSource(ChunkedSource):
         return {"path": os.path.abspath(self.path), "target": self.target_names, "features": self.feature_names,
                 "block_size": self.block_size, "chunks_at": "byte offsets"}
 
-    def __del__(self):
-        fd = getattr(self, "_fd", None)
+    def _close_files(self):
+        fd = self.__dict__.get("_fd")
         if fd is not None:
+            self._fd = None
             os.close(fd)
+
+    __del__ = _close_files
 
 
 def row_ranges(fh, start, size, block_size):
