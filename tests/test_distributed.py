@@ -1934,10 +1934,29 @@ def test_help_or_version_on_one_rank_of_an_mpmd_launch_refuses_the_job_and_on_ev
     said = " ".join(a if a != "-h" else "--help" for a in asks)
     assert code == 2 and out.count(printed) == 1, (out, err)
     prog = "gpunn" if asks == ["--version"] else "gpunn train"  # rank 0's, which says it
+    printed = "version" if asks == ["--version"] else "help"
     assert [line for line in err.splitlines() if "error" in line] == [
-        f'{prog} [ranks 0-1]: error: the ranks do not all run the same command, and one that prints its help or '
-        'version and leaves would leave the others waiting for it; give every rank the same command: command: '
+        f'{prog} [ranks 0-1]: error: the ranks do not all run the same command, and one that prints its {printed} and '
+        'leaves would leave the others waiting for it; give every rank the same command: command: '
         f'"{said}" on rank 0; "train" on rank 1'], err
+
+
+@pytest.mark.parametrize("said,what,why", [
+    (["train", "sweep"], "command", "the ranks do not all run the same command; "),
+    (["train --help", "--version"], "command", "the ranks do not all run the same command, and one that prints its "
+                                               "help or version and leaves would leave the others waiting for it; "),
+    (["small 0 3", "small 4 3"], "arguments", "the ranks were not all given the same arguments; "),
+    (["-h", "small 4 3"], "arguments", "the ranks were not all given the same arguments, and one that prints its help "
+                                       "and leaves would leave the others waiting for it; ")])
+def test_ranks_that_differ_in_their_command_or_arguments_are_told_what_differs(said, what, why):
+    """comm.differing_commands, the refusal of same_command_on_every_rank: ranks given other arguments (dist_bench's
+    BATCH on one rank) or another command (train beside sweep) were told that "one that prints its help or version
+    and leaves would leave the others waiting", which no rank had asked for; it is said only where one did, naming
+    which it printed."""
+    from gpunn.distributed.comm import differing_commands
+
+    assert " ".join(str(differing_commands(said, what)).split()) == (
+        f'{why}give every rank the same {what}: {what}: "{said[0]}" on rank 0; "{said[1]}" on rank 1')
 
 
 def test_a_failure_in_a_one_process_distributed_fit_reaches_the_caller():

@@ -553,11 +553,12 @@ def _alarm_ends_this_process() -> bool:
     return True
 
 
-def same_command_on_every_rank(doing: str, bounded: bool = False) -> None:
+def same_command_on_every_rank(doing: str, bounded: bool = False, what: str = "command") -> None:
     """Under an MPI launcher with several processes, before any of them reads data: every process says what it does
     (``doing``: its command, ``train``; or what it printed instead of running one, ``train --help``) in one gather
     over the control communicator (:func:`world`, which starts MPI), and where they differ every rank raises the same
-    ConfigMismatch naming them. A rank of an MPMD launch (``mpiexec -n 1 gpunn train --help : -n 1 gpunn train ...``)
+    ConfigMismatch naming them (:func:`differing_commands`; ``what``: what ``doing`` is, ``command``, or a script's
+    ``arguments``). A rank of an MPMD launch (``mpiexec -n 1 gpunn train --help : -n 1 gpunn train ...``)
     that printed its help and left, alone, left the others waiting for it forever (in MPI_Init, where no watchdog
     reaches). ``bounded``: an alarm ends this process should MPI never start (a process of the job that does not take
     part: one that is no gpunn train). Nothing without a launcher or mpi4py (a training rank then refuses the run in
@@ -571,7 +572,8 @@ def same_command_on_every_rank(doing: str, bounded: bool = False) -> None:
     armed = bounded and _alarm_ends_this_process()
     try:
         control = world()
-        said = control.allgather(doing, label="the check that every rank runs the same command")
+        said = control.allgather(doing, label="the check that every rank runs the same command" if what == "command"
+                                 else f"the check that every rank was given the same {what}")
         next_collective_agrees()  # (a ConfigMismatch below is raised on every rank: no rank joins it)
     finally:
         if armed:
@@ -579,11 +581,25 @@ def same_command_on_every_rank(doing: str, bounded: bool = False) -> None:
 
             signal.alarm(0)
     if len(set(said)) > 1:
-        from .digest import describe_differences
+        raise differing_commands(said, what)
 
-        raise ConfigMismatch("the ranks do not all run the same command, and one that prints its help or version and "
-                             "leaves would leave the others waiting for it; give every rank the same command:\n"
-                             + describe_differences([{"command": what} for what in said]))
+
+def differing_commands(said: list, what: str = "command") -> ConfigMismatch:
+    """The refusal of ranks that said different things in :func:`same_command_on_every_rank` (``said``: each rank's,
+    ``what``: ``command`` or ``arguments``), naming each rank's. Where a rank printed its help or version instead
+    (``--help``, ``-h``, ``--version`` among its words), why that stops the job too: it left the others waiting. Only
+    there: ranks given other arguments (``small 0 3`` and ``small 4 3``) were told about a help or version no rank
+    had asked for."""
+    from .digest import describe_differences
+
+    words = {word for text in said for word in text.split()}
+    printed = [name for name, flags in (("help", {"--help", "-h"}), ("version", {"--version"})) if words & flags]
+    subject = ("the ranks do not all run the same command" if what == "command"
+               else f"the ranks were not all given the same {what}")
+    leaves = (f", and one that prints its {' or '.join(printed)} and leaves would leave the others waiting for it"
+              if printed else "")
+    return ConfigMismatch(f"{subject}{leaves}; give every rank the same {what}:\n"
+                          + describe_differences([{what: text} for text in said]))
 
 
 _WORLD = {}
