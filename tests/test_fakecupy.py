@@ -634,7 +634,7 @@ def test_in_memory_cuda_1_sources_make_their_batches_on_device_1_whatever_device
     """ArraySource, BootstrapSource, ShardedArraySource and PieceOfEachBatch (of either) on cuda:1, iterated by hand
     with device 0 current: each batch is gathered on device 1 (the batches read with device 1 current), and device
     0 stays current between next() calls. Their shuffle and gathers ran on the current device: a device mismatch
-    ('Array device must be same as the current device'), or a permutation drawn on device 0."""
+    (CuPy 14: 'Peer access is unavailable between these devices'), or a permutation drawn on device 0."""
     source = _in_memory_cuda_1_source(kind, shuffle)
     with source.source.backend.use() if kind.startswith("piece") else source.backend.use():
         expected = [(X.get(), Y.get()) for X, Y in source.batches(1, 8, first_batch=1)]
@@ -1035,7 +1035,7 @@ def test_an_array_index_reads_its_source_and_index_in_stream_order(fake_cupy, ga
 @pytest.mark.parametrize("elsewhere", ["source", "index"])
 def test_an_array_index_reads_only_arrays_of_the_current_device(fake_cupy, gather, elsewhere):
     """CuPy launches a gather on the current device: an array or device index of another device is refused there
-    ('Array device must be same as the current device'). A view (ints, slices) of another device's array is not."""
+    (without peer access, CuPy 14's ValueError). A view (ints, slices) of another device's array is not."""
     cp = fake_cupy
     if gather in ("a[host list]", "permutation(array)") and elsewhere == "index":
         pytest.skip("no device index")
@@ -1170,8 +1170,9 @@ _KERNEL_METHODS = {
 }
 
 
-# CuPy's flatten and copying reshape/ravel take ndarray.copy, which copies another device's array to the current one
-_COPIES_BETWEEN_DEVICES = ("flatten", "ravel (a copy)", "reshape (a copy)")
+# CuPy's flatten, copying reshape/ravel and copy.copy take ndarray.copy, which copies another device's array to the
+# current one
+_COPIES_BETWEEN_DEVICES = ("flatten", "ravel (a copy)", "reshape (a copy)", "copy.copy")
 
 
 @pytest.mark.parametrize("method", [m for m in _KERNEL_METHODS if m not in _COPIES_BETWEEN_DEVICES])
@@ -1237,6 +1238,7 @@ def test_flatten_or_a_copying_reshape_of_another_devices_array_copies_it_between
     with cp.cuda.Device(1):
         there = cp.arange(4, dtype="float32")  # written on device 1's null stream
     contiguous, strided = {"flatten": (there.flatten, there.reshape(2, 2).T.flatten),
+                           "copy.copy": (lambda: __import__("copy").copy(there), there.reshape(2, 2).T.copy),
                            "ravel (a copy)": (None, there.reshape(2, 2).T.ravel),
                            "reshape (a copy)": (None, there.reshape(2, 2).T.reshape)}[method]
     args = (4,) if method == "reshape (a copy)" else ()
@@ -1254,6 +1256,78 @@ def test_flatten_or_a_copying_reshape_of_another_devices_array_copies_it_between
     with pytest.raises(ValueError, match="current device"):
         there[::2].ravel()
     assert cp.cuda.Device().id == 0
+
+
+# Each copies an array of another device to the current one (cupy/_core/core.pyx: ndarray.copy, and
+# _array_from_cupy_ndarray for asarray/array, whatever copy= says; cupy/_creation/from_data.py: cupy.copy)
+_COPIES_FROM_ANOTHER_DEVICE = {
+    "a.copy()": lambda cp, a: a.copy(),
+    "a.copy('F') of an F-ordered view": lambda cp, a: a.T.copy("F").T,
+    "cupy.copy": lambda cp, a: cp.copy(a),
+    "cupy.asarray": lambda cp, a: cp.asarray(a),
+    "cupy.asarray(copy=False)": lambda cp, a: cp.asarray(a, copy=False),
+    "cupy.array": lambda cp, a: cp.array(a),
+    "cupy.array with a cast": lambda cp, a: cp.array(a, dtype="float64"),
+}
+
+
+@pytest.mark.parametrize("how", list(_COPIES_FROM_ANOTHER_DEVICE))
+def test_a_copy_of_another_devices_array_copies_it_to_the_current_device_after_its_writes_were_waited_for(fake_cupy,
+                                                                                                          how):
+    """CuPy 14 copies an array of another device to the current one (a cudaMemcpyAsync on the current device's
+    stream; peer access is enabled where possible but not needed, memory.pyx copy_from_device_async), and records
+    no event: the copy is ordered after nothing on the array's device, so a hazard until that device's work was
+    waited for (here, by the host)."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        there = cp.arange(6, dtype="float32").reshape(2, 3)  # written on device 1's null stream
+    copy = _COPIES_FROM_ANOTHER_DEVICE[how]
+    with pytest.raises(ordering.StreamOrderError, match=r"copy from device 1 \(cudaMemcpyAsync\) on the null "):
+        copy(cp, there)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    cp.cuda.Device(1).synchronize()
+    copied = copy(cp, there)
+    assert copied.device.id == 0 and copied is not there and copied.get().tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert copied.dtype == ("float64" if "cast" in how else "float32")
+    copied += 1  # the copy is device 0's own memory, written in order there
+    assert there.get().tolist() == [[0, 1, 2], [3, 4, 5]] and cp.cuda.Device().id == 0
+
+
+def test_cupy_refuses_to_copy_an_array_contiguous_in_neither_order_between_devices_in_order_k(fake_cupy):
+    """In order 'K' (cupy.asarray's and cupy.array's default, and copy(None)) CuPy's copy between devices keeps the
+    array as it is (astype(copy=False)), and refuses one contiguous in neither C nor F order: "CuPy cannot copy
+    non-contiguous array between devices." (NotImplementedError). In order 'C' it copies it with a kernel on its
+    device first, which nothing orders before the copy (CuPy's own race: a hazard). An empty array is a new array
+    on the current device: nothing to copy, nothing refused."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        there = cp.arange(8, dtype="float32")
+        empty = cp.zeros((0, 3), dtype="float32")
+    cp.cuda.Device(1).synchronize()
+    for copy in (lambda: cp.asarray(there[::2]), lambda: cp.array(there[::2]), lambda: cp.copy(there[::2]),
+                 lambda: there.reshape(2, 2, 2).transpose(1, 0, 2).copy(None)):
+        with pytest.raises(NotImplementedError, match="CuPy cannot copy non-contiguous array between devices"):
+            copy()
+    with pytest.raises(ordering.StreamOrderError, match="of what its copy kernel there wrote on the null stream"):
+        cp.asarray(there[::2], order="C")
+    ordering.hazards.clear()
+    assert cp.asarray(there.reshape(2, 4).T).get().tolist() == there.get().reshape(2, 4).T.tolist()  # F-contiguous
+    for copied in (empty.copy(), empty.flatten(), cp.asarray(empty)):
+        assert copied.device.id == 0 and copied.shape in ((0, 3), (0,))
+
+
+def test_asarray_of_an_array_of_the_current_device_launches_nothing_and_copy_false_refuses_a_needed_copy(fake_cupy):
+    """cupy.asarray of an array of the current device that needs no copy returns it (nothing launched, so nothing
+    read: no hazard while another stream writes it); copy=False refuses a copy it would need (a cast)."""
+    a, side = _written_on_a_side_stream(fake_cupy)
+    assert fake_cupy.asarray(a) is a and fake_cupy.asarray(a, dtype="float32", copy=False) is a
+    with pytest.raises(ValueError, match="Unable to avoid copy while creating an array as requested"):
+        fake_cupy.asarray(a, dtype="float64", copy=False)
+    fake_cupy.cuda.Stream.null.wait_event(side.record())
 
 
 # NumPy's C methods that copy to the host: CuPy's are self.get() and then NumPy's (cupy/_core/core.pyx)

@@ -8,16 +8,16 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
 - device arrays are ``fakecupy.ndarray`` (a NumPy subclass that knows its device); mixing a host
   ``numpy.ndarray`` into a CuPy function or ufunc raises ``TypeError``, as CuPy does;
 - every array an operation touches must live on the current device (``cupy.cuda.Device(i)``), else
-  ``ValueError``, as CuPy raises for kernels and cuBLAS: this is what makes ``cuda:1`` testable. Stricter than
-  CuPy here: ``a.copy()``, and ``cupy.asarray``/``array`` of ``a``, are refused too when ``a`` is on another
-  device, where CuPy 14 copies it to the current device (cupy/_core/core.pyx, ``copy``: "Even when a given array
-  is located in another device, you can copy it to the current device"; ``_array_from_cupy_ndarray`` copies so even
-  for ``copy=False``). gpunn means no copy between devices, and such a copy is always work issued on the wrong
-  device (a997daa's ``ordered_windows``: each window copied to device 0), so the stand-in fails it at that line.
-  ``flatten`` and a copying ``reshape``/``ravel`` of such an array copy it as CuPy's ``copy`` does, though
-  (``_copy_from_another_device``): a copy kernel on its own device first when it is not contiguous, then a copy on
-  the current device's stream that CUDA orders after nothing on the other device, so a hazard unless that work
-  was waited for (always, after CuPy's own kernel).
+  ``ValueError``, as CuPy 14 raises for a kernel between devices without peer access (cupy/_core/_kernel.pyx
+  ``_check_peer_access``; where the devices allow peer access, it enables it and runs the kernel with a
+  PerformanceWarning: modelled are devices without it, which gpunn must run on): this is what makes ``cuda:1``
+  testable. A copy of an array of another device is allowed, as in CuPy 14 (cupy/_core/core.pyx ``ndarray.copy``:
+  "Even when a given array is located in another device, you can copy it to the current device"), which
+  ``cupy.asarray``/``array``/``copy``, ``flatten`` and a copying ``reshape``/``ravel`` take
+  (``_copy_from_another_device``): a copy kernel on its own device first when it is not contiguous in the copy's
+  order, then a cudaMemcpyAsync on the current device's stream that CUDA orders after nothing on the other device,
+  so a hazard unless that work was waited for (always, after CuPy's own kernel); in order 'K' (``asarray``'s and
+  ``array``'s default) one contiguous in neither order is CuPy's NotImplementedError.
   A stream belongs to the device current when it was made, and a kernel launched on it, or an event
   recorded on it, while another device is current fails (CUDA: cudaErrorInvalidResourceHandle); the
   current stream is kept per thread and per device, as CuPy keeps it;
@@ -620,8 +620,20 @@ class ndarray(numpy.ndarray):
         self.view(numpy.ndarray).fill(value)
 
     def copy(self, order="C"):
-        _check_operands("copy", [self])  # across devices: refused, where CuPy copies (the module's docstring)
-        return _wrap(numpy.array(self.view(numpy.ndarray), order=order, copy=True))
+        """CuPy's (cupy/_core/core.pyx): an ``astype`` on the current device; an array of another device copied to
+        the current one (``_copy_from_another_device``), but in order 'K' (``order=None`` too) only one contiguous in
+        C or F order (else CuPy's NotImplementedError); an empty one is a new array, nothing read."""
+        order = "K" if order is None else order
+        host = numpy.array(self.view(numpy.ndarray), order=order, copy=True)
+        if self._device_id == state.current:
+            _check_operands("copy", [self])
+        elif not self.size:
+            state._tls.op = "CuPy's copy (of an empty array)"
+        elif order.upper() == "K" and not (self.flags.c_contiguous or self.flags.f_contiguous):
+            raise NotImplementedError("CuPy cannot copy non-contiguous array between devices.")
+        else:
+            return _copy_from_another_device(self, host, "copy", _in_order(self, order))
+        return _wrap(host)
 
     def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
         _check_operands("astype", [self])
@@ -760,9 +772,10 @@ class ndarray(numpy.ndarray):
 
     def flatten(self, order="C"):  # always a copy (CuPy's copy(order="C") of the array in that order)
         host = numpy.ndarray.flatten(self.view(numpy.ndarray), order=order)
-        if self._device_id != state.current and self.size:
+        if self._device_id == state.current:
+            _check_operands("flatten", [self])
+        elif self.size:
             return _copy_from_another_device(self, host, "flatten", _in_order(self, order))
-        _check_operands("flatten", [self])
         return _wrap(host)
 
     def ravel(self, order="C"):
@@ -1002,8 +1015,9 @@ def _check_operands(what, operands, writes=()):
     for x in operands:  # checked first: an operation CuPy refuses never runs on a stream
         if isinstance(x, ndarray):
             if x._device_id != state.current:
-                raise ValueError(f"{what}: array is on device {x._device_id} but the current device is "
-                                 f"{state.current} (CuPy: 'Array device must be same as the current device')")
+                raise ValueError(f"{what}: The device where the array resides ({x._device_id}) is different from "
+                                 f"the current device ({state.current}). Peer access is unavailable between these "
+                                 "devices. (CuPy 14's _check_peer_access; the stand-in models devices without it)")
         elif isinstance(x, numpy.ndarray):
             raise TypeError(f"{what}: unsupported type {type(x)}: a host NumPy array mixed with device arrays "
                             "(CuPy does not convert implicitly; use cupy.asarray)")
@@ -1026,8 +1040,8 @@ def _in_order(a, order):
 
 
 def _copy_from_another_device(a, result, what, ordered):
-    """CuPy's ``ndarray.copy`` of an array of another device (cupy/_core/core.pyx), which its flatten and a copying
-    reshape or ravel take: with the array's device current, a copy kernel makes ``ordered`` (the array in the
+    """CuPy's ``ndarray.copy`` of an array of another device (cupy/_core/core.pyx), which cupy.copy, asarray and
+    array, flatten and a copying reshape or ravel take: with the array's device current, a copy kernel makes ``ordered`` (the array in the
     copy's order) contiguous on that device's current stream, unless it is; then a cudaMemcpyAsync on the current
     device's current stream copies that to the new array (``result``, computed by NumPy). CUDA orders that copy
     after nothing on the other device: the array's last writes there must have been waited for (an event, or the
@@ -1125,13 +1139,10 @@ def _wrap(result):
     return result
 
 
-def _to_device(a, dtype=None, copy=True):
+def _to_device(a, dtype=None, copy=True, order="K"):
     _refuse_in_capture("an allocation or a copy to the device")
     if isinstance(a, ndarray):
-        _check_operands("asarray", [a])
-        if dtype is None or numpy.dtype(dtype) == a.dtype:
-            return a.copy() if copy else a
-        return a.astype(dtype)
+        return _array_from_device_array(a, dtype, copy, order)
     host = numpy.array(a, dtype=dtype, copy=True)
     if host.dtype == object:
         raise ValueError("Unsupported dtype object")
@@ -1146,12 +1157,30 @@ def _to_device(a, dtype=None, copy=True):
     return host.view(ndarray)
 
 
-def asarray(a, dtype=None, order=None):
-    return _to_device(a, dtype, copy=False)
+def _array_from_device_array(a, dtype, copy, order):
+    """CuPy's _array_from_cupy_ndarray (cupy/_core/core.pyx): an array of another device is copied to the current one
+    whatever ``copy`` says (``ndarray.copy(order)``, then cast here); one of the current device is cast as ``_astype``
+    casts it: itself where no copy is needed (nothing launched), else a copy kernel, which ``copy=False`` refuses."""
+    order = (order or "K").upper()
+    if a._device_id != state.current:
+        a, copy, order = a.copy(order=order), None, "K"
+    dtype = a.dtype if dtype is None else numpy.dtype(dtype)
+    flags = a.flags
+    if dtype == a.dtype and not copy and (order == "K" or order == "A" and flags.forc or
+                                          order == "C" and flags.c_contiguous or order == "F" and flags.f_contiguous):
+        return a
+    if copy is False:
+        raise ValueError("Unable to avoid copy while creating an array as requested.")
+    _check_operands("astype", [a])
+    return _wrap(a.view(numpy.ndarray).astype(dtype, order=order, copy=True))
+
+
+def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
+    return _to_device(a, dtype, copy=copy, order=order)
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-    out = _to_device(obj, dtype, copy=copy)
+    out = _to_device(obj, dtype, copy=copy, order=order)
     while out.ndim < ndmin:
         out = out[None]
     return out
@@ -1191,6 +1220,12 @@ def empty(*args, **kwargs):
 def empty_like(*args, **kwargs):
     with _unwritten():
         return _uninitialised(_creator("empty_like")(*args, **kwargs))
+
+
+def copy(a, order="K"):
+    """cupy.copy (cupy/_creation/from_data.py): ``a.copy(order=order)``, so another device's array is copied to the
+    current one as ``ndarray.copy`` copies it."""
+    return a.copy(order=order)
 
 
 def asnumpy(a, stream=None, order="C", out=None):
