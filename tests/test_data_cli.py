@@ -136,6 +136,40 @@ def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsy
         assert f"{name}: name the target column(s) with --target; the columns are: name, a, y" in capsys.readouterr().err
 
 
+def test_the_index_pandas_wrote_unnamed_is_not_listed_among_a_parquet_files_columns(tmp_path, capsys):
+    """pandas writes a DataFrame's index (one that is not a plain range: rows filtered, shuffled, labelled) into a
+    Parquet file as columns its metadata lists in index_columns, an unnamed level as __index_level_N__, and reads
+    them back as the index, not as columns. The lists of a file's columns (gpunn train --data without --target,
+    target=None, a column not in the file) named __index_level_1__, a column the DataFrame never had; they list the
+    DataFrame's columns now, and a named level under its name (set_index("t")). Neither is a default feature; both
+    are read where named (written here as pandas 2 writes df.set_index("t", append=True) of a filtered frame)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+
+    def described(name, field, kind):
+        return {"name": name, "field_name": field, "pandas_type": kind, "numpy_type": kind, "metadata": None}
+
+    columns = {"a": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0], "t": [10.0, 20.0, 30.0, 40.0],
+               "__index_level_1__": [3, 5, 8, 9]}
+    pandas = {"index_columns": ["t", "__index_level_1__"], "column_indexes": [],
+              "columns": [described("a", "a", "float64"), described("y", "y", "float64"),
+                          described("t", "t", "float64"), described(None, "__index_level_1__", "int64")],
+              "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.3"}
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table(columns).replace_schema_metadata({b"pandas": json.dumps(pandas).encode()}), path)
+    assert main(["train", "--data", str(path), *SMALL]) == 2
+    assert f"--data {path}: name the target column(s) with --target; the columns are: a, y, t\n" in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"^target: name the target column\(s\); the columns are: a, y, t$") as caught:
+        gpunn.data.parquet(path, None)
+    assert caught.value.columns == ["a", "y", "t"]
+    with pytest.raises(gpunn.data.DataError, match=r"f\.parquet: no column 'price'; the columns are: a, y, t$"):
+        gpunn.data.parquet(path, "price")
+    assert gpunn.data.parquet(path, "y").feature_names == ["a"]
+    named = gpunn.data.parquet(path, "y", ["a", "t", "__index_level_1__"])
+    assert named.feature_names == ["a", "t", "__index_level_1__"]
+
+
 def test_a_semicolon_delimited_csv_says_so_in_train_and_predict(tmp_path, capsys):
     pytest.importorskip("pyarrow")
     rows = "".join(f"{i};{i % 7}.5;{2 * i}\n" for i in range(60))

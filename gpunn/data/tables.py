@@ -1,8 +1,9 @@
 """Parquet and CSV tables streamed through pyarrow (an optional extra: ``pip install "gpunn[data]"``).
 
 Columns are picked by name: ``target`` (one name or a list) becomes Y, ``features`` (default:
-every other column, except an index pandas wrote into a Parquet file; a column without a name, as
-pandas' ``to_csv`` writes its index, is refused) X. Every picked column must be numeric (integers, floats or booleans);
+every other column, except an index pandas wrote into a Parquet file, which is read only where named, and left out
+of the columns messages list where it has no name: listed_columns; a column without a name, as pandas' ``to_csv``
+writes its index, is refused) X. Every picked column must be numeric (integers, floats or booleans);
 nulls count as NaN and stop the run with the file and row range named.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import bisect
 import collections
 import os
+import re
 
 import numpy
 
@@ -67,7 +69,7 @@ def pick_columns(path, schema, target, features, text_at=None):
     wanted = (targets or []) + (features or [])
     missing = [n for n in wanted if n not in counts]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(available)}")
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}")
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
         left_out = set(targets or []) | set(index)
@@ -130,8 +132,6 @@ def first_refused(path, start, end, read, column, decimal="."):
     booleans in csvtext.not_a_boolean's) and a row of another width in csvtext.wrong_width's, as every reader
     says them (a number by the decimal mark ``decimal``). (None, "") where the rows there all read (a caller's guess
     at the bytes missed them)."""
-    import re
-
     from ..csvtext import csv_rows, is_number, not_a_boolean, not_a_number, wrong_width
 
     pyarrow = pyarrow_module()
@@ -229,6 +229,15 @@ def csv_schema(path, header=True, delimiter=",", decimal="."):
         raise DataError(f"{path}: not a readable CSV file{header_row} ({exc})") from None
 
 
+def listed_columns(schema) -> list:
+    """The names of a table's columns as gpunn's messages list them: the DataFrame's, where pandas wrote the file.
+    An index pandas wrote without a name (``__index_level_0__``: a filtered, shuffled or relabelled frame's row
+    labels; a plain range is metadata only) is left out: pandas reads it back as the index, not as a column, so the
+    user never named it. A named index (``set_index("t")``) is listed under its name. Either is read where named."""
+    unnamed = {c for c in _pandas_index_columns(schema) if re.fullmatch(r"__index_level_\d+__", c)}
+    return [n for n in schema.names if n not in unnamed]
+
+
 def _pandas_index_columns(schema) -> list:
     """Names of the columns a pandas index was written to (from the schema's pandas metadata), if any."""
     try:
@@ -323,7 +332,7 @@ class ParquetSource(ChunkedSource):
             schema = pf.schema_arrow
             if i == 0:
                 if target is None:  # before the columns' checks, which a text column would fail first
-                    raise NoTarget(schema.names)
+                    raise NoTarget(listed_columns(schema))
                 self.feature_names, self.target_names = pick_columns(name, schema, target, features)
             else:
                 pick_columns(name, schema, self.target_names, self.feature_names)
@@ -518,7 +527,7 @@ class CsvSource(ChunkedSource):
         try:
             schema = index["schema"] if index else csv_schema(self.path, True, self.delimiter, self.decimal)
             if target is None:  # before the columns' checks: an id column of text would be refused first
-                raise NoTarget(schema.names)
+                raise NoTarget(listed_columns(schema))
             self.feature_names, self.target_names = pick_columns(
                 self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal))
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
