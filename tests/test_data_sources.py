@@ -550,6 +550,31 @@ def test_a_source_whose_construction_is_refused_has_closed_its_files(tmp_path, r
     assert caught.value.__traceback__ is not None and open_descriptors(paths) == []
 
 
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+@pytest.mark.parametrize("refusal", ["columns", "NaN in row 300"])
+def test_a_refused_prediction_file_is_closed_while_the_error_is_held(tmp_path, kind, refusal):
+    """gpunn predict's reader (data.files.read_rows, predict_file) refused for the model's width, or stopped by a
+    NaN in the second chunk, has closed the input before the error reaches the caller. They stayed open as long as
+    the error's traceback was kept (it held the reader's suspended generator: a CSV file's ``with`` in it too)."""
+    from gpunn.data.files import predict_file
+
+    X = numpy.arange(1000.0).reshape(500, 2)
+    X[300, 1] = numpy.nan
+    path = tmp_path / f"x.{kind}"
+    if kind == "npy":
+        numpy.save(path, X)
+    else:
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        (pq.write_table if kind == "parquet" else pcsv.write_csv)(pa.table({"a": X[:, 0], "b": X[:, 1]}), path)
+    model = gpunn.MLP([3 if refusal == "columns" else 2, 1], device="cpu", seed=0)
+    with pytest.raises(DataError, match="the model takes 3" if refusal == "columns" else "NaN") as caught:
+        predict_file(model, path, tmp_path / "p.npy", chunk_rows=256)
+    assert caught.value.__traceback__ is not None and open_descriptors([path]) == []
+
+
 def test_a_targets_file_that_is_not_2_d_or_not_numbers_is_refused_naming_it(tmp_path):
     numpy.save(tmp_path / "x.npy", numpy.zeros((4, 2)))
     numpy.save(tmp_path / "y.npy", numpy.zeros((4, 2, 2)))

@@ -6,6 +6,7 @@ row is done: a failure part-way leaves no half-written file and an earlier outpu
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -31,7 +32,8 @@ def file_format(path) -> str:
 
 def read_rows(path, n_features, features=None, chunk_rows=65536):
     """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features), the names of the
-    columns read or None where they have none: an .npy file, a CSV file without a header row).
+    columns read or None where they have none: an .npy file, a CSV file without a header row). The file is closed
+    when the iterator ends or is closed (``close()``, as predict_file does on any error), or when this refuses it.
 
     For a table, ``features`` names the columns (default: all of them, which must then be
     ``n_features`` numeric columns). An ``.npy`` file, or a CSV file without a header row (its
@@ -44,13 +46,18 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     if kind == "npy":
         f = _NpyFile(path, "inputs")
         if f.columns != n_features:
+            f.close()
             raise DataError(f"{path}: {f.columns} columns, the model takes {n_features} features")
 
         def chunks():
-            for start in range(0, f.rows, chunk_rows):
-                out = numpy.empty((min(chunk_rows, f.rows - start), f.columns), f.dtype if f.dtype.kind == "f" else "float64")
-                f.read(start, out)
-                yield out
+            try:
+                for start in range(0, f.rows, chunk_rows):
+                    out = numpy.empty((min(chunk_rows, f.rows - start), f.columns),
+                                      f.dtype if f.dtype.kind == "f" else "float64")
+                    f.read(start, out)
+                    yield out
+            finally:
+                f.close()
         return f.rows, chunks(), None
     from ..csvtext import delimiter_hint
     from .tables import copy_columns, csv_column_types, pick_columns, pyarrow_module
@@ -58,17 +65,29 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     if kind == "parquet":
         from .tables import ParquetSource, open_parquet
 
-        files = ParquetSource.list_files(path)
-        opened = [open_parquet(name) for name in files]
-        names, _ = pick_columns(files[0], opened[0].schema_arrow, None, features)
+        files, opened = ParquetSource.list_files(path), []
+
+        def close():
+            for pf in opened:
+                pf.close()
+
+        try:
+            opened.extend(open_parquet(name) for name in files)
+            names, _ = pick_columns(files[0], opened[0].schema_arrow, None, features)
+        except BaseException:
+            close()
+            raise
         rows = sum(p.metadata.num_rows for p in opened)
 
         def batches():
-            for name, pf in zip(files, opened):
-                try:
-                    yield from pf.iter_batches(batch_size=chunk_rows, columns=names)
-                except Exception as exc:
-                    raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
+            try:
+                for name, pf in zip(files, opened):
+                    try:
+                        yield from pf.iter_batches(batch_size=chunk_rows, columns=names)
+                    except Exception as exc:
+                        raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
+            finally:
+                close()
     else:
         pyarrow_module("csv")  # without pyarrow: MissingExtra, before the file is looked at
         if not os.path.isfile(path):
@@ -106,15 +125,18 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                     if table.num_rows:
                         yield table
     if len(names) != n_features:  # a ";"-delimited CSV gives one column (its first row taken for a header)
+        if kind == "parquet":
+            close()
         hint = delimiter_hint(path) if kind == "csv" else ""
         raise DataError(f"{path}: {len(names)} feature columns ({', '.join(names)}), the model takes {n_features}; "
                         + (f"--features must name {n_features}" if features else "name them with --features") + hint)
 
     def chunks():
-        for batch in batches():
-            out = numpy.empty((batch.num_rows, len(names)))
-            copy_columns(batch, names, out)
-            yield out
+        with contextlib.closing(batches()) as pieces:  # closed with this: the file too
+            for batch in pieces:
+                out = numpy.empty((batch.num_rows, len(names)))
+                copy_columns(batch, names, out)
+                yield out
     return rows, chunks(), names if kind == "parquet" or header else None
 
 
@@ -302,23 +324,24 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     columns = getattr(model, "data_columns", None) or {}
     features = features or columns.get("features")
     _, chunks, names = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
-    csv = file_format(in_path) == "csv"
-    writer = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), columns.get("targets"))
-    rows = 0
+    with contextlib.closing(chunks):  # the input closed on any error too (the output's), before it reaches the caller
+        csv = file_format(in_path) == "csv"
+        writer = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), columns.get("targets"))
+        rows = 0
 
-    def predictions():
-        nonlocal rows
-        for X in chunks:
-            try:
-                P = model.backend.to_host(model.predict(X))
-            except NotFinite as exc:  # NaN or inf in the inputs: say where in the file
-                raise DataError(not_finite_in_file(in_path, exc, rows + exc.row, names, csv)) from None
-            rows += P.shape[0]
-            yield P
-        if rows == 0:
-            raise DataError(f"{in_path}: no rows to predict")
+        def predictions():
+            nonlocal rows
+            for X in chunks:
+                try:
+                    P = model.backend.to_host(model.predict(X))
+                except NotFinite as exc:  # NaN or inf in the inputs: say where in the file
+                    raise DataError(not_finite_in_file(in_path, exc, rows + exc.row, names, csv)) from None
+                rows += P.shape[0]
+                yield P
+            if rows == 0:
+                raise DataError(f"{in_path}: no rows to predict")
 
-    write_rows(writer, predictions())
+        write_rows(writer, predictions())
     return rows
 
 
