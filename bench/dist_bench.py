@@ -18,7 +18,9 @@ CPU-second are the numbers to read: the first is the step when neither rank was 
 not count the time the scheduler gave to others (but counts MPI's and BLAS's busy-waiting). Threads: as the
 environment sets them (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS, ...), else a data-parallel fit gives each rank
 its share of the cores (README, "Cores per rank"); bench/RESULTS.md has the commands. Under mpiexec the ranks
-compare their arguments before anything else: ranks given different ones (an MPMD launch) stop, status 2.
+compare their arguments before anything else: ranks given different ones (an MPMD launch) stop, status 2; then
+they agree on who refused its arguments or a GPUNN_ variable: a refusal every rank meets is said once, by rank 0,
+and one rank's ends the job with its line.
 """
 import json
 import os
@@ -133,11 +135,31 @@ def measure(name, batch, steps=60, streamed=False):
             "samples_per_cpu_s": EPOCHS * rows / sum(cpu) if sum(cpu) else None, "load": round(os.getloadavg()[0], 1)}
 
 
+class Refused(Exception):
+    """A command line or a GPUNN_ variable the script cannot run with; ``line``: the one line that says so."""
+
+    def __init__(self, line):
+        super().__init__(line)
+        self.line = line
+
+
+def _prog() -> str:
+    return os.path.basename(sys.argv[0])
+
+
 def refuse(message):
-    """A command line the script cannot run: one line and status 2, as argparse's refusals (it was a traceback:
-    IndexError, ValueError, or one from the first fit for a batch of 0)."""
-    prog = os.path.basename(sys.argv[0])
-    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
+    """A command line the script cannot run: Refused, whose line (``PROG: error: MESSAGE (see PROG --help)``)
+    agreed() says before status 2, as argparse's refusals (it was a traceback: IndexError, ValueError, or one from
+    the first fit for a batch of 0)."""
+    raise Refused(_line(message))
+
+
+def _line(message) -> str:
+    return f"{_prog()}: error: {message} (see {_prog()} --help)"
+
+
+def _stop(line):
+    sys.stderr.write(line + "\n")
     raise SystemExit(2)
 
 
@@ -154,9 +176,67 @@ def same_arguments_on_every_rank(argv):
     except ConfigMismatch as exc:
         if launched_rank() != 0:  # rank 0 says it, once
             raise SystemExit(2) from None
-        refuse(" ".join(str(exc).split()))
+        _stop(_line(" ".join(str(exc).split())))
     except DistributedError as exc:  # a launcher's variable or GPUNN_DIST_TIMEOUT it cannot read
-        refuse(" ".join(str(exc).split()))
+        _stop(_line(" ".join(str(exc).split())))
+
+
+def checked(argv) -> tuple:
+    """(the part to run: allreduce, overlap or None for measure(); measure's arguments, or None) from the command
+    line ``argv``, then the GPUNN_ variables checked, as gpunn's commands order them: Refused where either is one the
+    script cannot run."""
+    from gpunn.cli.common import bad_settings_line
+
+    alone = {"allreduce": allreduce, "overlap": overlap}.get(argv[0] if argv else None)
+    if alone is not None and len(argv) > 1:
+        refuse(f"{argv[0]} takes no other argument, got {' '.join(argv[1:])}")
+    args = None if alone else arguments(argv)
+    line = bad_settings_line(_prog())
+    if line is not None:
+        raise Refused(line)
+    return alone, args
+
+
+def agreed(argv) -> tuple:
+    """checked(argv), a refusal said in one line and status 2. Under mpiexec the ranks agree on who refused in one
+    gather, their first collective after the arguments' check (gpunn.distributed.comm.agreeing_on_failure): where
+    every rank refuses (the same arguments), rank 0 says the line they share once (each rank its own where they
+    differ), and where only some do (a GPUNN_ variable set on one rank: mpiexec ... : -env GPUNN_DEVICE x ...),
+    they end the job with their line, naming the rank. Each rank said its line and left, and where one rank alone
+    refused the others waited for it in their first barrier forever (allreduce, overlap) or until the watchdog
+    (GPUNN_DIST_TIMEOUT) in measure()'s fit."""
+    from gpunn.distributed.comm import agreeing_on_failure, rank_words, report_failures_with, started_world
+
+    control = started_world()  # (same_arguments_on_every_rank started it under a launcher)
+    if control is None:
+        try:
+            return checked(argv)
+        except Refused as exc:
+            _stop(exc.line)
+
+    def with_rank(line):
+        prog, _, said = line.partition(": ")
+        return f"{prog} [{rank_words(control.rank, control.size)}]: {said}"
+
+    def report(exc):  # the line of a rank that refused alone, before it ends the job
+        if isinstance(exc, Refused):
+            return 2, with_rank(exc.line)
+        return 1, with_rank(f"{_prog()}: internal error: {type(exc).__name__}: {exc}")
+
+    report_failures_with(report, _prog())
+    try:
+        return agreeing_on_failure(control, lambda: checked(argv), "the check of the arguments and settings",
+                                   gather=False)
+    except Exception as exc:  # every rank failed, each raising its own (one rank's ended the job in the agreement)
+        line = exc.line if isinstance(exc, Refused) else None
+        lines = control.allgather(line, label="the comparison of the ranks' refusals")  # every rank, then
+        if line is None:
+            raise
+        if len(set(lines)) > 1:
+            _stop(with_rank(exc.line))
+        if control.rank == 0:
+            _stop(exc.line)
+        raise SystemExit(2) from None
 
 
 def whole(text, what) -> int:
@@ -280,12 +360,5 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)
-    from gpunn.cli.common import exit_on_bad_settings
-
-    # the command line first, then the GPUNN_ variables, as gpunn's commands refuse them; one line on each rank
-    alone = {"allreduce": allreduce, "overlap": overlap}.get(sys.argv[1] if len(sys.argv) > 1 else None)
-    if alone is not None and len(sys.argv) > 2:
-        refuse(f"{sys.argv[1]} takes no other argument, got {' '.join(sys.argv[2:])}")
-    args = None if alone else arguments(sys.argv[1:])
-    exit_on_bad_settings(os.path.basename(sys.argv[0]))  # a bad GPUNN_ variable: status 2
+    alone, args = agreed(sys.argv[1:])
     alone() if alone else main(args)

@@ -22,6 +22,7 @@ SWEEP = ["sweep", "--lr", "1e-3,1e-2", "--max-members", "1", "--hidden", "4", "-
 TASK = ["--rows", "200", "--features", "3"]
 STATISTICS, SETTINGS, SPLIT = ("the standardization statistics", "the check of the data-parallel settings",
                                "the sweep's split")
+DIST_BENCH_CHECK = "the check of the arguments and settings"
 
 
 def _files(tmp_path):
@@ -94,7 +95,26 @@ def test_dist_bench_agrees_on_who_failed_in_its_first_collective(monkeypatch, ca
     monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "dist_bench.py"), "small", "2", "1"])
     firsts = _first_after_each_point(monkeypatch, lambda: runpy.run_path(sys.argv[0], run_name="__main__"))
     assert '"ranks": 2' in capsys.readouterr().out  # (rank 0's line)
-    assert firsts == [(SETTINGS, True)]
+    assert firsts == [(DIST_BENCH_CHECK, True)]
+
+
+@pytest.mark.parametrize("argv", [["medium", "x"], ["allreduce", "8"]])
+def test_a_refusal_every_rank_of_dist_bench_meets_is_said_once(monkeypatch, capsys, argv):
+    """bench/dist_bench.py's arguments (the same on every rank: they are compared first) refused after that check
+    were said by every rank, each then leaving; the ranks now agree on who refused in one gather (a GPUNN_ variable
+    one rank alone has wrong ends the job: test_dist_bench.py), and rank 0 says the line they share once."""
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "dist_bench.py"), *argv])
+    said = []
+
+    def run():
+        with pytest.raises(SystemExit) as stopped:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        said.append((stopped.value.code, capsys.readouterr().err.splitlines()))
+
+    assert _first_after_each_point(monkeypatch, run) == [(DIST_BENCH_CHECK, True)]
+    assert said[1] == (2, []) and said[0][0] == 2 and len(said[0][1]) == 1, said
+    assert said[0][1][0].startswith("dist_bench.py: error: ") and said[0][1][0].endswith(
+        " (see dist_bench.py --help)"), said
 
 
 def test_a_collective_put_before_the_agreement_is_found(tmp_path, monkeypatch):

@@ -161,6 +161,25 @@ def _on_two_ranks(tmp_path, *args):
     return json.loads(lines[0])
 
 
+def _mpmd(tmp_path, first, second):
+    """(status, stdout, stderr) of ``mpiexec -n 1 dist_bench.py FIRST : -n 1 dist_bench.py SECOND`` within 120 s
+    (a job that does not end fails the test); ``-env NAME VALUE`` before a rank's arguments sets its variable."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    script = [sys.executable, str(ROOT / "bench" / "dist_bench.py")]
+    cmd = [mpiexec()]
+    for own in (first, second):
+        own_env = own[:3] if own[:1] == ["-env"] else []
+        cmd += [":"] * (len(cmd) > 1) + ["-n", "1", *own_env, *script, *own[len(own_env):]]
+    proc = own_session(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        out, err = waiting.communicate(proc, 120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail("the job hung")
+    return proc.returncode, out, err
+
+
 @needs_mpi
 @pytest.mark.parametrize("first,second,status", [(["--help"], [TINY, "4", "3"], 2),
                                                  ([TINY, "0", "3"], [TINY, "4", "3"], 2), (["--help"], ["--help"], 0)])
@@ -169,17 +188,8 @@ def test_ranks_of_an_mpmd_launch_given_other_arguments_stop_together(tmp_path, f
     printed the docstring (or refused its own arguments) left, and the other waited for it in MPI_Init forever. The
     ranks compare their arguments first (gpunn.distributed.comm.same_command_on_every_rank): where they differ every
     rank stops, rank 0 saying which, status 2; every rank given --help alike prints it, status 0."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    script = [sys.executable, str(ROOT / "bench" / "dist_bench.py")]
-    proc = own_session([mpiexec(), "-n", "1", *script, *first, ":", "-n", "1", *script, *second], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        out, err = waiting.communicate(proc, 120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.communicate()
-        pytest.fail("the job hung")
-    assert proc.returncode == status, err
+    code, out, err = _mpmd(tmp_path, first, second)
+    assert code == status, err
     said = [line for line in err.splitlines() if "error" in line]
     if status == 0:
         assert out.count("Data-parallel throughput on the CPU") == 2 and said == [], (out, err)
@@ -191,6 +201,21 @@ def test_ranks_of_an_mpmd_launch_given_other_arguments_stop_together(tmp_path, f
         assert said == [f"dist_bench.py: error: the ranks were not all given the same arguments{leaves}; give every "
                         f'rank the same arguments: arguments: "{" ".join(first)}" on rank 0; "{" ".join(second)}" on '
                         "rank 1 (see dist_bench.py --help)"], err
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_a_gpunn_variable_one_rank_alone_has_wrong_ends_the_job_with_its_line(tmp_path):
+    """mpiexec -n 1 dist_bench.py allreduce : -n 1 -env GPUNN_DEVICE=bogus dist_bench.py allreduce: the arguments are
+    the same, so the ranks' check let them through, and the rank that refused its variable said so and left; the
+    other waited for it in its first barrier forever (measure()'s fit: until GPUNN_DIST_TIMEOUT). The ranks now agree
+    on who refused in one gather: the rank that refused ends the job with its line, naming it. (Every rank refusing
+    alike is said once: test_agreement_points.py.)"""
+    code, _, err = _mpmd(tmp_path, ["allreduce"], ["-env", "GPUNN_DEVICE", "bogus", "allreduce"])
+    assert code == 2, err
+    assert [line for line in err.splitlines() if "error" in line] == [
+        "dist_bench.py [rank 1 of ranks 0-1]: error: GPUNN_DEVICE='bogus' is not auto, cpu, cuda or cuda:N (unset: "
+        "auto)"], err
 
 
 @needs_mpi

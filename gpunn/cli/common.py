@@ -354,13 +354,22 @@ def exit_on_bad_settings(prog: str) -> None:
     bench/gpu_checks' hooks): the refusal as the tool's one line, ``PROG: error: ...``, and status 2, as its
     command-line errors; without this, a bad value was a traceback wherever the tool first read it, after its
     set-up (data written, a model built) or part-way through its parts."""
+    line = bad_settings_line(prog)
+    if line is not None:
+        sys.stderr.write(line + "\n")
+        raise SystemExit(2)
+
+
+def bad_settings_line(prog: str) -> str | None:
+    """exit_on_bad_settings's line (``PROG: error: ...``) where a GPUNN_ variable is one gpunn does not take; else
+    None (bench/dist_bench.py says it after its ranks agree on who refused)."""
     from ..distributed.comm import DistributedError
 
     try:
         refuse_bad_settings()
     except (ValueError, DistributedError) as exc:
-        sys.stderr.write(f"{prog}: error: {' '.join(str(exc).split())}\n")
-        raise SystemExit(2) from None
+        return f"{prog}: error: {' '.join(str(exc).split())}"
+    return None
 
 
 def add_debug(parser) -> None:
