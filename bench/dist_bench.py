@@ -177,8 +177,21 @@ def same_arguments_on_every_rank(argv):
         if launched_rank() != 0:  # rank 0 says it, once
             raise SystemExit(2) from None
         _stop(_line(" ".join(str(exc).split())))
-    except DistributedError as exc:  # a launcher's variable or GPUNN_DIST_TIMEOUT it cannot read
-        _stop(_line(" ".join(str(exc).split())))
+    except DistributedError as exc:  # a launcher's variable or GPUNN_DIST_TIMEOUT it cannot read, before the ranks
+        # had a communicator to agree over: said by this rank, which ends the job (MPI_Abort), where the others waited
+        # for it in the check until their watchdog (GPUNN_DIST_TIMEOUT, 300 s)
+        from gpunn.distributed.comm import end_launched_job, launched_size, rank_words
+
+        line = _line(" ".join(str(exc).split()))
+        try:
+            prog, _, said = line.partition(": ")
+            line = f"{prog} [{rank_words(launched_rank(), launched_size())}]: {said}"
+        except DistributedError:  # the launcher's variables themselves: no rank to name
+            pass
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        end_launched_job(2)
+        raise SystemExit(2) from None
 
 
 def checked(argv) -> tuple:

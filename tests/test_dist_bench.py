@@ -205,17 +205,23 @@ def test_ranks_of_an_mpmd_launch_given_other_arguments_stop_together(tmp_path, f
 
 @needs_mpi
 @pytest.mark.slow
-def test_a_gpunn_variable_one_rank_alone_has_wrong_ends_the_job_with_its_line(tmp_path):
-    """mpiexec -n 1 dist_bench.py allreduce : -n 1 -env GPUNN_DEVICE=bogus dist_bench.py allreduce: the arguments are
+@pytest.mark.parametrize("name,value,says", [
+    ("GPUNN_DEVICE", "bogus", "GPUNN_DEVICE='bogus' is not auto, cpu, cuda or cuda:N (unset: auto)"),
+    ("GPUNN_DIST_TIMEOUT", "x", "GPUNN_DIST_TIMEOUT='x' is not a positive number of seconds in the digits 0-9 and one "
+                                "point at most, or inf (how long a rank waits in a collective before it aborts the "
+                                "job; unset: 300) (see dist_bench.py --help)")])
+def test_a_gpunn_variable_one_rank_alone_has_wrong_ends_the_job_with_its_line(tmp_path, name, value, says):
+    """mpiexec -n 1 dist_bench.py allreduce : -n 1 -env GPUNN_DEVICE bogus dist_bench.py allreduce: the arguments are
     the same, so the ranks' check let them through, and the rank that refused its variable said so and left; the
     other waited for it in its first barrier forever (measure()'s fit: until GPUNN_DIST_TIMEOUT). The ranks now agree
     on who refused in one gather: the rank that refused ends the job with its line, naming it. (Every rank refusing
-    alike is said once: test_agreement_points.py.)"""
-    code, _, err = _mpmd(tmp_path, ["allreduce"], ["-env", "GPUNN_DEVICE", "bogus", "allreduce"])
+    alike is said once: test_agreement_points.py.) GPUNN_DIST_TIMEOUT is read as the ranks start MPI for that check,
+    before they have a communicator to agree over: the rank that cannot read it said so and left, and the other
+    waited in the check for its watchdog's 300 s; it now ends the job with its line."""
+    code, _, err = _mpmd(tmp_path, ["allreduce"], ["-env", name, value, "allreduce"])
     assert code == 2, err
     assert [line for line in err.splitlines() if "error" in line] == [
-        "dist_bench.py [rank 1 of ranks 0-1]: error: GPUNN_DEVICE='bogus' is not auto, cpu, cuda or cuda:N (unset: "
-        "auto)"], err
+        f"dist_bench.py [rank 1 of ranks 0-1]: error: {says}"], err
 
 
 @needs_mpi
