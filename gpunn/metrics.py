@@ -1,6 +1,7 @@
 """Regression metrics on device arrays, returned as Python floats."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy
@@ -140,8 +141,11 @@ class SourceEvaluator:
                 for start in range(0, X.shape[0], self.chunk_rows):
                     yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
 
-        return evaluate_pieces(model, pieces(), lambda: self._ss_tot(model, moments),
-                               watch=getattr(self.source, "overflow_watch", None))
+        # closed on leaving, also when the forward pass stops it (Ctrl-C, out of memory): its windows' pass, reader
+        # thread and buffers end then, not when the error's traceback goes
+        with contextlib.closing(pieces()) as passing:
+            return evaluate_pieces(model, passing, lambda: self._ss_tot(model, moments),
+                                   watch=getattr(self.source, "overflow_watch", None))
 
     def _ss_tot(self, model, moments):
         if self.ss_tot is None:

@@ -1790,6 +1790,54 @@ def test_an_epoch_of_a_file_that_fails_in_its_batching_stops_its_reader_thread(n
     del caught
 
 
+@pytest.mark.parametrize("stopped", ["validation pass", "a rank's validation pass", "statistics pass",
+                                     "a shard's statistics pass"])
+def test_a_pass_the_consumer_stops_part_way_stops_its_reader_thread_before_the_error_is_seen(npy_pair, monkeypatch,
+                                                                                            stopped):
+    """A Ctrl-C (or a GPU's out of memory) that lands in the consumer of a validation pass (the model's forward
+    pass; a data-parallel rank's share of it) or of the statistics pass (standardize; a data-parallel rank's over its shards), not in the source's
+    reading, ends the pass's reader thread
+    before the error reaches the caller. It ran on, holding its window (on a GPU the pinned and device buffers
+    too), for as long as the traceback kept the suspended pass: in a notebook, until the next error."""
+    import gpunn.data.stats
+    from gpunn.metrics import SourceEvaluator
+
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=1, validation_fraction=0.3, device="cpu", dtype="float64")
+    calls = []
+
+    def interrupted(real):
+        def call(*args, **kwargs):
+            calls.append(threading.enumerate())
+            if len(calls) == 2:  # the second window's: the reader is running ahead
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return call
+
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt) as caught:  # (caught holds the traceback, as a notebook does)
+        if stopped.endswith("validation pass"):
+            from gpunn.distributed.training import _ShardedSourceValidation
+
+            model = gpunn.MLP([5, 4, 2], device="cpu", dtype="float64", seed=0)
+            monkeypatch.setattr(model, "_forward", interrupted(model._forward))
+            evaluator = SourceEvaluator(source, chunk_rows=2000)
+            if stopped.startswith("a rank's"):  # (data parallel: the rank's share of the held-out chunks)
+                one_rank = type("OneRank", (), {"rank": 0, "size": 1})
+                evaluator = _ShardedSourceValidation(evaluator, source.validation_chunks, one_rank)
+            evaluator.evaluate(model)
+        elif stopped == "statistics pass":
+            monkeypatch.setattr(gpunn.data.stats.Moments, "update", interrupted(gpunn.data.stats.Moments.update))
+            source.compute_standardizer()
+        else:  # (data parallel: each rank's shards, ShardedSource.standardizer_over_shards)
+            from gpunn.distributed import ShardedSource
+
+            monkeypatch.setattr(gpunn.data.stats.Moments, "update", interrupted(gpunn.data.stats.Moments.update))
+            ShardedSource(source, 2, [1]).owned_moments()
+    started = [t for t in calls[-1] if t not in before and t.name == "gpunn-data-reader"]
+    assert caught.value.__traceback__ is not None and len(started) == 1 and not started[0].is_alive()
+
+
 def test_large_row_groups_make_smaller_windows_so_memory_follows_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

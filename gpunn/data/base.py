@@ -27,6 +27,7 @@ chunks so that they hold out about the share asked; files by default into about 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import math
 import os
@@ -346,9 +347,12 @@ class ChunkedSource:
         """Mean and spread per column of the training chunks, in one streaming pass."""
         saved, self.standardizer = self.standardizer, None
         try:
-            with self.backend.use():  # on cuda:N (bind() runs at construction too, outside any use())
-                return Standardizer.from_pieces(self._windows([[k] for k in self.train_chunks], 0, 0, shuffle=False),
-                                                self.n_features, self.n_outputs, targets=self.standardize is True)
+            # on cuda:N (bind() runs at construction too, outside any use()); the pass closed on leaving, also when
+            # the statistics stop it (Ctrl-C): its reader thread and buffers end then, not when the traceback goes
+            with self.backend.use(), contextlib.closing(self._windows([[k] for k in self.train_chunks], 0, 0,
+                                                                       shuffle=False)) as windows:
+                return Standardizer.from_pieces(windows, self.n_features, self.n_outputs,
+                                                targets=self.standardize is True)
         finally:
             self.standardizer = saved
 

@@ -266,9 +266,9 @@ class _ShardView(ChunkedSource):
 
         saved, self.standardizer = self.standardizer, None
         try:
-            with self.backend.use():
-                return moments_of(self._windows([[j] for j in self.train_chunks], 0, 0, shuffle=False),
-                                  self.n_features, self.n_outputs)
+            with self.backend.use(), contextlib.closing(self._windows([[j] for j in self.train_chunks], 0, 0,
+                                                                       shuffle=False)) as windows:
+                return moments_of(windows, self.n_features, self.n_outputs)  # (closed as compute_standardizer's)
         finally:
             self.standardizer = saved
 

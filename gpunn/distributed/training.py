@@ -20,6 +20,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 
 from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
@@ -133,7 +135,8 @@ class _ShardedSourceValidation:
                 for start in range(0, X.shape[0], self.chunk_rows):
                     yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
 
-        sums = _error_sums(model, pieces(), self.source.overflow_watch)  # the windows read (and the moments taken)
+        with contextlib.closing(pieces()) as passing:  # (closed also when the forward pass stops it: SourceEvaluator)
+            sums = _error_sums(model, passing, self.source.overflow_watch)  # the windows read (and the moments taken)
         if self.ss_tot is None:
             merged = Moments(outputs)
             for part in self.comm.allgather(moments, label="the validation target moments"):
