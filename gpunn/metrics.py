@@ -94,8 +94,7 @@ class RegressionEvaluator:
         return self._described
 
     def _pieces(self):
-        for start in range(0, self.X.shape[0], self.chunk_rows):
-            yield self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows]
+        return window_pieces([(self.X, self.Y)], self.chunk_rows)
 
     def evaluate(self, model) -> dict:
         return evaluate_pieces(model, self._pieces(), self.ss_tot)
@@ -104,12 +103,13 @@ class RegressionEvaluator:
         """{member: words} for each member (0 for one model) whose output on these rows, as validation computes it,
         is NaN or infinite: how many values, and the first one's row in the user's array and column. One more pass
         over the rows: ValidationNotFinite's path only."""
+        return place_words(forward_places(model, self._pieces()), self.row_words)
+
+    def row_words(self, row) -> str:
+        """Row ``row`` of these rows as the user's array has it: "row 33 of X_val" (X's row, for a
+        validation_fraction)."""
         name, rows = self.rows_in
-        outputs = (model._forward(X, model._workspace(X.shape[0])) for X, _ in self._pieces())
-        places = not_finite_places(model, outputs, getattr(model, "n_models", 1))
-        return {k: f"{count} value{'s' if count > 1 else ''}, the first at row "
-                   f"{row if rows is None else int(rows[row])} of {name}, column {column}"
-                for k, (count, (row, column)) in enumerate(places) if count}
+        return f"row {row if rows is None else int(rows[row])} of {name}"
 
 
 class SourceEvaluator:
@@ -133,17 +133,9 @@ class SourceEvaluator:
         from .data.stats import Moments
 
         moments = Moments(self.source.n_outputs) if self.ss_tot is None else None
-
-        def pieces():
-            for X, Y in self.windows():
-                if moments is not None:
-                    moments.update(Y)
-                for start in range(0, X.shape[0], self.chunk_rows):
-                    yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
-
         # closed on leaving, also when the forward pass stops it (Ctrl-C, out of memory): its windows' pass, reader
         # thread and buffers end then, not when the error's traceback goes
-        with contextlib.closing(pieces()) as passing:
+        with contextlib.closing(window_pieces(self.windows(), self.chunk_rows, moments)) as passing:
             return evaluate_pieces(model, passing, lambda: self._ss_tot(model, moments),
                                    watch=getattr(self.source, "overflow_watch", None))
 
@@ -151,6 +143,54 @@ class SourceEvaluator:
         if self.ss_tot is None:
             self.ss_tot = model.xp.asarray(moments.m2)
         return self.ss_tot
+
+    def chunks(self):
+        """The chunks this evaluator reads, in order, where they are a chunked source's: its held-out chunks, or
+        every chunk of a validation source; else None."""
+        from .data.base import ChunkedSource
+
+        source = self.source
+        if not isinstance(source, ChunkedSource):
+            return None
+        if self.windows == source.validation_windows:
+            return source.validation_chunks
+        if self.windows == source.ordered_windows:
+            return range(len(source.chunk_sizes))
+        return None
+
+    def not_finite_places(self, model) -> dict:
+        """{member: words}, as RegressionEvaluator's: the first value's row as the source names it (the chunk's
+        first row and the row in it: "row 70 of x.npy", a CSV file's line). One more streamed pass over the rows
+        (their windows read again): ValidationNotFinite's path only."""
+        places = forward_places(model, window_pieces(self.windows(), self.chunk_rows))
+        watch = getattr(self.source, "overflow_watch", None)
+        if watch is not None:  # the pass's windows were refused or passed in the evaluation's: none held for later
+            watch.take(model.xp)
+        chunks = self.chunks()
+        return place_words(places, lambda row: source_row_words(self.source, chunks, row))
+
+
+def window_pieces(windows, chunk_rows, moments=None):
+    """(X, Y) device pieces of ``chunk_rows`` rows from a source's (X, Y) ``windows``, adding each window's targets
+    to ``moments`` (gpunn.data.stats.Moments) when given."""
+    for X, Y in windows:
+        if moments is not None:
+            moments.update(Y)
+        for start in range(0, X.shape[0], chunk_rows):
+            yield X[start:start + chunk_rows], Y[start:start + chunk_rows]
+
+
+def source_row_words(source, chunks, row) -> str:
+    """Row ``row`` of the rows of ``chunks`` (a chunked source's, read in that order, as validation reads them) as
+    the source names it (``_row_words``: the chunk's first row plus the row in it); for a source without chunks
+    (``chunks`` None), its place in the validation rows as read."""
+    if chunks is None:
+        return f"validation row {row} (in the order read)"
+    for k in chunks:
+        if row < source.chunk_sizes[k]:
+            return source._row_words(k, row)
+        row -= source.chunk_sizes[k]
+    raise IndexError("a row past the chunks'")
 
 
 VALIDATION_KEYS = ("val_loss", "val_mse", "val_mae", "val_r2")  # validation_logs'
@@ -254,6 +294,28 @@ def not_finite_places(model, outputs, members=1) -> list:
         counts += n
         offset += P.shape[-2]
     return [(int(count), place) for count, place in zip(counts, first)]
+
+
+def forward_places(model, pieces) -> list:
+    """:func:`not_finite_places` of ``model``'s forward pass (validation's) over (X, Y) device ``pieces`` (a
+    generator, closed on leaving: a source's pass ends also where the forward pass stops it, as in evaluate)."""
+    with contextlib.closing(pieces):
+        outputs = (model._forward(X, model._workspace(X.shape[0])) for X, _ in pieces)
+        return not_finite_places(model, outputs, getattr(model, "n_models", 1))
+
+
+def place_words(places, where) -> dict:
+    """{member: words} of :func:`not_finite_places`' ``places`` for each member with a value that is not finite:
+    how many, and the first one's row (as ``where(row)`` names it) and column."""
+    return {k: f"{count} value{'s' if count > 1 else ''}, the first at {where(row)}, column {column}"
+            for k, (count, (row, column)) in enumerate(places) if count}
+
+
+def merged_places(parts) -> list:
+    """:func:`not_finite_places` of rows split in order into ``parts`` (each a places list, a rank's): per member,
+    the counts added and the first part's first place."""
+    return [(sum(count for count, _ in member), next((place for count, place in member if count), (None, None)))
+            for member in zip(*parts)]
 
 
 def by_member(words: dict) -> str:

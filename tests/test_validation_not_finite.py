@@ -89,7 +89,87 @@ def test_gpunn_train_refuses_a_held_out_value_that_stays_finite_standardized_in_
                    "--epochs", "1", "--device", "cpu", "--quiet", "--standardize", "--seed", "0"])
     err = capsys.readouterr().err.strip().splitlines()
     found = re.fullmatch("gpunn train: error: " + REFUSAL, err[-1])
-    assert status == 2 and found and found["where"] is None, err  # a source's rows: a second pass would read them
+    assert status == 2 and found and found["where"] == f"1 value, the first at row {row} of {tmp_path / 'X.npy'}, " \
+                                                       "column 0", err  # (it named none for a source's rows)
+
+
+def _validation_source(kind, tmp_path, X, Y):
+    """(a gpunn.data source of X, Y in 3-row chunks or pieces, the file that holds row r and r's place in it, for
+    ``kind``): an .npy pair (rows of the file), a CSV file (lines, after the header) or a directory of two Parquet
+    files of 5 rows each (rows counted within their file)."""
+    from gpunn import data
+
+    if kind == "npy":
+        numpy.save(tmp_path / "Xv.npy", X)
+        numpy.save(tmp_path / "Yv.npy", Y)
+        return data.npy(str(tmp_path / "Xv.npy"), str(tmp_path / "Yv.npy"), chunk_rows=3), \
+            lambda r: f"row {r} of {tmp_path / 'Xv.npy'}"
+    columns = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0]}
+    if kind == "csv":
+        lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in row) for row in zip(*columns.values())]
+        (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
+        return data.csv(str(tmp_path / "v.csv"), "y", block_size=80), lambda r: f"line {r + 2} of {tmp_path / 'v.csv'}"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "v").mkdir()
+    for i, name in enumerate(("a.parquet", "b.parquet")):
+        pq.write_table(pa.table({k: v[5 * i:5 * i + 5] for k, v in columns.items()}), tmp_path / "v" / name,
+                       row_group_size=5)
+    return data.parquet(str(tmp_path / "v"), "y", chunk_rows=3), \
+        lambda r: f"row {r % 5} of {tmp_path / 'v' / ('a.parquet', 'b.parquet')[r // 5]}"
+
+
+@pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_names_its_rows(tmp_path, kind,
+                                                                                            members):
+    """A validation source's rows (validation_data=a gpunn.data source, read chunk by chunk): ValidationNotFinite
+    named no row (a second streamed pass was left out), so the user had to search the file for the 3e38. It names
+    the first value's row as the source's own errors name a row now (the chunk's first row plus the row in it: an
+    .npy file's row, a CSV file's line, a Parquet file and its row), from a second pass on that path only."""
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+    from gpunn import data
+
+    X, Y, X_val, Y_val = rows()
+    X_val[3] = 1.0
+    X_val[7] = HUGE  # in the third chunk (or the second Parquet file), past the first chunks' rows
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    validation, row_words = _validation_source(kind, tmp_path, X_val, Y_val)
+    assert len(validation.chunk_sizes) > 2
+    model = (gpunn.MLP([3, 8, 1], device="cpu", seed=0) if members is None else
+             gpunn.Ensemble([3, 8, 1], n_models=members, device="cpu", seed=0))
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        model.fit(data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=8), epochs=2, batch_size=8,
+                  validation_data=validation, verbose=False)
+    who = "" if members is None else r"members \[0, 1\]: their "
+    where = re.fullmatch(who + REFUSAL, str(caught.value))["where"]
+    assert where == ("" if members is None else "members [0, 1]: ") + f"1 value, the first at {row_words(7)}, column 0"
+
+
+def test_the_refusal_names_the_first_held_out_row_by_its_chunk_in_the_source(tmp_path):
+    """A source's held-out chunks are whole chunks drawn from the file, not its first rows: the row named is the
+    chunk's first row in the file plus the row in it, not the value's place among the rows held out."""
+    from gpunn import data
+
+    X, Y = (numpy.asarray(A) for A in gpunn.datasets.make("teacher", 50, 3, 1, device="cpu", seed=1))
+    numpy.save(tmp_path / "Y.npy", Y)
+
+    def source():
+        numpy.save(tmp_path / "X.npy", X)
+        return data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=5, validation_fraction=0.3,
+                        seed=1)
+
+    held = list(source().validation_chunks)
+    assert held[0] > 0 and held[1] - held[0] > 1  # not the file's first rows, and apart
+    row = 5 * held[1] + 2  # in the second chunk held out
+    X[row] = HUGE
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        gpunn.MLP([3, 8, 1], device="cpu", seed=0).fit(source(), epochs=2, batch_size=8, verbose=False)
+    where = re.fullmatch(REFUSAL, str(caught.value))["where"]
+    assert where == f"1 value, the first at row {row} of {tmp_path / 'X.npy'}, column 0"
 
 
 @pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
@@ -157,6 +237,51 @@ def test_two_ranks_on_the_stand_ins_gpus_both_refuse_a_validation_value_the_outp
         X, Y, epochs=2, batch_size=4, validation_data=(X_val, Y_val), verbose=False, distributed=True))
     assert [type(raised) for _, raised in outcomes] == [gpunn.ValidationNotFinite] * 2, outcomes
     assert str(outcomes[0][1]) == str(outcomes[1][1]) and aborted == []
+
+
+@pytest.mark.parametrize("kind, members", [("fraction", None), ("fraction", 2), ("held-out chunks", None)],
+                         ids=["rows-mlp", "rows-ensemble", "chunks-mlp"])
+def test_two_ranks_name_the_first_row_as_one_process_does_where_it_is_another_ranks(
+        fake_cupy, monkeypatch, tmp_path, kind, members):
+    """Data parallel, each rank validates its share of the rows (in-memory rows split by rows, a source's held-out
+    chunks by chunks): the refusal named no row, since the ranks must raise the same words. Each rank names its
+    first value's row in the user's order now (its share's offset: X's row for a validation_fraction, the file's
+    row for a chunk), the ranks' are gathered, and every rank says rank 1's row, as one process does."""
+    from thread_ranks import run_ranks
+
+    from gpunn import data
+    from gpunn.rng import host_rng
+
+    X, Y = (numpy.asarray(A) for A in gpunn.datasets.make("teacher", 50, 3, 1, device="cpu", seed=1))
+    numpy.save(tmp_path / "Y.npy", Y)
+    if kind == "fraction":
+        held = numpy.sort(host_rng(0, "validation").permutation(50)[:10])  # fit's split: rank 1 validates 5 to 9
+        row = int(held[7])
+    else:
+        row = 5 * 8 + 2  # chunks of 5 rows, seed 1 holds out [3, 5, 8]: rank 0 validates chunk 3, rank 1 5 and 8
+    X[row] = HUGE
+    numpy.save(tmp_path / "X.npy", X)
+
+    def fit(device, distributed):
+        model = (gpunn.MLP([3, 8, 1], device=device, seed=0) if members is None else
+                 gpunn.Ensemble([3, 8, 1], n_models=members, device=device, seed=0))
+        if kind == "fraction":
+            return model.fit(X, Y, epochs=2, batch_size=4, validation_fraction=0.2, seed=0, verbose=False,
+                             distributed=distributed)
+        source = data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=5, validation_fraction=0.3,
+                          seed=1)
+        assert list(source.validation_chunks) == [3, 5, 8]
+        return model.fit(source, epochs=2, batch_size=4, verbose=False, distributed=distributed)
+
+    with pytest.raises(gpunn.ValidationNotFinite) as alone:
+        fit("cpu", False)
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: fit(f"cuda:{rank}", True))
+    assert [type(raised) for _, raised in outcomes] == [gpunn.ValidationNotFinite] * 2 and aborted == [], outcomes
+    who = "" if members is None else r"members \[0, 1\]: their "
+    where = [re.fullmatch(who + REFUSAL, str(raised))["where"] for _, raised in outcomes]
+    said = f"1 value, the first at row {row} of {'X' if kind == 'fraction' else tmp_path / 'X.npy'}, column 0"
+    assert where == [re.fullmatch(who + REFUSAL, str(alone.value))["where"]] * 2, where
+    assert where[0] == (said if members is None else f"members [0, 1]: {said}")
 
 
 def test_a_score_one_rank_refuses_in_a_callback_ends_the_job_as_any_one_rank_error(fake_cupy, monkeypatch):

@@ -326,6 +326,11 @@ class ChunkedSource:
         0 as NumPy and pandas index a file's rows (a CSV file says its line instead)."""
         return f"row {self._row_offset(k) + row}"
 
+    def _row_words(self, k, row) -> str:
+        """Row ``row`` of chunk ``k`` with the source's name, as an error names a row it did not read itself (a
+        validation value the model's output overflows on): "row 70 of x.npy", "line 72 of t.csv"."""
+        return f"{self._at_row(k, row)} of {self._name()}"
+
     def _row_offset(self, k):
         """The row chunk ``k`` starts at (read for every chunk by a CSV source: a prefix sum made once in
         ``_set_chunks``, not a sum over the chunks before it, which made an epoch O(chunks^2))."""

@@ -398,6 +398,9 @@ class ParquetSource(ChunkedSource):
         first = bisect.bisect_left(self._chunks, (self._chunks[k][0],))  # the file's first chunk (file order)
         return super()._row_offset(k) - super()._row_offset(first)
 
+    def _row_words(self, k, row):  # (its rows are counted within their file)
+        return f"{self._at_row(k, row)} of {self.files[self._chunks[k][0]]}"
+
     def _where(self, k):
         i, g, _ = self._chunks[k]
         start = self._row_offset(k)

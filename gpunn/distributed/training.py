@@ -24,7 +24,8 @@ import contextlib
 
 import numpy
 
-from ..metrics import RegressionEvaluator, error_sums, r2_per_output, validation_logs
+from ..metrics import (RegressionEvaluator, error_sums, forward_places, merged_places, place_words, r2_per_output,
+                       source_row_words, validation_logs, window_pieces)
 from ..training.callbacks import Callback
 from ..training.sources import ArraySource
 from .comm import abort_on_error, agreeing_on_failure, is_raised_on_every_rank, raised_on_every_rank, world
@@ -100,12 +101,19 @@ class _ShardedValidation:
         lo, hi = piece(evaluator.n_rows, comm.rank, comm.size)
         self.X, self.Y, self.ss_tot = evaluator.X[lo:hi], evaluator.Y[lo:hi], evaluator.ss_tot
         self.describe = evaluator.describe  # a checkpoint records all the rows (rank 0 writes it)
+        self._row_words = lambda row: evaluator.row_words(lo + row)  # this rank's row as the user's array has it
+
+    def _pieces(self):
+        return window_pieces([(self.X, self.Y)], self.chunk_rows)
 
     def evaluate(self, model) -> dict:
-        pieces = ((self.X[start:start + self.chunk_rows], self.Y[start:start + self.chunk_rows])
-                  for start in range(0, self.X.shape[0], self.chunk_rows))
-        ss_res, abs_sum = _sum_over_ranks(_error_sums(model, pieces), self.comm)
+        ss_res, abs_sum = _sum_over_ranks(_error_sums(model, self._pieces()), self.comm)
         return _metrics(ss_res, abs_sum, model.backend.to_host(self.ss_tot), self.n_rows, self.Y.shape[1])
+
+    def not_finite_places(self, model) -> dict:
+        """The single process's words (RegressionEvaluator.not_finite_places), the same on every rank: each rank's
+        values that are not finite, gathered (ValidationNotFinite's path, which every rank takes alike)."""
+        return _gathered_places(self.comm, forward_places(model, self._pieces()), self._row_words)
 
 
 class _ShardedSourceValidation:
@@ -122,28 +130,41 @@ class _ShardedSourceValidation:
         self.chunks, self.ss_tot = list(chunks)[lo:hi], None
         self.describe = evaluator.describe  # what a checkpoint records of a validation source
 
+    def _pieces(self, moments=None):
+        return window_pieces(self.source.ordered_windows(self.chunks), self.chunk_rows, moments)
+
     def evaluate(self, model) -> dict:
         from ..data.stats import Moments
 
         outputs = self.source.n_outputs
         moments = Moments(outputs)
-
-        def pieces():
-            for X, Y in self.source.ordered_windows(self.chunks):
-                if self.ss_tot is None:
-                    moments.update(Y)
-                for start in range(0, X.shape[0], self.chunk_rows):
-                    yield X[start:start + self.chunk_rows], Y[start:start + self.chunk_rows]
-
-        with contextlib.closing(pieces()) as passing:  # (closed also when the forward pass stops it: SourceEvaluator)
-            sums = _error_sums(model, passing, self.source.overflow_watch)  # the windows read (and the moments taken)
-        if self.ss_tot is None:
+        first = self.ss_tot is None  # the first evaluation takes the targets' moments as it reads the windows
+        # the pass is closed also when the forward pass stops it (SourceEvaluator.evaluate)
+        with contextlib.closing(self._pieces(moments if first else None)) as passing:
+            sums = _error_sums(model, passing, self.source.overflow_watch)
+        if first:
             merged = Moments(outputs)
             for part in self.comm.allgather(moments, label="the validation target moments"):
                 merged.merge(part)
             self.ss_tot, self.n_rows = merged.m2, merged.count
         ss_res, abs_sum = _sum_over_ranks(sums, self.comm)
         return _metrics(ss_res, abs_sum, self.ss_tot, self.n_rows, outputs)
+
+    def not_finite_places(self, model) -> dict:
+        """The single process's words (SourceEvaluator.not_finite_places: the row as the source names it), the same
+        on every rank: each rank reads its chunks again, and the ranks' first values are gathered."""
+        places = forward_places(model, self._pieces())
+        self.source.overflow_watch.take(model.xp)  # (the pass's windows were refused or passed in the evaluation's)
+        return _gathered_places(self.comm, places, lambda row: source_row_words(self.source, self.chunks, row))
+
+
+def _gathered_places(comm, places, where) -> dict:
+    """{member: words} (gpunn.metrics.place_words) of this rank's ``places`` (gpunn.metrics.not_finite_places of
+    its rows) and the other ranks', whose rows follow in rank order: each rank names its first row (``where``), the
+    ranks' places are gathered and merged in rank order, so every rank gives the same words (one gather)."""
+    named = [(count, (None if row is None else where(row), column)) for count, (row, column) in places]
+    merged = merged_places(comm.allgather(named, label="the validation values that are not finite"))
+    return place_words(merged, str)
 
 
 def _error_sums(model, pieces, watch=None):
@@ -175,18 +196,10 @@ def _metrics(ss_res, abs_sum, ss_tot, rows, outputs) -> dict:
 
 def _source_validation_chunks(evaluator):
     """The chunks a SourceEvaluator reads, when they can be split by rank: a chunked source's held-out
-    chunks, or every chunk of a chunked validation source; else None."""
-    from ..data.base import ChunkedSource
+    chunks, or every chunk of a chunked validation source (SourceEvaluator.chunks); else None."""
     from ..metrics import SourceEvaluator
 
-    source = getattr(evaluator, "source", None)
-    if type(evaluator) is not SourceEvaluator or not isinstance(source, ChunkedSource):
-        return None
-    if evaluator.windows == source.validation_windows:
-        return source.validation_chunks
-    if evaluator.windows == source.ordered_windows:
-        return range(len(source.chunk_sizes))
-    return None
+    return evaluator.chunks() if type(evaluator) is SourceEvaluator else None
 
 
 class _ValidatedOnRankZero:
@@ -203,6 +216,12 @@ class _ValidatedOnRankZero:
     def evaluate(self, model) -> dict:
         logs = self.evaluator.evaluate(model) if self.comm.rank == 0 else None
         return self.comm.bcast_object(logs, label="the validation logs")
+
+    def not_finite_places(self, model) -> dict:
+        """Rank 0's evaluator's words ({} where it has none to say), on every rank, in one broadcast."""
+        find = getattr(self.evaluator, "not_finite_places", None)
+        places = (find(model) if find is not None else {}) if self.comm.rank == 0 else None
+        return self.comm.bcast_object(places, label="the validation values that are not finite")
 
 
 class DataParallel:

@@ -57,9 +57,10 @@ class ValidationNotFinite(FloatingPointError):
     weights grown huge in the epoch's last steps). No later epoch's validation would mean anything (EarlyStopping
     never sees an improvement, ReduceLROnPlateau lowers the rate for nothing), so the fit stops there, before the
     callbacks see the epoch, as for TrainingDiverged; the weights are the epoch's. The words name the epoch, the
-    metrics, an ensemble's members and, for in-memory validation rows, the first row and column the output overflows
-    on. Also what ``score``/``evaluate`` raise where ``predict(X)`` is NaN or infinite and the weights are finite (an
-    ensemble's: for no member a score), naming the first such row and column of X."""
+    metrics, an ensemble's members and the first validation row (in the user's array, or as a data source names
+    it; data parallel too) and column the output overflows on. Also what ``score``/``evaluate`` raise where
+    ``predict(X)`` is NaN or infinite and the weights are finite (an ensemble's: for no member a score), naming the
+    first such row and column of X."""
 
 
 def agreed(exc: BaseException) -> BaseException:
@@ -301,9 +302,10 @@ class Trainer:
 
     def not_finite_places(self) -> dict:
         """{member: words} naming how many of the validation rows' output values are NaN or infinite and the first
-        one's place in the user's array (0 for one model): the evaluator's, in one more pass over the rows, on
-        ValidationNotFinite's path only; {} where it cannot say (a source's rows, which a second pass would read
-        again; data parallel, whose ranks must raise the same words)."""
+        one's place (0 for one model): in the user's array, or as a source names its row; the evaluator's, in one
+        more pass over the rows (a source's read again), on ValidationNotFinite's path only. Data parallel, the
+        ranks' passes over their rows are gathered, so every rank gives the same words. {} for an evaluator
+        that cannot say (one of yours without the method)."""
         find = getattr(self.validation, "not_finite_places", None)
         return {} if find is None else find(self.model)
 
