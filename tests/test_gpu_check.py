@@ -1790,6 +1790,8 @@ def test_the_long_streams_epoch_lies_between_two_in_memory_epochs_and_its_ratio_
     assert long["ratio"] == pytest.approx((rate / 3e5 + rate / 7e5) / 2) and long["ratio_spread"] == [rate / 7e5,
                                                                                                         rate / 3e5]
     assert saved[-1][1]["throughput"]["synthetic_long"] == long and report["started"] == {"synthetic_long": None}
+    eager = "eager: no GPU: the step runs eagerly"  # how each of the A, B, A epochs ran (the one before was not kept)
+    assert long["steps"] == {"memory": eager, "stream": eager, "memory_before": eager, "memory_after": eager}
     line = hook.throughput_line("synthetic_long", long)
     assert (f"in memory (500,000; against the in-memory epochs just before and after it, {rate / 7e5:.2f}-"
             f"{rate / 3e5:.2f}x) on 4,096 rows") in line, line
@@ -1814,7 +1816,29 @@ def test_the_long_streams_epoch_lies_between_two_in_memory_epochs_and_its_ratio_
     long = report["throughput"]["synthetic_long"]
     assert "partial" in long and len(calls) == 1 and long["statistic"] == "before"
     assert long["memory_before_after"] == [3e5] and long["ratio"] == long["stream_samples_per_s"] / 3e5
+    assert long["steps"] == {"memory": eager, "stream": eager, "memory_before": eager}
     assert "--max-seconds 5.8 less 5 s and the in-memory epoch after it" in long["partial"], long["partial"]
+
+
+def test_a_long_stream_over_an_in_memory_epoch_before_it_that_ran_eagerly_is_not_judged(tmp_path, capsys):
+    """The 10^9-row epoch's ratio is over the in-memory epochs just before and after it: where the one before fell
+    back to the eager step (the default graph falls back silently) while the stream was captured, the ratio measures
+    the step, not the data path; streams.json keeps how that epoch ran (steps' memory_before) and the report says it,
+    with no verdict, as it does for the epoch after."""
+    hook = _load("bench/gpu_checks/streams.py", "streams_hook")
+    h200 = json.loads((RUNS / "h200-2026-11-28" / "streams-long.json").read_text())
+    base = dict(h200["throughput"]["synthetic_long"], memory_before_after=[7.9e6, 7.5e6], ratio=0.95,
+                ratio_spread=[0.93, 0.97], statistic="bracketed")
+    for before, verdict in (("graph", "met"), ("eager: the capture failed (made up)", "")):
+        entry = hook.with_steps(base, memory="graph", stream="graph", memory_before=before, memory_after="graph")
+        assert entry["same_step"] == (before == "graph")
+        (tmp_path / "streams.json").write_text(json.dumps(dict(h200, throughput={"synthetic_long": entry})))
+        got = _targets(_report(RUNS / "h200-2026-11-28", "--add", f"streams={tmp_path / 'streams.json'}",
+                               capsys=capsys))["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"]
+        assert got[1] == verdict, got
+        assert ("memory_before's step eager: the capture failed (made up)" in got[0]) == (verdict == ""), got
+        line = hook.throughput_line("synthetic_long", entry)  # the hook's own printed line, likewise
+        assert ("NOT judged: " in line and "memory_before's step eager" in line) == (verdict == ""), line
 
 
 def test_a_paired_npy_ratio_is_judged_with_its_rounds_said(tmp_path, capsys):

@@ -692,7 +692,8 @@ def test_the_streams_hooks_gpu_sizes_give_issue_12s_numbers_and_the_report_reads
         steps={"npy": "eager: made eager by the test", "memory": "graph"}, h2d_gbps_pinned=20.0))
     assert _matches(t["synthetic_long"], dict(
         rows=10 ** 9, stream_samples_per_s=8.7e6, memory_samples_per_s=10e6, ratio=0.87, peak_rss_gib=3.0,
-        steps=graphs, same_step=True, memory_before_after=[10e6, 10e6], ratio_spread=[0.87, 0.87],
+        steps=dict(graphs, memory_before="graph", memory_after="graph"), same_step=True,
+        memory_before_after=[10e6, 10e6], ratio_spread=[0.87, 0.87],
         statistic="bracketed"))
     assert saved["started"] == {"synthetic_long": None} and "skipped" not in saved
     out = capsys.readouterr().out

@@ -40,8 +40,9 @@ throughput parts, the 10^9-row stream of gpu_check.sh's second command included)
      GPUNN_CHECK_STREAMS_SECONDS gives the hook more). With it to follow, the synthetic part runs LONG_ROUNDS
      rounds at most, leaving the epoch the time.
 Each measured part says how many rows it ran, and how each of its two fits' step ran ("steps": "graph", or
-"eager: <why>": the default CUDA graph falls back silently); a ratio of a graph step and an eager one is not
-judged (the line says "NOT judged", bench/gpu_report.py gives no verdict).
+"eager: <why>": the default CUDA graph falls back silently; synthetic_long's also its in-memory epochs just before
+and after it, "memory_before" and "memory_after"); a ratio of a graph step and an eager one is not judged (the
+line says "NOT judged", bench/gpu_report.py gives no verdict).
 """
 from __future__ import annotations
 
@@ -200,11 +201,12 @@ def partial_entry(rows, asked, seconds, steady, why):
 
 
 def long_epoch(model_args, rows, batch, synthetic, deadline, keep, stop_words, sync=lambda: None,
-               clock=time.monotonic, every=None, before=None):
+               clock=time.monotonic, every=None, before=None, before_step=None):
     """The entry of one epoch of a ``rows``-row synthetic stream (the 32-1 teacher task, as the synthetic part's),
     set against ``synthetic``'s in-memory rate (that part's entry, with its memory fit's step): ``before``, the rate
     of the in-memory epoch run just before it (then held in ``memory_before_after``, to which long_part adds the one
-    after), else the entry's own.
+    after), else the entry's own. ``before_step``: how that epoch's step ran, kept in ``steps`` as ``memory_before``
+    (the ratio is over that epoch, so a graph stream over an eager one is not judged).
 
     ``keep(entry)`` gets a partial entry at each progress report (EpochProgress; the hook saves it, so a kill keeps
     the last one); the epoch is stopped at ``deadline`` (a ``clock`` time), and then the entry is partial, its
@@ -222,9 +224,10 @@ def long_epoch(model_args, rows, batch, synthetic, deadline, keep, stop_words, s
         ratio = got["stream_samples_per_s"] / memory
         paired = {} if before is None else {"memory_before_after": [before], "ratio_spread": [ratio, ratio],
                                             "statistic": "before"}
+        before_steps = {} if before_step is None else {"memory_before": before_step}
         return with_steps({**got, "memory_samples_per_s": memory, "ratio": ratio,
                            "peak_rss_gib": peak_rss_bytes() / 2**30, **paired},
-                          memory=synthetic["steps"]["memory"], stream=step_kind(model))
+                          memory=synthetic["steps"]["memory"], stream=step_kind(model), **before_steps)
 
     def progress(done, seconds, steady):
         last[:] = done, seconds, steady
@@ -283,7 +286,8 @@ def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synt
     trains one epoch just before the long one and one just after it (A, B, A): the entry's ratio is the median of the
     long epoch's rate over each ("bracketed"), its spread the two; the epoch stops early enough to leave the one
     after AFTER_EPOCH_FACTOR times ``memory_seconds``. A partial epoch, or one whose epoch after fails or is cut,
-    keeps the ratio over the one before ("before"). Without ``memory_epoch``: over ``synthetic``'s in-memory rate."""
+    keeps the ratio over the one before ("before"). How the two epochs' steps ran is kept in the entry's ``steps``
+    (``memory_before``, ``memory_after``). Without ``memory_epoch``: over ``synthetic``'s in-memory rate."""
     rate = synthetic["stream_samples_per_s"]
     after = AFTER_EPOCH_FACTOR * memory_seconds if memory_epoch is not None else 0.0
     stop_at = max_seconds - STOP_RESERVE_SECONDS - after  # seconds into the hook
@@ -293,7 +297,7 @@ def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synt
         report["skipped"] = {"synthetic_long": f"10^9 rows need about {need:.0f} s; this hook had {max(left, 0):.1f} s "
                                                "left for them"}
         return
-    before = memory_epoch()[0] if memory_epoch is not None else None
+    before, before_step = memory_epoch() if memory_epoch is not None else (None, None)
     # saved before the epoch, None after it: a call killed in it (its time ran out before the hook's) leaves this and
     # the epoch's last progress saved, which bench/gpu_report.py reports as such
     report["started"] = {"synthetic_long": {"rows": LONG_ROWS, "at_s": round(time.monotonic() - t0, 1),
@@ -307,7 +311,8 @@ def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synt
     entry = report["throughput"]["synthetic_long"] = long_epoch(
         model_args, LONG_ROWS, batch, synthetic, t0 + stop_at, keep,
         f"stopped {{seconds}} s into the epoch by the hook's time limit (--max-seconds {max_seconds:g} less "
-        f"{STOP_RESERVE_SECONDS:g} s{' and the in-memory epoch after it' if after else ''})", sync, before=before)
+        f"{STOP_RESERVE_SECONDS:g} s{' and the in-memory epoch after it' if after else ''})", sync, before=before,
+        before_step=before_step)
     report["started"] = {"synthetic_long": None}  # (None, not absent: it replaces an earlier call's)
     if memory_epoch is not None and "partial" not in entry:
         save(report)
@@ -316,8 +321,7 @@ def long_part(report, save, max_seconds, t0, model_args, batch, least_rows, synt
         entry.update(memory_before_after=[before, rate_after],
                      memory_samples_per_s=statistics.median([before, rate_after]),
                      ratio=statistics.median(ratios), ratio_spread=[min(ratios), max(ratios)], statistic="bracketed")
-        if step_after != entry["steps"]["memory"]:  # (the same model as before it: the same step, unless it fell back)
-            entry.update(with_steps(entry, **entry["steps"], memory_after=step_after))
+        entry.update(with_steps(entry, **entry["steps"], memory_after=step_after))
         save(report)
 
 
