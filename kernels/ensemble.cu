@@ -29,11 +29,13 @@ __global__ void member_bias_act_forward(const T* Z_in, const T* b, long long b_s
     const long long stride = (long long)blockDim.x * gridDim.x;
     const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (first >= n) return;
+    // Follow the column incrementally: two divisions per thread, none per element or member.
+    const long long first_col = first % cols;
     const long long col_step = stride % cols;
     for (long long k = blockIdx.y; k < members; k += gridDim.y) {
         const T* bk = b != nullptr ? b + k * b_stride : nullptr;
         const long long base = k * n;
-        long long col = first % cols;
+        long long col = first_col;  // each member's rows start at column 0: i = first is in column first % cols
         for (long long i = first; i < n; i += stride) {
             bias_act_element<T, ACT>(Z_in[base + i], bk != nullptr ? bk + col : nullptr,
                                      Z_keep != nullptr ? Z_keep + base + i : nullptr, A + base + i);

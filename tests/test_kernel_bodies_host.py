@@ -314,6 +314,32 @@ def test_member_bias_act_forward_uses_each_members_bias_row(k, gx, gy, block, ac
     close(Zi, g(act, z))
 
 
+# (grid x, block x, rows, cols): a grid stride (gx * block) that the columns divide (column step 0: 8 columns,
+# 32, one); a stride one over the columns (step 1), a step over half the columns (every other element subtracts),
+# strides under the columns (step = stride: 45 columns, and 33, step cols - 1), several blocks (step 6); each
+# thread's loop wraps 3 to 7 times per member
+COLUMN_WALKS = [(1, 32, 13, 8), (1, 32, 7, 32), (1, 32, 100, 1), (1, 32, 4, 31), (1, 32, 20, 7), (1, 32, 5, 45),
+                (1, 32, 4, 33), (3, 32, 30, 10)]
+
+
+@pytest.mark.parametrize("gx, block, rows, cols", COLUMN_WALKS)
+@pytest.mark.parametrize("gy", [1, 2])
+def test_member_bias_act_forward_follows_each_elements_column_through_the_wraps_of_every_member(k, gx, block, rows,
+                                                                                                  cols, gy):
+    """The kernel follows an element's column incrementally (one step of stride % cols and at most one subtract per
+    element) from the thread's first column, first % cols, formed once per thread: each member's walk starts there
+    again (gy < K: a thread walks several members), so every element gets its member's bias of its own column."""
+    K, stride = 3, cols + 2
+    r = rng(8)
+    Z = r.standard_normal((K, rows, cols))
+    flat = r.standard_normal(K * stride)
+    z = Z + flat.reshape(K, stride)[:, None, :cols]
+    A = np.full_like(Z, np.nan)
+    k.member_bias_act_forward(ACTIVATIONS["identity"].kernel_id, gx, gy, block, Z, flat, stride, None, A, K, rows,
+                              cols)
+    np.testing.assert_array_equal(A, z)  # identity: Z + b exactly, each sum one rounding
+
+
 @pytest.mark.parametrize("gy, block", [(3, BIAS_GRAD_BLOCK), (1, (32, 32)), (2, (32, 4))])
 @BOTH_ORDERS
 def test_member_bias_grad_writes_each_members_column_sums_at_its_stride(k, schedule, gy, block):
