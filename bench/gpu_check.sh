@@ -14,7 +14,8 @@
 #              call again); info failing otherwise fails the stage and the run goes on
 #   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable); a test
 #              still running after 60 s dumps every thread's stack into gpu_tests.log (what a hang leaves to read)
-#   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24)
+#   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24), the
+#              ensemble's Adam step (K=256 members in one launch) among them
 #   train      gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
 #              bf16 autocast: gpunn's default rows (the step captured as a CUDA graph) in float32, tf32 and
 #              bf16, and its eager step (--eager) beside each, where `gpunn bench --help` offers

@@ -76,6 +76,7 @@ def pytest_configure(config):
         stand_in = fakecupy if os.environ["GPUNN_FAKE_CUPY"] == "1" else fakecupy.load_as_cupy()
         stand_in.reset()
         sys.modules["cupy"], sys.modules["cupyx"] = stand_in, stand_in.cupyx
+        sys.modules["cupyx.profiler"] = stand_in.cupyx.profiler  # as install() does (gpunn.bench.kernels' timer)
         sys.modules.update(stand_in._backends_modules())
         stand_in.forget_gpunn_state()
         stand_in.refuse_host_conversions()  # numpy.asarray(device array) raises, as with CuPy

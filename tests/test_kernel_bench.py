@@ -9,15 +9,22 @@ import waiting
 from gpunn.bench import kernels
 
 
-def test_kernel_bench_runs_and_reports_every_op(tmp_path):
+def test_kernel_bench_runs_and_reports_every_op_and_gpu_report_prints_its_rows(tmp_path):
+    """As gpu_check.sh's kernels stage runs it (its CPU dry run's sizes), and the report's Kernels table from its JSON,
+    the ensemble's Adam row (K = 256 members of 16 parameters here) among them."""
+    from bench_scripts import load
+
     out = tmp_path / "kernels.json"
     proc = waiting.run([sys.executable, "-m", "gpunn.bench.kernels", "--device", "cpu", "--sizes", "12",
                         "--repeat", "2", "--json", str(out)], timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
-    assert {r["op"] for r in rows} >= {"adam step", "backward relu from A", "loss + dA[L]"}
+    assert {r["op"] for r in rows} >= {"adam step", "backward relu from A", "loss + dA[L]", "ensemble adam step, K=256"}
     assert all(r["gb_per_s"] > 0 and r["elements"] == 4096 for r in rows)
-    assert "device-to-device copy" in proc.stdout
+    assert "device-to-device copy" in proc.stdout and "ensemble adam step, K=256" in proc.stdout
+    report = load("bench/gpu_report.py", "gpu_report")
+    printed = report.details(report.Run(str(tmp_path)))
+    assert "| adam step | 2^12 |" in printed and "| ensemble adam step, K=256 | 2^12 |" in printed, printed
 
 
 def test_an_option_given_twice_is_refused_as_gpunns_commands_refuse_it(capsys):
@@ -99,25 +106,80 @@ class _RecordedOps:
 
 def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked():
     """Every input read once, every output written once; the data is n elements laid out as (n/cols) x cols,
-    random (a second moment, Adam's v, non-negative)."""
+    random (a second moment, Adam's v, non-negative). The ensemble row steps the same n parameters as K rows, each
+    member with Adam's defaults (its K x 6 settings table read once)."""
     import numpy
 
     from gpunn import backend
+    from gpunn.ops.ensemble import ACTIVE, BETA1, BETA2, LR, MOMENTUM, WEIGHT_DECAY
 
-    ops = _RecordedOps()
-    got = kernels.cases(backend.CPU, ops, 4096, "float64", cols=64)
+    ops, member_ops = _RecordedOps(), _RecordedOps()
+    got = kernels.cases(backend.CPU, ops, 4096, "float64", cols=64, members=16, member_ops=member_ops)
     size = 8 * 4096
     assert {name: nbytes for name, _, nbytes in got} == {
         "forward relu (A=g(Z+b), in place)": 2 * size, "forward gelu (keep Z, write A)": 3 * size,
         "backward relu from A": 3 * size, "backward tanh from A": 3 * size, "backward gelu from Z": 3 * size,
         "loss + dA[L]": 3 * size, "bias gradient (column sums)": size, "sgd momentum step": 5 * size,
-        "adam step": 7 * size}
+        "adam step": 7 * size, "ensemble adam step, K=16": 7 * size + 16 * 6 * 8}
     for _, run_op, _ in got:
         run_op()
     Z, b = ops.calls["bias_activation"][:2]
     assert Z.shape == (64, 64) and Z.dtype == numpy.float64 and b.shape == (64,) and Z.std() > 0.5
     w, g, m, v = ops.calls["adam_step"][:4]
     assert w.shape == v.shape == (4096,) and (v >= 0).all() and v.max() > 0
+    W, G, M, V, rates, eps, step, decoupled = member_ops.calls["adam_step"]
+    assert W.shape == G.shape == M.shape == V.shape == (16, 256) and W.flags.c_contiguous and (V >= 0).all()
+    assert rates.host.shape == (16, 6) and (rates.host[:, [LR, BETA1, BETA2, ACTIVE]] == [1e-3, 0.9, 0.999, 1]).all()
+    assert (rates.host[:, [WEIGHT_DECAY, MOMENTUM]] == 0).all()
+    assert (eps, step, decoupled) == (1e-8, 10, False)  # as the one-model row's
+
+
+class _Given:
+    """Member ops that keep what adam_step was given (and w, m, v as they were) before stepping with ``real``."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def adam_step(self, *args):
+        self.args, self.before = args, [a.copy() for a in (args[0], args[2], args[3])]
+        return self.real.adam_step(*args)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_the_ensemble_row_is_one_member_adam_launch_that_steps_each_member_as_one_models_adam(gpu, monkeypatch, fused):
+    """On the GPU the ensemble row's fused side is one launch of kernels/ensemble.cu's member_adam_step (K = 256
+    members: an Ensemble's launch shape), not the generic EnsembleOps it falls back to where a kernel does not apply
+    (the unfused side, which launches no member kernel); either steps member k's row as one model's Adam steps it
+    (float64, all members alike: the same numbers as the one-model Adam over the whole). run() gives the row."""
+    import numpy
+
+    from gpunn.ops import ensemble_ops_for
+    from gpunn.ops import kernels as compiled
+    from gpunn.ops.cuda import CupyOps
+
+    launched, get_kernel = [], compiled.get_kernel
+    monkeypatch.setattr(compiled, "get_kernel", lambda name, *args: (launched.append(name), get_kernel(name, *args))[1])
+    with gpu.use():
+        ops = CupyOps(fused=fused)
+        member_ops = _Given(ensemble_ops_for(ops))
+        name, step, nbytes = kernels.cases(gpu, ops, 1 << 12, "float64", member_ops=member_ops)[-1]
+        assert name == "ensemble adam step, K=256" and nbytes == 7 * 8 * 4096 + 256 * 6 * 8
+        launched.clear()
+        step()
+        assert launched == (["member_adam_step"] if fused else []), launched
+        W, G, M, V = member_ops.args[:4]
+        assert W.shape == (256, 16) and not numpy.array_equal(W.get(), member_ops.before[0].get())
+        w, m, v = (a.reshape(-1) for a in member_ops.before)  # stepped here as one model's 4096 parameters
+        CupyOps(fused=False).adam_step(w, G.reshape(-1), m, v, 1e-3, 0.9, 0.999, 1e-8, 10, 0.0, False)
+        for got, want in zip((W, M, V), (w, m, v)):  # to rounding (a GPU's FMAs, its pow): a wrong lr, step or
+            want = want.get()  # row is off by ~1e-3
+            numpy.testing.assert_allclose(got.reshape(-1).get(), want, rtol=1e-12, atol=1e-12 * abs(want).max())
+    if fused:  # the benchmark's own row: both sides timed
+        launched.clear()
+        rows = kernels.run("cuda", (12,), "float32", repeat=1)["rows"]
+        row = next(r for r in rows if r["op"] == "ensemble adam step, K=256")
+        assert "member_adam_step" in launched and row["gb_per_s"] > 0 and row["fused_speedup"] > 0, row
 
 
 def test_the_cpu_timer_runs_once_to_warm_up_then_takes_the_median(monkeypatch):
@@ -149,7 +211,7 @@ def test_the_copy_is_the_faster_of_the_copy_kernel_and_cudamemcpy(monkeypatch):
 
 
 def test_the_rows_are_each_ops_bandwidth_against_the_copys_at_each_size(monkeypatch, tmp_path, capsys):
-    """With every timing 0.5 s (timer replaced): each size's nine ops, GB/s = bytes / seconds, the copy's the
+    """With every timing 0.5 s (timer replaced): each size's ten ops, GB/s = bytes / seconds, the copy's the
     same way, their ratio; the JSON rewritten after each size and at the end, in the dtype asked."""
     saved = []
     monkeypatch.setattr(kernels, "timer", lambda backend, fn, repeat: 0.5)
@@ -159,13 +221,14 @@ def test_the_rows_are_each_ops_bandwidth_against_the_copys_at_each_size(monkeypa
     out = tmp_path / "k.json"
     kernels.main(["--device", "cpu", "--sizes", "10,11", "--dtype", "float64", "--repeat", "1", "--json", str(out)])
     result = json.loads(out.read_text())
-    assert result["dtype"] == "float64" and len(result["rows"]) == 18
-    assert [len(s["rows"]) for s in saved] == [9, 18, 18]  # after each size, then the whole
+    assert result["dtype"] == "float64" and len(result["rows"]) == 20
+    assert [len(s["rows"]) for s in saved] == [10, 20, 20]  # after each size, then the whole
     for r in result["rows"]:
         n = r["elements"]
         copy = 2 * 8 * n / 0.5 / 1e9
         assert r["seconds"] == 0.5 and r["copy_gb_per_s"] == pytest.approx(copy) and r["copy_by"] == "copy kernel"
-        assert r["gb_per_s"] * 0.5 * 1e9 / (8 * n) in (1, 2, 3, 5, 7) and r["dtype"] == "float64"
+        table = 256 * 6 * 8 if r["op"] == "ensemble adam step, K=256" else 0  # the members' settings
+        assert (r["gb_per_s"] * 0.5 * 1e9 - table) / (8 * n) in (1, 2, 3, 5, 7) and r["dtype"] == "float64"
         assert r["fraction_of_copy"] == pytest.approx(r["gb_per_s"] / copy) and "fused_speedup" not in r
     assert sorted({r["elements"] for r in result["rows"]}) == [1024, 2048]
     assert "device-to-device copy at 2^10: " in capsys.readouterr().out

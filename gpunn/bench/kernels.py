@@ -3,7 +3,10 @@
 Bytes are the fewest an op must move (every input read once, every output written once), so
 GB/s / copy GB/s is the fraction of the memory roofline reached. On the GPU, "fused" is CupyOps'
 kernels and "unfused" the plain CuPy expressions of the reference Ops; on the CPU only the
-reference runs. Usage: python -m gpunn.bench.kernels [--device cuda] [--sizes 24] [--json out.json]
+reference runs. One row is an ensemble's: the Adam step of K = 256 members on the same n elements
+(n / K each), in one launch of kernels/ensemble.cu's member_adam_step on the GPU (CupyEnsembleOps;
+unfused: the generic EnsembleOps), beside the one-model "adam step" row of the same size.
+Usage: python -m gpunn.bench.kernels [--device cuda] [--sizes 24] [--json out.json]
 """
 from __future__ import annotations
 
@@ -12,10 +15,16 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy
+
 from .. import backend as _backend
 from ..activations import ACTIVATIONS
+from ..ops import ensemble_ops_for
 from ..ops.base import Ops
+from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, EnsembleOps, MemberRates
 from ..rng import DeviceRNG
+
+MEMBERS = 256  # the ensemble row's K: issue 11's ensembles of 256 small nets
 
 
 def timer(backend, fn, repeat):
@@ -33,8 +42,19 @@ def timer(backend, fn, repeat):
     return statistics.median(times)
 
 
-def cases(backend, ops, n, dtype, cols=1024):
-    """(name, callable, bytes moved) for each op at n elements laid out as (n/cols) x cols."""
+def member_rates(xp, members):
+    """The ensemble row's per-member settings: every member active, Adam's defaults, lr 1e-3."""
+    row = numpy.zeros(HYPER_FIELDS)  # no weight decay, no momentum
+    row[[LR, BETA1, BETA2, ACTIVE]] = 1e-3, 0.9, 0.999, 1.0
+    return MemberRates(xp, numpy.tile(row, (members, 1)))
+
+
+def cases(backend, ops, n, dtype, cols=1024, members=MEMBERS, member_ops=None):
+    """(name, callable, bytes moved) for each op at n elements laid out as (n/cols) x cols; the ensemble row's
+    parameters are the same n elements as ``members`` rows, stepped by ``member_ops`` (default: the member-axis ops
+    over ``ops`` on the GPU, the generic reference on the CPU)."""
+    if member_ops is None:
+        member_ops = ensemble_ops_for(ops) if backend.is_gpu else EnsembleOps(ops)
     rows = n // cols
     rng = DeviceRNG(backend, 0, "kernel-bench")
 
@@ -47,6 +67,8 @@ def cases(backend, ops, n, dtype, cols=1024):
     w, g, m, v = flat
     v *= v  # a second moment is non-negative
     size = Z.itemsize * rows * cols
+    rates = member_rates(backend.xp, members)
+    W, G, M, V = (a.reshape(members, a.size // members) for a in flat)  # views: member k's n / K parameters: row k
     relu, gelu, tanh = ACTIVATIONS["relu"], ACTIVATIONS["gelu"], ACTIVATIONS["tanh"]
     return [
         ("forward relu (A=g(Z+b), in place)", lambda: ops.bias_activation(Zr, b, relu, Zr, keep_z=False), 2 * size),
@@ -58,6 +80,9 @@ def cases(backend, ops, n, dtype, cols=1024):
         ("bias gradient (column sums)", lambda: ops.bias_gradient(dA, b), size),
         ("sgd momentum step", lambda: ops.sgd_step(w, g, m, 1e-3, 0.9, False, 0.0), 5 * size),
         ("adam step", lambda: ops.adam_step(w, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 10, 0.0, False), 7 * size),
+        # the same seven passes, and the members' settings table read once
+        (f"ensemble adam step, K={members}", lambda: member_ops.adam_step(W, G, M, V, rates, 1e-8, 10, False),
+         7 * size + rates.host.nbytes),
     ]
 
 
