@@ -16,6 +16,7 @@ source. Running every GPU-marked test against the stand-in: ``GPUNN_FAKE_CUPY=1 
 from __future__ import annotations
 
 import itertools
+import sys
 
 import numpy
 import pytest
@@ -1906,6 +1907,17 @@ def _event_pair(cp, timing):
     ("round of a[i]", TypeError, lambda cp, a: round(a[1])),
     ("a.ctypes", AttributeError, lambda cp, a: a.ctypes.data),
     ("a.__array_interface__", AttributeError, lambda cp, a: a.__array_interface__),
+    ("a.__array__() called directly", TypeError, lambda cp, a: a.__array__()),
+    # DLPack (cupy/_core/core.pyx __dlpack__, dlpack.pyx from_dlpack)
+    ("a DLPack copy to its own device", BufferError, lambda cp, a: a.__dlpack__(copy=True)),
+    ("a DLPack export to the host without a copy", ValueError, lambda cp, a: a.__dlpack__(dl_device=(1, 0), copy=False)),
+    ("a DLPack export to another device", BufferError, lambda cp, a: a.__dlpack__(dl_device=(2, 1))),
+    ("a DLPack consumer stream below -1", ValueError, lambda cp, a: a.__dlpack__(stream=-2)),
+    ("cupy.from_dlpack of a host array", TypeError, lambda cp, a: cp.from_dlpack(numpy.ones(2))),
+    ("cupy.from_dlpack(device=)", NotImplementedError, lambda cp, a: cp.from_dlpack(a, device=(2, 0))),
+    ("a DLPack capsule consumed twice", ValueError, lambda cp, a: _consumed_twice(cp, a)),
+    ("cupy.from_dlpack of a host DLPack capsule", RuntimeError,
+     lambda cp, a: cp.from_dlpack(numpy.ones(2).__dlpack__(max_version=(1, 0)))),
     # ndarray.set/get(out=): no cast, no broadcast
     ("set of another dtype", TypeError, lambda cp, a: a.set(numpy.ones(4, "float64"))),
     ("set of another shape", ValueError, lambda cp, a: a.set(numpy.ones(1, "float32"))),
@@ -1979,6 +1991,87 @@ def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     a = fake_cupy.arange(4, dtype="float32")
     with pytest.raises(error):
         run(fake_cupy, a)
+
+
+def _consumed_twice(cp, a):
+    capsule = a.__dlpack__()
+    cp.from_dlpack(capsule)
+    cp.from_dlpack(capsule)
+
+
+def test_pickling_a_device_array_copies_it_to_the_host_and_unpickling_to_the_current_device(fake_cupy):
+    """CuPy pickles an array as ``cupy.array`` of ``self.get(order="A")`` (cupy/_core/core.pyx __reduce__): a
+    synchronous copy to the host on the current stream, so what another stream writes must be waited for first, and
+    the bytes (never the device memory, whatever the protocol) unpickle onto the device current then."""
+    import pickle
+
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    a, side = _written_on_a_side_stream(cp)
+    with pytest.raises(ordering.StreamOrderError, match=r"a copy to the host \(get\) on the null stream reads"):
+        pickle.dumps(a)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    cp.cuda.Stream.null.wait_event(side.record())
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        with cp.cuda.Device(1):
+            back = pickle.loads(pickle.dumps(a[::2], protocol=protocol))
+        assert type(back) is type(a) and back.device.id == 1 and back.get().tolist() == [3, 3]
+    rebuild, (host,) = a.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # not NumPy's, which pickles the memory itself
+    assert rebuild is cp.array and type(host) is numpy.ndarray
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ (the buffer protocol from Python) is 3.12's")
+def test_the_buffer_protocol_is_refused_as_cupy_refuses_device_memory_the_host_cannot_reach(fake_cupy, tmp_path):
+    """CuPy's __getbuffer__ hands out only memory the host can reach (managed memory, HMM/ATS): memoryview of a
+    device array, writing it to a file as bytes, hashing it, are TypeErrors (get() first)."""
+    import hashlib
+
+    a = fake_cupy.arange(4, dtype="float32")
+    def write(a):
+        with open(tmp_path / "a.bin", "wb") as f:
+            f.write(a)
+
+    for use in (memoryview, hashlib.sha256, bytearray, lambda a: numpy.frombuffer(a, "float32"), write):
+        with pytest.raises(TypeError, match="Accessing a CuPy ndarry on CPU is not allowed"):
+            use(a)
+    assert bytes(memoryview(a.get())) == a.tobytes()  # the host copy, and tobytes (a get()), are fine
+
+
+def test_dlpack_exports_device_memory_that_numpy_refuses_and_cupy_takes_back_in_stream_order(fake_cupy):
+    """CuPy's __dlpack__ exports the array's own memory as a CUDA tensor (kDLCUDA, its device), so NumPy's
+    from_dlpack refuses it in NumPy's words, unless asked for the host (dl_device=(kDLCPU, 0)): then a copy, as get()
+    makes it. A consumer's stream waits for an event of CuPy's current stream (__dlpack__'s stream=); cupy.from_dlpack
+    asks with the producer's device current and its current stream there, and shares the memory."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32")
+    assert there.__dlpack_device__() == (2, 1)
+    with pytest.raises((RuntimeError, BufferError), match="Unsupported device in DLTensor"):
+        numpy.from_dlpack(there)
+    with cp.cuda.Device(1):
+        host = numpy.from_dlpack(there, device="cpu")  # a get(): the host waited for device 1's null stream
+    assert type(host) is numpy.ndarray and host.tolist() == [0, 1, 2, 3]
+    shared = cp.from_dlpack(there)
+    assert shared.device.id == 1 and cp.cuda.Device().id == 0
+    with cp.cuda.Device(1):
+        shared += 1
+        assert there.get().tolist() == [1, 2, 3, 4]
+    a = cp.arange(4, dtype="float32")  # written on device 0's null stream
+    side = cp.cuda.Stream(non_blocking=True)
+    with pytest.raises(ordering.StreamOrderError, match="on stream"):
+        with side:
+            a.fill(0)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    capsule = a.__dlpack__(stream=side.ptr)  # side waits for the null stream now
+    with side:
+        cp.from_dlpack(capsule).fill(2)
+    side.synchronize()
+    assert a.get().tolist() == [2, 2, 2, 2]
+    with pytest.warns(UserWarning, match="Stream 0 is passed"):
+        cp.from_dlpack(a.__dlpack__(stream=0))
 
 
 def _gemm_ex(cp, lda, handle=None, types=0, compute=68, algo=-1):

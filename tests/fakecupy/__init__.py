@@ -67,7 +67,13 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   ``numpy.asarray``/``array``/``ascontiguousarray`` of a device array (or a list holding one) raise
   TypeError, as CuPy's ``ndarray.__array__`` does, when gpunn, a test or ``numpy.testing`` calls them
   (``refuse_host_conversions``; NumPy's C code does not ask, so ``host[...] = device`` is refused in gpunn's
-  own code by tests/fakecupy_setitem.py, which compiles gpunn's modules with each subscript assignment checked); ``a[i]``
+  own code by tests/fakecupy_setitem.py, which compiles gpunn's modules with each subscript assignment checked), and
+  ``a.__array__()`` itself; the buffer protocol (``memoryview``, ``file.write(a)``, hashlib) is refused as CuPy's
+  ``__getbuffer__`` refuses memory the host cannot reach (Python 3.12 and later: ``__buffer__``); a pickle is CuPy's
+  ``cupy.array`` of a ``get()`` copy (a synchronous read), unpickled onto the device current then; DLPack exports
+  the device memory itself (``fakecupy.dlpack``: NumPy's ``from_dlpack`` refuses it in its own words, unless asked
+  for a host copy, a ``get()``), ordering the consumer's stream after the current one, and ``cupy.from_dlpack``
+  takes it back (CuPy's argument checks, the host refused); ``a[i]``
   is a 0-d device array, not a NumPy scalar (unhashable, no ``__index__``); ``bool()`` and ``format()``
   are synchronising reads; ``set``/``get(out=)`` take exactly the array's dtype and shape; only names
   CuPy 14 has (``fakecupy.names``, also for ``numpy.f(device_array)``); Cython-typed arguments (tuple
@@ -96,10 +102,12 @@ import sys
 import threading
 import time
 import types
+import warnings
 import weakref
 
 import numpy
 
+from . import dlpack as _dlpack
 from . import kernels as _kernels
 from . import names as _names
 from . import ordering as _ordering
@@ -880,6 +888,58 @@ class ndarray(numpy.ndarray):
     def __complex__(self):
         return complex(self._to_host("complex()"))
 
+    # ---- leaving the device: what CuPy 14 (cupy/_core/core.pyx) lets through, and how
+    def __array__(self, dtype=None, copy=None):
+        """Refused, as CuPy's: no implicit conversion to NumPy (``numpy.asarray`` & co. are refused before they ask,
+        ``refuse_host_conversions``; this is for a direct call)."""
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a "
+                        "NumPy array explicitly.")
+
+    def __reduce__(self):
+        """CuPy's pickle: ``array, (self.get(order="A"),)``, a synchronous copy to the host (as get()), unpickled as
+        ``cupy.array`` of it, a copy to the device current then."""
+        return array, (self.get(order="A"),)
+
+    def __reduce_ex__(self, protocol):  # NumPy's pickles the memory itself (protocol 5: out of band): CuPy's has none
+        return self.__reduce__()
+
+    def __buffer__(self, flags):
+        """The buffer protocol (memoryview, ``file.write(a)``, hashlib, ``numpy.frombuffer``): CuPy's __getbuffer__
+        refuses device memory that the host cannot reach (not managed memory, no HMM/ATS). Python 3.12 and later
+        only: 3.11 has no ``__buffer__``, so there NumPy's own buffer is handed out."""
+        raise TypeError("Accessing a CuPy ndarry on CPU is not allowed except when using system memory (on HMM or "
+                        "ATS enabled systems, need to set CUPY_ENABLE_UMP=1) or managed memory")
+
+    def __dlpack_device__(self):
+        return _dlpack.kDLCUDA, self._device_id
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """CuPy's DLPack export. To its own device: a capsule of this memory (fakecupy.dlpack), after the consumer's
+        ``stream`` (a handle; None: the legacy stream; -1: no order) waits for an event of the current stream where
+        it is another stream. To the host (``dl_device=(1, 0)``): NumPy's capsule of a ``get()`` copy."""
+        if dl_device is None or tuple(dl_device) == self.__dlpack_device__():
+            if copy is True:
+                raise BufferError("copy=True only supported for copy to CPU.")
+        elif tuple(dl_device) == (_dlpack.kDLCPU, 0):
+            if copy is False:
+                raise ValueError("GPU memory cannot be exported to CPU without copy.")
+            return self.get(order="A").__dlpack__(max_version=max_version)
+        else:
+            raise BufferError("unsupported device requested.")
+        consumer = -2 if stream is not None and not isinstance(stream, int) else 1 if stream is None else stream
+        if consumer < -1:
+            raise ValueError(f"On CUDA, the valid stream for the DLPack protocol is -1, 1, 2, or any larger value, "
+                             f"but {stream} was provided")
+        if consumer == 0:
+            warnings.warn("Stream 0 is passed from a library that you are converting to; CuPy assumes 0 as a legacy "
+                          "default stream. Please report this problem to the library as this violates the DLPack "
+                          "protocol.")
+            consumer = 1
+        current = _current_stream()
+        if consumer >= 0 and consumer != (current.ptr or 1):
+            _stream_of_handle(consumer).wait_event(current.record())
+        return _dlpack.export(self, _address(self), self._device_id)
+
     def __iter__(self):  # CuPy iterates over the first axis, yielding device arrays
         for i in range(len(self)):
             yield self[i]
@@ -1226,6 +1286,57 @@ def copy(a, order="K"):
     """cupy.copy (cupy/_creation/from_data.py): ``a.copy(order=order)``, so another device's array is copied to the
     current one as ``ndarray.copy`` copies it."""
     return a.copy(order=order)
+
+
+def _stream_of_handle(ptr):
+    """The stream a DLPack consumer named by its handle: 1 CUDA's legacy stream (the current device's null stream)."""
+    if ptr == 1:
+        return _Stream.null
+    if ptr == 2:
+        raise NotImplementedError("fakecupy: the per-thread default stream is not modelled (gpunn does not use it)")
+    stream = _STREAMS.get(ptr)
+    if stream is None:
+        raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: stream handle {ptr:#x} is no live stream")
+    return stream
+
+
+def from_dlpack(array, *, device=None, copy=None):
+    """cupy.from_dlpack (cupy/_core/dlpack.pyx): the producer's array as a device array on its device, sharing its
+    memory; the producer is asked with its device current, for CuPy's current stream there to wait on (so the
+    result may be used on that stream). A host producer is refused; a bare capsule is taken as it is."""
+    if not hasattr(array, "__dlpack_device__"):
+        return _from_capsule(array)
+    kind, device_id = array.__dlpack_device__()
+    if device is not None:
+        raise NotImplementedError("from_dlpack() does not support device yet.")
+    if kind == _dlpack.kDLCPU:
+        raise TypeError("CPU arrays cannot be directly imported to CuPy. Use `cupy.array(numpy.from_dlpack(input))` "
+                        "instead.")
+    if kind != _dlpack.kDLCUDA:
+        raise TypeError(f"Unsupported array type: {kind}")
+    with _device_current(device_id):
+        stream = _current_stream().ptr or 1  # the null stream: CUDA's legacy stream's handle
+        try:
+            capsule = array.__dlpack__(stream=stream, max_version=(1, 0), copy=copy)
+        except TypeError:
+            if copy is not None:
+                raise
+            capsule = array.__dlpack__(stream=stream)
+    return _from_capsule(capsule)
+
+
+def _from_capsule(capsule):
+    exported = _dlpack.consume(capsule)
+    if exported is not None:
+        return exported.view()  # the same memory, on its device
+    where = _dlpack.device_of(capsule)
+    if where is None:
+        raise ValueError(f"A DLPack tensor object cannot be consumed multiple times (or object was not a DLPack "
+                         f"capsule). Got: {capsule!r}")
+    if where[0] != _dlpack.kDLCUDA:
+        raise RuntimeError("CuPy is built against CUDA, different from the backend that backs the incoming DLPack "
+                           "tensor")
+    raise NotImplementedError("fakecupy: a DLPack tensor of another library's device memory is not modelled")
 
 
 def asnumpy(a, stream=None, order="C", out=None):
