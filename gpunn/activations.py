@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .hints import known_name
+
 GELU_C = math.sqrt(2.0 / math.pi)  # sqrt(2/pi) in the tanh approximation
 GELU_K = 0.044715
 LEAKY_SLOPE = 0.01
@@ -193,9 +195,4 @@ ACTIVATIONS: dict[str, Activation] = {
 def get_activation(name) -> Activation:
     if isinstance(name, Activation):
         return name
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}"
-        ) from None
+    return ACTIVATIONS[known_name(name, ACTIVATIONS, "activation")]  # in any letter case: "ReLU" is relu

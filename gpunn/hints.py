@@ -81,3 +81,27 @@ def unexpected_keyword(call: str, key: str, names) -> TypeError:
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
     hint = f" ({found.hint(_as_keyword)})" if found else ""
     return TypeError(f"{call}() got an unexpected keyword argument {key!r}{hint}")
+
+
+def known_name(name, names, what: str) -> str:
+    """The name of ``names`` (gpunn's, all lower case) that ``name`` is in any letter case: "Adam" is "adam", as
+    Keras takes optimizer names, and a model, checkpoint or config file records "adam". Anything else is a
+    ValueError naming ``what``, with the name meant where there is one (leakyrelu: leaky_relu)."""
+    folded = {known.lower(): known for known in names}
+    found = folded.get(name.lower()) if isinstance(name, str) else None
+    if found is not None:
+        return found
+    hint = meant(name, names, aliases=False) if isinstance(name, str) else None
+    hint = f" ({hint.hint(lambda known, _: repr(known))})" if hint else ""
+    raise ValueError(f"unknown {what} {name!r}{hint}; choose one of: {', '.join(names)}")
+
+
+def folding(names):
+    """An argparse ``type`` for a ``choices`` option of ``names``: a name in another letter case as gpunn spells
+    it (--optimizer Adam: adam, as known_name), anything else as written, for argparse to refuse as it is."""
+    folded = {known.lower(): known for known in names}
+
+    def name(text):
+        return folded.get(text.lower(), text)
+
+    return name

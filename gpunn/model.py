@@ -282,7 +282,7 @@ class MLP(DeviceModel):
 
     ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
     ``activation`` applies to hidden layers (one name, or a list with one per hidden
-    layer); ``output_activation`` to the last. With ``bias=False`` and
+    layer; a name in any letter case, "ReLU" is relu); ``output_activation`` to the last. With ``bias=False`` and
     ``optimizer="sgd"`` training is exactly W <- W - lr * dW (README, "The math").
     ``fused=False`` runs the GPU's elementwise stages as plain CuPy expressions instead of
     the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable).

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from .checks import flag, non_negative_int, positive_int, real
+from .hints import known_name
 
 
 def check_lr(lr) -> float:
@@ -224,10 +225,8 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
         raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance, {optimizer.__name__}(lr=...), "
                         f"or its name, {optimizer.name!r}")
-    try:
-        cls = OPTIMIZERS[optimizer]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
+    optimizer = known_name(optimizer, OPTIMIZERS, "optimizer")  # in any letter case: "Adam" is adam, as in Keras
+    cls = OPTIMIZERS[optimizer]
     accepted = options_of(cls)
     unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
     if unknown:
@@ -252,8 +251,7 @@ class Schedule:
     min_factor: float = 0.0  # cosine: floor as a fraction of the base rate
 
     def __post_init__(self):
-        if self.name not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.name!r}; choose one of: {', '.join(SCHEDULES)}")
+        object.__setattr__(self, "name", known_name(self.name, SCHEDULES, "schedule"))  # "Cosine" is cosine
         # Python ints (a NumPy integer was refused, and would not go into a checkpoint's JSON)
         object.__setattr__(self, "step_size", positive_int(self.step_size, "step_size"))
         object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))

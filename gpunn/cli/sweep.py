@@ -11,6 +11,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
+from ..hints import folding
 from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from ..training.state import position_words
 from . import data as data_cli
@@ -75,14 +76,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--outputs", type=positive(int), default=1, help="targets per row (default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
     s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes; '' for none, a linear model (default: %(default)s)")
-    s.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden activation (default: %(default)s)")
-    s.add_argument("--output-activation", choices=list(ACTIVATIONS), default="identity", help="output layer's activation (default: %(default)s)")
+    s.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS), default="relu",
+                   help="hidden activation, in any letter case (default: %(default)s)")
+    s.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS), default="identity",
+                   help="output layer's activation, in any letter case (default: %(default)s)")
     s.add_argument("--no-bias", action="store_true", help="bias-free layers")
     s.add_argument("--epochs", type=positive(int), default=10, help="passes over the training rows (default: %(default)s)")
     s.add_argument("--batch-size", type=positive(int), default=128,
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
-    s.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="optimizer (default: %(default)s)")
-    s.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (default: %(default)s)")
+    s.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS), default="adam",
+                   help="optimizer, in any letter case (default: %(default)s)")
+    s.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES), default="constant",
+                   help="learning-rate schedule, in any letter case (default: %(default)s)")
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")
     s.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before a member stops (default: %(default)s)")

@@ -119,7 +119,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     model's statistics, whether it was made with standardize or not).
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
-    or a name: "sgd" (plain W <- W - lr dW), "momentum", "nesterov", "adam" (also None), "adamw"; ``lr``, when
+    or a name: "sgd" (plain W <- W - lr dW), "momentum", "nesterov", "adam" (also None), "adamw" (names in any
+    letter case, as Keras takes them: "Adam" is adam, and so for schedules); ``lr``, when
     given, sets the rate of either (an object's ``lr`` is changed). A name makes a fresh optimizer each fit;
     an object keeps its moments and step count, so a second fit of the same model with it continues them
     (its epochs count from 1 again, with a new run's shuffles and schedule: a checkpoint's ``resume``

@@ -1,0 +1,84 @@
+"""Optimizer, activation and schedule names in any letter case ("Adam", "ReLU", "Cosine"), as Keras takes
+optimizer names; each is kept as gpunn spells it (lower case), so models, checkpoints and config files name it
+one way. A name that is not one in any case is refused, with the name meant where there is one."""
+import re
+
+import numpy
+import pytest
+from cli_args import with_options
+
+import gpunn
+from gpunn import cli
+
+
+def _data(rows=64):
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((rows, 3)).astype("float32")
+    return X, X[:, :1] - 0.5 * X[:, 1:2]
+
+
+def test_names_in_other_letter_case_train_as_the_lower_case_names():
+    X, Y = _data()
+    runs = {}
+    for optimizer, activation, output, schedule in (("adam", "relu", "identity", "cosine"),
+                                                    ("Adam", "ReLU", "Identity", "Cosine"),
+                                                    ("ADAM", "RELU", "IDENTITY", "COSINE")):
+        model = gpunn.MLP([3, 8, 1], activation=activation, output_activation=output, device="cpu", seed=0)
+        history = model.fit(X, Y, epochs=2, batch_size=16, optimizer=optimizer, schedule=schedule, verbose=False)
+        runs[optimizer] = model.predict(X), history["lr"]
+        assert [a.name for a in model.activations] == ["relu", "identity"]
+    for optimizer in ("Adam", "ADAM"):
+        numpy.testing.assert_array_equal(runs[optimizer][0], runs["adam"][0])
+        assert runs[optimizer][1] == runs["adam"][1]
+    assert gpunn.optim.make_optimizer("AdamW").name == "adamw"
+    assert gpunn.Schedule("Step", step_size=2).name == "step"
+    assert [a.name for a in gpunn.Ensemble([3, 4, 1], 2, activation="GELU", device="cpu").activations] == ["gelu",
+                                                                                                         "identity"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: gpunn.MLP([3, 4, 1], activation="leakyrelu", device="cpu"),
+     "unknown activation 'leakyrelu' (did you mean 'leaky_relu'?); choose one of: identity, relu"),
+    (lambda: gpunn.MLP([3, 4, 1], activation="LeakyReLU", device="cpu"),
+     "unknown activation 'LeakyReLU' (did you mean 'leaky_relu'?)"),
+    (lambda: gpunn.optim.make_optimizer("Adamm"), "unknown optimizer 'Adamm' (did you mean 'adam'?); choose one of"),
+    (lambda: gpunn.Schedule("cosin"), "unknown schedule 'cosin' (did you mean 'cosine'?); choose one of"),
+    (lambda: gpunn.optim.make_optimizer("lbfgs"), "unknown optimizer 'lbfgs'; choose one of: sgd, momentum"),
+])
+def test_a_name_that_is_none_in_any_case_names_the_one_meant(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_the_command_line_and_config_files_take_names_in_any_case_and_record_them_lower(tmp_path, capsys):
+    small = ["--rows", "200", "--features", "3", "--hidden", "8", "--epochs", "2", "--batch-size", "32",
+             "--device", "cpu", "--quiet"]
+    path = tmp_path / "run.npz"
+    assert cli.main(["train", *small, "--optimizer", "Adam", "--activation", "ReLU", "--schedule", "Cosine",
+                     "--save", str(path)]) == 0
+    assert "model: [3, 8, 1] relu" in capsys.readouterr().out
+    saved = (tmp_path / "run.npz.toml").read_text()
+    assert 'optimizer = "adam"' in saved and 'activation = "relu"' in saved and 'schedule = "cosine"' in saved
+    ckpt = gpunn.load_checkpoint(str(path), device="cpu")
+    assert ckpt.optimizer.name == "adam" and ckpt.settings.schedule.name == "cosine"
+    # --resume compares the options given with the run's: ADAM is its adam
+    assert cli.main(with_options(["train", *small], "--resume", str(path), "--epochs", "3", "--optimizer", "ADAM")) == 0
+    config = tmp_path / "run.toml"
+    config.write_text('optimizer = "SGD"\nactivation = "Tanh"\noutput-activation = "Identity"\n')
+    assert cli.main(["train", *small, "--config", str(config), "--save", str(tmp_path / "b.npz")]) == 0
+    assert "model: [3, 8, 1] tanh" in capsys.readouterr().out
+    saved = (tmp_path / "b.npz.toml").read_text()
+    assert 'optimizer = "sgd"' in saved and 'activation = "tanh"' in saved
+    assert cli.main(["sweep", *small, "--optimizer", "Momentum", "--activation", "SiLU"]) == 0
+    # a name in no case is argparse's refusal, as written
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", *small, "--optimizer", "LBFGS"])
+    assert exit_info.value.code == 2 and "invalid choice: 'LBFGS'" in capsys.readouterr().err
+
+
+def test_help_says_the_names_take_any_letter_case(capsys):
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert text.count("any letter case") == 4, (command, text)
