@@ -88,6 +88,12 @@ def pytest_configure(config):
     from gpunn.data import pipeline
 
     pipeline._DEADLOCK_POLL_S = 1.0
+    # the progress's "compiling CPU kernels" line comes in whichever test first calls a kernel while Numba's cache
+    # holds none (a fresh clone's first run): off, so that no test's stderr depends on the cache; its own tests
+    # (tests/test_training.py) turn it on
+    from gpunn.training.callbacks import ProgressBar
+
+    ProgressBar.says_compiling = False
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -252,6 +252,46 @@ def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch, p
         ProgressBar(lines="yes")
 
 
+@pytest.mark.parametrize("lines", [True, False])
+def test_a_cold_numba_cache_is_said_once_while_the_first_batch_compiles(teacher, terminal_stderr, monkeypatch, lines):
+    """Where Numba's cache holds no kernel (the first run after an install), the first batch compiles them (12 s on
+    2 cores) while the progress stood still: it says so, once, as the first compile starts. Numba's "numba:compile"
+    event is fired here by hand, as a cold cache fires it for each kernel it compiles (nested: a kernel compiles
+    those it calls; a warm cache loads them with none), rather than compiling for seconds."""
+    numba_event = pytest.importorskip("numba.core.event")
+    from gpunn.training.callbacks import Callback, ProgressBar
+
+    monkeypatch.setattr(ProgressBar, "says_compiling", True)  # off for the other tests (tests/conftest.py)
+    said = "train [cpu]: compiling CPU kernels (first run only: Numba caches them)..."
+
+    def compile_kernel():
+        with numba_event.trigger_event("numba:compile", data={"dispatcher": None, "args": (), "return_type": None}):
+            with numba_event.trigger_event("numba:compile", data={"dispatcher": None, "args": (), "return_type": None}):
+                pass
+
+    class ColdCache(Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 0:
+                compile_kernel()
+
+        def on_batch_end(self, trainer, batch):
+            if batch == 0:
+                compile_kernel()  # and another kernel, the next one called
+
+    X, Y = teacher[0][:300], teacher[1][:300]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=False,
+                                            callbacks=[ColdCache(), ProgressBar(lines=lines)])
+    err = terminal_stderr.readouterr().err
+    assert err.count("compiling") == 1 and said in [part.strip() for part in err.replace("\r", "\n").split("\n")]
+    if lines:  # before the first epoch's line, which it does not count as one
+        assert [line.split(":")[0] for line in err.splitlines()] == ["train [cpu]", "train [cpu] epoch 1/2",
+                                                                     "train [cpu] epoch 2/2"]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=False,
+                                            callbacks=[ProgressBar(lines=lines)])  # a warm cache: no event
+    compile_kernel()  # after the fits: nothing listens
+    assert "compiling" not in terminal_stderr.readouterr().err
+
+
 def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data, progress_clock):
     """Keras' verbose=2; verbose=1 and True draw the bar there."""
     X, Y = teacher[0][:300], teacher[1][:300]

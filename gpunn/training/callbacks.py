@@ -156,6 +156,7 @@ class ProgressBar(Callback):
     rank_zero_only = True  # data parallel: only rank 0 draws it
     eta_every_s = 1.0
     line_every_s = 60.0
+    says_compiling = True  # a run's first Numba compile, once: see _listen_for_compiles
 
     def __init__(self, lines=None):
         self.lines = flag(lines, "lines", allow_none=True)
@@ -192,6 +193,16 @@ class ProgressBar(Callback):
         self._next_line = self._start + self.line_every_s
         self._epoch_start, self._epoch_start_rows = self._start, done
         self._shown = {}
+        self._stop_listening = _listen_for_compiles(self._say_compiling) if self.says_compiling else None
+
+    def _say_compiling(self):
+        """Numba compiles the CPU kernels on their first call where its cache holds none (the first run after an
+        install or an update: 12 s on 2 cores), inside the first batch: the bar stood still at 0 rows meanwhile."""
+        text = "compiling CPU kernels (first run only: Numba caches them)..."
+        if self.bar is not None:
+            self.bar.write(f"train [{self.device}]: {text}", file=self.stream)
+        else:
+            print(f"train [{self.device}]: {text}", file=self.stream, flush=True)
 
     def _title(self, epoch):
         return f"train [{self.device}] epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
@@ -261,8 +272,36 @@ class ProgressBar(Callback):
         print(f"{self._title(self._epoch)}: {text}", file=self.stream, flush=True)
 
     def on_train_end(self, trainer):
+        if getattr(self, "_stop_listening", None) is not None:
+            self._stop_listening()
+            self._stop_listening = None
         if self.bar is not None:
             self.bar.close()
+
+
+def _listen_for_compiles(say):
+    """Calls ``say()`` at the first Numba compile from now on, in any thread, and returns the function that stops
+    listening (None without Numba). Numba's "numba:compile" event (its documented event API) starts only where a
+    kernel is compiled: a kernel its cache holds is loaded, with no event."""
+    numba = sys.modules.get("numba")  # gpunn.ops.cpu imports it where it is installed; none: nothing compiles
+    if numba is None:
+        return None
+    from numba.core import event
+
+    class FirstCompile(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            if not self.said:
+                self.said = True
+                say()
+
+        def on_end(self, ev):
+            pass
+
+    listener = FirstCompile()
+    event.register("numba:compile", listener)
+    return lambda: event.unregister("numba:compile", listener)
 
 
 def lines_for(verbose):
