@@ -122,6 +122,7 @@ def test_a_collective_put_before_the_agreement_is_found(tmp_path, monkeypatch):
     collective after the command check, and no agreement."""
     from gpunn.distributed import comm, training
 
+    monkeypatch.chdir(tmp_path)
     control = as_rank(monkeypatch, 0)
     set_up = training.DataParallel.__init__
 

@@ -196,9 +196,10 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
     MPI_Init or a collective, and mpiexec does not end them when a process exits with an error status. An error
     ``exc`` that every rank raised at the same point (gpunn.distributed.comm.is_raised_on_every_rank; or raised before
     any collective since the ranks' command check or a sweep's end of an ensemble, where the ranks agree on who failed
-    in the next one of the others: agreeing_before_any_collective) waits for no rank: the ranks compare their lines, rank 0 says a line every rank
-    has once (``gpunn train [ranks 0-1]: ...``), each rank says its own where they differ (but for a rank that only
-    repeats another's refusal of its data, which that rank says), and every rank exits with its status."""
+    in the next one of the others: agreeing_before_any_collective) waits for no rank: the ranks compare their lines,
+    rank 0 says a line every rank has once (``gpunn train [ranks 0-1]: ...``), each rank says its own where they differ
+    (but for a rank that only repeats another's refusal of its data, which that rank says), and every rank exits with
+    its status."""
     from ..distributed.comm import (agreeing_before_any_collective, end_launched_job, is_raised_on_every_rank,
                                     started_world)
 
