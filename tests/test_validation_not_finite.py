@@ -308,12 +308,13 @@ def test_a_score_one_rank_refuses_in_a_callback_ends_the_job_as_any_one_rank_err
     assert not gpunn.distributed.comm.is_raised_on_every_rank(outcomes[0][1])
 
 
-def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_logs_to_check(monkeypatch):
+def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_logs_to_check(fake_cupy, monkeypatch):
     """An evaluator that cannot be split by rank (a hand-written source's) runs on rank 0 alone. The other ranks took
     its logs only in the epoch-log broadcast, after the loop's check: rank 0 alone would refuse a val_loss of inf
     (and alone raise TrainingDiverged, which is not aborted on, leaving the others in that broadcast). Now every rank
-    takes rank 0's validation logs in a broadcast of their own, and checks them."""
-    from thread_ranks import run_ranks
+    takes rank 0's validation logs in a broadcast of their own, and checks them; and ValidationNotFinite's words of
+    where the values are not finite, rank 0's evaluator's, so that every rank raises the same."""
+    from thread_ranks import run_ranks  # (which loads the stand-in's NCCL: fake_cupy; alone, it found no cupy)
 
     from gpunn.distributed import training
 
@@ -327,15 +328,20 @@ def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_log
             self.calls += 1
             return {"val_loss": float("inf"), "rank": self.rank}
 
+        def not_finite_places(self, model):  # (ValidationNotFinite's words: rank 0's, said by every rank)
+            self.calls += 1
+            return {0: f"1 value, the first at row {self.rank} of it, column 0"}
+
     evaluators = [Evaluator(rank) for rank in range(2)]
 
     def work(rank):
         validation = training._ValidatedOnRankZero(evaluators[rank], training.world(None))
-        return validation.n_rows, validation.evaluate(None)
+        return validation.n_rows, validation.evaluate(None), validation.not_finite_places(None)
 
     outcomes, aborted = run_ranks(monkeypatch, 2, work)
-    assert outcomes == [((10, {"val_loss": float("inf"), "rank": 0}), None)] * 2 and aborted == []
-    assert [e.calls for e in evaluators] == [1, 0]
+    words = {0: "1 value, the first at row 0 of it, column 0"}
+    assert outcomes == [((10, {"val_loss": float("inf"), "rank": 0}, words), None)] * 2 and aborted == []
+    assert [e.calls for e in evaluators] == [2, 0]
 
 
 # ---- evaluate() and score(): no score where the metrics are not finite (they returned inf/NaN, or R² 0, silently)
