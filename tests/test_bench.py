@@ -725,7 +725,7 @@ def test_every_fit_the_bench_times_goes_through_timed_fit():
     assert direct == []
 
 
-@pytest.mark.parametrize("script", ["dist_bench.py", "ensemble_products.py", "regression_probe.py"])
+@pytest.mark.parametrize("script", ["dist_bench.py", "ensemble_products.py", "regression_probe.py", "first_epoch.py"])
 def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(script):
     """bench/'s three CPU measurement scripts (README's Design table) read sys.argv by position: --help ended in a
     traceback (IndexError, ValueError, KeyError) where a reader expects the usage. It prints the docstring."""
@@ -742,7 +742,8 @@ def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(scrip
     assert done.stdout.strip() == ast.get_docstring(ast.parse(path.read_text())).strip()
 
 
-@pytest.mark.parametrize("script, argv", [("dist_bench.py", ["t:4:8:1:8", "4", "3"]), ("regression_probe.py", ["small"])])
+@pytest.mark.parametrize("script, argv", [("dist_bench.py", ["t:4:8:1:8", "4", "3"]), ("regression_probe.py", ["small"]),
+                                          ("first_epoch.py", ["1"])])
 def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_start(script, argv):
     """As gpunn's commands and its python -m gpunn.bench.* tools: one line in the script's name and status 2 before
     it measures, where it failed with a traceback as its first fit read the variable. bench/ensemble_products.py
@@ -772,7 +773,9 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
                                                  "partial_fit"),
     ("ensemble_products.py", ["0"], "K must be a whole number, 1 or more, got '0'"),
     ("ensemble_products.py", ["4", "-3"], "batch must be a whole number, 1 or more, got '-3'"),
-    ("ensemble_products.py", ["4", "8", "9"], "takes [K] [batch], got 3 arguments")])
+    ("ensemble_products.py", ["4", "8", "9"], "takes [K] [batch], got 3 arguments"),
+    ("first_epoch.py", ["0"], "RUNS must be a whole number, 1 or more, got '0'"),
+    ("first_epoch.py", ["3", "4"], "takes [RUNS], got 2 arguments")])
 def test_the_measurement_scripts_refuse_arguments_they_cannot_run_in_one_line_before_they_measure(script, argv, says):
     """They read their arguments by position: a missing or malformed one was a traceback (IndexError, ValueError,
     KeyError; regression_probe's after the parts before it had run), a batch or K of 0 failed in the first fit or

@@ -292,6 +292,43 @@ def test_a_cold_numba_cache_is_said_once_while_the_first_batch_compiles(teacher,
     assert "compiling" not in terminal_stderr.readouterr().err
 
 
+def test_an_epoch_line_says_the_seconds_numba_took_in_it(teacher, terminal_stderr, monkeypatch):
+    """A process's first epoch waits on Numba's start and its kernels' loads from the cache (0.6 s at load 2, every
+    run: bench/first_epoch.py): the epoch's line says those seconds beside its rate, which still counts them. Numba
+    holds its compiler lock for them, and fires its "numba:compiler_lock" event (nested, from any thread); fired
+    here by hand on a clock that stands still but for them."""
+    numba_event = pytest.importorskip("numba.core.event")
+    import types
+
+    from gpunn.training import callbacks
+
+    monkeypatch.setattr(callbacks.ProgressBar, "says_compiling", True)  # off for the other tests (tests/conftest.py)
+    now = [0.0]
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+
+    def load_kernels():
+        with numba_event.trigger_event("numba:compiler_lock"):
+            now[0] += 0.5
+            with numba_event.trigger_event("numba:compiler_lock"):  # a kernel's load takes it again inside
+                now[0] += 0.24
+
+    class FirstRun(callbacks.Callback):
+        def on_batch_end(self, trainer, batch):
+            now[0] += 0.001  # training
+            if trainer.state.epoch == 0 and batch == 0:
+                load_kernels()
+
+    X, Y = teacher[0][:300], teacher[1][:300]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=False,
+                                            callbacks=[FirstRun(), callbacks.ProgressBar(lines=True)])
+    first, second = terminal_stderr.readouterr().err.splitlines()
+    assert first.startswith("train [cpu] epoch 1/2: ") and second.startswith("train [cpu] epoch 2/2: ")
+    assert first.endswith("left 00:00 (0.74s of it in Numba: its start and the CPU kernels' load, once per process)")
+    assert "404 rows/s" in first  # 300 rows in 0.743 s: the rate counts them
+    assert second.endswith("rows/s, elapsed 00:00, left 00:00")
+    load_kernels()  # after the fit: nothing listens
+
+
 def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data, progress_clock):
     """Keras' verbose=2; verbose=1 and True draw the bar there."""
     X, Y = teacher[0][:300], teacher[1][:300]

@@ -156,7 +156,9 @@ class ProgressBar(Callback):
     rank_zero_only = True  # data parallel: only rank 0 draws it
     eta_every_s = 1.0
     line_every_s = 60.0
-    says_compiling = True  # a run's first Numba compile, once: see _listen_for_compiles
+    # a run's first Numba compile, said once, and an epoch line's seconds in Numba (its start, kernels loaded or
+    # compiled: once per process): see numba_seconds
+    says_compiling = True
 
     def __init__(self, lines=None):
         self.lines = flag(lines, "lines", allow_none=True)
@@ -193,7 +195,8 @@ class ProgressBar(Callback):
         self._next_line = self._start + self.line_every_s
         self._epoch_start, self._epoch_start_rows = self._start, done
         self._shown = {}
-        self._stop_listening = _listen_for_compiles(self._say_compiling) if self.says_compiling else None
+        self._numba = numba_seconds(self._say_compiling) if self.says_compiling else None
+        self._numba_at = 0.0
 
     def _say_compiling(self):
         """Numba compiles the CPU kernels on their first call where its cache holds none (the first run after an
@@ -211,6 +214,7 @@ class ProgressBar(Callback):
         self._epoch = epoch
         if self.bar is None:
             self._epoch_start, self._epoch_start_rows = time.monotonic(), self.done
+            self._numba_at = self._numba() if self._numba is not None else 0.0
         else:
             self.bar.set_description(self._title(epoch), refresh=False)
 
@@ -251,7 +255,15 @@ class ProgressBar(Callback):
         rate = self._rate(now, self._epoch_start, self._epoch_start_rows)
         left = (self.total - self.done) / max(self._rate(now, self._start, self._start_rows), 1e-9)
         self._write(f"{', '.join(f'{k}={v}' for k, v in self._shown.items())}; {self._format_rate(rate)}, "
-                    f"elapsed {self._interval(now - self._start)}, left {self._interval(left)}")
+                    f"elapsed {self._interval(now - self._start)}, left {self._interval(left)}{self._in_numba()}")
+
+    def _in_numba(self):
+        """The epoch's seconds in Numba, beside its rate, which they are part of: with a warm cache a process's
+        first epoch spends 0.3-0.8 s there (Numba's start and its kernels' loads), which put a small net's first
+        epoch at a thousandth of the second's rate, with nothing to say why."""
+        spent = self._numba() - self._numba_at if self._numba is not None else 0.0
+        return f" ({spent:.2f}s of it in Numba: its start and the CPU kernels' load, once per process)" \
+            if spent >= 0.005 else ""
 
     def _rate(self, now, since, rows_then):
         return (self.done - rows_then) / max(now - since, 1e-9)
@@ -272,36 +284,63 @@ class ProgressBar(Callback):
         print(f"{self._title(self._epoch)}: {text}", file=self.stream, flush=True)
 
     def on_train_end(self, trainer):
-        if getattr(self, "_stop_listening", None) is not None:
-            self._stop_listening()
-            self._stop_listening = None
+        if getattr(self, "_numba", None) is not None:
+            self._numba.stop()
+            self._numba = None
         if self.bar is not None:
             self.bar.close()
 
 
-def _listen_for_compiles(say):
-    """Calls ``say()`` at the first Numba compile from now on, in any thread, and returns the function that stops
-    listening (None without Numba). Numba's "numba:compile" event (its documented event API) starts only where a
-    kernel is compiled: a kernel its cache holds is loaded, with no event."""
+def numba_seconds(say_compiling=None):
+    """A function that reads the seconds Numba has spent loading or compiling kernels since this call, in any thread
+    (the time some thread waited for or held Numba's compiler lock: a kernel's first call in a process takes it,
+    whether its cache holds the kernel or not, and Numba's start, 0.3-0.8 s, happens there); None without Numba.
+    ``say_compiling()`` is called at the first compile from now on (a kernel its cache holds is loaded, with no
+    "numba:compile" event). Numba's documented event API; ``reader.stop()`` stops listening."""
     numba = sys.modules.get("numba")  # gpunn.ops.cpu imports it where it is installed; none: nothing compiles
     if numba is None:
         return None
+    import threading
+
     from numba.core import event
 
-    class FirstCompile(event.Listener):
-        said = False
+    class Watch(event.Listener):
+        # the lock's events nest (a kernel's load takes it again inside) and come from several threads (an
+        # ensemble's member groups): the clock runs while any is open
+        said, open, since, seconds = False, 0, 0.0, 0.0
+        guard = threading.Lock()
 
         def on_start(self, ev):
-            if not self.said:
-                self.said = True
-                say()
+            if ev.kind == "numba:compile":
+                if not self.said and say_compiling is not None:
+                    self.said = True
+                    say_compiling()
+                return
+            with self.guard:
+                self.open += 1
+                if self.open == 1:
+                    self.since = time.monotonic()
 
         def on_end(self, ev):
-            pass
+            if ev.kind == "numba:compile":
+                return
+            with self.guard:
+                self.open -= 1
+                if self.open == 0:
+                    self.seconds += time.monotonic() - self.since
 
-    listener = FirstCompile()
-    event.register("numba:compile", listener)
-    return lambda: event.unregister("numba:compile", listener)
+        def __call__(self):
+            with self.guard:
+                return self.seconds + (time.monotonic() - self.since if self.open else 0.0)
+
+        def stop(self):
+            for kind in ("numba:compile", "numba:compiler_lock"):
+                event.unregister(kind, self)
+
+    watch = Watch()
+    for kind in ("numba:compile", "numba:compiler_lock"):
+        event.register(kind, watch)
+    return watch
 
 
 def lines_for(verbose):
