@@ -160,14 +160,16 @@ class SourceEvaluator:
 
     def not_finite_places(self, model) -> dict:
         """{member: words}, as RegressionEvaluator's: the first value's row as the source names it (the chunk's
-        first row and the row in it: "row 70 of x.npy", a CSV file's line). One more streamed pass over the rows
+        first row and the row in it: "row 70 of x.npy", a CSV file's line), and its column by the target's name
+        where the source has one (a table's: "column 'price'"). One more streamed pass over the rows
         (their windows read again): ValidationNotFinite's path only."""
         places = forward_places(model, window_pieces(self.windows(), self.chunk_rows))
         watch = getattr(self.source, "overflow_watch", None)
         if watch is not None:  # the pass's windows were refused or passed in the evaluation's: none held for later
             watch.take(model.xp)
         chunks = self.chunks()
-        return place_words(places, lambda row: source_row_words(self.source, chunks, row))
+        return place_words(places, lambda row: source_row_words(self.source, chunks, row),
+                           lambda column: source_column_words(self.source, column))
 
 
 def window_pieces(windows, chunk_rows, moments=None):
@@ -191,6 +193,18 @@ def source_row_words(source, chunks, row) -> str:
             return source._row_words(k, row)
         row -= source.chunk_sizes[k]
     raise IndexError("a row past the chunks'")
+
+
+def source_column_words(source, column) -> str:
+    """Output ``column`` as the source names its targets: a table's (CSV, Parquet) by name, "column 'price'", as its
+    own errors name a column; else by index, "column 2" (an .npy file's, in-memory rows')."""
+    names = getattr(source, "target_names", None)
+    return f"column {names[column]!r}" if names else column_words(column)
+
+
+def column_words(column) -> str:
+    """Output ``column`` by its index, as in-memory rows' are named: "column 2"."""
+    return f"column {column}"
 
 
 VALIDATION_KEYS = ("val_loss", "val_mse", "val_mae", "val_r2")  # validation_logs'
@@ -304,10 +318,10 @@ def forward_places(model, pieces) -> list:
         return not_finite_places(model, outputs, getattr(model, "n_models", 1))
 
 
-def place_words(places, where) -> dict:
+def place_words(places, where, column_named=column_words) -> dict:
     """{member: words} of :func:`not_finite_places`' ``places`` for each member with a value that is not finite:
-    how many, and the first one's row (as ``where(row)`` names it) and column."""
-    return {k: f"{count} value{'s' if count > 1 else ''}, the first at {where(row)}, column {column}"
+    how many, and the first one's row (as ``where(row)`` names it) and column (as ``column_named(column)`` does)."""
+    return {k: f"{count} value{'s' if count > 1 else ''}, the first at {where(row)}, {column_named(column)}"
             for k, (count, (row, column)) in enumerate(places) if count}
 
 

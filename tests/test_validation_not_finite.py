@@ -127,7 +127,8 @@ def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_na
     """A validation source's rows (validation_data=a gpunn.data source, read chunk by chunk): ValidationNotFinite
     named no row (a second streamed pass was left out), so the user had to search the file for the 3e38. It names
     the first value's row as the source's own errors name a row now (the chunk's first row plus the row in it: an
-    .npy file's row, a CSV file's line, a Parquet file and its row), from a second pass on that path only."""
+    .npy file's row, a CSV file's line, a Parquet file and its row), from a second pass on that path only; a table's
+    column by the target's name, as its own errors name a column (an .npy file's by index)."""
     if kind == "parquet":
         pytest.importorskip("pyarrow")
     from gpunn import data
@@ -146,7 +147,8 @@ def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_na
                   validation_data=validation, verbose=False)
     who = "" if members is None else r"members \[0, 1\]: their "
     where = re.fullmatch(who + REFUSAL, str(caught.value))["where"]
-    assert where == ("" if members is None else "members [0, 1]: ") + f"1 value, the first at {row_words(7)}, column 0"
+    column = "column 0" if kind == "npy" else "column 'y'"  # a table's target by its name (it said "column 0")
+    assert where == ("" if members is None else "members [0, 1]: ") + f"1 value, the first at {row_words(7)}, {column}"
 
 
 def test_the_refusal_names_the_first_held_out_row_by_its_chunk_in_the_source(tmp_path):
@@ -282,6 +284,27 @@ def test_two_ranks_name_the_first_row_as_one_process_does_where_it_is_another_ra
     said = f"1 value, the first at row {row} of {'X' if kind == 'fraction' else tmp_path / 'X.npy'}, column 0"
     assert where == [re.fullmatch(who + REFUSAL, str(alone.value))["where"]] * 2, where
     assert where[0] == (said if members is None else f"members [0, 1]: {said}")
+
+
+def test_two_ranks_name_a_tables_target_column_by_its_name_as_one_process_does(fake_cupy, monkeypatch, tmp_path):
+    """Data parallel over a CSV validation source's chunks: each rank names the first value's column before the ranks'
+    places are gathered, by the target's name as one process does (it said "column 0")."""
+    from thread_ranks import run_ranks
+
+    X, Y, X_val, Y_val = rows()
+    X_val[3] = 1.0
+    X_val[7] = HUGE  # rank 1's chunks
+    from gpunn import data
+
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    _, row_words = _validation_source("csv", tmp_path, X_val, Y_val)  # (each rank reads v.csv with its own source)
+    outcomes, aborted = run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([3, 8, 1], device=f"cuda:{rank}", seed=0).fit(
+        data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=8), epochs=2, batch_size=4,
+        validation_data=data.csv(str(tmp_path / "v.csv"), "y", block_size=80), verbose=False, distributed=True))
+    assert [type(raised) for _, raised in outcomes] == [gpunn.ValidationNotFinite] * 2 and aborted == [], outcomes
+    where = [re.fullmatch(REFUSAL, str(raised))["where"] for _, raised in outcomes]
+    assert where == [f"1 value, the first at {row_words(7)}, column 'y'"] * 2, where
 
 
 def test_a_score_one_rank_refuses_in_a_callback_ends_the_job_as_any_one_rank_error(fake_cupy, monkeypatch):

@@ -24,8 +24,8 @@ import contextlib
 
 import numpy
 
-from ..metrics import (RegressionEvaluator, error_sums, forward_places, merged_places, place_words, r2_per_output,
-                       source_row_words, validation_logs, window_pieces)
+from ..metrics import (RegressionEvaluator, column_words, error_sums, forward_places, merged_places, place_words,
+                       r2_per_output, source_column_words, source_row_words, validation_logs, window_pieces)
 from ..training.callbacks import Callback
 from ..training.sources import ArraySource
 from .comm import abort_on_error, agreeing_on_failure, is_raised_on_every_rank, raised_on_every_rank, world
@@ -155,16 +155,19 @@ class _ShardedSourceValidation:
         on every rank: each rank reads its chunks again, and the ranks' first values are gathered."""
         places = forward_places(model, self._pieces())
         self.source.overflow_watch.take(model.xp)  # (the pass's windows were refused or passed in the evaluation's)
-        return _gathered_places(self.comm, places, lambda row: source_row_words(self.source, self.chunks, row))
+        return _gathered_places(self.comm, places, lambda row: source_row_words(self.source, self.chunks, row),
+                                lambda column: source_column_words(self.source, column))
 
 
-def _gathered_places(comm, places, where) -> dict:
+def _gathered_places(comm, places, where, column_named=column_words) -> dict:
     """{member: words} (gpunn.metrics.place_words) of this rank's ``places`` (gpunn.metrics.not_finite_places of
-    its rows) and the other ranks', whose rows follow in rank order: each rank names its first row (``where``), the
-    ranks' places are gathered and merged in rank order, so every rank gives the same words (one gather)."""
-    named = [(count, (None if row is None else where(row), column)) for count, (row, column) in places]
+    its rows) and the other ranks', whose rows follow in rank order: each rank names its first row (``where``) and
+    column (``column_named``), the ranks' places are gathered and merged in rank order, so every rank gives the same
+    words (one gather)."""
+    named = [(count, (None, None) if row is None else (where(row), column_named(column)))
+             for count, (row, column) in places]
     merged = merged_places(comm.allgather(named, label="the validation values that are not finite"))
-    return place_words(merged, str)
+    return place_words(merged, str, str)
 
 
 def _error_sums(model, pieces, watch=None):
