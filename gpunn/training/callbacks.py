@@ -196,7 +196,7 @@ class ProgressBar(Callback):
         self._epoch_start, self._epoch_start_rows = self._start, done
         self._shown = {}
         self._numba = numba_seconds(self._say_compiling) if self.says_compiling else None
-        self._numba_at = 0.0
+        self._numba_at, self._compiles_at = 0.0, 0
 
     def _say_compiling(self):
         """Numba compiles the CPU kernels on their first call where its cache holds none (the first run after an
@@ -214,7 +214,8 @@ class ProgressBar(Callback):
         self._epoch = epoch
         if self.bar is None:
             self._epoch_start, self._epoch_start_rows = time.monotonic(), self.done
-            self._numba_at = self._numba() if self._numba is not None else 0.0
+            if self._numba is not None:
+                self._numba_at, self._compiles_at = self._numba(), self._numba.compiles
         else:
             self.bar.set_description(self._title(epoch), refresh=False)
 
@@ -259,11 +260,16 @@ class ProgressBar(Callback):
 
     def _in_numba(self):
         """The epoch's seconds in Numba, beside its rate, which they are part of: with a warm cache a process's
-        first epoch spends 0.3-0.8 s there (Numba's start and its kernels' loads), which put a small net's first
-        epoch at a thousandth of the second's rate, with nothing to say why."""
-        spent = self._numba() - self._numba_at if self._numba is not None else 0.0
-        return f" ({spent:.2f}s of it in Numba: its start and the CPU kernels' load, once per process)" \
-            if spent >= 0.005 else ""
+        first epoch spends 0.6-1 s there (Numba's start and its kernels' loads), which put a small net's first
+        epoch at a thousandth of the second's rate, with nothing to say why; with a cold one, its compiles."""
+        if self._numba is None:
+            return ""
+        spent = self._numba() - self._numba_at
+        if spent < 0.005:  # none: the kernels were ready (a second fit in the process), or it would read 0.00s
+            return ""
+        if self._numba.compiles > self._compiles_at:
+            return f" ({spent:.2f}s of it in Numba: its start and the CPU kernels' compile, first run only)"
+        return f" ({spent:.2f}s of it in Numba: its start and the CPU kernels' load, once per process)"
 
     def _rate(self, now, since, rows_then):
         return (self.done - rows_then) / max(now - since, 1e-9)
@@ -296,7 +302,8 @@ def numba_seconds(say_compiling=None):
     (the time some thread waited for or held Numba's compiler lock: a kernel's first call in a process takes it,
     whether its cache holds the kernel or not, and Numba's start, 0.3-0.8 s, happens there); None without Numba.
     ``say_compiling()`` is called at the first compile from now on (a kernel its cache holds is loaded, with no
-    "numba:compile" event). Numba's documented event API; ``reader.stop()`` stops listening."""
+    "numba:compile" event; ``reader.compiles`` counts those). Numba's documented event API; ``reader.stop()`` stops
+    listening."""
     numba = sys.modules.get("numba")  # gpunn.ops.cpu imports it where it is installed; none: nothing compiles
     if numba is None:
         return None
@@ -307,11 +314,12 @@ def numba_seconds(say_compiling=None):
     class Watch(event.Listener):
         # the lock's events nest (a kernel's load takes it again inside) and come from several threads (an
         # ensemble's member groups): the clock runs while any is open
-        said, open, since, seconds = False, 0, 0.0, 0.0
+        said, open, since, seconds, compiles = False, 0, 0.0, 0.0, 0
         guard = threading.Lock()
 
         def on_start(self, ev):
             if ev.kind == "numba:compile":
+                self.compiles += 1
                 if not self.said and say_compiling is not None:
                     self.said = True
                     say_compiling()
