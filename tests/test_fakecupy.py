@@ -1331,6 +1331,81 @@ def test_asarray_of_an_array_of_the_current_device_launches_nothing_and_copy_fal
     fake_cupy.cuda.Stream.null.wait_event(side.record())
 
 
+@pytest.mark.parametrize("given", [{"casting": "unsafe"}, {"casting": "same_kind"}, {"subok": True},
+                                   {"subok": False}, {"positional": ("K", "unsafe")}])
+def test_astype_refuses_any_casting_or_subok_as_cupy_14_does(fake_cupy, given):
+    """CuPy 14's astype takes casting=None, subok=None and refuses any other value, NumPy's defaults included
+    (cupy/_core/core.pyx, _astype: "casting is not supported yet"), so code passing them fails on a GPU."""
+    a = fake_cupy.arange(4, dtype="float32")
+    given = dict(given)
+    args = given.pop("positional", ())
+    with pytest.raises(TypeError, match=f"{'subok' if 'subok' in given else 'casting'} is not supported yet"):
+        a.astype("float64", *args, **given)
+    assert a.astype("float64", "K", None, None, True).dtype == "float64"
+
+
+def test_astype_copy_false_returns_an_array_that_fits_as_it_is_on_any_device_and_else_copies(fake_cupy):
+    """CuPy 14's astype(copy=False) asks for no copy, never forbids one (cupy/_core/core.pyx: astype passes
+    copy=None to _astype): the array itself where the dtype is its own and it fits the order ('K' always; 'C', 'F'
+    or 'A' when contiguous so), with no device check and nothing launched, so nothing read in stream order; else a
+    copy on the current device, whose copy kernel refuses another device's array, an empty one excepted (nothing to
+    copy, so no kernel)."""
+    cp = fake_cupy
+    a, side = _written_on_a_side_stream(cp)  # side still writing it: a read on the null stream is a hazard
+    assert a.astype("float32", copy=False) is a and a.astype("float32", order="C", copy=False) is a
+    cp.cuda.Stream.null.wait_event(side.record())
+    grid = cp.arange(6, dtype="float32").reshape(2, 3)
+    for order, view in (("C", grid.T), ("F", grid), ("A", grid[:, ::2]), ("C", grid[:, ::2])):
+        copied = view.astype("float32", order=order, copy=False)
+        assert copied is not view and copied.get().tolist() == view.get().tolist()
+        assert copied.flags.f_contiguous if order == "F" else copied.flags.c_contiguous
+    for order, view in (("K", grid[:, ::2]), ("F", grid.T), ("A", grid.T)):
+        assert view.astype("float32", order=order, copy=False) is view
+    with cp.cuda.Device(1):
+        there = cp.arange(6, dtype="float32").reshape(2, 3)
+        empty = cp.zeros((0, 3), dtype="float32")
+    for fits in ("K", "C", "A"):
+        assert there.astype("float32", order=fits, copy=False) is there
+    transposed = there.T
+    assert transposed.astype("float32", order="F", copy=False) is transposed
+    for needs_a_kernel in (lambda: there.astype("float32", order="F", copy=False),
+                           lambda: there.astype("float64", copy=False), lambda: there.astype("float32")):
+        with pytest.raises(ValueError, match=r"resides \(1\) is different from the current device \(0\)"):
+            needs_a_kernel()
+    cast = empty.astype("float64")
+    assert cast.device.id == 0 and cast.shape == (0, 3) and cast.dtype == "float64"
+
+
+def test_ascontiguousarray_returns_a_c_contiguous_array_of_its_dtype_as_it_is_on_any_device(fake_cupy):
+    """CuPy 14's ascontiguousarray (cupy/_core/core.pyx) returns an array already C-contiguous, of the dtype asked
+    for, as it is, whatever its device, launching nothing (so nothing read in stream order); a 0-d one raveled (a
+    view); else a copy kernel on the current device, which refuses another device's array and reads in stream
+    order. It takes device arrays only (a Cython-typed argument)."""
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    a, side = _written_on_a_side_stream(cp)
+    assert cp.ascontiguousarray(a) is a and cp.ascontiguousarray(a, dtype="float32") is a
+    with pytest.raises(ordering.StreamOrderError, match="ascontiguousarray on the null stream reads"):
+        cp.ascontiguousarray(a.reshape(2, 2).T)
+    ordering.hazards.clear()  # the hazard raised above was expected
+    cp.cuda.Stream.null.wait_event(side.record())
+    with cp.cuda.Device(1):
+        there = cp.arange(4, dtype="float32")
+    assert cp.ascontiguousarray(there) is there and cp.ascontiguousarray(there, "float32") is there
+    scalar = cp.ascontiguousarray(there[1])
+    assert scalar.shape == (1,) and scalar.base is not None and scalar.device.id == 1 and scalar.get().tolist() == [1]
+    for needs_a_kernel in (lambda: cp.ascontiguousarray(there.reshape(2, 2).T),
+                           lambda: cp.ascontiguousarray(there, "float64")):
+        with pytest.raises(ValueError, match=r"resides \(1\) is different from the current device \(0\)"):
+            needs_a_kernel()
+    copied = cp.ascontiguousarray(a.reshape(2, 2).T)
+    assert copied.flags.c_contiguous and copied.get().tolist() == [[3, 3], [3, 3]]
+    for host in (numpy.zeros(2, "float32"), [1.0, 2.0]):
+        with pytest.raises(TypeError, match=r"Argument 'a' has incorrect type \(expected cupy._core.core._ndarray_base"):
+            cp.ascontiguousarray(host)
+
+
 # NumPy's C methods that copy to the host: CuPy's are self.get() and then NumPy's (cupy/_core/core.pyx)
 _HOST_COPIES = {
     "tobytes": lambda a, tmp_path: a.tobytes(),

@@ -643,11 +643,15 @@ class ndarray(numpy.ndarray):
             return _copy_from_another_device(self, host, "copy", _in_order(self, order))
         return _wrap(host)
 
-    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
-        _check_operands("astype", [self])
-        if not copy and numpy.dtype(dtype) == self.dtype:
-            return self
-        return _wrap(self.view(numpy.ndarray).astype(dtype, order=order, casting=casting, copy=True))
+    def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        """CuPy 14's (cupy/_core/core.pyx, ``astype`` and ``_astype``): any casting or subok given is a TypeError
+        (CuPy's "casting is not supported yet", NumPy's "unsafe" default included); copy=False asks for no copy
+        (``_astype(copy=None)``), never refuses one: the array itself where it fits, else a copy (``_astype``)."""
+        if casting is not None:
+            raise TypeError("casting is not supported yet")
+        if subok is not None:
+            raise TypeError("subok is not supported yet")
+        return _astype(self, dtype, order, True if copy else None)
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _check_operands(f"ufunc {ufunc.__name__}", inputs + (out or ()), writes=out or ())
@@ -1224,14 +1228,25 @@ def _array_from_device_array(a, dtype, copy, order):
     order = (order or "K").upper()
     if a._device_id != state.current:
         a, copy, order = a.copy(order=order), None, "K"
-    dtype = a.dtype if dtype is None else numpy.dtype(dtype)
-    flags = a.flags
+    return _astype(a, a.dtype if dtype is None else dtype, order, copy)
+
+
+def _astype(a, dtype, order, copy):
+    """CuPy's ``ndarray._astype`` (cupy/_core/core.pyx), ``copy`` True, None (copy only if needed) or False (never):
+    the array itself where the dtype is its own, no copy is asked for and it fits the order ('K' always, 'A' when
+    contiguous in either order, 'C' or 'F' when contiguous in that one), whatever its device, nothing launched;
+    else copy=False refuses; else a new array on the current device that a copy kernel there fills
+    (``elementwise_copy``: another device's array is refused), an empty one filled by nothing."""
+    order, dtype, flags = (order or "K").upper(), numpy.dtype(dtype), a.flags
     if dtype == a.dtype and not copy and (order == "K" or order == "A" and flags.forc or
                                           order == "C" and flags.c_contiguous or order == "F" and flags.f_contiguous):
         return a
     if copy is False:
         raise ValueError("Unable to avoid copy while creating an array as requested.")
-    _check_operands("astype", [a])
+    if a.size:
+        _check_operands("astype", [a])
+    else:
+        state._tls.op = "CuPy's astype (of an empty array)"
     return _wrap(a.view(numpy.ndarray).astype(dtype, order=order, copy=True))
 
 
@@ -1247,6 +1262,15 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocki
 
 
 def ascontiguousarray(a, dtype=None):
+    """CuPy 14's (cupy/_core/core.pyx, ``ascontiguousarray``; a device array only): one C-contiguous already, of the
+    dtype asked for, is returned as it is (0-d: raveled, a view), whatever its device, nothing launched; else a new
+    C-ordered array on the current device that a copy kernel there fills (``elementwise_copy``: another device's
+    array is refused)."""
+    if not isinstance(a, ndarray):  # Cython's check of the argument's type (its tp_name)
+        got = type(a).__name__ if type(a).__module__ == "builtins" else f"{type(a).__module__}.{type(a).__name__}"
+        raise TypeError(f"Argument 'a' has incorrect type (expected cupy._core.core._ndarray_base, got {got})")
+    if (dtype is None or numpy.dtype(dtype) == a.dtype) and a.flags.c_contiguous:
+        return a.reshape(1) if a.ndim == 0 else a
     _check_operands("ascontiguousarray", [a])
     return _wrap(numpy.ascontiguousarray(_host_view(a), dtype=dtype))
 
