@@ -12,7 +12,8 @@ cached kernel loaded and run), then the fit. An epoch's time is on_epoch_begin t
 validation, as the progress line's rate); "numba" is the time Numba held its compiler lock in it (loading or
 compiling kernels). Run it once before timing so that the cache is warm (a cold cache's first run compiles: the
 first epoch then takes a minute). The machine is shared: compare epoch 1 with epoch 2 of the same process, and
-read the medians with the load average printed beside them. Results: bench/RESULTS.md.
+read the medians with the load average printed beside them (the two kinds of run alternate, so that the load's
+drift falls on both). Results: bench/RESULTS.md.
 """
 import json
 import os
@@ -116,7 +117,10 @@ def main(argv):
     exit_on_bad_settings(os.path.basename(sys.argv[0]))  # as gpunn's commands, before anything is measured
     print(f"setup: {setup()}")
     runs("plain", 1)  # the cache warm, the files in the page cache
-    plain, parts = runs("plain", n), runs("parts", n)
+    plain, parts = [], []
+    for _ in range(n):  # alternated, so that the load's drift falls on both alike
+        plain += runs("plain", 1)
+        parts += runs("parts", 1)
     ms = lambda results, key: f"{median(results, key) * 1e3:.1f} ms"
     print(f"medians of {n} fresh processes, gpunn train --rows 2000 --epochs 2 --hidden 16's case (CPU):")
     print(f"  import gpunn {ms(plain, 'import_gpunn')}")
