@@ -397,6 +397,7 @@ def test_early_stopping_from_the_command_line(tmp_path, capsys):
                  "--json", str(tmp_path / "o.json")]) == 0
     out = json.loads((tmp_path / "o.json").read_text())
     assert out["result"]["epochs"] == 3 and out["result"]["best_epoch"] == 1
+    assert out["result"]["best_val_loss"] == out["history"]["val_loss"][0]  # history.best: the monitor's at epoch 1
     assert "early stopping: best epoch 1" in capsys.readouterr().out
 
 
@@ -421,6 +422,7 @@ def test_a_run_without_early_stopping_records_its_least_val_loss_epoch_and_keeps
     out = json.loads((tmp_path / "o.json").read_text())
     val_loss = out["history"]["val_loss"]
     assert out["result"]["best_epoch"] == 1 + int(numpy.argmin(val_loss)) < 4  # this run's val_loss rose after it
+    assert out["result"]["best_val_loss"] == min(val_loss)  # history.best (it was left out of --json)
     assert out["result"]["val_mse"] == pytest.approx(val_loss[-1], rel=1e-5)  # the held-out line is the last epoch's
     assert "early stopping" not in capsys.readouterr().out
 

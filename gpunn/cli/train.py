@@ -102,8 +102,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "GPU where the step can be captured (--graph forces it, with a warning where it cannot "
                         "capture; --no-graph turns it off)")
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
-    t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON (- for standard "
-                   "output: the lines of text then go to stderr, so gpunn train --json - | jq works)")
+    t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON, the best epoch "
+                   "and its val_loss among them (result's best_epoch, best_val_loss); - for standard output: the "
+                   "lines of text then go to stderr, so gpunn train --json - | jq works")
     t.add_argument("--csv", metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
                    "output)")
     add_progress(t)
@@ -520,7 +521,9 @@ def run(args) -> int:
               "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
               "samples_per_s": rate, "train_seconds": seconds, "device": backend.device,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
-              "best_epoch": getattr(history, "best_epoch", None)}
+              # the fit's History.best: val_loss is what gpunn train's early stopping monitors (and, without it, the
+              # least val_loss's epoch is best_epoch), so the key names it; "best" beside val_mse would be ambiguous
+              "best_epoch": getattr(history, "best_epoch", None), "best_val_loss": getattr(history, "best", None)}
     scaled = model.standardizer is not None and model.standardizer.scales_targets  # metrics of scaled targets
     if args.json and root:
         text = json_text({"config": data_cli.json_config(args),
