@@ -711,8 +711,8 @@ class Checkpoint:
 
     def resume(self, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
                handle_interrupt=True, distributed=False):
-        """Continue training on the same (X, Y), or the same data source passed alone as X, from
-        where the checkpoint was written.
+        """Continue training on the same (X, Y), or the same data source passed alone as X (left open, as fit
+        leaves it: yours to close), from where the checkpoint was written.
 
         The optimizer, schedule, batch size, seed, validation split and built-in callbacks (and subclasses of
         them defined in this process, a writer of your own included) come from the checkpoint; a callback passed

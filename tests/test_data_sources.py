@@ -550,6 +550,120 @@ def test_a_source_whose_construction_is_refused_has_closed_its_files(tmp_path, r
     assert caught.value.__traceback__ is not None and open_descriptors(paths) == []
 
 
+def _source_on_files(tmp_path, kind, **options):
+    """(a source of ``kind`` over 40 rows written to tmp_path, the files it reads)."""
+    X = numpy.arange(80.0).reshape(40, 2) / 80
+    Y = X.sum(axis=1)
+    if kind == "npy":
+        paths = [tmp_path / "x.npy", tmp_path / "y.npy"]
+        numpy.save(paths[0], X)
+        numpy.save(paths[1], Y)
+        return data.npy(*paths, chunk_rows=10, **options), paths
+    if kind == "synthetic":
+        return data.synthetic("linear", 40, 2, seed=0, **options), []
+    if kind == "iterable":
+        return data.iterable([(X[:20], Y[:20]), (X[20:], Y[20:])], **options), []
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path = tmp_path / f"t.{kind}"
+    table = pa.table({"a": X[:, 0], "b": X[:, 1], "y": Y})
+    if kind == "parquet":
+        pq.write_table(table, path, row_group_size=10)
+        return data.parquet(path, "y", chunk_rows=10, **options), [path]
+    pcsv.write_csv(table, path)
+    return data.csv(path, "y", block_size=256, **options), [path]
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv", "synthetic", "iterable"])
+def test_a_source_closed_by_its_with_block_has_released_its_files_and_refuses_to_be_read_naming_itself(tmp_path,
+                                                                                                         kind):
+    """Every public source is a context manager with an idempotent close() (as open(), pyarrow's ParquetFile, h5py's
+    File): the end of its ``with`` block closes its files, and reading it afterwards (fit, batches, its validation
+    pass) is refused by a ValueError naming the source and that it was closed, rather than by a closed file's
+    OSError. fit, given it inside the block, closed nothing: it trains on it twice. Sources had no close(): their
+    files stayed open until the collector took them."""
+    model = gpunn.MLP([2, 4, 1], device="cpu", seed=0)
+    source, files = _source_on_files(tmp_path, kind)
+    with source as entered:
+        assert entered is source
+        model.fit(source, epochs=1, batch_size=10, verbose=0)
+        model.fit(source, epochs=1, batch_size=10, verbose=0)  # fit left it open: yours
+        assert not source.closed
+    assert source.closed and open_descriptors(files) == []
+    source.close()  # a second close does nothing
+    name = {"npy": "NpySource .*x.npy", "parquet": "ParquetSource .*t.parquet", "csv": "CsvSource .*t.csv",
+            "synthetic": "SyntheticSource synthetic linear", "iterable": "IterableSource of 40 rows"}[kind]
+    refused = f"{name} is closed .*close\\(\\)"
+    with pytest.raises(ValueError, match=refused):
+        model.fit(source, epochs=1, batch_size=10, verbose=0)
+    with pytest.raises(ValueError, match=refused):
+        next(iter(source.batches(0, 10)))
+    if kind != "iterable":
+        with pytest.raises(ValueError, match=refused):
+            next(iter(source.validation_windows()))
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_a_pass_begun_before_close_is_refused_at_its_next_window_and_closes_the_files_as_it_ends(tmp_path, kind):
+    """close() during a pass (its reader thread reading ahead) leaves the files to the pass: a descriptor closed under
+    the thread's read fails with EBADF, or reads another file that took its number. The pass's next window is refused
+    by name, and the files are closed as the pass ends."""
+    source, files = _source_on_files(tmp_path, kind, window=1, shuffle=False)
+    passing = source.batches(0, 10)
+    next(passing)
+    source.close()
+    assert source.closed and len(open_descriptors(files)) == len(files)  # the pass reads them still
+    with pytest.raises(ValueError, match="is closed"):
+        list(passing)
+    assert open_descriptors(files) == []
+
+
+def test_closing_a_sharded_source_closes_the_source_it_wraps_and_fit_closes_neither(tmp_path):
+    """A ShardedSource reads its shards through the source it wraps: its close() (its with block) closes that source,
+    as closing an io wrapper closes its file. fit on it, data parallel in one process, closes neither (yours)."""
+    from gpunn.distributed import ShardedSource
+
+    source, files = _source_on_files(tmp_path, "npy", standardize=True)
+    model = gpunn.MLP([2, 4, 1], device="cpu", seed=0)
+    with ShardedSource(source, 2) as sharded:
+        model.fit(sharded, epochs=1, batch_size=10, verbose=0)
+        assert not sharded.closed and not source.closed
+    assert sharded.closed and source.closed and open_descriptors(files) == []
+    with pytest.raises(ValueError, match="NpySource .*x.npy is closed"):
+        model.fit(sharded, epochs=1, batch_size=10, verbose=0)
+    sharded.close()
+
+
+def test_closing_an_iterable_source_closes_the_one_shot_iterator_it_took_not_an_iterable_you_gave():
+    """An iterable source closes what it took and did not read to its end: a one-shot iterator (a generator's finally
+    runs at close(), not when the collector takes it). An iterable given (a list, an object with a close() of its
+    own) is yours: its passes' iterators are closed by the passes, the object never."""
+    ended = []
+
+    def pieces():
+        try:
+            yield numpy.ones((4, 2)), numpy.ones(4)
+        finally:
+            ended.append("generator")
+
+    source = data.iterable(pieces(), rows=4)
+    source.close()
+    assert ended == ["generator"] and source.closed
+
+    class Yours:
+        def __iter__(self):
+            return iter([(numpy.ones((4, 2)), numpy.ones(4))])
+
+        def close(self):
+            ended.append("yours")
+
+    with data.iterable(Yours()) as source:
+        gpunn.MLP([2, 1], device="cpu", seed=0).fit(source, epochs=1, batch_size=2, verbose=0)
+    assert ended == ["generator"] and source.closed
+
+
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
 @pytest.mark.parametrize("refusal", ["columns", "NaN in row 300"])
 def test_a_refused_prediction_file_is_closed_while_the_error_is_held(tmp_path, kind, refusal):

@@ -37,6 +37,7 @@ import numpy
 
 from .. import backend as _backend
 from ..datasets import rebatch
+from ..forksafe import ForkSafeLock
 from ..rng import DeviceRNG, host_rng
 from ..checks import flag, positive_int, real, seed_int
 from .errors import DataError
@@ -48,7 +49,31 @@ class HeldOutShareWarning(UserWarning):
     """``validation_fraction``'s whole chunks hold out a share of the rows far from the one asked."""
 
 
-class ChunkedSource:
+class Closable:
+    """A source's ``closed``, ``with source:`` (closes it at the block's end, on an error too) and the refusal of a
+    closed one's use (``_check_open``); the class gives ``close()``, which sets ``_closed``."""
+
+    _closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called (or the source's ``with`` block ended)."""
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self):
+        """A ValueError naming the source where it is closed, as a closed Python file refuses a read."""
+        if self.closed:
+            raise ValueError(f"{type(self).__name__} {self._name()} is closed (its close() was called, or its with "
+                             "block ended); make a new source to read it again")
+
+
+class ChunkedSource(Closable):
     """Base of the chunked sources (see the module docstring).
 
     Options every source takes: ``seed`` (chunk order, window permutations, validation chunks),
@@ -78,6 +103,7 @@ class ChunkedSource:
         self.backend = None  # set by bind(), which fit() calls with the model's device and dtype
         self.dtype = None
         self.overflow_watch = OverflowWatch()  # windows standardized on the device (gpunn.data.overflow)
+        self._passes, self._pass_lock = 0, ForkSafeLock()  # passes reading the files now (_counted)
 
     # ---- set-up ------------------------------------------------------------------------
     def _set_chunks(self, sizes, runs=None):
@@ -141,6 +167,7 @@ class ChunkedSource:
     def bind(self, backend, dtype) -> "ChunkedSource":
         """Deliver batches on ``backend`` (a Backend or device string) in ``dtype``; computes the
         standardization statistics (one pass over the training chunks) when asked for."""
+        self._check_open()
         self.backend = _backend.resolve(backend)
         self.dtype = numpy.dtype(dtype)
         if self.standardize and self.standardizer is None:
@@ -148,8 +175,48 @@ class ChunkedSource:
         return self
 
     def _need_bound(self):
+        self._check_open()
         if self.backend is None:
             self.bind("auto", "float32")
+
+    # ---- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the files the source reads (an .npy pair's, a Parquet dataset's, a CSV file's; a synthetic source has
+        none); a second call does nothing. Reading the source afterwards (``batches``, ``fit``, its validation or
+        statistics passes) raises a ValueError naming it, as does a pass begun before, at its next window; make a
+        new source to read the files again. ``with data.npy(...) as source:`` closes it at the block's end, also
+        on an error. ``fit`` and ``resume`` never close a source they are given: it is yours, to train on again or
+        to close. A pass still reading (its reader thread) keeps the files until it ends: a descriptor closed
+        under a read could be another file's by then."""
+        with self._pass_lock.current:
+            if self._closed:
+                return
+            self._closed = True
+            now = not self._passes
+        if now:
+            self._close_files()
+
+    def _close_files(self):
+        """Close what the source opened (a subclass's files; a half-made source's too: closes_files_when_refused)."""
+
+    def _owner(self) -> "ChunkedSource":
+        """The source whose files a pass reads (a shard's: its parent's)."""
+        return self
+
+    def _counted(self, windows):
+        """``windows``, a pass reading the owner's files, counted while it runs: a close() meanwhile leaves the
+        files to the last such pass's end, when its reader thread has stopped (``host_windows`` joins it)."""
+        owner = self._owner()
+        with owner._pass_lock.current:
+            owner._passes += 1
+        try:
+            yield from windows
+        finally:
+            with owner._pass_lock.current:
+                owner._passes -= 1
+                last = owner._closed and not owner._passes
+            if last:
+                owner._close_files()
 
     @property
     def rows(self) -> int:
@@ -205,6 +272,7 @@ class ChunkedSource:
         ``overflow_watch`` (a value taken past the model's dtype is refused: gpunn.data.overflow), which keeps
         the pass's ``window_chunks`` (window w's chunks made again, on the refusal's path) until it is taken: a
         callable that holds less than ``windows`` (default: ``windows[w - first_index]``)."""
+        self._check_open()  # (every pass: the epochs', validation's, the statistics')
         xp = self.backend.xp
         scaler = None if self._wide_dtype() is not None else self.standardizer  # wide: see _device_windows
         if scaler is not None:
@@ -213,6 +281,7 @@ class ChunkedSource:
             def refuse_at(w):  # one per pass
                 self._refuse_standardized(chunks_of(w), epoch)
         for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
+            self._check_open()  # closed part-way: refused by name (a synthetic source's too), not cut short
             with self.backend.use():  # on the source's device, whichever the consumer has current (ordered_windows)
                 if shuffle and X.shape[0] > 1:
                     order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
@@ -267,6 +336,7 @@ class ChunkedSource:
         scratch = []  # the reader thread's float64 chunk buffers, made on first use
 
         def read(k, X, Y):
+            self._check_open()  # a pass begun before close(): its next chunk refused by name, not by a closed file
             if scaler is None:
                 self._fill(k, X, Y)
                 self._check_finite(k, X, Y)
@@ -291,8 +361,8 @@ class ChunkedSource:
             return n
 
         dtype = wide if wide is not None and scaler is None else self.dtype
-        return host_windows(self.backend, windows, fill, capacity, self.n_features, self.n_outputs,
-                            dtype, depth=self.prefetch)
+        return self._counted(host_windows(self.backend, windows, fill, capacity, self.n_features, self.n_outputs,
+                                          dtype, depth=self.prefetch))
 
     def _check_finite(self, k, X, Y, scaled=None):
         """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y), or, given

@@ -9,8 +9,8 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_array, as_matrix, positive_int
-from .base import (ChunkedSource, DataError, _fraction, chunk_sizes, closes_files_when_refused, default_chunk_rows,
-                   held_count, pread_full, standardize_option)
+from .base import (ChunkedSource, Closable, DataError, _fraction, chunk_sizes, closes_files_when_refused,
+                   default_chunk_rows, held_count, pread_full, standardize_option)
 from .overflow import OverflowWatch
 from .stats import Standardizer, dtype_of, standardizing_dtype
 
@@ -317,6 +317,7 @@ class NpySource(ChunkedSource):
         return numpy.result_type(self.x.dtype, self.y.dtype)
 
     def batches(self, epoch, batch_size, first_batch=0):
+        self._check_open()
         self.x.check_size()  # a file cut short since the last epoch fails here, before any step
         self.y.check_size()
         yield from super().batches(epoch, batch_size, first_batch)
@@ -352,7 +353,7 @@ class NpySource(ChunkedSource):
                 "chunk_rows": self.chunk_rows, "n_features": self.n_features, "n_outputs": self.n_outputs}
 
 
-class IterableSource:
+class IterableSource(Closable):
     """Any iterable of (X, Y) pieces, as a last resort, cut into batches of ``batch_size`` rows in order.
 
     No shuffle (the iterable decides the order) and no resume part-way through an epoch
@@ -369,6 +370,9 @@ class IterableSource:
     ``close()`` runs (its ``finally``), with the source's device current; an iterable's iterator, not the iterable.
     So do the passes besides the epochs' (the constructor's count, the statistics, a batch made again to name a
     value) when a refusal stops them: before the error reaches the caller, not when its traceback goes.
+    ``close()`` (or the end of ``with data.iterable(...) as source:``) closes a one-shot iterator the source took and
+    has not read to its end; a list's or a callable's iterators are closed by the passes, and the object given is
+    yours and stays open. A closed source refuses to be read again (a ValueError).
     """
 
     resumable = False
@@ -384,6 +388,7 @@ class IterableSource:
                              "epoch -> iterable, or standardize the batches yourself")
         self._used = False
         self._first = None
+        self._iterator = batches if self._one_shot else None  # the source's to close (close())
         self.backend = None
         self.dtype = None
         self.standardizer = None
@@ -422,9 +427,24 @@ class IterableSource:
     def __repr__(self):
         return f"IterableSource(rows={self.rows}, n_features={self.n_features}, n_outputs={self.n_outputs})"
 
+    def close(self) -> None:
+        """Close a one-shot iterator the source took and did not read to its end (a generator's ``finally`` runs);
+        a second call does nothing. Reading the source afterwards raises a ValueError naming it. ``fit`` never
+        closes a source it is given."""
+        if not self._closed:
+            self._closed = True
+            self._first = None
+            if self._iterator is not None and not self._used:  # (a pass that read it has closed it)
+                _close(self._iterator)
+            self._iterator = None
+
+    def _name(self):  # (as a refusal names it)
+        return f"of {self.rows:,} rows"
+
     def bind(self, backend, dtype):
         from .. import backend as _backend
 
+        self._check_open()
         self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(dtype)
         if self.standardize and self.standardizer is None:
             with self.backend.use(), self._reading(0) as items:
@@ -444,6 +464,7 @@ class IterableSource:
             self.backend.close_on_device(items)
 
     def batches(self, epoch, batch_size, first_batch=0):
+        self._check_open()
         if first_batch:
             raise ValueError("an iterable of batches cannot resume part-way through an epoch; "
                              "use an array, synthetic, npy, parquet or csv source for exact resumes")

@@ -356,6 +356,7 @@ class ParquetSource(ChunkedSource):
         self._ready(sizes, device, dtype, window_by_rows=True, runs=runs, small=small)
 
     def _close_files(self):
+        self.__dict__["_cursor"] = None  # (its batches read the file)
         for pf in self.__dict__.get("_open", ()):
             pf.close()
 
@@ -671,6 +672,7 @@ class CsvSource(ChunkedSource):
         return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
 
     def batches(self, epoch, batch_size, first_batch=0):
+        self._check_open()
         if (os.fstat(self._fd).st_size, os.stat(self.path).st_mtime_ns) != self._stamp:
             raise DataError(f"{self.path}: the file changed since it was indexed (size or modification time); "
                             "construct the source again")

@@ -28,7 +28,7 @@ import contextlib
 
 import numpy
 
-from ..data.base import ChunkedSource
+from ..data.base import ChunkedSource, Closable
 from ..rng import DeviceRNG, host_rng
 from ..training.sources import fingerprint
 
@@ -208,6 +208,16 @@ class _ShardView(ChunkedSource):
                 runs.append([j])
         self._set_chunks([hi - lo for _, lo, hi in parts], runs)
 
+    @property
+    def closed(self):  # the parent's: the shard reads its files
+        return self.parent.closed
+
+    def _check_open(self):
+        self.parent._check_open()
+
+    def _owner(self):
+        return self.parent
+
     def sync(self):
         """Take the parent's binding and statistics (set after the view was made)."""
         self.backend, self.dtype, self.standardizer = self.parent.backend, self.parent.dtype, self.parent.standardizer
@@ -291,7 +301,7 @@ class _ShardView(ChunkedSource):
         return self.parent._name()
 
 
-class ShardedSource:
+class ShardedSource(Closable):
     """A chunked source (gpunn.data) read as ``shards`` shards of its training rows, of which this
     process reads and trains the ones in ``owned`` (default: all); see the module docstring.
 
@@ -300,6 +310,10 @@ class ShardedSource:
     P x b trains the same weights (each of its P shards gives b rows of every batch). ``rows`` are
     the owned shards' rows; ``global_batch_rows`` the row count of the global batch being trained.
     Everything else (bind, hold_out, validation, standardizer, seed) is the wrapped source's.
+
+    ``close()`` (or the end of ``with ShardedSource(...) as sharded:``) closes the wrapped source, whose files every
+    shard reads, as closing an io wrapper closes the file it wraps; ``closed`` is the wrapped source's. ``fit(source,
+    distributed=True)`` wraps your source in one and closes neither: the source is yours.
     """
 
     resumable = True
@@ -327,6 +341,14 @@ class ShardedSource:
             self.__dict__[name] = value
         else:
             setattr(self.source, name, value)
+
+    @property
+    def closed(self) -> bool:
+        return self.source.closed
+
+    def close(self) -> None:
+        """Close the wrapped source (its shards are read through it); a second call does nothing."""
+        self.source.close()
 
     @property
     def total_rows(self) -> int:
@@ -382,7 +404,7 @@ class ShardedSource:
         """Global batches ``first_batch``, ... of ``epoch``: this process's share of each, b =
         ``batch_size`` / (owned shards) rows from each owned shard, in shard order."""
         source = self.source
-        source._need_bound()
+        source._need_bound()  # (refused by name where the source is closed)
         n = len(self.owned)
         if batch_size % n:
             raise ValueError(f"batch_size {batch_size} does not split into {n} shards of equal batches; "

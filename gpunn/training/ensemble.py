@@ -590,7 +590,8 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                  callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True,
                  distributed=False):
     """Train every member of ``model`` (an Ensemble) on (X, Y), or on a data source (``gpunn.data``)
-    passed alone as X, as :func:`gpunn.fit` takes one; returns an :class:`EnsembleHistory`.
+    passed alone as X, as :func:`gpunn.fit` takes one (and leaves it open: it is yours to close); returns an
+    :class:`EnsembleHistory`.
 
     The options are :func:`gpunn.fit`'s; ``lr``, ``weight_decay``, ``momentum``, ``beta1`` and
     ``beta2`` take one value or K values (one per member), over the settings of ``optimizer`` (a name

@@ -116,7 +116,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     ``model.standardizer``: from then on the model takes raw data everywhere (``predict``, ``score``,
     ``loss``, ``loss_and_gradients``, arrays passed to a later ``fit``, which trains on a
     standardized copy of them, and a source passed to a later ``fit``, which is scaled by the
-    model's statistics, whether it was made with standardize or not).
+    model's statistics, whether it was made with standardize or not). The source stays yours: fit reads it and
+    never closes it (train on it again, then ``source.close()``, or make it in a ``with`` block).
 
     optimizer: an Optimizer (``gpunn.Adam(lr=3e-3, weight_decay=1e-4)``, ``gpunn.SGD(momentum=0.9)``, ...)
     or a name: "sgd" (plain W <- W - lr dW), "momentum", "nesterov", "adam" (also None), "adamw" (names in any
