@@ -1006,3 +1006,26 @@ def test_predict_reads_features_given_with_spaces_and_a_trailing_comma_and_knows
     assert main(["predict", model_path, str(tmp_path / "T.CSV"), str(tmp_path / "q.npy"), "--features", "a,b,c"]) == 2
     assert "--features names columns, and T.CSV has no header row" in capsys.readouterr().err
     assert not (tmp_path / "q.npy").exists()
+
+
+@pytest.mark.parametrize("command, ending", [("train", "done"), ("train", "a NaN read in training"),
+                                             ("train", "one validation row"), ("sweep", "done"),
+                                             ("sweep", "a NaN read in training")])
+def test_the_source_gpunn_made_of_data_is_closed_when_the_command_ends(tmp_path, monkeypatch, command, ending):
+    """gpunn train and gpunn sweep close the source they made of --data (its files) when they end: done, refused
+    by the data part-way, or refused by make_source's own checks. They were left to the collector."""
+    from gpunn import data
+
+    rows = 12 if ending == "one validation row" else 200
+    X = numpy.arange(rows * 2.0).reshape(rows, 2) / rows
+    if ending.startswith("a NaN"):
+        X[150, 1] = numpy.nan
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X.sum(axis=1))
+    made, npy = [], data.npy
+    monkeypatch.setattr(data, "npy", lambda *a, **k: made.append(npy(*a, **k)) or made[-1])
+    options = (["--lr", "1e-2", "--seeds", "1", "--hidden", "4", "--epochs", "1", "--batch-size", "20", "--quiet",
+                "--device", "cpu"] if command == "sweep" else ["--hidden", "4", "--batch-size", "20", "--epochs", "1",
+                                                                 "--device", "cpu", "--quiet"])
+    status = main([command, "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), *options])
+    assert (status == 0) == (ending == "done") and len(made) == 1 and made[0].closed

@@ -96,7 +96,8 @@ def _check_files_there(args):
 
 
 def make_source(args, backend, ckpt=None):
-    """(source, a line saying what was chosen) or (None, line) for the in-memory synthetic path.
+    """(source, a line saying what was chosen) or (None, line) for the in-memory synthetic path. The caller closes
+    the source (its files) when the command ends.
 
     A resumed run (``ckpt``) keeps the choice it was saved with, whatever memory is free now."""
     from .. import data
@@ -124,10 +125,15 @@ def make_source(args, backend, ckpt=None):
                              ".parquet and .csv files uncompressed)")
         else:
             raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
-        _hold_out(source)
-        if source.validation_rows == 1:  # (the library's refusal says validation_fraction, which no option sets)
-            raise ValueError(f"--data {args.data}: the tenth of its chunks held out for validation is 1 row of "
-                             f"{source.rows + source.validation_rows:,}, and R² needs 2: use a file with more rows (20 at least)")
+        try:  # the caller closes the source it gets; one refused here is closed here
+            _hold_out(source)
+            if source.validation_rows == 1:  # (the library's refusal says validation_fraction, which no option sets)
+                raise ValueError(f"--data {args.data}: the tenth of its chunks held out for validation is 1 row of "
+                                 f"{source.rows + source.validation_rows:,}, and R² needs 2: use a file with more rows "
+                                 "(20 at least)")
+        except BaseException:
+            source.close()
+            raise
         return source, f"data: {args.data}, {source.rows:,} training rows in {len(source.train_chunks)} chunks, " \
                        f"{source.validation_rows:,} validation rows (whole chunks), read chunk by chunk"
     from .. import preflight

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import re
@@ -365,6 +366,11 @@ def _check_outputs(args):
 
 
 def run(args) -> int:
+    with contextlib.ExitStack() as opened:  # the source of --data (or a stream) closed at the end, on an error too
+        return _run(args, opened)
+
+
+def _run(args, opened) -> int:
     from .. import checkpoint
     from ..data.stats import Standardizer
     from ..ensemble import Ensemble
@@ -391,6 +397,7 @@ def run(args) -> int:
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
         source, chosen = data_cli.make_source(args, backend, saved)
+        opened.callback(source.close)
         if not source.validation_rows:
             raise ValueError(f"--data {args.data} is one chunk ({counted(source.rows, 'row')}), so no chunk can be "
                              "held out to rank the members on; a sweep needs at least two (more rows, or a Parquet "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -383,6 +384,11 @@ def throughput(history, done_before=0) -> tuple[float, float, bool]:
 
 
 def run(args) -> int:
+    with contextlib.ExitStack() as opened:  # the source of --data (or a stream) closed at the end, on an error too
+        return _run(args, opened)
+
+
+def _run(args, opened) -> int:
     from .. import checkpoint as io, config as cfgmod
     from ..data.binding import standardize_arrays
     from ..model import MLP
@@ -413,6 +419,8 @@ def run(args) -> int:
         datasets.get_task(args.task, args.features, args.outputs, args.noise, args.seed)
     t0 = time.perf_counter()  # the set-up: a file's source is made here (a CSV file parsed to index it), a task's
     source, chosen = data_cli.make_source(args, backend, ckpt)  # rows are generated below
+    if source is not None:
+        opened.callback(source.close)
     if source is None:
         check_task_memory(args, backend, ckpt.model.layer_sizes[1:-1] if ckpt else args.hidden,
                           ", or stream the rows instead (--stream auto or on)", data_cli.counts_graph(args, backend))
