@@ -567,6 +567,30 @@ def test_an_npy_prediction_file_has_numpys_aligned_header_and_its_rows_in_the_fi
                                                                                     numpy.float32))
 
 
+@pytest.mark.parametrize("refusal", ["parquet writer", "parquet dtype", "csv dtype", "npy dtype"])
+def test_a_prediction_writer_refused_as_it_is_made_leaves_no_temporary_file(tmp_path, monkeypatch, refusal):
+    """A writer refused after its temporary file was made (pyarrow's ParquetWriter or schema, a dtype the CSV or .npy
+    writer cannot write) has removed that file before the error reaches the caller: it stayed in the output's
+    directory until the next write to that path."""
+    from gpunn.data import files
+
+    kind = refusal.split()[0]
+    dtype = ("float32" if refusal == "parquet writer" else
+             {"parquet": "complex128", "csv": "int64", "npy": "dtype?"}[kind])
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        def refuse(*args, **kwargs):
+            raise OSError("the writer refused")
+        if refusal == "parquet writer":
+            monkeypatch.setattr(pq, "ParquetWriter", refuse)
+    writer = {"parquet": files.TableWriter, "csv": files.CsvWriter, "npy": files.NpyWriter}[kind]
+    with pytest.raises(Exception) as caught:  # (pyarrow's, numpy's: each its own)
+        writer(tmp_path / f"p.{kind}", 2, dtype)
+    assert caught.value.__traceback__ is not None and list(tmp_path.iterdir()) == []
+
+
 def test_a_nan_in_a_parquet_input_names_its_row_and_column(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -7,6 +7,7 @@ row is done: a failure part-way leaves no half-written file and an earlier outpu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 
@@ -178,9 +179,28 @@ class _Output:
             pass
 
 
+def _removes_its_temp_when_refused(init):
+    """A writer's ``__init__`` that, refused after ``_Output`` made the temporary file (pyarrow's ParquetWriter or
+    schema refusing, a dtype a CSV writer cannot format, a disk full), closes what it opened and removes that file
+    before the error reaches the caller: it stayed on disk until the next write to the same path."""
+    @functools.wraps(init)
+    def removing_init(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            fh = self.__dict__.get("fh")
+            if fh is not None:
+                fh.close()
+            if "tmp" in self.__dict__:
+                self.abort()
+            raise
+    return removing_init
+
+
 class NpyWriter(_Output):
     """Rows appended to a ``.npy`` file whose header is fixed up with the row count at the end."""
 
+    @_removes_its_temp_when_refused
     def __init__(self, path, n_columns, dtype, names=None):
         super().__init__(path)
         self.columns, self.dtype, self.rows = n_columns, numpy.dtype(dtype), 0
@@ -214,6 +234,7 @@ class CsvWriter(_Output):
     the locale (gpunn's CSV readers, through pyarrow, read UTF-8): target names from a table's header may
     be any Unicode."""
 
+    @_removes_its_temp_when_refused
     def __init__(self, path, n_columns, dtype, names=None):
         import csv
 
@@ -239,6 +260,7 @@ class TableWriter(_Output):
     """Parquet output, one record batch per chunk; columns named after the targets (y0, y1, ...
     when the model does not know them)."""
 
+    @_removes_its_temp_when_refused
     def __init__(self, path, n_columns, dtype, names=None):
         from .tables import pyarrow_module
 
