@@ -620,6 +620,20 @@ def test_a_pass_begun_before_close_is_refused_at_its_next_window_and_closes_the_
     assert open_descriptors(files) == []
 
 
+@pytest.mark.gpu
+def test_on_the_gpu_a_pass_begun_before_close_ends_its_copies_and_then_closes_the_files(gpu, tmp_path):
+    """As on the CPU, on a GPU (pinned buffers copied on a side stream): the pass is refused at its next window,
+    its copies in flight are waited for (tests/fakecupy checks the order) and the files closed as it ends."""
+    source, files = _source_on_files(tmp_path, "npy", window=1, shuffle=False, device=gpu)
+    passing = source.batches(0, 10)
+    next(passing)
+    source.close()
+    assert len(open_descriptors(files)) == 2
+    with pytest.raises(ValueError, match="NpySource .*x.npy is closed"):
+        list(passing)
+    assert open_descriptors(files) == []
+
+
 def test_closing_a_sharded_source_closes_the_source_it_wraps_and_fit_closes_neither(tmp_path):
     """A ShardedSource reads its shards through the source it wraps: its close() (its with block) closes that source,
     as closing an io wrapper closes its file. fit on it, data parallel in one process, closes neither (yours)."""
