@@ -9,6 +9,10 @@ first_batch=0)``, ``config()``, ``resumable``), usable as ``model.fit(source, ep
 * :func:`parquet` and :func:`csv` - tables streamed through pyarrow (``pip install "gpunn[data]"``);
 * :func:`iterable` - any iterable of (X, Y) batches, with no shuffle, resumable from the end of an epoch only.
 
+Each source has ``close()`` (its files released; reading it afterwards is refused naming it) and is a context
+manager: ``with data.npy("X.npy", "Y.npy") as source: model.fit(source, ...)``. ``fit`` never closes a source it
+is given: it is yours.
+
 Shuffling is by windows of chunks, keyed by (seed, epoch), so a resumed run is exact (see
 gpunn.data.base); reading overlaps training (gpunn.data.pipeline); ``standardize=True`` computes
 column statistics in one streaming pass (gpunn.data.stats) that the model keeps and applies, to values
