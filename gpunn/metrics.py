@@ -277,16 +277,15 @@ def unscored(model, logs, X, chunk_rows, members=()) -> dict:
     X = model._as_input(X) if model.standardizer is None else model._raw_input(X)  # (converted once, as _evaluated)
     outputs = (model._predicted(X[start:start + chunk_rows], chunk_rows, members)  # no K x rows x outputs at once
                for start in range(0, X.shape[0], chunk_rows))
-    places = not_finite_places(model, outputs, bad.size)
+    # in ValidationNotFinite's words (place_words): "1 value, the first at row 3 of X, column 0"
+    where = place_words(not_finite_places(model, outputs, bad.size), lambda row: f"row {row} of X")
     dtype, out = numpy.dtype(model._prediction_dtype()).name, {}
     for k in map(int, numpy.flatnonzero(bad)):
-        count, (row, column) = places[k]
         if not finite[k]:
             why = "the weights are NaN or infinite"
-        elif count:
-            why = (f"predict(X) is NaN or infinite at {count} value(s) (first at row {row}, column {column}) "
-                   f"while the weights are finite: the output overflows {dtype} on such rows (an input far outside "
-                   "the training rows' range; clean them)")
+        elif k in where:
+            why = (f"predict(X) is NaN or infinite ({where[k]}) while the weights are finite: the output overflows "
+                   f"{dtype} on such rows (an input far outside the training rows' range; clean them)")
         else:
             why = f"the errors predict(X) - Y overflow {dtype} (predictions and targets far apart near its limits)"
         out[k] = bool(finite[k]), why

@@ -370,7 +370,8 @@ def test_validation_no_rank_can_split_is_rank_zeros_and_every_rank_takes_its_log
 # ---- evaluate() and score(): no score where the metrics are not finite (they returned inf/NaN, or R² 0, silently)
 
 NO_SCORE = r"the model has no score on \(X, Y\) \(loss (?P<loss>\S+), mse \S+, mae \S+, r2 \S+\): "
-OVERFLOW = (r"predict\(X\) is NaN or infinite at 1 value\(s\) \(first at row 3, column 0\) while the weights are "
+# the place in ValidationNotFinite's words (it was "at 1 value(s) (first at row 3, column 0)": the fit's said it otherwise)
+OVERFLOW = (r"predict\(X\) is NaN or infinite \(1 value, the first at row 3 of X, column 0\) while the weights are "
             r"finite: the output overflows float32 on such rows \(an input far outside the training rows' range; "
             r"clean them\)")
 
