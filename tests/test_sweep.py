@@ -182,6 +182,22 @@ def test_the_saved_best_member_says_when_its_weights_are_not_its_best_epochs(tmp
     assert "at epoch 5" in out and "the last" not in out
 
 
+def test_a_member_stopped_early_is_ranked_by_the_epoch_whose_weights_it_keeps(tmp_path, capsys):
+    """With --min-delta, early stopping's best epoch is the first fall of more than it, not the least val_mse's: the
+    table said "best epoch 4" and epoch 4's val MSE while the member (and --save-best) held epoch 1's weights. The
+    row is the history's best epoch now (history.best_epoch, as gpunn train's --json), and its val MSE and R²."""
+    js, path = tmp_path / "s.json", tmp_path / "best.npz"
+    out = run(["sweep", "--lr", "0.01", "--rows", "400", "--hidden", "8", "--epochs", "4", "--early-stopping",
+               "--patience", "3", "--min-delta", "1e6", "--quiet", "--device", "cpu", "--dtype", "float64",
+               "--json", str(js), "--save-best", str(path)], capsys)
+    member, = members(js)
+    curve = member["val_curve"]
+    assert min(curve) < curve[0] and member["stopped_early"]  # the least val_mse is a later epoch's
+    assert member["best_epoch"] == 1 and member["val_mse"] == curve[0] and "at epoch 1" in out
+    X, Y = gpunn.datasets.make("teacher", 400, 16, 1, seed=0, device="cpu", dtype="float64")  # the first tenth held out
+    assert gpunn.load(str(path), device="cpu").evaluate(X[:40], Y[:40])["mse"] == pytest.approx(curve[0], rel=1e-9)
+
+
 def test_each_member_says_whether_it_stopped_early(tmp_path, capsys):
     js = tmp_path / "s.json"
     grid = ["sweep", "--lr", "0.1,0.3", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",

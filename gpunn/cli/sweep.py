@@ -232,14 +232,17 @@ def split_over_ranks(per, why, comm) -> tuple[int, str]:
 
 
 def rank(settings, history_of, offset=0):
-    """One row per member: settings, best validation MSE, R² at that epoch, best epoch, stopped early."""
+    """One row per member: settings, its best epoch and that epoch's validation MSE and R², stopped early. The best
+    epoch is the history's (EnsembleHistory.best_epoch): early stopping's, whose weights the member keeps (and
+    --save-best saves), else the least val_loss's; the least val_mse's where it has none (an interrupted run)."""
     rows = []
     for k, s in enumerate(settings):
         history, j = history_of(k)
         val = numpy.asarray([v[j] for v in history["val_mse"]], dtype=numpy.float64)
         r2 = [v[j] for v in history["val_r2"]]
         finite = numpy.where(numpy.isfinite(val), val, numpy.inf)
-        best = int(numpy.argmin(finite))
+        kept = getattr(history, "best_epoch", None)  # (with --min-delta, not always the least val_mse's)
+        best = kept[j] - 1 if isinstance(kept, list) and kept[j] is not None else int(numpy.argmin(finite))
         stopped = bool(history.stopped_early[j])
         rows.append({"member": offset + k, **s, "val_mse": float(val[best]), "val_r2": float(r2[best]),
                      "best_epoch": best + 1, "stopped_early": stopped, "diverged": j in history.diverged,
