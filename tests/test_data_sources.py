@@ -679,11 +679,13 @@ def test_closing_an_iterable_source_closes_the_one_shot_iterator_it_took_not_an_
 
 
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
-@pytest.mark.parametrize("refusal", ["columns", "NaN in row 300"])
+@pytest.mark.parametrize("refusal", ["columns", "NaN in row 300", "an output it cannot write"])
 def test_a_refused_prediction_file_is_closed_while_the_error_is_held(tmp_path, kind, refusal):
-    """gpunn predict's reader (data.files.read_rows, predict_file) refused for the model's width, or stopped by a
-    NaN in the second chunk, has closed the input before the error reaches the caller. They stayed open as long as
-    the error's traceback was kept (it held the reader's suspended generator: a CSV file's ``with`` in it too)."""
+    """gpunn predict's reader (data.files.read_rows, predict_file) refused for the model's width, stopped by a
+    NaN in the second chunk, or by an output it cannot open before it read a row, has closed the input before the
+    error reaches the caller. They stayed open as long as the error's traceback was kept (it held the reader's
+    suspended generator: a CSV file's ``with`` in it too; or, on Python 3.12, the unstarted generator, whose close()
+    runs no finally and keeps its frame's .npy file or ParquetFiles)."""
     from gpunn.data.files import predict_file
 
     X = numpy.arange(1000.0).reshape(500, 2)
@@ -698,8 +700,10 @@ def test_a_refused_prediction_file_is_closed_while_the_error_is_held(tmp_path, k
 
         (pq.write_table if kind == "parquet" else pcsv.write_csv)(pa.table({"a": X[:, 0], "b": X[:, 1]}), path)
     model = gpunn.MLP([3 if refusal == "columns" else 2, 1], device="cpu", seed=0)
-    with pytest.raises(DataError, match="the model takes 3" if refusal == "columns" else "NaN") as caught:
-        predict_file(model, path, tmp_path / "p.npy", chunk_rows=256)
+    output = tmp_path / ("no such directory" if refusal.startswith("an output") else "") / "p.npy"
+    with pytest.raises((DataError, OSError), match={"columns": "the model takes 3", "NaN in row 300": "NaN"}.get(
+            refusal, "cannot write")) as caught:
+        predict_file(model, path, output, chunk_rows=256)
     assert caught.value.__traceback__ is not None and open_descriptors([path]) == []
 
 

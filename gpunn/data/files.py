@@ -34,7 +34,8 @@ def file_format(path) -> str:
 def read_rows(path, n_features, features=None, chunk_rows=65536):
     """(rows or None when unknown, iterator of host float64/float32 chunks (rows x n_features), the names of the
     columns read or None where they have none: an .npy file, a CSV file without a header row). The file is closed
-    when the iterator ends or is closed (``close()``, as predict_file does on any error), or when this refuses it.
+    when the iterator ends or is closed (``close()``, read or not, as predict_file does on any error), or when this
+    refuses it.
 
     For a table, ``features`` names the columns (default: all of them, which must then be
     ``n_features`` numeric columns). An ``.npy`` file, or a CSV file without a header row (its
@@ -59,7 +60,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                     yield out
             finally:
                 f.close()
-        return f.rows, chunks(), None
+        return f.rows, _FileChunks(chunks(), f.close), None
     from ..csvtext import delimiter_hint
     from .tables import copy_columns, csv_column_types, pick_columns, pyarrow_module
 
@@ -138,7 +139,32 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 out = numpy.empty((batch.num_rows, len(names)))
                 copy_columns(batch, names, out)
                 yield out
-    return rows, chunks(), names if kind == "parquet" or header else None
+    # (a CSV file is opened by batches() as it starts: nothing open before)
+    return rows, _FileChunks(chunks(), close if kind == "parquet" else None), names if kind == "parquet" or header \
+        else None
+
+
+class _FileChunks:
+    """read_rows' iterator: ``items`` (its generator of chunks), whose ``close()`` also closes the files opened for
+    it (``release``), read or not. A generator closed before its first ``next()`` (predict_file's output refused)
+    runs no ``finally``, and on Python 3.12 its frame keeps what it holds (the .npy file, the ParquetFiles) until
+    the generator itself goes, which a held error's traceback delays."""
+
+    def __init__(self, items, release=None):
+        self._items, self._release = items, release
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._items)
+
+    def close(self):
+        try:
+            self._items.close()
+        finally:
+            if self._release is not None:
+                self._release()
 
 
 class _Output:
