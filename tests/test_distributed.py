@@ -1851,7 +1851,8 @@ def test_ranks_that_failed_before_any_collective_agree_on_it_with_the_others(fak
 
     def rank(r):
         control = comm.world()
-        control.collectives = control.collectives_before_agreement = 3
+        control.collectives = 3
+        comm.next_collective_agrees()  # (as the ranks' command check notes it: the next collective is an agreement)
         error = ValueError("missing.npy: no such file") if r in failed else None
         comm.agreeing_before_any_collective(error)
         control.collectives += 1  # one collective begun since: no part in any agreement (no gather here to wait in)

@@ -307,6 +307,8 @@ def test_an_epoch_line_says_the_seconds_numba_took_in_it(teacher, terminal_stder
     monkeypatch.setattr(callbacks.ProgressBar, "says_compiling", True)  # off for the other tests (tests/conftest.py)
     now = [0.0]
     monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    watches, numba_seconds = [], callbacks.numba_seconds  # the fit's watch, kept to read after the fit
+    monkeypatch.setattr(callbacks, "numba_seconds", lambda *args: watches.append(numba_seconds(*args)) or watches[-1])
 
     def load_kernels():
         with numba_event.trigger_event("numba:compiler_lock"):
@@ -337,7 +339,9 @@ def test_an_epoch_line_says_the_seconds_numba_took_in_it(teacher, terminal_stder
                           "left 00:00 (0.74s of it in Numba: its start and the CPU kernels' load, once per process)")
     assert "404 rows/s" in first  # 300 rows in 0.743 s: the rate counts them
     assert second.endswith("rows/s, elapsed 00:00, left 00:00")
-    load_kernels()  # after the fit: nothing listens
+    assert len(watches) == 1 and watches[0]() == pytest.approx(0.74)
+    load_kernels()  # after the fit: nothing listens (the fit's watch stopped: its seconds stand)
+    assert watches[0]() == pytest.approx(0.74)
 
 
 def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data, progress_clock):
