@@ -174,7 +174,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     mapped onto gpunn where they have a meaning, refused by name where they do not.
 
     - ``hidden_layer_sizes``, ``activation`` ("identity", "logistic" (= sigmoid), "tanh", "relu",
-      and gpunn's others: gelu, silu, elu, softplus, leaky_relu), ``max_iter`` (epochs),
+      and gpunn's others: gelu, silu, elu, softplus, leaky_relu; in any letter case, as MLP's), ``max_iter`` (epochs),
       ``batch_size`` ("auto" = min(200, rows)), ``shuffle``, ``random_state``, ``verbose``,
       ``validation_fraction``: as in scikit-learn.
     - ``solver``: "adam" (``beta_1``, ``beta_2``, ``epsilon``) or "sgd" (``momentum``,
@@ -323,7 +323,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"validation_fraction must be a number in [0, 1), got {fraction!r}")
         if self.early_stopping and fraction == 0:
             raise ValueError("early_stopping needs a validation_fraction in (0, 1) to hold out, got 0")
-        return SKLEARN_ACTIVATIONS.get(self.activation, self.activation)
+        # in any letter case, as every activation name ("ReLU" is relu): scikit-learn's "Logistic" too
+        name = self.activation.lower() if isinstance(self.activation, str) else self.activation
+        return SKLEARN_ACTIVATIONS.get(name, self.activation)
 
     def _batch_size(self, rows):
         if isinstance(self.batch_size, str) and self.batch_size == "auto":

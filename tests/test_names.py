@@ -82,3 +82,14 @@ def test_help_says_the_names_take_any_letter_case(capsys):
             cli.main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert text.count("any letter case") == 4, (command, text)
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # (2 epochs: scikit-learn's ConvergenceWarning)
+def test_the_estimators_activation_takes_scikit_learns_name_in_any_letter_case_too():
+    """MLPRegressor's activation is an activation name as MLP's is: "ReLU" was taken (get_activation folds the case)
+    while scikit-learn's own "Logistic" (its sigmoid) was refused as an unknown activation, its mapping matching the
+    lower case only."""
+    X, Y = _data()
+    for name, kept in (("Logistic", "sigmoid"), ("LOGISTIC", "sigmoid"), ("logistic", "sigmoid"), ("ReLU", "relu")):
+        est = gpunn.MLPRegressor((4,), activation=name, max_iter=2, device="cpu", random_state=0).fit(X, Y[:, 0])
+        assert [a.name for a in est.model_.activations] == [kept, "identity"], name
