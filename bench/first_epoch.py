@@ -10,10 +10,10 @@ scipy.linalg where it is installed, to find a BLAS), Numba's start (its CPU targ
 registries on the first kernel it compiles or loads from its cache), gpunn's BLAS probe (gpunn.ops.cblas: one
 cached kernel loaded and run), then the fit. An epoch's time is on_epoch_begin to on_epoch_end (training and
 validation, as the progress line's rate); "numba" is the time Numba held its compiler lock in it (loading or
-compiling kernels). Run it once before timing so that the cache is warm (a cold cache's first run compiles: the
-first epoch then takes a minute). The machine is shared: compare epoch 1 with epoch 2 of the same process, and
-read the medians with the load average printed beside them (the two kinds of run alternate, so that the load's
-drift falls on both). Results: bench/RESULTS.md.
+compiling kernels). One untimed run comes first, so that Numba's cache is warm (a cold cache's run compiles the
+kernels: its first epoch takes a minute) and the files are read. The machine is shared: compare epoch 1 with epoch
+2 of the same process, and read the medians with the load average printed beside them (the two kinds of run
+alternate, so that the load's drift falls on both). Results: bench/RESULTS.md.
 """
 import json
 import os
