@@ -2,6 +2,7 @@
 command line's option (--lr), a config file's key (lr) and a metric ('val_loss'); each place words the hint."""
 from __future__ import annotations
 
+import argparse
 import difflib
 from dataclasses import dataclass
 
@@ -26,6 +27,37 @@ OTHER_NAMES = {
     "nb-epoch": ("epochs", "did you mean {0}?", (None,)), "max-iter": ("epochs", "did you mean {0}?", (None,)),
     "random-state": ("seed", "did you mean {0}?", (None,)),
 }
+
+
+# other libraries' names for gpunn's activations and optimizers: {what: {name: gpunn's name for the same function, or
+# None where gpunn has none}}. A hint, not a second name accepted: gpunn's models, checkpoints and config files name
+# each function one way. Among them the names difflib misreads (nadam, adamax, radam: "did you mean 'adam'?"; lrelu:
+# 'relu') or finds nothing for (swish, linear, logistic, rmsprop).
+OTHER_LIBRARIES = {
+    "activation": {
+        "linear": "identity", "none": "identity",  # Keras's (and activation=None), scikit-learn's "identity"
+        "swish": "silu",  # Keras's and TensorFlow's x * sigmoid(x); PyTorch's SiLU
+        "logistic": "sigmoid", "expit": "sigmoid",  # scikit-learn's, SciPy's
+        "lrelu": "leaky_relu", "leaky": "leaky_relu",
+        "selu": None, "prelu": None, "mish": None, "softsign": None, "softmax": None,
+        "hardtanh": None, "hard_tanh": None, "hard_sigmoid": None, "hardsigmoid": None, "hardswish": None,
+    },
+    "optimizer": {
+        "rmsprop": None, "adagrad": None, "adadelta": None, "adamax": None, "nadam": None, "radam": None,
+        "lbfgs": None, "l-bfgs": None, "ftrl": None, "lamb": None, "lion": None,
+    },
+}
+
+
+def other_library(name: str, what: str) -> str | None:
+    """The hint for ``name``, another library's name of a ``what`` ("activation", "optimizer"): "'swish' is gpunn's
+    'silu'", or "'rmsprop' is not supported" where gpunn has none; None for a name not in OTHER_LIBRARIES."""
+    table = OTHER_LIBRARIES.get(what, {})
+    low = name.lower()
+    if low not in table:
+        return None
+    ours = table[low]
+    return f"{low!r} is not supported" if ours is None else f"{low!r} is gpunn's {ours!r}"
 
 
 @dataclass(frozen=True)
@@ -86,22 +118,43 @@ def unexpected_keyword(call: str, key: str, names) -> TypeError:
 def known_name(name, names, what: str) -> str:
     """The name of ``names`` (gpunn's, all lower case) that ``name`` is in any letter case: "Adam" is "adam", as
     Keras takes optimizer names, and a model, checkpoint or config file records "adam". Anything else is a
-    ValueError naming ``what``, with the name meant where there is one (leakyrelu: leaky_relu)."""
+    ValueError naming ``what``, with a hint where there is one (:func:`name_hint`)."""
     folded = {known.lower(): known for known in names}
     found = folded.get(name.lower()) if isinstance(name, str) else None
     if found is not None:
         return found
-    hint = meant(name, names, aliases=False) if isinstance(name, str) else None
-    hint = f" ({hint.hint(lambda known, _: repr(known))})" if hint else ""
-    raise ValueError(f"unknown {what} {name!r}{hint}; choose one of: {', '.join(names)}")
+    hint = name_hint(name, names, what)
+    raise ValueError(f"unknown {what} {name!r}{f' ({hint})' if hint else ''}; choose one of: {', '.join(names)}")
 
 
-def folding(names):
-    """An argparse ``type`` for a ``choices`` option of ``names``: a name in another letter case as gpunn spells
-    it (--optimizer Adam: adam, as known_name), anything else as written, for argparse to refuse as it is."""
+def name_hint(name, names, what: str) -> str:
+    """The hint for ``name``, no name of ``names`` (``what``'s): another library's name (swish: "'swish' is gpunn's
+    'silu'"; rmsprop: "'rmsprop' is not supported"), else the name meant (leakyrelu: "did you mean 'leaky_relu'?");
+    "" for none."""
+    if not isinstance(name, str):
+        return ""
+    other = other_library(name, what)
+    if other:
+        return other
+    found = meant(name, names, aliases=False)
+    return found.hint(lambda known, _: repr(known)) if found else ""
+
+
+def folding(names, what: str):
+    """An argparse ``type`` for a ``choices`` option of ``what``'s ``names``: a name in another letter case as gpunn
+    spells it (--optimizer Adam: adam, as known_name); an unknown name with a hint refused with known_name's words
+    (--activation swish: "'swish' is gpunn's 'silu'"), any other as written, for argparse (or a config file's
+    check) to refuse as it does."""
     folded = {known.lower(): known for known in names}
 
     def name(text):
-        return folded.get(text.lower(), text)
+        if text.lower() in folded:
+            return folded[text.lower()]
+        if name_hint(text, names, what):
+            try:
+                known_name(text, names, what)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
 
     return name

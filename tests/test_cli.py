@@ -71,7 +71,8 @@ def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
     (["--hidden", "16,,16"], "--hidden has an empty size in '16,,16'"),  # it trained [6, 16, 16, 1]
     (["--hidden", "16,"], "--hidden has an empty size in '16,'"),
     (["--lr", "0"], "must be positive"),
-    (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' ('lbfgs' is not supported); choose one of: sgd, momentum"),
+    (["--optimizer", "bogus"], "invalid choice: 'bogus'"),  # no hint: argparse's refusal
     (["--rows", "19"], "--rows: must be at least 20, got 19 (a tenth is held out, and R² needs 2 held-out rows)"),
 ])
 def test_bad_options_fail_with_a_message(capsys, args, message):

@@ -323,7 +323,10 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ("epoch = 3", "unknown option 'epoch' (did you mean 'epochs'?)"),
     ("Hidden = [16]", "unknown option 'Hidden' (did you mean 'hidden'?)"),
     ("colour = 3", "unknown option 'colour'; valid options: "),
-    ('optimizer = "rmsprop"', "not one of"),
+    # another library's name: the command line's hint (tests/test_names.py); a name with none: the file's check
+    ('optimizer = "rmsprop"', "invalid optimizer = 'rmsprop' (--optimizer: unknown optimizer 'rmsprop' ('rmsprop' is "
+                              "not supported); choose one of: sgd, momentum"),
+    ('optimizer = "bogus"', "optimizer = 'bogus' is not one of"),
     ("optimizer = 3", "optimizer = 3 is not one of"),  # the value as the file has it
     ("epochs = -2", "invalid epochs"),
     ("hidden = [16, 'a']", "must list integers"),

@@ -43,7 +43,9 @@ def test_names_in_other_letter_case_train_as_the_lower_case_names():
      "unknown activation 'LeakyReLU' (did you mean 'leaky_relu'?)"),
     (lambda: gpunn.optim.make_optimizer("Adamm"), "unknown optimizer 'Adamm' (did you mean 'adam'?); choose one of"),
     (lambda: gpunn.Schedule("cosin"), "unknown schedule 'cosin' (did you mean 'cosine'?); choose one of"),
-    (lambda: gpunn.optim.make_optimizer("lbfgs"), "unknown optimizer 'lbfgs'; choose one of: sgd, momentum"),
+    (lambda: gpunn.optim.make_optimizer("lbfgs"),
+     "unknown optimizer 'lbfgs' ('lbfgs' is not supported); choose one of: sgd, momentum"),
+    (lambda: gpunn.optim.make_optimizer("bogus"), "unknown optimizer 'bogus'; choose one of: sgd, momentum"),
 ])
 def test_a_name_that_is_none_in_any_case_names_the_one_meant(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -70,10 +72,10 @@ def test_the_command_line_and_config_files_take_names_in_any_case_and_record_the
     saved = (tmp_path / "b.npz.toml").read_text()
     assert 'optimizer = "sgd"' in saved and 'activation = "tanh"' in saved
     assert cli.main(["sweep", *small, "--optimizer", "Momentum", "--activation", "SiLU"]) == 0
-    # a name in no case is argparse's refusal, as written
+    # a name in no case, without a hint, is argparse's refusal, as written (one with a hint: the next test)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", *small, "--optimizer", "LBFGS"])
-    assert exit_info.value.code == 2 and "invalid choice: 'LBFGS'" in capsys.readouterr().err
+        cli.main(["train", *small, "--optimizer", "BOGUS"])
+    assert exit_info.value.code == 2 and "invalid choice: 'BOGUS'" in capsys.readouterr().err
 
 
 def test_help_says_the_names_take_any_letter_case(capsys):
@@ -93,3 +95,47 @@ def test_the_estimators_activation_takes_scikit_learns_name_in_any_letter_case_t
     for name, kept in (("Logistic", "sigmoid"), ("LOGISTIC", "sigmoid"), ("logistic", "sigmoid"), ("ReLU", "relu")):
         est = gpunn.MLPRegressor((4,), activation=name, max_iter=2, device="cpu", random_state=0).fit(X, Y[:, 0])
         assert [a.name for a in est.model_.activations] == [kept, "identity"], name
+
+
+OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which difflib found nothing for or misread
+    ("activation", "swish", "'swish' is gpunn's 'silu'"),  # Keras's
+    ("activation", "Linear", "'linear' is gpunn's 'identity'"),  # Keras's, in any case
+    ("activation", "logistic", "'logistic' is gpunn's 'sigmoid'"),  # scikit-learn's
+    ("activation", "lrelu", "'lrelu' is gpunn's 'leaky_relu'"),  # difflib: 'relu'
+    ("activation", "hardtanh", "'hardtanh' is not supported"),  # PyTorch's: not tanh
+    ("optimizer", "RMSprop", "'rmsprop' is not supported"),  # Keras's and PyTorch's
+    ("optimizer", "adagrad", "'adagrad' is not supported"),
+    ("optimizer", "nadam", "'nadam' is not supported"),  # difflib: 'adam', another optimizer
+]
+
+
+@pytest.mark.parametrize("what, name, hint", OTHER_LIBRARIES, ids=[name for _, name, _ in OTHER_LIBRARIES])
+def test_another_librarys_name_is_refused_with_gpunns_name_for_it_or_not_supported(what, name, hint):
+    """Another library's name is a hint, not a second name taken: gpunn's models, checkpoints and config files name
+    each function one way. The refusal said only "unknown activation 'swish'" (or, for nadam, "did you mean
+    'adam'?", another optimizer)."""
+    make = ((lambda: gpunn.MLP([3, 4, 1], activation=name, device="cpu")) if what == "activation" else
+            (lambda: gpunn.optim.make_optimizer(name)))
+    with pytest.raises(ValueError) as caught:
+        make()
+    names = ", ".join(gpunn.activations.ACTIVATIONS if what == "activation" else gpunn.optim.OPTIMIZERS)
+    assert str(caught.value) == f"unknown {what} {name!r} ({hint}); choose one of: {names}"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_the_command_line_and_a_config_file_hint_another_librarys_name(command, tmp_path, capsys):
+    """--activation swish was argparse's "invalid choice: 'swish' (choose from ...)", a config file's "activation =
+    'swish' is not one of ...": the Python API's words now, hint included; a misspelling gets its did-you-mean too."""
+    for option, name, hint in (("--activation", "swish", "'swish' is gpunn's 'silu'"),
+                               ("--optimizer", "RMSprop", "'rmsprop' is not supported"),
+                               ("--schedule", "cosin", "did you mean 'cosine'?")):
+        what = option[2:]
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--device", "cpu", option, name])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"argument {option}: unknown {what} {name!r} ({hint}); choose one of: " \
+            in err, err
+    (tmp_path / "c.toml").write_text('activation = "swish"\n')
+    assert cli.main([command, "--device", "cpu", "--config", str(tmp_path / "c.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "invalid activation = 'swish' (--activation: unknown activation 'swish' ('swish' is gpunn's 'silu')" in err

@@ -77,17 +77,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--outputs", type=positive(int), default=1, help="targets per row (default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
     s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes; '' for none, a linear model (default: %(default)s)")
-    s.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS), default="relu",
+    s.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="relu",
                    help="hidden activation, in any letter case (default: %(default)s)")
-    s.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS), default="identity",
+    s.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="identity",
                    help="output layer's activation, in any letter case (default: %(default)s)")
     s.add_argument("--no-bias", action="store_true", help="bias-free layers")
     s.add_argument("--epochs", type=positive(int), default=10, help="passes over the training rows (default: %(default)s)")
     s.add_argument("--batch-size", type=positive(int), default=128,
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
-    s.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS), default="adam",
+    s.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS, "optimizer"), default="adam",
                    help="optimizer, in any letter case (default: %(default)s)")
-    s.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES), default="constant",
+    s.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES, "schedule"), default="constant",
                    help="learning-rate schedule, in any letter case (default: %(default)s)")
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")

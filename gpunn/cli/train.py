@@ -76,18 +76,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--noise", type=non_negative(float), default=d["noise"], help=NOISE_HELP)
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"],
                    help="hidden layer sizes, e.g. 256,256; '' for none, a linear model (default: %(default)s)")
-    t.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS), default=d["activation"],
+    t.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default=d["activation"],
                    help="hidden activation, in any letter case (default: %(default)s)")
-    t.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS), default="identity",
+    t.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="identity",
                    help="output layer's activation, in any letter case (default: %(default)s)")
     t.add_argument("--no-bias", action="store_true", help="layers without bias terms (Z = A W: README, \"The math\")")
     t.add_argument("--epochs", type=positive(int), default=d["epochs"], help="passes over the training rows (default: %(default)s)")
     t.add_argument("--batch-size", type=positive(int), default=d["batch_size"],
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
-    t.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS), default=d["optimizer"],
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS, "optimizer"), default=d["optimizer"],
                    help="optimizer, in any letter case (default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT})")
-    t.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES), default="constant",
+    t.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES, "schedule"), default="constant",
                    help="learning-rate schedule, in any letter case (default: %(default)s)")
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
