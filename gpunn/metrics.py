@@ -187,7 +187,7 @@ def source_row_words(source, chunks, row) -> str:
     the source names it (``_row_words``: the chunk's first row plus the row in it); for a source without chunks
     (``chunks`` None), its place in the validation rows as read."""
     if chunks is None:
-        return f"validation row {row} (in the order read)"
+        return f"row {row} of the validation rows as read"  # (no parentheses: the place is said inside some)
     for k in chunks:
         if row < source.chunk_sizes[k]:
             return source._row_words(k, row)

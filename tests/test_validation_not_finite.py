@@ -151,6 +151,44 @@ def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_na
     assert where == ("" if members is None else "members [0, 1]: ") + f"1 value, the first at {row_words(7)}, {column}"
 
 
+class _Windows:
+    """A validation source of your own, not a chunked one: the DataSource protocol and ordered_windows (what fit asks
+    of a validation_data source), the rows in windows of 4."""
+
+    resumable, validation_rows = False, 0
+
+    def __init__(self, X, Y):
+        self.X, self.Y = X, Y
+        self.rows, self.n_features, self.n_outputs = X.shape[0], X.shape[1], Y.shape[1]
+
+    def bind(self, backend, dtype):
+        return self
+
+    def batches(self, epoch, batch_size, first_batch=0):
+        yield self.X, self.Y
+
+    def ordered_windows(self):
+        for start in range(0, self.rows, 4):
+            yield self.X[start:start + 4], self.Y[start:start + 4]
+
+    def config(self):
+        return {"kind": "windows of 4"}
+
+
+def test_a_validation_source_without_chunks_names_its_row_in_the_order_read():
+    """A validation source that is not a chunked gpunn.data source has no file rows to name: the refusal names the
+    value's place among the validation rows as the windows gave them (metrics.source_row_words, chunks None)."""
+    X, Y, X_val, Y_val = rows()
+    X_val[3] = 1.0
+    X_val[7] = HUGE  # in the second window
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        gpunn.MLP([3, 8, 1], device="cpu", seed=0).fit(gpunn.data.iterable([(X, Y)]), epochs=2, batch_size=8,
+                                                        verbose=False, validation_data=_Windows(X_val, Y_val))
+    where = re.fullmatch(REFUSAL, str(caught.value))["where"]
+    assert where == "1 value, the first at row 7 of the validation rows as read, column 0"  # (untested before;
+    # it said "validation row 7 (in the order read)", parentheses inside the place's own)
+
+
 def test_the_refusal_names_the_first_held_out_row_by_its_chunk_in_the_source(tmp_path):
     """A source's held-out chunks are whole chunks drawn from the file, not its first rows: the row named is the
     chunk's first row in the file plus the row in it, not the value's place among the rows held out."""
