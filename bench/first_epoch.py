@@ -5,15 +5,16 @@
 Each run is a fresh Python process (what `gpunn train` is) that trains the CLI's default small case, `gpunn train
 --rows 2000 --epochs 2 --hidden 16 --device cpu` (teacher task, 32 features, 1,800 training and 200 validation
 rows, batch 256, Adam), twice over: once as a user's fit (epoch 1 pays the process's one-time costs), once with
-those costs paid first, one by one, so that each is timed alone: SciPy's import (Numba's target imports
+those costs paid first, one by one, so that each is timed alone: Numba's import (at the first kernel call since
+gpunn.ops.lazynumba, no longer in `import gpunn`), SciPy's import (Numba's target imports
 scipy.linalg where it is installed, to find a BLAS), Numba's start (its CPU target loads its implementation
 registries on the first kernel it compiles or loads from its cache), gpunn's BLAS probe (gpunn.ops.cblas: one
 cached kernel loaded and run), then the fit. An epoch's time is on_epoch_begin to on_epoch_end (training and
-validation, as the progress line's rate); "numba" is the time Numba held its compiler lock in it (loading or
-compiling kernels). One untimed run comes first, so that Numba's cache is warm (a cold cache's run compiles the
-kernels: its first epoch takes a minute) and the files are read. The machine is shared: compare epoch 1 with epoch
-2 of the same process, and read the medians with the load average printed beside them (the two kinds of run
-alternate, so that the load's drift falls on both). Results: bench/RESULTS.md.
+validation, as the progress line's rate); "numba" is the time Numba's import took in it and the time Numba held its
+compiler lock in it (loading or compiling kernels). One untimed run comes first, so that Numba's cache is warm (a
+cold cache's run compiles the kernels: its first epoch takes a minute) and the files are read. The machine is
+shared: compare epoch 1 with epoch 2 of the same process, and read the medians with the load average printed beside
+them (the two kinds of run alternate, so that the load's drift falls on both). Results: bench/RESULTS.md.
 """
 import json
 import os
@@ -31,6 +32,9 @@ out = {"import_gpunn": time.perf_counter() - t}
 from gpunn.training.callbacks import Callback, numba_seconds
 mode = sys.argv[1]
 if mode == "parts":
+    t = time.perf_counter()
+    import numba  # gpunn imports it at a CPU kernel's first call (gpunn.ops.lazynumba)
+    out["numba_import"] = time.perf_counter() - t
     t = time.perf_counter()
     try:
         import scipy.linalg  # what Numba's target imports first (numba.np.linalg.ensure_blas)
@@ -126,7 +130,7 @@ def main(argv):
     print(f"  import gpunn {ms(plain, 'import_gpunn')}")
     print(f"  as a user's fit: epoch 1 {ms(plain, 'epoch1')} (numba {ms(plain, 'epoch1_numba')}), "
           f"epoch 2 {ms(plain, 'epoch2')} (numba {ms(plain, 'epoch2_numba')}), fit {ms(plain, 'fit')}")
-    print(f"  one-time costs paid first: SciPy's import {ms(parts, 'scipy_import')}, Numba's start "
+    print(f"  one-time costs paid first: Numba's import {ms(parts, 'numba_import')}, SciPy's import {ms(parts, 'scipy_import')}, Numba's start "
           f"{ms(parts, 'numba_start')}, BLAS probe {ms(parts, 'blas_probe')}; then epoch 1 {ms(parts, 'epoch1')} "
           f"(numba {ms(parts, 'epoch1_numba')}), epoch 2 {ms(parts, 'epoch2')}")
     print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

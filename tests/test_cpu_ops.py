@@ -1167,3 +1167,32 @@ def test_column_sums_split_over_threads_are_rounded_once(threads):
     dA, db = dZ.copy(), numpy.empty(64, numpy.float32)
     ops.activation_bias_backward(dA, ACTIVATIONS["relu"], numpy.ones_like(dZ), True, dA, db)
     numpy.testing.assert_array_equal(db, exact)
+
+
+NO_NUMBA_UNTIL_A_KERNEL = """
+import contextlib, io, sys
+import numpy
+import gpunn
+from gpunn.cli import main
+from gpunn.ops import cpu
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main(["--help"])
+model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+before = sorted(name for name in sys.modules if name.split(".")[0] in ("numba", "llvmlite"))
+Z = numpy.full((2, 3), -1.0, numpy.float32)
+cpu._bias_relu_inplace(Z, numpy.array([0.5, 1.0, 2.0], numpy.float32), 0, 2)
+print(before, "numba" in sys.modules, Z.tolist())
+"""
+
+
+def test_numba_is_imported_at_the_first_kernel_call_not_by_import_gpunn():
+    """Numba's import (0.3 s) waits for the first call of a CPU kernel (gpunn.ops.lazynumba): ``import gpunn``, the
+    CLI (gpunn --help) and a CPU model's construction do not import it; the first kernel call does, and computes."""
+    pytest.importorskip("numba")
+    import sys
+
+    import waiting
+
+    proc = waiting.run([sys.executable, "-c", NO_NUMBA_UNTIL_A_KERNEL], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[0] == "[] True [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]"

@@ -37,7 +37,7 @@ def cpu_kernels() -> str:
     """Which fused CPU kernels a CPU run uses (gpunn.ops.cpu), or why none."""
     from .. import backend as _b
     from ..ops import ENV_FUSED, ops_for
-    from ..ops import cpu
+    from ..ops import cpu, lazynumba
 
     if cpu.numba is None:
         return "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
@@ -47,8 +47,8 @@ def cpu_kernels() -> str:
         return f"error: {exc}"
     if not fused:
         return f"off: {ENV_FUSED}={environment.text(ENV_FUSED)}; the NumPy reference runs"
-    names = sorted(name.strip("_") for name, f in vars(cpu).items() if hasattr(f, "py_func"))
-    return f"fused (Numba {cpu.numba.__version__}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
+    names = sorted(name.strip("_") for name in cpu.KERNELS)
+    return f"fused (Numba {lazynumba.version()}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 
 
 def _or_error(describe) -> str:

@@ -24,6 +24,7 @@ import os
 import numpy
 
 from ..forksafe import ForkSafeLock
+from .lazynumba import kernels, numba
 
 ROW_MAJOR, COL_MAJOR, NO_TRANS, TRANS = 101, 102, 111, 112
 
@@ -33,15 +34,7 @@ _SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_
 
 _LIBRARIES: list = []  # the libraries bound (kept loaded: numpy_blas holds their addresses)
 
-try:
-    from llvmlite import ir as _ir
-    from numba import njit
-    from numba.core import cgutils as _cgutils
-    from numba.core import types as _nt
-    from numba.core.errors import NumbaError as _NumbaError
-    from numba.extending import intrinsic
-except ImportError:  # pragma: no cover - Numba is an optional dependency
-    njit = None
+_NumbaError = ()  # numba.core.errors.NumbaError once the kernels are defined (nothing to catch before)
 
 
 def _libraries():
@@ -54,7 +47,16 @@ def _libraries():
     return paths
 
 
-if njit is not None:
+@kernels(("gemm", "gemv", "dot", "call_int", "_probe_products"))
+def _define():
+    """Defines the intrinsics and the probe's kernel (gpunn.ops.lazynumba): at the first call of a kernel."""
+    global _ir, _cgutils, _nt, _NumbaError, _arg, _call, gemm, gemv, dot, call_int, _probe_products
+    from llvmlite import ir as _ir
+    from numba import njit
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _nt
+    from numba.core.errors import NumbaError as _NumbaError
+    from numba.extending import intrinsic
 
     def _arg(context, builder, kind, value, ty, width, real):
         """One C argument of kind E (a CBLAS enum: int), I (an integer of ``width`` bits), R (``real``) or P (an
@@ -168,7 +170,7 @@ def _bind(dtype):
 def _probe(dtype, blas) -> bool:
     """The calls through ``blas`` give numpy.matmul's bits (and numpy.dot's for ddot) on the call forms the
     member-group pass uses: A @ B, A^T @ B, A @ B^T (gemm), A @ v and A^T @ v (gemv)."""
-    if njit is None:
+    if numba is None:
         return False
     rng = numpy.random.default_rng(0)
     m, k, n = 37, 29, 23

@@ -34,19 +34,24 @@ from . import denormals, gemm
 from .. import environment
 from ..activations import Activation
 from .base import Ops
-
-try:  # optional: the fused kernels
-    import numba
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    numba = None
+from .lazynumba import kernels, numba  # optional: the fused kernels (numba: None where it is not installed)
 
 ENV_THREADS = "GPUNN_CPU_THREADS"
 SMALL_K = 8  # inner dimensions up to this go to the outer-product path, not BLAS
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this a kernel runs on the calling thread alone
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
+_jit = dict(cache=True, error_model="numpy", nogil=True)
+KERNELS = ("_bias_relu_inplace", "_relu_backward_inplace", "_relu_backward_bias_inplace", "_column_sums",
+           "_small_k_matmul", "_adam", "_adam_l2")
 
-if numba is not None:
+
+@kernels(KERNELS)
+def _define():
+    """Defines the kernels (gpunn.ops.lazynumba): at the first call of one."""
+    global _bias_relu_inplace, _relu_backward_inplace, _relu_backward_bias_inplace, _column_sums, _small_k_matmul
+    global _adam, _adam_l2
+    from numba import njit
+
     # Serial kernels over a range [lo, hi) of rows (or elements); CpuOps splits large arrays across
     # its own threads. nogil: those threads run truly in parallel. error_model="numpy": no
     # Python-style ZeroDivisionError checks, which stop vectorisation. No fastmath: results keep
@@ -58,7 +63,6 @@ if numba is not None:
     #   the same buffer) or reads dA and writes dZ (ditto) cannot prove they do not overlap and
     #   stays scalar. So the kernels work in place, which is how the model calls them;
     # - accumulate into a local array, not into an argument that might alias the data.
-    _jit = dict(cache=True, error_model="numpy", nogil=True)
 
     @njit(**_jit)
     def _bias_relu_inplace(Z, b, lo, hi):

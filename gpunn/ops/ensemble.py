@@ -35,7 +35,8 @@ from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
-from .cpu import _bounds, run_pieces, threads_setting, usable_cores, wait_uninterrupted
+from .cpu import _FLOATS, _bounds, numba, run_pieces, threads_setting, usable_cores, wait_uninterrupted
+from .lazynumba import kernels
 from .ufuncs import numpy_tanh
 
 # Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
@@ -318,18 +319,6 @@ class EnsembleOps:
 
 
 # ---- the CPU: Numba loops over members around the single-model kernels ----------------------
-try:
-    from .cpu import _FLOATS, numba
-
-    if numba is not None:
-        from numba import njit
-
-        from .cpu import (_adam, _adam_l2, _bias_relu_inplace, _column_sums, _jit, _relu_backward_bias_inplace,
-                          _small_k_matmul)
-        from .ufuncs import tanh_inplace
-except ImportError:  # pragma: no cover
-    numba = None
-
 # The hidden-layer activations the member-group pass computes, by their kernel ids (gpunn.activations): ReLU with its
 # fused kernels; tanh and sigmoid in Ops.bias_activation's and Ops.activation_backward's arithmetic, numpy.tanh
 # called as NumPy's own loop (gpunn.ops.ufuncs)
@@ -355,7 +344,34 @@ def group_pass_activations(acts, dtype):
     return None if tanh is None else (tanh, layers)
 
 
-if numba is not None:
+KERNELS = ("_member_bias_relu", "_member_column_sums", "_member_relu_backward_bias", "_outer_relu_backward_bias",
+           "_member_outer_relu_backward_bias", "_bias_activation_inplace", "_derivative_from_output",
+           "_activation_backward_bias", "_outer_backward_bias", "_member_adam", "_adam_row", "_member_adam_in_pass",
+           "_member_group_pass", "_wait_for", "_store_and_wait")
+
+
+@kernels(KERNELS)
+def _define():
+    """Defines the member kernels (gpunn.ops.lazynumba), after the single-model ones they call: at the first call of
+    one."""
+    global _member_bias_relu, _member_column_sums, _member_relu_backward_bias, _outer_relu_backward_bias
+    global _member_outer_relu_backward_bias, _bias_activation_inplace, _derivative_from_output
+    global _activation_backward_bias, _outer_backward_bias, _member_adam, _adam_row, _member_adam_in_pass
+    global _member_group_pass, _wait_for, _store_and_wait
+    global _adam, _adam_l2, _bias_relu_inplace, _column_sums, _relu_backward_bias_inplace, _small_k_matmul
+    global tanh_inplace
+    from numba import njit
+
+    from . import cpu, ufuncs
+    from .cpu import _jit
+
+    cpu._define()
+    ufuncs._define()
+    cblas._define()
+    # the kernels themselves (not their stubs) as this module's globals: Numba compiles the calls to them
+    _adam, _adam_l2, _bias_relu_inplace, _column_sums = cpu._adam, cpu._adam_l2, cpu._bias_relu_inplace, cpu._column_sums
+    _relu_backward_bias_inplace, _small_k_matmul = cpu._relu_backward_bias_inplace, cpu._small_k_matmul
+    tanh_inplace = ufuncs.tanh_inplace
 
     @njit(**_jit)
     def _member_bias_relu(Z, b):

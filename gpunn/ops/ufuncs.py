@@ -20,18 +20,21 @@ import numpy
 
 from .cblas import once_per_float_dtype
 
-try:
+from .lazynumba import kernels, numba
+
+_NumbaError = ()  # numba.core.errors.NumbaError once the kernels are defined (nothing to catch before)
+
+
+@kernels(("_unary_loop", "tanh_inplace"))
+def _define():
+    """Defines the intrinsic and its kernel (gpunn.ops.lazynumba): at the first call of a kernel."""
+    global _ir, _cgutils, _nt, _NumbaError, _unary_loop, tanh_inplace
     from llvmlite import ir as _ir
     from numba import njit
     from numba.core import cgutils as _cgutils
     from numba.core import types as _nt
     from numba.core.errors import NumbaError as _NumbaError
     from numba.extending import intrinsic
-except ImportError:  # pragma: no cover - Numba is an optional dependency
-    njit = None
-
-
-if njit is not None:
 
     @intrinsic
     def _unary_loop(typingctx, loop, data, src, dst, n, src_step, dst_step):
@@ -93,7 +96,7 @@ def _loop(ufunc, dtype):
 def _probe(dtype, tanh) -> bool:
     """The loop through the intrinsic gives numpy.tanh's bits: on random bit patterns (NaNs, infinities, subnormals
     among them), on normal values and on a fine grid through [-10, 10], in place, as the kernels call it."""
-    if njit is None:
+    if numba is None:
         return False
     rng = numpy.random.default_rng(0)
     uint = numpy.uint32 if dtype == numpy.float32 else numpy.uint64

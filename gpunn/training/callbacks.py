@@ -300,55 +300,87 @@ class ProgressBar(Callback):
 def numba_seconds(say_compiling=None):
     """A function that reads the seconds Numba has spent loading or compiling kernels since this call, in any thread
     (the time some thread waited for or held Numba's compiler lock: a kernel's first call in a process takes it,
-    whether its cache holds the kernel or not, and Numba's start, 0.3-0.8 s, happens there); None without Numba.
+    whether its cache holds the kernel or not, and Numba's start, 0.3-0.8 s, happens there), and the seconds of
+    Numba's import where a kernel's first call imports it (gpunn.ops.lazynumba); None without Numba.
     ``say_compiling()`` is called at the first compile from now on (a kernel its cache holds is loaded, with no
-    "numba:compile" event; ``reader.compiles`` counts those). Numba's documented event API; ``reader.stop()`` stops
-    listening."""
-    numba = sys.modules.get("numba")  # gpunn.ops.cpu imports it where it is installed; none: nothing compiles
-    if numba is None:
+    "numba:compile" event; ``reader.compiles`` counts those). Numba's documented event API, listened to from Numba's
+    import on; ``reader.stop()`` stops listening."""
+    from ..ops import lazynumba
+
+    if lazynumba.numba is None and "numba" not in sys.modules:  # not installed: nothing compiles
         return None
-    import threading
-
-    from numba.core import event
-
-    class Watch(event.Listener):
-        # the lock's events nest (a kernel's load takes it again inside) and come from several threads (an
-        # ensemble's member groups): the clock runs while any is open
-        said, open, since, seconds, compiles = False, 0, 0.0, 0.0, 0
-        guard = threading.Lock()
-
-        def on_start(self, ev):
-            if ev.kind == "numba:compile":
-                self.compiles += 1
-                if not self.said and say_compiling is not None:
-                    self.said = True
-                    say_compiling()
-                return
-            with self.guard:
-                self.open += 1
-                if self.open == 1:
-                    self.since = time.monotonic()
-
-        def on_end(self, ev):
-            if ev.kind == "numba:compile":
-                return
-            with self.guard:
-                self.open -= 1
-                if self.open == 0:
-                    self.seconds += time.monotonic() - self.since
-
-        def __call__(self):
-            with self.guard:
-                return self.seconds + (time.monotonic() - self.since if self.open else 0.0)
-
-        def stop(self):
-            for kind in ("numba:compile", "numba:compiler_lock"):
-                event.unregister(kind, self)
-
-    watch = Watch()
-    for kind in ("numba:compile", "numba:compiler_lock"):
-        event.register(kind, watch)
+    watch = _NumbaWatch(say_compiling)
+    if not lazynumba.on_import(watch.imported):
+        watch.listen()
     return watch
+
+
+class _NumbaWatch:
+    # the lock's events nest (a kernel's load takes it again inside) and come from several threads (an
+    # ensemble's member groups): the clock runs while any is open
+    def __init__(self, say_compiling):
+        import threading
+
+        self.say_compiling, self.listener = say_compiling, None
+        self.said, self.open, self.since, self.seconds, self.compiles = False, 0, 0.0, 0.0, 0
+        self.guard = threading.Lock()
+
+    def imported(self, seconds):
+        """lazynumba's hook: Numba was imported (by a kernel's first call), taking ``seconds``."""
+        with self.guard:
+            self.seconds += seconds
+        self.listen()
+
+    def listen(self):
+        from numba.core import event
+
+        watch = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                watch.on_start(ev)
+
+            def on_end(self, ev):
+                watch.on_end(ev)
+
+        self.listener = Listener()
+        for kind in ("numba:compile", "numba:compiler_lock"):
+            event.register(kind, self.listener)
+
+    def on_start(self, ev):
+        if ev.kind == "numba:compile":
+            self.compiles += 1
+            if not self.said and self.say_compiling is not None:
+                self.said = True
+                self.say_compiling()
+            return
+        with self.guard:
+            self.open += 1
+            if self.open == 1:
+                self.since = time.monotonic()
+
+    def on_end(self, ev):
+        if ev.kind == "numba:compile":
+            return
+        with self.guard:
+            self.open -= 1
+            if self.open == 0:
+                self.seconds += time.monotonic() - self.since
+
+    def __call__(self):
+        with self.guard:
+            return self.seconds + (time.monotonic() - self.since if self.open else 0.0)
+
+    def stop(self):
+        from ..ops import lazynumba
+
+        lazynumba.forget(self.imported)
+        if self.listener is not None:
+            from numba.core import event
+
+            for kind in ("numba:compile", "numba:compiler_lock"):
+                event.unregister(kind, self.listener)
+            self.listener = None
 
 
 def lines_for(verbose):

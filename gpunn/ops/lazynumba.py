@@ -1,0 +1,118 @@
+"""Numba, imported at the first call of a CPU kernel rather than at ``import gpunn``.
+
+Numba's import takes 0.3 s (of a 0.6-1 s ``import gpunn``), which every command paid, ``gpunn --help``, ``gpunn info``
+and a GPU run among them. A module's kernels are defined by a function, ``@kernels(names)`` ``def _define():``, whose
+``global`` statement binds them as module globals: their ``__qualname__`` is their name and they are defined in the
+module's file, so Numba's on-disk cache (``cache=True``) finds them as before. Until the first call each name is a
+:class:`Stub` that runs the definitions and forwards the call.
+
+``numba`` is None where Numba is not installed, else a stand-in whose attributes are Numba's (importing it).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+
+from ..forksafe import ForkSafeLock
+
+_HOOKS: list = []  # called as hook(seconds) once Numba is imported, with the seconds its import took
+
+
+class _Numba:
+    """The numba module, imported at the first attribute read."""
+
+    def __getattr__(self, name):
+        return getattr(load(), name)
+
+    def __repr__(self):
+        return "<numba, imported on first use>" if "numba" not in sys.modules else repr(sys.modules["numba"])
+
+
+numba = _Numba() if importlib.util.find_spec("numba") is not None else None
+
+
+def version() -> str:
+    """Numba's version, read without importing it where it is not yet imported."""
+    mod = sys.modules.get("numba")
+    if mod is not None:
+        return mod.__version__
+    from importlib import metadata
+
+    try:
+        return metadata.version("numba")
+    except metadata.PackageNotFoundError:  # pragma: no cover - found on the path, not installed as a distribution
+        return load().__version__
+
+
+def load():
+    """Imports Numba (where it is not yet imported), telling the hooks (on_import) the seconds it took."""
+    mod = sys.modules.get("numba")
+    if mod is not None and not _HOOKS:
+        return mod
+    start = time.monotonic()
+    import numba as mod
+    seconds = time.monotonic() - start
+    while _HOOKS:
+        _HOOKS.pop(0)(seconds)
+    return mod
+
+
+def on_import(hook) -> bool:
+    """Calls ``hook(seconds)`` when Numba is imported by load(); False (nothing registered) where it already is."""
+    if "numba" in sys.modules:
+        return False
+    _HOOKS.append(hook)
+    return True
+
+
+def forget(hook):
+    """Unregisters a hook of on_import that has not been called."""
+    if hook in _HOOKS:
+        _HOOKS.remove(hook)
+
+
+class Stub:
+    """A kernel's name before its definition: calling it defines the module's kernels, then calls the kernel."""
+
+    def __init__(self, name, ensure):
+        self.name, self.ensure, self.target = name, ensure, None
+
+    def __call__(self, *args, **kwargs):
+        if self.target is None:
+            self.ensure()
+        return self.target(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<gpunn kernel {self.name}, defined at its first call>"
+
+
+def kernels(names):
+    """Decorates a module's ``_define()`` (which binds ``names`` as globals): binds a Stub to each name now and returns
+    ``ensure()``, which runs ``_define()`` once (under a lock: threads may call kernels at once; a forked child gets a
+    new one). A name set on the module meanwhile (a test's monkeypatch) is kept."""
+
+    def decorate(define):
+        g, lock, done = define.__globals__, ForkSafeLock(), []
+        stubs = {name: Stub(name, None) for name in names}
+
+        def ensure():
+            if done:
+                return
+            with lock.current:
+                if done:
+                    return
+                load()
+                kept = {name: g[name] for name in names if g.get(name) is not stubs[name]}
+                define()
+                for name, stub in stubs.items():
+                    stub.target = g[name]
+                g.update(kept)
+                done.append(True)
+
+        for stub in stubs.values():
+            stub.ensure = ensure
+        g.update(stubs)
+        return ensure
+
+    return decorate
