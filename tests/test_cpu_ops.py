@@ -1196,3 +1196,39 @@ def test_numba_is_imported_at_the_first_kernel_call_not_by_import_gpunn():
     proc = waiting.run([sys.executable, "-c", NO_NUMBA_UNTIL_A_KERNEL], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[0] == "[] True [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]"
+
+
+def test_a_kernel_group_is_defined_once_at_its_first_call_keeping_a_name_set_meanwhile(monkeypatch):
+    """gpunn.ops.lazynumba.kernels: each name is a stub until the first call of any, which runs ``_define()`` once
+    (then the names are what it bound); a name set on the module before that (a test's monkeypatch) is kept, and its
+    stub still calls the definition; a Numba that does not import is named in the error, with the way around it."""
+    from gpunn.ops import lazynumba
+
+    made = []
+    monkeypatch.setattr(lazynumba, "load", lambda: None)
+    monkeypatch.setitem(globals(), "_lazy_double", None)
+    monkeypatch.setitem(globals(), "_lazy_triple", None)
+
+    @lazynumba.kernels(("_lazy_double", "_lazy_triple"))
+    def define():
+        global _lazy_double, _lazy_triple
+        made.append(True)
+        _lazy_double, _lazy_triple = (lambda x: 2 * x), (lambda x: 3 * x)
+
+    stub = _lazy_triple
+    assert isinstance(_lazy_double, lazynumba.Stub) and made == []
+    monkeypatch.setitem(globals(), "_lazy_triple", lambda x: -x)  # set before the definitions
+    assert _lazy_double(5) == 10 and made == [True]
+    assert _lazy_double(6) == 12 and stub(2) == 6 and _lazy_triple(2) == -2
+    define()
+    assert made == [True]
+
+    def broken():
+        raise ImportError("Numba needs NumPy 2.3 or less")
+
+    monkeypatch.setattr(lazynumba, "load", broken)
+    monkeypatch.setitem(globals(), "_lazy_quadruple", None)
+    lazynumba.kernels(("_lazy_quadruple",))(lambda: None)
+    with pytest.raises(ImportError, match=r"need Numba, which is installed but does not import \(Numba needs NumPy "
+                                          r"2.3 or less\); GPUNN_FUSED_KERNELS=0 runs the NumPy reference"):
+        _lazy_quadruple(1)

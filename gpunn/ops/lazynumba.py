@@ -6,7 +6,8 @@ and a GPU run among them. A module's kernels are defined by a function, ``@kerne
 module's file, so Numba's on-disk cache (``cache=True``) finds them as before. Until the first call each name is a
 :class:`Stub` that runs the definitions and forwards the call.
 
-``numba`` is None where Numba is not installed, else a stand-in whose attributes are Numba's (importing it).
+``numba`` is None where Numba is not installed, else a stand-in whose attributes are Numba's (importing it). Where
+Numba is installed but does not import, the first kernel call raises ImportError with Numba's reason.
 """
 from __future__ import annotations
 
@@ -102,7 +103,11 @@ def kernels(names):
             with lock.current:
                 if done:
                     return
-                load()
+                try:
+                    load()
+                except ImportError as exc:  # installed, but it does not import (a NumPy newer than it supports)
+                    raise ImportError(f"gpunn's fused CPU kernels need Numba, which is installed but does not import "
+                                      f"({exc}); GPUNN_FUSED_KERNELS=0 runs the NumPy reference without it") from exc
                 kept = {name: g[name] for name in names if g.get(name) is not stubs[name]}
                 define()
                 for name, stub in stubs.items():
