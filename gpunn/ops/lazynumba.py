@@ -54,9 +54,12 @@ def load():
     start = time.monotonic()
     import numba as mod
     seconds = time.monotonic() - start
-    while _HOOKS:
-        _HOOKS.pop(0)(seconds)
-    return mod
+    while True:  # list.pop is atomic: two threads that import at once call each hook once between them
+        try:
+            hook = _HOOKS.pop(0)
+        except IndexError:
+            return mod
+        hook(seconds)
 
 
 def on_import(hook) -> bool:
@@ -69,8 +72,10 @@ def on_import(hook) -> bool:
 
 def forget(hook):
     """Unregisters a hook of on_import that has not been called."""
-    if hook in _HOOKS:
+    try:
         _HOOKS.remove(hook)
+    except ValueError:  # called, or never registered
+        pass
 
 
 class Stub:
