@@ -1178,16 +1178,23 @@ from gpunn.ops import cpu
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     main(["--help"])
 model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+from gpunn.ops import lazynumba
+from gpunn.training.callbacks import numba_seconds
+watch, imports = numba_seconds(), []  # a progress line's Numba seconds, made before the import
+lazynumba.on_import(imports.append)
 before = sorted(name for name in sys.modules if name.split(".")[0] in ("numba", "llvmlite"))
 Z = numpy.full((2, 3), -1.0, numpy.float32)
 cpu._bias_relu_inplace(Z, numpy.array([0.5, 1.0, 2.0], numpy.float32), 0, 2)
 print(before, "numba" in sys.modules, Z.tolist())
+print(watch.listener is not None, len(imports), imports[0] > 0, watch() >= imports[0])
 """
 
 
 def test_numba_is_imported_at_the_first_kernel_call_not_by_import_gpunn():
     """Numba's import (0.3 s) waits for the first call of a CPU kernel (gpunn.ops.lazynumba): ``import gpunn``, the
-    CLI (gpunn --help) and a CPU model's construction do not import it; the first kernel call does, and computes."""
+    CLI (gpunn --help) and a CPU model's construction do not import it; the first kernel call does, and computes. A
+    progress line's Numba seconds made before (gpunn.training.callbacks.numba_seconds) listen from the import on and
+    count the import's seconds."""
     pytest.importorskip("numba")
     import sys
 
@@ -1195,7 +1202,7 @@ def test_numba_is_imported_at_the_first_kernel_call_not_by_import_gpunn():
 
     proc = waiting.run([sys.executable, "-c", NO_NUMBA_UNTIL_A_KERNEL], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split("\n")[0] == "[] True [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]"
+    assert proc.stdout.splitlines() == ["[] True [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]", "True 1 True True"]
 
 
 def test_a_kernel_group_is_defined_once_at_its_first_call_keeping_a_name_set_meanwhile(monkeypatch):
