@@ -20,8 +20,9 @@ from .cpu import PARALLEL_MIN_ELEMENTS, SMALL_K, CpuOps, numba
 from ..optim import Adam, AdamW
 
 if numba is not None:
-    from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LAYER_SMALL_K, LR, WEIGHT_DECAY,
-                           _member_group_pass, group_pass_activations, no_optimizer_arguments)
+    from . import ensemble  # its _member_group_pass read at each call: the kernel itself once defined (lazynumba)
+    from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LAYER_SMALL_K, LR, WEIGHT_DECAY, group_pass_activations,
+                           no_optimizer_arguments)
 
 _ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
 # the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),
@@ -195,7 +196,7 @@ def one_call_step(model, X, Y, optimizer, lr):
     step = optimizer.steps
     plan.pow1[0], plan.pow2[0] = optimizer.beta1**step, optimizer.beta2**step  # Python's pow, as Adam.step's
     plan.rates[0, LR] = lr
-    _member_group_pass(*net.lead, X[None], Y[None], *plan.args)
+    ensemble._member_group_pass(*net.lead, X[None], Y[None], *plan.args)
     return net.sums[0]
 
 
@@ -208,5 +209,5 @@ def one_call_gradients(model, X, Y):
     net = _net(model, model._workspace(X.shape[0]))
     if not (net.runs and _takes(model, X, Y)):
         return None
-    _member_group_pass(*net.lead, X[None], Y[None], *net.gradients)
+    ensemble._member_group_pass(*net.lead, X[None], Y[None], *net.gradients)
     return net.sums[0]
