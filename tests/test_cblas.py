@@ -17,6 +17,7 @@ BIG = 2**33 + 5  # beyond 32 bits: an ILP64 call carries it whole, an LP64 call 
 KINDS = {"gemm": "EEEIIIRPIPIRPI", "gemv": "EEIIRPIPIRPI", "dot": "IPIPI"}
 
 if numba is not None:
+    cblas._define()  # the intrinsics, which gpunn defines at its first kernel call (gpunn.ops.lazynumba)
 
     @numba.njit
     def _call_each(gemm, gemv, dot, ilp, alpha, beta, big):

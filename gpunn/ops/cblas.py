@@ -5,7 +5,9 @@
 symbols ``scipy_cblas_*64_``) as a small int64 array ``[gemm, gemv, dot, ilp64]``, which a Numba kernel
 takes as an argument and calls through :func:`gemm`, :func:`gemv` and :func:`dot` (intrinsics that call the
 address); or None where that library or its symbols are not found, or where those calls do not compile on
-this Numba or do not give numpy.matmul's bits on a probe (checked once per dtype, through the intrinsics).
+this Numba or do not give numpy.matmul's bits on a probe (checked once per dtype, through the intrinsics). The
+intrinsics are defined with gpunn's kernels, at the first call of one (gpunn.ops.lazynumba: ``numpy_blas`` calls
+one), or by ``_define()``: a kernel of yours that calls them compiles after that.
 Used by ``gpunn.ops.ensemble``'s member-group pass: a group of an Ensemble's members runs its whole forward and
 backward pass in one Numba call, without taking the GIL between its products (each product the same BLAS
 call numpy.matmul makes, so the same bits).
