@@ -91,6 +91,24 @@ def test_the_cpu_kernels_line_names_them_without_underscores_or_says_why_none(mo
     assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
 
 
+def test_a_numba_that_does_not_import_is_the_cpu_kernels_lines_error_with_status_2(capsys, monkeypatch):
+    """Numba is imported at the first kernel call (gpunn.ops.lazynumba), so a Numba installed but broken (a NumPy newer
+    than it supports) fails a CPU fit there: info, whose line said "fused (Numba 0.60.0, ...)" from the package's
+    metadata, imports it to say so, with the way around it, and exits with status 2 as for another bad setting."""
+    from gpunn.ops import lazynumba
+
+    pytest.importorskip("numba")
+
+    def broken():
+        raise ImportError("Numba needs NumPy 2.2 or less. Got NumPy 2.4.")
+
+    monkeypatch.setattr(lazynumba, "load", broken)
+    status, _, rows = _info(capsys, "--device", "cpu")
+    assert status == 2 and rows["cpu kernels"] == (
+        "error: Numba is installed but does not import (Numba needs NumPy 2.2 or less. Got NumPy 2.4.); the first CPU "
+        "kernel call fails: GPUNN_FUSED_KERNELS=0 runs the NumPy reference without it")
+
+
 def test_a_bad_gpunn_gemm_is_the_cpu_gemm_lines_error_and_info_shows_the_rest_with_status_2(capsys, monkeypatch):
     # the whole command failed on it (status 2, one line): gemm.describe() read it outside the try meant for it;
     # then it showed every line with status 0, so a script checking the status took the setting for fine

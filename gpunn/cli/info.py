@@ -47,6 +47,11 @@ def cpu_kernels() -> str:
         return f"error: {exc}"
     if not fused:
         return f"off: {ENV_FUSED}={environment.text(ENV_FUSED)}; the NumPy reference runs"
+    try:  # Numba is imported at the first kernel call (gpunn.ops.lazynumba): here, to tell whether that call works
+        lazynumba.load()
+    except ImportError as exc:  # installed, but it does not import (a NumPy newer than it supports)
+        return (f"error: Numba is installed but does not import ({' '.join(str(exc).split())}); the first CPU kernel "
+                f"call fails: {ENV_FUSED}=0 runs the NumPy reference without it")
     names = sorted(name.strip("_") for name in cpu.KERNELS)
     return f"fused (Numba {lazynumba.version()}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 

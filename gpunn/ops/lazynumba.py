@@ -1,9 +1,10 @@
 """Numba, imported at the first call of a CPU kernel rather than at ``import gpunn``.
 
-Numba's import takes 0.3 s (of a 0.6-1 s ``import gpunn``), which every command paid, ``gpunn --help``, ``gpunn info``
-and a GPU run among them. A module's kernels are defined by a function, ``@kernels(names)`` ``def _define():``, whose
-``global`` statement binds them as module globals: their ``__qualname__`` is their name and they are defined in the
-module's file, so Numba's on-disk cache (``cache=True``) finds them as before. Until the first call each name is a
+Numba's import takes 0.3 s (of a 0.6-1 s ``import gpunn``), which every command paid, ``gpunn --help`` and a GPU
+run among them (``gpunn info`` still imports it, to tell whether it imports: :func:`load`). A module's kernels are
+defined by a function, ``@kernels(names)`` ``def _define():``, whose ``global`` statement binds them as module
+globals: their ``__qualname__`` is their name and they are defined in the module's file, so Numba's on-disk cache
+(``cache=True``) finds them as before. Until the first call each name is a
 :class:`Stub` that runs the definitions and forwards the call.
 
 ``numba`` is None where Numba is not installed, else a stand-in whose attributes are Numba's (importing it). Where
