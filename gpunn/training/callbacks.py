@@ -315,6 +315,9 @@ def numba_seconds(say_compiling=None):
     return watch
 
 
+_NUMBA_EVENTS = ("numba:compile", "numba:compiler_lock")  # what _NumbaWatch listens to, from listen() to stop()
+
+
 class _NumbaWatch:
     # the lock's events nest (a kernel's load takes it again inside) and come from several threads (an
     # ensemble's member groups): the clock runs while any is open
@@ -344,7 +347,7 @@ class _NumbaWatch:
                 watch.on_end(ev)
 
         self.listener = Listener()
-        for kind in ("numba:compile", "numba:compiler_lock"):
+        for kind in _NUMBA_EVENTS:
             event.register(kind, self.listener)
 
     def on_start(self, ev):
@@ -378,7 +381,7 @@ class _NumbaWatch:
         if self.listener is not None:
             from numba.core import event
 
-            for kind in ("numba:compile", "numba:compiler_lock"):
+            for kind in _NUMBA_EVENTS:
                 event.unregister(kind, self.listener)
             self.listener = None
 
