@@ -95,7 +95,9 @@ class Ensemble(DeviceModel):
     batched products on TF32 tensor cores) or "bf16" (float32 master weights, gradients and optimizer
     state; the hidden layers' activations, a bf16 copy of the parameters and of X, and the products'
     operands in bfloat16 with float32 accumulation; the output layer and loss in float32). Member k
-    then trains as ``MLP(..., precision=precision, seed=seed + k)``; ``ens[k]``, ``best()``, copies,
+    then trains as ``MLP(..., precision=precision, seed=seed + k)`` (on a GPU up to the kernel cuBLAS picks for
+    each product: with tf32 a batched product may run on TF32 tensor cores where the MLP's runs in float32, or
+    the reverse; tests/test_ensemble_precision.py states what holds); ``ens[k]``, ``best()``, copies,
     ``gpunn.save``/``load`` and checkpoints keep it. Refused on the CPU as MLP refuses it; a tf32/bf16
     ensemble loaded on the CPU runs in float32 and keeps the precision its file recorded in
     ``saved_precision``, which ``gpunn.save``, ``ens[k]`` and copies keep (as MLP's).

@@ -7,11 +7,46 @@ bf16 instances of kernels/ensemble.cu, the CUDA graph, and save / load / checkpo
 device. Under tests/fakecupy (GPUNN_FAKE_CUPY=1, what CI runs) member k equals its MLP bit for bit:
 the stand-in computes each product of a batched call exactly as its one-product GemmEx (the same
 operands, summed in float64, rounded once) and each member kernel's reference as the single-model
-kernel's. On a GPU, a batched product may run another cuBLAS kernel than one model's product, with
-another summation order: tf32 to 1e-4 (a float32 accumulation's rounding, grown over the steps),
-bf16 to 2e-2 (where a sum lands on the other side of a bfloat16 rounding boundary, a hidden value
-moves by 2^-8 relative and the training drifts from there; measured bounds are for the first GPU
-run to confirm).
+kernel's.
+
+On a GPU a member is its MLP's arithmetic up to what cuBLAS may choose per call. Both paths ask for the
+same thing: the precision's compute type (CUBLAS_COMPUTE_32F_FAST_TF32 for tf32, CUBLAS_COMPUTE_32F
+over bf16 operands) with CUBLAS_GEMM_DEFAULT, on handles left in CUBLAS_DEFAULT_MATH (CuPy's, and the
+CUDA graph's own), never CuPy's process-wide compute-type switch; the stand-in checks every call's
+compute type. But FAST_TF32 *allows* TF32 tensor cores, it does not force them: cuBLAS's heuristics
+pick a kernel per call (strided batched or one product, the shape, the handle's workspace), some on
+TF32 tensor cores, some in float32 (bench/gpu_checks/precision.py on an H200: a batched TF32 product
+was 2.9e-4 from float64 at 128x64x64 and 6.9e-8, float32's, at 24x16x8). So one side may round a
+product's operands to TF32 (unit roundoff u = 2^-11, 10 stored mantissa bits) where the other does not.
+The contract is therefore in two parts:
+
+1. The arithmetic, at equal weights (test_each_member_computes_its_mlps_gradients_on_cuda): the loss and
+   every gradient of a member within GRADIENT_TOL of its MLP's, where training has not yet amplified
+   anything. tf32: 16u = 2^-7. A gradient is the end of a chain of six products (three forward, dA of
+   two layers, dW); one operand pair rounded to TF32 on one side only moves a product by about u
+   relative (random-sign roundings, summed), so six give about 6u; in the NumPy emulation, every product
+   rounded on one side and not on the other came to 1.4u-2.7u over six data sets, and one side
+   truncating where the other rounds (a bias, not random) to 4.9u-11u: 16u bounds both. bf16: both sides
+   round the same values to bfloat16 and a bf16 x bf16 product is exact in float32, so only the float32
+   summation order differs, and with it, rarely, the bfloat16 neighbour a stored hidden value rounds to:
+   one bf16 rounding, 2u_bf16 = 2^-8. Smooth activations only (tanh, gelu): a ReLU unit whose
+   pre-activation lies within a rounding of zero is on for one side only, which moves a gradient by that
+   row's share, not by a rounding (the emulation: up to 27u).
+2. The training (test_each_member_trains_as_its_own_mlp_on_cuda: 2 epochs, 10 steps): the steps amplify
+   those differences. A momentum step with tanh carries them along (H200: 4.4e-5), but Adam's
+   m / sqrt(v) turns a gradient coordinate of rounding size into a whole learning-rate step, either way,
+   and with ReLU a unit switched on for one side changes the gradients from there: the two runs drift
+   apart (H200, tf32: 1.17e-2 with relu/Adam, 2.7e-4 with gelu/AdamW; the emulation with one side's
+   products in float32, relu/Adam over 24 data sets: median 1e-3, largest 1.7e-2). A coordinate that
+   took one step at the largest rate (1e-2) the other way is 2e-2 from where it would be, 1.5e-2 of the
+   largest weight (1.35): that is the drift's size, and bf16's where a sum lands on the other side of a
+   bfloat16 rounding boundary (a hidden value moves by 2^-8 relative; bf16's products are exact in
+   float32, so it drifts less often: H200 1.3e-4). Both are bounded alike: GPU_TOL, 2e-2 of the largest
+   weight (the validation losses too). A
+   bug in the training loop (another member's rate, a step lost, a stale graph replay) moves a member by
+   a whole update: the stand-in, where both parts are exact (0.0), catches it; on a GPU this bound would
+   miss a small one (10 steps at 1e-3 move member 0 by about 2% of its weights), so part 1 is the GPU's
+   sharp check.
 """
 from __future__ import annotations
 
@@ -28,7 +63,12 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 SIZES = [6, 16, 12, 2]
 LRS = [1e-3, 3e-3, 1e-2]
 FAKE = os.environ.get("GPUNN_FAKE_CUPY") == "1"
-GPU_TOL = {"tf32": 1e-4, "bf16": 2e-2}
+# part 1 (the module's docstring): one loss-and-gradients pass at equal weights; tf32 16u (u = 2^-11, its
+# operands' unit roundoff: one side's TF32 rounding through six products), bf16 one bfloat16 rounding (2^-8)
+GRADIENT_TOL = {"tf32": 16 * 2.0**-11, "bf16": 2.0**-8}
+# part 2: after 10 steps of training, weights and validation losses, relative to the largest: the drift of two
+# runs whose products round differently, which Adam and ReLU amplify (H200 tf32 relu/Adam: 1.17e-2)
+GPU_TOL = {"tf32": 2e-2, "bf16": 2e-2}
 
 
 def _data(rows=300):
@@ -63,10 +103,26 @@ def _contract(device, precision, act, optimizer, graph=False, members=3):
         twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
         h = twin.fit(X, Y, lr=LRS[k], **kwargs)
         worst = max(worst, _rel(ens.member_params[k], twin.params))
-        # (on a GPU the losses drift as the weights do: bf16's GPU_TOL, not a tighter bound than the weights')
+        # (on a GPU the losses drift as the weights do: GPU_TOL, not a tighter bound than the weights')
         np.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"],
                                    rtol=1e-3 if FAKE else max(1e-3, GPU_TOL[precision]))
     return worst, ens
+
+
+def _gradient_contract(device, precision, act, members=3):
+    """The largest relative difference of a member's loss and gradients (every dW and db) from its MLP's, over all
+    rows of _data(), at the weights both start from: equal bit for bit (drawn on the host from seed + k)."""
+    X, Y = _data()
+    ens = gpunn.Ensemble(SIZES, members, activation=act, device=device, seed=10, precision=precision)
+    loss, dW, db = ens.loss_and_gradients(X, Y)
+    worst = 0.0
+    for k in range(members):
+        twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
+        assert _rel(ens.member_params[k], twin.params) == 0.0, f"member {k} starts elsewhere"
+        twin_loss, twin_dW, twin_db = twin.loss_and_gradients(X, Y)
+        worst = max([worst, abs(float(loss[k]) - twin_loss) / abs(twin_loss)]
+                    + [_rel(a[k], b) for a, b in zip(dW + db, twin_dW + twin_db)])
+    return worst
 
 
 # ---- the CPU: refused; the emulation keeps the contract --------------------------------------------------
@@ -91,6 +147,7 @@ def test_each_emulated_member_trains_as_its_own_mlp(emulate, precision):
     each member's matmul), the same roundings to bf16: bit for bit."""
     worst, ens = _contract("cpu", precision, "gelu", "adam")
     assert worst == 0.0
+    assert _gradient_contract("cpu", precision, "gelu") == 0.0
     assert ens[2].precision == precision and ens.best().precision == precision
 
 
@@ -147,6 +204,9 @@ def test_set_precision_switches_an_ensemble_back_to_float32(emulate):
 @pytest.mark.parametrize("act,optimizer,graph", [("relu", "adam", False), ("tanh", "momentum", False),
                                                  ("gelu", "adamw", True)])
 def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, precision, act, optimizer, graph):
+    """Part 2 of the contract (the module's docstring): after 10 steps a member's weights and validation losses are
+    its MLP's to GPU_TOL on a GPU, the drift that Adam and ReLU make of products rounded differently (part 1 bounds
+    the arithmetic itself); bit for bit on the stand-in, where a bug in the training loop cannot hide in a drift."""
     fakecupy = __import__("sys").modules.get("fakecupy")
     if fakecupy is not None and not fakecupy.in_use():  # a GPU run, where test_fakecupy.py imported the stand-in
         fakecupy = None
@@ -162,6 +222,25 @@ def test_each_member_trains_as_its_own_mlp_on_cuda(gpu, precision, act, optimize
         names = " ".join(str(launch[0]) for launch in fakecupy.state.launches)
         assert ("member_bias_act_forward<gpunn::bf16" in names) == (precision == "bf16")
         assert ("member_bias_grad<gpunn::bf16>" in names) == (precision == "bf16")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_each_member_computes_its_mlps_gradients_on_cuda(gpu, precision, act):
+    """Part 1 of the contract (the module's docstring): at equal weights, before any step could amplify a rounding,
+    a member's loss and gradients are its MLP's to GRADIENT_TOL (tf32: 16 of TF32's unit roundoff, one side's TF32
+    rounding through six products; bf16: one bfloat16 rounding); smooth activations, whose derivatives a rounding
+    moves by a rounding. Bit for bit on the stand-in, with the precision's compute type in every product."""
+    fakecupy = __import__("sys").modules.get("fakecupy")
+    if fakecupy is not None and not fakecupy.in_use():
+        fakecupy = None
+    if fakecupy is not None:
+        fakecupy.state.gemms.clear()
+    worst = _gradient_contract("cuda", precision, act)
+    assert worst <= (0.0 if FAKE else GRADIENT_TOL[precision]), worst
+    if fakecupy is not None:
+        assert set(fakecupy.state.gemms) == {"32F_FAST_TF32" if precision == "tf32" else "32F"}
 
 
 @pytest.mark.gpu

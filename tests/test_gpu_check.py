@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_the_precision_hook_measures_the_emulated_precisions_on_the_cpu(tmp_path, capsys):
     assert _load("bench/gpu_checks/precision.py", "precision_hook").main(["--device", "cpu", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "precision.json").read_text())
-    assert set(report["members"]) == {"tf32 relu adam", "bf16 relu adam"}
+    assert set(report["members"]) == {"tf32 gelu gradients", "tf32 relu adam", "bf16 gelu gradients", "bf16 relu adam"}
     assert all(e["worst"] == 0.0 and e["ok"] for e in report["members"].values())  # the emulation: bit for bit
     assert set(report["r2"]["r2"]) == {"float32", "tf32", "bf16"} and set(report["skipped"]) == {"gemm", "alignment"}
     assert "precision: pass" in capsys.readouterr().out
@@ -42,14 +42,15 @@ def test_the_nccl_hooks_shard_reads_check_passes_on_the_cupy_path(gpu, tmp_path)
 
 @pytest.mark.gpu
 def test_the_precision_hook_answers_each_question_on_the_cupy_path(gpu, tmp_path, capsys):
-    """Every part at small sizes: the contract's graph case per precision, the six batched GemmEx calls
-    (eager and captured), the R² and the packed/padded timing."""
+    """Every part at small sizes: the contract's gelu gradients and graph case per precision, the six batched GemmEx
+    calls (eager and captured), the R² and the packed/padded timing."""
     assert _load("bench/gpu_checks/precision.py", "precision_hook").main(
         ["--device", "cuda", "--out", str(tmp_path), "--quick", "--max-seconds", "600"]) == 0
     report = json.loads((tmp_path / "precision.json").read_text())
     members = report["members"]
-    assert set(members) == {"tf32 gelu adamw graph", "bf16 gelu adamw graph"}
-    assert all(e["ok"] and e["captured"] and e["worst"] <= e["tolerance"] for e in members.values()), members
+    assert set(members) == {f"{p} gelu {case}" for p in ("tf32", "bf16") for case in ("gradients", "adamw graph")}
+    assert all(e["ok"] and e["worst"] <= e["tolerance"] for e in members.values()), members
+    assert all(e["captured"] for name, e in members.items() if name.endswith("graph")), members
     assert len(report["gemm"]) == 6 and all(e["accepted"] and e["ok"] for e in report["gemm"].values()), report["gemm"]
     assert {k.rsplit(", ", 1)[1] for k in report["gemm"]} == {"eager", "captured"}
     assert report["alignment"]["per_member"] == 5313 and report["alignment"]["padded"] == 5320
