@@ -5,6 +5,12 @@
 #   GPUNN_CHECK_DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_check.sh /tmp/out
 #                 a dry run of the plumbing, no GPU, as CI runs it (PYTHON: the stages' interpreter, default python3;
 #                 the dry run's hooks import the test extra's ml_dtypes and mpi4py)
+#   GPUNN_CHECK_STAGES=tests,precision bash bench/gpu_check.sh
+#                 only the stages named (comma-separated; unset or empty: all), and the device stage, which always
+#                 runs. Each other stage's summary.txt line says "--   NAME: not asked for (GPUNN_CHECK_STAGES)": no
+#                 failure, it reserves no budget (below), so the named stages get the time, and bench/gpu_report.py
+#                 gives its targets no verdict ("not measured: not asked for in this run"). A name not among the
+#                 stages below is refused at once (exit 2, naming them), before anything runs or is written
 #
 # Stages, each writing its files into OUT_DIR and its line into OUT_DIR/summary.txt as soon as it ends
 # (a kill keeps what finished):
@@ -65,13 +71,49 @@
 # python bench/gpu_report.py GC_DIR --add streams=CALL2/streams.json > section.md is the bench/RESULTS.md
 # section of both calls (CALL2: where the second call's files came back). A run killed part-way still
 # reports what it finished.
+# 3. a rerun after fixes: the tests and the hooks again, not the kernels and train (their code unchanged: call 1's
+#    figures stand, and the 2 min they take go to the rest), as call 1 with GPUNN_CHECK_STAGES (timeout_s 310;
+#    expected ~210-230 s: device 4, tests ~70, precision ~5, ensemble <= 60, streams ~85, nccl ~5, the report):
+#    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 295 env GPUNN_CHECK_STAGES=tests,precision,ensemble,streams,nccl GPUNN_CHECK_BUDGET=280 GPUNN_CHECK_ENSEMBLE_SECONDS=60 GPUNN_CHECK_STREAMS_SECONDS=110 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt /tmp/gc.log; exit $rc
+#    (a refused GPUNN_CHECK_STAGES writes nothing into /tmp/gc: the last `cat` shows why, from /tmp/gc.log). The
+#    streams hook's 110 s (--max-seconds 105) takes in the whole 10^9-row epoch: its parts before it (the checks,
+#    synthetic's 3 rounds, npy_large's and npy's 5: their rounds end at that count, well before their deadlines,
+#    whatever the cap) took ~35 s in call 1, the epoch takes ~44 s at the H200's 22.7M samples/s, and it is stopped
+#    only 5 s and twice an in-memory epoch (~1 s) before --max-seconds: done at ~80 s of the ~99 s it may run, so
+#    any cap from ~90 s (--max-seconds 85) on. The stages before it leave it 110 s while they take under 140 s
+#    (call 1's took 4 + 68 + 2 + 41 s), and the epoch is cut (a partial epoch, no verdict) only where they take
+#    over ~160 s. The ensemble hook's 60 s is --max-seconds 55, under the 60 its bf16 row needs: that row (call 1's
+#    0.95x gpunn-graph, 13.96x torch vmap) is not rerun (GPUNN_CHECK_ENSEMBLE_SECONDS=65 would, 5 s more).
+#    With less device time, B = `status`'s budget_left_s just before it (less 180 where warm is false): timeout_s
+#    min(310, B - 20), `timeout -k 5` 15 s and GPUNN_CHECK_BUDGET 30 s below that; a budget under ~255 s cuts the
+#    10^9-row epoch (call 2 measured it whole; the nccl hook after it keeps its 30 s). Then, here, with gc.tgz (or
+#    gc-partial.tgz) unpacked into GR_DIR: python bench/gpu_report.py GR_DIR > section.md, kernels and train
+#    "not measured: not asked for in this run".
 #
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
 # never more than what is left after the later stages' reserves (kernels 30, train 90, 30 per hook
-# present), so a slow early stage cannot starve the rest; a stage with under 10 s is skipped, saying so,
-# and the run then fails as incomplete.
+# present; a stage not asked for reserves nothing), so a slow early stage cannot starve the rest; a stage with
+# under 10 s is skipped, saying so, and the run then fails as incomplete.
 set -uo pipefail
+HOOKS="precision ensemble streams nccl"
+STAGES="device tests kernels train $HOOKS"
+# GPUNN_CHECK_STAGES: the stages to run, comma-separated (unset or empty: all); an unknown name is refused before
+# anything runs or is written, as a typo would otherwise cost the device call the stage it meant
+asked=" device "   # always: the report's heading, and whether CuPy and the GPUNN_ settings let anything run
+named=${GPUNN_CHECK_STAGES:-}
+IFS=', ' read -r -a names <<< "$named"
+for name in ${names[@]+"${names[@]}"}; do
+  [ -n "$name" ] || continue
+  case " $STAGES " in
+    *" $name "*) asked+="$name " ;;
+    *) echo "gpu_check.sh: GPUNN_CHECK_STAGES='$named': no stage '$name'; the stages are ${STAGES// /, }" \
+            "(device always runs)" >&2
+       exit 2 ;;
+  esac
+done
+[ -n "${named//[, ]/}" ] || asked=" $STAGES "   # none named: all
+wants() { [[ "$asked" == *" $1 "* ]]; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/bench/out}" && cd "${1:-$ROOT/bench/out}" && pwd)
 cd "$ROOT"
@@ -105,16 +147,17 @@ outcome() { if [ "$2" -eq 0 ]; then ended "ok   $1: $3"
 allow() { local left=$((BUDGET - (SECONDS - t0) - ${2:-0})); local cap=$1; [ "$left" -lt "$cap" ] && cap=$left
           [ "$cap" -lt 10 ] && cap=0; echo "$cap"; }
 skip() { ended "SKIP $1: no budget left (the run is incomplete: it fails)"; failed=1; }
-HOOKS="precision ensemble streams nccl"
-present=0; for hook in $HOOKS; do [ -f "bench/gpu_checks/$hook.py" ] && present=$((present + 1)); done
-HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their share
+# a stage left out by GPUNN_CHECK_STAGES: no failure, and it reserves nothing below
+not_asked() { record "--   $1: not asked for (GPUNN_CHECK_STAGES)"; }
+present=0; for hook in $HOOKS; do wants "$hook" && [ -f "bench/gpu_checks/$hook.py" ] && present=$((present + 1)); done
+HOOK_SECONDS=40; RESERVE_HOOKS=$((present * 30))   # later stages keep their share (the hooks that will run)
 # a dry run checks the plumbing, not the budget: its hooks get the GPU's --max-seconds but 60 s more before they
 # are cut (on a loaded CI machine the nccl hook's CPU stand-in, two MPI ranks, took ~45 s and was cut at 40)
 HOOK_SLACK=0; [ "$DRY" = 1 ] && HOOK_SLACK=60
 # and the ensemble hook the next GPU session's cap (call 1 below the header), under which it starts its graph rows'
 # process, as it will there (under the default 40 s it may have too little left to start it)
 [ "$DRY" = 1 ] && GPUNN_CHECK_ENSEMBLE_SECONDS=${GPUNN_CHECK_ENSEMBLE_SECONDS:-90}
-RESERVE_TRAIN=90; RESERVE_KERNELS=30
+RESERVE_TRAIN=0; RESERVE_KERNELS=0; wants train && RESERVE_TRAIN=90; wants kernels && RESERVE_KERNELS=30
 
 stage "device"
 { bounded 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -155,7 +198,8 @@ fi
 
 stage "GPU tests"
 cap=$(allow 130 $((RESERVE_KERNELS + RESERVE_TRAIN + RESERVE_HOOKS)))
-if [ "$cap" -eq 0 ]; then skip "tests"; else
+if ! wants tests; then not_asked tests
+elif [ "$cap" -eq 0 ]; then skip "tests"; else
   if [ "$DRY" = 1 ]; then  # the plumbing only: the GPU tests of one module against tests/fakecupy
     GPUNN_FAKE_CUPY=1 GPUNN_TESTS_ONE_SIGINT=1 bounded "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider \
       tests/test_backend.py --junitxml="$OUT/gpu_tests.xml" > "$OUT/gpu_tests.log" 2>&1
@@ -178,7 +222,8 @@ fi
 stage "kernel benchmarks"
 cap=$(allow 45 $((RESERVE_TRAIN + RESERVE_HOOKS)))
 sizes=20,24; repeat=30; [ "$DRY" = 1 ] && sizes=10,12 && repeat=3
-if [ "$cap" -eq 0 ]; then skip "kernels"; else
+if ! wants kernels; then not_asked kernels
+elif [ "$cap" -eq 0 ]; then skip "kernels"; else
   bounded "$cap" "$PY" -m gpunn.bench.kernels --device "$DEVICE" --sizes "$sizes" --repeat "$repeat" \
     --json "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
   rc=$?
@@ -190,16 +235,17 @@ stage "training benchmark"
 # One interleaved run: gpunn float32 (the default: a CUDA graph) against PyTorch eager float32 and PyTorch
 # bf16 autocast, plus the gpunn rows that `gpunn bench` offers (--precision float32,tf32,bf16 and --eager,
 # issue 10's items 3-4), each option passed only when --help lists it.
-help=$("$PY" -m gpunn bench --help 2>/dev/null)
+help=""; wants train && help=$("$PY" -m gpunn bench --help 2>/dev/null)
 args=(--device "$DEVICE" --config small --config medium --config deep --config large --peers torch,torch-bf16)
 want=190
 [ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
 echo "$help" | grep -q -- "--precision" && args+=(--precision float32,tf32,bf16)
 echo "$help" | grep -q -- "--eager" && args+=(--eager)
 # the chart needs matplotlib, which this machine need not have (gpunn bench refuses --plot without it)
-"$PY" -c "import matplotlib" 2>/dev/null && args+=(--plot "$OUT/train.png")
+wants train && "$PY" -c "import matplotlib" 2>/dev/null && args+=(--plot "$OUT/train.png")
 cap=$(allow "$want" "$RESERVE_HOOKS")
-if [ "$cap" -eq 0 ]; then skip "train"; else
+if ! wants train; then not_asked train
+elif [ "$cap" -eq 0 ]; then skip "train"; else
   # --max-seconds leaves the process 15% (at least 5 s) of its cap to start, write and exit
   budget=$((cap - (cap * 15 / 100 > 5 ? cap * 15 / 100 : 5)))
   echo "gpunn bench ${args[*]} --max-seconds $budget" > "$OUT/train.txt"
@@ -224,6 +270,7 @@ stage "hooks (issues 10-13)"
 later=$present
 for hook in $HOOKS; do
   script="bench/gpu_checks/$hook.py"
+  if ! wants "$hook"; then not_asked "$hook"; continue; fi
   if [ ! -f "$script" ]; then record "--   $hook: not landed ($script absent)"; continue; fi
   later=$((later - 1))
   wanted="GPUNN_CHECK_${hook^^}_SECONDS"

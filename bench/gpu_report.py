@@ -4,19 +4,20 @@
     python bench/gpu_report.py OUT_DIR --add streams=streams.json  # with a later hook run's JSON merged in
                                                                    # (on the same kind of device: GPU, CPU)
 
-It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json,
-kernels.json and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory,
-driver, CuPy and torch versions, date, commit), the summary, one table of the open issues' GPU targets
-(10-13), each with its measured value and "met", "not met" or "not measured" (saying why: a stage skipped,
-killed or not run, a CPU dry run; "incomplete" where a stage cut short part-way finished only some of what a
-target needs: the nccl hook's checks, train.json's configurations), one table answering the questions the
-ensemble-precision review left for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets
-are "not measured". A ratio of two rows is the median over rounds of their ratio in each round ("paired by
-round"), as gpunn bench's own "gpunn is" column, where the JSON holds the rows' rounds (gpunn bench's since
-2026-11-30); in older JSON it is the ratio of their median samples/s, written "a / b = r×" or marked "ratio of
-medians". Issue 12's ratios are the streams hook's: since 2026-11-30 the median over rounds of alternated epochs of a
-source and memory, with their spread, and the 10^9-row epoch's against the in-memory epochs just before and after
-it; older streams.json holds one epoch of each, said so.
+It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json, kernels.json
+and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory, driver, CuPy and
+torch versions, date, commit), the summary, one table of the open issues' GPU targets (10-13), each with its
+measured value and "met", "not met" or "not measured" (saying why: a stage skipped, killed or not run, one
+GPUNN_CHECK_STAGES did not ask for ("not asked for in this run": its files in the folder, an earlier run's, are not
+read), a CPU dry run; "incomplete" where a stage cut short part-way finished only some of what a target needs: the
+nccl hook's checks, train.json's configurations), one table answering the questions the ensemble-precision review
+left for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets are
+"not measured". A ratio of two rows is the median over rounds of their ratio in each round ("paired by round"), as
+gpunn bench's own "gpunn is" column, where the JSON holds the rows' rounds (gpunn bench's since 2026-11-30); in
+older JSON it is the ratio of their median samples/s, written "a / b = r×" or marked "ratio of medians". Issue 12's
+ratios are the streams hook's: since 2026-11-30 the median over rounds of alternated epochs of a source and memory,
+with their spread, and the 10^9-row epoch's against the in-memory epochs just before and after it; older
+streams.json holds one epoch of each, said so.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ import xml.etree.ElementTree as ET
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 HOOKS = ("precision", "ensemble", "streams", "nccl")
+# a stage GPUNN_CHECK_STAGES left out: gpu_check.sh's line "--   NAME: not asked for (GPUNN_CHECK_STAGES)"
+NOT_ASKED = "not asked for"
 MET, NOT_MET = "met", "**not met**"
 # CUDA errors after which every later CUDA call of the process fails the same way (the context is unusable), in
 # CuPy's runtime (CUDARuntimeError: 'cudaError...: text') and driver (CUDADriverError: 'CUDA_ERROR_...: text') words
@@ -145,9 +148,12 @@ class Run:
         self.out = out
         self.summary = (_read(os.path.join(out, "summary.txt")) or "").rstrip("\n")
         self.device = (_read(os.path.join(out, "device.txt")) or "").splitlines()
-        self.train = _json(os.path.join(out, "train.json"))
-        self.kernels = _json(os.path.join(out, "kernels.json"))
-        self.hooks = {name: _json(os.path.join(out, name, f"{name}.json")) for name in HOOKS}
+        # a stage this run was not asked for wrote nothing: a file of its in the folder is an earlier run's (the
+        # script's default folder, bench/out, is reused), not this run's, and is not read
+        self.train = None if self.not_asked("train") else _json(os.path.join(out, "train.json"))
+        self.kernels = None if self.not_asked("kernels") else _json(os.path.join(out, "kernels.json"))
+        self.hooks = {name: None if self.not_asked(name) else _json(os.path.join(out, name, f"{name}.json"))
+                      for name in HOOKS}
         self.added, self.unread = [], []
         self.added_json = {}  # {hook: its last --add file's JSON, before the merge}
         for name, path in added:
@@ -168,8 +174,15 @@ class Run:
                 return line
         return None
 
+    def not_asked(self, stage):
+        """Whether GPUNN_CHECK_STAGES left ``stage`` out of this run (its summary.txt line says so)."""
+        line = self.line(stage)
+        return line is not None and line.startswith("--") and NOT_ASKED in line
+
     def why_missing(self, stage, what):
         line = self.line(stage)
+        if self.not_asked(stage):
+            return f"not measured: {NOT_ASKED} in this run (GPUNN_CHECK_STAGES)"
         if line is None and self.finished():
             return f"not measured: this run had no {stage} stage"
         if line is None:
@@ -199,7 +212,7 @@ class Run:
     def _tests(self):
         """{test id: passed/failed/skipped} from gpu_tests.xml (pytest --junitxml), or None."""
         path = os.path.join(self.out, "gpu_tests.xml")
-        if not os.path.exists(path):
+        if self.not_asked("tests") or not os.path.exists(path):
             return None
         try:
             root = ET.parse(path).getroot()
@@ -560,7 +573,8 @@ def _test_outcome(run, name):
     """'passed' when every test of that name ("module::test" or "test") passed, 'failed: ids' when one
     failed (naming a sticky CUDA error it failed with), else a reason."""
     if run.tests is None:
-        return "unknown: no gpu_tests.xml"
+        return f"unknown: the tests stage was {NOT_ASKED} in this run" if run.not_asked("tests") else (
+            "unknown: no gpu_tests.xml")
     module, _, name = name.rpartition("::")
     hits = {k: v for k, v in run.tests.items() if k.split("::", 1)[1].split("[", 1)[0] == name
             and (not module or k.split("::", 1)[0].rsplit(".", 1)[-1] == module)}
@@ -646,9 +660,11 @@ def questions(run):
                                      for k, v in e["bf16"].items()) + took))
     elif e.get("bf16_skipped"):
         rows.append((bf16, f"not measured: {e['bf16_skipped']}{took}"))
+    elif not e:
+        rows.append((bf16, run.why_missing("ensemble", "no ensemble/ensemble.json")))
     else:
-        rows.append((bf16, "not measured: no bf16 row (it needs GPUNN_CHECK_ENSEMBLE_SECONDS=60 or more, on a GPU)"
-                     + took))
+        rows.append((bf16, "not measured: no bf16 row (on a GPU it needs --max-seconds 60 or more: "
+                     "GPUNN_CHECK_ENSEMBLE_SECONDS=65 or more, as the hook gets its cap less 5 s)" + took))
     a = p.get("alignment")
     if a and "error" in a:
         rows.append(("5,313-parameter members not 16-byte aligned: do the bf16 products slow down?",
@@ -665,7 +681,8 @@ def questions(run):
                  + _test_outcome(run, "test_ensemble_precision::test_set_precision_between_fits_captures_anew")))
     rows.append(("the ensemble's '% of peak' column is finite on the GPU",
                  ("yes" if e.get("peak_column_ok") else "NO" + (f" ({e['peak_column_why']})" if e.get("peak_column_why")
-                                                                else "")) if "peak_column_ok" in e else "not measured"))
+                                                                else "")) if "peak_column_ok" in e else
+                  "not measured" if e else run.why_missing("ensemble", "no ensemble/ensemble.json")))
     return rows
 
 
@@ -698,8 +715,10 @@ def verdict(run):
     lines = run.summary.splitlines()
     after = lines[len(lines) - lines[::-1].index(run.closing()):]  # a failed report stage, written after it
     outcome = "FAILED" if any(line.startswith("FAIL") for line in after) else m.group(3)
+    left_out = [stage for stage in ("tests", "kernels", "train", *HOOKS) if run.not_asked(stage)]
     return f"**{outcome} in {m.group(1)} s** of a {m.group(2)} s budget" + (
-        f"; {len(fails)} stage(s) failed or skipped." if fails else ".")
+        f"; {len(fails)} stage(s) failed or skipped" if fails else "") + (
+        f"; not run, {NOT_ASKED} (GPUNN_CHECK_STAGES): {', '.join(left_out)}" if left_out else "") + "."
 
 
 def _table(head, rows):
@@ -714,7 +733,7 @@ def details(run):
 
     blocks = []
     tests = run.line("tests")
-    if tests:
+    if tests and not run.not_asked("tests"):
         text = f"**GPU tests:** `{tests.strip()}`"
         if run.tests:
             failed = sorted(k for k, v in run.tests.items() if v == "failed")
@@ -736,7 +755,7 @@ def details(run):
         blocks.append("**Training throughput** (`" + run.train["setup"].get("command", "gpunn bench") + "`):\n\n```\n"
                       + "\n".join(text + ([note] if note else [])) + "\n```")
     for hook in HOOKS:
-        text = _read(os.path.join(run.out, f"{hook}.txt"))
+        text = None if run.not_asked(hook) else _read(os.path.join(run.out, f"{hook}.txt"))
         if text:  # the hook's own lines: progress lines (indented) and JSON dumps left out
             lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "{", "}"))]
             blocks.append(f"**{hook} hook** (`{hook}.txt`):\n\n```\n" + "\n".join(lines[-40:]) + "\n```")

@@ -848,10 +848,12 @@ def test_the_next_gpu_sessions_two_calls_end_themselves_before_the_device_tool_k
 
     header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
     calls = re.findall(r"\(timeout_s (\d+)[;,:)][^\n]*(?:\n#    [^\n]*?)*?:\n#    (.*timeout -k .+)\n", header)
-    assert len(calls) == 2, calls
+    assert len(calls) == 3, calls  # the session's two, and step 3, a rerun after fixes (in the time then left)
     # the session's 900 s of device time: a start of up to 180 s, the two calls, ~20 s between them, and 20 s for
     # the transfers and the give-back
-    assert 180 + sum(int(limit) for limit, _ in calls) + 20 <= 900 - 20, calls
+    assert 180 + sum(int(limit) for limit, _ in calls[:2]) + 20 <= 900 - 20, calls
+    # the rerun leaves its tar as call 1 does, with the same loop
+    assert calls[2][1].split(" & ", 1)[0] == calls[0][1].split(" & ", 1)[0], calls
     for limit, command in calls:
         assert len(command) <= 2000 and "$OUT" in command
         ends = re.search(r"(?:^|& )timeout -k (\d+) (\d+) ", command)
@@ -906,6 +908,71 @@ def test_the_dry_run_stops_at_a_setting_gpunn_info_refuses_naming_it(tmp_path):
     assert "environment: error: GPUNN_DIST_TIMEOUT='0' is not a positive number of seconds" in line
     assert "error: GPUNN_DIST_TIMEOUT='0'" in (tmp_path / "device.txt").read_text()  # info's lines kept in full
     assert not (tmp_path / "gpu_tests.log").exists()
+
+
+def _dry_run(out, **env):
+    """bench/gpu_check.sh's CPU dry run into ``out`` under ``env``: (its exit code, its stderr)."""
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GPUNN_CHECK_", "GPUNN_FAKE_CUPY"))}
+    environ.update(GPUNN_CHECK_DEVICE="cpu", PYTHON=sys.executable, **env)
+    ran = waiting.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), str(out)], timeout=120, env=environ)
+    return ran.returncode, ran.stderr
+
+
+def test_a_stage_name_gpu_check_does_not_know_is_refused_before_anything_runs(tmp_path):
+    """GPUNN_CHECK_STAGES names the stages to run: a misspelt one would have cost the device call the stage it
+    meant (the run going on without it), so it ends the script at once, exit 2, naming the stages, with nothing run
+    or written. (GPUNN_CHECK_BUDGET=1: a script that went on would skip every stage, not run it.)"""
+    rc, err = _dry_run(tmp_path / "out", GPUNN_CHECK_STAGES="tests,trian,nccl", GPUNN_CHECK_BUDGET="1")
+    assert rc == 2, err[-2000:]
+    assert "GPUNN_CHECK_STAGES='tests,trian,nccl': no stage 'trian'; the stages are device, tests, kernels, train, " \
+           "precision, ensemble, streams, nccl (device always runs)" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_dry_run_of_the_stages_asked_for_reports_the_others_as_not_asked_for(tmp_path):
+    """GPUNN_CHECK_STAGES=tests: the device and tests stages run; each other stage's summary line says it was not
+    asked for, which fails nothing, and reserves no budget: at 60 s the tests stage gets its time (with the other
+    stages' 240 s kept, every stage would be skipped). The report built from the folder gives every target "not
+    measured: not asked for", reading none of the files an earlier run left there (here CI's dry run's): they are
+    not this run's."""
+    out = tmp_path / "out"
+    shutil.copytree(RUNS / "cpu-dry-run", out)
+    (out / "summary.txt").unlink()
+    rc, err = _dry_run(out, GPUNN_CHECK_STAGES="tests", GPUNN_CHECK_BUDGET="60")
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert rc == 0 and summary[0].startswith("ok   device: ") and summary[1].startswith("ok   tests: 3 passed"), (
+        summary, err[-2000:])
+    assert summary[2:-1] == [f"--   {stage}: not asked for (GPUNN_CHECK_STAGES)" for stage in (
+        "kernels", "train", "precision", "ensemble", "streams", "nccl")]
+    assert summary[-1].endswith("60s budget: PASSED")
+    report = (out / "report.md").read_text()
+    assert ("budget; not run, not asked for (GPUNN_CHECK_STAGES): kernels, train, precision, ensemble, streams, nccl."
+            in report)
+    t = _targets(report)
+    assert len(t) == 17 and set(t.values()) == {("not measured: not asked for in this run (GPUNN_CHECK_STAGES)", "")}, t
+    assert "**GPU tests:** `ok   tests: 3 passed" in report and "**Kernels**" not in report and " hook** (" not in report
+    assert "tf32 relu adam: 0 (bound" not in report  # the earlier run's precision.json
+
+
+def test_the_report_of_a_run_that_left_out_the_tests_and_train_reads_neither(tmp_path, capsys):
+    """The H200 run as a rerun without the tests and train stages: their targets and questions say they were not
+    asked for (not "unknown: no gpu_tests.xml"), train.json left in the folder is not read (it would be "met"), and
+    the stages that ran are reported as before."""
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    summary = tmp_path / "run" / "summary.txt"
+    text = re.sub(r"^ok   (tests|train): .*$", r"--   \1: not asked for (GPUNN_CHECK_STAGES)", summary.read_text(),
+                  flags=re.M)
+    summary.write_text(text)
+    out = _report(tmp_path / "run", capsys=capsys)
+    assert "**PASSED in 218 s** of a 420 s budget; not run, not asked for (GPUNN_CHECK_STAGES): tests, train." in out
+    t = _targets(out)
+    assert t["large bf16 ≥ 5× float32"] == ("not measured: not asked for in this run (GPUNN_CHECK_STAGES)", "")
+    assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][1] == "met"
+    assert "test_set_precision_between_fits_captures_anew: unknown: the tests stage was not asked for in this run" in out
+    assert "**GPU tests:**" not in out and "**Training throughput**" not in out and "**Kernels**" in out
 
 
 @pytest.fixture

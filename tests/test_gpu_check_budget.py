@@ -185,6 +185,42 @@ def test_the_reserves_count_only_the_hooks_that_landed(tmp_path):
     assert cap["tests"] == 130 and set(cap) & set(HOOKS) == {"precision", "streams"}, caps
 
 
+def test_the_rerun_after_fixes_gives_the_stages_asked_for_the_time_the_others_would_have_kept(tmp_path):
+    """Step 3 of the script's header, the rerun after fixes (GPUNN_CHECK_STAGES: the tests and the hooks): kernels
+    and train are not run (nor train's look at `gpunn bench --help`), their lines say they were not asked for, the
+    run passes, and they reserve nothing: the tests stage gets its whole 130 s of 280 (with their 120 s kept, 40 less
+    the seconds run), each hook its cap, the streams hook the 110 s its 10^9-row epoch needs."""
+    header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
+    call = re.search(r"^#    (.*timeout .* GPUNN_CHECK_STAGES=.* bash bench/gpu_check\.sh .*)$", header, re.M)[1]
+    settings = dict(re.findall(r"\b(GPUNN_CHECK_\w+)=([\w,]+)", call))
+    assert settings == {"GPUNN_CHECK_STAGES": "tests,precision,ensemble,streams,nccl", "GPUNN_CHECK_BUDGET": "280",
+                        "GPUNN_CHECK_ENSEMBLE_SECONDS": "60", "GPUNN_CHECK_STREAMS_SECONDS": "110"}
+    caps, runs, summary, rc, seconds = _run(tmp_path, **settings)
+    assert rc == 0 and summary[-1].endswith("280s budget: PASSED"), summary
+    assert [stage for stage, _ in caps] == ["nvidia-smi", "info", "probe", "tests", *HOOKS]
+    assert [line for line in summary if line.startswith("--")] == [
+        "--   kernels: not asked for (GPUNN_CHECK_STAGES)", "--   train: not asked for (GPUNN_CHECK_STAGES)"]
+    assert not any("gpunn bench" in run or "import matplotlib" in run for run in runs), runs
+    cap = dict(caps)
+    assert {k: cap[k] for k in ("tests", *HOOKS)} == {"tests": 130, "precision": 40, "ensemble": 60, "streams": 110,
+                                                      "nccl": 40}, caps
+
+
+def test_a_hook_not_asked_for_reserves_nothing_and_says_so_landed_or_not(tmp_path):
+    """GPUNN_CHECK_STAGES="tests, streams," (spaces and an empty name are let pass) at 150 s, with the ensemble hook
+    not landed: the tests stage keeps 30 s for the streams hook alone (120 less the seconds run, of its 130; with
+    every stage's reserves it is skipped at 150 s), the streams hook gets its 40, and every other stage says it was
+    not asked for, the absent ensemble hook too."""
+    caps, runs, summary, rc, seconds = _run(tmp_path, hooks=("precision", "streams", "nccl"), GPUNN_CHECK_BUDGET="150",
+                                            GPUNN_CHECK_STAGES="tests, streams,")
+    assert rc == 0 and summary[-1].endswith("150s budget: PASSED"), summary
+    cap = dict(caps)
+    assert _about(cap["tests"], 120, seconds) and cap["streams"] == 40 and set(cap) & set(HOOKS) == {"streams"}, caps
+    assert [line for line in summary if line.startswith("--")] == [
+        f"--   {stage}: not asked for (GPUNN_CHECK_STAGES)" for stage in
+        ("kernels", "train", "precision", "ensemble", "nccl")], summary
+
+
 def test_the_dry_run_gives_its_hooks_the_gpus_max_seconds_and_60_s_more_before_the_cut(tmp_path):
     """GPUNN_CHECK_DEVICE=cpu: each hook's --max-seconds is the GPU's (its cap less 5 s) and it is cut 60 s after its
     cap; the ensemble hook gets the next GPU session's 90 s unless told otherwise; the train stage wants 30 s (25 for
