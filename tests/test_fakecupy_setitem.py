@@ -1,4 +1,5 @@
-"""tests/fakecupy_setitem.py: ``host[key] = device_array`` in gpunn's code refused as CuPy refuses it."""
+"""tests/fakecupy_setitem.py: ``host[key] = device_array`` and ``host[device_array]`` in gpunn's code refused as CuPy
+refuses them."""
 import sys
 
 import numpy
@@ -8,6 +9,8 @@ import fakecupy
 import fakecupy_setitem
 
 SOURCE = '''
+from __future__ import annotations  # as gpunn's modules
+
 log = []
 
 def note(what, value):
@@ -41,9 +44,23 @@ def jitted(target, value):
 def pair(a, values):
     a[0], a[1] = values
 
+def load(target, key):
+    return target[key]
+
+def load_rows(table, rows):
+    return table[rows, 1:]
+
+def load_ordered(target):
+    return note("target", target)[note("key", 0)]
+
+def annotated(a: list[int]) -> dict[str, int]:
+    b: list[int] = a
+    return b
+
 class Table:
     rows = numpy.zeros(2)
     rows[0] = 1.0
+    first = rows[0]
 
 module_level = numpy.zeros(2)
 module_level[...] = 2.0
@@ -125,3 +142,44 @@ def test_gpunns_modules_are_compiled_with_the_check():
 
     assert fakecupy_setitem.installed_in(gpunn.training.callbacks) and fakecupy_setitem.installed_in(gpunn.model)
     assert fakecupy_setitem.installed_in(sys.modules["gpunn"])  # the package itself: nothing imported it before
+
+
+@pytest.mark.parametrize("key", ["rows", "mask", "zero-d", "in a tuple", "in a list"])
+def test_a_host_array_indexed_by_a_device_array_is_refused(module, key):
+    """NumPy converts an index that is not a NumPy array with ``__array__``, which CuPy refuses; the stand-in's
+    arrays are NumPy arrays, taken as an index without a word (before: gpunn.ops.ensemble indexed its host table
+    of member rates by the device rows of the active members)."""
+    host = numpy.arange(12.0).reshape(4, 3)
+    keys = {"rows": fakecupy.asarray([0, 2]), "mask": fakecupy.asarray([True, False, True, False]),
+            "zero-d": fakecupy.asarray(1), "in a tuple": (slice(None), fakecupy.asarray([0, 1])),
+            "in a list": [fakecupy.asarray(0), 1]}
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        module["load"](host, keys[key])
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        module["load_rows"](host, keys[key])
+    with pytest.raises(TypeError, match="Implicit conversion"):  # a store by a device index, of a host value
+        module["store"](host, keys[key], 0.0)
+    assert host.tolist() == numpy.arange(12.0).reshape(4, 3).tolist()
+
+
+def test_reads_cupy_allows_still_read(module):
+    host, device = numpy.arange(12.0).reshape(4, 3), fakecupy.arange(12.0).reshape(4, 3)
+    assert module["load_rows"](host, numpy.array([0, 2])).tolist() == [[1.0, 2.0], [7.0, 8.0]]
+    assert module["load_rows"](host, numpy.array([True, False, True, False])).tolist() == [[1.0, 2.0], [7.0, 8.0]]
+    assert module["load_rows"](device, fakecupy.asarray([0, 2])).get().tolist() == [[1.0, 2.0], [7.0, 8.0]]
+    assert module["load"](host, (Ellipsis, None)).shape == (4, 3, 1)
+    assert module["load"]({"rows": device}, "rows") is device  # not an array: nothing to convert
+    objects = numpy.empty(1, dtype=object)
+    objects[0] = device
+    assert module["load"](objects, 0) is device
+    assert module["load"](list, int) == list[int]  # a generic alias, as Python's own subscript makes it
+
+
+def test_the_read_rewrite_keeps_pythons_order_and_leaves_annotations_class_and_module_code(module):
+    assert module["load_ordered"](numpy.ones(1)) == 1.0
+    assert module["log"] == ["target", "key"]
+    assert module["annotated"].__annotations__ == {"a": "list[int]", "return": "dict[str, int]"}
+    assert module["Table"].first == 1.0
+    load = module["load"].__code__
+    assert fakecupy_setitem.HELPER in load.co_names
+    assert fakecupy_setitem.HELPER not in module["jitted"].__code__.co_names

@@ -233,7 +233,7 @@ class EnsembleOps:
         if rows is None:
             return w
         xp, dt = self.xp, w.dtype
-        table = rates.host if rows is Ellipsis else rates.host[rows]
+        table = self._active_table(rates, rows)
         W, G = w[rows], g[rows]
         V = None if velocity is None else velocity[rows]
         if table[:, WEIGHT_DECAY].any():
@@ -262,7 +262,7 @@ class EnsembleOps:
         if rows is None:
             return w
         xp, dt = self.xp, w.dtype
-        table = rates.host if rows is Ellipsis else rates.host[rows]
+        table = self._active_table(rates, rows)
         W, G, M, V = w[rows], g[rows], m[rows], v[rows]
         lr, wd = table[:, LR], table[:, WEIGHT_DECAY]
         beta1, beta2 = table[:, BETA1], table[:, BETA2]
@@ -309,13 +309,20 @@ class EnsembleOps:
         return self.adam_step(w, g, m, v, rates, eps, int(state[0]), decoupled)
 
     def _active_rows(self, rates):
-        """Ellipsis when every member trains, None when none does, else the active rows' indices."""
+        """Ellipsis when every member trains, None when none does, else the active rows' indices (an array of
+        ``xp``: on a GPU a device array, which indexes the device's (K, P) rows but not the host table)."""
         active = rates.active
         if active.all():
             return Ellipsis
         if not active.any():
             return None
         return self.xp.asarray(numpy.flatnonzero(active))
+
+    @staticmethod
+    def _active_table(rates, rows):
+        """The host table's rows of ``rows`` (_active_rows'), by the host mask of the same rows in the same order:
+        the device indices would be read back (CuPy refuses the implicit conversion), a sync per step."""
+        return rates.host if rows is Ellipsis else rates.host[rates.active]
 
 
 # ---- the CPU: Numba loops over members around the single-model kernels ----------------------

@@ -66,8 +66,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   CuPy v14.2.0's source; tests/test_fakecupy.py::test_the_stand_in_refuses_what_cupy_refuses lists them):
   ``numpy.asarray``/``array``/``ascontiguousarray`` of a device array (or a list holding one) raise
   TypeError, as CuPy's ``ndarray.__array__`` does, when gpunn, a test or ``numpy.testing`` calls them
-  (``refuse_host_conversions``; NumPy's C code does not ask, so ``host[...] = device`` is refused in gpunn's
-  own code by tests/fakecupy_setitem.py, which compiles gpunn's modules with each subscript assignment checked), and
+  (``refuse_host_conversions``; NumPy's C code does not ask, so ``host[...] = device`` and ``host[device_index]``
+  are refused in gpunn's own code by tests/fakecupy_setitem.py, which compiles gpunn's modules with each subscript
+  checked), and
   ``a.__array__()`` itself; the buffer protocol (``memoryview``, ``file.write(a)``, hashlib) is refused as CuPy's
   ``__getbuffer__`` refuses memory the host cannot reach (Python 3.12 and later: ``__buffer__``); a pickle is CuPy's
   ``cupy.array`` of a ``get()`` copy (a synchronous read), unpickled onto the device current then; DLPack exports
