@@ -8,6 +8,7 @@ from .checkpoint import CheckpointError, ModelCheckpoint, load, load_checkpoint,
 from .ensemble import Ensemble
 from .metrics import UndefinedMetricWarning
 from .model import MLP
+from .ops.cpu import KernelFallbackWarning
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer, Schedule
 from .training.callbacks import Callback, EarlyStopping, History, ReduceLROnPlateau
 from .training.fit import fit
@@ -17,8 +18,8 @@ from .training.loop import TrainingDiverged, ValidationNotFinite
 __all__ = ["MLP", "Ensemble", "MLPRegressor", "fit", "datasets", "ACTIVATIONS", "Callback", "History",
            "TrainingDiverged", "ValidationNotFinite", "EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "save",
            "load", "load_checkpoint", "CheckpointError", "DeviceError", "CPUFallbackWarning", "GraphWarning",
-           "UndefinedMetricWarning", "__version__", "Optimizer", "SGD", "Momentum", "Nesterov", "Adam", "AdamW",
-           "Schedule"]
+           "KernelFallbackWarning", "UndefinedMetricWarning", "__version__", "Optimizer", "SGD", "Momentum", "Nesterov",
+           "Adam", "AdamW", "Schedule"]
 
 
 # Imported on first use by __getattr__, and listed by __dir__ (one table, so dir() cannot miss a name that

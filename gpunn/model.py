@@ -285,7 +285,9 @@ class MLP(DeviceModel):
     layer; a name in any letter case, "ReLU" is relu); ``output_activation`` to the last. With ``bias=False`` and
     ``optimizer="sgd"`` training is exactly W <- W - lr * dW (README, "The math").
     ``fused=False`` runs the GPU's elementwise stages as plain CuPy expressions instead of
-    the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable).
+    the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable). On the CPU
+    the kernels are Numba's: ``fused=True`` (or GPUNN_FUSED_KERNELS on) asks for them, refusing a
+    Numba that is installed but does not import, which by default warns and runs the NumPy reference.
     ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
     TF32 tensor cores) or "bf16" (bfloat16 activations and products, float32 master weights,
     optimizer state, output layer and loss; see the module docstring for every tensor).

@@ -13,6 +13,7 @@ from gpunn.backend import CPUFallbackWarning, DeviceError
 from gpunn.checks import MissingExtra
 from gpunn.data.base import HeldOutShareWarning
 from gpunn.distributed.comm import DistributedError
+from gpunn.ops.cpu import KernelFallbackWarning
 from gpunn.training.graph import GraphWarning
 
 
@@ -71,12 +72,13 @@ def test_ctrl_c_and_sigterm_say_what_the_command_leaves(command):
 def test_gpunns_own_warnings_are_notes_and_others_keep_pythons_form(capsys, monkeypatch):
     others = []
     monkeypatch.setattr(common, "_default_showwarning", lambda *args: others.append(args))
-    for category in (CPUFallbackWarning, GraphWarning, HeldOutShareWarning):
+    for category in (CPUFallbackWarning, GraphWarning, HeldOutShareWarning, KernelFallbackWarning):
         common.show_note(category(f"gpunn: {category.__name__} said"), category, "x.py", 1)
     message = UserWarning("gpunn: someone else's")
     common.show_note(message, UserWarning, "x.py", 7)
     assert capsys.readouterr().err.splitlines() == ["note: CPUFallbackWarning said", "note: GraphWarning said",
-                                                    "note: HeldOutShareWarning said"]
+                                                    "note: HeldOutShareWarning said",
+                                                    "note: KernelFallbackWarning said"]
     assert others == [(message, UserWarning, "x.py", 7, None, None)]
 
 

@@ -2,6 +2,7 @@
 kernels' line (more in tests/test_cli.py's test_info_*)."""
 import warnings
 
+import numpy
 import pytest
 
 from gpunn import cli
@@ -91,22 +92,34 @@ def test_the_cpu_kernels_line_names_them_without_underscores_or_says_why_none(mo
     assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
 
 
-def test_a_numba_that_does_not_import_is_the_cpu_kernels_lines_error_with_status_2(capsys, monkeypatch):
-    """Numba is imported at the first kernel call (gpunn.ops.lazynumba), so a Numba installed but broken (a NumPy newer
-    than it supports) fails a CPU fit there: info, whose line said "fused (Numba 0.60.0, ...)" from the package's
-    metadata, imports it to say so, with the way around it, and exits with status 2 as for another bad setting."""
-    from gpunn.ops import lazynumba
+def test_a_numba_that_does_not_import_is_the_cpu_kernels_lines_off_or_with_the_kernels_asked_for_its_error(
+        capsys, monkeypatch):
+    """Numba is imported at the CPU ops' first use (gpunn.ops.lazynumba), so info imports it to tell what a CPU run
+    does with a Numba installed but broken (a NumPy newer than it supports): unasked, the run warns and uses the NumPy
+    reference (gpunn.ops.cpu.fused_kernels), so the line says off and why, status 0, as no GPU under --device auto;
+    with GPUNN_FUSED_KERNELS=1 the run is refused, so the line is that error and the status 2, as --device cuda's."""
+    from gpunn.ops import cpu, lazynumba
 
     pytest.importorskip("numba")
 
     def broken():
-        raise ImportError("Numba needs NumPy 2.2 or less. Got NumPy 2.4.")
+        raise ImportError("Numba needs NumPy 2.2 or less.\nGot NumPy 2.4.")
 
     monkeypatch.setattr(lazynumba, "load", broken)
+    monkeypatch.setattr(cpu, "_fallback_warned", False)
+    monkeypatch.delenv("GPUNN_FUSED_KERNELS", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # info says it in its line, not in a warning too
+        status, _, rows = _info(capsys, "--device", "cpu")
+    assert status == 0 and rows["cpu kernels"] == (
+        "off: Numba is installed but does not import (Numba needs NumPy 2.2 or less. Got NumPy 2.4.); CPU runs use the "
+        "NumPy reference, with a warning (GPUNN_FUSED_KERNELS=0: without one; GPUNN_FUSED_KERNELS=1: refused)")
+    monkeypatch.setenv("GPUNN_FUSED_KERNELS", "1")
     status, _, rows = _info(capsys, "--device", "cpu")
     assert status == 2 and rows["cpu kernels"] == (
-        "error: Numba is installed but does not import (Numba needs NumPy 2.2 or less. Got NumPy 2.4.); the first CPU "
-        "kernel call fails: GPUNN_FUSED_KERNELS=0 runs the NumPy reference without it")
+        "error: GPUNN_FUSED_KERNELS=1 asks for gpunn's fused CPU kernels, which need Numba: it is installed but does "
+        "not import (Numba needs NumPy 2.2 or less. Got NumPy 2.4.); install a Numba that supports NumPy "
+        f"{numpy.__version__}, or set GPUNN_FUSED_KERNELS=0 to run the NumPy reference")
 
 
 def test_a_bad_gpunn_gemm_is_the_cpu_gemm_lines_error_and_info_shows_the_rest_with_status_2(capsys, monkeypatch):

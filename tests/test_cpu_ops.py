@@ -1239,3 +1239,159 @@ def test_a_kernel_group_is_defined_once_at_its_first_call_keeping_a_name_set_mea
     with pytest.raises(ImportError, match=r"need Numba, which is installed but does not import \(Numba needs NumPy "
                                           r"2.3 or less\); GPUNN_FUSED_KERNELS=0 runs the NumPy reference"):
         _lazy_quadruple(1)
+
+
+@pytest.fixture
+def broken_numba(monkeypatch):
+    """Numba installed but failing to import, as after an upgrade to a NumPy it does not support."""
+    from gpunn.ops import cpu, lazynumba
+
+    if cpu.numba is None:
+        pytest.skip("Numba is not installed")
+    loads = []
+
+    def broken():
+        loads.append(True)
+        raise ImportError("Numba needs NumPy 2.2 or less.\nGot NumPy 2.4.")
+
+    monkeypatch.setattr(lazynumba, "load", broken)
+    monkeypatch.setattr(cpu, "_fallback_warned", False)
+    monkeypatch.delenv("GPUNN_FUSED_KERNELS", raising=False)
+    return loads
+
+
+def test_a_numba_that_does_not_import_is_found_at_the_ops_first_use_and_the_reference_runs_with_one_warning(
+        broken_numba, monkeypatch):
+    """By default (fused=None, GPUNN_FUSED_KERNELS unset) the CPU ops try Numba at the first read of ``fused``, before
+    any kernel call but not as they are made (making a CPU model leaves Numba unimported); where it does not import
+    they run the NumPy reference and say so once per process (KernelFallbackWarning), rather than stopping the run at
+    its first kernel call. The member-axis ops follow. GPUNN_FUSED_KERNELS=0 neither tries Numba nor warns."""
+    from gpunn import KernelFallbackWarning
+    from gpunn.backend import resolve
+    from gpunn.ops import cpu, ensemble_ops_for, ops_for
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ops = ops_for(resolve("cpu"))
+        members = ensemble_ops_for(ops)
+    assert broken_numba == []
+    with pytest.warns(KernelFallbackWarning) as said:
+        assert members.fused is False and ops.fused is False
+    assert [str(w.message) for w in said] == [
+        "gpunn: Numba is installed but does not import (Numba needs NumPy 2.2 or less. Got NumPy 2.4.): the CPU runs "
+        "the NumPy reference instead of the fused kernels (slower); GPUNN_FUSED_KERNELS=0 runs it "
+        "without this warning"]
+    assert said[0].filename == __file__  # the user's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CpuOps().fused is False  # said once
+        monkeypatch.setenv("GPUNN_FUSED_KERNELS", "0")
+        monkeypatch.setattr(cpu, "_fallback_warned", False)
+        assert ops_for(resolve("cpu")).fused is False
+    assert len(broken_numba) == 2
+
+
+@pytest.mark.parametrize("setting", [None, "1", "On"])
+def test_fused_kernels_asked_for_with_a_numba_that_does_not_import_are_refused_as_the_ops_are_made(
+        broken_numba, monkeypatch, setting):
+    """fused=True or GPUNN_FUSED_KERNELS on asks for the kernels: there a Numba that does not import is an error
+    (MissingExtra: the command line's one line and status 2) as the model is made, naming what asked, the reason and
+    the ways out, as --device cuda without a GPU is; not a fallback the user said not to want."""
+    from gpunn.checks import MissingExtra
+
+    asked = {}
+    if setting is not None:
+        monkeypatch.setenv("GPUNN_FUSED_KERNELS", setting)
+    else:
+        asked = dict(fused=True)
+    by = "fused=True" if setting is None else f"GPUNN_FUSED_KERNELS={setting}"
+    with pytest.raises(MissingExtra) as refused:
+        MLP([3, 4, 1], device="cpu", **asked)
+    assert str(refused.value) == (
+        f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is installed but does not import (Numba needs "
+        f"NumPy 2.2 or less. Got NumPy 2.4.); install a Numba that supports NumPy {numpy.__version__}, or set "
+        "GPUNN_FUSED_KERNELS=0 to run the NumPy reference")
+    if setting is not None:  # the argument is kept over the variable, as for the GPU's kernels
+        assert MLP([3, 4, 1], device="cpu", fused=False).ops.fused is False
+
+
+FAKE_BROKEN_NUMBA = "raise ImportError('Numba needs NumPy 2.2 or less. Got NumPy ' + __import__('numpy').__version__)\n"
+
+FALLS_BACK = """
+import json, os, sys, warnings
+import numpy
+import gpunn
+from gpunn.checks import MissingExtra
+
+X = numpy.random.default_rng(0).standard_normal((96, 3)).astype(numpy.float32)
+Y = numpy.sin(X).sum(axis=1, keepdims=True)
+
+def train(make):
+    model = make()
+    model.fit(X, Y, epochs=3, batch_size=16, seed=0, verbose=False)
+    return model
+
+runs = {"mlp": lambda: gpunn.MLP([3, 8, 8, 1], device="cpu", seed=0),
+        "ensemble": lambda: gpunn.Ensemble([3, 8, 1], n_models=3, device="cpu", seed=0)}
+with warnings.catch_warnings(record=True) as said:
+    warnings.simplefilter("always")
+    fell_back = {name: train(make) for name, make in runs.items()}
+os.environ["GPUNN_FUSED_KERNELS"] = "0"
+reference = {name: train(make) for name, make in runs.items()}
+out = {"said": [(w.category.__name__, str(w.message)) for w in said],
+       "fused": [fell_back["mlp"].ops.fused, fell_back["ensemble"].member_ops.fused],
+       "same": [numpy.array_equal(fell_back[name].params, reference[name].params) for name in runs],
+       "trained": bool(numpy.isfinite(fell_back["mlp"].params).all()), "numba": "numba" in sys.modules}
+del os.environ["GPUNN_FUSED_KERNELS"]
+try:
+    gpunn.MLP([3, 8, 1], device="cpu", fused=True)
+except MissingExtra as exc:
+    out["refused"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_numba_package_that_raises_on_import_trains_as_gpunn_fused_kernels_0_with_one_warning(tmp_path):
+    """End to end, with a ``numba`` package first on the path that raises ImportError as it is imported (as Numba
+    does under a NumPy it does not support): an MLP and an Ensemble train on the CPU to the very parameters of
+    GPUNN_FUSED_KERNELS=0, with one KernelFallbackWarning for the process; fused=True is refused. ``gpunn train``
+    prints the warning as a note line and finishes (status 0); with GPUNN_FUSED_KERNELS=1 it stops before training
+    in one line, status 2. (Before: the first CPU kernel call raised ImportError, part-way into the first epoch.)"""
+    import json
+    import os
+    import pathlib
+    import sys
+
+    import waiting
+
+    fake = tmp_path / "numba"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(FAKE_BROKEN_NUMBA)
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "GPUNN_FUSED_KERNELS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(root), env.get("PYTHONPATH", "")])
+    why = f"Numba needs NumPy 2.2 or less. Got NumPy {numpy.__version__}"
+
+    proc = waiting.run([sys.executable, "-c", FALLS_BACK], timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["said"] == [["KernelFallbackWarning", f"gpunn: Numba is installed but does not import ({why}): the CPU "
+                            "runs the NumPy reference instead of the fused kernels (slower); "
+                            "GPUNN_FUSED_KERNELS=0 runs it without this warning"]]
+    assert out["fused"] == [False, False] and out["same"] == [True, True] and out["trained"] and not out["numba"]
+    assert out["refused"].startswith(f"fused=True asks for gpunn's fused CPU kernels, which need Numba: it is "
+                                     f"installed but does not import ({why}); ")
+
+    train = [sys.executable, "-m", "gpunn", "train", "--device", "cpu", "--rows", "300", "--epochs", "1", "--hidden",
+             "8", "--quiet"]
+    proc = waiting.run(train, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[0] == (f"note: Numba is installed but does not import ({why}): the CPU runs the "
+                                           "NumPy reference instead of the fused kernels (slower); "
+                                           "GPUNN_FUSED_KERNELS=0 runs it without this warning")
+    proc = waiting.run(train, timeout=300, env={**env, "GPUNN_FUSED_KERNELS": "1"})
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"gpunn train: error: GPUNN_FUSED_KERNELS=1 asks for gpunn's fused CPU kernels, which need Numba: it is "
+        f"installed but does not import ({why}); install a Numba that supports NumPy {numpy.__version__}, or set "
+        "GPUNN_FUSED_KERNELS=0 to run the NumPy reference"], proc.stderr[-3000:]

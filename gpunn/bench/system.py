@@ -35,12 +35,12 @@ def setup_info(backends) -> dict:
                 "GPUNN_CPU_THREADS"):
         if os.environ.get(var):
             info.setdefault("env", {})[var] = os.environ[var]
-    from ..ops.cpu import CpuOps
+    from ..ops.cpu import CpuOps, numba
     from ..ops.lazynumba import version
 
     ops = CpuOps()
     info["gpunn_cpu_path"] = (f"fused Numba {version()} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
-                              else "NumPy reference (Numba not installed)")
+                              else f"NumPy reference (Numba {'not installed' if numba is None else 'does not import'})")
     from ..ops import denormals, gemm
 
     info["gemm"] = gemm.describe()

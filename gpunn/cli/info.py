@@ -23,9 +23,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "environment variables set, each as it was set. Exits with status 2 when a line "
                                    "says error: a setting gpunn refuses (a GPUNN_ variable with a value it does not "
                                    "take, or an MPI launcher's PMI_SIZE, PMI_RANK, ... that is no whole number, which "
-                                   "the other commands refuse as they start) or a --device that cannot run "
-                                   "here (--device cuda without CuPy); no GPU under --device auto is no error (status "
-                                   "0).")
+                                   "the other commands refuse as they start), a --device that cannot run "
+                                   "here (--device cuda without CuPy) or a Numba that is installed but does not "
+                                   "import where GPUNN_FUSED_KERNELS=1 asks for its kernels; no GPU under --device "
+                                   "auto is no error (status 0), nor is that Numba unasked (CPU runs warn and use "
+                                   "the NumPy reference).")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
                                                          "GPUNN_DEVICE)")
     add_debug(i)
@@ -36,22 +38,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def cpu_kernels() -> str:
     """Which fused CPU kernels a CPU run uses (gpunn.ops.cpu), or why none."""
     from .. import backend as _b
-    from ..ops import ENV_FUSED, ops_for
+    from ..ops import ENV_FUSED, fused_setting, ops_for
     from ..ops import cpu, lazynumba
 
     if cpu.numba is None:
         return "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
-    try:
-        fused = ops_for(_b.resolve("cpu")).fused
-    except ValueError as exc:  # a bad GPUNN_GEMM (the CPU ops choose their GEMM library as they start)
+    try:  # GPUNN_FUSED_KERNELS on asks for the kernels: the ops refuse a Numba that does not import as they start
+        ops_for(_b.resolve("cpu"))
+    except (ValueError, ImportError) as exc:  # a bad GPUNN_GEMM (chosen as the ops start), or the refusal
         return f"error: {exc}"
-    if not fused:
+    if not fused_setting():
         return f"off: {ENV_FUSED}={environment.text(ENV_FUSED)}; the NumPy reference runs"
-    try:  # Numba is imported at the first kernel call (gpunn.ops.lazynumba): here, to tell whether that call works
+    try:  # Numba is imported at the CPU ops' first use (gpunn.ops.lazynumba): here, to tell what a CPU run does
         lazynumba.load()
     except ImportError as exc:  # installed, but it does not import (a NumPy newer than it supports)
-        return (f"error: Numba is installed but does not import ({' '.join(str(exc).split())}); the first CPU kernel "
-                f"call fails: {ENV_FUSED}=0 runs the NumPy reference without it")
+        return (f"off: Numba is installed but does not import ({' '.join(str(exc).split())}); CPU runs use the NumPy "
+                f"reference, with a warning ({ENV_FUSED}=0: without one; {ENV_FUSED}=1: refused)")
     names = sorted(name.strip("_") for name in cpu.KERNELS)
     return f"fused (Numba {lazynumba.version()}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
 

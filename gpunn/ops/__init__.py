@@ -15,11 +15,9 @@ without an import cycle.
 from __future__ import annotations
 
 from .. import environment
-from .base import NumpyOps, Ops
+from .base import ENV_FUSED, NumpyOps, Ops
 
 __all__ = ["Ops", "NumpyOps", "ops_for", "ensemble_ops_for", "ENV_FUSED", "fused_setting"]
-
-ENV_FUSED = "GPUNN_FUSED_KERNELS"
 
 
 def fused_setting() -> bool:
@@ -32,10 +30,11 @@ def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> O
     where Numba is installed), ``CupyOps``' fused CUDA kernels on the GPU.
 
     ``fused=False`` (or GPUNN_FUSED_KERNELS=0, false, no or off) runs the unfused reference expressions instead, to
-    compare.
+    compare. On the CPU, ``fused=True`` (or GPUNN_FUSED_KERNELS on) asks for Numba's kernels: a Numba that is
+    installed but does not import is an error then, and by default a warning and the reference (gpunn.ops.cpu).
     """
     if fused is None:
-        fused = fused_setting()
+        fused = fused_setting() if environment.text(ENV_FUSED) is not None else None  # unset: not asked for
     if not backend.is_gpu:
         if precision != "float32":  # only the tests' emulation of tf32/bf16 gets here (see gpunn.model)
             return Ops(precision=precision)
@@ -44,7 +43,7 @@ def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> O
         return CpuOps(fused=fused)
     from .cuda import CupyOps
 
-    return CupyOps(fused=fused, precision=precision)
+    return CupyOps(fused=fused is not False, precision=precision)
 
 
 def ensemble_ops_for(ops):

@@ -64,6 +64,9 @@ def round_to_tf32(x):
     return xp.where(finite, rounded.view(xp.float32), x)
 
 
+#: The switch of the fused kernels, CPU and GPU (gpunn.ops.fused_setting); here so that the backends can name it.
+ENV_FUSED = "GPUNN_FUSED_KERNELS"
+
 #: The largest m, n or k one GEMM call takes: cuBLAS's (and CBLAS's LP64) dimensions are C ints. CuPy's
 #: ``matmul`` casts them with ``<int>``, unchecked, so a larger one wraps; its gemmEx binding raises
 #: OverflowError. ``Ops.gemm_limit`` (the product's own limit, smaller in tests) defaults to it.

@@ -6,7 +6,8 @@ reference's operations in its order, no fast-math: float32 results agree bit for
 few ulps where a column sum is split; tests/test_cpu_ops.py) and falls back to the reference
 for the cases it does not fuse (other activations, out-of-place calls, strided buffers).
 Numba is optional (``pip install gpunn[cpu]``); without it ``CpuOps`` is the reference plus the
-NumPy-only outer-product change below.
+NumPy-only outer-product change below, and so it is with a Numba that is installed but does not import, with
+a warning (fused_kernels).
 
 Measured in a training step on a 2-core AMD EPYC (Zen 5), float32, OpenBLAS 0.3.31 with
 2 threads, per step (wide = 256-1024-1024-1024-1, batch 1024; deep = 128-512x6-4, batch 512):
@@ -26,14 +27,17 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from . import denormals, gemm
+from . import denormals, gemm, lazynumba
 from .. import environment
 from ..activations import Activation
-from .base import Ops
+from ..backend import user_stacklevel
+from ..checks import MissingExtra
+from .base import ENV_FUSED, Ops
 from .lazynumba import kernels, numba  # optional: the fused kernels (numba: None where it is not installed)
 
 ENV_THREADS = "GPUNN_CPU_THREADS"
@@ -316,17 +320,66 @@ def _split_rows(fn, n, threads=None):
     run_pieces(fn, [(bounds[t], bounds[t + 1]) for t in range(parts)])
 
 
-class CpuOps(Ops):
-    """``Ops`` for NumPy with fused Numba kernels (when Numba is installed); GPUNN_CPU_THREADS > 1 splits them."""
+class KernelFallbackWarning(RuntimeWarning):
+    """Numba is installed but does not import (a NumPy newer than it supports): the CPU runs the NumPy reference
+    instead of the fused kernels: slower, and what GPUNN_FUSED_KERNELS=0 runs, which runs it without the warning."""
 
-    def __init__(self, fused: bool = True, threads: int | None = None):
+
+_fallback_warned = False  # KernelFallbackWarning is given once per process, as backend.CPUFallbackWarning is
+
+
+def fused_kernels(asked: bool | None) -> bool:
+    """Whether CpuOps runs the fused kernels: not where ``asked`` is False or Numba is not installed (the reference,
+    as documented); else Numba is imported here (gpunn.ops.lazynumba.load) and where it does not import, ``asked``
+    True (fused=True, GPUNN_FUSED_KERNELS on) raises MissingExtra, while None (the default) warns once and runs the
+    reference: a broken install, common after a NumPy upgrade, neither stops a run nor goes unsaid."""
+    global _fallback_warned
+    if asked is False or numba is None:
+        return False
+    try:
+        lazynumba.load()
+    except ImportError as exc:
+        why = " ".join(str(exc).split())
+        if asked:
+            setting = environment.text(ENV_FUSED)
+            by = f"{ENV_FUSED}={setting}" if (setting or "").lower() in environment.ON else "fused=True"
+            raise MissingExtra(f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is installed but does "
+                               f"not import ({why}); install a Numba that supports NumPy {numpy.__version__}, or "
+                               f"set {ENV_FUSED}=0 to run the NumPy reference") from exc
+        if not _fallback_warned:
+            _fallback_warned = True
+            warnings.warn(f"gpunn: Numba is installed but does not import ({why}): the CPU runs the NumPy reference "
+                          f"instead of the fused kernels (slower); {ENV_FUSED}=0 runs it without this warning",
+                          KernelFallbackWarning, stacklevel=user_stacklevel())
+        return False
+    return True
+
+
+class CpuOps(Ops):
+    """``Ops`` for NumPy with fused Numba kernels (when Numba is installed); GPUNN_CPU_THREADS > 1 splits them.
+
+    ``fused``: True asks for the kernels (an error at once where Numba is installed but does not import), False
+    runs the reference, None (the default) runs the kernels where Numba imports, decided at the first read of
+    ``self.fused`` -- before any kernel call, and after the constructor, so that making a CPU model does not import
+    Numba (gpunn.ops.lazynumba). See fused_kernels."""
+
+    def __init__(self, fused: bool | None = None, threads: int | None = None):
         super().__init__(numpy)
-        self.fused = bool(fused) and numba is not None
+        if fused is not None:
+            self.fused = fused_kernels(bool(fused))
         self.threads = default_threads() if threads is None else max(1, int(threads))
         self.gemm = gemm.shared_chooser(_split_rows)  # the fastest installed GEMM per shape (gpunn.ops.gemm)
         # NumPy alone (GPUNN_GEMM's default): call numpy.matmul directly. The chooser's per-call key and
         # dispatch cost about 10% of a small net's step (16-64-64-1 at batch 128), for no choice to make.
         self._numpy_only = [lib.name for lib in self.gemm.libraries] == ["numpy"]
+
+    def __getattr__(self, name):
+        # only for an attribute not set: ``fused`` left undecided by the constructor, decided at its first read;
+        # set then, so that later reads (every op) are a plain attribute's
+        if name != "fused":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.fused = fused = fused_kernels(None)
+        return fused
 
     def _split(self, kernel, n, work, *args):
         """kernel(*args, lo, hi) over [0, n), in `threads` contiguous pieces when the work is large.

@@ -806,10 +806,17 @@ class CpuEnsembleOps(EnsembleOps):
 
     def __init__(self, ops):
         super().__init__(ops)
-        self.fused = bool(getattr(ops, "fused", False)) and numba is not None
         threads = threads_setting()
         self.threads = usable_cores() if threads is None else threads
         self._member_adam = None  # adam_members' last answer
+
+    def __getattr__(self, name):
+        # only for an attribute not set: ``fused``, the single-model ops', read at its first read rather than in the
+        # constructor, where reading it would import Numba (gpunn.ops.cpu.CpuOps decides it at its first read)
+        if name != "fused":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.fused = fused = bool(getattr(self.ops, "fused", False)) and numba is not None
+        return fused
 
     def member_groups(self, members: int, flops=None, elements=None, one_call=False):
         """``threads`` contiguous slices of the members (None for one thread or one member, or for work

@@ -8,7 +8,9 @@ globals: their ``__qualname__`` is their name and they are defined in the module
 :class:`Stub` that runs the definitions and forwards the call.
 
 ``numba`` is None where Numba is not installed, else a stand-in whose attributes are Numba's (importing it). Where
-Numba is installed but does not import, the first kernel call raises ImportError with Numba's reason.
+Numba is installed but does not import, the CPU ops find it out before their first kernel call and run the NumPy
+reference with a warning, or refuse where the kernels were asked for (gpunn.ops.cpu.fused_kernels); a kernel called
+otherwise raises ImportError with Numba's reason.
 """
 from __future__ import annotations
 
