@@ -1740,8 +1740,8 @@ def test_each_cuda_stream_draws_from_a_cuRAND_generator_of_its_own(gpu):
     with gpu.use():
         on_main = DeviceRNG(gpu, 1, "window")
         with side_stream(gpu, "generate"):  # where the next window is generated while this one is permuted
-            on_side = DeviceRNG(gpu, 2, "chunk")
-        assert on_main._gen is not on_side._gen  # no generator state shared by kernels of two streams
+            on_side = DeviceRNG(gpu, 2, "chunk")._gen  # taken up at the first draw, on the stream current then
+        assert on_main._gen is not on_side  # no generator state shared by kernels of two streams
         assert DeviceRNG(gpu, 3, "again")._gen is on_main._gen  # one per stream, reused (not one per draw)
     assert side_stream(gpu, "generate") is side_stream(gpu, "generate")  # made once, so generators stay few
 

@@ -326,21 +326,23 @@ def test_device_attributes_are_queried_once(fake_cupy):
     assert len(fakecupy.state.launches) - launches > 50 and fakecupy.state.attribute_queries == before
 
 
-def test_one_curand_generator_per_device_reseeded_per_epoch(fake_cupy):
+def test_shuffles_take_no_curand_generator_and_a_seed_gives_the_same_ones(fake_cupy):
+    """An epoch's shuffle on a GPU is gpunn.rng.hash_permutation of its words (no cuRAND generator, made or
+    re-seeded: one per thread and stream, and on an H200 a draw failed beside another thread's capture)."""
     from gpunn import MLP
 
     X, Y = _data()
     model = MLP([6, 8, 2], device="cuda", seed=0)
+    made = fakecupy.state.generators  # the backend's probe draws once, at the first model on cuda
     model.fit(X, Y, epochs=2, batch_size=32, verbose=False)
-    made = fakecupy.state.generators
     first = model.params.get()
     model2 = MLP([6, 8, 2], device="cuda", seed=0)
     model2.fit(X, Y, epochs=2, batch_size=32, verbose=False)
     model2.fit(X, Y, epochs=6, batch_size=32, verbose=False)
-    assert fakecupy.state.generators == made  # reused: no generator per epoch (or per fit)
+    assert fakecupy.state.generators == made  # none for a shuffle
     model3 = MLP([6, 8, 2], device="cuda", seed=0)
     model3.fit(X, Y, epochs=2, batch_size=32, verbose=False)
-    numpy.testing.assert_array_equal(model3.params.get(), first)  # reseeding keeps (seed, epoch) -> shuffle
+    numpy.testing.assert_array_equal(model3.params.get(), first)  # (seed, epoch) -> the same shuffle
 
 
 def test_everything_stays_on_cuda_1(fake_cupy, tmp_path):
@@ -1824,6 +1826,44 @@ def test_a_capture_refuses_allocations_as_its_capture_mode_rules_them(fake_cupy)
             with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated: a device "
                                                                   "allocation in a capture begun in mode"):
                 s.end_capture()
+
+
+def test_a_curand_draw_is_refused_on_a_capturing_stream_and_fails_beside_another_threads_capture(fake_cupy):
+    """CuPy 14 checks the current stream before each cuRAND call (cupy_backends/cuda/libs/curand.pyx v14.2.0
+    l.141-146: NotImplementedError, before any CUDA call, so the capture goes on). On an H200 a draw on one thread's
+    legacy stream failed with CURAND_STATUS_LAUNCH_FAILURE while another thread held a relaxed capture open on a
+    non-blocking stream, where CuPy's allocations and kernels run (the allocation below): the stand-in fails the same
+    way, on that device only, and draws again once the capture has ended."""
+    import threading
+
+    def elsewhere(call):
+        box = []
+
+        def run():
+            try:
+                box.append(call())
+            except Exception as exc:  # noqa: BLE001 - returned to the assertions
+                box.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return box[0]
+
+    rng = fake_cupy.random.RandomState(0)
+    s = fake_cupy.cuda.Stream(non_blocking=True)
+    with s:
+        s.begin_capture(fake_cupy.cuda.runtime.streamCaptureModeRelaxed)
+        with pytest.raises(NotImplementedError, match="calling cuRAND API during stream capture"):
+            rng.standard_normal(4, dtype="float32")
+    failed = elsewhere(lambda: fake_cupy.random.RandomState(1).uniform(size=4))
+    assert isinstance(failed, fake_cupy.cuda.curand.CURANDError) and failed.status == 201
+    assert str(failed) == "CURAND_STATUS_LAUNCH_FAILURE"
+    assert elsewhere(lambda: fake_cupy.ones(4, "float32").sum().item()) == 4.0  # CuPy's own work goes on
+    with fake_cupy.cuda.Device(1):
+        assert rng is not None and fake_cupy.random.RandomState(2).uniform(size=4).shape == (4,)  # another device
+    assert s.end_capture() is not None  # the refused draw on the capturing stream did not invalidate it
+    assert elsewhere(lambda: fake_cupy.random.RandomState(1).uniform(size=4)).shape == (4,)
 
 
 # ---- NCCL: gradients and parameters between ranks (threads here; fakecupy/nccl.py) ----------------------

@@ -44,7 +44,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
   refused on a thread while it has a capture not begun in relaxed mode or another thread one begun in
   global mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures,
-  and a capture not begun in relaxed mode ends on its own thread only. cuBLAS for capture
+  and a capture not begun in relaxed mode ends on its own thread only. A cuRAND draw on a capturing stream is
+  CuPy's NotImplementedError (its check, before any CUDA call: the capture goes on); one while another thread
+  holds a capture open on the device fails with CURAND_STATUS_LAUNCH_FAILURE, as seen on an H200. cuBLAS for capture
   (``gpunn.ops.cublas.CapturableBlas``, ctypes on libcublas) gets ``cublas_library()``: the six cuBLAS
   functions it uses, checking ctypes ``argtypes`` and values; cublasSetStream resets the handle's
   workspace (as cuBLAS does), and a product captured without a workspace of its own is a hazard;
@@ -548,6 +550,7 @@ cuda = types.SimpleNamespace(
     Device=Device, runtime=_Runtime, get_current_stream=lambda device_id=-1: _current_stream(device_id),
     Stream=_Stream, Event=Event,
     graph=types.SimpleNamespace(Graph=Graph),
+    curand=types.SimpleNamespace(CURANDError=None),  # set below, where the class is
     get_elapsed_time=_elapsed_ms,
     compiler=types.SimpleNamespace(CompileException=CompileException),
     is_available=lambda: state.device_count > 0,
@@ -1460,7 +1463,9 @@ class RandomState:
     def _here(self):
         if state.current != self._device_id:
             raise ValueError(f"RandomState of device {self._device_id} used on device {state.current}")
-        _refuse_in_capture("a cuRAND draw (CuPy allocates its output)")
+        if _capturing() is not None:  # CuPy's curand.setStream checks first, before any CUDA call (v14.2.0 l.141-146)
+            raise NotImplementedError("calling cuRAND API during stream capture is currently unsupported")
+        _refuse_beside_another_threads_capture()
         _ordering.issue(_issuing())  # the draw into a new allocation, on the current stream
         state._tls.op = "a cuRAND draw"
 
@@ -1483,6 +1488,26 @@ class RandomState:
         return _wrap(self._gen.permutation(a))
 
 
+class CURANDError(RuntimeError):
+    """cupy_backends.cuda.libs.curand.CURANDError (cupy.cuda.curand.CURANDError): a cuRAND status."""
+
+    def __init__(self, status):
+        self.status = status
+        super().__init__({201: "CURAND_STATUS_LAUNCH_FAILURE"}[status])
+
+
+def _refuse_beside_another_threads_capture():
+    """A cuRAND draw while another thread holds a capture open on a stream of this device fails with
+    CURAND_STATUS_LAUNCH_FAILURE, as on an H200 (CuPy 14.2.0; its check above refuses only a capturing current
+    stream): the draw on one thread's legacy stream, the capture another thread's, relaxed, on a non-blocking
+    stream (tests/test_graph_gpu.py, session 23), where CuPy's own kernels, its allocations and copies run (which
+    call of cuRAND's CUDA fails was not established: modelled is what was seen)."""
+    me = threading.get_ident()
+    for recording in list(_OPEN_CAPTURES.values()):
+        if recording.thread != me and recording.device == state.current:
+            raise CURANDError(201)
+
+
 def _random_dtype(dtype):
     """CuPy's check (cupy/random/_generator.py, _check_and_get_dtype): cuRAND draws float32 or float64 only."""
     dtype = numpy.dtype(dtype)
@@ -1492,6 +1517,7 @@ def _random_dtype(dtype):
 
 
 random = _Random(RandomState=RandomState)
+cuda.curand.CURANDError = CURANDError
 
 # ---- cuBLAS (what gpunn.ops.cublas.CupyBlas calls) --------------------------------------------
 
