@@ -389,6 +389,7 @@ def test_an_exception_at_any_call_of_a_hand_off_leaves_no_piece_running(workers)
     from gpunn.ops.cpu import run_pieces
 
     log = []  # (call, piece, "start" or "end"), appended by the workers
+    hooked = getattr(sys.modules.get("fakecupy_setitem"), "__file__", None)  # tests/conftest.py's import hook
 
     def piece(call, i, signal=None):
         if signal is not None:  # _SpinningWorkers' start signal, which its caller waits for
@@ -418,6 +419,8 @@ def test_an_exception_at_any_call_of_a_hand_off_leaves_no_piece_running(workers)
             nonlocal made
             if frame.f_code.co_filename == threading.__file__:  # Python's own windows (an exception as a lock's
                 return  # Condition.__exit__ is entered leaves it held), which no caller of them can close
+            if frame.f_code.co_filename == hooked:  # the tests' import hook's checks of subscripts: no such call in
+                return  # gpunn's own code (a subscript runs NumPy's C code, where no signal's handler runs)
             made += 1
             if made == at:
                 sys.settrace(None)
@@ -452,7 +455,7 @@ def test_an_exception_at_any_call_of_a_hand_off_leaves_no_piece_running(workers)
                 started = {i for call, i, what in log if call == at and what == "start"}
                 assert started == {i for call, i, what in log if call == at and what == "end"}, f"an exception at call {at}"
                 assert at < 1000
-            assert at > 10
+            assert at > 5  # calls were made, each failing in turn (21 in the pool's path, 9 in the spinning one's)
         except BaseException as exc:
             failed.append(exc)
 
