@@ -41,3 +41,9 @@ def __getattr__(name):
         module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
         return module if _LAZY[name] is None else getattr(module, name)
     raise AttributeError(f"module 'gpunn' has no attribute {name!r}")
+
+
+if _startup.launched():  # started by an MPI launcher: a rank's uncaught exception ends the job, not only the rank
+    from .distributed.comm import end_job_on_uncaught_exception
+
+    end_job_on_uncaught_exception()

@@ -41,6 +41,16 @@ def _debug_requested() -> bool:
         return True
 
 
+# Environment variables by which MPI launchers tell a process how many ranks were started (MPICH/Intel MPI/Slurm
+# PMI, Open MPI, MVAPICH): here, so that `import gpunn` can see a launched job without importing gpunn.distributed
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+
+def launched() -> bool:
+    """Whether an MPI launcher's size variable is set (gpunn.distributed.comm.launched_size reads its value)."""
+    return any(environment.text(name) is not None for name in LAUNCHER_SIZE_VARIABLES)
+
+
 # the gpunn command's subcommands (gpunn.cli.COMMAND_NAMES, which cannot be imported yet: a test keeps them equal)
 COMMAND_NAMES = ("train", "predict", "sweep", "bench", "info")
 

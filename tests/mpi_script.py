@@ -428,6 +428,26 @@ def fail(out, tmp):
     MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Boom()], **FIT)
 
 
+def fail_before_the_fit(out, tmp):
+    """Rank 1 raises before it started MPI (loading its data, say); rank 0 goes on to its fit (MPI_Init)."""
+    from gpunn.distributed import launched_rank
+
+    if launched_rank() == 1:
+        raise FileNotFoundError(f"{tmp}/X.npy: rank 1 finds no data, on purpose")
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, **FIT)
+
+
+def leave_after_starting_mpi(out, tmp):
+    """Both ranks start MPI (a script's own ``from mpi4py import MPI``); rank 1 then leaves with an exit status, which
+    no excepthook sees, and rank 0 goes on to its fit (gpunn's communicator: MPI_Comm_dup on COMM_WORLD)."""
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.Get_rank() == 1:
+        sys.exit("rank 1 leaves on purpose")
+    world(timeout=2)
+
+
 def nan_in_a_shard(out, tmp):
     comm = world(timeout=20)
     if comm.rank == 0:  # a NaN in rank 1's shard (the second half of the rows), read by it alone

@@ -1109,6 +1109,44 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     assert capsys.readouterr().err == "gpunn train: error: distributed training needs mpi4py\n"
 
 
+def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monkeypatch, capsys):
+    """A script's rank that failed before its distributed fit left the others waiting for it forever (in MPI_Init):
+    an exception nothing caught now ends the job (end_launched_job, stubbed), after this rank's line and the
+    traceback of the hook it replaced; only under a launcher with several processes, installed once."""
+    from gpunn.distributed import comm
+
+    ended, shown = [], []
+    monkeypatch.setattr(comm, "end_launched_job", ended.append)
+    monkeypatch.setattr(sys, "excepthook", lambda kind, exc, tb: shown.append(kind))
+    for name in comm._SIZE_VARIABLES + comm._RANK_VARIABLES + comm._LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    before = sys.excepthook
+    for size in ("1", "x"):  # one process; a variable gpunn cannot read (a fit refuses it, not the import)
+        monkeypatch.setenv("PMI_SIZE", size)
+        comm.end_job_on_uncaught_exception()
+        assert sys.excepthook is before
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    comm.end_job_on_uncaught_exception()
+    hook = sys.excepthook
+    comm.end_job_on_uncaught_exception()
+    assert sys.excepthook is hook is not before
+    hook(FileNotFoundError, FileNotFoundError("X.npy"), None)
+    hook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    assert ended == [1, 2] and shown == [FileNotFoundError, KeyboardInterrupt]  # MPI_Abort's status, as abort_on_error's
+    assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n" * 2
+
+
+def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the_job():
+    code = "import sys, gpunn; print(getattr(sys.excepthook, 'gpunn_ends_the_job', False))"
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                                                            "PMIX_SIZE")}
+    env["PYTHONPATH"] = str(SCRIPT.parent.parent)
+    said = [waiting.run([sys.executable, "-c", code], timeout=120, env=dict(env, **launched)).stdout.strip()
+            for launched in ({}, {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"})]
+    assert said == ["False", "True"]
+
+
 @pytest.mark.parametrize("value, alarm", [("2", 2), ("0.2", 1), ("1" + "0" * 12, None), ("inf", None)])
 def test_a_launched_process_ending_the_job_sets_its_alarm_from_the_timeout_and_none_under_inf(monkeypatch, value,
                                                                                               alarm):
@@ -1552,6 +1590,16 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
                                                 r"has stopped \(failed, hung or killed\)\. Aborting the job "
                                                 r"\(GPUNN_DIST_TIMEOUT=2 s\)\.\n"),
                                        ("die", ""),  # mpiexec's own report of the killed rank
+                                       # before the fit, before MPI started on it: rank 0 waited in MPI_Init forever
+                                       ("fail_before_the_fit", r"(?m)^gpunn \[rank 1 of ranks 0-1\]: this rank failed; "
+                                                               r"aborting all ranks\.\nTraceback [\s\S]*\n"
+                                                               r"FileNotFoundError: \S*X\.npy: rank 1 finds no data, "
+                                                               r"on purpose\n"),
+                                       # rank 1 left, with a status, after MPI started: rank 0 waited in MPI_Comm_dup
+                                       # forever (world(timeout=2))
+                                       ("leave_after_starting_mpi", r"\[rank 0 of ranks 0-1\]: waited [23] s in the "
+                                                                    r"set-up of gpunn's communicator; another rank has "
+                                                                    r"stopped \(failed, hung or killed\)\."),
                                        # before the loop: the standardization statistics' pass over each rank's shard
                                        ("nan_in_a_shard", r"\[rank 1 of ranks 0-1\]: this rank failed; aborting all "
                                                           r"ranks\.\nTraceback [\s\S]*\ngpunn\.data\.errors\.DataError: "
@@ -1561,10 +1609,11 @@ def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_p
     code, _, err = _run(mode, tmp_path, timeout=60)  # the time this process ran (not the minutes it may be stopped for)
     assert code != 0 and re.search(says, err), err
     if mode != "die":  # MPI_Abort's status, which mpiexec returns: 1 for a rank's error, 3 for a timeout
-        assert code == {"fail": 1, "hang": 3, "nan_in_a_shard": 1}[mode]
+        assert code == {"fail": 1, "hang": 3, "nan_in_a_shard": 1, "fail_before_the_fit": 1,
+                        "leave_after_starting_mpi": 3}[mode]
     # a failed or killed rank ends the job itself (its abort; the launcher), not the other rank's watchdog after
     # world(timeout=20): told by what the ranks wrote, not by a clock that a loaded machine runs past
-    assert mode == "hang" or "waited" not in err, err
+    assert mode in ("hang", "leave_after_starting_mpi") or "waited" not in err, err
 
 
 @needs_mpi

@@ -11,7 +11,8 @@ waits forever: every blocking collective is timed by a watchdog thread, and a ra
 waited longer than ``timeout`` seconds (``GPUNN_DIST_TIMEOUT``, default 300; time the process
 was stopped, as a suspended job is, does not count) prints which
 collective it was in and aborts the whole job (``MPI_Abort``). A rank that raises inside a
-distributed fit prints its error and aborts the job at once (see :func:`abort_on_error`); a
+distributed fit prints its error and aborts the job at once (see :func:`abort_on_error`), and so does
+one whose exception nothing caught before its fit (:func:`end_job_on_uncaught_exception`); a
 rank that is killed is noticed by the launcher (mpiexec ends the others).
 """
 from __future__ import annotations
@@ -27,15 +28,15 @@ import traceback
 
 import numpy
 
-from .. import environment
+from .. import _startup, environment
 from ..checks import real
 from .digest import ConfigMismatch
 
 ENV_TIMEOUT = "GPUNN_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
-# Environment variables by which MPI launchers tell a process how many ranks were started
+# Environment variables by which MPI launchers tell a process how many ranks were started and which it is
 # (MPICH/Intel MPI/Slurm PMI, Open MPI, MVAPICH), read without initialising MPI.
-_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+_SIZE_VARIABLES = _startup.LAUNCHER_SIZE_VARIABLES
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 _LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 
@@ -186,13 +187,19 @@ class MpiComm:
             raise DistributedError('distributed training needs mpi4py and an MPI runtime: pip install "gpunn[mpi]" '
                                    "(mpi4py and the mpich wheel), or mpi4py built against your system MPI") from None
         self.MPI = MPI
-        self.comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
+        self.comm = MPI.COMM_WORLD if comm is None else comm  # (its duplicate's below: the watchdog's abort till then)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
-        node.Free()
         self.timeout = _timeout_from_env(timeout)
         self._watchdog = _Watchdog(self.timeout, self._timed_out)
+        # collectives too, every rank's first with gpunn (one that left after starting MPI was waited for forever)
+        self._watchdog.begin("the set-up of gpunn's communicator")
+        try:
+            self.comm = self.comm.Dup()
+            node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+            self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+            node.Free()
+        finally:
+            self._watchdog.end()
         self._flag = numpy.zeros(1, numpy.int32)
         self.collectives = 0  # begun on this rank (a rank that failed before any since the command check: cli)
 
@@ -533,6 +540,40 @@ def end_launched_job(code: int) -> None:
     from mpi4py import MPI
 
     MPI.COMM_WORLD.Abort(code)
+
+
+def end_job_on_uncaught_exception() -> None:
+    """Under an MPI launcher with several processes (``import gpunn`` calls this): an exception that nothing caught
+    ends the whole job, as it ends a one-process run, rather than this process alone. A script's rank that failed
+    before its distributed fit (loading its data, say) left the others waiting for it forever in MPI_Init, where no
+    timeout reaches (mpiexec ends a job when a process is killed or aborts, not when one exits with an error), or,
+    after MPI had started, in their first collective until GPUNN_DIST_TIMEOUT. Now the rank's line and traceback,
+    then MPI_Abort (:func:`end_launched_job`), as ``python -m mpi4py script.py`` does. The hook before is called for
+    the traceback; ``sys.excepthook = sys.__excepthook__`` after ``import gpunn`` puts Python's own back."""
+    try:
+        if launched_size() <= 1:
+            return
+    except DistributedError:  # a launcher's variable gpunn cannot read: a distributed fit refuses it, not the import
+        return
+    if getattr(sys.excepthook, "gpunn_ends_the_job", False):
+        return
+    before = sys.excepthook
+
+    def ends_the_job(kind, exc, tb):
+        try:
+            rank = launched_rank()
+        except DistributedError:
+            rank = None
+        where = "" if rank is None else f" [{rank_words(rank, launched_size())}]"
+        sys.stderr.write(f"gpunn{where}: this rank failed; aborting all ranks.\n")
+        before(kind, exc, tb)
+        sys.stderr.flush()
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is None or not mpi.Is_finalized():  # (a script that finalized MPI itself has left the job)
+            end_launched_job(2 if issubclass(kind, KeyboardInterrupt) else 1)
+
+    ends_the_job.gpunn_ends_the_job = True
+    sys.excepthook = ends_the_job
 
 
 def _alarm_ends_this_process() -> bool:
