@@ -20,7 +20,8 @@ environment sets them (OPENBLAS_NUM_THREADS, GPUNN_CPU_THREADS, ...), else a dat
 its share of the cores (README, "Cores per rank"); bench/RESULTS.md has the commands. Under mpiexec the ranks
 compare their arguments before anything else: ranks given different ones (an MPMD launch) stop, status 2; then
 they agree on who refused its arguments or a GPUNN_ variable: a refusal every rank meets is said once, by rank 0,
-and one rank's ends the job with its line.
+and one rank's ends the job with its line. Every run of allreduce and overlap (raw mpi4py calls) is timed by gpunn's
+watchdog: a rank that stops mid-measurement ends the job after GPUNN_DIST_TIMEOUT seconds, as in a fit.
 """
 import json
 import os
@@ -292,20 +293,24 @@ def allreduce_entry(nbytes, seconds) -> dict:
 
 
 def allreduce():
-    """MPI_Allreduce of the medium and wide gradient buffers and of the 4-byte stop flag, alone."""
+    """MPI_Allreduce of the medium and wide gradient buffers and of the 4-byte stop flag, alone. Each run is timed by
+    gpunn's watchdog (control.timed): a rank that stopped mid-measurement left the others waiting forever."""
     from mpi4py import MPI
 
-    comm = MPI.COMM_WORLD
+    from gpunn.distributed import world
+
+    comm, control = MPI.COMM_WORLD, world()
     out = {}
     for name, n, dtype, op in (("medium", 82_689, numpy.float32, MPI.SUM), ("wide", 2_363_393, numpy.float32, MPI.SUM),
                                ("flag", 1, numpy.int32, MPI.MAX)):
         a = numpy.zeros(n, dtype)  # a sum of zeros stays 0 (ones, summed in place, reach inf in float32 at call 128)
         times = []
         for _ in range(200 if n < 1_000_000 else 40):
-            comm.Barrier()
-            t = time.perf_counter()
-            comm.Allreduce(MPI.IN_PLACE, a, op=op)
-            times.append(time.perf_counter() - t)
+            with control.timed(f"the all-reduce of the {name} buffer"):
+                comm.Barrier()
+                t = time.perf_counter()
+                comm.Allreduce(MPI.IN_PLACE, a, op=op)
+                times.append(time.perf_counter() - t)
         out[name] = allreduce_entry(a.nbytes, times)
     if comm.rank == 0:
         print(json.dumps(dict(out, ranks=comm.size, load=round(os.getloadavg()[0], 1))), flush=True)
@@ -319,10 +324,13 @@ def overlap():
     before the compute and waited for after it, once with no MPI call in between and once polled
     (MPI_Test) between the GEMMs, the way a bucketed hook would progress it. Best of N repeats, each run of its
     own; hidden_share = (sequential - overlapped, polled) / the all-reduce alone, the share of the all-reduce
-    that overlap hid (negative where the overlapped run was the slower; under load, noise can exceed 1)."""
+    that overlap hid (negative where the overlapped run was the slower; under load, noise can exceed 1). Each run is
+    timed by gpunn's watchdog, as in allreduce()."""
     from mpi4py import MPI
 
-    comm = MPI.COMM_WORLD
+    from gpunn.distributed import world
+
+    comm, control = MPI.COMM_WORLD, world()
     rng = numpy.random.default_rng(0)
     out = {}
     # (name, gradient floats, per-rank batch, layer widths): medium 64-256-256-1 at 128, wide 256-1024x3-1 at 512
@@ -343,10 +351,11 @@ def overlap():
         def timed(fn):
             best = float("inf")
             for _ in range(repeats):
-                comm.Barrier()
-                t = time.perf_counter()
-                fn()
-                best = min(best, time.perf_counter() - t)
+                with control.timed(f"the {name} overlap measurement"):
+                    comm.Barrier()
+                    t = time.perf_counter()
+                    fn()
+                    best = min(best, time.perf_counter() - t)
             return round(best * 1e6, 1)
 
         def overlapped(polled):

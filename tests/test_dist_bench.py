@@ -170,7 +170,12 @@ def _mpmd(tmp_path, first, second):
     for own in (first, second):
         own_env = own[:3] if own[:1] == ["-env"] else []
         cmd += [":"] * (len(cmd) > 1) + ["-n", "1", *own_env, *script, *own[len(own_env):]]
-    proc = own_session(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    return _ended(cmd, env, tmp_path)
+
+
+def _ended(cmd, env, cwd):
+    """(status, stdout, stderr) of the mpiexec job ``cmd`` within 120 s; a job that does not end fails the test."""
+    proc = own_session(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     try:
         out, err = waiting.communicate(proc, 120)
     except subprocess.TimeoutExpired:
@@ -249,3 +254,33 @@ def test_the_all_reduce_alone_times_the_gradient_buffers_and_the_stop_flag(tmp_p
         assert t["bytes"] == nbytes and 0 < t["min_us"] <= t["median_us"]
         assert t["repeats"] == (40 if name == "wide" else 200)  # as bench/RESULTS.md quotes them
         assert t["GB_per_s_at_min"] == pytest.approx(nbytes / t["min_us"] / 1e3, abs=0.01, rel=0.01)
+
+
+# run under mpiexec as dist_bench.py MODE: rank 1 stops (sleeps) at its first clock reading of a measurement
+_STALLING = """import os, runpy, sys, time
+clock = time.perf_counter
+def stalling():
+    if os.environ["PMI_RANK"] == "1" and sys._getframe(1).f_code.co_name in ("allreduce", "timed"):
+        time.sleep(600)
+    return clock()
+time.perf_counter = stalling
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode,label", [("allreduce", "the all-reduce of the medium buffer"),
+                                        ("overlap", "the medium overlap measurement")])
+def test_a_rank_that_stops_mid_measurement_ends_the_job_by_the_watchdog(tmp_path, mode, label):
+    """allreduce and overlap call mpi4py on COMM_WORLD themselves, outside gpunn's collectives: a rank that stopped
+    mid-measurement (here rank 1 sleeps) left the others waiting for it forever. Each run is timed by gpunn's watchdog
+    now: rank 0 says where it waited and aborts the job after GPUNN_DIST_TIMEOUT (2 s here), status 3."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               GPUNN_DIST_TIMEOUT="2")
+    code, _, err = _ended([mpiexec(), "-n", "2", sys.executable, "-c", _STALLING, str(ROOT / "bench" / "dist_bench.py"),
+                           mode], env, tmp_path)
+    assert code == 3, err
+    # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting at most 1 s (a late one under load)
+    assert f"dist_bench.py [rank 0 of ranks 0-1]: waited 2 s in {label}; another rank has stopped" in err \
+        or f"dist_bench.py [rank 0 of ranks 0-1]: waited 3 s in {label}; another rank has stopped" in err, err

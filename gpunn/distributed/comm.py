@@ -215,6 +215,12 @@ class MpiComm:
         finally:
             self._watchdog.end()
 
+    def timed(self, label):
+        """A context in which the caller's own collectives (mpi4py calls on a communicator of its own, such as
+        bench/dist_bench.py's measured all-reduces) are timed as gpunn's are: a rank that waits in it longer than
+        ``timeout`` seconds says ``label`` and aborts the job."""
+        return self._guard(label)
+
     def _timed_out(self, label, seconds):
         sys.stderr.write(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; "
                          "another rank has stopped (failed, hung or killed). Aborting the job "
@@ -301,6 +307,9 @@ class LocalComm:
 
     def barrier(self, label=None):
         pass
+
+    def timed(self, label):
+        return contextlib.nullcontext()
 
 
 def _load_nccl():
