@@ -3,6 +3,9 @@
 Rows are made in fixed chunks of CHUNK_ROWS, chunk k drawn from the stream
 (seed, task, k). So ``make(...)`` and ``stream(...)`` give the same rows for the
 same seed, and a stream can run far past device memory, one chunk at a time.
+Several chunks can be made at once (``Task.chunks``: one elementwise launch for
+all, still one matrix product per chunk), with the rows each has alone: a
+synthetic source makes its GPU windows so.
 Values are identical for a seed on one backend; CuPy's generator differs from
 NumPy's, so CPU and GPU draw different (equally distributed) data. Targets are computed in
 X's dtype; the teacher's go through BLAS matrix products, whose last bits can change with the
@@ -45,7 +48,9 @@ class Task:
         """The host arrays ``targets`` uses (weights, directions), float64."""
         return ()
 
-    def targets(self, xp, X, constants):  # noiseless f(X), float64 or the input dtype
+    def targets(self, xp, X, constants):
+        """The noiseless f(X), float64 or X's dtype. ``xp``: NumPy, CuPy or a :class:`ChunkProducts` (whose
+        ``matmul`` is per chunk): a product must be ``xp.matmul``, not ``@``."""
         raise NotImplementedError
 
     def constants(self, backend, dtype) -> tuple:
@@ -61,12 +66,74 @@ class Task:
         return cached
 
     def chunk(self, backend, index, rows, dtype):
-        rng = DeviceRNG(backend, self.seed, self.name, index)
-        X = self.inputs(rng, rows, dtype)
-        Y = self.targets(backend.xp, X, self.constants(backend, X.dtype)).astype(dtype, copy=False)
+        """Chunk ``index`` of make's rows, ``rows`` of them: (X, Y) on ``backend``."""
+        return self.chunks(backend, [(index, rows)], dtype)
+
+    def chunks(self, backend, chunks, dtype):
+        """Several of make's chunks, ``chunks`` a list of (index, rows) in any order, stacked in that order:
+        (X, Y) whose rows are each chunk's as ``chunk`` gives it alone.
+
+        Each chunk's inputs, then its noise, are drawn from its own stream; the targets are computed once over
+        all the rows: their matrix products one per chunk (:class:`ChunkProducts`: a product over other rows may
+        take another BLAS kernel, and other last bits), the elementwise rest over the stack. On a GPU, where
+        the host issuing a window's generation is what a stream's training waits for (bench/gpu_checks/
+        streams.py), a window of 16 chunks so costs 16 seeds, 32 draws and 16 products per layer, and one
+        elementwise launch per operation, where chunk by chunk it cost 16 of each launch (a synthetic source
+        makes its GPU windows so). Its temporaries (a teacher's hidden layers) are the stack's rows wide: make and
+        the CPU make one chunk at a time."""
+        xp = backend.xp
+        inputs, noise, sizes = [], [], []
+        for index, rows in chunks:
+            rng = DeviceRNG(backend, self.seed, self.name, index)
+            inputs.append(self.inputs(rng, rows, dtype))
+            if self.noise:  # (its draw follows the inputs' on the chunk's stream)
+                noise.append(rng.normal((rows, self.n_outputs), dtype))
+            sizes.append(rows)
+        X = _stacked(xp, inputs)
+        inputs = None  # (the draws, stacked: their memory back before the targets' temporaries)
+        Y = self.targets(ChunkProducts(backend, sizes), X, self.constants(backend, X.dtype)).astype(dtype, copy=False)
         if self.noise:
-            Y += self.noise * rng.normal(Y.shape, dtype)
+            Y += self.noise * _stacked(xp, noise)
         return X, Y
+
+
+def _stacked(xp, arrays):
+    return arrays[0] if len(arrays) == 1 else xp.concatenate(arrays)
+
+
+class ChunkProducts:
+    """The array module ``targets`` computes with, over a stack of make's chunks (``sizes``: their rows, in order):
+    its ``matmul`` makes one product per chunk, so each chunk's rows are what its product alone gives; everything
+    else is the backend's module (NumPy or CuPy). On a GPU a chunk's product is one cuBLAS GemmEx issued directly
+    (gpunn.ops.cublas.CupyBlas.gemm_rows, the call CuPy's matmul makes), without the host work of CuPy's matmul."""
+
+    def __init__(self, backend, sizes):
+        self._xp, self._gpu, self.sizes = backend.xp, backend.is_gpu, list(sizes)
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+    def matmul(self, A, W):
+        out = self._xp.empty((A.shape[0], W.shape[1]), A.dtype)
+        if self._gpu:
+            _cupy_blas().gemm_rows(A, W, out, self.sizes)
+            return out
+        start = 0
+        for rows in self.sizes:
+            numpy.matmul(A[start:start + rows], W, out=out[start:start + rows])
+            start += rows
+        return out
+
+
+_BLAS = []  # the CupyBlas the GPU's ChunkProducts use, made at the first
+
+
+def _cupy_blas():
+    if not _BLAS:
+        from .ops.cublas import CupyBlas
+
+        _BLAS.append(CupyBlas())
+    return _BLAS[0]
 
 
 class Teacher(Task):
@@ -88,9 +155,10 @@ class Teacher(Task):
     def _apply(xp, X, layers):
         A = X
         for i, (W, b) in enumerate(layers):
-            A = A @ W + b
+            A = xp.matmul(A, W)
+            A += b
             if i < len(layers) - 1:
-                A = xp.tanh(A)
+                xp.tanh(A, out=A)
         return A
 
     def host_constants(self):
@@ -98,7 +166,10 @@ class Teacher(Task):
 
     def targets(self, xp, X, constants):
         *weights, mean, std = constants
-        return (self._apply(xp, X, list(zip(weights[0::2], weights[1::2]))) - mean) / std
+        A = self._apply(xp, X, list(zip(weights[0::2], weights[1::2])))
+        A -= mean
+        A /= std
+        return A
 
 
 class Linear(Task):
@@ -115,7 +186,7 @@ class Linear(Task):
         return (self._B,)
 
     def targets(self, xp, X, constants):
-        return X @ constants[0]
+        return xp.matmul(X, constants[0])
 
 
 class Friedman1(Task):
@@ -160,7 +231,9 @@ class Sinusoid(Task):
 
     def targets(self, xp, X, constants):
         D, phase = constants
-        return xp.sin(X @ D + phase)
+        Y = xp.matmul(X, D)
+        Y += phase
+        return xp.sin(Y, out=Y)
 
 
 TASKS = {cls.name: cls for cls in (Teacher, Linear, Friedman1, Sinusoid)}

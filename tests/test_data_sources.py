@@ -252,7 +252,8 @@ def test_a_synthetic_source_in_pieces_holds_exactly_makes_rows(device):
     numpy.testing.assert_array_equal(sorted_rows(numpy.concatenate([trained, held]), numpy.zeros((70_000, 1))),
                                      sorted_rows(X, numpy.zeros((70_000, 1))))
     made = []
-    source.task.chunk = lambda backend, m, rows, dtype, chunk=source.task.chunk: made.append(m) or chunk(backend, m, rows, dtype)
+    source.task.chunks = lambda backend, chunks, dtype, made_by=source.task.chunks: made.extend(
+        m for m, _ in chunks) or made_by(backend, chunks, dtype)
     list(source.batches(1, 1000))
     assert sorted(made) == [0, 1]  # each of make's chunks generated once in an epoch, whatever the pieces
     with pytest.raises(ValueError, match=r"chunk_rows of a synthetic source .* a power of two up to 65,536, got 5000"):
@@ -1815,6 +1816,31 @@ def test_on_the_gpu_a_generated_stream_stopped_part_way_orders_the_generation_in
     gc.collect()  # the constants' memory goes back to the training stream's pool
     X, _ = datasets.make("teacher", 70000, 4, seed=4, device=gpu)  # and to a new array there
     assert first.shape == (1000, 4) and X.shape == (70000, 4)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_a_synthetic_window_is_generated_with_one_elementwise_launch_per_operation(gpu):
+    """A window's chunks are made together (Task.chunks), on the side stream: 4 teacher chunks issue 4 x (2 draws +
+    3 products) and 11 elementwise launches for the window (2 stacks, 3 bias adds, 2 tanh, 2 to standardize, the
+    noise's scaling and add), where chunk by chunk they issued 4 x 14 and 2 stacks; the window's rows are make's in
+    that order. The issuing is the training thread's work between a graph step's launches (issue 12's 0.82x on an
+    H200, bench/gpu_checks/streams.py)."""
+    import collections
+
+    cupy = pytest.importorskip("cupy")
+    if not str(cupy.__version__).endswith("-fake"):
+        pytest.skip("counts the launches tests/fakecupy records")
+    source = data.synthetic("teacher", 4 * 65536, 2, seed=6, window=4, device=gpu)
+    X, Y = (host(A) for A in datasets.make("teacher", 4 * 65536, 2, seed=6, device=gpu))
+    before = collections.Counter(cupy.state.ops)
+    windows = source._device_windows([[0, 1, 2, 3]])
+    Xw, Yw, release = next(windows)
+    issued = cupy.state.ops - before
+    release()
+    windows.close()
+    assert sum(n for name, n in issued.items() if name not in ("empty", "empty_like")) == 4 * (2 + 3) + 11
+    numpy.testing.assert_array_equal(host(Xw), X)
+    numpy.testing.assert_array_equal(host(Yw), Y)
 
 
 def test_an_error_in_the_reader_thread_is_raised_in_the_consumer():

@@ -212,3 +212,63 @@ def test_stream_refuses_what_make_refuses(kwargs, match):
     first batch, being a generator itself); a batch_size of 0 would yield empty batches for ever."""
     with pytest.raises(ValueError, match=match):
         datasets.stream(**{"n_samples": 10, "batch_size": 4, "n_features": 3, "device": "cpu", **kwargs})
+
+
+def _chunk_made_alone(task, backend, index, rows, dtype):
+    """Chunk ``index`` made on its own, as make made each chunk before Task.chunks: the targets of its rows alone."""
+    from gpunn.rng import DeviceRNG
+
+    rng = DeviceRNG(backend, task.seed, task.name, index)
+    X = task.inputs(rng, rows, dtype)
+    xp = datasets.ChunkProducts(backend, [rows])  # (on a GPU: cuBLAS's GemmEx, as the stack's products)
+    Y = task.targets(xp, X, task.constants(backend, X.dtype)).astype(dtype, copy=False)
+    if task.noise:
+        Y += task.noise * rng.normal(Y.shape, dtype)
+    return X, Y
+
+
+@pytest.mark.parametrize("task", list(datasets.TASKS))
+def test_chunks_made_together_hold_the_rows_each_has_alone(task, device, to_host):
+    """Task.chunks (a synthetic source's window on a GPU) draws each chunk from its own stream and computes the
+    targets once over the stack, a matrix product per chunk: in any order, a short chunk among them, each chunk's
+    rows are exactly those it has made alone (as make and the CPU make them)."""
+    import gpunn
+
+    backend = gpunn.backend.resolve(device)
+    made = datasets.get_task(task, 6, 1 if task == "friedman1" else 2, seed=7)
+    chunks = [(5, 704), (2, 1024), (0, 1024), (9, 333)]  # (a GPU's chunks start 256-byte aligned, as in a source)
+    with backend.use():
+        X, Y = made.chunks(backend, chunks, "float32")
+        alone = [_chunk_made_alone(made, backend, m, rows, "float32") for m, rows in chunks]
+    assert X.shape == (3085, 6) and Y.shape == (3085, made.n_outputs)
+    numpy.testing.assert_array_equal(to_host(X), numpy.concatenate([to_host(a[0]) for a in alone]))
+    numpy.testing.assert_array_equal(to_host(Y), numpy.concatenate([to_host(a[1]) for a in alone]))
+
+
+def _launches(cupy, work):
+    """What ``work()`` issues on tests/fakecupy: its CuPy operations that launch a kernel (allocations left out), its
+    cuRAND draws and its cuBLAS products."""
+    import collections
+
+    before = collections.Counter(cupy.state.ops)
+    work()
+    issued = cupy.state.ops - before
+    return sum(n for name, n in issued.items() if name not in ("empty", "empty_like"))
+
+
+@pytest.mark.gpu
+def test_a_window_of_chunks_issues_one_elementwise_launch_per_operation(gpu):
+    """A GPU stream's training thread issues its windows' generation, which bounded a graph step's stream at 0.82x
+    the in-memory rate on an H200 (issue 12; bench/gpu_checks/streams.py). Made together (Task.chunks), a window's
+    16 teacher chunks cost 16 x (2 draws + 3 products) and 11 elementwise launches for all (2 stacks, 3 bias adds,
+    2 tanh, 2 to standardize, the noise's scaling and add); chunk by chunk they cost 16 x 14 and 2 stacks."""
+    cupy = pytest.importorskip("cupy")
+    if not str(cupy.__version__).endswith("-fake"):
+        pytest.skip("counts the launches tests/fakecupy records")
+    task = datasets.get_task("teacher", 4, 1, seed=1)  # hidden (32, 32): 3 products per chunk
+    with gpu.use():
+        task.chunk(gpu, 0, 1000, "float32")  # the constants on the device (copied once)
+        one = _launches(cupy, lambda: task.chunk(gpu, 3, 1000, "float32"))
+        window = _launches(cupy, lambda: task.chunks(gpu, [(m, 1000) for m in range(16)], "float32"))
+    assert one == 2 + 3 + 9
+    assert window == 16 * (2 + 3) + 11

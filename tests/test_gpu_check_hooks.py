@@ -495,10 +495,11 @@ def test_a_throughput_entrys_ratio_is_paired_by_round_with_its_spread_not_a_rati
                     "met"), line
 
 
-def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_chunk_with_the_device_idle(monkeypatch):
-    """generation_host_seconds: one chunk first (compiled, constants on the device), the device idle, then the host
-    seconds to issue ``chunks`` chunks of 65,536 rows, read before the device is waited for (what the training thread
-    pays per window, not the generation itself)."""
+def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_window_with_the_device_idle(monkeypatch):
+    """generation_host_seconds: the window once first (compiled, constants on the device), the device idle, then the
+    host seconds to issue ``chunks`` chunks of 65,536 rows made together as a synthetic source makes a window
+    (Task.chunks), read before the device is waited for (what the training thread pays per window, not the
+    generation itself)."""
     from gpunn import backend
     from gpunn.bench import runners
 
@@ -506,10 +507,10 @@ def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_chunk_with_th
     clock, events = [0.0], []
 
     class Task:
-        def chunk(self, backend, k, rows, dtype):
-            events.append(f"c{k}")
-            assert (rows, dtype) == (65536, "float32")
-            clock[0] += 0.25
+        def chunks(self, backend, chunks, dtype):
+            events.append("+".join(f"c{k}" for k, _ in chunks))
+            assert {rows for _, rows in chunks} == {65536} and dtype == "float32"
+            clock[0] += 0.25 * len(chunks)
 
     def perf_counter():
         events.append("t")
@@ -518,7 +519,7 @@ def test_a_windows_generation_is_timed_on_the_host_after_a_warm_up_chunk_with_th
     monkeypatch.setattr(runners, "synchronize", lambda backend: events.append("s"))
     monkeypatch.setattr(hook, "time", types.SimpleNamespace(perf_counter=perf_counter))
     assert hook.generation_host_seconds(backend.resolve("cpu"), Task(), chunks=3) == 0.75
-    assert events == ["c0", "s", "t", "c0", "c1", "c2", "t", "s"]
+    assert events == ["c0+c1+c2", "s", "t", "c0+c1+c2", "t", "s"]
 
 
 @pytest.mark.gpu

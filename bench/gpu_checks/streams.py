@@ -22,8 +22,8 @@ throughput parts, the 10^9-row stream of gpu_check.sh's second command included)
    rounds of the two rates' ratio in each ("paired by round", as gpunn bench's ratios), with its spread
    ("ratio_spread": the lowest and highest round's):
    - synthetic: a 2^23-row stream against the same task materialized, float32 32-256-256-1, batch 4096;
-     with the host seconds spent issuing one window's generation (16 chunks), as a share of the
-     window's training time (the stream's main-thread overhead);
+     with the host seconds spent issuing one window's generation (16 chunks made together, Task.chunks, as the
+     source makes them), as a share of the window's training time (the stream's main-thread overhead);
    - npy_large: the issue's large configuration (1024-4096x4-1, batch 8192) on a 2^18-row .npy pair read
      in windows of 2 x 16,384 rows, against the same rows in memory, with the pinned host-to-device
      bandwidth of one window measured in the same run and the window's copy time as a share of its
@@ -334,16 +334,16 @@ def with_steps(entry, **steps):
 
 
 def generation_host_seconds(backend, task, chunks=16):
-    """Host seconds to issue the generation of ``chunks`` chunks of 65,536 rows (one window), the
-    device idle first: the work a stream adds to the training thread per window."""
+    """Host seconds to issue the generation of ``chunks`` chunks of 65,536 rows (one window) as a synthetic source
+    issues it (``Task.chunks``: the window's chunks made together), the device idle first: the work a stream adds to
+    the training thread per window."""
     from gpunn.bench.runners import synchronize
 
     with backend.use():
-        task.chunk(backend, 0, 65536, "float32")  # compiled, constants on the device
+        task.chunks(backend, [(k, 65536) for k in range(chunks)], "float32")  # compiled, constants on the device
         synchronize(backend)
         t = time.perf_counter()
-        for k in range(chunks):
-            task.chunk(backend, k, 65536, "float32")
+        task.chunks(backend, [(k, 65536) for k in range(chunks)], "float32")
         seconds = time.perf_counter() - t
         synchronize(backend)
     return seconds

@@ -28,7 +28,8 @@ class SyntheticSource(ChunkedSource):
     pieces of 8,192, holding out 16,384 or 17,120 rows; make's chunks held out 8,928 or 65,536). A
     piece's chunk is generated once per pass and sliced, as the pieces of one chunk are kept in order
     (a run) and ``window`` counts make's chunks (16: a window of about 16 x 65,536 rows, whatever the
-    pieces). The task's options (task, n_features, n_outputs, noise, seed, ``task_options``) are
+    pieces). On a GPU a window's chunks are generated together (``Task.chunks``: one elementwise launch
+    per operation for all of them, the host work a graph step's training waits for). The task's options (task, n_features, n_outputs, noise, seed, ``task_options``) are
     ``make``'s; the others (shuffle, window, validation_fraction, standardize, prefetch, device, dtype)
     are :class:`ChunkedSource`'s.
     """
@@ -87,25 +88,39 @@ class SyntheticSource(ChunkedSource):
         from .pipeline import generated_windows
 
         backend, dtype, xp = self.backend, self.dtype, self.backend.xp
-        made = {}  # make's chunk last generated in this pass: its pieces come one after another
-
-        def piece(k):
-            """(X, Y, whether they are a slice of make's chunk, kept for its next piece)"""
-            m, lo, hi = self.pieces[k]
-            if lo == 0 and hi == self._chunk_size(m):
-                return (*self.task.chunk(backend, m, hi, dtype), False)
-            if made.get("m") != m:
-                made.clear()
-                made.update(m=m, arrays=self.task.chunk(backend, m, self._chunk_size(m), dtype))
-            X, Y = made["arrays"]
-            return X[lo:hi], Y[lo:hi], True
+        kept = {}  # make's chunk whose later pieces the next window takes: {m: (X, Y)}
+        # on a GPU a window's chunks are made together (Task.chunks: the host issues one elementwise launch per
+        # operation for the window, what a graph step's training waits for); on the CPU, where a reader thread
+        # generates, one at a time (a stack's temporaries would hold a window's hidden layers in memory)
+        together = backend.is_gpu
 
         def generate(window):
-            parts = [piece(k) for k in window]
-            if len(parts) == 1:
-                X, Y, sliced = parts[0]
-                return (X.copy(), Y.copy()) if sliced else (X, Y)  # (a window is changed in place)
-            return xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
+            """The window's pieces: whole chunks in the order made are those arrays themselves, else the pieces
+            are copied out of their chunks."""
+            parts = [self.pieces[k] for k in window]  # (make's chunk m, first row, end row) of each piece
+            chunks = list(dict.fromkeys(m for m, _, _ in parts if m not in kept))  # to make, in order
+            whole = not kept and parts == [(m, 0, self._chunk_size(m)) for m in chunks]
+            arrays = dict(kept)  # m -> (X, Y) of make's chunk m
+            if together and chunks:
+                X, Y = self.task.chunks(backend, [(m, self._chunk_size(m)) for m in chunks], dtype)
+                if whole:
+                    return X, Y  # (fresh arrays, the consumer's to change)
+                start = 0
+                for m in chunks:
+                    end = start + self._chunk_size(m)
+                    arrays[m] = X[start:end], Y[start:end]
+                    start = end
+            else:
+                for m in chunks:
+                    arrays[m] = self.task.chunk(backend, m, self._chunk_size(m), dtype)
+                if whole and len(chunks) == 1:
+                    return arrays[chunks[0]]
+            m, _, hi = parts[-1]
+            kept.clear()
+            if hi < self._chunk_size(m):  # its next pieces open the next window
+                kept[m] = arrays[m]
+            return (xp.concatenate([arrays[m][0][lo:hi] for m, lo, hi in parts]),  # copies: a window is changed in
+                    xp.concatenate([arrays[m][1][lo:hi] for m, lo, hi in parts]))  # place, a chunk kept is not
 
         return generated_windows(backend, windows, generate)
 

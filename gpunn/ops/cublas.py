@@ -267,6 +267,39 @@ class CupyBlas(_UnitScalars):
             raise self._failed(exc, "cublasGemmEx", a, b, out, ctype, plan) from exc
         return out
 
+    def gemm_rows(self, a, b, out, sizes, precision="float32"):
+        """out = a @ b one block of a's rows at a time (``sizes``: the blocks' rows, consecutive from the first row),
+        one GemmEx each: a block's rows are what a product of that block alone gives (cuBLAS may choose another
+        kernel, with other last bits, for other rows). The stacked chunks of a synthetic task
+        (gpunn.datasets.ChunkProducts): a plan per block size, then one call per block on addresses."""
+        import cupy
+
+        if sum(sizes) != a.shape[0]:
+            raise GemmError(f"blocks of {sum(sizes)} rows for a product of {a.shape[0]}")
+        ctype = product_type(a, b, out, precision)
+        alpha, beta = self._alpha_beta(ctype)
+        handle = cupy.cuda.device.get_cublas_handle()
+        types = cuda_type(b.dtype), cuda_type(a.dtype), cuda_type(out.dtype)
+        pointers, steps = (b.data.ptr, a.data.ptr, out.data.ptr), (a.strides[0], out.strides[0])
+        plans, start = {}, 0
+        for rows in sizes:
+            plan = plans.get(rows)
+            if plan is None:
+                plan = plans[rows] = plan_for(a[start:start + rows], b, out[start:start + rows])
+            if not (plan.m and plan.n and plan.k):
+                self._done_without_cublas(plan, out[start:start + rows])
+            else:
+                try:
+                    self._cublas.gemmEx(
+                        handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, alpha, pointers[0], types[0],
+                        plan.lda, pointers[1] + start * steps[0], types[1], plan.ldb, beta,
+                        pointers[2] + start * steps[1], types[2], plan.ldc, ctype, GEMM_DEFAULT)
+                except self._refused as exc:
+                    raise self._failed(exc, "cublasGemmEx", a[start:start + rows], b, out[start:start + rows],
+                                       ctype, plan) from exc
+            start += rows
+        return out
+
     def gemm_batched(self, a, b, out, precision="float32"):
         """out[k] = a[k] @ b[k] for every k in one cublasGemmStridedBatchedEx (an Ensemble's tf32/bf16 products
         outside a CUDA graph); ``a`` or ``b`` may be one matrix shared by all k (stride 0)."""

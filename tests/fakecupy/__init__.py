@@ -98,6 +98,7 @@ drives the kernels and CuPy correctly.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import ctypes
 import itertools
@@ -130,6 +131,9 @@ class _State:
     fail = None  # a stage name ("compile", "launch", "curand", "count") that raises, for the probe's tests
     launches: list = []  # (kernel name, grid, block) of every RawKernel launch run (replays too), for tests
     gemms: list = []  # the compute type of every cuBLAS gemmEx call run (replays too)
+    # how many of each CuPy operation (by the name its checks give it; "empty" and "empty_like" are allocations, the
+    # others launches), "cuRAND draw" and "cublasGemmEx" ran: the work a piece of gpunn issues, for tests that count it
+    ops: collections.Counter = collections.Counter()
     captures = 0  # CUDA graphs captured (end_capture)
     graph_launches = 0  # Graph.launch calls
     generators = 0  # cuRAND generators created (RandomState objects)
@@ -1091,6 +1095,7 @@ def _check_operands(what, operands, writes=()):
                             "(CuPy does not convert implicitly; use cupy.asarray)")
     _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
                      writes=[x for x in writes if isinstance(x, ndarray)])
+    state.ops[what] += 1
 
 
 def _in_order(a, order):
@@ -1468,6 +1473,7 @@ class RandomState:
         _refuse_beside_another_threads_capture()
         _ordering.issue(_issuing())  # the draw into a new allocation, on the current stream
         state._tls.op = "a cuRAND draw"
+        state.ops["cuRAND draw"] += 1
 
     def standard_normal(self, size=None, dtype=float):
         dtype = _random_dtype(dtype)
@@ -1650,6 +1656,7 @@ def _gemm(transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C,
         return
     _ordering.access(_issuing(stream), "cublasGemmEx", reads=[first, second], writes=[out])
     state.gemms.append(_COMPUTE[computeType])
+    state.ops["cublasGemmEx"] += 1
     # column-major X[i, j] = buf[i + j*ld], as strided views (written independently of gpunn's emulate_gemm)
     a = _column_major(first, *((m, k) if transa == _OP_N else (k, m)), lda)
     b = _column_major(second, *((k, n) if transb == _OP_N else (n, k)), ldb)
@@ -2021,6 +2028,7 @@ def reset():
     state.free_memory = _State.free_memory
     state._tls.streams = {}
     state.launches, state.gemms, state.generators, state.attribute_queries = [], [], 0, 0
+    state.ops = collections.Counter()
     state.captures = state.graph_launches = 0
     _OPEN_CAPTURES.clear()
     state.cublas_refuses = {}
