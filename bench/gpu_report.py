@@ -647,7 +647,7 @@ def questions(run):
     rows.append(("the bf16 (and tf32) ensemble graph is captured", "; ".join(
         captured + [f"{contract}: " + _test_outcome(run, f"test_ensemble_precision::{contract}")])))
     e = run.hooks.get("ensemble") or {}
-    rows.append(("the ensemble's CUDA graph (Ensemble(graph=True), float64, 3 members) is captured and trains as the "
+    rows.append(("the ensemble's CUDA graph (Ensemble()'s default, float64, 3 members) is captured and trains as the "
                  "eager step", _graph_check(e) if e else run.why_missing("ensemble", "no ensemble/ensemble.json")))
     seconds = run.stage_seconds().get("ensemble")
     bf16 = "the bf16 ensemble row's speed (small-x256, CUDA graph)"

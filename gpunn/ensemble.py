@@ -86,11 +86,14 @@ class Ensemble(DeviceModel):
     exploded). ``history.diverged`` lists every member that diverged, also one that
     ``EarlyStopping(restore_best_weights=True)`` put back to its best epoch: that one holds finite, validated
     weights, so it is not in ``ens.diverged`` and counts in the mean and ``best()``.
-    ``graph=True`` (opt-in; off by default, unlike one MLP's): on a CUDA GPU each training step of all K
-    members is captured once as a CUDA graph and replayed (gpunn.training.graph.EnsembleGraphTrainer);
-    ``ens.graph_trainer.captured`` / ``.reason`` say whether it was. Where it cannot capture, a
-    GraphWarning and the same launches run eagerly, training exactly as ``graph=False``; ``graph=None``
-    ("auto") uses the graph only where it can capture.
+    ``graph``, as one MLP's: by default (None, "auto") on a CUDA GPU each training step of all K members is
+    captured once as a CUDA graph and replayed (gpunn.training.graph.EnsembleGraphTrainer) wherever it can
+    be captured, and runs as the ordinary step, silently, where it cannot (the CPU, ``fused=False``, a
+    gradient hook: data-parallel training, a capture that fails); ``ens.graph_trainer.captured`` /
+    ``.reason`` say which and why. ``graph=True`` forces it (a GraphWarning and the same launches run
+    eagerly where it cannot capture, training exactly as ``graph=False``); ``graph=False`` turns it off.
+    On an H200 the K=256 small nets' graph step ran 5.5x the eager one, with the same weights
+    (bench/RESULTS.md, session 23).
     ``precision`` (GPU only, dtype float32) is one MLP's (gpunn.model): "float32" (default), "tf32" (the
     batched products on TF32 tensor cores) or "bf16" (float32 master weights, gradients and optimizer
     state; the hidden layers' activations, a bf16 copy of the parameters and of X, and the products'
@@ -109,7 +112,7 @@ class Ensemble(DeviceModel):
     chunk_rows = 1024
 
     def __init__(self, layer_sizes, n_models, activation="relu", output_activation="identity", bias=True,
-                 dtype="float32", device="auto", seed=None, fused=None, graph=False, precision="float32"):
+                 dtype="float32", device="auto", seed=None, fused=None, graph=None, precision="float32"):
         self.n_models = positive_int(n_models, "n_models")
         if seed is None:
             seed = int(numpy.random.SeedSequence().entropy % 2**62)
@@ -138,7 +141,7 @@ class Ensemble(DeviceModel):
         self.diverged = []  # members whose loss diverged in the last fit (set by fit; see predict and best)
         self.standardizer = None  # set by fit on a source made with standardize (see MLP.standardizer)
         self.data_columns = None  # a table source's {"features": [...], "targets": [...]}, set by fit
-        self.graph = graph_mode(graph)  # False (the default), True, or None ("auto"): see gpunn.training.graph
+        self.graph = graph_mode(graph)  # None (auto, the default), True or False: see gpunn.training.graph
         self.graph_trainer = None
 
     # ---- structure -------------------------------------------------------------------

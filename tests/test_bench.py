@@ -2,13 +2,13 @@
 
 Speed is never asserted here; only that the numbers exist, are consistent and are written out.
 """
-import contextlib
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy
@@ -865,8 +865,8 @@ def test_on_a_gpu_the_ensemble_benchmarks_timed_repeats_capture_no_graph_and_mak
     cfg = bench.parse_config("lin:4:8:1:16-x3")
     with gpu.use():
         X, Y = gpunn.datasets.make("teacher", 64, 4, 1, seed=0, device=gpu, dtype="float32")
-        graphs = [eb.EnsembleRunner(cfg, gpu, X, Y, graph=True, precision=p) for p in ("float32", "bf16")]
-        for runner in (eb.EnsembleRunner(cfg, gpu, X, Y), *graphs, eb.SequentialRunner(cfg, gpu, X, Y)):
+        graphs = [eb.EnsembleRunner(cfg, gpu, X, Y, precision=p) for p in ("float32", "bf16")]  # the default: graphs
+        for runner in (eb.EnsembleRunner(cfg, gpu, X, Y, graph=False), *graphs, eb.SequentialRunner(cfg, gpu, X, Y)):
             runner.epochs(1)  # timed_rounds' warm-up
             start, captures = len(seen), fake_cupy.state.captures
             runner.epochs(2)  # a timed repeat
@@ -882,9 +882,9 @@ def test_an_ensemble_graph_row_says_when_its_graph_was_not_captured():
     from gpunn.bench import ensemble as eb
 
     runner = object.__new__(eb.EnsembleRunner)
-    runner.model = types.SimpleNamespace(graph_trainer=types.SimpleNamespace(captured=True, reason=None))
+    runner.model = types.SimpleNamespace(graph_trainer=types.SimpleNamespace(captured=True, active=True, reason=None))
     assert runner.graph_note() == ""
-    runner.model.graph_trainer = types.SimpleNamespace(captured=False, reason="the step synchronizes")
+    runner.model.graph_trainer = types.SimpleNamespace(captured=False, active=False, reason="the step synchronizes")
     assert runner.graph_note() == ", graph not captured: the step synchronizes"
     runner.model.graph_trainer = None  # the step never ran as a graph
     assert runner.graph_note() == ", graph not captured: None"
@@ -958,9 +958,10 @@ def test_an_ensemble_rows_percentages_are_medians_of_the_rounds_paired_rates(mon
 
 @pytest.mark.parametrize("captured", [True, False])
 def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypatch, captured):
-    """On tests/fakecupy's GPU: the graph row and each other precision's (graph) row of an ensemble, each run once (a
-    tiny epoch; the rounds' timings injected). A row whose step fell back to eager says so in its note, the tf32
-    or bf16 one too (gpunn-graph-bf16: issue 11's bf16 row)."""
+    """On tests/fakecupy's GPU: the default row (a graph), its eager row (--eager) and another precision's default
+    (graph) row of an ensemble, each run once (a tiny epoch; the rounds' timings injected). A row whose step fell
+    back to eager says so in its note -- silently, as the default falls back -- the tf32 or bf16 one too
+    (gpunn-graph-bf16: issue 11's bf16 row)."""
     import fakecupy
 
     from gpunn import backend
@@ -982,14 +983,16 @@ def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypat
         monkeypatch.setattr(eb, "ensemble_rows", lambda cfg, backend: 2 * cfg.batch)
         from gpunn import GraphWarning
 
-        with contextlib.nullcontext() if captured else pytest.warns(GraphWarning, match="made to fail by the test"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", GraphWarning)  # the default row falls back silently
             results = [vars(r) for r in eb.bench_ensemble_config(
                 bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=2, seconds=0.001,
-                log=lambda msg: None, profile=False, graph=True, precisions=("float32", "tf32"))]
+                log=lambda msg: None, profile=False, variants=[("float32", False), ("tf32", None)])]
     finally:
         fakecupy.forget_gpunn_state(None)
-    # float32 among the precisions (gpunn bench --precision float32 --eager gives it) is the graph row, not a second
-    assert [r["impl"] for r in results] == ["gpunn", "gpunn-graph", "gpunn-graph-tf32"]
+    assert [r["impl"] for r in results] == ["gpunn-graph", "gpunn", "gpunn-graph-tf32"]
+    assert [r["label"] for r in results] == ["gpunn Ensemble K=2 (cuda:0) graph", "gpunn Ensemble K=2 (cuda:0) eager",
+                                             "gpunn Ensemble K=2 (cuda:0) graph tf32"]
     notes = {r["impl"]: r["note"] for r in results}
     assert "not captured" not in notes["gpunn"]
     for impl in ("gpunn-graph", "gpunn-graph-tf32"):
@@ -1023,10 +1026,9 @@ def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(mo
             _refuse_graph_capture(monkeypatch)
         monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
         monkeypatch.setattr(eb, "ensemble_rows", lambda cfg, backend: 2 * cfg.batch)
-        with contextlib.nullcontext() if captured else pytest.warns(Warning):
-            results = [vars(r) for r in eb.bench_ensemble_config(
-                bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=3, seconds=0.001,
-                log=lambda msg: None, profile=False, graph=True)]
+        results = [vars(r) for r in eb.bench_ensemble_config(
+            bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=3, seconds=0.001,
+            log=lambda msg: None, profile=False, variants=[("float32", False)])]
     finally:
         fakecupy.forget_gpunn_state(None)
     rows = {r["impl"]: r for r in results}
@@ -1400,7 +1402,8 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     assert (single["repeats"], single["seconds"], single["peers"]) == (5, 0.3, [])  # --help's defaults
     names, ensembles = asked["ensembles"]
     assert names == ["small-x4"] and ensembles["max_seconds"] == 60  # 90 s less the 30 s the single runs took
-    assert ensembles["graph"] is True and set(ensembles["precisions"]) == {"float32", "bf16"}
+    # the ensembles' rows as the single networks': the default (a CUDA graph on a GPU) and beside it the variants
+    assert "graph" not in ensembles and ensembles["variants"] == single["variants"]
     assert [r["config"] for r in json.loads(path.read_text())["results"]] == ["small", "small-x4"]
     # the default --peers: the single networks' peers, or the ensemble peers when every configuration is an ensemble
     run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "small-x4"], capsys)

@@ -334,7 +334,7 @@ def test_the_bench_skips_tensor_core_ensemble_rows_on_the_cpu_with_a_line():
 
     lines = []
     results = run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [gpunn.backend.resolve("cpu")], peers=[],
-                            repeats=1, seconds=0.01, log=lines.append, profile=False, precisions=["float32", "bf16"],
+                            repeats=1, seconds=0.01, log=lines.append, profile=False, variants=[("bf16", None)],
                             max_seconds=1)
     assert [r["impl"] for r in results] == ["gpunn"]
     assert any("gpunn Ensemble bf16 skipped (GPU only)" in line for line in lines), lines

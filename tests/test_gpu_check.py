@@ -1282,15 +1282,15 @@ def _ensemble_rows(rounds=None, **rates):
 
 def _ensemble_hook(monkeypatch, benchmark_error=None, checks_pass=True):
     """bench/gpu_checks/ensemble.py with run_ensembles giving issue 11's eager rows (or raising ``benchmark_error``),
-    and (precisions, graph) of each call made in this process. Its exactness check passes, or (``checks_pass``
+    and (variants, graph) of each call made in this process. Its exactness check passes, or (``checks_pass``
     False) raises."""
     from gpunn import bench
 
     hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
     calls = []
 
-    def run_ensembles(configs, backends, peers=(), precisions=(), graph=False, **kwargs):
-        calls.append((tuple(precisions), graph))
+    def run_ensembles(configs, backends, peers=(), graph=None, variants=(), **kwargs):
+        calls.append((tuple(variants), graph))
         if benchmark_error is not None:
             raise benchmark_error
         return _ensemble_rows(**{"gpunn": 36e6, "sequential": 0.2e6, "torch-vmap": 14e6})
@@ -1403,7 +1403,7 @@ def test_a_graph_process_that_dies_costs_none_of_the_eager_targets_and_keeps_its
     assert saved["bf16"] == {"gpunn-graph": 1.5, "torch-vmap": pytest.approx(60 / 30 * 36 / 14)}
     capsys.readouterr()
     out = _report(tmp_path / "run", capsys=capsys)
-    assert ("| the ensemble's CUDA graph (Ensemble(graph=True), float64, 3 members) is captured and trains as the eager "
+    assert ("| the ensemble's CUDA graph (Ensemble()'s default, float64, 3 members) is captured and trains as the eager "
             "step | captured; largest relative difference from the eager fit 1e-16 (cuda) |") in out
     t = _targets(out)
     lost = "the graph rows failed: its process was ended by SIGABRT without writing its rows"
@@ -1501,8 +1501,8 @@ def test_the_graph_rows_alone_write_their_check_and_rows_or_their_errors_for_the
     hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
     calls = []
 
-    def run_ensembles(configs, backends, peers=(), precisions=(), graph=False, **kwargs):
-        calls.append((configs[0].name, tuple(peers), tuple(precisions), graph))
+    def run_ensembles(configs, backends, peers=(), graph=None, variants=(), **kwargs):
+        calls.append((configs[0].name, tuple(peers), tuple(variants), graph))
         assert json.loads((tmp_path / "ensemble-graph.json").read_text())["graph"]  # the check, saved before
         if len(calls) > 1:
             raise RuntimeError("made to fail by the test")
@@ -1515,7 +1515,7 @@ def test_the_graph_rows_alone_write_their_check_and_rows_or_their_errors_for_the
     monkeypatch.setattr(hook, "graph_check", lambda device: GRAPH_CHECK)
     argv = ["--graph-rows", "--device", "cuda", "--out", str(tmp_path), "--max-seconds", "25"]
     assert hook.main(argv) == 0
-    assert calls == [("small-x256", ("torch-vmap",), (), True)]
+    assert calls == [("small-x256", ("torch-vmap",), (("float32", False),), None)]  # the default (a graph), and eager
     assert json.loads((tmp_path / "ensemble-graph.json").read_text()) == {"graph": GRAPH_CHECK, "results": GRAPH_ROWS}
     monkeypatch.setattr(hook, "graph_check", broken)
     (tmp_path / "ensemble-graph.json").unlink()
@@ -1583,8 +1583,8 @@ def test_the_bf16_row_alone_writes_its_rows_or_its_error_for_the_hook(gpu, tmp_p
     hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook")
     calls, rows = [], _ensemble_rows(**{"gpunn": 30e6, "gpunn-graph": 40e6, "gpunn-graph-bf16": 60e6})
 
-    def run_ensembles(configs, backends, peers=(), precisions=(), graph=False, **kwargs):
-        calls.append((configs[0].name, tuple(peers), tuple(precisions), graph))
+    def run_ensembles(configs, backends, peers=(), graph=None, variants=(), **kwargs):
+        calls.append((configs[0].name, tuple(peers), tuple(variants), graph))
         if len(calls) > 1:
             raise RuntimeError("made to fail by the test")
         return rows
@@ -1592,7 +1592,7 @@ def test_the_bf16_row_alone_writes_its_rows_or_its_error_for_the_hook(gpu, tmp_p
     monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
     argv = ["--bf16-row", "--device", "cuda", "--out", str(tmp_path), "--max-seconds", "30"]
     assert hook.main(argv) == 0
-    assert calls == [("small-x256", (), ("bf16",), True)]
+    assert calls == [("small-x256", (), (("float32", False), ("bf16", None)), None)]
     assert json.loads((tmp_path / "ensemble-bf16.json").read_text()) == {"results": rows}
     assert hook.main(argv) == 1
     assert json.loads((tmp_path / "ensemble-bf16.json").read_text()) == {

@@ -12,17 +12,17 @@ in a path no GPU has run yet poisons only its own process's CUDA context, never 
    --device cpu) against K sequential gpunn fits and the torch vmap ensemble (and K torch models in a loop with
    --max-seconds 120 or more), in member-samples/s: issue 11's targets (>= 50x sequential, >= 3x torch vmap on
    a GPU) as met or not, saved before anything else runs;
-2. the ensemble's CUDA graph (``Ensemble(graph=True)``, opt-in), in a process of its own (``--graph-rows``,
-   DIR/ensemble-graph.json): the graph check (the same fit with and without it: whether it captured, and the
-   largest relative difference; the graph's products are cuBLAS strided batched calls where the eager step uses
-   CuPy's matmul), then the "graph" row in rounds of its own beside the eager ensemble and the torch vmap
-   ensemble: its speed-up over torch vmap paired by round in those rounds (as the eager targets are in step 1's),
+2. the ensemble's CUDA graph (``Ensemble()``'s default on a GPU, graph=None), in a process of its own
+   (``--graph-rows``, DIR/ensemble-graph.json): the graph check (the same fit by default and with graph=False:
+   whether the default captured, and the largest relative difference; the graph's products are cuBLAS strided
+   batched calls where the eager step uses CuPy's matmul), then the "graph" row (the default ensemble) in rounds
+   of its own beside the eager ensemble (graph=False) and the torch vmap ensemble: its speed-up over torch vmap paired by round in those rounds (as the eager targets are in step 1's),
    over the sequential fits (step 1's rows only) through the eager row both processes ran: the graph row over it
    paired in its rounds, times it over the sequential fits paired in step 1's ("chained"); the targets reported
    for the faster of the two gpunn rows. On the CPU (the dry
    run) the process runs its check and rows too, with no graph row (a CPU has no CUDA graph): the plumbing;
-3. on a GPU with --max-seconds 60 or more: a bf16 row (``Ensemble(precision="bf16", graph=True)``, a path no
-   GPU has run yet) in a process of its own (``--bf16-row``, DIR/ensemble-bf16.json), beside that process's
+3. on a GPU with --max-seconds 60 or more: a bf16 row (``Ensemble(precision="bf16")``, its default: a CUDA
+   graph) in a process of its own (``--bf16-row``, DIR/ensemble-bf16.json), beside that process's
    own float32 graph row; its speed-up over that graph row (paired in its rounds) and over step 1's torch vmap row
    (chained through the eager row, as the graph row's over the sequential fits). Left out under gpu_check.sh's
    default 40 s cap (its first step compiles the bf16 kernels); GPUNN_CHECK_ENSEMBLE_SECONDS=90 brings it in.
@@ -71,7 +71,8 @@ def exactness(device) -> float:
     # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a fit
     # that handled it would stop part-trained and return, and what the hook compares or times next would be false
     kw = dict(epochs=3, batch_size=64, seed=1, verbose=False, handle_interrupt=False)
-    ens = gpunn.Ensemble([8, 32, 32, 2], 3, dtype="float64", device=device, seed=5)
+    # the eager ensemble (step 1 runs no graph: graph_check compares the default's with it, in step 2's process)
+    ens = gpunn.Ensemble([8, 32, 32, 2], 3, dtype="float64", device=device, seed=5, graph=False)
     ens.fit(X, Y, optimizer="adam", lr=lrs, weight_decay=wds, **kw)
     worst = 0.0
     for k in range(3):
@@ -83,14 +84,15 @@ def exactness(device) -> float:
 
 
 def graph_check(device) -> dict:
-    """Ensemble(graph=True).fit against Ensemble().fit (float64, Adam, a frozen member): captured? how close?"""
+    """Ensemble().fit (the default: a CUDA graph on a GPU) against Ensemble(graph=False).fit (float64, Adam):
+    captured? how close?"""
     import gpunn
 
     rng = numpy.random.default_rng(1)
     X, Y = rng.standard_normal((512, 8)), rng.standard_normal((512, 2))
     kw = dict(epochs=3, batch_size=64, seed=2, lr=[1e-3, 3e-3, 1e-2], verbose=False, handle_interrupt=False)
     runs = []
-    for graph in (False, True):
+    for graph in (False, None):
         ens = gpunn.Ensemble([8, 32, 32, 2], 3, dtype="float64", device=device, seed=5, graph=graph)
         ens.fit(X, Y, **kw)
         runs.append(ens)
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
                                             else ())
     failure = None
     try:
-        results = benchmark(args, t0, _config(args), peers, (), graph=False,
+        results = benchmark(args, t0, _config(args), peers, graph=False,
                             reserve=GRAPH_SECONDS + (BF16_SECONDS if roomy else 0))
     except Exception as exc:  # saved, and raised after the later processes (which a fault here cannot reach)
         report["benchmark_error"], failure = error(exc), exc
@@ -185,9 +187,14 @@ def _config(args):
     return bench.parse_config("small-x256" if args.device != "cpu" else "tiny:8:32x32:1:64-x4")
 
 
-def benchmark(args, t0, cfg, peers, precisions, graph, reserve=0):
-    """bench.run_ensembles on ``cfg``: its rounds end ``reserve`` + 5 s before --max-seconds (warm-ups are not
-    bounded). On the CPU (plumbing only): no torch loop, torch on one thread (two fight OpenBLAS for 2 cores)."""
+# the rows beside the default (graph) row in the later processes: the eager step (what the chained ratios go through)
+EAGER = ("float32", False)
+
+
+def benchmark(args, t0, cfg, peers, graph, variants=(), reserve=0):
+    """bench.run_ensembles on ``cfg``, its first row with ``graph`` (False: eager; None: the default, a CUDA graph on
+    a GPU) and ``variants`` beside it (GPU only): its rounds end ``reserve`` + 5 s before --max-seconds (warm-ups are
+    not bounded). On the CPU (plumbing only): no torch loop, torch on one thread (two fight OpenBLAS for 2 cores)."""
     from gpunn import backend as _backend, bench
 
     gpu = args.device != "cpu"
@@ -195,7 +202,7 @@ def benchmark(args, t0, cfg, peers, precisions, graph, reserve=0):
     return bench.run_ensembles([cfg], [_backend.resolve(args.device)], peers=peers,
                                repeats=3 if gpu else 2, seconds=0.3 if gpu else 0.05,
                                max_seconds=budget, threads=None if gpu else 1,
-                               log=lambda msg: print(msg, flush=True), graph=graph and gpu, precisions=precisions)
+                               log=lambda msg: print(msg, flush=True), graph=graph, variants=variants if gpu else ())
 
 
 def peak_ok(results) -> bool:
@@ -362,7 +369,7 @@ def graph_main(args) -> int:
               f"max relative difference from the eager fit {g['max_rel_err']:.3g}", flush=True)
     save()
     try:
-        got["results"] = benchmark(args, t0, _config(args), ("torch-vmap",), (), graph=True)
+        got["results"] = benchmark(args, t0, _config(args), ("torch-vmap",), graph=None, variants=[EAGER])
     except Exception as exc:  # noqa: BLE001 - written for the hook, which reports it
         got["error"] = error(exc)
     else:
@@ -403,7 +410,7 @@ def bf16_main(args) -> int:
     t0 = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
     try:
-        got = {"results": benchmark(args, t0, _config(args), (), ("bf16",), graph=True)}
+        got = {"results": benchmark(args, t0, _config(args), (), graph=None, variants=[EAGER, ("bf16", None)])}
     except Exception as exc:  # noqa: BLE001 - written for the hook, which reports it
         got = {"error": error(exc)}
     else:

@@ -134,8 +134,9 @@ def main(argv=None) -> int:
         # handle and the graph's GemmEx on gpunn's handle and workspace, which may take other (each deterministic)
         # cuBLAS kernels: float64 products ~1e-16 apart. Adam at lr 1e-2 magnifies that most where a gradient is as
         # small as its eps (1e-8): ~2.5e-11 of a weight in that step, rare; elsewhere ~1e-15. No atomics reach the
-        # weights (the loss sums' atomicAdd order moves a validation loss by ~1e-16 relative). The Ensembles run
-        # eagerly both ways, on the same products.
+        # weights (the loss sums' atomicAdd order moves a validation loss by ~1e-16 relative). The Ensembles alike:
+        # the distributed one eagerly, the one-process reference as a CUDA graph (an Ensemble's default too, since
+        # an H200 measured the two 0 apart in float64: bench/RESULTS.md, session 23).
         with check("distributed fit == plain fit at the global batch (rel < 1e-10)"):
             history = model.fit(X, Y, distributed=True, batch_size=128, **opts)
             if comm.rank == 0:

@@ -3,7 +3,8 @@
 For a configuration with ``members`` = K > 1 (``small-x64``, or ``gpunn bench --ensemble K``), on the
 same data and batches of ``batch`` rows, Adam, float32, interleaved rounds as in gpunn.bench.runners:
 - gpunn: ``Ensemble(sizes, K).fit`` (one step for all members), with one optimizer for the K members kept from
-  fit to fit (on a GPU a graph row's step is captured once, in the warm-up);
+  fit to fit: on a GPU by default (graph=None) its step is a CUDA graph, captured once, in the warm-up, and
+  with ``variants`` (``gpunn bench --eager``) an eager row (graph=False) beside it;
 - ``sequential``: K ``gpunn.MLP`` fits one after another (what a user does without an ensemble), each
   model with an Adam of its own kept from fit to fit (on a GPU its step's CUDA graph is captured once, in
   the warm-up, as a user's run of many epochs captures it once);
@@ -135,7 +136,7 @@ def gemm_baseline(gemm_times: dict, counts: dict, min_timed=GEMM_MIN_TIMED_SECON
 class EnsembleRunner(Runner):
     key = "gpunn"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3, graph=False, precision="float32"):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, graph=None, precision="float32"):
         from ..ensemble import Ensemble
         from ..training.ensemble import EnsembleOptimizer
 
@@ -146,15 +147,20 @@ class EnsembleRunner(Runner):
         # one per model: a graph row's step is captured once per (ensemble, optimizer), so a fresh optimizer per fit
         # captured it again (after an eager step) in every timed repeat, a cost the torch peers' timings do not hold
         self.optimizer = EnsembleOptimizer("adam", cfg.members, self.model.xp, lr=lr)
-        self._seed, self.precision, self.graph = 0, precision, bool(graph)
-        extra = " ".join(x for x in ("graph" if graph else "", "" if precision == "float32" else precision) if x)
+        # on a GPU the default (graph=None) and graph=True are meant to run as a CUDA graph: a "graph" row (key
+        # gpunn-graph); graph=False an "eager" one (key gpunn); on the CPU there is no graph: gpunn, no word
+        self._seed, self.precision = 0, precision
+        self.graph = backend.is_gpu and graph is not False
+        mode = ("graph" if self.graph else "eager") if backend.is_gpu else ""
+        extra = " ".join(x for x in (mode, "" if precision == "float32" else precision) if x)
         self.label = f"gpunn Ensemble K={cfg.members} ({backend.device})" + (f" {extra}" if extra else "")
-        self.key = "-".join(["gpunn"] + (["graph"] if graph else []) + ([precision] if precision != "float32" else []))
+        self.key = "-".join(["gpunn"] + (["graph"] if self.graph else []) +
+                            ([precision] if precision != "float32" else []))
 
     def captured(self) -> bool:
         """Whether the steps ran as a replayed CUDA graph."""
         trainer = self.model.graph_trainer
-        return trainer is not None and trainer.captured
+        return trainer is not None and trainer.active and trainer.captured
 
     def graph_note(self) -> str:
         """For a graph row: "" when the step ran as a replayed CUDA graph, else why not."""
@@ -283,13 +289,15 @@ _PEER_CLASSES = {"sequential": SequentialRunner, "torch-vmap": TorchVmapRunner, 
 
 
 def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, deadline=None,
-                          threads=None, log=print, profile=True, graph=False, precisions=()) -> list:
+                          threads=None, log=print, profile=True, graph=None, variants=()) -> list:
     """The ensemble and its peers on one configuration and backend, interleaved; Results (gpunn first).
-    ``graph``: on a GPU, also the ensemble with its step captured as a CUDA graph (``Ensemble(graph=True)``).
-    ``precisions``: on a GPU, also the ensemble in each of these ("tf32", "bf16"; with ``graph``, as a graph)."""
+    The first row is the float32 ensemble with ``graph`` (default None, what users get: on a GPU its step is
+    a CUDA graph; False: the eager step). ``variants``: more ensemble rows, as (precision, graph) pairs (GPU
+    only, as gpunn.bench.runners.bench_config's), e.g. ("float32", False) for the eager step beside the
+    default row and ("bf16", None) for bf16 as the default runs it (a CUDA graph)."""
     rows = ensemble_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend, dtype="float32")
-    gpunn = EnsembleRunner(cfg, backend, X, Y)
+    gpunn = EnsembleRunner(cfg, backend, X, Y, graph=graph)
     # the baseline: each way the step may run its batched products, one product per step of the epoch
     gemms = [BatchedGemmRunner(backend, "float32", cfg.members, *cfg.gemm_shape, strategy=s, inner=rows // cfg.batch,
                                member_ops=gpunn.model.member_ops)
@@ -297,13 +305,12 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     # square GEMMs, as the single-model rows use: timed in rounds of their own, after the rest (timed_peaks)
     peaks = peak_runners(backend, "float32", peak_size_for(seconds))
     runners = [*gemms, gpunn]
-    if graph and backend.is_gpu:
-        runners.append(EnsembleRunner(cfg, backend, X, Y, graph=True))
-    for precision in dict.fromkeys(p for p in precisions if p != "float32"):
+    for precision, mode in dict.fromkeys(variants):
         if backend.is_gpu:
-            runners.append(EnsembleRunner(cfg, backend, X, Y, graph=graph, precision=precision))
+            runners.append(EnsembleRunner(cfg, backend, X, Y, graph=mode, precision=precision))
         else:
-            log(f"  {cfg.name} [{backend.device}]: gpunn Ensemble {precision} skipped (GPU only)")
+            log(f"  {cfg.name} [{backend.device}]: gpunn Ensemble {precision}{' eager' if mode is False else ''} "
+                "skipped (GPU only)")
     for key in peers:
         try:
             kwargs = {"threads": threads} if key.startswith("torch") else {}
@@ -355,22 +362,31 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
         res.noisy, res.gemm_noisy, res.others_cpu = differ(spread), best is not None and differ(best), load.share
         res.note = "member-samples/s" + (f", {threads_words(r.threads)}" if hasattr(r, "threads") else "")
-        if r.key.startswith("gpunn-graph"):
+        if isinstance(r, EnsembleRunner) and r.graph:
             res.note += r.graph_note()
         if isinstance(r, EnsembleRunner) and backend.is_gpu:
-            res.graph = "graph" if r.graph and r.captured() else "eager"
+            res.graph = "graph" if r.captured() else "eager"
             if not r.graph and r.precision in graphs:
                 res.graph_speedup = statistics.median(t / g for t, g in zip(times[r], times[graphs[r.precision]]))
         results.append(res)
     if profile and (deadline is None or time.perf_counter() < deadline):
-        results[0].profile = profile_step(gpunn, 1, ops=gpunn.model.member_ops)
+        # of the float32 eager step, as the single-model rows': a replayed graph is one launch, its ops cannot be
+        # timed apart
+        target = next((r for r in runners if isinstance(r, EnsembleRunner) and r.precision == "float32"
+                       and not r.captured()), None)
+        if target is None:
+            log(f"  {cfg.name} [{backend.device}]: profile run skipped (the float32 step ran as a CUDA graph; --eager "
+                "adds the eager step, which is profiled)")
+        else:
+            results[runners.index(target)].profile = profile_step(target, 1, ops=target.model.member_ops)
     return results
 
 
 def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.3, max_seconds=None, threads=None,
-                  log=print, profile=True, graph=False, precisions=()) -> list:
-    """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts
-    (``graph``: a CUDA-graph row of the ensemble too, on GPUs; ``precisions``: a row per tf32/bf16, on GPUs)."""
+                  log=print, profile=True, graph=None, variants=()) -> list:
+    """bench_ensemble_config for every ensemble configuration and backend; a list of Result dicts (``graph``: the
+    first ensemble row's, default None: a CUDA graph on GPUs; ``variants``: more ensemble rows on GPUs, as
+    (precision, graph) pairs)."""
     from dataclasses import asdict
 
     from ..ops.cpu import usable_cores
@@ -385,5 +401,5 @@ def run_ensembles(configs, backends, peers=ENSEMBLE_PEERS, repeats=5, seconds=0.
         with backend.use():
             results.extend(asdict(r) for r in bench_ensemble_config(cfg, backend, peers, repeats, seconds,
                                                                     job_deadline, threads, log, profile, graph,
-                                                                    precisions))
+                                                                    variants))
     return results

@@ -41,11 +41,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--precision", default="float32", metavar="LIST",
                    help="comma-separated gpunn precisions to time on the GPU: float32, tf32, bf16 (default: "
                         "%(default)s; the first row is always float32 with the defaults, the others are added "
-                        "beside it; an ensemble configuration gets a row per tf32/bf16 too, as a CUDA graph)")
+                        "beside it, with the defaults too: a CUDA graph on a GPU; an ensemble configuration's alike)")
     b.add_argument("--eager", action="store_true",
                    help="also time gpunn's eager step (graph=False) beside each precision's default row, which on "
-                        "a GPU captures the step as a CUDA graph; the table's last lines give graph over eager "
-                        "(GPU only)")
+                        "a GPU captures the step as a CUDA graph (one network's and an ensemble's alike); the table's "
+                        "last lines give graph over eager (GPU only)")
     b.add_argument("--sustain", type=non_negative(int), default=0, metavar="STEPS",
                    help="train each implementation STEPS more mini-batch steps before timing: the steady state of a "
                         "long run, where slowdowns that build up (subnormals in optimizer state) show; 1000 is "
@@ -158,7 +158,7 @@ def run(args) -> int:
         left = None if args.max_seconds is None else max(1.0, args.max_seconds - data["setup"]["wall_seconds"])
         new = bench.run_ensembles(ensembles, backends, peers=[p for p in peers if p in bench.ENSEMBLE_PEERS],
                                   repeats=repeats, seconds=seconds, max_seconds=left, log=log,
-                                  profile=not args.no_profile, graph=True, precisions=[p for p, _ in extra])
+                                  profile=not args.no_profile, variants=extra)
         data["results"] += new
         data["setup"].update(bench.peer_versions())  # the torch the ensembles' peers loaded: its build, its threads
         on_result(data, new)

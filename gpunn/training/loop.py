@@ -174,10 +174,9 @@ class Trainer:
 
         ``model.graph``: None (the default, "auto": on for a CUDA GPU where the step can be captured),
         True (forced: the eager form of the captured step where it cannot capture, with a warning) or
-        False. A trainable without the attribute never uses one; an Ensemble's is False unless
-        ``Ensemble(graph=True)`` (opt-in there). The trainer is kept on
-        the model (``graph_trainer.captured`` / ``.reason`` say what happened, also when it was not
-        used), and the next fit with the same optimizer replays the graphs already captured."""
+        False: one MLP's and an Ensemble's alike. A trainable without the attribute never uses one. The
+        trainer is kept on the model (``graph_trainer.captured`` / ``.reason`` say what happened, also when
+        it was not used), and the next fit with the same optimizer replays the graphs already captured."""
         if self._graph_decided:
             return self._graph
         self._graph_decided = True
