@@ -96,12 +96,15 @@ def test_fused_false_and_an_optimizer_without_graph_update_are_not_captured_and_
     assert not m.graph_trainer.captured
 
 
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
 @pytest.mark.parametrize("graph", [None, True])
-def test_a_product_refused_on_the_capture_handle_falls_back(monkeypatch, graph):
+def test_a_product_refused_on_the_capture_handle_falls_back(monkeypatch, graph, kind):
     """cuBLAS refusing a product on the graph's own handle (its first, eager step of a shape) leaves the
     run going: the default takes the ordinary step from that batch on (no warning), graph=True warns
     and runs the eager form; either way the weights are graph=False's (the refusal comes before any
-    update). float64, which the graph's GemmEx also serves."""
+    update). float64, which the graph's GemmEx also serves. An Ensemble's too (its batched products): its
+    default's ordinary step called one MLP's old name for train_step and failed, unseen while the
+    ensemble's graph was opt-in."""
     import warnings
 
     import cupy
@@ -109,12 +112,18 @@ def test_a_product_refused_on_the_capture_handle_falls_back(monkeypatch, graph):
     def refuse(self, a, b, out, precision="float32"):
         raise cublas_mod.GemmError("CUBLAS_STATUS_NOT_SUPPORTED (made so by the test)")
 
+    def make(graph):
+        if kind == "MLP":
+            return gpunn.MLP([8, 16, 2], device="cuda", seed=0, graph=graph, dtype="float64")
+        return gpunn.Ensemble([8, 16, 2], 3, device="cuda", seed=0, graph=graph, dtype="float64")
+
     X, Y = gpunn.datasets.make("teacher", n_samples=600, n_features=8, n_outputs=2, seed=1, device="cuda",
                                dtype="float64")
-    ref = gpunn.MLP([8, 16, 2], device="cuda", seed=0, graph=False, dtype="float64")
+    ref = make(False)
     ref.fit(X, Y, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
     monkeypatch.setattr(cublas_mod.CapturableBlas, "gemm", refuse)
-    m = gpunn.MLP([8, 16, 2], device="cuda", seed=0, graph=graph, dtype="float64")
+    monkeypatch.setattr(cublas_mod.CapturableBlas, "gemm_batched", refuse)
+    m = make(graph)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.fit(X, Y, epochs=2, batch_size=128, optimizer="momentum", verbose=False)

@@ -182,7 +182,7 @@ class GraphTrainer:
         model, opt = self.model, self.optimizer
         shape = X.shape[0] if X.ndim == 2 else X.shape  # rows; an ensemble's bootstrap batch: (K, rows, n)
         if opt.graph_update is None or not self.active:  # nothing to replay with: the ordinary step
-            sum_sq = model._train_step_gradients(X, Y)
+            sum_sq = model.train_step(X, Y)
             opt.step(model.params, model.grads, lr)
             return sum_sq
         step = self._steps.get(shape)
