@@ -271,7 +271,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 @needs_mpi
 @pytest.mark.parametrize("mode,label", [("allreduce", "the all-reduce of the medium buffer"),
-                                        ("overlap", "the medium overlap measurement")])
+                                        pytest.param("overlap", "the medium overlap measurement",
+                                                     marks=pytest.mark.slow)])
 def test_a_rank_that_stops_mid_measurement_ends_the_job_by_the_watchdog(tmp_path, mode, label):
     """allreduce and overlap call mpi4py on COMM_WORLD themselves, outside gpunn's collectives: a rank that stopped
     mid-measurement (here rank 1 sleeps) left the others waiting for it forever. Each run is timed by gpunn's watchdog

@@ -1377,16 +1377,19 @@ def test_the_watchdog_does_not_count_the_time_between_collectives(monkeypatch):
 
 @pytest.mark.parametrize("command", [["predict", "model.npz", "X.npy", "P.npy"], ["bench"]])
 def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(monkeypatch, capsys, tmp_path, command):
+    from mirror_ranks import as_rank
+
     from gpunn import cli
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PMI_SIZE", "2")  # what mpiexec -n 2 sets: each process would run the whole command
-    monkeypatch.setenv("PMI_RANK", "0")
+    control = as_rank(monkeypatch, 0)  # under mpiexec -n 2 (a mirrored world): each would run the whole command
     assert cli.main(command) == 2
     assert capsys.readouterr().err.startswith(f"gpunn {command[0]}: error: this command runs in one process, and an MPI "
                                               "launcher started 2")
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setenv("PMI_RANK", "1")  # the other ranks stop without a word
+    # first the ranks' command check, which training ranks beside it (an MPMD launch) wait in
+    assert control.log[0] == ("collective", "the check that every rank runs the same command", False)
+    as_rank(monkeypatch, 1)  # the other ranks stop without a word
     with pytest.raises(SystemExit) as stop:
         cli.main(command)
     assert stop.value.code == 2 and capsys.readouterr().err == ""
@@ -1989,6 +1992,21 @@ def test_help_or_version_on_one_rank_of_an_mpmd_launch_refuses_the_job_and_on_ev
         f'{prog} [ranks 0-1]: error: the ranks do not all run the same command, and one that prints its {printed} and '
         'leaves would leave the others waiting for it; give every rank the same command: command: '
         f'"{said}" on rank 0; "train" on rank 1'], err
+
+
+@needs_mpi
+@pytest.mark.parametrize("other", [["info"], pytest.param(["predict", "model.npz", "X.npy", "P.npy"],
+                                                          marks=pytest.mark.slow)])
+def test_a_command_that_is_not_data_parallel_beside_training_ranks_refuses_the_job_in_one_line(tmp_path, other):
+    """mpiexec -n 1 gpunn train ... : -n 1 gpunn info: info printed and left (predict refused, on a rank other than 0
+    without a word), and the training rank waited for it in MPI_Init forever. Under a launcher with several processes
+    every command takes part in the ranks' command check now: every rank is refused, in one line said once."""
+    train = _save_train_files(tmp_path, numpy.ones((40, 3)))
+    code, out, err = _gpunn_ranks(tmp_path, train, other)
+    assert code == 2 and "gpunn " not in out, (out, err)
+    assert [line for line in err.splitlines() if "error" in line] == [
+        'gpunn train [ranks 0-1]: error: the ranks do not all run the same command; give every rank the same command: '
+        f'command: "train" on rank 0; "{other[0]}" on rank 1'], err
 
 
 @pytest.mark.parametrize("said,what,why", [

@@ -146,11 +146,29 @@ def _in_launched_run(argv) -> bool:
 
 
 def _check_launch(command: str) -> None:
-    """Only ``gpunn train`` and ``gpunn sweep`` are data parallel: another command started by an MPI launcher
-    with several processes would run whole in each of them, every one writing the same files."""
+    """Only ``gpunn train`` and ``gpunn sweep`` are data parallel. Another command started by an MPI launcher with
+    several processes first takes part in the ranks' check that each runs the same command (same_command_on_every_rank,
+    bounded): beside training ranks (``mpiexec -n 1 gpunn train ... : -n 1 gpunn info``) it left them waiting for it
+    forever in MPI_Init; now every rank is refused, in one line. Where every rank runs it, ``predict`` and ``bench``
+    are refused (each would run whole, every one writing the same files) and ``info`` prints on each."""
     from ..distributed import launched_rank, launched_size
+    from ..distributed.comm import LAUNCHER_READERS, same_command_on_every_rank
 
-    if command in ("predict", "bench") and launched_size() > 1:
+    if command in DATA_PARALLEL:
+        return
+    try:
+        several = launched_size() > 1
+        if command == "info":
+            for read in LAUNCHER_READERS:
+                read()
+    except DistributedError:
+        if command == "info":  # a launcher's variable gpunn cannot read: info names it among its findings
+            return
+        raise
+    if not several:
+        return
+    same_command_on_every_rank(command, bounded=True)
+    if command in ("predict", "bench"):
         if launched_rank() != 0:  # rank 0 says why, once
             raise SystemExit(2)
         raise ValueError(f"this command runs in one process, and an MPI launcher started {launched_size()}: "
