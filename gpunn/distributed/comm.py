@@ -558,7 +558,9 @@ def end_job_on_uncaught_exception() -> None:
     timeout reaches (mpiexec ends a job when a process is killed or aborts, not when one exits with an error), or,
     after MPI had started, in their first collective until GPUNN_DIST_TIMEOUT. Now the rank's line and traceback,
     then MPI_Abort (:func:`end_launched_job`), as ``python -m mpi4py script.py`` does. The hook before is called for
-    the traceback; ``sys.excepthook = sys.__excepthook__`` after ``import gpunn`` puts Python's own back."""
+    the traceback; ``sys.excepthook = sys.__excepthook__`` after ``import gpunn`` puts Python's own back. In a job
+    whose other processes never start MPI (independent runs under mpiexec), the rank waits for them in MPI_Init
+    until end_launched_job's alarm (GPUNN_DIST_TIMEOUT) ends it: measured 3.4 s at GPUNN_DIST_TIMEOUT=3."""
     try:
         if launched_size() <= 1:
             return
