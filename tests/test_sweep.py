@@ -797,20 +797,35 @@ def test_a_tensor_core_precision_on_the_cpu_is_refused_before_the_data(tmp_path,
 
 
 @pytest.mark.gpu
-def test_a_sweeps_ensemble_trains_its_step_as_a_cuda_graph_by_default(capsys, monkeypatch):
+def test_a_sweeps_ensemble_trains_its_step_as_a_cuda_graph_by_default(tmp_path, capsys, monkeypatch):
     """On a GPU (or tests/fakecupy) gpunn sweep's ensembles take Ensemble's default: the members' step captured as a
-    CUDA graph (it was the eager step, Ensemble's graph=False, until an H200 showed the graph 5.5x it at K=256)."""
-    fitted, fit = [], gpunn.Ensemble.fit
+    CUDA graph (it was the eager step, Ensemble's graph=False, until an H200 showed the graph 5.5x it at K=256).
+    --no-graph gives the eager step, as gpunn train's, and a --resume goes on with the run's recorded --no-graph."""
+    from gpunn import checkpoint
+
+    fitted, fit, resume = [], gpunn.Ensemble.fit, checkpoint.Checkpoint.resume
 
     def recording(self, *args, **kwargs):
         fitted.append(self)
         return fit(self, *args, **kwargs)
 
+    def resuming(self, *args, **kwargs):
+        fitted.append(self.model)
+        return resume(self, *args, **kwargs)
+
     monkeypatch.setattr(gpunn.Ensemble, "fit", recording)
-    run(["sweep", "--rows", "400", "--hidden", "8", "--lr", "1e-3,3e-3", "--epochs", "2", "--batch-size", "32",
-         "--quiet", "--device", "cuda"], capsys)
+    monkeypatch.setattr(checkpoint.Checkpoint, "resume", resuming)
+    common = ["sweep", "--rows", "400", "--hidden", "8", "--lr", "1e-3,3e-3", "--batch-size", "32", "--quiet",
+              "--device", "cuda"]
+    run([*common, "--epochs", "2"], capsys)
     assert len(fitted) == 1 and fitted[0].graph is None
     assert fitted[0].graph_trainer.captured, fitted[0].graph_trainer.reason
+    run([*common, "--epochs", "1", "--no-graph", "--save", str(tmp_path / "run")], capsys)
+    run(["sweep", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"], capsys)
+    assert [e.graph for e in fitted[1:]] == [False, False] and all(e.graph_trainer is None for e in fitted[1:])
+    capsys.readouterr()
+    assert cli.main(["sweep", "--resume", str(tmp_path / "run"), "--epochs", "3", "--quiet", "--graph"]) != 0
+    assert "--no-graph" in capsys.readouterr().err  # the run's, named by the refusal
 
 
 @pytest.mark.gpu

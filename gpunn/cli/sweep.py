@@ -104,6 +104,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "
                         "bf16 keeps activations in bfloat16 with float32 master weights, optimizer state and loss; "
                         "the saved best member keeps it (default: %(default)s)")
+    s.add_argument("--graph", action=argparse.BooleanOptionalAction, default=None,
+                   help="as gpunn train's: capture each ensemble's training step (all its members) as a CUDA graph "
+                        "and replay it per batch: the default on a CUDA GPU where the step can be captured (--graph "
+                        "forces it, with a warning where it cannot capture; --no-graph turns it off)")
     s.add_argument("--seed", type=non_negative(int), default=0, help="seeds the data and the shuffles; the first seed's members start from MLP(seed=--seed) (default: "
                         "%(default)s)")
     s.add_argument("--max-members", type=positive(int), default=None,
@@ -301,6 +305,7 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch, args.epochs)
     print(f"ensemble {g}: {done} done ({path})", flush=True)
     left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
+    ckpt.model.graph = args.graph  # (a checkpoint records no graph: the run's --graph, recorded with its options)
     history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation,
                           verbose=verbose_of(args) if left else False, checkpoint=save_to, callbacks=[record], distributed=distributed)
     return ckpt.model, history
@@ -461,7 +466,8 @@ def _run(args, opened) -> int:
             else:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
-                               device=backend, seed=[s["seed"] for s in group], precision=args.precision)
+                               device=backend, seed=[s["seed"] for s in group], precision=args.precision,
+                               graph=args.graph)
                 ens.standardizer = statistics
                 callbacks = ([EarlyStopping(patience=args.patience, min_delta=args.min_delta)]
                              if args.early_stopping else [])
