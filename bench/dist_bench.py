@@ -21,7 +21,8 @@ its share of the cores (README, "Cores per rank"); bench/RESULTS.md has the comm
 compare their arguments before anything else: ranks given different ones (an MPMD launch) stop, status 2; then
 they agree on who refused its arguments or a GPUNN_ variable: a refusal every rank meets is said once, by rank 0,
 and one rank's ends the job with its line. Every run of allreduce and overlap (raw mpi4py calls) is timed by gpunn's
-watchdog: a rank that stops mid-measurement ends the job after GPUNN_DIST_TIMEOUT seconds, as in a fit.
+watchdog: a rank that stops mid-measurement ends the job after GPUNN_DIST_TIMEOUT seconds, as in a fit (a rank left
+waiting says where; the watchdog times a run whole, so a rank hung inside one while running may say it of itself).
 """
 import json
 import os

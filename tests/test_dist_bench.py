@@ -256,14 +256,16 @@ def test_the_all_reduce_alone_times_the_gradient_buffers_and_the_stop_flag(tmp_p
         assert t["GB_per_s_at_min"] == pytest.approx(nbytes / t["min_us"] / 1e3, abs=0.01, rel=0.01)
 
 
-# run under mpiexec as dist_bench.py MODE: rank 1 stops (sleeps) at its first clock reading of a measurement
-_STALLING = """import os, runpy, sys, time
+# run under mpiexec as dist_bench.py MODE: rank 1 stops itself (SIGSTOP) at its first clock reading of a measurement,
+# inside the window the watchdog times (a sleep there raced: rank 1's own watchdog, timing the same window, said
+# "waited 2 s ...; another rank has stopped" about itself, and now and then first, its abort ending rank 0 unheard)
+_STOPPING = """import os, runpy, signal, sys, time
 clock = time.perf_counter
-def stalling():
+def stopping():
     if os.environ["PMI_RANK"] == "1" and sys._getframe(1).f_code.co_name in ("allreduce", "timed"):
-        time.sleep(600)
+        os.kill(os.getpid(), signal.SIGSTOP)
     return clock()
-time.perf_counter = stalling
+time.perf_counter = stopping
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -275,13 +277,15 @@ runpy.run_path(sys.argv[0], run_name="__main__")
                                                      marks=pytest.mark.slow)])
 def test_a_rank_that_stops_mid_measurement_ends_the_job_by_the_watchdog(tmp_path, mode, label):
     """allreduce and overlap call mpi4py on COMM_WORLD themselves, outside gpunn's collectives: a rank that stopped
-    mid-measurement (here rank 1 sleeps) left the others waiting for it forever. Each run is timed by gpunn's watchdog
-    now: rank 0 says where it waited and aborts the job after GPUNN_DIST_TIMEOUT (2 s here), status 3."""
+    mid-measurement (here rank 1 is stopped, as by a debugger or `kill -STOP`) left the others waiting for it forever.
+    Each run is timed by gpunn's watchdog now: rank 0 says where it waited and aborts the job after GPUNN_DIST_TIMEOUT
+    (2 s here), status 3; the stopped rank, its watchdog stopped with it, says nothing."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                GPUNN_DIST_TIMEOUT="2")
-    code, _, err = _ended([mpiexec(), "-n", "2", sys.executable, "-c", _STALLING, str(ROOT / "bench" / "dist_bench.py"),
+    code, _, err = _ended([mpiexec(), "-n", "2", sys.executable, "-c", _STOPPING, str(ROOT / "bench" / "dist_bench.py"),
                            mode], env, tmp_path)
     assert code == 3, err
     # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting at most 1 s (a late one under load)
     assert f"dist_bench.py [rank 0 of ranks 0-1]: waited 2 s in {label}; another rank has stopped" in err \
         or f"dist_bench.py [rank 0 of ranks 0-1]: waited 3 s in {label}; another rank has stopped" in err, err
+    assert "[rank 1 of ranks 0-1]" not in err, err
