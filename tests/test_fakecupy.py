@@ -1788,7 +1788,8 @@ def test_a_capture_refuses_allocations_as_its_capture_mode_rules_them(fake_cupy)
     its own thread is invalidated. CuPy's begin_capture defaults to relaxed (cupy/cuda/stream.pyx v14.2.0
     l.395-403), as gpunn's captures and tests/test_graph_gpu's moved-fit test use it: in global mode that test's
     second thread would fail for the test's doing. A device-wide synchronize is refused while any stream captures,
-    whatever the mode (CUDA Programming Guide, stream capture's prohibited operations), and a capture not begun in
+    whatever the mode (CUDA Programming Guide, stream capture's prohibited operations), and invalidates the capture (an
+    invalid operation during capture invalidates the captures it meets, same section); a capture not begun in
     relaxed mode ends on its own thread only."""
     import threading
 
@@ -1818,7 +1819,6 @@ def test_a_capture_refuses_allocations_as_its_capture_mode_rules_them(fake_cupy)
         s.begin_capture(mode)
         assert elsewhere(lambda: fake_cupy.zeros(4, "float32")) == there, mode  # another thread's new array
         assert elsewhere(lambda: before[2:]) == "ok"  # a view allocates nothing
-        assert elsewhere(fake_cupy.cuda.Device(0).synchronize) == refused  # in any mode: the device holds s
         assert elsewhere(fake_cupy.cuda.Device(1).synchronize) == "ok"
         assert outcome(lambda: fake_cupy.zeros(4, "float32")) == here, mode  # this thread's, in its own capture
         assert elsewhere(s.end_capture) == ("ok" if relaxed else "cudaErrorStreamCaptureWrongThread"), mode
@@ -1826,6 +1826,12 @@ def test_a_capture_refuses_allocations_as_its_capture_mode_rules_them(fake_cupy)
             with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated: a device "
                                                                   "allocation in a capture begun in mode"):
                 s.end_capture()
+    for mode in (rt.streamCaptureModeRelaxed, rt.streamCaptureModeThreadLocal, rt.streamCaptureModeGlobal):
+        s.begin_capture(mode)
+        assert elsewhere(fake_cupy.cuda.Device(0).synchronize) == refused  # in any mode: the device holds s
+        with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated: a device "
+                                                              "synchronize"):
+            s.end_capture()
 
 
 def test_a_curand_draw_is_refused_on_a_capturing_stream_and_fails_beside_another_threads_capture(fake_cupy):
@@ -1864,6 +1870,42 @@ def test_a_curand_draw_is_refused_on_a_capturing_stream_and_fails_beside_another
         assert rng is not None and fake_cupy.random.RandomState(2).uniform(size=4).shape == (4,)  # another device
     assert s.end_capture() is not None  # the refused draw on the capturing stream did not invalidate it
     assert elsewhere(lambda: fake_cupy.random.RandomState(1).uniform(size=4)).shape == (4,)
+
+
+def test_a_cublas_handle_destroyed_while_another_thread_captures_ends_that_capture(fake_cupy):
+    """cublasDestroy synchronizes the device (cuBLAS docs), which CUDA refuses while any stream of it captures, and
+    that invalidates the capture (CUDA Programming Guide, stream capture). CuPy keeps a cuBLAS handle per thread and
+    device and destroys it when the thread exits, before join() returns: a thread that took one ends another
+    thread's capture; one that took none (CuPy's own kernels only) does not; a handle destroyed through the library
+    (gpunn's CapturableBlas.close) does, on its device only."""
+    import threading
+
+    def in_a_thread(work):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+
+    def capture_while(work, device=0):
+        with fake_cupy.cuda.Device(device):
+            s = fake_cupy.cuda.Stream(non_blocking=True)
+            with s:
+                s.begin_capture(fake_cupy.cuda.runtime.streamCaptureModeRelaxed)
+                work()
+                return s.end_capture()
+
+    assert capture_while(lambda: in_a_thread(lambda: fake_cupy.ones(4, "float32").sum().item())) is not None
+    with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated: cublasDestroy of CuPy's"):
+        capture_while(lambda: in_a_thread(fake_cupy.cuda.device.get_cublas_handle))
+    from gpunn.ops.cublas import CapturableBlas
+
+    blas, streams = [], []
+    for device in (0, 1):
+        with fake_cupy.cuda.Device(device):
+            streams.append(fake_cupy.cuda.Stream(non_blocking=True))
+            blas.append(CapturableBlas(streams[-1].ptr))
+    assert capture_while(blas[1].close, device=0) is not None  # another device's
+    with pytest.raises(fake_cupy.CUDARuntimeError, match="cudaErrorStreamCaptureInvalidated: cublasDestroy "):
+        capture_while(lambda: in_a_thread(blas[0].close))
 
 
 # ---- NCCL: gradients and parameters between ranks (threads here; fakecupy/nccl.py) ----------------------

@@ -244,6 +244,29 @@ def test_a_fit_on_another_thread_runs_an_eager_step_there_before_it_captures():
     _agree(m, ref, h, h_ref, 1e-4)
 
 
+def _capturing_while(device, go, thread, ended):
+    """Hold a capture open on this thread's capture stream while ``thread`` goes on (``go``) and ends; what
+    end_capture raised (CUDA invalidated the capture for what the thread did) goes to ``ended``."""
+    from gpunn.training.graph import capture_resources
+
+    stream = capture_resources(device)[0]
+    with stream:
+        # relaxed, as CuPy's default and gpunn's own captures: a capture begun in global mode forbids every
+        # other thread (in CUDA's default global mode) "potentially unsafe" calls, cudaMalloc among them, so
+        # the other thread's fit would be refused ("operation not permitted when stream is capturing") for
+        # the test's doing. The capture stream is non-blocking (capture_resources), so the other thread's
+        # use of the legacy stream (its batches, the loss it reads) is legal during the capture too.
+        stream.begin_capture(mode=cupy.cuda.runtime.streamCaptureModeRelaxed)
+        try:
+            go.set()
+            thread.join()
+        finally:
+            try:
+                stream.end_capture()
+            except Exception as exc:  # noqa: BLE001 - reported by the caller, after the other thread's own error
+                ended.append(exc)
+
+
 def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stream_alone():
     """capture_resources gives each thread one capture stream and cuBLAS workspace, shared by that thread's graphs
     because they run one at a time. A trainer taken up on another thread (a fit continued there with the same
@@ -282,22 +305,7 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
         ready.wait()
         ended = []  # this thread's capture, if CUDA refused to end it (invalidated by what the other thread did)
         if busy_stream_meanwhile:  # this thread holds a capture open on its stream while the other thread trains
-            stream = capture_resources(m.backend.device)[0]
-            with stream:
-                # relaxed, as CuPy's default and gpunn's own captures: a capture begun in global mode forbids every
-                # other thread (in CUDA's default global mode) "potentially unsafe" calls, cudaMalloc among them, so
-                # the other thread's fit would be refused ("operation not permitted when stream is capturing") for
-                # the test's doing. The capture stream is non-blocking (capture_resources), so the other thread's
-                # use of the legacy stream (its batches, the loss it reads) is legal during the capture too.
-                stream.begin_capture(mode=cupy.cuda.runtime.streamCaptureModeRelaxed)
-                try:
-                    go.set()
-                    thread.join()
-                finally:
-                    try:
-                        stream.end_capture()
-                    except Exception as exc:  # noqa: BLE001 - reported below, after the other thread's own error
-                        ended.append(exc)
+            _capturing_while(m.backend.device, go, thread, ended)
         else:
             go.set()
             thread.join()
@@ -309,6 +317,42 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
     trainer = m.graph_trainer
     assert trainer.reason is None and all(step.graph is not None for step in trainer._steps.values())
     _agree(m, ref, h, h_ref, 1e-4)
+
+
+def test_a_thread_that_set_up_capture_resources_exits_without_ending_another_threads_capture():
+    """A thread's capture stream and cuBLAS handle, and the cuBLAS handle CuPy keeps per thread, went when the thread
+    exited, before join() returned: each cublasDestroy synchronizes the device (cuBLAS docs), which CUDA refuses
+    while a stream captures, invalidating that capture (CUDA's documented rules; on an H200, session 23, the
+    continued-fit test above saw its capture so invalidated after its second thread's fit, not yet confirmed to be
+    this). Now gpunn makes no CuPy handle on the thread and keeps the thread's pair for the next thread, which takes
+    it up: a thread pool that captures makes as many as it runs at once."""
+    import weakref
+
+    from gpunn.training.graph import capture_resources, release_capture_resources
+
+    release_capture_resources()  # none left by an earlier test's threads: the thread below makes its own
+    device = gpunn.backend.resolve("cuda").device
+    got, ready, go = [], threading.Event(), threading.Event()
+
+    def set_up_then_exit():  # made before the capture, as by a fit there: only the thread's exit overlaps it
+        try:
+            got.append(weakref.ref(capture_resources(device)[1]))  # not kept alive by the test
+        finally:
+            ready.set()
+            go.wait()
+
+    thread = threading.Thread(target=set_up_then_exit, daemon=True)
+    thread.start()
+    ready.wait()
+    assert got, "capture_resources failed on the thread"
+    ended = []
+    _capturing_while(device, go, thread, ended)
+    assert not ended, ended  # cudaErrorStreamCaptureInvalidated before the fix
+    stream, again = capture_resources(device)[0], []
+    second = threading.Thread(target=lambda: again.append(capture_resources(device)), daemon=True)
+    second.start()
+    second.join()
+    assert got[0]() is not None and again[0][1] is got[0]() and again[0][0] is not stream
 
 
 def test_an_interrupt_inside_the_capture_ends_it_and_the_next_fit_on_the_thread_captures():

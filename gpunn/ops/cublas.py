@@ -25,6 +25,7 @@ through ctypes on a handle of gpunn's own, bound to one stream with a preallocat
 from __future__ import annotations
 
 import ctypes
+import threading
 from dataclasses import dataclass
 
 import numpy
@@ -336,13 +337,28 @@ def _loaded_library(fragment: str) -> str | None:
     return None
 
 
-def load_cublas():
-    """The libcublas CuPy loaded, through ctypes (GemmError where there is none). tests/fakecupy
-    replaces this function with its emulation of the five functions CapturableBlas calls."""
-    import cupy
-    from cupy_backends.cuda.libs import cublas  # noqa: F401  (loads libcublas)
+_LOADING_HANDLE = None  # a cuBLAS handle gpunn never destroys (it lives as long as the process)
+_LOADING = threading.Lock()
 
-    cupy.cuda.device.get_cublas_handle()  # make sure the library is loaded and initialised
+
+def cublas_loaded():
+    """Make CuPy load and initialise libcublas (its binding may open the library at the first call): once a
+    process, on a handle of gpunn's that is never destroyed. Not CuPy's ``get_cublas_handle()``: that handle
+    is the calling thread's, destroyed when the thread exits, and cublasDestroy synchronizes the device
+    (cuBLAS docs), which CUDA refuses while any stream captures and which invalidates those captures. A
+    thread that set up capture resources (a fit continued there) then ended the capture another thread
+    held open as it exited (H200, session 23: tests/test_graph_gpu.py)."""
+    global _LOADING_HANDLE
+    with _LOADING:
+        if _LOADING_HANDLE is None:
+            from cupy_backends.cuda.libs import cublas
+
+            _LOADING_HANDLE = cublas.create()
+
+
+def load_cublas():
+    """The libcublas CuPy loaded (``cublas_loaded`` first), through ctypes (GemmError where there is none).
+    tests/fakecupy replaces this function with its emulation of the functions CapturableBlas calls."""
     path = _loaded_library("libcublas.so")
     if path is None:
         raise GemmError("libcublas is not loaded in this process (looked in /proc/self/maps)")
@@ -361,6 +377,7 @@ class CapturableBlas(_UnitScalars):
         import cupy
 
         super().__init__()
+        cublas_loaded()
         lib = load_cublas()
         self._lib = lib
         vp, i32 = ctypes.c_void_p, ctypes.c_int

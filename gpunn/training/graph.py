@@ -69,23 +69,50 @@ def graph_mode(value):
 
 
 _RESOURCES = threading.local()
+_IDLE: dict = {}  # device -> the (stream, CapturableBlas) pairs of threads that have exited, for the next threads
+_IDLE_LOCK = threading.Lock()
+
+
+class _ThreadResources(dict):
+    """One thread's capture resources by device. When the thread exits (Python drops its locals, before join()
+    returns) they go to ``_IDLE`` for the next thread instead of being destroyed: cublasDestroy synchronizes the
+    device (cuBLAS docs), which CUDA refuses while any stream captures and which invalidates those captures, so a
+    worker thread ending would end the capture another thread holds open. So gpunn makes as many pairs as threads
+    use them at once, and destroys them only in release_capture_resources (or at exit)."""
+
+    released = False
+
+    def __del__(self):
+        if not self.released and self:
+            try:
+                with _IDLE_LOCK:
+                    for device, got in self.items():
+                        _IDLE.setdefault(device, []).append(got)
+            except Exception:  # noqa: BLE001 - at interpreter exit the module's globals may be gone
+                pass
 
 
 def capture_resources(device: str):
     """(stream, CapturableBlas) that every GraphTrainer of this thread on ``device`` (e.g. "cuda:1", the
-    current device) captures and replays on: made once, so a fit costs no cuBLAS handle, stream or
-    32 MiB workspace of its own (graphs on one stream run one at a time, so they can share them)."""
+    current device) captures and replays on: made once (or taken up from a thread that exited), so a fit
+    costs no cuBLAS handle, stream or 32 MiB workspace of its own (graphs on one stream run one at a time,
+    so they can share them)."""
     table = getattr(_RESOURCES, "table", None)
     if table is None:
-        table = _RESOURCES.table = {}
+        table = _RESOURCES.table = _ThreadResources()
     got = table.get(device)
     if got is None:
-        import cupy
+        with _IDLE_LOCK:
+            idle = _IDLE.get(device)
+            got = idle.pop() if idle else None
+        if got is None:
+            import cupy
 
-        from ..ops.cublas import CapturableBlas
+            from ..ops.cublas import CapturableBlas
 
-        stream = cupy.cuda.Stream(non_blocking=True)
-        got = table[device] = (stream, CapturableBlas(stream.ptr))
+            stream = cupy.cuda.Stream(non_blocking=True)
+            got = (stream, CapturableBlas(stream.ptr))
+        table[device] = got
     return got
 
 
@@ -96,8 +123,14 @@ def graph_trainer_for(model, optimizer, **kwargs):
 
 
 def release_capture_resources():
-    """Drop this thread's shared capture streams and cuBLAS handles (after the graphs that use them)."""
-    _RESOURCES.table = {}
+    """Drop this thread's shared capture streams and cuBLAS handles and those left by exited threads (after
+    the graphs that use them; destroying a handle synchronizes the device: not while a stream captures)."""
+    table = getattr(_RESOURCES, "table", None)
+    if table is not None:
+        table.released = True
+    _RESOURCES.table = None
+    with _IDLE_LOCK:
+        _IDLE.clear()
 
 
 class GraphTrainer:

@@ -43,7 +43,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   capture; a wait for an event recorded outside it CUDA refuses too) but is what gpunn's captured step
   promises. Across threads, as CUDA rules them: a new device array (CuPy's pool may cudaMalloc it) is
   refused on a thread while it has a capture not begun in relaxed mode or another thread one begun in
-  global mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures,
+  global mode (CuPy's default, and gpunn's, is relaxed), a device synchronize while any stream captures (which
+  also invalidates every capture open on the device, as does cublasDestroy, which synchronizes the device: of a
+  gpunn CapturableBlas, or of the cuBLAS handle CuPy keeps per thread, destroyed as its thread exits),
   and a capture not begun in relaxed mode ends on its own thread only. A cuRAND draw on a capturing stream is
   CuPy's NotImplementedError (its check, before any CUDA call: the capture goes on); one while another thread
   holds a capture open on the device fails with CURAND_STATUS_LAUNCH_FAILURE, as seen on an H200. cuBLAS for capture
@@ -201,6 +203,7 @@ class Device:
         # CUDA: a device (or context) cannot be synchronized while any of its streams captures, on any thread, in
         # any mode
         if any(recording.device == self.id for recording in list(_OPEN_CAPTURES.values())):
+            _synchronizes_device(self.id, "a device synchronize")
             raise CUDARuntimeError(
                 "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing (a device "
                 "synchronize while a stream captures)")
@@ -1741,7 +1744,7 @@ def _c_value(fn, i, ctype, value):
 
 class _Handle:
     def __init__(self):
-        self.stream, self.workspace = _Stream.null, None
+        self.stream, self.workspace, self.device = _Stream.null, None, state.current
 
 
 _HANDLES: dict = {}
@@ -1824,7 +1827,9 @@ def cublas_library():
         return 0
 
     def destroy(handle):
-        if _HANDLES.pop(handle, None) is not None:
+        h = _HANDLES.pop(handle, None)
+        if h is not None:
+            _synchronizes_device(h.device, "cublasDestroy")
             return 0
         # a handle destroyed twice (or never made): the real library frees it again, a use after free that no status
         # reports (a finalizer ignores it), so it is a hazard the tests' conftest fails on
@@ -1862,7 +1867,52 @@ _cublas_module = types.ModuleType("cupy_backends.cuda.libs.cublas")
 _cublas_module.gemmEx = gemm_ex
 _cublas_module.gemmStridedBatchedEx = gemm_strided_batched_ex
 _cublas_module.CUBLASError = _CUBLASError
-cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: _CUPY_HANDLES + state.current)
+_cublas_module.create = lambda: next(_HANDLE_IDS)  # cublasCreate through CuPy's binding (gpunn keeps it for good)
+
+
+class _CupyHandle:
+    """CuPy's cuBLAS handle of one thread on one device (cupy/cuda/device.pyx, v14.2.0: ``_get_handle`` keeps it in a
+    ``threading.local``, made at the thread's first ``get_cublas_handle()`` there). When the thread exits, Python drops
+    its locals before ``join()`` returns, and the handle's ``__dealloc__`` calls cublasDestroy, which synchronizes the
+    device (below): a short-lived thread that used CuPy's cuBLAS ends the captures other threads hold open then."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __del__(self):
+        try:
+            _synchronizes_device(self.device, "cublasDestroy of CuPy's cuBLAS handle of an exiting thread")
+        except Exception:  # noqa: BLE001 - at interpreter exit the module's globals may be gone
+            pass
+
+
+def _get_cublas_handle():
+    """cupy.cuda.device.get_cublas_handle(): the current device's handle of this thread (one value per device here:
+    ``_cupy_handle`` checks it), made and kept per thread as CuPy does."""
+    handles = getattr(state._tls, "cublas_handles", None)
+    if handles is None:
+        handles = state._tls.cublas_handles = {}
+    if state.current not in handles:
+        handles[state.current] = _CupyHandle(state.current)
+    return _CUPY_HANDLES + state.current
+
+
+def _synchronizes_device(device, what):
+    """``what`` synchronizes the whole device, as cudaDeviceSynchronize: cuBLAS documents that cublasDestroy
+    "implicitly calls cudaDeviceSynchronize()" (cuBLAS docs, cublasDestroy). CUDA makes a synchronize of "a broader
+    handle which encompasses an active stream capture, such as a device or context handle" invalid while any stream
+    of it captures, and an invalid operation during capture invalidates the captures it meets (CUDA Programming
+    Guide, stream capture, "Prohibited and Unhandled Operations"), in any capture mode (the mode rules only which
+    threads may make "potentially unsafe" calls): so every open capture on the device, on any thread, ends
+    invalidated. Documented, not yet observed on gpunn's GPU: the H200 (session 23) showed a capture invalidated by
+    what another thread's fit did, and this is the candidate the stand-in models (the caller's own status is not
+    modelled: CuPy's __dealloc__ and gpunn's close ignore it)."""
+    for recording in list(_OPEN_CAPTURES.values()):
+        if recording.device == device:
+            recording.invalid = recording.invalid or f"{what} (a device synchronize) while a stream captures"
+
+
+cuda.device = types.SimpleNamespace(get_cublas_handle=_get_cublas_handle)
 
 # ---- kernels -------------------------------------------------------------------------------
 
