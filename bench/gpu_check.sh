@@ -11,6 +11,10 @@
 #                 failure, it reserves no budget (below), so the named stages get the time, and bench/gpu_report.py
 #                 gives its targets no verdict ("not measured: not asked for in this run"). A name not among the
 #                 stages below is refused at once (exit 2, naming them), before anything runs or is written
+#   GPUNN_CHECK_COMMIT=50d5e2c bash bench/gpu_check.sh
+#                 the commit the run is of, named by the caller: device.txt and the report say it (device.txt adds
+#                 what the checkout's .git says). The device tool may ship a stale .git with the current tree
+#                 (session 23: HEAD 5f9f806 under main at 50d5e2c), so type it in: $(git rev-parse) there reads that one
 #
 # Stages, each writing its files into OUT_DIR and its line into OUT_DIR/summary.txt as soon as it ends
 # (a kill keeps what finished):
@@ -50,10 +54,11 @@
 # itself first (`timeout`, 15 s and 10 s before timeout_s): a killed run still returns its summary, console
 # and tar; call 1 also leaves a tar of what it has so far every 20 s (gc-partial.tgz, removed once gc.tgz is
 # written: unpack it where the tool's kill came first), and the streams hook saves into $OUT as it goes.
+# In calls 1 and 3, SHA is this checkout's `git rev-parse --short HEAD`, run here and typed in (GPUNN_CHECK_COMMIT).
 # 1. everything but the 10^9-row stream, with the bf16 ensemble row and room for the streams hook's
 #    large-configuration .npy part (timeout_s 480; expected ~350-400 s: its own budget, 440 s, ends it
 #    before the 460 s backstop, and stages that run late squeeze the last hooks, not the call):
-#    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 460 env GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
+#    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 460 env GPUNN_CHECK_COMMIT=SHA GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
 # 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200, the most that fits after call 1's
 #    worst; give it what call 1 actually left, below):
 #    timeout -k 5 185 python3 bench/gpu_checks/streams.py --device cuda --out $OUT --max-seconds 180 --parts synthetic,synthetic_long > $OUT/streams-long.txt 2>&1; rc=$?; cat $OUT/streams-long.txt; exit $rc
@@ -74,7 +79,7 @@
 # 3. a rerun after fixes: the tests and the hooks again, not the kernels and train (their code unchanged: call 1's
 #    figures stand, and the 2 min they take go to the rest), as call 1 with GPUNN_CHECK_STAGES (timeout_s 310;
 #    expected ~210-230 s: device 4, tests ~70, precision ~5, ensemble <= 60, streams ~85, nccl ~5, the report):
-#    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 295 env GPUNN_CHECK_STAGES=tests,precision,ensemble,streams,nccl GPUNN_CHECK_BUDGET=280 GPUNN_CHECK_ENSEMBLE_SECONDS=60 GPUNN_CHECK_STREAMS_SECONDS=110 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt /tmp/gc.log; exit $rc
+#    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 295 env GPUNN_CHECK_COMMIT=SHA GPUNN_CHECK_STAGES=tests,precision,ensemble,streams,nccl GPUNN_CHECK_BUDGET=280 GPUNN_CHECK_ENSEMBLE_SECONDS=60 GPUNN_CHECK_STREAMS_SECONDS=110 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt /tmp/gc.log; exit $rc
 #    (a refused GPUNN_CHECK_STAGES writes nothing into /tmp/gc: the last `cat` shows why, from /tmp/gc.log). The
 #    streams hook's 110 s (--max-seconds 105) takes in the whole 10^9-row epoch: its parts before it (the checks,
 #    synthetic's 3 rounds, npy_large's and npy's 5: their rounds end at that count, well before their deadlines,
@@ -162,7 +167,10 @@ RESERVE_TRAIN=0; RESERVE_KERNELS=0; wants train && RESERVE_TRAIN=90; wants kerne
 stage "device"
 { bounded 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   date -u "+%F %H:%M UTC"
-  echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ', with uncommitted changes')"
+  git_says="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ', with uncommitted changes')"
+  if [ -n "${GPUNN_CHECK_COMMIT:-}" ]; then
+    echo "commit $GPUNN_CHECK_COMMIT (named by GPUNN_CHECK_COMMIT; the checkout's .git says $git_says)"
+  else echo "commit $git_says"; fi
   info=$(bounded 60 "$PY" -m gpunn info --device "$DEVICE" 2>&1); info_rc=$?
   echo "$info"; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"

@@ -6,8 +6,9 @@
 
 It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json, kernels.json
 and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory, driver, CuPy and
-torch versions, date, commit), the summary, one table of the open issues' GPU targets (10-13), each with its
-measured value and "met", "not met" or "not measured" (saying why: a stage skipped, killed or not run, one
+torch versions, date, commit: the one GPUNN_CHECK_COMMIT named, where set, not what the checkout's .git says), the
+summary, one table of the open issues' GPU targets (10-13), each with its measured value and "met", "not met" or
+"not measured" (saying why: a stage skipped, killed or not run, one
 GPUNN_CHECK_STAGES did not ask for ("not asked for in this run": its files in the folder, an earlier run's, are not
 read), a CPU dry run; "incomplete" where a stage cut short part-way finished only some of what a target needs: the
 nccl hook's checks, train.json's configurations), one table answering the questions the ensemble-precision review
@@ -700,6 +701,8 @@ def heading(run):
         if m:
             info[m.group(1)] = m.group(2)
     commit = next((line.split(" ", 1)[1] for line in run.device if line.startswith("commit ")), "unknown")
+    # one the caller named (GPUNN_CHECK_COMMIT), not what the checkout's .git said, which may be stale
+    commit = re.sub(r" \(named by GPUNN_CHECK_COMMIT; .*\)$", "", commit)
     cupy = info.get("cupy", "unknown")
     cupy = f"CuPy {cupy}" if not cupy.startswith("unavailable") else "no CuPy"
     torch = (run.train or {}).get("setup", {}).get("torch", "unknown")

@@ -931,6 +931,25 @@ def test_a_stage_name_gpu_check_does_not_know_is_refused_before_anything_runs(tm
     assert not (tmp_path / "out").exists()
 
 
+def test_a_commit_the_caller_names_is_the_reports_and_the_checkouts_git_is_only_noted(tmp_path):
+    """The device tool may ship a stale .git with the current tree (session 23: HEAD 5f9f806 under main at 50d5e2c),
+    and the report then named the stale commit, "with uncommitted changes". GPUNN_CHECK_COMMIT names the commit:
+    device.txt says it and, beside it, what the .git says; the report's first line says only it. Unset, device.txt
+    and the report say what the .git says, as before. (Only the device stage runs: GPUNN_CHECK_STAGES=device.)"""
+    ran = waiting.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], timeout=30)
+    head = ran.stdout.strip() if ran.returncode == 0 else "unknown"
+    for named, said in (("50d5e2c", f"commit 50d5e2c (named by GPUNN_CHECK_COMMIT; the checkout's .git says {head}"),
+                        (None, f"commit {head}")):
+        out = tmp_path / str(named)
+        rc, err = _dry_run(out, GPUNN_CHECK_STAGES="device", GPUNN_CHECK_BUDGET="60",
+                           **({"GPUNN_CHECK_COMMIT": named} if named else {}))
+        assert rc == 0, err[-2000:]
+        (line,) = [line for line in (out / "device.txt").read_text().splitlines() if line.startswith("commit ")]
+        assert line.startswith(said) and (line.endswith(")") if named else "GPUNN_CHECK_COMMIT" not in line), line
+        assert f"`bench/gpu_check.sh` on commit {named or line[len('commit '):]}: **PASSED in " in (
+            out / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_a_dry_run_of_the_stages_asked_for_reports_the_others_as_not_asked_for(tmp_path):
     """GPUNN_CHECK_STAGES=tests: the device and tests stages run; each other stage's summary line says it was not

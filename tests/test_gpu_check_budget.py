@@ -116,6 +116,7 @@ def test_the_next_gpu_sessions_first_call_gives_each_hook_its_raised_cap(tmp_pat
     call = re.search(r"^#    (.*timeout .* bash bench/gpu_check\.sh .*)$", header, re.M)[1]
     settings = dict(re.findall(r"\b(GPUNN_CHECK_\w+)=(\d+)", call))
     assert set(settings) == {"GPUNN_CHECK_BUDGET", "GPUNN_CHECK_ENSEMBLE_SECONDS", "GPUNN_CHECK_STREAMS_SECONDS"}
+    assert " env GPUNN_CHECK_COMMIT=SHA " in call  # typed in: the machine's copy may carry a stale .git
     caps, runs, summary, rc, seconds = _run(tmp_path, **settings)
     assert rc == 0, summary
     cap = dict(caps)
@@ -193,7 +194,8 @@ def test_the_rerun_after_fixes_gives_the_stages_asked_for_the_time_the_others_wo
     header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
     call = re.search(r"^#    (.*timeout .* GPUNN_CHECK_STAGES=.* bash bench/gpu_check\.sh .*)$", header, re.M)[1]
     settings = dict(re.findall(r"\b(GPUNN_CHECK_\w+)=([\w,]+)", call))
-    assert settings == {"GPUNN_CHECK_STAGES": "tests,precision,ensemble,streams,nccl", "GPUNN_CHECK_BUDGET": "280",
+    assert settings == {"GPUNN_CHECK_COMMIT": "SHA",  # typed in: the machine's copy may carry a stale .git
+                        "GPUNN_CHECK_STAGES": "tests,precision,ensemble,streams,nccl", "GPUNN_CHECK_BUDGET": "280",
                         "GPUNN_CHECK_ENSEMBLE_SECONDS": "60", "GPUNN_CHECK_STREAMS_SECONDS": "110"}
     caps, runs, summary, rc, seconds = _run(tmp_path, **settings)
     assert rc == 0 and summary[-1].endswith("280s budget: PASSED"), summary
