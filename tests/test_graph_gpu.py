@@ -273,7 +273,9 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
     optimizer) kept the first thread's stream (before the fix), which that thread may meanwhile use for another
     model's step, capturing on it even: CUDA then records what the second thread issues into that graph instead of
     running it (here: its replay launched into the capture, which CUDA nests as a child graph, never run, and the
-    stand-in refuses). Now each step runs on its own thread's stream, and the moved fit trains as graph=False."""
+    stand-in refuses). Now each step runs on its own thread's stream (GraphTrainer._follow_thread): the moved fit
+    drops the first thread's graphs, takes one eager step on its own thread's stream and cuBLAS handle, then captures
+    its graphs there and replays them, while the first thread's capture stays open on the first thread's stream."""
     from gpunn.training.graph import capture_resources
 
     X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
