@@ -1408,6 +1408,26 @@ def test_ascontiguousarray_returns_a_c_contiguous_array_of_its_dtype_as_it_is_on
             cp.ascontiguousarray(host)
 
 
+def test_copying_an_empty_array_reads_nothing_as_cupy_launches_nothing(fake_cupy):
+    """CuPy 14's ndarray.copy of an empty array is astype's new array, filled by nothing; ascontiguousarray of one
+    needing a cast runs the copy ufunc, which checks the array's device and returns before launching (no elements):
+    neither reads the array in stream order (here an empty view of one a side stream still writes) nor counts a
+    kernel; another device's empty array is still refused by ascontiguousarray's device check."""
+    import fakecupy
+
+    cp = fake_cupy
+    a, side = _written_on_a_side_stream(cp)
+    launched = dict(fakecupy.state.ops)
+    copied, cast = a[:0].copy(), cp.ascontiguousarray(a[:0], dtype="float64")
+    assert copied.shape == (0,) and copied.dtype == "float32" and cast.shape == (0,) and cast.dtype == "float64"
+    assert dict(fakecupy.state.ops) == launched
+    cp.cuda.Stream.null.wait_event(side.record())
+    with cp.cuda.Device(1):
+        there = cp.zeros((0, 3), dtype="float32")
+    with pytest.raises(ValueError, match=r"resides \(1\) is different from the current device \(0\)"):
+        cp.ascontiguousarray(there, "float64")
+
+
 # NumPy's C methods that copy to the host: CuPy's are self.get() and then NumPy's (cupy/_core/core.pyx)
 _HOST_COPIES = {
     "tobytes": lambda a, tmp_path: a.tobytes(),

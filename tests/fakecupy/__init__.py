@@ -641,13 +641,14 @@ class ndarray(numpy.ndarray):
     def copy(self, order="C"):
         """CuPy's (cupy/_core/core.pyx): an ``astype`` on the current device; an array of another device copied to
         the current one (``_copy_from_another_device``), but in order 'K' (``order=None`` too) only one contiguous in
-        C or F order (else CuPy's NotImplementedError); an empty one is a new array, nothing read."""
+        C or F order (else CuPy's NotImplementedError); an empty one, of any device, is astype's new array on the
+        current device, nothing read."""
         order = "K" if order is None else order
+        if not self.size:
+            return _astype(self, self.dtype, order, True)
         host = numpy.array(self.view(numpy.ndarray), order=order, copy=True)
         if self._device_id == state.current:
             _check_operands("copy", [self])
-        elif not self.size:
-            state._tls.op = "CuPy's copy (of an empty array)"
         elif order.upper() == "K" and not (self.flags.c_contiguous or self.flags.f_contiguous):
             raise NotImplementedError("CuPy cannot copy non-contiguous array between devices.")
         else:
@@ -1087,7 +1088,16 @@ def _device_current(device):
 def _check_operands(what, operands, writes=()):
     _refuse_in_capture(f"CuPy's {what}")
     state._tls.op = f"CuPy's {what}"  # the name a new output's write goes by (ndarray.__array_finalize__)
-    for x in operands:  # checked first: an operation CuPy refuses never runs on a stream
+    _check_devices(what, operands)  # checked first: an operation CuPy refuses never runs on a stream
+    _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
+                     writes=[x for x in writes if isinstance(x, ndarray)])
+    state.ops[what] += 1
+
+
+def _check_devices(what, operands):
+    """CuPy's checks of a kernel's operands (``_preprocess_args``), made before it launches or, with no elements,
+    returns without launching: each device array on the current device, no host array."""
+    for x in operands:
         if isinstance(x, ndarray):
             if x._device_id != state.current:
                 raise ValueError(f"{what}: The device where the array resides ({x._device_id}) is different from "
@@ -1096,9 +1106,6 @@ def _check_operands(what, operands, writes=()):
         elif isinstance(x, numpy.ndarray):
             raise TypeError(f"{what}: unsupported type {type(x)}: a host NumPy array mixed with device arrays "
                             "(CuPy does not convert implicitly; use cupy.asarray)")
-    _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
-                     writes=[x for x in writes if isinstance(x, ndarray)])
-    state.ops[what] += 1
 
 
 def _in_order(a, order):
@@ -1277,13 +1284,17 @@ def ascontiguousarray(a, dtype=None):
     """CuPy 14's (cupy/_core/core.pyx, ``ascontiguousarray``; a device array only): one C-contiguous already, of the
     dtype asked for, is returned as it is (0-d: raveled, a view), whatever its device, nothing launched; else a new
     C-ordered array on the current device that a copy kernel there fills (``elementwise_copy``: another device's
-    array is refused)."""
+    array is refused; an empty one launches nothing, so nothing is read)."""
     if not isinstance(a, ndarray):  # Cython's check of the argument's type (its tp_name)
         got = type(a).__name__ if type(a).__module__ == "builtins" else f"{type(a).__module__}.{type(a).__name__}"
         raise TypeError(f"Argument 'a' has incorrect type (expected cupy._core.core._ndarray_base, got {got})")
     if (dtype is None or numpy.dtype(dtype) == a.dtype) and a.flags.c_contiguous:
         return a.reshape(1) if a.ndim == 0 else a
-    _check_operands("ascontiguousarray", [a])
+    if a.size:
+        _check_operands("ascontiguousarray", [a])
+    else:
+        _check_devices("ascontiguousarray", [a])
+        state._tls.op = "CuPy's ascontiguousarray (of an empty array)"
     return _wrap(numpy.ascontiguousarray(_host_view(a), dtype=dtype))
 
 
