@@ -344,6 +344,44 @@ def test_an_epoch_line_says_the_seconds_numba_took_in_it(teacher, terminal_stder
     assert watches[0]() == pytest.approx(0.74)
 
 
+def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monkeypatch):
+    """A fit's Numba seconds wait for Numba's import (gpunn.ops.lazynumba.on_import) where it has not happened: a
+    fit ending (its watch's stop()) after lazynumba.load on another thread took the watch's hook, before it called
+    it, must not leave the watch listening to Numba's events for the rest of the process. Played in that order
+    with events: the importing thread stops between taking the hook and calling it while the fit's thread ends."""
+    numba_event = pytest.importorskip("numba.core.event")
+    import threading
+
+    from gpunn.ops import lazynumba
+    from gpunn.training import callbacks
+
+    watch, taken, ended = callbacks._NumbaWatch(None), threading.Event(), threading.Event()
+
+    class Hooks(list):  # lazynumba's hooks: the fit ends between load()'s pop of the watch's hook and its call
+        def pop(self, index=-1):
+            hook = super().pop(index)
+            taken.set()
+            assert ended.wait(60)
+            return hook
+
+    monkeypatch.setattr(lazynumba, "_HOOKS", Hooks([watch.imported]))
+    registered = {kind: list(numba_event._registered[kind]) for kind in callbacks._NUMBA_EVENTS}
+    importing = threading.Thread(target=lazynumba.load)  # a kernel's first call, which imports Numba
+    importing.start()
+    try:
+        assert taken.wait(60)
+        watch.stop()  # the fit ends
+        ended.set()
+        importing.join(60)
+        assert not importing.is_alive()
+        assert {kind: list(numba_event._registered[kind]) for kind in callbacks._NUMBA_EVENTS} == registered
+        assert watch.listener is None
+    finally:
+        ended.set()
+        for kind in callbacks._NUMBA_EVENTS:  # not to leave it listening in the other tests where this fails
+            numba_event._registered[kind][:] = registered[kind]
+
+
 def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data, progress_clock):
     """Keras' verbose=2; verbose=1 and True draw the bar there."""
     X, Y = teacher[0][:300], teacher[1][:300]

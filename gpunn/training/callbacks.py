@@ -326,7 +326,7 @@ class _NumbaWatch:
 
         self.say_compiling, self.listener = say_compiling, None
         self.said, self.open, self.since, self.seconds, self.compiles = False, 0, 0.0, 0.0, 0
-        self.guard = threading.Lock()
+        self.guard, self.stopped = threading.Lock(), False
 
     def imported(self, seconds):
         """lazynumba's hook: Numba was imported (by a kernel's first call), taking ``seconds``."""
@@ -346,9 +346,14 @@ class _NumbaWatch:
             def on_end(self, ev):
                 watch.on_end(ev)
 
-        self.listener = Listener()
-        for kind in _NUMBA_EVENTS:
-            event.register(kind, self.listener)
+        # under the guard, as stop() reads the listener: a fit ending on its thread while a kernel's first call on
+        # another imports Numba (lazynumba.load has taken this hook, not yet called it) leaves no listener behind
+        with self.guard:
+            if self.stopped:
+                return
+            self.listener = Listener()
+            for kind in _NUMBA_EVENTS:
+                event.register(kind, self.listener)
 
     def on_start(self, ev):
         if ev.kind == "numba:compile":
@@ -378,12 +383,13 @@ class _NumbaWatch:
         from ..ops import lazynumba
 
         lazynumba.forget(self.imported)
-        if self.listener is not None:
+        with self.guard:
+            self.stopped, listener, self.listener = True, self.listener, None
+        if listener is not None:
             from numba.core import event
 
             for kind in _NUMBA_EVENTS:
-                event.unregister(kind, self.listener)
-            self.listener = None
+                event.unregister(kind, listener)
 
 
 def lines_for(verbose):
