@@ -1244,6 +1244,33 @@ def test_a_kernel_group_is_defined_once_at_its_first_call_keeping_a_name_set_mea
         _lazy_quadruple(1)
 
 
+ENSEMBLE_KERNELS_AFTER_A_PATCH = """
+from gpunn.ops import cpu, ensemble, ufuncs
+cpu._define()  # the single-model kernels defined (a CPU fit ran), then one patched by a test
+real_adam, patched = cpu._adam, object()
+cpu._adam = patched
+ufuncs.tanh_inplace = patched  # patched before its module's kernels are defined
+ensemble._define()  # the first call of an ensemble kernel, meanwhile
+cpu._adam = real_adam  # the test's monkeypatch undone
+print(ensemble._adam is real_adam, ensemble.tanh_inplace is not patched, type(ensemble.tanh_inplace).__name__)
+"""
+
+
+def test_ensemble_kernels_call_the_single_model_kernels_as_defined_not_a_patch_set_meanwhile():
+    """The ensemble's member kernels call the single-model ones (gpunn.ops.cpu, ufuncs), bound as gpunn.ops.ensemble's
+    globals when its kernels are first defined: those are the kernels as their modules defined them, not what a
+    test had set on those modules then (which would stay in the ensemble's kernels for the rest of the process).
+    A fresh process: in this one the ensemble's kernels may already be defined."""
+    pytest.importorskip("numba")
+    import sys
+
+    import waiting
+
+    proc = waiting.run([sys.executable, "-c", ENSEMBLE_KERNELS_AFTER_A_PATCH], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True", "CPUDispatcher"]
+
+
 @pytest.fixture
 def broken_numba(monkeypatch):
     """Numba installed but failing to import, as after an upgrade to a NumPy it does not support."""

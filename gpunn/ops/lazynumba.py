@@ -99,7 +99,8 @@ class Stub:
 def kernels(names):
     """Decorates a module's ``_define()`` (which binds ``names`` as globals): binds a Stub to each name now and returns
     ``ensure()``, which runs ``_define()`` once (under a lock: threads may call kernels at once; a forked child gets a
-    new one). A name set on the module meanwhile (a test's monkeypatch) is kept."""
+    new one) and returns the kernels it defined, by name. A name set on the module meanwhile (a test's monkeypatch)
+    is kept there; another module's kernels that call these take them from ``ensure()``, not from the module."""
 
     def decorate(define):
         g, lock, done = define.__globals__, ForkSafeLock(), []
@@ -107,10 +108,10 @@ def kernels(names):
 
         def ensure():
             if done:
-                return
+                return done[0]
             with lock.current:
                 if done:
-                    return
+                    return done[0]
                 try:
                     load()
                 except ImportError as exc:  # installed, but it does not import (a NumPy newer than it supports)
@@ -118,10 +119,12 @@ def kernels(names):
                                       f"({exc}); GPUNN_FUSED_KERNELS=0 runs the NumPy reference without it") from exc
                 kept = {name: g[name] for name in names if g.get(name) is not stubs[name]}
                 define()
+                defined = {name: g[name] for name in names}
                 for name, stub in stubs.items():
-                    stub.target = g[name]
+                    stub.target = defined[name]
                 g.update(kept)
-                done.append(True)
+                done.append(defined)
+                return defined
 
         for stub in stubs.values():
             stub.ensure = ensure
