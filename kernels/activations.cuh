@@ -10,7 +10,7 @@
 #pragma once
 
 #ifndef __CUDACC_RTC__
-#include <math.h>  // expf, tanhf, log1pf, expm1f, fabsf and their double versions
+#include <math.h>  // expf, tanhf, log1pf, expm1f, fabsf, sqrtf, logf, cosf, sinf and their double versions
 #endif
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -53,6 +53,12 @@ GPUNN_HD float m_abs(float x) { return fabsf(x); }
 GPUNN_HD double m_abs(double x) { return fabs(x); }
 GPUNN_HD float m_sqrt(float x) { return sqrtf(x); }
 GPUNN_HD double m_sqrt(double x) { return sqrt(x); }
+GPUNN_HD float m_log(float x) { return logf(x); }
+GPUNN_HD double m_log(double x) { return log(x); }
+GPUNN_HD float m_cos(float x) { return cosf(x); }
+GPUNN_HD double m_cos(double x) { return cos(x); }
+GPUNN_HD float m_sin(float x) { return sinf(x); }
+GPUNN_HD double m_sin(double x) { return sin(x); }
 
 constexpr double kLeakySlope = 0.01;
 constexpr double kGeluC = 0.7978845608028654;  // sqrt(2/pi)
