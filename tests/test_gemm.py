@@ -252,10 +252,10 @@ def test_a_choice_to_make_goes_through_the_chooser(monkeypatch):
     calls = []
     original = gemm.GemmChooser.matmul
     monkeypatch.setattr(gemm.GemmChooser, "matmul", lambda self, a, b, out: calls.append(1) or original(self, a, b, out))
-    model = MLP([8, 32, 1], seed=0, device="cpu")
+    model = MLP([8, 32, 2], seed=0, device="cpu")  # two outputs: not a step the one call takes (gpunn.ops.mlp_step)
     if model.ops._numpy_only:
         pytest.skip("no GEMM library besides NumPy is installed here")
-    X, Y = datasets.make("teacher", 256, 8, 1, seed=0, device="cpu")
+    X, Y = datasets.make("teacher", 256, 8, 2, seed=0, device="cpu")
     model.fit(X, Y, epochs=1, batch_size=64, verbose=False)
     assert calls
 

@@ -188,17 +188,29 @@ def test_the_one_call_step_does_not_run_where_the_generic_step_differs(monkeypat
     assert not kernel_calls
 
 
-def test_not_with_another_gemm_library_or_gpunn_cpu_threads_splitting(monkeypatch, kernel_calls):
-    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+@pytest.mark.parametrize("setting, runs", [("numpy", True), ("auto", True), ("numpy,mkl,blis", True), ("mkl", False),
+                                           ("blis", False)])
+def test_the_one_call_step_runs_unless_gpunn_gemm_forces_another_library(monkeypatch, kernel_calls, setting, runs):
+    """GPUNN_GEMM=auto (or a list) keeps a small net's one-call step on NumPy's BLAS, training the default's bits: off,
+    its per-op step was 2-3x slower though auto chose NumPy for every product. A library forced (mkl, blis) takes
+    every product, in the generic step."""
+    from gpunn.ops import gemm
+
+    forced = setting in ("mkl", "blis")
+    if forced and gemm.library(setting) is None:
+        pytest.skip(f"{setting} is not installed (GPUNN_GEMM={setting} is then NumPy alone)")
     X, Y = data(64)
-    opt = gpunn.Adam().bind(model.params, model.ops)
-    assert model.train_step_and_update(X, Y, opt, 1e-3) is not None and kernel_calls == ["step"]
-    other = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
-    other.ops._numpy_only = False  # GPUNN_GEMM chose among libraries
-    opt = gpunn.Adam().bind(other.params, other.ops)
-    other.train_step_and_update(X, Y, opt, 1e-3)
-    other.train_step(X, Y)
-    assert kernel_calls == ["step"]
+    params = {}
+    for value in ("numpy", setting):
+        monkeypatch.setenv(gemm.ENV, value)
+        model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+        opt = gpunn.Adam().bind(model.params, model.ops)
+        assert model.train_step_and_update(X, Y, opt, 1e-3) is not None
+        model.train_step(X, Y)
+        params[value] = model.params.copy()
+    assert kernel_calls == ["step", "gradients"] * (1 + runs)
+    if runs:
+        numpy.testing.assert_array_equal(params[setting], params["numpy"])
 
 
 def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):

@@ -6,8 +6,9 @@ A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._
 run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas) with the same operands (or
 CpuOps.matmul's small-k kernel where it computes a forward product), the same elementwise kernels (NumPy's own tanh
 loop for tanh and sigmoid: gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
-are those of the generic path, and it is taken only where that path makes exactly these calls (one_call_step
-lists where); everywhere else the generic step runs.
+are those of the generic path with NumPy's BLAS, and it is taken only where that path makes exactly these calls
+(one_call_step lists where), or where GPUNN_GEMM asks for a per-shape choice of library (auto: no bit-for-bit promise
+there); everywhere else the generic step runs.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _network_applies(model, ops):
     """The conditions on the model that do not change between steps (see one_call_step): the hidden layers'
     (tanh, layers) for the kernel where they hold (group_pass_activations), else None."""
     sizes, acts = model.layer_sizes, model.activations
-    applies = (numba is not None and type(ops) is CpuOps and ops.fused and ops._numpy_only
+    applies = (numba is not None and type(ops) is CpuOps and ops.fused and ops.one_call_numpy_blas
                and model.steps_as_mlp() and model.bias and not model._bf16
                and model.precision == "float32" and len(sizes) >= 3 and sizes[-1] == 1 and min(sizes[:-1]) >= 2
                and acts[-1].name == "identity" and model.params.size < PARALLEL_MIN_ELEMENTS
@@ -174,7 +175,9 @@ def one_call_step(model, X, Y, optimizer, lr):
     kernel, returning the batch's sum of squared errors (numpy.float64, as train_step's); None, having done
     nothing, where the generic path would not make exactly its calls, or where the net is not small. It runs only
     for a gpunn.MLP whose train_step, _forward and _backward are MLP's (not a subclass's, not set on the model), on
-    CpuOps with Numba's kernels and NumPy's BLAS alone (no other GEMM library; no method set on the ops), with bias,
+    CpuOps with Numba's kernels (no method set on the ops) and NumPy's BLAS: GPUNN_GEMM unset or numpy, or a
+    per-shape choice (auto, a list), under which the generic step might give a product to another library and it
+    runs all the same (CpuOps.one_call_numpy_blas says why), but not where GPUNN_GEMM forces mkl or blis; with bias,
     ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh loop could be bound:
     gpunn.ops.ufuncs), an identity output of one column, no size under 2, float32 precision and under
     PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
