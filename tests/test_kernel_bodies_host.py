@@ -61,6 +61,7 @@ SIGNATURES = {
     "k_member_adam_step": [U, U, U, P, P, P, P, P, D, D, I, LL, LL],
     "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
     "k_shared_probe": [U, U, P],
+    "k_philox": [I, I, U, U, U, ctypes.c_void_p, LL, LL, D, D, ctypes.c_void_p],
 }
 
 
@@ -72,9 +73,11 @@ class Kernels:
         fn = getattr(self.lib, f"k_{name}")
 
         def call(*args):
-            conv = [a.ctypes.data_as(P) if isinstance(a, np.ndarray) else a for a in args]
-            for a in args:
-                assert not isinstance(a, np.ndarray) or (a.dtype == np.float64 and a.flags.c_contiguous)
+            conv = [(a.ctypes.data_as(P) if a.dtype == np.float64 else a.ctypes.data) if isinstance(a, np.ndarray)
+                    else a for a in args]
+            for a in args:  # (float32 and uint64 arrays: gpunn.rng's draws and their streams' table)
+                assert not isinstance(a, np.ndarray) or (a.dtype in (np.float64, np.float32, np.uint64)
+                                                         and a.flags.c_contiguous)
             rc = fn(*conv)
             assert rc == 0, f"{name}: {self.lib.last_error().decode()}"
         return call
@@ -425,3 +428,35 @@ def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, sc
                         float(step), wd, decoupled, per)
         for a, b in zip((w, m, v), one):
             np.testing.assert_array_equal(a[i], b)
+
+
+# (grid x, grid y, block x): more threads than any stream's blocks, one block of 32 threads walking every stream,
+# and grids whose loops wrap in x and in y
+PHILOX_SHAPES = [(64, 8, 256), (1, 1, 32), (3, 2, 64)]
+
+
+@pytest.mark.parametrize("gx, gy, block", PHILOX_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["double", "float"])
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+def test_philox_draws_give_each_stream_the_first_values_of_its_own_draw(k, gx, gy, block, dtype, kind):
+    """kernels/random.cu: stream s fills its run of the output with the first values of draw d_s under key K_s
+    (tests/philox_reference.py's), whatever the launch shape: streams of 0 and 1 values, lengths off the 4 (float) or
+    2 (double) values of a Philox block, a draw number past 2^32, and nothing written past the last stream."""
+    import philox_reference as ref
+
+    sizes = [37, 0, 1, 203, 6]
+    keys = [0x0123456789ABCDEF, 7, 2**64 - 1, 0xFEDCBA9876543210, 0]
+    draws = [0, 3, 1, 2**32 + 1, 0]
+    starts = np.cumsum([0] + sizes[:-1])
+    table = np.array([[key, draw, start] for key, draw, start in zip(keys, draws, starts)], np.uint64)
+    n = sum(sizes)
+    out = np.full(n + 5, np.nan, dtype)  # 5 past the end, which no thread may write
+    low, scale = (-np.pi, 2 * np.pi) if kind == "uniform" else (0.0, 1.0)
+    k.philox(int(dtype == np.float64), int(kind == "uniform"), gx, gy, block, table, len(sizes), n, low, scale, out)
+    want = np.concatenate([ref.draw(kind, key, draw, size, dtype, dtype(low), dtype(scale))
+                           for key, draw, size in zip(keys, draws, sizes)])
+    assert np.isnan(out[n:]).all()
+    if kind == "normal" and dtype == np.float32:  # NumPy's float32 log, cos and sin against the C library's
+        np.testing.assert_allclose(out[:n], want, rtol=8 * np.finfo(np.float32).eps, atol=2 * np.finfo(np.float32).eps)
+    else:
+        np.testing.assert_array_equal(out[:n], want)

@@ -56,6 +56,8 @@ SOURCES = {
     # the member-axis kernels of gpunn.Ensemble
     "ensemble.cu": {"member_bias_act_forward": "act", "member_bias_grad": None, "member_mse_grad": None,
                     "member_sgd_step": None, "member_adam_step": None, "member_adam_step_dev": None},
+    # gpunn.rng's draws on a GPU: several Philox streams per launch
+    "random.cu": {"philox_normal": None, "philox_uniform": None},
 }
 KERNEL_SOURCE = {kernel: source for source, kernels in SOURCES.items() for kernel in kernels}
 

@@ -515,3 +515,29 @@ def _member_adam_step(launch, T, w, g, m, v, hyper, eps, step, decoupled, member
 def _member_adam_step_dev(launch, T, w, g, m, v, hyper, eps, state, decoupled, members, per_member):
     _member_adam_step(launch, T, w, g, m, v, hyper, eps, float(launch.read("state", 1)[0]), decoupled, members,
                       per_member)
+
+
+# ---- gpunn.rng's Philox draws (kernels/random.cu): streams laid out by a table of (key, draw, start) --------------
+
+def _philox_fill(launch, T, kind, n_streams, n, low=0.0, scale=1.0):
+    import philox_reference
+
+    S, n = int(n_streams), int(n)
+    launch.check(S >= 1, f"{S} streams")
+    table = launch.read("streams", 3 * S).reshape(S, 3)
+    starts = [int(s) for s in table[:, 2]] + [n]
+    launch.check(starts[0] == 0 and all(a <= b for a, b in zip(starts, starts[1:])),
+                 f"the streams' starts {starts[:-1]} are not in order within the {n} values")
+    out = launch.write("out", n)
+    for (key, draw, _), start, end in zip(table, starts, starts[1:]):
+        out[start:end] = philox_reference.draw(kind, int(key), int(draw), end - start, T, low, scale)
+
+
+@reference("philox_normal")
+def _philox_normal(launch, T, streams, n_streams, n, out):
+    _philox_fill(launch, T, "normal", n_streams, n)
+
+
+@reference("philox_uniform")
+def _philox_uniform(launch, T, streams, n_streams, n, low, scale, out):
+    _philox_fill(launch, T, "uniform", n_streams, n, low, scale)

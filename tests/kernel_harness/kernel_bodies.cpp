@@ -23,6 +23,7 @@ inline double pow(double x, double y) {
 #include "elementwise.cu"
 #include "ensemble.cu"
 #include "optimizers.cu"
+#include "random.cu"
 #include "reductions.cu"
 
 using namespace gpunn;
@@ -46,6 +47,15 @@ int with_act(int act, Fn&& fn) {
 
 int run(unsigned gx, unsigned gy, unsigned bx, unsigned by, const std::function<void()>& fn) {
     return cuda_host::launch(dim3{gx, gy, 1}, dim3{bx, by, 1}, fn) ? 0 : -1;
+}
+
+// gpunn.rng's draws in float and double (4 and 2 values a Philox block): which values each thread writes.
+template <typename T>
+int philox(int uniform, unsigned gx, unsigned gy, unsigned bx, const unsigned long long* streams, LL n_streams, LL n,
+           double low, double scale, void* out) {
+    T* o = static_cast<T*>(out);
+    if (uniform) return run(gx, gy, bx, 1, [&] { philox_uniform<T>(streams, n_streams, n, T(low), T(scale), o); });
+    return run(gx, gy, bx, 1, [&] { philox_normal<T>(streams, n_streams, n, o); });
 }
 
 }  // namespace
@@ -169,6 +179,12 @@ int k_member_adam_step_dev(unsigned gx, unsigned gy, unsigned bx, D* w, const D*
     return run(gx, gy, bx, 1, [&] {
         member_adam_step_dev<D>(w, g, m, v, hyper, eps, state, decoupled, members, per_member);
     });
+}
+
+int k_philox(int is_double, int uniform, unsigned gx, unsigned gy, unsigned bx, const unsigned long long* streams,
+             LL n_streams, LL n, double low, double scale, void* out) {
+    if (is_double) return philox<double>(uniform, gx, gy, bx, streams, n_streams, n, low, scale, out);
+    return philox<float>(uniform, gx, gy, bx, streams, n_streams, n, low, scale, out);
 }
 
 int k_shared_probe(unsigned gx, unsigned bx, D* seen) {
