@@ -131,6 +131,12 @@ t0=$SECONDS
 failed=0
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
+# OUT holds this run alone: an earlier run's files (the default bench/out is reused) are removed first, so that a
+# stage skipped, not asked for, or killed before it wrote leaves none of its files to be read as this run's (the
+# report's, and the train stage's look at train.json). Only the files the stages write, by name
+rm -f "$OUT"/{device.txt,gpu_tests.xml,gpu_tests.log,kernels.json,kernels.json.tmp,kernels.txt,train.json,train.txt} \
+  "$OUT"/{train.png,report.md,report.err}
+for hook in $HOOKS; do rm -f "$OUT/$hook.txt" "$OUT/$hook/$hook.json" "$OUT/$hook/$hook.json.tmp"; done
 
 stage() { echo "== $1 ($((SECONDS - t0))s)"; }
 record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, written at once
@@ -171,6 +177,12 @@ stage "device"
   if [ -n "${GPUNN_CHECK_COMMIT:-}" ]; then
     echo "commit $GPUNN_CHECK_COMMIT (named by GPUNN_CHECK_COMMIT; the checkout's .git says $git_says)"
   else echo "commit $git_says"; fi
+  # torch's version from its package metadata (importing torch takes seconds): the report's heading names it in
+  # every run, those that leave out the train stage (whose setup otherwise says it) included
+  torch=$("$PY" -c "import importlib.metadata as m
+try: print(m.version('torch'))
+except m.PackageNotFoundError: print('not installed')" 2>/dev/null)
+  [ -z "$torch" ] || echo "torch           $torch"
   info=$(bounded 60 "$PY" -m gpunn info --device "$DEVICE" 2>&1); info_rc=$?
   echo "$info"; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"

@@ -8,10 +8,10 @@ It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_t
 and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory, driver, CuPy and
 torch versions, date, commit: the one GPUNN_CHECK_COMMIT named, where set, not what the checkout's .git says), the
 summary, one table of the open issues' GPU targets (10-13), each with its measured value and "met", "not met" or
-"not measured" (saying why: a stage skipped, killed or not run, one
-GPUNN_CHECK_STAGES did not ask for ("not asked for in this run": its files in the folder, an earlier run's, are not
-read), a CPU dry run; "incomplete" where a stage cut short part-way finished only some of what a target needs: the
-nccl hook's checks, train.json's configurations), one table answering the questions the ensemble-precision review
+"not measured" (saying why: a stage skipped for budget, "killed" (the run ended while it ran), "not reached" (after
+the one killed), one GPUNN_CHECK_STAGES did not ask for ("not asked for in this run"), a CPU dry run; "incomplete"
+where a stage cut short part-way finished only some of what a target needs: the nccl hook's checks, train.json's
+configurations), one table answering the questions the ensemble-precision review
 left for the GPU (notes revprec-s6), and the stages' own tables. A missing file is never an error: its targets are
 "not measured". A ratio of two rows is the median over rounds of their ratio in each round ("paired by round"), as
 gpunn bench's own "gpunn is" column, where the JSON holds the rows' rounds (gpunn bench's since 2026-11-30); in
@@ -19,6 +19,10 @@ older JSON it is the ratio of their median samples/s, written "a / b = r×" or m
 ratios are the streams hook's: since 2026-11-30 the median over rounds of alternated epochs of a source and memory,
 with their spread, and the 10^9-row epoch's against the in-memory epochs just before and after it; older
 streams.json holds one epoch of each, said so.
+
+Only the files of a stage this run ran are read: its summary.txt line says "ok" or "FAIL", or the run was killed in
+it. A stage skipped, not asked for, not reached or not in the run wrote none, so a file of its in the folder is an
+earlier run's (gpu_check.sh removes those as it starts since 2026-12-01; a folder from before may hold them).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import xml.etree.ElementTree as ET
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 HOOKS = ("precision", "ensemble", "streams", "nccl")
+STAGES = ("device", "tests", "kernels", "train", *HOOKS)  # gpu_check.sh's, in the order it runs them
 # a stage GPUNN_CHECK_STAGES left out: gpu_check.sh's line "--   NAME: not asked for (GPUNN_CHECK_STAGES)"
 NOT_ASKED = "not asked for"
 MET, NOT_MET = "met", "**not met**"
@@ -52,6 +57,12 @@ def _read(path):
             return fh.read()
     except OSError:
         return None
+
+
+def killed_words(stage):
+    """Why a stage the run was killed in has no line: said alike wherever its figures are missing or cut short."""
+    what = f"the {stage} hook" if stage in HOOKS else f"its {stage} stage"
+    return f"the run ended while {what} ran (summary.txt has no {stage} line)"
 
 
 def _json(path):
@@ -143,18 +154,24 @@ def _merge(base, extra):
 
 
 class Run:
-    """What one gpu_check.sh output folder holds (each part None when its file is missing)."""
+    """What one gpu_check.sh output folder holds (each part None when its file is missing or not this run's)."""
 
     def __init__(self, out, added=()):
         self.out = out
         self.summary = (_read(os.path.join(out, "summary.txt")) or "").rstrip("\n")
         self.device = (_read(os.path.join(out, "device.txt")) or "").splitlines()
-        # a stage this run was not asked for wrote nothing: a file of its in the folder is an earlier run's (the
-        # script's default folder, bench/out, is reused), not this run's, and is not read
-        self.train = None if self.not_asked("train") else _json(os.path.join(out, "train.json"))
-        self.kernels = None if self.not_asked("kernels") else _json(os.path.join(out, "kernels.json"))
-        self.hooks = {name: None if self.not_asked(name) else _json(os.path.join(out, name, f"{name}.json"))
+        # only the files of a stage this run ran (Run.wrote): the folder may hold an earlier run's (the script's
+        # default folder, bench/out, is reused; gpu_check.sh removes them as it starts since 2026-12-01)
+        self.train = _json(os.path.join(out, "train.json")) if self.wrote("train") else None
+        self.kernels = _json(os.path.join(out, "kernels.json")) if self.wrote("kernels") else None
+        self.hooks = {name: _json(os.path.join(out, name, f"{name}.json")) if self.wrote(name) else None
                       for name in HOOKS}
+        self.add(added)
+        self.sticky_tests = {}  # test id -> the sticky CUDA error it failed with (gpu_tests.xml)
+        self.tests = self._tests()
+
+    def add(self, added):
+        """Merge the --add files (hook, path) over the hooks' JSON."""
         self.added, self.unread = [], []
         self.added_json = {}  # {hook: its last --add file's JSON, before the merge}
         for name, path in added:
@@ -165,8 +182,10 @@ class Run:
             self.added.append((name, path))
             self.added_json[name] = extra
             self.hooks[name] = _merge(self.hooks.get(name), extra)
-        self.sticky_tests = {}  # test id -> the sticky CUDA error it failed with (gpu_tests.xml)
-        self.tests = self._tests()
+
+    def source(self, stage):
+        """The run whose files and line speak for ``stage``: this one (a merge of runs picks one per stage)."""
+        return self
 
     def line(self, stage):
         """summary.txt's line for a stage, or None."""
@@ -180,13 +199,44 @@ class Run:
         line = self.line(stage)
         return line is not None and line.startswith("--") and NOT_ASKED in line
 
+    def stopped(self):
+        """The device stage's line where it stopped the run (CuPy not usable, a setting gpunn info refuses: exit 3,
+        "nothing else was run"), else None."""
+        line = self.line("device")
+        return line if line and line.startswith("FAIL") and "nothing else was run" in line else None
+
+    def killed_in(self):
+        """The stage the run was killed in: where summary.txt has no closing line, the stage after the last one
+        with a line (each stage writes its line as it ends, one left out or not landed at once). None where the run
+        finished, its device stage stopped it, or it was killed after its last stage (writing the report)."""
+        if self.finished() or self.stopped():
+            return None
+        done = [i for i, stage in enumerate(STAGES) if self.line(stage) is not None]
+        after = max(done) + 1 if done else 0
+        return STAGES[after] if after < len(STAGES) else None
+
+    def wrote(self, stage):
+        """Whether ``stage``'s files in the folder are this run's: its line says it ran ("ok", "FAIL": what it
+        wrote, whole or cut short at its cap), or the run was killed in it (what it wrote as it went). A stage
+        skipped for budget, not asked for, not landed, not reached or not in this run wrote nothing: a file of
+        its there is an earlier run's, never read as this one's."""
+        line = self.line(stage)
+        return line.startswith(("ok", "FAIL")) if line is not None else stage == self.killed_in()
+
     def why_missing(self, stage, what):
         line = self.line(stage)
         if self.not_asked(stage):
             return f"not measured: {NOT_ASKED} in this run (GPUNN_CHECK_STAGES)"
-        if line is None and self.finished():
-            return f"not measured: this run had no {stage} stage"
         if line is None:
+            killed = self.killed_in()
+            if self.stopped():
+                return f"not measured: the device stage stopped the run before it (`{self.stopped().strip()}`)"
+            if killed == stage:
+                return f"not measured: killed: {killed_words(stage)}; {what}"
+            if killed is not None and STAGES.index(stage) > STAGES.index(killed):
+                return f"not measured: not reached: the run was killed in its {killed} stage, before this one"
+            if self.finished() or killed is not None:
+                return f"not measured: this run had no {stage} stage"
             return f"not measured: no {stage} line in summary.txt (the run stopped before it)"
         if not line.startswith("ok"):
             return f"not measured: `{line.strip()}`"
@@ -213,7 +263,7 @@ class Run:
     def _tests(self):
         """{test id: passed/failed/skipped} from gpu_tests.xml (pytest --junitxml), or None."""
         path = os.path.join(self.out, "gpu_tests.xml")
-        if self.not_asked("tests") or not os.path.exists(path):
+        if not self.wrote("tests") or not os.path.exists(path):
             return None
         try:
             root = ET.parse(path).getroot()
@@ -564,7 +614,7 @@ def _unfinished(run, hook, last):
             f"incomplete: the --add file has no {last!r} (the hook's last record)")
     line = run.line(hook)
     if line is None:
-        return f"incomplete: no {hook} line in summary.txt (the run stopped in it)"
+        return f"incomplete: killed: {killed_words(hook)}"
     return "" if line.startswith("ok") else f"incomplete: `{line.strip()}`"
 
 
@@ -573,9 +623,8 @@ def _unfinished(run, hook, last):
 def _test_outcome(run, name):
     """'passed' when every test of that name ("module::test" or "test") passed, 'failed: ids' when one
     failed (naming a sticky CUDA error it failed with), else a reason."""
-    if run.tests is None:
-        return f"unknown: the tests stage was {NOT_ASKED} in this run" if run.not_asked("tests") else (
-            "unknown: no gpu_tests.xml")
+    if run.tests is None:  # "unknown" only where the tests ran and left no XML to read
+        return "unknown: no gpu_tests.xml" if run.wrote("tests") else run.why_missing("tests", "no gpu_tests.xml")
     module, _, name = name.rpartition("::")
     hits = {k: v for k, v in run.tests.items() if k.split("::", 1)[1].split("[", 1)[0] == name
             and (not module or k.split("::", 1)[0].rsplit(".", 1)[-1] == module)}
@@ -689,31 +738,57 @@ def questions(run):
 
 # ---- the section -------------------------------------------------------------------------------------------
 
-def heading(run):
-    card = run.device[0] if run.device else "unknown device"
-    date = run.device[1] if len(run.device) > 1 else "date unknown"
-    fields = [f.strip() for f in card.split(",")]
-    if len(fields) == 3 and fields[2].endswith("MiB"):
-        card = f"{fields[0]} ({fields[2]}), driver {fields[1]}"
+def _info(device):
+    """{key: value} of device.txt's lines in gpunn info's layout ("cupy            14.2.0", "torch  2.11.0+cu130")."""
     info = {}
-    for line in run.device:
+    for line in device:
         m = re.match(r"^(\w[\w ]*?)\s{2,}(.*)$", line)
         if m:
             info[m.group(1)] = m.group(2)
-    commit = next((line.split(" ", 1)[1] for line in run.device if line.startswith("commit ")), "unknown")
-    # one the caller named (GPUNN_CHECK_COMMIT), not what the checkout's .git said, which may be stale
-    commit = re.sub(r" \(named by GPUNN_CHECK_COMMIT; .*\)$", "", commit)
-    cupy = info.get("cupy", "unknown")
+    return info
+
+
+def torch_words(run):
+    """The heading's torch: the version train.json's setup names (its stage ran torch), else device.txt's (gpu_check.sh
+    writes it since 2026-12-01), else a hook's torch row's ("torch 2.11.0+cu130 vmap ensemble ..."); where none says
+    it, why: the run did not ask for the train stage, which an older device.txt left the version to."""
+    version = (run.train or {}).get("setup", {}).get("torch") or _info(run.device).get("torch")
+    e = run.hooks.get("ensemble") or {}
+    rows = [r for key in ("results", "graph_results", "bf16_results") for r in e.get(key) or []]
+    version = version or next((m[1] for r in rows if (m := re.match(r"torch (\S+) ", str(r.get("label"))))), None)
+    if version == "not installed":
+        return "no torch"
+    if version:
+        return f"torch {version.split(' (')[0]}"
+    return "torch not recorded" if run.wrote("train") else "torch: not run in this call"
+
+
+def heading(run):
+    card = run.device[0] if run.device else "no device.txt"
+    date = run.device[1] if len(run.device) > 1 else "no date in device.txt"
+    fields = [f.strip() for f in card.split(",")]
+    if len(fields) == 3 and fields[2].endswith("MiB"):
+        card = f"{fields[0]} ({fields[2]}), driver {fields[1]}"
+    cupy = _info(run.device).get("cupy", "version not in device.txt")
     cupy = f"CuPy {cupy}" if not cupy.startswith("unavailable") else "no CuPy"
-    torch = (run.train or {}).get("setup", {}).get("torch", "unknown")
-    torch = "no torch" if torch == "not installed" else f"torch {torch.split(' (')[0]}"
-    return f"## `bench/gpu_check.sh` — {card}, {cupy}, {torch} — {date}", commit
+    return f"## `bench/gpu_check.sh` — {card}, {cupy}, {torch_words(run)} — {date}", commit_of(run)
+
+
+def commit_of(run):
+    """The commit device.txt names: the one the caller named (GPUNN_CHECK_COMMIT), not what the checkout's .git
+    said, which may be stale."""
+    commit = next((line.split(" ", 1)[1] for line in run.device if line.startswith("commit ")), "not in device.txt")
+    return re.sub(r" \(named by GPUNN_CHECK_COMMIT; .*\)$", "", commit)
 
 
 def verdict(run):
     m = re.match(r"^gpu_check on .*, (\d+)s of a (\d+)s budget: (PASSED|FAILED)", run.closing() or "")
     if not m:
-        return "**The run did not finish** (summary.txt has no closing line: the script was killed)."
+        if run.stopped():
+            return "**FAILED: its device stage stopped the run**, nothing else was run."
+        killed = run.killed_in()
+        return ("**The run did not finish** (summary.txt has no closing line: the script was killed"
+                + (f", in its {killed} stage" if killed else "") + ").")
     fails = [line for line in run.summary.splitlines() if line.startswith(("FAIL", "SKIP"))]
     lines = run.summary.splitlines()
     after = lines[len(lines) - lines[::-1].index(run.closing()):]  # a failed report stage, written after it
@@ -758,7 +833,7 @@ def details(run):
         blocks.append("**Training throughput** (`" + run.train["setup"].get("command", "gpunn bench") + "`):\n\n```\n"
                       + "\n".join(text + ([note] if note else [])) + "\n```")
     for hook in HOOKS:
-        text = None if run.not_asked(hook) else _read(os.path.join(run.out, f"{hook}.txt"))
+        text = _read(os.path.join(run.source(hook).out, f"{hook}.txt")) if run.source(hook).wrote(hook) else None
         if text:  # the hook's own lines: progress lines (indented) and JSON dumps left out
             lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "{", "}"))]
             blocks.append(f"**{hook} hook** (`{hook}.txt`):\n\n```\n" + "\n".join(lines[-40:]) + "\n```")

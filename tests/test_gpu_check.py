@@ -271,11 +271,44 @@ def test_a_killed_run_says_so_and_its_missing_stages_are_not_measured(tmp_path, 
     lines = (tmp_path / "summary.txt").read_text().splitlines()
     (tmp_path / "summary.txt").write_text("\n".join(lines[:2]) + "\n")  # killed during the kernels stage
     out = _report(tmp_path, capsys=capsys)
-    assert "**The run did not finish**" in out
+    assert "**The run did not finish** (summary.txt has no closing line: the script was killed, in its kernels " \
+           "stage)." in out
     t = _targets(out)
-    assert t["large bf16 ≥ 5× float32"] == ("not measured: no train line in summary.txt (the run stopped before "
-                                            "it)", "")
-    assert "member vs MLP" in out and "no precision line in summary.txt" in out
+    assert t["large bf16 ≥ 5× float32"] == ("not measured: not reached: the run was killed in its kernels stage, "
+                                            "before this one", "")
+    assert "member vs MLP" in out and "not reached: the run was killed in its kernels stage" in out
+
+
+def test_a_stage_skipped_killed_or_not_reached_reads_no_earlier_runs_files(tmp_path, capsys):
+    """bench/out is reused: a stage that wrote nothing in this run (skipped for budget, not reached after a kill)
+    had the earlier run's files in the folder read as its own: the H200's train.json gave a rerun issue 10's
+    figures and verdicts. Only a stage whose line says it ran, or the one the run was killed in (whose files it
+    rewrote as it went: gpu_check.sh removes the earlier run's as it starts), is read; the one killed says so."""
+    shutil.copytree(RUNS / "h200-2026-11-28", tmp_path / "run")
+    summary = tmp_path / "run" / "summary.txt"
+    lines = summary.read_text().splitlines()
+    skipped = [re.sub(r"^ok   (train|ensemble): .*$", r"SKIP \1: no budget left (the run is incomplete: it fails) (99s)",
+                      line) for line in lines]
+    summary.write_text("\n".join(skipped) + "\n")
+    out = _report(tmp_path / "run", capsys=capsys)
+    t = _targets(out)
+    skip = "not measured: `SKIP train: no budget left (the run is incomplete: it fails) (99s)`"
+    assert t["large bf16 ≥ 5× float32"] == (skip, "") and t["small ≥ 1.2× PyTorch eager (the eager step)"] == (skip, "")
+    assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][0].startswith("not measured: `SKIP ensemble")
+    assert "**Training throughput**" not in out and "**ensemble hook**" not in out and "1,681,106" not in out
+    assert "torch: not run in this call" in out.splitlines()[0]  # nor train.json's torch, nor "unknown"
+    assert t["a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"][0].startswith("not measured")  # its own
+    summary.write_text("\n".join(lines[:3]) + "\n")  # killed in the train stage: its train.json (this run's) read
+    out = _report(tmp_path / "run", capsys=capsys)
+    t = _targets(out)
+    assert "killed, in its train stage)" in out and t["large bf16 ≥ 5× float32"][0].startswith("1,681,106")
+    assert t["K=256 small nets ≥ 50× K sequential gpunn fits"] == (
+        "not measured: not reached: the run was killed in its train stage, before this one", "")
+    assert "**ensemble hook**" not in out and "**nccl hook**" not in out
+    (tmp_path / "run" / "train.json").unlink()
+    assert _targets(_report(tmp_path / "run", capsys=capsys))["large bf16 ≥ 5× float32"] == (
+        "not measured: killed: the run ended while its train stage ran (summary.txt has no train line); no "
+        "train.json", "")
 
 
 def test_a_nccl_hook_cut_short_after_passing_checks_is_not_met(tmp_path, capsys):
@@ -291,7 +324,8 @@ def test_a_nccl_hook_cut_short_after_passing_checks_is_not_met(tmp_path, capsys)
     cut = "FAIL nccl: timed out, partial: /tmp/gc/nccl.txt"
     for text, words in (("\n".join(line if not line.startswith("ok   nccl") else cut for line in lines),
                          f"incomplete: `{cut}`"),  # the stage ended at its cap
-                        ("\n".join(lines[:6]), "incomplete: no nccl line in summary.txt (the run stopped in it)")):
+                        ("\n".join(lines[:6]), "incomplete: killed: the run ended while the nccl hook ran (summary.txt has no nccl "
+                                               "line)")):
         summary.write_text(text + "\n")
         measured, verdict = _targets(_report(tmp_path / "run", capsys=capsys))[target]
         assert measured == f"3 of 3 checks passed; {words}" and verdict == "", measured
@@ -946,8 +980,11 @@ def test_a_commit_the_caller_names_is_the_reports_and_the_checkouts_git_is_only_
         assert rc == 0, err[-2000:]
         (line,) = [line for line in (out / "device.txt").read_text().splitlines() if line.startswith("commit ")]
         assert line.startswith(said) and (line.endswith(")") if named else "GPUNN_CHECK_COMMIT" not in line), line
-        assert f"`bench/gpu_check.sh` on commit {named or line[len('commit '):]}: **PASSED in " in (
-            out / "report.md").read_text()
+        report = (out / "report.md").read_text()
+        assert f"`bench/gpu_check.sh` on commit {named or line[len('commit '):]}: **PASSED in " in report
+        # torch's version (or "not installed") from its package metadata, in every run: the heading says it
+        (torch,) = re.findall(r"^torch {2,}(\S.*)$", (out / "device.txt").read_text(), re.M)
+        assert (" no torch — " if torch == "not installed" else f" torch {torch} — ") in report.splitlines()[0]
 
 
 @pytest.mark.slow
@@ -990,7 +1027,9 @@ def test_the_report_of_a_run_that_left_out_the_tests_and_train_reads_neither(tmp
     t = _targets(out)
     assert t["large bf16 ≥ 5× float32"] == ("not measured: not asked for in this run (GPUNN_CHECK_STAGES)", "")
     assert t["K=256 small nets ≥ 50× K sequential gpunn fits"][1] == "met"
-    assert "test_set_precision_between_fits_captures_anew: unknown: the tests stage was not asked for in this run" in out
+    assert ("test_set_precision_between_fits_captures_anew: not measured: not asked for in this run (GPUNN_CHECK_STAGES)"
+            in out)
+    assert "unknown" not in out and "torch: not run in this call" in out.splitlines()[0]
     assert "**GPU tests:**" not in out and "**Training throughput**" not in out and "**Kernels**" in out
 
 

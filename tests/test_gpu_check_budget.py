@@ -319,3 +319,42 @@ def test_gpunn_info_failing_otherwise_fails_the_device_stage_and_the_run_goes_on
     assert [line.split()[0] for line in summary[:-1]] == ["FAIL"] + ["ok"] * (len(summary) - 2), summary
     assert [stage for stage, _ in caps][-7:] == ["tests", "kernels", "train", *HOOKS]
     assert summary[-1].endswith("FAILED")
+
+
+def test_a_run_removes_an_earlier_runs_files_so_a_stage_that_writes_none_leaves_none(tmp_path, capsys):
+    """The default folder (bench/out) is reused: the script emptied only summary.txt, so a stage skipped for budget
+    (here every one: a 1 s budget) or killed before it wrote left the earlier run's train.json, kernels.json, hook
+    JSON and gpu_tests.xml beside this run's summary, to be read as this run's (and the train stage's own check of
+    train.json read it where gpunn bench wrote none). The script now removes the files its stages write, by name,
+    as it starts (nothing else in the folder), and the report of the run gives every target no figure."""
+    from bench_scripts import load
+
+    out = tmp_path / "out"
+    shutil.copytree(ROOT / "tests" / "gpu_check_runs" / "cpu-dry-run", out)
+    (out / "streams" / "rows.npy").write_bytes(b"not the script's")  # a hook's other files, and the user's, stay
+    (out / "notes.txt").write_text("mine")
+    caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_BUDGET="1")
+    assert rc == 1 and [line.split()[0] for line in summary[1:-1]] == ["SKIP"] * 7, summary
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    # this run's device stage and report stage (the stand-ins') wrote their files anew; the rest are gone
+    assert left == ["device.txt", "notes.txt", "report.err", "report.md", "streams/rows.npy", "summary.txt"], left
+    assert "numpy" not in (out / "device.txt").read_text() and (out / "report.md").read_text() == ""
+    targets = _read_report(load, out, capsys).split("### The open issues' GPU targets", 1)[1].split("###", 1)[0]
+    assert targets.count("| not measured: `SKIP ") == 17, targets
+
+
+def test_a_run_its_device_stage_stopped_is_reported_as_such_not_as_killed(tmp_path, capsys):
+    """CuPy not usable: the script stops after the device stage (exit 3), before its closing line, and the report
+    took that for a kill ("did not finish", the tests stage "killed" in it)."""
+    from bench_scripts import load
+
+    caps, runs, summary, rc, seconds = _run(tmp_path, STUB_PROBE="CuPy is not installed")
+    report = _read_report(load, tmp_path / "out", capsys)
+    assert rc == 3 and "**FAILED: its device stage stopped the run**, nothing else was run." in report
+    assert report.count("not measured: the device stage stopped the run before it (`FAIL device: CuPy is not usable")
+    assert "killed" not in report and "did not finish" not in report
+
+
+def _read_report(load, out, capsys):
+    assert load("bench/gpu_report.py", "gpu_report").main([str(out)]) == 0
+    return capsys.readouterr().out
