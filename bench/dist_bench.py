@@ -32,6 +32,7 @@ import time
 import numpy
 
 import gpunn
+from script_args import Refused, prog as _prog, refusal_line as _line, refuse, whole
 
 SETUP_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GPUNN_CPU_THREADS",
                    "OPENBLAS_CORETYPE")
@@ -137,29 +138,6 @@ def measure(name, batch, steps=60, streamed=False):
             "samples_per_cpu_s": EPOCHS * rows / sum(cpu) if sum(cpu) else None, "load": round(os.getloadavg()[0], 1)}
 
 
-class Refused(Exception):
-    """A command line or a GPUNN_ variable the script cannot run with; ``line``: the one line that says so."""
-
-    def __init__(self, line):
-        super().__init__(line)
-        self.line = line
-
-
-def _prog() -> str:
-    return os.path.basename(sys.argv[0])
-
-
-def refuse(message):
-    """A command line the script cannot run: Refused, whose line (``PROG: error: MESSAGE (see PROG --help)``)
-    agreed() says before status 2, as argparse's refusals (it was a traceback: IndexError, ValueError, or one from
-    the first fit for a batch of 0)."""
-    raise Refused(_line(message))
-
-
-def _line(message) -> str:
-    return f"{_prog()}: error: {message} (see {_prog()} --help)"
-
-
 def _stop(line):
     sys.stderr.write(line + "\n")
     raise SystemExit(2)
@@ -252,13 +230,6 @@ def agreed(argv) -> tuple:
         if control.rank == 0:
             _stop(exc.line)
         raise SystemExit(2) from None
-
-
-def whole(text, what) -> int:
-    """A positional argument that counts something: digits 0-9 only, 1 or more."""
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        refuse(f"{what} must be a whole number, 1 or more, got {text!r}")
-    return int(text)
 
 
 def arguments(argv) -> tuple:

@@ -7,12 +7,13 @@ lays them out) it times NumPy's stacked matmul, one BLAS call per member from a 
 the first layer the shared-X form as one wide GEMM (with the two layout copies it needs). The median
 of 5 repeats of 30 calls each, in microseconds. Needs threadpoolctl. Results: bench/RESULTS.md.
 """
-import os
 import sys
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from script_args import refusals_said, refuse, whole
 
 
 def timed(f, n=30):
@@ -26,28 +27,11 @@ def timed(f, n=30):
     return float(np.median(runs))
 
 
-def refuse(message):
-    """A command line the script cannot run: one line and status 2, as argparse's refusals."""
-    prog = os.path.basename(sys.argv[0])
-    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
-    sys.exit(2)
-
-
-def whole(at, what, default) -> int:
-    """The command line's argument ``at`` (``default`` where not given): digits 0-9 only, 1 or more. Another
-    is refused (int() gave a traceback for x, K=0 timed nothing)."""
-    if len(sys.argv) <= at:
-        return default
-    text = sys.argv[at]
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        refuse(f"{what} must be a whole number, 1 or more, got {text!r}")
-    return int(text)
-
-
 def main():
     if len(sys.argv) > 3:
         refuse(f"takes [K] [batch], got {len(sys.argv) - 1} arguments")
-    K, m = whole(1, "K", 64), whole(2, "batch", 128)
+    given = sys.argv[1:]
+    K, m = whole(given[0], "K") if given else 64, whole(given[1], "batch") if len(given) > 1 else 128
     dt = np.float32
     rng = np.random.default_rng(0)
     P = 16 * 64 + 64 + 64 * 64 + 64 + 64 + 1
@@ -89,4 +73,5 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):  # the arguments are read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)
-    main()
+    with refusals_said():
+        main()

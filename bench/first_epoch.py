@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from script_args import refusals_said, refuse, whole
+
 CHILD = r"""
 import json, sys, time
 t = time.perf_counter()
@@ -100,22 +102,13 @@ def setup():
             f"{os.environ.get('NUMBA_CACHE_DIR', '(unset: __pycache__ beside gpunn)')}")
 
 
-def refuse(message):
-    """A command line the script cannot run: one line and status 2, as argparse's refusals."""
-    prog = os.path.basename(sys.argv[0])
-    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
-    sys.exit(2)
-
-
 def main(argv):
     if {"-h", "--help"} & set(argv):  # the argument is read by position: --help is the docstring
         print(__doc__.strip())
         sys.exit(0)
     if len(argv) > 1:
         refuse(f"takes [RUNS], got {len(argv)} arguments")
-    if argv and not (argv[0].isascii() and argv[0].isdigit() and int(argv[0]) >= 1):
-        refuse(f"RUNS must be a whole number, 1 or more, got {argv[0]!r}")
-    n = int(argv[0]) if argv else 5
+    n = whole(argv[0], "RUNS") if argv else 5
     from gpunn.cli.common import exit_on_bad_settings
 
     exit_on_bad_settings(os.path.basename(sys.argv[0]))  # as gpunn's commands, before anything is measured
@@ -137,4 +130,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    with refusals_said():
+        main(sys.argv[1:])

@@ -23,6 +23,7 @@ import numpy as np
 
 import gpunn
 import gpunn.data
+from script_args import refusals_said, refuse
 
 
 def digest(a):
@@ -122,11 +123,9 @@ if __name__ == "__main__":
         print(__doc__.strip())
         sys.exit(0)
     unknown = [part for part in sys.argv[1:] if part not in PARTS]
-    if unknown:  # before any part runs (it was a KeyError once the parts before it had run)
-        prog = os.path.basename(sys.argv[0])
-        sys.stderr.write(f"{prog}: error: unknown PART {', '.join(map(repr, unknown))}: use {', '.join(PARTS)} "
-                         f"(see {prog} --help)\n")
-        sys.exit(2)
+    with refusals_said():
+        if unknown:  # before any part runs (it was a KeyError once the parts before it had run)
+            refuse(f"unknown PART {', '.join(map(repr, unknown))}: use {', '.join(PARTS)}")
     refuse_bad_settings()
     for part in sys.argv[1:] or [p for p in PARTS if p != "partial_fit"]:
         print(PARTS[part](), flush=True)

@@ -93,6 +93,7 @@ def test_every_gpunn_command_path_agrees_on_who_failed_in_its_first_collective(t
 def test_dist_bench_agrees_on_who_failed_in_its_first_collective(monkeypatch, capsys):
     """bench/dist_bench.py under mpiexec checks the ranks' arguments (same_command_on_every_rank) too."""
     monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "dist_bench.py"), "small", "2", "1"])
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as python puts a script's folder first (script_args)
     firsts = _first_after_each_point(monkeypatch, lambda: runpy.run_path(sys.argv[0], run_name="__main__"))
     assert '"ranks": 2' in capsys.readouterr().out  # (rank 0's line)
     assert firsts == [(DIST_BENCH_CHECK, True)]
@@ -104,6 +105,7 @@ def test_a_refusal_every_rank_of_dist_bench_meets_is_said_once(monkeypatch, caps
     were said by every rank, each then leaving; the ranks now agree on who refused in one gather (a GPUNN_ variable
     one rank alone has wrong ends the job: test_dist_bench.py), and rank 0 says the line they share once."""
     monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "dist_bench.py"), *argv])
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as python puts a script's folder first (script_args)
     said = []
 
     def run():

@@ -800,6 +800,16 @@ def test_the_measurement_scripts_refuse_arguments_they_cannot_run_in_one_line_be
     assert (done.returncode, done.stdout, done.stderr) == (2, "", f"{script}: error: {says} (see {script} --help)\n")
 
 
+def test_the_measurement_scripts_word_a_refused_command_line_in_one_place():
+    """bench/'s scripts refuse a command line in one line, ``PROG: error: MESSAGE (see PROG --help)``, and status 2
+    (the test above): bench/script_args.py words it and exits, a module of bench/ as the scripts run against older
+    checkouts of gpunn too. Three scripts had each their own copy of that ``refuse()``, a fourth its own line."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    own = sorted(path.relative_to(bench).as_posix() for path in bench.rglob("*.py")
+                 if "--help)" in path.read_text() and path.name != "script_args.py")
+    assert own == []
+
+
 def test_an_ensembles_epoch_is_the_single_models_budget_shared_by_its_members():
     """ensemble_rows: the K members together train the rows of one network's epoch (runners._dataset_rows: its FLOPs
     budget, 1.2e11 on a CPU, 2e12 on a GPU, and at most 65,536 rows), each member rounded up to whole batches, at

@@ -267,6 +267,7 @@ def stopping():
     return clock()
 time.perf_counter = stopping
 sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python puts a script's folder first (bench/script_args.py)
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
