@@ -93,7 +93,10 @@
 #    min(310, B - 20), `timeout -k 5` 15 s and GPUNN_CHECK_BUDGET 30 s below that; a budget under ~255 s cuts the
 #    10^9-row epoch (call 2 measured it whole; the nccl hook after it keeps its 30 s). Then, here, with gc.tgz (or
 #    gc-partial.tgz) unpacked into GR_DIR: python bench/gpu_report.py GR_DIR > section.md, kernels and train
-#    "not measured: not asked for in this run".
+#    "not measured: not asked for in this run"; or the session's calls as one section:
+#    python bench/gpu_report.py GC_DIR --add streams=CALL2/streams.json --merge GR_DIR > section.md
+#    (each stage's figures the latest call's that ran it, here kernels and train call 1's and the rest the rerun's,
+#    each figure naming its call's commit and time; --merge is repeatable, oldest first, refused for another card).
 #
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and

@@ -3,6 +3,7 @@
     python bench/gpu_report.py OUT_DIR                                  # gpu_check.sh writes OUT_DIR/report.md so
     python bench/gpu_report.py OUT_DIR --add streams=streams.json  # with a later hook run's JSON merged in
                                                                    # (on the same kind of device: GPU, CPU)
+    python bench/gpu_report.py OUT_DIR --merge LATER_DIR           # one section of two runs (or more, oldest first)
 
 It reads what the script wrote: summary.txt, device.txt, gpu_tests.xml (or gpu_tests.log), train.json, kernels.json
 and each hook's OUT_DIR/NAME/NAME.json and OUT_DIR/NAME.txt. It prints the heading (card, memory, driver, CuPy and
@@ -23,6 +24,12 @@ streams.json holds one epoch of each, said so.
 Only the files of a stage this run ran are read: its summary.txt line says "ok" or "FAIL", or the run was killed in
 it. A stage skipped, not asked for, not reached or not in the run wrote none, so a file of its in the folder is an
 earlier run's (gpu_check.sh removes those as it starts since 2026-12-01; a folder from before may hold them).
+
+--merge LATER_DIR (repeatable, oldest first, one card) makes one section of several runs, e.g. a session's full run
+and its rerun of the tests and hooks after fixes: each stage's figures and line are the latest run's that ran it (a
+stage a later run skipped or was not asked for keeps the earlier run's), each target, answer and stage block names
+its run (commit, time), and each run's summary and verdict is shown. --add goes into OUT_DIR's run; where a later run
+ran that hook again, its file is said to be replaced.
 """
 from __future__ import annotations
 
@@ -125,17 +132,17 @@ def device_kind(device):
     return "GPU" if str(device).startswith("cuda") else "CPU"
 
 
-def add_conflict(out, name, extra):
-    """Why the --add file ``extra`` (hook ``name``'s JSON object) may not be merged into the folder ``out``, or None.
-    The merge keeps the folder's other parts and takes the file's device, by which the report judges them all: a GPU
-    file over a CPU run's folder had the CPU's parts (the stand-in's stream ratios, its .npy part) judged as a GPU's,
-    and a CPU file over a GPU run's had the GPU's parts given no verdict. So the file must have been measured on the
-    kind of device every hook of the folder names."""
+def add_conflict(run, name, extra):
+    """Why the --add file ``extra`` (hook ``name``'s JSON object) may not be merged into ``run`` (its folder's hooks'
+    JSON, this run's: Run.wrote), or None. The merge keeps the folder's other parts and takes the file's device, by
+    which the report judges them all: a GPU file over a CPU run's folder had the CPU's parts (the stand-in's stream
+    ratios, its .npy part) judged as a GPU's, and a CPU file over a GPU run's had the GPU's parts given no verdict. So
+    the file must have been measured on the kind of device every hook of the folder names."""
     if "device" not in extra:
         return "it names no device (every hook's JSON does), so it cannot be checked against the folder's"
     kind = device_kind(extra["device"])
     for hook in sorted(HOOKS, key=lambda h: h != name):  # its own hook's file first
-        mine = _json(os.path.join(out, hook, f"{hook}.json"))
+        mine = run.hooks.get(hook)
         if isinstance(mine, dict) and "device" in mine and device_kind(mine["device"]) != kind:
             return (f"it was measured on {extra['device']} ({kind}), the folder's {hook}/{hook}.json on "
                     f"{mine['device']} ({device_kind(mine['device'])}): merged, the folder's parts would be judged as "
@@ -186,6 +193,14 @@ class Run:
     def source(self, stage):
         """The run whose files and line speak for ``stage``: this one (a merge of runs picks one per stage)."""
         return self
+
+    def date(self):
+        """device.txt's date ("2026-11-30 22:30 UTC"), or None."""
+        return self.device[1] if len(self.device) > 1 and re.match(r"^\d{4}-\d\d-\d\d", self.device[1]) else None
+
+    def label(self):
+        """The run in a few words, for a merged section's figures: its commit and time."""
+        return f"{commit_of(self)}, {self.date() or 'no date in device.txt'}"
 
     def line(self, stage):
         """summary.txt's line for a stage, or None."""
@@ -295,6 +310,71 @@ class Run:
                 continue
             found.append(r)
         return next((r for r in found if _on_gpu(r)), found[0] if found else None)
+
+
+class Merged(Run):
+    """Several gpu_check.sh runs on one card as one section, oldest first (a full run, then a rerun of some stages
+    after fixes): per stage, the latest run that ran it (Run.wrote: its line "ok" or "FAIL", or killed in it) speaks
+    for it, its files and its line; a stage no run ran, the latest that says why (skipped, not landed), else the
+    latest. Each figure is labelled with its run's commit and time (Run.label)."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.out = runs[-1].out
+        self.owner = {}
+        for stage in STAGES:
+            ran = [r for r in runs if r.wrote(stage)]
+            said = [r for r in runs if r.line(stage) is not None and not r.not_asked(stage)]
+            self.owner[stage] = (ran or said or runs)[-1]
+        self.device = runs[-1].device
+        self.summary = "\n".join(r.summary for r in runs)
+        self.train, self.kernels = self.owner["train"].train, self.owner["kernels"].kernels
+        self.hooks = {name: self.owner[name].hooks[name] for name in HOOKS}
+        self.tests, self.sticky_tests = self.owner["tests"].tests, self.owner["tests"].sticky_tests
+        first = runs[0]  # --add belongs to the first folder (its later call's hook file); a later run's stage wins
+        self.added = [(name, path) for name, path in first.added if self.owner[name] is first]
+        self.replaced = [(name, path, runs.index(self.owner[name]) + 1) for name, path in first.added
+                         if self.owner[name] is not first]
+        self.unread = first.unread
+        self.added_json = {h: v for h, v in first.added_json.items() if self.owner[h] is first}
+
+    def source(self, stage):
+        return self.owner.get(stage, self.runs[-1])
+
+    def line(self, stage):
+        return self.source(stage).line(stage)
+
+    def not_asked(self, stage):
+        return self.source(stage).not_asked(stage)
+
+    def wrote(self, stage):
+        return self.source(stage).wrote(stage)
+
+    def why_missing(self, stage, what):
+        return self.source(stage).why_missing(stage, what)
+
+    def stage_seconds(self):
+        return {stage: seconds for stage in STAGES
+                if (seconds := self.source(stage).stage_seconds().get(stage)) is not None}
+
+    def label(self, *stages):
+        """The runs that speak for ``stages``, each as its commit and time."""
+        return "; ".join(dict.fromkeys(self.source(stage).label() for stage in stages))
+
+
+def merge_conflict(runs, paths):
+    """Why the runs in ``paths`` (oldest first) may not be merged into one section, or None: each must have run on the
+    card of the first (device.txt's first line: one card's figures, its targets judged alike), and none before the one
+    given before it (a later run's stages win, so the order given is the order they ran)."""
+    card = runs[0].device[0] if runs[0].device else None
+    for before, run, path in zip(runs, runs[1:], paths[1:]):
+        if (run.device[0] if run.device else None) != card:
+            return f"--merge {path}: its run was on {run.device[0] if run.device else 'no device.txt'!s}, the first " \
+                   f"on {card}: report the two apart"
+        if run.date() and before.date() and run.date() < before.date():
+            return (f"--merge {path}: its run ({run.date()}) is older than the one before it ({before.date()}): "
+                    "give the runs oldest first (a later run's stages replace an earlier's)")
+    return None
 
 
 # ---- the targets -----------------------------------------------------------------------------------------
@@ -763,14 +843,19 @@ def torch_words(run):
     return "torch not recorded" if run.wrote("train") else "torch: not run in this call"
 
 
-def heading(run):
+def _setup(run):
+    """(card, CuPy, date) words of a run's heading, from device.txt."""
     card = run.device[0] if run.device else "no device.txt"
-    date = run.device[1] if len(run.device) > 1 else "no date in device.txt"
     fields = [f.strip() for f in card.split(",")]
     if len(fields) == 3 and fields[2].endswith("MiB"):
         card = f"{fields[0]} ({fields[2]}), driver {fields[1]}"
     cupy = _info(run.device).get("cupy", "version not in device.txt")
     cupy = f"CuPy {cupy}" if not cupy.startswith("unavailable") else "no CuPy"
+    return card, cupy, run.date() or "no date in device.txt"
+
+
+def heading(run):
+    card, cupy, date = _setup(run)
     return f"## `bench/gpu_check.sh` — {card}, {cupy}, {torch_words(run)} — {date}", commit_of(run)
 
 
@@ -809,10 +894,13 @@ def details(run):
     """The stages' own output, as blocks of Markdown."""
     from gpunn import bench
 
+    def run_of(stage):  # a merged section names the run each block comes from
+        return f" — run {run.runs.index(run.source(stage)) + 1} ({run.label(stage)})" if isinstance(run, Merged) else ""
+
     blocks = []
     tests = run.line("tests")
     if tests and not run.not_asked("tests"):
-        text = f"**GPU tests:** `{tests.strip()}`"
+        text = f"**GPU tests{run_of('tests')}:** `{tests.strip()}`"
         if run.tests:
             failed = sorted(k for k, v in run.tests.items() if v == "failed")
             text += (f" ({sum(v == 'passed' for v in run.tests.values())} passed, {len(failed)} failed, "
@@ -823,39 +911,86 @@ def details(run):
         rows = [(r["op"], f"2^{int(math.log2(r['elements']))}", f"{r['gb_per_s']:.1f}", f"{r['copy_gb_per_s']:.1f}",
                  f"{100 * r['fraction_of_copy']:.0f}%", f"{r['fused_speedup']:.2f}×" if "fused_speedup" in r else "")
                 for r in run.kernels.get("rows", [])]
-        blocks.append(f"**Kernels** ({run.kernels.get('device')}, {run.kernels.get('dtype')}; GB/s counting each input "
+        blocks.append(f"**Kernels{run_of('kernels')}** ({run.kernels.get('device')}, {run.kernels.get('dtype')}; GB/s counting each input "
                       "read once and each output written once, against a device copy of the same size):\n\n"
                       + _table(("op", "size", "GB/s", "copy GB/s", "of copy", "fused vs unfused"), rows))
     if run.train:
         results = run.train["results"]
         text = [bench.format_setup(run.train["setup"]), "", bench.format_table(results), "", bench.gemm_note(results)]
         note = bench.graph_note(results)
-        blocks.append("**Training throughput** (`" + run.train["setup"].get("command", "gpunn bench") + "`):\n\n```\n"
+        blocks.append(f"**Training throughput{run_of('train')}** (`" + run.train["setup"].get("command", "gpunn bench") + "`):\n\n```\n"
                       + "\n".join(text + ([note] if note else [])) + "\n```")
     for hook in HOOKS:
         text = _read(os.path.join(run.source(hook).out, f"{hook}.txt")) if run.source(hook).wrote(hook) else None
         if text:  # the hook's own lines: progress lines (indented) and JSON dumps left out
             lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "{", "}"))]
-            blocks.append(f"**{hook} hook** (`{hook}.txt`):\n\n```\n" + "\n".join(lines[-40:]) + "\n```")
+            blocks.append(f"**{hook} hook{run_of(hook)}** (`{hook}.txt`):\n\n```\n" + "\n".join(lines[-40:]) + "\n```")
     return "\n\n".join(blocks)
 
 
+# the stages each of the review's questions reads (questions()), and each issue's targets: a merged section labels
+# each answer and figure with the run that speaks for those stages
+QUESTION_STAGES = (("member vs MLP", ("precision",)), ("the resume tests", ("tests",)),
+                   ("batched GemmEx", ("precision",)), ("the bf16 (and tf32)", ("precision", "tests")),
+                   ("the ensemble's CUDA graph", ("ensemble",)), ("the bf16 ensemble row", ("ensemble",)),
+                   ("5,313-parameter", ("precision",)), ("set_precision", ("tests",)),
+                   ("the ensemble's '% of peak'", ("ensemble",)))
+ISSUE_STAGES = {"10": "train", "11": "ensemble", "12": "streams", "13": "nccl"}
+
+
+def _target_stages(issue, target, measured):
+    if target.startswith("tf32 and bf16 reach"):  # the precision hook's R², or the GPU test's outcome (_r2)
+        return ("precision", "tests") if "tests/test_precision_gpu.py" in measured else ("precision",)
+    return (ISSUE_STAGES[issue],)
+
+
+def _opening(run):
+    """(heading, the sentence under it, the summary blocks) of the section."""
+    written = "This section was written by `python bench/gpu_report.py` from the run's output folder."
+    if not isinstance(run, Merged):
+        title, commit = heading(run)
+        return title, f"`bench/gpu_check.sh` on commit {commit}: {verdict(run)} {written}", [
+            "```", run.summary or "(no summary.txt)", "```", ""]
+    card, cupy, _ = _setup(run.runs[0])
+    words = list(dict.fromkeys(torch_words(r) for r in run.runs))
+    torch = ", ".join([w for w in words if w.startswith(("torch ", "no torch")) and w != "torch not recorded"]
+                      or words)
+    cupy = ", ".join(dict.fromkeys([cupy] + [_setup(r)[1] for r in run.runs[1:]]))
+    title = (f"## `bench/gpu_check.sh`, {len(run.runs)} runs merged — {card}, {cupy}, {torch} — "
+             + " and ".join(r.date() or "no date" for r in run.runs))
+    said = " ".join(f"Run {i} on commit {commit_of(r)}, {r.date() or 'no date in device.txt'}: {verdict(r)}"
+                    for i, r in enumerate(run.runs, 1))
+    intro = (f"`bench/gpu_check.sh`, {len(run.runs)} runs merged: each stage's figures are the latest run's that ran "
+             f"it, and each figure names its run (commit, time). {said} This section was written by "
+             "`python bench/gpu_report.py` from the runs' output folders.")
+    blocks = []
+    for i, r in enumerate(run.runs, 1):
+        blocks += [f"Run {i} ({r.label()}):", "", "```", r.summary or "(no summary.txt)", "```", ""]
+    return title, intro, blocks
+
+
 def report(run) -> str:
-    title, commit = heading(run)
-    parts = [title, "",
-             f"`bench/gpu_check.sh` on commit {commit}: {verdict(run)} This section was written by "
-             "`python bench/gpu_report.py` from the run's output folder.", "",
-             "```", run.summary or "(no summary.txt)", "```", "",
+    merged = isinstance(run, Merged)
+    targets = [(n, *row) for n, rows in (("10", issue10(run)), ("11", issue11(run)), ("12", issue12(run)),
+                                         ("13", issue13(run))) for row in rows]
+    answers = questions(run)
+    if merged:
+        targets = [(*row, run.label(*_target_stages(*row[:3]))) for row in targets]
+        answers = [(*row, run.label(*next(stages for start, stages in QUESTION_STAGES if row[0].startswith(start))))
+                   for row in answers]
+    title, intro, summaries = _opening(run)
+    parts = [title, "", intro, "", *summaries,
              *([f"Merged from a later call: {', '.join(f'{name} ({os.path.basename(path)})' for name, path in run.added)}.",
                 ""] if run.added else []),
+             *([f"Not used: {', '.join(f'{name} ({os.path.basename(path)})' for name, path, _ in run.replaced)}, "
+                "merged into run 1: " + ", ".join(f"run {i}'s {name} stage replaces it" for name, _, i in run.replaced)
+                + ".", ""] if getattr(run, "replaced", None) else []),
              *([f"**Not merged** (not a JSON object: a file cut short while it was written?): "
                 f"{', '.join(f'{name} ({path})' for name, path in run.unread)}.", ""] if run.unread else []),
              "### The open issues' GPU targets", "",
-             _table(("issue", "target", "measured", ""),
-                    [(n, *row) for n, rows in (("10", issue10(run)), ("11", issue11(run)), ("12", issue12(run)),
-                                               ("13", issue13(run))) for row in rows]), "",
+             _table(("issue", "target", "measured", "", *(("run",) if merged else ())), targets), "",
              "### The ensemble-precision review's questions (notes revprec-s6)", "",
-             _table(("question", "answer"), questions(run)), "",
+             _table(("question", "answer", *(("run",) if merged else ())), answers), "",
              "### The stages", "", details(run)]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -867,6 +1002,12 @@ def main(argv=None) -> int:
                         help=f"a later run's hook JSON ({', '.join(HOOKS)}), merged over the folder's: e.g. "
                         "streams=streams.json from the second GPU command (bench/gpu_check.sh's header); refused "
                         "where it was measured on another kind of device (GPU, CPU) than the folder's hooks")
+    parser.add_argument("--merge", action="append", default=[], metavar="LATER_DIR",
+                        help="a later gpu_check.sh run's folder (repeatable, oldest first), e.g. the rerun after fixes "
+                        "(the header's step 3): one section of all, each stage's figures the latest run's that ran it "
+                        "(its summary line ok or FAIL, or killed in it), each labelled with its run's commit and time; "
+                        "refused for a run on another card, or older than the one given before it. --add goes into "
+                        "OUT's run")
     args = parser.parse_args(argv)
     added = []
     for item in args.add:
@@ -876,14 +1017,23 @@ def main(argv=None) -> int:
         if not os.path.exists(path):
             parser.error(f"--add {item}: no such file")
         added.append((name, path))
-    if not os.path.isdir(args.out):
-        parser.error(f"{args.out}: no such folder")
+    for folder in (args.out, *args.merge):
+        if not os.path.isdir(folder):
+            parser.error(f"{folder}: no such folder")
+    run = Run(args.out)
     for (name, path), item in zip(added, args.add):
         extra = _json(path)  # one that is not a JSON object is said in the report (Run.unread), not refused
-        conflict = add_conflict(args.out, name, extra) if isinstance(extra, dict) else None
+        conflict = add_conflict(run, name, extra) if isinstance(extra, dict) else None
         if conflict:
             parser.error(f"--add {item}: not merged: {conflict}")
-    sys.stdout.write(report(Run(args.out, added)))
+    run.add(added)
+    if args.merge:
+        runs = [run, *(Run(folder) for folder in args.merge)]
+        conflict = merge_conflict(runs, [args.out, *args.merge])
+        if conflict:
+            parser.error(conflict)
+        run = Merged(runs)
+    sys.stdout.write(report(run))
     return 0
 
 

@@ -1033,6 +1033,94 @@ def test_the_report_of_a_run_that_left_out_the_tests_and_train_reads_neither(tmp
     assert "**GPU tests:**" not in out and "**Training throughput**" not in out and "**Kernels**" in out
 
 
+def _rerun_of_the_h200_run(folder, **lines):
+    """The H200 fixture as a later rerun (header step 3) into ``folder``: 87 min later, on commit abc1234 (named by
+    GPUNN_CHECK_COMMIT), tests, kernels and train not asked for, its ensemble hook 3.50× torch vmap; ``lines``:
+    {stage: its summary line instead}."""
+    shutil.copytree(RUNS / "h200-2026-11-28", folder)
+    text = re.sub(r"^ok   (tests|kernels|train): .*$", r"--   \1: not asked for (GPUNN_CHECK_STAGES)",
+                  (folder / "summary.txt").read_text(), flags=re.M)
+    for stage, line in lines.items():
+        text = re.sub(rf"^\S+ +{stage}: .*$", line, text, flags=re.M)
+    (folder / "summary.txt").write_text(text)
+    device = (folder / "device.txt").read_text().replace("2026-11-28 18:43 UTC", "2026-11-28 20:10 UTC")
+    (folder / "device.txt").write_text(device.replace(
+        "commit e381b4e", "commit abc1234 (named by GPUNN_CHECK_COMMIT; the checkout's .git says e381b4e)"))
+    ensemble = json.loads((folder / "ensemble" / "ensemble.json").read_text())
+    ensemble["targets"]["torch-vmap"]["speedup"] = 3.5
+    (folder / "ensemble" / "ensemble.json").write_text(json.dumps(ensemble))
+
+
+def _runs(markdown, table="### The open issues' GPU targets"):
+    """{first cell after the issue (a target or a question): the merged section's run cell}."""
+    rows = markdown.split(table, 1)[1].split("###", 1)[0].splitlines()[4:]
+    return {line.split(" | ")[1 if table.startswith("### The open") else 0].lstrip("| "): line.rsplit(" | ", 1)[1][:-2]
+            for line in rows if line.startswith("| ")}
+
+
+def test_a_rerun_merges_over_the_full_run_stage_by_stage_each_figure_named_by_its_run(tmp_path, capsys):
+    """Session 23 merged its full run (call 1) and its rerun of the tests and hooks after fixes (call 3) into RESULTS.md
+    by hand. --merge LATER_DIR makes one section of both: each stage's figures are the latest run's that ran it (its
+    line ok or FAIL), a stage the rerun skipped or was not asked for keeps the first run's, and every figure, answer
+    and block names its run's commit and time; each run's summary is there. The first run's --add file, for a hook
+    the rerun ran again, is said to be replaced, not silently dropped."""
+    first = RUNS / "h200-2026-11-28"
+    _rerun_of_the_h200_run(tmp_path / "rerun")
+    header = (ROOT / "bench" / "gpu_check.sh").read_text().split("\nset -uo pipefail", 1)[0]
+    (command,) = re.findall(r"^#    python bench/gpu_report\.py (GC_DIR .*--merge GR_DIR) > section\.md$", header, re.M)
+    words = command.replace("GC_DIR", str(first)).replace("CALL2/streams.json", str(first / "streams-long.json"))
+    out = _report(*words.replace("GR_DIR", str(tmp_path / "rerun")).split(), capsys=capsys)  # the header's step 3
+    assert out.startswith("## `bench/gpu_check.sh`, 2 runs merged — NVIDIA H200 (143771 MiB), driver 580.159.04, "
+                          "CuPy 14.2.0, torch 2.11.0+cu130 — 2026-11-28 18:43 UTC and 2026-11-28 20:10 UTC\n")
+    assert ("Run 1 on commit e381b4e, 2026-11-28 18:43 UTC: **PASSED in 218 s** of a 420 s budget. Run 2 on commit "
+            "abc1234, 2026-11-28 20:10 UTC: **PASSED in 218 s** of a 420 s budget; not run, not asked for "
+            "(GPUNN_CHECK_STAGES): tests, kernels, train.") in out
+    assert "Run 1 (e381b4e, 2026-11-28 18:43 UTC):\n\n```\nok   device" in out
+    assert "Run 2 (abc1234, 2026-11-28 20:10 UTC):\n\n```\nok   device" in out
+    t, runs = _targets(out), _runs(out)
+    one, two = "e381b4e, 2026-11-28 18:43 UTC", "abc1234, 2026-11-28 20:10 UTC"
+    assert t["large bf16 ≥ 5× float32"] == ("1,681,106 / 155,556 = 10.81×", "met")
+    assert runs["large bf16 ≥ 5× float32"] == one
+    assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == ("eager 3.50×", "met")  # the rerun's, not 2.55×
+    assert runs["K=256 small nets ≥ 3× the torch vmap ensemble"] == two
+    assert runs["a one-rank NCCL run: communicator, all-reduce and broadcast, distributed fits equal to one process"] == two
+    assert "Not used: streams (streams-long.json), merged into run 1: run 2's streams stage replaces it." in out
+    answers = _runs(out, "### The ensemble-precision review's questions")
+    assert answers["set_precision between fits captures anew on a GPU (1e-5)"] == one  # the tests: run 1's
+    assert answers["the bf16 (and tf32) ensemble graph is captured"] == f"{two}; {one}"  # precision, tests
+    assert f"**GPU tests — run 1 ({one}):**" in out and f"**Kernels — run 1 ({one})**" in out
+    assert f"**Training throughput — run 1 ({one})**" in out and f"**ensemble hook — run 2 ({two})**" in out
+    # a rerun that skipped a stage (budget) keeps the first run's figures for it; one that failed it wins
+    _rerun_of_the_h200_run(tmp_path / "skipped", ensemble="SKIP ensemble: no budget left (the run is incomplete: "
+                           "it fails) (204s)", nccl="FAIL nccl (exit 1): /tmp/gc/nccl.txt (218s)")
+    nccl = tmp_path / "skipped" / "nccl" / "nccl.json"
+    nccl.write_text(json.dumps({**json.loads(nccl.read_text()), "checks": {"NCCL communicator": True,
+                                                                           "broadcast": False}}))
+    out = _report(first, "--merge", str(tmp_path / "skipped"), capsys=capsys)
+    t, runs = _targets(out), _runs(out)
+    assert t["K=256 small nets ≥ 3× the torch vmap ensemble"] == ("eager 2.55×", "**not met**")
+    assert runs["K=256 small nets ≥ 3× the torch vmap ensemble"] == one
+    nccl_target = "a one-rank NCCL run: communicator, all-reduce and broadcast, distributed fits equal to one process"
+    assert t[nccl_target] == ("1 of 2 checks passed; failed: broadcast", "**not met**") and runs[nccl_target] == two
+
+
+def test_runs_on_other_cards_or_given_newest_first_are_not_merged(tmp_path, capsys):
+    """A later run's stages replace an earlier's, so the runs must be given oldest first, and be of one card (its
+    targets judged alike): else the report refuses (status 2), naming the folder."""
+    first = RUNS / "h200-2026-11-28"
+    _rerun_of_the_h200_run(tmp_path / "rerun")
+    gpu_report = _load("bench/gpu_report.py", "gpu_report")
+    for args, said in (([str(tmp_path / "rerun"), "--merge", str(first)],
+                        f"--merge {first}: its run (2026-11-28 18:43 UTC) is older than the one before it "
+                        "(2026-11-28 20:10 UTC): give the runs oldest first"),
+                       ([str(RUNS / "cpu-dry-run"), "--merge", str(tmp_path / "rerun")],
+                        f"--merge {tmp_path / 'rerun'}: its run was on NVIDIA H200, 580.159.04, 143771 MiB, the first "
+                        "on no nvidia-smi: report the two apart")):
+        with pytest.raises(SystemExit) as exc:
+            gpu_report.main(args)
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+
+
 @pytest.fixture
 def sigint_in_a_fit(monkeypatch):
     """gpu_check.sh's SIGINT at a hook stage's cap (bounded: timeout -s INT) arriving while the hook trains: at the
