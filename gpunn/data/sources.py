@@ -566,6 +566,8 @@ class IterableSource(Closable):
             raise DataError(f"the iterable gave {count} rows in epoch {int(epoch) + 1}; rows={self.rows} was expected")
 
     def validation_windows(self):
+        """No windows: an iterable has no chunks to hold out. A closed source refuses, as its passes do."""
+        self._check_open()
         return iter(())
 
     @property
