@@ -8,7 +8,7 @@ import pytest
 import gpunn
 import gpunn.model
 from gpunn.ops import mlp_step
-from gpunn.ops.cblas import numpy_blas
+from gpunn.ops.cblas import mkl_blas, numpy_blas
 from gpunn.ops.cpu import numba
 
 pytestmark = pytest.mark.skipif(numba is None or numpy_blas("float32") is None or numpy_blas("float64") is None,
@@ -188,17 +188,19 @@ def test_the_one_call_step_does_not_run_where_the_generic_step_differs(monkeypat
     assert not kernel_calls
 
 
-@pytest.mark.parametrize("setting, runs", [("numpy", True), ("auto", True), ("numpy,mkl,blis", True), ("mkl", False),
-                                           ("blis", False)])
-def test_the_one_call_step_runs_unless_gpunn_gemm_forces_another_library(monkeypatch, kernel_calls, setting, runs):
+@pytest.mark.parametrize("setting", ["numpy", "auto", "numpy,mkl,blis", "mkl", "blis"])
+def test_the_one_call_step_runs_unless_gpunn_gemm_forces_blis(monkeypatch, kernel_calls, setting):
     """GPUNN_GEMM=auto (or a list) keeps a small net's one-call step on NumPy's BLAS, training the default's bits: off,
-    its per-op step was 2-3x slower though auto chose NumPy for every product. A library forced (mkl, blis) takes
-    every product, in the generic step."""
+    its per-op step was 2-3x slower though auto chose NumPy for every product. GPUNN_GEMM=mkl runs it with MKL's
+    products (test_forced_mkl_runs_the_one_call_step_with_mkls_products); BLIS, forced, takes every product in the
+    generic step (it has no CBLAS to call from the kernel)."""
     from gpunn.ops import gemm
 
     forced = setting in ("mkl", "blis")
     if forced and gemm.library(setting) is None:
         pytest.skip(f"{setting} is not installed (GPUNN_GEMM={setting} is then NumPy alone)")
+    if setting == "mkl" and mkl_blas("float32") is None:
+        pytest.skip("MKL's CBLAS could not be bound for the kernel (gpunn.ops.cblas.mkl_blas)")
     X, Y = data(64)
     params = {}
     for value in ("numpy", setting):
@@ -208,9 +210,49 @@ def test_the_one_call_step_runs_unless_gpunn_gemm_forces_another_library(monkeyp
         assert model.train_step_and_update(X, Y, opt, 1e-3) is not None
         model.train_step(X, Y)
         params[value] = model.params.copy()
-    assert kernel_calls == ["step", "gradients"] * (1 + runs)
-    if runs:
+    assert kernel_calls == ["step", "gradients"] * (1 + (setting != "blis"))
+    if not forced:
         numpy.testing.assert_array_equal(params[setting], params["numpy"])
+
+
+FORCED_MKL_RUNS = ["adam", "float64", "adamw float64", "batch 128 width 64", "batch 9", "tanh", "sigmoid float64",
+                   "input 4: a small-k forward product", "partial last batch, cosine, validation", "65535 parameters"]
+
+
+@pytest.mark.parametrize("case", FORCED_MKL_RUNS)
+def test_forced_mkl_runs_the_one_call_step_with_mkls_products(monkeypatch, kernel_calls, case):
+    """GPUNN_GEMM=mkl: the one-call step calls MKL's CBLAS (gpunn.ops.cblas.mkl_blas) on one MKL thread, and trains
+    the bits of the generic step, whose products then go to gpunn.ops.gemm's MKL (one thread under ONE_THREAD_MACS
+    multiply-adds; a matrix times a vector by gemv, as the kernel's). Before, that step was the generic one, 16x
+    slower than the default on the 2-core EPYC (each tiny product woke MKL's second thread)."""
+    from gpunn.ops import gemm
+
+    if gemm.library("mkl") is None or mkl_blas("float32") is None:
+        pytest.skip("MKL is not installed here, or its CBLAS could not be bound for the kernel")
+    monkeypatch.setenv(gemm.ENV, "mkl")
+    options = dict(RUNS[case])
+    one_call = trained(monkeypatch, False, **options)
+    assert kernel_calls == ["step"] * one_call[3]
+    assert_same(one_call, trained(monkeypatch, True, **options))
+    assert gemm.shared_chooser().choices and set(gemm.shared_chooser().choices.values()) == {"mkl"}
+
+
+def test_forced_mkl_leaves_a_product_of_many_threads_to_the_generic_step(monkeypatch, kernel_calls):
+    """Under GPUNN_GEMM=mkl a batch whose largest product reaches ONE_THREAD_MACS multiply-adds (432 x 151 weights at
+    65 rows: 4.24M) is the generic step's, whose MKL runs that product on its threads; 64 rows (4.17M) and the
+    default's NumPy take the one call."""
+    from gpunn.ops import gemm
+
+    if gemm.library("mkl") is None or mkl_blas("float32") is None:
+        pytest.skip("MKL is not installed here, or its CBLAS could not be bound for the kernel")
+    assert 64 * 432 * 151 < gemm.library("mkl").ONE_THREAD_MACS <= 65 * 432 * 151
+    X, Y = data(65, 432)
+    for setting, rows, runs in (("mkl", 64, True), ("mkl", 65, False), ("numpy", 65, True)):
+        monkeypatch.setenv(gemm.ENV, setting)
+        kernel_calls.clear()
+        model = gpunn.MLP([432, 151, 1], device="cpu", seed=0)
+        model.train_step_and_update(X[:rows], Y[:rows], gpunn.Adam().bind(model.params, model.ops), 1e-3)
+        assert kernel_calls == ["step"] * runs, (setting, rows)
 
 
 def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):

@@ -11,6 +11,8 @@ one), or by ``_define()``: a kernel of yours that calls them compiles after that
 Used by ``gpunn.ops.ensemble``'s member-group pass: a group of an Ensemble's members runs its whole forward and
 backward pass in one Numba call, without taking the GIL between its products (each product the same BLAS
 call numpy.matmul makes, so the same bits).
+``mkl_blas(dtype)`` gives such an array with MKL's ``?gemm`` and ``?gemv`` (gpunn.ops.gemm's MKL), for a small
+net's one-call step under GPUNN_GEMM=mkl (gpunn.ops.mlp_step).
 
 Addresses in an array, not ctypes functions as the kernel's arguments: Numba types each ctypes function
 argument in Python on every call (about 1 us each on the project's machine; the group pass took three),
@@ -169,9 +171,9 @@ def _bind(dtype):
     return None
 
 
-def _probe(dtype, blas) -> bool:
-    """The calls through ``blas`` give numpy.matmul's bits (and numpy.dot's for ddot) on the call forms the
-    member-group pass uses: A @ B, A^T @ B, A @ B^T (gemm), A @ v and A^T @ v (gemv)."""
+def _probe(dtype, blas, product=None) -> bool:
+    """The calls through ``blas`` give the bits of ``product(a, b, out)`` (default numpy.matmul's; and numpy.dot's for
+    ddot) on the call forms the member-group pass uses: A @ B, A^T @ B, A @ B^T (gemm), A @ v and A^T @ v (gemv)."""
     if numba is None:
         return False
     rng = numpy.random.default_rng(0)
@@ -187,7 +189,9 @@ def _probe(dtype, blas) -> bool:
         _probe_products(blas, A, B, At, Bt, v, w, d, outs, dots, dtype.type(1), dtype.type(0))
     except _NumbaError:  # the intrinsics do not compile on this Numba: the group pass is not used
         return False
-    expected = (A @ B, At.T @ B, A @ Bt.T, A @ v, A.T @ w)
+    pairs = ((A, B), (At.T, B), (A, Bt.T), (A, v), (A.T, w))
+    expected = [a @ b if product is None else product(a, b, numpy.empty((a.shape[0], b.shape[1]), dtype))
+                for a, b in pairs]
     return all(numpy.array_equal(o, e) for o, e in zip(outs, expected)) and dots[0] == numpy.dot(d, d)
 
 
@@ -219,3 +223,25 @@ def numpy_blas(dtype):
     module docstring). Bound and probed once per dtype."""
     blas = _bind(dtype)
     return blas if blas is not None and _probe(dtype, blas) else None
+
+
+@once_per_float_dtype
+def mkl_blas(dtype):
+    """[gemm, gemv, dot, ilp64] with MKL's ?gemm and ?gemv (gpunn.ops.gemm's MKL, in NumPy's BLAS's integer width:
+    MKL's ``_64`` symbols for an ILP64 one) and NumPy's ddot (the generic step sums its squares with NumPy); or None
+    where MKL or NumPy's BLAS is not bound, or where the calls do not give gpunn.ops.gemm's MKL products' bits on a
+    probe, run as a small net's one-call step runs them: on one MKL thread (gpunn.ops.mlp_step). For that step under
+    GPUNN_GEMM=mkl. Bound and probed once per dtype."""
+    from . import gemm
+
+    ours, mkl = numpy_blas(dtype), gemm.library("mkl")
+    if ours is None or mkl is None or mkl.local_threads is None:
+        return None
+    letter, suffix = ("s" if dtype == numpy.float32 else "d"), ("_64" if ours[3] else "")
+    fns = [getattr(mkl._lib, f"cblas_{letter}{name}{suffix}") for name in ("gemm", "gemv")]
+    blas = numpy.array([ctypes.cast(f, ctypes.c_void_p).value for f in fns] + [ours[2], ours[3]], numpy.int64)
+    before = mkl.local_threads(1)
+    try:
+        return blas if _probe(dtype, blas, mkl) else None
+    finally:
+        mkl.local_threads(before)

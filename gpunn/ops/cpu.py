@@ -372,11 +372,11 @@ class CpuOps(Ops):
         # NumPy alone (GPUNN_GEMM's default): call numpy.matmul directly. The chooser's per-call key and
         # dispatch cost about 10% of a small net's step (16-64-64-1 at batch 128), for no choice to make.
         self._numpy_only = [lib.name for lib in self.gemm.libraries] == ["numpy"]
-        # A small net's step as one Numba call into NumPy's BLAS (gpunn.ops.mlp_step) runs unless GPUNN_GEMM forces
-        # another library. A per-shape choice (auto, a list) keeps it: off, the step's ~64 Python calls cost more
-        # than any library saves on products this small (16-64-64-1 at batch 128 on the 2-core EPYC: one call
-        # 1.46M samples/s, auto's per-op step 0.59-0.74M with NumPy chosen for every shape; MKL's single-thread
-        # products took 129 us a step to OpenBLAS's 130).
+        # A small net's step as one Numba call (gpunn.ops.mlp_step) calls NumPy's BLAS unless GPUNN_GEMM forces
+        # another library (MKL's then). A per-shape choice (auto, a list) keeps NumPy's: off, the step's ~64 Python
+        # calls cost more than any library saves on products this small (16-64-64-1 at batch 128 on the 2-core
+        # EPYC: one call 1.46M samples/s, auto's per-op step 0.59-0.74M with NumPy chosen for every shape; MKL's
+        # single-thread products took 129 us a step to OpenBLAS's 130).
         self.one_call_numpy_blas = self._numpy_only or not self.gemm.forced
 
     def __getattr__(self, name):

@@ -7,8 +7,9 @@ Candidates, each used only where it is installed:
   picked at run time), float32 only (its float64 entry point mishandles transposes), run on the
   calling thread and split across gpunn's CPU threads by rows of the output (the package's BLIS is
   single-threaded).
-- ``mkl``: Intel's MKL from the ``mkl`` package, called through its CBLAS ``cblas_sgemm`` /
-  ``cblas_dgemm`` with ctypes (no Python binding is needed), with the threads it picks itself.
+- ``mkl``: Intel's MKL from the ``mkl`` package, called through its CBLAS ``cblas_?gemm`` (``cblas_?gemv`` for a
+  matrix times a vector) with ctypes (no Python binding is needed), with the threads it picks itself but for
+  products under ``_Mkl.ONE_THREAD_MACS`` multiply-adds, which run on the calling thread alone.
 
 ``GemmChooser.matmul(a, b, out)`` keys a product by (dtype, m, k, n, a transposed, b transposed),
 times every candidate on the real operands the first time it sees the key (single calls, the
@@ -105,7 +106,12 @@ class _Blis:
 
 class _Mkl:
     name = "mkl"
-    _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+    _ROW_MAJOR, _COL_MAJOR, _NO_TRANS, _TRANS = 101, 102, 111, 112
+    # A product under this many multiply-adds runs on one MKL thread. With KMP_BLOCKTIME=0 (below) MKL wakes its
+    # sleeping workers at every call, about 110 us per product on the 2-core EPYC (a 16-64-64-1 step at batch 128:
+    # 1.16 ms on MKL's 2 threads, 0.28 ms on one), which a product of 2 x 2.2M multiply-adds (4.4 MFLOP at ~40
+    # GFLOP/s a core) only just earns back by splitting.
+    ONE_THREAD_MACS = 1 << 22
 
     def __init__(self):
         # Intel OpenMP's workers spin for KMP_BLOCKTIME (200 ms by default) after each parallel call,
@@ -139,6 +145,15 @@ class _Mkl:
         for fn, real in ((lib.cblas_sgemm, ctypes.c_float), (lib.cblas_dgemm, ctypes.c_double)):
             fn.restype = None
             fn.argtypes = [c_int, c_int, c_int, c_int, c_int, c_int, real, ptr, c_int, ptr, c_int, real, ptr, c_int]
+        for fn, real in ((lib.cblas_sgemv, ctypes.c_float), (lib.cblas_dgemv, ctypes.c_double)):
+            fn.restype = None
+            fn.argtypes = [c_int, c_int, c_int, c_int, real, ptr, c_int, ptr, c_int, real, ptr, c_int]
+        try:  # the calling thread's thread count, for small products (the C API's; mkl_set_num_threads_local
+            # is the Fortran one, which takes a pointer)
+            self.local_threads = lib.MKL_Set_Num_Threads_Local
+            self.local_threads.argtypes, self.local_threads.restype = [c_int], c_int
+        except AttributeError:  # pragma: no cover - an MKL older than 10.3
+            self.local_threads = None
         self.version = self._version()
 
     def _version(self) -> str:
@@ -161,10 +176,29 @@ class _Mkl:
                 and _operand(a) is not None and _operand(b) is not None)
 
     def __call__(self, a, b, out, split=None):
-        (A, ta), (B, tb) = _operand(a), _operand(b)
         m, n = out.shape
         k = a.shape[1]
-        fn = self._lib.cblas_sgemm if out.dtype == numpy.float32 else self._lib.cblas_dgemm
+        if m * n * k >= self.ONE_THREAD_MACS or self.local_threads is None:
+            return self._product(a, b, out, m, n, k)
+        before = self.local_threads(1)
+        try:
+            return self._product(a, b, out, m, n, k)
+        finally:
+            self.local_threads(before)  # 0: the process's setting again
+
+    def _product(self, a, b, out, m, n, k):
+        (A, ta), (B, tb) = _operand(a), _operand(b)
+        single = out.dtype == numpy.float32
+        if n == 1 and k >= 1:  # matrix @ vector: gemv, in the call forms of the one-call step (gpunn.ops.cblas)
+            fn = self._lib.cblas_sgemv if single else self._lib.cblas_dgemv
+            if ta:  # A is (k, m): out = A^T b
+                fn(self._ROW_MAJOR, self._TRANS, k, m, 1.0, A.ctypes.data, max(1, m), B.ctypes.data, 1, 0.0,
+                   out.ctypes.data, 1)
+            else:  # A is (m, k), read as the column-major (k, m) matrix it is, transposed (numpy.matmul's form)
+                fn(self._COL_MAJOR, self._TRANS, k, m, 1.0, A.ctypes.data, k, B.ctypes.data, 1, 0.0,
+                   out.ctypes.data, 1)
+            return out
+        fn = self._lib.cblas_sgemm if single else self._lib.cblas_dgemm
         fn(self._ROW_MAJOR, self._TRANS if ta else self._NO_TRANS, self._TRANS if tb else self._NO_TRANS,
            m, n, k, 1.0, A.ctypes.data, max(1, A.shape[1]), B.ctypes.data, max(1, B.shape[1]), 0.0,
            out.ctypes.data, max(1, n))

@@ -3,19 +3,20 @@ MLP.train_step), with Adam's or AdamW's step in the same call (one_call_step, fo
 
 A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._forward, MLP._backward,
 ``CpuOps`` and Adam.step. Here it is the Ensemble's member-group kernel (gpunn.ops.ensemble._member_group_pass)
-run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas) with the same operands (or
+run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas; MKL's where GPUNN_GEMM forces mkl, whose
+products the generic path then makes) with the same operands (or
 CpuOps.matmul's small-k kernel where it computes a forward product), the same elementwise kernels (NumPy's own tanh
 loop for tanh and sigmoid: gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
-are those of the generic path with NumPy's BLAS, and it is taken only where that path makes exactly these calls
-(one_call_step lists where), or where GPUNN_GEMM asks for a per-shape choice of library (auto: no bit-for-bit promise
-there); everywhere else the generic step runs.
+are those of the generic path, and it is taken only where that path makes exactly these calls
+(one_call_step lists where), or where GPUNN_GEMM asks for a per-shape choice of library (auto: NumPy's BLAS, whatever
+the generic path would choose; no bit-for-bit promise there); everywhere else the generic step runs.
 """
 from __future__ import annotations
 
 import numpy
 
 from .base import GEMM_INT_MAX
-from .cblas import numpy_blas
+from .cblas import mkl_blas, numpy_blas
 from .cpu import PARALLEL_MIN_ELEMENTS, SMALL_K, CpuOps, numba
 
 from ..optim import Adam, AdamW
@@ -41,24 +42,41 @@ def _blas_product(k, rows, cols) -> bool:
     return not (k <= SMALL_K and rows * cols >= _SMALL_K_MIN_OUT)
 
 
+def _step_blas(ops, dtype) -> tuple:
+    """(the CBLAS the step calls, as gpunn.ops.cblas's array; gpunn.ops.gemm's MKL where they are MKL's, else None):
+    NumPy's BLAS unless GPUNN_GEMM forces another library (CpuOps.one_call_numpy_blas); MKL's where it forces MKL,
+    whose products the generic step then makes; (None, None) where it forces BLIS (no CBLAS of its own to call from
+    Numba) or the library's could not be bound."""
+    if ops.one_call_numpy_blas:
+        return numpy_blas(dtype), None
+    if [lib.name for lib in ops.gemm.libraries] == ["numpy", "mkl"]:  # forced (else one_call_numpy_blas)
+        return mkl_blas(dtype), ops.gemm._impl["mkl"]
+    return None, None
+
+
 def _network_applies(model, ops):
-    """The conditions on the model that do not change between steps (see one_call_step): the hidden layers'
-    (tanh, layers) for the kernel where they hold (group_pass_activations), else None."""
+    """The conditions on the model that do not change between steps (see one_call_step): (the CBLAS to call, MKL
+    or None: _step_blas; the hidden layers' tanh and layers for the kernel: group_pass_activations) where they
+    hold, else None."""
     sizes, acts = model.layer_sizes, model.activations
-    applies = (numba is not None and type(ops) is CpuOps and ops.fused and ops.one_call_numpy_blas
+    applies = (numba is not None and type(ops) is CpuOps and ops.fused
                and model.steps_as_mlp() and model.bias and not model._bf16
                and model.precision == "float32" and len(sizes) >= 3 and sizes[-1] == 1 and min(sizes[:-1]) >= 2
-               and acts[-1].name == "identity" and model.params.size < PARALLEL_MIN_ELEMENTS
-               and numpy_blas(model.dtype) is not None)
-    return group_pass_activations(acts, model.dtype) if applies else None
+               and acts[-1].name == "identity" and model.params.size < PARALLEL_MIN_ELEMENTS)
+    blas, mkl = _step_blas(ops, model.dtype) if applies else (None, None)
+    activations = group_pass_activations(acts, model.dtype) if blas is not None else None
+    return None if activations is None else (blas, mkl, *activations)
 
 
-def _batch_applies(sizes, rows) -> bool:
+def _batch_applies(sizes, rows, mkl=None) -> bool:
     """The conditions on a batch of ``rows``: each product one the generic path gives to BLAS, but a hidden layer's
     Z = A W, which the kernel also computes as CpuOps.matmul's small-k product (_small_k_forward), and the output
     layer's dA = dZ w^T, k = 1 (a broadcast multiply or BLAS, a product of one term each); every layer's buffers
-    under PARALLEL_MIN_ELEMENTS (no elementwise pass split over threads)."""
+    under PARALLEL_MIN_ELEMENTS (no elementwise pass split over threads). With ``mkl`` (gpunn.ops.gemm's), each
+    product under its ONE_THREAD_MACS: the generic step runs those on one MKL thread, as the kernel runs all."""
     if not 2 <= rows <= GEMM_INT_MAX:
+        return False
+    if mkl is not None and max(rows * n * m for n, m in zip(sizes[:-1], sizes[1:])) >= mkl.ONE_THREAD_MACS:
         return False
     L = len(sizes) - 1
     for l in range(L):
@@ -92,9 +110,10 @@ class _Net:
 
     def __init__(self, model, ws):
         self.params, self.grads, self.weights, self.dW = model.params, model.grads, model.weights, model._dW
-        activations = _network_applies(model, model.ops)
-        self.runs = (activations is not None and model.params.flags.c_contiguous
-                     and model.grads.flags.c_contiguous and _batch_applies(model.layer_sizes, ws.Z[-1].shape[0]))
+        network = _network_applies(model, model.ops)
+        self.mkl = None if network is None else network[1]
+        self.runs = (network is not None and model.params.flags.c_contiguous and model.grads.flags.c_contiguous
+                     and _batch_applies(model.layer_sizes, ws.Z[-1].shape[0], self.mkl))
         if not self.runs:
             return
         dt = model.dtype
@@ -102,10 +121,10 @@ class _Net:
         hidden = len(model.layer_sizes) - 2
         rows = ws.Z[-1].shape[0]
         d64 = numpy.empty(rows, numpy.float64)
-        tanh, layers = activations
+        blas, _, tanh, layers = network
         layers = layers.copy()  # this batch size's products
         layers[:, LAYER_SMALL_K] = _small_k_forward(model.layer_sizes, rows)
-        self.lead, self.sums = (numpy_blas(dt), tanh, layers), numpy.zeros(1)
+        self.lead, self.sums = (blas, tanh, layers), numpy.zeros(1)
         # W, b, dW, db, Zo, dAo, sums, one, zero, scale (dA *= 2/rows, as loss_gradient)
         self.head = (one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
                      ws.dA[-1][None], self.sums, dt.type(1), dt.type(0), dt.type(2.0 / rows))
@@ -177,7 +196,8 @@ def one_call_step(model, X, Y, optimizer, lr):
     for a gpunn.MLP whose train_step, _forward and _backward are MLP's (not a subclass's, not set on the model), on
     CpuOps with Numba's kernels (no method set on the ops) and NumPy's BLAS: GPUNN_GEMM unset or numpy, or a
     per-shape choice (auto, a list), under which the generic step might give a product to another library and it
-    runs all the same (CpuOps.one_call_numpy_blas says why), but not where GPUNN_GEMM forces mkl or blis; with bias,
+    runs all the same (CpuOps.one_call_numpy_blas says why); or with MKL's (gpunn.ops.cblas.mkl_blas) where
+    GPUNN_GEMM forces mkl, on one MKL thread, for products under its ONE_THREAD_MACS; not where it forces blis; with bias,
     ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh loop could be bound:
     gpunn.ops.ufuncs), an identity output of one column, no size under 2, float32 precision and under
     PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
@@ -199,8 +219,20 @@ def one_call_step(model, X, Y, optimizer, lr):
     step = optimizer.steps
     plan.pow1[0], plan.pow2[0] = optimizer.beta1**step, optimizer.beta2**step  # Python's pow, as Adam.step's
     plan.rates[0, LR] = lr
-    ensemble._member_group_pass(*net.lead, X[None], Y[None], *plan.args)
+    if net.mkl is None:
+        ensemble._member_group_pass(*net.lead, X[None], Y[None], *plan.args)
+    else:
+        _on_one_mkl_thread(net.mkl, net.lead, X, Y, plan.args)
     return net.sums[0]
+
+
+def _on_one_mkl_thread(mkl, lead, X, Y, args):
+    """The kernel with MKL on the calling thread alone (as gpunn.ops.gemm's MKL runs the generic step's products)."""
+    before = mkl.local_threads(1)
+    try:
+        ensemble._member_group_pass(*lead, X[None], Y[None], *args)
+    finally:
+        mkl.local_threads(before)
 
 
 def one_call_gradients(model, X, Y):
@@ -212,5 +244,8 @@ def one_call_gradients(model, X, Y):
     net = _net(model, model._workspace(X.shape[0]))
     if not (net.runs and _takes(model, X, Y)):
         return None
-    ensemble._member_group_pass(*net.lead, X[None], Y[None], *net.gradients)
+    if net.mkl is None:
+        ensemble._member_group_pass(*net.lead, X[None], Y[None], *net.gradients)
+    else:
+        _on_one_mkl_thread(net.mkl, net.lead, X, Y, net.gradients)
     return net.sums[0]
