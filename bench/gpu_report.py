@@ -562,6 +562,18 @@ def issue11(run):
     return rows
 
 
+# ensemble.json's row lists, each of one of the hook's processes (bench/gpu_checks/ensemble.py)
+ENSEMBLE_PROCESSES = (("results", "first process"), ("graph_results", "graph process"), ("bf16_results", "bf16 process"))
+
+
+def unprofiled(e):
+    """The ensemble hook's processes whose eager float32 ensemble row (impl "gpunn", the one gpunn bench profiles)
+    has no step profile: its process's time ran out before the profile run. Rows made by hand, without the key,
+    say nothing."""
+    return [words for key, words in ENSEMBLE_PROCESSES for r in (e or {}).get(key) or []
+            if r.get("impl") == "gpunn" and "profile" in r and not r["profile"]]
+
+
 def step_words(entry):
     """(words, comparable) for a streams throughput entry's two fits: how their steps ran where either ran
     eagerly (the default graph falls back silently; streams.py's step_kind), and the hook's ``same_step``: False
@@ -925,6 +937,11 @@ def details(run):
         if text:  # the hook's own lines: progress lines (indented) and JSON dumps left out
             lines = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "{", "}"))]
             blocks.append(f"**{hook} hook{run_of(hook)}** (`{hook}.txt`):\n\n```\n" + "\n".join(lines[-40:]) + "\n```")
+        if hook == "ensemble" and unprofiled(run.hooks.get(hook)):
+            blocks.append(f"**ensemble hook{run_of(hook)}:** the eager ensemble row of its "
+                          + " and of its ".join(unprofiled(run.hooks[hook])) + " has no step profile (matmul / "
+                          "elementwise / optimizer / other, the table's last column): gpunn bench skips a row's profile "
+                          "run where its --max-seconds budget is spent (its log line: \"profile run skipped\").")
     return "\n\n".join(blocks)
 
 

@@ -285,6 +285,22 @@ def test_results_arrive_per_configuration_and_max_seconds_bounds_everything(tmp_
     assert json.loads(path.read_text())["complete"] is True
 
 
+def test_an_ensemble_rows_profile_skipped_for_budget_is_said_as_a_single_models_is(monkeypatch):
+    """An ensemble configuration whose --max-seconds budget was spent by its rounds left its eager row's step profile
+    out silently (the single-model rows log "profile run skipped"): the gpu_check ensemble hook's first row lost its
+    profile on the H200 with nothing saying why. Now logged alike."""
+    import time
+
+    from gpunn.bench import ensemble as eb, runners
+
+    monkeypatch.setattr(runners, "measure_gemm", lambda *a, **k: 1e9)
+    logs = []
+    results = eb.bench_ensemble_config(bench.parse_config("lin:4:8:1:16-x3"), gpunn.backend.CPU, peers=(), repeats=2,
+                                       seconds=0.01, deadline=time.perf_counter(), log=logs.append)
+    assert results[0].impl == "gpunn" and results[0].profile is None
+    assert "  lin-x3 [cpu]: profile run skipped (--max-seconds budget spent)" in logs, logs
+
+
 def test_ensemble_configurations_and_the_xK_suffix():
     e = bench.ENSEMBLE_CONFIGS
     assert e["small-x64"].sizes == [16, 64, 64, 1] and e["small-x64"].members == 64

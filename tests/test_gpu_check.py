@@ -1121,6 +1121,22 @@ def test_runs_on_other_cards_or_given_newest_first_are_not_merged(tmp_path, caps
         assert exc.value.code == 2 and said in capsys.readouterr().err
 
 
+def test_an_ensemble_eager_row_that_lost_its_profile_to_the_budget_is_said_in_the_report(tmp_path, capsys):
+    """Session 23's call 1: the ensemble hook's first eager row had no step profile (its process's budget spent) and
+    nothing said so: an empty column. The report now names each of the hook's processes whose eager row lacks it."""
+    assert "no step profile" not in _report(RUNS / "cpu-dry-run", capsys=capsys)  # profiled
+    shutil.copytree(RUNS / "cpu-dry-run", tmp_path / "run")
+    saved = tmp_path / "run" / "ensemble" / "ensemble.json"
+    e = json.loads(saved.read_text())
+    lost = [dict(r, profile=None) if r["impl"] == "gpunn" else r for r in e["results"]]
+    for rows, said in (({"results": lost, "graph_results": e["results"]}, "first process"),
+                       ({"results": lost, "graph_results": lost}, "first process and of its graph process")):
+        saved.write_text(json.dumps({**e, **rows}))
+        assert (f"**ensemble hook:** the eager ensemble row of its {said} has no step profile (matmul / elementwise / "
+                "optimizer / other, the table's last column): gpunn bench skips a row's profile run where its "
+                "--max-seconds budget is spent") in _report(tmp_path / "run", capsys=capsys)
+
+
 @pytest.fixture
 def sigint_in_a_fit(monkeypatch):
     """gpu_check.sh's SIGINT at a hook stage's cap (bounded: timeout -s INT) arriving while the hook trains: at the

@@ -369,7 +369,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             if not r.graph and r.precision in graphs:
                 res.graph_speedup = statistics.median(t / g for t, g in zip(times[r], times[graphs[r.precision]]))
         results.append(res)
-    if profile and (deadline is None or time.perf_counter() < deadline):
+    if profile:
         # of the float32 eager step, as the single-model rows': a replayed graph is one launch, its ops cannot be
         # timed apart
         target = next((r for r in runners if isinstance(r, EnsembleRunner) and r.precision == "float32"
@@ -377,8 +377,10 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
         if target is None:
             log(f"  {cfg.name} [{backend.device}]: profile run skipped (the float32 step ran as a CUDA graph; --eager "
                 "adds the eager step, which is profiled)")
-        else:
+        elif deadline is None or time.perf_counter() < deadline:
             results[runners.index(target)].profile = profile_step(target, 1, ops=target.model.member_ops)
+        else:  # said, as the single-model rows' (runners.bench_config): the row's step column is left empty
+            log(f"  {cfg.name} [{backend.device}]: profile run skipped (--max-seconds budget spent)")
     return results
 
 
