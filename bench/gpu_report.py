@@ -165,7 +165,9 @@ class Run:
 
     def __init__(self, out, added=()):
         self.out = out
-        self.summary = (_read(os.path.join(out, "summary.txt")) or "").rstrip("\n")
+        summary = _read(os.path.join(out, "summary.txt"))
+        self.has_summary = summary is not None  # a folder of a stage's files alone (made by hand) has none
+        self.summary = (summary or "").rstrip("\n")
         self.device = (_read(os.path.join(out, "device.txt")) or "").splitlines()
         # only the files of a stage this run ran (Run.wrote): the folder may hold an earlier run's (the script's
         # default folder, bench/out, is reused; gpu_check.sh removes them as it starts since 2026-12-01)
@@ -224,7 +226,7 @@ class Run:
         """The stage the run was killed in: where summary.txt has no closing line, the stage after the last one
         with a line (each stage writes its line as it ends, one left out or not landed at once). None where the run
         finished, its device stage stopped it, or it was killed after its last stage (writing the report)."""
-        if self.finished() or self.stopped():
+        if self.finished() or self.stopped() or not self.has_summary:
             return None
         done = [i for i, stage in enumerate(STAGES) if self.line(stage) is not None]
         after = max(done) + 1 if done else 0
@@ -234,14 +236,19 @@ class Run:
         """Whether ``stage``'s files in the folder are this run's: its line says it ran ("ok", "FAIL": what it
         wrote, whole or cut short at its cap), or the run was killed in it (what it wrote as it went). A stage
         skipped for budget, not asked for, not landed, not reached or not in this run wrote nothing: a file of
-        its there is an earlier run's, never read as this one's."""
+        its there is an earlier run's, never read as this one's. A folder without summary.txt (a stage's files
+        gathered by hand) is read as it is."""
         line = self.line(stage)
+        if not self.has_summary:  # nothing says which stages ran: every file is read, as it is
+            return True
         return line.startswith(("ok", "FAIL")) if line is not None else stage == self.killed_in()
 
     def why_missing(self, stage, what):
         line = self.line(stage)
         if self.not_asked(stage):
             return f"not measured: {NOT_ASKED} in this run (GPUNN_CHECK_STAGES)"
+        if line is None and not self.has_summary:
+            return f"not measured: {what} (the folder has no summary.txt)"
         if line is None:
             killed = self.killed_in()
             if self.stopped():
