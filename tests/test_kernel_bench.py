@@ -41,6 +41,19 @@ def test_an_option_given_twice_is_refused_as_gpunns_commands_refuse_it(capsys):
         assert err.startswith("python -m gpunn.bench.kernels: error: ") and said in err, err
 
 
+def test_a_size_under_one_row_or_not_a_number_is_refused_in_one_line(capsys):
+    """--sizes 8 (2^8 elements, under one row of 1,024) measured rows of 0 elements at 0 GB/s without a word, and
+    --sizes x was a ValueError traceback: both refused as gpunn's commands refuse, status 2, before anything runs."""
+    for sizes, said in (("12,8,9", "--sizes 12,8,9: 8, 9 are under 10: each op's data is laid out in rows of 1,024 "
+                                   "elements (2^10), so a smaller size would measure none"),
+                        ("12,x", "--sizes '12,x': give comma-separated whole numbers, the log2 element counts")):
+        with pytest.raises(SystemExit) as exited:
+            kernels.main(["--device", "cpu", "--repeat", "1", "--sizes", sizes])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m gpunn.bench.kernels: error: ") and said in err, err
+
+
 def test_the_stream_benchmark_refuses_a_repeated_or_shortened_option(capsys):
     """python -m gpunn.bench.stream by the same rules (cli.common.Parser.parse_strictly): argparse kept the last
     --rows of two and ran --epoch as --epochs."""

@@ -25,6 +25,8 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, EnsembleOps, 
 from ..rng import DeviceRNG
 
 MEMBERS = 256  # the ensemble row's K: issue 11's ensembles of 256 small nets
+COLS = 1024  # each op's n elements are laid out as n / COLS rows of COLS (the ensemble row's as MEMBERS rows)
+SMALLEST = COLS.bit_length() - 1  # --sizes' least log2 size: one row (2^10 elements; the ensemble row 4 each)
 
 
 def timer(backend, fn, repeat):
@@ -49,7 +51,7 @@ def member_rates(xp, members):
     return MemberRates(xp, numpy.tile(row, (members, 1)))
 
 
-def cases(backend, ops, n, dtype, cols=1024, members=MEMBERS, member_ops=None):
+def cases(backend, ops, n, dtype, cols=COLS, members=MEMBERS, member_ops=None):
     """(name, callable, bytes moved) for each op at n elements laid out as (n/cols) x cols; the ensemble row's
     parameters are the same n elements as ``members`` rows, stepped by ``member_ops`` (default: the member-axis ops
     over ``ops`` on the GPU, the generic reference on the CPU)."""
@@ -147,6 +149,21 @@ def table(result) -> str:
     return "\n".join(lines)
 
 
+def log2_sizes(parser, text) -> list:
+    """--sizes as log2 element counts, each SMALLEST or more; else the parser's one-line refusal (status 2). A smaller
+    size has no row of COLS elements: its rows measured 0 elements (0 GB/s), and a non-number was a traceback."""
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        parser.error(f"--sizes {text!r}: give comma-separated whole numbers, the log2 element counts (e.g. 20,24)")
+    small = [str(k) for k in sizes if k < SMALLEST]
+    if small:
+        parser.error(f"--sizes {text}: {', '.join(small)} {'is' if len(small) == 1 else 'are'} under {SMALLEST}: each "
+                     f"op's data is laid out in rows of {COLS:,} elements (2^{SMALLEST}), so a smaller size would "
+                     "measure none")
+    return sizes
+
+
 def main(argv=None):
     from ..cli.common import notes_shown
 
@@ -162,7 +179,8 @@ def _main(argv):
     parser = Parser(prog="python -m gpunn.bench.kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="the device to measure: auto, cpu, cuda or cuda:N (default: "
                         "%(default)s; on the CPU only the reference ops run)")
-    parser.add_argument("--sizes", default="24", help="comma-separated log2 element counts (default: 24)")
+    parser.add_argument("--sizes", default="24", help=f"comma-separated log2 element counts, each {SMALLEST} or more "
+                        "(default: 24)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                         help="the arrays' dtype (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each op at each size, of which the "
@@ -177,7 +195,7 @@ def _main(argv):
             tmp.write_text(json.dumps(result, indent=2))
             tmp.replace(args.json)
 
-    result = run(args.device, [int(s) for s in args.sizes.split(",")], args.dtype, args.repeat, on_size=save)
+    result = run(args.device, log2_sizes(parser, args.sizes), args.dtype, args.repeat, on_size=save)
     save(result)
     print(table(result))
 
