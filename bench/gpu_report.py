@@ -373,11 +373,12 @@ def merge_conflict(runs, paths):
     """Why the runs in ``paths`` (oldest first) may not be merged into one section, or None: each must have run on the
     card of the first (device.txt's first line: one card's figures, its targets judged alike), and none before the one
     given before it (a later run's stages win, so the order given is the order they ran)."""
-    card = runs[0].device[0] if runs[0].device else None
+    def card(run):
+        return run.device[0] if run.device else "no device.txt"
+
     for before, run, path in zip(runs, runs[1:], paths[1:]):
-        if (run.device[0] if run.device else None) != card:
-            return f"--merge {path}: its run was on {run.device[0] if run.device else 'no device.txt'!s}, the first " \
-                   f"on {card}: report the two apart"
+        if card(run) != card(runs[0]):
+            return f"--merge {path}: its run was on {card(run)}, the first on {card(runs[0])}: report the two apart"
         if run.date() and before.date() and run.date() < before.date():
             return (f"--merge {path}: its run ({run.date()}) is older than the one before it ({before.date()}): "
                     "give the runs oldest first (a later run's stages replace an earlier's)")
@@ -853,7 +854,7 @@ def torch_words(run):
     it, why: the run did not ask for the train stage, which an older device.txt left the version to."""
     version = (run.train or {}).get("setup", {}).get("torch") or _info(run.device).get("torch")
     e = run.hooks.get("ensemble") or {}
-    rows = [r for key in ("results", "graph_results", "bf16_results") for r in e.get(key) or []]
+    rows = [r for key, _ in ENSEMBLE_PROCESSES for r in e.get(key) or []]
     version = version or next((m[1] for r in rows if (m := re.match(r"torch (\S+) ", str(r.get("label"))))), None)
     if version == "not installed":
         return "no torch"
