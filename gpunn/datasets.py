@@ -6,8 +6,10 @@ same seed, and a stream can run far past device memory, one chunk at a time.
 Several chunks can be made at once (``Task.chunks``: one elementwise launch for
 all, still one matrix product per chunk), with the rows each has alone: a
 synthetic source makes its GPU windows so.
-Values are identical for a seed on one backend; CuPy's generator differs from
-NumPy's, so CPU and GPU draw different (equally distributed) data. Targets are computed in
+Values are identical for a seed on one backend. The CPU draws from NumPy's generator, a GPU
+from Philox4x32-10 keyed by the same words (gpunn.rng: kernels/random.cu, no cuRAND), so CPU and
+GPU draw different (equally distributed) data; GPU rows also differ from those of gpunn before
+Philox (its cuRAND draws). Targets are computed in
 X's dtype; the teacher's go through BLAS matrix products, whose last bits can change with the
 BLAS thread count (float32 did between 1 and 2 OpenBLAS threads).
 """
@@ -19,7 +21,7 @@ import math
 import numpy
 
 from . import backend as _backend
-from .rng import DeviceRNG, host_rng
+from .rng import DeviceRNG, host_rng, normals, uniforms
 from .checks import canonical_dtype, positive_int, real, seed_int
 
 __all__ = ["make", "stream", "get_task", "TASKS", "Task", "Teacher", "Linear", "Friedman1", "Sinusoid", "CHUNK_ROWS"]
@@ -41,8 +43,10 @@ class Task:
         self.seed = seed_int(seed)
         self._on_device = {}  # (device, dtype) -> the task's constants there
 
-    def inputs(self, rng, rows, dtype):
-        return rng.normal((rows, self.n_features), dtype)
+    def inputs(self, rngs, rows, dtype):
+        """The inputs of chunks drawn from streams ``rngs`` (DeviceRNG), rows[i] from rngs[i], stacked: on a GPU one
+        launch for all (gpunn.rng.normals)."""
+        return normals(rngs, rows, self.n_features, dtype)
 
     def host_constants(self) -> tuple:
         """The host arrays ``targets`` uses (weights, directions), float64."""
@@ -77,28 +81,18 @@ class Task:
         all the rows: their matrix products one per chunk (:class:`ChunkProducts`: a product over other rows may
         take another BLAS kernel, and other last bits), the elementwise rest over the stack. On a GPU, where
         the host issuing a window's generation is what a stream's training waits for (bench/gpu_checks/
-        streams.py), a window of 16 chunks so costs 16 seeds, 32 draws and 16 products per layer, and one
+        streams.py), a window of 16 chunks so costs one Philox launch for every chunk's inputs and one for their
+        noise (each after a copy of the streams' small table: gpunn.rng), 16 products per layer, and one
         elementwise launch per operation, where chunk by chunk it cost 16 of each launch (a synthetic source
         makes its GPU windows so). Its temporaries (a teacher's hidden layers) are the stack's rows wide: make and
         the CPU make one chunk at a time."""
-        xp = backend.xp
-        inputs, noise, sizes = [], [], []
-        for index, rows in chunks:
-            rng = DeviceRNG(backend, self.seed, self.name, index)
-            inputs.append(self.inputs(rng, rows, dtype))
-            if self.noise:  # (its draw follows the inputs' on the chunk's stream)
-                noise.append(rng.normal((rows, self.n_outputs), dtype))
-            sizes.append(rows)
-        X = _stacked(xp, inputs)
-        inputs = None  # (the draws, stacked: their memory back before the targets' temporaries)
+        rngs = [DeviceRNG(backend, self.seed, self.name, index) for index, _ in chunks]
+        sizes = [rows for _, rows in chunks]
+        X = self.inputs(rngs, sizes, dtype)
         Y = self.targets(ChunkProducts(backend, sizes), X, self.constants(backend, X.dtype)).astype(dtype, copy=False)
-        if self.noise:
-            Y += self.noise * _stacked(xp, noise)
+        if self.noise:  # (each chunk's noise is the draw after its inputs', on its stream)
+            Y += self.noise * normals(rngs, sizes, self.n_outputs, dtype)
         return X, Y
-
-
-def _stacked(xp, arrays):
-    return arrays[0] if len(arrays) == 1 else xp.concatenate(arrays)
 
 
 class ChunkProducts:
@@ -202,8 +196,8 @@ class Friedman1(Task):
         if self.n_outputs != 1:
             raise ValueError(f"friedman1 has one output (n_outputs; gpunn's --outputs), got {self.n_outputs}")
 
-    def inputs(self, rng, rows, dtype):
-        return rng.uniform((rows, self.n_features), 0.0, 1.0, dtype)
+    def inputs(self, rngs, rows, dtype):
+        return uniforms(rngs, rows, self.n_features, 0.0, 1.0, dtype)
 
     def targets(self, xp, X, constants):
         x = [X[:, i] for i in range(5)]
@@ -223,8 +217,8 @@ class Sinusoid(Task):
         self._D = frequency * d / numpy.linalg.norm(d, axis=0, keepdims=True)
         self._phase = rng.uniform(0, 2 * math.pi, self.n_outputs)
 
-    def inputs(self, rng, rows, dtype):
-        return rng.uniform((rows, self.n_features), -math.pi, math.pi, dtype)
+    def inputs(self, rngs, rows, dtype):
+        return uniforms(rngs, rows, self.n_features, -math.pi, math.pi, dtype)
 
     def host_constants(self):
         return (self._D, self._phase)
@@ -294,8 +288,8 @@ def make(task="teacher", n_samples=10000, n_features=None, n_outputs=1, noise=No
     X ~ U(-pi, pi)). n_features: the input width; teacher and linear need it, friedman1 defaults to 10
     (at least 5) and sinusoid to 1. noise: the standard deviation of the Gaussian noise added to Y;
     None is the task's default, 0.1 for teacher and linear, 1.0 for friedman1, 0.05 for sinusoid.
-    seed: a non-negative int; one seed gives the same rows on one backend (CuPy's generator is not
-    NumPy's, so CPU and GPU rows differ). device: "auto", "cpu", "cuda" or "cuda:N". dtype: float32 or
+    seed: a non-negative int; one seed gives the same rows on one backend (a GPU draws from Philox, the
+    CPU from NumPy's generator, so CPU and GPU rows differ). device: "auto", "cpu", "cuda" or "cuda:N". dtype: float32 or
     float64. Other keywords go to the task (``hidden`` for teacher, ``frequency`` for sinusoid).
     """
     backend = _backend.resolve(device)

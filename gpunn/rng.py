@@ -6,7 +6,6 @@ or streaming needs no saved generator state.
 """
 from __future__ import annotations
 
-import threading
 import zlib
 
 import numpy
@@ -17,42 +16,94 @@ def _words(words):
 
 
 class DeviceRNG:
-    """Normal, uniform and permutation draws made directly in the backend's memory."""
+    """Normal, uniform and permutation draws made directly in the backend's memory.
+
+    On the CPU, NumPy's generator seeded by the words' SeedSequence. On a GPU, normal and uniform draws are
+    Philox4x32-10 (kernels/philox.cuh, kernels/random.cu) under a 64-bit key from the same SeedSequence (the third
+    word of its state; the first two key the permutations), each draw at the next draw number of its counter: a
+    stream's draws take disjoint counters, and a value is a function of (key, draw number, position) alone. So a
+    stream needs no generator state on the device, per thread or per CUDA stream, no seeding, and nothing of
+    cuRAND's (whose re-seed and draws failed beside another thread's CUDA graph capture on an H200), and several
+    streams' draws go in one launch (:func:`normals`, :func:`uniforms`: a synthetic window's chunks)."""
 
     def __init__(self, backend, *words):
         self.backend = backend
         seq = numpy.random.SeedSequence(_words(words))
         if backend.is_gpu:
-            # the permutation's two keys, and cuRAND's seed, which is taken up at the first normal or uniform draw
-            state = seq.generate_state(2, numpy.uint64)
-            self._keys = (state[0], state[1])
-            self._seed, self._cupy_gen = int(state[0]) >> 1, None
+            state = seq.generate_state(3, numpy.uint64)  # (a prefix of the state: the first two as before)
+            self._keys = (state[0], state[1])  # the permutation's
+            self.key, self.draws = int(state[2]), 0  # Philox's key; the normal and uniform draws taken
         else:
             self._cpu_gen = numpy.random.default_rng(seq)
 
-    @property
-    def _gen(self):
-        """NumPy's generator on the CPU; on a GPU the cuRAND generator of this device, thread and current stream,
-        re-seeded to this stream's seed (made or re-seeded at the first draw that needs it, with the device current)."""
-        if not self.backend.is_gpu:
-            return self._cpu_gen
-        if self._cupy_gen is None:
-            with self.backend.use():
-                self._cupy_gen = _gpu_generator(self.backend, self._seed)
-        return self._cupy_gen
-
     def normal(self, shape, dtype):
-        return self._gen.standard_normal(shape, dtype=dtype)
+        if self.backend.is_gpu:
+            return _philox(_NORMAL, [self], [_size(shape)], dtype).reshape(shape)
+        return self._cpu_gen.standard_normal(shape, dtype=dtype)
 
     def uniform(self, shape, low, high, dtype):
+        """Uniform on [low, high): NumPy's on the CPU; on a GPU low + (high - low) u, u in (0, 1], rounded in dtype,
+        so within [low, high] (low through rounding only; high through rounding or u = 1)."""
         if self.backend.is_gpu:
-            return self._gen.uniform(low, high, shape, dtype=dtype)
-        return self._gen.uniform(low, high, shape).astype(dtype, copy=False)
+            return _philox(_UNIFORM, [self], [_size(shape)], dtype, low, high).reshape(shape)
+        return self._cpu_gen.uniform(low, high, shape).astype(dtype, copy=False)
 
     def permutation(self, n):
         if self.backend.is_gpu:
             return hash_permutation(self.backend.xp, n, *self._keys)
-        return self._gen.permutation(n)
+        return self._cpu_gen.permutation(n)
+
+
+def normals(rngs, rows, cols, dtype):
+    """Each stream's next draw of (rows[i], cols) standard normals, stacked in order: (sum(rows), cols), each
+    stream's rows what its own ``normal`` gives. On a GPU one launch for every stream; on the CPU each stream's
+    NumPy draw (one stream's array itself, not a copy)."""
+    if rngs[0].backend.is_gpu:
+        return _philox(_NORMAL, rngs, [r * cols for r in rows], dtype).reshape(-1, cols)
+    return _stacked([rng.normal((r, cols), dtype) for rng, r in zip(rngs, rows)])
+
+
+def uniforms(rngs, rows, cols, low, high, dtype):
+    """As :func:`normals`, uniform draws from low to high (:meth:`DeviceRNG.uniform`)."""
+    if rngs[0].backend.is_gpu:
+        return _philox(_UNIFORM, rngs, [r * cols for r in rows], dtype, low, high).reshape(-1, cols)
+    return _stacked([rng.uniform((r, cols), low, high, dtype) for rng, r in zip(rngs, rows)])
+
+
+def _stacked(arrays):
+    return arrays[0] if len(arrays) == 1 else numpy.concatenate(arrays)
+
+
+def _size(shape) -> int:
+    return int(numpy.prod(shape, dtype=numpy.int64))
+
+
+_NORMAL, _UNIFORM = "philox_normal", "philox_uniform"
+BLOCK = 256  # threads per block of kernels/random.cu's draws: one Philox block (4 float or 2 double values) each
+MAX_GRID = (4096, 65535)  # blocks in x (a stream's values: a grid-stride loop beyond) and y (streams: CUDA's limit)
+
+
+def _philox(kernel, rngs, sizes, dtype, low=None, high=None):
+    """One launch of ``kernel`` (kernels/random.cu) drawing sizes[i] values from stream rngs[i] at its next draw
+    number, the streams' values one after another in a new flat array. The streams' table (key, draw number, first
+    value) goes to the device with the launch (a copy from pinned memory, asynchronous: CuPy's)."""
+    backend = rngs[0].backend
+    xp, dtype = backend.xp, numpy.dtype(dtype)
+    table, start = [], 0
+    for rng, size in zip(rngs, sizes):
+        table.append((rng.key, rng.draws, start))
+        rng.draws += 1
+        start += size
+    out = xp.empty(start, dtype)
+    if start:
+        from .ops.kernels import get_kernel
+
+        per = 4 if dtype.itemsize == 4 else 2  # values of one Philox block (kernels/philox.cuh philox_per_block)
+        grid = (min(-(-max(sizes) // (per * BLOCK)), MAX_GRID[0]), min(len(rngs), MAX_GRID[1]))
+        bounds = () if low is None else (dtype.type(low), dtype.type(float(high) - float(low)))
+        args = (xp.asarray(numpy.array(table, numpy.uint64)), numpy.int64(len(rngs)), numpy.int64(start), *bounds, out)
+        get_kernel(kernel, dtype)(grid, (BLOCK,), args)
+    return out
 
 
 # splitmix64's constants (Steele, Lea and Flood 2014; the finalizer is Stafford's Mix13)
@@ -91,27 +142,6 @@ def hash_permutation(xp, n: int, key0, key1):
     keys = (_mix64(z) >> 32).astype(xp.uint32)
     del z  # before the sort, which needs the most memory
     return xp.argsort(keys)
-
-
-# One cupy.random.RandomState (one cuRAND generator) per device, re-seeded for each stream: building a
-# generator per epoch or per dataset chunk costs a cuRAND set-up each time. Re-seeding gives exactly the
-# state of a fresh RandomState(seed) (CuPy's __init__ calls the same seed()), so streams stay keyed by
-# their words. One generator per thread, too; within a thread a stream's draws must be taken before
-# another DeviceRNG on that device draws (true everywhere in gpunn: each stream is used at once).
-# And one per CUDA stream: a generator's state lives in device memory, and kernels of two streams
-# drawing from one generator (a window generated on a side stream while the training stream draws,
-# gpunn.data.pipeline) would race on it. Permutations take none (hash_permutation).
-_GPU_GENERATORS: dict = {}
-
-
-def _gpu_generator(backend, seed: int):
-    key = (backend.xp, backend.device_id, threading.get_ident(), backend.xp.cuda.get_current_stream().ptr)
-    gen = _GPU_GENERATORS.get(key)
-    if gen is None:
-        gen = _GPU_GENERATORS[key] = backend.xp.random.RandomState(seed)
-    else:
-        gen.seed(seed)
-    return gen
 
 
 def host_rng(*words) -> numpy.random.Generator:

@@ -34,9 +34,9 @@ def test_the_precision_hook_measures_the_emulated_precisions_on_the_cpu(tmp_path
 
 @pytest.mark.gpu
 def test_the_nccl_hooks_shard_reads_check_passes_on_the_cupy_path(gpu, tmp_path):
-    """bench/gpu_checks/nccl.py's shard-read check: on the GPU a .npy source's windows are shuffled with cuRAND,
-    so the rows come in another order than on the CPU; the check compared them in order, so it could only fail
-    on a GPU (it ran only with --device cpu in CI's dry run)."""
+    """bench/gpu_checks/nccl.py's shard-read check: on the GPU a .npy source's windows are shuffled by hashes of
+    the row numbers (gpunn.rng.hash_permutation), so the rows come in another order than on the CPU; the check
+    compared them in order, so it could only fail on a GPU (it ran only with --device cpu in CI's dry run)."""
     assert _load("bench/gpu_checks/nccl.py", "nccl_hook").shard_reads_interleave("cuda", str(tmp_path))
 
 

@@ -38,8 +38,8 @@ def shard_reads_interleave(device, out, synthetic_rows=70_001) -> bool:
     """Whether ShardedSource(source, 3) reads the batches of its 3 one-rank shards interleaved, for a generated
     source (``synthetic_rows``: 70,001 cuts a chunk at a shard boundary) and a .npy file read by row ranges
     through the pinned pipeline on ``device`` and on the CPU; each .npy read holding every row once, the same
-    rows on both devices. Not in the same order: a window's shuffle is drawn on the source's device (cuRAND on
-    a GPU, NumPy's generator on the CPU)."""
+    rows on both devices. Not in the same order: a window's shuffle is drawn on the source's device (hashes of the
+    row numbers on a GPU, gpunn.rng.hash_permutation; NumPy's generator on the CPU)."""
     import gpunn.data
     from gpunn.backend import resolve
     from gpunn.distributed.shard import ShardedSource

@@ -134,7 +134,8 @@ class _State:
     launches: list = []  # (kernel name, grid, block) of every RawKernel launch run (replays too), for tests
     gemms: list = []  # the compute type of every cuBLAS gemmEx call run (replays too)
     # how many of each CuPy operation (by the name its checks give it; "empty" and "empty_like" are allocations, the
-    # others launches), "cuRAND draw" and "cublasGemmEx" ran: the work a piece of gpunn issues, for tests that count it
+    # others launches), "cuRAND draw", "cublasGemmEx", RawKernel launch ("kernel NAME") and "copy from the host"
+    # (cupy.asarray/array of host data) ran: the work a piece of gpunn issues, for tests that count it
     ops: collections.Counter = collections.Counter()
     captures = 0  # CUDA graphs captured (end_capture)
     graph_launches = 0  # Graph.launch calls
@@ -1237,6 +1238,7 @@ def _to_device(a, dtype=None, copy=True, order="K"):
         # alive until the copy is done (its watch list): the host must not write it meanwhile
         _ordering.host_access(on, a, write=False, kept=True)
     state._tls.op = "a copy from the host (asarray)"
+    state.ops["copy from the host"] += 1
     return host.view(ndarray)
 
 
@@ -1990,6 +1992,7 @@ class RawKernel:
             state.launches.append((self.name, tuple(grid), tuple(block)))
             run = _kernels.prepare(self, grid, block, args, ndarray, state)  # a launch CUDA refuses never runs
             self._accesses(_launch_stream(stream), args)
+            state.ops[f"kernel {self._signature.name}"] += 1
             run()
             return
         # captured: checked now; the graph keeps the arguments' addresses (not the arrays) and the
@@ -1999,6 +2002,7 @@ class RawKernel:
 
         def replay():
             state.launches.append((self.name, tuple(grid), tuple(block)))
+            state.ops[f"kernel {self._signature.name}"] += 1
             now = tuple(a.array() if isinstance(a, _Address) else a for a in kept)
             self._accesses(_issuing(), now)
             _kernels.launch(self, grid, block, now, ndarray, state)
