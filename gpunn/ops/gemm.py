@@ -25,7 +25,8 @@ installed) | ``blis`` | ``mkl`` (force one; shapes it cannot take fall back to N
 Why NumPy is the default:
 - On the project's machine (2-core AMD EPYC, Zen 5, OpenBLAS with its Haswell kernels) NumPy is the
   fastest library on every shape of a training step (quiet machine, float32: 1024³ OpenBLAS 255, MKL
-  215, BLIS 83 GFLOP/s; 128x64x64 173 / 90 / 35), so ``auto`` lands on NumPy anyway (bench/RESULTS.md).
+  215, BLIS 83 GFLOP/s; 128x64x64 173 / 90 / 35), so ``auto`` lands on NumPy anyway (bench/RESULTS.md); on the
+  Zen 3 machine of session 24, one thread, a 16-64-64-1 step's 8 products took 130 us with OpenBLAS, 129 with MKL.
 - The choice is a timing, so two processes may choose differently for a near-tie and round their sums
   differently: with one fixed library a run is reproducible to the bit, and a checkpoint resumed in a
   new process continues exactly. Set ``GPUNN_GEMM=auto`` (or ``mkl``) where another library is faster,
@@ -108,9 +109,10 @@ class _Mkl:
     name = "mkl"
     _ROW_MAJOR, _COL_MAJOR, _NO_TRANS, _TRANS = 101, 102, 111, 112
     # A product under this many multiply-adds runs on one MKL thread. With KMP_BLOCKTIME=0 (below) MKL wakes its
-    # sleeping workers at every call, about 110 us per product on the 2-core EPYC (a 16-64-64-1 step at batch 128:
-    # 1.16 ms on MKL's 2 threads, 0.28 ms on one), which a product of 2 x 2.2M multiply-adds (4.4 MFLOP at ~40
-    # GFLOP/s a core) only just earns back by splitting.
+    # sleeping workers at every call: about 160 us a product on the 2-core Zen 3 EPYC at load 1.2-1.5 (a 16-64-64-1
+    # step at batch 128 took 1.42 ms on MKL's 2 threads, 0.28 ms on one, for its 7 MKL products). Splitting saves
+    # half a product's time, so it pays from about 2 x 160 us of one-thread work, ~6M multiply-adds at ~40 GFLOP/s
+    # a core; 2^22 is the rule's cautious end (where waking costs less, as on a quiet machine, splitting pays sooner).
     ONE_THREAD_MACS = 1 << 22
 
     def __init__(self):
