@@ -176,12 +176,14 @@ extern "C" __global__ void gpunn_probe(float* x, int n) {
 }
 """
 
-_TOOLKIT_HINT = ("CuPy needs the CUDA toolkit libraries (NVRTC, cuRAND, ...) of its CUDA major: "
+_TOOLKIT_HINT = ("CuPy needs the CUDA toolkit libraries (NVRTC, cuBLAS, ...) of its CUDA major: "
                  "pip install 'gpunn[cuda12]' or 'gpunn[cuda13]' (they bring cupy-cuda1Xx[ctk]), or a system CUDA toolkit")
 
 
 def _smoke_test(cupy) -> str:
-    """Compile and run a trivial kernel, a CuPy elementwise op and a cuRAND draw on device 0; '' if all work."""
+    """Compile and run a trivial kernel, a CuPy elementwise op and a cuBLAS product on device 0; '' if all work.
+    What gpunn's GPU path uses: its own kernels (NVRTC), CuPy's, and cuBLAS for every matrix product. Not cuRAND:
+    gpunn draws from its own Philox kernel (gpunn.rng), so a missing cuRAND must not send a run to the CPU."""
     stage = "creating a CUDA context"
     try:
         with cupy.cuda.Device(0):
@@ -194,15 +196,16 @@ def _smoke_test(cupy) -> str:
             kernel((1,), (32,), (x, numpy.int32(8)))
             stage = "running CuPy's own elementwise kernels"
             y = x * 2
-            stage = "drawing random numbers with cuRAND"
-            r = cupy.random.RandomState(0).standard_normal(4, dtype=numpy.float32)
+            stage = "multiplying matrices with cuBLAS"
+            p = cupy.matmul(x.reshape(2, 4), x.reshape(4, 2))
             stage = "copying results back"
-            got, drawn = y.get(), r.get()
+            got, product = y.get(), p.get()
     except Exception as exc:  # anything: the CPU path must stay usable
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        hint = f"; {_TOOLKIT_HINT}" if "compil" in stage or "cuRAND" in stage or "elementwise" in stage else ""
+        hint = f"; {_TOOLKIT_HINT}" if "compil" in stage or "cuBLAS" in stage or "elementwise" in stage else ""
         return f"CuPy sees a CUDA device but {stage} failed ({type(exc).__name__}: {text}){hint}"
-    if not numpy.array_equal(got, 2 * (2 * numpy.arange(8, dtype=numpy.float32) + 1)) or not numpy.isfinite(drawn).all():
+    launched = 2 * numpy.arange(8, dtype=numpy.float32) + 1  # x after the kernel: small integers, so exact products
+    if not numpy.array_equal(got, 2 * launched) or not numpy.array_equal(product, launched.reshape(2, 4) @ launched.reshape(4, 2)):
         return "CuPy sees a CUDA device but a test kernel computed wrong results"
     return ""
 

@@ -298,6 +298,9 @@ class _SmokeStub:
                 stub._maybe_fail("copy")
                 return self.values
 
+            def reshape(self, *shape):
+                return Array(self.values.reshape(shape))
+
         class Kernel:
             def __init__(self, code, name):
                 self.compiled = False
@@ -314,12 +317,9 @@ class _SmokeStub:
                 stub._maybe_fail("launch")
                 args[0].values[:] = 2 * args[0].values + 1
 
-        class RandomState:
-            def __init__(self, seed):
-                stub._maybe_fail("curand")
-
-            def standard_normal(self, n, dtype):
-                return Array(numpy.full(n, numpy.nan if stub.wrong == "draws" else 0.5, dtype))
+        def matmul(a, b):
+            stub._maybe_fail("cublas")
+            return Array(a.values @ b.values + (1 if stub.wrong == "product" else 0))
 
         def device(index):
             stub._maybe_fail("context")
@@ -327,7 +327,7 @@ class _SmokeStub:
 
         self.Array, self.RawKernel = Array, Kernel
         self.cuda = types.SimpleNamespace(Device=device)
-        self.random = types.SimpleNamespace(RandomState=RandomState)
+        self.matmul = matmul
 
     def _maybe_fail(self, stage):
         if stage == self.fail:
@@ -342,10 +342,11 @@ class _SmokeStub:
     ("context", "creating a CUDA context", False), ("alloc", "allocating device memory", False),
     ("compile", "compiling a kernel with NVRTC", True), ("launch", "running a kernel", False),
     ("elementwise", "running CuPy's own elementwise kernels", True),
-    ("curand", "drawing random numbers with cuRAND", True), ("copy", "copying results back", False)])
+    ("cublas", "multiplying matrices with cuBLAS", True), ("copy", "copying results back", False)])
 def test_the_smoke_test_names_the_stage_that_failed_and_the_toolkit_where_one_is_missing(fail, stage, hint):
     """A stage that needs the CUDA toolkit's libraries (NVRTC for compiling, which CuPy's own elementwise kernels
-    use too; cuRAND) adds how to get them; a failure elsewhere (a context, memory, a launch) does not."""
+    use too; cuBLAS) adds how to get them; a failure elsewhere (a context, memory, a launch) does not. No cuRAND
+    stage: gpunn draws from its own Philox kernel, so a machine without cuRAND must not fall back to the CPU."""
     reason = backend._smoke_test(_SmokeStub(fail))
     assert reason.startswith(f"CuPy sees a CUDA device but {stage} failed (RuntimeError: CUDA_ERROR_FILE_NOT_FOUND")
     assert (backend._TOOLKIT_HINT in reason) == hint
@@ -360,8 +361,8 @@ def test_the_smoke_tests_reason_is_one_line_of_at_most_300_characters_of_the_err
         "CuPy sees a CUDA device but running a kernel failed (MemoryError: MemoryError)")
 
 
-@pytest.mark.parametrize("wrong", ["values", "draws"])
-def test_the_smoke_test_refuses_a_device_that_computes_wrong_values_or_draws_non_finite_numbers(wrong):
+@pytest.mark.parametrize("wrong", ["values", "product"])
+def test_the_smoke_test_refuses_a_device_that_computes_wrong_values_or_a_wrong_product(wrong):
     assert backend._smoke_test(_SmokeStub()) == ""
     assert backend._smoke_test(_SmokeStub(wrong=wrong)) == "CuPy sees a CUDA device but a test kernel computed wrong results"
 
