@@ -118,7 +118,7 @@ def test_probe_runs_a_kernel_and_falls_back_with_the_reason(fake_cupy):
     assert cp is fake_cupy and count == 2 and reason == ""
     assert any(name == "gpunn_probe" for name, _, _ in fakecupy.state.launches)
     for stage, words in [("compile", "compiling a kernel"), ("launch", "running a kernel"),
-                         ("curand", "cuRAND"), ("count", "driver")]:
+                         ("cublas", "cuBLAS"), ("count", "driver")]:
         fakecupy.state.fail = stage
         backend.probe_cuda.cache_clear()
         cp, count, reason = backend.probe_cuda()

@@ -1408,7 +1408,10 @@ def _creator(name):
 
 def matmul(a, b, /, *, out=None, dtype=None):
     """NumPy's matmul on device arrays, after ``check_matmul_ints``. ``out`` by keyword only (cupy.matmul is a
-    generalized ufunc whose keywords are CuPy's own: tests/test_cupy_api.py)."""
+    generalized ufunc whose keywords are CuPy's own: tests/test_cupy_api.py). ``state.fail == "cublas"``: as CuPy
+    without a loadable libcublas."""
+    if state.fail == "cublas":
+        raise CUDARuntimeError("libcublas.so.13: cannot open shared object file: No such file or directory")
     check_matmul_ints(a, b)
     return _creator("matmul")(a, b, out=out, dtype=dtype)
 
