@@ -193,6 +193,25 @@ def not_csv_text(kind) -> str:
     return f"not a CSV file ({what}, not text)"
 
 
+def not_npy(path, kind, what) -> str:
+    """Why the file ``path``, named or taken as a .npy array of ``what`` ("the inputs", "the features"...) but whose
+    bytes are of ``kind`` (file_kind's, not "npy"), is not one, in the words of every gpunn reader of .npy files
+    (gpunn predict read whole or streamed, training's gpunn.data.npy), to follow the path: " is a Python pickle;
+    gpunn never unpickles: ...". Training and the streamed read said NumPy's "not a readable .npy file (the magic
+    string is not correct; expected b'\\x93NUMPY', got b'\\x80\\x04...')" of each."""
+    if kind == "zip":
+        return f" is an .npz/zip archive (a checkpoint?), not one array; save {what} with numpy.save(path, X)"
+    if kind == "pickle":
+        return f" is a Python pickle; gpunn never unpickles: save {what} with numpy.save"
+    if kind == "compressed":
+        return f" is {compression(path)}-compressed: decompress it first"
+    if kind == "empty":
+        return " is empty (0 bytes), not a .npy array"
+    if kind in ("text", "text-8bit"):
+        return f" is text, not a .npy array (no .npy header): a CSV file? save {what} with numpy.save(path, X)"
+    return ": not a .npy array (no .npy header), and binary"
+
+
 def _loadtxt_problem(exc, path, kinds=()) -> str:
     """numpy.loadtxt's complaint about the CSV file ``path`` in gpunn's words, after the path: the line an editor
     shows (from 1, the header's counted: csv_line) and the column's name, as gpunn's other CSV errors say where.
@@ -301,22 +320,20 @@ def read_matrix(path, option="input"):
     if os.path.isdir(path):
         raise PreflightError(f"{option} {path} is a directory, not a file")
     kind = file_kind(path)
+    # text named .npy is refused as every other reader of a .npy file refuses it (the streamed read, training's),
+    # not read as CSV: "1,2\n" in x.npy was predicted from, and "oops\n" said "x.npy has no rows (a header line only)"
+    named_npy = path.lower().endswith(".npy")
+    if kind in ("zip", "pickle", "compressed") or (named_npy and kind in ("empty", "text", "text-8bit")):
+        raise PreflightError(f"{option} {path}{not_npy(path, kind, 'the inputs')}")
     if kind == "empty":
         raise PreflightError(f"{option} {path} is empty (0 bytes); expected a .npy array (rows x features) or a CSV file")
-    if kind == "zip":
-        raise PreflightError(f"{option} {path} is an .npz/zip archive (a checkpoint?), not one array; "
-                             "save the inputs with numpy.save(path, X)")
-    if kind == "pickle":
-        raise PreflightError(f"{option} {path} is a Python pickle; gpunn never unpickles: save the inputs with numpy.save")
-    if kind == "compressed":
-        raise PreflightError(f"{option} {path} is {compression(path)}-compressed: decompress it first")
     if kind == "text":
         return _read_csv(path, option)
     if kind == "text-8bit":  # it said "is neither a .npy array nor a CSV file"
         raise PreflightError(f"{option} {path} is {NOT_UTF8}")
     if kind != "npy":  # binary, said against what its name says it is (not "is neither a .npy array nor a CSV file")
-        what = not_csv_text(kind) if path.lower().endswith(".csv") else "not a .npy array (no .npy header), and binary"
-        raise PreflightError(f"{option} {path}: {what}")
+        what = f": {not_csv_text(kind)}" if path.lower().endswith(".csv") else not_npy(path, kind, "the inputs")
+        raise PreflightError(f"{option} {path}{what}")
     try:
         return numpy.load(path, allow_pickle=False)
     except ValueError as exc:

@@ -49,6 +49,7 @@ def workdir(tmp_path_factory):
     numpy.save(d / "wide.npy", numpy.ones((4, 7)))
     numpy.save(d / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
     (d / "notes.txt").write_text("my notes, not a checkpoint\n")
+    (d / "table.npy").write_text("a,b,c\n1,2,3\n")  # a CSV file under a .npy name
     (d / "adir").mkdir()
     model = gpunn.load(d / "m.npz", device="cpu")
     gpunn.save(d / "model_only.npz", model)
@@ -62,6 +63,9 @@ CASES = [
     ("csv of words", ["predict", "m.npz", "words.csv", "o.npy"], "IN words.csv line 2: column 'a': 'x' is not a number"),
     ("csv of a header only", ["predict", "m.npz", "header.csv", "o.npy"], "IN header.csv has no rows"),
     ("npz as input", ["predict", "m.npz", "m.npz", "o.npy"], "is an .npz/zip archive"),
+    ("text as .npy input", ["predict", "m.npz", "table.npy", "o.npy"], "IN table.npy is text, not a .npy array"),
+    ("text as .npy data", ["train", "--data", "table.npy", "--targets", "in.npy", "--device", "cpu", "--quiet"],
+     "table.npy is text, not a .npy array (no .npy header): a CSV file? save the features with numpy.save"),
     ("pickled input", ["predict", "m.npz", "obj.npy", "o.npy"], "holds Python objects (dtype object)"),
     ("NaN input", ["predict", "m.npz", "nan.npy", "o.npy"], "IN nan.npy row 2: column 1: nan is NaN; clean or impute it first"),
     ("wrong width", ["predict", "m.npz", "wide.npy", "o.npy"], "IN wide.npy: X has 7 columns but the model expects 3"),

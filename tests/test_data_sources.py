@@ -390,7 +390,7 @@ def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
     (lambda p: numpy.save(p, numpy.array([{"a": 1}] * 4, dtype=object), allow_pickle=True), "must be numbers"),
     (lambda p: numpy.save(p, numpy.array(["a", "b"])), "must be numbers"),
     (lambda p: numpy.save(p, numpy.ones((4, 2), numpy.complex64)), "must be numbers"),
-    (lambda p: p.write_bytes(b"not an npy file at all"), "not a readable .npy"),
+    (lambda p: p.write_bytes(b"not an npy file at all"), "is text, not a .npy array"),
     (lambda p: numpy.save(p, numpy.zeros((0, 3))), "empty"),
     (lambda p: numpy.save(p, numpy.zeros((4, 0))), "empty"),
     (lambda p: numpy.save(p, numpy.zeros(4)), "must be a 2-D array"),  # (a targets file may be 1-D)
@@ -402,6 +402,57 @@ def test_a_bad_features_file_is_refused_naming_it(tmp_path, make_bad, message):
     with pytest.raises(DataError, match=message) as info:
         data.npy(bad, tmp_path / "y.npy")
     assert str(bad) in str(info.value)
+
+
+def _pickle_bytes():
+    import pickle
+
+    return pickle.dumps(numpy.zeros((4, 2)))
+
+
+def _npz_bytes():
+    import io
+
+    buffer = io.BytesIO()
+    numpy.savez(buffer, X=numpy.zeros((4, 2)))
+    return buffer.getvalue()
+
+
+def _gzip_bytes():
+    import gzip
+
+    return gzip.compress(b"1,2\n3,4\n")
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"oops\n", " is text, not a .npy array (no .npy header): a CSV file? save the {} with numpy.save(path, X)"),
+    (b"1,2\n3,4\n", " is text, not a .npy array (no .npy header): a CSV file? save the {} with numpy.save(path, X)"),
+    (b"", " is empty (0 bytes), not a .npy array"),
+    (_pickle_bytes(), " is a Python pickle; gpunn never unpickles: save the {} with numpy.save"),
+    (_npz_bytes(), " is an .npz/zip archive (a checkpoint?), not one array; save the {} with numpy.save(path, X)"),
+    (_gzip_bytes(), " is gzip-compressed: decompress it first"),
+    (b"\x01\x02\x00\x03" * 8, ": not a .npy array (no .npy header), and binary"),
+], ids=["text", "csv text", "empty", "pickle", "npz", "gzip", "binary"])
+def test_a_file_named_npy_that_is_no_npy_array_is_refused_for_what_it_is_by_every_reader(tmp_path, content, said):
+    """gpunn train --data x.npy (gpunn.data.npy) and gpunn predict's streamed read said NumPy's "not a readable .npy
+    file (the magic string is not correct; expected b'\\x93NUMPY', got b'\\x80\\x04\\x95...')" of a pickle, an
+    .npz, an empty or a text file, where predict's whole read named each; its whole read took text for CSV: "oops"
+    was "IN x.npy has no rows (a header line only)" and "1,2" rows were predicted from, which the streamed read of
+    the same file refused. Each reader now says what the file is, in one wording."""
+    from gpunn import preflight
+    from gpunn.data.files import read_rows
+
+    bad = tmp_path / "x.npy"
+    bad.write_bytes(content)
+    numpy.save(tmp_path / "y.npy", numpy.zeros(4))
+    with pytest.raises(DataError) as trained:
+        data.npy(bad, tmp_path / "y.npy")
+    assert str(trained.value) == f"{bad}{said.format('features')}"
+    with pytest.raises(preflight.PreflightError) as whole:
+        preflight.read_matrix(bad, "IN")
+    with pytest.raises(DataError) as streamed:
+        read_rows(bad, 2)
+    assert str(whole.value) == f"IN {streamed.value}" == f"IN {bad}{said.format('inputs')}"
 
 
 @pytest.mark.parametrize("dtype", ["<f8", ">f4", "<i4"])

@@ -220,7 +220,14 @@ class _NpyFile:
         except IsADirectoryError:
             raise DataError(f"{self.path}: is a directory, not a .npy file ({role})") from None
         except (ValueError, OSError, SyntaxError) as exc:
-            raise DataError(f"{self.path}: not a readable .npy file ({exc})") from None
+            from ..preflight import file_kind, not_npy
+
+            try:  # what the bytes are, as gpunn predict says it, rather than NumPy's magic string
+                kind = file_kind(self.path)
+            except OSError:  # (unreadable: NumPy's words, which name it)
+                kind = "npy"
+            said = f": not a readable .npy file ({exc})" if kind == "npy" else not_npy(self.path, kind, f"the {role}")
+            raise DataError(f"{self.path}{said}") from None
         if dtype.hasobject:
             raise DataError(f"{self.path}: holds Python objects (dtype {dtype}), which only pickle can read; "
                             f"gpunn reads .npy files without pickle, and {role} must be numbers")
