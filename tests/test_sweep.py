@@ -511,6 +511,13 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     assert "holds no ensemble-G.npz" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(saved / "ensemble-0.npz")]) == 2
     assert f"continue it with gpunn sweep --resume {saved}" in capsys.readouterr().err
+    # gpunn predict of one of the sweep's ensembles: said "gpunn.save(path, ens.best())", Python only
+    numpy.save(tmp_path / "x.npy", numpy.zeros((2, gpunn.load(saved / "ensemble-0.npz").layer_sizes[0])))
+    assert cli.main(["predict", str(saved / "ensemble-0.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")]) == 2
+    assert (f"is an ensemble of 3 members; gpunn predict takes one model: save the sweep's best member with gpunn "
+            f"sweep --resume {saved} --save-best best.npz") in capsys.readouterr().err
+    run(["sweep", "--resume", str(saved), "--quiet", "--save-best", str(tmp_path / "best.npz")], capsys)
+    run(["predict", str(tmp_path / "best.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")], capsys)
 
 
 def test_a_checkpoint_of_another_sweep_in_the_directory_is_refused_by_its_seeds(tmp_path, capsys):

@@ -130,8 +130,14 @@ def _named_in(exc, path):
 
 
 def _one_model(model, path):
-    """The loaded model, or a clear refusal for a saved gpunn.Ensemble (K predictions per row)."""
+    """The loaded model, or a clear refusal for a saved gpunn.Ensemble (K predictions per row): one of gpunn sweep
+    --save's checkpoints is pointed to the command that saves the sweep's best member."""
     if getattr(model, "n_models", None) is not None:
-        raise ValueError(f"MODEL {path} is an ensemble of {model.n_models} members; gpunn predict takes one model: "
-                         "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")
+        from .. import checkpoint
+        from .resume import sweep_directory
+
+        sweep = sweep_directory(checkpoint.read_meta(path), path)
+        how = (f"save the sweep's best member with gpunn sweep --resume {sweep} --save-best best.npz" if sweep else
+               "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")
+        raise ValueError(f"MODEL {path} is an ensemble of {model.n_models} members; gpunn predict takes one model: {how}")
     return model

@@ -95,6 +95,13 @@ def saved_options(meta) -> dict | None:
                  if cb.get("class") == RunOptions.__name__ and isinstance(cb.get("state"), dict)), None)
 
 
+def sweep_directory(meta, path) -> str | None:
+    """The directory ``gpunn sweep --resume`` continues, where the checkpoint ``path`` (its metadata ``meta``) is one
+    of a sweep's ensembles (written by gpunn sweep --save); else None."""
+    saved = saved_options(meta)
+    return os.path.dirname(path) or "." if saved and GROUP_KEY in saved else None
+
+
 def recorded(path, parser, command="train"):
     """(options as parser defaults, epochs done, backend kind or None, the kind of data source the run
     trained on or None) of the checkpoint ``path``.
@@ -117,8 +124,8 @@ def recorded(path, parser, command="train"):
     source = (training.get("source") or {}).get("kind")
     saved = saved_options(meta)
     if "members" in meta["model"] and command == "train":
-        how = (f"gpunn sweep --resume {os.path.dirname(path) or '.'}" if saved and GROUP_KEY in saved
-               else "gpunn.load_checkpoint(path).resume(X, Y) from Python")
+        sweep = sweep_directory(meta, path)
+        how = f"gpunn sweep --resume {sweep}" if sweep else "gpunn.load_checkpoint(path).resume(X, Y) from Python"
         raise ValueError(f"--resume {path} holds the run of a gpunn.Ensemble of {meta['model']['members']} members; "
                          f"gpunn train resumes one model's run: continue it with {how}")
     if command == "sweep" and (saved is None or GROUP_KEY not in saved):
