@@ -414,7 +414,9 @@ def csv_column(names, index) -> str:
 def delimiter_hint(path, delimiter=",", decimal=".") -> str:
     """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
     holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
-    is a comma), and a missing column or a parse error says so; and, read with the decimal mark ``decimal``
+    is a comma), and a missing column or a parse error says so; or holding numbers between spaces, as
+    numpy.savetxt writes an array by default (a parse error named the whole first row as a column's name, with
+    no word of why); and, read with the decimal mark ``decimal``
     ".", when its first data row (split as the file looks delimited) holds numbers with decimal commas (0,5).
     "" otherwise, or where the file cannot be read."""
     import csv
@@ -439,6 +441,10 @@ def delimiter_hint(path, delimiter=",", decimal=".") -> str:
         hint = (f"; its first row is one column holding {name}s: the file looks {name}-delimited{excel}: pass "
                 f"delimiter={other!r} to gpunn.data.csv, or save it comma-separated (gpunn train --data and gpunn "
                 "predict read commas only)")
+    elif len(header) == 1 and len(header[0].split()) > 1 and all(map(is_number, header[0].split())):
+        hint = ("; its first row is one column holding numbers separated by spaces, as numpy.savetxt writes them by "
+                "default: save them comma-separated (numpy.savetxt(path, X, delimiter=',')), or as an .npy file "
+                "(numpy.save)")
     if decimal == "." and any(re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v) for v in first):
         hint += ("; its numbers have decimal commas (0,5): pass decimal=',' to gpunn.data.csv, or save them "
                  "with decimal points (gpunn train --data and gpunn predict read decimal points only)")

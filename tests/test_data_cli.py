@@ -189,6 +189,24 @@ def test_a_semicolon_delimited_csv_says_so_in_train_and_predict(tmp_path, capsys
             assert hint in capsys.readouterr().err, (model, name)
 
 
+def test_a_csv_of_numbers_between_spaces_as_numpy_savetxt_writes_says_so_in_train_and_predict(tmp_path, capsys):
+    """numpy.savetxt("in.csv", X) writes the numbers with spaces between them: gpunn predict named the whole first
+    row as one column's name and the second as "not a number", gpunn train --data listed it as the columns, each
+    with no word of why (a tab- or ;-delimited file gets one)."""
+    pytest.importorskip("pyarrow")
+    X = datasets.make("linear", 40, 2, seed=2, device="cpu")[0]
+    numpy.savetxt(tmp_path / "in.csv", X)
+    hint = "holding numbers separated by spaces, as numpy.savetxt writes them by default"
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 4, 1], seed=0))
+    for out in ("p.npy", "p.parquet"):  # read whole (numpy.loadtxt) and streamed
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.csv"), str(tmp_path / out)]) == 2
+        assert hint in capsys.readouterr().err, out
+    assert main(["train", "--data", str(tmp_path / "in.csv"), "--target", "y", *SMALL]) == 2
+    assert hint in capsys.readouterr().err
+    numpy.savetxt(tmp_path / "in.csv", X, delimiter=",")  # as the hint says: read
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.csv"), str(tmp_path / "p.npy")]) == 0
+
+
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
     """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),
     and gpunn predict of a model that knows its columns read a headerless file's first row as names."""
