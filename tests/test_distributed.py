@@ -1137,6 +1137,84 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n" * 2
 
 
+@pytest.fixture
+def rank_with_a_piped_stderr(monkeypatch):
+    """This process as rank 0 of 2 with its stderr a pipe, as a launcher's process manager gives each rank, made by
+    the function this gives, called in the test's body (pytest's capture puts its own sys.stderr back after a
+    fixture's set-up): (an MpiComm whose MPI_Abort records its status and the bytes of that pipe not yet read, those
+    records, the pipe's read end: the launcher's)."""
+    import io
+    import types
+
+    from gpunn.distributed import comm, output
+
+    read_end, write_end = os.pipe()
+    stderr = os.fdopen(write_end, "w")
+
+    def launched():
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        monkeypatch.setattr(sys, "stderr", stderr)
+        monkeypatch.setattr(comm, "_REPORT", [])
+        for name in comm._SIZE_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("PMI_SIZE", "2")
+        aborted = []
+        rank = comm.MpiComm.__new__(comm.MpiComm)  # (its __init__ would start MPI)
+        rank.comm = types.SimpleNamespace(Abort=lambda code: aborted.append((code, output.unread(write_end))))
+        rank.rank, rank.size, rank.timeout = 0, 2, 2.0
+        return rank, aborted, read_end
+
+    yield launched
+    stderr.close()
+    os.close(read_end)
+
+
+@pytest.mark.parametrize("ending", ["watchdog", "failure", "uncaught"])
+def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line(monkeypatch, rank_with_a_piped_stderr,
+                                                                                  ending):
+    """mpiexec (MPICH's hydra) exits as soon as a rank's MPI_Abort reaches it, and its proxy, finding the rank's abort
+    and its stderr both waiting, forwarded the abort first: the line saying why the job ended was lost (10 jobs in 130
+    of the bounded-time test's leave_after_starting_mpi on a quiet 2-core machine). The abort now waits until the
+    launcher has read the rank's stderr pipe (here where the rank pauses for it): after the watchdog's line, a
+    failing rank's traceback, the uncaught-exception hook's line (end_launched_job)."""
+    pytest.importorskip("mpi4py")
+    import types
+
+    import mpi4py
+
+    from gpunn.distributed import comm, output
+
+    rank, aborted, launcher = rank_with_a_piped_stderr()
+    read = []
+    monkeypatch.setattr(output, "_pause", lambda: read.append(os.read(launcher, 65536)))
+    if ending == "watchdog":
+        rank._timed_out("the set-up of gpunn's communicator", 2.4)
+        said, code = "[rank 0 of ranks 0-1]: waited 2 s in the set-up of gpunn's communicator; another rank", 3
+    elif ending == "failure":
+        comm.abort_on_error(rank, RuntimeError("rank 0 fails on purpose"))
+        said, code = "RuntimeError: rank 0 fails on purpose", 1
+    else:
+        fake = types.SimpleNamespace(COMM_WORLD=rank.comm)
+        monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
+        monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
+        monkeypatch.setattr(signal, "alarm", lambda seconds: None)
+        monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
+        print("gpunn [rank 0 of ranks 0-1]: this rank failed; aborting all ranks.", file=sys.stderr, flush=True)
+        comm.end_launched_job(1)
+        said, code = "this rank failed; aborting all ranks.", 1
+    assert aborted == [(code, 0)]  # nothing left unread in the pipe at MPI_Abort
+    assert said in b"".join(read).decode()
+
+
+def test_a_rank_whose_launcher_reads_nothing_still_ends_the_job(monkeypatch, rank_with_a_piped_stderr):
+    from gpunn.distributed import output
+
+    rank, aborted, _ = rank_with_a_piped_stderr()
+    monkeypatch.setattr(output, "WAIT_S", 0.05)
+    rank._timed_out("the gradient all-reduce", 2.4)
+    assert len(aborted) == 1 and aborted[0][0] == 3 and aborted[0][1] > 0  # after WAIT_S, the line still unread
+
+
 def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the_job():
     code = "import sys, gpunn; print(getattr(sys.excepthook, 'gpunn_ends_the_job', False))"
     env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",

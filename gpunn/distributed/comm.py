@@ -31,6 +31,7 @@ import numpy
 from .. import _startup, environment
 from ..checks import real
 from .digest import ConfigMismatch
+from .output import read_by_the_launcher
 
 ENV_TIMEOUT = "GPUNN_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -229,7 +230,9 @@ class MpiComm:
         self.abort(3)
 
     def abort(self, code=1):
-        """End every rank of the job now (MPI_Abort)."""
+        """End every rank of the job now (MPI_Abort), once the launcher has read what this rank wrote (the line
+        saying why: :func:`gpunn.distributed.output.read_by_the_launcher`)."""
+        read_by_the_launcher()
         self.comm.Abort(code)
 
     # ---- gradients and parameters (device arrays; host arrays here) ----------------------
@@ -532,8 +535,9 @@ def agreeing_before_any_collective(exc: BaseException | None) -> None:
 
 
 def end_launched_job(code: int) -> None:
-    """End every process of this MPI-launched job now (``MPI_Abort`` with ``code``), from a process that
-    failed outside a distributed fit: ``mpiexec`` does not end the others when a process exits with an
+    """End every process of this MPI-launched job now (``MPI_Abort`` with ``code``, once the launcher has read what
+    this process wrote: :func:`gpunn.distributed.output.read_by_the_launcher`), from a process that failed outside a
+    distributed fit: ``mpiexec`` does not end the others when a process exits with an
     error status, and they would wait for it forever in ``MPI_Init`` (which every rank must enter) or in
     a collective. Initialises MPI here if this process had not (the others are in, or on their way to,
     ``MPI_Init``); should they all have exited without MPI, the initialisation cannot finish, and an
@@ -545,6 +549,7 @@ def end_launched_job(code: int) -> None:
         import mpi4py  # noqa: F401
     except ImportError:
         return
+    read_by_the_launcher()  # (before the alarm, which would end this process without the abort)
     _alarm_ends_this_process()
     from mpi4py import MPI
 
