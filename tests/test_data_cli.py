@@ -624,6 +624,58 @@ def test_a_small_file_holds_out_about_a_tenth_of_its_rows(tmp_path, capsys, kind
     assert "held-out: mse nan" not in out
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("kind", ["npy", "csv"])
+def test_a_file_of_one_row_is_refused_as_one_whose_held_out_tenth_is_one_row(tmp_path, capsys, command, kind):
+    """A 1-row file is one chunk, none held out: train trained it ('held-out: none', 'throughput: 0 samples/s')
+    where 2 rows (1 held out) were refused for R²; sweep said a sweep needs two chunks."""
+    if kind == "npy":
+        numpy.save(tmp_path / "X.npy", numpy.ones((1, 2)))
+        numpy.save(tmp_path / "Y.npy", numpy.ones((1, 1)))
+        files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy")]
+    else:
+        pytest.importorskip("pyarrow")
+        (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n")
+        files = ["--data", str(tmp_path / "t.csv"), "--target", "y"]
+    assert main([command, *files, *SMALL]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"gpunn {command}: error: --data {files[1]}: 1 row in one chunk, none of which can be held out for validation, and "
+        "R² needs 2: use a file with more rows (20 at least)"]
+
+
+def test_a_csv_file_too_small_to_hold_out_two_rows_is_refused_in_one_line_without_a_note(tmp_path, capsys):
+    """The note that 1 held-out row of 3 is 33% of them (HeldOutShareWarning) came before the refusal."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9\n")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", *SMALL]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"gpunn train: error: --data {tmp_path / 't.csv'}: the tenth of its chunks held out for validation is 1 row "
+        "of 3, and R² needs 2: use a file with more rows (20 at least)"]
+
+
+def test_a_run_saved_with_its_file_in_one_chunk_resumes_and_says_1_chunk(tmp_path, monkeypatch, capsys):
+    """A small CSV file was one chunk of 1 KiB blocks (before they were cut smaller), none held out; its run resumes
+    cut so, though a new run on a file of one chunk is refused. Its data line said '40 training rows in 1 chunks'."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import data as data_cli
+    from gpunn.data import tables
+
+    X, Y = datasets.make("linear", 40, 2, seed=1, device="cpu", dtype="float64")
+    numpy.savetxt(tmp_path / "t.csv", numpy.hstack([X, Y]), delimiter=",", header="a,b,y", comments="", fmt="%.2f")
+    run = ["--data", str(tmp_path / "t.csv"), "--target", "y", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+           "--quiet"]
+    first = str(tmp_path / "first.npz")
+    with monkeypatch.context() as m:  # as a run was saved before (the file is under 1 KiB)
+        m.setattr(tables, "default_chunk_rows", lambda size, largest: 1024)
+        assert main(["train", *run]) == 2
+        assert "40 rows in one chunk, none of which can be held out" in capsys.readouterr().err
+        m.setattr(data_cli, "_check_held_out", lambda *args: None)
+        assert main(["train", *run, "--save", first]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", first, "--epochs", "2"]) == 0
+    assert "t.csv, 40 training rows in 1 chunk, 0 validation rows" in capsys.readouterr().out
+
+
 def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch):
     """--resume rebuilds the source with the chunk size recorded in the checkpoint, so a run saved
     under another default chunking (older gpunn: 1,024-row chunks for small .npy files) still resumes."""

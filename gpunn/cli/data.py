@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
-from .common import number, positive
+from .common import counted, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
 WINDOW = 16  # --window's default
@@ -126,16 +127,17 @@ def make_source(args, backend, ckpt=None):
         else:
             raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
         try:  # the caller closes the source it gets; one refused here is closed here
-            _hold_out(source)
-            if source.validation_rows == 1:  # (the library's refusal says validation_fraction, which no option sets)
-                raise ValueError(f"--data {args.data}: the tenth of its chunks held out for validation is 1 row of "
-                                 f"{source.rows + source.validation_rows:,}, and R² needs 2: use a file with more rows "
-                                 "(20 at least)")
+            with warnings.catch_warnings(record=True) as notes:  # a note on the share held out follows a refusal
+                _hold_out(source)
+            _check_held_out(args, source, ckpt)
         except BaseException:
             source.close()
             raise
-        return source, f"data: {args.data}, {source.rows:,} training rows in {len(source.train_chunks)} chunks, " \
-                       f"{source.validation_rows:,} validation rows (whole chunks), read chunk by chunk"
+        for note in notes:  # shown as they would have been (the filters were applied when they were recorded)
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno, note.file, note.line)
+        return source, f"data: {args.data}, {counted(source.rows, 'training row')} in " \
+                       f"{counted(len(source.train_chunks), 'chunk')}, {source.validation_rows:,} validation rows " \
+                       "(whole chunks), read chunk by chunk"
     from .. import preflight
 
     itemsize = 8 if args.dtype == "float64" else 4
@@ -224,6 +226,18 @@ def _hold_out(source):
     """10% of a file's chunks for validation."""
     if len(source.chunk_sizes) >= 2:
         source.hold_out(VALIDATION_FRACTION)
+
+
+def _check_held_out(args, source, ckpt):
+    """A file's held-out tenth must be 2 rows at least, for R²: a file of 1 row (one chunk, none held out) is
+    refused as one whose tenth is 1 row is, in the command's terms (the library's refusal of 1 row says
+    validation_fraction, which no option sets). A resumed run is cut as it was saved: one saved in one chunk, none
+    held out (a small CSV file's 1 KiB blocks, before they were cut smaller), resumes so."""
+    held = source.validation_rows
+    if held == 1 or (held == 0 and ckpt is None):
+        what = (f"the tenth of its chunks held out for validation is 1 row of {source.rows + held:,}" if held else
+                f"{counted(source.rows, 'row')} in one chunk, none of which can be held out for validation")
+        raise ValueError(f"--data {args.data}: {what}, and R² needs 2: use a file with more rows (20 at least)")
 
 
 def _stream_fraction(rows, ckpt=None):
