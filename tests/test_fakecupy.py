@@ -1428,6 +1428,85 @@ def test_copying_an_empty_array_reads_nothing_as_cupy_launches_nothing(fake_cupy
         cp.ascontiguousarray(there, "float64")
 
 
+# operations on an array ``a`` that touch none of its elements: each is a CuPy kernel (or copy) with an empty output,
+# which CuPy returns from before launching (fakecupy._launches cites where); given ``cp`` and ``a``, each makes what it
+# needs (an index: a kernel of its own) and returns the operation
+_NOTHING_TOUCHED = {
+    "fill": lambda cp, a: lambda: a[:0].fill(1),
+    "fill with zero (a memset)": lambda cp, a: lambda: a[:0].fill(0),
+    "a ufunc": lambda cp, a: lambda: a[:0] + 1,
+    "a ufunc into it": lambda cp, a: lambda: cp.add(a[:0], 1, out=a[:0]),
+    "a ufunc broadcast to nothing": lambda cp, a: lambda: a[None, :] * a[:0, None],
+    "a reduction to nothing": lambda cp, a: lambda: cp.sum(a.reshape(4, 1)[:, :0], axis=0),
+    "copyto": lambda cp, a: lambda: cp.copyto(a[:0], a[:0]),
+    "concatenate": lambda cp, a: lambda: cp.concatenate([a[:0], a[:0]]),
+    "an empty slice set": lambda cp, a: lambda: a.__setitem__(slice(2, 2), 5),
+    "a scatter through a mask of no True": lambda cp, a: (
+        lambda index: lambda: a.__setitem__(index, 5))(cp.zeros(4, "bool")),
+    "a gather of no index": lambda cp, a: (lambda index: lambda: a[index])(cp.zeros(0, "int64")),
+    "a gather through an empty mask": lambda cp, a: (lambda index: lambda: a[:0][index])(cp.zeros(0, "bool")),
+    "sort": lambda cp, a: lambda: a[:0].sort(),
+    "put of no index": lambda cp, a: (lambda index: lambda: a.put(index, 1.0))(cp.zeros(0, "int64")),
+    "byteswap": lambda cp, a: lambda: a[:0].byteswap(True),
+    "flatten": lambda cp, a: lambda: a[:0].flatten(),
+    "get": lambda cp, a: lambda: a[:0].get(),
+    "tolist": lambda cp, a: lambda: a[:0].tolist(),
+    "set": lambda cp, a: lambda: a[:0].set(numpy.zeros(0, "float32")),
+    "memset of no bytes": lambda cp, a: lambda: a.data.memset_async(0, 0),
+    "a device copy of no bytes": lambda cp, a: lambda: a.data.copy_from_device_async(a.data, 0),
+}
+
+
+@pytest.mark.parametrize("operation", list(_NOTHING_TOUCHED))
+def test_an_operation_that_touches_no_element_launches_nothing_and_is_no_hazard(fake_cupy, operation):
+    """CuPy's kernels return before launching when their output is empty (ElementwiseKernel and ufuncs on a 0 in the
+    shape, reductions on an empty output, fill's memset of 0 bytes, the gathers and scatters), and its copies of 0
+    bytes copy nothing: on an empty view of an array that a side stream still writes (or an empty selection of it),
+    such an operation is no stream-order hazard (it touches no byte of it), issues nothing on the stream and counts
+    no kernel; a get() of nothing waits for nothing. (A boolean index is still scanned and waited for, by the host:
+    that orders the null stream's work, not the side stream's.)"""
+    import collections
+
+    from fakecupy import ordering
+
+    cp = fake_cupy
+    a, side = _written_on_a_side_stream(cp)
+    run = _NOTHING_TOUCHED[operation](cp, a)
+    null = ordering.null_clock(0)
+    tick, launched = null._tick, collections.Counter(fakecupy.state.ops)
+    run()
+    made = collections.Counter(fakecupy.state.ops) - launched
+    assert not ordering.hazards
+    assert set(made) <= {"__setitem__ (a boolean index's scan)"}, made  # a non-empty mask is scanned
+    assert null._tick - tick == sum(made.values())
+    with pytest.raises(ordering.StreamOrderError, match="on the null stream reads"):
+        a + 1  # the side stream's write is still not waited for: get() of nothing waited for nothing
+    ordering.hazards.clear()  # the hazard raised above was expected
+
+
+def test_a_reduction_of_an_empty_array_and_a_raw_kernel_launch_on_one_still_launch(fake_cupy):
+    """A reduction of no element with an output still launches (it writes the identity: cupy/_core/_reduction.pyx
+    returns only on an empty output), and a RawKernel launch is a launch whatever its arrays hold (cupy/_core/raw.pyx
+    has no such return): each is issued on the stream and counted, but touches no byte of an empty view of an array a
+    side stream writes, so neither is a hazard."""
+    import collections
+
+    from fakecupy import ordering
+    from gpunn.ops import kernels as gk
+
+    cp = fake_cupy
+    a, side = _written_on_a_side_stream(cp)
+    kernel, empty = gk.get_kernel("sgd_step", "float32"), a[:0]
+    null = ordering.null_clock(0)
+    tick, launched = null._tick, collections.Counter(fakecupy.state.ops)
+    total = cp.sum(empty)
+    kernel((1,), (32,), (empty, empty, empty, numpy.float32(1), numpy.float32(0), numpy.float32(0), numpy.int32(0),
+                         numpy.int64(0)))
+    made = collections.Counter(fakecupy.state.ops) - launched
+    assert made == {"sum": 1, "kernel sgd_step": 1} and null._tick - tick == 2 and not ordering.hazards
+    assert float(total) == 0.0
+
+
 # NumPy's C methods that copy to the host: CuPy's are self.get() and then NumPy's (cupy/_core/core.pyx)
 _HOST_COPIES = {
     "tobytes": lambda a, tmp_path: a.tobytes(),

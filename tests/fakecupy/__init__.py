@@ -611,6 +611,8 @@ class ndarray(numpy.ndarray):
             if not (out.flags.c_contiguous or out.flags.f_contiguous):
                 raise RuntimeError("`out` cannot be specified when copying to non-contiguous ndarray")
         _refuse_in_capture("a copy to the host")
+        if out is None and not self.size:  # CuPy's get: ``if self.size == 0: return numpy.ndarray(...)``, no wait
+            return numpy.ndarray(self.shape, dtype=self.dtype)
         _synchronous_read(self, "a copy to the host (get)", stream)
         host = numpy.array(self.view(numpy.ndarray), order=order)
         if out is not None:
@@ -629,14 +631,16 @@ class ndarray(numpy.ndarray):
             raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
         if not (self.flags.c_contiguous or self.flags.f_contiguous):
             raise RuntimeError("Cannot set to non-contiguous array")
+        if not self.size:  # CuPy's copy_from_host_async copies nothing of 0 bytes (cupy/cuda/memory.pyx: size > 0)
+            return
         on = _issuing(stream)
         with _device_current(self._device_id):  # CuPy: the copy with the array's device current
             _ordering.access(on, "a copy from the host (set)", writes=[self])
             _ordering.host_access(on, arr, write=False)  # pinned: asynchronous, in flight until waited for
         self.view(numpy.ndarray)[...] = arr
 
-    def fill(self, value):  # a CuPy fill kernel on the current stream
-        _check_operands("fill", [self], writes=[self])
+    def fill(self, value):  # a CuPy fill kernel on the current stream (none for an empty array: ``_launches``)
+        _check_operands("fill", [self], writes=[self], launches=_launches(self))
         self.view(numpy.ndarray).fill(value)
 
     def copy(self, order="C"):
@@ -667,11 +671,19 @@ class ndarray(numpy.ndarray):
         return _astype(self, dtype, order, True if copy else None)
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        _check_operands(f"ufunc {ufunc.__name__}", inputs + (out or ()), writes=out or ())
+        """A ufunc call is an elementwise kernel over its operands' broadcast shape, launched unless that shape is
+        empty (``_launches``); its other methods (reduce, accumulate, outer...) go by ``_routine_launches``."""
+        what, operands = f"ufunc {ufunc.__name__}", inputs + (out or ())
+        if method == "__call__":
+            _check_operands(what, operands, writes=out or (), launches=not _broadcast_empty(operands))
+        else:
+            _checked(what, operands)
         args = [_host_view(x) for x in inputs]
         if out is not None:
             kwargs["out"] = tuple(_host_view(o) for o in out)
         result = getattr(ufunc, method)(*args, **kwargs)
+        if method != "__call__" and _routine_launches(operands, result):
+            _issued(what, operands, writes=out or ())
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(result)
@@ -684,8 +696,11 @@ class ndarray(numpy.ndarray):
         written = [kwargs["out"]] if kwargs.get("out") is not None else []
         if func is numpy.copyto:
             written.append(args[0])
-        _check_operands(func.__name__, _flatten(args) + _flatten(list(kwargs.values())), writes=written)
+        operands = _flatten(args) + _flatten(list(kwargs.values()))
+        _checked(func.__name__, operands)
         result = func(*_unwrap(args), **_unwrap(kwargs))
+        if _routine_launches(operands, result):
+            _issued(func.__name__, operands, writes=written)
         out = kwargs.get("out")
         if out is not None:
             return out
@@ -694,34 +709,47 @@ class ndarray(numpy.ndarray):
     def __setitem__(self, key, value):
         """CuPy's _scatter_op (cupy/_core/_routines_indexing.pyx): with an array index (a host one copied to the device
         first, a boolean one counted first), a scatter kernel on the current device and stream that reads the index
-        and the value, taken to the device as ``cupy.array(value)`` when it is not there (a copy from the host);
-        with ints and slices, a copy of a device value or a fill with a scalar, where a host array that is not 0-d
-        is refused (CuPy's fill: "non-scalar numpy.ndarray cannot be used for fill")."""
+        and the value, taken to the device as ``cupy.array(value)`` when it is not there (a copy from the host; with
+        one boolean index, only when it selects something: ``_scatter_op_mask_single`` returns first); with ints and
+        slices, a copy of a device value or a fill with a scalar, where a host array that is not 0-d is refused
+        (CuPy's fill: "non-scalar numpy.ndarray cannot be used for fill"). Where nothing is selected, no kernel
+        (``_launches``)."""
+        host = self.view(numpy.ndarray)
         if _gathers(key):
             key = _device_key(key)
             _count_masks(key, "__setitem__")
+            selected, indices = host[_unwrap(key)], _device_indices(key)
             if not isinstance(value, ndarray):
+                if not selected.size and len(indices) == 1 and indices[0].dtype == numpy.bool_:
+                    _check_operands("__setitem__", [self] + indices, launches=False)
+                    return
                 value = _to_device(value, self.dtype)
-        elif not isinstance(value, ndarray):
-            value = numpy.asarray(value, dtype=self.dtype)
-            if value.shape != ():
-                raise ValueError("non-scalar numpy.ndarray cannot be used for fill (CuPy's ndarray.__setitem__ takes "
-                                 "a host value only as a scalar: copy it to the device first)")
-            value = value[()]  # a scalar, a kernel's argument
-        _check_operands("__setitem__", [self, value] + _device_indices(key), writes=[self])
-        numpy.ndarray.__setitem__(self.view(numpy.ndarray), key, _host_view(value))
+        else:
+            selected = host[key]
+            if not isinstance(value, ndarray):
+                value = numpy.asarray(value, dtype=self.dtype)
+                if value.shape != ():
+                    raise ValueError("non-scalar numpy.ndarray cannot be used for fill (CuPy's ndarray.__setitem__ "
+                                     "takes a host value only as a scalar: copy it to the device first)")
+                value = value[()]  # a scalar, a kernel's argument
+        _check_operands("__setitem__", [self, value] + _device_indices(key), writes=[self],
+                        launches=_launches(selected))
+        numpy.ndarray.__setitem__(host, key, _host_view(value))
 
     def __getitem__(self, key):
         """CuPy's indexing gives a 0-d device array where NumPy's gives a NumPy scalar (a host value): a[i] of a
         1-d array is a view on the device, not a number (it is passed to a kernel as a pointer, is unhashable,
         and numpy.asarray refuses it). An array index (a device array, a list or a NumPy array, which CuPy first
         copies to the device) is a gather kernel (cupy/_core/_routines_indexing.pyx): it reads this array and the
-        index on the current stream and device, like any other op; ints and slices make a view and launch
-        nothing. A host index is copied to the device first, and a boolean one counted (``_device_key``)."""
+        index on the current stream and device, like any other op (none when its output is empty: ``_launches``);
+        ints and slices make a view and launch nothing. A host index is copied to the device first, and a boolean
+        one counted (``_device_key``)."""
         if _gathers(key):
             key = _device_key(key)
             _count_masks(key, "indexing")
-            _check_operands("indexing (a gather)", [self] + _device_indices(key))
+            gathered = self.view(numpy.ndarray)[_unwrap(key)]
+            _check_operands("indexing (a gather)", [self] + _device_indices(key), launches=_launches(gathered))
+            return gathered.view(ndarray)  # a new array on the current device (the operands'), the gather's output
         else:
             state._tls.op = "CuPy's indexing"
         result = numpy.ndarray.__getitem__(self, key)
@@ -779,26 +807,27 @@ class ndarray(numpy.ndarray):
             return self if inplace else self.copy()
         if self.dtype.itemsize not in (2, 4, 8) and self.dtype.kind != "c":
             raise TypeError(f"byteswap not supported for dtype with itemsize {self.dtype.itemsize}")
-        _check_operands("byteswap", [self], writes=[self] if inplace else [])
+        _check_operands("byteswap", [self], writes=[self] if inplace else [], launches=_launches(self))
         swapped = numpy.ndarray.byteswap(self.view(numpy.ndarray), inplace=inplace)
         return self if inplace else _wrap(swapped)
 
-    def sort(self, axis=-1, kind=None):  # in place: a kernel writing this array
-        _check_operands("sort", [self], writes=[self])
+    def sort(self, axis=-1, kind=None):  # in place: a kernel writing this array (none when empty)
+        _check_operands("sort", [self], writes=[self], launches=_launches(self))
         numpy.ndarray.sort(self.view(numpy.ndarray), axis=axis, kind=kind)
 
     def partition(self, kth, axis=-1):  # in place
-        _check_operands("partition", [self], writes=[self])
+        _check_operands("partition", [self], writes=[self], launches=_launches(self))
         numpy.ndarray.partition(self.view(numpy.ndarray), kth, axis=axis)
 
-    def put(self, indices, values, mode="wrap"):  # a scatter into this array
-        _check_operands("put", [self, indices, values], writes=[self])
+    def put(self, indices, values, mode="wrap"):  # a scatter into this array (none of no values or no indices)
+        _check_operands("put", [self, indices, values], writes=[self],
+                        launches=numpy.size(_unwrap(indices)) > 0 and numpy.size(_unwrap(values)) > 0)
         numpy.ndarray.put(self.view(numpy.ndarray), _unwrap(indices), _unwrap(values), mode=mode)
 
     def flatten(self, order="C"):  # always a copy (CuPy's copy(order="C") of the array in that order)
         host = numpy.ndarray.flatten(self.view(numpy.ndarray), order=order)
         if self._device_id == state.current:
-            _check_operands("flatten", [self])
+            _check_operands("flatten", [self], launches=_launches(self))  # an empty one: astype's, nothing copied
         elif self.size:
             return _copy_from_another_device(self, host, "flatten", _in_order(self, order))
         return _wrap(host)
@@ -867,13 +896,15 @@ class ndarray(numpy.ndarray):
 
     def __format__(self, spec):  # cupy/_core/core.pyx: format(self.get(), spec)
         _refuse_in_capture("formatting a device array (a copy to the host)")
-        _synchronous_read(self, "format()")
+        if self.size:  # get() of an empty array waits for nothing
+            _synchronous_read(self, "format()")
         return format(self.view(numpy.ndarray), spec)
 
     def _to_host(self, what):
         """This array read back by ``what`` (a synchronising copy to the host, as CuPy's get()): its host view."""
         _refuse_in_capture(f"{what} of a device array (a copy to the host)")
-        _synchronous_read(self, what)
+        if self.size:  # get() of an empty array waits for nothing
+            _synchronous_read(self, what)
         return self.view(numpy.ndarray)
 
     def __float__(self):
@@ -1012,6 +1043,8 @@ class MemoryPointer:
         self.ptr, self.device_id = int(ptr), device_id
 
     def memset_async(self, value, size, stream=None):
+        if not size:  # cupy/cuda/memory.pyx: ``if size > 0: runtime.memsetAsync(...)``
+            return
         ptr = self.ptr
         _flat_memory(ptr, numpy.uint8, size)  # checked now; captured: run at each graph launch
 
@@ -1021,6 +1054,8 @@ class MemoryPointer:
         _enqueue(stream, memset)
 
     def copy_from_device_async(self, src, size, stream=None):
+        if not size:  # cupy/cuda/memory.pyx: ``if size > 0: runtime.memcpyAsync(...)``
+            return
         dst, src_ptr = self.ptr, src.ptr
         _flat_memory(dst, numpy.uint8, size), _flat_memory(src_ptr, numpy.uint8, size)
 
@@ -1086,13 +1121,59 @@ def _device_current(device):
         state.current = previous
 
 
-def _check_operands(what, operands, writes=()):
+def _check_operands(what, operands, writes=(), launches=True):
+    """CuPy's kernel ``what`` on the current device and stream: its operands checked, then (``launches``) issued in
+    stream order, reading ``operands`` and writing ``writes``, and counted. ``launches`` False: CuPy checked the
+    operands and returned before launching, as its kernels do when their output is empty (``_launches``)."""
+    _checked(what, operands)
+    if launches:
+        _issued(what, operands, writes)
+
+
+def _checked(what, operands):
+    """What CuPy checks before it launches ``what`` or returns with nothing to launch (its devices)."""
     _refuse_in_capture(f"CuPy's {what}")
     state._tls.op = f"CuPy's {what}"  # the name a new output's write goes by (ndarray.__array_finalize__)
     _check_devices(what, operands)  # checked first: an operation CuPy refuses never runs on a stream
+
+
+def _issued(what, operands, writes=()):
+    """CuPy's kernel ``what`` launched on the current stream: its reads and writes in stream order, and counted."""
     _ordering.access(_launch_stream(), f"CuPy's {what}", reads=[x for x in operands if isinstance(x, ndarray)],
                      writes=[x for x in writes if isinstance(x, ndarray)])
     state.ops[what] += 1
+
+
+def _launches(*outputs):
+    """Whether a CuPy kernel writing ``outputs`` (arrays or NumPy scalars; lists and tuples of them) launches: not
+    when they hold no element. CuPy v14.2.0: an ElementwiseKernel or ufunc returns before launching when its shape
+    (its output's, the broadcast of its operands) has a 0 (cupy/_core/_kernel.pyx, ElementwiseKernel.__call__ and
+    ufunc.__call__: ``if _contains_zero(shape): return ret``), a reduction when its output is empty
+    (cupy/_core/_reduction.pyx, _AbstractReductionKernel._call: ``if ret.size == 0: return ret``; an empty input
+    with a non-empty output still launches, writing the identity), fill too (cupy/_core/core.pyx fill: fill_kernel,
+    an ElementwiseKernel, or ``memset_async``, which skips 0 bytes: cupy/cuda/memory.pyx ``if size > 0``), and the
+    gathers and scatters (cupy/_core/_routines_indexing.pyx: ``_getitem_mask_single``'s ``if out.size == 0: return
+    out``, the take kernel an ElementwiseKernel, ``_scatter_op_mask_single``'s ``if internal.prod(masked_shape) ==
+    0: return``, ``_ndarray_put``'s ``if values.size == 0: return``). A RawKernel launch has no such return
+    (cupy/_core/raw.pyx: it launches the grid it is given): RawKernel.__call__ never asks this."""
+    return any(x.size for x in _flatten(outputs) if isinstance(x, (numpy.ndarray, numpy.generic)))
+
+
+def _routine_launches(operands, result):
+    """Whether a CuPy routine (a function built of kernels: sum, concatenate, zeros, matmul...) launches: unless
+    every array it reads, writes or returns is empty (``_launches``: its kernels return on an empty output; an
+    empty input alone is not enough, a reduction of one still writes its identity). Kept on the safe side where an
+    empty output may follow a launch that reads a non-empty input (nonzero's scan): a launch then."""
+    return _launches([x for x in operands if isinstance(x, numpy.ndarray)], result)  # (a scalar result: one element)
+
+
+def _broadcast_empty(operands):
+    """Whether the broadcast shape of ``operands`` (an elementwise kernel's) holds no element (NumPy's error, for
+    shapes that do not broadcast, comes later)."""
+    try:
+        return 0 in numpy.broadcast_shapes(*(x.shape for x in operands if isinstance(x, numpy.ndarray)))
+    except ValueError:
+        return False
 
 
 def _check_devices(what, operands):
@@ -1182,9 +1263,10 @@ def _device_key(key):
 def _count_masks(key, what):
     """CuPy sizes the result of a boolean index first: a scan kernel reads it on the current stream, and ``int()`` of
     the scan's last element copies it to the host, which waits for that stream (cupy/_core/_routines_indexing.pyx,
-    "synchronize!"): work on other streams after it is ordered after that stream's work before it."""
+    "synchronize!"): work on other streams after it is ordered after that stream's work before it. An empty mask is
+    neither scanned nor waited for (_prepare_mask_indexing_single: ``if mask.size == 0``)."""
     for k in _index_parts(key):
-        if isinstance(k, ndarray) and k.dtype == numpy.bool_:
+        if isinstance(k, ndarray) and k.dtype == numpy.bool_ and k.size:
             _check_operands(f"{what} (a boolean index's scan)", [k])
             _ordering.synchronized(_launch_stream())
 
@@ -1231,6 +1313,9 @@ def _to_device(a, dtype=None, copy=True, order="K"):
     if host.dtype == object:
         raise ValueError("Unsupported dtype object")
     on = _issuing()
+    if not host.size:  # CuPy's _array_default: copy_from_host_async of 0 bytes, which copies nothing
+        state._tls.op = "a copy from the host (asarray, of nothing)"
+        return host.view(ndarray)
     _ordering.issue(on)  # the copy to the new allocation, on the current stream
     if isinstance(a, numpy.ndarray) and a.ndim and host.dtype == a.dtype and (a.flags.c_contiguous or
                                                                                 a.flags.f_contiguous):
@@ -1399,8 +1484,12 @@ def _creator(name):
         written = [kwargs["out"]] if kwargs.get("out") is not None else []
         if name == "copyto":
             written.append(args[0])
-        _check_operands(name, _flatten(args) + _flatten(list(kwargs.values())), writes=written)
-        return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
+        operands = _flatten(args) + _flatten(list(kwargs.values()))
+        _checked(name, operands)
+        result = fn(*_unwrap(args), **_unwrap(kwargs))
+        if _routine_launches(operands, result):
+            _issued(name, operands, writes=written)
+        return _wrap(result)
 
     create.__name__ = name
     return create

@@ -35,6 +35,13 @@ could break it:
   window read into the same buffer) before it has seen that copy finish. The bytes are checksummed
   when the copy is issued and compared at the next copy or host wait (a hazard in ``hazards``).
 
+An access of no bytes (an empty array, or an empty view of another) touches no memory: it is no hazard and
+orders nothing after it, whatever makes it (a RawKernel launch with an empty array is still a launch, its tick
+issued). A new array of no bytes is no block of the pool (cupy/cuda/memory.pyx, SingleDeviceMemoryPool._malloc:
+``if size == 0: return MemoryPointer(Memory(0), 0)``): it takes over no ghosts and hands none back. Whether an
+operation on empty operands is issued at all is the caller's to say: CuPy's kernels launch nothing when their
+output is empty (fakecupy's ``_check_operands``), its copies of 0 bytes copy nothing.
+
 A hazard found at an access raises StreamOrderError; one found when memory is freed (a finalizer,
 where nothing can be raised) is appended to ``hazards``, which the tests' conftest checks after
 each test. Before that check, after a test that used the stand-in (``ops`` moved), the conftest
@@ -256,7 +263,7 @@ def allocated(root, stream, label="device memory", written_by=None):
     stream = stream._order
     with _LOCK:
         ops += 1
-        if id(root) in _BLOCKS:
+        if id(root) in _BLOCKS or not root.nbytes:  # no bytes: no block of the pool (the module's docstring)
             return
         ghosts = {k: t for k, t in POOLS.get(stream._key, {}).items() if HOST.get(k, 0) < t}
         freed_in = {k: test for k, test in FREED_IN.get(stream._key, {}).items() if k in ghosts}
@@ -316,8 +323,9 @@ def _pinned_freed(ident, block, nbytes):
 
 
 def access(stream, what, reads=(), writes=()):
-    """One operation on ``stream`` that reads and writes these device arrays (others are ignored);
-    raises StreamOrderError when it is not ordered after another stream's conflicting access."""
+    """One operation on ``stream`` that reads and writes these device arrays (others, and empty ones, which it
+    touches no byte of, are ignored; the operation is issued all the same); raises StreamOrderError when it is not
+    ordered after another stream's conflicting access."""
     stream = stream._order
     with _LOCK:
         tick = issue(stream)
@@ -331,7 +339,7 @@ def host_access(stream, host_array, write, kept=False):
     (the copy could read the new values), which ``_check_in_flight`` finds at the next copy or wait. The copy is
     the operation just issued on ``stream``. ``kept``: CuPy keeps the buffer until the copy is done (cupy.asarray's
     watch list), so freeing it meanwhile is no hazard; writing it still is."""
-    if not isinstance(host_array, numpy.ndarray):
+    if not isinstance(host_array, numpy.ndarray) or not host_array.nbytes:  # CuPy copies no bytes (memory.pyx)
         return
     stream = stream._order
     with _LOCK:
@@ -378,7 +386,7 @@ def _check_in_flight():
 
 
 def _touch(stream, tick, a, write, what):
-    if not isinstance(a, numpy.ndarray):
+    if not isinstance(a, numpy.ndarray) or not a.nbytes:  # no bytes touched: nothing to order (the docstring)
         return
     root = _root(a)
     block = _BLOCKS.get(id(root))
