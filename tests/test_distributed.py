@@ -1215,6 +1215,45 @@ def test_a_rank_whose_launcher_reads_nothing_still_ends_the_job(monkeypatch, ran
     assert len(aborted) == 1 and aborted[0][0] == 3 and aborted[0][1] > 0  # after WAIT_S, the line still unread
 
 
+@pytest.mark.parametrize("stderr", ["gone", "closed"])
+@pytest.mark.parametrize("ending", ["watchdog", "failure", "uncaught"])
+def test_a_rank_whose_stderr_is_gone_or_closed_still_ends_the_job(monkeypatch, stderr, ending):
+    """The watchdog's line on a stderr that is gone (None, as under pythonw) or closed (a script's own sys.stderr)
+    raised in the watchdog's thread, which died of it before its MPI_Abort: the rank then waited forever, where
+    GPUNN_DIST_TIMEOUT promises the job ends. So did a failing rank's abort and the uncaught-exception hook's. The
+    line is dropped now; the job ends."""
+    import io
+
+    from gpunn.distributed import comm
+
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", None if stderr == "gone" else closed)
+    monkeypatch.setattr(comm, "_REPORT", [])
+    aborted = []
+
+    class Rank:
+        rank, size, timeout = 0, 2, 2.0
+
+        def abort(self, code):
+            aborted.append(code)
+
+    if ending == "watchdog":
+        comm.MpiComm._timed_out(Rank(), "the gradient all-reduce", 2.4)
+    elif ending == "failure":
+        comm.abort_on_error(Rank(), RuntimeError("rank 0 fails on purpose"))
+    else:
+        monkeypatch.setattr(comm, "end_launched_job", aborted.append)
+        monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+        for name in comm._SIZE_VARIABLES + comm._RANK_VARIABLES + comm._LOCAL_RANK_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("PMI_SIZE", "2")
+        comm.end_job_on_uncaught_exception()
+        with contextlib.suppress(ValueError):  # (Python's own hook, after it, on the closed stderr)
+            sys.excepthook(RuntimeError, RuntimeError("rank 0 fails on purpose"), None)
+    assert aborted == [3 if ending == "watchdog" else 1]
+
+
 def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the_job():
     code = "import sys, gpunn; print(getattr(sys.excepthook, 'gpunn_ends_the_job', False))"
     env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",

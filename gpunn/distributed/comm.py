@@ -223,10 +223,8 @@ class MpiComm:
         return self._guard(label)
 
     def _timed_out(self, label, seconds):
-        sys.stderr.write(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; "
-                         "another rank has stopped (failed, hung or killed). Aborting the job "
-                         f"({ENV_TIMEOUT}={self.timeout:g} s).\n")
-        sys.stderr.flush()
+        _say(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; another rank "
+             f"has stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
         self.abort(3)
 
     def abort(self, code=1):
@@ -437,6 +435,15 @@ def _speaker() -> str:
     return _REPORT[0][1] if _REPORT else "gpunn"
 
 
+def _say(text: str) -> None:
+    """``text`` on stderr, flushed; nothing where stderr is gone or closed (None, a closed file, a broken pipe): a
+    rank that ends the job must end it whatever became of its stderr (the watchdog's thread died of the error, and
+    its rank waited forever)."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
 def abort_on_error(comm, exc: BaseException) -> None:
     """Print ``exc`` as this rank's failure and abort the whole MPI job.
 
@@ -450,8 +457,7 @@ def abort_on_error(comm, exc: BaseException) -> None:
         code = 2 if isinstance(exc, KeyboardInterrupt) else 1
         text = (f"gpunn [{rank_words(comm.rank, comm.size)}]: this rank failed; aborting all ranks.\n"
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    sys.stderr.write(text)
-    sys.stderr.flush()
+    _say(text)
     comm.abort(code)
 
 
@@ -581,12 +587,14 @@ def end_job_on_uncaught_exception() -> None:
         except DistributedError:
             rank = None
         where = "" if rank is None else f" [{rank_words(rank, launched_size())}]"
-        sys.stderr.write(f"gpunn{where}: this rank failed; aborting all ranks.\n")
-        before(kind, exc, tb)
-        sys.stderr.flush()
-        mpi = sys.modules.get("mpi4py.MPI")
-        if mpi is None or not mpi.Is_finalized():  # (a script that finalized MPI itself has left the job)
-            end_launched_job(2 if issubclass(kind, KeyboardInterrupt) else 1)
+        try:
+            _say(f"gpunn{where}: this rank failed; aborting all ranks.\n")
+            before(kind, exc, tb)
+            _say("")
+        finally:  # (the hook before failing, on a closed stderr say, ends the job all the same)
+            mpi = sys.modules.get("mpi4py.MPI")
+            if mpi is None or not mpi.Is_finalized():  # (a script that finalized MPI itself has left the job)
+                end_launched_job(2 if issubclass(kind, KeyboardInterrupt) else 1)
 
     ends_the_job.gpunn_ends_the_job = True
     sys.excepthook = ends_the_job
