@@ -676,6 +676,31 @@ def test_a_run_saved_with_its_file_in_one_chunk_resumes_and_says_1_chunk(tmp_pat
     assert "t.csv, 40 training rows in 1 chunk, 0 validation rows" in capsys.readouterr().out
 
 
+def test_the_note_on_the_share_a_csv_file_holds_out_says_what_the_command_can_do(tmp_path, monkeypatch, capsys):
+    """HeldOutShareWarning's advice is the Python arguments (block_size, validation_data): gpunn train --data has
+    no option for them, nor for validation_fraction, which the note named. Python keeps its words."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data import tables
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(200)))  # 2,203 bytes
+    run = ["train", "--data", str(path), "--target", "y", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+           "--quiet"]
+    with monkeypatch.context() as m:  # 1 KiB blocks, as a file under 32 KiB was cut before: 3 chunks
+        m.setattr(tables, "default_chunk_rows", lambda size, largest: 1024)
+        assert main([*run, "--save", str(tmp_path / "m.npz")]) == 0
+    said = (f"note: --data {path}: the tenth of its chunks held out for validation is 1 of 3 whole chunks, 102 of 200 "
+            "rows (51%)")
+    assert capsys.readouterr().err.splitlines() == [f"{said}; for a share nearer a tenth, give the rows as an .npy "
+                                                    "pair (--data X.npy --targets Y.npy), cut in chunks of equal rows"]
+    assert main(["train", "--resume", str(tmp_path / "m.npz"), "--epochs", "2", "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"{said}, as the run was cut when it was saved"]
+    with pytest.warns(gpunn.data.HeldOutShareWarning, match=r"validation_fraction=0.1 holds out whole chunks: 1 of 3, "
+                      r"102 of 200 rows \(51%\); for a share nearer 0.1, use smaller chunks \(block_size, in bytes\) "
+                      "or pass validation_data"):
+        gpunn.data.csv(path, "y", block_size=1024, validation_fraction=0.1).close()
+
+
 def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch):
     """--resume rebuilds the source with the chunk size recorded in the checkpoint, so a run saved
     under another default chunking (older gpunn: 1,024-row chunks for small .npy files) still resumes."""

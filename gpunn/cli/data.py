@@ -133,8 +133,7 @@ def make_source(args, backend, ckpt=None):
         except BaseException:
             source.close()
             raise
-        for note in notes:  # shown as they would have been (the filters were applied when they were recorded)
-            warnings.showwarning(note.message, note.category, note.filename, note.lineno, note.file, note.line)
+        _show_notes(notes, args, source, ckpt)
         return source, f"data: {args.data}, {counted(source.rows, 'training row')} in " \
                        f"{counted(len(source.train_chunks), 'chunk')}, {source.validation_rows:,} validation rows " \
                        "(whole chunks), read chunk by chunk"
@@ -238,6 +237,26 @@ def _check_held_out(args, source, ckpt):
         what = (f"the tenth of its chunks held out for validation is 1 row of {source.rows + held:,}" if held else
                 f"{counted(source.rows, 'row')} in one chunk, none of which can be held out for validation")
         raise ValueError(f"--data {args.data}: {what}, and R² needs 2: use a file with more rows (20 at least)")
+
+
+def _show_notes(notes, args, source, ckpt):
+    """The warnings hold_out recorded, shown as they would have been (the filters applied when they were recorded).
+    The library's note on the share held out says validation_fraction and how to cut a file in Python (block_size,
+    chunk_rows, validation_data), which no option of the command sets: it says the command's tenth here, and what
+    a command-line user can do."""
+    from ..data import HeldOutShareWarning
+
+    for note in notes:
+        message = note.message
+        if issubclass(note.category, HeldOutShareWarning):
+            held, rows = source.validation_rows, source.rows + source.validation_rows
+            what = (f"--data {args.data}: the tenth of its chunks held out for validation is "
+                    f"{len(source.validation_chunks)} of {len(source.chunk_sizes)} whole chunks, {held:,} of {rows:,} "
+                    f"rows ({held / rows:.0%})")
+            message = HeldOutShareWarning(f"{what}, as the run was cut when it was saved" if ckpt is not None else
+                                          f"{what}; for a share nearer a tenth, give the rows as an .npy pair (--data "
+                                          "X.npy --targets Y.npy), cut in chunks of equal rows")
+        warnings.showwarning(message, note.category, note.filename, note.lineno, note.file, note.line)
 
 
 def _stream_fraction(rows, ckpt=None):
