@@ -1428,8 +1428,9 @@ def test_copying_an_empty_array_reads_nothing_as_cupy_launches_nothing(fake_cupy
         cp.ascontiguousarray(there, "float64")
 
 
-# operations on an array ``a`` that touch none of its elements: each is a CuPy kernel (or copy) with an empty output,
-# which CuPy returns from before launching (fakecupy._launches cites where); given ``cp`` and ``a``, each makes what it
+# operations on an array ``a`` that touch none of its elements: each is a CuPy kernel (or copy) with an empty output
+# or nothing to do (a sort of one element), which CuPy returns from before launching (fakecupy._launches cites where);
+# given ``cp`` and ``a``, each makes what it
 # needs (an index: a kernel of its own) and returns the operation
 _NOTHING_TOUCHED = {
     "fill": lambda cp, a: lambda: a[:0].fill(1),
@@ -1446,6 +1447,7 @@ _NOTHING_TOUCHED = {
     "a gather of no index": lambda cp, a: (lambda index: lambda: a[index])(cp.zeros(0, "int64")),
     "a gather through an empty mask": lambda cp, a: (lambda index: lambda: a[:0][index])(cp.zeros(0, "bool")),
     "sort": lambda cp, a: lambda: a[:0].sort(),
+    "sort along an axis of one element": lambda cp, a: lambda: a.reshape(4, 1).sort(),
     "put of no index": lambda cp, a: (lambda index: lambda: a.put(index, 1.0))(cp.zeros(0, "int64")),
     "byteswap": lambda cp, a: lambda: a[:0].byteswap(True),
     "flatten": lambda cp, a: lambda: a[:0].flatten(),

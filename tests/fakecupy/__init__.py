@@ -811,8 +811,11 @@ class ndarray(numpy.ndarray):
         swapped = numpy.ndarray.byteswap(self.view(numpy.ndarray), inplace=inplace)
         return self if inplace else _wrap(swapped)
 
-    def sort(self, axis=-1, kind=None):  # in place: a kernel writing this array (none when empty)
-        _check_operands("sort", [self], writes=[self], launches=_launches(self))
+    def sort(self, axis=-1, kind=None):
+        """In place: a kernel writing this array, but none when it is empty or its axis is of one element
+        (cupy/_core/_routines_sorting.pyx, _ndarray_sort: ``if self._shape[axis] <= 1: return  # already sorted``)."""
+        sorts = self.size > 0 and -self.ndim <= axis < self.ndim and self.shape[axis] > 1  # (NumPy's errors later)
+        _check_operands("sort", [self], writes=[self], launches=sorts)
         numpy.ndarray.sort(self.view(numpy.ndarray), axis=axis, kind=kind)
 
     def partition(self, kth, axis=-1):  # in place
