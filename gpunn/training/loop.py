@@ -23,6 +23,7 @@ import numpy
 from ..checks import flag
 from ..metrics import VALIDATION_KEYS
 from ..ops.denormals import flush_denormals
+from ..ops.fit_threads import fit_threads
 from .callbacks import Callback, EarlyStopping, History
 from .state import FitSettings, TrainState
 
@@ -391,7 +392,7 @@ def train(trainable, source, optimizer, settings: FitSettings, state: TrainState
     trainable.optimizer = optimizer
     trainer = (trainer_class or Trainer)(trainable, source, optimizer, settings, state, callbacks=callbacks,
                                          validation=validation, hook=hook)
-    with sigint_stops(trainer, handle_interrupt):
+    with sigint_stops(trainer, handle_interrupt), fit_threads(trainable):  # a small net's BLAS on one thread
         history = trainer.run()
     history.interrupted = trainer.interrupted
     if validation is not None and not any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks):
