@@ -240,8 +240,5 @@ def mkl_blas(dtype):
     letter, suffix = ("s" if dtype == numpy.float32 else "d"), ("_64" if ours[3] else "")
     fns = [getattr(mkl._lib, f"cblas_{letter}{name}{suffix}") for name in ("gemm", "gemv")]
     blas = numpy.array([ctypes.cast(f, ctypes.c_void_p).value for f in fns] + [ours[2], ours[3]], numpy.int64)
-    before = mkl.local_threads(1)
-    try:
+    with mkl.one_thread():
         return blas if _probe(dtype, blas, mkl) else None
-    finally:
-        mkl.local_threads(before)

@@ -40,6 +40,7 @@ per-shape choice runs about as fast as NumPy alone here (3 alternating runs each
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
@@ -182,11 +183,22 @@ class _Mkl:
         k = a.shape[1]
         if m * n * k >= self.ONE_THREAD_MACS or self.local_threads is None:
             return self._product(a, b, out, m, n, k)
-        before = self.local_threads(1)
+        before = self.local_threads(1)  # (one_thread's, inline: a generator's context costs ~2 us, per product here)
         try:
             return self._product(a, b, out, m, n, k)
         finally:
             self.local_threads(before)  # 0: the process's setting again
+
+    @contextlib.contextmanager
+    def one_thread(self):
+        """MKL on the calling thread alone (its thread-local count), the count before put back as it ends (0: the
+        process's setting again). Where ``local_threads`` is bound. For a whole step or a probe; a single product
+        (``__call__``) sets it inline."""
+        before = self.local_threads(1)
+        try:
+            yield
+        finally:
+            self.local_threads(before)
 
     def _product(self, a, b, out, m, n, k):
         (A, ta), (B, tb) = _operand(a), _operand(b)

@@ -228,11 +228,8 @@ def one_call_step(model, X, Y, optimizer, lr):
 
 def _on_one_mkl_thread(mkl, lead, X, Y, args):
     """The kernel with MKL on the calling thread alone (as gpunn.ops.gemm's MKL runs the generic step's products)."""
-    before = mkl.local_threads(1)
-    try:
+    with mkl.one_thread():
         ensemble._member_group_pass(*lead, X[None], Y[None], *args)
-    finally:
-        mkl.local_threads(before)
 
 
 def one_call_gradients(model, X, Y):
