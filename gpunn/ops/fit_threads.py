@@ -6,7 +6,7 @@ threshold for its second thread, which gains little there: quiet, 2 threads 4-6%
 the fit runs 10-50x slower (bench/RESULTS.md, session 24). So, as an ensemble's members do
 (gpunn.ops.ensemble.member_blas_threads), such a fit runs the process's OpenBLAS on one thread, and puts the count
 back as it ends (threadpoolctl: set once a fit, ~20 us; its controller is made once a process, ~1 ms). Its products
-then give one thread's bits on every machine (two threads split a 128x64x64 product otherwise: its last bits
+then give one thread's bits whatever the core count (two threads split a 128x64x64 product otherwise: its last bits
 differ), with the one-call step (gpunn.ops.mlp_step) or without it alike. Larger nets keep OpenBLAS's count.
 
 Left as it is: a count the user chose, that is OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or OMP_NUM_THREADS set, or a
