@@ -144,13 +144,17 @@ def test_batches_mix_rows_only_within_a_window_of_chunks(npy_pair):
 
 
 def test_a_source_of_one_chunk_says_how_to_get_validation_rows(tmp_path):
-    with pytest.raises(ValueError, match=r"synthetic teacher: .*one chunk \(2000 rows\).*chunks of 65,536 rows, by "
+    with pytest.raises(ValueError, match=r"synthetic teacher: .*one chunk \(2,000 rows\).*chunks of 65,536 rows, by "
                                          r"default of 1,024 rows at least: give it more rows, or pass validation_data"):
         data.synthetic("teacher", rows=2000, n_features=4, validation_fraction=0.1)
     numpy.save(tmp_path / "x.npy", numpy.ones((50, 2)))
     numpy.save(tmp_path / "y.npy", numpy.ones(50))
     with pytest.raises(ValueError, match=r"one chunk \(50 rows\); use smaller chunks \(chunk_rows\)"):
         data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, validation_fraction=0.1)
+    numpy.save(tmp_path / "x.npy", numpy.ones((1, 2)))  # it said "(1 rows)"
+    numpy.save(tmp_path / "y.npy", numpy.ones(1))
+    with pytest.raises(ValueError, match=r"there is only one chunk \(1 row\); "):
+        data.npy(tmp_path / "x.npy", tmp_path / "y.npy", validation_fraction=0.1)
 
 
 def test_a_held_out_share_far_from_the_fraction_asked_is_said():

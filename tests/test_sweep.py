@@ -743,6 +743,21 @@ def test_a_sweep_on_a_file_of_one_chunk_says_it_has_nothing_to_rank_on(tmp_path,
     assert len(err.splitlines()) == 1, err
 
 
+def test_a_sweep_resumed_in_one_chunk_is_told_to_start_anew(files, tmp_path, capsys):
+    """A resumed sweep is cut as it was saved; one saved in one chunk (here: by a hand edit) cannot rank its members.
+    The refusal advised "more rows, or a Parquet file with more row groups", which a resume cannot take (its file
+    is the saved run's) and a new sweep does not need (chunks are cut within row groups)."""
+    saved = tmp_path / "sweep"
+    run(DATA + files + ["--max-members", "4", "--save", str(saved)], capsys)
+    rewrite_meta(saved / "ensemble-0.npz", saved / "ensemble-0.npz",
+                 lambda meta: meta["training"]["source"].update(chunk_rows=800))
+    assert cli.main(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("x.npy is one chunk (800 rows), as the sweep was cut when it was saved, so no chunk can be "
+                        "held out to rank the members on; a sweep needs at least two: start it anew, without "
+                        "--resume, which cuts the file afresh\n"), err
+
+
 @pytest.mark.parametrize("where", ["task", "file"])
 def test_a_standardized_one_member_sweep_is_the_standardized_gpunn_train_run(files, tmp_path, capsys, where):
     swept, alone = tmp_path / "best.npz", tmp_path / "alone.npz"

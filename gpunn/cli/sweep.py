@@ -406,10 +406,10 @@ def _run(args, opened) -> int:
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
         source, chosen = data_cli.make_source(args, backend, saved)
         opened.callback(source.close)
-        if not source.validation_rows:
-            raise ValueError(f"--data {args.data} is one chunk ({counted(source.rows, 'row')}), so no chunk can be "
-                             "held out to rank the members on; a sweep needs at least two (more rows, or a Parquet "
-                             "file with more row groups)")
+        if not source.validation_rows:  # a resumed sweep only: a new one's file is refused so by make_source
+            raise ValueError(f"--data {args.data} is one chunk ({counted(source.rows, 'row')}), as the sweep was cut "
+                             "when it was saved, so no chunk can be held out to rank the members on; a sweep needs "
+                             "at least two: start it anew, without --resume, which cuts the file afresh")
         train, validation = (source,), None
         sizes, n_val = [source.n_features, *args.hidden, source.n_outputs], source.validation_rows
     else:

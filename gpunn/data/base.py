@@ -116,8 +116,9 @@ class ChunkedSource(Closable):
         everything = list(range(n))
         if self.validation_fraction:
             if n < 2:
+                rows = self.chunk_sizes[0]
                 raise ValueError(f"{self._name()}: validation_fraction holds out whole chunks and there is only "
-                                 f"one chunk ({self.chunk_sizes[0]} rows); {self._more_chunks()}")
+                                 f"one chunk ({rows:,} row{'' if rows == 1 else 's'}); {self._more_chunks()}")
             n_val = held_count(n, self.validation_fraction)
             held = sorted(int(k) for k in host_rng(self.seed, "validation-chunks").permutation(n)[:n_val])
             self.validation_chunks = held
