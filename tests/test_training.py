@@ -382,6 +382,98 @@ def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monk
             numba_event._registered[kind][:] = registered[kind]
 
 
+# a fresh process (Numba not imported): on_import registers a hook while another thread's kernel call imports Numba
+ON_IMPORT_WHILE_ANOTHER_THREAD_IMPORTS = r"""
+import sys, threading
+from gpunn.ops import lazynumba
+from gpunn.training import callbacks
+assert "numba" not in sys.modules
+
+
+class Hooks(list):  # lazynumba's hooks: a kernel's first call on another thread imports Numba, start to end, while
+    def append(self, hook):  # on_import registers this hook (lazynumba.load: the import, then the hooks' pops)
+        loading = threading.Thread(target=lazynumba.load)
+        loading.start()
+        loading.join()
+        super().append(hook)
+
+
+lazynumba._HOOKS = Hooks()
+watch = callbacks.numba_seconds()  # a fit starts
+print(watch.listener is not None, len(lazynumba._HOOKS))
+watch.stop()
+
+
+class Taken(list):  # Numba imported: a load() on another thread calls a hook registered meanwhile
+    def remove(self, hook):
+        loading = threading.Thread(target=lazynumba.load)
+        loading.start()
+        loading.join()
+        super().remove(hook)
+
+
+called = []
+lazynumba._HOOKS = Taken()
+print(lazynumba.on_import(called.append), len(called), len(lazynumba._HOOKS))
+"""
+
+
+def test_a_fit_starting_while_another_thread_imports_numba_listens_to_it():
+    """A fit's Numba seconds wait for Numba's import (gpunn.ops.lazynumba.on_import) where it has not happened. The
+    hook was appended after a look at sys.modules: another thread's kernel call that imported Numba and called the
+    hooks in between left it uncalled for good, and the fit's Numba seconds uncounted (the watch never listened).
+    Played in that order in a fresh process: the fit's watch listens, and no hook is left; a hook a load() took
+    meanwhile is its to call (on_import says so)."""
+    pytest.importorskip("numba")
+    proc = waiting.run([sys.executable, "-c", ON_IMPORT_WHILE_ANOTHER_THREAD_IMPORTS], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["True 0", "True 1 0"]
+
+
+def test_a_numba_lock_taken_before_the_watch_listened_ends_without_counting(monkeypatch):
+    """A watch that starts listening while another thread holds (or waits for) Numba's compiler lock gets that lock's
+    end without its start. It was counted against the open ones: the count went to -1 and the watch read the whole
+    clock (seconds since boot), or it closed another thread's open lock early. Now only a start seen is ended: here
+    the other thread's end, inside the watch's own 0.5 s, leaves those 0.5 s."""
+    numba_event = pytest.importorskip("numba.core.event")
+    import threading
+    import types
+
+    from gpunn.training import callbacks
+
+    now = [1000.0]
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    taken, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def other_thread():  # takes the lock before the watch listens, releases it while the test thread holds it
+        with numba_event.trigger_event("numba:compiler_lock"):
+            taken.set()
+            assert release.wait(60)
+        released.set()
+
+    watch = callbacks._NumbaWatch(None)
+    other = threading.Thread(target=other_thread)
+    other.start()
+    try:
+        assert taken.wait(60)
+        watch.listen()
+        assert watch() == 0.0
+        with numba_event.trigger_event("numba:compiler_lock"):
+            now[0] += 0.2
+            release.set()
+            assert released.wait(60)
+            now[0] += 0.3
+            assert watch() == pytest.approx(0.5)  # still open
+        assert watch() == pytest.approx(0.5)
+        with numba_event.trigger_event("numba:compiler_lock"):  # a later lock counts as before
+            now[0] += 0.25
+        assert watch() == pytest.approx(0.75)
+    finally:
+        release.set()
+        other.join(60)
+        watch.stop()
+
+
 def test_verbose_2_is_a_line_per_epoch_on_a_terminal_too(teacher, terminal_stderr, ensemble_data, progress_clock):
     """Keras' verbose=2; verbose=1 and True draw the bar there."""
     X, Y = teacher[0][:300], teacher[1][:300]

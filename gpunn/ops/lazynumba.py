@@ -67,10 +67,18 @@ def load():
 
 def on_import(hook) -> bool:
     """Calls ``hook(seconds)`` when Numba is imported by load(); False (nothing registered) where it already is."""
-    if "numba" in sys.modules:
-        return False
+    # registered, then looked at: looked at first, a load() on another thread could import Numba and empty the list
+    # between the look and the append, and the hook would wait for good. Now a load() that empties the list after
+    # the append calls it; one that emptied it before had imported Numba, which the look sees: the hook is taken
+    # back, unless a load() took it meanwhile (and calls it)
     _HOOKS.append(hook)
-    return True
+    if "numba" not in sys.modules:
+        return True
+    try:
+        _HOOKS.remove(hook)
+    except ValueError:  # a load() took it
+        return True
+    return False
 
 
 def forget(hook):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 
 import numpy
@@ -320,12 +321,13 @@ _NUMBA_EVENTS = ("numba:compile", "numba:compiler_lock")  # what _NumbaWatch lis
 
 class _NumbaWatch:
     # the lock's events nest (a kernel's load takes it again inside) and come from several threads (an
-    # ensemble's member groups): the clock runs while any is open
+    # ensemble's member groups): the clock runs while any is open. Each is counted on its thread, which both its
+    # events come from (Numba's compiler lock is an RLock, released where taken): an end whose start came before
+    # listen() is not counted against another thread's open one
     def __init__(self, say_compiling):
-        import threading
-
         self.say_compiling, self.listener = say_compiling, None
         self.said, self.open, self.since, self.seconds, self.compiles = False, 0, 0.0, 0.0, 0
+        self.depth = {}  # thread ident -> its lock events open, of those whose start this watch saw
         self.guard, self.stopped = threading.Lock(), False
 
     def imported(self, seconds):
@@ -362,7 +364,9 @@ class _NumbaWatch:
                 self.said = True
                 self.say_compiling()
             return
+        thread = threading.get_ident()
         with self.guard:
+            self.depth[thread] = self.depth.get(thread, 0) + 1
             self.open += 1
             if self.open == 1:
                 self.since = time.monotonic()
@@ -370,7 +374,11 @@ class _NumbaWatch:
     def on_end(self, ev):
         if ev.kind == "numba:compile":
             return
+        thread = threading.get_ident()
         with self.guard:
+            if not self.depth.get(thread):  # its start came before listen() (another thread held the lock then)
+                return
+            self.depth[thread] -= 1
             self.open -= 1
             if self.open == 0:
                 self.seconds += time.monotonic() - self.since
