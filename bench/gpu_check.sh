@@ -96,7 +96,8 @@
 #    "not measured: not asked for in this run"; or the session's calls as one section:
 #    python bench/gpu_report.py GC_DIR --add streams=CALL2/streams.json --merge GR_DIR > section.md
 #    (each stage's figures the latest call's that ran it, here kernels and train call 1's and the rest the rerun's,
-#    each figure naming its call's commit and time; --merge is repeatable, oldest first, refused for another card).
+#    each figure naming its call's commit and time; a call killed in a stage before it wrote its figures leaves that
+#    stage to the call before; --merge is repeatable, oldest first, refused for another GPU, a driver update said).
 #
 # Budget: everything fits in GPUNN_CHECK_BUDGET seconds (default 330, under 6 minutes with start-up):
 # each stage gets at most its cap (device 60+60, tests 130, kernels 45, train 190, hooks 40 each) and
@@ -136,10 +137,15 @@ SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 # OUT holds this run alone: an earlier run's files (the default bench/out is reused) are removed first, so that a
 # stage skipped, not asked for, or killed before it wrote leaves none of its files to be read as this run's (the
-# report's, and the train stage's look at train.json). Only the files the stages write, by name
+# report's, and the train stage's look at train.json). Only the files the stages write, by name (OUT, and a hook's
+# folder in it, may hold the user's): HOOK_FILES are what the hooks write into their folders beside NAME.json, the
+# ensemble hook's later processes' JSON and the nccl hook's .npy sources (a kill leaves them, and gc.tgz takes them)
+HOOK_FILES="ensemble/ensemble-graph.json ensemble/ensemble-bf16.json nccl/shard_x.npy nccl/shard_y.npy \
+nccl/ensemble_x.npy nccl/ensemble_y.npy"
 rm -f "$OUT"/{device.txt,gpu_tests.xml,gpu_tests.log,kernels.json,kernels.json.tmp,kernels.txt,train.json,train.txt} \
   "$OUT"/{train.png,report.md,report.err}
 for hook in $HOOKS; do rm -f "$OUT/$hook.txt" "$OUT/$hook/$hook.json" "$OUT/$hook/$hook.json.tmp"; done
+for file in $HOOK_FILES; do rm -f "$OUT/$file" "$OUT/$file.tmp"; done
 
 stage() { echo "== $1 ($((SECONDS - t0))s)"; }
 record() { echo "$1" | tee -a "$SUMMARY"; }   # one line per finished stage, written at once

@@ -25,11 +25,12 @@ Only the files of a stage this run ran are read: its summary.txt line says "ok" 
 it. A stage skipped, not asked for, not reached or not in the run wrote none, so a file of its in the folder is an
 earlier run's (gpu_check.sh removes those as it starts since 2026-12-01; a folder from before may hold them).
 
---merge LATER_DIR (repeatable, oldest first, one card) makes one section of several runs, e.g. a session's full run
+--merge LATER_DIR (repeatable, oldest first, one GPU) makes one section of several runs, e.g. a session's full run
 and its rerun of the tests and hooks after fixes: each stage's figures and line are the latest run's that ran it (a
-stage a later run skipped or was not asked for keeps the earlier run's), each target, answer and stage block names
-its run (commit, time), and each run's summary and verdict is shown. --add goes into OUT_DIR's run; where a later run
-ran that hook again, its file is said to be replaced.
+stage a later run skipped or was not asked for keeps the earlier run's, and so does one a later run was killed in
+before it wrote its figures, said so), each target, answer and stage block names its run (commit, time), and each
+run's summary and verdict is shown. Runs on one GPU across a driver update are merged, the heading giving each run's
+driver. --add goes into OUT_DIR's run; where a later run ran that hook again, its file is said to be replaced.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 HOOKS = ("precision", "ensemble", "streams", "nccl")
 STAGES = ("device", "tests", "kernels", "train", *HOOKS)  # gpu_check.sh's, in the order it runs them
+# the file each stage's figures are read from (a stage's other files, e.g. its console, hold none of them)
+FIGURES = {"device": "device.txt", "tests": "gpu_tests.xml", "kernels": "kernels.json", "train": "train.json",
+           **{hook: f"{hook}/{hook}.json" for hook in HOOKS}}
 # a stage GPUNN_CHECK_STAGES left out: gpu_check.sh's line "--   NAME: not asked for (GPUNN_CHECK_STAGES)"
 NOT_ASKED = "not asked for"
 MET, NOT_MET = "met", "**not met**"
@@ -243,6 +247,15 @@ class Run:
             return True
         return line.startswith(("ok", "FAIL")) if line is not None else stage == self.killed_in()
 
+    def figures(self, stage):
+        """Whether this run left figures of ``stage`` that the report reads (its FIGURES file, whole enough to read;
+        device.txt is always read), where its files are this run's (Run.wrote)."""
+        if stage == "tests":
+            return self.tests is not None
+        if stage in ("kernels", "train"):
+            return getattr(self, stage) is not None
+        return stage not in HOOKS or self.hooks.get(stage) is not None
+
     def why_missing(self, stage, what):
         line = self.line(stage)
         if self.not_asked(stage):
@@ -320,19 +333,24 @@ class Run:
 
 
 class Merged(Run):
-    """Several gpu_check.sh runs on one card as one section, oldest first (a full run, then a rerun of some stages
+    """Several gpu_check.sh runs on one GPU as one section, oldest first (a full run, then a rerun of some stages
     after fixes): per stage, the latest run that ran it (Run.wrote: its line "ok" or "FAIL", or killed in it) speaks
-    for it, its files and its line; a stage no run ran, the latest that says why (skipped, not landed), else the
-    latest. Each figure is labelled with its run's commit and time (Run.label)."""
+    for it, its files and its line, but for a run killed in the stage before it wrote its figures (Run.figures),
+    which has none to give: the latest earlier run that ran it speaks (``cut``: such stages, said in the section);
+    a stage no run ran, the latest that says why (skipped, not landed), else the latest. Each figure is labelled
+    with its run's commit and time (Run.label)."""
 
     def __init__(self, runs):
         self.runs = runs
         self.out = runs[-1].out
-        self.owner = {}
+        self.owner, self.cut = {}, []
         for stage in STAGES:
             ran = [r for r in runs if r.wrote(stage)]
+            kept = [r for r in ran if r.killed_in() != stage or r.figures(stage)]
             said = [r for r in runs if r.line(stage) is not None and not r.not_asked(stage)]
-            self.owner[stage] = (ran or said or runs)[-1]
+            self.owner[stage] = (kept or ran or said or runs)[-1]
+            self.cut += [(stage, runs.index(r) + 1, runs.index(self.owner[stage]) + 1) for r in ran
+                         if r not in kept and runs.index(r) > runs.index(self.owner[stage])]
         self.device = runs[-1].device
         self.summary = "\n".join(r.summary for r in runs)
         self.train, self.kernels = self.owner["train"].train, self.owner["kernels"].kernels
@@ -369,16 +387,30 @@ class Merged(Run):
         return "; ".join(dict.fromkeys(self.source(stage).label() for stage in stages))
 
 
+def _card(run):
+    """device.txt's first line: nvidia-smi's "name, driver, memory" (or why there is none)."""
+    return run.device[0] if run.device else "no device.txt"
+
+
+def _gpu(run):
+    """(name, driver, memory) of nvidia-smi's line, or None where device.txt has another ("no nvidia-smi")."""
+    fields = [f.strip() for f in _card(run).split(",")]
+    return tuple(fields) if len(fields) == 3 and fields[2].endswith("MiB") else None
+
+
 def merge_conflict(runs, paths):
     """Why the runs in ``paths`` (oldest first) may not be merged into one section, or None: each must have run on the
-    card of the first (device.txt's first line: one card's figures, its targets judged alike), and none before the one
-    given before it (a later run's stages win, so the order given is the order they ran)."""
+    GPU of the first (one card's figures, its targets judged alike: nvidia-smi's name, the driver (a session's runs
+    may straddle a driver update, said in the heading: merged_card) and memory aside; device.txt's whole first line
+    where it is not nvidia-smi's), and none before the one given before it (a later run's stages win, so the order
+    given is the order they ran)."""
     def card(run):
-        return run.device[0] if run.device else "no device.txt"
+        gpu = _gpu(run)
+        return ("nvidia-smi", gpu[0]) if gpu else ("line", _card(run))
 
     for before, run, path in zip(runs, runs[1:], paths[1:]):
         if card(run) != card(runs[0]):
-            return f"--merge {path}: its run was on {card(run)}, the first on {card(runs[0])}: report the two apart"
+            return f"--merge {path}: its run was on {_card(run)}, the first on {_card(runs[0])}: report the two apart"
         if run.date() and before.date() and run.date() < before.date():
             return (f"--merge {path}: its run ({run.date()}) is older than the one before it ({before.date()}): "
                     "give the runs oldest first (a later run's stages replace an earlier's)")
@@ -865,13 +897,34 @@ def torch_words(run):
 
 def _setup(run):
     """(card, CuPy, date) words of a run's heading, from device.txt."""
-    card = run.device[0] if run.device else "no device.txt"
-    fields = [f.strip() for f in card.split(",")]
-    if len(fields) == 3 and fields[2].endswith("MiB"):
-        card = f"{fields[0]} ({fields[2]}), driver {fields[1]}"
+    gpu = _gpu(run)
+    card = f"{gpu[0]} ({gpu[2]}), driver {gpu[1]}" if gpu else _card(run)
     cupy = _info(run.device).get("cupy", "version not in device.txt")
     cupy = f"CuPy {cupy}" if not cupy.startswith("unavailable") else "no CuPy"
     return card, cupy, run.date() or "no date in device.txt"
+
+
+def per_run(runs, field):
+    """nvidia-smi's ``field`` (1: the driver, 2: the memory) of the runs: the one value, or each with its runs
+    ("580.95.05 in run 1 and 590.48.01 in runs 2, 3") where they differ; None where a run has no nvidia-smi line."""
+    gpus = [_gpu(r) for r in runs]
+    if None in gpus:
+        return None
+    runs_of = {}
+    for i, gpu in enumerate(gpus, 1):
+        runs_of.setdefault(gpu[field], []).append(str(i))
+    if len(runs_of) == 1:
+        return gpus[0][field]
+    return " and ".join(f"{value} in run{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+                        for value, ids in runs_of.items())
+
+
+def merged_card(runs):
+    """The card words of a merged section's heading: the runs' GPU, with each driver (and memory) and its runs where
+    they differ (merge_conflict lets a driver update through)."""
+    if per_run(runs, 1) is None:  # not nvidia-smi's lines: one line, the same in every run (merge_conflict)
+        return _setup(runs[0])[0]
+    return f"{_gpu(runs[0])[0]} ({per_run(runs, 2)}), driver {per_run(runs, 1)}"
 
 
 def heading(run):
@@ -976,7 +1029,7 @@ def _opening(run):
         title, commit = heading(run)
         return title, f"`bench/gpu_check.sh` on commit {commit}: {verdict(run)} {written}", [
             "```", run.summary or "(no summary.txt)", "```", ""]
-    card, cupy, _ = _setup(run.runs[0])
+    card, (_, cupy, _) = merged_card(run.runs), _setup(run.runs[0])
     words = list(dict.fromkeys(torch_words(r) for r in run.runs))
     torch = ", ".join([w for w in words if w.startswith(("torch ", "no torch")) and w != "torch not recorded"]
                       or words)
@@ -985,8 +1038,13 @@ def _opening(run):
              + " and ".join(r.date() or "no date" for r in run.runs))
     said = " ".join(f"Run {i} on commit {commit_of(r)}, {r.date() or 'no date in device.txt'}: {verdict(r)}"
                     for i, r in enumerate(run.runs, 1))
+    drivers = {gpu[1] for r in run.runs if (gpu := _gpu(r))}
+    changed = (f" The driver changed between the runs ({per_run(run.runs, 1)}): each figure was measured under its "
+               "own run's." if len(drivers) > 1 else "")
+    cut = "".join(f" Run {killed} was killed in its {stage} {'hook' if stage in HOOKS else 'stage'} before it wrote "
+                  f"{FIGURES[stage]}: run {kept}'s {stage} figures stand." for stage, killed, kept in run.cut)
     intro = (f"`bench/gpu_check.sh`, {len(run.runs)} runs merged: each stage's figures are the latest run's that ran "
-             f"it, and each figure names its run (commit, time). {said} This section was written by "
+             f"it, and each figure names its run (commit, time). {said}{changed}{cut} This section was written by "
              "`python bench/gpu_report.py` from the runs' output folders.")
     blocks = []
     for i, r in enumerate(run.runs, 1):
@@ -1030,9 +1088,9 @@ def main(argv=None) -> int:
     parser.add_argument("--merge", action="append", default=[], metavar="LATER_DIR",
                         help="a later gpu_check.sh run's folder (repeatable, oldest first), e.g. the rerun after fixes "
                         "(the header's step 3): one section of all, each stage's figures the latest run's that ran it "
-                        "(its summary line ok or FAIL, or killed in it), each labelled with its run's commit and time; "
-                        "refused for a run on another card, or older than the one given before it. --add goes into "
-                        "OUT's run")
+                        "(its summary line ok or FAIL, or killed in it after writing its figures), each labelled with "
+                        "its run's commit and time; refused for a run on another GPU (a driver update is said in the "
+                        "heading), or older than the one given before it. --add goes into OUT's run")
     args = parser.parse_args(argv)
     added = []
     for item in args.add:

@@ -1121,6 +1121,59 @@ def test_runs_on_other_cards_or_given_newest_first_are_not_merged(tmp_path, caps
         assert exc.value.code == 2 and said in capsys.readouterr().err
 
 
+def test_a_rerun_killed_in_a_stage_before_it_wrote_its_figures_keeps_the_earlier_runs_for_it(tmp_path, capsys):
+    """A rerun killed in its streams hook before the hook saved streams.json owned the stage in a merge (it ran it):
+    issue 12's targets said "killed", labelled with the rerun, and the full run's figures were not shown. Such a
+    run has no figures to give: the earlier run's stand, labelled as its, and the section says why. A rerun killed
+    there after the hook saved some of its file still speaks for the stage (what it measured, cut short)."""
+    first, rerun = RUNS / "h200-2026-11-28", tmp_path / "rerun"
+    _rerun_of_the_h200_run(rerun)
+    (rerun / "summary.txt").write_text("".join(line for line in (rerun / "summary.txt").read_text().splitlines(True)
+                                               if not line.startswith(("ok   streams", "ok   nccl", "gpu_check on "))))
+    saved = (rerun / "streams" / "streams.json").read_text()
+    (rerun / "streams" / "streams.json").unlink()  # killed before its first save (streams.txt has its first lines)
+    call2 = f"streams={first / 'streams-long.json'}"  # the header's step 3: call 2's 10^9-row stream into run 1
+    out = _report(first, "--add", call2, "--merge", str(rerun), capsys=capsys)
+    t, runs = _targets(out), _runs(out)
+    one, two = "e381b4e, 2026-11-28 18:43 UTC", "abc1234, 2026-11-28 20:10 UTC"
+    stream = "a 10^9-row synthetic stream ≥ 0.9× the in-memory throughput"
+    assert runs[stream] == one and t[stream] == _targets(_report(first, "--add", call2, capsys=capsys))[stream]
+    assert t[stream][1] == "**not met**" and "Merged from a later call: streams (streams-long.json)." in out
+    assert runs["K=256 small nets ≥ 3× the torch vmap ensemble"] == two  # the rerun's hook before the kill
+    assert runs["a one-rank NCCL run: communicator, all-reduce and broadcast, distributed fits equal to one process"] == one
+    assert ("Run 2 on commit abc1234, 2026-11-28 20:10 UTC: **The run did not finish** (summary.txt has no closing line: "
+            "the script was killed, in its streams stage). Run 2 was killed in its streams hook before it wrote "
+            "streams/streams.json: run 1's streams figures stand.") in out
+    assert f"**streams hook — run 1 ({one})**" in out
+    (rerun / "streams" / "streams.json").write_text(saved)  # killed after the hook saved what it had measured
+    out = _report(first, "--add", call2, "--merge", str(rerun), capsys=capsys)
+    assert _runs(out)[stream] == two and "figures stand" not in out
+
+
+def test_runs_on_one_gpu_merge_across_a_driver_update_saying_so(tmp_path, capsys):
+    """Runs were merged only where device.txt's first lines were equal: a rerun after the machine's driver was updated
+    (nvidia-smi's line "NVIDIA H200, 590.48.01, 143771 MiB") was refused. Same GPU, another driver: merged, the
+    heading giving each run's driver and the section saying the figures were measured under each; another GPU is
+    still refused."""
+    first, rerun = RUNS / "h200-2026-11-28", tmp_path / "rerun"
+    _rerun_of_the_h200_run(rerun)
+    device = rerun / "device.txt"
+    device.write_text(device.read_text().replace("NVIDIA H200, 580.159.04,", "NVIDIA H200, 590.48.01,", 1))
+    out = _report(first, "--merge", str(rerun), capsys=capsys)
+    assert out.startswith("## `bench/gpu_check.sh`, 2 runs merged — NVIDIA H200 (143771 MiB), driver 580.159.04 in "
+                          "run 1 and 590.48.01 in run 2, CuPy 14.2.0, torch 2.11.0+cu130 — ")
+    assert ("The driver changed between the runs (580.159.04 in run 1 and 590.48.01 in run 2): each figure was "
+            "measured under its own run's.") in out
+    assert "driver changed" not in _report(first, "--merge", str(first), capsys=capsys)
+    device.write_text(device.read_text().replace("NVIDIA H200, 590.48.01, 143771 MiB",
+                                                 "NVIDIA H100 80GB HBM3, 590.48.01, 81559 MiB", 1))
+    with pytest.raises(SystemExit) as exc:
+        _load("bench/gpu_report.py", "gpu_report").main([str(first), "--merge", str(rerun)])
+    assert exc.value.code == 2 and (f"--merge {rerun}: its run was on NVIDIA H100 80GB HBM3, 590.48.01, 81559 MiB, "
+                                    "the first on NVIDIA H200, 580.159.04, 143771 MiB: report the two apart"
+                                    ) in capsys.readouterr().err
+
+
 def test_an_ensemble_eager_row_that_lost_its_profile_to_the_budget_is_said_in_the_report(tmp_path, capsys):
     """Session 23's call 1: the ensemble hook's first eager row had no step profile (its process's budget spent) and
     nothing said so: an empty column. The report now names each of the hook's processes whose eager row lacks it."""

@@ -326,12 +326,17 @@ def test_a_run_removes_an_earlier_runs_files_so_a_stage_that_writes_none_leaves_
     (here every one: a 1 s budget) or killed before it wrote left the earlier run's train.json, kernels.json, hook
     JSON and gpu_tests.xml beside this run's summary, to be read as this run's (and the train stage's own check of
     train.json read it where gpunn bench wrote none). The script now removes the files its stages write, by name,
-    as it starts (nothing else in the folder), and the report of the run gives every target no figure."""
+    as it starts (nothing else in the folder), and the report of the run gives every target no figure. The files a
+    hook writes beside its JSON in its folder (the nccl hook's .npy sources, the ensemble hook's later processes'
+    JSON) went into the next run's gc.tgz as its own: removed too, by name."""
     from bench_scripts import load
 
     out = tmp_path / "out"
     shutil.copytree(ROOT / "tests" / "gpu_check_runs" / "cpu-dry-run", out)
-    (out / "streams" / "rows.npy").write_bytes(b"not the script's")  # a hook's other files, and the user's, stay
+    for name in _hook_files():
+        (out / name).write_bytes(b"an earlier run's")
+    (out / "ensemble" / "ensemble-bf16.json.tmp").write_bytes(b"an earlier run's, cut short")
+    (out / "streams" / "rows.npy").write_bytes(b"not the script's")  # the user's stay, in a hook's folder too
     (out / "notes.txt").write_text("mine")
     caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_BUDGET="1")
     assert rc == 1 and [line.split()[0] for line in summary[1:-1]] == ["SKIP"] * 7, summary
@@ -341,6 +346,29 @@ def test_a_run_removes_an_earlier_runs_files_so_a_stage_that_writes_none_leaves_
     assert "numpy" not in (out / "device.txt").read_text() and (out / "report.md").read_text() == ""
     targets = _read_report(load, out, capsys).split("### The open issues' GPU targets", 1)[1].split("###", 1)[0]
     assert targets.count("| not measured: `SKIP ") == 17, targets
+
+
+def _hook_files():
+    """gpu_check.sh's HOOK_FILES: what the hooks write into their folders besides NAME.json, removed as a run starts."""
+    text = (ROOT / "bench" / "gpu_check.sh").read_text()
+    return re.search(r'^HOOK_FILES="([^"]*)"$', text, re.M)[1].replace("\\\n", "").split()
+
+
+def test_the_files_a_hook_writes_into_its_folder_are_those_a_run_removes_as_it_starts():
+    """Every file name a hook's source writes (a .json or .npy literal) is its NAME.json, on gpu_check.sh's
+    HOOK_FILES under its folder, or written elsewhere (the streams hook's .npy pairs: in a tempfile.mkdtemp folder
+    it removes): a hook that starts writing another file into its folder fails here until the script removes it."""
+    import ast
+
+    elsewhere = {"streams": {"x.npy", "y.npy", "X.npy", "Y.npy"}}
+    listed = _hook_files()
+    for hook in HOOKS:
+        tree = ast.parse((ROOT / "bench" / "gpu_checks" / f"{hook}.py").read_text())
+        names = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                 and isinstance(node.value, str) and re.fullmatch(r"[\w.-]+\.(json|npy)", node.value)}
+        assert f"{hook}.json" in names
+        assert names - {f"{hook}.json"} - elsewhere.get(hook, set()) == {
+            name.split("/", 1)[1] for name in listed if name.startswith(f"{hook}/")}, hook
 
 
 def test_a_run_its_device_stage_stopped_is_reported_as_such_not_as_killed(tmp_path, capsys):
