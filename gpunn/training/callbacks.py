@@ -300,8 +300,9 @@ class ProgressBar(Callback):
 
 def numba_seconds(say_compiling=None):
     """A function that reads the seconds Numba has spent loading or compiling kernels since this call, in any thread
-    (the time some thread waited for or held Numba's compiler lock: a kernel's first call in a process takes it,
-    whether its cache holds the kernel or not, and Numba's start, 0.3-0.8 s, happens there), and the seconds of
+    (the time some thread waited for or held Numba's compiler lock, from a wait that starts after this call: a
+    kernel's first call in a process takes it, whether its cache holds the kernel or not, and Numba's start,
+    0.3-0.8 s, happens there), and the seconds of
     Numba's import where a kernel's first call imports it (gpunn.ops.lazynumba); None without Numba.
     ``say_compiling()`` is called at the first compile from now on (a kernel its cache holds is loaded, with no
     "numba:compile" event; ``reader.compiles`` counts those). Numba's documented event API, listened to from Numba's
