@@ -422,6 +422,7 @@ def fail(out, tmp):
     class Boom(gpunn.Callback):
         def on_epoch_end(self, trainer, epoch, logs):
             if comm.rank == 1 and epoch == 1:
+                print("rank 1 ends epoch 1")  # (not flushed: stdout is a pipe, block-buffered)
                 raise RuntimeError("rank 1 fails on purpose")
 
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
@@ -433,6 +434,7 @@ def fail_before_the_fit(out, tmp):
     from gpunn.distributed import launched_rank
 
     if launched_rank() == 1:
+        print("rank 1 looks for its data")
         raise FileNotFoundError(f"{tmp}/X.npy: rank 1 finds no data, on purpose")
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
     MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, **FIT)
@@ -445,6 +447,7 @@ def leave_after_starting_mpi(out, tmp):
 
     if MPI.COMM_WORLD.Get_rank() == 1:
         sys.exit("rank 1 leaves on purpose")
+    print("rank 0 starts its fit")
     world(timeout=2)
 
 
@@ -484,6 +487,8 @@ def hang(out, tmp):
             if comm.rank == 1 and epoch == 1:
                 import time
                 time.sleep(600)  # a rank stuck outside any collective
+            if comm.rank == 0 and epoch == 1:
+                print("rank 0 ends epoch 1")
 
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
     MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, callbacks=[Stall()], **FIT)

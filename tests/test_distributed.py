@@ -1138,21 +1138,22 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
 
 
 @pytest.fixture
-def rank_with_a_piped_stderr(monkeypatch):
-    """This process as rank 0 of 2 with its stderr a pipe, as a launcher's process manager gives each rank, made by
-    the function this gives, called in the test's body (pytest's capture puts its own sys.stderr back after a
-    fixture's set-up): (an MpiComm whose MPI_Abort records its status and the bytes of that pipe not yet read, those
-    records, the pipe's read end: the launcher's)."""
-    import io
+def rank_with_piped_output(monkeypatch):
+    """This process as rank 0 of 2 with its stdout and stderr pipes, as a launcher's process manager gives each rank
+    (stdout block-buffered, as Python makes it on a pipe), made by the function this gives, called in the test's body
+    (pytest's capture puts its own sys.stdout and sys.stderr back after a fixture's set-up): (an MpiComm whose
+    MPI_Abort records its status and the bytes of the stderr pipe not yet read, those records, the pipes' read ends:
+    the launcher's, stderr's first)."""
     import types
 
     from gpunn.distributed import comm, output
 
-    read_end, write_end = os.pipe()
-    stderr = os.fdopen(write_end, "w")
+    err_read, err_write = os.pipe()
+    out_read, out_write = os.pipe()
+    stderr, stdout = os.fdopen(err_write, "w"), os.fdopen(out_write, "w")
 
     def launched():
-        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        monkeypatch.setattr(sys, "stdout", stdout)
         monkeypatch.setattr(sys, "stderr", stderr)
         monkeypatch.setattr(comm, "_REPORT", [])
         for name in comm._SIZE_VARIABLES:
@@ -1160,23 +1161,27 @@ def rank_with_a_piped_stderr(monkeypatch):
         monkeypatch.setenv("PMI_SIZE", "2")
         aborted = []
         rank = comm.MpiComm.__new__(comm.MpiComm)  # (its __init__ would start MPI)
-        rank.comm = types.SimpleNamespace(Abort=lambda code: aborted.append((code, output.unread(write_end))))
+        rank.comm = types.SimpleNamespace(Abort=lambda code: aborted.append((code, output.unread(err_write))))
         rank.rank, rank.size, rank.timeout = 0, 2, 2.0
-        return rank, aborted, read_end
+        return rank, aborted, (err_read, out_read)
 
     yield launched
+    stdout.close()
     stderr.close()
-    os.close(read_end)
+    os.close(out_read)
+    os.close(err_read)
 
 
 @pytest.mark.parametrize("ending", ["watchdog", "failure", "uncaught"])
-def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line(monkeypatch, rank_with_a_piped_stderr,
+def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line(monkeypatch, rank_with_piped_output,
                                                                                   ending):
     """mpiexec (MPICH's hydra) exits as soon as a rank's MPI_Abort reaches it, and its proxy, finding the rank's abort
     and its stderr both waiting, forwarded the abort first: the line saying why the job ended was lost (10 jobs in 130
     of the bounded-time test's leave_after_starting_mpi on a quiet 2-core machine). The abort now waits until the
     launcher has read the rank's stderr pipe (here where the rank pauses for it): after the watchdog's line, a
-    failing rank's traceback, the uncaught-exception hook's line (end_launched_job)."""
+    failing rank's traceback, the uncaught-exception hook's line (end_launched_job). And the script's own print()
+    output, still in sys.stdout's buffer (block-buffered on a pipe), was lost at MPI_Abort, which ends the process
+    without Python's exit: it is flushed first, and read too."""
     pytest.importorskip("mpi4py")
     import types
 
@@ -1184,9 +1189,16 @@ def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line
 
     from gpunn.distributed import comm, output
 
-    rank, aborted, launcher = rank_with_a_piped_stderr()
-    read = []
-    monkeypatch.setattr(output, "_pause", lambda: read.append(os.read(launcher, 65536)))
+    rank, aborted, launcher = rank_with_piped_output()
+    read = {fd: b"" for fd in launcher}
+
+    def reads():  # the launcher, where the rank pauses: each pipe that holds something
+        for fd in launcher:
+            if output.unread(fd):
+                read[fd] += os.read(fd, 65536)
+
+    monkeypatch.setattr(output, "_pause", reads)
+    print("the script's own line, before the job ends")
     if ending == "watchdog":
         rank._timed_out("the set-up of gpunn's communicator", 2.4)
         said, code = "[rank 0 of ranks 0-1]: waited 2 s in the set-up of gpunn's communicator; another rank", 3
@@ -1203,16 +1215,45 @@ def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line
         comm.end_launched_job(1)
         said, code = "this rank failed; aborting all ranks.", 1
     assert aborted == [(code, 0)]  # nothing left unread in the pipe at MPI_Abort
-    assert said in b"".join(read).decode()
+    assert said in read[launcher[0]].decode()
+    assert read[launcher[1]] == b"the script's own line, before the job ends\n"
 
 
-def test_a_rank_whose_launcher_reads_nothing_still_ends_the_job(monkeypatch, rank_with_a_piped_stderr):
+def test_a_rank_whose_launcher_reads_nothing_still_ends_the_job(monkeypatch, rank_with_piped_output):
     from gpunn.distributed import output
 
-    rank, aborted, _ = rank_with_a_piped_stderr()
+    rank, aborted, _ = rank_with_piped_output()
     monkeypatch.setattr(output, "WAIT_S", 0.05)
     rank._timed_out("the gradient all-reduce", 2.4)
     assert len(aborted) == 1 and aborted[0][0] == 3 and aborted[0][1] > 0  # after WAIT_S, the line still unread
+
+
+def test_a_rank_whose_stdout_cannot_be_flushed_still_ends_the_job(monkeypatch, rank_with_piped_output):
+    """The flush before the abort blocks where a pipe is full and its reader reads nothing (here a script's 256 KiB
+    print() output still in the buffer, a pipe of 64 KiB): it is waited for WAIT_S at most, and the job ends."""
+    import threading
+
+    from gpunn.distributed import output
+
+    rank, aborted, _ = rank_with_piped_output()
+    read_end, write_end = os.pipe()
+    stdout = os.fdopen(write_end, "w", buffering=1 << 20)
+    stdout.write("x" * (1 << 18))
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(output, "WAIT_S", 0.2)
+    try:
+        rank._timed_out("the gradient all-reduce", 2.4)
+    finally:  # the launcher reads at last: the blocked flush ends, and so does the stream
+        def launcher():
+            while os.read(read_end, 65536):
+                pass
+
+        reader = threading.Thread(target=launcher, daemon=True)
+        reader.start()
+        stdout.close()
+        reader.join()
+        os.close(read_end)
+    assert [code for code, _ in aborted] == [3]
 
 
 @pytest.mark.parametrize("stderr", ["gone", "closed"])
@@ -1515,7 +1556,7 @@ def test_commands_that_are_not_data_parallel_refuse_to_start_under_a_launcher(mo
 # ---- under mpiexec ------------------------------------------------------------------------------
 def _launch(mode, tmp_path, timeout=120, threads_set=True, **popen):
     env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DEVICE="cpu", PYTHONWARNINGS="ignore")
-    for name in THREAD_ENV:
+    for name in THREAD_ENV + ("PYTHONUNBUFFERED",):  # (each rank's stdout block-buffered, as on a launcher's pipe)
         env.pop(name, None)
     if threads_set:
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
@@ -1726,8 +1767,12 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
                                                           r"\S*X\.npy row 30: column 1: nan is NaN; clean or impute it "
                                                           r"first\n")])
 def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_path, mode, says):
-    code, _, err = _run(mode, tmp_path, timeout=60)  # the time this process ran (not the minutes it may be stopped for)
+    code, out, err = _run(mode, tmp_path, timeout=60)  # the time this process ran (not the minutes it may be stopped for)
     assert code != 0 and re.search(says, err), err
+    # what the rank that ends the job printed, unflushed (block-buffered on the launcher's pipe): lost at MPI_Abort
+    printed = {"fail": "rank 1 ends epoch 1\n", "hang": "rank 0 ends epoch 1\n",
+               "fail_before_the_fit": "rank 1 looks for its data\n", "leave_after_starting_mpi": "rank 0 starts its fit\n"}
+    assert printed.get(mode, "") in out, (out, err)
     if mode != "die":  # MPI_Abort's status, which mpiexec returns: 1 for a rank's error, 3 for a timeout
         assert code == {"fail": 1, "hang": 3, "nan_in_a_shard": 1, "fail_before_the_fit": 1,
                         "leave_after_starting_mpi": 3}[mode]

@@ -8,12 +8,27 @@ wrote just before its abort, the one saying why the job ended, was lost whenever
 write and the abort: 10 jobs in 130 on a quiet 2-core machine. A rank that ends the job now first waits until its
 pipes are empty: the proxy has then read the line, and sent it on before it reads the abort (it reads a pipe and
 forwards what it read in one step). A launcher that reads nothing holds the abort :data:`WAIT_S` seconds at most.
+
+Before that wait, Python's own buffers of the streams are written out: MPI_Abort ends the process in C, without
+Python's exit, and the script's print() output still in sys.stdout's buffer (block-buffered where stdout is a pipe,
+as under a launcher) was lost with it (a failing fit's abort, the watchdog's; Python flushes stdout itself before an
+uncaught exception reaches its hook).
+
+What the wait cannot cover: the line MPICH's MPI_Abort writes itself (``Abort(3) on node 0 (rank 0 in comm 0):
+application called MPI_Abort(...)``, src/mpid/ch4/src/ch4_globals.c MPID_Abort), which it follows at once, in the
+same C call, with its abort message to the proxy; no code of the rank runs between the two. On an abort of
+COMM_WORLD (the uncaught-exception hook's; the watchdog's before gpunn's communicator exists) that message goes over
+the PMI socket and the line can be lost as gpunn's was (2 jobs in 60). On gpunn's own communicator (every abort after
+its set-up) MPICH tells the other ranks directly and the rank exits (src/mpid/ch4/src/mpidig_comm_abort.c); the
+proxy reads the rank's pipes to their end before it reports the exit (src/pm/hydra/proxy/pmip.c), so nothing is lost
+there.
 """
 from __future__ import annotations
 
 import os
 import stat
 import sys
+import threading
 import time
 
 WAIT_S = 2.0  # a proxy starved of CPU on a loaded node reads within a few scheduler periods, well under this
@@ -54,10 +69,44 @@ def _pause() -> None:
     time.sleep(0.005)
 
 
+def _streams() -> list:
+    """sys.stdout and sys.stderr, and the streams Python started with where a script replaced those, once each."""
+    streams = []
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None and all(stream is not seen for seen in streams):
+            streams.append(stream)
+    return streams
+
+
+def _flush(streams) -> None:
+    for stream in streams:
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - closed, a broken pipe, a script's own object: the abort goes on
+            pass
+
+
+def flushed(deadline: float) -> None:
+    """Python's buffers of this process's streams (:func:`_streams`) written to their files, waited for until
+    ``deadline`` (time.monotonic()) at most: a flush blocks where the pipe is full and its reader reads nothing, or
+    where another thread holds the stream while it blocks so, and a rank must end the job all the same. In a thread
+    of its own for that bound (at interpreter shutdown, where no thread starts, here)."""
+    streams = _streams()
+    flusher = threading.Thread(target=_flush, args=(streams,), name="gpunn-flush-before-abort", daemon=True)
+    try:
+        flusher.start()
+    except RuntimeError:
+        _flush(streams)
+        return
+    flusher.join(max(0.0, deadline - time.monotonic()))
+
+
 def read_by_the_launcher() -> None:
     """Return once the reader of this process's stdout and stderr (its launcher) has read all that was written to
-    them, or after :data:`WAIT_S` seconds; at once where they are no pipes. Called just before MPI_Abort."""
+    them, Python's buffers flushed first (:func:`flushed`), or after :data:`WAIT_S` seconds; at once where they are
+    no pipes. Called just before MPI_Abort."""
     deadline = time.monotonic() + WAIT_S
+    flushed(deadline)
     fds = _written_to()
     while any(unread(fd) for fd in fds) and time.monotonic() < deadline:
         _pause()
