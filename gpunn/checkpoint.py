@@ -30,6 +30,9 @@ checkpoint's ``restored``: those of them early stopping put back to their best e
 Random state: shuffles are drawn from streams keyed by (seed, epoch) and the validation
 split from (seed, "validation"), so the seed and the position are the whole RNG state;
 no generator state is stored. (Older files hold ``training.rng``, a copy of the seed with a note: ignored.) Model initialisation is drawn from ``model.seed``.
+A source whose rows are drawn (a synthetic source's, a bootstrap's resamples) records in its config which generator
+drew them (``rng``: :func:`gpunn.rng.generator`), and a resume where another would draw them is refused
+(``_check_drawn_by``; a file from before the record drew them with NumPy's PCG64 on the CPU, with cuRAND on a GPU).
 
 Writing is atomic (temp file in the same directory, flush, fsync, ``os.replace``, fsync of
 the directory): a process killed mid-write leaves the previous checkpoint intact. Loading
@@ -57,6 +60,7 @@ from .activations import ACTIVATIONS
 from .checks import check_rows_match, flag, positive_int
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .preflight import same_file, writes_in_place
+from .rng import GPU_GENERATOR, generator
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training import ensemble as ens_training
@@ -735,8 +739,10 @@ class Checkpoint:
         another row count, or in-memory arrays whose values or row order differ from the run's (the checkpoint
         keeps a checksum of them); so are other
         ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
-        and ``validation_data`` for a run that had none or held out ``validation_fraction``. On the CPU the result
-        is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
+        and ``validation_data`` for a run that had none or held out ``validation_fraction``; and a synthetic
+        source's rows or a bootstrap's resamples where another generator would draw them than the file records
+        (a GPU run loaded on the CPU, a CPU run on a GPU, a GPU run from before the record, whose rows cuRAND
+        drew). On the CPU the result is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
         parallel (every rank loads this file) on any number of ranks that divides the run's global
         batch; without it a data-parallel run continues in one process at its global batch.
 
@@ -1250,6 +1256,7 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
     if kind is not None and kind not in _ARRAY_KINDS:  # in-memory arrays give other batches than its windows
         raise ValueError(f"{ckpt.path} was trained on a gpunn.data source ({kind}); in-memory arrays give other "
                          "batches (another shuffle): resume it on that source, resume(source)")
+    _check_drawn_by(ckpt, ckpt.training.get("source"))  # a bootstrapped run's resamples
     X, Y = model._checked(X, Y)  # standardized copies for a model with statistics, as fit trains on
     check_rows_match(X, Y)
     X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
@@ -1288,9 +1295,52 @@ def _resume_source(ckpt, source, validation_data):
     differ = _config_differences(saved, source.config(), ignored=("shards",))  # (how data-parallel ranks split it:
     if differ:                                                                   # the resume follows the checkpoint)
         raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data.")
+    _check_drawn_by(ckpt, saved)
     if hasattr(source, "standardizer"):
         source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
     return source, prepare_source(ckpt.model, source, validation_data)
+
+
+# the sources whose values a generator draws (gpunn.rng.generator, which their config records as "rng"): a synthetic
+# source's rows, a bootstrapped ensemble's resamples of the rows
+_DRAWN = {"synthetic": ("a synthetic source's rows", "rows"),
+          "bootstrap": ("its members' bootstrap resamples", "resamples")}
+_CPU_BEFORE_THE_RECORD = "numpy PCG64"  # default_rng's bit generator (NumPy >= 1.17), gpunn's on the CPU from its start
+_GENERATOR_WORDS = {GPU_GENERATOR: "gpunn's Philox4x32-10 on a GPU", _CPU_BEFORE_THE_RECORD: "NumPy's PCG64 on the CPU"}
+
+
+def _check_drawn_by(ckpt, saved, validation=False) -> None:
+    """Refuse to resume a run whose source draws its values (_DRAWN) where they would be drawn by another generator
+    than the run's: the run would go on with other rows, and no run would reproduce it. The generator a file records
+    (the source's "rng"), else what drew them when files did not record it: NumPy's PCG64 on the CPU, as now (those
+    runs resume exactly); cuRAND on a GPU, whose draws this gpunn cannot make again (its own Philox4x32-10 draws other
+    rows for a seed)."""
+    saved = saved or {}
+    if saved.get("kind") not in _DRAWN:
+        return
+    what, noun = _DRAWN[saved["kind"]]
+    if validation:
+        what, noun = "validation rows (a synthetic source's)", "rows"
+    backend = ckpt.model.backend
+    now = generator(backend)
+    was = saved.get("rng")
+    if was is None and not str(ckpt.meta.get("device", "cpu")).startswith("cuda"):
+        was = _CPU_BEFORE_THE_RECORD
+    if was == now:
+        return
+    if was is None:
+        raise ValueError(
+            f"{ckpt.path} was trained on {what} drawn on a GPU by cuRAND, as gpunn drew them before its own "
+            f"Philox4x32-10 generator, which draws other {noun} for the same seed (CHANGELOG: \"On a GPU, a seed draws "
+            f"other rows\"); this gpunn cannot draw the run's {noun} again, and resumed on other {noun} the run would "
+            "be one that no run reproduces. Resume it with the gpunn that wrote it, or run it again from the start; to "
+            "keep its weights, train the model gpunn.load(path) returns further (a new run, with a new optimizer)")
+    on = ("a GPU: gpunn.load_checkpoint(path, device='cuda')" if was == GPU_GENERATOR else
+          "the CPU: gpunn.load_checkpoint(path, device='cpu')" if was == _CPU_BEFORE_THE_RECORD else
+          "the gpunn that wrote it")
+    raise ValueError(f"{ckpt.path} was trained on {what} drawn by {_GENERATOR_WORDS.get(was, repr(was))}, and on "
+                     f"{backend.device} they are drawn by {_GENERATOR_WORDS.get(now, repr(now))}: other {noun}, not the "
+                     f"run's. Resume it on {on}")
 
 
 def _config_differences(saved: dict, now: dict, ignored=()) -> str:
@@ -1298,7 +1348,7 @@ def _config_differences(saved: dict, now: dict, ignored=()) -> str:
     paths aside (the same files may be read from another place) and the keys ``ignored``."""
     from .datasets import CHUNK_ROWS
 
-    moved = ("path", "x_path", "y_path")
+    moved = ("path", "x_path", "y_path", "rng")  # ("rng": _check_drawn_by's, which knows what a file without it drew)
     # a synthetic source records chunk_rows only when it is not make's 65,536 (as every run before pieces)
     unrecorded = {"chunk_rows": CHUNK_ROWS} if now.get("kind") == "synthetic" else {}
 
@@ -1340,6 +1390,7 @@ def _check_validation(ckpt, evaluator) -> None:
     differ = _config_differences(saved, now, ignored=free)
     if differ:
         raise ValueError(f"{ckpt.path} was validated on another source: {differ}. {fix}")
+    _check_drawn_by(ckpt, saved, validation=True)
 
 
 def _callback_arrays(ckpt, index, entry):

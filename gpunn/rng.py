@@ -2,7 +2,7 @@
 
 A stream is keyed by words (seed, purpose, index...), so any piece of work (an
 epoch's shuffle, a chunk of a dataset) can be regenerated on its own: resuming
-or streaming needs no saved generator state.
+or streaming needs no saved generator state; a checkpoint records only which generator draws (:func:`generator`).
 """
 from __future__ import annotations
 
@@ -52,6 +52,19 @@ class DeviceRNG:
         if self.backend.is_gpu:
             return hash_permutation(self.backend.xp, n, *self._keys)
         return self._cpu_gen.permutation(n)
+
+
+# What draws a DeviceRNG's normal and uniform values, as a checkpoint records it with a source whose rows are drawn
+# (gpunn.data.SyntheticSource's, an ensemble's bootstrap resamples): a resume on another generator would train on other
+# rows, which gpunn.checkpoint refuses. A change to what a stream draws on either (the key, the counter layout, the
+# transform to normals or uniforms) must change its name here. (The shuffles' permutations are not in it.)
+GPU_GENERATOR = "gpunn philox4x32-10"  # kernels/random.cu, keyed and laid out as DeviceRNG says
+CPU_GENERATOR = "numpy " + type(numpy.random.default_rng(0).bit_generator).__name__  # default_rng's: "numpy PCG64"
+
+
+def generator(backend) -> str:
+    """The name of the generator that draws DeviceRNG's normal and uniform values on ``backend``."""
+    return GPU_GENERATOR if backend.is_gpu else CPU_GENERATOR
 
 
 def normals(rngs, rows, cols, dtype):

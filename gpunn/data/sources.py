@@ -9,6 +9,7 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
 from ..checks import as_array, as_matrix, positive_int
+from ..rng import generator
 from .base import (ChunkedSource, Closable, DataError, _fraction, chunk_sizes, closes_files_when_refused,
                    default_chunk_rows, held_count, pread_full, standardize_option)
 from .overflow import OverflowWatch
@@ -145,6 +146,8 @@ class SyntheticSource(ChunkedSource):
                      "noise": self.task.noise, **self.task_options}
         if self.chunk_rows != CHUNK_ROWS:  # (make's chunks: recorded as before pieces, so old checkpoints match)
             described["chunk_rows"] = self.chunk_rows
+        if self.backend is not None:  # what draws the rows (gpunn.rng.generator), once bound: a resume compares it
+            described["rng"] = generator(self.backend)
         return described
 
 

@@ -33,7 +33,7 @@ from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
     member_blas_threads
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
-from ..rng import DeviceRNG
+from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
                         checked_min_delta, default_monitor, improves, lines_for, missing_monitor, monitor_mode,
                         order_callbacks, writes_checkpoints)
@@ -386,7 +386,8 @@ class BootstrapSource(ArraySource):
         self.rows_of = backend.xp.stack([bootstrap_rows(backend, seed, k, self.rows) for k in range(members)])
 
     def config(self) -> dict:
-        return {**super().config(), "kind": "bootstrap", "members": self.members}
+        return {**super().config(), "kind": "bootstrap", "members": self.members,
+                "rng": generator(self.backend)}  # what drew the resamples: a resume compares it
 
     def batches(self, epoch, batch_size, first_batch=0, cut=None):
         return self.backend.made_on_device(self._batches(epoch, batch_size, first_batch, cut))
