@@ -801,7 +801,10 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
     ("ensemble_products.py", ["4", "-3"], "batch must be a whole number, 1 or more, got '-3'"),
     ("ensemble_products.py", ["4", "8", "9"], "takes [K] [batch], got 3 arguments"),
     ("first_epoch.py", ["0"], "RUNS must be a whole number, 1 or more, got '0'"),
-    ("first_epoch.py", ["3", "4"], "takes [RUNS], got 2 arguments")])
+    ("first_epoch.py", ["3", "4"], "takes [RUNS], got 2 arguments"),
+    ("wide_first_layer.py", ["large"], "unknown CONFIG 'large': use small or medium"),
+    ("wide_first_layer.py", ["small", "0"], "ROUNDS must be a whole number, 1 or more, got '0'"),
+    ("wide_first_layer.py", ["small", "3", "4"], "takes [CONFIG] [ROUNDS], got 3 arguments")])
 def test_the_measurement_scripts_refuse_arguments_they_cannot_run_in_one_line_before_they_measure(script, argv, says):
     """They read their arguments by position: a missing or malformed one was a traceback (IndexError, ValueError,
     KeyError; regression_probe's after the parts before it had run), a batch or K of 0 failed in the first fit or
