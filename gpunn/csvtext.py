@@ -411,6 +411,33 @@ def csv_column(names, index) -> str:
     return f"column {names[index]!r}" if names else f"value {index + 1} of the line"
 
 
+def _first_rows(path, delimiter):
+    """A CSV file's header and first data row as lists of fields, past empty lines ([] where there is none)."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = (row for row in csv.reader(fh, delimiter=delimiter) if row)
+        return next(reader, []), next(reader, [])
+
+
+def numbers_header_hint(path, delimiter=",", decimal=".") -> str:
+    """A sentence to append where columns are looked for by name in a CSV file whose first row holds numbers
+    alone: a file written without a header (numpy.savetxt's default), whose first row of data was taken for the
+    names ("no column 'y'; the columns are: 0.5, 1.25", with no word of why). "" otherwise."""
+    import csv
+
+    try:
+        header = _first_rows(path, delimiter)[0]
+    except (OSError, csv.Error):
+        return ""
+    if not header or not all(is_number(v, decimal) for v in header):
+        return ""
+    return ("; its first line holds numbers, not column names: a CSV file's first line is its header, whose names "
+            "pick the target and feature columns: add one (numpy.savetxt(path, data, delimiter=',', header='a,b,y', "
+            "comments='') writes it), or save the features and targets as two .npy files (gpunn train --data X.npy "
+            "--targets Y.npy, gpunn.data.npy)")
+
+
 def delimiter_hint(path, delimiter=",", decimal=".") -> str:
     """A sentence to append to a CSV file's error when its first row read with ``delimiter`` is one field
     holding a ";" or a tab: the file then looks delimited by that (as Excel writes CSV where the decimal mark
@@ -422,16 +449,11 @@ def delimiter_hint(path, delimiter=",", decimal=".") -> str:
     import csv
     import re
 
-    def rows(sep):  # the header and the first data row, past empty lines
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            reader = (row for row in csv.reader(fh, delimiter=sep) if row)
-            return next(reader, []), next(reader, [])
-
     try:
-        header, first = rows(delimiter)
+        header, first = _first_rows(path, delimiter)
         other = next((d for d in (";", "\t") if len(header) == 1 and d in header[0]), None)
         if other is not None:
-            _, first = rows(other)
+            _, first = _first_rows(path, other)
     except (OSError, csv.Error):
         return ""
     hint = ""
@@ -443,8 +465,8 @@ def delimiter_hint(path, delimiter=",", decimal=".") -> str:
                 "predict read commas only)")
     elif len(header) == 1 and len(header[0].split()) > 1 and all(map(is_number, header[0].split())):
         hint = ("; its first row is one column holding numbers separated by spaces, as numpy.savetxt writes them by "
-                "default: save them comma-separated (numpy.savetxt(path, X, delimiter=',')), or as an .npy file "
-                "(numpy.save)")
+                "default: save them comma-separated (numpy.savetxt(path, X, delimiter=','), and for training with a "
+                "header line naming the columns: header='a,b,y', comments=''), or as an .npy file (numpy.save)")
     if decimal == "." and any(re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v) for v in first):
         hint += ("; its numbers have decimal commas (0,5): pass decimal=',' to gpunn.data.csv, or save them "
                  "with decimal points (gpunn train --data and gpunn predict read decimal points only)")

@@ -207,6 +207,44 @@ def test_a_csv_of_numbers_between_spaces_as_numpy_savetxt_writes_says_so_in_trai
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.csv"), str(tmp_path / "p.npy")]) == 0
 
 
+def test_a_csv_without_a_header_says_so_where_training_looks_for_its_columns(tmp_path, capsys):
+    """numpy.savetxt(path, data, delimiter=",") writes no header: gpunn train --data said "no column 'y'; the
+    columns are: 0.5, 1.25, 3" (its first row of numbers, taken for names), with no word of why."""
+    pytest.importorskip("pyarrow")
+    numpy.savetxt(tmp_path / "t.csv", [[0.5, 1.25, 3], [1, 2, 4], [2, 0.5, 1]], delimiter=",", fmt="%g")
+    hint = "its first line holds numbers, not column names: a CSV file's first line is its header"
+    for target in (["--target", "y"], []):
+        assert main(["train", "--data", str(tmp_path / "t.csv"), *target, *SMALL]) == 2
+        err = capsys.readouterr().err
+        assert "the columns are: 0.5, 1.25, 3;" in err and hint in err and "header='a,b,y', comments=''" in err, err
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        gpunn.data.csv(tmp_path / "t.csv", None)
+    (tmp_path / "t.csv").write_text("2020,2021,y\n1,2,3\n")  # names that look like numbers, one of them not
+    with pytest.raises(gpunn.data.DataError, match=r"no column 'z'; the columns are: 2020, 2021, y$"):
+        gpunn.data.csv(tmp_path / "t.csv", "z")
+
+
+def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_path, capsys):
+    """A header written "a, b, y" names ' b' and ' y': gpunn train --data t.csv --target y said "no column 'y'; the
+    columns are: a, b, y", listing the name it refused, and gpunn predict of a model trained on a, b "no column
+    'b'; the columns are: a, b, y"."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a, b, y\n" + "".join(f"{i}, {i % 3}, {2 * i}\n" for i in range(40)))
+    spaced = "the columns are: 'a', ' b', ' y'; the names have spaces around them"
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert f"no column 'y'; {spaced} (' y'), which are part of a name: remove them" in err, err
+    assert main(["train", "--data", str(tmp_path / "t.csv"), *SMALL]) == 2
+    assert "the columns are: 'a', ' b', ' y'\n" in capsys.readouterr().err
+    (tmp_path / "u.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(40)))
+    model = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "u.csv"), "--target", "y", "--save", model, *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["predict", model, str(tmp_path / "t.csv"), str(tmp_path / "p.csv")]) == 2
+    assert f"no column 'b'; {spaced} (' b')" in capsys.readouterr().err
+    assert gpunn.data.csv(tmp_path / "t.csv", [" y"]).feature_names == ["a", " b"]  # a name as written is found
+
+
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
     """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),
     and gpunn predict of a model that knows its columns read a headerless file's first row as names."""

@@ -278,8 +278,8 @@ def _table(make, args, **options):
     try:
         return make(args.data, args.target or None, _feature_names(args), **options)
     except NoTarget as exc:
-        raise ValueError(f"--data {args.data}: name the target column(s) with --target; {columns_are(exc.columns)}") \
-            from None
+        raise ValueError(f"--data {args.data}: name the target column(s) with --target; {columns_are(exc.columns)}"
+                         f"{exc.hint}") from None
 
 
 def _feature_names(args):

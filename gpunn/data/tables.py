@@ -34,16 +34,31 @@ def pyarrow_module(name=None):
 
 
 def columns_are(names) -> str:
-    return f"the columns are: {', '.join(names)}"
+    """A table's columns in a message, as written: each in quotes where one has spaces around it or no name (a
+    header "a, b, y" names ' b' and ' y', which a bare list shows as b and y, the names just refused)."""
+    names = list(names)
+    bare = all(n and n == n.strip() for n in names)
+    return f"the columns are: {', '.join(names if bare else map(repr, names))}"
+
+
+def _spaced(missing, available) -> str:
+    """A sentence for names not found that a column has with spaces around it ('y' for ' y': a CSV header written
+    "a, b, y"), or ""."""
+    spaced = {n.strip(): n for n in available if n != n.strip()}
+    found = [spaced[n] for n in missing if n in spaced]
+    if not found:
+        return ""
+    return (f"; the names have spaces around them ({found[0]!r}), which are part of a name: remove them (in a CSV "
+            "file, the spaces after the commas of its header line)")
 
 
 class NoTarget(ValueError):
     """A table source given no target column. The message lists the table's columns, as a target that is not
     among them is refused; ``columns`` keeps them for gpunn train, which names its --target option."""
 
-    def __init__(self, columns):
-        self.columns = list(columns)
-        super().__init__(f"target: name the target column(s); {columns_are(self.columns)}")
+    def __init__(self, columns, hint=""):
+        self.columns, self.hint = list(columns), hint  # hint: a sentence on how the file reads, or ""
+        super().__init__(f"target: name the target column(s); {columns_are(self.columns)}{hint}")
 
 
 def _names(value, what):
@@ -69,7 +84,8 @@ def pick_columns(path, schema, target, features, text_at=None):
     wanted = (targets or []) + (features or [])
     missing = [n for n in wanted if n not in counts]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}")
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
+                        f"{_spaced(missing, available)}")
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
         left_out = set(targets or []) | set(index)
@@ -517,7 +533,7 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..csvtext import csv_first_text, delimiter_hint
+        from ..csvtext import csv_first_text, delimiter_hint, numbers_header_hint
 
         check_csv_kind(self.path)
         self._fd = os.open(self.path, os.O_RDONLY)
@@ -529,14 +545,19 @@ class CsvSource(ChunkedSource):
         small = block_size == default < self.BLOCK  # cut small by default
         self.block_size, self.delimiter, self.decimal = positive_int(block_size, "block_size"), delimiter, decimal
         index = self._load_index()
+
+        def hint():  # how the file reads: ";"-delimited (one column "a;b;y"), or without a header ("0.5, 1.25")
+            return (delimiter_hint(self.path, self.delimiter, self.decimal)
+                    or numbers_header_hint(self.path, self.delimiter, self.decimal))
+
         try:
             schema = index["schema"] if index else csv_schema(self.path, True, self.delimiter, self.decimal)
             if target is None:  # before the columns' checks: an id column of text would be refused first
-                raise NoTarget(listed_columns(schema))
+                raise NoTarget(listed_columns(schema), hint())
             self.feature_names, self.target_names = pick_columns(
                 self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal))
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
-            raise DataError(f"{exc}{delimiter_hint(self.path, self.delimiter, self.decimal)}") from None
+            raise DataError(f"{exc}{hint()}") from None
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self._column_names = list(schema.names)
         self._column_types = csv_column_types(schema, self.feature_names + self.target_names)
