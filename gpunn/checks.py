@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy
 
@@ -92,6 +93,10 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     """
     if data is None:
         raise TypeError(f"{name} is None; pass a 2-D numeric array")
+    if isinstance(data, (str, bytes, os.PathLike)):  # fit("X.npy", "Y.npy") said "got dtype <U5"
+        raise TypeError(f"{name} is a {type(data).__name__} ({os.fsdecode(data)!r}), not an array: read a file first "
+                        "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
+                        "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     xp = backend.xp
     data = as_array(data, name)
     if _kind_of(data) not in "biuf":

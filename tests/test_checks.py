@@ -86,6 +86,21 @@ def test_non_numeric_empty_or_misshapen_inputs(model, bad, error, match):
         model.predict(bad)
 
 
+def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path):
+    """fit("X.npy", "Y.npy"), as the command line takes files, said "X must hold real numbers; got dtype <U5"."""
+    X, Y = data
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    said = r"is a {} \('{}'\), not an array: read a file first \(numpy.load for .npy\); fit also takes files as a data"
+    with pytest.raises(TypeError, match="^X " + said.format("str", "X.npy")):
+        model.fit("X.npy", "Y.npy", epochs=1, verbose=False)
+    with pytest.raises(TypeError, match="^Y " + said.format("str", "Y.npy")):
+        model.fit(X, "Y.npy", epochs=1, verbose=False)
+    with pytest.raises(TypeError, match="^X " + said.format(type(tmp_path).__name__, re.escape(str(tmp_path / "X.npy")))):
+        model.predict(tmp_path / "X.npy")
+    model.fit(gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy"), epochs=1, verbose=False)  # as it says
+
+
 def test_python_lists_are_accepted(model):
     assert model.predict([[1.0, 2.0, 3.0]]).shape == (1, 2)
 
