@@ -150,6 +150,14 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
         assert r["peak_gflops"] >= r["gemm_gflops"]
         assert r["gemm_library"] in ("numpy", "blis", "mkl") and r["peak_gemm"]
     assert gp["gpunn_speedup"] == 1.0 and nv["gpunn_speedup"] > 0  # per-round pairs, so not exactly a ratio of medians
+    from gpunn.ops import fit_threads
+    from gpunn.ops.cpu import usable_cores
+
+    # the BLAS threads the gpunn row's fit ran on: one for tiny's small net (gpunn.ops.fit_threads) with threadpoolctl
+    # and no count set by the user, else the process's (the setup line's)
+    one = fit_threads.one_thread_for(gpunn.MLP([32, 32, 1], device="cpu"))
+    assert gp["note"] == "BLAS " + bench.system.threads_words(1 if one else bench.system.blas_threads() or usable_cores())
+    assert nv["note"] == ""
     shares = gp["profile"]
     assert set(shares) == {"matmul", "elementwise", "optimizer", "other"}
     assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["matmul"] > 0
@@ -1472,6 +1480,7 @@ def test_the_setup_names_the_blas_numpy_itself_calls_among_the_loaded_ones(monke
     from gpunn.bench import system
 
     monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL, SCIPYS_POOL, NUMPYS_POOL, TORCHS_POOL])
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # gpunn's fits keep the count (gpunn_fits_words says nothing)
     assert system.numpy_blas_pool() is NUMPYS_POOL and system.blas_threads() == 2
     assert system._blas() == "openblas 0.3.27, SkylakeX kernels, 2 threads"
     assert system.blas_info() == "openblas 0.3.21 (8 threads, Haswell)"
@@ -1483,6 +1492,29 @@ def test_the_setup_names_the_blas_numpy_itself_calls_among_the_loaded_ones(monke
     assert system.numpy_blas_pool() is None and system.blas_threads() is None
     blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
     assert system.blas_info() == system._blas() == f"{blas['name']} {blas['version']}"
+
+
+def test_the_setup_says_the_blas_threads_gpunns_fits_run_on_where_not_the_processs(monkeypatch):
+    """The setup's BLAS line gives the process's count, then the count a small net's fit and an Ensemble's run on
+    where they differ from it (gpunn.ops.fit_threads): one unless the user set a count; GPUNN_ENSEMBLE_BLAS_THREADS
+    gives the Ensemble's."""
+    from gpunn.bench import system
+    from gpunn.ops import fit_threads
+
+    for name in (*fit_threads.BLAS_ENV, "GPUNN_ENSEMBLE_BLAS_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    both = " (a gpunn fit of a net under 65,536 parameters: 1 thread; an Ensemble's: 1 thread)"
+    assert system.gpunn_fits_words(4) == both and system.gpunn_fits_words(1) == ""
+    monkeypatch.setenv("GPUNN_ENSEMBLE_BLAS_THREADS", "4")
+    assert system.gpunn_fits_words(4) == " (a gpunn fit of a net under 65,536 parameters: 1 thread)"
+    monkeypatch.setenv("GPUNN_ENSEMBLE_BLAS_THREADS", "2")
+    assert system.gpunn_fits_words(4) == both.replace("an Ensemble's: 1 thread", "an Ensemble's: 2 threads")
+    monkeypatch.setenv("GPUNN_ENSEMBLE_BLAS_THREADS", "0")
+    assert system.gpunn_fits_words(4) == " (a gpunn fit of a net under 65,536 parameters: 1 thread)"
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")
+    assert system.gpunn_fits_words(4) == ""
+    monkeypatch.delenv("GPUNN_ENSEMBLE_BLAS_THREADS")
+    assert system.gpunn_fits_words(4) == ""
 
 
 def test_the_setup_names_the_cpu_from_proc_cpuinfo_else_from_platform(monkeypatch):

@@ -1461,6 +1461,27 @@ def test_member_groups_only_where_the_work_pays_for_their_threads(monkeypatch):
     assert mops.member_groups(4, flops=MIN_GROUP_FLOPS_ONE_CALL / 2 - 1, one_call=True) is None
 
 
+@pytest.mark.parametrize("name", ["small-x64", "medium-x16"])
+def test_the_issue_11_ensembles_steps_run_two_member_groups_on_two_cores(name):
+    """The bench's ensemble targets (gpunn bench --config small-x64, medium-x16) as the step sees them on 2 cores:
+    ReLU nets of one output, whose groups run as one call each (MIN_GROUP_FLOPS_ONE_CALL), and work enough for two
+    groups (small: 32 members of ~4 MFLOP a group; medium: 8 of ~128 MFLOP); on one core, one pass."""
+    from gpunn.bench.configs import ENSEMBLE_CONFIGS
+    from gpunn.ops.ensemble import MIN_GROUP_FLOPS_ONE_CALL
+
+    cfg = ENSEMBLE_CONFIGS[name]
+    ens = gpunn.Ensemble(list(cfg.sizes), cfg.members, device="cpu", seed=0, activation="relu")
+    X, Y = np.ones((cfg.batch, cfg.inputs), np.float32), np.ones((cfg.batch, cfg.outputs), np.float32)
+    assert ens.member_ops.one_call_applies(X, Y, ens.weights, ens.biases, ens.activations)
+    per_group = cfg.members / 2 * 6.0 * ens.params_per_member * cfg.batch
+    assert per_group >= 8 * MIN_GROUP_FLOPS_ONE_CALL  # far from the bound: the choice holds on a faster core too
+    ens.member_ops.threads = 2
+    half = cfg.members // 2
+    assert ens._groups(X, Y) == [slice(0, half), slice(half, cfg.members)]
+    ens.member_ops.threads = 1
+    assert ens._groups(X, Y) is None
+
+
 def test_a_product_outside_a_step_splits_its_members_from_min_group_flops_per_group(monkeypatch):
     """Outside a training step (predict) each batched product splits into member groups where a group's share,
     2 x rows x n x k flops a member, reaches MIN_GROUP_FLOPS (mut17a A104: counted as rows x n x k)."""

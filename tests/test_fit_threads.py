@@ -1,12 +1,14 @@
-"""The fit of a small net puts OpenBLAS on one thread while it runs (gpunn.ops.fit_threads), puts the count back
-after it, and leaves a count the user chose alone."""
+"""The fit of a small net, and an Ensemble's, puts NumPy's BLAS on one thread while it runs (gpunn.ops.fit_threads),
+puts the count back after it (the last of overlapping fits does), and leaves a count the user set alone."""
 import os
+import threading
 
 import numpy
 import pytest
 
 import gpunn
 from gpunn.ops import cblas, fit_threads
+from gpunn.ops.cpu import usable_cores
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 pytest.importorskip("numba")  # the one-call step's kernel
@@ -21,8 +23,13 @@ def openblas_threads():
             if lib["internal_api"] == "openblas" and os.path.realpath(lib["filepath"]) in NUMPYS]
 
 
-needs_two = pytest.mark.skipif(openblas_threads() != [fit_threads.usable_cores()] or fit_threads.usable_cores() < 2,
+needs_two = pytest.mark.skipif(openblas_threads() != [usable_cores()] or usable_cores() < 2,
                                reason="NumPy's OpenBLAS (a wheel's) at its own count of 2 threads or more")
+
+
+def clear(monkeypatch):
+    for name in (*fit_threads.BLAS_ENV, "GPUNN_ENSEMBLE_BLAS_THREADS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 class Seen(gpunn.Callback):
@@ -34,8 +41,7 @@ class Seen(gpunn.Callback):
 
 
 def fit(monkeypatch, optimizer="adam", **env):
-    for name in fit_threads.USER_ENV:
-        monkeypatch.delenv(name, raising=False)
+    clear(monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     rng = numpy.random.default_rng(0)
@@ -63,11 +69,20 @@ def test_openblas_num_threads_set_by_the_user_wins(monkeypatch):
 
 
 @needs_two
-def test_a_limit_in_force_wins(monkeypatch):
-    """A count other than OpenBLAS's own (one per core) is a limit the user set: here the cores are said to be 4."""
-    monkeypatch.setattr(fit_threads, "usable_cores", lambda: 4)
-    counts, before = fit(monkeypatch)
+@pytest.mark.parametrize("name", fit_threads.BLAS_ENV)
+def test_any_blas_thread_variable_set_wins(monkeypatch, name):
+    counts, before = fit(monkeypatch, **{name: "2"})
     assert counts == [set(before)] * 2
+
+
+@needs_two
+def test_a_threadpoolctl_limit_is_a_ceiling_the_fit_stays_under_and_gets_back(monkeypatch):
+    """A limit in force (a user's, or a data-parallel rank's share) caps the count: one thread is under it, and the
+    limit, not OpenBLAS's own count, is what the fit puts back."""
+    with threadpoolctl.threadpool_limits(limits=3, user_api="blas"):
+        counts, before = fit(monkeypatch)
+        assert before == [3] and openblas_threads() == [3]
+    assert counts == [{1}, {1}]
 
 
 @needs_two
@@ -91,3 +106,126 @@ def test_a_net_of_65536_parameters_keeps_openblas_count(monkeypatch):
     monkeypatch.setattr(fit_threads, "PARALLEL_MIN_ELEMENTS", 16 * 64 + 64 + 64 * 64 + 64 + 64 + 1)
     counts, before = fit(monkeypatch)
     assert counts == [set(before)] * 2
+
+
+def let_go():
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+def small_net():
+    return gpunn.MLP([4, 8, 1], seed=0, device="cpu")
+
+
+@needs_two
+def test_overlapping_small_fits_keep_one_thread_until_the_last_ends(monkeypatch):
+    """The count is the process's: where two fits overlap (two Python threads), the first to end left the second on
+    OpenBLAS's own threads (it put the count back under it), and the second, which had seen one thread in force,
+    changed nothing. Entered and ended as two threads' fits interleave: A in, B in, A out, B out."""
+    clear(monkeypatch)
+    before = openblas_threads()
+    first, second = fit_threads.fit_threads(small_net()), fit_threads.fit_threads(small_net())
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert openblas_threads() == [1]  # the second fit still runs
+    second.__exit__(None, None, None)
+    assert openblas_threads() == before
+
+
+@needs_two
+def test_two_small_fits_on_two_python_threads(monkeypatch):
+    """Fit A starts, fit B starts, A ends, then B's next epoch still runs on one thread; B's end puts the count back."""
+    clear(monkeypatch)
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(numpy.float32)
+    Y = X[:, :1].copy()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    class Wait(gpunn.Callback):
+        def __init__(self, mark, until):
+            self.mark, self.until, self.counts = mark, until, []
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0:
+                self.mark.set()
+                assert self.until.wait(60)
+            self.counts.append(openblas_threads())
+
+    a, b = Wait(a_in, b_in), Wait(b_in, a_out)
+    let_go()  # no thread holds threadpoolctl's right to set OpenBLAS's count (3.7+) as the test starts
+
+    def fit_a():
+        small_net().fit(X, Y, epochs=1, batch_size=32, verbose=False, callbacks=[a])
+        a_out.set()
+
+    before = openblas_threads()
+    thread = threading.Thread(target=fit_a)
+    thread.start()
+    assert a_in.wait(60)
+    small_net().fit(X, Y, epochs=2, batch_size=32, verbose=False, callbacks=[b])
+    thread.join(60)
+    assert a.counts == [[1]] and b.counts == [[1], [1]]
+    assert openblas_threads() == before
+
+
+@needs_two
+def test_an_ensemble_leaves_a_count_the_user_set_unless_gpunn_ensemble_blas_threads_is_set(monkeypatch):
+    """One rule for a small fit and an Ensemble: OPENBLAS_NUM_THREADS (any of BLAS_ENV) set, the ensemble's fit keeps
+    the count (it took one thread over it before session 25); GPUNN_ENSEMBLE_BLAS_THREADS, gpunn's own and the
+    ensemble's alone, set, wins over it; neither set, one thread."""
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(numpy.float32)
+    Y = X[:, :1].copy()
+    before = openblas_threads()
+    for env, want in (({}, [1]), ({"OPENBLAS_NUM_THREADS": "2"}, before),
+                      ({"OPENBLAS_NUM_THREADS": "2", "GPUNN_ENSEMBLE_BLAS_THREADS": "1"}, [1])):
+        clear(monkeypatch)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        seen = Seen()
+        gpunn.Ensemble([4, 8, 1], 2, device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=32, verbose=False,
+                                                               callbacks=[seen])
+        assert seen.counts == [set(want)], env
+        assert openblas_threads() == before
+
+
+@needs_two
+def test_a_small_fit_inside_an_ensembles_fit_leaves_the_ensembles_count_in_force(monkeypatch):
+    """A fit inside another's (here an MLP fitted in an Ensemble's callback) joins the count in force; its end does
+    not put the count back under the ensemble's remaining epochs."""
+    clear(monkeypatch)
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(numpy.float32)
+    Y = X[:, :1].copy()
+
+    class Inner(Seen):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0:
+                small_net().fit(X, Y, epochs=1, batch_size=32, verbose=False)
+            super().on_epoch_end(trainer, epoch, logs)
+
+    before, seen = openblas_threads(), Inner()
+    gpunn.Ensemble([4, 8, 1], 2, device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=32, verbose=False,
+                                                           callbacks=[seen])
+    assert seen.counts == [{1}, {1}] and openblas_threads() == before
+
+
+@needs_two
+def test_a_small_fit_on_another_python_thread_after_one_on_this_thread_runs_on_one_thread(monkeypatch):
+    """threadpoolctl 3.7+ lets only the Python thread that last set OpenBLAS's count set it, until that thread lets
+    go: a fit that kept it (the main thread's, before session 25) left every later fit on another thread on OpenBLAS's
+    own threads, its change silently dropped."""
+    clear(monkeypatch)
+    let_go()
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(numpy.float32)
+    Y = X[:, :1].copy()
+    small_net().fit(X, Y, epochs=1, batch_size=32, verbose=False)
+    before, seen = openblas_threads(), Seen()
+    thread = threading.Thread(target=lambda: small_net().fit(X, Y, epochs=1, batch_size=32, verbose=False,
+                                                             callbacks=[seen]))
+    thread.start()
+    thread.join(60)
+    assert seen.counts == [{1}] and openblas_threads() == before

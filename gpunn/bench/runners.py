@@ -35,6 +35,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..ops.cpu import usable_cores
+from ..ops.fit_threads import one_thread_for
 from .configs import Config
 from .system import OthersCpu, blas_threads, setup_info, threads_words
 
@@ -677,6 +678,8 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
             res.note = threads_words(r.threads)
+        if isinstance(r, GpunnRunner) and not backend.is_gpu:  # a small net's fit: one (gpunn.ops.fit_threads)
+            res.note = "BLAS " + threads_words(1 if one_thread_for(r.model) else blas_threads() or usable_cores())
         if isinstance(r, GpunnRunner) and backend.is_gpu:
             res.graph = "graph" if r.captured() else "eager"
             trainer = r.model.graph_trainer

@@ -90,8 +90,23 @@ def numpy_blas_pool() -> dict | None:
 def _blas() -> str:
     p = numpy_blas_pool()
     if p:
-        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, {threads_words(p.get('num_threads'))}"
+        return (f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels, "
+                f"{threads_words(p.get('num_threads'))}{gpunn_fits_words(p.get('num_threads'))}")
     return blas_info()
+
+
+def gpunn_fits_words(threads) -> str:
+    """Where gpunn's fits run the BLAS on another count than the process's ``threads`` (gpunn.ops.fit_threads), as
+    words to follow that count; "" where they do not."""
+    from ..ops.ensemble import ENV_BLAS_THREADS, blas_threads_setting
+    from ..ops.fit_threads import PARALLEL_MIN_ELEMENTS, user_set
+
+    nets = 1 if not user_set() else threads
+    ensembles = blas_threads_setting() if os.environ.get(ENV_BLAS_THREADS, "").strip() else nets
+    said = [f"{what}: {threads_words(n)}" for what, n in ((f"a gpunn fit of a net under {PARALLEL_MIN_ELEMENTS:,} "
+                                                             "parameters", nets), ("an Ensemble's", ensembles))
+            if n not in (threads, 0)]
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def threads_words(n) -> str:

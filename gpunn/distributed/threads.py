@@ -9,8 +9,9 @@ data-parallel fit runs on the CPU, each rank's BLAS (an ensemble's member groups
 thread anyway) uses its share of the cores it may run on: those cores divided by the ranks of the same
 machine that may run on them too. The ranks compare their affinity sets, so ranks a launcher bound to
 cores of their own keep all of theirs, and ranks that share a set (no binding, or ``taskset`` around the
-whole job) split it. A thread count the user set (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS,
-MKL_NUM_THREADS, or GPUNN_CPU_THREADS for the member groups) is left as it is.
+whole job) split it. A thread count the user set (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS,
+OMP_NUM_THREADS, MKL_NUM_THREADS, BLIS_NUM_THREADS: gpunn.ops.fit_threads.BLAS_ENV; or GPUNN_CPU_THREADS for the
+member groups) is left as it is.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ import os
 import socket
 
 from ..ops.cpu import threads_setting, usable_cores
-
-BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from ..ops.fit_threads import BLAS_ENV, user_set  # noqa: F401 (BLAS_ENV: the variables user_set reads, named here too)
 
 
 def cores_per_rank(mine: tuple, ranks: list) -> int:
@@ -57,7 +57,7 @@ def rank_threads(comm, model):
     said, stack = [], contextlib.ExitStack()
     member_ops = getattr(model, "member_ops", None)  # an ensemble: its BLAS already runs on one thread
     with stack:
-        if member_ops is None and not any(os.environ.get(v, "").strip() for v in BLAS_ENV):
+        if member_ops is None and not user_set():
             try:
                 from threadpoolctl import threadpool_limits
             except ImportError:

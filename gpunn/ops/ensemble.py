@@ -36,6 +36,7 @@ from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
 from .cpu import _FLOATS, _bounds, numba, run_pieces, threads_setting, usable_cores, wait_uninterrupted
+from .fit_threads import blas_threads
 from .lazynumba import kernels
 from .ufuncs import numpy_tanh
 
@@ -54,10 +55,13 @@ def blas_threads_setting() -> int:
 
 
 def member_blas_threads(xp):
-    """A context in which NumPy's BLAS runs on GPUNN_ENSEMBLE_BLAS_THREADS threads (default 1; 0 leaves it
-    alone) while an ensemble trains on the CPU, through threadpoolctl (a no-op without it). On a GPU the variable
-    is not read, so a bad value is not refused there: the library reads each variable only where it acts (so is
-    GPUNN_FLUSH_DENORMALS read on the CPU alone); gpunn's commands refuse it anywhere as they start.
+    """A context in which NumPy's BLAS runs on one thread while an ensemble trains on the CPU: a count set in the
+    environment (OPENBLAS_NUM_THREADS and the rest, gpunn.ops.fit_threads.BLAS_ENV) is left as it is, and
+    GPUNN_ENSEMBLE_BLAS_THREADS, set, gives the count over it (0 leaves the BLAS alone). Through the mechanism a small
+    net's fit uses (gpunn.ops.fit_threads.blas_threads: threadpoolctl's cached controller, the count shared with
+    fits running beside it; a no-op without threadpoolctl). On a GPU the variable is not read, so a bad value is not
+    refused there: the library reads each variable only where it acts (so is GPUNN_FLUSH_DENORMALS read on the CPU
+    alone); gpunn's commands refuse it anywhere as they start.
 
     One thread, because the batched products of an ensemble are many small GEMMs (K of batch x n x n):
     OpenBLAS's threads cost more per product than they give. Measured on the project's 2-core machine
@@ -69,11 +73,7 @@ def member_blas_threads(xp):
     threads = blas_threads_setting()
     if threads == 0:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
+    return blas_threads(threads, forced=bool(os.environ.get(ENV_BLAS_THREADS, "").strip()))
 
 
 class MemberRates:

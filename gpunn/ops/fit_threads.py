@@ -1,18 +1,29 @@
-"""One OpenBLAS thread for the fit of a small net (fewer than PARALLEL_MIN_ELEMENTS = 65,536 parameters, on the CPU).
+"""NumPy's BLAS on one thread while gpunn fits a small net or an Ensemble on the CPU, the count put back at the end.
 
-A small net's products (a 16-64-64-1 net at batch 128: 128x64x64, 262,144 multiply-adds) are above OpenBLAS's
-threshold for its second thread, which gains little there: quiet, 2 threads 4-6% faster than 1 on the project's
-2-core machine. With another busy process on the machine each product waits for a descheduled worker thread, and
-the fit runs 10-50x slower (bench/RESULTS.md, session 24). So, as an ensemble's members do
-(gpunn.ops.ensemble.member_blas_threads), such a fit runs the process's OpenBLAS on one thread, and puts the count
-back as it ends (threadpoolctl: set once a fit, ~20 us; its controller is made once a process, ~1 ms). Its products
-then give one thread's bits whatever the core count (two threads split a 128x64x64 product otherwise: its last bits
-differ), with the one-call step (gpunn.ops.mlp_step) or without it alike. Larger nets keep OpenBLAS's count.
+A small net (fewer than PARALLEL_MIN_ELEMENTS = 65,536 parameters; a 16-64-64-1 net at batch 128: 128x64x64,
+262,144 multiply-adds a product) gains little from OpenBLAS's second thread: quiet, 2 threads 4-6% faster than 1 on
+the project's 2-core machine. With another busy process on the machine each product waits for a descheduled worker
+thread, and the fit runs 10-50x slower (bench/RESULTS.md, session 24). A medium net (64-256-256-1, 83k parameters,
+batch 256) gains 20-66% from 2 threads quiet (220k and 190k samples/s against 133k and 158k on one;
+bench/RESULTS.md, session 25), so the bound stays where the one-call step's is (raise it only where 2 threads gain
+under 10%). An Ensemble's products are many small ones, and its members split over the cores instead
+(gpunn.ops.ensemble.member_blas_threads: one BLAS thread, or GPUNN_ENSEMBLE_BLAS_THREADS). One thread also gives
+one thread's bits whatever the core count (two threads split a 128x64x64 product otherwise: its last bits differ),
+with the one-call step (gpunn.ops.mlp_step) or without it alike.
 
-Left as it is: a count the user chose, that is OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or OMP_NUM_THREADS set, or a
-count other than OpenBLAS's own (one thread per core the process may run on: a threadpoolctl limit or a
-data-parallel rank's share in force, gpunn.distributed.threads); and a process without threadpoolctl. A limit to
-exactly OpenBLAS's own count cannot be told from no limit: set OPENBLAS_NUM_THREADS to keep that count.
+The rule, the same for both: a count the user set in the environment (BLAS_ENV: OPENBLAS_NUM_THREADS and the rest)
+is left as it is; GPUNN_ENSEMBLE_BLAS_THREADS, set, gives an Ensemble's count over it. A threadpoolctl limit (or a
+data-parallel rank's share, gpunn.distributed.threads) is a ceiling: one thread stays under it, and the limit comes
+back as the fit ends. Without threadpoolctl nothing is changed.
+
+One mechanism for both, ~30 us a fit: threadpoolctl's controllers of the BLAS libraries loaded (every BLAS: OpenBLAS,
+MKL, BLIS), from its cached controller (threadpoolctl 3.7+; it looks for the libraries again, ~1 ms, only where a
+module was imported since; an older threadpoolctl's controller is made once, at the first such fit).
+threadpool_limits would look for them at every fit: ~1 ms (what an Ensemble's fit paid before session 25). The
+count is the process's, so fits that overlap (on several Python threads, or one inside another's callback) share
+it: the first sets it, the last to end puts it back, and a later fit's own count (GPUNN_ENSEMBLE_BLAS_THREADS)
+waits for a time no other is running. A library whose count was changed while the fit ran (by another thread's
+threadpoolctl limit, say) is left at that count.
 """
 from __future__ import annotations
 
@@ -21,23 +32,76 @@ import os
 
 import numpy
 
-from .cpu import PARALLEL_MIN_ELEMENTS, usable_cores
+from ..forksafe import ForkSafeLock
+from .cpu import PARALLEL_MIN_ELEMENTS
 
-USER_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+# Variables in which a user sets a BLAS library's thread count (OpenBLAS reads the first three; MKL, BLIS and OpenMP
+# builds read OMP_NUM_THREADS too).
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
-_openblas = None  # threadpoolctl's controller of the OpenBLAS libraries loaded at the first small fit (~1 ms), or False
+_lock = ForkSafeLock()
+_holders = 0  # contexts inside blas_threads's count, on any thread
+_changed = []  # [(library, its count before, the count set)] while they are: the last one out puts them back
+_made = None  # threadpoolctl's controller where it has no cached one (before 3.7), made once
 
 
-def _controller():
-    global _openblas
-    if _openblas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _openblas = False
-        else:
-            _openblas = ThreadpoolController().select(internal_api="openblas") or False
-    return _openblas
+def _libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (threadpoolctl's cached controller, which looks for them
+    again only where a module was imported since: ~2 us; an older threadpoolctl's made at the first call), or []."""
+    global _made
+    try:
+        import threadpoolctl
+    except ImportError:
+        return []
+    cached = getattr(threadpoolctl, "get_cached_controller", None)
+    if cached is not None:
+        controller = cached()
+    else:
+        if _made is None:
+            _made = threadpoolctl.ThreadpoolController()
+        controller = _made
+    return controller.select(user_api="blas").lib_controllers
+
+
+def _let_go():
+    """threadpoolctl 3.7+ lets one Python thread at a time set OpenBLAS's (process-wide) count, the first to set it,
+    until that thread lets go (its threadpool_limits contexts do as they end): after a change of ours, let go, so
+    that the fit that ends last, on whichever thread, can put the count back."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None and getattr(threadpoolctl, "CONTROLLING_THREAD_OWNERSHIP", None) is not None and \
+            threadpoolctl.CONTROLLING_THREAD_OWNERSHIP.count <= 0:  # no threadpool_limits of this thread's active
+        clear()
+
+
+def _set(threads: int) -> list:
+    """Each BLAS library on ``threads`` threads: [(library, count before, threads)] for those that changed (a library
+    another thread's threadpoolctl limit holds does not)."""
+    changed = []
+    for lib in _libraries():
+        before = lib.get_num_threads()
+        if before != threads:
+            lib.set_num_threads(threads)
+            if lib.get_num_threads() == threads:
+                changed.append((lib, before, threads))
+    _let_go()
+    return changed
+
+
+def _put_back(changed):
+    """The counts before _set, where a library is still at the count it set (one changed since is someone else's)."""
+    for lib, before, threads in changed:
+        if lib.get_num_threads() == threads:
+            lib.set_num_threads(before)
+    _let_go()
+
+
+def user_set() -> bool:
+    """Whether the environment sets a BLAS thread count (BLAS_ENV, not blank)."""
+    return any(os.environ.get(name, "").strip() for name in BLAS_ENV)
 
 
 def _small(model) -> bool:
@@ -48,23 +112,37 @@ def _small(model) -> bool:
             and not hasattr(model, "n_models"))
 
 
-def _user_chose(openblas, cores) -> bool:
-    return (any(os.environ.get(name, "").strip() for name in USER_ENV)
-            or any(lib["num_threads"] != cores for lib in openblas.info()))
+def one_thread_for(model) -> bool:
+    """Whether a fit of ``model`` runs NumPy's BLAS on one thread (fit_threads), as no other fit is running."""
+    return _small(model) and not user_set() and bool(_libraries())
 
 
 @contextlib.contextmanager
-def fit_threads(model):
-    """While a fit of ``model`` runs (gpunn.training.loop.train): OpenBLAS on one thread where the model is small
-    (_small), the process has threadpoolctl and may run on 2 cores or more, and the user chose no count (see the
-    module); the count is put back as the fit ends (also on an error or an interruption)."""
-    cores = usable_cores()
-    openblas = _controller() if cores > 1 and _small(model) else False
-    if not openblas or _user_chose(openblas, cores):
+def blas_threads(threads: int = 1, *, forced: bool = False):
+    """While it is active: the BLAS libraries on ``threads`` threads, unless the environment sets a count (BLAS_ENV;
+    ``forced``: set all the same); shared with the contexts active on other threads (see the module), and put back
+    by the last of them to end (also on an error or an interruption)."""
+    global _holders, _changed
+    with _lock.current:
+        joined = _holders > 0 or forced or not user_set()
+        if joined:
+            if _holders == 0:
+                _changed = _set(threads)
+            _holders += 1
+    if not joined:
         yield
         return
-    limiter = openblas.limit(limits=1)
     try:
         yield
     finally:
-        limiter.restore_original_limits()
+        with _lock.current:
+            _holders -= 1
+            if _holders == 0:
+                changed, _changed = _changed, []
+                _put_back(changed)
+
+
+def fit_threads(model):
+    """The context a fit of ``model`` runs in (gpunn.training.loop.train): one BLAS thread where the model is small
+    (_small) and the user set no count (see the module)."""
+    return blas_threads(1) if _small(model) else contextlib.nullcontext()
