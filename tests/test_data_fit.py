@@ -41,6 +41,26 @@ def test_fit_on_a_synthetic_stream_learns_and_validates_on_held_out_chunks(devic
     assert model.score(X[rows], Y[rows]) == pytest.approx(history["val_r2"][-1], abs=1e-6)
 
 
+def test_fits_seed_and_shuffle_that_differ_from_a_sources_own_are_refused(tmp_path):
+    """A source orders its rows by the seed and shuffle it was made with; fit(source, seed=s) dropped s silently, so a
+    loop over seeds trained one run (and shuffle=False shuffled). Refused now, naming the source's; equal ones pass."""
+    X, Y = datasets.make("linear", 64, 3, seed=0, device="cpu")
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    source = data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", seed=2)
+    said = r"this NpySource's: seed=2, shuffle=True\), which fit's do not change: make the source with "
+    for model in (gpunn.MLP([3, 4, 1], seed=0), gpunn.Ensemble([3, 4, 1], n_models=2, seed=0)):
+        with pytest.raises(ValueError, match=r"^fit\(source, seed=3\): a data source .*" + said + "seed=3 "):
+            model.fit(source, seed=3, epochs=1, verbose=False)
+        with pytest.raises(ValueError, match=said + r"shuffle=False \(gpunn.data.npy\(\.\.\., shuffle=False\)"):
+            model.fit(source, shuffle=False, epochs=1, verbose=False)
+        model.fit(source, seed=2, shuffle=True, epochs=1, verbose=False)  # the source's own
+    unshuffled = data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", shuffle=False)
+    gpunn.MLP([3, 4, 1]).fit(unshuffled, shuffle=False, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"this IterableSource gives its batches in its own order"):
+        gpunn.MLP([3, 4, 1]).fit(data.iterable([(X, Y)]), seed=1, epochs=1, verbose=False)
+
+
 def test_standardized_training_predicts_in_the_targets_units(linear_pair, tmp_path):
     x, y, X, Y = linear_pair
     source = data.npy(x, y, chunk_rows=2000, standardize=True, validation_fraction=0.1)

@@ -1,7 +1,7 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..checks import check_rows_match, no_array
+from ..checks import check_rows_match, flag, no_array, seed_int
 from ..metrics import RegressionEvaluator, SourceEvaluator, check_validation_rows
 
 
@@ -82,6 +82,27 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         check_rows_match(Xv, Yv, "X_val", "Y_val")
         check_validation_rows(Xv.shape[0], "validation_data")
         return RegressionEvaluator(model, Xv, Yv)
+
+
+def source_order(source, seed, shuffle, default_seed):
+    """(seed, shuffle) of a fit on ``source``, which orders its own rows by the seed and shuffle it was made with.
+    fit's ``seed``, and ``shuffle=False``, are refused where they differ from the source's: they were dropped
+    silently (a loop of fit(source, seed=s) over seeds trained one run). (``shuffle=True`` is fit's default, so a
+    source made with shuffle=False is not refused it.)"""
+    name = type(source).__name__
+    own_seed, own_shuffle = getattr(source, "seed", None), getattr(source, "shuffle", False)
+    asked = [] if seed is None or seed_int(seed) == own_seed else [f"seed={seed!r}"]
+    if not flag(shuffle, "shuffle") and own_shuffle:
+        asked.append("shuffle=False")
+    if asked and own_seed is None:
+        raise ValueError(f"fit(source, {', '.join(asked)}): this {name} gives its batches in its own order, which fit's "
+                         "seed and shuffle do not change (they order in-memory rows)")
+    if asked:
+        raise ValueError(f"fit(source, {', '.join(asked)}): a data source orders its rows by its own seed and shuffle "
+                         f"(this {name}'s: seed={own_seed}, shuffle={own_shuffle}), which fit's do not change: make "
+                         f"the source with {', '.join(asked)} (gpunn.data.npy(..., {', '.join(asked)}), as csv, "
+                         "parquet and synthetic take them)")
+    return (default_seed if own_seed is None else own_seed), own_shuffle
 
 
 def _lend(source, statistics):

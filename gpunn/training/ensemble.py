@@ -604,7 +604,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     model's ``fit(optimizer=adam, lr=...)``), its other settings are its own, and the other four above are refused
     with it (as is an ensemble of another member count or device). All members see the same batches in the same
     order, shuffled by ``seed``
-    (default: member 0's seed), unless ``bootstrap=True``: then member k trains on its own resample of
+    (default: member 0's seed; a source's are its own, as for one model), unless ``bootstrap=True``: then member k trains on its own resample of
     the training rows (see BootstrapSource). A ``gpunn.EarlyStopping`` in ``callbacks`` stops each
     member on its own (MemberEarlyStopping). Per-member values in the history are lists of K. A
     ``gpunn.ModelCheckpoint`` writes a resumable checkpoint (``gpunn.load_checkpoint(path).resume(X, Y)``, or
@@ -621,18 +621,18 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     with model.backend.use():
         source = None
         if is_source(X, Y):
+            from ..data.binding import prepare_source, source_order
+
             source = X
             if bootstrap:
                 raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays (X, Y), "
                                  "or the source without bootstrap")
-            from ..data.binding import prepare_source
-
+            (seed, shuffle), rows = source_order(source, seed, shuffle, model.seeds[0]), source.rows
             statistics = None
             if distributed:  # standardization statistics from each rank's own shard, as for one model
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction,
                                                                   statistics))
-            seed, shuffle, rows = getattr(source, "seed", model.seeds[0]), getattr(source, "shuffle", False), source.rows
         else:
             X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
             check_rows_match(X, Y)

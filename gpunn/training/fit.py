@@ -110,7 +110,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     and its epoch where validated), ``stopped_early``, ``interrupted``.
 
     X may instead be a data source (``gpunn.data.synthetic/npy/parquet/csv/iterable``) with Y
-    omitted: the source then owns batching, shuffling (its own seed and shuffle) and the
+    omitted: the source then owns batching, shuffling (its own seed and shuffle: fit's ``seed``, or
+    ``shuffle=False``, other than the source's is refused, not dropped) and the
     validation split (``validation_fraction`` holds out whole chunks; ``validation_data`` may be
     another source), and a source made with ``standardize=True`` leaves its statistics in
     ``model.standardizer``: from then on the model takes raw data everywhere (``predict``, ``score``,
@@ -162,14 +163,14 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     with model.backend.use():
         source = None
         if is_source(X, Y):
-            from ..data.binding import prepare_source
+            from ..data.binding import prepare_source, source_order
 
             source = X
+            seed, shuffle = source_order(source, seed, shuffle, model.seed)
             statistics = None
             if distributed:  # standardization statistics from each rank's own shard
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
-            seed, shuffle = getattr(source, "seed", model.seed), getattr(source, "shuffle", False)
         else:
             X, Y = model._checked(X, Y)  # a standardized model takes raw units, in fit as in predict
             check_rows_match(X, Y)
