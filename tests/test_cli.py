@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -63,13 +64,18 @@ def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
     assert "1 member (1 lr x 1 weight decay x 1 seed(s)) of [6, 1]" in capsys.readouterr().out
     for name in ("train", "sweep"):
         hidden = next(a for a in cli.build_parser().commands[name]._actions if "--hidden" in a.option_strings)
-        assert "'' for none, a linear model" in hidden.help
+        assert "'' for none, a linear model" in hidden.help and re.search(r"e\.g\. (\d+),\1 or \1x\1;", hidden.help)
 
 @pytest.mark.parametrize("args, message", [
     (["--hidden", "16,-1"], "--hidden sizes must be positive"),
     (["--hidden", "16,0"], "--hidden sizes must be positive, got '16,0'"),
     (["--hidden", "16,,16"], "--hidden has an empty size in '16,,16'"),  # it trained [6, 16, 16, 1]
     (["--hidden", "16,"], "--hidden has an empty size in '16,'"),
+    # x separates sizes (64x64): the refusal said "empty size" without a word of it, nor of the form taken
+    (["--hidden", "16,x"], "--hidden has an empty size in '16,x': sizes are positive integers separated by commas "
+                           "or x (256,256 or 256x256); write each size, or '' for no hidden layer"),
+    (["--hidden", "16;16"], "--hidden takes positive integers separated by commas or x (256,256 or 256x256), got "
+                            "'16;16'"),
     (["--lr", "0"], "must be positive"),
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' ('lbfgs' is not supported); choose one of: sgd, momentum"),
     (["--optimizer", "bogus"], "invalid choice: 'bogus'"),  # no hint: argparse's refusal

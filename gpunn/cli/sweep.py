@@ -76,7 +76,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--features", type=feature_count_or_names, default=None, help=features_help(FEATURES))
     s.add_argument("--outputs", type=positive(int), default=1, help="targets per row (default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
-    s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes; '' for none, a linear model (default: %(default)s)")
+    s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes, e.g. 64,64 or 64x64; '' for none, a linear model (default: %(default)s)")
     s.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="relu",
                    help="hidden activation, in any letter case (default: %(default)s)")
     s.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="identity",

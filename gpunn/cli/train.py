@@ -40,18 +40,22 @@ def features_help(features) -> str:
             "table, comma-separated (default: every column but the targets)")
 
 
+HIDDEN_FORM = "positive integers separated by commas or x (256,256 or 256x256)"  # --hidden's help and refusals
+
+
 def _hidden_sizes(text: str) -> list[int]:
     """--hidden 256,256 (or 256x256); an empty value is no hidden layer: a linear model."""
     if not text.strip():
         return []
     parts = text.replace("x", ",").split(",")
     if not all(s.strip() for s in parts):  # 64,,64: a size left out, which was dropped without a word
-        raise argparse.ArgumentTypeError(f"--hidden has an empty size in {text!r}: write each size (e.g. 256,256), "
-                                         "or '' for no hidden layer")
+        # '16,x' too: x separates sizes (64x64), which the refusal said no word of
+        raise argparse.ArgumentTypeError(f"--hidden has an empty size in {text!r}: sizes are {HIDDEN_FORM}; write "
+                                         "each size, or '' for no hidden layer")
     try:
         sizes = [number(s, int) for s in parts]
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated positive integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--hidden takes {HIDDEN_FORM}, got {text!r}") from None
     if any(n < 1 for n in sizes):
         raise argparse.ArgumentTypeError(f"--hidden sizes must be positive, got {text!r}")
     return sizes
@@ -75,7 +79,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--outputs", type=positive(int), default=d["outputs"], help="targets per row (default: %(default)s)")
     t.add_argument("--noise", type=non_negative(float), default=d["noise"], help=NOISE_HELP)
     t.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"],
-                   help="hidden layer sizes, e.g. 256,256; '' for none, a linear model (default: %(default)s)")
+                   help="hidden layer sizes, e.g. 256,256 or 256x256; '' for none, a linear model (default: %(default)s)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default=d["activation"],
                    help="hidden activation, in any letter case (default: %(default)s)")
     t.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="identity",
