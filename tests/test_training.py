@@ -573,10 +573,10 @@ def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_mo
     progress.on_train_end(trainer)
     assert capsys.readouterr().err.splitlines() == [
         "train [cpu] epoch 1/3: 500/1,000 rows, 7.14 rows/s, epoch left 01:10",  # at 70 s: 500 rows in 70 s
-        "train [cpu] epoch 1/3: loss=0.5; 10.0 rows/s, elapsed 01:40, left 03:20",
-        "train [cpu] epoch 2/3: loss=0.5; 20.0 rows/s, elapsed 02:30, left 01:15",  # 1000 rows left at 2000 / 150 s
+        "train [cpu] epoch 1/3: loss=0.5000; 10.0 rows/s, elapsed 01:40, left 03:20",
+        "train [cpu] epoch 2/3: loss=0.5000; 20.0 rows/s, elapsed 02:30, left 01:15",  # 1000 rows left at 2000 / 150 s
         "train [cpu] epoch 3/3: 500/1,000 rows, 11.8 rows/s, epoch left 00:42",  # at 212 s: 2500 rows in 212 s
-        "train [cpu] epoch 3/3: loss=0.5; 11.1 rows/s, elapsed 04:00, left 00:00"]
+        "train [cpu] epoch 3/3: loss=0.5000; 11.1 rows/s, elapsed 04:00, left 00:00"]
 
 
 def test_an_epoch_shows_its_loss_and_validation_metrics_and_not_val_mse_again():
@@ -585,8 +585,19 @@ def test_an_epoch_shows_its_loss_and_validation_metrics_and_not_val_mse_again():
 
     logs = {"epoch": 1, "loss": 0.123456, "lr": 0.001, "time_s": 2.0, "samples_per_s": 500.0, "val_loss": 0.25,
             "val_mse": 0.25, "val_mae": 0.375, "val_r2": 0.875}
-    assert ProgressBar().shown(None, logs) == {"loss": "0.1235", "val_loss": "0.25", "val_mae": "0.375",
-                                               "val_r2": "0.875"}
+    assert ProgressBar().shown(None, logs) == {"loss": "0.1235", "val_loss": "0.2500", "val_mae": "0.3750",
+                                               "val_r2": "0.8750"}
+
+
+@pytest.mark.parametrize("value, text", [(4.0, "4.000"), (4.0003, "4.000"), (0.0123, "0.01230"), (1234.0, "1234"),
+                                         (123456.0, "1.235e+05"), (1e-5, "1.000e-05"), (0.0, "0.000"),
+                                         (float("nan"), "nan")])
+def test_progress_shows_four_significant_digits_with_their_trailing_zeros(value, text):
+    """:.4g showed a loss of 4.0003 as "4", as if exact, and the line's width jumped with the digits (Keras shows
+    "4.0003"): four digits always, without a bare trailing point ("1234", not "1234.")."""
+    from gpunn.training.callbacks import ProgressBar
+
+    assert ProgressBar().shown(None, {"loss": value}) == {"loss": text}
 
 
 def test_only_verbose_2_asks_for_lines_and_the_bar_ends_on_a_line_of_its_own(teacher, terminal_stderr):

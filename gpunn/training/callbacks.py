@@ -140,6 +140,14 @@ def draws_bar(stream) -> bool:
         return True
 
 
+def four_digits(value) -> str:
+    """A loss or metric as progress shows it: 4 significant digits, trailing zeros kept ("4.000", "0.01230",
+    "1.000e-05"; "1234", not "1234."), as Keras keeps them ("4.0003" at 4 decimals). :.4g dropped them, so a loss of
+    4.0003 showed as "4", as if exact, and the line's width jumped from epoch to epoch."""
+    text = f"{value:#.4g}"
+    return text[:-1] if text.endswith(".") else text
+
+
 class ProgressBar(Callback):
     """Progress on stderr: a bar on a terminal, lines of text elsewhere (:func:`draws_bar`); ``lines=True`` or
     ``False`` forces one or the other.
@@ -241,10 +249,10 @@ class ProgressBar(Callback):
                 (self.rows - rows_done) / max(rate, 1e-9))}, refresh=True)
 
     def shown(self, trainer, logs) -> dict:
-        """What an epoch's end shows of its logs, by name: the loss and validation metrics."""
-        shown = {"loss": f"{logs['loss']:.4g}"}
+        """What an epoch's end shows of its logs, by name: the loss and validation metrics (:func:`four_digits`)."""
+        shown = {"loss": four_digits(logs['loss'])}
         # val_mse is val_loss over the number of outputs: not shown again
-        shown.update({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
+        shown.update({k: four_digits(v) for k, v in logs.items() if k.startswith("val_") and k != "val_mse"})
         return shown
 
     def on_epoch_end(self, trainer, epoch, logs):

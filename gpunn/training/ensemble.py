@@ -35,8 +35,8 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
-                        checked_min_delta, default_monitor, improves, lines_for, missing_monitor, monitor_mode,
-                        order_callbacks, writes_checkpoints)
+                        checked_min_delta, default_monitor, four_digits, improves, lines_for, missing_monitor,
+                        monitor_mode, order_callbacks, writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
@@ -361,9 +361,10 @@ class EnsembleProgressBar(ProgressBar):
     """The progress of an ensemble: the best member's loss (and validation loss) and member-samples/s."""
 
     def shown(self, trainer, logs) -> dict:
-        shown = {"best loss": f"{numpy.nanmin(logs['loss']):.4g}", "member-samples/s": f"{logs['samples_per_s']:,.0f}"}
+        shown = {"best loss": four_digits(numpy.nanmin(logs['loss'])),
+                 "member-samples/s": f"{logs['samples_per_s']:,.0f}"}
         if "val_loss" in logs:
-            shown["best val_loss"] = f"{numpy.nanmin(logs['val_loss']):.4g}"
+            shown["best val_loss"] = four_digits(numpy.nanmin(logs['val_loss']))
         shown["training"] = f"{int(trainer.optimizer.active.sum())}/{trainer.model.n_models}"
         return shown
 
