@@ -86,6 +86,19 @@ def as_array(data, name: str = "X"):
     return array
 
 
+def _refuse_missing(array, name: str) -> None:
+    """An object array (a list) of numbers and None: None is a missing value, refused as one, a ValueError as a NaN
+    is (NotFinite; a DataFrame's None reaches the checks as NaN), where "strings or other Python objects" named
+    neither. Anything else, strings among them, is left to the caller's refusal."""
+    missing = [v is None for v in array.flat]
+    if not any(missing) or not all(m or isinstance(v, numbers.Real) for m, v in zip(missing, array.flat)):
+        return
+    at = [int(i) for i in numpy.unravel_index(missing.index(True), array.shape)]
+    place = f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"row {at[0]}" if len(at) == 1 else f"index {tuple(at)}"
+    raise ValueError(f"{name} holds {sum(missing)} None value(s) (missing values?), first at {place}; clean or impute "
+                     "them first")
+
+
 def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_columns: int | None = None):
     """``data`` as a C-contiguous 2-D array of ``dtype`` on ``backend``'s device, checked.
 
@@ -102,6 +115,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     if _kind_of(data) not in "biuf":
         if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...
             raise TypeError(f"{name} must be an array of numbers, got a {type(data.item()).__name__}")
+        if _kind_of(data) == "O":
+            _refuse_missing(data, name)
         what = " (strings or other Python objects: encode them as numbers first)" if _kind_of(data) == "O" else ""
         raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}{what}")
     if data.ndim == 1 and allow_1d:

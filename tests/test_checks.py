@@ -78,7 +78,7 @@ def test_one_dimensional_y_is_never_broadcast(data):
     (numpy.ones(3), ValueError, r"X must be 2-D .*X\.reshape\(1, -1\) for a single row"),  # the model takes 3
     (numpy.ones(6), ValueError, r"X must be 2-D .*X\.reshape\(-1, 3\) for rows of 3 features"),
     (numpy.ones((2, 3, 1)), ValueError, "X must be 2-D"),
-    ([[1, 2, None]], TypeError, "real numbers"),
+    ([[1, 2, None]], ValueError, r"X holds 1 None value\(s\) \(missing values\?\), first at row 0, column 2"),
     (None, TypeError, "X is None"),
 ])
 def test_non_numeric_empty_or_misshapen_inputs(model, bad, error, match):

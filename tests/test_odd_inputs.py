@@ -505,3 +505,21 @@ def test_an_object_array_of_numbers_is_read_as_numbers_and_a_generator_is_refuse
     for thing, name in [((row for row in X), "generator"), ({1.0, 2.0}, "set")]:
         with pytest.raises(TypeError, match=rf"^X must be an array of numbers, got a {name}$"):
             model.predict(thing)
+
+
+def test_none_among_numbers_is_refused_as_a_missing_value():
+    """fit([[1, None]] * 5) said "X must hold real numbers; got dtype object (strings or other Python objects:
+    encode them as numbers first)": a None is a missing value, refused as one, a ValueError as a NaN (or a
+    DataFrame's None, which reaches the checks as NaN) is; None among strings keeps the strings' refusal."""
+    X, Y = _data(12, 3, 1)
+    model = _fitted_mlp(X, Y)
+    holes = X.astype(object)
+    holes[2, 1] = holes[5, 0] = None
+    with pytest.raises(ValueError, match=r"^X holds 2 None value\(s\) \(missing values\?\), first at row 2, column 1; "
+                                         r"clean or impute them first$"):
+        model.predict(holes.tolist())
+    with pytest.raises(ValueError, match=r"^Y holds 1 None value\(s\) \(missing values\?\), first at row 3; "):
+        model.fit(X, [None if i == 3 else y for i, y in enumerate(Y[:, 0].tolist())], epochs=1, verbose=False)
+    holes[0, 0] = "a"
+    with pytest.raises(TypeError, match="strings or other Python objects"):
+        model.predict(holes)
