@@ -287,7 +287,8 @@ class MLP(DeviceModel):
     ``fused=False`` runs the GPU's elementwise stages as plain CuPy expressions instead of
     the fused kernels (default: on, or the GPUNN_FUSED_KERNELS environment variable). On the CPU
     the kernels are Numba's: ``fused=True`` (or GPUNN_FUSED_KERNELS on) asks for them, refusing a
-    Numba that is installed but does not import, which by default warns and runs the NumPy reference.
+    Numba that is not installed, or does not import, where the default runs the NumPy reference (with a warning
+    for the latter).
     ``precision`` (GPU only, dtype float32): "float32" (default), "tf32" (matrix products on
     TF32 tensor cores) or "bf16" (bfloat16 activations and products, float32 master weights,
     optimizer state, output layer and loss; see the module docstring for every tensor).

@@ -89,7 +89,14 @@ def test_the_cpu_kernels_line_names_them_without_underscores_or_says_why_none(mo
     names = info.cpu_kernels().split("): ", 1)[1].split(", ")
     assert "adam" in names and not any(name.startswith("_") or name.endswith("_") for name in names)
     monkeypatch.setattr(cpu, "numba", None)
+    monkeypatch.delenv("GPUNN_FUSED_KERNELS", raising=False)
     assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
+    monkeypatch.setenv("GPUNN_FUSED_KERNELS", "0")
+    assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
+    monkeypatch.setenv("GPUNN_FUSED_KERNELS", "1")  # asked for: a CPU run is refused now, so the line is its error
+    assert info.cpu_kernels() == ("error: GPUNN_FUSED_KERNELS=1 asks for gpunn's fused CPU kernels, which need Numba: it "
+                                  "is not installed; install it (pip install 'gpunn[cpu]'), or set "
+                                  "GPUNN_FUSED_KERNELS=0 to run the NumPy reference")
 
 
 def test_a_numba_that_does_not_import_is_the_cpu_kernels_lines_off_or_with_the_kernels_asked_for_its_error(

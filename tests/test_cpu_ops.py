@@ -5,6 +5,7 @@ bit for bit where the kernel does the reference's arithmetic in its order (eleme
 to float rounding where a sum is split differently (bias gradient, small-k products).
 """
 import inspect
+import re
 import warnings
 
 import numpy
@@ -852,12 +853,30 @@ def test_usable_cores_are_those_this_process_may_run_on(monkeypatch):
     assert cpu.usable_cores() == 3
 
 
-def test_without_numba_cpu_ops_is_the_reference(monkeypatch):
+@pytest.mark.parametrize("setting", [None, "1"])
+def test_without_numba_cpu_ops_is_the_reference_and_the_kernels_asked_for_are_refused(monkeypatch, setting):
+    """Numba not installed: the default runs the reference, silently (the [cpu] extra is optional); fused=True or
+    GPUNN_FUSED_KERNELS=1 asks for the kernels and is refused, as a Numba that does not import is (it ran the
+    reference without a word)."""
+    from gpunn.checks import MissingExtra
     from gpunn.ops import cpu
 
     monkeypatch.setattr(cpu, "numba", None)
-    ops = CpuOps(fused=True)
-    assert not ops.fused
+    asked = dict(fused=True)
+    if setting is not None:
+        monkeypatch.setenv("GPUNN_FUSED_KERNELS", setting)
+        asked = {}
+    by, instead = (("fused=True", "leave fused unset (or pass fused=False)") if setting is None else
+                   ("GPUNN_FUSED_KERNELS=1", "set GPUNN_FUSED_KERNELS=0"))
+    with pytest.raises(MissingExtra, match=rf"^{by} asks for gpunn's fused CPU kernels, which need Numba: it is not "
+                                           rf"installed; install it \(pip install 'gpunn\[cpu\]'\), or "
+                                           rf"{re.escape(instead)} to run the NumPy reference$"):
+        MLP([3, 4, 1], device="cpu", **asked)
+    monkeypatch.delenv("GPUNN_FUSED_KERNELS", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # silently: the default asked for nothing
+        ops = CpuOps()
+        assert not ops.fused
     monkeypatch.setattr(Ops, "bias_activation", lambda *args: "the reference's")
     Z = numpy.ones((4, 3), numpy.float32)
     assert ops.bias_activation(Z, numpy.ones(3, numpy.float32), ACTIVATIONS["relu"], Z, False) == "the reference's"
@@ -1334,13 +1353,14 @@ def test_fused_kernels_asked_for_with_a_numba_that_does_not_import_are_refused_a
         monkeypatch.setenv("GPUNN_FUSED_KERNELS", setting)
     else:
         asked = dict(fused=True)
-    by = "fused=True" if setting is None else f"GPUNN_FUSED_KERNELS={setting}"
+    by, instead = (("fused=True", "leave fused unset (or pass fused=False)") if setting is None else
+                   (f"GPUNN_FUSED_KERNELS={setting}", "set GPUNN_FUSED_KERNELS=0"))  # fused=True is kept over it
     with pytest.raises(MissingExtra) as refused:
         MLP([3, 4, 1], device="cpu", **asked)
     assert str(refused.value) == (
         f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is installed but does not import (Numba needs "
-        f"NumPy 2.2 or less. Got NumPy 2.4.); install a Numba that supports NumPy {numpy.__version__}, or set "
-        "GPUNN_FUSED_KERNELS=0 to run the NumPy reference")
+        f"NumPy 2.2 or less. Got NumPy 2.4.); install a Numba that supports NumPy {numpy.__version__}, or {instead} "
+        "to run the NumPy reference")
     if setting is not None:  # the argument is kept over the variable, as for the GPU's kernels
         assert MLP([3, 4, 1], device="cpu", fused=False).ops.fused is False
 

@@ -24,10 +24,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "says error: a setting gpunn refuses (a GPUNN_ variable with a value it does not "
                                    "take, or an MPI launcher's PMI_SIZE, PMI_RANK, ... that is no whole number, which "
                                    "the other commands refuse as they start), a --device that cannot run "
-                                   "here (--device cuda without CuPy) or a Numba that is installed but does not "
-                                   "import where GPUNN_FUSED_KERNELS=1 asks for its kernels; no GPU under --device "
-                                   "auto is no error (status 0), nor is that Numba unasked (CPU runs warn and use "
-                                   "the NumPy reference).")
+                                   "here (--device cuda without CuPy) or a Numba that is not installed, or does not "
+                                   "import, where GPUNN_FUSED_KERNELS=1 asks for its kernels; no GPU under --device "
+                                   "auto is no error (status 0), nor is that Numba unasked (CPU runs use the NumPy "
+                                   "reference, with a warning where Numba is installed).")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
                                                          "GPUNN_DEVICE)")
     add_debug(i)
@@ -41,12 +41,12 @@ def cpu_kernels() -> str:
     from ..ops import ENV_FUSED, fused_setting, ops_for
     from ..ops import cpu, lazynumba
 
-    if cpu.numba is None:
-        return "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
-    try:  # GPUNN_FUSED_KERNELS on asks for the kernels: the ops refuse a Numba that does not import as they start
+    try:  # GPUNN_FUSED_KERNELS on asks for the kernels: the ops refuse a Numba missing or not importing as they start
         ops_for(_b.resolve("cpu"))
     except (ValueError, ImportError) as exc:  # a bad GPUNN_GEMM (chosen as the ops start), or the refusal
         return f"error: {exc}"
+    if cpu.numba is None:
+        return "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"
     if not fused_setting():
         return f"off: {ENV_FUSED}={environment.text(ENV_FUSED)}; the NumPy reference runs"
     try:  # Numba is imported at the CPU ops' first use (gpunn.ops.lazynumba): here, to tell what a CPU run does

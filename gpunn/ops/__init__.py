@@ -31,7 +31,8 @@ def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> O
 
     ``fused=False`` (or GPUNN_FUSED_KERNELS=0, false, no or off) runs the unfused reference expressions instead, to
     compare. On the CPU, ``fused=True`` (or GPUNN_FUSED_KERNELS on) asks for Numba's kernels: a Numba that is
-    installed but does not import is an error then, and by default a warning and the reference (gpunn.ops.cpu).
+    not installed, or does not import, is an error then, and by default the reference (with a warning for the
+    latter: gpunn.ops.cpu).
     """
     if fused is None:
         fused = fused_setting() if environment.text(ENV_FUSED) is not None else None  # unset: not asked for

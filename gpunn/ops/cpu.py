@@ -329,23 +329,29 @@ _fallback_warned = False  # KernelFallbackWarning is given once per process, as 
 
 
 def fused_kernels(asked: bool | None) -> bool:
-    """Whether CpuOps runs the fused kernels: not where ``asked`` is False or Numba is not installed (the reference,
-    as documented); else Numba is imported here (gpunn.ops.lazynumba.load) and where it does not import, ``asked``
-    True (fused=True, GPUNN_FUSED_KERNELS on) raises MissingExtra, while None (the default) warns once and runs the
-    reference: a broken install, common after a NumPy upgrade, neither stops a run nor goes unsaid."""
+    """Whether CpuOps runs the fused kernels: not where ``asked`` is False; else Numba is imported here
+    (gpunn.ops.lazynumba.load). Where it is not installed, or does not import, ``asked`` True (fused=True,
+    GPUNN_FUSED_KERNELS on) raises MissingExtra, as device="cuda" without a GPU is refused; None (the default) runs
+    the reference: silently without Numba (as documented: the [cpu] extra is optional), with one warning for a
+    broken install, common after a NumPy upgrade, which neither stops a run nor goes unsaid."""
     global _fallback_warned
-    if asked is False or numba is None:
+    if asked is False:
+        return False
+    if numba is None:
+        if asked:
+            by, instead = _asked_by()
+            raise MissingExtra(f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is not installed; "
+                               f"install it (pip install 'gpunn[cpu]'), or {instead} to run the NumPy reference")
         return False
     try:
         lazynumba.load()
     except ImportError as exc:
         why = " ".join(str(exc).split())
         if asked:
-            setting = environment.text(ENV_FUSED)
-            by = f"{ENV_FUSED}={setting}" if (setting or "").lower() in environment.ON else "fused=True"
+            by, instead = _asked_by()
             raise MissingExtra(f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is installed but does "
                                f"not import ({why}); install a Numba that supports NumPy {numpy.__version__}, or "
-                               f"set {ENV_FUSED}=0 to run the NumPy reference") from exc
+                               f"{instead} to run the NumPy reference") from exc
         if not _fallback_warned:
             _fallback_warned = True
             warnings.warn(f"gpunn: Numba is installed but does not import ({why}): the CPU runs the NumPy reference "
@@ -355,10 +361,19 @@ def fused_kernels(asked: bool | None) -> bool:
     return True
 
 
+def _asked_by() -> tuple[str, str]:
+    """What asked for the fused kernels, GPUNN_FUSED_KERNELS on or else fused=True, and how to run the reference
+    instead: the variable set to 0, or the argument left out (fused=True is kept over the variable)."""
+    setting = environment.text(ENV_FUSED)
+    if (setting or "").lower() in environment.ON:
+        return f"{ENV_FUSED}={setting}", f"set {ENV_FUSED}=0"
+    return "fused=True", "leave fused unset (or pass fused=False)"
+
+
 class CpuOps(Ops):
     """``Ops`` for NumPy with fused Numba kernels (when Numba is installed); GPUNN_CPU_THREADS > 1 splits them.
 
-    ``fused``: True asks for the kernels (an error at once where Numba is installed but does not import), False
+    ``fused``: True asks for the kernels (an error at once where Numba is not installed or does not import), False
     runs the reference, None (the default) runs the kernels where Numba imports, decided at the first read of
     ``self.fused`` -- before any kernel call, and after the constructor, so that making a CPU model does not import
     Numba (gpunn.ops.lazynumba). See fused_kernels."""
