@@ -901,7 +901,8 @@ def test_every_option_readmes_prose_names_is_an_option_of_the_command_it_gives()
 
     others = {"--batch": "the abbreviation README shows refused", "--timeout": "pytest-timeout's",
               "--pch": "NVRTC's", "--device-as-default-execution-space": "NVRTC's",
-              "--out": "bench/gpu_checks/NAME.py's", "--merge": "bench/gpu_report.py's"}
+              "--out": "bench/gpu_checks/NAME.py's", "--merge": "bench/gpu_report.py's",
+              "--index-url": "pip's (PyTorch's CPU wheel)"}
     text = (ROOT / "README.md").read_text()
     parser = cli.build_parser()
     commands = parser.commands
