@@ -535,6 +535,35 @@ def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     assert "unknown file type" in capsys.readouterr().err
 
 
+def test_predict_reads_in_by_its_name_as_it_writes_out_and_as_train_reads_data(tmp_path, capsys):
+    """IN of another name was read whole by its bytes (x.dat holding an .npy array was predicted from; t.txt, CSV
+    text with a header, by position, where t.csv's columns are picked by the model's names), but streamed by its
+    name ("x.dat: unknown file type" for OUT .parquet): one rule now, the name, as for OUT and train --data."""
+    import gzip
+
+    X = numpy.random.default_rng(0).standard_normal((6, 3))
+    model = tmp_path / "m.npz"
+    gpunn.save(model, gpunn.MLP([3, 1], device="cpu", seed=0))
+    numpy.save(tmp_path / "x.npy", X)
+    (tmp_path / "x.npy").rename(tmp_path / "x.dat")
+    (tmp_path / "t.txt").write_text("a,b,c\n" + "".join(",".join(map(str, row)) + "\n" for row in X))
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress((tmp_path / "t.txt").read_bytes()))
+    expected = ": unknown file type; the name must end in .npy, .csv, .parquet, .parq or .pq, as it says how the " \
+               "file is read (or be a directory of Parquet files)\n"
+    gpunn.save(tmp_path / "twin.npz", gpunn.MLP([3, 1], device="cpu", seed=0))
+    for name, said in [("x.dat", expected), ("t.txt", expected),
+                       ("twin.npz", " is an .npz/zip archive (a checkpoint?), not one array; save the inputs with "
+                                    "numpy.save(path, X)\n"),
+                       ("t.csv.gz", " is compressed (.gz): decompress it first (gpunn reads .npy, .csv and .parquet "
+                                    "files uncompressed)\n")]:
+        for out in ("o.npy", "o.parquet"):
+            assert main(["predict", str(model), str(tmp_path / name), str(tmp_path / out)]) == 2, name
+            assert capsys.readouterr().err == f"gpunn predict: error: IN {tmp_path / name}{said}"
+            assert not (tmp_path / out).exists()
+    (tmp_path / "x.dat").rename(tmp_path / "x.npy")
+    assert main(["predict", str(model), str(tmp_path / "x.npy"), str(tmp_path / "o.npy")]) == 0
+
+
 def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     assert main(["train", "--rows", "3000", "--features", "4", *SMALL]) == 0
     # in MiB under a GiB (it read "0.00 GiB"), and saying what it counts

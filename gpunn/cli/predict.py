@@ -13,9 +13,9 @@ from .common import DEVICE_NAMES, add_debug
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict with a saved model: gpunn predict MODEL IN OUT (.npy, .csv, .parquet)",
                        description="Load a checkpoint (from --save or gpunn.save), predict the rows of IN "
-                                   "(rows x features: a .npy array, a CSV file of numbers (UTF-8, comma-separated; "
-                                   "true/false read as 1 and 0 with pyarrow), or a Parquet file or directory) and write OUT (rows x "
-                                   "outputs: .npy, .csv or .parquet, by name). "
+                                   "(rows x features, by name: a .npy array, a .csv file of numbers (UTF-8, "
+                                   "comma-separated; true/false read as 1 and 0 with pyarrow), or a .parquet file or "
+                                   "directory) and write OUT (rows x outputs: .npy, .csv or .parquet, by name). "
                                    "OUT may not be MODEL or IN. Parquet files, .npy and CSV inputs over 256 MiB and "
                                    "tables with a header row for a model trained on named columns are streamed a "
                                    "chunk of rows at a time (Parquet and CSV tables need pyarrow: gpunn[data]); the "
@@ -30,7 +30,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "model).")
     # MODEL IN OUT, as the description, README and the errors ("IN in.npy: X has 8 columns") name them
     p.add_argument("model", metavar="MODEL", help="checkpoint .npz")
-    p.add_argument("input", metavar="IN", help=".npy array (read without pickle), CSV file of inputs, or Parquet file/directory")
+    p.add_argument("input", metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or .parquet file/directory")
     p.add_argument("output", metavar="OUT", help="file to write: .npy, .csv or .parquet")
     p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
                    "(default: the model's training columns, else every column); streams the input")
@@ -40,6 +40,29 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+SUFFIXES = (".npy", ".csv", ".parquet", ".parq", ".pq")  # IN's and OUT's: the name says how each is read or written
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+
+
+def _check_input_name(path) -> None:
+    """IN is read by its name, as OUT is written and gpunn train --data reads: a CSV file's header picks the
+    model's columns by name, which a file of another name, read whole by its bytes, went without (its columns were
+    taken by position), and only the whole read took such a name (the streamed one said "unknown file type")."""
+    from .. import preflight
+
+    if os.path.isdir(path) or path.lower().endswith(SUFFIXES):
+        return
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".npz":  # a checkpoint given as IN, most often
+        raise preflight.PreflightError(f"IN {path}{preflight.not_npy(path, 'zip', 'the inputs')}")
+    if suffix in COMPRESSED:
+        raise preflight.PreflightError(f"IN {path} is compressed ({suffix}): decompress it first (gpunn reads .npy, "
+                                       ".csv and .parquet files uncompressed)")
+    raise preflight.PreflightError(f"IN {path}: unknown file type; the name must end in {', '.join(SUFFIXES[:-1])} "
+                                   f"or {SUFFIXES[-1]}, as it says how the file is read (or be a directory of "
+                                   "Parquet files)")
+
+
 def run(args) -> int:
     from .. import checkpoint as io, csvtext, preflight
 
@@ -47,7 +70,8 @@ def run(args) -> int:
         raise preflight.PreflightError(f"MODEL {args.model} does not exist" if not os.path.exists(args.model)
                                        else f"MODEL {args.model} is not a file")
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
-                           suffixes=(".npy", ".csv", ".parquet", ".parq", ".pq"))
+                           suffixes=SUFFIXES)
+    _check_input_name(args.input)
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
