@@ -440,6 +440,16 @@ def fail_before_the_fit(out, tmp):
     MLP(**ARCH).fit(X, Y, epochs=100, batch_size=8, distributed=True, **FIT)
 
 
+def leave_before_starting_mpi(out, tmp):
+    """Rank 1 leaves with an exit status before it started MPI: no excepthook sees it, and mpiexec does not notice a
+    process that never began MPI; rank 0 goes on to its fit (MPI_Init, where it waited forever)."""
+    from gpunn.distributed import launched_rank
+
+    if launched_rank() == 1:
+        sys.exit("rank 1 leaves on purpose, before starting MPI")
+    world(timeout=2)
+
+
 def leave_after_starting_mpi(out, tmp):
     """Both ranks start MPI (a script's own ``from mpi4py import MPI``); rank 1 then leaves with an exit status, which
     no excepthook sees, and rank 0 goes on to its fit (gpunn's communicator: MPI_Comm_dup on COMM_WORLD)."""

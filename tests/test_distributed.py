@@ -1295,6 +1295,32 @@ def test_a_rank_whose_stderr_is_gone_or_closed_still_ends_the_job(monkeypatch, s
     assert aborted == [3 if ending == "watchdog" else 1]
 
 
+_STARTING_MPI = ("import sys, time\n"
+                 "from gpunn.distributed.init_watch import timed_start\n"
+                 "with timed_start('gpunn [rank 0 of ranks 0-1]: waited {:.0f} s in MPI_Init\\n', float(sys.argv[1])):\n"
+                 "    time.sleep(float(sys.argv[2]))  # (MPI_Init, holding the GIL: no thread of this process runs)\n"
+                 "print('MPI started')\n")
+
+
+def test_a_rank_still_starting_mpi_after_the_timeout_says_so_and_is_ended():
+    """A process of the job that left before starting MPI (sys.exit(1), which no excepthook sees) left the others
+    waiting in MPI_Init forever: mpiexec does not notice it, and no thread of a rank runs while mpi4py holds the GIL
+    in MPI_Init. A child process times that start: past the timeout it writes the rank's line to their shared stderr,
+    waits until it is read, and kills the rank, which the launcher sees."""
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent))
+    done = waiting.run([sys.executable, "-c", _STARTING_MPI, "0.2", "600"], timeout=120, env=env)
+    assert done.returncode == -signal.SIGKILL and done.stdout == ""
+    assert re.fullmatch(r"gpunn \[rank 0 of ranks 0-1\]: waited 0 s in MPI_Init\n", done.stderr), done.stderr
+
+
+def test_a_rank_that_starts_mpi_within_the_timeout_is_left_alone():
+    # the child leaves when the rank's start is over: it neither speaks nor kills after the timeout (30 s here,
+    # when communicate(), which reads until every holder of the pipes has closed them, would still be waiting)
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent))
+    done = waiting.run([sys.executable, "-c", _STARTING_MPI, "30", "0"], timeout=120, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "MPI started\n", "")
+
+
 def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the_job():
     code = "import sys, gpunn; print(getattr(sys.excepthook, 'gpunn_ends_the_job', False))"
     env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
@@ -1756,6 +1782,11 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
                                                                r"aborting all ranks\.\nTraceback [\s\S]*\n"
                                                                r"FileNotFoundError: \S*X\.npy: rank 1 finds no data, "
                                                                r"on purpose\n"),
+                                       # rank 1 left, with a status, before MPI started: rank 0 waited in MPI_Init
+                                       # forever; a child process ends it now (gpunn/distributed/init_watch.py)
+                                       ("leave_before_starting_mpi", r"\[rank 0 of ranks 0-1\]: waited [23] s in "
+                                                                     r"MPI_Init, which every process of the job enters; "
+                                                                     r"another has not started MPI \("),
                                        # rank 1 left, with a status, after MPI started: rank 0 waited in MPI_Comm_dup
                                        # forever (world(timeout=2))
                                        ("leave_after_starting_mpi", r"\[rank 0 of ranks 0-1\]: waited [23] s in the "
@@ -1775,10 +1806,10 @@ def test_a_rank_that_raises_hangs_or_dies_ends_the_job_within_bounded_time(tmp_p
     assert printed.get(mode, "") in out, (out, err)
     if mode != "die":  # MPI_Abort's status, which mpiexec returns: 1 for a rank's error, 3 for a timeout
         assert code == {"fail": 1, "hang": 3, "nan_in_a_shard": 1, "fail_before_the_fit": 1,
-                        "leave_after_starting_mpi": 3}[mode]
+                        "leave_after_starting_mpi": 3, "leave_before_starting_mpi": 9}[mode]  # (9: SIGKILL)
     # a failed or killed rank ends the job itself (its abort; the launcher), not the other rank's watchdog after
     # world(timeout=20): told by what the ranks wrote, not by a clock that a loaded machine runs past
-    assert mode in ("hang", "leave_after_starting_mpi") or "waited" not in err, err
+    assert mode in ("hang", "leave_after_starting_mpi", "leave_before_starting_mpi") or "waited" not in err, err
 
 
 @needs_mpi

@@ -13,7 +13,8 @@ was stopped, as a suspended job is, does not count) prints which
 collective it was in and aborts the whole job (``MPI_Abort``). A rank that raises inside a
 distributed fit prints its error and aborts the job at once (see :func:`abort_on_error`), and so does
 one whose exception nothing caught before its fit (:func:`end_job_on_uncaught_exception`); a
-rank that is killed is noticed by the launcher (mpiexec ends the others).
+rank that is killed is noticed by the launcher (mpiexec ends the others). MPI_Init, which no thread of a rank can
+time, is timed by a child process where gpunn starts MPI (:mod:`gpunn.distributed.init_watch`).
 """
 from __future__ import annotations
 
@@ -172,6 +173,24 @@ class _Watchdog:
                 return
 
 
+def _mpi_init_timed(timeout):
+    """A context in which this process starts MPI, timed (:func:`gpunn.distributed.init_watch.timed_start`) where a
+    launcher started several processes and MPI has not started here yet: a rank whose job has a process that never
+    enters MPI_Init (it left before starting MPI) says so after ``timeout`` seconds and ends, not waiting forever."""
+    try:
+        size = launched_size()
+        where = f" [{rank_words(launched_rank(), size)}]"
+    except DistributedError:  # (a launcher's variable gpunn cannot read: untimed, as before)
+        size, where = 1, ""
+    if "mpi4py.MPI" in sys.modules or size <= 1:
+        return contextlib.nullcontext()
+    from .init_watch import timed_start
+
+    return timed_start(f"{_speaker()}{where}: waited {{:.0f}} s in MPI_Init, which every process of the job enters; "
+                       f"another has not started MPI (it left before starting it, or is that much later to its fit). "
+                       f"Ending the job ({ENV_TIMEOUT}={timeout:g} s).\n", timeout)
+
+
 class MpiComm:
     """Collectives over MPI on host arrays (the CPU engine), and the control channel of NcclComm.
 
@@ -182,15 +201,16 @@ class MpiComm:
     engine = "mpi"
 
     def __init__(self, comm=None, timeout=None):
+        self.timeout = _timeout_from_env(timeout)
         try:
-            from mpi4py import MPI
+            with _mpi_init_timed(self.timeout):
+                from mpi4py import MPI
         except ImportError:
             raise DistributedError('distributed training needs mpi4py and an MPI runtime: pip install "gpunn[mpi]" '
                                    "(mpi4py and the mpich wheel), or mpi4py built against your system MPI") from None
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm  # (its duplicate's below: the watchdog's abort till then)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self.timeout = _timeout_from_env(timeout)
         self._watchdog = _Watchdog(self.timeout, self._timed_out)
         # collectives too, every rank's first with gpunn (one that left after starting MPI was waited for forever)
         self._watchdog.begin("the set-up of gpunn's communicator")
