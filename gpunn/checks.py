@@ -132,7 +132,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(data.shape)}")
     if n_columns is not None and data.shape[1] != n_columns:
-        raise ValueError(f"{name} has {data.shape[1]} columns but the model expects {n_columns}")
+        has = f"{data.shape[1]} column{'s' if data.shape[1] != 1 else ''}"
+        raise ValueError(f"{name} has {has} but the model expects {n_columns}")
     if not (xp is numpy and type(data) is numpy.ndarray and data.dtype == dtype and data.flags.c_contiguous):
         with numpy.errstate(over="ignore"):  # an overflow to inf is reported just below, with its place
             data = xp.ascontiguousarray(xp.asarray(data, dtype=dtype))

@@ -245,6 +245,28 @@ def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_
     assert gpunn.data.csv(tmp_path / "t.csv", [" y"]).feature_names == ["a", " b"]  # a name as written is found
 
 
+def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, capsys):
+    """A CSV file is read by position for a model that knows no column names (trained on an .npy pair), and a file
+    without a header for one that does: "X has 3 columns but the model expects 2" said neither, nor --features."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i},{i % 3},{2 * i}\n" for i in range(40))
+    (tmp_path / "t.csv").write_text("a,b,y\n" + rows)
+    (tmp_path / "bare.csv").write_text(rows)
+    unnamed, named = str(tmp_path / "unnamed.npz"), str(tmp_path / "named.npz")
+    gpunn.save(unnamed, gpunn.MLP([2, 4, 1], seed=0))
+    model = gpunn.MLP([2, 4, 1], seed=0)
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
+    gpunn.save(named, model)
+    assert main(["predict", unnamed, str(tmp_path / "t.csv"), str(tmp_path / "p.npy")]) == 2
+    assert ("IN {}: X has 3 columns but the model expects 2; its header names a, b, y, and the model was trained on "
+            "unnamed columns (an .npy file or a synthetic task), so they are taken in order: pick the model's 2 with "
+            "--features, e.g. --features a,b\n".format(tmp_path / "t.csv")) in capsys.readouterr().err
+    assert main(["predict", unnamed, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", "a,b"]) == 0
+    assert main(["predict", named, str(tmp_path / "bare.csv"), str(tmp_path / "p.npy")]) == 2
+    assert ("X has 3 columns but the model expects 2; bare.csv has no header row, so its columns are taken in order "
+            "as the model's features, a, b: give it a header row naming them") in capsys.readouterr().err
+
+
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
     """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),
     and gpunn predict of a model that knows its columns read a headerless file's first row as names."""

@@ -110,7 +110,7 @@ def run(args) -> int:
         names = csvtext.csv_names(args.input) if csv else None
         raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}") from None
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"IN {args.input}: {exc}") from None
+        raise ValueError(f"IN {args.input}: {exc}{_by_position(args.input, model, exc)}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
         from ..data.files import output_writer, write_rows
 
@@ -141,6 +141,29 @@ def _streams(args, model) -> bool:
         return True
     return bool(args.features) or (args.input.lower().endswith((".npy", ".csv")) and os.path.isfile(args.input)
                                    and os.path.getsize(args.input) > STREAM_BYTES)
+
+
+def _by_position(path, model, exc) -> str:
+    """Why a file read whole has another width than the model: its columns are taken in order, and a CSV file's
+    header then picks nothing ("X has 5 columns but the model expects 4" for a table of a, b, c, d, y and a model
+    trained on an .npy pair, with no word of --features), nor is a model's column missing from a headerless file
+    said. "" for any other error."""
+    from .. import preflight
+    from ..csvtext import csv_names
+
+    if "columns but the model expects" not in str(exc):
+        return ""
+    names = (getattr(model, "data_columns", None) or {}).get("features")
+    header = csv_names(path) if preflight.file_kind(path) == "text" else None
+    n = model.layer_sizes[0]
+    if header and not names:
+        return (f"; its header names {', '.join(header)}, and the model was trained on unnamed columns (an .npy "
+                f"file or a synthetic task), so they are taken in order: pick the model's {n} with --features"
+                + (f", e.g. --features {','.join(header[:n])}" if len(header) > n else ""))
+    if names and not header:
+        return (f"; {os.path.basename(path)} has no header row, so its columns are taken in order as the model's "
+                f"features, {', '.join(names)}: give it a header row naming them, and the columns are picked by name")
+    return ""
 
 
 def _named_in(exc, path):
