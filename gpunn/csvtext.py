@@ -420,6 +420,22 @@ def _first_rows(path, delimiter):
         return next(reader, []), next(reader, [])
 
 
+def first_value_is_text(path, index, delimiter=",", decimal=".") -> bool:
+    """Whether column ``index`` of the CSV file's first data row holds text: not a number, a boolean or a missing
+    value, as gpunn reads them."""
+    import csv
+
+    try:
+        first = _first_rows(path, delimiter)[1]
+    except (OSError, csv.Error):
+        return False
+    if index >= len(first):
+        return False
+    value = first[index]
+    others = set(pyarrow_csv_booleans()) | set(pyarrow_csv_null_values())
+    return value.strip() not in others and value not in others and not is_number(value, decimal)
+
+
 def numbers_header_hint(path, delimiter=",", decimal=".") -> str:
     """A sentence to append where columns are looked for by name in a CSV file whose first row holds numbers
     alone: a file written without a header (numpy.savetxt's default), whose first row of data was taken for the

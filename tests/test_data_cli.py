@@ -543,10 +543,29 @@ def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_re
     assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
     assert err == [f"gpunn predict: error: IN {path}: column 'b' is string, not numeric; every feature column must hold "
-                   "numbers"]
+                   "numbers"]  # (predict's features are the model's: no word of training's default)
     with pytest.raises(gpunn.data.DataError, match="column 'b' is string, not numeric; every feature and target "
-                                                   "column must hold numbers$"):
+                                                   "column must hold numbers$"):  # no other feature: no hint
         gpunn.data.parquet(path, target="a")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": ["x", "y"], "c": [3.0, 4.0]}), path)
+    with pytest.raises(gpunn.data.DataError, match="column 'b' is string, not numeric; every feature and target "
+                                                   "column must hold numbers; with no features named, every column "
+                                                   r"but the target is one: if 'b' is not, .* \(--features c, "):
+        gpunn.data.parquet(path, target="a")
+    with pytest.raises(gpunn.data.DataError, match="column 'b' is string, not numeric; every feature and target "
+                                                   "column must hold numbers$"):  # named: no word of the default
+        gpunn.data.parquet(path, target="a", features=["b", "c"])
+
+
+def test_a_text_column_taken_as_a_feature_by_default_says_how_to_leave_it_out(tmp_path, capsys):
+    """A table with an id or a name beside the numbers: without --features every column but the target is a
+    feature, and the refusal ("line 2: column 'name': 'bob' is not a number") said nothing of --features."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "ids.csv").write_text("name,a,b,y\nbob,1,2,3\ncat,3,4,5\n")
+    assert main(["train", "--data", str(tmp_path / "ids.csv"), "--target", "y", *SMALL]) == 2
+    assert ("ids.csv line 2: column 'name': 'bob' is not a number; with no features named, every column but the "
+            "target is one: if 'name' is not, name those that are (--features a,b, features=[...])\n"
+            in capsys.readouterr().err)
 
 
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):

@@ -73,10 +73,12 @@ def _names(value, what):
     return names
 
 
-def pick_columns(path, schema, target, features, text_at=None):
+def pick_columns(path, schema, target, features, text_at=None, text_from_the_start=None):
     """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
     file, where a column read as text first holds a value that is not a number (its index in ``schema`` ->
-    csvtext.csv_first_text's "line 3: column 'b': 'oops' is not a number", the refusal then)."""
+    csvtext.csv_first_text's "line 3: column 'b': 'oops' is not a number", the refusal then), and
+    ``text_from_the_start`` whether that column's first value is text (an id beside the numbers, not a stray value in
+    a column of numbers: only the first is told how to leave it out of the default features)."""
     targets = _names(target, "target")
     features = _names(features, "features")
     available = list(schema.names)
@@ -86,6 +88,7 @@ def pick_columns(path, schema, target, features, text_at=None):
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
                         f"{_spaced(missing, available)}")
+    every_other = features is None
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
         left_out = set(targets or []) | set(index)
@@ -108,12 +111,30 @@ def pick_columns(path, schema, target, features, text_at=None):
     for name in features + (targets or []):
         kind = schema.field(name).type
         if read_as(kind) == "other":
-            found = text_at(available.index(name)) if text_at else ""
+            index = available.index(name)
+            text = text_from_the_start(index) if text_from_the_start else True  # a Parquet column is typed whole
+            hint = _by_default(name, features, targets, schema) if every_other and targets and text else ""
+            found = text_at(index) if text_at else ""
             if found:  # "x.csv line 3: column 'b': 'oops' is not a number", as past the rows types are inferred from
-                raise DataError(f"{path} {found}")
+                raise DataError(f"{path} {found}{hint}")
             read = "feature and target" if targets is not None else "feature"  # (gpunn predict reads no targets)
-            raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every {read} column must hold numbers")
+            raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every {read} column must hold numbers"
+                            f"{hint}")
     return features, targets
+
+
+def _by_default(name, features, targets, schema) -> str:
+    """A sentence for a column of text that is a feature only because none were named (an id, a name, a date
+    beside the numbers: "column 'name' is string, not numeric" said nothing of how to leave it out), or ""."""
+    if name not in features:
+        return ""
+    numeric = [n for n in features if read_as(schema.field(n).type) != "other"]
+    if not numeric:  # no feature to keep: the text is the problem, said as it is
+        return ""
+    example = f"--features {','.join(numeric)}" if len(numeric) <= 12 else "--features a,b"
+    example = f" ({example}, features=[...])"
+    every = "every column but the target" if targets else "every column"
+    return f"; with no features named, {every} is one: if {name!r} is not, name those that are{example}"
 
 
 def csv_column_types(schema, names) -> dict:
@@ -533,7 +554,7 @@ class CsvSource(ChunkedSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
-        from ..csvtext import csv_first_text, delimiter_hint, numbers_header_hint
+        from ..csvtext import csv_first_text, delimiter_hint, first_value_is_text, numbers_header_hint
 
         check_csv_kind(self.path)
         self._fd = os.open(self.path, os.O_RDONLY)
@@ -555,7 +576,8 @@ class CsvSource(ChunkedSource):
             if target is None:  # before the columns' checks: an id column of text would be refused first
                 raise NoTarget(listed_columns(schema), hint())
             self.feature_names, self.target_names = pick_columns(
-                self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal))
+                self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal),
+                lambda i: first_value_is_text(self.path, i, self.delimiter, self.decimal))
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
             raise DataError(f"{exc}{hint()}") from None
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
