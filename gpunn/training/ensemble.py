@@ -628,12 +628,13 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
             if bootstrap:
                 raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays (X, Y), "
                                  "or the source without bootstrap")
-            (seed, shuffle), rows = source_order(source, seed, shuffle, model.seeds[0]), source.rows
+            seed, shuffle = source_order(source, seed, shuffle, model.seeds[0])
             statistics = None
             if distributed:  # standardization statistics from each rank's own shard, as for one model
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction,
                                                                   statistics))
+            rows = source.rows  # once held out: the training rows
         else:
             X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
             check_rows_match(X, Y)
