@@ -777,7 +777,7 @@ def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(scrip
 
 
 @pytest.mark.parametrize("script, argv", [("dist_bench.py", ["t:4:8:1:8", "4", "3"]), ("regression_probe.py", ["small"]),
-                                          ("first_epoch.py", ["1"])])
+                                          ("first_epoch.py", ["1"]), ("cpu_speed.py", ["1"])])
 def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_start(script, argv):
     """As gpunn's commands and its python -m gpunn.bench.* tools: one line in the script's name and status 2 before
     it measures, where it failed with a traceback as its first fit read the variable. bench/ensemble_products.py
@@ -812,7 +812,9 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
     ("first_epoch.py", ["3", "4"], "takes [RUNS], got 2 arguments"),
     ("wide_first_layer.py", ["large"], "unknown CONFIG 'large': use small or medium"),
     ("wide_first_layer.py", ["small", "0"], "ROUNDS must be a whole number, 1 or more, got '0'"),
-    ("wide_first_layer.py", ["small", "3", "4"], "takes [CONFIG] [ROUNDS], got 3 arguments")])
+    ("wide_first_layer.py", ["small", "3", "4"], "takes [CONFIG] [ROUNDS], got 3 arguments"),
+    ("cpu_speed.py", ["0"], "SECONDS must be a whole number, 1 or more, got '0'"),
+    ("cpu_speed.py", ["3", "4"], "takes [SECONDS], got 2 arguments")])
 def test_the_measurement_scripts_refuse_arguments_they_cannot_run_in_one_line_before_they_measure(script, argv, says):
     """They read their arguments by position: a missing or malformed one was a traceback (IndexError, ValueError,
     KeyError; regression_probe's after the parts before it had run), a batch or K of 0 failed in the first fit or
