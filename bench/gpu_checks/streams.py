@@ -106,8 +106,10 @@ def epoch_fitter(model_args, train, batch_size):
         # handle_interrupt=False: gpu_check.sh's SIGINT at the stage's cap ends the hook at once (a traceback); a
         # fit that handled it would stop part-trained and return, and what the hook compares or times next would be
         # false
+        # a new shuffle per call for arrays; a source orders its rows by its own seed (fit refuses another one)
+        order = {"seed": len(calls)} if train[1] is not None else {}
         history = model.fit(*train, epochs=2 if len(calls) == 1 else 1, batch_size=batch_size, optimizer=optimizer,
-                            seed=len(calls), verbose=False, handle_interrupt=False)
+                            verbose=False, handle_interrupt=False, **order)
         return history["samples_per_s"][-1], step_kind(model)
 
     return epoch
