@@ -690,6 +690,21 @@ def test_an_unknown_option_names_the_commands_help_and_the_option_meant(capsys):
     assert cli.main(["--debug", "info"]) == 0  # --debug goes either side of the command, as README says
 
 
+@pytest.mark.parametrize("argv, hints", [
+    (["train", "t.csv"], "t.csv: a data file follows --data, as in --data t.csv"),  # it said "did you mean --csv?"
+    (["sweep", "X.npy", "Y.NPY"], "X.npy: a data file follows --data, as in --data X.npy; Y.NPY: a targets file "
+                                  "follows --targets, as in --targets Y.NPY"),
+    (["train", "run.toml"], "run.toml: a config file follows --config, as in --config run.toml"),
+])
+def test_a_file_given_without_its_option_is_told_the_option(argv, hints, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    command = argv[0]
+    assert capsys.readouterr().err == (f"gpunn {command}: error: unrecognized arguments: {' '.join(argv[1:])} ({hints}) "
+                                       f"(see gpunn {command} --help)\n")
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["train", "--learning-rate", "3e-3"], "--learning-rate: did you mean --lr?"),
     (["sweep", "--learning_rate", "3e-3"], "--learning_rate: did you mean --lr?"),

@@ -131,6 +131,10 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
         if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
             hints.append(f"{name}: write it after '{command}'")
             continue
+        given_with = _file_option(token, options, [h.split(" as in ")[-1] for h in hints])
+        if given_with:  # gpunn train t.csv: a file given as the command's argument (it said "did you mean --csv?")
+            hints.append(f"{name}: a {given_with[1]} follows {given_with[0]}, as in {given_with[0]} {name}")
+            continue
         found = meant(spelled[2:] if spelled.startswith("--") else spelled, names)  # -v: as written
         if found is None:
             continue
@@ -139,6 +143,25 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
         hints.append(f"{name}: {note}{found.hint(_as_option)}")
     command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
                          + (f" {then}" if then else ""))
+
+
+def _file_option(token, options, said=()):
+    """(option, what) that takes the file ``token`` names where it was given bare (gpunn train t.csv), or None: a
+    data file or a Parquet directory to --data (a second .npy file, after one said to go there, to --targets),
+    a config to --config. ``said``: the options the hints before this one gave ("--data X.npy")."""
+    import os
+
+    if token.startswith("-"):
+        return None
+    npy = token.lower().endswith(".npy")
+    if "--targets" in options and npy and any(s.startswith("--data ") and s.lower().endswith(".npy") for s in said):
+        return "--targets", "targets file"
+    if "--data" in options and (token.lower().endswith((".npy", ".csv", ".parquet", ".parq", ".pq"))
+                                or os.path.isdir(token)):
+        return "--data", "data file"
+    if "--config" in options and token.lower().endswith(".toml"):
+        return "--config", "config file"
+    return None
 
 
 REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._ExtendAction)
