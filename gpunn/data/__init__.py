@@ -39,15 +39,17 @@ def npy(x_path, y_path, **options):
     return NpySource(x_path, y_path, **options)
 
 
-def parquet(path, target, features=None, **options):
-    """A Parquet file or a directory of them, ``target`` columns as Y; see :class:`gpunn.data.tables.ParquetSource`."""
+def parquet(path, target=None, features=None, **options):
+    """A Parquet file or a directory of them, ``target`` columns as Y (none named: refused with the file's columns
+    listed); see :class:`gpunn.data.tables.ParquetSource`."""
     from .tables import ParquetSource
 
     return ParquetSource(path, target, features, **options)
 
 
-def csv(path, target, features=None, **options):
-    """A CSV file with a header row, ``target`` columns as Y; see :class:`gpunn.data.tables.CsvSource`."""
+def csv(path, target=None, features=None, **options):
+    """A CSV file with a header row, ``target`` columns as Y (none named: refused with the file's columns listed);
+    see :class:`gpunn.data.tables.CsvSource`."""
     from .tables import CsvSource
 
     return CsvSource(path, target, features, **options)

@@ -350,15 +350,15 @@ class ParquetSource(ChunkedSource):
     pieces of a row group form a run (see gpunn.data.base): they keep their order, and only rows
     within a window are shuffled across them, so a file that is one huge sorted row group is
     shuffled only within windows of pieces. A resume part-way through a large row group
-    reads (decodes) it from its start up to its position. ``target`` and ``features`` name columns;
-    the other options are :class:`gpunn.data.base.ChunkedSource`'s.
+    reads (decodes) it from its start up to its position. ``target`` and ``features`` name columns (no
+    ``target``: a :class:`NoTarget` error listing the file's columns); the other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "parquet"
     stored_dtype = numpy.dtype("float64")  # columns are read as float64 (see copy_columns)
 
     @closes_files_when_refused
-    def __init__(self, path, target, features=None, *, chunk_rows=None, seed=0, shuffle=True, window=16,
+    def __init__(self, path, target=None, features=None, *, chunk_rows=None, seed=0, shuffle=True, window=16,
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.path = os.fspath(path)
         files = self.list_files(self.path)
@@ -544,7 +544,7 @@ class CsvSource(ChunkedSource):
     BLOCK = 1 << 22  # bytes per chunk by default; a smaller file in about SPLIT_CHUNKS blocks (default_chunk_rows)
 
     @closes_files_when_refused
-    def __init__(self, path, target, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
+    def __init__(self, path, target=None, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
                  shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1, device=None,
                  dtype=None):
         if not (isinstance(decimal, str) and len(decimal) == 1) or decimal in (delimiter, '"', "\n", "\r"):
