@@ -190,6 +190,15 @@ def real(value) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
+def got(value) -> str:
+    """The end of a real-valued option's refusal, naming what was given: ``got 0`` (its repr), and for text ``got the
+    string '0.01'; pass a number``: a number read from a config file or a command line as text, whose quotes alone
+    ("got '0.01'") read as the number refused."""
+    if isinstance(value, str):
+        return f"got the string {value!r}; pass a number"
+    return f"got {value!r}"
+
+
 def no_array(value, name: str, what: str) -> None:
     """Refuse an array of one or more values (shape (1,) or more) given as the one number ``name``, as :func:`real`
     refuses it ("validation_fraction must be in (0, 1), got array([0.1, 0.2])"), before an option's truth test

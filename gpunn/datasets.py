@@ -22,7 +22,7 @@ import numpy
 
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng, normals, uniforms
-from .checks import canonical_dtype, positive_int, real, seed_int
+from .checks import canonical_dtype, got, positive_int, real, seed_int
 
 __all__ = ["make", "stream", "get_task", "TASKS", "Task", "Teacher", "Linear", "Friedman1", "Sinusoid", "CHUNK_ROWS"]
 
@@ -39,7 +39,7 @@ class Task:
         self.n_outputs = positive_int(n_outputs, "n_outputs")
         self.noise = real(noise)
         if self.noise is None or not math.isfinite(self.noise) or self.noise < 0:
-            raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+            raise ValueError(f"noise must be a non-negative number, {got(noise)}")
         self.seed = seed_int(seed)
         self._on_device = {}  # (device, dtype) -> the task's constants there
 

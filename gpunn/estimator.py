@@ -16,7 +16,7 @@ import warnings
 import numpy
 
 from .backend import DeviceError
-from .checks import flag, seed_int, verbosity
+from .checks import flag, got, seed_int, verbosity
 from .optim import make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
@@ -310,7 +310,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or \
                     (name in ("learning_rate_init", "epsilon") and value == 0):
                 raise ValueError(f"{name} must be a {'positive' if name in ('learning_rate_init', 'epsilon') else 'non-negative'}"
-                                 f" number, got {value!r}")
+                                 f" number, {got(value)}")
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -320,7 +320,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         verbosity(self.verbose)
         fraction = self.validation_fraction  # scikit-learn's range, and a held-out share for early stopping
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
-            raise ValueError(f"validation_fraction must be a number in [0, 1), got {fraction!r}")
+            raise ValueError(f"validation_fraction must be a number in [0, 1), {got(fraction)}")
         if self.early_stopping and fraction == 0:
             raise ValueError("early_stopping needs a validation_fraction in (0, 1) to hold out, got 0")
         # in any letter case, as every activation name ("ReLU" is relu): scikit-learn's "Logistic" too

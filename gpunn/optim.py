@@ -9,21 +9,21 @@ import inspect
 import math
 from dataclasses import dataclass
 
-from .checks import flag, non_negative_int, positive_int, real
+from .checks import flag, got, non_negative_int, positive_int, real
 from .hints import known_name
 
 
 def check_lr(lr) -> float:
     number = real(lr)
     if number is None or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
+        raise ValueError(f"learning rate must be a positive finite number, {got(lr)}")
     return number
 
 
 def _check_nonneg(name, value) -> float:
     number = real(value)
     if number is None or not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative number, {got(value)}")
     return number
 
 
@@ -98,7 +98,7 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay)
         self.momentum = _check_nonneg("momentum", momentum)
         if self.momentum >= 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+            raise ValueError(f"momentum must be in [0, 1), {got(momentum)}")
         nesterov = flag(nesterov, "nesterov")
         if nesterov and not self.momentum:
             raise ValueError("nesterov=True needs a momentum > 0")
@@ -154,10 +154,10 @@ class Adam(Optimizer):
         betas = real(beta1), real(beta2)
         for label, beta, number in (("beta1", beta1, betas[0]), ("beta2", beta2, betas[1])):
             if number is None or not 0 <= number < 1:
-                raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
+                raise ValueError(f"{label} must be in [0, 1), {got(beta)}")
         self.eps = real(eps)
         if self.eps is None or not 0 < self.eps < math.inf:
-            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+            raise ValueError(f"eps must be a positive finite number, {got(eps)}")
         self.beta1, self.beta2 = betas
 
     def state_names(self):
@@ -257,9 +257,9 @@ class Schedule:
         object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))
         gamma, min_factor = real(self.gamma), real(self.min_factor)  # floats, as the checkpoint's JSON records them
         if gamma is None or not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+            raise ValueError(f"gamma must be in (0, 1], {got(self.gamma)}")
         if min_factor is None or not 0 <= min_factor <= 1:
-            raise ValueError(f"min_factor must be in [0, 1], got {self.min_factor!r}")
+            raise ValueError(f"min_factor must be in [0, 1], {got(self.min_factor)}")
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "min_factor", min_factor)
 

@@ -290,9 +290,9 @@ def test_non_positive_sizes(sizes, match):
     (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
     (dict(seed="3"), "seed must be a non-negative int, got '3'"),
     # these were TypeErrors from a comparison ("'<=' not supported between 'int' and 'str'"), or accepted
-    (dict(optimizer=lambda: gpunn.Adam(beta1="0.9")), r"beta1 must be in \[0, 1\), got '0.9'"),
+    (dict(optimizer=lambda: gpunn.Adam(beta1="0.9")), r"beta1 must be in \[0, 1\), got the string '0.9'; pass a number$"),
     (dict(optimizer=lambda: gpunn.Adam(eps=float("inf"))), "eps must be a positive finite number, got inf"),
-    (dict(schedule=lambda: gpunn.Schedule("step", gamma="0.5")), r"gamma must be in \(0, 1\], got '0.5'"),
+    (dict(schedule=lambda: gpunn.Schedule("step", gamma="0.5")), r"gamma must be in \(0, 1\], got the string '0.5'; pass a number$"),
     # mut12m's F3 and F16: 0.96 of 10 rows rounds to all 10 (with n_val > m the empty training set failed later with
     # "range() arg 3 must not be zero"), and a negative share was held out as 1 row and refused for that, not its sign
     (dict(validation_fraction=0.96), "validation_fraction=0.96 of 10 rows leaves no rows to train on"),
@@ -452,7 +452,7 @@ def test_an_ensemble_member_out_of_range_and_gpunn_fit_of_an_ensemble_say_so(dat
 
 def test_a_string_given_as_an_ensembles_setting_is_one_value_for_all_members_not_a_list_of_letters(data):
     ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
-    with pytest.raises(ValueError, match="member 0: learning rate must be a positive finite number, got '0.01'"):
+    with pytest.raises(ValueError, match="member 0: learning rate must be a positive finite number, got the string '0.01'; pass a number$"):
         ens.fit(*data, epochs=1, lr="0.01", verbose=False)  # not "lr lists 4 values but the ensemble has 2 members"
 
 
@@ -595,7 +595,7 @@ def npy_pair(tmp_path, **kw):
     (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
     (dict(seed="3"), "seed must be a non-negative int, got '3'"),
     (dict(seed=-1), "seed must be a non-negative int, got -1"),
-    (dict(validation_fraction="0.1"), r"validation_fraction must be a number in \[0, 1\), got '0.1'"),
+    (dict(validation_fraction="0.1"), r"validation_fraction must be a number in \[0, 1\), got the string '0.1'; pass a number$"),
     (dict(validation_fraction=1), r"validation_fraction must be a number in \[0, 1\), got 1"),
     # mut17e's F48: any standardize was taken ('yes' standardized the inputs alone: targets only for True)
     (dict(standardize="yes"), r"standardize must be True, False or 'inputs', got 'yes'"),
@@ -733,8 +733,10 @@ REAL_OPTIONS = {
                                    numpy.array(numpy.nan), numpy.array([0.5]), numpy.array([0.5, 0.5]), "0.5"])
 @pytest.mark.parametrize("option", list(REAL_OPTIONS))
 def test_a_bool_complex_nan_or_array_of_values_is_refused_by_every_real_option(option, value):
+    """Text is named as text ("got '0.5'" read as the number refused); every other value by its repr."""
     make, message = REAL_OPTIONS[option]
-    with pytest.raises(ValueError, match=f"^{message}, got {re.escape(repr(value))}$"):
+    shown = f"the string {value!r}; pass a number" if isinstance(value, str) else repr(value)
+    with pytest.raises(ValueError, match=f"^{message}, got {re.escape(shown)}$"):
         make(value)
 
 

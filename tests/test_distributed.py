@@ -1420,8 +1420,8 @@ def test_a_timeout_given_to_world_that_is_no_positive_number_of_seconds_is_refus
         return
     with pytest.raises(ValueError) as refused:
         comm.world(timeout=timeout)
-    assert str(refused.value) == ("timeout must be a positive number of seconds, or math.inf (never abort), "
-                                  f"got {timeout!r}")
+    shown = f"the string {timeout!r}; pass a number" if isinstance(timeout, str) else repr(timeout)  # text named as text
+    assert str(refused.value) == f"timeout must be a positive number of seconds, or math.inf (never abort), got {shown}"
     assert started == []  # refused before the communicator (MPI) was made
     with pytest.raises(ValueError, match="^timeout must be"):
         comm._timeout_from_env(timeout)

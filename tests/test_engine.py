@@ -119,7 +119,7 @@ def test_fit_settings_refuse_an_unknown_validation_and_hold_the_fraction_as_a_fl
     for kind in ("holdout", "", "Data"):
         with pytest.raises(ValueError, match=rf"validation must be one of \(None, 'data', 'fraction'\), got '{kind}'$"):
             FitSettings(epochs=1, batch_size=8, train_rows=10, validation=kind)
-    with pytest.raises(ValueError, match="validation_fraction must be a number, got 'a tenth'"):
+    with pytest.raises(ValueError, match="validation_fraction must be a number, got the string 'a tenth'; pass a number$"):
         FitSettings(epochs=1, batch_size=8, train_rows=10, validation="fraction", validation_fraction="a tenth")
     for given in (numpy.array(0.2), numpy.float32(0.25), numpy.array(0.0)):
         settings = FitSettings(epochs=1, batch_size=8, train_rows=10, validation="fraction", validation_fraction=given)

@@ -39,7 +39,7 @@ from .. import backend as _backend
 from ..datasets import rebatch
 from ..forksafe import ForkSafeLock
 from ..rng import DeviceRNG, host_rng
-from ..checks import flag, positive_int, real, seed_int
+from ..checks import flag, got, positive_int, real, seed_int
 from .errors import DataError
 from .overflow import OverflowWatch
 from .stats import Standardizer, standardizing_dtype
@@ -483,7 +483,7 @@ def _fraction(value):
         return None
     number = real(value)
     if number is None or not 0 <= number < 1:
-        raise ValueError(f"validation_fraction must be a number in [0, 1), got {value!r}")
+        raise ValueError(f"validation_fraction must be a number in [0, 1), {got(value)}")
     held = value[()] if isinstance(value, numpy.ndarray) else value
     if isinstance(held, numpy.floating) and held.dtype.itemsize < 8:
         # the number the user wrote (numpy.float32(0.1) is 0.10000000149 as a float): recorded in the

@@ -30,7 +30,7 @@ import traceback
 import numpy
 
 from .. import _startup, environment
-from ..checks import real
+from ..checks import got, real
 from .digest import ConfigMismatch
 from .output import read_by_the_launcher
 
@@ -103,7 +103,7 @@ def _seconds_given(timeout) -> float:
     a negative number (the same) and nan (no collective ever aborts, as inf, unsaid)."""
     seconds = real(timeout)
     if seconds is None or not seconds > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, or math.inf (never abort), got {timeout!r}")
+        raise ValueError(f"timeout must be a positive number of seconds, or math.inf (never abort), {got(timeout)}")
     return seconds
 
 

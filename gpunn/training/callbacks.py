@@ -18,7 +18,7 @@ import time
 import numpy
 
 from ..backend import host_array
-from ..checks import flag, non_negative_int, real, verbosity
+from ..checks import flag, got, non_negative_int, real, verbosity
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -459,7 +459,7 @@ def checked_min_delta(min_delta) -> float:
     """A monitoring callback's ``min_delta`` as a float: a finite number >= 0, else ValueError."""
     number = real(min_delta)
     if number is None or not math.isfinite(number) or number < 0:
-        raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        raise ValueError(f"min_delta must be a non-negative number, {got(min_delta)}")
     return number
 
 
@@ -665,11 +665,11 @@ class ReduceLROnPlateau(_Monitoring):
         super().__init__(monitor, min_delta, mode)
         self.factor = real(factor)
         if self.factor is None or not 0 < self.factor < 1:
-            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+            raise ValueError(f"factor must be in (0, 1), {got(factor)}")
         self.patience, self.cooldown = non_negative_int(patience, "patience"), non_negative_int(cooldown, "cooldown")
         self.min_lr = real(min_lr)
         if self.min_lr is None or not math.isfinite(self.min_lr) or self.min_lr < 0:
-            raise ValueError(f"min_lr must be a non-negative number, got {min_lr!r}")
+            raise ValueError(f"min_lr must be a non-negative number, {got(min_lr)}")
 
     def _reset(self):
         super()._reset()

@@ -9,7 +9,7 @@ import sys
 
 import numpy
 
-from ..checks import check_rows_match, flag, no_array, positive_int, real, seed_int
+from ..checks import check_rows_match, flag, got, no_array, positive_int, real, seed_int
 from ..hints import unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows
 from ..optim import make_optimizer, make_schedule
@@ -80,7 +80,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
         return X, Y, None
     fraction = real(validation_fraction)
     if fraction is None or not 0 < fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+        raise ValueError(f"validation_fraction must be in (0, 1), {got(validation_fraction)}")
     m = X.shape[0]
     n_val = max(1, int(round(fraction * m)))
     if n_val >= m:

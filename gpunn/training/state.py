@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..checks import real
+from ..checks import got, real
 from ..optim import Schedule, make_schedule
 from .callbacks import History
 
@@ -41,7 +41,7 @@ class FitSettings:
         if self.validation_fraction is not None:  # the float it holds (fit's numpy.array(0.2) too): JSON, and exact
             fraction = real(self.validation_fraction)
             if fraction is None:
-                raise ValueError(f"validation_fraction must be a number, got {self.validation_fraction!r}")
+                raise ValueError(f"validation_fraction must be a number, {got(self.validation_fraction)}")
             object.__setattr__(self, "validation_fraction", fraction)
 
     def to_dict(self) -> dict:
