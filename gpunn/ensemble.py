@@ -23,7 +23,7 @@ import numpy
 from . import preflight
 from .backend import user_stacklevel
 from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
-from .model import MLP, DeviceModel, ParamList, gradients_over
+from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
 from .training.callbacks import missing_log_hint, monitor_mode
 from .training.ensemble import fit_ensemble
@@ -409,11 +409,15 @@ class Ensemble(DeviceModel):
         Rows go through in chunks of ``chunk_rows`` per member. With a
         ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
         predictions are in the targets' units, in the dtype one MLP returns them in (see MLP.predict).
+        X may be a data source (``gpunn.data``): every row of it, streamed, as for ``MLP.predict``.
         """
         return_std = flag(return_std, "return_std")
         kept = self._kept_members() if return_std else None  # refused before any work when no member is left
         with self.backend.use():
-            out = self._predicted(X, self.chunk_rows, (self.n_models,))
+            if source_given(X, None, None):
+                out = self._predicted_source(X, self.chunk_rows, (self.n_models,))
+            else:
+                out = self._predicted(X, self.chunk_rows, (self.n_models,))
             if return_std:
                 if kept is not None:
                     out = out[self.xp.asarray(kept)]
@@ -452,12 +456,13 @@ class Ensemble(DeviceModel):
             check_rows_match(P[0], Y)
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
-    def score(self, X, Y) -> list:
+    def score(self, X, Y=None) -> list:
         """Every member's R² on (X, Y), averaged over outputs (a list of K), as ``MLP.score`` gives one; NaN for a
-        member with no score (see ``evaluate``)."""
+        member with no score (see ``evaluate``). ``score(source)``: on every row of a data source, streamed."""
+        source_given(X, Y, "score")  # (its own name in the error)
         return self.evaluate(X, Y)["r2"]
 
-    def evaluate(self, X, Y) -> dict:
+    def evaluate(self, X, Y=None) -> dict:
         """Every member's {"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y (lists of K), in one pass and
         one host read: the metrics validation logs each epoch, in Y's units as ``predict`` and ``loss`` are
         (``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``; with a ``standardizer``, not the standardized units of
@@ -467,12 +472,20 @@ class Ensemble(DeviceModel):
         may hold, or its ``predict(X)`` NaN or infinite on some rows) has no score: its four are NaN (as
         scikit-learn's ``error_score``; ``numpy.nanargmax`` skips them), with a RuntimeWarning naming it and why,
         so the others are still scored. Where no member has a score, MLP.evaluate's error: TrainingDiverged
-        where every member's weights are NaN or infinite, else ValidationNotFinite."""
+        where every member's weights are NaN or infinite, else ValidationNotFinite.
+
+        ``evaluate(source)`` (Y omitted): over every row of a data source (training and held-out chunks), streamed a
+        window at a time, raw rows with the ensemble's ``standardizer`` applied, as ``MLP.evaluate(source)``."""
         from .metrics import by_member, unscored
 
         with self.backend.use():
-            logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
-            bad = unscored(self, logs, X, self.chunk_rows, (self.n_models,))
+            on_source = source_given(X, Y, "evaluate")
+            if on_source:
+                logs = self._evaluated_source(X, self.chunk_rows, (self.n_models,))
+            else:
+                logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
+            bad = unscored(self, logs, None if on_source else X, self.chunk_rows, (self.n_models,))
+        on = "the source" if on_source else "(X, Y)"
         if bad:
             said = by_member({k: why + (" (in ens.diverged)" if k in self.diverged else "")
                               for k, (_, why) in bad.items()})
@@ -480,10 +493,10 @@ class Ensemble(DeviceModel):
                 from .training.loop import TrainingDiverged, ValidationNotFinite
 
                 if not any(finite for finite, _ in bad.values()):
-                    raise TrainingDiverged(f"no member of the ensemble has a score on (X, Y): {said}; fit it again "
+                    raise TrainingDiverged(f"no member of the ensemble has a score on {on}: {said}; fit it again "
                                            "with lower learning rates, or standardize the targets and inputs")
-                raise ValidationNotFinite(f"no member of the ensemble has a score on (X, Y): {said}")
-            warnings.warn(f"members {sorted(bad)} have no score on (X, Y): their metrics are NaN ({said})",
+                raise ValidationNotFinite(f"no member of the ensemble has a score on {on}: {said}")
+            warnings.warn(f"members {sorted(bad)} have no score on {on}: their metrics are NaN ({said})",
                           RuntimeWarning, stacklevel=user_stacklevel())
             for values in logs.values():
                 for k in bad:

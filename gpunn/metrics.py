@@ -266,7 +266,8 @@ def unscored(model, logs, X, chunk_rows, members=()) -> dict:
     metrics are not all finite; {} when every one is. The model's output over X (``predict``'s, ``chunk_rows`` at a
     time) is NaN or infinite, or the errors against Y overflow. On that path only, the weights are read and X
     predicted again, ``chunk_rows`` at a time as evaluate's pass, to say where (one host read each, and one a chunk);
-    X as ``evaluate`` took it. Call inside ``model.backend.use()``."""
+    X as ``evaluate`` took it, or None for a data source (not read again: the words say no place). Call inside
+    ``model.backend.use()``."""
     host = model.backend.to_host
     bad = numpy.zeros(members or (1,), bool)
     for key in ("val_loss", "val_mse", "val_mae"):  # (R² is NaN of one row, as scikit-learn's; else finite with them)
@@ -274,15 +275,19 @@ def unscored(model, logs, X, chunk_rows, members=()) -> dict:
     if not bad.any():
         return {}
     finite = host(model.xp.isfinite(model.params.reshape(bad.size, -1)).all(axis=1))
-    X = model._as_input(X) if model.standardizer is None else model._raw_input(X)  # (converted once, as _evaluated)
-    outputs = (model._predicted(X[start:start + chunk_rows], chunk_rows, members)  # no K x rows x outputs at once
-               for start in range(0, X.shape[0], chunk_rows))
-    # in ValidationNotFinite's words (place_words): "1 value, the first at row 3 of X, column 0"
-    where = place_words(not_finite_places(model, outputs, bad.size), lambda row: f"row {row} of X")
-    dtype, out = numpy.dtype(model._prediction_dtype()).name, {}
+    dtype, out, where = numpy.dtype(model._prediction_dtype()).name, {}, {}
+    if X is not None:
+        X = model._as_input(X) if model.standardizer is None else model._raw_input(X)  # (converted once, as _evaluated)
+        outputs = (model._predicted(X[start:start + chunk_rows], chunk_rows, members)  # no K x rows x outputs at once
+                   for start in range(0, X.shape[0], chunk_rows))
+        # in ValidationNotFinite's words (place_words): "1 value, the first at row 3 of X, column 0"
+        where = place_words(not_finite_places(model, outputs, bad.size), lambda row: f"row {row} of X")
     for k in map(int, numpy.flatnonzero(bad)):
         if not finite[k]:
             why = "the weights are NaN or infinite"
+        elif X is None:  # a data source: its rows are not read again to say where
+            why = (f"predict(source) is NaN or infinite on some row, or its errors against the targets overflow "
+                   f"{dtype}, while the weights are finite (an input far outside the training rows' range; clean them)")
         elif k in where:
             why = (f"predict(X) is NaN or infinite ({where[k]}) while the weights are finite: the output overflows "
                    f"{dtype} on such rows (an input far outside the training rows' range; clean them)")

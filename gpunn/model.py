@@ -230,12 +230,53 @@ class RawUnits:
                   for start in range(0, X.shape[0], chunk_rows))
         return evaluate_pieces(self, pieces, total_squares(Y), lambda Xc: self._predicted(Xc, chunk_rows, members))
 
+    def _evaluated_source(self, source, chunk_rows, members=()) -> dict:
+        """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw
+        rows, the model's standardizer applied as ``predict`` applies it); R²'s denominator from the targets'
+        moments, merged window by window (gpunn.data.stats.Moments). Call inside ``backend.use()``."""
+        from .data.rawpass import raw_windows
+        from .data.stats import Moments
+        from .metrics import evaluate_pieces, window_pieces
+
+        moments = Moments(self.layer_sizes[-1])
+        with raw_windows(source, self) as windows:
+            pieces = ((Xc, self._raw_target(Yc)) for Xc, Yc in window_pieces(windows, chunk_rows, moments))
+            return evaluate_pieces(self, pieces, lambda: self.xp.asarray(moments.m2),
+                                   lambda Xc: self._predicted(Xc, chunk_rows, members))
+
+    def _predicted_source(self, source, chunk_rows, members=()):
+        """``_predicted`` over every row of a data source, in file order, a window at a time; the predictions
+        (rows x outputs: small beside the inputs) concatenated. Call inside ``backend.use()``."""
+        from .data.rawpass import raw_windows
+
+        with raw_windows(source, self) as windows:
+            parts = [self._predicted(Xc, chunk_rows, members) for Xc, _ in windows]
+        if not parts:
+            return self.xp.empty((*members, 0, self.layer_sizes[-1]), self._prediction_dtype())
+        return self.xp.concatenate(parts, axis=-2)
+
     def _checked(self, X, Y, x_name="X", y_name="Y"):
         """(X, Y) checked on the device as training takes them: standardized copies for a model with a
         ``standardizer``, else the arrays converted (no copy when they already are)."""
         if self.standardizer is not None:
             return self._standardized(X, Y, x_name, y_name)
         return self._as_input(X, x_name), self._as_target(Y, y_name)
+
+
+def source_given(X, Y, call) -> bool:
+    """Whether ``call`` (``evaluate``, ``score``, ``predict``) got a data source as X: it holds its targets, so Y
+    must then be omitted; with arrays, ``evaluate`` and ``score`` need Y (``call`` None: predict, which takes none)."""
+    from .data import is_source
+
+    if is_source(X):
+        if Y is not None:
+            raise TypeError(f"got a data source ({type(X).__name__}) and Y: a source holds its targets; pass it "
+                            f"without Y, e.g. {call}(source)")
+        return True
+    if Y is None and call is not None:
+        raise TypeError(f"Y is None: {call}(X, Y) needs the targets Y with arrays X (Y is omitted only for a data "
+                        "source from gpunn.data, which holds its targets)")
+    return False
 
 
 class DeviceModel(RawUnits):
@@ -494,11 +535,17 @@ class MLP(DeviceModel):
     def predict(self, X):
         """A[L] for the rows of X, on the model's device (a NumPy array on CPU), in the model's dtype.
 
+        X may be a data source (``gpunn.data``): every row of it (training and held-out chunks), in file order,
+        is predicted a window at a time and the predictions returned in one array (rows x outputs: a source of
+        40M rows and one float32 output gives 160 MB), equal to ``predict`` of the rows loaded whole.
+
         With a ``standardizer`` (training with standardize=True), X is taken in raw units and the
         predictions are returned in the targets' units: in float64 when those targets were float64
         or int64 for a float32 model, un-standardized in float64 (float32 would hold a prediction
         near 1e9 only to a multiple of 64)."""
         with self.backend.use():
+            if source_given(X, None, None):
+                return self._predicted_source(X, PREDICT_CHUNK_ROWS)
             return self._predicted(X, PREDICT_CHUNK_ROWS)
 
     def loss(self, X, Y) -> float:
@@ -521,12 +568,14 @@ class MLP(DeviceModel):
             sum_sq, rows, dW, db = gradients_over(self, X, Y)
             return float(sum_sq) / rows, dW, db
 
-    def score(self, X, Y) -> float:
+    def score(self, X, Y=None) -> float:
         """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition); raises as
-        ``evaluate`` does where the predictions are NaN or infinite."""
+        ``evaluate`` does where the predictions are NaN or infinite. ``score(source)``: on every row of a data
+        source, streamed (see ``evaluate``)."""
+        source_given(X, Y, "score")  # (its own name in the error)
         return self.evaluate(X, Y)["r2"]
 
-    def evaluate(self, X, Y) -> dict:
+    def evaluate(self, X, Y=None) -> dict:
         """{"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y, in one pass and one host read: the metrics
         validation logs each epoch. ``loss`` is the training loss's f = (1/m)||A - Y||_F^2 (with k outputs, k x
         ``mse``); ``mse`` and ``mae`` are means over every value; ``r2`` is averaged over outputs.
@@ -540,21 +589,35 @@ class MLP(DeviceModel):
         Where they are not finite (``predict(X)`` NaN or infinite on some rows), there is no score, as for
         scikit-learn's metrics ("Input contains NaN"), and the error says where, as a fit's validation does:
         TrainingDiverged where the weights are NaN or infinite, else ValidationNotFinite naming the count and the
-        first row and column of ``predict(X)`` that are not finite (``loss`` returns the NaN or infinity)."""
+        first row and column of ``predict(X)`` that are not finite (``loss`` returns the NaN or infinity).
+
+        ``evaluate(source)`` (Y omitted: a data source from ``gpunn.data`` holds its targets) gives the same
+        metrics over EVERY row of the source, its training and held-out chunks alike (a test set is a source of
+        its own; the held-out split is the training's: fit's validation scores those), streamed a window at a
+        time, so memory stays bounded by one window whatever the rows. The rows are read raw and the model's
+        ``standardizer``, if any, applied as ``predict`` applies it: the source's own ``standardize`` is left off
+        for the pass (its statistics are not the ones the model learned with). The result is
+        ``evaluate(X, Y)`` of the same rows loaded whole (float64 to rounding; R²'s denominator is merged window by
+        window). Where it is not finite, the error says no row (the source is not read again)."""
         from .metrics import unscored
 
         with self.backend.use():
-            logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
-            bad = unscored(self, logs, X, PREDICT_CHUNK_ROWS)
+            on_source = source_given(X, Y, "evaluate")
+            if on_source:
+                logs = self._evaluated_source(X, PREDICT_CHUNK_ROWS)
+            else:
+                logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
+            bad = unscored(self, logs, None if on_source else X, PREDICT_CHUNK_ROWS)
         if bad:
             from .training.loop import TrainingDiverged, ValidationNotFinite
 
             (finite, why), = bad.values()
             said = ", ".join(f"{name.removeprefix('val_')} {value}" for name, value in logs.items())
+            on = "the source" if on_source else "(X, Y)"
             if not finite:
-                raise TrainingDiverged(f"the model has no score on (X, Y) ({said}): {why} (it diverged in training); "
+                raise TrainingDiverged(f"the model has no score on {on} ({said}): {why} (it diverged in training); "
                                        "fit it again with a lower learning rate, or standardize the targets and inputs")
-            raise ValidationNotFinite(f"the model has no score on (X, Y) ({said}): {why}")
+            raise ValidationNotFinite(f"the model has no score on {on} ({said}): {why}")
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
     fit = as_method(_fit, "MLP.fit", "model.fit(X, Y, ...) trains on (X, Y), or on a data source (``gpunn.data``) "

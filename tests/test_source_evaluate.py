@@ -1,0 +1,81 @@
+"""evaluate, score and predict on a data source: every row streamed, equal to the same rows loaded whole."""
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn import data
+from gpunn.training.loop import TrainingDiverged
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(size=(700, 3)) * 50 + 10  # raw units far from standardized ones: a wrong scaling shows
+    Y = X @ rng.normal(size=(3, 2)) + 1e3
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    return tmp_path / "X.npy", tmp_path / "Y.npy", X, Y
+
+
+def close(a, b, rtol):
+    return all(numpy.allclose(a[k], b[k], rtol=rtol, atol=0) for k in a)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-6)])
+def test_a_source_scores_every_row_as_the_arrays_do(files, device, dtype, rtol):
+    x, y, X, Y = files
+    model = gpunn.MLP([3, 8, 2], dtype=dtype, seed=1, device=device)
+    source = data.npy(x, y, chunk_rows=100, standardize=True, validation_fraction=0.2)
+    model.fit(source, epochs=1, batch_size=64, lr=1e-2, verbose=False)
+    # all 700 rows (training and held-out chunks), raw, with the model's standardizer: as evaluate(X, Y)
+    assert close(model.evaluate(source), model.evaluate(X, Y), rtol)
+    assert model.score(source) == pytest.approx(model.score(X, Y), rel=rtol)
+    P, Q = model.predict(source), model.predict(X)
+    assert P.shape == (700, 2) and P.dtype == Q.dtype
+    assert numpy.allclose(model.backend.to_host(P), model.backend.to_host(Q), rtol=rtol, atol=0)
+    assert source.standardize is True and source.standardizer is model.standardizer  # left as it was
+
+
+def test_a_model_without_statistics_is_not_given_the_sources_own(files):
+    x, y, X, Y = files
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1)
+    model.fit(X[:100], Y[:100], epochs=1, verbose=False)
+    source = data.npy(x, y, chunk_rows=100, standardize=True)  # a test set's own statistics: not the model's
+    assert close(model.evaluate(source), model.evaluate(X, Y), 1e-12)
+
+
+def test_an_ensemble_scores_a_source_member_by_member(files):
+    x, y, X, Y = files
+    ens = gpunn.Ensemble([3, 8, 2], n_models=3, dtype="float64", seed=1)
+    ens.fit(data.npy(x, y, chunk_rows=100, standardize=True), epochs=1, batch_size=64, lr=1e-2, verbose=False)
+    source = data.npy(x, y, chunk_rows=300)
+    assert close(ens.evaluate(source), ens.evaluate(X, Y), 1e-12)
+    assert numpy.allclose(ens.predict(source), ens.predict(X), rtol=1e-12, atol=0)
+
+
+def test_what_is_no_source_or_has_no_order_is_refused_by_name(files):
+    x, y, X, Y = files
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1)
+    source = data.npy(x, y, chunk_rows=100)
+    with pytest.raises(TypeError, match=r"a source holds its targets; pass it without Y, e\.g\. evaluate\(source\)"):
+        model.evaluate(source, Y)
+    with pytest.raises(TypeError, match=r"^Y is None: score\(X, Y\) needs the targets Y with arrays X"):
+        model.score(X)
+
+    class Batches:  # the DataSource protocol's members alone: no file order to read
+        def __getattr__(self, name):
+            if name in ("ordered_windows", "bind") or name.startswith("__"):
+                raise AttributeError(name)
+            return getattr(source, name)
+
+    with pytest.raises(TypeError, match="Batches cannot be read in file order"):
+        model.predict(Batches())
+
+
+def test_a_diverged_model_has_no_score_on_a_source(files):
+    x, y, X, Y = files
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1)
+    model.params[:] = numpy.nan
+    with pytest.raises(TrainingDiverged, match="no score on the source"):
+        model.evaluate(data.npy(x, y, chunk_rows=100))
