@@ -190,12 +190,12 @@ def real(value) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
-def got(value) -> str:
-    """The end of a real-valued option's refusal, naming what was given: ``got 0`` (its repr), and for text ``got the
-    string '0.01'; pass a number``: a number read from a config file or a command line as text, whose quotes alone
-    ("got '0.01'") read as the number refused."""
+def got(value, kind: str = "a number") -> str:
+    """The end of a numeric option's refusal, naming what was given: ``got 0`` (its repr), and for text ``got the
+    string '0.01'; pass a number`` (``kind``: "an integer" for the int options): a number read from a config file or a
+    command line as text, whose quotes alone ("got '0.01'") read as the number refused."""
     if isinstance(value, str):
-        return f"got the string {value!r}; pass a number"
+        return f"got the string {value!r}; pass {kind}"
     return f"got {value!r}"
 
 
@@ -233,7 +233,7 @@ def _int_from(value, least: int, name: str, what: str) -> int:
     must be ``what``."""
     given, value = value, _held(value, "iu")
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < least:
-        raise ValueError(f"{name} must be {what}, got {given!r}")
+        raise ValueError(f"{name} must be {what}, {got(given, 'an integer')}")
     return int(value)
 
 

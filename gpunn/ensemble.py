@@ -22,7 +22,7 @@ import numpy
 
 from . import preflight
 from .backend import user_stacklevel
-from .checks import as_matrix, check_rows_match, flag, member_index, per_member, positive_int, seed_int
+from .checks import as_matrix, check_rows_match, flag, got, member_index, per_member, positive_int, seed_int
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
 from .training.callbacks import missing_log_hint, monitor_mode
@@ -121,7 +121,8 @@ class Ensemble(DeviceModel):
         try:
             seeds = [seed_int(s) for s in seeds]
         except ValueError:
-            raise ValueError(f"seed must be a non-negative int or a list of {self.n_models} of them, got {seed!r}") \
+            raise ValueError(f"seed must be a non-negative int or a list of {self.n_models} of them, "
+                             f"{got(seed, 'an integer')}") \
                 from None
         self.seeds = [seeds[0] + k for k in range(self.n_models)] if scalar else seeds
         # One member's model: checks the options, and is the template each member is drawn from.

@@ -314,7 +314,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be a positive integer, {got(value, 'an integer')}")
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):  # bool("no") is True
             flag(getattr(self, name), name)
         verbosity(self.verbose)

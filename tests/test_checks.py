@@ -288,7 +288,7 @@ def test_non_positive_sizes(sizes, match):
     # fit's seed is checked as MLP's: -1 got NumPy's "expected non-negative integer", 1.5 and "3" were taken
     (dict(seed=-1), "seed must be a non-negative int, got -1"),
     (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
-    (dict(seed="3"), "seed must be a non-negative int, got '3'"),
+    (dict(seed="3"), "seed must be a non-negative int, got the string '3'; pass an integer$"),
     # these were TypeErrors from a comparison ("'<=' not supported between 'int' and 'str'"), or accepted
     (dict(optimizer=lambda: gpunn.Adam(beta1="0.9")), r"beta1 must be in \[0, 1\), got the string '0.9'; pass a number$"),
     (dict(optimizer=lambda: gpunn.Adam(eps=float("inf"))), "eps must be a positive finite number, got inf"),
@@ -355,7 +355,7 @@ def test_a_numpy_integer_or_0d_integer_array_is_a_seed_as_the_int_it_holds(data,
 def test_a_bool_float_negative_or_array_seed_is_refused_by_every_seed_argument(model, data, seed):
     """What a seed is not: a bool (True is not the seed 1), a float (3.0 either: a seed is an int), a negative
     value (NumPy's own refusal named nothing) or an array of several; each refusal names the value given."""
-    shown = repr(seed).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    shown = re.escape(f"the string {seed!r}; pass an integer" if isinstance(seed, str) else repr(seed))
     with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {shown}$"):
         MLP([3, 4, 2], device="cpu", seed=seed)
     with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {shown}$"):
@@ -570,7 +570,7 @@ def test_in_place_assignment_changes_the_model(model):
     (dict(noise=-1), "noise must be a non-negative number"),
     # as fit's and MLP's: a float seed was truncated (1.5 -> 1), "3" and True were taken, and so was noise=True
     (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
-    (dict(seed="3"), "seed must be a non-negative int, got '3'"),
+    (dict(seed="3"), "seed must be a non-negative int, got the string '3'; pass an integer$"),
     (dict(seed=True), "seed must be a non-negative int, got True"),
     (dict(noise=True), "noise must be a non-negative number, got True"),
     # "Teacher.__init__() missing 1 required positional argument", NumPy's "Unsupported dtype ... for standard_normal"
@@ -593,7 +593,7 @@ def npy_pair(tmp_path, **kw):
 ], ids=["synthetic", "npy"])
 @pytest.mark.parametrize("kwargs, match", [
     (dict(seed=1.5), "seed must be a non-negative int, got 1.5"),
-    (dict(seed="3"), "seed must be a non-negative int, got '3'"),
+    (dict(seed="3"), "seed must be a non-negative int, got the string '3'; pass an integer$"),
     (dict(seed=-1), "seed must be a non-negative int, got -1"),
     (dict(validation_fraction="0.1"), r"validation_fraction must be a number in \[0, 1\), got the string '0.1'; pass a number$"),
     (dict(validation_fraction=1), r"validation_fraction must be a number in \[0, 1\), got 1"),
@@ -779,3 +779,14 @@ def test_a_float32_validation_fraction_or_schedule_gamma_goes_into_the_checkpoin
         settings = json.loads(bytes(saved[META]))["training"]["settings"]
     assert settings["validation_fraction"] == float(numpy.float32(0.2))
     assert settings["schedule"]["gamma"] == 0.5
+
+
+@pytest.mark.parametrize("option", ["epochs", "batch_size", "seed"])
+def test_an_int_option_names_text_as_text(model, data, option):
+    """epochs="3" said "epochs must be a positive integer, got '3'": the quotes alone read as the number 3 refused
+    (the real-valued options say so since e2b2f5f); a float is named by its repr as before."""
+    words = "a non-negative int" if option == "seed" else "a positive integer"
+    with pytest.raises(ValueError, match=f"^{option} must be {words}, got the string '3'; pass an integer$"):
+        model.fit(*data, **{"epochs": 1, "verbose": False, option: "3"})
+    with pytest.raises(ValueError, match=f"^{option} must be {words}, got 3.5$"):
+        model.fit(*data, **{"epochs": 1, "verbose": False, option: 3.5})

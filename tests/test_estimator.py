@@ -539,6 +539,8 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
     (dict(validation_fraction="a", early_stopping=True), "validation_fraction must be a number in"),
     (dict(alpha="1e-4"), "^alpha must be a non-negative number, got the string '1e-4'; pass a number$"),
     (dict(learning_rate_init="0.01"), "^learning_rate_init must be a positive number, got the string '0.01'; pass a number$"),
+    (dict(max_iter="3"), "^max_iter must be a positive integer, got the string '3'; pass an integer$"),
+    (dict(n_iter_no_change=2.5), "^n_iter_no_change must be a positive integer, got 2.5$"),
     (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
     (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
     (dict(validation_fraction=0.01, early_stopping=True),  # scikit-learn: "The validation set is too small"
