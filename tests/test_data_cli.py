@@ -265,7 +265,30 @@ def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, cap
     assert main(["predict", unnamed, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", "a,b"]) == 0
     assert main(["predict", named, str(tmp_path / "bare.csv"), str(tmp_path / "p.npy")]) == 2
     assert ("X has 3 columns but the model expects 2; bare.csv has no header row, so its columns are taken in order "
-            "as the model's features, a, b: give it a header row naming them") in capsys.readouterr().err
+            "as the model's features, a, b (its target y too?): give it a header row naming them") \
+        in capsys.readouterr().err
+
+
+def test_predict_of_an_npy_file_of_another_width_is_not_told_to_give_it_a_header(tmp_path, capsys):
+    """An .npy array cannot have a header row, which is what the refusal told it to get, for a model that knows its
+    columns; a file of the model's features and its target (the training table saved whole) is asked about it."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(40)))
+    model, table = gpunn.MLP([2, 4, 1], seed=0), numpy.loadtxt(tmp_path / "t.csv", delimiter=",", skiprows=1)
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
+    gpunn.save(tmp_path / "named.npz", model)
+    numpy.save(tmp_path / "whole.npy", table)
+    numpy.save(tmp_path / "one.npy", table[:, :1])
+    numpy.savetxt(tmp_path / "bare.csv", table, delimiter=",")
+    for name, width, target in (("whole.npy", 3, " (its target y too?)"), ("one.npy", 1, "")):
+        assert main(["predict", str(tmp_path / "named.npz"), str(tmp_path / name), str(tmp_path / "p.npy")]) == 2
+        err = capsys.readouterr().err
+        assert (f"X has {width} column{'s' * (width > 1)} but the model expects 2; an .npy array holds no column names, "
+                f"so its columns are taken in order as the model's features, a, b{target}: save those 2 alone, in "
+                "that order, or give a CSV or Parquet file whose header names them") in err, err
+        assert "header row" not in err
+    assert main(["predict", str(tmp_path / "named.npz"), str(tmp_path / "bare.csv"), str(tmp_path / "p.npy")]) == 2
+    assert "a, b (its target y too?): give it a header row naming them" in capsys.readouterr().err
 
 
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):

@@ -151,7 +151,8 @@ def _by_position(path, model, exc) -> str:
     from .. import preflight
     from ..csvtext import csv_names
 
-    if "columns but the model expects" not in str(exc):
+    width = _width(exc)
+    if width is None:
         return ""
     names = (getattr(model, "data_columns", None) or {}).get("features")
     header = csv_names(path) if preflight.file_kind(path) == "text" else None
@@ -161,9 +162,26 @@ def _by_position(path, model, exc) -> str:
                 f"file or a synthetic task), so they are taken in order: pick the model's {n} with --features"
                 + (f", e.g. --features {','.join(header[:n])}" if len(header) > n else ""))
     if names and not header:
+        targets = model.data_columns.get("targets") or []
+        # a table of the training file's columns saved whole, its target(s) among them
+        extra = f" (its target{'s' if len(targets) > 1 else ''} {', '.join(targets)} too?)" \
+            if targets and width == n + len(targets) else ""
+        if preflight.file_kind(path) == "npy":  # an array has no header to give it
+            return (f"; an .npy array holds no column names, so its columns are taken in order as the model's "
+                    f"features, {', '.join(names)}{extra}: save those {n} alone, in that order, or give a CSV or "
+                    "Parquet file whose header names them, and the columns are picked by name")
         return (f"; {os.path.basename(path)} has no header row, so its columns are taken in order as the model's "
-                f"features, {', '.join(names)}: give it a header row naming them, and the columns are picked by name")
+                f"features, {', '.join(names)}{extra}: give it a header row naming them, and the columns are picked "
+                "by name")
     return ""
+
+
+def _width(exc) -> int | None:
+    """The column count of "X has 7 columns but the model expects 6"."""
+    import re
+
+    found = re.match(r"X has (\d+) columns? but the model expects", str(exc))
+    return int(found.group(1)) if found else None
 
 
 def _named_in(exc, path):
