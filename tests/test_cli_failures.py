@@ -76,6 +76,13 @@ CASES = [
     ("missing model", ["predict", "nope.npz", "in.npy", "o.npy"], "MODEL nope.npz does not exist"),
     ("model a directory", ["predict", "adir", "in.npy", "o.npy"], "MODEL adir is not a file"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
+    # MODEL and IN the other way round: said before IN is read ("IN m.npz is an .npz/zip archive"), by its argument
+    ("model and input swapped", ["predict", "in.npy", "m.npz", "o.npy"], "MODEL in.npy is not a gpunn checkpoint "
+     "(a .npy array); gpunn predict takes MODEL IN OUT, the checkpoint first: did you mean gpunn predict m.npz in.npy "
+     "o.npy?"),
+    ("data file as model", ["predict", "words.csv", "in.npy", "o.npy"],
+     "MODEL words.csv is not a gpunn checkpoint (text); gpunn predict takes MODEL IN OUT, the checkpoint first; save "
+     "one with gpunn train --save or gpunn.save(path, model)"),
     # the config --save writes beside the checkpoint (run.npz.toml), taken for it: say which file is the checkpoint
     ("config as model", ["predict", "m.npz.toml", "in.npy", "o.npy"],
      "m.npz.toml: a run's config (gpunn train --config m.npz.toml), not a checkpoint: the checkpoint beside it is m.npz"),

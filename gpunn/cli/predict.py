@@ -63,12 +63,31 @@ def _check_input_name(path) -> None:
                                    "Parquet files)")
 
 
+def _check_model_first(args) -> None:
+    """MODEL is a checkpoint: a data file there (by its name) is most often the arguments' order mistaken, said
+    before IN is read, with the order meant where IN is the checkpoint. It said "IN m.npz is an .npz/zip archive (a checkpoint?) ...:
+    save the inputs with numpy.save" where IN was the checkpoint, and "new.csv: not a gpunn checkpoint", naming no
+    argument, where IN was data. Other files are left to the checkpoint reader's own words (a run's .toml config)."""
+    from .. import preflight
+
+    kind = preflight.file_kind(args.model)
+    if kind == "zip" or not args.model.lower().endswith(SUFFIXES):
+        return
+    swapped = os.path.isfile(args.input) and preflight.file_kind(args.input) == "zip"
+    what = {"npy": "a .npy array", "text": "text", "text-8bit": "text", "empty": "empty"}.get(kind, kind)
+    order = (f": did you mean gpunn predict {args.input} {args.model} {args.output}?" if swapped
+             else "; save one with gpunn train --save or gpunn.save(path, model)")
+    raise preflight.PreflightError(f"MODEL {args.model} is not a gpunn checkpoint ({what}); gpunn predict takes "
+                                   f"MODEL IN OUT, the checkpoint first{order}")
+
+
 def run(args) -> int:
     from .. import checkpoint as io, csvtext, preflight
 
     if not os.path.isfile(args.model):
         raise preflight.PreflightError(f"MODEL {args.model} does not exist" if not os.path.exists(args.model)
                                        else f"MODEL {args.model} is not a file")
+    _check_model_first(args)
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
                            suffixes=SUFFIXES)
     _check_input_name(args.input)
