@@ -133,7 +133,10 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
         raise ValueError(f"{name} is empty: shape {tuple(data.shape)}")
     if n_columns is not None and data.shape[1] != n_columns:
         has = f"{data.shape[1]} column{'s' if data.shape[1] != 1 else ''}"
-        raise ValueError(f"{name} has {has} but the model expects {n_columns}")
+        # rows of the model's width: the rows and columns swapped (a y of shape (1, n), an X made column by column)
+        turned = f"; its shape {tuple(data.shape)} looks transposed (rows are examples): pass {name.split()[0]}.T" \
+            if data.shape[0] == n_columns else ""
+        raise ValueError(f"{name} has {has} but the model expects {n_columns}{turned}")
     if not (xp is numpy and type(data) is numpy.ndarray and data.dtype == dtype and data.flags.c_contiguous):
         with numpy.errstate(over="ignore"):  # an overflow to inf is reported just below, with its place
             data = xp.ascontiguousarray(xp.asarray(data, dtype=dtype))

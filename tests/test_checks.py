@@ -62,6 +62,23 @@ def test_wrong_output_count(model, data):
         model.fit(data[0], numpy.ones((10, 3)), epochs=1, verbose=False)
 
 
+def test_a_transposed_x_or_y_is_told_to_pass_its_transpose(model, data):
+    """y saved as a row, shape (1, n), said only "Y has 10 columns but the model expects 2" (X made column by column
+    likewise); a shape whose rows are the model's width is now said to look transposed."""
+    X, Y = data
+    with pytest.raises(ValueError, match=r"^Y has 10 columns but the model expects 2; its shape \(2, 10\) looks "
+                                         r"transposed \(rows are examples\): pass Y\.T$"):
+        model.fit(X, Y.T, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"^X has 10 columns but the model expects 3; its shape \(3, 10\) looks "
+                                         r"transposed \(rows are examples\): pass X\.T$"):
+        model.predict(X.T)
+    one = MLP([3, 1], device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"its shape \(1, 10\) looks transposed \(rows are examples\): pass Y\.T$"):
+        one.score(X, Y[:, :1].T)
+    with pytest.raises(ValueError, match="^X has 4 columns but the model expects 3$"):  # no other shape is said so
+        model.predict(numpy.ones((5, 4)))
+
+
 def test_one_dimensional_y_is_never_broadcast(data):
     X, _ = data
     model = MLP([3, 2], device="cpu")

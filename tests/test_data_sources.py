@@ -489,8 +489,21 @@ def test_a_fortran_ordered_npy_file_reads_as_its_c_ordered_twin(tmp_path, dtype)
 def test_files_whose_row_counts_differ_are_refused_naming_both(tmp_path):
     numpy.save(tmp_path / "x.npy", numpy.zeros((10, 2)))
     numpy.save(tmp_path / "y.npy", numpy.zeros(9))
-    with pytest.raises(DataError, match=r"x\.npy has 10 rows but .*y\.npy has 9"):
+    with pytest.raises(DataError, match=r"x\.npy has 10 rows but .*y\.npy has 9; they must match$"):
         data.npy(tmp_path / "x.npy", tmp_path / "y.npy")
+
+
+def test_a_file_saved_transposed_is_named_so(tmp_path):
+    """y saved as a row, shape (1, n), said "x.npy has 10 rows but y.npy has 1; they must match", with no word of
+    the swap; an X saved feature by feature likewise."""
+    numpy.save(tmp_path / "x.npy", numpy.zeros((10, 2)))
+    numpy.save(tmp_path / "row.npy", numpy.zeros((1, 10)))
+    numpy.save(tmp_path / "xt.npy", numpy.zeros((2, 10)))
+    numpy.save(tmp_path / "y.npy", numpy.zeros(10))
+    for x, y, turned in (("x.npy", "row.npy", "row.npy is 1 x 10"), ("xt.npy", "y.npy", "xt.npy is 2 x 10")):
+        with pytest.raises(DataError, match=rf"has \d+ rows but .* they must match; .*{re.escape(turned)}, which "
+                                            r"looks transposed \(rows are examples\): save its transpose"):
+            data.npy(tmp_path / x, tmp_path / y)
 
 
 def test_a_truncated_file_is_refused_before_training_and_when_cut_during_a_run(tmp_path, npy_pair):

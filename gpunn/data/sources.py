@@ -322,7 +322,8 @@ class NpySource(ChunkedSource):
         self.x = _NpyFile(x_path, "features")
         self.y = _NpyFile(y_path, "targets", allow_1d=True)
         if self.x.rows != self.y.rows:
-            raise DataError(f"{self.x.path} has {self.x.rows} rows but {self.y.path} has {self.y.rows}; they must match")
+            raise DataError(f"{self.x.path} has {self.x.rows} rows but {self.y.path} has {self.y.rows}; they must match"
+                            f"{self._transposed()}")
         self.n_features, self.n_outputs = self.x.columns, self.y.columns
         default = default_chunk_rows(self.x.rows)
         chunk_rows = default if chunk_rows is None else chunk_rows
@@ -331,6 +332,15 @@ class NpySource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype, small=small)
+
+    def _transposed(self) -> str:
+        """Which file looks saved with its rows and columns swapped, where one does (y of shape (1, n) saved as it
+        was: rows are examples)."""
+        for file, other in ((self.y, self.x), (self.x, self.y)):
+            if file.columns == other.rows and file.rows != other.rows and file.columns > 1:
+                return (f"; {file.path} is {file.rows} x {file.columns}, which looks transposed (rows are "
+                        f"examples): save its transpose, numpy.save(path, a.T)")
+        return ""
 
     def _close_files(self):
         for file in (self.__dict__.get("x"), self.__dict__.get("y")):
