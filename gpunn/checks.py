@@ -117,7 +117,12 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
             raise TypeError(f"{name} must be an array of numbers, got a {type(data.item()).__name__}")
         if _kind_of(data) == "O":
             _refuse_missing(data, name)
-        what = " (strings or other Python objects: encode them as numbers first)" if _kind_of(data) == "O" else ""
+        # numbers read as text (csv.reader's rows, numpy.loadtxt(dtype=str)) are converted by the caller, as
+        # scikit-learn asks: a guess here would take "1,5" or "N/A" silently one way or another
+        text = (f" (text: where every string is a number, convert them first, {name.split()[0]}.astype(float); "
+                "encode other text as numbers)")
+        what = {"O": " (strings or other Python objects: encode them as numbers first)", "U": text,
+                "S": text}.get(_kind_of(data), "")
         raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}{what}")
     if data.ndim == 1 and allow_1d:
         data = data.reshape(-1, 1)

@@ -87,7 +87,11 @@ def test_one_dimensional_y_is_never_broadcast(data):
 
 
 @pytest.mark.parametrize("bad, error, match", [
-    (numpy.array([["a", "b", "c"]]), TypeError, "X must hold real numbers; got dtype <U1"),
+    # numbers as text (a csv.reader's rows) are told how to convert them; it said the dtype alone
+    (numpy.array([["a", "b", "c"]]), TypeError, r"X must hold real numbers; got dtype <U1 \(text: where every "
+                                                r"string is a number, convert them first, X\.astype\(float\); encode "
+                                                r"other text as numbers\)$"),
+    (numpy.array([[b"1", b"2", b"3"]]), TypeError, r"got dtype \|S1 \(text: .* X\.astype\(float\)"),
     (numpy.ones((2, 3), dtype=complex), TypeError, "X must hold real numbers; got dtype complex128$"),  # no objects
     (numpy.array([[1 + 2j, 3, 4]], dtype=object), TypeError, r"X must hold real numbers; got dtype object \(strings"),
     (numpy.empty((0, 3)), ValueError, r"X is empty: shape \(0, 3\)"),
