@@ -207,13 +207,24 @@ def not_a_number(value, column) -> str:
     """The refusal of a CSV value that is not a number, after "path line N: ", in the one wording every gpunn
     reader gives it (gpunn predict reading IN whole or streamed, gpunn.data.csv and ``train --data`` where the
     column's type is inferred and past it): "column 'b': 'oops' is not a number", and for an empty value (which
-    pyarrow reads as a missing one, then NaN) "column 'b': an empty value (a missing number) is not a number", and
+    pyarrow reads as a missing one, then NaN) "column 'b': an empty value (a missing number) is not a number; clean
+    or impute it first" (a missing-value mark of pyarrow's, 'NA', likewise), and
     for a value holding a line end (only quotes hold one: most often a quote never closed, which runs to the file's
     end) "column 'b': '4\\n' is not a number (a line end inside quotes: is a quote left open?)". ``value``: the
     field as read (unquoted), ``column``: :func:`csv_column`'s words."""
     shown = "an empty value (a missing number)" if value == "" else repr(value)
     quoted = " (a line end inside quotes: is a quote left open?)" if "\n" in value or "\r" in value else ""
-    return f"{column}: {shown} is not a number{quoted}"
+    # a missing value is told what a NaN is (not_finite's words): the file holds a gap to fill, not a wrong word
+    missing = "; clean or impute it first" if value == "" or value in _null_values() else ""
+    return f"{column}: {shown} is not a number{quoted}{missing}"
+
+
+def _null_values() -> list:
+    """pyarrow's missing-value marks ("NA", "null"...), or none without pyarrow (gpunn predict's whole read)."""
+    try:
+        return pyarrow_csv_null_values()
+    except ImportError:
+        return []
 
 
 def not_finite(value, column, dtype, decimal=".", scaled=None) -> str:

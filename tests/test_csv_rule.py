@@ -405,10 +405,10 @@ def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, c
 
 
 @pytest.mark.parametrize("value, problem", [
-    ("", "an empty value (a missing number) is not a number"),
-    ('""', "an empty value (a missing number) is not a number"),
-    ("NA", "'NA' is not a number"),
-    ("null", "'null' is not a number"),
+    ("", "an empty value (a missing number) is not a number; clean or impute it first"),
+    ('""', "an empty value (a missing number) is not a number; clean or impute it first"),
+    ("NA", "'NA' is not a number; clean or impute it first"),
+    ("null", "'null' is not a number; clean or impute it first"),
 ], ids=["empty", "quoted empty", "NA", "null"])
 @pytest.mark.parametrize("column", ["a", "b"], ids=["a feature", "the target"])
 def test_a_missing_value_is_refused_in_one_wording_by_training_and_predict(tmp_path, monkeypatch, capsys, value,

@@ -384,8 +384,8 @@ def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, ca
     ("1.5,oops", "{b}: 'oops' is not a number"),
     ("1.5", "1 value, where the lines before it have 2"),
     ("1.5,2.5,3.5", "3 values, where the lines before it have 2"),
-    ("1.5,", "{b}: an empty value (a missing number) is not a number"),
-    ("NA,2.5", "{a}: 'NA' is not a number"),
+    ("1.5,", "{b}: an empty value (a missing number) is not a number; clean or impute it first"),
+    ("NA,2.5", "{a}: 'NA' is not a number; clean or impute it first"),
 ], ids=["not a number", "too few values", "too many values", "an empty value", "NA"])
 @pytest.mark.parametrize("header", [True, False])
 @pytest.mark.parametrize("at", [2, 800], ids=["row 2", "row 800"])
@@ -482,7 +482,8 @@ def test_predict_reads_a_true_false_column_as_one_and_zero_read_whole_or_streame
     ("maybe", 800, 1 << 12, 802, "column 'flag': 'maybe' is not a number"),
     ("2.5", 800, 1 << 12, 802, "column 'flag': '2.5' is not a boolean (true/false or 1/0, as the column's first rows "
                                "are)"),
-    ("", 800, 1 << 12, 802, "column 'flag': an empty value (a missing number) is not a number"),
+    ("", 800, 1 << 12, 802, "column 'flag': an empty value (a missing number) is not a number; clean or impute it "
+                            "first"),
 ], ids=["a word among them", "a number among them", "a word past the first block", "a number past the first block",
         "an empty value past the first block"])
 def test_predict_refuses_a_bad_value_among_booleans_alike_read_whole_or_streamed(tmp_path, capsys, monkeypatch, bad,

@@ -1355,7 +1355,8 @@ def test_a_null_in_a_parquet_file_names_the_file_and_rows(tmp_path):
     values[2500] = None
     pq.write_table(pa.table({"x": values, "y": list(range(3000))}), tmp_path / "n.parquet", row_group_size=1000)
     source = data.parquet(tmp_path / "n.parquet", target="y", chunk_rows=65536, device="cpu")
-    with pytest.raises(DataError, match=r"n\.parquet row 2500: column 'x': a null \(a missing number\) is not a number$"):
+    with pytest.raises(DataError, match=r"n\.parquet row 2500: column 'x': a null \(a missing number\) is not a "
+                                        r"number; clean or impute it first$"):
         list(source.batches(0, 100))
 
 

@@ -117,7 +117,8 @@ def test_a_nan_target_and_a_parquet_null_are_named_by_their_file_row_and_column(
     pq.write_table(pa.table({"a": a, "b": pa.array([*b[:BAD_ROW], None, *b[BAD_ROW + 1:]]), "y": y}),
                    tmp_path / "n.parquet", row_group_size=5)
     assert training_refusal(str(tmp_path / "n.parquet")) == (f"{tmp_path / 'n.parquet'} row {BAD_ROW}: column 'b': a "
-                                                             "null (a missing number) is not a number")
+                                                             "null (a missing number) is not a number; clean or "
+                                                             "impute it first")
 
 
 def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(tmp_path, monkeypatch, capsys):

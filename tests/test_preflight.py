@@ -116,8 +116,10 @@ def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
 
 @pytest.mark.parametrize("text, said", [
     ("1,2,3\n4,x,6\n", "line 2: value 2 of the line: 'x' is not a number"),
-    ("a,b,c\n1,2,3\n4,,6\n", "line 3: column 'b': an empty value (a missing number) is not a number"),
-    ("a,b,c\n1,2,3\n\n4,,6\n", "line 4: column 'b': an empty value (a missing number) is not a number"),
+    ("a,b,c\n1,2,3\n4,,6\n", "line 3: column 'b': an empty value (a missing number) is not a number; clean or "
+                            "impute it first"),
+    ("a,b,c\n1,2,3\n\n4,,6\n", "line 4: column 'b': an empty value (a missing number) is not a number; clean or "
+                               "impute it first"),
     ('a,b,c\n1,2,3\n4,"o\'k ""x""",6\n', "line 3: column 'b': 'o\\'k \"x\"' is not a number"),  # unquoted, as read
     ("1,2,3\n4,5,6\n7,8\n", "line 3: 2 values, where the lines before it have 3"),
     ("a,b,c\n1,2,3\n4,5,6,7\n", "line 3: 4 values, where the lines before it have 3"),

@@ -13,7 +13,7 @@ def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     ``number`` (None: a Parquet null; a float32 one is shown as float32 writes it) and NaN or infinite as ``dtype``, in the words of a CSV file's
     (gpunn.csvtext.not_finite), by training and gpunn predict alike: "x.parquet row 5: column 'b': nan is NaN;
     clean or impute it first" ("-inf is infinite", "1e+39 is infinite in float32 (past its largest value)",
-    "a null (a missing number) is not a number"; with ``scaled``, the number standardized in float64, where
+    "a null (a missing number) is not a number; clean or impute it first"; with ``scaled``, the number standardized in float64, where
     standardizing it in ``dtype`` gave a value that is not finite: "1e+38 is 3.3e+39 once standardized, infinite in
     float32 ...", or "3e+38 is 4.8 once standardized, but infinite in float32 on the way there ..." where ``dtype``
     holds that value, gpunn.checks.on_the_way). "" where ``number`` (no ``scaled``) is finite in ``dtype`` (the file
@@ -22,7 +22,7 @@ def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
 
     column = f"column {column!r}" if isinstance(column, str) else f"column {column}"
     if number is None:
-        return f"{path} row {row}: {column}: a null (a missing number) is not a number"
+        return f"{path} row {row}: {column}: a null (a missing number) is not a number; clean or impute it first"
     narrow = isinstance(number, numpy.floating) and number.dtype.itemsize < 8  # 3e+38, not 3.0000000054977558e+38
     said = number_not_finite(float(number), str(number) if narrow else repr(float(number)), column, dtype, scaled)
     return f"{path} row {row}: {said}" if said else ""
