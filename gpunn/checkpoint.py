@@ -222,7 +222,24 @@ def _model_arrays(model) -> dict:
     return arrays
 
 
+def check_replaceable(path) -> None:
+    """Refuse to write a checkpoint over a file that is not one: an existing file of another kind (a CSV file, an
+    .npy array, text) is someone's data, which ``gpunn.save("data.csv", model)`` replaced without a word, where
+    ``gpunn train --save`` refuses it (preflight.check_checkpoint_output). An .npz/zip file (a checkpoint) and an
+    empty one (made by ``tempfile.NamedTemporaryFile`` to be written) are replaced."""
+    from .preflight import file_kind
+
+    if not os.path.isfile(path):
+        return
+    kind = file_kind(path)
+    if kind not in ("zip", "empty"):
+        what = {"npy": "a .npy array", "text": "text", "text-8bit": "text", "pickle": "a Python pickle"}.get(kind, kind)
+        raise FileExistsError(f"{os.fsdecode(path)} exists and is not a gpunn checkpoint ({what}); refusing to "
+                              "overwrite it: choose another name (.npz), or remove the file first")
+
+
 def _write(path, meta: dict, arrays: dict) -> None:
+    check_replaceable(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "gpunn_version": __version__, **meta,
             "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}}
     blob = numpy.frombuffer(json.dumps(meta).encode(), dtype=numpy.uint8)
@@ -822,6 +839,7 @@ class ModelCheckpoint(Callback):
         return f"ModelCheckpoint({self.path!r}, {super().__repr__().split('(', 1)[1]}"
 
     def on_train_begin(self, trainer):
+        check_replaceable(self.path)  # before the first epoch trains, not at its end
         self._tracker.on_train_begin(trainer)
         if self.save_best_only:  # (its monitor is read only then)
             self._tracker.check_logged(trainer, self)

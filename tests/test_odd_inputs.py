@@ -393,6 +393,32 @@ def test_save_takes_a_bytes_path_and_refuses_what_is_not_a_model_by_name(tmp_pat
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_save_and_a_checkpoint_writer_refuse_to_replace_a_file_that_is_not_a_checkpoint(tmp_path):
+    """gpunn.save("data.csv", model) replaced the user's CSV file without a word (gpunn train --save refuses it);
+    a ModelCheckpoint on it did so at the first epoch's end. A checkpoint, and an empty file (a NamedTemporaryFile
+    made to be written), are replaced."""
+    import tempfile
+
+    model = gpunn.MLP([2, 3, 1], device="cpu", seed=0)
+    X = numpy.ones((8, 2))
+    (tmp_path / "data.csv").write_text("a,b,y\n1,2,3\n")
+    numpy.save(tmp_path / "X.npy", X)
+    for name, what in (("data.csv", "text"), ("X.npy", "a .npy array")):
+        before = (tmp_path / name).read_bytes()
+        refusal = rf"{name} exists and is not a gpunn checkpoint \({what}\); refusing to overwrite it: choose another"
+        with pytest.raises(FileExistsError, match=refusal):
+            gpunn.save(tmp_path / name, model)
+        with pytest.raises(FileExistsError, match=refusal):
+            model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / name)])
+        assert (tmp_path / name).read_bytes() == before
+    assert model.params.tolist() == gpunn.MLP([2, 3, 1], device="cpu", seed=0).params.tolist()  # refused untrained
+    gpunn.save(tmp_path / "m.npz", model)
+    gpunn.save(tmp_path / "m.npz", model)  # a checkpoint is replaced
+    with tempfile.NamedTemporaryFile(suffix=".npz", dir=tmp_path) as empty:
+        gpunn.save(empty.name, model)
+        numpy.testing.assert_array_equal(gpunn.load(empty.name, device="cpu").params, model.params)
+
+
 @pytest.mark.parametrize("target", [False, True])
 def test_a_column_too_spread_for_float64_statistics_is_refused_by_standardize(tmp_path, target):
     """Values near ±1e200 are finite, but their squared deviations overflow float64: the column's spread came
