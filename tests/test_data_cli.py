@@ -246,6 +246,26 @@ def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_
     assert gpunn.data.csv(tmp_path / "t.csv", [" y"]).feature_names == ["a", " b"]  # a name as written is found
 
 
+def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, capsys):
+    """--target Price for a column 'price' said "no column 'Price'; the columns are: a, b, price" and left the
+    user to spot the capital. Names stay matched as written (pandas and pyarrow match them so): a hint only."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a,b,price,Y,y\n" + "".join(f"{i},{i % 3},{2 * i},1,2\n" for i in range(40)))
+    path = str(tmp_path / "t.csv")
+    assert main(["train", "--data", path, "--target", "Price", "--features", "A,b", *SMALL]) == 2
+    assert capsys.readouterr().err == (f"gpunn train: error: {path}: no column 'Price', 'A'; the columns are: a, b, "
+                                       "price, Y, y; names are matched as written, letter case included: did you mean "
+                                       "'price', 'a'?\n")
+    with pytest.raises(gpunn.data.DataError, match=r"no column 'B'; the columns are: a, b, price, Y, y; names are "
+                                                   r"matched as written, letter case included: did you mean 'b'\?$"):
+        gpunn.data.csv(path, target="price", features=["a", "B"])
+    with pytest.raises(gpunn.data.DataError, match=r"no column 'Z'; the columns are: a, b, price, Y, y$"):
+        gpunn.data.csv(path, target="Z")  # no column of that name in any case
+    with pytest.raises(gpunn.data.DataError, match=r"no column 'PRICE', 'Y '; the columns are: a, b, price, Y, y; "
+                                                   r".* did you mean 'price'\?$"):
+        gpunn.data.csv(path, target=["PRICE", "Y "])  # 'y' and 'Y' both: no one name meant
+
+
 def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, capsys):
     """A CSV file is read by position for a model that knows no column names (trained on an .npy pair), and a file
     without a header for one that does: "X has 3 columns but the model expects 2" said neither, nor --features."""

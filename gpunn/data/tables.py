@@ -52,6 +52,18 @@ def _spaced(missing, available) -> str:
             "file, the spaces after the commas of its header line)")
 
 
+def _other_case(missing, available) -> str:
+    """A sentence for a name not found that one column has in another letter case ('Price' for 'price'), or "".
+    Names stay matched as written, as pandas and pyarrow match them: a hint, not a second name taken."""
+    lower = collections.defaultdict(list)
+    for n in available:
+        lower[n.lower()].append(n)
+    found = [lower[n.lower()][0] for n in missing if len(lower.get(n.lower(), ())) == 1]
+    if not found:
+        return ""
+    return f"; names are matched as written, letter case included: did you mean {', '.join(map(repr, found))}?"
+
+
 class NoTarget(ValueError):
     """A table source given no target column. The message lists the table's columns, as a target that is not
     among them is refused; ``columns`` keeps them for gpunn train, which names its --target option."""
@@ -87,7 +99,7 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     missing = [n for n in wanted if n not in counts]
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
-                        f"{_spaced(missing, available)}")
+                        f"{_spaced(missing, available) or _other_case(missing, available)}")
     every_other = features is None
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
