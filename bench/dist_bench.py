@@ -152,7 +152,7 @@ def same_arguments_on_every_rank(argv):
     from gpunn.distributed.comm import same_command_on_every_rank
 
     try:
-        same_command_on_every_rank(" ".join(argv) or "(no arguments)", bounded=True, what="arguments")
+        same_command_on_every_rank(" ".join(argv) or "(no arguments)", what="arguments")
     except ConfigMismatch as exc:
         if launched_rank() != 0:  # rank 0 says it, once
             raise SystemExit(2) from None

@@ -119,6 +119,5 @@ def as_rank(monkeypatch, rank, size=2, broadcasts=None) -> MirrorComm:
     monkeypatch.setitem(_comm._WORLD, "control", control)
     monkeypatch.setattr(_comm, "_REPORT", [])
     monkeypatch.setattr(_comm, "end_launched_job", _no_abort)  # (it would start MPI and abort this process)
-    monkeypatch.setattr(_comm, "_alarm_ends_this_process", lambda: False)  # (SIGALRM's action left as it was)
     monkeypatch.setattr(sys, "stdout", sys.stdout)  # gpunn.cli.train._launch points a rank's other than 0's at devnull
     return control

@@ -1142,8 +1142,9 @@ def rank_with_piped_output(monkeypatch):
     """This process as rank 0 of 2 with its stdout and stderr pipes, as a launcher's process manager gives each rank
     (stdout block-buffered, as Python makes it on a pipe), made by the function this gives, called in the test's body
     (pytest's capture puts its own sys.stdout and sys.stderr back after a fixture's set-up): (an MpiComm whose
-    MPI_Abort records its status and the bytes of the stderr pipe not yet read, those records, the pipes' read ends:
-    the launcher's, stderr's first)."""
+    MPI_Abort records its status and the bytes of the stderr pipe not yet read, and returns, those records, the pipes'
+    read ends: the launcher's, stderr's first). The process's end that follows an MPI_Abort that returned
+    (comm._end_this_process, os._exit) is recorded too, as ("ended", status)."""
     import types
 
     from gpunn.distributed import comm, output
@@ -1162,6 +1163,7 @@ def rank_with_piped_output(monkeypatch):
         aborted = []
         rank = comm.MpiComm.__new__(comm.MpiComm)  # (its __init__ would start MPI)
         rank.comm = types.SimpleNamespace(Abort=lambda code: aborted.append((code, output.unread(err_write))))
+        monkeypatch.setattr(comm, "_end_this_process", lambda code: aborted.append(("ended", code)))
         rank.rank, rank.size, rank.timeout = 0, 2, 2.0
         return rank, aborted, (err_read, out_read)
 
@@ -1209,12 +1211,10 @@ def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line
         fake = types.SimpleNamespace(COMM_WORLD=rank.comm)
         monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
         monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
-        monkeypatch.setattr(signal, "alarm", lambda seconds: None)
-        monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
         print("gpunn [rank 0 of ranks 0-1]: this rank failed; aborting all ranks.", file=sys.stderr, flush=True)
         comm.end_launched_job(1)
         said, code = "this rank failed; aborting all ranks.", 1
-    assert aborted == [(code, 0)]  # nothing left unread in the pipe at MPI_Abort
+    assert aborted == [(code, 0), ("ended", code)]  # nothing left unread in the pipe at MPI_Abort
     assert said in read[launcher[0]].decode()
     assert read[launcher[1]] == b"the script's own line, before the job ends\n"
 
@@ -1225,7 +1225,7 @@ def test_a_rank_whose_launcher_reads_nothing_still_ends_the_job(monkeypatch, ran
     rank, aborted, _ = rank_with_piped_output()
     monkeypatch.setattr(output, "WAIT_S", 0.05)
     rank._timed_out("the gradient all-reduce", 2.4)
-    assert len(aborted) == 1 and aborted[0][0] == 3 and aborted[0][1] > 0  # after WAIT_S, the line still unread
+    assert len(aborted) == 2 and aborted[0][0] == 3 and aborted[0][1] > 0  # after WAIT_S, the line still unread
 
 
 def test_a_rank_whose_stdout_cannot_be_flushed_still_ends_the_job(monkeypatch, rank_with_piped_output):
@@ -1253,7 +1253,7 @@ def test_a_rank_whose_stdout_cannot_be_flushed_still_ends_the_job(monkeypatch, r
         stdout.close()
         reader.join()
         os.close(read_end)
-    assert [code for code, _ in aborted] == [3]
+    assert [code for code, _ in aborted] == [3, "ended"]
 
 
 @pytest.mark.parametrize("stderr", ["gone", "closed"])
@@ -1331,11 +1331,11 @@ def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the
     assert said == ["False", "True"]
 
 
-@pytest.mark.parametrize("value, alarm", [("2", 2), ("0.2", 1), ("1" + "0" * 12, None), ("inf", None)])
-def test_a_launched_process_ending_the_job_sets_its_alarm_from_the_timeout_and_none_under_inf(monkeypatch, value,
-                                                                                              alarm):
-    # the alarm that ends the process should MPI_Init never finish took int(timeout): GPUNN_DIST_TIMEOUT=inf (never
-    # abort) raised OverflowError, and so did 1e12 s (past a C int), out of the failing rank's one line
+@pytest.mark.parametrize("value, timeout", [("2", 2.0), ("0.2", 0.2), ("abc", 300.0), ("inf", math.inf)])
+def test_a_launched_process_ending_the_job_times_its_start_of_mpi_by_the_timeout(monkeypatch, value, timeout):
+    # the start of MPI that its abort needs is timed by GPUNN_DIST_TIMEOUT (the default where the variable cannot be
+    # read: this rank may be failing for it); inf, never (init_watch starts no watcher). It was a SIGALRM whose end
+    # said only "Alarm clock"
     import types
 
     from gpunn.distributed import comm
@@ -1343,16 +1343,57 @@ def test_a_launched_process_ending_the_job_sets_its_alarm_from_the_timeout_and_n
     pytest.importorskip("mpi4py")
     import mpi4py
 
-    aborted, alarms = [], []
+    aborted, timed = [], []
     fake = types.SimpleNamespace(COMM_WORLD=types.SimpleNamespace(Abort=aborted.append))
     monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
-    monkeypatch.setattr(signal, "alarm", alarms.append)
-    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
+    monkeypatch.setattr(comm, "_mpi_init_timed", lambda *given: timed.append(given) or contextlib.nullcontext())
+    monkeypatch.setattr(comm, "_end_this_process", lambda code: aborted.append(("ended", code)))
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setenv("GPUNN_DIST_TIMEOUT", value)
     comm.end_launched_job(2)
-    assert (aborted, alarms) == ([2], [] if alarm is None else [alarm])
+    assert aborted == [2, ("ended", 2)]
+    assert timed == [(timeout, " (started to end the job: this rank failed)")]
+
+
+_FAKE_MPI = ("import os, sys\n"
+             "class _World:\n"
+             "    def Abort(self, code):  # as MPICH's can: its launcher's process manager gone\n"
+             "        print('written while MPI_Abort ran')  # (block-buffered: lost unless flushed before the end)\n"
+             "        if os.environ['FAKE_ABORT'] == 'raises':\n"
+             "            raise RuntimeError('no process manager')\n"
+             "COMM_WORLD = _World()\n")
+
+_ENDING = {"end_launched_job": "comm.end_launched_job(3)\n",
+           "abort_on_error": ("rank = comm.MpiComm.__new__(comm.MpiComm)\n"
+                              "rank.comm, rank.rank, rank.size = MPI.COMM_WORLD, 0, 2\n"
+                              "comm.abort_on_error(rank, RuntimeError('rank 0 fails on purpose'))\n")}
+
+
+@pytest.mark.parametrize("ending, abort, says", [
+    ("end_launched_job", "returns", ""),
+    ("end_launched_job", "raises", "gpunn [rank 0 of ranks 0-1]: MPI could not end the job (RuntimeError: no process "
+                                   "manager); ending this process.\n"),
+    ("abort_on_error", "returns", "RuntimeError: rank 0 fails on purpose\n")])
+def test_a_rank_whose_mpi_abort_returns_still_ends_with_its_status_after_its_lines(tmp_path, ending, abort, says):
+    """MPICH's MPI_Abort returns in some set-ups (the launcher's process manager gone, a singleton's init); the rank
+    then went on, back into the excepthook or on with the script, after saying it was ending the job (exit status 0
+    here). It now ends with the abort's status, once what it wrote is flushed and read (a stand-in mpi4py.MPI here,
+    in a process of its own)."""
+    (tmp_path / "mpi4py").mkdir()
+    (tmp_path / "mpi4py" / "__init__.py").write_text("")
+    (tmp_path / "mpi4py" / "MPI.py").write_text(_FAKE_MPI)
+    code = ("from mpi4py import MPI\n" if ending == "abort_on_error" else "") + (
+        "from gpunn.distributed import comm\n"
+        "print(\"the rank's own line\")\n" + _ENDING[ending] + "print('not reached')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                                                            "PMIX_SIZE", "PYTHONUNBUFFERED")}
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(SCRIPT.parent.parent)]), PMI_SIZE="2",
+               GPUNN_DIST_TIMEOUT="30", FAKE_ABORT=abort)
+    done = waiting.run([sys.executable, "-c", code], timeout=60, env=env)
+    status = 3 if ending == "end_launched_job" else 1
+    assert (done.returncode, done.stdout) == (status, "the rank's own line\nwritten while MPI_Abort ran\n"), done
+    assert done.stderr.endswith(says) and ("could not end the job" in done.stderr) == (abort == "raises"), done.stderr
 
 
 def test_a_launchers_variables_give_the_size_and_rank_without_starting_mpi(monkeypatch):
@@ -2250,7 +2291,8 @@ def test_a_failure_in_a_one_process_distributed_fit_reaches_the_caller():
 @needs_mpi
 def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_others_left_without_mpi(tmp_path):
     # end_launched_job initialises MPI to abort; with no other process there to initialise it too, MPI_Init
-    # never finishes, and an alarm after GPUNN_DIST_TIMEOUT seconds (2 here) ends the process instead
+    # never finishes, and after GPUNN_DIST_TIMEOUT seconds (2 here) the process says so and is killed (init_watch):
+    # mpiexec's status 9. It was a SIGALRM, whose end said only "Alarm clock" (status 14)
     code = ("import sys\n"
             "from gpunn.distributed.comm import end_launched_job, launched_rank\n"
             "if launched_rank() == 1:\n"
@@ -2261,15 +2303,40 @@ def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_ot
     proc = own_session([mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
     try:
-        out, _ = waiting.communicate(proc, 60)
+        out, err = waiting.communicate(proc, 60)
     except subprocess.TimeoutExpired:
         try:  # what outlived mpiexec, which communicate killed
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         pytest.fail("the process waited in MPI_Init for ranks that had left")
-    assert proc.returncode != 0 and "not reached" not in out and "Alarm clock" in out, out
+    assert proc.returncode == 9 and "not reached" not in out, out
+    assert re.search(r"(?m)^gpunn \[rank 0 of ranks 0-1\]: waited [23] s in MPI_Init \(started to end the job: this "
+                     r"rank failed\), which every process of the job enters; another has not started MPI \(.*\)\. "
+                     r"Ending the job \(GPUNN_DIST_TIMEOUT=2 s\)\.$", err), err
 
+
+
+@needs_mpi
+def test_gpunn_info_beside_a_process_that_never_starts_mpi_says_what_it_waited_for_and_ends_the_job(tmp_path):
+    """gpunn info under a launcher of several processes starts MPI for the ranks' check that each runs the same
+    command. Beside a process that never starts MPI (no gpunn in it) an alarm ended it after GPUNN_DIST_TIMEOUT
+    saying only "Alarm clock" (status 14); gpunn's timed start of MPI now says what the rank waited for and the
+    variable, and the job ends (status 9)."""
+    gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")
+    env = dict(os.environ, GPUNN_DEVICE="cpu", GPUNN_DIST_TIMEOUT="2")
+    proc = own_session([mpiexec(), "-n", "1", str(gpunn_cli), "info", ":", "-n", "1", sys.executable, "-c", "pass"],
+                       env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        _, err = waiting.communicate(proc, 60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("gpunn info waited in MPI_Init for a process that never starts MPI")
+    assert proc.returncode == 9, err
+    assert re.search(r"(?m)^gpunn \[rank 0 of ranks 0-1\]: waited [23] s in MPI_Init, which every process of the job "
+                     r"enters; another has not started MPI \(.*\)\. Ending the job \(GPUNN_DIST_TIMEOUT=2 s\)\.$",
+                     err), err
 
 def _marked(marker):
     """The processes whose command line holds ``marker``."""

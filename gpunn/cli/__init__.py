@@ -147,8 +147,8 @@ def _in_launched_run(argv) -> bool:
 
 def _check_launch(command: str) -> None:
     """Only ``gpunn train`` and ``gpunn sweep`` are data parallel. Another command started by an MPI launcher with
-    several processes first takes part in the ranks' check that each runs the same command (same_command_on_every_rank,
-    bounded): beside training ranks (``mpiexec -n 1 gpunn train ... : -n 1 gpunn info``) it left them waiting for it
+    several processes first takes part in the ranks' check that each runs the same command (same_command_on_every_rank):
+    beside training ranks (``mpiexec -n 1 gpunn train ... : -n 1 gpunn info``) it left them waiting for it
     forever in MPI_Init; now every rank is refused, in one line. Where every rank runs it, ``predict`` and ``bench``
     are refused (each would run whole, every one writing the same files) and ``info`` prints on each."""
     from ..distributed import launched_rank, launched_size
@@ -167,7 +167,7 @@ def _check_launch(command: str) -> None:
         raise
     if not several:
         return
-    same_command_on_every_rank(command, bounded=True)
+    same_command_on_every_rank(command)
     if command in ("predict", "bench"):
         if launched_rank() != 0:  # rank 0 says why, once
             raise SystemExit(2)
@@ -196,8 +196,7 @@ def _printed_on_every_rank(argv) -> None:
     printed = next((t for t in tokens if t in ("-h", "--help", "--version")), "--help")
     from ..distributed.comm import same_command_on_every_rank
 
-    same_command_on_every_rank(" ".join(filter(None, (command, "--help" if printed == "-h" else printed))),
-                               bounded=True)
+    same_command_on_every_rank(" ".join(filter(None, (command, "--help" if printed == "-h" else printed))))
 
 
 def _with_rank(text: str) -> str:

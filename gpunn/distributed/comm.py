@@ -14,7 +14,8 @@ collective it was in and aborts the whole job (``MPI_Abort``). A rank that raise
 distributed fit prints its error and aborts the job at once (see :func:`abort_on_error`), and so does
 one whose exception nothing caught before its fit (:func:`end_job_on_uncaught_exception`); a
 rank that is killed is noticed by the launcher (mpiexec ends the others). MPI_Init, which no thread of a rank can
-time, is timed by a child process where gpunn starts MPI (:mod:`gpunn.distributed.init_watch`).
+time, is timed by a child process wherever gpunn starts MPI (:mod:`gpunn.distributed.init_watch`): for a fit, for
+the ranks' command check, to end the job. A rank whose MPI_Abort returns ends itself with its status.
 """
 from __future__ import annotations
 
@@ -173,22 +174,22 @@ class _Watchdog:
                 return
 
 
-def _mpi_init_timed(timeout):
+def _mpi_init_timed(timeout, why=""):
     """A context in which this process starts MPI, timed (:func:`gpunn.distributed.init_watch.timed_start`) where a
     launcher started several processes and MPI has not started here yet: a rank whose job has a process that never
-    enters MPI_Init (it left before starting MPI) says so after ``timeout`` seconds and ends, not waiting forever."""
+    enters MPI_Init (it left before starting MPI) says so after ``timeout`` seconds and is killed (the launcher then
+    ends the job), not waiting forever. ``why``: what it starts MPI for, said after "in MPI_Init" where not a fit."""
     try:
         size = launched_size()
-        where = f" [{rank_words(launched_rank(), size)}]"
     except DistributedError:  # (a launcher's variable gpunn cannot read: untimed, as before)
-        size, where = 1, ""
+        size = 1
     if "mpi4py.MPI" in sys.modules or size <= 1:
         return contextlib.nullcontext()
     from .init_watch import timed_start
 
-    return timed_start(f"{_speaker()}{where}: waited {{:.0f}} s in MPI_Init, which every process of the job enters; "
-                       f"another has not started MPI (it left before starting it, or is that much later to its fit). "
-                       f"Ending the job ({ENV_TIMEOUT}={timeout:g} s).\n", timeout)
+    return timed_start(f"{_speaker()}{_where()}: waited {{:.0f}} s in MPI_Init{why}, which every process of the job "
+                       f"enters; another has not started MPI (it left before starting it, or is that much later to "
+                       f"its fit). Ending the job ({ENV_TIMEOUT}={timeout:g} s).\n", timeout)
 
 
 class MpiComm:
@@ -252,6 +253,7 @@ class MpiComm:
         saying why: :func:`gpunn.distributed.output.read_by_the_launcher`)."""
         read_by_the_launcher()
         self.comm.Abort(code)
+        _end_this_process(code)  # (where MPI_Abort returned)
 
     # ---- gradients and parameters (device arrays; host arrays here) ----------------------
     def allreduce_sum_(self, array):
@@ -455,6 +457,24 @@ def _speaker() -> str:
     return _REPORT[0][1] if _REPORT else "gpunn"
 
 
+def _where() -> str:
+    """This process's rank as the launcher says, for a line before MPI has started: `` [rank 1 of ranks 0-1]``;
+    nothing where the launcher's variables cannot be read."""
+    try:
+        return f" [{rank_words(launched_rank(), launched_size())}]"
+    except DistributedError:
+        return ""
+
+
+def _end_this_process(code: int) -> None:
+    """End this process with status ``code`` (``os._exit``: no Python exit, as MPI_Abort's end), once the launcher
+    has read what it wrote (:func:`gpunn.distributed.output.read_by_the_launcher`). For a rank whose MPI_Abort
+    returned (the MPI standard asks only for a "best attempt"; MPICH 5.0's ends the process, in a singleton's job
+    too): it went on, back into the caller's excepthook or on with a script, where it had said it was ending the job."""
+    read_by_the_launcher()
+    os._exit(code)
+
+
 def _say(text: str) -> None:
     """``text`` on stderr, flushed; nothing where stderr is gone or closed (None, a closed file, a broken pipe): a
     rank that ends the job must end it whatever became of its stderr (the watchdog's thread died of the error, and
@@ -566,20 +586,29 @@ def end_launched_job(code: int) -> None:
     distributed fit: ``mpiexec`` does not end the others when a process exits with an
     error status, and they would wait for it forever in ``MPI_Init`` (which every rank must enter) or in
     a collective. Initialises MPI here if this process had not (the others are in, or on their way to,
-    ``MPI_Init``); should they all have exited without MPI, the initialisation cannot finish, and an
-    alarm after ``GPUNN_DIST_TIMEOUT`` seconds ends this process instead (none under ``inf``, which waits, as it
-    says). Nothing without mpi4py or a launcher."""
+    ``MPI_Init``), timed as every start of MPI by gpunn (:func:`_mpi_init_timed`): should they all have exited
+    without MPI, the initialisation cannot finish, and after ``GPUNN_DIST_TIMEOUT`` seconds (300 where it cannot be
+    read; none under ``inf``, which waits, as it says) this process says so and is killed. This process ends here
+    with ``code`` whatever becomes of the abort (:func:`_end_this_process`). Nothing without mpi4py or a launcher."""
     if launched_size() <= 1:
         return
     try:
         import mpi4py  # noqa: F401
     except ImportError:
         return
-    read_by_the_launcher()  # (before the alarm, which would end this process without the abort)
-    _alarm_ends_this_process()
-    from mpi4py import MPI
-
-    MPI.COMM_WORLD.Abort(code)
+    read_by_the_launcher()  # (before MPI starts: a rank killed for waiting there too long aborts nothing)
+    try:
+        timeout = _timeout_from_env(None)
+    except DistributedError:
+        timeout = DEFAULT_TIMEOUT_S
+    try:
+        with _mpi_init_timed(timeout, " (started to end the job: this rank failed)"):
+            from mpi4py import MPI
+        MPI.COMM_WORLD.Abort(code)
+    except Exception as exc:  # noqa: BLE001 - said, and this process ends as promised
+        _say(f"{_speaker()}{_where()}: MPI could not end the job ({type(exc).__name__}: {exc}); ending this process.\n")
+    finally:
+        _end_this_process(code)
 
 
 def end_job_on_uncaught_exception() -> None:
@@ -591,7 +620,8 @@ def end_job_on_uncaught_exception() -> None:
     then MPI_Abort (:func:`end_launched_job`), as ``python -m mpi4py script.py`` does. The hook before is called for
     the traceback; ``sys.excepthook = sys.__excepthook__`` after ``import gpunn`` puts Python's own back. In a job
     whose other processes never start MPI (independent runs under mpiexec), the rank waits for them in MPI_Init
-    until end_launched_job's alarm (GPUNN_DIST_TIMEOUT) ends it: measured 3.4 s at GPUNN_DIST_TIMEOUT=3."""
+    until end_launched_job's timed start of MPI (GPUNN_DIST_TIMEOUT) says so and ends it: measured 3.6 s at
+    GPUNN_DIST_TIMEOUT=2."""
     try:
         if launched_size() <= 1:
             return
@@ -603,12 +633,7 @@ def end_job_on_uncaught_exception() -> None:
 
     def ends_the_job(kind, exc, tb):
         try:
-            rank = launched_rank()
-        except DistributedError:
-            rank = None
-        where = "" if rank is None else f" [{rank_words(rank, launched_size())}]"
-        try:
-            _say(f"gpunn{where}: this rank failed; aborting all ranks.\n")
+            _say(f"gpunn{_where()}: this rank failed; aborting all ranks.\n")
             before(kind, exc, tb)
             _say("")
         finally:  # (the hook before failing, on a closed stderr say, ends the job all the same)
@@ -620,51 +645,26 @@ def end_job_on_uncaught_exception() -> None:
     sys.excepthook = ends_the_job
 
 
-def _alarm_ends_this_process() -> bool:
-    """Have SIGALRM end this process after ``GPUNN_DIST_TIMEOUT`` seconds (300 where it is unset or unreadable), for a
-    wait that no watchdog times: MPI_Init, which cannot finish where a process of the job never enters it. Not under
-    ``inf``, nor off the main thread. Whether it was armed (``signal.alarm(0)`` disarms it)."""
-    import signal
-
-    try:
-        timeout = _timeout_from_env(None)
-    except DistributedError:
-        timeout = DEFAULT_TIMEOUT_S
-    # inf: never (the alarm took no inf, nor seconds past a C int: 1e12 failed too); 2**31 s is 68 years
-    if threading.current_thread() is not threading.main_thread() or timeout >= 2**31:
-        return False
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process
-    signal.alarm(max(1, int(timeout)))
-    return True
-
-
-def same_command_on_every_rank(doing: str, bounded: bool = False, what: str = "command") -> None:
+def same_command_on_every_rank(doing: str, what: str = "command") -> None:
     """Under an MPI launcher with several processes, before any of them reads data: every process says what it does
     (``doing``: its command, ``train``; or what it printed instead of running one, ``train --help``) in one gather
     over the control communicator (:func:`world`, which starts MPI), and where they differ every rank raises the same
     ConfigMismatch naming them (:func:`differing_commands`; ``what``: what ``doing`` is, ``command``, or a script's
     ``arguments``). A rank of an MPMD launch (``mpiexec -n 1 gpunn train --help : -n 1 gpunn train ...``)
     that printed its help and left, alone, left the others waiting for it forever (in MPI_Init, where no watchdog
-    reaches). ``bounded``: an alarm ends this process should MPI never start (a process of the job that does not take
-    part: one that is no gpunn train). Nothing without a launcher or mpi4py (a training rank then refuses the run in
-    world())."""
+    reaches; gpunn's start of MPI is timed now, so that a process of the job that never starts MPI, one that is no
+    gpunn train, ends it after ``GPUNN_DIST_TIMEOUT``). Nothing without a launcher or mpi4py (a training rank then
+    refuses the run in world())."""
     if launched_size() <= 1:
         return
     try:
         import mpi4py  # noqa: F401
     except ImportError:
         return
-    armed = bounded and _alarm_ends_this_process()
-    try:
-        control = world()
-        said = control.allgather(doing, label="the check that every rank runs the same command" if what == "command"
-                                 else f"the check that every rank was given the same {what}")
-        next_collective_agrees()  # (a ConfigMismatch below is raised on every rank: no rank joins it)
-    finally:
-        if armed:
-            import signal
-
-            signal.alarm(0)
+    control = world()
+    said = control.allgather(doing, label="the check that every rank runs the same command" if what == "command"
+                             else f"the check that every rank was given the same {what}")
+    next_collective_agrees()  # (a ConfigMismatch below is raised on every rank: no rank joins it)
     if len(set(said)) > 1:
         raise differing_commands(said, what)
 
