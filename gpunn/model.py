@@ -598,7 +598,10 @@ class MLP(DeviceModel):
         ``standardizer``, if any, applied as ``predict`` applies it: the source's own ``standardize`` is left off
         for the pass (its statistics are not the ones the model learned with). The result is
         ``evaluate(X, Y)`` of the same rows loaded whole (float64 to rounding; R²'s denominator is merged window by
-        window). Where it is not finite, the error says no row (the source is not read again)."""
+        window). Where it is not finite, the error says no row (the source is not read again). A ``data.iterable``
+        source is read in one more pass over its pieces (a one-shot iterator's only one: refused once read); a
+        ShardedSource owning every shard is the source it wraps, and a rank's share of one is refused
+        (gpunn.data.rawpass)."""
         from .metrics import unscored
 
         with self.backend.use():

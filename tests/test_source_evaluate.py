@@ -79,3 +79,64 @@ def test_a_diverged_model_has_no_score_on_a_source(files):
     model.params[:] = numpy.nan
     with pytest.raises(TrainingDiverged, match="no score on the source"):
         model.evaluate(data.npy(x, y, chunk_rows=100))
+
+
+def pieces_of(X, Y, ends=(0, 120, 130, 500, 700)):
+    """(X, Y) in pieces of uneven rows, in order."""
+    return [(X[lo:hi], Y[lo:hi]) for lo, hi in zip(ends, ends[1:])]
+
+
+@pytest.mark.parametrize("given", ["list", "generator function"])
+def test_an_iterable_read_again_scores_and_predicts_every_row_as_the_arrays_do(files, device, given):
+    _, _, X, Y = files
+    pieces = pieces_of(X, Y)
+    source = data.iterable(pieces if given == "list" else lambda epoch: (piece for piece in pieces),
+                           standardize=True)
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1, device=device)  # (bias on: the default)
+    model.fit(source, epochs=1, batch_size=64, lr=1e-2, verbose=False)
+    assert model.standardizer is not None and model.bias
+    assert close(model.evaluate(source), model.evaluate(X, Y), 1e-12)  # each call a pass of its own
+    assert model.score(source) == pytest.approx(model.score(X, Y), rel=1e-12)
+    P = model.backend.to_host(model.predict(source))
+    assert P.shape == (700, 2)  # every row, in the pieces' order
+    assert numpy.allclose(P, model.backend.to_host(model.predict(X)), rtol=1e-12, atol=0)
+    assert source.standardize is True and source.standardizer is model.standardizer  # left as it was
+    ens = gpunn.Ensemble([3, 8, 2], n_models=2, dtype="float64", seed=1, device=device)
+    ens.fit(source, epochs=1, batch_size=64, lr=1e-2, verbose=False)
+    assert close(ens.evaluate(source), ens.evaluate(X, Y), 1e-12)
+
+
+def test_a_one_shot_iterator_is_scored_once_and_one_that_cannot_start_again_is_refused(files):
+    _, _, X, Y = files
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1)
+
+    def gen():
+        yield from pieces_of(X, Y)
+
+    once = data.iterable(gen(), rows=700)
+    assert numpy.allclose(model.predict(once), model.predict(X), rtol=1e-12, atol=0)
+    with pytest.raises(data.DataError, match=r"exhausted \(it served one pass: an epoch of fit, or an evaluate"):
+        model.evaluate(once)
+    read = gen()
+    for _ in read:  # read to its end before the source was made
+        pass
+    with pytest.raises(data.DataError, match="gave 0 rows in epoch 1; rows=700 was expected: an iterator read to its "
+                                             "end gives nothing more; pass a list, or a callable that makes a new"):
+        model.evaluate(data.iterable(read, rows=700, n_features=3, n_outputs=2))
+    same = gen()  # the same iterator at every call: the constructor's count reads it to its end
+    with pytest.raises(data.DataError, match="gave 0 rows in epoch 1"):
+        model.score(data.iterable(lambda epoch: same))
+
+
+def test_a_sharded_source_is_scored_whole_in_one_process_and_a_ranks_share_is_refused(files):
+    from gpunn.distributed import ShardedSource
+
+    x, y, X, Y = files
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1)
+    source = data.npy(x, y, chunk_rows=100, validation_fraction=0.2)
+    # every shard: one process reading all of them, as a P-rank run resumed in one process does; the source's rows
+    assert model.evaluate(ShardedSource(source, 2)) == model.evaluate(source)
+    assert close(model.evaluate(ShardedSource(source, 2)), model.evaluate(X, Y), 1e-12)
+    share = r"owning shard\(s\) \[1\] of 2 is one rank's share of the training rows "
+    with pytest.raises(TypeError, match=share + r".*Score every row with the source it wraps, model\.evaluate\("):
+        model.predict(ShardedSource(source, 2, [1]))

@@ -408,6 +408,9 @@ class IterableSource(Closable):
     ``close()`` (or the end of ``with data.iterable(...) as source:``) closes a one-shot iterator the source took and
     has not read to its end; a list's or a callable's iterators are closed by the passes, and the object given is
     yours and stays open. A closed source refuses to be read again (a ValueError).
+    ``model.evaluate(source)``, ``score`` and ``predict`` read one more pass (``ordered_pieces``): epoch 0's pieces
+    of a list or a callable, which can be read again; a one-shot iterator's only pass, so a one-shot iterator a fit
+    or an evaluate has read is refused as exhausted.
     """
 
     resumable = False
@@ -505,18 +508,34 @@ class IterableSource(Closable):
                              "use an array, synthetic, npy, parquet or csv source for exact resumes")
         if self.backend is None:
             self.bind("auto", "float32")
-        if self._one_shot:
-            if self._used:
-                raise DataError("the iterator of batches is exhausted (it served one epoch); pass a list or "
-                                "a callable epoch -> iterable to train for more")
-            self._used = True
-        with self._reading(epoch) as items:  # also ended early: closed (the iterator read, not an iterable: a list)
-            pieces = items
-            if self._first is not None:  # a one-shot iterator's, read by the constructor
-                first, self._first = self._first, None
-                pieces = _chain_first(first, items)
+        with self._pass(epoch) as pieces:  # also ended early: closed (the iterator read, not an iterable: a list)
             yield from self.backend.made_on_device(
                 rebatch(self._scaled(self._checked(pieces, epoch), epoch), batch_size, self.backend.xp))
+
+    def ordered_pieces(self):
+        """Device (X, Y) of every piece of one pass, in the iterable's order, uncut, as training takes them
+        (standardized where the source has statistics): epoch 0's for a callable, as the statistics pass reads; a
+        one-shot iterator's one pass. ``evaluate``, ``score`` and ``predict`` on the source read it
+        (gpunn.data.rawpass). Call ``bind`` first."""
+        self._check_open()
+        with self._pass(0) as pieces:
+            yield from self.backend.made_on_device(self._scaled(self._checked(pieces, 0), 0))
+
+    @contextlib.contextmanager
+    def _pass(self, epoch):
+        """The iterator of ``epoch``'s pieces (``_reading``), after a one-shot iterator's first piece where the
+        constructor read it; a one-shot iterator serves one pass, and is refused after it."""
+        if self._one_shot:
+            if self._used:
+                raise DataError("the iterator of batches is exhausted (it served one pass: an epoch of fit, or an "
+                                "evaluate, score or predict); pass a list or a callable epoch -> iterable to read "
+                                "it again")
+            self._used = True
+        with self._reading(epoch) as items:
+            if self._first is not None:  # a one-shot iterator's, read by the constructor
+                first, self._first = self._first, None
+                items = _chain_first(first, items)
+            yield items
 
     def _scaled(self, pieces, epoch):
         """Pieces standardized (copies: the caller's arrays stay as they are) and cast, or as they are. A value
@@ -583,7 +602,10 @@ class IterableSource(Closable):
             count += X.shape[0]
             yield X, Y
         if count != self.rows:
-            raise DataError(f"the iterable gave {count} rows in epoch {int(epoch) + 1}; rows={self.rows} was expected")
+            again = "" if count else (": an iterator read to its end gives nothing more; pass a list, or a callable "
+                                      "that makes a new iterator each call (a generator function)")
+            raise DataError(f"the iterable gave {count} rows in epoch {int(epoch) + 1}; rows={self.rows} was "
+                            f"expected{again}")
 
     def validation_windows(self):
         """No windows: an iterable has no chunks to hold out. A closed source refuses, as its passes do."""
