@@ -222,18 +222,35 @@ def _model_arrays(model) -> dict:
     return arrays
 
 
-def check_replaceable(path) -> None:
-    """Refuse to write a checkpoint over a file that is not one: an existing file of another kind (a CSV file, an
-    .npy array, text) is someone's data, which ``gpunn.save("data.csv", model)`` replaced without a word, where
-    ``gpunn train --save`` refuses it (preflight.check_checkpoint_output). An .npz/zip file (a checkpoint) and an
-    empty one (made by ``tempfile.NamedTemporaryFile`` to be written) are replaced."""
+def not_a_checkpoint(path) -> str:
+    """What the existing file ``path`` is, where a checkpoint written there would replace someone's data ("text",
+    "a .npy array", "an .npz archive of arrays: no gpunn_meta member"); "" where it may be replaced: no file, a gpunn
+    checkpoint, an empty file (made by ``tempfile.NamedTemporaryFile`` to be written), or a zip that does not open (as
+    any .npz/zip was before: a damaged checkpoint, most likely). The rule of ``gpunn.save``, ``ModelCheckpoint``,
+    ``gpunn train --save`` and ``sweep --save-best`` alike."""
     from .preflight import file_kind
 
     if not os.path.isfile(path):
-        return
+        return ""
     kind = file_kind(path)
-    if kind not in ("zip", "empty"):
-        what = {"npy": "a .npy array", "text": "text", "text-8bit": "text", "pickle": "a Python pickle"}.get(kind, kind)
+    if kind == "zip":  # a checkpoint, or numpy.savez's arrays (X.npz holding X and Y), which are someone's data
+        try:
+            with zipfile.ZipFile(os.fsdecode(path)) as archive:  # (a bytes name: ZipFile takes bytes as a file)
+                members = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return ""
+        return "" if f"{META}.npy" in members else f"an .npz archive of arrays: no {META} member"
+    if kind == "empty":
+        return ""
+    return {"npy": "a .npy array", "text": "text", "text-8bit": "text", "pickle": "a Python pickle"}.get(kind, kind)
+
+
+def check_replaceable(path) -> None:
+    """Refuse to write a checkpoint over a file that is not one (:func:`not_a_checkpoint`): an existing file of another
+    kind (a CSV file, an .npy array, numpy.savez's arrays, text) is someone's data, which ``gpunn.save("data.csv",
+    model)`` replaced without a word."""
+    what = not_a_checkpoint(path)
+    if what:
         raise FileExistsError(f"{os.fsdecode(path)} exists and is not a gpunn checkpoint ({what}); refusing to "
                               "overwrite it: choose another name (.npz), or remove the file first")
 

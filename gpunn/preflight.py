@@ -88,10 +88,14 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
 
 def check_checkpoint_output(path, option, *, reads=()) -> str:
     """:func:`check_output` for a checkpoint (gpunn train --save, gpunn sweep --save-best): a file already
-    there that is not one (an .npz/zip) is someone's data, and is not replaced."""
+    there that is not one is someone's data, and is not replaced (gpunn.checkpoint.not_a_checkpoint: gpunn.save's
+    rule)."""
+    from .checkpoint import not_a_checkpoint
+
     check_output(path, option, reads=reads)
-    if os.path.isfile(path) and file_kind(path) != "zip":
-        raise PreflightError(f"{option} {path} exists and is not a gpunn checkpoint; refusing to overwrite it")
+    what = not_a_checkpoint(path)
+    if what:
+        raise PreflightError(f"{option} {path} exists and is not a gpunn checkpoint ({what}); refusing to overwrite it")
     return path
 
 

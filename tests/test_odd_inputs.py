@@ -412,6 +412,11 @@ def test_save_and_a_checkpoint_writer_refuse_to_replace_a_file_that_is_not_a_che
             model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / name)])
         assert (tmp_path / name).read_bytes() == before
     assert model.params.tolist() == gpunn.MLP([2, 3, 1], device="cpu", seed=0).params.tolist()  # refused untrained
+    numpy.savez(tmp_path / "arrays.npz", X=X, Y=X[:, :1])  # a zip, but someone's arrays (it was taken as a checkpoint)
+    with pytest.raises(FileExistsError, match=r"arrays.npz exists and is not a gpunn checkpoint \(an .npz archive of "
+                                              r"arrays: no gpunn_meta member\)"):
+        gpunn.save(tmp_path / "arrays.npz", model)
+    assert sorted(numpy.load(tmp_path / "arrays.npz").files) == ["X", "Y"]
     gpunn.save(tmp_path / "m.npz", model)
     gpunn.save(tmp_path / "m.npz", model)  # a checkpoint is replaced
     with tempfile.NamedTemporaryFile(suffix=".npz", dir=tmp_path) as empty:

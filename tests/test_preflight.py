@@ -181,6 +181,22 @@ def test_an_output_that_is_a_directory_is_refused_and_save_may_name_the_checkpoi
         preflight.check_output(str(run), "--json", reads=preflight.inputs_read(args))
 
 
+def test_save_refuses_an_npz_of_arrays_and_takes_an_empty_file_as_gpunn_save_does(tmp_path):
+    """--save took any zip for a checkpoint, so numpy.savez's X and Y were replaced by the model, and refused the
+    empty file gpunn.save replaces (mktemp's): one rule, gpunn.checkpoint.not_a_checkpoint."""
+    import gpunn
+
+    arrays, empty, model = tmp_path / "arrays.npz", tmp_path / "empty.npz", tmp_path / "m.npz"
+    numpy.savez(arrays, X=numpy.ones((2, 2)), Y=numpy.ones(2))
+    empty.write_bytes(b"")
+    gpunn.save(model, gpunn.MLP([2, 1], device="cpu"))
+    with pytest.raises(preflight.PreflightError, match=r"--save .*arrays.npz exists and is not a gpunn checkpoint "
+                                                       r"\(an .npz archive of arrays: no gpunn_meta member\)"):
+        preflight.check_checkpoint_output(str(arrays), "--save")
+    for path in (empty, model, tmp_path / "new.npz"):
+        assert preflight.check_checkpoint_output(str(path), "--save") == str(path)
+
+
 def test_dev_stdout_is_written_into_even_where_stdout_is_a_file(capfd):
     """/dev/stdout is a link into /proc: where standard output is a regular file (as under pytest's capture), a
     checkpoint or report written there must go into it, not be renamed over the link (mut12m's P28: without the link
