@@ -229,3 +229,48 @@ def test_a_small_fit_on_another_python_thread_after_one_on_this_thread_runs_on_o
     thread.start()
     thread.join(60)
     assert seen.counts == [{1}] and openblas_threads() == before
+
+
+@needs_two
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_forked_while_another_thread_fits_gets_the_count_back(monkeypatch):
+    """A child has only the thread that forked: another thread's fit never ends there, and the one thread it had set
+    stayed in force in the child for good (every later fit of the child's, a larger net's too, on one thread)."""
+    import warnings
+
+    clear(monkeypatch)
+    let_go()
+    before = openblas_threads()
+    inside, leave = threading.Event(), threading.Event()
+
+    def fitting():  # a small fit, on another thread, while this one forks
+        with fit_threads.fit_threads(small_net()):
+            inside.set()
+            leave.wait(60)
+
+    thread = threading.Thread(target=fitting)
+    thread.start()
+    try:
+        assert inside.wait(60) and openblas_threads() == [1]
+        read, write = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # (3.12: a fork of a process with threads)
+            pid = os.fork()
+        if pid == 0:  # the child: its count at once, then after a small fit of its own
+            try:
+                counts = [openblas_threads()]
+                with fit_threads.fit_threads(small_net()):
+                    counts.append(openblas_threads())
+                counts.append(openblas_threads())
+                os.write(write, repr(counts).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as fh:
+            said = fh.read()
+        os.waitpid(pid, 0)
+    finally:
+        leave.set()
+        thread.join(60)
+    assert said == repr([before, [1], before])
+    assert openblas_threads() == before  # the parent's fit put it back as it ended

@@ -23,12 +23,14 @@ threadpool_limits would look for them at every fit: ~1 ms (what an Ensemble's fi
 count is the process's, so fits that overlap (on several Python threads, or one inside another's callback) share
 it: the first sets it, the last to end puts it back, and a later fit's own count (GPUNN_ENSEMBLE_BLAS_THREADS)
 waits for a time no other is running. A library whose count was changed while the fit ran (by another thread's
-threadpoolctl limit, say) is left at that count.
+threadpoolctl limit, say) is left at that count. A child forked while fits run keeps those of the thread that forked;
+where that thread ran none, the child's counts are put back as it starts (_forked).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numpy
 
@@ -40,7 +42,7 @@ from .cpu import PARALLEL_MIN_ELEMENTS
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 _lock = ForkSafeLock()
-_holders = 0  # contexts inside blas_threads's count, on any thread
+_holders = {}  # thread ident -> its contexts inside blas_threads's count
 _changed = []  # [(library, its count before, the count set)] while they are: the last one out puts them back
 _made = None  # threadpoolctl's controller where it has no cached one (before 3.7), made once
 
@@ -122,13 +124,14 @@ def blas_threads(threads: int = 1, *, forced: bool = False):
     """While it is active: the BLAS libraries on ``threads`` threads, unless the environment sets a count (BLAS_ENV;
     ``forced``: set all the same); shared with the contexts active on other threads (see the module), and put back
     by the last of them to end (also on an error or an interruption)."""
-    global _holders, _changed
+    global _changed
+    me = threading.get_ident()
     with _lock.current:
-        joined = _holders > 0 or forced or not user_set()
+        joined = bool(_holders) or forced or not user_set()
         if joined:
-            if _holders == 0:
+            if not _holders:
                 _changed = _set(threads)
-            _holders += 1
+            _holders[me] = _holders.get(me, 0) + 1
     if not joined:
         yield
         return
@@ -136,10 +139,28 @@ def blas_threads(threads: int = 1, *, forced: bool = False):
         yield
     finally:
         with _lock.current:
-            _holders -= 1
-            if _holders == 0:
+            _holders[me] -= 1
+            if not _holders[me]:
+                del _holders[me]
+            if not _holders:
                 changed, _changed = _changed, []
                 _put_back(changed)
+
+
+def _forked() -> None:
+    """In a forked child, only the thread that forked goes on: the other threads' contexts never end there, and a
+    count one of them set stayed in the child for good (its later fits, a larger net's too, on one thread). Their
+    holds are dropped, and where none is left the counts are put back at once."""
+    global _holders, _changed
+    me = threading.get_ident()
+    _holders = {me: _holders[me]} if me in _holders else {}
+    if not _holders and _changed:
+        changed, _changed = _changed, []
+        with contextlib.suppress(Exception):  # (a library that cannot be set in the child keeps its count)
+            _put_back(changed)
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def fit_threads(model):
