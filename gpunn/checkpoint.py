@@ -228,7 +228,7 @@ def not_a_checkpoint(path) -> str:
     checkpoint, an empty file (made by ``tempfile.NamedTemporaryFile`` to be written), or a zip that does not open (as
     any .npz/zip was before: a damaged checkpoint, most likely). The rule of ``gpunn.save``, ``ModelCheckpoint``,
     ``gpunn train --save`` and ``sweep --save-best`` alike."""
-    from .preflight import file_kind
+    from .preflight import file_kind, kind_words
 
     if not os.path.isfile(path):
         return ""
@@ -242,7 +242,7 @@ def not_a_checkpoint(path) -> str:
         return "" if f"{META}.npy" in members else f"an .npz archive of arrays: no {META} member"
     if kind == "empty":
         return ""
-    return {"npy": "a .npy array", "text": "text", "text-8bit": "text", "pickle": "a Python pickle"}.get(kind, kind)
+    return kind_words(kind)
 
 
 def check_replaceable(path) -> None:

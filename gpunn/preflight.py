@@ -193,8 +193,14 @@ def file_kind(path) -> str:
 def not_csv_text(kind) -> str:
     """Why a file named as CSV whose bytes are of ``kind`` (file_kind's; not text) is not one, in the words of every
     gpunn reader (training, gpunn predict read whole or streamed): "not a CSV file (binary, not text)"."""
-    what = {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle"}.get(kind, kind)
-    return f"not a CSV file ({what}, not text)"
+    return f"not a CSV file ({kind_words(kind)}, not text)"
+
+
+def kind_words(kind) -> str:
+    """A file's kind (file_kind's) in a message: "a .npy array", "an .npz/zip archive", "a Python pickle", "text"
+    (in an 8-bit encoding too), "compressed", "binary", "empty"."""
+    return {"npy": "a .npy array", "zip": "an .npz/zip archive", "pickle": "a Python pickle",
+            "text-8bit": "text"}.get(kind, kind)
 
 
 def not_npy(path, kind, what) -> str:

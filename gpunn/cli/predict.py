@@ -74,7 +74,7 @@ def _check_model_first(args) -> None:
     if kind == "zip" or not args.model.lower().endswith(SUFFIXES):
         return
     swapped = os.path.isfile(args.input) and preflight.file_kind(args.input) == "zip"
-    what = {"npy": "a .npy array", "text": "text", "text-8bit": "text", "empty": "empty"}.get(kind, kind)
+    what = preflight.kind_words(kind)
     order = (f": did you mean gpunn predict {args.input} {args.model} {args.output}?" if swapped
              else "; save one with gpunn train --save or gpunn.save(path, model)")
     raise preflight.PreflightError(f"MODEL {args.model} is not a gpunn checkpoint ({what}); gpunn predict takes "
