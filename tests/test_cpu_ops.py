@@ -853,7 +853,7 @@ def test_usable_cores_are_those_this_process_may_run_on(monkeypatch):
     assert cpu.usable_cores() == 3
 
 
-@pytest.mark.parametrize("setting", [None, "1"])
+@pytest.mark.parametrize("setting", [None, "1", "1 and fused=True"])
 def test_without_numba_cpu_ops_is_the_reference_and_the_kernels_asked_for_are_refused(monkeypatch, setting):
     """Numba not installed: the default runs the reference, silently (the [cpu] extra is optional); fused=True or
     GPUNN_FUSED_KERNELS=1 asks for the kernels and is refused, as a Numba that does not import is (it ran the
@@ -864,10 +864,12 @@ def test_without_numba_cpu_ops_is_the_reference_and_the_kernels_asked_for_are_re
     monkeypatch.setattr(cpu, "numba", None)
     asked = dict(fused=True)
     if setting is not None:
-        monkeypatch.setenv("GPUNN_FUSED_KERNELS", setting)
-        asked = {}
-    by, instead = (("fused=True", "leave fused unset (or pass fused=False)") if setting is None else
-                   ("GPUNN_FUSED_KERNELS=1", "set GPUNN_FUSED_KERNELS=0"))
+        monkeypatch.setenv("GPUNN_FUSED_KERNELS", "1")
+        asked = {} if setting == "1" else asked
+    # fused=True is kept over the variable: with both, "set GPUNN_FUSED_KERNELS=0" (as it said) would not help
+    by, instead = {None: ("fused=True", "leave fused unset (or pass fused=False)"),
+                   "1": ("GPUNN_FUSED_KERNELS=1", "set GPUNN_FUSED_KERNELS=0"),
+                   "1 and fused=True": ("fused=True", "pass fused=False")}[setting]
     with pytest.raises(MissingExtra, match=rf"^{by} asks for gpunn's fused CPU kernels, which need Numba: it is not "
                                            rf"installed; install it \(pip install 'gpunn\[cpu\]'\), or "
                                            rf"{re.escape(instead)} to run the NumPy reference$"):

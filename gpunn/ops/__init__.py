@@ -34,14 +34,15 @@ def ops_for(backend, fused: bool | None = None, precision: str = "float32") -> O
     not installed, or does not import, is an error then, and by default the reference (with a warning for the
     latter: gpunn.ops.cpu).
     """
-    if fused is None:
-        fused = fused_setting() if environment.text(ENV_FUSED) is not None else None  # unset: not asked for
+    by_variable = fused is None and environment.text(ENV_FUSED) is not None  # (unset: not asked for)
+    if by_variable:
+        fused = fused_setting()
     if not backend.is_gpu:
         if precision != "float32":  # only the tests' emulation of tf32/bf16 gets here (see gpunn.model)
             return Ops(precision=precision)
         from .cpu import CpuOps
 
-        return CpuOps(fused=fused)
+        return CpuOps(fused=fused, by_variable=by_variable)
     from .cuda import CupyOps
 
     return CupyOps(fused=fused is not False, precision=precision)

@@ -328,10 +328,10 @@ class KernelFallbackWarning(RuntimeWarning):
 _fallback_warned = False  # KernelFallbackWarning is given once per process, as backend.CPUFallbackWarning is
 
 
-def fused_kernels(asked: bool | None) -> bool:
+def fused_kernels(asked: bool | None, by_variable: bool = False) -> bool:
     """Whether CpuOps runs the fused kernels: not where ``asked`` is False; else Numba is imported here
-    (gpunn.ops.lazynumba.load). Where it is not installed, or does not import, ``asked`` True (fused=True,
-    GPUNN_FUSED_KERNELS on) raises MissingExtra, as device="cuda" without a GPU is refused; None (the default) runs
+    (gpunn.ops.lazynumba.load). Where it is not installed, or does not import, ``asked`` True (fused=True, or
+    GPUNN_FUSED_KERNELS on: ``by_variable``) raises MissingExtra, as device="cuda" without a GPU is refused; None (the default) runs
     the reference: silently without Numba (as documented: the [cpu] extra is optional), with one warning for a
     broken install, common after a NumPy upgrade, which neither stops a run nor goes unsaid."""
     global _fallback_warned
@@ -339,7 +339,7 @@ def fused_kernels(asked: bool | None) -> bool:
         return False
     if numba is None:
         if asked:
-            by, instead = _asked_by()
+            by, instead = _asked_by(by_variable)
             raise MissingExtra(f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is not installed; "
                                f"install it (pip install 'gpunn[cpu]'), or {instead} to run the NumPy reference")
         return False
@@ -348,7 +348,7 @@ def fused_kernels(asked: bool | None) -> bool:
     except ImportError as exc:
         why = " ".join(str(exc).split())
         if asked:
-            by, instead = _asked_by()
+            by, instead = _asked_by(by_variable)
             raise MissingExtra(f"{by} asks for gpunn's fused CPU kernels, which need Numba: it is installed but does "
                                f"not import ({why}); install a Numba that supports NumPy {numpy.__version__}, or "
                                f"{instead} to run the NumPy reference") from exc
@@ -361,12 +361,15 @@ def fused_kernels(asked: bool | None) -> bool:
     return True
 
 
-def _asked_by() -> tuple[str, str]:
-    """What asked for the fused kernels, GPUNN_FUSED_KERNELS on or else fused=True, and how to run the reference
-    instead: the variable set to 0, or the argument left out (fused=True is kept over the variable)."""
+def _asked_by(by_variable: bool) -> tuple[str, str]:
+    """What asked for the fused kernels, GPUNN_FUSED_KERNELS on (``by_variable``) or fused=True, and how to run the
+    reference instead: the variable set to 0, or the argument changed (fused=True is kept over the variable, so that
+    with the variable on too, fused=False alone runs it; it said "set GPUNN_FUSED_KERNELS=0" there)."""
     setting = environment.text(ENV_FUSED)
-    if (setting or "").lower() in environment.ON:
+    if by_variable:
         return f"{ENV_FUSED}={setting}", f"set {ENV_FUSED}=0"
+    if (setting or "").lower() in environment.ON:
+        return "fused=True", "pass fused=False"
     return "fused=True", "leave fused unset (or pass fused=False)"
 
 
@@ -378,10 +381,10 @@ class CpuOps(Ops):
     ``self.fused`` -- before any kernel call, and after the constructor, so that making a CPU model does not import
     Numba (gpunn.ops.lazynumba). See fused_kernels."""
 
-    def __init__(self, fused: bool | None = None, threads: int | None = None):
+    def __init__(self, fused: bool | None = None, threads: int | None = None, *, by_variable: bool = False):
         super().__init__(numpy)
-        if fused is not None:
-            self.fused = fused_kernels(bool(fused))
+        if fused is not None:  # (by_variable: fused is GPUNN_FUSED_KERNELS's, as its refusal then says)
+            self.fused = fused_kernels(bool(fused), by_variable)
         self.threads = default_threads() if threads is None else max(1, int(threads))
         self.gemm = gemm.shared_chooser(_split_rows)  # the fastest installed GEMM per shape (gpunn.ops.gemm)
         # NumPy alone (GPUNN_GEMM's default): call numpy.matmul directly. The chooser's per-call key and
