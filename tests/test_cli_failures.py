@@ -74,6 +74,10 @@ CASES = [
     ("output of unknown kind", ["predict", "m.npz", "in.npy", "out.txt"], "the name must end in .npy, .csv, .parquet, .parq or .pq"),
     ("output in a missing directory", ["predict", "m.npz", "in.npy", "nodir/o.npy"], "nodir does not exist"),
     ("missing model", ["predict", "nope.npz", "in.npy", "o.npy"], "MODEL nope.npz does not exist"),
+    # a missing IN is said missing before what its name says ("IN nope.npz is an .npz/zip archive (a checkpoint?)",
+    # "IN parts: unknown file type")
+    ("missing input named .npz", ["predict", "m.npz", "nope.npz", "o.npy"], "IN nope.npz does not exist"),
+    ("missing input without a suffix", ["predict", "m.npz", "parts", "o.npy"], "IN parts does not exist"),
     ("model a directory", ["predict", "adir", "in.npy", "o.npy"], "MODEL adir is not a file"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
     # MODEL and IN the other way round: said before IN is read ("IN m.npz is an .npz/zip archive"), by its argument

@@ -52,6 +52,8 @@ def _check_input_name(path) -> None:
 
     if os.path.isdir(path) or path.lower().endswith(SUFFIXES):
         return
+    if not os.path.exists(path):  # (a name mistyped is missing, not "unknown file type" or "an .npz/zip archive")
+        raise preflight.PreflightError(f"IN {path} does not exist")
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".npz":  # a checkpoint given as IN, most often
         raise preflight.PreflightError(f"IN {path}{preflight.not_npy(path, 'zip', 'the inputs')}")
