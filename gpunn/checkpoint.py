@@ -59,7 +59,7 @@ from ._version import __version__
 from .activations import ACTIVATIONS
 from .checks import check_rows_match, flag, positive_int
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from .preflight import same_file, writes_in_place
+from .preflight import CHECKPOINT_META, not_a_checkpoint, same_file, writes_in_place
 from .rng import GPU_GENERATOR, generator
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
@@ -74,7 +74,7 @@ from .training.state import FitSettings, TrainState, position_words
 FORMAT = "gpunn-checkpoint"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-META = "gpunn_meta"
+META = CHECKPOINT_META  # the member every checkpoint holds (preflight's: what a checkpoint writer may replace reads it)
 MAX_META_BYTES = 64 << 20
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -222,33 +222,10 @@ def _model_arrays(model) -> dict:
     return arrays
 
 
-def not_a_checkpoint(path) -> str:
-    """What the existing file ``path`` is, where a checkpoint written there would replace someone's data ("text",
-    "a .npy array", "an .npz archive of arrays: no gpunn_meta member"); "" where it may be replaced: no file, a gpunn
-    checkpoint, an empty file (made by ``tempfile.NamedTemporaryFile`` to be written), or a zip that does not open (as
-    any .npz/zip was before: a damaged checkpoint, most likely). The rule of ``gpunn.save``, ``ModelCheckpoint``,
-    ``gpunn train --save`` and ``sweep --save-best`` alike."""
-    from .preflight import file_kind, kind_words
-
-    if not os.path.isfile(path):
-        return ""
-    kind = file_kind(path)
-    if kind == "zip":  # a checkpoint, or numpy.savez's arrays (X.npz holding X and Y), which are someone's data
-        try:
-            with zipfile.ZipFile(os.fsdecode(path)) as archive:  # (a bytes name: ZipFile takes bytes as a file)
-                members = archive.namelist()
-        except (OSError, zipfile.BadZipFile):
-            return ""
-        return "" if f"{META}.npy" in members else f"an .npz archive of arrays: no {META} member"
-    if kind == "empty":
-        return ""
-    return kind_words(kind)
-
-
 def check_replaceable(path) -> None:
-    """Refuse to write a checkpoint over a file that is not one (:func:`not_a_checkpoint`): an existing file of another
-    kind (a CSV file, an .npy array, numpy.savez's arrays, text) is someone's data, which ``gpunn.save("data.csv",
-    model)`` replaced without a word."""
+    """Refuse to write a checkpoint over a file that is not one (:func:`gpunn.preflight.not_a_checkpoint`): an
+    existing file of another kind (a CSV file, an .npy array, numpy.savez's arrays, text) is someone's data, which
+    ``gpunn.save("data.csv", model)`` replaced without a word."""
     what = not_a_checkpoint(path)
     if what:
         raise FileExistsError(f"{os.fsdecode(path)} exists and is not a gpunn checkpoint ({what}); refusing to "

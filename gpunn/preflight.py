@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import zipfile
 
 import numpy
 
@@ -24,6 +25,7 @@ from .csvtext import (csv_column, csv_first_foreign, csv_first_text, csv_has_hea
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
+CHECKPOINT_META = "gpunn_meta"  # the member every gpunn checkpoint holds (gpunn.checkpoint.META)
 
 
 class PreflightError(ValueError):
@@ -88,15 +90,34 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
 
 def check_checkpoint_output(path, option, *, reads=()) -> str:
     """:func:`check_output` for a checkpoint (gpunn train --save, gpunn sweep --save-best): a file already
-    there that is not one is someone's data, and is not replaced (gpunn.checkpoint.not_a_checkpoint: gpunn.save's
-    rule)."""
-    from .checkpoint import not_a_checkpoint
-
+    there that is not one is someone's data, and is not replaced (:func:`not_a_checkpoint`: gpunn.save's rule)."""
     check_output(path, option, reads=reads)
     what = not_a_checkpoint(path)
     if what:
         raise PreflightError(f"{option} {path} exists and is not a gpunn checkpoint ({what}); refusing to overwrite it")
     return path
+
+
+def not_a_checkpoint(path) -> str:
+    """What the existing file ``path`` is, where a checkpoint written there would replace someone's data ("text",
+    "a .npy array", "an .npz archive of arrays: no gpunn_meta member"); "" where it may be replaced: no file, a gpunn
+    checkpoint, an empty file (made by ``tempfile.NamedTemporaryFile`` to be written), or a zip that does not open (as
+    any .npz/zip was before: a damaged checkpoint, most likely). The rule of ``gpunn.save``, ``ModelCheckpoint``,
+    ``gpunn train --save`` and ``sweep --save-best`` alike (gpunn.checkpoint.check_replaceable,
+    :func:`check_checkpoint_output`)."""
+    if not os.path.isfile(path):
+        return ""
+    kind = file_kind(path)
+    if kind == "zip":  # a checkpoint, or numpy.savez's arrays (X.npz holding X and Y), which are someone's data
+        try:
+            with zipfile.ZipFile(os.fsdecode(path)) as archive:  # (a bytes name: ZipFile takes bytes as a file)
+                members = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return ""
+        return "" if f"{CHECKPOINT_META}.npy" in members else f"an .npz archive of arrays: no {CHECKPOINT_META} member"
+    if kind == "empty":
+        return ""
+    return kind_words(kind)
 
 
 def inputs_read(args, resume=True) -> list:
