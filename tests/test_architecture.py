@@ -207,12 +207,13 @@ def test_readme_design_table_names_every_module():
 
 
 def test_locks_a_forked_child_renews_are_renewed_in_one_place():
-    """A forked child renews gpunn's locks through gpunn.forksafe (one hook for all), and drops its inherited thread
-    pools in gpunn.ops.cpu: no other module registers an at-fork hook. Three modules had each their own copy of "a
-    new lock in the child" (ops/gemm, ops/ensemble, ops/cblas, 8509c79)."""
+    """A forked child renews gpunn's locks through gpunn.forksafe (one hook for all), drops its inherited thread
+    pools in gpunn.ops.cpu, and ends the other threads' holds of the BLAS count in gpunn.ops.fit_threads (state of
+    its own, no lock): no other module registers an at-fork hook. Three modules had each their own copy of "a new
+    lock in the child" (ops/gemm, ops/ensemble, ops/cblas, 8509c79)."""
     hooks = set()
     for name, path in modules().items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr == "register_at_fork":
                 hooks.add(name)
-    assert hooks == {"gpunn.forksafe", "gpunn.ops.cpu"}
+    assert hooks == {"gpunn.forksafe", "gpunn.ops.cpu", "gpunn.ops.fit_threads"}
