@@ -163,6 +163,11 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["matmul"] > 0
     assert "gpunn (cpu)" in out and "naive numpy loop" in out and "BLAS" in out
     assert "% of peak" in out and "CPU GEMM chosen per shape: " in out and "64x32·32x32 float32" in setup["gemm_choices"]
+    # the machine-speed probe: before the first round and after each (2), the same for both rows (the same rounds)
+    probes = gp["machine_probe_ms"]
+    assert len(probes) == 3 and all(0 < ms < 1000 for ms in probes) and nv["machine_probe_ms"] == probes
+    assert gp["machine_spread"] == nv["machine_spread"] == pytest.approx(max(probes) / min(probes))
+    assert "\nMachine speed: a fixed pure-Python loop timed between the rounds, in thread CPU ms" in out
     from gpunn.ops import gemm
 
     # the same-shape GEMM (64x32x32 for tiny) names the library the chooser picked for exactly that shape
@@ -483,7 +488,7 @@ def test_bench_ensemble_percent_of_gemm_from_injected_timings(monkeypatch, gemm_
     from gpunn.bench import ensemble as eb
     from gpunn.bench.report import format_table, gemm_note
 
-    def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+    def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
         if min_seconds is None:  # the square GEMMs, in rounds of their own
             return {r: 1 for r in runners}, {r: [1.0, 1.0] for r in runners}
         assert all(isinstance(g, eb.BatchedGemmRunner) for g in min_seconds)
@@ -624,7 +629,7 @@ def test_the_rows_ratios_are_medians_of_the_rounds_paired_timings(monkeypatch, c
     fakecupy.forget_gpunn_state(monkeypatch)
     calls = []
 
-    def rounds(rs, counts, repeats, deadline=None, on_budget=None):
+    def rounds(rs, counts, repeats, deadline=None, on_budget=None, between=None):
         calls.append(list(rs))
         gemm = calls[0][0]  # the same-shape product, in the first rounds; the square one in rounds of its own
         return {r: [0.5, 0.25] if r is gemm else [0.4, 0.5] if isinstance(r, runners.GemmRunner) else
@@ -680,7 +685,7 @@ def test_an_ensemble_rows_speedup_over_a_peer_is_the_median_of_the_rounds_paired
     from gpunn.bench import ensemble as eb
     from gpunn.bench.runners import paired_speedup
 
-    def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+    def fake_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
         return {r: 1 for r in runners}, {r: [0.5, 0.5] if isinstance(r, eb.BatchedGemmRunner) else
                                          [1.0, 2.0] if isinstance(r, eb.EnsembleRunner) else
                                          [3.0, 8.0] if isinstance(r, eb.SequentialRunner) else [0.25, 0.25]
@@ -945,7 +950,7 @@ def test_an_ensemble_rows_percentages_are_medians_of_the_rounds_paired_rates(mon
     peak_times = [4 * us, 20 * us, 100 * us] if timed else [100.0] * 3
     seen = {}
 
-    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
         if min_seconds is None:  # the square GEMMs' rounds, after the rest
             seen.update(peaks=list(rs))
             return {r: 1 for r in rs}, {r: peak_times for r in rs}
@@ -1009,7 +1014,7 @@ def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypat
     fakecupy.install(monkeypatch)
     fakecupy.forget_gpunn_state(monkeypatch)
 
-    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
         for r in rs:
             if isinstance(r, eb.EnsembleRunner):
                 r.epochs(1)
@@ -1053,7 +1058,7 @@ def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(mo
     fakecupy.install(monkeypatch)
     fakecupy.forget_gpunn_state(monkeypatch)
 
-    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
         for r in rs:
             if isinstance(r, eb.EnsembleRunner):
                 r.epochs(1)  # (captured here, or not)
@@ -1280,6 +1285,58 @@ def test_a_percent_of_gemm_timed_while_other_processes_kept_the_machine_busy_is_
     assert "(!)" not in format_table([{k: v for k, v in r.items() if k != "others_cpu"} for r in rows])
 
 
+def test_the_speed_probe_runs_before_the_first_round_and_after_each_outside_the_timings():
+    """interleaved_rounds calls ``between`` (the machine-speed probe) around the rounds, never inside one runner's
+    timing; timed_rounds (the ensembles' rounds) passes it on, after its warm-up and calibration."""
+    from gpunn.bench import runners
+
+    events = []
+
+    class Step(runners.Runner):
+        def __init__(self, key):
+            self.key = key
+
+        def epochs(self, n):
+            events.append(self.key)
+
+    a, b = Step("a"), Step("b")
+    runners.interleaved_rounds([a, b], {a: 1, b: 1}, 2, between=lambda: events.append("probe"))
+    assert events == ["probe", "a", "b", "probe", "a", "b", "probe"]
+    events.clear()
+    runners.timed_rounds([a], 2, 1.0, between=lambda: events.append("probe"))
+    assert events[-5:] == ["probe", "a", "probe", "a", "probe"] and "probe" not in events[:-5]
+
+
+def test_a_row_timed_while_the_machines_own_speed_varied_is_marked_and_said(monkeypatch):
+    """A shared virtual machine's CPU runs at two speeds from second to second with no other process running
+    (bench/RESULTS.md, session 25), which moved issue 11's ratios 2.7x-3.4x unseen by the load check. The fixed
+    probe between the rounds (its times injected here) records each time per row, and a configuration whose slowest
+    probe was over 1.5x its fastest gets (~) beside its rows' samples/s and the note's explanation; a steady one,
+    and a JSON from before the probe, neither."""
+    from gpunn.bench import system
+    from gpunn.bench.report import format_table, gemm_note
+
+    times = iter([0.25e-3, 0.26e-3, 0.45e-3, 0.25e-3])  # a slow stretch in the second round: 1.8x
+    monkeypatch.setattr(system, "probe_seconds", lambda: next(times))
+    data = bench.run([bench.QUICK_CONFIG], [bench.available_backends()[0]], peers=["naive"], repeats=3,
+                     seconds=0.002, profile=False, log=lambda msg: None, peak_size=64)
+    rows = data["results"]
+    for r in rows:
+        assert r["machine_probe_ms"] == [0.25, 0.26, 0.45, 0.25] and r["machine_spread"] == pytest.approx(1.8)
+    assert json.loads(bench.json_bytes(data))["results"][0]["machine_probe_ms"] == [0.25, 0.26, 0.45, 0.25]
+    lines = format_table(rows).splitlines()[2:]
+    assert len(lines) == 2 and all(f"{r['samples_per_s']:,.0f} (~)" in line for r, line in zip(rows, lines))
+    note = gemm_note(rows)
+    assert "thread CPU ms (fastest-median-slowest; the same work every time, so a higher time is a slower CPU): " \
+           "tiny [cpu] 0.25-0.26-0.45, varied 1.80x." in note
+    assert "\n(~) beside samples/s: that probe's slowest time was over 1.5x its fastest" in note
+    steady = [dict(r, machine_probe_ms=[0.25, 0.3, 0.37], machine_spread=1.48) for r in rows]
+    assert "(~)" not in format_table(steady) and "(~)" not in gemm_note(steady)
+    assert "varied 1.48x" in gemm_note(steady)
+    old = [{k: v for k, v in r.items() if not k.startswith("machine_")} for r in rows]
+    assert "(~)" not in format_table(old) and "Machine speed" not in gemm_note(old)
+
+
 def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_own(monkeypatch, tmp_path):
     """OthersCpu: /proc/stat's busy ticks (all but idle and iowait; steal counts) less this process's CPU time, over
     all the cores' ticks, between entering and leaving; nan where /proc/stat cannot be read or no tick passed."""
@@ -1371,7 +1428,7 @@ def test_the_square_gemms_keep_to_the_budget_and_none_is_timed_once_it_is_spent(
 
     asked = []
 
-    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+    def fake_rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
         asked.append(seconds)
         return {r: 1 for r in rs}, {r: [1e-3] * repeats for r in rs}
 

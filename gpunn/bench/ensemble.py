@@ -26,7 +26,7 @@ import numpy
 
 from .. import datasets
 from .configs import Config
-from .system import OthersCpu, threads_words
+from .system import OthersCpu, SpeedProbe, threads_words
 from .runners import (Result, Runner, _median_rate, best_gemm, differ, peak_runners, peak_size_for, profile_step,
                       scheduled_jobs, synchronize, timed_peaks, timed_rounds, torch_device)
 
@@ -317,11 +317,12 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
             log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
+    speed = SpeedProbe()
     with OthersCpu() as load:  # (the warm-ups' time too: a few epochs against the rounds')
         counts, times = timed_rounds(runners, repeats, seconds, deadline,
                                      lambda n: log(f"  {cfg.name} [{backend.device}]: time budget reached after {n} "
                                                    "repeats"),
-                                     min_seconds={g: GEMM_MIN_REPEAT_SECONDS for g in gemms})
+                                     min_seconds={g: GEMM_MIN_REPEAT_SECONDS for g in gemms}, between=speed)
     peak_times = timed_peaks(peaks, repeats, seconds, deadline, rounds=timed_rounds,
                              log=lambda msg: log(f"  {cfg.name} [{backend.device}]: {msg}"))
     gemm_times = {g: times.pop(g) for g in gemms}
@@ -361,6 +362,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
                                                  for t in times[r]) if peak_rate > 0 else float("nan")
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], times[gpunn]))
         res.noisy, res.gemm_noisy, res.others_cpu = differ(spread), best is not None and differ(best), load.share
+        res.machine_probe_ms, res.machine_spread = list(speed.ms), speed.spread
         res.note = "member-samples/s" + (f", {threads_words(r.threads)}" if hasattr(r, "threads") else "")
         if isinstance(r, EnsembleRunner) and r.graph:
             res.note += r.graph_note()

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
-from .system import BUSY_SHARE, busy
+from .system import BUSY_SHARE, SPEED_SPREAD, busy, speed_varied
 
 
 def _si(x: float) -> str:
@@ -57,7 +58,8 @@ def format_table(results, markdown=False) -> str:
         lo, hi = r["spread"]
         speed = "—" if r["impl"] == "gpunn" else f"{r['gpunn_speedup']:.2f}x"
         label = r["label"] + (f", {r['note']}" if r.get("note") else "")
-        rows.append([r["config"], r["backend"], label, r["dtype"], f"{r['samples_per_s']:,.0f}",
+        rows.append([r["config"], r["backend"], label, r["dtype"],
+                     f"{r['samples_per_s']:,.0f}" + (" (~)" if speed_varied(r.get("machine_spread")) else ""),
                      f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}",
                      _percent(r.get("fraction_of_peak", float("nan"))),
                      _percent(r.get("fraction_of_gemm", float("nan"))) + (" (!)" if _gemm_marked(r) else ""),
@@ -133,6 +135,30 @@ def gemm_note(results) -> str:
         text += ("\n(!) beside the spread: the row's repeats differ by over 30%; beside % of GEMM: its GEMM baseline's "
                  f"do, or other processes took over {_percent(BUSY_SHARE)} of the CPU during the rounds: background "
                  "load on the machine; rerun when it is quiet.")
+    speed = speed_note(results)
+    return text + ("\n" + speed if speed else "")
+
+
+def speed_note(results) -> str:
+    """The machine-speed probe's times per configuration and backend (system.SpeedProbe), and what (~) means where
+    a row has it; "" where no row holds them (a JSON written before they were recorded)."""
+    seen, parts = set(), []
+    for r in results:
+        key, ms = (r["config"], r["backend"]), r.get("machine_probe_ms")
+        if key not in seen and ms:
+            seen.add(key)
+            spread = r.get("machine_spread")
+            parts.append(f"{r['config']} [{r['backend']}] {min(ms):.2f}-{statistics.median(ms):.2f}-{max(ms):.2f}"
+                         + (f", varied {spread:.2f}x" if spread is not None and math.isfinite(spread) else ""))
+    if not parts:
+        return ""
+    text = ("Machine speed: a fixed pure-Python loop timed between the rounds, in thread CPU ms (fastest-median-slowest; "
+            "the same work every time, so a higher time is a slower CPU): " + ", ".join(parts) + ".")
+    if any(speed_varied(r.get("machine_spread")) for r in results):
+        text += (f"\n(~) beside samples/s: that probe's slowest time was over {SPEED_SPREAD:.1f}x its fastest in the "
+                 "configuration's rounds: the CPU itself changed speed meanwhile (a shared virtual machine's does, "
+                 "from second to second, with no other process running), and the row's samples/s, ratios and % of "
+                 "GEMM moved with it, not with the code; compare the medians of several runs.")
     return text
 
 

@@ -37,7 +37,7 @@ from .. import backend as _backend, datasets
 from ..ops.cpu import usable_cores
 from ..ops.fit_threads import one_thread_for
 from .configs import Config
-from .system import OthersCpu, blas_threads, setup_info, threads_words
+from .system import OthersCpu, SpeedProbe, blas_threads, setup_info, threads_words
 
 # ---- devices and clocks ------------------------------------------------------------------
 
@@ -496,6 +496,11 @@ class Result:
     noisy: bool = False  # the fastest repeat beat the slowest by over 30%: background load
     gemm_noisy: bool = False  # so did the "% of GEMM" baseline's, in the same rounds: that percentage is as noisy
     others_cpu: float = float("nan")  # the share of the machine's CPU time other processes took during the rounds
+    # the machine's own speed: thread-CPU ms of a fixed probe (system.SpeedProbe) before the first round and after
+    # each, and the slowest over the fastest (over system.SPEED_SPREAD: samples/s marked (~)); the same for every
+    # row of a configuration and backend, which ran in the same rounds
+    machine_probe_ms: list = field(default_factory=list)
+    machine_spread: float = float("nan")
     profile: dict | None = None
     note: str = ""
     graph: str = ""  # gpunn on a GPU: "graph" (the step ran as a replayed CUDA graph) or "eager"
@@ -522,21 +527,21 @@ def differ(rates) -> bool:
     return max(rates) > 1.3 * min(rates)
 
 
-def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None):
+def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
     """(epochs per repeat, seconds per epoch of each repeat) for each runner, in interleaved rounds.
 
     Warm-up (compiles, allocations, first-touch) and calibration first: each repeat is whole epochs,
     about ``seconds`` long, or at least ``min_seconds[runner]`` for a runner named there (a short
     baseline's repeat held long enough that its per-call costs do not dominate). Such a runner is
     calibrated on the fastest of CALIBRATION_EPOCHS epochs (see there). Past ``deadline`` (after at
-    least 2 rounds) the rounds stop and ``on_budget(rounds done)`` is called.
+    least 2 rounds) the rounds stop and ``on_budget(rounds done)`` is called. ``between``: as interleaved_rounds'.
     """
     counts, min_seconds = {}, min_seconds or {}
     for r in runners:
         r.epochs(1)
         once = fastest_epoch(r, CALIBRATION_EPOCHS if r in min_seconds else 1)
         counts[r] = max(1, round(max(seconds, min_seconds.get(r, 0.0)) / once))
-    return counts, interleaved_rounds(runners, counts, repeats, deadline, on_budget)
+    return counts, interleaved_rounds(runners, counts, repeats, deadline, on_budget, between)
 
 
 # A runner with a minimum repeat (timed_rounds' min_seconds) is calibrated on the fastest of this many epochs. On
@@ -557,16 +562,21 @@ def fastest_epoch(runner, tries=1) -> float:
     return max(best, 1e-6)
 
 
-def interleaved_rounds(runners, counts, repeats, deadline=None, on_budget=None):
+def interleaved_rounds(runners, counts, repeats, deadline=None, on_budget=None, between=None):
     """Seconds per epoch of each repeat, for each runner: ``repeats`` rounds, each running every runner
     ``counts[runner]`` epochs in turn. Past ``deadline`` (after at least 2 rounds) the rounds stop and
-    ``on_budget(rounds done)`` is called."""
+    ``on_budget(rounds done)`` is called. ``between()`` (a system.SpeedProbe), when given, is called before the
+    first round and after each, outside the timings."""
     times = {r: [] for r in runners}
+    if between is not None:
+        between()
     for i in range(repeats):
         for r in runners:
             t0 = time.perf_counter()
             r.epochs(counts[r])
             times[r].append((time.perf_counter() - t0) / counts[r])
+        if between is not None:
+            between()
         if deadline is not None and time.perf_counter() > deadline and i >= 1:
             if on_budget is not None:
                 on_budget(i + 1)
@@ -647,9 +657,10 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     if deadline is not None:  # every runner's repeats and the square GEMMs', at least two rounds, within what is left
         per_repeat = min(seconds, max(0.0, _left(deadline)) / (max(2, repeats) * (len(runners) + len(peaks))))
     counts = {r: max(1, round(per_repeat / once)) for r, once in counts.items()}
+    speed = SpeedProbe()
     with OthersCpu() as load:
         times = interleaved_rounds(runners, counts, repeats, deadline,
-                                   lambda done: log(f"  {where}: time budget reached after {done} repeats"))
+                                   lambda done: log(f"  {where}: time budget reached after {done} repeats"), speed)
     peak_times = timed_peaks(peaks, repeats, per_repeat, deadline, log=lambda msg: log(f"  {where}: {msg}"))
     # Ratios are paired by round (the runs of one round are adjacent in time, so a burst of
     # background load hits both sides of a ratio), then the median over rounds is taken.
@@ -674,6 +685,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         res.fraction_of_peak = statistics.median(cfg.flops_per_sample * rows / t / peak_rate for t in times[r])
         res.gpunn_speedup = statistics.median(t / b for t, b in zip(times[r], base_times))
         res.noisy, res.gemm_noisy, res.others_cpu = differ(spread), differ(gemm_rates), load.share
+        res.machine_probe_ms, res.machine_spread = list(speed.ms), speed.spread
         if isinstance(r, SklearnRunner):
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:

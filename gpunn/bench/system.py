@@ -1,5 +1,5 @@
-"""What machine a benchmark ran on: CPU, cores, BLAS and its threads, library versions, and how busy other
-processes kept it while the timings ran (OthersCpu).
+"""What machine a benchmark ran on: CPU, cores, BLAS and its threads, library versions, how busy other
+processes kept it while the timings ran (OthersCpu), and how fast the CPU itself ran meanwhile (SpeedProbe).
 
 ``blas_info`` is also what ``gpunn info`` prints; it lives here, once.
 """
@@ -147,6 +147,58 @@ def busy(others_cpu) -> bool:
     """Whether other processes took over BUSY_SHARE of the machine's CPU time (False where it is not known: None
     from a JSON written before the field, or nan)."""
     return others_cpu is not None and others_cpu > BUSY_SHARE
+
+
+# The machine's own speed. On a shared virtual machine the CPU itself runs at two speeds from second to second, with
+# no other process in the guest (bench/RESULTS.md, "The sequential peer's two speeds, session 25"): a fixed
+# pure-Python loop slowed by the same factor as the bench's fits, which moved issue 11's ratios 2.7x-3.4x, and
+# OthersCpu cannot see it. So a fixed probe runs between the rounds (SpeedProbe), timed in the thread's CPU time
+# (another process's turn on the core does not count: OthersCpu's part). Its time, 0.25 ms or 0.45 ms here: the
+# fastest of PROBE_TRIES runs, so one interrupt does not count as a slow stretch, which lasts 0.1 s or more.
+PROBE_STEPS, PROBE_TRIES = 5_000, 3
+# Over this ratio of the slowest probe to the fastest in a configuration's rounds, its rows' samples/s are marked
+# (~). Measured on the 2-core Zen 3 under other helpers' load (7 on 2 cores; 2026-12-01 07:25): within one of the
+# two speeds 6 probes 0.3 s apart spread 1.06-1.27x (deciles), at most 1.34x; between the two, 1.7-1.9x.
+SPEED_SPREAD = 1.5
+
+
+def probe_loop(steps=PROBE_STEPS) -> int:
+    """The probe's fixed work: ``steps`` multiply-adds in pure Python (no BLAS threads, no memory to speak of)."""
+    total = 0
+    for j in range(steps):
+        total += j * j
+    return total
+
+
+def probe_seconds(tries=PROBE_TRIES) -> float:
+    """Thread CPU seconds of the fastest of ``tries`` runs of probe_loop."""
+    best = math.inf
+    for _ in range(tries):
+        start = time.thread_time()
+        probe_loop()
+        best = min(best, time.thread_time() - start)
+    return best
+
+
+class SpeedProbe:
+    """Called between a configuration's rounds (runners.interleaved_rounds' ``between``), it times the fixed probe:
+    ``ms`` holds each time in milliseconds, ``spread`` the slowest over the fastest (nan under two)."""
+
+    def __init__(self):
+        self.ms = []
+
+    def __call__(self):
+        self.ms.append(round(1e3 * probe_seconds(), 4))
+
+    @property
+    def spread(self) -> float:
+        return max(self.ms) / min(self.ms) if len(self.ms) > 1 and min(self.ms) > 0 else math.nan
+
+
+def speed_varied(spread) -> bool:
+    """Whether the machine's speed probe varied by over SPEED_SPREAD in a configuration's rounds (False where it is
+    not known: None from a JSON written before the field, or nan)."""
+    return spread is not None and spread > SPEED_SPREAD
 
 
 def machine_cpu_seconds(path="/proc/stat") -> tuple[float, float] | None:

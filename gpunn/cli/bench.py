@@ -15,6 +15,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "samples/s, FLOP/s as a fraction of a GEMM measured in the same run, the share "
                                    "of a step in matmul/elementwise/optimizer, and the peers (a plain NumPy loop, "
                                    "PyTorch eager, scikit-learn's MLPRegressor) on the same data, as ratios. "
+                                   "Between the rounds a fixed pure-Python loop gauges the CPU's own speed (a line "
+                                   "under the table; (~) marks rows timed while it varied over 1.5x, as a shared "
+                                   "virtual machine's does). "
                                    "Peers that are not installed are skipped (pip install 'gpunn[bench]').")
     b.add_argument("--config", action="append", metavar="NAME|SPEC",
                    help="a named configuration (small, medium, wide, deep, large) or name:inputs:h1xh2:outputs:batch; "
