@@ -305,7 +305,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if self.learning_rate == "invscaling" and self.solver == "sgd":
             raise ValueError("learning_rate='invscaling' is not available in gpunn (its schedules change the rate per "
                              "epoch, not per step); use 'constant' or 'adaptive'")
-        for name in ("alpha", "tol", "learning_rate_init", "epsilon"):
+        # momentum too, whatever the solver (as scikit-learn checks it): sgd's was read by its truth first, so
+        # momentum="" or None trained plain SGD without a word
+        for name in ("alpha", "tol", "learning_rate_init", "epsilon", "momentum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or \
                     (name in ("learning_rate_init", "epsilon") and value == 0):

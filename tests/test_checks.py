@@ -8,6 +8,7 @@ import pytest
 import gpunn
 from gpunn import MLP, datasets
 from gpunn.checks import NotFinite
+from gpunn.training.ensemble import MemberEarlyStopping
 
 
 @pytest.fixture
@@ -785,6 +786,73 @@ def test_an_array_of_values_as_validation_fraction_is_refused_by_an_ensemble_and
         with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
             model.fit(source, epochs=1, validation_fraction=value, verbose=False)
         assert not source.validation_fraction
+
+
+FALSY_NOT_A_SHARE = ["", False, numpy.False_, numpy.array(False), [], (), {}]
+
+
+@pytest.mark.parametrize("value", FALSY_NOT_A_SHARE, ids=repr)
+def test_a_falsy_validation_fraction_that_is_no_number_is_refused_as_a_truthy_one_is(data, value):
+    """fit's `if not validation_fraction` came before the check: "" (a number read as text: "0.1" is refused), False
+    and [] held nothing out without a word. A bool is no share, False as True. None and 0 still hold none out."""
+    shown = re.escape(f"the string {value!r}; pass a number" if isinstance(value, str) else repr(value))
+    for model in (MLP([3, 4, 2], device="cpu", seed=0), gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0)):
+        with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
+            model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
+    for model in (MLP([3, 4, 1], device="cpu", seed=0), gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0)):
+        source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3)
+        with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
+            model.fit(source, epochs=1, validation_fraction=value, verbose=False)
+
+
+@pytest.mark.parametrize("value", [None, 0, 0.0, numpy.float32(0), numpy.array(0.0)], ids=repr)
+def test_none_or_a_zero_validation_fraction_holds_nothing_out(model, data, value):
+    history = model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
+    assert "val_loss" not in history
+
+
+@pytest.mark.parametrize("make", [
+    lambda monitor: gpunn.EarlyStopping(monitor=monitor), lambda monitor: gpunn.ReduceLROnPlateau(monitor=monitor),
+    lambda monitor: gpunn.ModelCheckpoint("run.npz", save_best_only=True, monitor=monitor),
+    lambda monitor: MemberEarlyStopping(monitor=monitor),
+], ids=["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint", "MemberEarlyStopping"])
+@pytest.mark.parametrize("monitor, error", [("", ValueError), (0, TypeError), (False, TypeError), ([], TypeError),
+                                            (5, TypeError)], ids=repr)
+def test_a_monitor_that_is_no_name_is_refused(make, monitor, error):
+    """`monitor or default` came before any check: "", 0, False and [] watched val_loss (or loss) without a word,
+    and 5 failed with "'int' object has no attribute 'endswith'"."""
+    with pytest.raises(error, match=r"^monitor must be the name of a logged value such as 'val_loss', or None "
+                                    rf"\(val_loss with validation, else loss\), got {re.escape(repr(monitor))}$"):
+        make(monitor)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(dtype=""), ValueError, r"^dtype must be one of \('float32', 'float64'\) .*, got ''$"),
+    (dict(dtype=0), ValueError, r"^dtype must be one of \('float32', 'float64'\) .*, got 0$"),
+    (dict(dtype="int32"), ValueError, r"^dtype must be one of \('float32', 'float64'\) .*, got 'int32'$"),
+    (dict(device=""), ValueError, r"^unknown device ''"),
+    (dict(device=0), TypeError, r"^device must be a string"),
+], ids=["dtype ''", "dtype 0", "dtype int32", "device ''", "device 0"])
+def test_a_data_sources_device_and_dtype_are_checked_before_a_default_stands_in(tmp_path, kwargs, error, match):
+    """`device or "auto"`, `dtype or "float32"`: "" and 0 bound the source to the default without a word (and a
+    source's dtype="int32" made int32 batches: a model's dtype is float32 or float64)."""
+    with pytest.raises(error, match=match):
+        npy_pair(tmp_path, **kwargs)
+    assert npy_pair(tmp_path, dtype="f8").dtype == numpy.float64
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_features=0), "^n_features must be a positive integer, got 0$"),
+    (dict(n_features=0, n_outputs=2, rows=10), "^n_features must be a positive integer, got 0$"),
+    (dict(n_outputs=False), "^n_outputs must be a positive integer, got False$"),
+    (dict(n_features="3", n_outputs=2, rows=10), "^n_features must be a positive integer, got the string '3'; pass an "
+                                                 "integer$"),
+])
+def test_an_iterable_sources_widths_are_checked_before_the_first_piece_stands_in(data, kwargs, match):
+    """`n_features or <the first piece's>`: 0 read the width from the data; with rows and both widths given, int()
+    took 0, "3" and 2.5 as they came."""
+    with pytest.raises(ValueError, match=match):
+        gpunn.data.iterable([data], **kwargs)
 
 
 @pytest.mark.parametrize("x", [numpy.float32, lambda v: numpy.array(v, numpy.float32)], ids=["scalar", "0-d"])

@@ -87,6 +87,37 @@ def test_bad_options_fail_with_a_message(capsys, args, message):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+PATH_OPTIONS = [("train", "--save"), ("train", "--resume"), ("train", "--config"), ("train", "--json"),
+                ("train", "--csv"), ("train", "--plot"), ("train", "--data"), ("train", "--targets"), ("sweep", "--save"),
+                ("sweep", "--resume"), ("sweep", "--save-best"), ("sweep", "--config"), ("sweep", "--data"),
+                ("bench", "--json"), ("bench", "--plot")]
+
+
+@pytest.mark.parametrize("argv, name", [
+    # (at a small size: before, the run went on as if the option were left out)
+    *(([command, *(["--quick"] if command == "bench" else [*SMALL, "--quiet"]), option, ""], option)
+      for command, option in PATH_OPTIONS),
+    (["predict", "", "in.npy", "out.npy"], "MODEL"), (["predict", "m.npz", "", "out.npy"], "IN"),
+    (["predict", "m.npz", "in.npy", ""], "OUT"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_an_empty_path_is_refused_not_taken_as_the_option_left_out(capsys, argv, name):
+    """`if args.save:` read "" as no --save: --save "" (a variable that expanded to nothing) wrote no checkpoint,
+    --data "" trained on the synthetic task, --json "" wrote nothing, each without a word."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert f"gpunn {argv[0]}: error: argument {name}: expected a path, got ''" in capsys.readouterr().err
+
+
+def test_every_option_that_names_a_file_refuses_an_empty_one():
+    from gpunn.cli.common import file_path
+
+    for name, command in cli.build_parser().commands.items():
+        for action in command._actions:
+            if action.metavar in ("PATH", "PNG", "TOML", "DIR", "Y.npy", "MODEL", "IN", "OUT"):
+                assert action.type is file_path, (name, action.option_strings or action.metavar)
+
+
 def test_twenty_rows_are_the_fewest_train_and_sweep_take(capsys):
     """A tenth of --rows is held out and R² needs 2 held-out rows: 20 train and score in both commands; sweep
     refuses 19 in its own words (train's parser refuses it: test_bad_options_fail_with_a_message)."""

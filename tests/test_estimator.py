@@ -541,6 +541,10 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
     (dict(learning_rate_init="0.01"), "^learning_rate_init must be a positive number, got the string '0.01'; pass a number$"),
     (dict(max_iter="3"), "^max_iter must be a positive integer, got the string '3'; pass an integer$"),
     (dict(n_iter_no_change=2.5), "^n_iter_no_change must be a positive integer, got 2.5$"),
+    # sgd's `if self.momentum` came first: "" and None trained plain SGD without a word ("0.9" was refused)
+    (dict(solver="sgd", momentum=""), "^momentum must be a non-negative number, got the string ''; pass a number$"),
+    (dict(solver="sgd", momentum=None), "^momentum must be a non-negative number, got None$"),
+    (dict(solver="sgd", momentum=False), "^momentum must be a non-negative number, got False$"),
     (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
     (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
     (dict(validation_fraction=0.01, early_stopping=True),  # scikit-learn: "The validation set is too small"

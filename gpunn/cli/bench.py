@@ -6,7 +6,7 @@ import sys
 
 from .. import backend as _backend
 from ..preflight import is_stdout
-from .common import DEVICE_NAMES, add_debug, check_report_outputs, non_negative, positive, write_output
+from .common import DEVICE_NAMES, add_debug, check_report_outputs, file_path, non_negative, positive, write_output
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -56,11 +56,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration (unless --config names "
                                                          "others), 2 short repeats (unless --repeats/--seconds)")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
-    b.add_argument("--json", metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
+    b.add_argument("--json", type=file_path, metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
                                                   "so a killed run keeps what finished; \"complete\" says which; "
                                                   "- for standard output, written once at the end, the table then "
                                                   "going to stderr)")
-    b.add_argument("--plot", metavar="PATH", help="write a chart, .png, .pdf or .svg (needs matplotlib: gpunn[bench])")
+    b.add_argument("--plot", type=file_path, metavar="PATH", help="write a chart, .png, .pdf or .svg (needs matplotlib: gpunn[bench])")
     b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
     add_debug(b)
     b.set_defaults(func=run)

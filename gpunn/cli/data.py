@@ -8,7 +8,7 @@ import warnings
 
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
-from .common import counted, number, positive
+from .common import counted, file_path, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
 WINDOW = 16  # --window's default
@@ -35,12 +35,12 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
     """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has no --stream)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     task_options = ", ".join(["--task", "--rows", "--outputs", "--noise"] + ["--stream"] * stream) + " and a --features count"
-    g.add_argument("--data", metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
+    g.add_argument("--data", type=file_path, metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
                    "Y.npy), a .parquet file or a directory of them, or a .csv with a header (UTF-8, comma-separated, "
                    "true/false read as 1 and 0 as gpunn predict reads them; with --target); read "
                    "chunk by chunk, 10%% of the chunks held out for validation (a synthetic task's "
                    f"{task_options} are refused with it)")
-    g.add_argument("--targets", metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
+    g.add_argument("--targets", type=file_path, metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
     g.add_argument("--target", metavar="COLUMNS", help="target column(s) of a Parquet or CSV --data, comma-separated; "
                    "--features names the feature columns (default: all the others)")
     if standardize:

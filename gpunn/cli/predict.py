@@ -7,7 +7,7 @@ import os
 import numpy
 
 from ..checks import NotFinite
-from .common import DEVICE_NAMES, add_debug
+from .common import DEVICE_NAMES, add_debug, file_path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -29,9 +29,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "float64: float64 or int64 values, CSV and Parquet columns, for a float32 "
                                    "model).")
     # MODEL IN OUT, as the description, README and the errors ("IN in.npy: X has 8 columns") name them
-    p.add_argument("model", metavar="MODEL", help="checkpoint .npz")
-    p.add_argument("input", metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or .parquet file/directory")
-    p.add_argument("output", metavar="OUT", help="file to write: .npy, .csv or .parquet")
+    p.add_argument("model", type=file_path, metavar="MODEL", help="checkpoint .npz")
+    p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or .parquet file/directory")
+    p.add_argument("output", type=file_path, metavar="OUT", help="file to write: .npy, .csv or .parquet")
     p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
                    "(default: the model's training columns, else every column); streams the input")
     p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")

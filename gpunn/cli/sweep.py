@@ -17,7 +17,7 @@ from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from ..training.state import position_words
 from . import data as data_cli
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
-                     json_text, non_negative, positive, verbose_of, write_output)
+                     file_path, json_text, non_negative, positive, verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     check_task_memory, features_help, ignore_late_interrupts, optimizer_of, resolve_task)
@@ -112,21 +112,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "%(default)s)")
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
-    s.add_argument("--json", metavar="PATH", help="write every member's settings, result and history as JSON (- for "
+    s.add_argument("--json", type=file_path, metavar="PATH", help="write every member's settings, result and history as JSON (- for "
                    "standard output: the lines of text then go to stderr)")
-    s.add_argument("--csv", metavar="PATH", help="write the ranked table as CSV (- for standard output)")
-    s.add_argument("--plot", metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
+    s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output)")
+    s.add_argument("--plot", type=file_path, metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
                    ".pdf or .svg (needs matplotlib: gpunn[plot])")
-    s.add_argument("--save-best", metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
-    s.add_argument("--save", metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-0.npz, -1, ..., every "
+    s.add_argument("--save-best", type=file_path, metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
+    s.add_argument("--save", type=file_path, metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-0.npz, -1, ..., every "
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
-    s.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
+    s.add_argument("--resume", type=file_path, metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
                    "--epochs can extend it, --json, --csv, --plot, --save-best, --save, --progress, --quiet and --device (same kind) "
                    "apply, --data and --targets may say where its files are now (the same data), any other option that differs "
                    "from the recorded one is refused; keeps saving to DIR unless --save says otherwise. Under mpiexec "
                    "a --data sweep started in one process resumes only once each of its ensembles has started")
-    s.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
+    s.add_argument("--config", type=file_path, metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
                    "command line override it; a key this sweep would not use is noted, not refused")
     add_progress(s)

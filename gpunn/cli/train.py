@@ -16,7 +16,7 @@ from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_o
 from ..training.state import position_words
 from . import data as data_cli
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, bounded, check_report_outputs, counted, csv_text,
-                     dtype, json_text, non_negative, number, positive, verbose_of, write_output)
+                     dtype, file_path, json_text, non_negative, number, positive, verbose_of, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
@@ -107,20 +107,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "GPU where the step can be captured (--graph forces it, with a warning where it cannot "
                         "capture; --no-graph turns it off)")
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
-    t.add_argument("--json", metavar="PATH", help="also write the history and final metrics as JSON, the best epoch "
+    t.add_argument("--json", type=file_path, metavar="PATH", help="also write the history and final metrics as JSON, the best epoch "
                    "and its val_loss among them (result's best_epoch, best_val_loss); - for standard output: the "
                    "lines of text then go to stderr, so gpunn train --json - | jq works")
-    t.add_argument("--csv", metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
+    t.add_argument("--csv", type=file_path, metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
                    "output)")
     add_progress(t)
     r = t.add_argument_group("runs you can trust")
-    r.add_argument("--config", metavar="TOML", help="read options from a TOML file (keys are these options' long "
+    r.add_argument("--config", type=file_path, metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names); flags on the command line override it; a key this run would not use (patience without "
                    "early-stopping, a synthetic task's with --data) is noted, not refused")
-    r.add_argument("--save", metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
+    r.add_argument("--save", type=file_path, metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
                    "--progress, --quiet: each command's own; nor the options the run did not use)")
-    r.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
+    r.add_argument("--resume", type=file_path, metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save, --json, --csv, --plot, --progress, --quiet and --device (same kind) apply, "
                    "--data and --targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
@@ -131,7 +131,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--min-delta", type=non_negative(float), default=0.0, help="with --early-stopping: the smallest fall of the validation loss that counts as an improvement (default: %(default)s)")
     r.add_argument("--reduce-lr-patience", type=positive(int), default=None, help="halve the learning rate after this many epochs without improvement of the validation loss (of the "
                         "training loss where no rows are held out: see the data: line) (default: off)")
-    r.add_argument("--plot", metavar="PNG", help="draw the training and validation loss curves: .png, .pdf or .svg "
+    r.add_argument("--plot", type=file_path, metavar="PNG", help="draw the training and validation loss curves: .png, .pdf or .svg "
                    "(needs matplotlib: gpunn[plot])")
     data_cli.add_arguments(t)
     add_debug(t)

@@ -39,7 +39,7 @@ from .. import backend as _backend
 from ..datasets import rebatch
 from ..forksafe import ForkSafeLock
 from ..rng import DeviceRNG, host_rng
-from ..checks import flag, got, positive_int, real, seed_int
+from ..checks import canonical_dtype, flag, got, positive_int, real, seed_int
 from .errors import DataError
 from .overflow import OverflowWatch
 from .stats import Standardizer, standardizing_dtype
@@ -154,8 +154,8 @@ class ChunkedSource(Closable):
             self.window = max(1, min(self.window, self.window * 65536 // max(self.chunk_sizes)))
         if small and sum(self.chunk_sizes) <= self.window * 65536:
             self.window = max(self.window, len(self.chunk_sizes))
-        if device is not None or dtype is not None:
-            self.bind(device or "auto", dtype or "float32")
+        if device is not None or dtype is not None:  # (the one left None: its default; "" is refused as a device)
+            self.bind("auto" if device is None else device, "float32" if dtype is None else dtype)
 
     def hold_out(self, fraction) -> "ChunkedSource":
         """Hold out ``fraction`` of the chunks for validation (as ``validation_fraction`` does)."""
@@ -170,7 +170,7 @@ class ChunkedSource(Closable):
         standardization statistics (one pass over the training chunks) when asked for."""
         self._check_open()
         self.backend = _backend.resolve(backend)
-        self.dtype = numpy.dtype(dtype)
+        self.dtype = numpy.dtype(canonical_dtype(dtype))  # a model's: dtype="int32" made int32 batches
         if self.standardize and self.standardizer is None:
             self.standardizer = self.compute_standardizer()
         return self

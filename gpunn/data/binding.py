@@ -1,8 +1,9 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..checks import check_rows_match, flag, no_array, seed_int
+from ..checks import check_rows_match, flag, seed_int
 from ..metrics import RegressionEvaluator, SourceEvaluator, check_validation_rows
+from .base import _fraction
 
 
 def prepare_source(model, source, validation_data=None, validation_fraction=None, statistics=None):
@@ -20,17 +21,17 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     """
     name = type(source).__name__
     _check_widths(model, source, name)
-    no_array(validation_fraction, "validation_fraction", "a number in [0, 1)")  # as the source's hold_out says
-    if validation_data is not None and validation_fraction:
+    fraction = _fraction(validation_fraction)  # checked before its truth is read: "" or False held nothing out
+    if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None and getattr(source, "validation_rows", 0):  # left out of training, scored by none
         raise ValueError(f"{name} holds out chunks for validation (validation_fraction="
                          f"{getattr(source, 'validation_fraction', None)}) and validation_data is given too: "
                          "use one (make the source without validation_fraction)")
-    if validation_fraction:
+    if fraction:
         if not hasattr(source, "hold_out"):
             raise ValueError(f"{name} cannot hold out chunks; pass validation_data")
-        source.hold_out(validation_fraction)
+        source.hold_out(fraction)
     if getattr(model, "standardizer", None) is not None:  # it takes raw units: the source is scaled by its statistics
         if not hasattr(source, "standardizer"):
             raise ValueError(f"the model has standardization statistics (it takes raw units) and {name} cannot apply "

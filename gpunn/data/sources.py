@@ -8,7 +8,7 @@ import os
 import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
-from ..checks import as_array, as_matrix, positive_int
+from ..checks import as_array, as_matrix, canonical_dtype, positive_int
 from ..rng import generator
 from .base import (ChunkedSource, Closable, DataError, _fraction, chunk_sizes, closes_files_when_refused,
                    default_chunk_rows, held_count, pread_full, standardize_option)
@@ -431,6 +431,10 @@ class IterableSource(Closable):
         self.dtype = None
         self.standardizer = None
         self.overflow_watch = OverflowWatch()  # pieces standardized on the device (gpunn.data.overflow)
+        # checked before their truth is read: n_features=0 was taken from the first piece, and unchecked where all
+        # three were given (0, "3" and 2.5 became widths)
+        n_features, n_outputs = (None if n is None else positive_int(n, name)
+                                 for n, name in ((n_features, "n_features"), (n_outputs, "n_outputs")))
         if rows is None or n_features is None or n_outputs is None:
             if self._one_shot and rows is None:
                 raise ValueError("an iterator can be read only once: pass rows= (rows per epoch) with it, "
@@ -446,8 +450,8 @@ class IterableSource(Closable):
             if not self._one_shot:
                 _close(items)
             rows = rows if rows is not None else count
-            n_features = n_features or first[0][1]
-            n_outputs = n_outputs or (first[1][1] if len(first[1]) == 2 else 1)
+            n_features = first[0][1] if n_features is None else n_features
+            n_outputs = (first[1][1] if len(first[1]) == 2 else 1) if n_outputs is None else n_outputs
         self._rows = positive_int(rows, "rows")
         self.n_features, self.n_outputs = int(n_features), int(n_outputs)
 
@@ -483,7 +487,7 @@ class IterableSource(Closable):
         from .. import backend as _backend
 
         self._check_open()
-        self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(dtype)
+        self.backend, self.dtype = _backend.resolve(backend), numpy.dtype(canonical_dtype(dtype))
         if self.standardize and self.standardizer is None:
             with self.backend.use(), self._reading(0) as items:
                 self.standardizer = Standardizer.from_pieces(self._checked(items, 0), self.n_features,

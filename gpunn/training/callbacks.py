@@ -455,6 +455,19 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
     return mode
 
 
+def checked_monitor(monitor):
+    """A monitoring callback's ``monitor``: the name of a logged value, or None (:func:`default_monitor`). Checked
+    before its truth is read: "" (or 0, False, []) watched the default without a word, and a number failed with
+    "'int' object has no attribute 'endswith'"."""
+    if monitor is None:
+        return None
+    if not isinstance(monitor, str) or not monitor:
+        kind = TypeError if not isinstance(monitor, str) else ValueError
+        raise kind(f"monitor must be the name of a logged value such as 'val_loss', or None (val_loss with "
+                   f"validation, else loss), got {monitor!r}")
+    return str(monitor)
+
+
 def checked_min_delta(min_delta) -> float:
     """A monitoring callback's ``min_delta`` as a float: a finite number >= 0, else ValueError."""
     number = real(min_delta)
@@ -525,7 +538,7 @@ class _Monitoring(Callback):
     """Tracks the best value of a monitored log entry, with a minimum improvement."""
 
     def __init__(self, monitor=None, min_delta=0.0, mode="auto"):
-        min_delta = checked_min_delta(min_delta)
+        min_delta, monitor = checked_min_delta(min_delta), checked_monitor(monitor)
         monitor_mode(monitor or "loss", mode)  # an unknown mode is refused here, not when fit starts
         self.monitor, self.min_delta, self.mode = monitor, min_delta, mode
         self._resumed = False

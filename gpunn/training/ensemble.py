@@ -35,8 +35,8 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
-                        checked_min_delta, default_monitor, four_digits, improves, lines_for, missing_monitor,
-                        monitor_mode, order_callbacks, writes_checkpoints)
+                        checked_min_delta, checked_monitor, default_monitor, four_digits, improves, lines_for,
+                        missing_monitor, monitor_mode, order_callbacks, writes_checkpoints)
 from .fit import split_validation
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
@@ -252,7 +252,8 @@ class MemberEarlyStopping(Callback):
     """
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
-        min_delta = checked_min_delta(min_delta)  # EarlyStopping's checks, in its order
+        # EarlyStopping's checks, in its order
+        min_delta, monitor = checked_min_delta(min_delta), checked_monitor(monitor)
         monitor_mode(monitor or "loss", mode)
         self.monitor, self.min_delta, self.mode = monitor, min_delta, mode
         self.patience = non_negative_int(patience, "patience")

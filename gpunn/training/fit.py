@@ -58,14 +58,29 @@ def as_method(function, qualname, summary):
     return method
 
 
+def held_out_share(validation_fraction):
+    """``validation_fraction`` checked, before anything reads its truth: a float in (0, 1), or None for no hold-out
+    (None, or a number equal to 0). Every other value is refused alike, falsy or not: the string '', a bool (False
+    as True: a flag is no share), a list, an array of values ("" and False held nothing out, without a word)."""
+    no_array(validation_fraction, "validation_fraction", "in (0, 1)")
+    if validation_fraction is None:
+        return None
+    fraction = real(validation_fraction)
+    if fraction == 0:
+        return None
+    if fraction is None or not 0 < fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), {got(validation_fraction)}")
+    return fraction
+
+
 def split_validation(model, X, Y, validation_data=None, validation_fraction=None, seed=0):
     """(X_train, Y_train, evaluator or None). X, Y are checked device matrices.
 
     A fraction holds out that share of rows, chosen by the stream (seed, "validation"), so a
     resumed run with the same data and seed gets the same split.
     """
-    no_array(validation_fraction, "validation_fraction", "in (0, 1)")
-    if validation_data is not None and validation_fraction:
+    fraction = held_out_share(validation_fraction)
+    if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None:
         try:
@@ -76,11 +91,8 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
         check_rows_match(Xv, Yv, "X_val", "Y_val")
         check_validation_rows(Xv.shape[0], "validation_data")
         return X, Y, RegressionEvaluator(model, Xv, Yv)
-    if not validation_fraction:
+    if not fraction:
         return X, Y, None
-    fraction = real(validation_fraction)
-    if fraction is None or not 0 < fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), {got(validation_fraction)}")
     m = X.shape[0]
     n_val = max(1, int(round(fraction * m)))
     if n_val >= m:
