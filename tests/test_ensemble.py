@@ -543,7 +543,8 @@ def test_in_a_log_an_ensemble_gets_a_line_per_epoch_with_its_best_member(ensembl
     X, Y = ensemble_data
     gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=2, batch_size=30, validation_fraction=0.2)
     lines = capsys.readouterr().err.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["train [cpu] epoch 1/2", "train [cpu] epoch 2/2"]
+    # named as an ensemble of 2 ("train [cpu]" was one model's fit's name)
+    assert [line.split(":")[0] for line in lines] == ["ensemble of 2 [cpu] epoch 1/2", "ensemble of 2 [cpu] epoch 2/2"]
     assert all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s and "rows/s" in s for s in lines)
 
 

@@ -411,7 +411,18 @@ def test_a_finished_sweep_resumed_says_once_that_its_ensembles_are_done(tmp_path
     captured = capsys.readouterr()
     assert "ensemble 0: 1 of 1 epoch done" in captured.out and "nothing left to train" not in captured.err
     assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2"]) == 0
-    assert "train [cpu] epoch 2/2" in capsys.readouterr().err
+    assert "sweep (8 members) [cpu] epoch 2/2" in capsys.readouterr().err
+
+
+def test_the_progress_lines_name_the_sweep_and_the_ensemble_that_runs(capsys):
+    """They said "train [cpu] epoch 1/1", as one model's fit: a sweep's name the sweep, its members, and which
+    ensemble where the grid is split (its other lines' "ensemble 1")."""
+    shown = [token for token in ARGS if token != "--quiet"]
+    for more, names in (((), ["sweep (8 members)"]),
+                        (("--max-members", "5"), ["sweep ensemble 0 (5 members)", "sweep ensemble 1 (3 members)"])):
+        assert cli.main(with_options(shown, "--progress", "lines", "--epochs", "1", *more)) == 0
+        assert [line.split(":")[0] for line in capsys.readouterr().err.splitlines()] == [
+            f"{name} [cpu] epoch 1/1" for name in names]
 
 
 def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, capsys, monkeypatch, interrupt_at):

@@ -633,8 +633,12 @@ def test_a_progress_bar_of_ones_own_replaces_the_one_verbose_adds(teacher, capsy
 def test_a_progress_bar_says_its_setting_in_its_repr():
     from gpunn.training.callbacks import ProgressBar
 
-    assert [repr(ProgressBar(lines=lines)) for lines in (None, True)] == ["ProgressBar(lines=None)",
-                                                                          "ProgressBar(lines=True)"]
+    assert [repr(ProgressBar(lines=lines)) for lines in (None, True)] == ["ProgressBar(lines=None, label=None)",
+                                                                          "ProgressBar(lines=True, label=None)"]
+    assert repr(ProgressBar(label="sweep")) == "ProgressBar(lines=None, label='sweep')"
+    for label in ("", 3):
+        with pytest.raises(TypeError, match=f"^label must be a non-empty str .*, or None, got {label!r}$"):
+            ProgressBar(label=label)
 
 
 def test_a_terminal_of_no_columns_gets_lines():

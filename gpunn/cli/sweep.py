@@ -289,9 +289,25 @@ def plot_curves(rows, path) -> None:
     plt.close(fig)
 
 
-def _resume_group(path, save_to, group, g, args, backend, train, validation, record, distributed=False):
+def progress_of(args, g, groups) -> list:
+    """The callbacks that show ensemble g's progress: none with --quiet (or --progress off), else its bar (or
+    lines) naming what runs, "sweep (8 members) [cpu] epoch 1/5" (an Ensemble's own says "ensemble of 8"), and
+    which ensemble where the grid is split into several: "sweep ensemble 1 (8 members)", as its other lines say."""
+    from ..training.callbacks import lines_for
+    from ..training.ensemble import EnsembleProgressBar
+
+    verbose = verbose_of(args)
+    if not verbose:
+        return []
+    which = f" ensemble {g}" if len(groups) > 1 else ""
+    label = f"sweep{which} ({counted(len(groups[g]), 'member')})"
+    return [EnsembleProgressBar(lines=lines_for(verbose), label=label)]
+
+
+def _resume_group(path, save_to, group, g, args, backend, train, validation, record, distributed=False, progress=()):
     """Ensemble g of a saved sweep, continued from its checkpoint ``path`` to --epochs (a finished one trains
-    no further), checkpointing to ``save_to``, data parallel under mpiexec: (the ensemble, its history)."""
+    no further), checkpointing to ``save_to``, data parallel under mpiexec: (the ensemble, its history).
+    ``progress``: its progress bar (progress_of)."""
     from .. import checkpoint
 
     ckpt = checkpoint.load_checkpoint(path, device=backend)
@@ -306,8 +322,9 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     print(f"ensemble {g}: {done} done ({path})", flush=True)
     left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
     ckpt.model.graph = args.graph  # (a checkpoint records no graph: the run's --graph, recorded with its options)
-    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation,
-                          verbose=verbose_of(args) if left else False, checkpoint=save_to, callbacks=[record], distributed=distributed)
+    shown = verbose_of(args) if left else False
+    history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=shown, checkpoint=save_to,
+                          callbacks=[record, *(progress if left else ())], distributed=distributed)
     return ckpt.model, history
 
 
@@ -462,7 +479,7 @@ def _run(args, opened) -> int:
         try:
             if saved and os.path.exists(saved):
                 ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,
-                                             distributed)
+                                             distributed, progress_of(args, g, groups))
             else:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
@@ -473,6 +490,7 @@ def _run(args, opened) -> int:
                              if args.early_stopping else [])
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
+                callbacks += progress_of(args, g, groups)
                 history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
                                   optimizer=optimizer, lr=[s["lr"] for s in group],
                                   weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,

@@ -160,7 +160,10 @@ class ProgressBar(Callback):
 
     The lines (Keras' verbose=2): one per epoch, with its loss and validation metrics, the epoch's rows/s, the
     time since the run began and the time left; within an epoch longer than ``line_every_s`` seconds also a
-    line every ``line_every_s`` with the rows done, the run's rows/s and the epoch's time left."""
+    line every ``line_every_s`` with the rows done, the run's rows/s and the epoch's time left.
+
+    Each starts with what is running, ``label`` ("train [cpu] epoch 1/5"): by default "train" for one model's fit,
+    "ensemble of K" for an Ensemble's; gpunn sweep names its ensembles."""
 
     rank_zero_only = True  # data parallel: only rank 0 draws it
     eta_every_s = 1.0
@@ -169,11 +172,18 @@ class ProgressBar(Callback):
     # compiled: once per process): see numba_seconds
     says_compiling = True
 
-    def __init__(self, lines=None):
+    def __init__(self, lines=None, label=None):
         self.lines = flag(lines, "lines", allow_none=True)
+        if label is not None and not (isinstance(label, str) and label):
+            raise TypeError(f"label must be a non-empty str (what the lines name as running), or None, got {label!r}")
+        self.label = label
 
     def get_config(self):
-        return {"lines": self.lines}
+        return {"lines": self.lines, "label": self.label}
+
+    def default_label(self, trainer) -> str:
+        """What the lines name as running where ``label`` is None: "train" (one model's fit)."""
+        return "train"
 
     def on_train_begin(self, trainer):
         from tqdm.auto import tqdm
@@ -185,14 +195,16 @@ class ProgressBar(Callback):
         self.batch_size = int(trainer.batch_size) * trainer.settings.ranks
         epochs_left = trainer.epochs - trainer.start_epoch
         self.bar = None
+        self.device = trainer.model.device
+        self.heading = f"{self.label or self.default_label(trainer)} [{self.device}]"  # "ensemble of 8 [cpu]"
         if epochs_left <= 0 or trainer.stop:  # a resume of a run that had ended drew a bar of 0 rows (epoch 3/50: 0%)
             epochs_done = trainer.start_epoch
             ended = (f"early stopping ended it after epoch {epochs_done}" if trainer.stop
                      else f"{epochs_done} of {trainer.epochs} epochs done")
-            print(f"train [{trainer.model.device}]: nothing left to train ({ended})", file=sys.stderr, flush=True)
+            print(f"{self.heading}: nothing left to train ({ended})", file=sys.stderr, flush=True)
             return
         done = min(trainer.state.batch * self.batch_size, self.rows)
-        self.epochs, self.device, self.stream = trainer.epochs, trainer.model.device, sys.stderr
+        self.epochs, self.stream = trainer.epochs, sys.stderr
         self.total, self.done = epochs_left * self.rows, done  # the run's rows left when it began; those counted
         self._epoch = trainer.start_epoch
         if self.lines is False or (self.lines is None and draws_bar(self.stream)):
@@ -212,12 +224,12 @@ class ProgressBar(Callback):
         install or an update: 12 s on 2 cores), inside the first batch: the bar stood still at 0 rows meanwhile."""
         text = "compiling CPU kernels (first run only: Numba caches them)..."
         if self.bar is not None:
-            self.bar.write(f"train [{self.device}]: {text}", file=self.stream)
+            self.bar.write(f"{self.heading}: {text}", file=self.stream)
         else:
-            print(f"train [{self.device}]: {text}", file=self.stream, flush=True)
+            print(f"{self.heading}: {text}", file=self.stream, flush=True)
 
     def _title(self, epoch):
-        return f"train [{self.device}] epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
+        return f"{self.heading} epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
 
     def on_epoch_begin(self, trainer, epoch):
         self._epoch = epoch

@@ -361,6 +361,9 @@ class MemberEarlyStopping(Callback):
 class EnsembleProgressBar(ProgressBar):
     """The progress of an ensemble: the best member's loss (and validation loss) and member-samples/s."""
 
+    def default_label(self, trainer) -> str:
+        return f"ensemble of {trainer.model.n_models}"
+
     def shown(self, trainer, logs) -> dict:
         shown = {"best loss": four_digits(numpy.nanmin(logs['loss'])),
                  "member-samples/s": f"{logs['samples_per_s']:,.0f}"}
