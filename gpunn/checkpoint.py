@@ -58,6 +58,7 @@ from . import backend as _backend
 from ._version import __version__
 from .activations import ACTIVATIONS
 from .checks import check_rows_match, flag, positive_int
+from .hints import shell_word
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .preflight import CHECKPOINT_META, not_a_checkpoint, same_file, writes_in_place
 from .rng import GPU_GENERATOR, generator
@@ -453,7 +454,7 @@ def _check_head(path, head: bytes):
         _fail(path, "looks like a Python pickle; gpunn checkpoints never contain pickles and are not unpickled")
     if head[:4] != _ZIP_MAGIC and os.fspath(path).lower().endswith(".toml"):  # what --save writes beside a checkpoint
         beside = os.fspath(path)[:-len(".toml")]
-        _fail(path, f"a run's config (gpunn train --config {os.fspath(path)}), not a checkpoint"
+        _fail(path, f"a run's config (gpunn train --config {shell_word(path)}), not a checkpoint"
                     + (f": the checkpoint beside it is {beside}" if os.path.isfile(beside) else ""))
     _require(head[:4] == _ZIP_MAGIC, path, "not a gpunn checkpoint (not an .npz/zip file)")
 

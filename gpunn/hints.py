@@ -49,6 +49,17 @@ OTHER_LIBRARIES = {
 }
 
 
+def shell_word(text) -> str:
+    """A path or a list of names as a message shows it, and as a command line takes it: bare where it holds nothing
+    the shell reads (run.npz, a,b), else in single quotes ('my dir/a b.csv', 'first col,third'), so that its extent
+    is clear in a sentence ("IN my dir/a b.csv does not exist" read as the file "my") and a command said can be
+    pasted as it is ("gpunn predict my dir/m.npz IN OUT" named three files)."""
+    import os
+    import shlex
+
+    return shlex.quote(os.fspath(text))
+
+
 def other_library(name: str, what: str) -> str | None:
     """The hint for ``name``, another library's name of a ``what`` ("activation", "optimizer"): "'swish' is gpunn's
     'silu'", or "'rmsprop' is not supported" where gpunn has none; None for a name not in OTHER_LIBRARIES."""

@@ -22,6 +22,7 @@ import numpy
 from .csvtext import (csv_column, csv_first_foreign, csv_first_text, csv_has_header, csv_line, csv_names,
                       csv_values, delimiter_hint, first_block_schema, header_lines, is_number, not_a_boolean,
                       not_a_number, pyarrow_csv_booleans, read_as, wrong_width)
+from .hints import shell_word
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -66,25 +67,25 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
     if not path:
         raise PreflightError(f"{option} needs a file name")
     if os.path.isdir(path):
-        raise PreflightError(f"{option} {path} is a directory; give a file name")
+        raise PreflightError(f"{option} {shell_word(path)} is a directory; give a file name")
     if path.endswith(("/", os.sep)):  # a directory not made yet: its parent passed, and the write failed at the end
-        raise PreflightError(f"{option} {path} names a directory (it ends in {path[-1]}); give a file name")
+        raise PreflightError(f"{option} {shell_word(path)} names a directory (it ends in {path[-1]}); give a file name")
     for other, what in reads:
         if other and os.path.exists(path) and same_file(path, other):
-            raise PreflightError(f"{option} {path} is the {what} this command reads; choose another output file")
+            raise PreflightError(f"{option} {shell_word(path)} is the {what} this command reads; choose another output file")
     if suffixes and not path.lower().endswith(tuple(suffixes)):
         *others, last = suffixes  # ".png, .pdf or .svg" (it said ".png or .pdf or .svg")
         ends = f"{', '.join(others)} or {last}" if others else last
-        raise PreflightError(f"{option} {path}: the name must end in {ends}")
+        raise PreflightError(f"{option} {shell_word(path)}: the name must end in {ends}")
     if writes_in_place(path):  # /dev/null, a pipe, /dev/stdout: written into, never renamed over
         if not os.access(path, os.W_OK):
-            raise PreflightError(f"{option} {path} is not writable")
+            raise PreflightError(f"{option} {shell_word(path)} is not writable")
         return path
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise PreflightError(f"{option} {path}: directory {directory} does not exist")
+        raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise PreflightError(f"{option} {path}: directory {directory} is not writable")
+        raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} is not writable")
     return path
 
 
@@ -94,7 +95,8 @@ def check_checkpoint_output(path, option, *, reads=()) -> str:
     check_output(path, option, reads=reads)
     what = not_a_checkpoint(path)
     if what:
-        raise PreflightError(f"{option} {path} exists and is not a gpunn checkpoint ({what}); refusing to overwrite it")
+        raise PreflightError(f"{option} {shell_word(path)} exists and is not a gpunn checkpoint ({what}); refusing to "
+                             "overwrite it")
     return path
 
 
@@ -331,15 +333,15 @@ def _read_csv(path, option):
                 raise
             X = _loadtxt(path, header, kinds)
     except ValueError as exc:
-        raise PreflightError(f"{option} {path} {_loadtxt_problem(exc, path, kinds)}{delimiter_hint(path)}") from None
+        raise PreflightError(f"{option} {shell_word(path)} {_loadtxt_problem(exc, path, kinds)}{delimiter_hint(path)}") from None
     foreign = csv_first_foreign(path, header)  # a number loadtxt read past a no-break space, which pyarrow refuses
     if foreign:
-        raise PreflightError(f"{option} {path} {foreign}")
+        raise PreflightError(f"{option} {shell_word(path)} {foreign}")
     if X.shape[0] == 0:
-        raise PreflightError(f"{option} {path} has no rows (a header line only)")
+        raise PreflightError(f"{option} {shell_word(path)} has no rows (a header line only)")
     names = csv_names(path)
     if names is not None and X.shape[1] != len(names):  # loadtxt skipped the header row; the streamed read refuses
-        raise PreflightError(f"{option} {path} line {csv_line(path, 0)}: {wrong_width(X.shape[1], len(names))}")
+        raise PreflightError(f"{option} {shell_word(path)} line {csv_line(path, 0)}: {wrong_width(X.shape[1], len(names))}")
     return X
 
 
@@ -347,33 +349,33 @@ def read_matrix(path, option="input"):
     """The array in a ``.npy`` file (read without pickle) or a CSV file of numbers, by content."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise PreflightError(f"{option} {path} does not exist")
+        raise PreflightError(f"{option} {shell_word(path)} does not exist")
     if os.path.isdir(path):
-        raise PreflightError(f"{option} {path} is a directory, not a file")
+        raise PreflightError(f"{option} {shell_word(path)} is a directory, not a file")
     kind = file_kind(path)
     # text named .npy is refused as every other reader of a .npy file refuses it (the streamed read, training's),
     # not read as CSV: "1,2\n" in x.npy was predicted from, and "oops\n" said "x.npy has no rows (a header line only)"
     named_npy = path.lower().endswith(".npy")
     if kind in ("zip", "pickle", "compressed") or (named_npy and kind in ("empty", "text", "text-8bit")):
-        raise PreflightError(f"{option} {path}{not_npy(path, kind, 'the inputs')}")
+        raise PreflightError(f"{option} {shell_word(path)}{not_npy(path, kind, 'the inputs')}")
     if kind == "empty":
-        raise PreflightError(f"{option} {path} is empty (0 bytes); expected a .npy array (rows x features) or a CSV file")
+        raise PreflightError(f"{option} {shell_word(path)} is empty (0 bytes); expected a .npy array (rows x features) or a CSV file")
     if kind == "text":
         return _read_csv(path, option)
     if kind == "text-8bit":  # it said "is neither a .npy array nor a CSV file"
-        raise PreflightError(f"{option} {path} is {NOT_UTF8}")
+        raise PreflightError(f"{option} {shell_word(path)} is {NOT_UTF8}")
     if kind != "npy":  # binary, said against what its name says it is (not "is neither a .npy array nor a CSV file")
         what = f": {not_csv_text(kind)}" if path.lower().endswith(".csv") else not_npy(path, kind, "the inputs")
-        raise PreflightError(f"{option} {path}{what}")
+        raise PreflightError(f"{option} {shell_word(path)}{what}")
     try:
         return numpy.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise PreflightError(f"{option} {path} holds Python objects (dtype object), which need pickle to read; "
+            raise PreflightError(f"{option} {shell_word(path)} holds Python objects (dtype object), which need pickle to read; "
                                  "save a numeric array") from None
-        raise PreflightError(f"{option} {path} is a damaged .npy file ({exc})") from None
+        raise PreflightError(f"{option} {shell_word(path)} is a damaged .npy file ({exc})") from None
     except (EOFError, OSError) as exc:
-        raise PreflightError(f"{option} {path} is a truncated .npy file ({exc or type(exc).__name__})") from None
+        raise PreflightError(f"{option} {shell_word(path)} is a truncated .npy file ({exc or type(exc).__name__})") from None
 
 
 # ---- memory --------------------------------------------------------------------------------

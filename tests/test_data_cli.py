@@ -266,6 +266,57 @@ def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, caps
         gpunn.data.csv(path, target=["PRICE", "Y "])  # 'y' and 'Y' both: no one name meant
 
 
+@pytest.fixture
+def spaced(tmp_path):
+    """A folder with a space in its name holding a CSV and a Parquet file named with spaces, whose columns are too."""
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "my dir"
+    folder.mkdir()
+    X, Y = datasets.make("linear", 400, 3, seed=0, device="cpu")
+    names = ["first col", "second col", "third", "sale price"]
+    rows = "".join(",".join(f"{v:.6f}" for v in (*x, y)) + "\n" for x, y in zip(X, Y[:, 0]))
+    (folder / "a b.csv").write_text(",".join(names) + "\n" + rows)
+    pq.write_table(pyarrow.table(dict(zip(names, [*X.T, Y[:, 0]]))), folder / "p q.parquet")
+    return folder
+
+
+def test_paths_and_columns_with_spaces_train_predict_and_sweep_end_to_end(spaced, capsys):
+    """Every path and column name here has a space in it; the lines that name the files quote them, so that the
+    commands they say can be pasted (it said "gpunn predict /tmp/.../my dir/best m.npz IN OUT": four words)."""
+    model, best = spaced / "m 1.npz", spaced / "best m.npz"
+    assert main(["train", "--data", str(spaced / "a b.csv"), "--target", "sale price", "--features", "first col, third",
+                 "--save", str(model), *SMALL]) == 0
+    assert f"checkpoint: '{model}' (config: '{model}.toml')" in capsys.readouterr().out
+    assert gpunn.load(model).data_columns == {"features": ["first col", "third"], "targets": ["sale price"]}
+    for given, made in (("a b.csv", "out put.csv"), ("p q.parquet", "out put.parquet")):
+        assert main(["predict", str(model), str(spaced / given), str(spaced / made)]) == 0
+    assert (spaced / "out put.csv").read_text().splitlines()[0] == '"sale price"'
+    assert main(["sweep", "--data", str(spaced / "p q.parquet"), "--target", "sale price", "--lr", "1e-3,1e-2",
+                 "--hidden", "4", "--epochs", "1", "--quiet", "--device", "cpu", "--save-best", str(best)]) == 0
+    assert f"best member saved: '{best}' (gpunn predict '{best}' IN OUT)" in capsys.readouterr().out
+
+
+def test_columns_and_paths_with_spaces_are_named_in_quotes(spaced, capsys):
+    """"the columns are: first col, second col, third, sale price" read as any number of names, and "IN
+    /tmp/.../my dir/no file.csv does not exist" as a file named "my"; the --features a refusal suggests is quoted as a
+    command line takes it."""
+    listed = "the columns are: 'first col', 'second col', 'third', 'sale price'"
+    data = spaced / "a b.csv"
+    assert main(["train", "--data", str(data), *SMALL]) == 2
+    assert f"--data '{data}': name the target column(s) with --target; {listed}" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--target", "sale prce", *SMALL]) == 2
+    assert f"{data}: no column 'sale prce'; {listed}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"^target: name the target column.s.; {listed}$"):
+        gpunn.data.csv(data)
+    assert main(["predict", str(spaced / "m.npz"), str(spaced / "no file.csv"), str(spaced / "p.csv")]) == 2
+    assert f"MODEL '{spaced / 'm.npz'}' does not exist" in capsys.readouterr().err
+    (spaced / "ids.csv").write_text("item name,first col,third,sale price\nbob,1,2,3\ncat,4,5,6\n")
+    assert main(["train", "--data", str(spaced / "ids.csv"), "--target", "sale price", *SMALL]) == 2
+    assert "(--features 'first col,third', features=[...])" in capsys.readouterr().err
+
+
 def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, capsys):
     """A CSV file is read by position for a model that knows no column names (trained on an .npy pair), and a file
     without a header for one that does: "X has 3 columns but the model expects 2" said neither, nor --features."""

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .. import backend as _backend
+from ..hints import shell_word
 from ..preflight import is_stdout
 from .common import DEVICE_NAMES, add_debug, check_report_outputs, file_path, non_negative, positive, write_output
 
@@ -179,5 +180,5 @@ def run(args) -> int:
         write_output(args.json, bench.json_bytes(data), announce=True)
     if args.plot:
         bench.plot(data, args.plot)
-        print(f"wrote {args.plot}")
+        print(f"wrote {shell_word(args.plot)}")
     return 0

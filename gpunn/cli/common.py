@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 
+from ..hints import shell_word
 from ..preflight import is_stdout
 
 
@@ -279,7 +280,7 @@ def write_output(path, data: bytes, announce=False) -> None:
 
         atomic_write(path, lambda fh: fh.write(data))
         if announce:
-            print(f"wrote {path}")
+            print(f"wrote {shell_word(path)}")
         return
     stream = _data_stdout[-1] if _data_stdout else sys.stdout
     stream.flush()

@@ -8,6 +8,7 @@ import warnings
 
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
+from ..hints import shell_word
 from .common import counted, file_path, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
@@ -122,10 +123,10 @@ def make_source(args, backend, ckpt=None):
         elif kind == ".csv":
             source = _table(data.csv, args, block_size=cut.get("block_size"), **common)
         elif kind in (".gz", ".bz2", ".xz", ".zst"):
-            raise ValueError(f"--data {args.data} is compressed ({kind}): decompress it first (gpunn reads .npy, "
+            raise ValueError(f"--data {shell_word(args.data)} is compressed ({kind}): decompress it first (gpunn reads .npy, "
                              ".parquet and .csv files uncompressed)")
         else:
-            raise ValueError(f"--data {args.data}: unknown file type; use .npy (with --targets), .parquet or .csv")
+            raise ValueError(f"--data {shell_word(args.data)}: unknown file type; use .npy (with --targets), .parquet or .csv")
         try:  # the caller closes the source it gets; one refused here is closed here
             with warnings.catch_warnings(record=True) as notes:  # a note on the share held out follows a refusal
                 _hold_out(source)
@@ -134,7 +135,7 @@ def make_source(args, backend, ckpt=None):
             source.close()
             raise
         _show_notes(notes, args, source, ckpt)
-        return source, f"data: {args.data}, {counted(source.rows, 'training row')} in " \
+        return source, f"data: {shell_word(args.data)}, {counted(source.rows, 'training row')} in " \
                        f"{counted(len(source.train_chunks), 'chunk')}, {source.validation_rows:,} validation rows " \
                        "(whole chunks), read chunk by chunk"
     from .. import preflight
@@ -201,7 +202,7 @@ def _check_column_options(args, kind):
                                  "a Parquet or CSV table; --data X.npy trains on every column of X.npy, with "
                                  "--targets Y.npy as the targets")
     elif args.targets:
-        raise ValueError(f"--targets goes with --data X.npy; for --data {args.data}, name the target column(s) with "
+        raise ValueError(f"--targets goes with --data X.npy; for --data {shell_word(args.data)}, name the target column(s) with "
                          "--target")
 
 
@@ -236,7 +237,7 @@ def _check_held_out(args, source, ckpt):
     if held == 1 or (held == 0 and ckpt is None):
         what = (f"the tenth of its chunks held out for validation is 1 row of {source.rows + held:,}" if held else
                 f"{counted(source.rows, 'row')} in one chunk, none of which can be held out for validation")
-        raise ValueError(f"--data {args.data}: {what}, and R² needs 2: use a file with more rows (20 at least)")
+        raise ValueError(f"--data {shell_word(args.data)}: {what}, and R² needs 2: use a file with more rows (20 at least)")
 
 
 def _show_notes(notes, args, source, ckpt):
@@ -250,7 +251,7 @@ def _show_notes(notes, args, source, ckpt):
         message = note.message
         if issubclass(note.category, HeldOutShareWarning):
             held, rows = source.validation_rows, source.rows + source.validation_rows
-            what = (f"--data {args.data}: the tenth of its chunks held out for validation is "
+            what = (f"--data {shell_word(args.data)}: the tenth of its chunks held out for validation is "
                     f"{len(source.validation_chunks)} of {len(source.chunk_sizes)} whole chunks, {held:,} of {rows:,} "
                     f"rows ({held / rows:.0%})")
             message = HeldOutShareWarning(f"{what}, as the run was cut when it was saved" if ckpt is not None else
@@ -278,7 +279,7 @@ def _table(make, args, **options):
     try:
         return make(args.data, args.target or None, _feature_names(args), **options)
     except NoTarget as exc:
-        raise ValueError(f"--data {args.data}: name the target column(s) with --target; {columns_are(exc.columns)}"
+        raise ValueError(f"--data {shell_word(args.data)}: name the target column(s) with --target; {columns_are(exc.columns)}"
                          f"{exc.hint}") from None
 
 

@@ -7,6 +7,7 @@ import os
 import numpy
 
 from ..checks import NotFinite
+from ..hints import shell_word
 from .common import DEVICE_NAMES, add_debug, file_path
 
 
@@ -53,14 +54,14 @@ def _check_input_name(path) -> None:
     if os.path.isdir(path) or path.lower().endswith(SUFFIXES):
         return
     if not os.path.exists(path):  # (a name mistyped is missing, not "unknown file type" or "an .npz/zip archive")
-        raise preflight.PreflightError(f"IN {path} does not exist")
+        raise preflight.PreflightError(f"IN {shell_word(path)} does not exist")
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".npz":  # a checkpoint given as IN, most often
-        raise preflight.PreflightError(f"IN {path}{preflight.not_npy(path, 'zip', 'the inputs')}")
+        raise preflight.PreflightError(f"IN {shell_word(path)}{preflight.not_npy(path, 'zip', 'the inputs')}")
     if suffix in COMPRESSED:
-        raise preflight.PreflightError(f"IN {path} is compressed ({suffix}): decompress it first (gpunn reads .npy, "
+        raise preflight.PreflightError(f"IN {shell_word(path)} is compressed ({suffix}): decompress it first (gpunn reads .npy, "
                                        ".csv and .parquet files uncompressed)")
-    raise preflight.PreflightError(f"IN {path}: unknown file type; the name must end in {', '.join(SUFFIXES[:-1])} "
+    raise preflight.PreflightError(f"IN {shell_word(path)}: unknown file type; the name must end in {', '.join(SUFFIXES[:-1])} "
                                    f"or {SUFFIXES[-1]}, as it says how the file is read (or be a directory of "
                                    "Parquet files)")
 
@@ -77,9 +78,10 @@ def _check_model_first(args) -> None:
         return
     swapped = os.path.isfile(args.input) and preflight.file_kind(args.input) == "zip"
     what = preflight.kind_words(kind)
-    order = (f": did you mean gpunn predict {args.input} {args.model} {args.output}?" if swapped
+    swapped_line = " ".join(map(shell_word, (args.input, args.model, args.output)))
+    order = (f": did you mean gpunn predict {swapped_line}?" if swapped
              else "; save one with gpunn train --save or gpunn.save(path, model)")
-    raise preflight.PreflightError(f"MODEL {args.model} is not a gpunn checkpoint ({what}); gpunn predict takes "
+    raise preflight.PreflightError(f"MODEL {shell_word(args.model)} is not a gpunn checkpoint ({what}); gpunn predict takes "
                                    f"MODEL IN OUT, the checkpoint first{order}")
 
 
@@ -87,8 +89,8 @@ def run(args) -> int:
     from .. import checkpoint as io, csvtext, preflight
 
     if not os.path.isfile(args.model):
-        raise preflight.PreflightError(f"MODEL {args.model} does not exist" if not os.path.exists(args.model)
-                                       else f"MODEL {args.model} is not a file")
+        raise preflight.PreflightError(f"MODEL {shell_word(args.model)} does not exist" if not os.path.exists(args.model)
+                                       else f"MODEL {shell_word(args.model)} is not a file")
     _check_model_first(args)
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
                            suffixes=SUFFIXES)
@@ -118,8 +120,8 @@ def run(args) -> int:
             rows = predict_file(model, args.input, args.output, features=features)
         except DataError as exc:
             raise _named_in(exc, args.input) from None
-        print(f"{args.output}: {rows:,} x {model.layer_sizes[-1]} predictions ({model._prediction_dtype().name}) from "
-              f"{args.model} on {model.device}, streamed")
+        print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
+              f"({model._prediction_dtype().name}) from {shell_word(args.model)} on {model.device}, streamed")
         return 0
     X = preflight.read_matrix(args.input, "IN")
     try:
@@ -131,7 +133,7 @@ def run(args) -> int:
         names = csvtext.csv_names(args.input) if csv else None
         raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}") from None
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"IN {args.input}: {exc}{_by_position(args.input, model, exc)}") from None
+        raise ValueError(f"IN {shell_word(args.input)}: {exc}{_by_position(args.input, model, exc)}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
         from ..data.files import output_writer, write_rows
 
@@ -139,8 +141,8 @@ def run(args) -> int:
         write_rows(output_writer(args.output, P.shape[1], P.dtype, names), [P])
     else:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
-    print(f"{args.output}: {P.shape[0]:,} x {P.shape[1]} predictions ({P.dtype.name}) from {args.model} "
-          f"on {model.device}")
+    print(f"{shell_word(args.output)}: {P.shape[0]:,} x {P.shape[1]} predictions ({P.dtype.name}) from "
+          f"{shell_word(args.model)} on {model.device}")
     return 0
 
 
@@ -181,7 +183,7 @@ def _by_position(path, model, exc) -> str:
     if header and not names:
         return (f"; its header names {', '.join(header)}, and the model was trained on unnamed columns (an .npy "
                 f"file or a synthetic task), so they are taken in order: pick the model's {n} with --features"
-                + (f", e.g. --features {','.join(header[:n])}" if len(header) > n else ""))
+                + (f", e.g. --features {shell_word(','.join(header[:n]))}" if len(header) > n else ""))
     if names and not header:
         targets = model.data_columns.get("targets") or []
         # a table of the training file's columns saved whole, its target(s) among them
@@ -223,7 +225,7 @@ def _one_model(model, path):
         from .resume import sweep_directory
 
         sweep = sweep_directory(checkpoint.read_meta(path), path)
-        how = (f"save the sweep's best member with gpunn sweep --resume {sweep} --save-best best.npz" if sweep else
+        how = (f"save the sweep's best member with gpunn sweep --resume {shell_word(sweep)} --save-best best.npz" if sweep else
                "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")
-        raise ValueError(f"MODEL {path} is an ensemble of {model.n_models} members; gpunn predict takes one model: {how}")
+        raise ValueError(f"MODEL {shell_word(path)} is an ensemble of {model.n_models} members; gpunn predict takes one model: {how}")
     return model

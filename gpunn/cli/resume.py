@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..hints import shell_word
 from ..optim import default_of
 from ..training.callbacks import Callback
 from .common import counted
@@ -112,28 +113,28 @@ def recorded(path, parser, command="train"):
     from .. import checkpoint, config as cfgmod
 
     if not os.path.exists(path):
-        raise ValueError(f"--resume {path} does not exist")
+        raise ValueError(f"--resume {shell_word(path)} does not exist")
     if os.path.isdir(path):
-        raise ValueError(f"--resume {path} is a directory; gpunn train resumes a checkpoint file (--save PATH's), "
-                         f"and a directory of gpunn sweep --save continues with gpunn sweep --resume {path}")
+        raise ValueError(f"--resume {shell_word(path)} is a directory; gpunn train resumes a checkpoint file (--save PATH's), "
+                         f"and a directory of gpunn sweep --save continues with gpunn sweep --resume {shell_word(path)}")
     meta = checkpoint.read_meta(path)  # the arrays are read (and checked) when the run is loaded
     if meta.get("kind") != "training":
-        raise ValueError(f"--resume {path} holds a model only (no optimizer or position); it cannot be resumed")
+        raise ValueError(f"--resume {shell_word(path)} holds a model only (no optimizer or position); it cannot be resumed")
     training = meta["training"]
     done = int(training["position"]["epoch"])
     source = (training.get("source") or {}).get("kind")
     saved = saved_options(meta)
     if "members" in meta["model"] and command == "train":
         sweep = sweep_directory(meta, path)
-        how = f"gpunn sweep --resume {sweep}" if sweep else "gpunn.load_checkpoint(path).resume(X, Y) from Python"
-        raise ValueError(f"--resume {path} holds the run of a gpunn.Ensemble of {meta['model']['members']} members; "
+        how = f"gpunn sweep --resume {shell_word(sweep)}" if sweep else "gpunn.load_checkpoint(path).resume(X, Y) from Python"
+        raise ValueError(f"--resume {shell_word(path)} holds the run of a gpunn.Ensemble of {meta['model']['members']} members; "
                          f"gpunn train resumes one model's run: continue it with {how}")
     if command == "sweep" and (saved is None or GROUP_KEY not in saved):
-        raise ValueError(f"--resume {path} is not a checkpoint of gpunn sweep (written by gpunn sweep --save)")
+        raise ValueError(f"--resume {shell_word(path)} is not a checkpoint of gpunn sweep (written by gpunn sweep --save)")
     if saved is None:
         toml = path + ".toml"
         if not os.path.exists(toml):
-            raise ValueError(f"--resume {path} does not record its gpunn train options (written by gpunn.fit or an "
+            raise ValueError(f"--resume {shell_word(path)} does not record its gpunn train options (written by gpunn.fit or an "
                              f"older gpunn) and there is no {toml}; resume it from Python: "
                              "gpunn.load_checkpoint(path).resume(X, Y)")
         options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
@@ -144,7 +145,7 @@ def recorded(path, parser, command="train"):
         options = cfgmod.convert(parser, {k.replace("_", "-"): v for k, v in known.items() if v is not None},
                                  f"{path} (its recorded options)")
     except ValueError as exc:
-        raise ValueError(f"--resume {path}: {exc}") from None
+        raise ValueError(f"--resume {shell_word(path)}: {exc}") from None
     options.update({k: None for k, v in known.items() if v is None})
     return options, done, kind, source
 
@@ -217,14 +218,14 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         names = ", ".join(_said(d, v, negatable) for d, v, _, _ in differing)
         had = ", ".join(_said(d, s, negatable) + ("" if _same(s, e) else f" ({_shown(e)})")
                         for d, _, s, e in differing)
-        raise ValueError(f"--resume {path}: {names} would change the run, which has {had}; a resumed run continues "
+        raise ValueError(f"--resume {shell_word(path)}: {names} would change the run, which has {had}; a resumed run continues "
                          "exactly as it started (start a new run, without --resume, to change it)")
     total = given.get("epochs", options.get("epochs"))
     if total is not None and total <= done:
         trained = counted(done, "epoch")
         said = (f"--epochs {total} is not above the {trained} it has trained" if "epochs" in given
                 else f"the run has trained its {counted(total, 'epoch')}")
-        raise ValueError(f"--resume {path}: {said}; give --epochs above {done} to train further")
+        raise ValueError(f"--resume {shell_word(path)}: {said}; give --epochs above {done} to train further")
 
 
 def negatable(parser) -> frozenset:

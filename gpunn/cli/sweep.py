@@ -12,7 +12,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
-from ..hints import folding
+from ..hints import folding, shell_word
 from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from ..training.state import position_words
 from . import data as data_cli
@@ -153,10 +153,10 @@ def saved_checkpoints(directory) -> list[str]:
 def first_checkpoint(directory) -> str:
     """The checkpoint of a saved sweep's first saved ensemble: each records the sweep's options."""
     if not os.path.isdir(directory):
-        raise ValueError(f"--resume {directory} is not a directory (gpunn sweep --save DIR writes one)")
+        raise ValueError(f"--resume {shell_word(directory)} is not a directory (gpunn sweep --save DIR writes one)")
     saved = saved_checkpoints(directory)
     if not saved:
-        raise ValueError(f"--resume {directory} holds no {CHECKPOINT.format('G')}: it is not a saved sweep, or the "
+        raise ValueError(f"--resume {shell_word(directory)} holds no {CHECKPOINT.format('G')}: it is not a saved sweep, or the "
                          "sweep was stopped before its first checkpoint")
     return saved[0]
 
@@ -168,10 +168,10 @@ def _check_save_dir(args) -> str | None:
         return None
     elsewhere = args.save and (not args.resume or os.path.abspath(args.save) != os.path.abspath(args.resume))
     if elsewhere and saved_checkpoints(args.save):
-        raise ValueError(f"--save {args.save} already holds a sweep's checkpoints; continue it with --resume "
-                         f"{args.save}, or save this sweep elsewhere")
+        raise ValueError(f"--save {shell_word(args.save)} already holds a sweep's checkpoints; continue it with --resume "
+                         f"{shell_word(args.save)}, or save this sweep elsewhere")
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ValueError(f"--save {directory} exists and is not a directory")
+        raise ValueError(f"--save {shell_word(directory)} exists and is not a directory")
     os.makedirs(directory, exist_ok=True)
     return directory
 
@@ -338,7 +338,7 @@ def _batch_size(args, meta, distributed) -> int:
     from ..distributed.training import per_rank_batch_on_resume
     from .train import _ranks
 
-    return per_rank_batch_on_resume(f"--resume {args.resume}", FitSettings.from_dict(meta["training"]["settings"]),
+    return per_rank_batch_on_resume(f"--resume {shell_word(args.resume)}", FitSettings.from_dict(meta["training"]["settings"]),
                                     _ranks() if distributed else 1)
 
 
@@ -373,10 +373,10 @@ def _check_resume_order(args, meta, groups, distributed) -> None:
     missing = [g for g in range(len(groups)) if not os.path.exists(os.path.join(args.resume, CHECKPOINT.format(g)))]
     if missing:
         which = ", ".join(map(str, missing))
-        raise ValueError(f"--resume {args.resume}: this --data sweep started in one process, and ensemble(s) {which} "
-                         f"of {len(groups)} have not started; under mpiexec they would read {args.data} as the ranks' "
+        raise ValueError(f"--resume {shell_word(args.resume)}: this --data sweep started in one process, and ensemble(s) {which} "
+                         f"of {len(groups)} have not started; under mpiexec they would read {shell_word(args.data)} as the ranks' "
                          "shards, not in the order the sweep started with, and train other members than the sweep "
-                         f"you are continuing. Resume it in one process (gpunn sweep --resume {args.resume}), or "
+                         f"you are continuing. Resume it in one process (gpunn sweep --resume {shell_word(args.resume)}), or "
                          "start the sweep anew under mpiexec")
 
 
@@ -424,7 +424,7 @@ def _run(args, opened) -> int:
         source, chosen = data_cli.make_source(args, backend, saved)
         opened.callback(source.close)
         if not source.validation_rows:  # a resumed sweep only: a new one's file is refused so by make_source
-            raise ValueError(f"--data {args.data} is one chunk ({counted(source.rows, 'row')}), as the sweep was cut "
+            raise ValueError(f"--data {shell_word(args.data)} is one chunk ({counted(source.rows, 'row')}), as the sweep was cut "
                              "when it was saved, so no chunk can be held out to rank the members on; a sweep needs "
                              "at least two: start it anew, without --resume, which cuts the file afresh")
         train, validation = (source,), None
@@ -462,7 +462,7 @@ def _run(args, opened) -> int:
     record = None
     if save_dir:
         names = CHECKPOINT.format(0) + (f" ... {CHECKPOINT.format(len(groups) - 1)}" if len(groups) > 1 else "")
-        print(f"checkpoints: {os.path.join(save_dir, names)} (continue with gpunn sweep --resume {save_dir})",
+        print(f"checkpoints: {os.path.join(save_dir, names)} (continue with gpunn sweep --resume {shell_word(save_dir)})",
               flush=True)
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
@@ -510,7 +510,7 @@ def _run(args, opened) -> int:
         models.append(ens)
         if history.interrupted:
             interrupted = True
-            resume_hint = f"; continue with gpunn sweep --resume {save_dir}" if save_dir else ""
+            resume_hint = f"; continue with gpunn sweep --resume {shell_word(save_dir)}" if save_dir else ""
             if not rows:
                 print(f"interrupted before any member finished an epoch: nothing to rank{resume_hint}", flush=True)
                 return 130
@@ -551,5 +551,5 @@ def _run(args, opened) -> int:
         last = len(best["val_curve"])
         kept = "" if args.early_stopping or best["best_epoch"] == last else \
             f"; its weights are epoch {last}'s, the last: --early-stopping keeps the best epoch's"
-        print(f"best member saved: {args.save_best} (gpunn predict {args.save_best} IN OUT){kept}")
+        print(f"best member saved: {shell_word(args.save_best)} (gpunn predict {shell_word(args.save_best)} IN OUT){kept}")
     return 130 if interrupted else 0  # as gpunn train: 130 for Ctrl-C

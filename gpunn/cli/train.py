@@ -11,7 +11,7 @@ import numpy
 
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
-from ..hints import folding
+from ..hints import folding, shell_word
 from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
 from ..training.state import position_words
 from . import data as data_cli
@@ -411,7 +411,7 @@ def _run(args, opened) -> int:
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
         done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
-        print(f"resuming {args.resume}: {done} done; model, optimizer, batch size and seed come from the checkpoint",
+        print(f"resuming {shell_word(args.resume)}: {done} done; model, optimizer, batch size and seed come from the checkpoint",
               flush=True)
     backend = ckpt.model.backend if ckpt else _backend.resolve(device)
     if ckpt:  # --precision is the recorded one: the library's refusal of a resume it cannot run here
@@ -454,7 +454,7 @@ def _run(args, opened) -> int:
         model.set_precision(args.precision)
         model.graph = args.graph
     print(f"model: {model.layer_sizes} {model.activations[0].name}, {model.n_parameters:,} parameters; "
-          f"{args.data or 'task ' + args.task}: {n_train:,} training rows, {n_val:,} validation; "
+          f"{shell_word(args.data) if args.data else 'task ' + args.task}: {n_train:,} training rows, {n_val:,} validation; "
           f"set up in {time.perf_counter() - t0:.2f}s", flush=True)
     save_path = args.save or args.resume
     extra = [resume.record(args, standalone_parser(), backend)]  # the options, in every checkpoint
@@ -517,7 +517,7 @@ def _run(args, opened) -> int:
             f" ({', '.join(unwritten)} not written)" if unwritten else ""))
         saved = save_path and root and os.path.exists(save_path)  # (rank 0 writes it; only rank 0 prints)
         print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
-              + (f"; checkpoint in {save_path}{saved_position(save_path)} (continue with --resume {save_path})"
+              + (f"; checkpoint in {shell_word(save_path)}{saved_position(save_path)} (continue with --resume {shell_word(save_path)})"
                  if saved else ""), flush=True)
     if not completed:
         return 130 if history.interrupted else 0
@@ -567,5 +567,5 @@ def _run(args, opened) -> int:
           + f", batch {_batch_trained(args, ckpt, distributed, n_train)}"
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
-        print(f"checkpoint: {save_path} (config: {save_path}.toml)")
+        print(f"checkpoint: {shell_word(save_path)} (config: {shell_word(save_path + '.toml')})")
     return 130 if history.interrupted else 0

@@ -19,6 +19,7 @@ from .. import environment
 from ..checks import MissingExtra, positive_int
 from ..csvtext import read_as
 from ..forksafe import ForkSafeLock
+from ..hints import shell_word
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
 
 
@@ -34,10 +35,11 @@ def pyarrow_module(name=None):
 
 
 def columns_are(names) -> str:
-    """A table's columns in a message, as written: each in quotes where one has spaces around it or no name (a
-    header "a, b, y" names ' b' and ' y', which a bare list shows as b and y, the names just refused)."""
+    """A table's columns in a message, as written: each in quotes where one has a space or a comma in it or no name
+    (a header "a, b, y" names ' b' and ' y', which a bare list shows as b and y, the names just refused; "first col,
+    sale price" read as four names, or two)."""
     names = list(names)
-    bare = all(n and n == n.strip() for n in names)
+    bare = all(n and not any(c.isspace() or c == "," for c in n) for n in names)
     return f"the columns are: {', '.join(names if bare else map(repr, names))}"
 
 
@@ -143,7 +145,7 @@ def _by_default(name, features, targets, schema) -> str:
     numeric = [n for n in features if read_as(schema.field(n).type) != "other"]
     if not numeric:  # no feature to keep: the text is the problem, said as it is
         return ""
-    example = f"--features {','.join(numeric)}" if len(numeric) <= 12 else "--features a,b"
+    example = f"--features {shell_word(','.join(numeric))}" if len(numeric) <= 12 else "--features a,b"
     example = f" ({example}, features=[...])"
     every = "every column but the target" if targets else "every column"
     return f"; with no features named, {every} is one: if {name!r} is not, name those that are{example}"
