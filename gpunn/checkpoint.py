@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import io as _io
 import json
 import math
@@ -231,6 +232,16 @@ def check_replaceable(path) -> None:
     if what:
         raise FileExistsError(f"{os.fsdecode(path)} exists and is not a gpunn checkpoint ({what}); refusing to "
                               "overwrite it: choose another name (.npz), or remove the file first")
+
+
+def check_writable(path) -> None:
+    """Refuse a checkpoint path that :func:`atomic_write` could not write (a directory, a missing directory), in its
+    words, before a run trains: a ModelCheckpoint found out at its first save, after an epoch's work."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {path}: Is a directory; name a file in it (run.npz)")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: its directory {directory} does not exist")
 
 
 def _write(path, meta: dict, arrays: dict) -> None:
@@ -820,6 +831,8 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path, every=1, save_best_only=False, monitor=None, mode="auto"):
         self.path, self.every = os.fspath(path), positive_int(every, "every")
+        if not self.path:  # (found at the first save, after an epoch's work)
+            raise ValueError("ModelCheckpoint's path is empty; name a file to write (run.npz)")
         self.save_best_only = flag(save_best_only, "save_best_only")
         self._tracker = _Monitoring(monitor, 0.0, mode)
         self.saves = 0
@@ -834,7 +847,8 @@ class ModelCheckpoint(Callback):
         return f"ModelCheckpoint({self.path!r}, {super().__repr__().split('(', 1)[1]}"
 
     def on_train_begin(self, trainer):
-        check_replaceable(self.path)  # before the first epoch trains, not at its end
+        check_writable(self.path)  # before the first epoch trains, not at its end
+        check_replaceable(self.path)
         self._tracker.on_train_begin(trainer)
         if self.save_best_only:  # (its monitor is read only then)
             self._tracker.check_logged(trainer, self)
