@@ -86,6 +86,27 @@ def as_array(data, name: str = "X"):
     return array
 
 
+def by_feature_names(data, columns, name: str = "X"):
+    """A pandas DataFrame of named columns, its columns picked by a model's feature names (``columns``: a table
+    source's ``model.data_columns``, kept in checkpoints), in the model's order, as ``gpunn predict`` picks a CSV
+    file's: in any order and among others (the target's too). It was read by position, so a DataFrame of the same
+    columns in another order was predicted on the wrong features without a word. A DataFrame without one of them is
+    refused naming it; one of unnamed columns (0, 1, ...), and anything else, is given back as it is."""
+    features = (columns or {}).get("features")
+    labels = getattr(data, "columns", None)
+    if not features or labels is None or not hasattr(data, "iloc"):
+        return data
+    labels = list(labels)
+    if labels == features or not any(isinstance(label, str) for label in labels):
+        return data
+    missing = [n for n in features if n not in labels]
+    if missing:
+        shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
+        raise ValueError(f"{name} has no column {', '.join(map(repr, missing))}: the model was trained on named "
+                         f"columns, {', '.join(features)}, and picks a DataFrame's by name; its columns are: {shown}")
+    return data[features]
+
+
 def _refuse_missing(array, name: str) -> None:
     """An object array (a list) of numbers and None: None is a missing value, refused as one, a ValueError as a NaN
     is (NotFinite; a DataFrame's None reaches the checks as NaN), where "strings or other Python objects" named

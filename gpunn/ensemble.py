@@ -22,7 +22,8 @@ import numpy
 
 from . import preflight
 from .backend import user_stacklevel
-from .checks import as_matrix, check_rows_match, flag, got, member_index, per_member, positive_int, seed_int
+from .checks import (as_matrix, by_feature_names, check_rows_match, flag, got, member_index, per_member, positive_int,
+                     seed_int)
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
 from .training.callbacks import missing_log_hint, monitor_mode
@@ -393,6 +394,7 @@ class Ensemble(DeviceModel):
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):
+        X = by_feature_names(X, self.data_columns, name)
         return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
 
     def _as_target(self, Y, name="Y"):

@@ -25,8 +25,8 @@ import numpy
 
 from . import backend as _backend
 from .activations import Activation, get_activation
-from .checks import (DTYPES, NotFinite, as_array, as_matrix, canonical_dtype, check_rows_match, flag, positive_int,
-                     seed_int)
+from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
+                     positive_int, seed_int)
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -135,6 +135,8 @@ class RawUnits:
         as the data sources do. No whole float64 copy is made, on the host or the device."""
         from .data.stats import dtype_of, standardizing_dtype
 
+        if not target:
+            data = by_feature_names(data, self.data_columns, name)
         data = as_array(data, name)  # a DataFrame is read once
         wide = standardizing_dtype(dtype_of(data), self.dtype)
         backend = self.backend if wide == self.dtype else _backend.backend_of(data)
@@ -527,6 +529,7 @@ class MLP(DeviceModel):
 
     # ---- public API ------------------------------------------------------------------
     def _as_input(self, X, name="X"):
+        X = by_feature_names(X, self.data_columns, name)
         return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
 
     def _as_target(self, Y, name="Y"):

@@ -1,4 +1,5 @@
 """Bad input gets a clear error naming what was wrong and where, never a silent result."""
+import copy
 import json
 import re
 
@@ -252,6 +253,65 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
         model.predict(frame)
     with pytest.raises(TypeError, match="strings or other Python objects"):
         model.predict(frame.assign(b="x"))
+
+
+class _NamedFrame:
+    """What a pandas DataFrame looks like to a model that knows its feature names: ``columns``, ``iloc``, columns
+    picked by a list of names, and ``__array__`` (pandas itself is not in the test extra)."""
+
+    def __init__(self, values, columns):
+        self.values, self.columns, self.iloc = numpy.asarray(values), list(columns), None
+
+    def __getitem__(self, names):
+        return _NamedFrame(self.values[:, [self.columns.index(n) for n in names]], names)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def _named_model(tmp_path, ensemble=False):
+    """A model trained on a CSV table's columns a, b, c (target y), as gpunn train --data trains one."""
+    pytest.importorskip("pyarrow")
+    rng = numpy.random.default_rng(0)
+    table = rng.standard_normal((64, 4))
+    numpy.savetxt(tmp_path / "t.csv", table, delimiter=",", header="a,b,c,y", comments="")
+    model = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
+                                                                                             seed=0)
+    with gpunn.data.csv(tmp_path / "t.csv", target="y", standardize=ensemble) as source:
+        model.fit(source, epochs=1, verbose=False)
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["y"]}
+    return model, table
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
+def test_a_model_trained_on_named_columns_picks_a_frames_columns_by_name(tmp_path, ensemble):
+    """A model trained on a table (gpunn train --data t.csv) read a DataFrame by position: the same columns in
+    another order were predicted on the wrong features without a word, and the table read back whole (its target
+    column too) was refused as "X has 4 columns but the model expects 3". gpunn predict picks a CSV file's columns
+    by name; predict, score, evaluate and fit now pick a DataFrame's so too."""
+    model, table = _named_model(tmp_path, ensemble)
+    X, y = table[:, :3], table[:, 3]
+    expected = model.predict(X)
+    for order in (["a", "b", "c"], ["c", "a", "b"], ["y", "b", "c", "a"]):
+        frame = _NamedFrame(table[:, ["abcy".index(n) for n in order]], order)
+        numpy.testing.assert_array_equal(model.predict(frame), expected)
+        assert model.score(frame, y) == model.score(X, y)
+    numpy.testing.assert_array_equal(model.predict(_NamedFrame(X, [0, 1, 2])), expected)  # unnamed: by position
+    with pytest.raises(ValueError, match=r"^X has no column 'b': the model was trained on named columns, a, b, c, and "
+                                         r"picks a DataFrame's by name; its columns are: a, B, c$"):
+        model.predict(_NamedFrame(X, ["a", "B", "c"]))
+    if not ensemble:
+        shuffled = _NamedFrame(table[:, [2, 0, 1]], ["c", "a", "b"])
+        twin = copy.deepcopy(model)
+        assert model.fit(shuffled, y, epochs=1, verbose=False, validation_data=(shuffled, y))["val_r2"] == \
+            twin.fit(X, y, epochs=1, verbose=False, validation_data=(X, y))["val_r2"]
+
+
+def test_a_pandas_frame_is_picked_by_name_by_a_model_trained_on_named_columns(tmp_path):
+    pandas = pytest.importorskip("pandas")
+    model, table = _named_model(tmp_path)
+    frame = pandas.DataFrame(table, columns=["a", "b", "c", "y"])
+    numpy.testing.assert_array_equal(model.predict(frame[["c", "y", "a", "b"]]), model.predict(table[:, :3]))
 
 
 @pytest.mark.parametrize("kwargs, match", [
