@@ -1284,8 +1284,11 @@ def test_column_lists_skip_blank_names_and_refuse_a_name_given_twice_or_none(tmp
         read(path, target="y, y", features=["a"])
     with pytest.raises(ValueError, match="features lists no column names"):
         read(path, target="y", features=" , ")
-    with pytest.raises(ValueError, match=r"\['y'\] is both a feature and a target"):
+    with pytest.raises(ValueError, match=r"^column 'y' is both a feature and a target: leave it out of the features "
+                                         r"\(the features default to every column but the targets\)$"):
         read(path, target="y", features=["a", "y"])
+    with pytest.raises(ValueError, match=r"^columns 'a', 'y' are both a feature and a target: leave them out"):
+        read(path, target="y,a", features=["a", "y", "b"])
     only = tmp_path / f"only.{kind}"
     (pq.write_table if kind == "parquet" else pcsv.write_csv)(t.select(["y"]), only)
     with pytest.raises(DataError, match=r"only\.\w+: no feature columns are left besides the target\(s\) \['y'\]"):

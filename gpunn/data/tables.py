@@ -116,7 +116,11 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
                             "index=False, or name the feature columns (features=[...], --features a,b)")
     overlap = set(features) & set(targets or [])
     if overlap:
-        raise ValueError(f"{sorted(overlap)} is both a feature and a target")
+        both = sorted(overlap)  # (it said "['y'] is both a feature and a target", a Python list, and no way out)
+        raise ValueError(f"column{'s' if len(both) > 1 else ''} {', '.join(map(repr, both))} "
+                         f"{'are' if len(both) > 1 else 'is'} both a feature and a target: leave "
+                         f"{'them' if len(both) > 1 else 'it'} out of the features (the features default to every "
+                         "column but the targets)")
     twice = [n for n in features + (targets or []) if counts[n] > 1]
     if twice:  # pyarrow's lookup by name then failed with "KeyError: 'Column a does not exist in schema'"
         where = [i + 1 for i, n in enumerate(available) if n == twice[0]]
