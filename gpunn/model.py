@@ -351,12 +351,15 @@ class MLP(DeviceModel):
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
                  dtype="float32", device="auto", seed=None, fused=None, precision="float32", graph=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
-            raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}")
+            # MLP(6, 16, 1) took 16 for the activation and said only "got 6"; MLP("6,16,1") "got '6,16,1'"
+            raise ValueError(f"layer_sizes must list at least an input and an output size, got {layer_sizes!r}: give "
+                             "the sizes as one list, input first, e.g. MLP([10, 64, 64, 1])")
         self.layer_sizes = [positive_int(n, f"layer_sizes[{i}]") for i, n in enumerate(layer_sizes)]
         n_hidden = len(self.layer_sizes) - 2
         if isinstance(activation, (list, tuple)):
             if len(activation) != n_hidden:
-                raise ValueError(f"activation lists {len(activation)} names but the net has {n_hidden} hidden layers")
+                raise ValueError(f"activation lists {len(activation)} name{'s' * (len(activation) != 1)} but the net "
+                                 f"has {n_hidden} hidden layer{'s' * (n_hidden != 1)}")
             hidden = [get_activation(a) for a in activation]
         else:
             hidden = [get_activation(activation)] * n_hidden

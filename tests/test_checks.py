@@ -321,7 +321,7 @@ def test_a_pandas_frame_is_picked_by_name_by_a_model_trained_on_named_columns(tm
     (dict(output_activation=["relu"]), r"unknown activation \['relu'\]"),  # an unhashable name: not a bare TypeError
     # too many names too (mut12m's M35: len < n_hidden took the list, and the first forward pass raised IndexError)
     (dict(activation=["relu"] * 3), "activation lists 3 names but the net has 2 hidden layers"),
-    (dict(activation=["relu"]), "activation lists 1 names but the net has 2 hidden layers"),
+    (dict(activation=["relu"]), "activation lists 1 name but the net has 2 hidden layers"),  # (it said "1 names")
     (dict(dtype="float16"), "dtype must be one of"),
     (dict(dtype="f2"), r"dtype must be one of .*got 'f2'"),  # as given, not as NumPy names it (float16)
     (dict(dtype="foo"), r"dtype must be one of .*got 'foo'"),  # numpy.dtype("foo") raises TypeError
@@ -342,6 +342,16 @@ def test_bad_model_options(kwargs, match):
 def test_non_positive_sizes(sizes, match):
     with pytest.raises(ValueError, match=match):
         MLP(sizes, device="cpu")
+
+
+def test_sizes_given_one_by_one_or_as_text_are_told_to_be_one_list():
+    """MLP(6, 16, 1) (the sizes as separate arguments: 16 went to activation) said only "layer_sizes must list at
+    least an input and an output size, got 6", and MLP("6,16,1") "got '6,16,1'"."""
+    for given, shown in ((6, "6"), ("6,16,1", "'6,16,1'")):
+        with pytest.raises(ValueError, match=rf"^layer_sizes must list at least an input and an output size, got "
+                                             rf"{shown}: give the sizes as one list, input first, e.g. "
+                                             r"MLP\(\[10, 64, 64, 1\]\)$"):
+            MLP(given, 16, 1, device="cpu") if isinstance(given, int) else MLP(given, device="cpu")
 
 
 @pytest.mark.parametrize("kwargs, match", [
