@@ -18,6 +18,7 @@ import tomllib
 from .checkpoint import atomic_write
 
 NOT_IN_FILES = {"help", "config", "func", "command", "version", "debug"}
+COLUMN_LISTS = {"features", "target"}  # options whose list is of a table's column names (--features a,b)
 
 
 class ConfigError(ValueError):
@@ -69,8 +70,12 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         written = value  # as the file has it, for the messages
         if isinstance(value, list):  # hidden = [256, 256]; gpunn sweep's lr = [0.001, 0.003]: the option's type parses
             whole = dest == "hidden"  # the values joined by commas, as on the command line
-            if not all(isinstance(v, int if whole else (int, float)) and not isinstance(v, bool) for v in value):
-                raise ConfigError(f"{source}: {key} must list {'integers' if whole else 'numbers'}, got {value!r}")
+            if dest in COLUMN_LISTS:  # features = ["a", "b"], as --save's PATH.toml writes them
+                kind, what = str, "column names"
+            else:
+                kind, what = (int, "integers") if whole else ((int, float), "numbers")
+            if not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+                raise ConfigError(f"{source}: {key} must list {what}, got {value!r}")
             value = ",".join(map(str, value))
         text = str(value)
         try:

@@ -246,6 +246,25 @@ def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_
     assert gpunn.data.csv(tmp_path / "t.csv", [" y"]).feature_names == ["a", " b"]  # a name as written is found
 
 
+def test_the_config_a_run_with_named_features_saves_is_read_back_by_config(tmp_path, capsys):
+    """--save wrote `features = ["a", "b"]` (and `target = ["y1", "y2"]` as a list) into PATH.toml, and --config refused
+    its own file: "features must list numbers, got ['a', 'b']"."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i},{i % 3},{i % 5},{2 * i},{i % 7}\n" for i in range(40))
+    (tmp_path / "t.csv").write_text("a,b,c,y1,y2\n" + rows)
+    first, again = str(tmp_path / "m.npz"), str(tmp_path / "again.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y1,y2", "--features", "a,b", "--save", first,
+                 *SMALL]) == 0
+    saved = (tmp_path / "m.npz.toml").read_text()
+    assert 'features = ["a", "b"]' in saved, saved
+    assert main(["train", "--config", first + ".toml", "--save", again]) == 0, capsys.readouterr().err
+    assert (tmp_path / "again.npz.toml").read_text() == saved.replace(first, again).replace("m.npz", "again.npz")
+    assert gpunn.load(again).data_columns == {"features": ["a", "b"], "targets": ["y1", "y2"]}
+    (tmp_path / "bad.toml").write_text(f'data = "{tmp_path / "t.csv"}"\ntarget = "y1"\nfeatures = ["a", 2]\n')
+    assert main(["train", "--config", str(tmp_path / "bad.toml"), *SMALL]) == 2
+    assert "bad.toml: features must list column names, got ['a', 2]" in capsys.readouterr().err
+
+
 def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, capsys):
     """--target Price for a column 'price' said "no column 'Price'; the columns are: a, b, price" and left the
     user to spot the capital. Names stay matched as written (pandas and pyarrow match them so): a hint only."""
