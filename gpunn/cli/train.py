@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -557,6 +558,14 @@ def _run(args, opened) -> int:
     print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
           f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
           else "held-out: none (no rows were held out)")
+    if evaluator and args.data and model.standardizer is None and result["val_r2"] < 0:
+        # a user's file of prices and years trained unscaled reached r2 -5 with no word of why; r2 = 1 - mse / var
+        # gives the held-out targets' spread, so that a run merely too short (unit-scale targets) is not told this
+        spread = math.sqrt(result["val_mse"] / (1 - result["val_r2"]))
+        if not 0.1 <= spread <= 10:
+            print(f"note: the held-out r2 is below 0, worse than predicting the targets' mean, whose spread there is "
+                  f"{spread:.3g} (std), far from unit scale: columns of prices, years or counts train poorly as they "
+                  "are; try --standardize", file=sys.stderr, flush=True)
     which = "median epoch after the first" if after_first else "one epoch, start-up included"
     when = ""
     if done_before:  # stopped before an epoch of its own ended, a resume reports the earlier process's epochs
