@@ -135,7 +135,10 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     data = as_array(data, name)
     if _kind_of(data) not in "biuf":
         if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...
-            raise TypeError(f"{name} must be an array of numbers, got a {type(data.item()).__name__}")
+            held = data.item()
+            # a SciPy sparse matrix (OneHotEncoder's default output): gpunn's products are dense
+            dense = f": gpunn trains on dense arrays, {name.split()[0]}.toarray()" if hasattr(held, "toarray") else ""
+            raise TypeError(f"{name} must be an array of numbers, got a {type(held).__name__}{dense}")
         if _kind_of(data) == "O":
             _refuse_missing(data, name)
         # numbers read as text (csv.reader's rows, numpy.loadtxt(dtype=str)) are converted by the caller, as

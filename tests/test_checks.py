@@ -344,6 +344,18 @@ def test_non_positive_sizes(sizes, match):
         MLP(sizes, device="cpu")
 
 
+def test_a_sparse_matrix_is_told_to_be_made_dense(model, data):
+    """OneHotEncoder's default output, a SciPy sparse matrix, said only "X must be an array of numbers, got a
+    csr_matrix"; scikit-learn's MLPRegressor takes one, gpunn's products are dense."""
+    sparse = pytest.importorskip("scipy.sparse")
+    X, Y = data
+    with pytest.raises(TypeError, match=r"^X must be an array of numbers, got a csr_matrix: gpunn trains on dense "
+                                        r"arrays, X\.toarray\(\)$"):
+        model.predict(sparse.csr_matrix(X))
+    with pytest.raises(TypeError, match=r"^Y must be an array of numbers, got a coo_matrix: .* Y\.toarray\(\)$"):
+        model.fit(X, sparse.coo_matrix(Y), epochs=1, verbose=False)
+
+
 def test_sizes_given_one_by_one_or_as_text_are_told_to_be_one_list():
     """MLP(6, 16, 1) (the sizes as separate arguments: 16 went to activation) said only "layer_sizes must list at
     least an input and an output size, got 6", and MLP("6,16,1") "got '6,16,1'"."""
