@@ -257,7 +257,7 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
 
 class _NamedFrame:
     """What a pandas DataFrame looks like to a model that knows its feature names: ``columns``, ``iloc``, columns
-    picked by a list of names, and ``__array__`` (pandas itself is not in the test extra)."""
+    picked by a list of names, and ``__array__`` (the real frames' tests below: pandas is in the test extra)."""
 
     def __init__(self, values, columns):
         self.values, self.columns, self.iloc = numpy.asarray(values), list(columns), None
