@@ -600,6 +600,7 @@ def _standardizer_members(cfg, path) -> dict:
     if columns is not None:
         _require(isinstance(columns, dict) and all(
             isinstance(columns.get(k), list) and len(columns[k]) == n and all(isinstance(c, str) for c in columns[k])
+            or k == "targets" and columns.get(k, ()) is None  # a fit on a DataFrame X with an unnamed Y
             for k, n in (("features", sizes[0]), ("targets", sizes[-1]))), path, "invalid column names")
     std = cfg.get("standardizer")
     if std is None:

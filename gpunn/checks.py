@@ -88,15 +88,14 @@ def as_array(data, name: str = "X"):
 
 def by_feature_names(data, columns, name: str = "X"):
     """A pandas DataFrame of named columns, its columns picked by a model's feature names (``columns``: a table
-    source's ``model.data_columns``, kept in checkpoints), in the model's order, as ``gpunn predict`` picks a CSV
-    file's: in any order and among others (the target's too). It was read by position, so a DataFrame of the same
+    source's or a DataFrame's ``model.data_columns``, see fit_columns; kept in checkpoints), in the model's order, as
+    ``gpunn predict`` picks a CSV file's: in any order and among others (the target's too). It was read by position, so a DataFrame of the same
     columns in another order was predicted on the wrong features without a word. A DataFrame without one of them is
     refused naming it; one of unnamed columns (0, 1, ...), and anything else, is given back as it is."""
     features = (columns or {}).get("features")
-    labels = getattr(data, "columns", None)
-    if not features or labels is None or not hasattr(data, "iloc"):
+    labels = _frame_labels(data)
+    if not features or labels is None:
         return data
-    labels = list(labels)
     if labels == features or not any(isinstance(label, str) for label in labels):
         return data
     missing = [n for n in features if n not in labels]
@@ -105,6 +104,37 @@ def by_feature_names(data, columns, name: str = "X"):
         raise ValueError(f"{name} has no column {', '.join(map(repr, missing))}: the model was trained on named "
                          f"columns, {', '.join(features)}, and picks a DataFrame's by name; its columns are: {shown}")
     return data[features]
+
+
+def _frame_labels(data):
+    """A pandas DataFrame's column labels, a list (what ``columns`` and ``iloc`` say one is); None for anything else."""
+    labels = getattr(data, "columns", None)
+    return list(labels) if labels is not None and hasattr(data, "iloc") else None
+
+
+def _named(labels) -> bool:
+    return bool(labels) and all(isinstance(label, str) for label in labels)
+
+
+def fit_columns(X, Y, columns):
+    """The ``model.data_columns`` a fit on (X, Y) leaves (``columns``: the model's before it), as a fit on a table
+    source leaves the table's: a DataFrame X of string column names records them as the features, and Y's names as
+    the targets (a DataFrame's columns, a Series' name; None when unnamed), so that predict, score and evaluate pick
+    a later DataFrame's columns by those names (by_feature_names), as scikit-learn keeps ``feature_names_in_``. A
+    DataFrame the model already picks by its names keeps them, in the model's order; arrays, and a DataFrame of
+    unnamed columns (0, 1, ...), record none: read by position, as the model then is."""
+    labels = _frame_labels(X)
+    if labels is None:
+        return None
+    features = (columns or {}).get("features")
+    if not (features and any(isinstance(label, str) for label in labels)):  # (else by_feature_names picks them)
+        if not _named(labels):
+            return None
+        features = labels
+    targets = _frame_labels(Y)
+    if targets is None and hasattr(Y, "iloc"):  # a Series
+        targets = [getattr(Y, "name", None)]
+    return {"features": list(features), "targets": targets if _named(targets) else None}
 
 
 def _refuse_missing(array, name: str) -> None:

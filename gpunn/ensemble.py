@@ -16,6 +16,7 @@ the same arithmetic per member (tests/test_ensemble.py proves it to 1e-10 in flo
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy
@@ -142,7 +143,7 @@ class Ensemble(DeviceModel):
         self.history = None
         self.diverged = []  # members whose loss diverged in the last fit (set by fit; see predict and best)
         self.standardizer = None  # set by fit on a source made with standardize (see MLP.standardizer)
-        self.data_columns = None  # a table source's {"features": [...], "targets": [...]}, set by fit
+        self.data_columns = None  # a table source's or DataFrame's {"features": [...], "targets": [...]}, set by fit
         self.graph = graph_mode(graph)  # None (auto, the default), True or False: see gpunn.training.graph
         self.graph_trainer = None
 
@@ -523,7 +524,7 @@ class Ensemble(DeviceModel):
         with self.backend.use():
             model.params[...] = self.member_params[k]
         if self.data_columns:
-            model.data_columns = {kind: list(names) for kind, names in self.data_columns.items()}
+            model.data_columns = copy.deepcopy(self.data_columns)  # (targets None where a DataFrame's Y had none)
         if self.standardizer is not None:
             from .data.stats import Standardizer  # here: gpunn.data is imported on first use (gpunn._LAZY)
 

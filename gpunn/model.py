@@ -378,7 +378,7 @@ class MLP(DeviceModel):
         # Set by training with standardize=True (a gpunn.data.Standardizer): predict() and score()
         # then take raw inputs and predict() returns targets in their original units.
         self.standardizer = None
-        self.data_columns = None  # {"features": [...], "targets": [...]} when trained on a named table
+        self.data_columns = None  # {"features": [...], "targets": [...]} when trained on a named table or DataFrame
 
     # ---- structure -------------------------------------------------------------------
     @property

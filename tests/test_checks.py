@@ -314,6 +314,39 @@ def test_a_pandas_frame_is_picked_by_name_by_a_model_trained_on_named_columns(tm
     numpy.testing.assert_array_equal(model.predict(frame[["c", "y", "a", "b"]]), model.predict(table[:, :3]))
 
 
+@pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
+def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
+    """A fit on a DataFrame kept no names: the same columns in another order were predicted by position, on the
+    wrong features, without a word. It now keeps them as a table source's (model.data_columns, in its file too);
+    a fit on arrays clears them, as scikit-learn's refit clears feature_names_in_."""
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((64, 3)), rng.standard_normal(64)
+    frame = pandas.DataFrame(X, columns=["a", "b", "c"])
+    model = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
+                                                                                             seed=0)
+    model.fit(frame, pandas.Series(y, name="price"), epochs=1, verbose=False)
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["price"]}
+    expected = model.predict(X)
+    numpy.testing.assert_array_equal(model.predict(frame[["c", "a", "b"]]), expected)
+    assert model.score(frame[["b", "c", "a"]], y) == model.score(X, y)
+    with pytest.raises(ValueError, match=r"^X has no column 'b': the model was trained on named columns, a, b, c"):
+        model.predict(frame.rename(columns={"b": "B"}))
+    gpunn.save(tmp_path / "m.npz", model)
+    loaded = gpunn.load(tmp_path / "m.npz")
+    assert loaded.data_columns == model.data_columns
+    numpy.testing.assert_array_equal(loaded.predict(frame[["c", "a", "b"]]), expected)
+    if ensemble:  # a member keeps them too, as its own copy
+        assert model.member(0).data_columns == model.data_columns
+    model.fit(frame, y, epochs=1, verbose=False)  # an unnamed target: the features' names alone
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": None}
+    gpunn.save(tmp_path / "m2.npz", model)
+    assert gpunn.load(tmp_path / "m2.npz").data_columns == model.data_columns
+    model.fit(X, y, epochs=1, verbose=False)
+    assert model.data_columns is None
+    numpy.testing.assert_array_equal(model.predict(frame[["c", "a", "b"]]), model.predict(X[:, [2, 0, 1]]))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     # Keras's name for silu: hinted, not taken (tests/test_names.py); it said only "unknown activation 'swish'"
     (dict(activation="swish"), r"unknown activation 'swish' \('swish' is gpunn's 'silu'\); choose one of: identity, relu"),

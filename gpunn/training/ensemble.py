@@ -26,8 +26,8 @@ import warnings
 import numpy
 
 from ..backend import backend_of, host_array
-from ..checks import (check_rows_match, flag, member_index, non_negative_int, per_member, positive_int, seed_int,
-                      verbosity)
+from ..checks import (check_rows_match, fit_columns, flag, member_index, non_negative_int, per_member, positive_int,
+                      seed_int, verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -640,8 +640,10 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                                                                   statistics))
             rows = source.rows  # once held out: the training rows
         else:
+            columns = fit_columns(X, Y, model.data_columns)
             X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
             check_rows_match(X, Y)
+            model.data_columns = columns  # as one model's fit
             seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
             validation, rows = ensemble_evaluator(model, validation), X.shape[0]

@@ -9,7 +9,7 @@ import sys
 
 import numpy
 
-from ..checks import check_rows_match, flag, got, no_array, positive_int, real, seed_int
+from ..checks import check_rows_match, fit_columns, flag, got, no_array, positive_int, real, seed_int
 from ..hints import unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows
 from ..optim import make_optimizer, make_schedule
@@ -184,8 +184,10 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
         else:
+            columns = fit_columns(X, Y, model.data_columns)
             X, Y = model._checked(X, Y)  # a standardized model takes raw units, in fit as in predict
             check_rows_match(X, Y)
+            model.data_columns = columns  # a DataFrame's names, or none (validation_data is then picked by them)
             seed = model.seed if seed is None else seed_int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         rows = source.rows if source is not None else X.shape[0]
