@@ -122,14 +122,16 @@ def fit_columns(X, Y, columns):
     the targets (a DataFrame's columns, a Series' name; None when unnamed), so that predict, score and evaluate pick
     a later DataFrame's columns by those names (by_feature_names), as scikit-learn keeps ``feature_names_in_``. A
     DataFrame the model already picks by its names keeps them, in the model's order; arrays, and a DataFrame of
-    unnamed columns (0, 1, ...), record none: read by position, as the model then is."""
+    unnamed columns (0, 1, ...), leave the model's as they were (none, or a fit's before): gpunn's fit goes on from
+    the model's weights, as scikit-learn's ``warm_start`` does, which keeps ``feature_names_in_``; a model trained on
+    a table and then on its arrays would otherwise read the same table by position."""
     labels = _frame_labels(X)
     if labels is None:
-        return None
+        return columns
     features = (columns or {}).get("features")
     if not (features and any(isinstance(label, str) for label in labels)):  # (else by_feature_names picks them)
         if not _named(labels):
-            return None
+            return columns
         features = labels
     targets = _frame_labels(Y)
     if targets is None and hasattr(Y, "iloc"):  # a Series

@@ -318,7 +318,8 @@ def test_a_pandas_frame_is_picked_by_name_by_a_model_trained_on_named_columns(tm
 def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
     """A fit on a DataFrame kept no names: the same columns in another order were predicted by position, on the
     wrong features, without a word. It now keeps them as a table source's (model.data_columns, in its file too);
-    a fit on arrays clears them, as scikit-learn's refit clears feature_names_in_."""
+    a fit on arrays keeps them (gpunn's fit goes on from the weights, as scikit-learn's warm_start keeps
+    feature_names_in_)."""
     pandas = pytest.importorskip("pandas")
     rng = numpy.random.default_rng(0)
     X, y = rng.standard_normal((64, 3)), rng.standard_normal(64)
@@ -342,9 +343,15 @@ def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
     assert model.data_columns == {"features": ["a", "b", "c"], "targets": None}
     gpunn.save(tmp_path / "m2.npz", model)
     assert gpunn.load(tmp_path / "m2.npz").data_columns == model.data_columns
-    model.fit(X, y, epochs=1, verbose=False)
-    assert model.data_columns is None
-    numpy.testing.assert_array_equal(model.predict(frame[["c", "a", "b"]]), model.predict(X[:, [2, 0, 1]]))
+    model.fit(X, y, epochs=1, verbose=False)  # arrays, or a frame of unnamed columns: the names are kept
+    model.fit(pandas.DataFrame(X), y, epochs=1, verbose=False)
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": None}
+    numpy.testing.assert_array_equal(model.predict(frame[["c", "a", "b"]]), model.predict(X))
+    fresh = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
+                                                                                             seed=0)
+    fresh.fit(X, y, epochs=1, verbose=False)  # a model that never saw names reads a frame by position
+    assert fresh.data_columns is None
+    numpy.testing.assert_array_equal(fresh.predict(frame[["c", "a", "b"]]), fresh.predict(X[:, [2, 0, 1]]))
 
 
 @pytest.mark.parametrize("kwargs, match", [

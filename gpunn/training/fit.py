@@ -187,7 +187,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             columns = fit_columns(X, Y, model.data_columns)
             X, Y = model._checked(X, Y)  # a standardized model takes raw units, in fit as in predict
             check_rows_match(X, Y)
-            model.data_columns = columns  # a DataFrame's names, or none (validation_data is then picked by them)
+            model.data_columns = columns  # a DataFrame's names, else the model's (validation_data is picked by them)
             seed = model.seed if seed is None else seed_int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         rows = source.rows if source is not None else X.shape[0]
