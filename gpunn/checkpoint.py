@@ -916,6 +916,10 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                handle_interrupt=True, distributed=False):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     check_resume_precision(ckpt)
+    if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
+        # (the writer made of it refused its path as the file's "invalid saved state for ModelCheckpoint")
+        raise ValueError("checkpoint='' names no file: pass the path to write the resumed run to, True (the file "
+                         "loaded, the default) or False (no writer)")
     model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
     settings, state = ckpt.settings, ckpt.state
     ensemble = _members(model) is not None

@@ -571,3 +571,6 @@ def test_a_checkpoint_writer_refuses_a_path_it_cannot_write_before_training(tmp_
     assert model.params.tolist() == gpunn.MLP([2, 3, 1], device="cpu", seed=0).params.tolist()
     model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
     assert gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params.tolist() == model.params.tolist()
+    with pytest.raises(ValueError, match=r"^checkpoint='' names no file: pass the path to write the resumed run to"):
+        gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").resume(X, X[:, :1], epochs=2, checkpoint="",
+                                                                         verbose=False)
