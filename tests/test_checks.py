@@ -903,6 +903,12 @@ def test_an_array_of_values_as_validation_fraction_is_refused_by_an_ensemble_and
     ensemble = gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0)
     with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
         ensemble.fit(*data, epochs=1, validation_fraction=value, verbose=False)
+    refused_with_a_source(value, shown)
+
+
+def refused_with_a_source(value, shown):
+    """fit(source, validation_fraction=value) refused by MLP and Ensemble alike, in the source's words ("a number in
+    [0, 1)": a source holds out whole chunks, 0 among the shares), and the source left holding nothing out."""
     for model in (MLP([3, 4, 1], device="cpu", seed=0), gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0)):
         source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3)
         with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
@@ -921,10 +927,7 @@ def test_a_falsy_validation_fraction_that_is_no_number_is_refused_as_a_truthy_on
     for model in (MLP([3, 4, 2], device="cpu", seed=0), gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0)):
         with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
             model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
-    for model in (MLP([3, 4, 1], device="cpu", seed=0), gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0)):
-        source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3)
-        with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
-            model.fit(source, epochs=1, validation_fraction=value, verbose=False)
+    refused_with_a_source(value, shown)
 
 
 @pytest.mark.parametrize("value", [None, 0, 0.0, numpy.float32(0), numpy.array(0.0)], ids=repr)

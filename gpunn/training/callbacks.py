@@ -480,6 +480,16 @@ def checked_monitor(monitor):
     return str(monitor)
 
 
+def checked_monitoring(monitor, min_delta, mode) -> tuple:
+    """(monitor, min_delta, mode) of a monitoring callback, checked in its order (:func:`checked_min_delta`,
+    :func:`checked_monitor`, then the mode against the monitor or "loss": an unknown mode refused as it is made,
+    not when fit starts): EarlyStopping's, ReduceLROnPlateau's, ModelCheckpoint's and an ensemble's per-member early
+    stopping's alike."""
+    min_delta, monitor = checked_min_delta(min_delta), checked_monitor(monitor)
+    monitor_mode(monitor or "loss", mode)
+    return monitor, min_delta, mode
+
+
 def checked_min_delta(min_delta) -> float:
     """A monitoring callback's ``min_delta`` as a float: a finite number >= 0, else ValueError."""
     number = real(min_delta)
@@ -550,9 +560,7 @@ class _Monitoring(Callback):
     """Tracks the best value of a monitored log entry, with a minimum improvement."""
 
     def __init__(self, monitor=None, min_delta=0.0, mode="auto"):
-        min_delta, monitor = checked_min_delta(min_delta), checked_monitor(monitor)
-        monitor_mode(monitor or "loss", mode)  # an unknown mode is refused here, not when fit starts
-        self.monitor, self.min_delta, self.mode = monitor, min_delta, mode
+        self.monitor, self.min_delta, self.mode = checked_monitoring(monitor, min_delta, mode)
         self._resumed = False
         self._reset()
 

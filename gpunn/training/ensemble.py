@@ -26,8 +26,7 @@ import warnings
 import numpy
 
 from ..backend import backend_of, host_array
-from ..checks import (check_rows_match, fit_columns, flag, member_index, non_negative_int, per_member, positive_int,
-                      seed_int, verbosity)
+from ..checks import flag, member_index, non_negative_int, per_member, positive_int, seed_int, verbosity
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -35,9 +34,9 @@ from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEI
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
-                        checked_min_delta, checked_monitor, default_monitor, four_digits, improves, lines_for,
-                        missing_monitor, monitor_mode, order_callbacks, writes_checkpoints)
-from .fit import split_validation
+                        checked_monitoring, default_monitor, four_digits, improves, lines_for, missing_monitor,
+                        monitor_mode, order_callbacks, writes_checkpoints)
+from .fit import checked_arrays, split_validation
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
                    train)
@@ -252,10 +251,7 @@ class MemberEarlyStopping(Callback):
     """
 
     def __init__(self, monitor=None, patience=10, min_delta=0.0, mode="auto", restore_best_weights=True):
-        # EarlyStopping's checks, in its order
-        min_delta, monitor = checked_min_delta(min_delta), checked_monitor(monitor)
-        monitor_mode(monitor or "loss", mode)
-        self.monitor, self.min_delta, self.mode = monitor, min_delta, mode
+        self.monitor, self.min_delta, self.mode = checked_monitoring(monitor, min_delta, mode)  # EarlyStopping's
         self.patience = non_negative_int(patience, "patience")
         self.restore_best_weights = flag(restore_best_weights, "restore_best_weights")
         self._restored = None  # (state, host best_params, host last_params) from a checkpoint, for on_train_begin
@@ -640,10 +636,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                                                                   statistics))
             rows = source.rows  # once held out: the training rows
         else:
-            columns = fit_columns(X, Y, model.data_columns)
-            X, Y = model._checked(X, Y)  # standardized copies for an ensemble with statistics
-            check_rows_match(X, Y)
-            model.data_columns = columns  # as one model's fit
+            X, Y = checked_arrays(model, X, Y)  # standardized copies for an ensemble with statistics
             seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
             validation, rows = ensemble_evaluator(model, validation), X.shape[0]

@@ -73,6 +73,17 @@ def held_out_share(validation_fraction):
     return fraction
 
 
+def checked_arrays(model, X, Y):
+    """(X, Y) of a fit on arrays, checked as training takes them (``model._checked``: standardized copies for a model
+    with statistics), rows matched; the model's ``data_columns`` then those the fit leaves (checks.fit_columns: a
+    DataFrame's names, read before the conversion drops them, else the model's own). MLP's and Ensemble's fit alike."""
+    columns = fit_columns(X, Y, model.data_columns)
+    X, Y = model._checked(X, Y)
+    check_rows_match(X, Y)
+    model.data_columns = columns  # (validation_data is picked by them)
+    return X, Y
+
+
 def split_validation(model, X, Y, validation_data=None, validation_fraction=None, seed=0):
     """(X_train, Y_train, evaluator or None). X, Y are checked device matrices.
 
@@ -184,10 +195,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
         else:
-            columns = fit_columns(X, Y, model.data_columns)
-            X, Y = model._checked(X, Y)  # a standardized model takes raw units, in fit as in predict
-            check_rows_match(X, Y)
-            model.data_columns = columns  # a DataFrame's names, else the model's (validation_data is picked by them)
+            X, Y = checked_arrays(model, X, Y)  # a standardized model takes raw units, in fit as in predict
             seed = model.seed if seed is None else seed_int(seed)
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         rows = source.rows if source is not None else X.shape[0]
