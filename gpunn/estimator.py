@@ -2,7 +2,8 @@
 
 It follows scikit-learn's conventions: the constructor only stores its arguments;
 ``fit``/``partial_fit`` set the learned attributes, all ending in ``_``; ``predict`` returns
-host NumPy float64 arrays, 1-D for one output (a ``y`` of shape (n,) or (n, 1)). It works in Pipeline,
+host NumPy float64 arrays, 1-D for one output (a ``y`` of shape (n,) or (n, 1), which warns with scikit-learn's
+DataConversionWarning, as scikit-learn's does). It works in Pipeline,
 GridSearchCV and cross_val_score. scikit-learn is optional: without it the class still
 works as a plain estimator (get_params/set_params/fit/predict/score are provided here).
 """
@@ -26,7 +27,7 @@ from .training.state import FitSettings, TrainState
 try:  # optional dependency
     from sklearn.base import BaseEstimator, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+    from sklearn.utils.validation import check_is_fitted, check_random_state, column_or_1d, validate_data
 
     HAVE_SKLEARN = True
 except ImportError:  # a minimal stand-in with the same conventions
@@ -34,6 +35,15 @@ except ImportError:  # a minimal stand-in with the same conventions
 
     class ConvergenceWarning(UserWarning):
         """scikit-learn's: training reached max_iter before its stopping rule stopped it."""
+
+    class DataConversionWarning(UserWarning):
+        """scikit-learn's: y was given as a column (n, 1) where a 1-D array was expected."""
+
+    def column_or_1d(y, *, warn=False):  # scikit-learn's, for the one (n, 1) y its MLPRegressor ravels
+        if warn:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y "
+                          "to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=2)
+        return numpy.ravel(y)
 
     class BaseEstimator:
         @classmethod
@@ -113,6 +123,22 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> gpunn's
 
 
+# scikit-learn's ranges of the real-valued parameters (its _parameter_constraints): (low, high, "[)": the ends
+# that are in the range)
+REAL_RANGES = {"alpha": (0, math.inf, "[)"), "tol": (0, math.inf, "[)"), "power_t": (0, math.inf, "[)"),
+               "learning_rate_init": (0, math.inf, "()"), "epsilon": (0, math.inf, "()"), "momentum": (0, 1, "[]"),
+               "beta_1": (0, 1, "[)"), "beta_2": (0, 1, "[)"), "validation_fraction": (0, 1, "[)")}
+
+
+def _check_real(name, value, low, high, ends) -> None:
+    inside = ((value >= low if ends[0] == "[" else value > low) and (value <= high if ends[1] == "]" else value < high)
+              if isinstance(value, numbers.Real) and not isinstance(value, bool) else False)
+    if not inside:  # (NaN is in no range)
+        what = (("a non-negative number" if ends[0] == "[" else "a positive number") if high == math.inf
+                else f"a number in {ends[0]}{low}, {high}{ends[1]}")
+        raise ValueError(f"{name} must be {what}, {got(value)}")
+
+
 def sklearn_loss(loss, n_outputs):
     """scikit-learn's squared-error loss, half the mean squared error over every value, from gpunn's
     (1/m)||A - Y||², which sums the k outputs' squared errors per row: loss / (2k)."""
@@ -178,7 +204,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       ``batch_size`` ("auto" = min(200, rows)), ``shuffle``, ``random_state``, ``verbose``,
       ``validation_fraction``: as in scikit-learn.
     - ``solver``: "adam" (``beta_1``, ``beta_2``, ``epsilon``) or "sgd" (``momentum``,
-      ``nesterovs_momentum``); gpunn adds "adamw". "lbfgs" is refused.
+      ``nesterovs_momentum``); gpunn adds "adamw". "lbfgs" is refused. Every parameter is checked at fit
+      against scikit-learn's range whatever the solver, as scikit-learn checks them (``beta_1`` under sgd,
+      ``momentum`` in [0, 1] under adam, ``power_t`` and ``max_fun``, which gpunn does not use); sgd's
+      ``momentum=1`` (no decay), which scikit-learn takes, is refused by gpunn's optimizer (it must be < 1).
     - ``learning_rate_init``: the step size on scikit-learn's loss, half the mean squared error
       (so gpunn's sgd gets half of it: its loss is the full MSE; Adam does not depend on the scale).
     - ``alpha``: the L2 penalty, as scikit-learn adds it to the gradient (alpha·W / batch rows):
@@ -186,7 +215,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     - ``tol``, ``n_iter_no_change``, ``early_stopping``: training stops once the training loss
       (scikit-learn's: half the mean squared error) or, with early_stopping, the validation R² on
       ``validation_fraction`` of the rows has not beaten its best by more than ``tol`` for more than
-      ``n_iter_no_change`` epochs, by scikit-learn's rule (so after the same epochs for the same values);
+      ``n_iter_no_change`` epochs (``numpy.inf``: never), by scikit-learn's rule (so after the same epochs for the same values);
       with early_stopping the best epoch's weights are kept (a warm fit in which no epoch beats an earlier
       early-stopping fit's best keeps that fit's weights, ``history_.best`` and ``history_.best_epoch``, which
       counts in the fit that found it; scikit-learn ends that warm fit on its last epoch). ``learning_rate="adaptive"`` (sgd) divides
@@ -273,6 +302,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if y is None and not reset:
             return validate_data(self, X, **kwargs), None
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, **kwargs)
+        if y.ndim == 2 and y.shape[1] == 1:  # scikit-learn's MLPRegressor warns so for a column, and ravels it
+            y = column_or_1d(y, warn=True)
         return X, y
 
     def _hidden(self):
@@ -305,25 +336,21 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if self.learning_rate == "invscaling" and self.solver == "sgd":
             raise ValueError("learning_rate='invscaling' is not available in gpunn (its schedules change the rate per "
                              "epoch, not per step); use 'constant' or 'adaptive'")
-        # momentum too, whatever the solver (as scikit-learn checks it): sgd's was read by its truth first, so
-        # momentum="" or None trained plain SGD without a word
-        for name in ("alpha", "tol", "learning_rate_init", "epsilon", "momentum"):
+        # every one whatever the solver, as scikit-learn checks them at fit: sgd's momentum was read by its truth
+        # first (momentum="" or None trained plain SGD without a word), and sgd took any beta_1 or beta_2
+        for name, (low, high, ends) in REAL_RANGES.items():
+            _check_real(name, getattr(self, name), low, high, ends)
+        for name in ("max_iter", "n_iter_no_change", "max_fun"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or \
-                    (name in ("learning_rate_init", "epsilon") and value == 0):
-                raise ValueError(f"{name} must be a {'positive' if name in ('learning_rate_init', 'epsilon') else 'non-negative'}"
-                                 f" number, {got(value)}")
-        for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
+            if name == "n_iter_no_change" and value == math.inf:  # scikit-learn's "never stop on it"
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, {got(value, 'an integer')}")
+                endless = " or numpy.inf" if name == "n_iter_no_change" else ""
+                raise ValueError(f"{name} must be a positive integer{endless}, {got(value, 'an integer')}")
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):  # bool("no") is True
             flag(getattr(self, name), name)
         verbosity(self.verbose)
-        fraction = self.validation_fraction  # scikit-learn's range, and a held-out share for early stopping
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
-            raise ValueError(f"validation_fraction must be a number in [0, 1), {got(fraction)}")
-        if self.early_stopping and fraction == 0:
+        if self.early_stopping and self.validation_fraction == 0:
             raise ValueError("early_stopping needs a validation_fraction in (0, 1) to hold out, got 0")
         # in any letter case, as every activation name ("ReLU" is relu): scikit-learn's "Logistic" too
         name = self.activation.lower() if isinstance(self.activation, str) else self.activation

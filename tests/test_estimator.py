@@ -65,16 +65,32 @@ def test_pipeline_cross_val_and_1d_predictions(data):
 
 def test_one_output_predicts_1d_whatever_ys_shape_as_scikit_learn(data):
     """scikit-learn's MLPRegressor ravels one output's predictions (y of shape (n,) or (n, 1));
-    gpunn's kept a column for y of (n, 1), and partial_fit on a column did too."""
+    gpunn's kept a column for y of (n, 1), and partial_fit on a column did too. A column y warns, in fit and
+    partial_fit, with scikit-learn's DataConversionWarning, as scikit-learn's (column_or_1d(y, warn=True))."""
+    from sklearn.exceptions import DataConversionWarning
+
     X, y = data
-    for est in (MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, y[:, None]),
-                MLPRegressor(hidden_layer_sizes=(8,), random_state=0, device="cpu").partial_fit(X, y[:, None])):
+    column = "^A column-vector y was passed when a 1d array was expected"
+    with pytest.warns(DataConversionWarning, match=column):
+        fitted = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, y[:, None])
+    with pytest.warns(DataConversionWarning, match=column):
+        partial = MLPRegressor(hidden_layer_sizes=(8,), random_state=0, device="cpu").partial_fit(X, y[:, None])
+    for est in (fitted, partial):
         P = est.predict(X[:5])
         assert P.shape == (5,) and est.score(X[:5], y[:5, None]) == est.score(X[:5], y[:5])
     reference = sklearn.neural_network.MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(DataConversionWarning, match=column):
         assert reference.fit(X, y[:, None]).predict(X[:5]).shape == P.shape
+
+
+@pytest.mark.parametrize("width", [None, 2])
+def test_a_1d_y_and_one_of_two_outputs_fit_without_a_data_conversion_warning(data, width):
+    X, y = data
+    Y = y if width is None else numpy.column_stack([y, -y])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sklearn.exceptions.DataConversionWarning)
+        est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, device="cpu").fit(X[:50], Y[:50])
+    assert est.predict(X[:3]).shape == ((3,) if width is None else (3, 2))
 
 
 def test_grid_search(data):
@@ -163,6 +179,11 @@ def test_works_without_scikit_learn():
             est.predict(X)
         except ValueError as exc:
             assert "not fitted" in str(exc)
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:  # a column y: scikit-learn's warning, by the stand-in
+            warnings.simplefilter("always")
+            MLPRegressor(hidden_layer_sizes=(2,), max_iter=1, device="cpu").fit(X, y[:, None])
+        assert [w.category for w in caught if w.category is not gs.ConvergenceWarning] == [gs.DataConversionWarning]
         print(round(est.fit(X, y).score(X, y), 3), est.predict(X).shape)
         try:  # scikit-learn's check_random_state refuses it; the stand-in returned it ("str" has no randint)
             MLPRegressor(random_state="seven", max_iter=1, device="cpu").fit(X, y)
@@ -540,11 +561,20 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
     (dict(alpha="1e-4"), "^alpha must be a non-negative number, got the string '1e-4'; pass a number$"),
     (dict(learning_rate_init="0.01"), "^learning_rate_init must be a positive number, got the string '0.01'; pass a number$"),
     (dict(max_iter="3"), "^max_iter must be a positive integer, got the string '3'; pass an integer$"),
-    (dict(n_iter_no_change=2.5), "^n_iter_no_change must be a positive integer, got 2.5$"),
+    (dict(n_iter_no_change=2.5), "^n_iter_no_change must be a positive integer or numpy.inf, got 2.5$"),
     # sgd's `if self.momentum` came first: "" and None trained plain SGD without a word ("0.9" was refused)
-    (dict(solver="sgd", momentum=""), "^momentum must be a non-negative number, got the string ''; pass a number$"),
-    (dict(solver="sgd", momentum=None), "^momentum must be a non-negative number, got None$"),
-    (dict(solver="sgd", momentum=False), "^momentum must be a non-negative number, got False$"),
+    (dict(solver="sgd", momentum=""), r"^momentum must be a number in \[0, 1\], got the string ''; pass a number$"),
+    (dict(solver="sgd", momentum=None), r"^momentum must be a number in \[0, 1\], got None$"),
+    (dict(solver="sgd", momentum=False), r"^momentum must be a number in \[0, 1\], got False$"),
+    # scikit-learn's ranges whatever the solver (its _parameter_constraints, checked at fit): sgd took any beta_1
+    # and beta_2, adam any momentum, and power_t and max_fun (used by neither) went unchecked
+    (dict(solver="sgd", beta_1=2), r"^beta_1 must be a number in \[0, 1\), got 2$"),
+    (dict(solver="sgd", beta_2=1.0), r"^beta_2 must be a number in \[0, 1\), got 1.0$"),
+    (dict(solver="sgd", beta_1="x"), r"^beta_1 must be a number in \[0, 1\), got the string 'x'; pass a number$"),
+    (dict(solver="adam", momentum=1.5), r"^momentum must be a number in \[0, 1\], got 1.5$"),
+    (dict(power_t=-1), "^power_t must be a non-negative number, got -1$"),
+    (dict(max_fun=0), "^max_fun must be a positive integer, got 0$"),
+    (dict(n_iter_no_change=-numpy.inf), "^n_iter_no_change must be a positive integer or numpy.inf, got -inf$"),
     (dict(validation_fraction=0.0, early_stopping=True), "early_stopping needs a validation_fraction in \\(0, 1\\)"),
     (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
     (dict(validation_fraction=0.01, early_stopping=True),  # scikit-learn: "The validation set is too small"
@@ -554,6 +584,24 @@ def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
     X, y = data
     with pytest.raises(ValueError, match=message):
         MLPRegressor(**params, device="cpu").fit(X[:50], y[:50])
+
+
+@pytest.mark.parametrize("params", [dict(solver="sgd", beta_1=2), dict(solver="sgd", beta_2=1.0), dict(power_t=-1),
+                                    dict(momentum=1.5), dict(max_fun=0), dict(solver="sgd", epsilon=0)])
+def test_scikit_learn_refuses_what_gpunn_refuses_whatever_the_solver(data, params):
+    X, y = data
+    for estimator in (MLPRegressor(**params, device="cpu"), sklearn.neural_network.MLPRegressor(**params)):
+        with pytest.raises(ValueError, match=f"{next(iter(set(params) - {'solver'}))}"):
+            estimator.fit(X[:50], y[:50])
+
+
+def test_n_iter_no_change_may_be_infinite_as_scikit_learns(data):
+    """numpy.inf never stops training on the tol rule (scikit-learn's Options(Real, {np.inf})); it was refused."""
+    X, y = data
+    settings = dict(hidden_layer_sizes=(4,), tol=1e9, max_iter=4, random_state=0)
+    for make in (lambda **p: MLPRegressor(**p, device="cpu"), sklearn.neural_network.MLPRegressor):
+        assert make(**settings, n_iter_no_change=1).fit(X[:50], y[:50]).n_iter_ == 3
+        assert make(**settings, n_iter_no_change=numpy.inf).fit(X[:50], y[:50]).n_iter_ == 4
 
 
 def test_numpy_integers_are_taken_where_ints_are_asked(data):
