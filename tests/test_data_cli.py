@@ -312,6 +312,75 @@ def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, caps
         gpunn.data.csv(path, target=["PRICE", "Y "])  # 'y' and 'Y' both: no one name meant
 
 
+def test_a_misspelt_column_name_is_hinted_by_the_close_one(tmp_path, capsys):
+    """--target price for a header's 'prcie' (or --features agee for 'age') said "no column 'price'; the columns
+    are: ..." and left the user to spot it, where a misspelt option or config key is hinted. A beginning is no
+    hint among columns, which share them."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("area,age,prcie\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(40)))
+    path = str(tmp_path / "t.csv")
+    assert main(["train", "--data", path, "--target", "price", *SMALL]) == 2
+    assert capsys.readouterr().err == (f"gpunn train: error: {path}: no column 'price'; the columns are: area, age, "
+                                       "prcie; did you mean 'prcie'?\n")
+    with pytest.raises(gpunn.data.DataError, match=r"no column 'agee'; the columns are: area, age, prcie; did you "
+                                                   r"mean 'age'\?$"):
+        gpunn.data.csv(path, target="prcie", features=["area", "agee"])
+    with pytest.raises(gpunn.data.DataError, match=r"no column 'pr'; the columns are: area, age, prcie$"):
+        gpunn.data.csv(path, target="pr")
+
+
+def test_predict_on_a_table_without_a_models_column_says_what_the_model_picks_by_name(tmp_path, capsys):
+    """A table whose header misspells a column the model was trained on ('roms' for 'rooms') said only "no column
+    'rooms'", with no word that the model picks a table's columns by its training names, nor of --features,
+    which picks them here: the refusal names the model's columns and the --features that would, and it does."""
+    pytest.importorskip("pyarrow")
+    rows = "".join(f"{i % 7},{i % 5},{i % 3},{i % 7 + 2 * (i % 5)}\n" for i in range(200))
+    (tmp_path / "t.csv").write_text("area,rooms,age,price\n" + rows)
+    (tmp_path / "typo.csv").write_text("area,roms,age,price\n" + rows)
+    (tmp_path / "other.csv").write_text("u,v,w,price\n" + rows)
+    model = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", "--save", model, *SMALL]) == 0
+    capsys.readouterr()
+    typo, out = str(tmp_path / "typo.csv"), str(tmp_path / "p.csv")
+    assert main(["predict", model, typo, out]) == 2
+    assert capsys.readouterr().err == (
+        f"gpunn predict: error: IN {typo}: no column 'rooms'; the columns are: area, roms, age, price; did you mean "
+        "'roms'? The model was trained on the columns area, rooms, age and picks a table's by name: name the table's "
+        "columns for them, in that order, with --features area,roms,age\n")
+    assert main(["predict", model, typo, out, "--features", "area,roms,age"]) == 0
+    capsys.readouterr()
+    assert main(["predict", model, str(tmp_path / "other.csv"), out]) == 2
+    assert capsys.readouterr().err.endswith(
+        "the model was trained on the columns area, rooms, age and picks a table's by name: give the table those "
+        "columns, or name its columns for them, in that order, with --features\n")
+
+
+def test_a_parquet_directory_whose_files_have_other_columns_is_refused_naming_its_first_file(tmp_path, capsys):
+    """A directory's files are read as one table with its first file's columns. A later file without one was
+    refused in training as if the column had been asked for by name ("b.parquet: no column 'x2'"), and gpunn
+    predict failed with an internal KeyError from pyarrow part-way through writing."""
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = numpy.random.default_rng(0)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for name, columns in (("a.parquet", ["x1", "x2", "y"]), ("b.parquet", ["x2", "x1", "y"])):
+        pq.write_table(pyarrow.table({c: rng.normal(size=300) for c in columns}), parts / name)
+    model = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(parts), "--target", "y", "--save", model, *SMALL]) == 0  # by name: any order
+    pq.write_table(pyarrow.table({c: rng.normal(size=300) for c in ["x1", "x3", "y"]}), parts / "b.parquet")
+    refusal = (f"{parts / 'b.parquet'}: no column 'x2'; the columns are: x1, x3, y; a directory's files are read as "
+               f"one table, with the columns of its first file, {parts / 'a.parquet'}: give every file those columns, "
+               "or move the others out of the directory\n")
+    capsys.readouterr()
+    assert main(["train", "--data", str(parts), "--target", "y", *SMALL]) == 2
+    assert capsys.readouterr().err == f"gpunn train: error: {refusal}"
+    assert main(["predict", model, str(parts), str(tmp_path / "p.csv")]) == 2
+    assert capsys.readouterr().err == f"gpunn predict: error: IN {refusal}"
+    assert not (tmp_path / "p.csv").exists()
+
+
 @pytest.fixture
 def spaced(tmp_path):
     """A folder with a space in its name holding a CSV and a Parquet file named with spaces, whose columns are too."""

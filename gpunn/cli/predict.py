@@ -116,8 +116,12 @@ def run(args) -> int:
         from ..data.errors import DataError
         from ..data.files import predict_file
 
+        from ..data.tables import MissingColumns
+
         try:
             rows = predict_file(model, args.input, args.output, features=features)
+        except MissingColumns as exc:
+            raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}") from None
         except DataError as exc:
             raise _named_in(exc, args.input) from None
         print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
@@ -197,6 +201,23 @@ def _by_position(path, model, exc) -> str:
                 f"features, {', '.join(names)}{extra}: give it a header row naming them, and the columns are picked "
                 "by name")
     return ""
+
+
+def _picked_by_name(model, exc) -> str:
+    """What to do where a table lacks a column of the model's features, which picked its columns by name: the
+    model's names, and the --features that picks the table's columns for them where each is there or misspelt
+    there (a header's 'roms' for 'rooms'). gpunn predict said the column was missing, with no word of the model."""
+    from ..data.tables import close_column
+
+    names = (getattr(model, "data_columns", None) or {}).get("features")
+    if not names or exc.first_file:  # (a directory whose first file has them: its refusal says what to do)
+        return ""
+    found = [n if n in exc.available else close_column(n, exc.available) for n in names]
+    how = (f"name the table's columns for them, in that order, with --features {shell_word(','.join(found))}"
+           if all(found) else "give the table those columns, or name its columns for them, in that order, with "
+           "--features")
+    return (f"{' T' if str(exc).endswith('?') else '; t'}he model was trained on the columns {', '.join(names)} and "
+            f"picks a table's by name: {how}")
 
 
 def _width(exc) -> int | None:

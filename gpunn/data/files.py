@@ -65,7 +65,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
     from .tables import copy_columns, csv_column_types, pick_columns, pyarrow_module
 
     if kind == "parquet":
-        from .tables import ParquetSource, open_parquet
+        from .tables import ParquetSource, open_parquet, pick_in_every_file
 
         files, opened = ParquetSource.list_files(path), []
 
@@ -75,7 +75,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
 
         try:
             opened.extend(open_parquet(name) for name in files)
-            names, _ = pick_columns(files[0], opened[0].schema_arrow, None, features)
+            names, _ = pick_in_every_file(files, [pf.schema_arrow for pf in opened], None, features)
         except BaseException:
             close()
             raise
@@ -105,7 +105,10 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
             names, _ = pick_columns(path, schema, None, features if header else None,
                                     lambda i: csv_first_text(path, i, header))
         except DataError as exc:
-            raise DataError(f"{exc}{delimiter_hint(path)}") from None
+            hint = delimiter_hint(path)
+            if not hint:
+                raise  # as it is: gpunn predict words a tables.MissingColumns for its model
+            raise DataError(f"{exc}{hint}") from None
         columns, types, rows = schema.names, csv_column_types(schema, names), None  # (no header: f0, f1, ...)
 
         def read(buffer):  # whole rows, as CsvSource reads its chunks

@@ -66,6 +66,38 @@ def _other_case(missing, available) -> str:
     return f"; names are matched as written, letter case included: did you mean {', '.join(map(repr, found))}?"
 
 
+def close_column(name, available) -> str | None:
+    """The column of ``available`` that ``name`` is a misspelling of, by the rule of every "did you mean" of gpunn
+    (gpunn.hints.CUTOFF): 'price' for 'prise', or a header's 'prcie' for 'price'; else None. Only a misspelling: a
+    beginning ('pri') is no hint among columns, which share beginnings (x1, x2...)."""
+    import difflib
+
+    from ..hints import CUTOFF
+
+    close = difflib.get_close_matches(name, available, n=1, cutoff=CUTOFF)
+    return close[0] if close else None
+
+
+def _misspelt(missing, available) -> str:
+    """A sentence for names not found that are close to a column's (close_column), or ""."""
+    found = []
+    for name in missing:
+        close = close_column(name, available)
+        if close and close not in found:
+            found.append(close)
+    return f"; did you mean {', '.join(map(repr, found))}?" if found else ""
+
+
+class MissingColumns(DataError):
+    """A table without columns asked for: ``missing`` names them, ``available`` the table's (for gpunn predict,
+    which words what the model was trained on), ``first_file`` the file of a Parquet directory that has them, where
+    another lacks them (pick_in_every_file)."""
+
+    def __init__(self, message, missing=(), available=(), first_file=None):
+        super().__init__(message)
+        self.missing, self.available, self.first_file = list(missing), list(available), first_file
+
+
 class NoTarget(ValueError):
     """A table source given no target column. The message lists the table's columns, as a target that is not
     among them is refused; ``columns`` keeps them for gpunn train, which names its --target option."""
@@ -100,8 +132,9 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     wanted = (targets or []) + (features or [])
     missing = [n for n in wanted if n not in counts]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
-                        f"{_spaced(missing, available) or _other_case(missing, available)}")
+        raise MissingColumns(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
+                             f"{_spaced(missing, available) or _other_case(missing, available) or _misspelt(missing, available)}",
+                             missing, available)
     every_other = features is None
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
@@ -138,6 +171,22 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
             read = "feature and target" if targets is not None else "feature"  # (gpunn predict reads no targets)
             raise DataError(f"{path}: column {name!r} is {kind}, not numeric; every {read} column must hold numbers"
                             f"{hint}")
+    return features, targets
+
+
+def pick_in_every_file(files, schemas, target, features):
+    """(features, targets) of a Parquet file or directory (``files``, their ``schemas``): picked in the first file
+    (pick_columns) and looked for by name in every other, as a directory's files are read as one table. A later file
+    without one is refused saying where the columns came from: "d/b.parquet: no column 'x2'; ... with the columns
+    of its first file, d/a.parquet" (gpunn predict read it by name and failed with pyarrow's KeyError)."""
+    features, targets = pick_columns(files[0], schemas[0], target, features)
+    for name, schema in zip(files[1:], schemas[1:]):
+        try:
+            pick_columns(name, schema, targets, features)
+        except MissingColumns as exc:
+            raise MissingColumns(f"{exc}; a directory's files are read as one table, with the columns of its first "
+                                 f"file, {shell_word(files[0])}: give every file those columns, or move the others "
+                                 "out of the directory", exc.missing, exc.available, files[0]) from None
     return features, targets
 
 
@@ -381,16 +430,12 @@ class ParquetSource(ChunkedSource):
         self.path = os.fspath(path)
         files = self.list_files(self.path)
         self.files, self._open, sizes, runs, self._chunks = files, [], [], [], []
-        for i, name in enumerate(files):
-            pf = open_parquet(name)
-            self._open.append(pf)
-            schema = pf.schema_arrow
-            if i == 0:
-                if target is None:  # before the columns' checks, which a text column would fail first
-                    raise NoTarget(listed_columns(schema))
-                self.feature_names, self.target_names = pick_columns(name, schema, target, features)
-            else:
-                pick_columns(name, schema, self.target_names, self.feature_names)
+        for name in files:
+            self._open.append(open_parquet(name))
+        schemas = [pf.schema_arrow for pf in self._open]
+        if target is None:  # before the columns' checks, which a text column would fail first
+            raise NoTarget(listed_columns(schemas[0]))
+        self.feature_names, self.target_names = pick_in_every_file(files, schemas, target, features)
         default = default_chunk_rows(sum(pf.metadata.num_rows for pf in self._open))
         chunk_rows = default if chunk_rows is None else chunk_rows
         small = chunk_rows == default < 65536  # cut small by default
