@@ -16,6 +16,7 @@ import math
 import tomllib
 
 from .checkpoint import atomic_write
+from .csvtext import joined_columns
 
 NOT_IN_FILES = {"help", "config", "func", "command", "version", "debug"}
 COLUMN_LISTS = {"features", "target"}  # options whose list is of a table's column names (--features a,b)
@@ -76,7 +77,7 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
                 kind, what = (int, "integers") if whole else ((int, float), "numbers")
             if not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"{source}: {key} must list {what}, got {value!r}")
-            value = ",".join(map(str, value))
+            value = joined_columns(value) if dest in COLUMN_LISTS else ",".join(map(str, value))
         text = str(value)
         try:
             converted = action.type(text) if action.type else text

@@ -160,6 +160,53 @@ def csv_names(path, delimiter=",", columns=None) -> list | None:
         return next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
 
 
+def split_columns(text) -> list:
+    """Column names written as one line of text (``--target y1,y2``, ``target="y1,y2"``), as a CSV header
+    writes them: separated by commas, each stripped of the spaces around it, and a name that holds a comma, a
+    double quote or spaces of its own in double quotes, taken exactly as written there (a quote in it doubled):
+    ``"a,b", c`` is ['a,b', 'c'], ``" y"`` is [' y']. Empty names are left out. ValueError for a quoted name
+    that does not end before the next comma (or the text's end)."""
+    names, at = [], 0
+    while True:
+        start = at + len(text[at:]) - len(text[at:].lstrip())
+        if text.startswith('"', start):
+            parts, at = [], start + 1
+            while True:  # the name's pieces between doubled quotes
+                close = text.find('"', at)
+                if close < 0:
+                    raise ValueError(f"{text!r}: the name quoted at character {start + 1} has no closing quote")
+                parts.append(text[at:close])
+                if not text.startswith('"', close + 1):
+                    break
+                parts.append('"')
+                at = close + 2
+            comma = text.find(",", close + 1)
+            if text[close + 1:None if comma < 0 else comma].strip():
+                raise ValueError(f"{text!r}: the name quoted at character {start + 1} goes on after its closing "
+                                 'quote; write a quote inside a quoted name twice ("say ""hi""")')
+            name = "".join(parts)
+        else:
+            comma = text.find(",", start)
+            name = text[start:None if comma < 0 else comma].strip()
+        if name:
+            names.append(name)
+        if comma < 0:
+            return names
+        at = comma + 1
+
+
+def joined_columns(names) -> str:
+    """``names`` as split_columns reads them back: comma-separated, a name that holds a comma or a double quote,
+    or spaces around it, in double quotes."""
+    def written(name):
+        name = str(name)
+        if "," in name or '"' in name or name != name.strip():
+            return '"' + name.replace('"', '""') + '"'
+        return name
+
+    return ",".join(map(written, names))
+
+
 def csv_first_text(path, index, header=True, delimiter=",", decimal=".") -> str:
     """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
     value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as the refusal

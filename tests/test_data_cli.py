@@ -292,6 +292,56 @@ def test_the_config_a_run_with_named_features_saves_is_read_back_by_config(tmp_p
     assert "bad.toml: features must list column names, got ['a', 2]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, names", [
+    ("a,b", ["a", "b"]), (" a , b ,", ["a", "b"]), ('"x,y",b', ["x,y", "b"]), ('a, "x,y" ,b', ["a", "x,y", "b"]),
+    ('" y"', [" y"]), ('"say ""hi""",c', ['say "hi"', "c"]), ('a"b', ['a"b']), ("a,,b", ["a", "b"]), ("", []),
+])
+def test_a_line_of_column_names_reads_as_a_csv_header_and_is_written_back_so(text, names):
+    from gpunn.csvtext import joined_columns, split_columns
+
+    assert split_columns(text) == names
+    assert split_columns(joined_columns(names)) == names
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('"x,y', "the name quoted at character 1 has no closing quote"),
+    ('a,"x"y', "the name quoted at character 3 goes on after its closing quote"),
+])
+def test_a_line_of_column_names_with_a_broken_quote_is_refused(text, problem, capsys):
+    from gpunn.csvtext import split_columns
+
+    with pytest.raises(ValueError, match=problem):
+        split_columns(text)
+    for command, option in (["train", "--target"], ["predict m.npz in.csv out.csv", "--features"]):
+        with pytest.raises(SystemExit) as exit_info:  # refused as the command line is read
+            main([*command.split(), option, text])
+        assert exit_info.value.code == 2 and f"argument {option}: {text!r}: {problem}" in capsys.readouterr().err
+
+
+def test_a_column_name_with_a_comma_is_named_in_double_quotes_as_a_csv_header_writes_it(tmp_path, capsys):
+    """--target y1,y2 splits on commas, so a column named x,y could not be given at all; quoted as the file's
+    own header quotes it, it is one name, through --save's config, --config, --resume and predict's --features."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text('a,"x,y",b,y\n' + "".join(f"{i},{i % 3},{i % 5},{2 * i}\n" for i in range(40)))
+    data, model, again = str(tmp_path / "t.csv"), str(tmp_path / "m.npz"), str(tmp_path / "again.npz")
+    assert main(["train", "--data", data, "--target", "y", "--features", 'a, "x,y"', "--save", model, *SMALL]) == 0
+    assert gpunn.load(model).data_columns == {"features": ["a", "x,y"], "targets": ["y"]}
+    assert 'features = ["a", "x,y"]' in (tmp_path / "m.npz.toml").read_text()
+    assert main(["train", "--config", model + ".toml", "--save", again]) == 0
+    assert gpunn.load(again).data_columns == {"features": ["a", "x,y"], "targets": ["y"]}
+    assert main(["train", "--resume", model, "--epochs", "3", "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["predict", model, data, str(tmp_path / "p.csv"), "--features", '"x,y",a']) == 0
+    assert main(["train", "--data", data, "--target", '"x,y",y', "--save", again, *SMALL]) == 0
+    assert gpunn.load(again).data_columns == {"features": ["a", "b"], "targets": ["x,y", "y"]}
+    assert gpunn.data.csv(data, target='"x,y"').target_names == ["x,y"]  # the library's line of names, alike
+    capsys.readouterr()
+    assert main(["train", "--data", data, "--target", "x,y", *SMALL]) == 2  # unquoted: two names, and a hint
+    assert capsys.readouterr().err == (
+        f"gpunn train: error: {data}: no column 'x'; the columns are: 'a', 'x,y', 'b', 'y'; the column 'x,y' has a "
+        'comma in its name: in a line of names put it in double quotes, as a CSV header does ("x,y": --target '
+        "'\"x,y\"' on the command line), or pass a list of names\n")
+
+
 def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, capsys):
     """--target Price for a column 'price' said "no column 'Price'; the columns are: a, b, price" and left the
     user to spot the capital. Names stay matched as written (pandas and pyarrow match them so): a hint only."""

@@ -6,6 +6,7 @@ import argparse
 import os
 import warnings
 
+from ..csvtext import joined_columns, split_columns
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from ..hints import shell_word
@@ -18,7 +19,7 @@ COMFORT = 0.5  # materialize only when data, its shuffled copy and the model tak
 
 def feature_count_or_names(text):
     """``--features``: a count (synthetic tasks; a whole number in any spelling the other options take,
-    10, 1_0 or 1e1) or comma-separated column names (a --data table)."""
+    10, 1_0 or 1e1) or comma-separated column names (a --data table; column_names')."""
     text = text.strip()
     try:
         number(text, int)
@@ -26,10 +27,29 @@ def feature_count_or_names(text):
         pass  # not a whole number: column names
     else:
         return positive(int)(text)
-    names = [s.strip() for s in text.split(",") if s.strip()]
+    names = column_names(text)
     if not names:
         raise argparse.ArgumentTypeError(f"--features takes a count or column names, got {text!r}")
     return names
+
+
+COLUMNS_HELP = ("a name holding a comma, a double quote or spaces of its own goes in double quotes, as a CSV header "
+                "writes it: '\"a,b\",c'")
+
+
+def column_names(text) -> list:
+    """The column names of an option's value (--features, --target): comma-separated, a name with a comma in
+    double quotes (gpunn.csvtext.split_columns)."""
+    try:
+        return split_columns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; {COLUMNS_HELP}") from None
+
+
+def column_list_text(text) -> str:
+    """--target's value, as written (kept so: runs record it, and --json writes it), once it reads as names."""
+    column_names(text)
+    return text
 
 
 def add_arguments(parser, standardize=True, stream=True) -> None:
@@ -42,7 +62,8 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                    "chunk by chunk, 10%% of the chunks held out for validation (a synthetic task's "
                    f"{task_options} are refused with it)")
     g.add_argument("--targets", type=file_path, metavar="Y.npy", help="the targets for --data X.npy: rows x outputs, or one column")
-    g.add_argument("--target", metavar="COLUMNS", help="target column(s) of a Parquet or CSV --data, comma-separated; "
+    g.add_argument("--target", metavar="COLUMNS", type=column_list_text,
+                   help=f"target column(s) of a Parquet or CSV --data, comma-separated ({COLUMNS_HELP}); "
                    "--features names the feature columns (default: all the others)")
     if standardize:
         g.add_argument("--standardize", action="store_true", help="train on inputs and targets scaled to mean 0, "
@@ -198,7 +219,7 @@ def _check_column_options(args, kind):
             raise ValueError("--data X.npy needs --targets Y.npy")
         for option, value in (("--features", _feature_names(args)), ("--target", args.target)):
             if value:
-                raise ValueError(f"{option} {','.join(value) if isinstance(value, list) else value} names columns of "
+                raise ValueError(f"{option} {joined_columns(value) if isinstance(value, list) else value} names columns of "
                                  "a Parquet or CSV table; --data X.npy trains on every column of X.npy, with "
                                  "--targets Y.npy as the targets")
     elif args.targets:

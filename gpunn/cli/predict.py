@@ -9,6 +9,7 @@ import numpy
 from ..checks import NotFinite
 from ..hints import shell_word
 from .common import DEVICE_NAMES, add_debug, file_path
+from .data import COLUMNS_HELP, column_names
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -33,8 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("model", type=file_path, metavar="MODEL", help="checkpoint .npz")
     p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or .parquet file/directory")
     p.add_argument("output", type=file_path, metavar="OUT", help="file to write: .npy, .csv or .parquet")
-    p.add_argument("--features", metavar="COLUMNS", help="feature columns of a table input, comma-separated "
-                   "(default: the model's training columns, else every column); streams the input")
+    p.add_argument("--features", metavar="COLUMNS", type=column_names,
+                   help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
+                   "the model's training columns, else every column); streams the input")
     p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     add_debug(p)
     p.set_defaults(func=run)
@@ -98,7 +100,7 @@ def run(args) -> int:
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
-    features = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else None
+    features = args.features or None
     if features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
         from ..csvtext import csv_has_header
         from ..data.errors import DataError
@@ -176,7 +178,7 @@ def _by_position(path, model, exc) -> str:
     trained on an .npy pair, with no word of --features), nor is a model's column missing from a headerless file
     said. "" for any other error."""
     from .. import preflight
-    from ..csvtext import csv_names
+    from ..csvtext import csv_names, joined_columns
 
     width = _width(exc)
     if width is None:
@@ -187,7 +189,7 @@ def _by_position(path, model, exc) -> str:
     if header and not names:
         return (f"; its header names {', '.join(header)}, and the model was trained on unnamed columns (an .npy "
                 f"file or a synthetic task), so they are taken in order: pick the model's {n} with --features"
-                + (f", e.g. --features {shell_word(','.join(header[:n]))}" if len(header) > n else ""))
+                + (f", e.g. --features {shell_word(joined_columns(header[:n]))}" if len(header) > n else ""))
     if names and not header:
         targets = model.data_columns.get("targets") or []
         # a table of the training file's columns saved whole, its target(s) among them
@@ -207,13 +209,14 @@ def _picked_by_name(model, exc) -> str:
     """What to do where a table lacks a column of the model's features, which picked its columns by name: the
     model's names, and the --features that picks the table's columns for them where each is there or misspelt
     there (a header's 'roms' for 'rooms'). gpunn predict said the column was missing, with no word of the model."""
+    from ..csvtext import joined_columns
     from ..data.tables import close_column
 
     names = (getattr(model, "data_columns", None) or {}).get("features")
     if not names or exc.first_file:  # (a directory whose first file has them: its refusal says what to do)
         return ""
     found = [n if n in exc.available else close_column(n, exc.available) for n in names]
-    how = (f"name the table's columns for them, in that order, with --features {shell_word(','.join(found))}"
+    how = (f"name the table's columns for them, in that order, with --features {shell_word(joined_columns(found))}"
            if all(found) else "give the table those columns, or name its columns for them, in that order, with "
            "--features")
     return (f"{' T' if str(exc).endswith('?') else '; t'}he model was trained on the columns {', '.join(names)} and "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..csvtext import joined_columns
 from ..hints import shell_word
 from ..optim import default_of
 from ..training.callbacks import Callback
@@ -85,8 +86,8 @@ def _said(dest, value, negatable=()) -> str:
 
 
 def _shown(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
+    if isinstance(value, (list, tuple)):  # --hidden 64,64; --features "a,b",c (a name with a comma, quoted)
+        return joined_columns(value)
     return "unset" if value is None else str(value)
 
 

@@ -38,7 +38,7 @@ def features_help(features) -> str:
     without = " and ".join(name for name, width in own.items() if width is None)
     return (f"input features of a synthetic task (default: the task's own, as in gpunn.datasets.make: "
             f"{', '.join(widths)}; {features} for {without}, which have none), or the feature columns of a --data "
-            "table, comma-separated (default: every column but the targets)")
+            "table, comma-separated, quoted as --target's (default: every column but the targets)")
 
 
 HIDDEN_FORM = "positive integers separated by commas or x (256,256 or 256x256)"  # --hidden's help and refusals

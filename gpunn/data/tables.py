@@ -1,6 +1,7 @@
 """Parquet and CSV tables streamed through pyarrow (an optional extra: ``pip install "gpunn[data]"``).
 
-Columns are picked by name: ``target`` (one name or a list) becomes Y, ``features`` (default:
+Columns are picked by name: ``target`` (a list of names, or one line of them, ``"y1,y2"``, read as a CSV header:
+``'"a,b",c'`` names a column a,b; gpunn.csvtext.split_columns) becomes Y, ``features`` (the same; default:
 every other column, except an index pandas wrote into a Parquet file, which is read only where named, and left out
 of the columns messages list where it has no name: listed_columns; a column without a name, as pandas' ``to_csv``
 writes its index, is refused) X. Every picked column must be numeric (integers, floats or booleans);
@@ -17,7 +18,7 @@ import numpy
 
 from .. import environment
 from ..checks import MissingExtra, positive_int
-from ..csvtext import read_as
+from ..csvtext import joined_columns, read_as, split_columns
 from ..forksafe import ForkSafeLock
 from ..hints import shell_word
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
@@ -52,6 +53,20 @@ def _spaced(missing, available) -> str:
         return ""
     return (f"; the names have spaces around them ({found[0]!r}), which are part of a name: remove them (in a CSV "
             "file, the spaces after the commas of its header line)")
+
+
+def _with_comma(missing, available, targets) -> str:
+    """A sentence for names not found that are pieces of a column's name with a comma in it ('x' and 'y' for 'x,y',
+    named in one line of names, which commas split), or ""."""
+    for name in available:
+        pieces = {piece.strip() for piece in name.split(",")} if "," in name else set()
+        asked = [n for n in missing if n in pieces]
+        if asked:
+            option = "--target" if asked[0] in (targets or ()) else "--features"
+            quoted = joined_columns([name])
+            return (f"; the column {name!r} has a comma in its name: in a line of names put it in double quotes, as "
+                    f"a CSV header does ({quoted}: {option} '{quoted}' on the command line), or pass a list of names")
+    return ""
 
 
 def _other_case(missing, available) -> str:
@@ -110,8 +125,7 @@ class NoTarget(ValueError):
 def _names(value, what):
     if value is None:
         return None
-    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s) for s in value]
-    names = [n for n in names if n]
+    names = split_columns(value) if isinstance(value, str) else [n for n in map(str, value) if n]
     if not names:
         raise ValueError(f"{what} lists no column names")
     if len(set(names)) != len(names):
@@ -132,9 +146,10 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     wanted = (targets or []) + (features or [])
     missing = [n for n in wanted if n not in counts]
     if missing:
+        hint = (_spaced(missing, available) or _with_comma(missing, available, targets)
+                or _other_case(missing, available) or _misspelt(missing, available))
         raise MissingColumns(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
-                             f"{_spaced(missing, available) or _other_case(missing, available) or _misspelt(missing, available)}",
-                             missing, available)
+                             f"{hint}", missing, available)
     every_other = features is None
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
