@@ -360,6 +360,28 @@ def test_a_config_file_that_is_not_utf8_is_named_as_not_valid_toml(tmp_path, cap
     assert f"{tmp_path / 'run.toml'} is not valid TOML: 'utf-8' codec can't decode" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_checkpoint_or_a_data_file_given_as_a_config_is_told_where_it_goes(tmp_path, capsys, command):
+    """--config run.npz said "run.npz is not valid TOML: 'utf-8' codec can't decode byte 0xb2 in position 16", and
+    --config X.npy or t.csv TOML's complaint, none saying what the file is or which option takes it."""
+    import gzip
+
+    gpunn.save(tmp_path / "run.npz", gpunn.MLP([2, 1], device="cpu"))
+    numpy.save(tmp_path / "X.npy", numpy.zeros((3, 2)))
+    (tmp_path / "t.csv").write_text("a,y\n1,2\n")
+    (tmp_path / "run.toml.gz").write_bytes(gzip.compress(b"epochs = 3\n"))
+    refusals = {"run.npz": "it is an .npz/zip archive: a checkpoint is continued with --resume",
+                "X.npy": f"it is a data file (a .npy array), which follows --data: --data {tmp_path / 'X.npy'}",
+                "t.csv": f"it is a data file, which follows --data: --data {tmp_path / 't.csv'}",
+                "run.toml.gz": "it is gzip-compressed: decompress it first"}
+    for name, refusal in refusals.items():
+        assert main([command, "--config", str(tmp_path / name)]) == 2
+        assert capsys.readouterr().err == f"gpunn {command}: error: {tmp_path / name} is not valid TOML: {refusal}\n"
+    (tmp_path / "run.npz.toml").write_text("epochs = 3\n")  # as --save writes it beside the checkpoint
+    assert main([command, "--config", str(tmp_path / "run.npz")]) == 2
+    assert capsys.readouterr().err.endswith(f"--resume, and {tmp_path / 'run.npz.toml'} beside it is its run's config\n")
+
+
 def test_a_train_table_overrides_the_files_top_level_and_a_train_key_that_is_no_table_is_an_unknown_option(tmp_path,
                                                                                                          capsys):
     from gpunn.cli import parse_args
