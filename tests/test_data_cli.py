@@ -831,8 +831,15 @@ def test_a_text_column_taken_as_a_feature_by_default_says_how_to_leave_it_out(tm
 
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     tmp_path, _, _ = pair
-    assert main(["train", "--data", str(tmp_path / "X.npy"), *SMALL]) == 2
-    assert "--data X.npy needs --targets Y.npy" in capsys.readouterr().err
+    x = str(tmp_path / "X.npy")
+    assert main(["train", "--data", x, *SMALL]) == 2
+    assert capsys.readouterr().err == f"gpunn train: error: --data {x} needs --targets Y.npy\n"
+    # --target, a table's columns, for --targets: it said "needs --targets Y.npy" as if none had been given
+    assert main(["train", "--data", x, "--target", str(tmp_path / "Y.npy"), *SMALL]) == 2
+    assert capsys.readouterr().err == (f"gpunn train: error: --data {x} needs --targets Y.npy; --target names a "
+                                       f"Parquet or CSV table's columns: did you mean --targets {tmp_path / 'Y.npy'}?\n")
+    assert main(["train", "--data", x, "--target", "y", *SMALL]) == 2
+    assert capsys.readouterr().err.endswith("needs --targets Y.npy; --target names a Parquet or CSV table's columns\n")
     assert main(["train", "--data", str(tmp_path / "X.txt"), *SMALL]) == 2
     assert "unknown file type" in capsys.readouterr().err
 

@@ -216,7 +216,10 @@ def _check_column_options(args, kind):
     file's kind would ignore is refused rather than dropped."""
     if kind == ".npy":
         if not args.targets:
-            raise ValueError("--data X.npy needs --targets Y.npy")
+            target = args.target if isinstance(args.target, str) else None  # --target, of a table's columns
+            meant = f": did you mean --targets {shell_word(target)}?" if target and target.lower().endswith(".npy") else ""
+            raise ValueError(f"--data {shell_word(args.data)} needs --targets Y.npy"
+                             + (f"; --target names a Parquet or CSV table's columns{meant}" if target else ""))
         for option, value in (("--features", _feature_names(args)), ("--target", args.target)):
             if value:
                 raise ValueError(f"{option} {joined_columns(value) if isinstance(value, list) else value} names columns of "
