@@ -527,6 +527,32 @@ def test_predict_of_an_npy_file_of_another_width_is_not_told_to_give_it_a_header
     assert "a, b (its target y too?): give it a header row naming them" in capsys.readouterr().err
 
 
+def test_predict_of_another_width_names_what_gpunn_train_trained_the_model_on(pair, capsys):
+    """An array of another width for a model of unnamed columns said "X has 5 columns but the model expects 16" and
+    no more: a model of another run (another synthetic task's, or another file's) was not told from wrong data.
+    The refusal says what the run recorded: its task and width, or its --data file; a model saved by gpunn.save,
+    which records no run, is refused as before."""
+    tmp_path, X, _ = pair
+    task, on_file, plain = (str(tmp_path / name) for name in ("task.npz", "file.npz", "plain.npz"))
+    assert main(["train", "--rows", "2000", "--features", "3", "--save", task, *SMALL]) == 0
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--save", on_file,
+                 *SMALL]) == 0
+    gpunn.save(plain, gpunn.MLP([3, 1], seed=0))
+    capsys.readouterr()
+    x, x3 = str(tmp_path / "X.npy"), str(tmp_path / "x3.npy")
+    numpy.save(x3, X[:, :3])
+    assert main(["predict", task, x, str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3; MODEL "
+                                       f"{task} was trained on gpunn train's synthetic task teacher, of 3 features: "
+                                       "the model of another run?\n")
+    assert main(["predict", on_file, x3, str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: IN {x3}: X has 3 columns but the model expects 5; MODEL "
+                                       f"{on_file} was trained on --data {x}: give rows of that file's columns, in its "
+                                       "order\n")
+    assert main(["predict", plain, x, str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err == f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3\n"
+
+
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
     """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),
     and gpunn predict of a model that knows its columns read a headerless file's first row as names."""

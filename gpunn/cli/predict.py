@@ -139,7 +139,8 @@ def run(args) -> int:
         names = csvtext.csv_names(args.input) if csv else None
         raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}") from None
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"IN {shell_word(args.input)}: {exc}{_by_position(args.input, model, exc)}") from None
+        raise ValueError(f"IN {shell_word(args.input)}: {exc}"
+                         f"{_by_position(args.input, model, exc) or _trained_on(args.model, exc)}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
         from ..data.files import output_writer, write_rows
 
@@ -221,6 +222,26 @@ def _picked_by_name(model, exc) -> str:
            "--features")
     return (f"{' T' if str(exc).endswith('?') else '; t'}he model was trained on the columns {', '.join(names)} and "
             f"picks a table's by name: {how}")
+
+
+def _trained_on(path, exc) -> str:
+    """Where the model of ``path``, whose width another input's differs from, was trained, as gpunn train recorded
+    it: "; MODEL run.npz was trained on gpunn train's synthetic task teacher, of 16 features: the model of another
+    run?", or the --data file whose columns it takes; "" for a model without that record (gpunn.save's) or another
+    error. It said "X has 5 columns but the model expects 16", with no word of which model that was."""
+    from .. import checkpoint
+    from .resume import saved_options
+
+    if _width(exc) is None:
+        return ""
+    saved = saved_options(checkpoint.read_meta(path)) or {}
+    if saved.get("data"):
+        return (f"; MODEL {shell_word(path)} was trained on --data {shell_word(saved['data'])}: give rows of that "
+                "file's columns, in its order")
+    if saved.get("task"):
+        return (f"; MODEL {shell_word(path)} was trained on gpunn train's synthetic task {saved['task']}, of "
+                f"{saved.get('features')} features: the model of another run?")
+    return ""
 
 
 def _width(exc) -> int | None:
