@@ -122,6 +122,31 @@ def not_a_checkpoint(path) -> str:
     return kind_words(kind)
 
 
+REPORT_STARTS = {"--csv": ("epoch,", "member,"),  # gpunn train's history (cli.train.history_csv), sweep's table
+                 "--json": ("{",)}  # a JSON object: train's, sweep's and bench's reports
+
+
+def not_a_report(path, option) -> str:
+    """What the existing file ``path`` is, where the report ``option`` (--json, --csv) written there would replace
+    someone's data: "a gpunn checkpoint", "a .npy array", "a CSV file whose first line is 'a,b,y'"; "" where it may be
+    replaced: no file, a device or pipe, an empty file, or a report such an option wrote (its first line begins as
+    REPORT_STARTS says). gpunn train --csv t.csv, taken for a CSV input, wrote the run's history over the data."""
+    if not os.path.isfile(path) or writes_in_place(path):
+        return ""
+    kind = file_kind(path)
+    if kind == "empty":
+        return ""
+    if kind == "zip":
+        return not_a_checkpoint(path) or "a gpunn checkpoint"
+    if kind != "text":
+        return kind_words(kind)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline(200).strip()
+    if first.startswith(REPORT_STARTS[option]):
+        return ""
+    return f"{'a CSV file' if path.lower().endswith('.csv') else 'text'} whose first line is {first[:60]!r}"
+
+
 def inputs_read(args, resume=True) -> list:
     """(path, what) for the files a train or sweep run reads (its --resume checkpoint unless ``resume`` is
     False, --data, --targets): what its outputs must not overwrite."""

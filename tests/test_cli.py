@@ -497,6 +497,36 @@ def test_a_report_over_the_config_file_the_run_reads_is_refused(tmp_path, capsys
     assert config.read_text() == "epochs = 1\n"
 
 
+def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
+    """gpunn train --csv t.csv, taken for a CSV input, trained the synthetic task and wrote its history over the
+    data (--json over an array or a checkpoint alike). --json and --csv replace what they wrote, or an empty file;
+    any other file is refused before the run, saying what it is and, for data, the option that reads it."""
+    data, array, model = tmp_path / "t.csv", tmp_path / "x.npy", tmp_path / "m.npz"
+    data.write_text("a,b,y\n1,2,3\n")
+    numpy.save(array, numpy.zeros((2, 2)))
+    gpunn.save(model, gpunn.MLP([3, 1], device="cpu"))
+    before = {path: path.read_bytes() for path in (data, array, model)}
+    refusals = [("--csv", data, f"(a CSV file whose first line is 'a,b,y'); refusing to overwrite it: --csv writes "
+                                f"this run's report, choose another name (to train on it: --data {data} --target "
+                                "COLUMN)"),
+                ("--json", array, f"(a .npy array); refusing to overwrite it: --json writes this run's report, choose "
+                                  f"another name (to train on it: --data {array} --targets Y.npy)"),
+                ("--csv", model, "(a gpunn checkpoint); refusing to overwrite it: --csv writes this run's report, "
+                                 "choose another name")]
+    for option, path, refusal in refusals:
+        assert cli.main(["train", *TINY, option, str(path)]) == 2
+        assert capsys.readouterr().err == (f"gpunn train: error: {option} {path} exists and is not a report gpunn "
+                                           f"wrote {refusal}\n")
+    assert cli.main(["sweep", *TINY, "--csv", str(data)]) == 2
+    assert "--csv writes this run's report" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in (data, array, model)} == before
+    report, empty = tmp_path / "h.csv", tmp_path / "empty.json"
+    empty.write_text("")  # (mktemp's)
+    assert cli.main(["train", *TINY, "--csv", str(report), "--json", str(empty)]) == 0
+    assert cli.main(["train", *TINY, "--csv", str(report), "--json", str(empty)]) == 0  # its own reports, replaced
+    assert report.read_text().startswith("epoch,loss,") and empty.read_text().startswith("{")
+
+
 def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_path, capsys, monkeypatch,
                                                                             interrupt_at):
     """Ctrl-C before the first epoch ended: no held-out line and no reports, as before, now said (a --json left

@@ -7,7 +7,8 @@ import sys
 from .. import backend as _backend
 from ..hints import shell_word
 from ..preflight import is_stdout
-from .common import DEVICE_NAMES, add_debug, check_report_outputs, file_path, non_negative, positive, write_output
+from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, non_negative, positive,
+                     refuse_replacing_data, write_output)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -93,6 +94,7 @@ def _check_outputs(args) -> None:
         except ImportError:
             raise ValueError("--plot needs matplotlib, which is not installed: pip install 'gpunn[bench]'") from None
     preflight.check_distinct(reports)
+    refuse_replacing_data(args, reports)
 
 
 def _rewrites(path) -> bool:

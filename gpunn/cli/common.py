@@ -256,6 +256,23 @@ def check_report_outputs(args, reads=()) -> list:
     return reports
 
 
+def refuse_replacing_data(args, reports) -> None:
+    """A --json or --csv of ``reports`` (check_report_outputs') that would replace a file it did not write
+    (preflight.not_a_report: a data file, a checkpoint) is refused, after preflight.check_distinct has said which
+    outputs name one file: gpunn train --csv t.csv, taken for a CSV input, wrote the run's history over the data."""
+    from .. import preflight
+
+    for option, path in reports:
+        what = preflight.not_a_report(path, option) if path and option != "--plot" and not is_stdout(path) else ""
+        if what:
+            with_targets = "--target COLUMN" if "CSV" in what else "--targets Y.npy" if "array" in what else ""
+            data = (f" (to train on it: --data {shell_word(path)} {with_targets})"
+                    if hasattr(args, "data") and with_targets else "")
+            raise preflight.PreflightError(f"{option} {shell_word(path)} exists and is not a report gpunn wrote ({what}); "
+                                           f"refusing to overwrite it: {option} writes this run's report, choose "
+                                           f"another name{data}")
+
+
 @contextlib.contextmanager
 def text_to_stderr(args):
     """While a command writes one of its outputs (``--json -``) to standard output, its lines of text go to

@@ -17,7 +17,7 @@ from ..optim import OPTIMIZERS, SCHEDULES, default_of
 from ..training.state import position_words
 from . import data as data_cli
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
-                     file_path, json_text, non_negative, positive, verbose_of, write_output)
+                     file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     check_task_memory, features_help, ignore_late_interrupts, optimizer_of, resolve_task)
@@ -388,6 +388,7 @@ def _check_outputs(args):
     if args.save_best:  # a foreign file there is refused, as gpunn train --save refuses one
         preflight.check_checkpoint_output(args.save_best, "--save-best", reads=reads)
     preflight.check_distinct([*reports, ("--save-best", args.save_best)])
+    refuse_replacing_data(args, reports)
 
 
 def run(args) -> int:

@@ -17,7 +17,8 @@ from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_o
 from ..training.state import position_words
 from . import data as data_cli
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, bounded, check_report_outputs, counted, csv_text,
-                     dtype, file_path, json_text, non_negative, number, positive, verbose_of, write_output)
+                     dtype, file_path, json_text, non_negative, number, positive, refuse_replacing_data, verbose_of,
+                     write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
@@ -322,6 +323,7 @@ def _check_outputs(args):
     # (--json Y.npy overwrote the --targets file the run had trained on)
     reports = check_report_outputs(args, reads=preflight.inputs_read(args))
     preflight.check_distinct([("--save", save), *reports, ("--config", args.config)])
+    refuse_replacing_data(args, reports)
 
 
 def _check_precision(args, backend, dtype) -> None:
