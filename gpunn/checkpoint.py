@@ -58,7 +58,7 @@ import numpy
 from . import backend as _backend
 from ._version import __version__
 from .activations import ACTIVATIONS
-from .checks import check_rows_match, flag, positive_int
+from .checks import check_rows_match, flag, positive_int, warn_read_by_position
 from .hints import shell_word
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .preflight import CHECKPOINT_META, not_a_checkpoint, same_file, writes_in_place
@@ -766,9 +766,12 @@ class Checkpoint:
         and ``validation_data`` for a run that had none or held out ``validation_fraction``; and a synthetic
         source's rows or a bootstrap's resamples where another generator would draw them than the file records
         (a GPU run loaded on the CPU, a CPU run on a GPU, a GPU run from before the record, whose rows cuRAND
-        drew). On the CPU the result is bit-identical to a run that was never interrupted. ``distributed=True`` resumes data
-        parallel (every rank loads this file) on any number of ranks that divides the run's global
-        batch; without it a data-parallel run continues in one process at its global batch.
+        drew). A DataFrame X is read by the checkpoint's column names (``model.data_columns``, kept: a resume records
+        none, it continues the run), as a fit reads one: the same columns in another order resume the same run, one
+        missing is refused by name, and columns read by position though one side has names are warned of (see
+        ``MLP.predict``). On the CPU the result is bit-identical to a run that was never interrupted.
+        ``distributed=True`` resumes data parallel (every rank loads this file) on any number of ranks that divides
+        the run's global batch; without it a data-parallel run continues in one process at its global batch.
 
         ``verbose`` and ``handle_interrupt`` are this call's, with fit's defaults, not the run's: the checkpoint
         records neither (no result depends on them), so a script that fit with ``verbose=False`` passes it here
@@ -1289,6 +1292,7 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
         raise ValueError(f"{ckpt.path} was trained on a gpunn.data source ({kind}); in-memory arrays give other "
                          "batches (another shuffle): resume it on that source, resume(source)")
     _check_drawn_by(ckpt, ckpt.training.get("source"))  # a bootstrapped run's resamples
+    warn_read_by_position(X, model.data_columns, "X", model)  # (the checkpoint's names, kept: see resume)
     X, Y = model._checked(X, Y)  # standardized copies for a model with statistics, as fit trains on
     check_rows_match(X, Y)
     X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,

@@ -1,13 +1,17 @@
 """Input checks: bad data gets a clear error naming what was wrong, never a silent result."""
 from __future__ import annotations
 
+import collections
+import contextlib
+import contextvars
 import math
 import numbers
 import os
+import warnings
 
 import numpy
 
-from .backend import is_device_array
+from .backend import is_device_array, user_stacklevel
 
 
 DTYPES = ("float32", "float64")  # a model's, and a synthetic task's
@@ -87,11 +91,12 @@ def as_array(data, name: str = "X"):
 
 
 def by_feature_names(data, columns, name: str = "X"):
-    """A pandas DataFrame of named columns, its columns picked by a model's feature names (``columns``: a table
-    source's or a DataFrame's ``model.data_columns``, see fit_columns; kept in checkpoints), in the model's order, as
-    ``gpunn predict`` picks a CSV file's: in any order and among others (the target's too). It was read by position, so a DataFrame of the same
-    columns in another order was predicted on the wrong features without a word. A DataFrame without one of them is
-    refused naming it; one of unnamed columns (0, 1, ...), and anything else, is given back as it is."""
+    """A DataFrame of named columns (pandas' or polars'), its columns picked by a model's feature names (``columns``: a
+    table source's or a DataFrame's ``model.data_columns``, see fit_columns; kept in checkpoints), in the model's order,
+    as ``gpunn predict`` picks a CSV file's: in any order and among others (the target's too). It was read by position,
+    so a DataFrame of the same columns in another order was predicted on the wrong features without a word. A DataFrame
+    without one of them is refused naming it, as is one where a name labels two columns; one of unnamed columns (0, 1,
+    ...), and anything else, is given back as it is."""
     features = (columns or {}).get("features")
     labels = _frame_labels(data)
     if not features or labels is None:
@@ -100,31 +105,71 @@ def by_feature_names(data, columns, name: str = "X"):
         return data
     missing = [n for n in features if n not in labels]
     if missing:
-        shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
         raise ValueError(f"{name} has no column {', '.join(map(repr, missing))}: the model was trained on named "
-                         f"columns, {', '.join(features)}, and picks a DataFrame's by name; its columns are: {shown}")
-    return data[features]
+                         f"columns, {', '.join(features)}, and picks a DataFrame's by name; its columns are: "
+                         f"{_shown(labels)}")
+    _refuse_repeats(labels, name, among=features)
+    return data[features]  # (pandas' and polars' alike: the columns of these names, in this order)
+
+
+def _shown(labels) -> str:
+    """A DataFrame's column labels for a message: the first 20."""
+    return ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
 
 
 def _frame_labels(data):
-    """A pandas DataFrame's column labels, a list (what ``columns`` and ``iloc`` say one is); None for anything else."""
+    """A DataFrame's column labels, a list: a pandas frame's (what ``columns`` and ``iloc`` say one is) or a polars
+    frame's (``columns`` and ``select``, no ``iloc``); None for anything else."""
     labels = getattr(data, "columns", None)
-    return list(labels) if labels is not None and hasattr(data, "iloc") else None
+    if labels is None or not (hasattr(data, "iloc") or hasattr(data, "select")):
+        return None
+    return list(labels)
 
 
 def _named(labels) -> bool:
     return bool(labels) and all(isinstance(label, str) for label in labels)
 
 
+def feature_names(data):
+    """A DataFrame's column names, a list, where every label is a string (scikit-learn's feature names); else None."""
+    labels = _frame_labels(data)
+    return labels if _named(labels) else None
+
+
+def _refuse_repeats(labels, name: str, among=None) -> None:
+    """Refuse a DataFrame where one string label names two or more columns (pandas allows it; polars does not): picked
+    by that name, pandas gives them all, and "X has 5 columns but the model expects 4" said nothing of why; recorded
+    by a fit, they would name no one column. ``among``: the names a model picks (a repeat among the columns it
+    leaves is harmless); None: a fit's, which records them all."""
+    counts = collections.Counter(label for label in labels if isinstance(label, str))
+    repeats = [label for label, count in counts.items() if count > 1 and (among is None or label in among)]
+    if repeats:
+        said = ", ".join(f"{label!r} ({counts[label]} columns)" for label in repeats)
+        why = "the model picks its columns by name" if among else \
+            "a fit records its column names, to pick a later DataFrame's columns by them"
+        var = name.split()[0]
+        raise ValueError(f"{name} has duplicate column names: {said}; {why}, so each name must label one column: "
+                         f"rename or drop the repeats ({var}.loc[:, ~{var}.columns.duplicated()] keeps the first)")
+
+
+def _series_name(Y):
+    """A pandas or polars Series' name (a string), else None."""
+    if _frame_labels(Y) is None and (hasattr(Y, "iloc") or (hasattr(Y, "to_numpy") and hasattr(Y, "name"))):
+        name = getattr(Y, "name", None)
+        return name if isinstance(name, str) else None
+    return None
+
+
 def fit_columns(X, Y, columns):
     """The ``model.data_columns`` a fit on (X, Y) leaves (``columns``: the model's before it), as a fit on a table
-    source leaves the table's: a DataFrame X of string column names records them as the features, and Y's names as
-    the targets (a DataFrame's columns, a Series' name; None when unnamed), so that predict, score and evaluate pick
-    a later DataFrame's columns by those names (by_feature_names), as scikit-learn keeps ``feature_names_in_``. A
-    DataFrame the model already picks by its names keeps them, in the model's order; arrays, and a DataFrame of
-    unnamed columns (0, 1, ...), leave the model's as they were (none, or a fit's before): gpunn's fit goes on from
-    the model's weights, as scikit-learn's ``warm_start`` does, which keeps ``feature_names_in_``; a model trained on
-    a table and then on its arrays would otherwise read the same table by position."""
+    source leaves the table's: a DataFrame X (pandas' or polars') of string column names records them as the
+    features, and Y's names as the targets (a DataFrame's columns, a Series' name; None when unnamed), so that
+    predict, score and evaluate pick a later DataFrame's columns by those names (by_feature_names), as scikit-learn
+    keeps ``feature_names_in_``. A DataFrame the model already picks by its names keeps them, in the model's order;
+    arrays, and a DataFrame of unnamed columns (0, 1, ...), leave the model's as they were (none, or a fit's before):
+    gpunn's fit goes on from the model's weights, as scikit-learn's ``warm_start`` does, which keeps
+    ``feature_names_in_``; a model trained on a table and then on its arrays would otherwise read the same table by
+    position. A name that labels two columns of X or of Y is refused: a later DataFrame could not be picked by it."""
     labels = _frame_labels(X)
     if labels is None:
         return columns
@@ -132,11 +177,54 @@ def fit_columns(X, Y, columns):
     if not (features and any(isinstance(label, str) for label in labels)):  # (else by_feature_names picks them)
         if not _named(labels):
             return columns
+        _refuse_repeats(labels, "X")
         features = labels
     targets = _frame_labels(Y)
-    if targets is None and hasattr(Y, "iloc"):  # a Series
-        targets = [getattr(Y, "name", None)]
+    if targets is None:
+        name = _series_name(Y)
+        targets = [name] if name is not None else None
+    elif _named(targets):
+        _refuse_repeats(targets, "Y")
     return {"features": list(features), "targets": targets if _named(targets) else None}
+
+
+_READ_BY_POSITION = contextvars.ContextVar("gpunn_read_by_position", default=False)
+
+
+@contextlib.contextmanager
+def read_by_position():
+    """gpunn's own reads of arrays it has put in the model's columns (``gpunn predict``, data.files.predict_file: a
+    CSV file's picked by name, an .npy file's in order, as the command's help says): warn_read_by_position is quiet
+    inside."""
+    token = _READ_BY_POSITION.set(True)
+    try:
+        yield
+    finally:
+        _READ_BY_POSITION.reset(token)
+
+
+def warn_read_by_position(data, columns, name: str, model) -> None:
+    """scikit-learn's two warnings (sklearn.utils.validation._check_feature_names) where a model reads ``data``'s
+    columns by position though one side of it has names and the other none: a DataFrame of column names given to a
+    model fitted without them (on arrays: ``columns``, its ``data_columns``, has no features), and arrays (or a
+    DataFrame of unnamed columns) given to a model fitted with them. Either way the columns are taken in order, which
+    is right only where they are in training's order. Called where a user's data comes in (predict, evaluate, score,
+    loss, loss_and_gradients, fit, validation_data, resume), not on gpunn's own arrays after them."""
+    if _READ_BY_POSITION.get():
+        return
+    features = (columns or {}).get("features")
+    labels = _frame_labels(data)
+    named = labels is not None and any(isinstance(label, str) for label in labels)
+    owner = type(model).__name__
+    if named and not features:
+        said = (f"{name} has column names ({_shown(labels)}), but the {owner} was fitted without column names: "
+                f"{name}'s columns are read by position, in the order of the columns it was trained on")
+    elif features and not named:
+        said = (f"{name} has no column names, but the {owner} was fitted with them: {name}'s columns are read by "
+                f"position, as {_shown(features)}; a DataFrame of those names has its columns picked by name")
+    else:
+        return
+    warnings.warn(said, UserWarning, stacklevel=user_stacklevel())
 
 
 def _refuse_missing(array, name: str) -> None:

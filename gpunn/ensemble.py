@@ -24,7 +24,7 @@ import numpy
 from . import preflight
 from .backend import user_stacklevel
 from .checks import (as_matrix, by_feature_names, check_rows_match, flag, got, member_index, per_member, positive_int,
-                     seed_int)
+                     seed_int, warn_read_by_position)
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
 from .training.callbacks import missing_log_hint, monitor_mode
@@ -413,7 +413,8 @@ class Ensemble(DeviceModel):
         Rows go through in chunks of ``chunk_rows`` per member. With a
         ``standardizer`` (fit on a source made with standardize), X is taken in raw units and the
         predictions are in the targets' units, in the dtype one MLP returns them in (see MLP.predict).
-        X may be a data source (``gpunn.data``): every row of it, streamed, as for ``MLP.predict``.
+        X may be a data source (``gpunn.data``): every row of it, streamed, as for ``MLP.predict``; a DataFrame's
+        columns are picked by name, or warned of where read by position, as ``MLP.predict`` says.
         """
         return_std = flag(return_std, "return_std")
         kept = self._kept_members() if return_std else None  # refused before any work when no member is left
@@ -421,6 +422,7 @@ class Ensemble(DeviceModel):
             if source_given(X, None, None):
                 out = self._predicted_source(X, self.chunk_rows, (self.n_models,))
             else:
+                warn_read_by_position(X, self.data_columns, "X", self)
                 out = self._predicted(X, self.chunk_rows, (self.n_models,))
             if return_std:
                 if kept is not None:
@@ -487,6 +489,7 @@ class Ensemble(DeviceModel):
             if on_source:
                 logs = self._evaluated_source(X, self.chunk_rows, (self.n_models,))
             else:
+                warn_read_by_position(X, self.data_columns, "X", self)
                 logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
             bad = unscored(self, logs, None if on_source else X, self.chunk_rows, (self.n_models,))
         on = "the source" if on_source else "(X, Y)"

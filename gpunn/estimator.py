@@ -16,8 +16,8 @@ import warnings
 
 import numpy
 
-from .backend import DeviceError
-from .checks import flag, got, seed_int, verbosity
+from .backend import DeviceError, user_stacklevel
+from .checks import feature_names, flag, got, seed_int, verbosity
 from .optim import make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
@@ -97,7 +97,32 @@ except ImportError:  # a minimal stand-in with the same conventions
             return seed
         raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")  # scikit-learn's words
 
+    def _check_feature_names(estimator, X, reset):
+        """scikit-learn's (sklearn.utils.validation), its words: a fit on a DataFrame of string column names keeps
+        them in ``feature_names_in_`` (a fit on arrays drops them); predict warns where X has names and the fit had
+        none, or the reverse (its columns are then read in order), and refuses other names, or the same in another
+        order."""
+        names = feature_names(X)
+        if reset:
+            if names is not None:
+                estimator.feature_names_in_ = numpy.asarray(names, dtype=object)
+            elif hasattr(estimator, "feature_names_in_"):
+                del estimator.feature_names_in_
+            return
+        fitted = getattr(estimator, "feature_names_in_", None)
+        cls = type(estimator).__name__
+        if names is not None and fitted is None:
+            warnings.warn(f"X has feature names, but {cls} was fitted without feature names",
+                          stacklevel=user_stacklevel())
+        elif names is None and fitted is not None:
+            warnings.warn(f"X does not have valid feature names, but {cls} was fitted with feature names",
+                          stacklevel=user_stacklevel())
+        elif names is not None and names != list(fitted):
+            raise ValueError(f"The feature names should match those that were passed during fit: "
+                             f"{', '.join(fitted)}; X has {', '.join(names)}")
+
     def validate_data(estimator, X, y="no_validation", reset=True, **_):
+        _check_feature_names(estimator, X, reset)
         X = numpy.asarray(X, dtype=numpy.float64)
         if X.ndim != 2:
             raise ValueError(f"Expected 2D array, got shape {X.shape}")

@@ -7,6 +7,7 @@ import warnings
 import numpy
 
 from .backend import user_stacklevel
+from .checks import check_rows_match, warn_read_by_position
 from .ops.base import squares64
 
 
@@ -62,6 +63,17 @@ def total_squares(Y):
     each square is formed in float64), on Y's device."""
     centred = Y - Y.mean(axis=0, dtype="float64")
     return (centred * centred).sum(axis=0)
+
+
+def validation_arrays(model, Xv, Yv):
+    """The RegressionEvaluator of a fit's ``validation_data=(Xv, Yv)``, arrays or DataFrames (on arrays or a data
+    source alike): checked as training's rows are (a DataFrame picked by the model's column names, standardized
+    for a model with statistics), rows matched, at least 2. Call inside ``model.backend.use()``."""
+    warn_read_by_position(Xv, model.data_columns, "X_val", model)
+    Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
+    check_rows_match(Xv, Yv, "X_val", "Y_val")
+    check_validation_rows(Xv.shape[0], "validation_data")
+    return RegressionEvaluator(model, Xv, Yv)
 
 
 class RegressionEvaluator:

@@ -26,7 +26,7 @@ import numpy
 from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
-                     positive_int, seed_int)
+                     positive_int, seed_int, warn_read_by_position)
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -545,6 +545,12 @@ class MLP(DeviceModel):
         is predicted a window at a time and the predictions returned in one array (rows x outputs: a source of
         40M rows and one float32 output gives 160 MB), equal to ``predict`` of the rows loaded whole.
 
+        A DataFrame's (pandas' or polars') columns are picked by the model's column names where it has them
+        (``data_columns``: a fit on a DataFrame's or a table's named columns), else read in order. Where they are
+        read by position though one side has names (a DataFrame of names to a model fitted without them, arrays to
+        one fitted with them) a UserWarning says so, as scikit-learn's does; so do ``score``, ``evaluate``,
+        ``loss``, ``loss_and_gradients`` and a fit.
+
         With a ``standardizer`` (training with standardize=True), X is taken in raw units and the
         predictions are returned in the targets' units: in float64 when those targets were float64
         or int64 for a float32 model, un-standardized in float64 (float32 would hold a prediction
@@ -552,6 +558,7 @@ class MLP(DeviceModel):
         with self.backend.use():
             if source_given(X, None, None):
                 return self._predicted_source(X, PREDICT_CHUNK_ROWS)
+            warn_read_by_position(X, self.data_columns, "X", self)
             return self._predicted(X, PREDICT_CHUNK_ROWS)
 
     def loss(self, X, Y) -> float:
@@ -615,6 +622,7 @@ class MLP(DeviceModel):
             if on_source:
                 logs = self._evaluated_source(X, PREDICT_CHUNK_ROWS)
             else:
+                warn_read_by_position(X, self.data_columns, "X", self)
                 logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
             bad = unscored(self, logs, None if on_source else X, PREDICT_CHUNK_ROWS)
         if bad:
@@ -645,6 +653,7 @@ def gradients_over(model, X, Y):
     """(device sum of squared errors, rows, copies of dW, copies of db or None) of one backward pass over
     all rows of X: what MLP.loss_and_gradients and Ensemble.loss_and_gradients share (they differ in
     how the sum becomes a loss). Call inside ``model.backend.use()``."""
+    warn_read_by_position(X, model.data_columns, "X", model)
     X, Y = model._checked(X, Y)  # raw units in, as for fit and predict
     check_rows_match(X, Y)
     rows = X.shape[0]

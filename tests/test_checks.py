@@ -2,6 +2,7 @@
 import copy
 import json
 import re
+import warnings
 
 import numpy
 import pytest
@@ -9,6 +10,8 @@ import pytest
 import gpunn
 from gpunn import MLP, datasets
 from gpunn.checks import NotFinite
+from gpunn.cli import main as cli_main
+from gpunn.data.files import predict_file
 from gpunn.training.ensemble import MemberEarlyStopping
 
 
@@ -239,6 +242,7 @@ def test_array_likes_that_are_not_numpy_arrays_are_read_as_arrays(model, data):
         one.fit(X, _SeriesLike(numpy.where(numpy.arange(10) == 3, numpy.nan, 1.0)), epochs=1, verbose=False)
 
 
+@pytest.mark.filterwarnings("ignore:X(_val)? has no column names")  # arrays to a named model: warned of, below
 def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_named():
     pandas = pytest.importorskip("pandas")
     rng = numpy.random.default_rng(0)
@@ -263,7 +267,7 @@ class _NamedFrame:
         self.values, self.columns, self.iloc = numpy.asarray(values), list(columns), None
 
     def __getitem__(self, names):
-        return _NamedFrame(self.values[:, [self.columns.index(n) for n in names]], names)
+        return type(self)(self.values[:, [self.columns.index(n) for n in names]], names)
 
     def __array__(self, dtype=None, copy=None):
         return self.values if dtype is None else self.values.astype(dtype)
@@ -283,6 +287,7 @@ def _named_model(tmp_path, ensemble=False):
     return model, table
 
 
+@pytest.mark.filterwarnings("ignore:X(_val)? has no column names")  # arrays to a named model: warned of, below
 @pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
 def test_a_model_trained_on_named_columns_picks_a_frames_columns_by_name(tmp_path, ensemble):
     """A model trained on a table (gpunn train --data t.csv) read a DataFrame by position: the same columns in
@@ -307,6 +312,7 @@ def test_a_model_trained_on_named_columns_picks_a_frames_columns_by_name(tmp_pat
             twin.fit(X, y, epochs=1, verbose=False, validation_data=(X, y))["val_r2"]
 
 
+@pytest.mark.filterwarnings("ignore:X(_val)? has no column names")  # arrays to a named model: warned of, below
 def test_a_pandas_frame_is_picked_by_name_by_a_model_trained_on_named_columns(tmp_path):
     pandas = pytest.importorskip("pandas")
     model, table = _named_model(tmp_path)
@@ -314,6 +320,160 @@ def test_a_pandas_frame_is_picked_by_name_by_a_model_trained_on_named_columns(tm
     numpy.testing.assert_array_equal(model.predict(frame[["c", "y", "a", "b"]]), model.predict(table[:, :3]))
 
 
+class _PolarsLikeFrame(_NamedFrame):
+    """A polars DataFrame as gpunn reads one: ``columns`` (a list of strings), ``select`` and ``frame[names]``,
+    ``__array__``, and no ``iloc`` (the tests that take it run on polars itself where it is installed)."""
+
+    def __init__(self, values, columns):
+        super().__init__(values, columns)
+        del self.iloc
+
+    def select(self, names):
+        return self[names]
+
+
+class _PolarsLikeSeries:
+    """A polars Series: a ``name``, ``to_numpy`` and ``__array__``; no ``iloc``."""
+
+    def __init__(self, values, name):
+        self.values, self.name = numpy.asarray(values), name
+
+    def to_numpy(self):
+        return self.values
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def _polars(kind):
+    """(DataFrame, Series) makers of polars' or of its stand-in's."""
+    if kind == "stand-in":
+        return _PolarsLikeFrame, _PolarsLikeSeries
+    polars = pytest.importorskip("polars")
+    return (lambda values, names: polars.DataFrame(values, schema=names, orient="row"),
+            lambda values, name: polars.Series(name, values))
+
+
+@pytest.mark.parametrize("kind", ["stand-in", "polars"])
+@pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
+def test_a_polars_frame_is_read_by_column_name_as_a_pandas_frame_is(ensemble, kind):
+    """A polars DataFrame has no ``iloc``: it was read by position and its names were not kept, so the same columns
+    in another order were predicted on the wrong features without a word."""
+    frame, series = _polars(kind)
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((48, 3)), rng.standard_normal(48)
+    model = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
+                                                                                             seed=0)
+    model.fit(frame(X, ["a", "b", "c"]), series(y, "price"), epochs=1, verbose=False)
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["price"]}
+    expected = model.predict(frame(X, ["a", "b", "c"]))
+    shuffled = frame(X[:, [2, 0, 1]], ["c", "a", "b"])
+    numpy.testing.assert_array_equal(model.predict(shuffled), expected)
+    assert model.score(shuffled, series(y, "price")) == model.score(frame(X, ["a", "b", "c"]), y)
+    with pytest.raises(ValueError, match=r"^X has no column 'b': the model was trained on named columns, a, b, c"):
+        model.predict(frame(X, ["a", "B", "c"]))
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
+def test_a_frames_column_names_given_to_a_model_fitted_without_them_are_warned_of(tmp_path, ensemble):
+    """scikit-learn warns "X has feature names, but MLPRegressor was fitted without feature names", and the reverse
+    (sklearn.utils.validation._check_feature_names): gpunn read such a frame by position, or arrays as a named
+    model's columns, without a word. Each call that takes the user's X warns once; gpunn's own reads do not."""
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    frame = _NamedFrame(X[:, [2, 0, 1]], ["c", "a", "b"])
+    model = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
+                                                                                             seed=0)
+    owner = type(model).__name__
+    model.fit(X, y, epochs=1, verbose=False)
+    unnamed = rf"^X has column names \(c, a, b\), but the {owner} was fitted without column names: X's columns are read " \
+              r"by position, in the order of the columns it was trained on$"
+    calls = [lambda: model.predict(frame), lambda: model.score(frame, y), lambda: model.evaluate(frame, y),
+             lambda: model.loss(frame, y), lambda: model.loss_and_gradients(frame, y)]
+    for call in calls:
+        with pytest.warns(UserWarning, match=unnamed) as record:
+            call()
+        assert len(record) == 1
+    with pytest.warns(UserWarning, match=unnamed):
+        numpy.testing.assert_array_equal(model.predict(frame), model.predict(X[:, [2, 0, 1]]))  # by position
+    with pytest.warns(UserWarning, match=rf"^X_val has column names \(c, a, b\), but the {owner} was fitted without"):
+        model.fit(X, y, epochs=1, verbose=False, validation_data=(frame, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(frame, y, epochs=1, verbose=False)  # a fit records them: no warning
+        assert model.data_columns["features"] == ["c", "a", "b"]
+        model.predict(frame[["a", "b", "c"]])  # picked by name
+    named = rf"^X has no column names, but the {owner} was fitted with them: X's columns are read by position, as c, a, " \
+            r"b; a DataFrame of those names has its columns picked by name$"
+    for call in (lambda: model.predict(X), lambda: model.score(X, y), lambda: model.predict(_NamedFrame(X, [0, 1, 2])),
+                 lambda: model.predict(X.tolist()), lambda: model.fit(X, y, epochs=1, verbose=False)):
+        with pytest.warns(UserWarning, match=named) as record:
+            call()
+        assert len(record) == 1
+    numpy.save(tmp_path / "X.npy", X)
+    gpunn.save(tmp_path / "m.npz", model)
+    with warnings.catch_warnings():  # gpunn predict reads an .npy file's columns in order, as its help says
+        warnings.simplefilter("error")
+        predict_file(model, str(tmp_path / "X.npy"), str(tmp_path / "P.npy"))  # (streamed)
+        if not ensemble:  # (gpunn predict takes one model's file)
+            assert cli_main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.npy")]) == 0
+
+
+def test_duplicate_column_names_are_refused_naming_them():
+    """pandas allows two columns of one name: a fit recorded both (a later frame then picked three columns for two
+    names), and a model trained on named columns given one picked both ("X has 4 columns but the model expects 3"
+    said nothing of why)."""
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((24, 4)), rng.standard_normal(24)
+    model = MLP([4, 4, 1], device="cpu", seed=0)
+    params = model.params.copy()
+    with pytest.raises(ValueError, match=r"^X has duplicate column names: 'a' \(2 columns\); a fit records its column "
+                                         r"names, to pick a later DataFrame's columns by them, so each name must label "
+                                         r"one column: rename or drop the repeats \(X\.loc\[:, ~X\.columns\."
+                                         r"duplicated\(\)\] keeps the first\)$"):
+        model.fit(pandas.DataFrame(X, columns=["a", "b", "a", "c"]), y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"^Y has duplicate column names: 'y' \(2 columns\)"):
+        model.fit(pandas.DataFrame(X, columns=["a", "b", "c", "d"]),
+                  pandas.DataFrame(numpy.c_[y, y], columns=["y", "y"]), epochs=1, verbose=False)
+    assert model.data_columns is None
+    numpy.testing.assert_array_equal(model.params, params)  # refused before training
+    model, frame = MLP([3, 4, 1], device="cpu", seed=0), pandas.DataFrame(X[:, :3], columns=["a", "b", "c"])
+    model.fit(frame, y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"^X has duplicate column names: 'b' \(2 columns\); the model picks its "
+                                         r"columns by name"):
+        model.predict(pandas.DataFrame(X, columns=["a", "b", "c", "b"]))
+    leaves = pandas.DataFrame(numpy.c_[X[:, :3], y, y], columns=["a", "b", "c", "y", "y"])
+    numpy.testing.assert_array_equal(model.predict(leaves), model.predict(frame))  # a repeat it leaves is harmless
+
+
+def test_a_resumed_run_picks_a_frames_columns_by_the_checkpoints_names(tmp_path):
+    """resume(X, Y) keeps the checkpoint's names (it continues the run; it records none anew): a frame of them in
+    another order resumes the run saved, bit for bit, one of other names is refused, and a frame of names given to a
+    run fitted on arrays is read by position with fit's warning."""
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    frame = pandas.DataFrame(X, columns=["a", "b", "c"])
+    for name, data in (("named.npz", frame), ("unnamed.npz", X)):
+        MLP([3, 4, 1], device="cpu", seed=0).fit(data, y, epochs=1, verbose=False,
+                                                 callbacks=[gpunn.ModelCheckpoint(tmp_path / name)])
+    straight = MLP([3, 4, 1], device="cpu", seed=0)
+    straight.fit(frame, y, epochs=2, verbose=False)
+    ckpt = gpunn.load_checkpoint(tmp_path / "named.npz", device="cpu")
+    ckpt.resume(frame[["c", "a", "b"]], y, epochs=2, verbose=False, checkpoint=False)
+    numpy.testing.assert_array_equal(ckpt.model.params, straight.params)
+    assert ckpt.model.data_columns == {"features": ["a", "b", "c"], "targets": None}
+    with pytest.raises(ValueError, match=r"^X has no column 'b': the model was trained on named columns, a, b, c"):
+        gpunn.load_checkpoint(tmp_path / "named.npz", device="cpu").resume(frame.rename(columns={"b": "B"}), y,
+                                                                            verbose=False, checkpoint=False)
+    ckpt = gpunn.load_checkpoint(tmp_path / "unnamed.npz", device="cpu")
+    with pytest.warns(UserWarning, match=r"^X has column names \(a, b, c\), but the MLP was fitted without"):
+        ckpt.resume(frame, y, epochs=2, verbose=False, checkpoint=False)
+    assert ckpt.model.data_columns is None
+
+
+@pytest.mark.filterwarnings("ignore:X(_val)? has no column names")  # arrays to a named model: warned of, below
 @pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
 def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
     """A fit on a DataFrame kept no names: the same columns in another order were predicted by position, on the
@@ -343,7 +503,8 @@ def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
     assert model.data_columns == {"features": ["a", "b", "c"], "targets": None}
     gpunn.save(tmp_path / "m2.npz", model)
     assert gpunn.load(tmp_path / "m2.npz").data_columns == model.data_columns
-    model.fit(X, y, epochs=1, verbose=False)  # arrays, or a frame of unnamed columns: the names are kept
+    with pytest.warns(UserWarning, match="^X has no column names, but the"):  # (as scikit-learn's warm_start warns)
+        model.fit(X, y, epochs=1, verbose=False)  # arrays, or a frame of unnamed columns: the names are kept
     model.fit(pandas.DataFrame(X), y, epochs=1, verbose=False)
     assert model.data_columns == {"features": ["a", "b", "c"], "targets": None}
     numpy.testing.assert_array_equal(model.predict(frame[["c", "a", "b"]]), model.predict(X))
@@ -351,7 +512,8 @@ def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
                                                                                              seed=0)
     fresh.fit(X, y, epochs=1, verbose=False)  # a model that never saw names reads a frame by position
     assert fresh.data_columns is None
-    numpy.testing.assert_array_equal(fresh.predict(frame[["c", "a", "b"]]), fresh.predict(X[:, [2, 0, 1]]))
+    with pytest.warns(UserWarning, match=r"^X has column names \(c, a, b\), but the"):
+        numpy.testing.assert_array_equal(fresh.predict(frame[["c", "a", "b"]]), fresh.predict(X[:, [2, 0, 1]]))
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -366,6 +366,7 @@ def test_a_sources_validation_in_chunks_of_rows_is_the_whole_pass(tmp_path):
     assert chunked == pytest.approx(whole, rel=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:X has no column names")  # (named, scored on arrays)
 def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path):
     """A validation table whose columns come in another order (or are others) would be scored column
     for column against the wrong features: refused, saying which columns to pick."""

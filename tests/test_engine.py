@@ -403,6 +403,7 @@ def test_help_says_what_a_copy_of_an_mlp_or_an_ensemble_holds():
     assert "last fit's history" in inspect.getdoc(gpunn.Ensemble.__deepcopy__)
 
 
+@pytest.mark.filterwarnings("ignore:X has no column names")  # (named, scored on arrays)
 def test_copy_deepcopy_gives_an_independent_model_that_trains_the_same(data):
     # copy.deepcopy(model) raised "an MLP does not pickle"
     import copy

@@ -206,6 +206,48 @@ def test_works_without_scikit_learn():
     assert float(score) > 0.9 and shape.strip() == "(200,)"
 
 
+def test_without_scikit_learn_a_frames_column_names_are_kept_and_checked_as_scikit_learn_does():
+    """scikit-learn's validate_data keeps a DataFrame's names in ``feature_names_in_``, warns where predict's X has
+    names and the fit had none (or the reverse) and refuses other names; the stand-in dropped them, so a frame of the
+    same columns in another order was predicted on the wrong features without a word."""
+    pytest.importorskip("pandas")
+    code = textwrap.dedent("""
+        import sys, warnings
+        sys.modules["sklearn"] = None
+        import numpy, pandas
+        from gpunn import MLPRegressor
+        from gpunn.estimator import ConvergenceWarning
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # (2 epochs)
+        X = numpy.random.default_rng(0).standard_normal((40, 3)); y = X @ [1.0, -2.0, 0.5]
+        frame = pandas.DataFrame(X, columns=["a", "b", "c"])
+        est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0, device="cpu")
+        est.fit(frame, y)
+        assert list(est.feature_names_in_) == ["a", "b", "c"], est.feature_names_in_
+        est.predict(frame)
+        said = []
+        for given in (X, frame[["c", "a", "b"]]):
+            try:
+                est.predict(given)
+            except (UserWarning, ValueError) as exc:
+                said.append(f"{type(exc).__name__}: {exc}")
+        est.fit(X, y)
+        assert not hasattr(est, "feature_names_in_")
+        try:
+            est.predict(frame)
+        except UserWarning as exc:
+            said.append(f"UserWarning: {exc}")
+        print("|".join(said))
+    """)
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = waiting.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().split("|") == [
+        "UserWarning: X does not have valid feature names, but MLPRegressor was fitted with feature names",
+        "ValueError: The feature names should match those that were passed during fit: a, b, c; X has c, a, b",
+        "UserWarning: X has feature names, but MLPRegressor was fitted without feature names"]
+
+
 @pytest.mark.gpu
 def test_on_the_gpu_predictions_come_back_as_host_arrays(gpu, data):
     X, y = data

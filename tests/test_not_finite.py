@@ -342,6 +342,7 @@ AS_FLOAT64 = "or give the values as float64 (standardized in float64, then cast)
 ON_THE_WAY = f"3e+38 is 4.8 once standardized, but {WHY}; clean or impute it first, {AS_FLOAT64}"
 
 
+@pytest.mark.filterwarnings("ignore:X has no column names")  # (named, scored on arrays)
 def test_a_value_left_past_float32_on_the_way_to_its_standardized_value_is_named_by_fit_and_predict(
         tmp_path, device, monkeypatch, capsys):
     """b is -3e38 but at BAD_ROW, 3e38: under its own statistics (mean -2.75e38, spread 1.2e38) 3e38 is 4.8

@@ -6,7 +6,7 @@ import os
 
 import numpy
 
-from ..checks import NotFinite
+from ..checks import NotFinite, read_by_position
 from ..hints import shell_word
 from .common import DEVICE_NAMES, add_debug, file_path
 from .data import COLUMNS_HELP, column_names
@@ -131,7 +131,8 @@ def run(args) -> int:
         return 0
     X = preflight.read_matrix(args.input, "IN")
     try:
-        P = numpy.asarray(model.backend.to_host(model.predict(X)))
+        with read_by_position():  # an .npy or headerless file's columns, in order, as the help says
+            P = numpy.asarray(model.backend.to_host(model.predict(X)))
     except NotFinite as exc:
         from ..data.files import not_finite_in_file
 

@@ -1,8 +1,8 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..checks import check_rows_match, flag, seed_int
-from ..metrics import RegressionEvaluator, SourceEvaluator, check_validation_rows
+from ..checks import flag, seed_int
+from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .base import _fraction
 
 
@@ -79,10 +79,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     except (TypeError, ValueError):
         raise ValueError("validation_data must be a pair (X_val, Y_val) or a data source") from None
     with model.backend.use():
-        Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
-        check_rows_match(Xv, Yv, "X_val", "Y_val")
-        check_validation_rows(Xv.shape[0], "validation_data")
-        return RegressionEvaluator(model, Xv, Yv)
+        return validation_arrays(model, Xv, Yv)
 
 
 def source_order(source, seed, shuffle, default_seed):

@@ -13,7 +13,7 @@ import tempfile
 
 import numpy
 
-from ..checks import NotFinite
+from ..checks import NotFinite, read_by_position
 from ..csvtext import CSV_BLOCK
 from .base import DataError
 
@@ -384,7 +384,8 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
             nonlocal rows
             for X in chunks:
                 try:
-                    P = model.backend.to_host(model.predict(X))
+                    with read_by_position():  # (picked by name, or a headerless file's, in order: the help says so)
+                        P = model.backend.to_host(model.predict(X))
                 except NotFinite as exc:  # NaN or inf in the inputs: say where in the file
                     raise DataError(not_finite_in_file(in_path, exc, rows + exc.row, names, csv)) from None
                 rows += P.shape[0]

@@ -9,9 +9,10 @@ import sys
 
 import numpy
 
-from ..checks import check_rows_match, fit_columns, flag, got, no_array, positive_int, real, seed_int
+from ..checks import (check_rows_match, fit_columns, flag, got, no_array, positive_int, real, seed_int,
+                      warn_read_by_position)
 from ..hints import unexpected_keyword
-from ..metrics import RegressionEvaluator, check_validation_rows
+from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
 from .callbacks import order_callbacks
@@ -78,6 +79,7 @@ def checked_arrays(model, X, Y):
     with statistics), rows matched; the model's ``data_columns`` then those the fit leaves (checks.fit_columns: a
     DataFrame's names, read before the conversion drops them, else the model's own). MLP's and Ensemble's fit alike."""
     columns = fit_columns(X, Y, model.data_columns)
+    warn_read_by_position(X, columns, "X", model)  # (the names this fit leaves: a DataFrame's own are no warning)
     X, Y = model._checked(X, Y)
     check_rows_match(X, Y)
     model.data_columns = columns  # (validation_data is picked by them)
@@ -98,10 +100,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             Xv, Yv = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
-        Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
-        check_rows_match(Xv, Yv, "X_val", "Y_val")
-        check_validation_rows(Xv.shape[0], "validation_data")
-        return X, Y, RegressionEvaluator(model, Xv, Yv)
+        return X, Y, validation_arrays(model, Xv, Yv)
     if not fraction:
         return X, Y, None
     m = X.shape[0]
