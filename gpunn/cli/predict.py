@@ -32,8 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "model).")
     # MODEL IN OUT, as the description, README and the errors ("IN in.npy: X has 8 columns") name them
     p.add_argument("model", type=file_path, metavar="MODEL", help="checkpoint .npz")
-    p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or .parquet file/directory")
-    p.add_argument("output", type=file_path, metavar="OUT", help="file to write: .npy, .csv or .parquet")
+    p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or "
+                   ".parquet (.parq, .pq) file or a directory of them")
+    p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv or .parquet (.parq, .pq)")
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
                    "the model's training columns, else every column); streams the input")
