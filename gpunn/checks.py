@@ -227,6 +227,24 @@ def warn_read_by_position(data, columns, name: str, model) -> None:
     warnings.warn(said, UserWarning, stacklevel=user_stacklevel())
 
 
+def _text_column(frame) -> str:
+    """Which column of the pandas DataFrame ``frame`` (or None) does not read as numbers, for the refusal of its
+    dtype object: " (its column 'city' holds text, 'Paris' in row 0: leave it out, or encode it as numbers)", or "".
+    It said "strings or other Python objects" of the whole frame, naming no column."""
+    if frame is None:
+        return ""
+    for index, label in enumerate(frame.columns):
+        column = frame.iloc[:, index]
+        try:
+            column.to_numpy(dtype=numpy.float64, na_value=numpy.nan)
+        except (ValueError, TypeError):
+            row, value = next(((r, v) for r, v in enumerate(column) if not isinstance(v, numbers.Real) and v is not None),
+                              (None, None))
+            example = f", {value!r} in row {row}" if row is not None else ""
+            return f" (its column {label!r} holds text{example}: leave it out, or encode it as numbers)"
+    return ""
+
+
 def _refuse_missing(array, name: str) -> None:
     """An object array (a list) of numbers and None: None is a missing value, refused as one, a ValueError as a NaN
     is (NotFinite; a DataFrame's None reaches the checks as NaN), where "strings or other Python objects" named
@@ -252,6 +270,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
                         "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     xp = backend.xp
+    frame = data if _frame_labels(data) is not None else None
     data = as_array(data, name)
     if _kind_of(data) not in "biuf":
         if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...
@@ -265,8 +284,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
         # scikit-learn asks: a guess here would take "1,5" or "N/A" silently one way or another
         text = (f" (text: where every string is a number, convert them first, {name.split()[0]}.astype(float); "
                 "encode other text as numbers)")
-        what = {"O": " (strings or other Python objects: encode them as numbers first)", "U": text,
-                "S": text}.get(_kind_of(data), "")
+        what = {"O": _text_column(frame) or " (strings or other Python objects: encode them as numbers first)",
+                "U": text, "S": text}.get(_kind_of(data), "")
         raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}{what}")
     if data.ndim == 1 and allow_1d:
         data = data.reshape(-1, 1)

@@ -255,8 +255,12 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
     frame.loc[5, "b"] = pandas.NA
     with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite value\(s\) \(first at row 5, column 1\)"):
         model.predict(frame)
-    with pytest.raises(TypeError, match="strings or other Python objects"):
+    # the column that holds the words, named: it said "strings or other Python objects" of the whole frame
+    with pytest.raises(TypeError, match=r"^X must hold real numbers; got dtype object \(its column 'b' holds text, "
+                                        r"'x' in row 0: leave it out, or encode it as numbers\)$"):
         model.predict(frame.assign(b="x"))
+    with pytest.raises(TypeError, match=r"\(its column 'c' holds text, 'n/a' in row 2: leave it out"):
+        model.fit(frame.assign(b=1, c=[1.5, 2.0, "n/a"] + [0.0] * 9), y, epochs=1, verbose=False)
 
 
 class _NamedFrame:
