@@ -870,6 +870,18 @@ def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     assert "unknown file type" in capsys.readouterr().err
 
 
+def test_targets_naming_the_data_file_is_noted(pair, capsys):
+    """--targets X.npy for --data X.npy (a slip of the keyboard) trained the model to give back its inputs, to a
+    held-out r2 near 1, and said so as of any run. An autoencoder may mean it: a note, not a refusal."""
+    tmp_path, _, _ = pair
+    x = str(tmp_path / "X.npy")
+    assert main(["train", "--data", x, "--targets", x, *SMALL]) == 0
+    assert capsys.readouterr().err == (f"note: --targets {x} is the --data file: the model learns to give back its "
+                                       "inputs (give the targets' own file, if that was not meant)\n")
+    assert main(["train", "--data", x, "--targets", str(tmp_path / "Y.npy"), *SMALL]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_predict_reads_in_by_its_name_as_it_writes_out_and_as_train_reads_data(tmp_path, capsys):
     """IN of another name was read whole by its bytes (x.dat holding an .npy array was predicted from; t.txt, CSV
     text with a header, by position, where t.csv's columns are picked by the model's names), but streamed by its

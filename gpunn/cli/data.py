@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 
 from ..csvtext import joined_columns, split_columns
@@ -139,6 +140,7 @@ def make_source(args, backend, ckpt=None):
         _check_column_options(args, kind)
         if kind == ".npy":
             source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
+            _note_targets_are_inputs(args)
         elif kind in (".parquet", ".parq", ".pq") or os.path.isdir(args.data):
             source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind == ".csv":
@@ -262,6 +264,17 @@ def _check_held_out(args, source, ckpt):
         what = (f"the tenth of its chunks held out for validation is 1 row of {source.rows + held:,}" if held else
                 f"{counted(source.rows, 'row')} in one chunk, none of which can be held out for validation")
         raise ValueError(f"--data {shell_word(args.data)}: {what}, and R² needs 2: use a file with more rows (20 at least)")
+
+
+def _note_targets_are_inputs(args):
+    """A note where --targets names the --data file (a slip of the keyboard, or an autoencoder asked for): the
+    model learns to give back its inputs, which trains well (held-out r2 near 1) and was said as any run."""
+    from ..distributed import launched_rank
+    from ..preflight import same_file
+
+    if same_file(args.data, args.targets) and launched_rank() == 0:  # (under mpiexec rank 0 says it, once)
+        print(f"note: --targets {shell_word(args.targets)} is the --data file: the model learns to give back its inputs "
+              "(give the targets' own file, if that was not meant)", file=sys.stderr, flush=True)
 
 
 def _show_notes(notes, args, source, ckpt):
