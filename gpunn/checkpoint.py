@@ -1295,11 +1295,15 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
     warn_read_by_position(X, model.data_columns, "X", model)  # (the checkpoint's names, kept: see resume)
     X, Y = model._checked(X, Y)  # standardized copies for a model with statistics, as fit trains on
     check_rows_match(X, Y)
+    given = X.shape[0]
     X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
                                        settings.validation_fraction, settings.seed)
-    if X.shape[0] != settings.train_rows:
-        raise ValueError(f"the checkpoint trained on {settings.train_rows} rows; these data give "
-                         f"{X.shape[0]}. Resume with the same X and Y.")
+    if X.shape[0] != settings.train_rows:  # (it said "the checkpoint trained on 16200 rows; these data give 16195" of
+        fraction = settings.validation_fraction  # an X of 17995 rows: the count after the split, unexplained)
+        split = f" (those validation_fraction={fraction:g} left of X)" if settings.validation == "fraction" else ""
+        after = f", {X.shape[0]:,} after that split" if split else ""
+        raise ValueError(f"{ckpt.path} trained on {settings.train_rows:,} rows{split}; these X and Y have {given:,}"
+                         f"{after}. Resume with the same X and Y.")
     saved = ckpt.training.get("source") or {}
     if _members(model) is None:
         source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)

@@ -1320,8 +1320,16 @@ def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],
                                              verbose=False)
-    with pytest.raises(ValueError, match="same X and Y"):
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'c.npz'))} trained on {len(X):,} rows; these X "
+                                         r"and Y have 500\. Resume with the same X and Y\.$"):
         gpunn.load_checkpoint(tmp_path / "c.npz").resume(X[:500], Y[:500], verbose=False)
+    # a held-out share: the count it trained on is what the share left (it said "these data give 450" of 500 rows)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, validation_fraction=0.1, verbose=False,
+                                             callbacks=[gpunn.ModelCheckpoint(tmp_path / "v.npz")])
+    trained = gpunn.load_checkpoint(tmp_path / "v.npz").settings.train_rows
+    with pytest.raises(ValueError, match=rf" trained on {trained:,} rows \(those validation_fraction=0\.1 left of X\); "
+                                         r"these X and Y have 500, 450 after that split\."):
+        gpunn.load_checkpoint(tmp_path / "v.npz").resume(X[:500], Y[:500], verbose=False)
     # the same shape, other values: resumed without a word (a regenerated or reordered data set is not the run)
     changed = X.copy()
     changed[7, 3] += 1e-3
