@@ -62,7 +62,7 @@ from .checks import check_rows_match, flag, positive_int, warn_read_by_position
 from .hints import shell_word
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .preflight import CHECKPOINT_META, not_a_checkpoint, same_file, writes_in_place
-from .rng import GPU_GENERATOR, generator
+from .rng import CPU_SHUFFLE, GPU_GENERATOR, GPU_SHUFFLE, generator, shuffler
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
 from .training import ensemble as ens_training
@@ -321,6 +321,8 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         "callbacks": saved_callbacks,
         "callback_order": order,
     }
+    if settings.shuffle:  # what ordered its epochs' rows: a resume part-way through one on another warns (_check_shuffle)
+        training["shuffled_by"] = shuffler(model.backend)
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
     if _members(model) is not None:
         optimizer["frozen"] = opt.frozen
@@ -431,6 +433,8 @@ def _check_training(training, path, members=None, diverged=()):
         and isinstance(c.get("state"), dict) and isinstance(c.get("arrays"), list)
         and all(isinstance(a, str) and a.isidentifier() for a in c["arrays"]) for c in cbs), path,
         "invalid callback states")
+    _require(training.get("shuffled_by") is None or isinstance(training["shuffled_by"], str), path,
+             "invalid shuffled_by (the name of what ordered the epochs' rows)")
     order = training.get("callback_order")  # every callback of the run, in its order (absent in files from before it)
     _require(order is None or (isinstance(order, list) and all(
         isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("class", "module", "qualname")) for c in order)
@@ -957,6 +961,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         _check_validation(ckpt, evaluator)
+        _check_shuffle(ckpt, settings, state)
         over = _over(ckpt, settings)
         callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, over), verbose)
         if over:  # nothing trains: a writer of the file resumed would only put this call's settings in it (patience
@@ -1381,6 +1386,34 @@ def _check_drawn_by(ckpt, saved, validation=False) -> None:
     raise ValueError(f"{ckpt.path} was trained on {what} drawn by {_GENERATOR_WORDS.get(was, repr(was))}, and on "
                      f"{backend.device} they are drawn by {_GENERATOR_WORDS.get(now, repr(now))}: other {noun}, not the "
                      f"run's. Resume it on {on}")
+
+
+_SHUFFLE_WORDS = {CPU_SHUFFLE: "NumPy's permutation on the CPU", GPU_SHUFFLE: "gpunn's hash permutation on a GPU"}
+
+
+def _check_shuffle(ckpt, settings, state) -> None:
+    """Warn where a shuffled run stopped part-way through an epoch is resumed where another permutation orders the
+    rows (gpunn.rng.shuffler: the CPU's and the GPU's differ for the same seed and epoch): the rest of that epoch is
+    the other order's batches, some of its rows trained twice and others not at all. Warned, not refused, as the
+    rows are the run's (other rows drawn are refused: _check_drawn_by); at an epoch's end nothing is said, as the
+    next epochs' other shuffles are as good, and the arithmetic differs between devices anyway. What ordered them
+    is the file's "shuffled_by", else (a file from before the record) what orders them on the device it names."""
+    if not settings.shuffle or not state.batch:
+        return
+    was = ckpt.training.get("shuffled_by")
+    if was is None:
+        was = GPU_SHUFFLE if str(ckpt.meta.get("device", "cpu")).startswith("cuda") else CPU_SHUFFLE
+    backend = ckpt.model.backend
+    now = shuffler(backend)
+    if was == now:
+        return
+    on = ("a GPU: gpunn.load_checkpoint(path, device='cuda')" if was == GPU_SHUFFLE else
+          "the CPU: gpunn.load_checkpoint(path, device='cpu')" if was == CPU_SHUFFLE else "the gpunn that wrote it")
+    warnings.warn(f"{ckpt.path} stopped part-way through epoch {state.epoch + 1} (after {state.batch} of its "
+                  f"{settings.batches_per_epoch} batches), whose rows {_SHUFFLE_WORDS.get(was, repr(was))} ordered, "
+                  f"and on {backend.device} {_SHUFFLE_WORDS.get(now, repr(now))} orders them: the rest of that epoch "
+                  "is another order's batches, some of its rows trained twice and others not at all (later epochs are "
+                  f"whole). For the run's order, resume it on {on}", UserWarning, stacklevel=_backend.user_stacklevel())
 
 
 def _config_differences(saved: dict, now: dict, ignored=()) -> str:

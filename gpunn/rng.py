@@ -57,7 +57,7 @@ class DeviceRNG:
 # What draws a DeviceRNG's normal and uniform values, as a checkpoint records it with a source whose rows are drawn
 # (gpunn.data.SyntheticSource's, an ensemble's bootstrap resamples): a resume on another generator would train on other
 # rows, which gpunn.checkpoint refuses. A change to what a stream draws on either (the key, the counter layout, the
-# transform to normals or uniforms) must change its name here. (The shuffles' permutations are not in it.)
+# transform to normals or uniforms) must change its name here. (The shuffles' permutations are named apart, below.)
 GPU_GENERATOR = "gpunn philox4x32-10"  # kernels/random.cu, keyed and laid out as DeviceRNG says
 CPU_GENERATOR = "numpy " + type(numpy.random.default_rng(0).bit_generator).__name__  # default_rng's: "numpy PCG64"
 
@@ -65,6 +65,20 @@ CPU_GENERATOR = "numpy " + type(numpy.random.default_rng(0).bit_generator).__nam
 def generator(backend) -> str:
     """The name of the generator that draws DeviceRNG's normal and uniform values on ``backend``."""
     return GPU_GENERATOR if backend.is_gpu else CPU_GENERATOR
+
+
+# What orders an epoch's rows (DeviceRNG.permutation: in-memory arrays', an Ensemble's, a data-parallel run's global
+# order, a data source's windows), as a checkpoint of a shuffled run records it ("shuffled_by"): the CPU's and the
+# GPU's differ for the same (seed, epoch), so a run resumed part-way through an epoch on the other kind of device
+# trains the rest of it in another order, which gpunn.checkpoint warns of. A change to either permutation must
+# change its name here.
+GPU_SHUFFLE = "gpunn hash_permutation"  # argsort of 32-bit splitmix64 keys of the row numbers
+CPU_SHUFFLE = f"{CPU_GENERATOR} permutation"  # NumPy's Generator.permutation
+
+
+def shuffler(backend) -> str:
+    """The name of the permutation that DeviceRNG's ``permutation`` draws on ``backend``."""
+    return GPU_SHUFFLE if backend.is_gpu else CPU_SHUFFLE
 
 
 def normals(rngs, rows, cols, dtype):

@@ -1,6 +1,8 @@
 """Checkpoints record which generator drew a source's rows (a synthetic source's, a bootstrap's resamples), and a
 resume that would draw them with another one (another kind of device, or cuRAND in an older gpunn's GPU run) is
-refused: it would go on with other rows. A CPU file from before the record resumes as it did, bit for bit."""
+refused: it would go on with other rows. A CPU file from before the record resumes as it did, bit for bit. A shuffled
+run's file records what ordered its epochs' rows (NumPy's permutation on the CPU, gpunn's hash permutation on a GPU:
+other orders for the same seed and epoch), and a resume part-way through an epoch where the other orders them warns."""
 from __future__ import annotations
 
 import warnings
@@ -117,7 +119,72 @@ def test_a_bootstrapped_ensembles_checkpoint_records_what_drew_its_resamples(ens
         gpunn.load_checkpoint(curand, device="cpu").resume(X, Y, epochs=2, verbose=False)
 
 
+SHUFFLED_ON = {"cpu": "numpy PCG64 permutation", "cuda": "gpunn hash_permutation"}
+OTHER_ORDER = r"the rest of that epoch is another order's batches, some of its rows trained twice and others not at all"
+
+
+def _stopped(device, path, interrupt_at, shuffle=True):
+    """A run on 200 in-memory rows (4 batches an epoch) stopped after batch 2 of epoch 1 (a file written there)."""
+    X = numpy.random.default_rng(0).standard_normal((200, 3))
+    model = gpunn.MLP([3, 4, 1], device=device, seed=0)
+    model.fit(X, X[:, :1], epochs=2, batch_size=50, shuffle=shuffle, verbose=False,
+              callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(0, 1)])
+    return X, X[:, :1]
+
+
+def test_a_shuffled_runs_checkpoint_records_what_ordered_its_rows_and_warns_of_another_part_way(tmp_path,
+                                                                                                interrupt_at):
+    """Resumed part-way through an epoch where another permutation orders the rows (a GPU's file on the CPU), the rest
+    of the epoch is other batches: a warning, not a refusal (the rows are the run's), saying where to resume; at an
+    epoch's end, or where the same permutation orders them, nothing is said."""
+    path = tmp_path / "run.npz"
+    X, Y = _stopped("cpu", path, interrupt_at)
+    assert _recorded(path, "shuffled_by") == rng.shuffler(gpunn.load(path).backend) == SHUFFLED_ON["cpu"]
+    on_gpu = tmp_path / "gpu.npz"
+    rewrite_meta(path, on_gpu, lambda meta: meta.update(device="cuda:0") or
+                 meta["training"].update(shuffled_by=SHUFFLED_ON["cuda"]))
+    with pytest.warns(UserWarning, match=r"gpu.npz stopped part-way through epoch 1 \(after 2 of its 4 batches\), "
+                                         r"whose rows gpunn's hash permutation on a GPU ordered, and on cpu NumPy's "
+                                         rf"permutation on the CPU orders them: {OTHER_ORDER} \(later epochs are "
+                                         r"whole\). For the run's order, resume it on a GPU: "
+                                         r"gpunn.load_checkpoint\(path, device='cuda'\)"):
+        gpunn.load_checkpoint(on_gpu, device="cpu").resume(X, Y, verbose=False, checkpoint=False)
+    old = tmp_path / "old.npz"  # from before the record: what orders them on the device it names (the CPU)
+    rewrite_meta(path, old, lambda meta: meta["training"].pop("shuffled_by"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpunn.load_checkpoint(old, device="cpu").resume(X, Y, verbose=False, checkpoint=False)
+        gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False)
+        assert _recorded(path, "position") == {"epoch": 2, "batch": 0, "partial_sum_sq": 0.0}
+        rewrite_meta(path, on_gpu, lambda meta: meta.update(device="cuda:0") or
+                     meta["training"].update(shuffled_by=SHUFFLED_ON["cuda"]))
+        gpunn.load_checkpoint(on_gpu, device="cpu").resume(X, Y, epochs=3, verbose=False)  # at an epoch's end
+    _stopped("cpu", path, interrupt_at, shuffle=False)
+    assert "shuffled_by" not in gpunn.load_checkpoint(path, device="cpu").training  # no order to record
+
+
 # ---- on a GPU (tests/fakecupy under GPUNN_FAKE_CUPY=1) -------------------------------------------------------------
+@pytest.mark.gpu
+def test_the_cpu_and_a_gpu_order_an_epoch_otherwise_and_a_resume_part_way_on_the_other_says_so(gpu, tmp_path,
+                                                                                             interrupt_at):
+    """NumPy's permutation and gpunn's hash permutation give other orders for the same seed and epoch (so the
+    checkpoint names the one that ordered a run): a CPU run stopped part-way through an epoch warns resumed on a
+    GPU, and a GPU run does not."""
+    cpu = gpunn.backend.resolve("cpu")
+    for n in (50, 1000):
+        orders = [b.to_host(rng.DeviceRNG(b, 7, "shuffle", 1).permutation(n)) for b in (cpu, gpu)]
+        assert sorted(orders[1]) == list(range(n)) and list(orders[0]) != list(orders[1])
+    on_cpu, on_gpu = tmp_path / "cpu.npz", tmp_path / "gpu.npz"
+    X, Y = _stopped("cpu", on_cpu, interrupt_at)
+    _stopped("cuda", on_gpu, interrupt_at)
+    assert [_recorded(p, "shuffled_by") for p in (on_cpu, on_gpu)] == [SHUFFLED_ON["cpu"], SHUFFLED_ON["cuda"]]
+    with pytest.warns(UserWarning, match=r"whose rows NumPy's permutation on the CPU ordered, and on cuda:0 gpunn's "
+                                         rf"hash permutation on a GPU orders them: {OTHER_ORDER} .* resume it on the "
+                                         r"CPU: gpunn.load_checkpoint\(path, device='cpu'\)"):
+        gpunn.load_checkpoint(on_cpu, device="cuda").resume(X, Y, verbose=False, checkpoint=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpunn.load_checkpoint(on_gpu, device="cuda").resume(X, Y, verbose=False, checkpoint=False)
 @pytest.mark.gpu
 def test_a_gpu_run_resumed_on_the_cpu_or_a_cpu_run_on_a_gpu_is_refused(gpu, tmp_path):
     """Another kind of device draws other rows: load_checkpoint(path, device=...) of the other kind resumed silently

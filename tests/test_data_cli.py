@@ -855,6 +855,37 @@ def test_a_text_column_taken_as_a_feature_by_default_says_how_to_leave_it_out(tm
             in capsys.readouterr().err)
 
 
+def test_predict_of_a_text_column_read_as_a_feature_by_default_says_how_to_leave_it_out(tmp_path, capsys):
+    """A model that knows no column names takes every column of a table: an id beside the model's features is
+    refused, and the refusal says to name the others with --features, streamed (Parquet) and read whole (CSV)
+    alike, where they are the model's count; a stray value in a column of numbers, or too few other columns, keep
+    the plain refusal. (The hint was given to training's sources only: its branch for no targets never ran.)"""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    pq.write_table(pa.table({"name": ["bob", "cat"], "a": [1.0, 3.0], "b": [2.0, 4.0]}), tmp_path / "ids.parquet")
+    (tmp_path / "ids.csv").write_text("name,a,b\nbob,1,2\ncat,3,4\n")
+    hint = "; with no features named, every column is one: if 'name' is not, name those that are (--features a,b)"
+    for name, refused in (("ids.parquet", "column 'name' is string, not numeric; every feature column must hold "
+                                          "numbers"),
+                          ("ids.csv", "line 2: column 'name': 'bob' is not a number")):
+        path = str(tmp_path / name)
+        assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
+        sep = ": " if name.endswith(".parquet") else " "
+        assert capsys.readouterr().err == f"gpunn predict: error: IN {path}{sep}{refused}{hint}\n"
+        assert main(["predict", model, path, str(tmp_path / "p.npy"), "--features", "a,b"]) == 0  # as it says
+        assert numpy.load(tmp_path / "p.npy").shape == (2, 1)
+    (tmp_path / "ids.csv").write_text("name,a,b\n1,1,2\noops,3,4\n")  # a stray value: no word of the default
+    assert main(["predict", model, str(tmp_path / "ids.csv"), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err.endswith("line 3: column 'name': 'oops' is not a number\n")
+    pq.write_table(pa.table({"name": ["bob", "cat"], "a": [1.0, 3.0]}), tmp_path / "ids.parquet")
+    assert main(["predict", model, str(tmp_path / "ids.parquet"), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err.endswith("every feature column must hold numbers\n")  # 'a' alone is not the model's 2
+
+
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
     tmp_path, _, _ = pair
     x = str(tmp_path / "X.npy")

@@ -350,6 +350,40 @@ def test_a_separate_validation_source_is_scored_with_the_training_statistics(lin
     assert history["val_r2"][-1] == pytest.approx(model.score(X[:3000], Y[:3000]), abs=1e-6)
 
 
+def test_a_sharded_validation_source_is_the_source_it_wraps_and_a_ranks_share_is_refused(linear_pair, tmp_path):
+    """validation_data=ShardedSource(held, P) owning every shard is ``held``, every row, as evaluate takes it; one
+    owning some shards (a rank's share, as torch's DistributedSampler gives a rank) is refused before anything is
+    bound or trained: a data-parallel fit splits a whole validation source over the ranks itself and adds up their
+    sums. (It was taken through attribute forwarding: the wrapped source's windows, every row, whatever it owned.)"""
+    from gpunn.distributed import ShardedSource
+
+    x, y, X, Y = linear_pair
+    numpy.save(tmp_path / "xv.npy", X[:3000])
+    numpy.save(tmp_path / "yv.npy", Y[:3000])
+
+    def held():
+        return data.npy(tmp_path / "xv.npy", tmp_path / "yv.npy", chunk_rows=1000)
+
+    def fit(validation_data):
+        model = gpunn.MLP([4, 2], device="cpu", seed=0)
+        return model.fit(data.npy(x, y, chunk_rows=4000, standardize=True), epochs=2, batch_size=2000, lr=1e-2,
+                         validation_data=validation_data, verbose=False)
+
+    sharded, whole = fit(ShardedSource(held(), 2)), fit(held())
+    assert [sharded[k] for k in ("loss", "val_loss", "val_mae", "val_r2")] == \
+        [whole[k] for k in ("loss", "val_loss", "val_mae", "val_r2")]
+    share = ShardedSource(held(), 2, [1])
+    with pytest.raises(ValueError, match=r"validation_data: a ShardedSource owning shard\(s\) \[1\] of 2 is one rank's "
+                                         r"share of the training rows of NpySource .*pass the source it wraps, "
+                                         r"validation_data=sharded\.source \(a data-parallel fit, distributed=True, "
+                                         r"splits its chunks over the ranks"):
+        fit(share)
+    assert share.source.backend is None  # refused before the validation source was bound
+    with pytest.raises(AttributeError, match=r"ShardedSource has no ordered_windows: the wrapped source's would read "
+                                             r"all of its rows, not those of the owned shards \[1\] of 2"):
+        share.ordered_windows()
+
+
 def test_a_sources_validation_in_chunks_of_rows_is_the_whole_pass(tmp_path):
     """A source's held-out chunks are scored chunk_rows rows at a time (65,536): cut into 7 rows, its 300 held-out
     rows give the metrics of one pass (mut12m's R19: a row skipped after each piece passed every test, whose windows

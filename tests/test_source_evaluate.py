@@ -18,6 +18,10 @@ def files(tmp_path):
     return tmp_path / "X.npy", tmp_path / "Y.npy", X, Y
 
 
+def host(a):
+    return a.get() if hasattr(a, "get") else numpy.asarray(a)
+
+
 def close(a, b, rtol):
     return all(numpy.allclose(a[k], b[k], rtol=rtol, atol=0) for k in a)
 
@@ -140,3 +144,31 @@ def test_a_sharded_source_is_scored_whole_in_one_process_and_a_ranks_share_is_re
     share = r"owning shard\(s\) \[1\] of 2 is one rank's share of the training rows "
     with pytest.raises(TypeError, match=share + r".*Score every row with the source it wraps, model\.evaluate\("):
         model.predict(ShardedSource(source, 2, [1]))
+
+
+def test_a_pass_in_raw_units_leaves_the_source_as_it_is_for_a_thread_training_on_it(files, device):
+    """evaluate, score and predict read a source raw through a view with settings of its own: a thread reading
+    the source's batches meanwhile gets them standardized in the source's dtype, as without the pass (the pass set
+    the source's own standardize, statistics, device and dtype to the raw ones until it ended)."""
+    import threading
+
+    from gpunn.data.rawpass import raw_windows
+
+    x, y, X, Y = files
+    source = data.npy(x, y, chunk_rows=100, standardize=True, device=device, dtype="float32")
+    settings = (source.standardize, source.standardizer, source.backend, source.dtype)
+    alone = [host(A) for batch in source.batches(0, 64) for A in batch]
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1, device=device)  # another dtype, no statistics: raw float64
+    with raw_windows(source, model) as windows:
+        first = next(iter(windows))  # the pass is under way
+        meanwhile = []
+        reader = threading.Thread(target=lambda: meanwhile.extend(host(A) for b in source.batches(0, 64) for A in b))
+        reader.start()
+        reader.join()
+        rest = list(windows)
+    assert (source.standardize, source.standardizer, source.backend, source.dtype) == settings
+    assert len(meanwhile) == len(alone) and all(a.dtype == numpy.float32 for a in meanwhile)
+    assert all(numpy.array_equal(a, b) for a, b in zip(meanwhile, alone))
+    raw = [host(A) for A in first], *([host(A) for A in window] for window in rest)
+    assert numpy.array_equal(numpy.concatenate([w[0] for w in raw]), X)  # every row, raw, in float64
+    assert numpy.array_equal(numpy.concatenate([w[1] for w in raw]), Y)

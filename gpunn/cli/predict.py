@@ -130,7 +130,10 @@ def run(args) -> int:
         print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({model._prediction_dtype().name}) from {shell_word(args.model)} on {model.device}, streamed")
         return 0
-    X = preflight.read_matrix(args.input, "IN")
+    try:
+        X = preflight.read_matrix(args.input, "IN")
+    except preflight.PreflightError as exc:
+        raise preflight.PreflightError(f"{exc}{_text_read_by_position(args.input, model)}") from None
     try:
         with read_by_position():  # an .npy or headerless file's columns, in order, as the help says
             P = numpy.asarray(model.backend.to_host(model.predict(X)))
@@ -244,6 +247,28 @@ def _trained_on(path, exc) -> str:
         return (f"; MODEL {shell_word(path)} was trained on gpunn train's synthetic task {saved['task']}, of "
                 f"{saved.get('features')} features: the model of another run?")
     return ""
+
+
+def _text_read_by_position(path, model) -> str:
+    """How to leave out a column of text (an id beside the numbers) of a CSV file read whole for a model that knows
+    no column names, its columns taken in order, or "": the --features of tables.leave_out_hint, by which the
+    file is streamed and its columns picked by name. The column whose first value is text is the one refused (the
+    read stops at the first row's); without pyarrow, which reads by name, no hint."""
+    from .. import preflight
+    from ..csvtext import csv_names, first_value_is_text
+    from ..data.tables import leave_out_hint
+
+    if getattr(model, "data_columns", None) or preflight.file_kind(path) != "text":
+        return ""
+    names = csv_names(path)
+    try:
+        text = [first_value_is_text(path, i) for i in range(len(names or ()))]
+    except ImportError:
+        return ""
+    if not any(text):
+        return ""
+    return leave_out_hint(names[text.index(True)], [n for n, t in zip(names, text) if not t],
+                          width=model.layer_sizes[0])
 
 
 def _width(exc) -> int | None:

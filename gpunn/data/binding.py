@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..checks import flag, seed_int
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .base import _fraction
+from .rawpass import every_row_of
 
 
 def prepare_source(model, source, validation_data=None, validation_fraction=None, statistics=None):
@@ -21,6 +22,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     """
     name = type(source).__name__
     _check_widths(model, source, name)
+    validation_data = every_row_of(validation_data, "validation_data")  # a ShardedSource: the whole source it wraps
     fraction = _fraction(validation_fraction)  # checked before its truth is read: "" or False held nothing out
     if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")

@@ -75,7 +75,8 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
 
         try:
             opened.extend(open_parquet(name) for name in files)
-            names, _ = pick_in_every_file(files, [pf.schema_arrow for pf in opened], None, features)
+            names, _ = pick_in_every_file(files, [pf.schema_arrow for pf in opened], None, features,
+                                          width=n_features)
         except BaseException:
             close()
             raise
@@ -94,7 +95,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         pyarrow_module("csv")  # without pyarrow: MissingExtra, before the file is looked at
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
-        from ..csvtext import csv_first_text, csv_has_header, data_start
+        from ..csvtext import csv_first_text, csv_has_header, data_start, first_value_is_text
         from .tables import check_csv_kind, csv_schema, parse_rows, read_range, refused_rows, row_ranges
 
         check_csv_kind(path)  # as training words it; pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
@@ -103,7 +104,9 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         try:
             schema = csv_schema(path, header)
             names, _ = pick_columns(path, schema, None, features if header else None,
-                                    lambda i: csv_first_text(path, i, header))
+                                    lambda i: csv_first_text(path, i, header),
+                                    lambda i: header and first_value_is_text(path, i),  # (no header: no names)
+                                    width=n_features)
         except DataError as exc:
             hint = delimiter_hint(path)
             if not hint:

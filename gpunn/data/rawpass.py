@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 
 
 @contextlib.contextmanager
@@ -12,45 +14,90 @@ def raw_windows(source, model):
     source's own standardization is left off while the pass runs, as the model's ``standardizer`` (if any) is
     what ``predict`` applies, and its statistics, not a held-out source's own, are the ones the model learned
     with. In the model's dtype on its device; for a model with a ``standardizer`` whose dtype would not hold the
-    stored values exactly (float64 stored, a float32 model), in float64, as ``predict`` takes such arrays. The
-    source's binding, ``standardize`` and statistics are restored on leaving, also on an error.
+    stored values exactly (float64 stored, a float32 model), in float64, as ``predict`` takes such arrays. The pass
+    reads a view of the source with these settings of its own (``read_with_own_settings``): the source's binding,
+    ``standardize`` and statistics stay as they are meanwhile, for another thread training on it.
 
     An iterable source (gpunn.data.iterable) gives its pieces of one pass instead (``ordered_pieces``); a
     ShardedSource that owns every shard, the rows of the source it wraps; one that owns some is refused
     (``every_row_of``)."""
     source = every_row_of(source)
-    read = getattr(source, "ordered_windows", None) or getattr(source, "ordered_pieces", None)
-    if read is None or not hasattr(source, "bind"):
+    if not (hasattr(source, "ordered_windows") or hasattr(source, "ordered_pieces")) or not hasattr(source, "bind"):
         raise TypeError(f"{type(source).__name__} cannot be read in file order (it has no ordered_windows): "
                         "evaluate, score and predict take a chunked source (gpunn.data.npy, csv, parquet, ...), an "
                         "iterable source (gpunn.data.iterable) or arrays")
-    saved = source.standardize, source.standardizer, source.backend, source.dtype
-    try:
-        source.standardize, source.standardizer = False, None
-        source.bind(model.backend, model.dtype)  # (no statistics pass: standardize is off)
-        # a truthy standardize with no statistics reads raw values wide where the dtype would not hold them
-        # (the source's statistics pass, ChunkedSource._wide_dtype): as RawUnits._raw_input takes arrays
-        source.standardize = model.standardizer is not None
-        with contextlib.closing(read()) as windows:
-            yield windows
-    finally:
-        source.standardize, source.standardizer, source.backend, source.dtype = saved
+    view = read_with_own_settings(source)
+    view.bind(model.backend, model.dtype)  # (no statistics pass: standardize is off)
+    # a truthy standardize with no statistics reads raw values wide where the dtype would not hold them
+    # (the source's statistics pass, ChunkedSource._wide_dtype): as RawUnits._raw_input takes arrays
+    view.standardize = model.standardizer is not None
+    read = getattr(view, "ordered_windows", None) or view.ordered_pieces
+    with contextlib.closing(read()) as windows:
+        yield windows
 
 
-def every_row_of(source):
-    """The source whose every row ``evaluate``, ``score`` and ``predict`` read for ``source``: itself, or the source
-    a gpunn.distributed.ShardedSource wraps where it owns every shard (one process reading all of them: the same
-    rows). One that owns some shards (a rank's share under MPI) is refused: scored alone it gives that rank's
-    numbers only, and these calls are no collective operation that would add the other ranks' sums."""
+READ_SETTINGS = ("standardize", "standardizer", "backend", "dtype")
+
+
+def read_with_own_settings(source):
+    """A view of ``source`` that holds ``READ_SETTINGS`` of its own (not standardized, not bound: bind it) and shares
+    every other attribute with the source: its files, held-out chunks, the passes close() waits for, a one-shot
+    iterator's state. Its class is the source's (with _OwnSettings first), so the source's methods and properties run
+    on the view and read its settings: a pass over it leaves the source as it is."""
+    view = object.__new__(_with_own_settings(type(source)))
+    settings = dict.fromkeys(READ_SETTINGS)
+    settings["standardize"] = False
+    object.__setattr__(view, "_settings_of", (source, settings))
+    return view
+
+
+class _OwnSettings:
+    """Mixed in before a source's class by ``read_with_own_settings``: READ_SETTINGS are the view's, every other
+    instance attribute (read or written) is the source's; class attributes (methods, properties) bind to the view."""
+
+    def __getattribute__(self, name):
+        source, settings = object.__getattribute__(self, "_settings_of")
+        if name in settings:
+            return settings[name]
+        shared = vars(source)  # (before the class's defaults, as on the source: Closable._closed)
+        if name in shared:
+            return shared[name]
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        source, settings = object.__getattribute__(self, "_settings_of")
+        if name in settings:
+            settings[name] = value
+        else:
+            setattr(source, name, value)
+
+
+@functools.cache
+def _with_own_settings(cls):
+    return types.new_class(cls.__name__, (_OwnSettings, cls), exec_body=lambda ns: ns.update(
+        __module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__))
+
+
+def every_row_of(source, role=None):
+    """The source whose every row ``evaluate``, ``score`` and ``predict`` (or a fit's ``validation_data``: ``role``
+    "validation_data") read for ``source``: itself, or the source a gpunn.distributed.ShardedSource wraps where it
+    owns every shard (one process reading all of them: the same rows). One that owns some shards (a rank's share
+    under MPI) is refused: scored alone it gives that rank's numbers only, and these calls are no collective
+    operation that would add the other ranks' sums (a data-parallel fit does add them, for the whole validation
+    source: DataParallel.validation splits its chunks over the ranks)."""
     from ..distributed.shard import ShardedSource
 
     if not isinstance(source, ShardedSource):
         return source
     if len(source.owned) < source.shards:
-        raise TypeError(f"a ShardedSource owning shard(s) {source.owned} of {source.shards} is one rank's share of "
-                        f"the training rows of {type(source.source).__name__} {source.source._name()!r}: scored "
-                        "alone it would give that share's numbers only, and evaluate, score and predict do not add "
-                        "up the other ranks'. Score every row with the source it wraps, model.evaluate(sharded.source)"
-                        ", on one rank (if gpunn.distributed.launched_rank() == 0: ...) or on each (each then reads "
-                        "every row)")
+        share = (f"a ShardedSource owning shard(s) {source.owned} of {source.shards} is one rank's share of the "
+                 f"training rows of {type(source.source).__name__} {source.source._name()!r}")
+        if role == "validation_data":
+            raise ValueError(f"validation_data: {share}, and a fit validates on every row of a validation source: "
+                             "pass the source it wraps, validation_data=sharded.source (a data-parallel fit, "
+                             "distributed=True, splits its chunks over the ranks itself and adds up their sums)")
+        raise TypeError(f"{share}: scored alone it would give that share's numbers only, and evaluate, score and "
+                        "predict do not add up the other ranks'. Score every row with the source it wraps, "
+                        "model.evaluate(sharded.source), on one rank (if gpunn.distributed.launched_rank() == 0: ...) "
+                        "or on each (each then reads every row)")
     return source.source

@@ -133,12 +133,14 @@ def _names(value, what):
     return names
 
 
-def pick_columns(path, schema, target, features, text_at=None, text_from_the_start=None):
+def pick_columns(path, schema, target, features, text_at=None, text_from_the_start=None, width=None):
     """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
     file, where a column read as text first holds a value that is not a number (its index in ``schema`` ->
     csvtext.csv_first_text's "line 3: column 'b': 'oops' is not a number", the refusal then), and
     ``text_from_the_start`` whether that column's first value is text (an id beside the numbers, not a stray value in
-    a column of numbers: only the first is told how to leave it out of the default features)."""
+    a column of numbers: only the first is told how to leave it out of the default features). ``width``: for gpunn
+    predict, which reads no targets, the model's feature count: a text column is told how to leave it out where
+    that leaves that many."""
     targets = _names(target, "target")
     features = _names(features, "features")
     available = list(schema.names)
@@ -179,7 +181,7 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
         if read_as(kind) == "other":
             index = available.index(name)
             text = text_from_the_start(index) if text_from_the_start else True  # a Parquet column is typed whole
-            hint = _by_default(name, features, targets, schema) if every_other and targets and text else ""
+            hint = _by_default(name, features, targets, schema, width) if every_other and text else ""
             found = text_at(index) if text_at else ""
             if found:  # "x.csv line 3: column 'b': 'oops' is not a number", as past the rows types are inferred from
                 raise DataError(f"{path} {found}{hint}")
@@ -189,12 +191,12 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     return features, targets
 
 
-def pick_in_every_file(files, schemas, target, features):
+def pick_in_every_file(files, schemas, target, features, width=None):
     """(features, targets) of a Parquet file or directory (``files``, their ``schemas``): picked in the first file
     (pick_columns) and looked for by name in every other, as a directory's files are read as one table. A later file
     without one is refused saying where the columns came from: "d/b.parquet: no column 'x2'; ... with the columns
     of its first file, d/a.parquet" (gpunn predict read it by name and failed with pyarrow's KeyError)."""
-    features, targets = pick_columns(files[0], schemas[0], target, features)
+    features, targets = pick_columns(files[0], schemas[0], target, features, width=width)
     for name, schema in zip(files[1:], schemas[1:]):
         try:
             pick_columns(name, schema, targets, features)
@@ -205,16 +207,23 @@ def pick_in_every_file(files, schemas, target, features):
     return features, targets
 
 
-def _by_default(name, features, targets, schema) -> str:
+def _by_default(name, features, targets, schema, width=None) -> str:
     """A sentence for a column of text that is a feature only because none were named (an id, a name, a date
     beside the numbers: "column 'name' is string, not numeric" said nothing of how to leave it out), or ""."""
     if name not in features:
         return ""
-    numeric = [n for n in features if read_as(schema.field(n).type) != "other"]
-    if not numeric:  # no feature to keep: the text is the problem, said as it is
+    return leave_out_hint(name, [n for n in features if read_as(schema.field(n).type) != "other"], targets, width)
+
+
+def leave_out_hint(name, numeric, targets=None, width=None) -> str:
+    """How to leave the text column ``name`` out of the features taken by default, naming the ``numeric`` ones, or ""
+    where none is (the text is the problem, said as it is). No ``targets``: gpunn predict's (its --features alone),
+    for a table streamed or a CSV file read whole for a model that knows no column names, whose ``width`` features
+    the numeric columns must be (else no hint: they would be refused next, as too few or too many)."""
+    if not numeric or (width is not None and len(numeric) != width):
         return ""
     example = f"--features {shell_word(','.join(numeric))}" if len(numeric) <= 12 else "--features a,b"
-    example = f" ({example}, features=[...])"
+    example = f" ({example}, features=[...])" if targets else f" ({example})"
     every = "every column but the target" if targets else "every column"
     return f"; with no features named, {every} is one: if {name!r} is not, name those that are{example}"
 

@@ -309,7 +309,10 @@ class ShardedSource(Closable):
     ``fit(source, distributed=True)`` builds). In one process: ``ShardedSource(source, P)`` at batch
     P x b trains the same weights (each of its P shards gives b rows of every batch). ``rows`` are
     the owned shards' rows; ``global_batch_rows`` the row count of the global batch being trained.
-    Everything else (bind, hold_out, validation, standardizer, seed) is the wrapped source's.
+    Everything else (bind, hold_out, validation, standardizer, seed) is the wrapped source's, but for
+    ``ordered_windows``, which would read every row of it (refused: ``sharded.source.ordered_windows()`` says so).
+    ``model.evaluate``, ``score``, ``predict`` and a fit's ``validation_data`` take one that owns every shard as the
+    source it wraps and refuse one that owns some (gpunn.data.rawpass.every_row_of).
 
     ``close()`` (or the end of ``with ShardedSource(...) as sharded:``) closes the wrapped source, whose files every
     shard reads, as closing an io wrapper closes the file it wraps; ``closed`` is the wrapped source's. ``fit(source,
@@ -334,6 +337,10 @@ class ShardedSource(Closable):
     def __getattr__(self, name):
         if name.startswith("__") or "source" not in self.__dict__:
             raise AttributeError(name)
+        if name == "ordered_windows":  # forwarded, it read every row of the wrapped source, not the owned shards'
+            raise AttributeError(f"ShardedSource has no ordered_windows: the wrapped source's would read all of its "
+                                 f"rows, not those of the owned shards {self.owned} of {self.shards}; read every row "
+                                 "with sharded.source.ordered_windows(), the owned shards' with batches()")
         return getattr(self.__dict__["source"], name)
 
     def __setattr__(self, name, value):  # standardizer, standardize, ...: the wrapped source's
