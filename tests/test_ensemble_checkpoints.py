@@ -543,8 +543,8 @@ def test_a_standardized_model_resumes_on_raw_arrays_as_it_trains_on_them(ensembl
 def test_an_ensemble_file_written_before_callback_order_loads_and_resumes_bit_for_bit_as_then(tmp_path, interrupt_at):
     """tests/data/main-v2-ensemble.npz was written by main at 9f42c8e, by this test's run (format version 2, before
     ``callback_order``: its MemberEarlyStopping's state names its class alone). It resumes as gpunn then resumed it,
-    the stopper made again or passed, bit for bit to the run never interrupted; the same run written now holds
-    what it held and ``callback_order`` besides. Skipped where this machine's arithmetic does not reproduce the
+    the stopper made again or passed, bit for bit to the run never interrupted (without a warning: the CPU ordered
+    its rows); the same run written now holds what it held and ``callback_order`` and ``shuffled_by`` besides. Skipped where this machine's arithmetic does not reproduce the
     file's first epochs (other BLAS kernels)."""
     import os
     import shutil
@@ -560,14 +560,17 @@ def test_an_ensemble_file_written_before_callback_order_loads_and_resumes_bit_fo
     before, now = gpunn.load_checkpoint(path, device="cpu"), gpunn.load_checkpoint(here, device="cpu")
     if not np.array_equal(before.model.params, now.model.params):
         pytest.skip("this machine's arithmetic is not the one that wrote tests/data/main-v2-ensemble.npz")
-    assert set(now.training) - set(before.training) == {"callback_order"} and set(before.training) <= set(now.training)
+    assert set(now.training) - set(before.training) == {"callback_order", "shuffled_by"}
+    assert set(before.training) <= set(now.training)
     assert before.training["callbacks"] == now.training["callbacks"]
     assert [entry["class"] for entry in before.training["callbacks"]] == ["MemberEarlyStopping", "ModelCheckpoint"]
     reference = gpunn.Ensemble([5, 8, 2], 2, seed=7, device="cpu")
     ref_hist = reference.fit(X, Y, callbacks=[gpunn.EarlyStopping(patience=1, min_delta=0.01)], **fit)
     for passed in ([], [gpunn.EarlyStopping(patience=1, min_delta=0.01)]):
         ckpt = gpunn.load_checkpoint(path, device="cpu")
-        resumed = ckpt.resume(X, Y, verbose=False, checkpoint=False, callbacks=passed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            resumed = ckpt.resume(X, Y, verbose=False, checkpoint=False, callbacks=passed)
         assert _no_timing(resumed) == _no_timing(ref_hist)
         assert (resumed.best_epoch, resumed.stopped_epoch) == (ref_hist.best_epoch, ref_hist.stopped_epoch)
         np.testing.assert_array_equal(ckpt.model.params, reference.params)
