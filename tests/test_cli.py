@@ -1153,3 +1153,17 @@ def test_an_output_never_overwrites_what_the_run_reads_or_someones_file(tmp_path
     assert cli.main(args) == 2
     assert message in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_fresh_run_saved_over_an_earlier_runs_checkpoint_says_so(tmp_path, monkeypatch, capsys):
+    """--save naming a checkpoint the run does not resume replaces an earlier run: re-running `gpunn train --config
+    run.npz.toml` (which records save = "run.npz") to go on started over it without a word. Resuming it says
+    nothing: that is how a run continues in place."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", *TINY, "--save", "run.npz"]) == 0
+    assert "note:" not in capsys.readouterr().err  # nothing there yet
+    assert cli.main(["train", *TINY, "--save", "run.npz"]) == 0
+    assert capsys.readouterr().err == ("note: --save run.npz replaces the checkpoint of an earlier run there; to go on "
+                                       "with that run instead: gpunn train --resume run.npz\n")
+    assert cli.main(["train", "--resume", "run.npz", "--epochs", "2", "--quiet", "--save", "run.npz"]) == 0
+    assert "note:" not in capsys.readouterr().err

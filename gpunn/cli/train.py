@@ -318,12 +318,24 @@ def _check_outputs(args):
     if args.save:
         # (over the checkpoint being resumed is how a run continues in place)
         preflight.check_checkpoint_output(args.save, "--save", reads=preflight.inputs_read(args, resume=False))
+        _note_replaced_run(args)
     if save:
         preflight.check_output(save + ".toml", "--save (its config)")
     # (--json Y.npy overwrote the --targets file the run had trained on)
     reports = check_report_outputs(args, reads=preflight.inputs_read(args))
     preflight.check_distinct([("--save", save), *reports, ("--config", args.config)])
     refuse_replacing_data(args, reports)
+
+
+def _note_replaced_run(args) -> None:
+    """A note where --save names a checkpoint this run does not resume: a fresh run replaces an earlier one's
+    (gpunn train --config run.npz.toml, re-run to go on, records save = "run.npz" and started over it, silently)."""
+    from .. import preflight
+
+    if (os.path.isfile(args.save) and preflight.file_kind(args.save) == "zip" and not preflight.not_a_checkpoint(args.save)
+            and not (args.resume and preflight.same_file(args.resume, args.save))):
+        print(f"note: --save {shell_word(args.save)} replaces the checkpoint of an earlier run there; to go on with "
+              f"that run instead: gpunn train --resume {shell_word(args.save)}", file=sys.stderr, flush=True)
 
 
 def _check_precision(args, backend, dtype) -> None:
