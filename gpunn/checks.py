@@ -90,26 +90,27 @@ def as_array(data, name: str = "X"):
     return array
 
 
-def by_feature_names(data, columns, name: str = "X"):
+def by_feature_names(data, columns, name: str = "X", key: str = "features"):
     """A DataFrame of named columns (pandas' or polars'), its columns picked by a model's feature names (``columns``: a
     table source's or a DataFrame's ``model.data_columns``, see fit_columns; kept in checkpoints), in the model's order,
     as ``gpunn predict`` picks a CSV file's: in any order and among others (the target's too). It was read by position,
     so a DataFrame of the same columns in another order was predicted on the wrong features without a word. A DataFrame
     without one of them is refused naming it, as is one where a name labels two columns; one of unnamed columns (0, 1,
-    ...), and anything else, is given back as it is."""
-    features = (columns or {}).get("features")
+    ...), and anything else, is given back as it is. ``key="targets"``: a DataFrame of targets (Y), by the model's
+    target names, alike (a Series, one column, is taken as it is, whatever its name, as scikit-learn takes y)."""
+    picked = (columns or {}).get(key)
     labels = _frame_labels(data)
-    if not features or labels is None:
+    if not picked or labels is None:
         return data
-    if labels == features or not any(isinstance(label, str) for label in labels):
+    if labels == picked or not any(isinstance(label, str) for label in labels):
         return data
-    missing = [n for n in features if n not in labels]
+    missing = [n for n in picked if n not in labels]
     if missing:
         raise ValueError(f"{name} has no column {', '.join(map(repr, missing))}: the model was trained on named "
-                         f"columns, {', '.join(features)}, and picks a DataFrame's by name; its columns are: "
-                         f"{_shown(labels)}")
-    _refuse_repeats(labels, name, among=features)
-    return data[features]  # (pandas' and polars' alike: the columns of these names, in this order)
+                         f"{'columns' if key == 'features' else key}, {', '.join(picked)}, and picks a DataFrame's by "
+                         f"name; its columns are: {_shown(labels)}")
+    _refuse_repeats(labels, name, among=picked)
+    return data[picked]  # (pandas' and polars' alike: the columns of these names, in this order)
 
 
 def _shown(labels) -> str:
@@ -169,7 +170,8 @@ def fit_columns(X, Y, columns):
     arrays, and a DataFrame of unnamed columns (0, 1, ...), leave the model's as they were (none, or a fit's before):
     gpunn's fit goes on from the model's weights, as scikit-learn's ``warm_start`` does, which keeps
     ``feature_names_in_``; a model trained on a table and then on its arrays would otherwise read the same table by
-    position. A name that labels two columns of X or of Y is refused: a later DataFrame could not be picked by it."""
+    position. Y's names likewise: a DataFrame Y the model already picks by its target names keeps them. A name that
+    labels two columns of X or of Y is refused: a later DataFrame could not be picked by it."""
     labels = _frame_labels(X)
     if labels is None:
         return columns
@@ -179,13 +181,16 @@ def fit_columns(X, Y, columns):
             return columns
         _refuse_repeats(labels, "X")
         features = labels
-    targets = _frame_labels(Y)
-    if targets is None:
-        name = _series_name(Y)
-        targets = [name] if name is not None else None
-    elif _named(targets):
-        _refuse_repeats(targets, "Y")
-    return {"features": list(features), "targets": targets if _named(targets) else None}
+    targets, labels = (columns or {}).get("targets"), _frame_labels(Y)
+    if not (targets and labels is not None and any(isinstance(label, str) for label in labels)):  # (else picked)
+        if labels is None:
+            name = _series_name(Y)
+            targets = [name] if name is not None else None
+        else:
+            if _named(labels):
+                _refuse_repeats(labels, "Y")
+            targets = labels
+    return {"features": list(features), "targets": list(targets) if _named(targets) else None}
 
 
 _READ_BY_POSITION = contextvars.ContextVar("gpunn_read_by_position", default=False)

@@ -399,6 +399,7 @@ class Ensemble(DeviceModel):
         return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
 
     def _as_target(self, Y, name="Y"):
+        Y = by_feature_names(Y, self.data_columns, name, "targets")
         return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
     def predict(self, X, return_std=False):

@@ -135,8 +135,7 @@ class RawUnits:
         as the data sources do. No whole float64 copy is made, on the host or the device."""
         from .data.stats import dtype_of, standardizing_dtype
 
-        if not target:
-            data = by_feature_names(data, self.data_columns, name)
+        data = by_feature_names(data, self.data_columns, name, "targets" if target else "features")
         data = as_array(data, name)  # a DataFrame is read once
         wide = standardizing_dtype(dtype_of(data), self.dtype)
         backend = self.backend if wide == self.dtype else _backend.backend_of(data)
@@ -215,6 +214,7 @@ class RawUnits:
 
     def _raw_target(self, Y, name="Y"):
         """Targets as ``loss`` compares them with ``predict``: on the device in the predictions' dtype."""
+        Y = by_feature_names(Y, self.data_columns, name, "targets")
         return as_matrix(Y, name, self.backend, self._prediction_dtype(), allow_1d=True,
                          n_columns=self.layer_sizes[-1])
 
@@ -536,6 +536,7 @@ class MLP(DeviceModel):
         return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
 
     def _as_target(self, Y, name="Y"):
+        Y = by_feature_names(Y, self.data_columns, name, "targets")
         return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
     def predict(self, X):

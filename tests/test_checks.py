@@ -423,6 +423,39 @@ def test_a_frames_column_names_given_to_a_model_fitted_without_them_are_warned_o
             assert cli_main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.npy")]) == 0
 
 
+@pytest.mark.parametrize("standardize, ensemble", [(False, False), (True, False), (False, True)],
+                         ids=["MLP", "MLP-standardized", "Ensemble"])
+def test_a_frame_of_targets_is_picked_by_the_models_target_names(tmp_path, standardize, ensemble):
+    """A DataFrame Y was read by position: the same targets in another order were trained on, and scored against,
+    the wrong outputs without a word (resume's checksum, of row sums, cannot tell them either). A model with target
+    names (a fit on a DataFrame Y, or a table's targets) picks Y's columns by them, as X's by its feature names."""
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    table = rng.standard_normal((40, 5))
+    frame, targets = (pandas.DataFrame(table[:, :3], columns=["a", "b", "c"]),
+                      pandas.DataFrame(table[:, 3:], columns=["p", "q"]))
+    model = gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 2], device="cpu",
+                                                                                             seed=0)
+    if standardize:  # (raw-unit targets, standardized by the table's statistics: another path)
+        pytest.importorskip("pyarrow")
+        numpy.savetxt(tmp_path / "t.csv", table, delimiter=",", header="a,b,c,p,q", comments="")
+        with gpunn.data.csv(tmp_path / "t.csv", target=["p", "q"], standardize=True) as source:
+            model.fit(source, epochs=1, verbose=False)
+    else:
+        model.fit(frame, targets, epochs=1, verbose=False)
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["p", "q"]}
+    swapped = targets[["q", "p"]]
+    assert model.evaluate(frame, swapped) == model.evaluate(frame, targets)
+    twin = copy.deepcopy(model)
+    model.fit(frame, swapped, epochs=1, verbose=False)
+    twin.fit(frame, targets, epochs=1, verbose=False)
+    numpy.testing.assert_array_equal(model.params, twin.params)
+    assert model.data_columns["targets"] == ["p", "q"]
+    with pytest.raises(ValueError, match=r"^Y has no column 'q': the model was trained on named targets, p, q, and "
+                                         r"picks a DataFrame's by name; its columns are: p, Q$"):
+        model.score(frame, targets.rename(columns={"q": "Q"}))
+
+
 def test_duplicate_column_names_are_refused_naming_them():
     """pandas allows two columns of one name: a fit recorded both (a later frame then picked three columns for two
     names), and a model trained on named columns given one picked both ("X has 4 columns but the model expects 3"
