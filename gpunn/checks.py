@@ -233,16 +233,19 @@ def warn_read_by_position(data, columns, name: str, model) -> None:
 
 
 def _text_column(frame) -> str:
-    """Which column of the pandas DataFrame ``frame`` (or None) does not read as numbers, for the refusal of its
-    dtype object: " (its column 'city' holds text, 'Paris' in row 0: leave it out, or encode it as numbers)", or "".
-    It said "strings or other Python objects" of the whole frame, naming no column."""
+    """Which column of the DataFrame ``frame`` (pandas' or polars'; or None) does not read as numbers, for the refusal
+    of its dtype object: " (its column 'city' holds text, 'Paris' in row 0: leave it out, or encode it as numbers)",
+    or "". It said "strings or other Python objects" of the whole frame, naming no column."""
     if frame is None:
         return ""
     for index, label in enumerate(frame.columns):
-        column = frame.iloc[:, index]
+        # (pandas' by place: two columns may share a label; polars' labels are unique, and it has no iloc)
+        column = frame.iloc[:, index] if hasattr(frame, "iloc") else frame[label]
         try:
-            column.to_numpy(dtype=numpy.float64, na_value=numpy.nan)
-        except (ValueError, TypeError):
+            numbers_read = _kind_of(as_array(column)) in "biuf"  # (a nullable column's NA as NaN, as the frame's)
+        except ValueError:
+            numbers_read = False
+        if not numbers_read:
             row, value = next(((r, v) for r, v in enumerate(column) if not isinstance(v, numbers.Real) and v is not None),
                               (None, None))
             example = f", {value!r} in row {row}" if row is not None else ""

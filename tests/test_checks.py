@@ -335,6 +335,10 @@ class _PolarsLikeFrame(_NamedFrame):
     def select(self, names):
         return self[names]
 
+    def __getitem__(self, names):  # a name: its column, a Series
+        return _PolarsLikeSeries(self.values[:, self.columns.index(names)], names) if isinstance(names, str) else \
+            super().__getitem__(names)
+
 
 class _PolarsLikeSeries:
     """A polars Series: a ``name``, ``to_numpy`` and ``__array__``; no ``iloc``."""
@@ -348,13 +352,16 @@ class _PolarsLikeSeries:
     def __array__(self, dtype=None, copy=None):
         return self.values if dtype is None else self.values.astype(dtype)
 
+    def __iter__(self):
+        return iter(self.values.tolist())
+
 
 def _polars(kind):
     """(DataFrame, Series) makers of polars' or of its stand-in's."""
     if kind == "stand-in":
         return _PolarsLikeFrame, _PolarsLikeSeries
     polars = pytest.importorskip("polars")
-    return (lambda values, names: polars.DataFrame(values, schema=names, orient="row"),
+    return (lambda values, names: polars.DataFrame({n: list(c) for n, c in zip(names, numpy.asarray(values).T)}),
             lambda values, name: polars.Series(name, values))
 
 
@@ -376,6 +383,17 @@ def test_a_polars_frame_is_read_by_column_name_as_a_pandas_frame_is(ensemble, ki
     assert model.score(shuffled, series(y, "price")) == model.score(frame(X, ["a", "b", "c"]), y)
     with pytest.raises(ValueError, match=r"^X has no column 'b': the model was trained on named columns, a, b, c"):
         model.predict(frame(X, ["a", "B", "c"]))
+
+
+@pytest.mark.parametrize("kind", ["stand-in", "polars"])
+def test_a_polars_frames_column_of_text_is_named(kind):
+    """A polars DataFrame with a column of text failed with "AttributeError: 'DataFrame' object has no attribute
+    'iloc'" where a pandas one's column is named (the refusal read its columns by iloc)."""
+    frame, _ = _polars(kind)
+    data = frame(numpy.array([[1.5, "Paris", 3], [2.5, "Rome", 4]], dtype=object), ["a", "city", "c"])
+    with pytest.raises(TypeError, match=r"^X must hold real numbers; got dtype object \(its column 'city' holds text, "
+                                        r"'Paris' in row 0: leave it out, or encode it as numbers\)$"):
+        MLP([3, 4, 1], device="cpu", seed=0).fit(data, numpy.zeros(2), epochs=1, verbose=False)
 
 
 @pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
