@@ -1,6 +1,7 @@
 """gpunn train --data/--target/--stream/--standardize and gpunn predict on .npy, .parquet and .csv files."""
 import json
 import re
+import warnings
 
 import numpy
 import pytest
@@ -1571,3 +1572,65 @@ def test_the_source_gpunn_made_of_data_is_closed_when_the_command_ends(tmp_path,
                                                                  "--device", "cpu", "--quiet"])
     status = main([command, "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), *options])
     assert (status == 0) == (ending == "done") and len(made) == 1 and made[0].closed
+
+
+def test_predict_refuses_to_replace_an_out_that_holds_the_models_inputs(tmp_path, capsys):
+    """gpunn predict wrote its predictions over any OUT: another inputs file named by a slip was lost. An earlier OUT
+    (the predictions' width) is replaced, as a re-run does; --overwrite replaces the inputs file too."""
+    model, X, other, out = (str(tmp_path / name) for name in ("m.npz", "X.npy", "other.npy", "o.npy"))
+    gpunn.save(model, gpunn.MLP([4, 8, 1], seed=0))
+    rng = numpy.random.default_rng(0)
+    numpy.save(X, rng.standard_normal((50, 4)))
+    numpy.save(other, kept := rng.standard_normal((50, 4)))
+    for _ in range(2):  # a re-run replaces its earlier predictions
+        assert main(["predict", model, X, out]) == 0
+    capsys.readouterr()
+    assert main(["predict", model, X, other]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: OUT {other} exists and holds 4 columns, as the model's "
+                                       "inputs (its predictions have 1): writing the predictions there would replace "
+                                       "the inputs; choose another OUT, or add --overwrite to replace it\n")
+    numpy.testing.assert_array_equal(numpy.load(other), kept)
+    assert main(["predict", model, X, other, "--overwrite"]) == 0
+    numpy.testing.assert_array_equal(numpy.load(other), numpy.load(out))
+
+
+def test_predict_with_in_and_out_swapped_refuses_to_replace_the_inputs(tmp_path, capsys):
+    """A model of as many outputs as inputs (sinusoid's 1 and 1): gpunn predict m.npz o.npy X.npy, the order of
+    IN and OUT mistaken, replaced X.npy by the predictions of o.npy, the predictions of X.npy, whose width is the
+    inputs'. It is told by IN holding the model's predictions of OUT's rows; a re-run in the right order is not."""
+    model, X, out = str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "o.npy")
+    net = gpunn.MLP([1, 8, 1], activation="tanh", seed=0)
+    numpy.save(X, inputs := numpy.linspace(-3, 3, 100)[:, None])
+    for columns in (None, {"features": ["x"], "targets": ["y"]}):  # a model of named columns reads the .npy in order
+        net.data_columns = columns
+        gpunn.save(model, net)
+        for _ in range(2):
+            assert main(["predict", model, X, out]) == 0
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no warning of columns read by position: gpunn's own read)
+            assert main(["predict", model, out, X]) == 2
+        assert capsys.readouterr().err == (
+            f"gpunn predict: error: OUT {X} exists, and IN {out} holds the model's predictions of its rows: IN and OUT "
+            "look swapped (gpunn predict takes MODEL IN OUT), and writing OUT would replace the inputs: did you mean "
+            f"gpunn predict {model} {X} {out}? (--overwrite replaces OUT all the same)\n")
+        numpy.testing.assert_array_equal(numpy.load(X), inputs)
+    assert main(["predict", model, out, X, "--overwrite"]) == 0  # (the model applied twice, asked for)
+    assert not numpy.array_equal(numpy.load(X), inputs)
+
+
+def test_predict_refuses_to_replace_a_table_of_the_models_feature_columns(tmp_path, capsys):
+    """A model trained on named columns: a table that names them is its inputs (the training file itself, most
+    often), whatever the widths; its earlier predictions, a table of the target columns, are replaced."""
+    pytest.importorskip("pyarrow")
+    table, model, out = str(tmp_path / "t.csv"), str(tmp_path / "m.npz"), str(tmp_path / "p.csv")
+    (tmp_path / "t.csv").write_text("x,y\n" + "".join(f"{i / 10},{i % 7}\n" for i in range(40)))
+    assert main(["train", "--data", table, "--target", "y", "--save", model, *SMALL]) == 0
+    for _ in range(2):
+        assert main(["predict", model, table, out]) == 0
+    capsys.readouterr()
+    assert main(["predict", model, out, table]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: OUT {table} exists and holds the model's feature "
+                                       "columns, x: writing the predictions there would replace the inputs; choose "
+                                       "another OUT, or add --overwrite to replace it\n")
+    assert (tmp_path / "t.csv").read_text().startswith("x,y\n0.0,0\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 import numpy
@@ -18,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "(rows x features, by name: a .npy array, a .csv file of numbers (UTF-8, "
                                    "comma-separated; true/false read as 1 and 0 with pyarrow), or a .parquet file or "
                                    "directory) and write OUT (rows x outputs: .npy, .csv or .parquet, by name). "
-                                   "OUT may not be MODEL or IN. Parquet files, .npy and CSV inputs over 256 MiB and "
+                                   "OUT may not be MODEL or IN, nor an existing file that holds the model's inputs "
+                                   "(--overwrite replaces it). Parquet files, .npy and CSV inputs over 256 MiB and "
                                    "tables with a header row for a model trained on named columns are streamed a "
                                    "chunk of rows at a time (Parquet and CSV tables need pyarrow: gpunn[data]); the "
                                    "columns are then picked by the model's feature names (or --features), in any "
@@ -38,6 +40,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
                    "the model's training columns, else every column); streams the input")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT even where it exists and holds the model's inputs: a file of as many columns as "
+                        "the model's features (not its outputs), a table naming its feature columns, or, for a model "
+                        "of as many outputs as inputs, the rows whose predictions IN holds (the arguments swapped); "
+                        "refused without it, as most often a slip that would lose the data. An earlier OUT of "
+                        "predictions is replaced without it")
     p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     add_debug(p)
     p.set_defaults(func=run)
@@ -115,6 +123,8 @@ def run(args) -> int:
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
                              "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
+    if not args.overwrite:
+        _check_not_inputs(args, model, features)
     if _streams(args, model):
         from ..data.errors import DataError
         from ..data.files import predict_file
@@ -159,6 +169,65 @@ def run(args) -> int:
 
 
 STREAM_BYTES = 256 << 20
+COMPARED_ROWS = 32  # the rows of OUT predicted and compared with IN's, for a model of as many outputs as inputs
+
+
+def _check_not_inputs(args, model, features) -> None:
+    """Refuse to write over an existing OUT that holds the model's inputs, read as IN would be: of the features'
+    width where the predictions have another, a table naming the model's feature columns, or (as many outputs as
+    inputs, where the width cannot tell) the rows IN holds the model's predictions of: ``gpunn predict m.npz
+    o.npy X.npy``, IN and OUT swapped, replaced X.npy by the predictions of its own predictions. An earlier OUT,
+    of predictions, reads as no inputs (another width, or a table of the target columns) and is replaced as before."""
+    from .. import preflight
+
+    out, n_in, n_out = args.output, model.layer_sizes[0], model.layer_sizes[-1]
+    if not os.path.isfile(out) or preflight.writes_in_place(out):
+        return
+    names = features or (getattr(model, "data_columns", None) or {}).get("features")
+    X, read_names = _first_rows(out, n_in, names)
+    if X is None:  # not readable as the model's inputs: an earlier OUT, or another file the user chose to replace
+        return
+    if n_in != n_out:
+        holds = f"{n_in} columns, as the model's inputs (its predictions have {n_out})"
+    elif names and read_names is not None:
+        holds = f"the model's feature columns, {', '.join(names)}"
+    elif _predicted(model, X, _first_rows(args.input, n_out, None)[0]):
+        swapped = " ".join(map(shell_word, (args.model, out, args.input)))
+        raise preflight.PreflightError(
+            f"OUT {shell_word(out)} exists, and IN {shell_word(args.input)} holds the model's predictions of its rows: "
+            f"IN and OUT look swapped (gpunn predict takes MODEL IN OUT), and writing OUT would replace the inputs: "
+            f"did you mean gpunn predict {swapped}? (--overwrite replaces OUT all the same)")
+    else:
+        return
+    raise preflight.PreflightError(f"OUT {shell_word(out)} exists and holds {holds}: writing the predictions there "
+                                   "would replace the inputs; choose another OUT, or add --overwrite to replace it")
+
+
+def _first_rows(path, n_features, names):
+    """(up to COMPARED_ROWS rows of ``path`` read as the model's inputs, the names of the columns read or None), or
+    (None, None) where it cannot be read so (another width, no such columns, no rows, not a data file)."""
+    from ..data.files import read_rows
+
+    try:
+        _, chunks, read_names = read_rows(path, n_features, names, chunk_rows=COMPARED_ROWS)
+        with contextlib.closing(chunks):
+            return next(chunks, None), read_names
+    except Exception:  # (pyarrow missing for a table too: then it is not read as inputs here)
+        return None, None
+
+
+def _predicted(model, X, held) -> bool:
+    """Whether ``held`` (IN's first rows) are the model's predictions of ``X`` (OUT's), to float32's or
+    float64's precision: rows predicted in another batch may differ in their last bits (BLAS blocking)."""
+    if held is None or len(held) < len(X):
+        return False
+    try:
+        with read_by_position():  # (OUT's columns, in order, as IN's would be read)
+            P = numpy.asarray(model.backend.to_host(model.predict(X)), dtype=numpy.float64)
+    except (ValueError, TypeError):  # (NaN in OUT's rows: NotFinite)
+        return False
+    tolerance = 1e-4 if model.dtype == numpy.float32 else 1e-9
+    return numpy.allclose(held[:len(X)], P, rtol=tolerance, atol=tolerance * float(numpy.abs(P).max()))
 
 
 def _streams(args, model) -> bool:
