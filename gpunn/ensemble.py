@@ -23,7 +23,7 @@ import numpy
 
 from . import preflight
 from .backend import user_stacklevel
-from .checks import (as_matrix, by_feature_names, check_rows_match, flag, got, member_index, per_member, positive_int,
+from .checks import (check_rows_match, flag, got, member_index, per_member, positive_int,
                      seed_int, warn_read_by_position)
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
@@ -394,14 +394,6 @@ class Ensemble(DeviceModel):
         return sums
 
     # ---- public API ------------------------------------------------------------------
-    def _as_input(self, X, name="X"):
-        X = by_feature_names(X, self.data_columns, name)
-        return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
-
-    def _as_target(self, Y, name="Y"):
-        Y = by_feature_names(Y, self.data_columns, name, "targets")
-        return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
-
     def predict(self, X, return_std=False):
         """Every member's A[L] for the rows of X: (K, rows, outputs) on the model's device.
 

@@ -282,7 +282,7 @@ def source_given(X, Y, call) -> bool:
 
 
 class DeviceModel(RawUnits):
-    """What MLP and Ensemble share besides raw units: ``copy.deepcopy`` and ``copy.copy`` (an independent model
+    """What MLP and Ensemble share besides raw units: reading X and Y (``_as_input``, ``_as_target``), ``copy.deepcopy`` and ``copy.copy`` (an independent model
     on the same device: ``_twin()``, the parameters, and the ``_COPIED`` attributes, deep-copied; not the
     optimizer of the last fit: a fit of the copy starts a fresh one, as a fit with an optimizer's name does),
     the refusal to pickle, and the repr (``_REPR_HEAD`` its first fields)."""
@@ -290,6 +290,15 @@ class DeviceModel(RawUnits):
     _COPIED = ("saved_precision", "standardizer", "data_columns")
     _REPR_NAME, _PICKLE_NAMES = "", ("a model", "model")  # the class, as the refusal calls it and its example
     _REPR_HEAD = ""
+
+    def _as_input(self, X, name="X"):
+        """X as the model's input matrix: a DataFrame's columns picked by ``data_columns``, on the device."""
+        X = by_feature_names(X, self.data_columns, name)
+        return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
+
+    def _as_target(self, Y, name="Y"):
+        Y = by_feature_names(Y, self.data_columns, name, "targets")
+        return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
 
     def __deepcopy__(self, memo):
         """An independent model on the same device: the architecture, seed(s), parameters, precision, graph
@@ -531,14 +540,6 @@ class MLP(DeviceModel):
         return sum_sq
 
     # ---- public API ------------------------------------------------------------------
-    def _as_input(self, X, name="X"):
-        X = by_feature_names(X, self.data_columns, name)
-        return as_matrix(X, name, self.backend, self.dtype, n_columns=self.layer_sizes[0])
-
-    def _as_target(self, Y, name="Y"):
-        Y = by_feature_names(Y, self.data_columns, name, "targets")
-        return as_matrix(Y, name, self.backend, self.dtype, allow_1d=True, n_columns=self.layer_sizes[-1])
-
     def predict(self, X):
         """A[L] for the rows of X, on the model's device (a NumPy array on CPU), in the model's dtype.
 
