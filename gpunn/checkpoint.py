@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import io as _io
 import json
 import math
@@ -61,7 +60,7 @@ from .activations import ACTIVATIONS
 from .checks import check_rows_match, flag, positive_int, warn_read_by_position
 from .hints import shell_word
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from .preflight import CHECKPOINT_META, not_a_checkpoint, same_file, writes_in_place
+from .preflight import CHECKPOINT_META, check_output, foreign_file, same_file, writes_in_place
 from .rng import CPU_SHUFFLE, GPU_GENERATOR, GPU_SHUFFLE, generator, shuffler
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
@@ -228,20 +227,9 @@ def check_replaceable(path) -> None:
     """Refuse to write a checkpoint over a file that is not one (:func:`gpunn.preflight.not_a_checkpoint`): an
     existing file of another kind (a CSV file, an .npy array, numpy.savez's arrays, text) is someone's data, which
     ``gpunn.save("data.csv", model)`` replaced without a word."""
-    what = not_a_checkpoint(path)
-    if what:
-        raise FileExistsError(f"{os.fsdecode(path)} exists and is not a gpunn checkpoint ({what}); refusing to "
-                              "overwrite it: choose another name (.npz), or remove the file first")
-
-
-def check_writable(path) -> None:
-    """Refuse a checkpoint path that :func:`atomic_write` could not write (a directory, a missing directory), in its
-    words, before a run trains: a ModelCheckpoint found out at its first save, after an epoch's work."""
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot write {path}: Is a directory; name a file in it (run.npz)")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: its directory {directory} does not exist")
+    refusal = foreign_file(path)
+    if refusal:
+        raise FileExistsError(f"{os.fsdecode(path)} {refusal}")
 
 
 def _write(path, meta: dict, arrays: dict) -> None:
@@ -855,7 +843,7 @@ class ModelCheckpoint(Callback):
         return f"ModelCheckpoint({self.path!r}, {super().__repr__().split('(', 1)[1]}"
 
     def on_train_begin(self, trainer):
-        check_writable(self.path)  # before the first epoch trains, not at its end
+        check_output(self.path, "ModelCheckpoint's path")  # before the first epoch trains, not at its first save
         check_replaceable(self.path)
         self._tracker.on_train_begin(trainer)
         if self.save_best_only:  # (its monitor is read only then)

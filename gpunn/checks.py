@@ -378,13 +378,23 @@ def got(value, kind: str = "a number") -> str:
     return f"got {value!r}"
 
 
-def no_array(value, name: str, what: str) -> None:
-    """Refuse an array of one or more values (shape (1,) or more) given as the one number ``name``, as :func:`real`
-    refuses it ("validation_fraction must be in (0, 1), got array([0.1, 0.2])"), before an option's truth test
-    (``if not validation_fraction``) reads it: NumPy's "truth value of an array with more than one element is
-    ambiguous" for 2 values, none asked for ``[0.0]``."""
-    if isinstance(value, numpy.ndarray) and value.ndim:
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+def validation_share(value) -> float | None:
+    """``validation_fraction`` checked, before anything reads its truth: a number in [0, 1) (:func:`real`: a NumPy
+    scalar or a 0-d array too) as a float, or None for no hold-out (None, or a number equal to 0). Every other value
+    is refused alike, falsy or not: the string '', a bool (False as True: a flag is no share), a list, an array of
+    values ("" and False held nothing out without a word, numpy.array([0.1, 0.2]) failed on its truth value). Fit on
+    arrays and the data sources alike."""
+    if value is None:
+        return None
+    number = real(value)
+    if number is None or not 0 <= number < 1:
+        raise ValueError(f"validation_fraction must be a number in [0, 1), {got(value)}")
+    held = value[()] if isinstance(value, numpy.ndarray) else value
+    if isinstance(held, numpy.floating) and held.dtype.itemsize < 8:
+        # the number the user wrote (numpy.float32(0.1) is 0.10000000149 as a float): recorded in a checkpoint, it
+        # must equal the 0.1 a resume is given
+        number = float(numpy.format_float_positional(held, unique=True))
+    return number or None  # 0: nothing held out
 
 
 def flag(value, name: str, allow_none: bool = False):

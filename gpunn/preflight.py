@@ -63,7 +63,7 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
     ``reads``: (path, what) pairs the command reads; writing over one of them is refused.
     ``suffixes``: the accepted file name endings (lower case), or None for any.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # (a bytes name too: ModelCheckpoint's)
     if not path:
         raise PreflightError(f"{option} needs a file name")
     if os.path.isdir(path):
@@ -93,11 +93,18 @@ def check_checkpoint_output(path, option, *, reads=()) -> str:
     """:func:`check_output` for a checkpoint (gpunn train --save, gpunn sweep --save-best): a file already
     there that is not one is someone's data, and is not replaced (:func:`not_a_checkpoint`: gpunn.save's rule)."""
     check_output(path, option, reads=reads)
-    what = not_a_checkpoint(path)
-    if what:
-        raise PreflightError(f"{option} {shell_word(path)} exists and is not a gpunn checkpoint ({what}); refusing to "
-                             "overwrite it")
+    refusal = foreign_file(path)
+    if refusal:
+        raise PreflightError(f"{option} {shell_word(path)} {refusal}")
     return path
+
+
+def foreign_file(path) -> str:
+    """Why a checkpoint must not be written over the existing file ``path`` (:func:`not_a_checkpoint`), in the words
+    of every writer of a checkpoint (gpunn.save, ModelCheckpoint, the commands' --save), or "" where it may be."""
+    what = not_a_checkpoint(path)
+    return f"exists and is not a gpunn checkpoint ({what}); refusing to overwrite it: choose another name (.npz), " \
+        "or remove the file first" if what else ""
 
 
 def not_a_checkpoint(path) -> str:

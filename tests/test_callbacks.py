@@ -143,7 +143,7 @@ def test_validation_fraction_is_a_seeded_split(data):
     assert h1["val_mse"] == h2["val_mse"] and len(h1["val_r2"]) == 2
     with pytest.raises(ValueError, match="not both"):
         MLP([5, 1], device="cpu").fit(X, Y, validation_fraction=0.2, validation_data=(X, Y), verbose=False)
-    with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"validation_fraction must be a number in \[0, 1\)"):
         MLP([5, 1], device="cpu").fit(X, Y, validation_fraction=1.5, verbose=False)
 
 

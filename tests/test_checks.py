@@ -657,7 +657,7 @@ def test_sizes_given_one_by_one_or_as_text_are_told_to_be_one_list():
     # mut12m's F3 and F16: 0.96 of 10 rows rounds to all 10 (with n_val > m the empty training set failed later with
     # "range() arg 3 must not be zero"), and a negative share was held out as 1 row and refused for that, not its sign
     (dict(validation_fraction=0.96), "validation_fraction=0.96 of 10 rows leaves no rows to train on"),
-    (dict(validation_fraction=-0.1), r"validation_fraction must be in \(0, 1\), got -0.1"),
+    (dict(validation_fraction=-0.1), r"validation_fraction must be a number in \[0, 1\), got -0.1"),
     # validation_data is a checked pair (mut12m's F18: without the row check 4 and 3 rows were taken, and failed
     # at the end of the first epoch with a broadcasting error)
     (dict(validation_data=lambda: (numpy.ones((4, 3)), numpy.ones((3, 2)))), "X_val has 4 rows but Y_val has 3"),
@@ -1003,6 +1003,18 @@ def test_a_float32_validation_fraction_is_recorded_as_written(tmp_path):
     assert history["epoch"] == [1, 2]
 
 
+def test_a_float32_validation_fraction_of_a_fit_on_arrays_is_the_number_written(tmp_path):
+    """A fit on arrays took numpy.float32(0.1) as 0.10000000149011612 (a source as 0.1): recorded so in its
+    checkpoint, and of 25 rows it held out round(2.50000004) = 3 rows, where 0.1 holds out round(2.5) = 2."""
+    X = numpy.linspace(0, 1, 50).reshape(25, 2)
+    for fraction in (0.1, numpy.float32(0.1)):
+        MLP([2, 3, 1], device="cpu", seed=0).fit(X, X[:, :1], epochs=1, validation_fraction=fraction, verbose=False,
+                                                 callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
+        settings = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").settings
+        assert type(settings.validation_fraction) is float
+        assert (settings.validation_fraction, settings.train_rows) == (0.1, 23)
+
+
 def _floats_only(value):
     """Whether ``value`` (a dict, list or scalar) holds Python floats, ints, bools, strings and None only."""
     if isinstance(value, dict):
@@ -1110,7 +1122,7 @@ def test_fit_refuses_them_as_lr_and_validation_fraction(model, data, value):
     shown = re.escape(repr(value))
     with pytest.raises(ValueError, match=f"^learning rate must be a positive finite number, got {shown}$"):
         model.fit(*data, epochs=1, lr=value, verbose=False)
-    with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
+    with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
         model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
 
 
@@ -1118,14 +1130,14 @@ def test_fit_refuses_them_as_lr_and_validation_fraction(model, data, value):
 def test_an_array_of_values_as_validation_fraction_is_refused_by_an_ensemble_and_with_a_source(data, value):
     shown = re.escape(repr(value))
     ensemble = gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0)
-    with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
+    with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
         ensemble.fit(*data, epochs=1, validation_fraction=value, verbose=False)
     refused_with_a_source(value, shown)
 
 
 def refused_with_a_source(value, shown):
-    """fit(source, validation_fraction=value) refused by MLP and Ensemble alike, in the source's words ("a number in
-    [0, 1)": a source holds out whole chunks, 0 among the shares), and the source left holding nothing out."""
+    """fit(source, validation_fraction=value) refused by MLP and Ensemble alike, in the words of a fit on arrays
+    (checks.validation_share), and the source left holding nothing out."""
     for model in (MLP([3, 4, 1], device="cpu", seed=0), gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0)):
         source = gpunn.data.synthetic("linear", rows=4 * 65536, n_features=3)
         with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
@@ -1142,7 +1154,7 @@ def test_a_falsy_validation_fraction_that_is_no_number_is_refused_as_a_truthy_on
     and [] held nothing out without a word. A bool is no share, False as True. None and 0 still hold none out."""
     shown = re.escape(f"the string {value!r}; pass a number" if isinstance(value, str) else repr(value))
     for model in (MLP([3, 4, 2], device="cpu", seed=0), gpunn.Ensemble([3, 4, 2], n_models=2, device="cpu", seed=0)):
-        with pytest.raises(ValueError, match=rf"^validation_fraction must be in \(0, 1\), got {shown}$"):
+        with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
             model.fit(*data, epochs=1, validation_fraction=value, verbose=False)
     refused_with_a_source(value, shown)
 
@@ -1208,7 +1220,7 @@ def test_a_float32_validation_fraction_or_schedule_gamma_goes_into_the_checkpoin
               callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")], verbose=False)
     with numpy.load(tmp_path / "run.npz") as saved:
         settings = json.loads(bytes(saved[META]))["training"]["settings"]
-    assert settings["validation_fraction"] == float(numpy.float32(0.2))
+    assert settings["validation_fraction"] == 0.2  # the number written (float32's 0.2 is 0.2000000029802322)
     assert settings["schedule"]["gamma"] == 0.5
 
 

@@ -558,15 +558,17 @@ def test_none_among_numbers_is_refused_as_a_missing_value():
 
 def test_a_checkpoint_writer_refuses_a_path_it_cannot_write_before_training(tmp_path):
     """ModelCheckpoint("") was taken, as were a directory and a file in a missing directory: each failed at the
-    first save, after an epoch's work. Now "" as it is made, the others as the fit begins, untrained."""
+    first save, after an epoch's work. Now "" as it is made, the others as the fit begins, untrained, in the words
+    of gpunn train --save (preflight.check_output)."""
     model = gpunn.MLP([2, 3, 1], device="cpu", seed=0)
     X = numpy.ones((8, 2))
     with pytest.raises(ValueError, match=r"^ModelCheckpoint's path is empty; name a file to write \(run.npz\)$"):
         gpunn.ModelCheckpoint("")
-    for path, error, words in ((tmp_path, IsADirectoryError, "Is a directory; name a file in it"),
-                               (tmp_path / "no" / "run.npz", FileNotFoundError,
-                                f"its directory {tmp_path / 'no'} does not exist")):
-        with pytest.raises(error, match=re.escape(f"cannot write {path}: {words}")):
+    for path, words in ((tmp_path, f"{tmp_path} is a directory; give a file name"),
+                        (f"{tmp_path}/new/", f"{tmp_path}/new/ names a directory (it ends in /); give a file name"),
+                        (tmp_path / "no" / "run.npz", f"{tmp_path / 'no' / 'run.npz'}: directory {tmp_path / 'no'} "
+                                                      "does not exist")):
+        with pytest.raises(ValueError, match="^" + re.escape("ModelCheckpoint's path " + words) + "$"):
             model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
     assert model.params.tolist() == gpunn.MLP([2, 3, 1], device="cpu", seed=0).params.tolist()
     model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])

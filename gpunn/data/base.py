@@ -39,7 +39,7 @@ from .. import backend as _backend
 from ..datasets import rebatch
 from ..forksafe import ForkSafeLock
 from ..rng import DeviceRNG, host_rng
-from ..checks import canonical_dtype, flag, got, positive_int, real, seed_int
+from ..checks import canonical_dtype, flag, got, positive_int, seed_int, validation_share
 from .errors import DataError
 from .overflow import OverflowWatch
 from .stats import Standardizer, standardizing_dtype
@@ -97,7 +97,7 @@ class ChunkedSource(Closable):
         self.shuffle = flag(shuffle, "shuffle")  # bool("no") is True: it shuffled
         self.window = positive_int(window, "window")
         self.prefetch = positive_int(prefetch, "prefetch")
-        self.validation_fraction = _fraction(validation_fraction)
+        self.validation_fraction = validation_share(validation_fraction)
         self.standardize = standardize_option(standardize)
         self.standardizer: Standardizer | None = None
         self.backend = None  # set by bind(), which fit() calls with the model's device and dtype
@@ -159,7 +159,7 @@ class ChunkedSource(Closable):
 
     def hold_out(self, fraction) -> "ChunkedSource":
         """Hold out ``fraction`` of the chunks for validation (as ``validation_fraction`` does)."""
-        self.validation_fraction = _fraction(fraction)
+        self.validation_fraction = validation_share(fraction)
         self._set_chunks(self.chunk_sizes, self.runs)
         if self.standardize and self.standardizer is not None:  # statistics come from the training chunks
             self.standardizer = None if self.backend is None else self.compute_standardizer()
@@ -474,22 +474,6 @@ def held_count(chunks, fraction) -> int:
     """How many of ``chunks`` chunks ``validation_fraction`` holds out: the nearest count, one at least,
     and never all of them."""
     return min(chunks - 1, max(1, round(fraction * chunks)))
-
-
-def _fraction(value):
-    """``validation_fraction`` checked: a number in [0, 1) (a NumPy scalar or a 0-d array too), as a float, or None
-    for none."""
-    if value is None:
-        return None
-    number = real(value)
-    if number is None or not 0 <= number < 1:
-        raise ValueError(f"validation_fraction must be a number in [0, 1), {got(value)}")
-    held = value[()] if isinstance(value, numpy.ndarray) else value
-    if isinstance(held, numpy.floating) and held.dtype.itemsize < 8:
-        # the number the user wrote (numpy.float32(0.1) is 0.10000000149 as a float): recorded in the
-        # checkpoint's source config, it must equal the 0.1 a resume is given
-        number = float(numpy.format_float_positional(held, unique=True))
-    return number or None  # 0: nothing held out
 
 
 def standardize_option(value):

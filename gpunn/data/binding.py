@@ -1,9 +1,8 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..checks import flag, seed_int
+from ..checks import flag, seed_int, validation_share
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
-from .base import _fraction
 from .rawpass import every_row_of
 
 
@@ -23,7 +22,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     name = type(source).__name__
     _check_widths(model, source, name)
     validation_data = every_row_of(validation_data, "validation_data")  # a ShardedSource: the whole source it wraps
-    fraction = _fraction(validation_fraction)  # checked before its truth is read: "" or False held nothing out
+    fraction = validation_share(validation_fraction)  # checked before its truth is read: "" or False held nothing out
     if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None and getattr(source, "validation_rows", 0):  # left out of training, scored by none

@@ -8,9 +8,9 @@ import os
 import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch
-from ..checks import as_array, as_matrix, canonical_dtype, positive_int
+from ..checks import as_array, as_matrix, canonical_dtype, positive_int, validation_share
 from ..rng import generator
-from .base import (ChunkedSource, Closable, DataError, _fraction, chunk_sizes, closes_files_when_refused,
+from .base import (ChunkedSource, Closable, DataError, chunk_sizes, closes_files_when_refused,
                    default_chunk_rows, held_count, pread_full, standardize_option)
 from .overflow import OverflowWatch
 from .stats import Standardizer, dtype_of, standardizing_dtype
@@ -68,7 +68,7 @@ class SyntheticSource(ChunkedSource):
 
     def hold_out(self, fraction):
         if not self.chunk_rows_given:  # the pieces that hold out about ``fraction``
-            self._cut(default_piece_rows(self.total_rows, _fraction(fraction)))
+            self._cut(default_piece_rows(self.total_rows, validation_share(fraction)))
         return super().hold_out(fraction)
 
     def follow_saved_cut(self, saved):

@@ -26,7 +26,8 @@ import warnings
 import numpy
 
 from ..backend import backend_of, host_array
-from ..checks import flag, member_index, non_negative_int, per_member, positive_int, seed_int, verbosity
+from ..checks import (flag, member_index, non_negative_int, per_member, positive_int, seed_int, validation_share,
+                      verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -651,7 +652,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                                schedule=make_schedule(schedule),
                                validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
-                               validation_fraction=validation_fraction or None)
+                               validation_fraction=validation_share(validation_fraction))  # float32(0.1) as 0.1
         callbacks, hook, dp = order_callbacks(member_callbacks(callbacks, verbose), False), None, None
         if distributed:
             from ..distributed.training import DataParallel

@@ -9,7 +9,7 @@ import sys
 
 import numpy
 
-from ..checks import (check_rows_match, fit_columns, flag, got, no_array, positive_int, real, seed_int,
+from ..checks import (check_rows_match, fit_columns, flag, positive_int, seed_int, validation_share,
                       warn_read_by_position)
 from ..hints import unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
@@ -59,21 +59,6 @@ def as_method(function, qualname, summary):
     return method
 
 
-def held_out_share(validation_fraction):
-    """``validation_fraction`` checked, before anything reads its truth: a float in (0, 1), or None for no hold-out
-    (None, or a number equal to 0). Every other value is refused alike, falsy or not: the string '', a bool (False
-    as True: a flag is no share), a list, an array of values ("" and False held nothing out, without a word)."""
-    no_array(validation_fraction, "validation_fraction", "in (0, 1)")
-    if validation_fraction is None:
-        return None
-    fraction = real(validation_fraction)
-    if fraction == 0:
-        return None
-    if fraction is None or not 0 < fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), {got(validation_fraction)}")
-    return fraction
-
-
 def checked_arrays(model, X, Y):
     """(X, Y) of a fit on arrays, checked as training takes them (``model._checked``: standardized copies for a model
     with statistics), rows matched; the model's ``data_columns`` then those the fit leaves (checks.fit_columns: a
@@ -92,7 +77,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     A fraction holds out that share of rows, chosen by the stream (seed, "validation"), so a
     resumed run with the same data and seed gets the same split.
     """
-    fraction = held_out_share(validation_fraction)
+    fraction = validation_share(validation_fraction)
     if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None:
@@ -206,7 +191,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
                                shuffle=bool(shuffle), schedule=make_schedule(schedule),
                                validation="data" if validation_data is not None else
                                           ("fraction" if validation_fraction else None),
-                               validation_fraction=validation_fraction or None)
+                               validation_fraction=validation_share(validation_fraction))  # float32(0.1) as 0.1
         callbacks = order_callbacks(callbacks, verbose)
         if distributed:
             from ..distributed.training import DataParallel
