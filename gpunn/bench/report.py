@@ -47,6 +47,23 @@ def _gemm_marked(r) -> bool:
     return bool(r.get("gemm_noisy")) or busy(r.get("others_cpu"))
 
 
+def gemm_untrusted(r) -> bool:
+    """Whether a row's "% of GEMM" over 100% is withheld (">100%" in the table, the figure in gemm_note, no bar in the
+    plot): its baseline could not be trusted ((!), or (~): the machine's own speed changed in its rounds). A base
+    slowed by either in some rounds made a small CPU configuration's figure 18708% under load 8; a trusted one over
+    100% is shown as measured (tensor cores, a CUDA graph, call cost: see gemm_note)."""
+    fraction = r.get("fraction_of_gemm")
+    return (fraction is not None and fraction > 1
+            and (_gemm_marked(r) or speed_varied(r.get("machine_spread"))))
+
+
+def _gemm_cell(r) -> str:
+    """A row's "% of GEMM" cell: the figure (">100%" where gemm_untrusted), (!) and (~) as they apply."""
+    fraction = r.get("fraction_of_gemm")
+    text = ">100%" if gemm_untrusted(r) else _percent(float("nan") if fraction is None else fraction)
+    return text + (" (!)" if _gemm_marked(r) else "") + (" (~)" if speed_varied(r.get("machine_spread")) else "")
+
+
 def format_table(results, markdown=False) -> str:
     head = ["config", "device", "implementation", "dtype", "samples/s", "spread (min-max)", "GFLOP/s",
             "% of peak", "% of GEMM", "gpunn is", "step: matmul / elementwise / optimizer / other"]
@@ -62,7 +79,7 @@ def format_table(results, markdown=False) -> str:
                      f"{r['samples_per_s']:,.0f}" + (" (~)" if speed_varied(r.get("machine_spread")) else ""),
                      f"{_si(lo)}-{_si(hi)}" + (" (!)" if r.get("noisy") else ""), f"{r['gflops']:.1f}",
                      _percent(r.get("fraction_of_peak", float("nan"))),
-                     _percent(r.get("fraction_of_gemm", float("nan"))) + (" (!)" if _gemm_marked(r) else ""),
+                     _gemm_cell(r),
                      speed, prof_text])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -117,14 +134,22 @@ def gemm_note(results) -> str:
     if missing:
         text += "\n% of GEMM n/a (the baseline could not be timed well): " + "; ".join(missing) + "."
     over = [f"{r['config']} {r['label']} {_percent(r['fraction_of_gemm'])}" for r in results
-            if (r.get("fraction_of_gemm") or 0) > 1]  # (None: a JSON's null)
+            if (r.get("fraction_of_gemm") or 0) > 1 and not gemm_untrusted(r)]  # (None: a JSON's null)
+    untrusted = [r for r in results if gemm_untrusted(r)]
+    withheld = [f"{r['config']} {r['label']} {_percent(r['fraction_of_gemm'])}" for r in untrusted]
+    marks = [mark for mark, marked in (("(!)", _gemm_marked), ("(~)", lambda r: speed_varied(r.get("machine_spread"))))
+             if any(map(marked, untrusted))]
     if over:
         text += ("\n% of GEMM over 100% (" + ", ".join(over) + ") is as measured: the base is one float32 product "
                  "of the hidden shape per call, which a tf32 or bf16 row's tensor cores can outrun, and on a small "
                  "shape each call's fixed cost (NumPy's dispatch; a kernel launch on a GPU) is much of its time, "
                  "which a step may pay less of per FLOP (gpunn's compiled kernels; a CUDA graph). On a loaded "
-                 "machine a short run's base can also be slowed by other processes, in some rounds or in all ((!) "
-                 "beside it): rerun when it is quiet.")
+                 "machine a short run's base can also be slowed by other processes in all its rounds, unmarked: "
+                 "rerun a figure over 100% when it is quiet.")
+    if withheld:
+        text += ("\n% of GEMM >100% (measured " + ", ".join(withheld) + "): over 100% with a baseline that cannot be "
+                 f"trusted ({' or '.join(marks)} beside it), so not a figure to read: the base was slowed in some "
+                 "rounds more than the row; rerun when the machine is quiet.")
     if loaded:
         text += ("\nOther processes took " + ", ".join(loaded) + " of the machine's CPU time during the rounds (over "
                  f"{_percent(BUSY_SHARE)}): every timing there got what they left, unevenly, and % of GEMM most ((!) "
@@ -155,10 +180,10 @@ def speed_note(results) -> str:
     text = ("Machine speed: a fixed pure-Python loop timed between the rounds, in thread CPU ms (fastest-median-slowest; "
             "the same work every time, so a higher time is a slower CPU): " + ", ".join(parts) + ".")
     if any(speed_varied(r.get("machine_spread")) for r in results):
-        text += (f"\n(~) beside samples/s: that probe's slowest time was over {SPEED_SPREAD:.1f}x its fastest in the "
-                 "configuration's rounds: the CPU itself changed speed meanwhile (a shared virtual machine's does, "
-                 "from second to second, with no other process running), and the row's samples/s, ratios and % of "
-                 "GEMM moved with it, not with the code; compare the medians of several runs.")
+        text += (f"\n(~) beside samples/s and % of GEMM: that probe's slowest time was over {SPEED_SPREAD:.1f}x its "
+                 "fastest in the configuration's rounds: the CPU itself changed speed meanwhile (a shared virtual "
+                 "machine's does, from second to second, with no other process running), and the row's samples/s, "
+                 "ratios and % of GEMM moved with it, not with the code; compare the medians of several runs.")
     return text
 
 

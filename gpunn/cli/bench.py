@@ -14,7 +14,8 @@ from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, n
 def add_parser(sub) -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="training throughput vs the GEMM roofline and vs NumPy, PyTorch, scikit-learn",
                        description="Training throughput (float32, ReLU, Adam) per configuration and backend: "
-                                   "samples/s, FLOP/s as a fraction of a GEMM measured in the same run, the share "
+                                   "samples/s, FLOP/s as a fraction of a GEMM measured in the same run ('>100%' "
+                                   "where it is over 100% and that GEMM's timing cannot be trusted), the share "
                                    "of a step in matmul/elementwise/optimizer, and the peers (a plain NumPy loop, "
                                    "PyTorch eager, scikit-learn's MLPRegressor) on the same data, as ratios. "
                                    "Between the rounds a fixed pure-Python loop gauges the CPU's own speed (a line "
