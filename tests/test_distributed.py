@@ -1353,7 +1353,65 @@ def test_a_launched_process_ending_the_job_times_its_start_of_mpi_by_the_timeout
     monkeypatch.setenv("GPUNN_DIST_TIMEOUT", value)
     comm.end_launched_job(2)
     assert aborted == [2, ("ended", 2)]
-    assert timed == [(timeout, " (started to end the job: this rank failed)")]
+    setting = "GPUNN_DIST_TIMEOUT='abc' cannot be read: the default 300 s" if value == "abc" else None
+    assert timed == [(timeout, " (started to end the job: this rank failed)", setting)]
+
+
+@pytest.mark.parametrize("timeout, setting, waited, said", [
+    (0.2, None, 0.263, "waited 0.26 s in MPI_Init, which every process of the job enters; another has not started MPI "
+                       "(it left before starting it, or is that much later to its fit). Ending the job "
+                       "(GPUNN_DIST_TIMEOUT=0.2 s)."),
+    (2.0, None, 2.4, "waited 2 s in MPI_Init, which every process of the job enters; another has not started MPI (it "
+                     "left before starting it, or is that much later to its fit). Ending the job "
+                     "(GPUNN_DIST_TIMEOUT=2 s)."),
+    (300.0, "GPUNN_DIST_TIMEOUT='{5}' cannot be read: the default 300 s", 300.6,
+     "waited 301 s in MPI_Init, which every process of the job enters; another has not started MPI (it left before "
+     "starting it, or is that much later to its fit). Ending the job (GPUNN_DIST_TIMEOUT='{5}' cannot be read: the "
+     "default 300 s).")])
+def test_the_timed_start_of_mpi_says_its_wait_in_a_sensible_precision_and_where_its_timeout_came_from(
+        monkeypatch, timeout, setting, waited, said):
+    """A 0.2 s timeout's wait read "waited 0 s"; a failing rank's line said GPUNN_DIST_TIMEOUT=300 s of a variable set
+    to a value it could not read (the line is format()ted by init_watch's child: a value's braces stay as given)."""
+    from gpunn.distributed import comm, init_watch
+
+    lines = []
+    monkeypatch.setattr(init_watch, "timed_start", lambda line, seconds: lines.append(line) or contextlib.nullcontext())
+    monkeypatch.setattr(comm, "_REPORT", [])
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    with comm._mpi_init_timed(timeout, "", setting):
+        pass
+    assert lines[0].format(waited) == f"gpunn [rank 0 of ranks 0-1]: {said}\n"
+
+
+def test_the_watchdogs_line_says_a_sub_second_wait_in_hundredths(monkeypatch, capsys):
+    from gpunn.distributed import comm
+
+    monkeypatch.setattr(comm, "_REPORT", [])
+    for timeout, shown in ((0.2, "0.26"), (5.0, "0")):
+        rank = comm.MpiComm.__new__(comm.MpiComm)
+        aborted = []
+        rank.rank, rank.size, rank.timeout, rank.abort = 0, 2, timeout, aborted.append
+        rank._timed_out("the all-reduce", 0.263)
+        assert capsys.readouterr().err == (f"gpunn [rank 0 of ranks 0-1]: waited {shown} s in the all-reduce; another "
+                                           "rank has stopped (failed, hung or killed). Aborting the job "
+                                           f"(GPUNN_DIST_TIMEOUT={timeout:g} s).\n") and aborted == [3]
+
+
+def test_gpunn_info_under_a_launcher_speaks_as_gpunn_info_in_its_lines_about_the_job(monkeypatch, capsys):
+    """gpunn info (predict, bench) under a launcher of several processes starts MPI, timed, for the ranks' check that
+    each runs the same command: its line said "gpunn [rank 0 of ranks 0-1]: waited ...", as a program of its own."""
+    from gpunn import cli
+    from gpunn.distributed import comm
+
+    speakers = []
+    monkeypatch.setattr(comm, "_REPORT", [])
+    monkeypatch.setattr(comm, "same_command_on_every_rank", lambda command: speakers.append(comm._speaker()))
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert cli.main(["info", "--device", "cpu"]) == 0
+    assert speakers == ["gpunn info"]
 
 
 _FAKE_MPI = ("import os, sys\n"
@@ -2334,8 +2392,8 @@ def test_gpunn_info_beside_a_process_that_never_starts_mpi_says_what_it_waited_f
             os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("gpunn info waited in MPI_Init for a process that never starts MPI")
     assert proc.returncode == 9, err
-    assert re.search(r"(?m)^gpunn \[rank 0 of ranks 0-1\]: waited [23] s in MPI_Init, which every process of the job "
-                     r"enters; another has not started MPI \(.*\)\. Ending the job \(GPUNN_DIST_TIMEOUT=2 s\)\.$",
+    assert re.search(r"(?m)^gpunn info \[rank 0 of ranks 0-1\]: waited [23] s in MPI_Init, which every process of "
+                     r"the job enters; another has not started MPI \(.*\)\. Ending the job \(GPUNN_DIST_TIMEOUT=2 s\)\.$",
                      err), err
 
 def _marked(marker):

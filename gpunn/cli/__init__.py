@@ -14,10 +14,10 @@ import warnings
 
 from .. import backend as _backend
 from .. import environment
-from .._startup import command_of as _command, prog_of
+from .._startup import command_of as _command, launched as launcher_set, prog_of
 from .._version import __version__
 from ..checks import MissingExtra
-from ..distributed.comm import DistributedError
+from ..distributed.comm import DistributedError, speaking_as
 from . import bench, info, predict, sweep, train
 from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refusals_said_by, refuse_bad_settings,
                      refuse_repeated, refuse_unknown, text_to_stderr)
@@ -318,6 +318,8 @@ def _run(argv) -> int:
             return status, _with_rank(text)
 
         report_failures_with(report, prog_of(_command(argv)))  # the watchdog's line led by the command too
+    elif launcher_set():  # gpunn info (predict, bench) starts MPI, timed, for the ranks' check: its line says so
+        speaking_as(prog_of(_command(argv)))
     try:
         try:
             with refusals_said_by(_with_rank) if launched else contextlib.nullcontext():

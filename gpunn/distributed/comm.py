@@ -126,6 +126,12 @@ def _timeout_from_env(timeout):
     return seconds
 
 
+def seconds_spec(timeout) -> str:
+    """The format spec of a wait of about ``timeout`` seconds in a line: whole seconds from a 1 s timeout on, two
+    significant digits below ("waited 0.26 s": a 0.2 s timeout's wait read "waited 0 s")."""
+    return ".0f" if timeout >= 1 else ".2g"
+
+
 class _Watchdog:
     """Aborts the job when one blocking collective has lasted more than ``timeout`` seconds of this
     process's running time.
@@ -174,11 +180,12 @@ class _Watchdog:
                 return
 
 
-def _mpi_init_timed(timeout, why=""):
+def _mpi_init_timed(timeout, why="", setting=None):
     """A context in which this process starts MPI, timed (:func:`gpunn.distributed.init_watch.timed_start`) where a
     launcher started several processes and MPI has not started here yet: a rank whose job has a process that never
     enters MPI_Init (it left before starting MPI) says so after ``timeout`` seconds and is killed (the launcher then
-    ends the job), not waiting forever. ``why``: what it starts MPI for, said after "in MPI_Init" where not a fit."""
+    ends the job), not waiting forever. ``why``: what it starts MPI for, said after "in MPI_Init" where not a fit;
+    ``setting``: where the timeout came from, said last (:func:`_ending_timeout`; GPUNN_DIST_TIMEOUT=T s if None)."""
     try:
         size = launched_size()
     except DistributedError:  # (a launcher's variable gpunn cannot read: untimed, as before)
@@ -187,9 +194,10 @@ def _mpi_init_timed(timeout, why=""):
         return contextlib.nullcontext()
     from .init_watch import timed_start
 
-    return timed_start(f"{_speaker()}{_where()}: waited {{:.0f}} s in MPI_Init{why}, which every process of the job "
-                       f"enters; another has not started MPI (it left before starting it, or is that much later to "
-                       f"its fit). Ending the job ({ENV_TIMEOUT}={timeout:g} s).\n", timeout)
+    setting = (setting or f"{ENV_TIMEOUT}={timeout:g} s").replace("{", "{{").replace("}", "}}")  # (a value's braces)
+    return timed_start(f"{_speaker()}{_where()}: waited {{:{seconds_spec(timeout)}}} s in MPI_Init{why}, which every "
+                       "process of the job enters; another has not started MPI (it left before starting it, or is "
+                       f"that much later to its fit). Ending the job ({setting}).\n", timeout)
 
 
 class MpiComm:
@@ -244,8 +252,9 @@ class MpiComm:
         return self._guard(label)
 
     def _timed_out(self, label, seconds):
-        _say(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:.0f} s in {label}; another rank "
-             f"has stopped (failed, hung or killed). Aborting the job ({ENV_TIMEOUT}={self.timeout:g} s).\n")
+        _say(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:{seconds_spec(self.timeout)}} s in "
+             f"{label}; another rank has stopped (failed, hung or killed). Aborting the job "
+             f"({ENV_TIMEOUT}={self.timeout:g} s).\n")
         self.abort(3)
 
     def abort(self, code=1):
@@ -440,7 +449,7 @@ class NcclComm:
         self.gpu_comm.bcast(array.data.ptr, array.size, self._types[array.dtype], root, self._stream())
 
 
-_REPORT = []  # (report, prog) of the gpunn command this process runs, once it has said them
+_REPORT = []  # (report or None, prog) of the gpunn command this process runs, once it has said them
 
 
 def report_failures_with(report, prog: str = "gpunn") -> None:
@@ -449,6 +458,13 @@ def report_failures_with(report, prog: str = "gpunn") -> None:
     failing inside the fit prints the command's one line (and exits with its status) rather than a traceback,
     and a rank that waited too long is led by the command, as every other line of it is."""
     _REPORT[:] = [(report, prog)]
+
+
+def speaking_as(prog: str) -> None:
+    """Who speaks in this rank's lines about the job (its timed start of MPI's, the watchdog's) where the gpunn command
+    runs one that trains nothing under a launcher (``gpunn info``: it said ``gpunn``); a failure is said as in a
+    program of its own (report_failures_with sets both for a training command)."""
+    _REPORT[:] = [(None, prog)]
 
 
 def _speaker() -> str:
@@ -490,7 +506,7 @@ def abort_on_error(comm, exc: BaseException) -> None:
     Once one rank has left the training loop, the others would wait in their next collective
     forever: MPI offers no way to tell them, so the job ends here.
     """
-    if _REPORT:
+    if _REPORT and _REPORT[0][0] is not None:
         code, text = _REPORT[0][0](exc)
         text += "\n"
     else:
@@ -580,6 +596,17 @@ def agreeing_before_any_collective(exc: BaseException | None) -> None:
             raise
 
 
+def _ending_timeout() -> tuple[float, str | None]:
+    """(GPUNN_DIST_TIMEOUT, None), or where it cannot be read (this rank may be failing for that very value), the
+    default and how the line says so: a failing rank must still end the job, and its line said "GPUNN_DIST_TIMEOUT=300
+    s" of a variable set to something else."""
+    try:
+        return _timeout_from_env(None), None
+    except DistributedError:
+        return DEFAULT_TIMEOUT_S, (f"{ENV_TIMEOUT}={environment.text(ENV_TIMEOUT)!r} cannot be read: the default "
+                                   f"{DEFAULT_TIMEOUT_S:g} s")
+
+
 def end_launched_job(code: int) -> None:
     """End every process of this MPI-launched job now (``MPI_Abort`` with ``code``, once the launcher has read what
     this process wrote: :func:`gpunn.distributed.output.read_by_the_launcher`), from a process that failed outside a
@@ -588,7 +615,7 @@ def end_launched_job(code: int) -> None:
     a collective. Initialises MPI here if this process had not (the others are in, or on their way to,
     ``MPI_Init``), timed as every start of MPI by gpunn (:func:`_mpi_init_timed`): should they all have exited
     without MPI, the initialisation cannot finish, and after ``GPUNN_DIST_TIMEOUT`` seconds (300 where it cannot be
-    read; none under ``inf``, which waits, as it says) this process says so and is killed. This process ends here
+    read, and the line says so; none under ``inf``, which waits, as it says) this process says so and is killed. This process ends here
     with ``code`` whatever becomes of the abort (:func:`_end_this_process`). Nothing without mpi4py or a launcher."""
     if launched_size() <= 1:
         return
@@ -597,12 +624,9 @@ def end_launched_job(code: int) -> None:
     except ImportError:
         return
     read_by_the_launcher()  # (before MPI starts: a rank killed for waiting there too long aborts nothing)
+    timeout, setting = _ending_timeout()
     try:
-        timeout = _timeout_from_env(None)
-    except DistributedError:
-        timeout = DEFAULT_TIMEOUT_S
-    try:
-        with _mpi_init_timed(timeout, " (started to end the job: this rank failed)"):
+        with _mpi_init_timed(timeout, " (started to end the job: this rank failed)", setting):
             from mpi4py import MPI
         MPI.COMM_WORLD.Abort(code)
     except Exception as exc:  # noqa: BLE001 - said, and this process ends as promised

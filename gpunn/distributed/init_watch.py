@@ -29,7 +29,7 @@ import time
 @contextlib.contextmanager
 def timed_start(line: str, timeout: float):
     """A context in which this process starts MPI (``from mpi4py import MPI``): a child process ends it, saying
-    ``line`` (``{:.0f}`` in it: the seconds waited), where it is still in the context after ``timeout`` seconds of
+    ``line`` (a format field in it, ``{:.0f}`` say: the seconds waited), where it is still in the context after ``timeout`` seconds of
     waiting. Nothing under ``timeout`` inf, off POSIX, or where the child cannot start (the wait is then untimed, as
     it was)."""
     watcher = None
