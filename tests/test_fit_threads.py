@@ -1,7 +1,9 @@
 """The fit of a small net, and an Ensemble's, puts NumPy's BLAS on one thread while it runs (gpunn.ops.fit_threads),
 puts the count back after it (the last of overlapping fits does), and leaves a count the user set alone."""
 import os
+import sys
 import threading
+import types
 
 import numpy
 import pytest
@@ -274,3 +276,54 @@ def test_a_child_forked_while_another_thread_fits_gets_the_count_back(monkeypatc
         thread.join(60)
     assert said == repr([before, [1], before])
     assert openblas_threads() == before  # the parent's fit put it back as it ended
+
+
+def test_without_a_cached_controller_a_blas_loaded_after_the_first_fit_is_found(monkeypatch):
+    """threadpoolctl before 3.8 has no get_cached_controller: gpunn made its controller once, at the first fit, so a
+    BLAS loaded after it (SciPy's, torch's MKL) was never limited. It is made again, as 3.8's cache is, once a module
+    was imported since."""
+    made = []
+
+    class Controller:
+        def __init__(self):
+            made.append(self)
+
+        def select(self, user_api):
+            return type("Selected", (), {"lib_controllers": [user_api]})()
+
+    monkeypatch.delattr(threadpoolctl, "get_cached_controller", raising=False)
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Controller)
+    monkeypatch.setattr(fit_threads, "_made", None)
+    assert fit_threads._libraries() == ["blas"] and fit_threads._libraries() == ["blas"] and len(made) == 1
+    monkeypatch.setitem(sys.modules, "a_module_that_loads_a_blas", types.ModuleType("a_module_that_loads_a_blas"))
+    assert fit_threads._libraries() == ["blas"] and len(made) == 2
+
+
+class FailingLibrary:
+    """A BLAS library whose ``fail_at``-th set_num_threads raises, as threadpoolctl's can (a symbol it cannot find)."""
+
+    def __init__(self, fail_at):
+        self.threads, self.sets, self.fail_at = 2, 0, fail_at
+
+    def get_num_threads(self):
+        return self.threads
+
+    def set_num_threads(self, threads):
+        self.sets += 1
+        if self.sets == self.fail_at:
+            raise RuntimeError("openblas_set_num_threads not found")
+        self.threads = threads
+
+
+@pytest.mark.parametrize("fail_at, doing, left", [(1, "set NumPy's BLAS to 1 thread for the fit", 2),
+                                                  (2, "put NumPy's BLAS thread count back after the fit", 1)])
+def test_a_blas_count_threadpoolctl_fails_to_set_is_a_warning_and_the_fit_trains(monkeypatch, fail_at, doing, left):
+    """An exception inside threadpoolctl failed the fit with its traceback, for a count that changes its speed alone."""
+    clear(monkeypatch)
+    library = FailingLibrary(fail_at)
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: [library])
+    X = numpy.ones((64, 4))
+    with pytest.warns(RuntimeWarning, match=rf"^gpunn could not {doing} \(threadpoolctl: RuntimeError: "
+                                            r"openblas_set_num_threads not found\); the fit trains on"):
+        history = gpunn.MLP([4, 3, 1], seed=0, device="cpu").fit(X, X[:, :1], epochs=2, verbose=False)
+    assert history["epoch"] == [1, 2] and library.threads == left and not fit_threads._holders

@@ -17,20 +17,23 @@ data-parallel rank's share, gpunn.distributed.threads) is a ceiling: one thread 
 back as the fit ends. Without threadpoolctl nothing is changed.
 
 One mechanism for both, ~30 us a fit: threadpoolctl's controllers of the BLAS libraries loaded (every BLAS: OpenBLAS,
-MKL, BLIS), from its cached controller (threadpoolctl 3.7+; it looks for the libraries again, ~1 ms, only where a
-module was imported since; an older threadpoolctl's controller is made once, at the first such fit).
+MKL, BLIS), from its cached controller (threadpoolctl 3.8+), which looks for the libraries again (~1 ms) only where a
+module was imported since; with an older threadpoolctl gpunn keeps one by the same rule (_libraries).
 threadpool_limits would look for them at every fit: ~1 ms (what an Ensemble's fit paid before session 25). The
 count is the process's, so fits that overlap (on several Python threads, or one inside another's callback) share
 it: the first sets it, the last to end puts it back, and a later fit's own count (GPUNN_ENSEMBLE_BLAS_THREADS)
 waits for a time no other is running. A library whose count was changed while the fit ran (by another thread's
 threadpoolctl limit, say) is left at that count. A child forked while fits run keeps those of the thread that forked;
-where that thread ran none, the child's counts are put back as it starts (_forked).
+where that thread ran none, the child's counts are put back as it starts (_forked). Should threadpoolctl fail (a
+library it cannot read or set), the fit trains on the counts as they are, with a RuntimeWarning (_said_as_a_warning).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
+import warnings
 
 import numpy
 
@@ -44,12 +47,13 @@ BLAS_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_
 _lock = ForkSafeLock()
 _holders = {}  # thread ident -> its contexts inside blas_threads's count
 _changed = []  # [(library, its count before, the count set)] while they are: the last one out puts them back
-_made = None  # threadpoolctl's controller where it has no cached one (before 3.7), made once
+_made = None  # (threadpoolctl's controller, len(sys.modules) as it was made) where it has no cached one (before 3.8)
 
 
 def _libraries() -> list:
-    """threadpoolctl's controllers of the BLAS libraries loaded (threadpoolctl's cached controller, which looks for them
-    again only where a module was imported since: ~2 us; an older threadpoolctl's made at the first call), or []."""
+    """threadpoolctl's controllers of the BLAS libraries loaded, or []: from its cached controller (3.8+: ~2 us), which
+    looks for them again only where a module was imported since; an older threadpoolctl's made by the same rule here
+    (made once, it never saw a BLAS loaded after the first fit: SciPy's, torch's MKL)."""
     global _made
     try:
         import threadpoolctl
@@ -59,14 +63,14 @@ def _libraries() -> list:
     if cached is not None:
         controller = cached()
     else:
-        if _made is None:
-            _made = threadpoolctl.ThreadpoolController()
-        controller = _made
+        if _made is None or _made[1] != len(sys.modules):
+            _made = (threadpoolctl.ThreadpoolController(), len(sys.modules))
+        controller = _made[0]
     return controller.select(user_api="blas").lib_controllers
 
 
 def _let_go():
-    """threadpoolctl 3.7+ lets one Python thread at a time set OpenBLAS's (process-wide) count, the first to set it,
+    """threadpoolctl 3.8+ lets one Python thread at a time set OpenBLAS's (process-wide) count, the first to set it,
     until that thread lets go (its threadpool_limits contexts do as they end): after a change of ours, let go, so
     that the fit that ends last, on whichever thread, can put the count back."""
     try:
@@ -79,17 +83,29 @@ def _let_go():
         clear()
 
 
+@contextlib.contextmanager
+def _said_as_a_warning(doing: str):
+    """threadpoolctl failing while gpunn does ``doing`` (a library it cannot read or set) said in a RuntimeWarning: a
+    fit failed with threadpoolctl's traceback, for a thread count that changes its speed alone."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any of threadpoolctl's: the fit trains on
+        warnings.warn(f"gpunn could not {doing} (threadpoolctl: {type(exc).__name__}: {exc}); the fit trains on, its "
+                      "BLAS thread counts as they are", RuntimeWarning, stacklevel=2)
+
+
 def _set(threads: int) -> list:
     """Each BLAS library on ``threads`` threads: [(library, count before, threads)] for those that changed (a library
-    another thread's threadpoolctl limit holds does not)."""
+    another thread's threadpoolctl limit holds does not), those changed before a failure too (put back at the end)."""
     changed = []
-    for lib in _libraries():
-        before = lib.get_num_threads()
-        if before != threads:
-            lib.set_num_threads(threads)
-            if lib.get_num_threads() == threads:
-                changed.append((lib, before, threads))
-    _let_go()
+    with _said_as_a_warning(f"set NumPy's BLAS to {threads} thread{'s' if threads != 1 else ''} for the fit"):
+        for lib in _libraries():
+            before = lib.get_num_threads()
+            if before != threads:
+                lib.set_num_threads(threads)
+                if lib.get_num_threads() == threads:
+                    changed.append((lib, before, threads))
+        _let_go()
     return changed
 
 
@@ -144,7 +160,8 @@ def blas_threads(threads: int = 1, *, forced: bool = False):
                 del _holders[me]
             if not _holders:
                 changed, _changed = _changed, []
-                _put_back(changed)
+                with _said_as_a_warning("put NumPy's BLAS thread count back after the fit"):
+                    _put_back(changed)
 
 
 def _forked() -> None:
