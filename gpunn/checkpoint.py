@@ -69,7 +69,7 @@ from .training.ensemble import MemberEarlyStopping
 from .training.fit import split_validation
 from .training.loop import train
 from .training.protocols import is_source
-from .training.sources import ArraySource, same_fingerprint
+from .training.sources import ArraySource, fingerprint_matches
 from .training.state import FitSettings, TrainState, position_words
 
 FORMAT = "gpunn-checkpoint"
@@ -752,8 +752,9 @@ class Checkpoint:
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
         leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
         (whose paths the file does not hold) needs them passed in ``callbacks``, or False. Other data are refused:
-        another row count, or in-memory arrays whose values or row order differ from the run's (the checkpoint
-        keeps a checksum of them); so are other
+        another row count, or in-memory arrays whose values, row order or column order differ from the run's (the
+        checkpoint keeps a checksum of them; one written before it recorded its ``fingerprint_rule`` is checked by
+        plain row sums, as then, blind to the columns' order); so are other
         ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
         and ``validation_data`` for a run that had none or held out ``validation_fraction``; and a synthetic
         source's rows or a bootstrap's resamples where another generator would draw them than the file records
@@ -1307,10 +1308,11 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
             evaluator = ens_training.ensemble_evaluator(model, evaluator)
     # a run saved before the fingerprint existed (a data-parallel one before ShardedArraySource recorded it) has
     # none: rows are all it checks
-    if "fingerprint" in saved and not same_fingerprint(saved["fingerprint"], source.config()["fingerprint"]):
+    if "fingerprint" in saved and not fingerprint_matches(saved, lambda: source.config()["fingerprint"], model.xp,
+                                                          X, Y, where=ckpt.path):
         raise ValueError(f"{ckpt.path} trained on other values: these X and Y have its {X.shape[0]} training rows "
-                         "but not its data (a checksum differs; rows in another order count as other data). "
-                         "Resume with the same X and Y, in the same order.")
+                         "but not its data (a checksum differs; rows or columns in another order count as other "
+                         "data). Resume with the same X and Y, in the same order.")
     return X, Y, source, evaluator
 
 
@@ -1442,10 +1444,11 @@ def _check_validation(ckpt, evaluator) -> None:
         if saved["rows"] != now["rows"]:
             raise ValueError(f"{ckpt.path} was validated on {saved['rows']} rows; this validation_data has "
                              f"{now['rows']}. {fix}")
-        if not same_fingerprint(saved["fingerprint"], now["fingerprint"]):
+        if not fingerprint_matches(saved, lambda: now["fingerprint"], ckpt.model.xp, evaluator.X, evaluator.Y,
+                                   where=ckpt.path):
             raise ValueError(f"{ckpt.path} was validated on other values: this validation_data has its {now['rows']} "
-                             f"rows but not its data (a checksum differs; rows in another order count as other data). "
-                             f"{fix}")
+                             f"rows but not its data (a checksum differs; rows or columns in another order count "
+                             f"as other data). {fix}")
         return
     free = _VALIDATION_SOURCE_FREE + (() if now.get("kind") == "synthetic" else ("seed",))
     differ = _config_differences(saved, now, ignored=free)

@@ -99,10 +99,10 @@ class RegressionEvaluator:
         """What a checkpoint records of the validation rows, which a resume compares: their count and a
         checksum (gpunn.training.sources.fingerprint), computed once."""
         if self._described is None:
-            from .training.sources import fingerprint
+            from .training.sources import FINGERPRINT_RULE, fingerprint
 
             self._described = {"kind": "arrays", "rows": self.n_rows,
-                               "fingerprint": fingerprint(self._xp, self.X, self.Y)}
+                               "fingerprint": fingerprint(self._xp, self.X, self.Y), "fingerprint_rule": FINGERPRINT_RULE}
         return self._described
 
     def _pieces(self):

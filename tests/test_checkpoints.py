@@ -1337,10 +1337,34 @@ def test_resume_refuses_other_data(data, tmp_path):
     # the same shape, other values: resumed without a word (a regenerated or reordered data set is not the run)
     changed = X.copy()
     changed[7, 3] += 1e-3
-    for X2, Y2 in ((changed, Y), (X[::-1], Y[::-1]), (X, Y * 2)):
+    # (the columns in another order too: the checksum summed each row's values, whatever their order)
+    for X2, Y2 in ((changed, Y), (X[::-1], Y[::-1]), (X, Y * 2), (X[:, [1, 0, 2, 3, 4, 5]], Y), (X, Y[:, ::-1])):
         with pytest.raises(ValueError, match=r"trained on other values: .*a checksum differs"):
             gpunn.load_checkpoint(tmp_path / "c.npz").resume(X2, Y2, verbose=False)
     assert gpunn.load_checkpoint(tmp_path / "c.npz").resume(X.copy(), Y.copy(), epochs=2, verbose=False)["epoch"] == [1, 2]
+
+
+def test_a_file_from_before_the_checksum_counted_columns_is_checked_by_its_own_rule(data, tmp_path):
+    """Checkpoints record the rule of their checksum of in-memory rows ("fingerprint_rule" 2: each row's values
+    weighted by their column's place, so X or Y with its columns in another order is refused). A file from
+    before (tests/data/main-v2-run.npz, plain row sums: rule 1, unrecorded) is checked by its own rule: the same
+    X and Y resume, other rows are refused, and the columns in another order pass as they did then (its sums
+    cannot tell them); the run resumed from it records rule 2. A rule this gpunn does not know is refused."""
+    X, Y = data
+    path = written_before_callback_order("main-v2-run.npz", tmp_path)
+    assert "fingerprint_rule" not in gpunn.load_checkpoint(path, device="cpu").training["source"]
+    with pytest.raises(ValueError, match="trained on other values"):
+        gpunn.load_checkpoint(path, device="cpu").resume(X[::-1], Y[::-1], verbose=False)
+    swapped = X[:, [1, 0, 2, 3, 4, 5]]
+    gpunn.load_checkpoint(path, device="cpu").resume(swapped, Y, epochs=3, verbose=False, checkpoint=False)
+    now = tmp_path / "now.npz"
+    gpunn.load_checkpoint(path, device="cpu").resume(X, Y, epochs=3, verbose=False, checkpoint=now)
+    assert gio.read_meta(now)["training"]["source"]["fingerprint_rule"] == 2
+    rewrite_meta(path, now, lambda meta: meta["training"]["source"].update(fingerprint_rule=3))
+    with pytest.raises(ValueError, match=r"^.*now\.npz: the checksum of the data was made by rule 3, which this "
+                                         r"gpunn does not know \(it knows 1, 2\): a newer gpunn's file"):
+        gpunn.load_checkpoint(now, device="cpu").resume(X, Y, epochs=4, verbose=False, checkpoint=False)
+
 
 def test_resume_refuses_other_validation_data_or_validation_data_the_run_had_none_of(data, tmp_path):
     """validation_data decide early stopping, plateaus and the best weights: resumed with others, the run
@@ -1352,7 +1376,8 @@ def test_resume_refuses_other_validation_data_or_validation_data_the_run_had_non
                                              callbacks=[EarlyStopping(patience=3), gpunn.ModelCheckpoint(path)])
     for other, match in (((Xv[:99], Yv[:99]), "validated on 100 rows; this validation_data has 99"),
                          ((Xv, Yv * 2), "validated on other values: .*a checksum differs"),
-                         ((Xv[::-1], Yv[::-1]), "validated on other values")):
+                         ((Xv[::-1], Yv[::-1]), "validated on other values"),
+                         ((Xv[:, ::-1], Yv), "validated on other values"), ((Xv, Yv[:, ::-1]), "validated on other")):
         with pytest.raises(ValueError, match=match):
             gpunn.load_checkpoint(path).resume(X[100:], Y[100:], epochs=2, validation_data=other, verbose=False)
     # the same rows (float32 here, the model's dtype: the checksum is of the rows the model scores) resume

@@ -148,7 +148,8 @@ def test_a_checkpoint_holds_the_settings_and_the_state(data, tmp_path, interrupt
     assert ckpt.state.partial_sum_sq > 0 and ckpt.state.history["epoch"] == [1]
     source = dict(ckpt.training["source"])
     fingerprint = source.pop("fingerprint")  # of the training rows' values, which a resume compares
-    assert source == {"kind": "arrays", "rows": 540, "n_features": 5, "n_outputs": 2, "shuffle": True, "seed": 0}
+    assert source == {"kind": "arrays", "rows": 540, "n_features": 5, "n_outputs": 2, "shuffle": True, "seed": 0,
+                      "fingerprint_rule": 2}  # (the rule it was summed by; absent: 1, in files from before it)
     assert len(fingerprint) == 6 and all(isinstance(v, float) for v in fingerprint)
 
 
@@ -454,10 +455,11 @@ def test_the_data_fingerprint_takes_memory_by_blocks_of_rows_not_by_the_row_coun
     """An in-memory run's first checkpoint fingerprints the training arrays (gpunn.training.sources.fingerprint).
     It made three float64 arrays of the row count at once (the row sums, their weights and |sums|): 24 bytes a
     row, 12 GB for 5e8 rows on a GPU already holding them, at the end of the first epoch. Now a block of rows at a
-    time; the values are the whole-array formula's, to summation order."""
+    time; the values are the whole-array formula's, to summation order, by the current rule (each row's values
+    weighted by their column's place) and by rule 1 (plain row sums) that older checkpoints recorded."""
     import tracemalloc
 
-    from gpunn.training.sources import FINGERPRINT_ROWS, fingerprint, same_fingerprint
+    from gpunn.training.sources import FINGERPRINT_ROWS, fingerprint, row_sums_fingerprint, same_fingerprint
 
     rows = 8 * FINGERPRINT_ROWS + 123
     X = numpy.random.default_rng(0).standard_normal((rows, 2)).astype(numpy.float32)
@@ -468,10 +470,12 @@ def test_the_data_fingerprint_takes_memory_by_blocks_of_rows_not_by_the_row_coun
     finally:
         tracemalloc.stop()
     assert peak < 2 * 24 * FINGERPRINT_ROWS  # was 24 x rows (three float64 arrays of every row)
-    s = X.sum(axis=1, dtype="float64")
-    want = [s.sum(), s @ (numpy.arange(1, rows + 1) / rows), numpy.abs(s).sum()]
-    assert numpy.allclose(got, want, rtol=1e-12, atol=0) and same_fingerprint(got, want)
+    for values, s in ((got, X.astype("float64") @ [0.5, 1.0]), (row_sums_fingerprint(numpy, X),
+                                                                X.sum(axis=1, dtype="float64"))):
+        want = [s.sum(), s @ (numpy.arange(1, rows + 1) / rows), numpy.abs(s).sum()]
+        assert numpy.allclose(values, want, rtol=1e-12, atol=0) and same_fingerprint(values, want)
     assert not same_fingerprint(got, fingerprint(numpy, X[::-1]))  # the rows in another order show
+    assert not same_fingerprint(fingerprint(numpy, X), fingerprint(numpy, X[:, ::-1]))  # and the columns (rule 2)
 
 
 def test_two_fingerprints_match_to_rtol_of_the_larger_sum_of_absolute_row_sums():

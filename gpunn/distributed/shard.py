@@ -30,7 +30,7 @@ import numpy
 
 from ..data.base import ChunkedSource, Closable
 from ..rng import DeviceRNG, host_rng
-from ..training.sources import fingerprint
+from ..training.sources import FINGERPRINT_RULE, fingerprint
 
 
 def piece(M: int, rank: int, size: int) -> tuple[int, int]:
@@ -92,7 +92,7 @@ class ShardedArraySource:
             self._fingerprint = fingerprint(self.backend.xp, self.X, self.Y)
         return {"kind": "sharded-arrays", "rows": self.total_rows, "n_features": self.n_features,
                 "n_outputs": self.n_outputs, "ranks": self.size, "seed": self.seed, "shuffle": self.shuffle,
-                "fingerprint": self._fingerprint}
+                "fingerprint": self._fingerprint, "fingerprint_rule": FINGERPRINT_RULE}
 
     def _order(self, epoch, batch_size):
         """Indices of this rank's rows for the epoch, in training order (a device array)."""

@@ -29,7 +29,8 @@ class ArraySource:
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.backend.xp, self.X, self.Y)
         return {"kind": "arrays", "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
-                "shuffle": self.shuffle, "seed": self.seed, "fingerprint": self._fingerprint}
+                "shuffle": self.shuffle, "seed": self.seed, "fingerprint": self._fingerprint,
+                "fingerprint_rule": FINGERPRINT_RULE}
 
     def batches(self, epoch, batch_size, first_batch=0):
         """Device batches (X_b, Y_b) of ``epoch`` from batch ``first_batch`` on; views valid until the next. Each
@@ -75,25 +76,64 @@ class ArraySource:
 
 
 FINGERPRINT_ROWS = 1 << 18  # fingerprint's block of rows: its temporaries are a few float64 vectors of this many
+FINGERPRINT_VALUES = 16 * FINGERPRINT_ROWS  # and a float64 copy of a block of at most this many values (32 MB)
+
+FINGERPRINT_RULE = 2  # the rule fingerprint() follows, recorded beside each fingerprint as "fingerprint_rule"
 
 
 def fingerprint(xp, *arrays) -> list:
-    """Per array, three float64 sums over its row sums s_i: sum s_i, sum (i + 1) s_i / m (so other rows in
-    another order show) and sum |s_i| (the scale the first two are compared at: :func:`same_fingerprint`).
-    One pass over the data, no copy of it, by blocks of FINGERPRINT_ROWS rows (three float64 vectors of every
-    row took 12 GB for 5e8 rows on the device holding them); one host read per array."""
+    """Per array, three float64 sums over its rows' column-weighted sums s_i = sum_j (j + 1) a_ij / n (so the
+    columns in another order show; of one column, the plain row sums): sum s_i, sum (i + 1) s_i / m (so other
+    rows in another order show) and sum |s_i| (the scale the first two are compared at: :func:`same_fingerprint`).
+    One pass over the data, by blocks of FINGERPRINT_ROWS rows (three float64 vectors of every row took 12 GB
+    for 5e8 rows on the device holding them), fewer where a block's float64 copy would pass FINGERPRINT_VALUES;
+    one host read per array. Rule 2 (:data:`FINGERPRINT_RULE`); :func:`row_sums_fingerprint` is rule 1."""
     values = []
     for a in arrays:
-        m = a.shape[0]
-        sums = xp.zeros(3, "float64")
-        for start in range(0, m, FINGERPRINT_ROWS):
-            s = a[start:start + FINGERPRINT_ROWS].sum(axis=1, dtype="float64")
-            weights = xp.arange(start + 1, start + 1 + s.shape[0], dtype="float64") / m
-            sums[0] += s.sum()
-            sums[1] += s @ weights
-            sums[2] += xp.abs(s).sum()
-        values += [float(v) for v in sums.tolist()]
+        n = a.shape[1]
+        column_weights = xp.arange(1, n + 1, dtype="float64") / n
+        rows = max(1, min(FINGERPRINT_ROWS, FINGERPRINT_VALUES // n))
+        values += _three_sums(xp, a, rows, lambda block: block.astype("float64", copy=False) @ column_weights)
     return values
+
+
+def row_sums_fingerprint(xp, *arrays) -> list:
+    """Rule 1, of checkpoints written before "fingerprint_rule" was recorded: :func:`fingerprint`'s three sums
+    over the plain row sums, blind to the columns' order (no copy of the data)."""
+    values = []
+    for a in arrays:
+        values += _three_sums(xp, a, FINGERPRINT_ROWS, lambda block: block.sum(axis=1, dtype="float64"))
+    return values
+
+
+FINGERPRINTS = {1: row_sums_fingerprint, 2: fingerprint}  # by the rule a checkpoint records (absent: 1)
+
+
+def _three_sums(xp, a, rows, row_values) -> list:
+    m = a.shape[0]
+    sums = xp.zeros(3, "float64")
+    for start in range(0, m, rows):
+        s = row_values(a[start:start + rows])
+        weights = xp.arange(start + 1, start + 1 + s.shape[0], dtype="float64") / m
+        sums[0] += s.sum()
+        sums[1] += s @ weights
+        sums[2] += xp.abs(s).sum()
+    return [float(v) for v in sums.tolist()]
+
+
+def fingerprint_matches(saved: dict, now, xp, *arrays, where) -> bool:
+    """Whether ``saved``, a checkpoint's record of in-memory arrays, fingerprints ``arrays``: by the rule it
+    records ("fingerprint_rule"; a file from before it was recorded summed plain rows, rule 1). ``now()`` gives
+    their fingerprint by the current rule, computed once by the source or evaluator that a checkpoint records;
+    a file of an older rule has them summed again by its own. A rule this gpunn does not know is refused,
+    naming the file ``where``."""
+    rule = saved.get("fingerprint_rule", 1)
+    if rule not in FINGERPRINTS:
+        raise ValueError(f"{where}: the checksum of the data was made by rule {rule!r}, which this gpunn does not know "
+                         f"(it knows {', '.join(map(str, FINGERPRINTS))}): a newer gpunn's file. Resume it with "
+                         "that gpunn.")
+    values = now() if rule == FINGERPRINT_RULE else FINGERPRINTS[rule](xp, *arrays)
+    return same_fingerprint(saved["fingerprint"], values)
 
 
 def same_fingerprint(saved, now, rtol=1e-9) -> bool:
