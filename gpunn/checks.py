@@ -99,7 +99,7 @@ def by_feature_names(data, columns, name: str = "X", key: str = "features"):
     ...), and anything else, is given back as it is. ``key="targets"``: a DataFrame of targets (Y), by the model's
     target names, alike (a Series, one column, is taken as it is, whatever its name, as scikit-learn takes y)."""
     picked = (columns or {}).get(key)
-    labels = _frame_labels(data)
+    labels = _frame_labels(data, name)
     if not picked or labels is None:
         return data
     if labels == picked or not any(isinstance(label, str) for label in labels):
@@ -118,22 +118,32 @@ def _shown(labels) -> str:
     return ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
 
 
-def _frame_labels(data):
+def _frame_labels(data, name: str):
     """A DataFrame's column labels, a list: a pandas frame's (what ``columns`` and ``iloc`` say one is) or a polars
-    frame's (``columns`` and ``select``, no ``iloc``); None for anything else."""
+    frame's (``columns`` and ``select``, no ``iloc``); None for anything else. Labels mixing strings and other types
+    are refused (a TypeError, as scikit-learn's ``_get_feature_names`` refuses them): such a frame was taken as named,
+    its string labels picked by name and the others left out of the model's names."""
     labels = getattr(data, "columns", None)
     if labels is None or not (hasattr(data, "iloc") or hasattr(data, "select")):
         return None
-    return list(labels)
+    labels = list(labels)
+    types = sorted({type(label).__name__ for label in labels})
+    if len(types) > 1 and "str" in types:
+        var = name.split()[0]
+        raise TypeError(f"{name} has column labels of types {', '.join(types)}: gpunn picks a DataFrame's columns by "
+                        f"name where every label is a string, and reads them by position where none is. Make them "
+                        f"all strings ({var}.columns = {var}.columns.astype(str)) to have them picked by name, or "
+                        f"none ({var}.to_numpy()) to read the columns in order")
+    return labels
 
 
 def _named(labels) -> bool:
     return bool(labels) and all(isinstance(label, str) for label in labels)
 
 
-def feature_names(data):
+def feature_names(data, name: str = "X"):
     """A DataFrame's column names, a list, where every label is a string (scikit-learn's feature names); else None."""
-    labels = _frame_labels(data)
+    labels = _frame_labels(data, name)
     return labels if _named(labels) else None
 
 
@@ -155,7 +165,7 @@ def _refuse_repeats(labels, name: str, among=None) -> None:
 
 def _series_name(Y):
     """A pandas or polars Series' name (a string), else None."""
-    if _frame_labels(Y) is None and (hasattr(Y, "iloc") or (hasattr(Y, "to_numpy") and hasattr(Y, "name"))):
+    if _frame_labels(Y, "Y") is None and (hasattr(Y, "iloc") or (hasattr(Y, "to_numpy") and hasattr(Y, "name"))):
         name = getattr(Y, "name", None)
         return name if isinstance(name, str) else None
     return None
@@ -172,7 +182,7 @@ def fit_columns(X, Y, columns):
     ``feature_names_in_``; a model trained on a table and then on its arrays would otherwise read the same table by
     position. Y's names likewise: a DataFrame Y the model already picks by its target names keeps them. A name that
     labels two columns of X or of Y is refused: a later DataFrame could not be picked by it."""
-    labels = _frame_labels(X)
+    labels = _frame_labels(X, "X")
     if labels is None:
         return columns
     features = (columns or {}).get("features")
@@ -181,7 +191,7 @@ def fit_columns(X, Y, columns):
             return columns
         _refuse_repeats(labels, "X")
         features = labels
-    targets, labels = (columns or {}).get("targets"), _frame_labels(Y)
+    targets, labels = (columns or {}).get("targets"), _frame_labels(Y, "Y")
     if not (targets and labels is not None and any(isinstance(label, str) for label in labels)):  # (else picked)
         if labels is None:
             name = _series_name(Y)
@@ -218,7 +228,7 @@ def warn_read_by_position(data, columns, name: str, model) -> None:
     if _READ_BY_POSITION.get():
         return
     features = (columns or {}).get("features")
-    labels = _frame_labels(data)
+    labels = _frame_labels(data, name)
     named = labels is not None and any(isinstance(label, str) for label in labels)
     owner = type(model).__name__
     if named and not features:
@@ -278,7 +288,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
                         "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     xp = backend.xp
-    frame = data if _frame_labels(data) is not None else None
+    frame = data if _frame_labels(data, name) is not None else None
     data = as_array(data, name)
     if _kind_of(data) not in "biuf":
         if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...

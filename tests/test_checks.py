@@ -502,6 +502,32 @@ def test_duplicate_column_names_are_refused_naming_them():
     numpy.testing.assert_array_equal(model.predict(leaves), model.predict(frame))  # a repeat it leaves is harmless
 
 
+def test_column_labels_mixing_strings_and_other_types_are_refused_as_scikit_learn_refuses_them():
+    """A frame labelled "a", 1, "c" was taken as named: its string labels were picked by name and the others left
+    out of the model's names (a fit then recorded them all, and a later frame was refused for its column 1).
+    scikit-learn refuses such labels (sklearn.utils.validation._get_feature_names, a TypeError); so does gpunn, in
+    fit (X or Y, before training) and wherever a frame is read, with how to make them one kind."""
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((24, 3)), rng.standard_normal(24)
+    mixed = pandas.DataFrame(X, columns=["a", 1, "c"])
+    model = MLP([3, 4, 1], device="cpu", seed=0)
+    params = model.params.copy()
+    with pytest.raises(TypeError, match=r"^X has column labels of types int, str: gpunn picks a DataFrame's columns "
+                                        r"by name where every label is a string, and reads them by position where "
+                                        r"none is\. Make them all strings \(X\.columns = X\.columns\.astype\(str\)\) to "
+                                        r"have them picked by name, or none \(X\.to_numpy\(\)\) to read the columns "
+                                        r"in order$"):
+        model.fit(mixed, y, epochs=1, verbose=False)
+    with pytest.raises(TypeError, match=r"^Y has column labels of types int, str: "):
+        model.fit(X, pandas.DataFrame(numpy.c_[y, y], columns=["p", 0]), epochs=1, verbose=False)
+    numpy.testing.assert_array_equal(model.params, params)  # refused before training
+    with pytest.raises(TypeError, match=r"^X has column labels of types int, str: "):
+        model.predict(mixed)  # (a model without names read such a frame by position, warning of its names)
+    with pytest.raises(TypeError, match=r"^X_val has column labels of types int, str: "):
+        model.fit(mixed.set_axis(["a", "b", "c"], axis=1), y, epochs=1, verbose=False, validation_data=(mixed, y))
+
+
 def test_a_resumed_run_picks_a_frames_columns_by_the_checkpoints_names(tmp_path):
     """resume(X, Y) keeps the checkpoint's names (it continues the run; it records none anew): a frame of them in
     another order resumes the run saved, bit for bit, one of other names is refused, and a frame of names given to a
