@@ -60,7 +60,8 @@ from .activations import ACTIVATIONS
 from .checks import check_rows_match, flag, positive_int, warn_read_by_position
 from .hints import shell_word
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from .preflight import CHECKPOINT_META, check_output, foreign_file, same_file, writes_in_place
+from .preflight import (CHECKPOINT_META, archive_words, check_output, file_kind, foreign_file, kind_words, same_file,
+                        writes_in_place)
 from .rng import CPU_SHUFFLE, GPU_GENERATOR, GPU_SHUFFLE, generator, shuffler
 from .training import callbacks as cbmod
 from .training.callbacks import Callback, History, _Monitoring, order_callbacks
@@ -459,7 +460,8 @@ def _check_head(path, head: bytes):
         beside = os.fspath(path)[:-len(".toml")]
         _fail(path, f"a run's config (gpunn train --config {shell_word(path)}), not a checkpoint"
                     + (f": the checkpoint beside it is {beside}" if os.path.isfile(beside) else ""))
-    _require(head[:4] == _ZIP_MAGIC, path, "not a gpunn checkpoint (not an .npz/zip file)")
+    _require(head[:4] == _ZIP_MAGIC, path,
+             f"not a gpunn checkpoint ({kind_words(file_kind(path))}, not an .npz/zip archive)")
 
 
 def _parse(path, data: bytes):
@@ -498,7 +500,7 @@ def _parse_meta(path, zf: zipfile.ZipFile):
     """(meta, {array name: shape}, diverged members, K or None) of an open checkpoint: the metadata member
     read (its CRC checked as it is read) and validated, with the file's list of members; no array is read."""
     members = {info.filename: info for info in zf.infolist()}
-    _require(f"{META}.npy" in members, path, "not a gpunn checkpoint (no gpunn_meta member)")
+    _require(f"{META}.npy" in members, path, f"not a gpunn checkpoint ({archive_words(members)})")
     _require(members[f"{META}.npy"].file_size < MAX_META_BYTES, path, "metadata too large")
     with zf.open(f"{META}.npy") as fh:
         blob = numpy.lib.format.read_array(fh, allow_pickle=False)

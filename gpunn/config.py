@@ -18,6 +18,7 @@ import tomllib
 
 from .checkpoint import atomic_write
 from .csvtext import joined_columns
+from .preflight import misplaced
 
 NOT_IN_FILES = {"help", "config", "func", "command", "version", "debug"}
 COLUMN_LISTS = {"features", "target"}  # options whose list is of a table's column names (--features a,b)
@@ -37,29 +38,10 @@ def read_toml(path, table="train") -> dict:
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a directory; give a TOML file (as --save writes: PATH.toml)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {_not_a_config(path) or exc}") from None
+        raise ConfigError(f"{path} is not valid TOML: {misplaced(path, '--config') or exc}") from None
     if table in data and isinstance(data[table], dict):  # a [train] (or [sweep]) table is accepted too
         data = {**{k: v for k, v in data.items() if k != table}, **data[table]}
     return data
-
-
-def _not_a_config(path) -> str:
-    """What the file ``path``, given as a config but not TOML, is and where it goes: a checkpoint to --resume
-    (the config --save writes is beside it), a data file to --data; "" for other text (TOML's own complaint says
-    where it stopped). --config run.npz said "'utf-8' codec can't decode byte 0xb2 in position 16"."""
-    from .hints import shell_word
-    from .preflight import compression, file_kind, kind_words
-
-    kind, name = file_kind(path), shell_word(path)
-    if str(path).lower().endswith((".npy", ".csv", ".parquet", ".parq", ".pq")):
-        return f"it is a data file{f' ({kind_words(kind)})' * (kind != 'text')}, which follows --data: --data {name}"
-    if kind == "zip":
-        beside = f"{path}.toml"
-        return ("it is an .npz/zip archive: a checkpoint is continued with --resume"
-                + (f", and {shell_word(beside)} beside it is its run's config" if os.path.isfile(beside) else ""))
-    if kind == "compressed":
-        return f"it is {compression(path)}-compressed: decompress it first"
-    return "" if kind in ("text", "text-8bit") else f"it is {kind_words(kind)}, not text"
 
 
 def _options(parser: argparse.ArgumentParser) -> dict:

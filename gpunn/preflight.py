@@ -109,7 +109,7 @@ def foreign_file(path) -> str:
 
 def not_a_checkpoint(path) -> str:
     """What the existing file ``path`` is, where a checkpoint written there would replace someone's data ("text",
-    "a .npy array", "an .npz archive of arrays: no gpunn_meta member"); "" where it may be replaced: no file, a gpunn
+    "a .npy array", "an .npz archive of the arrays X, Y": archive_words); "" where it may be replaced: no file, a gpunn
     checkpoint, an empty file (made by ``tempfile.NamedTemporaryFile`` to be written), or a zip that does not open (as
     any .npz/zip was before: a damaged checkpoint, most likely). The rule of ``gpunn.save``, ``ModelCheckpoint``,
     ``gpunn train --save`` and ``sweep --save-best`` alike (gpunn.checkpoint.check_replaceable,
@@ -118,14 +118,74 @@ def not_a_checkpoint(path) -> str:
         return ""
     kind = file_kind(path)
     if kind == "zip":  # a checkpoint, or numpy.savez's arrays (X.npz holding X and Y), which are someone's data
-        try:
-            with zipfile.ZipFile(os.fsdecode(path)) as archive:  # (a bytes name: ZipFile takes bytes as a file)
-                members = archive.namelist()
-        except (OSError, zipfile.BadZipFile):
-            return ""
-        return "" if f"{CHECKPOINT_META}.npy" in members else f"an .npz archive of arrays: no {CHECKPOINT_META} member"
+        members = _zip_members(path)
+        return archive_words(members) if members is not None else ""
     if kind == "empty":
         return ""
+    return kind_words(kind)
+
+
+def _zip_members(path) -> list | None:
+    """The file names in the zip archive ``path``, or None where it does not open."""
+    try:
+        with zipfile.ZipFile(os.fsdecode(path)) as archive:  # (a bytes name: ZipFile takes bytes as a file)
+            return archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
+def archive_words(members) -> str:
+    """What a zip archive of ``members`` (its file names) is where a gpunn checkpoint is looked for: "" for one (it
+    holds the metadata member), "an .npz archive of the arrays X, Y" (numpy.savez's), "a zip archive of notes.txt".
+    It said "no gpunn_meta member", the name of a checkpoint's part."""
+    if f"{CHECKPOINT_META}.npy" in members:
+        return ""
+    arrays = [m[:-len(".npy")] for m in members if m.endswith(".npy")]
+    named = arrays or list(members)
+    shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+    if arrays:
+        return f"an .npz archive of the array{'s' * (len(arrays) > 1)} {shown}"
+    return f"a zip archive of {shown}" if named else "an empty zip archive"
+
+
+DATA_SUFFIXES = (".npy", ".csv", ".parquet", ".parq", ".pq")  # the data files --data reads, by their names
+
+
+def misplaced(path, option) -> str:
+    """What the file ``path``, given to ``option`` (--config: a run's TOML; --resume: a checkpoint) but not of that
+    kind, is and where it goes: a data file to --data, numpy.savez's arrays as .npy files, a checkpoint to --resume
+    (the config --save wrote beside it to --config), a compressed file decompressed; "" where the reader's own words
+    say more (text given to --config: TOML's complaint says where it stopped; for --resume a run's .toml config, a
+    pickle, text or binary, which the checkpoint reader names). --config run.npz said "'utf-8' codec can't decode
+    byte 0xb2 in position 16", --resume t.csv "not an .npz/zip file"."""
+    kind, name = file_kind(path), shell_word(path)
+    if os.fspath(path).lower().endswith(DATA_SUFFIXES):
+        return f"it is a data file ({_data_file_words(path, kind)}), which follows --data: --data {name}"
+    if kind == "compressed":
+        return f"it is {compression(path)}-compressed: decompress it first"
+    if kind == "zip":
+        members = _zip_members(path)
+        what = archive_words(members) if members is not None else ""  # "": a checkpoint (or a damaged zip)
+        if what and any(m.endswith(".npy") for m in members):  # numpy.savez's arrays
+            return (f"it is {what}; for training data save its arrays as .npy files (numpy.save) and give them to "
+                    "--data and --targets")
+        if option == "--resume":  # a checkpoint, or another zip, whose files the checkpoint reader names
+            return ""
+        if what:
+            return f"it is {what}, not text"
+        beside = f"{os.fspath(path)}.toml"
+        return ("it is an .npz/zip archive: a checkpoint is continued with --resume"
+                + (f", and {shell_word(beside)} beside it is its run's config" if os.path.isfile(beside) else ""))
+    return "" if option == "--resume" or kind in ("text", "text-8bit") else f"it is {kind_words(kind)}, not text"
+
+
+def _data_file_words(path, kind) -> str:
+    """A data file's kind in a message, by its bytes and its name: "a .npy array", "CSV text", "a Parquet file"."""
+    lower = os.fspath(path).lower()
+    if kind in ("text", "text-8bit") and lower.endswith(".csv"):
+        return "CSV text"
+    if kind == "binary" and lower.endswith((".parquet", ".parq", ".pq")):
+        return "a Parquet file"
     return kind_words(kind)
 
 

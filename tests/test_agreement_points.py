@@ -153,5 +153,5 @@ def test_an_error_every_rank_meets_between_a_sweeps_ensembles_is_said_once(tmp_p
         said.append(capsys.readouterr().err.splitlines())
 
     _first_after_each_point(monkeypatch, run)  # (neither rank aborts: the mirror's MPI_Abort fails the test)
-    assert said == [[f"gpunn sweep [ranks 0-1]: error: {tmp_path}/saved/ensemble-1.npz: not a gpunn checkpoint (not "
-                     "an .npz/zip file)"], []], said
+    assert said == [[f"gpunn sweep [ranks 0-1]: error: {tmp_path}/saved/ensemble-1.npz: not a gpunn checkpoint (text, "
+                     "not an .npz/zip archive)"], []], said

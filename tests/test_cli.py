@@ -501,25 +501,29 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     """gpunn train --csv t.csv, taken for a CSV input, trained the synthetic task and wrote its history over the
     data (--json over an array or a checkpoint alike). --json and --csv replace what they wrote, or an empty file;
     any other file is refused before the run, saying what it is and, for data, the option that reads it."""
-    data, array, model = tmp_path / "t.csv", tmp_path / "x.npy", tmp_path / "m.npz"
+    data, array, model, arrays = tmp_path / "t.csv", tmp_path / "x.npy", tmp_path / "m.npz", tmp_path / "xy.npz"
     data.write_text("a,b,y\n1,2,3\n")
     numpy.save(array, numpy.zeros((2, 2)))
     gpunn.save(model, gpunn.MLP([3, 1], device="cpu"))
-    before = {path: path.read_bytes() for path in (data, array, model)}
+    numpy.savez(arrays, X=numpy.zeros((2, 2)), Y=numpy.zeros(2))
+    before = {path: path.read_bytes() for path in (data, array, model, arrays)}
     refusals = [("--csv", data, f"(a CSV file whose first line is 'a,b,y'); refusing to overwrite it: --csv writes "
                                 f"this run's report, choose another name (to train on it: --data {data} --target "
                                 "COLUMN)"),
                 ("--json", array, f"(a .npy array); refusing to overwrite it: --json writes this run's report, choose "
                                   f"another name (to train on it: --data {array} --targets Y.npy)"),
                 ("--csv", model, "(a gpunn checkpoint); refusing to overwrite it: --csv writes this run's report, "
-                                 "choose another name")]
+                                 "choose another name"),
+                # (it said "no gpunn_meta member", and "to train on it: --data xy.npz --targets Y.npy": no --data file)
+                ("--json", arrays, "(an .npz archive of the arrays X, Y); refusing to overwrite it: --json writes this "
+                                   "run's report, choose another name")]
     for option, path, refusal in refusals:
         assert cli.main(["train", *TINY, option, str(path)]) == 2
         assert capsys.readouterr().err == (f"gpunn train: error: {option} {path} exists and is not a report gpunn "
                                            f"wrote {refusal}\n")
     assert cli.main(["sweep", *TINY, "--csv", str(data)]) == 2
     assert "--csv writes this run's report" in capsys.readouterr().err
-    assert {path: path.read_bytes() for path in (data, array, model)} == before
+    assert {path: path.read_bytes() for path in (data, array, model, arrays)} == before
     report, empty = tmp_path / "h.csv", tmp_path / "empty.json"
     empty.write_text("")  # (mktemp's)
     assert cli.main(["train", *TINY, "--csv", str(report), "--json", str(empty)]) == 0

@@ -50,6 +50,7 @@ def workdir(tmp_path_factory):
     numpy.save(d / "obj.npy", numpy.array([{"a": 1}], dtype=object), allow_pickle=True)
     (d / "notes.txt").write_text("my notes, not a checkpoint\n")
     (d / "table.npy").write_text("a,b,c\n1,2,3\n")  # a CSV file under a .npy name
+    numpy.savez(d / "arrays.npz", X=X)
     (d / "adir").mkdir()
     model = gpunn.load(d / "m.npz", device="cpu")
     gpunn.save(d / "model_only.npz", model)
@@ -84,6 +85,10 @@ CASES = [
     ("model and input swapped", ["predict", "in.npy", "m.npz", "o.npy"], "MODEL in.npy is not a gpunn checkpoint "
      "(a .npy array); gpunn predict takes MODEL IN OUT, the checkpoint first: did you mean gpunn predict m.npz in.npy "
      "o.npy?"),
+    # numpy.savez's arrays: it said "arrays.npz: not a gpunn checkpoint (no gpunn_meta member)", naming no argument
+    ("arrays as model", ["predict", "arrays.npz", "in.npy", "o.npy"],
+     "MODEL arrays.npz is not a gpunn checkpoint (an .npz archive of the array X); gpunn predict takes MODEL IN OUT, "
+     "the checkpoint first; save one with gpunn train --save or gpunn.save(path, model)"),
     ("data file as model", ["predict", "words.csv", "in.npy", "o.npy"],
      "MODEL words.csv is not a gpunn checkpoint (text); gpunn predict takes MODEL IN OUT, the checkpoint first; save "
      "one with gpunn train --save or gpunn.save(path, model)"),

@@ -369,10 +369,13 @@ def test_a_checkpoint_or_a_data_file_given_as_a_config_is_told_where_it_goes(tmp
     gpunn.save(tmp_path / "run.npz", gpunn.MLP([2, 1], device="cpu"))
     numpy.save(tmp_path / "X.npy", numpy.zeros((3, 2)))
     (tmp_path / "t.csv").write_text("a,y\n1,2\n")
+    numpy.savez(tmp_path / "xy.npz", X=numpy.zeros((3, 2)), Y=numpy.zeros(3))
     (tmp_path / "run.toml.gz").write_bytes(gzip.compress(b"epochs = 3\n"))
     refusals = {"run.npz": "it is an .npz/zip archive: a checkpoint is continued with --resume",
                 "X.npy": f"it is a data file (a .npy array), which follows --data: --data {tmp_path / 'X.npy'}",
-                "t.csv": f"it is a data file, which follows --data: --data {tmp_path / 't.csv'}",
+                "t.csv": f"it is a data file (CSV text), which follows --data: --data {tmp_path / 't.csv'}",
+                "xy.npz": "it is an .npz archive of the arrays X, Y; for training data save its arrays as .npy files "
+                          "(numpy.save) and give them to --data and --targets",
                 "run.toml.gz": "it is gzip-compressed: decompress it first"}
     for name, refusal in refusals.items():
         assert main([command, "--config", str(tmp_path / name)]) == 2
@@ -380,6 +383,31 @@ def test_a_checkpoint_or_a_data_file_given_as_a_config_is_told_where_it_goes(tmp
     (tmp_path / "run.npz.toml").write_text("epochs = 3\n")  # as --save writes it beside the checkpoint
     assert main([command, "--config", str(tmp_path / "run.npz")]) == 2
     assert capsys.readouterr().err.endswith(f"--resume, and {tmp_path / 'run.npz.toml'} beside it is its run's config\n")
+
+
+def test_a_data_file_or_arrays_given_to_resume_is_told_where_it_goes(tmp_path, capsys, monkeypatch):
+    """--resume t.csv said "t.csv: not a gpunn checkpoint (not an .npz/zip file)", numpy.savez's arrays "(no
+    gpunn_meta member)", and a path with a space bare: they say what the file is and where it goes, as --config's
+    refusal does (preflight.misplaced), and any other file the checkpoint reader's words after --resume PATH."""
+    monkeypatch.chdir(tmp_path)
+    numpy.save("X.npy", numpy.zeros((3, 2)))
+    (tmp_path / "my data.csv").write_text("a,y\n1,2\n")
+    numpy.savez("xy.npz", X=numpy.zeros((3, 2)), Y=numpy.zeros(3))
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    refusals = {"X.npy": "--resume X.npy is not a gpunn checkpoint: it is a data file (a .npy array), which follows "
+                         "--data: --data X.npy",
+                "my data.csv": "--resume 'my data.csv' is not a gpunn checkpoint: it is a data file (CSV text), which "
+                               "follows --data: --data 'my data.csv'",
+                "xy.npz": "--resume xy.npz is not a gpunn checkpoint: it is an .npz archive of the arrays X, Y; for "
+                          "training data save its arrays as .npy files (numpy.save) and give them to --data and "
+                          "--targets",
+                "notes.txt": "--resume notes.txt: not a gpunn checkpoint (text, not an .npz/zip archive)"}
+    for name, refusal in refusals.items():
+        assert main(["train", "--resume", name]) == 2
+        assert capsys.readouterr().err == f"gpunn train: error: {refusal}\n"
+    with pytest.raises(gpunn.CheckpointError, match=r"^xy.npz: not a gpunn checkpoint \(an .npz archive of the "
+                                                    r"arrays X, Y\)$"):
+        gpunn.load("xy.npz")
 
 
 def test_a_train_table_overrides_the_files_top_level_and_a_train_key_that_is_no_table_is_an_unknown_option(tmp_path,

@@ -2253,8 +2253,8 @@ def test_gpunn_sweep_failing_on_one_rank_between_its_ensembles_ends_the_job(tmp_
 
     code, _, err = _gpunn_ranks(tmp_path, rank("bad"), rank("good"))
     assert [line for line in err.splitlines() if "error" in line] == [
-        "gpunn sweep [rank 0 of ranks 0-1]: error: bad/ensemble-1.npz: not a gpunn checkpoint (not an .npz/zip "
-        "file)"], err
+        "gpunn sweep [rank 0 of ranks 0-1]: error: bad/ensemble-1.npz: not a gpunn checkpoint (text, not an "
+        ".npz/zip archive)"], err
     # rank 0's line (not the ranks' shared one) and status 2: its abort. Not MPICH's "Abort(2) on node 0" line, which
     # MPI_Abort writes just before the abort reaches mpiexec, which exits then and may never forward it (gpunn's own
     # line is read by the launcher before the abort: gpunn/distributed/output.py)

@@ -414,7 +414,7 @@ def test_save_and_a_checkpoint_writer_refuse_to_replace_a_file_that_is_not_a_che
     assert model.params.tolist() == gpunn.MLP([2, 3, 1], device="cpu", seed=0).params.tolist()  # refused untrained
     numpy.savez(tmp_path / "arrays.npz", X=X, Y=X[:, :1])  # a zip, but someone's arrays (it was taken as a checkpoint)
     with pytest.raises(FileExistsError, match=r"arrays.npz exists and is not a gpunn checkpoint \(an .npz archive of "
-                                              r"arrays: no gpunn_meta member\)"):
+                                              r"the arrays X, Y\); refusing"):
         gpunn.save(tmp_path / "arrays.npz", model)
     assert sorted(numpy.load(tmp_path / "arrays.npz").files) == ["X", "Y"]
     gpunn.save(tmp_path / "m.npz", model)

@@ -190,8 +190,8 @@ def test_save_refuses_an_npz_of_arrays_and_takes_an_empty_file_as_gpunn_save_doe
     numpy.savez(arrays, X=numpy.ones((2, 2)), Y=numpy.ones(2))
     empty.write_bytes(b"")
     gpunn.save(model, gpunn.MLP([2, 1], device="cpu"))
-    refusal = (r"--save .*arrays.npz exists and is not a gpunn checkpoint \(an .npz archive of arrays: no gpunn_meta "
-               r"member\); refusing to overwrite it: choose another name \(.npz\), or remove the file first$")
+    refusal = (r"--save .*arrays.npz exists and is not a gpunn checkpoint \(an .npz archive of the arrays X, Y\); "
+               r"refusing to overwrite it: choose another name \(.npz\), or remove the file first$")
     with pytest.raises(preflight.PreflightError, match=refusal):
         preflight.check_checkpoint_output(str(arrays), "--save")
     for path in (empty, model, tmp_path / "new.npz"):

@@ -265,7 +265,9 @@ def refuse_replacing_data(args, reports) -> None:
     for option, path in reports:
         what = preflight.not_a_report(path, option) if path and option != "--plot" and not is_stdout(path) else ""
         if what:
-            with_targets = "--target COLUMN" if "CSV" in what else "--targets Y.npy" if "array" in what else ""
+            # (an .npz of arrays is no --data file: "array" in its words took it for one, "--data X.npz --targets Y.npy")
+            with_targets = ("--target COLUMN" if "CSV" in what else
+                            "--targets Y.npy" if preflight.file_kind(path) == "npy" else "")
             data = (f" (to train on it: --data {shell_word(path)} {with_targets})"
                     if hasattr(args, "data") and with_targets else "")
             raise preflight.PreflightError(f"{option} {shell_word(path)} exists and is not a report gpunn wrote ({what}); "

@@ -111,14 +111,19 @@ def recorded(path, parser, command="train"):
     ``command``: "train" (one model's run) or "sweep" (one ensemble of a gpunn sweep). Checkpoints of
     ``gpunn train`` runs from before RunOptions fall back to the ``PATH.toml`` written beside them.
     """
-    from .. import checkpoint, config as cfgmod
+    from .. import checkpoint, config as cfgmod, preflight
 
     if not os.path.exists(path):
         raise ValueError(f"--resume {shell_word(path)} does not exist")
     if os.path.isdir(path):
         raise ValueError(f"--resume {shell_word(path)} is a directory; gpunn train resumes a checkpoint file (--save PATH's), "
                          f"and a directory of gpunn sweep --save continues with gpunn sweep --resume {shell_word(path)}")
-    meta = checkpoint.read_meta(path)  # the arrays are read (and checked) when the run is loaded
+    try:
+        meta = checkpoint.read_meta(path)  # the arrays are read (and checked) when the run is loaded
+    except checkpoint.CheckpointError as exc:  # "PATH: why", the path quoted as the other refusals quote it
+        where = preflight.misplaced(path, "--resume")
+        raise ValueError(f"--resume {shell_word(path)} is not a gpunn checkpoint: {where}" if where else
+                         f"--resume {shell_word(path)}: {str(exc).removeprefix(f'{path}: ')}") from None
     if meta.get("kind") != "training":
         raise ValueError(f"--resume {shell_word(path)} holds a model only (no optimizer or position); it cannot be resumed")
     training = meta["training"]
