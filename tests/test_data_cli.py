@@ -235,7 +235,13 @@ def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_
     spaced = "the columns are: 'a', ' b', ' y'; the names have spaces around them"
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", *SMALL]) == 2
     err = capsys.readouterr().err
-    assert f"no column 'y'; {spaced} (' y'), which are part of a name: remove them" in err, err
+    assert err.endswith(f"no column 'y'; {spaced} (' y'), which are part of a name: remove them (in a CSV file, the "
+                        "spaces after the commas of its header line), or name the column with them in double quotes, "
+                        "as a CSV header does (\" y\": --target '\" y\"' on the command line)\n"), err
+    # the hint's way works (it said only "remove them"), and a feature's names its option
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", '" y"', "--features", 'a," b"', *SMALL]) == 0
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", '" y"', "--features", "a,b", *SMALL]) == 2
+    assert "(\" b\": --features '\" b\"' on the command line)\n" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "t.csv"), *SMALL]) == 2
     assert "the columns are: 'a', ' b', ' y'\n" in capsys.readouterr().err
     (tmp_path / "u.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(40)))

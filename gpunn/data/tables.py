@@ -44,15 +44,18 @@ def columns_are(names) -> str:
     return f"the columns are: {', '.join(names if bare else map(repr, names))}"
 
 
-def _spaced(missing, available) -> str:
+def _spaced(missing, available, targets) -> str:
     """A sentence for names not found that a column has with spaces around it ('y' for ' y': a CSV header written
-    "a, b, y"), or ""."""
+    "a, b, y"), or "": remove them, or name the column with them in double quotes (gpunn.csvtext.split_columns)."""
     spaced = {n.strip(): n for n in available if n != n.strip()}
-    found = [spaced[n] for n in missing if n in spaced]
+    found = [n for n in missing if n in spaced]
     if not found:
         return ""
-    return (f"; the names have spaces around them ({found[0]!r}), which are part of a name: remove them (in a CSV "
-            "file, the spaces after the commas of its header line)")
+    option = "--target" if found[0] in (targets or ()) else "--features"
+    quoted = joined_columns([spaced[found[0]]])
+    return (f"; the names have spaces around them ({spaced[found[0]]!r}), which are part of a name: remove them (in a "
+            "CSV file, the spaces after the commas of its header line), or name the column with them in double "
+            f"quotes, as a CSV header does ({quoted}: {option} {shell_word(quoted)} on the command line)")
 
 
 def _with_comma(missing, available, targets) -> str:
@@ -148,7 +151,7 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     wanted = (targets or []) + (features or [])
     missing = [n for n in wanted if n not in counts]
     if missing:
-        hint = (_spaced(missing, available) or _with_comma(missing, available, targets)
+        hint = (_spaced(missing, available, targets) or _with_comma(missing, available, targets)
                 or _other_case(missing, available) or _misspelt(missing, available))
         raise MissingColumns(f"{path}: no column {', '.join(map(repr, missing))}; {columns_are(listed_columns(schema))}"
                              f"{hint}", missing, available)
