@@ -57,7 +57,7 @@ import numpy
 from . import backend as _backend
 from ._version import __version__
 from .activations import ACTIVATIONS
-from .checks import check_rows_match, flag, positive_int, warn_read_by_position
+from .checks import check_rows_match, flag, held_warnings, positive_int, warn_read_by_position
 from .hints import shell_word
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from .preflight import (CHECKPOINT_META, archive_words, check_output, file_kind, foreign_file, kind_words, same_file,
@@ -934,7 +934,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own resample of "
                              "in-memory arrays): resume it with the same X and Y")
         callbacks = ens_training.member_callbacks(callbacks, verbose)
-    with model.backend.use():
+    with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         if settings.validation == "data" and validation_data is None:
             raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
         if settings.validation != "data" and validation_data is not None:  # it was dropped without a word
@@ -965,6 +965,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             dp = DataParallel(model, distributed=distributed, batch_size=None, verbose=verbose, source=source,
                               shards=shards, resuming=(ckpt.path, settings))  # the per-rank batch: the run's global one
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
+            checked.give()
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)
                                             else [0.0] * len(state.partial_sum_sq))
@@ -981,6 +982,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             from .distributed.shard import ShardedSource
 
             source = ShardedSource(source, shards)
+        checked.give()
         if ensemble:
             return ens_training.run_ensemble(model, source, opt, settings, state, callbacks=callbacks,
                                              validation=evaluator, handle_interrupt=handle_interrupt)

@@ -218,6 +218,42 @@ def read_by_position():
         _READ_BY_POSITION.reset(token)
 
 
+_HELD = contextvars.ContextVar("gpunn_held_warnings", default=None)
+
+
+class _HeldWarnings:
+    """warn_read_by_position's warnings of a call still checking its inputs and settings (see held_warnings)."""
+
+    def __init__(self):
+        self.said, self._token = [], _HELD.set(self)
+
+    def give(self) -> None:
+        """Warn them now (once: later ones warn as they come), as the call starts its work."""
+        said, self.said = self.said, []
+        self.drop()
+        for message in said:
+            warnings.warn(message, UserWarning, stacklevel=user_stacklevel())
+
+    def drop(self) -> None:
+        if self._token is not None:
+            _HELD.reset(self._token)
+            self._token = None
+
+
+@contextlib.contextmanager
+def held_warnings():
+    """Around a fit's or a resume's checks: their warnings of columns read by position are held, and given by the
+    ``give()`` of what this yields as training starts (or as the block ends without an error); a call refused by a
+    later check (another argument, the validation data) drops them, so it does not warn first."""
+    held = _HeldWarnings()
+    try:
+        yield held
+    except BaseException:
+        held.drop()
+        raise
+    held.give()
+
+
 def warn_read_by_position(data, columns, name: str, model) -> None:
     """scikit-learn's two warnings (sklearn.utils.validation._check_feature_names) where a model reads ``data``'s
     columns by position though one side of it has names and the other none: a DataFrame of column names given to a
@@ -238,6 +274,10 @@ def warn_read_by_position(data, columns, name: str, model) -> None:
         said = (f"{name} has no column names, but the {owner} was fitted with them: {name}'s columns are read by "
                 f"position, as {_shown(features)}; a DataFrame of those names has its columns picked by name")
     else:
+        return
+    held = _HELD.get()
+    if held is not None:
+        held.said.append(said)
         return
     warnings.warn(said, UserWarning, stacklevel=user_stacklevel())
 

@@ -441,6 +441,32 @@ def test_a_frames_column_names_given_to_a_model_fitted_without_them_are_warned_o
             assert cli_main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.npy")]) == 0
 
 
+@pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
+def test_a_fit_or_resume_refused_after_its_data_are_read_does_not_warn_of_them_first(tmp_path, ensemble):
+    """A fit (or resume) whose columns are read by position warned of it at once, then refused another argument
+    (batch_size=0, validation_data of another width, a resume's other rows): a warning for a call that did nothing.
+    The warning now waits for the call's checks; the same call accepted warns once, as training starts."""
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    model = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
+                                                                                             seed=0)
+    path = tmp_path / "run.npz"
+    model.fit(_NamedFrame(X, ["a", "b", "c"]), y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
+    refused = [(lambda: model.fit(X, y, epochs=1, batch_size=0, verbose=False), "batch_size"),
+               (lambda: model.fit(X, y, epochs=1, verbose=False, validation_data=(X[:, :2], y)), "X_val has 2"),
+               (lambda: gpunn.load_checkpoint(path).resume(X[:30], y[:30], epochs=2, verbose=False), "trained on 40")]
+    for call, match in refused:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (a warning first would be raised in place of the refusal)
+            with pytest.raises(ValueError, match=match):
+                call()
+    for call in (lambda: model.fit(X, y, epochs=1, verbose=False),
+                 lambda: gpunn.load_checkpoint(path).resume(X, y, epochs=2, verbose=False, checkpoint=False)):
+        with pytest.warns(UserWarning, match="^X has no column names, but the") as record:
+            call()
+        assert len(record) == 1
+
+
 @pytest.mark.parametrize("standardize, ensemble", [(False, False), (True, False), (False, True)],
                          ids=["MLP", "MLP-standardized", "Ensemble"])
 def test_a_frame_of_targets_is_picked_by_the_models_target_names(tmp_path, standardize, ensemble):

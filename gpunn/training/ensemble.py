@@ -26,8 +26,8 @@ import warnings
 import numpy
 
 from ..backend import backend_of, host_array
-from ..checks import (flag, member_index, non_negative_int, per_member, positive_int, seed_int, validation_share,
-                      verbosity)
+from ..checks import (flag, held_warnings, member_index, non_negative_int, per_member, positive_int, seed_int,
+                      validation_share, verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
@@ -620,7 +620,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     one-process ensemble at P x batch_size, to rounding.
     """
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
-    with model.backend.use():
+    with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         source = None
         if is_source(X, Y):
             from ..data.binding import prepare_source, source_order
@@ -666,6 +666,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         elif source is None:
             source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
 
+        checked.give()
         history = EnsembleHistory()
         if opt is optimizer:  # continued: a member that diverged and stays frozen holds the weights it diverged with
             history.diverged = [k for k in model.diverged if k in opt.frozen]

@@ -9,7 +9,7 @@ import sys
 
 import numpy
 
-from ..checks import (check_rows_match, fit_columns, flag, positive_int, seed_int, validation_share,
+from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, seed_int, validation_share,
                       warn_read_by_position)
 from ..hints import unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
@@ -167,7 +167,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
         model.graph = graph_mode(graph)
     epochs = positive_int(epochs, "epochs")
     shuffle = flag(shuffle, "shuffle")
-    with model.backend.use():
+    with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         source = None
         if is_source(X, Y):
             from ..data.binding import prepare_source, source_order
@@ -199,10 +199,12 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
                               verbose=verbose, source=source)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
+            checked.give()
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,
                                         handle_interrupt=handle_interrupt))
         if source is None:
             source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+        checked.give()
         return train(model, source, opt, settings, callbacks=callbacks, validation=validation,
                      handle_interrupt=handle_interrupt)
