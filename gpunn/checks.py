@@ -228,11 +228,16 @@ class _HeldWarnings:
         self.said, self._token = [], _HELD.set(self)
 
     def give(self) -> None:
-        """Warn them now (once: later ones warn as they come), as the call starts its work."""
+        """Warn them now (once: later ones warn as they come), as the call starts its work; inside another call's
+        checks (``loss`` predicts), they join that call's."""
         said, self.said = self.said, []
         self.drop()
+        outer = _HELD.get()
         for message in said:
-            warnings.warn(message, UserWarning, stacklevel=user_stacklevel())
+            if outer is not None:
+                outer.said.append(message)
+            else:
+                warnings.warn(message, UserWarning, stacklevel=user_stacklevel())
 
     def drop(self) -> None:
         if self._token is not None:
@@ -242,9 +247,9 @@ class _HeldWarnings:
 
 @contextlib.contextmanager
 def held_warnings():
-    """Around a fit's or a resume's checks: their warnings of columns read by position are held, and given by the
-    ``give()`` of what this yields as training starts (or as the block ends without an error); a call refused by a
-    later check (another argument, the validation data) drops them, so it does not warn first."""
+    """Around a call's checks: its warnings of columns read by position are held, and given by the ``give()`` of what
+    this yields (a fit's and a resume's as training starts) or as the block ends without an error; a call refused by
+    a later check (another argument, the validation data, Y's rows) drops them, so it does not warn first."""
     held = _HeldWarnings()
     try:
         yield held

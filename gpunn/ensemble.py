@@ -23,7 +23,7 @@ import numpy
 
 from . import preflight
 from .backend import user_stacklevel
-from .checks import (check_rows_match, flag, got, member_index, per_member, positive_int,
+from .checks import (check_rows_match, flag, got, held_warnings, member_index, per_member, positive_int,
                      seed_int, warn_read_by_position)
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
@@ -415,8 +415,9 @@ class Ensemble(DeviceModel):
             if source_given(X, None, None):
                 out = self._predicted_source(X, self.chunk_rows, (self.n_models,))
             else:
-                warn_read_by_position(X, self.data_columns, "X", self)
-                out = self._predicted(X, self.chunk_rows, (self.n_models,))
+                with held_warnings():  # (given once X is read: a refused X is not warned of first)
+                    warn_read_by_position(X, self.data_columns, "X", self)
+                    out = self._predicted(X, self.chunk_rows, (self.n_models,))
             if return_std:
                 if kept is not None:
                     out = out[self.xp.asarray(kept)]
@@ -449,7 +450,7 @@ class Ensemble(DeviceModel):
         """Each member's loss f = (1/m) ||A[L] - Y||_F^2 on (X, Y) (with k outputs, k x the mean squared error): a
         (K,) NumPy array. With a ``standardizer``, X and Y are in raw units and so is the error (that of
         ``predict``), as for ``MLP.loss``; ``evaluate(X, Y)["loss"]`` gives the same."""
-        with self.backend.use():
+        with self.backend.use(), held_warnings():
             Y = self._raw_target(Y)
             P = self.predict(X)
             check_rows_match(P[0], Y)
@@ -482,8 +483,9 @@ class Ensemble(DeviceModel):
             if on_source:
                 logs = self._evaluated_source(X, self.chunk_rows, (self.n_models,))
             else:
-                warn_read_by_position(X, self.data_columns, "X", self)
-                logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
+                with held_warnings():
+                    warn_read_by_position(X, self.data_columns, "X", self)
+                    logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
             bad = unscored(self, logs, None if on_source else X, self.chunk_rows, (self.n_models,))
         on = "the source" if on_source else "(X, Y)"
         if bad:

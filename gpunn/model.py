@@ -26,7 +26,7 @@ import numpy
 from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
-                     positive_int, seed_int, warn_read_by_position)
+                     held_warnings, positive_int, seed_int, warn_read_by_position)
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -560,14 +560,15 @@ class MLP(DeviceModel):
         with self.backend.use():
             if source_given(X, None, None):
                 return self._predicted_source(X, PREDICT_CHUNK_ROWS)
-            warn_read_by_position(X, self.data_columns, "X", self)
-            return self._predicted(X, PREDICT_CHUNK_ROWS)
+            with held_warnings():  # (given once X is read: a refused X is not warned of first)
+                warn_read_by_position(X, self.data_columns, "X", self)
+                return self._predicted(X, PREDICT_CHUNK_ROWS)
 
     def loss(self, X, Y) -> float:
         """f = (1/m) ||A[L] - Y||_F^2 as a Python float. With a ``standardizer``, X and Y are in raw units
         and so is the error (that of ``predict``, in the targets' units, as ``evaluate``'s; training's loss is
         in standardized units: see :meth:`loss_and_gradients`)."""
-        with self.backend.use():
+        with self.backend.use(), held_warnings():
             Y = self._raw_target(Y)
             A = self.predict(X)
             check_rows_match(A, Y)
@@ -624,8 +625,9 @@ class MLP(DeviceModel):
             if on_source:
                 logs = self._evaluated_source(X, PREDICT_CHUNK_ROWS)
             else:
-                warn_read_by_position(X, self.data_columns, "X", self)
-                logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
+                with held_warnings():
+                    warn_read_by_position(X, self.data_columns, "X", self)
+                    logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
             bad = unscored(self, logs, None if on_source else X, PREDICT_CHUNK_ROWS)
         if bad:
             from .training.loop import TrainingDiverged, ValidationNotFinite
@@ -655,9 +657,10 @@ def gradients_over(model, X, Y):
     """(device sum of squared errors, rows, copies of dW, copies of db or None) of one backward pass over
     all rows of X: what MLP.loss_and_gradients and Ensemble.loss_and_gradients share (they differ in
     how the sum becomes a loss). Call inside ``model.backend.use()``."""
-    warn_read_by_position(X, model.data_columns, "X", model)
+    given = X
     X, Y = model._checked(X, Y)  # raw units in, as for fit and predict
     check_rows_match(X, Y)
+    warn_read_by_position(given, model.data_columns, "X", model)
     rows = X.shape[0]
     kept = rows in model._workspaces  # (a training batch's size)
     sum_sq = model.train_step(X, Y)

@@ -442,10 +442,11 @@ def test_a_frames_column_names_given_to_a_model_fitted_without_them_are_warned_o
 
 
 @pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
-def test_a_fit_or_resume_refused_after_its_data_are_read_does_not_warn_of_them_first(tmp_path, ensemble):
+def test_a_call_refused_after_its_data_are_read_does_not_warn_of_them_first(tmp_path, ensemble):
     """A fit (or resume) whose columns are read by position warned of it at once, then refused another argument
-    (batch_size=0, validation_data of another width, a resume's other rows): a warning for a call that did nothing.
-    The warning now waits for the call's checks; the same call accepted warns once, as training starts."""
+    (batch_size=0, validation_data of another width, a resume's other rows): a warning for a call that did nothing;
+    so did predict, evaluate, loss and loss_and_gradients refusing X's width or Y's rows. The warning now waits for
+    the call's checks; the same call accepted warns once (a fit and a resume as training starts)."""
     rng = numpy.random.default_rng(0)
     X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
     model = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu", seed=0) if ensemble else MLP([3, 4, 1], device="cpu",
@@ -454,14 +455,17 @@ def test_a_fit_or_resume_refused_after_its_data_are_read_does_not_warn_of_them_f
     model.fit(_NamedFrame(X, ["a", "b", "c"]), y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
     refused = [(lambda: model.fit(X, y, epochs=1, batch_size=0, verbose=False), "batch_size"),
                (lambda: model.fit(X, y, epochs=1, verbose=False, validation_data=(X[:, :2], y)), "X_val has 2"),
-               (lambda: gpunn.load_checkpoint(path).resume(X[:30], y[:30], epochs=2, verbose=False), "trained on 40")]
+               (lambda: gpunn.load_checkpoint(path).resume(X[:30], y[:30], epochs=2, verbose=False), "trained on 40"),
+               (lambda: model.predict(X[:, :2]), "X has 2 columns"), (lambda: model.evaluate(X[:, :2], y), "X has 2"),
+               (lambda: model.loss(X, y[:30]), "30"), (lambda: model.loss_and_gradients(X, y[:30]), "30")]
     for call, match in refused:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # (a warning first would be raised in place of the refusal)
             with pytest.raises(ValueError, match=match):
                 call()
     for call in (lambda: model.fit(X, y, epochs=1, verbose=False),
-                 lambda: gpunn.load_checkpoint(path).resume(X, y, epochs=2, verbose=False, checkpoint=False)):
+                 lambda: gpunn.load_checkpoint(path).resume(X, y, epochs=2, verbose=False, checkpoint=False),
+                 lambda: model.loss(X, y), lambda: model.evaluate(X, y)):
         with pytest.warns(UserWarning, match="^X has no column names, but the") as record:
             call()
         assert len(record) == 1
