@@ -76,6 +76,7 @@ def as_array(data, name: str = "X"):
     is read as float64, as scikit-learn reads it; one holding anything else is left for the caller to refuse."""
     if is_array(data) and not (isinstance(data, numpy.ndarray) and data.dtype == object):
         return data
+    _refuse_dates(data, name)
     try:
         array = numpy.asarray(data)
         if array.dtype == object and hasattr(data, "to_numpy"):  # a DataFrame of nullable or mixed columns
@@ -88,6 +89,33 @@ def as_array(data, name: str = "X"):
     if array.dtype == object and array.ndim and all(isinstance(v, numbers.Real) for v in array.flat):
         array = array.astype(numpy.float64)  # it was refused as "strings or other Python objects"
     return array
+
+
+def _refuse_dates(data, name: str) -> None:
+    """Refuse a pandas or polars DataFrame (or Series) with a column of dates, times or durations, naming it: pandas'
+    to_numpy(float64) and polars' arrays read one as a count of its unit (microseconds since 1970, days for a polars
+    Date) without a word, so a fit trained on numbers near 1.6e15."""
+    if isinstance(data, numpy.ndarray):  # (a datetime64 array is refused by its dtype, as the model's checks read it)
+        return
+    dtypes = getattr(data, "dtypes", None)
+    if dtypes is not None and hasattr(data, "columns"):
+        columns = zip(data.columns, list(dtypes))
+    elif hasattr(data, "dtype") and (hasattr(data, "iloc") or hasattr(data, "to_numpy")):  # a Series
+        columns = [(None, data.dtype)]
+    else:
+        return
+    for label, dtype in columns:
+        kind = getattr(dtype, "kind", None)  # numpy's and pandas' dtypes; polars' say is_temporal()
+        if kind in ("M", "m") or (kind is None and callable(getattr(dtype, "is_temporal", None)) and dtype.is_temporal()):
+            var = name.split()[0]
+            durations = kind == "m" or "Duration" in str(dtype)
+            column, picked = ((f"{name} holds", var) if label is None else
+                              (f"{name}'s column {label!r} holds", f"{var}[{label!r}]"))
+            convert = (f"{picked}.dt.total_seconds()" if durations else
+                       f"seconds since a start, ({picked} - {picked}.min()).dt.total_seconds()")
+            raise TypeError(f"{column} {'durations' if durations else 'dates or times'} ({dtype}), which would be read "
+                            f"as a count of their unit, not as numbers you chose: convert it to numbers first if it is "
+                            f"meant as one ({convert}), or leave it out")
 
 
 def by_feature_names(data, columns, name: str = "X", key: str = "features"):

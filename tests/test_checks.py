@@ -1,5 +1,6 @@
 """Bad input gets a clear error naming what was wrong and where, never a silent result."""
 import copy
+import datetime
 import json
 import re
 import warnings
@@ -439,6 +440,65 @@ def test_a_frames_column_names_given_to_a_model_fitted_without_them_are_warned_o
         predict_file(model, str(tmp_path / "X.npy"), str(tmp_path / "P.npy"))  # (streamed)
         if not ensemble:  # (gpunn predict takes one model's file)
             assert cli_main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "P.npy")]) == 0
+
+
+def test_a_pandas_column_of_dates_times_or_durations_is_refused_naming_it():
+    """pandas' to_numpy(float64) read a datetime column as microseconds since 1970 (1.6e15), a timedelta one as
+    microseconds, without a word: a fit trained on them as numbers. Refused, naming the column and its dtype, saying
+    how to make numbers of it; a frame of dates alone said only "got dtype datetime64[us]"."""
+    pandas = pytest.importorskip("pandas")
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((6, 2)), rng.standard_normal(6)
+    when = pandas.to_datetime([f"2024-01-0{d}" for d in range(1, 7)])
+    model = MLP([2, 4, 1], device="cpu", seed=0)
+    params = model.params.copy()
+    dates = r"dates or times \(datetime64\[.s(, UTC)?\]\), which would be read as a count of their unit, not as " \
+            r"numbers you chose: convert it to numbers first if it is meant as one \(seconds since a start, "
+    for column in (when, when.tz_localize("UTC")):
+        with pytest.raises(TypeError, match=rf"^X's column 't' holds {dates}\(X\['t'\] - X\['t'\]\.min\(\)\)\.dt"
+                                            r"\.total_seconds\(\)\), or leave it out$"):
+            model.fit(pandas.DataFrame({"a": X[:, 0], "t": column}), y, epochs=1, verbose=False)
+    with pytest.raises(TypeError, match=r"^X's column 'd' holds durations \(timedelta64\[.s\]\), .*\(X\['d'\]\.dt\."
+                                        r"total_seconds\(\)\), or leave it out$"):
+        model.fit(pandas.DataFrame({"a": X[:, 0], "d": when - when[0]}), y, epochs=1, verbose=False)
+    with pytest.raises(TypeError, match=rf"^Y holds {dates}\(Y - Y\.min\(\)\)"):
+        model.fit(X, pandas.Series(when), epochs=1, verbose=False)
+    numpy.testing.assert_array_equal(model.params, params)  # refused before training
+    with pytest.raises(TypeError, match=r"^X's column 'u' holds dates or times"):  # (it said "got dtype datetime64")
+        model.predict(pandas.DataFrame({"a": X[:, 0], "u": when}))
+
+
+@pytest.mark.parametrize("kind", ["stand-in", "polars"])
+def test_a_polars_column_of_dates_or_durations_is_refused_naming_it(kind):
+    """polars' arrays read a Date column as days since 1970 and a Datetime or Duration one as microseconds, without a
+    word: refused as a pandas one is (polars' dtypes say is_temporal(), and have no numpy kind)."""
+    rng = numpy.random.default_rng(0)
+    X, y = rng.standard_normal((6, 2)), rng.standard_normal(6)
+    if kind == "polars":
+        polars = pytest.importorskip("polars")
+        frames = [polars.DataFrame({"a": X[:, 0], "t": [datetime.date(2024, 1, d) for d in range(1, 7)]}),
+                  polars.DataFrame({"a": X[:, 0], "t": [datetime.timedelta(seconds=s) for s in range(6)]})]
+    else:
+        frames = [_PolarsLikeFrame(X, ["a", "t"]), _PolarsLikeFrame(X, ["a", "t"])]
+        frames[0].dtypes, frames[1].dtypes = [_PolarsDtype("Float64"), _PolarsDtype("Date", True)], \
+            [_PolarsDtype("Float64"), _PolarsDtype("Duration(time_unit='us')", True)]
+    model = MLP([2, 4, 1], device="cpu", seed=0)
+    for frame, what in zip(frames, ("dates or times \\(Date\\)", "durations \\(Duration\\(time_unit='us'\\)\\)")):
+        with pytest.raises(TypeError, match=rf"^X's column 't' holds {what}, which would be read as a count"):
+            model.fit(frame, y, epochs=1, verbose=False)
+
+
+class _PolarsDtype:
+    """A polars DataType as the checks read one: its name, is_temporal(), no numpy ``kind``."""
+
+    def __init__(self, name, temporal=False):
+        self.name, self.temporal = name, temporal
+
+    def is_temporal(self):
+        return self.temporal
+
+    def __str__(self):
+        return self.name
 
 
 @pytest.mark.parametrize("ensemble", [False, True], ids=["MLP", "Ensemble"])
