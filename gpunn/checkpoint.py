@@ -310,7 +310,7 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         "callbacks": saved_callbacks,
         "callback_order": order,
     }
-    if settings.shuffle:  # what ordered its epochs' rows: a resume part-way through one on another warns (_check_shuffle)
+    if settings.shuffle:  # what ordered its epochs' rows: a resume part-way through one on another warns (_other_shuffle)
         training["shuffled_by"] = shuffler(model.backend)
     optimizer = {"config": opt.config(), "steps": opt.steps, "state": list(opt.state_names())}
     if _members(model) is not None:
@@ -952,7 +952,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         else:
             X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
         _check_validation(ckpt, evaluator)
-        _check_shuffle(ckpt, settings, state)
+        other_order = _other_shuffle(ckpt, settings, state)
         over = _over(ckpt, settings)
         callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, over), verbose)
         if over:  # nothing trains: a writer of the file resumed would only put this call's settings in it (patience
@@ -966,6 +966,8 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                               shards=shards, resuming=(ckpt.path, settings))  # the per-rank batch: the run's global one
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
             checked.give()
+            if other_order and dp.is_root:  # (a note on the run: rank 0's, once, not one a rank)
+                warnings.warn(other_order, UserWarning, stacklevel=_backend.user_stacklevel())
             if not dp.is_root:  # rank 0 alone carries the saved part-epoch sum into the reduction
                 state = dataclasses.replace(state, partial_sum_sq=0.0 if isinstance(state.partial_sum_sq, float)
                                             else [0.0] * len(state.partial_sum_sq))
@@ -983,6 +985,8 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
 
             source = ShardedSource(source, shards)
         checked.give()
+        if other_order:
+            warnings.warn(other_order, UserWarning, stacklevel=_backend.user_stacklevel())
         if ensemble:
             return ens_training.run_ensemble(model, source, opt, settings, state, callbacks=callbacks,
                                              validation=evaluator, handle_interrupt=handle_interrupt)
@@ -1385,29 +1389,30 @@ def _check_drawn_by(ckpt, saved, validation=False) -> None:
 _SHUFFLE_WORDS = {CPU_SHUFFLE: "NumPy's permutation on the CPU", GPU_SHUFFLE: "gpunn's hash permutation on a GPU"}
 
 
-def _check_shuffle(ckpt, settings, state) -> None:
-    """Warn where a shuffled run stopped part-way through an epoch is resumed where another permutation orders the
-    rows (gpunn.rng.shuffler: the CPU's and the GPU's differ for the same seed and epoch): the rest of that epoch is
-    the other order's batches, some of its rows trained twice and others not at all. Warned, not refused, as the
-    rows are the run's (other rows drawn are refused: _check_drawn_by); at an epoch's end nothing is said, as the
-    next epochs' other shuffles are as good, and the arithmetic differs between devices anyway. What ordered them
-    is the file's "shuffled_by", else (a file from before the record) what orders them on the device it names."""
+def _other_shuffle(ckpt, settings, state) -> str | None:
+    """The warning where a shuffled run stopped part-way through an epoch is resumed where another permutation orders
+    the rows (gpunn.rng.shuffler: the CPU's and the GPU's differ for the same seed and epoch): the rest of that epoch
+    is the other order's batches, some of its rows trained twice and others not at all; else None. Warned (by rank 0
+    alone in a data-parallel resume), not refused, as the rows are the run's (other rows drawn are refused:
+    _check_drawn_by); at an epoch's end nothing is said, as the next epochs' other shuffles are as good, and the
+    arithmetic differs between devices anyway. What ordered them is the file's "shuffled_by", else (a file from
+    before the record) what orders them on the device it names."""
     if not settings.shuffle or not state.batch:
-        return
+        return None
     was = ckpt.training.get("shuffled_by")
     if was is None:
         was = GPU_SHUFFLE if str(ckpt.meta.get("device", "cpu")).startswith("cuda") else CPU_SHUFFLE
     backend = ckpt.model.backend
     now = shuffler(backend)
     if was == now:
-        return
+        return None
     on = ("a GPU: gpunn.load_checkpoint(path, device='cuda')" if was == GPU_SHUFFLE else
           "the CPU: gpunn.load_checkpoint(path, device='cpu')" if was == CPU_SHUFFLE else "the gpunn that wrote it")
-    warnings.warn(f"{ckpt.path} stopped part-way through epoch {state.epoch + 1} (after {state.batch} of its "
-                  f"{settings.batches_per_epoch} batches), whose rows {_SHUFFLE_WORDS.get(was, repr(was))} ordered, "
-                  f"and on {backend.device} {_SHUFFLE_WORDS.get(now, repr(now))} orders them: the rest of that epoch "
-                  "is another order's batches, some of its rows trained twice and others not at all (later epochs are "
-                  f"whole). For the run's order, resume it on {on}", UserWarning, stacklevel=_backend.user_stacklevel())
+    return (f"{ckpt.path} stopped part-way through epoch {state.epoch + 1} (after {state.batch} of its "
+            f"{settings.batches_per_epoch} batches), whose rows {_SHUFFLE_WORDS.get(was, repr(was))} ordered, "
+            f"and on {backend.device} {_SHUFFLE_WORDS.get(now, repr(now))} orders them: the rest of that epoch "
+            "is another order's batches, some of its rows trained twice and others not at all (later epochs are "
+            f"whole). For the run's order, resume it on {on}")
 
 
 def _config_differences(saved: dict, now: dict, ignored=()) -> str:

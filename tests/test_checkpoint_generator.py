@@ -163,6 +163,28 @@ def test_a_shuffled_runs_checkpoint_records_what_ordered_its_rows_and_warns_of_a
     assert "shuffled_by" not in gpunn.load_checkpoint(path, device="cpu").training  # no order to record
 
 
+def test_a_data_parallel_resume_part_way_where_another_permutation_orders_the_rows_warns_once(tmp_path, interrupt_at,
+                                                                                                fake_cupy, monkeypatch):
+    """The warning above is a note on the run, as the others a data-parallel run gives: every rank resuming the file
+    warned it (P copies under mpiexec); now rank 0 alone. A CPU run's file resumed on two thread ranks, each on its
+    own GPU of the stand-in (tests/thread_ranks.py)."""
+    from thread_ranks import run_ranks
+
+    path = tmp_path / "run.npz"
+    X, Y = _stopped("cpu", path, interrupt_at)
+
+    def resume(rank):
+        gpunn.load_checkpoint(path, device=f"cuda:{rank}").resume(X, Y, verbose=False, checkpoint=False,
+                                                                 distributed=True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcomes, aborted = run_ranks(monkeypatch, 2, resume, timeout=30.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    assert [str(w.message).startswith(f"{path} stopped part-way through epoch 1") for w in caught] == [True], \
+        [str(w.message) for w in caught]
+
+
 # ---- on a GPU (tests/fakecupy under GPUNN_FAKE_CUPY=1) -------------------------------------------------------------
 @pytest.mark.gpu
 def test_the_cpu_and_a_gpu_order_an_epoch_otherwise_and_a_resume_part_way_on_the_other_says_so(gpu, tmp_path,
