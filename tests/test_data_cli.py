@@ -337,6 +337,15 @@ def test_a_column_name_with_a_comma_is_named_in_double_quotes_as_a_csv_header_wr
     assert main(["train", "--config", model + ".toml", "--save", again]) == 0
     assert gpunn.load(again).data_columns == {"features": ["a", "x,y"], "targets": ["y"]}
     assert main(["train", "--resume", model, "--epochs", "3", "--quiet"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    numpy.save(tmp_path / "my y.npy", numpy.zeros(40))
+    # --resume's refusal writes the values as a command line takes them (it said --features a,"x,y", and a path bare)
+    assert main(["train", "--resume", model, "--epochs", "4", "--features", "a,b", "--targets",
+                 str(tmp_path / "my y.npy")]) == 2
+    assert capsys.readouterr().err == (
+        f"gpunn train: error: --resume {model}: --features a,b, --targets '{tmp_path / 'my y.npy'}' would change the "
+        "run, which has --features 'a,\"x,y\"', --targets unset; a resumed run continues exactly as it started (start "
+        "a new run, without --resume, to change it)\n")
     assert main(["predict", model, data, str(tmp_path / "p.csv"), "--features", '"x,y",a']) == 0
     assert main(["train", "--data", data, "--target", '"x,y",y', "--save", again, *SMALL]) == 0
     assert gpunn.load(again).data_columns == {"features": ["a", "b"], "targets": ["x,y", "y"]}

@@ -76,17 +76,18 @@ def _flag(dest) -> str:
 
 
 def _said(dest, value, negatable=()) -> str:
-    """An option as written: --lr 0.5; a flag on (--early-stopping) or off (no --early-stopping), or off as the
-    user types it where the flag has a --no- form (``negatable``: those options' dests): --no-graph."""
+    """An option as written: --lr 0.5, --data 'my dir/t.csv' (quoted as a shell takes it, as gpunn's refusals
+    quote paths); a flag on (--early-stopping) or off (no --early-stopping), or off as the user types it where the
+    flag has a --no- form (``negatable``: those options' dests): --no-graph."""
     if isinstance(value, bool) and dest in negatable:
         return _flag(dest) if value else "--no-" + _flag(dest)[2:]
     if isinstance(value, bool):
         return _flag(dest) if value else f"no {_flag(dest)}"
-    return f"{_flag(dest)} {_shown(value)}"
+    return f"{_flag(dest)} {shell_word(_shown(value))}"
 
 
 def _shown(value) -> str:
-    if isinstance(value, (list, tuple)):  # --hidden 64,64; --features "a,b",c (a name with a comma, quoted)
+    if isinstance(value, (list, tuple)):  # --hidden 64,64; --features '"a,b",c' (a name with a comma, quoted)
         return joined_columns(value)
     return "unset" if value is None else str(value)
 
@@ -141,7 +142,7 @@ def recorded(path, parser, command="train"):
         toml = path + ".toml"
         if not os.path.exists(toml):
             raise ValueError(f"--resume {shell_word(path)} does not record its gpunn train options (written by gpunn.fit or an "
-                             f"older gpunn) and there is no {toml}; resume it from Python: "
+                             f"older gpunn) and there is no {shell_word(toml)}; resume it from Python: "
                              "gpunn.load_checkpoint(path).resume(X, Y)")
         options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
         return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None, source
@@ -149,7 +150,7 @@ def recorded(path, parser, command="train"):
     known = {k: v for k, v in saved.items() if k not in (BACKEND_KEY, GROUP_KEY)}
     try:
         options = cfgmod.convert(parser, {k.replace("_", "-"): v for k, v in known.items() if v is not None},
-                                 f"{path} (its recorded options)")
+                                 "its recorded options")  # (after "--resume PATH: ", which names the file)
     except ValueError as exc:
         raise ValueError(f"--resume {shell_word(path)}: {exc}") from None
     options.update({k: None for k, v in known.items() if v is None})

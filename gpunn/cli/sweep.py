@@ -313,10 +313,10 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     ckpt = checkpoint.load_checkpoint(path, device=backend)
     seeds = [s["seed"] for s in group]
     if ckpt.model.n_models != len(group) or list(ckpt.model.seeds) != seeds:
-        raise ValueError(f"--resume: {path} holds members seeded {list(ckpt.model.seeds)}, but the sweep's ensemble {g} "
+        raise ValueError(f"--resume: {shell_word(path)} holds members seeded {list(ckpt.model.seeds)}, but the sweep's ensemble {g} "
                          f"is seeded {seeds}: the directory holds another sweep's checkpoints")
     if ckpt.epoch > args.epochs:
-        raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({path}); --epochs "
+        raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({shell_word(path)}); --epochs "
                          f"{args.epochs} cannot shorten it")
     done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch, args.epochs)
     print(f"ensemble {g}: {done} done ({path})", flush=True)
