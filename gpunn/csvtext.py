@@ -207,6 +207,20 @@ def joined_columns(names) -> str:
     return ",".join(map(written, names))
 
 
+def named_twice(names) -> str:
+    """What a list of column names repeats, in a refusal: "names the column 'price' twice" ("the columns 'a', 'b'"),
+    or "" where each is named once. A name given twice would read one column twice (as two features, or a target and
+    its copy). It said "names a column twice: ['price', 'price']", a Python list of what was typed."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if not repeated:
+        return ""
+    return f"names the column{'s' * (len(repeated) > 1)} {', '.join(map(repr, repeated))} twice"
+
+
 def csv_first_text(path, index, header=True, delimiter=",", decimal=".") -> str:
     """Where the column ``index`` (from 0) of the CSV file ``path``, which pyarrow read as text, first holds a
     value that is not a number (nor one of pyarrow's missing-value marks: "", "NA", "nan"...), as the refusal

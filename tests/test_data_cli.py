@@ -325,6 +325,18 @@ def test_a_line_of_column_names_with_a_broken_quote_is_refused(text, problem, ca
         assert exit_info.value.code == 2 and f"argument {option}: {text!r}: {problem}" in capsys.readouterr().err
 
 
+def test_a_line_of_column_names_naming_one_twice_is_refused_as_typed(capsys):
+    """--target price,price said "target names a column twice: ['price', 'price']", a Python list, after the data
+    was opened; it is refused as the command line is read, with the names as they were typed."""
+    for command, option, text, twice in (["train", "--target", "price,price", "the column 'price'"],
+                                         ["train", "--features", 'a,b,"x,y", b,a', "the columns 'b', 'a'"],
+                                         ["predict m.npz in.csv out.csv", "--features", "a,a", "the column 'a'"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command.split(), option, text])
+        assert exit_info.value.code == 2
+        assert f"argument {option}: {text!r} names {twice} twice; name each column once (see" in capsys.readouterr().err
+
+
 def test_a_column_name_with_a_comma_is_named_in_double_quotes_as_a_csv_header_writes_it(tmp_path, capsys):
     """--target y1,y2 splits on commas, so a column named x,y could not be given at all; quoted as the file's
     own header quotes it, it is one name, through --save's config, --config, --resume and predict's --features."""

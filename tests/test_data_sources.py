@@ -1278,9 +1278,9 @@ def test_column_lists_skip_blank_names_and_refuse_a_name_given_twice_or_none(tmp
     read = getattr(data, kind)
     assert read(path, target="y", features="a, b,").feature_names == ["a", "b"]
     assert read(path, target=["y", ""], features=["a", "b"]).target_names == ["y"]
-    with pytest.raises(ValueError, match=r"features names a column twice: \['a', 'b', 'a'\]"):
+    with pytest.raises(ValueError, match=r"^features names the column 'a' twice \(features=\['a', 'b', 'a'\]\)$"):
         read(path, target="y", features=["a", "b", "a"])
-    with pytest.raises(ValueError, match=r"target names a column twice: \['y', 'y'\]"):
+    with pytest.raises(ValueError, match=r"^target names the column 'y' twice \(target='y, y'\)$"):  # as typed
         read(path, target="y, y", features=["a"])
     with pytest.raises(ValueError, match="features lists no column names"):
         read(path, target="y", features=" , ")
@@ -1291,7 +1291,7 @@ def test_column_lists_skip_blank_names_and_refuse_a_name_given_twice_or_none(tmp
         read(path, target="y,a", features=["a", "y", "b"])
     only = tmp_path / f"only.{kind}"
     (pq.write_table if kind == "parquet" else pcsv.write_csv)(t.select(["y"]), only)
-    with pytest.raises(DataError, match=r"only\.\w+: no feature columns are left besides the target\(s\) \['y'\]"):
+    with pytest.raises(DataError, match=r"only\.\w+: no feature columns are left besides the target 'y'$"):
         read(only, target="y")
 
 

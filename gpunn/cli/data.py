@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from ..csvtext import joined_columns, split_columns
+from ..csvtext import joined_columns, named_twice, split_columns
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from ..hints import shell_word
@@ -42,9 +42,12 @@ def column_names(text) -> list:
     """The column names of an option's value (--features, --target): comma-separated, a name with a comma in
     double quotes (gpunn.csvtext.split_columns)."""
     try:
-        return split_columns(text)
+        names = split_columns(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc}; {COLUMNS_HELP}") from None
+    if named_twice(names):
+        raise argparse.ArgumentTypeError(f"{text!r} {named_twice(names)}; name each column once")
+    return names
 
 
 def column_list_text(text) -> str:

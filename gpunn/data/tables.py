@@ -18,7 +18,7 @@ import numpy
 
 from .. import environment
 from ..checks import MissingExtra, positive_int
-from ..csvtext import joined_columns, read_as, split_columns
+from ..csvtext import joined_columns, named_twice, read_as, split_columns
 from ..forksafe import ForkSafeLock
 from ..hints import shell_word
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
@@ -131,8 +131,8 @@ def _names(value, what):
     names = split_columns(value) if isinstance(value, str) else [n for n in map(str, value) if n]
     if not names:
         raise ValueError(f"{what} lists no column names")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what} names a column twice: {names}")
+    if named_twice(names):  # (the names as typed: target="y, y" or ["y", "y"])
+        raise ValueError(f"{what} {named_twice(names)} ({what}={value!r})")
     return names
 
 
@@ -161,7 +161,8 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
         left_out = set(targets or []) | set(index)
         features = [n for n in available if n not in left_out]
         if not features:
-            raise DataError(f"{path}: no feature columns are left besides the target(s) {targets}")
+            raise DataError(f"{path}: no feature columns are left besides the target{'s' * (len(targets) > 1)} "
+                            f"{', '.join(map(repr, targets))}")
         unnamed = [available.index(n) + 1 for n in features if not n.strip()]
         if unnamed:
             raise DataError(f"{path}: column {unnamed[0]} has no name (as the index pandas' to_csv writes unless "
