@@ -254,6 +254,15 @@ def get_task_class(task):
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}") from None
 
 
+def task_keywords(task) -> tuple:
+    """The keyword options of the task named ``task`` beyond every task's (Teacher's ``hidden``, Sinusoid's
+    ``frequency``); none for a Task object, whose options are set."""
+    if isinstance(task, Task):
+        return ()
+    shared = inspect.signature(Task.__init__).parameters
+    return tuple(p for p in inspect.signature(get_task_class(task).__init__).parameters if p not in shared)
+
+
 def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, **kwargs) -> Task:
     """The task named ``task`` (see :func:`make`); None for n_features or noise: the task's default."""
     if isinstance(task, Task):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
+import inspect
 from dataclasses import dataclass
 
 # difflib's ratio for a misspelling, of names without their "--" (which would raise every ratio, and did: bench's
@@ -169,3 +171,31 @@ def folding(names, what: str):
         return text
 
     return name
+
+
+def keywords_checked(function, name=None):
+    """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
+    (``validation_split``, Keras's name: ``validation_fraction``); ``name``: the call's in the message. A function
+    taking ``**kwargs`` is given back as it is (any keyword is its own)."""
+    parameters = inspect.signature(function).parameters  # (a decorated function's own: signature unwraps)
+    if any(spec.kind == spec.VAR_KEYWORD for spec in parameters.values()):
+        return function
+    known = {p for p, spec in parameters.items() if spec.kind not in (spec.POSITIONAL_ONLY, spec.VAR_POSITIONAL)}
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        for key in kwargs:
+            if key not in known:
+                raise unexpected_keyword(name or function.__name__, key, list(parameters)[1:])
+        return function(*args, **kwargs)
+    return checked
+
+
+def keywords_hinted(cls):
+    """The class ``cls`` whose constructor refuses a keyword it does not take naming the one meant, as fit does
+    (:func:`keywords_checked`): ``Adam(beta_1=0.9)``, Keras's name, said only "unexpected keyword argument
+    'beta_1'" where gpunn's is beta1. For a class's own ``__init__``; a base class hints its subclasses' with
+    ``__init_subclass__``."""
+    if "__init__" in cls.__dict__:
+        cls.__init__ = keywords_checked(cls.__dict__["__init__"], cls.__name__)
+    return cls

@@ -27,6 +27,7 @@ from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
                      held_warnings, positive_int, seed_int, warn_read_by_position)
+from .hints import keywords_hinted
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -290,6 +291,10 @@ class DeviceModel(RawUnits):
     _COPIED = ("saved_precision", "standardizer", "data_columns")
     _REPR_NAME, _PICKLE_NAMES = "", ("a model", "model")  # the class, as the refusal calls it and its example
     _REPR_HEAD = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keywords_hinted(cls)  # MLP(layer_size=...): did you mean layer_sizes?
 
     def _as_input(self, X, name="X"):
         """X as the model's input matrix: a DataFrame's columns picked by ``data_columns``, on the device."""

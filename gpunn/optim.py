@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from .checks import flag, got, non_negative_int, positive_int, real
-from .hints import known_name
+from .hints import keywords_hinted, known_name
 
 
 def check_lr(lr) -> float:
@@ -39,6 +39,10 @@ class Optimizer:
 
     name = "optimizer"
     default_lr = 1e-3
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keywords_hinted(cls)  # Adam(beta_1=0.9): did you mean beta1?
 
     def __init__(self, lr=None, weight_decay=0.0):
         self.lr = check_lr(self.default_lr if lr is None else lr)
@@ -196,7 +200,7 @@ OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
 
 def options_of(cls) -> tuple:
     """The keyword options an Optimizer class takes (``Nesterov``: lr, momentum, weight_decay)."""
-    return cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    return tuple(inspect.signature(cls.__init__).parameters)[1:]  # (through keywords_hinted's wrapper)
 
 
 def default_of(optimizer, option):
@@ -238,6 +242,7 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 
 
+@keywords_hinted
 @dataclass(frozen=True)
 class Schedule:
     """The learning rate of epoch e is ``lr x factor(e)``: "constant"; "step" (x gamma every step_size

@@ -825,6 +825,40 @@ def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(cal
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
 
 
+@pytest.mark.parametrize("make, call, key, hint", [
+    (lambda **kw: gpunn.Adam(**kw), "Adam", "beta_1", " (did you mean beta1?)"),  # Keras's name
+    (lambda **kw: gpunn.SGD(**kw), "SGD", "momentun", " (did you mean momentum?)"),
+    (lambda **kw: gpunn.Schedule("step", **kw), "Schedule", "stepsize", " (did you mean step_size?)"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "activations", " (did you mean activation?)"),
+    (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "sead", " (did you mean seed?)"),
+    (lambda **kw: gpunn.EarlyStopping(**kw), "EarlyStopping", "patiance", " (did you mean patience?)"),
+    (lambda **kw: gpunn.ModelCheckpoint("m.npz", **kw), "ModelCheckpoint", "save_best", " (did you mean save_best_only?)"),
+    (lambda **kw: gpunn.data.synthetic("linear", 100, 2, **kw), "SyntheticSource", "chunkrows",
+     " (did you mean chunk_rows?)"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "colour", ""),  # nothing meant: Python's words alone
+])
+def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, key, hint):
+    """Adam(beta_1=0.9) (Keras's name; gpunn's is beta1) said only "Adam.__init__() got an unexpected keyword
+    argument 'beta_1'": the constructors hint as fit does. A subclass's own __init__ is hinted too."""
+    with pytest.raises(TypeError) as raised:
+        make(**{key: 0.1})
+    assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
+
+
+def test_a_subclass_of_a_callback_hints_its_own_keywords_and_takes_any_with_kwargs():
+    class Every(gpunn.Callback):
+        def __init__(self, every=1):
+            self.every = every
+
+    class Anything(gpunn.Callback):
+        def __init__(self, **options):
+            self.options = options
+
+    with pytest.raises(TypeError, match=r"^Every\(\) got an unexpected keyword argument 'evry' \(did you mean every\?\)$"):
+        Every(evry=2)
+    assert Every(every=2).every == 2 and Anything(colour=1).options == {"colour": 1}
+
+
 def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
     """R² is undefined on 1 row: fit reported 0 for such a validation set and trained on; scikit-learn refuses
     (its MLPRegressor) or gives NaN (r2_score). Every fit refuses it by the parameter; a score is NaN."""

@@ -38,6 +38,7 @@ import numpy
 from .. import backend as _backend
 from ..datasets import rebatch
 from ..forksafe import ForkSafeLock
+from ..hints import keywords_hinted
 from ..rng import DeviceRNG, host_rng
 from ..checks import canonical_dtype, flag, got, positive_int, seed_int, validation_share
 from .errors import DataError
@@ -54,6 +55,10 @@ class Closable:
     closed one's use (``_check_open``); the class gives ``close()``, which sets ``_closed``."""
 
     _closed = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keywords_hinted(cls)  # a source's options: npy(..., chunksize=...): did you mean chunk_rows?
 
     @property
     def closed(self) -> bool:

@@ -19,6 +19,7 @@ import numpy
 
 from ..backend import host_array
 from ..checks import flag, got, non_negative_int, real, verbosity
+from ..hints import keywords_hinted
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -57,6 +58,10 @@ class Callback:
     no built-in) is not rebuilt: pass it again, or the resume leaves it and its state out, with a warning. A
     class of your own named like a built-in (``EarlyStopping``) is not the built-in: each takes its own state.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keywords_hinted(cls)  # EarlyStopping(patiance=3): did you mean patience?
 
     def __repr__(self):
         get_config = getattr(self, "get_config", None)

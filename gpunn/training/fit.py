@@ -3,7 +3,6 @@ resumption) use."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import sys
 
@@ -11,7 +10,7 @@ import numpy
 
 from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, seed_int, validation_share,
                       warn_read_by_position)
-from ..hints import unexpected_keyword
+from ..hints import keywords_checked
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -21,22 +20,6 @@ from .loop import train
 from .protocols import is_source
 from .sources import ArraySource
 from .state import FitSettings
-
-
-def keywords_checked(function, name=None):
-    """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
-    (``validation_split``, Keras's name: ``validation_fraction``); ``name``: the call's in the message."""
-    function = inspect.unwrap(function)
-    parameters = inspect.signature(function).parameters
-    known = {p for p, spec in parameters.items() if spec.kind not in (spec.POSITIONAL_ONLY, spec.VAR_POSITIONAL)}
-
-    @functools.wraps(function)
-    def checked(*args, **kwargs):
-        for key in kwargs:
-            if key not in known:
-                raise unexpected_keyword(name or function.__name__, key, list(parameters)[1:])
-        return function(*args, **kwargs)
-    return checked
 
 
 def as_method(function, qualname, summary):
