@@ -333,12 +333,23 @@ def not_a_boolean(value, column) -> str:
     return f"{column}: {value!r} is not a boolean (true/false or 1/0, as the column's first rows are)"
 
 
-def wrong_width(count, expected) -> str:
+def wrong_width(count, expected, header=None) -> str:
     """The refusal of a CSV row of ``count`` values in a file whose lines before it (the header row's too) have
     ``expected``, after "path line N: ", in the one wording every gpunn reader gives it (gpunn predict reading IN
     whole or streamed, gpunn.data.csv and ``train --data``, in the first block pyarrow reads and past it):
-    "1 value, where the lines before it have 2"."""
-    return f"{count} value{'s' * (count != 1)}, where the lines before it have {expected}"
+    "1 value, where the lines before it have 2". ``header``: the header row's names where the row is the first
+    data row (the header the only line before it): one without a name is said, the likely cause ("a,b,c,price,"
+    names 5 columns, the last empty, where each row has 4 values)."""
+    values = f"{count} value{'s' * (count != 1)}"
+    unnamed = [i for i, name in enumerate(header or []) if not name.strip()]
+    if not unnamed or len(header) != expected:
+        return f"{values}, where the lines before it have {expected}"
+    if unnamed == [expected - 1] and count == expected - 1:
+        return (f"{values}, where the header row names {expected} columns, its last without a name: the header "
+                "line ends in a comma (remove it)")
+    said = ", ".join(str(i + 1) for i in unnamed)
+    return (f"{values}, where the header row names {expected} columns, column{'s' * (len(unnamed) > 1)} {said} "
+            "without a name (an empty name between two commas, or a comma at the line's end)")
 
 
 def csv_values(path, row, header=True, delimiter=",") -> list | None:

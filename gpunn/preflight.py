@@ -362,7 +362,7 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
         names, column = csv_names(path), int(value[3]) - 1
         first = csv_values(path, 0) if names is not None else None
         if first is not None and len(first) != len(names):  # loadtxt skipped the header row; pyarrow refuses the
-            return f"line {csv_line(path, 0)}: {wrong_width(len(first), len(names))}"  # first row's width first
+            return f"line {csv_line(path, 0)}: {wrong_width(len(first), len(names), names)}"  # first row's width first
         kind = kinds[column] if kinds and column < len(kinds) else "number"
         said = csv_first_text(path, column, header=names is not None) if kind == "other" else ""
         refusal = not_a_boolean if kind == "boolean" and is_number(field) else not_a_number
@@ -375,7 +375,8 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
         names, before, count, row = csv_names(path), int(width[1]), int(width[2]), int(width[3]) - 1
         if names is not None and before != len(names):  # the first data row already differs from the header row,
             before, count, row = len(names), before, 0  # which loadtxt skipped: that row is named, as streamed
-        return f"line {csv_line(path, row, header=names is not None)}: {wrong_width(count, before)}"
+        said = wrong_width(count, before, names if row == 0 else None)  # (row 0: the header the only line before)
+        return f"line {csv_line(path, row, header=names is not None)}: {said}"
     return f"is text but not comma-separated numbers ({text})"
 
 
@@ -433,7 +434,8 @@ def _read_csv(path, option):
         raise PreflightError(f"{option} {shell_word(path)} has no rows (a header line only)")
     names = csv_names(path)
     if names is not None and X.shape[1] != len(names):  # loadtxt skipped the header row; the streamed read refuses
-        raise PreflightError(f"{option} {shell_word(path)} line {csv_line(path, 0)}: {wrong_width(X.shape[1], len(names))}")
+        raise PreflightError(f"{option} {shell_word(path)} line {csv_line(path, 0)}: "
+                             f"{wrong_width(X.shape[1], len(names), names)}")
     return X
 
 

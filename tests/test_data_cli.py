@@ -724,7 +724,12 @@ def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, caps
 @pytest.mark.parametrize("text, width, problem", [
     ("a,b\n1.5\n" + "1.5,2.5\n" * 5, 2, "line 2: 1 value, where the lines before it have 2"),
     ("a,b\n\n" + "1.5,2.5,3.5\n" * 5, 3, "line 3: 3 values, where the lines before it have 2"),
-], ids=["a first row narrower", "every row wider"])
+    # ("the lines before it" were the header alone: it names the header's empty last name)
+    ("a,b,\n" + "1.5,2.5\n" * 5, 2, "line 2: 2 values, where the header row names 3 columns, its last without a "
+                                     "name: the header line ends in a comma (remove it)"),
+    ("a,,c\n" + "1.5,2.5\n" * 5, 2, "line 2: 2 values, where the header row names 3 columns, column 2 without a "
+                                     "name (an empty name between two commas, or a comma at the line's end)"),
+], ids=["a first row narrower", "every row wider", "a header ending in a comma", "a header with an empty name"])
 def test_predict_names_a_row_of_another_width_than_the_header_alike_read_whole_or_streamed(tmp_path, capsys,
                                                                                           monkeypatch, text, width,
                                                                                           problem):

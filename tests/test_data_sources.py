@@ -857,6 +857,11 @@ def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newli
     path = write("h.csv", ["0.1,0.2,0.3", "", "0.1,0.2", "1,2,3"])
     with pytest.raises(DataError, match=r"h\.csv line 3: 2 values, where the lines before it have 3$"):
         list(read_rows(path, 3)[1])
+    # a header ending in a comma names an empty last column: the first row is refused for it, and said so
+    path = write("c.csv", ["a,b,y,", "0.1,0.2,0.3", "0.4,0.5,0.6"])
+    with pytest.raises(DataError, match=r"c\.csv line 2: 3 values, where the header row names 4 columns, its last "
+                                        r"without a name: the header line ends in a comma \(remove it\)$"):
+        data.csv(path, target="y", device="cpu")
 
 
 def test_a_bad_last_row_without_a_line_end_is_named_by_its_own_line(tmp_path):

@@ -248,13 +248,13 @@ def refused_rows(path, start, end, read, names, exc, decimal=".") -> str:
     from ``start`` (csvtext.csv_line: empty lines skipped, as the readers skip them)."""
     from ..csvtext import csv_column, csv_line
 
-    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i), decimal)
+    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i), decimal, names)
     if line is None:
         return f"{path}: bad data from line {csv_line(path, 0, start)} on ({exc})"
     return f"{path} line {line}: {problem}"
 
 
-def first_refused(path, start, end, read, column, decimal="."):
+def first_refused(path, start, end, read, column, decimal=".", header=None):
     """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
@@ -262,9 +262,9 @@ def first_refused(path, start, end, read, column, decimal="."):
     naming a column by ``column`` (its index -> words: csvtext.csv_column) where pyarrow says "In CSV column #2",
     counted from 0; a value that is not a number in csvtext.not_a_number's words (a number in a column of
     booleans in csvtext.not_a_boolean's) and a row of another width in csvtext.wrong_width's, as every reader
-    says them (a number by the decimal mark ``decimal``). (None, "") where the rows there all read (a caller's guess
-    at the bytes missed them)."""
-    from ..csvtext import csv_rows, is_number, not_a_boolean, not_a_number, wrong_width
+    says them (a number by the decimal mark ``decimal``; the first data row's against ``header``, the header row's
+    names). (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
+    from ..csvtext import csv_line, csv_rows, is_number, not_a_boolean, not_a_number, wrong_width
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
@@ -301,7 +301,9 @@ def first_refused(path, start, end, read, column, decimal="."):
         return rows[bad - 1][0], not_a_boolean(value[3], column(int(value[1])))
     width = re.fullmatch(r"CSV parse error: Expected (\d+) columns, got (\d+):.*", problem, re.S)
     if width:  # in the words gpunn predict's whole read gives it
-        return rows[bad - 1][0], wrong_width(int(width[2]), int(width[1]))
+        line = rows[bad - 1][0]
+        first = header is not None and line == csv_line(path, 0)  # (the header row the only line before it)
+        return line, wrong_width(int(width[2]), int(width[1]), header if first else None)
     numbered = re.compile(r"In CSV column #(\d+): ")
     return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
@@ -310,7 +312,7 @@ def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal
     """first_refused for the data rows of a CSV file that begin in its first ``block_size`` bytes, where pyarrow's
     open_csv infers the columns' types and refuses a row of another width there: each read after the header row
     (without one, the first row gives the count), the types inferred, as open_csv reads them."""
-    from ..csvtext import csv_column, csv_rows, data_start
+    from ..csvtext import csv_column, csv_names, csv_rows, data_start
 
     pyarrow, csv = pyarrow_module(), pyarrow_module("csv")
     with open(path, "rb") as fh:
@@ -326,7 +328,8 @@ def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal
                             parse_options=csv.ParseOptions(delimiter=delimiter),
                             convert_options=csv.ConvertOptions(decimal_point=decimal))
 
-    return first_refused(path, begin, end, read, lambda i: csv_column(None, i), decimal)
+    return first_refused(path, begin, end, read, lambda i: csv_column(None, i), decimal,
+                         csv_names(path, delimiter) if header else None)
 
 
 def check_csv_kind(path) -> None:
