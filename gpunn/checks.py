@@ -155,7 +155,7 @@ def _frame_labels(data, name: str):
     if labels is None or not (hasattr(data, "iloc") or hasattr(data, "select")):
         return None
     labels = list(labels)
-    types = sorted({type(label).__name__ for label in labels})
+    types = sorted({"str" if isinstance(label, str) else type(label).__name__ for label in labels})  # (numpy.str_: str)
     if len(types) > 1 and "str" in types:
         var = name.split()[0]
         raise TypeError(f"{name} has column labels of types {', '.join(types)}: gpunn picks a DataFrame's columns by "

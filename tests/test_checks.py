@@ -616,6 +616,8 @@ def test_column_labels_mixing_strings_and_other_types_are_refused_as_scikit_lear
         model.predict(mixed)  # (a model without names read such a frame by position, warning of its names)
     with pytest.raises(TypeError, match=r"^X_val has column labels of types int, str: "):
         model.fit(mixed.set_axis(["a", "b", "c"], axis=1), y, epochs=1, verbose=False, validation_data=(mixed, y))
+    model.fit(_NamedFrame(X, ["a", numpy.str_("b"), "c"]), y, epochs=1, verbose=False)  # strings all three
+    assert model.data_columns["features"] == ["a", "b", "c"]
 
 
 def test_a_resumed_run_picks_a_frames_columns_by_the_checkpoints_names(tmp_path):
