@@ -258,7 +258,7 @@ class MemoryPool:
     caches no freed blocks here, so none are free."""
 
     def used_bytes(self):
-        return sum(root.nbytes for root in list(_ALLOCATIONS.values()))
+        return sum(root.nbytes for _, root in _allocations())
 
     def total_bytes(self):
         return self.used_bytes()
@@ -583,7 +583,8 @@ class ndarray(numpy.ndarray):
             root = root.base
         if _OPEN_CAPTURES and _ALLOCATIONS.get(_address(root)) is not root:
             _check_capture_mode("a device allocation")  # new memory: CuPy's pool may cudaMalloc it
-        _ALLOCATIONS[_address(root)] = root  # so raw pointers (cuBLAS) resolve
+        with _ALLOCATIONS_LOCK:  # (a snapshot on another thread, _allocations(), would fail on the insert)
+            _ALLOCATIONS[_address(root)] = root  # so raw pointers (cuBLAS) resolve
         # a view of a known allocation changes nothing; a new one is the output the op making it writes, on the
         # current stream (CuPy allocates it there, then launches the op), unless it is ``empty`` memory
         tls = state._tls
@@ -1037,6 +1038,14 @@ ndarray.__module__ = "cupy"  # gpunn.backend.backend_of tells device arrays by t
 
 
 _ALLOCATIONS = weakref.WeakValueDictionary()  # start address -> the NumPy buffer holding device memory
+_ALLOCATIONS_LOCK = threading.Lock()
+
+
+def _allocations() -> list:
+    """(start address, buffer) of every live allocation, a snapshot: list() of the dictionary's items while another
+    thread (a second rank's) allocates failed with 'dictionary changed size during iteration'."""
+    with _ALLOCATIONS_LOCK:
+        return list(_ALLOCATIONS.items())
 
 
 class MemoryPointer:
@@ -1082,7 +1091,7 @@ def _enqueue(stream, work):
 def _flat_memory(ptr, dtype, count):
     """``count`` elements of ``dtype`` at device address ``ptr`` (a view into the allocation holding it)."""
     dtype = numpy.dtype(dtype)
-    for start, root in list(_ALLOCATIONS.items()):
+    for start, root in _allocations():
         if start <= ptr < start + root.nbytes:
             raw = root.reshape(-1).view(numpy.uint8) if root.flags.c_contiguous else None
             if raw is None:

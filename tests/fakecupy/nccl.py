@@ -25,7 +25,7 @@ import threading
 
 import numpy
 
-from . import _ALLOCATIONS, _STREAMS, CUDARuntimeError, _cython_ints, _device_current, _issuing, _ordering, state
+from . import _STREAMS, _allocations, CUDARuntimeError, _cython_ints, _device_current, _issuing, _ordering, state
 
 available = True
 NCCL_SUM, NCCL_PROD, NCCL_MAX, NCCL_MIN = 0, 1, 2, 3  # ncclRedOp_t
@@ -85,7 +85,7 @@ class NcclCommunicator:
         dtype = _DTYPES.get(datatype)
         if dtype is None:
             raise NcclError(f"{what}: NCCL_ERROR_INVALID_ARGUMENT: data type {datatype}")
-        for start, root in list(_ALLOCATIONS.items()):
+        for start, root in _allocations():
             if start <= ptr < start + root.nbytes:
                 break
         else:
