@@ -404,12 +404,14 @@ def test_a_saved_sweeps_checkpoints_are_numbered_in_the_digits_0_to_9_only(tmp_p
 
 def test_a_finished_sweep_resumed_says_once_that_its_ensembles_are_done(tmp_path, capsys):
     """Its line "ensemble 0: 1 of 1 epoch done" was followed by the progress bar's "nothing left to train
-    (1 of 1 epochs done)"; an ensemble with epochs left still draws its bar."""
-    saved = tmp_path / "sweep"
+    (1 of 1 epochs done)"; an ensemble with epochs left still draws its bar. The line's checkpoint is quoted as a
+    shell takes it, as the other lines quote paths."""
+    saved = tmp_path / "my sweep"
     run(with_options(ARGS, "--epochs", "1", "--save", str(saved)), capsys)
     assert cli.main(["sweep", "--resume", str(saved)]) == 0
     captured = capsys.readouterr()
-    assert "ensemble 0: 1 of 1 epoch done" in captured.out and "nothing left to train" not in captured.err
+    assert f"ensemble 0: 1 of 1 epoch done ('{saved / 'ensemble-0.npz'}')" in captured.out
+    assert "nothing left to train" not in captured.err
     assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2"]) == 0
     assert "sweep (8 members) [cpu] epoch 2/2" in capsys.readouterr().err
 

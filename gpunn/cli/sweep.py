@@ -319,7 +319,7 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
         raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({shell_word(path)}); --epochs "
                          f"{args.epochs} cannot shorten it")
     done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch, args.epochs)
-    print(f"ensemble {g}: {done} done ({path})", flush=True)
+    print(f"ensemble {g}: {done} done ({shell_word(path)})", flush=True)
     left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
     ckpt.model.graph = args.graph  # (a checkpoint records no graph: the run's --graph, recorded with its options)
     shown = verbose_of(args) if left else False
