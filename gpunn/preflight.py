@@ -160,7 +160,7 @@ def misplaced(path, option) -> str:
     byte 0xb2 in position 16", --resume t.csv "not an .npz/zip file"."""
     kind, name = file_kind(path), shell_word(path)
     if os.fspath(path).lower().endswith(DATA_SUFFIXES):
-        return f"it is a data file ({_data_file_words(path, kind)}), which follows --data: --data {name}"
+        return f"it is a data file ({data_file_words(path, kind)}), which follows --data: --data {name}"
     if kind == "compressed":
         return f"it is {compression(path)}-compressed: decompress it first"
     if kind == "zip":
@@ -179,7 +179,7 @@ def misplaced(path, option) -> str:
     return "" if option == "--resume" or kind in ("text", "text-8bit") else f"it is {kind_words(kind)}, not text"
 
 
-def _data_file_words(path, kind) -> str:
+def data_file_words(path, kind) -> str:
     """A data file's kind in a message, by its bytes and its name: "a .npy array", "CSV text", "a Parquet file"."""
     lower = os.fspath(path).lower()
     if kind in ("text", "text-8bit") and lower.endswith(".csv"):

@@ -42,6 +42,7 @@ def workdir(tmp_path_factory):
     numpy.save(d / "in.npy", X)
     (d / "empty.npy").write_bytes(b"")
     (d / "words.csv").write_text("a,b,c\nx,y,z\n")
+    (d / "t.parquet").write_bytes(b"PAR1\x15\x00\x15\x1c\xff\x00PAR1")  # as a Parquet file's bytes begin and end
     (d / "header.csv").write_text("a,b,c\n")
     Xnan = X.copy()
     Xnan[2, 1] = numpy.nan
@@ -90,8 +91,10 @@ CASES = [
      "MODEL arrays.npz is not a gpunn checkpoint (an .npz archive of the array X); gpunn predict takes MODEL IN OUT, "
      "the checkpoint first; save one with gpunn train --save or gpunn.save(path, model)"),
     ("data file as model", ["predict", "words.csv", "in.npy", "o.npy"],
-     "MODEL words.csv is not a gpunn checkpoint (text); gpunn predict takes MODEL IN OUT, the checkpoint first; save "
+     "MODEL words.csv is not a gpunn checkpoint (CSV text); gpunn predict takes MODEL IN OUT, the checkpoint first; save "
      "one with gpunn train --save or gpunn.save(path, model)"),
+    ("parquet file as model", ["predict", "t.parquet", "in.npy", "o.npy"],  # named as --resume names it, not "(binary)"
+     "MODEL t.parquet is not a gpunn checkpoint (a Parquet file); gpunn predict takes MODEL IN OUT"),
     # the config --save writes beside the checkpoint (run.npz.toml), taken for it: say which file is the checkpoint
     ("config as model", ["predict", "m.npz.toml", "in.npy", "o.npy"],
      "m.npz.toml: a run's config (gpunn train --config m.npz.toml), not a checkpoint: the checkpoint beside it is m.npz"),

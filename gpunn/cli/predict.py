@@ -81,13 +81,14 @@ def _check_model_first(args) -> None:
     """MODEL is a checkpoint: a data file there (by its name) is most often the arguments' order mistaken, said
     before IN is read, with the order meant where IN is the checkpoint. It said "IN m.npz is an .npz/zip archive (a checkpoint?) ...:
     save the inputs with numpy.save" where IN was the checkpoint, and "new.csv: not a gpunn checkpoint", naming no
-    argument, where IN was data; numpy.savez's arrays "arr.npz: not a gpunn checkpoint (no gpunn_meta member)". Other
+    argument, where IN was data; numpy.savez's arrays "arr.npz: not a gpunn checkpoint (no gpunn_meta member)". A data
+    file is named as --resume and --config name it ("CSV text", "a Parquet file": preflight.data_file_words). Other
     files are left to the checkpoint reader's own words (a run's .toml config)."""
     from .. import preflight
 
     kind = preflight.file_kind(args.model)
     what = (preflight.not_a_checkpoint(args.model) if kind == "zip" else
-            preflight.kind_words(kind) if args.model.lower().endswith(SUFFIXES) else "")
+            preflight.data_file_words(args.model, kind) if args.model.lower().endswith(SUFFIXES) else "")
     if not what:
         return
     swapped = (args.model.lower().endswith(SUFFIXES) and os.path.isfile(args.input)  # (an .npz is no IN)
