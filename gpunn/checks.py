@@ -42,10 +42,12 @@ class NotFinite(ValueError):
     """An array's NaN or infinite values (``count``; the first at ``row``, ``column``, counted from 0 as the array
     indexes them), after conversion to ``dtype``, or, given ``scaled`` (the first one's standardized value, finite in
     float64), once standardized in ``dtype``: a caller that read the array from a file can say where in it. A
-    ``scaled`` that ``dtype`` holds left it on the way there (:func:`on_the_way`)."""
+    ``scaled`` that ``dtype`` holds left it on the way there (:func:`on_the_way`). ``label``: the column's name, where
+    the array was a DataFrame with named columns ("column 2 ('price')"); a position alone left its reader counting."""
 
-    def __init__(self, name, count, row, column, dtype, scaled=None):
-        first, how = f"first at row {row}, column {column}", "clean or impute them first"
+    def __init__(self, name, count, row, column, dtype, scaled=None, label=None):
+        named = f" ({str(label)!r})" if label is not None else ""  # (str: numpy.str_'s repr is "np.str_('price')")
+        first, how = f"first at row {row}, column {column}{named}", "clean or impute them first"
         if scaled is None:
             what = f"{count} NaN or infinite value(s) ({first}) after conversion to {dtype}"
         elif not finite_in(dtype, scaled):
@@ -55,7 +57,8 @@ class NotFinite(ValueError):
                     f"but {on_the_way(dtype)})")
             how = f"{how}, {AS_FLOAT64}"
         super().__init__(f"{name} contains {what}; {how}")
-        self.count, self.row, self.column, self.dtype, self.scaled = count, row, column, dtype, scaled
+        self.count, self.row, self.column, self.label = count, row, column, label
+        self.dtype, self.scaled = dtype, scaled
 
 
 def _kind_of(array) -> str:
@@ -361,7 +364,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
                         "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     xp = backend.xp
-    frame = data if _frame_labels(data, name) is not None else None
+    labels = _frame_labels(data, name)
+    frame = data if labels is not None else None
     data = as_array(data, name)
     if _kind_of(data) not in "biuf":
         if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...
@@ -403,7 +407,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     if not bool(finite.all()):
         bad = int(finite.size - int(finite.sum()))
         row, col = (int(i) for i in xp.argwhere(~finite)[0])
-        raise NotFinite(name, bad, row, col, numpy.dtype(dtype).name)
+        raise NotFinite(name, bad, row, col, numpy.dtype(dtype).name, label=labels[col] if _named(labels) else None)
     return data
 
 

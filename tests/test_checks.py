@@ -254,8 +254,14 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
     model.fit(frame, y, epochs=1, verbose=False)
     numpy.testing.assert_array_equal(model.predict(frame), model.predict(frame.to_numpy(dtype=float)))
     frame.loc[5, "b"] = pandas.NA
-    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite value\(s\) \(first at row 5, column 1\)"):
+    # the column by its name too, where its position alone left the reader counting; a frame of unnamed columns (and
+    # an array) by its position alone
+    with pytest.raises(ValueError, match=r"X contains 1 NaN or .* \(first at row 5, column 1 \('b'\)\) after"):
         model.predict(frame)
+    with pytest.raises(ValueError, match=r"Y contains 1 NaN or .* \(first at row 4, column 0 \('y'\)\) after"):
+        model.fit(frame.fillna(0), y.where(y.index != 4).to_frame(), epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite value\(s\) \(first at row 5, column 1\) after"):
+        MLP([3, 4, 1], device="cpu").predict(frame.set_axis(range(3), axis=1))
     # the column that holds the words, named: it said "strings or other Python objects" of the whole frame
     with pytest.raises(TypeError, match=r"^X must hold real numbers; got dtype object \(its column 'b' holds text, "
                                         r"'x' in row 0: leave it out, or encode it as numbers\)$"):
