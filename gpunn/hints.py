@@ -119,10 +119,16 @@ def _as_keyword(name, value):
     return name if value is None else f"{name}={value!r}"
 
 
-def unexpected_keyword(call: str, key: str, names) -> TypeError:
+def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -> TypeError:
     """Python's TypeError for a keyword argument ``call`` (``"MLP.fit"``) does not take, with the parameter of
     ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
-    said only ``got an unexpected keyword argument``."""
+    said only ``got an unexpected keyword argument``. A constructor given one of its class's ``fit_options``
+    (``MLP([...], lr=0.1)``, as Keras's and scikit-learn's constructors take it) is shown the fit that takes it,
+    with the ``value`` given."""
+    if key in fit_options:
+        shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
+        return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({key} is fit's option: "
+                         f"model.fit(X, Y, {key}={shown}))")
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
     hint = f" ({found.hint(_as_keyword)})" if found else ""
     return TypeError(f"{call}() got an unexpected keyword argument {key!r}{hint}")
@@ -173,10 +179,11 @@ def folding(names, what: str):
     return name
 
 
-def keywords_checked(function, name=None):
+def keywords_checked(function, name=None, fit_options=()):
     """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
-    (``validation_split``, Keras's name: ``validation_fraction``); ``name``: the call's in the message. A function
-    taking ``**kwargs`` is given back as it is (any keyword is its own)."""
+    (``validation_split``, Keras's name: ``validation_fraction``), or, for a constructor, the class's fit where
+    ``fit_options`` has it (:func:`unexpected_keyword`); ``name``: the call's in the message. A function taking
+    ``**kwargs`` is given back as it is (any keyword is its own)."""
     parameters = inspect.signature(function).parameters  # (a decorated function's own: signature unwraps)
     if any(spec.kind == spec.VAR_KEYWORD for spec in parameters.values()):
         return function
@@ -186,7 +193,7 @@ def keywords_checked(function, name=None):
     def checked(*args, **kwargs):
         for key in kwargs:
             if key not in known:
-                raise unexpected_keyword(name or function.__name__, key, list(parameters)[1:])
+                raise unexpected_keyword(name or function.__name__, key, list(parameters)[1:], kwargs[key], fit_options)
         return function(*args, **kwargs)
     return checked
 
@@ -195,7 +202,9 @@ def keywords_hinted(cls):
     """The class ``cls`` whose constructor refuses a keyword it does not take naming the one meant, as fit does
     (:func:`keywords_checked`): ``Adam(beta_1=0.9)``, Keras's name, said only "unexpected keyword argument
     'beta_1'" where gpunn's is beta1. For a class's own ``__init__``; a base class hints its subclasses' with
-    ``__init_subclass__``."""
+    ``__init_subclass__``. A class with a ``fit`` (MLP, Ensemble) names it for the keywords it takes: MLP(lr=0.1)."""
+    fit = inspect.signature(cls.fit).parameters if callable(getattr(cls, "fit", None)) else {}
+    fit_options = [p for p, spec in fit.items() if spec.kind == spec.KEYWORD_ONLY]  # (not X, Y)
     if "__init__" in cls.__dict__:
-        cls.__init__ = keywords_checked(cls.__dict__["__init__"], cls.__name__)
+        cls.__init__ = keywords_checked(cls.__dict__["__init__"], cls.__name__, fit_options)
     return cls

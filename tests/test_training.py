@@ -836,6 +836,14 @@ def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(cal
     (lambda **kw: gpunn.data.synthetic("linear", 100, 2, **kw), "SyntheticSource", "chunkrows",
      " (did you mean chunk_rows?)"),
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "colour", ""),  # nothing meant: Python's words alone
+    # fit's options given to the constructor, as Keras's and scikit-learn's constructors take them
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "lr", " (lr is fit's option: model.fit(X, Y, lr=0.1))"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "batch_size",
+     " (batch_size is fit's option: model.fit(X, Y, batch_size=0.1))"),
+    (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "epochs",
+     " (epochs is fit's option: model.fit(X, Y, epochs=0.1))"),
+    (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "optimizer",
+     " (optimizer is fit's option: model.fit(X, Y, optimizer=0.1))"),
 ])
 def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, key, hint):
     """Adam(beta_1=0.9) (Keras's name; gpunn's is beta1) said only "Adam.__init__() got an unexpected keyword
@@ -843,6 +851,13 @@ def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, ke
     with pytest.raises(TypeError) as raised:
         make(**{key: 0.1})
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
+
+
+def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():
+    """validation_data's arrays are not spelled out in the fit the refusal shows."""
+    with pytest.raises(TypeError, match=r"^MLP\(\) got an unexpected keyword argument 'validation_data' "
+                                        r"\(validation_data is fit's option: model\.fit\(X, Y, validation_data=\.\.\.\)\)$"):
+        MLP([2, 1], device="cpu", validation_data=(numpy.zeros((20, 2)), numpy.zeros(20)))
 
 
 def test_a_subclass_of_a_callback_hints_its_own_keywords_and_takes_any_with_kwargs():
