@@ -9,6 +9,7 @@ import numpy
 
 from ..checks import NotFinite, read_by_position
 from ..hints import shell_word
+from ..preflight import DATA_SUFFIXES
 from .common import DEVICE_NAMES, add_debug, file_path
 from .data import COLUMNS_HELP, column_names
 
@@ -52,7 +53,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-SUFFIXES = (".npy", ".csv", ".parquet", ".parq", ".pq")  # IN's and OUT's: the name says how each is read or written
+SUFFIXES = DATA_SUFFIXES  # IN's and OUT's, as --data's: the name says how each is read or written
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 
 
