@@ -31,7 +31,7 @@ ARCHS = ("sm_80", "sm_90")
 NO_COMPILER_ENV = "GPUNN_NO_CUDA_COMPILER"
 
 
-# Where the nvcc tests look for nvcc, in this order, as README's Set-up and the failure below name them: the
+# Where the nvcc tests look for nvcc, in this order, as README's Tests section and the failure below name them: the
 # PATH, then the bin/ of $CUDA_HOME, of $CUDA_PATH and of /usr/local/cuda. (gpunn itself never runs nvcc: CuPy
 # compiles its kernels with NVRTC at run time.)
 NVCC_PLACES = ("PATH", "$CUDA_HOME", "$CUDA_PATH", "/usr/local/cuda")
@@ -74,7 +74,7 @@ def nvcc():
 
 
 def test_readme_names_every_place_the_nvcc_tests_look():
-    """README's Set-up tells a machine without the toolkit where nvcc is looked for: those places, in order
+    """README's Tests section tells a machine without the toolkit where nvcc is looked for: those places, in order
     (it left out $CUDA_PATH, which _find_nvcc reads)."""
     text = " ".join((ROOT / "README.md").read_text().split())
     found = re.findall(r"\(no `nvcc` on the PATH([^)]*)\)", text)
