@@ -178,6 +178,15 @@ def feature_names(data, name: str = "X"):
     return labels if _named(labels) else None
 
 
+def picked_names(data, columns, name: str = "X", key: str = "features"):
+    """The column names of ``data`` in the order :func:`by_feature_names` gives its columns (``columns``' ``key``, where
+    it picks them by the model's names), for a refusal naming a column as NotFinite does; None where ``data`` is no
+    DataFrame of named columns."""
+    names = feature_names(data, name)
+    picked = (columns or {}).get(key)
+    return list(picked) if names and picked else names
+
+
 def _refuse_repeats(labels, name: str, among=None) -> None:
     """Refuse a DataFrame where one string label names two or more columns (pandas allows it; polars does not): picked
     by that name, pandas gives them all, and "X has 5 columns but the model expects 4" said nothing of why; recorded

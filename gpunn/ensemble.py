@@ -485,7 +485,7 @@ class Ensemble(DeviceModel):
             else:
                 with held_warnings():
                     warn_read_by_position(X, self.data_columns, "X", self)
-                    logs = self._evaluated(X, Y, self.chunk_rows, (self.n_models,))
+                    logs = self._evaluated(X, Y, self.chunk_rows)
             bad = unscored(self, logs, None if on_source else X, self.chunk_rows, (self.n_models,))
         on = "the source" if on_source else "(X, Y)"
         if bad:

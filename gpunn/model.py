@@ -26,7 +26,7 @@ import numpy
 from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
-                     held_warnings, positive_int, seed_int, warn_read_by_position)
+                     held_warnings, picked_names, positive_int, seed_int, warn_read_by_position)
 from .hints import keywords_hinted
 from .ops import ops_for
 from .ops.base import bf16_dtype
@@ -142,27 +142,30 @@ class RawUnits:
         backend = self.backend if wide == self.dtype else _backend.backend_of(data)
         return as_matrix(data, name, backend, wide, allow_1d=target, n_columns=self.layer_sizes[-1 if target else 0])
 
-    def _scaled_rows(self, A, start, stop, target=False, name="X"):
+    def _scaled_rows(self, A, start, stop, target=False, name="X", names=None):
         """Rows start:stop of a ``_raw_input`` array, standardized (in A's dtype: float64 for wide
         values), then cast to the model's dtype on its device: a new array. A value standardized past the
         model's dtype (1e39 for a float32 model whose statistics are of values near 1) raises NotFinite
-        naming its row in A: it was checked finite raw, and a model fed inf would predict NaN without a word."""
+        naming its row in A (and its column's name, of ``names``): it was checked finite raw, and a model fed inf
+        would predict NaN without a word."""
         chunk = self.xp.array(A[start:stop], copy=True)  # on the model's device, still in A's dtype: scaled in place
         with numpy.errstate(over="ignore"):  # the overflow is refused below, with its place
             out = self._scale_(chunk, target).astype(self.dtype, copy=False)
-        return self._refuse_overflow(out, lambda: A, name, target, start)
+        return self._refuse_overflow(out, lambda: A, name, target, start, names)
 
-    def _refuse_overflow(self, out, raw, name, target, start=0):
+    def _refuse_overflow(self, out, raw, name, target, start=0, names=None):
         """``out`` (rows from row ``start`` of the raw input ``raw()``, named ``name``, standardized in the model's
         dtype), or NotFinite for its first value that is not finite: the input was checked finite, so standardizing
         took it past the dtype. The message gives that value standardized in float64 (its row read again from
-        ``raw()``: on the error's path only)."""
+        ``raw()``, and copied: the caller's own float64 array, where no conversion copied it, was standardized in
+        place; on the error's path only), and its column's name where ``names`` (a DataFrame's: picked_names) has
+        one."""
         finite = self.xp.isfinite(out)
         if not bool(finite.all()):
             row, col = (int(i) for i in self.xp.argwhere(~finite)[0])
-            wide = self.xp.asarray(raw()[start + row:start + row + 1], numpy.float64)
+            wide = self.xp.array(raw()[start + row:start + row + 1], numpy.float64, copy=True)
             raise NotFinite(name, int(out.size - int(finite.sum())), start + row, col, numpy.dtype(self.dtype).name,
-                            scaled=float(self._scale_(wide, target)[0, col]))
+                            scaled=float(self._scale_(wide, target)[0, col]), label=names[col] if names else None)
         return out
 
     def _scale_(self, A, target=False):
@@ -178,15 +181,16 @@ class RawUnits:
         past the model's dtype raises NotFinite (_refuse_overflow)."""
         def load(data, name, target):
             A = self._raw_input(data, name, target)
+            names = picked_names(data, self.data_columns, name, "targets" if target else "features")
             if A.dtype == self.dtype:  # one copy (none more when checking converted it), scaled in place
                 A = A.copy() if _may_share_memory(A, data) else A
                 with numpy.errstate(over="ignore"):  # a value scaled past the dtype: refused just below
                     A = self._scale_(A, target)
-                return self._refuse_overflow(A, lambda: self._raw_input(data, name, target), name, target)
+                return self._refuse_overflow(A, lambda: self._raw_input(data, name, target), name, target, 0, names)
             out = self.xp.empty(A.shape, self.dtype)
             for start in range(0, A.shape[0], STANDARDIZE_CHUNK_ROWS):
                 out[start:start + STANDARDIZE_CHUNK_ROWS] = self._scaled_rows(A, start, start + STANDARDIZE_CHUNK_ROWS,
-                                                                              target, name)
+                                                                              target, name, names)
             return out
 
         return load(X, x_name, False), load(Y, y_name, True)
@@ -203,15 +207,29 @@ class RawUnits:
         standardized before its forward pass, and the predictions returned in the targets' units.
         Call inside ``backend.use()``."""
         scaler = self.standardizer
-        X = self._as_input(X) if scaler is None else self._raw_input(X)
+        X, names = self._input_named(X)
         out = self.xp.empty((*members, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = start + chunk_rows
-            chunk = X[start:stop] if scaler is None else self._scaled_rows(X, start, stop)
-            out[..., start:start + chunk.shape[0], :] = self._forward(chunk, self._workspace(chunk.shape[0]))
+        for start, P in self._forward_chunks(X, chunk_rows, names):
+            out[..., start:start + P.shape[-2], :] = P
         if scaler is not None:
             scaler.inverse_y_(self.xp, out)
         return out
+
+    def _input_named(self, X):
+        """(X as ``_predicted`` reads it: ``_as_input``, or ``_raw_input`` for a model with a ``standardizer``, and its
+        column names in that order where X is a DataFrame of named columns, for a refusal: picked_names)."""
+        A = self._as_input(X) if self.standardizer is None else self._raw_input(X)
+        return A, picked_names(X, self.data_columns)
+
+    def _forward_chunks(self, X, chunk_rows, names=None):
+        """(start, the forward pass's output on X's rows from ``start``), ``chunk_rows`` at a time; X as
+        ``_input_named`` gives it, each chunk standardized first for a model with a ``standardizer`` (a value taken
+        past the dtype is refused naming its row in X, and its column by ``names``). The output is in the workspace:
+        read it before the next. Call inside ``backend.use()``."""
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = start + chunk_rows
+            chunk = X[start:stop] if self.standardizer is None else self._scaled_rows(X, start, stop, names=names)
+            yield start, self._forward(chunk, self._workspace(chunk.shape[0]))
 
     def _raw_target(self, Y, name="Y"):
         """Targets as ``loss`` compares them with ``predict``: on the device in the predictions' dtype."""
@@ -219,7 +237,7 @@ class RawUnits:
         return as_matrix(Y, name, self.backend, self._prediction_dtype(), allow_1d=True,
                          n_columns=self.layer_sizes[-1])
 
-    def _evaluated(self, X, Y, chunk_rows, members=()) -> dict:
+    def _evaluated(self, X, Y, chunk_rows) -> dict:
         """``evaluate``'s logs (validation_logs' names): the error of ``predict`` on X against Y, ``chunk_rows``
         at a time, in the targets' units as ``loss`` takes it (with a ``standardizer``: raw X, predictions
         un-standardized, Y in the predictions' dtype). Without one, the very sums validation adds. Call inside
@@ -227,11 +245,18 @@ class RawUnits:
         from .metrics import evaluate_pieces, total_squares
 
         Y = self._raw_target(Y)
-        X = self._as_input(X) if self.standardizer is None else self._raw_input(X)
+        X, names = self._input_named(X)
         check_rows_match(X, Y)
-        pieces = ((X[start:start + chunk_rows], Y[start:start + chunk_rows])
-                  for start in range(0, X.shape[0], chunk_rows))
-        return evaluate_pieces(self, pieces, total_squares(Y), lambda Xc: self._predicted(Xc, chunk_rows, members))
+        scaler = self.standardizer
+
+        def predicted():  # (predict's output on each chunk, and its targets: a refusal names its row in the whole X)
+            for start, P in self._forward_chunks(X, chunk_rows, names):
+                P = P.astype(self._prediction_dtype(), copy=True)
+                if scaler is not None:
+                    scaler.inverse_y_(self.xp, P)
+                yield P, Y[start:start + chunk_rows]
+
+        return evaluate_pieces(self, predicted(), total_squares(Y), lambda P: P)
 
     def _evaluated_source(self, source, chunk_rows, members=()) -> dict:
         """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw

@@ -253,6 +253,47 @@ def test_predict_refuses_an_array_value_standardized_past_float32_naming_its_row
         model.predict(X)
 
 
+def test_a_dataframe_value_standardized_past_float32_is_named_by_its_column_as_a_nan_is(tmp_path):
+    """A NaN in a DataFrame's column is said by its name too ("column 1 ('b')"); a value standardized past float32
+    was said by its position alone, by predict, evaluate, a later fit and an iterable's DataFrame pieces. The name is
+    the frame's column as the model read it: picked by the model's names, in any order."""
+    pandas = pytest.importorskip("pandas")
+    model = fitted(write(tmp_path, "npy", name="c"), standardize=True)  # (its features named a, b)
+    a, b, y = columns(1e39)
+    frame, target = pandas.DataFrame({"b": b, "a": a}), pandas.DataFrame({"y": y})
+    said = r"^X contains 1 value\(s\) infinite in float32 once standardized \(first at row 7, column 1 \('b'\): 3\.\de\+39\)"
+    for call in (lambda: model.predict(frame), lambda: model.evaluate(frame, target),
+                 lambda: model.fit(frame, target, epochs=1, verbose=False)):
+        with pytest.raises(NotFinite, match=said) as caught:
+            call()
+        assert caught.value.label == "b"
+    pieces = [(frame.iloc[i:i + 4][["a", "b"]], target.iloc[i:i + 4]) for i in range(0, ROWS, 4)]
+    source = data.iterable(pieces, standardize=True)
+    source.standardizer = model.standardizer  # (its own statistics would count the 1e39)
+    with pytest.raises(NotFinite, match=r"^X of batch 2 \(epoch 1\) contains 1 value\(s\) infinite in float32 once "
+                                        r"standardized \(first at row 3, column 1 \('b'\): 3\.\de\+39\)"):
+        gpunn.MLP([2, 4, 1], device="cpu", seed=0).fit(source, epochs=1, batch_size=4, verbose=False)
+
+
+def test_an_array_value_standardized_past_float32_is_refused_leaving_the_array_as_it_was(tmp_path, monkeypatch,
+                                                                                          device):
+    """The refusal read the value's row again to standardize it in float64, in place: a float64 array (not copied
+    by the checks) had that row standardized under its owner. And evaluate, which predicts its rows a chunk at a
+    time, named the row in its chunk (row 3 of a chunk of 4 for row 7)."""
+    from gpunn import model as model_module
+
+    model = gpunn.MLP([2, 4, 1], device=device, dtype="float32", seed=0)
+    model.fit(source(write(tmp_path, "npy", name="c"), standardize=True), epochs=1, batch_size=4, verbose=False)
+    a, b, y = columns(1e39)
+    X = model.xp.asarray(numpy.column_stack([a, b]))  # (on the model's device: not copied there)
+    given = X.copy()
+    monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", 4)
+    for call in (lambda: model.predict(X), lambda: model.evaluate(X, y), lambda: model.score(X, y)):
+        with pytest.raises(NotFinite, match=r"\(first at row 7, column 1: 3\.\de\+39\)"):
+            call()
+        numpy.testing.assert_array_equal(model.backend.to_host(X), model.backend.to_host(given))
+
+
 # ---- standardized on the device: values stored in the model's dtype (gpunn.data.overflow) ---------------------
 def float32_pair(tmp_path, bad=None, name="f"):
     """The table (a, b; y) as a float32 .npy pair, b's BAD_ROW holding ``bad``: standardized where it trains (in

@@ -451,8 +451,8 @@ def test_where_no_member_has_a_score_the_rows_are_predicted_again_chunk_rows_at_
     ens = gpunn.Ensemble([3, 8, 1], n_models=2, device="cpu", seed=0)
     ens.fit(X, Y, epochs=1, batch_size=8, verbose=False)
     ens.chunk_rows = 2
-    predicted, real = [], ens._predicted
-    monkeypatch.setattr(ens, "_predicted", lambda X, *args: predicted.append(len(X)) or real(X, *args))
+    predicted, real = [], ens._forward  # (the forward passes, each of the rows of one chunk)
+    monkeypatch.setattr(ens, "_forward", lambda X, *args: predicted.append(len(X)) or real(X, *args))
     with pytest.raises(gpunn.ValidationNotFinite, match=r"^no member of the ensemble has a score on \(X, Y\): members "
                                                         r"\[0, 1\]: " + OVERFLOW + "$"):
         ens.evaluate(X_val, Y_val)

@@ -570,23 +570,27 @@ class IterableSource(Closable):
         takes past the model's dtype: the batch is made again (``batches`` given as a list or a callable:
         standardize=True refuses a one-shot iterator) and standardized on the host as the device does, with the
         value standardized in float64. The error's path only (gpunn.data.overflow)."""
-        from ..checks import NotFinite
+        from ..checks import NotFinite, feature_names
 
         to_host = self.backend.to_host
         with self._reading(epoch) as items:
-            for j, (X, Y) in enumerate(self._checked(items, epoch), 1):
+            for j, item in enumerate(items, 1):
                 if j < i:
                     continue
+                piece = piece_words(i, epoch)
+                pair = _pair(item, piece)
+                X, Y = self._checked_pair(*pair, piece)
                 Xs, Ys = (to_host(A) for A in self._standardized(X, Y))
-                for name, raw, out, target in (("X", X, Xs, False), ("Y", Y, Ys, True)):
+                for name, given, raw, out, target in zip("XY", pair, (X, Y), (Xs, Ys), (False, True)):
                     finite = numpy.isfinite(out)
                     if not finite.all():
                         row, col = (int(a) for a in numpy.argwhere(~finite)[0])
                         wide = numpy.array(to_host(raw[row:row + 1]), numpy.float64)
                         scaler = self.standardizer
                         (scaler.transform_y_ if target else scaler.transform_x_)(numpy, wide)
-                        raise NotFinite(f"{name} of {piece_words(i, epoch)}", int(out.size - finite.sum()),
-                                        row, col, self.dtype.name, scaled=float(wide[0, col]))
+                        names = feature_names(given, f"{name} of {piece}")  # (a DataFrame piece's: as as_matrix's)
+                        raise NotFinite(f"{name} of {piece}", int(out.size - finite.sum()), row, col, self.dtype.name,
+                                        scaled=float(wide[0, col]), label=names[col] if names else None)
                 break
         raise DataError(f"{piece_words(i, epoch)} of the iterable held a value standardized past {self.dtype.name}, "
                         "and made again it holds none (the iterable gives other batches now); clean or impute the data "
@@ -599,17 +603,20 @@ class IterableSource(Closable):
             return self.dtype
         return standardizing_dtype(dtype_of(A), self.dtype)
 
+    def _checked_pair(self, X, Y, piece):
+        """One piece's (X, Y) as checked matrices; a refusal names it by ``piece`` (piece_words)."""
+        X = as_matrix(X, f"X of {piece}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
+        Y = as_matrix(Y, f"Y of {piece}", self.backend, self._piece_dtype(Y), allow_1d=True, n_columns=self.n_outputs)
+        if X.shape[0] != Y.shape[0]:
+            raise DataError(f"{piece}: X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+        return X, Y
+
     def _checked(self, items, epoch):
         """The pieces of ``epoch`` (from 0) as checked matrices; a refusal names the piece (piece_words)."""
         count = 0
         for i, item in enumerate(items, 1):
             piece = piece_words(i, epoch)
-            X, Y = _pair(item, piece)
-            X = as_matrix(X, f"X of {piece}", self.backend, self._piece_dtype(X), n_columns=self.n_features)
-            Y = as_matrix(Y, f"Y of {piece}", self.backend, self._piece_dtype(Y), allow_1d=True,
-                          n_columns=self.n_outputs)
-            if X.shape[0] != Y.shape[0]:
-                raise DataError(f"{piece}: X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+            X, Y = self._checked_pair(*_pair(item, piece), piece)
             count += X.shape[0]
             yield X, Y
         if count != self.rows:
