@@ -18,6 +18,7 @@ CUTOFF = 0.75
 _QUIET = ("quiet", "progress is shown by default; {0} turns it off", (True,))
 _HIDDEN = ("hidden", "did you mean {0} (the hidden layers' widths, e.g. {1})?", (None, [256, 256]))
 _DEVICE = ("device", "did you mean {0} (or cuda:N)?", ("cuda",))
+_MEMBERS = ("n-models", "did you mean {0} (the number of members)?", (None,))
 OTHER_NAMES = {
     "learning-rate": ("lr", "did you mean {0}?", (None,)),
     "verbose": _QUIET, "-v": _QUIET,
@@ -28,6 +29,8 @@ OTHER_NAMES = {
     "validation-split": ("validation-fraction", "did you mean {0}?", (None,)),
     "nb-epoch": ("epochs", "did you mean {0}?", (None,)), "max-iter": ("epochs", "did you mean {0}?", (None,)),
     "random-state": ("seed", "did you mean {0}?", (None,)),
+    # an ensemble's size: scikit-learn's ensembles' n_estimators, and the names of papers and other libraries
+    "n-estimators": _MEMBERS, "n-members": _MEMBERS, "members": _MEMBERS, "ensemble-size": _MEMBERS, "k": _MEMBERS,
 }
 
 
@@ -124,14 +127,21 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
     said only ``got an unexpected keyword argument``. A constructor given one of its class's ``fit_options``
     (``MLP([...], lr=0.1)``, as Keras's and scikit-learn's constructors take it) is shown the fit that takes it,
-    with the ``value`` given."""
+    with the ``value`` given; so is one that stands for a fit option (``learning_rate``: lr, another tool's name; ``epoch``:
+    epochs), where it stands for none of ``names``."""
+    said = f"{call}() got an unexpected keyword argument {key!r}"
+    shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
     if key in fit_options:
-        shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
-        return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({key} is fit's option: "
-                         f"model.fit(X, Y, {key}={shown}))")
+        return TypeError(f"{said} ({key} is fit's option: model.fit(X, Y, {key}={shown}))")
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
-    hint = f" ({found.hint(_as_keyword)})" if found else ""
-    return TypeError(f"{call}() got an unexpected keyword argument {key!r}{hint}")
+    fit_found = None if found else meant(key.replace("_", "-"), [name.replace("_", "-") for name in fit_options])
+    if fit_found and len(fit_found.names) == 1:
+        option = _as_keyword(fit_found.names[0], None)
+        return TypeError(f"{said} (did you mean {option}? {option} is fit's option: model.fit(X, Y, {option}={shown}))")
+    if fit_found:
+        options = " or ".join(_as_keyword(name, None) for name in fit_found.names)
+        return TypeError(f"{said} (did you mean {options}? they are fit's options: model.fit(X, Y, ...))")
+    return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
 
 
 def known_name(name, names, what: str) -> str:

@@ -844,6 +844,21 @@ def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(cal
      " (epochs is fit's option: model.fit(X, Y, epochs=0.1))"),
     (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "optimizer",
      " (optimizer is fit's option: model.fit(X, Y, optimizer=0.1))"),
+    # ... and another tool's name for one, or one misspelt, where it stands for no constructor's keyword
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "learning_rate",
+     " (did you mean lr? lr is fit's option: model.fit(X, Y, lr=0.1))"),
+    (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "validation_split",
+     " (did you mean validation_fraction? validation_fraction is fit's option: model.fit(X, Y, "
+     "validation_fraction=0.1))"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "epoch",
+     " (did you mean epochs? epochs is fit's option: model.fit(X, Y, epochs=0.1))"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "valid",
+     " (did you mean validation_data or validation_fraction? they are fit's options: model.fit(X, Y, ...))"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "random_state", " (did you mean seed?)"),  # MLP's own first
+    # an ensemble's size by other libraries' names (scikit-learn's n_estimators); its count is n_models
+    (lambda **kw: gpunn.Ensemble([2, 1], **kw), "Ensemble", "k", " (did you mean n_models (the number of members)?)"),
+    (lambda **kw: gpunn.Ensemble([2, 1], **kw), "Ensemble", "n_estimators",
+     " (did you mean n_models (the number of members)?)"),
 ])
 def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, key, hint):
     """Adam(beta_1=0.9) (Keras's name; gpunn's is beta1) said only "Adam.__init__() got an unexpected keyword
