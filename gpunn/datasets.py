@@ -263,6 +263,21 @@ def task_keywords(task) -> tuple:
     return tuple(p for p in inspect.signature(get_task_class(task).__init__).parameters if p not in shared)
 
 
+def refuse_unknown_options(call: str, function, task, options) -> None:
+    """A TypeError for a keyword of ``options`` that is neither ``function``'s own (``call``'s, the name said) nor an
+    option of ``task`` (task_keywords), hinting the one meant (hints.unexpected_keyword): checked before the task
+    is made, where ``n_feature=3`` was refused as n_features missing, and a task option misspelt (``hiden``) in its
+    class's name ("Teacher.__init__()"), neither naming the keyword."""
+    from .hints import unexpected_keyword
+
+    taken = task_keywords(task)
+    for key in options:
+        if key not in taken:
+            own = [p for p, spec in inspect.signature(function).parameters.items()
+                   if spec.kind != spec.VAR_KEYWORD and p != "self"]
+            raise unexpected_keyword(call, key, [*own, *taken])
+
+
 def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, **kwargs) -> Task:
     """The task named ``task`` (see :func:`make`); None for n_features or noise: the task's default."""
     if isinstance(task, Task):
@@ -301,6 +316,7 @@ def make(task="teacher", n_samples=10000, n_features=None, n_outputs=1, noise=No
     CPU from NumPy's generator, so CPU and GPU rows differ). device: "auto", "cpu", "cuda" or "cuda:N". dtype: float32 or
     float64. Other keywords go to the task (``hidden`` for teacher, ``frequency`` for sinusoid).
     """
+    refuse_unknown_options("make", make, task, kwargs)
     backend = _backend.resolve(device)
     dtype = canonical_dtype(dtype)  # NumPy said "Unsupported dtype dtype('float16') for standard_normal"
     n_samples = positive_int(n_samples, "n_samples")
@@ -323,6 +339,7 @@ def stream(task="teacher", n_samples=10**9, batch_size=1024, n_features=None, n_
     The rows are exactly those ``make`` would return for the same arguments; the options are make's,
     checked here, as make checks them, not at the first batch.
     """
+    refuse_unknown_options("stream", stream, task, kwargs)
     backend = _backend.resolve(device)
     dtype = canonical_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")

@@ -2,6 +2,7 @@
 import numpy
 import pytest
 
+import gpunn
 from gpunn import datasets
 
 
@@ -212,6 +213,19 @@ def test_stream_refuses_what_make_refuses(kwargs, match):
     first batch, being a generator itself); a batch_size of 0 would yield empty batches for ever."""
     with pytest.raises(ValueError, match=match):
         datasets.stream(**{"n_samples": 10, "batch_size": 4, "n_features": 3, "device": "cpu", **kwargs})
+
+
+@pytest.mark.parametrize("make", [datasets.make, datasets.stream, gpunn.data.synthetic])
+@pytest.mark.parametrize("task, key, meant", [("linear", "n_feature", "n_features"), ("teacher", "hiden", "hidden"),
+                                              ("friedman1", "noize", "noise")])
+def test_a_misspelt_keyword_is_named_before_a_missing_n_features(make, task, key, meant):
+    """make("linear", 100, n_feature=3) said "the linear task needs n_features (its input width), got None", and
+    make("teacher", 100, 3, hiden=8) "Teacher.__init__() got an unexpected keyword argument 'hiden'": the keyword
+    given was named by neither. make, stream and gpunn.data.synthetic name it, and the one meant, first."""
+    call = getattr(make, "__name__", "")
+    with pytest.raises(TypeError, match=rf"^{'SyntheticSource' if call == 'synthetic' else call}\(\) got an unexpected "
+                                        rf"keyword argument '{key}' \(did you mean {meant}\?\)$"):
+        make(task, 100, **{key: 3}, **({} if key == "n_feature" else {"n_features": 5}), device="cpu")
 
 
 def _chunk_made_alone(task, backend, index, rows, dtype):

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
 
 import numpy
 
-from ..datasets import CHUNK_ROWS, get_task, rebatch, task_keywords
-from ..hints import unexpected_keyword
+from ..datasets import CHUNK_ROWS, get_task, rebatch, refuse_unknown_options
 from ..checks import as_array, as_matrix, canonical_dtype, positive_int, validation_share
 from ..rng import generator
 from .base import (ChunkedSource, Closable, DataError, chunk_sizes, closes_files_when_refused,
@@ -42,11 +40,7 @@ class SyntheticSource(ChunkedSource):
     def __init__(self, task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, *,
                  chunk_rows=None, shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1,
                  device=None, dtype=None, **task_options):
-        taken = task_keywords(task)
-        for key in task_options:  # (the task's class refused it in its own name, with no word of chunk_rows)
-            if key not in taken:
-                own = [p for p in inspect.signature(SyntheticSource.__init__).parameters if p != "task_options"]
-                raise unexpected_keyword(type(self).__name__, key, [*own[1:], *taken])
+        refuse_unknown_options(type(self).__name__, SyntheticSource.__init__, task, task_options)
         self.task = get_task(task, n_features, n_outputs, noise, seed, **task_options)
         self.task_options = dict(task_options)
         self.n_features, self.n_outputs = self.task.n_features, self.task.n_outputs
