@@ -327,3 +327,21 @@ def test_a_blas_count_threadpoolctl_fails_to_set_is_a_warning_and_the_fit_trains
                                             r"openblas_set_num_threads not found\); the fit trains on"):
         history = gpunn.MLP([4, 3, 1], seed=0, device="cpu").fit(X, X[:, :1], epochs=2, verbose=False)
     assert history["epoch"] == [1, 2] and library.threads == left and not fit_threads._holders
+
+
+def test_the_count_a_fit_runs_on_is_its_own_where_threadpoolctl_cannot_read_the_libraries(monkeypatch):
+    """one_thread_for (gpunn bench's "BLAS 1 thread" note, said after the fit) let threadpoolctl's exception through,
+    where the fit it describes warned and trained on the counts as they are: that fit ran on no count of gpunn's."""
+    clear(monkeypatch)
+
+    def unreadable():
+        raise RuntimeError("openblas_get_num_threads not found")
+
+    monkeypatch.setattr(fit_threads, "_libraries", unreadable)
+    X = numpy.ones((64, 4))
+    model = gpunn.MLP([4, 3, 1], seed=0, device="cpu")
+    with pytest.warns(RuntimeWarning, match=r"^gpunn could not set NumPy's BLAS to 1 thread for the fit"):
+        model.fit(X, X[:, :1], epochs=1, verbose=False)
+    assert fit_threads.one_thread_for(model) is False
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: [FailingLibrary(0)])
+    assert fit_threads.one_thread_for(model) is True  # (a library read: the fit sets its count)
