@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 import gpunn
 from gpunn import MLP, CheckpointError, EarlyStopping, ReduceLROnPlateau, datasets
 from gpunn import checkpoint as gio
+from gpunn.checkpoint import format as checkpoint_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = re.escape(__name__)  # the module of this file's callback classes, as a resume's warnings name them
@@ -1502,7 +1503,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         fh.write(b"PK\x03\x04 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(gio, "_savez", broken_savez)
+    monkeypatch.setattr(checkpoint_format, "_savez", broken_savez)
     model.params[...] = 1.0
     with pytest.raises(OSError, match="disk full"):
         gio.save(path, model)
@@ -1534,7 +1535,7 @@ def test_a_write_is_made_durable_before_the_rename_and_the_rename_after_it(tmp_p
     path = tmp_path / "m.npz"
     gio.save(path, MLP([2, 3, 1], device="cpu", seed=0))
     assert events == [("fsync file", path.stat().st_size), ("replace", "m.npz"), ("fsync dir",)]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~gio._UMASK
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~checkpoint_format._UMASK
 
 
 def test_a_write_removes_only_temp_files_of_writers_that_are_gone(tmp_path, monkeypatch):
@@ -1756,7 +1757,7 @@ def test_a_flipped_bit_in_the_parameters_is_named_a_crc_failure_of_their_member(
 def test_metadata_past_the_limit_is_refused_before_it_is_read(tmp_path, good_bytes, monkeypatch):
     """The metadata member's size is capped before it is read and parsed (MAX_META_BYTES; mut16c K76: a larger
     one loaded). Here the cap is lowered to below this checkpoint's metadata."""
-    monkeypatch.setattr(gio, "MAX_META_BYTES", 256)
+    monkeypatch.setattr(checkpoint_format, "MAX_META_BYTES", 256)
     with pytest.raises(CheckpointError, match="metadata too large"):
         _load_bytes(tmp_path, good_bytes[0])
 
@@ -1793,8 +1794,9 @@ WRITER = textwrap.dedent("""
     import threading
     import time
     import numpy
-    from gpunn import MLP, ModelCheckpoint, checkpoint
-    _savez = checkpoint._savez
+    from gpunn import MLP, ModelCheckpoint
+    from gpunn.checkpoint import format as checkpoint_format
+    _savez = checkpoint_format._savez
     writes, hold = 0, sys.argv[2] == "hold"
     def savez_then_pause(fh, arrays):  # the bytes are in the temp file, not yet renamed: say so, and pause
         global writes
@@ -1804,7 +1806,7 @@ WRITER = textwrap.dedent("""
         if hold and writes == 2:  # until killed, however late the kill comes
             threading.Event().wait()
         time.sleep(0.2)
-    checkpoint._savez = savez_then_pause
+    checkpoint_format._savez = savez_then_pause
     rng = numpy.random.default_rng(0)
     X, Y = rng.standard_normal((64, 32)), rng.standard_normal((64, 1))
     model = MLP([32, 512, 512, 1], device="cpu", seed=0)   # ~1 MB per parameter-sized array
@@ -1859,8 +1861,6 @@ def test_a_ctrl_c_that_lands_as_the_temp_file_is_made_leaves_no_temp_file(tmp_pa
     and the file stayed (seen as a rare failure of test_a_second_ctrl_c_stops_at_once... under load)."""
     import tempfile
 
-    from gpunn import checkpoint
-
     mkstemp = tempfile.mkstemp
 
     def interrupted(*args, **kwargs):
@@ -1869,9 +1869,9 @@ def test_a_ctrl_c_that_lands_as_the_temp_file_is_made_leaves_no_temp_file(tmp_pa
         raise KeyboardInterrupt
 
     (tmp_path / ".m.npz.1.other.tmp").write_bytes(b"")  # pid 1 runs: another writer's, left alone
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", interrupted)
+    monkeypatch.setattr(checkpoint_format.tempfile, "mkstemp", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.atomic_write(tmp_path / "m.npz", lambda fh: fh.write(b"x"))
+        checkpoint_format.atomic_write(tmp_path / "m.npz", lambda fh: fh.write(b"x"))
     assert sorted(os.listdir(tmp_path)) == [".m.npz.1.other.tmp"]
 
 

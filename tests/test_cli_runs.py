@@ -143,12 +143,12 @@ def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
 
 def test_resume_reads_the_checkpoints_arrays_once(tmp_path, monkeypatch):
     """The recorded options come from the checkpoint's metadata alone: its arrays are read once, to resume."""
-    from gpunn import checkpoint
+    from gpunn.checkpoint import format as checkpoint_format
 
     first = str(tmp_path / "first.npz")
     assert main(["train", *SMALL, "--epochs", "1", "--save", first]) == 0
-    parse, whole = checkpoint._parse, []
-    monkeypatch.setattr(checkpoint, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
+    parse, whole = checkpoint_format._parse, []
+    monkeypatch.setattr(checkpoint_format, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
     assert main(["train", "--resume", first, "--epochs", "2", "--quiet"]) == 0
     assert whole == [first]
 

@@ -382,12 +382,12 @@ def test_a_sweep_saved_with_early_stopping_resumes(tmp_path, capsys):
 def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, monkeypatch):
     """--resume read the first ensemble's checkpoint whole three times: for its recorded options, for its
     metadata, and to resume it. Only the last needs the arrays; the first two read the metadata alone."""
-    from gpunn import checkpoint
+    from gpunn.checkpoint import format as checkpoint_format
 
     saved = tmp_path / "sweep"
     run(with_options(ARGS, "--epochs", "1", "--max-members", "4", "--save", str(saved)), capsys)
-    parse, whole = checkpoint._parse, []
-    monkeypatch.setattr(checkpoint, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
+    parse, whole = checkpoint_format._parse, []
+    monkeypatch.setattr(checkpoint_format, "_parse", lambda path, data: whole.append(str(path)) or parse(path, data))
     run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet"], capsys)
     assert sorted(whole) == [str(saved / "ensemble-0.npz"), str(saved / "ensemble-1.npz")]
 

@@ -54,24 +54,24 @@ import zipfile
 
 import numpy
 
-from . import backend as _backend
-from ._version import __version__
-from .activations import ACTIVATIONS
-from .checks import check_rows_match, flag, held_warnings, positive_int, warn_read_by_position
-from .hints import shell_word
-from .optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from .preflight import (CHECKPOINT_META, archive_words, check_output, file_kind, foreign_file, kind_words, same_file,
+from .. import backend as _backend
+from .._version import __version__
+from ..activations import ACTIVATIONS
+from ..checks import check_rows_match, flag, held_warnings, positive_int, warn_read_by_position
+from ..hints import shell_word
+from ..optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
+from ..preflight import (CHECKPOINT_META, archive_words, check_output, file_kind, foreign_file, kind_words, same_file,
                         writes_in_place)
-from .rng import CPU_SHUFFLE, GPU_GENERATOR, GPU_SHUFFLE, generator, shuffler
-from .training import callbacks as cbmod
-from .training.callbacks import Callback, History, _Monitoring, order_callbacks
-from .training import ensemble as ens_training
-from .training.ensemble import MemberEarlyStopping
-from .training.fit import split_validation
-from .training.loop import train
-from .training.protocols import is_source
-from .training.sources import ArraySource, fingerprint_matches
-from .training.state import FitSettings, TrainState, position_words
+from ..rng import CPU_SHUFFLE, GPU_GENERATOR, GPU_SHUFFLE, generator, shuffler
+from ..training import callbacks as cbmod
+from ..training.callbacks import Callback, History, _Monitoring, order_callbacks
+from ..training import ensemble as ens_training
+from ..training.ensemble import MemberEarlyStopping
+from ..training.fit import split_validation
+from ..training.loop import train
+from ..training.protocols import is_source
+from ..training.sources import ArraySource, fingerprint_matches
+from ..training.state import FitSettings, TrainState, position_words
 
 FORMAT = "gpunn-checkpoint"
 FORMAT_VERSION = 2
@@ -261,7 +261,7 @@ def save(path, model) -> None:
         swapped = " (the arguments go the other way round: gpunn.save(path, model))" \
             if isinstance(model, (str, bytes, os.PathLike)) else ""
         raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__}{swapped}")
-    from .model import DeviceModel
+    from ..model import DeviceModel
 
     if not isinstance(model, DeviceModel):  # it failed inside, on an attribute the object lacks
         # (its __dict__, not hasattr: an MLPRegressor unpickled without a usable device builds model_ on access)
@@ -349,7 +349,7 @@ def _require(cond, path, why):
 
 
 def _check_model_config(cfg, path):
-    from .model import DTYPES, PRECISIONS
+    from ..model import DTYPES, PRECISIONS
 
     _require(isinstance(cfg, dict), path, "model section is missing")
     sizes = cfg.get("layer_sizes")
@@ -634,7 +634,7 @@ def _validated(path, parse):
 
 
 def _build_model(meta, arrays, device):
-    from .model import MLP, runnable_precision
+    from ..model import MLP, runnable_precision
 
     cfg = meta["model"]
     backend = _backend.resolve(device)
@@ -642,7 +642,7 @@ def _build_model(meta, arrays, device):
     recorded = cfg.get("precision", "float32")
     precision = runnable_precision(recorded, backend)
     if "members" in cfg:  # a saved Ensemble, or a training checkpoint of one
-        from .ensemble import Ensemble
+        from ..ensemble import Ensemble
 
         model = Ensemble(cfg["layer_sizes"], cfg["members"], activation=list(cfg["activations"]),
                          output_activation=cfg["output_activation"], bias=cfg["bias"], dtype=cfg["dtype"],
@@ -655,7 +655,7 @@ def _build_model(meta, arrays, device):
     with backend.use():
         model.params[...] = backend.xp.asarray(arrays["params"])
     if "standardizer" in cfg:
-        from .data.stats import Standardizer
+        from ..data.stats import Standardizer
 
         stats = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("standardizer.")}
         model.standardizer = Standardizer.from_state(cfg["standardizer"], stats)
@@ -898,7 +898,7 @@ def check_resume_precision(ckpt) -> None:
     device it was loaded on cannot run: loading put its float32 weights in float32 there (right to predict
     with), and resuming would silently continue the run in another arithmetic. ``Checkpoint.resume`` and
     ``gpunn train --resume`` both call it."""
-    from .model import runnable_precision
+    from ..model import runnable_precision
 
     recorded = ckpt.meta["model"].get("precision", "float32")
     backend = ckpt.model.backend
@@ -960,7 +960,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             callbacks = [cb for cb in callbacks if not _writes_to(cb, ckpt.path)]
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
-            from .distributed.training import DataParallel
+            from ..distributed.training import DataParallel
 
             dp = DataParallel(model, distributed=distributed, batch_size=None, verbose=verbose, source=source,
                               shards=shards, resuming=(ckpt.path, settings))  # the per-rank batch: the run's global one
@@ -981,7 +981,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         if settings.ranks != 1:  # a data-parallel run continued in one process, at its global batch
             settings = dataclasses.replace(settings, batch_size=settings.batch_size * settings.ranks, ranks=1)
         if shards:  # ... reading every rank's shard, interleaved as the ranks were
-            from .distributed.shard import ShardedSource
+            from ..distributed.shard import ShardedSource
 
             source = ShardedSource(source, shards)
         checked.give()
@@ -1327,7 +1327,7 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
 def _resume_source(ckpt, source, validation_data):
     """(source, evaluator) for resuming on a gpunn.data source: it must describe the data the run was
     saved with (its config, paths aside), and it takes the checkpoint's standardization statistics."""
-    from .data.binding import prepare_source
+    from ..data.binding import prepare_source
 
     saved = ckpt.training.get("source") or {}
     if saved.get("kind") in _ARRAY_KINDS:
@@ -1418,7 +1418,7 @@ def _other_shuffle(ckpt, settings, state) -> str | None:
 def _config_differences(saved: dict, now: dict, ignored=()) -> str:
     """How two sources' configs differ ("seed was 4, now 5; ..."), or "" when they describe the same data;
     paths aside (the same files may be read from another place) and the keys ``ignored``."""
-    from .datasets import CHUNK_ROWS
+    from ..datasets import CHUNK_ROWS
 
     moved = ("path", "x_path", "y_path", "rng")  # ("rng": _check_drawn_by's, which knows what a file without it drew)
     # a synthetic source records chunk_rows only when it is not make's 65,536 (as every run before pieces)
