@@ -94,7 +94,7 @@ def test_the_graph_sees_the_package():
     assert "gpunn.ops.base" in graph["gpunn.ops.cpu"]  # from .base import Ops
     assert "gpunn.ops.cpu" in graph["gpunn.ops"]  # inside ops_for
     assert "gpunn.training.fit" in graph["gpunn.model"]  # inside MLP.fit
-    assert "gpunn.training.loop" in graph["gpunn.checkpoint.format"]  # from ..training.loop import train
+    assert "gpunn.training.loop" in graph["gpunn.checkpoint.resume"]  # from ..training.loop import train
     assert len(graph) >= 30
 
 

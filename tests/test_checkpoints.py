@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 import gpunn
 from gpunn import MLP, CheckpointError, EarlyStopping, ReduceLROnPlateau, datasets
 from gpunn import checkpoint as gio
-from gpunn.checkpoint import format as checkpoint_format
+from gpunn.checkpoint import atomic, format as checkpoint_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = re.escape(__name__)  # the module of this file's callback classes, as a resume's warnings name them
@@ -1535,7 +1535,7 @@ def test_a_write_is_made_durable_before_the_rename_and_the_rename_after_it(tmp_p
     path = tmp_path / "m.npz"
     gio.save(path, MLP([2, 3, 1], device="cpu", seed=0))
     assert events == [("fsync file", path.stat().st_size), ("replace", "m.npz"), ("fsync dir",)]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~checkpoint_format._UMASK
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~atomic._UMASK
 
 
 def test_a_write_removes_only_temp_files_of_writers_that_are_gone(tmp_path, monkeypatch):
@@ -1869,9 +1869,9 @@ def test_a_ctrl_c_that_lands_as_the_temp_file_is_made_leaves_no_temp_file(tmp_pa
         raise KeyboardInterrupt
 
     (tmp_path / ".m.npz.1.other.tmp").write_bytes(b"")  # pid 1 runs: another writer's, left alone
-    monkeypatch.setattr(checkpoint_format.tempfile, "mkstemp", interrupted)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint_format.atomic_write(tmp_path / "m.npz", lambda fh: fh.write(b"x"))
+        atomic.atomic_write(tmp_path / "m.npz", lambda fh: fh.write(b"x"))
     assert sorted(os.listdir(tmp_path)) == [".m.npz.1.other.tmp"]
 
 

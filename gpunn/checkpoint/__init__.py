@@ -1,9 +1,22 @@
-"""Checkpoints: a model, or a whole training run, in one ``.npz`` file without pickle; the format is
-:mod:`gpunn.checkpoint.format`'s. Every public name is importable from here."""
-from .format import (CALLBACKS, FORMAT, FORMAT_VERSION, MAX_META_BYTES, META, READABLE_VERSIONS, Checkpoint,
-                     CheckpointError, ModelCheckpoint, atomic_write, check_replaceable, check_resume_precision, load,
-                     load_checkpoint, model_config, optimizer_from_config, read, read_meta, resume_run, save,
-                     save_checkpoint)
+"""Checkpoints: a model, or a whole training run, in one ``.npz`` file without pickle. Every public name is
+importable from here; a module each job:
+
+* ``format``: the file format (its docstring describes it), written and read back fully validated
+  (:func:`read`, :func:`read_meta`);
+* ``atomic``: :func:`atomic_write`, which every file gpunn writes goes through;
+* ``models``: :func:`save` and :func:`load`, a training checkpoint's writer (:func:`save_checkpoint`);
+* ``loaded``: :class:`Checkpoint`, a training checkpoint loaded (:func:`load_checkpoint`);
+* ``callback``: :class:`ModelCheckpoint`, which writes them while a run trains;
+* ``resume``: :func:`resume_run`, a run continued from its checkpoint (``Checkpoint.resume``), and
+  ``resumed_callbacks``: its callbacks given their saved states, in the run's order.
+"""
+from .atomic import atomic_write
+from .callback import CALLBACKS, ModelCheckpoint
+from .format import (FORMAT, FORMAT_VERSION, MAX_META_BYTES, META, READABLE_VERSIONS, CheckpointError,
+                     check_replaceable, optimizer_from_config, read, read_meta)
+from .loaded import Checkpoint, load_checkpoint
+from .models import load, model_config, save, save_checkpoint
+from .resume import check_resume_precision, resume_run
 
 __all__ = ["CALLBACKS", "FORMAT", "FORMAT_VERSION", "MAX_META_BYTES", "META", "READABLE_VERSIONS", "Checkpoint",
            "CheckpointError", "ModelCheckpoint", "atomic_write", "check_replaceable", "check_resume_precision", "load",

@@ -181,7 +181,7 @@ class _Output:
     the output, not the temporary file."""
 
     def __init__(self, path):
-        from ..checkpoint.format import _naming, _remove_stale_temps
+        from ..checkpoint.atomic import _naming, _remove_stale_temps
 
         self.path = os.fspath(path)
         directory, base = os.path.dirname(os.path.abspath(self.path)), os.path.basename(self.path)
@@ -193,7 +193,7 @@ class _Output:
         os.close(fd)
 
     def commit(self):
-        from ..checkpoint.format import _naming
+        from ..checkpoint.atomic import _naming
 
         mask = os.umask(0)
         os.umask(mask)

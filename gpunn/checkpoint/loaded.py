@@ -1,0 +1,148 @@
+"""A loaded training checkpoint: :class:`Checkpoint` (the model, its optimizer with its state, the run's position,
+settings and history), from :func:`load_checkpoint`."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ..training.callbacks import History
+from ..training import ensemble as ens_training
+from ..training.state import FitSettings, TrainState
+from .format import CheckpointError, _optimizer_from_meta, read
+from .models import _build_model, _members
+from .resume import resume_run
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded training checkpoint: ``model``, ``optimizer`` (with its state on the model's
+    device), and ``training`` (position, settings, history, callback states). ``resume`` continues it."""
+
+    path: str
+    model: object
+    optimizer: object
+    meta: dict
+    arrays: dict
+
+    @property
+    def training(self) -> dict:
+        return self.meta.get("training") or {}
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (the next epoch to run, counting from 0)."""
+        return self.training.get("position", {}).get("epoch", 0)
+
+    @property
+    def settings(self) -> FitSettings | None:
+        """The run's FitSettings (None for a model-only checkpoint)."""
+        return FitSettings.from_dict(self.training["settings"]) if self.training else None
+
+    @property
+    def state(self) -> TrainState | None:
+        """The run's TrainState when it was saved (None for a model-only checkpoint); an ensemble's
+        history is an EnsembleHistory (its diverged members included)."""
+        if not self.training:
+            return None
+        state = TrainState.from_dict(self.training)
+        if _members(self.model) is not None:
+            state.history = ens_training.ensemble_history(state.history, self.training["ensemble"]["diverged"])
+        return state
+
+    @property
+    def history(self):
+        return self.state.history if self.training else History()
+
+    def __repr__(self):
+        # the file, what it holds and where its run is: the dataclass's repr printed all of ``meta``, a run's
+        # history and settings included (11,000 characters after 50 epochs)
+        where = ""
+        if self.training:
+            position = self.training.get("position", {})
+            where = (f", epoch={position.get('epoch', 0)}, batch={position.get('batch', 0)}, "
+                     f"epochs={self.training['settings']['epochs']}")
+        return (f"Checkpoint({self.path!r}, kind={self.meta.get('kind')!r}, model={self.model!r}, "
+                f"optimizer={self.optimizer!r}{where})")
+
+    def resume(self, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
+               handle_interrupt=True, distributed=False):
+        """Continue training on the same (X, Y), or the same data source passed alone as X (left open, as fit
+        leaves it: yours to close), from where the checkpoint was written.
+
+        The optimizer, schedule, batch size, seed, validation split and built-in callbacks (and subclasses of
+        them defined in this process, a writer of your own included) come from the checkpoint; a callback passed
+        in ``callbacks`` takes over its class's saved state instead (a built-in one with a warning when its
+        settings differ), the k-th passed of a class the k-th saved: another number of a class than the run
+        had (but none) is refused. A class is the same class by module and qualified name (a class of your own
+        named ``EarlyStopping`` is not gpunn's); a file written before gpunn recorded them goes by the class name.
+        The run's callbacks of other classes (your own Callback with a state) are not
+        made again: pass them in ``callbacks``, or they are left out, with a warning (the files this resume writes
+        do not hold their state). The run's callbacks run in the run's order, those passed and those made again
+        alike, whatever order they are passed in (a stopper made again sees what a callback of yours logs, and of
+        two stoppers that restore their best weights the run's last one's stay); one passed that the run did not
+        have, or, in a file from before the run's order was recorded, one without a saved state, runs just after the
+        callback passed before it (first, if none was).
+        ``epochs`` (the run's total) may raise it, never below the epochs done.
+        ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
+        checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
+        leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
+        (whose paths the file does not hold) needs them passed in ``callbacks``, or False. Other data are refused:
+        another row count, or in-memory arrays whose values, row order or column order differ from the run's (the
+        checkpoint keeps a checksum of them; one written before it recorded its ``fingerprint_rule`` is checked by
+        plain row sums, as then, blind to the columns' order); so are other
+        ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
+        and ``validation_data`` for a run that had none or held out ``validation_fraction``; and a synthetic
+        source's rows or a bootstrap's resamples where another generator would draw them than the file records
+        (a GPU run loaded on the CPU, a CPU run on a GPU, a GPU run from before the record, whose rows cuRAND
+        drew). A DataFrame X is read by the checkpoint's column names (``model.data_columns``, kept: a resume records
+        none, it continues the run), as a fit reads one: the same columns in another order resume the same run, one
+        missing is refused by name, and columns read by position though one side has names are warned of (see
+        ``MLP.predict``). On the CPU the result is bit-identical to a run that was never interrupted.
+        ``distributed=True`` resumes data parallel (every rank loads this file) on any number of ranks that divides
+        the run's global batch; without it a data-parallel run continues in one process at its global batch.
+
+        ``verbose`` and ``handle_interrupt`` are this call's, with fit's defaults, not the run's: the checkpoint
+        records neither (no result depends on them), so a script that fit with ``verbose=False`` passes it here
+        too; with ``verbose=True`` a run fit on a terminal (a bar) and resumed into a log shows lines there.
+
+        An Ensemble's run resumes the same way on the same (X, Y) (a bootstrapped run redraws its
+        members' resamples from the seed): frozen and diverged members stay frozen, each member's early
+        stopping continues, and the result is bit-identical on the CPU. ``distributed=True`` resumes it
+        data parallel as one model's (a bootstrapped run too); a run on a data source resumes on that
+        source, in one process or data parallel (each rank reading its shards, as one model's run does).
+
+        A run trained in precision "tf32" or "bf16" resumes in it on a GPU; loaded on the CPU (where it
+        loads in float32, to predict) it is refused before anything trains: resume it on a GPU.
+
+        A Checkpoint resumes once: its model and optimizer then train on (they are the run's), so a second
+        ``resume`` of the same object (after a Ctrl-C, or to extend the run) is refused; load the file again.
+        A resume refused before training (other data, too few epochs) may be called again.
+        """
+        if self.optimizer is None:
+            raise CheckpointError(f"{self.path} holds a model only (gpunn.save); it cannot resume training")
+        if self.__dict__.get("_resumed"):  # its model and optimizer went on past the position it holds
+            raise ValueError(f"this Checkpoint of {self.path} was resumed already: its model and optimizer have "
+                             "trained on from the position it was loaded at, which a second resume would start from "
+                             "again. Load the file again (gpunn.load_checkpoint(path)) to continue the run")
+        return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
+                          verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt,
+                          distributed=distributed)
+
+
+def load_checkpoint(path, device="auto") -> Checkpoint:
+    """Load a checkpoint with its training state onto ``device``; see :class:`Checkpoint`."""
+    meta, arrays = read(path)
+    model = _build_model(meta, arrays, device)
+    optimizer = None
+    if meta.get("kind") == "training":
+        opt_meta = meta["optimizer"]
+        members = _members(model)
+        optimizer = _optimizer_from_meta(opt_meta, members, model.xp)
+        optimizer.steps = opt_meta["steps"]
+        with model.backend.use():
+            for name in optimizer.state_names():
+                state = model.xp.asarray(arrays[f"optimizer.{name}"])
+                optimizer.state[name] = state if members is None else state.reshape(members, -1)
+            optimizer.bind(model.params, model.ops)
+        model.optimizer = optimizer
+    return Checkpoint(os.fspath(path), model, optimizer, meta, arrays)
