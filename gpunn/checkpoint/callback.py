@@ -15,7 +15,7 @@ from .models import save_checkpoint
 
 
 class ModelCheckpoint(Callback):
-    """Write a resumable checkpoint (this module's format) every ``every`` epochs, when training
+    """Write a resumable checkpoint (gpunn.checkpoint.format's) every ``every`` epochs, when training
     ends, and when it is interrupted (Ctrl-C; part-way through an epoch of a source that cannot resume there,
     gpunn.data.iterable's, the file is left at the last epoch's end, with a warning). Each write is atomic: a
     crash mid-write leaves the previous checkpoint in place. With ``save_best_only`` the epoch-end writes

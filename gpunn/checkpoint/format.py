@@ -32,7 +32,8 @@ split from (seed, "validation"), so the seed and the position are the whole RNG 
 no generator state is stored. (Older files hold ``training.rng``, a copy of the seed with a note: ignored.) Model initialisation is drawn from ``model.seed``.
 A source whose rows are drawn (a synthetic source's, a bootstrap's resamples) records in its config which generator
 drew them (``rng``: :func:`gpunn.rng.generator`), and a resume where another would draw them is refused
-(``_check_drawn_by``; a file from before the record drew them with NumPy's PCG64 on the CPU, with cuRAND on a GPU).
+(``resume._check_drawn_by``; a file from before the record drew them with NumPy's PCG64 on the CPU, with cuRAND
+on a GPU).
 
 Writing is atomic (temp file in the same directory, flush, fsync, ``os.replace``, fsync of
 the directory): a process killed mid-write leaves the previous checkpoint intact. Loading

@@ -78,7 +78,7 @@ def save(path, model) -> None:
 
 def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: TrainState, callbacks=(),
                     source=None, validation=None) -> None:
-    """Save everything needed to resume a run (see the module docstring): the model, the optimizer's
+    """Save everything needed to resume a run (see gpunn.checkpoint.format): the model, the optimizer's
     config and state, the run's settings and state, the source's config and each callback's state;
     for a run given ``validation_data``, what its evaluator ``validation`` describes of them (``describe()``:
     arrays' row count and checksum, a validation source's config), which a resume compares.
