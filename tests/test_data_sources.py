@@ -6,6 +6,7 @@ side-stream generation of gpunn.data.pipeline.
 """
 import os
 import re
+import stat
 import sys
 import threading
 import warnings
@@ -2284,3 +2285,18 @@ def test_copy_columns_copies_the_named_columns_in_their_order_by_position():
     twice = pa.table([pa.array([1.0]), pa.array([2.0]), pa.array([3.0])], names=["a", "a", "z"])
     with pytest.raises(KeyError, match="'a'"):
         copy_columns(twice, ["a"], numpy.empty((1, 1)))
+
+
+def test_a_prediction_file_gets_the_mode_a_plain_open_gives_it_without_setting_the_umask(tmp_path, monkeypatch):
+    """The prediction writer's file: 0o666 less the umask (mkstemp made it private), as the checkpoint's
+    atomic_write does, from the umask read once at import: setting it to 0 to read it, at each write, left a
+    window in which another thread's new files were made world-writable."""
+    from gpunn.checkpoint import atomic
+    from gpunn.data.files import output_writer, write_rows
+
+    set_to = []
+    monkeypatch.setattr(os, "umask", lambda mask: set_to.append(mask) or atomic._UMASK)
+    out = tmp_path / "p.csv"
+    write_rows(output_writer(str(out), 2, numpy.float32), [numpy.ones((3, 2), numpy.float32)])
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~atomic._UMASK
+    assert set_to == []

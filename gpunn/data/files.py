@@ -193,12 +193,10 @@ class _Output:
         os.close(fd)
 
     def commit(self):
-        from ..checkpoint.atomic import _naming
+        from ..checkpoint.atomic import _UMASK, _naming
 
-        mask = os.umask(0)
-        os.umask(mask)
-        try:
-            os.chmod(self.tmp, 0o666 & ~mask)  # mkstemp made it private; the output gets the usual permissions
+        try:  # (the umask read once at import: setting it here to read it would race with other threads' files)
+            os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp made it private; the output gets the usual permissions
             os.replace(self.tmp, self.path)
         except OSError as exc:
             self.abort()
