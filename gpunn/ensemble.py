@@ -127,6 +127,11 @@ class Ensemble(DeviceModel):
                              f"{got(seed, 'an integer')}") \
                 from None
         self.seeds = [seeds[0] + k for k in range(self.n_models)] if scalar else seeds
+        if not isinstance(layer_sizes, (str, bytes)) and hasattr(layer_sizes, "__len__") and len(layer_sizes) \
+                and all(hasattr(n, "__len__") and not isinstance(n, (str, bytes)) for n in layer_sizes):
+            # [[10, 8, 1], [10, 16, 1]]: MLP's check said only "layer_sizes[0] must be a positive integer"
+            raise ValueError(f"an Ensemble's members share one architecture: layer_sizes is one list of sizes, as "
+                             f"[10, 64, 1], got {layer_sizes!r}; build one Ensemble per architecture")
         # One member's model: checks the options, and is the template each member is drawn from.
         # (its checks refuse a precision the device or dtype cannot run, in MLP's words)
         self._template = MLP(layer_sizes, activation, output_activation, bias, dtype, device, self.seeds[0], fused,
@@ -538,6 +543,8 @@ class Ensemble(DeviceModel):
         return self.member(self.best_index(monitor))
 
     def best_index(self, monitor="val_loss") -> int:
+        """The index k of the member ``best(monitor)`` returns: its place in the fit's per-member lists
+        (``lr=[...]`` and the others) and in ``seeds``; never a member in ``ens.diverged``."""
         if self.history is None:
             raise RuntimeError("best() needs a fitted ensemble: call fit first")
         if not isinstance(monitor, str):

@@ -334,6 +334,10 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ("epochs = true", "epochs cannot be True"),  # not "invalid epochs = True": a TOML bool for a value
     ("epochs = {a = 1}", "epochs cannot be {'a': 1}"),  # nor a table
     ("hidden = [true, 8]", "hidden must list integers, got [True, 8]"),  # True is an int to Python
+    # several architectures: "hidden must list integers", without a word of one network per run
+    ("hidden = [[16], [32, 32]]", "hidden is one network's layer sizes, as hidden = [64, 64], got [[16], [32, 32]]: "
+                                  "a run (a sweep too: its grid is lr, weight_decay and seeds) trains one architecture"),
+    ('hidden = ["16", "32,32"]', "hidden is one network's layer sizes"),
     ("rows = ", "not valid TOML"),
     # --debug is the process's, as GPUNN_DEBUG is; (epochs = -2: a run that took the key would stop there at once)
     ("debug = true\nepochs = -2", "unknown option 'debug'"),

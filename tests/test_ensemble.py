@@ -654,6 +654,9 @@ def test_best_takes_the_highest_r2_and_each_members_best_finite_epoch(ensemble_d
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=True), "got True"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=1.5), "got 1.5"),
     (lambda: gpunn.MLP([2, 3, 1], seed=-1), "seed must be a non-negative int, got -1"),
+    # one architecture per member: "layer_sizes[0] must be a positive integer, got [2, 3, 1]"
+    (lambda: gpunn.Ensemble([[2, 3, 1], [2, 8, 1]], 2), r"members share one architecture: layer_sizes is one list "
+                                                        r"of sizes, as \[10, 64, 1\], got \[\[2, 3, 1\], \[2, 8, 1\]\]"),
 ])
 def test_bad_construction_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):

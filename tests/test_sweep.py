@@ -223,6 +223,17 @@ def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     assert "--weight-decay: takes comma-separated numbers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("hidden", ["32;64", "32,32 64,64", "[32,64]", "32/64"])
+def test_several_hidden_architectures_are_refused_saying_a_sweep_trains_one(capsys, hidden):
+    # the refusal said only how one architecture is written, not that a sweep's grid never varies it
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", "--hidden", hidden])
+    assert exc.value.code == 2
+    assert (f"--hidden takes positive integers separated by commas or x (256,256 or 256x256), got {hidden!r}; a "
+            "sweep's members share one architecture (they train as one ensemble; its grid is --lr, --weight-decay "
+            "and --seeds): run one sweep per --hidden to compare sizes") in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option, values, rule", [
     ("--lr", "1e-3,0", "positive and finite"),  # a rate of 0 trains nothing, as gpunn train's --lr 0 is refused
     ("--lr", "1e-3,inf", "positive and finite"),

@@ -25,6 +25,18 @@ from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _ch
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
 # the sweep's other defaults are (it trains the whole grid)
+ONE_ARCHITECTURE = ("a sweep's members share one architecture (they train as one ensemble; its grid is --lr, "
+                    "--weight-decay and --seeds): run one sweep per --hidden to compare sizes")
+
+
+def _one_hidden(text: str) -> list[int]:
+    """A sweep's --hidden: gpunn train's, whose refusal of several architectures ('32;64', '32 64') says why."""
+    try:
+        return _hidden_sizes(text)
+    except argparse.ArgumentTypeError as exc:
+        if any(mark in text for mark in ";/|[] "):  # how a list of architectures gets written
+            raise argparse.ArgumentTypeError(f"{exc}; {ONE_ARCHITECTURE}") from None
+        raise
 
 
 def _number_list(kind, check):
@@ -76,7 +88,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--features", type=feature_count_or_names, default=None, help=features_help(FEATURES))
     s.add_argument("--outputs", type=positive(int), default=1, help="targets per row (default: %(default)s)")
     s.add_argument("--noise", type=non_negative(float), default=None, help=NOISE_HELP)
-    s.add_argument("--hidden", type=_hidden_sizes, default="64,64", help="hidden layer sizes, e.g. 64,64 or 64x64; '' for none, a linear model (default: %(default)s)")
+    s.add_argument("--hidden", type=_one_hidden, default="64,64",
+                   help="hidden layer sizes of every member, e.g. 64,64 or 64x64; '' for none, a linear model; one "
+                        "architecture per sweep: run a sweep per --hidden to compare sizes (default: %(default)s)")
     s.add_argument("--activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="relu",
                    help="hidden activation, in any letter case (default: %(default)s)")
     s.add_argument("--output-activation", choices=list(ACTIVATIONS), type=folding(ACTIVATIONS, "activation"), default="identity",
