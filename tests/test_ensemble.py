@@ -548,6 +548,23 @@ def test_in_a_log_an_ensemble_gets_a_line_per_epoch_with_its_best_member(ensembl
     assert all("best loss=" in s and "best val_loss=" in s and "training=2/2" in s and "rows/s" in s for s in lines)
 
 
+def test_the_progress_lines_best_is_of_the_members_that_trained_in_the_epoch(ensemble_data, capsys, progress_clock):
+    # member 0 (lr 0.1) stops early at epoch 2; its values stayed in the epochs after as they were when it stopped,
+    # and the line's best val_loss stood at them, still, while member 1 trained on
+    from gpunn.training.callbacks import four_digits
+
+    X, Y = ensemble_data
+    history = gpunn.Ensemble(SIZES, 2, seed=0).fit(X, Y, epochs=6, batch_size=30, validation_fraction=0.2,
+                                                    lr=[0.1, 3e-3], callbacks=[gpunn.EarlyStopping(patience=1)],
+                                                    verbose=2)
+    assert history.stopped_epoch == [2, None]
+    val = np.asarray(history["val_loss"])
+    assert (val[2:, 0] < val[2:, 1]).any()  # the frozen member's value would be the least
+    shown = [line.split("best val_loss=")[1].split(",")[0] for line in capsys.readouterr().err.splitlines()
+             if "best val_loss=" in line]
+    assert shown == [four_digits(val[:2].min(axis=1)[e]) for e in range(2)] + [four_digits(v) for v in val[2:, 1]]
+
+
 def test_members_start_as_mlps_with_their_seeds():
     ens = gpunn.Ensemble([3, 4, 1], 3, seed=[5, 17, 2], dtype="float64")
     for k, seed in enumerate([5, 17, 2]):

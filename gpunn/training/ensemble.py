@@ -356,16 +356,31 @@ class MemberEarlyStopping(Callback):
 
 
 class EnsembleProgressBar(ProgressBar):
-    """The progress of an ensemble: the best member's loss (and validation loss) and member-samples/s."""
+    """The progress of an ensemble: the best loss (and validation loss) of the members that trained in the epoch,
+    member-samples/s and the members still training. A member frozen before the epoch (stopped early, diverged)
+    is left out: its values stay those of the epoch it stopped in, which held the line still while the others
+    trained, at a value that was neither its best nor the others'."""
+
+    _trained = None  # the members training as the epoch began (a host bool per member)
 
     def default_label(self, trainer) -> str:
         return f"ensemble of {trainer.model.n_models}"
 
+    def on_epoch_begin(self, trainer, epoch):
+        super().on_epoch_begin(trainer, epoch)
+        self._trained = trainer.optimizer.active.copy()
+
+    def _best(self, values):
+        values = numpy.asarray(values, "float64")
+        if self._trained is not None and self._trained.any():
+            values = values[self._trained]
+        values = values[~numpy.isnan(values)]  # (the members that trained all NaN: "nan", not nanmin's warning)
+        return four_digits(values.min() if values.size else numpy.nan)
+
     def shown(self, trainer, logs) -> dict:
-        shown = {"best loss": four_digits(numpy.nanmin(logs['loss'])),
-                 "member-samples/s": f"{logs['samples_per_s']:,.0f}"}
+        shown = {"best loss": self._best(logs['loss']), "member-samples/s": f"{logs['samples_per_s']:,.0f}"}
         if "val_loss" in logs:
-            shown["best val_loss"] = four_digits(numpy.nanmin(logs['val_loss']))
+            shown["best val_loss"] = self._best(logs['val_loss'])
         shown["training"] = f"{int(trainer.optimizer.active.sum())}/{trainer.model.n_models}"
         return shown
 
