@@ -560,6 +560,8 @@ def test_the_progress_lines_best_is_of_the_members_that_trained_in_the_epoch(ens
     assert history.stopped_epoch == [2, None]
     val = np.asarray(history["val_loss"])
     assert (val[2:, 0] < val[2:, 1]).any()  # the frozen member's value would be the least
+    # as README says: the stopped member's column repeats the epoch it stopped in, its own history ends there
+    assert (val[2:, 0] == val[1, 0]).all() and history.member(0)["val_loss"] == list(val[:2, 0])
     shown = [line.split("best val_loss=")[1].split(",")[0] for line in capsys.readouterr().err.splitlines()
              if "best val_loss=" in line]
     assert shown == [four_digits(val[:2].min(axis=1)[e]) for e in range(2)] + [four_digits(v) for v in val[2:, 1]]

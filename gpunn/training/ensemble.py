@@ -51,7 +51,8 @@ class EnsembleHistory(History):
     After fit: ``best_epoch`` and ``best`` (per member, lists of K, as one model's History has them: the epoch
     and value of the best monitored result, early stopping's monitor, else the least val_loss where validated;
     None without either), ``stopped_early`` (per member), ``diverged`` (indices of members whose loss became
-    NaN or infinite) and ``interrupted``.
+    NaN or infinite) and ``interrupted``. In the epochs after a member stopped early its entries are those of the
+    weights it stopped with (its val_* repeat the epoch it stopped in's); ``member(k)`` ends at that epoch.
     """
 
     diverged = ()
