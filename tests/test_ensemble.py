@@ -283,8 +283,11 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(ensemble_data):
                                                              batch_size=50, verbose=False)
     # a finite loss past 1e4 times the reference diverges too, as for one model (not only NaN or inf)
     X, Y = gpunn.datasets.make("teacher", 2000, 8, noise=0.05, seed=11, device="cpu")
-    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in epoch 1"):
+    with pytest.warns(RuntimeWarning, match=r"members \[1\] diverged in epoch 1") as said:
         grown = gpunn.Ensemble([8, 32, 1], 2, device="cpu", seed=0).fit(X, Y, epochs=2, lr=[1e-3, 5.0], verbose=False)
+    # a warning of its own (the command line's note), at the line that called fit, not at gpunn's loop.py
+    assert [(w.category.__name__, w.filename) for w in said if "diverged" in str(w.message)] == [
+        ("MembersDivergedWarning", __file__)]
     assert grown.diverged == [1] and 1e4 < grown["loss"][0][1] / grown["loss"][0][0] < 1e5  # finite, ~6e4
 
 

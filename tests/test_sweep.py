@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 
 import numpy
 import pytest
@@ -273,6 +274,17 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
     assert "ensemble 1: 2 of 3 epochs done" in out and members(extended) == members(straight)
     assert cli.main(split_grid + ["--save", str(saved)]) == 2
     assert "already holds a sweep's checkpoints" in capsys.readouterr().err
+
+
+def test_a_member_that_diverges_is_said_in_a_note_line_not_in_pythons_warning_form(capsys):
+    # it was "/.../gpunn/training/loop.py:262: RuntimeWarning: members [1] diverged ..." and the line of gpunn's
+    # code that warned: a place inside gpunn, which a sweep's user has no use for
+    assert cli.main(["sweep", "--lr", "1e-3,100", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden",
+                     "4", "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^note: members \[1\] diverged in epoch \d \(loss NaN, infinite or exploding\) and are frozen; "
+                     r"the others go on$", err, re.M), err
+    assert "Warning" not in err and ".py:" not in err
 
 
 GRID = ARGS[:ARGS.index("--epochs")] + ["--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64",

@@ -19,9 +19,11 @@ def show_note(message, category, filename, lineno, file=None, line=None):
     from ..backend import CPUFallbackWarning
     from ..data import HeldOutShareWarning
     from ..ops.cpu import KernelFallbackWarning
+    from ..training.ensemble import MembersDivergedWarning
     from ..training.graph import GraphWarning
 
-    notes = (CPUFallbackWarning, GraphWarning, HeldOutShareWarning, KernelFallbackWarning, environment.SettingWarning)
+    notes = (CPUFallbackWarning, GraphWarning, HeldOutShareWarning, KernelFallbackWarning, MembersDivergedWarning,
+             environment.SettingWarning)
     if issubclass(category, notes):
         print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
     else:

@@ -25,7 +25,7 @@ import warnings
 
 import numpy
 
-from ..backend import backend_of, host_array
+from ..backend import backend_of, host_array, user_stacklevel
 from ..checks import (flag, held_warnings, member_index, non_negative_int, per_member, positive_int, seed_int,
                       validation_share, verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
@@ -43,6 +43,11 @@ from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFi
                    train)
 from .sources import ArraySource
 from .state import FitSettings, TrainState
+
+
+class MembersDivergedWarning(RuntimeWarning):
+    """Members of an ensemble diverged in a fit and are frozen; the others go on (the command line shows it as a
+    ``note:`` line)."""
 
 
 class EnsembleHistory(History):
@@ -456,7 +461,7 @@ class EnsembleTrainer(Trainer):
         if len(history.diverged) == model.n_models:
             raise agreed(TrainingDiverged(every()))
         warnings.warn(f"members {bad} diverged in epoch {epoch + 1} ({how}) and are frozen; the others go on",
-                      RuntimeWarning, stacklevel=3)
+                      MembersDivergedWarning, stacklevel=user_stacklevel())
         if not opt.active.any():
             self.stop = True
 
