@@ -433,10 +433,23 @@ def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path)
 def test_a_source_holding_out_chunks_and_validation_data_too_is_refused(linear_pair):
     """The source's held-out chunks would be left out of training and scored by nobody."""
     x, y, X, Y = linear_pair
-    with pytest.raises(ValueError, match=r"holds out chunks for validation \(validation_fraction=0.2\) and "
-                                         r"validation_data is given too"):
+    with pytest.raises(ValueError, match=r"holds out chunks for validation \(validation_fraction=0.2, given as it was "
+                                         r"made or to an earlier fit\(source, validation_fraction=...\), which holds "
+                                         r"them out on the source\) and validation_data is given too: use one "
+                                         r"\(source.hold_out\(0\) holds none out\)"):
         gpunn.MLP([4, 2], device="cpu").fit(data.npy(x, y, validation_fraction=0.2), epochs=1, verbose=False,
                                             validation_data=(X[:100], Y[:100]))
+
+
+def test_a_source_an_earlier_fit_held_chunks_out_of_is_refused_validation_data_until_it_holds_none_out(linear_pair):
+    # "make the source without validation_fraction" told one who had made it so: an earlier fit's held them out
+    x, y, X, Y = linear_pair
+    source, model = data.npy(x, y), gpunn.MLP([4, 2], device="cpu")
+    model.fit(source, epochs=1, verbose=False, validation_fraction=0.2)
+    with pytest.raises(ValueError, match=r"given as it was made or to an earlier fit\(source, validation_fraction="):
+        model.fit(source, epochs=1, verbose=False, validation_data=(X[:100], Y[:100]))
+    history = model.fit(source.hold_out(0), epochs=1, verbose=False, validation_data=(X[:100], Y[:100]))
+    assert len(history["val_loss"]) == 1 and source.validation_rows == 0
 
 
 def test_a_source_whose_width_does_not_match_the_model_is_refused(linear_pair):

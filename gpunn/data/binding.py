@@ -26,9 +26,12 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None and getattr(source, "validation_rows", 0):  # left out of training, scored by none
+        # (held out as it was made, or by an earlier fit(source, validation_fraction=...): hold_out stays on the
+        # source, and "make the source without validation_fraction" told one who had not what they had done)
         raise ValueError(f"{name} holds out chunks for validation (validation_fraction="
-                         f"{getattr(source, 'validation_fraction', None)}) and validation_data is given too: "
-                         "use one (make the source without validation_fraction)")
+                         f"{getattr(source, 'validation_fraction', None)}, given as it was made or to an earlier "
+                         "fit(source, validation_fraction=...), which holds them out on the source) and "
+                         "validation_data is given too: use one (source.hold_out(0) holds none out)")
     if fraction:
         if not hasattr(source, "hold_out"):
             raise ValueError(f"{name} cannot hold out chunks; pass validation_data")
