@@ -667,6 +667,21 @@ def test_best_takes_the_highest_r2_and_each_members_best_finite_epoch(ensemble_d
         ens.best()
 
 
+def test_best_on_a_loaded_ensemble_says_it_has_no_history_to_rank_by(ensemble_data, tmp_path):
+    # it said "best() needs a fitted ensemble: call fit first" of an ensemble fitted, saved and loaded
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 2, seed=0)
+    ens.fit(X, Y, epochs=1, validation_fraction=0.2, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+    gpunn.save(tmp_path / "e.npz", ens)
+    for loaded in (gpunn.load(tmp_path / "e.npz"), gpunn.load_checkpoint(tmp_path / "c.npz").model):
+        for pick in (loaded.best, loaded.best_index):
+            with pytest.raises(RuntimeError, match=r"^best\(\) and best_index\(\) rank the members by the last fit's "
+                                                   r"history, and this ensemble has none: call fit first \(gpunn.load "
+                                                   r"and gpunn.load_checkpoint give its weights without one"):
+                pick()
+    assert gpunn.load_checkpoint(tmp_path / "c.npz").history["val_loss"] == ens.history["val_loss"]
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: gpunn.Ensemble([2, 3, 1], 0), "n_models must be a positive integer"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[1, 2, 3]), "seed lists 3 values but the ensemble has 2"),
