@@ -18,7 +18,7 @@ import numpy
 
 from .backend import DeviceError, user_stacklevel
 from .checks import feature_names, flag, got, seed_int, verbosity
-from .optim import make_optimizer, make_schedule
+from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
 from .training.sources import ArraySource
@@ -232,7 +232,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       ``nesterovs_momentum``); gpunn adds "adamw". "lbfgs" is refused. Every parameter is checked at fit
       against scikit-learn's range whatever the solver, as scikit-learn checks them (``beta_1`` under sgd,
       ``momentum`` in [0, 1] under adam, ``power_t`` and ``max_fun``, which gpunn does not use); sgd's
-      ``momentum=1`` (no decay), which scikit-learn takes, is refused by gpunn's optimizer (it must be < 1).
+      ``momentum=1``, which scikit-learn takes, is refused at fit (it must be < 1: at 1 the velocity never decays,
+      and the weights never settle).
     - ``learning_rate_init``: the step size on scikit-learn's loss, half the mean squared error
       (so gpunn's sgd gets half of it: its loss is the full MSE; Adam does not depend on the scale).
     - ``alpha``: the L2 penalty, as scikit-learn adds it to the gradient (alpha·W / batch rows):
@@ -365,6 +366,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         # first (momentum="" or None trained plain SGD without a word), and sgd took any beta_1 or beta_2
         for name, (low, high, ends) in REAL_RANGES.items():
             _check_real(name, getattr(self, name), low, high, ends)
+        if self.solver == "sgd" and self.momentum == 1:  # (scikit-learn's range takes 1; gpunn's SGD does not)
+            raise ValueError(f"momentum must be in [0, 1) for solver='sgd' in gpunn, got {self.momentum!r}: "
+                             f"{MOMENTUM_OF_ONE} (scikit-learn takes 1); give 0.9, the default, or another value "
+                             "below 1")
         for name in ("max_iter", "n_iter_no_change", "max_fun"):
             value = getattr(self, name)
             if name == "n_iter_no_change" and value == math.inf:  # scikit-learn's "never stop on it"

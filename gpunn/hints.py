@@ -127,8 +127,8 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
     said only ``got an unexpected keyword argument``. A constructor given one of its class's ``fit_options``
     (``MLP([...], lr=0.1)``, as Keras's and scikit-learn's constructors take it) is shown the fit that takes it,
-    with the ``value`` given; so is one that stands for a fit option (``learning_rate``: lr, another tool's name; ``epoch``:
-    epochs), where it stands for none of ``names``."""
+    with the ``value`` given; so is one that stands for a fit option (``learning_rate``: lr, another tool's name;
+    ``epoch``: epochs), where it stands for none of ``names``."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
     if key in fit_options:

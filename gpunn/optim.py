@@ -88,6 +88,12 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+# why momentum stops short of 1 (scikit-learn's MLPRegressor takes 1): v <- momentum v + dW keeps every past gradient
+# at full weight, a ball without friction, so on a quadratic bowl the weights circle its bottom for ever
+MOMENTUM_OF_ONE = ("at 1 the velocity never decays (it sums every past gradient at full weight), so the weights never "
+                   "settle")
+
+
 class SGD(Optimizer):
     """W <- W - lr * dW (README's "The math"), with optional (Nesterov) momentum and L2 decay, as torch.optim.SGD.
 
@@ -102,7 +108,8 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay)
         self.momentum = _check_nonneg("momentum", momentum)
         if self.momentum >= 1:
-            raise ValueError(f"momentum must be in [0, 1), {got(momentum)}")
+            raise ValueError(f"momentum must be in [0, 1), {got(momentum)}"
+                             + (f": {MOMENTUM_OF_ONE}" if self.momentum == 1 else ""))
         nesterov = flag(nesterov, "nesterov")
         if nesterov and not self.momentum:
             raise ValueError("nesterov=True needs a momentum > 0")

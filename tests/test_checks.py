@@ -757,7 +757,8 @@ def test_sizes_given_one_by_one_or_as_text_are_told_to_be_one_list():
     (dict(schedule="linear"), "unknown schedule 'linear'"),
     (dict(optimizer=lambda: gpunn.SGD(momentum=1.5)), r"momentum must be in \[0, 1\)"),
     # a range's open end, and Nesterov without momentum (mut11's mutation check: each was taken)
-    (dict(optimizer=lambda: gpunn.SGD(momentum=1)), r"momentum must be in \[0, 1\), got 1"),
+    (dict(optimizer=lambda: gpunn.SGD(momentum=1)), r"momentum must be in \[0, 1\), got 1: at 1 the velocity never "
+                                                    r"decays \(it sums every past gradient at full weight\)"),
     (dict(optimizer=lambda: gpunn.SGD(nesterov=True)), "nesterov=True needs a momentum > 0"),
     (dict(optimizer=lambda: gpunn.Adam(eps=0)), "eps must be a positive finite number, got 0"),
     (dict(optimizer=lambda: gpunn.Adam(weight_decay=-1)), "weight_decay must be a non-negative number"),

@@ -614,6 +614,10 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
     (dict(solver="sgd", beta_2=1.0), r"^beta_2 must be a number in \[0, 1\), got 1.0$"),
     (dict(solver="sgd", beta_1="x"), r"^beta_1 must be a number in \[0, 1\), got the string 'x'; pass a number$"),
     (dict(solver="adam", momentum=1.5), r"^momentum must be a number in \[0, 1\], got 1.5$"),
+    # scikit-learn's range takes 1; gpunn's SGD does not (at 1 the velocity never decays): said at fit, by its name
+    (dict(solver="sgd", momentum=1.0), r"^momentum must be in \[0, 1\) for solver='sgd' in gpunn, got 1.0: at 1 the "
+                                      r"velocity never decays .* give 0.9, the default, or another value below 1$"),
+    (dict(solver="sgd", momentum=1, nesterovs_momentum=False), r"^momentum must be in \[0, 1\) for solver='sgd'"),
     (dict(power_t=-1), "^power_t must be a non-negative number, got -1$"),
     (dict(max_fun=0), "^max_fun must be a positive integer, got 0$"),
     (dict(n_iter_no_change=-numpy.inf), "^n_iter_no_change must be a positive integer or numpy.inf, got -inf$"),
@@ -635,6 +639,12 @@ def test_scikit_learn_refuses_what_gpunn_refuses_whatever_the_solver(data, param
     for estimator in (MLPRegressor(**params, device="cpu"), sklearn.neural_network.MLPRegressor(**params)):
         with pytest.raises(ValueError, match=f"{next(iter(set(params) - {'solver'}))}"):
             estimator.fit(X[:50], y[:50])
+
+
+def test_momentum_of_one_is_taken_where_the_solver_does_not_use_it(data):
+    """sgd refuses momentum=1 (above); adam, which has no momentum, takes it, as scikit-learn takes any in [0, 1]."""
+    X, y = data
+    assert MLPRegressor(solver="adam", momentum=1.0, max_iter=1, device="cpu").fit(X[:50], y[:50]).n_iter_ == 1
 
 
 def test_n_iter_no_change_may_be_infinite_as_scikit_learns(data):
