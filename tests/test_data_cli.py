@@ -337,6 +337,17 @@ def test_a_line_of_column_names_naming_one_twice_is_refused_as_typed(capsys):
         assert f"argument {option}: {text!r} names {twice} twice; name each column once (see" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text", ["", " , "])
+def test_an_empty_target_is_refused_as_one_where_it_was_taken_as_no_target(tmp_path, capsys, text):
+    """--target "" (an unset shell variable, say) was taken as no --target, and refused listing the table's columns
+    as if none had been given; it is refused as the command line is read, as --features "" is, with what was given."""
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--data", str(tmp_path / "t.csv"), "--target", text])
+        assert exit_info.value.code == 2
+        assert f"argument --target: --target takes column names, got {text!r} (no name in it)" in capsys.readouterr().err
+
+
 def test_a_column_name_with_a_comma_is_named_in_double_quotes_as_a_csv_header_writes_it(tmp_path, capsys):
     """--target y1,y2 splits on commas, so a column named x,y could not be given at all; quoted as the file's
     own header quotes it, it is one name, through --save's config, --config, --resume and predict's --features."""

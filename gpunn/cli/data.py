@@ -51,8 +51,10 @@ def column_names(text) -> list:
 
 
 def column_list_text(text) -> str:
-    """--target's value, as written (kept so: runs record it, and --json writes it), once it reads as names."""
-    column_names(text)
+    """--target's value, as written (kept so: runs record it, and --json writes it), once it reads as names: one at
+    least (an empty value, --target "" or ",", was taken as no --target, and refused listing the table's columns)."""
+    if not column_names(text):
+        raise argparse.ArgumentTypeError(f"--target takes column names, got {text!r} (no name in it)")
     return text
 
 
