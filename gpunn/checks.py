@@ -344,8 +344,26 @@ def _text_column(frame) -> str:
             row, value = next(((r, v) for r, v in enumerate(column) if not isinstance(v, numbers.Real) and v is not None),
                               (None, None))
             example = f", {value!r} in row {row}" if row is not None else ""
-            return f" (its column {label!r} holds text{example}: leave it out, or encode it as numbers)"
+            what, do = _column_holds(value)
+            return f" (its column {label!r} holds {what}{example}: leave it out, or {do})"
     return ""
+
+
+def _column_holds(value) -> tuple:
+    """(what a column holds, what to do with it) for the refusal of a DataFrame's column of Python objects, by its
+    first that is not a number: a column of datetime.date objects (pandas keeps them as objects, where a
+    datetime64 column is refused as dates: _refuse_dates) was said to hold text."""
+    import datetime
+
+    if isinstance(value, datetime.date):  # (a datetime is a date)
+        return "dates (Python objects)", "convert it to the numbers you mean (days since a start, say)"
+    if isinstance(value, datetime.time):
+        return "times of day (Python objects)", "convert it to the numbers you mean (seconds since midnight, say)"
+    if isinstance(value, datetime.timedelta):
+        return "durations (Python objects)", "convert it to the numbers you mean (seconds, say: .total_seconds())"
+    if value is None or isinstance(value, (str, bytes)):
+        return "text", "encode it as numbers"
+    return f"Python objects ({type(value).__name__})", "encode it as numbers"
 
 
 def _refuse_missing(array, name: str) -> None:

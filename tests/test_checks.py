@@ -474,6 +474,27 @@ def test_a_pandas_column_of_dates_times_or_durations_is_refused_naming_it():
         model.predict(pandas.DataFrame({"a": X[:, 0], "u": when}))
 
 
+def test_a_pandas_column_of_python_dates_is_said_to_hold_dates_not_text():
+    """pandas keeps datetime.date objects (and times of day, and objects of other kinds) as a column of Python
+    objects, not datetime64: its refusal said the column "holds text, datetime.date(2024, 1, 1) in row 0"."""
+    pandas = pytest.importorskip("pandas")
+    import datetime
+
+    model = MLP([2, 4, 1], device="cpu", seed=0)
+    y = numpy.zeros(3)
+    for values, said in (([datetime.date(2024, 1, d) for d in (1, 2, 3)],
+                          r"dates \(Python objects\), datetime\.date\(2024, 1, 1\) in row 0: leave it out, or convert "
+                          r"it to the numbers you mean \(days since a start, say\)\)$"),
+                         ([1.0, datetime.time(9, 30), 2.0], r"times of day \(Python objects\), datetime\.time\(9, 30\) in "
+                                                           r"row 1: leave it out, or convert it to the numbers you mean"),
+                         ([1.0, 2.0, [3.0]], r"Python objects \(list\), \[3\.0\] in row 2: leave it out, or encode it "
+                                             r"as numbers\)$")):
+        frame = pandas.DataFrame({"a": [1.0, 2.0, 3.0], "d": pandas.Series(values, dtype=object)})
+        with pytest.raises(TypeError, match=r"^X must hold real numbers; got dtype object \(its column 'd' holds "
+                                            + said):
+            model.fit(frame, y, epochs=1, verbose=False)
+
+
 @pytest.mark.parametrize("kind", ["stand-in", "polars"])
 def test_a_polars_column_of_dates_or_durations_is_refused_naming_it(kind):
     """polars' arrays read a Date column as days since 1970 and a Datetime or Duration one as microseconds, without a
