@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import shutil
@@ -102,8 +103,10 @@ def test_nvcc_compiles_every_instance(nvcc, source, tmp_path):
     body = "\n".join(f"    (const void*)&{name}," for name in names)
     unit.write_text(f'#include "{source}"\nconst void* gpunn_instances[] = {{\n{body}\n}};\n')
     gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in ARCHS]
-    cmd = [nvcc, "-std=c++17", f"-I{gk.kernel_dir()}", *gencode, "--Werror", "all-warnings",
-           "--resource-usage", "-c", str(unit), "-o", str(tmp_path / "out.o")]
+    # --threads: the architectures' front end and ptxas side by side (on CI's 2 cores ensemble.cu took 17 s, each
+    # architecture's share of it in turn)
+    cmd = [nvcc, "-std=c++17", f"-I{gk.kernel_dir()}", *gencode, f"--threads={len(ARCHS)}", "--Werror",
+           "all-warnings", "--resource-usage", "-c", str(unit), "-o", str(tmp_path / "out.o")]
     proc = waiting.run(cmd, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{log}"
@@ -129,13 +132,9 @@ def _nvrtc():
     return nvrtc
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source", list(gk.SOURCES))
-def test_nvrtc_compiles_every_instance(source, arch):
-    nvrtc = _nvrtc()
-    if nvrtc is None:
-        pytest.skip("NVRTC bindings not installed (pip install -e '.[nvrtc]'; not with cuda12, whose CuPy "
-                    "compiles every kernel in the GPU tests)")
+def _nvrtc_compile(nvrtc, source, arch):
+    """NVRTC's compile of ``source`` for ``arch`` as gpunn.ops.kernels.module() asks for it (with what CuPy adds):
+    (its result, its log, the cubin's size, {name expression: (result, lowered name)})."""
     names = gk.name_expressions(source)
     err, prog = nvrtc.nvrtcCreateProgram(gk.load_source(source).encode(), source.encode(), 0, [], [])
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS
@@ -153,14 +152,36 @@ def test_nvrtc_compiles_every_instance(source, arch):
         # one-byte bytes object, whose corruption turned every unpickled 32 (0x20) into 0 later on.
         log = bytearray(size)
         nvrtc.nvrtcGetProgramLog(prog, log)
-        assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, bytes(log).decode(errors="replace")
+        if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            return result, bytes(log), 0, {}
         _, cubin_size = nvrtc.nvrtcGetCUBINSize(prog)
-        assert cubin_size > 0
-        for name in names:
-            err, lowered = nvrtc.nvrtcGetLoweredName(prog, name.encode())
-            assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS and lowered.startswith(b"_Z"), name
+        return result, bytes(log), cubin_size, {name: nvrtc.nvrtcGetLoweredName(prog, name.encode()) for name in names}
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
+
+
+# source -> {arch: Future}: a source's compiles for every architecture start together, at its first test, in threads
+# (the bindings let go of the GIL while NVRTC compiles): on 2 cores the two took ensemble.cu's 14 s in turn
+_NVRTC_COMPILES = {}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source", list(gk.SOURCES))
+def test_nvrtc_compiles_every_instance(source, arch):
+    nvrtc = _nvrtc()
+    if nvrtc is None:
+        pytest.skip("NVRTC bindings not installed (pip install -e '.[nvrtc]'; not with cuda12, whose CuPy "
+                    "compiles every kernel in the GPU tests)")
+    if source not in _NVRTC_COMPILES:
+        pool = concurrent.futures.ThreadPoolExecutor(len(ARCHS), thread_name_prefix=f"nvrtc {source}")
+        _NVRTC_COMPILES[source] = {a: pool.submit(_nvrtc_compile, nvrtc, source, a) for a in ARCHS}
+        pool.shutdown(wait=False)
+    result, log, cubin_size, lowered = _NVRTC_COMPILES[source][arch].result()
+    assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
+    assert cubin_size > 0
+    assert list(lowered) == gk.name_expressions(source)
+    for name, (err, lowered_name) in lowered.items():
+        assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS and lowered_name.startswith(b"_Z"), name
 
 
 # ---- gpunn.ops.kernels itself (no compiler needed) -------------------------------------------------
