@@ -552,17 +552,19 @@ def test_divergence_does_not_overwrite_the_last_good_checkpoint(data, tmp_path):
 
 # ---- Ctrl-C --------------------------------------------------------------------------------------
 SIGINT_RUNNER = textwrap.dedent("""
-    import json, sys
+    import json, sys, time
     import numpy
     from gpunn import MLP, Callback, ModelCheckpoint, datasets
 
-    class Announce(Callback):
+    class Announce(Callback):  # mid-epoch 2, until the Ctrl-C has reached the fit: where it lands is no race
         def on_batch_end(self, trainer, batch):
             if trainer.epoch == 1 and batch == 10:
                 print("epoch-1-done", flush=True)
+                while not trainer.interrupt_asked():
+                    time.sleep(0.01)
 
-    X, Y = datasets.make("teacher", 20000, 16, seed=0, device="cpu")
-    model = MLP([16, 256, 256, 1], device="cpu", seed=0)
+    X, Y = datasets.make("teacher", 2000, 16, seed=0, device="cpu")
+    model = MLP([16, 32, 32, 1], device="cpu", seed=0)
     history = model.fit(X, Y, epochs=10000, batch_size=32, callbacks=[Announce(), ModelCheckpoint(sys.argv[1])],
                         verbose=False)
     print(json.dumps({"interrupted": history.interrupted, "epochs": history["epoch"],
@@ -580,7 +582,7 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_the_history(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     waiting.read_until(proc, "epoch-1-done", 600)  # a ceiling, for a hang: 5 s loaded, over 120 s starved
-    proc.send_signal(signal.SIGINT)  # lands mid-epoch 2 (an epoch is 625 batches)
+    proc.send_signal(signal.SIGINT)  # lands mid-epoch 2, after its batch 10 (an epoch is 63 batches)
     out, err = waiting.communicate(proc, 60)
     assert proc.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
@@ -588,7 +590,7 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_the_history(tmp_path):
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     assert ckpt.training["interrupted"]
     assert ckpt.training["history"]["epoch"] == result["epochs"]
-    assert ckpt.epoch == len(result["epochs"]) and ckpt.training["position"]["batch"] > 0  # stopped mid-epoch
+    assert ckpt.epoch == len(result["epochs"]) and ckpt.training["position"]["batch"] == 11  # stopped mid-epoch
     assert float(ckpt.model.params.astype("float64").sum()) == result["params_sum"]  # the model as returned
 
 
