@@ -67,7 +67,16 @@ def pytest_configure(config):
     # indexes of CSV files (gpunn.data.tables) go to a directory of this session, not the user's cache
     if "GPUNN_CACHE_DIR" not in os.environ:
         _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-cache-"))
-        os.environ["GPUNN_CACHE_DIR"] = _SESSION_CACHE[0]
+        os.environ["GPUNN_CACHE_DIR"] = _SESSION_CACHE[-1]
+    # the Python processes the tests start (gpunn commands, mpiexec's ranks, scripts, pytest runs) keep their bytecode
+    # in a directory of this session, also where PYTHONDONTWRITEBYTECODE=1 (this machine's shells): each of hundreds
+    # of them compiled gpunn's modules from source, 0.45 s of the 2.0 s CPU a tiny `gpunn train` took. Nothing is
+    # written beside the sources, and a process started with PYTHONDONTWRITEBYTECODE (bench/gpu_check.sh) still
+    # reads what the others wrote
+    if "PYTHONPYCACHEPREFIX" not in os.environ:
+        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-pycache-"))
+        os.environ["PYTHONPYCACHEPREFIX"] = _SESSION_CACHE[-1]
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu"):
         import fakecupy
 
