@@ -262,23 +262,36 @@ class RawUnits:
         """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw
         rows, the model's standardizer applied as ``predict`` applies it); R²'s denominator from the targets'
         moments, merged window by window (gpunn.data.stats.Moments). Call inside ``backend.use()``."""
-        from .data.rawpass import raw_windows
+        from .data.rawpass import overflow_named, raw_windows
         from .data.stats import Moments
-        from .metrics import evaluate_pieces, window_pieces
+        from .metrics import evaluate_pieces
 
-        moments = Moments(self.layer_sizes[-1])
+        moments, place = Moments(self.layer_sizes[-1]), [0, 0]  # (the window and row the piece predicted starts at)
+
+        def pieces():
+            for w, (X, Y) in enumerate(windows):
+                moments.update(Y)
+                for start in range(0, X.shape[0], chunk_rows):
+                    place[:] = w, start
+                    yield X[start:start + chunk_rows], self._raw_target(Y[start:start + chunk_rows])
+
+        def predicted(Xc):
+            with overflow_named(source, *place):
+                return self._predicted(Xc, chunk_rows, members)
+
         with raw_windows(source, self) as windows:
-            pieces = ((Xc, self._raw_target(Yc)) for Xc, Yc in window_pieces(windows, chunk_rows, moments))
-            return evaluate_pieces(self, pieces, lambda: self.xp.asarray(moments.m2),
-                                   lambda Xc: self._predicted(Xc, chunk_rows, members))
+            return evaluate_pieces(self, pieces(), lambda: self.xp.asarray(moments.m2), predicted)
 
     def _predicted_source(self, source, chunk_rows, members=()):
         """``_predicted`` over every row of a data source, in file order, a window at a time; the predictions
         (rows x outputs: small beside the inputs) concatenated. Call inside ``backend.use()``."""
-        from .data.rawpass import raw_windows
+        from .data.rawpass import overflow_named, raw_windows
 
+        parts = []
         with raw_windows(source, self) as windows:
-            parts = [self._predicted(Xc, chunk_rows, members) for Xc, _ in windows]
+            for w, (Xc, _) in enumerate(windows):
+                with overflow_named(source, w):
+                    parts.append(self._predicted(Xc, chunk_rows, members))
         if not parts:
             return self.xp.empty((*members, 0, self.layer_sizes[-1]), self._prediction_dtype())
         return self.xp.concatenate(parts, axis=-2)

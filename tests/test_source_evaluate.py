@@ -172,3 +172,35 @@ def test_a_pass_in_raw_units_leaves_the_source_as_it_is_for_a_thread_training_on
     raw = [host(A) for A in first], *([host(A) for A in window] for window in rest)
     assert numpy.array_equal(numpy.concatenate([w[0] for w in raw]), X)  # every row, raw, in float64
     assert numpy.array_equal(numpy.concatenate([w[1] for w in raw]), Y)
+
+
+def test_a_value_the_statistics_take_past_the_dtype_is_named_where_the_source_holds_it(tmp_path):
+    """evaluate, score and predict on a source refuse a raw value that the model's statistics take past float32 in
+    training's words: the file, its row and column, the value read again. They said "X" and the row in its window
+    (row 36 for file row 100 in 64-row chunks); evaluate's pieces of a window longer than its chunk_rows counted
+    from the piece. An iterable's value is named by its batch."""
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(numpy.float32)
+    X[:, 1] *= 0.01  # a spread of 0.01: 1e37 standardizes to 1e39, past float32
+    Y = X[:, :1] * 2
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    model = gpunn.MLP([3, 4, 1], seed=0, device="cpu")
+    model.fit(data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", chunk_rows=64, standardize=True), epochs=1,
+              batch_size=32, verbose=False)
+    X[100, 1] = 1e37
+    numpy.save(tmp_path / "X.npy", X)
+    said = (rf"{tmp_path / 'X.npy'} row 100: column 1: 1e\+37 is 1e\+39 once standardized, infinite in float32 "
+            r"\(past its largest value\)")
+    for call in (model.evaluate, model.score, model.predict):
+        with pytest.raises(data.DataError, match=said):
+            call(data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", chunk_rows=64))
+    ens = gpunn.Ensemble([3, 4, 1], n_models=2, seed=0, device="cpu")
+    ens.standardizer, ens.chunk_rows = model.standardizer, 16  # (evaluate: row 100 in the piece from 96)
+    for call in (ens.evaluate, ens.predict):
+        with pytest.raises(data.DataError, match=said):
+            call(data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", chunk_rows=64))
+    pieces = [(X[:64], Y[:64]), (X[64:128], Y[64:128]), (X[128:], Y[128:])]
+    with pytest.raises(gpunn.checks.NotFinite, match=r"X of batch 2 \(epoch 1\) contains 1 value\(s\) infinite in "
+                                                     r"float32 once standardized \(first at row 36, column 1"):
+        model.evaluate(data.iterable(pieces))

@@ -36,6 +36,33 @@ def raw_windows(source, model):
         yield windows
 
 
+@contextlib.contextmanager
+def overflow_named(source, w, start=0):
+    """A value that the model's statistics take past its dtype (gpunn.checks.NotFinite with ``scaled``) in rows from
+    ``start`` of window ``w`` of ``raw_windows(source)``, named where the source holds it, as training names it: a
+    file's row and column with the value read again (the source's ``_not_finite``), else the source's row (a file
+    changed since) or the iterable's batch. The model said only "X" and the row in its window."""
+    from ..checks import NotFinite
+    from .base import ChunkedSource
+    from .errors import DataError
+    from .sources import piece_words
+
+    try:
+        yield
+    except NotFinite as exc:
+        if exc.scaled is None:  # (raw values were checked finite as read: only standardizing makes one)
+            raise
+        source, row = every_row_of(source), start + exc.row
+        if not isinstance(source, ChunkedSource):  # an iterable's pieces, one window each, in its order
+            name = f"X of {piece_words(w + 1, 0)}"
+        else:  # a chunked source's windows are its chunks in file order: window w is chunk w
+            said = source._not_finite(w, "features", row, exc.column, exc.dtype, scaled=exc.scaled)
+            if said:
+                raise DataError(said) from None
+            name, row = f"X of {source._name()}", source._row_offset(w) + row
+        raise NotFinite(name, exc.count, row, exc.column, exc.dtype, exc.scaled, exc.label) from None
+
+
 READ_SETTINGS = ("standardize", "standardizer", "backend", "dtype")
 
 
