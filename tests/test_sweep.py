@@ -276,14 +276,20 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
     assert "already holds a sweep's checkpoints" in capsys.readouterr().err
 
 
-def test_a_member_that_diverges_is_said_in_a_note_line_not_in_pythons_warning_form(capsys):
+@pytest.mark.parametrize("lr, split, said", [
+    ("1e-3,100", [], "member 1 (lr 100, weight decay 0, seed 0)"),
+    # a split grid: the second ensemble's member 1 is the grid's member 3, as the table and --csv name it
+    ("1e-3,3e-3,1e-3,100", ["--max-members", "2"], "member 3 (lr 100, weight decay 0, seed 0)"),
+])
+def test_a_member_that_diverges_is_said_in_a_note_line_by_the_grids_number_and_settings(capsys, lr, split, said):
     # it was "/.../gpunn/training/loop.py:262: RuntimeWarning: members [1] diverged ..." and the line of gpunn's
-    # code that warned: a place inside gpunn, which a sweep's user has no use for
-    assert cli.main(["sweep", "--lr", "1e-3,100", "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden",
-                     "4", "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64"]) == 0
+    # code that warned: a place inside gpunn, which a sweep's user has no use for, and the member's place in its
+    # ensemble, which a split grid numbers from 0 again
+    assert cli.main(["sweep", "--lr", lr, "--optimizer", "sgd", "--rows", "300", "--features", "3", "--hidden", "4",
+                     "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64", *split]) == 0
     err = capsys.readouterr().err
-    assert re.search(r"^note: members \[1\] diverged in epoch \d \(loss NaN, infinite or exploding\) and are frozen; "
-                     r"the others go on$", err, re.M), err
+    assert re.search(rf"^note: {re.escape(said)} diverged in epoch \d \(loss NaN, infinite or exploding\) and is "
+                     r"frozen; the others go on$", err, re.M), err
     assert "Warning" not in err and ".py:" not in err
 
 

@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import types
+import warnings
 
 import numpy
 
@@ -303,6 +304,29 @@ def plot_curves(rows, path) -> None:
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def _members_of_the_grid(offset, group):
+    """Members said to diverge while ensemble ``group`` (the grid's members from ``offset``) trains are named as the
+    table and --csv name them, with their settings: "members 3 (lr 100, weight decay 0, seed 0) diverged ...", not
+    by their place in the ensemble ("members [1]"), which a split grid numbers from 0 again."""
+    from ..training.ensemble import MembersDivergedWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if isinstance(message, MembersDivergedWarning):
+            message = message.renamed(lambda k: offset + k, lambda k: f"lr {group[k]['lr']:.3g}, weight decay "
+                                                                      f"{group[k]['weight_decay']:.3g}, seed "
+                                                                      f"{group[k]['seed']}")
+        shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def progress_of(args, g, groups) -> list:
     """The callbacks that show ensemble g's progress: none with --quiet (or --progress off), else its bar (or
     lines) naming what runs, "sweep (8 members) [cpu] epoch 1/5" (an Ensemble's own says "ensemble of 8"), and
@@ -493,8 +517,9 @@ def _run(args, opened) -> int:
             next_collective_agrees()
         try:
             if saved and os.path.exists(saved):
-                ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,
-                                             distributed, progress_of(args, g, groups))
+                with _members_of_the_grid(offset, group):
+                    ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,
+                                                 distributed, progress_of(args, g, groups))
             else:
                 ens = Ensemble(sizes, len(group), activation=args.activation,
                                output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
@@ -506,11 +531,12 @@ def _run(args, opened) -> int:
                 if path:
                     callbacks += [checkpoint.ModelCheckpoint(path), record]
                 callbacks += progress_of(args, g, groups)
-                history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
-                                  optimizer=optimizer, lr=[s["lr"] for s in group],
-                                  weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
-                                  **({} if args.data else {"seed": args.seed}), validation_data=validation,
-                                  callbacks=callbacks, verbose=verbose_of(args), distributed=distributed)
+                with _members_of_the_grid(offset, group):
+                    history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
+                                      optimizer=optimizer, lr=[s["lr"] for s in group],
+                                      weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
+                                      **({} if args.data else {"seed": args.seed}), validation_data=validation,
+                                      callbacks=callbacks, verbose=verbose_of(args), distributed=distributed)
         except (TrainingDiverged, ValidationNotFinite) as exc:  # every member of this ensemble diverged, or none
             all_diverged = exc  # scores the rows finitely: in one ensemble of the whole grid they would be frozen
             # and listed as diverged (where another member scored), and so they are here

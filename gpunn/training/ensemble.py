@@ -47,7 +47,25 @@ from .state import FitSettings, TrainState
 
 class MembersDivergedWarning(RuntimeWarning):
     """Members of an ensemble diverged in a fit and are frozen; the others go on (the command line shows it as a
-    ``note:`` line)."""
+    ``note:`` line). ``members`` (their indices), ``epoch`` (from 1) and ``how`` are kept, for ``renamed``."""
+
+    def __init__(self, members, epoch, how, names=None):
+        if names:  # "member 3 (lr 100, ...) diverged ... and is frozen"
+            one = len(members) == 1
+            said = f"member{'' if one else 's'} " + ", ".join(f"{k} ({name})" for k, name in zip(members, names))
+            verb = "is" if one else "are"
+        else:
+            said, verb = f"members {list(members)}", "are"
+        super().__init__(f"{said} diverged in epoch {epoch} ({how}) and {verb} frozen; the others go on")
+        self.members, self.epoch, self.how, self.names = list(members), epoch, how, names
+
+    def __reduce__(self):  # (an exception pickles as its class called with its args: here, the message alone)
+        return type(self), (self.members, self.epoch, self.how, self.names)
+
+    def renamed(self, number, name) -> "MembersDivergedWarning":
+        """The same warning of member k called ``number(k)`` and described by ``name(k)`` (a sweep's grid)."""
+        return MembersDivergedWarning([number(k) for k in self.members], self.epoch, self.how,
+                                      [name(k) for k in self.members])
 
 
 class EnsembleHistory(History):
@@ -460,8 +478,7 @@ class EnsembleTrainer(Trainer):
         opt.freeze(bad)
         if len(history.diverged) == model.n_models:
             raise agreed(TrainingDiverged(every()))
-        warnings.warn(f"members {bad} diverged in epoch {epoch + 1} ({how}) and are frozen; the others go on",
-                      MembersDivergedWarning, stacklevel=user_stacklevel())
+        warnings.warn(MembersDivergedWarning(bad, epoch + 1, how), stacklevel=user_stacklevel())
         if not opt.active.any():
             self.stop = True
 
