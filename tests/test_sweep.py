@@ -224,6 +224,22 @@ def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     assert "--weight-decay: takes comma-separated numbers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, values, said", [
+    # a value left out was dropped without a word: 1e-3,,3e-3 swept two rates
+    ("--lr", "1e-3,,3e-3", "has an empty value in '1e-3,,3e-3': write each value, comma-separated"),
+    ("--weight-decay", "0,", "has an empty value in '0,'"),
+    # a repeat trained the same members twice, to the same weights (0.001 is 1e-3)
+    ("--lr", "1e-3,0.001,3e-3", "names 0.001 more than once in '1e-3,0.001,3e-3': a repeated value trains the same "
+                                "members again, to the same weights; name each once (--seeds trains repeats that "
+                                "differ)"),
+    ("--weight-decay", "0,1e-4,0", "names 0 more than once"),
+])
+def test_a_grid_with_a_value_left_out_or_repeated_is_refused(capsys, option, values, said):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", option, values])
+    assert exc.value.code == 2 and f"argument {option}: {said}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("hidden", ["32;64", "32,32 64,64", "[32,64]", "32/64"])
 def test_several_hidden_architectures_are_refused_saying_a_sweep_trains_one(capsys, hidden):
     # the refusal said only how one architecture is written, not that a sweep's grid never varies it
@@ -279,7 +295,7 @@ def test_an_ensemble_whose_members_all_diverge_ranks_them_last_as_the_unsplit_sw
 @pytest.mark.parametrize("lr, split, said", [
     ("1e-3,100", [], "member 1 (lr 100, weight decay 0, seed 0)"),
     # a split grid: the second ensemble's member 1 is the grid's member 3, as the table and --csv name it
-    ("1e-3,3e-3,1e-3,100", ["--max-members", "2"], "member 3 (lr 100, weight decay 0, seed 0)"),
+    ("1e-3,3e-3,2e-3,100", ["--max-members", "2"], "member 3 (lr 100, weight decay 0, seed 0)"),
 ])
 def test_a_member_that_diverges_is_said_in_a_note_line_by_the_grids_number_and_settings(capsys, lr, split, said):
     # it was "/.../gpunn/training/loop.py:262: RuntimeWarning: members [1] diverged ..." and the line of gpunn's

@@ -42,12 +42,20 @@ def _one_hidden(text: str) -> list[int]:
 
 def _number_list(kind, check):
     def parse(text):
+        items = text.replace(" ", "").split(",")
+        if len(items) > 1 and not all(items):  # 1e-3,,3e-3: a value left out, which was dropped without a word
+            raise argparse.ArgumentTypeError(f"has an empty value in {text!r}: write each value, comma-separated")
         try:
-            values = [kind(v) for v in text.replace(" ", "").split(",") if v]
+            values = [kind(v) for v in items if v]
         except ValueError:
             raise argparse.ArgumentTypeError(f"takes comma-separated numbers, got {text!r}") from None
         if not values or not all(check(v) for v in values):
             raise argparse.ArgumentTypeError(f"every value must be {check.__doc__}, got {text!r}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:  # the same members again: same settings, same seeds, same batches, same weights
+            raise argparse.ArgumentTypeError(
+                f"names {', '.join(f'{v:g}' for v in repeated)} more than once in {text!r}: a repeated value trains "
+                "the same members again, to the same weights; name each once (--seeds trains repeats that differ)")
         return values
     return parse
 
