@@ -573,6 +573,6 @@ def per_member(value, n_models: int, name: str) -> list:
         return [value.item()] * n_models
     values = [v.item() if isinstance(v, numpy.generic) else v for v in value]
     if len(values) != n_models:
-        raise ValueError(f"{name} lists {len(values)} values but the ensemble has {n_models} members; "
-                         f"pass one value for all, or exactly {n_models}")
+        raise ValueError(f"{name} lists {len(values)} value{'s' * (len(values) != 1)} but the ensemble has {n_models} "
+                         f"member{'s' * (n_models != 1)}; pass one value for all, or exactly {n_models}")
     return values

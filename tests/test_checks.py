@@ -869,7 +869,7 @@ def test_a_bool_float_negative_or_array_seed_is_refused_by_every_seed_argument(m
         model.fit(*data, epochs=1, seed=seed, verbose=False)
     with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {shown}$"):
         gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0).fit(*data, epochs=1, seed=seed, verbose=False)
-    if numpy.ndim(seed) == 0:  # (a list's length is checked first: "seed lists 1 values but the ensemble has 2")
+    if numpy.ndim(seed) == 0:  # (a list's length is checked first: "seed lists 1 value but the ensemble has 2")
         with pytest.raises(ValueError, match=f"seed must be a non-negative int or a list of 2 of them, got {shown}$"):
             gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=seed)
 

@@ -709,6 +709,7 @@ def test_bad_construction_is_a_clear_error(call, match):
     ({"optimizer": "sgd", "momentum": [0.9, 1.5, 0.0]}, "member 1: momentum must be in"),
     ({"optimizer": "adam", "momentum": 0.9}, "member 0: optimizer 'adam' does not take momentum"),
     ({"beta1": [0.9, 0.9]}, "beta1 lists 2 values"),
+    ({"beta1": [0.9]}, "beta1 lists 1 value but the ensemble has 3 members"),
 ])
 def test_bad_per_member_settings_are_clear_errors(ensemble_data, kwargs, match):
     X, Y = ensemble_data
