@@ -184,13 +184,16 @@ class SourceEvaluator:
                            lambda column: source_column_words(self.source, column))
 
 
-def window_pieces(windows, chunk_rows, moments=None):
+def window_pieces(windows, chunk_rows, moments=None, place=None):
     """(X, Y) device pieces of ``chunk_rows`` rows from a source's (X, Y) ``windows``, adding each window's targets
-    to ``moments`` (gpunn.data.stats.Moments) when given."""
-    for X, Y in windows:
+    to ``moments`` (gpunn.data.stats.Moments) when given; ``place``, a list, is set to [window, first row in it] of
+    each piece as it is given (where a refusal of the piece's rows is)."""
+    for w, (X, Y) in enumerate(windows):
         if moments is not None:
             moments.update(Y)
         for start in range(0, X.shape[0], chunk_rows):
+            if place is not None:
+                place[:] = w, start
             yield X[start:start + chunk_rows], Y[start:start + chunk_rows]
 
 

@@ -264,23 +264,17 @@ class RawUnits:
         moments, merged window by window (gpunn.data.stats.Moments). Call inside ``backend.use()``."""
         from .data.rawpass import overflow_named, raw_windows
         from .data.stats import Moments
-        from .metrics import evaluate_pieces
+        from .metrics import evaluate_pieces, window_pieces
 
         moments, place = Moments(self.layer_sizes[-1]), [0, 0]  # (the window and row the piece predicted starts at)
-
-        def pieces():
-            for w, (X, Y) in enumerate(windows):
-                moments.update(Y)
-                for start in range(0, X.shape[0], chunk_rows):
-                    place[:] = w, start
-                    yield X[start:start + chunk_rows], self._raw_target(Y[start:start + chunk_rows])
 
         def predicted(Xc):
             with overflow_named(source, *place):
                 return self._predicted(Xc, chunk_rows, members)
 
         with raw_windows(source, self) as windows:
-            return evaluate_pieces(self, pieces(), lambda: self.xp.asarray(moments.m2), predicted)
+            pieces = ((Xc, self._raw_target(Yc)) for Xc, Yc in window_pieces(windows, chunk_rows, moments, place))
+            return evaluate_pieces(self, pieces, lambda: self.xp.asarray(moments.m2), predicted)
 
     def _predicted_source(self, source, chunk_rows, members=()):
         """``_predicted`` over every row of a data source, in file order, a window at a time; the predictions
