@@ -148,7 +148,8 @@ def archive_words(members) -> str:
     return f"a zip archive of {shown}" if named else "an empty zip archive"
 
 
-DATA_SUFFIXES = (".npy", ".csv", ".parquet", ".parq", ".pq")  # the data files --data reads, by their names
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")  # a Parquet file's names
+DATA_SUFFIXES = (".npy", ".csv", *PARQUET_SUFFIXES)  # the data files --data reads, by their names
 
 
 def misplaced(path, option) -> str:
@@ -184,7 +185,7 @@ def data_file_words(path, kind) -> str:
     lower = os.fspath(path).lower()
     if kind in ("text", "text-8bit") and lower.endswith(".csv"):
         return "CSV text"
-    if kind == "binary" and lower.endswith((".parquet", ".parq", ".pq")):
+    if kind == "binary" and lower.endswith(PARQUET_SUFFIXES):
         return "a Parquet file"
     return kind_words(kind)
 

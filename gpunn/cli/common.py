@@ -10,7 +10,7 @@ import sys
 import warnings
 
 from ..hints import shell_word
-from ..preflight import is_stdout
+from ..preflight import DATA_SUFFIXES, is_stdout
 
 
 def show_note(message, category, filename, lineno, file=None, line=None):
@@ -159,8 +159,7 @@ def _file_option(token, options, said=()):
     npy = token.lower().endswith(".npy")
     if "--targets" in options and npy and any(s.startswith("--data ") and s.lower().endswith(".npy") for s in said):
         return "--targets", "targets file"
-    if "--data" in options and (token.lower().endswith((".npy", ".csv", ".parquet", ".parq", ".pq"))
-                                or os.path.isdir(token)):
+    if "--data" in options and (token.lower().endswith(DATA_SUFFIXES) or os.path.isdir(token)):
         return "--data", "data file"
     if "--config" in options and token.lower().endswith(".toml"):
         return "--config", "config file"

@@ -11,6 +11,7 @@ from ..csvtext import joined_columns, named_twice, split_columns
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from ..hints import shell_word
+from ..preflight import PARQUET_SUFFIXES
 from .common import counted, file_path, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
@@ -146,7 +147,7 @@ def make_source(args, backend, ckpt=None):
         if kind == ".npy":
             source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
             _note_targets_are_inputs(args)
-        elif kind in (".parquet", ".parq", ".pq") or os.path.isdir(args.data):
+        elif kind in PARQUET_SUFFIXES or os.path.isdir(args.data):
             source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind == ".csv":
             source = _table(data.csv, args, block_size=cut.get("block_size"), **common)

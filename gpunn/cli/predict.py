@@ -9,7 +9,7 @@ import numpy
 
 from ..checks import NotFinite, read_by_position
 from ..hints import shell_word
-from ..preflight import DATA_SUFFIXES
+from ..preflight import DATA_SUFFIXES, PARQUET_SUFFIXES
 from .common import DEVICE_NAMES, add_debug, file_path
 from .data import COLUMNS_HELP, column_names
 
@@ -242,8 +242,8 @@ def _streams(args, model) -> bool:
     over STREAM_BYTES."""
     from ..csvtext import csv_has_header
 
-    tables = (".parquet", ".parq", ".pq")
-    if os.path.isdir(args.input) or args.input.lower().endswith(tables) or args.output.lower().endswith(tables):
+    if (os.path.isdir(args.input) or args.input.lower().endswith(PARQUET_SUFFIXES)
+            or args.output.lower().endswith(PARQUET_SUFFIXES)):
         return True
     columns = getattr(model, "data_columns", None)
     if columns and args.input.lower().endswith(".csv") and csv_has_header(args.input, columns=columns.get("features")):

@@ -15,9 +15,10 @@ import numpy
 
 from ..checks import NotFinite, read_by_position
 from ..csvtext import CSV_BLOCK
+from ..preflight import PARQUET_SUFFIXES
 from .base import DataError
 
-FORMATS = {".npy": "npy", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet", ".csv": "csv"}
+FORMATS = {".npy": "npy", ".csv": "csv", **dict.fromkeys(PARQUET_SUFFIXES, "parquet")}
 
 
 def file_format(path) -> str:

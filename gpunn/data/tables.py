@@ -21,6 +21,7 @@ from ..checks import MissingExtra, positive_int
 from ..csvtext import joined_columns, named_twice, read_as, split_columns
 from ..forksafe import ForkSafeLock
 from ..hints import shell_word
+from ..preflight import PARQUET_SUFFIXES
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
 
 
@@ -497,7 +498,7 @@ class ParquetSource(ChunkedSource):
         path = os.fspath(path)
         if os.path.isdir(path):
             files = sorted(os.path.join(root, f) for root, _, names in os.walk(path)
-                           for f in names if f.endswith((".parquet", ".parq", ".pq")))
+                           for f in names if f.endswith(PARQUET_SUFFIXES))
             if not files:
                 raise DataError(f"{path}: a directory with no .parquet files")
             return files
