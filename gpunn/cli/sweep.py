@@ -524,22 +524,21 @@ def _run(args, opened) -> int:
 
             next_collective_agrees()
         try:
-            if saved and os.path.exists(saved):
-                with _members_of_the_grid(offset, group):
+            with _members_of_the_grid(offset, group):  # (a member that diverges named by its place in the grid)
+                if saved and os.path.exists(saved):
                     ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,
                                                  distributed, progress_of(args, g, groups))
-            else:
-                ens = Ensemble(sizes, len(group), activation=args.activation,
-                               output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
-                               device=backend, seed=[s["seed"] for s in group], precision=args.precision,
-                               graph=args.graph)
-                ens.standardizer = statistics
-                callbacks = ([EarlyStopping(patience=args.patience, min_delta=args.min_delta)]
-                             if args.early_stopping else [])
-                if path:
-                    callbacks += [checkpoint.ModelCheckpoint(path), record]
-                callbacks += progress_of(args, g, groups)
-                with _members_of_the_grid(offset, group):
+                else:
+                    ens = Ensemble(sizes, len(group), activation=args.activation,
+                                   output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
+                                   device=backend, seed=[s["seed"] for s in group], precision=args.precision,
+                                   graph=args.graph)
+                    ens.standardizer = statistics
+                    callbacks = ([EarlyStopping(patience=args.patience, min_delta=args.min_delta)]
+                                 if args.early_stopping else [])
+                    if path:
+                        callbacks += [checkpoint.ModelCheckpoint(path), record]
+                    callbacks += progress_of(args, g, groups)
                     history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
                                       optimizer=optimizer, lr=[s["lr"] for s in group],
                                       weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
