@@ -1535,7 +1535,28 @@ def test_a_write_is_made_durable_before_the_rename_and_the_rename_after_it(tmp_p
     path = tmp_path / "m.npz"
     gio.save(path, MLP([2, 3, 1], device="cpu", seed=0))
     assert events == [("fsync file", path.stat().st_size), ("replace", "m.npz"), ("fsync dir",)]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~atomic._UMASK
+    (tmp_path / "plain").write_bytes(b"")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o027, 0o077], ids=["umask 027", "umask 077"])
+def test_a_write_takes_the_umask_the_process_has_as_it_writes_and_never_sets_it(tmp_path, monkeypatch, mask):
+    """The mode is the one a plain open gives a new file as the write runs: a umask set after gpunn was imported
+    counts (atomic.py read it once at import), and gpunn never sets it to read it (a process-wide moment in which
+    other threads' new files were made world-writable). One of the two masks differs from the one at import."""
+    import stat
+
+    before = os.umask(mask)
+    try:
+        set_to = []
+        monkeypatch.setattr(os, "umask", lambda m: set_to.append(m) or mask)
+        atomic.atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x"))
+        gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
+    finally:
+        monkeypatch.undo()
+        os.umask(before)
+    assert set_to == []
+    assert {stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("a.bin", "m.npz")} == {0o666 & ~mask}
 
 
 def test_a_write_removes_only_temp_files_of_writers_that_are_gone(tmp_path, monkeypatch):
@@ -1856,20 +1877,20 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
 
 
 def test_a_ctrl_c_that_lands_as_the_temp_file_is_made_leaves_no_temp_file(tmp_path, monkeypatch):
-    """A second Ctrl-C raises KeyboardInterrupt at once; when it landed inside mkstemp after the file was made
-    (its open can block on a disk busy with the last checkpoint's fsync), the temp file's name never came back
-    and the file stayed (seen as a rare failure of test_a_second_ctrl_c_stops_at_once... under load)."""
-    import tempfile
+    """A second Ctrl-C raises KeyboardInterrupt at once; when it landed as the temp file's open returned (the open
+    can block on a disk busy with the last checkpoint's fsync), the temp file's name never came back and the file
+    stayed (seen as a rare failure of test_a_second_ctrl_c_stops_at_once... under load)."""
+    real_open = os.open
 
-    mkstemp = tempfile.mkstemp
-
-    def interrupted(*args, **kwargs):
-        fd, _ = mkstemp(*args, **kwargs)
-        os.close(fd)
-        raise KeyboardInterrupt
+    def interrupted(name, *args, **kwargs):
+        fd = real_open(name, *args, **kwargs)
+        if str(name).endswith(".tmp"):
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
 
     (tmp_path / ".m.npz.1.other.tmp").write_bytes(b"")  # pid 1 runs: another writer's, left alone
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", interrupted)
+    monkeypatch.setattr(atomic.os, "open", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic.atomic_write(tmp_path / "m.npz", lambda fh: fh.write(b"x"))
     assert sorted(os.listdir(tmp_path)) == [".m.npz.1.other.tmp"]

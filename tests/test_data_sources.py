@@ -2288,15 +2288,20 @@ def test_copy_columns_copies_the_named_columns_in_their_order_by_position():
 
 
 def test_a_prediction_file_gets_the_mode_a_plain_open_gives_it_without_setting_the_umask(tmp_path, monkeypatch):
-    """The prediction writer's file: 0o666 less the umask (mkstemp made it private), as the checkpoint's
-    atomic_write does, from the umask read once at import: setting it to 0 to read it, at each write, left a
-    window in which another thread's new files were made world-writable."""
-    from gpunn.checkpoint import atomic
+    """The prediction writer's file: the mode a plain open gives a new file (its temp file was mkstemp's, private,
+    and set to 0o666 less the umask at the end), from the umask the process has as it writes: setting it to 0 to
+    read it, at each write, left a window in which another thread's new files were made world-writable, and the one
+    read at import missed a later change."""
     from gpunn.data.files import output_writer, write_rows
 
-    set_to = []
-    monkeypatch.setattr(os, "umask", lambda mask: set_to.append(mask) or atomic._UMASK)
-    out = tmp_path / "p.csv"
-    write_rows(output_writer(str(out), 2, numpy.float32), [numpy.ones((3, 2), numpy.float32)])
-    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~atomic._UMASK
-    assert set_to == []
+    for mask in (0o027, 0o077):  # (one differs from the umask at import)
+        before = os.umask(mask)
+        try:
+            set_to = []
+            monkeypatch.setattr(os, "umask", lambda m: set_to.append(m) or mask)
+            out = tmp_path / f"p{mask:o}.csv"
+            write_rows(output_writer(str(out), 2, numpy.float32), [numpy.ones((3, 2), numpy.float32)])
+        finally:
+            monkeypatch.undo()
+            os.umask(before)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask and set_to == []

@@ -2,19 +2,17 @@
 the configs, reports and prediction files gpunn writes)."""
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
 
 from ..preflight import writes_in_place
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
+# A temp file is opened as a plain open() makes a file (mode 0o666, less what the umask and a default ACL take), not
+# mkstemp's 0o600 changed to 0o666 & ~umask at the end: the umask is read portably only by setting it, process-wide (a
+# moment in which other threads' new files were made world-writable), and one read at import went stale where the
+# process changed it later. O_EXCL and O_NOFOLLOW keep mkstemp's guarantees: a new file, never another's link.
+_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
 
 
 def _remove_stale_temps(directory, base, own=False) -> None:
@@ -43,6 +41,29 @@ def _remove_stale_temps(directory, base, own=False) -> None:
             pass
 
 
+def temp_beside(path) -> tuple[int, str]:
+    """(fd, name) of a new temp file beside ``path``, ``.NAME.PID.random.tmp``, open for writing, with the mode a
+    plain open gives a new file there (see _TEMP_FLAGS); those a killed writer of ``path`` left are removed first.
+    Errors name ``path``."""
+    path = os.fsdecode(path)
+    directory, base = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    _remove_stale_temps(directory, base)
+    prefix = os.path.join(directory, f".{base}.{os.getpid()}.")
+    try:
+        for _ in range(100):
+            tmp = f"{prefix}{secrets.token_hex(4)}.tmp"
+            try:
+                return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, f"no free temp file name {prefix}*.tmp in 100 tries")
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    except BaseException:  # Ctrl-C inside the open, once it had made the file (it may block on a disk busy with
+        _remove_stale_temps(directory, base, own=True)  # the last write's fsync): its name never came back, so by
+        raise  # pattern
+
+
 def _naming(exc: OSError, path) -> OSError:
     """The same error, saying which file could not be written (not the temp file's name)."""
     message = f"cannot write {path}: {exc.strerror or exc}"
@@ -68,23 +89,13 @@ def atomic_write(path, write) -> None:
         except OSError as exc:
             raise _naming(exc, path) from None
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    _remove_stale_temps(directory, base)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise _naming(exc, path) from None
-    except BaseException:  # Ctrl-C inside mkstemp, once it had made the file (its open may block on a busy
-        _remove_stale_temps(directory, base, own=True)  # disk): its name never came back, so by pattern
-        raise
+    fd, tmp = temp_beside(path)
     try:
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o666 & ~_UMASK)
             os.replace(tmp, path)
         except OSError as exc:
             raise _naming(exc, path) from None
@@ -95,7 +106,7 @@ def atomic_write(path, write) -> None:
             pass
         raise
     try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        dir_fd = os.open(os.path.dirname(tmp), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:

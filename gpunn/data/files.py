@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import tempfile
 
 import numpy
 
@@ -177,27 +176,21 @@ class _FileChunks:
 class _Output:
     """A file being written under a temporary name; ``commit()`` renames it into place.
 
-    The temporary file is named as gpunn.checkpoint.atomic_write names its own (``.NAME.PID.random.tmp``),
-    so one left by a killed process is removed by the next write to the same path, and errors name
-    the output, not the temporary file."""
+    The temporary file is made as gpunn.checkpoint.atomic_write makes its own (``temp_beside``:
+    ``.NAME.PID.random.tmp``, the mode a plain open gives), so one left by a killed process is removed by the next
+    write to the same path, and errors name the output, not the temporary file."""
 
     def __init__(self, path):
-        from ..checkpoint.atomic import _naming, _remove_stale_temps
+        from ..checkpoint.atomic import temp_beside
 
         self.path = os.fspath(path)
-        directory, base = os.path.dirname(os.path.abspath(self.path)), os.path.basename(self.path)
-        _remove_stale_temps(directory, base)
-        try:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise _naming(exc, self.path) from None
+        fd, self.tmp = temp_beside(self.path)  # with the mode a plain open gives the output
         os.close(fd)
 
     def commit(self):
-        from ..checkpoint.atomic import _UMASK, _naming
+        from ..checkpoint.atomic import _naming
 
-        try:  # (the umask read once at import: setting it here to read it would race with other threads' files)
-            os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp made it private; the output gets the usual permissions
+        try:
             os.replace(self.tmp, self.path)
         except OSError as exc:
             self.abort()
