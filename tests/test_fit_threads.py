@@ -4,6 +4,7 @@ import os
 import sys
 import threading
 import types
+import warnings
 
 import numpy
 import pytest
@@ -329,19 +330,38 @@ def test_a_blas_count_threadpoolctl_fails_to_set_is_a_warning_and_the_fit_trains
     assert history["epoch"] == [1, 2] and library.threads == left and not fit_threads._holders
 
 
-def test_the_count_a_fit_runs_on_is_its_own_where_threadpoolctl_cannot_read_the_libraries(monkeypatch):
-    """one_thread_for (gpunn bench's "BLAS 1 thread" note, said after the fit) let threadpoolctl's exception through,
-    where the fit it describes warned and trained on the counts as they are: that fit ran on no count of gpunn's."""
+class IgnoringLibrary(FailingLibrary):
+    """A BLAS library whose set_num_threads returns and changes nothing (threadpoolctl's setter where a library lacks
+    the symbol, or OpenBLAS held by another thread's threadpoolctl limit)."""
+
+    def set_num_threads(self, threads):
+        self.sets += 1
+
+
+@pytest.mark.parametrize("library, warned, one", [
+    (None, True, False),  # threadpoolctl cannot read the libraries
+    (lambda: FailingLibrary(1), True, False),  # it reads one and fails to set it
+    (lambda: IgnoringLibrary(0), False, False),  # its setter does nothing
+    (lambda: FailingLibrary(0), False, True),  # set and read back at one thread
+], ids=["unreadable", "set fails", "set ignored", "set"])
+def test_the_count_a_fit_ran_on_is_said_as_the_libraries_took_it(monkeypatch, library, warned, one):
+    """one_thread_for (gpunn bench's "BLAS 1 thread" note, said after the fit) said one thread wherever threadpoolctl
+    could read the libraries, where the fit it describes had failed to set a library's count (and warned) or set it
+    to no effect: that fit ran on the counts as they were. It failed with threadpoolctl's traceback where the
+    libraries could not be read."""
     clear(monkeypatch)
 
     def unreadable():
         raise RuntimeError("openblas_get_num_threads not found")
 
-    monkeypatch.setattr(fit_threads, "_libraries", unreadable)
+    libraries = [library()] if library else None
+    monkeypatch.setattr(fit_threads, "_libraries", unreadable if library is None else (lambda: libraries))
     X = numpy.ones((64, 4))
     model = gpunn.MLP([4, 3, 1], seed=0, device="cpu")
-    with pytest.warns(RuntimeWarning, match=r"^gpunn could not set NumPy's BLAS to 1 thread for the fit"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model.fit(X, X[:, :1], epochs=1, verbose=False)
-    assert fit_threads.one_thread_for(model) is False
-    monkeypatch.setattr(fit_threads, "_libraries", lambda: [FailingLibrary(0)])
-    assert fit_threads.one_thread_for(model) is True  # (a library read: the fit sets its count)
+    said = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert [m.startswith("gpunn could not set NumPy's BLAS to 1 thread") for m in said] == [True] * warned
+    assert fit_threads.one_thread_for(model) is one
+    assert fit_threads.one_thread_for(gpunn.Ensemble([4, 3, 1], 2, seed=0, device="cpu")) is False  # (its own count)

@@ -48,6 +48,7 @@ _lock = ForkSafeLock()
 _holders = {}  # thread ident -> its contexts inside blas_threads's count
 _changed = []  # [(library, its count before, the count set)] while they are: the last one out puts them back
 _made = None  # (threadpoolctl's controller, len(sys.modules) as it was made) where it has no cached one (before 3.8)
+_reached = None  # the count gpunn last set on every BLAS library, read back from each; None where one did not take it
 
 
 def _libraries() -> list:
@@ -97,14 +98,18 @@ def _said_as_a_warning(doing: str):
 def _set(threads: int) -> list:
     """Each BLAS library on ``threads`` threads: [(library, count before, threads)] for those that changed (a library
     another thread's threadpoolctl limit holds does not), those changed before a failure too (put back at the end)."""
-    changed = []
+    global _reached
+    changed, _reached = [], None
     with _said_as_a_warning(f"set NumPy's BLAS to {threads} thread{'s' if threads != 1 else ''} for the fit"):
-        for lib in _libraries():
+        libraries = _libraries()
+        for lib in libraries:
             before = lib.get_num_threads()
             if before != threads:
                 lib.set_num_threads(threads)
                 if lib.get_num_threads() == threads:
                     changed.append((lib, before, threads))
+        if libraries and all(lib.get_num_threads() == threads for lib in libraries):
+            _reached = threads
         _let_go()
     return changed
 
@@ -131,15 +136,12 @@ def _small(model) -> bool:
 
 
 def one_thread_for(model) -> bool:
-    """Whether a fit of ``model`` runs NumPy's BLAS on one thread (fit_threads), as no other fit is running. Not where
-    threadpoolctl fails to read the libraries: such a fit trains on the counts as they are, and its warning says so
-    (_set), where this failed with threadpoolctl's traceback (gpunn bench's note, after the fit)."""
-    if not _small(model) or user_set():
-        return False
-    try:
-        return bool(_libraries())
-    except Exception:  # noqa: BLE001 - any of threadpoolctl's, as _said_as_a_warning takes them
-        return False
+    """Whether the last fit of a model like ``model`` ran NumPy's BLAS on one thread (fit_threads): ``model`` small,
+    no count set in the environment, and every BLAS library at one thread once gpunn set it, as read back from each
+    (gpunn bench's note, said after the fit). Not where threadpoolctl failed to read or set a library, nor where one
+    kept its count (a setter that does nothing; another thread's threadpoolctl limit): that fit ran on the counts as
+    they were. False before any such fit."""
+    return _small(model) and not user_set() and _reached == 1
 
 
 @contextlib.contextmanager
