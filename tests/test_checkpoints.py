@@ -1775,12 +1775,17 @@ def test_a_flipped_bit_in_the_parameters_is_named_a_crc_failure_of_their_member(
         _load_bytes(tmp_path, bytes(corrupt))
 
 
-def test_metadata_past_the_limit_is_refused_before_it_is_read(tmp_path, good_bytes, monkeypatch):
+@pytest.mark.parametrize("home", [checkpoint_format, gio], ids=["format", "the package"])
+def test_metadata_past_the_limit_is_refused_before_it_is_read(tmp_path, good_bytes, monkeypatch, home):
     """The metadata member's size is capped before it is read and parsed (MAX_META_BYTES; mut16c K76: a larger
-    one loaded). Here the cap is lowered to below this checkpoint's metadata."""
-    monkeypatch.setattr(checkpoint_format, "MAX_META_BYTES", 256)
+    one loaded). Here the cap is lowered to below this checkpoint's metadata, through either name: the package's
+    was a copy, set to no effect, once gpunn.checkpoint became a package."""
+    monkeypatch.setattr(home, "MAX_META_BYTES", 256)
+    assert gio.MAX_META_BYTES == checkpoint_format.MAX_META_BYTES == 256
     with pytest.raises(CheckpointError, match="metadata too large"):
         _load_bytes(tmp_path, good_bytes[0])
+    monkeypatch.undo()
+    assert gio.MAX_META_BYTES == checkpoint_format.MAX_META_BYTES == 64 << 20
 
 
 @pytest.mark.parametrize("name, value", [("x_scale", 0.0), ("y_scale", -1.0)])

@@ -9,11 +9,18 @@ importable from here; a module each job:
 * ``callback``: :class:`ModelCheckpoint`, which writes them while a run trains;
 * ``resume``: :func:`resume_run`, a run continued from its checkpoint (``Checkpoint.resume``), and
   ``resumed_callbacks``: its callbacks given their saved states, in the run's order.
+
+``MAX_META_BYTES`` (the largest metadata member a read accepts, 64 MiB) is ``format``'s own: reading or setting it
+here reads or sets that one (a copy here, set, changed nothing).
 """
+import sys
+import types
+
+from . import format as _format
 from .atomic import atomic_write
 from .callback import CALLBACKS, ModelCheckpoint
-from .format import (FORMAT, FORMAT_VERSION, MAX_META_BYTES, META, READABLE_VERSIONS, CheckpointError,
-                     check_replaceable, optimizer_from_config, read, read_meta)
+from .format import (FORMAT, FORMAT_VERSION, META, READABLE_VERSIONS, CheckpointError, check_replaceable,
+                     optimizer_from_config, read, read_meta)
 from .loaded import Checkpoint, load_checkpoint
 from .models import load, model_config, save, save_checkpoint
 from .resume import check_resume_precision, resume_run
@@ -22,3 +29,15 @@ __all__ = ["CALLBACKS", "FORMAT", "FORMAT_VERSION", "MAX_META_BYTES", "META", "R
            "CheckpointError", "ModelCheckpoint", "atomic_write", "check_replaceable", "check_resume_precision", "load",
            "load_checkpoint", "model_config", "optimizer_from_config", "read", "read_meta", "resume_run", "save",
            "save_checkpoint"]
+
+
+class _Package(types.ModuleType):  # (the package's class: a module's attribute can be a property only so)
+    MAX_META_BYTES = property(lambda _: _format.MAX_META_BYTES,
+                              lambda _, value: setattr(_format, "MAX_META_BYTES", value))
+
+
+def __dir__():
+    return sorted([*globals(), "MAX_META_BYTES"])
+
+
+sys.modules[__name__].__class__ = _Package
