@@ -80,6 +80,10 @@ CASES = [
     # "IN parts: unknown file type")
     ("missing input named .npz", ["predict", "m.npz", "nope.npz", "o.npy"], "IN nope.npz does not exist"),
     ("missing input without a suffix", ["predict", "m.npz", "parts", "o.npy"], "IN parts does not exist"),
+    # named as data, for a model without column names: "[Errno 2] No such file or directory: 'nope.npy'"
+    ("missing .npy input", ["predict", "m.npz", "nope.npy", "o.npy"], "IN nope.npy does not exist"),
+    ("missing .csv input", ["predict", "m.npz", "nope.csv", "o.csv"], "IN nope.csv does not exist"),
+    ("missing Parquet input", ["predict", "m.npz", "nope.parquet", "o.npy"], "IN nope.parquet does not exist"),
     ("model a directory", ["predict", "adir", "in.npy", "o.npy"], "MODEL adir is not a file"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
     # MODEL and IN the other way round: said before IN is read ("IN m.npz is an .npz/zip archive"), by its argument

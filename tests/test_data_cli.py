@@ -1585,7 +1585,8 @@ def test_predict_reads_features_given_with_spaces_and_a_trailing_comma_and_knows
     header, *lines = (tmp_path / "P.CSV").read_text().splitlines()  # CSV text, as for p.csv, not an .npy array
     assert header == '"y"'
     numpy.testing.assert_allclose(numpy.array(lines, float), model.predict(X)[:, 0], rtol=1e-6)
-    numpy.save(tmp_path / "X.NPY", X)
+    with open(tmp_path / "X.NPY", "wb") as fh:  # (numpy.save of a name not ending in .npy writes X.NPY.npy)
+        numpy.save(fh, X)
     assert main(["predict", model_path, str(tmp_path / "X.NPY"), str(tmp_path / "q.npy"), "--features", "a,b,c"]) == 2
     assert "--features names columns of a table (CSV or Parquet); X.NPY has none" in capsys.readouterr().err
     numpy.savetxt(tmp_path / "T.CSV", X, delimiter=",", fmt="%.17g")

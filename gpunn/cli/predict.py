@@ -63,10 +63,11 @@ def _check_input_name(path) -> None:
     taken by position), and only the whole read took such a name (the streamed one said "unknown file type")."""
     from .. import preflight
 
+    if not os.path.exists(path):  # (a name mistyped is missing, not "unknown file type" or "an .npz/zip archive";
+        # an .npy or .csv one, for a model without column names, said "[Errno 2] No such file or directory: 'x.npy'")
+        raise preflight.PreflightError(f"IN {shell_word(path)} does not exist")
     if os.path.isdir(path) or path.lower().endswith(SUFFIXES):
         return
-    if not os.path.exists(path):  # (a name mistyped is missing, not "unknown file type" or "an .npz/zip archive")
-        raise preflight.PreflightError(f"IN {shell_word(path)} does not exist")
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".npz":  # a checkpoint given as IN, most often
         raise preflight.PreflightError(f"IN {shell_word(path)}{preflight.not_npy(path, 'zip', 'the inputs')}")
