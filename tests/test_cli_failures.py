@@ -217,6 +217,38 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
     assert out == "" and os.listdir(run) == []
 
 
+# a sitecustomize that makes the command's first open of IN raise KeyboardInterrupt from source code run by exec,
+# as a Ctrl-C does that lands while Numba (or a namedtuple, a dataclass) runs the source it generates
+INTERRUPT_IN_EXEC = """import sys
+
+def interrupt_in_exec(event, args):
+    if event == "open" and str(args[0]).endswith("in.npy") and not getattr(sys, "interrupted_once", False):
+        sys.interrupted_once = True
+        exec("raise KeyboardInterrupt")
+
+sys.addaudithook(interrupt_in_exec)
+"""
+
+
+@pytest.mark.parametrize("entry", ["script", "-m"])
+def test_ctrl_c_in_code_run_from_source_text_still_exits_with_130(workdir, tmp_path, entry):
+    """CPython marks a KeyboardInterrupt that ends code run by exec or eval of a string as unhandled, even where the
+    caller catches it, and python -m then ended the process by SIGINT after gpunn's line: status -2, not the 130 the
+    line and README promise (seen with Ctrl-C in gpunn predict while it loaded the Numba kernels)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(INTERRUPT_IN_EXEC)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]), "GPUNN_DEVICE": "cpu"}
+    env.pop("GPUNN_DEBUG", None)
+    command = ([str(Path(sys.executable).with_name("gpunn"))] if entry == "script" else
+               [sys.executable, "-m", "gpunn"])
+    proc = subprocess.run([*command, "predict", str(workdir / "m.npz"), str(workdir / "in.npy"), "o.npy"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (
+        130, ["gpunn predict: interrupted (Ctrl-C); OUT is as it was (it is written only once complete)"])
+    assert not (tmp_path / "o.npy").exists()
+
+
 @pytest.mark.parametrize("argv,orig,main_file,command", [
     (["-m", "train"], ["python", "-m", "gpunn", "train"], None, True),
     (["-m", "train"], ["python", "-X", "importtime", "-Im", "gpunn", "train"], None, True),

@@ -128,6 +128,16 @@ def main(argv=None) -> int:
         # an uncaught KeyboardInterrupt makes Python kill itself with SIGINT: status -2 instead of ours.
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _forget_interrupts_caught_in_source_text()
+
+
+def _forget_interrupts_caught_in_source_text() -> None:
+    """CPython marks a KeyboardInterrupt that ends code run from source text (exec or eval of a string: the code
+    Numba generates as it loads the kernels, a namedtuple's or a dataclass's methods) as unhandled, even where gpunn
+    caught it and said so; ``python -m gpunn`` then ended the process by SIGINT (status -2 to its parent) instead of
+    with the status returned (130). Evaluating a string that completes clears the mark (CPython resets it before
+    each such evaluation)."""
+    eval("None")
 
 
 DATA_PARALLEL = ("train", "sweep")  # the commands that train data parallel under an MPI launcher
