@@ -414,14 +414,16 @@ def first_block_schema(path, header, delimiter=",", decimal="."):
 
 def read_as(kind) -> str:
     """How gpunn reads a table's column that pyarrow types ``kind`` (a CSV file's, from its first block:
-    :func:`first_block_schema`): "number" (integers, floats, or only missing values), "boolean" (true/false, and
-    1/0, read as 1 and 0: pyarrow's words, :func:`pyarrow_csv_booleans`) or "other" (refused: text, dates,
-    ...; in a CSV file naming its first value that is not a number, :func:`csv_first_text`)."""
+    :func:`first_block_schema`): "number" (integers, floats, decimals: a Parquet file's SQL NUMERIC, or only missing
+    values), "boolean" (true/false, and 1/0, read as 1 and 0: pyarrow's words, :func:`pyarrow_csv_booleans`) or
+    "other" (refused: text, dates, ...; in a CSV file naming its first value that is not a number,
+    :func:`csv_first_text`)."""
     import pyarrow
 
     if pyarrow.types.is_boolean(kind):
         return "boolean"
-    numeric = pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_null(kind)
+    numeric = (pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_decimal(kind)
+               or pyarrow.types.is_null(kind))
     return "number" if numeric else "other"
 
 

@@ -888,6 +888,33 @@ def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_re
         gpunn.data.parquet(path, target="a", features=["b", "c"])
 
 
+def test_a_parquet_decimal_column_is_read_as_numbers_for_training_and_predict(tmp_path):
+    """A decimal column (SQL NUMERIC, Spark's DecimalType: prices, amounts) was refused as "column 'a' is
+    decimal128(10, 2), not numeric"; it holds numbers, read as float64 as every table column is."""
+    pytest.importorskip("pyarrow")
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a = [Decimal("1.25"), Decimal("-2.50"), Decimal("3.75"), Decimal("0.10")] * 10
+    b = [1.0, 2.0, 3.0, 4.0] * 10
+    as_decimal = {"a": pa.array(a, pa.decimal128(10, 2)), "b": b, "y": pa.array(a, pa.decimal256(40, 2))}
+    pq.write_table(pa.table(as_decimal), tmp_path / "d.parquet")
+    pq.write_table(pa.table({"a": [float(v) for v in a], "b": b, "y": [float(v) for v in a]}), tmp_path / "f.parquet")
+    model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+    scores = [model.evaluate(gpunn.data.parquet(tmp_path / name, target="y")) for name in ("d.parquet", "f.parquet")]
+    assert scores[0] == scores[1]
+    gpunn.save(tmp_path / "m.npz", model)
+    pq.write_table(pa.table({"a": as_decimal["a"], "b": b}), tmp_path / "in.parquet")
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.parquet"), str(tmp_path / "p.npy")]) == 0
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"),
+                                     model.predict(numpy.array([[float(v) for v in a], b]).T))
+    pq.write_table(pa.table({"a": pa.array([None] + a[1:], pa.decimal128(10, 2)), "b": b, "y": b}), tmp_path / "n.parquet")
+    with pytest.raises(gpunn.data.DataError, match="n.parquet row 0: column 'a': a null"):
+        model.evaluate(gpunn.data.parquet(tmp_path / "n.parquet", target="y"))
+
+
 def test_a_text_column_taken_as_a_feature_by_default_says_how_to_leave_it_out(tmp_path, capsys):
     """A table with an id or a name beside the numbers: without --features every column but the target is a
     feature, and the refusal ("line 2: column 'name': 'bob' is not a number") said nothing of --features."""

@@ -385,14 +385,16 @@ def _pandas_index_columns(schema) -> list:
 
 def copy_columns(table, names, out):
     """Columns ``names`` of a pyarrow table or record batch into the host matrix ``out``. Looked up by position, in
-    one errstate: per column, the lookup by name and the errstate took ~40% of a 20,000-column batch's copy."""
+    one errstate: per column, the lookup by name and the errstate took ~40% of a 20,000-column batch's copy. A
+    decimal column is cast by pyarrow (to_numpy gives Python Decimal objects)."""
+    is_decimal = pyarrow_module().types.is_decimal
     positions = [table.schema.get_field_index(name) for name in names]
     if -1 in positions:  # (-1: absent or repeated; column(-1) would be the last column)
         raise KeyError(f"no single column {names[positions.index(-1)]!r} in the table")
     with numpy.errstate(over="ignore"):
         for j, position in enumerate(positions):
             column = table.column(position)
-            if column.null_count:
+            if column.null_count or is_decimal(column.type):
                 column = column.cast("float64").fill_null(float("nan"))
             out[:, j] = column.to_numpy(zero_copy_only=False)
 
