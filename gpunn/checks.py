@@ -366,6 +366,12 @@ def _column_holds(value) -> tuple:
     return f"Python objects ({type(value).__name__})", "encode it as numbers"
 
 
+def _place(index) -> str:
+    """Where an entry of a 1-D or 2-D array (or more) is, as a refusal names it: "row 2, column 1"."""
+    at = [int(i) for i in index]
+    return f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"row {at[0]}" if len(at) == 1 else f"index {tuple(at)}"
+
+
 def _refuse_missing(array, name: str) -> None:
     """An object array (a list) of numbers and None: None is a missing value, refused as one, a ValueError as a NaN
     is (NotFinite; a DataFrame's None reaches the checks as NaN), where "strings or other Python objects" named
@@ -373,10 +379,22 @@ def _refuse_missing(array, name: str) -> None:
     missing = [v is None for v in array.flat]
     if not any(missing) or not all(m or isinstance(v, numbers.Real) for m, v in zip(missing, array.flat)):
         return
-    at = [int(i) for i in numpy.unravel_index(missing.index(True), array.shape)]
-    place = f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"row {at[0]}" if len(at) == 1 else f"index {tuple(at)}"
+    place = _place(numpy.unravel_index(missing.index(True), array.shape))
     raise ValueError(f"{name} holds {sum(missing)} None value(s) (missing values?), first at {place}; clean or impute "
                      "them first")
+
+
+def _refuse_masked(array, name: str) -> None:
+    """A NumPy masked array's masked entries are its missing values (numpy.ma.masked_invalid, masked_equal(X, -999)
+    for a sentinel): converting it reads the data beneath the mask, so a fit trained on -999 without a word. They are
+    refused as a None is; an array with none masked is read as its data."""
+    masked = numpy.ma.getmaskarray(array)
+    if not masked.any():
+        return
+    place = _place(numpy.argwhere(masked)[0])
+    raise ValueError(f"{name} holds {int(masked.sum())} masked value(s) (missing values), first at {place}: a masked "
+                     f"array's data beneath its mask would be read; clean or impute them first "
+                     f"({name.split()[0]}.filled(value), or drop those rows)")
 
 
 def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_columns: int | None = None):
@@ -394,6 +412,8 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     labels = _frame_labels(data, name)
     frame = data if labels is not None else None
     data = as_array(data, name)
+    if isinstance(data, numpy.ma.MaskedArray):
+        _refuse_masked(data, name)
     if _kind_of(data) not in "biuf":
         if _kind_of(data) == "O" and data.ndim == 0:  # not a sequence: a generator, a set, a dict...
             held = data.item()

@@ -556,6 +556,24 @@ def test_none_among_numbers_is_refused_as_a_missing_value():
         model.predict(holes)
 
 
+def test_a_masked_arrays_masked_entries_are_refused_as_missing_values():
+    """numpy.ma.masked_equal(X, -999), a sentinel marked missing: the fit read the data beneath the mask (-999)
+    without a word. Masked entries are refused as missing values, as a None is; an array with none masked is read
+    as its data."""
+    X, Y = _data(12, 3, 1)
+    model = _fitted_mlp(X, Y)
+    holes = X.copy()
+    holes[4, 2] = holes[7, 0] = -999.0
+    masked = numpy.ma.masked_equal(holes, -999.0)
+    with pytest.raises(ValueError, match=r"^X holds 2 masked value\(s\) \(missing values\), first at row 4, column 2: "
+                                         r"a masked array's data beneath its mask would be read; clean or impute them "
+                                         r"first \(X.filled\(value\), or drop those rows\)$"):
+        model.fit(masked, Y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"^Y holds 1 masked value\(s\) \(missing values\), first at row 3: "):
+        model.score(X, numpy.ma.masked_array(Y[:, 0], mask=numpy.arange(12) == 3))
+    numpy.testing.assert_array_equal(model.predict(numpy.ma.masked_array(X)), model.predict(X))
+
+
 def test_a_checkpoint_writer_refuses_a_path_it_cannot_write_before_training(tmp_path):
     """ModelCheckpoint("") was taken, as were a directory and a file in a missing directory: each failed at the
     first save, after an epoch's work. Now "" as it is made, the others as the fit begins, untrained, in the words
