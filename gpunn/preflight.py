@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 import zipfile
 
 import numpy
@@ -86,6 +87,14 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
         raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} is not writable")
+    try:  # os.access asks the permission bits, which root passes: sysfs, an NFS export that squashes root, a FUSE
+        # mount refuse the file itself, and the write failed after the work ("[Errno 13] cannot write /sys/o.npy").
+        # A file without a name (O_TMPFILE; else one made and removed at once) finds out, leaving nothing behind.
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} is not writable "
+                             f"(making a file there: {exc.strerror or exc})") from None
     return path
 
 

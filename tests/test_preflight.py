@@ -1,6 +1,7 @@
 """gpunn.preflight: the memory estimate against what the host or the GPU has free."""
 import collections
 import fractions
+import os
 import types
 
 import numpy
@@ -159,6 +160,26 @@ def test_an_output_named_as_a_directory_not_made_yet_is_refused_before_any_work(
     captured = capsys.readouterr()
     assert captured.err.strip() == f"gpunn train: error: --json {out} names a directory (it ends in /); give a file name"
     assert "device:" not in captured.out  # refused before the data were made
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs")
+def test_an_output_directory_that_refuses_new_files_is_refused_before_any_work(tmp_path, capsys):
+    """os.access asks the permission bits, which root passes: sysfs (an NFS export that squashes root, a FUSE mount)
+    refuses the file itself, so as root gpunn predict predicted, and gpunn train trained its first epoch, before
+    "[Errno 13] cannot write /sys/o.npy: Permission denied". A file is made there (and removed) to find out."""
+    import gpunn
+    from gpunn import cli
+
+    numpy.save(tmp_path / "in.npy", numpy.ones((4, 2)))
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 1], device="cpu"))
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.npy"), "/sys/o.npy"]) == 2
+    assert capsys.readouterr().err.startswith("gpunn predict: error: OUT /sys/o.npy: directory /sys is not writable")
+    assert cli.main(["train", "--rows", "100", "--features", "2", "--hidden", "4", "--epochs", "1", "--device", "cpu",
+                     "--quiet", "--save", "/sys/m.npz"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("gpunn train: error: --save /sys/m.npz: directory /sys is not writable")
+    assert "device:" not in captured.out  # refused before the data were made
+    assert preflight.check_output(str(tmp_path / "o.npy"), "OUT") and os.listdir(tmp_path) == ["in.npy", "m.npz"]
 
 
 def test_an_output_that_is_a_directory_is_refused_and_save_may_name_the_checkpoint_resumed(tmp_path):
