@@ -546,11 +546,11 @@ class Ensemble(DeviceModel):
         """The index k of the member ``best(monitor)`` returns: its place in the fit's per-member lists
         (``lr=[...]`` and the others) and in ``seeds``; never a member in ``ens.diverged``."""
         if self.history is None:
-            # (a loaded ensemble was fitted, but gpunn.load and load_checkpoint give no history: "call fit first"
-            # told one who had fitted it, and best_index's caller of a best() not called)
+            # (a loaded ensemble was fitted, but gpunn.load gives no history: "call fit first" told one who had
+            # fitted it, and best_index's caller of a best() not called)
             raise RuntimeError("best() and best_index() rank the members by the last fit's history, and this "
-                               "ensemble has none: call fit first (gpunn.load and gpunn.load_checkpoint give its "
-                               "weights without one; a checkpoint's history is gpunn.load_checkpoint(path).history)")
+                               "ensemble has none: call fit first (gpunn.load gives its weights without one; the "
+                               "model of a training checkpoint, gpunn.load_checkpoint(path).model, has its run's)")
         if not isinstance(monitor, str):
             raise TypeError(f"monitor is the name of a logged value such as 'val_loss', got {monitor!r}")
         if monitor not in self.history:

@@ -100,12 +100,30 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
 
 def check_checkpoint_output(path, option, *, reads=()) -> str:
     """:func:`check_output` for a checkpoint (gpunn train --save, gpunn sweep --save-best): a file already
-    there that is not one is someone's data, and is not replaced (:func:`not_a_checkpoint`: gpunn.save's rule)."""
+    there that is not one is someone's data, and is not replaced (:func:`not_a_checkpoint`: gpunn.save's rule);
+    a name that says another kind of file (:func:`misnamed_checkpoint`) is refused."""
     check_output(path, option, reads=reads)
+    misnamed = misnamed_checkpoint(path)
+    if misnamed:
+        raise PreflightError(f"{option} {shell_word(path)}: {misnamed}")
     refusal = foreign_file(path)
     if refusal:
         raise PreflightError(f"{option} {shell_word(path)} {refusal}")
     return path
+
+
+def misnamed_checkpoint(path) -> str:
+    """Why a command's checkpoint (an .npz archive) must not be written under ``path``, whose suffix names a kind of
+    file gpunn reads or writes as something else (a data file, a report, a config, a plot); "" where it may. A
+    model saved as best.csv was taken for data by its name (``gpunn train best.csv``: "a data file follows
+    --data"; ``gpunn train --resume best.csv``: "it is a data file"), and by any other tool."""
+    name = os.fspath(path)
+    suffix = os.path.splitext(name)[1]
+    kind = next((what for suffixes, what in OTHER_FILES if suffix.lower() in suffixes), None)
+    if kind is None:
+        return ""
+    return (f"a {suffix} name says {kind}, but this writes a gpunn checkpoint (an .npz archive), which gpunn and "
+            f"other tools would then read as {kind}: name it .npz, e.g. {shell_word(name[:-len(suffix)] + '.npz')}")
 
 
 def foreign_file(path) -> str:
@@ -159,6 +177,8 @@ def archive_words(members) -> str:
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")  # a Parquet file's names
 DATA_SUFFIXES = (".npy", ".csv", *PARQUET_SUFFIXES)  # the data files --data reads, by their names
+OTHER_FILES = ((DATA_SUFFIXES, "a data file"), ((".json",), "a JSON report"), ((".toml",), "a config file"),
+               ((".png", ".pdf", ".svg"), "a plot"))  # what a name says of a file that no checkpoint should have
 
 
 def misplaced(path, option) -> str:

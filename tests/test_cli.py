@@ -489,6 +489,24 @@ def test_saves_config_beside_it_is_checked_before_training(tmp_path, capsys):
     assert not path.exists()
 
 
+@pytest.mark.parametrize("command, option", [("train", "--save"), ("sweep", "--save-best")])
+def test_a_checkpoint_named_as_a_data_file_or_report_is_refused_before_training(tmp_path, capsys, command, option):
+    """A model written as best.csv was taken for data by its name (gpunn train --resume best.csv: "it is a data
+    file"), by gpunn and any other tool; train's --save and sweep's --save-best take any other name."""
+    args = ["train", *TINY] if command == "train" else ["sweep", "--rows", "200", "--features", "3", "--hidden", "4",
+                                                         "--epochs", "1", "--quiet", "--device", "cpu"]
+    for name, kind in [("best.csv", "a data file"), ("best.Parquet", "a data file"), ("best.json", "a JSON report")]:
+        assert cli.main([*args, option, str(tmp_path / name)]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and not (tmp_path / name).exists()
+        stem = tmp_path / name.split(".")[0]
+        assert (f"{option} {tmp_path / name}: a .{name.split('.')[1]} name says {kind}, but this writes a gpunn "
+                f"checkpoint (an .npz archive), which gpunn and other tools would then read as {kind}: name it .npz, "
+                f"e.g. {stem}.npz") in out.err
+    assert cli.main([*args, option, str(tmp_path / "best.ckpt")]) == 0
+    assert gpunn.load(tmp_path / "best.ckpt")
+
+
 def test_a_report_over_the_config_file_the_run_reads_is_refused(tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text("epochs = 1\n")

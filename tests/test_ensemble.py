@@ -673,13 +673,26 @@ def test_best_on_a_loaded_ensemble_says_it_has_no_history_to_rank_by(ensemble_da
     ens = gpunn.Ensemble(SIZES, 2, seed=0)
     ens.fit(X, Y, epochs=1, validation_fraction=0.2, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
     gpunn.save(tmp_path / "e.npz", ens)
-    for loaded in (gpunn.load(tmp_path / "e.npz"), gpunn.load_checkpoint(tmp_path / "c.npz").model):
+    for loaded in (gpunn.load(tmp_path / "e.npz"), gpunn.load(tmp_path / "c.npz")):
         for pick in (loaded.best, loaded.best_index):
             with pytest.raises(RuntimeError, match=r"^best\(\) and best_index\(\) rank the members by the last fit's "
                                                    r"history, and this ensemble has none: call fit first \(gpunn.load "
-                                                   r"and gpunn.load_checkpoint give its weights without one"):
+                                                   r"gives its weights without one; the model of a training checkpoint, "
+                                                   r"gpunn.load_checkpoint\(path\).model, has its run's\)$"):
                 pick()
-    assert gpunn.load_checkpoint(tmp_path / "c.npz").history["val_loss"] == ens.history["val_loss"]
+
+
+def test_a_loaded_training_checkpoints_ensemble_has_its_runs_history_and_picks_its_best_member(ensemble_data,
+                                                                                                tmp_path):
+    # its model had no history (best() refused, saying so), though the checkpoint holds the run's
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble(SIZES, 3, seed=0)
+    ens.fit(X, Y, epochs=2, lr=[1e-3, 3e-2, 1e-2], validation_fraction=0.2, verbose=False,
+            callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+    loaded = gpunn.load_checkpoint(tmp_path / "c.npz").model
+    assert loaded.history["val_loss"] == ens.history["val_loss"] and len(loaded.history["val_loss"]) == 2
+    assert loaded.best_index() == ens.best_index() and loaded.best_index("loss") == ens.best_index("loss")
+    np.testing.assert_array_equal(loaded.best().predict(X[:5]), ens.best().predict(X[:5]))
 
 
 @pytest.mark.parametrize("call,match", [

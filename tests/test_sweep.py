@@ -309,6 +309,45 @@ def test_a_member_that_diverges_is_said_in_a_note_line_by_the_grids_number_and_s
     assert "Warning" not in err and ".py:" not in err
 
 
+def test_each_ensembles_diverged_member_gets_its_note_under_pythons_default_warning_filter(capsys):
+    # the note was renamed as it was shown, after the filter: the second ensemble's "members [0] diverged in
+    # epoch 1" was the first's text, from the same line, which the default action shows once: no second note
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # python -m gpunn's, for a RuntimeWarning
+        assert cli.main(["sweep", "--lr", "100,1e-3,200,2e-3", "--optimizer", "sgd", "--rows", "300", "--features", "3",
+                         "--hidden", "4", "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64",
+                         "--max-members", "2"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert [note.split(" diverged")[0] for note in notes] == ["note: member 0 (lr 100, weight decay 0, seed 0)",
+                                                               "note: member 2 (lr 200, weight decay 0, seed 0)"]
+
+
+def test_a_members_naming_holds_in_its_own_thread_only():
+    """gpunn sweep names a diverged member by its place in the grid in its fit's own context: another thread's fit
+    at the same time says its own members' places (the swap of warnings.showwarning renamed every thread's)."""
+    import threading
+    import warnings
+
+    from gpunn.training.ensemble import MembersDivergedWarning, members_named
+
+    X, Y = gpunn.datasets.make("teacher", 300, 3, 1, seed=0, dtype="float64")
+
+    def fit_one_to_diverge():
+        gpunn.Ensemble([3, 4, 1], 2, dtype="float64", seed=0).fit(X, Y, epochs=1, optimizer="sgd", lr=[1e-3, 100],
+                                                                  verbose=False)
+
+    with members_named(lambda k: k + 10, lambda k: "lr 100"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        elsewhere = threading.Thread(target=fit_one_to_diverge)
+        elsewhere.start()
+        elsewhere.join()
+        fit_one_to_diverge()
+    said = [str(w.message).split(" diverged")[0] for w in caught if isinstance(w.message, MembersDivergedWarning)]
+    assert said == ["members [1]", "member 11 (lr 100)"]
+
+
 GRID = ARGS[:ARGS.index("--epochs")] + ["--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64",
                                         "--max-members", "3"]  # 8 members in ensembles of 3, 3 and 2
 
@@ -540,6 +579,30 @@ def test_a_data_parallel_sweep_stopped_by_ctrl_c_ignores_a_late_one_while_it_wri
     assert len(members(tmp_path / "s.json")) == 3  # the first ensemble's, ranked
 
 
+def test_epochs_below_what_a_saved_ensemble_trained_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch,
+                                                                                        interrupt_at):
+    """It was refused at that ensemble's turn: after the data was made and the ensembles before it had trained."""
+    saved, more, fit = tmp_path / "sweep", tmp_path / "more", gpunn.ensemble.Ensemble.fit
+    run(GRID + ["--epochs", "2", "--save", str(saved)], capsys)
+    run(["sweep", "--resume", str(saved), "--epochs", "4", "--save", str(more)], capsys)
+    (more / "ensemble-0.npz").unlink()  # as if its members had all diverged: the others keep their numbers
+    monkeypatch.setattr(gpunn.datasets, "make", lambda *a, **k: pytest.fail("the data was made"))
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda *a, **k: pytest.fail("an ensemble trained"))
+    assert cli.main(["sweep", "--resume", str(more), "--epochs", "3"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert (f"--resume {more}: ensemble 1 has already trained 4 epochs ({more / 'ensemble-1.npz'}); --epochs 3 "
+            "cannot shorten it: give --epochs 4 or more") in out.err
+    monkeypatch.undo()
+    interrupted = tmp_path / "interrupted"  # in epoch 2 of its first ensemble: past --epochs 1 too
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *args, callbacks, **kwargs: fit(
+        self, *args, callbacks=[*callbacks, interrupt_at(1, 2)], **kwargs))
+    run(GRID + ["--epochs", "2", "--save", str(interrupted)], capsys, status=130)
+    assert cli.main(["sweep", "--resume", str(interrupted), "--epochs", "1"]) == 2
+    assert (f"ensemble 0 has already trained 1 epoch and 3 of 9 batches of epoch 2 ({interrupted / 'ensemble-0.npz'}); "
+            "--epochs 1 cannot shorten it: give --epochs 2 or more") in capsys.readouterr().err
+
+
 def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, capsys):
     saved, straight, extended = tmp_path / "sweep", tmp_path / "s.json", tmp_path / "e.json"
     run(GRID + ["--epochs", "2", "--save", str(saved)], capsys)
@@ -551,7 +614,8 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     assert [gpunn.load_checkpoint(d / "ensemble-0.npz").epoch for d in (saved, elsewhere)] == [2, 4]
     run(["sweep", "--resume", str(saved), "--epochs", "4", "--quiet"], capsys)  # now in place
     refusals = [
-        (["--lr", "0.1"], "--lr 0.1 would change the run, which has --lr 0.001,0.01"),
+        # the directory typed, not its first checkpoint, which the user never named
+        (["--lr", "0.1"], f"--resume {saved}: --lr 0.1 would change the run, which has --lr 0.001,0.01"),
         (["--epochs", "3"], "ensemble 0 has already trained 4 epochs"),
     ]
     for extra, message in refusals:
@@ -645,6 +709,35 @@ def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     assert blown["lr"] == 1e10 and blown["diverged"] and blown["val_mse"] is None and blown["val_curve"] == [None] * 2
     last = list(csv.DictReader((tmp_path / "t.csv").open()))[1]  # and the CSV's NaN fields are empty, as null
     assert last["lr"] == "10000000000.0" and last["val_mse"] == last["val_r2"] == ""
+
+
+def test_the_table_and_the_csv_say_a_members_infinite_or_missing_score_alike():
+    """An infinite validation MSE is inf in both (the CSV's cell was empty, as for no score: pandas read NaN);
+    a member no epoch scored (NaN in every epoch) shows "-" in the table, best epoch included (it said "nan" and
+    "best epoch 1"), and an empty CSV cell; a diverged member's R2 of -5e104 is written short."""
+    import io
+
+    import pandas
+
+    from gpunn.cli.common import csv_text
+    from gpunn.cli.sweep import format_table, rank
+    from gpunn.training.ensemble import EnsembleHistory
+
+    history = EnsembleHistory(val_mse=[[2.5, numpy.inf, numpy.nan, 3e104], [2.0, numpy.nan, numpy.nan, 1e120]],
+                                    val_r2=[[0.5, -numpy.inf, numpy.nan, -5e104], [0.6, numpy.nan, numpy.nan, -1e120]])
+    history.stopped_early, history.diverged, history.best_epoch = [False] * 4, [1, 2, 3], [2, 1, 1, 1]
+    settings = [{"lr": lr, "weight_decay": 0.0, "seed": 0} for lr in (1e-3, 100.0, 1e3, 10.0)]
+    rows = rank(settings, lambda k: (history, k))
+    assert [(r["val_mse"], r["best_epoch"]) for r in rows[:2]] == [(2.0, 2), (numpy.inf, 1)]
+    assert numpy.isnan(rows[2]["val_mse"]) and rows[2]["best_epoch"] is None
+    lines = format_table(rows).splitlines()[2:]
+    assert lines[1].split()[4:7] == ["inf", "-inf", "1"] and lines[2].split()[4:7] == ["-", "-", "-"]
+    assert lines[3].split()[4:6] == ["3e+104", "-5e+104"] and len(lines[3]) == len(lines[1])
+    table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
+    text = csv_text(list(table[0]), (r.values() for r in table)).decode()
+    assert [line.split(",")[4:7] for line in text.splitlines()[2:4]] == [["inf", "-inf", "1"], ["", "", ""]]
+    read = pandas.read_csv(io.StringIO(text))
+    assert read["val_mse"].tolist()[:2] == [2.0, numpy.inf] and read["val_mse"].isna().tolist() == [False] * 2 + [True, False]
 
 
 def test_a_report_and_the_best_member_on_one_file_are_refused_before_training(tmp_path, capsys):

@@ -145,4 +145,9 @@ def load_checkpoint(path, device="auto") -> Checkpoint:
                 optimizer.state[name] = state if members is None else state.reshape(members, -1)
             optimizer.bind(model.params, model.ops)
         model.optimizer = optimizer
-    return Checkpoint(os.fspath(path), model, optimizer, meta, arrays)
+    loaded = Checkpoint(os.fspath(path), model, optimizer, meta, arrays)
+    if optimizer is not None and _members(model) is not None:
+        # an Ensemble's run so far, as its fit leaves it (ens.history): best() and best_index() rank by it, where
+        # they said it had none (its best_epoch and best are set when a fit or resume ends)
+        model.history = loaded.history
+    return loaded

@@ -76,13 +76,13 @@ def parse_args(argv=None):
     if args.config or args.resume:  # defaults: the run's recorded options, then --config's; the flags override both
         from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config)
                        if args.config else {})
-        resume_path = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
+        resume_path = given_as = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
         if resume_path and args.command == "sweep":  # a sweep's options are recorded in its first checkpoint
             from .sweep import first_checkpoint
 
             resume_path = first_checkpoint(resume_path)
-        command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command)
-                                if resume_path else from_config))
+        command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command,
+                                                    given_as=given_as) if resume_path else from_config))
         args = parser.parse_args(argv)
     from .common import settle_progress
     from .train import refuse_idle_options

@@ -227,7 +227,9 @@ _data_stdout = []  # where those go while text_to_stderr() holds: the process's 
 
 def csv_text(columns, rows) -> bytes:
     """A CSV table (train's history, sweep's ranking): a header row, then ``rows`` (sequences in the order of
-    ``columns``); ``\n`` line ends, and a non-finite number is an empty field, as JSON's null."""
+    ``columns``); ``\n`` line ends. NaN (no value) is an empty field and an infinity ``inf`` or ``-inf``, as
+    pandas' to_csv writes them and its read_csv, NumPy and float() read them back (JSON has null for both; an
+    infinite loss was an empty field too, where the printed table said inf)."""
     import csv
     import io
 
@@ -235,7 +237,7 @@ def csv_text(columns, rows) -> bytes:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if isinstance(v, float) and not math.isfinite(v) else v for v in row])
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
     return buf.getvalue().encode()
 
 

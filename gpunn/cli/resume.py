@@ -240,15 +240,17 @@ def negatable(parser) -> frozenset:
     return frozenset(a.dest for a in parser._actions if isinstance(a, argparse.BooleanOptionalAction))
 
 
-def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train") -> dict:
+def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train", given_as=None) -> dict:
     """The command parser's defaults for ``--resume path``: the recorded options, then --config's
-    values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first.
-    A sweep's epochs are checked per ensemble when it runs (gpunn.cli.sweep), not here."""
+    values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first, a refusal
+    naming ``--resume given_as`` (a sweep's directory, whose first checkpoint is ``path``; it named that file, which
+    its user had not typed). A sweep's epochs are checked against each of its checkpoints (gpunn.cli.sweep), not here."""
     options, done, kind, source = recorded(path, parser, command)
     given = {**config_values, **on_command_line}
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
                 for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
-    check(path, given, options, done if command == "train" else 0, kind, defaults, source, negatable(parser))
+    check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
+          negatable(parser))
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}

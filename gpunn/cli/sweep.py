@@ -7,7 +7,6 @@ import itertools
 import os
 import re
 import types
-import warnings
 
 import numpy
 
@@ -137,10 +136,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
     s.add_argument("--json", type=file_path, metavar="PATH", help="write every member's settings, result and history as JSON (- for "
                    "standard output: the lines of text then go to stderr)")
-    s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output)")
+    s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output); an infinite "
+                   "score is inf, a member no epoch scored has empty fields (- in the printed table)")
     s.add_argument("--plot", type=file_path, metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
                    ".pdf or .svg (needs matplotlib: gpunn[plot])")
-    s.add_argument("--save-best", type=file_path, metavar="PATH", help="save the best member as a gpunn model (gpunn.load, gpunn predict)")
+    s.add_argument("--save-best", type=file_path, metavar="PATH", help="save the best member as a gpunn model, an .npz archive "
+                   "(gpunn.load, gpunn predict); a name that says a data file, report or plot (.csv, .json...) is refused")
     s.add_argument("--save", type=file_path, metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-0.npz, -1, ..., every "
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
     s.add_argument("--resume", type=file_path, metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
@@ -166,11 +167,17 @@ def standalone_parser() -> argparse.ArgumentParser:
 
 def saved_checkpoints(directory) -> list[str]:
     """The ensembles' checkpoints in ``directory``, in ensemble order (one whose members all diverged in
-    their first epoch has none). Ensemble numbers in the digits 0-9 only (``\\d`` took ``ensemble-٣.npz`` as 3)."""
+    their first epoch has none)."""
+    return [path for _, path in numbered_checkpoints(directory)]
+
+
+def numbered_checkpoints(directory) -> list[tuple[int, str]]:
+    """(ensemble number, checkpoint) of each of :func:`saved_checkpoints`. Ensemble numbers in the digits 0-9 only
+    (``\\d`` took ``ensemble-٣.npz`` as 3)."""
     pattern = re.compile(re.escape(CHECKPOINT).replace(r"\{\}", r"([0-9]+)") + "$")
     found = [(int(m.group(1)), name) for name in (os.listdir(directory) if os.path.isdir(directory) else ())
              if (m := pattern.match(name))]
-    return [os.path.join(directory, name) for _, name in sorted(found)]
+    return [(g, os.path.join(directory, name)) for g, name in sorted(found)]
 
 
 def first_checkpoint(directory) -> str:
@@ -267,26 +274,40 @@ def rank(settings, history_of, offset=0):
         history, j = history_of(k)
         val = numpy.asarray([v[j] for v in history["val_mse"]], dtype=numpy.float64)
         r2 = [v[j] for v in history["val_r2"]]
-        finite = numpy.where(numpy.isfinite(val), val, numpy.inf)
         kept = getattr(history, "best_epoch", None)  # (with --min-delta, not always the least val_mse's)
-        best = kept[j] - 1 if isinstance(kept, list) and kept[j] is not None else int(numpy.argmin(finite))
+        if numpy.isnan(val).all():  # no epoch scored it (it said "best epoch 1", of a NaN; the history's best_epoch
+            best = None  # is the first of its epochs, all NaN)
+        elif isinstance(kept, list) and kept[j] is not None:
+            best = kept[j] - 1
+        else:  # an infinite MSE is a score (the worst); NaN none
+            best = int(numpy.argmin(numpy.where(numpy.isnan(val), numpy.inf, val)))
         stopped = bool(history.stopped_early[j])
-        rows.append({"member": offset + k, **s, "val_mse": float(val[best]), "val_r2": float(r2[best]),
-                     "best_epoch": best + 1, "stopped_early": stopped, "diverged": j in history.diverged,
-                     "val_curve": val.tolist()})
+        nan = float("nan")
+        rows.append({"member": offset + k, **s, "val_mse": nan if best is None else float(val[best]),
+                     "val_r2": nan if best is None else float(r2[best]),
+                     "best_epoch": None if best is None else best + 1, "stopped_early": stopped,
+                     "diverged": j in history.diverged, "val_curve": val.tolist()})
     return rows
 
 
 def format_table(rows) -> str:
+    """The ranked table as printed. A member with no score (NaN: no epoch scored it) shows "-", as its best epoch
+    does and as --csv leaves the cell empty; an infinite score shows inf, as --csv writes it."""
     head = f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {'seed':>4}  {'val MSE':>10}  {'val R2':>7}  " \
            f"{'best epoch':>10}  stopped early"
     lines = [head, "-" * len(head)]
     for i, r in enumerate(rows, 1):
         flag = "diverged" if r["diverged"] else ("yes" if r["stopped_early"] else "no")
         epoch = "-" if r["best_epoch"] is None else r["best_epoch"]
-        lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  {r['val_mse']:>10.5g}  "
-                     f"{r['val_r2']:>7.4f}  {epoch:>10}  {flag}")
+        r2 = r["val_r2"]  # (a diverged member's -5e104 took 100 digits in .4f)
+        lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  "
+                     f"{_score(r['val_mse'], '.5g'):>10}  {_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  "
+                     f"{epoch:>10}  {flag}")
     return "\n".join(lines)
+
+
+def _score(value, spec) -> str:
+    return "-" if numpy.isnan(value) else format(value, spec)
 
 
 def plot_curves(rows, path) -> None:
@@ -312,27 +333,14 @@ def plot_curves(rows, path) -> None:
     plt.close(fig)
 
 
-@contextlib.contextmanager
 def _members_of_the_grid(offset, group):
     """Members said to diverge while ensemble ``group`` (the grid's members from ``offset``) trains are named as the
     table and --csv name them, with their settings: "members 3 (lr 100, weight decay 0, seed 0) diverged ...", not
     by their place in the ensemble ("members [1]"), which a split grid numbers from 0 again."""
-    from ..training.ensemble import MembersDivergedWarning
+    from ..training.ensemble import members_named
 
-    shown = warnings.showwarning
-
-    def show(message, category, *args, **kwargs):
-        if isinstance(message, MembersDivergedWarning):
-            message = message.renamed(lambda k: offset + k, lambda k: f"lr {group[k]['lr']:.3g}, weight decay "
-                                                                      f"{group[k]['weight_decay']:.3g}, seed "
-                                                                      f"{group[k]['seed']}")
-        shown(message, category, *args, **kwargs)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = shown
+    return members_named(lambda k: offset + k, lambda k: f"lr {group[k]['lr']:.3g}, weight decay "
+                                                         f"{group[k]['weight_decay']:.3g}, seed {group[k]['seed']}")
 
 
 def progress_of(args, g, groups) -> list:
@@ -361,9 +369,6 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     if ckpt.model.n_models != len(group) or list(ckpt.model.seeds) != seeds:
         raise ValueError(f"--resume: {shell_word(path)} holds members seeded {list(ckpt.model.seeds)}, but the sweep's ensemble {g} "
                          f"is seeded {seeds}: the directory holds another sweep's checkpoints")
-    if ckpt.epoch > args.epochs:
-        raise ValueError(f"--resume: ensemble {g} has already trained {ckpt.epoch} epochs ({shell_word(path)}); --epochs "
-                         f"{args.epochs} cannot shorten it")
     done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch, args.epochs)
     print(f"ensemble {g}: {done} done ({shell_word(path)})", flush=True)
     left = ckpt.epoch < args.epochs  # (else the bar would say this line again: "nothing left to train")
@@ -372,6 +377,24 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=shown, checkpoint=save_to,
                           callbacks=[record, *(progress if left else ())], distributed=distributed)
     return ckpt.model, history
+
+
+def _check_resumed_epochs(args) -> None:
+    """Refuse --epochs below what an ensemble of the sweep being resumed has trained, before any data is made or
+    read and any ensemble trains: each ensemble's turn came after the earlier ones had trained (a wait for a
+    large sweep, to be refused then). A checkpoint part-way through the epoch after --epochs is past it too."""
+    from .. import checkpoint
+    from ..training.state import FitSettings
+
+    for g, path in numbered_checkpoints(args.resume):
+        training = checkpoint.read_meta(path)["training"]
+        epoch, batch = training["position"]["epoch"], training["position"]["batch"]
+        if epoch > args.epochs or (epoch == args.epochs and batch):
+            done = position_words(epoch, batch, FitSettings.from_dict(training["settings"]).batches_per_epoch)
+            needed = epoch + (1 if batch else 0)
+            raise ValueError(f"--resume {shell_word(args.resume)}: ensemble {g} has already trained {done} "
+                             f"({shell_word(path)}); --epochs {args.epochs} cannot shorten it: give --epochs {needed} "
+                             "or more")
 
 
 def _batch_size(args, meta, distributed) -> int:
@@ -465,6 +488,8 @@ def _run(args, opened) -> int:
     backend = _backend.resolve(device)
     _check_precision(args, backend, args.dtype)  # before any data is generated or read
     meta = checkpoint.read_meta(first_checkpoint(args.resume)) if args.resume else None
+    if args.resume:
+        _check_resumed_epochs(args)
     batch_size = _batch_size(args, meta, distributed)
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None

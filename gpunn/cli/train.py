@@ -121,7 +121,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "early-stopping, a synthetic task's with --data) is noted, not refused")
     r.add_argument("--save", type=file_path, metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
-                   "--progress, --quiet: each command's own; nor the options the run did not use)")
+                   "--progress, --quiet: each command's own; nor the options the run did not use); a name that says a "
+                   "data file, report or plot (.csv, .json...) is refused")
     r.add_argument("--resume", type=file_path, metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save, --json, --csv, --plot, --progress, --quiet and --device (same kind) apply, "
                    "--data and --targets may say where its files are now (the same data), "

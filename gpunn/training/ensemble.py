@@ -19,6 +19,8 @@ partial losses, the history); ``gpunn.load_checkpoint(path).resume(X, Y)`` conti
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
 import warnings
@@ -66,6 +68,24 @@ class MembersDivergedWarning(RuntimeWarning):
         """The same warning of member k called ``number(k)`` and described by ``name(k)`` (a sweep's grid)."""
         return MembersDivergedWarning([number(k) for k in self.members], self.epoch, self.how,
                                       [name(k) for k in self.members])
+
+
+# (number, name) while members_named holds in this context: how a fit's MembersDivergedWarning names members
+_member_naming = contextvars.ContextVar("gpunn_member_naming", default=None)
+
+
+@contextlib.contextmanager
+def members_named(number, name):
+    """While it holds, an ensemble's fit in this thread says a diverged member k as ``number(k)``, described by
+    ``name(k)`` (MembersDivergedWarning.renamed): gpunn sweep's grid numbers and settings. The warning is made
+    so, before Python's filters see it: renamed as it was shown (warnings.showwarning swapped, for the whole
+    process), a split grid's second "members [0] diverged in epoch 1" was the first's text again, which the
+    default filter shows once, so its note was never printed."""
+    token = _member_naming.set((number, name))
+    try:
+        yield
+    finally:
+        _member_naming.reset(token)
 
 
 class EnsembleHistory(History):
@@ -478,7 +498,8 @@ class EnsembleTrainer(Trainer):
         opt.freeze(bad)
         if len(history.diverged) == model.n_models:
             raise agreed(TrainingDiverged(every()))
-        warnings.warn(MembersDivergedWarning(bad, epoch + 1, how), stacklevel=user_stacklevel())
+        warning, naming = MembersDivergedWarning(bad, epoch + 1, how), _member_naming.get()
+        warnings.warn(warning.renamed(*naming) if naming else warning, stacklevel=user_stacklevel())
         if not opt.active.any():
             self.stop = True
 
