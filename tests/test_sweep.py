@@ -593,6 +593,11 @@ def test_epochs_below_what_a_saved_ensemble_trained_are_refused_before_anything_
     assert out.out == ""
     assert (f"--resume {more}: ensemble 1 has already trained 4 epochs ({more / 'ensemble-1.npz'}); --epochs 3 "
             "cannot shorten it: give --epochs 4 or more") in out.err
+    model_only = more / "ensemble-2.npz"  # gpunn.save's file, not a run: it was "internal error: KeyError"
+    gpunn.save(model_only, gpunn.load(model_only))
+    assert cli.main(["sweep", "--resume", str(more), "--epochs", "5"]) == 2
+    assert (f"--resume {more}: {model_only} holds a model only (no optimizer or position), not ensemble 2's run; it "
+            "cannot be resumed") in capsys.readouterr().err
     monkeypatch.undo()
     interrupted = tmp_path / "interrupted"  # in epoch 2 of its first ensemble: past --epochs 1 too
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *args, callbacks, **kwargs: fit(

@@ -387,7 +387,10 @@ def _check_resumed_epochs(args) -> None:
     from ..training.state import FitSettings
 
     for g, path in numbered_checkpoints(args.resume):
-        training = checkpoint.read_meta(path)["training"]
+        training = checkpoint.read_meta(path).get("training")
+        if not training:  # (gpunn.save's file under a checkpoint's name: it said "internal error: KeyError")
+            raise ValueError(f"--resume {shell_word(args.resume)}: {shell_word(path)} holds a model only (no optimizer "
+                             f"or position), not ensemble {g}'s run; it cannot be resumed")
         epoch, batch = training["position"]["epoch"], training["position"]["batch"]
         if epoch > args.epochs or (epoch == args.epochs and batch):
             done = position_words(epoch, batch, FitSettings.from_dict(training["settings"]).batches_per_epoch)
