@@ -118,6 +118,26 @@ def test_every_option_that_names_a_file_refuses_an_empty_one():
                 assert action.type is file_path, (name, action.option_strings or action.metavar)
 
 
+def test_a_path_from_the_home_directory_is_read_where_no_shell_expanded_its_tilde(tmp_path, capsys, monkeypatch):
+    """bash expands ~ only at a word's start: --data=~/d/X.npy, a quoted '~/d/X.npy' and a config file's data =
+    "~/d/X.npy" reached gpunn as written and were refused as missing ("~/d/X.npy: no such file"), --save's as
+    "directory '/cwd/~/d' does not exist". Each is the home directory's, as a shell reads an unquoted one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    X = numpy.random.default_rng(0).standard_normal((40, 2))
+    numpy.save(tmp_path / "d" / "X.npy", X)
+    numpy.save(tmp_path / "d" / "Y.npy", X[:, :1])
+    small = ["--epochs", "1", "--hidden", "4", "--device", "cpu", "--quiet"]
+    assert cli.main(["train", "--data=~/d/X.npy", "--targets", "~/d/Y.npy", *small, "--save=~/d/m.npz"]) == 0
+    assert cli.main(["predict", "~/d/m.npz", "~/d/X.npy", "~/d/o.npy"]) == 0
+    assert numpy.load(tmp_path / "d" / "o.npy").shape == (40, 1)
+    (tmp_path / "run.toml").write_text('data = "~/d/X.npy"\ntargets = "~/d/Y.npy"\nsave = "~/d/c.npz"\n')
+    assert cli.main(["train", "--config", "run.toml", *small]) == 0
+    assert (tmp_path / "d" / "c.npz").is_file() and not (tmp_path / "~").exists()
+    capsys.readouterr()
+
+
 def test_twenty_rows_are_the_fewest_train_and_sweep_take(capsys):
     """A tenth of --rows is held out and R² needs 2 held-out rows: 20 train and score in both commands; sweep
     refuses 19 in its own words (train's parser refuses it: test_bad_options_fail_with_a_message)."""

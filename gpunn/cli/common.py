@@ -469,10 +469,12 @@ def non_negative(kind):
 def file_path(text):
     """An argparse type: a file or directory option's path, any text but an empty one. "" read as the option left
     out, without a word: --save "" wrote no checkpoint, --data "" trained on the synthetic task, --json "" wrote
-    nothing (a variable that expanded to nothing, in a script)."""
+    nothing (a variable that expanded to nothing, in a script). A leading ~ is the home directory, as a shell reads
+    it: bash expands it only at a word's start, so --data=~/t.csv, a quoted '~/t.csv' and a config file's
+    data = "~/t.csv" reached gpunn as written, refused as missing."""
     if not text:
         raise argparse.ArgumentTypeError("expected a path, got ''")
-    return text
+    return os.path.expanduser(text) if text.startswith("~") else text
 
 
 def dtype(text):
