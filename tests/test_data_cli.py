@@ -1543,6 +1543,25 @@ def test_synthetic_task_options_given_with_data_are_refused(pair, capsys, flags)
     assert f"{flags[0]} {flags[1]} sets up a synthetic task, which --data replaces" in capsys.readouterr().err
 
 
+def test_a_feature_count_given_with_a_table_says_how_to_name_a_column_whose_name_is_a_number(tmp_path, capsys):
+    """A table of years, 2020,2021,price: --features 2021 is a count (a synthetic task's), refused with --data, and
+    the refusal said only "drop it"; the quoted name that picks the column was nowhere. It is said for a table, not
+    for an .npy pair (whose columns have no names)."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "years.csv").write_text("2020,2021,price\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(30)))
+    table = ["train", "--data", str(tmp_path / "years.csv"), "--target", "price", *SMALL]
+    assert main([*table, "--features", "2021"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--features 2021 sets up a synthetic task, which --data replaces; drop it (the file gives the rows, features "
+        "and outputs), or, to name the column 2021, write it in double quotes: --features '\"2021\"'")
+    assert main([*table, "--features", '"2021"']) == 0
+    capsys.readouterr()
+    numpy.save(tmp_path / "X.npy", numpy.ones((30, 2)))
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "X.npy"), "--features", "2",
+                 *SMALL]) == 2
+    assert "double quotes" not in capsys.readouterr().err
+
+
 def test_predict_reads_a_small_csv_of_quoted_numbers(pair):
     tmp_path, X, _ = pair
     model_path = tmp_path / "m.npz"

@@ -225,6 +225,15 @@ def idle_options(args, resumed_too=False) -> dict:
     return idle
 
 
+def _a_column_so_named(dest, args) -> str:
+    """How to name a --data table's column whose name is a whole number (a year: 2020,2021,price), which --features
+    2021 reads as a count: the refusal said only "drop it". "" for another option, or an .npy pair (no names)."""
+    if dest != "features" or args.data.lower().endswith(".npy"):
+        return ""
+    quoted = '"%d"' % args.features
+    return f", or, to name the column {args.features}, write it in double quotes: --features {shell_word(quoted)}"
+
+
 def refuse_idle_options(given: dict, args, config=None, path=None) -> None:
     """An option written on the command line (``given``) that this run would not use (idle_options) is refused by
     name. One that a --config file (``path``, its options ``config``) gives is a note on stderr naming the file
@@ -241,7 +250,7 @@ def refuse_idle_options(given: dict, args, config=None, path=None) -> None:
     idle = idle_options(args)
     for dest, (what, use, _) in idle.items():
         if dest in given:
-            raise ValueError(f"--{dest.replace('_', '-')} {given[dest]} {what}{use}")
+            raise ValueError(f"--{dest.replace('_', '-')} {given[dest]} {what}{use}{_a_column_so_named(dest, args)}")
     unused = {}
     for dest, value in (config or {}).items():
         if dest in idle and dest not in given and dest != "window":  # (the data: line says so: data.unused_window)
