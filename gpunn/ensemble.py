@@ -8,7 +8,7 @@ and the backward pass of :mod:`gpunn.model` per member, as batched (K, rows, n) 
 The parameters of all members live in one flat buffer, member-major: member k's P parameters
 are the k-th run of P values, laid out as one MLP's flat buffer, so ``W[l]`` is a
 (K, n[l-1], n[l]) view (member stride P) and an optimizer step is one pass over the buffer with
-each member's settings read from a small table (:class:`gpunn.ops.ensemble.MemberRates`).
+each member's settings read from a small table (:class:`gpunn.ops.member_rates.MemberRates`).
 
 With the same options, member k after ``Ensemble.fit(X, Y, lr=lrs, seed=s)`` holds the weights
 of ``MLP(seed=seed + k).fit(X, Y, lr=lrs[k], seed=s)``: the same batches in the same order and

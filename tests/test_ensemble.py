@@ -15,7 +15,7 @@ import waiting
 import gpunn
 from gpunn.ops import ensemble_ops_for
 from gpunn.optim import make_optimizer
-from gpunn.ops.ensemble import MemberRates
+from gpunn.ops.member_rates import MemberRates
 from gpunn.training.callbacks import Callback
 from gpunn.training.ensemble import bootstrap_rows
 from torch_formulas import torch_adam, torch_sgd
@@ -2007,7 +2007,8 @@ def test_the_kept_members_adam_step_follows_its_table_and_settings_between_steps
     (weight decay from none, a frozen member: MemberRates.update), of eps or of AdamW's decoupling between two steps
     of the same arrays steps as the generic update does, bit for bit."""
     from gpunn.ops.cpu import CpuOps
-    from gpunn.ops.ensemble import ACTIVE, BETA1, BETA2, EnsembleOps, HYPER_FIELDS, LR, WEIGHT_DECAY
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY
 
     fast, ref = ensemble_ops_for(CpuOps(fused=True)), EnsembleOps(CpuOps(fused=False))
     if not fast.fused:
@@ -2040,7 +2041,7 @@ def test_the_kept_members_adam_step_follows_its_table_and_settings_between_steps
 
 
 def test_members_equal_their_mlps_bit_for_bit_with_the_ensembles_one_blas_thread():
-    """An ensemble runs NumPy's BLAS on one thread (gpunn.ops.ensemble.member_blas_threads); an MLP at OpenBLAS's
+    """An ensemble runs NumPy's BLAS on one thread (gpunn.ops.fit_threads.member_blas_threads); an MLP at OpenBLAS's
     default threads may round a product otherwise (16-64-64-1 at batch 128 on the 2-core machine: up to 6e-8 apart,
     perf16). With the MLPs under the same one-thread BLAS, every member holds its MLP's weights bit for bit."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -2088,7 +2089,7 @@ def test_float64_adam_members_equal_their_mlps_bit_for_bit_past_the_steps_where_
 
 def test_beta_powers_are_pythons_pow_of_each_beta():
     """BetaPowers gives each member Python's beta**step (one pow per distinct beta), in the kept member step too."""
-    from gpunn.ops.ensemble import BetaPowers
+    from gpunn.ops.member_rates import BetaPowers
 
     betas = np.array([0.9, 0.999, 0.9, 0.5, 0.999])
     powers, out = BetaPowers(betas), np.empty(5)
@@ -2104,7 +2105,7 @@ def test_the_ensembles_blas_threads_follow_gpunn_ensemble_blas_threads(monkeypat
     is limited (mut17a A2: 0 asked threadpoolctl for 0 threads, which OpenBLAS takes as every core; A3: a blank
     value gave 0)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from gpunn.ops.ensemble import ENV_BLAS_THREADS, member_blas_threads
+    from gpunn.ops.fit_threads import ENV_BLAS_THREADS, member_blas_threads
 
     def threads():
         return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
@@ -2168,7 +2169,7 @@ def test_member_adam_constants_follow_a_new_table_at_a_freed_ones_address():
     the table, so a new table (a new ensemble optimizer bound to the same ops) made where a freed one had been,
     at the same version, got the freed one's betas and weight decay: here from the second table on."""
     from gpunn.ops.cpu import CpuOps
-    from gpunn.ops.ensemble import BETA1, HYPER_FIELDS, WEIGHT_DECAY
+    from gpunn.ops.member_rates import BETA1, HYPER_FIELDS, WEIGHT_DECAY
 
     mops = ensemble_ops_for(CpuOps(fused=True))
     for i in range(20):
@@ -2184,7 +2185,8 @@ def test_the_members_adam_step_follows_a_change_of_its_table_and_of_the_weights_
     for weights of the other dtype: the Numba step equals the generic one each time (mut18a A133: the constants
     cached by the table's id alone kept the old betas and decay; A133b: float64 weights got float32's constants)."""
     from gpunn.ops.cpu import CpuOps
-    from gpunn.ops.ensemble import ACTIVE, BETA1, BETA2, EnsembleOps, HYPER_FIELDS, LR, WEIGHT_DECAY
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY
 
     fast, ref = ensemble_ops_for(CpuOps(fused=True)), EnsembleOps(CpuOps(fused=False))
     if not fast.fused:

@@ -268,7 +268,7 @@ def test_the_members_table_is_rewritten_at_its_device_address(gpu):
     """MemberRates.device: made once, then each change copied into it in place, so the address a captured graph
     read it at stays the table's (EnsembleGraphTrainer: one graph for the run; mut18a A5: a table made again at a
     new address on each change made every new epoch's rates cost a capture)."""
-    from gpunn.ops.ensemble import ACTIVE, LR, MemberRates
+    from gpunn.ops.member_rates import ACTIVE, LR, MemberRates
 
     rates = MemberRates(gpu.xp, [[0.1, 0.0, 0.9, 0.9, 0.999, 1]] * 3)
     table = rates.device
@@ -325,7 +325,8 @@ def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leave
     what it returns (the members' sums of squares)."""
     from gpunn.activations import ACTIVATIONS
     from gpunn.ops import ensemble_ops_for, ops_for
-    from gpunn.ops.ensemble import EnsembleOps, MemberRates
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import MemberRates
 
     xp, rng = gpu.xp, numpy.random.default_rng(5)
     ops = ops_for(gpu)

@@ -11,7 +11,7 @@ from mirror_ranks import as_rank
 
 from gpunn import backend, cli, environment
 from gpunn.distributed.comm import DistributedError, _timeout_from_env
-from gpunn.ops import cpu, denormals, ensemble, gemm, ops_for
+from gpunn.ops import cpu, denormals, ensemble, fit_threads, gemm, ops_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +34,8 @@ def _member_threads():
 
 
 def _blas_threads():
-    with ensemble.member_blas_threads(numpy):  # a refusal before any limit is set
-        return ensemble.blas_threads_setting()
+    with fit_threads.member_blas_threads(numpy):  # a refusal before any limit is set
+        return fit_threads.blas_threads_setting()
 
 
 BAD = [  # (variable, value, where gpunn reads it, what the refusal says it takes)
@@ -87,7 +87,7 @@ GOOD = [  # (variable, value, where gpunn reads it, what it comes to)
                                                                       ("10", 10), ("007", 7)]],
     ("GPUNN_CPU_THREADS", " 3 ", _member_threads, 3),
     ("GPUNN_CPU_THREADS", " ", _member_threads, cpu.usable_cores()),
-    *[("GPUNN_ENSEMBLE_BLAS_THREADS", v, ensemble.blas_threads_setting, n) for v, n in
+    *[("GPUNN_ENSEMBLE_BLAS_THREADS", v, fit_threads.blas_threads_setting, n) for v, n in
       [(None, 1), ("", 1), (" 0 ", 0), ("2", 2)]],
     *[("GPUNN_GEMM", v, lambda: gemm.requested()[0], names) for v, names in
       [(None, ["numpy"]), (" ", ["numpy"]), (" Auto ", list(gemm.LIBRARIES)), ("numpy,", ["numpy"])]],

@@ -223,7 +223,7 @@ def test_the_member_kernels_launch_shapes_are_the_documented_ones(fake_cupy, mon
     gradient one (32, 16) block per 32 columns and member (cuda.BIAS_GRAD_BLOCK); no launch for nothing."""
     from gpunn.activations import ACTIVATIONS
     from gpunn.ops.cuda import CupyOps
-    from gpunn.ops.ensemble import MemberRates
+    from gpunn.ops.member_rates import MemberRates
     from gpunn.ops.ensemble_cuda import CupyEnsembleOps
 
     monkeypatch.setattr(fakecupy.state, "sm_count", 2)  # 32 blocks in all

@@ -124,7 +124,7 @@ def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked(
     import numpy
 
     from gpunn import backend
-    from gpunn.ops.ensemble import ACTIVE, BETA1, BETA2, LR, MOMENTUM, WEIGHT_DECAY
+    from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, LR, MOMENTUM, WEIGHT_DECAY
 
     ops, member_ops = _RecordedOps(), _RecordedOps()
     got = kernels.cases(backend.CPU, ops, 4096, "float64", cols=64, members=16, member_ops=member_ops)

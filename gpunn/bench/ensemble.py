@@ -51,7 +51,7 @@ def gemm_strategies(backend, member_ops, members) -> list:
     """The ways an Ensemble's training step may run its batched products on this backend, each a candidate
     for the "% of GEMM" baseline. The GPU: cuBLAS's batched product. The CPU: one stacked numpy.matmul at
     BLAS's own threads (GPUNN_ENSEMBLE_BLAS_THREADS=0, or outside a step), the same under the step's BLAS
-    thread limit (gpunn.ops.ensemble.member_blas_threads: the step with one member group), and the member
+    thread limit (gpunn.ops.fit_threads.member_blas_threads: the step with one member group), and the member
     groups on threads of their own (the step's default with more than one core)."""
     if backend.is_gpu:
         return ["cuBLAS batched"]
@@ -95,7 +95,7 @@ class BatchedGemmRunner(Runner):
         return self.strategy if self.backend.is_gpu else f"numpy {self.strategy}"
 
     def epochs(self, n):
-        from ..ops.ensemble import member_blas_threads
+        from ..ops.fit_threads import member_blas_threads
 
         total, a, b, out = n * self.inner, self.a, self.b, self.out
         if self.strategy == GROUPS:

@@ -21,7 +21,8 @@ from .. import backend as _backend
 from ..activations import ACTIVATIONS
 from ..ops import ensemble_ops_for
 from ..ops.base import Ops
-from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, EnsembleOps, MemberRates
+from ..ops.ensemble import EnsembleOps
+from ..ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MemberRates
 from ..rng import DeviceRNG
 
 MEMBERS = 256  # the ensemble row's K: issue 11's ensembles of 256 small nets

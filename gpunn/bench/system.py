@@ -98,7 +98,7 @@ def _blas() -> str:
 def gpunn_fits_words(threads) -> str:
     """Where gpunn's fits run the BLAS on another count than the process's ``threads`` (gpunn.ops.fit_threads), as
     words to follow that count; "" where they do not."""
-    from ..ops.ensemble import ENV_BLAS_THREADS, blas_threads_setting
+    from ..ops.fit_threads import ENV_BLAS_THREADS, blas_threads_setting
     from ..ops.fit_threads import PARALLEL_MIN_ELEMENTS, user_set
 
     nets = 1 if not user_set() else threads

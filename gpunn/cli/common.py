@@ -360,10 +360,10 @@ def setting_readers() -> dict:
     neither is here."""
     from ..backend import device_setting
     from ..distributed.comm import _timeout_from_env
-    from ..ops import cpu, denormals, ensemble, fused_setting, gemm
+    from ..ops import cpu, denormals, fit_threads, fused_setting, gemm
 
     return {"GPUNN_DEVICE": device_setting, "GPUNN_GEMM": gemm.requested, "GPUNN_CPU_THREADS": cpu.threads_setting,
-            "GPUNN_ENSEMBLE_BLAS_THREADS": ensemble.blas_threads_setting, "GPUNN_FUSED_KERNELS": fused_setting,
+            "GPUNN_ENSEMBLE_BLAS_THREADS": fit_threads.blas_threads_setting, "GPUNN_FUSED_KERNELS": fused_setting,
             "GPUNN_FLUSH_DENORMALS": denormals.enabled, "GPUNN_DIST_TIMEOUT": lambda: _timeout_from_env(None)}
 
 

@@ -12,13 +12,12 @@ arithmetic per member, so that member k trains exactly as ``MLP(seed=seed + k)``
 call the single-model kernels of ``gpunn.ops.cpu``. As with ``Ops``, every method writes into
 caller-owned buffers and none synchronises with the host.
 
-The optimizer's per-member settings are :class:`MemberRates`: a (K, HYPER_FIELDS) float64 table
-(learning rate for the epoch, weight decay, momentum, beta1, beta2, active), kept on the host
+The optimizer's per-member settings are :class:`gpunn.ops.member_rates.MemberRates`: a (K, HYPER_FIELDS) float64
+table (learning rate for the epoch, weight decay, momentum, beta1, beta2, active), kept on the host
 for the CPU and copied once per epoch to the device for the kernels (kernels/ensemble.cuh).
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import os
@@ -28,7 +27,6 @@ import weakref
 
 import numpy
 
-from .. import environment
 from ..activations import ACTIVATIONS, Activation
 from ..forksafe import ForkSafeLock
 from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
@@ -36,117 +34,16 @@ from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
 from .cpu import _FLOATS, _bounds, numba, run_pieces, threads_setting, usable_cores, wait_uninterrupted
-from .fit_threads import blas_threads
+# (ENV_BLAS_THREADS, blas_threads_setting, member_blas_threads, MemberRates: re-exported, their home moved)
+from .fit_threads import ENV_BLAS_THREADS, blas_threads_setting, member_blas_threads
 from .lazynumba import kernels
+from .member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, BetaPowers, MemberRates
 from .ufuncs import numpy_tanh
-
-# Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
-LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
-HYPER_FIELDS = 6
-
-
-ENV_BLAS_THREADS = "GPUNN_ENSEMBLE_BLAS_THREADS"
-
-
-def blas_threads_setting() -> int:
-    """GPUNN_ENSEMBLE_BLAS_THREADS: a whole number, 0 or more (0: leave NumPy's BLAS alone), 1 where unset or blank."""
-    return environment.whole(ENV_BLAS_THREADS, 1, 0, "a whole number of BLAS threads, 0 or more (0: NumPy's BLAS "
-                                                     "as it is; unset: 1)")
-
-
-def member_blas_threads(xp):
-    """A context in which NumPy's BLAS runs on one thread while an ensemble trains on the CPU: a count set in the
-    environment (OPENBLAS_NUM_THREADS and the rest, gpunn.ops.fit_threads.BLAS_ENV) is left as it is, and
-    GPUNN_ENSEMBLE_BLAS_THREADS, set, gives the count over it (0 leaves the BLAS alone). Through the mechanism a small
-    net's fit uses (gpunn.ops.fit_threads.blas_threads: threadpoolctl's cached controller, the count shared with
-    fits running beside it; a no-op without threadpoolctl). On a GPU the variable is not read, so a bad value is not
-    refused there: the library reads each variable only where it acts (so is GPUNN_FLUSH_DENORMALS read on the CPU
-    alone); gpunn's commands refuse it anywhere as they start.
-
-    One thread, because the batched products of an ensemble are many small GEMMs (K of batch x n x n):
-    OpenBLAS's threads cost more per product than they give. Measured on the project's 2-core machine
-    under load 15-19 (bench/RESULTS.md): a K=64 small-net step 20x faster with one BLAS thread than
-    with two. To use both cores, split the members instead (GPUNN_CPU_THREADS=2, CpuEnsembleOps).
-    """
-    if xp is not numpy:  # a GPU's ensemble: NumPy's BLAS does not train it, so the variable is not read (nor refused)
-        return contextlib.nullcontext()
-    threads = blas_threads_setting()
-    if threads == 0:
-        return contextlib.nullcontext()
-    return blas_threads(threads, forced=bool(os.environ.get(ENV_BLAS_THREADS, "").strip()))
-
-
-class MemberRates:
-    """Per-member optimizer settings: ``host`` (K, HYPER_FIELDS) float64, and its device copy."""
-
-    def __init__(self, xp, table):
-        self.xp = xp
-        self.host = numpy.array(table, dtype=numpy.float64)
-        self._device, self._stale = None, False
-        self.version = 0  # counts changes, for caches of values derived from the table
-
-    def column(self, field):
-        return self.host[:, field]
-
-    @property
-    def active(self):
-        if getattr(self, "_active_version", None) != self.version:
-            self._active, self._active_version = self.host[:, ACTIVE] != 0, self.version
-        return self._active
-
-    def update(self, field, values):
-        """Change one column (e.g. the epoch's learning rates); the device copy follows on next use."""
-        self.host[:, field] = values
-        self._stale = True
-        self.version += 1
-
-    @property
-    def device_copy(self):
-        """The table's device copy where made (``device`` makes it), else None."""
-        return self._device
-
-    @property
-    def device(self):
-        """The table on the device (one small copy after each change: at most once per epoch), always at
-        the same address once made (a captured CUDA graph reads it there)."""
-        if self.xp is numpy:
-            return self.host
-        if self._device is None:
-            self._device = self.xp.asarray(self.host)
-        elif self._stale:
-            self._device.set(self.host)
-        self._stale = False
-        return self._device
 
 
 def _column(xp, values, dtype):
     """A (K, 1) device column of ``values`` rounded once to ``dtype``: how one model rounds a Python float."""
     return xp.asarray(numpy.asarray(values, dtype=numpy.float64).astype(dtype)[:, None])
-
-
-class BetaPowers:
-    """beta**step for a column of Adam's betas (one per member), each by Python's float pow, as the single model's
-    Adam forms its bias corrections (optim.Adam.step, mlp_step): NumPy's array power may run a SIMD pow that is not
-    correctly rounded (on the 2-core AMD EPYC 1 ulp off Python's at 328 of the steps 1..20000 for 0.9 and 1071 for
-    0.999, the first at step 7), and the member's float64 update would carry that ulp. One pow per distinct beta."""
-
-    def __init__(self, betas):
-        values, self.where = numpy.unique(numpy.asarray(betas, dtype=numpy.float64), return_inverse=True)
-        self.values = values.tolist()
-
-    def into(self, out, step):
-        """``out`` (a float64 array of the betas' shape) = beta**step, elementwise; returns ``out``."""
-        step = int(step)  # an int exponent, as Adam's own step count (a NumPy integer would call NumPy's pow)
-        if len(self.values) == 1:
-            out.fill(self.values[0] ** step)
-        else:
-            numpy.take([beta ** step for beta in self.values], self.where, out=out)
-        return out
-
-    @classmethod
-    def of(cls, betas, step):
-        """beta**step for ``betas`` as a new float64 array."""
-        return cls(betas).into(numpy.empty(numpy.shape(betas)), step)
 
 
 class EnsembleOps:

@@ -17,7 +17,8 @@ from ..activations import Activation
 from . import kernels
 from .base import is_bf16
 from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
-from .ensemble import EnsembleOps, MemberRates
+from .ensemble import EnsembleOps
+from .member_rates import MemberRates
 
 _NULL = numpy.uintp(0)
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y; the kernels step through more members themselves

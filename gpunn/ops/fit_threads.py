@@ -7,7 +7,7 @@ thread, and the fit runs 10-50x slower (bench/RESULTS.md, session 24). A medium 
 batch 256) gains 20-66% from 2 threads quiet (220k and 190k samples/s against 133k and 158k on one;
 bench/RESULTS.md, session 25), so the bound stays where the one-call step's is (raise it only where 2 threads gain
 under 10%). An Ensemble's products are many small ones, and its members split over the cores instead
-(gpunn.ops.ensemble.member_blas_threads: one BLAS thread, or GPUNN_ENSEMBLE_BLAS_THREADS). One thread also gives
+(member_blas_threads: one BLAS thread, or GPUNN_ENSEMBLE_BLAS_THREADS). One thread also gives
 one thread's bits whatever the core count (two threads split a 128x64x64 product otherwise: its last bits differ),
 with the one-call step (gpunn.ops.mlp_step) or without it alike.
 
@@ -37,6 +37,7 @@ import warnings
 
 import numpy
 
+from .. import environment
 from ..forksafe import ForkSafeLock
 from .cpu import PARALLEL_MIN_ELEMENTS
 
@@ -193,3 +194,34 @@ def fit_threads(model):
     """The context a fit of ``model`` runs in (gpunn.training.loop.train): one BLAS thread where the model is small
     (_small) and the user set no count (see the module)."""
     return blas_threads(1) if _small(model) else contextlib.nullcontext()
+
+
+ENV_BLAS_THREADS = "GPUNN_ENSEMBLE_BLAS_THREADS"
+
+
+def blas_threads_setting() -> int:
+    """GPUNN_ENSEMBLE_BLAS_THREADS: a whole number, 0 or more (0: leave NumPy's BLAS alone), 1 where unset or blank."""
+    return environment.whole(ENV_BLAS_THREADS, 1, 0, "a whole number of BLAS threads, 0 or more (0: NumPy's BLAS "
+                                                     "as it is; unset: 1)")
+
+
+def member_blas_threads(xp):
+    """A context in which NumPy's BLAS runs on one thread while an ensemble trains on the CPU: a count set in the
+    environment (OPENBLAS_NUM_THREADS and the rest, BLAS_ENV) is left as it is, and
+    GPUNN_ENSEMBLE_BLAS_THREADS, set, gives the count over it (0 leaves the BLAS alone). Through the mechanism a small
+    net's fit uses (blas_threads: threadpoolctl's cached controller, the count shared with
+    fits running beside it; a no-op without threadpoolctl). On a GPU the variable is not read, so a bad value is not
+    refused there: the library reads each variable only where it acts (so is GPUNN_FLUSH_DENORMALS read on the CPU
+    alone); gpunn's commands refuse it anywhere as they start.
+
+    One thread, because the batched products of an ensemble are many small GEMMs (K of batch x n x n):
+    OpenBLAS's threads cost more per product than they give. Measured on the project's 2-core machine
+    under load 15-19 (bench/RESULTS.md): a K=64 small-net step 20x faster with one BLAS thread than
+    with two. To use both cores, split the members instead (GPUNN_CPU_THREADS=2, CpuEnsembleOps).
+    """
+    if xp is not numpy:  # a GPU's ensemble: NumPy's BLAS does not train it, so the variable is not read (nor refused)
+        return contextlib.nullcontext()
+    threads = blas_threads_setting()
+    if threads == 0:
+        return contextlib.nullcontext()
+    return blas_threads(threads, forced=bool(os.environ.get(ENV_BLAS_THREADS, "").strip()))

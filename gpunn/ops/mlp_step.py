@@ -23,8 +23,8 @@ from ..optim import Adam, AdamW
 
 if numba is not None:
     from . import ensemble  # its _member_group_pass read at each call: the kernel itself once defined (lazynumba)
-    from .ensemble import (ACTIVE, BETA1, BETA2, HYPER_FIELDS, LAYER_SMALL_K, LR, WEIGHT_DECAY, group_pass_activations,
-                           no_optimizer_arguments)
+    from .ensemble import LAYER_SMALL_K, group_pass_activations, no_optimizer_arguments
+    from .member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY
 
 _ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
 # the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),

@@ -32,8 +32,8 @@ from ..checks import (flag, held_warnings, member_index, non_negative_int, per_m
                       validation_share, verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
-from ..ops.ensemble import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates, \
-    member_blas_threads
+from ..ops.fit_threads import member_blas_threads
+from ..ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
