@@ -276,6 +276,23 @@ def test_a_non_finite_value_is_never_the_best(data):
     assert h["epoch"] == [1, 2, 3, 4] and not h.stopped_early and h.best_epoch == 4 and stopping.best == 1.0
 
 
+def test_a_run_whose_every_val_loss_is_non_finite_has_no_best_epoch(data):
+    """Without EarlyStopping, a run (or a member) no epoch of which had a finite val_loss said "best epoch 1" with
+    best inf: it has none (None), while a member beside it that scored keeps its best."""
+    X, Y, Xv, Yv = data
+
+    class Scripted(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["val_loss"] = [float("nan"), float("inf"), float("nan")][epoch]
+
+    h = MLP([5, 1], device="cpu").fit(X[:100], Y[:100], epochs=3, validation_data=(Xv, Yv), callbacks=[Scripted()],
+                                      verbose=False)
+    assert len(h["val_loss"]) == 3 and h.best_epoch is None and h.best is None
+    members = gpunn.training.callbacks.History(val_loss=[[float("nan"), 2.0], [float("inf"), 1.0], [float("nan"), 3.0]])
+    members.settle_best()
+    assert members.best_epoch == [None, 2] and members.best == [None, 1.0] and type(members.best_epoch[1]) is int
+
+
 def test_early_stopping_keeps_the_minimum_of_the_monitored_metric(data):
     X, Y, Xv, Yv = data
     rec = Recorder()

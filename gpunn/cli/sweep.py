@@ -275,8 +275,8 @@ def rank(settings, history_of, offset=0):
         val = numpy.asarray([v[j] for v in history["val_mse"]], dtype=numpy.float64)
         r2 = [v[j] for v in history["val_r2"]]
         kept = getattr(history, "best_epoch", None)  # (with --min-delta, not always the least val_mse's)
-        if numpy.isnan(val).all():  # no epoch scored it (it said "best epoch 1", of a NaN; the history's best_epoch
-            best = None  # is the first of its epochs, all NaN)
+        if numpy.isnan(val).all():  # no epoch scored it
+            best = None
         elif isinstance(kept, list) and kept[j] is not None:
             best = kept[j] - 1
         else:  # an infinite MSE is a score (the worst); NaN none

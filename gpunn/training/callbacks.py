@@ -101,12 +101,13 @@ class History(dict):
     def settle_best(self):
         """best_epoch and best for a validated run without EarlyStopping: the least val_loss and its epoch (the
         first of equals, as EarlyStopping counts only a fall; a NaN or infinite epoch never the best), where an
-        epoch ended. An ensemble's val_loss is epochs x K: per member, lists of K."""
+        epoch ended; None where no epoch's was finite. An ensemble's val_loss is epochs x K: per member, lists of K."""
         values = numpy.asarray(self.get("val_loss", []), dtype=numpy.float64)
         if self.best_epoch is None and self.best is None and values.size:
             filled = numpy.where(numpy.isfinite(values), values, numpy.inf)
-            self.best_epoch = (filled.argmin(axis=0) + 1).tolist()  # (a Python int, or a list of K)
-            self.best = filled.min(axis=0).tolist()
+            scored = numpy.isfinite(filled.min(axis=0))  # (a member no epoch scored has no best: None, not epoch 1)
+            self.best_epoch = numpy.where(scored, filled.argmin(axis=0) + 1, None).tolist()  # (an int, or a list of K)
+            self.best = numpy.where(scored, filled.min(axis=0), None).tolist()
 
     def expect(self, keys):
         """An empty list for each of ``keys`` it has not yet: the logs a run will append, so that a run stopped
