@@ -20,7 +20,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     (a data-parallel fit: each rank reads only its shard).
     """
     name = type(source).__name__
-    _check_widths(model, source, name)
+    _check_widths(model, source, name, _sized_by_the_source(model))
     validation_data = every_row_of(validation_data, "validation_data")  # a ShardedSource: the whole source it wraps
     fraction = validation_share(validation_fraction)  # checked before its truth is read: "" or False held nothing out
     if validation_data is not None and fraction:
@@ -118,10 +118,18 @@ def _lent(source) -> bool:
     return scaler is not None and scaler is getattr(source, "_lent_standardizer", None)
 
 
-def _check_widths(model, source, name):
+def _check_widths(model, source, name, hint=""):
     if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
-        raise ValueError(f"{name} gives {source.n_features} features and {source.n_outputs} output(s); the model "
-                         f"takes {model.layer_sizes[0]} and gives {model.layer_sizes[-1]}")
+        outputs = f"{source.n_outputs} output{'s' * (source.n_outputs != 1)}"
+        raise ValueError(f"{name} gives {source.n_features} features and {outputs}; the model takes "
+                         f"{model.layer_sizes[0]} and gives {model.layer_sizes[-1]}{hint}")
+
+
+def _sized_by_the_source(model) -> str:
+    """How to make a model of a source's widths, as README's example does (the refusal gave the numbers alone)."""
+    sizes = "[source.n_features, 64, source.n_outputs]"
+    made = f"gpunn.Ensemble({sizes}, {model.n_models})" if getattr(model, "n_models", None) else f"gpunn.MLP({sizes})"
+    return f": make the model from the source's widths, {made}"
 
 
 def standardize_arrays(model, X, Y):
