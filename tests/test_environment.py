@@ -471,6 +471,34 @@ def test_a_csv_index_gpunn_cannot_write_is_a_note_naming_the_directory(clean, tm
     assert cache_directory() == str(tmp_path / "home" / ".cache" / "gpunn")
 
 
+def test_a_csv_index_whose_write_fails_leaves_no_temp_file_in_the_cache(clean, tmp_path, monkeypatch):
+    """A write of the index that fails part-way (a full disk) is a note, and its temp file is removed: it stayed in
+    the cache directory, one more at each run that parsed the file. The index kept is private (mode 0o600)."""
+    pytest.importorskip("pyarrow")
+    import errno
+    import json
+    import stat
+
+    from gpunn import data
+
+    clean.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "t.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(50)))
+
+    def disk_full(record, fh):
+        fh.write("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as full:
+        full.setattr(json, "dump", disk_full)
+        with pytest.warns(environment.SettingWarning, match=r"is not kept: .*No space left on device"):
+            data.csv(path, target="y", device="cpu")
+    assert os.listdir(tmp_path / "cache" / "csv-index") == []
+    data.csv(path, target="y", device="cpu")
+    [kept] = os.listdir(tmp_path / "cache" / "csv-index")
+    assert kept.endswith(".json") and stat.S_IMODE(os.stat(tmp_path / "cache" / "csv-index" / kept).st_mode) == 0o600
+
+
 def test_every_variable_gpunn_reads_is_in_names_readmes_table_and_gpunn_infos_check():
     code = "\n".join(p.read_text() for p in (ROOT / "gpunn").rglob("*.py"))
     read = set(re.findall(r"GPUNN_[A-Z0-9_]*[A-Z0-9]", code))

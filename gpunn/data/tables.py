@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import os
 import re
 
@@ -751,10 +752,16 @@ class CsvSource(ChunkedSource):
                   "schema": base64.b64encode(index["schema"].serialize().to_pybytes()).decode()}
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            # (mkstemp's private mode kept, not atomic_write's: the index names a data file and its columns)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh)
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(record, fh)
+                os.replace(tmp, path)
+            except BaseException:  # a full disk left the part-written temp file in the cache, one per run
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         except OSError as exc:
             import warnings
 
