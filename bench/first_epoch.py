@@ -14,7 +14,9 @@ validation, as the progress line's rate); "numba" is the time Numba's import too
 compiler lock in it (loading or compiling kernels). One untimed run comes first, so that Numba's cache is warm (a
 cold cache's run compiles the kernels: its first epoch takes a minute) and the files are read. The machine is
 shared: compare epoch 1 with epoch 2 of the same process, and read the medians with the load average printed beside
-them (the two kinds of run alternate, so that the load's drift falls on both). Results: bench/RESULTS.md.
+them (the two kinds of run alternate, so that the load's drift falls on both). Both take the kernels from the first
+op on (gpunn.ops.cpu.NUMBA_START_SECONDS = 0): by default so short a fit never imports Numba. Results:
+bench/RESULTS.md.
 """
 import json
 import os
@@ -31,6 +33,8 @@ import json, sys, time
 t = time.perf_counter()
 import gpunn
 out = {"import_gpunn": time.perf_counter() - t}
+from gpunn.ops import cpu
+cpu.NUMBA_START_SECONDS = 0  # the kernels from the first op on, as before a short fit left Numba unimported
 from gpunn.training.callbacks import Callback, numba_seconds
 mode = sys.argv[1]
 if mode == "parts":

@@ -103,6 +103,12 @@ def pytest_configure(config):
     from gpunn.training.callbacks import ProgressBar
 
     ProgressBar.says_compiling = False
+    # the CPU kernels from the first op on in this process (not after NUMBA_START_SECONDS of NumPy, which gives
+    # their bits): a test of them does not depend on which tests ran before it. The processes the tests start (gpunn
+    # commands) keep the default, and its own tests (tests/test_cpu_ops.py) set it
+    from gpunn.ops import cpu
+
+    cpu.NUMBA_START_SECONDS = 0
 
 
 @pytest.hookimpl(tryfirst=True)

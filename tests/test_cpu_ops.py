@@ -11,6 +11,7 @@ import warnings
 import numpy
 import pytest
 
+import gpunn
 from gpunn import ACTIVATIONS, MLP
 from gpunn.ops.cpu import PARALLEL_MIN_ELEMENTS, CpuOps, numba
 from gpunn.ops import Ops
@@ -1374,7 +1375,9 @@ import json, os, sys, warnings
 import numpy
 import gpunn
 from gpunn.checks import MissingExtra
+from gpunn.ops import cpu
 
+cpu.NUMBA_START_SECONDS = 0  # Numba tried at the first op, as in the tests' process (tests/conftest.py)
 X = numpy.random.default_rng(0).standard_normal((96, 3)).astype(numpy.float32)
 Y = numpy.sin(X).sum(axis=1, keepdims=True)
 
@@ -1408,8 +1411,10 @@ def test_a_numba_package_that_raises_on_import_trains_as_gpunn_fused_kernels_0_w
     """End to end, with a ``numba`` package first on the path that raises ImportError as it is imported (as Numba
     does under a NumPy it does not support): an MLP and an Ensemble train on the CPU to the very parameters of
     GPUNN_FUSED_KERNELS=0, with one KernelFallbackWarning for the process; fused=True is refused. ``gpunn train``
-    prints the warning as a note line and finishes (status 0); with GPUNN_FUSED_KERNELS=1 it stops before training
-    in one line, status 2. (Before: the first CPU kernel call raised ImportError, part-way into the first epoch.)"""
+    prints the warning as a note line where it needs the kernels (a small-k product: gpunn.ops.cpu.NUMBA_START_SECONDS)
+    and finishes (status 0), and says nothing where its short run never needed them; with GPUNN_FUSED_KERNELS=1 it
+    stops before training in one line, status 2. (Before: the first CPU kernel call raised ImportError, part-way
+    into the first epoch.)"""
     import json
     import os
     import pathlib
@@ -1438,6 +1443,9 @@ def test_a_numba_package_that_raises_on_import_trains_as_gpunn_fused_kernels_0_w
     train = [sys.executable, "-m", "gpunn", "train", "--device", "cpu", "--rows", "300", "--epochs", "1", "--hidden",
              "8", "--quiet"]
     proc = waiting.run(train, timeout=300, env=env)
+    assert proc.returncode == 0 and "Numba" not in proc.stderr, proc.stderr[-3000:]
+    small_k = train[:-2] + ["4,64", "--batch-size", "290", "--quiet"]  # 290 x 64 outputs of a product of k = 4
+    proc = waiting.run(small_k, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.splitlines()[0] == (f"note: Numba is installed but does not import ({why}): the CPU runs the "
                                            "NumPy reference instead of the fused kernels (slower); "
@@ -1447,3 +1455,205 @@ def test_a_numba_package_that_raises_on_import_trains_as_gpunn_fused_kernels_0_w
         f"gpunn train: error: GPUNN_FUSED_KERNELS=1 asks for gpunn's fused CPU kernels, which need Numba: it is "
         f"installed but does not import ({why}); install a Numba that supports NumPy {numpy.__version__}, or set "
         "GPUNN_FUSED_KERNELS=0 to run the NumPy reference"], proc.stderr[-3000:]
+
+
+def _special(rng, shape, dtype):
+    """Normal values with NaN, infinities, signed zeros, subnormals and huge values among them."""
+    a = rand(rng, shape, dtype)
+    tiny, big = numpy.finfo(dtype).smallest_subnormal, numpy.finfo(dtype).max / 4
+    specials = numpy.array([numpy.nan, numpy.inf, -numpy.inf, 0.0, -0.0, tiny, -tiny, big, -big], dtype)
+    flat = a.reshape(-1)
+    flat[rng.choice(flat.size, min(flat.size, 40), replace=False)] = rng.choice(specials, min(flat.size, 40))
+    return a
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits(dtype, threads):
+    """Until Numba's start pays (gpunn.ops.cpu.NUMBA_START_SECONDS) CpuOps runs NumPy in the stead of the kernels whose
+    bits it can give: the reference's bias + ReLU, ReLU backward and Adam (L2, AdamW), and the column sums in row
+    order (the bias gradient, and the ReLU backward's, in one piece). Bit for bit (the float words compared, so a
+    -0.0 for a 0.0 would fail), on NaN, infinities, signed zeros, subnormals and huge values, a single column (a
+    float64 model's output bias: numpy.sum would sum it pairwise), a column of -0.0 and no rows, one thread or two
+    (elementwise kernels split); but for a column sum that meets two NaNs (an input's and inf - inf's): NaN on both,
+    whose sign is the one of the two that the compiled add keeps (LLVM may swap an add's operands). Such a sum is a
+    diverged step's."""
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    rng = numpy.random.default_rng(20)
+    relu = ACTIVATIONS["relu"]
+    bits = numpy.uint32 if dtype == "float32" else numpy.uint64
+    kernels, deferred = CpuOps(fused=True, threads=threads), CpuOps(fused=True, threads=threads)
+    deferred.kernels_now = lambda same_bits=True: False  # as before Numba's start pays
+    for shape in [*SHAPES, (64, 1), (0, 3)]:
+        Z, b = _special(rng, shape, dtype), _special(rng, shape[1:], dtype)
+        dA, source, dZ = (_special(rng, shape, dtype) for _ in range(3))
+        if shape[1] == 1:  # finite, of magnitudes where the order of the sum shows
+            dA, dZ = ((rand(rng, shape, dtype) * 10.0 ** rng.integers(-8, 9, shape)).astype(dtype) for _ in range(2))
+        else:
+            dZ[:, 0] = -0.0
+        whole = kernels._sums_whole(dZ)  # else split over threads: another order, which imports Numba at once
+        with numpy.errstate(all="ignore"):
+            results = []
+            for ops in (kernels, deferred):
+                out = [Z.copy(), dA.copy(), dA.copy()]
+                ops.bias_activation(out[0], b, relu, out[0], False)
+                ops.activation_backward(out[1], relu, source, False, out[1])
+                if whole:
+                    sums = [numpy.empty(shape[1], dtype), numpy.empty(shape[1], dtype)]
+                    ops.activation_bias_backward(out[2], relu, source, False, out[2], sums[0])
+                    ops.bias_gradient(dZ, sums[1])
+                    out += [numpy.where(numpy.isnan(s), numpy.nan, s).astype(dtype) for s in sums]  # one NaN
+                results.append(out)
+        assert len(results[0]) == (5 if whole else 3)
+        if whole and shape[1] > 1:
+            assert results[1][4][0] == 0 and not numpy.signbit(results[1][4][0])  # the column of -0.0 sums to 0.0
+        for got, want in zip(*results):
+            numpy.testing.assert_array_equal(got.view(bits), want.view(bits))
+    for weight_decay, decoupled in [(0.0, False), (0.01, False), (0.01, True)]:
+        state = [_special(rng, PARALLEL_MIN_ELEMENTS + 7, dtype) for _ in range(4)]
+        state[3][...] = numpy.abs(state[3])  # v, a mean of squares
+        got, want = [a.copy() for a in state], [a.copy() for a in state]
+        with numpy.errstate(all="ignore"):
+            for step in (1, 2, 50):
+                kernels.adam_step(*got, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
+                deferred.adam_step(*want, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
+        for g, w in zip(got, want):
+            numpy.testing.assert_array_equal(g.view(bits), w.view(bits))
+
+
+@pytest.fixture
+def numba_not_yet_imported(monkeypatch):
+    """This process as one where Numba is not yet imported (gpunn.ops.lazynumba.imported False) until CpuOps imports
+    it (fused_kernels, through kernels_now, or a model's ``fused`` once it is); the list returned then holds a True.
+    CpuOps' CPU clock (gpunn.ops.cpu._cpu_seconds) is a fake that moves on by 0.001 s at each read."""
+    from gpunn.ops import cpu, lazynumba
+
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    imports, real, clock = [], cpu.fused_kernels, [0.0]
+
+    def importing(asked, by_variable=False):
+        if not imports:
+            imports.append(True)
+        return real(asked, by_variable)
+
+    def ticks():
+        clock[0] += 0.001
+        return clock[0]
+
+    monkeypatch.setattr(lazynumba, "imported", lambda: bool(imports))
+    monkeypatch.setattr(cpu, "fused_kernels", importing)
+    monkeypatch.setattr(cpu, "_cpu_seconds", ticks)
+    monkeypatch.setattr(cpu, "_deferred_since", [])
+    return imports
+
+
+def test_ops_run_numpy_until_numbas_start_would_be_repaid_then_the_kernels(numba_not_yet_imported, monkeypatch):
+    """The ops run NumPy until the process has spent NUMBA_START_SECONDS of CPU since the first of them; the op that
+    finds them spent imports Numba and runs its kernel, as every op after it does. Reading ``fused`` before does not
+    import it."""
+    from gpunn.ops import cpu
+
+    calls = []
+    real = cpu._bias_relu_inplace
+    monkeypatch.setattr(cpu, "_bias_relu_inplace", lambda *args: calls.append(args[-1]) or real(*args))
+    monkeypatch.setattr(cpu, "NUMBA_START_SECONDS", 0.0015)  # spent at the third op (0.002 s after the first)
+    ops, relu = CpuOps(), ACTIVATIONS["relu"]
+    assert ops.fused is True and numba_not_yet_imported == []
+    for i in range(4):
+        Z = numpy.full((2, 3), -1.0, numpy.float32)
+        ops.bias_activation(Z, numpy.array([0.5, 1.0, 2.0], numpy.float32), relu, Z, False)
+        assert Z.tolist() == [[0.0, 0.0, 1.0]] * 2
+        assert (len(numba_not_yet_imported), len(calls)) == ((0, 0) if i < 2 else (1, i - 1))
+
+
+def test_a_small_k_product_imports_numba_at_once(numba_not_yet_imported):
+    """The small-k product's kernel sums in another order than BLAS: no reference stands in for it."""
+    a, b = numpy.ones((512, 4), numpy.float32), numpy.ones((4, 64), numpy.float32)
+    assert (CpuOps().matmul(a, b, numpy.empty((512, 64), numpy.float32)) == 4).all()
+    assert numba_not_yet_imported == [True]
+
+
+@pytest.mark.parametrize("options", [dict(), dict(optimizer=gpunn.AdamW(weight_decay=0.01)),
+                                     dict(optimizer=gpunn.Adam(weight_decay=0.01)), dict(activation="tanh"),
+                                     dict(dtype="float64"), dict(optimizer=gpunn.Momentum(lr=1e-2)),
+                                     dict(sizes=[10, 4, 64, 1])], ids=["adam", "adamw", "adam-l2", "tanh", "float64",
+                                                                       "momentum", "small-k"])
+def test_a_fit_that_imports_numba_part_way_gives_the_bits_of_one_with_the_kernels_throughout(
+        numba_not_yet_imported, monkeypatch, options):
+    """A fit whose first steps run the reference and whose later ones the kernels and the one-call step
+    (gpunn.ops.mlp_step), Numba imported part-way, trains to the very parameters, optimizer state and predictions of
+    a fit with the kernels from its first step, as does one that never imports Numba (but a width of 4 before 64:
+    a small-k product, which imports it in the first step's forward pass)."""
+    import copy
+
+    from gpunn.ops import cpu
+
+    options = dict(options)
+    sizes = options.pop("sizes", [10, 32, 16, 1])
+    made = {name: options.pop(name) for name in ("dtype", "activation") if name in options}
+    fit = dict(epochs=3, batch_size=64, seed=0, verbose=False, **options)
+    rng = numpy.random.default_rng(21)
+    X = rng.standard_normal((200, sizes[0])).astype(made.get("dtype", "float32"))
+    Y = numpy.sin(X[:, :1])
+
+    def trained(start_seconds):
+        monkeypatch.setattr(cpu, "NUMBA_START_SECONDS", start_seconds)
+        model = MLP(sizes, device="cpu", seed=0, **made)
+        model.fit(X, Y, **{**fit, "optimizer": copy.deepcopy(fit.get("optimizer", "adam"))})
+        state = [numpy.asarray(a).copy() for a in model.optimizer.state.values()]
+        return model, [model.params.copy(), *state, model.predict(X)]
+
+    _, never = trained(1e9)
+    never_imported = list(numba_not_yet_imported)
+    monkeypatch.setattr(cpu, "_deferred_since", [])
+    part_way, switched = trained(0.0095)  # spent at the eleventh op: in the first steps
+    _, throughout = trained(0)
+    assert never_imported == ([True] if sizes[1] == 4 else [])
+    assert numba_not_yet_imported == [True] and part_way.ops.fused is True
+    assert len(throughout) >= 3  # the parameters, the optimizer's state, the predictions
+    for a, b, c in zip(never, switched, throughout):
+        numpy.testing.assert_array_equal(a.view(numpy.uint8), c.view(numpy.uint8))
+        numpy.testing.assert_array_equal(b.view(numpy.uint8), c.view(numpy.uint8))
+
+
+SHORT_RUNS_WITHOUT_NUMBA = """
+import sys
+from gpunn.cli import main
+main(["train", "--device", "cpu", "--rows", "300", "--epochs", "2", "--hidden", "16,8", "--batch-size", "32",
+      "--quiet", "--save", sys.argv[1]])
+main(["predict", sys.argv[1], sys.argv[2], sys.argv[3]])
+print("numba" in sys.modules)
+"""
+
+
+def test_a_short_gpunn_train_and_predict_never_import_numba_and_give_the_kernels_bits(tmp_path, monkeypatch):
+    """Numba's start (0.7-1 s of CPU, most of a short command's) is not paid by a short `gpunn train` nor a `gpunn
+    predict` in a fresh process; their checkpoint and predictions are those of the same commands run with the
+    kernels (this process: tests/conftest.py sets NUMBA_START_SECONDS to 0)."""
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    import sys
+
+    import waiting
+
+    from gpunn.cli import main
+
+    X = numpy.random.default_rng(22).standard_normal((50, 32)).astype(numpy.float32)
+    numpy.save(tmp_path / "x.npy", X)
+    paths = {}
+    for who in ("child", "here"):
+        paths[who] = (tmp_path / f"{who}.npz", tmp_path / "x.npy", tmp_path / f"{who}.npy")
+    proc = waiting.run([sys.executable, "-c", SHORT_RUNS_WITHOUT_NUMBA, *map(str, paths["child"])], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "False"
+    for command in SHORT_RUNS_WITHOUT_NUMBA.split("main(")[1:3]:
+        monkeypatch.setattr(sys, "argv", ["-c", *map(str, paths["here"])])
+        exec("main(" + command, {"main": main, "sys": sys})
+    child, here = numpy.load(paths["child"][0]), numpy.load(paths["here"][0])
+    assert [name for name in child.files if name != "gpunn_meta"] == ["params", "optimizer.m", "optimizer.v"]
+    for name in ("params", "optimizer.m", "optimizer.v"):
+        numpy.testing.assert_array_equal(child[name].view(numpy.uint32), here[name].view(numpy.uint32))
+    numpy.testing.assert_array_equal(numpy.load(paths["child"][2]).view(numpy.uint32),
+                                     numpy.load(paths["here"][2]).view(numpy.uint32))

@@ -7,7 +7,8 @@ few ulps where a column sum is split; tests/test_cpu_ops.py) and falls back to t
 for the cases it does not fuse (other activations, out-of-place calls, strided buffers).
 Numba is optional (``pip install gpunn[cpu]``); without it ``CpuOps`` is the reference plus the
 NumPy-only outer-product change below, and so it is with a Numba that is installed but does not import, with
-a warning (fused_kernels).
+a warning (fused_kernels). Where it is installed, a process imports it only once the kernels pay for its start
+(NUMBA_START_SECONDS): before, NumPy gives the kernels' bits.
 
 Measured in a training step on a 2-core AMD EPYC (Zen 5), float32, OpenBLAS 0.3.31 with
 2 threads, per step (wide = 256-1024-1024-1024-1, batch 1024; deep = 128-512x6-4, batch 512):
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,6 +46,17 @@ ENV_THREADS = "GPUNN_CPU_THREADS"
 SMALL_K = 8  # inner dimensions up to this go to the outer-product path, not BLAS
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this a kernel runs on the calling thread alone
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
+# Numba's start in a process (its import and its first cached kernel's load) took 0.7-1.2 s of CPU on the 2-core
+# EPYC, 70% of a tiny `gpunn train`'s and of a `gpunn predict`'s (bench/RESULTS.md, "Start cost"). So by default
+# (fused=None) CpuOps runs NumPy where it gives the kernel's very bits (every kernel but the small-k product and a
+# column sum split over threads: tests/test_cpu_ops.py) until the process has spent NUMBA_START_SECONDS of CPU since
+# the first such op, then imports Numba and runs the kernels (and a small net's one-call step, gpunn.ops.mlp_step):
+# a short run (a small fit, a predict) never pays the start; a long one pays at most those seconds of slower steps
+# (what the kernels save is less than the time spent; 0.5 s cost a 200k-row 3-epoch fit 0.3 s). An op whose NumPy
+# bits differ imports Numba at its first call.
+NUMBA_START_SECONDS = 0.25
+_cpu_seconds = time.process_time
+_deferred_since: list = []  # the process's CPU seconds at the first op that ran NumPy in a kernel's stead
 _jit = dict(cache=True, error_model="numpy", nogil=True)
 KERNELS = ("_bias_relu_inplace", "_relu_backward_inplace", "_relu_backward_bias_inplace", "_column_sums",
            "_small_k_matmul", "_adam", "_adam_l2")
@@ -146,6 +159,16 @@ def _define():
             W[i] -= (mi / (numpy.sqrt(vi) * inv_sqrt_bc2 + eps)) * lr_bc1
 
 
+def _column_sums_in_row_order(dZ, db):
+    """db <- the column sums of dZ as _column_sums forms them, without Numba: in float64, row after row from 0.0,
+    rounded once into db. Not Ops.bias_gradient's numpy.sum, which sums a contiguous column pairwise (a float64
+    model's output bias) and keeps a column of -0.0 as -0.0. A NaN may come out with the other sign: the one of two
+    NaNs that meet which the compiled add keeps (tests/test_cpu_ops.py)."""
+    sums = numpy.add.accumulate(dZ, axis=0, dtype=numpy.float64)
+    db[...] = (sums[-1] if len(sums) else 0.0) + 0.0  # + 0.0: -0.0 to 0.0, as a sum from 0.0 gives
+    return db
+
+
 def _fusable(*arrays) -> bool:
     """C-contiguous arrays of one float dtype (what the kernels are compiled for)."""
     dtype = arrays[0].dtype
@@ -178,8 +201,16 @@ def default_threads() -> int:
 
 _POOLS: dict[tuple, ThreadPoolExecutor] = {}
 # A forked child (multiprocessing's default start on Linux) has none of its parent's worker threads: a pool
-# it inherited took its pieces and never ran them, so its first run_pieces hung. It makes its own.
-os.register_at_fork(after_in_child=_POOLS.clear)
+# it inherited took its pieces and never ran them, so its first run_pieces hung. It makes its own. Its CPU clock
+# starts at 0: its NUMBA_START_SECONDS count from its first deferred op.
+
+
+def _forked():
+    _POOLS.clear()
+    _deferred_since.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _pool(threads: int, name: str = "cpu") -> ThreadPoolExecutor:
@@ -330,10 +361,11 @@ _fallback_warned = False  # KernelFallbackWarning is given once per process, as 
 
 def fused_kernels(asked: bool | None, by_variable: bool = False) -> bool:
     """Whether CpuOps runs the fused kernels: not where ``asked`` is False; else Numba is imported here
-    (gpunn.ops.lazynumba.load). Where it is not installed, or does not import, ``asked`` True (fused=True, or
-    GPUNN_FUSED_KERNELS on: ``by_variable``) raises MissingExtra, as device="cuda" without a GPU is refused; None (the default) runs
-    the reference: silently without Numba (as documented: the [cpu] extra is optional), with one warning for a
-    broken install, common after a NumPy upgrade, which neither stops a run nor goes unsaid."""
+    (gpunn.ops.lazynumba.load: as the ops are made where asked, else once the kernels pay, CpuOps.kernels_now).
+    Where it is not installed, or does not import, ``asked`` True (fused=True, or GPUNN_FUSED_KERNELS on:
+    ``by_variable``) raises MissingExtra, as device="cuda" without a GPU is refused; None (the default) runs the
+    reference: silently without Numba (as documented: the [cpu] extra is optional), with one warning for a broken
+    install, common after a NumPy upgrade, which neither stops a run nor goes unsaid."""
     global _fallback_warned
     if asked is False:
         return False
@@ -361,6 +393,12 @@ def fused_kernels(asked: bool | None, by_variable: bool = False) -> bool:
     return True
 
 
+def _numba_deferred() -> bool:
+    """Whether the default CpuOps starts without Numba (NUMBA_START_SECONDS): it is installed, not yet imported, and
+    the ops may run NumPy in its kernels' stead."""
+    return numba is not None and not lazynumba.imported() and NUMBA_START_SECONDS > 0
+
+
 def _asked_by(by_variable: bool) -> tuple[str, str]:
     """What asked for the fused kernels, GPUNN_FUSED_KERNELS on (``by_variable``) or fused=True, and how to run the
     reference instead: the variable set to 0, or the argument changed (fused=True is kept over the variable, so that
@@ -377,9 +415,10 @@ class CpuOps(Ops):
     """``Ops`` for NumPy with fused Numba kernels (when Numba is installed); GPUNN_CPU_THREADS > 1 splits them.
 
     ``fused``: True asks for the kernels (an error at once where Numba is not installed or does not import), False
-    runs the reference, None (the default) runs the kernels where Numba imports, decided at the first read of
-    ``self.fused`` -- before any kernel call, and after the constructor, so that making a CPU model does not import
-    Numba (gpunn.ops.lazynumba). See fused_kernels."""
+    runs the reference, None (the default) runs the kernels where Numba imports, once they pay for its start: until
+    then NumPy with their bits (NUMBA_START_SECONDS, kernels_now), so that a short run never imports Numba; where it
+    then does not import, the reference, with a warning (fused_kernels). Decided at the first read of ``self.fused``,
+    after the constructor, so that making a CPU model does not import Numba (gpunn.ops.lazynumba)."""
 
     def __init__(self, fused: bool | None = None, threads: int | None = None, *, by_variable: bool = False):
         super().__init__(numpy)
@@ -399,9 +438,27 @@ class CpuOps(Ops):
 
     def __getattr__(self, name):
         # only for an attribute not set: ``fused`` left undecided by the constructor, decided at its first read;
-        # set then, so that later reads (every op) are a plain attribute's
+        # set then, so that later reads (every op) are a plain attribute's. True without importing Numba while the
+        # NumPy stands in for its kernels (NUMBA_START_SECONDS): kernels_now imports it when they pay
         if name != "fused":
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.fused = fused = True if _numba_deferred() else fused_kernels(None)
+        return fused
+
+    def kernels_now(self, same_bits: bool = True) -> bool:
+        """Whether a fused op (``self.fused`` True) calls its Numba kernel now: where Numba is imported. Else an op
+        whose NumPy gives the kernel's bits (``same_bits``) runs NumPy until the process has spent
+        NUMBA_START_SECONDS of CPU since the first such op; then, or at once for an op whose bits differ, Numba is
+        imported (fused_kernels: where it does not import, ``fused`` becomes False, with its one warning, and the
+        reference runs)."""
+        if lazynumba.imported():
+            return True
+        if same_bits:
+            now = _cpu_seconds()
+            if not _deferred_since:
+                _deferred_since.append(now)
+            if now - _deferred_since[0] < NUMBA_START_SECONDS:
+                return False
         self.fused = fused = fused_kernels(None)
         return fused
 
@@ -425,7 +482,8 @@ class CpuOps(Ops):
         if k <= SMALL_K and a.ndim == 2 and b.ndim == 2 and a.shape[0] * b.shape[1] >= 4096:
             if k == 1:
                 return numpy.multiply(a, b, out=out)  # an outer product (broadcast)
-            if self.fused and out.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype in _FLOATS:
+            if self.fused and out.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype in _FLOATS \
+                    and self.kernels_now(same_bits=False):  # BLAS's sums are not the kernel's
                 if not b.flags.c_contiguous:  # W^T: a k x n copy is tiny, and strided reads are 8x slower
                     contiguous = self.scratch(b.shape, b.dtype, slot=4)
                     numpy.copyto(contiguous, b)
@@ -438,14 +496,16 @@ class CpuOps(Ops):
 
     # ---- forward ---------------------------------------------------------------------
     def bias_activation(self, Z, b, act: Activation, A, keep_z: bool):
-        if self.fused and act.name == "relu" and b is not None and A is Z and Z.ndim == 2 and _fusable(Z, b):
+        if self.fused and act.name == "relu" and b is not None and A is Z and Z.ndim == 2 and _fusable(Z, b) \
+                and self.kernels_now():
             self._split(_bias_relu_inplace, Z.shape[0], Z.size, Z, b)
             return A
         return super().bias_activation(Z, b, act, A, keep_z)
 
     # ---- backward --------------------------------------------------------------------
     def activation_backward(self, dA, act: Activation, source, from_output: bool, dZ):
-        if self.fused and act.name == "relu" and dZ is dA and dA.ndim == 2 and _fusable(dA, source):
+        if self.fused and act.name == "relu" and dZ is dA and dA.ndim == 2 and _fusable(dA, source) \
+                and self.kernels_now():
             self._split(_relu_backward_inplace, dA.shape[0], dA.size, dA, source)
             return dZ
         return super().activation_backward(dA, act, source, from_output, dZ)
@@ -454,20 +514,32 @@ class CpuOps(Ops):
         if not (self.fused and db is not None and act.name == "relu" and dZ is dA and dA.ndim == 2
                 and _fusable(dA, source, db)):
             return super().activation_bias_backward(dA, act, source, from_output, dZ, db)
+        if not self.kernels_now(self._sums_whole(dA)):
+            if not self.fused:  # Numba does not import: the reference
+                return super().activation_bias_backward(dA, act, source, from_output, dZ, db)
+            super().activation_backward(dA, act, source, from_output, dZ)  # the kernel's bits (elementwise)
+            _column_sums_in_row_order(dZ, db)
+            return dZ
         self._sum_rows(_relu_backward_bias_inplace, (dA, source), db)
         return dZ
 
     def bias_gradient(self, dZ, db):
         if not (self.fused and dZ.ndim == 2 and _fusable(dZ, db)):
             return super().bias_gradient(dZ, db)
+        if not self.kernels_now(self._sums_whole(dZ)):
+            return _column_sums_in_row_order(dZ, db) if self.fused else super().bias_gradient(dZ, db)
         self._sum_rows(_column_sums, (dZ,), db)
         return db
+
+    def _sums_whole(self, dZ) -> bool:
+        """Whether _sum_rows sums dZ's columns in one piece (the reference's bits), not split over threads."""
+        return dZ.size < PARALLEL_MIN_ELEMENTS or self.threads <= 1 or dZ.shape[0] <= 1
 
     def _sum_rows(self, kernel, args, db):
         """kernel(*args, sums, lo, hi), which writes the float64 column sums of rows lo..hi of args[0] into
         ``sums``, over all the rows: into db directly, or in `threads` pieces summed in float64 into db."""
         rows, cols = args[0].shape
-        if args[0].size < PARALLEL_MIN_ELEMENTS or self.threads <= 1 or rows <= 1:
+        if self._sums_whole(args[0]):
             kernel(*args, db, 0, rows)  # the column sums land in db directly
             return
         parts = min(self.threads, rows)
@@ -478,7 +550,7 @@ class CpuOps(Ops):
 
     # ---- optimizer -------------------------------------------------------------------
     def adam_step(self, w, g, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled):
-        if not (self.fused and w.ndim == 1 and _fusable(w, g, m, v)):
+        if not (self.fused and w.ndim == 1 and _fusable(w, g, m, v) and self.kernels_now()):
             return super().adam_step(w, g, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled)
         if weight_decay and decoupled:  # AdamW: w *= 1 - lr * wd first, as the reference does
             w *= 1.0 - lr * weight_decay

@@ -713,7 +713,9 @@ class CpuEnsembleOps(EnsembleOps):
         # constructor, where reading it would import Numba (gpunn.ops.cpu.CpuOps decides it at its first read)
         if name != "fused":
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self.fused = fused = bool(getattr(self.ops, "fused", False)) and numba is not None
+        # Numba imported now (CpuOps.kernels_now): the member kernels have no stand-in
+        self.fused = fused = bool(getattr(self.ops, "fused", False)) and numba is not None and \
+            self.ops.kernels_now(same_bits=False)
         return fused
 
     def member_groups(self, members: int, flops=None, elements=None, one_call=False):

@@ -5,7 +5,8 @@ run among them (``gpunn info`` still imports it, to tell whether it imports: :fu
 defined by a function, ``@kernels(names)`` ``def _define():``, whose ``global`` statement binds them as module
 globals: their ``__qualname__`` is their name and they are defined in the module's file, so Numba's on-disk cache
 (``cache=True``) finds them as before. Until the first call each name is a
-:class:`Stub` that runs the definitions and forwards the call.
+:class:`Stub` that runs the definitions and forwards the call. gpunn.ops.cpu.CpuOps calls none before the kernels
+pay for Numba's start (NUMBA_START_SECONDS there): a short run never imports it.
 
 ``numba`` is None where Numba is not installed, else a stand-in whose attributes are Numba's (importing it). Where
 Numba is installed but does not import, the CPU ops find it out before their first kernel call and run the NumPy
@@ -47,6 +48,11 @@ def version() -> str:
         return metadata.version("numba")
     except metadata.PackageNotFoundError:  # pragma: no cover - found on the path, not installed as a distribution
         return load().__version__
+
+
+def imported() -> bool:
+    """Whether Numba is imported in this process (by gpunn or anyone), without importing it."""
+    return "numba" in sys.modules
 
 
 def load():

@@ -17,6 +17,7 @@ import numpy
 
 from .base import GEMM_INT_MAX
 from .cblas import mkl_blas, numpy_blas
+from . import lazynumba
 from .cpu import PARALLEL_MIN_ELEMENTS, SMALL_K, CpuOps, numba
 
 from ..optim import Adam, AdamW
@@ -204,9 +205,10 @@ def one_call_step(model, X, Y, optimizer, lr):
     with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
     product one the generic path gives to BLAS, but a hidden layer's forward product, which may be its small-k
     product (an input or hidden width up to SMALL_K), and every layer's rows x width under PARALLEL_MIN_ELEMENTS
-    (_batch_applies)."""
+    (_batch_applies). Not before Numba is imported: until then (gpunn.ops.cpu.NUMBA_START_SECONDS) the generic
+    step's ops run the reference, with the same bits, and import it once it pays."""
     if type(optimizer) not in _ADAMS or type(lr) is not float or "step" in optimizer.__dict__ or \
-            not _steps_as_made(model):
+            not _steps_as_made(model) or not lazynumba.imported():
         return None
     ws = model._workspace(X.shape[0])  # (train_step's)
     net, plan, s = _net(model, ws), ws.one_call_plan, optimizer.state
@@ -236,7 +238,7 @@ def one_call_gradients(model, X, Y):
     """model.train_step(X, Y) as one call of the member-group kernel with no optimizer step in it (for the other
     optimizers, a gradient hook, loss_and_gradients), returning the batch's sum of squared errors; None, having
     done nothing, where it does not apply: one_call_step's conditions on the model and the batch."""
-    if not _steps_as_made(model):
+    if not (_steps_as_made(model) and lazynumba.imported()):
         return None
     net = _net(model, model._workspace(X.shape[0]))
     if not (net.runs and _takes(model, X, Y)):
