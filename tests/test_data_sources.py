@@ -1090,6 +1090,27 @@ def test_a_directory_reads_every_parquet_extension_and_checks_each_files_columns
         data.parquet(tmp_path / "parts", target="y", features="a,b", device="cpu")
 
 
+def test_a_directory_without_parquet_files_says_what_it_holds_and_reads_names_in_any_case(tmp_path, table):
+    """A folder of CSV shards (or .npy files) given as --data was "parts: a directory with no .parquet files", with
+    no word of why its files were not read or what to do; a Spark-style PART-0.PARQUET was not one of them, where a
+    file given alone is read by its name in any case."""
+    import pyarrow.parquet as pq
+
+    t, _, _ = table
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "a.csv").write_text("a,b,y\n1,2,3\n")
+    (tmp_path / "parts" / "b.csv").write_text("a,b,y\n1,2,3\n")
+    with pytest.raises(DataError, match=r"parts: a directory with no .parquet files \(it holds 2 .csv files: a "
+                                        r"directory is read as one table of Parquet files; give one CSV file, or "
+                                        r"write them as Parquet files \(pyarrow.parquet.write_table\)\)$"):
+        data.parquet(tmp_path / "parts", target="y")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: a directory with no .parquet files \(it is empty\)$"):
+        data.parquet(tmp_path / "empty", target="y")
+    pq.write_table(t, tmp_path / "parts" / "PART-0.PARQUET")
+    assert data.parquet(tmp_path / "parts", target="y", features="a,b", device="cpu").rows == t.num_rows
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_the_held_out_pieces_of_a_directory_are_each_files_own_rows(tmp_path, seed):
     """Two files of one row group each, in pieces: a held-out piece of the second file read after one of the first

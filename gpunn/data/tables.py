@@ -442,6 +442,19 @@ def _as_stored(value, arrow_type):
     return value
 
 
+def _held_instead(names) -> str:
+    """What a directory given for a table of Parquet files holds instead (its files ``names``), and what to do: a
+    folder of CSV shards was refused as "a directory with no .parquet files", with no word of its files."""
+    if not names:
+        return "it is empty"
+    kinds = collections.Counter(os.path.splitext(name)[1].lower() or "(no suffix)" for name in names)
+    held = ", ".join(f"{n} {kind} file{'s' * (n > 1)}" for kind, n in kinds.most_common(3))
+    if ".csv" in kinds:
+        return (f"it holds {held}: a directory is read as one table of Parquet files; give one CSV file, or write them "
+                "as Parquet files (pyarrow.parquet.write_table)")
+    return f"it holds {held}: a directory is read as one table of Parquet files"
+
+
 class ParquetSource(ChunkedSource):
     """A Parquet file, or a directory of them read as one dataset, in chunks of at most ``chunk_rows`` rows.
 
@@ -500,10 +513,10 @@ class ParquetSource(ChunkedSource):
         """[path], or the Parquet files under a directory in sorted order."""
         path = os.fspath(path)
         if os.path.isdir(path):
-            files = sorted(os.path.join(root, f) for root, _, names in os.walk(path)
-                           for f in names if f.endswith(PARQUET_SUFFIXES))
+            names = [os.path.join(root, f) for root, _, names in os.walk(path) for f in names]
+            files = sorted(f for f in names if f.lower().endswith(PARQUET_SUFFIXES))  # (a file alone: in any case)
             if not files:
-                raise DataError(f"{path}: a directory with no .parquet files")
+                raise DataError(f"{path}: a directory with no .parquet files ({_held_instead(names)})")
             return files
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file or directory")
