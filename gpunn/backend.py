@@ -7,6 +7,7 @@ The answer, and the reason when there is no usable GPU, is cached.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -220,10 +221,12 @@ def host_array(array) -> numpy.ndarray:
 
 def user_stacklevel() -> int:
     """The stacklevel, for a warning raised in the caller, of the first frame outside the gpunn package:
-    the user's line that led to it (MLP(...), datasets.make(...), fit(...)), not the gpunn line inside."""
+    the user's line that led to it (MLP(...), datasets.make(...), fit(...)), not the gpunn line inside. A
+    ``contextlib`` frame between gpunn's is passed over too (a warning given as a gpunn ``with`` block ends)."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(package):
+    while frame is not None and (frame.f_code.co_filename.startswith(package)
+                                 or frame.f_code.co_filename == contextlib.__file__):
         frame, level = frame.f_back, level + 1
     return level
 

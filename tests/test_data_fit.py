@@ -1028,7 +1028,12 @@ def test_fit_holds_out_a_sources_chunks_for_validation_fraction_but_not_with_val
         model.fit(source, epochs=1, validation_data=(ones, ones[:4, :1]), verbose=False)
     with pytest.raises(ValueError, match="^validation_data gives a validation set of 1 row; R² needs at least 2"):
         model.fit(source, epochs=1, validation_data=(ones[:1], ones[:1, :1]), verbose=False)
-    with pytest.raises(ValueError, match=r"^NpySource gives 3 features and 1 output\(s\); the model takes 3 and gives 2$"):
+    # it said "1 output(s)", and no word of how to fit the model to the source
+    with pytest.raises(ValueError, match=r"^NpySource gives 3 features and 1 output; the model takes 3 and gives 2: "
+                                         r"make the model from the source's widths, "
+                                         r"gpunn.MLP\(\[source.n_features, 64, source.n_outputs\]\)$"):
         gpunn.MLP([3, 4, 2], device="cpu").fit(source, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"gpunn.Ensemble\(\[source.n_features, 64, source.n_outputs\], 2\)$"):
+        gpunn.Ensemble([3, 4, 2], 2, device="cpu").fit(source, epochs=1, verbose=False)
     history = model.fit(source, epochs=2, batch_size=100, validation_fraction=0.3, verbose=False)
     assert source.validation_rows == 300 and source.rows == 700 and len(history["val_loss"]) == 2
