@@ -428,8 +428,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             model, previous = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation), None
         rows = X.shape[0] - (max(1, int(round(self.validation_fraction * X.shape[0]))) if self.early_stopping else 0)
         if rows < 1:  # as gpunn.fit's split says it, before the batch size and alpha are computed from the rows
-            raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} rows leaves no rows to "
-                             "train on")
+            raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} "
+                             f"row{'s' * (X.shape[0] != 1)} leaves no rows to train on")
         batch = self._batch_size(rows)
         name, opt = self._optimizer(batch)
         rule = self._no_improvement(Y.shape[1], warm)

@@ -556,6 +556,15 @@ def test_none_among_numbers_is_refused_as_a_missing_value():
         model.predict(holes)
 
 
+def test_a_validation_share_of_one_row_says_one_row():
+    """It said "validation_fraction=0.1 of 1 rows leaves no rows to train on" (gpunn.fit and MLPRegressor)."""
+    X, Y = _data(1, 3, 1)
+    with pytest.raises(ValueError, match=r"^validation_fraction=0.1 of 1 row leaves no rows to train on$"):
+        gpunn.MLP([3, 1], device="cpu").fit(X, Y, epochs=1, validation_fraction=0.1, verbose=False)
+    with pytest.raises(ValueError, match=r"^validation_fraction=0.1 of 1 row leaves no rows to train on$"):
+        gpunn.MLPRegressor(early_stopping=True, device="cpu").fit(X, Y[:, 0])
+
+
 def test_a_masked_arrays_masked_entries_are_refused_as_missing_values():
     """numpy.ma.masked_equal(X, -999), a sentinel marked missing: the fit read the data beneath the mask (-999)
     without a word. Masked entries are refused as missing values, as a None is; an array with none masked is read

@@ -74,7 +74,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     m = X.shape[0]
     n_val = max(1, int(round(fraction * m)))
     if n_val >= m:
-        raise ValueError(f"validation_fraction={fraction} of {m} rows leaves no rows to train on")
+        raise ValueError(f"validation_fraction={fraction} of {m} row{'s' * (m != 1)} leaves no rows to train on")
     check_validation_rows(n_val, f"validation_fraction={fraction} of {m} rows")
     order = host_rng(seed, "validation").permutation(m)
     xp, held = model.xp, numpy.sort(order[:n_val])
