@@ -146,6 +146,7 @@ except ImportError:  # a minimal stand-in with the same conventions
 SOLVERS = ("adam", "sgd", "adamw")  # scikit-learn's mini-batch solvers, and AdamW
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> gpunn's
+SEED_MAX = 2**32 - 1  # the largest random_state
 
 
 # scikit-learn's ranges of the real-valued parameters (its _parameter_constraints): (low, high, "[)": the ends
@@ -344,7 +345,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     def _seed(self):
         if isinstance(self.random_state, numbers.Integral):
-            return seed_int(self.random_state, "random_state")
+            seed = seed_int(self.random_state, "random_state")
+            if seed > SEED_MAX:  # scikit-learn's range (a RandomState's seeds); gpunn.MLP's seed takes larger ones
+                raise ValueError(f"random_state must be an int in [0, 2**32 - 1] (at most {SEED_MAX}, as "
+                                 f"scikit-learn's), a numpy.random.RandomState or None, got {seed}")
+            return seed
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
     def _check_params(self):

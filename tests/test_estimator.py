@@ -656,6 +656,14 @@ def test_n_iter_no_change_may_be_infinite_as_scikit_learns(data):
         assert make(**settings, n_iter_no_change=numpy.inf).fit(X[:50], y[:50]).n_iter_ == 4
 
 
+def test_random_state_takes_scikit_learns_largest_seed(data):
+    X, y = data
+    for make in (lambda **p: MLPRegressor(**p, device="cpu"), sklearn.neural_network.MLPRegressor):
+        make(hidden_layer_sizes=(2,), max_iter=1, random_state=2**32 - 1).fit(X[:20], y[:20])
+        with pytest.raises(ValueError, match="random_state"):
+            make(hidden_layer_sizes=(2,), max_iter=1, random_state=2**32).fit(X[:20], y[:20])
+
+
 def test_numpy_integers_are_taken_where_ints_are_asked(data):
     """As scikit-learn takes them (numbers.Integral); the fit is the one with Python ints."""
     X, y = data
@@ -676,6 +684,9 @@ def test_numpy_integers_are_taken_where_ints_are_asked(data):
     (dict(early_stopping="no"), TypeError, "early_stopping must be True or False, got 'no'"),
     (dict(verbose="no"), TypeError, "verbose must be True or False .*got 'no'"),
     (dict(random_state=-1), ValueError, "random_state must be a non-negative int, got -1"),  # it said "seed"
+    # taken (scikit-learn refuses it: a RandomState's seeds end at 2**32 - 1)
+    (dict(random_state=2**32), ValueError, r"random_state must be an int in \[0, 2\*\*32 - 1\] .*got 4294967296"),
+    (dict(random_state=numpy.uint64(2**63)), ValueError, r"random_state must be an int in \[0, 2\*\*32 - 1\]"),
 ])
 def test_parameters_are_checked_by_their_own_names(data, params, error, message):
     X, y = data
