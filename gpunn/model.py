@@ -624,7 +624,12 @@ class MLP(DeviceModel):
     def score(self, X, Y=None) -> float:
         """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition); raises as
         ``evaluate`` does where the predictions are NaN or infinite. ``score(source)``: on every row of a data
-        source, streamed (see ``evaluate``)."""
+        source, streamed (see ``evaluate``).
+
+        An output whose targets are all the same value has no R² (its variance, the denominator, is 0): it counts
+        as 0, or 1 where predicted exactly, scikit-learn's r2_score convention (``force_finite=True``), so the
+        score of constant targets is 0 however close the predictions; judge those by ``evaluate``'s mse. Under 2
+        rows R² is NaN, with an UndefinedMetricWarning, as scikit-learn's."""
         source_given(X, Y, "score")  # (its own name in the error)
         return self.evaluate(X, Y)["r2"]
 

@@ -280,6 +280,25 @@ def test_a_data_run_worse_than_the_mean_unscaled_is_told_to_try_standardize(tmp_
     assert float(re.search(r"r2 (\S+)", out).group(1)) < 0 and note not in err, (out, err)
 
 
+def test_held_out_targets_of_one_value_are_told_why_r2_is_0(tmp_path, capsys):
+    """A constant target column printed "r2 0.0000" with no word that R² is undefined there (its variance is 0):
+    scikit-learn's r2_score gives 0 too (force_finite), as gpunn keeps; the note says so, naming the output
+    where there are several. Targets that vary get no note."""
+    pytest.importorskip("pyarrow")
+    x = numpy.random.default_rng(0).uniform(-1, 1, 200)
+    (tmp_path / "t.csv").write_text("x,y,c\n" + "".join(f"{v},{2 * v},5\n" for v in x))
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "c", *SMALL]) == 0
+    out, err = capsys.readouterr()
+    assert "r2 0.0000" in out and ("note: the held-out targets are all the same value, so R² (1 - squared error / "
+                                   "their variance) is undefined: r2 says 0 (1 where they are predicted exactly), "
+                                   "scikit-learn's r2_score convention; judge the fit by mse and mae\n") in err, err
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y,c", *SMALL]) == 0
+    assert ("note: the held-out values of target 'c' are all the same, so its R² is undefined: r2, the mean of the 2 "
+            "outputs' R², counts it as 0 (1 where predicted exactly)") in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", *SMALL]) == 0
+    assert "all the same" not in capsys.readouterr().err
+
+
 def test_the_config_a_run_with_named_features_saves_is_read_back_by_config(tmp_path, capsys):
     """--save wrote `features = ["a", "b"]` (and `target = ["y1", "y2"]` as a list) into PATH.toml, and --config refused
     its own file: "features must list numbers, got ['a', 'b']"."""

@@ -182,6 +182,28 @@ def history_csv(history) -> bytes:
     return csv_text(columns, zip(*(history[k] for k in columns)))
 
 
+def _constant_targets_note(model, evaluator) -> str | None:
+    """A note for held-out targets that do not vary (a constant column, or one value in every held-out row): R² =
+    1 - (squared error) / (the targets' sum of squares about their mean) divides by 0 there, and r2 counts such an
+    output as 0 (1 where predicted exactly), scikit-learn's r2_score convention (force_finite), which printed
+    "r2 0.0000" with no word of why. None where every output varies."""
+    constant = numpy.flatnonzero(numpy.asarray(model.backend.to_host(evaluator.ss_tot)).reshape(-1) == 0)
+    if not constant.size:
+        return None
+    convention = "scikit-learn's r2_score convention; judge the fit by mse and mae"
+    n_outputs = model.layer_sizes[-1]
+    if n_outputs == 1:
+        return ("note: the held-out targets are all the same value, so R² (1 - squared error / their variance) is "
+                f"undefined: r2 says 0 (1 where they are predicted exactly), {convention}")
+    names = (model.data_columns or {}).get("targets")
+    several = constant.size > 1
+    which = (f"target{'s' * several} {', '.join(repr(names[j]) for j in constant)}" if names
+             else f"output{'s' * several} {', '.join(str(j) for j in constant)}")
+    return (f"note: the held-out values of {which} are all the same, so {'their' if several else 'its'} R² is "
+            f"undefined: r2, the mean of the {n_outputs} outputs' R², counts {'them' if several else 'it'} as 0 (1 "
+            f"where predicted exactly), {convention}")
+
+
 def _graph_note(model) -> str:
     """", CUDA graph" when the steps ran as a captured graph; ", no CUDA graph (why)" when --graph asked
     for one that did not capture; nothing otherwise (the CPU's ordinary step)."""
@@ -590,6 +612,10 @@ def _run(args, opened) -> int:
             print(f"note: the held-out r2 is below 0, worse than predicting the targets' mean, whose spread there is "
                   f"{spread:.3g} (std), far from unit scale: columns of prices, years or counts train poorly as they "
                   "are; try --standardize", file=sys.stderr, flush=True)
+    if evaluator:
+        note = _constant_targets_note(model, evaluator)
+        if note:
+            print(note, file=sys.stderr, flush=True)
     which = "median epoch after the first" if after_first else "one epoch, start-up included"
     when = ""
     if done_before:  # stopped before an epoch of its own ended, a resume reports the earlier process's epochs
