@@ -352,6 +352,24 @@ def wrong_width(count, expected, header=None) -> str:
             "without a name (an empty name between two commas, or a comma at the line's end)")
 
 
+def cut_short(path, line, count, expected) -> str:
+    """What a row of ``count`` values, where the lines before it have ``expected``, on line ``line`` (from 1, as
+    csv_line counts) of the CSV file ``path`` says of a file cut short: " (the file's last line, which ends without
+    a line end: was the file cut short?)" where it has fewer values and is the file's last line, unended, as a copy
+    or download stopped mid-line leaves it; else "". After wrong_width's words. The lines are counted only for a
+    file that does not end in a line end (an error's path)."""
+    if count >= expected:
+        return ""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if not size:
+            return ""
+        fh.seek(size - 1)
+        if fh.read(1) in (b"\n", b"\r") or 1 + lines_before(fh, size) != line:
+            return ""
+    return " (the file's last line, which ends without a line end: was the file cut short?)"
+
+
 def csv_values(path, row, header=True, delimiter=",") -> list | None:
     """The values of data row ``row`` (from 0 after the header row, empty lines skipped, as gpunn's readers count
     rows) of the CSV file ``path``, unquoted; None past the last row. Read for an error's message."""

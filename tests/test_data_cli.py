@@ -751,6 +751,36 @@ def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, caps
     assert not (tmp_path / "p.npy").exists()
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_a_csv_cut_short_mid_line_is_told_so_read_whole_or_streamed(tmp_path, capsys, monkeypatch, header):
+    """A file whose copy stopped mid-line was refused for its last line's width alone ("line 1001: 1 value, where
+    the lines before it have 2"); where that line is the file's last and has no line end, the refusal asks whether
+    the file was cut short, read whole, streamed and past the first block, and by train --data. A short row that is
+    not the last, or that ends in a line end, is refused as before."""
+    pytest.importorskip("pyarrow")
+    from gpunn.cli import predict
+    from gpunn.data import files
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    path = tmp_path / "x.csv"
+    rows = ("a,b\n" if header else "") + "1.5,2.5\n" * 1000
+    width = f"line {1001 + header}: 1 value, where the lines before it have 2"
+    cut = " (the file's last line, which ends without a line end: was the file cut short?)"
+    for text, said in ((rows + "1.5", width + cut), (rows + "1.5\n", width), (rows + "1.5\n1.5,2.5", width)):
+        path.write_text(text)
+        for stream_bytes, block in ((predict.STREAM_BYTES, files.CSV_BLOCK), (0, files.CSV_BLOCK), (0, 1 << 12)):
+            monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
+            monkeypatch.setattr(files, "CSV_BLOCK", block)
+            assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
+            err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+            assert err == [f"gpunn predict: error: IN {path} {said}"], (text[-12:], stream_bytes, block)
+    if header:
+        path.write_text(rows + "1.5")
+        assert main(["train", "--data", str(path), "--target", "b", *SMALL]) == 2
+        assert capsys.readouterr().err.endswith(f"{path} {width}{cut}\n")
+
+
 @pytest.mark.parametrize("text, width, problem", [
     ("a,b\n1.5\n" + "1.5,2.5\n" * 5, 2, "line 2: 1 value, where the lines before it have 2"),
     ("a,b\n\n" + "1.5,2.5,3.5\n" * 5, 3, "line 3: 3 values, where the lines before it have 2"),
