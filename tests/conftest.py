@@ -18,6 +18,32 @@ import numpy
 import pytest
 from hypothesis import settings
 
+_SESSION_CACHE = []  # the cache directories this session made, removed when it ends
+
+
+def _keep_bytecode():
+    """Where PYTHONDONTWRITEBYTECODE=1 (this machine's shells) and no PYTHONPYCACHEPREFIX is set, the processes the
+    tests start (gpunn commands, mpiexec's ranks, scripts, pytest runs) keep their bytecode in a directory of their
+    own, never beside the sources: each of hundreds of them compiled gpunn's modules from source, 0.45 s of the 2.0 s
+    CPU a tiny `gpunn train` took. In a venv the tests may write, that is the venv's gpunn-pycache, kept from run to
+    run, and this process keeps its bytecode there too (pytest's rewritten test modules among it): collecting the
+    tests took 22 s of CPU, rewriting and compiling them anew each run, and 10 s with it kept (the first run there
+    compiles the site-packages it imports, whose own bytecode a prefix hides). Elsewhere, one of this session, for the
+    children only. A process started with PYTHONDONTWRITEBYTECODE (bench/gpu_check.sh) still reads what the others
+    wrote. Before gpunn is imported."""
+    if not sys.dont_write_bytecode or sys.pycache_prefix or "PYTHONPYCACHEPREFIX" in os.environ:
+        return
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if sys.prefix != sys.base_prefix and os.access(sys.prefix, os.W_OK):
+        os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix = os.path.join(sys.prefix, "gpunn-pycache")
+        sys.dont_write_bytecode = False
+    else:
+        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-pycache-"))
+        os.environ["PYTHONPYCACHEPREFIX"] = _SESSION_CACHE[-1]
+
+
+_keep_bytecode()
+
 if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu") or importlib.util.find_spec("cupy") is None:
     # where gpunn can meet tests/fakecupy (here or through its install fixture), its modules are compiled with
     # host[...] = device refused as CuPy refuses it (NumPy's C code copies the stand-in's arrays without asking);
@@ -34,7 +60,6 @@ settings.register_profile("gpunn", derandomize=True, deadline=None)
 settings.load_profile("gpunn")
 
 
-_SESSION_CACHE = []  # the cache directory this session made, removed when it ends
 _CTRL_C = []  # the SIGINTs that reached the run's handler during a test, however the code under test took them
 
 
@@ -68,15 +93,6 @@ def pytest_configure(config):
     if "GPUNN_CACHE_DIR" not in os.environ:
         _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-cache-"))
         os.environ["GPUNN_CACHE_DIR"] = _SESSION_CACHE[-1]
-    # the Python processes the tests start (gpunn commands, mpiexec's ranks, scripts, pytest runs) keep their bytecode
-    # in a directory of this session, also where PYTHONDONTWRITEBYTECODE=1 (this machine's shells): each of hundreds
-    # of them compiled gpunn's modules from source, 0.45 s of the 2.0 s CPU a tiny `gpunn train` took. Nothing is
-    # written beside the sources, and a process started with PYTHONDONTWRITEBYTECODE (bench/gpu_check.sh) still
-    # reads what the others wrote
-    if "PYTHONPYCACHEPREFIX" not in os.environ:
-        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-pycache-"))
-        os.environ["PYTHONPYCACHEPREFIX"] = _SESSION_CACHE[-1]
-        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu"):
         import fakecupy
 
