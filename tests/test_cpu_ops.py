@@ -1469,7 +1469,7 @@ def _special(rng, shape, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits(dtype, threads):
+def test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits(dtype, threads, monkeypatch):
     """Until Numba's start pays (gpunn.ops.cpu.NUMBA_START_SECONDS) CpuOps runs NumPy in the stead of the kernels whose
     bits it can give: the reference's bias + ReLU, ReLU backward and Adam (L2, AdamW), and the column sums in row
     order (the bias gradient, and the ReLU backward's, in one piece). Bit for bit (the float words compared, so a
@@ -1477,9 +1477,11 @@ def test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits(dtype, thre
     float64 model's output bias: numpy.sum would sum it pairwise), a column of -0.0 and no rows, one thread or two
     (elementwise kernels split); but for a column sum that meets two NaNs (an input's and inf - inf's): NaN on both,
     whose sign is the one of the two that the compiled add keeps (LLVM may swap an add's operands). Such a sum is a
-    diverged step's."""
+    diverged step's. The row-order sums go in blocks of rows (no float64 copy of a large dZ): blocks of 7 here, so
+    that every shape spans several."""
     if numba is None:
         pytest.skip("Numba is not installed")
+    monkeypatch.setattr("gpunn.ops.cpu._SUM_BLOCK_ROWS", 7)
     rng = numpy.random.default_rng(20)
     relu = ACTIVATIONS["relu"]
     bits = numpy.uint32 if dtype == "float32" else numpy.uint64

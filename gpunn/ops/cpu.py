@@ -159,13 +159,20 @@ def _define():
             W[i] -= (mi / (numpy.sqrt(vi) * inv_sqrt_bc2 + eps)) * lr_bc1
 
 
+_SUM_BLOCK_ROWS = 4096
+
+
 def _column_sums_in_row_order(dZ, db):
     """db <- the column sums of dZ as _column_sums forms them, without Numba: in float64, row after row from 0.0,
     rounded once into db. Not Ops.bias_gradient's numpy.sum, which sums a contiguous column pairwise (a float64
     model's output bias) and keeps a column of -0.0 as -0.0. A NaN may come out with the other sign: the one of two
-    NaNs that meet which the compiled add keeps (tests/test_cpu_ops.py)."""
-    sums = numpy.add.accumulate(dZ, axis=0, dtype=numpy.float64)
-    db[...] = (sums[-1] if len(sums) else 0.0) + 0.0  # + 0.0: -0.0 to 0.0, as a sum from 0.0 gives
+    NaNs that meet which the compiled add keeps (tests/test_cpu_ops.py). In blocks of _SUM_BLOCK_ROWS, each
+    accumulated after the sums so far, so that a float64 copy of a large batch's dZ is never made."""
+    sums = numpy.zeros((1, dZ.shape[1]), numpy.float64)  # from 0.0, as the kernel (-0.0 columns sum to 0.0)
+    for lo in range(0, dZ.shape[0], _SUM_BLOCK_ROWS):
+        block = numpy.concatenate([sums, dZ[lo:lo + _SUM_BLOCK_ROWS]], dtype=numpy.float64)
+        sums = numpy.add.accumulate(block, axis=0)[-1:]
+    db[...] = sums[0]
     return db
 
 
