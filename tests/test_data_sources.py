@@ -552,6 +552,38 @@ def test_a_nan_in_a_chunk_names_the_file_and_the_row(tmp_path):
         list(source.batches(0, 100))
 
 
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_a_nan_met_in_shuffled_chunks_is_named_by_the_files_first(tmp_path, kind):
+    """Training reads the chunks shuffled, and named the first NaN it met: "row 941" where the file's first, which
+    gpunn predict and a fit on the arrays name, was row 150 (a user cleaning row by row reran once per chunk). Each
+    chunk after the first holds one; the file's first is named, as read in training's order, the statistics' and
+    the held-out chunks'."""
+    X, Y = numpy.ones((1000, 2)), numpy.ones((1000, 1))
+    X[150::100, 1] = numpy.nan  # rows 150, 250, ..., 950: in chunks 1-9 of 100 rows
+    if kind == "npy":
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", Y)
+        make, first = (lambda **o: data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, **o),
+                       r"x\.npy row 150: column 1: nan is NaN")
+    elif kind == "csv":
+        pytest.importorskip("pyarrow")
+        (tmp_path / "t.csv").write_text("a,b,y\n" + "".join(f"{a},{b},{y}\n" for (a, b), (y,) in zip(X, Y)))
+        make, first = (lambda **o: data.csv(tmp_path / "t.csv", target="y", block_size=1200, **o),
+                       r"t\.csv line 152: column 'b': 'nan' is NaN")
+    else:
+        pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+        pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "y": Y[:, 0]}), tmp_path / "t.parquet", row_group_size=100)
+        make, first = (lambda **o: data.parquet(tmp_path / "t.parquet", target="y", **o),
+                       r"t\.parquet row 150: column 'b': nan is NaN")
+    assert len(make().chunk_sizes) >= 9
+    for options in ({}, {"window": 1}, {"standardize": True}, {"validation_fraction": 0.3}):
+        for seed in (0, 1, 2):
+            with pytest.raises(DataError, match=first + "; clean or impute it first$"):
+                source = make(seed=seed, device="cpu", **options)
+                list(source.batches(0, 100))
+                list(source.validation_windows())
+
+
 # ---- bad input: each case stops with a DataError that names the file ------------------------------
 @pytest.mark.parametrize("kind", ["npy targets", "parquet", "csv"])
 def test_a_missing_file_is_refused_naming_it(tmp_path, kind):

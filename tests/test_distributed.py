@@ -300,6 +300,24 @@ def test_a_nan_read_by_a_shard_is_named_by_its_row_in_the_file(tmp_path):
             list(read.batches(0, 100))
 
 
+def test_a_shard_names_the_files_first_nan_though_another_shard_holds_its_row(tmp_path):
+    """Each rank reads its shard shuffled; a NaN met is named by the file's first (ChunkedSource._check_finite), the
+    other shards' rows included: shard 1 (rows 500-999, from inside chunk 1) names row 350, in shard 0's part of
+    chunk 1, not its own 850, so every rank names the same row."""
+    import gpunn.data
+    from gpunn.data import DataError
+    from gpunn.distributed.shard import ShardedSource
+
+    X = numpy.ones((1000, 2))
+    X[[350, 850], 1] = numpy.nan
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones((1000, 1)))
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, device="cpu")
+    for read in (source, ShardedSource(source, 2, [0]), ShardedSource(source, 2, [1])):
+        with pytest.raises(DataError, match=r"x\.npy row 350: column 1: nan is NaN; clean or impute it first$"):
+            list(read.batches(0, 100))
+
+
 def test_a_nan_read_by_a_shard_of_a_source_without_a_file_is_named_by_its_chunk_and_row():
     """A chunked source of one's own (no file to read the value again: ChunkedSource._not_finite says nothing) is
     named by its own _where and row: the shard's part of chunk 1 (rows 500-599), as the source read whole names
@@ -780,7 +798,8 @@ def test_on_gpus_an_error_every_rank_meets_in_the_statistics_pass_is_raised_on_e
     """An error every rank meets in the statistics pass is raised on every rank as a one-process fit raises it: a
     script can catch it, and no rank waits for another, so nothing aborts the job. Each rank raised it before
     d99e428; since then any error there aborted the job. The ranks agree on who failed in the statistics' own gather
-    (comm.agreeing_on_failure). Both shards: a NaN in each, each rank its own row. Merged spread: each shard's
+    (comm.agreeing_on_failure). Both shards: a NaN in each, each rank naming the file's first (rank 1's own was
+    row 20 before the refusal named the file's first: ChunkedSource._check_finite). Merged spread: each shard's
     values are alike, rank 0's 1e200 and rank 1's -1e200, and their merged spread overflows float64 (the same
     error from the same gathered bits). Every row: a source of 3 shards, which 2 ranks cannot share, read whole
     by each (the ranks agree on failure in a gather of flags)."""
@@ -810,7 +829,7 @@ def test_on_gpus_an_error_every_rank_meets_in_the_statistics_pass_is_raised_on_e
     assert aborted == [] and [exc for _, exc in outcomes] == [None, None], (aborted, outcomes)
     said = [value for value, _ in outcomes]
     assert all(marked for _, marked in said), said  # gpunn train says an error every rank raised once (gpunn.cli)
-    expected = {"both shards": ["row 5: column 1: nan is NaN", "row 20: column 1: nan is NaN"],
+    expected = {"both shards": ["row 5: column 1: nan is NaN"] * 2,
                 "merged spread": ["features column 1 cannot be standardized: its spread overflows float64"] * 2,
                 "every row": ["row 5: column 1: nan is NaN"] * 2}[where]
     assert all(part in text for (text, _), part in zip(said, expected)), said
@@ -2166,27 +2185,28 @@ def _save_train_files(tmp_path, X):
 
 
 @needs_mpi
-@pytest.mark.parametrize("case", ["alike", "each its own"])
+@pytest.mark.parametrize("case", ["settings", "a NaN in each shard"])
 def test_gpunn_train_says_an_error_every_rank_raises_alike_once(tmp_path, case):
-    """An error every rank raises at the same point (here the settings check: ranks given different --lr) was said
-    by every rank, each line naming its rank, and each rank then aborted the job (MPI's "Abort(2) on node ..." lines
-    after them, and a line lost where one rank's abort ended another before it wrote). Now the ranks compare their
-    lines: one the ranks share is said once by rank 0, naming the ranks, and each rank's own where they differ (a NaN
-    in each rank's shard, met in the statistics pass, each at its own row); every rank exits with status 2, and
-    nothing aborts."""
+    """An error every rank raises at the same point (the settings check: ranks given different --lr; a NaN in each
+    rank's shard, met in the statistics pass) was said by every rank, each line naming its rank, and each rank then
+    aborted the job (MPI's "Abort(2) on node ..." lines after them, and a line lost where one rank's abort ended
+    another before it wrote). Now the ranks compare their lines: one the ranks share is said once by rank 0, naming
+    the ranks (each rank's own where they differ); every rank exits with status 2, and nothing aborts. The NaNs
+    were each rank's own line (rows 5 and 390) until every rank named the file's first
+    (ChunkedSource._check_finite)."""
     X = numpy.random.default_rng(0).normal(size=(400, 3))
-    if case == "each its own":
+    if case != "settings":
         X[[5, 390], 1] = numpy.nan  # rank 0's shard and rank 1's
     train = _save_train_files(tmp_path, X)
-    own = [["--lr", "0.01"], ["--lr", "0.02"]] if case == "alike" else [["--standardize"]] * 2
+    own = [["--lr", "0.01"], ["--lr", "0.02"]] if case == "settings" else [["--standardize"]] * 2
     code, _, err = _gpunn_ranks(tmp_path, *[train + o for o in own])
     said = [line for line in err.splitlines() if line.startswith("gpunn train [")]
-    if case == "alike":
+    if case == "settings":
         assert said == ["gpunn train [ranks 0-1]: error: the ranks are not training the same run; these settings "
                         "differ (before the first step): optimizer.lr: 0.01 on rank 0; 0.02 on rank 1"], err
     else:
-        assert sorted(said) == [f"gpunn train [rank {r} of ranks 0-1]: error: X.npy row {row}: column 1: nan is NaN; "
-                                "clean or impute it first" for r, row in ((0, 5), (1, 390))], err
+        assert said == ["gpunn train [ranks 0-1]: error: X.npy row 5: column 1: nan is NaN; clean or impute it "
+                        "first"], err
     assert code == 2 and "Abort(" not in err and "Traceback" not in err, err
 
 

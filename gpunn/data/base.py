@@ -373,7 +373,27 @@ class ChunkedSource(Closable):
     def _check_finite(self, k, X, Y, scaled=None):
         """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y), or, given
         ``scaled`` (X and Y standardized in float64, of which X, Y are the cast), once standardized: as the source's
-        file holds it where it has one (``_not_finite``), else by the chunk's count of them."""
+        file holds it where it has one (``_not_finite``), else by the chunk's count of them. As read, the file's
+        first such value is named, not the first met in the pass's order (training's is shuffled: "row 298" where
+        the file's first was row 29, and a user cleaning row by row reran once per chunk): the chunks before ``k``
+        are read again in file order (``_refuse_first_before``), on this error's path only."""
+        if scaled is None and not (numpy.isfinite(X).all() and numpy.isfinite(Y).all()):
+            self._refuse_first_before(k, X.dtype, Y.dtype)
+        self._refuse_not_finite(k, X, Y, scaled)
+
+    def _refuse_first_before(self, k, x_dtype, y_dtype):
+        """Refuse (``_refuse_not_finite``) the first chunk before chunk ``k`` in the file that holds a value NaN or
+        infinite as read in these dtypes; return where none does. At most one more read of the file."""
+        for j in range(k):
+            self._check_open()  # (closed part-way: refused by name, as a pass's next chunk is)
+            rows = self.chunk_sizes[j]
+            X, Y = numpy.empty((rows, self.n_features), x_dtype), numpy.empty((rows, self.n_outputs), y_dtype)
+            self._fill(j, X, Y)
+            self._refuse_not_finite(j, X, Y)
+
+    def _refuse_not_finite(self, k, X, Y, scaled=None):
+        """_check_finite's refusal of chunk ``k``'s first value that is not finite (X, Y as read, or ``scaled``),
+        where it has one."""
         columns = (getattr(self, "feature_names", None), getattr(self, "target_names", None))  # a table's
         for part, ((name, A), names) in enumerate(zip((("features", X), ("targets", Y)), columns)):
             finite = numpy.isfinite(A)

@@ -293,6 +293,12 @@ class _ShardView(ChunkedSource):
         k, lo, _ = self.parts[j]
         return self.parent._at_row(k, lo + row)
 
+    def _refuse_first_before(self, j, x_dtype, y_dtype):
+        # the file's first, in the parent's chunks before this part (the other ranks' rows too): its whole chunk
+        # too where the part starts inside it
+        k, lo, _ = self.parts[j]
+        self.parent._refuse_first_before(k + 1 if lo else k, x_dtype, y_dtype)
+
     def _not_finite(self, j, role, row, column, dtype, scaled=None):
         k, lo, _ = self.parts[j]
         return self.parent._not_finite(k, role, lo + row, column, dtype, scaled)
