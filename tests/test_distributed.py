@@ -894,6 +894,32 @@ def test_a_data_refusal_of_one_rank_is_said_once_by_that_rank(fake_cupy, monkeyp
     assert capsys.readouterr().err.splitlines() == [f"gpunn train [rank 1 of ranks 0-1]: error: {said}"]
 
 
+def test_errors_every_rank_raises_in_its_own_words_are_each_said_by_their_rank(fake_cupy, monkeypatch, capsys):
+    """An error every rank raises at the same point, in other words on each (here each rank's own statistics
+    refusal): the ranks compare their lines and each says its own, naming its rank, as one line; every rank exits
+    with its status and nothing aborts. (The MPI end-to-end case of it, a NaN in each rank's shard, became one shared
+    line once every rank named the file's first NaN.) Two thread ranks (tests/thread_ranks.py), as above."""
+    from gpunn import cli
+    from gpunn.distributed import comm
+    from thread_ranks import run_ranks
+
+    monkeypatch.setattr(comm, "started_world", lambda: comm.world())
+    monkeypatch.setattr(comm, "launched_rank", lambda: comm.world().rank)
+    monkeypatch.setattr(comm, "launched_size", lambda: 2)
+    said = ["X.npy column 1 cannot be standardized: its spread overflows float64",
+            "Y.npy row 7: column 0: inf is infinite"]
+
+    def refused(rank):
+        error = DataError(said[rank])
+        comm.raised_on_every_rank(error)
+        return cli._failed(*cli._describe(error, False, "train"), ["train"], error)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, refused)
+    assert outcomes == [(2, None), (2, None)] and aborted == [], (outcomes, aborted)
+    assert sorted(capsys.readouterr().err.splitlines()) == [f"gpunn train [rank {r} of ranks 0-1]: error: {said[r]}"
+                                                             for r in (0, 1)]
+
+
 @pytest.mark.parametrize("other", ["same GPU", "next GPU", "other node"])
 def test_two_ranks_of_a_node_on_one_gpu_are_refused_naming_the_device_before_nccls_init(monkeypatch, fake_cupy, other):
     """Over the control collectives, before NCCL's init: NCCL refuses a shared GPU itself (ncclInvalidUsage,
