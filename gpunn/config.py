@@ -16,7 +16,7 @@ import math
 import os
 import tomllib
 
-from .checkpoint import atomic_write
+from .atomic import atomic_write
 from .csvtext import joined_columns
 from .preflight import misplaced
 

@@ -145,6 +145,15 @@ def test_the_training_engine_does_not_depend_on_checkpoints_or_the_cli():
             assert not [m for m in below if m in above or m.startswith(tuple(f"{a}." for a in above))], name
 
 
+def test_atomic_writes_and_the_data_files_do_not_depend_on_checkpoints_or_training():
+    # atomic_write lived in gpunn.checkpoint: gpunn.config, the data files' caches and the reports that write through
+    # it depended on the checkpoint package, and through it on the training code it loads (gpunn.checkpoint.format)
+    above = ("gpunn.checkpoint", "gpunn.training", "gpunn.cli")
+    graph = import_graph()
+    for name in ("gpunn.atomic", "gpunn.config", "gpunn.data.files"):
+        assert not [m for m in reachable(graph, name) if m.startswith(above)], name
+
+
 def test_dir_of_gpunn_lists_every_public_name_the_lazy_ones_too():
     # dir(), which IPython's tab completion reads, missed MLPRegressor and distributed (imported on first use)
     names = dir(gpunn)

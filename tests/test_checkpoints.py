@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 import gpunn
 from gpunn import MLP, CheckpointError, EarlyStopping, ReduceLROnPlateau, datasets
 from gpunn import checkpoint as gio
-from gpunn.checkpoint import atomic, format as checkpoint_format
+from gpunn import atomic
+from gpunn.checkpoint import format as checkpoint_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = re.escape(__name__)  # the module of this file's callback classes, as a resume's warnings name them

@@ -193,7 +193,7 @@ def json_bytes(data) -> bytes:
 
 
 def write_json(data, path) -> None:
-    """Write atomically (gpunn.checkpoint.atomic_write): a run killed mid-write keeps the last whole file."""
-    from ..checkpoint import atomic_write
+    """Write atomically (gpunn.atomic.atomic_write): a run killed mid-write keeps the last whole file."""
+    from ..atomic import atomic_write
 
     atomic_write(path, lambda fh: fh.write(json_bytes(data)))

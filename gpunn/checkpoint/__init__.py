@@ -3,12 +3,14 @@ importable from here; a module each job:
 
 * ``format``: the file format (its docstring describes it), written and read back fully validated
   (:func:`read`, :func:`read_meta`);
-* ``atomic``: :func:`atomic_write`, which every file gpunn writes goes through;
 * ``models``: :func:`save` and :func:`load`, a training checkpoint's writer (:func:`save_checkpoint`);
 * ``loaded``: :class:`Checkpoint`, a training checkpoint loaded (:func:`load_checkpoint`);
 * ``callback``: :class:`ModelCheckpoint`, which writes them while a run trains;
 * ``resume``: :func:`resume_run`, a run continued from its checkpoint (``Checkpoint.resume``), and
   ``resumed_callbacks``: its callbacks given their saved states, in the run's order.
+
+:func:`atomic_write`, which every file gpunn writes goes through, is ``gpunn.atomic``'s (re-exported here): the
+configs, reports and data caches that use it need not import checkpoints and the training code they load.
 
 ``MAX_META_BYTES`` (the largest metadata member a read accepts, 64 MiB) is ``format``'s own: reading or setting it
 here reads or sets that one (a copy here, set, changed nothing).
@@ -17,7 +19,7 @@ import sys
 import types
 
 from . import format as _format
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .callback import CALLBACKS, ModelCheckpoint
 from .format import (FORMAT, FORMAT_VERSION, META, READABLE_VERSIONS, CheckpointError, check_replaceable,
                      optimizer_from_config, read, read_meta)

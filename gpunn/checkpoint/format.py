@@ -59,7 +59,7 @@ from ..optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
 from ..preflight import CHECKPOINT_META, archive_words, file_kind, foreign_file, kind_words
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, position_words
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 
 FORMAT = "gpunn-checkpoint"

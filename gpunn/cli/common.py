@@ -294,11 +294,11 @@ def text_to_stderr(args):
 
 
 def write_output(path, data: bytes, announce=False) -> None:
-    """``data`` into the output file ``path`` (atomically: gpunn.checkpoint.atomic_write), or onto
+    """``data`` into the output file ``path`` (atomically: gpunn.atomic.atomic_write), or onto
     standard output when ``path`` is it (:func:`is_stdout`). ``announce``: print "wrote PATH" after a file
     (not after the document itself on standard output: sweep and bench said "wrote -")."""
     if not is_stdout(path):
-        from ..checkpoint import atomic_write
+        from ..atomic import atomic_write
 
         atomic_write(path, lambda fh: fh.write(data))
         if announce:

@@ -176,19 +176,19 @@ class _FileChunks:
 class _Output:
     """A file being written under a temporary name; ``commit()`` renames it into place.
 
-    The temporary file is made as gpunn.checkpoint.atomic_write makes its own (``temp_beside``:
+    The temporary file is made as gpunn.atomic.atomic_write makes its own (``temp_beside``:
     ``.NAME.PID.random.tmp``, the mode a plain open gives), so one left by a killed process is removed by the next
     write to the same path, and errors name the output, not the temporary file."""
 
     def __init__(self, path):
-        from ..checkpoint.atomic import temp_beside
+        from ..atomic import temp_beside
 
         self.path = os.fspath(path)
         fd, self.tmp = temp_beside(self.path)  # with the mode a plain open gives the output
         os.close(fd)
 
     def commit(self):
-        from ..checkpoint.atomic import _naming
+        from ..atomic import _naming
 
         try:
             os.replace(self.tmp, self.path)

@@ -6,7 +6,7 @@ import errno
 import os
 import secrets
 
-from ..preflight import writes_in_place
+from .preflight import writes_in_place
 
 # A temp file is opened as a plain open() makes a file (mode 0o666, less what the umask and a default ACL take), not
 # mkstemp's 0o600 changed to 0o666 & ~umask at the end: the umask is read portably only by setting it, process-wide (a
