@@ -515,10 +515,10 @@ class ParquetSource(ChunkedSource):
         """[path], or the Parquet files under a directory in sorted order."""
         path = os.fspath(path)
         if os.path.isdir(path):
-            names = [os.path.join(root, f) for root, _, names in os.walk(path) for f in names]
-            files = sorted(f for f in names if f.lower().endswith(PARQUET_SUFFIXES))  # (a file alone: in any case)
+            held = [os.path.join(root, f) for root, _, names in os.walk(path) for f in names]
+            files = sorted(f for f in held if f.lower().endswith(PARQUET_SUFFIXES))  # (a file alone: in any case)
             if not files:
-                raise DataError(f"{path}: a directory with no .parquet files ({_held_instead(names)})")
+                raise DataError(f"{path}: a directory with no .parquet files ({_held_instead(held)})")
             return files
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file or directory")
