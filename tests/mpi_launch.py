@@ -1,13 +1,16 @@
 """Launching ``mpiexec`` from the tests: where it is, whether MPI tests can run, the thread variables a launch
 sets itself, and a job that ends with the test run, in a session of its own too (shared by
 tests/test_distributed.py and tests/test_dist_bench.py; a plain module, so that no test module imports another)."""
+import contextlib
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
+import waiting
 
 
 def mpiexec():
@@ -55,6 +58,19 @@ def own_session(args, **popen):
     (``ending_with_this_process``): a test starts an mpiexec job in a session of its own to kill the whole job
     (``os.killpg``) without killing pytest."""
     return subprocess.Popen(ending_with_this_process(args), start_new_session=True, **popen)
+
+
+def ended(proc, seconds, hung="the job hung"):
+    """(stdout, stderr) of ``proc``, an ``own_session`` job, once it ends within ``seconds`` (counted as
+    :func:`waiting.communicate` counts them). Past them, mpiexec is killed, and so is what outlived it in its session,
+    and the test fails with ``hung`` and what the job had written, so that a hang says where the ranks were (a CI run's
+    hang said nothing: the group's kill raised ProcessLookupError where nothing outlived mpiexec, hiding the failure)."""
+    try:
+        return waiting.communicate(proc, seconds)
+    except subprocess.TimeoutExpired as timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"{hung}; what it wrote:\n{timed_out.stdout or ''}{timed_out.stderr or ''}")
 
 
 # the variables that set a process's thread counts: a launch removes them from its environment and sets its own

@@ -11,7 +11,7 @@ import numpy
 import pytest
 import waiting
 from bench_scripts import ROOT, load
-from mpi_launch import THREAD_ENV, ending_with_this_process, mpiexec, needs_mpi, own_session
+from mpi_launch import THREAD_ENV, ended, ending_with_this_process, mpiexec, needs_mpi, own_session
 
 import gpunn
 
@@ -176,12 +176,7 @@ def _mpmd(tmp_path, first, second):
 def _ended(cmd, env, cwd):
     """(status, stdout, stderr) of the mpiexec job ``cmd`` within 120 s; a job that does not end fails the test."""
     proc = own_session(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
-    try:
-        out, err = waiting.communicate(proc, 120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.communicate()
-        pytest.fail("the job hung")
+    out, err = ended(proc, 120)
     return proc.returncode, out, err
 
 

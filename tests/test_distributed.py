@@ -15,7 +15,7 @@ import time
 import numpy
 import pytest
 import waiting
-from mpi_launch import THREAD_ENV, ending_with_this_process, mpiexec, needs_mpi, own_session
+from mpi_launch import THREAD_ENV, ended, ending_with_this_process, mpiexec, needs_mpi, own_session
 
 from gpunn.backend import CPU
 from gpunn.data import DataError
@@ -2167,15 +2167,8 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     second = rank("missing.npy" if where == "before" else "X.npy") + (["--bogus"] if where == "option" else [])
     proc = own_session([mpiexec(), *rank("X.npy"), ":", *second], env=env, text=True, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
-    try:  # a job that failed to end waits in MPI_Init forever, or until the 300 s watchdog
-        _, err = waiting.communicate(proc, 120)
-    except subprocess.TimeoutExpired:
-        try:  # what outlived mpiexec, which communicate killed (a ProcessLookupError here hid the failure's message)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
-        pytest.fail("the job hung after one rank failed")
+    # a job that failed to end waits in MPI_Init forever, or until the 300 s watchdog
+    _, err = ended(proc, 120, "the job hung after one rank failed")
     assert proc.returncode == 2, err
     assert re.search(rf"^gpunn {command} \[rank 1 of ranks 0-1\]: error: .*" + re.escape(says), err, re.M), err
     assert "Traceback" not in err
@@ -2193,13 +2186,7 @@ def _gpunn_ranks(tmp_path, *ranks):
         cmd += [":"] if len(cmd) > 1 else []
         cmd += ["-n", "1", str(gpunn_cli), *own]
     proc = own_session(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    try:
-        out, err = waiting.communicate(proc, 120)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("the job hung")
+    out, err = ended(proc, 120)
     return proc.returncode, out, err
 
 
@@ -2415,14 +2402,7 @@ def test_a_launched_process_that_fails_before_mpi_ends_the_job_even_where_the_ot
     env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DIST_TIMEOUT="2")
     proc = own_session([mpiexec(), "-n", "2", sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
-    try:
-        out, err = waiting.communicate(proc, 60)
-    except subprocess.TimeoutExpired:
-        try:  # what outlived mpiexec, which communicate killed
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        pytest.fail("the process waited in MPI_Init for ranks that had left")
+    out, err = ended(proc, 60, "the process waited in MPI_Init for ranks that had left")
     assert proc.returncode == 9 and "not reached" not in out, out
     assert re.search(r"(?m)^gpunn \[rank 0 of ranks 0-1\]: waited [23] s in MPI_Init \(started to end the job: this "
                      r"rank failed\), which every process of the job enters; another has not started MPI \(.*\)\. "
@@ -2440,12 +2420,7 @@ def test_gpunn_info_beside_a_process_that_never_starts_mpi_says_what_it_waited_f
     env = dict(os.environ, GPUNN_DEVICE="cpu", GPUNN_DIST_TIMEOUT="2")
     proc = own_session([mpiexec(), "-n", "1", str(gpunn_cli), "info", ":", "-n", "1", sys.executable, "-c", "pass"],
                        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    try:
-        _, err = waiting.communicate(proc, 60)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("gpunn info waited in MPI_Init for a process that never starts MPI")
+    _, err = ended(proc, 60, "gpunn info waited in MPI_Init for a process that never starts MPI")
     assert proc.returncode == 9, err
     assert re.search(r"(?m)^gpunn info \[rank 0 of ranks 0-1\]: waited [23] s in MPI_Init, which every process of "
                      r"the job enters; another has not started MPI \(.*\)\. Ending the job \(GPUNN_DIST_TIMEOUT=2 s\)\.$",
