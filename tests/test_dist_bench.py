@@ -280,7 +280,8 @@ def test_a_rank_that_stops_mid_measurement_ends_the_job_by_the_watchdog(tmp_path
                GPUNN_DIST_TIMEOUT="2")
     code, _, err = _ended([mpiexec(), "-n", "2", sys.executable, "-c", _STOPPING, str(ROOT / "bench" / "dist_bench.py"),
                            mode], env, tmp_path)
-    assert code == 3, err
+    # (9: an MPI_Abort that had not ended the job 10 s on was ended for it, gpunn.distributed.comm._abort_job)
+    assert code == 3 or (code == 9 and "MPI_Abort has not ended the job after" in err), err
     # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting at most 1 s (a late one under load)
     assert f"dist_bench.py [rank 0 of ranks 0-1]: waited 2 s in {label}; another rank has stopped" in err \
         or f"dist_bench.py [rank 0 of ranks 0-1]: waited 3 s in {label}; another rank has stopped" in err, err

@@ -1466,6 +1466,8 @@ _FAKE_MPI = ("import os, sys\n"
              "        print('written while MPI_Abort ran')  # (block-buffered: lost unless flushed before the end)\n"
              "        if os.environ['FAKE_ABORT'] == 'raises':\n"
              "            raise RuntimeError('no process manager')\n"
+             "        if os.environ['FAKE_ABORT'] == 'hangs':\n"
+             "            import time; time.sleep(600)\n"
              "COMM_WORLD = _World()\n")
 
 _ENDING = {"end_launched_job": "comm.end_launched_job(3)\n",
@@ -1498,6 +1500,28 @@ def test_a_rank_whose_mpi_abort_returns_still_ends_with_its_status_after_its_lin
     status = 3 if ending == "end_launched_job" else 1
     assert (done.returncode, done.stdout) == (status, "the rank's own line\nwritten while MPI_Abort ran\n"), done
     assert done.stderr.endswith(says) and ("could not end the job" in done.stderr) == (abort == "raises"), done.stderr
+
+
+@pytest.mark.parametrize("ending", ["end_launched_job", "abort_on_error"])
+def test_a_rank_whose_mpi_abort_hangs_is_killed_after_the_grace_and_says_so(tmp_path, ending):
+    """MPI_Abort is a "best attempt": one that never returns nor ends the job (called from the watchdog's thread while
+    the main thread waits inside MPI) left the job running, its watchdog's promise broken. A child process now kills
+    the rank ABORT_GRACE_S after the abort began (0.5 s here), saying so, and the launcher ends the job on seeing a
+    rank killed (a stand-in mpi4py.MPI whose Abort sleeps, in a process of its own)."""
+    (tmp_path / "mpi4py").mkdir()
+    (tmp_path / "mpi4py" / "__init__.py").write_text("")
+    (tmp_path / "mpi4py" / "MPI.py").write_text(_FAKE_MPI)
+    code = ("from mpi4py import MPI\n" if ending == "abort_on_error" else "") + (
+        "from gpunn.distributed import comm\n"
+        "comm.ABORT_GRACE_S = 0.5\n" + _ENDING[ending] + "print('not reached')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                                                            "PMIX_SIZE", "PYTHONUNBUFFERED")}
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(SCRIPT.parent.parent)]), PMI_SIZE="2",
+               GPUNN_DIST_TIMEOUT="30", FAKE_ABORT="hangs")
+    done = waiting.run([sys.executable, "-c", code], timeout=60, env=env)
+    assert done.returncode == -signal.SIGKILL and "not reached" not in done.stdout, done
+    assert re.search(r"(?m)^gpunn \[rank 0 of ranks 0-1\]: MPI_Abort has not ended the job after [12] s; killing "
+                     r"this rank, which ends the job\.$", done.stderr), done.stderr
 
 
 def test_a_launchers_variables_give_the_size_and_rank_without_starting_mpi(monkeypatch):

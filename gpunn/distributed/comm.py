@@ -15,7 +15,8 @@ distributed fit prints its error and aborts the job at once (see :func:`abort_on
 one whose exception nothing caught before its fit (:func:`end_job_on_uncaught_exception`); a
 rank that is killed is noticed by the launcher (mpiexec ends the others). MPI_Init, which no thread of a rank can
 time, is timed by a child process wherever gpunn starts MPI (:mod:`gpunn.distributed.init_watch`): for a fit, for
-the ranks' command check, to end the job. A rank whose MPI_Abort returns ends itself with its status.
+the ranks' command check, to end the job. A rank whose MPI_Abort returns ends itself with its status, and one
+whose MPI_Abort has not ended the job after ABORT_GRACE_S seconds is killed by a child process (:func:`_abort_job`).
 """
 from __future__ import annotations
 
@@ -261,7 +262,7 @@ class MpiComm:
         """End every rank of the job now (MPI_Abort), once the launcher has read what this rank wrote (the line
         saying why: :func:`gpunn.distributed.output.read_by_the_launcher`)."""
         read_by_the_launcher()
-        self.comm.Abort(code)
+        _abort_job(self.comm, code)
         _end_this_process(code)  # (where MPI_Abort returned)
 
     # ---- gradients and parameters (device arrays; host arrays here) ----------------------
@@ -482,6 +483,23 @@ def _where() -> str:
         return ""
 
 
+ABORT_GRACE_S = 10.0  # seconds MPI_Abort has to end the job before this rank is killed (SIGKILL, which it cannot hold)
+
+
+def _abort_job(comm, code: int) -> None:
+    """``comm.Abort(code)``, with a way out should MPI_Abort never end the job: where this process is still there after
+    :data:`ABORT_GRACE_S` seconds, a child process (:func:`gpunn.distributed.init_watch.timed_start`) says so and kills
+    it, and the launcher, seeing a rank killed, ends the job (MPICH's mpiexec: status 9). MPI_Abort is a "best
+    attempt" in the standard, and it is called from the watchdog's thread while the main thread waits inside MPI, an
+    abort that MPI implementations have been seen to hang in; a job whose watchdog fired must end. Where MPI_Abort
+    returns, the child leaves with it (the caller ends this process)."""
+    from .init_watch import timed_start
+
+    with timed_start(f"{_speaker()}{_where()}: MPI_Abort has not ended the job after {{:.0f}} s; killing this rank, "
+                     "which ends the job.\n", ABORT_GRACE_S):
+        comm.Abort(code)
+
+
 def _end_this_process(code: int) -> None:
     """End this process with status ``code`` (``os._exit``: no Python exit, as MPI_Abort's end), once the launcher
     has read what it wrote (:func:`gpunn.distributed.output.read_by_the_launcher`). For a rank whose MPI_Abort
@@ -628,7 +646,7 @@ def end_launched_job(code: int) -> None:
     try:
         with _mpi_init_timed(timeout, " (started to end the job: this rank failed)", setting):
             from mpi4py import MPI
-        MPI.COMM_WORLD.Abort(code)
+        _abort_job(MPI.COMM_WORLD, code)
     except Exception as exc:  # noqa: BLE001 - said, and this process ends as promised
         _say(f"{_speaker()}{_where()}: MPI could not end the job ({type(exc).__name__}: {exc}); ending this process.\n")
     finally:
