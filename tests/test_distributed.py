@@ -1476,6 +1476,21 @@ _ENDING = {"end_launched_job": "comm.end_launched_job(3)\n",
                               "comm.abort_on_error(rank, RuntimeError('rank 0 fails on purpose'))\n")}
 
 
+def _ended_with_fake_mpi(tmp_path, ending, abort, first):
+    """The finished process that runs ``first`` (code) and then the ``ending`` of _ENDING as rank 0 of 2, beside a
+    stand-in mpi4py.MPI whose Abort does as ``abort`` says (returns, raises or hangs)."""
+    (tmp_path / "mpi4py").mkdir()
+    (tmp_path / "mpi4py" / "__init__.py").write_text("")
+    (tmp_path / "mpi4py" / "MPI.py").write_text(_FAKE_MPI)
+    code = ("from mpi4py import MPI\n" if ending == "abort_on_error" else "") + (
+        "from gpunn.distributed import comm\n" + first + _ENDING[ending] + "print('not reached')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                                                            "PMIX_SIZE", "PYTHONUNBUFFERED")}
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(SCRIPT.parent.parent)]), PMI_SIZE="2",
+               GPUNN_DIST_TIMEOUT="30", FAKE_ABORT=abort)
+    return waiting.run([sys.executable, "-c", code], timeout=60, env=env)
+
+
 @pytest.mark.parametrize("ending, abort, says", [
     ("end_launched_job", "returns", ""),
     ("end_launched_job", "raises", "gpunn [rank 0 of ranks 0-1]: MPI could not end the job (RuntimeError: no process "
@@ -1486,17 +1501,7 @@ def test_a_rank_whose_mpi_abort_returns_still_ends_with_its_status_after_its_lin
     then went on, back into the excepthook or on with the script, after saying it was ending the job (exit status 0
     here). It now ends with the abort's status, once what it wrote is flushed and read (a stand-in mpi4py.MPI here,
     in a process of its own)."""
-    (tmp_path / "mpi4py").mkdir()
-    (tmp_path / "mpi4py" / "__init__.py").write_text("")
-    (tmp_path / "mpi4py" / "MPI.py").write_text(_FAKE_MPI)
-    code = ("from mpi4py import MPI\n" if ending == "abort_on_error" else "") + (
-        "from gpunn.distributed import comm\n"
-        "print(\"the rank's own line\")\n" + _ENDING[ending] + "print('not reached')\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
-                                                            "PMIX_SIZE", "PYTHONUNBUFFERED")}
-    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(SCRIPT.parent.parent)]), PMI_SIZE="2",
-               GPUNN_DIST_TIMEOUT="30", FAKE_ABORT=abort)
-    done = waiting.run([sys.executable, "-c", code], timeout=60, env=env)
+    done = _ended_with_fake_mpi(tmp_path, ending, abort, "print(\"the rank's own line\")\n")
     status = 3 if ending == "end_launched_job" else 1
     assert (done.returncode, done.stdout) == (status, "the rank's own line\nwritten while MPI_Abort ran\n"), done
     assert done.stderr.endswith(says) and ("could not end the job" in done.stderr) == (abort == "raises"), done.stderr
@@ -1508,17 +1513,7 @@ def test_a_rank_whose_mpi_abort_hangs_is_killed_after_the_grace_and_says_so(tmp_
     the main thread waits inside MPI) left the job running, its watchdog's promise broken. A child process now kills
     the rank ABORT_GRACE_S after the abort began (0.5 s here), saying so, and the launcher ends the job on seeing a
     rank killed (a stand-in mpi4py.MPI whose Abort sleeps, in a process of its own)."""
-    (tmp_path / "mpi4py").mkdir()
-    (tmp_path / "mpi4py" / "__init__.py").write_text("")
-    (tmp_path / "mpi4py" / "MPI.py").write_text(_FAKE_MPI)
-    code = ("from mpi4py import MPI\n" if ending == "abort_on_error" else "") + (
-        "from gpunn.distributed import comm\n"
-        "comm.ABORT_GRACE_S = 0.5\n" + _ENDING[ending] + "print('not reached')\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
-                                                            "PMIX_SIZE", "PYTHONUNBUFFERED")}
-    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(SCRIPT.parent.parent)]), PMI_SIZE="2",
-               GPUNN_DIST_TIMEOUT="30", FAKE_ABORT="hangs")
-    done = waiting.run([sys.executable, "-c", code], timeout=60, env=env)
+    done = _ended_with_fake_mpi(tmp_path, ending, "hangs", "comm.ABORT_GRACE_S = 0.5\n")
     assert done.returncode == -signal.SIGKILL and "not reached" not in done.stdout, done
     assert re.search(r"(?m)^gpunn \[rank 0 of ranks 0-1\]: MPI_Abort has not ended the job after [12] s; killing "
                      r"this rank, which ends the job\.$", done.stderr), done.stderr
