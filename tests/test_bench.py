@@ -1674,6 +1674,31 @@ def test_the_setup_records_the_devices_cores_thread_settings_cpu_path_and_peer_v
     assert system.setup_info([])["torch"] == "2.5.1 (1 thread)"  # (it said "1 threads")
 
 
+def test_the_setups_cpu_path_is_the_reference_where_a_deferred_numba_does_not_import(monkeypatch):
+    """A process that has not yet imported Numba (its CPU ops run NumPy in the kernels' stead until
+    NUMBA_START_SECONDS: ``fused`` reads True without importing it) records the path the bench's fits will take:
+    the fused kernels where Numba imports, the reference where it is installed but does not (it said "fused Numba
+    0.61 kernels" there, of a run that fell back to the reference with a warning)."""
+    from gpunn import KernelFallbackWarning
+    from gpunn.bench import system
+    from gpunn.ops import cpu, lazynumba
+
+    if cpu.numba is None:
+        pytest.skip("Numba is not installed")
+    monkeypatch.setattr(cpu, "NUMBA_START_SECONDS", 0.25)
+    monkeypatch.setattr(lazynumba, "imported", lambda: False)  # (this process has it imported: as one that has not)
+    monkeypatch.setattr(cpu, "_fallback_warned", False)
+    monkeypatch.delenv("GPUNN_CPU_THREADS", raising=False)
+    assert system.setup_info([])["gpunn_cpu_path"].startswith("fused Numba ")
+
+    def broken():
+        raise ImportError("Numba needs NumPy 2.2 or less. Got NumPy 2.4.")
+
+    monkeypatch.setattr(lazynumba, "load", broken)
+    with pytest.warns(KernelFallbackWarning):
+        assert system.setup_info([])["gpunn_cpu_path"] == "NumPy reference (Numba does not import)"
+
+
 def test_a_configurations_shape_words_and_its_ensembles():
     """gemm_shape is batch x widest x widest (the inputs or outputs when there is no hidden layer), its spec the
     NAME:IN:H1xH2:OUT:BATCH text parse_config reads back; an ensemble of an ensemble is named for its base and keeps

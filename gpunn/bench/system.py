@@ -39,7 +39,10 @@ def setup_info(backends) -> dict:
     from ..ops.lazynumba import version
 
     ops = CpuOps()
-    info["gpunn_cpu_path"] = (f"fused Numba {version()} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if ops.fused
+    # (Numba imported now: ``fused`` reads True before it is, where a short run's NumPy stands in for the kernels,
+    # also where it turns out not to import; the bench's fits need it anyway)
+    fused = ops.fused and ops.kernels_now(same_bits=False)
+    info["gpunn_cpu_path"] = (f"fused Numba {version()} kernels, {ops.threads} thread{'s' if ops.threads > 1 else ''}" if fused
                               else f"NumPy reference (Numba {'not installed' if numba is None else 'does not import'})")
     from ..ops import denormals, gemm
 
