@@ -1789,6 +1789,31 @@ def test_metadata_past_the_limit_is_refused_before_it_is_read(tmp_path, good_byt
     assert gio.MAX_META_BYTES == checkpoint_format.MAX_META_BYTES == 64 << 20
 
 
+def test_the_packages_metadata_limit_is_patched_and_put_back_by_unittest_mock(tmp_path, good_bytes):
+    """unittest.mock.patch sets gpunn.checkpoint.MAX_META_BYTES, then deletes it and sets it back as it was: the
+    delete failed ("property 'MAX_META_BYTES' of '_Package' object has no deleter") and left the patched limit in
+    force. Deleted, the name is gone from the package as any module attribute would be (the reader keeps its limit),
+    until it is set again."""
+    from unittest import mock
+
+    checkpoint_format.MAX_META_BYTES = 1 << 30  # a limit the user raised: put back as it was, not to the default
+    try:
+        with mock.patch.object(gio, "MAX_META_BYTES", 256):
+            assert checkpoint_format.MAX_META_BYTES == 256
+            with pytest.raises(CheckpointError, match="metadata too large"):
+                _load_bytes(tmp_path, good_bytes[0])
+        assert gio.MAX_META_BYTES == checkpoint_format.MAX_META_BYTES == 1 << 30
+        del gio.MAX_META_BYTES
+        assert not hasattr(gio, "MAX_META_BYTES") and "MAX_META_BYTES" not in dir(gio)
+        assert checkpoint_format.MAX_META_BYTES == 1 << 30
+        with pytest.raises(AttributeError):
+            del gio.MAX_META_BYTES
+        gio.MAX_META_BYTES = 64 << 20
+        assert gio.MAX_META_BYTES == checkpoint_format.MAX_META_BYTES == 64 << 20 and "MAX_META_BYTES" in dir(gio)
+    finally:
+        gio.MAX_META_BYTES = 64 << 20
+
+
 @pytest.mark.parametrize("name, value", [("x_scale", 0.0), ("y_scale", -1.0)])
 def test_standardization_statistics_that_cannot_scale_are_refused(tmp_path, name, value):
     """A saved model's standardization scales must be positive and finite (mut16c K80: a zero scale loaded and

@@ -33,13 +33,36 @@ __all__ = ["CALLBACKS", "FORMAT", "FORMAT_VERSION", "MAX_META_BYTES", "META", "R
            "save_checkpoint"]
 
 
+_limit_here = [True]  # whether MAX_META_BYTES is the package's: a del takes it, until it is set again
+
+
+def _no_limit_here(module):
+    return AttributeError(f"module {module.__name__!r} has no attribute 'MAX_META_BYTES'")
+
+
 class _Package(types.ModuleType):  # (the package's class: a module's attribute can be a property only so)
-    MAX_META_BYTES = property(lambda _: _format.MAX_META_BYTES,
-                              lambda _, value: setattr(_format, "MAX_META_BYTES", value))
+    @property
+    def MAX_META_BYTES(self):
+        if not _limit_here[0]:
+            raise _no_limit_here(self)
+        return _format.MAX_META_BYTES
+
+    @MAX_META_BYTES.setter
+    def MAX_META_BYTES(self, value):
+        _format.MAX_META_BYTES = value
+        _limit_here[0] = True
+
+    @MAX_META_BYTES.deleter
+    def MAX_META_BYTES(self):
+        # as from any module: gone from the package (format's limit stays), until set again. unittest.mock.patch
+        # deletes the name and, where that leaves none, sets it back; with no deleter it failed, the patch in force
+        if not _limit_here[0]:
+            raise _no_limit_here(self)
+        _limit_here[0] = False
 
 
 def __dir__():
-    return sorted([*globals(), "MAX_META_BYTES"])
+    return sorted([*globals(), *(["MAX_META_BYTES"] if _limit_here[0] else [])])
 
 
 sys.modules[__name__].__class__ = _Package
