@@ -82,6 +82,35 @@ class ParamList(list):
             target[...] = value
 
 
+class _Parameters:
+    """A model's parameter buffer (``params``) or its views (``weights``, ``biases``): set once, as the model builds
+    them, then changed in place. Replacing one (``model.params = other.params.copy()``) left the buffer that the
+    forward pass reads and the optimizer steps: predict went on with the old weights, and a fit stepped an array no
+    forward pass read, its loss unmoved, without a word; so it is refused, saying to copy into it."""
+
+    _COPY = {"params": "model.params[...] = P", "weights": "model.weights[l - 1][...] = W",
+             "biases": "model.biases[l - 1][...] = b"}
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        if model is None:
+            return self
+        try:
+            return model.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(f"{type(model).__name__!r} object has no attribute {self.name!r}") from None
+
+    def __set__(self, model, value):
+        if self.name in model.__dict__:
+            what = "is the buffer" if self.name == "params" else "are views into model.params, the buffer"
+            raise AttributeError(f"model.{self.name} {what} that the forward pass reads and fit updates: replacing "
+                                 f"{self.name} would leave the model computing and training with the old one; copy "
+                                 f"into it: {self._COPY[self.name]}")
+        model.__dict__[self.name] = value
+
+
 class _Workspace:
     """Preallocated per-layer buffers for one batch size.
 
@@ -320,6 +349,7 @@ class DeviceModel(RawUnits):
     optimizer of the last fit: a fit of the copy starts a fresh one, as a fit with an optimizer's name does),
     the refusal to pickle, and the repr (``_REPR_HEAD`` its first fields)."""
 
+    params, weights, biases = _Parameters(), _Parameters(), _Parameters()  # set by _build_buffers, then copied into
     _COPIED = ("saved_precision", "standardizer", "data_columns")
     _REPR_NAME, _PICKLE_NAMES = "", ("a model", "model")  # the class, as the refusal calls it and its example
     _REPR_HEAD = ""

@@ -9,7 +9,7 @@ import numpy
 import pytest
 
 import gpunn
-from gpunn import MLP, datasets
+from gpunn import MLP, Ensemble, datasets
 from gpunn.checks import NotFinite
 from gpunn.cli import main as cli_main
 from gpunn.data.files import predict_file
@@ -1068,6 +1068,25 @@ def test_in_place_assignment_changes_the_model(model):
     assert numpy.all(model.predict(X) == 0) and not numpy.all(before == 0)
     model.weights[0] = numpy.full((3, 4), 0.5)  # item assignment copies into the flat buffer too
     assert numpy.all(model.params[:12] == 0.5)
+
+
+@pytest.mark.parametrize("members", [None, 2])
+@pytest.mark.parametrize("name, says", [
+    ("params", r"model.params\[...\] = P"),
+    ("weights", r"model.weights\[l - 1\]\[...\] = W"),
+    ("biases", r"model.biases\[l - 1\]\[...\] = b"),
+])
+def test_replacing_the_parameters_is_refused_saying_to_copy_into_them(name, says, members):
+    """`model.params = other.params.copy()` (or a new weights list) left the buffer the model computes with and trains:
+    predict went on with the old weights, and a fit stepped the new array, which no forward pass read, so its loss
+    never moved; all without a word."""
+    model = MLP([3, 4, 1], device="cpu", seed=0) if members is None else Ensemble([3, 4, 1], members, device="cpu")
+    X, Y = numpy.ones((8, 3)), numpy.ones((8, 1))
+    before = numpy.array(model.predict(X))
+    with pytest.raises(AttributeError, match=rf"replacing {name} .*; copy into it: {says}"):
+        setattr(model, name, model.params.copy() if name == "params" else [a.copy() for a in getattr(model, name)])
+    model.fit(X, Y, epochs=2, lr=0.1, verbose=False)
+    assert not numpy.array_equal(model.predict(X), before)  # the model still trains its own buffer
 
 
 @pytest.mark.parametrize("kwargs, match", [
