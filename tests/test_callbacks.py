@@ -350,6 +350,69 @@ def test_callbacks_run_users_first_then_checkpoint_writers_then_the_progress_bar
     assert order_callbacks([bar, writer, mine], verbose=False) == [mine, writer, bar]
 
 
+class KerasEpochs(Callback):
+    def on_epoch_end(self, epoch, logs=None):  # Keras's hook: no trainer
+        pass
+
+
+class KerasBatches(Callback):
+    def on_batch_end(self, trainer, batch, logs):  # Keras passes logs to its batch hooks; gpunn does not
+        pass
+
+
+class KerasBatchBegin(Callback):
+    def on_train_batch_begin(self, batch, logs=None):  # Keras's; gpunn has no such hook
+        pass
+
+
+@pytest.mark.parametrize("callback, says", [
+    (KerasEpochs(), r"callbacks\[0\]: KerasEpochs.on_epoch_end\(epoch, logs=None\) cannot take the arguments gpunn "
+                    r"passes it: on_epoch_end\(trainer, epoch, logs\)"),
+    (KerasBatches(), r"KerasBatches.on_batch_end\(trainer, batch, logs\) cannot take .*: on_batch_end\(trainer, batch\)"),
+    (KerasBatchBegin(), r"KerasBatchBegin.on_train_batch_begin is no gpunn hook \(Keras's\): gpunn's batch hook is "
+                        r"on_batch_end\(trainer, batch\)"),
+])
+def test_a_hook_written_for_keras_is_refused_before_the_first_epoch_naming_gpunns_arguments(data, callback, says):
+    """A Keras callback's on_epoch_end(self, epoch, logs=None) failed in epoch 1 with Python's "takes from 2 to 3
+    positional arguments but 4 were given"; a batch hook taking logs failed after the first batch; a hook of a name
+    gpunn never calls was never called; all without saying how gpunn calls its hooks."""
+    X, Y, _, _ = data
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    before = model.params.copy()
+    with pytest.raises(TypeError, match=says):
+        model.fit(X, Y, epochs=1, callbacks=[callback], verbose=False)
+    assert numpy.array_equal(model.params, before)  # refused before any step
+
+
+def test_a_hook_of_any_signature_that_takes_gpunns_arguments_runs(data):
+    X, Y, _, _ = data
+    seen = []
+
+    class Flexible(Callback):
+        def on_epoch_end(self, *args, **kwargs):
+            seen.append(len(args))
+
+        def on_batch_end(self, trainer, batch, logs=None):
+            seen.append("batch")
+
+    MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=500, callbacks=[Flexible()], verbose=False)
+    assert seen == ["batch", "batch", 3]
+
+
+def test_kerass_stop_training_is_refused_saying_gpunns_stop(data):
+    """`trainer.stop_training = True`, Keras's way to end a run (model.stop_training), set an attribute nothing read:
+    the run trained on to its last epoch."""
+    X, Y, _, _ = data
+
+    class Stopper(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop_training = True
+
+    with pytest.raises(AttributeError, match=r"stop_training is Keras's; a gpunn callback ends the run with "
+                                             r"trainer.stop = True"):
+        MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, callbacks=[Stopper()], verbose=False)
+
+
 def test_auto_mode_maximises_a_name_that_ends_in_r2_only():
     from gpunn.training.callbacks import monitor_mode
 

@@ -9,6 +9,7 @@ same patience counters, best value and best weights.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -74,6 +75,36 @@ class Callback:
     def on_batch_end(self, trainer, batch): ...
     def on_epoch_end(self, trainer, epoch, logs): ...
     def on_train_end(self, trainer): ...
+
+
+# the arguments the loop passes each hook (after self), and Keras's batch hooks, which gpunn never calls
+HOOK_ARGUMENTS = {"on_train_begin": ("trainer",), "on_epoch_begin": ("trainer", "epoch"),
+                  "on_batch_end": ("trainer", "batch"), "on_epoch_end": ("trainer", "epoch", "logs"),
+                  "on_train_end": ("trainer",)}
+_KERAS_BATCH_HOOKS = ("on_batch_begin", "on_train_batch_begin", "on_train_batch_end")
+
+
+def refuse_foreign_hooks(cb, i: int) -> None:
+    """Refuse, before the run, a hook of the callback ``callbacks[i]`` that the loop cannot call as it calls its
+    hooks: Keras's ``on_epoch_end(self, epoch, logs=None)`` failed in epoch 1 with Python's "takes from 2 to 3
+    positional arguments but 4 were given", an ``on_batch_end`` taking Keras's logs after the first batch, and
+    ``on_train_batch_end`` was never called."""
+    name = type(cb).__name__
+    for hook in _KERAS_BATCH_HOOKS:
+        if callable(getattr(cb, hook, None)):
+            raise TypeError(f"callbacks[{i}]: {name}.{hook} is no gpunn hook (Keras's): gpunn's batch hook is "
+                            "on_batch_end(trainer, batch), called after each batch")
+    for hook, arguments in HOOK_ARGUMENTS.items():
+        try:
+            signature = inspect.signature(getattr(cb, hook))
+        except (TypeError, ValueError):  # not a function Python can read the signature of: left to the call
+            continue
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            raise TypeError(f"callbacks[{i}]: {name}.{hook}{signature} cannot take the arguments gpunn passes it: "
+                            f"{hook}({', '.join(arguments)}), the trainer first (the model is trainer.model; "
+                            "Keras's hooks take no trainer, and no logs in on_batch_end)") from None
 
 
 class History(dict):
@@ -452,6 +483,7 @@ def order_callbacks(callbacks, verbose):
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
                             "and override the hooks it needs")
+        refuse_foreign_hooks(cb, i)
     writers = [cb for cb in callbacks if getattr(cb, "writes_checkpoint", False)]
     others = [cb for cb in callbacks if not getattr(cb, "writes_checkpoint", False)]
     if show and not any(isinstance(cb, ProgressBar) for cb in others):

@@ -92,6 +92,10 @@ def not_finite_metrics(logs) -> dict:
     return {key: logs[key] for key in VALIDATION_KEYS if key in logs and not math.isfinite(logs[key])}
 
 
+_KERAS_STOP = ("stop_training is Keras's; a gpunn callback ends the run with trainer.stop = True (after this epoch), or "
+               "trainer.interrupt() (after the current batch)")
+
+
 class Trainer:
     """One run of the loop, visible to callbacks.
 
@@ -143,6 +147,14 @@ class Trainer:
     @lr_scale.setter
     def lr_scale(self, value):
         self.state.lr_scale = float(value)
+
+    @property
+    def stop_training(self):
+        raise AttributeError(_KERAS_STOP)
+
+    @stop_training.setter
+    def stop_training(self, value):  # set by a Keras habit, nothing read it: the run trained on to its end
+        raise AttributeError(_KERAS_STOP)
 
     @property
     def interrupted(self) -> bool:
