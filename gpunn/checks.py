@@ -79,6 +79,10 @@ def as_array(data, name: str = "X"):
     is read as float64, as scikit-learn reads it; one holding anything else is left for the caller to refuse."""
     if is_array(data) and not (isinstance(data, numpy.ndarray) and data.dtype == object):
         return data
+    if isinstance(data, (str, bytes, os.PathLike)):  # fit("X.npy", "Y.npy") said "got dtype <U5"
+        raise TypeError(f"{name} is a {type(data).__name__} ({os.fsdecode(data)!r}), not an array: read a file first "
+                        "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
+                        "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     _refuse_dates(data, name)
     try:
         array = numpy.asarray(data)
@@ -404,10 +408,6 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     """
     if data is None:
         raise TypeError(f"{name} is None; pass a 2-D numeric array")
-    if isinstance(data, (str, bytes, os.PathLike)):  # fit("X.npy", "Y.npy") said "got dtype <U5"
-        raise TypeError(f"{name} is a {type(data).__name__} ({os.fsdecode(data)!r}), not an array: read a file first "
-                        "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
-                        "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     xp = backend.xp
     labels = _frame_labels(data, name)
     frame = data if labels is not None else None
