@@ -117,6 +117,19 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
     return Meant((folded[close[0]],), "close") if close else None
 
 
+# the optimizers' options, which a model's fit takes in its optimizer, by the class a hint shows them in (an
+# Ensemble's fit takes them itself, per member); "betas" is PyTorch's pair, gpunn's beta1 and beta2
+OPTIMIZER_OPTIONS = {"weight_decay": "Adam", "beta1": "Adam", "beta2": "Adam", "eps": "Adam", "betas": "Adam",
+                     "momentum": "SGD", "nesterov": "SGD"}
+
+
+def _betas(value) -> str:
+    """PyTorch's ``betas=(0.9, 0.99)`` in gpunn's options: "beta1=0.9, beta2=0.99"."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return f"beta1={value[0]!r}, beta2={value[1]!r}"
+    return "beta1=..., beta2=..."
+
+
 def _as_keyword(name, value):
     name = name.replace("-", "_")
     return name if value is None else f"{name}={value!r}"
@@ -133,6 +146,12 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
     if key in fit_options:
         return TypeError(f"{said} ({key} is fit's option: model.fit(X, Y, {key}={shown}))")
+    if key == "betas" and {"beta1", "beta2"} <= set(names):  # Adam(betas=(0.9, 0.99)) was "did you mean beta2?"
+        return TypeError(f"{said} (PyTorch's betas pair is two options here: {call}({_betas(value)}))")
+    if key in OPTIMIZER_OPTIONS and "optimizer" in [*names, *fit_options]:
+        option = _betas(value) if key == "betas" else f"{key}={shown}"
+        return TypeError(f"{said} ({key} is the optimizer's option: model.fit(X, Y, "
+                         f"optimizer=gpunn.{OPTIMIZER_OPTIONS[key]}({option})))")
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
     fit_found = None if found else meant(key.replace("_", "-"), [name.replace("_", "-") for name in fit_options])
     if fit_found and len(fit_found.names) == 1:

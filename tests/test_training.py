@@ -814,6 +814,10 @@ def test_help_of_model_fit_names_the_method_the_user_calls(cls, module, user):
     ("Ensemble.fit", "validation", " (did you mean validation_data or validation_fraction?)"),
     ("Ensemble.fit", "batchsize", " (did you mean batch_size?)"),
     ("MLP.fit", "colour", ""),  # nothing meant: Python's words alone
+    # an optimizer's option, which an Ensemble's fit takes per member and a model's fit in its optimizer
+    ("MLP.fit", "weight_decay",
+     " (weight_decay is the optimizer's option: model.fit(X, Y, optimizer=gpunn.Adam(weight_decay=0.1)))"),
+    ("fit", "momentum", " (momentum is the optimizer's option: model.fit(X, Y, optimizer=gpunn.SGD(momentum=0.1)))"),
 ])
 def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(call, key, hint):
     """fit(X, Y, validation_split=0.1) said only "fit() got an unexpected keyword argument 'validation_split'"."""
@@ -836,6 +840,11 @@ def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(cal
     (lambda **kw: gpunn.data.synthetic("linear", 100, 2, **kw), "SyntheticSource", "chunkrows",
      " (did you mean chunk_rows?)"),
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "colour", ""),  # nothing meant: Python's words alone
+    # PyTorch's betas pair, which difflib took for beta2 alone
+    (lambda **kw: gpunn.AdamW(**kw), "AdamW", "betas",
+     " (PyTorch's betas pair is two options here: AdamW(beta1=..., beta2=...))"),
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "weight_decay",
+     " (weight_decay is the optimizer's option: model.fit(X, Y, optimizer=gpunn.Adam(weight_decay=0.1)))"),
     # fit's options given to the constructor, as Keras's and scikit-learn's constructors take them
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "lr", " (lr is fit's option: model.fit(X, Y, lr=0.1))"),
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "batch_size",
@@ -866,6 +875,16 @@ def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, ke
     with pytest.raises(TypeError) as raised:
         make(**{key: 0.1})
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
+
+
+def test_pytorchs_betas_pair_is_shown_as_gpunns_two_options():
+    """Adam(betas=(0.9, 0.99)), PyTorch's, said "did you mean beta2?", which would set the one and drop the other."""
+    with pytest.raises(TypeError, match=r"'betas' \(PyTorch's betas pair is two options here: "
+                                        r"Adam\(beta1=0.9, beta2=0.99\)\)$"):
+        gpunn.Adam(lr=1e-3, betas=(0.9, 0.99))
+    with pytest.raises(TypeError, match=r"'betas' \(betas is the optimizer's option: model.fit\(X, Y, "
+                                        r"optimizer=gpunn.Adam\(beta1=0.9, beta2=0.99\)\)\)$"):
+        MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), betas=(0.9, 0.99), verbose=False)
 
 
 def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():
