@@ -1,4 +1,5 @@
 """Validation metrics, the callback protocol, early stopping, plateau reduction and Ctrl-C."""
+import copy
 import json
 import os
 import signal
@@ -397,6 +398,24 @@ def test_a_hook_of_any_signature_that_takes_gpunns_arguments_runs(data):
 
     MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=500, callbacks=[Flexible()], verbose=False)
     assert seen == ["batch", "batch", 3]
+
+
+@pytest.mark.parametrize("name, says", [
+    ("predict", r"'predict': fit returns the run's History, as Keras's fit does, not the model, as scikit-learn's "
+                r"does; call model.predict on the model"),
+    ("history", r"'history': gpunn's History is the dict of per-epoch lists itself \(Keras's history.history\): "
+                r"history\['loss'\]$"),
+    ("loss", r"'loss': the per-epoch lists are its items, history\['loss'\]$"),
+    ("colour", r"'colour'$"),
+])
+def test_what_another_library_looks_for_on_the_history_is_shown_where_it_is(data, name, says):
+    """model.fit(X, Y).predict(X), scikit-learn's chaining, and history.history["loss"], Keras's, said only "'History'
+    object has no attribute ..."."""
+    X, Y, _, _ = data
+    history = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False)
+    with pytest.raises(AttributeError, match=r"^'History' object has no attribute " + says):
+        getattr(history, name)
+    assert not hasattr(history, "__deepcopy__") and copy.deepcopy(history) == history
 
 
 def test_kerass_stop_training_is_refused_saying_gpunns_stop(data):

@@ -107,6 +107,11 @@ def refuse_foreign_hooks(cb, i: int) -> None:
                             "Keras's hooks take no trainer, and no logs in on_batch_end)") from None
 
 
+# what scikit-learn's habit, model.fit(X, Y).predict(X), looks for on the History that gpunn's fit returns
+_MODEL_ATTRIBUTES = ("predict", "score", "evaluate", "loss", "fit", "loss_and_gradients", "best", "best_index",
+                     "weights", "biases", "params", "layer_sizes")
+
+
 class History(dict):
     """Per-epoch lists: epoch, loss, lr, time_s, samples_per_s (and whatever callbacks add).
 
@@ -128,6 +133,23 @@ class History(dict):
     stopped_early = False
     best_epoch = None
     best = None
+
+    def __getattr__(self, name):
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{self._hint(name)}")
+
+    def _hint(self, name) -> str:
+        """What a user of another library looks for under ``name``: Keras's ``history.history["loss"]``, a key
+        (``history.loss``), or the model, which scikit-learn's fit returns (``model.fit(X, Y).predict(X)``)."""
+        if name.startswith("__"):  # copy's and pickle's probes
+            return ""
+        if name in self:
+            return f": the per-epoch lists are its items, history[{name!r}]"
+        if name == "history":
+            return ": gpunn's History is the dict of per-epoch lists itself (Keras's history.history): history['loss']"
+        if name in _MODEL_ATTRIBUTES:
+            return (f": fit returns the run's History, as Keras's fit does, not the model, as scikit-learn's does; "
+                    f"call model.{name} on the model (gpunn.MLPRegressor's fit returns the estimator)")
+        return ""
 
     def settle_best(self):
         """best_epoch and best for a validated run without EarlyStopping: the least val_loss and its epoch (the
