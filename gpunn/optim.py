@@ -254,7 +254,8 @@ SCHEDULES = ("constant", "step", "exponential", "cosine")
 class Schedule:
     """The learning rate of epoch e is ``lr x factor(e)``: "constant"; "step" (x gamma every step_size
     epochs); "exponential" (x gamma per epoch); "cosine" (to min_factor over total_epochs, default the
-    run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name."""
+    run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name, which takes the
+    defaults below: "exponential" by name is a tenth of the rate each epoch, so give it a gamma (0.95, say)."""
 
     name: str = "constant"
     step_size: int = 10  # step: epochs between decays

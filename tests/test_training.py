@@ -877,6 +877,20 @@ def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, ke
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
 
 
+def test_a_schedule_by_name_takes_the_defaults_readme_and_help_give(capsys):
+    """README and --schedule's help say what a name alone does: "step" a tenth every 10 epochs, "exponential" a tenth
+    each epoch (the trap they warn of: gpunn train --schedule exponential has no gamma option)."""
+    from gpunn import cli
+
+    step, exponential = gpunn.Schedule("step"), gpunn.Schedule("exponential")
+    assert [step.factor(e, 30) for e in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    assert [exponential.factor(e, 6) for e in range(6)] == pytest.approx([1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5])
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "step: x0.1 every 10 epochs, exponential: x0.1 each epoch" in " ".join(capsys.readouterr().out.split())
+
+
 def test_pytorchs_betas_pair_is_shown_as_gpunns_two_options():
     """Adam(betas=(0.9, 0.99)), PyTorch's, said "did you mean beta2?", which would set the one and drop the other."""
     with pytest.raises(TypeError, match=r"'betas' \(PyTorch's betas pair is two options here: "

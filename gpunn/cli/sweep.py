@@ -110,7 +110,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS, "optimizer"), default="adam",
                    help="optimizer, in any letter case (default: %(default)s)")
     s.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES, "schedule"), default="constant",
-                   help="learning-rate schedule, in any letter case (default: %(default)s)")
+                   help="learning-rate schedule, in any letter case (default: %(default)s); step: x0.1 every 10 "
+                   "epochs, exponential: x0.1 each epoch")
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")
     s.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before a member stops (default: %(default)s)")

@@ -94,7 +94,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="optimizer, in any letter case (default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT})")
     t.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES, "schedule"), default="constant",
-                   help="learning-rate schedule, in any letter case (default: %(default)s)")
+                   help="learning-rate schedule, in any letter case (default: %(default)s); step: x0.1 every 10 "
+                   "epochs, exponential: x0.1 each epoch")
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
     t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum of sgd, momentum and nesterov (default: 0.9 for momentum and nesterov, 0 for sgd)")
