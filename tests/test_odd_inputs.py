@@ -291,6 +291,23 @@ def test_bad_inputs_are_refused_naming_the_argument(case, make):
             call()
 
 
+@pytest.mark.parametrize("pair", [tuple, list])
+@pytest.mark.parametrize("make", [lambda: gpunn.MLP([3, 4, 1], device="cpu", seed=0),
+                                  lambda: gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)], ids=["MLP", "Ensemble"])
+def test_an_x_y_pair_passed_as_x_is_told_to_pass_them_apart(tmp_path, pair, make):
+    """fit((X, Y)), as a Keras or PyTorch dataset holds them, said "X could not be read as a numeric array: setting an
+    array element with a sequence. The requested array has an inhomogeneous shape after 2 dimensions..."."""
+    model, X, Y = make(), numpy.ones((4, 3)), numpy.ones(4)
+    says = rf"^X is a {pair.__name__} of two arrays, an \(X, Y\) pair .*, and Y is None: pass them apart, fit\(X, Y\)$"
+    with pytest.raises(TypeError, match=says):
+        model.fit(pair((X, Y)), epochs=1, verbose=False)
+    model.fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "m.npz")])
+    with pytest.raises(TypeError, match=says):
+        gpunn.load_checkpoint(tmp_path / "m.npz").resume(pair((X, Y)), epochs=2, verbose=False)
+    with pytest.raises(TypeError, match="^Y is None"):  # two rows of numbers, the targets forgotten: as before
+        model.fit(pair((X[0], X[1])), epochs=1, verbose=False)
+
+
 # ---- files ---------------------------------------------------------------------------------------------
 def _csv_text(X, Y, header=("a", "b", "c", "y")):
     lines = [",".join(header)] + [",".join(repr(float(v)) for v in [*x, *y]) for x, y in zip(X, Y)]

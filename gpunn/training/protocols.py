@@ -65,12 +65,21 @@ def is_source(X, Y, *, strict=True) -> bool:
     if missing and strict and callable(getattr(X, "batches", None)):
         raise TypeError(f"X ({type(X).__name__}) has a batches method but lacks {', '.join(missing)}, so it is no "
                         f"data source: a DataSource (gpunn.training.protocols) has {', '.join(_SOURCE_MEMBERS)}")
+    if missing and strict and Y is None and _a_pair(X):
+        raise TypeError(f"X is a {type(X).__name__} of two arrays, an (X, Y) pair as a Keras or PyTorch dataset holds "
+                        "them, and Y is None: pass them apart, fit(X, Y)")
     if missing:
         return False
     if Y is not None:
         raise TypeError(f"got a data source ({type(X).__name__}) and Y: a source holds its targets; pass it "
                         "without Y, e.g. fit(source, epochs=...)")
     return True
+
+
+def _a_pair(X) -> bool:
+    """Whether ``X`` is a tuple or list of two arrays, the first a matrix (not two rows of numbers): an (X, Y) pair
+    passed as X."""
+    return isinstance(X, (tuple, list)) and len(X) == 2 and getattr(X[0], "ndim", None) == 2
 
 
 @runtime_checkable
