@@ -553,6 +553,39 @@ def test_a_users_own_callback_not_passed_again_is_left_out_with_a_warning(data, 
     assert [cb["class"] for cb in gpunn.load_checkpoint(path).training["callbacks"]] == ["ModelCheckpoint"]
 
 
+class _TorchStyleState(gpunn.Callback):
+    """A callback whose state_dict returns what ``state`` gives (PyTorch's state_dict returns one dict)."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def get_config(self):
+        return {}
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, state, arrays):
+        pass
+
+
+@pytest.mark.parametrize("state, says", [
+    # one dict, as PyTorch's state_dict returns: "not enough values to unpack", or with two keys the keys unpacked
+    # and "'str' object has no attribute 'items'"
+    ({"seen": 1}, r"returned a dict; a gpunn callback's returns a pair \(json_dict, arrays\)"),
+    ({"seen": 1, "best": 2.0}, r"returned a dict; a gpunn callback's returns a pair \(json_dict, arrays\)"),
+    (({"seen": 1}, [numpy.zeros(2)]), r"returned a pair whose arrays are a list, not a dict \{name: array\}"),
+    # "Object of type float32 is not JSON serializable", naming no callback
+    (({"best": numpy.float32(1.5)}, {}), r"returned a state whose 'best' is a float32, which JSON does not hold: give it as a Python "
+                                          r"float, int, str, bool, list or dict \(float\(x\)\), an array among the arrays"),
+])
+def test_a_callback_state_that_is_not_gpunns_pair_is_refused_naming_the_callback(data, tmp_path, state, says):
+    X, Y = data
+    with pytest.raises(TypeError, match=r"^_TorchStyleState.state_dict\(\) " + says):
+        MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                                 callbacks=[_TorchStyleState(state), gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+
+
 def _stoppers():
     return [EarlyStopping(monitor="loss", patience=50), EarlyStopping(monitor="val_loss", patience=4,
                                                                       restore_best_weights=False)]

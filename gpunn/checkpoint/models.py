@@ -96,7 +96,7 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
         order.append(_class_record(type(cb)))
         if not hasattr(cb, "state_dict"):
             continue
-        cb_state, cb_arrays = cb.state_dict()
+        cb_state, cb_arrays = _callback_state(cb)
         for name, array in cb_arrays.items():
             arrays[f"callback.{i}.{name}"] = _backend.host_array(array)
         saved_callbacks.append({"class": type(cb).__name__, "index": i, "state": cb_state,
@@ -122,6 +122,46 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
             training["ensemble"]["restored"] = restored
     _write(path, {"kind": "training", "device": model.device, "model": model_config(model, trained_in=True),
                   "optimizer": optimizer, "training": training}, arrays)
+
+
+def _callback_state(cb) -> tuple:
+    """``cb.state_dict()``, checked to be gpunn's pair (json_dict, arrays) that a checkpoint can hold. PyTorch's
+    state_dict returns one dict, which failed at the first save as "not enough values to unpack" or "'str' object has
+    no attribute 'items'" (its keys unpacked), and a NumPy scalar in the JSON part as "Object of type float32 is not
+    JSON serializable"; neither named the callback."""
+    said = f"{type(cb).__name__}.state_dict() returned"
+    got = cb.state_dict()
+    if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], dict)):
+        shape = f"a {type(got).__name__}" + (f" of {len(got)}" if isinstance(got, tuple) else "")
+        raise TypeError(f"{said} {shape}; a gpunn callback's returns a pair (json_dict, arrays): a dict of its progress "
+                        "that JSON holds, and a dict {name: array} (empty for none): return {'seen': self.seen}, {} "
+                        "(PyTorch's state_dict returns one dict)")
+    state, arrays = got
+    if not isinstance(arrays, dict):
+        raise TypeError(f"{said} a pair whose arrays are a {type(arrays).__name__}, not a dict {{name: array}}")
+    for key, value in state.items():
+        foreign = _not_json(value)
+        if foreign is not None:
+            raise TypeError(f"{said} a state whose {key!r} {'is' if foreign is type(value) else 'holds'} a "
+                            f"{foreign.__name__}, which JSON does not hold: give it as a Python float, int, str, bool, "
+                            "list or dict (float(x)), an array among the arrays")
+    return state, arrays
+
+
+def _not_json(value):
+    """The type of the first part of ``value`` that JSON does not hold (a NumPy scalar or array, a set...), or None."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    parts = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else None
+    if parts is None:
+        return type(value)
+    for key, part in parts:
+        if isinstance(value, dict) and not (key is None or isinstance(key, (bool, int, float, str))):  # (json's keys)
+            return type(key)
+        foreign = _not_json(part)
+        if foreign is not None:
+            return foreign
+    return None
 
 
 def _class_record(cls) -> dict:
