@@ -366,12 +366,23 @@ class KerasBatchBegin(Callback):
         pass
 
 
+class TorchState(Callback):
+    def state_dict(self):
+        return {}, {}
+
+    def load_state_dict(self, state):  # PyTorch's: one dict
+        pass
+
+
 @pytest.mark.parametrize("callback, says", [
     (KerasEpochs(), r"callbacks\[0\]: KerasEpochs.on_epoch_end\(epoch, logs=None\) cannot take the arguments gpunn "
                     r"passes it: on_epoch_end\(trainer, epoch, logs\)"),
     (KerasBatches(), r"KerasBatches.on_batch_end\(trainer, batch, logs\) cannot take .*: on_batch_end\(trainer, batch\)"),
     (KerasBatchBegin(), r"KerasBatchBegin.on_train_batch_begin is no gpunn hook \(Keras's\): gpunn's batch hook is "
                         r"on_batch_end\(trainer, batch\)"),
+    # refused when the run starts, not when a resume calls it
+    (TorchState(), r"TorchState.load_state_dict\(state\) cannot take the arguments gpunn passes it: "
+                   r"load_state_dict\(state, arrays\), as a checkpoint keeps a callback's state: a pair"),
 ])
 def test_a_hook_written_for_keras_is_refused_before_the_first_epoch_naming_gpunns_arguments(data, callback, says):
     """A Keras callback's on_epoch_end(self, epoch, logs=None) failed in epoch 1 with Python's "takes from 2 to 3

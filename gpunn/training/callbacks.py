@@ -82,29 +82,35 @@ HOOK_ARGUMENTS = {"on_train_begin": ("trainer",), "on_epoch_begin": ("trainer", 
                   "on_batch_end": ("trainer", "batch"), "on_epoch_end": ("trainer", "epoch", "logs"),
                   "on_train_end": ("trainer",)}
 _KERAS_BATCH_HOOKS = ("on_batch_begin", "on_train_batch_begin", "on_train_batch_end")
+# ... and the state methods a checkpoint calls, where a callback has them (PyTorch's load_state_dict takes one dict)
+_STATE_ARGUMENTS = {"state_dict": (), "load_state_dict": ("state", "arrays"), "get_config": ()}
 
 
 def refuse_foreign_hooks(cb, i: int) -> None:
     """Refuse, before the run, a hook of the callback ``callbacks[i]`` that the loop cannot call as it calls its
     hooks: Keras's ``on_epoch_end(self, epoch, logs=None)`` failed in epoch 1 with Python's "takes from 2 to 3
     positional arguments but 4 were given", an ``on_batch_end`` taking Keras's logs after the first batch, and
-    ``on_train_batch_end`` was never called."""
+    ``on_train_batch_end`` was never called. So are its state methods, where it has them: PyTorch's
+    ``load_state_dict(self, state)`` failed only when a resume called it, the run's time spent."""
     name = type(cb).__name__
     for hook in _KERAS_BATCH_HOOKS:
         if callable(getattr(cb, hook, None)):
             raise TypeError(f"callbacks[{i}]: {name}.{hook} is no gpunn hook (Keras's): gpunn's batch hook is "
                             "on_batch_end(trainer, batch), called after each batch")
-    for hook, arguments in HOOK_ARGUMENTS.items():
+    why = {**dict.fromkeys(HOOK_ARGUMENTS, "the trainer first (the model is trainer.model; Keras's hooks take no "
+                                           "trainer, and no logs in on_batch_end)"),
+           **dict.fromkeys(_STATE_ARGUMENTS, "as a checkpoint keeps a callback's state: a pair, state_dict() -> "
+                                             "(json_dict, arrays) (see gpunn.Callback)")}
+    for hook, arguments in {**HOOK_ARGUMENTS, **_STATE_ARGUMENTS}.items():
         try:
             signature = inspect.signature(getattr(cb, hook))
-        except (TypeError, ValueError):  # not a function Python can read the signature of: left to the call
+        except (AttributeError, TypeError, ValueError):  # none (a state method), or one Python cannot read: left be
             continue
         try:
             signature.bind(*arguments)
         except TypeError:
             raise TypeError(f"callbacks[{i}]: {name}.{hook}{signature} cannot take the arguments gpunn passes it: "
-                            f"{hook}({', '.join(arguments)}), the trainer first (the model is trainer.model; "
-                            "Keras's hooks take no trainer, and no logs in on_batch_end)") from None
+                            f"{hook}({', '.join(arguments)}), {why[hook]}") from None
 
 
 # what scikit-learn's habit, model.fit(X, Y).predict(X), looks for on the History that gpunn's fit returns
