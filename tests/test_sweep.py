@@ -1,4 +1,5 @@
 """`gpunn sweep`: a grid trained as one ensemble, ranked; split into ensembles that fit; outputs."""
+import collections
 import csv
 import json
 import os
@@ -476,6 +477,18 @@ def test_a_resumed_sweep_reads_each_checkpoints_arrays_once(tmp_path, capsys, mo
     assert sorted(whole) == [str(saved / "ensemble-0.npz"), str(saved / "ensemble-1.npz")]
 
 
+def test_a_resumed_sweep_reads_each_checkpoints_metadata_once(tmp_path, capsys, monkeypatch):
+    """The sweep read its first checkpoint's metadata twice: for its options, then again with every checkpoint's for
+    the --epochs check. It reads each once now; the first is read once more, before, by the command line, whose
+    options' defaults it records (gpunn.cli.resume.recorded)."""
+    saved, read_meta, reads = tmp_path / "sweep", gpunn.checkpoint.read_meta, collections.Counter()
+    run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+    monkeypatch.setattr(gpunn.checkpoint, "read_meta",
+                        lambda path: reads.update([os.path.basename(path)]) or read_meta(path))
+    run(["sweep", "--resume", str(saved), "--epochs", "1"], capsys)
+    assert reads == {"ensemble-0.npz": 2, "ensemble-1.npz": 1, "ensemble-2.npz": 1}
+
+
 def test_a_saved_sweeps_checkpoints_are_numbered_in_the_digits_0_to_9_only(tmp_path):
     """``ensemble-٣.npz`` (an Arabic-Indic 3) or ``ensemble-３.npz`` (full width) is no checkpoint gpunn sweep wrote:
     ``\\d`` took it as ensemble 3, so --resume read it and --save refused the directory."""
@@ -620,7 +633,8 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     run(["sweep", "--resume", str(saved), "--epochs", "4", "--quiet"], capsys)  # now in place
     refusals = [
         # the directory typed, not its first checkpoint, which the user never named
-        (["--lr", "0.1"], f"--resume {saved}: --lr 0.1 would change the run, which has --lr 0.001,0.01"),
+        (["--lr", "0.1"], f"--resume {saved}: --lr 0.1 would change the sweep, which has --lr 0.001,0.01; a resumed "
+                          "sweep continues exactly as it started (start a new sweep, without --resume, to change it)"),
         (["--epochs", "3"], "ensemble 0 has already trained 4 epochs"),
     ]
     for extra, message in refusals:
@@ -645,6 +659,20 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
             f"sweep --resume {saved} --save-best best.npz") in capsys.readouterr().err
     run(["sweep", "--resume", str(saved), "--quiet", "--save-best", str(tmp_path / "best.npz")], capsys)
     run(["predict", str(tmp_path / "best.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")], capsys)
+
+
+def test_a_sweep_resumed_on_another_kind_of_device_is_refused_as_the_sweep(tmp_path, capsys):
+    """The refusal said "the run being resumed", gpunn train's words, of a sweep (its options' refusal, "would change
+    the run", too: test_a_saved_sweep_extends_by_epochs_and_refuses_other_options)."""
+    from gpunn.cli import resume
+
+    saved = tmp_path / "sweep"
+    run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+    rewrite_meta(saved / "ensemble-0.npz", saved / "ensemble-0.npz",
+                 lambda meta: run_options(meta).update({resume.BACKEND_KEY: "cuda"}))
+    assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--device", "cpu"]) == 2
+    assert ("--device cpu: the sweep being resumed generated its data on cuda, and another kind of device draws other "
+            "random data; resume on cuda (--device cuda, or leave --device out)") in capsys.readouterr().err
 
 
 def test_a_checkpoint_of_another_sweep_in_the_directory_is_refused_by_its_seeds(tmp_path, capsys):
@@ -672,9 +700,9 @@ def test_a_sweep_saved_before_an_option_existed_resumes_only_with_its_default(tm
             del options[newer]
 
     rewrite_meta(path, path, older)
-    refusals = [(["--momentum", "0.5"], "--momentum 0.5 would change the run, which has --momentum unset"),
-                (["--standardize"], "--standardize would change the run, which has no --standardize"),
-                (files, "--data"), (["--window", "4"], "--window 4 would change the run, which has --window 16")]
+    refusals = [(["--momentum", "0.5"], "--momentum 0.5 would change the sweep, which has --momentum unset"),
+                (["--standardize"], "--standardize would change the sweep, which has no --standardize"),
+                (files, "--data"), (["--window", "4"], "--window 4 would change the sweep, which has --window 16")]
     for extra, message in refusals:
         assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", *extra]) == 2
         assert message in capsys.readouterr().err
@@ -697,7 +725,7 @@ def test_a_sweep_that_recorded_an_unset_momentum_as_null_resumes_as_the_sweep_th
         assert run_options(checkpoint.read_meta(path))["momentum"] == 0.9
         rewrite_meta(path, path, lambda meta: run_options(meta).update(momentum=None))
     assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--momentum", "0.5"]) == 2
-    assert "--momentum 0.5 would change the run, which has --momentum unset (0.9);" in capsys.readouterr().err
+    assert "--momentum 0.5 would change the sweep, which has --momentum unset (0.9);" in capsys.readouterr().err
     run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--momentum", "0.9", "--json", str(resumed)],
         capsys)
     assert members(resumed) == members(straight)
@@ -793,6 +821,30 @@ def test_a_one_member_sweep_on_a_file_is_the_gpunn_train_run(files, tmp_path, ca
     run(["train", *files, *common, "--save", str(alone)], capsys)
     numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
                                   rtol=1e-10)
+
+
+def test_a_sweep_says_once_why_its_val_r2_is_0_where_the_held_out_targets_are_all_one_value(tmp_path, capsys):
+    """It printed "val R2 0.0000" for every member with no word that R² is undefined there, where gpunn train adds
+    a note: the sweep says it once (every member is scored on the same held-out rows, however the grid is split),
+    in train's words, naming the constant output where there are several. Targets that vary get no note."""
+    X = numpy.random.default_rng(0).uniform(-1, 1, (800, 2))
+    numpy.save(tmp_path / "x.npy", X)
+    one = ["--data", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "y.npy"), "--max-members", "2"]
+    numpy.save(tmp_path / "y.npy", numpy.full((800, 1), 5.0))
+    assert cli.main(DATA + one) == 0
+    out, err = capsys.readouterr()
+    assert "the grid is split into 2 ensembles" in out and re.search(r"R2 0\.0000 at epoch", out)
+    assert err.count("note:") == 1 and (
+        "note: the held-out targets are all the same value, so R² (1 - squared error / their variance) is undefined: "
+        "val R2 says 0 (1 where they are predicted exactly), scikit-learn's r2_score convention; judge the members "
+        "by val MSE\n") in err, err
+    numpy.save(tmp_path / "y.npy", numpy.column_stack([2 * X[:, 0], numpy.full(800, 5.0)]))
+    assert cli.main(DATA + one) == 0
+    assert ("note: the held-out values of output 1 are all the same, so its R² is undefined: val R2, the mean of the "
+            "2 outputs' R², counts it as 0 (1 where predicted exactly)") in capsys.readouterr().err
+    numpy.save(tmp_path / "y.npy", 2 * X[:, :1])
+    assert cli.main(DATA + one) == 0
+    assert "all the same" not in capsys.readouterr().err
 
 
 def test_a_sweep_on_a_table_saves_a_best_member_that_predicts_the_table(tmp_path, capsys):
@@ -1069,7 +1121,7 @@ def test_an_adamw_sweep_saved_with_the_old_default_weight_decay_resumes_with_it(
     run(["sweep", *common, "--optimizer", "adamw", "--weight-decay", "0", "--epochs", "1", "--device", "cpu",
          "--save", str(saved)], capsys)
     assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--weight-decay", "0.01"]) == 2
-    assert "--weight-decay 0.01 would change the run, which has --weight-decay 0.0" in capsys.readouterr().err
+    assert "--weight-decay 0.01 would change the sweep, which has --weight-decay 0.0" in capsys.readouterr().err
     run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--json", str(js)], capsys)
     assert [r["weight_decay"] for r in json.loads(js.read_text())["members"]] == [0.0]
 

@@ -191,8 +191,10 @@ def _effective(dest, value, options, kind, source):
     return value
 
 
-def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None, negatable=()) -> None:
-    """Refuse, in one line naming them, the options that would not continue the recorded run exactly.
+def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None, negatable=(),
+          resumed="run") -> None:
+    """Refuse, in one line naming them, the options that would not continue the recorded run exactly (``resumed``
+    names it in the refusal: a "run" of gpunn train, a "sweep").
     An option the run did not record (its gpunn was older than the option) ran at its default
     (``defaults``, the parser's): only that passes. A data file (MOVABLE) may be named where it is now,
     but not given to a run that had none. Values are compared as they resolve in the run (``kind``, its
@@ -213,7 +215,7 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
                     why = (f"trained on {kind} on the data it read, and another kind of device shuffles them in "
                            "another order and rounds otherwise" if options.get("data") else
                            f"generated its data on {kind}, and another kind of device draws other random data")
-                    raise ValueError(f"{said}: the run being resumed {why}; resume on {kind} (--device {kind}, or "
+                    raise ValueError(f"{said}: the {resumed} being resumed {why}; resume on {kind} (--device {kind}, or "
                                      "leave --device out)")
             continue
         if dest not in options:  # not recorded, and no default known to compare with
@@ -225,8 +227,8 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         names = ", ".join(_said(d, v, negatable) for d, v, _, _ in differing)
         had = ", ".join(_said(d, s, negatable) + ("" if _same(s, e) else f" ({_shown(e)})")
                         for d, _, s, e in differing)
-        raise ValueError(f"--resume {shell_word(path)}: {names} would change the run, which has {had}; a resumed run continues "
-                         "exactly as it started (start a new run, without --resume, to change it)")
+        raise ValueError(f"--resume {shell_word(path)}: {names} would change the {resumed}, which has {had}; a resumed "
+                         f"{resumed} continues exactly as it started (start a new {resumed}, without --resume, to change it)")
     total = given.get("epochs", options.get("epochs"))
     if total is not None and total <= done:
         trained = counted(done, "epoch")
@@ -250,7 +252,7 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
                 for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
     check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
-          negatable(parser))
+          negatable(parser), "run" if command == "train" else command)
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}

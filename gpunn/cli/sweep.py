@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import os
 import re
+import sys
 import types
 
 import numpy
@@ -20,7 +21,8 @@ from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report
                      file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
-                    check_task_memory, features_help, ignore_late_interrupts, optimizer_of, resolve_task)
+                    check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
+                    resolve_task)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
@@ -380,15 +382,22 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     return ckpt.model, history
 
 
-def _check_resumed_epochs(args) -> None:
-    """Refuse --epochs below what an ensemble of the sweep being resumed has trained, before any data is made or
-    read and any ensemble trains: each ensemble's turn came after the earlier ones had trained (a wait for a
-    large sweep, to be refused then). A checkpoint part-way through the epoch after --epochs is past it too."""
+def _read_saved_sweep(args) -> dict:
+    """The metadata of the first checkpoint of the sweep being resumed (:func:`first_checkpoint`'s: it records the
+    sweep's options), having read every checkpoint's (each once) to refuse --epochs below what an ensemble has
+    trained, before any data is made or read and any ensemble trains: each ensemble's turn came after the earlier
+    ones had trained (a wait for a large sweep, to be refused then). A checkpoint part-way through the epoch after
+    --epochs is past it too."""
     from .. import checkpoint
     from ..training.state import FitSettings
 
-    for g, path in numbered_checkpoints(args.resume):
-        training = checkpoint.read_meta(path).get("training")
+    numbered = numbered_checkpoints(args.resume)
+    if not numbered:
+        first_checkpoint(args.resume)  # its refusal: not a directory, or no checkpoint in it
+    metas = []
+    for g, path in numbered:
+        metas.append(checkpoint.read_meta(path))
+        training = metas[-1].get("training")
         if not training:  # (gpunn.save's file under a checkpoint's name: it said "internal error: KeyError")
             raise ValueError(f"--resume {shell_word(args.resume)}: {shell_word(path)} holds a model only (no optimizer "
                              f"or position), not ensemble {g}'s run; it cannot be resumed")
@@ -399,6 +408,7 @@ def _check_resumed_epochs(args) -> None:
             raise ValueError(f"--resume {shell_word(args.resume)}: ensemble {g} has already trained {done} "
                              f"({shell_word(path)}); --epochs {args.epochs} cannot shorten it: give --epochs {needed} "
                              "or more")
+    return metas[0]
 
 
 def _batch_size(args, meta, distributed) -> int:
@@ -453,6 +463,21 @@ def _check_resume_order(args, meta, groups, distributed) -> None:
                          "start the sweep anew under mpiexec")
 
 
+def _held_out_spread(backend, validation, source):
+    """R²'s denominator per output, on the host: the held-out targets' sum of squares about their mean, as the
+    members' validation computed it (gpunn.metrics: ``total_squares`` of the held-out rows ``validation``, or the
+    moments of the held-out chunks of ``source``, a --data sweep's, read once more)."""
+    from ..data.stats import Moments
+    from ..metrics import total_squares
+
+    if validation is not None:
+        return backend.to_host(total_squares(validation[1]))
+    moments = Moments(source.n_outputs)
+    for _, Y in source.validation_windows():
+        moments.update(Y)
+    return moments.m2
+
+
 def _check_outputs(args):
     from .. import preflight
 
@@ -491,9 +516,7 @@ def _run(args, opened) -> int:
         save_dir = args.save or args.resume
     backend = _backend.resolve(device)
     _check_precision(args, backend, args.dtype)  # before any data is generated or read
-    meta = checkpoint.read_meta(first_checkpoint(args.resume)) if args.resume else None
-    if args.resume:
-        _check_resumed_epochs(args)
+    meta = _read_saved_sweep(args) if args.resume else None
     batch_size = _batch_size(args, meta, distributed)
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
@@ -611,7 +634,11 @@ def _run(args, opened) -> int:
     ens = models[best["member"] // per]
     member = ens[best["member"] % per]
     print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
-          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}")
+          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}", flush=True)
+    note = constant_targets_note(_held_out_spread(backend, validation, train[0]),
+                                 (member.data_columns or {}).get("targets"), "val R2", "the members by val MSE")
+    if note:  # once: every member is scored on the same held-out rows
+        print(note, file=sys.stderr, flush=True)
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     if args.json:
         text = json_text({"config": data_cli.json_config(args),

@@ -183,26 +183,28 @@ def history_csv(history) -> bytes:
     return csv_text(columns, zip(*(history[k] for k in columns)))
 
 
-def _constant_targets_note(model, evaluator) -> str | None:
+def constant_targets_note(ss_tot, target_names=None, r2_said="r2", judge="the fit by mse and mae") -> str | None:
     """A note for held-out targets that do not vary (a constant column, or one value in every held-out row): R² =
     1 - (squared error) / (the targets' sum of squares about their mean) divides by 0 there, and r2 counts such an
     output as 0 (1 where predicted exactly), scikit-learn's r2_score convention (force_finite), which printed
-    "r2 0.0000" with no word of why. None where every output varies."""
-    constant = numpy.flatnonzero(numpy.asarray(model.backend.to_host(evaluator.ss_tot)).reshape(-1) == 0)
+    "r2 0.0000" with no word of why. ``ss_tot``: that sum of squares per output, on the host, as the held-out
+    evaluation computed it; ``target_names``: the targets' column names, or None; ``r2_said``: what the output
+    calls the score (train's "r2", sweep's "val R2"); ``judge``: what to judge by instead. None where every
+    output varies."""
+    ss_tot = numpy.asarray(ss_tot).reshape(-1)
+    constant = numpy.flatnonzero(ss_tot == 0)
     if not constant.size:
         return None
-    convention = "scikit-learn's r2_score convention; judge the fit by mse and mae"
-    n_outputs = model.layer_sizes[-1]
-    if n_outputs == 1:
+    convention = f"scikit-learn's r2_score convention; judge {judge}"
+    if ss_tot.size == 1:
         return ("note: the held-out targets are all the same value, so R² (1 - squared error / their variance) is "
-                f"undefined: r2 says 0 (1 where they are predicted exactly), {convention}")
-    names = (model.data_columns or {}).get("targets")
+                f"undefined: {r2_said} says 0 (1 where they are predicted exactly), {convention}")
     several = constant.size > 1
-    which = (f"target{'s' * several} {', '.join(repr(names[j]) for j in constant)}" if names
+    which = (f"target{'s' * several} {', '.join(repr(target_names[j]) for j in constant)}" if target_names
              else f"output{'s' * several} {', '.join(str(j) for j in constant)}")
     return (f"note: the held-out values of {which} are all the same, so {'their' if several else 'its'} R² is "
-            f"undefined: r2, the mean of the {n_outputs} outputs' R², counts {'them' if several else 'it'} as 0 (1 "
-            f"where predicted exactly), {convention}")
+            f"undefined: {r2_said}, the mean of the {ss_tot.size} outputs' R², counts {'them' if several else 'it'} "
+            f"as 0 (1 where predicted exactly), {convention}")
 
 
 def _graph_note(model) -> str:
@@ -614,7 +616,8 @@ def _run(args, opened) -> int:
                   f"{spread:.3g} (std), far from unit scale: columns of prices, years or counts train poorly as they "
                   "are; try --standardize", file=sys.stderr, flush=True)
     if evaluator:
-        note = _constant_targets_note(model, evaluator)
+        note = constant_targets_note(model.backend.to_host(evaluator.ss_tot),
+                                     (model.data_columns or {}).get("targets"))
         if note:
             print(note, file=sys.stderr, flush=True)
     which = "median epoch after the first" if after_first else "one epoch, start-up included"
