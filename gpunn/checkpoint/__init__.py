@@ -9,8 +9,9 @@ importable from here; a module each job:
 * ``resume``: :func:`resume_run`, a run continued from its checkpoint (``Checkpoint.resume``), and
   ``resumed_callbacks``: its callbacks given their saved states, in the run's order.
 
-:func:`atomic_write`, which every file gpunn writes goes through, is ``gpunn.atomic``'s (re-exported here): the
-configs, reports and data caches that use it need not import checkpoints and the training code they load.
+:func:`atomic_write`, which the files gpunn writes go through (all but the CSV index cache, kept private), is
+``gpunn.atomic``'s (re-exported here): the configs, reports and prediction files that use it need not import
+checkpoints and the training code they load.
 
 ``MAX_META_BYTES`` (the largest metadata member a read accepts, 64 MiB) is ``format``'s own: reading or setting it
 here reads or sets that one (a copy here, set, changed nothing).
