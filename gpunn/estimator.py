@@ -273,7 +273,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     ``best_loss_`` (its least, without early stopping), ``validation_scores_`` and
     ``best_validation_score_`` (validation R², with early stopping), ``n_iter_`` (the epochs of the last
     call, as scikit-learn's: 1 after ``partial_fit``; ``loss_curve_`` holds every epoch, warm starts and
-    ``partial_fit`` calls included), ``t_`` (samples seen by every call), ``coefs_``, ``intercepts_``, ``n_layers_``, ``n_outputs_``,
+    ``partial_fit`` calls included), ``t_`` (samples seen by every call), ``coefs_``, ``intercepts_`` (host copies of
+    the network's weights; edited, in place or replaced, they are copied into it when predict, a warm fit,
+    partial_fit or pickling next uses it, as scikit-learn's are its weights), ``n_layers_``, ``n_outputs_``,
     ``out_activation_``, ``n_features_in_``. A fit that trains ``max_iter`` epochs without stopping
     warns with scikit-learn's ConvergenceWarning, as scikit-learn does.
 
@@ -427,7 +429,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         if warm:
             self._check_same_network(Y.shape[1], activation, "warm_start=True")
-            model, previous = self.model_, self.history_
+            model, previous = self._network(), self.history_
         else:
             self._seed_ = self._seed()
             model, previous = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation), None
@@ -483,7 +485,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             history, n_iter = History(), 0
         else:
             self._check_same_network(Y.shape[1], activation, "partial_fit")
-            model, history, n_iter = self.model_, self.history_, len(self.loss_curve_)  # every epoch so far
+            model, history, n_iter = self._network(), self.history_, len(self.loss_curve_)  # every epoch so far
         rule = self._no_improvement(Y.shape[1], not first, partial=True)
         with model.backend.use():
             Xd, Yd = model._as_input(X), model._as_target(Y)
@@ -578,19 +580,54 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         host = model.backend.to_host
         self.coefs_ = [numpy.array(host(W)) for W in model.weights]
         self.intercepts_ = [numpy.array(host(b)) for b in model.biases] if model.bias else None
+        self._parameters_as_set = [numpy.array(a) for a in self._parameters()]
         self.n_layers_ = len(model.layer_sizes)
         self.out_activation_ = model.activations[-1].name
+
+    def _parameters(self) -> list:
+        return [*self.coefs_, *(self.intercepts_ or ())]
+
+    def _network(self):
+        """``model_`` with any edit of ``coefs_`` and ``intercepts_`` since they were set copied into it. In
+        scikit-learn they are the estimator's weights, which predict and a warm fit use; here they are host copies
+        of the network's (which may be on a GPU), and an edit (``est.coefs_[1][...] = 0``, an item or the list
+        replaced) was ignored without a word. Compared on the host with the arrays as set: O(parameters), no
+        device transfer unless they were edited."""
+        model = self.model_
+        now, as_set = self._parameters(), self.__dict__.get("_parameters_as_set")
+        if as_set is None or (len(now) == len(as_set) and all(numpy.array_equal(a, b) for a, b in zip(now, as_set))):
+            return model
+        views = [*model.weights, *(model.biases or ())]
+        names = [f"coefs_[{i}]" for i in range(len(model.weights))] + \
+                [f"intercepts_[{i}]" for i in range(len(model.biases or ()))]
+        held = (len(self.coefs_), len(self.intercepts_ or ()))
+        if held != (len(model.weights), len(model.biases or ())):
+            raise ValueError(f"coefs_ holds {held[0]} arrays and intercepts_ {held[1]}; the fitted network has "
+                             f"{len(model.weights)} of each: coefs_ and intercepts_ are its layers' weights and biases")
+        arrays = [numpy.asarray(a, dtype=numpy.float64) for a in now]
+        for name, view, array in zip(names, views, arrays):
+            if array.shape != tuple(view.shape):
+                raise ValueError(f"{name} has shape {array.shape}; the fitted network's is {tuple(view.shape)}: "
+                                 "coefs_ and intercepts_ are its weights, edited in its shapes")
+        with model.backend.use():
+            for view, array in zip(views, arrays):
+                view[...] = model.xp.asarray(array, dtype=model.dtype)
+        self._parameters_as_set = [array.copy() for array in arrays]
+        return model
 
     def predict(self, X):
         """Predictions as a host float64 array: (n,) for one output (a y of shape (n,) or (n, 1), as
         scikit-learn's MLPRegressor), else (n, outputs)."""
         check_is_fitted(self)
         X, _ = self._validate(X, reset=False)
-        P = numpy.asarray(self.model_.backend.to_host(self.model_.predict(X)), dtype=numpy.float64)
+        model = self._network()
+        P = numpy.asarray(model.backend.to_host(model.predict(X)), dtype=numpy.float64)
         return P.ravel() if P.shape[1] == 1 else P
 
     # ---- pickling (joblib workers, sklearn's checks): arrays and settings, never device objects
     def __getstate__(self):
+        if "model_" in self.__dict__:
+            self._network()  # (coefs_ edited: pickled as the weights they are)
         state = self.__dict__.copy()
         model = state.pop("model_", None)
         if model is not None:

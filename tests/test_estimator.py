@@ -432,6 +432,36 @@ def test_coefs_and_intercepts_have_scikit_learns_shapes(data):
         assert [a.shape for a in getattr(ours, name)] == [a.shape for a in getattr(theirs, name)], name
 
 
+@pytest.mark.parametrize("edit", ["in place", "an item replaced", "the list replaced"])
+def test_edited_coefs_and_intercepts_are_the_weights_predict_and_a_warm_fit_use_as_scikit_learns(data, edit):
+    """In scikit-learn coefs_ and intercepts_ are the estimator's weights; here they were host copies of the network's,
+    so an edit (zeroing the output layer, setting weights from elsewhere) was ignored by predict without a word."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, device="cpu").fit(X[:100], y[:100])
+    theirs = sklearn.neural_network.MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    theirs.fit(X[:100], y[:100])
+    for model in (est, theirs):
+        if edit == "in place":
+            model.coefs_[1][...] = 0
+            model.intercepts_[1][...] = 2.5
+        elif edit == "an item replaced":
+            model.coefs_[1] = numpy.zeros_like(model.coefs_[1])
+            model.intercepts_[1] = numpy.full(1, 2.5)
+        else:
+            model.coefs_ = [model.coefs_[0], numpy.zeros((8, 1))]
+            model.intercepts_ = [model.intercepts_[0], [2.5]]
+    numpy.testing.assert_array_equal(theirs.predict(X[:5]), 2.5)
+    numpy.testing.assert_array_equal(est.predict(X[:5]), 2.5)
+    assert est.score(X[:5], numpy.full(5, 2.5)) == 1.0
+    restored = pickle.loads(pickle.dumps(est))
+    numpy.testing.assert_array_equal(restored.predict(X[:5]), 2.5)
+    est.set_params(warm_start=True, max_iter=1).fit(X[:100], y[:100])  # a warm fit goes on from them
+    assert abs(est.predict(X[:5]) - 2.5).max() < 1
+    est.coefs_[0] = numpy.zeros((3, 8))
+    with pytest.raises(ValueError, match=r"coefs_\[0\] has shape \(3, 8\); the fitted network's is \(6, 8\)"):
+        est.predict(X[:5])
+
+
 def test_loss_curve_is_scikit_learns_half_mse(data):
     X, y = data
     X = StandardScaler().fit_transform(X)
