@@ -1477,8 +1477,8 @@ def test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits(dtype, thre
     float64 model's output bias: numpy.sum would sum it pairwise), a column of -0.0 and no rows, one thread or two
     (elementwise kernels split); but for a column sum that meets two NaNs (an input's and inf - inf's): NaN on both,
     whose sign is the one of the two that the compiled add keeps (LLVM may swap an add's operands). Such a sum is a
-    diverged step's. The row-order sums go in blocks of rows (no float64 copy of a large dZ): blocks of 7 here, so
-    that every shape spans several."""
+    diverged step's. The row-order sums of a narrow dZ go in blocks of rows (no float64 copy of a large dZ): blocks of
+    7 here, so that every shape spans several; a wide one's (300 x 256) row by row."""
     if numba is None:
         pytest.skip("Numba is not installed")
     monkeypatch.setattr("gpunn.ops.cpu._SUM_BLOCK_ROWS", 7)
@@ -1522,6 +1522,33 @@ def test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits(dtype, thre
                 deferred.adam_step(*want, 3e-3, 0.9, 0.999, 1e-8, step, weight_decay, decoupled)
         for g, w in zip(got, want):
             numpy.testing.assert_array_equal(g.view(bits), w.view(bits))
+
+
+def test_the_row_order_stand_in_sums_a_wide_batch_at_about_numpys_cost():
+    """The NumPy stand-in for the column-sum kernel (until NUMBA_START_SECONDS) sums a wide dZ (1024 columns) row by
+    row into a float64 row, not by numpy.add.accumulate down each column with the row stride, which took 40x
+    numpy.sum's time (107 ms for 1024 x 1024 on the 2-core EPYC; 1.5 s for 16,384 rows, on one op, where the kernel
+    takes 34 ms): the budget is checked before each op, so one such op ran past it by its own length. Per-thread CPU
+    time, the least of 5, so that other processes' load does not count. The bits are
+    test_what_stands_in_for_each_deferred_kernel_gives_its_very_bits's (300 x 256 there)."""
+    import time
+
+    from gpunn.ops.cpu import _column_sums_in_row_order
+
+    dZ = numpy.random.default_rng(0).standard_normal((1024, 1024)).astype(numpy.float32)
+    db = numpy.empty(1024, numpy.float32)
+
+    def least(run):
+        times = []
+        for _ in range(5):
+            start = time.thread_time()
+            run()
+            times.append(time.thread_time() - start)
+        return min(times)
+
+    numpys = least(lambda: numpy.sum(dZ, axis=0, dtype=numpy.float64))
+    assert least(lambda: _column_sums_in_row_order(dZ, db)) < 8 * numpys + 0.005
+    numpy.testing.assert_array_equal(db, numpy.add.accumulate(dZ.astype(numpy.float64), axis=0)[-1].astype(db.dtype))
 
 
 @pytest.fixture
