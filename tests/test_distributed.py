@@ -1776,7 +1776,7 @@ def _run(mode, tmp_path, timeout=120, threads_set=True):
     """(status, stdout, stderr) of ``mpiexec -n 2 mpi_script.py MODE``, within ``timeout`` (seconds or a
     waiting.Deadline) of this process's running time."""
     proc = _launch(mode, tmp_path, threads_set=threads_set)
-    out, err = waiting.communicate(proc, timeout)
+    out, err = ended(proc, timeout)  # (a hang fails with what the job wrote)
     return proc.returncode, out, err
 
 

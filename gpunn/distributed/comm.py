@@ -146,28 +146,27 @@ class _Watchdog:
 
     def __init__(self, timeout, on_timeout):
         self.timeout, self.on_timeout = timeout, on_timeout
-        self.since, self.label, self.count = 0.0, None, 0
+        # (count of collectives begun, when the last began, its label or None once it ended): one attribute, written
+        # and read at once, so the watchdog never pairs one collective's count with another's start
+        self.current = (0, 0.0, None)
         self._thread = None
 
     def begin(self, label):
-        self.since = time.monotonic()
-        self.label = label
-        self.count += 1  # written last: the watchdog reads it first (see _watch)
+        self.current = (self.current[0] + 1, time.monotonic(), label)
         if self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="gpunn-dist-watchdog", daemon=True)
             self._thread.start()
 
     def end(self):
-        self.label = None
+        count, since, _ = self.current
+        self.current = (count, since, None)
 
     def _watch(self):
         last, watched, waited = time.monotonic(), None, 0.0
         while True:
             period = min(1.0, max(self.timeout / 4, 0.05))  # of the timeout now (world(timeout=) sets it anew)
             time.sleep(period)
-            # count, then since and label: those are as new as count or newer (a later collective's, which
-            # only shortens the wait measured), never older
-            count, since, label = self.count, self.since, self.label
+            count, since, label = self.current
             now = time.monotonic()
             # the time since the last look, at most two periods: a late look under load counts in full, a
             # stopped process's stretch (its watchdog stopped too) does not
