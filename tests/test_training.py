@@ -901,6 +901,19 @@ def test_pytorchs_betas_pair_is_shown_as_gpunns_two_options():
         MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), betas=(0.9, 0.99), verbose=False)
 
 
+def test_the_hints_table_of_optimizer_options_is_the_optimizers_own():
+    """gpunn.hints.OPTIMIZER_OPTIONS (kept by hand: hints imports no optimizer) names every option of the SGD and
+    Adam families but lr, each in a class that takes it, and PyTorch's betas in one that takes beta1 and beta2."""
+    from gpunn.hints import OPTIMIZER_OPTIONS
+    from gpunn.optim import OPTIMIZERS, options_of
+
+    taken = {name for cls in OPTIMIZERS.values() for name in options_of(cls)} - {"lr"}
+    assert set(OPTIMIZER_OPTIONS) - {"betas"} == taken
+    for option, cls in OPTIMIZER_OPTIONS.items():
+        wanted = {"beta1", "beta2"} if option == "betas" else {option}
+        assert wanted <= set(options_of(getattr(gpunn, cls))), option
+
+
 def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():
     """validation_data's arrays are not spelled out in the fit the refusal shows."""
     with pytest.raises(TypeError, match=r"^MLP\(\) got an unexpected keyword argument 'validation_data' "
