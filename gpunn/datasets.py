@@ -23,6 +23,7 @@ import numpy
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng, normals, uniforms
 from .checks import canonical_dtype, got, positive_int, real, seed_int
+from .hints import known_name
 
 __all__ = ["make", "stream", "get_task", "TASKS", "Task", "Teacher", "Linear", "Friedman1", "Sinusoid", "CHUNK_ROWS"]
 
@@ -247,11 +248,9 @@ def default_features(task) -> int | None:
 
 
 def get_task_class(task):
-    """The Task class named ``task``, or ValueError naming the tasks there are."""
-    try:
-        return TASKS[task]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}") from None
+    """The Task class named ``task``, in any letter case as an optimizer's or activation's name ("Friedman1"), or
+    ValueError naming the tasks there are, with the one meant where there is one ("friedman": 'friedman1')."""
+    return TASKS[known_name(task, list(TASKS), "task")]
 
 
 def task_keywords(task) -> tuple:
@@ -283,6 +282,7 @@ def get_task(task="teacher", n_features=None, n_outputs=1, noise=None, seed=0, *
     if isinstance(task, Task):
         return task
     cls = get_task_class(task)
+    task = cls.name  # ("Friedman1": friedman1, as its messages name it)
     args = dict(n_outputs=n_outputs, seed=seed, **kwargs)
     if n_features is not None:
         args["n_features"] = n_features

@@ -1,5 +1,5 @@
-"""Optimizer, activation and schedule names in any letter case ("Adam", "ReLU", "Cosine"), as Keras takes
-optimizer names; each is kept as gpunn spells it (lower case), so models, checkpoints and config files name it
+"""Optimizer, activation, schedule and synthetic task names in any letter case ("Adam", "ReLU", "Cosine",
+"Friedman1"), as Keras takes optimizer names; each is kept as gpunn spells it (lower case), so models, checkpoints and config files name it
 one way. A name that is not one in any case is refused, with the name meant where there is one."""
 import re
 
@@ -34,6 +34,9 @@ def test_names_in_other_letter_case_train_as_the_lower_case_names():
     assert gpunn.Schedule("Step", step_size=2).name == "step"
     assert [a.name for a in gpunn.Ensemble([3, 4, 1], 2, activation="GELU", device="cpu").activations] == ["gelu",
                                                                                                          "identity"]
+    for got, want in zip(gpunn.datasets.make("Friedman1", 50, device="cpu"), gpunn.datasets.make("friedman1", 50,
+                                                                                                device="cpu")):
+        numpy.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -46,6 +49,11 @@ def test_names_in_other_letter_case_train_as_the_lower_case_names():
     (lambda: gpunn.optim.make_optimizer("lbfgs"),
      "unknown optimizer 'lbfgs' ('lbfgs' is not supported); choose one of: sgd, momentum"),
     (lambda: gpunn.optim.make_optimizer("bogus"), "unknown optimizer 'bogus'; choose one of: sgd, momentum"),
+    # a task: it said only "unknown task 'friedman'; choose one of: ..."
+    (lambda: gpunn.datasets.make("friedman", 10, device="cpu"),
+     "unknown task 'friedman' (did you mean 'friedman1'?); choose one of: teacher, linear, friedman1, sinusoid"),
+    (lambda: gpunn.datasets.stream("sinusiod", 10, device="cpu"), "unknown task 'sinusiod' (did you mean 'sinusoid'?)"),
+    (lambda: gpunn.data.synthetic("Teachers", 10, 3), "unknown task 'Teachers' (did you mean 'teacher'?)"),
 ])
 def test_a_name_that_is_none_in_any_case_names_the_one_meant(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -83,7 +91,7 @@ def test_help_says_the_names_take_any_letter_case(capsys):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert text.count("any letter case") == 4, (command, text)
+        assert text.count("any letter case") == 5, (command, text)  # task, optimizer, schedule and two activations
 
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # (2 epochs: scikit-learn's ConvergenceWarning)
@@ -128,7 +136,8 @@ def test_the_command_line_and_a_config_file_hint_another_librarys_name(command, 
     'swish' is not one of ...": the Python API's words now, hint included; a misspelling gets its did-you-mean too."""
     for option, name, hint in (("--activation", "swish", "'swish' is gpunn's 'silu'"),
                                ("--optimizer", "RMSprop", "'rmsprop' is not supported"),
-                               ("--schedule", "cosin", "did you mean 'cosine'?")):
+                               ("--schedule", "cosin", "did you mean 'cosine'?"),
+                               ("--task", "friedman", "did you mean 'friedman1'?")):
         what = option[2:]
         with pytest.raises(SystemExit) as exit_info:
             cli.main([command, "--device", "cpu", option, name])

@@ -93,7 +93,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "0 for the others)")
     s.add_argument("--seeds", type=positive(int), default=1, help="seeds per setting: members start as MLP(seed=s), "
                    "s = --seed, --seed + 1, ... (default: %(default)s)")
-    s.add_argument("--task", choices=sorted(datasets.TASKS), default="teacher", help="synthetic task (default: %(default)s)")
+    s.add_argument("--task", choices=sorted(datasets.TASKS), type=folding(datasets.TASKS, "task"), default="teacher",
+                   help="synthetic task, in any letter case (default: %(default)s)")
     s.add_argument("--rows", type=positive(int), default=20_000, help="rows generated, 10%% held out (default: %(default)s)")
     s.add_argument("--features", type=feature_count_or_names, default=None, help=features_help(FEATURES))
     s.add_argument("--outputs", type=positive(int), default=1, help="targets per row (default: %(default)s)")

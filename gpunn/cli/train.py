@@ -74,7 +74,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "CPU, NCCL on GPUs, one per rank): --batch-size is then per rank, rank 0 "
                                    "alone prints and writes.")
     d = DEFAULTS
-    t.add_argument("--task", choices=sorted(datasets.TASKS), default=d["task"], help="synthetic task (default: %(default)s)")
+    t.add_argument("--task", choices=sorted(datasets.TASKS), type=folding(datasets.TASKS, "task"), default=d["task"],
+                   help="synthetic task, in any letter case (default: %(default)s)")
     t.add_argument("--rows", type=bounded(int, MIN_ROWS, inclusive=True, what=f"must be at least {MIN_ROWS}, got {{text}} (a tenth is held out, and R² needs 2 held-out rows)"), default=d["rows"], help="rows generated, 10%% held out (default: %(default)s)")
     t.add_argument("--features", type=data_cli.feature_count_or_names, default=d["features"],
                    help=features_help(FEATURES))
