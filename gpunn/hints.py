@@ -122,6 +122,9 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
 OPTIMIZER_OPTIONS = {"weight_decay": "Adam", "beta1": "Adam", "beta2": "Adam", "eps": "Adam", "betas": "Adam",
                      "momentum": "SGD", "nesterov": "SGD"}
 
+# a Schedule's options, which fit takes in its schedule, by the schedule a hint shows each in (kept by hand too)
+SCHEDULE_OPTIONS = {"gamma": "exponential", "step_size": "step", "total_epochs": "cosine", "min_factor": "cosine"}
+
 
 def _betas(value) -> str:
     """PyTorch's ``betas=(0.9, 0.99)`` in gpunn's options: "beta1=0.9, beta2=0.99"."""
@@ -152,6 +155,9 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
         option = _betas(value) if key == "betas" else f"{key}={shown}"
         return TypeError(f"{said} ({key} is the optimizer's option: model.fit(X, Y, "
                          f"optimizer=gpunn.{OPTIMIZER_OPTIONS[key]}({option})))")
+    if key in SCHEDULE_OPTIONS and "schedule" in [*names, *fit_options]:  # fit(schedule="exponential", gamma=0.95)
+        return TypeError(f"{said} ({key} is the schedule's option: model.fit(X, Y, "
+                         f"schedule=gpunn.Schedule(\"{SCHEDULE_OPTIONS[key]}\", {key}={shown})))")
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
     fit_found = None if found else meant(key.replace("_", "-"), [name.replace("_", "-") for name in fit_options])
     if fit_found and len(fit_found.names) == 1:

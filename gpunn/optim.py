@@ -247,6 +247,11 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
 
 # ---- learning-rate schedules: epoch index -> multiplier of the base rate -----------------
 SCHEDULES = ("constant", "step", "exponential", "cosine")
+SCHEDULE_FIELDS = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
+                   "cosine": ("total_epochs", "min_factor")}  # the fields each schedule reads
+STEP_GAMMA = 0.1  # step's default factor per decay, PyTorch's StepLR's; exponential has none (as ExponentialLR)
+NEEDS_GAMMA = ("an exponential schedule needs its gamma, the factor per epoch; it has no default, as PyTorch's "
+               "ExponentialLR has none (a tenth per epoch, step's default, takes lr 1e-3 to 1e-8 by epoch 6)")
 
 
 @keywords_hinted
@@ -255,11 +260,12 @@ class Schedule:
     """The learning rate of epoch e is ``lr x factor(e)``: "constant"; "step" (x gamma every step_size
     epochs); "exponential" (x gamma per epoch); "cosine" (to min_factor over total_epochs, default the
     run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name, which takes the
-    defaults below: "exponential" by name is a tenth of the rate each epoch, so give it a gamma (0.95, say)."""
+    defaults below; "exponential" has no default gamma (PyTorch's ExponentialLR has none): give it one,
+    ``Schedule("exponential", gamma=0.95)``. ``gamma`` holds the resolved number (a checkpoint records it)."""
 
     name: str = "constant"
     step_size: int = 10  # step: epochs between decays
-    gamma: float = 0.1  # step: factor per decay; exponential: factor per epoch
+    gamma: float | None = None  # step: factor per decay (None: 0.1); exponential: factor per epoch (required)
     total_epochs: int = 0  # cosine: period (0 means the run's epoch count)
     min_factor: float = 0.0  # cosine: floor as a fraction of the base rate
 
@@ -268,7 +274,10 @@ class Schedule:
         # Python ints (a NumPy integer was refused, and would not go into a checkpoint's JSON)
         object.__setattr__(self, "step_size", positive_int(self.step_size, "step_size"))
         object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))
-        gamma, min_factor = real(self.gamma), real(self.min_factor)  # floats, as the checkpoint's JSON records them
+        if self.gamma is None and self.name == "exponential":
+            raise ValueError(f"{NEEDS_GAMMA}: gpunn.Schedule(\"exponential\", gamma=0.95), say")
+        gamma = STEP_GAMMA if self.gamma is None else real(self.gamma)  # floats, as the checkpoint's JSON records them
+        min_factor = real(self.min_factor)
         if gamma is None or not 0 < gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], {got(self.gamma)}")
         if min_factor is None or not 0 <= min_factor <= 1:

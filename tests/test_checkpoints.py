@@ -237,7 +237,8 @@ def test_a_run_stopped_at_random_batches_and_resumed_each_time_ends_as_the_run_n
     whose period is the run's epochs)."""
     X, Y = _SMALL
     fit = dict(epochs=5, batch_size=32, optimizer=optimizer, lr=[3e-3, 0.05] if ensemble else 0.01,
-               schedule=schedule, seed=2, verbose=False)
+               schedule=gpunn.Schedule(schedule, gamma=0.7) if schedule == "exponential" else schedule, seed=2,
+               verbose=False)
     resume = {}
     if validation == "fraction":
         fit["validation_fraction"] = 0.2
@@ -1777,6 +1778,7 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["model"].update(seed="7"), "invalid seed"),  # K90
     (lambda m, a: m["training"]["history"].update(loss=0.5), "invalid history"),  # K92
     (lambda m, a: m["training"]["settings"]["schedule"].pop("gamma"), "invalid schedule"),  # K91: gamma 0.1 came back
+    (lambda m, a: m["training"]["settings"]["schedule"].update(gamma=None), "invalid schedule"),  # not step's 0.1
     (lambda m, a: m["optimizer"].update(steps=-1), "invalid optimizer step count"),  # K97
     (lambda m, a: m["optimizer"].update(state=["m"]), "optimizer state does not match its kind"),  # K98: Adam's
     # the run's callbacks in order: each a class name, module and qualified name, every saved state at its place

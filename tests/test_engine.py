@@ -157,8 +157,10 @@ def test_a_version_1_checkpoint_still_loads_and_resumes(data, tmp_path, interrup
     X, Y = data
     path = tmp_path / "run.npz"
     reference = MLP([5, 8, 2], device="cpu", seed=0)
-    reference.fit(X, Y, epochs=3, batch_size=50, schedule="exponential", verbose=False)
-    MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, schedule="exponential",
+    # (exponential by name was gamma 0.1, which its files record; a name alone is refused now)
+    exponential = Schedule("exponential", gamma=0.1)
+    reference.fit(X, Y, epochs=3, batch_size=50, schedule=exponential, verbose=False)
+    MLP([5, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=50, schedule=exponential,
                                             callbacks=[interrupt_at(1, 4), gpunn.ModelCheckpoint(path)], verbose=False)
     # rewrite it as version 1 wrote it: the schedule beside the settings, no source
     npz = numpy.load(path, allow_pickle=False)
@@ -174,7 +176,7 @@ def test_a_version_1_checkpoint_still_loads_and_resumes(data, tmp_path, interrup
     path.write_bytes(buffer.getvalue())
 
     ckpt = gpunn.load_checkpoint(path, device="cpu")
-    assert ckpt.settings.schedule == Schedule("exponential")
+    assert ckpt.settings.schedule == exponential
     ckpt.resume(X, Y, verbose=False, checkpoint=False)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
 

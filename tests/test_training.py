@@ -1,4 +1,5 @@
 """Training behaviour: accuracy on a teacher task, determinism, every optimizer and schedule."""
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -877,18 +878,32 @@ def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, ke
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
 
 
-def test_a_schedule_by_name_takes_the_defaults_readme_and_help_give(capsys):
-    """README and --schedule's help say what a name alone does: "step" a tenth every 10 epochs, "exponential" a tenth
-    each epoch (the trap they warn of: gpunn train --schedule exponential has no gamma option)."""
-    from gpunn import cli
-
-    step, exponential = gpunn.Schedule("step"), gpunn.Schedule("exponential")
+def test_a_step_schedule_by_name_is_a_tenth_every_10_epochs_recorded_as_numbers():
+    """"step" alone takes PyTorch's StepLR default gamma, 0.1, every 10 epochs; the Schedule holds that number (a
+    checkpoint records it), so it equals the one given in full."""
+    step = gpunn.Schedule("step")
     assert [step.factor(e, 30) for e in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
-    assert [exponential.factor(e, 6) for e in range(6)] == pytest.approx([1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5])
-    for command in ("train", "sweep"):
-        with pytest.raises(SystemExit):
-            cli.main([command, "--help"])
-        assert "step: x0.1 every 10 epochs, exponential: x0.1 each epoch" in " ".join(capsys.readouterr().out.split())
+    assert step == gpunn.Schedule("step", step_size=10, gamma=0.1) and type(step.gamma) is float
+    assert gpunn.optim.make_schedule("step", gamma=None, step_size=None) == step
+
+
+def test_an_exponential_schedule_without_its_gamma_is_refused_saying_what_to_give(teacher):
+    """"exponential" alone was a tenth of the rate per epoch (lr 1e-3 was 1e-8 by epoch 6), where PyTorch's
+    ExponentialLR has no default gamma: now it must be given one, by the Schedule, fit or an Ensemble's fit,
+    before any step."""
+    X, Y = teacher[0][:200], teacher[1][:200]
+    said = r'exponential schedule needs its gamma.*gpunn\.Schedule\("exponential", gamma=0\.95\)'
+    with pytest.raises(ValueError, match=said):
+        gpunn.Schedule("Exponential")
+    model = MLP([8, 4, 1], device="cpu", seed=0)
+    before = model.params.copy()
+    with pytest.raises(ValueError, match=said):
+        model.fit(X, Y, epochs=1, schedule="exponential", verbose=False)
+    numpy.testing.assert_array_equal(model.params, before)
+    with pytest.raises(ValueError, match=said):
+        gpunn.Ensemble([8, 4, 1], 2, device="cpu", seed=0).fit(X, Y, epochs=1, schedule="exponential", verbose=False)
+    given = gpunn.Schedule("exponential", gamma=0.95)
+    assert given.factor(2, 5) == pytest.approx(0.95**2)
 
 
 def test_pytorchs_betas_pair_is_shown_as_gpunns_two_options():
@@ -912,6 +927,22 @@ def test_the_hints_table_of_optimizer_options_is_the_optimizers_own():
     for option, cls in OPTIMIZER_OPTIONS.items():
         wanted = {"beta1", "beta2"} if option == "betas" else {option}
         assert wanted <= set(options_of(getattr(gpunn, cls))), option
+
+
+def test_a_schedules_option_given_to_fit_is_shown_in_its_schedule():
+    """fit(schedule="exponential", gamma=0.95), what the refusal of a bare "exponential" invites, said only
+    "unexpected keyword argument 'gamma'"; gpunn.hints.SCHEDULE_OPTIONS (kept by hand) names every Schedule
+    field but the name, each in a schedule that reads it."""
+    from gpunn.hints import SCHEDULE_OPTIONS
+    from gpunn.optim import SCHEDULE_FIELDS
+
+    with pytest.raises(TypeError, match=r"'gamma' \(gamma is the schedule's option: model\.fit\(X, Y, "
+                                        r'schedule=gpunn\.Schedule\("exponential", gamma=0\.95\)\)\)$'):
+        MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), schedule="exponential", gamma=0.95)
+    fields = {f.name for f in dataclasses.fields(Schedule)} - {"name"}
+    assert set(SCHEDULE_OPTIONS) == fields == {f for used in SCHEDULE_FIELDS.values() for f in used}
+    for option, schedule in SCHEDULE_OPTIONS.items():
+        assert option in SCHEDULE_FIELDS[schedule], option
 
 
 def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():

@@ -157,8 +157,9 @@ def _check_training(training, path, members=None, diverged=()):
              and st.get("validation") in (None, "data", "fraction"), path, "invalid fit settings")
     sched = st.get("schedule")
     fields = {f.name for f in dataclasses.fields(Schedule)}
-    _require(isinstance(sched, dict) and set(sched) == fields and sched.get("name") in SCHEDULES, path,
-             "invalid schedule")
+    # (gamma recorded as the number the run used: a null would be read as a schedule's default)
+    _require(isinstance(sched, dict) and set(sched) == fields and sched.get("name") in SCHEDULES
+             and sched.get("gamma") is not None, path, "invalid schedule")
     try:
         settings = FitSettings.from_dict(st)
     except (TypeError, ValueError) as exc:
