@@ -169,6 +169,33 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
 
 
+def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_options=()) -> TypeError:
+    """:func:`unexpected_keyword` for ``Checkpoint.resume``, given a fit's option (of ``fit_options``, or an
+    optimizer's) that a resume does not take, the name or one standing for it (``learning_rate``: lr): the run goes on
+    with the settings its checkpoint holds, so the message shows the fit of the loaded model that trains on with
+    another (Python's said only ``got an unexpected keyword argument 'lr'``)."""
+    dashed = key.replace("_", "-")
+    option = key if key in fit_options or key in OPTIMIZER_OPTIONS else None
+    if option is None and not meant(dashed, [name.replace("_", "-") for name in names]):
+        found = meant(dashed, [name.replace("_", "-") for name in fit_options])
+        option = _as_keyword(found.names[0], None) if found and len(found.names) == 1 else None
+    if option is None:
+        return unexpected_keyword(call, key, names, value)
+    shown = repr(value) if len(repr(value)) <= 40 else "..."
+    if option == "optimizer":
+        new_fit = f"optimizer={shown}"
+    elif option in OPTIMIZER_OPTIONS:  # a new optimizer of that setting
+        setting = _betas(value) if option == "betas" else f"{option}={shown}"
+        new_fit = f"optimizer=gpunn.{OPTIMIZER_OPTIONS[option]}({setting})"
+    else:  # the run's optimizer goes on, its moments and step count too
+        new_fit = f"optimizer=ckpt.optimizer, {option}={shown}"
+    meant_words = "" if option == key else f"did you mean {option}? "
+    return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({meant_words}a resume continues the run "
+                     f"with the settings its checkpoint holds, {option} among them; to train on with another, fit "
+                     f"the loaded model from the run's weights: ckpt.model.fit(X, Y, {new_fit}), a new run whose "
+                     "epochs count from 1)")
+
+
 def known_name(name, names, what: str) -> str:
     """The name of ``names`` (gpunn's, all lower case) that ``name`` is in any letter case: "Adam" is "adam", as
     Keras takes optimizer names, and a model, checkpoint or config file records "adam". Anything else is a
@@ -214,11 +241,11 @@ def folding(names, what: str):
     return name
 
 
-def keywords_checked(function, name=None, fit_options=()):
+def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_keyword):
     """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
     (``validation_split``, Keras's name: ``validation_fraction``), or, for a constructor, the class's fit where
-    ``fit_options`` has it (:func:`unexpected_keyword`); ``name``: the call's in the message. A function taking
-    ``**kwargs`` is given back as it is (any keyword is its own)."""
+    ``fit_options`` has it (:func:`unexpected_keyword`, or the ``refusal`` given: Checkpoint.resume's); ``name``: the
+    call's in the message. A function taking ``**kwargs`` is given back as it is (any keyword is its own)."""
     parameters = inspect.signature(function).parameters  # (a decorated function's own: signature unwraps)
     if any(spec.kind == spec.VAR_KEYWORD for spec in parameters.values()):
         return function
@@ -228,7 +255,7 @@ def keywords_checked(function, name=None, fit_options=()):
     def checked(*args, **kwargs):
         for key in kwargs:
             if key not in known:
-                raise unexpected_keyword(name or function.__name__, key, list(parameters)[1:], kwargs[key], fit_options)
+                raise refusal(name or function.__name__, key, list(parameters)[1:], kwargs[key], fit_options)
         return function(*args, **kwargs)
     return checked
 

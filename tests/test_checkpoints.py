@@ -988,6 +988,34 @@ def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weight
     numpy.testing.assert_array_equal(again.model.params, reference.params)
 
 
+@pytest.mark.parametrize("given, meant, shown", [
+    (dict(lr=0.1), "lr", "optimizer=ckpt.optimizer, lr=0.1"),
+    (dict(learning_rate=0.1), "lr", "optimizer=ckpt.optimizer, lr=0.1"),  # Keras's name
+    (dict(optimizer="sgd"), "optimizer", "optimizer='sgd'"),
+    (dict(weight_decay=1e-4), "weight_decay", "optimizer=gpunn.Adam(weight_decay=0.0001)"),
+])
+def test_a_fit_option_given_to_resume_shows_the_fit_that_trains_on_with_it(data, tmp_path, given, meant, shown):
+    """resume(X, Y, lr=0.1) said only "got an unexpected keyword argument 'lr'": the run goes on with its
+    checkpoint's settings, and the fit the message shows (run here as shown) trains the loaded model on with another."""
+    X, Y = data
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+    ckpt = gpunn.load_checkpoint(tmp_path / "c.npz")
+    key = next(iter(given))
+    with pytest.raises(TypeError) as caught:
+        ckpt.resume(X, Y, verbose=False, **given)
+    said = str(caught.value)
+    assert said.startswith(f"Checkpoint.resume() got an unexpected keyword argument {key!r} (")
+    assert f"a resume continues the run with the settings its checkpoint holds, {meant} among them" in said
+    assert ("did you mean lr? " in said) == (key != meant)
+    call = f"ckpt.model.fit(X, Y, {shown})"
+    assert call in said
+    history = eval(call[:-1] + ", epochs=1, verbose=False)", {"ckpt": ckpt, "X": X, "Y": Y, "gpunn": gpunn})
+    assert history["epoch"] == [1] and (history["lr"] == [0.1]) == (meant == "lr")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'epoch' \(did you mean epochs\?\)$"):
+        ckpt.resume(X, Y, epoch=3)  # resume's own option, misspelt
+
+
 def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path, interrupt_at):
     # resume(epochs=2) of a 3-epoch run trained nothing, then wrote a checkpoint at epoch 3 of a 2-epoch run,
     # which every later load refused ("impossible position")

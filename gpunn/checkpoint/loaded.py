@@ -3,9 +3,12 @@ settings and history), from :func:`load_checkpoint`."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 
+from ..hints import keywords_checked, unexpected_resume_keyword
 from ..training.callbacks import History
+from ..training.fit import fit
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, TrainState
 from .format import CheckpointError, _optimizer_from_meta, read
@@ -127,6 +130,12 @@ class Checkpoint:
         return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
                           verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt,
                           distributed=distributed)
+
+
+# a fit's options that a resume does not take (the run's, from its checkpoint), which its refusal shows in a fit
+_FIT_OPTIONS = [name for function in (fit, ens_training.fit_ensemble)
+                for name, spec in inspect.signature(function).parameters.items() if spec.kind == spec.KEYWORD_ONLY]
+Checkpoint.resume = keywords_checked(Checkpoint.resume, "Checkpoint.resume", _FIT_OPTIONS, unexpected_resume_keyword)
 
 
 def load_checkpoint(path, device="auto") -> Checkpoint:
