@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming what was wrong and where, never a silent result."""
 import copy
 import datetime
+import io
 import json
 import re
 import warnings
@@ -1040,6 +1041,28 @@ def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
     # torch.save(obj, path) is the other order; this was "AttributeError: 'str' object has no attribute 'device'"
     with pytest.raises(TypeError, match=r"the other way round: gpunn.save\(path, model\)"):
         gpunn.save(model, str(tmp_path / "m.npz"))
+
+
+def test_load_and_save_take_a_path_and_refuse_an_open_file_saying_to_pass_its_name(model, tmp_path):
+    """numpy.load and torch.load take an open file; gpunn reads and writes checkpoints by name (a write through a
+    temporary file beside it), and said "expected str, bytes or os.PathLike object, not BufferedReader". A
+    pathlib.Path is a name."""
+    path = tmp_path / "m.npz"
+    gpunn.save(path, model)
+    numpy.testing.assert_array_equal(gpunn.load(path, device="cpu").params, model.params)
+    assert gpunn.load_checkpoint(path, device="cpu").path == str(path)
+    for call, give in (("gpunn.load(path)", gpunn.load), ("gpunn.load_checkpoint(path)", gpunn.load_checkpoint),
+                       ("gpunn.save(path, model)", lambda f: gpunn.save(f, model))):
+        with open(path, "rb+") as f, pytest.raises(TypeError) as caught:
+            give(f)
+        assert str(caught.value) == (f"{call}: path must be a file name (a str or a pathlib.Path), got an open file "
+                                     f"(BufferedRandom); gpunn reads and writes checkpoints by name: pass its name, "
+                                     f"{call.replace('path', 'f.name')}")
+    with pytest.raises(TypeError, match=r"got an open file \(BytesIO\); .*: write it to a file and pass the file's "
+                                        r"name$"):
+        gpunn.load(io.BytesIO(path.read_bytes()))
+    with pytest.raises(TypeError, match=r"^gpunn.load\(path\): path must be a file name .*, got None \(NoneType\)$"):
+        gpunn.load(None)
 
 
 def test_optimizer_options_belong_to_the_optimizer(model, data):

@@ -12,7 +12,7 @@ from ..training.fit import fit
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, TrainState
 from .format import CheckpointError, _optimizer_from_meta, read
-from .models import _build_model, _members
+from .models import _build_model, _members, file_name
 from .resume import resume_run
 
 
@@ -140,7 +140,7 @@ Checkpoint.resume = keywords_checked(Checkpoint.resume, "Checkpoint.resume", _FI
 
 def load_checkpoint(path, device="auto") -> Checkpoint:
     """Load a checkpoint with its training state onto ``device``; see :class:`Checkpoint`."""
-    meta, arrays = read(path)
+    meta, arrays = read(file_name(path, "gpunn.load_checkpoint(path)"))
     model = _build_model(meta, arrays, device)
     optimizer = None
     if meta.get("kind") == "training":

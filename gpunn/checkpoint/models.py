@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import reprlib
 
 import numpy
 
@@ -52,15 +53,31 @@ def _model_arrays(model) -> dict:
     return arrays
 
 
+def file_name(path, call: str):
+    """``path`` where it names a file (a str, bytes or os.PathLike: a pathlib.Path), else the TypeError of ``call``
+    (``"gpunn.load(path)"``). An open file is refused saying to pass its name: a checkpoint is read and written by
+    name (a write goes to a temporary file beside it, renamed over it), where numpy.load and torch.load take one."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return path
+    said = f"{call}: path must be a file name (a str or a pathlib.Path)"
+    if not (hasattr(path, "read") or hasattr(path, "write")):
+        raise TypeError(f"{said}, got {reprlib.repr(path)} ({type(path).__name__})")
+    named = (f"pass its name, {call.replace('path', 'f.name', 1)}"
+             if isinstance(getattr(path, "name", None), (str, bytes, os.PathLike))
+             else "write it to a file and pass the file's name")  # (io.BytesIO)
+    raise TypeError(f"{said}, got an open file ({type(path).__name__}); gpunn reads and writes checkpoints by name: "
+                    f"{named}")
+
+
 def save(path, model) -> None:
     """Save a model (architecture, dtype, seed, parameters) for :func:`load` / ``gpunn predict``.
 
     An :class:`gpunn.Ensemble` is saved whole (kind "ensemble": its members' seeds beside the model
     section, the flat buffer of all members as ``params``); :func:`load` gives the Ensemble back."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        swapped = " (the arguments go the other way round: gpunn.save(path, model))" \
-            if isinstance(model, (str, bytes, os.PathLike)) else ""
-        raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__}{swapped}")
+    if not isinstance(path, (str, bytes, os.PathLike)) and isinstance(model, (str, bytes, os.PathLike)):
+        raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__} (the "
+                        "arguments go the other way round: gpunn.save(path, model))")
+    file_name(path, "gpunn.save(path, model)")
     from ..model import DeviceModel
 
     if not isinstance(model, DeviceModel):  # it failed inside, on an attribute the object lacks
@@ -221,5 +238,5 @@ def load(path, device="auto"):
     in ``model.saved_precision``: :func:`save` writes it back. Resuming such a training checkpoint there is
     refused (:func:`check_resume_precision`).
     """
-    meta, arrays = read(path)
+    meta, arrays = read(file_name(path, "gpunn.load(path)"))
     return _build_model(meta, arrays, device)
