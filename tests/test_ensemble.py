@@ -120,6 +120,17 @@ def test_per_member_betas_and_momentum(ensemble_data):
                   dict(epochs=2, batch_size=50, seed=2), "float64")
 
 
+@pytest.mark.parametrize("schedule", [["cosine", "step"], ("cosine", gpunn.Schedule("step", step_size=2))])
+def test_a_schedule_per_member_is_refused_saying_the_members_share_one(ensemble_data, schedule):
+    """lr and the optimizer's settings take one value per member; a list of schedules, given as they are, was
+    refused as "schedule must be a name (...) or a gpunn.Schedule", which did not say why a list is not taken."""
+    X, Y = ensemble_data
+    with pytest.raises(ValueError, match=r"^schedule=.*: an Ensemble's members train under one schedule, a name or a "
+                                         r"gpunn.Schedule \(lr, .* take one value per member; a schedule does not\): "
+                                         r"fit an Ensemble for each schedule$"):
+        gpunn.Ensemble(SIZES, 2, device="cpu").fit(X, Y, schedule=schedule, epochs=1, verbose=False)
+
+
 @pytest.mark.parametrize("make, per_member", [
     (lambda: gpunn.Nesterov(lr=0.05, momentum=0.8), {"momentum": [0.5, 0.8, 0.9]}),
     (lambda: gpunn.Nesterov(lr=0.05, weight_decay=1e-3), {}),

@@ -679,6 +679,10 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     one-process ensemble at P x batch_size, to rounding.
     """
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
+    if isinstance(schedule, (list, tuple)):  # (make_schedule's refusal said only "must be a name ...")
+        raise ValueError(f"schedule={schedule!r}: an Ensemble's members train under one schedule, a name or a "
+                         "gpunn.Schedule (lr, weight_decay, momentum, beta1 and beta2 take one value per member; a "
+                         "schedule does not): fit an Ensemble for each schedule")
     with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         source = None
         if is_source(X, Y):
