@@ -275,7 +275,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     call, as scikit-learn's: 1 after ``partial_fit``; ``loss_curve_`` holds every epoch, warm starts and
     ``partial_fit`` calls included), ``t_`` (samples seen by every call), ``coefs_``, ``intercepts_`` (host copies of
     the network's weights; edited, in place or replaced, they are copied into it when predict, a warm fit,
-    partial_fit or pickling next uses it, as scikit-learn's are its weights), ``n_layers_``, ``n_outputs_``,
+    partial_fit or pickling next uses it, as scikit-learn's are its weights; the other way, the network's weights
+    edited through ``model_`` are what predict uses, and show in ``coefs_`` only after the next fit, as the copies
+    are made by a fit, not read from the device at each access), ``n_layers_``, ``n_outputs_``,
     ``out_activation_``, ``n_features_in_``. A fit that trains ``max_iter`` epochs without stopping
     warns with scikit-learn's ConvergenceWarning, as scikit-learn does.
 
@@ -592,7 +594,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         scikit-learn they are the estimator's weights, which predict and a warm fit use; here they are host copies
         of the network's (which may be on a GPU), and an edit (``est.coefs_[1][...] = 0``, an item or the list
         replaced) was ignored without a word. Compared on the host with the arrays as set: O(parameters), no
-        device transfer unless they were edited."""
+        device transfer unless they were edited. Only the arrays edited are copied, so an edit of ``model_``'s own
+        weights (``est.model_.weights[0][...] = W``) stays where another layer's ``coefs_`` was edited."""
         model = self.model_
         now, as_set = self._parameters(), self.__dict__.get("_parameters_as_set")
         if as_set is None or (len(now) == len(as_set) and all(numpy.array_equal(a, b) for a, b in zip(now, as_set))):
@@ -610,8 +613,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"{name} has shape {array.shape}; the fitted network's is {tuple(view.shape)}: "
                                  "coefs_ and intercepts_ are its weights, edited in its shapes")
         with model.backend.use():
-            for view, array in zip(views, arrays):
-                view[...] = model.xp.asarray(array, dtype=model.dtype)
+            for view, array, before in zip(views, arrays, as_set):
+                if not numpy.array_equal(array, before):  # (the others: model_'s, which may have been edited there)
+                    view[...] = model.xp.asarray(array, dtype=model.dtype)
         self._parameters_as_set = [array.copy() for array in arrays]
         return model
 

@@ -462,6 +462,24 @@ def test_edited_coefs_and_intercepts_are_the_weights_predict_and_a_warm_fit_use_
         est.predict(X[:5])
 
 
+def test_weights_edited_through_model_stay_when_another_layers_coefs_are_edited_and_show_after_a_fit(data):
+    """coefs_ are host copies a fit makes; the network's weights edited through model_ are what predict uses, and an
+    edit of coefs_ copied every layer's copy over the network, so it undid model_'s edit of another layer without a
+    word. Only the arrays edited are copied now; coefs_ show model_'s edit after the next fit (not at each read,
+    which would copy the weights off a GPU every time)."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=1, random_state=0, device="cpu").fit(X[:100], y[:100])
+    before = est.coefs_[0].copy()
+    est.model_.weights[0][...] = 0  # the hidden layer's output is relu(b1): the same for every row
+    est.intercepts_[1][...] = 2.5
+    numpy.testing.assert_array_equal(est.coefs_[0], before)  # a copy, as documented
+    P = est.predict(X[:5])
+    assert numpy.ptp(P) == 0 and not numpy.any(est.model_.weights[0])  # both edits are the network's
+    numpy.testing.assert_allclose(P, est.model_.predict(X[:5])[:, 0])
+    est.set_params(warm_start=True, learning_rate_init=1e-9).fit(X[:100], y[:100])
+    assert abs(est.coefs_[0]).max() < 1e-6  # the fit's copies: model_'s weights
+
+
 def test_loss_curve_is_scikit_learns_half_mse(data):
     X, y = data
     X = StandardScaler().fit_transform(X)
