@@ -56,6 +56,96 @@ def test_train_options(capsys, args):
 
 
 
+SCHEDULED = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "2", "--optimizer", "sgd", "--device",
+             "cpu", "--quiet"]  # sgd: --lr 1e-2
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_an_exponential_schedule_without_gamma_is_refused_before_anything_is_written(tmp_path, capsys, command):
+    """--schedule exponential took 0.1 per epoch (lr 1e-3 was 1e-8 by epoch 6) with no way to say otherwise; it
+    now needs --gamma, on the command line or in a config file, as PyTorch's ExponentialLR has no default."""
+    save = tmp_path / ("run.npz" if command == "train" else "sweep")
+    assert cli.main([command, *SCHEDULED, "--schedule", "Exponential", "--save", str(save)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpunn {command}: error: --schedule exponential needs --gamma, its factor per epoch")
+    assert "give e.g. --gamma 0.95" in err and not save.exists()
+    (tmp_path / "run.toml").write_text('schedule = "exponential"\n')
+    assert cli.main([command, *SCHEDULED, "--config", str(tmp_path / "run.toml")]) == 2
+    assert "--schedule exponential needs --gamma" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "exponential (x --gamma each epoch; give its --gamma)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("options, lrs, recorded", [
+    (["--schedule", "exponential", "--gamma", "0.5"], [1e-2, 5e-3], dict(gamma=0.5)),
+    (["--schedule", "step", "--step-size", "1", "--gamma", "0.25"], [1e-2, 2.5e-3], dict(step_size=1, gamma=0.25)),
+    (["--schedule", "step"], [1e-2, 1e-2], dict(step_size=10, gamma=0.1)),  # recorded as resolved
+    (["--schedule", "cosine", "--min-factor", "0.5"], [1e-2, 7.5e-3], dict(min_factor=0.5)),
+])
+def test_the_schedule_options_reach_the_run_its_checkpoint_and_its_saved_config(tmp_path, options, lrs, recorded):
+    """--gamma, --step-size and --min-factor set the Schedule the run trains by and the checkpoint records; the
+    saved config and --json hold the numbers it used, and leave out those its schedule does not read."""
+    from gpunn import config as cfgmod
+
+    path, js = tmp_path / "run.npz", tmp_path / "run.json"
+    assert cli.main(["train", *SCHEDULED, *options, "--save", str(path), "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["history"]["lr"] == pytest.approx(lrs, rel=1e-12)
+    assert gpunn.load_checkpoint(path).settings.schedule == gpunn.Schedule(options[1], **recorded)
+    saved = cfgmod.read_toml(str(path) + ".toml")
+    assert {k: v for k, v in saved.items() if k in ("gamma", "step-size", "min-factor")} == {
+        k.replace("_", "-"): v for k, v in recorded.items()}
+    config = json.loads(js.read_text())["config"]
+    assert {k: config[k] for k in ("gamma", "step_size", "min_factor")} == {
+        **dict.fromkeys(("gamma", "step_size", "min_factor")), **recorded}
+
+
+def test_a_sweeps_schedule_options_reach_its_ensembles_and_their_checkpoints(tmp_path, capsys):
+    from gpunn.cli import resume
+
+    saved = tmp_path / "sweep"
+    assert cli.main(["sweep", *SCHEDULED, "--schedule", "step", "--step-size", "1", "--gamma", "0.5", "--save",
+                     str(saved), "--json", str(tmp_path / "s.json")]) == 0
+    ckpt = gpunn.load_checkpoint(saved / "ensemble-0.npz")
+    assert ckpt.settings.schedule == gpunn.Schedule("step", step_size=1, gamma=0.5)
+    options = resume.saved_options(gpunn.checkpoint.read_meta(saved / "ensemble-0.npz"))
+    assert (options["gamma"], options["step_size"], options["min_factor"]) == (0.5, 1, None)
+    assert [lr for (lr,) in ckpt.training["history"]["lr"]] == pytest.approx([1e-2, 5e-3], rel=1e-12)  # one member
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("schedule, option, readers", [
+    ("cosine", ["--gamma", "0.5"], "choose --schedule step or exponential (or drop it)"),
+    ("constant", ["--gamma", "0.5"], "choose --schedule step or exponential (or drop it)"),
+    ("exponential", ["--step-size", "3", "--gamma", "0.5"], "choose --schedule step (or drop it)"),
+    ("step", ["--min-factor", "0.1"], "choose --schedule cosine (or drop it)"),
+])
+def test_a_schedule_option_its_schedule_does_not_read_is_refused_naming_the_schedule_that_does(
+        capsys, command, schedule, option, readers):
+    assert cli.main([command, *SCHEDULED, "--schedule", schedule, *option]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {option[0]} {option[1]} sets " in err
+    assert f"and this run's schedule is {schedule}: {readers}" in err
+
+
+def test_a_config_files_schedule_option_its_schedule_does_not_read_is_a_note(tmp_path, capsys):
+    (tmp_path / "run.toml").write_text('schedule = "cosine"\ngamma = 0.5\n')
+    assert cli.main(["train", *SCHEDULED, "--config", str(tmp_path / "run.toml")]) == 0
+    assert f"note: {tmp_path / 'run.toml'}: gamma = 0.5 not used: this run's schedule is cosine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--gamma", "0", r"must be in \(0, 1\], got 0"), ("--gamma", "1.5", r"must be in \(0, 1\], got 1.5"),
+    ("--min-factor", "-0.1", r"must be in \[0, 1\], got -0.1"), ("--min-factor", "2", r"must be in \[0, 1\], got 2"),
+    ("--step-size", "0", "must be positive, got 0"), ("--step-size", "1.5", "expected a whole number, got '1.5'"),
+])
+def test_a_schedule_option_out_of_its_range_is_refused_by_argparse(capsys, option, value, message):
+    schedule = {"--gamma": "step", "--min-factor": "cosine", "--step-size": "step"}[option]
+    with pytest.raises(SystemExit):
+        cli.main(["train", *SCHEDULED, "--schedule", schedule, option, value])
+    assert re.search(f"argument {option}: {message}", capsys.readouterr().err)
+
+
 def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
     """--hidden '' (and hidden = [] in a config) trains no hidden layer, as --help now says."""
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--hidden", "")) == 0

@@ -329,3 +329,31 @@ def test_a_run_saved_at_the_old_default_features_resumes_at_them(tmp_path):
     assert run("train", "--resume", str(path), "--epochs", "2", "--quiet")[0] == 0
     ckpt = gpunn.load_checkpoint(path)
     assert ckpt.epoch == 2 and ckpt.model.layer_sizes[0] == 32
+
+
+def test_an_exponential_run_saved_before_gamma_was_an_option_resumes_at_its_checkpoints_gamma(tmp_path):
+    """gpunn train --schedule exponential trained at gamma 0.1 before --gamma existed and recorded no gamma among its
+    options (its checkpoint's schedule holds 0.1): resumed alone, it continues bit for bit at 0.1, now refused to a
+    run started without --gamma; --gamma 0.1 passes, another value is refused naming 0.1; the new PATH.toml has it."""
+    from gpunn import config as cfgmod
+
+    old, straight = tmp_path / "old.npz", tmp_path / "straight.npz"
+    exponential = [*BASE, "--schedule", "exponential", "--gamma", "0.1"]
+    assert run("train", *exponential, "--epochs", "3", "--save", str(straight))[0] == 0
+    assert run("train", *exponential, "--epochs", "2", "--save", str(old))[0] == 0
+
+    def before_gamma(meta):
+        options = run_options(meta)
+        for newer in ("gamma", "step_size", "min_factor"):
+            del options[newer]
+
+    rewrite_meta(old, old, before_gamma)
+    Path(str(old) + ".toml").unlink()
+    status, _, err = run("train", "--resume", str(old), "--epochs", "3", "--gamma", "0.5", "--quiet")
+    assert status == 2 and "--gamma 0.5 would change the run, which has --gamma 0.1" in err
+    status, _, err = run("train", "--resume", str(old), "--epochs", "3", "--gamma", "0.1", "--quiet")
+    assert status == 0, err
+    resumed = gpunn.load_checkpoint(old, device="cpu")
+    numpy.testing.assert_array_equal(resumed.model.params, gpunn.load_checkpoint(straight, device="cpu").model.params)
+    assert resumed.training["history"]["lr"] == pytest.approx([1e-2, 1e-3, 1e-4], rel=1e-12)
+    assert cfgmod.read_toml(str(old) + ".toml")["gamma"] == 0.1

@@ -733,6 +733,30 @@ def test_a_sweep_that_recorded_an_unset_momentum_as_null_resumes_as_the_sweep_th
     assert run_options(checkpoint.read_meta(saved / "ensemble-0.npz"))["momentum"] == 0.9
 
 
+def test_an_exponential_sweep_saved_before_gamma_was_an_option_starts_its_other_ensembles_at_the_recorded_gamma(
+        tmp_path, capsys):
+    """A sweep saved by a gpunn without --gamma recorded none (its exponential schedule ran at 0.1, which its
+    checkpoints' schedule holds): an ensemble not started yet trains at that 0.1 when the sweep resumes, where
+    --schedule exponential without --gamma is refused now, and the sweep ends as the one that never stopped."""
+    grid = ["sweep", "--lr", "1e-3,1e-2", "--rows", "300", "--features", "3", "--hidden", "4", "--epochs", "2",
+            "--max-members", "1", "--quiet", "--device", "cpu", "--dtype", "float64", "--schedule", "exponential",
+            "--gamma", "0.1"]
+    saved, straight, resumed = tmp_path / "sweep", tmp_path / "straight.json", tmp_path / "resumed.json"
+    run(grid + ["--json", str(straight)], capsys)
+    run(grid + ["--save", str(saved)], capsys)
+    (saved / "ensemble-1.npz").unlink()  # as a sweep stopped before its second ensemble's first checkpoint
+
+    def before_gamma(meta):
+        options = run_options(meta)
+        for newer in ("gamma", "step_size", "min_factor"):
+            del options[newer]
+
+    rewrite_meta(saved / "ensemble-0.npz", saved / "ensemble-0.npz", before_gamma)
+    run(["sweep", "--resume", str(saved), "--json", str(resumed), "--quiet"], capsys)
+    assert members(resumed) == members(straight)
+    assert gpunn.load_checkpoint(saved / "ensemble-1.npz").settings.schedule == gpunn.Schedule("exponential", gamma=0.1)
+
+
 @pytest.mark.filterwarnings("ignore:members .* diverged")
 def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     path = tmp_path / "s.json"

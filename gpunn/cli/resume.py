@@ -31,6 +31,7 @@ from ..csvtext import joined_columns
 from ..hints import shell_word
 from ..optim import default_of
 from ..training.callbacks import Callback
+from . import lr_schedule
 from .common import counted
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
@@ -145,6 +146,7 @@ def recorded(path, parser, command="train"):
                              f"older gpunn) and there is no {shell_word(toml)}; resume it from Python: "
                              "gpunn.load_checkpoint(path).resume(X, Y)")
         options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
+        options = {**lr_schedule.recorded_options(training["settings"]["schedule"]), **options}
         return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None, source
     kind = saved.get(BACKEND_KEY)
     known = {k: v for k, v in saved.items() if k not in (BACKEND_KEY, GROUP_KEY)}
@@ -154,6 +156,8 @@ def recorded(path, parser, command="train"):
     except ValueError as exc:
         raise ValueError(f"--resume {shell_word(path)}: {exc}") from None
     options.update({k: None for k, v in known.items() if v is None})
+    # a run recorded before --gamma, --step-size and --min-factor ran at its checkpoint's schedule's
+    options = {**lr_schedule.recorded_options(training["settings"]["schedule"]), **options}
     return options, done, kind, source
 
 

@@ -14,9 +14,9 @@ import numpy
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..hints import folding, shell_word
-from ..optim import OPTIMIZERS, SCHEDULES, default_of
+from ..optim import OPTIMIZERS, default_of
 from ..training.state import position_words
-from . import data as data_cli
+from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
                      file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of, write_output)
 from .data import feature_count_or_names
@@ -112,9 +112,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
     s.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS, "optimizer"), default="adam",
                    help="optimizer, in any letter case (default: %(default)s)")
-    s.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES, "schedule"), default="constant",
-                   help="learning-rate schedule, in any letter case (default: %(default)s); step: x0.1 every 10 "
-                   "epochs, exponential: x0.1 each epoch")
+    lr_schedule.add_arguments(s)
     s.add_argument("--early-stopping", action="store_true", help="stop each member when its validation loss stops "
                    "improving (it is then frozen and keeps its best weights)")
     s.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before a member stops (default: %(default)s)")
@@ -506,6 +504,7 @@ def _run(args, opened) -> int:
     if args.rows < MIN_ROWS and not args.data:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
+    schedule = lr_schedule.schedule_of(args)  # (resumed: the recorded options, for the ensembles not started)
     resolve_grid(args)
     resolve_task(args, FEATURES)
     distributed, root, device = _launch(args.device)
@@ -594,7 +593,7 @@ def _run(args, opened) -> int:
                     callbacks += progress_of(args, g, groups)
                     history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
                                       optimizer=optimizer, lr=[s["lr"] for s in group],
-                                      weight_decay=[s["weight_decay"] for s in group], schedule=args.schedule,
+                                      weight_decay=[s["weight_decay"] for s in group], schedule=schedule,
                                       **({} if args.data else {"seed": args.seed}), validation_data=validation,
                                       callbacks=callbacks, verbose=verbose_of(args), distributed=distributed)
         except (TrainingDiverged, ValidationNotFinite) as exc:  # every member of this ensemble diverged, or none

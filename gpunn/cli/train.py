@@ -13,9 +13,9 @@ import numpy
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..hints import folding, shell_word
-from ..optim import OPTIMIZERS, SCHEDULES, default_of, make_optimizer, options_of
+from ..optim import OPTIMIZERS, default_of, make_optimizer, options_of
 from ..training.state import position_words
-from . import data as data_cli
+from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, bounded, check_report_outputs, counted, csv_text,
                      dtype, file_path, json_text, non_negative, number, positive, refuse_replacing_data, verbose_of,
                      write_output)
@@ -94,9 +94,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS, "optimizer"), default=d["optimizer"],
                    help="optimizer, in any letter case (default: %(default)s)")
     t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT})")
-    t.add_argument("--schedule", choices=SCHEDULES, type=folding(SCHEDULES, "schedule"), default="constant",
-                   help="learning-rate schedule, in any letter case (default: %(default)s); step: x0.1 every 10 "
-                   "epochs, exponential: x0.1 each epoch")
+    lr_schedule.add_arguments(t)
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
     t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum of sgd, momentum and nesterov (default: 0.9 for momentum and nesterov, 0 for sgd)")
@@ -245,6 +243,7 @@ def idle_options(args, resumed_too=False) -> dict:
         for dest in ("patience", "min_delta"):
             idle[dest] = ("sets early stopping, which this run does not use", ": add --early-stopping (or drop it)",
                           "this run does not use early stopping")
+    idle.update(lr_schedule.idle_options(args))
     if not (args.save or args.resume):
         idle["checkpoint_every"] = ("sets how often the checkpoint is written, and this run writes none",
                                     ": add --save PATH (or drop it)", "this run writes no checkpoint")
@@ -453,6 +452,7 @@ def _run(args, opened) -> int:
     for option in ("lr", "weight_decay", "momentum"):  # resolved, so that the checkpoint, its PATH.toml and --json
         if getattr(args, option) is None:              # record what it trains at (None: the optimizer has no such)
             setattr(args, option, default_of(args.optimizer, option))
+    schedule = None if args.resume else lr_schedule.schedule_of(args)  # (a resumed run's is its checkpoint's)
     resolve_task(args, FEATURES)
     distributed, root, device = _launch(args.device)
     if root:  # the one process that writes them (under mpiexec, another node may not even have the directory)
@@ -523,7 +523,7 @@ def _run(args, opened) -> int:
                                   callbacks=extra, distributed=distributed)
         else:
             history = model.fit(source, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                                schedule=args.schedule, verbose=verbose_of(args), callbacks=callbacks,
+                                schedule=schedule, verbose=verbose_of(args), callbacks=callbacks,
                                 distributed=distributed)
 
         def held_out_evaluator():  # the held-out chunks, streamed again
@@ -543,7 +543,7 @@ def _run(args, opened) -> int:
                                   distributed=distributed)
         else:
             history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                                schedule=args.schedule, verbose=verbose_of(args), validation_data=validation,
+                                schedule=schedule, verbose=verbose_of(args), validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
     if distributed and history.interrupted:
         ignore_late_interrupts()
