@@ -54,6 +54,27 @@ OTHER_LIBRARIES = {
 }
 
 
+# what users of other libraries look for on a model, {name: where gpunn has it}: the hint of a model's AttributeError
+# (Keras: save, save_weights, load_weights, compile, summary; PyTorch: state_dict, load_state_dict, forward)
+_SAVED = "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"
+_COPY_IN = "copy weights into the model, model.params[...] = other.params, or read a saved one with gpunn.load(path)"
+OTHER_MODEL_ATTRIBUTES = {
+    "save": _SAVED, "save_weights": _SAVED, "load_weights": _COPY_IN, "load_state_dict": _COPY_IN,
+    "state_dict": "the weights are model.params (one flat buffer) and its views model.weights and model.biases; "
+                  + _SAVED,
+    "forward": "model.predict(X) gives the outputs",
+    "compile": "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)",
+    "summary": "print(model) shows its layers; model.params.size is its parameter count",
+}
+
+
+def missing_attribute(obj, name: str, hint: str = "") -> AttributeError:
+    """Python's AttributeError for ``name``, which ``obj`` lacks, from a ``__getattr__``: with ``hint`` where it has
+    one (": gpunn.save(path, model) writes the model"), and ``name`` and ``obj`` set, so that a traceback adds
+    Python's own "Did you mean" (a plain AttributeError raised in ``__getattr__`` lost it: ``model.predcit``)."""
+    return AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}{hint}", name=name, obj=obj)
+
+
 def shell_word(text) -> str:
     """A path or a list of names as a message shows it, and as a command line takes it: bare where it holds nothing
     the shell reads (run.npz, a,b), else in single quotes ('my dir/a b.csv', 'first col,third'), so that its extent

@@ -27,7 +27,7 @@ from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
                      held_warnings, picked_names, positive_int, seed_int, warn_read_by_position)
-from .hints import keywords_hinted
+from .hints import OTHER_MODEL_ATTRIBUTES, keywords_hinted, missing_attribute
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -357,6 +357,10 @@ class DeviceModel(RawUnits):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         keywords_hinted(cls)  # MLP(layer_size=...): did you mean layer_sizes?
+
+    def __getattr__(self, name):  # (an attribute not found): another library's name is shown gpunn's way
+        hint = OTHER_MODEL_ATTRIBUTES.get(name)
+        raise missing_attribute(self, name, f" ({hint})" if hint else "")
 
     def _as_input(self, X, name="X"):
         """X as the model's input matrix: a DataFrame's columns picked by ``data_columns``, on the device."""

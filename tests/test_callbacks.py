@@ -424,8 +424,10 @@ def test_what_another_library_looks_for_on_the_history_is_shown_where_it_is(data
     object has no attribute ..."."""
     X, Y, _, _ = data
     history = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False)
-    with pytest.raises(AttributeError, match=r"^'History' object has no attribute " + says):
+    with pytest.raises(AttributeError, match=r"^'History' object has no attribute " + says) as caught:
         getattr(history, name)
+    # (what a traceback's "Did you mean: 'stopped_early'?" is found by: it was lost for history.stoped_early)
+    assert caught.value.name == name and caught.value.obj is history
     assert not hasattr(history, "__deepcopy__") and copy.deepcopy(history) == history
 
 

@@ -1043,6 +1043,28 @@ def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
         gpunn.save(model, str(tmp_path / "m.npz"))
 
 
+@pytest.mark.parametrize("name, says", [
+    ("save", "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"),  # Keras's
+    ("state_dict", "the weights are model.params (one flat buffer) and its views model.weights and model.biases; "),
+    ("load_state_dict", "copy weights into the model, model.params[...] = other.params, or read a saved one"),
+    ("forward", "model.predict(X) gives the outputs"),  # PyTorch's
+    ("compile", "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)"),
+])
+@pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
+                         ids=["MLP", "Ensemble"])
+def test_what_another_library_looks_for_on_a_model_is_shown_where_gpunn_has_it(make, name, says):
+    """model.save(path), Keras's, said only "'MLP' object has no attribute 'save'". Another name keeps Python's own
+    words, and the name and object its "Did you mean" is found by (model.predcit: 'predict')."""
+    model = make()
+    with pytest.raises(AttributeError) as caught:
+        getattr(model, name)
+    assert str(caught.value).startswith(f"{type(model).__name__!r} object has no attribute {name!r} ({says}")
+    with pytest.raises(AttributeError) as caught:
+        model.predcit
+    assert str(caught.value) == f"{type(model).__name__!r} object has no attribute 'predcit'"
+    assert caught.value.name == "predcit" and caught.value.obj is model
+
+
 def test_load_and_save_take_a_path_and_refuse_an_open_file_saying_to_pass_its_name(model, tmp_path):
     """numpy.load and torch.load take an open file; gpunn reads and writes checkpoints by name (a write through a
     temporary file beside it), and said "expected str, bytes or os.PathLike object, not BufferedReader". A

@@ -20,7 +20,7 @@ import numpy
 
 from ..backend import host_array
 from ..checks import flag, got, non_negative_int, real, verbosity
-from ..hints import keywords_hinted
+from ..hints import keywords_hinted, missing_attribute
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -141,7 +141,7 @@ class History(dict):
     best = None
 
     def __getattr__(self, name):
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{self._hint(name)}")
+        raise missing_attribute(self, name, self._hint(name))
 
     def _hint(self, name) -> str:
         """What a user of another library looks for under ``name``: Keras's ``history.history["loss"]``, a key
