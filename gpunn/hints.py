@@ -55,16 +55,22 @@ OTHER_LIBRARIES = {
 
 
 # what users of other libraries look for on a model, {name: where gpunn has it}: the hint of a model's AttributeError
-# (Keras: save, save_weights, load_weights, compile, summary; PyTorch: state_dict, load_state_dict, forward)
+# (Keras: save, save_weights, load_weights, compile, summary, count_params; PyTorch: state_dict, load_state_dict,
+# forward, parameters, to, cpu, cuda, eval, train)
 _SAVED = "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"
 _COPY_IN = "copy weights into the model, model.params[...] = other.params, or read a saved one with gpunn.load(path)"
+_PARAMETERS = "the weights are model.params (one flat buffer) and its views model.weights and model.biases"
+_MOVED = "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device='cpu')"
+_NO_MODES = ("gpunn's models have no training and evaluation modes (no dropout or batch norm): fit trains, predict "
+             "infers")
 OTHER_MODEL_ATTRIBUTES = {
     "save": _SAVED, "save_weights": _SAVED, "load_weights": _COPY_IN, "load_state_dict": _COPY_IN,
-    "state_dict": "the weights are model.params (one flat buffer) and its views model.weights and model.biases; "
-                  + _SAVED,
+    "state_dict": f"{_PARAMETERS}; {_SAVED}", "parameters": _PARAMETERS,
     "forward": "model.predict(X) gives the outputs",
     "compile": "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)",
     "summary": "print(model) shows its layers; model.params.size is its parameter count",
+    "count_params": "model.params.size is its parameter count",
+    "to": _MOVED, "cpu": _MOVED, "cuda": _MOVED, "eval": _NO_MODES, "train": _NO_MODES,
 }
 
 

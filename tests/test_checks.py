@@ -1049,6 +1049,8 @@ def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
     ("load_state_dict", "copy weights into the model, model.params[...] = other.params, or read a saved one"),
     ("forward", "model.predict(X) gives the outputs"),  # PyTorch's
     ("compile", "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)"),
+    ("to", "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device="),
+    ("eval", "gpunn's models have no training and evaluation modes (no dropout or batch norm): fit trains, predict"),
 ])
 @pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
                          ids=["MLP", "Ensemble"])
