@@ -165,6 +165,22 @@ def _as_keyword(name, value):
     return name if value is None else f"{name}={value!r}"
 
 
+# keywords another library's method of the same name takes, and gpunn's does not, {method: {keyword: hint}}: Keras's
+# predict(X, batch_size=32, verbose=0) and evaluate's, its fit's steps_per_epoch and initial_epoch, and the loss its
+# compile takes; scikit-learn's sample_weight. Too far from gpunn's names for difflib, or nearest another option
+_ROWS_IN_CHUNKS = "it runs the rows in chunks of its own and shows no progress"
+OTHER_KEYWORDS = {
+    "fit": {"loss": "gpunn's models train on the mean squared error only",
+            "sample_weight": "every row weighs the same: gpunn has no sample weights",
+            "steps_per_epoch": "an epoch is one pass over the training rows",
+            "initial_epoch": "a run goes on from its checkpoint: gpunn.load_checkpoint(path).resume(X, Y)"},
+    "predict": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
+    "evaluate": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
+}
+OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
+OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
+
+
 def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -> TypeError:
     """Python's TypeError for a keyword argument ``call`` (``"MLP.fit"``) does not take, with the parameter of
     ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
@@ -174,6 +190,9 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     ``epoch``: epochs), where it stands for none of ``names``."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
+    other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
+    if other:
+        return TypeError(f"{said} ({other})")
     if key in fit_options:
         return TypeError(f"{said} ({key} is fit's option: model.fit(X, Y, {key}={shown}))")
     if key == "betas" and {"beta1", "beta2"} <= set(names):  # Adam(betas=(0.9, 0.99)) was "did you mean beta2?"

@@ -27,7 +27,7 @@ from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
                      held_warnings, picked_names, positive_int, seed_int, warn_read_by_position)
-from .hints import OTHER_MODEL_ATTRIBUTES, keywords_hinted, missing_attribute
+from .hints import OTHER_MODEL_ATTRIBUTES, keywords_checked, keywords_hinted, missing_attribute
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -357,6 +357,9 @@ class DeviceModel(RawUnits):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         keywords_hinted(cls)  # MLP(layer_size=...): did you mean layer_sizes?
+        for name in ("predict", "evaluate", "score", "loss"):  # predict(X, verbose=0), Keras's: it takes X alone
+            if name in cls.__dict__:
+                setattr(cls, name, keywords_checked(cls.__dict__[name], f"{cls.__name__}.{name}"))
 
     def __getattr__(self, name):  # (an attribute not found): another library's name is shown gpunn's way
         hint = OTHER_MODEL_ATTRIBUTES.get(name)

@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming what was wrong and where, never a silent result."""
 import copy
 import datetime
+import inspect
 import io
 import json
 import re
@@ -1065,6 +1066,29 @@ def test_what_another_library_looks_for_on_a_model_is_shown_where_gpunn_has_it(m
         model.predcit
     assert str(caught.value) == f"{type(model).__name__!r} object has no attribute 'predcit'"
     assert caught.value.name == "predcit" and caught.value.obj is model
+
+
+@pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
+                         ids=["MLP", "Ensemble"])
+def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpunn_does_instead(make, data):
+    """model.predict(X, verbose=0), Keras's, said only "MLP.predict() got an unexpected keyword argument 'verbose'";
+    so did fit(loss=...), sample_weight, steps_per_epoch and initial_epoch. Each method of hints.OTHER_KEYWORDS
+    names what gpunn does instead; none of its keywords is one the method takes (which the hint would never reach)."""
+    from gpunn.hints import OTHER_KEYWORDS
+
+    model = make()
+    X, Y = data
+    for method, hints in OTHER_KEYWORDS.items():
+        call = getattr(model, method)
+        assert not set(hints) & set(inspect.signature(call).parameters), method
+        for key, hint in hints.items():
+            with pytest.raises(TypeError) as caught:
+                call(X, Y, **{key: 0}) if method != "predict" else call(X, **{key: 0})
+            assert str(caught.value) == (f"{type(model).__name__}.{method}() got an unexpected keyword argument "
+                                         f"{key!r} ({hint})")
+    with pytest.raises(TypeError, match=r"^MLP.predict\(\) got an unexpected keyword argument 'x' "
+                                        r"\(did you mean X\?\)$"):
+        MLP([3, 4, 2], device="cpu").predict(x=X)  # predict's own, in scikit-learn's and PyTorch's case: hinted
 
 
 def test_load_and_save_take_a_path_and_refuse_an_open_file_saying_to_pass_its_name(model, tmp_path):
