@@ -219,7 +219,7 @@ def test_a_rank_that_waited_too_long_is_led_by_the_command_it_runs_and_by_gpunn_
     from gpunn.distributed import comm
 
     class Rank:
-        rank, size, timeout = 0, 2, 2.0
+        rank, size, timeout, timeout_given = 0, 2, 2.0, False
         aborted = None
 
         def abort(self, code):

@@ -1,5 +1,6 @@
 """Data-parallel training (gpunn.distributed): the sharding and the configuration check in process,
 and the whole contract under ``mpiexec -n 2`` (tests/mpi_script.py) where mpi4py and mpiexec exist."""
+import ast
 import contextlib
 import json
 import math
@@ -1208,7 +1209,10 @@ def rank_with_piped_output(monkeypatch):
         monkeypatch.setenv("PMI_SIZE", "2")
         aborted = []
         rank = comm.MpiComm.__new__(comm.MpiComm)  # (its __init__ would start MPI)
-        rank.comm = types.SimpleNamespace(Abort=lambda code: aborted.append((code, output.unread(err_write))))
+        # COMM_WORLD's abort, not gpunn's communicator's (comm.MpiComm.abort: the job's status is then the abort's)
+        world = types.SimpleNamespace(Abort=lambda code: aborted.append((code, output.unread(err_write))))
+        rank.MPI = types.SimpleNamespace(COMM_WORLD=world)
+        rank.comm = types.SimpleNamespace(Abort=lambda code: aborted.append(("gpunn's communicator aborted", code)))
         monkeypatch.setattr(comm, "_end_this_process", lambda code: aborted.append(("ended", code)))
         rank.rank, rank.size, rank.timeout = 0, 2, 2.0
         return rank, aborted, (err_read, out_read)
@@ -1254,7 +1258,7 @@ def test_a_rank_that_ends_the_job_aborts_it_after_the_launcher_has_read_its_line
         comm.abort_on_error(rank, RuntimeError("rank 0 fails on purpose"))
         said, code = "RuntimeError: rank 0 fails on purpose", 1
     else:
-        fake = types.SimpleNamespace(COMM_WORLD=rank.comm)
+        fake = types.SimpleNamespace(COMM_WORLD=rank.MPI.COMM_WORLD)
         monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
         monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
         print("gpunn [rank 0 of ranks 0-1]: this rank failed; aborting all ranks.", file=sys.stderr, flush=True)
@@ -1320,7 +1324,7 @@ def test_a_rank_whose_stderr_is_gone_or_closed_still_ends_the_job(monkeypatch, s
     aborted = []
 
     class Rank:
-        rank, size, timeout = 0, 2, 2.0
+        rank, size, timeout, timeout_given = 0, 2, 2.0, False
 
         def abort(self, code):
             aborted.append(code)
@@ -1357,6 +1361,30 @@ def test_a_rank_still_starting_mpi_after_the_timeout_says_so_and_is_ended():
     done = waiting.run([sys.executable, "-c", _STARTING_MPI, "0.2", "600"], timeout=120, env=env)
     assert done.returncode == -signal.SIGKILL and done.stdout == ""
     assert re.fullmatch(r"gpunn \[rank 0 of ranks 0-1\]: waited 0 s in MPI_Init\n", done.stderr), done.stderr
+
+
+_WATCHER_STREAMS = ("import os, sys, time\n"
+                    "from gpunn.distributed.init_watch import timed_start\n"
+                    "with timed_start('never said {:.0f}\\n', 600):\n"
+                    "    time.sleep(0.5)  # (the child's exec)\n"
+                    "    me = os.getpid()\n"
+                    "    child = next(int(p) for p in os.listdir('/proc') if p.isdigit() and\n"
+                    "                 open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1] == str(me))\n"
+                    "    print([os.readlink(f'/proc/{pid}/fd/{fd}') for pid in (me, child) for fd in (1, 2)])\n")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="the child reopens a rank's pipes through /proc (Linux)")
+def test_the_child_timing_a_rank_holds_no_end_of_its_stdout_or_stderr_pipes():
+    """A launcher reports a rank's end once every holder of its stdout and stderr pipes has closed them: the child
+    timing an MPI_Abort (comm._abort_job) held them, and mpiexec returned 9 (the other rank, killed meanwhile) for
+    about a third of the watchdog's aborts. It opens them again through /proc only when it has to speak (tested by
+    test_a_rank_still_starting_mpi_after_the_timeout_says_so_and_is_ended, whose stderr is a pipe)."""
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent))
+    done = waiting.run([sys.executable, "-c", _WATCHER_STREAMS], timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    rank_out, rank_err, child_out, child_err = ast.literal_eval(done.stdout)
+    assert rank_out.startswith("pipe:") and rank_err.startswith("pipe:")
+    assert (child_out, child_err) == ("/dev/null", "/dev/null")
 
 
 def test_a_rank_that_starts_mpi_within_the_timeout_is_left_alone():
@@ -1445,6 +1473,33 @@ def test_the_watchdogs_line_says_a_sub_second_wait_in_hundredths(monkeypatch, ca
                                            f"(GPUNN_DIST_TIMEOUT={timeout:g} s).\n") and aborted == [3]
 
 
+@pytest.mark.parametrize("env", [None, "7"])
+def test_the_watchdogs_line_names_world_timeout_where_the_script_gave_it(monkeypatch, capsys, env):
+    """world(timeout=)'s timeout overrides GPUNN_DIST_TIMEOUT: the aborting line said "GPUNN_DIST_TIMEOUT=0.5 s" of a
+    variable unset or set to another value, sending the user to the wrong knob. A communicator made before
+    world(timeout=) set it anew says the new setting; one left to the variable still names the variable."""
+    from gpunn.distributed import comm
+
+    monkeypatch.setattr(comm, "_REPORT", [])
+    if env is None:
+        monkeypatch.delenv("GPUNN_DIST_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("GPUNN_DIST_TIMEOUT", env)
+    rank = comm.MpiComm.__new__(comm.MpiComm)
+    aborted = []
+    rank.rank, rank.size, rank.abort = 0, 2, aborted.append
+    rank.timeout = comm._timeout_from_env(None)
+    rank._watchdog = comm._Watchdog(rank.timeout, rank._timed_out)
+    rank._timed_out("the all-reduce", 400.0)
+    assert capsys.readouterr().err.endswith(f"Aborting the job (GPUNN_DIST_TIMEOUT={300 if env is None else 7} s).\n")
+    monkeypatch.setitem(comm._WORLD, "control", rank)
+    assert comm._control(0.5) is rank and (rank.timeout, rank._watchdog.timeout) == (0.5, 0.5)
+    rank._timed_out("the all-reduce", 0.6)
+    assert capsys.readouterr().err == ("gpunn [rank 0 of ranks 0-1]: waited 0.6 s in the all-reduce; another rank has "
+                                       "stopped (failed, hung or killed). Aborting the job (world(timeout=0.5)).\n")
+    assert aborted == [3, 3]
+
+
 def test_gpunn_info_under_a_launcher_speaks_as_gpunn_info_in_its_lines_about_the_job(monkeypatch, capsys):
     """gpunn info (predict, bench) under a launcher of several processes starts MPI, timed, for the ranks' check that
     each runs the same command: its line said "gpunn [rank 0 of ranks 0-1]: waited ...", as a program of its own."""
@@ -1472,7 +1527,7 @@ _FAKE_MPI = ("import os, sys\n"
 
 _ENDING = {"end_launched_job": "comm.end_launched_job(3)\n",
            "abort_on_error": ("rank = comm.MpiComm.__new__(comm.MpiComm)\n"
-                              "rank.comm, rank.rank, rank.size = MPI.COMM_WORLD, 0, 2\n"
+                              "rank.comm, rank.MPI, rank.rank, rank.size = MPI.COMM_WORLD, MPI, 0, 2\n"
                               "comm.abort_on_error(rank, RuntimeError('rank 0 fails on purpose'))\n")}
 
 
@@ -1944,10 +1999,11 @@ def test_ranks_whose_first_losses_differ_judge_divergence_by_rank_0s_reference_a
 @pytest.mark.parametrize("mode,says", [("fail", r"\[rank 1 of ranks 0-1\]: this rank failed; aborting all ranks\.\nTraceback "
                                                 r"[\s\S]*\nRuntimeError: rank 1 fails on purpose\n"),  # its traceback
                                        # the timeout is 2 s, and the watchdog looks every 0.5 s, each look counting
-                                       # at most 1 s (a late one on a loaded machine); world(timeout=2)'s, not 300
+                                       # at most 1 s (a late one on a loaded machine); world(timeout=2)'s, not 300,
+                                       # and the line says it came from there (GPUNN_DIST_TIMEOUT is not set)
                                        ("hang", r"\[rank 0 of ranks 0-1\]: waited [23] s in the stop-flag exchange; another rank "
                                                 r"has stopped \(failed, hung or killed\)\. Aborting the job "
-                                                r"\(GPUNN_DIST_TIMEOUT=2 s\)\.\n"),
+                                                r"\(world\(timeout=2\)\)\.\n"),
                                        ("die", ""),  # mpiexec's own report of the killed rank
                                        # before the fit, before MPI started on it: rank 0 waited in MPI_Init forever
                                        ("fail_before_the_fit", r"(?m)^gpunn \[rank 1 of ranks 0-1\]: this rank failed; "

@@ -127,6 +127,12 @@ def _timeout_from_env(timeout):
     return seconds
 
 
+def timeout_setting(seconds, given) -> str:
+    """Where a rank's collective timeout of ``seconds`` came from, as its aborting line says it: world(timeout=)
+    where ``given`` (the script's own, which GPUNN_DIST_TIMEOUT does not change), else GPUNN_DIST_TIMEOUT."""
+    return f"world(timeout={seconds:g})" if given else f"{ENV_TIMEOUT}={seconds:g} s"
+
+
 def seconds_spec(timeout) -> str:
     """The format spec of a wait of about ``timeout`` seconds in a line: whole seconds from a 1 s timeout on, two
     significant digits below ("waited 0.26 s": a 0.2 s timeout's wait read "waited 0 s")."""
@@ -208,11 +214,13 @@ class MpiComm:
     """
 
     engine = "mpi"
+    timeout_given = False
 
     def __init__(self, comm=None, timeout=None):
         self.timeout = _timeout_from_env(timeout)
+        self.timeout_given = timeout is not None  # world(timeout=)'s, not GPUNN_DIST_TIMEOUT's: the aborting line says so
         try:
-            with _mpi_init_timed(self.timeout):
+            with _mpi_init_timed(self.timeout, setting=timeout_setting(self.timeout, self.timeout_given)):
                 from mpi4py import MPI
         except ImportError:
             raise DistributedError('distributed training needs mpi4py and an MPI runtime: pip install "gpunn[mpi]" '
@@ -254,14 +262,20 @@ class MpiComm:
     def _timed_out(self, label, seconds):
         _say(f"{_speaker()} [{rank_words(self.rank, self.size)}]: waited {seconds:{seconds_spec(self.timeout)}} s in "
              f"{label}; another rank has stopped (failed, hung or killed). Aborting the job "
-             f"({ENV_TIMEOUT}={self.timeout:g} s).\n")
+             f"({timeout_setting(self.timeout, self.timeout_given)}).\n")
         self.abort(3)
 
     def abort(self, code=1):
         """End every rank of the job now (MPI_Abort), once the launcher has read what this rank wrote (the line
-        saying why: :func:`gpunn.distributed.output.read_by_the_launcher`)."""
+        saying why: :func:`gpunn.distributed.output.read_by_the_launcher`).
+
+        COMM_WORLD's abort, not gpunn's communicator's: MPICH ends an abort of another communicator by telling the
+        ranks and exiting, and ``mpiexec`` then returned the status of whichever rank it saw end first, the abort's
+        code or 9 of a rank it killed (7 jobs in 60 with one CPU busy beside a 2-rank job; COMM_WORLD's: 0 in 200,
+        its code reaching ``mpiexec`` with the abort itself). So a job's status says how it ended: 1 a rank's error,
+        3 a collective's timeout."""
         read_by_the_launcher()
-        _abort_job(self.comm, code)
+        _abort_job(self.MPI.COMM_WORLD, code)
         _end_this_process(code)  # (where MPI_Abort returned)
 
     # ---- gradients and parameters (device arrays; host arrays here) ----------------------
@@ -743,6 +757,7 @@ def _control(timeout):
         comm = _WORLD["control"] = MpiComm(timeout=timeout) if have_mpi or launched_size() > 1 else LocalComm()
     elif timeout is not None and isinstance(comm, MpiComm):
         comm.timeout = comm._watchdog.timeout = _seconds_given(timeout)
+        comm.timeout_given = True
     return comm
 
 

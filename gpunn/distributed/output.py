@@ -17,11 +17,12 @@ uncaught exception reaches its hook).
 What the wait cannot cover: the line MPICH's MPI_Abort writes itself (``Abort(3) on node 0 (rank 0 in comm 0):
 application called MPI_Abort(...)``, src/mpid/ch4/src/ch4_globals.c MPID_Abort), which it follows at once, in the
 same C call, with its abort message to the proxy; no code of the rank runs between the two. On an abort of
-COMM_WORLD (the uncaught-exception hook's; the watchdog's before gpunn's communicator exists) that message goes over
-the PMI socket and the line can be lost as gpunn's was (2 jobs in 60). On gpunn's own communicator (every abort after
-its set-up) MPICH tells the other ranks directly and the rank exits (src/mpid/ch4/src/mpidig_comm_abort.c); the
-proxy reads the rank's pipes to their end before it reports the exit (src/pm/hydra/proxy/pmip.c), so nothing is lost
-there.
+COMM_WORLD, which every gpunn abort is, that message goes over the PMI socket and the line can be lost as gpunn's
+was (2 jobs in 60). Aborting gpunn's own communicator kept it (MPICH tells the other ranks directly and the rank
+exits, src/mpid/ch4/src/mpidig_comm_abort.c, and the proxy reads the rank's pipes to their end before it reports the
+exit, src/pm/hydra/proxy/pmip.c), but then ``mpiexec`` returned either the abort's code or 9, of the rank it killed,
+by which it saw end first (gpunn.distributed.comm.MpiComm.abort): a job's status that says how it ended was judged
+worth more than MPICH's line repeating gpunn's.
 """
 from __future__ import annotations
 
