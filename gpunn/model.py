@@ -20,6 +20,7 @@ ml_dtypes is installed, else uint16 holding the same 16 bits.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy
 
@@ -362,6 +363,11 @@ class DeviceModel(RawUnits):
                 setattr(cls, name, keywords_checked(cls.__dict__[name], f"{cls.__name__}.{name}"))
 
     def __getattr__(self, name):  # (an attribute not found): another library's name is shown gpunn's way
+        # Python comes here too where a property's getter raised AttributeError (a bug in it, or one of a subclass's):
+        # that error is the one to show, raised again by its getter, not "no attribute" of the property's own name
+        found = inspect.getattr_static(type(self), name, None)
+        if hasattr(found, "__get__"):
+            return found.__get__(self, type(self))
         hint = OTHER_MODEL_ATTRIBUTES.get(name)
         raise missing_attribute(self, name, f" ({hint})" if hint else "")
 

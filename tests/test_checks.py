@@ -1068,6 +1068,18 @@ def test_what_another_library_looks_for_on_a_model_is_shown_where_gpunn_has_it(m
     assert caught.value.name == "predcit" and caught.value.obj is model
 
 
+def test_an_attribute_error_inside_a_models_property_is_shown_not_no_attribute_of_the_property():
+    """A model's __getattr__ (the hints above) is also what Python calls where a property's getter raises
+    AttributeError: a subclass's property with a bug in it said "'Sub' object has no attribute 'broken'"."""
+    class Sub(MLP):
+        @property
+        def broken(self):
+            return self.layer_sizes_misspelt
+
+    with pytest.raises(AttributeError, match=r"^'Sub' object has no attribute 'layer_sizes_misspelt'$"):
+        Sub([3, 4, 2], device="cpu").broken
+
+
 @pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
                          ids=["MLP", "Ensemble"])
 def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpunn_does_instead(make, data):
