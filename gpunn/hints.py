@@ -160,6 +160,12 @@ def _betas(value) -> str:
     return "beta1=..., beta2=..."
 
 
+def _shown(value) -> str:
+    """A keyword's value as a hint writes it back: its repr, or "..." past 40 characters (validation_data's arrays)."""
+    text = repr(value)
+    return text if len(text) <= 40 else "..."
+
+
 def _as_keyword(name, value):
     name = name.replace("-", "_")
     return name if value is None else f"{name}={value!r}"
@@ -189,7 +195,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     with the ``value`` given; so is one that stands for a fit option (``learning_rate``: lr, another tool's name;
     ``epoch``: epochs), where it stands for none of ``names``."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
-    shown = repr(value) if len(repr(value)) <= 40 else "..."  # (validation_data's arrays: not spelled out)
+    shown = _shown(value)
     other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
     if other:
         return TypeError(f"{said} ({other})")
@@ -227,7 +233,7 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
         option = _as_keyword(found.names[0], None) if found and len(found.names) == 1 else None
     if option is None:
         return unexpected_keyword(call, key, names, value)
-    shown = repr(value) if len(repr(value)) <= 40 else "..."
+    shown = _shown(value)
     if option == "optimizer":
         new_fit = f"optimizer={shown}"
     elif option in OPTIMIZER_OPTIONS:  # a new optimizer of that setting
