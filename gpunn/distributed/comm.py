@@ -271,8 +271,8 @@ class MpiComm:
 
         COMM_WORLD's abort, not gpunn's communicator's: MPICH ends an abort of another communicator by telling the
         ranks and exiting, and ``mpiexec`` then returned the status of whichever rank it saw end first, the abort's
-        code or 9 of a rank it killed (7 jobs in 60 with one CPU busy beside a 2-rank job; COMM_WORLD's: 0 in 200,
-        its code reaching ``mpiexec`` with the abort itself). So a job's status says how it ended: 1 a rank's error,
+        code or 9 of a rank it killed (7 jobs in 60; COMM_WORLD's: 0 in 200, its code reaching ``mpiexec`` with the
+        abort itself; MPICH 5.0.2, 2 ranks on a 2-core Xeon with one core kept busy). So a job's status says how it ended: 1 a rank's error,
         3 a collective's timeout."""
         read_by_the_launcher()
         _abort_job(self.MPI.COMM_WORLD, code)
