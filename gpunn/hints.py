@@ -221,16 +221,34 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
     return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
 
 
-def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_options=()) -> TypeError:
-    """:func:`unexpected_keyword` for ``Checkpoint.resume``, given a fit's option (of ``fit_options``, or an
-    optimizer's) that a resume does not take, the name or one standing for it (``learning_rate``: lr): the run goes on
-    with the settings its checkpoint holds, so the message shows the fit of the loaded model that trains on with
-    another (Python's said only ``got an unexpected keyword argument 'lr'``)."""
-    dashed = key.replace("_", "-")
-    option = key if key in fit_options or key in OPTIMIZER_OPTIONS else None
-    if option is None and not meant(dashed, [name.replace("_", "-") for name in names]):
-        found = meant(dashed, [name.replace("_", "-") for name in fit_options])
-        option = _as_keyword(found.names[0], None) if found and len(found.names) == 1 else None
+def _option_meant(key: str, options) -> str | None:
+    """The one option of ``options`` that keyword ``key`` is or stands for (``learning_rate``: lr), or None."""
+    if key in options:
+        return key
+    found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in options])
+    return _as_keyword(found.names[0], None) if found and len(found.names) == 1 else None
+
+
+def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_options=None) -> TypeError:
+    """:func:`unexpected_keyword` for ``Checkpoint.resume``, given a fit's option (or an optimizer's) that a resume
+    does not take, the name or one standing for it (``learning_rate``: lr): the run goes on with the settings its
+    checkpoint holds, so the message shows the fit of the loaded model that trains on with another (Python's said
+    only ``got an unexpected keyword argument 'lr'``). ``fit_options``: each kind of model's fit options,
+    ``{"MLP": [...], "Ensemble": [...]}``, the checkpoint's own kind first; an option that only another kind's fit
+    takes (``bootstrap``, given an MLP's run) is said to be that kind's: the loaded model's fit would refuse it."""
+    kinds = dict(fit_options or {})
+    kind, own = next(iter(kinds.items()), (None, ()))
+    exact = key in OPTIMIZER_OPTIONS or any(key in options for options in kinds.values())
+    if not exact and meant(key.replace("_", "-"), [name.replace("_", "-") for name in names]):
+        return unexpected_keyword(call, key, names, value)  # resume's own, misspelt (epoch: epochs)
+    option = key if key in OPTIMIZER_OPTIONS else _option_meant(key, own)
+    for other, options in list(kinds.items())[1:] if option is None else ():
+        other_option = _option_meant(key, options)
+        if other_option:  # (both kinds' names take "an": an MLP's, an Ensemble's)
+            meant_words = "" if other_option == key else f"did you mean {other_option}? "
+            return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({meant_words}{other_option} is an "
+                             f"{other}'s fit option, and this checkpoint holds an {kind}'s run: resume it without "
+                             f"{other_option})")
     if option is None:
         return unexpected_keyword(call, key, names, value)
     shown = _shown(value)
@@ -296,7 +314,8 @@ def folding(names, what: str):
 def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_keyword):
     """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
     (``validation_split``, Keras's name: ``validation_fraction``), or, for a constructor, the class's fit where
-    ``fit_options`` has it (:func:`unexpected_keyword`, or the ``refusal`` given: Checkpoint.resume's); ``name``: the
+    ``fit_options`` has it (:func:`unexpected_keyword`, or the ``refusal`` given: Checkpoint.resume's, whose
+    ``fit_options`` is a function of the call's first argument, the checkpoint, giving its model's); ``name``: the
     call's in the message. A function taking ``**kwargs`` is given back as it is (any keyword is its own)."""
     parameters = inspect.signature(function).parameters  # (a decorated function's own: signature unwraps)
     if any(spec.kind == spec.VAR_KEYWORD for spec in parameters.values()):
@@ -307,7 +326,8 @@ def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_key
     def checked(*args, **kwargs):
         for key in kwargs:
             if key not in known:
-                raise refusal(name or function.__name__, key, list(parameters)[1:], kwargs[key], fit_options)
+                options = fit_options(args[0]) if callable(fit_options) else fit_options
+                raise refusal(name or function.__name__, key, list(parameters)[1:], kwargs[key], options)
         return function(*args, **kwargs)
     return checked
 

@@ -1016,6 +1016,30 @@ def test_a_fit_option_given_to_resume_shows_the_fit_that_trains_on_with_it(data,
         ckpt.resume(X, Y, epoch=3)  # resume's own option, misspelt
 
 
+def test_an_option_only_the_other_kinds_fit_takes_given_to_resume_is_said_to_be_that_kinds(data, tmp_path):
+    """An MLP's resume(X, Y, bootstrap=True) showed "ckpt.model.fit(X, Y, optimizer=ckpt.optimizer, bootstrap=True)",
+    a fit that an MLP refuses: the hint took the options of an MLP's fit and an Ensemble's together."""
+    X, Y = data
+    one = dict(epochs=1, batch_size=400, verbose=False)
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, **one, callbacks=[gpunn.ModelCheckpoint(tmp_path / "m.npz")])
+    gpunn.Ensemble([6, 8, 2], n_models=2, device="cpu", seed=0).fit(
+        X, Y, **one, callbacks=[gpunn.ModelCheckpoint(tmp_path / "e.npz")])
+    mlp, ensemble = gpunn.load_checkpoint(tmp_path / "m.npz"), gpunn.load_checkpoint(tmp_path / "e.npz")
+    with pytest.raises(TypeError, match=r"'bootstrap' \(bootstrap is an Ensemble's fit option, and this checkpoint "
+                                        r"holds an MLP's run: resume it without bootstrap\)$"):
+        mlp.resume(X, Y, bootstrap=True)
+    with pytest.raises(TypeError, match=r"'bootstrp' \(did you mean bootstrap\? bootstrap is an Ensemble's fit "):
+        mlp.resume(X, Y, bootstrp=True)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'bootstrap'$"):
+        mlp.model.fit(X, Y, bootstrap=True)  # (what the hint showed)
+    with pytest.raises(TypeError, match=r"'graph' \(graph is an MLP's fit option, and this checkpoint holds an "
+                                        r"Ensemble's run: resume it without graph\)$"):
+        ensemble.resume(X, Y, graph=True)
+    with pytest.raises(TypeError, match=re.escape("ckpt.model.fit(X, Y, optimizer=ckpt.optimizer, bootstrap=True)")):
+        ensemble.resume(X, Y, bootstrap=True)  # an Ensemble's own fit option is shown in its fit, as before
+    assert mlp.resume(X, Y, epochs=2, verbose=False)["epoch"] == [1, 2]  # (refused before anything trained)
+
+
 def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path, interrupt_at):
     # resume(epochs=2) of a 3-epoch run trained nothing, then wrote a checkpoint at epoch 3 of a 2-epoch run,
     # which every later load refused ("impossible position")

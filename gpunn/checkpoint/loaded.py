@@ -132,10 +132,21 @@ class Checkpoint:
                           distributed=distributed)
 
 
-# a fit's options that a resume does not take (the run's, from its checkpoint), which its refusal shows in a fit
-_FIT_OPTIONS = [name for function in (fit, ens_training.fit_ensemble)
-                for name, spec in inspect.signature(function).parameters.items() if spec.kind == spec.KEYWORD_ONLY]
-Checkpoint.resume = keywords_checked(Checkpoint.resume, "Checkpoint.resume", _FIT_OPTIONS, unexpected_resume_keyword)
+# each kind of model's fit options, which a resume does not take (the run's, from its checkpoint): its refusal shows
+# one in the loaded model's fit, and says one that only the other kind's fit takes is that kind's (bootstrap: an
+# Ensemble's), which the union of the two showed in a fit that refused it
+_FIT_OPTIONS = {kind: [name for name, spec in inspect.signature(function).parameters.items()
+                       if spec.kind == spec.KEYWORD_ONLY]
+                for kind, function in (("MLP", fit), ("Ensemble", ens_training.fit_ensemble))}
+
+
+def _fit_options(checkpoint) -> dict:
+    """_FIT_OPTIONS with the checkpoint's own kind first."""
+    kind = "MLP" if _members(checkpoint.model) is None else "Ensemble"
+    return {kind: _FIT_OPTIONS[kind], **_FIT_OPTIONS}
+
+
+Checkpoint.resume = keywords_checked(Checkpoint.resume, "Checkpoint.resume", _fit_options, unexpected_resume_keyword)
 
 
 def load_checkpoint(path, device="auto") -> Checkpoint:
