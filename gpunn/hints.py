@@ -149,8 +149,10 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
 OPTIMIZER_OPTIONS = {"weight_decay": "Adam", "beta1": "Adam", "beta2": "Adam", "eps": "Adam", "betas": "Adam",
                      "momentum": "SGD", "nesterov": "SGD"}
 
-# a Schedule's options, which fit takes in its schedule, by the schedule a hint shows each in (kept by hand too)
-SCHEDULE_OPTIONS = {"gamma": "exponential", "step_size": "step", "total_epochs": "cosine", "min_factor": "cosine"}
+# a Schedule's options, which fit takes in its schedule, and the schedules that read each (kept by hand too: this
+# module imports none of gpunn's; gpunn.optim.SCHEDULE_FIELDS is the same by schedule)
+SCHEDULE_OPTIONS = {"gamma": ("step", "exponential"), "step_size": ("step",), "total_epochs": ("cosine",),
+                    "min_factor": ("cosine",)}
 
 
 def _betas(value) -> str:
@@ -164,6 +166,29 @@ def _shown(value) -> str:
     """A keyword's value as a hint writes it back: its repr, or "..." past 40 characters (validation_data's arrays)."""
     text = repr(value)
     return text if len(text) <= 40 else "..."
+
+
+def _in_schedule(key: str, value, given) -> str:
+    """Schedule option ``key`` given to fit, in its place: the Schedule that reads it, with the other schedule
+    options ``given`` (the call's keywords) that it reads (``step_size=5, gamma=0.5``: Schedule("step", step_size=5,
+    gamma=0.5)). That is the schedule the call names where it reads ``key`` (``schedule="step", gamma=0.5``), else
+    each schedule that reads all the options given, else each that reads ``key``: gamma alone is step's and
+    exponential's, and the hint named exponential's alone."""
+    given = given or {key: value}
+    options = {option: given[option] for option in given if option in SCHEDULE_OPTIONS}
+    named = getattr(given.get("schedule"), "name", given.get("schedule"))  # a name, or a Schedule's
+    readers = SCHEDULE_OPTIONS[key]
+    if isinstance(named, str) and named.lower() in readers:
+        readers = (named.lower(),)
+    else:
+        readers = tuple(name for name in readers if all(name in SCHEDULE_OPTIONS[o] for o in options)) or readers
+    fits = []
+    for name in readers:
+        read = ", ".join(f"{option}={_shown(v)}" for option, v in options.items() if name in SCHEDULE_OPTIONS[option])
+        fits.append(f'model.fit(X, Y, schedule=gpunn.Schedule("{name}", {read}))')
+    if len(fits) == 1:
+        return f"{key} is the schedule's option: {fits[0]}"
+    return f"{key} is an option of the {' and '.join(readers)} schedules: {' or '.join(fits)}"
 
 
 def _as_keyword(name, value):
@@ -187,13 +212,14 @@ OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weig
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 
 
-def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -> TypeError:
+def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), given=None) -> TypeError:
     """Python's TypeError for a keyword argument ``call`` (``"MLP.fit"``) does not take, with the parameter of
     ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
     said only ``got an unexpected keyword argument``. A constructor given one of its class's ``fit_options``
     (``MLP([...], lr=0.1)``, as Keras's and scikit-learn's constructors take it) is shown the fit that takes it,
     with the ``value`` given; so is one that stands for a fit option (``learning_rate``: lr, another tool's name;
-    ``epoch``: epochs), where it stands for none of ``names``."""
+    ``epoch``: epochs), where it stands for none of ``names``; a schedule's option, in the Schedule that reads it and
+    the other keywords ``given`` (:func:`_in_schedule`)."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
     other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
@@ -208,8 +234,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=()) -
         return TypeError(f"{said} ({key} is the optimizer's option: model.fit(X, Y, "
                          f"optimizer=gpunn.{OPTIMIZER_OPTIONS[key]}({option})))")
     if key in SCHEDULE_OPTIONS and "schedule" in [*names, *fit_options]:  # fit(schedule="exponential", gamma=0.95)
-        return TypeError(f"{said} ({key} is the schedule's option: model.fit(X, Y, "
-                         f"schedule=gpunn.Schedule(\"{SCHEDULE_OPTIONS[key]}\", {key}={shown})))")
+        return TypeError(f"{said} ({_in_schedule(key, value, given)})")
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
     fit_found = None if found else meant(key.replace("_", "-"), [name.replace("_", "-") for name in fit_options])
     if fit_found and len(fit_found.names) == 1:
@@ -229,7 +254,7 @@ def _option_meant(key: str, options) -> str | None:
     return _as_keyword(found.names[0], None) if found and len(found.names) == 1 else None
 
 
-def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_options=None) -> TypeError:
+def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_options=None, given=None) -> TypeError:
     """:func:`unexpected_keyword` for ``Checkpoint.resume``, given a fit's option (or an optimizer's) that a resume
     does not take, the name or one standing for it (``learning_rate``: lr): the run goes on with the settings its
     checkpoint holds, so the message shows the fit of the loaded model that trains on with another (Python's said
@@ -327,7 +352,7 @@ def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_key
         for key in kwargs:
             if key not in known:
                 options = fit_options(args[0]) if callable(fit_options) else fit_options
-                raise refusal(name or function.__name__, key, list(parameters)[1:], kwargs[key], options)
+                raise refusal(name or function.__name__, key, list(parameters)[1:], kwargs[key], options, kwargs)
         return function(*args, **kwargs)
     return checked
 

@@ -932,7 +932,7 @@ def test_the_hints_table_of_optimizer_options_is_the_optimizers_own():
 def test_a_schedules_option_given_to_fit_is_shown_in_its_schedule():
     """fit(schedule="exponential", gamma=0.95), what the refusal of a bare "exponential" invites, said only
     "unexpected keyword argument 'gamma'"; gpunn.hints.SCHEDULE_OPTIONS (kept by hand) names every Schedule
-    field but the name, each in a schedule that reads it."""
+    field but the name, each with the schedules that read it."""
     from gpunn.hints import SCHEDULE_OPTIONS
     from gpunn.optim import SCHEDULE_FIELDS
 
@@ -941,8 +941,32 @@ def test_a_schedules_option_given_to_fit_is_shown_in_its_schedule():
         MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), schedule="exponential", gamma=0.95)
     fields = {f.name for f in dataclasses.fields(Schedule)} - {"name"}
     assert set(SCHEDULE_OPTIONS) == fields == {f for used in SCHEDULE_FIELDS.values() for f in used}
-    for option, schedule in SCHEDULE_OPTIONS.items():
-        assert option in SCHEDULE_FIELDS[schedule], option
+    for option, readers in SCHEDULE_OPTIONS.items():
+        assert set(readers) == {name for name, used in SCHEDULE_FIELDS.items() if option in used}, option
+
+
+@pytest.mark.parametrize("given, shown", [
+    (dict(gamma=0.5), ['Schedule("step", gamma=0.5)', 'Schedule("exponential", gamma=0.5)']),
+    (dict(schedule="Step", gamma=0.5), ['Schedule("step", gamma=0.5)']),
+    (dict(schedule=Schedule("exponential", gamma=0.9), gamma=0.5), ['Schedule("exponential", gamma=0.5)']),
+    (dict(gamma=0.5, step_size=2), ['Schedule("step", gamma=0.5, step_size=2)']),
+    (dict(schedule="cosine", gamma=0.5), ['Schedule("step", gamma=0.5)', 'Schedule("exponential", gamma=0.5)']),
+], ids=["alone", "step-named", "exponential-given", "with-step_size", "cosine-named"])
+def test_gamma_given_to_fit_is_shown_in_each_schedule_that_reads_it_or_the_one_meant(given, shown):
+    """The hint named exponential's schedule alone, though a step schedule reads gamma too: fit(schedule="step",
+    gamma=0.5) was shown Schedule("exponential", gamma=0.5). Each fit shown runs."""
+    X, Y = numpy.zeros((4, 2)), numpy.zeros(4)
+    model = MLP([2, 1], device="cpu", seed=0)
+    with pytest.raises(TypeError) as caught:
+        model.fit(X, Y, verbose=False, **given)
+    said = str(caught.value)
+    fits = [f"model.fit(X, Y, schedule=gpunn.{schedule})" for schedule in shown]
+    readers = " and ".join(schedule.split('"')[1] for schedule in shown)
+    words = "is the schedule's option" if len(fits) == 1 else f"is an option of the {readers} schedules"
+    assert said.endswith(f" {words}: {' or '.join(fits)})"), said
+    for call in fits:
+        history = eval(call[:-1] + ", epochs=2, verbose=False)", {"model": model, "X": X, "Y": Y, "gpunn": gpunn})
+        assert history["epoch"] == [1, 2]
 
 
 def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():
