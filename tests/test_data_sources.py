@@ -2341,6 +2341,70 @@ def test_copy_columns_copies_the_named_columns_in_their_order_by_position():
         copy_columns(twice, ["a"], numpy.empty((1, 1)))
 
 
+def test_copy_columns_reads_every_numeric_type_from_pieces_and_slices_as_pyarrow_converts_them():
+    """copy_columns reads each piece of a column through DLPack (pyarrow's to_numpy imported pandas): integers to
+    2**63, float16, booleans, decimals and nulls as NaN in each of them, and an all-null column, from a table of two
+    pieces and from slices whose first value is not their buffer's, give what pyarrow's own conversion gives."""
+    import decimal
+
+    pa = pytest.importorskip("pyarrow")
+    from gpunn.data.tables import copy_columns
+
+    columns = {"f32": pa.array([1.5, 2.5, 3.5, 4.5, 5.5], pa.float32()),
+               "f16": pa.array(numpy.arange(5, dtype=numpy.float16)), "i8": pa.array([1, -2, 3, 4, 5], pa.int8()),
+               "u64": pa.array([1, 2, 3, 4, 2**63], pa.uint64()), "bool": pa.array([True, False, True, True, False]),
+               "bool_null": pa.array([True, None, True, True, False]), "int_null": pa.array([1, None, 3, None, 5]),
+               "float_null": pa.array([1.0, None, 3.0, None, 5.0]),
+               "decimal": pa.array([decimal.Decimal("1.25")] * 5, pa.decimal128(5, 2)),
+               "decimal_null": pa.array([decimal.Decimal("1.25"), None, None, decimal.Decimal("-2"), None],
+                                        pa.decimal128(5, 2)), "null": pa.nulls(5)}
+    table = pa.table(columns)
+    expected = numpy.array([[1.5, 0, 1, 1, 1, 1, 1, 1, 1.25, 1.25, numpy.nan],
+                            [2.5, 1, -2, 2, 0, numpy.nan, numpy.nan, numpy.nan, 1.25, numpy.nan, numpy.nan],
+                            [3.5, 2, 3, 3, 1, 1, 3, 3, 1.25, numpy.nan, numpy.nan],
+                            [4.5, 3, 4, 4, 1, 1, numpy.nan, numpy.nan, 1.25, -2, numpy.nan],
+                            [5.5, 4, 5, 2.0**63, 0, 0, 5, 5, 1.25, numpy.nan, numpy.nan]])
+    two_pieces = pa.concat_tables([table.slice(0, 2), table.slice(2)])
+    for source, rows in [(table, slice(None)), (two_pieces, slice(None)), (table.slice(1, 3), slice(1, 4)),
+                         (table.slice(3).to_batches()[0], slice(3, None))]:
+        out = numpy.empty((source.num_rows, len(columns)))
+        copy_columns(source, list(columns), out)
+        numpy.testing.assert_array_equal(out, expected[rows])
+
+
+def test_reading_and_writing_table_files_imports_no_pandas(tmp_path):
+    """pyarrow's to_numpy, and pyarrow.array of a NumPy array, import pandas where it is installed (0.3-0.5 s), and
+    pyarrow swallowed a Ctrl-C that landed in that import, taking it for no pandas: `gpunn predict` went on to
+    write OUT, status 0. A source's batches, predict_file and a Parquet prediction file import none now. A fresh
+    process: the suite's own may have imported pandas."""
+    pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [True, False, True], "y": [1, 2, 3]}), tmp_path / "t.parquet")
+    (tmp_path / "t.csv").write_text("a,b,y\n1,true,1\n2,false,2\n3,true,3\n")
+    script = """if True:
+        import sys
+        import gpunn
+        from gpunn import data
+        from gpunn.data.files import predict_file
+
+        model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+        for source in (data.csv("t.csv", target="y", device="cpu"), data.parquet("t.parquet", target="y",
+                                                                                 device="cpu")):
+            with source:
+                assert sum(len(X) for X, _ in source.batches(0, 2, 0)) == 3
+        model.data_columns = {"features": ["a", "b"], "targets": ["y"]}
+        predict_file(model, "t.csv", "p.parquet")
+        predict_file(model, "t.parquet", "p.csv")
+        print("pandas" in sys.modules)
+    """
+    done = waiting.run([sys.executable, "-c", script], timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False"]
+    assert pq.read_table(tmp_path / "p.parquet").column_names == ["y"]
+
+
 def test_a_prediction_file_gets_the_mode_a_plain_open_gives_it_without_setting_the_umask(tmp_path, monkeypatch):
     """The prediction writer's file: the mode a plain open gives a new file (its temp file was mkstemp's, private,
     and set to 0o666 less the umask at the end), from the umask the process has as it writes: setting it to 0 to

@@ -388,18 +388,43 @@ def _pandas_index_columns(schema) -> list:
 
 def copy_columns(table, names, out):
     """Columns ``names`` of a pyarrow table or record batch into the host matrix ``out``. Looked up by position, in
-    one errstate: per column, the lookup by name and the errstate took ~40% of a 20,000-column batch's copy. A
-    decimal column is cast by pyarrow (to_numpy gives Python Decimal objects)."""
-    is_decimal = pyarrow_module().types.is_decimal
+    one errstate: per column, the lookup by name and the errstate took ~40% of a 20,000-column batch's copy.
+
+    Each piece of a column is read through DLPack, not pyarrow's ``to_numpy``: that converts as ``to_pandas`` does,
+    and its first call imports pandas where it is installed (0.3-0.5 s), swallowing a Ctrl-C that lands in the
+    import (pyarrow takes the failed import for no pandas): ``gpunn predict`` then ran to its end. A boolean column
+    (bits) is cast to bytes, a decimal one (Python Decimal objects to NumPy) to float64, and a piece with nulls is
+    cast to float64 and gets NaN where they are."""
+    types = pyarrow_module().types
     positions = [table.schema.get_field_index(name) for name in names]
     if -1 in positions:  # (-1: absent or repeated; column(-1) would be the last column)
         raise KeyError(f"no single column {names[positions.index(-1)]!r} in the table")
     with numpy.errstate(over="ignore"):
         for j, position in enumerate(positions):
-            column = table.column(position)
-            if column.null_count or is_decimal(column.type):
-                column = column.cast("float64").fill_null(float("nan"))
-            out[:, j] = column.to_numpy(zero_copy_only=False)
+            column, row = table.column(position), 0
+            for piece in getattr(column, "chunks", [column]):  # a table's column is chunked, a record batch's not
+                if piece.null_count:  # (DLPack refuses nulls, and fill_null of a Python NaN imports pandas too)
+                    floats = piece.cast("float64")
+                    values = numpy.where(_validity(floats), _float64_values(floats), numpy.nan)
+                elif types.is_decimal(piece.type):
+                    values = numpy.from_dlpack(piece.cast("float64"))
+                elif types.is_boolean(piece.type):
+                    values = numpy.from_dlpack(piece.cast("uint8"))
+                else:
+                    values = numpy.from_dlpack(piece)
+                out[row:row + len(piece), j] = values
+                row += len(piece)
+
+
+def _float64_values(piece):
+    """The values buffer of the float64 pyarrow array ``piece`` (what null slots hold there is undefined)."""
+    return numpy.frombuffer(piece.buffers()[1], numpy.float64, count=len(piece), offset=piece.offset * 8)
+
+
+def _validity(piece):
+    """Whether each value of the pyarrow array ``piece`` is there (not null), from its validity bitmap."""
+    bits = numpy.frombuffer(piece.buffers()[0], numpy.uint8)
+    return numpy.unpackbits(bits, bitorder="little")[piece.offset:piece.offset + len(piece)].astype(bool)
 
 
 def open_parquet(name):
