@@ -679,6 +679,35 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
     assert json.loads(js.read_text())["result"]["epochs"] == 1
 
 
+def test_a_run_a_second_ctrl_c_ends_after_its_first_checkpoint_leaves_its_config_beside_it(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """A second Ctrl-C raises at once (here: a KeyboardInterrupt in epoch 2, the checkpoint of epoch 1 written):
+    the command exits 130 with run.npz on disk but no run.npz.toml, which it wrote only once the fit returned. It is
+    written now, and --config takes it; a run that fails before it writes a checkpoint leaves another run's
+    checkpoint and config as they were."""
+    class SecondCtrlC(gpunn.Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], SecondCtrlC()]}))
+    path = tmp_path / "run.npz"
+    assert cli.main(with_options(["train", *TINY, "--save", str(path)], "--epochs", "3")) == 130
+    assert gpunn.load_checkpoint(path).epoch == 1
+    assert 'epochs = 3' in (tmp_path / "run.npz.toml").read_text().splitlines()
+    monkeypatch.setattr(gpunn.MLP, "fit", fit)
+    assert cli.main(["train", "--config", str(tmp_path / "run.npz.toml"), "--save", str(tmp_path / "again.npz")]) == 0
+    assert gpunn.load_checkpoint(tmp_path / "again.npz").epoch == 3
+
+    (tmp_path / "run.npz.toml").write_text("# another run's\n")
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(with_options(["train", *TINY, "--save", str(path)], "--epochs", "3")) == 130
+    assert (tmp_path / "run.npz.toml").read_text() == "# another run's\n"
+    capsys.readouterr()
+
+
 def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_checkpoint_interval(
         tmp_path, capsys, monkeypatch, interrupt_at):
     """Ctrl-C after an epoch's last batch: the checkpoint is at that epoch's end, said without a batch; a resume

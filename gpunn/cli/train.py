@@ -437,13 +437,53 @@ def throughput(history, done_before=0) -> tuple[float, float, bool]:
     return float(numpy.median(rates[1:] if after_first else rates)), float(sum(times)), after_first
 
 
+def _save_config(args, save_path) -> None:
+    """The run's resolved config beside its checkpoint, ``PATH.toml``, written once the run has a checkpoint. It
+    holds the run (what the checkpoint records, and where it is saved), not this process's own outputs and display
+    (--json, --csv, --plot, --progress, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
+    --config would print a CSV; nor the options it left unused (idle_options: with --data, the synthetic task's, also
+    where a resume's checkpoint recorded them), which the file fed back in would note."""
+    from .. import config as cfgmod
+    from . import resume
+
+    idle = idle_options(args, resumed_too=True)
+    resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items()
+                if k not in resume.RUN_LOCAL and k not in idle}
+    resolved["save"] = save_path
+    for name in resume.MOVABLE:  # absolute, as the checkpoint records them: --config works from anywhere
+        if resolved.get(name):
+            resolved[name] = os.path.abspath(resolved[name])
+    cfgmod.save(save_path + ".toml", resolved)
+
+
+def _config_after_failure(args, save_path):
+    """An exit callback (ExitStack.push) that, where the command fails (a second Ctrl-C, which raises at once; a
+    diverged run) after it wrote its checkpoint, writes the config beside it, as a run that returns does: the
+    checkpoint written, its PATH.toml was not. Not where the checkpoint is another run's, left as it was."""
+    def identity():
+        try:
+            st = os.stat(save_path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_mtime_ns  # (each checkpoint is a new file, renamed over the last)
+
+    before = identity()
+
+    def on_exit(exc_type, exc, tb):
+        if exc_type is not None and identity() not in (None, before):
+            with contextlib.suppress(Exception):  # the error that ended the run is the one to tell
+                _save_config(args, save_path)
+        return False
+    return on_exit
+
+
 def run(args) -> int:
     with contextlib.ExitStack() as opened:  # the source of --data (or a stream) closed at the end, on an error too
         return _run(args, opened)
 
 
 def _run(args, opened) -> int:
-    from .. import checkpoint as io, config as cfgmod
+    from .. import checkpoint as io
     from ..data.binding import standardize_arrays
     from ..model import MLP
     from ..training import callbacks as cbmod
@@ -516,6 +556,8 @@ def _run(args, opened) -> int:
         callbacks.append(cbmod.EarlyStopping(patience=args.patience, min_delta=args.min_delta))
     if args.save:
         callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
+    if save_path and root:  # a run that a second Ctrl-C or an error ends: its config too, beside the checkpoint it wrote
+        opened.push(_config_after_failure(args, save_path))
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
         # (the progress bar of verbose runs counts rows per batch: no second, per-epoch bar)
         if ckpt:
@@ -547,20 +589,8 @@ def _run(args, opened) -> int:
                                 callbacks=callbacks, distributed=distributed)
     if distributed and history.interrupted:
         ignore_late_interrupts()
-    if save_path and root and os.path.exists(save_path):
-        # written once the run has a checkpoint: a run that fails validation rewrites nothing. It holds the
-        # run (what the checkpoint records, and where it is saved), not this process's own outputs and display
-        # (--json, --csv, --plot, --progress, --quiet): a resume's "--csv -" would otherwise replace the first run's, and
-        # --config would print a CSV; nor the options it left unused (idle_options: with --data, the synthetic
-        # task's, also where a resume's checkpoint recorded them), which the file fed back in would note
-        idle = idle_options(args, resumed_too=True)
-        resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items()
-                    if k not in resume.RUN_LOCAL and k not in idle}
-        resolved["save"] = save_path
-        for name in resume.MOVABLE:  # absolute, as the checkpoint records them: --config works from anywhere
-            if resolved.get(name):
-                resolved[name] = os.path.abspath(resolved[name])
-        cfgmod.save(save_path + ".toml", resolved)
+    if save_path and root and os.path.exists(save_path):  # (a run that fails validation rewrites nothing)
+        _save_config(args, save_path)
     completed = len(history["epoch"])
     if history.interrupted:
         unwritten = [option for option in ("--json", "--csv", "--plot") if getattr(args, option[2:])]
