@@ -250,6 +250,11 @@ SCHEDULES = ("constant", "step", "exponential", "cosine")
 SCHEDULE_FIELDS = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
                    "cosine": ("total_epochs", "min_factor")}  # the fields each schedule reads
 STEP_GAMMA = 0.1  # step's default factor per decay, PyTorch's StepLR's; exponential has none (as ExponentialLR)
+# what each option sets, as a refusal of one given to a schedule that does not read it says (as --gamma's does)
+SCHEDULE_OPTION_USES = {
+    "step_size": "sets the epochs between a step schedule's decays",
+    "gamma": "sets the factor of a step schedule (per decay) and of an exponential one (per epoch)",
+    "total_epochs": "sets a cosine schedule's period", "min_factor": "sets a cosine schedule's floor"}
 NEEDS_GAMMA = ("an exponential schedule needs its gamma, the factor per epoch; it has no default, as PyTorch's "
                "ExponentialLR has none (a tenth per epoch, step's default, takes lr 1e-3 to 1e-8 by epoch 6)")
 
@@ -261,7 +266,9 @@ class Schedule:
     epochs); "exponential" (x gamma per epoch); "cosine" (to min_factor over total_epochs, default the
     run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name, which takes the
     defaults below; "exponential" has no default gamma (PyTorch's ExponentialLR has none): give it one,
-    ``Schedule("exponential", gamma=0.95)``. ``gamma`` holds the resolved number (a checkpoint records it)."""
+    ``Schedule("exponential", gamma=0.95)``. ``gamma`` holds the resolved number (a checkpoint records it). An
+    option the schedule does not read, set to another value than its default (``Schedule("cosine", gamma=0.5)``),
+    is refused, as ``gpunn train --schedule cosine --gamma 0.5`` is; a checkpoint holding one resumes as it ran."""
 
     name: str = "constant"
     step_size: int = 10  # step: epochs between decays
@@ -284,6 +291,26 @@ class Schedule:
             raise ValueError(f"min_factor must be in [0, 1], {got(self.min_factor)}")
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "min_factor", min_factor)
+        for option, unset in _UNSET.items():  # (equal to it, it is what this schedule holds unset: a copy's)
+            value = getattr(self, option)
+            if option not in SCHEDULE_FIELDS[self.name] and value != unset:
+                readers = " or ".join(f'Schedule("{name}", {option}={value!r})' for name, fields in
+                                      SCHEDULE_FIELDS.items() if option in fields)
+                raise ValueError(f"{option}={value!r} {SCHEDULE_OPTION_USES[option]}, and this schedule is "
+                                 f"{self.name}: choose {readers} (or drop it)")
+
+    @classmethod
+    def recorded(cls, fields: dict) -> Schedule:
+        """The Schedule a checkpoint records as ``fields`` (``dataclasses.asdict``'s), with the options its schedule
+        does not read kept as written, unchecked: gpunn took any before it refused them (``Schedule("cosine",
+        gamma=0.5)``), and such a run resumes quietly, the file it writes holding the same record."""
+        name = known_name(fields.get("name", "constant"), SCHEDULES, "schedule")
+        unread = {option: fields[option] for option in _UNSET
+                  if option in fields and option not in SCHEDULE_FIELDS[name]}
+        schedule = cls(**{key: value for key, value in fields.items() if key not in unread})
+        for option, value in unread.items():
+            object.__setattr__(schedule, option, value)
+        return schedule
 
     def factor(self, epoch: int, epochs: int) -> float:
         if self.name == "constant":
@@ -295,6 +322,11 @@ class Schedule:
         period = self.total_epochs or epochs
         cos = 0.5 * (1 + math.cos(math.pi * min(epoch, period) / period))
         return self.min_factor + (1 - self.min_factor) * cos
+
+
+# each option as a schedule that does not read it holds it unset (gamma resolved to step's default)
+_UNSET = {"step_size": Schedule.step_size, "gamma": STEP_GAMMA, "total_epochs": Schedule.total_epochs,
+          "min_factor": Schedule.min_factor}
 
 
 def make_schedule(schedule="constant", **kwargs) -> Schedule:

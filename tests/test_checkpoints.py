@@ -166,6 +166,28 @@ def test_a_file_with_the_rng_record_of_older_checkpoints_resumes_exactly(data, t
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
 
 
+def test_a_run_recording_an_option_its_schedule_does_not_read_resumes_quietly_bit_for_bit(data, tmp_path,
+                                                                                         interrupt_at):
+    """A Schedule refuses an option it does not read (Schedule("cosine", gamma=0.5)), which gpunn took before: a
+    checkpoint of such a run (here its record edited so) loads without a word, resumes bit for bit, and the file the
+    resume writes keeps the record as it was."""
+    X, Y = data
+    fit = {**FIT, "epochs": 3}  # (cosine)
+    reference = MLP([6, 8, 2], device="cpu", seed=1)
+    reference.fit(X, Y, **fit)
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)], **fit)
+    rewrite_meta(path, path, lambda meta: meta["training"]["settings"]["schedule"].update(gamma=0.5, step_size=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ckpt = gpunn.load_checkpoint(path, device="cpu")
+        assert (ckpt.settings.schedule.gamma, ckpt.settings.schedule.step_size) == (0.5, 3)
+        ckpt.resume(X, Y, verbose=False)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    schedule = gio.read_meta(path)["training"]["settings"]["schedule"]
+    assert schedule == {"name": "cosine", "step_size": 3, "gamma": 0.5, "total_epochs": 0, "min_factor": 0.0}
+
+
 def written_before_callback_order(name, tmp_path):
     """A copy of tests/data/NAME in ``tmp_path``: a checkpoint the gpunn of main at 9f42c8e wrote (format version 2,
     before ``callback_order``: its saved states name their class alone; tests/data/README.md says how)."""

@@ -76,7 +76,8 @@ def test_exact_across_activations_bias_and_schedules(ensemble_data, dtype, activ
     X, Y = ensemble_data
     model_kwargs = dict(activation=activation, bias=bias, fused=fused)
     ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, seed=3, **model_kwargs)
-    sched = gpunn.Schedule(schedule, step_size=2, gamma=0.5)
+    sched = gpunn.Schedule(schedule, **{key: value for key, value in dict(step_size=2, gamma=0.5).items()
+                                        if key in gpunn.optim.SCHEDULE_FIELDS[schedule]})  # (those it reads)
     fit_kwargs = dict(epochs=4, batch_size=40, schedule=sched, seed=1)
     ens.fit(X, Y, optimizer="adam", lr=LRS, verbose=False, **fit_kwargs)
     check_members(ens, X, Y, "adam", {"lr": LRS}, model_kwargs, fit_kwargs, dtype)

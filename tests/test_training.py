@@ -10,7 +10,7 @@ import waiting
 import gpunn
 from gpunn import MLP, TrainingDiverged, datasets, metrics
 from gpunn import SGD, Adam, AdamW, Momentum, Nesterov, Schedule
-from gpunn.optim import OPTIMIZERS, SCHEDULES
+from gpunn.optim import OPTIMIZERS, SCHEDULE_FIELDS, SCHEDULES
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,12 @@ def test_same_seed_gives_identical_weights(teacher):
     assert not numpy.array_equal(other.params, runs[0])
 
 
+def halving(schedule) -> Schedule:
+    """The schedule named ``schedule`` given the options it reads of step_size 2 and gamma 0.5 (it refuses others)."""
+    return Schedule(schedule, **{key: value for key, value in dict(step_size=2, gamma=0.5).items()
+                                 if key in SCHEDULE_FIELDS[schedule]})
+
+
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_every_optimizer_and_schedule_decreases_the_loss(teacher, optimizer, schedule):
@@ -46,7 +52,7 @@ def test_every_optimizer_and_schedule_decreases_the_loss(teacher, optimizer, sch
     model = MLP([8, 32, 1], device="cpu", seed=1)
     before = model.loss(X, Y)
     history = model.fit(X, Y, epochs=4, batch_size=100, optimizer=optimizer,
-                        schedule=Schedule(schedule, step_size=2, gamma=0.5), lr=0.01 if "adam" in optimizer else 0.05, verbose=False)
+                        schedule=halving(schedule), lr=0.01 if "adam" in optimizer else 0.05, verbose=False)
     assert history["loss"][-1] < history["loss"][0]
     assert model.loss(X, Y) < 0.8 * before
 
@@ -56,7 +62,7 @@ def test_schedules_shape_the_learning_rate(teacher):
     lrs = {}
     for schedule in SCHEDULES:
         h = MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=4, lr=0.1, optimizer="sgd",
-                                                      schedule=Schedule(schedule, step_size=2, gamma=0.5), verbose=False)
+                                                      schedule=halving(schedule), verbose=False)
         lrs[schedule] = h["lr"]
     assert lrs["constant"] == [0.1] * 4
     assert lrs["step"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
@@ -967,6 +973,31 @@ def test_gamma_given_to_fit_is_shown_in_each_schedule_that_reads_it_or_the_one_m
     for call in fits:
         history = eval(call[:-1] + ", epochs=2, verbose=False)", {"model": model, "X": X, "Y": Y, "gpunn": gpunn})
         assert history["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("name, given, said", [
+    ("cosine", dict(gamma=0.5), 'gamma=0.5 sets the factor of a step schedule (per decay) and of an exponential one '
+                                '(per epoch), and this schedule is cosine: choose Schedule("step", gamma=0.5) or '
+                                'Schedule("exponential", gamma=0.5) (or drop it)'),
+    ("Constant", dict(step_size=5), "step_size=5 sets the epochs between a step schedule's decays, and this schedule "
+                                    'is constant: choose Schedule("step", step_size=5) (or drop it)'),
+    ("step", dict(min_factor=0.2), "min_factor=0.2 sets a cosine schedule's floor, and this schedule is step: "
+                                   'choose Schedule("cosine", min_factor=0.2) (or drop it)'),
+    ("exponential", dict(gamma=0.9, total_epochs=4), "total_epochs=4 sets a cosine schedule's period"),
+])
+def test_a_schedule_refuses_an_option_it_does_not_read_as_the_command_line_does(name, given, said):
+    """Schedule("cosine", gamma=0.5) trained a cosine schedule without a word about its gamma, where gpunn train
+    --schedule cosine --gamma 0.5 is refused. An option at the value it holds unset (a copy's, or a repr's) is
+    taken: gamma 0.1, which every schedule holds resolved, step_size 10."""
+    with pytest.raises(ValueError) as caught:
+        Schedule(name, **given)
+    assert str(caught.value).startswith(said)
+    with pytest.raises(ValueError, match="and this schedule is cosine"):
+        MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), schedule=Schedule("cosine", gamma=0.5))
+    assert Schedule("cosine", gamma=0.1, step_size=10) == Schedule("cosine")
+    assert dataclasses.replace(Schedule("cosine", total_epochs=3), min_factor=0.2).min_factor == 0.2
+    cosine = Schedule("cosine", min_factor=0.2)  # its repr holds gamma=0.1 and step_size=10
+    assert eval(repr(cosine), {"Schedule": Schedule}) == cosine
 
 
 def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..checks import got, real
-from ..optim import Schedule, make_schedule
+from ..optim import Schedule
 from .callbacks import History
 
 VALIDATION_KINDS = (None, "data", "fraction")
@@ -53,7 +53,7 @@ class FitSettings:
     @classmethod
     def from_dict(cls, d: dict) -> FitSettings:
         return cls(epochs=int(d["epochs"]), batch_size=int(d["batch_size"]), train_rows=int(d["train_rows"]),
-                   seed=int(d["seed"]), shuffle=bool(d["shuffle"]), schedule=make_schedule(Schedule(**d["schedule"])),
+                   seed=int(d["seed"]), shuffle=bool(d["shuffle"]), schedule=Schedule.recorded(d["schedule"]),
                    validation=d.get("validation"), validation_fraction=d.get("validation_fraction"),
                    ranks=int(d.get("ranks", 1)))
 
