@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy
 
 from . import environment
+from .hints import bracketed_hint
 
 ENV_DEVICE = "GPUNN_DEVICE"
 
@@ -285,8 +286,12 @@ def is_device_name(device: str) -> bool:
 
 
 def unknown_device(device, names=DEVICE_NAMES) -> ValueError:
-    """The refusal of a device name resolve does not take, listing ``names`` (gpunn bench adds its own 'all')."""
-    return ValueError(f"unknown device {device!r}; use {', '.join(names[:-1])} or {names[-1]}")
+    """The refusal of a device name resolve does not take, listing ``names`` (gpunn bench adds its own 'all'), with
+    the name meant where there is one (cdua: 'cuda'; cdua:1: 'cuda:1')."""
+    index = device.partition(":")[2]
+    known = [name for listed in names for name in re.findall(r"'([^']+)'", listed) if name != "cuda:N"]
+    meant = bracketed_hint(device, known + ([f"cuda:{index}"] if index.isdigit() else []), "device")
+    return ValueError(f"unknown device {device!r}{meant}; use {', '.join(names[:-1])} or {names[-1]}")
 
 
 def _parsed(device) -> tuple[str, str | None]:

@@ -18,6 +18,7 @@ import numpy
 
 from .backend import DeviceError, user_stacklevel
 from .checks import feature_names, flag, got, seed_int, verbosity
+from .hints import bracketed_hint
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
@@ -365,9 +366,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("solver='lbfgs' is not available in gpunn (a full-batch quasi-Newton method); "
                              f"use one of {SOLVERS}")
         if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}"
+                             f"{bracketed_hint(self.solver, SOLVERS, 'solver')}")
         if self.learning_rate not in LEARNING_RATES:
-            raise ValueError(f"learning_rate must be one of {LEARNING_RATES}, got {self.learning_rate!r}")
+            raise ValueError(f"learning_rate must be one of {LEARNING_RATES}, got {self.learning_rate!r}"
+                             f"{bracketed_hint(self.learning_rate, LEARNING_RATES, 'learning_rate')}")
         if self.learning_rate == "invscaling" and self.solver == "sgd":
             raise ValueError("learning_rate='invscaling' is not available in gpunn (its schedules change the rate per "
                              "epoch, not per step); use 'constant' or 'adaptive'")

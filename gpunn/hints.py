@@ -47,6 +47,8 @@ OTHER_LIBRARIES = {
         "selu": None, "prelu": None, "mish": None, "softsign": None, "softmax": None,
         "hardtanh": None, "hard_tanh": None, "hard_sigmoid": None, "hardsigmoid": None, "hardswish": None,
     },
+    # the float formats' common shorthands, and PyTorch's dtype name bfloat16 (difflib took fp32 for tf32)
+    "precision": {"fp32": "float32", "bfloat16": "bf16", "fp16": None, "float16": None, "half": None},
     "optimizer": {
         "rmsprop": None, "adagrad": None, "adadelta": None, "adamax": None, "nadam": None, "radam": None,
         "lbfgs": None, "l-bfgs": None, "ftrl": None, "lamb": None, "lion": None,
@@ -299,8 +301,14 @@ def known_name(name, names, what: str) -> str:
     found = folded.get(name.lower()) if isinstance(name, str) else None
     if found is not None:
         return found
+    raise ValueError(f"unknown {what} {name!r}{bracketed_hint(name, names, what)}; choose one of: {', '.join(names)}")
+
+
+def bracketed_hint(name, names, what: str) -> str:
+    """:func:`name_hint` as a refusal shows it after the name refused, " (did you mean 'adam'?)"; "" for none: one
+    call for a refusal in its own words (solver must be one of ..., got 'adma' (did you mean 'adam'?))."""
     hint = name_hint(name, names, what)
-    raise ValueError(f"unknown {what} {name!r}{f' ({hint})' if hint else ''}; choose one of: {', '.join(names)}")
+    return f" ({hint})" if hint else ""
 
 
 def name_hint(name, names, what: str) -> str:

@@ -60,6 +60,28 @@ def test_a_name_that_is_none_in_any_case_names_the_one_meant(make, message):
         make()
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: gpunn.MLPRegressor(solver="adma", max_iter=1).fit(*_data(8)),
+     "solver must be one of ('adam', 'sgd', 'adamw'), got 'adma' (did you mean 'adam'?)"),
+    (lambda: gpunn.MLPRegressor(learning_rate="adaptative", max_iter=1).fit(*_data(8)),
+     "learning_rate must be one of ('constant', 'invscaling', 'adaptive'), got 'adaptative' (did you mean "
+     "'adaptive'?)"),
+    (lambda: gpunn.MLP([3, 1], device="cpu", precision="bf61"),
+     "precision must be one of ('float32', 'tf32', 'bf16'), got 'bf61' (did you mean 'bf16'?)"),
+    (lambda: gpunn.MLP([3, 1], device="cpu", precision="fp32"), "got 'fp32' ('fp32' is gpunn's 'float32')"),
+    (lambda: gpunn.Ensemble([3, 1], 2, device="cpu", precision="fp16"), "got 'fp16' ('fp16' is not supported)"),
+    (lambda: gpunn.MLP([3, 1], device="cdua"),
+     "unknown device 'cdua' (did you mean 'cuda'?); use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (lambda: gpunn.MLP([3, 1], device="cdua:1"), "unknown device 'cdua:1' (did you mean 'cuda:1'?); use"),
+    (lambda: gpunn.MLP([3, 1], device="tpu"), "unknown device 'tpu'; use 'auto'"),
+])
+def test_a_solver_learning_rate_precision_or_device_refused_names_the_one_meant(make, message):
+    """solver="adma", precision="bf61" and device="cdua" were refused with the valid names but no hint, where an
+    optimizer, activation or schedule name says the one meant."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
 def test_the_command_line_and_config_files_take_names_in_any_case_and_record_them_lower(tmp_path, capsys):
     small = ["--rows", "200", "--features", "3", "--hidden", "8", "--epochs", "2", "--batch-size", "32",
              "--device", "cpu", "--quiet"]
