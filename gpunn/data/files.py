@@ -245,6 +245,8 @@ class NpyWriter(_Output):
         self.rows += P.shape[0]
 
     def close(self):
+        if self.fh.closed:  # write_rows closes a writer again on a failure, a Ctrl-C in this close's flush too
+            return
         self.fh.seek(0)
         self.fh.write(self._header(self.rows, self.header_bytes))
         self.fh.close()
@@ -404,15 +406,16 @@ def output_writer(out_path, n_columns, dtype, names=None):
 
 
 def write_rows(writer, chunks) -> None:
-    """Write each chunk of rows, then rename the file into place; on any failure (Ctrl-C too) remove it."""
+    """Write each chunk of rows, then rename the file into place; on any failure (Ctrl-C too, up to the rename)
+    remove it. Each writer's ``close`` may be called again after one that failed part-way."""
     try:
         for P in chunks:
             writer.write(P)
         writer.close()
+        writer.commit()
     except BaseException:
         try:
             writer.close()
         finally:
             writer.abort()
         raise
-    writer.commit()
