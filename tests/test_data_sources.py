@@ -1242,6 +1242,30 @@ def test_a_chunk_after_a_crlf_row_longer_than_a_block_names_its_lines_rightly(tm
         data.csv(tmp_path / "l.csv", target="y", features=["a"], block_size=1 << 10)
 
 
+def test_a_csv_text_column_whose_quoted_values_hold_line_ends_reads_every_row(tmp_path):
+    """A text column beside the numbers whose quoted values hold line ends ("two<newline>lines", as pandas' to_csv
+    and Excel write a note or an address; a doubled quote in one too): the chunks were cut at a line end inside such
+    a value, and the file was refused, "t.csv line 469: 1 value, where the lines before it have 4". They are cut
+    outside quoted values now, and every row reads, in the file's order, for training and a source's predict and
+    evaluate; an error names its row's line, each line end in a value counted as an editor shows it."""
+    pytest.importorskip("pyarrow")
+    notes = ['"two\nlines"', '"late, again"', '"said ""hi""\r\nthen\nleft"', "ok"]
+    rows = [f"{notes[i % 4]},{i},{2 * i}" for i in range(300)]
+    (tmp_path / "t.csv").write_bytes(("note,a,y\n" + "\n".join(rows) + "\n").encode())
+    source = data.csv(tmp_path / "t.csv", target="y", features=["a"], block_size=256, shuffle=False, device="cpu")
+    assert source.rows == 300 and len(source.chunk_sizes) > 20
+    X, Y = stacked(epoch(source, 0, 64))
+    numpy.testing.assert_array_equal(X[:, 0], numpy.arange(300))
+    model = gpunn.MLP([1, 1], seed=0, device="cpu")
+    model.weights[0][...], model.biases[0][...] = 2, 0
+    assert model.evaluate(source)["mse"] == 0
+    numpy.testing.assert_array_equal(host(model.predict(source))[:, 0], 2 * numpy.arange(300))
+    rows[250] = f"{notes[2]},250,oops"  # line 2 + 250, + 63 "two" notes' line end and 62 x 2 of "said" before it
+    (tmp_path / "bad.csv").write_bytes(("note,a,y\n" + "\n".join(rows) + "\n").encode())
+    with pytest.raises(DataError, match=r"bad\.csv line 439: column 'y': 'oops' is not a number$"):
+        data.csv(tmp_path / "bad.csv", target="y", features=["a"], block_size=256)
+
+
 def test_a_csv_row_longer_than_a_block_stays_whole(tmp_path):
     pytest.importorskip("pyarrow")
     wide = ",".join(f"c{j}" for j in range(300))

@@ -664,9 +664,8 @@ class CsvSource(ChunkedSource):
     used again only while the file's size and modification time are unchanged: a second run or a
     resume on the same file parses nothing at construction. The columns are typed from the file's first MiB
     (csvtext.typing_block), whatever ``block_size``, as gpunn predict types them: numbers, or true/false read as 1
-    and 0. Like pyarrow's own CSV reader (with
-    its default ``newlines_in_values=False``), a line end inside a quoted value is not supported in the
-    data rows; a quoted column name in the header may hold one.
+    and 0. A quoted value may hold line ends (a text column's note, as pandas and Excel write one), in the header
+    and the data rows: the file is cut at line ends outside quoted values (row_ranges).
     ``target`` and ``features`` name columns, as for Parquet; ``delimiter`` separates the fields (``";"``
     for the CSV Excel writes where the decimal mark is a comma; ``"\\t"`` for tab-separated files): a file
     whose header is one column holding ";" or a tab is said to look so delimited. ``decimal`` is the numbers'
@@ -900,18 +899,35 @@ class CsvSource(ChunkedSource):
 
 def row_ranges(fh, start, size, block_size):
     """(start, end) of each piece of whole rows of the CSV file ``fh`` (binary) from the byte ``start`` (a row's
-    start) to ``size``: about ``block_size`` bytes each, cut after the last line end in them (read on to the next
-    line end where a row is longer): CsvSource's chunks, gpunn predict's streamed batches. A row of any length
-    reads, where pyarrow's streaming reader needs each row inside its block ("straddling object")."""
+    start) to ``size``: about ``block_size`` bytes each, cut after the last line end in them that is not inside a
+    quoted value (a text column's "two<newline>lines", as pandas and Excel write it; read on to the next line end
+    where a row is longer): CsvSource's chunks, gpunn predict's streamed batches. A row of any length reads, where
+    pyarrow's streaming reader needs each row inside its block ("straddling object")."""
     while start < size:
         fh.seek(start)
         block = fh.read(block_size)
         end = start + len(block)
         if end < size:
-            cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
+            cut = _last_row_end(block)
             end = start + cut + 1 if cut >= 0 else _line_end(fh, end, size)
         yield start, end
         start = end
+
+
+def _last_row_end(block) -> int:
+    """The index in ``block`` (bytes from a row's start) of its last line end outside a quoted value: one after an
+    even count of quotes (a quote inside a quoted value is doubled, ""); -1 where there is none. Where none is
+    outside (a quoted value longer than the block, or a quote never closed), the last line end, as before quoted
+    values were counted: the rows there are refused as they were."""
+    last = cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
+    quotes = block.count(b'"', 0, max(cut, 0))
+    while quotes % 2:  # inside a quoted value: the line end before (bytes' own searches: a few steps, typically)
+        before = max(block.rfind(b"\n", 0, cut), block.rfind(b"\r", 0, cut))
+        if before < 0:
+            return last
+        quotes -= block.count(b'"', before, cut)
+        cut = before
+    return cut
 
 
 def parse_rows(buffer, columns, picked, types, delimiter=",", decimal="."):
