@@ -14,20 +14,31 @@ from .preflight import writes_in_place
 # process changed it later. O_EXCL and O_NOFOLLOW keep mkstemp's guarantees: a new file, never another's link.
 _TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
 
+# Begins the random part of this process's temp files' names, after its PID: a temp file of this PID without it was
+# left by an earlier process that had the same PID, which a container's program does (PID 1 at every restart), and
+# is removed as a killed writer's is (it stayed, never removed by the restarted program's writes).
+_PROCESS_MARK = secrets.token_hex(4)
+
 
 def _remove_stale_temps(directory, base, own=False) -> None:
     """Delete temp files an earlier, killed writer of ``base`` left behind (named ``.BASE.PID.*.tmp``,
-    PID no longer running); ``own``: this process's instead (one write to a path at a time)."""
+    PID no longer running, or this process's PID without its mark); ``own``: this process's instead (one write to a
+    path at a time)."""
     prefix = f".{base}."
     try:
         names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
     except OSError:
         return
     for name in names:
-        pid = name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or (int(pid) == os.getpid()) != own:
+        pid, _, rest = name[len(prefix):].partition(".")
+        if not pid.isdigit():
             continue
-        if not own:
+        if int(pid) == os.getpid():
+            if not own and rest.startswith(_PROCESS_MARK):
+                continue  # this process's own write, under way in another thread
+        elif own:
+            continue
+        else:
             try:
                 os.kill(int(pid), 0)
                 continue  # that writer is still running
@@ -42,16 +53,16 @@ def _remove_stale_temps(directory, base, own=False) -> None:
 
 
 def temp_beside(path) -> tuple[int, str]:
-    """(fd, name) of a new temp file beside ``path``, ``.NAME.PID.random.tmp``, open for writing, with the mode a
-    plain open gives a new file there (see _TEMP_FLAGS); those a killed writer of ``path`` left are removed first.
-    Errors name ``path``."""
+    """(fd, name) of a new temp file beside ``path``, ``.NAME.PID.MARKrandom.tmp`` (MARK: _PROCESS_MARK), open for
+    writing, with the mode a plain open gives a new file there (see _TEMP_FLAGS); those a killed writer of ``path``
+    left are removed first. Errors name ``path``."""
     path = os.fsdecode(path)
     directory, base = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     _remove_stale_temps(directory, base)
     prefix = os.path.join(directory, f".{base}.{os.getpid()}.")
     try:
         for _ in range(100):
-            tmp = f"{prefix}{secrets.token_hex(4)}.tmp"
+            tmp = f"{prefix}{_PROCESS_MARK}{secrets.token_hex(4)}.tmp"
             try:
                 return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
             except FileExistsError:
@@ -76,7 +87,7 @@ def _naming(exc: OSError, path) -> OSError:
 def atomic_write(path, write) -> None:
     """Call ``write(fileobj)`` on a temp file beside ``path``, make it durable, then rename over ``path``.
 
-    The temp file (``.NAME.PID.random.tmp``) is removed on any failure, Ctrl-C included, and one left
+    The temp file (``.NAME.PID.MARKrandom.tmp``: temp_beside) is removed on any failure, Ctrl-C included, and one left
     by a killed process is removed by the next write to the same path. Errors name ``path``, not the
     temp file. A device, pipe or terminal (:func:`writes_in_place`) is written into directly. ``path`` may be
     str, bytes or a path object.

@@ -1719,6 +1719,21 @@ def test_a_write_removes_only_temp_files_of_writers_that_are_gone(tmp_path, monk
     assert sorted(os.listdir(tmp_path)) == [".m.npz.999999001.abc.tmp", ".m.npz.999999003.notes", "m.npz"]
 
 
+def test_a_temp_file_of_this_pid_that_another_process_left_is_removed_by_the_next_write(tmp_path):
+    """A writer killed mid-write in a container left .m.npz.1.*.tmp; the restarted program is PID 1 again, and its
+    writes skipped every temp file of their own PID as their own: the killed write's part of a checkpoint stayed for
+    good. A temp file of this PID without this process's mark is removed as a killed writer's is; this process's
+    own, a write under way in another thread, is left."""
+    from gpunn import atomic
+
+    left = tmp_path / f".m.npz.{os.getpid()}.deadbeef1234.tmp"  # as the process before the restart named it
+    ours = tmp_path / f".m.npz.{os.getpid()}.{atomic._PROCESS_MARK}5678.tmp"
+    left.write_bytes(b"\0" * 4096)
+    ours.write_bytes(b"")
+    gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
+    assert sorted(os.listdir(tmp_path)) == [ours.name, "m.npz"]
+
+
 def test_a_rename_that_fails_names_the_checkpoint_not_the_temp_file_and_removes_it(tmp_path):
     """The rename over ``path`` fails (a directory holds that name): the error says which file could not be
     written, not the hidden temp file's name (mut16c K57), and the temp file is gone."""
