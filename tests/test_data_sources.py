@@ -1434,6 +1434,21 @@ def test_a_csv_column_named_only_by_spaces_is_refused_as_unnamed(tmp_path):
     assert data.csv(tmp_path / "s.csv", target="y", features=["a"]).feature_names == ["a"]
 
 
+def test_an_empty_last_column_of_lines_ending_with_a_comma_is_refused_as_that_not_as_pandas_index(tmp_path):
+    """An export whose lines each end with a comma (a header "a,b,y,") has an empty last column without a name. It
+    was refused as "the index pandas' to_csv writes unless index=False: write the file with index=False", which
+    is the first column's story; the last one's is said now, with the named features to pass."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "e.csv").write_text("a,b c,y,\n" + "".join(f"{i},{2 * i},{3 * i},\n" for i in range(20)))
+    with pytest.raises(DataError) as refused:
+        data.csv(tmp_path / "e.csv", target="y")
+    assert str(refused.value) == (
+        f"{tmp_path / 'e.csv'}: column 4 has no name (the header ends with a comma, as lines that each end with one "
+        "make an empty last column), and an unnamed column is not taken as a feature: name the feature columns "
+        "(features=[...], --features 'a,b c')")
+    assert data.csv(tmp_path / "e.csv", target="y", features=["a", "b c"]).rows == 20
+
+
 def test_a_null_in_a_parquet_file_names_the_file_and_rows(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

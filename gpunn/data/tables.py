@@ -167,9 +167,7 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
                             f"{', '.join(map(repr, targets))}")
         unnamed = [available.index(n) + 1 for n in features if not n.strip()]
         if unnamed:
-            raise DataError(f"{path}: column {unnamed[0]} has no name (as the index pandas' to_csv writes unless "
-                            "index=False), and an unnamed column is not taken as a feature: write the file with "
-                            "index=False, or name the feature columns (features=[...], --features a,b)")
+            raise DataError(_unnamed_column(path, unnamed[0], available, [n for n in features if n.strip()]))
     overlap = set(features) & set(targets or [])
     if overlap:
         both = sorted(overlap)  # (it said "['y'] is both a feature and a target", a Python list, and no way out)
@@ -211,6 +209,20 @@ def pick_in_every_file(files, schemas, target, features, width=None):
                                  f"file, {shell_word(files[0])}: give every file those columns, or move the others "
                                  "out of the directory", exc.missing, exc.available, files[0]) from None
     return features, targets
+
+
+def _unnamed_column(path, column, available, named) -> str:
+    """The refusal of the unnamed column ``column`` (from 1, of the ``available`` names) among the features taken by
+    default (``named``: the others), saying what writes one: pandas' to_csv its index first, unless index=False; lines
+    that end with a comma an empty last column (an export's trailing delimiter, which the index hint misread)."""
+    why, way = "", ""
+    if column == 1:
+        why, way = " (as the index pandas' to_csv writes unless index=False)", "write the file with index=False, or "
+    elif column == len(available) and available[-1] == "":
+        why = " (the header ends with a comma, as lines that each end with one make an empty last column)"
+    example = shell_word(joined_columns(named)) if named and len(named) <= 12 else "a,b"
+    return (f"{path}: column {column} has no name{why}, and an unnamed column is not taken as a feature: {way}name "
+            f"the feature columns (features=[...], --features {example})")
 
 
 def _by_default(name, features, targets, schema, width=None) -> str:
