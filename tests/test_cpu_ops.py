@@ -1597,6 +1597,43 @@ def test_ops_run_numpy_until_numbas_start_would_be_repaid_then_the_kernels(numba
         assert (len(numba_not_yet_imported), len(calls)) == ((0, 0) if i < 2 else (1, i - 1))
 
 
+FORKED_CLOCK = """
+import os
+from gpunn.ops import cpu, lazynumba
+
+assert not lazynumba.imported()
+clock = [100.0]  # the parent's CPU seconds: its first deferred op came after 100 s of CPU
+cpu._cpu_seconds = lambda: clock[0]
+cpu.fused_kernels = lambda asked, by_variable=False: True  # as Numba imported (not imported here: it costs a second)
+ops = cpu.CpuOps()
+assert ops.kernels_now() is False
+pid = os.fork()
+if pid == 0:
+    clock[0] = 0.5  # a child's CPU clock starts again at 0
+    first = ops.kernels_now()
+    clock[0] = 0.8  # 0.3 s of the child's CPU after its first deferred op
+    os._exit(0 if (first, ops.kernels_now()) == (False, True) else 1)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork here")
+def test_a_forked_child_counts_numbas_start_from_its_own_first_deferred_op_not_its_parents_clock():
+    """A forked child's CPU clock starts at 0: counted from the parent's first deferred op (100 s here), its ops
+    would run NumPy in the kernels' stead until it too had spent 100 s of CPU. The child counts
+    NUMBA_START_SECONDS from its own first deferred op. A fresh process, as a fork from pytest's own threads
+    could deadlock."""
+    import sys
+
+    import waiting
+
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    proc = waiting.run([sys.executable, "-c", FORKED_CLOCK], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_a_small_k_product_imports_numba_at_once(numba_not_yet_imported):
     """The small-k product's kernel sums in another order than BLAS: no reference stands in for it."""
     a, b = numpy.ones((512, 4), numpy.float32), numpy.ones((4, 64), numpy.float32)
