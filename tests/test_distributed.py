@@ -319,6 +319,22 @@ def test_a_shard_names_the_files_first_nan_though_another_shard_holds_its_row(tm
             list(read.batches(0, 100))
 
 
+def test_a_shard_that_starts_inside_a_chunk_names_the_files_first_nan_in_that_chunks_other_rows(tmp_path):
+    """Shard 1 (rows 500-999) starts inside chunk 1 (rows 300-599): a NaN it meets in its own part of that chunk (row
+    550) is named by the file's first, row 350 of the same chunk, in shard 0's part, which shard 1 reads again."""
+    import gpunn.data
+    from gpunn.data import DataError
+    from gpunn.distributed.shard import ShardedSource
+
+    X = numpy.ones((1000, 2))
+    X[[350, 550], 1] = numpy.nan
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones((1000, 1)))
+    source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, device="cpu")
+    with pytest.raises(DataError, match=r"x\.npy row 350: column 1: nan is NaN; clean or impute it first$"):
+        list(ShardedSource(source, 2, [1]).batches(0, 100))
+
+
 def test_a_nan_read_by_a_shard_of_a_source_without_a_file_is_named_by_its_chunk_and_row():
     """A chunked source of one's own (no file to read the value again: ChunkedSource._not_finite says nothing) is
     named by its own _where and row: the shard's part of chunk 1 (rows 500-599), as the source read whole names
