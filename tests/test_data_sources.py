@@ -584,6 +584,20 @@ def test_a_nan_met_in_shuffled_chunks_is_named_by_the_files_first(tmp_path, kind
                 list(source.validation_windows())
 
 
+def test_a_nan_in_the_chunk_just_before_the_one_met_first_is_the_one_named(tmp_path):
+    """Of two chunks side by side that hold a NaN (chunks 8 and 9 of 100 rows), training's shuffled order meets
+    chunk 9 first for some seeds: the file's first, row 850 of chunk 8, is named, the chunks before the one met read
+    again up to and including the one just before it."""
+    X = numpy.ones((1000, 2))
+    X[[850, 950], 1] = numpy.nan
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones((1000, 1)))
+    for seed in range(6):
+        source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, window=1, seed=seed, device="cpu")
+        with pytest.raises(DataError, match=r"x\.npy row 850: column 1: nan is NaN; clean or impute it first$"):
+            list(source.batches(0, 100))
+
+
 # ---- bad input: each case stops with a DataError that names the file ------------------------------
 @pytest.mark.parametrize("kind", ["npy targets", "parquet", "csv"])
 def test_a_missing_file_is_refused_naming_it(tmp_path, kind):
