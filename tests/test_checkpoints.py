@@ -601,6 +601,10 @@ class _TorchStyleState(gpunn.Callback):
     # "Object of type float32 is not JSON serializable", naming no callback
     (({"best": numpy.float32(1.5)}, {}), r"returned a state whose 'best' is a float32, which JSON does not hold: give it as a Python "
                                           r"float, int, str, bool, list or dict \(float\(x\)\), an array among the arrays"),
+    # inside a list or a dict, and a dict's key that JSON does not hold ("keys must be str, int, float, bool or None")
+    (({"losses": [1.0, {"last": numpy.float32(1.5)}]}, {}),
+     r"returned a state whose 'losses' holds a float32, which JSON does not hold"),
+    (({"counts": {(1, 2): 3}}, {}), r"returned a state whose 'counts' holds a tuple, which JSON does not hold"),
 ])
 def test_a_callback_state_that_is_not_gpunns_pair_is_refused_naming_the_callback(data, tmp_path, state, says):
     X, Y = data
