@@ -480,6 +480,20 @@ def test_weights_edited_through_model_stay_when_another_layers_coefs_are_edited_
     assert abs(est.coefs_[0]).max() < 1e-6  # the fit's copies: model_'s weights
 
 
+def test_a_layer_edited_through_model_after_its_coefs_edit_was_used_is_what_predict_uses_next(data):
+    """An edit of coefs_[0] is copied into the network at the next predict; an edit of that layer through model_
+    after it is the network's then, and the predict after leaves it (coefs_ are compared with what was last copied,
+    not with what the fit set)."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=1, random_state=0, device="cpu").fit(X[:100], y[:100])
+    est.coefs_[0][...] = 1.0
+    est.predict(X[:5])  # coefs_[0] copied in
+    assert (est.model_.weights[0] == 1.0).all()
+    est.model_.weights[0][...] = 0  # the hidden layer's output is relu(b1): the same for every row
+    P = est.predict(X[:5])
+    assert not numpy.any(est.model_.weights[0]) and numpy.ptp(P) == 0
+
+
 def test_loss_curve_is_scikit_learns_half_mse(data):
     X, y = data
     X = StandardScaler().fit_transform(X)
