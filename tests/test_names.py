@@ -37,6 +37,8 @@ def test_names_in_other_letter_case_train_as_the_lower_case_names():
     for got, want in zip(gpunn.datasets.make("Friedman1", 50, device="cpu"), gpunn.datasets.make("friedman1", 50,
                                                                                                 device="cpu")):
         numpy.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="^the teacher task needs n_features"):  # named as gpunn spells it
+        gpunn.datasets.make("Teacher", 50, device="cpu")
 
 
 @pytest.mark.parametrize("make, message", [
