@@ -126,3 +126,11 @@ def atomic_write(path, write) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def save_figure(fig, path, **options) -> None:
+    """A matplotlib figure written to ``path`` as :func:`atomic_write` writes a file, in the format its name ends in
+    (.png, .pdf, .svg; ``options``: savefig's): a Ctrl-C or a full disk part-way leaves an earlier plot of that name
+    whole, where savefig(path) had cut it short."""
+    kind = os.path.splitext(os.fsdecode(path))[1].lstrip(".").lower() or None
+    atomic_write(path, lambda fh: fig.savefig(fh, format=kind, **options))

@@ -334,6 +334,38 @@ def test_a_report_is_written_to_a_temp_file_renamed_into_place(tmp_path, capsys)
     assert json.loads(out.read_text())["history"]["epoch"] == [1] and kept.read_text() == "{}\n"
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_plot_is_written_to_a_temp_file_renamed_into_place(tmp_path, capsys, monkeypatch, command):
+    """README says so of every output; --plot was matplotlib's savefig(path), which wrote the file in place: a
+    Ctrl-C (or a full disk) part-way cut an earlier plot of that name short. The run's plot replaces it whole, in
+    the format its name says, and an interrupted one leaves it as it was, with no temp file."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    plot, kept = tmp_path / "loss.svg", tmp_path / "kept.svg"
+    plot.write_text("an earlier run's plot\n")
+    os.link(plot, kept)
+    args = [command, *TINY, "--plot", str(plot)] + (["--lr", "1e-3,1e-2"] if command == "sweep" else [])
+    assert cli.main(args) == 0
+    assert plot.read_text().startswith("<?xml") and kept.read_text() == "an earlier run's plot\n"
+    save = Figure.savefig
+
+    def interrupted(fig, fname, **options):
+        save(fig, fname, **options)  # most of it written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    before = plot.read_text()
+    plot.write_text(before[:100])  # (another plot: the rerun's must not be it)
+    before = plot.read_text()
+    assert cli.main(args) == 130
+    assert plot.read_text() == before and sorted(os.listdir(tmp_path)) == ["kept.svg", "loss.svg"]
+    import matplotlib.pyplot as plt
+
+    assert not plt.get_fignums()  # the figure closed all the same (pyplot kept it)
+    capsys.readouterr()
+
+
 def test_where_the_memory_free_is_unknown_the_rows_are_held_in_memory(capsys, monkeypatch):
     from gpunn import preflight
 

@@ -12,6 +12,8 @@ def plot(data, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..atomic import save_figure
+
     results = data["results"]
     groups = []
     for r in results:
@@ -45,5 +47,7 @@ def plot(data, path) -> None:
     s = data["setup"]
     fig.suptitle(f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:  # (pyplot keeps a figure until it is closed)
+        plt.close(fig)

@@ -318,6 +318,8 @@ def plot_curves(rows, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..atomic import save_figure
+
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for r in rows[1:]:
         ax.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], color="0.7", lw=0.8)
@@ -331,8 +333,10 @@ def plot_curves(rows, path) -> None:
     ax.legend()
     ax.set_title(f"{len(rows)} members")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:  # (pyplot keeps a figure until it is closed)
+        plt.close(fig)
 
 
 def _members_of_the_grid(offset, group):

@@ -161,6 +161,8 @@ def plot_history(history, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..atomic import save_figure
+
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(history["epoch"], history["loss"], marker=".", label="training loss")
     if "val_loss" in history:
@@ -171,8 +173,10 @@ def plot_history(history, path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:  # (pyplot keeps a figure until it is closed)
+        plt.close(fig)
 
 
 def history_csv(history) -> bytes:
