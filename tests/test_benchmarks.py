@@ -79,4 +79,7 @@ def test_output_layer_outer_product(benchmark, ops, rng, k):
 def test_loss_gradient(benchmark, ops, rng):
     A, Y = (rng.standard_normal((ROWS, 4)).astype(numpy.float32) for _ in range(2))
     dA = numpy.empty_like(A)
-    benchmark(ops.loss_gradient, A, Y, dA)
+    total = benchmark(ops.loss_gradient, A, Y, dA)
+    numpy.testing.assert_allclose(dA, 2.0 / ROWS * (A - Y), rtol=1e-6)
+    difference = (A - Y).astype(numpy.float64)  # (formed in float32, squared and summed in float64)
+    assert float(total) == pytest.approx(float(numpy.sum(difference ** 2)), rel=1e-12)
