@@ -912,34 +912,57 @@ class CsvSource(ChunkedSource):
 def row_ranges(fh, start, size, block_size):
     """(start, end) of each piece of whole rows of the CSV file ``fh`` (binary) from the byte ``start`` (a row's
     start) to ``size``: about ``block_size`` bytes each, cut after the last line end in them that is not inside a
-    quoted value (a text column's "two<newline>lines", as pandas and Excel write it; read on to the next line end
-    where a row is longer): CsvSource's chunks, gpunn predict's streamed batches. A row of any length reads, where
-    pyarrow's streaming reader needs each row inside its block ("straddling object")."""
+    quoted value (a text column's "two<newline>lines", as pandas and Excel write it; read on to the next such line
+    end where a row is longer): CsvSource's chunks, gpunn predict's streamed batches. A row of any length reads,
+    where pyarrow's streaming reader needs each row inside its block ("straddling object")."""
     while start < size:
         fh.seek(start)
         block = fh.read(block_size)
         end = start + len(block)
         if end < size:
             cut = _last_row_end(block)
-            end = start + cut + 1 if cut >= 0 else _line_end(fh, end, size)
+            end = start + cut + 1 if cut >= 0 else _row_end(fh, end, size, block.count(b'"') % 2 == 1)
         yield start, end
         start = end
 
 
 def _last_row_end(block) -> int:
     """The index in ``block`` (bytes from a row's start) of its last line end outside a quoted value: one after an
-    even count of quotes (a quote inside a quoted value is doubled, ""); -1 where there is none. Where none is
-    outside (a quoted value longer than the block, or a quote never closed), the last line end, as before quoted
-    values were counted: the rows there are refused as they were."""
-    last = cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
+    even count of quotes (a quote inside a quoted value is doubled, ""); -1 where there is none."""
+    cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
     quotes = block.count(b'"', 0, max(cut, 0))
     while quotes % 2:  # inside a quoted value: the line end before (bytes' own searches: a few steps, typically)
         before = max(block.rfind(b"\n", 0, cut), block.rfind(b"\r", 0, cut))
         if before < 0:
-            return last
+            return -1
         quotes -= block.count(b'"', before, cut)
         cut = before
     return cut
+
+
+_QUOTE_OR_LINE_END = re.compile(rb'["\r\n]')
+QUOTED_MOST = 1 << 26  # bytes read on for a row's end past a block: a quote never closed is refused within them
+
+
+def _row_end(fh, position, size, quoted):
+    """The offset just past the first line end at or after ``position`` outside a quoted value (``quoted``: whether
+    ``position`` is inside one), or ``size``. Past QUOTED_MOST bytes inside one (a quote never closed, which would
+    make the rest of the file one row), the first line end, as before quoted values were counted: the rows there
+    are refused, saying so."""
+    fh.seek(position)
+    read = 0
+    while read < QUOTED_MOST:
+        piece = fh.read(1 << 16)
+        if not piece:
+            return size
+        for mark in _QUOTE_OR_LINE_END.finditer(piece):
+            if mark.group() == b'"':
+                quoted = not quoted
+            elif not quoted:
+                end = position + read + mark.end()
+                return end + 1 if piece[mark.start():mark.start() + 2] == b"\r\n" else end
+        read += len(piece)
+    return _line_end(fh, position, size)
 
 
 def parse_rows(buffer, columns, picked, types, delimiter=",", decimal="."):
