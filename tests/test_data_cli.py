@@ -127,6 +127,12 @@ def test_a_missing_target_column_is_an_error_listing_the_columns(tmp_path, capsy
         for given in ((None,), ()):  # or no target at all (it was Python's "missing 1 required positional argument")
             with pytest.raises(ValueError, match="^target: name the target column.s.; the columns are: a, "):
                 make(tmp_path / path, *given)
+    pandas = pytest.importorskip("pandas")  # the way the refusal shows to predict a file of inputs alone
+    model = gpunn.MLP([2, 3, 1], seed=0, device="cpu")
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", "y", device="cpu"), epochs=1, verbose=False)
+    (tmp_path / "inputs.csv").write_text("b,a\n5,4\n2,1\n")  # the columns in another order
+    numpy.testing.assert_array_equal(model.predict(pandas.read_csv(tmp_path / "inputs.csv")),
+                                     model.predict(pandas.DataFrame({"a": [4.0, 1.0], "b": [5.0, 2.0]})))
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", *SMALL]) == 2
     assert "t.csv: no column 'price'; the columns are: a, b, y" in capsys.readouterr().err
     # a table with a column of text (an id): the target is asked for first, not the text refused (the columns'
@@ -162,7 +168,9 @@ def test_the_index_pandas_wrote_unnamed_is_not_listed_among_a_parquet_files_colu
     assert main(["train", "--data", str(path), *SMALL]) == 2
     assert f"--data {path}: name the target column(s) with --target; the columns are: a, y, t\n" in \
         capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"^target: name the target column\(s\); the columns are: a, y, t$") as caught:
+    with pytest.raises(ValueError, match=r"^target: name the target column\(s\); the columns are: a, y, t; to predict "
+                                         r"a file of inputs alone: gpunn predict MODEL IN OUT \(streamed\), or "
+                                         r"model\.predict\(pandas\.read_parquet\(path\)\), ") as caught:
         gpunn.data.parquet(path, None)
     assert caught.value.columns == ["a", "y", "t"]
     with pytest.raises(gpunn.data.DataError, match=r"f\.parquet: no column 'price'; the columns are: a, y, t$"):
@@ -531,7 +539,8 @@ def test_columns_and_paths_with_spaces_are_named_in_quotes(spaced, capsys):
     assert f"--data '{data}': name the target column(s) with --target; {listed}" in capsys.readouterr().err
     assert main(["train", "--data", str(data), "--target", "sale prce", *SMALL]) == 2
     assert f"{data}: no column 'sale prce'; {listed}" in capsys.readouterr().err
-    with pytest.raises(ValueError, match=f"^target: name the target column.s.; {listed}$"):
+    with pytest.raises(ValueError, match=f"^target: name the target column.s.; {listed}; to predict a file of inputs "
+                                         r"alone: .*model\.predict\(pandas\.read_csv\(path\)\)"):
         gpunn.data.csv(data)
     assert main(["predict", str(spaced / "m.npz"), str(spaced / "no file.csv"), str(spaced / "p.csv")]) == 2
     assert f"MODEL '{spaced / 'm.npz'}' does not exist" in capsys.readouterr().err

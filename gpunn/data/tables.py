@@ -120,11 +120,14 @@ class MissingColumns(DataError):
 
 class NoTarget(ValueError):
     """A table source given no target column. The message lists the table's columns, as a target that is not
-    among them is refused; ``columns`` keeps them for gpunn train, which names its --target option."""
+    among them is refused, and says how a file of inputs alone is predicted (no source: a source holds its targets;
+    ``reader``, pandas' for the file); ``columns`` keeps them for gpunn train, which names its --target option."""
 
-    def __init__(self, columns, hint=""):
+    def __init__(self, columns, hint="", reader="read_csv"):
         self.columns, self.hint = list(columns), hint  # hint: a sentence on how the file reads, or ""
-        super().__init__(f"target: name the target column(s); {columns_are(self.columns)}{hint}")
+        super().__init__(f"target: name the target column(s); {columns_are(self.columns)}{hint}; to predict a file "
+                         f"of inputs alone: gpunn predict MODEL IN OUT (streamed), or model.predict(pandas.{reader}("
+                         "path)), whose columns a model trained on named ones picks by name")
 
 
 def _names(value, what):
@@ -521,7 +524,7 @@ class ParquetSource(ChunkedSource):
             self._open.append(open_parquet(name))
         schemas = [pf.schema_arrow for pf in self._open]
         if target is None:  # before the columns' checks, which a text column would fail first
-            raise NoTarget(listed_columns(schemas[0]))
+            raise NoTarget(listed_columns(schemas[0]), reader="read_parquet")
         self.feature_names, self.target_names = pick_in_every_file(files, schemas, target, features)
         default = default_chunk_rows(sum(pf.metadata.num_rows for pf in self._open))
         chunk_rows = default if chunk_rows is None else chunk_rows
