@@ -30,7 +30,7 @@ Why NumPy is the default:
 - The choice is a timing, so two processes may choose differently for a near-tie and round their sums
   differently: with one fixed library a run is reproducible to the bit, and a checkpoint resumed in a
   new process continues exactly. Set ``GPUNN_GEMM=auto`` (or ``mkl``) where another library is faster,
-  as MKL is on Intel CPUs.
+  as MKL may be on Intel CPUs (on session 32's 2-core Xeon, timed on two threads, it was not by the margin).
 An earlier measurement blamed mixing libraries within one step for a 2-3x slower medium step. The
 cause was MKL's OpenMP workers spinning for 200 ms after every call (KMP_BLOCKTIME), holding the
 cores the next OpenBLAS product needed; gpunn now sets KMP_BLOCKTIME=0 before loading MKL, and the
