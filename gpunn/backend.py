@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy
 
 from . import environment
-from .hints import bracketed_hint
+from .hints import bracketed_hint, name_hint
 
 ENV_DEVICE = "GPUNN_DEVICE"
 
@@ -273,7 +273,9 @@ def device_setting() -> str:
         _parsed(device)
     except ValueError:  # in the form every variable's refusal has: NAME='value' is not what it takes (...; unset: ...)
         one_cpu = "the CPU backend has one device, cpu; " if _DEVICE_RE.match(device.lower()) else ""
-        raise environment.refusal(ENV_DEVICE, f"auto, cpu, cuda or cuda:N ({one_cpu}unset: auto)") from None
+        meant = "" if one_cpu else name_hint(device, _device_names(device), "device")  # cdua, as device="cdua"
+        raise environment.refusal(ENV_DEVICE, f"auto, cpu, cuda or cuda:N ({one_cpu}{meant + ' ' if meant else ''}"
+                                              "unset: auto)") from None
     return device
 
 
@@ -288,10 +290,16 @@ def is_device_name(device: str) -> bool:
 def unknown_device(device, names=DEVICE_NAMES) -> ValueError:
     """The refusal of a device name resolve does not take, listing ``names`` (gpunn bench adds its own 'all'), with
     the name meant where there is one (cdua: 'cuda'; cdua:1: 'cuda:1')."""
+    meant = bracketed_hint(device, _device_names(device, names), "device")
+    return ValueError(f"unknown device {device!r}{meant}; use {', '.join(names[:-1])} or {names[-1]}")
+
+
+def _device_names(device, names=DEVICE_NAMES) -> list:
+    """The names an unknown ``device`` may stand for: ``names`` but cuda:N, and cuda with its index in the digits 0-9
+    (cdua:1: cuda:1; cuda:١, another script's 1, which resolve refuses: cuda:1, not itself)."""
     index = device.partition(":")[2]
     known = [name for listed in names for name in re.findall(r"'([^']+)'", listed) if name != "cuda:N"]
-    meant = bracketed_hint(device, known + ([f"cuda:{index}"] if index.isdigit() else []), "device")
-    return ValueError(f"unknown device {device!r}{meant}; use {', '.join(names[:-1])} or {names[-1]}")
+    return known + ([f"cuda:{int(index)}"] if index.isdecimal() else [])
 
 
 def _parsed(device) -> tuple[str, str | None]:

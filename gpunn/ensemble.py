@@ -29,7 +29,7 @@ from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
 from .training.callbacks import missing_log_hint, monitor_mode
 from .training.ensemble import fit_ensemble
-from .training.fit import as_method
+from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode
 
 
@@ -570,7 +570,8 @@ class Ensemble(DeviceModel):
 
     fit = as_method(fit_ensemble, "Ensemble.fit", "ens.fit(X, Y, ...) trains all members on (X, Y), or on a data "
                                                   "source passed alone as X, and returns the history, as told below "
-                                                  "(``model`` being this Ensemble).")
+                                                  "(``model`` being this Ensemble).",
+                    other_fits={"MLP": _fit}, made_with=__init__)
 
     # and the last fit's history (MLP's copy has none)
     _COPIED = (*DeviceModel._COPIED, "history", "diverged")

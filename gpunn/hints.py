@@ -170,12 +170,12 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else "..."
 
 
-def _in_schedule(key: str, value, given) -> str:
-    """Schedule option ``key`` given to fit, in its place: the Schedule that reads it, with the other schedule
-    options ``given`` (the call's keywords) that it reads (``step_size=5, gamma=0.5``: Schedule("step", step_size=5,
-    gamma=0.5)). That is the schedule the call names where it reads ``key`` (``schedule="step", gamma=0.5``), else
-    each schedule that reads all the options given, else each that reads ``key``: gamma alone is step's and
-    exponential's, and the hint named exponential's alone."""
+def _schedules_reading(key: str, value, given) -> tuple:
+    """(the schedules, and each one's Schedule with the options ``given`` that it reads) for schedule option ``key``
+    given where a schedule is meant (``step_size=5, gamma=0.5``: Schedule("step", step_size=5, gamma=0.5)). The
+    schedules are the one the call names where it reads ``key`` (``schedule="step", gamma=0.5``), else each that reads
+    all the options given, else each that reads ``key``: gamma alone is step's and exponential's, and the hint named
+    exponential's alone."""
     given = given or {key: value}
     options = {option: given[option] for option in given if option in SCHEDULE_OPTIONS}
     named = getattr(given.get("schedule"), "name", given.get("schedule"))  # a name, or a Schedule's
@@ -184,10 +184,18 @@ def _in_schedule(key: str, value, given) -> str:
         readers = (named.lower(),)
     else:
         readers = tuple(name for name in readers if all(name in SCHEDULE_OPTIONS[o] for o in options)) or readers
-    fits = []
+    schedules = []
     for name in readers:
         read = ", ".join(f"{option}={_shown(v)}" for option, v in options.items() if name in SCHEDULE_OPTIONS[option])
-        fits.append(f'model.fit(X, Y, schedule=gpunn.Schedule("{name}", {read}))')
+        schedules.append(f'gpunn.Schedule("{name}", {read})')
+    return readers, schedules
+
+
+def _in_schedule(key: str, value, given) -> str:
+    """Schedule option ``key`` given to fit, in its place: the fit with the Schedule that reads it, with the other
+    schedule options ``given`` (the call's keywords) that it reads (:func:`_schedules_reading`)."""
+    readers, schedules = _schedules_reading(key, value, given)
+    fits = [f"model.fit(X, Y, schedule={schedule})" for schedule in schedules]
     if len(fits) == 1:
         return f"{key} is the schedule's option: {fits[0]}"
     return f"{key} is an option of the {' and '.join(readers)} schedules: {' or '.join(fits)}"
@@ -214,14 +222,18 @@ OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weig
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 
 
-def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), given=None) -> TypeError:
+def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), given=None, other_fits=None,
+                       made_with=()) -> TypeError:
     """Python's TypeError for a keyword argument ``call`` (``"MLP.fit"``) does not take, with the parameter of
     ``names`` meant where one is (validation_split: validation_fraction; batchsize: batch_size): Python's own
     said only ``got an unexpected keyword argument``. A constructor given one of its class's ``fit_options``
     (``MLP([...], lr=0.1)``, as Keras's and scikit-learn's constructors take it) is shown the fit that takes it,
     with the ``value`` given; so is one that stands for a fit option (``learning_rate``: lr, another tool's name;
     ``epoch``: epochs), where it stands for none of ``names``; a schedule's option, in the Schedule that reads it and
-    the other keywords ``given`` (:func:`_in_schedule`)."""
+    the other keywords ``given`` (:func:`_in_schedule`). A fit given an option of another kind of model's fit only
+    (``other_fits``: ``{"Ensemble": [...]}``), or a name standing for one where it stands for none of ``names``, is
+    told whose it is (``MLP.fit(bootstrap=True)``: an Ensemble's); where the model's own constructor takes it
+    (``made_with``: an Ensemble's graph), it is shown there, as Checkpoint.resume's refusal says whose it is."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
     other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
@@ -238,6 +250,10 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     if key in SCHEDULE_OPTIONS and "schedule" in [*names, *fit_options]:  # fit(schedule="exponential", gamma=0.95)
         return TypeError(f"{said} ({_in_schedule(key, value, given)})")
     found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
+    for other, options in (other_fits or {}).items():
+        other_option = key if key in options else None if found else _option_meant(key, options)
+        if other_option:
+            return TypeError(f"{said} ({_other_kinds_option(call, other, other_option, key, shown, made_with)})")
     fit_found = None if found else meant(key.replace("_", "-"), [name.replace("_", "-") for name in fit_options])
     if fit_found and len(fit_found.names) == 1:
         option = _as_keyword(fit_found.names[0], None)
@@ -246,6 +262,19 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
         options = " or ".join(_as_keyword(name, None) for name in fit_found.names)
         return TypeError(f"{said} (did you mean {options}? they are fit's options: model.fit(X, Y, ...))")
     return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
+
+
+def _other_kinds_option(call: str, other: str, option: str, key: str, shown: str, made_with) -> str:
+    """The hint for fit option ``option`` of another kind of model (``other``: "Ensemble"), given as ``key`` (the
+    option or a name meant for it) to ``call`` ("MLP.fit"): set when the model is made where its constructor takes
+    it (``made_with``), else the other kind's fit that takes it. (Both kinds' names take "an": an MLP, an Ensemble.)"""
+    kind = call.split(".")[0]
+    meant_words = "" if option == key else f"did you mean {option}? "
+    if option in made_with:
+        return (f"{meant_words}{option} is an {other}'s fit option; an {kind} takes it when made: "
+                f"gpunn.{kind}(..., {option}={shown})")
+    return f"{meant_words}{option} is an {other}'s fit option, and this is an {kind}: gpunn.{other}(...).fit(X, Y, " \
+           f"{option}={shown})"
 
 
 def _option_meant(key: str, options) -> str | None:
@@ -257,18 +286,19 @@ def _option_meant(key: str, options) -> str | None:
 
 
 def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_options=None, given=None) -> TypeError:
-    """:func:`unexpected_keyword` for ``Checkpoint.resume``, given a fit's option (or an optimizer's) that a resume
-    does not take, the name or one standing for it (``learning_rate``: lr): the run goes on with the settings its
-    checkpoint holds, so the message shows the fit of the loaded model that trains on with another (Python's said
-    only ``got an unexpected keyword argument 'lr'``). ``fit_options``: each kind of model's fit options,
-    ``{"MLP": [...], "Ensemble": [...]}``, the checkpoint's own kind first; an option that only another kind's fit
-    takes (``bootstrap``, given an MLP's run) is said to be that kind's: the loaded model's fit would refuse it."""
+    """:func:`unexpected_keyword` for ``Checkpoint.resume``, given a fit's option (or an optimizer's, or a
+    schedule's: gamma, shown in the Schedules that read it) that a resume does not take, the name or one standing for
+    it (``learning_rate``: lr): the run goes on with the settings its checkpoint holds, so the message shows the fit
+    of the loaded model that trains on with another (Python's said only ``got an unexpected keyword argument
+    'lr'``). ``fit_options``: each kind of model's fit options, ``{"MLP": [...], "Ensemble": [...]}``, the
+    checkpoint's own kind first; an option that only another kind's fit takes (``bootstrap``, given an MLP's run) is
+    said to be that kind's: the loaded model's fit would refuse it."""
     kinds = dict(fit_options or {})
     kind, own = next(iter(kinds.items()), (None, ()))
-    exact = key in OPTIMIZER_OPTIONS or any(key in options for options in kinds.values())
+    exact = key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS or any(key in options for options in kinds.values())
     if not exact and meant(key.replace("_", "-"), [name.replace("_", "-") for name in names]):
         return unexpected_keyword(call, key, names, value)  # resume's own, misspelt (epoch: epochs)
-    option = key if key in OPTIMIZER_OPTIONS else _option_meant(key, own)
+    option = key if key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS else _option_meant(key, own)
     for other, options in list(kinds.items())[1:] if option is None else ():
         other_option = _option_meant(key, options)
         if other_option:  # (both kinds' names take "an": an MLP's, an Ensemble's)
@@ -280,17 +310,20 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
         return unexpected_keyword(call, key, names, value)
     shown = _shown(value)
     if option == "optimizer":
-        new_fit = f"optimizer={shown}"
+        new_fits = [f"optimizer={shown}"]
     elif option in OPTIMIZER_OPTIONS:  # a new optimizer of that setting
         setting = _betas(value) if option == "betas" else f"{option}={shown}"
-        new_fit = f"optimizer=gpunn.{OPTIMIZER_OPTIONS[option]}({setting})"
+        new_fits = [f"optimizer=gpunn.{OPTIMIZER_OPTIONS[option]}({setting})"]
+    elif option in SCHEDULE_OPTIONS:  # the run's optimizer goes on, under a schedule that reads the option
+        new_fits = [f"optimizer=ckpt.optimizer, schedule={schedule}"
+                    for schedule in _schedules_reading(option, value, given)[1]]
     else:  # the run's optimizer goes on, its moments and step count too
-        new_fit = f"optimizer=ckpt.optimizer, {option}={shown}"
+        new_fits = [f"optimizer=ckpt.optimizer, {option}={shown}"]
     meant_words = "" if option == key else f"did you mean {option}? "
+    fits = " or ".join(f"ckpt.model.fit(X, Y, {new_fit})" for new_fit in new_fits)
     return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({meant_words}a resume continues the run "
                      f"with the settings its checkpoint holds, {option} among them; to train on with another, fit "
-                     f"the loaded model from the run's weights: ckpt.model.fit(X, Y, {new_fit}), a new run whose "
-                     "epochs count from 1)")
+                     f"the loaded model from the run's weights: {fits}, a new run whose epochs count from 1)")
 
 
 def known_name(name, names, what: str) -> str:
@@ -301,7 +334,12 @@ def known_name(name, names, what: str) -> str:
     found = folded.get(name.lower()) if isinstance(name, str) else None
     if found is not None:
         return found
-    raise ValueError(f"unknown {what} {name!r}{bracketed_hint(name, names, what)}; choose one of: {', '.join(names)}")
+    raise unknown_name(name, names, what)
+
+
+def unknown_name(name, names, what: str) -> ValueError:
+    """The ValueError of :func:`known_name` for ``name``, none of ``names``: its hint, then the names to choose from."""
+    return ValueError(f"unknown {what} {name!r}{bracketed_hint(name, names, what)}; choose one of: {', '.join(names)}")
 
 
 def bracketed_hint(name, names, what: str) -> str:
@@ -324,21 +362,21 @@ def name_hint(name, names, what: str) -> str:
     return found.hint(lambda known, _: repr(known)) if found else ""
 
 
-def folding(names, what: str):
+def folding(names, what: str, any_case: bool = True):
     """An argparse ``type`` for a ``choices`` option of ``what``'s ``names``: a name in another letter case as gpunn
     spells it (--optimizer Adam: adam, as known_name); an unknown name with a hint refused with known_name's words
     (--activation swish: "'swish' is gpunn's 'silu'"), any other as written, for argparse (or a config file's
-    check) to refuse as it does."""
-    folded = {known.lower(): known for known in names}
+    check) to refuse as it does. Without ``any_case`` a name is taken as written only, as the Python argument of
+    the option takes it (precision="TF32" is refused), and one in another letter case is refused with the hint too
+    (--precision TF32: did you mean 'tf32'?; --precision fp32: "'fp32' is gpunn's 'float32'")."""
+    folded = {known.lower(): known for known in names} if any_case else {known: known for known in names}
 
     def name(text):
-        if text.lower() in folded:
-            return folded[text.lower()]
+        known = folded.get(text.lower() if any_case else text)
+        if known is not None:
+            return known
         if name_hint(text, names, what):
-            try:
-                known_name(text, names, what)
-            except ValueError as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
+            raise argparse.ArgumentTypeError(str(unknown_name(text, names, what)))
         return text
 
     return name

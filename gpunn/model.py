@@ -32,6 +32,7 @@ from .hints import OTHER_MODEL_ATTRIBUTES, bracketed_hint, keywords_checked, key
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
+from .training.ensemble import fit_ensemble
 from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode
 
@@ -729,7 +730,8 @@ class MLP(DeviceModel):
 
     fit = as_method(_fit, "MLP.fit", "model.fit(X, Y, ...) trains on (X, Y), or on a data source (``gpunn.data``) "
                                      "passed alone as X, and returns the history. It is gpunn.fit(model, X, Y, ...), "
-                                     "told below, ``model`` being this MLP.")
+                                     "told below, ``model`` being this MLP.",
+                    other_fits={"Ensemble": fit_ensemble}, made_with=__init__)
 
     _REPR_NAME, _PICKLE_NAMES = "MLP", ("an MLP", "model")
 

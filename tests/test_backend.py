@@ -237,9 +237,23 @@ def test_an_env_device_that_fails_names_the_variable(fresh_probe, env, error):
     said = str(refused.value).partition(repr(env))[2]
     if error is ValueError:  # a name resolve does not take: the refusal's form every variable has (was 'NAME=v: ...')
         one_cpu = "the CPU backend has one device, cpu; " if env == "cpu:1" else ""
-        assert said == f" is not auto, cpu, cuda or cuda:N ({one_cpu}unset: auto)"
+        meant = "did you mean 'cuda:1'? " if env == "cuda:١" else ""  # (not the name refused, as it was)
+        assert said == f" is not auto, cpu, cuda or cuda:N ({one_cpu}{meant}unset: auto)"
     else:  # a device name, the device not here: resolve's own words, saying it came from the variable
         assert said.startswith(": device 'cuda' was requested but ")
+
+
+@pytest.mark.parametrize("env, meant", [("cdua", "cuda"), ("CDUA:1", "cuda:1"), ("cpuu", "cpu"), ("aut", "auto"),
+                                        ("cuda:١", "cuda:1")])  # (an Arabic-Indic 1, refused)
+def test_an_env_device_misspelt_names_the_one_meant_as_the_device_argument_does(fresh_probe, env, meant):
+    """GPUNN_DEVICE=cdua said only what the variable takes, where device="cdua" says "did you mean 'cuda'?"."""
+    fresh_probe.setenv(backend.ENV_DEVICE, env)
+    with pytest.raises(ValueError) as refused:
+        backend.resolve("auto")
+    assert str(refused.value) == (f"{backend.ENV_DEVICE}={env!r} is not auto, cpu, cuda or cuda:N (did you mean "
+                                  f"{meant!r}? unset: auto)")
+    fresh_probe.setenv(backend.ENV_DEVICE, meant)  # (the name meant is taken)
+    assert backend.device_setting() == meant
 
 
 @pytest.mark.parametrize("bad", ["tpu", "cuda:x", "cpu:1", ""])

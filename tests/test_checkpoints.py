@@ -1019,10 +1019,15 @@ def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weight
     (dict(learning_rate=0.1), "lr", "optimizer=ckpt.optimizer, lr=0.1"),  # Keras's name
     (dict(optimizer="sgd"), "optimizer", "optimizer='sgd'"),
     (dict(weight_decay=1e-4), "weight_decay", "optimizer=gpunn.Adam(weight_decay=0.0001)"),
+    # a schedule's option, in each schedule that reads it (gamma: step's and exponential's)
+    (dict(gamma=0.5), "gamma", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("step", gamma=0.5)'),
+    (dict(gamma=0.5), "gamma", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("exponential", gamma=0.5)'),
+    (dict(min_factor=0.2), "min_factor", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("cosine", min_factor=0.2)'),
 ])
 def test_a_fit_option_given_to_resume_shows_the_fit_that_trains_on_with_it(data, tmp_path, given, meant, shown):
-    """resume(X, Y, lr=0.1) said only "got an unexpected keyword argument 'lr'": the run goes on with its
-    checkpoint's settings, and the fit the message shows (run here as shown) trains the loaded model on with another."""
+    """resume(X, Y, lr=0.1) said only "got an unexpected keyword argument 'lr'", and resume(X, Y, gamma=0.5) still
+    did: the run goes on with its checkpoint's settings, and the fit the message shows (run here as shown) trains
+    the loaded model on with another."""
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
                                              callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
@@ -1056,7 +1061,7 @@ def test_an_option_only_the_other_kinds_fit_takes_given_to_resume_is_said_to_be_
         mlp.resume(X, Y, bootstrap=True)
     with pytest.raises(TypeError, match=r"'bootstrp' \(did you mean bootstrap\? bootstrap is an Ensemble's fit "):
         mlp.resume(X, Y, bootstrp=True)
-    with pytest.raises(TypeError, match=r"unexpected keyword argument 'bootstrap'$"):
+    with pytest.raises(TypeError, match=r"'bootstrap' \(bootstrap is an Ensemble's fit option, and this is an MLP"):
         mlp.model.fit(X, Y, bootstrap=True)  # (what the hint showed)
     with pytest.raises(TypeError, match=r"'graph' \(graph is an MLP's fit option, and this checkpoint holds an "
                                         r"Ensemble's run: resume it without graph\)$"):

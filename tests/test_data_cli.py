@@ -1071,6 +1071,37 @@ def test_predict_reads_in_by_its_name_as_it_writes_out_and_as_train_reads_data(t
     assert main(["predict", str(model), str(tmp_path / "x.npy"), str(tmp_path / "o.npy")]) == 0
 
 
+def test_a_tab_separated_file_by_its_name_is_refused_saying_how_python_reads_it(tmp_path, capsys):
+    """--data t.tsv (and predict's IN t.tsv) said only "unknown file type; use .npy, .parquet or .csv", where a
+    tab-delimited .csv is told to pass delimiter='\\t' to gpunn.data.csv. The Python the refusal shows runs here as
+    shown: the training source, and the predictions of a model trained on it."""
+    import pandas
+
+    from gpunn.cli.data import TSV_SOURCE
+    from gpunn.cli.predict import TSV_PREDICTED
+
+    X = numpy.random.default_rng(0).standard_normal((40, 2))
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("a\tb\ty\n" + "".join(f"{a}\t{b}\t{a - b}\n" for a, b in X))
+    hint = ("a tab-separated file is read as CSV with the tab delimiter in Python, {}, or save it comma-separated "
+            "as .csv (gpunn's commands read commas only)\n")
+    for command in ("train", "sweep"):
+        assert main([command, "--data", str(tsv), "--target", "y", *SMALL]) == 2
+        assert capsys.readouterr().err == (f"gpunn {command}: error: --data {tsv}: unknown file type; use .npy (with "
+                                           f"--targets), .parquet or .csv; {hint.format(TSV_SOURCE)}")
+    source = eval(TSV_SOURCE, {"gpunn": gpunn, "path": str(tsv), "target": "y"})
+    with source:
+        model = gpunn.MLP([2, 4, 1], device="cpu", seed=0)
+        assert model.fit(source, epochs=1, verbose=False)["epoch"] == [1] and model.data_columns["features"] == ["a", "b"]
+    gpunn.save(tmp_path / "m.npz", model)
+    assert main(["predict", str(tmp_path / "m.npz"), str(tsv), str(tmp_path / "o.csv")]) == 2
+    assert capsys.readouterr().err.endswith(f"(or be a directory of Parquet files); {hint.format(TSV_PREDICTED)}")
+    predicted = eval(TSV_PREDICTED, {"model": model, "pandas": pandas, "path": str(tsv)})
+    numpy.testing.assert_array_equal(predicted, model.predict(pandas.DataFrame(X, columns=["a", "b"])))  # (by name)
+    assert main(["train", "--data", str(tmp_path / "X.txt"), *SMALL]) == 2
+    assert capsys.readouterr().err.endswith("unknown file type; use .npy (with --targets), .parquet or .csv\n")
+
+
 def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     assert main(["train", "--rows", "3000", "--features", "4", *SMALL]) == 0
     # in MiB under a GiB (it read "0.00 GiB"), and saying what it counts

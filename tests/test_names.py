@@ -75,6 +75,8 @@ def test_a_name_that_is_none_in_any_case_names_the_one_meant(make, message):
     (lambda: gpunn.MLP([3, 1], device="cdua"),
      "unknown device 'cdua' (did you mean 'cuda'?); use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     (lambda: gpunn.MLP([3, 1], device="cdua:1"), "unknown device 'cdua:1' (did you mean 'cuda:1'?); use"),
+    # another script's digit, refused: the name meant has 0-9's (it was the name refused, 'cuda:١')
+    (lambda: gpunn.MLP([3, 1], device="cuda:١"), "unknown device 'cuda:١' (did you mean 'cuda:1'?); use"),
     (lambda: gpunn.MLP([3, 1], device="tpu"), "unknown device 'tpu'; use 'auto'"),
 ])
 def test_a_solver_learning_rate_precision_or_device_refused_names_the_one_meant(make, message):
@@ -172,3 +174,29 @@ def test_the_command_line_and_a_config_file_hint_another_librarys_name(command, 
     assert cli.main([command, "--device", "cpu", "--config", str(tmp_path / "c.toml")]) == 2
     err = capsys.readouterr().err
     assert "invalid activation = 'swish' (--activation: unknown activation 'swish' ('swish' is gpunn's 'silu')" in err
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_the_command_lines_precision_hints_as_the_python_argument_does_taking_its_names_as_written(command, tmp_path,
+                                                                                                   capsys):
+    """--precision fp32 was argparse's "invalid choice: 'fp32' (choose from 'float32', 'tf32', 'bf16')", where
+    MLP(precision="fp32") says "'fp32' is gpunn's 'float32'". The hint is a hint: TF32 is refused as
+    precision="TF32" is, not taken, and a name with no hint keeps argparse's words."""
+    for name, hint in (("fp32", "'fp32' is gpunn's 'float32'"), ("bfloat16", "'bfloat16' is gpunn's 'bf16'"),
+                       ("fp16", "'fp16' is not supported"), ("TF32", "did you mean 'tf32'?"),
+                       ("bf61", "did you mean 'bf16'?")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--device", "cpu", "--precision", name])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and (f"argument --precision: unknown precision {name!r} ({hint}); choose one "
+                                              "of: float32, tf32, bf16 (see") in err, err
+        with pytest.raises(ValueError, match=re.escape(f"got {name!r} ({hint})")):  # the Python argument's hint
+            gpunn.MLP([3, 1], device="cpu", precision=name)
+    with pytest.raises(SystemExit):
+        cli.main([command, "--device", "cpu", "--precision", "xx"])
+    said = capsys.readouterr().err
+    assert "argument --precision: invalid choice: 'xx' (choose from 'float32', 'tf32', 'bf16')" in said
+    (tmp_path / "c.toml").write_text('precision = "fp32"\n')
+    assert cli.main([command, "--device", "cpu", "--config", str(tmp_path / "c.toml")]) == 2
+    assert ("invalid precision = 'fp32' (--precision: unknown precision 'fp32' ('fp32' is gpunn's 'float32')"
+            in capsys.readouterr().err)

@@ -836,6 +836,41 @@ def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(cal
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
 
 
+@pytest.mark.parametrize("kind, other", [("MLP", "Ensemble"), ("Ensemble", "MLP")])
+def test_an_option_only_the_other_kinds_fit_takes_is_said_to_be_that_kinds(kind, other):
+    """MLP.fit(X, Y, bootstrap=True) said only "unexpected keyword argument 'bootstrap'", where a resume of an MLP's
+    run says bootstrap is an Ensemble's option; Ensemble.fit(X, Y, graph=True) the same, where an Ensemble takes
+    graph when made. Each option only the other kind's fit takes (but an optimizer's, shown in the optimizer, and a
+    schedule's) is told so, or a misspelling of it, and the call the hint shows runs."""
+    from gpunn.hints import OPTIMIZER_OPTIONS
+    from gpunn.training.ensemble import fit_ensemble
+    from gpunn.training.fit import fit, fit_options
+
+    X, Y = numpy.zeros((8, 2)), numpy.zeros((8, 1))
+    makes = {"MLP": lambda **kw: MLP([2, 1], device="cpu", seed=0, **kw),
+             "Ensemble": lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", seed=0, **kw)}
+    options = {"MLP": fit_options(fit), "Ensemble": fit_options(fit_ensemble)}
+    only_others = [option for option in options[other] if option not in options[kind] + list(OPTIMIZER_OPTIONS)]
+    assert only_others == {"MLP": ["bootstrap"], "Ensemble": ["graph"]}[kind]  # (what the hints below are about)
+    for option in only_others:
+        for given in (option, option[:-1]):  # bootstrap, and bootstra: did you mean bootstrap?
+            with pytest.raises(TypeError) as caught:
+                makes[kind]().fit(X, Y, verbose=False, **{given: True})
+            said = str(caught.value)
+            meant = "" if given == option else f"did you mean {option}? "
+            if kind == "Ensemble":  # (its constructor takes graph)
+                shown = f"gpunn.{kind}(..., {option}=True)"
+                assert said == (f"{kind}.fit() got an unexpected keyword argument {given!r} ({meant}{option} is an "
+                                f"{other}'s fit option; an {kind} takes it when made: {shown})")
+                with pytest.warns(gpunn.GraphWarning, match="no GPU"):  # (taken: forced, where no GPU captures)
+                    assert makes[kind](**{option: True}).fit(X, Y, epochs=1, verbose=False)["epoch"] == [1]
+            else:
+                shown = f"gpunn.{other}(...).fit(X, Y, {option}=True)"
+                assert said == (f"{kind}.fit() got an unexpected keyword argument {given!r} ({meant}{option} is an "
+                                f"{other}'s fit option, and this is an {kind}: {shown})")
+                assert makes[other]().fit(X, Y, epochs=1, verbose=False, **{option: True})["epoch"] == [1]
+
+
 @pytest.mark.parametrize("make, call, key, hint", [
     (lambda **kw: gpunn.Adam(**kw), "Adam", "beta_1", " (did you mean beta1?)"),  # Keras's name
     (lambda **kw: gpunn.SGD(**kw), "SGD", "momentun", " (did you mean momentum?)"),

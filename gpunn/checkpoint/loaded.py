@@ -3,12 +3,11 @@ settings and history), from :func:`load_checkpoint`."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 
 from ..hints import keywords_checked, unexpected_resume_keyword
 from ..training.callbacks import History
-from ..training.fit import fit
+from ..training.fit import fit, fit_options
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, TrainState
 from .format import CheckpointError, _optimizer_from_meta, read
@@ -135,8 +134,7 @@ class Checkpoint:
 # each kind of model's fit options, which a resume does not take (the run's, from its checkpoint): its refusal shows
 # one in the loaded model's fit, and says one that only the other kind's fit takes is that kind's (bootstrap: an
 # Ensemble's), which the union of the two showed in a fit that refused it
-_FIT_OPTIONS = {kind: [name for name, spec in inspect.signature(function).parameters.items()
-                       if spec.kind == spec.KEYWORD_ONLY]
+_FIT_OPTIONS = {kind: fit_options(function)
                 for kind, function in (("MLP", fit), ("Ensemble", ens_training.fit_ensemble))}
 
 

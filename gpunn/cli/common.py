@@ -13,6 +13,16 @@ from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES, is_stdout
 
 
+def tab_separated_hint(path, in_python: str) -> str:
+    """For a file named .tsv, which no command reads (each reads a file by its name, a .csv one with commas, as a
+    tab-delimited .csv's refusal says), the end of its refusal: read it with the tab delimiter in Python, as
+    ``in_python`` does, or save it comma-separated. "" for any other name."""
+    if not str(path).lower().endswith(".tsv"):
+        return ""
+    return (f"; a tab-separated file is read as CSV with the tab delimiter in Python, {in_python}, or save it "
+            "comma-separated as .csv (gpunn's commands read commas only)")
+
+
 def show_note(message, category, filename, lineno, file=None, line=None):
     """gpunn's own warnings as one ``note:`` line (what gpunn says, not where in it); others in Python's form."""
     from .. import environment

@@ -12,7 +12,7 @@ from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from ..hints import shell_word
 from ..preflight import PARQUET_SUFFIXES
-from .common import counted, file_path, number, positive
+from .common import counted, file_path, number, positive, tab_separated_hint
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
 WINDOW = 16  # --window's default
@@ -125,6 +125,10 @@ def _check_files_there(args):
                              "--targets) where they are now: the checkpoint checks that they hold the same data")
 
 
+# a .tsv file's source in Python, which --data's refusal of the name shows
+TSV_SOURCE = "gpunn.data.csv(path, target, delimiter='\\t')"
+
+
 def make_source(args, backend, ckpt=None):
     """(source, a line saying what was chosen) or (None, line) for the in-memory synthetic path. The caller closes
     the source (its files) when the command ends.
@@ -155,7 +159,8 @@ def make_source(args, backend, ckpt=None):
             raise ValueError(f"--data {shell_word(args.data)} is compressed ({kind}): decompress it first (gpunn reads .npy, "
                              ".parquet and .csv files uncompressed)")
         else:
-            raise ValueError(f"--data {shell_word(args.data)}: unknown file type; use .npy (with --targets), .parquet or .csv")
+            raise ValueError(f"--data {shell_word(args.data)}: unknown file type; use .npy (with --targets), .parquet or "
+                             f".csv{tab_separated_hint(args.data, TSV_SOURCE)}")
         try:  # the caller closes the source it gets; one refused here is closed here
             with warnings.catch_warnings(record=True) as notes:  # a note on the share held out follows a refusal
                 _hold_out(source)

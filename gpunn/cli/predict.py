@@ -10,7 +10,7 @@ import numpy
 from ..checks import NotFinite, read_by_position
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES, PARQUET_SUFFIXES
-from .common import DEVICE_NAMES, add_debug, file_path
+from .common import DEVICE_NAMES, add_debug, file_path, tab_separated_hint
 from .data import COLUMNS_HELP, column_names
 
 
@@ -57,6 +57,10 @@ SUFFIXES = DATA_SUFFIXES  # IN's and OUT's, as --data's: the name says how each 
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 
 
+# a .tsv file's predictions in Python, which IN's refusal of the name shows
+TSV_PREDICTED = "model.predict(pandas.read_csv(path, sep='\\t'))"
+
+
 def _check_input_name(path) -> None:
     """IN is read by its name, as OUT is written and gpunn train --data reads: a CSV file's header picks the
     model's columns by name, which a file of another name, read whole by its bytes, went without (its columns were
@@ -76,7 +80,7 @@ def _check_input_name(path) -> None:
                                        ".csv and .parquet files uncompressed)")
     raise preflight.PreflightError(f"IN {shell_word(path)}: unknown file type; the name must end in {', '.join(SUFFIXES[:-1])} "
                                    f"or {SUFFIXES[-1]}, as it says how the file is read (or be a directory of "
-                                   "Parquet files)")
+                                   f"Parquet files){tab_separated_hint(path, TSV_PREDICTED)}")
 
 
 def _check_model_first(args) -> None:

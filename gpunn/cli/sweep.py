@@ -14,6 +14,7 @@ import numpy
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
 from ..hints import folding, shell_word
+from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
@@ -124,7 +125,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "nesterov, 0 for sgd)")
     s.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     s.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them (default: %(default)s)")
-    s.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
+    s.add_argument("--precision", choices=PRECISIONS, type=folding(PRECISIONS, "precision", any_case=False),
+                   default="float32",
                    help="GPU only, as gpunn train's: tf32 runs every member's matrix products on TF32 tensor cores; "
                         "bf16 keeps activations in bfloat16 with float32 master weights, optimizer state and loss; "
                         "the saved best member keeps it (default: %(default)s)")

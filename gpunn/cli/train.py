@@ -13,6 +13,7 @@ import numpy
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..hints import folding, shell_word
+from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of, make_optimizer, options_of
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
@@ -101,7 +102,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     t.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them "
                    "(f4, single, double...) (default: %(default)s)")
-    t.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
+    t.add_argument("--precision", choices=PRECISIONS, type=folding(PRECISIONS, "precision", any_case=False),
+                   default="float32",
                    help="GPU only: tf32 runs the matrix products on TF32 tensor cores; bf16 keeps activations in "
                         "bfloat16 with float32 master weights, optimizer state and loss (default: %(default)s)")
     t.add_argument("--graph", action=argparse.BooleanOptionalAction, default=None,

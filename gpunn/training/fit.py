@@ -3,6 +3,7 @@ resumption) use."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 
@@ -10,7 +11,7 @@ import numpy
 
 from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, seed_int, validation_share,
                       warn_read_by_position)
-from ..hints import keywords_checked
+from ..hints import OPTIMIZER_OPTIONS, keywords_checked, unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -22,12 +23,25 @@ from .sources import ArraySource
 from .state import FitSettings
 
 
-def as_method(function, qualname, summary):
+def fit_options(function) -> list:
+    """The options of a fit function (``fit``, ``fit_ensemble``): its keyword-only parameters, not the model, X or Y."""
+    return [name for name, spec in inspect.signature(function).parameters.items() if spec.kind == spec.KEYWORD_ONLY]
+
+
+def as_method(function, qualname, summary, other_fits=None, made_with=None):
     """``function(model, ...)`` as the method ``qualname`` (``"MLP.fit"``, ``"Ensemble.fit"``) of a class of the
     calling module, with the function's parameters, ``self`` for ``model``, and ``summary`` above its docstring, so
     that ``help(model.fit)`` and an editor list every option with its default, as ``help(gpunn.fit)`` does
-    (``**kwargs`` showed none), under the name the user calls (``fit_ensemble`` showed for ``Ensemble.fit``)."""
-    call = keywords_checked(function, qualname)
+    (``**kwargs`` showed none), under the name the user calls (``fit_ensemble`` showed for ``Ensemble.fit``).
+    ``other_fits``, ``{"Ensemble": fit_ensemble}``: the other kinds of model's fits, whose own options this one
+    refuses saying whose they are (``MLP.fit(X, Y, bootstrap=True)``: an Ensemble's), or shown in the class's
+    constructor, ``made_with`` (its ``__init__``), where that takes them (``Ensemble.fit(X, Y, graph=True)``)."""
+    made_with = list(inspect.signature(made_with).parameters) if made_with else []
+    own = fit_options(function)  # (not an optimizer's option: a model's fit refusal shows it in its optimizer)
+    others = {kind: [option for option in fit_options(other) if option not in own + list(OPTIMIZER_OPTIONS)]
+              for kind, other in (other_fits or {}).items()}
+    call = keywords_checked(function, qualname,
+                            refusal=functools.partial(unexpected_keyword, other_fits=others, made_with=made_with))
 
     def method(self, *args, **kwargs):
         return call(self, *args, **kwargs)
