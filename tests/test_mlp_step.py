@@ -88,6 +88,8 @@ RUNS = {  # the one call runs every step of these: with the optimizer's step in 
     "adamw": dict(optimizer=lambda: gpunn.AdamW(lr=2e-3, weight_decay=0.05)),
     "adam coupled L2": dict(optimizer=lambda: gpunn.Adam(lr=2e-3, weight_decay=0.05)),
     "adam betas eps": dict(optimizer=lambda: gpunn.Adam(lr=3e-3, beta1=0.5, beta2=0.9, eps=1e-3)),
+    # beta1**t by Python's pow, as Adam.step forms it: NumPy's array power is an ulp off it at t = 3 for 0.99
+    "adam beta1 0.99 float64": dict(dtype="float64", optimizer=lambda: gpunn.Adam(beta1=0.99, beta2=0.95)),
     "float64": dict(dtype="float64"),
     "adamw float64": dict(dtype="float64", optimizer=lambda: gpunn.AdamW(weight_decay=0.1)),
     "one hidden layer": dict(sizes=(16, 24, 1)),
