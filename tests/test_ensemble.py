@@ -529,6 +529,14 @@ def test_bootstrap_member_trains_as_an_mlp_on_its_resample(ensemble_data, shuffl
         assert rel_err(ens.member_params[k], twin.params) <= 1e-10
 
 
+
+def test_a_bootstrap_resample_draws_each_row_alike_the_last_one_included():
+    """Row i is drawn where the stream's uniform u in [0, 1) has floor(rows * u) == i: each row with chance 1/rows.
+    (A slip to floor((rows - 1) * u) never drew the last row, and every test above still passed.)"""
+    backend = gpunn.backend.resolve("cpu")
+    counts = sum(np.bincount(bootstrap_rows(backend, 3, k, 4), minlength=4) for k in range(100))
+    assert counts.sum() == 400 and counts.min() > 60, counts  # 100 a row expected
+
 def test_numpy_values_are_one_setting_for_all_or_one_per_member(ensemble_data):
     X, Y = ensemble_data
     runs = [dict(lr=1e-2, beta1=0.8), dict(lr=np.array(1e-2), beta1=np.float64(0.8)),
