@@ -472,6 +472,7 @@ def test_a_source_passed_with_targets_is_refused_saying_the_source_holds_them(li
         gpunn.load_checkpoint(tmp_path / "c.npz").resume(data.npy(x, y), Y, epochs=2)
 
 
+@pytest.mark.python312
 @pytest.mark.parametrize("missing", ["rows", "n_features", "n_outputs", "resumable", "batches", "config"])
 def test_gpunn_data_and_fit_tell_a_source_by_one_rule(missing):
     """gpunn.data.is_source is fit's rule (gpunn.training.protocols.is_source): an object lacking any one of

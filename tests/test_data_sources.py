@@ -794,6 +794,7 @@ def test_closing_an_iterable_source_closes_the_one_shot_iterator_it_took_not_an_
     assert ended == ["generator"] and source.closed
 
 
+@pytest.mark.python312
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
 @pytest.mark.parametrize("refusal", ["columns", "NaN in row 300", "an output it cannot write"])
 def test_a_refused_prediction_file_is_closed_while_the_error_is_held(tmp_path, kind, refusal):

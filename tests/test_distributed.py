@@ -245,6 +245,7 @@ def test_each_shard_is_shuffled_from_a_seed_of_its_own(tmp_path):
     assert not (ids[:, 1] - ids[:, 0] == 2000).all()
 
 
+@pytest.mark.python312
 def test_one_process_fits_a_sharded_source_whose_sizes_come_from_the_wrapped_source():
     """ShardedSource gives its wrapped source's n_features and n_outputs through __getattr__. On Python 3.12,
     whose isinstance against a Protocol looks members up statically, fit took it for an array ("X must be an

@@ -2279,6 +2279,7 @@ def test_pickling_a_device_array_copies_it_to_the_host_and_unpickling_to_the_cur
     assert rebuild is cp.array and type(host) is numpy.ndarray
 
 
+@pytest.mark.python312
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ (the buffer protocol from Python) is 3.12's")
 def test_the_buffer_protocol_is_refused_as_cupy_refuses_device_memory_the_host_cannot_reach(fake_cupy, tmp_path):
     """CuPy's __getbuffer__ hands out only memory the host can reach (managed memory, HMM/ATS): memoryview of a
