@@ -164,6 +164,16 @@ def test_the_metrics_mae_sums_in_float64_as_val_mae_does():
     assert mae == pytest.approx(numpy.abs(P - Y).astype(numpy.float64).mean(), rel=1e-15)  # float32 errors, float64 sum
 
 
+
+def test_evaluates_mae_sums_float32_errors_in_float64_as_the_metrics_function_does():
+    """evaluate's mae, which is validation's val_mae (gpunn.metrics.error_sums), sums a float32 model's errors in
+    float64: 40 errors near 2**124 summed in float32 reach inf, and evaluate refused the rows as overflowing."""
+    model = gpunn.MLP([1, 1], device="cpu", seed=0)
+    model.params[...] = 0  # predicts 0: the errors are the targets
+    Y = (2.0 ** 124 * (1 + numpy.arange(40) / 40)).astype(numpy.float32)[:, None]
+    mae = model.evaluate(numpy.zeros((40, 1), numpy.float32), Y)["mae"]
+    assert mae == pytest.approx(Y.astype(numpy.float64).mean(), rel=1e-12)
+
 def test_an_ensembles_training_loss_squares_in_float64():
     """EnsembleOps' per-member sums of squared errors (the training step's loss) square in float64: in float32,
     errors near 2**-80 square to 0 (mut9: the scale test above did not see it for an ensemble's loss_and_gradients)."""
