@@ -1,4 +1,6 @@
 """The seed's equations, computed independently here, against the library on a bias-free net."""
+import math
+
 import numpy
 import pytest
 
@@ -72,3 +74,14 @@ def test_weights_start_he_normal_for_the_relu_family_and_glorot_normal_otherwise
         assert W.std() == pytest.approx(numpy.sqrt(2 / n_in) if he else numpy.sqrt(2 / (n_in + n_out)), rel=0.03)
         assert abs(W.mean()) < 0.03 * W.std()
     assert not any(b.any() for b in model.biases)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-15), ("float32", 1e-6)])
+def test_softplus_keeps_its_relative_accuracy_where_it_is_tiny(dtype, rtol):
+    """softplus(z) = log(1 + e^z) is log1p(e^z), about e^z, to a few ulps for very negative z: log(1 + t) would
+    round 1 + t first and lose e^z's digits below the ulp of 1 (an output of 0 from about z = -37 in float64)."""
+    z = -numpy.linspace(0.5, 80, 160).astype(dtype)
+    out = numpy.empty_like(z)
+    ACTIVATIONS["softplus"].forward(numpy, z, out)
+    want = [math.log1p(math.exp(v)) for v in z.astype(numpy.float64)]
+    numpy.testing.assert_allclose(out, want, rtol=rtol, atol=0)
