@@ -76,6 +76,16 @@ def test_weights_start_he_normal_for_the_relu_family_and_glorot_normal_otherwise
     assert not any(b.any() for b in model.biases)
 
 
+def test_the_weights_are_the_seeds_normal_draws_times_the_rules_std_rounded_once():
+    """Layer by layer, W = standard_normal((n_in, n_out)) of default_rng(seed) times sqrt(2/n_in) (He) or
+    sqrt(2/(n_in + n_out)) (Glorot), rounded once to the model's dtype: the same bits for a seed, not only the same
+    spread. (A std formed as sqrt(2)/sqrt(n_in), an ulp off, passed the test above.)"""
+    model = MLP([3, 9, 6, 1], activation=["relu", "tanh"], dtype="float64", device="cpu", seed=11)
+    rng = numpy.random.default_rng(11)  # (n_in 3 and n_in + n_out 15: where sqrt(2) / sqrt(n) is an ulp off)
+    for W, std in zip(model.weights, [numpy.sqrt(2.0 / 3), numpy.sqrt(2.0 / (9 + 6)), numpy.sqrt(2.0 / (6 + 1))]):
+        numpy.testing.assert_array_equal(W, rng.standard_normal(W.shape) * std)
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-15), ("float32", 1e-6)])
 def test_softplus_keeps_its_relative_accuracy_where_it_is_tiny(dtype, rtol):
     """softplus(z) = log(1 + e^z) is log1p(e^z), about e^z, to a few ulps for very negative z: log(1 + t) would
