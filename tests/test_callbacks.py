@@ -103,7 +103,6 @@ def test_validation_metrics_match_the_host_definitions(data):
     assert model.score(Xv, Yv) == pytest.approx(h["val_r2"][-1], rel=1e-6)
 
 
-
 def test_r2_is_scikit_learns_r2_score_to_the_last_bit():
     """metrics.r2 and evaluate's r2 (validation's val_r2) form each output's 1 - ss_res / ss_tot and average them as
     r2_score does, so a float64 model's R² is scikit-learn's exactly. ((ss_tot - ss_res) / ss_tot, equal on paper,
@@ -117,6 +116,7 @@ def test_r2_is_scikit_learns_r2_score_to_the_last_bit():
         P = model.predict(X)
         Y = P + rng.uniform(0.1, 2) * P.std(axis=0) * rng.standard_normal(P.shape)
         assert metrics.r2(numpy, P, Y) == model.evaluate(X, Y)["r2"] == r2_score(Y, P)
+
 
 def test_val_loss_is_the_training_loss_on_the_validation_rows_with_several_outputs(data):
     # val_loss was the mean over every value (val_mse): with 3 outputs a third of `loss` on the same rows
