@@ -17,9 +17,9 @@ from .hints import known_name
 GELU_C = math.sqrt(2.0 / math.pi)  # sqrt(2/pi) in the tanh approximation
 GELU_K = 0.044715
 LEAKY_SLOPE = 0.01
-# Beyond this |z| the GELU tanh has saturated in float64 (tanh(GELU_C*(20+...)) == 1):
-# g'(z) is exactly 1 (z > 0) or 0 (z < 0), and the polynomial would only overflow.
-GELU_SATURATION = 20.0
+# Beyond this |z|, g = max(z, 0) and g' = [z > 0] to the last bit in float32 and float64 (below -22 both are under
+# half the smallest float64 subnormal), and the polynomial would only overflow.
+GELU_SATURATION = 22.0
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,53 @@ class Activation:
 
 
 def _sigmoid(xp, z, out):
-    # 0.5 * (1 + tanh(z/2)) never overflows, unlike 1 / (1 + exp(-z)).
+    # 0.5 * (1 + tanh(z/2)): the CPU ensemble pass (gpunn.ops.ensemble) forms these bits too. Accurate
+    # to an ulp of 1, not of the output: where that is tiny, 1 + tanh cancels (0 below z = -17 in float32).
     xp.multiply(z, 0.5, out=out)
     xp.tanh(out, out=out)
     out += 1
     out *= 0.5
     return out
+
+
+def _logistic(xp, z):
+    """s = 1 / (1 + e^-z), to a few ulps of itself at every z (1 - s is _logistic(-z)): e^min(z, 0) r with
+    r = 1 / (1 + e^-|z|), nothing overflows. The header's logistic, operation for operation: e^min(z, 0) is its
+    select between r and e^-|z| r (e^0 = 1) without NumPy's where, ten times slower than an exp on mixed signs."""
+    return _logistic_pair(xp, z, complement=False)[0]
+
+
+def _logistic_pair(xp, z, complement=True):
+    """(_logistic(z), _logistic(-z) = 1 - s, or None where not ``complement``), sharing their r."""
+    r = xp.abs(z)
+    xp.negative(r, out=r)
+    xp.exp(r, out=r)
+    r += 1
+    xp.reciprocal(r, out=r)
+    s = xp.minimum(z, 0)
+    xp.exp(s, out=s)
+    s *= r
+    if not complement:
+        return s, None
+    one_minus_s = xp.maximum(z, 0)
+    xp.negative(one_minus_s, out=one_minus_s)
+    xp.exp(one_minus_s, out=one_minus_s)
+    one_minus_s *= r
+    return s, one_minus_s
+
+
+def _logistic_slope(xp, z, out):
+    """out = s (1 - s) = e / (1 + e)^2, e = e^-|z|: no 1 - s to cancel. The header's logistic_slope."""
+    e = xp.abs(z)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)
+    d = e + 1
+    d *= d
+    return xp.divide(e, d, out=out)
+
+
+def _softplus_grad(xp, z, out):
+    return _assign(out, _logistic(xp, z))  # softplus' = sigmoid, to a few ulps of itself
 
 
 def _identity(xp, z, out):
@@ -70,8 +111,7 @@ def _leaky_relu_grad(xp, z, out):
 
 
 def _sigmoid_grad(xp, z, out):
-    s = _sigmoid(xp, z, xp.empty_like(out))
-    return _sigmoid_grad_from_output(xp, s, out)
+    return _logistic_slope(xp, z, out)
 
 
 def _sigmoid_grad_from_output(xp, a, out):
@@ -84,7 +124,11 @@ def _tanh(xp, z, out):
 
 
 def _tanh_grad(xp, z, out):
-    return _tanh_grad_from_output(xp, xp.tanh(z), out)
+    # 1 - tanh(z)^2 = 4 s (1 - s) for s = sigmoid(2z): no 1 - t * t to cancel (0 from |z| = 9 in float32).
+    with _quiet(xp):  # 2z overflows to inf for |z| > ~1.7e38 (f32): the slope there is 0, rightly
+        _logistic_slope(xp, 2 * z, out)
+    out *= 4
+    return out
 
 
 def _tanh_grad_from_output(xp, a, out):
@@ -101,25 +145,33 @@ def _softplus(xp, z, out):
     return out
 
 
+def _gelu_2u(xp, z):
+    """2u for GELU's u = GELU_C (z + GELU_K z^3): 0.5 (1 + tanh u) = sigmoid(2u), without the 1 + tanh that
+    cancels for z < 0."""
+    with _quiet(xp):  # z**3 overflows to inf for |z| > ~1e102 (f64); GELU_SATURATION settles those
+        return (2 * GELU_C) * (z + GELU_K * z * z * z)
+
+
 def _gelu(xp, z, out):
-    with _quiet(xp):  # z**3 overflows to inf for |z| > ~1e102 (f64); tanh(inf) = 1 is right
-        t = xp.tanh(GELU_C * (z + GELU_K * z * z * z))
-        g = 0.5 * z * (1 + t)
-    # Past GELU_SATURATION t is exactly +-1 and g = max(z, 0) already; saying so settles z = -inf (-inf * 0).
+    with _quiet(xp):
+        g = z * _logistic(xp, _gelu_2u(xp, z))
+    # Past GELU_SATURATION g = max(z, 0) already; saying so settles z = -inf (-inf * 0).
     return _assign(out, xp.where(xp.abs(z) > GELU_SATURATION, xp.maximum(z, 0), g))
 
 
 def _gelu_grad(xp, z, out):
+    # 1 - tanh(u)^2 = 4 s (1 - s) for s = sigmoid(2u), so g' = s (1 + 2 z (1 - s) GELU_C (1 + 3 GELU_K z^2)).
+    v = _gelu_2u(xp, z)
     with _quiet(xp):
-        t = xp.tanh(GELU_C * (z + GELU_K * z * z * z))
-        d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_C * (1 + 3 * GELU_K * z * z)
+        s, one_minus_s = _logistic_pair(xp, v)
+        d = s * (1 + z * one_minus_s * (2 * GELU_C) * (1 + (3 * GELU_K) * z * z))
     saturated = xp.abs(z) > GELU_SATURATION
     d = xp.where(saturated, (z > 0).astype(d.dtype), d)
     return _assign(out, d)
 
 
 def _silu(xp, z, out):
-    s = _sigmoid(xp, z, xp.empty_like(z))
+    s = _logistic(xp, z)
     with _quiet(xp):
         g = z * s
     # s == 0 only where z * s is -0 anyway, or NaN at z = -inf (-inf * 0): the limit there is 0.
@@ -127,12 +179,12 @@ def _silu(xp, z, out):
 
 
 def _silu_grad(xp, z, out):
-    # d/dz z*s(z) = s * (1 + z * (1 - s)); where s has saturated to 0 or 1 that is s itself
-    # (and the formula would give inf * 0 = NaN at z = +-inf).
-    s = _sigmoid(xp, z, xp.empty_like(z))
+    # d/dz z*s(z) = s * (1 + z * (1 - s)), 1 - s = sigmoid(-z). Where s is 0 that is 0 (and 0 * inf = NaN at
+    # z = -inf); where 1 - s is 0 the term z * (1 - s) is 0 (not inf * 0 = NaN at z = +inf).
+    s, one_minus_s = _logistic_pair(xp, z)
     with _quiet(xp):
-        d = s * (1 + z * (1 - s))
-    return _assign(out, xp.where((s == 0) | (s == 1), s, d))
+        d = s * (1 + xp.where(one_minus_s == 0, 0, z * one_minus_s))
+    return _assign(out, xp.where(s == 0, 0, d))
 
 
 def _elu(xp, z, out):
@@ -184,7 +236,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("sigmoid", 2, _sigmoid, _sigmoid_grad, _sigmoid_grad_from_output, "glorot"),
         Activation("tanh", 3, _tanh, _tanh_grad, _tanh_grad_from_output, "glorot"),
         Activation("leaky_relu", 4, _leaky_forward, _leaky_relu_grad, _leaky_relu_grad_from_output, "he"),
-        Activation("softplus", 5, _softplus, _sigmoid, None, "glorot"),  # softplus' = sigmoid
+        Activation("softplus", 5, _softplus, _softplus_grad, None, "glorot"),
         Activation("gelu", 6, _gelu, _gelu_grad, None, "he"),
         Activation("silu", 7, _silu, _silu_grad, None, "he"),
         Activation("elu", 8, _elu, _elu_grad, _elu_grad_from_output, "he"),

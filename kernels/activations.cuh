@@ -63,14 +63,33 @@ GPUNN_HD double m_sin(double x) { return sin(x); }
 constexpr double kLeakySlope = 0.01;
 constexpr double kGeluC = 0.7978845608028654;  // sqrt(2/pi)
 constexpr double kGeluK = 0.044715;
-// Beyond |z| = 20 the GELU tanh is exactly +-1 in float and double: g = max(z, 0), g' = [z > 0].
-// Branching there also keeps z^3 from overflowing (inf * 0 = NaN at z = -inf).
-constexpr double kGeluSaturation = 20.0;
+// Beyond |z| = 22, g = max(z, 0) and g' = [z > 0] to the last bit in float and double (below -22 both are under
+// half the smallest double subnormal). Branching there also keeps z^3 from overflowing (inf * 0 = NaN).
+constexpr double kGeluSaturation = 22.0;
 
-// 0.5 * (1 + tanh(z/2)): never overflows, unlike 1 / (1 + exp(-z)).
+// 0.5 * (1 + tanh(z/2)): the sigmoid activation's g(z) (also formed, bit for bit, by the CPU ensemble pass,
+// gpunn/ops/ensemble.py). Accurate to an ulp of 1, not of s: where s is tiny, 1 + tanh cancels.
 template <typename T>
 GPUNN_HD T sigmoid(T z) {
     return T(0.5) * (T(1) + m_tanh(T(0.5) * z));
+}
+
+// s = 1 / (1 + e^-z), to a few ulps of s itself at every z; 1 - s is logistic(-z), just as accurate. Formed from
+// e = e^-|z| (never overflows, so z * s stays a normal number as far as it can): s = r or e r, r = 1 / (1 + e).
+// gpunn/activations.py forms the same products as e^min(z, 0) r (NumPy's where is slow on mixed signs).
+template <typename T>
+GPUNN_HD T logistic(T z) {
+    T e = m_exp(-m_abs(z));
+    T r = T(1) / (T(1) + e);
+    return z < T(0) ? e * r : r;
+}
+
+// s (1 - s) = e / (1 + e)^2 with e = e^-|z|: no 1 - s to cancel, no overflow.
+template <typename T>
+GPUNN_HD T logistic_slope(T z) {
+    T e = m_exp(-m_abs(z));
+    T d = T(1) + e;
+    return e / (d * d);
 }
 
 template <typename T, int ACT>
@@ -90,11 +109,11 @@ GPUNN_HD T act_forward(T z) {
         // log(1 + e^z) = max(z, 0) + log1p(e^-|z|): exact for large |z|, no overflow.
         return (z > T(0) ? z : T(0)) + m_log1p(m_exp(-m_abs(z)));
     } else if constexpr (ACT == kGelu) {
+        // 0.5 z (1 + tanh u) = z logistic(2u), u = sqrt(2/pi) (z + 0.044715 z^3): no 1 + tanh to cancel for z < 0.
         if (m_abs(z) > T(kGeluSaturation)) return z > T(0) ? z : T(0);
-        T t = m_tanh(T(kGeluC) * (z + T(kGeluK) * z * z * z));
-        return T(0.5) * z * (T(1) + t);
+        return z * logistic(T(2 * kGeluC) * (z + T(kGeluK) * z * z * z));
     } else if constexpr (ACT == kSilu) {
-        T s = sigmoid(z);
+        T s = logistic(z);
         return s == T(0) ? T(0) : z * s;  // s == 0 only where z * s would be -0 (or NaN at -inf)
     } else {  // kElu, alpha = 1
         return z > T(0) ? z : m_expm1(z);
@@ -109,26 +128,27 @@ GPUNN_HD T act_grad_from_input(T z) {
     } else if constexpr (ACT == kRelu) {
         return z > T(0) ? T(1) : T(0);  // g'(0) = 0, as PyTorch
     } else if constexpr (ACT == kSigmoid) {
-        T s = sigmoid(z);
-        return s * (T(1) - s);
+        return logistic_slope(z);
     } else if constexpr (ACT == kTanh) {
-        T t = m_tanh(z);
-        return T(1) - t * t;
+        // 1 - tanh(z)^2 = 4 s (1 - s) for s = logistic(2z): no 1 - t * t to cancel (0 from |z| = 9 in float).
+        return T(4) * logistic_slope(T(2) * z);
     } else if constexpr (ACT == kLeakyRelu) {
         return z > T(0) ? T(1) : T(kLeakySlope);
     } else if constexpr (ACT == kSoftplus) {
-        return sigmoid(z);
+        return logistic(z);
     } else if constexpr (ACT == kGelu) {
+        // With s = logistic(2u) (see g): 0.5 (1 + tanh u) = s and 1 - tanh(u)^2 = 4 s (1 - s), so
+        // g' = s (1 + 2 z (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 z^2)), 1 - s = logistic(-2u) without cancelling.
         if (m_abs(z) > T(kGeluSaturation)) return z > T(0) ? T(1) : T(0);
-        T t = m_tanh(T(kGeluC) * (z + T(kGeluK) * z * z * z));
-        return T(0.5) * (T(1) + t) +
-               T(0.5) * z * (T(1) - t * t) * T(kGeluC) * (T(1) + T(3) * T(kGeluK) * z * z);
+        T v = T(2 * kGeluC) * (z + T(kGeluK) * z * z * z);
+        return logistic(v) * (T(1) + z * logistic(-v) * T(2 * kGeluC) * (T(1) + T(3 * kGeluK) * z * z));
     } else if constexpr (ACT == kSilu) {
-        // d/dz z*s(z) = s * (1 + z * (1 - s)); where s saturates to 0 or 1 that is s itself
-        // (the formula would give inf * 0 = NaN at z = +-inf).
-        T s = sigmoid(z);
-        if (s == T(0) || s == T(1)) return s;
-        return s * (T(1) + z * (T(1) - s));
+        // d/dz z*s(z) = s * (1 + z * (1 - s)), 1 - s = logistic(-z). Where s is 0 that is 0 (and 0 * inf = NaN
+        // at z = -inf); where 1 - s is 0 the term z * (1 - s) is 0 (not inf * 0 = NaN at z = +inf).
+        T s = logistic(z);
+        T one_minus_s = logistic(-z);
+        if (s == T(0)) return T(0);
+        return s * (T(1) + (one_minus_s == T(0) ? T(0) : z * one_minus_s));
     } else {  // kElu
         return z > T(0) ? T(1) : m_exp(z);
     }

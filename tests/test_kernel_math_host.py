@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpunn.activations import ACTIVATIONS
+from gpunn.activations import ACTIVATIONS, GELU_C, GELU_K, GELU_SATURATION
 from host_library import build_host_library
 from torch_formulas import torch_adam, torch_sgd
 
@@ -213,6 +213,75 @@ def test_the_reference_warns_of_nothing_at_saturation_or_inf(act, dtype):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             f(np, x, np.empty_like(x))
+
+
+
+def _tail_reference(name, fn, z):
+    """g (fn 0) or g'(z) (fn 1) in extended precision (np.longdouble), by textbook formulas that cancel nowhere for
+    2 <= |z| <= 100 and that the implementations do not share (e^x stays finite there: e^800 is 1e347)."""
+    z = z.astype(np.longdouble)
+    one = np.longdouble(1)
+    sig = lambda x: one / (one + np.exp(-x))
+    if name == "sigmoid":  # g' only (see the test)
+        return sig(z) * sig(-z)
+    if name == "tanh":
+        return np.tanh(z) if fn == 0 else one / np.cosh(z) ** 2
+    if name == "softplus":
+        return np.log1p(np.exp(z)) if fn == 0 else sig(z)
+    if name == "silu":
+        return z * sig(z) if fn == 0 else sig(z) * (one + z * sig(-z))
+    if name == "elu":
+        return np.where(z > 0, z if fn == 0 else one, np.expm1(z) if fn == 0 else np.exp(z))
+    # gelu: 0.5 z (1 + tanh u) = z sigmoid(2u); 1 - tanh(u)^2 = 4 sigmoid(2u) sigmoid(-2u)
+    c, k = np.sqrt(np.longdouble(2) / np.pi), np.longdouble("0.044715")
+    v = 2 * c * (z + k * z ** 3)
+    return z * sig(v) if fn == 0 else sig(v) * (one + 2 * z * sig(-v) * c * (one + 3 * k * z * z))
+
+
+TAIL_ACTS = ["sigmoid", "tanh", "softplus", "gelu", "silu", "elu"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", TAIL_ACTS)
+def test_g_and_g_prime_keep_their_relative_accuracy_in_the_tails(harness, name, dtype):
+    """For 2 <= |z| <= 100, where outputs such as silu(-60) = -5e-25 or tanh'(40) = 7e-35 are tiny, the header and
+    the NumPy reference are within 8 ulps of the true value relative to that value (not to 1, as assert_close
+    allows): no 1 - sigmoid, 1 + tanh or 1 - tanh^2 cancelling to 0 or to an ulp of 1. GELU's e^2u amplifies the
+    rounding of its argument 2u = 2 sqrt(2/pi) (z + 0.044715 z^3) by |2u| (up to 900 at z = -21): that much more
+    is allowed there. Not the sigmoid's g: 0.5 (1 + tanh(z/2)) in the header, the reference and, bit for bit, the
+    CPU ensemble pass (gpunn/ops/ensemble.py), it is accurate to an ulp of 1 only (0 from z = -18 in float32).
+    Where that exponential (e^-|z|, e^-2|z| for tanh, e^-|2u|) or the output is below the dtype's
+    smallest normal (no -ftz here; the GPU flushes those) only the size is checked."""
+    if dtype == np.float64 and np.finfo(np.longdouble).nmant < 60:
+        pytest.skip("np.longdouble is no wider than float64 here: no reference for float64's last digits")
+    act, eps, tiny = ACTIVATIONS[name], EPS[dtype], float(np.finfo(dtype).tiny)
+    mags = np.concatenate([np.linspace(2, 100, 785), np.random.default_rng(32).uniform(2, 100, 400)])
+    z = np.concatenate([mags, -mags]).astype(dtype)
+    amplification, exponent = 1.0, np.abs(z.astype(np.float64)) * (2 if name == "tanh" else 1)
+    if name == "gelu":
+        z = z[np.abs(z) <= GELU_SATURATION]
+        exponent = np.abs(2 * GELU_C * (z + GELU_K * z.astype(np.float64) ** 3))
+        amplification = 1 + exponent
+    for fn in [fn for fn in (FN_FORWARD, FN_GRAD_INPUT) if (name, fn) != ("sigmoid", FN_FORWARD)]:
+        want = _tail_reference(name, fn, z).astype(np.float64)
+        for impl, got in (("header", header_act(harness, dtype, act, fn, z)),
+                          ("reference", _apply(act, fn, z))):
+            got = got.astype(np.float64)
+            normal = (np.abs(want) >= tiny) & (exponent < -np.log(tiny))
+            ulps = np.abs(got - want) / (eps * np.abs(want) + (~normal))
+            bad = (normal & ~(ulps <= 8 * amplification)) | (~normal & ~(np.abs(got) <= 2 * np.abs(want) + 2 * tiny))
+            if bad.any():
+                rows = "\n".join(f"  z={z[i]!r}: got {got[i]!r}, want {want[i]!r} ({ulps[i]:.3g} ulps)"
+                                  for i in np.flatnonzero(bad)[:8])
+                pytest.fail(f"{impl} {name} fn {fn} {np.dtype(dtype)}: {bad.sum()} of {z.size} off\n{rows}")
+
+
+def _apply(act, fn, x):
+    """The NumPy reference run in x's own dtype, as the CPU runs it."""
+    out = np.empty_like(x)
+    with np.errstate(all="ignore"):
+        (act.forward, act.grad_from_input)[fn](np, x, out)
+    return out
 
 
 # ---- optimizers --------------------------------------------------------------------------------
