@@ -47,29 +47,14 @@ def _sigmoid(xp, z, out):
 
 
 def _logistic(xp, z):
-    """s = 1 / (1 + e^-z), to a few ulps of itself at every z (1 - s is _logistic(-z)): e^min(z, 0) r with
-    r = 1 / (1 + e^-|z|), nothing overflows. The header's logistic, operation for operation: e^min(z, 0) is its
-    select between r and e^-|z| r (e^0 = 1) without NumPy's where, ten times slower than an exp on mixed signs."""
-    return _logistic_pair(xp, z, complement=False)[0]
-
-
-def _logistic_pair(xp, z, complement=True):
-    """(_logistic(z), _logistic(-z) = 1 - s, or None where not ``complement``), sharing their r."""
-    r = xp.abs(z)
-    xp.negative(r, out=r)
-    xp.exp(r, out=r)
-    r += 1
-    xp.reciprocal(r, out=r)
-    s = xp.minimum(z, 0)
-    xp.exp(s, out=s)
-    s *= r
-    if not complement:
-        return s, None
-    one_minus_s = xp.maximum(z, 0)
-    xp.negative(one_minus_s, out=one_minus_s)
-    xp.exp(one_minus_s, out=one_minus_s)
-    one_minus_s *= r
-    return s, one_minus_s
+    """s = 1 / (1 + e^-z), to a few ulps of itself at every z (1 - s is _logistic(-z)). The header's logistic.
+    e^-z overflows to inf only where s is under the smallest normal (z < -88.7 in float32), and s is then 0 (see
+    the header's comment)."""
+    s = xp.negative(z)
+    with _quiet(xp):
+        xp.exp(s, out=s)
+    s += 1
+    return xp.reciprocal(s, out=s)
 
 
 def _logistic_slope(xp, z, out):
@@ -163,7 +148,7 @@ def _gelu_grad(xp, z, out):
     # 1 - tanh(u)^2 = 4 s (1 - s) for s = sigmoid(2u), so g' = s (1 + 2 z (1 - s) GELU_C (1 + 3 GELU_K z^2)).
     v = _gelu_2u(xp, z)
     with _quiet(xp):
-        s, one_minus_s = _logistic_pair(xp, v)
+        s, one_minus_s = _logistic(xp, v), _logistic(xp, -v)
         d = s * (1 + z * one_minus_s * (2 * GELU_C) * (1 + (3 * GELU_K) * z * z))
     saturated = xp.abs(z) > GELU_SATURATION
     d = xp.where(saturated, (z > 0).astype(d.dtype), d)
@@ -181,7 +166,7 @@ def _silu(xp, z, out):
 def _silu_grad(xp, z, out):
     # d/dz z*s(z) = s * (1 + z * (1 - s)), 1 - s = sigmoid(-z). Where s is 0 that is 0 (and 0 * inf = NaN at
     # z = -inf); where 1 - s is 0 the term z * (1 - s) is 0 (not inf * 0 = NaN at z = +inf).
-    s, one_minus_s = _logistic_pair(xp, z)
+    s, one_minus_s = _logistic(xp, z), _logistic(xp, -z)
     with _quiet(xp):
         d = s * (1 + xp.where(one_minus_s == 0, 0, z * one_minus_s))
     return _assign(out, xp.where(s == 0, 0, d))
