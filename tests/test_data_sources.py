@@ -115,6 +115,23 @@ def test_each_window_of_an_epoch_is_permuted_its_own_way(tmp_path):
     assert len({tuple(row % 1000) for row in ids}) == 4
 
 
+def test_a_window_of_two_rows_is_shuffled_by_its_own_permutation_as_every_window_is(tmp_path):
+    """Four chunks of two rows, one a window: each window's two rows come in the order of its permutation keyed by
+    (seed, "window", epoch, window), which swaps some of them (mutation audit32c B8: windows of two rows left in
+    file order passed every test)."""
+    from gpunn.backend import CPU
+    from gpunn.rng import DeviceRNG
+
+    numpy.save(tmp_path / "x.npy", numpy.arange(8.0)[:, None])
+    numpy.save(tmp_path / "y.npy", numpy.zeros((8, 1)))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=2, window=1, seed=5, device="cpu")
+    (X, _), = source.batches(1, 8)
+    orders = [DeviceRNG(CPU, 5, "window", 1, w).permutation(2) for w in range(4)]
+    expected = [2.0 * chunk + i for (chunk,), order in zip(source.plan(1), orders) for i in order]
+    assert X[:, 0].tolist() == expected
+    assert any(order.tolist() == [1, 0] for order in orders)  # (so that a window left as read would show)
+
+
 def test_a_resume_from_any_batch_sees_exactly_the_remaining_batches(device, npy_pair):
     x, y, _, _ = npy_pair
     source = data.npy(x, y, chunk_rows=3000, window=3, seed=9, device=device)
@@ -427,6 +444,18 @@ def _gzip_bytes():
     import gzip
 
     return gzip.compress(b"1,2\n3,4\n")
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_predicts_reader_of_an_npy_file_gives_every_row_when_the_last_chunk_is_one_row(tmp_path, rows):
+    """gpunn predict's reader (data.files.read_rows) in chunks of 2: 5 rows end with a chunk of one, and a file of one
+    row is that chunk alone (mutation audit32c L3: a chunk starting at the last row dropped passed every test)."""
+    from gpunn.data.files import read_rows
+
+    numpy.save(tmp_path / "x.npy", numpy.arange(2.0 * rows).reshape(rows, 2))
+    count, chunks, names = read_rows(tmp_path / "x.npy", 2, chunk_rows=2)
+    assert (count, names) == (rows, None)
+    numpy.testing.assert_array_equal(numpy.concatenate(list(chunks)), numpy.arange(2.0 * rows).reshape(rows, 2))
 
 
 @pytest.mark.parametrize("content, said", [
