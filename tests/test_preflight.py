@@ -243,6 +243,18 @@ def test_a_pickle_given_as_an_input_is_refused_as_a_pickle(tmp_path):
         preflight.read_matrix(path, "--data")
 
 
+def test_two_outputs_naming_one_file_through_a_linked_directory_are_refused(tmp_path):
+    """Outputs are compared by the files they resolve to, not by their names as written: a report written through a
+    link to its directory and another to the file itself wrote one file twice, the second over the first (mutation
+    audit32c F1: names compared as written passed every test)."""
+    (tmp_path / "runs").mkdir()
+    os.symlink(tmp_path / "runs", tmp_path / "latest")
+    same = [("--json", str(tmp_path / "runs" / "r.txt")), ("--csv", str(tmp_path / "latest" / "r.txt"))]
+    with pytest.raises(preflight.PreflightError, match=r"--json and --csv both name .*latest/r\.txt; give each its own"):
+        preflight.check_distinct(same)
+    preflight.check_distinct([same[0], ("--csv", str(tmp_path / "latest" / "other.txt"))])  # two files: fine
+
+
 def test_two_outputs_that_both_name_standard_output_are_refused(tmp_path, capsys):
     """README: --json - writes to standard output, and /dev/stdout does the same. --json /dev/stdout --csv - wrote
     the JSON and then the CSV into one stream; --json - --csv - was refused."""
