@@ -882,3 +882,15 @@ def test_two_ranks_on_the_stand_ins_gpus_a_held_out_value_is_refused_by_the_rank
     assert re.search(rf"\ngpunn\.data\.errors\.DataError: {re.escape(path)} row {BAD_ROW}: column 1: 3e\+38 is \S+ once "
                      r"standardized, infinite in float32 \(past its largest value\); clean or impute it first\n?$",
                      said), said
+
+
+def test_predict_names_the_row_in_the_file_where_the_source_finds_no_words_for_the_value(tmp_path, monkeypatch):
+    """Where the source finds no words for a value the model's statistics take past float32 (the file changed since
+    it was read: its ``_not_finite`` says nothing), predict names the row in the whole source, not in its window
+    (mutation audit32c W1: chunk 1's row 3 said as row 3 passed every test)."""
+    model = fitted(write(tmp_path, "npy", name="c"), standardize=True)
+    read = source(write(tmp_path, "npy", 1e39))  # chunks of 4 rows: row 7 is chunk 1's row 3
+    monkeypatch.setattr(read, "_not_finite", lambda *args, **kwargs: "")
+    with pytest.raises(NotFinite) as caught:
+        model.predict(read)
+    assert caught.value.row == BAD_ROW and str(caught.value).startswith(f"X of {read._name()} contains 1 value(s) ")
