@@ -1898,6 +1898,19 @@ def test_merged_chunk_moments_match_the_two_pass_formula_even_far_from_zero():
     assert abs(naive[1] - A.var(axis=0)[1]) > 1e-3
 
 
+@pytest.mark.parametrize("x_dtype, y_dtype", [("float32", "float64"), ("float64", "float32")])
+def test_a_standardizer_predicts_in_the_dtype_its_targets_were_read_in_not_its_features(x_dtype, y_dtype):
+    """Standardizer.from_moments records the targets' dtype: a float32 model's predictions come back in float64 where
+    its targets were float64, whatever its features were (mutation audit32c T9: the features' dtype recorded passed
+    every test)."""
+    rng = numpy.random.default_rng(2)
+    mx = Moments(2).update(rng.standard_normal((20, 2)).astype(x_dtype))
+    my = Moments(1).update(rng.standard_normal((20, 1)).astype(y_dtype))
+    scaler = Standardizer.from_moments(mx, my)
+    assert scaler.y_dtype == numpy.dtype(y_dtype)
+    assert scaler.prediction_dtype("float32") == numpy.dtype(y_dtype)
+
+
 def test_moments_merged_part_by_part_are_the_whole_datas_and_an_empty_part_changes_nothing():
     """Moments.merge (the ranks' shards, gpunn.distributed) of parts kept around their own first rows: the
     statistics of all the rows, whatever the order; a part that saw no rows (an empty shard) adds nothing,
