@@ -249,12 +249,12 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
                          f"optimizer=gpunn.{OPTIMIZER_OPTIONS[key]}({option})))")
     if key in SCHEDULE_OPTIONS and "schedule" in [*names, *fit_options]:  # fit(schedule="exponential", gamma=0.95)
         return TypeError(f"{said} ({_in_schedule(key, value, given)})")
-    found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
+    found = _keyword_meant(key, names)
     for other, options in (other_fits or {}).items():
         other_option = key if key in options else None if found else _option_meant(key, options)
         if other_option:
             return TypeError(f"{said} ({_other_kinds_option(call, other, other_option, key, shown, made_with)})")
-    fit_found = None if found else meant(key.replace("_", "-"), [name.replace("_", "-") for name in fit_options])
+    fit_found = None if found else _keyword_meant(key, fit_options)
     if fit_found and len(fit_found.names) == 1:
         option = _as_keyword(fit_found.names[0], None)
         return TypeError(f"{said} (did you mean {option}? {option} is fit's option: model.fit(X, Y, {option}={shown}))")
@@ -267,21 +267,30 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
 def _other_kinds_option(call: str, other: str, option: str, key: str, shown: str, made_with) -> str:
     """The hint for fit option ``option`` of another kind of model (``other``: "Ensemble"), given as ``key`` (the
     option or a name meant for it) to ``call`` ("MLP.fit"): set when the model is made where its constructor takes
-    it (``made_with``), else the other kind's fit that takes it. (Both kinds' names take "an": an MLP, an Ensemble.)"""
+    it (``made_with``), else the other kind's fit that takes it."""
     kind = call.split(".")[0]
-    meant_words = "" if option == key else f"did you mean {option}? "
     if option in made_with:
-        return (f"{meant_words}{option} is an {other}'s fit option; an {kind} takes it when made: "
-                f"gpunn.{kind}(..., {option}={shown})")
-    return f"{meant_words}{option} is an {other}'s fit option, and this is an {kind}: gpunn.{other}(...).fit(X, Y, " \
-           f"{option}={shown})"
+        return f"{_whose(option, key, other)}; an {kind} takes it when made: gpunn.{kind}(..., {option}={shown})"
+    return f"{_whose(option, key, other)}, and this is an {kind}: gpunn.{other}(...).fit(X, Y, {option}={shown})"
+
+
+def _whose(option: str, key: str, other: str) -> str:
+    """"bootstrap is an Ensemble's fit option", after "did you mean bootstrap?" where ``key`` (bootstrp) stands for
+    ``option``. (Both kinds' names take "an": an MLP, an Ensemble.)"""
+    return f"{'' if option == key else f'did you mean {option}? '}{option} is an {other}'s fit option"
+
+
+def _keyword_meant(key: str, names):
+    """:func:`meant` for keyword ``key`` among the parameter ``names``, underscores read as hyphens (learning_rate and
+    learning-rate alike)."""
+    return meant(key.replace("_", "-"), [name.replace("_", "-") for name in names])
 
 
 def _option_meant(key: str, options) -> str | None:
     """The one option of ``options`` that keyword ``key`` is or stands for (``learning_rate``: lr), or None."""
     if key in options:
         return key
-    found = meant(key.replace("_", "-"), [name.replace("_", "-") for name in options])
+    found = _keyword_meant(key, options)
     return _as_keyword(found.names[0], None) if found and len(found.names) == 1 else None
 
 
@@ -296,16 +305,14 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
     kinds = dict(fit_options or {})
     kind, own = next(iter(kinds.items()), (None, ()))
     exact = key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS or any(key in options for options in kinds.values())
-    if not exact and meant(key.replace("_", "-"), [name.replace("_", "-") for name in names]):
+    if not exact and _keyword_meant(key, names):
         return unexpected_keyword(call, key, names, value)  # resume's own, misspelt (epoch: epochs)
     option = key if key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS else _option_meant(key, own)
     for other, options in list(kinds.items())[1:] if option is None else ():
         other_option = _option_meant(key, options)
-        if other_option:  # (both kinds' names take "an": an MLP's, an Ensemble's)
-            meant_words = "" if other_option == key else f"did you mean {other_option}? "
-            return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({meant_words}{other_option} is an "
-                             f"{other}'s fit option, and this checkpoint holds an {kind}'s run: resume it without "
-                             f"{other_option})")
+        if other_option:
+            return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({_whose(other_option, key, other)}, "
+                             f"and this checkpoint holds an {kind}'s run: resume it without {other_option})")
     if option is None:
         return unexpected_keyword(call, key, names, value)
     shown = _shown(value)
