@@ -131,6 +131,12 @@ def atomic_write(path, write) -> None:
 def save_figure(fig, path, **options) -> None:
     """A matplotlib figure written to ``path`` as :func:`atomic_write` writes a file, in the format its name ends in
     (.png, .pdf, .svg; ``options``: savefig's): a Ctrl-C or a full disk part-way leaves an earlier plot of that name
-    whole, where savefig(path) had cut it short."""
+    whole, where savefig(path) had cut it short. Then the figure is closed, on a failure too: pyplot keeps a figure
+    until it is."""
     kind = os.path.splitext(os.fsdecode(path))[1].lstrip(".").lower() or None
-    atomic_write(path, lambda fh: fig.savefig(fh, format=kind, **options))
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format=kind, **options))
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

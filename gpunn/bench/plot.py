@@ -47,7 +47,4 @@ def plot(data, path) -> None:
     s = data["setup"]
     fig.suptitle(f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}", fontsize=9)
     fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=110)
-    finally:  # (pyplot keeps a figure until it is closed)
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)  # (and closes it)

@@ -335,10 +335,7 @@ def plot_curves(rows, path) -> None:
     ax.legend()
     ax.set_title(f"{len(rows)} members")
     fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:  # (pyplot keeps a figure until it is closed)
-        plt.close(fig)
+    save_figure(fig, path)  # (and closes it)
 
 
 def _members_of_the_grid(offset, group):

@@ -175,10 +175,7 @@ def plot_history(history, path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:  # (pyplot keeps a figure until it is closed)
-        plt.close(fig)
+    save_figure(fig, path)  # (and closes it)
 
 
 def history_csv(history) -> bytes:
