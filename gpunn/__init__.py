@@ -7,11 +7,10 @@ from .backend import CPUFallbackWarning, DeviceError
 from .checkpoint import CheckpointError, ModelCheckpoint, load, load_checkpoint, save
 from .ensemble import Ensemble
 from .metrics import UndefinedMetricWarning
-from .model import MLP
+from .model import MLP, fit
 from .ops.cpu import KernelFallbackWarning
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer, Schedule
 from .training.callbacks import Callback, EarlyStopping, History, ReduceLROnPlateau
-from .training.fit import fit
 from .training.graph import GraphWarning
 from .training.loop import TrainingDiverged, ValidationNotFinite
 

@@ -266,9 +266,12 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
 
 def _other_kinds_option(call: str, other: str, option: str, key: str, shown: str, made_with) -> str:
     """The hint for fit option ``option`` of another kind of model (``other``: "Ensemble"), given as ``key`` (the
-    option or a name meant for it) to ``call`` ("MLP.fit"): set when the model is made where its constructor takes
-    it (``made_with``), else the other kind's fit that takes it."""
+    option or a name meant for it) to ``call`` ("MLP.fit", or "fit": gpunn.fit, an MLP's): set when the model is made
+    where its constructor takes it (``made_with``), else the other kind's fit that takes it."""
     kind = call.split(".")[0]
+    if "." not in call:  # gpunn.fit, the function
+        return (f"{_whose(option, key, other)}, and gpunn.{call} trains one MLP: "
+                f"gpunn.{other}(...).fit(X, Y, {option}={shown})")
     if option in made_with:
         return f"{_whose(option, key, other)}; an {kind} takes it when made: gpunn.{kind}(..., {option}={shown})"
     return f"{_whose(option, key, other)}, and this is an {kind}: gpunn.{other}(...).fit(X, Y, {option}={shown})"

@@ -33,7 +33,7 @@ from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
 from .training.ensemble import fit_ensemble
-from .training.fit import as_method, fit as _fit
+from .training.fit import as_function, as_method, fit as _fit
 from .training.graph import graph_mode
 
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -739,6 +739,10 @@ class MLP(DeviceModel):
         """A new MLP like this one (see DeviceModel.__deepcopy__); its parameters are copied after."""
         return MLP(self.layer_sizes, [a.name for a in self.activations[:-1]], self.activations[-1].name, self.bias,
                    self.dtype, self.backend, self.seed, self._fused, self.precision, self.graph)
+
+
+# gpunn.fit: the function MLP.fit calls, refusing an Ensemble's fit option as MLP.fit does (bootstrap)
+fit = as_function(_fit, other_fits={"Ensemble": fit_ensemble})
 
 
 def gradients_over(model, X, Y):

@@ -871,6 +871,28 @@ def test_an_option_only_the_other_kinds_fit_takes_is_said_to_be_that_kinds(kind,
                 assert makes[other]().fit(X, Y, epochs=1, verbose=False, **{option: True})["epoch"] == [1]
 
 
+def test_gpunn_fit_given_an_ensembles_fit_option_says_whose_it_is_as_mlp_fit_does():
+    """gpunn.fit(model, X, Y, bootstrap=True) said only "fit() got an unexpected keyword argument 'bootstrap'" where
+    model.fit says it is an Ensemble's option (training.fit cannot name an Ensemble's options: training.ensemble
+    imports it); gpunn.fit is still found where it says it is, by pickle, and shows its own docstring."""
+    import inspect
+    import pickle
+
+    from gpunn.training.fit import fit
+
+    X, Y = numpy.zeros((8, 2)), numpy.zeros((8, 1))
+    for given, meant in (("bootstrap", ""), ("bootstrp", "did you mean bootstrap? ")):
+        with pytest.raises(TypeError) as caught:
+            gpunn.fit(MLP([2, 1], device="cpu"), X, Y, verbose=False, **{given: True})
+        assert str(caught.value) == (f"fit() got an unexpected keyword argument {given!r} ({meant}bootstrap is an "
+                                     "Ensemble's fit option, and gpunn.fit trains one MLP: "
+                                     "gpunn.Ensemble(...).fit(X, Y, bootstrap=True))")
+    assert gpunn.Ensemble([2, 1], 2, device="cpu").fit(X, Y, epochs=1, verbose=False, bootstrap=True)["epoch"] == [1]
+    assert pickle.loads(pickle.dumps(gpunn.fit)) is gpunn.fit
+    assert inspect.signature(gpunn.fit) == inspect.signature(fit) and gpunn.fit.__doc__ == fit.__doc__
+    assert gpunn.fit(MLP([2, 1], device="cpu"), X, Y, epochs=1, verbose=False)["epoch"] == [1]
+
+
 @pytest.mark.parametrize("make, call, key, hint", [
     (lambda **kw: gpunn.Adam(**kw), "Adam", "beta_1", " (did you mean beta1?)"),  # Keras's name
     (lambda **kw: gpunn.SGD(**kw), "SGD", "momentun", " (did you mean momentum?)"),

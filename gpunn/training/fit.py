@@ -36,12 +36,7 @@ def as_method(function, qualname, summary, other_fits=None, made_with=None):
     ``other_fits``, ``{"Ensemble": fit_ensemble}``: the other kinds of model's fits, whose own options this one
     refuses saying whose they are (``MLP.fit(X, Y, bootstrap=True)``: an Ensemble's), or shown in the class's
     constructor, ``made_with`` (its ``__init__``), where that takes them (``Ensemble.fit(X, Y, graph=True)``)."""
-    made_with = list(inspect.signature(made_with).parameters) if made_with else []
-    own = fit_options(function)  # (not an optimizer's option: a model's fit refusal shows it in its optimizer)
-    others = {kind: [option for option in fit_options(other) if option not in own + list(OPTIMIZER_OPTIONS)]
-              for kind, other in (other_fits or {}).items()}
-    call = keywords_checked(function, qualname,
-                            refusal=functools.partial(unexpected_keyword, other_fits=others, made_with=made_with))
+    call = refusing_other_kinds(function, qualname, other_fits, made_with)
 
     def method(self, *args, **kwargs):
         return call(self, *args, **kwargs)
@@ -54,6 +49,28 @@ def as_method(function, qualname, summary, other_fits=None, made_with=None):
     method.__module__ = sys._getframe(1).f_globals["__name__"]  # where the class is, as collections.namedtuple does
     method.__doc__ = f"{summary}\n\n{inspect.getdoc(function)}"
     return method
+
+
+def as_function(function, other_fits):
+    """``function`` (``fit``) as the public function of the calling module (gpunn.fit, found there by pickle), refusing
+    an option only ``other_fits`` take saying whose it is, as :func:`as_method`'s method does: ``gpunn.fit(model, X,
+    Y, bootstrap=True)`` is told bootstrap is an Ensemble's. (Made where both kinds' fits are known: this module cannot
+    import training.ensemble, which imports it.)"""
+    checked = refusing_other_kinds(function, function.__name__, other_fits)
+    checked.__module__ = sys._getframe(1).f_globals["__name__"]
+    return checked
+
+
+def refusing_other_kinds(function, qualname, other_fits=None, made_with=None):
+    """``function``, a fit, refusing a keyword it does not take as :func:`gpunn.hints.keywords_checked` does, in the
+    name ``qualname``, and an option of ``other_fits`` (``{"Ensemble": fit_ensemble}``) that it does not take saying
+    whose it is, or shown in the constructor ``made_with`` where that takes it (:func:`as_method`)."""
+    made_with = list(inspect.signature(made_with).parameters) if made_with else []
+    own = fit_options(function)  # (not an optimizer's option: a model's fit refusal shows it in its optimizer)
+    others = {kind: [option for option in fit_options(other) if option not in own + list(OPTIMIZER_OPTIONS)]
+              for kind, other in (other_fits or {}).items()}
+    return keywords_checked(function, qualname,
+                            refusal=functools.partial(unexpected_keyword, other_fits=others, made_with=made_with))
 
 
 def checked_arrays(model, X, Y):
