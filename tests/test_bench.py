@@ -392,7 +392,10 @@ def test_bench_ensembles_alone_give_the_torch_that_ran_in_the_setup(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--sustain", "-5"], "argument --sustain: must be zero or more, got -5"),
-    (["--precision", "fp8"], "unknown precision(s) fp8"),
+    (["--precision", "fp8"], "unknown precision(s) fp8; choose from float32, tf32, bf16"),
+    # each with the name meant, as train's --precision says it, and taken as written there too (TF32 refused)
+    (["--precision", "tf32,fp32,TF32"], "unknown precision(s) fp32 ('fp32' is gpunn's 'float32'), "
+                                       "TF32 (did you mean 'tf32'?); choose from float32, tf32, bf16"),
     # these ran something else without a word: small-x3, and no peer at all
     (["--config", "small-x2", "--ensemble", "3"], "--ensemble 3 and --config small-x2 name different ensembles"),
     (["--config", "small-x2", "--peers", "naive"], "--peers naive: no such peer runs on ensemble configurations"),

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .. import backend as _backend
-from ..hints import shell_word
+from ..hints import bracketed_hint, shell_word
 from ..preflight import is_stdout
 from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, non_negative, positive,
                      refuse_replacing_data, write_output)
@@ -76,9 +76,10 @@ def variants(precision_list: str, eager: bool) -> list:
     from ..model import PRECISIONS
 
     precisions = [p.strip() for p in precision_list.split(",") if p.strip()] or ["float32"]
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown:
-        raise ValueError(f"unknown precision(s) {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}")
+    unknown = [p for p in precisions if p not in PRECISIONS]  # (as written, as train's --precision takes them)
+    if unknown:  # each with the name meant, as train's says it: fp32 ('fp32' is gpunn's 'float32')
+        said = ", ".join(f"{p}{bracketed_hint(p, PRECISIONS, 'precision')}" for p in unknown)
+        raise ValueError(f"unknown precision(s) {said}; choose from {', '.join(PRECISIONS)}")
     pairs = [(p, g) for p in dict.fromkeys(precisions) for g in ((None, False) if eager else (None,))]
     return [pair for pair in pairs if pair != ("float32", None)]
 
