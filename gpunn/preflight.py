@@ -58,11 +58,12 @@ def writes_in_place(path) -> bool:
     return os.path.realpath(os.path.dirname(os.path.abspath(path))).startswith("/proc/")  # /dev/fd/N
 
 
-def check_output(path, option, *, reads=(), suffixes=None) -> str:
+def check_output(path, option, *, reads=(), suffixes=None, other_suffix_hint="") -> str:
     """Refuse an output path the command could not write, or must not overwrite.
 
     ``reads``: (path, what) pairs the command reads; writing over one of them is refused.
-    ``suffixes``: the accepted file name endings (lower case), or None for any.
+    ``suffixes``: the accepted file name endings (lower case), or None for any; ``other_suffix_hint`` ends the
+    refusal of a name that ends in none of them (gpunn predict's OUT o.tsv: how to get a tab-separated file).
     """
     path = os.fsdecode(path)  # (a bytes name too: ModelCheckpoint's)
     if not path:
@@ -77,7 +78,7 @@ def check_output(path, option, *, reads=(), suffixes=None) -> str:
     if suffixes and not path.lower().endswith(tuple(suffixes)):
         *others, last = suffixes  # ".png, .pdf or .svg" (it said ".png or .pdf or .svg")
         ends = f"{', '.join(others)} or {last}" if others else last
-        raise PreflightError(f"{option} {shell_word(path)}: the name must end in {ends}")
+        raise PreflightError(f"{option} {shell_word(path)}: the name must end in {ends}{other_suffix_hint}")
     if writes_in_place(path):  # /dev/null, a pipe, /dev/stdout: written into, never renamed over
         if not os.access(path, os.W_OK):
             raise PreflightError(f"{option} {shell_word(path)} is not writable")

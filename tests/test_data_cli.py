@@ -1102,6 +1102,34 @@ def test_a_tab_separated_file_by_its_name_is_refused_saying_how_python_reads_it(
     assert capsys.readouterr().err.endswith("unknown file type; use .npy (with --targets), .parquet or .csv\n")
 
 
+def test_a_tab_separated_out_is_refused_saying_what_is_written_and_how_to_make_one(tmp_path, capsys):
+    """predict's OUT o.tsv said only "the name must end in .npy, .csv, .parquet, .parq or .pq", no word that gpunn
+    writes commas only. The command the refusal shows makes the tab-separated file, every value as the CSV wrote it,
+    the header's names too (one holding a comma keeps its column)."""
+    import csv
+    import subprocess
+
+    X = numpy.random.default_rng(0).standard_normal((40, 2))
+    model = gpunn.MLP([2, 4, 2], device="cpu", seed=0)
+    model.fit(X, numpy.column_stack([X[:, 0], X[:, 1]]), epochs=1, verbose=False)
+    model.data_columns = {"features": ["a", "b"], "targets": ["y", "z,1"]}
+    gpunn.save(tmp_path / "m.npz", model)
+    numpy.save(tmp_path / "X.npy", X)
+    tsv, out = tmp_path / "o.tsv", tmp_path / "o.csv"
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tsv)]) == 2
+    shown = f"tr , '\\t' < {out} > {tsv}"
+    assert capsys.readouterr().err == (f"gpunn predict: error: OUT {tsv}: the name must end in .npy, .csv, .parquet, "
+                                       f".parq or .pq; gpunn writes CSV with commas only: write {out}, then {shown} "
+                                       "makes it tab-separated\n")
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(out)]) == 0
+    subprocess.run(shown, shell=True, check=True)
+    with open(out, newline="") as fh, open(tsv, newline="") as tabbed:
+        rows, tabbed_rows = list(csv.reader(fh)), list(csv.reader(tabbed, delimiter="\t"))
+    assert tabbed_rows[0] == ["y", "z\t1"] and tabbed_rows[1:] == rows[1:] and len(rows) == 41
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "o.txt")]) == 2
+    assert capsys.readouterr().err.endswith("the name must end in .npy, .csv, .parquet, .parq or .pq\n")
+
+
 def test_rows_that_would_not_fit_stream_and_say_so(capsys, monkeypatch):
     assert main(["train", "--rows", "3000", "--features", "4", *SMALL]) == 0
     # in MiB under a GiB (it read "0.00 GiB"), and saying what it counts

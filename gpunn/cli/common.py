@@ -23,6 +23,17 @@ def tab_separated_hint(path, in_python: str) -> str:
             "comma-separated as .csv (gpunn's commands read commas only)")
 
 
+def tab_separated_output_hint(path) -> str:
+    """For an output named .tsv (gpunn predict's OUT), which no command writes, the end of its refusal: write the CSV
+    and make a tab-separated copy of it. "" for any other name. (tr leaves every number as written, none holds a
+    comma; the header's names are quoted, so one holding a comma, rare, keeps its column with a tab in its name.)"""
+    if not str(path).lower().endswith(".tsv"):
+        return ""
+    csv_path = shell_word(f"{path[:-4]}.csv")
+    return (f"; gpunn writes CSV with commas only: write {csv_path}, then tr , '\\t' < {csv_path} > "
+            f"{shell_word(path)} makes it tab-separated")
+
+
 def show_note(message, category, filename, lineno, file=None, line=None):
     """gpunn's own warnings as one ``note:`` line (what gpunn says, not where in it); others in Python's form."""
     from .. import environment

@@ -10,7 +10,7 @@ import numpy
 from ..checks import NotFinite, read_by_position
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES, PARQUET_SUFFIXES
-from .common import DEVICE_NAMES, add_debug, file_path, tab_separated_hint
+from .common import DEVICE_NAMES, add_debug, file_path, tab_separated_hint, tab_separated_output_hint
 from .data import COLUMNS_HELP, column_names
 
 
@@ -37,7 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("model", type=file_path, metavar="MODEL", help="checkpoint .npz")
     p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or "
                    ".parquet (.parq, .pq) file or a directory of them")
-    p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv or .parquet (.parq, .pq)")
+    p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv (commas) or .parquet (.parq, .pq)")
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
                    "the model's training columns, else every column); streams the input")
@@ -114,7 +114,7 @@ def run(args) -> int:
                                        else f"MODEL {shell_word(args.model)} is not a file")
     _check_model_first(args)
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
-                           suffixes=SUFFIXES)
+                           suffixes=SUFFIXES, other_suffix_hint=tab_separated_output_hint(args.output))
     _check_input_name(args.input)
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
