@@ -37,13 +37,13 @@ class Activation:
 
 
 def _sigmoid(xp, z, out):
-    # 0.5 * (1 + tanh(z/2)): the CPU ensemble pass (gpunn.ops.ensemble) forms these bits too. Accurate
-    # to an ulp of 1, not of the output: where that is tiny, 1 + tanh cancels (0 below z = -17 in float32).
-    xp.multiply(z, 0.5, out=out)
-    xp.tanh(out, out=out)
+    # The seed's 1 / (1 + e^-z) (_logistic, in out), to a few ulps of itself at every z; the CPU ensemble pass
+    # (gpunn.ops.ensemble) forms these bits too, with NumPy's exp loop.
+    xp.negative(z, out=out)
+    with _quiet(xp):
+        xp.exp(out, out=out)
     out += 1
-    out *= 0.5
-    return out
+    return xp.reciprocal(out, out=out)
 
 
 def _logistic(xp, z):

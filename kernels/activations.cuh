@@ -67,14 +67,8 @@ constexpr double kGeluK = 0.044715;
 // half the smallest double subnormal). Branching there also keeps z^3 from overflowing (inf * 0 = NaN).
 constexpr double kGeluSaturation = 22.0;
 
-// 0.5 * (1 + tanh(z/2)): the sigmoid activation's g(z) (also formed, bit for bit, by the CPU ensemble pass,
-// gpunn/ops/ensemble.py). Accurate to an ulp of 1, not of s: where s is tiny, 1 + tanh cancels.
-template <typename T>
-GPUNN_HD T sigmoid(T z) {
-    return T(0.5) * (T(1) + m_tanh(T(0.5) * z));
-}
-
-// s = 1 / (1 + e^-z), to a few ulps of s itself at every z; 1 - s is logistic(-z), just as accurate. e^-z
+// s = 1 / (1 + e^-z): the sigmoid activation's g(z), to a few ulps of s itself at every z; 1 - s is logistic(-z),
+// just as accurate. (0.5 (1 + tanh(z/2)), its form until 2026-12, was 0 from z = -17 in float: 1 + tanh cancels.) e^-z
 // overflows to inf only where s is under the smallest normal (z < -88.7 float, -709.8 double): s is then 0, and
 // so is silu's z s, a normal float down to z = -92.5 (as it is under -ftz with any formula that forms e^z first).
 // Measured (NumPy, float32): a third cheaper than forming s from e^-|z|, which needs a select or a second exp.
@@ -99,7 +93,7 @@ GPUNN_HD T act_forward(T z) {
     } else if constexpr (ACT == kRelu) {
         return z < T(0) ? T(0) : z;  // keeps NaN
     } else if constexpr (ACT == kSigmoid) {
-        return sigmoid(z);
+        return logistic(z);  // the seed's 1 / (1 + e^-z), to a few ulps of itself (also the CPU's, bit for bit)
     } else if constexpr (ACT == kTanh) {
         return m_tanh(z);
     } else if constexpr (ACT == kLeakyRelu) {

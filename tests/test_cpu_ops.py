@@ -1271,10 +1271,10 @@ from gpunn.ops import cpu, ensemble, ufuncs
 cpu._define()  # the single-model kernels defined (a CPU fit ran), then one patched by a test
 real_adam, patched = cpu._adam, object()
 cpu._adam = patched
-ufuncs.tanh_inplace = patched  # patched before its module's kernels are defined
+ufuncs.loop_inplace = patched  # patched before its module's kernels are defined
 ensemble._define()  # the first call of an ensemble kernel, meanwhile
 cpu._adam = real_adam  # the test's monkeypatch undone
-print(ensemble._adam is real_adam, ensemble.tanh_inplace is not patched, type(ensemble.tanh_inplace).__name__)
+print(ensemble._adam is real_adam, ensemble.loop_inplace is not patched, type(ensemble.loop_inplace).__name__)
 """
 
 

@@ -1294,8 +1294,11 @@ def test_the_one_call_group_pass_only_where_it_computes_what_the_plain_path_does
     assert not one_call(output_activation="tanh") and not one_call(output_activation="relu")  # (mut17a A123)
     monkeypatch.setattr(ens_ops, "GEMM_INT_MAX", 7, raising=False)  # a batch over a CBLAS's C int rows (2**31 - 1), made small
     assert not one_call() and one_call(rows=7)
-    monkeypatch.setattr(ens_ops, "numpy_tanh", lambda dtype: None)  # NumPy's tanh loop not bound: ReLU alone
-    assert one_call(rows=7) and not one_call(rows=7, activation="tanh") and not one_call(rows=7, activation="sigmoid")
+    monkeypatch.setattr(ens_ops, "numpy_tanh", lambda dtype: None)  # NumPy's tanh loop not bound: no tanh layer
+    assert one_call(rows=7) and not one_call(rows=7, activation="tanh") and one_call(rows=7, activation="sigmoid")
+    assert not one_call(rows=7, sizes=(4, 6, 5, 1), activation=["sigmoid", "tanh"])
+    monkeypatch.setattr(ens_ops, "numpy_exp", lambda dtype: None)  # nor its exp loop: ReLU alone
+    assert one_call(rows=7) and not one_call(rows=7, activation="sigmoid")
     monkeypatch.setattr(ens_ops, "numpy_blas", lambda dtype: None)
     assert not one_call(rows=7)
 

@@ -422,14 +422,15 @@ def test_loss_and_gradients_take_the_gradients_call_with_the_generic_bits(monkey
         assert a.tobytes() == b.tobytes()
 
 
-def test_tanh_and_sigmoid_nets_take_the_generic_step_where_numpys_tanh_loop_is_not_bound(monkeypatch, kernel_calls):
-    """The kernel computes tanh with NumPy's own loop (gpunn.ops.ufuncs.numpy_tanh): where that could not be bound,
-    tanh and sigmoid nets train by the generic step, ReLU nets still by the one call."""
+@pytest.mark.parametrize("activation, loop", [("tanh", "numpy_tanh"), ("sigmoid", "numpy_exp")])
+def test_tanh_and_sigmoid_nets_take_the_generic_step_where_numpys_loop_is_not_bound(monkeypatch, kernel_calls,
+                                                                                     activation, loop):
+    """The kernel computes tanh and sigmoid's e^-z with NumPy's own loops (gpunn.ops.ufuncs.numpy_tanh, numpy_exp):
+    where the one a net needs could not be bound, it trains by the generic step; ReLU nets still by the one call."""
     import gpunn.ops.ensemble as ens_ops
 
-    monkeypatch.setattr(ens_ops, "numpy_tanh", lambda dtype: None)
-    for activation in ("tanh", "sigmoid"):
-        trained(monkeypatch, False, activation=activation, fit=dict(epochs=1))
+    monkeypatch.setattr(ens_ops, loop, lambda dtype: None)
+    trained(monkeypatch, False, activation=activation, fit=dict(epochs=1))
     assert not kernel_calls
     trained(monkeypatch, False, fit=dict(epochs=1))
     assert kernel_calls == ["step"] * 5

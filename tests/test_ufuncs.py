@@ -1,5 +1,5 @@
-"""gpunn.ops.ufuncs: NumPy's own tanh loop, called from Numba kernels (the member-group pass's tanh and sigmoid
-layers), gives numpy.tanh's bits; a loop that does not is refused."""
+"""gpunn.ops.ufuncs: NumPy's own tanh and exp loops, called from Numba kernels (the member-group pass's tanh and
+sigmoid layers), give numpy.tanh's and numpy.exp's bits; a loop that does not is refused."""
 import ctypes
 
 import numpy
@@ -12,20 +12,23 @@ pytestmark = pytest.mark.skipif(numba is None, reason="the loop is called from N
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_loop_gives_numpy_tanhs_bits_in_place_on_a_matrix(dtype):
-    tanh = ufuncs.numpy_tanh(dtype)
-    if tanh is None:
-        pytest.skip("NumPy's tanh loop is not bound here (its ufunc struct did not read as expected)")
+@pytest.mark.parametrize("name", ["tanh", "exp"])
+def test_the_loop_gives_numpys_bits_in_place_on_a_matrix(name, dtype):
+    loop = getattr(ufuncs, f"numpy_{name}")(dtype)
+    if loop is None:
+        pytest.skip(f"NumPy's {name} loop is not bound here (its ufunc struct did not read as expected)")
     rng = numpy.random.default_rng(1)
-    Z = (rng.standard_normal((37, 29)) * numpy.logspace(-30, 2, 29)).astype(dtype)  # tiny to saturating, per column
+    Z = (rng.standard_normal((37, 29)) * numpy.logspace(-30, 3, 29)).astype(dtype)  # tiny to overflowing, per column
     Z[0, :4] = [0.0, -0.0, numpy.inf, -numpy.nan]
-    expected = numpy.tanh(Z)
-    ufuncs.tanh_inplace(tanh, Z)
+    with numpy.errstate(over="ignore"):
+        expected = getattr(numpy, name)(Z)
+    ufuncs.loop_inplace(loop, Z)
     assert Z.tobytes() == expected.tobytes()
 
 
 def test_another_dtype_has_no_loop():
     assert ufuncs.numpy_tanh("float16") is None and ufuncs.numpy_tanh("int64") is None
+    assert ufuncs.numpy_exp("float16") is None and ufuncs.numpy_exp("int64") is None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -36,6 +39,9 @@ def test_a_loop_that_is_not_numpys_tanh_is_refused_by_the_probe(dtype):
     assert sinh is not None and not ufuncs._probe(dtype, sinh)
     tanh = ufuncs._loop(numpy.tanh, dtype)
     assert tanh is not None and ufuncs._probe(dtype, tanh)
+    exp = ufuncs._loop(numpy.exp, dtype)  # exp's loop is probed against numpy.exp, and tanh's refused there
+    assert exp is not None and ufuncs._probe(dtype, exp, numpy.exp) and not ufuncs._probe(dtype, tanh, numpy.exp)
+    assert not ufuncs._probe(dtype, exp)
 
 
 def test_a_ufunc_without_a_loop_of_the_dtype_gives_none():
@@ -150,8 +156,10 @@ def test_the_probe_refuses_a_loop_off_in_one_ulp_on_subnormals_or_on_minus_zero(
         assert not ufuncs._probe(dtype, _loop_of(dtype, change, keep)), change.__name__
 
 
-def test_numpy_tanh_gives_none_where_the_probe_refuses_the_loop_read(monkeypatch):
-    find = ufuncs.numpy_tanh.__wrapped__  # without its cache per dtype
+@pytest.mark.parametrize("name", ["tanh", "exp"])
+def test_numpy_tanh_and_exp_give_none_where_the_probe_refuses_the_loop_read(monkeypatch, name):
+    find = getattr(ufuncs, f"numpy_{name}").__wrapped__  # without its cache per dtype
+    assert find(numpy.dtype("float64")) is not None
     loop = ufuncs._loop
     monkeypatch.setattr(ufuncs, "_loop", lambda ufunc, dtype: loop(numpy.sinh, dtype))
     assert find(numpy.dtype("float64")) is None

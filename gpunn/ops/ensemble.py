@@ -38,7 +38,7 @@ from .cpu import _FLOATS, _bounds, numba, run_pieces, threads_setting, usable_co
 from .fit_threads import ENV_BLAS_THREADS, blas_threads_setting, member_blas_threads
 from .lazynumba import kernels
 from .member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, BetaPowers, MemberRates
-from .ufuncs import numpy_tanh
+from .ufuncs import numpy_exp, numpy_tanh
 
 
 def _column(xp, values, dtype):
@@ -224,28 +224,34 @@ class EnsembleOps:
 
 # ---- the CPU: Numba loops over members around the single-model kernels ----------------------
 # The hidden-layer activations the member-group pass computes, by their kernel ids (gpunn.activations): ReLU with its
-# fused kernels; tanh and sigmoid in Ops.bias_activation's and Ops.activation_backward's arithmetic, numpy.tanh
-# called as NumPy's own loop (gpunn.ops.ufuncs)
+# fused kernels; tanh and sigmoid in Ops.bias_activation's and Ops.activation_backward's arithmetic, numpy.tanh and
+# numpy.exp called as NumPy's own loops (gpunn.ops.ufuncs)
 RELU, SIGMOID, TANH = (ACTIVATIONS[name].kernel_id for name in ("relu", "sigmoid", "tanh"))
 # The columns of the group pass's table of hidden layers: the activation's kernel id; 1 where the layer's forward
 # product is CpuOps.matmul's small-k product (_small_k_matmul, not BLAS: a single model's, gpunn.ops.mlp_step)
 LAYER_ACTIVATION, LAYER_SMALL_K = 0, 1
-_NO_TANH = numpy.zeros(2, numpy.int64)  # the tanh argument of a pass with ReLU hidden layers alone (never called)
+# The rows of the group pass's table of NumPy loops (each [loop, data]: gpunn.ops.ufuncs); a row no layer calls is 0
+LOOP_TANH, LOOP_EXP = 0, 1
 
 
 def group_pass_activations(acts, dtype):
-    """(tanh, layers) for _member_group_pass: NumPy's tanh loop for ``dtype`` (gpunn.ops.ufuncs.numpy_tanh) and the
-    hidden layers' table (int64, a row per layer: LAYER_ACTIVATION, the activation's id; LAYER_SMALL_K, 0: each
-    product by BLAS); None where a hidden layer's activation (all of ``acts`` but the output layer's) is not ReLU,
-    tanh or sigmoid, or is tanh or sigmoid where NumPy's tanh loop could not be bound."""
+    """(loops, layers) for _member_group_pass: NumPy's loops for ``dtype`` (int64, rows LOOP_TANH and LOOP_EXP:
+    gpunn.ops.ufuncs.numpy_tanh's where a hidden layer is tanh, numpy_exp's where one is sigmoid) and the hidden
+    layers' table (int64, a row per layer: LAYER_ACTIVATION, the activation's id; LAYER_SMALL_K, 0: each product by
+    BLAS); None where a hidden layer's activation (all of ``acts`` but the output layer's) is not ReLU, tanh or
+    sigmoid, or is one whose NumPy loop could not be bound."""
     layers = numpy.zeros((len(acts) - 1, 2), numpy.int64)
     layers[:, LAYER_ACTIVATION] = [a.kernel_id for a in acts[:-1]]
     if not numpy.isin(layers[:, LAYER_ACTIVATION], (RELU, SIGMOID, TANH)).all():
         return None
-    if (layers[:, LAYER_ACTIVATION] == RELU).all():
-        return _NO_TANH, layers
-    tanh = numpy_tanh(dtype)
-    return None if tanh is None else (tanh, layers)
+    loops = numpy.zeros((2, 2), numpy.int64)
+    for kind, row, find in ((TANH, LOOP_TANH, numpy_tanh), (SIGMOID, LOOP_EXP, numpy_exp)):
+        if (layers[:, LAYER_ACTIVATION] == kind).any():
+            loop = find(dtype)
+            if loop is None:
+                return None
+            loops[row] = loop
+    return loops, layers
 
 
 KERNELS = ("_member_bias_relu", "_member_column_sums", "_member_relu_backward_bias", "_outer_relu_backward_bias",
@@ -263,7 +269,7 @@ def _define():
     global _activation_backward_bias, _outer_backward_bias, _member_adam, _adam_row, _member_adam_in_pass
     global _member_group_pass, _wait_for, _store_and_wait
     global _adam, _adam_l2, _bias_relu_inplace, _column_sums, _relu_backward_bias_inplace, _small_k_matmul
-    global tanh_inplace
+    global loop_inplace
     from numba import njit
 
     from . import cpu, ufuncs
@@ -276,7 +282,7 @@ def _define():
     _adam, _adam_l2, _bias_relu_inplace, _column_sums = single["_adam"], single["_adam_l2"], \
         single["_bias_relu_inplace"], single["_column_sums"]
     _relu_backward_bias_inplace, _small_k_matmul = single["_relu_backward_bias_inplace"], single["_small_k_matmul"]
-    tanh_inplace = single["tanh_inplace"]
+    loop_inplace = single["loop_inplace"]
 
     @njit(**_jit)
     def _member_bias_relu(Z, b):
@@ -316,24 +322,24 @@ def _define():
             _outer_relu_backward_bias(dz[k], w[k], S[k], D[k], db[k])
 
     @njit(**_jit)
-    def _bias_activation_inplace(Z, b, kind, tanh, one):
+    def _bias_activation_inplace(Z, b, kind, loops, one):
         """Z <- g(Z + b) in place for a hidden layer's activation ``kind`` (RELU, TANH or SIGMOID), in
-        Ops.bias_activation's arithmetic: ReLU by its kernel; tanh(Z + b) and sigmoid's 0.5 * (1 + tanh(0.5 * (Z + b)))
-        (gpunn.activations) with numpy.tanh's own loop (``tanh``: gpunn.ops.ufuncs), each operation rounded to Z's
-        dtype as NumPy's ufuncs round it (``one``: 1 in that dtype)."""
+        Ops.bias_activation's arithmetic: ReLU by its kernel; tanh(Z + b) and sigmoid's 1 / (1 + e^-(Z + b))
+        (gpunn.activations) with NumPy's own tanh and exp loops (``loops``: gpunn.ops.ufuncs), each operation
+        rounded to Z's dtype as NumPy's ufuncs round it (``one``: 1 in that dtype)."""
         if kind == RELU:
             _bias_relu_inplace(Z, b, 0, Z.shape[0])
             return
-        half, sigmoid = one / (one + one), kind == SIGMOID
+        sigmoid = kind == SIGMOID
         for i in range(Z.shape[0]):
             for j in range(Z.shape[1]):
                 z = Z[i, j] + b[j]
-                Z[i, j] = z * half if sigmoid else z
-        tanh_inplace(tanh, Z)
+                Z[i, j] = -z if sigmoid else z
+        loop_inplace(loops[LOOP_EXP] if sigmoid else loops[LOOP_TANH], Z)
         if sigmoid:
             for i in range(Z.shape[0]):
                 for j in range(Z.shape[1]):
-                    Z[i, j] = (Z[i, j] + one) * half
+                    Z[i, j] = one / (Z[i, j] + one)
 
     @njit(**_jit)
     def _derivative_from_output(a, tanh, one):
@@ -419,12 +425,12 @@ def _define():
         _adam_row(row, g[k], m[k], v[k], rates[k], pow1[k], pow2[k], eps, flags[1], c, 0, row.size)
 
     @njit(**_jit)
-    def _member_group_pass(blas, tanh, layers, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av,
+    def _member_group_pass(blas, loops, layers, X, Y, W, b, dW, db, Zo, dAo, sums, one, zero, scale, aw, ag, am, av,
                            rates, pow1, pow2, eps, flags, Zh, dAh, d64, k0, k1, signal, slot, value):
         """Members k0..k1's forward and backward pass, member after member, with no Python (and no GIL)
         between its products: the arithmetic of Ensemble._forward and _backward for ReLU, tanh or sigmoid hidden
         layers with bias (``layers``: each hidden layer's RELU, TANH or SIGMOID and whether its forward product is a
-        small-k one; ``tanh``: NumPy's tanh loop; from group_pass_activations), an identity output layer of one
+        small-k one; ``loops``: NumPy's tanh and exp loops; from group_pass_activations), an identity output layer of one
         column, each product the BLAS call numpy.matmul makes for it (gemm, gemv, dot at the addresses in ``blas``:
         gpunn.ops.cblas), or for a single model's small-k forward product the kernel CpuOps.matmul calls
         (_small_k_matmul), and each elementwise pass the kernel or NumPy operations those methods run.
@@ -455,7 +461,7 @@ def _define():
                     cblas.gemm(gemm, ilp, ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, lda, one, a, lda, Wl.ctypes.data, n,
                                zero, Z.ctypes.data, n)
                 bl = numpy.ascontiguousarray(b[l][k])  # a contiguous row: the loops vectorise
-                _bias_activation_inplace(Z, bl, layers[l, LAYER_ACTIVATION], tanh, one)
+                _bias_activation_inplace(Z, bl, layers[l, LAYER_ACTIVATION], loops, one)
                 a, lda = Z.ctypes.data, n
             # the output layer: matrix @ vector, numpy.matmul's gemv (column-major, transposed); + bias
             Zk, dk, Yk = Zo[k], dAo[k], Y[k if Y.shape[0] > 1 else 0]
@@ -797,7 +803,7 @@ class CpuEnsembleOps(EnsembleOps):
         does not apply: then the caller runs Ensemble._forward and _backward. It applies to ReLU, tanh or sigmoid
         hidden layers with bias, an identity output layer of one column, no other size under 2, at least 2 rows,
         C-ordered X and Y, where NumPy's own BLAS could be bound (gpunn.ops.cblas), and for tanh or sigmoid NumPy's
-        tanh loop (gpunn.ops.ufuncs): the same products (the calls numpy.matmul makes), the same kernels and
+        tanh or exp loop (gpunn.ops.ufuncs): the same products (the calls numpy.matmul makes), the same kernels and
         per-element arithmetic, the same bits as the two methods. Each group's hidden-layer buffers are one member's,
         reused member after member (``ws.group_buffers``), so they stay in cache: with two groups on the 2-core
         machine the K=64 small-net step took 1.53-1.55 ms instead of 1.59-1.64 (bench/RESULTS.md).
@@ -827,7 +833,7 @@ class CpuEnsembleOps(EnsembleOps):
 
     def _one_call_network(self, weights, biases, acts):
         """one_call_applies' conditions on the network (asked twice a step: remembered for the last one): the
-        hidden layers' (tanh, layers) of group_pass_activations where they hold, else None."""
+        hidden layers' (loops, layers) of group_pass_activations where they hold, else None."""
         key = (id(weights), id(biases), id(acts), self.ops.precision, self.fused)
         memo = getattr(self, "_network_memo", None)
         if memo is None or memo[0] != key:

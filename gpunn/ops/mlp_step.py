@@ -6,7 +6,7 @@ A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._
 run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas; MKL's where GPUNN_GEMM forces mkl, whose
 products the generic path then makes) with the same operands (or
 CpuOps.matmul's small-k kernel where it computes a forward product), the same elementwise kernels (NumPy's own tanh
-loop for tanh and sigmoid: gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
+and exp loops for tanh and sigmoid: gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
 are those of the generic path, and it is taken only where that path makes exactly these calls
 (one_call_step lists where), or where GPUNN_GEMM asks for a per-shape choice of library (auto: NumPy's BLAS, whatever
 the generic path would choose; no bit-for-bit promise there); everywhere else the generic step runs.
@@ -57,7 +57,7 @@ def _step_blas(ops, dtype) -> tuple:
 
 def _network_applies(model, ops):
     """The conditions on the model that do not change between steps (see one_call_step): (the CBLAS to call, MKL
-    or None: _step_blas; the hidden layers' tanh and layers for the kernel: group_pass_activations) where they
+    or None: _step_blas; the hidden layers' loops and layers for the kernel: group_pass_activations) where they
     hold, else None."""
     sizes, acts = model.layer_sizes, model.activations
     applies = (numba is not None and type(ops) is CpuOps and ops.fused
@@ -105,7 +105,7 @@ def _settings(optimizer) -> tuple:
 
 class _Net:
     """The model's part of the kernel's arguments for one workspace, made for the model's buffers (by identity):
-    ``lead``, those before X and Y (NumPy's BLAS, its tanh loop, the hidden layers' table for this batch size);
+    ``lead``, those before X and Y (NumPy's BLAS, its tanh and exp loops, the hidden layers' table for this batch size);
     ``gradients``, those after X and Y of a pass with no optimizer step; ``head`` and ``tail``, those
     before and after the optimizer's. ``runs`` False: the kernel does not apply (the generic step runs)."""
 
@@ -122,10 +122,10 @@ class _Net:
         hidden = len(model.layer_sizes) - 2
         rows = ws.Z[-1].shape[0]
         d64 = numpy.empty(rows, numpy.float64)
-        blas, _, tanh, layers = network
+        blas, _, loops, layers = network
         layers = layers.copy()  # this batch size's products
         layers[:, LAYER_SMALL_K] = _small_k_forward(model.layer_sizes, rows)
-        self.lead, self.sums = (blas, tanh, layers), numpy.zeros(1)
+        self.lead, self.sums = (blas, loops, layers), numpy.zeros(1)
         # W, b, dW, db, Zo, dAo, sums, one, zero, scale (dA *= 2/rows, as loss_gradient)
         self.head = (one(model.weights), one(model.biases), one(model._dW), one(model._db), ws.Z[-1][None],
                      ws.dA[-1][None], self.sums, dt.type(1), dt.type(0), dt.type(2.0 / rows))
@@ -199,7 +199,7 @@ def one_call_step(model, X, Y, optimizer, lr):
     per-shape choice (auto, a list), under which the generic step might give a product to another library and it
     runs all the same (CpuOps.one_call_numpy_blas says why); or with MKL's (gpunn.ops.cblas.mkl_blas) where
     GPUNN_GEMM forces mkl, on one MKL thread, for products under its ONE_THREAD_MACS; not where it forces blis; with bias,
-    ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh loop could be bound:
+    ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh or exp loop could be bound:
     gpunn.ops.ufuncs), an identity output of one column, no size under 2, float32 precision and under
     PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
     with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each

@@ -1,12 +1,13 @@
-"""NumPy's own tanh, for Numba loops that call it without the GIL (as gpunn.ops.cblas does NumPy's BLAS).
+"""NumPy's own tanh and exp, for Numba loops that call them without the GIL (as gpunn.ops.cblas does NumPy's BLAS).
 
 ``numpy_tanh(dtype)`` gives the address of the inner loop ``numpy.tanh`` runs on a float32 or float64 array
 (and that loop's data pointer) as a small int64 array ``[loop, data]``, which a Numba kernel takes as an argument
-and calls through :func:`tanh_inplace`; or None where the loop is not found or does not give numpy.tanh's bits
-on a probe (checked once per dtype, through the intrinsic). Used by ``gpunn.ops.ensemble``'s member-group pass
-for tanh and sigmoid hidden layers (g of both calls numpy.tanh: gpunn.activations).
+and calls through :func:`loop_inplace`; or None where the loop is not found or does not give numpy.tanh's bits
+on a probe (checked once per dtype, through the intrinsic). ``numpy_exp(dtype)`` the same for numpy.exp. Used by
+``gpunn.ops.ensemble``'s member-group pass: tanh for tanh hidden layers, exp for sigmoid's 1 / (1 + e^-z)
+(gpunn.activations).
 
-NumPy's loop, not a tanh of Numba's: NumPy 2 computes float32 and float64 tanh with its own SIMD code, whose
+NumPy's loops, not Numba's tanh and exp: NumPy 2 computes float32 and float64 tanh with its own SIMD code, whose
 bits differ from the C library's tanhf/tanh (what Numba calls) on a fifth to a half of all inputs. The loop is
 read from the ufunc's table of legacy inner loops (``PyUFuncObject.functions``): the first entry for the dtype,
 the one NumPy's type resolution picks. Its place in the struct is checked (the ufunc's name, numbers of
@@ -25,10 +26,10 @@ from .lazynumba import kernels, numba
 _NumbaError = ()  # numba.core.errors.NumbaError once the kernels are defined (nothing to catch before)
 
 
-@kernels(("_unary_loop", "tanh_inplace"))
+@kernels(("_unary_loop", "loop_inplace"))
 def _define():
     """Defines the intrinsic and its kernel (gpunn.ops.lazynumba): at the first call of a kernel."""
-    global _ir, _cgutils, _nt, _NumbaError, _unary_loop, tanh_inplace
+    global _ir, _cgutils, _nt, _NumbaError, _unary_loop, loop_inplace
     from llvmlite import ir as _ir
     from numba import njit
     from numba.core import cgutils as _cgutils
@@ -61,9 +62,10 @@ def _define():
         return sig, codegen
 
     @njit(cache=True, nogil=True)
-    def tanh_inplace(tanh, A):
-        """A <- numpy.tanh(A) for a C-ordered array A, through the loop ``tanh`` of numpy_tanh(A.dtype)."""
-        _unary_loop(tanh[0], tanh[1], A.ctypes.data, A.ctypes.data, A.size, A.itemsize, A.itemsize)
+    def loop_inplace(loop, A):
+        """A <- f(A) for a C-ordered array A, through ``loop``: numpy_tanh(A.dtype)'s (f = numpy.tanh) or
+        numpy_exp(A.dtype)'s (numpy.exp)."""
+        _unary_loop(loop[0], loop[1], A.ctypes.data, A.ctypes.data, A.size, A.itemsize, A.itemsize)
 
 
 def _loop(ufunc, dtype):
@@ -93,27 +95,40 @@ def _loop(ufunc, dtype):
     return None
 
 
-def _probe(dtype, tanh) -> bool:
-    """The loop through the intrinsic gives numpy.tanh's bits: on random bit patterns (NaNs, infinities, subnormals
-    among them), on normal values and on a fine grid through [-10, 10], in place, as the kernels call it."""
+def _probe(dtype, loop, ufunc=numpy.tanh) -> bool:
+    """``loop`` through the intrinsic gives ``ufunc``'s bits: on random bit patterns (NaNs, infinities, subnormals
+    among them), on normal values, on a fine grid through [-10, 10] and a coarser one through [-800, 800] (exp's
+    overflow and subnormal results), in place, as the kernels call it."""
     if numba is None:
         return False
     rng = numpy.random.default_rng(0)
     uint = numpy.uint32 if dtype == numpy.float32 else numpy.uint64
     x = numpy.concatenate([rng.integers(0, numpy.iinfo(uint).max, 20000, dtype=uint, endpoint=True).view(dtype),
                            (rng.standard_normal(20000) * 3).astype(dtype), numpy.linspace(-10, 10, 20001, dtype=dtype),
+                           numpy.linspace(-800, 800, 16001, dtype=dtype),
                            numpy.array([0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan], dtype)])
-    expected = numpy.tanh(x)
+    with numpy.errstate(all="ignore"):
+        expected = ufunc(x)
     try:
-        tanh_inplace(tanh, x)
+        loop_inplace(loop, x)
     except _NumbaError:  # the intrinsic does not compile on this Numba: the kernels that need it are not used
         return False
     return x.tobytes() == expected.tobytes()
 
 
+def _numpy_loop(ufunc, dtype):
+    """[loop, data] of the loop ``ufunc`` runs on float32 or float64, or None (see the module docstring)."""
+    loop = _loop(ufunc, dtype)
+    return loop if loop is not None and _probe(dtype, loop, ufunc) else None
+
+
 @once_per_float_dtype
 def numpy_tanh(dtype):
-    """[loop, data] of the loop numpy.tanh runs on float32 or float64, or None (see the module docstring). Found
-    and probed once per dtype."""
-    tanh = _loop(numpy.tanh, dtype)
-    return tanh if tanh is not None and _probe(dtype, tanh) else None
+    """[loop, data] of the loop numpy.tanh runs on float32 or float64, or None. Found and probed once per dtype."""
+    return _numpy_loop(numpy.tanh, dtype)
+
+
+@once_per_float_dtype
+def numpy_exp(dtype):
+    """[loop, data] of the loop numpy.exp runs on float32 or float64, or None. Found and probed once per dtype."""
+    return _numpy_loop(numpy.exp, dtype)
