@@ -243,12 +243,14 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
         return TypeError(f"{said} ({key} is fit's option: model.fit(X, Y, {key}={shown}))")
     if key == "betas" and {"beta1", "beta2"} <= set(names):  # Adam(betas=(0.9, 0.99)) was "did you mean beta2?"
         return TypeError(f"{said} (PyTorch's betas pair is two options here: {call}({_betas(value)}))")
-    if key in OPTIMIZER_OPTIONS and "optimizer" in [*names, *fit_options]:
-        option = _betas(value) if key == "betas" else f"{key}={shown}"
-        return TypeError(f"{said} ({key} is the optimizer's option: model.fit(X, Y, "
-                         f"optimizer=gpunn.{OPTIMIZER_OPTIONS[key]}({option})))")
-    if key in SCHEDULE_OPTIONS and "schedule" in [*names, *fit_options]:  # fit(schedule="exponential", gamma=0.95)
-        return TypeError(f"{said} ({_in_schedule(key, value, given)})")
+    placed = _placed_option(key, [*names, *fit_options])  # (gama: gamma)
+    meant_words = "" if placed == key else f"did you mean {placed}? "
+    if placed in OPTIMIZER_OPTIONS and "optimizer" in [*names, *fit_options]:
+        option = _betas(value) if placed == "betas" else f"{placed}={shown}"
+        return TypeError(f"{said} ({meant_words}{placed} is the optimizer's option: model.fit(X, Y, "
+                         f"optimizer=gpunn.{OPTIMIZER_OPTIONS[placed]}({option})))")
+    if placed in SCHEDULE_OPTIONS and "schedule" in [*names, *fit_options]:  # fit(schedule="exponential", gamma=0.95)
+        return TypeError(f"{said} ({meant_words}{_in_schedule(placed, value, _as_meant(given, key, placed))})")
     found = _keyword_meant(key, names)
     for other, options in (other_fits or {}).items():
         other_option = key if key in options else None if found else _option_meant(key, options)
@@ -262,6 +264,19 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
         options = " or ".join(_as_keyword(name, None) for name in fit_found.names)
         return TypeError(f"{said} (did you mean {options}? they are fit's options: model.fit(X, Y, ...))")
     return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
+
+
+def _placed_option(key: str, names) -> str | None:
+    """The optimizer's or schedule's option that keyword ``key`` is, or misspells where it stands for none of the
+    call's ``names`` (gama: gamma; momentun: momentum, where the call takes no momentum); else None."""
+    if key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS:
+        return key
+    return None if _keyword_meant(key, names) else _option_meant(key, [*OPTIMIZER_OPTIONS, *SCHEDULE_OPTIONS])
+
+
+def _as_meant(given, key: str, option: str):
+    """The call's keywords ``given``, ``key`` (gama) under the ``option`` it stands for (gamma), as a hint shows them."""
+    return {option if name == key else name: value for name, value in given.items()} if given else given
 
 
 def _other_kinds_option(call: str, other: str, option: str, key: str, shown: str, made_with) -> str:
@@ -310,7 +325,8 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
     exact = key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS or any(key in options for options in kinds.values())
     if not exact and _keyword_meant(key, names):
         return unexpected_keyword(call, key, names, value)  # resume's own, misspelt (epoch: epochs)
-    option = key if key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS else _option_meant(key, own)
+    option = key if key in OPTIMIZER_OPTIONS or key in SCHEDULE_OPTIONS else (_option_meant(key, own)
+                                                                              or _placed_option(key, names))
     for other, options in list(kinds.items())[1:] if option is None else ():
         other_option = _option_meant(key, options)
         if other_option:
@@ -326,7 +342,7 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
         new_fits = [f"optimizer=gpunn.{OPTIMIZER_OPTIONS[option]}({setting})"]
     elif option in SCHEDULE_OPTIONS:  # the run's optimizer goes on, under a schedule that reads the option
         new_fits = [f"optimizer=ckpt.optimizer, schedule={schedule}"
-                    for schedule in _schedules_reading(option, value, given)[1]]
+                    for schedule in _schedules_reading(option, value, _as_meant(given, key, option))[1]]
     else:  # the run's optimizer goes on, its moments and step count too
         new_fits = [f"optimizer=ckpt.optimizer, {option}={shown}"]
     meant_words = "" if option == key else f"did you mean {option}? "

@@ -1023,6 +1023,9 @@ def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weight
     (dict(gamma=0.5), "gamma", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("step", gamma=0.5)'),
     (dict(gamma=0.5), "gamma", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("exponential", gamma=0.5)'),
     (dict(min_factor=0.2), "min_factor", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("cosine", min_factor=0.2)'),
+    # a schedule's or an optimizer's option misspelt, as a fit's is (it had no hint)
+    (dict(gama=0.5), "gamma", 'optimizer=ckpt.optimizer, schedule=gpunn.Schedule("exponential", gamma=0.5)'),
+    (dict(momentun=0.9), "momentum", "optimizer=gpunn.SGD(momentum=0.9)"),
 ])
 def test_a_fit_option_given_to_resume_shows_the_fit_that_trains_on_with_it(data, tmp_path, given, meant, shown):
     """resume(X, Y, lr=0.1) said only "got an unexpected keyword argument 'lr'", and resume(X, Y, gamma=0.5) still
@@ -1038,7 +1041,7 @@ def test_a_fit_option_given_to_resume_shows_the_fit_that_trains_on_with_it(data,
     said = str(caught.value)
     assert said.startswith(f"Checkpoint.resume() got an unexpected keyword argument {key!r} (")
     assert f"a resume continues the run with the settings its checkpoint holds, {meant} among them" in said
-    assert ("did you mean lr? " in said) == (key != meant)
+    assert (f"(did you mean {meant}? a resume continues" in said) == (key != meant)
     call = f"ckpt.model.fit(X, Y, {shown})"
     assert call in said
     history = eval(call[:-1] + ", epochs=1, verbose=False)", {"ckpt": ckpt, "X": X, "Y": Y, "gpunn": gpunn})

@@ -825,6 +825,15 @@ def test_help_of_model_fit_names_the_method_the_user_calls(cls, module, user):
     ("MLP.fit", "weight_decay",
      " (weight_decay is the optimizer's option: model.fit(X, Y, optimizer=gpunn.Adam(weight_decay=0.1)))"),
     ("fit", "momentum", " (momentum is the optimizer's option: model.fit(X, Y, optimizer=gpunn.SGD(momentum=0.1)))"),
+    # an optimizer's or a schedule's option misspelt (it had no hint); an Ensemble's fit takes momentum itself
+    ("MLP.fit", "momentun", " (did you mean momentum? momentum is the optimizer's option: model.fit(X, Y, "
+                            "optimizer=gpunn.SGD(momentum=0.1)))"),
+    ("Ensemble.fit", "momentun", " (did you mean momentum?)"),
+    ("Ensemble.fit", "min_factr", " (did you mean min_factor? min_factor is the schedule's option: model.fit(X, Y, "
+                                  "schedule=gpunn.Schedule(\"cosine\", min_factor=0.1)))"),
+    ("fit", "gama", " (did you mean gamma? gamma is an option of the step and exponential schedules: model.fit(X, Y, "
+                    "schedule=gpunn.Schedule(\"step\", gamma=0.1)) or model.fit(X, Y, "
+                    "schedule=gpunn.Schedule(\"exponential\", gamma=0.1)))"),
 ])
 def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(call, key, hint):
     """fit(X, Y, validation_split=0.1) said only "fit() got an unexpected keyword argument 'validation_split'"."""
