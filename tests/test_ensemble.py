@@ -1181,7 +1181,7 @@ def test_the_one_call_group_pass_equals_the_plain_forward_and_backward_bit_for_b
                                                                                      groups_for_any_work):
     """A member group's whole pass in one Numba call with NumPy's BLAS (CpuEnsembleOps.group_pass) gives the
     gradients, sums and output-layer buffers of Ensemble._forward and _backward (K=5 in 2 groups), also with tanh
-    and sigmoid hidden layers (NumPy's tanh loop called from the kernel: gpunn.ops.ufuncs)."""
+    and sigmoid hidden layers (NumPy's tanh and exp loops called from the kernel: gpunn.ops.ufuncs)."""
     rng = np.random.default_rng(4)
     ens = gpunn.Ensemble(sizes, 5, device="cpu", dtype=dtype, seed=3, activation=activation)
     ens.member_ops.threads = 2

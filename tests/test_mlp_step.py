@@ -101,7 +101,7 @@ RUNS = {  # the one call runs every step of these: with the optimizer's step in 
     "batch 9": dict(sizes=(16, 64, 64, 1), rows=45, fit=dict(batch_size=9)),
     "partial last batch, cosine, validation": dict(rows=301, fit=dict(schedule="cosine", validation_fraction=0.2)),
     "full batch": dict(fit=dict(batch_size=None)),
-    # tanh and sigmoid hidden layers: NumPy's tanh loop called from the kernel (gpunn.ops.ufuncs)
+    # tanh and sigmoid hidden layers: NumPy's tanh and exp loops called from the kernel (gpunn.ops.ufuncs)
     "tanh": dict(activation="tanh"),
     "sigmoid": dict(activation="sigmoid"),
     "tanh sgd": dict(activation="tanh", optimizer="sgd"),
