@@ -267,6 +267,38 @@ def test_a_device_refusal_for_a_data_file_run_says_the_data_were_read_not_genera
     assert "generated" not in err
 
 
+def test_a_gpu_run_resumed_where_there_is_no_gpu_says_so_and_what_this_machine_can_do(momentum_run, tmp_path,
+                                                                                       monkeypatch):
+    """A GPU machine's file resumed on a laptop was told "device 'cuda' was requested but ... Use device 'cpu' or
+    'auto'", and with --device cpu or auto "resume on cuda (--device cuda, or leave --device out)": each pointed at the
+    other. Now both say to resume it where a GPU is, and that here its model predicts and its config runs it again
+    on the CPU, which the command shown does."""
+    import sys
+
+    from gpunn import backend
+    from gpunn.cli import resume
+
+    d, _ = momentum_run
+    gpu_run = tmp_path / "gpu.npz"
+    rewrite_meta(d / "base.npz", gpu_run, lambda meta: run_options(meta).update({resume.BACKEND_KEY: "cuda"}))
+    shutil.copy(d / "base.npz.toml", tmp_path / "gpu.npz.toml")
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: no GPU here
+    backend.probe_cuda.cache_clear()
+    before = files(tmp_path)
+    for device, said in [((), f"--resume {gpu_run}: the run"), (("--device", "cpu"), "--device cpu: the run being resumed"),
+                         (("--device", "auto"), "--device auto (here cpu): the run being resumed")]:
+        status, out, err = run("train", "--resume", str(gpu_run), *device)  # (no --epochs: this comes first)
+        assert status == 2 and out == "" and files(tmp_path) == before, err
+        assert f"{said} generated its data on cuda, and another kind of device draws other random data; resume it " \
+               "on a machine with a GPU (" in err
+        assert "Use device" not in err and "leave --device out" not in err
+        assert (f"on this one, gpunn predict {gpu_run} IN OUT uses its model, and gpunn train --config {gpu_run}.toml "
+                "--device cpu --save NEW.npz runs it again on the CPU") in err
+    status, _, err = run("train", "--config", f"{gpu_run}.toml", "--device", "cpu", "--save", str(tmp_path / "NEW.npz"),
+                         "--epochs", "1", "--quiet")
+    assert status == 0 and gpunn.load(tmp_path / "NEW.npz").device == "cpu", err
+
+
 @contextlib.contextmanager
 def stand_in_gpu(monkeypatch):
     """tests/fakecupy as CuPy, with CUDA devices, until the block ends (and monkeypatch undoes the rest)."""

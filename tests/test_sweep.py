@@ -661,18 +661,26 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     run(["predict", str(tmp_path / "best.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")], capsys)
 
 
-def test_a_sweep_resumed_on_another_kind_of_device_is_refused_as_the_sweep(tmp_path, capsys):
+def test_a_sweep_resumed_on_another_kind_of_device_is_refused_as_the_sweep(tmp_path, capsys, monkeypatch):
     """The refusal said "the run being resumed", gpunn train's words, of a sweep (its options' refusal, "would change
-    the run", too: test_a_saved_sweep_extends_by_epochs_and_refuses_other_options)."""
+    the run", too: test_a_saved_sweep_extends_by_epochs_and_refuses_other_options). Here, with no GPU, it says to
+    resume it where one is (tests/test_resume.py: a run's)."""
+    import sys
+
+    from gpunn import backend
     from gpunn.cli import resume
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: no GPU here
+    backend.probe_cuda.cache_clear()
 
     saved = tmp_path / "sweep"
     run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
     rewrite_meta(saved / "ensemble-0.npz", saved / "ensemble-0.npz",
                  lambda meta: run_options(meta).update({resume.BACKEND_KEY: "cuda"}))
-    assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", "--device", "cpu"]) == 2
-    assert ("--device cpu: the sweep being resumed generated its data on cuda, and another kind of device draws other "
-            "random data; resume on cuda (--device cuda, or leave --device out)") in capsys.readouterr().err
+    for device, said in [(["--device", "cpu"], "--device cpu: the sweep being resumed"), ([], f"--resume {saved}: the sweep")]:
+        assert cli.main(["sweep", "--resume", str(saved), "--epochs", "2", *device]) == 2
+        assert (f"{said} generated its data on cuda, and another kind of device draws other random data; resume it on "
+                "a machine with a GPU (") in capsys.readouterr().err
 
 
 def test_a_checkpoint_of_another_sweep_in_the_directory_is_refused_by_its_seeds(tmp_path, capsys):

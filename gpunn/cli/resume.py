@@ -216,11 +216,8 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
                 resolved = _backend.resolve(value)
                 if ("cuda" if resolved.is_gpu else "cpu") != kind:
                     said = f"--device {value}" + (f" (here {resolved.device})" if value != resolved.device else "")
-                    why = (f"trained on {kind} on the data it read, and another kind of device shuffles them in "
-                           "another order and rounds otherwise" if options.get("data") else
-                           f"generated its data on {kind}, and another kind of device draws other random data")
-                    raise ValueError(f"{said}: the {resumed} being resumed {why}; resume on {kind} (--device {kind}, or "
-                                     "leave --device out)")
+                    raise ValueError(f"{said}: the {resumed} being resumed {_kind_bound(kind, options)}; "
+                                     f"{_resume_on(kind, path, resumed, options)}")
             continue
         if dest not in options:  # not recorded, and no default known to compare with
             continue
@@ -241,6 +238,37 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         raise ValueError(f"--resume {shell_word(path)}: {said}; give --epochs above {done} to train further")
 
 
+def _kind_bound(kind, options) -> str:
+    """Why a run goes on on the kind of device it trained on only (``options``: its recorded ones)."""
+    if options.get("data"):
+        return (f"trained on {kind} on the data it read, and another kind of device shuffles them in another order "
+                "and rounds otherwise")
+    return f"generated its data on {kind}, and another kind of device draws other random data"
+
+
+def _gpu_missing(kind) -> str:
+    """Why this machine has no GPU, where a run of ``kind`` needs one ("cuda"); else ""."""
+    from .. import backend
+
+    return backend.probe_cuda()[2] if kind == "cuda" else ""
+
+
+def _resume_on(kind, path, resumed, options) -> str:
+    """Where a run of ``kind`` resumes: --device kind here; a GPU's run, where this machine has no GPU (a laptop
+    resuming a GPU machine's file was told "Use device 'cpu' or 'auto'", which the resume then refused), on a machine
+    with one, and what this one can do instead: predict with its model, or run it again on the CPU."""
+    missing = _gpu_missing(kind)
+    if not missing:
+        return f"resume on {kind} (--device {kind}, or leave --device out)"
+    float32 = "" if options.get("precision", "float32") == "float32" else " --precision float32"
+    if resumed != "run":
+        return (f"resume it on a machine with a GPU ({missing}); on this one, the {resumed} runs again on the CPU "
+                f"with its options and --device cpu{float32}")
+    return (f"resume it on a machine with a GPU ({missing}); on this one, gpunn predict {shell_word(path)} IN OUT "
+            f"uses its model, and gpunn train --config {shell_word(path + '.toml')} --device cpu{float32} --save "
+            "NEW.npz runs it again on the CPU (the config is the one gpunn train --save wrote beside it)")
+
+
 def negatable(parser) -> frozenset:
     """The dests of ``parser``'s options that have a --no- form (argparse.BooleanOptionalAction: --graph)."""
     return frozenset(a.dest for a in parser._actions if isinstance(a, argparse.BooleanOptionalAction))
@@ -255,6 +283,10 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     given = {**config_values, **on_command_line}
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
                 for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
+    if "device" not in given and _gpu_missing(kind):  # first: no option given makes it resumable here (resolving
+        resumed = "run" if command == "train" else command  # "cuda" said "Use device 'cpu'", which check refuses)
+        raise ValueError(f"--resume {shell_word(given_as or path)}: the {resumed} {_kind_bound(kind, options)}; "
+                         f"{_resume_on(kind, given_as or path, resumed, options)}")
     check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
           negatable(parser), "run" if command == "train" else command)
     if kind is not None and "device" not in given:
