@@ -1466,6 +1466,24 @@ def test_resume_refuses_other_data(data, tmp_path):
     assert gpunn.load_checkpoint(tmp_path / "c.npz").resume(X.copy(), Y.copy(), epochs=2, verbose=False)["epoch"] == [1, 2]
 
 
+def test_other_values_given_to_a_run_of_the_other_kind_of_device_say_that_make_draws_other_rows_there(data, tmp_path):
+    """A GPU script's run resumed by the same script on a laptop (datasets.make(..., seed=0) again) was told only
+    "trained on other values ... Resume with the same X and Y": the same seed's call gives other rows on the CPU.
+    The refusal now says so where the run trained on the other kind of device (here a CPU run relabelled cuda:0),
+    and not where it trained on this kind."""
+    X, Y = data
+    path, gpu_run = tmp_path / "c.npz", tmp_path / "gpu.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
+    rewrite_meta(path, gpu_run, lambda meta: meta.update(device="cuda:0"))
+    with pytest.raises(ValueError, match=r"trained on other values: .* It trained on cuda:0, and gpunn\.datasets\.make "
+                                         r"draws other rows on the CPU for the same seed: .*\(numpy\.save\) and resume "
+                                         r"on those\.$"):
+        gpunn.load_checkpoint(gpu_run).resume(X[::-1], Y[::-1], verbose=False)
+    with pytest.raises(ValueError, match=r"in the same order\.$"):
+        gpunn.load_checkpoint(path).resume(X[::-1], Y[::-1], verbose=False)
+    assert gpunn.load_checkpoint(gpu_run).resume(X, Y, epochs=2, verbose=False, checkpoint=False)["epoch"] == [1, 2]
+
+
 def test_a_file_from_before_the_checksum_counted_columns_is_checked_by_its_own_rule(data, tmp_path):
     """Checkpoints record the rule of their checksum of in-memory rows ("fingerprint_rule" 2: each row's values
     weighted by their column's place, so X or Y with its columns in another order is refused). A file from

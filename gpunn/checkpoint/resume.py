@@ -196,8 +196,20 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
                                                           X, Y, where=ckpt.path):
         raise ValueError(f"{ckpt.path} trained on other values: these X and Y have its {X.shape[0]} training rows "
                          "but not its data (a checksum differs; rows or columns in another order count as other "
-                         "data). Resume with the same X and Y, in the same order.")
+                         f"data). Resume with the same X and Y, in the same order.{_drawn_elsewhere(ckpt)}")
     return X, Y, source, evaluator
+
+
+def _drawn_elsewhere(ckpt) -> str:
+    """What to say to a resume on other values where the run trained on the other kind of device: rows drawn again
+    by gpunn.datasets.make there (a GPU script run again on a laptop) are not the run's, for the same seed."""
+    trained_on = str(ckpt.meta.get("device", "cpu"))
+    if trained_on.startswith("cuda") == ckpt.model.backend.is_gpu:
+        return ""
+    here = "a GPU" if ckpt.model.backend.is_gpu else "the CPU"
+    return (f" It trained on {trained_on}, and gpunn.datasets.make draws other rows on {here} for the same seed: "
+            f"rows made again here are not its rows; save the run's X and Y where they were made (numpy.save) and "
+            "resume on those.")
 
 
 def _resume_source(ckpt, source, validation_data):
