@@ -649,6 +649,33 @@ def test_a_checkpoint_named_as_a_data_file_or_report_is_refused_before_training(
     assert gpunn.load(tmp_path / "best.ckpt")
 
 
+def test_a_device_or_precision_from_the_config_file_that_this_machine_lacks_is_refused_by_its_key(tmp_path, capsys,
+                                                                                                  monkeypatch):
+    """A GPU machine's RUN.npz.toml (device = "cuda", precision = "bf16") fed to gpunn train on a laptop was refused
+    as "device 'cuda' was requested" and "--precision bf16 ...", neither naming the file the user did not think of
+    as asking for a GPU. Each names the file and its key now, and that the command line overrides it; with
+    --device cpu --precision float32 the file's run trains, and its --json config holds the options alone."""
+    from gpunn import backend
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: no GPU here
+    backend.probe_cuda.cache_clear()
+    config = tmp_path / "gpu.npz.toml"
+    config.write_text('rows = 200\nfeatures = 3\nhidden = [4]\nepochs = 1\ndevice = "cuda"\nprecision = "bf16"\n')
+    assert cli.main(["train", "--config", str(config)]) == 2
+    assert (f'error: {config}: device = "cuda": device \'cuda\' was requested but ') in capsys.readouterr().err
+    for command in ("train", "sweep"):
+        assert cli.main([command, "--config", str(config), "--device", "cpu"]) == 2
+        assert (f'error: {config}: precision = "bf16" runs the matrix products on NVIDIA tensor cores and needs a CUDA '
+                "GPU, and this run is on cpu: give --precision float32 there (the command line overrides the file)"
+                ) in capsys.readouterr().err
+    assert cli.main(["train", "--config", str(config), "--device", "cuda"]) == 2
+    assert "error: device 'cuda' was requested" in capsys.readouterr().err  # typed: in its own words, as before
+    report = tmp_path / "run.json"
+    assert cli.main(["train", "--config", str(config), "--device", "cpu", "--precision", "float32", "--quiet",
+                     "--json", str(report)]) == 0
+    assert "config_keys" not in json.loads(report.read_text())["config"]
+
+
 def test_a_report_over_the_config_file_the_run_reads_is_refused(tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text("epochs = 1\n")

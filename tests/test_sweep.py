@@ -1042,7 +1042,7 @@ def test_a_sweep_reads_its_options_from_a_config_file_and_the_flags_override_it(
 @pytest.mark.parametrize("where", ["flag", "config"])
 def test_a_tensor_core_precision_on_the_cpu_is_refused_before_the_data(tmp_path, capsys, monkeypatch, where):
     """--precision tf32|bf16 (or precision = ... in a --config [sweep] table) needs a GPU: refused in the
-    command's words before any row is generated, as gpunn train refuses it."""
+    command's words before any row is generated, as gpunn train refuses it; the file's, by its key."""
     def no_data(*args, **kwargs):
         raise AssertionError("the data were generated before --precision was refused")
 
@@ -1054,7 +1054,8 @@ def test_a_tensor_core_precision_on_the_cpu_is_refused_before_the_data(tmp_path,
         args = ["sweep", "--config", str(tmp_path / "grid.toml"), "--quiet"]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert "--precision bf16 runs the matrix products on NVIDIA tensor cores and needs a CUDA GPU" in err, err
+    said = "--precision bf16" if where == "flag" else f'{tmp_path / "grid.toml"}: precision = "bf16"'
+    assert f"{said} runs the matrix products on NVIDIA tensor cores and needs a CUDA GPU" in err, err
     (tmp_path / "bad.toml").write_text('precision = "fp8"\n')
     assert cli.main(["sweep", "--config", str(tmp_path / "bad.toml")]) == 2
     assert "precision = 'fp8' is not one of float32, tf32, bf16" in capsys.readouterr().err

@@ -89,6 +89,7 @@ def parse_args(argv=None):
 
     settle_progress(args, given, args.config)
     refuse_idle_options(given, args, from_config, args.config)
+    args.config_keys = frozenset(from_config) - frozenset(given)  # what --config set: a refusal of one names its key
     return args
 
 

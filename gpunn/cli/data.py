@@ -216,7 +216,7 @@ TASK_OPTIONS = ("task", "rows", "outputs", "noise", "stream")  # what a syntheti
 def json_config(args) -> dict:
     """The options as ``--json`` records them: with --data, without the synthetic task's (a file replaces the
     task; its --features are the column names, if any were given)."""
-    unused = {"func", "debug"}
+    unused = {"func", "debug", "config_keys"}
     if args.data:
         unused.update(TASK_OPTIONS)
         if not isinstance(args.features, list):

@@ -23,7 +23,7 @@ from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
-                    resolve_task)
+                    resolve_task, resolved_device)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
@@ -517,7 +517,7 @@ def _run(args, opened) -> int:
         save_dir = _check_save_dir(args)
     else:
         save_dir = args.save or args.resume
-    backend = _backend.resolve(device)
+    backend = resolved_device(args, device)
     _check_precision(args, backend, args.dtype)  # before any data is generated or read
     meta = _read_saved_sweep(args) if args.resume else None
     batch_size = _batch_size(args, meta, distributed)

@@ -12,6 +12,7 @@ import numpy
 
 from .. import backend as _backend, datasets, metrics
 from ..activations import ACTIVATIONS
+from ..config import as_key
 from ..hints import folding, shell_word
 from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of, make_optimizer, options_of
@@ -382,11 +383,39 @@ def _check_precision(args, backend, dtype) -> None:
     if args.precision == "float32":
         return
     if not backend.is_gpu:
-        raise ValueError(f"--precision {args.precision} runs the matrix products on NVIDIA tensor cores and needs a "
-                         f"CUDA GPU, and this run is on {backend.device}: leave --precision at float32 there")
+        there = ("give --precision float32 there (the command line overrides the file)" if _from_config(args, "precision")
+                 else "leave --precision at float32 there")
+        raise ValueError(f"{_said(args, 'precision')} runs the matrix products on NVIDIA tensor cores and needs a "
+                         f"CUDA GPU, and this run is on {backend.device}: {there}")
     if numpy.dtype(dtype) != numpy.float32:
-        raise ValueError(f"--precision {args.precision} keeps float32 master weights and needs --dtype float32, "
+        raise ValueError(f"{_said(args, 'precision')} keeps float32 master weights and needs --dtype float32, "
                          f"got {numpy.dtype(dtype).name}")
+
+
+def _from_config(args, dest) -> bool:
+    """Whether the --config file set option ``dest`` (the command line did not)."""
+    return dest in getattr(args, "config_keys", ())
+
+
+def _said(args, dest) -> str:
+    """Option ``dest`` as it was given: ``--precision bf16``, or ``run.toml: precision = "bf16"`` where the --config
+    file set it (a GPU machine's RUN.npz.toml on a laptop: the user typed no --precision)."""
+    value = getattr(args, dest)
+    if _from_config(args, dest):
+        return f"{shell_word(args.config)}: {as_key(dest.replace('_', '-'), value)}"
+    return f"--{dest.replace('_', '-')} {value}"
+
+
+def resolved_device(args, device):
+    """The backend of ``device``; a device the --config file set and this machine has not is refused naming the
+    file's key, which --device on the command line overrides (as GPUNN_DEVICE's refusal names the variable)."""
+    try:
+        return _backend.resolve(device)
+    except _backend.DeviceError as exc:
+        if not _from_config(args, "device"):
+            raise
+        raise _backend.DeviceError(f"{_said(args, 'device')}: {str(exc).rstrip('.')}; --device on the command line "
+                                   "overrides the file") from None
 
 
 def resolve_task(args, features) -> None:
@@ -507,7 +536,7 @@ def _run(args, opened) -> int:
         done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
         print(f"resuming {shell_word(args.resume)}: {done} done; model, optimizer, batch size and seed come from the checkpoint",
               flush=True)
-    backend = ckpt.model.backend if ckpt else _backend.resolve(device)
+    backend = ckpt.model.backend if ckpt else resolved_device(args, device)
     if ckpt:  # --precision is the recorded one: the library's refusal of a resume it cannot run here
         io.check_resume_precision(ckpt)
     else:
