@@ -21,9 +21,9 @@ _DEVICE = ("device", "did you mean {0} (or cuda:N)?", ("cuda",))
 _MEMBERS = ("n-models", "did you mean {0} (the number of members)?", (None,))
 OTHER_NAMES = {
     "learning-rate": ("lr", "did you mean {0}?", (None,)),
-    "verbose": _QUIET, "-v": _QUIET,
+    "verbose": _QUIET, "-v": _QUIET, "-q": ("quiet", "did you mean {0}?", (True,)),
     "layers": _HIDDEN, "hidden-layers": _HIDDEN, "hidden-layer-sizes": _HIDDEN,
-    "gpu": _DEVICE, "cuda": _DEVICE,
+    "gpu": _DEVICE, "cuda": _DEVICE, "cpu": ("device", "did you mean {0}?", ("cpu",)),
     "load": ("resume", "did you mean {0} (continue a saved run)?", (None,)),
     # Keras's (nb-epoch: Keras 1's) and scikit-learn's names; difflib took validation-split for validation-data
     "validation-split": ("validation-fraction", "did you mean {0}?", (None,)),

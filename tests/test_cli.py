@@ -992,6 +992,9 @@ def test_a_file_given_without_its_option_is_told_the_option(argv, hints, capsys)
     (["train", "--verbose"], "--verbose: progress is shown by default; --quiet turns it off"),
     (["train", "--hidden-layers", "64,64"], "--hidden-layers: did you mean --hidden (the hidden layers' widths"),
     (["bench", "--gpu"], "--gpu: did you mean --device cuda (or cuda:N)?"),
+    (["train", "--cpu"], "--cpu: did you mean --device cpu?"),  # (a laptop's user, where --gpu was hinted)
+    (["predict", "m.npz", "i.npy", "o.npy", "--cpu"], "--cpu: did you mean --device cpu?"),
+    (["sweep", "-q"], "-q: did you mean --quiet?"),
 ])
 def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint, capsys):
     """Names from other tools too far from gpunn's for difflib (--learning-rate against --lr) got no hint."""
