@@ -204,6 +204,16 @@ def fake_cupy(monkeypatch, request):
 
 
 @pytest.fixture
+def no_gpu(monkeypatch):
+    """A machine without a GPU (a laptop: CuPy not importable) for one test, whatever this one has; the probe's
+    cached answer is forgotten before and after, so that the tests after it see this machine's own again."""
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    _backend.probe_cuda.cache_clear()
+    yield
+    _backend.probe_cuda.cache_clear()
+
+
+@pytest.fixture
 def gpu():
     """The CUDA backend (tests using it must also be marked gpu)."""
     return _backend.resolve("cuda")

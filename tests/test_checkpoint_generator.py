@@ -72,9 +72,12 @@ def test_a_cpu_checkpoint_from_before_the_record_resumes_silently_and_exactly(tm
 
 
 @pytest.mark.parametrize("role", ["training", "validation"])
-def test_rows_another_generator_drew_are_refused_saying_which_and_where_to_resume(tmp_path, role):
+def test_rows_another_generator_drew_are_refused_saying_which_and_where_to_resume(tmp_path, role, no_gpu):
     """On the CPU, files as a GPU run writes them: with gpunn's Philox4x32-10 recorded (resume it on a GPU), and
-    from before the record, whose rows cuRAND drew (no gpunn now draws them); a validation source's rows alike."""
+    from before the record, whose rows cuRAND drew (no gpunn now draws them); a validation source's rows alike. On a
+    machine without a GPU (here), "resume it on a GPU: gpunn.load_checkpoint(path, device='cuda')", which that load
+    refuses there ("Use device 'cpu' or 'auto'"), is a machine with one, and what this one can do (where a GPU is,
+    test_a_gpu_run_resumed_on_the_cpu_or_a_cpu_run_on_a_gpu_is_refused checks the load it names)."""
     path = tmp_path / "run.npz"
     if role == "training":
         _fit("cpu", path)
@@ -88,8 +91,9 @@ def test_rows_another_generator_drew_are_refused_saying_which_and_where_to_resum
     philox = _as_written(path, tmp_path / "philox.npz", rng_name=GPU_NAME, device="cuda:0", section=section)
     with pytest.raises(ValueError, match=rf"philox.npz was trained on {said} drawn by gpunn's Philox4x32-10 on a "
                                          r"GPU, and on cpu they are drawn by NumPy's PCG64 on the CPU: other rows, "
-                                         r"not the run's. Resume it on a GPU: "
-                                         r"gpunn.load_checkpoint\(path, device='cuda'\)"):
+                                         r"not the run's. Resume it on a machine with a GPU \(.*\); on this "
+                                         r"one, the loaded model predicts \(ckpt.model\), and ckpt.model.fit\(...\) "
+                                         r"trains it on as a new run$"):
         gpunn.load_checkpoint(philox, device="cpu").resume(_source(), epochs=2, verbose=False, **again)
     curand = _as_written(path, tmp_path / "curand.npz", device="cuda:0", section=section)
     with pytest.raises(ValueError, match=rf"curand.npz was trained on {said} {CURAND}, which draws other rows for "
@@ -216,7 +220,8 @@ def test_a_gpu_run_resumed_on_the_cpu_or_a_cpu_run_on_a_gpu_is_refused(gpu, tmp_
     _fit("cpu", on_cpu)
     assert _recorded(on_gpu)["rng"] == GPU_NAME
     with pytest.raises(ValueError, match=r"drawn by gpunn's Philox4x32-10 on a GPU, and on cpu they are drawn by "
-                                         r"NumPy's PCG64 on the CPU: other rows, not the run's. Resume it on a GPU"):
+                                         r"NumPy's PCG64 on the CPU: other rows, not the run's. Resume it on a GPU: "
+                                         r"gpunn.load_checkpoint\(path, device='cuda'\)$"):
         gpunn.load_checkpoint(on_gpu, device="cpu").resume(_source(), epochs=2, verbose=False)
     for path in (on_cpu, _as_written(on_cpu, tmp_path / "old.npz")):
         with pytest.raises(ValueError, match=r"drawn by NumPy's PCG64 on the CPU, and on cuda:0 they are drawn by "

@@ -650,15 +650,11 @@ def test_a_checkpoint_named_as_a_data_file_or_report_is_refused_before_training(
 
 
 def test_a_device_or_precision_from_the_config_file_that_this_machine_lacks_is_refused_by_its_key(tmp_path, capsys,
-                                                                                                  monkeypatch):
+                                                                                                  no_gpu):
     """A GPU machine's RUN.npz.toml (device = "cuda", precision = "bf16") fed to gpunn train on a laptop was refused
     as "device 'cuda' was requested" and "--precision bf16 ...", neither naming the file the user did not think of
     as asking for a GPU. Each names the file and its key now, and that the command line overrides it; with
     --device cpu --precision float32 the file's run trains, and its --json config holds the options alone."""
-    from gpunn import backend
-
-    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: no GPU here
-    backend.probe_cuda.cache_clear()
     config = tmp_path / "gpu.npz.toml"
     config.write_text('rows = 200\nfeatures = 3\nhidden = [4]\nepochs = 1\ndevice = "cuda"\nprecision = "bf16"\n')
     assert cli.main(["train", "--config", str(config)]) == 2

@@ -268,22 +268,17 @@ def test_a_device_refusal_for_a_data_file_run_says_the_data_were_read_not_genera
 
 
 def test_a_gpu_run_resumed_where_there_is_no_gpu_says_so_and_what_this_machine_can_do(momentum_run, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       no_gpu):
     """A GPU machine's file resumed on a laptop was told "device 'cuda' was requested but ... Use device 'cpu' or
     'auto'", and with --device cpu or auto "resume on cuda (--device cuda, or leave --device out)": each pointed at the
     other. Now both say to resume it where a GPU is, and that here its model predicts and its config runs it again
     on the CPU, which the command shown does."""
-    import sys
-
-    from gpunn import backend
     from gpunn.cli import resume
 
     d, _ = momentum_run
     gpu_run = tmp_path / "gpu.npz"
     rewrite_meta(d / "base.npz", gpu_run, lambda meta: run_options(meta).update({resume.BACKEND_KEY: "cuda"}))
     shutil.copy(d / "base.npz.toml", tmp_path / "gpu.npz.toml")
-    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: no GPU here
-    backend.probe_cuda.cache_clear()
     before = files(tmp_path)
     for device, said in [((), f"--resume {gpu_run}: the run"), (("--device", "cpu"), "--device cpu: the run being resumed"),
                          (("--device", "auto"), "--device auto (here cpu): the run being resumed")]:

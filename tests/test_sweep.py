@@ -661,17 +661,12 @@ def test_a_saved_sweep_extends_by_epochs_and_refuses_other_options(tmp_path, cap
     run(["predict", str(tmp_path / "best.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")], capsys)
 
 
-def test_a_sweep_resumed_on_another_kind_of_device_is_refused_as_the_sweep(tmp_path, capsys, monkeypatch):
+def test_a_sweep_resumed_on_another_kind_of_device_is_refused_as_the_sweep(tmp_path, capsys, no_gpu):
     """The refusal said "the run being resumed", gpunn train's words, of a sweep (its options' refusal, "would change
     the run", too: test_a_saved_sweep_extends_by_epochs_and_refuses_other_options). Here, with no GPU, it says to
     resume it where one is (tests/test_resume.py: a run's)."""
-    import sys
-
-    from gpunn import backend
     from gpunn.cli import resume
 
-    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: no GPU here
-    backend.probe_cuda.cache_clear()
 
     saved = tmp_path / "sweep"
     run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)

@@ -266,12 +266,22 @@ def _check_drawn_by(ckpt, saved, validation=False) -> None:
             f"other rows\"); this gpunn cannot draw the run's {noun} again, and resumed on other {noun} the run would "
             "be one that no run reproduces. Resume it with the gpunn that wrote it, or run it again from the start; to "
             "keep its weights, train the model gpunn.load(path) returns further (a new run, with a new optimizer)")
-    on = ("a GPU: gpunn.load_checkpoint(path, device='cuda')" if was == GPU_GENERATOR else
+    on = (_on_a_gpu() if was == GPU_GENERATOR else
           "the CPU: gpunn.load_checkpoint(path, device='cpu')" if was == _CPU_BEFORE_THE_RECORD else
           "the gpunn that wrote it")
     raise ValueError(f"{ckpt.path} was trained on {what} drawn by {_GENERATOR_WORDS.get(was, repr(was))}, and on "
                      f"{backend.device} they are drawn by {_GENERATOR_WORDS.get(now, repr(now))}: other {noun}, not the "
                      f"run's. Resume it on {on}")
+
+
+def _on_a_gpu() -> str:
+    """Where a GPU's run resumes: load_checkpoint(path, device='cuda'), or where this machine has no GPU (a laptop,
+    which that load refuses, "Use device 'cpu' or 'auto'"), a machine with one, and what this one can do."""
+    missing = _backend.probe_cuda()[2]
+    if not missing:
+        return "a GPU: gpunn.load_checkpoint(path, device='cuda')"
+    return (f"a machine with a GPU ({missing}); on this one, the loaded model predicts (ckpt.model), and "
+            "ckpt.model.fit(...) trains it on as a new run")
 
 
 _SHUFFLE_WORDS = {CPU_SHUFFLE: "NumPy's permutation on the CPU", GPU_SHUFFLE: "gpunn's hash permutation on a GPU"}
