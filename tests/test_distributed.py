@@ -577,6 +577,45 @@ def test_a_distributed_fit_standardizes_a_source_by_the_ranks_statistics_and_lea
         numpy.testing.assert_allclose(getattr(sharded.standardizer, name), getattr(plain, name), rtol=1e-12)
 
 
+def test_the_ranks_statistics_of_a_source_cut_into_more_shards_than_ranks_are_those_of_every_row(monkeypatch):
+    """A source already cut into 4 shards, fitted on 2 ranks: each rank reads its run of the shards for the
+    standardization statistics (gpunn.distributed.shard.statistics_over_ranks), 0-1 and 2-3, as DataParallel gives
+    it them to train on, so the gathered parts are every row's statistics once."""
+    import gpunn
+    from gpunn.distributed import comm
+    from gpunn.distributed.shard import ShardedSource, statistics_over_ranks
+
+    source = gpunn.data.synthetic("teacher", 1024, 3, 2, seed=1, chunk_rows=128, dtype="float64", device="cpu",
+                                  standardize=True)
+    source.standardize = False  # bound without its own statistics pass, as a data-parallel fit binds it
+    source.bind("cpu", "float64")
+    source.standardize = True
+    parts = []
+
+    class Rank:  # rank ``rank`` of 2; rank 1's gather gets rank 0's part as gathered before it
+        size = 2
+
+        def __init__(self, rank):
+            self.rank = rank
+
+        def allgather(self, value, label=None):
+            parts.append(value)
+            return [parts[0], value]
+
+    for rank in (0, 1):
+        monkeypatch.setattr(comm, "world", lambda rank=rank: Rank(rank))
+        gathered = statistics_over_ranks(ShardedSource(source, 4))
+
+    class OneProcess:  # every shard read here
+        @staticmethod
+        def allgather(value, label=None):
+            return [value]
+
+    whole = ShardedSource(source, 4).standardizer_over_shards(OneProcess)
+    for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
+        numpy.testing.assert_allclose(getattr(gathered, name), getattr(whole, name), rtol=1e-12)
+
+
 def test_early_stopping_in_one_process_without_mpi_stops_as_the_plain_fit(one_process):
     # the ranks' early-stopping agreement is this process's own stop here
     import gpunn
